@@ -1,0 +1,203 @@
+"""Disparity and margin metrics on plain arrays (numpy in, numpy / float out).
+
+Accuracy metrics (MR², Sec. 5 "class-wise performance"): per-class top-1 accuracy with counts, overall top-1,
+balanced accuracy, worst class, standard deviation of per-class accuracy.
+
+Margin metrics:
+
+* output-level margin of a sample, P(y|x) − max_{y'≠y} P(y'|x) (MR², Sec. 3, the margin the loss acts on);
+* classifier-level (class) margin, m_cls = min_{i≠j} ∠(w_i, w_j) in degrees (Zhou et al., "Learning Towards
+  the Largest Margins", ICLR 2022, Def. 3.1);
+* sample margin γ(x, y) = w̃_yᵀz̃ − max_{j≠y} w̃_jᵀz̃ on L2-normalised prototypes w̃ and features z̃
+  (Zhou et al., Def. 3.2), summarised per class (min, mean) and over the set (min);
+* their ideal values for K classes in d ≥ K−1 dimensions, reached by a regular simplex of prototypes with every
+  feature on its prototype: class margin arccos(−1/(K−1)), sample margin K/(K−1) (Zhou et al., Thm. 3.3 / 3.4).
+
+Classes without samples get accuracy / margin ``nan`` (never 0, which would look like a failing class);
+aggregates over classes ignore them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "per_class_accuracy",
+    "overall_accuracy",
+    "balanced_accuracy",
+    "worst_class",
+    "per_class_std",
+    "output_margins",
+    "class_margin_deg",
+    "sample_margins",
+    "per_class_reduce",
+    "ideal_class_margin_deg",
+    "ideal_sample_margin",
+    "softmax",
+]
+
+
+def _labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D (n,), got shape {labels.shape}.")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes - 1}] for num_classes={num_classes}, "
+            f"got values in [{labels.min()}, {labels.max()}]."
+        )
+    return labels.astype(np.int64, copy=False)
+
+
+def per_class_accuracy(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class top-1 accuracy and sample counts.
+
+    Args:
+        labels: (n,) true classes in [0, K).
+        predictions: (n,) predicted classes.
+        num_classes: K.
+
+    Returns:
+        ``(accuracy (K,) float64, counts (K,) int64)``; accuracy is ``nan`` for classes with no sample.
+    """
+    labels = _labels(labels, num_classes)
+    predictions = np.asarray(predictions)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions shape {predictions.shape} does not match labels shape {labels.shape}.")
+    counts = np.bincount(labels, minlength=num_classes)
+    correct = np.bincount(labels, weights=(predictions == labels).astype(np.float64), minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(counts > 0, correct / np.maximum(counts, 1), np.nan)
+    return accuracy, counts.astype(np.int64)
+
+
+def overall_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Top-1 accuracy over all samples, a fraction in [0, 1] (``nan`` for an empty set)."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return float("nan")
+    return float(np.mean(np.asarray(predictions) == labels))
+
+
+def balanced_accuracy(per_class: np.ndarray) -> float:
+    """Mean of the per-class accuracies over classes that have samples (macro recall)."""
+    return float(np.nanmean(per_class)) if np.any(np.isfinite(per_class)) else float("nan")
+
+
+def worst_class(per_class: np.ndarray) -> tuple[int, float]:
+    """``(index, accuracy)`` of the class with the lowest accuracy; ties go to the lowest index."""
+    acc = np.asarray(per_class, dtype=np.float64)
+    if not np.any(np.isfinite(acc)):
+        raise ValueError("worst_class needs at least one class with samples; all accuracies are nan.")
+    index = int(np.nanargmin(acc))
+    return index, float(acc[index])
+
+
+def per_class_std(per_class: np.ndarray) -> float:
+    """Population standard deviation (ddof=0) of the per-class accuracies, ignoring empty classes."""
+    return float(np.nanstd(per_class)) if np.any(np.isfinite(per_class)) else float("nan")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, K) logits, computed stably in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _top_other(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """max_{j≠y} scores[i, j] for each row i (n,)."""
+    masked = scores.copy()
+    masked[np.arange(len(labels)), labels] = -np.inf
+    return masked.max(axis=1)
+
+
+def output_margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Output-level margin P(y|x) − max_{y'≠y} P(y'|x) per sample (n,), in [−1, 1].
+
+    Positive exactly when the sample is classified correctly (up to ties).
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D (n, K), got shape {logits.shape}.")
+    labels = _labels(labels, logits.shape[1])
+    if logits.shape[1] < 2:
+        raise ValueError(f"output margins need at least 2 classes, got K={logits.shape[1]}.")
+    prob = softmax(logits)
+    return prob[np.arange(len(labels)), labels] - _top_other(prob, labels)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def class_margin_deg(weights: np.ndarray) -> float:
+    """Classifier-level margin m_cls = min_{i≠j} ∠(w_i, w_j) in degrees (Zhou et al. 2022, Def. 3.1).
+
+    Args:
+        weights: (K, d) class weights / prototypes, K ≥ 2.
+    """
+    w = np.asarray(weights)
+    if w.ndim != 2 or w.shape[0] < 2:
+        raise ValueError(f"weights must be (K, d) with K >= 2, got shape {w.shape}.")
+    w = _normalise(w)
+    cos = np.clip(w @ w.T, -1.0, 1.0)
+    np.fill_diagonal(cos, -np.inf)
+    # The smallest angle is the largest cosine; arccos after the max keeps the computation exact for ties.
+    return float(np.degrees(np.arccos(cos.max())))
+
+
+def sample_margins(features: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Sample margin γ(x, y) = w̃_yᵀz̃ − max_{j≠y} w̃_jᵀz̃ per sample (n,), in [−2, 2] (Zhou et al. 2022, Def. 3.2).
+
+    Args:
+        features: (n, d) features the head sees (z); normalised here.
+        labels: (n,) true classes.
+        weights: (K, d) class weights (w); normalised here.
+    """
+    w = np.asarray(weights)
+    z = np.asarray(features)
+    if w.ndim != 2 or z.ndim != 2 or w.shape[1] != z.shape[1]:
+        raise ValueError(f"features (n, d) and weights (K, d) must share d, got {z.shape} and {w.shape}.")
+    labels = _labels(labels, w.shape[0])
+    cos = _normalise(z) @ _normalise(w).T
+    return cos[np.arange(len(labels)), labels] - _top_other(cos, labels)
+
+
+def per_class_reduce(values: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class ``(min (K,), mean (K,))`` of per-sample values; ``nan`` for classes with no sample."""
+    labels = _labels(labels, num_classes)
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.bincount(labels, minlength=num_classes)
+    sums = np.bincount(labels, weights=values, minlength=num_classes)
+    mins = np.full(num_classes, np.inf)
+    np.minimum.at(mins, labels, values)
+    empty = counts == 0
+    mins[empty] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(empty, np.nan, sums / np.maximum(counts, 1))
+    return mins, means
+
+
+def ideal_class_margin_deg(num_classes: int) -> float:
+    """Largest possible class margin for K classes in d ≥ K−1 dims: arccos(−1/(K−1)) in degrees."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+    return math.degrees(math.acos(-1.0 / (num_classes - 1)))
+
+
+def ideal_sample_margin(num_classes: int) -> float:
+    """Largest possible minimal sample margin for K classes in d ≥ K−1 dims: K/(K−1)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+    return num_classes / (num_classes - 1)

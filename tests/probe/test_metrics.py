@@ -1,0 +1,91 @@
+"""Exact values of the disparity and margin metrics on hand-made arrays."""
+import math
+
+import numpy as np
+import pytest
+
+from probe import (
+    balanced_accuracy,
+    class_margin_deg,
+    ideal_class_margin_deg,
+    ideal_sample_margin,
+    output_margins,
+    overall_accuracy,
+    per_class_accuracy,
+    per_class_reduce,
+    per_class_std,
+    sample_margins,
+    worst_class,
+)
+
+
+def simplex(num_classes: int) -> np.ndarray:
+    """Regular simplex of K unit vectors in R^K (centred one-hot basis, normalised)."""
+    w = np.eye(num_classes) - 1.0 / num_classes
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+
+def test_per_class_accuracy_counts_and_summaries():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    preds = np.array([0, 0, 0, 1, 1, 0, 2, 2, 2, 2])
+    acc, counts = per_class_accuracy(labels, preds, 4)
+    np.testing.assert_allclose(acc[:3], [0.75, 0.5, 1.0])
+    assert math.isnan(acc[3])  # class without samples is nan, not 0
+    assert counts.tolist() == [4, 2, 4, 0]
+    assert overall_accuracy(labels, preds) == pytest.approx(0.8)
+    assert balanced_accuracy(acc) == pytest.approx(0.75)
+    assert worst_class(acc) == (1, 0.5)
+    assert per_class_std(acc) == pytest.approx(np.std([0.75, 0.5, 1.0]))
+
+
+def test_worst_class_ties_go_to_lowest_index():
+    assert worst_class(np.array([0.9, 0.2, 0.2])) == (1, 0.2)
+
+
+def test_label_validation_names_the_range():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        per_class_accuracy(np.array([0, 2]), np.array([0, 0]), 2)
+
+
+def test_output_margin_exact():
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1]]))
+    labels = np.array([0, 0])
+    np.testing.assert_allclose(output_margins(logits, labels), [0.5, -0.3], atol=1e-12)
+
+
+def test_class_margin_of_known_weights():
+    w = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    # angles: (0,1) 90°, (0,2) 135°, (1,2) 135° → min 90°
+    assert class_margin_deg(w) == pytest.approx(90.0)
+    w = np.array([[1.0, 0.0], [math.cos(math.radians(30)), math.sin(math.radians(30))], [-1.0, 0.0]])
+    assert class_margin_deg(w) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 5, 10])
+def test_regular_simplex_reaches_ideal_margins(num_classes):
+    w = simplex(num_classes)
+    assert class_margin_deg(w) == pytest.approx(math.degrees(math.acos(-1 / (num_classes - 1))))
+    assert class_margin_deg(w) == pytest.approx(ideal_class_margin_deg(num_classes))
+    labels = np.repeat(np.arange(num_classes), 3)
+    features = 5.0 * w[labels]  # features on their prototypes (scale is irrelevant: normalised)
+    margins = sample_margins(features, labels, w)
+    np.testing.assert_allclose(margins, num_classes / (num_classes - 1))
+    assert ideal_sample_margin(num_classes) == pytest.approx(num_classes / (num_classes - 1))
+
+
+def test_sample_margin_exact_and_per_class_reduce():
+    w = np.array([[1.0, 0.0], [0.0, 1.0]])
+    z = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    labels = np.array([0, 0, 1, 1])
+    s = 1 / math.sqrt(2)
+    expected = np.array([1.0, s - s, 1.0, -1.0])
+    np.testing.assert_allclose(sample_margins(z, labels, w), expected, atol=1e-12)
+    mins, means = per_class_reduce(expected, labels, 3)
+    np.testing.assert_allclose(mins[:2], [0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(means[:2], [0.5, 0.0], atol=1e-12)
+    assert math.isnan(mins[2]) and math.isnan(means[2])
+
+
+def test_ideal_values_reject_single_class():
+    with pytest.raises(ValueError, match="num_classes"):
+        ideal_class_margin_deg(1)
