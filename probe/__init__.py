@@ -1,17 +1,26 @@
-"""probe package."""
+"""probe: linear probes on cached features that report and reduce class-wise accuracy disparity (MR²).
 
-# --- Runs layer: metrics, groups, selection, post-hoc bias, run, report, compare. ---
-from .groups import GROUP_NAMES, assign_groups, group_accuracy, group_of
-from .metrics import (
-    balanced_accuracy,
-    class_margin_deg,
-    ideal_class_margin_deg,
-    ideal_sample_margin,
-    output_margins,
-    overall_accuracy,
-    per_class_accuracy,
-    per_class_reduce,
-    per_class_std,
-    sample_margins,
-    worst_class,
+Public names are listed explicitly below; add new ones to both the imports and ``__all__``.
+"""
+from .stats import (
+    EmaClassStats,
+    class_counts,
+    class_means,
+    class_r2,
+    class_spread,
+    margins,
+    margins_from_error,
+    mean_spread,
 )
+
+__all__ = [
+    # stats.py: class statistics and margins
+    "EmaClassStats",
+    "class_counts",
+    "class_means",
+    "class_r2",
+    "class_spread",
+    "margins",
+    "margins_from_error",
+    "mean_spread",
+]

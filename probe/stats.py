@@ -1,0 +1,337 @@
+"""Per-class feature statistics and the MR² margins γ derived from them.
+
+Symbols follow the MR² paper ("Reducing Class-Wise Performance Disparity via Margin Regularization", ICLR 2026):
+
+- r_k² = mean over the samples of class k of ‖φ(x)‖_p²  (the class "radius"; for p = 2 it equals
+  ‖μ_k‖² + ‖s_k‖², the squared norm of the class mean plus the within-class spread),
+- ‖s_k‖² = mean over class k of ‖φ(x) − μ_k‖²  (within-class mean squared deviation),
+- γ_k = c̄·K·r_k^{2/3} / Σ_j r_j^{2/3}  (the class margins, so that mean_k γ_k = c̄).
+
+Everything here is vectorised over classes (``index_add_`` / ``bincount``); nothing loops over K.
+Functions take and return torch tensors; :func:`as_tensor` converts numpy input at the boundary.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "as_tensor",
+    "class_counts",
+    "class_means",
+    "class_r2",
+    "class_spread",
+    "margins",
+    "margins_from_error",
+    "mean_spread",
+    "EmaClassStats",
+]
+
+
+def as_tensor(x, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
+    """Convert a numpy array / sequence / tensor to a tensor (no copy when already matching)."""
+    if isinstance(x, Tensor):
+        return x.to(device=device if device is not None else x.device, dtype=dtype or x.dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def _check_shapes(features: Tensor, labels: Tensor, num_classes: int) -> None:
+    if features.dim() != 2:
+        raise ValueError(f"features must be 2-D (n, d), got shape {tuple(features.shape)}.")
+    if labels.dim() != 1 or labels.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"labels must be 1-D with one entry per feature row ({features.shape[0]}), "
+            f"got shape {tuple(labels.shape)}."
+        )
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+
+
+def class_counts(labels: Tensor, num_classes: int) -> Tensor:
+    """Number of samples per class.
+
+    Args:
+        labels: (n,) integer class indices in [0, num_classes).
+    Returns:
+        (K,) float tensor of counts (float so it can divide sums directly).
+    """
+    labels = as_tensor(labels).long()
+    return torch.bincount(labels, minlength=int(num_classes)).to(torch.get_default_dtype())
+
+
+def _class_mean_of(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Mean of ``values`` (n,) or (n, d) over each class → (K,) or (K, d); NaN for empty classes."""
+    out = torch.zeros((num_classes,) + tuple(values.shape[1:]), dtype=values.dtype, device=values.device)
+    out.index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=num_classes).to(values.dtype)
+    counts = counts.view((num_classes,) + (1,) * (values.dim() - 1))
+    return out / counts  # 0/0 = NaN marks an empty class
+
+
+def class_means(features, labels, num_classes: int) -> Tensor:
+    """Class means μ_k = mean over class k of φ(x).
+
+    Args:
+        features: (n, d) features φ(x).
+        labels: (n,) class indices.
+        num_classes: K.
+    Returns:
+        (K, d); rows of classes without samples are NaN.
+    """
+    features = as_tensor(features)
+    labels = as_tensor(labels, device=features.device).long()
+    _check_shapes(features, labels, num_classes)
+    return _class_mean_of(features, labels, int(num_classes))
+
+
+def class_r2(features, labels, num_classes: int, p: float = 2.0) -> Tensor:
+    """Exact r_k² = mean over class k of ‖φ(x)‖_p² (MR², definition of the class radius).
+
+    For p = 2 this equals ‖μ_k‖² + ‖s_k‖².
+
+    Args:
+        features: (n, d) features the head sees (L2-normalised ones for the cosine head).
+        labels: (n,) class indices in [0, K).
+        num_classes: K.
+        p: order of the norm (> 0).
+    Returns:
+        (K,) r_k²; NaN for classes without samples.
+    """
+    if not p > 0:
+        raise ValueError(f"p must be > 0, got {p}.")
+    features = as_tensor(features)
+    labels = as_tensor(labels, device=features.device).long()
+    _check_shapes(features, labels, num_classes)
+    sq_norms = torch.linalg.vector_norm(features, ord=float(p), dim=1).pow(2)
+    return _class_mean_of(sq_norms, labels, int(num_classes))
+
+
+def class_spread(features, labels, num_classes: int) -> Tensor:
+    """Within-class spread ‖s_k‖² = mean over class k of ‖φ(x) − μ_k‖² (biased, divides by n_k).
+
+    Args:
+        features: (n, d); labels: (n,); num_classes: K.
+    Returns:
+        (K,) spreads; NaN for classes without samples.
+    """
+    features = as_tensor(features)
+    labels = as_tensor(labels, device=features.device).long()
+    _check_shapes(features, labels, num_classes)
+    mu = _class_mean_of(features, labels, int(num_classes))
+    dev = (features - mu[labels]).pow(2).sum(dim=1)
+    return _class_mean_of(dev, labels, int(num_classes))
+
+
+def mean_spread(spread: Tensor) -> Tensor:
+    """s̄ = mean_k ‖s_k‖², the scale of the representation margin ℓ_s̄ (MR², Eq. of ℓ_s̄)."""
+    return as_tensor(spread).mean()
+
+
+def _normalised_margins(base: Tensor, cbar: float, sharpness: float) -> Tensor:
+    """c̄ · b_k^a / mean_j b_j^a for positive base values b (K,)."""
+    if not float(cbar) > 0:
+        raise ValueError(f"cbar must be > 0, got {cbar}.")
+    if not float(sharpness) >= 0:
+        raise ValueError(f"sharpness must be >= 0, got {sharpness}.")
+    shaped = base.pow(float(sharpness))
+    return float(cbar) * shaped / shaped.mean()
+
+
+def margins(r2, cbar: float, sharpness: float = 1.0, *, validate: bool = True) -> Tensor:
+    """γ_k = c̄·K·r_k^{2/3} / Σ_j r_j^{2/3} (MR², Eq. 1 / 17), so that mean_k γ_k = c̄.
+
+    With ``sharpness`` a ≠ 1 (issue 7 variant), the normalised margins n_k = K·r_k^{2/3}/Σ_j r_j^{2/3} are raised
+    to the power a and renormalised: γ_k = c̄·n_k^a / mean_j n_j^a. a = 1 is the paper, a = 0 gives γ_k = c̄
+    (the ``uniform`` ablation), a > 1 spreads the margins further apart.
+
+    Args:
+        r2: (K,) positive class statistic (r_k², or ‖s_k‖² for the ``mr2_spread`` variant); K is its length.
+        cbar: mean margin c̄ > 0.
+        sharpness: exponent a >= 0 on the normalised margins.
+        validate: check the entries (a host sync); the training loop passes False and relies on
+            :meth:`EmaClassStats` filling unseen classes.
+    Returns:
+        (K,) γ with mean c̄, same dtype/device as ``r2``.
+    Raises:
+        ValueError: on non-finite or non-positive entries (e.g. a class with no samples), or bad c̄/a.
+    """
+    r2 = as_tensor(r2)
+    if not r2.is_floating_point():
+        r2 = r2.to(torch.get_default_dtype())
+    if not validate:
+        base = r2.clamp(min=torch.finfo(r2.dtype).tiny).pow(1.0 / 3.0).pow(float(sharpness))
+        return float(cbar) * base / base.mean()
+    if r2.dim() != 1 or r2.numel() == 0:
+        raise ValueError(f"r2 must be a non-empty 1-D tensor (K,), got shape {tuple(r2.shape)}.")
+    bad = ~torch.isfinite(r2) | (r2 <= 0)
+    if bool(bad.any()):
+        idx = torch.nonzero(bad).flatten().tolist()
+        raise ValueError(
+            f"class statistic must be finite and > 0 for every class; classes {idx} have "
+            f"{r2[bad].tolist()} (a class without samples?)."
+        )
+    return _normalised_margins(r2.pow(1.0 / 3.0), cbar, sharpness)
+
+
+def margins_from_error(error, cbar: float, power: float = 1.0, eps: float = 0.01) -> Tensor:
+    """Margins from validation difficulty (issue 7 variant ``mr2_valerr``).
+
+    γ_k = c̄·K·(e_k + ε)^a / Σ_j (e_j + ε)^a, with e_k the per-class validation error of a reference (ERM) run.
+    Harder classes get larger margins, as larger r_k do in the paper; ε keeps a class with zero validation
+    error from getting γ_k = 0 (which would divide its logits by zero); a = 0 gives γ_k = c̄.
+
+    Args:
+        error: (K,) per-class validation error in [0, 1] (1 − per-class accuracy).
+        cbar: mean margin c̄ > 0.
+        power: exponent a >= 0.
+        eps: smoothing ε > 0.
+    Returns:
+        (K,) γ with mean c̄.
+    """
+    error = as_tensor(error, dtype=torch.get_default_dtype())
+    if error.dim() != 1 or error.numel() == 0:
+        raise ValueError(f"val_error must be a non-empty 1-D array (K,), got shape {tuple(error.shape)}.")
+    if bool((~torch.isfinite(error) | (error < 0) | (error > 1)).any()):
+        raise ValueError(f"val_error must hold errors in [0, 1], got {error.tolist()}.")
+    if not float(eps) > 0:
+        raise ValueError(f"eps must be > 0, got {eps}.")
+    return _normalised_margins(error + float(eps), cbar, power)
+
+
+class EmaClassStats:
+    """The paper's exponential moving average of per-class statistics over training batches.
+
+    After each batch, for every class k present in it: v_k ← decay·v_k + (1 − decay)·v̂_k, where v̂_k is the
+    batch mean over the class-k samples; a class seen for the first time is initialised with v̂_k; classes absent
+    from the batch keep their value. Tracked values: r_k² (‖φ‖_p², the paper's statistic) and, with
+    ``track_spread``, the first two moments μ_k and E‖φ‖_2² from which ‖s_k‖² = E‖φ‖_2² − ‖μ_k‖² (tracking the
+    moments rather than per-batch spreads avoids the small-batch (n_k − 1)/n_k bias).
+
+    All state lives on ``device``; :meth:`update` performs no host synchronisation.
+
+    Args:
+        num_classes: K.
+        p: order of the norm in r_k².
+        decay: EMA decay (paper: 0.9).
+        track_spread: also track μ_k and ‖s_k‖² (needs ``num_features``).
+        num_features: d (required with ``track_spread``).
+        device, dtype: where the state lives.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        p: float = 2.0,
+        decay: float = 0.9,
+        *,
+        track_spread: bool = False,
+        num_features: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        if not 0.0 <= float(decay) < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}.")
+        if not float(p) > 0:
+            raise ValueError(f"p must be > 0, got {p}.")
+        if track_spread and not num_features:
+            raise ValueError("track_spread=True needs num_features (d).")
+        self.num_classes = int(num_classes)
+        self.p = float(p)
+        self.decay = float(decay)
+        self.track_spread = bool(track_spread)
+        k = self.num_classes
+        self._r2 = torch.zeros(k, device=device, dtype=dtype)
+        self._seen = torch.zeros(k, device=device, dtype=torch.bool)
+        if self.track_spread:
+            self._mean = torch.zeros(k, int(num_features), device=device, dtype=dtype)
+            self._sq = torch.zeros(k, device=device, dtype=dtype)
+
+    @property
+    def seen(self) -> Tensor:
+        """(K,) bool: classes seen in at least one batch."""
+        return self._seen
+
+    def _blend(self, old: Tensor, batch: Tensor, present: Tensor, first: Tensor) -> Tensor:
+        shape = (-1,) + (1,) * (old.dim() - 1)
+        ema = self.decay * old + (1.0 - self.decay) * batch
+        new = torch.where(first.view(shape), batch, ema)
+        return torch.where(present.view(shape), new, old)
+
+    @torch.no_grad()
+    def update(self, features: Tensor, labels: Tensor) -> None:
+        """Fold one batch into the averages.
+
+        Args:
+            features: (n, d) features of the batch (detached internally); labels: (n,) class indices.
+        """
+        features = features.detach().to(self._r2.dtype)
+        labels = labels.to(features.device).long()
+        k = self.num_classes
+        counts = torch.bincount(labels, minlength=k)
+        present = counts > 0
+        first = present & ~self._seen
+        denom = counts.clamp(min=1).to(features.dtype)
+        sq_p = torch.linalg.vector_norm(features, ord=self.p, dim=1).pow(2)
+        batch_r2 = torch.zeros(k, device=features.device, dtype=features.dtype).index_add_(0, labels, sq_p) / denom
+        self._r2 = self._blend(self._r2, batch_r2, present, first)
+        if self.track_spread:
+            sums = torch.zeros_like(self._mean).index_add_(0, labels, features)
+            batch_mean = sums / denom[:, None]
+            sq2 = features.pow(2).sum(dim=1)
+            batch_sq = torch.zeros(k, device=features.device, dtype=features.dtype).index_add_(0, labels, sq2) / denom
+            self._mean = self._blend(self._mean, batch_mean, present, first)
+            self._sq = self._blend(self._sq, batch_sq, present, first)
+        self._seen = self._seen | present
+
+    def _require_seen(self, what: str) -> None:
+        if not bool(self._seen.all()):
+            missing = torch.nonzero(~self._seen).flatten().tolist()
+            raise ValueError(f"cannot give {what}: classes {missing} have not been seen in any batch yet.")
+
+    def _fill_unseen(self, values: Tensor) -> Tensor:
+        """Unseen classes take the mean of the seen ones (neutral for the normalisation); no host sync."""
+        seen = self._seen.to(values.dtype)
+        fill = (values * seen).sum() / seen.sum().clamp(min=1.0)
+        return torch.where(self._seen, values, fill)
+
+    def r2(self, strict: bool = True) -> Tensor:
+        """(K,) current r_k². ``strict`` raises if a class was never seen; otherwise those take the seen mean."""
+        if strict:
+            self._require_seen("r2")
+            return self._r2.clone()
+        return self._fill_unseen(self._r2)
+
+    def means(self, strict: bool = True) -> Tensor:
+        """(K, d) current class means μ_k (needs ``track_spread``)."""
+        if not self.track_spread:
+            raise ValueError("means are only tracked with track_spread=True.")
+        if strict:
+            self._require_seen("means")
+        return self._mean.clone()
+
+    def spread(self, strict: bool = True) -> Tensor:
+        """(K,) current ‖s_k‖² = E‖φ‖² − ‖μ_k‖² (clamped at 0; needs ``track_spread``)."""
+        if not self.track_spread:
+            raise ValueError("spread is only tracked with track_spread=True.")
+        values = (self._sq - self._mean.pow(2).sum(dim=1)).clamp(min=0.0)
+        if strict:
+            self._require_seen("spread")
+            return values
+        return self._fill_unseen(values)
+
+    def gamma(self, cbar: float, sharpness: float = 1.0, strict: bool = True) -> Tensor:
+        """(K,) γ = margins(r2, c̄) from the current averages (see :func:`margins`).
+
+        With ``strict=False`` (used inside the training loop, where a check would cost a host sync per step),
+        classes not seen yet take the mean r² of the seen ones.
+        """
+        if strict:
+            return margins(self.r2(strict=True), cbar, sharpness)
+        return margins(self._fill_unseen(self._r2), cbar, sharpness, validate=False)

@@ -1,0 +1,146 @@
+"""Class statistics and MR² margins: exact values on hand-made features."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from probe import EmaClassStats, class_means, class_r2, class_spread, margins, margins_from_error
+
+# two classes in 2-D: class 0 = (1, 0), (0, 2); class 1 = (3, 0), (0, -3)
+X = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, -3.0]])
+Y = torch.tensor([0, 0, 1, 1])
+
+
+def test_class_means_and_spread_exact():
+    assert torch.allclose(class_means(X, Y, 2), torch.tensor([[0.5, 1.0], [1.5, -1.5]]))
+    # class 0: deviations (0.5, -1), (-0.5, 1) -> 1.25 each; class 1: (1.5, 1.5), (-1.5, -1.5) -> 4.5 each
+    assert torch.allclose(class_spread(X, Y, 2), torch.tensor([1.25, 4.5]))
+
+
+def test_class_r2_p2_equals_mean_norm_plus_spread():
+    r2 = class_r2(X, Y, 2, p=2)
+    assert torch.allclose(r2, torch.tensor([2.5, 9.0]))
+    mu = class_means(X, Y, 2)
+    assert torch.allclose(r2, mu.pow(2).sum(1) + class_spread(X, Y, 2))
+
+
+def test_class_r2_p3_exact():
+    x = torch.tensor([[1.0, 1.0], [2.0, 0.0], [1.0, 2.0]])
+    y = torch.tensor([0, 0, 1])
+    r2 = class_r2(x, y, 2, p=3)
+    # ‖(1,1)‖_3² = 2^(2/3); ‖(2,0)‖_3² = 4; ‖(1,2)‖_3² = 9^(2/3)
+    expected = torch.tensor([(2 ** (2 / 3) + 4.0) / 2, 9 ** (2 / 3)])
+    assert torch.allclose(r2, expected)
+
+
+def test_class_r2_accepts_numpy_and_marks_empty_class():
+    r2 = class_r2(X.numpy(), Y.numpy(), 3, p=2)
+    assert torch.allclose(r2[:2], torch.tensor([2.5, 9.0]))
+    assert math.isnan(r2[2].item())
+
+
+@pytest.mark.parametrize("cbar", [1.0, 2.0, 3.0])
+def test_margins_exact_and_mean_cbar(cbar):
+    g = margins(torch.tensor([2.5, 9.0]), cbar)
+    a, b = 2.5 ** (1 / 3), 9.0 ** (1 / 3)
+    expected = torch.tensor([cbar * 2 * a / (a + b), cbar * 2 * b / (a + b)])
+    assert torch.allclose(g, expected)
+    assert g.mean().item() == pytest.approx(cbar)
+
+
+def test_margins_from_p3_features_hand_computed():
+    x = torch.tensor([[1.0, 1.0], [2.0, 0.0], [1.0, 2.0]])
+    y = torch.tensor([0, 0, 1])
+    g = margins(class_r2(x, y, 2, p=3), 2.0)
+    r0, r1 = ((2 ** (2 / 3) + 4.0) / 2) ** 0.5, (9 ** (2 / 3)) ** 0.5
+    w0, w1 = r0 ** (2 / 3), r1 ** (2 / 3)
+    assert torch.allclose(g, torch.tensor([2.0 * 2 * w0 / (w0 + w1), 2.0 * 2 * w1 / (w0 + w1)]))
+
+
+def test_margins_equal_stats_give_cbar_and_sharpness():
+    assert torch.allclose(margins(torch.full((5,), 3.7), 2.0), torch.full((5,), 2.0))
+    r2 = torch.tensor([1.0, 8.0, 27.0])  # r^{2/3} = 1, 2, 3
+    n = torch.tensor([1.0, 2.0, 3.0]) / 2.0  # normalised margins, mean 1
+    assert torch.allclose(margins(r2, 1.0, sharpness=1.0), n)
+    assert torch.allclose(margins(r2, 1.0, sharpness=0.0), torch.ones(3))
+    sharp = n.pow(2) / n.pow(2).mean()
+    assert torch.allclose(margins(r2, 3.0, sharpness=2.0), 3.0 * sharp)
+    assert margins(r2, 3.0, sharpness=2.0).mean().item() == pytest.approx(3.0)
+
+
+def test_margins_errors_name_the_problem():
+    with pytest.raises(ValueError, match="cbar must be > 0, got -1"):
+        margins(torch.ones(3), -1)
+    with pytest.raises(ValueError, match=r"classes \[1\]"):
+        margins(torch.tensor([1.0, float("nan"), 2.0]), 1.0)
+    with pytest.raises(ValueError, match="sharpness"):
+        margins(torch.ones(3), 1.0, sharpness=-1)
+
+
+def test_margins_from_error_formula():
+    err = np.array([0.0, 0.1, 0.3])
+    g = margins_from_error(err, 2.0, power=1.0, eps=0.01)
+    e = torch.tensor([0.01, 0.11, 0.31])
+    assert torch.allclose(g, 2.0 * 3 * e / e.sum())
+    assert margins_from_error(err, 2.0, power=0.0).allclose(torch.full((3,), 2.0))
+    with pytest.raises(ValueError, match="val_error"):
+        margins_from_error([0.5, 1.5], 1.0)
+
+
+def test_ema_first_sighting_then_decay_only_present_classes():
+    ema = EmaClassStats(3, p=2, decay=0.9)
+    ema.update(X, Y)  # classes 0, 1 seen: initialised to batch values
+    assert torch.allclose(ema.r2(strict=False)[:2], torch.tensor([2.5, 9.0]))
+    with pytest.raises(ValueError, match=r"classes \[2\] have not been seen"):
+        ema.r2()
+    with pytest.raises(ValueError, match="not been seen"):
+        ema.gamma(1.0)
+    # second batch: class 0 with ‖x‖² = 10, class 2 first sighting with 4; class 1 absent keeps 9
+    ema.update(torch.tensor([[1.0, 3.0], [2.0, 0.0]]), torch.tensor([0, 2]))
+    assert torch.allclose(ema.r2(), torch.tensor([0.9 * 2.5 + 0.1 * 10.0, 9.0, 4.0]))
+    assert torch.allclose(ema.gamma(2.0), margins(ema.r2(), 2.0))
+
+
+def test_ema_non_strict_fills_unseen_with_seen_mean():
+    ema = EmaClassStats(3)
+    ema.update(X, Y)
+    assert torch.allclose(ema.r2(strict=False), torch.tensor([2.5, 9.0, 5.75]))
+    g = ema.gamma(1.0, strict=False)
+    assert g.mean().item() == pytest.approx(1.0)
+
+
+def _gaussian_classes(seed=0, n_per=400, d=8, k=4):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(k, d, generator=g) * 2.0
+    scales = torch.linspace(0.5, 2.0, k)
+    x = torch.cat([means[c] + scales[c] * torch.randn(n_per, d, generator=g) for c in range(k)])
+    y = torch.arange(k).repeat_interleave(n_per)
+    return x, y
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0])
+def test_ema_converges_to_exact_on_frozen_features(p):
+    x, y = _gaussian_classes()
+    k = 4
+    exact_r2 = class_r2(x, y, k, p=p)
+    exact_spread = class_spread(x, y, k)
+    ema = EmaClassStats(k, p=p, track_spread=True, num_features=x.shape[1])
+    g = torch.Generator().manual_seed(1)
+    for _ in range(30):  # 30 epochs of shuffled mini-batches of 128
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), 128):
+            idx = perm[i : i + 128]
+            ema.update(x[idx], y[idx])
+    assert torch.allclose(ema.r2(), exact_r2, rtol=0.05)
+    assert torch.allclose(ema.spread(), exact_spread, rtol=0.08)
+    assert torch.allclose(ema.gamma(2.0), margins(exact_r2, 2.0), rtol=0.01)
+
+
+def test_ema_full_batch_equals_exact():
+    x, y = _gaussian_classes(n_per=50)
+    ema = EmaClassStats(4, p=2, track_spread=True, num_features=x.shape[1])
+    for _ in range(3):
+        ema.update(x, y)
+    assert torch.allclose(ema.r2(), class_r2(x, y, 4, p=2), rtol=1e-5)
+    assert torch.allclose(ema.spread(), class_spread(x, y, 4), rtol=1e-4, atol=1e-5)
