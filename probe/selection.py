@@ -1,0 +1,120 @@
+"""Hyper-parameter selection on the validation split (never test), with a stated reason.
+
+Criteria (a registry, one entry per named criterion):
+
+* ``overall`` (default): highest validation overall accuracy; ties → higher hard-third accuracy → grid order.
+* ``hard``: the disparity-aware choice of MR² (Sec. 5): highest validation hard-third accuracy among candidates
+  whose validation overall accuracy is ≥ the reference (ERM) run's; ties → higher overall → grid order. The hard
+  third comes from the reference's validation per-class accuracy. Without a reference there is no ERM floor and
+  no shared grouping: each candidate is scored on its own worst third of classes and no floor is applied (the
+  reason says so). If no candidate reaches the floor, the one with the highest overall accuracy is chosen and the
+  reason says so.
+
+A candidate is a dict of hyper-parameters plus the scores ``val_overall`` and ``val_hard``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params"]
+
+SCORE_KEYS = ("val_overall", "val_hard")
+
+
+@dataclass(frozen=True)
+class SelectionCriterion:
+    """A named selection rule: ``choose(candidates, floor) -> (index, reason)``."""
+
+    name: str
+    description: str
+    choose: Callable[[list[dict], float | None], tuple[int, str]]
+
+
+def describe_params(candidate: dict) -> str:
+    """``lr=0.01, weight_decay=0.0001, cbar=2`` (score keys left out)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in candidate.items() if k not in SCORE_KEYS and not k.startswith("val_"))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _best(candidates: list[dict], indices: list[int], primary: str, secondary: str) -> int:
+    # max over (primary, secondary, -index): grid order breaks exact ties deterministically.
+    return max(indices, key=lambda i: (candidates[i][primary], candidates[i][secondary], -i))
+
+
+def _choose_overall(candidates: list[dict], floor: float | None) -> tuple[int, str]:
+    index = _best(candidates, list(range(len(candidates))), "val_overall", "val_hard")
+    c = candidates[index]
+    if len(candidates) == 1:
+        return index, f"Single candidate ({describe_params(c)}): nothing to select; val overall {_pct(c['val_overall'])}."
+    runner = sorted((candidates[i]["val_overall"] for i in range(len(candidates)) if i != index), reverse=True)[0]
+    return index, (
+        f"Criterion 'overall': {describe_params(c)} has the highest validation overall accuracy "
+        f"({_pct(c['val_overall'])}, next best {_pct(runner)}) of {len(candidates)} candidates; "
+        f"its val hard-third accuracy is {_pct(c['val_hard'])}."
+    )
+
+
+def _choose_hard(candidates: list[dict], floor: float | None) -> tuple[int, str]:
+    every = list(range(len(candidates)))
+    if floor is None:
+        index = _best(candidates, every, "val_hard", "val_overall")
+        c = candidates[index]
+        return index, (
+            f"Criterion 'hard' without a reference (ERM) run: no overall-accuracy floor applied and each "
+            f"candidate scored on its own worst third of classes; {describe_params(c)} has the highest "
+            f"val hard-third accuracy ({_pct(c['val_hard'])}) of {len(candidates)} candidates, "
+            f"val overall {_pct(c['val_overall'])}."
+        )
+    feasible = [i for i in every if candidates[i]["val_overall"] >= floor]
+    if not feasible:
+        index = _best(candidates, every, "val_overall", "val_hard")
+        c = candidates[index]
+        return index, (
+            f"Criterion 'hard': no candidate reached the reference (ERM) val overall {_pct(floor)}; fell back "
+            f"to the highest val overall, {describe_params(c)} ({_pct(c['val_overall'])}, hard third "
+            f"{_pct(c['val_hard'])})."
+        )
+    index = _best(candidates, feasible, "val_hard", "val_overall")
+    c = candidates[index]
+    return index, (
+        f"Criterion 'hard': {describe_params(c)} has the highest val hard-third accuracy "
+        f"({_pct(c['val_hard'])}) among {len(feasible)} of {len(candidates)} candidates whose val overall is "
+        f">= the reference (ERM) run's {_pct(floor)} (its val overall {_pct(c['val_overall'])}); hard third from "
+        f"the reference's validation per-class accuracy."
+    )
+
+
+SELECTION_CRITERIA: dict[str, SelectionCriterion] = {
+    "overall": SelectionCriterion("overall", "highest validation overall accuracy", _choose_overall),
+    "hard": SelectionCriterion(
+        "hard", "highest validation hard-third accuracy with overall >= the reference (ERM) run's", _choose_hard
+    ),
+}
+
+
+def select_candidate(candidates: list[dict], criterion: str = "overall", *,
+                     floor: float | None = None) -> tuple[int, str]:
+    """Pick one candidate by a named criterion.
+
+    Args:
+        candidates: dicts with hyper-parameters and ``val_overall`` / ``val_hard`` in [0, 1], in grid order.
+        criterion: a key of ``SELECTION_CRITERIA``.
+        floor: the reference (ERM) run's validation overall accuracy (``hard`` only); ``None`` without one.
+
+    Returns:
+        ``(index into candidates, reason in words)``.
+    """
+    if criterion not in SELECTION_CRITERIA:
+        raise ValueError(f"Unknown selection criterion {criterion!r}; accepted: {', '.join(SELECTION_CRITERIA)}.")
+    if not candidates:
+        raise ValueError("select_candidate needs at least one candidate, got none.")
+    for c in candidates:
+        missing = [k for k in SCORE_KEYS if k not in c]
+        if missing:
+            raise KeyError(f"candidate {c} lacks score keys {missing}.")
+    return SELECTION_CRITERIA[criterion].choose(candidates, floor)
