@@ -24,3 +24,46 @@ __all__ = [
     "margins_from_error",
     "mean_spread",
 ]
+
+# --- Runs layer (metrics, groups, selection, posthoc, run, report, compare): appended by the runs owner. ---
+from .groups import GROUP_NAMES, assign_groups, group_accuracy, group_of
+from .metrics import (
+    balanced_accuracy,
+    class_margin_deg,
+    ideal_class_margin_deg,
+    ideal_sample_margin,
+    output_margins,
+    overall_accuracy,
+    per_class_accuracy,
+    per_class_reduce,
+    per_class_std,
+    sample_margins,
+    worst_class,
+)
+from .posthoc import POSTHOC_OBJECTIVES, PosthocLogitBias
+from .selection import SELECTION_CRITERIA, SelectionCriterion, select_candidate
+
+__all__ += [
+    # groups.py, metrics.py: disparity and margin metrics
+    "GROUP_NAMES",
+    "assign_groups",
+    "group_accuracy",
+    "group_of",
+    "balanced_accuracy",
+    "class_margin_deg",
+    "ideal_class_margin_deg",
+    "ideal_sample_margin",
+    "output_margins",
+    "overall_accuracy",
+    "per_class_accuracy",
+    "per_class_reduce",
+    "per_class_std",
+    "sample_margins",
+    "worst_class",
+    # posthoc.py, selection.py
+    "POSTHOC_OBJECTIVES",
+    "PosthocLogitBias",
+    "SELECTION_CRITERIA",
+    "SelectionCriterion",
+    "select_candidate",
+]
