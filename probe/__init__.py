@@ -12,6 +12,17 @@ from .stats import (
     margins_from_error,
     mean_spread,
 )
+from .losses import (
+    LOSSES,
+    LossSpec,
+    ProbeLoss,
+    create_loss,
+    list_losses,
+    margin_cross_entropy,
+    representation_margin,
+    sample_margin_regularizer,
+    zero_centroid_regularizer,
+)
 
 __all__ = [
     # stats.py: class statistics and margins
@@ -23,6 +34,16 @@ __all__ = [
     "margins",
     "margins_from_error",
     "mean_spread",
+    # losses.py: loss registry and regularisers
+    "LOSSES",
+    "LossSpec",
+    "ProbeLoss",
+    "create_loss",
+    "list_losses",
+    "margin_cross_entropy",
+    "representation_margin",
+    "sample_margin_regularizer",
+    "zero_centroid_regularizer",
 ]
 
 # --- Runs layer (metrics, groups, selection, posthoc, run, report, compare): appended by the runs owner. ---

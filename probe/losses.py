@@ -1,0 +1,414 @@
+"""Loss registry: ERM, MR² margin losses and their variants, baselines, largest-margin losses, regularisers.
+
+Every loss is an ``nn.Module`` called as ``loss(logits, labels, *, gamma=None, features=None) -> scalar`` and
+carries two flags the trainer reads:
+
+- ``needs``: which class statistic its margins γ come from — ``"none"`` (no class margins), ``"cbar"`` (γ_k = c̄),
+  ``"r2"`` (the paper's r_k²), ``"spread"`` (‖s_k‖²), ``"val_error"`` (per-class validation error of a reference
+  run, given as the ``val_error`` option) or ``"priors"`` (class priors from the training counts, injected by the
+  trainer as the ``priors`` option). :meth:`ProbeLoss.class_margins` turns the statistic into γ (K,).
+- ``input``: ``"logits"`` (the head's output) or ``"cosine"`` (cosine similarities w̃_jᵀz̃ ∈ [−1, 1] between
+  L2-normalised features and prototypes; those losses need ``head="cosine"`` and apply their own scale ``s``).
+
+Registry entries are frozen :class:`LossSpec` records; :func:`create_loss` merges caller options over the entry's
+defaults (``None`` options are dropped so defaults survive) and rejects unknown names and options.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .stats import as_tensor, margins, margins_from_error
+
+logger = logging.getLogger(__name__)
+
+NEEDS = ("none", "cbar", "r2", "spread", "val_error", "priors")
+INPUTS = ("logits", "cosine")
+
+
+# ----------------------------------------------------------------------------------------------- base class
+class ProbeLoss(nn.Module):
+    """Base class: ``forward(logits, labels, *, gamma=None, features=None) -> scalar`` (mean over the batch)."""
+
+    needs: str = "none"
+    input: str = "logits"
+
+    def class_margins(
+        self,
+        cbar: float,
+        num_classes: int,
+        *,
+        r2: Tensor | None = None,
+        spread: Tensor | None = None,
+        validate: bool = True,
+    ) -> Tensor | None:
+        """γ (K,) from the class statistic named by ``needs``, or None for losses without class margins."""
+        return None
+
+
+def margin_cross_entropy(logits: Tensor, labels: Tensor, gamma: Tensor | None = None) -> Tensor:
+    """ℓ_γ,ce(x, y) = −log softmax(z / γ_y)_y, averaged over the batch (MR², Eq. 2).
+
+    The whole logit row of a sample is divided by the margin of its *true* class γ_y; γ ≡ 1 is cross-entropy.
+
+    Args:
+        logits: (n, K) z; labels: (n,) y; gamma: (K,) class margins or None.
+    """
+    if gamma is None:
+        return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits / gamma.to(logits.dtype)[labels].unsqueeze(1), labels)
+
+
+class MarginCrossEntropy(ProbeLoss):
+    """ℓ_γ,ce with γ from a named source: ``ce`` (none), ``uniform`` (γ_k = c̄), ``mr2`` (r_k², the paper),
+    ``mr2_spread`` (‖s_k‖² in place of r_k²), ``mr2_valerr`` (per-class validation error of a reference run).
+
+    Args:
+        source: one of ``none``, ``cbar``, ``r2``, ``spread``, ``val_error``.
+        sharpness: exponent a on the normalised margins (``r2``/``spread``; a = 1 is the paper), see
+            :func:`probe.stats.margins`.
+        val_error: (K,) per-class validation error in [0, 1] (``val_error`` source only).
+        power, eps: exponent a and smoothing ε of :func:`probe.stats.margins_from_error`.
+    """
+
+    def __init__(self, source: str = "none", sharpness: float = 1.0, val_error=None, power: float = 1.0,
+                 eps: float = 0.01) -> None:
+        super().__init__()
+        if source not in ("none", "cbar", "r2", "spread", "val_error"):
+            raise ValueError(f"Unknown margin source {source!r}; accepted: none, cbar, r2, spread, val_error.")
+        if not float(sharpness) >= 0:
+            raise ValueError(f"sharpness must be >= 0, got {sharpness}.")
+        self.needs = source
+        self.sharpness = float(sharpness)
+        self.power = float(power)
+        self.eps = float(eps)
+        self.val_error = None
+        if source == "val_error":
+            if val_error is None:
+                raise ValueError(
+                    "loss 'mr2_valerr' needs val_error=(K,) array: the per-class validation error "
+                    "(1 − per-class accuracy) of the reference (ERM) run."
+                )
+            self.val_error = as_tensor(val_error, dtype=torch.float32)
+            margins_from_error(self.val_error, 1.0, self.power, self.eps)  # validate now, at the factory
+
+    def class_margins(self, cbar, num_classes, *, r2=None, spread=None, validate=True):
+        if self.needs == "none":
+            return None
+        if self.needs == "cbar":
+            if not float(cbar) > 0:
+                raise ValueError(f"cbar must be > 0, got {cbar}.")
+            device = r2.device if r2 is not None else None
+            return torch.full((int(num_classes),), float(cbar), device=device)
+        if self.needs == "val_error":
+            if self.val_error.numel() != int(num_classes):
+                raise ValueError(
+                    f"val_error has {self.val_error.numel()} entries but the probe has {num_classes} classes."
+                )
+            gamma = margins_from_error(self.val_error, cbar, self.power, self.eps)
+            return gamma.to(r2.device) if r2 is not None else gamma
+        stat = r2 if self.needs == "r2" else spread
+        if stat is None:
+            raise ValueError(f"loss with margin source {self.needs!r} needs the {self.needs} class statistic.")
+        return margins(stat, cbar, self.sharpness, validate=validate)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        return margin_cross_entropy(logits, labels, gamma)
+
+
+# -------------------------------------------------------------------------------------------------- baselines
+class FocalLoss(ProbeLoss):
+    """Focal loss (Lin et al., 2017): FL = −(1 − p_y)^{γ_f} log p_y, mean over the batch; γ_f = 0 is CE."""
+
+    def __init__(self, gamma_focal: float = 2.0) -> None:
+        super().__init__()
+        if not float(gamma_focal) >= 0:
+            raise ValueError(f"gamma_focal must be >= 0, got {gamma_focal}.")
+        self.gamma_focal = float(gamma_focal)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        logp = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        return (-(1.0 - logp.exp()).pow(self.gamma_focal) * logp).mean()
+
+
+class GroupDROLoss(ProbeLoss):
+    """Online group DRO (Sagawa et al., 2020, Algorithm 1) with the classes as groups.
+
+    Each call is one online step: with L_g the mean CE of the batch samples of class g,
+    q_g ← q_g·exp(η·L_g) for the classes present (absent classes keep q_g), q ← q / Σ q, and the loss is
+    Σ_g q_g·L_g. q starts uniform (1/K) and lives in the buffer ``q``; :meth:`reset` restarts it.
+
+    Args:
+        eta: step size η > 0 of the exponentiated-gradient update of the group weights.
+    """
+
+    def __init__(self, eta: float = 0.01) -> None:
+        super().__init__()
+        if not float(eta) > 0:
+            raise ValueError(f"eta must be > 0, got {eta}.")
+        self.eta = float(eta)
+        self.register_buffer("q", torch.empty(0), persistent=False)
+
+    def reset(self) -> None:
+        self.q = torch.empty(0, device=self.q.device)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        k = logits.shape[1]
+        if self.q.numel() != k:
+            self.q = torch.full((k,), 1.0 / k, device=logits.device, dtype=logits.dtype)
+        per_sample = F.cross_entropy(logits, labels, reduction="none")
+        counts = torch.bincount(labels, minlength=k).to(logits.dtype)
+        sums = torch.zeros(k, device=logits.device, dtype=logits.dtype).index_add(0, labels, per_sample)
+        group_loss = sums / counts.clamp(min=1.0)  # absent classes: 0, so exp(0) leaves their q unchanged
+        with torch.no_grad():
+            q = self.q * torch.exp(self.eta * group_loss.detach())
+            self.q = q / q.sum()
+        return (self.q * group_loss).sum()
+
+
+class LogitAdjustedLoss(ProbeLoss):
+    """Logit-adjusted cross-entropy (Menon et al., 2021): CE(z + τ·log π, y), π the class priors.
+
+    ``priors`` (K,) are class frequencies; the trainer fills them from the training counts when not given.
+    On balanced data the shift is constant across classes and the loss equals CE.
+    """
+
+    needs = "priors"
+
+    def __init__(self, tau: float = 1.0, priors=None) -> None:
+        super().__init__()
+        if priors is None:
+            raise ValueError(
+                "loss 'logit_adjust' needs priors=(K,) class priors (the trainer passes the training "
+                "class frequencies)."
+            )
+        pri = as_tensor(priors, dtype=torch.float32)
+        if pri.dim() != 1 or bool((~torch.isfinite(pri) | (pri < 0)).any()) or float(pri.sum()) <= 0:
+            raise ValueError(f"priors must be a 1-D array of non-negative frequencies, got {pri.tolist()}.")
+        self.tau = float(tau)
+        pri = pri / pri.sum()
+        self.register_buffer("log_priors", torch.log(pri.clamp(min=1e-12)))
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        if self.log_priors.numel() != logits.shape[1]:
+            raise ValueError(f"priors have {self.log_priors.numel()} classes, logits have {logits.shape[1]}.")
+        return F.cross_entropy(logits + self.tau * self.log_priors.to(logits.dtype), labels)
+
+
+class LabelSmoothingLoss(ProbeLoss):
+    """Cross-entropy with label smoothing ε (Szegedy et al., 2016)."""
+
+    def __init__(self, smoothing: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}.")
+        self.smoothing = float(smoothing)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        return F.cross_entropy(logits, labels, label_smoothing=self.smoothing)
+
+
+# ------------------------------------------------------------- largest-margin family (Zhou et al., ICLR 2022)
+class LMSoftmaxLoss(ProbeLoss):
+    """LM-Softmax: L = −(1/s)·log[exp(s·w_yᵀz) / Σ_{j≠y} exp(s·w_jᵀz)] on normalised features and prototypes.
+
+    Works on cosines w̃_jᵀz̃ (``input = "cosine"``): it requires the cosine head (the trainer raises otherwise).
+    The true class is excluded from the denominator, so the loss keeps pushing w_yᵀz − w_jᵀz apart.
+    """
+
+    input = "cosine"
+
+    def __init__(self, scale: float = 16.0) -> None:
+        super().__init__()
+        if not float(scale) > 0:
+            raise ValueError(f"scale must be > 0, got {scale}.")
+        self.scale = float(scale)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        s = self.scale
+        target = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+        others = (s * logits).masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+        return (-target + torch.logsumexp(others, dim=1) / s).mean()
+
+
+class CosFaceLoss(ProbeLoss):
+    """CosFace / large-margin cosine loss (Wang et al., 2018): CE(s·(cos θ_j − m·[j = y]), y). Needs cosines."""
+
+    input = "cosine"
+
+    def __init__(self, scale: float = 16.0, margin: float = 0.35) -> None:
+        super().__init__()
+        if not float(scale) > 0:
+            raise ValueError(f"scale must be > 0, got {scale}.")
+        self.scale, self.margin = float(scale), float(margin)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+        return F.cross_entropy(self.scale * (logits - self.margin * onehot), labels)
+
+
+class ArcFaceLoss(ProbeLoss):
+    """ArcFace / additive angular margin (Deng et al., 2019): CE(s·cos(θ_y + m)) for the true class.
+
+    As in the reference implementation, where θ_y + m would exceed π (cos θ_y < cos(π − m)) the target logit is
+    cos θ_y − m·sin m instead, keeping it monotone in θ_y. Needs cosines.
+    """
+
+    input = "cosine"
+
+    def __init__(self, scale: float = 16.0, margin: float = 0.5) -> None:
+        super().__init__()
+        if not float(scale) > 0:
+            raise ValueError(f"scale must be > 0, got {scale}.")
+        if not 0.0 <= float(margin) < math.pi / 2:
+            raise ValueError(f"margin must be in [0, π/2), got {margin}.")
+        self.scale, self.margin = float(scale), float(margin)
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        m = self.margin
+        cos = logits.gather(1, labels.unsqueeze(1)).squeeze(1).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+        sin = torch.sqrt(1.0 - cos * cos)
+        phi = cos * math.cos(m) - sin * math.sin(m)
+        phi = torch.where(cos > math.cos(math.pi - m), phi, cos - m * math.sin(m))
+        adjusted = logits.scatter(1, labels.unsqueeze(1), phi.unsqueeze(1).to(logits.dtype))
+        return F.cross_entropy(self.scale * adjusted, labels)
+
+
+# --------------------------------------------------------------------------------------- add-on regularisers
+def _sample_margins(weights: Tensor, features: Tensor, labels: Tensor) -> Tensor:
+    """(n,) w̃_yᵀz̃ − max_{j≠y} w̃_jᵀz̃ on L2-normalised prototypes w̃ (K, d) and features z̃ (n, d)."""
+    cos = F.normalize(features, dim=1) @ F.normalize(weights, dim=1).t()
+    target = cos.gather(1, labels.unsqueeze(1)).squeeze(1)
+    other = cos.masked_fill(F.one_hot(labels, cos.shape[1]).bool(), float("-inf")).amax(dim=1)
+    return target - other
+
+
+def sample_margin_regularizer(weights: Tensor, features: Tensor, labels: Tensor) -> Tensor:
+    """R_sm = −mean_x (w_yᵀz − max_{j≠y} w_jᵀz) on normalised prototypes and features (Zhou et al., 2022).
+
+    Added to any loss with a weight (``ProbeTrainer(sm_weight=...)``). Args: weights (K, d), features (n, d)
+    (the features the head sees), labels (n,).
+    """
+    return -_sample_margins(weights, features, labels).mean()
+
+
+def zero_centroid_regularizer(weights: Tensor) -> Tensor:
+    """R_W = ‖(1/K)·Σ_j w̃_j‖² on normalised prototypes w̃ (Zhou et al., 2022); the weight λ is applied by the
+    caller (``ProbeTrainer(zc_weight=...)``). Zero for a centred set of prototypes (e.g. a regular simplex)."""
+    return F.normalize(weights, dim=1).mean(dim=0).pow(2).sum()
+
+
+def representation_margin(features: Tensor, labels: Tensor, sbar) -> Tensor:
+    """ℓ_s̄ = log(1 + Σ_{x⁺ same class, x⁺ ≠ x} exp(‖φ(x) − φ(x⁺)‖² − 2s̄)), averaged over anchors (MR², ℓ_s̄).
+
+    Computed over all same-class pairs of the batch from the pairwise squared-distance matrix and a same-class
+    mask (no loop over classes), with log(1 + Σ exp(·)) evaluated as a logsumexp that includes a 0 term, so large
+    distances do not overflow. s̄ is treated as a constant (the mean per-class mean squared deviation, tracked
+    outside the graph).
+
+    Choice for small classes: an anchor whose class has no other sample in the batch has no x⁺; it contributes
+    nothing and the mean runs over the anchors that have at least one x⁺. A batch without any such anchor gives
+    0 (still connected to ``features`` so ``backward`` works).
+
+    On frozen features this has no gradient w.r.t. any trainable parameter: it acts only through an adapter.
+
+    Args:
+        features: (n, d) features φ(x) (after the adapter); labels: (n,); sbar: scalar s̄.
+    Returns:
+        scalar loss.
+    """
+    sq = features.pow(2).sum(dim=1)
+    dist2 = (sq[:, None] + sq[None, :] - 2.0 * features @ features.t()).clamp(min=0.0)
+    same = labels[:, None] == labels[None, :]
+    same.fill_diagonal_(False)
+    sbar = as_tensor(sbar, dtype=features.dtype, device=features.device).detach()
+    terms = (dist2 - 2.0 * sbar).masked_fill(~same, float("-inf"))
+    zero = torch.zeros(features.shape[0], 1, dtype=features.dtype, device=features.device)
+    per_anchor = torch.logsumexp(torch.cat([zero, terms], dim=1), dim=1)  # = 0 for anchors without x⁺
+    valid = same.any(dim=1).to(features.dtype)
+    return (per_anchor * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+# ------------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class LossSpec:
+    """A registry entry: how to build one named loss and which options it accepts (with their defaults)."""
+
+    name: str
+    factory: Callable[..., ProbeLoss]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    needs: str = "none"
+    input: str = "logits"
+    summary: str = ""
+
+
+LOSSES: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in [
+        LossSpec("ce", lambda: MarginCrossEntropy("none"), {}, "none", "logits", "cross-entropy (ERM)"),
+        LossSpec("uniform", lambda: MarginCrossEntropy("cbar"), {}, "cbar", "logits",
+                 "ℓ_γ,ce with γ_k = c̄ for every class (MR² ablation b)"),
+        LossSpec("mr2", lambda sharpness: MarginCrossEntropy("r2", sharpness=sharpness), {"sharpness": 1.0},
+                 "r2", "logits", "ℓ_γ,ce with γ_k ∝ r_k^{2/3} (MR², the paper; sharpness 1)"),
+        LossSpec("mr2_spread", lambda sharpness: MarginCrossEntropy("spread", sharpness=sharpness),
+                 {"sharpness": 1.0}, "spread", "logits", "ℓ_γ,ce with γ_k ∝ (‖s_k‖²)^{1/3} (within-class spread)"),
+        LossSpec("mr2_valerr",
+                 lambda val_error, power, eps: MarginCrossEntropy("val_error", val_error=val_error, power=power,
+                                                                  eps=eps),
+                 {"val_error": None, "power": 1.0, "eps": 0.01}, "val_error", "logits",
+                 "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a, e_k the reference run's per-class validation error"),
+        LossSpec("focal", FocalLoss, {"gamma_focal": 2.0}, "none", "logits", "focal loss (Lin et al., 2017)"),
+        LossSpec("group_dro", GroupDROLoss, {"eta": 0.01}, "none", "logits",
+                 "online group DRO, classes as groups (Sagawa et al., 2020)"),
+        LossSpec("logit_adjust", LogitAdjustedLoss, {"tau": 1.0, "priors": None}, "priors", "logits",
+                 "logit-adjusted CE with training priors (Menon et al., 2021)"),
+        LossSpec("label_smoothing", LabelSmoothingLoss, {"smoothing": 0.1}, "none", "logits",
+                 "cross-entropy with label smoothing"),
+        LossSpec("lm_softmax", LMSoftmaxLoss, {"scale": 16.0}, "none", "cosine",
+                 "LM-Softmax (Zhou et al., 2022); needs head='cosine'"),
+        LossSpec("cosface", CosFaceLoss, {"scale": 16.0, "margin": 0.35}, "none", "cosine",
+                 "CosFace large-margin cosine loss; needs head='cosine'"),
+        LossSpec("arcface", ArcFaceLoss, {"scale": 16.0, "margin": 0.5}, "none", "cosine",
+                 "ArcFace additive angular margin; needs head='cosine'"),
+    ]
+}
+
+
+def list_losses() -> list[str]:
+    """Names of the registered losses."""
+    return list(LOSSES)
+
+
+def get_loss_spec(name: str) -> LossSpec:
+    """The registry entry of ``name``; KeyError naming the accepted names otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise KeyError(f"Unknown loss {name!r}; available: {', '.join(LOSSES)}.") from None
+
+
+def create_loss(name: str, **options) -> ProbeLoss:
+    """Build the loss ``name`` with ``options`` merged over the registry defaults (``None`` values dropped).
+
+    Raises:
+        KeyError: unknown loss name. TypeError: an option the loss does not accept. ValueError: a bad value.
+    """
+    spec = get_loss_spec(name)
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        accepted = ", ".join(spec.defaults) or "none"
+        raise TypeError(f"Unknown option(s) {', '.join(unknown)} for loss {name!r}; accepted: {accepted}.")
+    resolved = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
+    loss = spec.factory(**resolved)
+    loss.needs, loss.input = spec.needs, spec.input
+    loss.spec = spec
+    loss.options = {k: (v.tolist() if isinstance(v, (np.ndarray, Tensor)) else v) for k, v in resolved.items()}
+    logger.debug("built loss %s with options %s", name, loss.options)
+    return loss

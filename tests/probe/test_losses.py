@@ -1,0 +1,198 @@
+"""Losses: exact formula values on hand-made tensors, registry errors, ℓ_s̄ and its gradient."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from probe import (
+    LOSSES,
+    create_loss,
+    list_losses,
+    margin_cross_entropy,
+    representation_margin,
+    sample_margin_regularizer,
+    zero_centroid_regularizer,
+)
+
+Z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.3, 0.2], [-0.5, 1.5, 0.0], [1.0, 1.0, 1.0]])
+Y = torch.tensor([0, 2, 1, 1])
+
+
+def _manual_ce(z, y):
+    return torch.stack([-(z[i, y[i]] - torch.logsumexp(z[i], 0)) for i in range(len(y))]).mean()
+
+
+def test_margin_ce_is_cross_entropy_when_gamma_is_one():
+    assert torch.allclose(margin_cross_entropy(Z, Y, torch.ones(3)), F.cross_entropy(Z, Y))
+    assert torch.allclose(create_loss("ce")(Z, Y), F.cross_entropy(Z, Y))
+    assert torch.allclose(create_loss("mr2")(Z, Y, gamma=torch.ones(3)), F.cross_entropy(Z, Y))
+
+
+def test_margin_ce_divides_row_by_true_class_margin():
+    gamma = torch.tensor([0.5, 2.0, 1.5])
+    expected = _manual_ce(Z / gamma[Y][:, None], Y)
+    assert torch.allclose(margin_cross_entropy(Z, Y, gamma), expected)
+    # not the same as dividing each column by its own class margin
+    assert not torch.allclose(margin_cross_entropy(Z, Y, gamma), _manual_ce(Z / gamma[None, :], Y))
+
+
+def test_class_margins_per_source():
+    r2 = torch.tensor([1.0, 8.0, 27.0])
+    spread = torch.tensor([8.0, 1.0, 1.0])
+    assert create_loss("ce").class_margins(2.0, 3, r2=r2) is None
+    assert torch.allclose(create_loss("uniform").class_margins(2.0, 3, r2=r2), torch.full((3,), 2.0))
+    assert torch.allclose(create_loss("mr2").class_margins(2.0, 3, r2=r2), 2.0 * torch.tensor([1.0, 2, 3]) / 2.0)
+    g_sharp = create_loss("mr2", sharpness=2.0).class_margins(1.0, 3, r2=r2)
+    n = torch.tensor([0.5, 1.0, 1.5])
+    assert torch.allclose(g_sharp, n**2 / (n**2).mean())
+    g_spread = create_loss("mr2_spread").class_margins(1.0, 3, r2=r2, spread=spread)
+    assert torch.allclose(g_spread, torch.tensor([2.0, 1.0, 1.0]) / (4.0 / 3.0))
+    err = np.array([0.09, 0.19, 0.39])
+    g_err = create_loss("mr2_valerr", val_error=err).class_margins(3.0, 3, r2=r2)
+    assert torch.allclose(g_err, 3.0 * 3 * torch.tensor([0.1, 0.2, 0.4]) / 0.7)
+    with pytest.raises(ValueError, match="4 entries but the probe has 3"):
+        create_loss("mr2_valerr", val_error=[0.1] * 4).class_margins(1.0, 3)
+
+
+def test_needs_and_input_flags():
+    assert {n: LOSSES[n].needs for n in ("ce", "uniform", "mr2", "mr2_spread", "mr2_valerr", "logit_adjust")} == {
+        "ce": "none", "uniform": "cbar", "mr2": "r2", "mr2_spread": "spread", "mr2_valerr": "val_error",
+        "logit_adjust": "priors"}
+    assert {n for n in list_losses() if LOSSES[n].input == "cosine"} == {"lm_softmax", "cosface", "arcface"}
+    assert create_loss("cosface").input == "cosine"
+
+
+def test_registry_errors_name_the_problem():
+    with pytest.raises(KeyError, match="Unknown loss 'mr3'; available: ce, uniform, mr2"):
+        create_loss("mr3")
+    with pytest.raises(TypeError, match="Unknown option.*sharpnes.*for loss 'mr2'; accepted: sharpness"):
+        create_loss("mr2", sharpnes=2)
+    with pytest.raises(ValueError, match="needs val_error"):
+        create_loss("mr2_valerr")
+    with pytest.raises(ValueError, match="gamma_focal must be >= 0"):
+        create_loss("focal", gamma_focal=-1)
+    # None options are dropped so defaults survive
+    assert create_loss("focal", gamma_focal=None).gamma_focal == 2.0
+
+
+def test_focal_formula():
+    p = F.softmax(Z, 1)[torch.arange(4), Y]
+    expected = (-(1 - p) ** 2 * torch.log(p)).mean()
+    assert torch.allclose(create_loss("focal")(Z, Y), expected)
+    assert torch.allclose(create_loss("focal", gamma_focal=0.0)(Z, Y), F.cross_entropy(Z, Y))
+
+
+def test_group_dro_online_weights():
+    loss = create_loss("group_dro", eta=0.5)
+    per = F.cross_entropy(Z, Y, reduction="none")
+    group = torch.tensor([per[0], (per[2] + per[3]) / 2, per[1]])
+    q = torch.full((3,), 1 / 3) * torch.exp(0.5 * group)
+    q = q / q.sum()
+    assert torch.allclose(loss(Z, Y), (q * group).sum())
+    assert torch.allclose(loss.q, q)
+    # second step on a batch with only class 0: classes 1, 2 keep their (unnormalised) weights
+    out = loss(Z[:1], Y[:1])
+    q2 = q.clone()
+    q2[0] = q2[0] * torch.exp(0.5 * per[0])
+    q2 = q2 / q2.sum()
+    assert torch.allclose(loss.q, q2)
+    assert torch.allclose(out, q2[0] * per[0])
+
+
+def test_logit_adjust_formula_and_balanced_equals_ce():
+    pri = np.array([0.5, 0.3, 0.2])
+    loss = create_loss("logit_adjust", tau=1.5, priors=pri)
+    assert torch.allclose(loss(Z, Y), F.cross_entropy(Z + 1.5 * torch.log(torch.tensor(pri, dtype=torch.float32)), Y))
+    assert torch.allclose(create_loss("logit_adjust", priors=[10, 10, 10])(Z, Y), F.cross_entropy(Z, Y))
+    with pytest.raises(ValueError, match="needs priors"):
+        create_loss("logit_adjust")
+
+
+def test_label_smoothing_formula():
+    eps = 0.2
+    logp = F.log_softmax(Z, 1)
+    expected = (-(1 - eps) * logp[torch.arange(4), Y] - eps * logp.mean(1)).mean()
+    assert torch.allclose(create_loss("label_smoothing", smoothing=eps)(Z, Y), expected)
+
+
+COS = torch.tensor([[0.9, 0.1, -0.5], [0.2, -0.3, 0.4], [0.0, 0.7, 0.6]])
+CY = torch.tensor([0, 2, 1])
+
+
+def test_lm_softmax_formula():
+    s = 4.0
+    expected = []
+    for i in range(3):
+        num = math.exp(s * COS[i, CY[i]])
+        den = sum(math.exp(s * COS[i, j]) for j in range(3) if j != CY[i])
+        expected.append(-(1 / s) * math.log(num / den))
+    assert create_loss("lm_softmax", scale=s)(COS, CY).item() == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_cosface_and_arcface_formulas():
+    s, m = 8.0, 0.3
+    onehot = F.one_hot(CY, 3).float()
+    assert torch.allclose(create_loss("cosface", scale=s, margin=m)(COS, CY), F.cross_entropy(s * (COS - m * onehot), CY))
+    adjusted = COS.clone()
+    for i in range(3):
+        theta = math.acos(COS[i, CY[i]].item())
+        adjusted[i, CY[i]] = math.cos(theta + m)
+    arc = create_loss("arcface", scale=s, margin=m)(COS, CY)
+    assert torch.allclose(arc, F.cross_entropy(s * adjusted, CY), atol=1e-5)
+    # m = 0 is plain scaled softmax
+    assert torch.allclose(create_loss("arcface", scale=s, margin=0.0)(COS, CY), F.cross_entropy(s * COS, CY), atol=1e-5)
+
+
+def _simplex(k):
+    """Regular simplex of k unit prototypes in k dimensions (centred, pairwise cosine −1/(k−1))."""
+    w = torch.eye(k) - 1.0 / k
+    return F.normalize(w, dim=1)
+
+
+def test_zero_centroid_regularizer():
+    assert zero_centroid_regularizer(_simplex(4)).item() == pytest.approx(0.0, abs=1e-12)
+    w = torch.tensor([[1.0, 0.0], [2.0, 0.0]])  # normalised: both (1, 0), centroid (1, 0)
+    assert zero_centroid_regularizer(w).item() == pytest.approx(1.0)
+
+
+def test_sample_margin_regularizer_on_simplex():
+    k = 4
+    w = _simplex(k)
+    feats = 3.0 * w  # features on their prototypes (scale does not matter: normalised)
+    labels = torch.arange(k)
+    # sample margin = 1 − (−1/(k−1)) = k/(k−1); R_sm is its negative
+    assert sample_margin_regularizer(w, feats, labels).item() == pytest.approx(-k / (k - 1), rel=1e-6)
+
+
+def test_representation_margin_exact_value():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    y = torch.tensor([0, 0, 0, 1])  # class 1 has a single sample: no x⁺, excluded from the mean
+    sbar = 0.5
+    d = {(0, 1): 1.0, (0, 2): 4.0, (1, 2): 5.0}
+    dist = lambda i, j: d[(min(i, j), max(i, j))]
+    per = [math.log(1 + sum(math.exp(dist(i, j) - 2 * sbar) for j in range(3) if j != i)) for i in range(3)]
+    assert representation_margin(x, y, sbar).item() == pytest.approx(np.mean(per), rel=1e-6)
+
+
+def test_representation_margin_gradient_and_degenerate_batch():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1])
+    loss = representation_margin(x, y, 0.25)
+    loss.backward()
+    # only the class-0 pair matters: ℓ = log(1 + exp(1 − 0.5)) for both anchors; dℓ/dx0 = −2σ(0.5)(x1 − x0)
+    sig = 1 / (1 + math.exp(-0.5))
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(0.5)))
+    assert torch.allclose(x.grad, torch.tensor([[-2 * sig, 0.0], [2 * sig, 0.0], [0.0, 0.0]]), atol=1e-6)
+    # every class a singleton: zero, but still backward-able
+    x2 = torch.randn(3, 2, requires_grad=True)
+    out = representation_margin(x2, torch.tensor([0, 1, 2]), 1.0)
+    out.backward()
+    assert out.item() == 0.0 and torch.count_nonzero(x2.grad) == 0
+
+
+def test_representation_margin_no_overflow_on_far_points():
+    x = torch.tensor([[0.0] * 4, [100.0] * 4])
+    out = representation_margin(x, torch.tensor([0, 0]), 0.0)
+    assert torch.isfinite(out) and out.item() == pytest.approx(40000.0, rel=1e-5)
