@@ -1,0 +1,100 @@
+"""Service configuration: the only place that reads the environment (prefix ``MR2PROBE_``).
+
+Precedence, highest first: explicit keyword arguments (``Settings(data_dir=...)``, the CLI flags of
+``mr2probe serve``), environment variables ``MR2PROBE_*``, then the defaults below.
+"""
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Settings(BaseSettings):
+    """Settings of one service instance.
+
+    Environment variables: ``MR2PROBE_DATA_DIR``, ``MR2PROBE_DATA_ROOT``, ``MR2PROBE_API_TOKEN``,
+    ``MR2PROBE_MAX_UPLOAD_BYTES``, ``MR2PROBE_CPU_JOBS``, ``MR2PROBE_DEVICE``, ``MR2PROBE_HOST``,
+    ``MR2PROBE_PORT``, ``MR2PROBE_EXTRACT_BATCH_SIZE``, ``MR2PROBE_EXTRACT_WORKERS``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MR2PROBE_", extra="ignore")
+
+    data_dir: Path = Field(Path(".mr2probe"), description="state: SQLite database, uploads, caches, runs")
+    data_root: Path | None = Field(
+        None, description="server-side directories may be registered only under this root (unset: none)"
+    )
+    api_token: SecretStr | None = Field(
+        None, description="when set, every /api route except /api/health needs 'Authorization: Bearer <token>'"
+    )
+    max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="largest accepted upload (413 above)")
+    cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")
+    device: str = Field("auto", description="torch device for extraction and probes: auto, cpu or cuda[:N]")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    extract_batch_size: int = Field(64, ge=1, description="images per extraction chunk (resume granularity)")
+    extract_workers: int = Field(2, ge=0, description="image-decoding worker processes during extraction")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value.split(":")[0] not in DEVICES:
+            raise ValueError(f"device must be one of auto, cpu, cuda[:N]; got {value!r}")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        return value
+
+    @property
+    def token(self) -> str | None:
+        """The API token in clear, or None when the API is open."""
+        return self.api_token.get_secret_value() if self.api_token else None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mr2probe.sqlite3"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def caches_dir(self) -> Path:
+        return self.data_dir / "caches"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def resolved_device(self) -> str:
+        """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
+        if self.device != "auto":
+            return self.device
+        import torch  # heavy: only when a job needs to know
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, built once (tests override the dependency instead)."""
+    return Settings()

@@ -1,0 +1,187 @@
+"""Getting data sets into the service: streamed uploads and server-side paths under the data root.
+
+Archive safety (path escapes, bombs, limits) and layout detection are ``feature_cache.open_dataset``'s
+job; here we stream bytes to disk under a size limit, keep registrations inside the data root and record
+what ``open_dataset`` found.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .db import Store, new_id
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+class UploadTooLarge(Exception):
+    """The request body passed ``max_upload_bytes`` (the API answers 413)."""
+
+
+class PathOutsideRoot(PermissionError):
+    """A server-side path that is not under the configured data root (the API answers 403)."""
+
+
+class UploadError(ValueError):
+    """A malformed upload request (the API answers 422)."""
+
+
+def safe_filename(name: str) -> str:
+    """The base name of an uploaded file, reduced to safe characters, keeping its archive suffix."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".") or "upload"
+    if not base.lower().endswith(ARCHIVE_SUFFIXES):
+        raise UploadError(f"uploaded file {name!r} is not an archive; accepted: {', '.join(ARCHIVE_SUFFIXES)}")
+    return base[-120:]
+
+
+async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], dest_dir: Path,
+                                limit: int, field: str = "file") -> tuple[Path, dict[str, str]]:
+    """Write the multipart part named ``field`` straight to ``dest_dir`` chunk by chunk.
+
+    Args:
+        content_type: the request's ``Content-Type`` (must be ``multipart/form-data`` with a boundary).
+        body: the raw request body, as chunks.
+        dest_dir: created; the file keeps its (sanitised) uploaded name.
+        limit: largest accepted body in bytes.
+
+    Returns:
+        The written file and the other (small) form fields.
+
+    Raises:
+        UploadTooLarge: the body passed ``limit`` (whatever was written is removed by the caller).
+        UploadError: not multipart, no ``field`` part, or a bad file name.
+    """
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    ctype, params = parse_options_header(content_type.encode("latin-1"))
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise UploadError("expected multipart/form-data with a 'file' part, or JSON {\"path\": ...}")
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None, "file": None,
+                             "path": None, "buf": bytearray()}
+    fields: dict[str, str] = {}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["field"].lower()] = state["value"]
+        state["field"], state["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        state["name"] = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename")
+        if state["name"] == field and filename is not None:
+            if state["path"] is not None:
+                raise UploadError(f"send exactly one '{field}' part")
+            state["path"] = dest_dir / safe_filename(filename.decode("utf-8", "replace"))
+            state["file"] = open(state["path"], "wb")  # noqa: SIM115 - closed in on_part_end / finally
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["file"] is not None:
+            state["file"].write(data[start:end])
+        elif len(state["buf"]) < 4096:  # small text fields only
+            state["buf"] += data[start:end]
+
+    def on_part_end() -> None:
+        if state["file"] is not None:
+            state["file"].close()
+            state["file"] = None
+        elif state["name"]:
+            fields[state["name"]] = bytes(state["buf"]).decode("utf-8", "replace")
+        state.update(headers={}, name=None, buf=bytearray())
+
+    parser = MultipartParser(boundary, {
+        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })
+    received = 0
+    try:
+        async for chunk in body:
+            received += len(chunk)
+            if received > limit:
+                raise UploadTooLarge(f"upload larger than the limit of {limit} bytes (MR2PROBE_MAX_UPLOAD_BYTES)")
+            parser.write(chunk)
+        parser.finalize()
+    except (UploadTooLarge, UploadError):
+        raise
+    except Exception as exc:  # python_multipart raises its own errors on malformed bodies
+        raise UploadError(f"malformed multipart body: {exc}") from exc
+    finally:
+        if state["file"] is not None:
+            state["file"].close()
+    if state["path"] is None:
+        raise UploadError(f"multipart body has no '{field}' file part")
+    logger.info("upload of %d bytes written to %s", received, state["path"])
+    return state["path"], fields
+
+
+def resolve_under_root(path: str, root: Path | None) -> Path:
+    """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``.
+
+    Raises:
+        PathOutsideRoot: no data root is configured, or the resolved path leaves it (symlinks included).
+        FileNotFoundError: the path does not exist.
+    """
+    if root is None:
+        raise PathOutsideRoot("registering server-side paths is disabled: set MR2PROBE_DATA_ROOT")
+    root = Path(root).resolve()
+    candidate = Path(path)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PathOutsideRoot(f"path {path!r} is outside the data root {str(root)!r}")
+    if not resolved.exists():
+        raise FileNotFoundError(f"path {path!r} does not exist under the data root")
+    return resolved
+
+
+def dataset_counts(data: Any) -> dict[str, list[int]]:
+    """Images per class for each split of a ``LabelledImages`` (class order)."""
+    num_classes = len(data.class_names)
+    counts: dict[str, list[int]] = {}
+    for split, samples in data.splits.items():
+        tally = Counter(int(s.label) for s in samples)
+        counts[split] = [tally.get(k, 0) for k in range(num_classes)]
+    return counts
+
+
+def register_dataset(store: Store, path: Path, *, name: str, source: str,
+                     dataset_id: str | None = None) -> dict[str, Any]:
+    """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it.
+
+    Raises:
+        feature_cache.UnsafeArchive, feature_cache.DatasetError: the data set is refused.
+    """
+    from feature_cache import open_dataset
+
+    data = open_dataset(path)
+    counts = dataset_counts(data)
+    row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),
+                            counts=counts, fingerprint=getattr(data, "fingerprint", None),
+                            skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
+    logger.info("data set %s registered: %d classes, %s", row["id"], len(row["class_names"]),
+                {k: sum(v) for k, v in counts.items()})
+    return row
+
+
+def new_upload_dir(uploads_dir: Path) -> tuple[str, Path]:
+    dataset_id = new_id("ds")
+    return dataset_id, uploads_dir / dataset_id
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,299 @@
+"""Persistent state in SQLite: data sets, feature caches, jobs and probe runs.
+
+The database runs in WAL mode so that status polling never blocks the worker. Every change of state is
+one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``); job status changes are guarded by the current status in
+the ``WHERE`` clause, so two threads can never both claim or finish the same job.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .jobs import JobStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGES = 200  # per job; older messages are dropped first
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, path TEXT NOT NULL,
+    class_names TEXT NOT NULL, counts TEXT NOT NULL, fingerprint TEXT, skipped INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS caches (
+    id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL REFERENCES datasets(id), encoder TEXT NOT NULL,
+    path TEXT NOT NULL, fingerprint TEXT, num_features INTEGER, class_names TEXT NOT NULL,
+    counts TEXT NOT NULL, job_id TEXT, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
+    stage TEXT NOT NULL DEFAULT '', messages TEXT NOT NULL DEFAULT '[]', request TEXT NOT NULL,
+    result TEXT NOT NULL DEFAULT '{}', error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, started_at TEXT, finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, job_id TEXT, cache_id TEXT NOT NULL REFERENCES caches(id), name TEXT NOT NULL,
+    head TEXT, loss TEXT, reference_run TEXT, path TEXT NOT NULL, summary TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+_JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
+
+
+class NotFound(KeyError):
+    """A row that the caller named does not exist (the API turns it into 404)."""
+
+    def __init__(self, table: str, row_id: str):
+        super().__init__(f"{table[:-1]} {row_id!r} not found")
+        self.table, self.row_id = table, row_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class InvalidTransition(ValueError):
+    """A job status change that its current status does not allow (the API turns it into 409)."""
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+class Store:
+    """Thread-safe access to the service database at ``path`` (created on first use).
+
+    Each thread keeps its own connection; writes go through :meth:`_tx`, one transaction each.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for key in _JSON_COLUMNS & out.keys():
+            out[key] = json.loads(out[key])
+        return out
+
+    def _get(self, table: str, row_id: str) -> dict[str, Any]:
+        row = self._conn().execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise NotFound(table, row_id)
+        return self._row(row)
+
+    def _list(self, table: str, where: str = "", args: tuple = (), limit: int = 500) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM {table} {where} ORDER BY created_at DESC, id LIMIT ?"
+        return [self._row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+
+    def _insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
+        encoded = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()}
+        cols = ", ".join(encoded)
+        marks = ", ".join("?" for _ in encoded)
+        with self._tx() as conn:
+            conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(encoded.values()))
+        return self._get(table, values["id"])
+
+    # -- data sets, caches, runs ------------------------------------------------------------------
+    def add_dataset(self, *, name: str, source: str, path: str, class_names: list[str],
+                    counts: dict[str, list[int]], fingerprint: str | None, skipped: int,
+                    dataset_id: str | None = None) -> dict[str, Any]:
+        return self._insert("datasets", dict(
+            id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
+            counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow()))
+
+    def get_dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self._get("datasets", dataset_id)
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return self._list("datasets")
+
+    def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
+                  num_features: int | None, class_names: list[str], counts: dict[str, int],
+                  job_id: str | None) -> dict[str, Any]:
+        """Record a finished cache; the same file registered again returns the existing row."""
+        row = self._conn().execute("SELECT id FROM caches WHERE path = ?", (path,)).fetchone()
+        if row is not None:
+            return self.get_cache(row["id"])
+        return self._insert("caches", dict(
+            id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
+            num_features=num_features, class_names=class_names, counts=counts, job_id=job_id,
+            created_at=utcnow()))
+
+    def get_cache(self, cache_id: str) -> dict[str, Any]:
+        return self._get("caches", cache_id)
+
+    def list_caches(self) -> list[dict[str, Any]]:
+        return self._list("caches")
+
+    def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
+                loss: str | None, reference_run: str | None, path: str, summary: dict) -> dict[str, Any]:
+        return self._insert("runs", dict(
+            id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
+            reference_run=reference_run, path=path, summary=summary, created_at=utcnow()))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._get("runs", run_id)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return self._list("runs")
+
+    # -- jobs -----------------------------------------------------------------------------------------
+    def add_job(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        return self._insert("jobs", dict(
+            id=new_id("job"), kind=kind, status=JobStatus.queued.value, progress=0.0, stage="queued",
+            messages=[], request=request, result={}, error=None, attempts=0, created_at=now, updated_at=now))
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._get("jobs", job_id)
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        if status is None:
+            return self._list("jobs", limit=limit)
+        return self._list("jobs", "WHERE status = ?", (JobStatus(status).value,), limit=limit)
+
+    def next_queued(self) -> list[dict[str, Any]]:
+        """Queued jobs, oldest first (the worker's scheduling order)."""
+        rows = self._conn().execute(
+            "SELECT * FROM jobs WHERE status = ? ORDER BY created_at, id", (JobStatus.queued.value,)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def _transition(self, job_id: str, allowed: tuple[JobStatus, ...], target: JobStatus,
+                    extra: str = "", args: tuple = ()) -> dict[str, Any]:
+        now = utcnow()
+        marks = ", ".join("?" for _ in allowed)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET status = ?, updated_at = ?{extra} WHERE id = ? AND status IN ({marks})",
+                (target.value, now, *args, job_id, *(s.value for s in allowed)))
+            if cur.rowcount == 0:
+                row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise NotFound("jobs", job_id)
+                raise InvalidTransition(
+                    f"job {job_id!r} is {row['status']}; only a job that is "
+                    f"{' or '.join(s.value for s in allowed)} can become {target.value}")
+        logger.info("job %s -> %s", job_id, target.value)
+        return self.get_job(job_id)
+
+    def claim(self, job_id: str) -> dict[str, Any]:
+        """queued → running (raises InvalidTransition if another thread was first or it was cancelled)."""
+        return self._transition(job_id, (JobStatus.queued,), JobStatus.running,
+                                ", started_at = ?, attempts = attempts + 1, error = NULL, stage = 'starting'",
+                                (utcnow(),))
+
+    def finish(self, job_id: str, status: JobStatus, *, error: str | None = None,
+               stage: str | None = None) -> dict[str, Any]:
+        """running → succeeded / failed / cancelled."""
+        status = JobStatus(status)
+        if status not in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled):
+            raise ValueError(f"finish status must be succeeded, failed or cancelled; got {status.value!r}")
+        progress = ", progress = 1.0" if status is JobStatus.succeeded else ""
+        return self._transition(job_id, (JobStatus.running,), status,
+                                f", finished_at = ?, error = ?, stage = ?{progress}",
+                                (utcnow(), error, stage or status.value))
+
+    def cancel_queued(self, job_id: str) -> dict[str, Any]:
+        """queued / interrupted → cancelled (a running job is cancelled by its worker instead)."""
+        return self._transition(job_id, (JobStatus.queued, JobStatus.interrupted), JobStatus.cancelled,
+                                ", finished_at = ?, stage = 'cancelled'", (utcnow(),))
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """interrupted → queued; the handler picks up from the results recorded so far."""
+        return self._transition(job_id, (JobStatus.interrupted,), JobStatus.queued,
+                                ", stage = 'queued (resumed)', finished_at = NULL")
+
+    def interrupt(self, job_id: str) -> dict[str, Any]:
+        """running → interrupted (the server is stopping; the job can be resumed later)."""
+        return self._transition(job_id, (JobStatus.running,), JobStatus.interrupted, ", stage = 'interrupted'")
+
+    def interrupt_running(self) -> list[str]:
+        """On start-up: every job left ``running`` by a dead process becomes ``interrupted``."""
+        now = utcnow()
+        with self._tx() as conn:
+            ids = [r["id"] for r in conn.execute(
+                "SELECT id FROM jobs WHERE status = ?", (JobStatus.running.value,)).fetchall()]
+            conn.execute("UPDATE jobs SET status = ?, updated_at = ?, stage = 'interrupted' WHERE status = ?",
+                         (JobStatus.interrupted.value, now, JobStatus.running.value))
+        for job_id in ids:
+            logger.warning("job %s was running when the server stopped: marked interrupted", job_id)
+        return ids
+
+    def update_progress(self, job_id: str, progress: float, stage: str | None = None) -> None:
+        progress = min(max(float(progress), 0.0), 1.0)
+        with self._tx() as conn:
+            if stage is None:
+                conn.execute("UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?",
+                             (progress, utcnow(), job_id))
+            else:
+                conn.execute("UPDATE jobs SET progress = ?, stage = ?, updated_at = ? WHERE id = ?",
+                             (progress, stage, utcnow(), job_id))
+
+    def add_message(self, job_id: str, text: str) -> None:
+        with self._tx() as conn:
+            row = conn.execute("SELECT messages FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound("jobs", job_id)
+            messages = json.loads(row["messages"])
+            messages.append({"at": utcnow(), "text": text})
+            conn.execute("UPDATE jobs SET messages = ?, updated_at = ? WHERE id = ?",
+                         (json.dumps(messages[-MAX_MESSAGES:]), utcnow(), job_id))
+
+    def update_result(self, job_id: str, **values: Any) -> dict[str, Any]:
+        """Merge ``values`` into the job's result (steps done so far, so a resumed job skips them)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound("jobs", job_id)
+            result = json.loads(row["result"])
+            result.update(values)
+            conn.execute("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?",
+                         (json.dumps(result), utcnow(), job_id))
+        return result
+
+    def job_counts(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        return {r["status"]: r["n"] for r in rows}

@@ -1,0 +1,1 @@
+"""API routers: one module per resource (datasets, jobs, reports, dashboard, health)."""

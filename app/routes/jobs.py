@@ -1,0 +1,56 @@
+"""``/api/jobs``: submit (202), list, inspect, cancel and resume background jobs."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, status
+
+from ..db import Store
+from ..deps import get_runner, get_store
+from ..jobs import JobStatus
+from ..schemas import ERROR_RESPONSES, ErrorOut, ExtractJob, JobAccepted, JobCreate, JobOut, PipelineJob, ProbeJob
+from ..worker import JobRunner
+
+router = APIRouter(tags=["jobs"])
+_CONFLICT = {409: {"model": ErrorOut, "description": "the job's status does not allow this"}}
+
+
+def _check_references(job: ExtractJob | ProbeJob | PipelineJob, store: Store) -> None:
+    """Unknown ids are refused at submission (404), not discovered later by the worker."""
+    if isinstance(job, (ExtractJob, PipelineJob)):
+        store.get_dataset(job.dataset_id)
+    if isinstance(job, ProbeJob):
+        store.get_cache(job.cache_id)
+        if job.reference_run:
+            store.get_run(job.reference_run)
+
+
+@router.post("/jobs", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
+             summary="Queue an extract, probe or pipeline job; returns at once", responses=ERROR_RESPONSES)
+def create_job(job: JobCreate, store: Store = Depends(get_store),
+               runner: JobRunner = Depends(get_runner)) -> JobAccepted:
+    _check_references(job, store)
+    row = runner.submit(job.kind, job.model_dump(mode="json", exclude={"kind"}))
+    return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="Jobs, newest first")
+def list_jobs(status_: JobStatus | None = Query(None, alias="status"), limit: int = Query(200, ge=1, le=1000),
+              store: Store = Depends(get_store)) -> list[JobOut]:
+    return [JobOut.from_row(r) for r in store.list_jobs(status_, limit=limit)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
+def get_job(job_id: str, store: Store = Depends(get_store)) -> JobOut:
+    return JobOut.from_row(store.get_job(job_id))
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT},
+               summary="Cancel a job (a running one stops at its next chunk; poll until 'cancelled')")
+def cancel_job(job_id: str, runner: JobRunner = Depends(get_runner)) -> JobOut:
+    return JobOut.from_row(runner.cancel(job_id))
+
+
+@router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
+             responses={**ERROR_RESPONSES, **_CONFLICT}, summary="Queue an interrupted job again")
+def resume_job(job_id: str, runner: JobRunner = Depends(get_runner)) -> JobAccepted:
+    row = runner.resume(job_id)
+    return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")

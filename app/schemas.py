@@ -1,0 +1,192 @@
+"""Request and response models of the REST API (the OpenAPI schema is generated from these)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from probe import ProbeConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from .jobs import JobStatus
+
+
+class ErrorOut(BaseModel):
+    """Every error response: ``{"detail": "<what went wrong>"}`` (422 validation errors list the fields)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in {401: "missing or wrong bearer token", 404: "no such id",
+                       422: "invalid request"}.items()
+}
+
+
+# -- data sets and caches --------------------------------------------------------------------------
+class DatasetRegister(BaseModel):
+    """Register a directory (or archive) that already lies on the server, under the configured data root."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(..., min_length=1, description="absolute, or relative to the data root")
+    name: str | None = Field(None, max_length=200)
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    source: Literal["upload", "path"]
+    class_names: list[str]
+    counts: dict[str, list[int]] = Field(..., description="split → images per class, in class order")
+    num_images: int
+    skipped: int = Field(..., description="unreadable files left out")
+    fingerprint: str | None
+    created_at: str
+
+
+class CacheOut(BaseModel):
+    id: str
+    dataset_id: str
+    encoder: str
+    fingerprint: str | None
+    num_features: int | None
+    class_names: list[str]
+    counts: dict[str, Any]
+    job_id: str | None
+    created_at: str
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+class ExtractOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="images per chunk (default: server setting)")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train carved out as val if absent")
+    seed: int = Field(0, ge=0)
+    max_per_class: int | None = Field(None, ge=1, description="cap on images per class and split")
+
+
+class ExtractJob(BaseModel):
+    """Extract (or reuse) the feature cache of a data set with one encoder."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["extract"]
+    dataset_id: str
+    encoder: str = Field("effnet-lite0", description="effnet-lite0, openclip:ARCH[:WEIGHTS], mocov2:CHECKPOINT")
+    options: ExtractOptions = Field(default_factory=ExtractOptions)
+
+
+class ProbeJob(BaseModel):
+    """Train one probe on a cache; ``reference_run`` (an ERM run) supplies the easy/medium/hard groups."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["probe"]
+    cache_id: str
+    config: ProbeConfig = Field(default_factory=ProbeConfig)
+    reference_run: str | None = None
+
+
+class PipelineJob(BaseModel):
+    """Extraction, then the probes in order; the first probe (ERM) is the reference run of the others."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["pipeline"]
+    dataset_id: str
+    encoder: str = "effnet-lite0"
+    options: ExtractOptions = Field(default_factory=ExtractOptions)
+    probes: list[ProbeConfig] = Field(..., min_length=1, max_length=16)
+
+
+JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob], Field(discriminator="kind")]
+
+
+class JobMessage(BaseModel):
+    at: str
+    text: str
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cache_id: str | None = None
+    run_ids: list[str] = Field(default_factory=list)
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: JobStatus
+    progress: float = Field(..., ge=0.0, le=1.0)
+    stage: str
+    messages: list[JobMessage]
+    request: dict[str, Any]
+    result: JobResult
+    error: str | None
+    attempts: int
+    resumable: bool = Field(..., description="true for an interrupted job: POST /api/jobs/{id}/resume")
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "JobOut":
+        return cls(**row, resumable=row["status"] == JobStatus.interrupted.value)
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: JobStatus
+    url: str
+
+
+# -- runs and reports ------------------------------------------------------------------------------
+class RunOut(BaseModel):
+    id: str
+    job_id: str | None
+    cache_id: str
+    name: str
+    head: str | None
+    loss: str | None
+    reference_run: str | None
+    summary: dict[str, Any]
+    created_at: str
+
+
+class WorstClass(BaseModel):
+    name: str
+    accuracy: float
+
+
+class ReportSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    overall: float
+    balanced: float
+    easy: float
+    medium: float
+    hard: float
+    worst_class: WorstClass
+
+
+class PerClassRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    index: int
+    name: str
+    group: Literal["easy", "medium", "hard"]
+    accuracy: float
+
+
+class ReportOut(BaseModel):
+    """``report.json`` (schema_version 1) as written by ``probe.run_probe``; see docs/ARCHITECTURE.md."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_version: int
+    run_id: str | None
+    class_names: list[str]
+    grouping: dict[str, Any]
+    summary: ReportSummary
+    per_class: list[PerClassRow]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+    auth_required: bool
+    jobs: dict[str, int]

@@ -1,0 +1,186 @@
+"""The background worker: runs queued jobs in threads, one GPU job at a time, CPU jobs up to a bound.
+
+The queue lives in the database, so a restarted server picks up queued jobs where it left off. Start-up
+marks jobs that a dead process left ``running`` as ``interrupted``; ``resume`` queues them again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .config import Settings
+from .db import InvalidTransition, NotFound, Store
+from .jobs import JOB_HANDLERS, JobCancelled, JobContext, JobStatus, job_resource
+
+logger = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Schedules and runs jobs from ``store``.
+
+    Args:
+        store: the service database.
+        settings: ``cpu_jobs`` bounds concurrent CPU jobs; GPU jobs run one at a time.
+        handlers: kind → handler (defaults to :data:`app.jobs.JOB_HANDLERS`).
+    """
+
+    def __init__(self, store: Store, settings: Settings, handlers: dict | None = None):
+        self.store = store
+        self.settings = settings
+        self.handlers = dict(JOB_HANDLERS if handlers is None else handlers)
+        self._limits = {"gpu": 1, "cpu": settings.cpu_jobs}
+        self._busy = {"gpu": 0, "cpu": 0}
+        self._running: dict[str, tuple[JobContext, threading.Thread, str]] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._dispatcher: threading.Thread | None = None
+        self._device: str | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Mark jobs left running by a dead process interrupted, then start dispatching."""
+        self.store.interrupt_running()
+        self._stopping = False
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="mr2probe-dispatch", daemon=True)
+        self._dispatcher.start()
+        logger.info("job worker started (cpu jobs: %d, gpu jobs: 1)", self.settings.cpu_jobs)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask running jobs to stop; those that stop in time are marked interrupted (resumable)."""
+        with self._cond:
+            self._stopping = True
+            running = list(self._running.values())
+            self._cond.notify_all()
+        for ctx, _, _ in running:
+            ctx.stop_reason = "shutdown"
+            ctx.stop_event.set()
+        for _, thread, _ in running:
+            thread.join(timeout)
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout)
+        logger.info("job worker stopped")
+
+    # -- requests -----------------------------------------------------------------------------------
+    def submit(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+        if kind not in self.handlers:
+            raise ValueError(f"Unknown job kind {kind!r}; available: {', '.join(sorted(self.handlers))}")
+        job = self.store.add_job(kind, request)
+        logger.info("job %s queued (%s)", job["id"], kind)
+        self.wake()
+        return job
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued, interrupted or running job (a running one stops at its next check)."""
+        job = self.store.get_job(job_id)
+        status = JobStatus(job["status"])
+        if status in (JobStatus.queued, JobStatus.interrupted):
+            try:
+                return self.store.cancel_queued(job_id)
+            except InvalidTransition:
+                job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile
+                status = JobStatus(job["status"])
+        if status is JobStatus.running:
+            with self._cond:
+                entry = self._running.get(job_id)
+            if entry is None:
+                raise InvalidTransition(f"job {job_id!r} is running in another process; it cannot be cancelled here")
+            ctx = entry[0]
+            ctx.stop_reason = "cancel"
+            ctx.stop_event.set()
+            self.store.add_message(job_id, "cancellation requested")
+            return self.store.get_job(job_id)
+        raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        job = self.store.resume(job_id)
+        self.store.add_message(job_id, "resumed")
+        self.wake()
+        return job
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:
+        """Block until the job leaves queued/running (used by the demo and tests)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.store.get_job(job_id)
+            if JobStatus(job["status"]) not in (JobStatus.queued, JobStatus.running):
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id!r} still {job['status']} after {timeout} s")
+            time.sleep(poll)
+
+    # -- scheduling ---------------------------------------------------------------------------------
+    def _device_name(self) -> str:
+        if self._device is None:
+            self._device = self.settings.resolved_device()
+        return self._device
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+            try:
+                self._dispatch_once()
+            except Exception:  # the loop must survive a bad row or a locked database
+                logger.exception("job dispatcher error")
+            with self._cond:
+                if self._stopping:
+                    return
+                self._cond.wait(timeout=1.0)
+
+    def _dispatch_once(self) -> None:
+        for job in self.store.next_queued():
+            if job["kind"] not in self.handlers:
+                continue
+            resource = job_resource(job["kind"], job["request"], self._device_name())
+            with self._cond:
+                if self._stopping or self._busy[resource] >= self._limits[resource]:
+                    continue
+                try:
+                    job = self.store.claim(job["id"])
+                except (InvalidTransition, NotFound):
+                    continue
+                ctx = JobContext(job=job, store=self.store, settings=self.settings)
+                thread = threading.Thread(target=self._run, args=(ctx, resource),
+                                          name=f"mr2probe-{job['id']}", daemon=True)
+                self._busy[resource] += 1
+                self._running[job["id"]] = (ctx, thread, resource)
+            thread.start()
+
+    def _run(self, ctx: JobContext, resource: str) -> None:
+        job_id = ctx.job_id
+        handler = self.handlers[ctx.job["kind"]]
+        try:
+            result = handler(ctx)
+            if ctx.should_stop():
+                raise JobCancelled(ctx.stop_reason or "cancel")
+            self.store.update_result(job_id, **(result or {}), pending_run=None)
+            self.store.finish(job_id, JobStatus.succeeded, stage="done")
+            logger.info("job %s finished", job_id)
+        except BaseException as exc:  # noqa: BLE001 - every outcome must be written down
+            self._record_failure(ctx, exc)
+        finally:
+            with self._cond:
+                self._busy[resource] -= 1
+                self._running.pop(job_id, None)
+                self._cond.notify_all()
+
+    def _record_failure(self, ctx: JobContext, exc: BaseException) -> None:
+        job_id = ctx.job_id
+        try:
+            if ctx.should_stop() and ctx.stop_reason == "shutdown":
+                self.store.interrupt(job_id)
+            elif ctx.should_stop() or isinstance(exc, JobCancelled):
+                self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
+            else:
+                logger.error("job %s failed", job_id, exc_info=exc)
+                self.store.finish(job_id, JobStatus.failed, error=f"{type(exc).__name__}: {exc}", stage="failed")
+        except Exception:
+            logger.exception("could not record the outcome of job %s", job_id)
