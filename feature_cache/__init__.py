@@ -1,1 +1,35 @@
-"""feature_cache package."""
+"""feature_cache: run a frozen image encoder once over a labelled data set and cache the features (HDF5).
+
+Public API (see docs/ARCHITECTURE.md): encoders (:func:`create_encoder`), data sets
+(:func:`open_dataset`), extraction (:func:`extract`) and the cache file (:func:`open_cache`,
+:func:`write_cache`; format in :mod:`feature_cache.store`).
+"""
+from .archives import ArchiveLimits
+from .datasets import LabelledImages, Sample, open_dataset
+from .encoders import ENCODERS, Encoder, EncoderSpec, create_encoder, list_encoders
+from .errors import CacheMismatch, DatasetError, ExtractionCancelled, MissingWeights, UnsafeArchive
+from .extract import ExtractResult, extract
+from .store import SCHEMA_VERSION, FeatureCache, open_cache, write_cache
+
+__all__ = [
+    "ArchiveLimits",
+    "CacheMismatch",
+    "DatasetError",
+    "ENCODERS",
+    "Encoder",
+    "EncoderSpec",
+    "ExtractResult",
+    "ExtractionCancelled",
+    "FeatureCache",
+    "LabelledImages",
+    "MissingWeights",
+    "SCHEMA_VERSION",
+    "Sample",
+    "UnsafeArchive",
+    "create_encoder",
+    "extract",
+    "list_encoders",
+    "open_cache",
+    "open_dataset",
+    "write_cache",
+]

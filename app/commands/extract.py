@@ -1,0 +1,66 @@
+"""`mr2probe extract`: run a frozen encoder over a labelled image set and cache the features (HDF5)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NAME = "extract"
+HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True,
+                        help="folder or .zip/.tar(.gz) of class folders (train/ and test/ sub-trees or one tree), "
+                        "a CSV manifest (path,label) or a Fashion-MNIST idx folder")
+    parser.add_argument("--encoder", default="effnet-lite0",
+                        help="effnet-lite0 (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="cache file to write (reused when it matches the request)")
+    where.add_argument("--cache-dir", default=".mr2probe/cache",
+                       help="folder of caches named by fingerprint (default: .mr2probe/cache)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass / chunk (default 64)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader decoding processes (default 2)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="fraction of each class's train images carved into val (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
+    parser.add_argument("--max-per-class", type=int, default=None,
+                        help="keep at most this many images per class in each split (seeded)")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                        help="stored feature dtype (default float16)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from feature_cache import extract
+
+    result = extract(
+        args.data,
+        args.encoder,
+        None if args.out else args.cache_dir,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        max_per_class=args.max_per_class,
+        out=args.out,
+        dtype=args.dtype,
+        show_progress=not args.no_progress,
+    )
+    summary = {
+        "path": str(result.path),
+        "fingerprint": result.fingerprint,
+        "reused": result.reused,
+        "counts": result.counts,
+        "encoded": result.encoded,
+        "skipped": len(result.skipped),
+    }
+    print(json.dumps(summary), file=sys.stdout)
+    for source, reason in result.skipped[:20]:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    if len(result.skipped) > 20:
+        print(f"... and {len(result.skipped) - 20} more skipped files (see the cache's 'skipped' attribute)",
+              file=sys.stderr)
+    return 0

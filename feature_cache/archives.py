@@ -1,0 +1,201 @@
+"""Safe, random-access readers for the places a labelled image set can live.
+
+Every reader exposes ``names()`` (posix paths of the regular files, relative to the reader's root),
+``read(name) -> bytes``, ``content_id(name) -> str`` (a cheap content digest used by the data set
+fingerprint) and ``dirs()`` (directory entries, so empty class folders can be reported).
+
+- :class:`DirectoryReader` — a folder on disk; symlinks that leave the folder are refused.
+- :class:`ZipReader` — members are read **directly from the archive** with :mod:`zipfile` (nothing is
+  extracted to disk). The central directory is validated when the reader is built: no absolute paths,
+  no ``..`` components, no symlink members, and the :class:`ArchiveLimits` on member count, total
+  uncompressed size, per-member size and compression ratio (decompression bombs); reads are bounded by
+  the declared size, and the CRC is checked by :mod:`zipfile`. A breach raises
+  :class:`~feature_cache.errors.UnsafeArchive`. Each process opens its own handle, so the reader can be
+  shared with DataLoader workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UnsafeArchive
+
+__all__ = ["ArchiveLimits", "DirectoryReader", "ZipReader", "check_member_name"]
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Limits that make an archive unsafe to read (checked before any member is decompressed).
+
+    Attributes:
+        max_members: most entries (files + folders) in the archive.
+        max_total_bytes: most uncompressed bytes over all members.
+        max_member_bytes: most uncompressed bytes for one member.
+        max_ratio: most uncompressed/compressed size ratio for one member larger than ``ratio_floor``.
+        ratio_floor: members smaller than this many bytes are exempt from the ratio check (tiny files
+            compress extremely well without being dangerous).
+    """
+
+    max_members: int = 2_000_000
+    max_total_bytes: int = 64 * 2**30
+    max_member_bytes: int = 256 * 2**20
+    max_ratio: float = 200.0
+    ratio_floor: int = 1 * 2**20
+
+    def __post_init__(self) -> None:
+        for field in ("max_members", "max_total_bytes", "max_member_bytes", "max_ratio"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"ArchiveLimits.{field} must be > 0, got {getattr(self, field)}.")
+
+
+def check_member_name(name: str, archive: str) -> str:
+    """Return the normalised posix member name, or raise ``UnsafeArchive`` on a path escape."""
+    if "\x00" in name:
+        raise UnsafeArchive(f"{archive}: member name {name!r} contains a NUL byte.")
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path; archives must use relative paths.")
+    parts = [p for p in posix.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive(f"{archive}: member {name!r} escapes the archive root with '..'.")
+    return "/".join(parts)
+
+
+class DirectoryReader:
+    """Files under a folder on disk (symlinks resolving outside the folder are skipped)."""
+
+    kind = "directory"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data folder {root} does not exist.")
+        self._files: list[str] = []
+        self._dirs: list[str] = []
+        self.unsafe: list[tuple[str, str]] = []
+        for current, dirnames, filenames in os.walk(self.root, followlinks=False):
+            rel_dir = Path(current).relative_to(self.root).as_posix()
+            for d in sorted(dirnames):
+                self._dirs.append(d if rel_dir == "." else f"{rel_dir}/{d}")
+            for f in filenames:
+                rel = f if rel_dir == "." else f"{rel_dir}/{f}"
+                full = Path(current) / f
+                if full.is_symlink() and not full.resolve().is_relative_to(self.root):
+                    self.unsafe.append((rel, "symlink pointing outside the data folder"))
+                    continue
+                self._files.append(rel)
+        self._files.sort()
+        self._dirs.sort()
+
+    def names(self) -> list[str]:
+        return list(self._files)
+
+    def dirs(self) -> list[str]:
+        return list(self._dirs)
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def content_id(self, name: str) -> str:
+        return hashlib.sha256(self.read(name)).hexdigest()
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+
+class ZipReader:
+    """Members of a .zip archive, validated up front and read in place (see module docstring)."""
+
+    kind = "zip"
+
+    def __init__(self, path: str | Path, limits: ArchiveLimits | None = None) -> None:
+        self.path = Path(path).resolve()
+        self.limits = limits or ArchiveLimits()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"archive {path} does not exist.")
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                infos = archive.infolist()
+        except zipfile.BadZipFile as exc:
+            raise UnsafeArchive(f"{self.path.name}: not a readable zip archive ({exc}).") from exc
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        self._dirs: list[str] = []
+        self._check(infos)
+        self._handle: zipfile.ZipFile | None = None
+        self._pid: int | None = None
+
+    def _check(self, infos: list[zipfile.ZipInfo]) -> None:
+        lim, label = self.limits, self.path.name
+        if len(infos) > lim.max_members:
+            raise UnsafeArchive(
+                f"{label}: {len(infos)} members exceeds the limit of {lim.max_members} (ArchiveLimits.max_members)."
+            )
+        total = 0
+        for info in infos:
+            name = check_member_name(info.filename, label)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise UnsafeArchive(f"{label}: member {info.filename!r} is a symbolic link; links are not allowed.")
+            if info.is_dir():
+                if name:
+                    self._dirs.append(name)
+                continue
+            if info.file_size > lim.max_member_bytes:
+                raise UnsafeArchive(
+                    f"{label}: member {info.filename!r} is {info.file_size} bytes uncompressed, over the limit "
+                    f"of {lim.max_member_bytes} (ArchiveLimits.max_member_bytes)."
+                )
+            if info.file_size > lim.ratio_floor and info.file_size > lim.max_ratio * max(info.compress_size, 1):
+                raise UnsafeArchive(
+                    f"{label}: member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
+                    f"(limit {lim.max_ratio:.0f}x, ArchiveLimits.max_ratio): possible decompression bomb."
+                )
+            total += info.file_size
+            if total > lim.max_total_bytes:
+                raise UnsafeArchive(
+                    f"{label}: more than {lim.max_total_bytes} bytes uncompressed "
+                    "(ArchiveLimits.max_total_bytes): possible decompression bomb."
+                )
+            if name in self._infos:
+                raise UnsafeArchive(f"{label}: member {name!r} appears twice.")
+            self._infos[name] = info
+        self._dirs.sort()
+
+    def _archive(self) -> zipfile.ZipFile:
+        # One handle per process: a ZipFile shares a file offset and must not cross a fork.
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = zipfile.ZipFile(self.path)
+            self._pid = os.getpid()
+        return self._handle
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, None
+        return state
+
+    def names(self) -> list[str]:
+        return sorted(self._infos)
+
+    def dirs(self) -> list[str]:
+        return list(self._dirs)
+
+    def read(self, name: str) -> bytes:
+        info = self._infos[name]
+        with self._archive().open(info) as member:
+            data = member.read(info.file_size + 1)  # bounded even if the header lies
+        if len(data) > info.file_size:
+            raise UnsafeArchive(f"{self.path.name}: member {name!r} is larger than its declared size.")
+        return data
+
+    def content_id(self, name: str) -> str:
+        info = self._infos[name]
+        return f"{info.CRC:08x}:{info.file_size}"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+

@@ -1,0 +1,332 @@
+"""Labelled image sets: find the classes and splits, subset and split them reproducibly.
+
+:func:`open_dataset` turns a path into :class:`LabelledImages` — ``class_names``, ``splits``
+(``train`` / ``val`` / ``test`` lists of :class:`Sample`), ``skipped`` ((source, reason) pairs that
+were left out) and ``fingerprint`` (content of the data set, see :mod:`feature_cache.fingerprint`).
+
+Layouts (class folders, in a folder or a .zip archive):
+
+- ``ROOT/train/<class>/…`` and ``ROOT/test/<class>/…`` (optionally ``ROOT/val/<class>/…``), where ROOT
+  may be nested under top folders (the CIFAR-10 zip has ``cifar10/train/<class>/NNNN.jpg``): the
+  shallowest folder that holds both ``train`` and ``test`` is used.
+- ``ROOT/<class>/…`` without a split: the product carves ``test`` (``test_fraction``) stratified and
+  seeded.
+
+Subsetting and splitting (all deterministic given ``seed``):
+
+1. ``max_per_class`` keeps at most that many samples of each class in each given split (``train`` and
+   ``test``; also ``val`` when the data set has one), chosen by a seeded permutation per class.
+2. When there is no given ``val`` split, ``val`` is carved from ``train``: per class,
+   ``round(n_k · val_fraction)`` samples (at least 1 when ``val_fraction > 0`` and the class has ≥ 2
+   samples, never all of them), chosen by a seeded permutation.
+3. Every split is listed in sorted source order.
+
+Files whose extension is not an image format are skipped up front; files that fail to decode are
+skipped by the extractor; both end up in ``skipped``. A class with no images, or fewer than two classes,
+raises :class:`~feature_cache.errors.DatasetError`.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .archives import ArchiveLimits, DirectoryReader, ZipReader
+from .errors import DatasetError
+from .fingerprint import dataset_fingerprint
+
+__all__ = ["Sample", "LabelledImages", "open_dataset", "IMAGE_EXTENSIONS", "SPLITS"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+_SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+
+
+class Reader(Protocol):
+    def names(self) -> list[str]: ...
+    def dirs(self) -> list[str]: ...
+    def read(self, name: str) -> bytes: ...
+    def content_id(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: ``source`` is its path inside the data set, ``label`` its class index."""
+
+    source: str
+    label: int
+
+
+@dataclass
+class LabelledImages:
+    """A labelled image set split into ``train`` / ``val`` / ``test``.
+
+    Attributes:
+        class_names: sorted class names; a label is an index into this list.
+        splits: split name → samples, each list in sorted source order.
+        skipped: (source, reason) for every file left out.
+        fingerprint: hex digest of the data set's content (before subsetting / splitting).
+        params: the subsetting / splitting parameters (part of the cache fingerprint).
+        reader: where the bytes come from (picklable into DataLoader workers).
+    """
+
+    class_names: list[str]
+    splits: dict[str, list[Sample]]
+    skipped: list[tuple[str, str]]
+    fingerprint: str
+    params: dict[str, Any]
+    reader: Any = field(repr=False)
+    location: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(samples) for name, samples in self.splits.items()}
+
+    def load_image(self, sample: Sample):
+        """Decode one sample into a PIL image (raises on a corrupt file; callers skip it)."""
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.reader.read(sample.source)))
+        image.load()
+        return image
+
+
+# ------------------------------------------------------------------------------------ layout
+
+
+def _find_split_root(names: list[str]) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """The shallowest prefix P with P/train/… and P/test/… files; returns (P, {split: folder name})."""
+    candidates: dict[tuple[str, ...], dict[str, str]] = defaultdict(dict)
+    for name in names:
+        parts = name.split("/")
+        for depth, part in enumerate(parts[:-2]):  # a split folder must hold class folders
+            split = _SPLIT_ALIASES.get(part.lower())
+            if split:
+                candidates[tuple(parts[:depth])].setdefault(split, part)
+    found = [(prefix, splits) for prefix, splits in candidates.items() if {"train", "test"} <= set(splits)]
+    if not found:
+        return None
+    return min(found, key=lambda item: (len(item[0]), item[0]))
+
+
+def _common_root(names: list[str]) -> tuple[str, ...]:
+    """Deepest folder that contains every file, stopping so that files still sit in class folders."""
+    split = [name.split("/") for name in names]
+    prefix: list[str] = []
+    for column in zip(*[parts[:-1] for parts in split]):
+        if len(set(column)) != 1:
+            break
+        prefix.append(column[0])
+    # Files must be at least one folder (the class) below the root.
+    while prefix and any(len(parts) - 1 <= len(prefix) for parts in split):
+        prefix.pop()
+    return tuple(prefix)
+
+
+def _is_hidden(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+
+
+def _class_folders(
+    reader: Reader, names: list[str], prefix: tuple[str, ...], skipped: list[tuple[str, str]]
+) -> dict[str, list[str]]:
+    """Map class folder name → sorted image files under ``prefix/<class>/`` (recursively)."""
+    classes: dict[str, list[str]] = {}
+    depth = len(prefix)
+    for directory in reader.dirs():
+        parts = directory.split("/")
+        if len(parts) == depth + 1 and tuple(parts[:depth]) == prefix and not _is_hidden(directory):
+            classes.setdefault(parts[depth], [])
+    for name in names:
+        parts = name.split("/")
+        if tuple(parts[:depth]) != prefix:
+            continue
+        if len(parts) < depth + 2:
+            skipped.append((name, "not inside a class folder"))
+            continue
+        if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append((name, f"not an image file (extension {Path(name).suffix or 'none'!r})"))
+            continue
+        classes.setdefault(parts[depth], []).append(name)
+    return {k: sorted(v) for k, v in classes.items()}
+
+
+# ------------------------------------------------------------------------------ subsetting
+
+
+def _by_class(samples: list[Sample]) -> dict[int, list[Sample]]:
+    groups: dict[int, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        groups[sample.label].append(sample)
+    return groups
+
+
+def _subset(samples: list[Sample], max_per_class: int | None, rng: np.random.Generator) -> list[Sample]:
+    if max_per_class is None:
+        return samples
+    kept: list[Sample] = []
+    for label, group in sorted(_by_class(samples).items()):
+        if len(group) > max_per_class:
+            order = rng.permutation(len(group))[:max_per_class]
+            group = [group[i] for i in sorted(order)]
+        kept.extend(group)
+    return sorted(kept, key=lambda s: s.source)
+
+
+def _carve(samples: list[Sample], fraction: float, rng: np.random.Generator) -> tuple[list[Sample], list[Sample]]:
+    """Stratified, seeded split → (rest, carved) with ``round(n_k·fraction)`` carved per class."""
+    rest: list[Sample] = []
+    carved: list[Sample] = []
+    for label, group in sorted(_by_class(samples).items()):
+        n = len(group)
+        k = int(round(n * fraction))
+        if fraction > 0 and n >= 2:
+            k = min(max(k, 1), n - 1)
+        else:
+            k = 0
+        chosen = set(rng.permutation(n)[:k].tolist())
+        for i, sample in enumerate(group):
+            (carved if i in chosen else rest).append(sample)
+    key = lambda s: s.source  # noqa: E731
+    return sorted(rest, key=key), sorted(carved, key=key)
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}.")
+
+
+# -------------------------------------------------------------------------------- entry point
+
+
+def _reader_for(path: Path, limits: ArchiveLimits | None) -> Reader:
+    if path.is_dir():
+        return DirectoryReader(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data set {path} does not exist.")
+    if path.suffix.lower() == ".zip":
+        return ZipReader(path, limits)
+    raise DatasetError(
+        f"Unsupported data set {path}; accepted: a folder of class folders or a .zip archive of one."
+    )
+
+
+def open_dataset(
+    path: str | Path,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_per_class: int | None = None,
+    limits: ArchiveLimits | None = None,
+    test_fraction: float = 0.2,
+) -> LabelledImages:
+    """Open a labelled image set and split it into ``train`` / ``val`` / ``test`` (see module docstring).
+
+    Args:
+        path: folder or .zip archive of class folders.
+        val_fraction: fraction of each class's train samples carved into ``val`` (when none is given).
+        seed: seed of every random choice (subsetting, carving).
+        max_per_class: keep at most this many samples per class in each given split.
+        limits: archive safety limits (defaults: :class:`ArchiveLimits`).
+        test_fraction: fraction carved into ``test`` when the data set has no train/test folders.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnsafeArchive: the archive breaks a safety rule.
+        DatasetError: no usable layout, an empty class, or fewer than two classes.
+    """
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if max_per_class is not None and max_per_class < 1:
+        raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}.")
+    path = Path(path)
+    reader = _reader_for(path, limits)
+    skipped: list[tuple[str, str]] = list(getattr(reader, "unsafe", []))
+    names = []
+    for name in reader.names():
+        if _is_hidden(name):
+            skipped.append((name, "hidden or metadata file"))
+        else:
+            names.append(name)
+    image_names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    if not image_names:
+        raise DatasetError(f"{path}: no image files found (accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+
+    located = _find_split_root(image_names)
+    given: dict[str, dict[str, list[str]]] = {}
+    if located:
+        prefix, folders = located
+        for split, folder in folders.items():
+            given[split] = _class_folders(reader, names, prefix + (folder,), skipped)
+        layout = "split-folders"
+    else:
+        prefix = _common_root(image_names)
+        given["train"] = _class_folders(reader, names, prefix, skipped)
+        layout = "single-tree"
+
+    class_names = sorted(set().union(*[set(c) for c in given.values()]))
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
+            "a probe needs at least 2 classes."
+        )
+    for split, classes in given.items():
+        empty = sorted(c for c, files in classes.items() if not files)
+        if empty:
+            raise DatasetError(f"{path}: class folder(s) {', '.join(empty)} in '{split}' contain no images.")
+    if "train" in given:
+        missing = [c for c in class_names if c not in given["train"]]
+        if missing:
+            raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images.")
+
+    index = {name: i for i, name in enumerate(class_names)}
+    pools = {
+        split: sorted(
+            (Sample(f, index[c]) for c, files in classes.items() for f in files), key=lambda s: s.source
+        )
+        for split, classes in given.items()
+    }
+    fingerprint = dataset_fingerprint(
+        class_names,
+        {split: [(s.source, s.label, reader.content_id(s.source)) for s in samples] for split, samples in pools.items()},
+    )
+
+    rng = np.random.default_rng(seed)
+    splits: dict[str, list[Sample]] = {}
+    for split in SPLITS:
+        if split in pools:
+            pools[split] = _subset(pools[split], max_per_class, rng)
+    if layout == "single-tree":
+        pools["train"], pools["test"] = _carve(pools["train"], test_fraction, rng)
+    splits["train"] = pools["train"]
+    if "val" in pools:
+        splits["val"] = pools["val"]
+    else:
+        splits["train"], splits["val"] = _carve(pools["train"], val_fraction, rng)
+    splits["test"] = pools["test"]
+    splits = {name: splits[name] for name in SPLITS}
+
+    params = {
+        "layout": layout,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction if layout == "single-tree" else None,
+        "seed": seed,
+        "max_per_class": max_per_class,
+    }
+    logger.info(
+        "data set %s: %d classes, %s, %d skipped",
+        path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),
+    )
+    return LabelledImages(class_names, splits, skipped, fingerprint, params, reader, str(path))

@@ -1,0 +1,34 @@
+"""Exceptions that callers of :mod:`feature_cache` are expected to catch.
+
+Caller mistakes that need no special handling stay plain ``ValueError`` / ``KeyError``; these
+subclasses exist because the app maps them to specific job states or HTTP answers.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "DatasetError",
+    "UnsafeArchive",
+    "CacheMismatch",
+    "ExtractionCancelled",
+    "MissingWeights",
+]
+
+
+class DatasetError(ValueError):
+    """The data set cannot be used as given (empty class, a single class, unknown layout, ...)."""
+
+
+class UnsafeArchive(ValueError):
+    """An archive breaks a safety rule (path escape, link, size / member-count / ratio limit)."""
+
+
+class CacheMismatch(ValueError):
+    """An existing cache file does not belong to the request (different fingerprint or schema)."""
+
+
+class ExtractionCancelled(Exception):
+    """``should_stop()`` returned True; only a resumable ``*.partial`` file is left behind."""
+
+
+class MissingWeights(FileNotFoundError):
+    """An encoder's weights file is not on this machine (nothing is ever downloaded)."""

@@ -1,0 +1,389 @@
+"""The HDF5 feature cache (schema_version 1): writer, resumable partial writer and read-only reader.
+
+File format
+-----------
+One HDF5 file per (data set, encoder, preprocessing, split parameters). Strings are UTF-8; "JSON"
+means a UTF-8 string attribute holding a JSON document.
+
+Root attributes:
+
+==================== ======== ===================================================================
+name                 type     meaning
+==================== ======== ===================================================================
+schema_version       int      ``1``
+encoder              str      encoder name as given (``effnet-lite0``, ``openclip:ARCH:WEIGHTS`` ...)
+weights_sha256       str      sha256 of the weights file (of the state dict for random weights)
+preprocess           JSON     ``{"resize": [H, W], "crop": null, "interpolation": "bicubic",
+                              "mean": [..3], "std": [..3], "color": "RGB", "scale": ...}``
+feature_kind         str      which tensor is stored: ``pooled`` (global-average-pooled) or
+                              ``embedding`` (CLIP image embedding)
+normalized           bool     True when features are already L2-normalised by the encoder
+default_head         str      ``linear`` or ``cosine``: the head the probe should use by default
+class_names          JSON     list of class names; a label is an index into it
+dataset_fingerprint  str      sha256 of the data set content (see ``feature_cache.fingerprint``)
+fingerprint          str      sha256 of everything that decides the contents (cache identity)
+created_at           str      ISO-8601 UTC time the cache was finalised
+versions             JSON     ``{"torch", "timm", "open_clip", "h5py", "mr2probe"}`` versions
+skipped              JSON     list of ``[source, reason]`` for files left out (corrupt, not images)
+split_params         JSON     ``{"layout", "val_fraction", "test_fraction", "seed", "max_per_class"}``
+==================== ======== ===================================================================
+
+One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split may have 0 rows):
+
+- ``features``: (N, d) ``float16`` (default) or ``float32``, chunked by rows (``chunks=(min(N, 1024)
+  or 1, d)``), no compression (loading is I/O bound);
+- ``labels``: (N,) ``int64`` class indices;
+- ``sources``: (N,) variable-length UTF-8 strings, the path of each sample inside the data set.
+
+Row i of ``features``, ``labels`` and ``sources`` describe the same sample; rows follow the split's
+sorted source order, minus skipped files.
+
+While extraction runs, the file is ``<final>.partial`` with the same layout plus progress attributes
+on each split group (``next_index``: samples consumed, ``rows``: rows written) and ``complete`` on the
+root; it is renamed with ``os.replace`` only when every split is done, so a file with the final name
+is always complete. :func:`open_cache` refuses ``*.partial`` files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import CacheMismatch
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FeatureCache",
+    "open_cache",
+    "write_cache",
+    "PartialCache",
+    "library_versions",
+    "JSON_ATTRS",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
+JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params")
+DTYPES = ("float16", "float32")
+_STR = h5py.string_dtype("utf-8")
+CHUNK_ROWS = 1024
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries that decide the features (stored in the ``versions`` attribute)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for key, dist in (
+        ("torch", "torch"),
+        ("timm", "timm"),
+        ("open_clip", "open_clip_torch"),
+        ("h5py", "h5py"),
+        ("mr2probe", "mr2probe"),
+    ):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    if out["mr2probe"] is None:
+        out["mr2probe"] = "0.1.0+src"
+    return out
+
+
+def _encode_attr(key: str, value: Any) -> Any:
+    if key in JSON_ATTRS:
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None:
+        return ""
+    return value
+
+
+def _decode_attr(key: str, value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if key in JSON_ATTRS and isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        node.attrs[key] = _encode_attr(key, value)
+
+
+def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 0, resizable: bool = False):
+    maxrows = None if resizable else rows
+    chunk = (max(1, min(rows or CHUNK_ROWS, CHUNK_ROWS)), num_features)
+    group.create_dataset("features", shape=(rows, num_features), maxshape=(maxrows, num_features),
+                         dtype=dtype, chunks=chunk)
+    group.create_dataset("labels", shape=(rows,), maxshape=(maxrows,), dtype="int64", chunks=(chunk[0],))
+    group.create_dataset("sources", shape=(rows,), maxshape=(maxrows,), dtype=_STR, chunks=(chunk[0],))
+
+
+def write_cache(
+    path: str | Path,
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[str]]],
+    class_names: Sequence[str],
+    attrs: Mapping[str, Any],
+    *,
+    dtype: str = "float16",
+) -> Path:
+    """Write a complete cache atomically (temp file in the same folder, then ``os.replace``).
+
+    Args:
+        splits: ``{split: (features (n, d), labels (n,), sources (n,))}``; missing splits are written empty.
+        class_names: class names (stored as the ``class_names`` attribute).
+        attrs: other root attributes (see module docstring); ``schema_version``, ``class_names``,
+            ``created_at`` and ``versions`` are filled in when absent.
+        dtype: stored feature dtype, ``float16`` or ``float32``.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}.")
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; accepted: {', '.join(SPLITS)}.")
+    dims = {np.asarray(f).shape[1] for f, _, _ in splits.values() if np.asarray(f).ndim == 2}
+    if len(dims) != 1:
+        raise ValueError(f"all splits must have 2-D features with one width, got widths {sorted(dims)}.")
+    d = dims.pop()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    root_attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "skipped": [],
+        **attrs,
+        "class_names": list(class_names),
+    }
+    try:
+        with h5py.File(tmp, "w") as h5:
+            _set_attrs(h5, root_attrs)
+            for split in SPLITS:
+                features, labels, sources = splits.get(split, (np.zeros((0, d)), np.zeros(0), []))
+                features = np.asarray(features)
+                labels = np.asarray(labels, dtype=np.int64)
+                n = features.shape[0]
+                if labels.shape != (n,) or len(sources) != n:
+                    raise ValueError(
+                        f"split {split!r}: {n} feature rows, {labels.shape[0]} labels, {len(sources)} sources."
+                    )
+                group = h5.create_group(split)
+                _create_split(group, d, dtype, rows=n)
+                if n:
+                    group["features"][:] = features.astype(dtype)
+                    group["labels"][:] = labels
+                    group["sources"][:] = np.asarray(list(sources), dtype=object)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+class PartialCache:
+    """A ``<final>.partial`` file being filled chunk by chunk, resumable after a crash.
+
+    Progress per split is the group attributes ``next_index`` (samples consumed, skipped ones
+    included) and ``rows`` (rows written); both are updated only after a chunk's rows are written, and
+    the file is flushed, so a restart continues from the last complete chunk.
+    """
+
+    def __init__(self, h5: h5py.File, path: Path) -> None:
+        self.h5 = h5
+        self.path = path
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        attrs: Mapping[str, Any],
+        num_features: int,
+        dtype: str,
+    ) -> "PartialCache":
+        """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh."""
+        if path.exists():
+            try:
+                h5 = h5py.File(path, "r+")
+                ok = (
+                    _decode_attr("fingerprint", h5.attrs.get("fingerprint")) == attrs["fingerprint"]
+                    and all(s in h5 and "next_index" in h5[s].attrs for s in SPLITS)
+                    and h5["train"]["features"].shape[1] == num_features
+                )
+                if ok:
+                    logger.info("resuming %s (%s)", path, {s: int(h5[s].attrs["next_index"]) for s in SPLITS})
+                    return cls(h5, path)
+                h5.close()
+                logger.warning("discarding %s: it belongs to another request", path)
+            except (OSError, KeyError, ValueError) as exc:
+                logger.warning("discarding unreadable %s (%s); starting again", path, exc)
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h5 = h5py.File(path, "w")
+        _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **attrs, "complete": False})
+        for split in SPLITS:
+            group = h5.create_group(split)
+            _create_split(group, num_features, dtype, resizable=True)
+            group.attrs["next_index"] = 0
+            group.attrs["rows"] = 0
+        h5.flush()
+        return cls(h5, path)
+
+    def progress(self, split: str) -> tuple[int, int]:
+        """(next_index, rows) of ``split``."""
+        group = self.h5[split]
+        return int(group.attrs["next_index"]), int(group.attrs["rows"])
+
+    @property
+    def skipped(self) -> list[list[str]]:
+        return _decode_attr("skipped", self.h5.attrs.get("skipped", "[]"))
+
+    def append(
+        self,
+        split: str,
+        features: np.ndarray,
+        labels: np.ndarray,
+        sources: Sequence[str],
+        next_index: int,
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Write one chunk after the rows already written, then record progress and flush."""
+        group = self.h5[split]
+        _, rows = self.progress(split)
+        n = len(labels)
+        if n:
+            end = rows + n
+            for name in ("features", "labels", "sources"):
+                if group[name].shape[0] < end:
+                    group[name].resize(end, axis=0)
+            group["features"][rows:end] = features
+            group["labels"][rows:end] = labels
+            group["sources"][rows:end] = np.asarray(list(sources), dtype=object)
+        if skipped:
+            self.h5.attrs["skipped"] = json.dumps(self.skipped + [list(s) for s in skipped], ensure_ascii=False)
+        group.attrs["rows"] = rows + n
+        group.attrs["next_index"] = next_index
+        self.h5.flush()
+
+    def finalize(self, final: Path, attrs: Mapping[str, Any]) -> Path:
+        """Trim to the written rows, stamp ``attrs``, close and ``os.replace`` onto ``final``."""
+        for split in SPLITS:
+            group = self.h5[split]
+            rows = int(group.attrs["rows"])
+            for name in ("features", "labels", "sources"):
+                if group[name].shape[0] != rows:
+                    group[name].resize(rows, axis=0)
+            del group.attrs["next_index"]
+            del group.attrs["rows"]
+        del self.h5.attrs["complete"]
+        _set_attrs(self.h5, attrs)
+        self.h5.close()
+        os.replace(self.path, final)
+        return final
+
+    def close(self) -> None:
+        if self.h5.id.valid:
+            self.h5.close()
+
+
+@dataclass
+class FeatureCache:
+    """Read-only view of a finished cache file (see module docstring for the format)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    split_sizes: dict[str, int]
+    num_features: int
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attrs["class_names"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.attrs["class_names"])
+
+    @property
+    def splits(self) -> list[str]:
+        return [s for s in SPLITS if s in self.split_sizes]
+
+    @property
+    def encoder(self) -> str:
+        return self.attrs["encoder"]
+
+    @property
+    def normalized(self) -> bool:
+        return bool(self.attrs["normalized"])
+
+    @property
+    def default_head(self) -> str:
+        return self.attrs["default_head"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.attrs["fingerprint"]
+
+    def _group(self, h5: h5py.File, split: str) -> h5py.Group:
+        if split not in self.split_sizes:
+            raise KeyError(f"Unknown split {split!r}; this cache has {', '.join(self.splits)}.")
+        return h5[split]
+
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features float32 (n, d), labels int64 (n,)) of ``split``, read fully into memory."""
+        with h5py.File(self.path, "r") as h5:
+            group = self._group(h5, split)
+            stored = group["features"]
+            features = np.empty(stored.shape, dtype=np.float32)
+            if stored.shape[0]:
+                stored.read_direct(features)  # converts float16 → float32 while reading
+            labels = group["labels"][()].astype(np.int64, copy=False)
+        return features, labels
+
+    def sources(self, split: str) -> list[str]:
+        """Path of every sample of ``split`` inside the data set."""
+        with h5py.File(self.path, "r") as h5:
+            return [s.decode() if isinstance(s, bytes) else s for s in self._group(h5, split)["sources"][()]]
+
+
+def open_cache(path: str | Path) -> FeatureCache:
+    """Open a finished cache read-only.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CacheMismatch: not a cache, an unfinished ``*.partial`` file or another schema version.
+    """
+    path = Path(path)
+    if path.name.endswith(".partial"):
+        raise CacheMismatch(f"{path} is an unfinished extraction (*.partial); run the extraction again to resume it.")
+    if not path.is_file():
+        raise FileNotFoundError(f"cache file {path} does not exist.")
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {key: _decode_attr(key, value) for key, value in h5.attrs.items()}
+            sizes = {s: int(h5[s]["features"].shape[0]) for s in SPLITS if s in h5}
+            width = {int(h5[s]["features"].shape[1]) for s in SPLITS if s in h5}
+    except OSError as exc:
+        raise CacheMismatch(f"{path} is not a readable HDF5 feature cache ({exc}).") from exc
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise CacheMismatch(
+            f"{path} has schema_version {attrs.get('schema_version')!r}; this version reads {SCHEMA_VERSION}."
+        )
+    if "complete" in attrs or len(width) != 1:
+        raise CacheMismatch(f"{path} is incomplete or malformed.")
+    return FeatureCache(path, attrs, sizes, width.pop())
