@@ -23,6 +23,8 @@ from .losses import (
     sample_margin_regularizer,
     zero_centroid_regularizer,
 )
+from .heads import HEADS, CosineHead, HeadSpec, LinearHead, create_head, list_heads
+from .adapters import ADAPTERS, AdapterSpec, create_adapter, list_adapters
 
 __all__ = [
     # stats.py: class statistics and margins
@@ -44,6 +46,17 @@ __all__ = [
     "representation_margin",
     "sample_margin_regularizer",
     "zero_centroid_regularizer",
+    # heads.py, adapters.py: head and adapter registries
+    "HEADS",
+    "CosineHead",
+    "HeadSpec",
+    "LinearHead",
+    "create_head",
+    "list_heads",
+    "ADAPTERS",
+    "AdapterSpec",
+    "create_adapter",
+    "list_adapters",
 ]
 
 # --- Runs layer (metrics, groups, selection, posthoc, run, report, compare): appended by the runs owner. ---

@@ -1,0 +1,84 @@
+"""Adapter registry: a trainable map before the head, so the representation margin ℓ_s̄ has something to move.
+
+On frozen cached features ℓ_s̄ (MR²) has no gradient; an adapter φ ↦ φ + A φ makes the features the head sees
+trainable. Both adapters start as the identity (the residual branch is zero), so training starts from the
+plain probe.
+
+- ``linear``: φ + A φ with A (d, d) initialised to zero.
+- ``lowrank``: φ + U V φ with V (r, d) random (normal, std 1/√d) and U (d, r) zero: identity at start, rank r
+  (default min(64, d)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+
+class ResidualLinearAdapter(nn.Module):
+    """φ ↦ φ + A φ, A ∈ R^{d×d}, A₀ = 0."""
+
+    name = "linear"
+
+    def __init__(self, num_features: int, rank: int | None = None) -> None:
+        super().__init__()
+        if rank is not None:
+            raise TypeError("adapter 'linear' is full rank; use adapter 'lowrank' for rank=.")
+        self.num_features = int(num_features)
+        self.A = nn.Parameter(torch.zeros(self.num_features, self.num_features))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features + features @ self.A.t()
+
+
+class LowRankAdapter(nn.Module):
+    """φ ↦ φ + U (V φ), U ∈ R^{d×r} zero at start, V ∈ R^{r×d} random."""
+
+    name = "lowrank"
+
+    def __init__(self, num_features: int, rank: int | None = None) -> None:
+        super().__init__()
+        rank = min(64, int(num_features)) if rank is None else int(rank)
+        if not 1 <= rank <= int(num_features):
+            raise ValueError(f"rank must be in [1, num_features={num_features}], got {rank}.")
+        self.num_features, self.rank = int(num_features), rank
+        self.V = nn.Parameter(torch.randn(rank, self.num_features) / math.sqrt(self.num_features))
+        self.U = nn.Parameter(torch.zeros(self.num_features, rank))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features + (features @ self.V.t()) @ self.U.t()
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    name: str
+    factory: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+ADAPTERS: dict[str, AdapterSpec] = {
+    "linear": AdapterSpec("linear", ResidualLinearAdapter, {}, "φ + Aφ, A (d×d) initialised to 0"),
+    "lowrank": AdapterSpec("lowrank", LowRankAdapter, {"rank": None}, "φ + UVφ, rank r, U initialised to 0"),
+}
+
+
+def list_adapters() -> list[str]:
+    return list(ADAPTERS)
+
+
+def create_adapter(name: str, num_features: int, rank: int | None = None) -> nn.Module:
+    """Build adapter ``name`` for d = ``num_features`` (``rank`` only for ``lowrank``, default min(64, d))."""
+    try:
+        spec = ADAPTERS[name]
+    except KeyError:
+        raise KeyError(f"Unknown adapter {name!r}; available: {', '.join(ADAPTERS)}.") from None
+    if int(num_features) < 1:
+        raise ValueError(f"num_features must be >= 1, got {num_features}.")
+    adapter = spec.factory(int(num_features), rank)
+    adapter.spec = spec
+    adapter.options = {"rank": getattr(adapter, "rank", None)}
+    return adapter

@@ -1,0 +1,139 @@
+"""Head registry: the classifier on top of the (optionally adapted) features.
+
+Every head has ``num_features``, ``num_classes``, ``forward(features) -> logits (n, K)``, ``class_weights() -> (K, d)``
+and ``input_features(features)``: the features the head actually sees (identity for ``linear``, L2-normalised for
+``cosine``). Class statistics r_k², ‖s_k‖² are computed on ``input_features``, so linear and cosine heads swap freely.
+
+Logit scale of the cosine head: default s = 16, fixed. Cosines are bounded by 1, so s sets how peaked the softmax
+can get: with K = 10 prototypes at the ideal simplex angle the largest attainable true-class probability is
+1 / (1 + 9·exp(−s·10/9)), which is 1 − 2·10⁻⁷ for s = 16 (cross-entropy can still be driven near 0) but only 0.995
+for s = 5. ``learnable_scale=True`` makes s a parameter (stored as log s, initialised at ``logit_scale``), as in
+CLIP; then the scale grows while the loss still rewards confidence, so a fixed s is the reproducible default.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+
+class LinearHead(nn.Module):
+    """z = W φ + b (``bias=False`` drops b). Weights start at zero-mean normal(0, 0.01)."""
+
+    name = "linear"
+    normalizes = False
+
+    def __init__(self, num_features: int, num_classes: int, bias: bool = True) -> None:
+        super().__init__()
+        self.num_features, self.num_classes = int(num_features), int(num_classes)
+        self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features) * 0.01)
+        self.bias = nn.Parameter(torch.zeros(self.num_classes)) if bias else None
+
+    def input_features(self, features: Tensor) -> Tensor:
+        return features
+
+    def forward(self, features: Tensor) -> Tensor:
+        """(n, d) → logits (n, K)."""
+        return F.linear(features, self.weight, self.bias)
+
+    def class_weights(self) -> Tensor:
+        """(K, d) class weight vectors w_k."""
+        return self.weight
+
+
+class CosineHead(nn.Module):
+    """Logits s·cos(w_k, φ) = s·w̃_kᵀφ̃ with features and class weights L2-normalised; s fixed or learnable."""
+
+    name = "cosine"
+    normalizes = True
+
+    def __init__(self, num_features: int, num_classes: int, logit_scale: float = 16.0,
+                 learnable_scale: bool = False) -> None:
+        super().__init__()
+        if not float(logit_scale) > 0:
+            raise ValueError(f"logit_scale must be > 0, got {logit_scale}.")
+        self.num_features, self.num_classes = int(num_features), int(num_classes)
+        self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features) * 0.01)
+        log_s = torch.tensor(math.log(float(logit_scale)))
+        if learnable_scale:
+            self.log_scale = nn.Parameter(log_s)
+        else:
+            self.register_buffer("log_scale", log_s)
+
+    @property
+    def scale(self) -> Tensor:
+        return self.log_scale.exp()
+
+    def input_features(self, features: Tensor) -> Tensor:
+        return F.normalize(features, dim=1)
+
+    def cosine(self, features: Tensor) -> Tensor:
+        """(n, d) → cosines w̃_kᵀφ̃ ∈ [−1, 1], (n, K)."""
+        return self.input_features(features) @ F.normalize(self.weight, dim=1).t()
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.scale * self.cosine(features)
+
+    def class_weights(self) -> Tensor:
+        return self.weight
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A registry entry: a head class and the options it accepts, with defaults."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    default_p: float = 2.0  # norm order of r_k² for this head (MR²: 2 for linear, 3 for cosine)
+    summary: str = ""
+
+
+HEADS: dict[str, HeadSpec] = {
+    "linear": HeadSpec("linear", LinearHead, {"bias": True}, 2.0, "z = Wφ + b"),
+    "cosine": HeadSpec("cosine", CosineHead, {"logit_scale": 16.0, "learnable_scale": False}, 3.0,
+                       "z = s·cos(w_k, φ), features and weights L2-normalised"),
+}
+
+
+def list_heads() -> list[str]:
+    return list(HEADS)
+
+
+def get_head_spec(name: str) -> HeadSpec:
+    try:
+        return HEADS[name]
+    except KeyError:
+        raise KeyError(f"Unknown head {name!r}; available: {', '.join(HEADS)}.") from None
+
+
+def _check_dims(num_features: int, num_classes: int) -> None:
+    if int(num_features) < 1:
+        raise ValueError(f"num_features must be >= 1, got {num_features}.")
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+
+
+def create_head(name: str, num_features: int, num_classes: int, **options) -> nn.Module:
+    """Build head ``name`` for d = ``num_features`` and K = ``num_classes`` (options over registry defaults).
+
+    Raises KeyError (unknown head), TypeError (unknown option), ValueError (bad dimension or value).
+    """
+    spec = get_head_spec(name)
+    _check_dims(num_features, num_classes)
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        raise TypeError(
+            f"Unknown option(s) {', '.join(unknown)} for head {name!r}; accepted: {', '.join(spec.defaults)}."
+        )
+    resolved = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
+    head = spec.factory(int(num_features), int(num_classes), **resolved)
+    head.spec, head.options = spec, resolved
+    return head
