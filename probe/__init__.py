@@ -76,6 +76,9 @@ from .metrics import (
 )
 from .posthoc import POSTHOC_OBJECTIVES, PosthocLogitBias
 from .selection import SELECTION_CRITERIA, SelectionCriterion, select_candidate
+from .run import DEFAULT_P, ProbeCancelled, ProbeConfig, SeedEvaluation, carve_validation, run_probe
+from .report import PER_CLASS_COLUMNS, build_report, format_report, load_report, report_csv, report_json, write_run
+from .compare import compare_reports, format_comparison
 
 __all__ += [
     # groups.py, metrics.py: disparity and margin metrics
@@ -100,4 +103,20 @@ __all__ += [
     "SELECTION_CRITERIA",
     "SelectionCriterion",
     "select_candidate",
+    # run.py, report.py, compare.py
+    "DEFAULT_P",
+    "ProbeCancelled",
+    "ProbeConfig",
+    "SeedEvaluation",
+    "carve_validation",
+    "run_probe",
+    "PER_CLASS_COLUMNS",
+    "build_report",
+    "format_report",
+    "load_report",
+    "report_csv",
+    "report_json",
+    "write_run",
+    "compare_reports",
+    "format_comparison",
 ]

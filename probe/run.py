@@ -1,0 +1,472 @@
+"""One probe request end to end: select on validation, train every seed, evaluate, write the run directory.
+
+``run_probe`` is the harness every method goes through (ERM, MR², variants, post-hoc bias), so all of them are
+selected on the same validation split, scored on the same groups and reported in the same format:
+
+1. Selection (validation only, never test): a grid over lr × weight decay (+ c̄ from ``cbar_grid`` for losses
+   that use the MR² margins when ``cbar`` is not fixed, + λ from ``lam_grid`` when an adapter is used and ``lam``
+   is not fixed), each candidate trained with ``seeds[0]`` and scored by a named criterion (``probe.selection``).
+2. Groups: easy / medium / hard thirds from the reference (ERM) run's validation per-class accuracy, or, without a
+   reference, from this run's own (seed-mean) validation per-class accuracy; the report says which.
+3. Every seed trained with the chosen hyper-parameters (the ``seeds[0]`` model of the selection is reused: same
+   seed, same parameters, same model), evaluated on val and test; optionally a post-hoc per-class logit bias
+   (``probe.posthoc``) fitted per seed on its validation logits.
+4. ``report.json``, ``per_class.csv``, ``head.safetensors`` + ``head.json`` (first seed, ``ProbeTrainer.save``)
+   and, with the post-hoc bias, ``posthoc_bias.json`` in ``out_dir``.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .groups import assign_groups, group_accuracy
+from .metrics import (
+    class_margin_deg,
+    output_margins,
+    per_class_accuracy,
+    per_class_reduce,
+    sample_margins,
+)
+from .posthoc import PosthocLogitBias
+from .selection import select_candidate
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ProbeConfig", "ProbeCancelled", "SeedEvaluation", "run_probe", "carve_validation", "DEFAULT_P"]
+
+# Default exponent p of r_k² = mean ‖φ(x)‖_p² per head (MR², Sec. 4): L2-normalised features make p = 2 uniform.
+DEFAULT_P: dict[str, float] = {"linear": 2.0, "cosine": 3.0}
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+class ProbeCancelled(Exception):
+    """Raised by ``run_probe`` when ``should_stop()`` returns True; nothing is written to ``out_dir``."""
+
+
+def _loss_uses_cbar(loss: str) -> bool:
+    """Whether a registered loss builds margins γ from c̄ (then c̄ is selected on validation when not fixed)."""
+    from .losses import LOSSES
+
+    return LOSSES[loss].needs not in ("none", "priors")
+
+
+class ProbeConfig(BaseModel):
+    """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    head: Literal["linear", "cosine"] = Field("linear", description="classifier head")
+    loss: str = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants")
+    loss_options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
+    cbar: float | None = Field(None, description="mean margin c̄; None selects it from cbar_grid on validation")
+    cbar_grid: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="c̄ candidates (MR²)")
+    p: float | None = Field(None, description="exponent of r_k² = mean ‖φ‖_p²; None: 2 linear, 3 cosine")
+    lam: float | None = Field(None, description="weight λ of the representation margin ℓ_s̄ (adapter only)")
+    lam_grid: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates")
+    adapter: str | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: no adapter")
+    lr_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2], description="learning-rate candidates")
+    wd_grid: list[float] = Field(default_factory=lambda: [0.0, 1e-4], description="weight-decay candidates")
+    epochs: int = Field(100, description="training epochs per fit")
+    batch_size: int | None = Field(None, description="mini-batch size; None trains full-batch")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="seeds; the first one selects")
+    select: Literal["overall", "hard"] = Field("overall", description="validation selection criterion")
+    posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
+    posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
+    val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
+    device: str = Field("cpu", description="auto, cpu, cuda or cuda:N")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        from .losses import LOSSES
+
+        if value not in LOSSES:
+            raise ValueError(f"Unknown loss {value!r}; available: {', '.join(sorted(LOSSES))}.")
+        return value
+
+    @model_validator(mode="after")
+    def _loss_fits_head_and_options(self) -> "ProbeConfig":
+        from .losses import LOSSES
+
+        spec = LOSSES[self.loss]
+        if spec.input == "cosine" and self.head != "cosine":
+            raise ValueError(f"loss {self.loss!r} works on normalised features and prototypes; use head='cosine', "
+                             f"got head={self.head!r}.")
+        unknown = sorted(set(self.loss_options) - set(spec.defaults))
+        if unknown:
+            raise ValueError(f"Unknown loss_options {unknown} for loss {self.loss!r}; accepted: "
+                             f"{', '.join(spec.defaults) or 'none'}.")
+        return self
+
+    @field_validator("cbar")
+    @classmethod
+    def _positive_cbar(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"cbar must be > 0, got {value}.")
+        return value
+
+    @field_validator("p")
+    @classmethod
+    def _positive_p(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"p must be > 0, got {value}.")
+        return value
+
+    @field_validator("lam")
+    @classmethod
+    def _nonneg_lam(cls, value: float | None) -> float | None:
+        if value is not None and value < 0:
+            raise ValueError(f"lam must be >= 0, got {value}.")
+        return value
+
+    @field_validator("cbar_grid", "lr_grid")
+    @classmethod
+    def _positive_grid(cls, value: list[float], info) -> list[float]:
+        if not value or any(not v > 0 for v in value):
+            raise ValueError(f"{info.field_name} must be a non-empty list of values > 0, got {value}.")
+        return value
+
+    @field_validator("wd_grid", "lam_grid")
+    @classmethod
+    def _nonneg_grid(cls, value: list[float], info) -> list[float]:
+        if not value or any(v < 0 for v in value):
+            raise ValueError(f"{info.field_name} must be a non-empty list of values >= 0, got {value}.")
+        return value
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"epochs must be >= 1, got {value}.")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (full batch), got {value}.")
+        return value
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _nonneg_warmup(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {value}.")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("seeds must list at least one seed, got [].")
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct, got {value}.")
+        return value
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {value}.")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got {value!r}.")
+        return value
+
+    @model_validator(mode="after")
+    def _lam_needs_adapter(self) -> "ProbeConfig":
+        if self.lam and self.adapter is None:
+            raise ValueError(
+                f"lam={self.lam} weights the representation margin ℓ_s̄, which has no gradient on frozen "
+                "features; set adapter (a trainable map before the head) or lam=None/0."
+            )
+        return self
+
+    # -- derived values ------------------------------------------------------------------------------
+    @property
+    def resolved_p(self) -> float:
+        """p, or the head's default (2 linear, 3 cosine)."""
+        return float(self.p) if self.p is not None else DEFAULT_P[self.head]
+
+    def candidates(self) -> list[dict[str, float | None]]:
+        """The selection grid in a fixed order: lr (outer), weight decay, c̄, λ (inner)."""
+        cbars: list[float | None] = [self.cbar] if (self.cbar is not None or not _loss_uses_cbar(self.loss)) \
+            else list(self.cbar_grid)
+        lams: list[float | None] = [self.lam] if (self.adapter is None or self.lam is not None) \
+            else list(self.lam_grid)
+        out = []
+        for lr, wd, cbar, lam in itertools.product(self.lr_grid, self.wd_grid, cbars, lams):
+            cand: dict[str, float | None] = {"lr": float(lr), "weight_decay": float(wd)}
+            if cbar is not None:
+                cand["cbar"] = float(cbar)
+            if lam is not None:
+                cand["lam"] = float(lam)
+            out.append(cand)
+        return out
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def carve_validation(features: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Stratified, seeded split of train into (train, val): round(fraction·n_k) of each class (≥ 1 when n_k ≥ 2).
+
+    Returns:
+        ``((X_train, y_train), (X_val, y_val))``; the order inside each part follows the original rows.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.shape[0]
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(n), labels))  # by class, random within class
+    counts = np.bincount(labels)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, counts)
+    n_val = np.where(counts >= 2, np.maximum(1, np.rint(fraction * counts)), 0).astype(np.int64)
+    n_val = np.minimum(n_val, np.maximum(counts - 1, 0))
+    is_val = rank < n_val[labels]
+    return (features[~is_val], labels[~is_val]), (features[is_val], labels[is_val])
+
+
+@dataclass
+class SeedEvaluation:
+    """Everything the report needs from one trained seed (arrays are (K,) unless noted)."""
+
+    seed: int
+    val_per_class: np.ndarray
+    val_overall: float
+    test_per_class: np.ndarray
+    test_overall: float
+    output_margin_mean: np.ndarray     # mean P(y|x) − max_{y'≠y} P(y'|x) per class, test
+    test_counts: np.ndarray
+    sample_margin_min: np.ndarray      # per class, test
+    sample_margin_mean: np.ndarray
+    class_margin_deg: float
+    val_logits: np.ndarray | None = None  # (n_val, K), kept for the post-hoc bias
+    test_logits: np.ndarray | None = None  # (n_test, K)
+    posthoc: dict[str, Any] | None = None
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _evaluate_split(trainer, features: np.ndarray, labels: np.ndarray, num_classes: int,
+                    logits: np.ndarray | None = None) -> dict[str, Any]:
+    if logits is None:
+        logits = _as_numpy(trainer.decision_function(features)).astype(np.float64)
+    predictions = logits.argmax(axis=1)
+    per_class, counts = per_class_accuracy(labels, predictions, num_classes)
+    return {"logits": logits, "per_class": per_class, "counts": counts,
+            "overall": float(np.mean(predictions == labels)) if len(labels) else float("nan")}
+
+
+def _evaluate_seed(trainer, seed: int, val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                   num_classes: int) -> SeedEvaluation:
+    v = _evaluate_split(trainer, *val, num_classes)
+    t = _evaluate_split(trainer, *test, num_classes)
+    x_test, y_test = test
+    _, out_margin = per_class_reduce(output_margins(t["logits"], y_test), y_test, num_classes)
+    weights = _as_numpy(trainer.class_weights())
+    seen = _as_numpy(trainer.transform(x_test))
+    sm_min, sm_mean = per_class_reduce(sample_margins(seen, y_test, weights), y_test, num_classes)
+    return SeedEvaluation(
+        seed=seed, val_per_class=v["per_class"], val_overall=v["overall"], test_per_class=t["per_class"],
+        test_overall=t["overall"], output_margin_mean=out_margin, test_counts=t["counts"],
+        sample_margin_min=sm_min, sample_margin_mean=sm_mean, class_margin_deg=class_margin_deg(weights),
+        val_logits=v["logits"], test_logits=t["logits"],
+    )
+
+
+def _apply_posthoc(ev: SeedEvaluation, val_labels: np.ndarray, test_labels: np.ndarray,
+                   groups: dict[str, list[int]], objective: str, num_classes: int) -> None:
+    """Fit the per-class logit bias on this seed's val logits; re-score val and test with it (in place)."""
+    model = PosthocLogitBias(objective, groups).fit(ev.val_logits, val_labels)
+    val_logits = model.decision_function(ev.val_logits)
+    test_logits = model.decision_function(ev.test_logits)
+    ev.val_per_class, _ = per_class_accuracy(val_labels, val_logits.argmax(1), num_classes)
+    ev.val_overall = float(np.mean(val_logits.argmax(1) == val_labels))
+    ev.test_per_class, _ = per_class_accuracy(test_labels, test_logits.argmax(1), num_classes)
+    ev.test_overall = float(np.mean(test_logits.argmax(1) == test_labels))
+    _, ev.output_margin_mean = per_class_reduce(output_margins(test_logits, test_labels), test_labels, num_classes)
+    ev.posthoc = {"bias": model.bias_.tolist(), "scale": model.scale_, "val_overall_before": model.overall_before_,
+                  "val_overall_after": model.overall_after_, "val_objective_before": model.objective_before_,
+                  "val_objective_after": model.objective_after_}
+
+
+def _check_data(data: dict, class_names: list[str]) -> int:
+    if "train" not in data or "test" not in data:
+        raise ValueError(f"data needs 'train' and 'test' splits (and optionally 'val'); got {sorted(data)}.")
+    num_classes = len(class_names)
+    if num_classes < 2:
+        raise ValueError(f"a probe needs at least 2 classes, got class_names={class_names}.")
+    dims = set()
+    for split, pair in data.items():
+        x, y = pair
+        if np.ndim(x) != 2 or np.ndim(y) != 1 or len(x) != len(y):
+            raise ValueError(f"split {split!r} must be (features (n, d), labels (n,)), got shapes "
+                             f"{np.shape(x)} and {np.shape(y)}.")
+        if len(y) and (np.min(y) < 0 or np.max(y) >= num_classes):
+            raise ValueError(f"split {split!r} has labels outside [0, {num_classes - 1}] for {num_classes} classes.")
+        dims.add(np.shape(x)[1])
+    if len(dims) != 1:
+        raise ValueError(f"all splits must share the feature dimension, got {sorted(dims)}.")
+    return num_classes
+
+
+def _reference_groups(reference: dict, class_names: list[str]) -> tuple[dict[str, list[int]], float]:
+    ref_names = reference.get("class_names")
+    if ref_names is not None and list(ref_names) != list(class_names):
+        raise ValueError("reference run has different classes than this run: "
+                         f"{list(ref_names)[:5]}... vs {list(class_names)[:5]}...")
+    try:
+        per_class = np.array([np.nan if v is None else v for v in reference["val"]["per_class"]], dtype=float)
+        floor = float(reference["val"]["overall"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"reference report lacks val.per_class / val.overall ({exc}).") from exc
+    return assign_groups(per_class), floor
+
+
+def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str], config: ProbeConfig, *,
+              reference: dict | None = None, out_dir: str | Path | None = None,
+              progress: Callable[[float, str], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> dict:
+    """Select on val, train every seed, evaluate, write the run directory; returns the report dict.
+
+    Args:
+        data: ``{"train": (X, y), "val": (X, y), "test": (X, y)}``; a missing ``val`` is carved from train
+            (stratified, ``config.val_fraction``, seed ``config.seeds[0]``).
+        class_names: K names, index = label.
+        config: the request.
+        reference: report dict of the reference (ERM) run: its val per-class accuracy defines the groups and its
+            val overall is the floor of the ``hard`` criterion.
+        out_dir: where to write report.json, per_class.csv, head.safetensors / head.json; None writes nothing.
+        progress: ``progress(fraction in [0, 1], stage)``.
+        should_stop: polled between fits; True raises :class:`ProbeCancelled`.
+
+    Raises:
+        ValueError: malformed data or reference. ProbeCancelled: stopped by ``should_stop``.
+    """
+    from .report import build_report, write_run
+    from .trainer import ProbeTrainer
+
+    if isinstance(config, dict):
+        config = ProbeConfig.model_validate(config)
+    class_names = [str(c) for c in class_names]
+    num_classes = _check_data(data, class_names)
+    x_train, y_train = (np.asarray(a) for a in data["train"])
+    y_train = y_train.astype(np.int64)
+    if "val" in data:
+        val = (np.asarray(data["val"][0]), np.asarray(data["val"][1], dtype=np.int64))
+        val_source = "given"
+    else:
+        (x_train, y_train), val = carve_validation(x_train, y_train, config.val_fraction, config.seeds[0])
+        val_source = f"carved from train (stratified, fraction {config.val_fraction}, seed {config.seeds[0]})"
+    test = (np.asarray(data["test"][0]), np.asarray(data["test"][1], dtype=np.int64))
+    if len(val[1]) == 0:
+        raise ValueError("the validation split is empty; selection needs validation samples.")
+    device = _resolve_device(config.device)
+
+    ref_groups, floor = (None, None)
+    if reference is not None:
+        ref_groups, floor = _reference_groups(reference, class_names)
+
+    candidates = config.candidates()
+    total = len(candidates) + len(config.seeds) - 1 + 1
+    done = 0
+
+    def tick(stage: str) -> None:
+        if should_stop is not None and should_stop():
+            raise ProbeCancelled(f"probe run cancelled during {stage}")
+        if progress is not None:
+            progress(done / total, stage)
+
+    def make(params: dict, seed: int):
+        kwargs = dict(head=config.head, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
+                      p=config.resolved_p, lam=params.get("lam", config.lam or 0.0), adapter=config.adapter,
+                      lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,
+                      batch_size=config.batch_size, optimizer=config.optimizer,
+                      warmup_epochs=config.warmup_epochs, device=device, random_state=seed)
+        if config.loss_options:
+            kwargs["loss_options"] = dict(config.loss_options)
+        return ProbeTrainer(**kwargs)
+
+    # 1. selection on validation with seeds[0]
+    seed0 = config.seeds[0]
+    fitted: list[Any] = []
+    scored: list[dict] = []
+    for i, params in enumerate(candidates):
+        tick(f"selection {i + 1}/{len(candidates)}")
+        trainer = make(params, seed0).fit(x_train, y_train, num_classes=num_classes)
+        v = _evaluate_split(trainer, *val, num_classes)
+        groups = ref_groups if ref_groups is not None else assign_groups(v["per_class"])
+        hard = group_accuracy(v["per_class"], groups)["hard"]
+        scored.append({**params, "val_overall": v["overall"], "val_hard": hard})
+        fitted.append(trainer)
+        done += 1
+        logger.info("candidate %d/%d %s: val overall %.4f, hard %.4f", i + 1, len(candidates), params,
+                    v["overall"], hard)
+    chosen_index, reason = select_candidate(scored, config.select, floor=floor if reference is not None else None)
+    chosen = candidates[chosen_index]
+    if config.select == "hard" and reference is None:
+        logger.warning("select='hard' without a reference run: no ERM floor, own groups")
+    first = fitted[chosen_index]
+    del fitted
+
+    # 2. every seed with the chosen parameters
+    evaluations = [_evaluate_seed(first, seed0, val, test, num_classes)]
+    for seed in config.seeds[1:]:
+        tick(f"seed {seed}")
+        trainer = make(chosen, seed).fit(x_train, y_train, num_classes=num_classes)
+        evaluations.append(_evaluate_seed(trainer, seed, val, test, num_classes))
+        done += 1
+
+    # 3. groups (reference or own seed-mean val accuracy), then the optional post-hoc bias
+    if ref_groups is not None:
+        groups = ref_groups
+    else:
+        groups = assign_groups(np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0))
+    if config.posthoc_bias:
+        for ev in evaluations:
+            _apply_posthoc(ev, val[1], test[1], groups, config.posthoc_objective, num_classes)
+        reason += (f" Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise "
+                   f"the {config.posthoc_objective} accuracy with val overall kept >= the unbiased probe's.")
+
+    tick("report")
+    selection = {"criterion": config.select, "split": "val", "candidates": scored, "chosen": scored[chosen_index],
+                 "reason": reason}
+    run_id = Path(out_dir).name if out_dir is not None else None
+    report = build_report(
+        run_id=run_id, config=config, selected=chosen, selection=selection, class_names=class_names,
+        groups=groups, reference=reference, evaluations=evaluations, trainer=first,
+        n_train=np.bincount(y_train, minlength=num_classes), val_source=val_source,
+    )
+    if out_dir is not None:
+        write_run(Path(out_dir), report, first)
+    done = total
+    if progress is not None:
+        progress(1.0, "done")
+    return report
+

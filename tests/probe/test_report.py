@@ -1,0 +1,101 @@
+"""report.json contents (keys and exact aggregated values), per_class.csv, load_report, format_report."""
+import csv
+import io
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json
+
+NAMES = ["cat", "dog", "car"]
+GROUPS = {"easy": [2], "medium": [0], "hard": [1]}
+
+
+def _eval(seed, test_acc, val_acc, cm):
+    return SeedEvaluation(
+        seed=seed, val_per_class=np.array(val_acc), val_overall=float(np.mean(val_acc)),
+        test_per_class=np.array(test_acc), test_overall=float(np.mean(test_acc)),
+        output_margin_mean=np.array([0.2, -0.1, 0.6]), test_counts=np.array([10, 10, 10]),
+        sample_margin_min=np.array([-0.5, -0.9, 0.1]), sample_margin_mean=np.array([0.3, 0.1, 0.8]),
+        class_margin_deg=cm,
+    )
+
+
+def _report(reference=None):
+    trainer = SimpleNamespace(r2_=np.array([4.0, 9.0, 1.0]), spread_=np.array([1.0, 2.0, 0.5]), gamma_=None)
+    evals = [_eval(0, [0.8, 0.5, 1.0], [0.7, 0.4, 0.9], 100.0), _eval(1, [0.6, 0.7, 0.9], [0.8, 0.6, 1.0], 110.0)]
+    selection = {"criterion": "overall", "split": "val", "candidates": [], "chosen": {}, "reason": "because"}
+    return build_report(run_id="run_a", config=ProbeConfig(seeds=[0, 1]), selected={"lr": 0.01, "weight_decay": 0.0},
+                        selection=selection, class_names=NAMES, groups=GROUPS, reference=reference,
+                        evaluations=evals, trainer=trainer, n_train=np.array([50, 50, 40]))
+
+
+def test_report_keys_and_exact_values():
+    rep = _report()
+    assert set(rep) >= {"schema_version", "run_id", "created_at", "config", "selection", "class_names", "grouping",
+                        "summary", "seeds", "per_class", "val"}
+    assert rep["schema_version"] == 1 and rep["run_id"] == "run_a"
+    assert rep["config"]["selected"] == {"lr": 0.01, "weight_decay": 0.0, "cbar": None, "lam": None}
+    assert rep["config"]["p"] == 2.0  # linear default
+    s = rep["summary"]
+    assert s["overall"] == pytest.approx((0.7667 + 0.7333) / 2, abs=1e-3)
+    assert s["hard"] == pytest.approx(0.6) and s["easy"] == pytest.approx(0.95) and s["medium"] == pytest.approx(0.7)
+    assert s["worst_class"] == {"name": "dog", "accuracy": pytest.approx(0.6)}
+    assert s["class_margin_deg"] == pytest.approx(105.0)
+    assert s["ideal_class_margin_deg"] == pytest.approx(120.0)
+    assert s["ideal_sample_margin"] == pytest.approx(1.5)
+    assert s["min_sample_margin"] == pytest.approx(-0.9)
+    assert s["group_margin"] == {"easy": pytest.approx(0.6), "medium": pytest.approx(0.2), "hard": pytest.approx(-0.1)}
+    m = rep["seeds"]["metrics"]
+    assert rep["seeds"]["values"] == [0, 1]
+    assert m["hard"]["per_seed"] == [0.5, 0.7]
+    assert m["hard"]["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert m["worst_class"]["per_seed"] == [0.5, 0.6]
+    dog = rep["per_class"][1]
+    assert dog["group"] == "hard" and dog["n_train"] == 50 and dog["n_test"] == 10
+    assert dog["r2"] == 9.0 and dog["r"] == 3.0 and dog["spread"] == 2.0 and dog["gamma"] is None
+    assert dog["val_accuracy"] == pytest.approx(0.5)
+    assert rep["val"]["per_class"] == pytest.approx([0.75, 0.5, 0.95])
+    assert rep["grouping"]["source"] == "self" and "own validation accuracy" in rep["grouping"]["note"]
+
+
+def test_reference_grouping_is_named():
+    rep = _report(reference={"run_id": "erm_1"})
+    assert rep["grouping"]["source"] == "reference" and rep["grouping"]["reference_run"] == "erm_1"
+    assert rep["grouping"]["note"] == "groups from the reference run erm_1's validation per-class accuracy"
+
+
+def test_json_is_strict_and_roundtrips(tmp_path):
+    rep = _report()
+    rep["per_class"][0]["accuracy"] = float("nan")
+    text = report_json(rep)
+    assert "NaN" not in text
+    (tmp_path / "report.json").write_text(text)
+    loaded = load_report(tmp_path)
+    assert loaded["per_class"][0]["accuracy"] is None
+    with pytest.raises(FileNotFoundError, match="report.json"):
+        load_report(tmp_path / "missing")
+    (tmp_path / "report.json").write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(ValueError, match="schema_version 99"):
+        load_report(tmp_path)
+
+
+def test_csv_header_and_rows():
+    rep = _report()
+    rows = list(csv.reader(io.StringIO(report_csv(rep))))
+    assert rows[0] == ["index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "val_accuracy",
+                       "r2", "r", "spread", "gamma", "output_margin", "sample_margin_min", "sample_margin_mean"]
+    assert len(rows) == 4
+    assert rows[2][:5] == ["1", "dog", "hard", "50", "10"]
+    assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][11] == ""  # gamma null → empty cell
+    assert math.isclose(float(rows[2][8]), 9.0)
+
+
+def test_format_report_is_readable():
+    text = format_report(_report())
+    assert "run run_a" in text and "worst class (seed mean): dog 60.00%" in text
+    assert "class margin 105.00° (ideal 120.00°)" in text
+    assert "cat" in text and "hard" in text
