@@ -95,13 +95,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "encoder"
 
 
-def _fraction_callback(ctx: JobContext, start: float, span: float, stage: str) -> Callable[..., None]:
-    """A progress hook for library code: accepts ``(done, total)`` or a single fraction."""
+def _extract_progress(ctx: JobContext, start: float, span: float) -> Callable[[int, int], None]:
+    """``feature_cache.extract`` calls ``progress(done, total)`` after every chunk."""
 
-    def hook(done: float, total: float | None = None, *_: Any) -> None:
-        frac = done / total if total else float(done)
-        label = f"{stage} {int(done)}/{int(total)}" if total else stage
-        ctx.progress(start + span * min(max(frac, 0.0), 1.0), label)
+    def hook(done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        ctx.progress(start + span * min(max(frac, 0.0), 1.0), f"extracting features {done}/{total}")
+
+    return hook
+
+
+def _probe_progress(ctx: JobContext, start: float, span: float, name: str) -> Callable[[float, str], None]:
+    """``probe.run_probe`` calls ``progress(fraction, stage)``."""
+
+    def hook(fraction: float, stage: str = "") -> None:
+        ctx.progress(start + span * min(max(float(fraction), 0.0), 1.0),
+                     f"{name}: {stage}" if stage else f"training {name}")
 
     return hook
 
@@ -157,8 +166,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
             workers=ctx.settings.extract_workers, device=device, val_fraction=val_fraction, seed=seed,
             max_per_class=max_per_class,
-            progress=_fraction_callback(ctx, start, span, "extracting features"),
-            should_stop=ctx.should_stop,
+            progress=_extract_progress(ctx, start, span), should_stop=ctx.should_stop,
+            show_progress=False,
         )
     except ExtractionCancelled as exc:
         if ctx.stop_reason == "cancel":
@@ -209,7 +218,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                 + (f" (groups from reference run {reference_run})" if reference_run else ""))
     try:
         report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
-                           progress=_fraction_callback(ctx, start, span, f"training {name}"),
+                           progress=_probe_progress(ctx, start, span, name),
                            should_stop=ctx.should_stop)
     except Exception:
         if ctx.should_stop():
