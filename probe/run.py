@@ -108,6 +108,15 @@ class ProbeConfig(BaseModel):
                              f"{', '.join(spec.defaults) or 'none'}.")
         return self
 
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, value: str | None) -> str | None:
+        from .adapters import ADAPTERS
+
+        if value is not None and value not in ADAPTERS:
+            raise ValueError(f"Unknown adapter {value!r}; available: {', '.join(ADAPTERS)} (or None).")
+        return value
+
     @field_validator("cbar")
     @classmethod
     def _positive_cbar(cls, value: float | None) -> float | None:

@@ -1,0 +1,22 @@
+"""`mr2probe compare`: per-group and per-class accuracy deltas of one run against another."""
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "compare"
+HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="RUN_A", help="base run directory (its groups are used)")
+    parser.add_argument("other", metavar="RUN_B", help="run directory compared against the base")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from probe import compare_reports, format_comparison, load_report
+
+    comparison = compare_reports(load_report(args.base), load_report(args.other))
+    print(json.dumps(comparison, indent=2) if args.json else format_comparison(comparison))
+    return 0

@@ -1,0 +1,91 @@
+"""`mr2probe train`: fit a probe on a feature cache, select on validation, write the run directory."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "train"
+HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, metavar="CACHE.h5", help="feature cache (mr2probe extract)")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    parser.add_argument("--head", choices=("linear", "cosine"), default=None,
+                        help="classifier head (default: the cache's encoder default)")
+    parser.add_argument("--loss", default="ce", help="loss name: ce (ERM, default), uniform, mr2, ... "
+                        "(see probe.LOSSES)")
+    parser.add_argument("--cbar", type=float, default=None, help="mean margin c̄ (default: select from 1, 2, 3 on val)")
+    parser.add_argument("--p", type=float, default=None, help="exponent p of r_k² (default 2 linear, 3 cosine)")
+    parser.add_argument("--lambda", dest="lam", type=float, default=None,
+                        help="weight λ of the representation margin ℓ_s̄ (needs --adapter; default: select on val)")
+    parser.add_argument("--adapter", default=None, help="trainable map before the head (linear: residual d×d, lowrank)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0); it is used for selection")
+    parser.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds: seed .. seed+N-1 (default 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
+    parser.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s) to select from on val")
+    parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
+    parser.add_argument("--select", choices=("overall", "hard"), default="overall",
+                        help="validation criterion: overall (default) or hard (hard third, overall >= reference)")
+    parser.add_argument("--reference", default=None, metavar="RUN_DIR",
+                        help="reference (ERM) run: its val per-class accuracy fixes the easy/medium/hard groups")
+    parser.add_argument("--posthoc-bias", action="store_true",
+                        help="fit a per-class logit bias on val after training (the post-hoc baseline)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_config(args: argparse.Namespace, default_head: str):
+    """ProbeConfig from the command-line arguments (unset options keep ProbeConfig's defaults)."""
+    from probe import ProbeConfig
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    fields = {
+        "head": args.head or default_head,
+        "loss": args.loss,
+        "cbar": args.cbar,
+        "p": args.p,
+        "lam": args.lam,
+        "adapter": args.adapter,
+        "epochs": args.epochs,
+        "lr_grid": args.lr,
+        "wd_grid": args.wd,
+        "batch_size": args.batch_size,
+        "seeds": list(range(args.seed, args.seed + args.seeds)),
+        "select": args.select,
+        "posthoc_bias": args.posthoc_bias,
+        "device": args.device,
+    }
+    return ProbeConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from feature_cache import open_cache
+    from probe import format_report, load_report, run_probe
+
+    cache = open_cache(args.features)
+    try:
+        config = build_config(args, cache.default_head or "linear")
+    except ValidationError as exc:
+        raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
+    reference = load_report(args.reference) if args.reference else None
+    data = {split: cache.load(split) for split in ("train", "val", "test") if split in cache.splits}
+    bar = tqdm(total=100, desc="train", unit="%", disable=args.no_progress, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
+
+    def progress(fraction: float, stage: str) -> None:
+        bar.set_description(stage)
+        bar.update(100 * fraction - bar.n)
+
+    try:
+        run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress)
+    finally:
+        bar.close()
+    print(format_report(load_report(args.out)))
+    print(f"run written to {args.out}")
+    return 0
