@@ -25,6 +25,7 @@ from .losses import (
 )
 from .heads import HEADS, CosineHead, HeadSpec, LinearHead, create_head, list_heads
 from .adapters import ADAPTERS, AdapterSpec, create_adapter, list_adapters
+from .trainer import ProbeTrainer
 
 __all__ = [
     # stats.py: class statistics and margins
@@ -57,6 +58,8 @@ __all__ = [
     "AdapterSpec",
     "create_adapter",
     "list_adapters",
+    # trainer.py: the estimator
+    "ProbeTrainer",
 ]
 
 # --- Runs layer (metrics, groups, selection, posthoc, run, report, compare): appended by the runs owner. ---

@@ -39,9 +39,13 @@ class LinearHead(nn.Module):
     def input_features(self, features: Tensor) -> Tensor:
         return features
 
+    def score(self, prepared: Tensor) -> Tensor:
+        """Logits from features already passed through :meth:`input_features` (the trainer's fast path)."""
+        return F.linear(prepared, self.weight, self.bias)
+
     def forward(self, features: Tensor) -> Tensor:
         """(n, d) → logits (n, K)."""
-        return F.linear(features, self.weight, self.bias)
+        return self.score(features)
 
     def class_weights(self) -> Tensor:
         """(K, d) class weight vectors w_k."""
@@ -74,12 +78,21 @@ class CosineHead(nn.Module):
     def input_features(self, features: Tensor) -> Tensor:
         return F.normalize(features, dim=1)
 
+    def cosine_score(self, prepared: Tensor) -> Tensor:
+        """Cosines from already-normalised features (output of :meth:`input_features`), (n, K)."""
+        return prepared @ F.normalize(self.weight, dim=1).t()
+
+    def score(self, prepared: Tensor) -> Tensor:
+        """Logits s·cos from already-normalised features (the trainer's fast path)."""
+        return self.scale * self.cosine_score(prepared)
+
     def cosine(self, features: Tensor) -> Tensor:
         """(n, d) → cosines w̃_kᵀφ̃ ∈ [−1, 1], (n, K)."""
-        return self.input_features(features) @ F.normalize(self.weight, dim=1).t()
+        return self.cosine_score(self.input_features(features))
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.scale * self.cosine(features)
+        """(n, d) → logits s·cos (n, K)."""
+        return self.score(self.input_features(features))
 
     def class_weights(self) -> Tensor:
         return self.weight

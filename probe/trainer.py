@@ -1,0 +1,454 @@
+"""ProbeTrainer: a scikit-learn-style estimator that trains a head (and optional adapter) on cached features.
+
+Training is plain tensor code: the features are moved to the device once and indexed per batch (no DataLoader),
+full-batch (``batch_size=None``) or shuffled mini-batches from a ``torch.Generator`` seeded by ``random_state``;
+AdamW or SGD with momentum; a per-step cosine learning-rate schedule after a linear warm-up. The loop performs no
+host synchronisation per step: the epoch losses accumulate on the device and are read once at the end.
+
+Objective (MR², with the add-ons of the loss module):
+
+    L = loss(z, y; γ) + λ·ℓ_s̄(φ̃, y) + w_sm·R_sm + w_zc·R_W
+
+z the head's logits (or cosines for ``input = "cosine"`` losses), φ̃ the features the head sees
+(``transform``), γ from the class statistics named by the loss. Class statistics r_k² (‖·‖_p, p = 2 for linear,
+3 for cosine heads by default) and ‖s_k‖² are computed on φ̃: exactly once (``r2_mode="exact"``, frozen features)
+or by the paper's EMA over batches (``r2_mode="ema"``; always used with an adapter, since the adapted features and
+hence their statistics move during training).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .adapters import create_adapter
+from .heads import get_head_spec, create_head
+from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
+    zero_centroid_regularizer
+from .stats import EmaClassStats, class_counts, class_r2, class_spread
+
+logger = logging.getLogger(__name__)
+
+R2_MODES = ("exact", "ema")
+OPTIMIZERS = ("adamw", "sgd")
+_CHUNK = 65536  # rows per chunk at inference
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu' or 'auto'.")
+    return torch.device(device)
+
+
+def _to_features(x, name: str = "features") -> Tensor:
+    t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, num_features), got shape {tuple(t.shape)}.")
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
+        raise TypeError(f"{name} must be numeric, got dtype {t.dtype}.")
+    t = t.to(torch.float32)
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows).")
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).any(dim=1).sum())
+        raise ValueError(f"{name} contain NaN or infinite values in {bad} row(s).")
+    return t
+
+
+def _to_labels(y, n: int) -> Tensor:
+    t = y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
+    if t.dim() != 1:
+        raise ValueError(f"labels must be 1-D (n_samples,), got shape {tuple(t.shape)}.")
+    if t.shape[0] != n:
+        raise ValueError(f"features have {n} rows but labels have {t.shape[0]} entries.")
+    if t.is_floating_point():
+        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
+            raise TypeError("labels must be integer class indices, got non-integer values.")
+    elif t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"labels must be integer class indices, got dtype {t.dtype}.")
+    return t.to(torch.int64)
+
+
+def lr_schedule(lr: float, total_steps: int, warmup_steps: int) -> list[float]:
+    """Per-step learning rates: linear warm-up lr·(t+1)/W for t < W, then lr·½(1 + cos(π(t − W)/(T − W)))."""
+    out = []
+    for t in range(total_steps):
+        if t < warmup_steps:
+            out.append(lr * (t + 1) / warmup_steps)
+        else:
+            out.append(lr * 0.5 * (1.0 + math.cos(math.pi * (t - warmup_steps) / max(1, total_steps - warmup_steps))))
+    return out
+
+
+class ProbeTrainer:
+    """Linear / cosine probe with MR² margins, trained on cached features.
+
+    Args:
+        head: head name (``linear``, ``cosine``); ``head_options`` are passed to :func:`probe.create_head`.
+        loss: loss name (see :func:`probe.list_losses`); ``loss_options`` are passed to :func:`probe.create_loss`.
+        cbar: mean margin c̄ for margin losses (``uniform``, ``mr2``…), chosen from {1, 2, 3} on validation.
+        p: order of the norm in r_k² = mean ‖φ‖_p²; None means the head's default (2 linear, 3 cosine).
+        lam: weight λ of the representation margin ℓ_s̄; needs an ``adapter`` (no gradient on frozen features).
+        adapter: None, ``linear`` or ``lowrank`` (trainable map before the head); ``adapter_rank`` for lowrank.
+        r2_mode: ``exact`` (class statistics once from the training features) or ``ema`` (the paper's EMA per
+            batch, decay ``ema_decay``). With an adapter the EMA is always used (``stats_mode_`` says which ran).
+        lr, weight_decay, epochs, batch_size: optimisation; ``batch_size=None`` is full-batch.
+        optimizer: ``adamw`` or ``sgd`` (with ``momentum``); cosine schedule after ``warmup_epochs`` of linear
+            warm-up.
+        device: ``cpu``, ``cuda[:N]`` or ``auto``. Results are bit-identical for a fixed seed on CPU.
+        random_state: seed of the initialisation, the batch order and the ℓ_s̄ pair subsample.
+        sm_weight, zc_weight: weights of the sample-margin regulariser R_sm and zero-centroid regulariser R_W.
+        rep_margin_samples: ℓ_s̄ is computed on at most this many samples of a batch (its pairwise matrix is
+            quadratic), drawn at random per step.
+        progress: callable ``progress(epoch, epochs)`` after each epoch (it may raise to abort the fit).
+        progress_bar: show a tqdm bar over epochs.
+    """
+
+    def __init__(
+        self,
+        head: str = "linear",
+        loss: str = "ce",
+        cbar: float = 1.0,
+        p: float | None = None,
+        lam: float = 0.0,
+        adapter: str | None = None,
+        r2_mode: str = "exact",
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        optimizer: str = "adamw",
+        warmup_epochs: int = 0,
+        device: str = "cpu",
+        random_state: int = 0,
+        momentum: float = 0.9,
+        head_options: dict | None = None,
+        loss_options: dict | None = None,
+        adapter_rank: int | None = None,
+        sm_weight: float = 0.0,
+        zc_weight: float = 0.0,
+        ema_decay: float = 0.9,
+        rep_margin_samples: int = 1024,
+        progress: Callable[[int, int], Any] | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        self.head = head
+        self.loss = loss
+        self.cbar = cbar
+        self.p = p
+        self.lam = lam
+        self.adapter = adapter
+        self.r2_mode = r2_mode
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.warmup_epochs = warmup_epochs
+        self.device = device
+        self.random_state = random_state
+        self.momentum = momentum
+        self.head_options = head_options
+        self.loss_options = loss_options
+        self.adapter_rank = adapter_rank
+        self.sm_weight = sm_weight
+        self.zc_weight = zc_weight
+        self.ema_decay = ema_decay
+        self.rep_margin_samples = rep_margin_samples
+        self.progress = progress
+        self.progress_bar = progress_bar
+
+    # ------------------------------------------------------------------------------------ sklearn protocol
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [n for n in sig.parameters if n != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments as given (scikit-learn protocol, so ``sklearn.base.clone`` works)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "ProbeTrainer":
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for ProbeTrainer; valid: {', '.join(valid)}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items() if n != "self"}
+        changed = [f"{n}={getattr(self, n)!r}" for n, d in defaults.items() if getattr(self, n) is not d
+                   and getattr(self, n) != d]
+        return f"ProbeTrainer({', '.join(changed)})"
+
+    # ----------------------------------------------------------------------------------------- validation
+    def _check_params(self) -> None:
+        get_head_spec(self.head)
+        get_loss_spec(self.loss)
+        if not float(self.cbar) > 0:
+            raise ValueError(f"cbar must be > 0, got {self.cbar}.")
+        if self.p is not None and not float(self.p) > 0:
+            raise ValueError(f"p must be > 0 or None (head default), got {self.p}.")
+        if not float(self.lam) >= 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}.")
+        if self.r2_mode not in R2_MODES:
+            raise ValueError(f"r2_mode must be one of {', '.join(R2_MODES)}, got {self.r2_mode!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}.")
+        if not float(self.weight_decay) >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if not (isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1):
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}.")
+        w = self.warmup_epochs
+        if not (isinstance(w, (int, np.integer)) and w >= 0 and (w == 0 or w < self.epochs)):
+            raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got {self.warmup_epochs!r}.")
+        if self.batch_size is not None and not (isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}.")
+        if not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+        if not (float(self.sm_weight) >= 0 and float(self.zc_weight) >= 0):
+            raise ValueError(f"sm_weight and zc_weight must be >= 0, got {self.sm_weight}, {self.zc_weight}.")
+        if not (isinstance(self.rep_margin_samples, (int, np.integer)) and self.rep_margin_samples >= 2):
+            raise ValueError(f"rep_margin_samples must be an integer >= 2, got {self.rep_margin_samples!r}.")
+        if self.lam > 0 and self.adapter is None:
+            raise ValueError(
+                f"lam={self.lam} needs adapter='linear' or 'lowrank': the representation margin ℓ_s̄ has no "
+                "gradient on frozen features, so it only acts through a trainable adapter (adapter=)."
+            )
+        if get_loss_spec(self.loss).input == "cosine" and self.head != "cosine":
+            raise ValueError(
+                f"loss {self.loss!r} works on normalised features and prototypes and requires head='cosine', "
+                f"got head={self.head!r}."
+            )
+
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(self, features, labels, num_classes: int | None = None) -> "ProbeTrainer":
+        """Train on ``features`` (n, d) and integer ``labels`` (n,) in [0, K); K = ``num_classes`` or max + 1.
+
+        Returns self. Raises ValueError / TypeError naming the problem for bad inputs or parameters.
+        """
+        self._check_params()
+        x = _to_features(features)
+        y = _to_labels(labels, x.shape[0])
+        if int(y.min()) < 0:
+            raise ValueError(f"labels must be >= 0, got min {int(y.min())}.")
+        k = int(y.max()) + 1 if num_classes is None else int(num_classes)
+        if k < 2:
+            raise ValueError(f"need at least 2 classes, got num_classes={k}.")
+        if int(y.max()) >= k:
+            raise ValueError(f"labels must be < num_classes={k}, got max {int(y.max())}.")
+        device = _resolve_device(self.device)
+        n, d = x.shape
+        counts = class_counts(y, k)
+        spec_loss = get_loss_spec(self.loss)
+        if spec_loss.needs in ("r2", "spread") and bool((counts == 0).any()):
+            missing = torch.nonzero(counts == 0).flatten().tolist()
+            raise ValueError(f"classes {missing} have no training samples; loss {self.loss!r} needs class "
+                             f"statistics for every class.")
+        p = float(self.p) if self.p is not None else get_head_spec(self.head).default_p
+        loss_options = dict(self.loss_options or {})
+        if spec_loss.needs == "priors" and loss_options.get("priors") is None:
+            loss_options["priors"] = (counts / counts.sum()).numpy()
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state))
+            head = create_head(self.head, d, k, **(self.head_options or {}))
+            adapter = create_adapter(self.adapter, d, rank=self.adapter_rank) if self.adapter else None
+        loss_fn = create_loss(self.loss, **loss_options)
+        head.to(device)
+        if adapter is not None:
+            adapter.to(device)
+        loss_fn.to(device)
+        gen = torch.Generator().manual_seed(int(self.random_state))
+
+        x = x.to(device)
+        y = y.to(device)
+        stats_mode = "ema" if (adapter is not None or self.r2_mode == "ema") else "exact"
+        if adapter is None:
+            x = head.input_features(x)  # constant: prepare once (L2-normalise for the cosine head)
+        ema = None
+        r2 = spread = gamma = None
+        if stats_mode == "exact":
+            r2 = class_r2(x, y, k, p)
+            spread = class_spread(x, y, k)
+            gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread)
+        else:
+            ema = EmaClassStats(k, p=p, decay=self.ema_decay, track_spread=True, num_features=d, device=device)
+
+        params = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
+        if self.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+        else:
+            opt = torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum),
+                                  weight_decay=float(self.weight_decay))
+        bs = n if self.batch_size is None else min(int(self.batch_size), n)
+        steps_per_epoch = math.ceil(n / bs)
+        schedule = lr_schedule(float(self.lr), self.epochs * steps_per_epoch, self.warmup_epochs * steps_per_epoch)
+        cosine_input = spec_loss.input == "cosine"
+        lam, smw, zcw = float(self.lam), float(self.sm_weight), float(self.zc_weight)
+        epoch_loss = torch.zeros(self.epochs, device=device)
+
+        bar = None
+        if self.progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs, desc=f"probe {self.head}/{self.loss}", unit="epoch", leave=False)
+        logger.info("fit %s/%s: n=%d d=%d K=%d device=%s stats=%s batch=%s epochs=%d",
+                    self.head, self.loss, n, d, k, device, stats_mode, self.batch_size, self.epochs)
+        head.train()
+        if adapter is not None:
+            adapter.train()
+        t0 = time.perf_counter()
+        step = 0
+        try:
+            for epoch in range(self.epochs):
+                order = torch.randperm(n, generator=gen).to(device) if bs < n else None
+                for start in range(0, n, bs):
+                    if order is None:
+                        xb, yb = x, y
+                    else:
+                        idx = order[start:start + bs]
+                        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                    hb = head.input_features(adapter(xb)) if adapter is not None else xb
+                    if ema is not None:
+                        ema.update(hb, yb)
+                        r2 = ema.r2(strict=False)
+                        spread = ema.spread(strict=False)
+                        gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread, validate=False)
+                    out = head.cosine_score(hb) if cosine_input else head.score(hb)
+                    total = loss_fn(out, yb, gamma=gamma, features=hb)
+                    if lam > 0:
+                        hs, ys = hb, yb
+                        if hb.shape[0] > self.rep_margin_samples:
+                            sub = torch.randperm(hb.shape[0], generator=gen)[: self.rep_margin_samples].to(device)
+                            hs, ys = hb.index_select(0, sub), yb.index_select(0, sub)
+                        total = total + lam * representation_margin(hs, ys, spread.mean())
+                    if smw > 0:
+                        total = total + smw * sample_margin_regularizer(head.class_weights(), hb, yb)
+                    if zcw > 0:
+                        total = total + zcw * zero_centroid_regularizer(head.class_weights())
+                    for group in opt.param_groups:
+                        group["lr"] = schedule[step]
+                    opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    opt.step()
+                    epoch_loss[epoch] += total.detach() * (yb.shape[0] / n)
+                    step += 1
+                if bar is not None:
+                    bar.update(1)
+                if self.progress is not None:
+                    self.progress(epoch + 1, self.epochs)
+        finally:
+            if bar is not None:
+                bar.close()
+        history = epoch_loss.tolist()  # the one host sync of the loop
+        self.fit_time_ = time.perf_counter() - t0
+        head.eval()
+        if adapter is not None:
+            adapter.eval()
+
+        if ema is not None:
+            seen = ema.seen
+            nan = torch.tensor(float("nan"), device=device)
+            r2 = torch.where(seen, ema.r2(strict=False), nan)  # NaN: class never in a batch
+            spread = torch.where(seen, ema.spread(strict=False), nan)
+            # gamma_ keeps the margins of the last step
+        if gamma is None:
+            gamma = torch.ones(k)
+        self.head_ = head
+        self.adapter_ = adapter
+        self.loss_ = loss_fn
+        self.classes_ = np.arange(k)
+        self.n_features_in_ = d
+        self.num_classes_ = k
+        self.p_ = p
+        self.stats_mode_ = stats_mode
+        self.class_counts_ = counts.numpy().astype(np.int64)
+        self.r2_ = r2.detach().cpu().numpy().astype(np.float64)
+        self.spread_ = spread.detach().cpu().numpy().astype(np.float64)
+        self.gamma_ = gamma.detach().cpu().numpy().astype(np.float64)
+        self.history_ = history
+        self.n_steps_ = step
+        self.device_ = device
+        if not all(math.isfinite(v) for v in history):
+            logger.warning("training loss became non-finite (lr=%s); the fitted head is unreliable", self.lr)
+        logger.info("fit done in %.3fs, final loss %.4f", self.fit_time_, history[-1])
+        return self
+
+    # ------------------------------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise ValueError("This ProbeTrainer is not fitted yet; call fit(features, labels) first.")
+
+    def _chunks(self, features):
+        self._check_fitted()
+        x = _to_features(features)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"features have {x.shape[1]} columns but the head was trained on "
+                             f"{self.n_features_in_}-d features.")
+        device = next(self.head_.parameters()).device
+        for start in range(0, x.shape[0], _CHUNK):
+            yield x[start:start + _CHUNK].to(device)
+
+    @torch.no_grad()
+    def _prepared(self, xb: Tensor) -> Tensor:
+        if self.adapter_ is not None:
+            xb = self.adapter_(xb)
+        return self.head_.input_features(xb)
+
+    @torch.no_grad()
+    def transform(self, features) -> np.ndarray:
+        """Features the head sees (after the adapter; L2-normalised for the cosine head), (n, d)."""
+        return np.concatenate([self._prepared(xb).cpu().numpy() for xb in self._chunks(features)])
+
+    @torch.no_grad()
+    def decision_function(self, features) -> np.ndarray:
+        """Logits (n, K) of the fitted head."""
+        return np.concatenate([self.head_.score(self._prepared(xb)).cpu().numpy() for xb in self._chunks(features)])
+
+    def predict_proba(self, features) -> np.ndarray:
+        """Softmax of the logits, (n, K)."""
+        z = torch.from_numpy(self.decision_function(features))
+        return torch.softmax(z, dim=1).numpy()
+
+    def predict(self, features) -> np.ndarray:
+        """Predicted class indices (n,)."""
+        return self.classes_[self.decision_function(features).argmax(axis=1)]
+
+    def score(self, features, labels) -> float:
+        """Mean accuracy (scikit-learn convention)."""
+        return float((self.predict(features) == np.asarray(labels)).mean())
+
+    def class_weights(self) -> np.ndarray:
+        """Class weight vectors w_k of the fitted head, (K, d)."""
+        self._check_fitted()
+        return self.head_.class_weights().detach().cpu().numpy()
+
+    # ----------------------------------------------------------------------------------------- persistence
+    def save(self, path) -> "Path":  # noqa: F821
+        """Write the head (+ adapter) as safetensors and a JSON sidecar; see :mod:`probe.checkpoint`."""
+        from .checkpoint import save_probe
+
+        return save_probe(self, path)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> "ProbeTrainer":
+        """Restore a trainer written by :meth:`save` (ready for ``decision_function`` / ``predict``)."""
+        from .checkpoint import load_probe
+
+        return load_probe(path, device=device)
