@@ -169,6 +169,11 @@ def register_dataset(store: Store, path: Path, *, name: str, source: str,
     from feature_cache import open_dataset
 
     data = open_dataset(path)
+    if source == "path":  # the same directory with the same content is one data set (its caches are reused)
+        existing = store.find_dataset(source=source, path=str(path), fingerprint=getattr(data, "fingerprint", None))
+        if existing is not None:
+            logger.info("data set %s already registered for %s", existing["id"], path)
+            return existing
     counts = dataset_counts(data)
     row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),
                             counts=counts, fingerprint=getattr(data, "fingerprint", None),

@@ -21,7 +21,8 @@ from .jobs import JobStatus
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGES = 200  # per job; older messages are dropped first
+MAX_MESSAGES = 200
+RESUMABLE = (JobStatus.interrupted, JobStatus.failed)  # per job; older messages are dropped first
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -144,6 +145,13 @@ class Store:
             id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
             counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow()))
 
+    def find_dataset(self, *, source: str, path: str, fingerprint: str | None) -> dict[str, Any] | None:
+        """The data set already registered from the same place with the same content, if any."""
+        row = self._conn().execute(
+            "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY created_at LIMIT 1",
+            (source, path, fingerprint)).fetchone()
+        return self._row(row)
+
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._get("datasets", dataset_id)
 
@@ -242,8 +250,8 @@ class Store:
                                 ", finished_at = ?, stage = 'cancelled'", (utcnow(),))
 
     def resume(self, job_id: str) -> dict[str, Any]:
-        """interrupted → queued; the handler picks up from the results recorded so far."""
-        return self._transition(job_id, (JobStatus.interrupted,), JobStatus.queued,
+        """interrupted / failed → queued; the handler picks up from the results recorded so far."""
+        return self._transition(job_id, RESUMABLE, JobStatus.queued,
                                 ", stage = 'queued (resumed)', finished_at = NULL")
 
     def interrupt(self, job_id: str) -> dict[str, Any]:

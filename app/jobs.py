@@ -221,9 +221,9 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                            progress=_probe_progress(ctx, start, span, name),
                            should_stop=ctx.should_stop)
     except Exception:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a half-written run directory is never a run
         if ctx.should_stop():
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise JobCancelled(ctx.stop_reason or "cancel")
+            raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     ctx.check_stop()
     row = ctx.store.add_run(

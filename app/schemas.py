@@ -120,7 +120,7 @@ class JobOut(BaseModel):
     result: JobResult
     error: str | None
     attempts: int
-    resumable: bool = Field(..., description="true for an interrupted job: POST /api/jobs/{id}/resume")
+    resumable: bool = Field(..., description="interrupted or failed: POST /api/jobs/{id}/resume queues it again")
     created_at: str
     updated_at: str
     started_at: str | None
@@ -128,7 +128,7 @@ class JobOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "JobOut":
-        return cls(**row, resumable=row["status"] == JobStatus.interrupted.value)
+        return cls(**row, resumable=row["status"] in (JobStatus.interrupted.value, JobStatus.failed.value))
 
 
 class JobAccepted(BaseModel):

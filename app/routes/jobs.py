@@ -50,7 +50,7 @@ def cancel_job(job_id: str, runner: JobRunner = Depends(get_runner)) -> JobOut:
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
-             responses={**ERROR_RESPONSES, **_CONFLICT}, summary="Queue an interrupted job again")
+             responses={**ERROR_RESPONSES, **_CONFLICT}, summary="Queue an interrupted (or failed) job again; finished steps are kept")
 def resume_job(job_id: str, runner: JobRunner = Depends(get_runner)) -> JobAccepted:
     row = runner.resume(job_id)
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")

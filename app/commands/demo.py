@@ -1,0 +1,75 @@
+"""`mr2probe demo`: the main job on the embedded default data, then the dashboard on 127.0.0.1."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+NAME = "demo"
+HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train ERM and MR² probes, print the "
+        "disparity comparison and serve the dashboard on 127.0.0.1.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full", action="store_true", help="use every image (default: a per-class subset)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="data set (folder or archive of class folders; default ../shared/data/cifar10-jpeg.zip, "
+                             "then /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--per-class", type=int, default=None, metavar="N",
+                        help="images per class and split without --full (default 100)")
+    parser.add_argument("--port", type=int, default=8000, help="dashboard port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="state directory (default MR2PROBE_DATA_DIR or ./.mr2probe)")
+    parser.add_argument("--encoder", default=None, help="encoder (default effnet-lite0)")
+    parser.add_argument("--epochs", type=int, default=None, help="probe epochs (default: ProbeConfig's)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per probe (default 3)")
+    parser.add_argument("--no-serve", action="store_true", help="stop after printing the comparison")
+
+
+def _progress_printer():
+    width = 30
+
+    def show(job: dict) -> None:
+        filled = int(width * job["progress"])
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * job['progress']:5.1f}%  {job['stage'][:60]:<60}"
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if job["status"] not in ("queued", "running"):
+            sys.stdout.write("\n")
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import Settings
+    from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
+    from ..main import create_app
+    from .serve import serve
+
+    if args.full and args.per_class is not None:
+        raise ValueError("--full and --per-class exclude each other")
+    data = find_demo_data(args.data)
+    per_class = None if args.full else (args.per_class or DEFAULT_PER_CLASS)
+    overrides = {"host": "127.0.0.1", "port": args.port, "data_root": data.parent}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    elif "MR2PROBE_DATA_DIR" not in os.environ:
+        overrides["data_dir"] = Path(".mr2probe")
+    settings = Settings(**overrides)
+    encoder = args.encoder or DEFAULT_ENCODER
+    print(f"mr2probe demo: {data} · encoder {encoder} · "
+          f"{'all images' if per_class is None else f'{per_class} images per class and split'} · "
+          f"state in {settings.data_dir}")
+    app = create_app(settings)
+    result = run_demo_job(app, data, max_per_class=per_class, encoder=encoder,
+                          probes=demo_probes(epochs=args.epochs, seeds=args.seeds), on_progress=_progress_printer())
+    print()
+    print(comparison_table(app, result.base_run, result.other_run))
+    url = f"http://127.0.0.1:{settings.port}/runs/{result.other_run}?compare={result.base_run}"
+    print(f"\nMR² vs ERM dashboard: {url}")
+    if args.no_serve:
+        return 0
+    print("Serving the dashboard until Ctrl-C ...")
+    serve(app, settings)
+    return 0

@@ -1,0 +1,56 @@
+"""`mr2probe serve`: the REST API and the dashboard on uvicorn."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "serve"
+HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1 or MR2PROBE_HOST); "
+                        "a non-loopback address needs a token")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8000 or MR2PROBE_PORT)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="state directory: database, uploads, caches, runs (default ./.mr2probe or MR2PROBE_DATA_DIR)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="server-side directories under this root may be registered (MR2PROBE_DATA_ROOT)")
+    parser.add_argument("--token", default=None, help="API bearer token (prefer MR2PROBE_API_TOKEN: "
+                        "command lines are visible to other users)")
+    parser.add_argument("--cpu-jobs", type=int, default=None, help="CPU jobs run at the same time (MR2PROBE_CPU_JOBS)")
+
+
+def settings_from_args(args: argparse.Namespace, **extra):
+    """Settings from the environment, with the flags that were given taking precedence."""
+    from ..config import Settings
+
+    flags = {"host": args.host, "port": args.port, "data_dir": args.data_dir, "api_token": args.token,
+             "data_root": getattr(args, "data_root", None), "cpu_jobs": getattr(args, "cpu_jobs", None), **extra}
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def check_exposure(settings) -> None:
+    """Refuse to listen on a non-loopback address without an API token."""
+    from ..config import is_loopback
+
+    if not is_loopback(settings.host) and not settings.token:
+        raise ValueError(f"refusing to listen on {settings.host!r} without an API token: set MR2PROBE_API_TOKEN "
+                         "(or --token), or use --host 127.0.0.1")
+
+
+def serve(app, settings) -> None:
+    """Run ``app`` on uvicorn until Ctrl-C (the app's lifespan starts and stops the job worker)."""
+    import uvicorn
+
+    check_exposure(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..main import create_app
+
+    settings = settings_from_args(args)
+    check_exposure(settings)
+    serve(create_app(settings), settings)
+    return 0

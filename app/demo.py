@@ -1,0 +1,119 @@
+"""The demo flow behind ``mr2probe demo``: the main job on the embedded default, through the job machinery.
+
+Register the data set, submit one ``pipeline`` job (extraction → ERM probe → MR² probe with ERM as
+reference), wait for it, and return the two runs; the command then prints the comparison and serves the
+dashboard. Everything goes through the same store and worker as the API.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from .datasets import register_dataset
+from .jobs import JobStatus
+from .schemas import PipelineJob
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "effnet-lite0"
+DEFAULT_PER_CLASS = 100
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+_SHARED_ZIP = Path("shared") / "data" / "cifar10-jpeg.zip"
+
+
+def default_data_candidates() -> list[Path]:
+    """Where the demo looks for data, in order: the shared CIFAR-10 zip (``../shared/data`` from the repo root
+    or the working directory), then the Debian Fashion-MNIST idx files."""
+    repo_root = Path(__file__).resolve().parents[1]
+    return [repo_root.parent / _SHARED_ZIP, Path.cwd().resolve().parent / _SHARED_ZIP, FASHION_MNIST_DIR]
+
+
+def find_demo_data(explicit: Path | None = None) -> Path:
+    """The data set the demo runs on.
+
+    Raises:
+        FileNotFoundError: ``explicit`` does not exist, or none of the default places has data.
+    """
+    if explicit is not None:
+        if not Path(explicit).exists():
+            raise FileNotFoundError(f"--data {str(explicit)!r} does not exist")
+        return Path(explicit).resolve()
+    for candidate in default_data_candidates():
+        if candidate.is_file() or (candidate.is_dir() and any(candidate.glob("*idx*"))):
+            return candidate.resolve()
+    raise FileNotFoundError(
+        "no demo data found: expected ../shared/data/cifar10-jpeg.zip next to the repository, or Fashion-MNIST in "
+        f"{FASHION_MNIST_DIR} (sudo apt-get install dataset-fashion-mnist); or pass --data PATH "
+        "(a folder or archive of class folders)")
+
+
+def demo_probes(head: str | None = None, epochs: int | None = None, seeds: int = 3) -> list[dict[str, Any]]:
+    """ERM (cross-entropy) then MR² on the same head; MR²'s c̄ is chosen on validation from {1, 2, 3}."""
+    common: dict[str, Any] = {"seeds": list(range(seeds))}
+    if head is not None:
+        common["head"] = head
+    if epochs is not None:
+        common["epochs"] = epochs
+    return [dict(common, loss="ce"), dict(common, loss="mr2")]
+
+
+@dataclass
+class DemoResult:
+    dataset: dict[str, Any]
+    job: dict[str, Any]
+    base_run: str
+    other_run: str
+
+
+def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes: list[dict[str, Any]],
+                 encoder: str = DEFAULT_ENCODER, batch_size: int | None = None,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None, poll: float = 1.0) -> DemoResult:
+    """Register ``data``, run the pipeline job on ``app``'s worker and wait for it.
+
+    The worker is started for the job and stopped afterwards, so the app can be served next.
+
+    Raises:
+        RuntimeError: the job did not succeed (its error is in the message).
+    """
+    store, runner = app.state.store, app.state.runner
+    dataset = register_dataset(store, data, name=data.name, source="path")
+    request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
+                          options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
+    runner.start()
+    try:
+        job = runner.submit("pipeline", request.model_dump(mode="json", exclude={"kind"}))
+        last = None
+        while True:
+            job = store.get_job(job["id"])
+            state = (job["status"], round(job["progress"], 3), job["stage"])
+            if on_progress is not None and state != last:
+                on_progress(job)
+                last = state
+            if JobStatus(job["status"]) not in (JobStatus.queued, JobStatus.running):
+                break
+            time.sleep(poll)
+    finally:
+        runner.stop()
+    if job["status"] != JobStatus.succeeded.value:
+        raise RuntimeError(f"demo job {job['id']} {job['status']}: {job['error'] or job['stage']}")
+    base, other = job["result"]["run_ids"][:2]
+    return DemoResult(dataset=dataset, job=job, base_run=base, other_run=other)
+
+
+def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
+    """The terminal comparison of two runs (probe.format_comparison of probe.compare_reports)."""
+    from probe import compare_reports, format_comparison, load_report
+
+    store = app.state.store
+    reports = []
+    for run_id in (base_run, other_run):
+        report = load_report(store.get_run(run_id)["path"])
+        report["run_id"] = report.get("run_id") or run_id
+        reports.append(report)
+    return format_comparison(compare_reports(*reports))
