@@ -428,6 +428,7 @@ class ProbeTrainer:
 
     def predict(self, features) -> np.ndarray:
         """Predicted class indices (n,)."""
+        self._check_fitted()
         return self.classes_[self.decision_function(features).argmax(axis=1)]
 
     def score(self, features, labels) -> float:

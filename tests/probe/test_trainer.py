@@ -1,0 +1,203 @@
+"""ProbeTrainer: behaviour on synthetic Gaussian features (no real data needed)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from probe import ProbeTrainer, class_r2, create_adapter, margins, representation_margin
+from probe.trainer import lr_schedule
+
+
+def gaussian_features(n_per=120, d=12, k=4, mean_norm=3.0, scales=None, seed=0):
+    """K classes with means of equal norm along the axes and per-class noise scales."""
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(0.5, 2.0, k) if scales is None else np.asarray(scales)
+    means = np.zeros((k, d))
+    means[np.arange(k), np.arange(k)] = mean_norm
+    x = np.concatenate([means[c] + scales[c] * rng.standard_normal((n_per, d)) for c in range(k)])
+    y = np.repeat(np.arange(k), n_per)
+    return x.astype(np.float32), y
+
+
+def test_mr2_gives_larger_margins_to_classes_with_larger_spread():
+    scales = [0.5, 1.5, 0.8, 2.0]
+    x, y = gaussian_features(scales=scales)
+    m = ProbeTrainer(loss="mr2", cbar=2.0, epochs=5).fit(x, y)
+    assert list(np.argsort(m.gamma_)) == list(np.argsort(scales))
+    assert m.gamma_.mean() == pytest.approx(2.0)
+    # exactly the paper's formula on the exact statistics (linear head: p = 2)
+    r2 = class_r2(torch.from_numpy(x), torch.from_numpy(y), 4, p=2)
+    assert np.allclose(m.r2_, r2.numpy(), rtol=1e-5)
+    assert np.allclose(m.gamma_, margins(r2, 2.0).numpy(), rtol=1e-5)
+    assert m.p_ == 2.0 and m.stats_mode_ == "exact"
+
+
+def test_cosine_head_statistics_on_normalised_features_with_p3():
+    x, y = gaussian_features()
+    m = ProbeTrainer(head="cosine", loss="mr2", cbar=1.0, epochs=3).fit(x, y)
+    assert m.p_ == 3.0
+    xn = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
+    assert np.allclose(m.r2_, class_r2(xn, torch.from_numpy(y), 4, p=3).numpy(), rtol=1e-5)
+    t = m.transform(x)
+    assert np.allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+    assert ProbeTrainer(head="cosine", loss="mr2", p=2, epochs=1).fit(x, y).p_ == 2.0
+
+
+def test_ce_reaches_high_accuracy_on_separable_data():
+    x, y = gaussian_features(n_per=200, scales=[0.4] * 4)
+    xt, yt = gaussian_features(n_per=100, scales=[0.4] * 4, seed=1)
+    for head in ("linear", "cosine"):
+        m = ProbeTrainer(head=head, loss="ce", lr=0.05, epochs=60).fit(x, y)
+        assert m.score(xt, yt) >= 0.98, head
+        assert m.history_[-1] < m.history_[0]
+        assert len(m.history_) == 60
+
+
+def test_fit_is_bit_identical_for_a_fixed_seed_on_cpu():
+    x, y = gaussian_features()
+    kw = dict(loss="mr2", r2_mode="ema", batch_size=32, epochs=4, random_state=7)
+    a = ProbeTrainer(**kw).fit(x, y)
+    b = ProbeTrainer(**kw).fit(x, y)
+    assert torch.equal(a.head_.weight, b.head_.weight) and torch.equal(a.head_.bias, b.head_.bias)
+    assert a.history_ == b.history_
+    c = ProbeTrainer(**{**kw, "random_state": 8}).fit(x, y)
+    assert not torch.equal(a.head_.weight, c.head_.weight)
+    # randomness comes only from random_state: the global RNG is left alone
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    ProbeTrainer(**kw).fit(x, y)
+    assert torch.equal(torch.rand(1), before)
+
+
+def test_ema_mode_agrees_with_exact_mode():
+    x, y = gaussian_features(n_per=300)
+    exact = ProbeTrainer(loss="mr2", cbar=2.0, epochs=1).fit(x, y)
+    ema = ProbeTrainer(loss="mr2", cbar=2.0, r2_mode="ema", batch_size=64, epochs=10).fit(x, y)
+    assert ema.stats_mode_ == "ema"
+    assert np.allclose(ema.r2_, exact.r2_, rtol=0.05)
+    assert np.allclose(ema.spread_, exact.spread_, rtol=0.08)
+    assert np.allclose(ema.gamma_, exact.gamma_, rtol=0.02)
+
+
+def test_representation_margin_gradient_only_through_an_adapter():
+    x, y = gaussian_features(n_per=20)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    frozen = representation_margin(xt, yt, 1.0)
+    assert not frozen.requires_grad  # no trainable parameter upstream of frozen features
+    for name in ("linear", "lowrank"):
+        adapter = create_adapter(name, x.shape[1], rank=4 if name == "lowrank" else None)
+        representation_margin(adapter(xt), yt, 1.0).backward()
+        grads = [p.grad.abs().sum().item() for p in adapter.parameters() if p.grad is not None]
+        assert max(grads) > 0, name
+    with pytest.raises(ValueError, match="no gradient on frozen features.*adapter="):
+        ProbeTrainer(loss="mr2", lam=0.5).fit(x, y)
+
+
+def test_adapter_with_representation_margin_trains_the_adapter():
+    x, y = gaussian_features(n_per=40)
+    m = ProbeTrainer(loss="mr2", adapter="linear", lam=0.3, r2_mode="exact", batch_size=64, epochs=3).fit(x, y)
+    assert m.stats_mode_ == "ema"  # statistics of adapted features move: tracked by the EMA
+    assert m.adapter_.A.abs().sum().item() > 0
+    assert np.isfinite(m.history_).all() and np.isfinite(m.gamma_).all()
+    assert not np.allclose(m.transform(x), x)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    s = lr_schedule(1.0, 6, 2)
+    assert s[:2] == [0.5, 1.0]
+    assert s[2] == pytest.approx(1.0) and s[4] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert all(a >= b for a, b in zip(s[2:], s[3:]))
+
+
+def test_outputs_and_sklearn_protocol():
+    x, y = gaussian_features()
+    m = ProbeTrainer(loss="focal", epochs=5, optimizer="sgd", lr=0.1, warmup_epochs=1).fit(x, y)
+    z = m.decision_function(x)
+    assert z.shape == (len(y), 4) and z.dtype == np.float32
+    assert np.allclose(z, m.head_(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+    pr = m.predict_proba(x)
+    assert np.allclose(pr.sum(1), 1.0, atol=1e-5)
+    assert np.array_equal(m.predict(x), z.argmax(1))
+    assert m.class_weights().shape == (4, x.shape[1])
+    assert list(m.classes_) == [0, 1, 2, 3] and m.n_features_in_ == x.shape[1]
+    assert m.gamma_.tolist() == [1.0] * 4  # no class margins for focal
+
+    params = m.get_params()
+    assert params["loss"] == "focal" and params["lr"] == 0.1 and "random_state" in params
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone
+
+    c = clone(ProbeTrainer(loss="mr2", cbar=3.0, loss_options={"sharpness": 2.0}))
+    assert c.get_params()["cbar"] == 3.0 and c.loss_options == {"sharpness": 2.0}
+    assert c.set_params(cbar=1.0) is c and c.cbar == 1.0
+    with pytest.raises(ValueError, match="Invalid parameter 'cbr'"):
+        c.set_params(cbr=1)
+    assert repr(c) == "ProbeTrainer(loss='mr2', loss_options={'sharpness': 2.0})"  # defaults left out
+
+
+def test_progress_callback_and_no_work_in_init():
+    calls = []
+    t = ProbeTrainer(epochs=3, progress=lambda e, n: calls.append((e, n)), lr=-1)  # bad value: not checked yet
+    assert not hasattr(t, "head_")
+    x, y = gaussian_features(n_per=10)
+    t.set_params(lr=0.01).fit(x, y)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_logit_adjust_uses_training_priors_and_val_error_variant():
+    x, y = gaussian_features(n_per=30)
+    keep = np.r_[0:30, 30:40, 60:90, 90:120]  # class 1 has 10 samples
+    m = ProbeTrainer(loss="logit_adjust", epochs=2).fit(x[keep], y[keep])
+    pri = np.array([30, 10, 30, 30]) / 100
+    assert np.allclose(m.loss_.log_priors.numpy(), np.log(pri), atol=1e-6)
+    err = np.array([0.1, 0.3, 0.0, 0.2])
+    v = ProbeTrainer(loss="mr2_valerr", cbar=2.0, loss_options={"val_error": err}, epochs=2).fit(x, y)
+    e = err + 0.01
+    assert np.allclose(v.gamma_, 2.0 * 4 * e / e.sum(), rtol=1e-5)
+
+
+def test_cosine_only_losses_and_regularisers():
+    x, y = gaussian_features(n_per=30)
+    with pytest.raises(ValueError, match="requires head='cosine'"):
+        ProbeTrainer(loss="lm_softmax").fit(x, y)
+    for loss in ("lm_softmax", "cosface", "arcface"):
+        m = ProbeTrainer(head="cosine", loss=loss, epochs=20, lr=0.05).fit(x, y)
+        assert m.score(x, y) > 0.9, loss
+    m = ProbeTrainer(loss="ce", sm_weight=0.5, zc_weight=0.5, epochs=5).fit(x, y)
+    assert np.isfinite(m.history_).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, features, labels, match",
+    [
+        ({}, np.ones((4, 3)), np.array([0, 1, 0]), "4 rows but labels have 3"),
+        ({}, np.ones(4), np.array([0, 1, 0, 1]), "must be 2-D"),
+        ({}, np.array([[1.0, np.nan], [0, 1]]), np.array([0, 1]), "NaN or infinite values in 1 row"),
+        ({}, np.ones((3, 2)), np.array([0, 1, -1]), "labels must be >= 0"),
+        ({}, np.ones((3, 2)), np.array([0.5, 1, 0]), "integer class indices"),
+        ({"loss": "nope"}, np.ones((3, 2)), np.array([0, 1, 0]), "Unknown loss 'nope'"),
+        ({"cbar": 0}, np.ones((3, 2)), np.array([0, 1, 0]), "cbar must be > 0, got 0"),
+        ({"r2_mode": "running"}, np.ones((3, 2)), np.array([0, 1, 0]), "r2_mode must be one of exact, ema"),
+        ({"optimizer": "adam"}, np.ones((3, 2)), np.array([0, 1, 0]), "optimizer must be one of adamw, sgd"),
+        ({"warmup_epochs": 200}, np.ones((3, 2)), np.array([0, 1, 0]), "warmup_epochs must be"),
+        ({"device": "tpu"}, np.ones((3, 2)), np.array([0, 1, 0]), "device must be"),
+        ({"loss": "mr2"}, np.ones((3, 2)), np.array([0, 2, 0]), r"classes \[1\] have no training samples"),
+    ],
+)
+def test_fit_validation_messages(kwargs, features, labels, match):
+    with pytest.raises((ValueError, TypeError, KeyError), match=match):
+        ProbeTrainer(epochs=1, **kwargs).fit(features, labels)
+
+
+def test_num_classes_and_predict_validation():
+    x, y = gaussian_features(n_per=10)
+    with pytest.raises(ValueError, match="labels must be < num_classes=3"):
+        ProbeTrainer(epochs=1).fit(x, y, num_classes=3)
+    m = ProbeTrainer(epochs=1).fit(x, y, num_classes=6)
+    assert m.decision_function(x).shape == (40, 6)
+    with pytest.raises(ValueError, match="3 columns but the head was trained on 12-d"):
+        m.predict(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="not fitted"):
+        ProbeTrainer().predict(x)
