@@ -30,8 +30,8 @@ split_params         JSON     ``{"layout", "val_fraction", "test_fraction", "see
 
 One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split may have 0 rows):
 
-- ``features``: (N, d) ``float16`` (default) or ``float32``, chunked by rows (``chunks=(min(N, 1024)
-  or 1, d)``), no compression (loading is I/O bound);
+- ``features``: (N, d) ``float16`` (default) or ``float32``, chunked by rows (``chunks=(min(N, 1024), d)``
+  for :func:`write_cache`, ``(1024, d)`` for extraction), resizable along rows, no compression;
 - ``labels``: (N,) ``int64`` class indices;
 - ``sources``: (N,) variable-length UTF-8 strings, the path of each sample inside the data set.
 
@@ -125,13 +125,13 @@ def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         node.attrs[key] = _encode_attr(key, value)
 
 
-def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 0, resizable: bool = False):
-    maxrows = None if resizable else rows
-    chunk = (max(1, min(rows or CHUNK_ROWS, CHUNK_ROWS)), num_features)
-    group.create_dataset("features", shape=(rows, num_features), maxshape=(maxrows, num_features),
+def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 0) -> None:
+    # Always resizable along rows (the partial writer appends); chunks of up to CHUNK_ROWS rows.
+    chunk = (max(1, min(rows, CHUNK_ROWS)) if rows else CHUNK_ROWS, num_features)
+    group.create_dataset("features", shape=(rows, num_features), maxshape=(None, num_features),
                          dtype=dtype, chunks=chunk)
-    group.create_dataset("labels", shape=(rows,), maxshape=(maxrows,), dtype="int64", chunks=(chunk[0],))
-    group.create_dataset("sources", shape=(rows,), maxshape=(maxrows,), dtype=_STR, chunks=(chunk[0],))
+    group.create_dataset("labels", shape=(rows,), maxshape=(None,), dtype="int64", chunks=(chunk[0],))
+    group.create_dataset("sources", shape=(rows,), maxshape=(None,), dtype=_STR, chunks=(chunk[0],))
 
 
 def write_cache(
@@ -239,7 +239,7 @@ class PartialCache:
         _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **attrs, "complete": False})
         for split in SPLITS:
             group = h5.create_group(split)
-            _create_split(group, num_features, dtype, resizable=True)
+            _create_split(group, num_features, dtype)
             group.attrs["next_index"] = 0
             group.attrs["rows"] = 0
         h5.flush()

@@ -1,0 +1,76 @@
+"""Builders for feature_cache tests: tiny image trees and a tiny random-weight encoder."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from feature_cache import Encoder, EncoderSpec
+
+REPO = Path(__file__).resolve().parents[2]
+CIFAR_ZIP = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
+
+
+def write_image(path: Path, label: int, index: int, size: int = 12, fmt: str = "PNG") -> None:
+    """A small RGB image whose colour depends on the class and whose noise depends on the index."""
+    rng = np.random.default_rng(1000 * label + index)
+    base = np.array([(label * 70) % 256, (label * 130 + 40) % 256, (label * 200 + 90) % 256], dtype=np.float32)
+    pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+
+
+def make_tree(root: Path, counts: dict[str, int], splits: tuple[str, ...] = ("train", "test"),
+              test_counts: dict[str, int] | None = None) -> Path:
+    """root/<split>/<class>/<i>.png (or root/<class>/<i>.png when ``splits`` is empty)."""
+    classes = sorted(counts)
+    for split in splits or ("",):
+        per_class = test_counts if (split == "test" and test_counts) else counts
+        for label, name in enumerate(classes):
+            for i in range(per_class[name]):
+                offset = 500 if split == "test" else 0
+                write_image(root / split / name / f"{i:03d}.png", label, i + offset)
+    return root
+
+
+class TinyNet(nn.Module):
+    """conv → ReLU → global average pool → linear: (n, 3, s, s) → (n, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model(images)
+
+
+def tiny_encoder(seed: int = 0, counter: list[int] | None = None) -> Encoder:
+    """A deterministic random-weight encoder (8-d features, 16×16 inputs); ``counter[0]`` counts images."""
+    torch.manual_seed(seed)
+    model = TinyNet()
+    digest = hashlib.sha256()
+    for value in model.state_dict().values():
+        digest.update(value.numpy().tobytes())
+    spec = EncoderSpec(name=f"tiny-{seed}", num_features=8, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3,
+                       interpolation="bilinear")
+    encoder = Encoder(spec, model, _forward, digest.hexdigest(), torch.device("cpu"))
+    if counter is not None:
+        encode = encoder.encode
+
+        def counting(images: torch.Tensor) -> torch.Tensor:
+            counter[0] += images.shape[0]
+            return encode(images)
+
+        encoder.encode = counting  # type: ignore[method-assign]
+    return encoder
+
+

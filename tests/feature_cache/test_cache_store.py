@@ -1,0 +1,92 @@
+"""The HDF5 cache: atomic complete writes, read-back, refusal of partial / foreign files."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from feature_cache import CacheMismatch, open_cache, write_cache
+
+
+def splits(rng, d=5):
+    return {
+        "train": (rng.normal(size=(7, d)), np.arange(7) % 3, [f"tr/{i}.png" for i in range(7)]),
+        "val": (rng.normal(size=(2, d)), np.array([0, 2]), ["v/0.png", "v/ü.png"]),
+        "test": (rng.normal(size=(4, d)), np.array([2, 1, 0, 1]), [f"te/{i}.png" for i in range(4)]),
+    }
+
+
+ATTRS = {"encoder": "tiny", "weights_sha256": "ab" * 32, "preprocess": {"resize": [16, 16]},
+         "feature_kind": "pooled", "normalized": True, "default_head": "cosine",
+         "dataset_fingerprint": "cd" * 32, "fingerprint": "ef" * 32}
+
+
+def test_round_trip_float32_exact_and_float16_rounded(tmp_path):
+    rng = np.random.default_rng(0)
+    data = splits(rng)
+    exact = open_cache(write_cache(tmp_path / "a.h5", data, ["a", "b", "c"], ATTRS, dtype="float32"))
+    half = open_cache(write_cache(tmp_path / "b.h5", data, ["a", "b", "c"], ATTRS))
+    for split, (features, labels, sources) in data.items():
+        x, y = exact.load(split)
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        np.testing.assert_array_equal(x, features.astype(np.float32))
+        np.testing.assert_array_equal(y, labels)
+        assert exact.sources(split) == sources
+        x16, _ = half.load(split)
+        np.testing.assert_array_equal(x16, features.astype(np.float16).astype(np.float32))
+    assert half.class_names == ["a", "b", "c"] and half.num_classes == 3 and half.num_features == 5
+    assert half.splits == ["train", "val", "test"]
+    assert half.normalized is True and half.default_head == "cosine" and half.encoder == "tiny"
+    assert half.attrs["preprocess"] == {"resize": [16, 16]} and half.attrs["skipped"] == []
+    assert half.attrs["schema_version"] == 1 and set(half.attrs["versions"]) >= {"torch", "h5py"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"]  # no temp files left
+
+
+def test_failed_write_leaves_existing_file_untouched(tmp_path):
+    rng = np.random.default_rng(1)
+    path = write_cache(tmp_path / "c.h5", splits(rng), ["a", "b", "c"], ATTRS)
+    before = path.read_bytes()
+    bad = splits(rng)
+    bad["test"] = (rng.normal(size=(4, 5)), np.array([0, 1]), ["x"] * 4)
+    with pytest.raises(ValueError, match="split 'test': 4 feature rows, 2 labels, 4 sources"):
+        write_cache(path, bad, ["a", "b", "c"], ATTRS)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]
+
+
+def test_missing_split_is_written_empty(tmp_path):
+    rng = np.random.default_rng(2)
+    data = splits(rng)
+    del data["val"]
+    cache = open_cache(write_cache(tmp_path / "d.h5", data, ["a", "b", "c"], ATTRS))
+    x, y = cache.load("val")
+    assert x.shape == (0, 5) and y.shape == (0,)
+    with pytest.raises(KeyError, match="Unknown split 'dev'; this cache has train, val, test"):
+        cache.load("dev")
+
+
+def test_open_cache_refuses_partial_foreign_and_other_schema(tmp_path):
+    with pytest.raises(CacheMismatch, match="unfinished extraction"):
+        open_cache(tmp_path / "x.h5.partial")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_cache(tmp_path / "none.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(CacheMismatch, match="not a readable HDF5 feature cache"):
+        open_cache(tmp_path / "junk.h5")
+    path = write_cache(tmp_path / "e.h5", splits(np.random.default_rng(3)), ["a", "b", "c"], ATTRS)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["schema_version"] = 2
+    with pytest.raises(CacheMismatch, match="schema_version 2; this version reads 1"):
+        open_cache(path)
+
+
+def test_attributes_are_json_where_documented(tmp_path):
+    path = write_cache(tmp_path / "f.h5", splits(np.random.default_rng(4)), ["a", "b", "c"],
+                       {**ATTRS, "skipped": [["x.txt", "not an image"]]})
+    with h5py.File(path, "r") as h5:
+        assert json.loads(h5.attrs["class_names"]) == ["a", "b", "c"]
+        assert json.loads(h5.attrs["skipped"]) == [["x.txt", "not an image"]]
+        assert json.loads(h5.attrs["preprocess"]) == {"resize": [16, 16]}
+        assert h5["train"]["features"].chunks == (7, 5)

@@ -1,0 +1,122 @@
+"""Class-folder layouts, seeded stratified splitting and subsetting, and clear errors."""
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from feature_cache import DatasetError, open_dataset
+
+from fc_testutils import make_tree, write_image
+
+
+def per_class(samples):
+    return dict(sorted(Counter(s.label for s in samples).items()))
+
+
+def zip_dir(folder: Path, archive: Path, prefix: str = "") -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, prefix + path.relative_to(folder).as_posix())
+    return archive
+
+
+def test_split_folders_and_stratified_val(tree):
+    data = open_dataset(tree, val_fraction=1 / 3, seed=0)
+    assert data.class_names == ["ant", "bee", "cat"]
+    assert per_class(data.splits["train"]) == {0: 4, 1: 4, 2: 4}
+    assert per_class(data.splits["val"]) == {0: 2, 1: 2, 2: 2}
+    assert per_class(data.splits["test"]) == {0: 3, 1: 3, 2: 3}
+    train = {s.source for s in data.splits["train"]}
+    val = {s.source for s in data.splits["val"]}
+    assert not train & val and len(train | val) == 18
+    assert all(s.source.startswith("train/") for s in data.splits["val"])
+    assert all(s.source.split("/")[1] == data.class_names[s.label] for split in data.splits.values() for s in split)
+    assert [s.source for s in data.splits["train"]] == sorted(s.source for s in data.splits["train"])
+    assert data.skipped == [] and data.params["layout"] == "split-folders"
+
+
+def test_val_split_is_seeded(tree):
+    a = open_dataset(tree, val_fraction=0.5, seed=1)
+    b = open_dataset(tree, val_fraction=0.5, seed=1)
+    c = [open_dataset(tree, val_fraction=0.5, seed=s).splits["val"] for s in range(2, 6)]
+    assert a.splits == b.splits
+    assert any(v != a.splits["val"] for v in c)
+    # The data set fingerprint is about content only; split parameters enter the cache fingerprint.
+    assert a.fingerprint == open_dataset(tree, seed=7).fingerprint
+
+
+def test_max_per_class_is_deterministic_and_bounded(tree):
+    a = open_dataset(tree, max_per_class=2, val_fraction=0.5, seed=3)
+    b = open_dataset(tree, max_per_class=2, val_fraction=0.5, seed=3)
+    assert a.splits == b.splits
+    assert per_class(a.splits["train"]) == {0: 1, 1: 1, 2: 1}
+    assert per_class(a.splits["val"]) == {0: 1, 1: 1, 2: 1}
+    assert per_class(a.splits["test"]) == {0: 2, 1: 2, 2: 2}
+    subsets = {tuple(s.source for s in open_dataset(tree, max_per_class=2, seed=s).splits["test"]) for s in range(6)}
+    assert len(subsets) > 1
+
+
+def test_zip_with_nested_top_folder_matches_folder(tree, tmp_path):
+    archive = zip_dir(tree, tmp_path / "data.zip", prefix="mydata/")
+    from_zip = open_dataset(archive, seed=0)
+    from_dir = open_dataset(tree, seed=0)
+    assert from_zip.class_names == from_dir.class_names
+    strip = lambda samples: [(s.source.removeprefix("mydata/"), s.label) for s in samples]  # noqa: E731
+    for split in ("train", "val", "test"):
+        assert strip(from_zip.splits[split]) == strip(from_dir.splits[split])
+    image = from_zip.load_image(from_zip.splits["test"][0])
+    assert image.size == (12, 12)
+
+
+def test_single_tree_is_split_by_the_product(tmp_path):
+    root = make_tree(tmp_path / "flat", {"x": 10, "y": 10}, splits=())
+    data = open_dataset(root, val_fraction=0.25, test_fraction=0.2, seed=0)
+    assert data.params["layout"] == "single-tree"
+    assert per_class(data.splits["test"]) == {0: 2, 1: 2}
+    assert per_class(data.splits["val"]) == {0: 2, 1: 2}
+    assert per_class(data.splits["train"]) == {0: 6, 1: 6}
+
+
+def test_non_image_files_are_skipped_and_listed(tree):
+    (tree / "train" / "ant" / "notes.txt").write_text("hello")
+    (tree / "train" / "README").write_text("top-level file")
+    data = open_dataset(tree)
+    assert ("train/ant/notes.txt", "not an image file (extension '.txt')") in data.skipped
+    assert ("train/README", "not inside a class folder") in data.skipped
+    assert sum(len(v) for v in data.splits.values()) == 27
+
+
+def test_single_class_is_a_clear_error(tmp_path):
+    root = make_tree(tmp_path / "one", {"only": 3})
+    with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(only\); a probe needs at least 2"):
+        open_dataset(root)
+
+
+def test_empty_class_is_a_clear_error(tree):
+    (tree / "train" / "dog").mkdir()
+    with pytest.raises(DatasetError, match=r"class folder\(s\) dog in 'train' contain no images"):
+        open_dataset(tree)
+
+
+def test_class_without_training_images_is_an_error(tree):
+    write_image(tree / "test" / "eel" / "0.png", 5, 0)
+    with pytest.raises(DatasetError, match="eel have no training images"):
+        open_dataset(tree)
+
+
+def test_bad_parameters_name_the_value(tree):
+    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\), got 1.5"):
+        open_dataset(tree, val_fraction=1.5)
+    with pytest.raises(ValueError, match="max_per_class must be >= 1 or None, got 0"):
+        open_dataset(tree, max_per_class=0)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_dataset(tree / "missing")
+
+
+def test_fingerprint_follows_content(tree):
+    before = open_dataset(tree).fingerprint
+    write_image(tree / "train" / "ant" / "000.png", 2, 99)
+    assert open_dataset(tree).fingerprint != before
