@@ -26,6 +26,7 @@ from .losses import (
 from .heads import HEADS, CosineHead, HeadSpec, LinearHead, create_head, list_heads
 from .adapters import ADAPTERS, AdapterSpec, create_adapter, list_adapters
 from .trainer import ProbeTrainer
+from .checkpoint import load_probe, save_probe
 
 __all__ = [
     # stats.py: class statistics and margins
@@ -60,6 +61,9 @@ __all__ = [
     "list_adapters",
     # trainer.py: the estimator
     "ProbeTrainer",
+    # checkpoint.py: saved heads
+    "load_probe",
+    "save_probe",
 ]
 
 # --- Runs layer (metrics, groups, selection, posthoc, run, report, compare): appended by the runs owner. ---

@@ -1,0 +1,71 @@
+"""Saved probes: safetensors + JSON sidecar round trip gives identical logits."""
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from probe import ProbeTrainer, load_probe, save_probe
+
+
+def _data(seed=0, n=60, d=8, k=3):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    x = rng.standard_normal((n, d)).astype(np.float32) + 2.0 * np.eye(k, d)[y].astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(head="linear", loss="mr2", cbar=2.0),
+        dict(head="cosine", loss="mr2", head_options={"learnable_scale": True, "logit_scale": 10.0}),
+        dict(head="cosine", loss="mr2", adapter="lowrank", adapter_rank=3, lam=0.1, batch_size=16),
+        dict(head="linear", loss="mr2_valerr", loss_options={"val_error": [0.1, 0.2, 0.05]}, adapter="linear"),
+    ],
+)
+def test_save_load_round_trip_identical_logits(tmp_path, kwargs):
+    x, y = _data()
+    m = ProbeTrainer(epochs=5, progress=lambda e, n: None, **kwargs).fit(x, y)
+    path = m.save(tmp_path / "run" / "head.safetensors")
+    assert path == tmp_path / "run" / "head.safetensors"
+    back = ProbeTrainer.load(tmp_path / "run")
+    xt, _ = _data(seed=1)
+    assert np.array_equal(back.decision_function(xt), m.decision_function(xt))
+    assert np.array_equal(back.predict(xt), m.predict(xt))
+    assert np.array_equal(back.transform(xt), m.transform(xt))
+    assert np.allclose(back.gamma_, m.gamma_) and np.allclose(back.r2_, m.r2_)
+    assert back.get_params()["loss"] == kwargs["loss"] and back.get_params()["progress"] is None
+
+
+def test_sidecar_contents(tmp_path):
+    x, y = _data()
+    m = ProbeTrainer(loss="mr2", cbar=3.0, epochs=2).fit(x, y)
+    save_probe(m, tmp_path)
+    meta = json.loads((tmp_path / "head.json").read_text())
+    assert meta["format"] == "mr2probe-head" and meta["format_version"] == 1
+    assert meta["library_version"]
+    assert meta["head"] == {"name": "linear", "options": {"bias": True}}
+    assert meta["loss"] == {"name": "mr2", "options": {"sharpness": 1.0}}
+    assert meta["params"]["cbar"] == 3.0 and meta["classes"] == [0, 1, 2]
+    assert meta["gamma"] == pytest.approx(m.gamma_.tolist()) and meta["r2"] == pytest.approx(m.r2_.tolist())
+    assert meta["p"] == 2.0 and meta["stats_mode"] == "exact" and meta["class_counts"] == [20, 20, 20]
+    tensors = load_file(str(tmp_path / "head.safetensors"))
+    assert set(tensors) == {"head.weight", "head.bias"}
+    assert np.array_equal(tensors["head.weight"], m.class_weights())
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="head.safetensors"):
+        load_probe(tmp_path)
+    x, y = _data()
+    save_probe(ProbeTrainer(epochs=1).fit(x, y), tmp_path)
+    meta = json.loads((tmp_path / "head.json").read_text())
+    (tmp_path / "head.json").write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(ValueError, match="not a saved probe"):
+        load_probe(tmp_path / "head.json")
+    (tmp_path / "head.json").write_text(json.dumps({**meta, "num_features": 9}))
+    with pytest.raises(ValueError, match="do not match"):
+        load_probe(tmp_path)
+    with pytest.raises(ValueError, match="not fitted"):
+        save_probe(ProbeTrainer(), tmp_path / "x")
