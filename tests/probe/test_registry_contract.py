@@ -1,0 +1,77 @@
+"""Contract tests over the registries: every head × every loss honours the interface."""
+import numpy as np
+import pytest
+import torch
+
+from probe import ADAPTERS, HEADS, LOSSES, ProbeTrainer, create_adapter, create_head, create_loss, list_losses
+
+K, D, N = 4, 6, 24
+
+# options a loss cannot run without (filled by the caller or the trainer)
+REQUIRED = {"mr2_valerr": {"val_error": [0.1, 0.2, 0.3, 0.0]}, "logit_adjust": {"priors": [0.25] * 4}}
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(N, D, generator=g), torch.arange(N) % K
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_head_interface(name):
+    head = create_head(name, D, K)
+    x, _ = _batch()
+    assert head.num_features == D and head.num_classes == K
+    z = head(x)
+    assert z.shape == (N, K) and torch.isfinite(z).all()
+    assert head.class_weights().shape == (K, D)
+    assert torch.allclose(head.score(head.input_features(x)), z)
+    z.sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_adapter_interface(name):
+    ad = create_adapter(name, D)
+    x, _ = _batch()
+    out = ad(x)
+    assert out.shape == x.shape and torch.equal(out, x)
+
+
+@pytest.mark.parametrize("head_name", list(HEADS))
+@pytest.mark.parametrize("loss_name", list_losses())
+def test_loss_interface(head_name, loss_name):
+    spec = LOSSES[loss_name]
+    assert spec.needs in ("none", "cbar", "r2", "spread", "val_error", "priors")
+    assert spec.input in ("logits", "cosine")
+    if spec.input == "cosine" and head_name != "cosine":
+        pytest.skip(f"{loss_name} requires the cosine head (checked by the trainer)")
+    head = create_head(head_name, D, K)
+    loss = create_loss(loss_name, **REQUIRED.get(loss_name, {}))
+    x, y = _batch()
+    out = head.cosine(x) if spec.input == "cosine" else head(x)
+    r2 = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    gamma = loss.class_margins(2.0, K, r2=r2, spread=r2.flip(0))
+    if spec.needs in ("none", "priors"):
+        assert gamma is None
+    else:
+        assert gamma.shape == (K,) and gamma.mean().item() == pytest.approx(2.0)
+    value = loss(out, y, gamma=gamma, features=head.input_features(x))
+    assert value.dim() == 0 and torch.isfinite(value)
+    value.backward()
+    assert torch.isfinite(head.weight.grad).all() and head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("head_name", list(HEADS))
+@pytest.mark.parametrize("loss_name", list_losses())
+def test_trainer_fits_every_head_and_loss(head_name, loss_name):
+    if LOSSES[loss_name].input == "cosine" and head_name != "cosine":
+        with pytest.raises(ValueError, match="requires head='cosine'"):
+            ProbeTrainer(head=head_name, loss=loss_name).fit(*_batch())
+        return
+    opts = {"val_error": REQUIRED["mr2_valerr"]["val_error"]} if loss_name == "mr2_valerr" else None
+    x, y = _batch()
+    m = ProbeTrainer(head=head_name, loss=loss_name, loss_options=opts, epochs=3, batch_size=8).fit(x, y)
+    z = m.decision_function(x)
+    assert z.shape == (N, K) and np.isfinite(z).all()
+    assert m.gamma_.shape == (K,) and np.isfinite(m.gamma_).all()
+    assert len(m.history_) == 3 and np.isfinite(m.history_).all()
