@@ -51,11 +51,16 @@ class ProbeCancelled(Exception):
     """Raised by ``run_probe`` when ``should_stop()`` returns True; nothing is written to ``out_dir``."""
 
 
-def _loss_uses_cbar(loss: str) -> bool:
-    """Whether a registered loss builds margins γ from c̄ (then c̄ is selected on validation when not fixed)."""
+def _loss_needs(loss: str) -> str:
+    """The class statistic a registered loss builds its margins from (``LossSpec.needs``)."""
     from .losses import LOSSES
 
-    return LOSSES[loss].needs not in ("none", "priors")
+    return LOSSES[loss].needs
+
+
+def _loss_uses_cbar(loss: str) -> bool:
+    """Whether a registered loss builds margins γ from c̄ (then c̄ is selected on validation when not fixed)."""
+    return _loss_needs(loss) not in ("none", "priors")
 
 
 class ProbeConfig(BaseModel):
@@ -412,23 +417,44 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         if progress is not None:
             progress(done / total, stage)
 
-    def make(params: dict, seed: int):
+    loss_options = dict(config.loss_options)
+    if _loss_needs(config.loss) == "val_error" and loss_options.get("val_error") is None:
+        if reference is None:
+            raise ValueError(f"loss {config.loss!r} needs the per-class validation error of a reference (ERM) run: "
+                             "pass reference= (CLI --reference RUN_DIR) or loss_options['val_error'].")
+        ref_acc = np.array([np.nan if v is None else v for v in reference["val"]["per_class"]], dtype=float)
+        loss_options["val_error"] = np.nan_to_num(1.0 - ref_acc, nan=1.0).tolist()
+
+    def fit_progress(stage: str):
+        def hook(epoch: int, epochs: int) -> None:
+            if should_stop is not None and should_stop():
+                raise ProbeCancelled(f"probe run cancelled during {stage}, epoch {epoch}/{epochs}")
+            if progress is not None:
+                progress((done + epoch / epochs) / total, stage)
+        return hook
+
+    def make(params: dict, seed: int, stage: str):
         kwargs = dict(head=config.head, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
                       p=config.resolved_p, lam=params.get("lam", config.lam or 0.0), adapter=config.adapter,
                       lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,
                       batch_size=config.batch_size, optimizer=config.optimizer,
                       warmup_epochs=config.warmup_epochs, device=device, random_state=seed)
-        if config.loss_options:
-            kwargs["loss_options"] = dict(config.loss_options)
-        return ProbeTrainer(**kwargs)
+        if loss_options:
+            kwargs["loss_options"] = loss_options
+        return ProbeTrainer(**kwargs, progress=fit_progress(stage))
+
+    def fit(params: dict, seed: int, stage: str):
+        trainer = make(params, seed, stage).fit(x_train, y_train, num_classes=num_classes)
+        return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
 
     # 1. selection on validation with seeds[0]
     seed0 = config.seeds[0]
     fitted: list[Any] = []
     scored: list[dict] = []
     for i, params in enumerate(candidates):
-        tick(f"selection {i + 1}/{len(candidates)}")
-        trainer = make(params, seed0).fit(x_train, y_train, num_classes=num_classes)
+        stage = f"selection {i + 1}/{len(candidates)}"
+        tick(stage)
+        trainer = fit(params, seed0, stage)
         v = _evaluate_split(trainer, *val, num_classes)
         groups = ref_groups if ref_groups is not None else assign_groups(v["per_class"])
         hard = group_accuracy(v["per_class"], groups)["hard"]
@@ -448,7 +474,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     evaluations = [_evaluate_seed(first, seed0, val, test, num_classes)]
     for seed in config.seeds[1:]:
         tick(f"seed {seed}")
-        trainer = make(chosen, seed).fit(x_train, y_train, num_classes=num_classes)
+        trainer = fit(chosen, seed, f"seed {seed}")
         evaluations.append(_evaluate_seed(trainer, seed, val, test, num_classes))
         done += 1
 

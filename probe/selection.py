@@ -52,9 +52,11 @@ def _choose_overall(candidates: list[dict], floor: float | None) -> tuple[int, s
     if len(candidates) == 1:
         return index, f"Single candidate ({describe_params(c)}): nothing to select; val overall {_pct(c['val_overall'])}."
     runner = sorted((candidates[i]["val_overall"] for i in range(len(candidates)) if i != index), reverse=True)[0]
+    tie = " (tied on overall; the higher val hard-third accuracy, then grid order, decided)" \
+        if runner == c["val_overall"] else ""
     return index, (
         f"Criterion 'overall': {describe_params(c)} has the highest validation overall accuracy "
-        f"({_pct(c['val_overall'])}, next best {_pct(runner)}) of {len(candidates)} candidates; "
+        f"({_pct(c['val_overall'])}, next best {_pct(runner)}) of {len(candidates)} candidates{tie}; "
         f"its val hard-third accuracy is {_pct(c['val_hard'])}."
     )
 

@@ -1,0 +1,181 @@
+"""run_probe end to end on small synthetic features: selection on val only, seeds, groups, files, cancellation."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from probe import (
+    ProbeCancelled,
+    ProbeConfig,
+    assign_groups,
+    carve_validation,
+    load_report,
+    run_probe,
+)
+
+K = 6
+NAMES = [f"c{k}" for k in range(K)]
+FAST = dict(epochs=40, lr_grid=[0.05], wd_grid=[0.0, 1e-3], seeds=[0, 1])
+
+
+def make_data(seed=0, n_per_class=60, d=12):
+    """Gaussian classes whose spread grows with the class index (class 5 hardest)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 1.0, (K, d))
+    means *= 3.0 / np.linalg.norm(means, axis=1, keepdims=True)  # equal ‖μ_k‖: r_k² differs by the spread only
+    spread = np.linspace(0.5, 1.8, K)
+
+    def draw(m):
+        y = np.repeat(np.arange(K), m)
+        x = means[y] + spread[y, None] * rng.normal(0, 1, (len(y), d))
+        return x.astype(np.float32), y.astype(np.int64)
+
+    return {"train": draw(n_per_class), "val": draw(n_per_class // 2), "test": draw(n_per_class)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture(scope="module")
+def erm(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "erm"
+    return run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out), out
+
+
+def test_report_written_and_consistent(erm, data):
+    report, out = erm
+    assert report["run_id"] == "erm"
+    on_disk = load_report(out)
+    assert on_disk["summary"] == report["summary"]
+    assert len(report["selection"]["candidates"]) == 2
+    assert report["selection"]["split"] == "val"
+    assert report["selection"]["chosen"] in report["selection"]["candidates"]
+    assert report["seeds"]["values"] == [0, 1]
+    per_seed = report["seeds"]["metrics"]["overall"]["per_seed"]
+    assert report["summary"]["overall"] == pytest.approx(np.mean(per_seed))
+    assert report["grouping"]["source"] == "self"
+    # own groups = thirds of the seed-mean val accuracy
+    assert report["grouping"]["groups"] == assign_groups(np.array(report["val"]["per_class"]))
+    assert [r["n_test"] for r in report["per_class"]] == [60] * K
+    assert [r["n_train"] for r in report["per_class"]] == [60] * K
+    rows = list(csv.DictReader((out / "per_class.csv").open()))
+    assert [r["name"] for r in rows] == NAMES
+    assert float(rows[0]["accuracy"]) == pytest.approx(report["per_class"][0]["accuracy"])
+    json.loads((out / "report.json").read_text())  # strict JSON
+    assert report["summary"]["overall"] > 0.6
+
+
+def test_head_saved_and_reloads(erm, data):
+    from probe import ProbeTrainer
+
+    report, out = erm
+    assert (out / "head.safetensors").is_file() and (out / "head.json").is_file()
+    trainer = ProbeTrainer.load(out / "head.safetensors")
+    x, y = data["test"]
+    acc = trainer.predict(x) == y
+    first_seed = report["seeds"]["metrics"]["overall"]["per_seed"][0]
+    assert acc.mean() == pytest.approx(first_seed)
+
+
+def test_selection_never_sees_test(data):
+    cfg = ProbeConfig(**{**FAST, "seeds": [0]})
+    other = dict(data, test=(data["test"][0][::-1].copy() * 0 + 1, data["test"][1]))
+    a = run_probe(data, NAMES, cfg)
+    b = run_probe(other, NAMES, cfg)
+    assert a["selection"] == b["selection"]
+    assert a["val"] == b["val"]
+    assert a["summary"]["overall"] != b["summary"]["overall"]
+
+
+def test_deterministic(data):
+    cfg = ProbeConfig(**{**FAST, "seeds": [3]})
+    assert run_probe(data, NAMES, cfg)["per_class"] == run_probe(data, NAMES, cfg)["per_class"]
+
+
+def test_mr2_gamma_follows_spread_and_reference_groups(data, erm):
+    ref, _ = erm
+    cfg = ProbeConfig(**{**FAST, "loss": "mr2", "select": "hard", "wd_grid": [0.0]})
+    report = run_probe(data, NAMES, cfg, reference=ref)
+    gamma = [r["gamma"] for r in report["per_class"]]
+    assert len(report["selection"]["candidates"]) == 3  # c̄ ∈ {1, 2, 3}
+    cbar = report["config"]["selected"]["cbar"]
+    assert np.mean(gamma) == pytest.approx(cbar)
+    assert np.all(np.diff(gamma) > 0)  # classes with larger spread get larger margins
+    assert np.all(np.diff([r["r2"] for r in report["per_class"]]) > 0)
+    assert report["grouping"]["source"] == "reference"
+    assert report["grouping"]["groups"] == ref["grouping"]["groups"]
+    assert "reference" in report["selection"]["reason"]
+
+
+def test_posthoc_bias_keeps_val_overall(data, tmp_path):
+    cfg = ProbeConfig(**{**FAST, "posthoc_bias": True, "wd_grid": [0.0]})
+    plain = run_probe(data, NAMES, cfg.model_copy(update={"posthoc_bias": False}))
+    report = run_probe(data, NAMES, cfg, out_dir=tmp_path / "ph")
+    assert report["val"]["overall"] >= plain["val"]["overall"]
+    for seed in report["posthoc"]["per_seed"]:
+        assert seed["val_overall_after"] >= seed["val_overall_before"]
+        assert seed["val_objective_after"] >= seed["val_objective_before"]
+        assert len(seed["bias"]) == K
+    assert "post-hoc" in report["selection"]["reason"]
+    assert json.loads((tmp_path / "ph" / "posthoc_bias.json").read_text())["bias"] == report["posthoc"]["per_seed"][0]["bias"]
+
+
+def test_carved_validation_is_stratified_and_seeded():
+    y = np.repeat(np.arange(3), [10, 20, 5])
+    x = np.arange(len(y), dtype=np.float32)[:, None]
+    (xt, yt), (xv, yv) = carve_validation(x, y, 0.2, seed=0)
+    assert np.bincount(yv).tolist() == [2, 4, 1]
+    assert len(yt) + len(yv) == len(y) and not set(xt[:, 0]) & set(xv[:, 0])
+    (_, _), (xv2, _) = carve_validation(x, y, 0.2, seed=0)
+    np.testing.assert_array_equal(xv, xv2)
+
+
+def test_missing_val_is_carved(data):
+    no_val = {"train": data["train"], "test": data["test"]}
+    report = run_probe(no_val, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "wd_grid": [0.0]}))
+    assert report["val"]["source"].startswith("carved from train")
+    assert sum(r["n_train"] for r in report["per_class"]) == 6 * 54
+
+
+def test_progress_and_cancellation(data, tmp_path):
+    seen = []
+    run_probe(data, NAMES, ProbeConfig(**FAST), progress=lambda f, s: seen.append((f, s)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] >= 0.0
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(ProbeCancelled, match="cancelled"):
+        run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=tmp_path / "x", should_stop=stop)
+    assert not (tmp_path / "x" / "report.json").exists()
+
+
+def test_input_errors(data):
+    with pytest.raises(ValueError, match="'train' and 'test'"):
+        run_probe({"train": data["train"]}, NAMES, ProbeConfig(**FAST))
+    with pytest.raises(ValueError, match="labels outside"):
+        run_probe(data, NAMES[:3], ProbeConfig(**FAST))
+    with pytest.raises(ValueError, match="reference"):
+        run_probe(data, NAMES, ProbeConfig(**{**FAST, "loss": "mr2_valerr"}))
+
+
+def test_config_messages():
+    with pytest.raises(ValueError, match="Unknown loss 'nope'; available"):
+        ProbeConfig(loss="nope")
+    with pytest.raises(ValueError, match="adapter"):
+        ProbeConfig(lam=0.5)
+    with pytest.raises(ValueError, match="head='cosine'"):
+        ProbeConfig(loss="cosface")
+    with pytest.raises(ValueError, match="Extra inputs"):
+        ProbeConfig(lr=0.1)
+    assert ProbeConfig(head="cosine").resolved_p == 3.0 and ProbeConfig().resolved_p == 2.0
+    grid = ProbeConfig(loss="mr2", adapter="linear", lr_grid=[0.1], wd_grid=[0.0]).candidates()
+    assert len(grid) == 15 and grid[0] == {"lr": 0.1, "weight_decay": 0.0, "cbar": 1.0, "lam": 0.1}
+    assert ProbeConfig(loss="mr2", cbar=2.0, lr_grid=[0.1], wd_grid=[0.0]).candidates() == [
+        {"lr": 0.1, "weight_decay": 0.0, "cbar": 2.0}]
