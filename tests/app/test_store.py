@@ -1,0 +1,97 @@
+"""The SQLite job store: explicit status transitions, one transaction each, persistence across opens."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from app.db import MAX_MESSAGES, InvalidTransition, NotFound, Store
+from app.jobs import JobStatus
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "state.sqlite3")
+
+
+def test_database_uses_wal(store, tmp_path):
+    conn = sqlite3.connect(tmp_path / "state.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_job_life_cycle(store):
+    job = store.add_job("extract", {"dataset_id": "ds_1"})
+    assert job["status"] == "queued" and job["progress"] == 0.0 and job["request"] == {"dataset_id": "ds_1"}
+    running = store.claim(job["id"])
+    assert running["status"] == "running" and running["attempts"] == 1 and running["started_at"]
+    with pytest.raises(InvalidTransition, match="is running; only a job that is queued"):
+        store.claim(job["id"])
+    store.update_progress(job["id"], 0.25, "extracting 1/4")
+    store.update_progress(job["id"], 7.0)  # clamped to [0, 1]
+    assert store.get_job(job["id"])["progress"] == 1.0
+    done = store.finish(job["id"], JobStatus.succeeded)
+    assert done["status"] == "succeeded" and done["finished_at"] and done["progress"] == 1.0
+    with pytest.raises(InvalidTransition):
+        store.finish(job["id"], JobStatus.failed)
+    with pytest.raises(ValueError, match="finish status must be"):
+        store.finish(job["id"], JobStatus.queued)
+
+
+def test_interrupted_jobs_resume_with_their_results(store):
+    job = store.add_job("pipeline", {})
+    store.claim(job["id"])
+    store.update_result(job["id"], cache_id="cache_1")
+    assert store.interrupt_running() == [job["id"]]
+    row = store.get_job(job["id"])
+    assert row["status"] == "interrupted" and row["result"] == {"cache_id": "cache_1"}
+    resumed = store.resume(job["id"])
+    assert resumed["status"] == "queued" and resumed["result"] == {"cache_id": "cache_1"}
+    assert store.claim(job["id"])["attempts"] == 2
+
+
+def test_cancel_and_resume_rules(store):
+    queued = store.add_job("probe", {})
+    assert store.cancel_queued(queued["id"])["status"] == "cancelled"
+    with pytest.raises(InvalidTransition, match="is cancelled"):
+        store.resume(queued["id"])
+    failed = store.add_job("probe", {})
+    store.claim(failed["id"])
+    row = store.finish(failed["id"], JobStatus.failed, error="ValueError: bad")
+    assert row["error"] == "ValueError: bad"
+    assert store.resume(failed["id"])["status"] == "queued"
+    assert store.claim(failed["id"])["error"] is None
+
+
+def test_missing_rows_raise_not_found(store):
+    with pytest.raises(NotFound, match="job 'job_nope' not found"):
+        store.get_job("job_nope")
+    with pytest.raises(NotFound, match="dataset 'ds_nope' not found"):
+        store.get_dataset("ds_nope")
+    with pytest.raises(NotFound):
+        store.claim("job_nope")
+
+
+def test_messages_are_capped(store):
+    job = store.add_job("extract", {})
+    for i in range(MAX_MESSAGES + 5):
+        store.add_message(job["id"], f"m{i}")
+    messages = store.get_job(job["id"])["messages"]
+    assert len(messages) == MAX_MESSAGES and messages[-1]["text"] == f"m{MAX_MESSAGES + 4}"
+
+
+def test_state_survives_reopening(store, tmp_path):
+    ds = store.add_dataset(name="d", source="path", path="/x", class_names=["a", "b"], counts={"train": [2, 3]},
+                           fingerprint="f", skipped=0)
+    cache = store.add_cache(dataset_id=ds["id"], encoder="effnet-lite0", path="/c.h5", fingerprint="g",
+                            num_features=4, class_names=["a", "b"], counts={"train": 5}, job_id=None)
+    # Registering the same cache file again returns the same row.
+    assert store.add_cache(dataset_id=ds["id"], encoder="effnet-lite0", path="/c.h5", fingerprint="g",
+                           num_features=4, class_names=["a", "b"], counts={"train": 5}, job_id=None)["id"] == cache["id"]
+    store.add_run(run_id="run_1", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path="/r", summary={"overall": 0.5})
+    again = Store(tmp_path / "state.sqlite3")
+    assert again.get_dataset(ds["id"])["counts"] == {"train": [2, 3]}
+    assert again.find_dataset(source="path", path="/x", fingerprint="f")["id"] == ds["id"]
+    assert again.find_dataset(source="path", path="/x", fingerprint="other") is None
+    assert [r["id"] for r in again.list_caches()] == [cache["id"]]
+    assert again.get_run("run_1")["summary"] == {"overall": 0.5}

@@ -1,0 +1,175 @@
+"""The job worker: scheduling bounds, cancel, failure, shutdown → interrupted, resume (with test handlers)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.config import Settings
+from app.db import InvalidTransition, Store
+from app.jobs import JobCancelled, JobStatus, job_resource
+from app.worker import JobRunner
+
+from app_testutils import wait_for
+
+
+def _status(store, job_id):
+    return store.get_job(job_id)["status"]
+
+
+def make_runner(tmp_path, handlers, cpu_jobs=1):
+    settings = Settings(data_dir=tmp_path, cpu_jobs=cpu_jobs, device="cpu")
+    store = Store(settings.db_path)
+    return JobRunner(store, settings, handlers=handlers), store
+
+
+def blocking_handlers(release: threading.Event, started: list):
+    def block(ctx):
+        started.append(ctx.job_id)
+        while not release.is_set():
+            ctx.check_stop()
+            release.wait(0.02)
+        ctx.progress(0.5, "half")
+        return {"cache_id": f"cache_for_{ctx.job_id}"}
+
+    return {"extract": block}
+
+
+def test_cpu_jobs_are_bounded_and_results_recorded(tmp_path):
+    release, started = threading.Event(), []
+    runner, store = make_runner(tmp_path, blocking_handlers(release, started), cpu_jobs=1)
+    runner.start()
+    try:
+        a = runner.submit("extract", {})
+        b = runner.submit("extract", {})
+        wait_for(lambda: _status(store, a["id"]) == "running", 10, what="first job running")
+        runner.wake()
+        # Bounded by cpu_jobs=1: the second job stays queued while the first holds the slot.
+        assert _status(store, b["id"]) == "queued" and started == [a["id"]]
+        release.set()
+        wait_for(lambda: _status(store, b["id"]) == "succeeded", 10, what="second job done")
+        row = store.get_job(a["id"])
+        assert row["status"] == "succeeded" and row["progress"] == 1.0
+        assert row["result"]["cache_id"] == f"cache_for_{a['id']}"
+        assert started == [a["id"], b["id"]]
+    finally:
+        runner.stop()
+
+
+def test_two_cpu_slots_run_two_jobs_together(tmp_path):
+    release, started = threading.Event(), []
+    runner, store = make_runner(tmp_path, blocking_handlers(release, started), cpu_jobs=2)
+    runner.start()
+    try:
+        ids = [runner.submit("extract", {})["id"] for _ in range(3)]
+        wait_for(lambda: len(started) == 2, 10, what="two jobs running")
+        assert [_status(store, i) for i in ids] == ["running", "running", "queued"]
+        release.set()
+        wait_for(lambda: all(_status(store, i) == "succeeded" for i in ids), 10, what="all done")
+    finally:
+        runner.stop()
+
+
+def test_cancel_running_and_queued_jobs(tmp_path):
+    release, started = threading.Event(), []
+    runner, store = make_runner(tmp_path, blocking_handlers(release, started))
+    runner.start()
+    try:
+        a = runner.submit("extract", {})
+        b = runner.submit("extract", {})
+        wait_for(lambda: _status(store, a["id"]) == "running", 10, what="running")
+        assert runner.cancel(b["id"])["status"] == "cancelled"  # queued: at once
+        runner.cancel(a["id"])  # running: stops at its next check
+        wait_for(lambda: _status(store, a["id"]) == "cancelled", 10, what="cancelled")
+        assert "cancellation requested" in [m["text"] for m in store.get_job(a["id"])["messages"]]
+        with pytest.raises(InvalidTransition, match="already cancelled"):
+            runner.cancel(a["id"])
+    finally:
+        runner.stop()
+
+
+def test_failure_is_recorded_without_trace(tmp_path):
+    def boom(ctx):
+        raise ValueError("cbar must be > 0, got -1.")
+
+    runner, store = make_runner(tmp_path, {"probe": boom})
+    runner.start()
+    try:
+        job = runner.submit("probe", {})
+        wait_for(lambda: _status(store, job["id"]) == "failed", 10, what="failed")
+        assert store.get_job(job["id"])["error"] == "ValueError: cbar must be > 0, got -1."
+    finally:
+        runner.stop()
+
+
+def test_shutdown_interrupts_and_resume_continues(tmp_path):
+    calls = []
+
+    def two_steps(ctx):
+        calls.append(dict(ctx.result()))
+        if "step1" not in ctx.result():
+            ctx.record(step1="done")
+            while not ctx.should_stop():
+                ctx.stop_event.wait(0.02)
+            raise JobCancelled(ctx.stop_reason)
+        return {"run_ids": ["run_x"]}
+
+    runner, store = make_runner(tmp_path, {"pipeline": two_steps})
+    runner.start()
+    job = runner.submit("pipeline", {})
+    wait_for(lambda: store.get_job(job["id"])["result"].get("step1"), 10, what="first step")
+    runner.stop()
+    assert _status(store, job["id"]) == "interrupted"
+
+    runner2 = JobRunner(store, runner.settings, handlers={"pipeline": two_steps})
+    runner2.start()
+    try:
+        runner2.resume(job["id"])
+        wait_for(lambda: _status(store, job["id"]) == "succeeded", 10, what="resumed job done")
+        assert calls[-1] == {"step1": "done"}  # the resumed attempt saw the first step's result
+        assert store.get_job(job["id"])["result"]["run_ids"] == ["run_x"]
+    finally:
+        runner2.stop()
+
+
+def test_start_marks_orphaned_running_jobs_interrupted(tmp_path):
+    runner, store = make_runner(tmp_path, {"extract": lambda ctx: {}})
+    job = store.add_job("extract", {})
+    store.claim(job["id"])  # as if a killed process had been running it
+    runner.start()
+    try:
+        assert _status(store, job["id"]) == "interrupted"
+    finally:
+        runner.stop()
+
+
+def test_unknown_kind_is_refused(tmp_path):
+    runner, _ = make_runner(tmp_path, {"extract": lambda ctx: {}})
+    with pytest.raises(ValueError, match="Unknown job kind 'train'; available: extract"):
+        runner.submit("train", {})
+
+
+@pytest.mark.parametrize("kind,request_,device,expected", [
+    ("extract", {}, "cuda", "gpu"), ("extract", {}, "cpu", "cpu"), ("pipeline", {}, "cuda:1", "gpu"),
+    ("probe", {"config": {"device": "cpu"}}, "cuda", "cpu"), ("probe", {"config": {"device": "auto"}}, "cuda", "gpu"),
+    ("probe", {"config": {"device": "cuda"}}, "cpu", "gpu"),
+])
+def test_job_resource(kind, request_, device, expected):
+    assert job_resource(kind, request_, device) == expected
+
+
+def test_one_gpu_job_at_a_time(tmp_path):
+    release, started = threading.Event(), []
+    settings = Settings(data_dir=tmp_path, cpu_jobs=4, device="cuda")  # no GPU needed: only scheduling
+    store = Store(settings.db_path)
+    runner = JobRunner(store, settings, handlers=blocking_handlers(release, started))
+    runner.start()
+    try:
+        a, b = runner.submit("extract", {}), runner.submit("extract", {})
+        wait_for(lambda: _status(store, a["id"]) == "running", 10, what="running")
+        runner.wake()
+        assert _status(store, b["id"]) == "queued"
+        release.set()
+        wait_for(lambda: _status(store, b["id"]) == JobStatus.succeeded.value, 10, what="done")
+    finally:
+        runner.stop()
