@@ -1,0 +1,156 @@
+"""Fingerprint reuse, stale-cache protection, cancellation / SIGKILL and resume, skipped files."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_cache import CacheMismatch, ExtractionCancelled, extract, open_cache, open_dataset
+from fc_testutils import tiny_encoder, write_image
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+# tree fixture: 3 classes × 6 train / 3 test; val_fraction 0.1 carves 1 per class → 15 + 3 + 9 = 27 images.
+TOTAL = 27
+
+
+def run(data, cache_dir, encoder=None, **kwargs):
+    kwargs.setdefault("workers", 0)
+    kwargs.setdefault("batch_size", 4)
+    return extract(data, encoder or tiny_encoder(), cache_dir, show_progress=False, **kwargs)
+
+
+def all_splits(path):
+    cache = open_cache(path)
+    return {s: (*cache.load(s), cache.sources(s)) for s in cache.splits}
+
+
+def assert_same_cache(a, b):
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(a[split][0], b[split][0])
+        np.testing.assert_array_equal(a[split][1], b[split][1])
+        assert a[split][2] == b[split][2]
+
+
+def test_same_request_is_reused_without_encoding(tree, tmp_path):
+    first = run(tree, tmp_path / "caches")
+    count = [0]
+    second = run(tree, tmp_path / "caches", tiny_encoder(counter=count))
+    assert not first.reused and first.encoded == TOTAL
+    assert second.reused and second.encoded == 0 and count == [0]
+    assert second.path == first.path and second.fingerprint == first.fingerprint
+    assert first.path.name == f"tiny-0-{first.fingerprint[:16]}.h5"
+    assert first.counts == second.counts == {"train": 15, "val": 3, "test": 9}
+
+
+def test_changed_encoder_data_or_split_never_reuses(tree, tmp_path):
+    caches = tmp_path / "caches"
+    base = run(tree, caches)
+    other_weights = run(tree, caches, tiny_encoder(seed=1))
+    other_seed = run(tree, caches, seed=1)
+    other_subset = run(tree, caches, max_per_class=2)
+    other_dtype = run(tree, caches, dtype="float32")
+    write_image(tree / "test" / "bee" / "000.png", 0, 77)  # same name, new content
+    other_content = run(tree, caches)
+    results = [base, other_weights, other_seed, other_subset, other_dtype, other_content]
+    assert all(not r.reused for r in results)
+    assert len({r.fingerprint for r in results}) == len(results)
+    assert len(list(caches.glob("*.h5"))) == len(results)
+    assert open_cache(other_content.path).attrs["dataset_fingerprint"] != open_cache(base.path).attrs["dataset_fingerprint"]
+
+
+def test_out_holding_another_cache_is_refused_and_untouched(tree, tmp_path):
+    out = tmp_path / "mine.h5"
+    run(tree, None, out=out)
+    before = out.read_bytes()
+    with pytest.raises(CacheMismatch, match=r"mine.h5 holds another cache \(encoder 'tiny-0'.*choose another --out"):
+        run(tree, None, tiny_encoder(seed=5), out=out)
+    assert out.read_bytes() == before
+    assert not (tmp_path / "mine.h5.partial").exists()
+
+
+def test_should_stop_then_resume_encodes_only_the_rest(tree, tmp_path):
+    reference = all_splits(run(tree, tmp_path / "ref").path)
+    out = tmp_path / "c.h5"
+    seen = []
+    with pytest.raises(ExtractionCancelled, match="run it again to resume"):
+        run(tree, None, out=out, progress=lambda done, total: seen.append((done, total)),
+            should_stop=lambda: len(seen) >= 3)
+    assert seen == [(4, TOTAL), (8, TOTAL), (12, TOTAL)]
+    assert not out.exists() and (tmp_path / "c.h5.partial").exists()
+    with pytest.raises(CacheMismatch, match="unfinished extraction"):
+        open_cache(tmp_path / "c.h5.partial")
+    count = [0]
+    resumed = run(tree, None, tiny_encoder(counter=count), out=out)
+    assert count == [TOTAL - 12] and resumed.encoded == TOTAL - 12
+    assert not (tmp_path / "c.h5.partial").exists()
+    assert_same_cache(all_splits(out), reference)
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path[:0] = [{here!r}, {repo!r}]
+    from feature_cache import extract
+    from fc_testutils import tiny_encoder
+
+    def progress(done, total):
+        if done >= {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    extract({data!r}, tiny_encoder(), None, out={out!r}, batch_size=4, workers=0, progress=progress,
+            show_progress=False)
+    """
+)
+
+
+def test_sigkilled_job_resumes_from_its_last_chunk(tree, tmp_path):
+    reference = all_splits(run(tree, tmp_path / "ref").path)
+    out = tmp_path / "killed.h5"
+    # Chunks of 4: train 4, 8, 12, 15, val 18, test 22 … — the process kills itself (SIGKILL, no clean-up)
+    # from the progress callback after the first chunk with done >= 19, i.e. after 22 images.
+    script = KILLER.format(here=str(HERE), repo=str(REPO), data=str(tree), out=str(out), kill_at=19)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert not out.exists() and (tmp_path / "killed.h5.partial").exists()
+    count = [0]
+    resumed = run(tree, None, tiny_encoder(counter=count), out=out)
+    # done = 15 (train) + 3 (val) + 4 (first test chunk) = 22 when the process died.
+    assert count == [TOTAL - 22] and resumed.encoded == TOTAL - 22
+    assert_same_cache(all_splits(out), reference)
+
+
+def test_partial_of_another_request_is_discarded(tree, tmp_path):
+    out = tmp_path / "p.h5"
+    with pytest.raises(ExtractionCancelled):
+        run(tree, None, tiny_encoder(seed=3), out=out, should_stop=lambda: True)
+    assert (tmp_path / "p.h5.partial").exists()
+    count = [0]
+    result = run(tree, None, tiny_encoder(counter=count), out=out)
+    assert count == [TOTAL] and result.encoded == TOTAL
+    assert open_cache(out).attrs["encoder"] == "tiny-0"
+
+
+def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
+    (tree / "train" / "ant" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tree / "test" / "cat" / "002.png").write_bytes(b"")
+    (tree / "test" / "cat" / "notes.md").write_text("# not an image")
+    result = run(tree, tmp_path / "caches", workers=2)
+    skipped = dict(result.skipped)
+    assert skipped["test/cat/notes.md"].startswith("not an image file")
+    assert skipped["test/cat/002.png"].startswith("cannot decode image")
+    if "train/ant/001.png" in {s.source for s in open_dataset(tree).splits["val"]}:
+        assert result.counts["val"] == 2
+    else:
+        assert result.counts["train"] == 14
+    assert skipped["train/ant/001.png"].startswith("cannot decode image")
+    assert result.counts["test"] == 8
+    cache = open_cache(result.path)
+    assert [list(s) for s in result.skipped] == cache.attrs["skipped"]
+    sources = {s for split in cache.splits for s in cache.sources(split)}
+    assert "train/ant/001.png" not in sources and "test/cat/002.png" not in sources and len(sources) == 25
