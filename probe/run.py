@@ -388,6 +388,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
 
     if isinstance(config, dict):
         config = ProbeConfig.model_validate(config)
+    # An empty split (caches always hold all three) counts as missing: an empty val is carved from train.
+    data = {split: pair for split, pair in data.items() if len(pair[1]) > 0}
     class_names = [str(c) for c in class_names]
     num_classes = _check_data(data, class_names)
     x_train, y_train = (np.asarray(a) for a in data["train"])

@@ -1,0 +1,99 @@
+"""`mr2probe train / report / compare` through app.cli.main: exit codes, output files, printed tables."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from feature_cache import open_cache, write_cache
+
+K = 4
+NAMES = ["apple", "bus", "cat", "dog"]
+FAST = ["--epochs", "30", "--lr", "0.05", "--wd", "0", "--seeds", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 1, (K, 8))
+    means *= 2.5 / np.linalg.norm(means, axis=1, keepdims=True)
+    spread = np.array([0.5, 0.8, 1.1, 1.4])
+
+    def split(m, name):
+        y = np.repeat(np.arange(K), m)
+        x = (means[y] + spread[y, None] * rng.normal(0, 1, (len(y), 8))).astype(np.float32)
+        return x, y, [f"{name}/{i}.jpg" for i in range(len(y))]
+
+    path = tmp_path_factory.mktemp("cache") / "feats.h5"
+    write_cache(path, {"train": split(50, "train"), "val": split(20, "val"), "test": split(40, "test")}, NAMES,
+                {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "t"},
+                dtype="float32")
+    return path
+
+
+@pytest.fixture(scope="module")
+def erm_dir(cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "erm"
+    assert main(["train", "--features", str(cache), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_train_writes_run_directory(erm_dir, cache, capsys):
+    assert {p.name for p in erm_dir.iterdir()} >= {"report.json", "per_class.csv", "head.safetensors", "head.json"}
+    report = json.loads((erm_dir / "report.json").read_text())
+    assert report["class_names"] == NAMES
+    assert report["config"]["head"] == "linear" and report["config"]["loss"] == "ce"
+    assert report["config"]["seeds"] == [0, 1] and report["config"]["lr_grid"] == [0.05]
+    assert [r["n_test"] for r in report["per_class"]] == [40] * K
+    rows = list(csv.DictReader((erm_dir / "per_class.csv").open()))
+    assert [r["name"] for r in rows] == NAMES
+    # the head reloads and scores the cached test split like the report's first seed
+    from probe import ProbeTrainer
+
+    x, y = open_cache(cache).load("test")
+    acc = (ProbeTrainer.load(erm_dir / "head.safetensors").predict(x) == y).mean()
+    assert acc == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
+
+
+def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys):
+    out = tmp_path / "mr2"
+    code = main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2", "--select", "hard",
+                 "--reference", str(erm_dir), *FAST])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["grouping"]["source"] == "reference" and report["grouping"]["reference_run"] == "erm"
+    assert len(report["selection"]["candidates"]) == 3
+    gamma = [r["gamma"] for r in report["per_class"]]
+    assert np.all(np.diff(gamma) > 0)  # larger spread → larger γ
+    capsys.readouterr()
+
+    assert main(["compare", str(erm_dir), str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "base erm vs other mr2" in text and "hard" in text
+    assert main(["compare", str(erm_dir), str(out), "--json"]) == 0
+    cmp = json.loads(capsys.readouterr().out)
+    assert cmp["grouping"]["groups"] == json.loads((erm_dir / "report.json").read_text())["grouping"]["groups"]
+
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "loss=mr2" in text and "class margin" in text and "dog" in text
+    assert main(["report", str(out), "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("index,name,group,n_train")
+
+
+def test_posthoc_flag(cache, tmp_path):
+    out = tmp_path / "ph"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--posthoc-bias", *FAST]) == 0
+    assert (out / "posthoc_bias.json").is_file()
+    assert json.loads((out / "report.json").read_text())["config"]["posthoc_bias"] is True
+
+
+def test_errors_exit_2_with_message(cache, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "report.json" in capsys.readouterr().err
+    code = main(["train", "--features", str(cache), "--out", str(tmp_path / "x"), "--loss", "nope", *FAST])
+    assert code == 2
+    assert "Unknown loss 'nope'" in capsys.readouterr().err
+    code = main(["train", "--features", str(cache), "--out", str(tmp_path / "y"), "--lambda", "0.5", *FAST])
+    assert code == 2 and "adapter" in capsys.readouterr().err
