@@ -1,0 +1,69 @@
+"""`mr2probe extract`: arguments, the JSON summary on stdout, reuse on the second run, clear errors."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.commands import extract as command
+from feature_cache import open_cache
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="mr2probe extract")
+    command.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def make_tree(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, name in enumerate(["cat", "dog", "eel"]):
+            for i in range(2):
+                pixels = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_module_contract():
+    assert command.NAME == "extract" and command.HELP
+    args = parse(["--data", "x.zip"])
+    assert (args.encoder, args.batch_size, args.workers, args.device) == ("effnet-lite0", 64, 2, "auto")
+    assert (args.val_fraction, args.seed, args.max_per_class, args.out) == (0.1, 0, None, None)
+
+
+def test_extract_then_reuse(tmp_path, capsys):
+    data = make_tree(tmp_path / "data")
+    out = tmp_path / "cache.h5"
+    argv = ["--data", str(data), "--encoder", "effnet-lite0", "--out", str(out), "--batch-size", "8",
+            "--workers", "0", "--device", "cpu", "--val-fraction", "0.5", "--seed", "3", "--no-progress"]
+    assert command.run(parse(argv)) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["path"] == str(out) and first["reused"] is False
+    assert first["counts"] == {"train": 3, "val": 3, "test": 6} and first["encoded"] == 12
+    cache = open_cache(out)
+    assert cache.class_names == ["cat", "dog", "eel"] and cache.num_features == 1280
+    assert cache.attrs["split_params"]["seed"] == 3 and cache.attrs["split_params"]["val_fraction"] == 0.5
+    assert command.run(parse(argv)) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["reused"] is True and second["encoded"] == 0 and second["fingerprint"] == first["fingerprint"]
+
+
+def test_unknown_encoder_is_a_clear_error(tmp_path):
+    data = make_tree(tmp_path / "data")
+    with pytest.raises(KeyError, match=r"Unknown encoder 'clip-b32'; available: effnet-lite0"):
+        command.run(parse(["--data", str(data), "--encoder", "clip-b32", "--out", str(tmp_path / "c.h5")]))
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_through_the_mr2probe_entry_point(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["extract", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.h5")]) == 2
+    assert "mr2probe extract: error: data set" in capsys.readouterr().err
