@@ -12,19 +12,30 @@ fingerprint) and ``dirs()`` (directory entries, so empty class folders can be re
   the declared size, and the CRC is checked by :mod:`zipfile`. A breach raises
   :class:`~feature_cache.errors.UnsafeArchive`. Each process opens its own handle, so the reader can be
   shared with DataLoader workers.
+- :class:`TarReader` — ``.tar``, ``.tar.gz`` / ``.tgz`` (also ``.bz2`` / ``.xz``). Only regular files and
+  folders are accepted: symlinks, hard links and device / FIFO members raise ``UnsafeArchive``, as do
+  absolute or ``..`` names and the :class:`ArchiveLimits`. A compressed tar cannot be read at random, so
+  it is first **decompressed (not extracted)** into one temporary ``.tar`` file next to the system temp
+  folder — streaming, and aborted as soon as the size or ratio limit is crossed — and members are then
+  read in place by their byte offset; the temporary file is deleted when the reader is garbage
+  collected or the process exits. Nothing is ever written under a member's own name.
+- :class:`FileListReader` — an explicit list of files under one folder (CSV manifests).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import stat
+import tarfile
+import tempfile
+import weakref
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnsafeArchive
 
-__all__ = ["ArchiveLimits", "DirectoryReader", "ZipReader", "check_member_name"]
+__all__ = ["ArchiveLimits", "DirectoryReader", "FileListReader", "TarReader", "ZipReader", "check_member_name"]
 
 
 @dataclass(frozen=True)
@@ -199,3 +210,165 @@ class ZipReader:
         return str(self.path)
 
 
+
+
+class FileListReader:
+    """Given files under a folder (paths relative to it, already checked not to escape it)."""
+
+    kind = "file-list"
+
+    def __init__(self, root: str | Path, names: list[str]) -> None:
+        self.root = Path(root).resolve()
+        self._files = sorted(set(names))
+
+    def names(self) -> list[str]:
+        return list(self._files)
+
+    def dirs(self) -> list[str]:
+        return []
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def content_id(self, name: str) -> str:
+        return hashlib.sha256(self.read(name)).hexdigest()
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+
+def _remove(path: str, owner: int) -> None:
+    if os.getpid() == owner and os.path.exists(path):
+        os.unlink(path)
+
+
+class TarReader:
+    """Members of a tar archive (optionally compressed), validated and read by offset (see module doc)."""
+
+    kind = "tar"
+
+    def __init__(self, path: str | Path, limits: ArchiveLimits | None = None) -> None:
+        self.path = Path(path).resolve()
+        self.limits = limits or ArchiveLimits()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"archive {path} does not exist.")
+        self._plain = self.path
+        if self._compressed():
+            self._plain = self._decompress()
+        self._members: dict[str, tuple[int, int, str]] = {}  # name -> (offset, size, sha256)
+        self._dirs: list[str] = []
+        self._check()
+        self._handle = None
+        self._pid: int | None = None
+
+    def _compressed(self) -> bool:
+        with open(self.path, "rb") as handle:
+            magic = handle.read(6)
+        return magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic[:6] == b"\xfd7zXZ\x00"
+
+    def _decompress(self) -> Path:
+        import bz2
+        import gzip
+        import lzma
+
+        lim, label = self.limits, self.path.name
+        with open(self.path, "rb") as handle:
+            magic = handle.read(6)
+        opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic[:3] == b"BZh" else lzma.open
+        compressed = max(self.path.stat().st_size, 1)
+        fd, name = tempfile.mkstemp(prefix="mr2probe-", suffix=".tar")
+        self._finalizer = weakref.finalize(self, _remove, name, os.getpid())
+        total = 0
+        try:
+            with opener(self.path, "rb") as source, os.fdopen(fd, "wb") as target:
+                while block := source.read(1 << 20):
+                    total += len(block)
+                    if total > lim.max_total_bytes:
+                        raise UnsafeArchive(
+                            f"{label}: more than {lim.max_total_bytes} bytes uncompressed "
+                            "(ArchiveLimits.max_total_bytes): possible decompression bomb."
+                        )
+                    if total > lim.ratio_floor and total > lim.max_ratio * compressed:
+                        raise UnsafeArchive(
+                            f"{label}: expands more than {lim.max_ratio:.0f}x (ArchiveLimits.max_ratio): "
+                            "possible decompression bomb."
+                        )
+                    target.write(block)
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            self._finalizer()
+            raise UnsafeArchive(f"{label}: not a readable compressed tar archive ({exc}).") from exc
+        except UnsafeArchive:
+            self._finalizer()
+            raise
+        return Path(name)
+
+    def _check(self) -> None:
+        lim, label = self.limits, self.path.name
+        total = 0
+        count = 0
+        try:
+            with tarfile.open(self._plain, "r:") as archive:
+                for info in archive:
+                    count += 1
+                    if count > lim.max_members:
+                        raise UnsafeArchive(
+                            f"{label}: more than {lim.max_members} members (ArchiveLimits.max_members)."
+                        )
+                    name = check_member_name(info.name, label)
+                    if info.issym() or info.islnk():
+                        raise UnsafeArchive(
+                            f"{label}: member {info.name!r} is a {'symbolic' if info.issym() else 'hard'} link "
+                            f"to {info.linkname!r}; links are not allowed."
+                        )
+                    if info.isdir():
+                        if name:
+                            self._dirs.append(name)
+                        continue
+                    if not info.isfile():
+                        raise UnsafeArchive(f"{label}: member {info.name!r} is not a regular file or folder.")
+                    if info.size > lim.max_member_bytes:
+                        raise UnsafeArchive(
+                            f"{label}: member {info.name!r} is {info.size} bytes, over the limit of "
+                            f"{lim.max_member_bytes} (ArchiveLimits.max_member_bytes)."
+                        )
+                    total += info.size
+                    if total > lim.max_total_bytes:
+                        raise UnsafeArchive(
+                            f"{label}: more than {lim.max_total_bytes} bytes in its members "
+                            "(ArchiveLimits.max_total_bytes)."
+                        )
+                    if name in self._members:
+                        raise UnsafeArchive(f"{label}: member {name!r} appears twice.")
+                    data = archive.extractfile(info).read(info.size)
+                    self._members[name] = (info.offset_data, info.size, hashlib.sha256(data).hexdigest())
+        except tarfile.TarError as exc:
+            raise UnsafeArchive(f"{label}: not a readable tar archive ({exc}).") from exc
+        self._dirs.sort()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, None
+        state.pop("_finalizer", None)  # only the creating process deletes the temporary file
+        return state
+
+    def _file(self):
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = open(self._plain, "rb")
+            self._pid = os.getpid()
+        return self._handle
+
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def dirs(self) -> list[str]:
+        return list(self._dirs)
+
+    def read(self, name: str) -> bytes:
+        offset, size, _ = self._members[name]
+        return os.pread(self._file().fileno(), size, offset)
+
+    def content_id(self, name: str) -> str:
+        return self._members[name][2]
+
+    def __str__(self) -> str:
+        return str(self.path)

@@ -36,9 +36,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .archives import ArchiveLimits, DirectoryReader, ZipReader
+from .archives import ArchiveLimits, DirectoryReader, TarReader, ZipReader
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
+from .idx import find_idx_files, open_idx
+from .manifest import read_manifest
 
 __all__ = ["Sample", "LabelledImages", "open_dataset", "IMAGE_EXTENSIONS", "SPLITS"]
 
@@ -98,6 +100,8 @@ class LabelledImages:
         """Decode one sample into a PIL image (raises on a corrupt file; callers skip it)."""
         from PIL import Image
 
+        if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
+            return self.reader.image(sample.source)
         image = Image.open(io.BytesIO(self.reader.read(sample.source)))
         image.load()
         return image
@@ -203,6 +207,13 @@ def _carve(samples: list[Sample], fraction: float, rng: np.random.Generator) -> 
     return sorted(rest, key=key), sorted(carved, key=key)
 
 
+def _idx_order(given: dict[str, dict[str, list[str]]]) -> list[str]:
+    order: list[str] = []
+    for classes in given.values():
+        order.extend(c for c in classes if c not in order)
+    return order
+
+
 def _check_fraction(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value}.")
@@ -211,15 +222,55 @@ def _check_fraction(name: str, value: float) -> None:
 # -------------------------------------------------------------------------------- entry point
 
 
-def _reader_for(path: Path, limits: ArchiveLimits | None) -> Reader:
+Discovery = tuple[Reader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def _class_folder_layout(reader: Reader) -> Discovery:
+    """Find split and class folders among a reader's files (see module docstring)."""
+    skipped: list[tuple[str, str]] = list(getattr(reader, "unsafe", []))
+    names = []
+    for name in reader.names():
+        if _is_hidden(name):
+            skipped.append((name, "hidden or metadata file"))
+        else:
+            names.append(name)
+    image_names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    if not image_names:
+        raise DatasetError(
+            f"{reader}: no image files found (accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})."
+        )
+    located = _find_split_root(image_names)
+    given: dict[str, dict[str, list[str]]] = {}
+    if located:
+        prefix, folders = located
+        for split, folder in folders.items():
+            given[split] = _class_folders(reader, names, prefix + (folder,), skipped)
+        return reader, given, skipped, "split-folders"
+    given["train"] = _class_folders(reader, names, _common_root(image_names), skipped)
+    return reader, given, skipped, "single-tree"
+
+
+def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
+    """Pick the reader for ``path`` — one branch per supported format."""
+    name = path.name.lower()
     if path.is_dir():
-        return DirectoryReader(path)
+        if find_idx_files(path):
+            return open_idx(path)
+        return _class_folder_layout(DirectoryReader(path))
     if not path.exists():
         raise FileNotFoundError(f"data set {path} does not exist.")
-    if path.suffix.lower() == ".zip":
-        return ZipReader(path, limits)
+    if name.endswith(".zip"):
+        return _class_folder_layout(ZipReader(path, limits))
+    if name.endswith(TAR_SUFFIXES):
+        return _class_folder_layout(TarReader(path, limits))
+    if name.endswith(".csv"):
+        return read_manifest(path, IMAGE_EXTENSIONS)
+    if "-idx" in name and "-ubyte" in name:
+        return open_idx(path.parent)
     raise DatasetError(
-        f"Unsupported data set {path}; accepted: a folder of class folders or a .zip archive of one."
+        f"Unsupported data set {path}; accepted: a folder of class folders, a .zip or "
+        f"{'/'.join(TAR_SUFFIXES)} archive of one, a .csv manifest (path,label) or a folder of idx files."
     )
 
 
@@ -235,7 +286,7 @@ def open_dataset(
     """Open a labelled image set and split it into ``train`` / ``val`` / ``test`` (see module docstring).
 
     Args:
-        path: folder or .zip archive of class folders.
+        path: folder, .zip or .tar(.gz) archive of class folders, .csv manifest, or folder of idx files.
         val_fraction: fraction of each class's train samples carved into ``val`` (when none is given).
         seed: seed of every random choice (subsetting, carving).
         max_per_class: keep at most this many samples per class in each given split.
@@ -252,31 +303,14 @@ def open_dataset(
     if max_per_class is not None and max_per_class < 1:
         raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}.")
     path = Path(path)
-    reader = _reader_for(path, limits)
-    skipped: list[tuple[str, str]] = list(getattr(reader, "unsafe", []))
-    names = []
-    for name in reader.names():
-        if _is_hidden(name):
-            skipped.append((name, "hidden or metadata file"))
-        else:
-            names.append(name)
-    image_names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
-    if not image_names:
-        raise DatasetError(f"{path}: no image files found (accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
-
-    located = _find_split_root(image_names)
-    given: dict[str, dict[str, list[str]]] = {}
-    if located:
-        prefix, folders = located
-        for split, folder in folders.items():
-            given[split] = _class_folders(reader, names, prefix + (folder,), skipped)
-        layout = "split-folders"
+    reader, given, skipped, layout = _discover(path, limits)
+    if "train" not in given:
+        raise DatasetError(f"{path}: no training images found.")
+    found = set().union(*[set(c) for c in given.values()])
+    if layout == "idx":  # keep the label order of the files (T-shirt/top = 0, ...)
+        class_names = [c for c in _idx_order(given) if c in found]
     else:
-        prefix = _common_root(image_names)
-        given["train"] = _class_folders(reader, names, prefix, skipped)
-        layout = "single-tree"
-
-    class_names = sorted(set().union(*[set(c) for c in given.values()]))
+        class_names = sorted(found)
     if len(class_names) < 2:
         raise DatasetError(
             f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
@@ -308,7 +342,7 @@ def open_dataset(
     for split in SPLITS:
         if split in pools:
             pools[split] = _subset(pools[split], max_per_class, rng)
-    if layout == "single-tree":
+    if "test" not in pools:
         pools["train"], pools["test"] = _carve(pools["train"], test_fraction, rng)
     splits["train"] = pools["train"]
     if "val" in pools:
@@ -321,7 +355,7 @@ def open_dataset(
     params = {
         "layout": layout,
         "val_fraction": val_fraction,
-        "test_fraction": test_fraction if layout == "single-tree" else None,
+        "test_fraction": test_fraction if "test" not in given else None,
         "seed": seed,
         "max_per_class": max_per_class,
     }
