@@ -185,6 +185,33 @@ class ReportOut(BaseModel):
     per_class: list[PerClassRow]
 
 
+class CompareMetric(BaseModel):
+    base: float | None
+    other: float | None
+    delta: float | None = Field(..., description="other − base")
+
+
+class CompareClass(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    index: int
+    name: str
+    group: str | None
+    base: float | None
+    other: float | None
+    delta: float | None
+
+
+class CompareOut(BaseModel):
+    """``probe.compare_reports(base, other)``: both runs scored on the base run's groups."""
+
+    model_config = ConfigDict(extra="allow")
+    base: str | None
+    other: str | None
+    grouping: dict[str, Any]
+    metrics: dict[str, CompareMetric]
+    per_class: list[CompareClass]
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     version: str

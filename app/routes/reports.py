@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from ..db import Store
 from ..deps import get_store
-from ..schemas import ERROR_RESPONSES, ReportOut, RunOut
+from ..schemas import ERROR_RESPONSES, CompareOut, ReportOut, RunOut
 
 router = APIRouter(tags=["reports"])
 
@@ -54,11 +54,14 @@ def get_report(run_id: str, store: Store = Depends(get_store)) -> dict[str, Any]
     return _report(store, run_id)
 
 
-@router.get("/compare", response_model=dict[str, Any], responses=ERROR_RESPONSES,
+@router.get("/compare", response_model=CompareOut, responses=ERROR_RESPONSES,
             summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports)")
 def compare(base: str = Query(..., description="run id, e.g. the ERM run"),
             other: str = Query(..., description="run id, e.g. the MR² run"),
             store: Store = Depends(get_store)) -> dict[str, Any]:
     from probe import compare_reports
 
-    return compare_reports(_report(store, base), _report(store, other))
+    try:
+        return compare_reports(_report(store, base), _report(store, other))
+    except ValueError as exc:  # e.g. the runs have different classes
+        raise HTTPException(422, str(exc)) from None

@@ -1,0 +1,315 @@
+"""The REST API with FastAPI's TestClient, on a tiny real CIFAR-10 archive, through to finished reports."""
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.deps import get_store
+from app.main import create_app
+
+from app_testutils import CLASSES, ERM, MR2, cifar_subset_zip
+from conftest import make_settings, wait_job
+
+
+# -- data sets -------------------------------------------------------------------------------------------
+def test_upload_returns_classes_and_counts(finished):
+    ds = finished.dataset
+    assert ds["id"].startswith("ds_") and ds["source"] == "upload" and ds["name"] == "tiny cifar"
+    assert ds["class_names"] == sorted(CLASSES)
+    assert ds["counts"]["test"] == [3, 3, 3]
+    train_plus_val = [a + b for a, b in zip(ds["counts"]["train"], ds["counts"].get("val", [0, 0, 0]))]
+    assert train_plus_val == [6, 6, 6] and ds["num_images"] == 27 and ds["skipped"] == 0
+    assert finished.client.get(f"/api/datasets/{ds['id']}").json() == ds
+    assert [d["id"] for d in finished.client.get("/api/datasets").json()] == [ds["id"]]
+    # The upload was streamed into the data dir under the data set's id.
+    assert (finished.settings.uploads_dir / ds["id"] / "tiny.zip").is_file()
+
+
+def test_upload_over_the_limit_is_413_and_leaves_nothing(tmp_path, tiny_zip):
+    settings = make_settings(tmp_path, max_upload_bytes=4096)
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip, "application/zip")})
+        assert resp.status_code == 413
+        assert "over the limit of 4096 bytes" in resp.json()["detail"]
+        assert not any(settings.uploads_dir.glob("*/*"))
+        assert client.get("/api/datasets").json() == []
+
+
+def test_streamed_limit_without_content_length(tmp_path, tiny_zip):
+    """A chunked body (no Content-Length) is cut off while streaming."""
+    settings = make_settings(tmp_path, max_upload_bytes=4096)
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.zip\"\r\n"
+            f"Content-Type: application/zip\r\n\r\n").encode() + tiny_zip + f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks():
+        for i in range(0, len(body), 1024):
+            yield body[i:i + 1024]
+
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/datasets", content=chunks(),
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert resp.status_code == 413
+        assert not any(settings.uploads_dir.glob("*/*"))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_unsafe_and_unusable_archives(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        evil = _zip({"../escape/a/x.jpg": b"x", "d/train/a/1.jpg": b"x"})
+        resp = client.post("/api/datasets", files={"file": ("evil.zip", evil)})
+        assert resp.status_code == 400
+        assert resp.json()["detail"].startswith("unsafe archive:") and "'..'" in resp.json()["detail"]
+        one_class = _zip({"d/train/only/1.jpg": b"x"})
+        resp = client.post("/api/datasets", files={"file": ("one.zip", one_class)})
+        assert resp.status_code == 422 and "at least 2 classes" in resp.json()["detail"]
+        resp = client.post("/api/datasets", files={"file": ("notes.txt", b"hello")})
+        assert resp.status_code == 422 and "is not an archive" in resp.json()["detail"]
+        resp = client.post("/api/datasets", files={"other": ("a.zip", evil)})
+        assert resp.status_code == 422 and "no 'file' file part" in resp.json()["detail"]
+        resp = client.post("/api/datasets", content=b"raw", headers={"Content-Type": "application/octet-stream"})
+        assert resp.status_code == 422
+        assert client.get("/api/datasets").json() == []
+
+
+def test_register_server_side_directory(tmp_path, tiny_zip):
+    root = tmp_path / "root"
+    with zipfile.ZipFile(io.BytesIO(tiny_zip)) as z:
+        z.extractall(root)
+    (tmp_path / "outside").mkdir()
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/datasets", json={"path": "tiny", "name": "on disk"})
+        assert resp.status_code == 201, resp.text
+        body = resp.json()
+        assert body["source"] == "path" and body["class_names"] == sorted(CLASSES) and body["counts"]["test"] == [3, 3, 3]
+        # The same directory again is the same data set.
+        assert client.post("/api/datasets", json={"path": str(root / "tiny")}).json()["id"] == body["id"]
+        for outside in (str(tmp_path / "outside"), "../outside", "/etc"):
+            resp = client.post("/api/datasets", json={"path": outside})
+            assert resp.status_code == 403 and "outside the data root" in resp.json()["detail"]
+        resp = client.post("/api/datasets", json={"path": "missing"})
+        assert resp.status_code == 422 and "does not exist" in resp.json()["detail"]
+        resp = client.post("/api/datasets", json={"path": "tiny", "colour": "red"})
+        assert resp.status_code == 422
+    with TestClient(create_app(make_settings(tmp_path / "state2"))) as client:
+        resp = client.post("/api/datasets", json={"path": str(root / "tiny")})
+        assert resp.status_code == 403 and "MR2PROBE_DATA_ROOT" in resp.json()["detail"]
+
+
+# -- jobs and reports ----------------------------------------------------------------------------------
+def test_pipeline_job_finishes_with_two_runs(finished):
+    job = finished.job
+    assert job["kind"] == "pipeline" and job["progress"] == 1.0 and job["error"] is None
+    assert job["result"]["cache_id"].startswith("cache_") and len(job["result"]["run_ids"]) == 2
+    texts = " | ".join(m["text"] for m in job["messages"])
+    assert "encoder effnet-lite0 ready (1280-d features" in texts and "groups from reference run" in texts
+    listed = finished.client.get("/api/jobs").json()
+    assert [j["id"] for j in listed] == [job["id"]] and listed[0]["status"] == "succeeded"
+    assert [j["id"] for j in finished.client.get("/api/jobs?status=succeeded").json()] == [job["id"]]
+    assert finished.client.get("/api/jobs?status=running").json() == []
+    assert finished.client.get("/api/jobs?status=bogus").status_code == 422
+
+
+def test_caches_and_runs_are_listed(finished):
+    caches = finished.client.get("/api/caches").json()
+    assert len(caches) == 1 and caches[0]["id"] == finished.job["result"]["cache_id"]
+    assert caches[0]["num_features"] == 1280 and caches[0]["encoder"] == "effnet-lite0"
+    assert caches[0]["class_names"] == sorted(CLASSES)
+    assert Path(finished.client.app.state.store.get_cache(caches[0]["id"])["path"]).is_file()
+    runs = {r["id"]: r for r in finished.client.get("/api/runs").json()}
+    assert set(runs) == {finished.erm, finished.mr2}
+    assert runs[finished.erm]["loss"] == "ce" and runs[finished.erm]["reference_run"] is None
+    assert runs[finished.mr2]["loss"] == "mr2" and runs[finished.mr2]["reference_run"] == finished.erm
+    assert finished.client.get(f"/api/runs/{finished.mr2}").json() == runs[finished.mr2]
+    assert 0.0 <= runs[finished.mr2]["summary"]["overall"] <= 1.0
+
+
+def test_report_json_and_csv(finished):
+    resp = finished.client.get(f"/api/reports/{finished.mr2}")
+    assert resp.status_code == 200
+    report = resp.json()
+    assert report["schema_version"] == 1 and report["run_id"] == finished.mr2
+    assert report["class_names"] == sorted(CLASSES) and len(report["per_class"]) == 3
+    assert report["grouping"]["source"] == "reference" and report["grouping"]["reference_run"] == finished.erm
+    assert report["config"]["loss"] == "mr2" and report["config"]["cbar"] == 2.0
+    n_test = sum(r["n_test"] for r in report["per_class"])
+    correct = sum(round(r["accuracy"] * r["n_test"]) for r in report["per_class"])
+    assert n_test == 9 and report["summary"]["overall"] == pytest.approx(correct / n_test)
+    resp = finished.client.get(f"/api/reports/{finished.mr2}.csv")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+    assert f'filename="{finished.mr2}_per_class.csv"' in resp.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert [r["name"] for r in rows] == report["class_names"]
+    assert [float(r["accuracy"]) for r in rows] == pytest.approx([r["accuracy"] for r in report["per_class"]])
+
+
+def test_compare(finished):
+    resp = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["base"] == finished.erm and body["other"] == finished.mr2
+    erm = finished.client.get(f"/api/reports/{finished.erm}").json()
+    mr2 = finished.client.get(f"/api/reports/{finished.mr2}").json()
+    overall = body["metrics"]["overall"]
+    assert overall["base"] == erm["summary"]["overall"] and overall["other"] == mr2["summary"]["overall"]
+    assert overall["delta"] == pytest.approx(mr2["summary"]["overall"] - erm["summary"]["overall"])
+    assert [c["name"] for c in body["per_class"]] == sorted(CLASSES)
+    assert finished.client.get("/api/compare", params={"base": finished.erm}).status_code == 422
+
+
+def test_probe_job_with_reference_and_reused_extraction(finished):
+    client = finished.client
+    cache_id = finished.job["result"]["cache_id"]
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "reference_run": finished.erm,
+                                          "config": dict(MR2, head="cosine")})
+    assert resp.status_code == 202 and resp.json()["status"] == "queued"
+    assert resp.json()["url"] == f"/api/jobs/{resp.json()['id']}"
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded" and len(job["result"]["run_ids"]) == 1
+    run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
+    assert run["head"] == "cosine" and run["reference_run"] == finished.erm and run["cache_id"] == cache_id
+    # Extracting the same data set with the same options reuses the cache file (and its row).
+    resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
+    assert resp.status_code == 202
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["cache_id"] == cache_id
+    assert any("reused" in m["text"] for m in job["messages"])
+
+
+def test_cancel_running_extraction_leaves_no_cache(finished):
+    client = finished.client
+    caches_before = client.get("/api/caches").json()
+    big = cifar_subset_zip(20, 4, root="bigger")
+    ds = client.post("/api/datasets", files={"file": ("bigger.zip", big)}).json()
+    resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": {"batch_size": 2}})
+    job_id = resp.json()["id"]
+
+    def started():
+        job = client.get(f"/api/jobs/{job_id}").json()
+        return job["status"] == "running" and job["progress"] > 0
+
+    from app_testutils import wait_for
+
+    wait_for(started, 120, interval=0.02, what="first chunk written")
+    resp = client.delete(f"/api/jobs/{job_id}")
+    assert resp.status_code == 200
+    job = wait_job(client, job_id)
+    assert job["status"] == "cancelled" and job["result"].get("cache_id") is None
+    cache_dir = finished.settings.caches_dir / ds["id"]
+    assert list(cache_dir.rglob("*.h5")) == [] and list(cache_dir.rglob("*.partial")) == []
+    assert client.get("/api/caches").json() == caches_before
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 409
+    assert client.post(f"/api/jobs/{job_id}/resume").status_code == 409
+
+
+def test_cancel_queued_job_and_resume_rules(finished):
+    client = finished.client
+    assert client.delete(f"/api/jobs/{finished.job['id']}").status_code == 409  # already succeeded
+    resp = client.post(f"/api/jobs/{finished.job['id']}/resume")
+    assert resp.status_code == 409 and "only a job that is interrupted or failed" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"kind": "train", "dataset_id": "x"}, "kind"),
+    ({"kind": "extract"}, "dataset_id"),
+    ({"kind": "extract", "dataset_id": "x", "options": {"max_per_class": 0}}, "max_per_class"),
+    ({"kind": "probe", "cache_id": "x", "config": {"loss": "nope"}}, "Unknown loss 'nope'"),
+    ({"kind": "pipeline", "dataset_id": "x", "probes": []}, "probes"),
+])
+def test_invalid_job_requests_are_422(finished, body, fragment):
+    resp = finished.client.post("/api/jobs", json=body)
+    assert resp.status_code == 422
+    assert fragment in str(resp.json()["detail"])
+
+
+@pytest.mark.parametrize("path", [
+    "/api/jobs/job_missing", "/api/datasets/ds_missing", "/api/caches/cache_missing", "/api/runs/run_missing",
+    "/api/reports/run_missing", "/api/reports/run_missing.csv", "/api/compare?base=run_missing&other=run_missing",
+])
+def test_unknown_ids_are_404_naming_the_id(finished, path):
+    resp = finished.client.get(path)
+    assert resp.status_code == 404
+    assert "_missing' not found" in resp.json()["detail"]
+
+
+def test_unknown_references_at_submission_are_404(finished):
+    client = finished.client
+    resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": "ds_missing"})
+    assert resp.status_code == 404 and resp.json()["detail"] == "dataset 'ds_missing' not found"
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": finished.job["result"]["cache_id"],
+                                          "reference_run": "run_missing"})
+    assert resp.status_code == 404 and "run 'run_missing'" in resp.json()["detail"]
+    assert client.delete("/api/jobs/job_missing").status_code == 404
+    assert client.post("/api/jobs/job_missing/resume").status_code == 404
+
+
+# -- security, health, errors ----------------------------------------------------------------------------
+def test_token_protects_every_api_route_but_health(tmp_path):
+    app = create_app(make_settings(tmp_path, api_token="s3cret"))
+    with TestClient(app) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200 and health.json()["auth_required"] is True
+        operations = [(method.upper(), path) for path, item in app.openapi()["paths"].items()
+                      for method in item if path.startswith("/api") and path != "/api/health"]
+        assert len(operations) >= 13
+        for method, path in operations:
+            resp = client.request(method, path.replace("{", "").replace("}", ""))
+            assert resp.status_code == 401, (method, path)
+            assert resp.headers["www-authenticate"] == "Bearer"
+        assert client.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).json() == {"detail": "invalid bearer token"}
+        assert client.get("/api/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/api/runs/nope", headers={"Authorization": "Bearer s3cret"}).status_code == 404
+        assert client.get("/").status_code == 200  # the page itself; its data calls need the token
+
+
+def test_health_and_openapi(finished):
+    health = finished.client.get("/api/health").json()
+    assert health["status"] == "ok" and health["auth_required"] is False and health["jobs"]["succeeded"] >= 1
+    schema = finished.client.get("/openapi.json").json()
+    for path in ("/api/datasets", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/resume",
+                 "/api/reports/{run_id}", "/api/reports/{run_id}.csv", "/api/compare", "/api/health"):
+        assert path in schema["paths"], path
+    assert "multipart/form-data" in schema["paths"]["/api/datasets"]["post"]["requestBody"]["content"]
+    assert "ProbeConfig" in schema["components"]["schemas"]
+
+
+def test_unexpected_errors_are_json_500_without_trace(tmp_path, caplog):
+    app = create_app(make_settings(tmp_path))
+
+    class Broken:
+        def list_runs(self):
+            raise RuntimeError("disk on fire at /secret/path")
+
+    app.dependency_overrides[get_store] = lambda: Broken()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/api/runs")
+    assert resp.status_code == 500
+    assert resp.json() == {"detail": "internal server error (RuntimeError); see the server log"}
+    assert "Traceback" not in resp.text and "/secret/path" not in resp.text
+    assert "disk on fire" in caplog.text  # logged server-side
+
+
+def test_dashboard_pages_are_served_offline(finished):
+    for path in ("/", f"/runs/{finished.mr2}"):
+        resp = finished.client.get(path)
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in resp.headers["content-security-policy"]
+        assert "http://" not in resp.text and "https://" not in resp.text
+    for asset in ("app.js", "charts.js", "style.css"):
+        resp = finished.client.get(f"/static/{asset}")
+        assert resp.status_code == 200
+        text = resp.text.replace('"http://www.w3.org/2000/svg"', "")  # the SVG namespace name, not a URL fetched
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
