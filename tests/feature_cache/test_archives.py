@@ -1,0 +1,219 @@
+"""Archive, manifest and idx readers; every unsafe or bad input gives a clear error and damages nothing."""
+from __future__ import annotations
+
+import gzip
+import io
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_cache import ArchiveLimits, DatasetError, UnsafeArchive, extract, open_cache, open_dataset
+from fc_testutils import tiny_encoder
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def tree_members(tree: Path) -> list[tuple[str, bytes]]:
+    return [(p.relative_to(tree).as_posix(), p.read_bytes()) for p in sorted(tree.rglob("*")) if p.is_file()]
+
+
+def make_zip(path: Path, members: list[tuple[str, bytes]], compression=zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def make_tar(path: Path, members: list[tuple[str, bytes]], mode: str = "w", extra=()) -> Path:
+    with tarfile.open(path, mode) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for info in extra:
+            tf.addfile(info)
+    return path
+
+
+def samples(data):
+    return {split: [(s.source, s.label) for s in items] for split, items in data.splits.items()}
+
+
+@pytest.mark.parametrize("suffix,mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".tgz", "w:gz")])
+def test_tar_reads_like_the_folder(tree, tmp_path, suffix, mode):
+    archive = make_tar(tmp_path / f"data{suffix}", [(f"top/{n}", b) for n, b in tree_members(tree)], mode)
+    from_tar, from_dir = open_dataset(archive), open_dataset(tree)
+    strip = {k: [(s.removeprefix("top/"), y) for s, y in v] for k, v in samples(from_tar).items()}
+    assert strip == samples(from_dir) and from_tar.class_names == from_dir.class_names
+    first = from_tar.splits["test"][0]
+    assert from_tar.reader.read(first.source) == (tree / first.source.removeprefix("top/")).read_bytes()
+    assert from_tar.load_image(first).size == (12, 12)
+
+
+def test_zip_and_tar_feed_extraction(tree, tmp_path):
+    members = tree_members(tree)
+    features = []
+    for archive in (make_zip(tmp_path / "d.zip", members), make_tar(tmp_path / "d.tar.gz", members, "w:gz")):
+        result = extract(archive, tiny_encoder(), tmp_path / "caches", workers=2, batch_size=5, show_progress=False)
+        features.append(open_cache(result.path).load("train")[0])
+    np.testing.assert_array_equal(features[0], features[1])
+
+
+@pytest.mark.parametrize("name", ["../evil/a.png", "/etc/a.png", "train/../../a.png", "C:/x/a.png"])
+def test_path_escapes_are_refused(tree, tmp_path, name):
+    members = tree_members(tree) + [(name, b"x")]
+    for archive in (make_zip(tmp_path / "e.zip", members), make_tar(tmp_path / "e.tar", members)):
+        with pytest.raises(UnsafeArchive, match=r"absolute path|escapes the archive root with '\.\.'"):
+            open_dataset(archive)
+
+
+def test_links_in_tars_are_refused(tree, tmp_path):
+    for kind, message in ((tarfile.SYMTYPE, "is a symbolic link to '/etc/passwd'"),
+                          (tarfile.LNKTYPE, "is a hard link to '/etc/passwd'")):
+        link = tarfile.TarInfo("train/ant/link.png")
+        link.type, link.linkname = kind, "/etc/passwd"
+        archive = make_tar(tmp_path / "l.tar", tree_members(tree), extra=[link])
+        with pytest.raises(UnsafeArchive, match=f"member 'train/ant/link.png' {message}; links are not allowed"):
+            open_dataset(archive)
+
+
+def test_symlink_member_in_zip_is_refused(tree, tmp_path):
+    archive = make_zip(tmp_path / "s.zip", tree_members(tree))
+    with zipfile.ZipFile(archive, "a") as zf:
+        info = zipfile.ZipInfo("train/ant/link.png")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchive, match="'train/ant/link.png' is a symbolic link"):
+        open_dataset(archive)
+
+
+def test_zip_bomb_member_ratio_is_refused(tree, tmp_path):
+    members = tree_members(tree) + [("train/ant/bomb.png", bytes(4 * 2**20))]
+    archive = make_zip(tmp_path / "b.zip", members, compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(UnsafeArchive, match=r"'train/ant/bomb.png' expands \d+x \(limit 200x.*decompression bomb"):
+        open_dataset(archive)
+
+
+def test_tar_gz_bomb_is_refused_while_decompressing(tmp_path):
+    archive = make_tar(tmp_path / "b.tar.gz", [("train/a/0.png", bytes(8 * 2**20)), ("test/b/0.png", b"x")], "w:gz")
+    with pytest.raises(UnsafeArchive, match=r"expands more than 200x .*decompression bomb"):
+        open_dataset(archive)
+    with pytest.raises(UnsafeArchive, match=r"more than 1000 bytes uncompressed \(ArchiveLimits.max_total_bytes\)"):
+        open_dataset(archive, limits=ArchiveLimits(max_total_bytes=1000))
+
+
+def test_size_and_count_limits(tree, tmp_path):
+    members = tree_members(tree)
+    archive = make_zip(tmp_path / "c.zip", members)
+    with pytest.raises(UnsafeArchive, match=rf"{len(members)} members exceeds the limit of 10 \(ArchiveLimits.max_members\)"):
+        open_dataset(archive, limits=ArchiveLimits(max_members=10))
+    with pytest.raises(UnsafeArchive, match=r"more than 2000 bytes uncompressed"):
+        open_dataset(archive, limits=ArchiveLimits(max_total_bytes=2000))
+    with pytest.raises(UnsafeArchive, match=r"over the limit of 100 \(ArchiveLimits.max_member_bytes\)"):
+        open_dataset(make_tar(tmp_path / "c.tar", members), limits=ArchiveLimits(max_member_bytes=100))
+    with pytest.raises(ValueError, match="ArchiveLimits.max_ratio must be > 0, got 0"):
+        ArchiveLimits(max_ratio=0)
+
+
+def test_unreadable_archives_are_clear_errors(tmp_path):
+    (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(UnsafeArchive, match="junk.zip: not a readable zip archive"):
+        open_dataset(tmp_path / "junk.zip")
+    (tmp_path / "junk.tar.gz").write_bytes(gzip.compress(b"not a tar at all" * 3)[:-6])
+    with pytest.raises(UnsafeArchive, match="junk.tar.gz: not a readable"):
+        open_dataset(tmp_path / "junk.tar.gz")
+    (tmp_path / "data.rar").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=r"Unsupported data set .*data.rar; accepted: a folder of class folders"):
+        open_dataset(tmp_path / "data.rar")
+
+
+def test_bad_inputs_never_damage_existing_caches(tree, tmp_path):
+    caches = tmp_path / "caches"
+    good = extract(tree, tiny_encoder(), caches, workers=0, show_progress=False)
+    before = {p.name: p.read_bytes() for p in caches.iterdir()}
+    bad = [
+        make_zip(tmp_path / "escape.zip", tree_members(tree) + [("../x.png", b"x")]),
+        make_zip(tmp_path / "bomb.zip", [("train/a/0.png", bytes(4 * 2**20)), ("test/a/0.png", b"x")],
+                 compression=zipfile.ZIP_DEFLATED),
+        make_zip(tmp_path / "one.zip", [(n, b) for n, b in tree_members(tree) if "/ant/" in n]),
+    ]
+    for archive in bad:
+        with pytest.raises((UnsafeArchive, DatasetError)):
+            extract(archive, tiny_encoder(), caches, workers=0, show_progress=False)
+    with pytest.raises(UnsafeArchive):
+        extract(bad[0], tiny_encoder(), None, out=good.path, workers=0, show_progress=False)
+    assert {p.name: p.read_bytes() for p in caches.iterdir()} == before
+    assert open_cache(good.path).fingerprint == good.fingerprint
+
+
+def test_csv_manifest(tree, tmp_path):
+    rows = ["path,label"] + [f"{p.relative_to(tree).as_posix()},{p.parent.name.upper()}"
+                             for p in sorted((tree / "train").rglob("*.png"))]
+    rows += ["train/ant/missing.png,ANT", "train/ant/000.png,ANT"]
+    (tree / "notes.txt").write_text("x")
+    rows.append("notes.txt,ANT")
+    (tree / "list.csv").write_text("\n".join(rows) + "\n")
+    data = open_dataset(tree / "list.csv", val_fraction=0.2, test_fraction=1 / 3, seed=0)
+    assert data.class_names == ["ANT", "BEE", "CAT"] and data.params["layout"] == "single-tree"
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 9, "val": 3, "test": 6}
+    assert dict(data.skipped) == {"train/ant/missing.png": "listed in the manifest but not found",
+                                  "train/ant/000.png": "repeated row in the manifest",
+                                  "notes.txt": "not an image file (extension '.txt')"}
+    assert data.load_image(data.splits["train"][0]).size == (12, 12)
+
+
+def test_csv_manifest_with_split_column_and_errors(tree, tmp_path):
+    rows = ["label,path,split"] + [f"{p.parent.name},{p.relative_to(tree).as_posix()},{p.parts[-3]}"
+                                   for p in sorted(tree.rglob("*.png"))]
+    (tree / "split.csv").write_text("\n".join(rows))
+    data = open_dataset(tree / "split.csv", val_fraction=0.0)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 18, "val": 0, "test": 9}
+    (tree / "escape.csv").write_text("path,label\n../outside.png,ant\n")
+    with pytest.raises(UnsafeArchive, match=r"row 2: path '../outside.png' escapes the manifest folder"):
+        open_dataset(tree / "escape.csv")
+    (tree / "nohead.csv").write_text("train/ant/000.png,ant\n")
+    with pytest.raises(DatasetError, match="the first row must be a header naming the columns 'path' and 'label'"):
+        open_dataset(tree / "nohead.csv")
+    (tree / "badsplit.csv").write_text("path,label,split\ntrain/ant/000.png,ant,dev\n")
+    with pytest.raises(DatasetError, match="row 2: split 'dev' is not one of train, val, test"):
+        open_dataset(tree / "badsplit.csv")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_idx_reader_on_written_files(tmp_path):
+    folder = tmp_path / "fashion-mini"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 255, (12, 28, 28)), rng.integers(0, 255, (6, 28, 28))
+    write_idx(folder / "train-images-idx3-ubyte.gz", train)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(12) % 3)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(6) % 3)
+    data = open_dataset(folder, val_fraction=0.25)
+    assert data.class_names == ["T-shirt/top", "Trouser", "Pullover"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 9, "val": 3, "test": 6}
+    sample = data.splits["test"][4]
+    assert sample.source == "test/00004" and sample.label == 1
+    image = data.load_image(sample)
+    assert image.mode == "L" and np.array_equal(np.asarray(image), test[4])
+    rgb = tiny_encoder().transform(image)
+    assert rgb.shape == (3, 16, 16) and bool((rgb[0] == rgb[2]).all())
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09abc"))
+    with pytest.raises(DatasetError, match=r"idx header says \(9,\) = 9 bytes, file has 3"):
+        open_dataset(folder)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason=f"Fashion-MNIST idx files absent ({FASHION}; apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist():
+    data = open_dataset(FASHION, max_per_class=3, val_fraction=1 / 3)
+    assert data.class_names[0] == "T-shirt/top" and data.class_names[6] == "Shirt" and data.num_classes == 10
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 20, "val": 10, "test": 30}
+    assert data.load_image(data.splits["train"][0]).size == (28, 28)
