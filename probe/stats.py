@@ -20,6 +20,8 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
+_CHUNK_ROWS = 8192  # rows per chunk where a per-row temporary of width d would otherwise be needed
+
 __all__ = [
     "as_tensor",
     "class_counts",
@@ -123,7 +125,11 @@ def class_spread(features, labels, num_classes: int) -> Tensor:
     labels = as_tensor(labels, device=features.device).long()
     _check_shapes(features, labels, num_classes)
     mu = _class_mean_of(features, labels, int(num_classes))
-    dev = (features - mu[labels]).pow(2).sum(dim=1)
+    # two passes (means, then deviations) for accuracy; chunked so no n×d temporary is allocated
+    dev = torch.empty(features.shape[0], dtype=features.dtype, device=features.device)
+    for start in range(0, features.shape[0], _CHUNK_ROWS):
+        stop = start + _CHUNK_ROWS
+        dev[start:stop] = (features[start:stop] - mu[labels[start:stop]]).pow(2).sum(dim=1)
     return _class_mean_of(dev, labels, int(num_classes))
 
 
