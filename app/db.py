@@ -126,7 +126,7 @@ class Store:
         return self._row(row)
 
     def _list(self, table: str, where: str = "", args: tuple = (), limit: int = 500) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM {table} {where} ORDER BY created_at DESC, id LIMIT ?"
+        sql = f"SELECT * FROM {table} {where} ORDER BY rowid DESC LIMIT ?"
         return [self._row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
 
     def _insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +148,7 @@ class Store:
     def find_dataset(self, *, source: str, path: str, fingerprint: str | None) -> dict[str, Any] | None:
         """The data set already registered from the same place with the same content, if any."""
         row = self._conn().execute(
-            "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY created_at LIMIT 1",
+            "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY rowid LIMIT 1",
             (source, path, fingerprint)).fetchone()
         return self._row(row)
 
@@ -206,7 +206,7 @@ class Store:
     def next_queued(self) -> list[dict[str, Any]]:
         """Queued jobs, oldest first (the worker's scheduling order)."""
         rows = self._conn().execute(
-            "SELECT * FROM jobs WHERE status = ? ORDER BY created_at, id", (JobStatus.queued.value,)).fetchall()
+            "SELECT * FROM jobs WHERE status = ? ORDER BY rowid", (JobStatus.queued.value,)).fetchall()
         return [self._row(r) for r in rows]
 
     def _transition(self, job_id: str, allowed: tuple[JobStatus, ...], target: JobStatus,

@@ -42,12 +42,12 @@ def test_cpu_jobs_are_bounded_and_results_recorded(tmp_path):
     try:
         a = runner.submit("extract", {})
         b = runner.submit("extract", {})
-        wait_for(lambda: _status(store, a["id"]) == "running", 10, what="first job running")
+        wait_for(lambda: _status(store, a["id"]) == "running", 30, what="first job running")
         runner.wake()
         # Bounded by cpu_jobs=1: the second job stays queued while the first holds the slot.
         assert _status(store, b["id"]) == "queued" and started == [a["id"]]
         release.set()
-        wait_for(lambda: _status(store, b["id"]) == "succeeded", 10, what="second job done")
+        wait_for(lambda: _status(store, b["id"]) == "succeeded", 30, what="second job done")
         row = store.get_job(a["id"])
         assert row["status"] == "succeeded" and row["progress"] == 1.0
         assert row["result"]["cache_id"] == f"cache_for_{a['id']}"
@@ -62,10 +62,10 @@ def test_two_cpu_slots_run_two_jobs_together(tmp_path):
     runner.start()
     try:
         ids = [runner.submit("extract", {})["id"] for _ in range(3)]
-        wait_for(lambda: len(started) == 2, 10, what="two jobs running")
+        wait_for(lambda: len(started) == 2, 30, what="two jobs running")
         assert [_status(store, i) for i in ids] == ["running", "running", "queued"]
         release.set()
-        wait_for(lambda: all(_status(store, i) == "succeeded" for i in ids), 10, what="all done")
+        wait_for(lambda: all(_status(store, i) == "succeeded" for i in ids), 30, what="all done")
     finally:
         runner.stop()
 
@@ -77,10 +77,10 @@ def test_cancel_running_and_queued_jobs(tmp_path):
     try:
         a = runner.submit("extract", {})
         b = runner.submit("extract", {})
-        wait_for(lambda: _status(store, a["id"]) == "running", 10, what="running")
+        wait_for(lambda: _status(store, a["id"]) == "running", 30, what="running")
         assert runner.cancel(b["id"])["status"] == "cancelled"  # queued: at once
         runner.cancel(a["id"])  # running: stops at its next check
-        wait_for(lambda: _status(store, a["id"]) == "cancelled", 10, what="cancelled")
+        wait_for(lambda: _status(store, a["id"]) == "cancelled", 30, what="cancelled")
         assert "cancellation requested" in [m["text"] for m in store.get_job(a["id"])["messages"]]
         with pytest.raises(InvalidTransition, match="already cancelled"):
             runner.cancel(a["id"])
@@ -96,7 +96,7 @@ def test_failure_is_recorded_without_trace(tmp_path):
     runner.start()
     try:
         job = runner.submit("probe", {})
-        wait_for(lambda: _status(store, job["id"]) == "failed", 10, what="failed")
+        wait_for(lambda: _status(store, job["id"]) == "failed", 30, what="failed")
         assert store.get_job(job["id"])["error"] == "ValueError: cbar must be > 0, got -1."
     finally:
         runner.stop()
@@ -117,7 +117,7 @@ def test_shutdown_interrupts_and_resume_continues(tmp_path):
     runner, store = make_runner(tmp_path, {"pipeline": two_steps})
     runner.start()
     job = runner.submit("pipeline", {})
-    wait_for(lambda: store.get_job(job["id"])["result"].get("step1"), 10, what="first step")
+    wait_for(lambda: store.get_job(job["id"])["result"].get("step1"), 30, what="first step")
     runner.stop()
     assert _status(store, job["id"]) == "interrupted"
 
@@ -125,7 +125,7 @@ def test_shutdown_interrupts_and_resume_continues(tmp_path):
     runner2.start()
     try:
         runner2.resume(job["id"])
-        wait_for(lambda: _status(store, job["id"]) == "succeeded", 10, what="resumed job done")
+        wait_for(lambda: _status(store, job["id"]) == "succeeded", 30, what="resumed job done")
         assert calls[-1] == {"step1": "done"}  # the resumed attempt saw the first step's result
         assert store.get_job(job["id"])["result"]["run_ids"] == ["run_x"]
     finally:
@@ -166,10 +166,10 @@ def test_one_gpu_job_at_a_time(tmp_path):
     runner.start()
     try:
         a, b = runner.submit("extract", {}), runner.submit("extract", {})
-        wait_for(lambda: _status(store, a["id"]) == "running", 10, what="running")
+        wait_for(lambda: _status(store, a["id"]) == "running", 30, what="running")
         runner.wake()
         assert _status(store, b["id"]) == "queued"
         release.set()
-        wait_for(lambda: _status(store, b["id"]) == JobStatus.succeeded.value, 10, what="done")
+        wait_for(lambda: _status(store, b["id"]) == JobStatus.succeeded.value, 30, what="done")
     finally:
         runner.stop()
