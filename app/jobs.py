@@ -181,7 +181,10 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         num_features=int(cache.num_features), class_names=list(cache.class_names),
         counts=_jsonable(result.counts),
         job_id=ctx.job_id)
-    ctx.message(f"cache {row['id']} {'reused' if result.reused else 'written'}: {result.path}")
+    encoded = getattr(result, "encoded", None)  # images encoded by this call (fewer after a resume)
+    ctx.message(f"cache {row['id']} {'reused' if result.reused else 'written'}: {result.path}"
+                + ("" if encoded is None or result.reused else
+                   f" ({encoded} of {sum(dict(result.counts).values())} images encoded in this attempt)"))
     if result.skipped:
         ctx.message(f"{len(result.skipped)} unreadable image(s) skipped")
     ctx.progress(start + span, "features ready")
