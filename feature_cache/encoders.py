@@ -14,6 +14,21 @@ Names:
   the resize used by the TF EfficientNet evaluation pipeline the weights come from. Features: the 1280-d
   global-average-pooled output of the head convolution (``num_classes=0``).
 
+- ``openclip:ARCH[:WEIGHTS]`` — any open_clip architecture (``open_clip.list_models()``). WEIGHTS is a
+  local checkpoint file (state dict, ``{"state_dict": ...}``, safetensors or an OpenAI TorchScript
+  archive) or a pretrained tag whose file is already in the local cache (Hugging Face hub cache or
+  ``~/.cache/clip``); without WEIGHTS the weights are random. Features are ``encode_image(x,
+  normalize=True)`` (so ``normalized=True``, default head cosine); QuickGELU is switched on for tags
+  trained with it (the OpenAI weights), for OpenAI TorchScript checkpoint files and for architectures
+  named ``*-quickgelu``. Preprocessing (size,
+  mean, std, interpolation, resize mode) comes from the model's own ``preprocess_cfg`` merged with the
+  tag's; ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are set so that nothing can download.
+- ``mocov2:CHECKPOINT`` — torchvision ResNet-50 (``weights=None``) loaded from the official MoCo v2
+  checkpoint format ``{"state_dict": {"module.encoder_q.conv1.weight": ..., "module.encoder_q.fc.*": ...}}``:
+  the ``module.encoder_q.`` prefix is stripped, the MLP projection ``fc.*`` dropped, and the 2048-d
+  global-average-pooled features are cached (default head linear). Preprocessing is MoCo's linear-eval
+  transform: bilinear resize of the shorter side to 256, centre crop 224, ImageNet mean/std.
+
 Nothing here downloads: weights come from local files only, and a missing file raises
 :class:`~feature_cache.errors.MissingWeights` naming the file and how to supply it.
 """
@@ -22,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 HEADS = ("linear", "cosine")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+RESIZE_MODES = ("squash", "shortest")
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,9 @@ class EncoderSpec:
         weights: the weights file path (or pretrained tag), ``None`` for random weights.
         interpolation: resize filter, ``bicubic`` / ``bilinear`` / ``nearest``.
         feature_kind: which tensor is cached (``pooled`` for global-average-pooled, ``embedding`` for CLIP).
+        resize_mode: ``squash`` (resize straight to image_size × image_size) or ``shortest`` (resize the
+            shorter side to image_size / crop_pct, then centre-crop image_size × image_size).
+        crop_pct: fraction of the resized image kept by the centre crop (``shortest`` mode only).
     """
 
     name: str
@@ -75,6 +95,8 @@ class EncoderSpec:
     weights: str | None = None
     interpolation: str = "bicubic"
     feature_kind: str = "pooled"
+    resize_mode: str = "squash"
+    crop_pct: float = 1.0
 
     def __post_init__(self) -> None:
         if self.default_head not in HEADS:
@@ -83,16 +105,32 @@ class EncoderSpec:
             raise ValueError(
                 f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}."
             )
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}."
+            )
+        if not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}.")
         if self.num_features <= 0 or self.image_size <= 0:
             raise ValueError(
                 f"num_features and image_size must be > 0, got {self.num_features} and {self.image_size}."
             )
 
     def preprocess(self) -> dict[str, Any]:
-        """The preprocessing as a JSON-able dict (stored in the cache's ``preprocess`` attribute)."""
+        """The preprocessing as a JSON-able dict (stored in the cache's ``preprocess`` attribute).
+
+        ``resize`` is ``[H, W]`` with ``crop: null`` for ``squash``; for ``shortest`` it is the shorter-side
+        length and ``crop`` the ``[H, W]`` of the centre crop.
+        """
+        if self.resize_mode == "squash":
+            resize: int | list[int] = [self.image_size, self.image_size]
+            crop = None
+        else:
+            resize = int(round(self.image_size / self.crop_pct))  # shorter side
+            crop = [self.image_size, self.image_size]
         return {
-            "resize": [self.image_size, self.image_size],
-            "crop": None,
+            "resize": resize,
+            "crop": crop,
             "interpolation": self.interpolation,
             "mean": list(self.mean),
             "std": list(self.std),
@@ -114,10 +152,17 @@ def build_transform(spec: EncoderSpec) -> Callable:
         "bilinear": T.InterpolationMode.BILINEAR,
         "nearest": T.InterpolationMode.NEAREST,
     }
+    if spec.resize_mode == "squash":
+        resize = [T.Resize((spec.image_size, spec.image_size), interpolation=modes[spec.interpolation])]
+    else:
+        resize = [
+            T.Resize(int(round(spec.image_size / spec.crop_pct)), interpolation=modes[spec.interpolation]),
+            T.CenterCrop(spec.image_size),
+        ]
     return T.Compose(
         [
             T.Lambda(_to_rgb),
-            T.Resize((spec.image_size, spec.image_size), interpolation=modes[spec.interpolation]),
+            *resize,
             T.ToTensor(),
             T.Normalize(spec.mean, spec.std),
         ]
@@ -266,6 +311,173 @@ def _build_effnet_lite0(spec: EncoderSpec, arg: str | None, device: torch.device
     return Encoder(spec, model, _pooled_forward, file_sha256(path), device)
 
 
+def _clip_forward(model: nn.Module, images: Tensor) -> Tensor:
+    return model.encode_image(images, normalize=True)
+
+
+def _open_clip_tag_file(arch: str, tag: str) -> tuple[Path, dict]:
+    """The local file of a pretrained tag (never downloads), and the tag's config."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise MissingWeights(
+            f"openclip:{arch}:{tag}: {tag!r} is neither a file nor a pretrained tag of {arch} "
+            f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'})."
+        )
+    looked: list[str] = []
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id = "/".join(hub.split("/")[:2])
+        named = "/".join(hub.split("/")[2:])
+        for filename in ([named] if named else []) + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+            found = try_to_load_from_cache(repo_id, filename)
+            looked.append(f"hf:{repo_id}/{filename}")
+            if isinstance(found, str):
+                return Path(found), cfg
+    url = cfg.get("url", "")
+    if url:
+        candidate = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        looked.append(str(candidate))
+        if candidate.is_file():
+            return candidate, cfg
+    raise MissingWeights(
+        f"openclip:{arch}:{tag}: the weights are not on this machine (looked in {', '.join(looked)}); "
+        "nothing is downloaded. Copy the checkpoint here and use openclip:ARCH:/path/to/checkpoint."
+    )
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """True for a TorchScript (``torch.jit.save``) archive — the format of OpenAI's released CLIP weights."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+    # No network, ever: the hub libraries honour these before any request.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise ImportError("openclip encoders need open_clip: pip install open_clip_torch==3.3.0") from exc
+    if not arg:
+        raise KeyError(f"Encoder {spec.name!r} needs an architecture: openclip:ARCH[:WEIGHTS], e.g. openclip:ViT-B-32.")
+    arch, _, weights = arg.partition(":")
+    if arch not in open_clip.list_models():
+        raise KeyError(f"Unknown open_clip architecture {arch!r}; available: {', '.join(open_clip.list_models())}.")
+    quick_gelu = arch.endswith("-quickgelu")
+    preprocess_override: dict[str, Any] = {}
+    path: Path | None = None
+    if weights:
+        if Path(weights).expanduser().is_file():
+            path = Path(weights).expanduser().resolve()
+            # OpenAI's checkpoints are TorchScript archives and were trained with QuickGELU.
+            quick_gelu = quick_gelu or is_torchscript_archive(path)
+        elif "/" in weights or "\\" in weights or Path(weights).suffix:
+            raise MissingWeights(
+                f"open_clip checkpoint {weights} does not exist; give an existing file "
+                "(openclip:ARCH:/path/to/checkpoint) or a pretrained tag already in the local cache."
+            )
+        else:
+            path, tag_cfg = _open_clip_tag_file(arch, weights)
+            quick_gelu = quick_gelu or bool(tag_cfg.get("quick_gelu", False))
+            preprocess_override = {
+                k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg
+            }
+    model = open_clip.create_model(
+        arch,
+        pretrained=str(path) if path else None,
+        force_quick_gelu=quick_gelu,
+        force_preprocess_cfg=preprocess_override or None,
+        pretrained_image=False,
+        pretrained_text=False,
+        device="cpu",
+    )
+    pp = dict(model.visual.preprocess_cfg)
+    size = pp.get("size", 224)
+    size = size if isinstance(size, int) else int(size[0])
+    mode = pp.get("resize_mode", "shortest")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"open_clip resize_mode {mode!r} is not supported; supported: {', '.join(RESIZE_MODES)}.")
+    interpolation = pp.get("interpolation", "bicubic")
+    spec = dataclasses.replace(
+        spec,
+        num_features=int(open_clip.get_model_config(arch)["embed_dim"]),
+        image_size=size,
+        mean=tuple(float(v) for v in pp["mean"]),
+        std=tuple(float(v) for v in pp["std"]),
+        interpolation=interpolation if interpolation in INTERPOLATIONS else "bicubic",
+        resize_mode=mode,
+        crop_pct=1.0,
+        weights=str(path) if path else None,
+    )
+    sha = file_sha256(path) if path else state_dict_sha256(model)
+    logger.info("open_clip %s built (%s, quick_gelu=%s)", arch, path or "random weights", quick_gelu)
+    return Encoder(spec, model, _clip_forward, sha, device)
+
+
+def convert_mocov2_state_dict(checkpoint: dict[str, Any], source: str) -> dict[str, Tensor]:
+    """Official MoCo v2 checkpoint → torchvision ResNet-50 state dict without ``fc`` (query encoder)."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: expected a dict with 'state_dict', got {type(checkpoint).__name__}.")
+    prefixes = ("module.encoder_q.", "encoder_q.")
+    converted: dict[str, Tensor] = {}
+    for key, value in state.items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                name = key[len(prefix):]
+                if not name.startswith("fc."):
+                    converted[name] = value
+                break
+    if not converted:
+        raise ValueError(
+            f"{source}: no 'module.encoder_q.*' keys; not a MoCo v2 checkpoint "
+            f"(first keys: {', '.join(list(state)[:3])})."
+        )
+    return converted
+
+
+def _pooled_resnet(model: nn.Module, images: Tensor) -> Tensor:
+    return model(images)  # fc replaced by Identity: 2048-d average-pooled features
+
+
+def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+    from torchvision.models import resnet50
+
+    if not arg:
+        raise MissingWeights(
+            "mocov2 needs a checkpoint: mocov2:/path/to/moco_v2_800ep_pretrain.pth.tar "
+            "(the official MoCo v2 release, copied to this machine; nothing is downloaded)."
+        )
+    path = Path(arg).expanduser()
+    if not path.is_file():
+        raise MissingWeights(
+            f"MoCo v2 checkpoint {path} does not exist; copy the official checkpoint "
+            "(e.g. moco_v2_800ep_pretrain.pth.tar) to this machine and pass mocov2:/path/to/it."
+        )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = convert_mocov2_state_dict(checkpoint, str(path))
+    model = resnet50(weights=None)
+    model.fc = nn.Identity()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: MoCo v2 state dict does not fit torchvision resnet50 "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})."
+        )
+    spec = dataclasses.replace(spec, weights=str(path.resolve()))
+    logger.info("mocov2 ResNet-50 built from %s", path)
+    return Encoder(spec, model, _pooled_resnet, file_sha256(path), device)
+
+
 @dataclass(frozen=True)
 class EncoderEntry:
     """One registry entry: the defaults of a family and the helper that builds it.
@@ -293,6 +505,40 @@ ENCODERS: dict[str, EncoderEntry] = {
             interpolation="bicubic",
         ),
         build=_build_effnet_lite0,
+    ),
+    "openclip": EncoderEntry(
+        pattern="openclip:ARCH[:WEIGHTS]",
+        # Sizes and preprocessing are placeholders: the builder reads them from the model's config.
+        spec=EncoderSpec(
+            name="openclip",
+            num_features=512,
+            image_size=224,
+            mean=(0.48145466, 0.4578275, 0.40821073),
+            std=(0.26862954, 0.26130258, 0.27577711),
+            default_head="cosine",
+            normalized=True,
+            interpolation="bicubic",
+            feature_kind="embedding",
+            resize_mode="shortest",
+        ),
+        build=_build_open_clip,
+    ),
+    "mocov2": EncoderEntry(
+        pattern="mocov2:CHECKPOINT",
+        spec=EncoderSpec(
+            name="mocov2",
+            num_features=2048,
+            image_size=224,
+            mean=(0.485, 0.456, 0.406),
+            std=(0.229, 0.224, 0.225),
+            default_head="linear",
+            normalized=False,
+            interpolation="bilinear",
+            feature_kind="pooled",
+            resize_mode="shortest",
+            crop_pct=0.875,
+        ),
+        build=_build_mocov2,
     ),
 }
 

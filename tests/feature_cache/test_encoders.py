@@ -1,0 +1,177 @@
+"""Encoder registry: the common interface for every family, open_clip and MoCo v2 loading (random weights)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.models import resnet50
+
+from feature_cache import ENCODERS, Encoder, EncoderSpec, MissingWeights, create_encoder, list_encoders
+from feature_cache import encoders as encoders_module
+from feature_cache.encoders import file_sha256, is_torchscript_archive
+
+TINY = {"embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """Registers tiny open_clip configs `tiny-vit-test` and `tiny-vit-test-quickgelu`."""
+    folder = tmp_path_factory.mktemp("open_clip_configs")
+    (folder / "tiny-vit-test.json").write_text(json.dumps(TINY))
+    (folder / "tiny-vit-test-quickgelu.json").write_text(json.dumps({**TINY, "quick_gelu": True}))
+    open_clip.add_model_config(folder)
+    return "tiny-vit-test"
+
+
+@pytest.fixture(scope="module")
+def moco_checkpoint(tmp_path_factory):
+    """A checkpoint in the official MoCo v2 format, with a random ResNet-50 query encoder."""
+    torch.manual_seed(0)
+    model = resnet50(weights=None)
+    state = {f"module.encoder_q.{k}": v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    state.update({
+        "module.encoder_q.fc.0.weight": torch.randn(2048, 2048), "module.encoder_q.fc.0.bias": torch.zeros(2048),
+        "module.encoder_q.fc.2.weight": torch.randn(128, 2048), "module.encoder_q.fc.2.bias": torch.zeros(128),
+        "module.encoder_k.conv1.weight": torch.randn(64, 3, 7, 7), "module.queue": torch.randn(128, 16),
+    })
+    path = tmp_path_factory.mktemp("moco") / "moco_v2_test.pth.tar"
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": state}, path)
+    model.fc = nn.Identity()
+    return path, model.eval()
+
+
+def build(name, tiny_clip, moco_checkpoint):
+    name = name.replace("CKPT", str(moco_checkpoint[0]))
+    torch.manual_seed(0)
+    return create_encoder(name, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["effnet-lite0", "openclip:tiny-vit-test", "mocov2:CKPT"])
+def test_every_encoder_honours_the_interface(name, tiny_clip, moco_checkpoint):
+    encoder = build(name, tiny_clip, moco_checkpoint)
+    spec = encoder.spec
+    assert isinstance(encoder, Encoder) and isinstance(spec, EncoderSpec)
+    assert spec.name == name.replace("CKPT", str(moco_checkpoint[0]))
+    assert encoder.num_features == spec.num_features
+    assert spec.default_head in ("linear", "cosine") and len(spec.mean) == len(spec.std) == 3
+    assert len(encoder.weights_sha256) == 64 and int(encoder.weights_sha256, 16) >= 0
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8), "L")
+    x = torch.stack([encoder.transform(image), encoder.transform(image.convert("RGB").rotate(90))])
+    assert x.shape == (2, 3, spec.image_size, spec.image_size) and x.dtype == torch.float32
+    features = encoder.encode(x)
+    assert features.shape == (2, spec.num_features) and features.dtype == torch.float32
+    assert not features.requires_grad and torch.isfinite(features).all()
+    if spec.normalized:
+        torch.testing.assert_close(features.norm(dim=1), torch.ones(2))
+    json.dumps(spec.preprocess())
+
+
+def test_registry_lists_the_patterns():
+    assert list_encoders() == ["effnet-lite0", "openclip:ARCH[:WEIGHTS]", "mocov2:CHECKPOINT"]
+    assert set(ENCODERS) == {"effnet-lite0", "openclip", "mocov2"}
+    with pytest.raises(KeyError, match=r"Unknown encoder 'clip-b32'; available: effnet-lite0, "
+                                       r"openclip:ARCH\[:WEIGHTS\], mocov2:CHECKPOINT"):
+        create_encoder("clip-b32")
+    with pytest.raises(KeyError, match="Unknown open_clip architecture 'ViT-Q-99'; available: "):
+        create_encoder("openclip:ViT-Q-99")
+    with pytest.raises(ValueError, match="effnet-lite0 takes no ':' argument"):
+        create_encoder("effnet-lite0:x")
+
+
+def test_overrides_merge_over_registry_defaults():
+    encoder = create_encoder("effnet-lite0", interpolation="bilinear", default_head=None)
+    assert encoder.spec.interpolation == "bilinear" and encoder.spec.default_head == "linear"
+    assert encoder.spec.preprocess()["interpolation"] == "bilinear"
+    with pytest.raises(ValueError, match="interpolation must be one of bicubic, bilinear, nearest, got 'lanczos'"):
+        create_encoder("effnet-lite0", interpolation="lanczos")
+
+
+def test_open_clip_local_checkpoint_is_loaded(tiny_clip, tmp_path):
+    torch.manual_seed(1)
+    reference = open_clip.create_model(tiny_clip, pretrained=None).eval()
+    path = tmp_path / "tiny.pt"
+    torch.save(reference.state_dict(), path)
+    torch.manual_seed(2)  # a different random init that the checkpoint must overwrite
+    encoder = create_encoder(f"openclip:{tiny_clip}:{path}")
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference.encode_image(x, normalize=True)
+    torch.testing.assert_close(encoder.encode(x), expected)
+    spec = encoder.spec
+    assert encoder.weights_sha256 == file_sha256(path) and spec.weights == str(path.resolve())
+    assert (spec.num_features, spec.image_size, spec.default_head, spec.normalized, spec.feature_kind) == (
+        16, 32, "cosine", True, "embedding")
+    assert spec.mean == open_clip.OPENAI_DATASET_MEAN and spec.resize_mode == "shortest"
+    assert not any(isinstance(m, open_clip.transformer.QuickGELU) for m in encoder.model.modules())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_quick_gelu_for_quickgelu_archs_openai_tags_and_torchscript(tiny_clip, tmp_path, monkeypatch):
+    def has_quick_gelu(encoder):
+        return any(isinstance(m, open_clip.transformer.QuickGELU) for m in encoder.model.modules())
+
+    assert has_quick_gelu(create_encoder(f"openclip:{tiny_clip}-quickgelu"))
+    path = tmp_path / "tagged.pt"
+    torch.save(open_clip.create_model(tiny_clip).state_dict(), path)
+    # A pretrained tag found in the local cache: its config (QuickGELU, mean/std) is applied.
+    monkeypatch.setattr(encoders_module, "_open_clip_tag_file",
+                        lambda arch, tag: (path, {"quick_gelu": True, "mean": (0.5,) * 3, "std": (0.25,) * 3}))
+    tagged = create_encoder(f"openclip:{tiny_clip}:openai")
+    assert has_quick_gelu(tagged) and tagged.spec.mean == (0.5,) * 3 and tagged.spec.std == (0.25,) * 3
+    scripted = tmp_path / "jit.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), scripted)
+    assert is_torchscript_archive(scripted) and not is_torchscript_archive(path)
+
+
+def test_open_clip_never_downloads(tiny_clip):
+    with pytest.raises(MissingWeights, match=r"openclip:RN50:openai: the weights are not on this machine .*"
+                                             r"nothing is downloaded"):
+        create_encoder("openclip:RN50:openai")
+    with pytest.raises(MissingWeights, match=r"checkpoint /no/such/weights.pt does not exist"):
+        create_encoder(f"openclip:{tiny_clip}:/no/such/weights.pt")
+    with pytest.raises(MissingWeights, match="'nosuchtag' is neither a file nor a pretrained tag"):
+        create_encoder("openclip:RN50:nosuchtag")
+
+
+def test_mocov2_checkpoint_is_converted(moco_checkpoint):
+    path, reference = moco_checkpoint
+    encoder = create_encoder(f"mocov2:{path}")
+    assert isinstance(encoder.model.fc, nn.Identity) and encoder.num_features == 2048
+    assert encoder.spec.default_head == "linear" and not encoder.spec.normalized
+    assert encoder.spec.preprocess()["resize"] == 256 and encoder.spec.preprocess()["crop"] == [224, 224]
+    torch.testing.assert_close(encoder.model.conv1.weight, reference.conv1.weight)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(x)
+    torch.testing.assert_close(encoder.encode(x), expected)
+
+
+def test_mocov2_errors_name_the_file(tmp_path):
+    with pytest.raises(MissingWeights, match=r"MoCo v2 checkpoint /no/moco.pth does not exist; copy the official"):
+        create_encoder("mocov2:/no/moco.pth")
+    with pytest.raises(MissingWeights, match="mocov2 needs a checkpoint: mocov2:/path/to/"):
+        create_encoder("mocov2")
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(ValueError, match="no 'module.encoder_q.\\*' keys; not a MoCo v2 checkpoint"):
+        create_encoder(f"mocov2:{bad}")
+
+
+def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, tmp_path):
+    from feature_cache import extract, open_cache
+
+    torch.manual_seed(0)
+    result = extract(tree, f"openclip:{tiny_clip}", tmp_path / "caches", workers=0, show_progress=False)
+    cache = open_cache(result.path)
+    assert (cache.default_head, cache.normalized, cache.num_features) == ("cosine", True, 16)
+    assert cache.attrs["feature_kind"] == "embedding" and cache.attrs["encoder"] == "openclip:tiny-vit-test"
+    assert cache.attrs["preprocess"]["resize"] == 32 and cache.attrs["preprocess"]["crop"] == [32, 32]
+    features, _ = cache.load("train")
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=2e-3)
