@@ -42,7 +42,7 @@ class Finished:
     mr2: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory, tiny_zip):
     """A running service (TestClient) with an uploaded data set and a succeeded pipeline job."""
     settings = make_settings(tmp_path_factory.mktemp("service"))
