@@ -290,6 +290,9 @@ class ProbeTrainer:
             gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread)
         else:
             ema = EmaClassStats(k, p=p, decay=self.ema_decay, track_spread=True, num_features=d, device=device)
+            if loss_fn.needs not in ("r2", "spread"):  # margins that do not depend on the statistics: once
+                gamma = loss_fn.class_margins(self.cbar, k, r2=torch.ones(k, device=device))
+        moving_margins = ema is not None and loss_fn.needs in ("r2", "spread")
 
         params = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
         if self.optimizer == "adamw":
@@ -330,7 +333,8 @@ class ProbeTrainer:
                         ema.update(hb, yb)
                         r2 = ema.r2(strict=False)
                         spread = ema.spread(strict=False)
-                        gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread, validate=False)
+                        if moving_margins:
+                            gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread, validate=False)
                     out = head.cosine_score(hb) if cosine_input else head.score(hb)
                     total = loss_fn(out, yb, gamma=gamma, features=hb)
                     if lam > 0:

@@ -201,3 +201,30 @@ def test_num_classes_and_predict_validation():
         m.predict(np.ones((2, 3)))
     with pytest.raises(ValueError, match="not fitted"):
         ProbeTrainer().predict(x)
+
+
+def test_progress_bar_option_runs():
+    x, y = gaussian_features(n_per=10)
+    m = ProbeTrainer(epochs=2, progress_bar=True).fit(x, y)
+    assert len(m.history_) == 2
+
+
+def test_ema_mode_constant_margins_for_uniform_and_valerr():
+    x, y = gaussian_features(n_per=30)
+    u = ProbeTrainer(loss="uniform", cbar=3.0, r2_mode="ema", batch_size=16, epochs=2).fit(x, y)
+    assert u.gamma_.tolist() == [3.0] * 4
+    v = ProbeTrainer(loss="mr2_spread", cbar=1.0, r2_mode="ema", batch_size=16, epochs=2).fit(x, y)
+    assert v.gamma_.mean() == pytest.approx(1.0) and np.argmax(v.gamma_) == 3  # class 3 has the widest spread
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_fit_matches_cpu():
+    x, y = gaussian_features()
+    kw = dict(loss="mr2", cbar=2.0, epochs=20, lr=0.05)
+    cpu = ProbeTrainer(**kw).fit(x, y)
+    gpu = ProbeTrainer(**kw, device="cuda").fit(x, y)
+    assert gpu.head_.weight.is_cuda
+    assert np.allclose(gpu.gamma_, cpu.gamma_, rtol=1e-4)
+    assert np.allclose(gpu.decision_function(x), cpu.decision_function(x), atol=1e-2)
+    ema = ProbeTrainer(**kw, r2_mode="ema", batch_size=64, device="cuda").fit(x, y)
+    assert np.allclose(ema.gamma_, cpu.gamma_, rtol=0.02)
