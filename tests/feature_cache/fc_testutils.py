@@ -74,3 +74,24 @@ def tiny_encoder(seed: int = 0, counter: list[int] | None = None) -> Encoder:
     return encoder
 
 
+
+
+def distributed_worker(rank: int, world_size: int, port: int, data: str, out: str, results: str) -> None:
+    """torch.multiprocessing.spawn target: gloo group, sharded extraction with the tiny encoder."""
+    import json
+    import os
+
+    import torch.distributed as dist
+
+    from feature_cache.distributed import extract_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        result = extract_distributed(data, tiny_encoder(), None, out=out, batch_size=4, workers=0,
+                                     show_progress=False)
+        Path(results, f"rank{rank}.json").write_text(json.dumps(
+            {"encoded": result.encoded, "counts": result.counts, "reused": result.reused, "path": str(result.path)}))
+    finally:
+        dist.destroy_process_group()

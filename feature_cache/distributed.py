@@ -1,0 +1,199 @@
+"""Multi-process extraction with ``torch.distributed``: shard the data set, encode, merge in order.
+
+Run with torchrun (one process per GPU; gloo on CPU)::
+
+    torchrun --nproc-per-node 4 -m feature_cache.distributed --data DATA --encoder effnet-lite0 --out CACHE.h5
+
+Every rank opens the same data set (the split is seeded, so all ranks see the same sample lists) and
+encodes a contiguous block of each split (:func:`shard_bounds`) into its own shard file
+``<final>.shard<r>-of-<w>.h5`` (itself written through a resumable ``.partial`` file, so a restarted job
+keeps finished shards and resumes unfinished ones). After a barrier, rank 0 concatenates the shards in
+rank order — which is the original sample order — into the final cache (temp file + ``os.replace``) and
+deletes them. An existing final cache with the same fingerprint is reused without encoding anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .datasets import SPLITS, LabelledImages, Sample
+from .encoders import Encoder
+from .extract import ExtractResult, _existing, plan_extraction, run_plan
+from .store import _create_split, _decode_attr, _set_attrs, library_versions, open_cache
+
+__all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[start, end) of rank's contiguous block of n items; block sizes differ by at most one."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def shard_splits(splits: dict[str, list[Sample]], rank: int, world_size: int) -> dict[str, list[Sample]]:
+    """Each split's contiguous block for ``rank``."""
+    return {name: samples[slice(*shard_bounds(len(samples), rank, world_size))] for name, samples in splits.items()}
+
+
+def shard_path(final: Path, rank: int, world_size: int) -> Path:
+    return final.with_name(f"{final.name}.shard{rank}-of-{world_size}.h5")
+
+
+def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> Path:
+    """Concatenate finished shard caches (in the given order) into ``final``, atomically, chunk by chunk."""
+    first = open_cache(shards[0])
+    d = first.num_features
+    totals = {s: 0 for s in SPLITS}
+    skipped: list[list[str]] = []
+    for path in shards:
+        cache = open_cache(path)
+        if cache.num_features != d or cache.fingerprint != first.fingerprint:
+            raise ValueError(f"shard {path} does not belong with {shards[0]} (width or fingerprint differs).")
+        for split in SPLITS:
+            totals[split] += cache.split_sizes.get(split, 0)
+        skipped += cache.attrs.get("skipped", [])
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.merge")
+    try:
+        with h5py.File(tmp, "w") as out:
+            root = {k: _decode_attr(k, v) for k, v in h5py.File(shards[0], "r").attrs.items()}
+            _set_attrs(out, {**root, **attrs, "skipped": attrs.get("skipped", []) + skipped})
+            for split in SPLITS:
+                group = out.create_group(split)
+                with h5py.File(shards[0], "r") as src:
+                    dtype = src[split]["features"].dtype
+                _create_split(group, d, str(dtype), rows=totals[split])
+                row = 0
+                for path in shards:
+                    with h5py.File(path, "r") as src:
+                        n = src[split]["features"].shape[0]
+                        for start in range(0, n, 8192):
+                            end = min(n, start + 8192)
+                            for name in ("features", "labels", "sources"):
+                                group[name][row + start:row + end] = src[split][name][start:end]
+                        row += n
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    for path in shards:
+        path.unlink()
+    return final
+
+
+def extract_distributed(
+    data: str | Path | LabelledImages,
+    encoder: str | Encoder,
+    cache_dir: str | Path | None,
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    device: str = "auto",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_per_class: int | None = None,
+    out: str | Path | None = None,
+    dtype: str = "float16",
+    show_progress: bool = True,
+) -> ExtractResult:
+    """:func:`~feature_cache.extract` across the processes of an initialised default process group.
+
+    Every rank returns the same :class:`ExtractResult` (``encoded`` summed over ranks).
+    """
+    if not dist.is_initialized():
+        raise RuntimeError("extract_distributed needs torch.distributed.init_process_group() first (use torchrun).")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if device == "auto" and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
+    plan = plan_extraction(data, encoder, cache_dir, device=device, val_fraction=val_fraction, seed=seed,
+                           max_per_class=max_per_class, out=out, dtype=dtype)
+    found = _existing(plan) if rank == 0 else None
+    reused = [found is not None]
+    dist.broadcast_object_list(reused, src=0)
+    if reused[0]:
+        dist.barrier()
+        return found if rank == 0 else _existing(plan)
+    own = shard_path(plan.path, rank, world)
+    encoded = 0
+    if own.exists() and open_cache(own).fingerprint == plan.fingerprint:
+        logger.info("rank %d: shard %s already finished", rank, own)
+    else:
+        partial, encoded = run_plan(
+            plan,
+            splits=shard_splits(plan.data.splits, rank, world),
+            batch_size=batch_size,
+            workers=workers,
+            partial_path=own.with_name(own.name + ".partial"),
+            show_progress=show_progress and rank == 0,
+        )
+        partial.finalize(own, {"created_at": "", "versions": library_versions()})
+    total = torch.tensor([encoded], dtype=torch.int64)
+    dist.all_reduce(total)
+    dist.barrier()
+    if rank == 0:
+        from datetime import datetime, timezone
+
+        merge_shards(
+            [shard_path(plan.path, r, world) for r in range(world)],
+            plan.path,
+            {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "versions": library_versions(), "skipped": [list(s) for s in plan.data.skipped]},
+        )
+        logger.info("merged %d shards into %s", world, plan.path)
+    dist.barrier()
+    cache = open_cache(plan.path)
+    skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
+    return ExtractResult(plan.path, plan.fingerprint, False, skipped, dict(cache.split_sizes), int(total.item()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """torchrun entry point (see module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m feature_cache.distributed", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--encoder", default="effnet-lite0")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None)
+    where.add_argument("--cache-dir", default=".mr2probe/cache")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-per-class", type=int, default=None)
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    parser.add_argument("--backend", default=None, help="nccl (default with CUDA) or gloo")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group(backend=backend)
+    try:
+        result = extract_distributed(
+            args.data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, val_fraction=args.val_fraction, seed=args.seed,
+            max_per_class=args.max_per_class, out=args.out, dtype=args.dtype,
+        )
+        if dist.get_rank() == 0:
+            print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,
+                              "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}))
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

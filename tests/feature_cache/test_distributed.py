@@ -1,0 +1,69 @@
+"""Sharded extraction over 2 CPU processes (gloo) merges into the same cache as one process."""
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch.multiprocessing as mp
+
+from feature_cache import extract, open_cache, open_dataset
+from feature_cache.distributed import merge_shards, shard_bounds, shard_splits
+from feature_cache.extract import plan_extraction, run_plan
+from fc_testutils import distributed_worker, tiny_encoder
+
+
+def test_shard_bounds_cover_in_order():
+    for n in (0, 1, 5, 27):
+        for world in (1, 2, 3, 4):
+            blocks = [shard_bounds(n, r, world) for r in range(world)]
+            assert blocks[0][0] == 0 and blocks[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+            sizes = [e - s for s, e in blocks]
+            assert max(sizes) - min(sizes) <= 1
+    assert shard_bounds(27, 0, 2) == (0, 14) and shard_bounds(27, 1, 2) == (14, 27)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got 2"):
+        shard_bounds(5, 2, 2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_extraction_equals_single_process(tree, tmp_path):
+    single = extract(tree, tiny_encoder(), None, out=tmp_path / "single.h5", workers=0, batch_size=4,
+                     show_progress=False)
+    out = tmp_path / "multi.h5"
+    mp.spawn(distributed_worker, args=(2, free_port(), str(tree), str(out), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]
+    assert ranks[0]["encoded"] == 27 and ranks[0]["counts"] == {"train": 15, "val": 3, "test": 9}
+    merged, reference = open_cache(out), open_cache(single.path)
+    assert merged.fingerprint == reference.fingerprint
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(merged.load(split)[0], reference.load(split)[0])
+        np.testing.assert_array_equal(merged.load(split)[1], reference.load(split)[1])
+        assert merged.sources(split) == reference.sources(split)
+    assert sorted(p.name for p in tmp_path.glob("multi.h5*")) == ["multi.h5"]  # shards removed
+    # The merged cache is found again by its fingerprint.
+    again = extract(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
+    assert again.reused and again.encoded == 0
+
+
+def test_merge_keeps_shard_order(tree, tmp_path):
+    data = open_dataset(tree)
+    plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
+    shards = []
+    for rank in range(3):
+        partial, _ = run_plan(plan, splits=shard_splits(data.splits, rank, 3), workers=0,
+                              partial_path=tmp_path / f"s{rank}.partial", show_progress=False)
+        shards.append(partial.finalize(tmp_path / f"s{rank}.h5", {}))
+    merged = open_cache(merge_shards(shards, tmp_path / "final.h5", {"skipped": []}))
+    for split in ("train", "val", "test"):
+        assert merged.sources(split) == [s.source for s in data.splits[split]]
+        assert merged.load(split)[1].tolist() == [s.label for s in data.splits[split]]
+    assert merged.fingerprint == plan.fingerprint
+    assert not any(p.exists() for p in shards)
