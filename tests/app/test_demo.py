@@ -1,0 +1,58 @@
+"""The demo flow without serving: data set → pipeline job → ERM and MR² reports → comparison and URL."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app import demo
+from app.cli import main
+from app.db import Store
+
+from app_testutils import cifar_subset_zip
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
+    data = tmp_path / "tiny.zip"
+    data.write_bytes(cifar_subset_zip(6, 3))
+    state = tmp_path / "state"
+    rc = main(["demo", "--data", str(data), "--per-class", "4", "--epochs", "5", "--seeds", "1", "--port", "8123",
+               "--data-dir", str(state), "--no-serve"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    match = re.search(r"MR² vs ERM dashboard: http://127\.0\.0\.1:8123/runs/(run_\w+)\?compare=(run_\w+)", out)
+    assert match, out
+    mr2, erm = match.groups()
+    store = Store(state / "mr2probe.sqlite3")
+    [job] = store.list_jobs()
+    assert job["kind"] == "pipeline" and job["status"] == "succeeded"
+    assert job["result"]["run_ids"] == [erm, mr2]
+    assert job["request"]["options"]["max_per_class"] == 4
+    assert store.get_run(erm)["loss"] == "ce" and store.get_run(mr2)["loss"] == "mr2"
+    assert store.get_run(mr2)["reference_run"] == erm
+    [dataset] = store.list_datasets()
+    assert dataset["source"] == "path" and dataset["path"] == str(data.resolve())
+    assert "100.0%" in out  # the progress line reached the end
+    for name in ("airplane", "cat", "ship"):
+        assert name in out  # per-class rows of the comparison table
+
+
+def test_demo_data_lookup(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="--data .* does not exist"):
+        demo.find_demo_data(tmp_path / "missing.zip")
+    monkeypatch.setattr(demo, "default_data_candidates", lambda: [tmp_path / "no.zip", tmp_path / "no-fmnist"])
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        demo.find_demo_data()
+    fmnist = tmp_path / "fmnist"
+    fmnist.mkdir()
+    (fmnist / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    monkeypatch.setattr(demo, "default_data_candidates", lambda: [tmp_path / "no.zip", fmnist])
+    assert demo.find_demo_data() == fmnist.resolve()
+
+
+def test_demo_probes_are_erm_then_mr2():
+    erm, mr2 = demo.demo_probes(head="cosine", epochs=7, seeds=2)
+    assert erm == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "ce"}
+    assert mr2 == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "mr2"}
