@@ -159,8 +159,7 @@ class JobRunner:
         handler = self.handlers[ctx.job["kind"]]
         try:
             result = handler(ctx)
-            if ctx.should_stop():
-                raise JobCancelled(ctx.stop_reason or "cancel")
+            # A stop request that arrives after the last step is too late: the work is done and recorded.
             self.store.update_result(job_id, **(result or {}), pending_run=None)
             self.store.finish(job_id, JobStatus.succeeded, stage="done")
             logger.info("job %s finished", job_id)
