@@ -16,7 +16,7 @@ from feature_cache import create_encoder, extract, open_cache, open_dataset
 
 pytestmark = pytest.mark.slow
 
-PER_CLASS = 6
+PER_CLASS = 4
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -29,7 +29,7 @@ def effnet():
 @pytest.fixture(scope="module")
 def cifar_cache(cifar_zip, effnet, tmp_path_factory):
     out = tmp_path_factory.mktemp("cifar") / "cifar.h5"
-    result = extract(cifar_zip, effnet, None, out=out, max_per_class=PER_CLASS, val_fraction=0.2, seed=0,
+    result = extract(cifar_zip, effnet, None, out=out, max_per_class=PER_CLASS, val_fraction=0.25, seed=0,
                      batch_size=20, workers=1, show_progress=False)
     return result
 
@@ -111,7 +111,7 @@ def test_schema(cifar_cache, effnet):
 
 def test_splits_are_disjoint_and_match_open_dataset(cifar_cache, cifar_zip):
     cache = open_cache(cifar_cache.path)
-    data = open_dataset(cifar_zip, max_per_class=PER_CLASS, val_fraction=0.2, seed=0)
+    data = open_dataset(cifar_zip, max_per_class=PER_CLASS, val_fraction=0.25, seed=0)
     for split in ("train", "val", "test"):
         assert cache.sources(split) == [s.source for s in data.splits[split]]
     assert not set(cache.sources("train")) & set(cache.sources("val"))
@@ -135,7 +135,7 @@ def test_effnet_weights_are_the_packaged_imagenet_weights(effnet):
 def test_pretrained_features_separate_cifar_classes(cifar_cache):
     """Nearest class mean on ImageNet features is far above chance (0.1).
 
-    Measured on these 60 test images: 0.42 with the packaged weights, 0.20 with random timm weights.
+    Measured on these 40 test images: 0.45 with the packaged weights, 0.125 and 0.175 with two random inits.
     """
     cache = open_cache(cifar_cache.path)
     x_train, y_train = cache.load("train")
@@ -151,7 +151,7 @@ def test_pretrained_features_separate_cifar_classes(cifar_cache):
 
 def test_same_request_reuses_the_cache(cifar_cache, cifar_zip, effnet):
     before = cifar_cache.path.stat().st_mtime_ns
-    again = extract(cifar_zip, effnet, None, out=cifar_cache.path, max_per_class=PER_CLASS, val_fraction=0.2,
+    again = extract(cifar_zip, effnet, None, out=cifar_cache.path, max_per_class=PER_CLASS, val_fraction=0.25,
                     seed=0, workers=0, show_progress=False)
     assert again.reused and again.encoded == 0 and again.fingerprint == cifar_cache.fingerprint
     assert cifar_cache.path.stat().st_mtime_ns == before
