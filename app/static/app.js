@@ -68,6 +68,12 @@
   // ---- home: jobs, runs, data sets --------------------------------------------------------------
   function statusChip(status) { return h("span", { class: "status " + status, "data-status": status }, status); }
 
+  function progressBar(fraction) {
+    const fill = h("span", {});
+    fill.style.width = (100 * fraction).toFixed(0) + "%";  // CSSOM, allowed by the CSP (inline style attributes are not)
+    return h("span", { class: "progress" }, fill);
+  }
+
   function jobRow(job) {
     const actions = h("td", {});
     if (ACTIVE.has(job.status) || job.status === "interrupted") {
@@ -79,9 +85,9 @@
     const runs = (job.result.run_ids || []).map((id, i) => [i ? ", " : "", h("a", { href: `/runs/${id}` }, id)]);
     return h("tr", { "data-job": job.id },
       h("td", {}, job.id), h("td", {}, job.kind), h("td", {}, statusChip(job.status)),
-      h("td", {}, h("span", { class: "progress" }, h("span", { style: `width:${(100 * job.progress).toFixed(0)}%` })), " ", (100 * job.progress).toFixed(0) + "%"),
-      h("td", { class: "muted" }, job.error ? h("span", { class: "neg" }, job.error) : job.stage),
-      h("td", {}, runs), actions);
+      h("td", {}, progressBar(job.progress), " ", (100 * job.progress).toFixed(0) + "%"),
+      h("td", { class: "muted wrap" }, job.error ? h("span", { class: "neg" }, job.error) : job.stage),
+      h("td", {}, runs.flat()), actions);
   }
 
   function runRow(run, byId) {
@@ -164,7 +170,10 @@
 
   function scatterChart(report, other, names) {
     const pts = report.per_class.map((r) => ({ x: r.r, y: r.accuracy, label: r.name, cls: "main" }));
-    if (other) pts.push(...other.per_class.map((r) => ({ x: r.r, y: r.accuracy, label: "", cls: "base" })));
+    // r_k depends on the features the head sees (normalised for cosine heads): overlay only on the same head.
+    if (other && (other.config || {}).head === (report.config || {}).head) {
+      pts.push(...other.per_class.map((r) => ({ x: r.r, y: r.accuracy, label: "", cls: "base" })));
+    }
     return Charts.scatter({ points: pts, xLabel: "r_k (feature radius of class k)", yLabel: "test accuracy", id: "r-scatter", title: "r_k against accuracy" });
   }
 

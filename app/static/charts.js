@@ -11,8 +11,9 @@
   }
 
   function svgRoot(width, height, label) {
-    return el("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img", "aria-label": label,
-                       preserveAspectRatio: "xMinYMin meet" });
+    // Natural size; CSS (max-width: 100%; height: auto) shrinks it on narrow screens, never blows it up.
+    return el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label,
+                       preserveAspectRatio: "xMinYMin meet", class: "chart" });
   }
 
   const pct = (v) => (v === null || v === undefined || Number.isNaN(v)) ? "–" : (100 * v).toFixed(1) + "%";
