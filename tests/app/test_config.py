@@ -1,0 +1,55 @@
+"""Settings from the environment, and `mr2probe serve` refusing to expose an open API."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.cli import main
+from app.config import Settings, is_loopback
+
+
+def test_settings_read_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MR2PROBE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MR2PROBE_API_TOKEN", "s3cr3t-value")
+    monkeypatch.setenv("MR2PROBE_MAX_UPLOAD_BYTES", "1234")
+    monkeypatch.setenv("MR2PROBE_CPU_JOBS", "3")
+    monkeypatch.setenv("MR2PROBE_DATA_ROOT", "/srv/data")
+    s = Settings()
+    assert s.data_dir == tmp_path and s.token == "s3cr3t-value" and s.max_upload_bytes == 1234 and s.cpu_jobs == 3
+    assert s.data_root == Path("/srv/data") and s.db_path == tmp_path / "mr2probe.sqlite3"
+    assert "s3cr3t-value" not in repr(s)  # the token is a secret in reprs and logs
+    assert Settings(data_dir=tmp_path / "x").data_dir == tmp_path / "x"  # keyword arguments win
+
+
+def test_empty_token_means_no_token(monkeypatch):
+    monkeypatch.setenv("MR2PROBE_API_TOKEN", "")
+    assert Settings().token is None
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("device", "tpu", "device must be one of auto, cpu, cuda[:N]; got 'tpu'"),
+    ("cpu_jobs", 0, "greater than or equal to 1"),
+    ("max_upload_bytes", 0, "greater than 0"),
+])
+def test_invalid_settings_name_the_value(field, value, message):
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Settings(**{field: value})
+
+
+@pytest.mark.parametrize("host,expected", [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("::1", True), ("[::1]", True),
+    ("0.0.0.0", False), ("192.168.1.5", False), ("::", False), ("example.org", False),
+])
+def test_is_loopback(host, expected):
+    assert is_loopback(host) is expected
+
+
+def test_serve_refuses_public_host_without_token(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("MR2PROBE_API_TOKEN", raising=False)
+    rc = main(["serve", "--host", "0.0.0.0", "--port", "1", "--data-dir", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "refusing to listen on '0.0.0.0' without an API token" in err
+    assert not (tmp_path / "mr2probe.sqlite3").exists()  # refused before anything started
