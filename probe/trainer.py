@@ -53,7 +53,7 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _to_features(x, name: str = "features") -> Tensor:
-    t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    t = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, num_features), got shape {tuple(t.shape)}.")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
