@@ -266,7 +266,8 @@ def extract(
         batch_size: images per forward pass and per written chunk.
         workers: DataLoader worker processes decoding images (0: in the main process).
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (only used when ``encoder`` is a name).
-        val_fraction, seed, max_per_class: see :func:`~feature_cache.datasets.open_dataset`.
+        val_fraction, seed, max_per_class: see :func:`~feature_cache.datasets.open_dataset` (ignored
+            when ``data`` is an already opened :class:`LabelledImages`, whose own parameters count).
         progress: called as ``progress(done, total)`` after every chunk.
         should_stop: polled before every chunk; True raises :class:`ExtractionCancelled`, leaving a
             resumable ``*.partial`` file.

@@ -4,8 +4,8 @@
   optional ``split`` column (``train`` / ``val`` / ``test``) gives the split, otherwise the product splits
   the set itself (stratified, seeded).
 - A path that is absolute or climbs out of the manifest's folder (``..``) raises
-  :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, a non-image file or a
-  repeated row is skipped and listed.
+  :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, a symlink resolving
+  outside the folder, a non-image file or a repeated row is skipped and listed.
 """
 from __future__ import annotations
 
@@ -63,6 +63,8 @@ def read_manifest(
                 skipped.append((name, "repeated row in the manifest"))
             elif not (root / name).is_file():
                 skipped.append((name, "listed in the manifest but not found"))
+            elif not (root / name).resolve().is_relative_to(root):
+                skipped.append((name, "symlink pointing outside the manifest folder"))
             elif Path(name).suffix.lower() not in image_extensions:
                 skipped.append((name, f"not an image file (extension {Path(name).suffix or 'none'!r})"))
             else:

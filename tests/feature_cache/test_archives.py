@@ -217,3 +217,41 @@ def test_real_fashion_mnist():
     assert data.class_names[0] == "T-shirt/top" and data.class_names[6] == "Shirt" and data.num_classes == 10
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 20, "val": 10, "test": 30}
     assert data.load_image(data.splits["train"][0]).size == (28, 28)
+
+
+def test_symlinks_leaving_a_folder_or_manifest_are_skipped(tree, tmp_path):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes((tree / "train" / "ant" / "000.png").read_bytes())
+    (tree / "train" / "ant" / "zz-link.png").symlink_to(outside)
+    data = open_dataset(tree)
+    assert ("train/ant/zz-link.png", "symlink pointing outside the data folder") in data.skipped
+    assert "train/ant/zz-link.png" not in {s.source for split in data.splits.values() for s in split}
+    (tree / "m.csv").write_text("path,label\ntrain/ant/zz-link.png,ant\ntrain/ant/000.png,ant\ntrain/bee/000.png,bee\n")
+    manifest = open_dataset(tree / "m.csv", val_fraction=0.0, test_fraction=0.0)
+    assert ("train/ant/zz-link.png", "symlink pointing outside the manifest folder") in manifest.skipped
+
+
+def test_given_val_folder_is_used_not_carved(tree):
+    for name in ("ant", "bee", "cat"):
+        (tree / "val" / name).mkdir(parents=True)
+        (tree / "train" / name / "005.png").rename(tree / "val" / name / "005.png")
+    data = open_dataset(tree, val_fraction=0.5)
+    assert [s.source for s in data.splits["val"]] == ["val/ant/005.png", "val/bee/005.png", "val/cat/005.png"]
+    assert len(data.splits["train"]) == 15
+
+
+def test_idx_extraction_end_to_end(tmp_path):
+    folder = tmp_path / "fashion-mini"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (8, 28, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(8) % 2)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (4, 28, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(4) % 2)
+    result = extract(folder, tiny_encoder(), tmp_path / "caches", workers=2, batch_size=3, val_fraction=0.25,
+                     show_progress=False)
+    cache = open_cache(result.path)
+    assert cache.class_names == ["T-shirt/top", "Trouser"]
+    assert result.counts == {"train": 6, "val": 2, "test": 4} and result.skipped == []
+    assert cache.sources("test") == ["test/00000", "test/00001", "test/00002", "test/00003"]
+    assert cache.load("test")[1].tolist() == [0, 1, 0, 1]
