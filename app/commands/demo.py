@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -62,8 +63,18 @@ def run(args: argparse.Namespace) -> int:
           f"{'all images' if per_class is None else f'{per_class} images per class and split'} · "
           f"state in {settings.data_dir}")
     app = create_app(settings)
-    result = run_demo_job(app, data, max_per_class=per_class, encoder=encoder,
-                          probes=demo_probes(epochs=args.epochs, seeds=args.seeds), on_progress=_progress_printer())
+    # Keep the progress line readable: library INFO logs only with `mr2probe -v demo`.
+    quiet = [] if getattr(args, "verbose", False) else [logging.getLogger(n) for n in ("app", "probe", "feature_cache")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        result = run_demo_job(app, data, max_per_class=per_class, encoder=encoder,
+                              probes=demo_probes(epochs=args.epochs, seeds=args.seeds),
+                              on_progress=_progress_printer())
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     print()
     print(comparison_table(app, result.base_run, result.other_run))
     url = f"http://127.0.0.1:{settings.port}/runs/{result.other_run}?compare={result.base_run}"

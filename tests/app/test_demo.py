@@ -55,4 +55,4 @@ def test_demo_data_lookup(tmp_path, monkeypatch):
 def test_demo_probes_are_erm_then_mr2():
     erm, mr2 = demo.demo_probes(head="cosine", epochs=7, seeds=2)
     assert erm == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "ce"}
-    assert mr2 == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "mr2"}
+    assert mr2 == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "mr2", "select": "hard"}
