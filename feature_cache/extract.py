@@ -13,8 +13,10 @@ fingerprint matches, and otherwise refused with :class:`~feature_cache.errors.Ca
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +85,45 @@ class _ImageDataset(Dataset):
             return self.transform(self.data.load_image(sample)), True, ""
         except Exception as exc:  # noqa: BLE001 - any decode failure skips the file, never the job
             return torch.zeros(3, self.size, self.size), False, f"cannot decode image: {exc}"[:300]
+
+
+@contextmanager
+def _exclusive(final: Path):
+    """Hold an exclusive lock on ``<final>.lock`` so two processes never write the same partial file.
+
+    Raises ``RuntimeError`` at once when another process holds it. The lock file is removed on exit;
+    a locker re-checks that the file it locked is still the one on disk (no race with that removal).
+    """
+    import fcntl
+
+    lock = final.with_name(final.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise RuntimeError(
+                f"{final} is being extracted by {owner}; wait for it to finish (it will then be reused)."
+            ) from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
 
 
 def _slug(name: str) -> str:
@@ -278,6 +319,7 @@ def extract(
     Raises:
         CacheMismatch: ``out`` exists and holds a different cache.
         ExtractionCancelled: ``should_stop()`` returned True.
+        RuntimeError: another process is extracting the same cache file right now.
     """
     plan = plan_extraction(
         data, encoder, cache_dir, device=device, val_fraction=val_fraction, seed=seed,
@@ -286,20 +328,24 @@ def extract(
     found = _existing(plan)
     if found is not None:
         return found
-    logger.info("extracting %s with %s into %s", plan.data.location, plan.encoder, plan.path)
-    partial, encoded = run_plan(
-        plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,
-        show_progress=show_progress,
-    )
-    skipped = [tuple(s) for s in plan.data.skipped] + [tuple(s) for s in partial.skipped]
-    counts = {split: partial.progress(split)[1] for split in SPLITS}
-    partial.finalize(
-        plan.path,
-        {
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": library_versions(),
-            "skipped": [list(s) for s in skipped],
-        },
-    )
+    with _exclusive(plan.path):
+        found = _existing(plan)  # another process may have finished it just before we locked
+        if found is not None:
+            return found
+        logger.info("extracting %s with %s into %s", plan.data.location, plan.encoder, plan.path)
+        partial, encoded = run_plan(
+            plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,
+            show_progress=show_progress,
+        )
+        skipped = [tuple(s) for s in plan.data.skipped] + [tuple(s) for s in partial.skipped]
+        counts = {split: partial.progress(split)[1] for split in SPLITS}
+        partial.finalize(
+            plan.path,
+            {
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": library_versions(),
+                "skipped": [list(s) for s in skipped],
+            },
+        )
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
     return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded)

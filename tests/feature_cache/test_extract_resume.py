@@ -154,3 +154,20 @@ def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     assert [list(s) for s in result.skipped] == cache.attrs["skipped"]
     sources = {s for split in cache.splits for s in cache.sources(split)}
     assert "train/ant/001.png" not in sources and "test/cat/002.png" not in sources and len(sources) == 25
+
+
+def test_a_second_concurrent_extraction_is_refused_without_touching_the_first(tree, tmp_path):
+    out = tmp_path / "busy.h5"
+    inner: list[Exception] = []
+
+    def second_job(done, total):
+        if not inner:
+            try:
+                run(tree, None, out=out)
+            except RuntimeError as exc:
+                inner.append(exc)
+
+    result = run(tree, None, out=out, progress=second_job)
+    assert len(inner) == 1 and "busy.h5 is being extracted by pid" in str(inner[0])
+    assert result.encoded == TOTAL and open_cache(out).fingerprint == result.fingerprint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.h5", "data"]
