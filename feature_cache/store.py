@@ -231,7 +231,11 @@ class PartialCache:
                     return cls(h5, path)
                 h5.close()
                 logger.warning("discarding %s: it belongs to another request", path)
-            except (OSError, KeyError, ValueError) as exc:
+            except OSError as exc:
+                if "lock" in str(exc).lower():  # HDF5 file locking: another process is writing it
+                    raise RuntimeError(f"{path} is open in another process; wait for that extraction.") from exc
+                logger.warning("discarding unreadable %s (%s); starting again", path, exc)
+            except (KeyError, ValueError) as exc:
                 logger.warning("discarding unreadable %s (%s); starting again", path, exc)
             path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
