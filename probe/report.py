@@ -153,7 +153,8 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: dict,
     per_class = [
         {"index": k, "name": class_names[k], "group": names_of[k], "n_train": int(n_train[k]),
          "n_test": int(counts[k]), "accuracy": mean_acc[k], "accuracy_std": acc_std[k],
-         "val_accuracy": val_mean[k], "r2": r2[k], "r": math.sqrt(r2[k]) if np.isfinite(r2[k]) else None,
+         "accuracy_per_seed": test_acc[:, k], "val_accuracy": val_mean[k],
+         "r2": r2[k], "r": math.sqrt(r2[k]) if np.isfinite(r2[k]) else None,
          "spread": spread[k], "gamma": gamma[k], "output_margin": out_margin[k],
          "sample_margin_min": sm_min[k], "sample_margin_mean": sm_mean[k]}
         for k in range(num_classes)

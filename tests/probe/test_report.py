@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json
+from probe import ProbeConfig, SeedEvaluation, build_report, run_probe, format_report, load_report, report_csv, report_json
 
 NAMES = ["cat", "dog", "car"]
 GROUPS = {"easy": [2], "medium": [0], "hard": [1]}
@@ -99,3 +99,16 @@ def test_format_report_is_readable():
     assert "run run_a" in text and "worst class (seed mean): dog 60.00%" in text
     assert "class margin 105.00° (ideal 120.00°)" in text
     assert "cat" in text and "hard" in text
+
+
+def test_per_class_accuracy_per_seed_is_kept_and_averages_to_accuracy(tmp_path):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 8)) * 3
+    def split(n):
+        y = np.repeat(np.arange(3), n)
+        return (centers[y] + rng.normal(size=(len(y), 8))).astype(np.float32), y
+    data = {"train": split(30), "val": split(10), "test": split(10)}
+    report = run_probe(data, ["a", "b", "c"], ProbeConfig(seeds=[0, 1, 2], epochs=5, lr_grid=[1e-2], wd_grid=[0.0]))
+    for pc in report["per_class"]:
+        assert len(pc["accuracy_per_seed"]) == 3
+        assert pc["accuracy"] == pytest.approx(float(np.mean(pc["accuracy_per_seed"])))
