@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CIFAR_ZIP = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
 CLASSES = ("airplane", "cat", "ship")
@@ -57,3 +59,16 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         time.sleep(interval)
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    base = dict(data_dir=data_dir, extract_workers=0, extract_batch_size=8, device="cpu")
+    return Settings(**{**base, **overrides})
+
+
+def wait_job(client, job_id: str, timeout: float = 240.0) -> dict:
+    def done():
+        job = client.get(f"/api/jobs/{job_id}").json()
+        return job if job["status"] not in ("queued", "running") else None
+
+    return wait_for(done, timeout, interval=0.1, what=f"job {job_id} finished")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,26 +9,13 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 
-from app_testutils import ERM, MR2, cifar_subset_zip, wait_for
-
-
-def make_settings(data_dir: Path, **overrides) -> Settings:
-    base = dict(data_dir=data_dir, extract_workers=0, extract_batch_size=8, device="cpu")
-    return Settings(**{**base, **overrides})
+from app_testutils import ERM, MR2, cifar_subset_zip, make_settings, wait_job
 
 
 @pytest.fixture(scope="session")
 def tiny_zip() -> bytes:
     """3 CIFAR-10 classes × 6 train / 3 test real JPEGs."""
     return cifar_subset_zip(6, 3)
-
-
-def wait_job(client: TestClient, job_id: str, timeout: float = 240.0) -> dict:
-    def done():
-        job = client.get(f"/api/jobs/{job_id}").json()
-        return job if job["status"] not in ("queued", "running") else None
-
-    return wait_for(done, timeout, interval=0.1, what=f"job {job_id} finished")
 
 
 @dataclass

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from app.deps import get_store
 from app.main import create_app
 
-from app_testutils import CLASSES, ERM, MR2, cifar_subset_zip
-from conftest import make_settings, wait_job
+from app_testutils import CLASSES, MR2, cifar_subset_zip, make_settings, wait_for, wait_job
 
 
 # -- data sets -------------------------------------------------------------------------------------------
@@ -200,8 +199,6 @@ def test_cancel_running_extraction_leaves_no_cache(finished):
     def started():
         job = client.get(f"/api/jobs/{job_id}").json()
         return job["status"] == "running" and job["progress"] > 0
-
-    from app_testutils import wait_for
 
     wait_for(started, 120, interval=0.02, what="first chunk written")
     resp = client.delete(f"/api/jobs/{job_id}")
