@@ -254,7 +254,7 @@ def run_plan(
                 keep = ok.nonzero().flatten().tolist()
                 features = np.zeros((0, encoder.num_features), dtype=np.float32)
                 if keep:
-                    features = encoder.encode(images[keep]).cpu().numpy()
+                    features = encoder.encode(images if len(keep) == len(ok) else images[keep]).cpu().numpy()
                     encoded += len(keep)
                 bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
                 for source, reason in bad:
