@@ -6,9 +6,10 @@ were left out) and ``fingerprint`` (content of the data set, see :mod:`feature_c
 
 Layouts (class folders, in a folder or a .zip archive):
 
-- ``ROOT/train/<class>/…`` and ``ROOT/test/<class>/…`` (optionally ``ROOT/val/<class>/…``), where ROOT
-  may be nested under top folders (the CIFAR-10 zip has ``cifar10/train/<class>/NNNN.jpg``): the
-  shallowest folder that holds both ``train`` and ``test`` is used.
+- ``ROOT/train/<class>/…`` and ``ROOT/test/<class>/…`` (optionally ``ROOT/val/<class>/…``; ``valid`` and
+  ``validation`` also name it), where ROOT may be nested under top folders (the CIFAR-10 zip has
+  ``cifar10/train/<class>/NNNN.jpg``): the shallowest folder holding ``train`` and ``test`` (or ``val``)
+  is used. With ``train`` + ``val`` only, ``test`` is carved from ``train`` (``test_fraction``).
 - ``ROOT/<class>/…`` without a split: the product carves ``test`` (``test_fraction``) stratified and
   seeded.
 
@@ -111,7 +112,7 @@ class LabelledImages:
 
 
 def _find_split_root(names: list[str]) -> tuple[tuple[str, ...], dict[str, str]] | None:
-    """The shallowest prefix P with P/train/… and P/test/… files; returns (P, {split: folder name})."""
+    """The shallowest prefix P with P/train/… and P/test/… (or P/val/…) files → (P, {split: folder name})."""
     candidates: dict[tuple[str, ...], dict[str, str]] = defaultdict(dict)
     for name in names:
         parts = name.split("/")
@@ -119,7 +120,8 @@ def _find_split_root(names: list[str]) -> tuple[tuple[str, ...], dict[str, str]]
             split = _SPLIT_ALIASES.get(part.lower())
             if split:
                 candidates[tuple(parts[:depth])].setdefault(split, part)
-    found = [(prefix, splits) for prefix, splits in candidates.items() if {"train", "test"} <= set(splits)]
+    found = [(prefix, splits) for prefix, splits in candidates.items()
+             if "train" in splits and ({"test", "val"} & set(splits))]
     if not found:
         return None
     return min(found, key=lambda item: (len(item[0]), item[0]))

@@ -120,3 +120,14 @@ def test_fingerprint_follows_content(tree):
     before = open_dataset(tree).fingerprint
     write_image(tree / "train" / "ant" / "000.png", 2, 99)
     assert open_dataset(tree).fingerprint != before
+
+
+def test_train_and_val_folders_without_test(tmp_path):
+    root = make_tree(tmp_path / "tv", {"x": 10, "y": 10}, splits=("train", "validation"))
+    data = open_dataset(root, test_fraction=0.2, seed=0)
+    assert data.class_names == ["x", "y"]
+    assert per_class(data.splits["val"]) == {0: 10, 1: 10}
+    assert all(s.source.startswith("validation/") for s in data.splits["val"])
+    assert per_class(data.splits["test"]) == {0: 2, 1: 2} and per_class(data.splits["train"]) == {0: 8, 1: 8}
+    assert all(s.source.startswith("train/") for s in data.splits["test"])
+    assert data.params["test_fraction"] == 0.2
