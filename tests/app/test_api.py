@@ -83,6 +83,24 @@ def test_unsafe_and_unusable_archives(tmp_path):
         assert client.get("/api/datasets").json() == []
 
 
+def test_upload_tar_gz(tmp_path, tiny_zip):
+    import tarfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(tiny_zip)) as z, tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in z.namelist():
+            data = z.read(name)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        resp = client.post("/api/datasets", files={"file": ("my data.tar.gz", buf.getvalue())})
+        assert resp.status_code == 201, resp.text
+        body = resp.json()
+        assert body["class_names"] == sorted(CLASSES) and body["counts"]["test"] == [3, 3, 3]
+        assert body["name"] == "my_data.tar.gz"  # the stored file name is sanitised
+
+
 def test_register_server_side_directory(tmp_path, tiny_zip):
     root = tmp_path / "root"
     with zipfile.ZipFile(io.BytesIO(tiny_zip)) as z:
@@ -96,7 +114,8 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
         assert body["source"] == "path" and body["class_names"] == sorted(CLASSES) and body["counts"]["test"] == [3, 3, 3]
         # The same directory again is the same data set.
         assert client.post("/api/datasets", json={"path": str(root / "tiny")}).json()["id"] == body["id"]
-        for outside in (str(tmp_path / "outside"), "../outside", "/etc"):
+        (root / "sneaky").symlink_to(tmp_path / "outside", target_is_directory=True)
+        for outside in (str(tmp_path / "outside"), "../outside", "/etc", "sneaky"):
             resp = client.post("/api/datasets", json={"path": outside})
             assert resp.status_code == 403 and "outside the data root" in resp.json()["detail"]
         resp = client.post("/api/datasets", json={"path": "missing"})
