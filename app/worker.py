@@ -36,10 +36,16 @@ class JobRunner:
         self._stopping = False
         self._dispatcher: threading.Thread | None = None
         self._device: str | None = None
+        self._lock_file = None
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Mark jobs left running by a dead process interrupted, then start dispatching."""
+        """Mark jobs left running by a dead process interrupted, then start dispatching.
+
+        Raises:
+            RuntimeError: another live process already runs the jobs of this data directory.
+        """
+        self._lock_data_dir()
         self.store.interrupt_running()
         self._stopping = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="mr2probe-dispatch", daemon=True)
@@ -59,7 +65,29 @@ class JobRunner:
             thread.join(timeout)
         if self._dispatcher is not None:
             self._dispatcher.join(timeout)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
         logger.info("job worker stopped")
+
+    def _lock_data_dir(self) -> None:
+        """One worker per data directory: a second one would mark the first one's running jobs interrupted.
+
+        The lock is an ``flock`` on ``<data dir>/worker.lock``; the OS drops it when the process dies, so a
+        killed server never blocks its successor.
+        """
+        import fcntl
+
+        path = self.settings.data_dir / "worker.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise RuntimeError(f"another mr2probe server is running the jobs of {self.settings.data_dir}; "
+                               "stop it first, or use another --data-dir") from None
+        self._lock_file = handle
 
     # -- requests -----------------------------------------------------------------------------------
     def submit(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:

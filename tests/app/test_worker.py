@@ -173,3 +173,16 @@ def test_one_gpu_job_at_a_time(tmp_path):
         wait_for(lambda: _status(store, b["id"]) == JobStatus.succeeded.value, 30, what="done")
     finally:
         runner.stop()
+
+
+def test_one_worker_per_data_dir(tmp_path):
+    first, store = make_runner(tmp_path, {"extract": lambda ctx: {}})
+    second = JobRunner(store, first.settings, handlers={"extract": lambda ctx: {}})
+    first.start()
+    try:
+        with pytest.raises(RuntimeError, match="another mr2probe server is running the jobs of"):
+            second.start()
+    finally:
+        first.stop()
+    second.start()  # free again once the first one stopped
+    second.stop()
