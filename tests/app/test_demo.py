@@ -56,3 +56,17 @@ def test_demo_probes_are_erm_then_mr2():
     erm, mr2 = demo.demo_probes(head="cosine", epochs=7, seeds=2)
     assert erm == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "ce"}
     assert mr2 == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "mr2", "select": "hard"}
+
+
+def test_demo_falls_back_to_debian_fashion_mnist(tmp_path, monkeypatch):
+    if not any(demo.FASHION_MNIST_DIR.glob("*idx*")):
+        pytest.skip(f"Fashion-MNIST idx files absent from {demo.FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")
+    from feature_cache import open_dataset
+
+    monkeypatch.setattr(demo, "default_data_candidates",
+                        lambda: [tmp_path / "no-cifar.zip", demo.FASHION_MNIST_DIR])
+    found = demo.find_demo_data()
+    assert found == demo.FASHION_MNIST_DIR.resolve()
+    data = open_dataset(found, max_per_class=2)
+    assert len(data.class_names) == 10 and "Shirt" in data.class_names
+    assert len(data.splits["test"]) == 20
