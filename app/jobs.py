@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store imports JobStatus from here
@@ -139,6 +140,19 @@ def job_resource(kind: str, request: dict[str, Any], device: str) -> str:
     return "gpu" if device.startswith("cuda") else "cpu"
 
 
+def cache_dir_for(settings: Settings, dataset_id: str, encoder_name: str) -> Path:
+    """Where the caches of one data set and encoder live (one folder each, so partial files never mix)."""
+    return settings.caches_dir / dataset_id / _slug(encoder_name)
+
+
+def discard_partial_extraction(settings: Settings, job: dict[str, Any]) -> None:
+    """Remove the resumable ``*.partial`` file an interrupted extract / pipeline job left (on cancel)."""
+    request = job["request"]
+    if job["kind"] in ("extract", "pipeline") and "cache_id" not in job["result"]:
+        for partial in cache_dir_for(settings, request["dataset_id"], request["encoder"]).glob("*.partial"):
+            partial.unlink(missing_ok=True)
+
+
 # -- steps ---------------------------------------------------------------------------------------------
 def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: dict[str, Any],
                  start: float = 0.0, span: float = 1.0) -> dict[str, Any]:
@@ -146,7 +160,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     from feature_cache import ExtractionCancelled, create_encoder, extract, open_cache, open_dataset
 
     dataset = ctx.store.get_dataset(dataset_id)
-    cache_dir = ctx.settings.caches_dir / dataset_id / _slug(encoder_name)
+    cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)
     cache_dir.mkdir(parents=True, exist_ok=True)
     val_fraction = options.get("val_fraction", 0.1)
     seed = options.get("seed", 0)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import Settings
 from .db import InvalidTransition, NotFound, Store
-from .jobs import JOB_HANDLERS, JobCancelled, JobContext, JobStatus, job_resource
+from .jobs import JOB_HANDLERS, JobCancelled, JobContext, JobStatus, discard_partial_extraction, job_resource
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class JobRunner:
         status = JobStatus(job["status"])
         if status in (JobStatus.queued, JobStatus.interrupted):
             try:
-                return self.store.cancel_queued(job_id)
+                cancelled = self.store.cancel_queued(job_id)
+                discard_partial_extraction(self.settings, cancelled)
+                return cancelled
             except InvalidTransition:
                 job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile
                 status = JobStatus(job["status"])

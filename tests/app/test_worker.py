@@ -186,3 +186,17 @@ def test_one_worker_per_data_dir(tmp_path):
         first.stop()
     second.start()  # free again once the first one stopped
     second.stop()
+
+
+def test_cancelling_an_interrupted_extraction_removes_its_partial_file(tmp_path):
+    from app.jobs import cache_dir_for
+
+    runner, store = make_runner(tmp_path, {"extract": lambda ctx: {}})
+    job = store.add_job("extract", {"dataset_id": "ds_1", "encoder": "openclip:ViT-B-32", "options": {}})
+    store.claim(job["id"])
+    store.interrupt_running()
+    cache_dir = cache_dir_for(runner.settings, "ds_1", "openclip:ViT-B-32")
+    cache_dir.mkdir(parents=True)
+    (cache_dir / "x.h5.partial").write_bytes(b"half")
+    assert runner.cancel(job["id"])["status"] == "cancelled"
+    assert list(cache_dir.iterdir()) == []
