@@ -74,6 +74,9 @@ class ProbeConfig(BaseModel):
     cbar: float | None = Field(None, description="mean margin c̄; None selects it from cbar_grid on validation")
     cbar_grid: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="c̄ candidates (MR²)")
     p: float | None = Field(None, description="exponent of r_k² = mean ‖φ‖_p²; None: 2 linear, 3 cosine")
+    r2_mode: Literal["exact", "ema"] = Field(
+        "exact", description="class statistics r_k²: exact on the frozen training features, or the paper's EMA "
+        "(decay 0.9, per batch); with an adapter the trainer always uses the EMA")
     lam: float | None = Field(None, description="weight λ of the representation margin ℓ_s̄ (adapter only)")
     lam_grid: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates")
     adapter: str | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: no adapter")
@@ -441,7 +444,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
 
     def make(params: dict, seed: int, stage: str):
         kwargs = dict(head=config.head, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
-                      p=config.resolved_p, lam=params.get("lam", config.lam or 0.0), adapter=config.adapter,
+                      p=config.resolved_p, r2_mode=config.r2_mode, lam=params.get("lam", config.lam or 0.0), adapter=config.adapter,
                       lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,
                       batch_size=config.batch_size, optimizer=config.optimizer,
                       warmup_epochs=config.warmup_epochs, device=device, random_state=seed)

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(see probe.LOSSES)")
     parser.add_argument("--cbar", type=float, default=None, help="mean margin c̄ (default: select from 1, 2, 3 on val)")
     parser.add_argument("--p", type=float, default=None, help="exponent p of r_k² (default 2 linear, 3 cosine)")
+    parser.add_argument("--r2-mode", choices=("exact", "ema"), default=None,
+                        help="class statistics r_k²: exact (default) or the paper's EMA over batches")
     parser.add_argument("--lambda", dest="lam", type=float, default=None,
                         help="weight λ of the representation margin ℓ_s̄ (needs --adapter; default: select on val)")
     parser.add_argument("--adapter", default=None, help="trainable map before the head (linear: residual d×d, lowrank)")
@@ -47,6 +49,7 @@ def build_config(args: argparse.Namespace, default_head: str):
         "loss": args.loss,
         "cbar": args.cbar,
         "p": args.p,
+        "r2_mode": args.r2_mode,
         "lam": args.lam,
         "adapter": args.adapter,
         "epochs": args.epochs,
