@@ -148,7 +148,9 @@ def cache_dir_for(settings: Settings, dataset_id: str, encoder_name: str) -> Pat
 def discard_partial_extraction(settings: Settings, job: dict[str, Any]) -> None:
     """Remove the resumable ``*.partial`` file an interrupted extract / pipeline job left (on cancel)."""
     request = job["request"]
-    if job["kind"] in ("extract", "pipeline") and "cache_id" not in job["result"]:
+    if job["kind"] not in ("extract", "pipeline") or "cache_id" in job["result"]:
+        return
+    if request.get("dataset_id") and request.get("encoder"):
         for partial in cache_dir_for(settings, request["dataset_id"], request["encoder"]).glob("*.partial"):
             partial.unlink(missing_ok=True)
 
