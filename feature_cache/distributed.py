@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 import torch
 import torch.distributed as dist
 

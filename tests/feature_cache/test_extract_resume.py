@@ -1,7 +1,6 @@
 """Fingerprint reuse, stale-cache protection, cancellation / SIGKILL and resume, skipped files."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
