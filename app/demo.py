@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from .datasets import register_dataset
 from .jobs import JobStatus
-from .schemas import PipelineJob
+from .schemas import PipelineJob, job_payload
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,10 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
     dataset = register_dataset(store, data, name=data.name, source="path")
     request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
                           options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
+    payload = job_payload(request)
     runner.start()
     try:
-        job = runner.submit("pipeline", request.model_dump(mode="json", exclude={"kind"}))
+        job = runner.submit("pipeline", payload)
         last = None
         while True:
             job = store.get_job(job["id"])

@@ -215,12 +215,13 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
 
     from .db import new_id
 
-    cfg = ProbeConfig.model_validate(config)
     cache_row = ctx.store.get_cache(cache_id)
+    cache = open_cache(cache_row["path"])
+    # Precedence as in `mr2probe train`: the request's head, else the encoder's default head, else linear.
+    cfg = ProbeConfig.model_validate({"head": getattr(cache, "default_head", None) or "linear", **config})
     reference = None
     if reference_run:
         reference = load_report(ctx.store.get_run(reference_run)["path"])
-    cache = open_cache(cache_row["path"])
     data = {split: cache.load(split) for split in ("train", "val", "test") if split in cache.splits}
     if "train" not in data or "test" not in data:
         raise ValueError(f"cache {cache_id!r} needs train and test splits; it has {sorted(cache.splits)}")

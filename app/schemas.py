@@ -98,6 +98,17 @@ class PipelineJob(BaseModel):
 JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob], Field(discriminator="kind")]
 
 
+def job_payload(job: ExtractJob | ProbeJob | PipelineJob) -> dict:
+    """The stored request. Probe configs keep only the fields the client set, so that an unset ``head``
+    can default to the cache's (the encoder's) default head, as in ``mr2probe train``."""
+    payload = job.model_dump(mode="json", exclude={"kind"})
+    if isinstance(job, ProbeJob):
+        payload["config"] = job.config.model_dump(mode="json", exclude_unset=True)
+    if isinstance(job, PipelineJob):
+        payload["probes"] = [p.model_dump(mode="json", exclude_unset=True) for p in job.probes]
+    return payload
+
+
 class JobMessage(BaseModel):
     at: str
     text: str

@@ -6,7 +6,17 @@ from fastapi import APIRouter, Depends, Query, status
 from ..db import Store
 from ..deps import get_runner, get_store
 from ..jobs import JobStatus
-from ..schemas import ERROR_RESPONSES, ErrorOut, ExtractJob, JobAccepted, JobCreate, JobOut, PipelineJob, ProbeJob
+from ..schemas import (
+    ERROR_RESPONSES,
+    ErrorOut,
+    ExtractJob,
+    JobAccepted,
+    JobCreate,
+    JobOut,
+    PipelineJob,
+    ProbeJob,
+    job_payload,
+)
 from ..worker import JobRunner
 
 router = APIRouter(tags=["jobs"])
@@ -28,7 +38,7 @@ def _check_references(job: ExtractJob | ProbeJob | PipelineJob, store: Store) ->
 def create_job(job: JobCreate, store: Store = Depends(get_store),
                runner: JobRunner = Depends(get_runner)) -> JobAccepted:
     _check_references(job, store)
-    row = runner.submit(job.kind, job.model_dump(mode="json", exclude={"kind"}))
+    row = runner.submit(job.kind, job_payload(job))
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.deps import get_store
 from app.main import create_app
 
-from app_testutils import CLASSES, MR2, cifar_subset_zip, make_settings, wait_for, wait_job
+from app_testutils import CLASSES, ERM, MR2, cifar_subset_zip, make_settings, wait_for, wait_job
 
 
 # -- data sets -------------------------------------------------------------------------------------------
@@ -132,6 +132,8 @@ def test_pipeline_job_finishes_with_two_runs(finished):
     job = finished.job
     assert job["kind"] == "pipeline" and job["progress"] == 1.0 and job["error"] is None
     assert job["result"]["cache_id"].startswith("cache_") and len(job["result"]["run_ids"]) == 2
+    # Probe configs are stored as sent: unset fields (head) default at run time to the cache's default head.
+    assert job["request"]["probes"] == [ERM, MR2] and job["request"]["encoder"] == "effnet-lite0"
     texts = " | ".join(m["text"] for m in job["messages"])
     assert "encoder effnet-lite0 ready (1280-d features" in texts and "groups from reference run" in texts
     listed = finished.client.get("/api/jobs").json()
