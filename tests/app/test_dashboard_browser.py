@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 
 from app.main import create_app
 
@@ -36,16 +37,20 @@ def browser_tools():
     return CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
 
 
-@pytest.fixture(scope="module")
-def live_server(finished):
-    """The finished service's data dir served read-only by a real uvicorn on 127.0.0.1."""
-    app = create_app(finished.settings, start_worker=False)
+def _serve(app):
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 30, what="uvicorn started")
-    yield f"http://127.0.0.1:{port}"
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def live_server(finished):
+    """The finished service's data dir served read-only by a real uvicorn on 127.0.0.1."""
+    server, thread, base = _serve(create_app(finished.settings, start_worker=False))
+    yield base
     server.should_exit = True
     thread.join(10)
 
@@ -158,3 +163,25 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert link == f"/runs/{finished.mr2}?compare={finished.erm}"
     urls = _requested_urls(driver)
     assert [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))] == []
+
+
+def test_token_field_unlocks_a_protected_server(driver, finished):
+    settings = finished.settings.model_copy(update={"api_token": SecretStr("dash-token")})
+    server, thread, base = _serve(create_app(settings, start_worker=False))
+    try:
+        driver.get(f"{base}/runs/{finished.mr2}")
+        wait_for(lambda: "needs an API token" in driver.js("return document.getElementById('banner').textContent"),
+                 60, interval=0.2, what="token banner")
+        assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 0
+        driver.js("""document.getElementById('token-input').value = 'dash-token';
+                     document.querySelector('#token-form button[type=submit]').click();""")
+        wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready === 'run'"), 60,
+                 interval=0.2, what="run page rendered with the token")
+        # 3 classes × (this run + its reference ERM run, compared by default)
+        assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 6
+        assert driver.js("return sessionStorage.getItem('mr2probe-token')") == "dash-token"
+        assert driver.js("return localStorage.length") == 0  # never persisted beyond the tab
+    finally:
+        driver.js("sessionStorage.clear()")
+        server.should_exit = True
+        thread.join(10)
