@@ -83,7 +83,7 @@ from .metrics import (
 )
 from .posthoc import POSTHOC_OBJECTIVES, PosthocLogitBias
 from .selection import SELECTION_CRITERIA, SelectionCriterion, select_candidate
-from .run import DEFAULT_P, ProbeCancelled, ProbeConfig, SeedEvaluation, carve_validation, run_probe
+from .run import DEFAULT_P, ProbeCancelled, ProbeConfig, SeedEvaluation, auto_epochs, carve_validation, run_probe
 from .report import PER_CLASS_COLUMNS, build_report, format_report, load_report, report_csv, report_json, write_run
 from .compare import compare_reports, format_comparison
 
@@ -115,6 +115,7 @@ __all__ += [
     "ProbeCancelled",
     "ProbeConfig",
     "SeedEvaluation",
+    "auto_epochs",
     "carve_validation",
     "run_probe",
     "PER_CLASS_COLUMNS",
