@@ -67,7 +67,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def endpoint(path: str) -> str:
     """``/api/jobs/job_1`` → ``GET /api/jobs/{id}`` (latencies are grouped per endpoint)."""
-    if "?" in path:
+    if "?" in path or path == "/api/health":
         return "GET " + path.split("?")[0]
     head, _ = path.rsplit("/", 1)
     return f"GET {head}/{{id}}" + (".csv" if path.endswith(".csv") else "")
@@ -145,7 +145,8 @@ def main() -> int:
                 job_ids.append(live["id"])
             # Each client mostly polls job status (what the dashboard does) and reads reports now and then.
             targets = [f"/api/jobs/{j}" for j in job_ids] * 2 + [
-                f"/api/reports/{mr2}", f"/api/reports/{erm}", f"/api/reports/{mr2}.csv", "/api/jobs?limit=20"]
+                f"/api/reports/{mr2}", f"/api/reports/{erm}", f"/api/reports/{mr2}.csv", "/api/jobs?limit=20",
+                "/api/health"]  # the baseline: the cheapest route, measured in the same run
             per_client = [targets[i % len(targets):] + targets[:i % len(targets)] for i in range(args.clients)]
             print(f"load: {args.clients} clients for {args.duration:.0f} s on {base} "
                   f"({'with' if not args.no_live_job else 'without'} a live extraction job) ...", flush=True)
@@ -163,13 +164,16 @@ def main() -> int:
 
     all_lat = [x for v in results.values() for x in v]
     total = len(all_lat) + len(errors)
-    print(f"\n{'endpoint':<30}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(f"\n{'endpoint':<30}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'p50 / health':>14}")
     rows = {}
+    base_p50 = 1000 * statistics.median(results["GET /api/health"]) if results.get("GET /api/health") else float("nan")
     for name, lat in sorted(results.items()) + [("all", all_lat)]:
         rows[name] = {"requests": len(lat), "p50_ms": 1000 * statistics.median(lat),
                       "p99_ms": 1000 * percentile(lat, 0.99), "max_ms": 1000 * max(lat)}
         r = rows[name]
-        print(f"{name:<30}{r['requests']:>10}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['max_ms']:>10.1f}")
+        r["p50_vs_health"] = r["p50_ms"] / base_p50
+        print(f"{name:<30}{r['requests']:>10}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['max_ms']:>10.1f}"
+              f"{r['p50_vs_health']:>13.2f}x")
     rate = total / elapsed
     print(f"\n{total} requests in {elapsed:.1f} s = {rate:.0f} req/s, {len(errors)} errors"
           + (f"; live job progressed to {100 * live_state['progress']:.0f}% ({live_state['status']})" if live_state else ""))
