@@ -1,0 +1,173 @@
+"""Real-data disparity evaluation: does MR² (or anything else) raise the hard classes without losing overall?
+
+For one data set and encoder: extract (or reuse) the feature cache, fit ERM first, then every method through
+the same harness (`probe.run_probe`: hyper-parameters selected on the validation split only, every seed
+re-trained with the chosen ones), with the easy / medium / hard groups fixed by the ERM run's validation
+per-class accuracy. Writes one JSON per (data set, encoder, head) under `bench/results/` with the per-class test
+accuracy of every method and seed, and prints a Markdown table (mean ± std over seeds).
+
+    python bench/disparity.py --data ../shared/data/cifar10-jpeg.zip --name cifar10 \
+        --cache-dir ~/.cache/mr2probe --heads linear cosine --seeds 0 1 2
+
+The premise of MR² is checked as well: Spearman rank correlation between per-class feature spread (r_k and the
+within-class ‖s_k‖²) and the ERM run's per-class test error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from feature_cache import extract, open_cache
+from probe import ProbeConfig, run_probe
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# Methods: ProbeConfig overrides on top of the shared settings. `select` is the validation criterion: ERM and the
+# accuracy-oriented baselines select on overall accuracy; disparity methods on the hard third subject to overall
+# accuracy not below ERM's ("hard"), which is the product's disparity-aware choice.
+METHODS: dict[str, dict] = {
+    "erm": dict(loss="ce", select="overall"),
+    "uniform": dict(loss="uniform", select="hard"),
+    "mr2": dict(loss="mr2", select="hard"),
+    "mr2_overall": dict(loss="mr2", select="overall"),
+    "mr2_spread": dict(loss="mr2_spread", select="hard"),
+    "mr2_sharp4": dict(loss="mr2", loss_options={"sharpness": 4.0}, select="hard"),
+    "mr2_valerr": dict(loss="mr2_valerr", select="hard"),
+    "mr2_adapter": dict(loss="mr2", adapter="lowrank", batch_size=1024, epochs=30, lam_grid=[0.1, 0.5, 0.9],
+                        select="hard"),
+    "focal": dict(loss="focal", select="hard"),
+    "group_dro": dict(loss="group_dro", select="hard"),
+    "posthoc_bias": dict(loss="ce", posthoc_bias=True, select="overall"),
+    "lm_softmax": dict(loss="lm_softmax", select="hard", heads=("cosine",)),
+    "cosface": dict(loss="cosface", select="hard", heads=("cosine",)),
+    "arcface": dict(loss="arcface", select="hard", heads=("cosine",)),
+}
+SUMMARY_KEYS = ("overall", "easy", "medium", "hard", "worst_class", "balanced")
+
+
+def _config(method: str, head: str, args: argparse.Namespace) -> ProbeConfig:
+    overrides = {k: v for k, v in METHODS[method].items() if k != "heads"}
+    base = dict(head=head, seeds=list(args.seeds), epochs=args.epochs, lr_grid=args.lr_grid,
+                wd_grid=args.wd_grid, device=args.device)
+    return ProbeConfig(**{**base, **overrides})
+
+
+def _method_result(report: dict, seconds: float) -> dict:
+    metrics = report["seeds"]["metrics"]
+    return {
+        "config": report["config"],
+        "selection_reason": report["selection"]["reason"],
+        "seconds": round(seconds, 2),
+        "test": {k: metrics[k] for k in SUMMARY_KEYS},
+        "per_class_test_accuracy": {pc["name"]: pc["accuracy_per_seed"] for pc in report["per_class"]},
+        "gamma": {pc["name"]: pc["gamma"] for pc in report["per_class"]},
+    }
+
+
+def _premise(erm: dict) -> dict:
+    """Rank correlation between per-class spread and per-class ERM test error (MR²'s premise: positive)."""
+    error = np.array([1.0 - pc["accuracy"] for pc in erm["per_class"]])
+    out = {}
+    for key in ("r", "spread"):
+        values = np.array([pc[key] for pc in erm["per_class"]], dtype=float)
+        rho, pvalue = spearmanr(values, error)
+        out[key] = {"spearman_rho": float(rho), "p_value": float(pvalue),
+                    "per_class": {pc["name"]: pc[key] for pc in erm["per_class"]}}
+    return out
+
+
+def _fmt(stat: dict) -> str:
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def markdown_table(result: dict) -> str:
+    rows = ["| method | overall | easy | medium | hard | worst class | Δ hard vs ERM | Δ overall vs ERM |",
+            "|---|---|---|---|---|---|---|---|"]
+    erm = result["methods"]["erm"]["test"]
+    for name, res in result["methods"].items():
+        t = res["test"]
+        d_hard = 100 * (t["hard"]["mean"] - erm["hard"]["mean"])
+        d_all = 100 * (t["overall"]["mean"] - erm["overall"]["mean"])
+        rows.append(f"| {name} | {_fmt(t['overall'])} | {_fmt(t['easy'])} | {_fmt(t['medium'])} | "
+                    f"{_fmt(t['hard'])} | {_fmt(t['worst_class'])} | {d_hard:+.2f} | {d_all:+.2f} |")
+    return "\n".join(rows)
+
+
+def evaluate_head(data: dict, class_names: list[str], head: str, methods: list[str], args, setting: dict) -> dict:
+    result = {"setting": {**setting, "head": head}, "methods": {}}
+    erm_report = None
+    for method in ["erm", *[m for m in methods if m != "erm"]]:
+        if head not in METHODS[method].get("heads", ("linear", "cosine")):
+            continue
+        config = _config(method, head, args)
+        logging.info("%s / %s: %s", setting["name"], head, method)
+        start = time.perf_counter()
+        report = run_probe(data, class_names, config, reference=erm_report)
+        result["methods"][method] = _method_result(report, time.perf_counter() - start)
+        if method == "erm":
+            erm_report = report
+            result["grouping"] = report["grouping"]
+            result["premise"] = _premise(report)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="data set path (as for mr2probe extract)")
+    parser.add_argument("--name", required=True, help="short data set name for the results file")
+    parser.add_argument("--encoder", default="effnet-lite0")
+    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "mr2probe"))
+    parser.add_argument("--max-per-class", type=int, default=None, help="subset per class and split")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--heads", nargs="+", default=["linear", "cosine"], choices=["linear", "cosine"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--lr-grid", nargs="+", type=float, default=[1e-3, 1e-2])
+    parser.add_argument("--wd-grid", nargs="+", type=float, default=[0.0, 1e-4])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if len(args.seeds) < 3:
+        parser.error("--seeds: the evaluation needs at least 3 seeds for mean ± std")
+
+    start = time.perf_counter()
+    extracted = extract(args.data, args.encoder, args.cache_dir, workers=args.workers, device=args.device,
+                        val_fraction=args.val_fraction, max_per_class=args.max_per_class)
+    cache = open_cache(extracted.path)
+    data = {split: cache.load(split) for split in ("train", "val", "test")}
+    setting = {
+        "name": args.name, "data": str(args.data), "encoder": args.encoder, "cache": str(extracted.path),
+        "fingerprint": extracted.fingerprint, "cache_reused": extracted.reused,
+        "extract_seconds": round(time.perf_counter() - start, 1),
+        "n": {split: int(len(y)) for split, (_, y) in data.items()},
+        "max_per_class": args.max_per_class, "seeds": args.seeds,
+        "command": "python bench/disparity.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for head in args.heads:
+        result = evaluate_head(data, cache.class_names, head, args.methods, args, setting)
+        path = out_dir / f"{args.name}_{args.encoder}_{head}.json"
+        path.write_text(json.dumps(result, indent=1))
+        print(f"\n### {args.name} · {args.encoder} · {head} head  (n = {setting['n']}, seeds {args.seeds})\n")
+        print(result["grouping"]["note"])
+        print(markdown_table(result))
+        premise = result["premise"]
+        print(f"\nSpearman ρ(r_k, ERM error) = {premise['r']['spearman_rho']:+.2f} "
+              f"(p = {premise['r']['p_value']:.3f}); ρ(‖s_k‖², error) = {premise['spread']['spearman_rho']:+.2f} "
+              f"(p = {premise['spread']['p_value']:.3f})\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
