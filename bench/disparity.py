@@ -40,8 +40,7 @@ METHODS: dict[str, dict] = {
     "mr2_spread": dict(loss="mr2_spread", select="hard"),
     "mr2_sharp4": dict(loss="mr2", loss_options={"sharpness": 4.0}, select="hard"),
     "mr2_valerr": dict(loss="mr2_valerr", select="hard"),
-    "mr2_adapter": dict(loss="mr2", adapter="lowrank", batch_size=1024, epochs=30, lam_grid=[0.1, 0.5, 0.9],
-                        select="hard"),
+    "mr2_adapter": dict(loss="mr2", adapter="lowrank", lam_grid=[0.1, 0.5, 0.9], select="hard"),
     "focal": dict(loss="focal", select="hard"),
     "group_dro": dict(loss="group_dro", select="hard"),
     "posthoc_bias": dict(loss="ce", posthoc_bias=True, select="overall"),
@@ -54,8 +53,10 @@ SUMMARY_KEYS = ("overall", "easy", "medium", "hard", "worst_class", "balanced")
 
 def _config(method: str, head: str, args: argparse.Namespace) -> ProbeConfig:
     overrides = {k: v for k, v in METHODS[method].items() if k != "heads"}
-    base = dict(head=head, seeds=list(args.seeds), epochs=args.epochs, lr_grid=args.lr_grid,
-                wd_grid=args.wd_grid, device=args.device)
+    base = dict(head=head, seeds=list(args.seeds), device=args.device)
+    # Unset grids and epochs keep ProbeConfig's defaults (the product's defaults are what is evaluated).
+    base.update({k: v for k, v in (("epochs", args.epochs), ("lr_grid", args.lr_grid),
+                                   ("wd_grid", args.wd_grid)) if v is not None})
     return ProbeConfig(**{**base, **overrides})
 
 
@@ -129,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", nargs="+", default=["linear", "cosine"], choices=["linear", "cosine"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--lr-grid", nargs="+", type=float, default=[1e-3, 1e-2])
-    parser.add_argument("--wd-grid", nargs="+", type=float, default=[0.0, 1e-4])
+    parser.add_argument("--epochs", type=int, default=None, help="default: ProbeConfig's automatic epochs")
+    parser.add_argument("--lr-grid", nargs="+", type=float, default=None, help="default: ProbeConfig's grid")
+    parser.add_argument("--wd-grid", nargs="+", type=float, default=None, help="default: ProbeConfig's grid")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
