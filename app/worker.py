@@ -182,7 +182,8 @@ class JobRunner:
                                           name=f"mr2probe-{job['id']}", daemon=True)
                 self._busy[resource] += 1
                 self._running[job["id"]] = (ctx, thread, resource)
-            thread.start()
+                # Started under the lock, so stop() never sees (and joins) a thread that has not started.
+                thread.start()
 
     def _run(self, ctx: JobContext, resource: str) -> None:
         job_id = ctx.job_id

@@ -42,7 +42,8 @@ def test_cpu_jobs_are_bounded_and_results_recorded(tmp_path):
     try:
         a = runner.submit("extract", {})
         b = runner.submit("extract", {})
-        wait_for(lambda: _status(store, a["id"]) == "running", 30, what="first job running")
+        # The store marks a job running when it is claimed, just before its handler starts.
+        wait_for(lambda: started == [a["id"]], 30, what="first job's handler running")
         runner.wake()
         # Bounded by cpu_jobs=1: the second job stays queued while the first holds the slot.
         assert _status(store, b["id"]) == "queued" and started == [a["id"]]
