@@ -131,18 +131,11 @@ class ProbeConfig(BaseModel):
             raise ValueError(f"Unknown adapter {value!r}; available: {', '.join(ADAPTERS)} (or None).")
         return value
 
-    @field_validator("cbar")
+    @field_validator("cbar", "p")
     @classmethod
-    def _positive_cbar(cls, value: float | None) -> float | None:
+    def _positive(cls, value: float | None, info) -> float | None:
         if value is not None and not value > 0:
-            raise ValueError(f"cbar must be > 0, got {value}.")
-        return value
-
-    @field_validator("p")
-    @classmethod
-    def _positive_p(cls, value: float | None) -> float | None:
-        if value is not None and not value > 0:
-            raise ValueError(f"p must be > 0, got {value}.")
+            raise ValueError(f"{info.field_name} must be > 0, got {value}.")
         return value
 
     @field_validator("lam")
