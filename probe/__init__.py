@@ -3,11 +3,13 @@
 Public names are listed explicitly below; add new ones to both the imports and ``__all__``.
 """
 from .stats import (
+    ClassStats,
     EmaClassStats,
     class_counts,
     class_means,
     class_r2,
     class_spread,
+    exact_class_stats,
     margins,
     margins_from_error,
     mean_spread,
@@ -30,11 +32,13 @@ from .checkpoint import load_probe, save_probe
 
 __all__ = [
     # stats.py: class statistics and margins
+    "ClassStats",
     "EmaClassStats",
     "class_counts",
     "class_means",
     "class_r2",
     "class_spread",
+    "exact_class_stats",
     "margins",
     "margins_from_error",
     "mean_spread",

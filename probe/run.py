@@ -465,8 +465,17 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
             kwargs["loss_options"] = loss_options
         return ProbeTrainer(**kwargs, progress=fit_progress(stage))
 
+    # Constants of the sweep, prepared once rather than per fit: the float32 training tensor and, when the class
+    # statistics are exact (frozen features, no adapter), r_k² and ‖s_k‖² of the features the head sees.
+    import torch
+
+    x_fit = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    stats = None
+    if config.adapter is None and config.r2_mode == "exact":
+        stats = make(candidates[0], config.seeds[0], "statistics").class_stats(x_fit, y_train, num_classes)
+
     def fit(params: dict, seed: int, stage: str):
-        trainer = make(params, seed, stage).fit(x_train, y_train, num_classes=num_classes)
+        trainer = make(params, seed, stage).fit(x_fit, y_train, num_classes=num_classes, class_stats=stats)
         return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
 
     # 1. selection on validation with seeds[0]

@@ -13,6 +13,7 @@ Functions take and return torch tensors; :func:`as_tensor` converts numpy input 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ __all__ = [
     "class_means",
     "class_r2",
     "class_spread",
+    "ClassStats",
+    "exact_class_stats",
     "margins",
     "margins_from_error",
     "mean_spread",
@@ -131,6 +134,30 @@ def class_spread(features, labels, num_classes: int) -> Tensor:
         stop = start + _CHUNK_ROWS
         dev[start:stop] = (features[start:stop] - mu[labels[start:stop]]).pow(2).sum(dim=1)
     return _class_mean_of(dev, labels, int(num_classes))
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """Exact class statistics of fixed features: r_k² of norm order ``p`` and ‖s_k‖², (K,) each.
+
+    ``normalized`` says whether they were computed on L2-normalised features (what a cosine head sees), so a
+    trainer can refuse statistics of the wrong features.
+    """
+
+    r2: Tensor
+    spread: Tensor
+    p: float
+    normalized: bool
+
+
+def exact_class_stats(features, labels, num_classes: int, p: float, normalized: bool = False) -> ClassStats:
+    """:func:`class_r2` and :func:`class_spread` of ``features`` (already normalised when ``normalized``).
+
+    On frozen features these are constants of the data: a hyper-parameter sweep computes them once and passes
+    them to every fit (``ProbeTrainer.fit(class_stats=...)``).
+    """
+    return ClassStats(class_r2(features, labels, num_classes, p), class_spread(features, labels, num_classes),
+                      float(p), bool(normalized))
 
 
 def mean_spread(spread: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ from .adapters import create_adapter
 from .heads import get_head_spec, create_head
 from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
     zero_centroid_regularizer
-from .stats import EmaClassStats, class_counts, class_r2, class_spread
+from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ def _to_features(x, name: str = "features") -> Tensor:
     t = t.to(torch.float32)
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows).")
-    # a sum is one read-only pass (no n×d mask); only when it is not finite look for the bad rows
-    if not bool(torch.isfinite(t.sum(dtype=torch.float64))) and not bool(torch.isfinite(t).all()):
+    # a float32 sum is one read-only pass (no n×d mask, no float64 copy): NaN/inf propagate into it, and a sum
+    # that merely overflows falls through to the exact element-wise check
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
         raise ValueError(f"{name} contain NaN or infinite values in {bad} row(s).")
     return t
@@ -238,12 +239,7 @@ class ProbeTrainer:
             )
 
     # ------------------------------------------------------------------------------------------------ fit
-    def fit(self, features, labels, num_classes: int | None = None) -> "ProbeTrainer":
-        """Train on ``features`` (n, d) and integer ``labels`` (n,) in [0, K); K = ``num_classes`` or max + 1.
-
-        Returns self. Raises ValueError / TypeError naming the problem for bad inputs or parameters.
-        """
-        self._check_params()
+    def _inputs(self, features, labels, num_classes: int | None) -> tuple[Tensor, Tensor, int]:
         x = _to_features(features)
         y = _to_labels(labels, x.shape[0])
         if int(y.min()) < 0:
@@ -253,6 +249,43 @@ class ProbeTrainer:
             raise ValueError(f"need at least 2 classes, got num_classes={k}.")
         if int(y.max()) >= k:
             raise ValueError(f"labels must be < num_classes={k}, got max {int(y.max())}.")
+        return x, y, k
+
+    def _resolved_p(self) -> float:
+        return float(self.p) if self.p is not None else get_head_spec(self.head).default_p
+
+    def class_stats(self, features, labels, num_classes: int | None = None) -> ClassStats:
+        """Exact r_k² (order p) and ‖s_k‖² of the features this trainer's head sees (L2-normalised for cosine).
+
+        They depend on the data, the head and p only, so a sweep over lr, weight decay or c̄ computes them once and
+        passes them to every ``fit(..., class_stats=...)`` instead of recomputing them per fit.
+        """
+        x, y, k = self._inputs(features, labels, num_classes)
+        normalized = bool(get_head_spec(self.head).factory.normalizes)
+        if normalized:
+            x = torch.nn.functional.normalize(x, dim=1)
+        return exact_class_stats(x, y, k, self._resolved_p(), normalized)
+
+    def _check_class_stats(self, stats: ClassStats, k: int, p: float) -> None:
+        normalized = bool(get_head_spec(self.head).factory.normalizes)
+        if stats.p != p or stats.normalized != normalized or tuple(stats.r2.shape) != (k,) \
+                or tuple(stats.spread.shape) != (k,):
+            raise ValueError(
+                f"class_stats do not match this fit: they have p={stats.p}, normalized={stats.normalized}, "
+                f"K={tuple(stats.r2.shape)}; the fit needs p={p}, normalized={normalized} (head {self.head!r}), "
+                f"K={k}. Compute them with ProbeTrainer.class_stats on the same training features.")
+
+    def fit(self, features, labels, num_classes: int | None = None,
+            class_stats: ClassStats | None = None) -> "ProbeTrainer":
+        """Train on ``features`` (n, d) and integer ``labels`` (n,) in [0, K); K = ``num_classes`` or max + 1.
+
+        ``class_stats``: the exact statistics of these training features (:meth:`class_stats`), reused instead of
+        recomputed when the statistics are exact (no adapter, ``r2_mode="exact"``); ignored when the EMA runs.
+
+        Returns self. Raises ValueError / TypeError naming the problem for bad inputs or parameters.
+        """
+        self._check_params()
+        x, y, k = self._inputs(features, labels, num_classes)
         device = _resolve_device(self.device)
         n, d = x.shape
         counts = class_counts(y, k)
@@ -261,7 +294,9 @@ class ProbeTrainer:
             missing = torch.nonzero(counts == 0).flatten().tolist()
             raise ValueError(f"classes {missing} have no training samples; loss {self.loss!r} needs class "
                              f"statistics for every class.")
-        p = float(self.p) if self.p is not None else get_head_spec(self.head).default_p
+        p = self._resolved_p()
+        if class_stats is not None:
+            self._check_class_stats(class_stats, k, p)
         loss_options = dict(self.loss_options or {})
         if spec_loss.needs == "priors" and loss_options.get("priors") is None:
             loss_options["priors"] = (counts / counts.sum()).numpy()
@@ -285,8 +320,9 @@ class ProbeTrainer:
         ema = None
         r2 = spread = gamma = None
         if stats_mode == "exact":
-            r2 = class_r2(x, y, k, p)
-            spread = class_spread(x, y, k)
+            if class_stats is None:
+                class_stats = exact_class_stats(x, y, k, p, normalized=bool(head.normalizes))
+            r2, spread = class_stats.r2.to(device), class_stats.spread.to(device)
             gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread)
         else:
             ema = EmaClassStats(k, p=p, decay=self.ema_decay, track_spread=True, num_features=d, device=device)

@@ -44,6 +44,29 @@ def test_cosine_head_statistics_on_normalised_features_with_p3():
     assert ProbeTrainer(head="cosine", loss="mr2", p=2, epochs=1).fit(x, y).p_ == 2.0
 
 
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_precomputed_class_stats_give_the_same_fit(head):
+    x, y = gaussian_features()
+    kw = dict(head=head, loss="mr2", cbar=2.0, batch_size=64, epochs=3)
+    stats = ProbeTrainer(**kw).class_stats(x, y)
+    assert stats.normalized == (head == "cosine") and stats.p == (3.0 if head == "cosine" else 2.0)
+    own = ProbeTrainer(**kw).fit(x, y)
+    reused = ProbeTrainer(**kw).fit(x, y, class_stats=stats)
+    assert np.array_equal(own.r2_, reused.r2_) and np.array_equal(own.gamma_, reused.gamma_)
+    assert torch.equal(own.head_.weight, reused.head_.weight)
+
+
+def test_class_stats_of_other_features_are_refused():
+    x, y = gaussian_features()
+    linear_stats = ProbeTrainer(head="linear").class_stats(x, y)
+    with pytest.raises(ValueError, match="normalized=False.*normalized=True"):
+        ProbeTrainer(head="cosine", loss="mr2", epochs=1).fit(x, y, class_stats=linear_stats)
+    with pytest.raises(ValueError, match="p=2.0.*p=4.0"):
+        ProbeTrainer(loss="mr2", p=4, epochs=1).fit(x, y, class_stats=linear_stats)
+    with pytest.raises(ValueError, match=r"K=\(4,\).*K=5"):
+        ProbeTrainer(loss="ce", epochs=1).fit(x, y, num_classes=5, class_stats=linear_stats)
+
+
 def test_ce_reaches_high_accuracy_on_separable_data():
     x, y = gaussian_features(n_per=200, scales=[0.4] * 4)
     xt, yt = gaussian_features(n_per=100, scales=[0.4] * 4, seed=1)
