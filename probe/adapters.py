@@ -7,6 +7,10 @@ plain probe.
 - ``linear``: φ + A φ with A (d, d) initialised to zero.
 - ``lowrank``: φ + U V φ with V (r, d) random (normal, std 1/√d) and U (d, r) zero: identity at start, rank r
   (default min(64, d)).
+- ``mlp``: φ + U GELU(V φ + b), a bottleneck residual MLP (as in adapter tuning) with V, b from ``nn.Linear``'s
+  default initialisation and U (d, r) zero: identity at start, bottleneck width r (``rank``, default min(128, d)).
+  The two linear adapters compose with a linear head into another linear map, so on their own they add no
+  capacity (only ℓ_s̄ shapes them); this one is non-linear, so compare it with ERM on the same adapter (λ = 0).
 """
 from __future__ import annotations
 
@@ -52,6 +56,24 @@ class LowRankAdapter(nn.Module):
         return features + (features @ self.V.t()) @ self.U.t()
 
 
+class BottleneckMLPAdapter(nn.Module):
+    """φ ↦ φ + U GELU(V φ + b), V ∈ R^{r×d}, U ∈ R^{d×r} zero at start."""
+
+    name = "mlp"
+
+    def __init__(self, num_features: int, rank: int | None = None) -> None:
+        super().__init__()
+        rank = min(128, int(num_features)) if rank is None else int(rank)
+        if rank < 1:
+            raise ValueError(f"rank (bottleneck width) must be >= 1, got {rank}.")
+        self.num_features, self.rank = int(num_features), rank
+        self.down = nn.Linear(self.num_features, rank)
+        self.U = nn.Parameter(torch.zeros(self.num_features, rank))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features + nn.functional.gelu(self.down(features)) @ self.U.t()
+
+
 @dataclass(frozen=True)
 class AdapterSpec:
     name: str
@@ -63,6 +85,8 @@ class AdapterSpec:
 ADAPTERS: dict[str, AdapterSpec] = {
     "linear": AdapterSpec("linear", ResidualLinearAdapter, {}, "φ + Aφ, A (d×d) initialised to 0"),
     "lowrank": AdapterSpec("lowrank", LowRankAdapter, {"rank": None}, "φ + UVφ, rank r, U initialised to 0"),
+    "mlp": AdapterSpec("mlp", BottleneckMLPAdapter, {"rank": None},
+                       "φ + U·GELU(Vφ + b), bottleneck width r, U initialised to 0"),
 }
 
 
@@ -71,7 +95,8 @@ def list_adapters() -> list[str]:
 
 
 def create_adapter(name: str, num_features: int, rank: int | None = None) -> nn.Module:
-    """Build adapter ``name`` for d = ``num_features`` (``rank`` only for ``lowrank``, default min(64, d))."""
+    """Build adapter ``name`` for d = ``num_features``; ``rank`` is the rank (``lowrank``, default min(64, d)) or
+    the bottleneck width (``mlp``, default min(128, d)); ``linear`` is full rank and takes none."""
     try:
         spec = ADAPTERS[name]
     except KeyError:

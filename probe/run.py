@@ -82,6 +82,8 @@ class ProbeConfig(BaseModel):
     lam: float | None = Field(None, description="weight λ of the representation margin ℓ_s̄ (adapter only)")
     lam_grid: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates")
     adapter: str | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: no adapter")
+    adapter_rank: int | None = Field(None, description="rank (lowrank) or bottleneck width (mlp) of the adapter; "
+                                     "None: the adapter's default")
     lr_grid: list[float] = Field(default_factory=lambda: [1e-3, 1e-2], description="learning-rate candidates")
     # AdamW's decoupled decay shrinks w by lr·wd per step, so useful values are large (wd=10 at lr=1e-3 matched
     # scikit-learn's best C on the bench features; wd=0 keeps the unregularised probe in the sweep).
@@ -158,6 +160,15 @@ class ProbeConfig(BaseModel):
         if not value or any(v < 0 for v in value):
             raise ValueError(f"{info.field_name} must be a non-empty list of values >= 0, got {value}.")
         return value
+
+    @model_validator(mode="after")
+    def _rank_needs_adapter(self) -> "ProbeConfig":
+        if self.adapter_rank is not None and self.adapter not in ("lowrank", "mlp"):
+            raise ValueError(f"adapter_rank={self.adapter_rank} applies to adapter 'lowrank' or 'mlp', "
+                             f"got adapter={self.adapter!r}.")
+        if self.adapter_rank is not None and self.adapter_rank < 1:
+            raise ValueError(f"adapter_rank must be >= 1, got {self.adapter_rank}.")
+        return self
 
     @field_validator("epochs")
     @classmethod
@@ -457,7 +468,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
 
     def make(params: dict, seed: int, stage: str):
         kwargs = dict(head=config.head, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
-                      p=config.resolved_p, r2_mode=config.r2_mode, lam=params.get("lam", config.lam or 0.0), adapter=config.adapter,
+                      p=config.resolved_p, r2_mode=config.r2_mode, lam=params.get("lam", config.lam or 0.0),
+                      adapter=config.adapter, adapter_rank=config.adapter_rank,
                       lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,
                       batch_size=config.batch_size, optimizer=config.optimizer,
                       warmup_epochs=config.warmup_epochs, device=device, random_state=seed)

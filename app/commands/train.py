@@ -21,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class statistics r_k²: exact (default) or the paper's EMA over batches")
     parser.add_argument("--lambda", dest="lam", type=float, default=None,
                         help="weight λ of the representation margin ℓ_s̄ (needs --adapter; default: select on val)")
-    parser.add_argument("--adapter", default=None, help="trainable map before the head (linear: residual d×d, lowrank)")
+    parser.add_argument("--adapter", default=None,
+                        help="trainable map before the head: linear (residual d×d), lowrank or mlp (bottleneck)")
+    parser.add_argument("--adapter-rank", type=int, default=None,
+                        help="rank (lowrank) or bottleneck width (mlp) of the adapter (default: the adapter's)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0); it is used for selection")
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds: seed .. seed+N-1 (default 3)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
@@ -52,6 +55,7 @@ def build_config(args: argparse.Namespace, default_head: str):
         "r2_mode": args.r2_mode,
         "lam": args.lam,
         "adapter": args.adapter,
+        "adapter_rank": args.adapter_rank,
         "epochs": args.epochs,
         "lr_grid": args.lr,
         "wd_grid": args.wd,

@@ -89,6 +89,17 @@ def test_posthoc_flag(cache, tmp_path):
     assert json.loads((out / "report.json").read_text())["config"]["posthoc_bias"] is True
 
 
+def test_adapter_rank_reaches_the_trained_adapter(cache, tmp_path):
+    out = tmp_path / "mlp"
+    args = ["train", "--features", str(cache), "--out", str(out), "--adapter", "mlp", "--adapter-rank", "3",
+            "--lambda", "0.1", *FAST]
+    assert main(args) == 0
+    config = json.loads((out / "report.json").read_text())["config"]
+    assert config["adapter"] == "mlp" and config["adapter_rank"] == 3
+    head = json.loads((out / "head.json").read_text())
+    assert head["adapter"] == {"name": "mlp", "options": {"rank": 3}}
+
+
 def test_errors_exit_2_with_message(cache, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "report.json" in capsys.readouterr().err

@@ -22,6 +22,7 @@ def _data(seed=0, n=60, d=8, k=3):
         dict(head="cosine", loss="mr2", head_options={"learnable_scale": True, "logit_scale": 10.0}),
         dict(head="cosine", loss="mr2", adapter="lowrank", adapter_rank=3, lam=0.1, batch_size=16),
         dict(head="linear", loss="mr2_valerr", loss_options={"val_error": [0.1, 0.2, 0.05]}, adapter="linear"),
+        dict(head="linear", loss="group_dro", adapter="mlp", adapter_rank=4, lam=0.3, batch_size=16),
     ],
 )
 def test_save_load_round_trip_identical_logits(tmp_path, kwargs):

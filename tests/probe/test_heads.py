@@ -60,9 +60,9 @@ def test_head_errors():
         create_head("cosine", 3, 2, logit_scale=0)
 
 
-@pytest.mark.parametrize("name", ["linear", "lowrank"])
+@pytest.mark.parametrize("name", ["linear", "lowrank", "mlp"])
 def test_adapters_start_as_identity_and_train(name):
-    ad = create_adapter(name, 6, rank=2 if name == "lowrank" else None)
+    ad = create_adapter(name, 6, rank=None if name == "linear" else 2)
     x = torch.randn(4, 6)
     assert torch.equal(ad(x), x)
     ad(x).pow(2).sum().backward()
@@ -71,12 +71,25 @@ def test_adapters_start_as_identity_and_train(name):
 
 
 def test_adapter_options_and_errors():
-    assert list_adapters() == ["linear", "lowrank"]
+    assert list_adapters() == ["linear", "lowrank", "mlp"]
     assert create_adapter("lowrank", 8).rank == 8
     assert create_adapter("lowrank", 100).rank == 64
     with pytest.raises(ValueError, match="rank must be in"):
         create_adapter("lowrank", 4, rank=5)
     with pytest.raises(TypeError, match="full rank"):
         create_adapter("linear", 4, rank=2)
-    with pytest.raises(KeyError, match="Unknown adapter 'mlp'"):
-        create_adapter("mlp", 4)
+    assert create_adapter("mlp", 100).rank == 100 and create_adapter("mlp", 1280).rank == 128
+    with pytest.raises(ValueError, match="bottleneck width"):
+        create_adapter("mlp", 4, rank=0)
+    with pytest.raises(KeyError, match="Unknown adapter 'resnet'"):
+        create_adapter("resnet", 4)
+
+
+def test_mlp_adapter_formula():
+    torch.manual_seed(0)
+    ad = create_adapter("mlp", 5, rank=3)
+    with torch.no_grad():
+        ad.U.copy_(torch.randn(5, 3))
+    x = torch.randn(7, 5)
+    hidden = torch.nn.functional.gelu(x @ ad.down.weight.t() + ad.down.bias)
+    assert torch.allclose(ad(x), x + hidden @ ad.U.t(), atol=1e-6)

@@ -173,6 +173,10 @@ def test_config_messages():
         ProbeConfig(lam=0.5)
     with pytest.raises(ValueError, match="head='cosine'"):
         ProbeConfig(loss="cosface")
+    with pytest.raises(ValueError, match="adapter_rank=8 applies to adapter 'lowrank' or 'mlp', got adapter='linear'"):
+        ProbeConfig(adapter="linear", adapter_rank=8)
+    with pytest.raises(ValueError, match="adapter_rank must be >= 1"):
+        ProbeConfig(adapter="mlp", adapter_rank=0)
     with pytest.raises(ValueError, match="Extra inputs"):
         ProbeConfig(lr=0.1)
     assert ProbeConfig(head="cosine").resolved_p == 3.0 and ProbeConfig().resolved_p == 2.0

@@ -109,8 +109,8 @@ def test_representation_margin_gradient_only_through_an_adapter():
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     frozen = representation_margin(xt, yt, 1.0)
     assert not frozen.requires_grad  # no trainable parameter upstream of frozen features
-    for name in ("linear", "lowrank"):
-        adapter = create_adapter(name, x.shape[1], rank=4 if name == "lowrank" else None)
+    for name in ("linear", "lowrank", "mlp"):
+        adapter = create_adapter(name, x.shape[1], rank=None if name == "linear" else 4)
         representation_margin(adapter(xt), yt, 1.0).backward()
         grads = [p.grad.abs().sum().item() for p in adapter.parameters() if p.grad is not None]
         assert max(grads) > 0, name
