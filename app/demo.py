@@ -1,7 +1,7 @@
 """The demo flow behind ``mr2probe demo``: the main job on the embedded default, through the job machinery.
 
-Register the data set, submit one ``pipeline`` job (extraction → ERM probe → MR² probe with ERM as
-reference), wait for it, and return the two runs; the command then prints the comparison and serves the
+Register the data set, submit one ``pipeline`` job (extraction → ERM probe → the recommended disparity-aware
+probe, ``probe.PRESETS["disparity"]``, with ERM as reference), wait for it, and return the two runs; the command then prints the comparison and serves the
 dashboard. Everything goes through the same store and worker as the API.
 """
 from __future__ import annotations
@@ -54,17 +54,18 @@ def find_demo_data(explicit: Path | None = None) -> Path:
 
 
 def demo_probes(head: str | None = None, epochs: int | None = None, seeds: int = 3) -> list[dict[str, Any]]:
-    """ERM (cross-entropy), then MR² on the same head.
+    """ERM (cross-entropy), then the recommended disparity-aware method (``probe.PRESETS["disparity"]``) on the
+    same head, with ERM as the reference run.
 
-    MR²'s c̄ (and lr / weight decay) are chosen on validation with the ``hard`` criterion: the best accuracy
-    on the ERM run's hard classes among candidates whose overall validation accuracy is not below ERM's.
+    The preset selects on validation with the ``hard`` criterion: the best accuracy on the ERM run's hard classes
+    among candidates whose overall validation accuracy is not below ERM's.
     """
     common: dict[str, Any] = {"seeds": list(range(seeds))}
     if head is not None:
         common["head"] = head
     if epochs is not None:
         common["epochs"] = epochs
-    return [dict(common, loss="ce"), dict(common, loss="mr2", select="hard")]
+    return [dict(common, loss="ce"), dict(common, preset="disparity")]
 
 
 @dataclass

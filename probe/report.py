@@ -250,6 +250,10 @@ def format_report(report: dict, *, width: int = 120) -> str:
     chosen = ", ".join(f"{k}={v:g}" for k, v in sel.items() if v is not None)
     console.print(f"run {report.get('run_id') or '(unnamed)'}: head={cfg['head']} loss={cfg['loss']} "
                   f"p={cfg.get('p')} seeds={report['seeds']['values']} selected: {chosen}")
+    if report["selection"].get("preset"):
+        preset = report["selection"]["preset"]
+        settings = ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
+        console.print(f"preset {preset['name']} ({settings}): {preset['why']}")
     console.print(f"selection ({report['selection']['criterion']}, on val): {report['selection']['reason']}")
     console.print(f"grouping: {report['grouping']['note']}")
 

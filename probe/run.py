@@ -70,6 +70,8 @@ class ProbeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    preset: str | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
+                               "disparity-aware method): fills the fields this request leaves unset")
     head: Literal["linear", "cosine"] = Field("linear", description="classifier head")
     loss: str = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants")
     loss_options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
@@ -100,6 +102,15 @@ class ProbeConfig(BaseModel):
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
     val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            from .presets import get_preset
+
+            data = {**get_preset(data["preset"]).settings, **data}
+        return data
 
     @field_validator("loss")
     @classmethod
@@ -535,6 +546,11 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     tick("report")
     selection = {"criterion": config.select, "split": "val", "candidates": scored, "chosen": scored[chosen_index],
                  "reason": reason}
+    if config.preset is not None:
+        from .presets import get_preset
+
+        preset = get_preset(config.preset)
+        selection["preset"] = {"name": preset.name, "settings": preset.settings, "why": preset.why}
     run_id = Path(out_dir).name if out_dir is not None else None
     report = build_report(
         run_id=run_id, config=config, selected=chosen, selection=selection, class_names=class_names,

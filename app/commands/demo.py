@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 NAME = "demo"
-HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train ERM and MR² probes, print the "
-        "disparity comparison and serve the dashboard on 127.0.0.1.")
+HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train an ERM probe and the recommended "
+        "disparity-aware probe (preset 'disparity'), print the disparity comparison and serve the dashboard on "
+        "127.0.0.1.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(comparison_table(app, result.base_run, result.other_run))
     url = f"http://127.0.0.1:{settings.port}/runs/{result.other_run}?compare={result.base_run}"
-    print(f"\nMR² vs ERM dashboard: {url}")
+    print(f"\ndisparity preset vs ERM dashboard: {url}")
     if args.no_serve:
         return 0
     print("Serving the dashboard until Ctrl-C ...")

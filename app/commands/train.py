@@ -13,7 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     parser.add_argument("--head", choices=("linear", "cosine"), default=None,
                         help="classifier head (default: the cache's encoder default)")
-    parser.add_argument("--loss", default="ce", help="loss name: ce (ERM, default), uniform, mr2, ... "
+    parser.add_argument("--preset", default=None,
+                        help="recommended settings by name: disparity (the default disparity-aware method; "
+                        "explicit options override it; see probe.PRESETS)")
+    parser.add_argument("--loss", default=None, help="loss name: ce (ERM, default), uniform, mr2, ... "
                         "(see probe.LOSSES)")
     parser.add_argument("--cbar", type=float, default=None, help="mean margin c̄ (default: select from 1, 2, 3 on val)")
     parser.add_argument("--p", type=float, default=None, help="exponent p of r_k² (default 2 linear, 3 cosine)")
@@ -31,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s) to select from on val")
     parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
-    parser.add_argument("--select", choices=("overall", "hard"), default="overall",
+    parser.add_argument("--select", choices=("overall", "hard"), default=None,
                         help="validation criterion: overall (default) or hard (hard third, overall >= reference)")
     parser.add_argument("--reference", default=None, metavar="RUN_DIR",
                         help="reference (ERM) run: its val per-class accuracy fixes the easy/medium/hard groups")
@@ -48,6 +51,7 @@ def build_config(args: argparse.Namespace, default_head: str):
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
     fields = {
+        "preset": args.preset,
         "head": args.head or default_head,
         "loss": args.loss,
         "cbar": args.cbar,
@@ -62,7 +66,7 @@ def build_config(args: argparse.Namespace, default_head: str):
         "batch_size": args.batch_size,
         "seeds": list(range(args.seed, args.seed + args.seeds)),
         "select": args.select,
-        "posthoc_bias": args.posthoc_bias,
+        "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,
     }
     return ProbeConfig(**{k: v for k, v in fields.items() if v is not None})

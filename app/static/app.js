@@ -136,6 +136,15 @@
   }
 
   // ---- one run -----------------------------------------------------------------------------------
+  // Which method ran and why: the preset's evidence (when a preset was used) and the validation selection reason.
+  function selectionNote(report) {
+    const sel = report.selection || {};
+    const preset = sel.preset;
+    return h("div", { class: "muted", id: "selection-note" },
+      preset ? h("p", {}, h("strong", {}, `Preset ${preset.name}: `), preset.why) : null,
+      sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on val): `), sel.reason) : null);
+  }
+
   function kpis(report, other) {
     const s = report.summary, o = other ? other.summary : null;
     const items = [["overall", s.overall, o && o.overall], ["balanced", s.balanced, o && o.balanced],
@@ -238,6 +247,7 @@
         h("h2", {}, `Run ${run.id} · ${run.name}`),
         h("p", { class: "muted" }, `cache ${run.cache_id} · ${report.class_names.length} classes · groups from ${grouping.source || "?"}`,
           grouping.reference_run ? ` (run ${grouping.reference_run})` : "", " · ", csvLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+        selectionNote(report),
         kpis(report, other)),
       h("section", { class: "card" }, h("h2", {}, "Per-class accuracy, worst to best" + (other ? ` (${names.main} vs ${names.other})` : "")), legend.cloneNode(true), perClassChart(report, other, names)),
       h("div", { class: "grid2" },

@@ -89,6 +89,18 @@ def test_posthoc_flag(cache, tmp_path):
     assert json.loads((out / "report.json").read_text())["config"]["posthoc_bias"] is True
 
 
+def test_disparity_preset_from_the_cli(erm_dir, cache, tmp_path, capsys):
+    out = tmp_path / "preset"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--preset", "disparity",
+                 "--reference", str(erm_dir), *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["preset"] == "disparity" and report["selection"]["preset"]["name"] == "disparity"
+    assert report["config"]["select"] == "hard"
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "preset disparity" in capsys.readouterr().out
+
+
 def test_adapter_rank_reaches_the_trained_adapter(cache, tmp_path):
     out = tmp_path / "mlp"
     args = ["train", "--features", str(cache), "--out", str(out), "--adapter", "mlp", "--adapter-rank", "3",

@@ -8,6 +8,7 @@ import pytest
 from app import demo
 from app.cli import main
 from app.db import Store
+from probe import PRESETS
 
 from app_testutils import cifar_subset_zip
 
@@ -22,16 +23,17 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
                "--data-dir", str(state), "--no-serve"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    match = re.search(r"MR² vs ERM dashboard: http://127\.0\.0\.1:8123/runs/(run_\w+)\?compare=(run_\w+)", out)
+    match = re.search(r"disparity preset vs ERM dashboard: http://127\.0\.0\.1:8123/runs/(run_\w+)\?compare=(run_\w+)", out)
     assert match, out
-    mr2, erm = match.groups()
+    preset, erm = match.groups()
     store = Store(state / "mr2probe.sqlite3")
     [job] = store.list_jobs()
     assert job["kind"] == "pipeline" and job["status"] == "succeeded"
-    assert job["result"]["run_ids"] == [erm, mr2]
+    assert job["result"]["run_ids"] == [erm, preset]
     assert job["request"]["options"]["max_per_class"] == 4
-    assert store.get_run(erm)["loss"] == "ce" and store.get_run(mr2)["loss"] == "mr2"
-    assert store.get_run(mr2)["reference_run"] == erm
+    assert store.get_run(erm)["loss"] == "ce"
+    assert store.get_run(preset)["loss"] == PRESETS["disparity"].settings["loss"]
+    assert store.get_run(preset)["reference_run"] == erm
     [dataset] = store.list_datasets()
     assert dataset["source"] == "path" and dataset["path"] == str(data.resolve())
     assert "100.0%" in out  # the progress line reached the end
@@ -52,10 +54,10 @@ def test_demo_data_lookup(tmp_path, monkeypatch):
     assert demo.find_demo_data() == fmnist.resolve()
 
 
-def test_demo_probes_are_erm_then_mr2():
-    erm, mr2 = demo.demo_probes(head="cosine", epochs=7, seeds=2)
+def test_demo_probes_are_erm_then_the_disparity_preset():
+    erm, preset = demo.demo_probes(head="cosine", epochs=7, seeds=2)
     assert erm == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "ce"}
-    assert mr2 == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "mr2", "select": "hard"}
+    assert preset == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "preset": "disparity"}
 
 
 def test_demo_falls_back_to_debian_fashion_mnist(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from probe import (
     assign_groups,
     auto_epochs,
     carve_validation,
+    format_report,
     load_report,
     run_probe,
 )
@@ -184,6 +185,24 @@ def test_config_messages():
     assert len(grid) == 15 and grid[0] == {"lr": 0.1, "weight_decay": 0.0, "cbar": 1.0, "lam": 0.1}
     assert ProbeConfig(loss="mr2", cbar=2.0, lr_grid=[0.1], wd_grid=[0.0]).candidates() == [
         {"lr": 0.1, "weight_decay": 0.0, "cbar": 2.0}]
+
+
+def test_preset_fills_unset_fields_and_the_report_says_why(data):
+    from probe import PRESETS
+
+    settings = PRESETS["disparity"].settings
+    config = ProbeConfig(preset="disparity")
+    assert {k: getattr(config, k) for k in settings} == settings
+    assert ProbeConfig(preset="disparity", select="overall").select == "overall"  # explicit fields win
+    with pytest.raises(ValueError, match="Unknown preset 'fair'; available: disparity"):
+        ProbeConfig(preset="fair")
+    erm = run_probe(data, NAMES, ProbeConfig(**FAST))
+    report = run_probe(data, NAMES, ProbeConfig(**FAST, preset="disparity"), reference=erm)
+    assert report["config"]["preset"] == "disparity" and report["config"]["loss"] == settings["loss"]
+    assert report["selection"]["preset"] == {"name": "disparity", "settings": settings,
+                                             "why": PRESETS["disparity"].why}
+    assert "preset disparity" in format_report(report)
+    assert "preset" not in erm["selection"]
 
 
 def test_ema_class_statistics_agree_with_exact(data):
