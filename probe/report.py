@@ -162,7 +162,8 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: dict,
     config_dict = config.model_dump(mode="json")
     config_dict["p"] = config.resolved_p
     config_dict["selected"] = {"lr": selected.get("lr"), "weight_decay": selected.get("weight_decay"),
-                               "cbar": selected.get("cbar"), "lam": selected.get("lam")}
+                               "cbar": selected.get("cbar"), "lam": selected.get("lam"),
+                               **{name: selected.get(name) for name in config.loss_options_grid}}
     report = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,

@@ -75,6 +75,9 @@ class ProbeConfig(BaseModel):
     head: Literal["linear", "cosine"] = Field("linear", description="classifier head")
     loss: str = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants")
     loss_options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
+    loss_options_grid: dict[str, list[float]] = Field(
+        default_factory=dict, description="loss options selected on validation, e.g. {'eta': [0.003, 0.01, 0.03]} "
+        "for group_dro or {'gamma_focal': [1, 2]} for focal; each value list joins the selection grid")
     cbar: float | None = Field(None, description="mean margin c̄; None selects it from cbar_grid on validation")
     cbar_grid: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="c̄ candidates (MR²)")
     p: float | None = Field(None, description="exponent of r_k² = mean ‖φ‖_p²; None: 2 linear, 3 cosine")
@@ -129,10 +132,17 @@ class ProbeConfig(BaseModel):
         if spec.input == "cosine" and self.head != "cosine":
             raise ValueError(f"loss {self.loss!r} works on normalised features and prototypes; use head='cosine', "
                              f"got head={self.head!r}.")
-        unknown = sorted(set(self.loss_options) - set(spec.defaults))
-        if unknown:
-            raise ValueError(f"Unknown loss_options {unknown} for loss {self.loss!r}; accepted: "
-                             f"{', '.join(spec.defaults) or 'none'}.")
+        for field, options in (("loss_options", self.loss_options), ("loss_options_grid", self.loss_options_grid)):
+            unknown = sorted(set(options) - set(spec.defaults))
+            if unknown:
+                raise ValueError(f"Unknown {field} {unknown} for loss {self.loss!r}; accepted: "
+                                 f"{', '.join(spec.defaults) or 'none'}.")
+        both = sorted(set(self.loss_options) & set(self.loss_options_grid))
+        if both:
+            raise ValueError(f"{both} given both as fixed loss_options and in loss_options_grid; give one.")
+        empty = sorted(k for k, v in self.loss_options_grid.items() if not v)
+        if empty:
+            raise ValueError(f"loss_options_grid lists no values for {empty}.")
         return self
 
     @field_validator("adapter")
@@ -241,18 +251,22 @@ class ProbeConfig(BaseModel):
         return float(self.p) if self.p is not None else DEFAULT_P[self.head]
 
     def candidates(self) -> list[dict[str, float | None]]:
-        """The selection grid in a fixed order: lr (outer), weight decay, c̄, λ (inner)."""
+        """The selection grid in a fixed order: lr (outer), weight decay, c̄, λ, then the loss options of
+        ``loss_options_grid`` in their given order (inner)."""
         cbars: list[float | None] = [self.cbar] if (self.cbar is not None or not _loss_uses_cbar(self.loss)) \
             else list(self.cbar_grid)
         lams: list[float | None] = [self.lam] if (self.adapter is None or self.lam is not None) \
             else list(self.lam_grid)
+        option_names = list(self.loss_options_grid)
         out = []
-        for lr, wd, cbar, lam in itertools.product(self.lr_grid, self.wd_grid, cbars, lams):
+        for lr, wd, cbar, lam, *options in itertools.product(self.lr_grid, self.wd_grid, cbars, lams,
+                                                             *self.loss_options_grid.values()):
             cand: dict[str, float | None] = {"lr": float(lr), "weight_decay": float(wd)}
             if cbar is not None:
                 cand["cbar"] = float(cbar)
             if lam is not None:
                 cand["lam"] = float(lam)
+            cand.update({name: float(value) for name, value in zip(option_names, options)})
             out.append(cand)
         return out
 
@@ -484,8 +498,9 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
                       lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,
                       batch_size=config.batch_size, optimizer=config.optimizer,
                       warmup_epochs=config.warmup_epochs, device=device, random_state=seed)
-        if loss_options:
-            kwargs["loss_options"] = loss_options
+        options = {**loss_options, **{name: params[name] for name in config.loss_options_grid}}
+        if options:
+            kwargs["loss_options"] = options
         return ProbeTrainer(**kwargs, progress=fit_progress(stage))
 
     # Constants of the sweep, prepared once rather than per fit: the float32 training tensor and, when the class

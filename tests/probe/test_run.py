@@ -187,6 +187,29 @@ def test_config_messages():
         {"lr": 0.1, "weight_decay": 0.0, "cbar": 2.0}]
 
 
+def test_loss_options_grid_is_selected_on_validation(data):
+    config = ProbeConfig(**FAST, loss="group_dro", loss_options_grid={"eta": [0.001, 1.0]})
+    assert config.candidates() == [{"lr": 0.05, "weight_decay": wd, "eta": eta}
+                                   for wd in (0.0, 1e-3) for eta in (0.001, 1.0)]
+    report = run_probe(data, NAMES, config)
+    scored = report["selection"]["candidates"]
+    assert [c["eta"] for c in scored] == [0.001, 1.0, 0.001, 1.0]
+    assert report["config"]["selected"]["eta"] == report["selection"]["chosen"]["eta"]
+    # eta reaches the loss: a larger step moves more weight to the worst classes, so the fits differ
+    single = dict(FAST, seeds=[0], wd_grid=[0.0], loss="group_dro")
+    slow = run_probe(data, NAMES, ProbeConfig(**single, loss_options_grid={"eta": [0.001]}))
+    fast = run_probe(data, NAMES, ProbeConfig(**single, loss_options_grid={"eta": [1.0]}))
+    fixed = run_probe(data, NAMES, ProbeConfig(**single, loss_options={"eta": 1.0}))
+    assert fast["val"]["per_class"] != slow["val"]["per_class"]
+    assert fast["val"]["per_class"] == fixed["val"]["per_class"]
+    with pytest.raises(ValueError, match=r"Unknown loss_options_grid \['gamma_focal'\] for loss 'group_dro'"):
+        ProbeConfig(loss="group_dro", loss_options_grid={"gamma_focal": [1.0]})
+    with pytest.raises(ValueError, match="both as fixed loss_options and in loss_options_grid"):
+        ProbeConfig(loss="group_dro", loss_options={"eta": 0.1}, loss_options_grid={"eta": [0.1]})
+    with pytest.raises(ValueError, match=r"lists no values for \['eta'\]"):
+        ProbeConfig(loss="group_dro", loss_options_grid={"eta": []})
+
+
 def test_preset_fills_unset_fields_and_the_report_says_why(data):
     from probe import PRESETS
 
