@@ -112,8 +112,9 @@ class ProbeTrainer:
         device: ``cpu``, ``cuda[:N]`` or ``auto``. Results are bit-identical for a fixed seed on CPU.
         random_state: seed of the initialisation, the batch order and the ℓ_s̄ pair subsample.
         sm_weight, zc_weight: weights of the sample-margin regulariser R_sm and zero-centroid regulariser R_W.
-        rep_margin_samples: ℓ_s̄ is computed on at most this many samples of a batch (its pairwise matrix is
-            quadratic), drawn at random per step.
+        rep_margin_samples: ℓ_s̄ is computed on at most this many samples of a batch, drawn at random per step.
+            Its pairwise matrix costs n²·d multiply-adds per step: 1.3 G at n = 1024 and d = 1280, 8× the matrix
+            products of a rank-64 adapter, while 256 samples still hold about 25 per class (≈ 300 positive pairs each) at K = 10.
         progress: callable ``progress(epoch, epochs)`` after each epoch (it may raise to abort the fit).
         progress_bar: show a tqdm bar over epochs.
     """
@@ -142,7 +143,7 @@ class ProbeTrainer:
         sm_weight: float = 0.0,
         zc_weight: float = 0.0,
         ema_decay: float = 0.9,
-        rep_margin_samples: int = 1024,
+        rep_margin_samples: int = 256,
         progress: Callable[[int, int], Any] | None = None,
         progress_bar: bool = False,
     ) -> None:
