@@ -1,7 +1,8 @@
 """Head registry: the classifier on top of the (optionally adapted) features.
 
-Every head has ``num_features``, ``num_classes``, ``forward(features) -> logits (n, K)``, ``class_weights() -> (K, d)``
-and ``input_features(features)``: the features the head actually sees (identity for ``linear``, L2-normalised for
+Every head has ``num_features``, ``num_classes``, ``forward(features) -> logits (n, K)``, ``class_weights() -> (K, d)``,
+``score_matrix()`` / ``score_from(raw)`` (logits = score_from(prepared · score_matrix()ᵀ), so a joint fit of several
+heads shares one matrix product) and ``input_features(features)``: the features the head actually sees (identity for ``linear``, L2-normalised for
 ``cosine``). Class statistics r_k², ‖s_k‖² are computed on ``input_features``, so linear and cosine heads swap freely.
 
 Logit scale of the cosine head: default s = 16, fixed. Cosines are bounded by 1, so s sets how peaked the softmax
@@ -39,9 +40,18 @@ class LinearHead(nn.Module):
     def input_features(self, features: Tensor) -> Tensor:
         return features
 
+    def score_matrix(self) -> Tensor:
+        """(K, d) matrix M with logits = :meth:`score_from` (prepared · Mᵀ); a joint fit concatenates the M of
+        several heads so one matrix product serves them all."""
+        return self.weight
+
+    def score_from(self, raw: Tensor) -> Tensor:
+        """Logits from raw = prepared · Mᵀ: adds the bias."""
+        return raw if self.bias is None else raw + self.bias
+
     def score(self, prepared: Tensor) -> Tensor:
         """Logits from features already passed through :meth:`input_features` (the trainer's fast path)."""
-        return F.linear(prepared, self.weight, self.bias)
+        return self.score_from(prepared @ self.score_matrix().t())
 
     def forward(self, features: Tensor) -> Tensor:
         """(n, d) → logits (n, K)."""
@@ -78,13 +88,21 @@ class CosineHead(nn.Module):
     def input_features(self, features: Tensor) -> Tensor:
         return F.normalize(features, dim=1)
 
+    def score_matrix(self) -> Tensor:
+        """(K, d) L2-normalised class weights w̃_k: prepared · Mᵀ are the cosines."""
+        return F.normalize(self.weight, dim=1)
+
+    def score_from(self, raw: Tensor) -> Tensor:
+        """Logits s·cos from the cosines raw = prepared · Mᵀ."""
+        return self.scale * raw
+
     def cosine_score(self, prepared: Tensor) -> Tensor:
         """Cosines from already-normalised features (output of :meth:`input_features`), (n, K)."""
-        return prepared @ F.normalize(self.weight, dim=1).t()
+        return prepared @ self.score_matrix().t()
 
     def score(self, prepared: Tensor) -> Tensor:
         """Logits s·cos from already-normalised features (the trainer's fast path)."""
-        return self.scale * self.cosine_score(prepared)
+        return self.score_from(self.cosine_score(prepared))
 
     def cosine(self, features: Tensor) -> Tensor:
         """(n, d) → cosines w̃_kᵀφ̃ ∈ [−1, 1], (n, K)."""

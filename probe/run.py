@@ -438,7 +438,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         ValueError: malformed data or reference. ProbeCancelled: stopped by ``should_stop``.
     """
     from .report import build_report, write_run
-    from .trainer import ProbeTrainer
+    from .trainer import ProbeTrainer, fit_many
 
     if isinstance(config, dict):
         config = ProbeConfig.model_validate(config)
@@ -483,15 +483,16 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         ref_acc = np.array([np.nan if v is None else v for v in reference["val"]["per_class"]], dtype=float)
         loss_options["val_error"] = np.nan_to_num(1.0 - ref_acc, nan=1.0).tolist()
 
-    def fit_progress(stage: str):
+    def fit_progress(stage: str, fits: int = 1):
+        """Per-epoch hook of a fit that counts for ``fits`` of the ``total`` steps (a joint fit counts for all)."""
         def hook(epoch: int, epochs: int) -> None:
             if should_stop is not None and should_stop():
                 raise ProbeCancelled(f"probe run cancelled during {stage}, epoch {epoch}/{epochs}")
             if progress is not None:
-                progress((done + epoch / epochs) / total, stage)
+                progress((done + fits * epoch / epochs) / total, stage)
         return hook
 
-    def make(params: dict, seed: int, stage: str):
+    def make(params: dict, seed: int, stage: str, hook: Callable | None = None):
         kwargs = dict(head=config.head, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
                       p=config.resolved_p, r2_mode=config.r2_mode, lam=params.get("lam", config.lam or 0.0),
                       adapter=config.adapter, adapter_rank=config.adapter_rank,
@@ -501,7 +502,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         options = {**loss_options, **{name: params[name] for name in config.loss_options_grid}}
         if options:
             kwargs["loss_options"] = options
-        return ProbeTrainer(**kwargs, progress=fit_progress(stage))
+        return ProbeTrainer(**kwargs, progress=hook)
 
     # Constants of the sweep, prepared once rather than per fit: the float32 training tensor and, when the class
     # statistics are exact (frozen features, no adapter), r_k² and ‖s_k‖² of the features the head sees.
@@ -513,23 +514,33 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         stats = make(candidates[0], config.seeds[0], "statistics").class_stats(x_fit, y_train, num_classes)
 
     def fit(params: dict, seed: int, stage: str):
-        trainer = make(params, seed, stage).fit(x_fit, y_train, num_classes=num_classes, class_stats=stats)
+        trainer = make(params, seed, stage, fit_progress(stage)).fit(x_fit, y_train, num_classes=num_classes,
+                                                                     class_stats=stats)
         return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
 
     # 1. selection on validation with seeds[0]
     seed0 = config.seeds[0]
     fitted: list[Any] = []
-    scored: list[dict] = []
-    for i, params in enumerate(candidates):
-        stage = f"selection {i + 1}/{len(candidates)}"
+    if config.adapter is None:  # every candidate in one pass over the data (probe.trainer.fit_many)
+        stage = f"selection ({len(candidates)} candidates, joint fit)"
         tick(stage)
-        trainer = fit(params, seed0, stage)
+        hook = fit_progress(stage, fits=len(candidates))
+        trainers = [make(params, seed0, stage, hook if i == 0 else None) for i, params in enumerate(candidates)]
+        fitted = [t.set_params(progress=None)
+                  for t in fit_many(trainers, x_fit, y_train, num_classes=num_classes, class_stats=stats)]
+        done += len(candidates)
+    else:  # an adapter gives every candidate its own features: one fit each
+        for i, params in enumerate(candidates):
+            stage = f"selection {i + 1}/{len(candidates)}"
+            tick(stage)
+            fitted.append(fit(params, seed0, stage))
+            done += 1
+    scored: list[dict] = []
+    for i, (params, trainer) in enumerate(zip(candidates, fitted)):
         v = _evaluate_split(trainer, *val, num_classes)
         groups = ref_groups if ref_groups is not None else assign_groups(v["per_class"])
         hard = group_accuracy(v["per_class"], groups)["hard"]
         scored.append({**params, "val_overall": v["overall"], "val_hard": hard})
-        fitted.append(trainer)
-        done += 1
         logger.info("candidate %d/%d %s: val overall %.4f, hard %.4f", i + 1, len(candidates), params,
                     v["overall"], hard)
     chosen_index, reason = select_candidate(scored, config.select, floor=floor if reference is not None else None)

@@ -21,6 +21,7 @@ import inspect
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -285,23 +286,19 @@ class ProbeTrainer:
 
         Returns self. Raises ValueError / TypeError naming the problem for bad inputs or parameters.
         """
-        self._check_params()
-        x, y, k = self._inputs(features, labels, num_classes)
-        device = _resolve_device(self.device)
-        n, d = x.shape
-        counts = class_counts(y, k)
+        fit_many([self], features, labels, num_classes=num_classes, class_stats=class_stats)
+        return self
+
+    def _start(self, k: int, d: int, counts: Tensor, device: torch.device) -> "_Run":
+        """This trainer's head, adapter, loss and optimiser for one fit (margins come from :meth:`_Run.margins`)."""
         spec_loss = get_loss_spec(self.loss)
         if spec_loss.needs in ("r2", "spread") and bool((counts == 0).any()):
             missing = torch.nonzero(counts == 0).flatten().tolist()
             raise ValueError(f"classes {missing} have no training samples; loss {self.loss!r} needs class "
                              f"statistics for every class.")
-        p = self._resolved_p()
-        if class_stats is not None:
-            self._check_class_stats(class_stats, k, p)
         loss_options = dict(self.loss_options or {})
         if spec_loss.needs == "priors" and loss_options.get("priors") is None:
             loss_options["priors"] = (counts / counts.sum()).numpy()
-
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
             head = create_head(self.head, d, k, **(self.head_options or {}))
@@ -311,126 +308,48 @@ class ProbeTrainer:
         if adapter is not None:
             adapter.to(device)
         loss_fn.to(device)
-        gen = torch.Generator().manual_seed(int(self.random_state))
-
-        x = x.to(device)
-        y = y.to(device)
-        stats_mode = "ema" if (adapter is not None or self.r2_mode == "ema") else "exact"
-        if adapter is None:
-            x = head.input_features(x)  # constant: prepare once (L2-normalise for the cosine head)
-        ema = None
-        r2 = spread = gamma = None
-        if stats_mode == "exact":
-            if class_stats is None:
-                class_stats = exact_class_stats(x, y, k, p, normalized=bool(head.normalizes))
-            r2, spread = class_stats.r2.to(device), class_stats.spread.to(device)
-            gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread)
-        else:
-            ema = EmaClassStats(k, p=p, decay=self.ema_decay, track_spread=True, num_features=d, device=device)
-            if loss_fn.needs not in ("r2", "spread"):  # margins that do not depend on the statistics: once
-                gamma = loss_fn.class_margins(self.cbar, k, r2=torch.ones(k, device=device))
-        moving_margins = ema is not None and loss_fn.needs in ("r2", "spread")
-
         params = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
         if self.optimizer == "adamw":
             opt = torch.optim.AdamW(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
         else:
             opt = torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum),
                                   weight_decay=float(self.weight_decay))
-        bs = n if self.batch_size is None else min(int(self.batch_size), n)
-        steps_per_epoch = math.ceil(n / bs)
-        schedule = lr_schedule(float(self.lr), self.epochs * steps_per_epoch, self.warmup_epochs * steps_per_epoch)
-        cosine_input = spec_loss.input == "cosine"
-        lam, smw, zcw = float(self.lam), float(self.sm_weight), float(self.zc_weight)
-        epoch_loss = torch.zeros(self.epochs, device=device)
+        return _Run(self, head, adapter, loss_fn, opt, cosine_input=spec_loss.input == "cosine",
+                    epoch_loss=torch.zeros(self.epochs, device=device))
 
-        bar = None
-        if self.progress_bar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.epochs, desc=f"probe {self.head}/{self.loss}", unit="epoch", leave=False)
-        logger.info("fit %s/%s: n=%d d=%d K=%d device=%s stats=%s batch=%s epochs=%d",
-                    self.head, self.loss, n, d, k, device, stats_mode, self.batch_size, self.epochs)
-        head.train()
-        if adapter is not None:
-            adapter.train()
-        t0 = time.perf_counter()
-        step = 0
-        try:
-            for epoch in range(self.epochs):
-                order = torch.randperm(n, generator=gen).to(device) if bs < n else None
-                for start in range(0, n, bs):
-                    if order is None:
-                        xb, yb = x, y
-                    else:
-                        idx = order[start:start + bs]
-                        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-                    hb = head.input_features(adapter(xb)) if adapter is not None else xb
-                    if ema is not None:
-                        ema.update(hb, yb)
-                        r2 = ema.r2(strict=False)
-                        spread = ema.spread(strict=False)
-                        if moving_margins:
-                            gamma = loss_fn.class_margins(self.cbar, k, r2=r2, spread=spread, validate=False)
-                    out = head.cosine_score(hb) if cosine_input else head.score(hb)
-                    total = loss_fn(out, yb, gamma=gamma, features=hb)
-                    if lam > 0:
-                        hs, ys = hb, yb
-                        if hb.shape[0] > self.rep_margin_samples:
-                            sub = torch.randperm(hb.shape[0], generator=gen)[: self.rep_margin_samples].to(device)
-                            hs, ys = hb.index_select(0, sub), yb.index_select(0, sub)
-                        total = total + lam * representation_margin(hs, ys, spread.mean())
-                    if smw > 0:
-                        total = total + smw * sample_margin_regularizer(head.class_weights(), hb, yb)
-                    if zcw > 0:
-                        total = total + zcw * zero_centroid_regularizer(head.class_weights())
-                    for group in opt.param_groups:
-                        group["lr"] = schedule[step]
-                    opt.zero_grad(set_to_none=True)
-                    total.backward()
-                    opt.step()
-                    epoch_loss[epoch] += total.detach() * (yb.shape[0] / n)
-                    step += 1
-                if bar is not None:
-                    bar.update(1)
-                if self.progress is not None:
-                    self.progress(epoch + 1, self.epochs)
-        finally:
-            if bar is not None:
-                bar.close()
-        history = epoch_loss.tolist()  # the one host sync of the loop
-        self.fit_time_ = time.perf_counter() - t0
-        head.eval()
-        if adapter is not None:
-            adapter.eval()
-
-        if ema is not None:
-            seen = ema.seen
+    def _finish(self, run: "_Run", k: int, d: int, p: float, counts: Tensor, history: list[float], steps: int,
+                seconds: float, device: torch.device) -> None:
+        """Set the fitted attributes from a finished run."""
+        run.head.eval()
+        if run.adapter is not None:
+            run.adapter.eval()
+        r2, spread, gamma = run.r2, run.spread, run.gamma
+        if run.ema is not None:
+            seen = run.ema.seen
             nan = torch.tensor(float("nan"), device=device)
-            r2 = torch.where(seen, ema.r2(strict=False), nan)  # NaN: class never in a batch
-            spread = torch.where(seen, ema.spread(strict=False), nan)
+            r2 = torch.where(seen, run.ema.r2(strict=False), nan)  # NaN: class never in a batch
+            spread = torch.where(seen, run.ema.spread(strict=False), nan)
             # gamma_ keeps the margins of the last step
         if gamma is None:
             gamma = torch.ones(k)
-        self.head_ = head
-        self.adapter_ = adapter
-        self.loss_ = loss_fn
+        self.head_ = run.head
+        self.adapter_ = run.adapter
+        self.loss_ = run.loss_fn
         self.classes_ = np.arange(k)
         self.n_features_in_ = d
         self.num_classes_ = k
         self.p_ = p
-        self.stats_mode_ = stats_mode
+        self.stats_mode_ = "ema" if run.ema is not None else "exact"
         self.class_counts_ = counts.numpy().astype(np.int64)
         self.r2_ = r2.detach().cpu().numpy().astype(np.float64)
         self.spread_ = spread.detach().cpu().numpy().astype(np.float64)
         self.gamma_ = gamma.detach().cpu().numpy().astype(np.float64)
         self.history_ = history
-        self.n_steps_ = step
+        self.n_steps_ = steps
+        self.fit_time_ = seconds
         self.device_ = device
         if not all(math.isfinite(v) for v in history):
             logger.warning("training loss became non-finite (lr=%s); the fitted head is unreliable", self.lr)
-        logger.info("fit done in %.3fs, final loss %.4f", self.fit_time_, history[-1])
-        return self
 
     # ------------------------------------------------------------------------------------------ inference
     def _check_fitted(self) -> None:
@@ -495,3 +414,165 @@ class ProbeTrainer:
         from .checkpoint import load_probe
 
         return load_probe(path, device=device)
+
+
+@dataclass
+class _Run:
+    """One trainer's state during a (joint) fit."""
+
+    trainer: ProbeTrainer
+    head: nn.Module
+    adapter: nn.Module | None
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    cosine_input: bool
+    epoch_loss: Tensor
+    ema: EmaClassStats | None = None
+    r2: Tensor | None = None
+    spread: Tensor | None = None
+    gamma: Tensor | None = None
+
+    def margins(self, k: int, d: int, p: float, stats: ClassStats | None, device: torch.device) -> None:
+        """Exact statistics and margins once, or an EMA whose margins move with the batches (adapter / ema)."""
+        t = self.trainer
+        if stats is not None:
+            self.r2, self.spread = stats.r2.to(device), stats.spread.to(device)
+            self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=self.r2, spread=self.spread)
+            return
+        self.ema = EmaClassStats(k, p=p, decay=t.ema_decay, track_spread=True, num_features=d, device=device)
+        if self.loss_fn.needs not in ("r2", "spread"):  # margins that do not depend on the statistics: once
+            self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=torch.ones(k, device=device))
+
+    def loss(self, hb: Tensor, raw: Tensor, yb: Tensor, gen: torch.Generator, k: int) -> Tensor:
+        """The objective of one batch: loss(z, y; γ) + λ·ℓ_s̄ + w_sm·R_sm + w_zc·R_W (module docstring)."""
+        t = self.trainer
+        if self.ema is not None:
+            self.ema.update(hb, yb)
+            if self.loss_fn.needs in ("r2", "spread"):
+                self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=self.ema.r2(strict=False),
+                                                        spread=self.ema.spread(strict=False), validate=False)
+        out = raw if self.cosine_input else self.head.score_from(raw)
+        total = self.loss_fn(out, yb, gamma=self.gamma, features=hb)
+        if t.lam > 0:
+            hs, ys = hb, yb
+            if hb.shape[0] > t.rep_margin_samples:
+                sub = torch.randperm(hb.shape[0], generator=gen)[: t.rep_margin_samples].to(hb.device)
+                hs, ys = hb.index_select(0, sub), yb.index_select(0, sub)
+            total = total + float(t.lam) * representation_margin(hs, ys, self.ema.spread(strict=False).mean())
+        if t.sm_weight > 0:
+            total = total + float(t.sm_weight) * sample_margin_regularizer(self.head.class_weights(), hb, yb)
+        if t.zc_weight > 0:
+            total = total + float(t.zc_weight) * zero_centroid_regularizer(self.head.class_weights())
+        return total
+
+
+# Parameters that several trainers must share to be fitted jointly: they fix the data pass (batch order, epochs,
+# the features the heads see) and the class statistics.
+JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_size", "warmup_epochs", "device",
+                    "random_state", "ema_decay")
+
+
+def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | None = None,
+             class_stats: ClassStats | None = None) -> list[ProbeTrainer]:
+    """Fit several trainers on the same data in one pass: a hyper-parameter sweep at the cost of about one fit.
+
+    The trainers may differ in lr, weight decay, optimiser, c̄, loss and its options, but share
+    ``JOINT_FIT_SHARED`` and have no adapter (one trainer with an adapter is fitted alone). Each batch is gathered
+    once and the logits of all heads come from one matrix product with their stacked ``score_matrix()``; each head
+    keeps its own loss, optimiser and schedule, and the summed loss back-propagates to each head only its own term.
+    On frozen features the data pass dominates (it is memory-bound), so C heads cost far less than C fits.
+    Every head is the one its own :meth:`ProbeTrainer.fit` gives (same initialisation, batch order and updates),
+    up to floating-point summation order.
+
+    Returns the trainers, fitted (``fit_time_`` is the time of the joint pass). Raises ValueError naming the
+    first parameter that differs, or for an adapter in a joint fit.
+    """
+    if not trainers:
+        raise ValueError("fit_many needs at least one trainer.")
+    first = trainers[0]
+    for t in trainers:
+        t._check_params()
+    if len(trainers) > 1:
+        for name in JOINT_FIT_SHARED:
+            values = [getattr(t, name) for t in trainers]
+            if any(v != values[0] for v in values[1:]):
+                raise ValueError(f"trainers fitted jointly must share {name}; got {values}.")
+        if any(t.adapter is not None for t in trainers):
+            raise ValueError("with an adapter each trainer sees its own features; fit it alone (fit_many([t], ...)).")
+    x, y, k = first._inputs(features, labels, num_classes)
+    device = _resolve_device(first.device)
+    n, d = x.shape
+    counts = class_counts(y, k)
+    p = first._resolved_p()
+    if class_stats is not None:
+        first._check_class_stats(class_stats, k, p)
+    runs = [t._start(k, d, counts, device) for t in trainers]
+    x, y = x.to(device), y.to(device)
+    shared = first.adapter is None
+    if shared:
+        x = runs[0].head.input_features(x)  # constant: prepare once (L2-normalise for the cosine head)
+    exact = shared and first.r2_mode == "exact"
+    if exact and class_stats is None:
+        class_stats = exact_class_stats(x, y, k, p, normalized=bool(runs[0].head.normalizes))
+    for run in runs:
+        run.margins(k, d, p, class_stats if exact else None, device)
+
+    bs = n if first.batch_size is None else min(int(first.batch_size), n)
+    steps_per_epoch = math.ceil(n / bs)
+    epochs = first.epochs
+    schedules = [lr_schedule(float(t.lr), epochs * steps_per_epoch, t.warmup_epochs * steps_per_epoch)
+                 for t in trainers]
+    gen = torch.Generator().manual_seed(int(first.random_state))
+    bar = None
+    if any(t.progress_bar for t in trainers):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc=f"probe {first.head}/{first.loss}" + (f" ×{len(runs)}" if len(runs) > 1 else ""),
+                   unit="epoch", leave=False)
+    logger.info("fit %s/%s%s: n=%d d=%d K=%d device=%s stats=%s batch=%s epochs=%d", first.head, first.loss,
+                f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device,
+                "exact" if exact else "ema", first.batch_size, epochs)
+    for run in runs:
+        run.head.train()
+        if run.adapter is not None:
+            run.adapter.train()
+    t0 = time.perf_counter()
+    step = 0
+    try:
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen).to(device) if bs < n else None
+            for start in range(0, n, bs):
+                if order is None:
+                    xb, yb = x, y
+                else:
+                    idx = order[start:start + bs]
+                    xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                if shared:  # one product for all heads: the batch is read once
+                    raws = (xb @ torch.cat([run.head.score_matrix() for run in runs]).t()).split(k, dim=1)
+                total = 0.0
+                for i, run in enumerate(runs):
+                    hb = xb if shared else run.head.input_features(run.adapter(xb))
+                    raw = raws[i] if shared else hb @ run.head.score_matrix().t()
+                    loss = run.loss(hb, raw, yb, gen, k)
+                    run.epoch_loss[epoch] += loss.detach() * (yb.shape[0] / n)
+                    total = total + loss
+                    for group in run.opt.param_groups:
+                        group["lr"] = schedules[i][step]
+                    run.opt.zero_grad(set_to_none=True)
+                total.backward()
+                for run in runs:
+                    run.opt.step()
+                step += 1
+            if bar is not None:
+                bar.update(1)
+            for t in trainers:
+                if t.progress is not None:
+                    t.progress(epoch + 1, epochs)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    for t, run in zip(trainers, runs):
+        t._finish(run, k, d, p, counts, run.epoch_loss.tolist(), step, seconds, device)  # one host sync per head
+    logger.info("fit done in %.3fs, final loss %s", seconds, ", ".join(f"{t.history_[-1]:.4f}" for t in trainers))
+    return trainers

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from probe import ProbeTrainer, class_r2, create_adapter, margins, representation_margin
-from probe.trainer import lr_schedule
+from probe.trainer import fit_many, lr_schedule
 
 
 def gaussian_features(n_per=120, d=12, k=4, mean_norm=3.0, scales=None, seed=0):
@@ -65,6 +65,35 @@ def test_class_stats_of_other_features_are_refused():
         ProbeTrainer(loss="mr2", p=4, epochs=1).fit(x, y, class_stats=linear_stats)
     with pytest.raises(ValueError, match=r"K=\(4,\).*K=5"):
         ProbeTrainer(loss="ce", epochs=1).fit(x, y, num_classes=5, class_stats=linear_stats)
+
+
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_joint_fit_gives_each_head_its_own_fit(head):
+    x, y = gaussian_features()
+    grid = [dict(loss="ce", lr=0.01, weight_decay=0.0), dict(loss="mr2", cbar=2.0, lr=0.05, weight_decay=1.0),
+            dict(loss="group_dro", lr=0.02, optimizer="sgd"), dict(loss="focal", lr=0.01, weight_decay=0.1)]
+    common = dict(head=head, batch_size=64, epochs=4, random_state=3)
+    joint = fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
+    for g, fitted in zip(grid, joint):
+        alone = ProbeTrainer(**common, **g).fit(x, y)
+        assert torch.allclose(fitted.head_.weight, alone.head_.weight, atol=1e-5), g
+        assert np.allclose(fitted.history_, alone.history_, rtol=1e-5), g
+        assert np.array_equal(fitted.gamma_, alone.gamma_)
+        assert fitted.n_steps_ == alone.n_steps_ == 4 * math.ceil(len(y) / 64)
+    # the heads really differ: each got its own loss, lr and optimiser
+    assert not torch.allclose(joint[0].head_.weight, joint[1].head_.weight)
+
+
+def test_joint_fit_refuses_trainers_that_cannot_share_the_data_pass():
+    x, y = gaussian_features(n_per=20)
+    with pytest.raises(ValueError, match=r"must share random_state; got \[0, 1\]"):
+        fit_many([ProbeTrainer(epochs=1), ProbeTrainer(epochs=1, random_state=1)], x, y)
+    with pytest.raises(ValueError, match="must share head"):
+        fit_many([ProbeTrainer(epochs=1), ProbeTrainer(head="cosine", epochs=1)], x, y)
+    with pytest.raises(ValueError, match="adapter.*fit it alone"):
+        fit_many([ProbeTrainer(epochs=1, adapter="linear"), ProbeTrainer(epochs=1, adapter="linear")], x, y)
+    with pytest.raises(ValueError, match="at least one trainer"):
+        fit_many([], x, y)
 
 
 def test_ce_reaches_high_accuracy_on_separable_data():
