@@ -50,6 +50,14 @@ METHODS: dict[str, dict] = {
                         lr_grid=[1e-3, 1e-2], wd_grid=[0.0], select="hard"),
     "focal": dict(loss="focal", select="hard"),
     "group_dro": dict(loss="group_dro", select="hard"),
+    # the loss's own knob selected on validation too (probe.ProbeConfig.loss_options_grid)
+    "focal_gamma": dict(loss="focal", loss_options_grid={"gamma_focal": [0.5, 1.0, 2.0, 4.0]}, select="hard"),
+    "group_dro_eta": dict(loss="group_dro", loss_options_grid={"eta": [0.001, 0.003, 0.01, 0.03]}, select="hard"),
+    # the disparity losses on top of the adapter's capacity (λ = 0, same small grid as erm_adapter)
+    "focal_adapter": dict(loss="focal", adapter="mlp", adapter_rank=64, lam=0.0, lr_grid=[1e-3, 1e-2],
+                          wd_grid=[0.0], select="hard"),
+    "group_dro_adapter": dict(loss="group_dro", adapter="mlp", adapter_rank=64, lam=0.0, lr_grid=[1e-3, 1e-2],
+                              wd_grid=[0.0], select="hard"),
     "posthoc_bias": dict(loss="ce", posthoc_bias=True, select="overall"),
     "lm_softmax": dict(loss="lm_softmax", select="hard", heads=("cosine",)),
     "cosface": dict(loss="cosface", select="hard", heads=("cosine",)),

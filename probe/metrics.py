@@ -170,7 +170,10 @@ def sample_margins(features: np.ndarray, labels: np.ndarray, weights: np.ndarray
     if w.ndim != 2 or z.ndim != 2 or w.shape[1] != z.shape[1]:
         raise ValueError(f"features (n, d) and weights (K, d) must share d, got {z.shape} and {w.shape}.")
     labels = _labels(labels, w.shape[0])
-    cos = _normalise(z) @ _normalise(w).T
+    # cosines as (z · w̃ᵀ) / ‖z‖ in z's precision: no normalised (n, d) copy of the features
+    dtype = z.dtype if np.issubdtype(z.dtype, np.floating) else np.float64
+    norms = np.maximum(np.linalg.norm(z, axis=1), 1e-12)
+    cos = ((z @ _normalise(w).T.astype(dtype)) / norms[:, None]).astype(np.float64)
     return cos[np.arange(len(labels)), labels] - _top_other(cos, labels)
 
 

@@ -21,7 +21,6 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_ROWS = 8192  # rows per chunk where a per-row temporary of width d would otherwise be needed
 
 __all__ = [
     "as_tensor",
@@ -128,12 +127,12 @@ def class_spread(features, labels, num_classes: int) -> Tensor:
     labels = as_tensor(labels, device=features.device).long()
     _check_shapes(features, labels, num_classes)
     mu = _class_mean_of(features, labels, int(num_classes))
-    # two passes (means, then deviations) for accuracy; chunked so no n×d temporary is allocated
-    dev = torch.empty(features.shape[0], dtype=features.dtype, device=features.device)
-    for start in range(0, features.shape[0], _CHUNK_ROWS):
-        stop = start + _CHUNK_ROWS
-        dev[start:stop] = (features[start:stop] - mu[labels[start:stop]]).pow(2).sum(dim=1)
-    return _class_mean_of(dev, labels, int(num_classes))
+    # ‖φ − μ_y‖² = ‖φ‖² − 2 φ·μ_y + ‖μ_y‖² per row: one norm pass and one (n, d)·(d, K) product, no (n, d)
+    # temporary; the three terms are summed in float64, so the cancellation costs ~1e-6 · r_k²/‖s_k‖² (relative)
+    sq = torch.linalg.vector_norm(features, dim=1).double().pow(2)
+    cross = (features @ mu.nan_to_num().t()).gather(1, labels[:, None]).squeeze(1).double()
+    dev = (sq - 2.0 * cross + mu.double().pow(2).sum(dim=1)[labels]).clamp(min=0.0)
+    return _class_mean_of(dev, labels, int(num_classes)).to(features.dtype)
 
 
 @dataclass(frozen=True)

@@ -242,11 +242,11 @@ def test_ema_class_statistics_agree_with_exact(data):
 
 
 def test_auto_epochs_rule(data):
-    assert auto_epochs(50_000, 1024) == 11  # 49 steps per epoch → ceil(500 / 49)
-    assert auto_epochs(6_000, 1024) == 84
+    assert auto_epochs(50_000, 1024) == 10  # 49 steps per epoch → ceil(450 / 49)
+    assert auto_epochs(6_000, 1024) == 75
     assert auto_epochs(600, None) == 100 and auto_epochs(600, 1024) == 100
     assert auto_epochs(10_000_000, 1024) == 10
     cfg = ProbeConfig(**{k: v for k, v in FAST.items() if k != "epochs"}, batch_size=64)
     assert cfg.epochs is None
     report = run_probe(data, NAMES, cfg.model_copy(update={"seeds": [0], "wd_grid": [0.0]}))
-    assert report["config"]["epochs"] == auto_epochs(6 * 60, 64) == 84
+    assert report["config"]["epochs"] == auto_epochs(6 * 60, 64) == 75

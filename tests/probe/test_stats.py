@@ -18,6 +18,17 @@ def test_class_means_and_spread_exact():
     assert torch.allclose(class_spread(X, Y, 2), torch.tensor([1.25, 4.5]))
 
 
+def test_class_spread_is_accurate_with_a_large_common_offset():
+    """‖s_k‖² from the expanded form keeps float32 features accurate when ‖μ‖² ≫ ‖s‖² (here r²/s² ≈ 100)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 20000)
+    x64 = rng.normal(0.0, 1.0, (20000, 256)) * np.linspace(0.5, 1.5, 5)[y, None] + 10.0
+    expected = [((x64[y == k] - x64[y == k].mean(0)) ** 2).sum(1).mean() for k in range(5)]
+    got = class_spread(torch.from_numpy(x64.astype(np.float32)), torch.from_numpy(y), 5)
+    assert got.dtype == torch.float32
+    assert np.allclose(got.numpy(), expected, rtol=1e-4)
+
+
 def test_class_r2_p2_equals_mean_norm_plus_spread():
     r2 = class_r2(X, Y, 2, p=2)
     assert torch.allclose(r2, torch.tensor([2.5, 9.0]))
