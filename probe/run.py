@@ -113,7 +113,10 @@ class ProbeConfig(BaseModel):
         if isinstance(data, dict) and data.get("preset") is not None:
             from .presets import get_preset
 
-            data = {**get_preset(data["preset"]).settings, **data}
+            settings = dict(get_preset(data["preset"]).settings)
+            if "loss" in data:  # another loss: the preset's options of its own loss do not apply
+                settings = {k: v for k, v in settings.items() if k not in ("loss_options", "loss_options_grid")}
+            data = {**settings, **data}
         return data
 
     @field_validator("loss")

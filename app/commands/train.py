@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "explicit options override it; see probe.PRESETS)")
     parser.add_argument("--loss", default=None, help="loss name: ce (ERM, default), uniform, mr2, ... "
                         "(see probe.LOSSES)")
+    parser.add_argument("--loss-option", action="append", default=None, metavar="NAME=V[,V...]",
+                        help="a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
+                        "selected on val; repeatable")
     parser.add_argument("--cbar", type=float, default=None, help="mean margin c̄ (default: select from 1, 2, 3 on val)")
     parser.add_argument("--p", type=float, default=None, help="exponent p of r_k² (default 2 linear, 3 cosine)")
     parser.add_argument("--r2-mode", choices=("exact", "ema"), default=None,
@@ -44,13 +47,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def parse_loss_options(items: list[str] | None) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``["eta=0.01", "gamma_focal=1,2"]`` → fixed options ``{"eta": 0.01}`` and a grid ``{"gamma_focal": [1, 2]}``."""
+    fixed: dict[str, float] = {}
+    grid: dict[str, list[float]] = {}
+    for item in items or []:
+        name, sep, values = item.partition("=")
+        try:
+            numbers = [float(v) for v in values.split(",")] if sep and name else []
+        except ValueError:
+            numbers = []
+        if not numbers:
+            raise ValueError(f"--loss-option expects NAME=VALUE[,VALUE...] with numbers, got {item!r}.")
+        if len(numbers) == 1:
+            fixed[name] = numbers[0]
+        else:
+            grid[name] = numbers
+    return fixed, grid
+
+
 def build_config(args: argparse.Namespace, default_head: str):
     """ProbeConfig from the command-line arguments (unset options keep ProbeConfig's defaults)."""
     from probe import ProbeConfig
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    loss_options, loss_options_grid = parse_loss_options(args.loss_option)
     fields = {
+        "loss_options": loss_options or None,
+        "loss_options_grid": loss_options_grid or None,
         "preset": args.preset,
         "head": args.head or default_head,
         "loss": args.loss,

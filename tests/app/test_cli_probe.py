@@ -101,6 +101,23 @@ def test_disparity_preset_from_the_cli(erm_dir, cache, tmp_path, capsys):
     assert "preset disparity" in capsys.readouterr().out
 
 
+def test_loss_options_fixed_and_selected_from_the_cli(cache, tmp_path, capsys):
+    out = tmp_path / "dro"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "group_dro",
+                 "--loss-option", "eta=0.001,0.1", *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["loss_options_grid"] == {"eta": [0.001, 0.1]}
+    assert [c["eta"] for c in report["selection"]["candidates"]] == [0.001, 0.1]
+    out = tmp_path / "focal"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "focal",
+                 "--loss-option", "gamma_focal=1", *FAST]) == 0
+    assert json.loads((out / "report.json").read_text())["config"]["loss_options"] == {"gamma_focal": 1.0}
+    capsys.readouterr()
+    code = main(["train", "--features", str(cache), "--out", str(tmp_path / "bad"), "--loss", "focal",
+                 "--loss-option", "gamma_focal", *FAST])
+    assert code == 2 and "--loss-option expects NAME=VALUE" in capsys.readouterr().err
+
+
 def test_adapter_rank_reaches_the_trained_adapter(cache, tmp_path):
     out = tmp_path / "mlp"
     args = ["train", "--features", str(cache), "--out", str(out), "--adapter", "mlp", "--adapter-rank", "3",

@@ -217,6 +217,8 @@ def test_preset_fills_unset_fields_and_the_report_says_why(data):
     config = ProbeConfig(preset="disparity")
     assert {k: getattr(config, k) for k in settings} == settings
     assert ProbeConfig(preset="disparity", select="overall").select == "overall"  # explicit fields win
+    # another loss drops the preset's options of its own loss
+    assert ProbeConfig(preset="disparity", loss="ce").loss_options_grid == {}
     with pytest.raises(ValueError, match="Unknown preset 'fair'; available: disparity"):
         ProbeConfig(preset="fair")
     erm = run_probe(data, NAMES, ProbeConfig(**FAST))
