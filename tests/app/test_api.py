@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.deps import get_store
 from app.main import create_app
 
-from app_testutils import CLASSES, ERM, MR2, cifar_subset_zip, make_settings, wait_for, wait_job
+from app_testutils import CLASSES, ERM, FAST_PROBE, MR2, cifar_subset_zip, make_settings, wait_for, wait_job
 
 
 # -- data sets -------------------------------------------------------------------------------------------
@@ -201,6 +201,13 @@ def test_probe_job_with_reference_and_reused_extraction(finished):
     assert job["status"] == "succeeded" and len(job["result"]["run_ids"]) == 1
     run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
     assert run["head"] == "cosine" and run["reference_run"] == finished.erm and run["cache_id"] == cache_id
+    # The recommended disparity-aware method by name: the stored report names the preset and its evidence.
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "reference_run": finished.erm,
+                                          "config": dict(FAST_PROBE, preset="disparity")})
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded"
+    report = client.get(f"/api/reports/{job['result']['run_ids'][0]}").json()
+    assert report["selection"]["preset"]["name"] == "disparity" and report["config"]["select"] == "hard"
     # Extracting the same data set with the same options reuses the cache file (and its row).
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
     assert resp.status_code == 202
@@ -245,6 +252,7 @@ def test_cancel_queued_job_and_resume_rules(finished):
     ({"kind": "extract"}, "dataset_id"),
     ({"kind": "extract", "dataset_id": "x", "options": {"max_per_class": 0}}, "max_per_class"),
     ({"kind": "probe", "cache_id": "x", "config": {"loss": "nope"}}, "Unknown loss 'nope'"),
+    ({"kind": "probe", "cache_id": "x", "config": {"preset": "fair"}}, "Unknown preset 'fair'"),
     ({"kind": "pipeline", "dataset_id": "x", "probes": []}, "probes"),
 ])
 def test_invalid_job_requests_are_422(finished, body, fragment):
