@@ -103,16 +103,37 @@ def _fmt(stat: dict) -> str:
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
+LABELS = {
+    "erm": "ERM (`ce`)", "uniform": "uniform γ", "mr2": "MR² (paper)", "mr2_overall": "MR², selected on overall",
+    "mr2_spread": "MR², γ from ‖s_k‖²", "mr2_sharp4": "MR², sharpness 4", "mr2_valerr": "MR², γ from ERM val error",
+    "erm_adapter": "ERM + MLP adapter (λ = 0)", "mr2_adapter": "MR² + MLP adapter + ℓ_s̄",
+    "focal": "focal (γ = 2)", "group_dro": "group DRO (η = 0.01)", "focal_gamma": "focal, γ selected",
+    "group_dro_eta": "group DRO, η selected", "focal_adapter": "focal + MLP adapter",
+    "group_dro_adapter": "group DRO + MLP adapter", "posthoc_bias": "post-hoc logit bias",
+    "lm_softmax": "LM-Softmax (s = 16)", "cosface": "CosFace (s = 16, m = 0.35)", "arcface": "ArcFace (s = 16, m = 0.5)",
+}
+
+
+def meets_target(method: dict, erm: dict) -> bool:
+    """Issue-7 target: hard third ≥ +2.0 points over ERM, gain > 2·std of the method's hard third, overall ≥ ERM
+    (means over seeds)."""
+    gain = method["hard"]["mean"] - erm["hard"]["mean"]
+    return gain >= 0.02 and gain > 2 * method["hard"]["std"] and method["overall"]["mean"] >= erm["overall"]["mean"]
+
+
 def markdown_table(result: dict) -> str:
-    rows = ["| method | overall | easy | medium | hard | worst class | Δ hard vs ERM | Δ overall vs ERM |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| method | overall | easy | medium | hard | worst class | Δ hard | Δ overall | target |",
+            "|---|---|---|---|---|---|---|---|---|"]
     erm = result["methods"]["erm"]["test"]
     for name, res in result["methods"].items():
         t = res["test"]
         d_hard = 100 * (t["hard"]["mean"] - erm["hard"]["mean"])
         d_all = 100 * (t["overall"]["mean"] - erm["overall"]["mean"])
-        rows.append(f"| {name} | {_fmt(t['overall'])} | {_fmt(t['easy'])} | {_fmt(t['medium'])} | "
-                    f"{_fmt(t['hard'])} | {_fmt(t['worst_class'])} | {d_hard:+.2f} | {d_all:+.2f} |")
+        delta = "—" if name == "erm" else None
+        target = "—" if name == "erm" else ("**yes**" if meets_target(t, erm) else "no")
+        rows.append(f"| {LABELS.get(name, name)} | {_fmt(t['overall'])} | {_fmt(t['easy'])} | {_fmt(t['medium'])} | "
+                    f"{_fmt(t['hard'])} | {_fmt(t['worst_class'])} | {delta or f'{d_hard:+.2f}'} | "
+                    f"{delta or f'{d_all:+.2f}'} | {target} |")
     return "\n".join(rows)
 
 
@@ -136,8 +157,10 @@ def evaluate_head(data: dict, class_names: list[str], head: str, methods: list[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="data set path (as for mr2probe extract)")
-    parser.add_argument("--name", required=True, help="short data set name for the results file")
+    parser.add_argument("--data", help="data set path (as for mr2probe extract)")
+    parser.add_argument("--name", help="short data set name for the results file")
+    parser.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
+                        help="print the tables of results files written earlier (no training)")
     parser.add_argument("--encoder", default="effnet-lite0")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "mr2probe"))
     parser.add_argument("--max-per-class", type=int, default=None, help="subset per class and split")
@@ -154,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads (default: torch's); 1 lets two heads run side by side on 2 cores")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
+    if args.from_json:
+        for path in args.from_json:
+            print(f"\n{path}\n\n{markdown_table(json.loads(Path(path).read_text()))}")
+        return 0
+    if not (args.data and args.name):
+        parser.error("--data and --name are required (or --from-json FILE...)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads is not None:
         import torch
