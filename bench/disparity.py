@@ -137,6 +137,23 @@ def markdown_table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def per_class_table(result: dict, methods: list[str]) -> str:
+    """Test accuracy per class (mean over seeds) of ``methods``, ERM-validation groups, and the spread statistics
+    of the training features (r_k, ‖s_k‖²), hardest classes first."""
+    methods = [m for m in methods if m in result["methods"]]
+    names = list(result["methods"]["erm"]["per_class_test_accuracy"])
+    group_of = {names[i]: g for g, members in result["grouping"]["groups"].items() for i in members}
+    premise = result["premise"]
+    erm = {c: float(np.mean(v)) for c, v in result["methods"]["erm"]["per_class_test_accuracy"].items()}
+    header = ["class", "group", *(LABELS.get(m, m) for m in methods), "r_k", "‖s_k‖²"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in sorted(names, key=lambda c: erm[c]):
+        accs = [100 * float(np.mean(result["methods"][m]["per_class_test_accuracy"][c])) for m in methods]
+        rows.append(f"| {c} | {group_of[c]} | " + " | ".join(f"{a:.1f}" for a in accs)
+                    + f" | {premise['r']['per_class'][c]:.2f} | {premise['spread']['per_class'][c]:.1f} |")
+    return "\n".join(rows)
+
+
 def evaluate_head(data: dict, class_names: list[str], head: str, methods: list[str], args, setting: dict) -> dict:
     result = {"setting": {**setting, "head": head}, "methods": {}}
     erm_report = None
@@ -161,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="short data set name for the results file")
     parser.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
                         help="print the tables of results files written earlier (no training)")
+    parser.add_argument("--per-class", nargs="+", default=["erm", "mr2", "group_dro", "posthoc_bias"],
+                        metavar="METHOD", help="methods in the per-class table of --from-json")
     parser.add_argument("--encoder", default="effnet-lite0")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "mr2probe"))
     parser.add_argument("--max-per-class", type=int, default=None, help="subset per class and split")
@@ -179,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         for path in args.from_json:
-            print(f"\n{path}\n\n{markdown_table(json.loads(Path(path).read_text()))}")
+            result = json.loads(Path(path).read_text())
+            print(f"\n{path}\n\n{markdown_table(result)}\n\n{per_class_table(result, args.per_class)}")
         return 0
     if not (args.data and args.name):
         parser.error("--data and --name are required (or --from-json FILE...)")
