@@ -150,7 +150,7 @@ def per_class_table(result: dict, methods: list[str]) -> str:
     for c in sorted(names, key=lambda c: erm[c]):
         accs = [100 * float(np.mean(result["methods"][m]["per_class_test_accuracy"][c])) for m in methods]
         rows.append(f"| {c} | {group_of[c]} | " + " | ".join(f"{a:.1f}" for a in accs)
-                    + f" | {premise['r']['per_class'][c]:.2f} | {premise['spread']['per_class'][c]:.1f} |")
+                    + f" | {premise['r']['per_class'][c]:.4g} | {premise['spread']['per_class'][c]:.4g} |")
     return "\n".join(rows)
 
 
