@@ -59,6 +59,13 @@ METHODS: dict[str, dict] = {
     "group_dro_adapter": dict(loss="group_dro", adapter="mlp", adapter_rank=64, lam=0.0, lr_grid=[1e-3, 1e-2],
                               wd_grid=[0.0], select="hard"),
     "posthoc_bias": dict(loss="ce", posthoc_bias=True, select="overall"),
+    # The cosine head's logit scale fixed at 16 (the default before these results; it is learnable now): ERM and
+    # the focal loss that looked like a disparity fix against that under-fitted ERM.
+    "erm_fixed_scale": dict(loss="ce", head_options={"learnable_scale": False}, select="overall",
+                            heads=("cosine",)),
+    "focal_gamma_fixed_scale": dict(loss="focal", head_options={"learnable_scale": False},
+                                    loss_options_grid={"gamma_focal": [0.5, 1.0, 2.0, 4.0]}, select="hard",
+                                    heads=("cosine",)),
     "lm_softmax": dict(loss="lm_softmax", select="hard", heads=("cosine",)),
     "cosface": dict(loss="cosface", select="hard", heads=("cosine",)),
     "arcface": dict(loss="arcface", select="hard", heads=("cosine",)),
@@ -109,6 +116,7 @@ LABELS = {
     "erm_adapter": "ERM + MLP adapter (λ = 0)", "mr2_adapter": "MR² + MLP adapter + ℓ_s̄",
     "focal": "focal (γ = 2)", "group_dro": "group DRO (η = 0.01)", "focal_gamma": "focal, γ selected",
     "group_dro_eta": "group DRO, η selected", "focal_adapter": "focal + MLP adapter",
+    "erm_fixed_scale": "ERM, scale fixed at 16", "focal_gamma_fixed_scale": "focal γ selected, scale fixed at 16",
     "group_dro_adapter": "group DRO + MLP adapter", "posthoc_bias": "post-hoc logit bias",
     "lm_softmax": "LM-Softmax (s = 16)", "cosface": "CosFace (s = 16, m = 0.35)", "arcface": "ArcFace (s = 16, m = 0.5)",
 }

@@ -73,6 +73,9 @@ class ProbeConfig(BaseModel):
     preset: str | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
                                "disparity-aware method for the head): fills the fields this request leaves unset")
     head: Literal["linear", "cosine"] = Field("linear", description="classifier head")
+    head_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the head over its registry defaults (probe.HEADS), e.g. "
+        "{'learnable_scale': False, 'logit_scale': 16} for a fixed cosine scale")
     loss: str = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants")
     loss_options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
     loss_options_grid: dict[str, list[float]] = Field(
@@ -133,6 +136,12 @@ class ProbeConfig(BaseModel):
     def _loss_fits_head_and_options(self) -> "ProbeConfig":
         from .losses import LOSSES
 
+        from .heads import HEADS
+
+        unknown = sorted(set(self.head_options) - set(HEADS[self.head].defaults))
+        if unknown:
+            raise ValueError(f"Unknown head_options {unknown} for head {self.head!r}; accepted: "
+                             f"{', '.join(HEADS[self.head].defaults) or 'none'}.")
         spec = LOSSES[self.loss]
         if spec.input == "cosine" and self.head != "cosine":
             raise ValueError(f"loss {self.loss!r} works on normalised features and prototypes; use head='cosine', "
@@ -498,7 +507,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         return hook
 
     def make(params: dict, seed: int, stage: str, hook: Callable | None = None):
-        kwargs = dict(head=config.head, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
+        kwargs = dict(head=config.head, head_options=dict(config.head_options) or None, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
                       p=config.resolved_p, r2_mode=config.r2_mode, lam=params.get("lam", config.lam or 0.0),
                       adapter=config.adapter, adapter_rank=config.adapter_rank,
                       lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,

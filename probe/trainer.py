@@ -95,6 +95,17 @@ def lr_schedule(lr: float, total_steps: int, warmup_steps: int) -> list[float]:
     return out
 
 
+def _weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups: weight decay on matrices only, none on biases and scales (1-d or 0-d).
+
+    As timm's ``param_groups_weight_decay`` and open_clip's exclusion of gains, biases and ``logit_scale``:
+    decaying the cosine head's log-scale would pull the softmax temperature to 1 for no reason.
+    """
+    params = [p for m in modules for p in m.parameters()]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": float(weight_decay)},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
 class ProbeTrainer:
     """Linear / cosine probe with MR² margins, trained on cached features.
 
@@ -308,12 +319,11 @@ class ProbeTrainer:
         if adapter is not None:
             adapter.to(device)
         loss_fn.to(device)
-        params = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
+        params = _weight_decay_groups([head] + ([adapter] if adapter is not None else []), self.weight_decay)
         if self.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+            opt = torch.optim.AdamW(params, lr=float(self.lr))
         else:
-            opt = torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum),
-                                  weight_decay=float(self.weight_decay))
+            opt = torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum))
         return _Run(self, head, adapter, loss_fn, opt, cosine_input=spec_loss.input == "cosine",
                     epoch_loss=torch.zeros(self.epochs, device=device))
 

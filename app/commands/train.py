@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-option", action="append", default=None, metavar="NAME=V[,V...]",
                         help="a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
                         "selected on val; repeatable")
+    parser.add_argument("--head-option", action="append", default=None, metavar="NAME=V",
+                        help="a head option, e.g. learnable_scale=false or logit_scale=32 for the cosine head "
+                        "(see probe.HEADS); repeatable")
     parser.add_argument("--cbar", type=float, default=None, help="mean margin c̄ (default: select from 1, 2, 3 on val)")
     parser.add_argument("--p", type=float, default=None, help="exponent p of r_k² (default 2 linear, 3 cosine)")
     parser.add_argument("--r2-mode", choices=("exact", "ema"), default=None,
@@ -66,6 +69,23 @@ def parse_loss_options(items: list[str] | None) -> tuple[dict[str, float], dict[
     return fixed, grid
 
 
+def parse_head_options(items: list[str] | None) -> dict[str, float | bool]:
+    """``["learnable_scale=false", "logit_scale=32"]`` → ``{"learnable_scale": False, "logit_scale": 32.0}``."""
+    options: dict[str, float | bool] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if value.lower() in ("true", "false"):
+            options[name] = value.lower() == "true"
+            continue
+        try:
+            options[name] = float(value) if sep and name else None
+        except ValueError:
+            options[name] = None
+        if options[name] is None:
+            raise ValueError(f"--head-option expects NAME=VALUE with a number, true or false, got {item!r}.")
+    return options
+
+
 def build_config(args: argparse.Namespace, default_head: str):
     """ProbeConfig from the command-line arguments (unset options keep ProbeConfig's defaults)."""
     from probe import ProbeConfig
@@ -78,6 +98,7 @@ def build_config(args: argparse.Namespace, default_head: str):
         "loss_options_grid": loss_options_grid or None,
         "preset": args.preset,
         "head": args.head or default_head,
+        "head_options": parse_head_options(args.head_option) or None,
         "loss": args.loss,
         "cbar": args.cbar,
         "p": args.p,

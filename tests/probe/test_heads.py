@@ -22,7 +22,7 @@ def test_linear_head_formula():
 
 
 def test_cosine_head_formula_fixed_scale():
-    head = create_head("cosine", 2, 2, logit_scale=10.0)
+    head = create_head("cosine", 2, 2, logit_scale=10.0, learnable_scale=False)
     with torch.no_grad():
         head.weight.copy_(torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
     x = torch.tensor([[0.0, 5.0], [3.0, 0.0]])
@@ -35,8 +35,8 @@ def test_cosine_head_formula_fixed_scale():
     assert torch.allclose(head(7.0 * x), head(x), atol=1e-5)
 
 
-def test_cosine_head_learnable_scale_gets_gradient():
-    head = create_head("cosine", 4, 3, learnable_scale=True)
+def test_cosine_head_scale_is_learnable_by_default_and_gets_gradient():
+    head = create_head("cosine", 4, 3)
     assert head.scale.item() == pytest.approx(16.0)
     assert "log_scale" in dict(head.named_parameters())
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
