@@ -129,6 +129,21 @@ def test_adapter_rank_reaches_the_trained_adapter(cache, tmp_path):
     assert head["adapter"] == {"name": "mlp", "options": {"rank": 3}}
 
 
+def test_head_options_reach_the_saved_head(cache, tmp_path, capsys):
+    out = tmp_path / "fixed"
+    args = ["train", "--features", str(cache), "--out", str(out), "--head", "cosine", "--head-option",
+            "learnable_scale=false", "--head-option", "logit_scale=8", *FAST]
+    assert main(args) == 0
+    assert json.loads((out / "report.json").read_text())["config"]["head_options"] == {
+        "learnable_scale": False, "logit_scale": 8.0}
+    head = json.loads((out / "head.json").read_text())["head"]
+    assert head == {"name": "cosine", "options": {"logit_scale": 8.0, "learnable_scale": False}}
+    capsys.readouterr()
+    code = main(["train", "--features", str(cache), "--out", str(tmp_path / "bad"), "--head-option", "bias=yes",
+                 *FAST])
+    assert code == 2 and "--head-option expects NAME=VALUE with a number, true or false" in capsys.readouterr().err
+
+
 def test_errors_exit_2_with_message(cache, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "report.json" in capsys.readouterr().err

@@ -180,6 +180,9 @@ def test_config_messages():
         ProbeConfig(adapter="mlp", adapter_rank=0)
     with pytest.raises(ValueError, match="Extra inputs"):
         ProbeConfig(lr=0.1)
+    with pytest.raises(ValueError, match=r"Unknown head_options \['scale'\] for head 'cosine'; accepted: "
+                                         r"logit_scale, learnable_scale"):
+        ProbeConfig(head="cosine", head_options={"scale": 2.0})
     assert ProbeConfig(head="cosine").resolved_p == 3.0 and ProbeConfig().resolved_p == 2.0
     grid = ProbeConfig(loss="mr2", adapter="linear", lr_grid=[0.1], wd_grid=[0.0]).candidates()
     assert len(grid) == 15 and grid[0] == {"lr": 0.1, "weight_decay": 0.0, "cbar": 1.0, "lam": 0.1}

@@ -106,6 +106,22 @@ def test_ce_reaches_high_accuracy_on_separable_data():
         assert len(m.history_) == 60
 
 
+def test_weight_decay_spares_biases_and_the_cosine_scale():
+    """Decay acts on weight matrices only (as timm and open_clip): under strong decay the linear bias still learns
+    the class priors, and the cosine head's learnable scale grows on separable data instead of collapsing to 1."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [160, 30, 10])
+    x = rng.standard_normal((200, 6)).astype(np.float32)  # no signal: only the bias can fit the priors
+    free = ProbeTrainer(loss="ce", lr=0.05, epochs=300).fit(x, y)
+    m = ProbeTrainer(loss="ce", lr=0.05, weight_decay=10.0, epochs=300).fit(x, y)
+    assert m.head_.weight.abs().max().item() < 0.3 * free.head_.weight.abs().max().item()  # the weights decay
+    bias = m.head_.bias.detach().numpy()
+    assert bias[0] - bias[2] == pytest.approx(math.log(160 / 10), abs=0.1)  # log prior ratio, not decayed to 0
+    x, y = gaussian_features(n_per=100, scales=[0.3] * 4)
+    m = ProbeTrainer(head="cosine", loss="ce", lr=0.05, weight_decay=1.0, epochs=100).fit(x, y)
+    assert m.head_.scale.item() > 8.0  # decayed, log s (2.77) would shrink by lr·wd = 5 % a step
+
+
 def test_fit_is_bit_identical_for_a_fixed_seed_on_cpu():
     x, y = gaussian_features()
     kw = dict(loss="mr2", r2_mode="ema", batch_size=32, epochs=4, random_state=7)
