@@ -87,7 +87,7 @@ from .metrics import (
 )
 from .posthoc import POSTHOC_OBJECTIVES, PosthocLogitBias
 from .selection import SELECTION_CRITERIA, SelectionCriterion, select_candidate
-from .presets import PRESETS, HeadChoice, Preset, get_preset
+from .presets import PRESETS, Preset, get_preset
 from .run import DEFAULT_P, ProbeCancelled, ProbeConfig, SeedEvaluation, auto_epochs, carve_validation, run_probe
 from .report import PER_CLASS_COLUMNS, build_report, format_report, load_report, report_csv, report_json, write_run
 from .compare import compare_reports, format_comparison
@@ -117,7 +117,6 @@ __all__ += [
     "select_candidate",
     # presets.py: recommended settings with their evidence
     "PRESETS",
-    "HeadChoice",
     "Preset",
     "get_preset",
     # run.py, report.py, compare.py

@@ -254,7 +254,7 @@ def format_report(report: dict, *, width: int = 120) -> str:
     if report["selection"].get("preset"):
         preset = report["selection"]["preset"]
         settings = ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
-        console.print(f"preset {preset['name']}, {preset['head']} head ({settings}): {preset['why']}")
+        console.print(f"preset {preset['name']} ({settings}): {preset['why']}")
     console.print(f"selection ({report['selection']['criterion']}, on val): {report['selection']['reason']}")
     console.print(f"grouping: {report['grouping']['note']}")
 

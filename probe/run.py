@@ -71,7 +71,7 @@ class ProbeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
-                               "disparity-aware method for the head): fills the fields this request leaves unset")
+                               "disparity-aware method): fills the fields this request leaves unset")
     head: Literal["linear", "cosine"] = Field("linear", description="classifier head")
     head_options: dict[str, Any] = Field(
         default_factory=dict, description="options of the head over its registry defaults (probe.HEADS), e.g. "
@@ -116,8 +116,7 @@ class ProbeConfig(BaseModel):
         if isinstance(data, dict) and data.get("preset") is not None:
             from .presets import get_preset
 
-            head = data.get("head", cls.model_fields["head"].default)
-            settings = dict(get_preset(data["preset"]).for_head(head).settings)
+            settings = dict(get_preset(data["preset"]).settings)
             if "loss" in data:  # another loss: the preset's options of its own loss do not apply
                 settings = {k: v for k, v in settings.items() if k not in ("loss_options", "loss_options_grid")}
             data = {**settings, **data}
@@ -589,9 +588,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     if config.preset is not None:
         from .presets import get_preset
 
-        choice = get_preset(config.preset).for_head(config.head)
-        selection["preset"] = {"name": config.preset, "head": config.head, "settings": choice.settings,
-                               "why": choice.why}
+        preset = get_preset(config.preset)
+        selection["preset"] = {"name": preset.name, "settings": preset.settings, "why": preset.why}
     run_id = Path(out_dir).name if out_dir is not None else None
     report = build_report(
         run_id=run_id, config=config, selected=chosen, selection=selection, class_names=class_names,

@@ -141,7 +141,7 @@
     const sel = report.selection || {};
     const preset = sel.preset;
     return h("div", { class: "muted", id: "selection-note" },
-      preset ? h("p", {}, h("strong", {}, `Preset ${preset.name} (${preset.head} head): `), preset.why) : null,
+      preset ? h("p", {}, h("strong", {}, `Preset ${preset.name}: `), preset.why) : null,
       sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on val): `), sel.reason) : null);
   }
 

@@ -32,7 +32,7 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
     assert job["result"]["run_ids"] == [erm, preset]
     assert job["request"]["options"]["max_per_class"] == 4
     assert store.get_run(erm)["loss"] == "ce"
-    assert store.get_run(preset)["loss"] == PRESETS["disparity"].for_head("linear").settings["loss"]
+    assert store.get_run(preset)["loss"] == PRESETS["disparity"].settings["loss"]
     assert store.get_run(preset)["reference_run"] == erm
     [dataset] = store.list_datasets()
     assert dataset["source"] == "path" and dataset["path"] == str(data.resolve())

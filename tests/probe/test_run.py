@@ -213,17 +213,13 @@ def test_loss_options_grid_is_selected_on_validation(data):
         ProbeConfig(loss="group_dro", loss_options_grid={"eta": []})
 
 
-def test_preset_fills_unset_fields_per_head_and_the_report_says_why(data):
+def test_preset_fills_unset_fields_and_the_report_says_why(data):
     from probe import PRESETS
 
     preset = PRESETS["disparity"]
     for head in ("linear", "cosine"):
-        settings = preset.for_head(head).settings
         config = ProbeConfig(preset="disparity", head=head)
-        assert {k: getattr(config, k) for k in settings} == settings
-    # the recommended method differs by head (measured in the README): group DRO (linear), focal (cosine)
-    assert ProbeConfig(preset="disparity").loss == "group_dro"
-    assert ProbeConfig(preset="disparity", head="cosine").loss == "focal"
+        assert {k: getattr(config, k) for k in preset.settings} == preset.settings
     assert ProbeConfig(preset="disparity", select="overall").select == "overall"  # explicit fields win
     # another loss drops the preset's options of its own loss
     assert ProbeConfig(preset="disparity", loss="ce").loss_options_grid == {}
@@ -231,20 +227,11 @@ def test_preset_fills_unset_fields_per_head_and_the_report_says_why(data):
         ProbeConfig(preset="fair")
     erm = run_probe(data, NAMES, ProbeConfig(**FAST))
     report = run_probe(data, NAMES, ProbeConfig(**FAST, preset="disparity"), reference=erm)
-    choice = preset.for_head("linear")
-    assert report["config"]["preset"] == "disparity" and report["config"]["loss"] == "group_dro"
-    assert report["selection"]["preset"] == {"name": "disparity", "head": "linear", "settings": choice.settings,
-                                             "why": choice.why}
-    assert report["config"]["selected"]["eta"] in choice.settings["loss_options_grid"]["eta"]
-    assert "preset disparity, linear head" in format_report(report)
+    assert report["config"]["preset"] == "disparity" and report["config"]["loss"] == preset.settings["loss"]
+    assert report["selection"]["preset"] == {"name": "disparity", "settings": preset.settings, "why": preset.why}
+    assert report["config"]["selected"]["eta"] in preset.settings["loss_options_grid"]["eta"]
+    assert "preset disparity" in format_report(report)
     assert "preset" not in erm["selection"]
-
-
-def test_preset_without_a_setting_for_the_head_is_a_clear_error():
-    from probe import HeadChoice, Preset
-
-    with pytest.raises(ValueError, match="Preset 'x' has no setting for head 'cosine'; it covers: linear"):
-        Preset("x", {"linear": HeadChoice({}, "")}).for_head("cosine")
 
 
 def test_ema_class_statistics_agree_with_exact(data):
