@@ -39,6 +39,9 @@ METHODS: dict[str, dict] = {
     "mr2_overall": dict(loss="mr2", select="overall"),
     "mr2_spread": dict(loss="mr2_spread", select="hard"),
     "mr2_sharp4": dict(loss="mr2", loss_options={"sharpness": 4.0}, select="hard"),
+    # the norm order p of r_k² = mean ‖φ‖_p² (the paper: 2 linear, 3 cosine; the public reference code: 5)
+    "mr2_p1": dict(loss="mr2", p=1.0, select="hard"),
+    "mr2_p5": dict(loss="mr2", p=5.0, select="hard"),
     "mr2_valerr": dict(loss="mr2_valerr", select="hard"),
     # Adapter mode (ℓ_s̄ through a trainable bottleneck MLP before the head). A fit costs ~15× a linear probe's
     # on CPU, so the grid is small: lr 1e-3 / 1e-2, no weight decay, c̄ = 1 (validation chose c̄ = 1 for every
@@ -112,7 +115,7 @@ def _fmt(stat: dict) -> str:
 
 LABELS = {
     "erm": "ERM (`ce`)", "uniform": "uniform γ", "mr2": "MR² (paper)", "mr2_overall": "MR², selected on overall",
-    "mr2_spread": "MR², γ from ‖s_k‖²", "mr2_sharp4": "MR², sharpness 4", "mr2_valerr": "MR², γ from ERM val error",
+    "mr2_spread": "MR², γ from ‖s_k‖²", "mr2_sharp4": "MR², sharpness 4", "mr2_p1": "MR², p = 1", "mr2_p5": "MR², p = 5", "mr2_valerr": "MR², γ from ERM val error",
     "erm_adapter": "ERM + MLP adapter (λ = 0)", "mr2_adapter": "MR² + MLP adapter + ℓ_s̄",
     "focal": "focal (γ = 2)", "group_dro": "group DRO (η = 0.01)", "focal_gamma": "focal, γ selected",
     "group_dro_eta": "group DRO, η selected", "focal_adapter": "focal + MLP adapter",
@@ -162,6 +165,18 @@ def per_class_table(result: dict, methods: list[str]) -> str:
     return "\n".join(rows)
 
 
+def merge_results(old: dict, new: dict, path: Path) -> dict:
+    """``old`` with the methods of ``new`` added or replaced; refuses another cache, seeds or ERM result."""
+    for key in ("fingerprint", "seeds", "head"):
+        if old["setting"].get(key) != new["setting"].get(key):
+            raise SystemExit(f"--merge: {path} has {key}={old['setting'].get(key)!r}, this run "
+                             f"{new['setting'].get(key)!r}; run without --merge to replace it")
+    if old["methods"]["erm"]["per_class_test_accuracy"] != new["methods"]["erm"]["per_class_test_accuracy"]:
+        raise SystemExit(f"--merge: ERM differs from the one in {path} (code changed?); re-run every method")
+    methods = {**old["methods"], **new["methods"]}
+    return {**old, "methods": {m: methods[m] for m in METHODS if m in methods}}
+
+
 def evaluate_head(data: dict, class_names: list[str], head: str, methods: list[str], args, setting: dict) -> dict:
     result = {"setting": {**setting, "head": head}, "methods": {}}
     erm_report = None
@@ -203,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 lets two heads run side by side on 2 cores")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--merge", action="store_true",
+                        help="add the --methods rows to an existing results file of the same cache (ERM is re-run "
+                        "and must match it); without it the file is replaced")
     args = parser.parse_args(argv)
     if args.from_json:
         for path in args.from_json:
@@ -237,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     for head in args.heads:
         result = evaluate_head(data, cache.class_names, head, args.methods, args, setting)
         path = out_dir / f"{args.name}_{args.encoder}_{head}.json"
+        if args.merge and path.is_file():
+            result = merge_results(json.loads(path.read_text()), result, path)
         path.write_text(json.dumps(result, indent=1))
         print(f"\n### {args.name} · {args.encoder} · {head} head  (n = {setting['n']}, seeds {args.seeds})\n")
         print(result["grouping"]["note"])
