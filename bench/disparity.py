@@ -115,7 +115,8 @@ def _fmt(stat: dict) -> str:
 
 LABELS = {
     "erm": "ERM (`ce`)", "uniform": "uniform γ", "mr2": "MR² (paper)", "mr2_overall": "MR², selected on overall",
-    "mr2_spread": "MR², γ from ‖s_k‖²", "mr2_sharp4": "MR², sharpness 4", "mr2_p1": "MR², p = 1", "mr2_p5": "MR², p = 5", "mr2_valerr": "MR², γ from ERM val error",
+    "mr2_spread": "MR², γ from ‖s_k‖²", "mr2_sharp4": "MR², sharpness 4", "mr2_p1": "MR², p = 1",
+    "mr2_p5": "MR², p = 5", "mr2_valerr": "MR², γ from ERM val error",
     "erm_adapter": "ERM + MLP adapter (λ = 0)", "mr2_adapter": "MR² + MLP adapter + ℓ_s̄",
     "focal": "focal (γ = 2)", "group_dro": "group DRO (η = 0.01)", "focal_gamma": "focal, γ selected",
     "group_dro_eta": "group DRO, η selected", "focal_adapter": "focal + MLP adapter",

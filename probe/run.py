@@ -133,9 +133,8 @@ class ProbeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _loss_fits_head_and_options(self) -> "ProbeConfig":
-        from .losses import LOSSES
-
         from .heads import HEADS
+        from .losses import LOSSES
 
         unknown = sorted(set(self.head_options) - set(HEADS[self.head].defaults))
         if unknown:
@@ -506,8 +505,9 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         return hook
 
     def make(params: dict, seed: int, stage: str, hook: Callable | None = None):
-        kwargs = dict(head=config.head, head_options=dict(config.head_options) or None, loss=config.loss, cbar=params.get("cbar", config.cbar or 1.0),
-                      p=config.resolved_p, r2_mode=config.r2_mode, lam=params.get("lam", config.lam or 0.0),
+        kwargs = dict(head=config.head, head_options=dict(config.head_options) or None, loss=config.loss,
+                      cbar=params.get("cbar", config.cbar or 1.0), p=config.resolved_p, r2_mode=config.r2_mode,
+                      lam=params.get("lam", config.lam or 0.0),
                       adapter=config.adapter, adapter_rank=config.adapter_rank,
                       lr=params["lr"], weight_decay=params["weight_decay"], epochs=config.epochs,
                       batch_size=config.batch_size, optimizer=config.optimizer,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Callable
 
 NAME = "train"
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
@@ -50,18 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _assignments(items: list[str] | None, flag: str, usage: str, convert: Callable[[str], Any]):
+    """``NAME=VALUE`` command-line items → ``(name, convert(value))``; a clear error naming ``flag`` otherwise."""
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            if not (sep and name):
+                raise ValueError(item)
+            yield name, convert(value)
+        except ValueError:
+            raise ValueError(f"{flag} expects {usage}, got {item!r}.") from None
+
+
 def parse_loss_options(items: list[str] | None) -> tuple[dict[str, float], dict[str, list[float]]]:
     """``["eta=0.01", "gamma_focal=1,2"]`` → fixed options ``{"eta": 0.01}`` and a grid ``{"gamma_focal": [1, 2]}``."""
     fixed: dict[str, float] = {}
     grid: dict[str, list[float]] = {}
-    for item in items or []:
-        name, sep, values = item.partition("=")
-        try:
-            numbers = [float(v) for v in values.split(",")] if sep and name else []
-        except ValueError:
-            numbers = []
-        if not numbers:
-            raise ValueError(f"--loss-option expects NAME=VALUE[,VALUE...] with numbers, got {item!r}.")
+    for name, numbers in _assignments(items, "--loss-option", "NAME=VALUE[,VALUE...] with numbers",
+                                      lambda value: [float(v) for v in value.split(",")]):
         if len(numbers) == 1:
             fixed[name] = numbers[0]
         else:
@@ -69,21 +76,13 @@ def parse_loss_options(items: list[str] | None) -> tuple[dict[str, float], dict[
     return fixed, grid
 
 
+def _number_or_bool(value: str) -> float | bool:
+    return value.lower() == "true" if value.lower() in ("true", "false") else float(value)
+
+
 def parse_head_options(items: list[str] | None) -> dict[str, float | bool]:
     """``["learnable_scale=false", "logit_scale=32"]`` → ``{"learnable_scale": False, "logit_scale": 32.0}``."""
-    options: dict[str, float | bool] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if value.lower() in ("true", "false"):
-            options[name] = value.lower() == "true"
-            continue
-        try:
-            options[name] = float(value) if sep and name else None
-        except ValueError:
-            options[name] = None
-        if options[name] is None:
-            raise ValueError(f"--head-option expects NAME=VALUE with a number, true or false, got {item!r}.")
-    return options
+    return dict(_assignments(items, "--head-option", "NAME=VALUE with a number, true or false", _number_or_bool))
 
 
 def build_config(args: argparse.Namespace, default_head: str):
