@@ -1,8 +1,10 @@
 """CSV manifests: ``path,label[,split]`` rows, paths relative to the CSV file's folder.
 
-- The header row is required and must name ``path`` and ``label`` (any order, case-insensitive); an
-  optional ``split`` column (``train`` / ``val`` / ``test``) gives the split, otherwise the product splits
-  the set itself (stratified, seeded).
+- The header row is required (any column order, case-insensitive). It must name a path column — one of
+  ``path``, ``filepath``, ``file_path``, ``file``, ``filename``, ``image``, ``image_path`` — and a label column —
+  one of ``label``, ``class``, ``class_name``, ``target``, ``category``. An optional ``split`` column
+  (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the product splits the set itself
+  (stratified, seeded). Other columns are ignored.
 - A path that is absolute or climbs out of the manifest's folder (``..``) raises
   :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, a symlink resolving
   outside the folder, a non-image file or a repeated row is skipped and listed.
@@ -18,6 +20,15 @@ from .errors import DatasetError, UnsafeArchive
 __all__ = ["read_manifest"]
 
 _SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+# Accepted header names of each column, in order of preference (the first one present is used).
+PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "image", "image_path")
+LABEL_COLUMNS = ("label", "class", "class_name", "target", "category")
+SPLIT_COLUMNS = ("split", "subset")
+
+
+def _column(header: list[str], names: tuple[str, ...]) -> int | None:
+    """Index of the first of ``names`` present in ``header``, else None."""
+    return next((header.index(name) for name in names if name in header), None)
 
 
 def read_manifest(
@@ -31,13 +42,14 @@ def read_manifest(
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [h.strip().lower() for h in next(reader, [])]
-        if "path" not in header or "label" not in header:
+        col_path, col_label = _column(header, PATH_COLUMNS), _column(header, LABEL_COLUMNS)
+        if col_path is None or col_label is None:
             raise DatasetError(
-                f"{path}: the first row must be a header naming the columns 'path' and 'label' "
-                f"(and optionally 'split'), got {header}."
+                f"{path}: the first row must be a header naming a path column ({', '.join(PATH_COLUMNS)}) "
+                f"and a label column ({', '.join(LABEL_COLUMNS)}), and optionally a split column "
+                f"({', '.join(SPLIT_COLUMNS)}: train / val / test); got {header}."
             )
-        col_path, col_label = header.index("path"), header.index("label")
-        col_split = header.index("split") if "split" in header else None
+        col_split = _column(header, SPLIT_COLUMNS)
         for line, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue

@@ -12,7 +12,10 @@ HELP = "encode a labelled image set once with a frozen encoder and cache the fea
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="folder or .zip/.tar(.gz) of class folders (train/ and test/ sub-trees or one tree), "
-                        "a CSV manifest (path,label) or a Fashion-MNIST idx folder")
+                        "a CSV manifest or a Fashion-MNIST idx folder. A manifest's header names a path column "
+                        "(path, filepath, file, filename, image, image_path), a label column (label, class, "
+                        "class_name, target, category) and optionally a split column (split or subset: train / "
+                        "val / test); paths are relative to the CSV file's folder")
     parser.add_argument("--encoder", default="effnet-lite0",
                         help="effnet-lite0 (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
     where = parser.add_mutually_exclusive_group()

@@ -166,6 +166,27 @@ def test_csv_manifest(tree, tmp_path):
     assert data.load_image(data.splits["train"][0]).size == (12, 12)
 
 
+@pytest.mark.parametrize("header", ["filepath,label", "Image,Class,Notes", "file,target"])
+def test_csv_manifest_common_header_names(tree, header):
+    """`filepath,label` is the header of a widely used MNIST-as-PNG repository; extra columns are ignored."""
+    files = sorted((tree / "train").rglob("*.png"))
+    extra = ",x" if header.count(",") == 2 else ""
+    rows = [header] + [f"{p.relative_to(tree).as_posix()},{p.parent.name}{extra}" for p in files]
+    (tree / "m.csv").write_text("\n".join(rows) + "\n")
+    data = open_dataset(tree / "m.csv", val_fraction=0.0, test_fraction=1 / 3, seed=0)
+    assert data.class_names == ["ant", "bee", "cat"]
+    assert sum(len(v) for v in data.splits.values()) == len(files)
+
+
+def test_csv_manifest_split_column_aliases(tree):
+    rows = ["image_path,category,subset"] + [f"{p.relative_to(tree).as_posix()},{p.parent.name},{p.parts[-3]}"
+                                             for p in sorted(tree.rglob("*.png"))]
+    (tree / "s.csv").write_text("\n".join(rows))
+    data = open_dataset(tree / "s.csv", val_fraction=0.0)
+    assert data.params["layout"] == "manifest-splits"
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 18, "val": 0, "test": 9}
+
+
 def test_csv_manifest_with_split_column_and_errors(tree, tmp_path):
     rows = ["label,path,split"] + [f"{p.parent.name},{p.relative_to(tree).as_posix()},{p.parts[-3]}"
                                    for p in sorted(tree.rglob("*.png"))]
@@ -176,7 +197,8 @@ def test_csv_manifest_with_split_column_and_errors(tree, tmp_path):
     with pytest.raises(UnsafeArchive, match=r"row 2: path '../outside.png' escapes the manifest folder"):
         open_dataset(tree / "escape.csv")
     (tree / "nohead.csv").write_text("train/ant/000.png,ant\n")
-    with pytest.raises(DatasetError, match="the first row must be a header naming the columns 'path' and 'label'"):
+    with pytest.raises(DatasetError, match=r"the first row must be a header naming a path column \(path, filepath, "
+                                           r".*and a label column \(label, class, "):
         open_dataset(tree / "nohead.csv")
     (tree / "badsplit.csv").write_text("path,label,split\ntrain/ant/000.png,ant,dev\n")
     with pytest.raises(DatasetError, match="row 2: split 'dev' is not one of train, val, test"):
