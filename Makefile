@@ -1,5 +1,6 @@
 # Set-up is idempotent: a second `make test` or `make demo` reinstalls nothing (stamp file keyed on pyproject.toml).
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
@@ -11,7 +12,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing mr2probe and its pinned stack into $(VENV) (first time: a few minutes, ~6 GB of CUDA wheels that also run on CPU)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
+	@# One line per package as pip goes (the CUDA wheels take minutes), not minutes of silence.
+	@$(PY) -m pip install --disable-pip-version-check -e '.[dev]' 2>&1 \
+		| grep --line-buffered -E '^(Collecting|Downloading|Installing collected|Successfully installed|ERROR)' \
+		| cut -c1-110 || true
 	@$(PY) -c "import probe, feature_cache, app, torch, timm, open_clip, h5py" || { echo "Installation failed, see the pip output above."; exit 1; }
 	@touch $(STAMP)
 
@@ -21,11 +25,11 @@ system-deps:
 
 demo: install
 	@bash scripts/system-deps.sh --optional dataset-fashion-mnist
-	$(VENV)/bin/mr2probe demo
+	$(VENV)/bin/mr2probe demo --port $(PORT)
 
 demo-full: install
 	@bash scripts/system-deps.sh --optional dataset-fashion-mnist
-	$(VENV)/bin/mr2probe demo --full
+	$(VENV)/bin/mr2probe demo --full --port $(PORT)
 
 test: install
 	@bash scripts/system-deps.sh --optional dataset-fashion-mnist chromium chromium-driver
