@@ -1,0 +1,169 @@
+"""Uncertainty of accuracies and of paired differences: a stratified, paired, vectorised bootstrap.
+
+Small validation sets make differences between probes noisy, so every decision and every delta the product
+shows comes with an interval. One :class:`Bootstrap` draws ``n_resamples`` resamples of a split once (seeded);
+every quantity — per-class accuracy, overall accuracy, hard-third accuracy, and their differences between two
+runs scored on the *same* samples — is then computed on the same resamples (paired: the noise the two runs share
+cancels in their difference).
+
+Resampling is stratified by class: each resample draws, with replacement, ``n_k`` samples from the ``n_k``
+samples of class k. Class counts stay fixed, so a per-class accuracy is defined in every resample and a
+macro-averaged group accuracy (the hard third, :func:`probe.groups.group_accuracy`) never loses a class.
+Intervals are percentile intervals (2.5 % and 97.5 % for ``level=0.95``). Everything is numpy and vectorised
+over resamples: no Python loop over resamples.
+
+``correct`` vectors are per-sample scores in [0, 1] (1 = right). A mean over seeds (e.g. 2/3 when two of three
+seeds got a sample right) is allowed: accuracies are then means over seeds, as in the report.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .groups import GROUP_NAMES
+
+__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval"]
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_LEVEL = 0.95
+# Resamples are drawn in blocks of at most this many (resample, sample) pairs (~70 MB of temporaries).
+_BLOCK_ELEMENTS = 4_000_000
+
+
+def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Percentile interval over axis 0: ``[lo, hi]`` of shape ``(2, *samples.shape[1:])``.
+
+    Resamples whose value is ``nan`` (e.g. a class absent from a split) are ignored; all-``nan`` gives ``nan``.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    tail = 100.0 * (1.0 - level) / 2.0
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.shape[0] == 0 or np.all(np.isnan(samples)):
+        return np.full((2, *samples.shape[1:]), np.nan)
+    with np.errstate(all="ignore"):
+        return np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
+
+
+class Bootstrap:
+    """Stratified resamples of one labelled split, shared by every quantity computed on that split.
+
+    Args:
+        labels: (n,) class index of each sample of the split.
+        num_classes: K. Classes without samples get ``nan`` accuracies.
+        n_resamples: B, at least 1 (1,000 or more for a 95 % interval).
+        seed: the resamples depend only on it (and on ``labels``).
+    """
+
+    def __init__(self, labels: np.ndarray, num_classes: int, *, n_resamples: int = DEFAULT_RESAMPLES,
+                 seed: int = 0):
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.ndim != 1:
+            raise ValueError(f"labels must be 1-D (n,), got shape {labels.shape}.")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"labels must lie in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}].")
+        if n_resamples < 1:
+            raise ValueError(f"n_resamples must be >= 1, got {n_resamples}.")
+        self.labels, self.num_classes, self.n_resamples, self.seed = labels, num_classes, n_resamples, seed
+        self.counts = np.bincount(labels, minlength=num_classes)
+        # Samples sorted by class: class k occupies positions starts[k] .. starts[k] + counts[k] - 1.
+        self._order = np.argsort(labels, kind="stable")
+        self._starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        self._sorted_labels = labels[self._order]
+        # Resamples are drawn block by block (bounded memory), each block from its own seeded generator, so
+        # every call sees exactly the same resamples: differences between two runs are paired.
+        self._block = max(1, _BLOCK_ELEMENTS // max(1, labels.size))
+
+    def _index_blocks(self):
+        """Yield ``(first resample, (b, n) positions)``: resample r, position i (of class k) is a uniform draw
+        among the n_k positions of class k."""
+        per_position = self.counts[self._sorted_labels]
+        base = self._starts[self._sorted_labels]
+        for block, lo in enumerate(range(0, self.n_resamples, self._block)):
+            rng = np.random.default_rng([self.seed, block])
+            size = min(self._block, self.n_resamples - lo)
+            draws = rng.random((size, self.labels.size), dtype=np.float32)
+            offsets = np.minimum((draws * per_position).astype(np.int64), per_position - 1)
+            yield lo, base + offsets
+
+    def _check(self, correct: np.ndarray) -> np.ndarray:
+        correct = np.asarray(correct, dtype=np.float32)
+        if correct.shape != self.labels.shape:
+            raise ValueError(f"correct must have the labels' shape {self.labels.shape}, got {correct.shape}.")
+        return correct[self._order]
+
+    def class_accuracy(self, correct: np.ndarray) -> np.ndarray:
+        """Per-class accuracy in every resample → (B, K); ``nan`` for classes without samples."""
+        values = self._check(correct)
+        present = self.counts > 0
+        out = np.full((self.n_resamples, self.num_classes), np.nan)
+        if not present.any():
+            return out
+        starts = self._starts[present]
+        for lo, index in self._index_blocks():  # blocks bound memory; each block is vectorised
+            sums = np.add.reduceat(values[index], starts, axis=1, dtype=np.float64)
+            out[lo:lo + len(index), present] = sums / self.counts[present]
+        return out
+
+    def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
+        """Per-resample ``overall`` (B,), per-class ``per_class`` (B, K) and, with groups, each group's (B,)."""
+        per_class = self.class_accuracy(correct)
+        weights = self.counts / max(1, self.counts.sum())
+        out = {"per_class": per_class, "overall": np.nansum(per_class * weights, axis=1)}
+        for name in GROUP_NAMES if groups else ():
+            members = np.asarray(groups.get(name, []), dtype=np.int64)
+            with np.errstate(all="ignore"):
+                out[name] = (np.nanmean(per_class[:, members], axis=1) if members.size
+                             else np.full(self.n_resamples, np.nan))
+        return out
+
+    def class_accuracy_interval(self, correct: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
+        """(K, 2): ``[lo, hi]`` of each class's accuracy."""
+        return percentile_interval(self.class_accuracy(correct), level).T
+
+    def paired_delta(self, correct: np.ndarray, reference: np.ndarray, groups: dict[str, list[int]] | None = None,
+                     level: float = DEFAULT_LEVEL) -> dict[str, dict[str, float]]:
+        """Differences ``correct − reference`` scored on the same resamples, with intervals.
+
+        Returns:
+            ``{"overall": {"delta", "lo", "hi"}, ...}`` and, with groups, the same for ``easy``, ``medium``,
+            ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split itself.
+        """
+        a, b = self.summary(correct, groups), self.summary(reference, groups)
+        point_a = _point_summary(np.asarray(correct, dtype=np.float64), self.labels, self.num_classes, groups)
+        point_b = _point_summary(np.asarray(reference, dtype=np.float64), self.labels, self.num_classes, groups)
+        out: dict[str, dict[str, float]] = {}
+        for key in point_a:
+            lo, hi = percentile_interval(a[key] - b[key], level)
+            out[key] = {"delta": float(point_a[key] - point_b[key]), "lo": float(lo), "hi": float(hi)}
+        return out
+
+    def group_stability(self, correct: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
+        """(K,): the fraction of resamples in which each class falls in the group ``groups`` gives it.
+
+        Each resample's per-class accuracy is ranked into thirds by :func:`probe.groups.assign_groups`' rule
+        (descending accuracy, ties by class index, ``nan`` hardest), vectorised over resamples.
+        """
+        per_class = self.class_accuracy(correct)
+        key = np.where(np.isnan(per_class), -np.inf, per_class)
+        order = np.argsort(-key, axis=1, kind="stable")  # easiest first; stable keeps index order on ties
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(self.num_classes)[None, :].repeat(len(order), 0), axis=1)
+        n_edge = int(np.floor(self.num_classes / 3 + 0.5))
+        group_index = np.where(rank < n_edge, 0, np.where(rank >= self.num_classes - n_edge, 2, 1))
+        given = np.full(self.num_classes, -1)
+        for g, name in enumerate(GROUP_NAMES):
+            given[np.asarray(groups.get(name, []), dtype=np.int64)] = g
+        return (group_index == given[None, :]).mean(axis=0)
+
+
+def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
+                   groups: dict[str, list[int]] | None) -> dict[str, float]:
+    """Overall (micro) and group (macro) accuracy of the split itself, as in the report."""
+    counts = np.bincount(labels, minlength=num_classes)
+    with np.errstate(all="ignore"):
+        per_class = np.bincount(labels, weights=correct, minlength=num_classes) / counts
+    out = {"overall": float(correct.mean()) if correct.size else float("nan")}
+    for name in GROUP_NAMES if groups else ():
+        members = per_class[np.asarray(groups.get(name, []), dtype=np.int64)]
+        out[name] = float(np.nanmean(members)) if np.isfinite(members).any() else float("nan")
+    return out

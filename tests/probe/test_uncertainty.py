@@ -1,0 +1,107 @@
+"""The stratified paired bootstrap: equal to a plain loop over resamples, paired, seeded, and calibrated."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from probe.groups import assign_groups
+from probe.uncertainty import Bootstrap, percentile_interval
+
+
+def _data(n_per_class=(30, 50, 20, 40), seed=0, p=(0.9, 0.7, 0.5, 0.8)):
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.full(n, k) for k, n in enumerate(n_per_class)])
+    rng.shuffle(labels)
+    correct = (rng.random(labels.size) < np.asarray(p)[labels]).astype(np.float64)
+    return labels, correct
+
+
+def test_vectorised_class_accuracy_equals_a_loop_over_the_same_resamples():
+    labels, correct = _data()
+    boot = Bootstrap(labels, 5, n_resamples=300, seed=3)  # class 4 has no sample
+    got = boot.class_accuracy(correct)
+    sorted_correct, sorted_labels = correct[boot._order], labels[boot._order]
+    expected = []
+    for _, index in boot._index_blocks():
+        for row in index:  # the slow reference: one resample at a time
+            assert np.array_equal(sorted_labels[row], sorted_labels)  # stratified: class counts kept
+            expected.append(np.bincount(sorted_labels[row], weights=sorted_correct[row], minlength=5)
+                            / np.maximum(1, np.bincount(sorted_labels, minlength=5)))
+    expected = np.array(expected)
+    expected[:, 4] = np.nan
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got.shape == (300, 5) and np.isnan(got[:, 4]).all()
+
+
+def test_resamples_are_seeded_and_paired():
+    labels, correct = _data()
+    a = Bootstrap(labels, 4, n_resamples=200, seed=1).class_accuracy(correct)
+    b = Bootstrap(labels, 4, n_resamples=200, seed=1).class_accuracy(correct)
+    c = Bootstrap(labels, 4, n_resamples=200, seed=2).class_accuracy(correct)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    # Paired: a run compared with itself has a zero-width interval at 0.
+    delta = Bootstrap(labels, 4, n_resamples=200).paired_delta(correct, correct, assign_groups(np.arange(4.0)))
+    for key in ("overall", "easy", "medium", "hard"):
+        assert delta[key] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}
+
+
+def test_paired_delta_point_and_interval():
+    labels, ref = _data(n_per_class=(400, 400, 400), p=(0.9, 0.8, 0.6))
+    better = ref.copy()
+    wrong_in_class_2 = np.flatnonzero((labels == 2) & (ref == 0))
+    better[wrong_in_class_2[:40]] = 1.0  # +40 / 400 = +10 points on class 2 only, nothing lost elsewhere
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    delta = Bootstrap(labels, 3, n_resamples=1000).paired_delta(better, ref, groups)
+    assert delta["hard"]["delta"] == pytest.approx(0.10)
+    assert delta["overall"]["delta"] == pytest.approx(40 / 1200)
+    assert 0 < delta["hard"]["lo"] < 0.10 < delta["hard"]["hi"]
+    assert delta["easy"] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}  # unchanged samples: no noise at all
+    # Unpaired noise would be far wider: the paired interval of +10 points is only a few points wide.
+    assert delta["hard"]["hi"] - delta["hard"]["lo"] < 0.06
+
+
+def test_overall_interval_matches_the_binomial_width():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 4000)
+    correct = (rng.random(4000) < 0.8).astype(float)
+    acc = Bootstrap(labels, 10, n_resamples=2000).summary(correct)["overall"]
+    lo, hi = percentile_interval(acc)
+    # Stratification removes the between-class count noise only, so the width is at most the binomial one.
+    binomial = 2 * 1.96 * np.sqrt(0.8 * 0.2 / 4000)
+    assert 0.8 * binomial < hi - lo < 1.1 * binomial
+    assert lo < correct.mean() < hi
+
+
+def test_class_accuracy_interval_and_percentiles():
+    labels, correct = _data()
+    boot = Bootstrap(labels, 4, n_resamples=500)
+    ci = boot.class_accuracy_interval(correct)
+    observed = np.bincount(labels, weights=correct) / np.bincount(labels)
+    assert ci.shape == (4, 2) and np.all(ci[:, 0] <= observed) and np.all(observed <= ci[:, 1])
+    samples = np.random.default_rng(0).normal(size=(1000, 3))
+    np.testing.assert_allclose(percentile_interval(samples, 0.9), np.percentile(samples, [5, 95], axis=0))
+    with pytest.raises(ValueError, match="level must lie in"):
+        percentile_interval(samples, 1.5)
+
+
+def test_group_stability():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 200)
+    # Thirds of 6 classes are 2/2/2. Classes 1 and 2 are near-equal and straddle the easy/medium edge: they
+    # swap thirds from resample to resample; the well separated classes keep theirs.
+    p = np.array([0.99, 0.85, 0.84, 0.60, 0.40, 0.20])
+    correct = (rng.random(labels.size) < p[labels]).astype(float)
+    per_class = np.bincount(labels, weights=correct) / 200
+    groups = assign_groups(per_class)
+    stability = Bootstrap(labels, 6, n_resamples=500).group_stability(correct, groups)
+    assert stability[[0, 3, 4, 5]].min() > 0.95
+    assert 0.2 < stability[1] < 0.8 and 0.2 < stability[2] < 0.8
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="labels must lie in"):
+        Bootstrap(np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match="n_resamples must be >= 1"):
+        Bootstrap(np.array([0, 1]), 2, n_resamples=0)
+    with pytest.raises(ValueError, match="correct must have the labels' shape"):
+        Bootstrap(np.array([0, 1]), 2).class_accuracy(np.ones(3))
