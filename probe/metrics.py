@@ -13,6 +13,10 @@ Margin metrics:
 * their ideal values for K classes in d ≥ K−1 dimensions, reached by a regular simplex of prototypes with every
   feature on its prototype: class margin arccos(−1/(K−1)), sample margin K/(K−1) (Zhou et al., Thm. 3.3 / 3.4).
 
+Confusion metrics (what scikit-learn's ``confusion_matrix`` / ``precision_recall_fscore_support`` give, on
+integer labels 0..K−1): the K×K confusion counts (rows = true class), per-class precision, recall, F1 and
+support, and each class's most frequent wrong predictions.
+
 Classes without samples get accuracy / margin ``nan`` (never 0, which would look like a failing class);
 aggregates over classes ignore them.
 """
@@ -38,6 +42,9 @@ __all__ = [
     "ideal_class_margin_deg",
     "ideal_sample_margin",
     "softmax",
+    "confusion_matrix",
+    "precision_recall_f1",
+    "top_confusions",
 ]
 
 
@@ -204,3 +211,50 @@ def ideal_sample_margin(num_classes: int) -> float:
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
     return num_classes / (num_classes - 1)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) int64 counts: ``[i, j]`` = samples of true class i predicted as j (rows = true class)."""
+    labels = _labels(labels, num_classes)
+    predictions = _labels(predictions, num_classes)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions shape {predictions.shape} does not match labels shape {labels.shape}.")
+    flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class ``precision``, ``recall``, ``f1`` (K,) float64 and ``support`` (K,) int64 from confusion counts.
+
+    precision_k = C[k,k] / Σ_i C[i,k], recall_k = C[k,k] / Σ_j C[k,j], F1_k = 2·TP / (2·TP + FP + FN) (= 2PR /
+    (P + R) where both are defined). An undefined value (precision of a class never predicted, recall of a class
+    without samples, F1 of a class neither present nor predicted) is ``nan``, as scikit-learn gives with
+    ``zero_division=np.nan``.
+    """
+    c = np.asarray(confusion, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"confusion must be a square (K, K) matrix, got shape {c.shape}.")
+    tp = np.diag(c)
+    predicted, support = c.sum(axis=0), c.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(predicted + support > 0, 2 * tp / (predicted + support), np.nan)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def top_confusions(confusion: np.ndarray, k: int = 3) -> list[list[tuple[int, float]]]:
+    """For each true class, the ≤ k classes it is most often predicted as (never itself, never a zero count).
+
+    Returns:
+        per class a list of ``(predicted class, rate)``, rate = count / samples of the true class, highest
+        first; ties go to the lower class index.
+    """
+    c = np.asarray(confusion, dtype=np.int64)
+    off = c.copy()
+    np.fill_diagonal(off, 0)
+    support = np.maximum(c.sum(axis=1), 1)
+    # Sort each row by (count descending, index ascending): a stable argsort of the negated counts.
+    order = np.argsort(-off, axis=1, kind="stable")[:, :k]
+    return [[(int(j), float(off[i, j] / support[i])) for j in order[i] if off[i, j] > 0]
+            for i in range(c.shape[0])]

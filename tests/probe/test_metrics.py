@@ -89,3 +89,40 @@ def test_sample_margin_exact_and_per_class_reduce():
 def test_ideal_values_reject_single_class():
     with pytest.raises(ValueError, match="num_classes"):
         ideal_class_margin_deg(1)
+
+
+def test_confusion_precision_recall_f1_equal_scikit_learn():
+    from sklearn.metrics import confusion_matrix as sk_confusion
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from probe.metrics import confusion_matrix, precision_recall_f1
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 400)
+    predictions = np.where(rng.random(400) < 0.6, labels, rng.integers(0, 5, 400))
+    predictions[predictions == 4] = 3  # class 4 is never predicted: its precision is undefined
+    labels[labels == 2] = 1            # class 2 has no sample: its recall is undefined
+    c = confusion_matrix(labels, predictions, 5)
+    np.testing.assert_array_equal(c, sk_confusion(labels, predictions, labels=range(5)))
+    got = precision_recall_f1(c)
+    p, r, f, s = precision_recall_fscore_support(labels, predictions, labels=range(5), zero_division=np.nan)
+    np.testing.assert_allclose(got["precision"], p, equal_nan=True)
+    np.testing.assert_allclose(got["recall"], r, equal_nan=True)
+    np.testing.assert_allclose(got["f1"], f, equal_nan=True)
+    np.testing.assert_array_equal(got["support"], s)
+    assert np.isnan(got["precision"][4]) and np.isnan(got["recall"][2]) and c.sum() == 400
+
+
+def test_top_confusions():
+    from probe.metrics import top_confusions
+
+    c = np.array([[8, 1, 1, 0],
+                  [5, 5, 0, 0],
+                  [0, 0, 10, 0],
+                  [2, 3, 3, 2]])
+    top = top_confusions(c, k=3)
+    assert top[0] == [(1, 0.1), (2, 0.1)]        # ties by class index; zero counts left out
+    assert top[1] == [(0, 0.5)]
+    assert top[2] == []                           # never confused
+    assert top[3] == [(1, 0.3), (2, 0.3), (0, 0.2)]
+    assert top_confusions(c, k=1)[3] == [(1, 0.3)]
