@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params"]
+__all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
+           "choose_safe", "format_delta", "delta_sentence"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
 
@@ -120,3 +121,75 @@ def select_candidate(candidates: list[dict], criterion: str = "overall", *,
         if missing:
             raise KeyError(f"candidate {c} lacks score keys {missing}.")
     return SELECTION_CRITERIA[criterion].choose(candidates, floor)
+
+
+# -- the disparity-aware decision under uncertainty ---------------------------------------------------------
+VERDICTS = ("improved", "no_safe_improvement", "not_applicable")
+
+
+def _interval_key(c: dict) -> tuple[float, float]:
+    return c["val_hard_delta_ci"][0], c["val_overall_delta_ci"][0]
+
+
+def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: float = 0.0
+                ) -> tuple[int, str, str]:
+    """The disparity-aware choice with paired uncertainty (95 % paired bootstrap intervals on validation).
+
+    A candidate is an improvement over the reference configuration only when the lower bound of its hard-third
+    gain is > 0 **and** the lower bound of its overall difference is ≥ −``max_overall_drop``. Among improvements
+    the one with the highest lower bound of the hard-third gain wins (the most certain gain, not the luckiest
+    point estimate); ties → higher lower bound on overall → grid order. Without an improvement the reference
+    configuration is kept.
+
+    Args:
+        candidates: dicts with hyper-parameters, ``val_overall_delta_ci`` and ``val_hard_delta_ci`` ([lo, hi]
+            fractions, differences to the reference on the same validation samples), in grid order.
+        reference_index: the candidate that is the reference (ERM) configuration.
+        max_overall_drop: accuracy (a fraction, 0.01 = 1 point) the user will trade on overall for the hard third.
+
+    Returns:
+        ``(index, verdict, reason)``, verdict ``"improved"`` or ``"no_safe_improvement"``.
+    """
+    if not 0 <= reference_index < len(candidates):
+        raise ValueError(f"reference_index {reference_index} is not a candidate index (0..{len(candidates) - 1}).")
+    if max_overall_drop < 0:
+        raise ValueError(f"max_overall_drop must be >= 0, got {max_overall_drop}.")
+    qualifying = [i for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")
+                  and c["val_hard_delta_ci"][0] > 0 and c["val_overall_delta_ci"][0] >= -max_overall_drop]
+    budget = f"{100 * max_overall_drop:g} pt"
+    if not qualifying:
+        return reference_index, "no_safe_improvement", (
+            f"No setting raised the hard classes beyond noise without costing overall accuracy (budget {budget}): "
+            f"none of {len(candidates) - 1} candidates had a 95 % interval of its val hard-third gain above 0 with "
+            f"the interval of its overall difference above -{budget}. This run keeps the reference configuration "
+            f"({describe_params(candidates[reference_index])})."
+        )
+    index = max(qualifying, key=lambda i: (*_interval_key(candidates[i]), -i))
+    c = candidates[index]
+    return index, "improved", (
+        f"{describe_params(c)} raised the val hard third by {format_delta(c['val_hard_delta'], c['val_hard_delta_ci'])} "
+        f"at overall {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); "
+        f"{len(qualifying)} of {len(candidates) - 1} candidates qualified and it has the highest lower bound of "
+        f"the hard-third gain."
+    )
+
+
+def format_delta(delta: float, interval) -> str:
+    """``+2.1 pt [+1.2, +3.0]`` from fractions; ``(within noise)`` appended when the interval contains 0."""
+    lo, hi = interval
+    text = f"{100 * delta:+.1f} pt [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return text + (" (within noise)" if lo <= 0 <= hi else "")
+
+
+def delta_sentence(deltas: dict[str, dict[str, float]], verdict: str | None = None) -> str:
+    """One sentence for a user: the hard-third and overall differences with their intervals.
+
+    ``deltas`` has ``hard`` and ``overall`` entries ``{"delta", "lo", "hi"}`` (fractions), as
+    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns.
+    """
+    if verdict == "no_safe_improvement":
+        return ("No setting raised the hard classes beyond noise without costing overall accuracy; "
+                "this run equals the reference (ERM) configuration.")
+    hard, overall = deltas["hard"], deltas["overall"]
+    return (f"Hard third {format_delta(hard['delta'], (hard['lo'], hard['hi']))}, "
+            f"overall {format_delta(overall['delta'], (overall['lo'], overall['hi']))}.")

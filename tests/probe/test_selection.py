@@ -54,3 +54,54 @@ def test_errors_name_the_value():
         select_candidate(CANDIDATES, "best")
     with pytest.raises(KeyError, match="val_hard"):
         select_candidate([{"lr": 1.0, "val_overall": 0.5}])
+
+
+def _cand(lr, hard, hard_ci, overall, overall_ci, **extra):
+    return {"lr": lr, "val_hard_delta": hard, "val_hard_delta_ci": hard_ci,
+            "val_overall_delta": overall, "val_overall_delta_ci": overall_ci, **extra}
+
+
+def test_choose_safe_requires_intervals_above_zero_and_within_the_budget():
+    from probe.selection import choose_safe
+
+    ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
+    lucky = _cand(0.1, 0.05, [-0.01, 0.11], 0.01, [0.0, 0.02])     # big point gain, interval contains 0
+    costly = _cand(0.2, 0.04, [0.02, 0.06], -0.01, [-0.02, 0.0])   # real gain, may cost up to 2 points overall
+    safe = _cand(0.3, 0.02, [0.005, 0.035], 0.004, [0.0, 0.008])
+    tie = _cand(0.4, 0.02, [0.005, 0.035], 0.0, [-0.004, 0.004])  # may cost 0.4 pt: not with a 0 budget
+    index, verdict, reason = choose_safe([ref, lucky, costly, tie, safe], 0, max_overall_drop=0.0)
+    assert (index, verdict) == (4, "improved")  # costly's and tie's overall lower bounds are below the 0 budget
+    assert "lr=0.3 raised the val hard third by +2.0 pt [+0.5, +3.5]" in reason
+    assert "overall +0.4 pt [+0.0, +0.8] (within noise) (budget 0 pt); 1 of 4 candidates qualified" in reason
+    assert choose_safe([ref, tie], 0, max_overall_drop=0.004)[:2] == (1, "improved")
+    # A looser budget lets the larger, more certain gain through: highest lower bound of the hard gain wins.
+    assert choose_safe([ref, lucky, costly, safe], 0, max_overall_drop=0.02)[:2] == (2, "improved")
+    failed = dict(costly, failed="diverged: non-finite loss")
+    assert choose_safe([ref, lucky, failed, safe], 0, max_overall_drop=0.02)[0] == 3
+
+
+def test_choose_safe_keeps_the_reference_when_nothing_qualifies():
+    from probe.selection import choose_safe
+
+    ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
+    noisy = _cand(0.1, 0.012, [-0.03, 0.05], 0.012, [-0.01, 0.03])
+    index, verdict, reason = choose_safe([noisy, ref], 1)
+    assert (index, verdict) == (1, "no_safe_improvement")
+    assert reason.startswith("No setting raised the hard classes beyond noise without costing overall accuracy")
+    assert "keeps the reference configuration (lr=0.01)" in reason
+    with pytest.raises(ValueError, match="max_overall_drop must be >= 0"):
+        choose_safe([ref], 0, max_overall_drop=-0.01)
+    with pytest.raises(ValueError, match="reference_index 3 is not a candidate index"):
+        choose_safe([ref], 3)
+
+
+def test_delta_sentences():
+    from probe.selection import delta_sentence, format_delta
+
+    assert format_delta(0.021, (0.012, 0.030)) == "+2.1 pt [+1.2, +3.0]"
+    assert format_delta(-0.003, (-0.008, 0.002)) == "-0.3 pt [-0.8, +0.2] (within noise)"
+    deltas = {"hard": {"delta": 0.021, "lo": 0.012, "hi": 0.03}, "overall": {"delta": 0.001, "lo": -0.003, "hi": 0.005}}
+    assert delta_sentence(deltas) == "Hard third +2.1 pt [+1.2, +3.0], overall +0.1 pt [-0.3, +0.5] (within noise)."
+    assert delta_sentence(deltas, "no_safe_improvement") == (
+        "No setting raised the hard classes beyond noise without costing overall accuracy; "
+        "this run equals the reference (ERM) configuration.")
