@@ -1,10 +1,11 @@
-"""`mr2probe report`: show a run's report as a terminal table (or its JSON / CSV)."""
+"""`mr2probe report`: show a run's report as a terminal table (or its JSON / CSV), or write a shareable file."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "report"
-HELP = "show a run directory's report (accuracy by group and class, margins, selection)"
+HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,13 +13,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print report.json")
     fmt.add_argument("--csv", action="store_true", help="print the per-class table as CSV")
+    fmt.add_argument("--format", choices=("md", "html"), default=None,
+                     help="a shareable file: Markdown tables, or one self-contained HTML page with inline SVG "
+                          "charts (nothing loaded from elsewhere) to attach to a pull request")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="with --format: write to FILE instead of printing")
 
 
 def run(args: argparse.Namespace) -> int:
     from probe import format_report, load_report, report_csv, report_json
+    from probe.export import EXPORT_FORMATS
 
+    if args.out is not None and args.format is None:
+        raise ValueError("--out needs --format md or --format html")
     report = load_report(args.run_dir)
-    if args.json:
+    if args.format:
+        document = EXPORT_FORMATS[args.format](report if isinstance(report, dict) else report.model_dump(mode="json"))
+        if args.out is None:
+            print(document, end="")
+        else:
+            args.out.write_text(document, encoding="utf-8")
+            print(f"wrote {args.out}")
+    elif args.json:
         print(report_json(report))
     elif args.csv:
         print(report_csv(report), end="")

@@ -80,6 +80,14 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert "loss=mr2" in text and "class margin" in text and "dog" in text
     assert main(["report", str(out), "--csv"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("index,name,group,n_train")
+    assert main(["report", str(out), "--format", "html", "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "dog" in page
+    capsys.readouterr()
+    assert main(["report", str(out), "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("# mr2probe report: mr2")
+    assert main(["report", str(out), "--out", str(tmp_path / "x")]) == 2
+    assert "--out needs --format md or --format html" in capsys.readouterr().err
 
 
 def test_posthoc_flag(cache, tmp_path):

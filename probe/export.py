@@ -1,0 +1,126 @@
+"""Shareable, self-contained report files: Markdown (tables) and HTML (tables plus inline SVG charts).
+
+``report_markdown(report)`` and ``report_html(report)`` take a report as ``report.json`` holds it (a dict) and
+return one text file a user can attach to a pull request or a ticket: no external stylesheet, script, font or
+image, so it reads the same offline. Every string that comes from the data (class names, reasons) is escaped.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+__all__ = ["report_markdown", "report_html", "EXPORT_FORMATS"]
+
+GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
+SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy third"),
+                ("medium", "medium third"), ("hard", "hard third"), ("worst_class", "worst class"))
+
+
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}"
+
+
+def _md(text: Any) -> str:
+    """Markdown table cell: pipes and newlines would break the table; HTML is escaped too."""
+    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+
+
+def _headline(report: dict) -> dict[str, str]:
+    cfg, selection = report["config"], report["selection"]
+    selected = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in (cfg.get("selected") or {}).items() if v is not None)
+    return {"run": str(report.get("run_id") or "(unnamed run)"),
+            "probe": f"head {cfg.get('head')}, loss {cfg.get('loss')}, seeds {report['seeds']['values']}",
+            "selected": selected or "—",
+            "selection": f"{selection.get('criterion')}: {selection.get('reason', '')}",
+            "grouping": report["grouping"].get("note", "")}
+
+
+def _summary_rows(report: dict) -> list[tuple[str, str]]:
+    metrics = report["seeds"]["metrics"]
+    return [(label, f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}")
+            for key, label in SUMMARY_KEYS if key in metrics]
+
+
+def _per_class_rows(report: dict) -> list[list[str]]:
+    rows = sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))
+    return [[str(r["name"]), str(r["group"]), str(r["n_test"]), _pct(r["accuracy"]), _pct(r.get("accuracy_std")),
+             _pct(r.get("val_accuracy"))] for r in rows]
+
+
+PER_CLASS_HEADER = ["class", "group", "test images", "accuracy %", "± std", "val accuracy %"]
+
+
+def report_markdown(report: dict) -> str:
+    """The report as one Markdown document (GitHub-flavoured tables), worst class first."""
+    head = _headline(report)
+    lines = [f"# mr2probe report: {_md(head['run'])}", "",
+             f"- **Probe:** {_md(head['probe'])}", f"- **Selected on validation:** {_md(head['selected'])}",
+             f"- **Why:** {_md(head['selection'])}", f"- **Groups:** {_md(head['grouping'])}", "",
+             "## Test accuracy (%), mean ± std over seeds", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in _summary_rows(report)]
+    worst = report["summary"]["worst_class"]
+    lines += ["", f"Worst class: **{_md(worst['name'])}** ({_pct(worst['accuracy'])} %).", "",
+              "## Per class (test), worst first", "",
+              "| " + " | ".join(PER_CLASS_HEADER) + " |", "|" + "---|" * len(PER_CLASS_HEADER)]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in _per_class_rows(report)]
+    return "\n".join(lines) + "\n"
+
+
+def _bar_chart(rows: list[tuple[str, float | None, str]], title: str, width: int = 640) -> str:
+    """Horizontal bars in [0, 100] %: ``rows`` of (label, fraction or None, colour); inline SVG."""
+    bar_h, left, top = 18, 150, 28
+    height = top + bar_h * len(rows) + 26
+    plot = width - left - 60
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{html.escape(title)}">',
+             f'<text x="4" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>']
+    for tick in (0, 25, 50, 75, 100):
+        x = left + plot * tick / 100
+        parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 20}" stroke="#ddd"/>'
+                     f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">{tick}%</text>')
+    for i, (label, value, colour) in enumerate(rows):
+        y = top + i * bar_h
+        length = 0.0 if value is None else plot * max(0.0, min(1.0, value))
+        parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{html.escape(label)}</text>'
+                     f'<rect x="{left}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{colour}">'
+                     f'<title>{html.escape(label)}: {_pct(value)} %</title></rect>'
+                     f'<text x="{left + length + 4:.1f}" y="{y + 13}" font-size="10">{_pct(value, 1)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px auto;color:#222}"
+          "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;"
+          "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}")
+
+
+def report_html(report: dict) -> str:
+    """The report as one self-contained HTML page: headline, summary and per-class tables, SVG charts."""
+    head = _headline(report)
+    summary = report["seeds"]["metrics"]
+    groups = [(label, summary[key]["mean"], GROUP_COLOURS.get(key, "#5b7db1"))
+              for key, label in SUMMARY_KEYS if key in summary]
+    per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"))
+                 for r in sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))]
+    facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in (
+        ("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
+        ("Groups", head["grouping"])))
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
+            f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
+            f'<h1>mr2probe report: {html.escape(head["run"])}</h1><dl>{facts}</dl>'
+            f'<h2>Test accuracy (%), mean ± std over seeds</h2>'
+            f'{_html_table(["metric", "value"], [list(r) for r in _summary_rows(report)])}'
+            f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
+            f'<h2>Per class (test), worst first</h2>'
+            f'{_bar_chart(per_class, "Per-class test accuracy, coloured by group")}'
+            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}</body></html>\n')
+
+
+EXPORT_FORMATS = {"md": report_markdown, "html": report_html}
