@@ -1,0 +1,58 @@
+"""Thumbnails: listed samples only (folder and zip), PNG of bounded size, everything else refused unread."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from PIL import Image
+
+from fc_testutils import write_image
+from feature_cache import open_dataset
+from feature_cache.thumbnails import Thumbnailer
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return image.size
+
+
+def test_listed_sources_from_a_folder(tree):
+    thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
+    assert _png_size(thumbs.png("train/ant/000.png")) == (12, 12)  # small images are not enlarged
+    write_image(tree / "train" / "bee" / "big.png", 1, 99, size=300)
+    thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
+    assert _png_size(thumbs.png("train/bee/big.png")) == (128, 128)
+    assert _png_size(thumbs.png("train/bee/big.png", size=40)) == (40, 40)
+    with pytest.raises(ValueError, match="size must lie in 8..512"):
+        thumbs.png("train/bee/big.png", size=4096)
+
+
+@pytest.mark.parametrize("source", ["../outside.png", "/etc/passwd", "train/ant/../../../outside.png",
+                                    "train/ant/missing.png", "notes.txt", "train/ant", ""])
+def test_unlisted_sources_are_refused(tree, source):
+    (tree / "notes.txt").write_text("not an image")
+    (tree.parent / "outside.png").write_bytes(b"secret")
+    thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
+    assert source not in thumbs
+    with pytest.raises(KeyError, match="is not a sample of this data set"):
+        thumbs.png(source)
+
+
+def test_zip_members_and_skipped_files(tree, tmp_path):
+    (tree / "train" / "cat" / "notes.txt").write_text("not an image")
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(tree.parent).as_posix())
+    data = open_dataset(archive, val_fraction=0.0)
+    thumbs = Thumbnailer(data)
+    source = data.splits["test"][0].source
+    assert _png_size(thumbs.png(source)) == (12, 12)
+    skipped = [s for s, _ in data.skipped]
+    assert any(name.endswith("notes.txt") for name in skipped)
+    for name in skipped:  # a file the data set skipped is not a sample
+        with pytest.raises(KeyError):
+            thumbs.png(name)
