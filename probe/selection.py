@@ -21,6 +21,7 @@ __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "desc
            "choose_safe", "format_delta", "delta_sentence"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
+NOTE_KEYS = ("failed", "chosen", "reference")  # notes about a candidate, not hyper-parameters
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class SelectionCriterion:
 
 
 def describe_params(candidate: dict) -> str:
-    """``lr=0.01, weight_decay=0.0001, cbar=2`` (score keys left out)."""
+    """``lr=0.01, weight_decay=0.0001, cbar=2`` (score keys and notes left out)."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in candidate.items() if k not in SCORE_KEYS and not k.startswith("val_"))
+                     for k, v in candidate.items()
+                     if k not in SCORE_KEYS and k not in NOTE_KEYS and not k.startswith("val_"))
 
 
 def _pct(x: float) -> str:

@@ -1,0 +1,123 @@
+"""The disparity-aware decision on validation, with its uncertainty, frontier, group stability and warnings.
+
+:func:`decide` takes every candidate's per-sample validation correctness and the reference (ERM)
+configuration's, scores each candidate's difference to the reference on the *same* samples with a paired
+stratified bootstrap (:class:`probe.uncertainty.Bootstrap`), applies :func:`probe.selection.choose_safe` under
+the user's overall-accuracy budget and returns what the report shows: the chosen index, the verdict, the reason,
+the frontier (every candidate's Δ overall / Δ hard with intervals), how stable each class's group is, and
+plain-language warnings. Pure numpy: the caller trains and predicts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .groups import GROUP_NAMES, assign_groups
+from .selection import choose_safe, describe_params
+from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
+
+__all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "Decision", "decide", "small_split_warning"]
+
+# Below this many validation images in some class, per-class accuracies move by ≥ 2 points per image and the
+# thirds are noisy: the run warns (and k-fold cross-validation is the better protocol).
+MIN_VAL_PER_CLASS = 50
+# A class that keeps its group in fewer than this fraction of bootstrap resamples is reported as unstable.
+UNSTABLE_GROUP = 0.8
+
+
+@dataclass
+class Decision:
+    index: int
+    verdict: str
+    reason: str
+    frontier: list[dict]
+    groups: dict[str, list[int]]
+    stability: list[float]
+    warnings: list[str] = field(default_factory=list)
+
+
+def small_split_warning(labels: np.ndarray, class_names: list[str], split: str = "validation",
+                        minimum: int = MIN_VAL_PER_CLASS) -> str | None:
+    """A warning when some class has fewer than ``minimum`` samples in ``split`` (else None)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    small = [i for i, n in enumerate(counts) if n < minimum]
+    if not small:
+        return None
+    named = ", ".join(f"{class_names[i]} ({counts[i]})" for i in small[:5]) + (" ..." if len(small) > 5 else "")
+    return (f"Small {split} split: {len(small)} of {len(class_names)} classes have fewer than {minimum} "
+            f"{split} images ({named}); one image moves a class's accuracy by ≥ {100 / max(1, counts.min()):.0f} "
+            f"points, so differences and groups are noisy — read the intervals.")
+
+
+def _frontier_entry(params: dict, correct: np.ndarray, delta: dict, groups: dict, labels: np.ndarray,
+                    num_classes: int) -> dict:
+    per_class = np.bincount(labels, weights=correct, minlength=num_classes) / np.maximum(
+        1, np.bincount(labels, minlength=num_classes))
+    hard = per_class[np.asarray(groups["hard"], dtype=np.int64)]
+    return {"params": params, "val_overall": float(correct.mean()), "val_hard": float(hard.mean()),
+            "val_overall_delta": delta["overall"]["delta"], "val_hard_delta": delta["hard"]["delta"],
+            "val_overall_delta_ci": [delta["overall"]["lo"], delta["overall"]["hi"]],
+            "val_hard_delta_ci": [delta["hard"]["lo"], delta["hard"]["hi"]]}
+
+
+def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_index: int, labels: np.ndarray,
+           class_names: list[str], *, groups: dict[str, list[int]] | None = None, max_overall_drop: float = 0.0,
+           n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Decision:
+    """Choose among candidates by their paired validation differences to the reference configuration.
+
+    Args:
+        candidates: hyper-parameter dicts in grid order (a ``failed`` key marks a candidate that did not fit).
+        correct: per candidate, (n,) per-sample validation correctness in [0, 1] (``None`` for a failed one).
+        reference_index: the reference (ERM) configuration's position in ``candidates``.
+        labels: (n,) validation labels.
+        class_names: K names.
+        groups: easy / medium / hard class indices (the reference run's); default: ranked from the reference
+            candidate's validation per-class accuracy.
+        max_overall_drop: percentage points of overall accuracy the user will trade (0 = none).
+        n_resamples, seed: the paired bootstrap's resamples.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = len(class_names)
+    reference = np.asarray(correct[reference_index], dtype=np.float64)
+    boot = Bootstrap(labels, num_classes, n_resamples=n_resamples, seed=seed)
+    if groups is None:
+        counts = np.maximum(1, np.bincount(labels, minlength=num_classes))
+        groups = assign_groups(np.bincount(labels, weights=reference, minlength=num_classes) / counts)
+    frontier = []
+    for params, vector in zip(candidates, correct):
+        if vector is None or params.get("failed"):
+            frontier.append({"params": params, "failed": params.get("failed", "no predictions")})
+            continue
+        delta = boot.paired_delta(np.asarray(vector, dtype=np.float64), reference, groups)
+        frontier.append(_frontier_entry(params, np.asarray(vector, dtype=np.float64), delta, groups, labels,
+                                        num_classes))
+    scored = [dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"}) for entry in frontier]
+    for entry in scored:  # failed candidates carry no interval: they can never qualify
+        entry.setdefault("val_hard_delta_ci", [float("-inf"), float("-inf")])
+        entry.setdefault("val_overall_delta_ci", [float("-inf"), float("-inf")])
+    index, verdict, reason = choose_safe(scored, reference_index, max_overall_drop / 100.0)
+    for i, entry in enumerate(frontier):
+        entry["chosen"], entry["reference"] = i == index, i == reference_index
+    stability = boot.group_stability(reference, groups)
+    return Decision(index, verdict, reason, frontier, groups, [float(s) for s in stability],
+                    _warnings(labels, class_names, groups, stability, frontier))
+
+
+def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stability: np.ndarray,
+              frontier: list[dict]) -> list[str]:
+    out = []
+    small = small_split_warning(labels, class_names)
+    if small:
+        out.append(small)
+    unstable = [i for i in range(len(class_names)) if stability[i] < UNSTABLE_GROUP]
+    if unstable:
+        group_of = {i: name for name in GROUP_NAMES for i in groups.get(name, [])}
+        named = ", ".join(f"{class_names[i]} ({group_of.get(i, '?')}, {100 * stability[i]:.0f} %)" for i in unstable)
+        out.append(f"Unstable groups: {len(unstable)} classes keep their third in fewer than "
+                   f"{100 * UNSTABLE_GROUP:.0f} % of bootstrap resamples of the validation split: {named}.")
+    failed = [e for e in frontier if e.get("failed")]
+    if failed:
+        out.append(f"{len(failed)} candidate(s) failed and were never selected: "
+                   + "; ".join(f"{describe_params(e['params'])}: {e['failed']}" for e in failed[:5]))
+    return out

@@ -1,0 +1,73 @@
+"""decide(): paired validation deltas with intervals, the budget, the frontier, stability and warnings."""
+import numpy as np
+import pytest
+
+from probe.decision import MIN_VAL_PER_CLASS, decide, small_split_warning
+
+NAMES = ["a", "b", "c", "d", "e", "f"]
+
+
+def _setup(n_per_class=200, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(6), n_per_class)
+    p = np.array([0.97, 0.93, 0.85, 0.75, 0.6, 0.5])
+    reference = (rng.random(labels.size) < p[labels]).astype(float)
+    return rng, labels, reference
+
+
+def _fix_hard(reference, labels, classes, count, rng):
+    out = reference.copy()
+    for k in classes:
+        wrong = np.flatnonzero((labels == k) & (reference == 0))
+        out[rng.permutation(wrong)[:count]] = 1.0
+    return out
+
+
+def test_a_clear_hard_gain_without_overall_cost_is_chosen():
+    rng, labels, ref = _setup()
+    gain = _fix_hard(ref, labels, [4, 5], 30, rng)   # +15 points on the two hardest classes, nothing lost
+    noise = ref.copy()
+    flip = rng.choice(labels.size, 40, replace=False)
+    noise[flip] = 1 - noise[flip]                      # random churn: no real difference
+    cands = [{"lr": 0.01, "loss": "ce"}, {"lr": 0.1, "eta": 0.01}, {"lr": 0.1, "eta": 0.03}]
+    d = decide(cands, [ref, noise, gain], 0, labels, NAMES)
+    assert (d.index, d.verdict) == (2, "improved")
+    assert d.groups == {"easy": [0, 1], "medium": [2, 3], "hard": [4, 5]}
+    front = d.frontier
+    assert front[0]["reference"] and front[0]["val_hard_delta"] == 0 and front[0]["val_hard_delta_ci"] == [0, 0]
+    assert front[2]["chosen"] and front[2]["val_hard_delta"] == pytest.approx(0.15)
+    assert 0 < front[2]["val_hard_delta_ci"][0] < 0.15 < front[2]["val_hard_delta_ci"][1]
+    assert front[2]["val_overall_delta"] == pytest.approx(60 / 1200)
+    assert front[1]["val_hard_delta_ci"][0] < 0 < front[1]["val_hard_delta_ci"][1]
+    assert d.warnings == [] and min(d.stability) > 0.8
+
+
+def test_no_safe_improvement_keeps_the_reference_and_the_budget_opens_it():
+    rng, labels, ref = _setup()
+    trade = _fix_hard(ref, labels, [4, 5], 30, rng)
+    easy_right = np.flatnonzero((labels <= 1) & (ref == 1))
+    trade[rng.permutation(easy_right)[:45]] = 0.0      # +60 hard images for -45 easy ones: costs overall risk
+    d = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, trade], 0, labels, NAMES)
+    assert d.frontier[1]["val_overall_delta_ci"][0] < 0 < d.frontier[1]["val_hard_delta_ci"][0]
+    assert (d.index, d.verdict) == (0, "no_safe_improvement") and d.frontier[0]["chosen"]
+    assert "keeps the reference configuration (lr=0.01)" in d.reason
+    loose = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, trade], 0, labels, NAMES, max_overall_drop=2.0)
+    assert (loose.index, loose.verdict) == (1, "improved")
+
+
+def test_failed_candidates_small_validation_and_unstable_groups_are_reported():
+    rng, labels, ref = _setup(n_per_class=10, seed=1)
+    cands = [{"lr": 0.01}, {"lr": 1e30, "failed": "diverged: non-finite loss at epoch 2"}]
+    # groups from another run that ranks the classes the other way round: none of them is stable here
+    d = decide(cands, [ref, None], 0, labels, NAMES, groups={"easy": [4, 5], "medium": [2, 3], "hard": [0, 1]})
+    assert d.verdict == "no_safe_improvement" and d.frontier[1] == {
+        "params": cands[1], "failed": "diverged: non-finite loss at epoch 2", "chosen": False, "reference": False}
+    text = " | ".join(d.warnings)
+    assert f"6 of 6 classes have fewer than {MIN_VAL_PER_CLASS} validation images" in text
+    assert "Unstable groups" in text and "lr=1e+30: diverged: non-finite loss at epoch 2" in text
+
+
+def test_small_split_warning():
+    assert small_split_warning(np.repeat(np.arange(3), 60), ["x", "y", "z"]) is None
+    text = small_split_warning(np.array([0] * 60 + [1] * 10 + [2] * 49), ["x", "y", "z"])
+    assert "2 of 3 classes have fewer than 50 validation images (y (10), z (49))" in text
