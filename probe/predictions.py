@@ -1,0 +1,87 @@
+"""A run's test predictions, stored compactly next to its report (``predictions.npz``).
+
+What they serve: the confusion matrix summed over seeds, the failing samples of a class (most confident
+mistakes first), per-class accuracy intervals, and paired test differences between two runs on the same test
+split (:func:`paired_test_delta`). Sample *i* is row *i* of the cache's test split; the app maps it to its
+source file.
+
+File contents (numpy ``.npz``, compressed): ``labels`` (n,) int32, ``predicted`` (S, n) int32 — one row per seed
+in the report's seed order —, ``confidence`` (n,) float32 — the softmax probability of the first seed's
+prediction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
+
+__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta"]
+
+PREDICTIONS_FILE = "predictions.npz"
+
+
+@dataclass
+class Predictions:
+    labels: np.ndarray       # (n,)
+    predicted: np.ndarray    # (S, n)
+    confidence: np.ndarray   # (n,) first seed
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, dtype=np.int32)
+        self.predicted = np.atleast_2d(np.asarray(self.predicted, dtype=np.int32))
+        self.confidence = np.asarray(self.confidence, dtype=np.float32)
+        n = self.labels.shape[0]
+        if self.labels.ndim != 1 or self.predicted.shape[1] != n or self.confidence.shape != (n,):
+            raise ValueError(f"predictions need labels (n,), predicted (S, n) and confidence (n,); got "
+                             f"{self.labels.shape}, {self.predicted.shape}, {self.confidence.shape}.")
+
+    @property
+    def correct(self) -> np.ndarray:
+        """(n,) fraction of seeds that classify each sample correctly."""
+        return (self.predicted == self.labels[None, :]).mean(axis=0)
+
+    def confusion(self, num_classes: int) -> np.ndarray:
+        """(K, K) counts summed over seeds, rows = true class."""
+        flat = np.bincount((self.labels[None, :] * num_classes + self.predicted).ravel(),
+                           minlength=num_classes * num_classes)
+        return flat.reshape(num_classes, num_classes).astype(np.int64)
+
+    def failures(self, class_index: int, limit: int | None = None) -> np.ndarray:
+        """Indices of the first seed's mistakes on true class ``class_index``, most confident first."""
+        wrong = np.flatnonzero((self.labels == class_index) & (self.predicted[0] != class_index))
+        order = np.argsort(-self.confidence[wrong], kind="stable")
+        return wrong[order][:limit]
+
+    def save(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / PREDICTIONS_FILE
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, labels=self.labels, predicted=self.predicted, confidence=self.confidence)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Predictions:
+        path = Path(run_dir)
+        path = path / PREDICTIONS_FILE if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"no {PREDICTIONS_FILE} in {Path(run_dir).name}: the run predates stored "
+                                    f"predictions; re-run it to get failures and test intervals.")
+        with np.load(path) as data:
+            return cls(data["labels"], data["predicted"], data["confidence"])
+
+
+def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
+                      *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``other − base`` on the same test samples (accuracy means over each run's seeds), with 95 % intervals.
+
+    Raises:
+        ValueError: the two runs were not scored on the same test split.
+    """
+    if base.labels.shape != other.labels.shape or not np.array_equal(base.labels, other.labels):
+        raise ValueError("the two runs were scored on different test splits (different caches); a paired "
+                         "comparison needs the same test samples.")
+    boot = Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed)
+    return boot.paired_delta(other.correct, base.correct, groups)

@@ -1,0 +1,50 @@
+"""Stored test predictions: round trip, confusion over seeds, failures order, paired test deltas."""
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix
+
+from probe.predictions import PREDICTIONS_FILE, Predictions, paired_test_delta
+
+
+def _preds(seed=0, n=300, k=4, seeds=3):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    predicted = np.where(rng.random((seeds, n)) < 0.7, labels, rng.integers(0, k, (seeds, n)))
+    return Predictions(labels, predicted, rng.random(n).astype(np.float32))
+
+
+def test_round_trip_and_confusion(tmp_path):
+    p = _preds()
+    path = p.save(tmp_path)
+    assert path.name == PREDICTIONS_FILE and not list(tmp_path.glob("*.tmp*"))
+    q = Predictions.load(tmp_path)
+    assert np.array_equal(q.labels, p.labels) and np.array_equal(q.predicted, p.predicted)
+    assert np.array_equal(q.confidence, p.confidence)
+    expected = sum(confusion_matrix(p.labels, row, labels=range(4)) for row in p.predicted)
+    np.testing.assert_array_equal(q.confusion(4), expected)
+    np.testing.assert_allclose(q.correct, (p.predicted == p.labels).mean(axis=0))
+    with pytest.raises(FileNotFoundError, match="predates stored predictions"):
+        Predictions.load(tmp_path / "nothing")
+
+
+def test_failures_most_confident_first():
+    labels = np.array([1, 1, 1, 1, 0])
+    predicted = np.array([[0, 1, 2, 0, 1]])
+    p = Predictions(labels, predicted, np.array([0.5, 0.99, 0.9, 0.7, 0.8]))
+    assert p.failures(1).tolist() == [2, 3, 0]  # the correct sample 1 is no failure
+    assert p.failures(1, limit=1).tolist() == [2]
+    assert p.failures(0).tolist() == [4]
+    with pytest.raises(ValueError, match="predictions need labels"):
+        Predictions(labels, predicted, np.ones(3))
+
+
+def test_paired_test_delta():
+    base = _preds()
+    other = Predictions(base.labels, np.where(base.labels[None, :] == 3, 3, base.predicted), base.confidence)
+    groups = {"easy": [0], "medium": [1, 2], "hard": [3]}
+    delta = paired_test_delta(base, other, 4, groups)
+    gain = other.correct[base.labels == 3].mean() - base.correct[base.labels == 3].mean()
+    assert delta["hard"]["delta"] == pytest.approx(gain) and delta["hard"]["lo"] > 0
+    assert delta["easy"] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}
+    with pytest.raises(ValueError, match="different test splits"):
+        paired_test_delta(base, _preds(seed=1), 4, groups)
