@@ -72,8 +72,7 @@ class CosineHead(nn.Module):
     def __init__(self, num_features: int, num_classes: int, logit_scale: float = 16.0,
                  learnable_scale: bool = True) -> None:
         super().__init__()
-        if not float(logit_scale) > 0:
-            raise ValueError(f"logit_scale must be > 0, got {logit_scale}.")
+        HEADS["cosine"].options["logit_scale"].check("head 'cosine'", "logit_scale", logit_scale)  # bounds: registry
         self.num_features, self.num_classes = int(num_features), int(num_classes)
         self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features) * 0.01)
         log_s = torch.tensor(math.log(float(logit_scale)))

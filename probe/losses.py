@@ -32,6 +32,9 @@ __all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "get_loss_spec", "l
            "representation_margin", "sample_margin_regularizer", "zero_centroid_regularizer"]
 
 
+# Option values (γ_f ≥ 0, η > 0, scales > 0, ...) are checked against their declarations in probe.registry by
+# create_loss, the one builder of these classes; the classes below do not repeat the bounds.
+
 # ----------------------------------------------------------------------------------------------- base class
 class ProbeLoss(nn.Module):
     """Base class: ``forward(logits, labels, *, gamma=None, features=None) -> scalar`` (mean over the batch)."""
@@ -82,8 +85,6 @@ class MarginCrossEntropy(ProbeLoss):
         super().__init__()
         if source not in ("none", "cbar", "r2", "spread", "val_error"):
             raise ValueError(f"Unknown margin source {source!r}; accepted: none, cbar, r2, spread, val_error.")
-        if not float(sharpness) >= 0:
-            raise ValueError(f"sharpness must be >= 0, got {sharpness}.")
         self.needs = source
         self.sharpness = float(sharpness)
         self.power = float(power)
@@ -128,8 +129,6 @@ class FocalLoss(ProbeLoss):
 
     def __init__(self, gamma_focal: float = 2.0) -> None:
         super().__init__()
-        if not float(gamma_focal) >= 0:
-            raise ValueError(f"gamma_focal must be >= 0, got {gamma_focal}.")
         self.gamma_focal = float(gamma_focal)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -150,8 +149,6 @@ class GroupDROLoss(ProbeLoss):
 
     def __init__(self, eta: float = 0.01) -> None:
         super().__init__()
-        if not float(eta) > 0:
-            raise ValueError(f"eta must be > 0, got {eta}.")
         self.eta = float(eta)
         self.register_buffer("q", torch.empty(0), persistent=False)
 
@@ -206,8 +203,6 @@ class LabelSmoothingLoss(ProbeLoss):
 
     def __init__(self, smoothing: float = 0.1) -> None:
         super().__init__()
-        if not 0.0 <= float(smoothing) < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}.")
         self.smoothing = float(smoothing)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -226,8 +221,6 @@ class LMSoftmaxLoss(ProbeLoss):
 
     def __init__(self, scale: float = 16.0) -> None:
         super().__init__()
-        if not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {scale}.")
         self.scale = float(scale)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -244,8 +237,6 @@ class CosFaceLoss(ProbeLoss):
 
     def __init__(self, scale: float = 16.0, margin: float = 0.35) -> None:
         super().__init__()
-        if not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {scale}.")
         self.scale, self.margin = float(scale), float(margin)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -264,10 +255,6 @@ class ArcFaceLoss(ProbeLoss):
 
     def __init__(self, scale: float = 16.0, margin: float = 0.5) -> None:
         super().__init__()
-        if not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {scale}.")
-        if not 0.0 <= float(margin) < math.pi / 2:
-            raise ValueError(f"margin must be in [0, π/2), got {margin}.")
         self.scale, self.margin = float(scale), float(margin)
 
     def forward(self, logits, labels, *, gamma=None, features=None):

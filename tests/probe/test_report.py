@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from probe import ProbeConfig, Report, SeedEvaluation, build_report, run_probe, format_report, load_report, report_csv, report_json
+from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json, run_probe
 from probe.report import Candidate, Selection
 
 NAMES = ["cat", "dog", "car"]

@@ -313,3 +313,13 @@ def test_probe_has_no_import_circle_and_never_imports_app():
             visit(m, [m])
     assert "probe.checkpoint" in graph["probe.trainer"] and "probe.trainer" not in graph["probe.checkpoint"]
     assert not (ROOT / "probe" / "__main__.py").exists()
+
+
+def test_every_registry_entry_has_its_class_and_defaults_within_bounds():
+    from probe import ADAPTERS, LOSSES, adapters, heads, losses
+
+    for registry, module in ((HEADS, heads), (LOSSES, losses), (ADAPTERS, adapters)):
+        for spec in registry.values():
+            assert isinstance(getattr(module, spec.factory), type), spec
+            for name, option in spec.options.items():
+                assert option.check(spec.name, name, option.default) == option.default
