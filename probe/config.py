@@ -23,11 +23,13 @@ from .params import (
     MAX_GRID_CANDIDATES,
     MAX_GRID_VALUES,
     MAX_SEEDS,
+    OPTIMIZERS,
+    R2_MODES,
     TRAINER_PARAMS,
     check_trainer_params,
 )
 from .presets import PRESETS, get_preset
-from .registry import check_options, get_head_spec, get_loss_spec
+from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
 __all__ = ["ProbeConfig", "auto_epochs", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "MAX_EPOCHS", "MAX_SEEDS",
            "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"]
@@ -51,11 +53,13 @@ class ProbeConfig(BaseModel):
 
     preset: _Name | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
                                  "disparity-aware method): fills the fields this request leaves unset")
-    head: _Name = Field("linear", description="classifier head, a name of probe.HEADS (linear, cosine)")
+    head: _Name = Field("linear", description="classifier head, a name of probe.HEADS",
+                        json_schema_extra={"enum": list(HEADS)})
     head_options: dict[_Name, Any] = Field(
         default_factory=dict, description="options of the head over its registry defaults (probe.HEADS), e.g. "
         "{'learnable_scale': False, 'logit_scale': 16} for a fixed cosine scale")
-    loss: _Name = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants")
+    loss: _Name = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants",
+                        json_schema_extra={"enum": list(LOSSES)})
     loss_options: dict[_Name, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
     loss_options_grid: dict[_Name, _Grid] = Field(
         default_factory=dict, description="loss options selected on validation, e.g. {'eta': [0.003, 0.01, 0.03]} "
@@ -66,7 +70,8 @@ class ProbeConfig(BaseModel):
                             "(probe.HEADS: 2 linear, 3 cosine)")
     r2_mode: _Name = Field(
         "exact", description="class statistics r_k²: exact on the frozen training features, or the paper's EMA "
-        "(decay 0.9, per batch); with an adapter the trainer always uses the EMA")
+        "(decay 0.9, per batch); with an adapter the trainer always uses the EMA",
+        json_schema_extra={"enum": list(R2_MODES)})
     lam: float | None = Field(None, description="weight λ of the representation margin ℓ_s̄ (adapter only)")
     lam_grid: _Grid = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates")
     adapter: _Name | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: none")
@@ -82,7 +87,7 @@ class ProbeConfig(BaseModel):
     epochs: int | None = Field(None, description=f"training epochs per fit, 1..{MAX_EPOCHS}; None: "
                                "auto_epochs(n_train, batch_size)")
     batch_size: int | None = Field(1024, description=f"mini-batch size, 1..{MAX_BATCH_SIZE}; None: full batch")
-    optimizer: _Name = Field("adamw", description="adamw or sgd")
+    optimizer: _Name = Field("adamw", description="the optimiser", json_schema_extra={"enum": list(OPTIMIZERS)})
     warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], max_length=MAX_SEEDS,
                              description=f"seeds (at most {MAX_SEEDS}); the first one selects")

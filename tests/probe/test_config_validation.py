@@ -249,8 +249,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     assert loaded.run_id == "v1_erm" and loaded.class_names == ["cat", "dog", "car"]
     assert loaded.per_class[0].gamma is None and loaded.posthoc.per_seed[0].seed == 0
     dumped = loaded.model_dump(mode="json")
-    assert dumped == {**old, "selection": {**old["selection"], "preset": None,
-                                           "candidates": [{**c, "failed": None} for c in old["selection"]["candidates"]],
+    candidates = [{**c, "failed": None} for c in old["selection"]["candidates"]]
+    assert dumped == {**old, "selection": {**old["selection"], "preset": None, "candidates": candidates,
                                            "chosen": {**old["selection"]["chosen"], "failed": None}}}
     (tmp_path / "report.json").write_text(json.dumps({**old, "summary": {**old["summary"], "overall": "high"}}))
     with pytest.raises(ValueError, match="summary.overall"):
