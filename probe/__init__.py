@@ -35,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate"], "selection"),
     **dict.fromkeys(["PRESETS", "Preset", "get_preset"], "presets"),
     # config.py: the request and its bounds
-    **dict.fromkeys(["ProbeConfig", "auto_epochs", "MAX_EPOCHS", "MAX_SEEDS", "MAX_GRID_VALUES",
+    **dict.fromkeys(["ProbeConfig", "auto_epochs", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
                      "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"], "config"),
     # evaluate.py, run.py, report.py, compare.py: one run end to end and its report
     **dict.fromkeys(["SeedEvaluation"], "evaluate"),

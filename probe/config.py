@@ -22,6 +22,7 @@ from .params import (
     MAX_EPOCHS,
     MAX_GRID_CANDIDATES,
     MAX_GRID_VALUES,
+    MAX_SEED,
     MAX_SEEDS,
     OPTIMIZERS,
     R2_MODES,
@@ -31,14 +32,13 @@ from .params import (
 from .presets import PRESETS, get_preset
 from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
-__all__ = ["ProbeConfig", "auto_epochs", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "MAX_EPOCHS", "MAX_SEEDS",
+__all__ = ["ProbeConfig", "auto_epochs", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED",
            "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"]
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
 # A grid field and the trainer parameter whose constraint each of its values must meet.
 _GRID_PARAM = {"cbar_grid": "cbar", "lr_grid": "lr", "wd_grid": "weight_decay", "lam_grid": "lam"}
-_SEED = [Interval(int)]
 
 
 def _loss_uses_cbar(loss: str) -> bool:
@@ -90,7 +90,8 @@ class ProbeConfig(BaseModel):
     optimizer: _Name = Field("adamw", description="the optimiser", json_schema_extra={"enum": list(OPTIMIZERS)})
     warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], max_length=MAX_SEEDS,
-                             description=f"seeds (at most {MAX_SEEDS}); the first one selects")
+                             description=f"seeds (at most {MAX_SEEDS}, each in [0, {MAX_SEED}]); the first one "
+                             "selects")
     select: Literal["overall", "hard"] = Field("overall", description="validation selection criterion")
     posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
@@ -135,7 +136,7 @@ class ProbeConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"seeds must be distinct, got {value}.")
         for seed in value:
-            check("seeds value", seed, _SEED)
+            check("seeds value", seed, TRAINER_PARAMS["random_state"])
         return value
 
     @field_validator("val_fraction")

@@ -19,7 +19,7 @@ from .metrics import (
 )
 from .posthoc import PosthocLogitBias
 
-__all__ = ["SplitScores", "SeedEvaluation", "evaluate_split", "evaluate_seed", "apply_posthoc"]
+__all__ = ["SplitScores", "SeedEvaluation", "score_logits", "evaluate_split", "evaluate_seed", "apply_posthoc"]
 
 
 @dataclass

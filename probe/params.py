@@ -17,7 +17,7 @@ from .constraints import Boolean, Device, Instance, Interval, Name, Options, che
 from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
 __all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "MAX_EPOCHS", "MAX_BATCH_SIZE",
-           "MAX_ADAPTER_RANK", "MAX_SEEDS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES"]
+           "MAX_ADAPTER_RANK", "MAX_SEEDS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_SEED"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
 MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
@@ -25,6 +25,7 @@ MAX_ADAPTER_RANK = 4096       # rank / bottleneck width of an adapter
 MAX_SEEDS = 20                # seeds of one run
 MAX_GRID_VALUES = 64          # values in one grid (lr_grid, wd_grid, cbar_grid, lam_grid, each loss_options_grid)
 MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (the fits it costs)
+MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
 
 R2_MODES = ("exact", "ema")
 OPTIMIZERS = ("adamw", "sgd")
@@ -47,7 +48,7 @@ TRAINER_PARAMS: dict[str, list] = {
     "optimizer": [Options(OPTIMIZERS)],
     "warmup_epochs": [Interval(int, 0, MAX_EPOCHS)],
     "device": [Device()],
-    "random_state": [Interval(int)],
+    "random_state": [Interval(int, 0, MAX_SEED)],
     "momentum": [_NONNEG],
     "head_options": [Instance((dict,), "a dict of head options"), None],
     "loss_options": [Instance((dict,), "a dict of loss options"), None],

@@ -59,7 +59,8 @@ def _error(**fields) -> str:
     ({"head": "mlp"}, "head", "Unknown head 'mlp'; available: linear, cosine"),
     ({"r2_mode": "running"}, "r2_mode", "r2_mode must be one of exact, ema, got 'running'"),
     ({"optimizer": "adam"}, "optimizer", "optimizer must be one of adamw, sgd, got 'adam'"),
-    ({"seeds": [0, -1.5]}, "seeds", "seeds"),
+    ({"seeds": [0, -1]}, "seeds", "seeds value must be an integer in [0, 4294967295], got -1"),
+    ({"seeds": [2**40]}, "seeds", "seeds value must be an integer in [0, 4294967295]"),
     ({"val_fraction": 1.0}, "val_fraction", "val_fraction must be in (0, 1), got 1.0"),
 ])
 def test_bounds_name_the_field(fields, field, words):
