@@ -120,6 +120,6 @@ def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
     reports = []
     for run_id in (base_run, other_run):
         report = load_report(store.get_run(run_id)["path"])
-        report["run_id"] = report.get("run_id") or run_id
+        report.run_id = report.run_id or run_id
         reports.append(report)
     return format_comparison(compare_reports(*reports))

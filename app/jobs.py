@@ -249,11 +249,9 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     row = ctx.store.add_run(
         run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=getattr(cfg, "head", None),
         loss=getattr(cfg, "loss", None), reference_run=reference_run, path=str(out_dir),
-        summary=report.get("summary", {}))
+        summary=report.summary.model_dump(mode="json"))
     ctx.record(pending_run=None)
-    summary = report.get("summary", {})
-    ctx.message(f"run {run_id}: overall {summary.get('overall', float('nan')):.4f}, "
-                f"hard {summary.get('hard', float('nan')):.4f}")
+    ctx.message(f"run {run_id}: overall {report.summary.overall:.4f}, hard {report.summary.hard:.4f}")
     ctx.progress(start + span, f"{name} done")
     return row
 

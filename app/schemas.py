@@ -148,7 +148,7 @@ class JobAccepted(BaseModel):
     url: str
 
 
-# -- runs and reports ------------------------------------------------------------------------------
+# -- runs and reports (the report and comparison documents are probe.Report and probe.Comparison) -------
 class RunOut(BaseModel):
     id: str
     job_id: str | None
@@ -159,68 +159,6 @@ class RunOut(BaseModel):
     reference_run: str | None
     summary: dict[str, Any]
     created_at: str
-
-
-class WorstClass(BaseModel):
-    name: str
-    accuracy: float
-
-
-class ReportSummary(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    overall: float
-    balanced: float
-    easy: float
-    medium: float
-    hard: float
-    worst_class: WorstClass
-
-
-class PerClassRow(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    index: int
-    name: str
-    group: Literal["easy", "medium", "hard"]
-    accuracy: float
-
-
-class ReportOut(BaseModel):
-    """``report.json`` (schema_version 1) as written by ``probe.run_probe``; see docs/ARCHITECTURE.md."""
-
-    model_config = ConfigDict(extra="allow")
-    schema_version: int
-    run_id: str | None
-    class_names: list[str]
-    grouping: dict[str, Any]
-    summary: ReportSummary
-    per_class: list[PerClassRow]
-
-
-class CompareMetric(BaseModel):
-    base: float | None
-    other: float | None
-    delta: float | None = Field(..., description="other − base")
-
-
-class CompareClass(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    index: int
-    name: str
-    group: str | None
-    base: float | None
-    other: float | None
-    delta: float | None
-
-
-class CompareOut(BaseModel):
-    """``probe.compare_reports(base, other)``: both runs scored on the base run's groups."""
-
-    model_config = ConfigDict(extra="allow")
-    base: str | None
-    other: str | None
-    grouping: dict[str, Any]
-    metrics: dict[str, CompareMetric]
-    per_class: list[CompareClass]
 
 
 class HealthOut(BaseModel):

@@ -1,139 +1,61 @@
 """probe: linear probes on cached features that report and reduce class-wise accuracy disparity (MR²).
 
-Public names are listed explicitly below; add new ones to both the imports and ``__all__``.
+Public names are listed explicitly below, each with the module that defines it; add new ones to ``_EXPORTS``.
+They are imported on first use (PEP 562), so ``import probe.config`` / ``from probe import ProbeConfig`` load
+pydantic only, and torch is imported when a torch name (``ProbeTrainer``, ``create_head``, ...) is first used:
+the app validates requests and reads reports without loading torch.
 """
-from .stats import (
-    ClassStats,
-    EmaClassStats,
-    class_counts,
-    class_means,
-    class_r2,
-    class_spread,
-    exact_class_stats,
-    margins,
-    margins_from_error,
-    mean_spread,
-)
-from .losses import (
-    LOSSES,
-    LossSpec,
-    ProbeLoss,
-    create_loss,
-    list_losses,
-    margin_cross_entropy,
-    representation_margin,
-    sample_margin_regularizer,
-    zero_centroid_regularizer,
-)
-from .heads import HEADS, CosineHead, HeadSpec, LinearHead, create_head, list_heads
-from .adapters import ADAPTERS, AdapterSpec, create_adapter, list_adapters
-from .trainer import ProbeTrainer
-from .checkpoint import load_probe, save_probe
+from __future__ import annotations
 
-__all__ = [
+import importlib
+from typing import Any
+
+# public name -> defining module (relative to this package)
+_EXPORTS: dict[str, str] = {
     # stats.py: class statistics and margins
-    "ClassStats",
-    "EmaClassStats",
-    "class_counts",
-    "class_means",
-    "class_r2",
-    "class_spread",
-    "exact_class_stats",
-    "margins",
-    "margins_from_error",
-    "mean_spread",
-    # losses.py: loss registry and regularisers
-    "LOSSES",
-    "LossSpec",
-    "ProbeLoss",
-    "create_loss",
-    "list_losses",
-    "margin_cross_entropy",
-    "representation_margin",
-    "sample_margin_regularizer",
-    "zero_centroid_regularizer",
-    # heads.py, adapters.py: head and adapter registries
-    "HEADS",
-    "CosineHead",
-    "HeadSpec",
-    "LinearHead",
-    "create_head",
-    "list_heads",
-    "ADAPTERS",
-    "AdapterSpec",
-    "create_adapter",
-    "list_adapters",
-    # trainer.py: the estimator
-    "ProbeTrainer",
-    # checkpoint.py: saved heads
-    "load_probe",
-    "save_probe",
-]
-
-# --- Runs layer (metrics, groups, selection, posthoc, run, report, compare): appended by the runs owner. ---
-from .groups import GROUP_NAMES, assign_groups, group_accuracy, group_of
-from .metrics import (
-    balanced_accuracy,
-    class_margin_deg,
-    ideal_class_margin_deg,
-    ideal_sample_margin,
-    output_margins,
-    overall_accuracy,
-    per_class_accuracy,
-    per_class_reduce,
-    per_class_std,
-    sample_margins,
-    worst_class,
-)
-from .posthoc import POSTHOC_OBJECTIVES, PosthocLogitBias
-from .selection import SELECTION_CRITERIA, SelectionCriterion, select_candidate
-from .presets import PRESETS, Preset, get_preset
-from .run import DEFAULT_P, ProbeCancelled, ProbeConfig, SeedEvaluation, auto_epochs, carve_validation, run_probe
-from .report import PER_CLASS_COLUMNS, build_report, format_report, load_report, report_csv, report_json, write_run
-from .compare import compare_reports, format_comparison
-
-__all__ += [
+    **dict.fromkeys(["ClassStats", "EmaClassStats", "class_counts", "class_means", "class_r2", "class_spread",
+                     "exact_class_stats", "margins", "margins_from_error", "mean_spread"], "stats"),
+    # registry.py (torch-free specs), losses.py, heads.py, adapters.py: the registries and factories
+    **dict.fromkeys(["LOSSES", "LossSpec", "HEADS", "HeadSpec", "ADAPTERS", "AdapterSpec", "Option"], "registry"),
+    **dict.fromkeys(["ProbeLoss", "create_loss", "list_losses", "margin_cross_entropy", "representation_margin",
+                     "sample_margin_regularizer", "zero_centroid_regularizer"], "losses"),
+    **dict.fromkeys(["CosineHead", "LinearHead", "create_head", "list_heads"], "heads"),
+    **dict.fromkeys(["create_adapter", "list_adapters"], "adapters"),
+    # params.py, trainer.py (+ checkpoint.py): the estimator, its parameters and saved heads
+    **dict.fromkeys(["TRAINER_PARAMS"], "params"),
+    **dict.fromkeys(["ProbeTrainer", "fit_many", "resolve_device", "diverged", "load_probe", "save_probe"],
+                    "trainer"),
     # groups.py, metrics.py: disparity and margin metrics
-    "GROUP_NAMES",
-    "assign_groups",
-    "group_accuracy",
-    "group_of",
-    "balanced_accuracy",
-    "class_margin_deg",
-    "ideal_class_margin_deg",
-    "ideal_sample_margin",
-    "output_margins",
-    "overall_accuracy",
-    "per_class_accuracy",
-    "per_class_reduce",
-    "per_class_std",
-    "sample_margins",
-    "worst_class",
-    # posthoc.py, selection.py
-    "POSTHOC_OBJECTIVES",
-    "PosthocLogitBias",
-    "SELECTION_CRITERIA",
-    "SelectionCriterion",
-    "select_candidate",
-    # presets.py: recommended settings with their evidence
-    "PRESETS",
-    "Preset",
-    "get_preset",
-    # run.py, report.py, compare.py
-    "DEFAULT_P",
-    "ProbeCancelled",
-    "ProbeConfig",
-    "SeedEvaluation",
-    "auto_epochs",
-    "carve_validation",
-    "run_probe",
-    "PER_CLASS_COLUMNS",
-    "build_report",
-    "format_report",
-    "load_report",
-    "report_csv",
-    "report_json",
-    "write_run",
-    "compare_reports",
-    "format_comparison",
-]
+    **dict.fromkeys(["GROUP_NAMES", "assign_groups", "group_accuracy", "group_of"], "groups"),
+    **dict.fromkeys(["balanced_accuracy", "class_margin_deg", "ideal_class_margin_deg", "ideal_sample_margin",
+                     "output_margins", "overall_accuracy", "per_class_accuracy", "per_class_reduce",
+                     "per_class_std", "sample_margins", "worst_class"], "metrics"),
+    # posthoc.py, selection.py, presets.py
+    **dict.fromkeys(["POSTHOC_OBJECTIVES", "PosthocLogitBias"], "posthoc"),
+    **dict.fromkeys(["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate"], "selection"),
+    **dict.fromkeys(["PRESETS", "Preset", "get_preset"], "presets"),
+    # config.py: the request and its bounds
+    **dict.fromkeys(["ProbeConfig", "auto_epochs", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
+                     "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"], "config"),
+    # evaluate.py, run.py, report.py, compare.py: one run end to end and its report
+    **dict.fromkeys(["SeedEvaluation"], "evaluate"),
+    **dict.fromkeys(["ProbeCancelled", "carve_validation", "run_probe"], "run"),
+    **dict.fromkeys(["Report", "PER_CLASS_COLUMNS", "build_report", "format_report", "load_report", "report_csv",
+                     "report_json", "write_run"], "report"),
+    **dict.fromkeys(["Comparison", "compare_reports", "format_comparison"], "compare"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

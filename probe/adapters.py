@@ -15,11 +15,12 @@ plain probe.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
 import torch
 from torch import Tensor, nn
+
+from .registry import ADAPTERS, AdapterSpec, get_adapter_spec
+
+__all__ = ["ADAPTERS", "AdapterSpec", "create_adapter", "list_adapters"]
 
 
 class ResidualLinearAdapter(nn.Module):
@@ -74,22 +75,6 @@ class BottleneckMLPAdapter(nn.Module):
         return features + nn.functional.gelu(self.down(features)) @ self.U.t()
 
 
-@dataclass(frozen=True)
-class AdapterSpec:
-    name: str
-    factory: Callable[..., nn.Module]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
-
-
-ADAPTERS: dict[str, AdapterSpec] = {
-    "linear": AdapterSpec("linear", ResidualLinearAdapter, {}, "φ + Aφ, A (d×d) initialised to 0"),
-    "lowrank": AdapterSpec("lowrank", LowRankAdapter, {"rank": None}, "φ + UVφ, rank r, U initialised to 0"),
-    "mlp": AdapterSpec("mlp", BottleneckMLPAdapter, {"rank": None},
-                       "φ + U·GELU(Vφ + b), bottleneck width r, U initialised to 0"),
-}
-
-
 def list_adapters() -> list[str]:
     return list(ADAPTERS)
 
@@ -97,13 +82,10 @@ def list_adapters() -> list[str]:
 def create_adapter(name: str, num_features: int, rank: int | None = None) -> nn.Module:
     """Build adapter ``name`` for d = ``num_features``; ``rank`` is the rank (``lowrank``, default min(64, d)) or
     the bottleneck width (``mlp``, default min(128, d)); ``linear`` is full rank and takes none."""
-    try:
-        spec = ADAPTERS[name]
-    except KeyError:
-        raise KeyError(f"Unknown adapter {name!r}; available: {', '.join(ADAPTERS)}.") from None
+    spec = get_adapter_spec(name)
     if int(num_features) < 1:
         raise ValueError(f"num_features must be >= 1, got {num_features}.")
-    adapter = spec.factory(int(num_features), rank)
+    adapter = globals()[spec.factory](int(num_features), rank)
     adapter.spec = spec
     adapter.options = {"rank": getattr(adapter, "rank", None)}
     return adapter

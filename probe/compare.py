@@ -6,66 +6,87 @@ count as hard; group accuracies are macro means of the seed-mean per-class test 
 from __future__ import annotations
 
 import io
-from typing import Any
+import math
+from typing import Literal, Optional
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
+from .metrics import worst_class
+from .report import Num, Report
 
-__all__ = ["compare_reports", "format_comparison"]
-
-
-def _acc(report: dict) -> np.ndarray:
-    return np.array([np.nan if r["accuracy"] is None else r["accuracy"] for r in report["per_class"]], dtype=float)
+__all__ = ["Comparison", "CompareMetric", "CompareClass", "compare_reports", "format_comparison"]
 
 
-def _delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else b - a
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
-def _f(x: Any) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
+class CompareMetric(BaseModel):
+    base: Num
+    other: Num
+    delta: Num = Field(..., description="other − base")
 
 
-def compare_reports(base: dict, other: dict) -> dict:
+class CompareClass(BaseModel):
+    index: int
+    name: str
+    group: Optional[str]
+    base: Num
+    other: Num
+    delta: Num
+
+
+class CompareGrouping(BaseModel):
+    source: Literal["base"] = "base"
+    groups: dict[str, list[int]]
+    note: str
+
+
+class Comparison(BaseModel):
+    """:func:`compare_reports` (``mr2probe compare --json``, ``GET /api/compare``): both runs scored on the base
+    run's groups; metrics are overall, balanced, easy, medium, hard (fractions) and worst_class."""
+
+    base: Optional[str]
+    other: Optional[str]
+    grouping: CompareGrouping
+    metrics: dict[str, CompareMetric]
+    per_class: list[CompareClass]
+
+
+def _accuracy(report: Report) -> np.ndarray:
+    """Seed-mean per-class test accuracy (K,), NaN for a class without test samples."""
+    return np.array([row.accuracy for row in report.per_class], dtype=float)  # None → nan
+
+
+def _metric(base: float | None, other: float | None) -> CompareMetric:
+    base, other = _finite(base) if base is not None else None, _finite(other) if other is not None else None
+    return CompareMetric(base=base, other=other, delta=None if base is None or other is None else other - base)
+
+
+def compare_reports(base: Report, other: Report) -> Comparison:
     """Per-group and per-class deltas of ``other`` against ``base``, on base's groups.
 
-    Returns:
-        ``{"base": id, "other": id, "grouping": {...}, "metrics": {name: {"base", "other", "delta"}},
-        "per_class": [{"index", "name", "group", "base", "other", "delta"}]}``; metrics are overall, balanced,
-        easy, medium, hard (fractions) and worst_class (lowest seed-mean per-class accuracy).
+    Raises ValueError when the runs have different classes.
     """
-    if list(base["class_names"]) != list(other["class_names"]):
+    if list(base.class_names) != list(other.class_names):
         raise ValueError("runs have different classes and cannot be compared: "
-                         f"{base['class_names'][:5]}... vs {other['class_names'][:5]}...")
-    groups = base["grouping"]["groups"]
-    a, b = _acc(base), _acc(other)
+                         f"{base.class_names[:5]}... vs {other.class_names[:5]}...")
+    groups = base.grouping.groups
+    a, b = _accuracy(base), _accuracy(other)
     ga, gb = group_accuracy(a, groups), group_accuracy(b, groups)
-    metrics: dict[str, dict[str, float | None]] = {}
-    for key in ("overall", "balanced"):
-        x, y = base["summary"][key], other["summary"][key]
-        metrics[key] = {"base": x, "other": y, "delta": _delta(x, y)}
-    for key in GROUP_NAMES:
-        x, y = _f(ga[key]), _f(gb[key])
-        metrics[key] = {"base": x, "other": y, "delta": _delta(x, y)}
-    x, y = _f(np.nanmin(a)), _f(np.nanmin(b))
-    metrics["worst_class"] = {"base": x, "other": y, "delta": _delta(x, y)}
+    metrics = {key: _metric(getattr(base.summary, key), getattr(other.summary, key)) for key in ("overall", "balanced")}
+    metrics.update({key: _metric(_finite(ga[key]), _finite(gb[key])) for key in GROUP_NAMES})
+    metrics["worst_class"] = _metric(worst_class(a)[1], worst_class(b)[1])
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}
-    per_class = [
-        {"index": k, "name": name, "group": group_by_class.get(k), "base": _f(a[k]), "other": _f(b[k]),
-         "delta": _delta(_f(a[k]), _f(b[k]))}
-        for k, name in enumerate(base["class_names"])
-    ]
-    base_id = base.get("run_id")
-    return {
-        "base": base_id,
-        "other": other.get("run_id"),
-        "grouping": {"source": "base", "groups": groups,
-                     "note": f"both runs scored on the groups of the base run {base_id} "
-                             f"({base['grouping'].get('note', '')})"},
-        "metrics": metrics,
-        "per_class": per_class,
-    }
+    per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
+                 for k, name in enumerate(base.class_names)]
+    return Comparison(
+        base=base.run_id, other=other.run_id,
+        grouping=CompareGrouping(groups=groups, note=f"both runs scored on the groups of the base run {base.run_id} "
+                                 f"({base.grouping.note})"),
+        metrics=metrics, per_class=per_class)
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -74,25 +95,24 @@ def _pct(x: float | None, signed: bool = False) -> str:
     return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
 
 
-def format_comparison(comparison: dict, *, width: int = 100) -> str:
+def format_comparison(comparison: Comparison, *, width: int = 100) -> str:
     """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
-    console.print(f"base {comparison['base']} vs other {comparison['other']}: {comparison['grouping']['note']}")
+    console.print(f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")
     table = Table(title="test accuracy (%), seed means", box=box.SIMPLE)
     for col in ("metric", "base", "other", "Δ points"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    for name, m in comparison["metrics"].items():
-        table.add_row(name, _pct(m["base"]), _pct(m["other"]), _pct(m["delta"], signed=True))
+    for name, m in comparison.metrics.items():
+        table.add_row(name, _pct(m.base), _pct(m.other), _pct(m.delta, signed=True))
     console.print(table)
     pc = Table(title="per class", box=box.SIMPLE)
     for col in ("class", "group", "base", "other", "Δ points"):
         pc.add_column(col, justify="left" if col in ("class", "group") else "right")
-    for row in comparison["per_class"]:
-        pc.add_row(row["name"], row["group"] or "", _pct(row["base"]), _pct(row["other"]),
-                   _pct(row["delta"], signed=True))
+    for row in comparison.per_class:
+        pc.add_row(row.name, row.group or "", _pct(row.base), _pct(row.other), _pct(row.delta, signed=True))
     console.print(pc)
     return console.export_text()

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import HEADS, HeadSpec, check_options, get_head_spec
+
 logger = logging.getLogger(__name__)
+
+__all__ = ["HEADS", "HeadSpec", "LinearHead", "CosineHead", "create_head", "get_head_spec", "head_class", "list_heads"]
 
 
 class LinearHead(nn.Module):
@@ -71,8 +72,7 @@ class CosineHead(nn.Module):
     def __init__(self, num_features: int, num_classes: int, logit_scale: float = 16.0,
                  learnable_scale: bool = True) -> None:
         super().__init__()
-        if not float(logit_scale) > 0:
-            raise ValueError(f"logit_scale must be > 0, got {logit_scale}.")
+        HEADS["cosine"].options["logit_scale"].check("head 'cosine'", "logit_scale", logit_scale)  # bounds: registry
         self.num_features, self.num_classes = int(num_features), int(num_classes)
         self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features) * 0.01)
         log_s = torch.tensor(math.log(float(logit_scale)))
@@ -116,33 +116,13 @@ class CosineHead(nn.Module):
         return self.weight
 
 
-@dataclass(frozen=True)
-class HeadSpec:
-    """A registry entry: a head class and the options it accepts, with defaults."""
-
-    name: str
-    factory: Callable[..., nn.Module]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    default_p: float = 2.0  # norm order of r_k² for this head (MR²: 2 for linear, 3 for cosine)
-    summary: str = ""
-
-
-HEADS: dict[str, HeadSpec] = {
-    "linear": HeadSpec("linear", LinearHead, {"bias": True}, 2.0, "z = Wφ + b"),
-    "cosine": HeadSpec("cosine", CosineHead, {"logit_scale": 16.0, "learnable_scale": True}, 3.0,
-                       "z = s·cos(w_k, φ), features and weights L2-normalised"),
-}
-
-
 def list_heads() -> list[str]:
     return list(HEADS)
 
 
-def get_head_spec(name: str) -> HeadSpec:
-    try:
-        return HEADS[name]
-    except KeyError:
-        raise KeyError(f"Unknown head {name!r}; available: {', '.join(HEADS)}.") from None
+def head_class(name: str) -> type[nn.Module]:
+    """The class of head ``name`` (its ``normalizes`` flag says whether it L2-normalises the features)."""
+    return globals()[get_head_spec(name).factory]
 
 
 def _check_dims(num_features: int, num_classes: int) -> None:
@@ -155,16 +135,12 @@ def _check_dims(num_features: int, num_classes: int) -> None:
 def create_head(name: str, num_features: int, num_classes: int, **options) -> nn.Module:
     """Build head ``name`` for d = ``num_features`` and K = ``num_classes`` (options over registry defaults).
 
-    Raises KeyError (unknown head), TypeError (unknown option), ValueError (bad dimension or value).
+    The options and their bounds are declared in ``probe.registry.HEADS``. Raises KeyError (unknown head),
+    TypeError (unknown option), ValueError (bad dimension or value).
     """
     spec = get_head_spec(name)
     _check_dims(num_features, num_classes)
-    unknown = sorted(set(options) - set(spec.defaults))
-    if unknown:
-        raise TypeError(
-            f"Unknown option(s) {', '.join(unknown)} for head {name!r}; accepted: {', '.join(spec.defaults)}."
-        )
-    resolved = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
-    head = spec.factory(int(num_features), int(num_classes), **resolved)
+    resolved = check_options(spec, options, "head")
+    head = head_class(name)(int(num_features), int(num_classes), **resolved)
     head.spec, head.options = spec, resolved
     return head

@@ -10,28 +10,30 @@ carries two flags the trainer reads:
 - ``input``: ``"logits"`` (the head's output) or ``"cosine"`` (cosine similarities w̃_jᵀz̃ ∈ [−1, 1] between
   L2-normalised features and prototypes; those losses need ``head="cosine"`` and apply their own scale ``s``).
 
-Registry entries are frozen :class:`LossSpec` records; :func:`create_loss` merges caller options over the entry's
-defaults (``None`` options are dropped so defaults survive) and rejects unknown names and options.
+Registry entries are frozen :class:`LossSpec` records in ``probe.registry`` (torch-free, with each option's default
+and bounds); :func:`create_loss` merges caller options over the entry's defaults (``None`` options are dropped so
+defaults survive) and rejects unknown names, unknown options and out-of-bounds values.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import LOSSES, LossSpec, check_options, get_loss_spec
 from .stats import as_tensor, margins, margins_from_error
 
 logger = logging.getLogger(__name__)
 
-NEEDS = ("none", "cbar", "r2", "spread", "val_error", "priors")
-INPUTS = ("logits", "cosine")
+__all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "get_loss_spec", "list_losses", "margin_cross_entropy",
+           "representation_margin", "sample_margin_regularizer", "zero_centroid_regularizer"]
 
+
+# Option values (γ_f ≥ 0, η > 0, scales > 0, ...) are checked against their declarations in probe.registry by
+# create_loss, the one builder of these classes; the classes below do not repeat the bounds.
 
 # ----------------------------------------------------------------------------------------------- base class
 class ProbeLoss(nn.Module):
@@ -83,8 +85,6 @@ class MarginCrossEntropy(ProbeLoss):
         super().__init__()
         if source not in ("none", "cbar", "r2", "spread", "val_error"):
             raise ValueError(f"Unknown margin source {source!r}; accepted: none, cbar, r2, spread, val_error.")
-        if not float(sharpness) >= 0:
-            raise ValueError(f"sharpness must be >= 0, got {sharpness}.")
         self.needs = source
         self.sharpness = float(sharpness)
         self.power = float(power)
@@ -129,8 +129,6 @@ class FocalLoss(ProbeLoss):
 
     def __init__(self, gamma_focal: float = 2.0) -> None:
         super().__init__()
-        if not float(gamma_focal) >= 0:
-            raise ValueError(f"gamma_focal must be >= 0, got {gamma_focal}.")
         self.gamma_focal = float(gamma_focal)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -151,8 +149,6 @@ class GroupDROLoss(ProbeLoss):
 
     def __init__(self, eta: float = 0.01) -> None:
         super().__init__()
-        if not float(eta) > 0:
-            raise ValueError(f"eta must be > 0, got {eta}.")
         self.eta = float(eta)
         self.register_buffer("q", torch.empty(0), persistent=False)
 
@@ -207,8 +203,6 @@ class LabelSmoothingLoss(ProbeLoss):
 
     def __init__(self, smoothing: float = 0.1) -> None:
         super().__init__()
-        if not 0.0 <= float(smoothing) < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}.")
         self.smoothing = float(smoothing)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -227,8 +221,6 @@ class LMSoftmaxLoss(ProbeLoss):
 
     def __init__(self, scale: float = 16.0) -> None:
         super().__init__()
-        if not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {scale}.")
         self.scale = float(scale)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -245,8 +237,6 @@ class CosFaceLoss(ProbeLoss):
 
     def __init__(self, scale: float = 16.0, margin: float = 0.35) -> None:
         super().__init__()
-        if not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {scale}.")
         self.scale, self.margin = float(scale), float(margin)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -265,10 +255,6 @@ class ArcFaceLoss(ProbeLoss):
 
     def __init__(self, scale: float = 16.0, margin: float = 0.5) -> None:
         super().__init__()
-        if not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {scale}.")
-        if not 0.0 <= float(margin) < math.pi / 2:
-            raise ValueError(f"margin must be in [0, π/2), got {margin}.")
         self.scale, self.margin = float(scale), float(margin)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -337,61 +323,11 @@ def representation_margin(features: Tensor, labels: Tensor, sbar) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class LossSpec:
-    """A registry entry: how to build one named loss and which options it accepts (with their defaults)."""
-
-    name: str
-    factory: Callable[..., ProbeLoss]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    needs: str = "none"
-    input: str = "logits"
-    summary: str = ""
-
-
-LOSSES: dict[str, LossSpec] = {
-    spec.name: spec
-    for spec in [
-        LossSpec("ce", lambda: MarginCrossEntropy("none"), {}, "none", "logits", "cross-entropy (ERM)"),
-        LossSpec("uniform", lambda: MarginCrossEntropy("cbar"), {}, "cbar", "logits",
-                 "ℓ_γ,ce with γ_k = c̄ for every class (MR² ablation b)"),
-        LossSpec("mr2", lambda sharpness: MarginCrossEntropy("r2", sharpness=sharpness), {"sharpness": 1.0},
-                 "r2", "logits", "ℓ_γ,ce with γ_k ∝ r_k^{2/3} (MR², the paper; sharpness 1)"),
-        LossSpec("mr2_spread", lambda sharpness: MarginCrossEntropy("spread", sharpness=sharpness),
-                 {"sharpness": 1.0}, "spread", "logits", "ℓ_γ,ce with γ_k ∝ (‖s_k‖²)^{1/3} (within-class spread)"),
-        LossSpec("mr2_valerr",
-                 lambda val_error, power, eps: MarginCrossEntropy("val_error", val_error=val_error, power=power,
-                                                                  eps=eps),
-                 {"val_error": None, "power": 1.0, "eps": 0.01}, "val_error", "logits",
-                 "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a, e_k the reference run's per-class validation error"),
-        LossSpec("focal", FocalLoss, {"gamma_focal": 2.0}, "none", "logits", "focal loss (Lin et al., 2017)"),
-        LossSpec("group_dro", GroupDROLoss, {"eta": 0.01}, "none", "logits",
-                 "online group DRO, classes as groups (Sagawa et al., 2020)"),
-        LossSpec("logit_adjust", LogitAdjustedLoss, {"tau": 1.0, "priors": None}, "priors", "logits",
-                 "logit-adjusted CE with training priors (Menon et al., 2021)"),
-        LossSpec("label_smoothing", LabelSmoothingLoss, {"smoothing": 0.1}, "none", "logits",
-                 "cross-entropy with label smoothing"),
-        LossSpec("lm_softmax", LMSoftmaxLoss, {"scale": 16.0}, "none", "cosine",
-                 "LM-Softmax (Zhou et al., 2022); needs head='cosine'"),
-        LossSpec("cosface", CosFaceLoss, {"scale": 16.0, "margin": 0.35}, "none", "cosine",
-                 "CosFace large-margin cosine loss; needs head='cosine'"),
-        LossSpec("arcface", ArcFaceLoss, {"scale": 16.0, "margin": 0.5}, "none", "cosine",
-                 "ArcFace additive angular margin; needs head='cosine'"),
-    ]
-}
-
-
+# The entries (names, options with their bounds, needs, input) are data in probe.registry.LOSSES; a spec's
+# ``factory`` names the class here.
 def list_losses() -> list[str]:
     """Names of the registered losses."""
     return list(LOSSES)
-
-
-def get_loss_spec(name: str) -> LossSpec:
-    """The registry entry of ``name``; KeyError naming the accepted names otherwise."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise KeyError(f"Unknown loss {name!r}; available: {', '.join(LOSSES)}.") from None
 
 
 def create_loss(name: str, **options) -> ProbeLoss:
@@ -401,12 +337,8 @@ def create_loss(name: str, **options) -> ProbeLoss:
         KeyError: unknown loss name. TypeError: an option the loss does not accept. ValueError: a bad value.
     """
     spec = get_loss_spec(name)
-    unknown = sorted(set(options) - set(spec.defaults))
-    if unknown:
-        accepted = ", ".join(spec.defaults) or "none"
-        raise TypeError(f"Unknown option(s) {', '.join(unknown)} for loss {name!r}; accepted: {accepted}.")
-    resolved = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
-    loss = spec.factory(**resolved)
+    resolved = check_options(spec, options, "loss")
+    loss = globals()[spec.factory](**spec.args, **resolved)
     loss.needs, loss.input = spec.needs, spec.input
     loss.spec = spec
     loss.options = {k: (v.tolist() if isinstance(v, (np.ndarray, Tensor)) else v) for k, v in resolved.items()}

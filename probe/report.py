@@ -11,7 +11,9 @@ Aggregation over seeds (all on the test split unless named ``val``):
 * ``per_class.r2 / r / spread / gamma`` come from the first seed's trainer (``r2_``, ``spread_``, ``gamma_``):
   exact class statistics of the features the head sees; ``gamma`` is null for losses without class margins.
 
-Non-finite numbers (a class without test samples) are written as JSON ``null`` / an empty CSV cell.
+The schema is the :class:`Report` model below (nested models for every part); a number that can be missing is
+``Num`` (optional float): NaN / ±inf become None on construction, so they are JSON ``null`` and an empty CSV cell,
+in report.json and in the API alike.
 """
 from __future__ import annotations
 
@@ -22,17 +24,19 @@ import logging
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .groups import GROUP_NAMES, group_accuracy, group_of
-from .metrics import balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, per_class_std
+from .metrics import balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, per_class_std, worst_class
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA_VERSION", "PER_CLASS_COLUMNS", "build_report", "write_run", "load_report", "report_csv",
-           "format_report", "report_json"]
+__all__ = ["SCHEMA_VERSION", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate", "Grouping", "Summary",
+           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "build_report", "write_run",
+           "load_report", "report_csv", "format_report", "report_json"]
 
 SCHEMA_VERSION = 1
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "val_accuracy",
@@ -40,37 +44,171 @@ PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", 
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 
 
-def _finite(x: Any) -> Any:
-    """float / None for JSON: NaN and ±inf become None; numpy scalars become Python numbers."""
-    if x is None:
-        return None
-    if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
-        return int(x)
-    x = float(x)
-    return x if math.isfinite(x) else None
+def _finite_or_none(value: Any) -> Any:
+    """NaN and ±inf (a class without samples, a diverged value) become None; numpy scalars become Python floats."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
-def _clean(obj: Any) -> Any:
-    """Recursively make a structure JSON-safe (NaN → None, numpy → Python)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_clean(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, float, np.integer, np.floating)):
-        return _finite(obj)
-    return obj
+# A number that can be missing: NaN / ±inf / None on the way in, null in JSON (never NaN).
+Num = Annotated[Optional[float], BeforeValidator(_finite_or_none)]
+NumList = Annotated[list[Num], BeforeValidator(lambda v: list(np.asarray(v, dtype=np.float64).tolist())
+                                               if isinstance(v, np.ndarray) else v)]
 
 
-def _mean_std(values: list[float]) -> dict[str, Any]:
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PresetInfo(_Model):
+    """The preset a run used: its settings and the evidence for recommending it (``probe.PRESETS``)."""
+
+    name: str
+    settings: dict[str, Any]
+    why: str
+
+
+class Candidate(BaseModel):
+    """One selection candidate: its hyper-parameters (lr, weight_decay, and cbar / lam / grid loss options when
+    selected, as extra keys), its validation scores, and why it failed (``diverged: ...``) or null."""
+
+    model_config = ConfigDict(extra="allow")
+    lr: float
+    weight_decay: float
+    val_overall: Num = None
+    val_hard: Num = None
+    failed: Optional[str] = None
+
+
+class Selection(_Model):
+    """Hyper-parameter selection on validation: the criterion, every candidate, the chosen one and why."""
+
+    criterion: str
+    split: Literal["val"] = "val"
+    candidates: list[Candidate]
+    chosen: Candidate
+    reason: str
+    preset: Optional[PresetInfo] = None
+
+
+class Grouping(_Model):
+    """Where the easy / medium / hard thirds come from, and the class indices of each."""
+
+    source: Literal["reference", "self"]
+    reference_run: Optional[str]
+    split: Literal["val"] = "val"
+    note: str
+    groups: dict[str, list[int]]
+
+
+class WorstClass(_Model):
+    name: str
+    accuracy: Num
+
+
+class GroupValues(_Model):
+    easy: Num
+    medium: Num
+    hard: Num
+
+
+class Summary(_Model):
+    """Test metrics, means over seeds (fractions; margins as documented in the module docstring)."""
+
+    overall: Num
+    balanced: Num
+    easy: Num
+    medium: Num
+    hard: Num
+    worst_class: WorstClass
+    per_class_std: Num
+    group_margin: GroupValues
+    class_margin_deg: Num
+    ideal_class_margin_deg: Num
+    min_sample_margin: Num
+    ideal_sample_margin: Num
+
+
+class SeedMetric(_Model):
+    mean: Num
+    std: Num = Field(..., description="sample standard deviation over seeds (ddof 1); 0 for one seed")
+    per_seed: NumList
+
+
+class Seeds(_Model):
+    values: list[int]
+    metrics: dict[str, SeedMetric] = Field(..., description=f"keys: {', '.join(SEED_METRICS)}")
+
+
+class PerClassRow(_Model):
+    """One class: test accuracy (seed mean, std, per seed), val accuracy, class statistics and margins."""
+
+    index: int
+    name: str
+    group: Literal["easy", "medium", "hard"]
+    n_train: int
+    n_test: int
+    accuracy: Num
+    accuracy_std: Num
+    accuracy_per_seed: NumList
+    val_accuracy: Num
+    r2: Num
+    r: Num
+    spread: Num
+    gamma: Num
+    output_margin: Num
+    sample_margin_min: Num
+    sample_margin_mean: Num
+
+
+class ValSummary(_Model):
+    overall: Num
+    per_class: NumList
+    source: str
+
+
+class PosthocSeed(_Model):
+    seed: int
+    bias: NumList
+    scale: Num
+    val_overall_before: Num
+    val_overall_after: Num
+    val_objective_before: Num
+    val_objective_after: Num
+
+
+class Posthoc(_Model):
+    objective: str
+    per_seed: list[PosthocSeed]
+
+
+class Report(_Model):
+    """``report.json`` (schema_version 1): the one definition of the report schema. ``build_report`` returns it,
+    ``load_report`` parses it and the API declares it as its ``response_model``. ``config`` is the request
+    (``ProbeConfig`` fields, with ``p`` resolved and the ``selected`` hyper-parameters)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: Optional[str]
+    created_at: str
+    config: dict[str, Any]
+    selection: Selection
+    class_names: list[str]
+    grouping: Grouping
+    summary: Summary
+    seeds: Seeds
+    per_class: list[PerClassRow]
+    val: ValSummary
+    posthoc: Optional[Posthoc] = None
+
+
+def _mean_std(values: list[float]) -> SeedMetric:
     arr = np.asarray(values, dtype=np.float64)
     finite = arr[np.isfinite(arr)]
     mean = float(finite.mean()) if finite.size else float("nan")
     std = float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else float("nan"))
-    return {"mean": mean, "std": std, "per_seed": arr.tolist()}
+    return SeedMetric(mean=mean, std=std, per_seed=arr)
 
 
 def _stat(trainer, name: str, num_classes: int) -> np.ndarray:
@@ -96,109 +234,112 @@ def _group_sample_mean(per_class_mean: np.ndarray, counts: np.ndarray, groups: d
     return out
 
 
-def build_report(*, run_id: str | None, config, selected: dict, selection: dict, class_names: list[str],
-                 groups: dict[str, list[int]], reference: dict | None, evaluations: list, trainer,
-                 n_train: np.ndarray, val_source: str = "given") -> dict:
-    """Assemble the report dict (schema_version 1) from the per-seed evaluations of ``probe.run``."""
-    num_classes = len(class_names)
+def _grouping(reference: Report | None, groups: dict[str, list[int]]) -> Grouping:
+    indices = {k: [int(i) for i in groups[k]] for k in GROUP_NAMES}
     if reference is not None:
-        ref_id = reference.get("run_id")
-        grouping = {"source": "reference", "reference_run": ref_id, "split": "val",
-                    "note": f"groups from the reference run {ref_id}'s validation per-class accuracy"}
-    else:
-        grouping = {"source": "self", "reference_run": None, "split": "val",
-                    "note": "groups from own validation accuracy (seed mean); no reference run given"}
-    grouping["groups"] = {k: [int(i) for i in groups[k]] for k in GROUP_NAMES}
-    names_of = group_of(groups, num_classes)
+        ref_id = reference.run_id
+        return Grouping(source="reference", reference_run=ref_id, note=f"groups from the reference run {ref_id}'s "
+                        "validation per-class accuracy", groups=indices)
+    return Grouping(source="self", reference_run=None, groups=indices,
+                    note="groups from own validation accuracy (seed mean); no reference run given")
 
-    test_acc = np.stack([e.test_per_class for e in evaluations])          # (S, K)
-    val_acc = np.stack([e.val_per_class for e in evaluations])
-    counts = evaluations[0].test_counts
+
+def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[str], mean_acc: np.ndarray
+             ) -> tuple[Summary, dict[str, SeedMetric]]:
+    """Per-seed test metrics (mean, std, per seed) and the summary (seed means, worst class, margins)."""
     per_seed: dict[str, list[float]] = {k: [] for k in SEED_METRICS}
     stds, group_margins, class_margins, min_sample = [], [], [], []
+    counts = evaluations[0].test_counts
     for e in evaluations:
         g = group_accuracy(e.test_per_class, groups)
         per_seed["overall"].append(e.test_overall)
         per_seed["balanced"].append(balanced_accuracy(e.test_per_class))
         for name in GROUP_NAMES:
             per_seed[name].append(g[name])
-        per_seed["worst_class"].append(float(np.nanmin(e.test_per_class)))
+        per_seed["worst_class"].append(worst_class(e.test_per_class)[1])
         stds.append(per_class_std(e.test_per_class))
         group_margins.append(_group_sample_mean(e.output_margin_mean, counts, groups))
         class_margins.append(e.class_margin_deg)
         min_sample.append(float(np.nanmin(e.sample_margin_min)))
-    seeds_metrics = {k: _mean_std(v) for k, v in per_seed.items()}
+    metrics = {k: _mean_std(v) for k, v in per_seed.items()}
+    worst, worst_acc = worst_class(mean_acc)
+    num_classes = len(class_names)
+    summary = Summary(
+        **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
+        worst_class=WorstClass(name=class_names[worst], accuracy=worst_acc),
+        per_class_std=float(np.mean(stds)),
+        group_margin=GroupValues(**{name: float(np.nanmean([m[name] for m in group_margins]))
+                                    for name in GROUP_NAMES}),
+        class_margin_deg=float(np.mean(class_margins)), ideal_class_margin_deg=ideal_class_margin_deg(num_classes),
+        min_sample_margin=float(np.mean(min_sample)), ideal_sample_margin=ideal_sample_margin(num_classes),
+    )
+    return summary, metrics
 
-    mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
-    worst = int(np.nanargmin(mean_acc))
-    summary = {
-        "overall": seeds_metrics["overall"]["mean"],
-        "balanced": seeds_metrics["balanced"]["mean"],
-        **{name: seeds_metrics[name]["mean"] for name in GROUP_NAMES},
-        "worst_class": {"name": class_names[worst], "accuracy": float(mean_acc[worst])},
-        "per_class_std": float(np.mean(stds)),
-        "group_margin": {name: float(np.nanmean([m[name] for m in group_margins])) for name in GROUP_NAMES},
-        "class_margin_deg": float(np.mean(class_margins)),
-        "ideal_class_margin_deg": ideal_class_margin_deg(num_classes),
-        "min_sample_margin": float(np.mean(min_sample)),
-        "ideal_sample_margin": ideal_sample_margin(num_classes),
-    }
 
+def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list[int]], trainer,
+               n_train: np.ndarray, mean_acc: np.ndarray) -> list[PerClassRow]:
+    num_classes = len(class_names)
+    names_of = group_of(groups, num_classes)
+    test_acc = np.stack([e.test_per_class for e in evaluations])          # (S, K)
     r2, spread, gamma = (_stat(trainer, n, num_classes) for n in ("r2_", "spread_", "gamma_"))
     acc_std = test_acc.std(axis=0, ddof=1) if len(evaluations) > 1 else np.zeros(num_classes)
-    out_margin = np.nanmean(np.stack([e.output_margin_mean for e in evaluations]), axis=0)
-    sm_min = np.nanmean(np.stack([e.sample_margin_min for e in evaluations]), axis=0)
-    sm_mean = np.nanmean(np.stack([e.sample_margin_mean for e in evaluations]), axis=0)
-    val_mean = np.nanmean(val_acc, axis=0)
-    per_class = [
-        {"index": k, "name": class_names[k], "group": names_of[k], "n_train": int(n_train[k]),
-         "n_test": int(counts[k]), "accuracy": mean_acc[k], "accuracy_std": acc_std[k],
-         "accuracy_per_seed": test_acc[:, k], "val_accuracy": val_mean[k],
-         "r2": r2[k], "r": math.sqrt(r2[k]) if np.isfinite(r2[k]) else None,
-         "spread": spread[k], "gamma": gamma[k], "output_margin": out_margin[k],
-         "sample_margin_min": sm_min[k], "sample_margin_mean": sm_mean[k]}
+    out_margin, sm_min, sm_mean = (np.nanmean(np.stack([getattr(e, name) for e in evaluations]), axis=0)
+                                   for name in ("output_margin_mean", "sample_margin_min", "sample_margin_mean"))
+    val_mean = np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0)
+    counts = evaluations[0].test_counts
+    return [
+        PerClassRow(index=k, name=class_names[k], group=names_of[k], n_train=int(n_train[k]), n_test=int(counts[k]),
+                    accuracy=mean_acc[k], accuracy_std=acc_std[k], accuracy_per_seed=test_acc[:, k],
+                    val_accuracy=val_mean[k], r2=r2[k], r=math.sqrt(r2[k]) if np.isfinite(r2[k]) else None,
+                    spread=spread[k], gamma=gamma[k], output_margin=out_margin[k], sample_margin_min=sm_min[k],
+                    sample_margin_mean=sm_mean[k])
         for k in range(num_classes)
     ]
+
+
+def build_report(*, run_id: str | None, config, selected: dict, selection: Selection, class_names: list[str],
+                 groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
+                 n_train: np.ndarray, val_source: str = "given") -> Report:
+    """Assemble the :class:`Report` (schema_version 1) from the per-seed evaluations of ``probe.run``."""
+    test_acc = np.stack([e.test_per_class for e in evaluations])
+    mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
+    summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
     config_dict = config.model_dump(mode="json")
     config_dict["p"] = config.resolved_p
     config_dict["selected"] = {"lr": selected.get("lr"), "weight_decay": selected.get("weight_decay"),
                                "cbar": selected.get("cbar"), "lam": selected.get("lam"),
                                **{name: selected.get(name) for name in config.loss_options_grid}}
-    report = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config_dict,
-        "selection": selection,
-        "class_names": list(class_names),
-        "grouping": grouping,
-        "summary": summary,
-        "seeds": {"values": [e.seed for e in evaluations], "metrics": seeds_metrics},
-        "per_class": per_class,
-        "val": {"overall": float(np.mean([e.val_overall for e in evaluations])), "per_class": val_mean,
-                "source": val_source},
-    }
+    posthoc = None
     if any(e.posthoc is not None for e in evaluations):
-        report["posthoc"] = {"objective": config.posthoc_objective,
-                             "per_seed": [dict(seed=e.seed, **e.posthoc) for e in evaluations]}
-    return _clean(report)
+        posthoc = Posthoc(objective=config.posthoc_objective,
+                          per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
+    val_mean = np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0)
+    return Report(
+        run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=config_dict,
+        selection=selection, class_names=list(class_names), grouping=_grouping(reference, groups), summary=summary,
+        seeds=Seeds(values=[e.seed for e in evaluations], metrics=metrics),
+        per_class=_per_class(evaluations, class_names, groups, trainer, n_train, mean_acc),
+        val=ValSummary(overall=float(np.mean([e.val_overall for e in evaluations])), per_class=val_mean,
+                       source=val_source),
+        posthoc=posthoc,
+    )
 
 
-def report_json(report: dict) -> str:
-    """The JSON text written to report.json (strict JSON: no NaN)."""
-    return json.dumps(_clean(report), indent=2, allow_nan=False)
+def report_json(report: Report) -> str:
+    """The JSON text written to report.json (strict JSON: a missing number is null, never NaN)."""
+    return report.model_dump_json(indent=2)
 
 
-def write_run(run_dir: Path, report: dict, trainer) -> None:
+def write_run(run_dir: Path, report: Report, trainer) -> None:
     """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json) into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.save(run_dir / "head.safetensors")
     (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8")
-    if "posthoc" in report:
-        first = report["posthoc"]["per_seed"][0]
+    if report.posthoc is not None:
+        first = report.posthoc.per_seed[0]
         (run_dir / "posthoc_bias.json").write_text(json.dumps(
-            {"objective": report["posthoc"]["objective"], "seed": first["seed"], "bias": first["bias"],
+            {"objective": report.posthoc.objective, "seed": first.seed, "bias": first.bias,
              "note": "add to the logits of head.safetensors (first seed) before argmax"}, indent=2),
             encoding="utf-8")
     tmp = run_dir / "report.json.tmp"
@@ -207,27 +348,35 @@ def write_run(run_dir: Path, report: dict, trainer) -> None:
     logger.info("run written to %s", run_dir)
 
 
-def load_report(run_dir: str | Path) -> dict:
-    """Read ``report.json`` from a run directory (or the file itself)."""
+def load_report(run_dir: str | Path) -> Report:
+    """Read and validate ``report.json`` from a run directory (or the file itself).
+
+    Raises FileNotFoundError (no report.json) or ValueError (another schema_version, or content that does not
+    match :class:`Report`, naming the field).
+    """
     path = Path(run_dir)
     if path.is_dir():
         path = path / "report.json"
     if not path.is_file():
         raise FileNotFoundError(f"no report.json at {path}; is {run_dir} a finished run directory?")
-    report = json.loads(path.read_text(encoding="utf-8"))
-    version = report.get("schema_version")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path} has schema_version {version!r}; this version reads {SCHEMA_VERSION}.")
-    return report
+    try:
+        return Report.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{path} is not a valid report: {err}") from None
 
 
-def report_csv(report: dict) -> str:
-    """``per_class.csv`` text: header = the per_class keys, one row per class, empty cells for null."""
+def report_csv(report: Report) -> str:
+    """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_COLUMNS), lineterminator="\n")
     writer.writeheader()
-    for row in report["per_class"]:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in PER_CLASS_COLUMNS})
+    for row in report.per_class:
+        values = row.model_dump()
+        writer.writerow({k: ("" if values[k] is None else values[k]) for k in PER_CLASS_COLUMNS})
     return buf.getvalue()
 
 
@@ -239,53 +388,51 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
-def format_report(report: dict, *, width: int = 120) -> str:
+def _header(report: Report) -> list[str]:
+    cfg, selection = report.config, report.selection
+    chosen = ", ".join(f"{k}={v:g}" for k, v in cfg.get("selected", {}).items() if v is not None)
+    lines = [f"run {report.run_id or '(unnamed)'}: head={cfg['head']} loss={cfg['loss']} p={cfg.get('p')} "
+             f"seeds={report.seeds.values} selected: {chosen}"]
+    if selection.preset is not None:
+        settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())
+        lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
+    lines.append(f"selection ({selection.criterion}, on val): {selection.reason}")
+    lines.append(f"grouping: {report.grouping.note}")
+    return lines
+
+
+def format_report(report: Report, *, width: int = 120) -> str:
     """A readable terminal view: header, summary with mean ± std over seeds, margins, per-class table."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
-    cfg, summary, metrics = report["config"], report["summary"], report["seeds"]["metrics"]
-    sel = cfg.get("selected", {})
-    chosen = ", ".join(f"{k}={v:g}" for k, v in sel.items() if v is not None)
-    console.print(f"run {report.get('run_id') or '(unnamed)'}: head={cfg['head']} loss={cfg['loss']} "
-                  f"p={cfg.get('p')} seeds={report['seeds']['values']} selected: {chosen}")
-    if report["selection"].get("preset"):
-        preset = report["selection"]["preset"]
-        settings = ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
-        console.print(f"preset {preset['name']} ({settings}): {preset['why']}")
-    console.print(f"selection ({report['selection']['criterion']}, on val): {report['selection']['reason']}")
-    console.print(f"grouping: {report['grouping']['note']}")
-
+    for line in _header(report):
+        console.print(line)
+    summary, metrics = report.summary, report.seeds.metrics
     table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
     for col in ("overall", "balanced", "easy", "medium", "hard", "worst class"):
         table.add_column(col, justify="right")
-    cells = []
-    for key in SEED_METRICS:
-        m = metrics[key]
-        cells.append(f"{_pct(m['mean'])} ± {_pct(m['std'])}")
-    table.add_row(*cells)
+    table.add_row(*(f"{_pct(metrics[key].mean)} ± {_pct(metrics[key].std)}" for key in SEED_METRICS))
     console.print(table)
-    wc = summary["worst_class"]
-    console.print(f"worst class (seed mean): {wc['name']} {_pct(wc['accuracy'])}%   "
-                  f"per-class std: {_pct(summary['per_class_std'])} points")
-    gm = summary["group_margin"]
-    console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm['easy'])}, medium {_num(gm['medium'])}, "
-                  f"hard {_num(gm['hard'])}")
-    console.print(f"class margin {_num(summary['class_margin_deg'], '.2f')}° (ideal "
-                  f"{_num(summary['ideal_class_margin_deg'], '.2f')}°), min sample margin "
-                  f"{_num(summary['min_sample_margin'])} (ideal {_num(summary['ideal_sample_margin'])})")
+    wc, gm = summary.worst_class, summary.group_margin
+    console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%   "
+                  f"per-class std: {_pct(summary.per_class_std)} points")
+    console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
+                  f"hard {_num(gm.hard)}")
+    console.print(f"class margin {_num(summary.class_margin_deg, '.2f')}° (ideal "
+                  f"{_num(summary.ideal_class_margin_deg, '.2f')}°), min sample margin "
+                  f"{_num(summary.min_sample_margin)} (ideal {_num(summary.ideal_sample_margin)})")
 
     pc = Table(title="per class (test)", box=box.SIMPLE)
     for col, justify in (("class", "left"), ("group", "left"), ("n_test", "right"), ("acc %", "right"),
                          ("± std", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"),
                          ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")):
         pc.add_column(col, justify=justify)
-    for row in sorted(report["per_class"], key=lambda r: (-1 if r["accuracy"] is None else r["accuracy"]),
-                      reverse=True):
-        pc.add_row(row["name"], row["group"], str(row["n_test"]), _pct(row["accuracy"]), _pct(row["accuracy_std"]),
-                   _pct(row["val_accuracy"]), _num(row["r2"]), _num(row["spread"]), _num(row["gamma"]),
-                   _num(row["output_margin"]), _num(row["sample_margin_min"]), _num(row["sample_margin_mean"]))
+    for row in sorted(report.per_class, key=lambda r: (-1 if r.accuracy is None else r.accuracy), reverse=True):
+        pc.add_row(row.name, row.group, str(row.n_test), _pct(row.accuracy), _pct(row.accuracy_std),
+                   _pct(row.val_accuracy), _num(row.r2), _num(row.spread), _num(row.gamma),
+                   _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean))
     console.print(pc)
     return console.export_text()

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -29,28 +30,45 @@ import torch
 from torch import Tensor, nn
 
 from .adapters import create_adapter
-from .heads import get_head_spec, create_head
+from .checkpoint import read_checkpoint, write_checkpoint
+from .constraints import check
+from .heads import create_head, get_head_spec, head_class
 from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
     zero_centroid_regularizer
+from .params import TRAINER_PARAMS, check_trainer_params
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
 
-R2_MODES = ("exact", "ema")
-OPTIMIZERS = ("adamw", "sgd")
+__all__ = ["ProbeTrainer", "fit_many", "resolve_device", "diverged", "save_probe", "load_probe", "lr_schedule",
+           "JOINT_FIT_SHARED"]
+
 _CHUNK = 65536  # rows per chunk at inference
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The one device resolver of probe: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
+
+    Raises ValueError for any other value, and for ``cuda`` / ``cuda:N`` on a host without CUDA (or without
+    device N), naming the value and what is accepted.
+    """
     if isinstance(device, torch.device):
-        return device
+        device = str(device)
+    check("device", device, TRAINER_PARAMS["device"])
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu' or 'auto'.")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available on this host; use device='cpu' or "
+                             "'auto'.")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} but this host has {torch.cuda.device_count()} CUDA device(s); "
+                             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}, 'cpu' or 'auto'.")
     return torch.device(device)
+
+
+_resolve_device = resolve_device  # the name fit_many calls
 
 
 def _to_features(x, name: str = "features") -> Tensor:
@@ -211,45 +229,9 @@ class ProbeTrainer:
 
     # ----------------------------------------------------------------------------------------- validation
     def _check_params(self) -> None:
-        get_head_spec(self.head)
-        get_loss_spec(self.loss)
-        if not float(self.cbar) > 0:
-            raise ValueError(f"cbar must be > 0, got {self.cbar}.")
-        if self.p is not None and not float(self.p) > 0:
-            raise ValueError(f"p must be > 0 or None (head default), got {self.p}.")
-        if not float(self.lam) >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}.")
-        if self.r2_mode not in R2_MODES:
-            raise ValueError(f"r2_mode must be one of {', '.join(R2_MODES)}, got {self.r2_mode!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}.")
-        if not float(self.weight_decay) >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
-        if not (isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1):
-            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}.")
-        w = self.warmup_epochs
-        if not (isinstance(w, (int, np.integer)) and w >= 0 and (w == 0 or w < self.epochs)):
-            raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), got {self.warmup_epochs!r}.")
-        if self.batch_size is not None and not (isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}.")
-        if not 0.0 <= float(self.ema_decay) < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
-        if not (float(self.sm_weight) >= 0 and float(self.zc_weight) >= 0):
-            raise ValueError(f"sm_weight and zc_weight must be >= 0, got {self.sm_weight}, {self.zc_weight}.")
-        if not (isinstance(self.rep_margin_samples, (int, np.integer)) and self.rep_margin_samples >= 2):
-            raise ValueError(f"rep_margin_samples must be an integer >= 2, got {self.rep_margin_samples!r}.")
-        if self.lam > 0 and self.adapter is None:
-            raise ValueError(
-                f"lam={self.lam} needs adapter='linear' or 'lowrank': the representation margin ℓ_s̄ has no "
-                "gradient on frozen features, so it only acts through a trainable adapter (adapter=)."
-            )
-        if get_loss_spec(self.loss).input == "cosine" and self.head != "cosine":
-            raise ValueError(
-                f"loss {self.loss!r} works on normalised features and prototypes and requires head='cosine', "
-                f"got head={self.head!r}."
-            )
+        """Check every parameter against its declaration (``probe.params.TRAINER_PARAMS``, shared with
+        ``ProbeConfig``) and the head / loss options against theirs (``probe.registry``)."""
+        check_trainer_params(self.get_params())
 
     # ------------------------------------------------------------------------------------------------ fit
     def _inputs(self, features, labels, num_classes: int | None) -> tuple[Tensor, Tensor, int]:
@@ -274,13 +256,13 @@ class ProbeTrainer:
         passes them to every ``fit(..., class_stats=...)`` instead of recomputing them per fit.
         """
         x, y, k = self._inputs(features, labels, num_classes)
-        normalized = bool(get_head_spec(self.head).factory.normalizes)
+        normalized = bool(head_class(self.head).normalizes)
         if normalized:
             x = torch.nn.functional.normalize(x, dim=1)
         return exact_class_stats(x, y, k, self._resolved_p(), normalized)
 
     def _check_class_stats(self, stats: ClassStats, k: int, p: float) -> None:
-        normalized = bool(get_head_spec(self.head).factory.normalizes)
+        normalized = bool(head_class(self.head).normalizes)
         if stats.p != p or stats.normalized != normalized or tuple(stats.r2.shape) != (k,) \
                 or tuple(stats.spread.shape) != (k,):
             raise ValueError(
@@ -345,6 +327,7 @@ class ProbeTrainer:
         self.head_ = run.head
         self.adapter_ = run.adapter
         self.loss_ = run.loss_fn
+        self.loss_options_ = dict(run.loss_fn.options)
         self.classes_ = np.arange(k)
         self.n_features_in_ = d
         self.num_classes_ = k
@@ -411,19 +394,105 @@ class ProbeTrainer:
         self._check_fitted()
         return self.head_.class_weights().detach().cpu().numpy()
 
-    # ----------------------------------------------------------------------------------------- persistence
-    def save(self, path) -> "Path":  # noqa: F821
-        """Write the head (+ adapter) as safetensors and a JSON sidecar; see :mod:`probe.checkpoint`."""
-        from .checkpoint import save_probe
+    # -------------------------------------------------------------------------------------- fitted state
+    def _get_fitted_state(self) -> dict[str, Any]:
+        """The learned state as plain values, what :mod:`probe.checkpoint` stores: the head's (and adapter's)
+        name, resolved options and tensors (on CPU), the loss name and options, and the fitted arrays."""
+        self._check_fitted()
 
-        return save_probe(self, path)
+        def module(m):
+            return None if m is None else {"name": m.spec.name, "options": dict(m.options),
+                                           "tensors": {k: v.detach().cpu().contiguous()
+                                                       for k, v in m.state_dict().items()}}
+
+        return {"head": module(self.head_), "adapter": module(self.adapter_),
+                "loss": {"name": self.loss, "options": dict(self.loss_options_)},
+                "num_features": int(self.n_features_in_), "num_classes": int(self.num_classes_),
+                "classes": np.asarray(self.classes_, dtype=np.int64), "p": float(self.p_),
+                "stats_mode": self.stats_mode_, "gamma": self.gamma_, "r2": self.r2_, "spread": self.spread_,
+                "class_counts": np.asarray(self.class_counts_, dtype=np.int64), "history": list(self.history_)}
+
+    def _set_fitted_state(self, state: dict[str, Any], device: str | torch.device = "cpu") -> "ProbeTrainer":
+        """Restore what :meth:`_get_fitted_state` returned (head and adapter rebuilt from their registries, on
+        ``device``); returns self, ready for ``decision_function`` / ``predict``.
+
+        Raises ValueError when the tensors do not match the head or adapter they describe.
+        """
+        d, k = int(state["num_features"]), int(state["num_classes"])
+        dev = resolve_device(device)
+        head = create_head(state["head"]["name"], d, k, **state["head"]["options"])
+        adapter = None
+        if state["adapter"] is not None:
+            adapter = create_adapter(state["adapter"]["name"], d, rank=state["adapter"]["options"].get("rank"))
+        for what, m, saved in (("head", head, state["head"]), ("adapter", adapter, state["adapter"])):
+            if m is None:
+                continue
+            try:
+                m.load_state_dict(saved["tensors"], strict=True)
+            except RuntimeError as err:
+                raise ValueError(f"the saved {what} weights do not match the {what} described: {err}") from None
+        self.head_ = head.to(dev).eval()
+        self.adapter_ = adapter.to(dev).eval() if adapter is not None else None
+        self.loss_ = None  # training-time object; create_loss(self.loss, **self.loss_options_) rebuilds it
+        self.loss_options_ = dict(state["loss"]["options"])
+        self.classes_ = np.asarray(state["classes"], dtype=np.int64)
+        self.n_features_in_, self.num_classes_ = d, k
+        self.p_ = float(state["p"])
+        self.stats_mode_ = state["stats_mode"]
+        self.gamma_, self.r2_, self.spread_ = (np.asarray(state[n], dtype=np.float64)
+                                               for n in ("gamma", "r2", "spread"))
+        self.class_counts_ = np.asarray(state["class_counts"], dtype=np.int64)
+        self.history_ = [float(v) for v in state["history"]]
+        self.device_ = dev
+        self.library_version_ = state.get("library_version")  # of the library that saved it, when loaded
+        return self
+
+
+    # ----------------------------------------------------------------------------------------- persistence
+    def save(self, path) -> Path:
+        """Write the head (+ adapter) as safetensors and a JSON sidecar; see :mod:`probe.checkpoint`.
+
+        Returns the path of the safetensors file. Raises ValueError if the trainer is not fitted.
+        """
+        return write_checkpoint(path, self.get_params(), self._get_fitted_state())
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "ProbeTrainer":
-        """Restore a trainer written by :meth:`save` (ready for ``decision_function`` / ``predict``)."""
-        from .checkpoint import load_probe
+        """Restore a trainer written by :meth:`save` (ready for ``decision_function`` / ``predict``).
 
-        return load_probe(path, device=device)
+        Raises FileNotFoundError (missing file) or ValueError (not a probe file, weights that do not match it).
+        """
+        params, state = read_checkpoint(path)
+        params = {n: v for n, v in params.items() if n in cls._get_param_names()}
+        try:
+            return cls(**params)._set_fitted_state(state, device=device)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
+def save_probe(trainer: ProbeTrainer, path) -> Path:
+    """Write a fitted trainer to ``path`` (a ``.safetensors`` file or a directory): ``trainer.save(path)``."""
+    return trainer.save(path)
+
+
+def load_probe(path, device: str = "cpu") -> ProbeTrainer:
+    """A fitted :class:`ProbeTrainer` from files written by :func:`save_probe`: ``ProbeTrainer.load(path)``."""
+    return ProbeTrainer.load(path, device=device)
+
+
+def diverged(trainer: ProbeTrainer) -> str | None:
+    """Why a fitted trainer cannot be trusted, or None: a non-finite training loss (the first epoch where it
+    happened) or non-finite weights after training. Checked after the fit, so the training loop stays as is."""
+    trainer._check_fitted()
+    bad = [i for i, v in enumerate(trainer.history_) if not math.isfinite(v)]
+    if bad:
+        return f"diverged: non-finite loss at epoch {bad[0] + 1} of {len(trainer.history_)} (lr={trainer.lr})"
+    modules = [trainer.head_] + ([trainer.adapter_] if trainer.adapter_ is not None else [])
+    for m in modules:
+        for name, value in m.state_dict().items():
+            if not bool(torch.isfinite(value).all()):
+                return f"diverged: non-finite weights in {m.spec.name} {name} after training (lr={trainer.lr})"
+    return None
 
 
 @dataclass

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 NAME = "compare"
 HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
@@ -18,5 +17,5 @@ def run(args: argparse.Namespace) -> int:
     from probe import compare_reports, format_comparison, load_report
 
     comparison = compare_reports(load_report(args.base), load_report(args.other))
-    print(json.dumps(comparison, indent=2) if args.json else format_comparison(comparison))
+    print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison))
     return 0

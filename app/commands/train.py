@@ -5,6 +5,9 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from probe.params import R2_MODES
+from probe.registry import HEADS
+
 NAME = "train"
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
 
@@ -12,7 +15,7 @@ HELP = "train a linear / cosine probe on cached features and write report.json, 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="CACHE.h5", help="feature cache (mr2probe extract)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
-    parser.add_argument("--head", choices=("linear", "cosine"), default=None,
+    parser.add_argument("--head", choices=list(HEADS), default=None,
                         help="classifier head (default: the cache's encoder default)")
     parser.add_argument("--preset", default=None,
                         help="recommended settings by name: disparity (the default disparity-aware method; "
@@ -26,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a head option, e.g. learnable_scale=false or logit_scale=32 for the cosine head "
                         "(see probe.HEADS); repeatable")
     parser.add_argument("--cbar", type=float, default=None, help="mean margin c̄ (default: select from 1, 2, 3 on val)")
-    parser.add_argument("--p", type=float, default=None, help="exponent p of r_k² (default 2 linear, 3 cosine)")
-    parser.add_argument("--r2-mode", choices=("exact", "ema"), default=None,
+    parser.add_argument("--p", type=float, default=None,
+                        help="exponent p of r_k² (default: the head's, probe.HEADS: 2 linear, 3 cosine)")
+    parser.add_argument("--r2-mode", choices=R2_MODES, default=None,
                         help="class statistics r_k²: exact (default) or the paper's EMA over batches")
     parser.add_argument("--lambda", dest="lam", type=float, default=None,
                         help="weight λ of the representation margin ℓ_s̄ (needs --adapter; default: select on val)")

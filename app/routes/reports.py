@@ -1,20 +1,20 @@
 """``/api/runs``, ``/api/reports/{run_id}`` (+ ``.csv``) and ``/api/compare``."""
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..db import Store
 from ..deps import get_store
-from ..schemas import ERROR_RESPONSES, CompareOut, ReportOut, RunOut
+from probe import Comparison, Report
+
+from ..schemas import ERROR_RESPONSES, RunOut
 
 router = APIRouter(tags=["reports"])
 
 
-def _report(store: Store, run_id: str) -> dict[str, Any]:
+def _report(store: Store, run_id: str) -> Report:
     from probe import load_report
 
     run = store.get_run(run_id)
@@ -22,7 +22,7 @@ def _report(store: Store, run_id: str) -> dict[str, Any]:
         report = load_report(run["path"])
     except FileNotFoundError:
         raise HTTPException(404, f"report of run {run_id!r} is missing on disk ({run['path']})") from None
-    report["run_id"] = report.get("run_id") or run_id
+    report.run_id = report.run_id or run_id
     return report
 
 
@@ -48,17 +48,17 @@ async def report_csv(run_id: str, store: Store = Depends(get_store)) -> Response
                     headers={"Content-Disposition": f'attachment; filename="{run_id}_per_class.csv"'})
 
 
-@router.get("/reports/{run_id}", response_model=ReportOut, responses=ERROR_RESPONSES,
-            summary="The disparity report (report.json, schema_version 1)")
-def get_report(run_id: str, store: Store = Depends(get_store)) -> dict[str, Any]:
+@router.get("/reports/{run_id}", response_model=Report, responses=ERROR_RESPONSES,
+            summary="The disparity report (report.json, schema_version 1; the schema is probe.Report)")
+def get_report(run_id: str, store: Store = Depends(get_store)) -> Report:
     return _report(store, run_id)
 
 
-@router.get("/compare", response_model=CompareOut, responses=ERROR_RESPONSES,
+@router.get("/compare", response_model=Comparison, responses=ERROR_RESPONSES,
             summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports)")
 def compare(base: str = Query(..., description="run id, e.g. the ERM run"),
             other: str = Query(..., description="run id, e.g. the MR² run"),
-            store: Store = Depends(get_store)) -> dict[str, Any]:
+            store: Store = Depends(get_store)) -> Comparison:
     from probe import compare_reports
 
     try:

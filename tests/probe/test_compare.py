@@ -1,25 +1,38 @@
 """compare_reports: per-group and per-class deltas on the base run's groups."""
 import pytest
 
-from probe import compare_reports, format_comparison
+from probe import Report, compare_reports, format_comparison
 
 NAMES = ["a", "b", "c"]
 
 
-def _rep(run_id, accs, groups, overall):
-    return {
-        "run_id": run_id, "class_names": NAMES,
-        "grouping": {"groups": groups, "note": "own validation accuracy"},
-        "summary": {"overall": overall, "balanced": sum(accs) / 3},
-        "per_class": [{"accuracy": a} for a in accs],
-    }
+def _rep(run_id, accs, groups, overall, names=NAMES):
+    """A schema-valid report: only the fields compare_reports reads carry meaning."""
+    group_of = {i: g for g, idx in groups.items() for i in idx}
+    zeros = {"mean": 0.0, "std": 0.0, "per_seed": [0.0]}
+    row = dict(n_train=1, n_test=1, accuracy_std=0.0, val_accuracy=None, r2=None, r=None, spread=None, gamma=None,
+               output_margin=None, sample_margin_min=None, sample_margin_mean=None)
+    return Report.model_validate({
+        "run_id": run_id, "created_at": "2026-01-01T00:00:00+00:00", "config": {}, "class_names": names,
+        "selection": {"criterion": "overall", "candidates": [], "reason": "",
+                      "chosen": {"lr": 0.1, "weight_decay": 0.0}},
+        "grouping": {"source": "self", "reference_run": None, "groups": groups, "note": "own validation accuracy"},
+        "summary": {"overall": overall, "balanced": sum(accs) / 3, "easy": None, "medium": None, "hard": None,
+                    "worst_class": {"name": "a", "accuracy": None}, "per_class_std": None,
+                    "group_margin": {"easy": None, "medium": None, "hard": None}, "class_margin_deg": None,
+                    "ideal_class_margin_deg": None, "min_sample_margin": None, "ideal_sample_margin": None},
+        "seeds": {"values": [0], "metrics": {"overall": zeros}},
+        "per_class": [dict(row, index=k, name=n, group=group_of[k], accuracy=a, accuracy_per_seed=[a])
+                      for k, (n, a) in enumerate(zip(names, accs))],
+        "val": {"overall": None, "per_class": [None] * 3, "source": "given"},
+    })
 
 
 def test_deltas_use_base_groups():
     base = _rep("erm", [0.9, 0.7, 0.5], {"easy": [0], "medium": [1], "hard": [2]}, 0.70)
     # other's own groups differ (class 1 is its hardest) but must be ignored
     other = _rep("mr2", [0.85, 0.6, 0.65], {"easy": [0], "medium": [2], "hard": [1]}, 0.70)
-    cmp = compare_reports(base, other)
+    cmp = compare_reports(base, other).model_dump()
     assert cmp["base"] == "erm" and cmp["other"] == "mr2"
     m = cmp["metrics"]
     assert m["hard"]["base"] == pytest.approx(0.5) and m["hard"]["other"] == pytest.approx(0.65)
@@ -30,12 +43,12 @@ def test_deltas_use_base_groups():
     assert [r["group"] for r in cmp["per_class"]] == ["easy", "medium", "hard"]
     assert cmp["per_class"][1]["delta"] == pytest.approx(-0.1)
     assert "groups of the base run erm" in cmp["grouping"]["note"]
-    text = format_comparison(cmp)
+    text = format_comparison(compare_reports(base, other))
     assert "+15.00" in text and "hard" in text and "base erm vs other mr2" in text
 
 
 def test_different_classes_rejected():
     base = _rep("x", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0)
-    other = dict(base, class_names=["a", "b", "z"])
+    other = _rep("y", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0, names=["a", "b", "z"])
     with pytest.raises(ValueError, match="different classes"):
         compare_reports(base, other)

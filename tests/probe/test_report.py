@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from probe import ProbeConfig, SeedEvaluation, build_report, run_probe, format_report, load_report, report_csv, report_json
+from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json, run_probe
+from probe.report import Candidate, Selection
 
 NAMES = ["cat", "dog", "car"]
 GROUPS = {"easy": [2], "medium": [0], "hard": [1]}
@@ -27,14 +28,15 @@ def _eval(seed, test_acc, val_acc, cm):
 def _report(reference=None):
     trainer = SimpleNamespace(r2_=np.array([4.0, 9.0, 1.0]), spread_=np.array([1.0, 2.0, 0.5]), gamma_=None)
     evals = [_eval(0, [0.8, 0.5, 1.0], [0.7, 0.4, 0.9], 100.0), _eval(1, [0.6, 0.7, 0.9], [0.8, 0.6, 1.0], 110.0)]
-    selection = {"criterion": "overall", "split": "val", "candidates": [], "chosen": {}, "reason": "because"}
+    chosen = Candidate(lr=0.01, weight_decay=0.0, val_overall=0.7, val_hard=0.5)
+    selection = Selection(criterion="overall", candidates=[chosen], chosen=chosen, reason="because")
     return build_report(run_id="run_a", config=ProbeConfig(seeds=[0, 1]), selected={"lr": 0.01, "weight_decay": 0.0},
                         selection=selection, class_names=NAMES, groups=GROUPS, reference=reference,
                         evaluations=evals, trainer=trainer, n_train=np.array([50, 50, 40]))
 
 
 def test_report_keys_and_exact_values():
-    rep = _report()
+    rep = _report().model_dump(mode="json")
     assert set(rep) >= {"schema_version", "run_id", "created_at", "config", "selection", "class_names", "grouping",
                         "summary", "seeds", "per_class", "val"}
     assert rep["schema_version"] == 1 and rep["run_id"] == "run_a"
@@ -63,19 +65,22 @@ def test_report_keys_and_exact_values():
 
 
 def test_reference_grouping_is_named():
-    rep = _report(reference={"run_id": "erm_1"})
+    reference = _report().model_copy(update={"run_id": "erm_1"})
+    rep = _report(reference=reference).model_dump(mode="json")
     assert rep["grouping"]["source"] == "reference" and rep["grouping"]["reference_run"] == "erm_1"
     assert rep["grouping"]["note"] == "groups from the reference run erm_1's validation per-class accuracy"
 
 
 def test_json_is_strict_and_roundtrips(tmp_path):
     rep = _report()
-    rep["per_class"][0]["accuracy"] = float("nan")
+    rep.per_class[0].accuracy = float("nan")
     text = report_json(rep)
     assert "NaN" not in text
     (tmp_path / "report.json").write_text(text)
     loaded = load_report(tmp_path)
-    assert loaded["per_class"][0]["accuracy"] is None
+    assert loaded.per_class[0].accuracy is None
+    rep.per_class[0].accuracy = None
+    assert loaded == rep  # the model round-trips through report.json
     with pytest.raises(FileNotFoundError, match="report.json"):
         load_report(tmp_path / "missing")
     (tmp_path / "report.json").write_text(json.dumps({"schema_version": 99}))
@@ -109,6 +114,6 @@ def test_per_class_accuracy_per_seed_is_kept_and_averages_to_accuracy(tmp_path):
         return (centers[y] + rng.normal(size=(len(y), 8))).astype(np.float32), y
     data = {"train": split(30), "val": split(10), "test": split(10)}
     report = run_probe(data, ["a", "b", "c"], ProbeConfig(seeds=[0, 1, 2], epochs=5, lr_grid=[1e-2], wd_grid=[0.0]))
-    for pc in report["per_class"]:
-        assert len(pc["accuracy_per_seed"]) == 3
-        assert pc["accuracy"] == pytest.approx(float(np.mean(pc["accuracy_per_seed"])))
+    for pc in report.per_class:
+        assert len(pc.accuracy_per_seed) == 3
+        assert pc.accuracy == pytest.approx(float(np.mean(pc.accuracy_per_seed)))

@@ -1,0 +1,239 @@
+"""``ProbeConfig``: one probe request, validated when it is parsed (before a job exists). Torch-free.
+
+Precedence: registry defaults (``probe.registry``), then the preset (``probe.presets``), then the fields the
+request sets. Every value is checked against the one declaration of its constraint (``probe.params`` for the
+trainer's parameters, ``probe.registry`` for head and loss options) and against the bounds of a request
+(``MAX_EPOCHS``, ``MAX_SEEDS``, ``MAX_GRID_VALUES``, ``MAX_GRID_CANDIDATES``, ``MAX_ADAPTER_RANK``,
+``MAX_BATCH_SIZE``, ``MAX_NAME_LENGTH``); numbers must be finite. The app embeds this model in its request
+schemas, so a bad request is a 422 naming the field.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .constraints import MAX_NAME_LENGTH, Interval, Name, check
+from .params import (
+    MAX_ADAPTER_RANK,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_GRID_CANDIDATES,
+    MAX_GRID_VALUES,
+    MAX_SEED,
+    MAX_SEEDS,
+    OPTIMIZERS,
+    R2_MODES,
+    TRAINER_PARAMS,
+    check_trainer_params,
+)
+from .presets import PRESETS, get_preset
+from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
+
+__all__ = ["ProbeConfig", "auto_epochs", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED",
+           "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"]
+
+_Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
+_Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
+# A grid field and the trainer parameter whose constraint each of its values must meet.
+_GRID_PARAM = {"cbar_grid": "cbar", "lr_grid": "lr", "wd_grid": "weight_decay", "lam_grid": "lam"}
+
+
+def _loss_uses_cbar(loss: str) -> bool:
+    """Whether a registered loss builds margins γ from c̄ (then c̄ is selected on validation when not fixed)."""
+    return get_loss_spec(loss).needs not in ("none", "priors")
+
+
+class ProbeConfig(BaseModel):
+    """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    preset: _Name | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
+                                 "disparity-aware method): fills the fields this request leaves unset")
+    head: _Name = Field("linear", description="classifier head, a name of probe.HEADS",
+                        json_schema_extra={"enum": list(HEADS)})
+    head_options: dict[_Name, Any] = Field(
+        default_factory=dict, description="options of the head over its registry defaults (probe.HEADS), e.g. "
+        "{'learnable_scale': False, 'logit_scale': 16} for a fixed cosine scale")
+    loss: _Name = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants",
+                        json_schema_extra={"enum": list(LOSSES)})
+    loss_options: dict[_Name, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
+    loss_options_grid: dict[_Name, _Grid] = Field(
+        default_factory=dict, description="loss options selected on validation, e.g. {'eta': [0.003, 0.01, 0.03]} "
+        "for group_dro or {'gamma_focal': [1, 2]} for focal; each value list joins the selection grid")
+    cbar: float | None = Field(None, description="mean margin c̄; None selects it from cbar_grid on validation")
+    cbar_grid: _Grid = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="c̄ candidates (MR²)")
+    p: float | None = Field(None, description="exponent of r_k² = mean ‖φ‖_p²; None: the head's default "
+                            "(probe.HEADS: 2 linear, 3 cosine)")
+    r2_mode: _Name = Field(
+        "exact", description="class statistics r_k²: exact on the frozen training features, or the paper's EMA "
+        "(decay 0.9, per batch); with an adapter the trainer always uses the EMA",
+        json_schema_extra={"enum": list(R2_MODES)})
+    lam: float | None = Field(None, description="weight λ of the representation margin ℓ_s̄ (adapter only)")
+    lam_grid: _Grid = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates")
+    adapter: _Name | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: none")
+    adapter_rank: int | None = Field(None, description=f"rank (lowrank) or bottleneck width (mlp) of the adapter, "
+                                     f"1..{MAX_ADAPTER_RANK}; None: the adapter's default")
+    lr_grid: _Grid = Field(default_factory=lambda: [1e-3, 1e-2], description="learning-rate candidates")
+    # AdamW's decoupled decay shrinks w by lr·wd per step, so useful values are large (wd=10 at lr=1e-3 matched
+    # scikit-learn's best C on the bench features; wd=0 keeps the unregularised probe in the sweep).
+    wd_grid: _Grid = Field(default_factory=lambda: [0.0, 1.0, 10.0], description="weight-decay candidates")
+    # Mini-batches of 1024 with an automatic epoch count (see auto_epochs): on 50k×1280 features 10 epochs are
+    # within 0.25 points of scikit-learn's L-BFGS (11 epochs: 0.21) at a tenth of its time (bench/probe_speed.py);
+    # n ≤ 1024 is full-batch.
+    epochs: int | None = Field(None, description=f"training epochs per fit, 1..{MAX_EPOCHS}; None: "
+                               "auto_epochs(n_train, batch_size)")
+    batch_size: int | None = Field(1024, description=f"mini-batch size, 1..{MAX_BATCH_SIZE}; None: full batch")
+    optimizer: _Name = Field("adamw", description="the optimiser", json_schema_extra={"enum": list(OPTIMIZERS)})
+    warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], max_length=MAX_SEEDS,
+                             description=f"seeds (at most {MAX_SEEDS}, each in [0, {MAX_SEED}]); the first one "
+                             "selects")
+    select: Literal["overall", "hard"] = Field("overall", description="validation selection criterion")
+    posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
+    posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
+    val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
+    device: _Name = Field("cpu", description="auto, cpu, cuda or cuda:N")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            check("preset", data["preset"], [Name("preset", lambda: list(PRESETS))])
+            settings = dict(get_preset(data["preset"]).settings)
+            if "loss" in data:  # another loss: the preset's options of its own loss do not apply
+                settings = {k: v for k, v in settings.items() if k not in ("loss_options", "loss_options_grid")}
+            data = {**settings, **data}
+        return data
+
+    @field_validator("head", "loss", "adapter", "cbar", "p", "lam", "r2_mode", "adapter_rank", "epochs",
+                     "batch_size", "optimizer", "warmup_epochs", "device")
+    @classmethod
+    def _trainer_param(cls, value: Any, info) -> Any:
+        name = info.field_name
+        if name in ("epochs", "cbar", "lam") and value is None:
+            return value  # None: chosen later (auto_epochs, the c̄ / λ grid)
+        return check(name, value, TRAINER_PARAMS[name])
+
+    @field_validator("cbar_grid", "lr_grid", "wd_grid", "lam_grid")
+    @classmethod
+    def _grid(cls, value: list[float], info) -> list[float]:
+        if not value:
+            raise ValueError(f"{info.field_name} must list at least one value, got [].")
+        param = _GRID_PARAM[info.field_name]
+        for v in value:
+            check(f"{info.field_name} value ({param})", v, TRAINER_PARAMS[param])
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("seeds must list at least one seed, got [].")
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds must be distinct, got {value}.")
+        for seed in value:
+            check("seeds value", seed, TRAINER_PARAMS["random_state"])
+        return value
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        return check("val_fraction", value, [Interval(float, 0, 1, "neither")])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ProbeConfig":
+        check_trainer_params({"head": self.head, "head_options": self.head_options, "loss": self.loss,
+                              "loss_options": self.loss_options, "lam": self.lam or 0.0, "adapter": self.adapter})
+        self._check_loss_grid()
+        if self.adapter_rank is not None and self.adapter not in ("lowrank", "mlp"):
+            raise ValueError(f"adapter_rank={self.adapter_rank} applies to adapter 'lowrank' or 'mlp', "
+                             f"got adapter={self.adapter!r}.")
+        if self.epochs is not None and self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), "
+                             f"got {self.warmup_epochs}.")
+        fits = self.n_candidates() * len(self.seeds)
+        if fits > MAX_GRID_CANDIDATES:
+            raise ValueError(f"the selection grid has {self.n_candidates()} candidates × {len(self.seeds)} seeds = "
+                             f"{fits} fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run (shorten "
+                             "lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds).")
+        return self
+
+    def _check_loss_grid(self) -> None:
+        spec = get_loss_spec(self.loss)
+        unknown = sorted(set(self.loss_options_grid) - set(spec.options))
+        if unknown:
+            raise ValueError(f"Unknown loss_options_grid {unknown} for loss {self.loss!r}; accepted: "
+                             f"{', '.join(spec.options) or 'none'}.")
+        both = sorted(set(self.loss_options) & set(self.loss_options_grid))
+        if both:
+            raise ValueError(f"{both} given both as fixed loss_options and in loss_options_grid; give one.")
+        empty = sorted(k for k, v in self.loss_options_grid.items() if not v)
+        if empty:
+            raise ValueError(f"loss_options_grid lists no values for {empty}.")
+        for name, values in self.loss_options_grid.items():
+            for value in values:
+                check_options(spec, {name: value}, "loss", "loss_options_grid")
+
+    # -- derived values ------------------------------------------------------------------------------
+    @property
+    def resolved_p(self) -> float:
+        """p, or the head's default p (``probe.HEADS[head].default_p``: 2 linear, 3 cosine)."""
+        return float(self.p) if self.p is not None else float(get_head_spec(self.head).default_p)
+
+    def _grid_axes(self) -> list[tuple[str, list]]:
+        """(name, values) of each selection axis in grid order; a fixed or unused value is a one-value axis."""
+        cbars = [self.cbar] if (self.cbar is not None or not _loss_uses_cbar(self.loss)) else list(self.cbar_grid)
+        lams = [self.lam] if (self.adapter is None or self.lam is not None) else list(self.lam_grid)
+        return [("lr", list(self.lr_grid)), ("weight_decay", list(self.wd_grid)), ("cbar", cbars), ("lam", lams),
+                *((name, list(values)) for name, values in self.loss_options_grid.items())]
+
+    def n_candidates(self) -> int:
+        """Number of selection candidates (the product of the grid lengths), without building them."""
+        return math.prod(len(values) for _, values in self._grid_axes())
+
+    def candidates(self) -> list[dict[str, float]]:
+        """The selection grid in a fixed order: lr (outer), weight decay, c̄, λ, then the loss options of
+        ``loss_options_grid`` in their given order (inner). A fixed or unused c̄ / λ is left out."""
+        axes = self._grid_axes()
+        return [{name: float(v) for (name, _), v in zip(axes, values) if v is not None}
+                for values in itertools.product(*(vals for _, vals in axes))]
+
+    def trainer_params(self, selected: dict[str, float], *, seed: int, device: Any = None,
+                       loss_options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Keyword arguments of :class:`probe.ProbeTrainer` for one candidate of :meth:`candidates`.
+
+        Args:
+            selected: a candidate (lr, weight_decay, and cbar / lam / grid loss options where selected).
+            seed: the trainer's ``random_state``.
+            device: the resolved device (``probe.trainer.resolve_device``); None keeps ``self.device``.
+            loss_options: options the run adds (e.g. ``val_error`` from the reference run).
+        """
+        options = {**self.loss_options, **(loss_options or {}),
+                   **{name: selected[name] for name in self.loss_options_grid}}
+        return dict(head=self.head, head_options=dict(self.head_options) or None, loss=self.loss,
+                    loss_options=options or None, cbar=selected.get("cbar", self.cbar or 1.0), p=self.resolved_p,
+                    r2_mode=self.r2_mode, lam=selected.get("lam", self.lam or 0.0), adapter=self.adapter,
+                    adapter_rank=self.adapter_rank, lr=selected["lr"], weight_decay=selected["weight_decay"],
+                    epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                    warmup_epochs=self.warmup_epochs, device=self.device if device is None else device,
+                    random_state=seed)
+
+
+# auto_epochs: enough epochs for AUTO_MIN_STEPS optimiser steps, within AUTO_EPOCH_BOUNDS.
+AUTO_MIN_STEPS = 450
+AUTO_EPOCH_BOUNDS = (10, 100)
+
+
+def auto_epochs(n_train: int, batch_size: int | None) -> int:
+    """Epochs giving at least ``AUTO_MIN_STEPS`` steps, clipped to ``AUTO_EPOCH_BOUNDS``.
+
+    50k samples in batches of 1024 (49 steps per epoch) → 10 epochs; 6k samples (6 steps) → 75; a full-batch or
+    small set (1 step per epoch) → 100. Large sets get few passes (each pass has many steps), small sets many.
+    """
+    steps = max(1, math.ceil(n_train / batch_size)) if batch_size else 1
+    low, high = AUTO_EPOCH_BOUNDS
+    return int(min(high, max(low, math.ceil(AUTO_MIN_STEPS / steps))))

@@ -1,0 +1,89 @@
+"""The trainer's parameters and their constraints, declared once; the bounds of a probe request. Torch-free.
+
+``TRAINER_PARAMS`` serves both :class:`probe.ProbeTrainer` (checked at ``fit``) and :class:`probe.ProbeConfig`
+(checked when a request is parsed, so the API answers 422 before a job exists), as scikit-learn's
+``_parameter_constraints`` serve an estimator and its search. :func:`check_trainer_params` adds the checks that
+involve several parameters.
+
+Bounds (module constants, listed in docs/ARCHITECTURE.md and the README): a request past them is refused at
+submission. They are far above what a linear probe needs and exist so one request cannot exhaust the server
+(``epochs=10**9`` allocated a history tensor of that size; a 1000 × 1000 grid trained a million heads).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .constraints import Boolean, Device, Instance, Interval, Name, Options, check
+from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
+
+__all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "MAX_EPOCHS", "MAX_BATCH_SIZE",
+           "MAX_ADAPTER_RANK", "MAX_SEEDS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_SEED"]
+
+MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
+MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
+MAX_ADAPTER_RANK = 4096       # rank / bottleneck width of an adapter
+MAX_SEEDS = 20                # seeds of one run
+MAX_GRID_VALUES = 64          # values in one grid (lr_grid, wd_grid, cbar_grid, lam_grid, each loss_options_grid)
+MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (the fits it costs)
+MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
+
+R2_MODES = ("exact", "ema")
+OPTIMIZERS = ("adamw", "sgd")
+
+_POSITIVE = Interval(float, 0, None, "neither")
+_NONNEG = Interval(float, 0, None, "left")
+
+TRAINER_PARAMS: dict[str, list] = {
+    "head": [Name("head", lambda: list(HEADS))],
+    "loss": [Name("loss", lambda: list(LOSSES))],
+    "cbar": [_POSITIVE],
+    "p": [_POSITIVE, None],
+    "lam": [_NONNEG],
+    "adapter": [Name("adapter", lambda: list(ADAPTERS)), None],
+    "r2_mode": [Options(R2_MODES)],
+    "lr": [_POSITIVE],
+    "weight_decay": [_NONNEG],
+    "epochs": [Interval(int, 1, MAX_EPOCHS)],
+    "batch_size": [Interval(int, 1, MAX_BATCH_SIZE), None],
+    "optimizer": [Options(OPTIMIZERS)],
+    "warmup_epochs": [Interval(int, 0, MAX_EPOCHS)],
+    "device": [Device()],
+    "random_state": [Interval(int, 0, MAX_SEED)],
+    "momentum": [_NONNEG],
+    "head_options": [Instance((dict,), "a dict of head options"), None],
+    "loss_options": [Instance((dict,), "a dict of loss options"), None],
+    "adapter_rank": [Interval(int, 1, MAX_ADAPTER_RANK), None],
+    "sm_weight": [_NONNEG],
+    "zc_weight": [_NONNEG],
+    "ema_decay": [Interval(float, 0, 1, "left")],
+    "rep_margin_samples": [Interval(int, 2, None)],
+    "progress": [Instance((callable,), "a callable progress(epoch, epochs)"), None],
+    "progress_bar": [Boolean()],
+}
+
+
+def check_trainer_params(params: dict[str, Any]) -> None:
+    """Check trainer parameters (any subset of ``TRAINER_PARAMS``) and the rules between them.
+
+    Raises ValueError naming the parameter, the value and what is accepted (head and loss options: their
+    registry declarations, ``probe.registry``).
+    """
+    for name, value in params.items():
+        check(name, value, TRAINER_PARAMS[name])
+    epochs, warmup = params.get("epochs"), params.get("warmup_epochs")
+    if epochs is not None and warmup and warmup >= epochs:
+        raise ValueError(f"warmup_epochs must be an integer in [0, epochs={epochs}), got {warmup!r}.")
+    if params.get("head") is not None and params.get("head_options") is not None:
+        check_options(get_head_spec(params["head"]), params["head_options"], "head", "head_options")
+    if params.get("loss") is None:
+        return
+    spec = get_loss_spec(params["loss"])
+    if params.get("loss_options") is not None:
+        check_options(spec, params["loss_options"], "loss", "loss_options")
+    if (params.get("lam") or 0) > 0 and "adapter" in params and params["adapter"] is None:
+        raise ValueError(
+            f"lam={params['lam']} needs adapter='linear', 'lowrank' or 'mlp': the representation margin ℓ_s̄ has "
+            "no gradient on frozen features, so it only acts through a trainable adapter (adapter=).")
+    if spec.input == "cosine" and params.get("head", "cosine") != "cosine":
+        raise ValueError(f"loss {spec.name!r} works on normalised features and prototypes and requires "
+                         f"head='cosine', got head={params['head']!r}.")

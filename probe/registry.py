@@ -1,0 +1,187 @@
+"""The head, loss and adapter registries as data: names, options (default, type and bounds), p defaults. Torch-free.
+
+Each entry is a frozen spec; the module that builds the thing (``probe.heads``, ``probe.losses``,
+``probe.adapters``) looks its class up by ``spec.factory`` (a class name in that module) and passes ``spec.args``
+plus the options. :class:`probe.ProbeConfig` validates a request against these same specs without importing torch,
+so a head's default p, an option's default and its bounds are written only here.
+
+Adding a loss: one :class:`LossSpec` entry here and its class in ``probe/losses.py``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constraints import Boolean, Interval, Numbers, check
+
+__all__ = ["Option", "HeadSpec", "LossSpec", "AdapterSpec", "HEADS", "LOSSES", "ADAPTERS", "NEEDS", "INPUTS",
+           "get_head_spec", "get_loss_spec", "get_adapter_spec", "check_options"]
+
+NEEDS = ("none", "cbar", "r2", "spread", "val_error", "priors")
+INPUTS = ("logits", "cosine")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a registry entry: its default and what it accepts (a :mod:`probe.constraints` list)."""
+
+    default: Any
+    accepts: tuple = ()
+
+    def check(self, owner: str, name: str, value: Any) -> Any:
+        """``value`` if accepted (None keeps the default); ValueError naming ``owner``'s option otherwise."""
+        if value is None or not self.accepts:
+            return value
+        try:
+            return check(name, value, list(self.accepts))
+        except ValueError as err:
+            raise ValueError(f"{owner} option {err}") from None
+
+
+def _options_of(options: dict[str, Option]) -> dict[str, Any]:
+    return {name: opt.default for name, opt in options.items()}
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A head: the class ``factory`` in probe.heads, its options, and the default p of r_k² = mean ‖φ‖_p²."""
+
+    name: str
+    factory: str
+    options: dict[str, Option] = field(default_factory=dict)
+    default_p: float = 2.0
+    summary: str = ""
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return _options_of(self.options)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss: the class ``factory`` in probe.losses (called with ``args`` and the options), its options, which
+    class statistic its margins γ come from (``needs``) and what it is computed on (``input``)."""
+
+    name: str
+    factory: str
+    options: dict[str, Option] = field(default_factory=dict)
+    needs: str = "none"
+    input: str = "logits"
+    summary: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return _options_of(self.options)
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """An adapter: the class ``factory`` in probe.adapters and whether it takes a rank."""
+
+    name: str
+    factory: str
+    options: dict[str, Option] = field(default_factory=dict)
+    summary: str = ""
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return _options_of(self.options)
+
+
+_POSITIVE = Interval(float, 0, None, "neither")
+_NONNEG = Interval(float, 0, None, "left")
+_SCALE = (_POSITIVE,)
+_SHARPNESS = Option(1.0, (_NONNEG,))
+
+HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in [
+    HeadSpec("linear", "LinearHead", {"bias": Option(True, (Boolean(),))}, 2.0, "z = Wφ + b"),
+    HeadSpec("cosine", "CosineHead",
+             {"logit_scale": Option(16.0, _SCALE), "learnable_scale": Option(True, (Boolean(),))}, 3.0,
+             "z = s·cos(w_k, φ), features and weights L2-normalised"),
+]}
+
+LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
+    LossSpec("ce", "MarginCrossEntropy", {}, "none", "logits", "cross-entropy (ERM)", {"source": "none"}),
+    LossSpec("uniform", "MarginCrossEntropy", {}, "cbar", "logits",
+             "ℓ_γ,ce with γ_k = c̄ for every class (MR² ablation b)", {"source": "cbar"}),
+    LossSpec("mr2", "MarginCrossEntropy", {"sharpness": _SHARPNESS}, "r2", "logits",
+             "ℓ_γ,ce with γ_k ∝ r_k^{2/3} (MR², the paper; sharpness 1)", {"source": "r2"}),
+    LossSpec("mr2_spread", "MarginCrossEntropy", {"sharpness": _SHARPNESS}, "spread", "logits",
+             "ℓ_γ,ce with γ_k ∝ (‖s_k‖²)^{1/3} (within-class spread)", {"source": "spread"}),
+    LossSpec("mr2_valerr", "MarginCrossEntropy",
+             {"val_error": Option(None, (Numbers(Interval(float, 0, 1)),)),
+              "power": Option(1.0, (_NONNEG,)),
+              "eps": Option(0.01, (_POSITIVE,))}, "val_error", "logits",
+             "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a, e_k the reference run's per-class validation error",
+             {"source": "val_error"}),
+    LossSpec("focal", "FocalLoss", {"gamma_focal": Option(2.0, (_NONNEG,))}, "none",
+             "logits", "focal loss (Lin et al., 2017)"),
+    LossSpec("group_dro", "GroupDROLoss", {"eta": Option(0.01, (_POSITIVE,))},
+             "none", "logits", "online group DRO, classes as groups (Sagawa et al., 2020)"),
+    LossSpec("logit_adjust", "LogitAdjustedLoss",
+             {"tau": Option(1.0, (Interval(float),)),
+              "priors": Option(None, (Numbers(_NONNEG),))}, "priors", "logits",
+             "logit-adjusted CE with training priors (Menon et al., 2021)"),
+    LossSpec("label_smoothing", "LabelSmoothingLoss", {"smoothing": Option(0.1, (Interval(float, 0, 1, "left"),))},
+             "none", "logits", "cross-entropy with label smoothing"),
+    LossSpec("lm_softmax", "LMSoftmaxLoss", {"scale": Option(16.0, _SCALE)}, "none", "cosine",
+             "LM-Softmax (Zhou et al., 2022); needs head='cosine'"),
+    LossSpec("cosface", "CosFaceLoss", {"scale": Option(16.0, _SCALE),
+                                        "margin": Option(0.35, (Interval(float),))}, "none", "cosine",
+             "CosFace large-margin cosine loss; needs head='cosine'"),
+    LossSpec("arcface", "ArcFaceLoss", {"scale": Option(16.0, _SCALE),
+                                        "margin": Option(0.5, (Interval(float, 0, math.pi / 2, "left"),))},
+             "none", "cosine", "ArcFace additive angular margin; needs head='cosine'"),
+]}
+
+ADAPTERS: dict[str, AdapterSpec] = {spec.name: spec for spec in [
+    AdapterSpec("linear", "ResidualLinearAdapter", {}, "φ + Aφ, A (d×d) initialised to 0"),
+    AdapterSpec("lowrank", "LowRankAdapter", {"rank": Option(None)}, "φ + UVφ, rank r, U initialised to 0"),
+    AdapterSpec("mlp", "BottleneckMLPAdapter", {"rank": Option(None)},
+                "φ + U·GELU(Vφ + b), bottleneck width r, U initialised to 0"),
+]}
+
+
+def _lookup(registry: dict, kind: str, name: str):
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"Unknown {kind} {name!r}; available: {', '.join(registry)}.") from None
+
+
+def get_head_spec(name: str) -> HeadSpec:
+    """The registry entry of head ``name``; KeyError naming the accepted names otherwise."""
+    return _lookup(HEADS, "head", name)
+
+
+def get_loss_spec(name: str) -> LossSpec:
+    """The registry entry of loss ``name``; KeyError naming the accepted names otherwise."""
+    return _lookup(LOSSES, "loss", name)
+
+
+def get_adapter_spec(name: str) -> AdapterSpec:
+    """The registry entry of adapter ``name``; KeyError naming the accepted names otherwise."""
+    return _lookup(ADAPTERS, "adapter", name)
+
+
+def check_options(spec: HeadSpec | LossSpec | AdapterSpec, options: dict | None, kind: str,
+                  field: str | None = None) -> dict[str, Any]:
+    """``options`` merged over ``spec``'s defaults (None values dropped), each checked against its declaration.
+
+    Raises TypeError for an option the entry does not accept (ValueError naming ``field`` when the options come
+    from a request field such as ``loss_options``), and ValueError naming the option, the value and the bounds for
+    a bad value: ``loss 'group_dro' option eta must be > 0, got -1.``
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(spec.options))
+    accepted = ", ".join(spec.options) or "none"
+    if unknown and field is not None:
+        raise ValueError(f"Unknown {field} {unknown} for {kind} {spec.name!r}; accepted: {accepted}.")
+    if unknown:
+        raise TypeError(f"Unknown option(s) {', '.join(map(str, unknown))} for {kind} {spec.name!r}; "
+                        f"accepted: {accepted}.")
+    for name, value in options.items():
+        spec.options[name].check(f"{kind} {spec.name!r}", name, value)
+    return {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}

@@ -1,0 +1,26 @@
+"""Probe requests are validated by probe.ProbeConfig when the job is submitted: 422 naming the field, no job."""
+import pytest
+
+_BAD_CONFIGS = [
+    ({"epochs": 1_000_000_000}, "epochs must be an integer in [1, 10000]"),
+    ({"lr_grid": [1e-3] * 1000, "wd_grid": [0.0] * 1000}, "lr_grid"),
+    ({"seeds": list(range(10_000))}, "seeds"),
+    ({"lr_grid": [0.1] * 30, "wd_grid": [0.0] * 30}, "MAX_GRID_CANDIDATES = 512"),
+    ({"loss": "group_dro", "loss_options": {"eta": -1}}, "loss 'group_dro' option eta must be > 0, got -1"),
+    ({"loss": "focal", "loss_options": {"gamma_focal": "abc"}}, "option gamma_focal must be >= 0, got 'abc'"),
+    ({"head": "cosine", "head_options": {"logit_scale": -5}}, "option logit_scale must be > 0, got -5"),
+    ({"loss": "x" * 1000}, "String should have at most 64 characters"),
+    ({"device": "mps"}, "device must be one of auto, cpu, cuda, cuda:N, got 'mps'"),
+]
+
+
+@pytest.mark.parametrize("config,fragment", _BAD_CONFIGS)
+def test_bad_probe_configs_are_422_before_a_job_exists(finished, config, fragment):
+    client = finished.client
+    jobs_before = client.get("/api/jobs").json()
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": "cache_any", "config": config})
+    assert resp.status_code == 422, resp.text
+    assert fragment in str(resp.json()["detail"])
+    resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": "ds_any", "probes": [config]})
+    assert resp.status_code == 422 and fragment in str(resp.json()["detail"])
+    assert client.get("/api/jobs").json() == jobs_before

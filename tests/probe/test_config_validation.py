@@ -1,0 +1,326 @@
+"""ProbeConfig validation at submission (bounds, finite numbers, typed loss / head options), the shared trainer
+parameter declaration, the device resolver, divergence handling, empty classes, the typed report and the layout."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from probe import (
+    MAX_ADAPTER_RANK,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_GRID_CANDIDATES,
+    MAX_GRID_VALUES,
+    MAX_NAME_LENGTH,
+    MAX_SEEDS,
+    HEADS,
+    ProbeConfig,
+    ProbeTrainer,
+    Report,
+    diverged,
+    load_report,
+    report_json,
+    resolve_device,
+    run_probe,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"
+
+
+def _error(**fields) -> str:
+    with pytest.raises(ValidationError) as info:
+        ProbeConfig(**fields)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    ({"epochs": MAX_EPOCHS + 1}, "epochs", f"epochs must be an integer in [1, {MAX_EPOCHS}], got {MAX_EPOCHS + 1}"),
+    ({"epochs": 1_000_000_000}, "epochs", "epochs must be an integer in [1, 10000]"),
+    ({"epochs": 0}, "epochs", "epochs must be an integer in [1, 10000], got 0"),
+    ({"batch_size": MAX_BATCH_SIZE + 1}, "batch_size", f"batch_size must be an integer in [1, {MAX_BATCH_SIZE}]"),
+    ({"warmup_epochs": MAX_EPOCHS + 1}, "warmup_epochs", "warmup_epochs must be an integer in [0, 10000]"),
+    ({"epochs": 5, "warmup_epochs": 5}, "warmup_epochs", "warmup_epochs must be an integer in [0, epochs=5), got 5"),
+    ({"adapter": "lowrank", "adapter_rank": MAX_ADAPTER_RANK + 1}, "adapter_rank",
+     f"adapter_rank must be an integer in [1, {MAX_ADAPTER_RANK}] or None, got {MAX_ADAPTER_RANK + 1}"),
+    ({"seeds": list(range(MAX_SEEDS + 1))}, "seeds", f"at most {MAX_SEEDS} items"),
+    ({"lr_grid": [0.1] * (MAX_GRID_VALUES + 1)}, "lr_grid", f"at most {MAX_GRID_VALUES} items"),
+    ({"loss": "group_dro", "loss_options_grid": {"eta": [0.1] * (MAX_GRID_VALUES + 1)}}, "loss_options_grid",
+     f"at most {MAX_GRID_VALUES} items"),
+    ({"loss": "x" * 1000}, "loss", f"at most {MAX_NAME_LENGTH} characters"),
+    ({"device": "cuda" * 100}, "device", f"at most {MAX_NAME_LENGTH} characters"),
+    ({"preset": "p" * 1000}, "preset", f"preset must be at most {MAX_NAME_LENGTH} characters, got 1000"),
+    ({"device": "mps"}, "device", "device must be one of auto, cpu, cuda, cuda:N, got 'mps'"),
+    ({"head": "mlp"}, "head", "Unknown head 'mlp'; available: linear, cosine"),
+    ({"r2_mode": "running"}, "r2_mode", "r2_mode must be one of exact, ema, got 'running'"),
+    ({"optimizer": "adam"}, "optimizer", "optimizer must be one of adamw, sgd, got 'adam'"),
+    ({"seeds": [0, -1]}, "seeds", "seeds value must be an integer in [0, 4294967295], got -1"),
+    ({"seeds": [2**40]}, "seeds", "seeds value must be an integer in [0, 4294967295]"),
+    ({"val_fraction": 1.0}, "val_fraction", "val_fraction must be in (0, 1), got 1.0"),
+])
+def test_bounds_name_the_field(fields, field, words):
+    message = _error(**fields)
+    assert field in message and words in message
+
+
+def test_grid_candidates_times_seeds_is_bounded():
+    # 33 lr × 16 wd = 528 candidates (> 512) even with one seed; 10 × 10 × 6 seeds = 600 fits
+    message = _error(lr_grid=[0.01 * (i + 1) for i in range(33)], wd_grid=[float(i) for i in range(16)], seeds=[0])
+    assert f"528 candidates × 1 seeds = 528 fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES}" in message
+    message = _error(lr_grid=[0.1] * 10, wd_grid=[0.0] * 10, seeds=list(range(6)))
+    assert "100 candidates × 6 seeds = 600 fits" in message
+    assert ProbeConfig(lr_grid=[0.1] * 16, wd_grid=[0.0] * 16, seeds=[0, 1]).n_candidates() == 256  # 512 fits: ok
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"lr_grid": [float("nan")]}, "lr_grid"),
+    ({"wd_grid": [0.0, float("inf")]}, "wd_grid"),
+    ({"cbar_grid": [float("-inf")]}, "cbar_grid"),
+    ({"cbar": float("nan")}, "cbar"),
+    ({"p": float("inf")}, "p"),
+    ({"adapter": "linear", "lam": float("nan")}, "lam"),
+    ({"adapter": "linear", "lam_grid": [float("nan")]}, "lam_grid"),
+    ({"val_fraction": float("nan")}, "val_fraction"),
+])
+def test_non_finite_numbers_are_refused_naming_the_field(fields, field):
+    message = _error(**fields)
+    assert field in message and "finite" in message
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"loss": "group_dro", "loss_options": {"eta": -1}}, "loss 'group_dro' option eta must be > 0, got -1"),
+    ({"loss": "group_dro", "loss_options": {"eta": float("nan")}}, "loss 'group_dro' option eta must be a finite"),
+    ({"loss": "focal", "loss_options": {"gamma_focal": "abc"}},
+     "loss 'focal' option gamma_focal must be >= 0, got 'abc'"),
+    ({"loss": "focal", "loss_options": {"gamma_focal": float("inf")}},
+     "loss 'focal' option gamma_focal must be a finite number, got inf"),
+    ({"loss": "group_dro", "loss_options_grid": {"eta": [0.01, -0.5]}},
+     "loss 'group_dro' option eta must be > 0, got -0.5"),
+    ({"loss": "label_smoothing", "loss_options": {"smoothing": 1.0}},
+     "loss 'label_smoothing' option smoothing must be in [0, 1), got 1.0"),
+    ({"head": "cosine", "head_options": {"logit_scale": -5}}, "head 'cosine' option logit_scale must be > 0, got -5"),
+    ({"head": "cosine", "head_options": {"logit_scale": float("nan")}},
+     "head 'cosine' option logit_scale must be a finite number, got nan"),
+    ({"head": "cosine", "head_options": {"learnable_scale": "no"}},
+     "head 'cosine' option learnable_scale must be true or false, got 'no'"),
+    ({"loss": "mr2_valerr", "loss_options": {"val_error": [0.1, 2.0]}},
+     "loss 'mr2_valerr' option val_error must be a non-empty list of numbers, each in [0, 1]"),
+])
+def test_loss_and_head_options_are_typed_and_bounded(fields, words):
+    assert words in _error(**fields)
+
+
+@pytest.mark.parametrize("trainer_kwargs, config_kwargs, words", [
+    ({"epochs": MAX_EPOCHS + 1}, {"epochs": MAX_EPOCHS + 1}, "epochs must be an integer in [1, 10000]"),
+    ({"cbar": float("nan")}, {"cbar": float("nan")}, "finite number"),  # pydantic: "cbar\n Input should be a ..."
+    ({"loss": "group_dro", "loss_options": {"eta": -1}}, {"loss": "group_dro", "loss_options": {"eta": -1}},
+     "loss 'group_dro' option eta must be > 0, got -1"),
+    ({"head": "cosine", "head_options": {"logit_scale": -5}}, {"head": "cosine", "head_options": {"logit_scale": -5}},
+     "head 'cosine' option logit_scale must be > 0, got -5"),
+    ({"device": "mps"}, {"device": "mps"}, "device must be one of auto, cpu, cuda, cuda:N, got 'mps'"),
+    ({"lr": -1.0}, {"lr_grid": [-1.0]}, "must be > 0, got -1.0"),
+])
+def test_the_same_declarations_serve_the_trainer(trainer_kwargs, config_kwargs, words):
+    """ProbeTrainer checks its parameters with the declarations ProbeConfig uses: the same messages."""
+    x, y = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32), np.arange(12) % 3
+    pattern = words.replace("[", r"\[").replace("]", r"\]")
+    with pytest.raises(ValueError, match=pattern):
+        ProbeTrainer(**trainer_kwargs).fit(x, y)
+    with pytest.raises(ValidationError, match=pattern):
+        ProbeConfig(**config_kwargs)
+
+
+def test_trainer_params_map_a_candidate():
+    config = ProbeConfig(loss="group_dro", loss_options_grid={"eta": [0.1, 0.2]}, head="cosine",
+                         head_options={"logit_scale": 8.0}, epochs=7, lr_grid=[0.5], wd_grid=[1.0])
+    candidate = config.candidates()[1]
+    params = config.trainer_params(candidate, seed=3)
+    assert params == dict(head="cosine", head_options={"logit_scale": 8.0}, loss="group_dro",
+                          loss_options={"eta": 0.2}, cbar=1.0, p=3.0, r2_mode="exact", lam=0.0, adapter=None,
+                          adapter_rank=None, lr=0.5, weight_decay=1.0, epochs=7, batch_size=1024,
+                          optimizer="adamw", warmup_epochs=0, device="cpu", random_state=3)
+    assert set(params) <= set(ProbeTrainer._get_param_names())
+    assert ProbeTrainer(**params).get_params()["loss_options"] == {"eta": 0.2}
+
+
+def test_head_defaults_come_from_the_registry():
+    assert ProbeConfig(head="cosine").resolved_p == HEADS["cosine"].default_p == 3.0
+    assert ProbeConfig().resolved_p == HEADS["linear"].default_p == 2.0
+    assert HEADS["cosine"].defaults == {"logit_scale": 16.0, "learnable_scale": True}
+
+
+def test_device_resolver():
+    import torch
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, cuda:N, got 'mps'"):
+        resolve_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda:1' but CUDA is not available on this host"):
+            resolve_device("cuda:1")
+
+
+def _data(seed=0, n=20, d=6, k=3):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 3
+
+    def split(m):
+        y = np.repeat(np.arange(k), m)
+        return (centers[y] + rng.normal(size=(len(y), d))).astype(np.float32), y
+
+    return {"train": split(n), "val": split(n // 2), "test": split(n // 2)}
+
+
+@pytest.fixture
+def nan_focal(monkeypatch):
+    """Focal loss whose value is NaN for gamma_focal = 7: a candidate that diverges at its first step."""
+    from probe.losses import FocalLoss
+
+    forward = FocalLoss.forward
+
+    def patched(self, logits, labels, **kwargs):
+        value = forward(self, logits, labels, **kwargs)
+        return value * float("nan") if self.gamma_focal == 7.0 else value
+
+    monkeypatch.setattr(FocalLoss, "forward", patched)
+
+
+def test_diverging_candidate_is_recorded_and_never_selected(nan_focal):
+    config = ProbeConfig(loss="focal", loss_options_grid={"gamma_focal": [7.0, 2.0]}, lr_grid=[0.05],
+                         wd_grid=[0.0], seeds=[0, 1], epochs=5)
+    report = run_probe(_data(), ["a", "b", "c"], config)
+    bad, good = report.selection.candidates
+    assert bad.gamma_focal == 7.0 and bad.failed == "diverged: non-finite loss at epoch 1 of 5 (lr=0.05)"
+    assert bad.val_overall is None and bad.val_hard is None
+    assert good.failed is None and good.val_overall > 0.5
+    assert report.selection.chosen == good and report.config["selected"]["gamma_focal"] == 2.0
+    assert "1 candidate(s) diverged and were left out" in report.selection.reason
+    assert json.loads(report_json(report))["selection"]["candidates"][0]["failed"] == bad.failed
+
+
+def test_all_candidates_diverging_fail_the_run(nan_focal):
+    config = ProbeConfig(loss="focal", loss_options={"gamma_focal": 7.0}, lr_grid=[0.05], wd_grid=[0.0, 1.0],
+                         seeds=[0], epochs=5)
+    with pytest.raises(ValueError, match=r"every one of the 2 selection candidates diverged \(first: diverged: "
+                                         r"non-finite loss at epoch 1"):
+        run_probe(_data(), ["a", "b", "c"], config)
+
+
+def test_diverged_reports_the_first_bad_epoch():
+    x, y = _data()["train"]
+    trainer = ProbeTrainer(epochs=3).fit(x, y)
+    assert diverged(trainer) is None
+    trainer.history_ = [0.5, float("nan"), float("nan")]
+    assert diverged(trainer) == "diverged: non-finite loss at epoch 2 of 3 (lr=0.01)"
+    trainer.history_ = [0.5, 0.4, 0.3]
+    with np.errstate(all="ignore"):
+        trainer.head_.weight.data[0, 0] = float("inf")
+    assert diverged(trainer) == "diverged: non-finite weights in linear weight after training (lr=0.01)"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_class_without_samples_is_named_before_training(split):
+    data = _data()
+    x, y = data[split]
+    keep = y != 1
+    data[split] = (x[keep], y[keep])
+    calls = []
+    with pytest.raises(ValueError, match=rf"classes \['b'\] have no {split} samples"):
+        run_probe(data, ["a", "b", "c"], ProbeConfig(seeds=[0], epochs=2), progress=lambda f, s: calls.append(s))
+    assert calls == []  # nothing trained
+
+
+def test_report_round_trips_and_reads_v1_files(tmp_path):
+    report = run_probe(_data(), ["a", "b", "c"], ProbeConfig(seeds=[0, 1], epochs=3, lr_grid=[0.05]),
+                       out_dir=tmp_path / "run")
+    assert load_report(tmp_path / "run") == report
+    assert Report.model_validate_json(report_json(report)) == report
+    # a schema_version 1 file written by the code before the Report model (5c3da43), with a null added
+    text = (DATA / "report_v1.json").read_text()
+    old = json.loads(text)
+    old["per_class"][0]["gamma"] = None
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    loaded = load_report(tmp_path)
+    assert loaded.run_id == "v1_erm" and loaded.class_names == ["cat", "dog", "car"]
+    assert loaded.per_class[0].gamma is None and loaded.posthoc.per_seed[0].seed == 0
+    dumped = loaded.model_dump(mode="json")
+    candidates = [{**c, "failed": None} for c in old["selection"]["candidates"]]
+    assert dumped == {**old, "selection": {**old["selection"], "preset": None, "candidates": candidates,
+                                           "chosen": {**old["selection"]["chosen"], "failed": None}}}
+    (tmp_path / "report.json").write_text(json.dumps({**old, "summary": {**old["summary"], "overall": "high"}}))
+    with pytest.raises(ValueError, match="summary.overall"):
+        load_report(tmp_path)
+
+
+def test_nan_is_null_in_the_report():
+    report = run_probe(_data(), ["a", "b", "c"], ProbeConfig(seeds=[0], epochs=2, lr_grid=[0.05], wd_grid=[0.0]))
+    report.per_class[0].gamma = float("nan")
+    text = report_json(report)
+    assert "NaN" not in text and json.loads(text)["per_class"][0]["gamma"] is None
+    assert math.isnan(float("nan"))  # sanity of the fixture value above
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout.strip()
+
+
+def test_config_and_report_do_not_import_torch():
+    out = _python("import sys, probe.config, probe.report; from probe import ProbeConfig, Report, HEADS; "
+                  "ProbeConfig(loss='mr2', head='cosine').candidates(); print('torch' in sys.modules)")
+    assert out == "False"
+
+
+def _probe_imports() -> dict[str, set[str]]:
+    """probe module -> the modules it imports (any import statement, lazy ones included)."""
+    import ast
+
+    edges = {}
+    for path in (ROOT / "probe").glob("*.py"):
+        name = "probe" if path.stem == "__init__" else f"probe.{path.stem}"
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ("probe" + (f".{node.module}" if node.module else "")) if node.level else node.module
+                targets |= {base} | {f"{base}.{a.name}" for a in node.names}
+        edges[name] = targets
+    return edges
+
+
+def test_probe_has_no_import_circle_and_never_imports_app():
+    edges = _probe_imports()
+    assert not any(t == "app" or t.startswith("app.") for targets in edges.values() for t in targets)
+    graph = {m: {t for t in targets if t in edges and t != m} for m, targets in edges.items()}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for t in graph[m]:
+            assert state.get(t) != 1, f"import circle: {' -> '.join(path + [t])}"
+            if t not in state:
+                visit(t, path + [t])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    assert "probe.checkpoint" in graph["probe.trainer"] and "probe.trainer" not in graph["probe.checkpoint"]
+    assert not (ROOT / "probe" / "__main__.py").exists()
+
+
+def test_every_registry_entry_has_its_class_and_defaults_within_bounds():
+    from probe import ADAPTERS, LOSSES, adapters, heads, losses
+
+    for registry, module in ((HEADS, heads), (LOSSES, losses), (ADAPTERS, adapters)):
+        for spec in registry.values():
+            assert isinstance(getattr(module, spec.factory), type), spec
+            for name, option in spec.options.items():
+                assert option.check(spec.name, name, option.default) == option.default
