@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..db import Store
+from ..store import Store
 from ..deps import get_store
 from ..schemas import ERROR_RESPONSES, CompareOut, ReportOut, RunOut
 
