@@ -16,9 +16,6 @@ if TYPE_CHECKING:
     from .schemas import ExtractJob, PipelineJob, ProbeJob
     from .store import Store
 
-RANKED_ADAPTERS = ("lowrank", "mlp")
-
-
 class RequestInvalid(ValueError):
     """A request that is well-formed but cannot run here (the API answers 422 naming ``field``)."""
 
@@ -70,13 +67,10 @@ def _probe(field: str, config: ProbeConfig, default_head: str | None, num_featur
         check_device(cfg.device)
     except ValueError as exc:
         raise RequestInvalid(f"{field}.device", str(exc)) from None
-    if cfg.adapter_rank is not None:
-        if cfg.adapter not in RANKED_ADAPTERS:
-            raise RequestInvalid(f"{field}.adapter_rank", f"only adapters {', '.join(RANKED_ADAPTERS)} take a rank; "
-                                 f"adapter is {cfg.adapter!r}")
-        if num_features is not None and not 1 <= cfg.adapter_rank <= num_features:
-            raise RequestInvalid(f"{field}.adapter_rank", f"must be in [1, {num_features}] (the feature size), "
-                                 f"got {cfg.adapter_rank}")
+    # ProbeConfig checks that only a lowrank / mlp adapter has a rank; its bound is the cache's feature size.
+    if cfg.adapter_rank is not None and num_features is not None and not 1 <= cfg.adapter_rank <= num_features:
+        raise RequestInvalid(f"{field}.adapter_rank", f"must be in [1, {num_features}] (the feature size), "
+                             f"got {cfg.adapter_rank}")
     return cfg.model_dump(mode="json")
 
 
