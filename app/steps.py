@@ -8,6 +8,7 @@ step leaves on disk is recorded in its own job's result first (``extraction``: t
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -26,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "encoder"
+    """A folder name for an encoder; long names (checkpoint paths) keep a prefix and a digest of the whole."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "encoder"
+    return slug if len(slug) <= 120 else f"{slug[:100]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def cache_dir_for(settings: Settings, dataset_id: str, encoder_name: str) -> Path:

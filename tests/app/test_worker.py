@@ -226,3 +226,14 @@ def test_cancelling_an_interrupted_extraction_removes_its_partial_file_only(tmp_
     assert runner.cancel(job["id"])["status"] == "cancelled"
     # Only this job's files go; another extraction of the same data set and encoder keeps its partial file.
     assert sorted(p.name for p in cache_dir.iterdir()) == ["x-seed1.h5.partial"]
+
+
+def test_cache_dirs_of_long_encoder_names_fit_the_file_system(tmp_path):
+    from app.steps import cache_dir_for
+
+    settings = Settings(data_dir=tmp_path)
+    assert cache_dir_for(settings, "ds_1", "mocov2:/w/moco.pth").name == "mocov2_w_moco.pth"  # unchanged
+    long_a, long_b = "mocov2:/" + "a" * 900 + "/x.pth", "mocov2:/" + "a" * 900 + "/y.pth"
+    dir_a, dir_b = cache_dir_for(settings, "ds_1", long_a), cache_dir_for(settings, "ds_1", long_b)
+    assert dir_a != dir_b and len(dir_a.name) == 117
+    dir_a.mkdir(parents=True)
