@@ -8,19 +8,22 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVICES = ("auto", "cpu", "cuda")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Settings(BaseSettings):
     """Settings of one service instance.
 
     Environment variables: ``MR2PROBE_DATA_DIR``, ``MR2PROBE_DATA_ROOT``, ``MR2PROBE_API_TOKEN``,
-    ``MR2PROBE_MAX_UPLOAD_BYTES``, ``MR2PROBE_CPU_JOBS``, ``MR2PROBE_DEVICE``, ``MR2PROBE_HOST``,
-    ``MR2PROBE_PORT``, ``MR2PROBE_EXTRACT_BATCH_SIZE``, ``MR2PROBE_EXTRACT_WORKERS``.
+    ``MR2PROBE_MAX_UPLOAD_BYTES``, ``MR2PROBE_MAX_JSON_BYTES``, ``MR2PROBE_CPU_JOBS``, ``MR2PROBE_DEVICE``,
+    ``MR2PROBE_HOST``, ``MR2PROBE_PORT``, ``MR2PROBE_ALLOWED_HOSTS``, ``MR2PROBE_EXTRACT_BATCH_SIZE``,
+    ``MR2PROBE_EXTRACT_WORKERS``.
     """
 
     model_config = SettingsConfigDict(env_prefix="MR2PROBE_", extra="ignore")
@@ -33,10 +36,15 @@ class Settings(BaseSettings):
         None, description="when set, every /api route except /api/health needs 'Authorization: Bearer <token>'"
     )
     max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="largest accepted upload (413 above)")
+    max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "
+                                "(JSON; 413 above, checked before parsing)")
     cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")
     device: str = Field("auto", description="torch device for extraction and probes: auto, cpu or cuda[:N]")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
+        "always: localhost, 127.0.0.1, [::1] and the bind host")
     extract_batch_size: int = Field(64, ge=1, description="images per extraction chunk (resume granularity)")
     extract_workers: int = Field(2, ge=0, description="image-decoding worker processes during extraction")
 
@@ -49,9 +57,25 @@ class Settings(BaseSettings):
 
     @field_validator("api_token")
     @classmethod
-    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value():
+    def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """Surrounding blanks are dropped (a pasted newline), and a blank token is no token."""
+        if value is None or not value.get_secret_value().strip():
             return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+                raise ValueError(f"allowed host patterns are names, '*.domain' or '*'; got {host!r}")
         return value
 
     @property
@@ -74,6 +98,12 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host header values answered: the local names, the bind host and ``allowed_hosts``."""
+        bind = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
+        return list(dict.fromkeys([*LOCAL_HOSTS, bind.lower(), *(h.lower() for h in self.allowed_hosts)]))
 
     def resolved_device(self) -> str:
         """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""

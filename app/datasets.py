@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .db import Store, new_id
+from .store import Store, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,11 @@ class PathOutsideRoot(PermissionError):
 
 
 class UploadError(ValueError):
-    """A malformed upload request (the API answers 422)."""
+    """A malformed upload or registration request (the API answers 422)."""
+
+
+class PathMissing(UploadError):
+    """A server-side path that does not exist under the data root (the API answers 422)."""
 
 
 def safe_filename(name: str) -> str:
@@ -40,6 +44,70 @@ def safe_filename(name: str) -> str:
     if not base.lower().endswith(ARCHIVE_SUFFIXES):
         raise UploadError(f"uploaded file {name!r} is not an archive; accepted: {', '.join(ARCHIVE_SUFFIXES)}")
     return base[-120:]
+
+
+MAX_FIELD_BYTES = 4096  # a text field of the upload form (only ``name`` is read)
+
+
+class _MultipartSink:
+    """python_multipart callbacks: the part named ``field`` goes to a file in ``dest_dir``, text fields to memory."""
+
+    def __init__(self, dest_dir: Path, field: str) -> None:
+        self.dest_dir, self.field = dest_dir, field
+        self.headers: dict[bytes, bytes] = {}
+        self.header_field, self.header_value = b"", b""
+        self.name: str | None = None
+        self.file: Any = None
+        self.path: Path | None = None
+        self.buf = bytearray()
+        self.fields: dict[str, str] = {}
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_header_field": self.on_header_field, "on_header_value": self.on_header_value,
+                "on_header_end": self.on_header_end, "on_headers_finished": self.on_headers_finished,
+                "on_part_data": self.on_part_data, "on_part_end": self.on_part_end}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_field.lower()] = self.header_value
+        self.header_field, self.header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, disp = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename")
+        if self.name == self.field and filename is not None:
+            if self.path is not None:
+                raise UploadError(f"send exactly one '{self.field}' part")
+            self.path = self.dest_dir / safe_filename(filename.decode("utf-8", "replace"))
+            self.file = open(self.path, "wb")  # noqa: SIM115 - closed in on_part_end / close()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.file is not None:
+            self.file.write(data[start:end])
+            return
+        self.buf += data[start:end]
+        if len(self.buf) > MAX_FIELD_BYTES:
+            raise UploadError(f"form field {self.name[:40]!r} is longer than {MAX_FIELD_BYTES} bytes")
+
+    def on_part_end(self) -> None:
+        if self.file is not None:
+            self.close()
+        elif self.name:
+            self.fields[self.name] = bytes(self.buf).decode("utf-8", "replace")
+        self.headers, self.name, self.buf = {}, None, bytearray()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], dest_dir: Path,
@@ -57,60 +125,19 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
 
     Raises:
         UploadTooLarge: the body passed ``limit`` (whatever was written is removed by the caller).
-        UploadError: not multipart, no ``field`` part, or a bad file name.
+        UploadError: not multipart, no ``field`` part, a text field over ``MAX_FIELD_BYTES`` or a bad file name.
     """
     from python_multipart.multipart import MultipartParser, parse_options_header
 
-    ctype, params = parse_options_header(content_type.encode("latin-1"))
+    ctype, params = parse_options_header(content_type.encode("latin-1", "replace"))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
         raise UploadError("expected multipart/form-data with a 'file' part, or JSON {\"path\": ...}")
-
     dest_dir.mkdir(parents=True, exist_ok=True)
-    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None, "file": None,
-                             "path": None, "buf": bytearray()}
-    fields: dict[str, str] = {}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["field"].lower()] = state["value"]
-        state["field"], state["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        state["name"] = disp.get(b"name", b"").decode("utf-8", "replace")
-        filename = disp.get(b"filename")
-        if state["name"] == field and filename is not None:
-            if state["path"] is not None:
-                raise UploadError(f"send exactly one '{field}' part")
-            state["path"] = dest_dir / safe_filename(filename.decode("utf-8", "replace"))
-            state["file"] = open(state["path"], "wb")  # noqa: SIM115 - closed in on_part_end / finally
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["file"] is not None:
-            state["file"].write(data[start:end])
-        elif len(state["buf"]) < 4096:  # small text fields only
-            state["buf"] += data[start:end]
-
-    def on_part_end() -> None:
-        if state["file"] is not None:
-            state["file"].close()
-            state["file"] = None
-        elif state["name"]:
-            fields[state["name"]] = bytes(state["buf"]).decode("utf-8", "replace")
-        state.update(headers={}, name=None, buf=bytearray())
-
-    parser = MultipartParser(boundary, {
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    sink = _MultipartSink(dest_dir, field)
     received = 0
     try:
+        parser = MultipartParser(boundary, sink.callbacks())
         async for chunk in body:
             received += len(chunk)
             if received > limit:
@@ -122,12 +149,25 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
     except Exception as exc:  # python_multipart raises its own errors on malformed bodies
         raise UploadError(f"malformed multipart body: {exc}") from exc
     finally:
-        if state["file"] is not None:
-            state["file"].close()
-    if state["path"] is None:
+        sink.close()
+    if sink.path is None:
         raise UploadError(f"multipart body has no '{field}' file part")
-    logger.info("upload of %d bytes written to %s", received, state["path"])
-    return state["path"], fields
+    logger.info("upload of %d bytes written to %s", received, sink.path)
+    return sink.path, sink.fields
+
+
+def upload_name(value: str | None) -> str | None:
+    """The upload form's ``name`` field, checked like the JSON ``name`` (1-200 characters, no control characters)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from .schemas import Name
+
+    if value is None:
+        return None
+    try:
+        return TypeAdapter(Name).validate_python(value)
+    except ValidationError as exc:
+        raise UploadError(f"name: {exc.errors()[0]['msg']}") from None
 
 
 def resolve_under_root(path: str, root: Path | None) -> Path:
@@ -135,17 +175,21 @@ def resolve_under_root(path: str, root: Path | None) -> Path:
 
     Raises:
         PathOutsideRoot: no data root is configured, or the resolved path leaves it (symlinks included).
-        FileNotFoundError: the path does not exist.
+        PathMissing: the path does not exist (or cannot be a path here: too long, a NUL byte).
     """
     if root is None:
         raise PathOutsideRoot("registering server-side paths is disabled: set MR2PROBE_DATA_ROOT")
     root = Path(root).resolve()
     candidate = Path(path)
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        exists = resolved.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise PathMissing(f"path {path[:200]!r} cannot be opened here ({type(exc).__name__})") from None
     if resolved != root and root not in resolved.parents:
-        raise PathOutsideRoot(f"path {path!r} is outside the data root {str(root)!r}")
-    if not resolved.exists():
-        raise FileNotFoundError(f"path {path!r} does not exist under the data root")
+        raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
+    if not exists:
+        raise PathMissing(f"path {path[:200]!r} does not exist under the data root")
     return resolved
 
 

@@ -16,8 +16,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from .datasets import register_dataset
-from .jobs import JobStatus
-from .schemas import PipelineJob, job_payload
+from .status import JobStatus
+from .schemas import PipelineJob
+from .validation import validate_job
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
     dataset = register_dataset(store, data, name=data.name, source="path")
     request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
                           options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
-    payload = job_payload(request)
+    payload = validate_job(request, store)
     runner.start()
     try:
         job = runner.submit("pipeline", payload)

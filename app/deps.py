@@ -7,7 +7,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .config import Settings, get_settings
-from .db import Store
+from .store import Store
 from .worker import JobRunner
 
 _bearer = HTTPBearer(auto_error=False, description="the API token (MR2PROBE_API_TOKEN), when one is set")

@@ -1,18 +1,31 @@
-"""The FastAPI application: ``create_app(settings)`` wires the store, the job worker and the routers."""
+"""The FastAPI application: ``create_app(settings)`` wires the store, the job worker, the routers and the edge
+(trusted hosts, body limit, same-origin state changes, and the one table of exceptions → HTTP answers)."""
 from __future__ import annotations
 
 import logging
+import re
+import sys
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .config import Settings, get_settings
-from .db import InvalidTransition, NotFound, Store
+from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import require_token
+from .middleware import BodyLimit, SameOriginOnly
 from .routes import dashboard, datasets, health, jobs, reports
+from .status import InvalidTransition, NotFound
+from .steps import JOB_KINDS
+from .store import Store
+from .sweep import sweep_data_dir
+from .validation import RequestInvalid
 from .worker import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -23,26 +36,27 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 STATIC_DIR = dashboard.STATIC_DIR
+MAX_DETAIL = 2000  # characters of an error message a client gets
 
 
 def create_app(settings: Settings | None = None, *, start_worker: bool = True) -> FastAPI:
     """Build the service for ``settings`` (default: from the environment).
 
-    The job worker starts with the application's lifespan (``with TestClient(app)`` or uvicorn) and marks
-    jobs that a previous process left running as interrupted. ``start_worker=False`` serves read-only
-    views without running jobs.
+    The job worker starts with the application's lifespan (``with TestClient(app)`` or uvicorn): it marks
+    jobs that a previous process left running as interrupted and sweeps what such a process left behind
+    (:func:`app.sweep.sweep_data_dir`). ``start_worker=False`` serves read-only views without running jobs.
     """
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_path)
-    runner = JobRunner(store, settings)
+    runner = JobRunner(store, settings, JOB_KINDS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if start_worker:
-            runner.start()
-        logger.info("mr2probe service ready (data dir %s, auth %s)", settings.data_dir,
-                    "on" if settings.token else "off")
+            runner.start(prepare=lambda: sweep_data_dir(store, settings))
+        logger.info("mr2probe service ready (data dir %s, auth %s, hosts %s)", settings.data_dir,
+                    "on" if settings.token else "off", ", ".join(settings.trusted_hosts))
         yield
         if start_worker:
             runner.stop()
@@ -65,18 +79,80 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.include_router(reports.router, prefix="/api", dependencies=protected)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _add_error_handlers(app)
+    # Added last = runs first: the Host check, then the origin check, then the body limit.
+    app.add_middleware(BodyLimit, limit=settings.max_json_bytes)
+    app.add_middleware(SameOriginOnly)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    _add_error_handlers(app, settings)
     return app
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+def _error_table() -> dict[type[BaseException], tuple[int, str]]:
+    """Every exception the API answers with a 4xx: (status, prefix of the detail). Most specific first."""
+    from feature_cache import CacheMismatch, DatasetError, UnsafeArchive
 
-    @app.exception_handler(InvalidTransition)
-    async def _conflict(request: Request, exc: InvalidTransition) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+    return {
+        NotFound: (404, ""),
+        InvalidTransition: (409, ""),
+        PathOutsideRoot: (403, ""),
+        UploadTooLarge: (413, ""),
+        UnsafeArchive: (400, "unsafe archive: "),
+        UploadError: (422, ""),
+        DatasetError: (422, ""),
+        CacheMismatch: (422, ""),
+        RequestInvalid: (422, ""),
+    }
+
+
+class ClientMessages:
+    """Messages for clients: server-side absolute paths replaced by names (the server log keeps them)."""
+
+    _ABSOLUTE = re.compile(r"(?<![\w.~-])/(?:[^\s'\"/:,;()\[\]]+/)+[^\s'\":,;()\[\]]*")
+
+    def __init__(self, settings: Settings) -> None:
+        roots = [(settings.data_root, "<data root>"), (settings.data_dir, "<data dir>"),
+                 (Path(sys.prefix), "<python>"), (Path.home(), "~")]
+        self.roots = sorted(((str(Path(r).resolve()), name) for r, name in roots if r is not None),
+                            key=lambda item: -len(item[0]))
+
+    def clean(self, text: str) -> str:
+        for root, name in self.roots:
+            if len(root) > 1:
+                text = text.replace(root, name)
+        text = self._ABSOLUTE.sub("<server path>", text)
+        return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "…"
+
+
+def _jsonable_errors(errors: list[dict[str, Any]], messages: ClientMessages) -> list[dict[str, Any]]:
+    """Validation errors a JSON response can carry: no input echo (it may be huge, bytes or NaN)."""
+    out = []
+    for error in errors[:50]:
+        loc = [part if isinstance(part, (int, str)) else str(part) for part in error.get("loc", ())]
+        msg = messages.clean(str(error.get("msg", "")))
+        out.append({"loc": [p[:100] if isinstance(p, str) else p for p in loc], "msg": msg,
+                    "type": str(error.get("type", ""))})
+    return out
+
+
+def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
+    messages = ClientMessages(settings)
+    table = _error_table()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _jsonable_errors(list(exc.errors()), messages)}, status_code=422)
+
+    async def _mapped(request: Request, exc: Exception) -> JSONResponse:
+        for kind, (status, prefix) in table.items():
+            if isinstance(exc, kind):
+                text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+                if messages.clean(text) != text:
+                    logger.info("%s %s: %s %s", request.method, request.url.path, status, text)
+                return JSONResponse({"detail": prefix + messages.clean(text)}, status_code=status)
+        raise exc  # pragma: no cover - only table entries are registered
+
+    for kind in table:
+        app.add_exception_handler(kind, _mapped)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -84,3 +160,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": f"internal server error ({type(exc).__name__}); see the server log"},
                             status_code=500)
+
+
+__all__ = ["create_app"]

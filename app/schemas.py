@@ -3,10 +3,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
+from fastapi import Path
 from probe import ProbeConfig
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .jobs import JobStatus
+from .status import JobStatus
+
+# Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
+MAX_PROBES = 8
+RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
+EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class ErrorOut(BaseModel):
@@ -27,8 +36,8 @@ class DatasetRegister(BaseModel):
     """Register a directory (or archive) that already lies on the server, under the configured data root."""
 
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(..., min_length=1, description="absolute, or relative to the data root")
-    name: str | None = Field(None, max_length=200)
+    path: ServerPath = Field(..., description="absolute, or relative to the data root")
+    name: Name | None = None
 
 
 class DatasetOut(BaseModel):
@@ -60,8 +69,8 @@ class ExtractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int | None = Field(None, ge=1, le=4096, description="images per chunk (default: server setting)")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train carved out as val if absent")
-    seed: int = Field(0, ge=0)
-    max_per_class: int | None = Field(None, ge=1, description="cap on images per class and split")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    max_per_class: int | None = Field(None, ge=1, le=10**9, description="cap on images per class and split")
 
 
 class ExtractJob(BaseModel):
@@ -69,8 +78,8 @@ class ExtractJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["extract"]
-    dataset_id: str
-    encoder: str = Field("effnet-lite0", description="effnet-lite0, openclip:ARCH[:WEIGHTS], mocov2:CHECKPOINT")
+    dataset_id: RowId
+    encoder: EncoderName = Field("effnet-lite0", description="effnet-lite0, openclip:ARCH[:WEIGHTS], mocov2:CHECKPOINT")
     options: ExtractOptions = Field(default_factory=ExtractOptions)
 
 
@@ -79,9 +88,9 @@ class ProbeJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["probe"]
-    cache_id: str
+    cache_id: RowId
     config: ProbeConfig = Field(default_factory=ProbeConfig)
-    reference_run: str | None = None
+    reference_run: RowId | None = None
 
 
 class PipelineJob(BaseModel):
@@ -89,24 +98,13 @@ class PipelineJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["pipeline"]
-    dataset_id: str
-    encoder: str = "effnet-lite0"
+    dataset_id: RowId
+    encoder: EncoderName = "effnet-lite0"
     options: ExtractOptions = Field(default_factory=ExtractOptions)
-    probes: list[ProbeConfig] = Field(..., min_length=1, max_length=16)
+    probes: list[ProbeConfig] = Field(..., min_length=1, max_length=MAX_PROBES)
 
 
 JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob], Field(discriminator="kind")]
-
-
-def job_payload(job: ExtractJob | ProbeJob | PipelineJob) -> dict:
-    """The stored request. Probe configs keep only the fields the client set, so that an unset ``head``
-    can default to the cache's (the encoder's) default head, as in ``mr2probe train``."""
-    payload = job.model_dump(mode="json", exclude={"kind"})
-    if isinstance(job, ProbeJob):
-        payload["config"] = job.config.model_dump(mode="json", exclude_unset=True)
-    if isinstance(job, PipelineJob):
-        payload["probes"] = [p.model_dump(mode="json", exclude_unset=True) for p in job.probes]
-    return payload
 
 
 class JobMessage(BaseModel):

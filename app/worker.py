@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import Settings
-from .db import InvalidTransition, NotFound, Store
-from .jobs import JOB_HANDLERS, JobCancelled, JobContext, JobStatus, discard_partial_extraction, job_resource
+from .jobs import JobCancelled, JobContext, JobKind
+from .status import InvalidTransition, JobStatus, NotFound
+from .store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +24,15 @@ class JobRunner:
     Args:
         store: the service database.
         settings: ``cpu_jobs`` bounds concurrent CPU jobs; GPU jobs run one at a time.
-        handlers: kind → handler (defaults to :data:`app.jobs.JOB_HANDLERS`).
+        handlers: kind → :class:`~app.jobs.JobKind` (or a bare ``run(ctx)`` callable), e.g.
+            :data:`app.steps.JOB_KINDS`.
     """
 
-    def __init__(self, store: Store, settings: Settings, handlers: dict | None = None):
+    def __init__(self, store: Store, settings: Settings,
+                 handlers: Mapping[str, JobKind | Callable[[JobContext], dict[str, Any]]]):
         self.store = store
         self.settings = settings
-        self.handlers = dict(JOB_HANDLERS if handlers is None else handlers)
+        self.handlers = {kind: h if isinstance(h, JobKind) else JobKind(h) for kind, h in handlers.items()}
         self._limits = {"gpu": 1, "cpu": settings.cpu_jobs}
         self._busy = {"gpu": 0, "cpu": 0}
         self._running: dict[str, tuple[JobContext, threading.Thread, str]] = {}
@@ -39,14 +43,18 @@ class JobRunner:
         self._lock_file = None
 
     # -- life cycle ---------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Mark jobs left running by a dead process interrupted, then start dispatching.
+    def start(self, prepare: Callable[[], None] | None = None) -> None:
+        """Mark jobs left running by a dead process interrupted, call ``prepare()``, then start dispatching.
+
+        ``prepare`` runs while this runner holds the data directory and no job runs (e.g. a clean-up sweep).
 
         Raises:
             RuntimeError: another live process already runs the jobs of this data directory.
         """
         self._lock_data_dir()
         self.store.interrupt_running()
+        if prepare is not None:
+            prepare()
         self._stopping = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="mr2probe-dispatch", daemon=True)
         self._dispatcher.start()
@@ -105,7 +113,9 @@ class JobRunner:
         if status in (JobStatus.queued, JobStatus.interrupted):
             try:
                 cancelled = self.store.cancel_queued(job_id)
-                discard_partial_extraction(self.settings, cancelled)
+                kind = self.handlers.get(cancelled["kind"])
+                if kind is not None:
+                    kind.discard(cancelled, self.settings)
                 return cancelled
             except InvalidTransition:
                 job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile
@@ -169,7 +179,7 @@ class JobRunner:
         for job in self.store.next_queued():
             if job["kind"] not in self.handlers:
                 continue
-            resource = job_resource(job["kind"], job["request"], self._device_name())
+            resource = self.handlers[job["kind"]].resource(job["request"], self._device_name())
             with self._cond:
                 if self._stopping or self._busy[resource] >= self._limits[resource]:
                     continue
@@ -187,11 +197,11 @@ class JobRunner:
 
     def _run(self, ctx: JobContext, resource: str) -> None:
         job_id = ctx.job_id
-        handler = self.handlers[ctx.job["kind"]]
+        handler = self.handlers[ctx.job["kind"]].run
         try:
             result = handler(ctx)
             # A stop request that arrives after the last step is too late: the work is done and recorded.
-            self.store.update_result(job_id, **(result or {}), pending_run=None)
+            self.store.update_result(job_id, **(result or {}))
             self.store.finish(job_id, JobStatus.succeeded, stage="done")
             logger.info("job %s finished", job_id)
         except BaseException as exc:  # noqa: BLE001 - every outcome must be written down

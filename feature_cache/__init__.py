@@ -6,9 +6,9 @@ Public API (see docs/ARCHITECTURE.md): encoders (:func:`create_encoder`), data s
 """
 from .archives import ArchiveLimits
 from .datasets import LabelledImages, Sample, open_dataset
-from .encoders import ENCODERS, Encoder, EncoderSpec, create_encoder, list_encoders
+from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
 from .errors import CacheMismatch, DatasetError, ExtractionCancelled, MissingWeights, UnsafeArchive
-from .extract import ExtractResult, extract
+from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction
 from .store import SCHEMA_VERSION, FeatureCache, open_cache, write_cache
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Encoder",
     "EncoderSpec",
     "ExtractResult",
+    "ExtractionPlan",
     "ExtractionCancelled",
     "FeatureCache",
     "LabelledImages",
@@ -26,10 +27,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "Sample",
     "UnsafeArchive",
+    "check_encoder",
     "create_encoder",
+    "discard_partial",
     "extract",
     "list_encoders",
     "open_cache",
     "open_dataset",
+    "plan_extraction",
     "write_cache",
 ]

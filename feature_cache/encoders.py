@@ -55,6 +55,7 @@ __all__ = [
     "ENCODERS",
     "list_encoders",
     "create_encoder",
+    "check_encoder",
     "resolve_device",
     "file_sha256",
 ]
@@ -294,14 +295,20 @@ def _pooled_forward(model: nn.Module, images: Tensor) -> Tensor:
     return model(images)  # timm with num_classes=0: forward_features + global pool, no classifier
 
 
-def _build_effnet_lite0(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+def _effnet_lite0_file(spec: EncoderSpec, arg: str | None) -> Path:
+    """The weights file an ``effnet-lite0`` encoder loads (checked, nothing built)."""
     if arg:
         raise ValueError(f"effnet-lite0 takes no ':' argument, got {spec.name!r}.")
-    import timm
-
     path = Path(spec.weights) if spec.weights else _effnet_lite0_weights()
     if not path.is_file():
         raise MissingWeights(f"EfficientNet-Lite0 weights file {path} does not exist.")
+    return path
+
+
+def _build_effnet_lite0(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+    import timm
+
+    path = _effnet_lite0_file(spec, arg)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
     count = load_state_dict_by_position(model, state, f"effnet-lite0 weights {path}")
@@ -359,7 +366,9 @@ def is_torchscript_archive(path: Path) -> bool:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 
 
-def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | None, bool, dict[str, Any]]:
+    """Resolve ``ARCH[:WEIGHTS]`` without building the model: (arch, weights file or None for random weights,
+    quick_gelu, preprocessing overrides of a pretrained tag)."""
     # No network, ever: the hub libraries honour these before any request.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -391,6 +400,13 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device) -
             preprocess_override = {
                 k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg
             }
+    return arch, path, quick_gelu, preprocess_override
+
+
+def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+    arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
+    import open_clip
+
     model = open_clip.create_model(
         arch,
         pretrained=str(path) if path else None,
@@ -449,9 +465,8 @@ def _pooled_resnet(model: nn.Module, images: Tensor) -> Tensor:
     return model(images)  # fc replaced by Identity: 2048-d average-pooled features
 
 
-def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
-    from torchvision.models import resnet50
-
+def _mocov2_checkpoint(spec: EncoderSpec, arg: str | None) -> Path:
+    """The MoCo v2 checkpoint file named by ``mocov2:CHECKPOINT`` (checked, nothing loaded)."""
     if not arg:
         raise MissingWeights(
             "mocov2 needs a checkpoint: mocov2:/path/to/moco_v2_800ep_pretrain.pth.tar "
@@ -463,6 +478,13 @@ def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device) -> E
             f"MoCo v2 checkpoint {path} does not exist; copy the official checkpoint "
             "(e.g. moco_v2_800ep_pretrain.pth.tar) to this machine and pass mocov2:/path/to/it."
         )
+    return path
+
+
+def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device) -> Encoder:
+    from torchvision.models import resnet50
+
+    path = _mocov2_checkpoint(spec, arg)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = convert_mocov2_state_dict(checkpoint, str(path))
     model = resnet50(weights=None)
@@ -478,6 +500,23 @@ def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device) -> E
     return Encoder(spec, model, _pooled_resnet, file_sha256(path), device)
 
 
+def _check_effnet_lite0(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
+    _effnet_lite0_file(spec, arg)
+    return spec
+
+
+def _check_open_clip(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
+    arch, _, _, _ = _open_clip_weights(spec, arg)
+    import open_clip
+
+    return dataclasses.replace(spec, num_features=int(open_clip.get_model_config(arch)["embed_dim"]))
+
+
+def _check_mocov2(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
+    _mocov2_checkpoint(spec, arg)
+    return spec
+
+
 @dataclass(frozen=True)
 class EncoderEntry:
     """One registry entry: the defaults of a family and the helper that builds it.
@@ -489,6 +528,7 @@ class EncoderEntry:
     pattern: str
     spec: EncoderSpec
     build: Callable[[EncoderSpec, str | None, torch.device], Encoder]
+    check: Callable[[EncoderSpec, str | None], EncoderSpec]  # resolves ``arg`` and the weights, builds nothing
 
 
 ENCODERS: dict[str, EncoderEntry] = {
@@ -505,6 +545,7 @@ ENCODERS: dict[str, EncoderEntry] = {
             interpolation="bicubic",
         ),
         build=_build_effnet_lite0,
+        check=_check_effnet_lite0,
     ),
     "openclip": EncoderEntry(
         pattern="openclip:ARCH[:WEIGHTS]",
@@ -522,6 +563,7 @@ ENCODERS: dict[str, EncoderEntry] = {
             resize_mode="shortest",
         ),
         build=_build_open_clip,
+        check=_check_open_clip,
     ),
     "mocov2": EncoderEntry(
         pattern="mocov2:CHECKPOINT",
@@ -539,6 +581,7 @@ ENCODERS: dict[str, EncoderEntry] = {
             crop_pct=0.875,
         ),
         build=_build_mocov2,
+        check=_check_mocov2,
     ),
 }
 
@@ -558,6 +601,11 @@ def create_encoder(name: str, device: str | torch.device = "cpu", **overrides: A
         KeyError: unknown name (the message lists the accepted patterns).
         MissingWeights: the weights file does not exist.
     """
+    entry, spec, arg = _resolve(name, overrides)
+    return entry.build(spec, arg, resolve_device(device))
+
+
+def _resolve(name: str, overrides: dict[str, Any]) -> tuple[EncoderEntry, EncoderSpec, str | None]:
     if not isinstance(name, str) or not name:
         raise KeyError(f"Unknown encoder {name!r}; available: {', '.join(list_encoders())}.")
     family, _, arg = name.partition(":")
@@ -565,5 +613,23 @@ def create_encoder(name: str, device: str | torch.device = "cpu", **overrides: A
     if entry is None:
         raise KeyError(f"Unknown encoder {name!r}; available: {', '.join(list_encoders())}.")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    spec = dataclasses.replace(entry.spec, name=name, **overrides)
-    return entry.build(spec, arg or None, resolve_device(device))
+    return entry, dataclasses.replace(entry.spec, name=name, **overrides), arg or None
+
+
+def check_encoder(name: str, **overrides: Any) -> EncoderSpec:
+    """Check that :func:`create_encoder` can build ``name`` here, without building it (cheap: no model).
+
+    Checks the name, the registry entry's argument (an open_clip architecture in ``open_clip.list_models()``,
+    a pretrained tag in the local cache) and that the weights file exists.
+
+    Returns:
+        The registry spec with ``name``, ``overrides`` and ``num_features`` resolved (``default_head``,
+        ``normalized``; the preprocessing of ``openclip`` entries is resolved only when the model is built).
+
+    Raises:
+        KeyError: unknown name or open_clip architecture.
+        ValueError: a malformed argument.
+        MissingWeights: the weights file does not exist.
+    """
+    entry, spec, arg = _resolve(name, overrides)
+    return entry.check(spec, arg)

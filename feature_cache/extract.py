@@ -32,7 +32,7 @@ from .errors import CacheMismatch, ExtractionCancelled
 from .fingerprint import cache_fingerprint
 from .store import SCHEMA_VERSION, PartialCache, library_versions, open_cache
 
-__all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan"]
+__all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ class ExtractionPlan:
     fingerprint: str
     attrs: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float16"
+
+    @property
+    def partial_path(self) -> Path:
+        """The resumable file written while extraction runs (renamed onto :attr:`path` when done)."""
+        return self.path.with_name(self.path.name + ".partial")
 
 
 class _ImageDataset(Dataset):
@@ -124,6 +129,23 @@ def _exclusive(final: Path):
     finally:
         lock.unlink(missing_ok=True)
         handle.close()
+
+
+def discard_partial(final: str | Path) -> bool:
+    """Remove the resumable ``<final>.partial`` file and the ``<final>.lock`` file of an extraction into ``final``.
+
+    Nothing is removed while an extraction holds the lock (it owns the partial file now).
+
+    Returns:
+        True when removed (or nothing was there), False when an extraction is running.
+    """
+    final = Path(final)
+    try:
+        with _exclusive(final):  # removes the lock file on exit
+            final.with_name(final.name + ".partial").unlink(missing_ok=True)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _slug(name: str) -> str:
@@ -219,7 +241,7 @@ def run_plan(
     splits = plan.data.splits if splits is None else splits
     encoder = plan.encoder
     partial = PartialCache.open(
-        partial_path or plan.path.with_name(plan.path.name + ".partial"),
+        partial_path or plan.partial_path,
         attrs=plan.attrs,
         num_features=encoder.num_features,
         dtype=plan.dtype,

@@ -315,13 +315,20 @@ class FeatureCache:
     split_sizes: dict[str, int]
     num_features: int
 
+    def _attr(self, key: str) -> Any:
+        try:
+            return self.attrs[key]
+        except KeyError:
+            raise CacheMismatch(f"{self.path.name} lacks the root attribute {key!r}; it was not written by "
+                                "feature_cache.extract, or is damaged.") from None
+
     @property
     def class_names(self) -> list[str]:
-        return list(self.attrs["class_names"])
+        return list(self._attr("class_names"))
 
     @property
     def num_classes(self) -> int:
-        return len(self.attrs["class_names"])
+        return len(self._attr("class_names"))
 
     @property
     def splits(self) -> list[str]:
@@ -329,19 +336,19 @@ class FeatureCache:
 
     @property
     def encoder(self) -> str:
-        return self.attrs["encoder"]
+        return self._attr("encoder")
 
     @property
     def normalized(self) -> bool:
-        return bool(self.attrs["normalized"])
+        return bool(self._attr("normalized"))
 
     @property
     def default_head(self) -> str:
-        return self.attrs["default_head"]
+        return self._attr("default_head")
 
     @property
     def fingerprint(self) -> str:
-        return self.attrs["fingerprint"]
+        return self._attr("fingerprint")
 
     def _group(self, h5: h5py.File, split: str) -> h5py.Group:
         if split not in self.split_sizes:

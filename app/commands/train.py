@@ -89,9 +89,10 @@ def parse_head_options(items: list[str] | None) -> dict[str, float | bool]:
     return dict(_assignments(items, "--head-option", "NAME=VALUE with a number, true or false", _number_or_bool))
 
 
-def build_config(args: argparse.Namespace, default_head: str):
-    """ProbeConfig from the command-line arguments (unset options keep ProbeConfig's defaults)."""
-    from probe import ProbeConfig
+def build_config(args: argparse.Namespace, default_head: str | None):
+    """ProbeConfig from the command-line arguments (unset options keep ProbeConfig's defaults; the head defaults
+    to ``default_head``, the cache's), with the precedence of :func:`app.validation.resolve_probe_config`."""
+    from ..validation import resolve_probe_config
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
@@ -100,7 +101,7 @@ def build_config(args: argparse.Namespace, default_head: str):
         "loss_options": loss_options or None,
         "loss_options_grid": loss_options_grid or None,
         "preset": args.preset,
-        "head": args.head or default_head,
+        "head": args.head,
         "head_options": parse_head_options(args.head_option) or None,
         "loss": args.loss,
         "cbar": args.cbar,
@@ -118,7 +119,7 @@ def build_config(args: argparse.Namespace, default_head: str):
         "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,
     }
-    return ProbeConfig(**{k: v for k, v in fields.items() if v is not None})
+    return resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     cache = open_cache(args.features)
     try:
-        config = build_config(args, cache.default_head or "linear")
+        config = build_config(args, cache.default_head)
     except ValidationError as exc:
         raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
     reference = load_report(args.reference) if args.reference else None

@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Depends
 
 from ..config import Settings, get_settings
-from ..db import Store
+from ..store import Store
 from ..deps import get_store
 from ..schemas import HealthOut
 

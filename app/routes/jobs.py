@@ -3,42 +3,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, status
 
-from ..db import Store
+from ..store import Store
 from ..deps import get_runner, get_store
-from ..jobs import JobStatus
-from ..schemas import (
-    ERROR_RESPONSES,
-    ErrorOut,
-    ExtractJob,
-    JobAccepted,
-    JobCreate,
-    JobOut,
-    PipelineJob,
-    ProbeJob,
-    job_payload,
-)
+from ..status import JobStatus
+from ..schemas import ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
+from ..validation import validate_job
 from ..worker import JobRunner
 
 router = APIRouter(tags=["jobs"])
 _CONFLICT = {409: {"model": ErrorOut, "description": "the job's status does not allow this"}}
 
 
-def _check_references(job: ExtractJob | ProbeJob | PipelineJob, store: Store) -> None:
-    """Unknown ids are refused at submission (404), not discovered later by the worker."""
-    if isinstance(job, (ExtractJob, PipelineJob)):
-        store.get_dataset(job.dataset_id)
-    if isinstance(job, ProbeJob):
-        store.get_cache(job.cache_id)
-        if job.reference_run:
-            store.get_run(job.reference_run)
-
-
 @router.post("/jobs", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
              summary="Queue an extract, probe or pipeline job; returns at once", responses=ERROR_RESPONSES)
 def create_job(job: JobCreate, store: Store = Depends(get_store),
                runner: JobRunner = Depends(get_runner)) -> JobAccepted:
-    _check_references(job, store)
-    row = runner.submit(job.kind, job_payload(job))
+    """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job."""
+    row = runner.submit(job.kind, validate_job(job, store))
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
 
 
@@ -49,18 +30,18 @@ def list_jobs(status_: JobStatus | None = Query(None, alias="status"), limit: in
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
-def get_job(job_id: str, store: Store = Depends(get_store)) -> JobOut:
+def get_job(job_id: IdPath, store: Store = Depends(get_store)) -> JobOut:
     return JobOut.from_row(store.get_job(job_id))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT},
                summary="Cancel a job (a running one stops at its next chunk; poll until 'cancelled')")
-def cancel_job(job_id: str, runner: JobRunner = Depends(get_runner)) -> JobOut:
+def cancel_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobOut:
     return JobOut.from_row(runner.cancel(job_id))
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
              responses={**ERROR_RESPONSES, **_CONFLICT}, summary="Queue an interrupted (or failed) job again; finished steps are kept")
-def resume_job(job_id: str, runner: JobRunner = Depends(get_runner)) -> JobAccepted:
+def resume_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobAccepted:
     row = runner.resume(job_id)
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..db import Store
+from ..store import Store
 from ..deps import get_store
 from probe import Comparison, Report
 

@@ -1,7 +1,12 @@
-"""Fixtures for the app tests: a service on a temporary data dir with one finished ERM + MR² pipeline."""
+"""Fixtures for the app tests: services on temporary data dirs, with a finished ERM + MR² pipeline.
+
+``finished`` is one service shared by the session for tests that only read it; a test that changes state
+takes ``fresh_finished`` (its own service and pipeline) or builds its own service.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,13 +14,13 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 
-from app_testutils import ERM, MR2, cifar_subset_zip, make_settings, wait_job
+from app_testutils import ERM, MR2, make_settings, tiny_zip_bytes, wait_job
 
 
 @pytest.fixture(scope="session")
 def tiny_zip() -> bytes:
-    """3 CIFAR-10 classes × 6 train / 3 test real JPEGs."""
-    return cifar_subset_zip(6, 3)
+    """3 classes × 6 train / 3 test generated 32×32 images."""
+    return tiny_zip_bytes(6, 3)
 
 
 @dataclass
@@ -28,13 +33,11 @@ class Finished:
     mr2: str
 
 
-@pytest.fixture(scope="session")
-def finished(tmp_path_factory, tiny_zip):
-    """A running service (TestClient) with an uploaded data set and a succeeded pipeline job."""
-    settings = make_settings(tmp_path_factory.mktemp("service"))
+def _finished_service(data_dir: Path, tiny_zip: bytes):
+    settings = make_settings(data_dir)
     with TestClient(create_app(settings)) as client:
         resp = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip, "application/zip")},
-                           data={"name": "tiny cifar"})
+                           data={"name": "tiny images"})
         assert resp.status_code == 201, resp.text
         dataset = resp.json()
         resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": dataset["id"],
@@ -44,3 +47,15 @@ def finished(tmp_path_factory, tiny_zip):
         assert job["status"] == "succeeded", job
         erm, mr2 = job["result"]["run_ids"]
         yield Finished(client, settings, dataset, job, erm, mr2)
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, tiny_zip):
+    """A running service (TestClient) with an uploaded data set and a succeeded pipeline job; read-only use."""
+    yield from _finished_service(tmp_path_factory.mktemp("service"), tiny_zip)
+
+
+@pytest.fixture
+def fresh_finished(tmp_path, tiny_zip):
+    """Like ``finished``, but this test's own: it may submit, cancel and resume jobs."""
+    yield from _finished_service(tmp_path / "service", tiny_zip)

@@ -1,4 +1,4 @@
-"""The REST API with FastAPI's TestClient, on a tiny real CIFAR-10 archive, through to finished reports."""
+"""The REST API with FastAPI's TestClient, on a tiny generated image archive, through to finished reports."""
 from __future__ import annotations
 
 import csv
@@ -12,13 +12,15 @@ from fastapi.testclient import TestClient
 from app.deps import get_store
 from app.main import create_app
 
-from app_testutils import CLASSES, ERM, FAST_PROBE, MR2, cifar_subset_zip, make_settings, wait_for, wait_job
+from app.validation import resolve_probe_config
+
+from app_testutils import CLASSES, ERM, FAST_PROBE, MR2, make_settings, tiny_zip_bytes, wait_for, wait_job
 
 
 # -- data sets -------------------------------------------------------------------------------------------
 def test_upload_returns_classes_and_counts(finished):
     ds = finished.dataset
-    assert ds["id"].startswith("ds_") and ds["source"] == "upload" and ds["name"] == "tiny cifar"
+    assert ds["id"].startswith("ds_") and ds["source"] == "upload" and ds["name"] == "tiny images"
     assert ds["class_names"] == sorted(CLASSES)
     assert ds["counts"]["test"] == [3, 3, 3]
     train_plus_val = [a + b for a, b in zip(ds["counts"]["train"], ds["counts"].get("val", [0, 0, 0]))]
@@ -132,8 +134,13 @@ def test_pipeline_job_finishes_with_two_runs(finished):
     job = finished.job
     assert job["kind"] == "pipeline" and job["progress"] == 1.0 and job["error"] is None
     assert job["result"]["cache_id"].startswith("cache_") and len(job["result"]["run_ids"]) == 2
-    # Probe configs are stored as sent: unset fields (head) default at run time to the cache's default head.
-    assert job["request"]["probes"] == [ERM, MR2] and job["request"]["encoder"] == "effnet-lite0"
+    # Probe configs are stored validated and complete, unset fields (head) resolved at submission with the
+    # encoder's default head (effnet-lite0: linear), as the job runs them.
+    stored = job["request"]["probes"]
+    assert stored == [resolve_probe_config(p, "linear").model_dump(mode="json") for p in (ERM, MR2)]
+    assert [p["head"] for p in stored] == ["linear", "linear"] and [p["loss"] for p in stored] == ["ce", "mr2"]
+    assert all(p[key] == value for p, sent in zip(stored, (ERM, MR2)) for key, value in sent.items())
+    assert job["request"]["encoder"] == "effnet-lite0"
     texts = " | ".join(m["text"] for m in job["messages"])
     assert "encoder effnet-lite0 ready (1280-d features" in texts and "groups from reference run" in texts
     listed = finished.client.get("/api/jobs").json()
@@ -154,7 +161,11 @@ def test_caches_and_runs_are_listed(finished):
     assert runs[finished.erm]["loss"] == "ce" and runs[finished.erm]["reference_run"] is None
     assert runs[finished.mr2]["loss"] == "mr2" and runs[finished.mr2]["reference_run"] == finished.erm
     assert finished.client.get(f"/api/runs/{finished.mr2}").json() == runs[finished.mr2]
-    assert 0.0 <= runs[finished.mr2]["summary"]["overall"] <= 1.0
+    # The run's summary is the report's, whose overall accuracy is the share of correct test images.
+    report = finished.client.get(f"/api/reports/{finished.mr2}").json()
+    assert runs[finished.mr2]["summary"]["overall"] == report["summary"]["overall"]
+    correct = sum(round(r["accuracy"] * r["n_test"]) for r in report["per_class"])
+    assert runs[finished.mr2]["summary"]["overall"] == pytest.approx(correct / 9)
 
 
 def test_report_json_and_csv(finished):
@@ -190,7 +201,8 @@ def test_compare(finished):
     assert finished.client.get("/api/compare", params={"base": finished.erm}).status_code == 422
 
 
-def test_probe_job_with_reference_and_reused_extraction(finished):
+def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
+    finished = fresh_finished
     client = finished.client
     cache_id = finished.job["result"]["cache_id"]
     resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "reference_run": finished.erm,
@@ -216,10 +228,11 @@ def test_probe_job_with_reference_and_reused_extraction(finished):
     assert any("reused" in m["text"] for m in job["messages"])
 
 
-def test_cancel_running_extraction_leaves_no_cache(finished):
+def test_cancel_running_extraction_leaves_no_cache(fresh_finished):
+    finished = fresh_finished
     client = finished.client
     caches_before = client.get("/api/caches").json()
-    big = cifar_subset_zip(20, 4, root="bigger")
+    big = tiny_zip_bytes(20, 4, root="bigger")
     ds = client.post("/api/datasets", files={"file": ("bigger.zip", big)}).json()
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": {"batch_size": 2}})
     job_id = resp.json()["id"]
@@ -235,6 +248,7 @@ def test_cancel_running_extraction_leaves_no_cache(finished):
     assert job["status"] == "cancelled" and job["result"].get("cache_id") is None
     cache_dir = finished.settings.caches_dir / ds["id"]
     assert list(cache_dir.rglob("*.h5")) == [] and list(cache_dir.rglob("*.partial")) == []
+    assert list(cache_dir.rglob("*.lock")) == []
     assert client.get("/api/caches").json() == caches_before
     assert client.delete(f"/api/jobs/{job_id}").status_code == 409
     assert client.post(f"/api/jobs/{job_id}/resume").status_code == 409

@@ -7,17 +7,17 @@ import pytest
 
 from app import demo
 from app.cli import main
-from app.db import Store
+from app.store import Store
 from probe import PRESETS
 
-from app_testutils import cifar_subset_zip
+from app_testutils import tiny_zip_bytes
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
     data = tmp_path / "tiny.zip"
-    data.write_bytes(cifar_subset_zip(6, 3))
+    data.write_bytes(tiny_zip_bytes(6, 3))
     state = tmp_path / "state"
     rc = main(["demo", "--data", str(data), "--per-class", "4", "--epochs", "5", "--seeds", "1", "--port", "8123",
                "--data-dir", str(state), "--no-serve"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app_testutils import ERM, MR2, REPO_ROOT, cifar_subset_zip, free_port, wait_for
+from app_testutils import ERM, MR2, REPO_ROOT, free_port, tiny_zip_bytes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_sigkill_during_extraction_then_restart_and_resume(tmp_path, tiny_zip):
         erm, mr2 = job1["result"]["run_ids"]
         reports = {run: client.get(f"/api/reports/{run}").json() for run in (erm, mr2)}
 
-        big = cifar_subset_zip(20, 4, root="bigger")
+        big = tiny_zip_bytes(20, 4, root="bigger")
         ds2 = client.post("/api/datasets", files={"file": ("bigger.zip", big)}).json()
         resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds2["id"], "options": {"batch_size": 2}})
         assert resp.status_code == 202

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from app.db import MAX_MESSAGES, InvalidTransition, NotFound, Store
-from app.jobs import JobStatus
+from app.status import InvalidTransition, JobStatus, NotFound
+from app.store import MAX_MESSAGES, Store
 
 
 @pytest.fixture

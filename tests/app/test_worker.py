@@ -6,8 +6,10 @@ import threading
 import pytest
 
 from app.config import Settings
-from app.db import InvalidTransition, Store
-from app.jobs import JobCancelled, JobStatus, job_resource
+from app.jobs import JobCancelled, JobKind
+from app.status import InvalidTransition, JobStatus
+from app.steps import JOB_KINDS
+from app.store import Store
 from app.worker import JobRunner
 
 from app_testutils import wait_for
@@ -156,7 +158,25 @@ def test_unknown_kind_is_refused(tmp_path):
     ("probe", {"config": {"device": "cuda"}}, "cpu", "gpu"),
 ])
 def test_job_resource(kind, request_, device, expected):
-    assert job_resource(kind, request_, device) == expected
+    assert JOB_KINDS[kind].resource(request_, device) == expected
+
+
+def test_worker_is_generic(tmp_path):
+    """A kind is run / resource / discard; the worker calls them and knows nothing of probes or caches."""
+    import ast
+
+    import app.worker
+
+    tree = ast.parse(open(app.worker.__file__).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == {"__future__", "collections.abc", "typing", "config", "jobs", "status", "store"}
+    assert "pending_run" not in ast.unparse(tree)  # the probe step's own bookkeeping stays in the step
+    discarded = []
+    kind = JobKind(run=lambda ctx: {}, resource=lambda request, device: "cpu",
+                   discard=lambda job, settings: discarded.append(job["id"]))
+    runner, store = make_runner(tmp_path, {"thing": kind})
+    job = store.add_job("thing", {})
+    assert runner.cancel(job["id"])["status"] == "cancelled" and discarded == [job["id"]]
 
 
 def test_one_gpu_job_at_a_time(tmp_path):
@@ -189,15 +209,31 @@ def test_one_worker_per_data_dir(tmp_path):
     second.stop()
 
 
-def test_cancelling_an_interrupted_extraction_removes_its_partial_file(tmp_path):
-    from app.jobs import cache_dir_for
+def test_cancelling_an_interrupted_extraction_removes_its_partial_file_only(tmp_path):
+    from app.steps import cache_dir_for
 
-    runner, store = make_runner(tmp_path, {"extract": lambda ctx: {}})
-    job = store.add_job("extract", {"dataset_id": "ds_1", "encoder": "openclip:ViT-B-32", "options": {}})
-    store.claim(job["id"])
-    store.interrupt_running()
+    runner, store = make_runner(tmp_path, JOB_KINDS)
     cache_dir = cache_dir_for(runner.settings, "ds_1", "openclip:ViT-B-32")
     cache_dir.mkdir(parents=True)
-    (cache_dir / "x.h5.partial").write_bytes(b"half")
+    mine, other = cache_dir / "x-seed0.h5", cache_dir / "x-seed1.h5"
+    job = store.add_job("extract", {"dataset_id": "ds_1", "encoder": "openclip:ViT-B-32", "options": {}})
+    store.claim(job["id"])
+    store.update_result(job["id"], extraction=str(mine))  # recorded by the extract step before it writes
+    store.interrupt_running()
+    for final in (mine, other):
+        final.with_name(final.name + ".partial").write_bytes(b"half")
+    mine.with_name(mine.name + ".lock").write_text("pid 1")  # left by the killed process
     assert runner.cancel(job["id"])["status"] == "cancelled"
-    assert list(cache_dir.iterdir()) == []
+    # Only this job's files go; another extraction of the same data set and encoder keeps its partial file.
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["x-seed1.h5.partial"]
+
+
+def test_cache_dirs_of_long_encoder_names_fit_the_file_system(tmp_path):
+    from app.steps import cache_dir_for
+
+    settings = Settings(data_dir=tmp_path)
+    assert cache_dir_for(settings, "ds_1", "mocov2:/w/moco.pth").name == "mocov2_w_moco.pth"  # unchanged
+    long_a, long_b = "mocov2:/" + "a" * 900 + "/x.pth", "mocov2:/" + "a" * 900 + "/y.pth"
+    dir_a, dir_b = cache_dir_for(settings, "ds_1", long_a), cache_dir_for(settings, "ds_1", long_b)
+    assert dir_a != dir_b and len(dir_a.name) == 117
+    dir_a.mkdir(parents=True)

@@ -2,39 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from feature_cache import Encoder, EncoderSpec
 
-REPO = Path(__file__).resolve().parents[2]
-CIFAR_ZIP = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
-
-
-def write_image(path: Path, label: int, index: int, size: int = 12, fmt: str = "PNG") -> None:
-    """A small RGB image whose colour depends on the class and whose noise depends on the index."""
-    rng = np.random.default_rng(1000 * label + index)
-    base = np.array([(label * 70) % 256, (label * 130 + 40) % 256, (label * 200 + 90) % 256], dtype=np.float32)
-    pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format=fmt)
-
-
-def make_tree(root: Path, counts: dict[str, int], splits: tuple[str, ...] = ("train", "test"),
-              test_counts: dict[str, int] | None = None) -> Path:
-    """root/<split>/<class>/<i>.png (or root/<class>/<i>.png when ``splits`` is empty)."""
-    classes = sorted(counts)
-    for split in splits or ("",):
-        per_class = test_counts if (split == "test" and test_counts) else counts
-        for label, name in enumerate(classes):
-            for i in range(per_class[name]):
-                offset = 500 if split == "test" else 0
-                write_image(root / split / name / f"{i:03d}.png", label, i + offset)
-    return root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/testdata.py, also in spawned processes
+from testdata import make_tree, shared_cifar_zip, write_image  # noqa: E402,F401 - builders shared by all tests
 
 
 class TinyNet(nn.Module):

@@ -1,7 +1,9 @@
 """Encoder registry: the common interface for every family, open_clip and MoCo v2 loading (random weights)."""
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -61,7 +63,14 @@ def test_every_encoder_honours_the_interface(name, tiny_clip, moco_checkpoint):
     assert spec.name == name.replace("CKPT", str(moco_checkpoint[0]))
     assert encoder.num_features == spec.num_features
     assert spec.default_head in ("linear", "cosine") and len(spec.mean) == len(spec.std) == 3
-    assert len(encoder.weights_sha256) == 64 and int(encoder.weights_sha256, 16) >= 0
+    # The fingerprint's weights digest: the weights file's bytes, or the random weights' state dict.
+    if spec.weights:
+        assert encoder.weights_sha256 == hashlib.sha256(Path(spec.weights).read_bytes()).hexdigest()
+    else:
+        digest = hashlib.sha256()
+        for key, value in encoder.model.state_dict().items():
+            digest.update(key.encode() + str(tuple(value.shape)).encode() + value.cpu().contiguous().numpy().tobytes())
+        assert encoder.weights_sha256 == digest.hexdigest()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8), "L")
     x = torch.stack([encoder.transform(image), encoder.transform(image.convert("RGB").rotate(90))])
     assert x.shape == (2, 3, spec.image_size, spec.image_size) and x.dtype == torch.float32

@@ -17,12 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .jobs import JobStatus
+from .status import RESUMABLE, InvalidTransition, JobStatus, NotFound
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGES = 200
-RESUMABLE = (JobStatus.interrupted, JobStatus.failed)  # per job; older messages are dropped first
+MAX_MESSAGES = 200  # per job; older messages are dropped first
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -50,21 +49,6 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
-
-
-class NotFound(KeyError):
-    """A row that the caller named does not exist (the API turns it into 404)."""
-
-    def __init__(self, table: str, row_id: str):
-        super().__init__(f"{table[:-1]} {row_id!r} not found")
-        self.table, self.row_id = table, row_id
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
-
-
-class InvalidTransition(ValueError):
-    """A job status change that its current status does not allow (the API turns it into 409)."""
 
 
 def utcnow() -> str:

@@ -1,0 +1,89 @@
+"""ASGI middleware at the service's edge: a size limit on request bodies and same-origin state changes.
+
+Together with Starlette's ``TrustedHostMiddleware`` (the ``Host`` header must be one of
+``Settings.trusted_hosts``), these keep a browser page on another site from driving a token-less local
+server (DNS rebinding, cross-site form posts).
+"""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse (413) a request body over ``limit`` bytes before anything parses it; multipart uploads are
+    exempt (they are streamed to disk under their own limit, ``MR2PROBE_MAX_UPLOAD_BYTES``)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else None
+        if headers is None or headers.get("content-type", "").startswith("multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        too_large = (f"request body over the limit of {self.limit} bytes (MR2PROBE_MAX_JSON_BYTES); "
+                     "upload data sets as multipart/form-data")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _reply(send, 413, too_large)
+            return
+        chunks, size = [], 0
+        while True:  # read it all (it is small) so that the limit holds without a Content-Length too
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await _reply(send, 413, too_large)
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class SameOriginOnly:
+    """Refuse (403) a state-changing request that a browser sends from another origin.
+
+    Browsers send ``Origin`` (and ``Sec-Fetch-Site``) with cross-site requests; a request with neither (curl,
+    the CLI, scripts) passes. ``Origin`` must name the host the request was sent to.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
+            headers = Headers(scope=scope)
+            site = headers.get("sec-fetch-site")
+            origin = headers.get("origin")
+            if site is not None and site not in ("same-origin", "none"):
+                await _reply(send, 403, f"cross-origin request refused (Sec-Fetch-Site: {site[:40]})")
+                return
+            if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() !=
+                                       headers.get("host", "").lower()):
+                await _reply(send, 403, "cross-origin request refused (Origin does not match Host)")
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,38 @@
+"""Job states and the store's errors: the vocabulary shared by the store, the worker and the API."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JobStatus(str, Enum):
+    """Life cycle: queued → running → succeeded | failed | cancelled; running → interrupted (server died
+    or stopped) → queued again on resume; queued / interrupted → cancelled."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    interrupted = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+RESUMABLE = (JobStatus.interrupted, JobStatus.failed)
+
+
+class NotFound(KeyError):
+    """A row that the caller named does not exist (the API turns it into 404)."""
+
+    def __init__(self, table: str, row_id: str):
+        super().__init__(f"{table[:-1]} {row_id!r} not found")
+        self.table, self.row_id = table, row_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class InvalidTransition(ValueError):
+    """A job status change that its current status does not allow (the API turns it into 409)."""

@@ -1,0 +1,252 @@
+"""The service's job kinds (extract, probe, pipeline) and the steps they are made of.
+
+A handler records each finished step with ``ctx.record`` as it goes, so a job resumed after an interruption
+skips what is already done; extraction itself resumes from its last chunk through the resumable
+``feature_cache.extract`` (a ``*.partial`` file next to the cache it will become). Every piece of state a
+step leaves on disk is recorded in its own job's result first (``extraction``: the cache file it writes,
+``pending_run``: the run directory), so cancelling one job never touches another job's files.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .jobs import JobCancelled, JobContext, JobKind, default_resource
+from .store import new_id
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _slug(text: str) -> str:
+    """A folder name for an encoder; long names (checkpoint paths) keep a prefix and a digest of the whole."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "encoder"
+    return slug if len(slug) <= 120 else f"{slug[:100]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def cache_dir_for(settings: Settings, dataset_id: str, encoder_name: str) -> Path:
+    """Where the caches of one data set and encoder live (one folder each)."""
+    return settings.caches_dir / dataset_id / _slug(encoder_name)
+
+
+def _extract_progress(ctx: JobContext, start: float, span: float) -> Callable[[int, int], None]:
+    """``feature_cache.extract`` calls ``progress(done, total)`` after every chunk."""
+
+    def hook(done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        ctx.progress(start + span * min(max(frac, 0.0), 1.0), f"extracting features {done}/{total}")
+
+    return hook
+
+
+def _probe_progress(ctx: JobContext, start: float, span: float, name: str) -> Callable[[float, str], None]:
+    """``probe.run_probe`` calls ``progress(fraction, stage)``."""
+
+    def hook(fraction: float, stage: str = "") -> None:
+        ctx.progress(start + span * min(max(float(fraction), 0.0), 1.0),
+                     f"{name}: {stage}" if stage else f"training {name}")
+
+    return hook
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types from mappings / sequences / numpy scalars (for counts returned by libraries)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def classes_without_images(data: Any, skipped: list[tuple[str, str]], splits=("train", "test")) -> list[str]:
+    """Classes left with no usable image in one of ``splits`` once the ``skipped`` files are taken out."""
+    gone = {source for source, _ in skipped}
+    empty: set[int] = set()
+    for split in splits:
+        kept = Counter(s.label for s in data.splits.get(split, []) if s.source not in gone)
+        empty.update(k for k in range(len(data.class_names)) if kept[k] == 0)
+    return [data.class_names[k] for k in sorted(empty)]
+
+
+# -- steps ---------------------------------------------------------------------------------------------
+def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: dict[str, Any],
+                 start: float = 0.0, span: float = 1.0) -> dict[str, Any]:
+    """Extract (or reuse) the feature cache of a data set with one encoder; returns the cache row.
+
+    Raises:
+        feature_cache.DatasetError: a class has no decodable image in the train or test split.
+    """
+    from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, discard_partial, extract,
+                               open_cache, open_dataset, plan_extraction)
+
+    dataset = ctx.store.get_dataset(dataset_id)
+    cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    device = ctx.settings.resolved_device()
+
+    ctx.progress(start, "opening data set")
+    data = open_dataset(dataset["path"], val_fraction=options.get("val_fraction", 0.1), seed=options.get("seed", 0),
+                        max_per_class=options.get("max_per_class"))
+    ctx.check_stop()
+    ctx.progress(start, f"building encoder {encoder_name}")
+    encoder = create_encoder(encoder_name, device=device)
+    ctx.message(f"encoder {encoder_name} ready ({encoder.num_features}-d features, device {device})")
+    ctx.check_stop()
+    plan = plan_extraction(data, encoder, cache_dir)
+    ctx.record(extraction=str(plan.path))  # this job's file: a cancel removes its partial file and no other
+    try:
+        result = extract(data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
+                         workers=ctx.settings.extract_workers, device=device,
+                         progress=_extract_progress(ctx, start, span), should_stop=ctx.should_stop,
+                         show_progress=False)
+    except ExtractionCancelled as exc:
+        if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
+            discard_partial(plan.path)
+        raise JobCancelled(ctx.stop_reason or "cancel") from exc
+    empty = classes_without_images(data, result.skipped)
+    if empty:
+        raise DatasetError(f"class(es) {', '.join(map(repr, empty))} have no decodable image in the train or test "
+                           "split; fix or remove them and register the data set again")
+    cache = open_cache(result.path)
+    row = ctx.store.add_cache(
+        dataset_id=dataset_id, encoder=encoder_name, path=str(result.path), fingerprint=result.fingerprint,
+        num_features=int(cache.num_features), class_names=list(cache.class_names),
+        counts=_jsonable(result.counts), job_id=ctx.job_id)
+    ctx.message(f"cache {row['id']} {'reused' if result.reused else 'written'}"
+                + ("" if result.reused else
+                   f" ({result.encoded} of {sum(dict(result.counts).values())} images encoded in this attempt)"))
+    if result.skipped:
+        ctx.message(f"{len(result.skipped)} unreadable image(s) skipped")
+    ctx.progress(start + span, "features ready")
+    return row
+
+
+def _summary_line(run_id: str, summary: dict[str, Any]) -> str:
+    def fmt(key: str) -> str:
+        value = summary.get(key)
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+    return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}"
+
+
+def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference_run: str | None,
+               start: float = 0.0, span: float = 1.0) -> dict[str, Any]:
+    """Train one probe on a cache, write its report and record the run; returns the run row.
+
+    ``config`` is the validated :class:`probe.ProbeConfig` stored with the job (see
+    :func:`app.validation.resolve_probe_config`). The run row is written last, once the report is on disk,
+    so a failed probe leaves no run; a resumed job whose run row exists already gets that row back.
+    """
+    from feature_cache import open_cache
+    from probe import ProbeConfig, load_report, run_probe
+
+    pending = ctx.result().get("pending_run")
+    if pending:
+        try:
+            return ctx.store.get_run(pending)  # recorded just before the last attempt stopped
+        except KeyError:
+            shutil.rmtree(ctx.settings.runs_dir / pending, ignore_errors=True)  # half-written: start again
+    cfg = ProbeConfig.model_validate(config)
+    cache = open_cache(ctx.store.get_cache(cache_id)["path"])
+    reference = load_report(ctx.store.get_run(reference_run)["path"]) if reference_run else None
+    data = {split: cache.load(split) for split in ("train", "val", "test") if split in cache.splits}
+    if "train" not in data or "test" not in data:
+        raise ValueError(f"cache {cache_id!r} needs train and test splits; it has {sorted(cache.splits)}")
+
+    run_id = new_id("run")
+    out_dir = ctx.settings.runs_dir / run_id
+    ctx.record(pending_run=run_id)
+    name = f"{cfg.loss}/{cfg.head}"
+    ctx.message(f"training probe {name} on cache {cache_id}"
+                + (f" (groups from reference run {reference_run})" if reference_run else ""))
+    try:
+        report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
+                           progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop)
+        ctx.check_stop()
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)  # a half-written run directory is never a run
+        ctx.record(pending_run=None)
+        if ctx.should_stop():
+            raise JobCancelled(ctx.stop_reason or "cancel") from None
+        raise
+    summary = report.summary.model_dump(mode="json")
+    row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=cfg.head,
+                            loss=cfg.loss, reference_run=reference_run, path=str(out_dir), summary=summary)
+    ctx.message(_summary_line(run_id, summary))
+    ctx.progress(start + span, f"{name} done")
+    return row
+
+
+# -- handlers ------------------------------------------------------------------------------------------
+def handle_extract(ctx: JobContext) -> dict[str, Any]:
+    req = ctx.request
+    cache = extract_step(ctx, req["dataset_id"], req["encoder"], req.get("options") or {})
+    return {"cache_id": cache["id"]}
+
+
+def handle_probe(ctx: JobContext) -> dict[str, Any]:
+    req = ctx.request
+    run = probe_step(ctx, req["cache_id"], req["config"], req.get("reference_run"))
+    ctx.record(run_ids=[run["id"]], pending_run=None)
+    return {"run_ids": [run["id"]]}
+
+
+def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
+    """Extraction, then each probe in order; the first probe (ERM) is the others' reference run."""
+    req = ctx.request
+    done = ctx.result()
+    probes: list[dict[str, Any]] = req["probes"]
+    extract_span = 0.5
+    probe_span = (1.0 - extract_span) / len(probes)
+    cache_id = done.get("cache_id")
+    if cache_id is None:
+        cache_id = extract_step(ctx, req["dataset_id"], req["encoder"], req.get("options") or {},
+                                0.0, extract_span)["id"]
+        ctx.record(cache_id=cache_id)
+    else:
+        ctx.message(f"resuming after extraction (cache {cache_id})")
+    run_ids: list[str] = list(done.get("run_ids") or [])
+    for i, config in enumerate(probes):
+        if i < len(run_ids):
+            continue
+        ctx.check_stop()
+        reference = run_ids[0] if i > 0 else None
+        run = probe_step(ctx, cache_id, config, reference, extract_span + i * probe_span, probe_span)
+        run_ids.append(run["id"])
+        ctx.record(run_ids=run_ids, pending_run=None)
+    return {"cache_id": cache_id, "run_ids": run_ids}
+
+
+def discard_extraction(job: dict[str, Any], settings: Settings) -> None:
+    """On cancelling a queued or interrupted job: remove the partial file of the extraction it started."""
+    from feature_cache import discard_partial
+
+    target = job["result"].get("extraction")
+    if target and "cache_id" not in job["result"]:
+        if not discard_partial(target):
+            logger.info("job %s: %s is being extracted by another job now; left to it", job["id"], target)
+
+
+def probe_resource(request: dict[str, Any], device: str) -> str:
+    """A probe job holds the GPU when its config names a CUDA device (``auto``: the service's device)."""
+    probe_device = str((request.get("config") or {}).get("device") or device)
+    if probe_device == "auto":
+        probe_device = device
+    return "gpu" if probe_device.startswith("cuda") else "cpu"
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    "extract": JobKind(handle_extract, default_resource, discard_extraction),
+    "probe": JobKind(handle_probe, probe_resource),
+    "pipeline": JobKind(handle_pipeline, default_resource, discard_extraction),
+}

@@ -1,0 +1,52 @@
+"""Start-up clean-up of the data directory: what a killed server left that no row or resumable job owns.
+
+Runs while the job worker holds the data directory and before it dispatches anything (``JobRunner.start``):
+upload directories of no data set (an upload cut off by SIGKILL), and partial / lock files of extractions
+that no resumable job will continue. Each removal is logged.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from .config import Settings
+from .status import RESUMABLE, JobStatus, NotFound
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+_SUFFIXES = (".partial", ".lock")
+
+
+def _resumable_extractions(store: Store) -> set[str]:
+    """Cache files that queued, running or resumable jobs are writing (``extraction`` in their result)."""
+    keep: set[str] = set()
+    for status in (JobStatus.queued, JobStatus.running, *RESUMABLE):
+        for job in store.list_jobs(status, limit=1_000_000):
+            if job["result"].get("extraction") and "cache_id" not in job["result"]:
+                keep.add(job["result"]["extraction"])
+    return keep
+
+
+def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
+    """Remove orphaned uploads and stale extraction files; returns what was removed."""
+    from feature_cache import discard_partial
+
+    removed: list[Path] = []
+    if settings.uploads_dir.is_dir():
+        for folder in sorted(settings.uploads_dir.iterdir()):
+            try:
+                store.get_dataset(folder.name)
+            except NotFound:
+                shutil.rmtree(folder, ignore_errors=True)
+                logger.warning("removed upload %s: no data set uses it (an upload that did not finish)", folder)
+                removed.append(folder)
+    keep = _resumable_extractions(store)
+    if settings.caches_dir.is_dir():
+        stale = {str(p)[: -len(suffix)] for suffix in _SUFFIXES for p in settings.caches_dir.rglob(f"*{suffix}")}
+        for final in sorted(stale - keep):
+            if discard_partial(final):
+                logger.warning("removed the partial / lock files of %s: no resumable job extracts it", final)
+                removed.append(Path(final))
+    return removed

@@ -1,0 +1,114 @@
+"""One place that checks a job request completely before a job exists, and resolves what the job will run.
+
+A request that passes here is stored as it will run: ids that exist, an encoder that can be built on this
+host (name, architecture, weights file), devices that exist here, probe configs resolved against the cache's
+(or the encoder's) default head. Anything else is a 404 (an unknown id) or a :class:`RequestInvalid` (422,
+naming the field), never a job that fails later in the worker.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probe import ProbeConfig
+
+    from .schemas import ExtractJob, PipelineJob, ProbeJob
+    from .store import Store
+
+class RequestInvalid(ValueError):
+    """A request that is well-formed but cannot run here (the API answers 422 naming ``field``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def resolve_probe_config(overrides: Mapping[str, Any] | None, default_head: str | None) -> ProbeConfig:
+    """The probe config a job or ``mr2probe train`` runs, from the fields the caller set.
+
+    Precedence: :class:`probe.ProbeConfig` defaults, then a named ``preset``, then the caller's fields; the head
+    is the caller's, else ``default_head`` (the cache's, i.e. the encoder's default head), else ``linear``.
+
+    Raises:
+        pydantic.ValidationError: the config is invalid (e.g. a loss that needs the cosine head on a linear one).
+    """
+    from probe import ProbeConfig
+
+    return ProbeConfig.model_validate({"head": default_head or "linear", **(overrides or {})})
+
+
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` unless ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``) exists on this host."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind in ("auto", "cpu"):
+        return
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (index and int(index) >= count):
+            raise ValueError(f"device {device!r} does not exist on this host ({count} CUDA device(s)); "
+                             "use 'cpu' or 'auto'")
+        return
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} does not exist on this host; use 'cpu' or 'auto'")
+
+
+def _probe(field: str, config: ProbeConfig, default_head: str | None, num_features: int | None) -> dict[str, Any]:
+    """A request's probe config resolved and checked for this host and cache; returns it as stored."""
+    from pydantic import ValidationError
+
+    try:
+        cfg = resolve_probe_config(config.model_dump(mode="json", exclude_unset=True), default_head)
+    except ValidationError as exc:
+        raise RequestInvalid(field, "; ".join(e["msg"] for e in exc.errors())) from None
+    try:
+        check_device(cfg.device)
+    except ValueError as exc:
+        raise RequestInvalid(f"{field}.device", str(exc)) from None
+    # ProbeConfig checks that only a lowrank / mlp adapter has a rank; its bound is the cache's feature size.
+    if cfg.adapter_rank is not None and num_features is not None and not 1 <= cfg.adapter_rank <= num_features:
+        raise RequestInvalid(f"{field}.adapter_rank", f"must be in [1, {num_features}] (the feature size), "
+                             f"got {cfg.adapter_rank}")
+    return cfg.model_dump(mode="json")
+
+
+def _encoder(name: str):
+    from feature_cache import check_encoder
+
+    try:
+        return check_encoder(name)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        raise RequestInvalid("encoder", exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) from None
+
+
+def _cache_default_head(cache_row: dict[str, Any]) -> str:
+    from feature_cache import CacheMismatch, open_cache
+
+    try:
+        return open_cache(cache_row["path"]).default_head
+    except (CacheMismatch, FileNotFoundError) as exc:
+        raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
+
+
+def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store) -> dict[str, Any]:
+    """Check ``job`` completely and return the request to store (what the job will run).
+
+    Raises:
+        app.status.NotFound: a data set, cache or run id that does not exist (404).
+        RequestInvalid: anything else that would make the job fail (422).
+    """
+    if job.kind == "probe":
+        cache_row = store.get_cache(job.cache_id)
+        if job.reference_run:
+            store.get_run(job.reference_run)
+        config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"])
+        return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
+    store.get_dataset(job.dataset_id)
+    spec = _encoder(job.encoder)
+    payload = {"dataset_id": job.dataset_id, "encoder": job.encoder, "options": job.options.model_dump(mode="json")}
+    if job.kind == "pipeline":
+        payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features)
+                             for i, p in enumerate(job.probes)]
+    return payload

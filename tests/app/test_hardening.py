@@ -1,0 +1,370 @@
+"""Issue 15: bounded requests, complete validation at submission, job-scoped clean-up, no orphan runs, the edge
+(hosts, origins, tokens, body limits) and start-up sweeping. Each test failed on the code before the fix."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.schemas import MAX_PROBES
+from feature_cache import write_cache
+
+from app_testutils import ERM, FAST_PROBE, MR2, make_settings, tiny_zip_bytes, wait_for, wait_job
+
+
+@pytest.fixture
+def service(tmp_path):
+    settings = make_settings(tmp_path / "state", data_root=tmp_path / "root")
+    (tmp_path / "root").mkdir()
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _synthetic_cache(client, tmp_path, attrs=None) -> str:
+    """A cache row over a small synthetic feature file (no extraction needed); returns its id."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.repeat(np.arange(3), n)
+        return (rng.normal(0, 1, (len(y), 8)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
+
+    attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f" * 64,
+             **(attrs or {})}
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    path = write_cache(tmp_path / "synthetic.h5", {"train": split(10), "val": split(4), "test": split(5)},
+                       ["a", "b", "c"], attrs, dtype="float32")
+    store = client.app.state.store
+    ds = store.add_dataset(name="s", source="path", path=str(tmp_path), class_names=["a", "b", "c"],
+                           counts={"train": [10, 10, 10]}, fingerprint="d", skipped=0)
+    return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,
+                           num_features=8, class_names=["a", "b", "c"], counts={"train": 30}, job_id=None)["id"]
+
+
+def _detail(resp) -> str:
+    return json.dumps(resp.json()["detail"])
+
+
+# -- 1. bounded lists and strings -------------------------------------------------------------------------
+def test_pipeline_probe_lists_and_strings_are_bounded(service):
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    body = {"kind": "pipeline", "dataset_id": ds["id"], "probes": [ERM] * (MAX_PROBES + 1)}
+    resp = service.post("/api/jobs", json=body)
+    assert resp.status_code == 422 and "probes" in _detail(resp) and f"at most {MAX_PROBES}" in _detail(resp)
+    for field, value in (("dataset_id", "d" * 65), ("encoder", "e" * 1025), ("encoder", "effnet\x00lite0")):
+        resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], field: value})
+        assert resp.status_code == 422 and field in _detail(resp), (field, resp.text[:300])
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": "c", "reference_run": "r" * 65})
+    assert resp.status_code == 422 and "reference_run" in _detail(resp)
+    assert service.get("/api/jobs/" + "j" * 65).status_code == 422
+    assert service.get("/api/jobs").json() == []
+
+
+# -- 2. cancelling one extraction never touches another's files ------------------------------------------------
+def test_cancelling_an_interrupted_extraction_spares_a_running_one(tmp_path):
+    settings = make_settings(tmp_path / "state")
+    big = tiny_zip_bytes(20, 4, root="bigger")
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", files={"file": ("bigger.zip", big)}).json()
+        first = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"],
+                                               "options": {"batch_size": 2, "seed": 0}}).json()["id"]
+        wait_for(lambda: client.get(f"/api/jobs/{first}").json()["progress"] > 0.05, 120, interval=0.02,
+                 what="seed-0 extraction under way")
+    # The server stopped: the job is interrupted and keeps its partial file; a SIGKILL would leave its lock too.
+    [partial0] = (settings.caches_dir / ds["id"]).rglob("*.partial")
+    lock0 = partial0.with_name(partial0.name.removesuffix(".partial") + ".lock")
+    lock0.write_text("pid 999999")
+    with TestClient(create_app(settings)) as client:
+        assert client.get(f"/api/jobs/{first}").json()["status"] == "interrupted"
+        assert partial0.exists() and lock0.exists()  # the start-up sweep keeps what a resumable job owns
+        second = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"],
+                                                "options": {"batch_size": 2, "seed": 1}}).json()["id"]
+        wait_for(lambda: client.get(f"/api/jobs/{second}").json()["progress"] > 0.05, 120, interval=0.02,
+                 what="seed-1 extraction under way")
+        resp = client.delete(f"/api/jobs/{first}")
+        assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+        job = wait_job(client, second)
+        assert job["status"] == "succeeded", job["error"]  # its partial file was not deleted under it
+        assert not partial0.exists() and not lock0.exists()
+        cache = client.get(f"/api/caches/{job['result']['cache_id']}").json()
+        assert sum(cache["counts"].values()) == 72
+    assert sorted(p.suffix for p in (settings.caches_dir / ds["id"]).rglob("*") if p.is_file()) == [".h5"]
+
+
+# -- 3. a class without a decodable image: a clear failure, and never a run -----------------------------------
+def test_class_without_images_fails_extraction_and_leaves_no_runs(service):
+    fakes = {f"{split}/ghost/{i:03d}.jpg": b"this is text, not a JPEG" for split in ("train", "test") for i in range(3)}
+    resp = service.post("/api/datasets", files={"file": ("g.zip", tiny_zip_bytes(4, 2, extra=fakes))})
+    assert resp.status_code == 201 and "ghost" in resp.json()["class_names"]
+    job_id = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": resp.json()["id"],
+                                             "probes": [ERM, MR2]}).json()["id"]
+    job = wait_job(service, job_id)
+    assert job["status"] == "failed" and "DatasetError" in job["error"] and "'ghost'" in job["error"]
+    assert service.get("/api/runs").json() == [] and service.get("/api/caches").json() == []
+    assert service.post(f"/api/jobs/{job_id}/resume").status_code == 202
+    job = wait_job(service, job_id)
+    assert job["status"] == "failed" and job["attempts"] == 2
+    assert service.get("/api/runs").json() == []
+
+
+def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monkeypatch):
+    import probe
+
+    from app.jobs import JobContext
+    from app.steps import probe_step
+
+    cache_id = _synthetic_cache(service, tmp_path)
+    store, settings = service.app.state.store, service.app.state.settings
+    job = store.claim(store.add_job("probe", {})["id"])
+    ctx = JobContext(job=job, store=store, settings=settings)
+    config = probe.ProbeConfig(**FAST_PROBE).model_dump(mode="json")
+
+    def broken(*args, out_dir=None, **kwargs):
+        out_dir.mkdir(parents=True)
+        (out_dir / "report.json").write_text("{}")
+        raise TypeError("unsupported format string passed to NoneType.__format__")
+
+    monkeypatch.setattr(probe, "run_probe", broken)
+    with pytest.raises(TypeError):
+        probe_step(ctx, cache_id, config, None)
+    assert store.list_runs() == [] and list(settings.runs_dir.glob("*")) == []
+    assert ctx.result()["pending_run"] is None
+    monkeypatch.undo()
+    # A summary with missing numbers (a class without test images) is reported, not a crash after the run row.
+    monkeypatch.setattr(probe, "run_probe", lambda *a, out_dir=None, **k: {"summary": {"overall": None}})
+    row = probe_step(ctx, cache_id, config, None)
+    assert [r["id"] for r in store.list_runs()] == [row["id"]]
+    assert f"run {row['id']}: overall n/a, hard n/a" in [m["text"] for m in store.get_job(job["id"])["messages"]]
+    # Interrupted after the run row was written but before the job recorded it: the resumed step adds no run.
+    assert ctx.result()["pending_run"] == row["id"]
+    assert probe_step(ctx, cache_id, config, None)["id"] == row["id"]
+    assert len(store.list_runs()) == 1
+
+
+# -- 4. malformed input is a 4xx, never a 500 --------------------------------------------------------------
+@pytest.mark.parametrize("content", [
+    b"{not json", b'{"path": "\xff\xfe"}', b"[1, 2]", b'{"path": "' + b"a" * 10_000 + b'"}',
+    b'{"path": "tiny\\u0000x"}', b'{"path": ' + json.dumps("/" + "b" * 300 + "/c").encode() + b"}",
+])
+def test_malformed_registrations_are_4xx(service, content):
+    resp = service.post("/api/datasets", content=content, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text[:300]
+    assert isinstance(resp.json()["detail"], (str, list))
+
+
+def test_nan_in_a_probe_grid_is_422(service, tmp_path):
+    cache_id = _synthetic_cache(service, tmp_path)
+    body = '{"kind": "probe", "cache_id": "%s", "config": {"lr_grid": [NaN]}}' % cache_id
+    resp = service.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and "lr_grid" in _detail(resp)
+    assert service.get("/api/jobs").json() == []
+
+
+# -- 5. size limits on JSON bodies and form fields ------------------------------------------------------------
+def test_json_bodies_are_limited_before_parsing(tmp_path):
+    settings = make_settings(tmp_path, max_json_bytes=10_000)
+    huge = json.dumps({"kind": "extract", "dataset_id": "ds_x", "encoder": "e" * 20_000})
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/jobs", content=huge, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 413 and "MR2PROBE_MAX_JSON_BYTES" in resp.json()["detail"]
+
+        def chunks():  # no Content-Length: counted while reading
+            for i in range(0, len(huge), 1000):
+                yield huge[i:i + 1000].encode()
+
+        resp = client.post("/api/jobs", content=chunks(), headers={"Content-Type": "application/json"})
+        assert resp.status_code == 413
+        resp = client.post("/api/datasets", content=huge, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 413
+        assert client.get("/api/jobs").json() == []
+    assert Settings().max_json_bytes == 1024**2
+
+
+def test_a_20mb_encoder_is_refused_and_jobs_stay_small(service):
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "x" * 20_000_000})
+    assert resp.status_code == 413
+    assert service.get("/api/jobs").json() == [] and len(service.get("/api/jobs").content) < 100
+
+
+def test_upload_name_field_is_checked_not_truncated(service):
+    archive = tiny_zip_bytes(2, 1)
+    for name in ("n" * 201, "n" * 5000, "bad\x01name"):
+        resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data={"name": name})
+        assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
+    assert service.get("/api/datasets").json() == []
+    assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
+    resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data={"name": "n" * 200})
+    assert resp.status_code == 201 and resp.json()["name"] == "n" * 200
+
+
+# -- 6. one complete validation at submission -----------------------------------------------------------------
+@pytest.mark.parametrize("field,value,fragment", [
+    ("encoder", "clip-b32", "Unknown encoder 'clip-b32'"),
+    ("encoder", "mocov2:/nowhere/moco_v2.pth.tar", "does not exist"),
+    ("encoder", "openclip:NoSuchArch", "Unknown open_clip architecture 'NoSuchArch'"),
+    ("encoder", "effnet-lite0:extra", "takes no ':' argument"),
+])
+def test_unusable_encoders_are_422_at_submission(service, field, value, fragment):
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    for kind in ("extract", "pipeline"):
+        body = {"kind": kind, "dataset_id": ds["id"], field: value}
+        if kind == "pipeline":
+            body["probes"] = [ERM]
+        resp = service.post("/api/jobs", json=body)
+        assert resp.status_code == 422 and resp.json()["detail"].startswith(f"{field}: ")
+        assert fragment in resp.json()["detail"]
+    assert service.get("/api/jobs").json() == []
+
+
+def test_probe_configs_are_checked_against_host_and_cache(service, tmp_path):
+    import torch
+
+    cache_id = _synthetic_cache(service, tmp_path)
+    missing_gpu = f"cuda:{torch.cuda.device_count()}"
+    cases = [
+        ({"device": missing_gpu}, "config.device", "does not exist on this host"),
+        ({"adapter": "lowrank", "adapter_rank": 1_000_000_000}, "config.adapter_rank", "must be in [1, 8]"),
+        ({"adapter": "mlp", "adapter_rank": 9}, "config.adapter_rank", "must be in [1, 8]"),
+    ]
+    for config, field, fragment in cases:
+        resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": config})
+        assert resp.status_code == 422 and resp.json()["detail"].startswith(field) and fragment in _detail(resp)
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"],
+                                           "probes": [ERM, dict(ERM, device=missing_gpu)]})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith("probes[1].device")
+    # The cache's default head decides the config: a loss that needs the cosine head fails at submission.
+    cosine_only = next(name for name, spec in __import__("probe").LOSSES.items() if spec.input == "cosine")
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": {"loss": cosine_only}})
+    assert resp.status_code == 422 and "head='cosine'" in _detail(resp)
+    assert service.get("/api/jobs").json() == []
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": {"adapter": "lowrank",
+                                                                                         "adapter_rank": 8}})
+    assert resp.status_code == 202
+    stored = service.get(f"/api/jobs/{resp.json()['id']}").json()["request"]["config"]
+    assert stored["adapter_rank"] == 8 and stored["head"] == "linear" and stored["lr_grid"] == [1e-3, 1e-2]
+
+
+def test_a_cache_without_default_head_is_422_naming_it(service, tmp_path):
+    cache_id = _synthetic_cache(service, tmp_path, attrs={"default_head": None})
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id})
+    assert resp.status_code == 422
+    assert resp.json()["detail"].startswith("cache_id: ") and "root attribute 'default_head'" in resp.json()["detail"]
+
+
+# -- 7. tokens, hosts, origins, sweeping, server paths -----------------------------------------------------------
+@pytest.mark.parametrize("token", [" ", "\t\n", "   "])
+def test_blank_tokens_are_no_tokens(monkeypatch, tmp_path, capsys, token):
+    from app.cli import main
+
+    assert Settings(api_token=token).token is None
+    assert Settings(api_token=" s3cret \n").token == "s3cret"
+    monkeypatch.delenv("MR2PROBE_API_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1", "--data-dir", str(tmp_path), "--token", token]) == 2
+    assert "refusing to listen on '0.0.0.0' without an API token" in capsys.readouterr().err
+
+
+def test_host_header_must_be_trusted(tmp_path):
+    settings = Settings(data_dir=tmp_path, device="cpu")
+    assert settings.trusted_hosts == ["localhost", "127.0.0.1", "[::1]"]
+    assert Settings(host="::1", allowed_hosts="a.example, *.b.example").trusted_hosts == [
+        "localhost", "127.0.0.1", "[::1]", "a.example", "*.b.example"]
+    with pytest.raises(ValueError, match="allowed host patterns"):
+        Settings(allowed_hosts="a*b")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/api/health").status_code == 200
+        assert client.get("/api/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert client.get("/api/health", headers={"Host": "[::1]:8000"}).status_code == 200
+        for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):
+            assert client.get("/api/jobs", headers={"Host": host}).status_code == 400, host
+    with TestClient(create_app(Settings(data_dir=tmp_path / "b", allowed_hosts="*")),
+                    base_url="http://anything.example") as client:
+        assert client.get("/api/health").status_code == 200
+
+
+def test_cross_origin_state_changes_are_refused(service):
+    archive = tiny_zip_bytes(2, 1)
+    for headers in ({"Origin": "http://attacker.example"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):
+        resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, headers=headers)
+        assert resp.status_code == 403 and "cross-origin" in resp.json()["detail"], headers
+        assert service.delete("/api/jobs/job_x", headers=headers).status_code == 403
+    assert service.get("/api/datasets").json() == []
+    assert service.get("/api/jobs", headers={"Origin": "http://attacker.example"}).status_code == 200  # reads
+    resp = service.post("/api/datasets", files={"file": ("t.zip", archive)},
+                        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert resp.status_code == 201
+
+
+def test_startup_sweeps_orphans_and_keeps_resumable_work(tmp_path, caplog):
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+        store = client.app.state.store
+    orphan = settings.uploads_dir / "ds_orphan0000"
+    orphan.mkdir(parents=True)
+    (orphan / "half.zip").write_bytes(b"PK")
+    cache_dir = settings.caches_dir / ds["id"] / "effnet-lite0"
+    cache_dir.mkdir(parents=True)
+    kept, dead = cache_dir / "kept.h5", cache_dir / "dead.h5"
+    for final in (kept, dead):
+        final.with_name(final.name + ".partial").write_bytes(b"half")
+        final.with_name(final.name + ".lock").write_text("pid 1")
+    job = store.claim(store.add_job("extract", {"dataset_id": ds["id"], "encoder": "effnet-lite0", "options": {}})["id"])
+    store.update_result(job["id"], extraction=str(kept))  # a job killed mid-extraction: running → interrupted
+    with TestClient(create_app(settings)) as client:
+        assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "interrupted"
+    assert not orphan.exists() and (settings.uploads_dir / ds["id"]).is_dir()
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["kept.h5.lock", "kept.h5.partial"]
+    assert f"removed upload {orphan}" in caplog.text and str(dead) in caplog.text
+
+
+def test_client_messages_hide_server_paths(tmp_path):
+    root = tmp_path / "secret-root"
+    (root / "one").mkdir(parents=True)
+    (root / "one" / "a").mkdir()
+    settings = make_settings(tmp_path / "state-dir", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/datasets", json={"path": str(tmp_path)})
+        assert resp.status_code == 403 and "outside the data root" in resp.json()["detail"]
+        resp = client.post("/api/datasets", json={"path": "one"})
+        assert resp.status_code == 422
+        resp2 = client.post("/api/datasets", files={"file": ("one.zip", tiny_zip_bytes(2, 1, classes=("a",)))})
+        assert resp2.status_code == 422
+        for r in (resp, resp2):
+            assert str(root) not in r.text and str(settings.data_dir) not in r.text and str(tmp_path) not in r.text
+            assert "<data" in r.text or "<server path>" in r.text, r.text
+
+
+# -- the shared edge ----------------------------------------------------------------------------------------------
+def test_error_table_maps_every_library_error(service):
+    from app.main import _error_table
+    from feature_cache import CacheMismatch, DatasetError, UnsafeArchive
+
+    table = _error_table()
+    assert {kind: status for kind, (status, _) in table.items() if kind in (DatasetError, UnsafeArchive,
+                                                                              CacheMismatch)} == {
+        DatasetError: 422, UnsafeArchive: 400, CacheMismatch: 422}
+    import app.routes.datasets as routes
+
+    assert "HTTPException" not in open(routes.__file__).read()
+
+
+def test_concurrent_submissions_are_all_validated(service, tmp_path):
+    cache_id = _synthetic_cache(service, tmp_path)
+    codes = []
+
+    def submit(config):
+        codes.append(service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": config}).status_code)
+
+    threads = [threading.Thread(target=submit, args=({"device": "cuda:99"},)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [422] * 4 and service.get("/api/jobs").json() == []

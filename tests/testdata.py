@@ -1,0 +1,69 @@
+"""Test data every clone has: tiny generated images in class folders, and where the optional real data lies.
+
+``MR2PROBE_TEST_NO_SHARED=1`` makes the tests behave as in a clone without ``../shared/data`` (only the real-data
+end-to-end tests skip then), so that this can be checked anywhere.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_CIFAR_ZIP = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
+
+
+def shared_cifar_zip() -> Path | None:
+    """The real CIFAR-10 archive, or None when absent (or hidden with ``MR2PROBE_TEST_NO_SHARED=1``)."""
+    if os.environ.get("MR2PROBE_TEST_NO_SHARED") == "1" or not _CIFAR_ZIP.is_file():
+        return None
+    return _CIFAR_ZIP
+
+
+def image_bytes(label: int, index: int, size: int = 12, fmt: str = "PNG") -> bytes:
+    """A small RGB image whose colour depends on the class and whose noise depends on the index."""
+    rng = np.random.default_rng(1000 * label + index)
+    base = np.array([(label * 70) % 256, (label * 130 + 40) % 256, (label * 200 + 90) % 256], dtype=np.float32)
+    pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_image(path: Path, label: int, index: int, size: int = 12, fmt: str = "PNG") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(image_bytes(label, index, size, fmt))
+
+
+def make_tree(root: Path, counts: dict[str, int], splits: tuple[str, ...] = ("train", "test"),
+              test_counts: dict[str, int] | None = None) -> Path:
+    """root/<split>/<class>/<i>.png (or root/<class>/<i>.png when ``splits`` is empty)."""
+    classes = sorted(counts)
+    for split in splits or ("",):
+        per_class = test_counts if (split == "test" and test_counts) else counts
+        for label, name in enumerate(classes):
+            for i in range(per_class[name]):
+                offset = 500 if split == "test" else 0
+                write_image(root / split / name / f"{i:03d}.png", label, i + offset)
+    return root
+
+
+def image_zip(n_train: int, n_test: int, classes: tuple[str, ...], root: str = "tiny", size: int = 32,
+              extra: dict[str, bytes] | None = None) -> bytes:
+    """A zip of ``root/{train,test}/<class>/NNN.jpg|png`` (32×32 JPEGs and PNGs, alternating) plus ``extra``
+    members (path inside ``root`` → bytes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as out:
+        for split, n in (("train", n_train), ("test", n_test)):
+            for label, name in enumerate(classes):
+                for i in range(n):
+                    fmt, ext = ("JPEG", "jpg") if i % 2 == 0 else ("PNG", "png")
+                    offset = 500 if split == "test" else 0
+                    out.writestr(f"{root}/{split}/{name}/{i:03d}.{ext}", image_bytes(label, i + offset, size, fmt))
+        for member, data in (extra or {}).items():
+            out.writestr(f"{root}/{member}", data)
+    return buf.getvalue()
