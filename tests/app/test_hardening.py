@@ -135,7 +135,16 @@ def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monk
     assert ctx.result()["pending_run"] is None
     monkeypatch.undo()
     # A summary with missing numbers (a class without test images) is reported, not a crash after the run row.
-    monkeypatch.setattr(probe, "run_probe", lambda *a, out_dir=None, **k: {"summary": {"overall": None}})
+    from types import SimpleNamespace
+
+    from probe.report import Summary
+
+    empty = Summary.model_validate({"overall": None, "balanced": None, "easy": None, "medium": None, "hard": None,
+                                    "worst_class": {"name": "a", "accuracy": None}, "per_class_std": None,
+                                    "group_margin": {"easy": None, "medium": None, "hard": None},
+                                    "class_margin_deg": None, "ideal_class_margin_deg": None,
+                                    "min_sample_margin": None, "ideal_sample_margin": None})
+    monkeypatch.setattr(probe, "run_probe", lambda *a, out_dir=None, **k: SimpleNamespace(summary=empty))
     row = probe_step(ctx, cache_id, config, None)
     assert [r["id"] for r in store.list_runs()] == [row["id"]]
     assert f"run {row['id']}: overall n/a, hard n/a" in [m["text"] for m in store.get_job(job["id"])["messages"]]
@@ -228,12 +237,16 @@ def test_probe_configs_are_checked_against_host_and_cache(service, tmp_path):
     missing_gpu = f"cuda:{torch.cuda.device_count()}"
     cases = [
         ({"device": missing_gpu}, "config.device", "does not exist on this host"),
-        ({"adapter": "lowrank", "adapter_rank": 1_000_000_000}, "config.adapter_rank", "must be in [1, 8]"),
+        ({"adapter": "lowrank", "adapter_rank": 4096}, "config.adapter_rank", "must be in [1, 8]"),
         ({"adapter": "mlp", "adapter_rank": 9}, "config.adapter_rank", "must be in [1, 8]"),
     ]
     for config, field, fragment in cases:
         resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": config})
         assert resp.status_code == 422 and resp.json()["detail"].startswith(field) and fragment in _detail(resp)
+    # Above the request bound (probe.params.MAX_ADAPTER_RANK) the schema itself refuses the rank, naming it.
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id,
+                                           "config": {"adapter": "lowrank", "adapter_rank": 1_000_000_000}})
+    assert resp.status_code == 422 and resp.json()["detail"][0]["loc"][-1] == "adapter_rank"
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"],
                                            "probes": [ERM, dict(ERM, device=missing_gpu)]})
