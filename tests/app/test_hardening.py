@@ -350,3 +350,21 @@ def test_concurrent_submissions_are_all_validated(service, tmp_path):
     for t in threads:
         t.join()
     assert codes == [422] * 4 and service.get("/api/jobs").json() == []
+
+
+def test_a_request_stored_before_resolution_still_gets_the_cache_head(service, tmp_path, monkeypatch):
+    """Jobs queued by an older version stored only the fields the client set; resuming them keeps their meaning."""
+    import probe
+
+    from app.jobs import JobContext
+    from app.steps import probe_step
+
+    store = service.app.state.store
+    cache_id = synthetic_cache(store, tmp_path, {"default_head": "cosine", "normalized": True})["id"]
+    seen = []
+    monkeypatch.setattr(probe, "run_probe", lambda data, names, cfg, **kw: seen.append(cfg) or {"summary": {}})
+    ctx = JobContext(job=store.claim(store.add_job("probe", {})["id"]), store=store, settings=service.app.state.settings)
+    probe_step(ctx, cache_id, dict(FAST_PROBE), None)
+    ctx.record(pending_run=None)
+    probe_step(ctx, cache_id, probe.ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
+    assert [cfg.head for cfg in seen] == ["cosine", "linear"]  # stored complete configs run as stored
