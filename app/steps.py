@@ -156,8 +156,13 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             return ctx.store.get_run(pending)  # recorded just before the last attempt stopped
         except KeyError:
             shutil.rmtree(ctx.settings.runs_dir / pending, ignore_errors=True)  # half-written: start again
-    cfg = ProbeConfig.model_validate(config)
     cache = open_cache(ctx.store.get_cache(cache_id)["path"])
+    if "head" in config:
+        cfg = ProbeConfig.model_validate(config)
+    else:  # a request stored before configs were resolved at submission (resumed after an upgrade)
+        from .validation import resolve_probe_config
+
+        cfg = resolve_probe_config(config, cache.default_head)
     reference = load_report(ctx.store.get_run(reference_run)["path"]) if reference_run else None
     data = {split: cache.load(split) for split in ("train", "val", "test") if split in cache.splits}
     if "train" not in data or "test" not in data:

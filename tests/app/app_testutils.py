@@ -22,6 +22,31 @@ def tiny_zip_bytes(n_train: int = 6, n_test: int = 3, classes: tuple[str, ...] =
     return image_zip(n_train, n_test, classes, root=root, extra=extra)
 
 
+def synthetic_cache(store, folder: Path, attrs: dict | None = None) -> dict:
+    """A cache row (and its data set row) over a small synthetic 8-d feature file: 3 classes, no extraction.
+
+    ``attrs`` overrides the cache's root attributes; a ``None`` value leaves that attribute out."""
+    import numpy as np
+
+    from feature_cache import write_cache
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.repeat(np.arange(3), n)
+        return (rng.normal(0, 1, (len(y), 8)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
+
+    attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f" * 64,
+             **(attrs or {})}
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    path = write_cache(folder / "synthetic.h5", {"train": split(10), "val": split(4), "test": split(5)},
+                       ["a", "b", "c"], attrs, dtype="float32")
+    ds = store.add_dataset(name="s", source="path", path=str(folder), class_names=["a", "b", "c"],
+                           counts={"train": [10, 10, 10]}, fingerprint="d", skipped=0)
+    return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,
+                           num_features=8, class_names=["a", "b", "c"], counts={"train": 30}, job_id=None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

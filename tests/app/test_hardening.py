@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import threading
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
 from app.schemas import MAX_PROBES
-from feature_cache import write_cache
 
-from app_testutils import ERM, FAST_PROBE, MR2, make_settings, tiny_zip_bytes, wait_for, wait_job
+from app_testutils import ERM, FAST_PROBE, MR2, make_settings, synthetic_cache, tiny_zip_bytes, wait_for, wait_job
 
 
 @pytest.fixture
@@ -26,23 +24,7 @@ def service(tmp_path):
 
 
 def _synthetic_cache(client, tmp_path, attrs=None) -> str:
-    """A cache row over a small synthetic feature file (no extraction needed); returns its id."""
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        y = np.repeat(np.arange(3), n)
-        return (rng.normal(0, 1, (len(y), 8)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
-
-    attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f" * 64,
-             **(attrs or {})}
-    attrs = {k: v for k, v in attrs.items() if v is not None}
-    path = write_cache(tmp_path / "synthetic.h5", {"train": split(10), "val": split(4), "test": split(5)},
-                       ["a", "b", "c"], attrs, dtype="float32")
-    store = client.app.state.store
-    ds = store.add_dataset(name="s", source="path", path=str(tmp_path), class_names=["a", "b", "c"],
-                           counts={"train": [10, 10, 10]}, fingerprint="d", skipped=0)
-    return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,
-                           num_features=8, class_names=["a", "b", "c"], counts={"train": 30}, job_id=None)["id"]
+    return synthetic_cache(client.app.state.store, tmp_path, attrs)["id"]
 
 
 def _detail(resp) -> str:
@@ -381,3 +363,21 @@ def test_concurrent_submissions_are_all_validated(service, tmp_path):
     for t in threads:
         t.join()
     assert codes == [422] * 4 and service.get("/api/jobs").json() == []
+
+
+def test_a_request_stored_before_resolution_still_gets_the_cache_head(service, tmp_path, monkeypatch):
+    """Jobs queued by an older version stored only the fields the client set; resuming them keeps their meaning."""
+    import probe
+
+    from app.jobs import JobContext
+    from app.steps import probe_step
+
+    store = service.app.state.store
+    cache_id = synthetic_cache(store, tmp_path, {"default_head": "cosine", "normalized": True})["id"]
+    seen = []
+    monkeypatch.setattr(probe, "run_probe", lambda data, names, cfg, **kw: seen.append(cfg) or {"summary": {}})
+    ctx = JobContext(job=store.claim(store.add_job("probe", {})["id"]), store=store, settings=service.app.state.settings)
+    probe_step(ctx, cache_id, dict(FAST_PROBE), None)
+    ctx.record(pending_run=None)
+    probe_step(ctx, cache_id, probe.ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
+    assert [cfg.head for cfg in seen] == ["cosine", "linear"]  # stored complete configs run as stored

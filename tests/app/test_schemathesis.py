@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.main import create_app
 
-from app_testutils import make_settings, tiny_zip_bytes
+from app_testutils import FAST_PROBE, make_settings, synthetic_cache, tiny_zip_bytes
 
 MAX_EXAMPLES = 12  # per operation and generation mode: the whole module stays well under a minute on 2 cores
 CASES: dict[str, int] = {}
@@ -37,17 +37,34 @@ def _takes_input(operation) -> bool:
     return bool(raw.get("parameters") or "requestBody" in raw or raw.get("security"))
 
 
+# Operations that read rows by id are also run with ids that exist, so that their 200 answers are checked too.
+WITH_IDS = [pytest.param(op, id=op.label) for op in OPERATIONS
+            if op.method.upper() == "GET" and ("{" in op.path or op.path.endswith("/compare"))]
+
 # Negative cases need an input to break: an operation without parameters, body or security has none.
 RUNS = [pytest.param(op, mode, id=f"{op.label} {mode.value}") for op in OPERATIONS
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if mode.is_positive or _takes_input(op)]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registered_dataset():
+def existing_ids() -> dict[str, str]:
+    """Rows the generated requests can meet: an uploaded data set, a cache, a finished run, a queued job."""
+    from app.jobs import JobContext
+    from app.steps import probe_step
+    from probe import ProbeConfig
+
+    store, settings = APP.state.store, APP.state.settings
     with TestClient(APP) as client:
-        assert client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).status_code == 201
-    yield
-    print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes")
+        resp = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))})
+        assert resp.status_code == 201
+        cache = synthetic_cache(store, _STATE)
+        job = store.claim(store.add_job("probe", {})["id"])
+        run = probe_step(JobContext(job=job, store=store, settings=settings), cache["id"],
+                         ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
+        queued = store.add_job("extract", {"dataset_id": resp.json()["id"], "encoder": "effnet-lite0", "options": {}})
+    yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "job_id": queued["id"]}
+    print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes "
+          f"+ {len(WITH_IDS)} with existing ids")
 
 
 @pytest.mark.parametrize("operation,mode", RUNS)
@@ -61,3 +78,20 @@ def test_no_server_errors_and_conformant_responses(operation, mode):
 
     check()
     assert CASES[f"{mode} {operation.label}"] >= 1  # requests were sent, not all filtered away
+
+
+@pytest.mark.parametrize("operation", WITH_IDS)
+def test_existing_rows_conform_to_the_schema(operation, existing_ids):
+    names = [p["name"] for p in operation.definition.raw.get("parameters", []) if p["in"] == "path"]
+    path_parameters = {name: existing_ids[name] for name in names}
+    query = {"base": existing_ids["run_id"], "other": existing_ids["run_id"]} if operation.path.endswith("/compare") else None
+    statuses = set()
+
+    @given(case=operation.as_strategy(path_parameters=path_parameters, query=query))
+    @settings(max_examples=3, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    def check(case):
+        CASES[f"existing {operation.label}"] = CASES.get(f"existing {operation.label}", 0) + 1
+        statuses.add(case.call_and_validate(checks=[not_a_server_error, response_schema_conformance]).status_code)
+
+    check()
+    assert statuses == {200}
