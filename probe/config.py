@@ -33,7 +33,10 @@ from .presets import PRESETS, get_preset
 from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
 __all__ = ["ProbeConfig", "auto_epochs", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED",
-           "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"]
+           "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
+           "MAX_OVERALL_DROP", "REFERENCE_FIELDS"]
+
+MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
@@ -92,7 +95,13 @@ class ProbeConfig(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], max_length=MAX_SEEDS,
                              description=f"seeds (at most {MAX_SEEDS}, each in [0, {MAX_SEED}]); the first one "
                              "selects")
-    select: Literal["overall", "hard"] = Field("overall", description="validation selection criterion")
+    select: Literal["overall", "hard"] = Field(
+        "overall", description="validation selection criterion: 'overall' accuracy, or 'hard' — the "
+        "disparity-aware decision: a candidate replaces the reference (ERM) configuration only when the 95 % paired "
+        "bootstrap interval of its validation hard-third gain is above 0 and that of its overall difference is "
+        "above -max_overall_drop")
+    max_overall_drop: float = Field(0.0, ge=0.0, le=MAX_OVERALL_DROP, description="percentage points of overall "
+                                    "accuracy the user will trade for the hard third (select='hard'); 0: none")
     posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
     val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
@@ -179,6 +188,13 @@ class ProbeConfig(BaseModel):
                 check_options(spec, {name: value}, "loss", "loss_options_grid")
 
     # -- derived values ------------------------------------------------------------------------------
+    def reference_config(self) -> "ProbeConfig":
+        """The reference (ERM) configuration of this request when no reference run is given: cross-entropy on the
+        same head and training settings, lr and weight decay selected on overall validation accuracy."""
+        kept = {name: getattr(self, name) for name in REFERENCE_FIELDS}
+        return ProbeConfig(**kept, loss="ce", select="overall")
+
+
     @property
     def resolved_p(self) -> float:
         """p, or the head's default p (``probe.HEADS[head].default_p``: 2 linear, 3 cosine)."""
@@ -222,6 +238,10 @@ class ProbeConfig(BaseModel):
                     warmup_epochs=self.warmup_epochs, device=self.device if device is None else device,
                     random_state=seed)
 
+
+# What the reference (ERM) configuration shares with the request it is compared with.
+REFERENCE_FIELDS = ("head", "head_options", "p", "lr_grid", "wd_grid", "epochs", "batch_size", "optimizer",
+                    "warmup_epochs", "seeds", "val_fraction", "device")
 
 # auto_epochs: enough epochs for AUTO_MIN_STEPS optimiser steps, within AUTO_EPOCH_BOUNDS.
 AUTO_MIN_STEPS = 450

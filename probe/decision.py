@@ -17,7 +17,8 @@ from .groups import GROUP_NAMES, assign_groups
 from .selection import choose_safe, describe_params
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
-__all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "Decision", "decide", "small_split_warning"]
+__all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "Decision", "decide", "small_split_warning",
+           "stability_and_warnings"]
 
 # Below this many validation images in some class, per-class accuracies move by ≥ 2 points per image and the
 # thirds are noisy: the run warns (and k-fold cross-validation is the better protocol).
@@ -102,6 +103,17 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
     stability = boot.group_stability(reference, groups)
     return Decision(index, verdict, reason, frontier, groups, [float(s) for s in stability],
                     _warnings(labels, class_names, groups, stability, frontier))
+
+
+def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names: list[str],
+                           groups: dict[str, list[int]], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+                           ) -> tuple[list[float], list[str]]:
+    """Group stability (per class, on validation resamples of ``correct``) and the warnings, for runs that
+    select on overall accuracy (no decision to make, the groups and the split size still need their caveats)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    boot = Bootstrap(labels, len(class_names), n_resamples=n_resamples, seed=seed)
+    stability = boot.group_stability(np.asarray(correct, dtype=np.float64), groups)
+    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [])
 
 
 def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stability: np.ndarray,

@@ -90,6 +90,7 @@ def apply_posthoc(ev: SeedEvaluation, val_labels: np.ndarray, test_labels: np.nd
     t = score_logits(model.decision_function(ev.test_logits), test_labels, num_classes)
     ev.val_per_class, ev.val_overall = v.per_class, v.overall
     ev.test_per_class, ev.test_overall = t.per_class, t.overall
+    ev.val_logits, ev.test_logits = v.logits, t.logits  # the stored predictions are those of the biased probe
     _, ev.output_margin_mean = per_class_reduce(output_margins(t.logits, test_labels), test_labels, num_classes)
     ev.posthoc = {"bias": model.bias_.tolist(), "scale": model.scale_, "val_overall_before": model.overall_before_,
                   "val_overall_after": model.overall_after_, "val_objective_before": model.objective_before_,

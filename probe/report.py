@@ -1,4 +1,4 @@
-"""The run report (``report.json``, schema_version 1 of docs/ARCHITECTURE.md), its CSV and terminal views.
+"""The run report (``report.json``, schema_version 2 of docs/ARCHITECTURE.md), its CSV and terminal views.
 
 Aggregation over seeds (all on the test split unless named ``val``):
 
@@ -34,13 +34,16 @@ from .metrics import balanced_accuracy, ideal_class_margin_deg, ideal_sample_mar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA_VERSION", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate", "Grouping", "Summary",
+__all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
+           "FrontierPoint", "Confusion", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "build_report", "write_run",
            "load_report", "report_csv", "format_report", "report_json"]
 
-SCHEMA_VERSION = 1
-PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "val_accuracy",
-                     "r2", "r", "spread", "gamma", "output_margin", "sample_margin_min", "sample_margin_mean")
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
+PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
+                     "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
+                     "gamma", "output_margin", "sample_margin_min", "sample_margin_mean")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 
 
@@ -82,8 +85,29 @@ class Candidate(BaseModel):
     failed: Optional[str] = None
 
 
+class FrontierPoint(_Model):
+    """One candidate of the disparity-aware decision: its validation scores and its paired differences to the
+    reference (ERM) configuration on the same validation samples, with 95 % bootstrap intervals (fractions)."""
+
+    params: dict[str, Any]
+    val_overall: Num = None
+    val_hard: Num = None
+    val_overall_delta: Num = None
+    val_hard_delta: Num = None
+    val_overall_delta_ci: Optional[NumList] = None
+    val_hard_delta_ci: Optional[NumList] = None
+    failed: Optional[str] = None
+    chosen: bool = False
+    reference: bool = False
+
+
 class Selection(_Model):
-    """Hyper-parameter selection on validation: the criterion, every candidate, the chosen one and why."""
+    """Hyper-parameter selection on validation: the criterion, every candidate, the chosen one and why.
+
+    ``verdict``: ``improved`` / ``no_safe_improvement`` for the disparity-aware criterion (``hard``), whose
+    ``frontier`` lists every candidate with its intervals; ``not_applicable`` for ``overall``. ``verdict_text`` is
+    the one sentence a user reads first. ``requested`` is the request as given when the run kept the reference
+    configuration instead (``config`` then describes what was trained)."""
 
     criterion: str
     split: Literal["val"] = "val"
@@ -91,6 +115,10 @@ class Selection(_Model):
     chosen: Candidate
     reason: str
     preset: Optional[PresetInfo] = None
+    verdict: Literal["improved", "no_safe_improvement", "not_applicable"] = "not_applicable"
+    verdict_text: str = ""
+    frontier: list[FrontierPoint] = Field(default_factory=list)
+    requested: Optional[dict[str, Any]] = None
 
 
 class Grouping(_Model):
@@ -101,6 +129,8 @@ class Grouping(_Model):
     split: Literal["val"] = "val"
     note: str
     groups: dict[str, list[int]]
+    stability: Optional[NumList] = Field(None, description="per class: fraction of bootstrap resamples of the "
+                                         "validation split in which the class keeps its group")
 
 
 class WorstClass(_Model):
@@ -142,8 +172,23 @@ class Seeds(_Model):
     metrics: dict[str, SeedMetric] = Field(..., description=f"keys: {', '.join(SEED_METRICS)}")
 
 
+class ConfusedWith(_Model):
+    index: int
+    name: str
+    rate: float = Field(..., description="fraction of the class's test predictions (all seeds) that went here")
+
+
+class Confusion(_Model):
+    """Test confusion counts summed over seeds; rows = true class, columns = predicted class."""
+
+    split: Literal["test"] = "test"
+    counts: list[list[int]]
+
+
 class PerClassRow(_Model):
-    """One class: test accuracy (seed mean, std, per seed), val accuracy, class statistics and margins."""
+    """One class: test accuracy (seed mean, std, per seed, 95 % bootstrap interval), val accuracy, precision /
+    recall / F1 / support of the test predictions of all seeds, its most frequent confusions, class statistics
+    and margins."""
 
     index: int
     name: str
@@ -161,6 +206,12 @@ class PerClassRow(_Model):
     output_margin: Num
     sample_margin_min: Num
     sample_margin_mean: Num
+    accuracy_ci: Optional[NumList] = None
+    precision: Num = None
+    recall: Num = None
+    f1: Num = None
+    support: Optional[int] = None
+    top_confusions: list[ConfusedWith] = Field(default_factory=list)
 
 
 class ValSummary(_Model):
@@ -185,11 +236,11 @@ class Posthoc(_Model):
 
 
 class Report(_Model):
-    """``report.json`` (schema_version 1): the one definition of the report schema. ``build_report`` returns it,
+    """``report.json`` (schema_version 2; version 1 files read): the one definition of the report schema. ``build_report`` returns it,
     ``load_report`` parses it and the API declares it as its ``response_model``. ``config`` is the request
     (``ProbeConfig`` fields, with ``p`` resolved and the ``selected`` hyper-parameters)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     run_id: Optional[str]
     created_at: str
     config: dict[str, Any]
@@ -201,6 +252,9 @@ class Report(_Model):
     per_class: list[PerClassRow]
     val: ValSummary
     posthoc: Optional[Posthoc] = None
+    confusion: Optional[Confusion] = None
+    warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
+                                "unstable groups, failed candidates, ...")
 
 
 def _mean_std(values: list[float]) -> SeedMetric:
@@ -299,8 +353,12 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
 
 def build_report(*, run_id: str | None, config, selected: dict, selection: Selection, class_names: list[str],
                  groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
-                 n_train: np.ndarray, val_source: str = "given") -> Report:
-    """Assemble the :class:`Report` (schema_version 1) from the per-seed evaluations of ``probe.run``."""
+                 n_train: np.ndarray, val_source: str = "given", diagnostics=None,
+                 stability: list[float] | None = None, warnings: list[str] | None = None) -> Report:
+    """Assemble the :class:`Report` from the per-seed evaluations of ``probe.run``.
+
+    ``diagnostics`` (:class:`probe.diagnostics.TestDiagnostics`) adds the confusion matrix and the per-class
+    precision / recall / F1 / interval / confusions; ``stability`` the groups' bootstrap stability."""
     test_acc = np.stack([e.test_per_class for e in evaluations])
     mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
@@ -314,14 +372,21 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         posthoc = Posthoc(objective=config.posthoc_objective,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
     val_mean = np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0)
+    per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc)
+    if diagnostics is not None:
+        per_class = [PerClassRow.model_validate({**row.model_dump(), **extra})
+                     for row, extra in zip(per_class, diagnostics.rows)]
+    grouping = _grouping(reference, groups)
+    grouping.stability = stability
     return Report(
         run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=config_dict,
-        selection=selection, class_names=list(class_names), grouping=_grouping(reference, groups), summary=summary,
-        seeds=Seeds(values=[e.seed for e in evaluations], metrics=metrics),
-        per_class=_per_class(evaluations, class_names, groups, trainer, n_train, mean_acc),
+        selection=selection, class_names=list(class_names), grouping=grouping, summary=summary,
+        seeds=Seeds(values=[e.seed for e in evaluations], metrics=metrics), per_class=per_class,
         val=ValSummary(overall=float(np.mean([e.val_overall for e in evaluations])), per_class=val_mean,
                        source=val_source),
         posthoc=posthoc,
+        confusion=None if diagnostics is None else Confusion(counts=diagnostics.confusion.tolist()),
+        warnings=list(warnings or []),
     )
 
 
@@ -330,11 +395,14 @@ def report_json(report: Report) -> str:
     return report.model_dump_json(indent=2)
 
 
-def write_run(run_dir: Path, report: Report, trainer) -> None:
-    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json) into ``run_dir``."""
+def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
+    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, and the test
+    predictions ``predictions.npz`` when given) into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.save(run_dir / "head.safetensors")
+    if predictions is not None:
+        predictions.save(run_dir)
     (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8")
     if report.posthoc is not None:
         first = report.posthoc.per_seed[0]
@@ -361,8 +429,8 @@ def load_report(run_dir: str | Path) -> Report:
         raise FileNotFoundError(f"no report.json at {path}; is {run_dir} a finished run directory?")
     data = json.loads(path.read_text(encoding="utf-8"))
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"{path} has schema_version {version!r}; this version reads {SCHEMA_VERSION}.")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path} has schema_version {version!r}; this version reads {READABLE_VERSIONS}.")
     try:
         return Report.model_validate(data)
     except ValidationError as err:
@@ -376,6 +444,7 @@ def report_csv(report: Report) -> str:
     writer.writeheader()
     for row in report.per_class:
         values = row.model_dump()
+        values["accuracy_ci_lo"], values["accuracy_ci_hi"] = values.pop("accuracy_ci") or (None, None)
         writer.writerow({k: ("" if values[k] is None else values[k]) for k in PER_CLASS_COLUMNS})
     return buf.getvalue()
 

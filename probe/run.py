@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import ProbeConfig, auto_epochs
+from .decision import decide, stability_and_warnings
+from .diagnostics import test_diagnostics
 from .evaluate import SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
+from .metrics import softmax
+from .predictions import Predictions, paired_test_delta
 from .registry import get_loss_spec
-from .report import Candidate, PresetInfo, Report, Selection, build_report, write_run
-from .selection import select_candidate
+from .report import Candidate, FrontierPoint, PresetInfo, Report, Selection, build_report, write_run
+from .selection import delta_sentence, select_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +166,8 @@ class _Progress:
 class _Fitter:
     """Builds and fits the trainers of one run on the prepared training tensor (shared by every fit)."""
 
-    def __init__(self, config: ProbeConfig, splits: _Splits, device, loss_options: dict, steps: _Progress) -> None:
+    def __init__(self, config: ProbeConfig, splits: _Splits, device, loss_options: dict, steps: _Progress,
+                 x=None) -> None:
         import torch
 
         from .trainer import ProbeTrainer
@@ -170,13 +175,18 @@ class _Fitter:
         self.config, self.splits, self.device = config, splits, device
         self.loss_options, self.steps = loss_options, steps
         self.trainer_class = ProbeTrainer
-        # Constants of the sweep, prepared once rather than per fit: the float32 training tensor and, when the
-        # class statistics are exact (frozen features, no adapter), r_k² and ‖s_k‖² of the features the head sees.
-        self.x = torch.from_numpy(np.ascontiguousarray(splits.x_train, dtype=np.float32))
+        # Constants of the sweep, prepared once rather than per fit: the float32 training tensor (shared with the
+        # reference configuration's fitter) and, when the class statistics are exact (frozen features, no
+        # adapter), r_k² and ‖s_k‖² of the features the head sees.
+        self.x = x if x is not None else torch.from_numpy(np.ascontiguousarray(splits.x_train, dtype=np.float32))
         self.stats = None
         if config.adapter is None and config.r2_mode == "exact":
             first = self.make(config.candidates()[0], config.seeds[0])
             self.stats = first.class_stats(self.x, splits.y_train, splits.num_classes)
+
+    def like(self, config: ProbeConfig) -> "_Fitter":
+        """A fitter of another configuration (the reference) on the same prepared training tensor."""
+        return _Fitter(config, self.splits, self.device, {}, self.steps, x=self.x)
 
     def make(self, params: dict, seed: int, hook: Callable | None = None):
         kwargs = self.config.trainer_params(params, seed=seed, device=self.device, loss_options=self.loss_options)
@@ -209,40 +219,59 @@ class _Fitter:
         return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
 
 
-def _select(fitter: _Fitter, splits: _Splits, ref_groups: dict | None, floor: float | None
-            ) -> tuple[int, list[Candidate], str, Any]:
-    """Fit and score every candidate on val with ``seeds[0]``; returns the chosen index, the scored candidates
-    (diverged ones with ``failed`` set), the reason and the chosen trainer."""
+@dataclass
+class _Sweep:
+    """The selection sweep with ``seeds[0]``: candidates, scores, fitted trainers, per-sample val correctness."""
+
+    candidates: list[dict]
+    scored: list[Candidate]
+    fitted: list
+    correct: list[np.ndarray | None]
+
+    @property
+    def viable(self) -> list[int]:
+        return [i for i, c in enumerate(self.scored) if c.failed is None]
+
+
+def _sweep(fitter: _Fitter, splits: _Splits, ref_groups: dict | None) -> _Sweep:
+    """Fit and score every candidate on val with ``seeds[0]`` (diverged ones get ``failed`` set)."""
     from .trainer import diverged
 
     config = fitter.config
     candidates = config.candidates()
     fitted = fitter.fit_all(candidates, config.seeds[0])
     scored: list[Candidate] = []
+    correct: list[np.ndarray | None] = []
     for i, (params, trainer) in enumerate(zip(candidates, fitted)):
         failure = diverged(trainer)
         if failure is not None:
             logger.warning("candidate %d/%d %s %s", i + 1, len(candidates), params, failure)
             scored.append(Candidate(**params, failed=failure))
+            correct.append(None)
             continue
         v = evaluate_split(trainer, *splits.val, splits.num_classes)
         groups = ref_groups if ref_groups is not None else assign_groups(v.per_class)
         hard = group_accuracy(v.per_class, groups)["hard"]
         scored.append(Candidate(**params, val_overall=v.overall, val_hard=hard))
+        correct.append((v.logits.argmax(axis=1) == splits.val[1]).astype(np.float64))
         logger.info("candidate %d/%d %s: val overall %.4f, hard %.4f", i + 1, len(candidates), params,
                     v.overall, hard)
-    viable = [i for i, c in enumerate(scored) if c.failed is None]
-    if not viable:
+    if not any(c.failed is None for c in scored):
         raise ValueError(f"every one of the {len(scored)} selection candidates diverged (first: {scored[0].failed}); "
                          "use smaller lr_grid values.")
-    index, reason = select_candidate([{**candidates[i], "val_overall": scored[i].val_overall,
-                                       "val_hard": scored[i].val_hard} for i in viable], config.select, floor=floor)
-    if len(viable) < len(scored):
-        reason += (f" {len(scored) - len(viable)} candidate(s) diverged and were left out (see "
+    return _Sweep(candidates, scored, fitted, correct)
+
+
+def _select_overall(sweep: _Sweep, config: ProbeConfig, floor: float | None) -> tuple[int, str]:
+    """The named criterion of ``probe.selection`` over the viable candidates; returns (index, reason)."""
+    viable = sweep.viable
+    index, reason = select_candidate([{**sweep.candidates[i], "val_overall": sweep.scored[i].val_overall,
+                                       "val_hard": sweep.scored[i].val_hard} for i in viable], config.select,
+                                     floor=floor)
+    if len(viable) < len(sweep.scored):
+        reason += (f" {len(sweep.scored) - len(viable)} candidate(s) diverged and were left out (see "
                    "selection.candidates[].failed).")
-    if config.select == "hard" and floor is None:
-        logger.warning("select='hard' without a reference run: no ERM floor, own groups")
-    return viable[index], scored, reason, fitted[viable[index]]
+    return viable[index], reason
 
 
 def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> list[SeedEvaluation]:
@@ -260,14 +289,102 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> list[
     return evaluations
 
 
-def _selection(config: ProbeConfig, scored: list[Candidate], index: int, reason: str) -> Selection:
-    preset = None
-    if config.preset is not None:
-        from .presets import get_preset
+def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray) -> Predictions:
+    """Test predictions of every seed and the first seed's confidence (``probe.predictions``)."""
+    first = evaluations[0].test_logits
+    return Predictions(test_labels, np.stack([e.test_logits.argmax(axis=1) for e in evaluations]),
+                       softmax(first).max(axis=1))
 
-        p = get_preset(config.preset)
-        preset = PresetInfo(name=p.name, settings=p.settings, why=p.why)
-    return Selection(criterion=config.select, candidates=scored, chosen=scored[index], reason=reason, preset=preset)
+
+def _preset_info(config: ProbeConfig) -> PresetInfo | None:
+    if config.preset is None:
+        return None
+    from .presets import get_preset
+
+    p = get_preset(config.preset)
+    return PresetInfo(name=p.name, settings=p.settings, why=p.why)
+
+
+@dataclass
+class _Outcome:
+    """What selection decided: the configuration and hyper-parameters every seed is trained with, its
+    ``seeds[0]`` model and fitter, the report's selection, the groups (None: from this run's own validation
+    accuracy), their stability, warnings, and the reference configuration's fitter when a paired test
+    comparison is due."""
+
+    config: ProbeConfig
+    params: dict
+    first: Any
+    fitter: _Fitter
+    selection: Selection
+    groups: dict | None = None
+    stability: list[float] | None = None
+    warnings: list[str] = field(default_factory=list)
+    reference: tuple | None = None  # (fitter, params, seeds[0] model) of the reference configuration
+    val_correct: np.ndarray | None = None  # the chosen model's per-sample val correctness (overall criterion)
+
+
+def _reference_configuration(fitter: _Fitter, reference: Report | None, splits: _Splits) -> tuple:
+    """The reference (ERM) configuration fitted with its first seed → ``(fitter, params, model)``: the reference
+    run's configuration and selected hyper-parameters, or, without a reference run, this request's
+    :meth:`ProbeConfig.reference_config` with lr / weight decay selected on validation overall accuracy."""
+    from .trainer import diverged
+
+    if reference is not None:
+        fields = {k: v for k, v in reference.config.items() if k in ProbeConfig.model_fields and k != "preset"}
+        config = ProbeConfig.model_validate({**fields, "device": fitter.config.device})
+        params = {k: v for k, v in (reference.config.get("selected") or {}).items() if v is not None}
+        ref_fitter = fitter.like(config)
+        model = ref_fitter.fit(params, config.seeds[0], "reference configuration")
+    else:
+        ref_fitter = fitter.like(fitter.config.reference_config())
+        candidates = ref_fitter.config.candidates()
+        fitted = ref_fitter.fit_all(candidates, ref_fitter.config.seeds[0])
+        scores = [-1.0 if diverged(t) else evaluate_split(t, *splits.val, splits.num_classes).overall for t in fitted]
+        best = int(np.argmax(scores))
+        params, model = candidates[best], fitted[best]
+    if diverged(model):
+        raise ValueError(f"the reference (ERM) configuration {params} {diverged(model)}.")
+    return ref_fitter, params, model
+
+
+def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_groups: dict | None,
+                 splits: _Splits, class_names: list[str]) -> _Outcome:
+    """The disparity-aware decision (``probe.decision``): paired validation differences to the reference
+    configuration; a candidate only when it raises the hard third beyond noise within the overall budget."""
+    config = fitter.config
+    ref_fitter, ref_params, ref_model = _reference_configuration(fitter, reference, splits)
+    ref_val = evaluate_split(ref_model, *splits.val, splits.num_classes).logits.argmax(axis=1) == splits.val[1]
+    entries = [{"loss": ref_fitter.config.loss, **ref_params}]
+    entries += [dict(c, failed=s.failed) if s.failed else dict(c) for c, s in zip(sweep.candidates, sweep.scored)]
+    d = decide(entries, [ref_val.astype(np.float64), *sweep.correct], 0, splits.val[1], class_names,
+               groups=ref_groups, max_overall_drop=config.max_overall_drop, seed=config.seeds[0])
+    frontier = [FrontierPoint(**e) for e in d.frontier]
+    common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
+                  verdict=d.verdict, frontier=frontier)
+    if d.index == 0:  # no safe improvement: the run is the reference configuration
+        chosen = Candidate(**ref_params, val_overall=frontier[0].val_overall, val_hard=frontier[0].val_hard)
+        selection = Selection(**common, chosen=chosen, requested=config.model_dump(mode="json"),
+                              verdict_text=delta_sentence({}, d.verdict))
+        return _Outcome(ref_fitter.config, ref_params, ref_model, ref_fitter, selection, d.groups, d.stability,
+                        d.warnings)
+    i = d.index - 1
+    selection = Selection(**common, chosen=sweep.scored[i])
+    return _Outcome(config, sweep.candidates[i], sweep.fitted[i], fitter, selection, d.groups, d.stability,
+                    d.warnings, reference=(ref_fitter, ref_params, ref_model))
+
+
+def _select(fitter: _Fitter, splits: _Splits, reference: Report | None, class_names: list[str]) -> _Outcome:
+    """Selection on validation by the request's criterion (``overall``, or the disparity-aware ``hard``)."""
+    ref_groups, floor = _reference_floor(reference, class_names) if reference is not None else (None, None)
+    sweep = _sweep(fitter, splits, ref_groups)
+    if fitter.config.select == "hard":
+        return _decide_hard(fitter, sweep, reference, ref_groups, splits, class_names)
+    index, reason = _select_overall(sweep, fitter.config, floor)
+    selection = Selection(criterion=fitter.config.select, candidates=sweep.scored, chosen=sweep.scored[index],
+                          reason=reason, preset=_preset_info(fitter.config))
+    return _Outcome(fitter.config, sweep.candidates[index], sweep.fitted[index], fitter, selection, ref_groups,
+                    val_correct=sweep.correct[index])
 
 
 def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str],
@@ -300,31 +417,60 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     device = resolve_device(config.device)
     if config.epochs is None:  # the report records the epochs actually used
         config = config.model_copy(update={"epochs": auto_epochs(len(splits.y_train), config.batch_size)})
-    ref_groups, floor = _reference_floor(reference, class_names) if reference is not None else (None, None)
-    steps = _Progress(config.n_candidates() + len(config.seeds), progress, should_stop)
+    steps = _Progress(_total_fits(config, reference), progress, should_stop)
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
 
-    index, scored, reason, first = _select(fitter, splits, ref_groups, floor)
-    chosen = config.candidates()[index]
-    evaluations = _train_seeds(fitter, chosen, first, splits)
-    if ref_groups is not None:
-        groups = ref_groups
-    else:
+    outcome = _select(fitter, splits, reference, class_names)
+    evaluations = _train_seeds(outcome.fitter, outcome.params, outcome.first, splits)
+    groups = outcome.groups
+    if groups is None:
         groups = assign_groups(np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0))
     if config.posthoc_bias:
         for ev in evaluations:
             apply_posthoc(ev, splits.val[1], splits.test[1], groups, config.posthoc_objective, splits.num_classes)
-        reason += (f" Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise "
-                   f"the {config.posthoc_objective} accuracy with val overall kept >= the unbiased probe's.")
+        outcome.selection.reason += (
+            f" Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise the "
+            f"{config.posthoc_objective} accuracy with val overall kept >= the unbiased probe's.")
+    predictions = _predictions(evaluations, splits.test[1])
+    _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")
     report = build_report(
-        run_id=Path(out_dir).name if out_dir is not None else None, config=config, selected=chosen,
-        selection=_selection(config, scored, index, reason), class_names=class_names, groups=groups,
-        reference=reference, evaluations=evaluations, trainer=first,
-        n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source)
+        run_id=Path(out_dir).name if out_dir is not None else None, config=outcome.config, selected=outcome.params,
+        selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,
+        evaluations=evaluations, trainer=outcome.first,
+        n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
+        diagnostics=test_diagnostics(predictions, class_names, seed=config.seeds[0]),
+        stability=outcome.stability, warnings=outcome.warnings)
+    if config.select == "hard" and reference is None:
+        report.grouping.note = ("groups from the validation per-class accuracy of this request's reference (ERM) "
+                                "configuration, trained in this run (no reference run given)")
     if out_dir is not None:
-        write_run(Path(out_dir), report, first)
+        write_run(Path(out_dir), report, outcome.first, predictions)
     if progress is not None:
         progress(1.0, "done")
     return report
+
+
+def _total_fits(config: ProbeConfig, reference: Report | None) -> int:
+    """Fits of a run, for its progress: the sweep and the seeds, plus, for the disparity-aware decision, the
+    reference configuration (its sweep without a reference run) and its other seeds."""
+    total = config.n_candidates() + len(config.seeds)
+    if config.select == "hard":
+        total += (1 if reference is not None else config.reference_config().n_candidates()) + len(config.seeds) - 1
+    return total
+
+
+def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, splits: _Splits,
+                    class_names: list[str]) -> None:
+    """The parts of the outcome that need every seed: the paired test comparison with the reference
+    configuration (its other seeds trained here) and, for the overall criterion, stability and warnings."""
+    if outcome.val_correct is not None:
+        outcome.stability, outcome.warnings = stability_and_warnings(
+            outcome.val_correct, splits.val[1], class_names, groups, seed=outcome.config.seeds[0])
+    if outcome.reference is not None:
+        ref_fitter, ref_params, ref_model = outcome.reference
+        ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
+        delta = paired_test_delta(_predictions(ref_evaluations, splits.test[1]), predictions, splits.num_classes,
+                                  groups, seed=outcome.config.seeds[0])
+        outcome.selection.verdict_text = delta_sentence(delta, outcome.selection.verdict)

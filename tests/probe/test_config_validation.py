@@ -251,8 +251,16 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     assert loaded.per_class[0].gamma is None and loaded.posthoc.per_seed[0].seed == 0
     dumped = loaded.model_dump(mode="json")
     candidates = [{**c, "failed": None} for c in old["selection"]["candidates"]]
+    # version 1 files lack what version 2 added: those fields read as null / empty, nothing else changes
+    v2_rows = {"accuracy_ci": None, "precision": None, "recall": None, "f1": None, "support": None,
+               "top_confusions": []}
     assert dumped == {**old, "selection": {**old["selection"], "preset": None, "candidates": candidates,
-                                           "chosen": {**old["selection"]["chosen"], "failed": None}}}
+                                           "chosen": {**old["selection"]["chosen"], "failed": None},
+                                           "verdict": "not_applicable", "verdict_text": "", "frontier": [],
+                                           "requested": None},
+                      "grouping": {**old["grouping"], "stability": None},
+                      "per_class": [{**row, **v2_rows} for row in old["per_class"]],
+                      "confusion": None, "warnings": []}
     (tmp_path / "report.json").write_text(json.dumps({**old, "summary": {**old["summary"], "overall": "high"}}))
     with pytest.raises(ValueError, match="summary.overall"):
         load_report(tmp_path)

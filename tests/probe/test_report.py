@@ -39,7 +39,7 @@ def test_report_keys_and_exact_values():
     rep = _report().model_dump(mode="json")
     assert set(rep) >= {"schema_version", "run_id", "created_at", "config", "selection", "class_names", "grouping",
                         "summary", "seeds", "per_class", "val"}
-    assert rep["schema_version"] == 1 and rep["run_id"] == "run_a"
+    assert rep["schema_version"] == 2 and rep["run_id"] == "run_a"
     assert rep["config"]["selected"] == {"lr": 0.01, "weight_decay": 0.0, "cbar": None, "lam": None}
     assert rep["config"]["p"] == 2.0  # linear default
     s = rep["summary"]
@@ -91,12 +91,14 @@ def test_json_is_strict_and_roundtrips(tmp_path):
 def test_csv_header_and_rows():
     rep = _report()
     rows = list(csv.reader(io.StringIO(report_csv(rep))))
-    assert rows[0] == ["index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "val_accuracy",
-                       "r2", "r", "spread", "gamma", "output_margin", "sample_margin_min", "sample_margin_mean"]
+    assert rows[0] == ["index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
+                       "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
+                       "gamma", "output_margin", "sample_margin_min", "sample_margin_mean"]
     assert len(rows) == 4
     assert rows[2][:5] == ["1", "dog", "hard", "50", "10"]
-    assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][11] == ""  # gamma null → empty cell
-    assert math.isclose(float(rows[2][8]), 9.0)
+    assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][17] == ""  # gamma null → empty cell
+    assert rows[2][7:9] == ["", ""]  # no test predictions given to build_report: no interval
+    assert math.isclose(float(rows[2][14]), 9.0)
 
 
 def test_format_report_is_readable():

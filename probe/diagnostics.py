@@ -1,0 +1,42 @@
+"""Failure diagnostics of a run's test predictions: confusion, precision / recall / F1, the most frequent
+confusions of each class and a 95 % bootstrap interval of each class's accuracy.
+
+Counts and rates use the predictions of every seed (the confusion matrix is summed over seeds, so precision and
+recall are those of the pooled predictions); the accuracy interval is that of the seed-mean accuracy the report
+shows (``probe.uncertainty``, stratified bootstrap of the test samples).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import precision_recall_f1, top_confusions
+from .predictions import Predictions
+from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
+
+__all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics"]
+
+TOP_CONFUSIONS = 3
+
+
+@dataclass
+class TestDiagnostics:
+    confusion: np.ndarray            # (K, K) counts summed over seeds
+    rows: list[dict]                 # per class: accuracy_ci, precision, recall, f1, support, top_confusions
+
+
+def test_diagnostics(predictions: Predictions, class_names: list[str], *, n_resamples: int = DEFAULT_RESAMPLES,
+                     seed: int = 0) -> TestDiagnostics:
+    """Per-class diagnostics of ``predictions`` (see the module docstring)."""
+    num_classes = len(class_names)
+    confusion = predictions.confusion(num_classes)
+    prf = precision_recall_f1(confusion)
+    intervals = Bootstrap(predictions.labels, num_classes, n_resamples=n_resamples,
+                          seed=seed).class_accuracy_interval(predictions.correct)
+    top = top_confusions(confusion, TOP_CONFUSIONS)
+    rows = [{"accuracy_ci": intervals[k].tolist(), "precision": prf["precision"][k], "recall": prf["recall"][k],
+             "f1": prf["f1"][k], "support": int(prf["support"][k]) // len(predictions.predicted),
+             "top_confusions": [{"index": j, "name": class_names[j], "rate": rate} for j, rate in top[k]]}
+            for k in range(num_classes)]
+    return TestDiagnostics(confusion, rows)

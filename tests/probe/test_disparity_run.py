@@ -1,0 +1,103 @@
+"""run_probe with the disparity-aware decision (select='hard'): paired intervals, the budget, the kept reference,
+the in-run reference configuration, stored predictions and the test diagnostics in the report."""
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from probe import ProbeConfig, load_report, run_probe
+from probe.predictions import Predictions
+
+NAMES = [f"c{k}" for k in range(6)]
+FAST = dict(epochs=40, lr_grid=[0.05], wd_grid=[0.0], seeds=[0, 1])
+DRO = dict(loss="group_dro", loss_options_grid={"eta": [0.01, 0.1]}, select="hard")
+
+
+def imbalanced(seed=0, d=12):
+    """Classes 4 and 5 have 15 training images against 300: ERM under-predicts them, group DRO raises them."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 1, (6, d))
+    means *= 2.0 / np.linalg.norm(means, axis=1, keepdims=True)
+
+    def draw(counts):
+        y = np.repeat(np.arange(6), counts)
+        return (means[y] + rng.normal(0, 1, (len(y), d))).astype(np.float32), y
+
+    return {"train": draw([300, 300, 300, 300, 15, 15]), "val": draw([100] * 6), "test": draw([100] * 6)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return imbalanced()
+
+
+@pytest.fixture(scope="module")
+def erm(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("erm") / "erm"
+    return run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out), out
+
+
+def test_a_real_hard_gain_is_chosen_with_its_intervals(data, erm):
+    report = run_probe(data, NAMES, ProbeConfig(**FAST, **DRO), reference=erm[0])
+    sel = report.selection
+    assert sel.verdict == "improved" and report.config["loss"] == "group_dro" and sel.requested is None
+    assert [p.reference for p in sel.frontier] == [True, False, False]
+    assert sel.frontier[0].params == {"loss": "ce", "lr": 0.05, "weight_decay": 0.0}
+    assert sel.frontier[0].val_hard_delta_ci == [0.0, 0.0]
+    chosen = [p for p in sel.frontier if p.chosen]
+    assert len(chosen) == 1 and chosen[0].params["eta"] == report.config["selected"]["eta"]
+    assert chosen[0].val_hard_delta_ci[0] > 0 and chosen[0].val_overall_delta_ci[0] >= 0
+    # The verdict is the paired test difference to the reference configuration trained with the same seeds.
+    erm_hard, hard = erm[0].summary.hard, report.summary.hard
+    assert sel.verdict_text.startswith(f"Hard third {100 * (hard - erm_hard):+.1f} pt [")
+    assert "overall" in sel.verdict_text and "within noise" not in sel.verdict_text.split(",")[0]
+
+
+def test_no_safe_improvement_keeps_the_reference_configuration(data, erm, tmp_path):
+    # Candidates that cannot learn (lr 1e-6) never beat ERM: the run must be the reference, class for class.
+    config = ProbeConfig(**{**FAST, "lr_grid": [1e-6]}, **DRO, max_overall_drop=0.5)
+    report = run_probe(data, NAMES, config, reference=erm[0], out_dir=tmp_path / "kept")
+    sel = report.selection
+    assert sel.verdict == "no_safe_improvement" and [p.chosen for p in sel.frontier] == [True, False, False]
+    assert sel.verdict_text == ("No setting raised the hard classes beyond noise without costing overall "
+                                "accuracy; this run equals the reference (ERM) configuration.")
+    assert report.config["loss"] == "ce" and report.config["selected"] == erm[0].config["selected"]
+    assert sel.requested["loss"] == "group_dro" and sel.requested["max_overall_drop"] == 0.5
+    assert [r.accuracy_per_seed for r in report.per_class] == [r.accuracy_per_seed for r in erm[0].per_class]
+    assert "budget 0.5 pt" in sel.reason and load_report(tmp_path / "kept") == report
+
+
+def test_without_a_reference_run_the_reference_configuration_is_trained_in_the_run(data, erm):
+    report = run_probe(data, NAMES, ProbeConfig(**FAST, **DRO))
+    assert report.selection.verdict == "improved"
+    assert report.selection.frontier[0].params["loss"] == "ce"
+    assert "reference (ERM) configuration, trained in this run" in report.grouping.note
+    assert report.grouping.groups == erm[0].grouping.groups  # the same ERM configuration ranks the classes
+
+
+def test_overall_selection_reports_stability_and_warnings(data):
+    small = {**data, "val": (data["val"][0][::5], data["val"][1][::5])}  # 20 validation images per class
+    report = run_probe(small, NAMES, ProbeConfig(**FAST))
+    assert report.selection.verdict == "not_applicable" and report.selection.frontier == []
+    assert len(report.grouping.stability) == 6 and all(0 <= s <= 1 for s in report.grouping.stability)
+    assert any("6 of 6 classes have fewer than 50 validation images" in w for w in report.warnings)
+
+
+def test_stored_predictions_and_test_diagnostics(erm):
+    report, out = erm
+    preds = Predictions.load(out)
+    labels = np.tile(preds.labels, len(preds.predicted))
+    pooled = preds.predicted.ravel()
+    np.testing.assert_array_equal(report.confusion.counts, confusion_matrix(labels, pooled, labels=range(6)))
+    p, r, f, _ = precision_recall_fscore_support(labels, pooled, labels=range(6), zero_division=np.nan)
+    np.testing.assert_allclose([row.precision for row in report.per_class], p)
+    np.testing.assert_allclose([row.recall for row in report.per_class], r)
+    np.testing.assert_allclose([row.f1 for row in report.per_class], f)
+    assert [row.support for row in report.per_class] == [100] * 6
+    # recall over the pooled seeds is the seed-mean accuracy the report shows, inside its interval
+    for row in report.per_class:
+        assert row.recall == pytest.approx(row.accuracy)
+        assert row.accuracy_ci[0] <= row.accuracy <= row.accuracy_ci[1]
+    worst = report.per_class[5]
+    top = worst.top_confusions[0]
+    assert top.rate == pytest.approx(max(np.delete(np.array(report.confusion.counts[5]), 5)) / 200)
+    assert preds.confidence.shape == (600,) and np.all((preds.confidence > 0) & (preds.confidence <= 1))
