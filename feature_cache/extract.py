@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .allocator import keep_freed_memory, release_freed_memory, worker_init
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
-from .encoders import Encoder, create_encoder, resolve_precision
+from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetError, ExtractionCancelled
 from .fingerprint import cache_fingerprint
 from .store import SCHEMA_VERSION, PartialCache, library_versions, open_cache
@@ -186,6 +186,8 @@ def plan_extraction(
     """
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}.")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if out is None and cache_dir is None:
         raise ValueError("give cache_dir (a folder, files named by fingerprint) or out (a .h5 path).")
     if not isinstance(data, LabelledImages):
@@ -366,6 +368,27 @@ def run_plan(
     return partial, encoded
 
 
+def _finish(plan: ExtractionPlan, partial: PartialCache) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Check that every class kept an image, then finalise the partial file; returns (skipped, counts)."""
+    try:
+        check_decodable(plan.data, partial.skipped)
+    except DatasetError:
+        partial.close()
+        partial.path.unlink()  # the same data gives the same failures: nothing worth resuming
+        raise
+    skipped = [tuple(s) for s in plan.data.skipped] + [tuple(s) for s in partial.skipped]
+    counts = {split: partial.progress(split)[1] for split in SPLITS}
+    partial.finalize(
+        plan.path,
+        {
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            "skipped": [list(s) for s in skipped],
+        },
+    )
+    return skipped, counts
+
+
 def extract(
     data: str | Path | LabelledImages,
     encoder: str | Encoder,
@@ -429,21 +452,6 @@ def extract(
             plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,
             show_progress=show_progress, tune_allocator=tune_allocator,
         )
-        try:
-            check_decodable(plan.data, partial.skipped)
-        except DatasetError:
-            partial.close()
-            partial.path.unlink()  # the same data gives the same failures: nothing worth resuming
-            raise
-        skipped = [tuple(s) for s in plan.data.skipped] + [tuple(s) for s in partial.skipped]
-        counts = {split: partial.progress(split)[1] for split in SPLITS}
-        partial.finalize(
-            plan.path,
-            {
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": library_versions(),
-                "skipped": [list(s) for s in skipped],
-            },
-        )
+        skipped, counts = _finish(plan, partial)
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
     return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded)
