@@ -262,7 +262,7 @@ def check_decodable(data: LabelledImages, skipped: list[tuple[str, str]] | list[
         )
 
 
-def _pending(plan: ExtractionPlan, splits: dict[str, list[Sample]], partial: PartialCache, batch_size: int):
+def _pending(splits: dict[str, list[Sample]], partial: PartialCache, batch_size: int):
     """(samples still to encode, batches as (split, start, end) in the split, index lists into samples)."""
     samples: list[Sample] = []
     batches: list[tuple[str, int, int]] = []
@@ -331,7 +331,7 @@ def run_plan(
         num_features=encoder.num_features,
         dtype=plan.dtype,
     )
-    samples, batches, indices = _pending(plan, splits, partial, batch_size)
+    samples, batches, indices = _pending(splits, partial, batch_size)
     total = sum(len(split_samples) for split_samples in splits.values())
     done = total - len(samples)
     encoded = 0
