@@ -244,7 +244,8 @@ class Encoder:
 
     ``images`` are already transformed with :attr:`transform`; they are moved to the encoder's device.
     The forward pass runs under ``torch.inference_mode``, with autocast at :attr:`precision` (resolved:
-    ``fp32``, ``bf16`` or ``fp16``) and, with ``channels_last``, in NHWC memory order.
+    ``fp32``, ``bf16`` or ``fp16``) and, with ``channels_last``, in NHWC memory order. Built directly the
+    precision defaults to ``fp32``; :func:`create_encoder` defaults to ``auto``.
     """
 
     def __init__(
