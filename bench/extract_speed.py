@@ -1,23 +1,35 @@
-"""Extraction throughput vs the bare forward pass of the same encoder, and HDF5 load speed.
+"""Extraction throughput at the old and the new settings, against the bare forward pass, and HDF5 load speed.
 
-    python bench/extract_speed.py --data ../shared/data/cifar10-jpeg.zip --max-per-class 20 \
-        --encoder effnet-lite0 --batch-size 64 --workers 2 --device auto
+    nice python bench/extract_speed.py --data ../shared/data/cifar10-jpeg.zip --max-per-class 20 \
+        --encoder effnet-lite0 --batch-size 64 --workers 2 --threads 2 --repeats 3
 
-Rows:
-- ``bare forward``: ``encoder.encode`` on a batch that is already a tensor on the device (no decoding, no
-  I/O) — the baseline; the same number of images and the same batch size as the extraction, measured
-  before and after the extraction (mean used; the spread shows how noisy the machine is).
-- ``extract()``: the full pipeline (DataLoader workers decoding JPEGs from the archive, transform,
-  forward, float16 HDF5 chunk writes, flushes); data set opened and encoder built beforehand.
-  ``ratio`` = extraction images/s ÷ bare images/s (target ≥ 0.9: the pipeline hides behind the forward).
-- ``load``: ``open_cache(path).load(split)`` of every split into float32 memory, for the extracted cache
-  and for a larger synthetic cache (``--load-rows`` × d, float16), in GB/s of stored bytes.
+Settings (each measured in a fresh child process, because the allocator setting holds for a whole process):
+
+- ``old``: the pipeline before issue 17 as far as settings go: fp32, contiguous (NCHW) tensors, glibc's
+  default allocator (``tune_allocator=False``). What the settings cannot bring back is the old DataLoader
+  per split (the extractor now keeps one worker pool for all splits).
+- ``fp32``: channels-last, allocator kept (``feature_cache.allocator``), fp32.
+- ``bf16``: the same with bfloat16 autocast (only on a CPU with native bfloat16; ``fp16`` on CUDA).
+
+Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (no decoding, no I/O), as many
+images as the extraction; ``extract`` = ``extract()`` end to end (DataLoader workers decoding JPEGs from the
+archive, transform, forward, float16 HDF5 writes); CPU ms per image (process + workers) and minor page
+faults of the extraction. Repeats are interleaved (old, fp32, bf16, old, ...) and the table shows medians:
+the machine is shared, so the spread is printed too. Ratios: extract ÷ bare of the same setting (target
+≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores). Load speed: ``open_cache(path).load``
+of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
 
 Uses only the public API of ``feature_cache``.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +38,15 @@ import numpy as np
 import torch
 
 from feature_cache import create_encoder, extract, open_cache, open_dataset, write_cache
+from feature_cache.allocator import keep_freed_memory
+from feature_cache.encoders import resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {  # name -> (precision, channels_last, tune_allocator)
+    "old": ("fp32", False, False),
+    "fp32": ("fp32", True, True),
+    "lowp": ("auto", True, True),
+}
 
 
 def bare_forward(encoder, n_images: int, batch_size: int) -> float:
@@ -48,6 +67,45 @@ def bare_forward(encoder, n_images: int, batch_size: int) -> float:
     return n_images / (time.perf_counter() - start)
 
 
+def _usage() -> tuple[float, int]:
+    """(CPU seconds, minor page faults) of this process and its reaped children (the DataLoader workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, own.ru_minflt + kids.ru_minflt
+
+
+def child(args: argparse.Namespace) -> None:
+    """One setting in this (fresh) process: bare forward, then extraction; prints one JSON line."""
+    precision, channels_last, tune = SETTINGS[args.child]
+    torch.set_num_threads(args.threads)
+    if tune:
+        keep_freed_memory()  # what extract() does, applied before the bare forward too
+    data = open_dataset(args.data, max_per_class=args.max_per_class)
+    n_images = sum(data.counts().values())
+    encoder = create_encoder(args.encoder, device=args.device, precision=precision, channels_last=channels_last)
+    bare = bare_forward(encoder, n_images, args.batch_size)
+    cpu, faults = _usage()
+    start = time.perf_counter()
+    result = extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
+                     show_progress=False, tune_allocator=tune)
+    seconds = time.perf_counter() - start
+    cpu_after, faults_after = _usage()
+    print(json.dumps({"bare": bare, "extract": result.encoded / seconds, "images": result.encoded,
+                      "cpu_ms": 1000 * (cpu_after - cpu) / result.encoded, "faults": faults_after - faults,
+                      "precision": encoder.precision, "threads": torch.get_num_threads()}))
+
+
+def run_child(args: argparse.Namespace, setting: str, cache_dir: str) -> dict:
+    command = [sys.executable, __file__, "--child", setting, "--cache-dir", cache_dir, "--data", args.data,
+               "--encoder", args.encoder, "--max-per-class", str(args.max_per_class), "--batch-size",
+               str(args.batch_size), "--workers", str(args.workers), "--device", args.device,
+               "--threads", str(args.threads)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"setting {setting} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def load_speed(path: Path, repeats: int = 3) -> tuple[float, int]:
     """(GB/s, bytes) of loading every split of a cache into memory; best of ``repeats``."""
     cache = open_cache(path)
@@ -63,6 +121,41 @@ def load_speed(path: Path, repeats: int = 3) -> tuple[float, int]:
     return stored / best / 1e9, stored
 
 
+def synthetic_load(rows: int, d: int) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        sizes = {"train": rows * 5 // 6, "val": 0, "test": rows // 6}
+        path = write_cache(
+            Path(tmp) / "synthetic.h5",
+            {s: (rng.standard_normal((n, d), dtype=np.float32), np.zeros(n, dtype=np.int64), [""] * n)
+             for s, n in sizes.items()},
+            ["a", "b"],
+            {"encoder": "synthetic", "fingerprint": "0" * 64},
+        )
+        return load_speed(path)
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[float, float]) -> None:
+    first = runs["old"][0]
+    lowp = runs["lowp"][0]["precision"] if "lowp" in runs else None
+    print(f"device={args.device} encoder={args.encoder} images={first['images']} batch={args.batch_size} "
+          f"workers={args.workers} torch threads={first['threads']} cores={os.cpu_count()} repeats={args.repeats} "
+          f"load average before/after={loads[0]:.1f}/{loads[1]:.1f}")
+    median = {s: {k: statistics.median(r[k] for r in rs) for k in ("bare", "extract", "cpu_ms", "faults")}
+              for s, rs in runs.items()}
+    old = median["old"]["extract"]
+    print(f"{'setting':<36}{'bare img/s':>11}{'extract img/s':>15}{'ext/bare':>9}{'ext/old':>8}"
+          f"{'CPU ms/img':>11}{'faults/img':>11}")
+    names = {"old": "old: fp32, NCHW, default malloc", "fp32": "new fp32 (channels-last, malloc kept)",
+             "lowp": f"new {lowp} (channels-last, malloc kept)"}
+    for setting, m in median.items():
+        print(f"{names[setting]:<36}{m['bare']:>11.1f}{m['extract']:>15.1f}{m['extract'] / m['bare']:>9.2f}"
+              f"{m['extract'] / old:>8.2f}{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
+    for setting, rs in runs.items():
+        spread = ", ".join(f"{r['bare']:.1f}/{r['extract']:.1f}" for r in rs)
+        print(f"  {setting} bare/extract per repeat: {spread}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
@@ -70,48 +163,28 @@ def main() -> None:
     parser.add_argument("--max-per-class", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every setting")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--load-rows", type=int, default=60_000, help="rows of the synthetic cache for load speed")
+    parser.add_argument("--child", choices=tuple(SETTINGS), help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    data = open_dataset(args.data, max_per_class=args.max_per_class)
-    n_images = sum(data.counts().values())
-    encoder = create_encoder(args.encoder, device=args.device)
-    bare_before = bare_forward(encoder, n_images, args.batch_size)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = extract(data, encoder, Path(tmp), batch_size=args.batch_size, workers=args.workers,
-                         show_progress=False)
-        pipeline = result.encoded / (time.perf_counter() - start)
-        # Baseline measured on both sides of the extraction: on a shared machine the spread shows the noise.
-        bare_after = bare_forward(encoder, n_images, args.batch_size)
-        bare = (bare_before + bare_after) / 2
-        cache_gbs, cache_bytes = load_speed(result.path)
-        rng = np.random.default_rng(0)
-        d = encoder.num_features
-        rows = {"train": args.load_rows * 5 // 6, "val": 0, "test": args.load_rows // 6}
-        synthetic = write_cache(
-            Path(tmp) / "synthetic.h5",
-            {s: (rng.standard_normal((n, d), dtype=np.float32), np.zeros(n, dtype=np.int64), [""] * n)
-             for s, n in rows.items()},
-            ["a", "b"],
-            {"encoder": "synthetic", "fingerprint": "0" * 64},
-        )
-        big_gbs, big_bytes = load_speed(synthetic)
-
-    print(f"device={encoder.device} encoder={args.encoder} images={n_images} batch={args.batch_size} "
-          f"workers={args.workers} threads={torch.get_num_threads()}")
-    print(f"{'what':<34}{'images/s':>10}{'ratio':>8}")
-    print(f"{'bare forward (baseline, mean)':<34}{bare:>10.1f}{1.0:>8.2f}")
-    print(f"{'  bare before / after extraction':<34}{f'{bare_before:.1f}/{bare_after:.1f}':>10}")
-    print(f"{'extract() end to end':<34}{pipeline:>10.1f}{pipeline / bare:>8.2f}")
-    print(f"{'what':<34}{'MB':>10}{'GB/s':>8}")
-    print(f"{'load extracted cache':<34}{cache_bytes / 1e6:>10.1f}{cache_gbs:>8.2f}")
-    print(f"{f'load synthetic {args.load_rows}x{d} f16':<34}{big_bytes / 1e6:>10.1f}{big_gbs:>8.2f}")
+    if args.child:
+        child(args)
+        return
+    settings = ["old", "fp32"]
+    if resolve_precision("auto", resolve_device(args.device)) != "fp32":
+        settings.append("lowp")
+    load_before = os.getloadavg()[0]
+    runs: dict[str, list[dict]] = {s: [] for s in settings}
+    for _ in range(args.repeats):
+        for setting in settings:
+            with tempfile.TemporaryDirectory() as tmp:
+                runs[setting].append(run_child(args, setting, tmp))
+    report(args, runs, (load_before, os.getloadavg()[0]))
+    gbs, stored = synthetic_load(args.load_rows, 1280)
+    print(f"load synthetic {args.load_rows}x1280 float16: {stored / 1e6:.1f} MB at {gbs:.2f} GB/s")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ Subsetting and splitting (all deterministic given ``seed``):
 
 Files whose extension is not an image format are skipped up front; files that fail to decode are
 skipped by the extractor; both end up in ``skipped``. A class with no images, or fewer than two classes,
-raises :class:`~feature_cache.errors.DatasetError`.
+raises :class:`~feature_cache.errors.DatasetError`; so does, at extraction, a class whose every ``train``
+(or ``test``) file fails to decode (:func:`feature_cache.extract.check_decodable`).
 """
 from __future__ import annotations
 
@@ -276,6 +277,47 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     )
 
 
+def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str) -> list[str]:
+    """Class names of the discovered splits, checked: training images, ≥ 2 classes, no empty class folder."""
+    if "train" not in given:
+        raise DatasetError(f"{path}: no training images found.")
+    found = set().union(*[set(c) for c in given.values()])
+    if layout == "idx":  # keep the label order of the files (T-shirt/top = 0, ...)
+        class_names = [c for c in _idx_order(given) if c in found]
+    else:
+        class_names = sorted(found)
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
+            "a probe needs at least 2 classes."
+        )
+    for split, classes in given.items():
+        empty = sorted(c for c, files in classes.items() if not files)
+        if empty:
+            raise DatasetError(f"{path}: class folder(s) {', '.join(empty)} in '{split}' contain no images.")
+    missing = [c for c in class_names if c not in given["train"]]
+    if missing:
+        raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images.")
+    return class_names
+
+
+def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fraction: float,
+           test_fraction: float, rng: np.random.Generator) -> dict[str, list[Sample]]:
+    """Subset every given split, then carve the missing ``test`` and ``val`` (module docstring, 1–3)."""
+    for split in SPLITS:
+        if split in pools:
+            pools[split] = _subset(pools[split], max_per_class, rng)
+    if "test" not in pools:
+        pools["train"], pools["test"] = _carve(pools["train"], test_fraction, rng)
+    splits = {"train": pools["train"]}
+    if "val" in pools:
+        splits["val"] = pools["val"]
+    else:
+        splits["train"], splits["val"] = _carve(pools["train"], val_fraction, rng)
+    splits["test"] = pools["test"]
+    return {name: splits[name] for name in SPLITS}
+
+
 def open_dataset(
     path: str | Path,
     *,
@@ -306,27 +348,7 @@ def open_dataset(
         raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}.")
     path = Path(path)
     reader, given, skipped, layout = _discover(path, limits)
-    if "train" not in given:
-        raise DatasetError(f"{path}: no training images found.")
-    found = set().union(*[set(c) for c in given.values()])
-    if layout == "idx":  # keep the label order of the files (T-shirt/top = 0, ...)
-        class_names = [c for c in _idx_order(given) if c in found]
-    else:
-        class_names = sorted(found)
-    if len(class_names) < 2:
-        raise DatasetError(
-            f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
-            "a probe needs at least 2 classes."
-        )
-    for split, classes in given.items():
-        empty = sorted(c for c, files in classes.items() if not files)
-        if empty:
-            raise DatasetError(f"{path}: class folder(s) {', '.join(empty)} in '{split}' contain no images.")
-    if "train" in given:
-        missing = [c for c in class_names if c not in given["train"]]
-        if missing:
-            raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images.")
-
+    class_names = _class_names(path, given, layout)
     index = {name: i for i, name in enumerate(class_names)}
     pools = {
         split: sorted(
@@ -338,22 +360,7 @@ def open_dataset(
         class_names,
         {split: [(s.source, s.label, reader.content_id(s.source)) for s in samples] for split, samples in pools.items()},
     )
-
-    rng = np.random.default_rng(seed)
-    splits: dict[str, list[Sample]] = {}
-    for split in SPLITS:
-        if split in pools:
-            pools[split] = _subset(pools[split], max_per_class, rng)
-    if "test" not in pools:
-        pools["train"], pools["test"] = _carve(pools["train"], test_fraction, rng)
-    splits["train"] = pools["train"]
-    if "val" in pools:
-        splits["val"] = pools["val"]
-    else:
-        splits["train"], splits["val"] = _carve(pools["train"], val_fraction, rng)
-    splits["test"] = pools["test"]
-    splits = {name: splits[name] for name in SPLITS}
-
+    splits = _split(pools, max_per_class, val_fraction, test_fraction, np.random.default_rng(seed))
     params = {
         "layout": layout,
         "val_fraction": val_fraction,

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from .datasets import SPLITS, LabelledImages, Sample
 from .encoders import Encoder
-from .extract import ExtractResult, _existing, plan_extraction, run_plan
+from .extract import ExtractResult, _existing, check_decodable, plan_extraction, run_plan
 from .store import _create_split, _decode_attr, _set_attrs, library_versions, open_cache
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -103,6 +103,7 @@ def extract_distributed(
     batch_size: int = 64,
     workers: int = 2,
     device: str = "auto",
+    precision: str | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
     max_per_class: int | None = None,
@@ -112,15 +113,17 @@ def extract_distributed(
 ) -> ExtractResult:
     """:func:`~feature_cache.extract` across the processes of an initialised default process group.
 
-    Every rank returns the same :class:`ExtractResult` (``encoded`` summed over ranks).
+    Every rank returns the same :class:`ExtractResult` (``encoded`` summed over ranks). A class left
+    without a decodable ``train`` / ``test`` image raises the same ``DatasetError`` on every rank, before
+    the merge (the shards are kept: they are complete).
     """
     if not dist.is_initialized():
         raise RuntimeError("extract_distributed needs torch.distributed.init_process_group() first (use torchrun).")
     rank, world = dist.get_rank(), dist.get_world_size()
     if device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
-    plan = plan_extraction(data, encoder, cache_dir, device=device, val_fraction=val_fraction, seed=seed,
-                           max_per_class=max_per_class, out=out, dtype=dtype)
+    plan = plan_extraction(data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction,
+                           seed=seed, max_per_class=max_per_class, out=out, dtype=dtype)
     found = _existing(plan) if rank == 0 else None
     reused = [found is not None]
     dist.broadcast_object_list(reused, src=0)
@@ -143,6 +146,9 @@ def extract_distributed(
         partial.finalize(own, {"created_at": "", "versions": library_versions()})
     total = torch.tensor([encoded], dtype=torch.int64)
     dist.all_reduce(total)
+    skipped_by_rank: list[Any] = [None] * world
+    dist.all_gather_object(skipped_by_rank, open_cache(own).attrs.get("skipped", []))
+    check_decodable(plan.data, [s for rank_skipped in skipped_by_rank for s in rank_skipped])
     dist.barrier()
     if rank == 0:
         from datetime import datetime, timezone
@@ -171,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-per-class", type=int, default=None)
@@ -183,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = extract_distributed(
             args.data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
-            workers=args.workers, device=args.device, val_fraction=args.val_fraction, seed=args.seed,
-            max_per_class=args.max_per_class, out=args.out, dtype=args.dtype,
+            workers=args.workers, device=args.device, precision=args.precision, val_fraction=args.val_fraction,
+            seed=args.seed, max_per_class=args.max_per_class, out=args.out, dtype=args.dtype,
         )
         if dist.get_rank() == 0:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,

@@ -1,14 +1,24 @@
 """Run a frozen encoder over a labelled image set once and cache the features (or reuse the cache).
 
-Pipeline: DataLoader workers decode and transform images (PIL) in parallel with the forward pass; the
-main process encodes each batch under ``torch.inference_mode`` (float16 autocast on CUDA) and appends
-it to ``<final>.partial`` (one chunk = one batch), recording progress and flushing after every chunk.
-A restarted job resumes after the last written chunk; the finished file is moved onto its final name
-with ``os.replace``, so a crash never leaves a cache that looks complete.
+Pipeline: one DataLoader (one pool of worker processes for all splits) decodes and transforms images
+(PIL) in parallel with the forward pass; its batches never straddle two splits. The main process
+encodes each batch under ``torch.inference_mode`` at the encoder's precision (autocast, channels-last;
+see :mod:`feature_cache.encoders`) and appends it to ``<final>.partial`` (one chunk = one batch),
+recording progress and flushing after every chunk. A restarted job resumes after the last written
+chunk; the finished file is moved onto its final name with ``os.replace``, so a crash never leaves a
+cache that looks complete. During extraction glibc keeps freed memory instead of unmapping it every
+batch (:mod:`feature_cache.allocator`), and hands it back at the end.
+
+Before the cache is finalised, a class whose every image of ``train`` (or of ``test``) failed to
+decode raises :class:`~feature_cache.errors.DatasetError` naming the classes (and the partial file
+is removed): a probe cannot learn or be scored on a class that has no features.
 
 Cache identity is :func:`~feature_cache.fingerprint.cache_fingerprint`: in ``cache_dir`` the file is
 ``<encoder-slug>-<fingerprint[:16]>.h5``; an explicit ``out`` path is reused only when its stored
-fingerprint matches, and otherwise refused with :class:`~feature_cache.errors.CacheMismatch`.
+fingerprint matches, and otherwise refused with :class:`~feature_cache.errors.CacheMismatch`. A
+``bf16`` / ``fp16`` request also reuses the ``fp32`` cache of the same request when there is one (fp32
+features are the reference the lower precisions approximate); an ``fp32`` request never reuses a
+lower-precision cache.
 """
 from __future__ import annotations
 
@@ -26,13 +36,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .allocator import keep_freed_memory, release_freed_memory, worker_init
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
-from .encoders import Encoder, create_encoder
-from .errors import CacheMismatch, ExtractionCancelled
+from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
+from .errors import CacheMismatch, DatasetError, ExtractionCancelled
 from .fingerprint import cache_fingerprint
 from .store import SCHEMA_VERSION, PartialCache, library_versions, open_cache
 
-__all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial"]
+__all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +71,11 @@ class ExtractResult:
 
 @dataclass
 class ExtractionPlan:
-    """The resolved request: data, encoder, final path and the root attributes of the cache."""
+    """The resolved request: data, encoder, final path and the root attributes of the cache.
+
+    ``reusable`` lists other (path, fingerprint) caches that answer the request too (the fp32 cache of
+    a bf16 / fp16 request), tried after ``path`` in order.
+    """
 
     data: LabelledImages
     encoder: Encoder
@@ -68,6 +83,7 @@ class ExtractionPlan:
     fingerprint: str
     attrs: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float16"
+    reusable: tuple[tuple[Path, str], ...] = ()
 
     @property
     def partial_path(self) -> Path:
@@ -76,7 +92,10 @@ class ExtractionPlan:
 
 
 class _ImageDataset(Dataset):
-    """Decodes and transforms samples; a file that fails to decode yields ``ok=False`` and the reason."""
+    """Decodes and transforms samples; a file that fails to decode yields ``ok=False`` and the reason.
+
+    ``samples`` holds the remaining samples of every split, one after the other.
+    """
 
     def __init__(self, data: LabelledImages, samples: list[Sample], transform: Callable, size: int) -> None:
         self.data, self.samples, self.transform, self.size = data, samples, transform, size
@@ -152,30 +171,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:48] or "encoder"
 
 
-def plan_extraction(
-    data: str | Path | LabelledImages,
-    encoder: str | Encoder,
-    cache_dir: str | Path | None,
-    *,
-    device: str = "auto",
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    max_per_class: int | None = None,
-    out: str | Path | None = None,
-    dtype: str = "float16",
-    limits: Any = None,
-) -> ExtractionPlan:
-    """Open the data set, build the encoder, compute the fingerprint and the final path."""
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}.")
-    if out is None and cache_dir is None:
-        raise ValueError("give cache_dir (a folder, files named by fingerprint) or out (a .h5 path).")
-    if not isinstance(data, LabelledImages):
-        data = open_dataset(data, val_fraction=val_fraction, seed=seed, max_per_class=max_per_class, limits=limits)
-    if not isinstance(encoder, Encoder):
-        encoder = create_encoder(encoder, device=device)
+def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: str) -> str:
     spec = encoder.spec
-    fingerprint = cache_fingerprint(
+    return cache_fingerprint(
         dataset=data.fingerprint,
         encoder=spec.name,
         weights_sha256=encoder.weights_sha256,
@@ -185,8 +183,52 @@ def plan_extraction(
         split_params=data.params,
         dtype=dtype,
         schema_version=SCHEMA_VERSION,
+        precision=precision,
     )
-    path = Path(out) if out is not None else Path(cache_dir) / f"{_slug(spec.name)}-{fingerprint[:16]}.h5"
+
+
+def plan_extraction(
+    data: str | Path | LabelledImages,
+    encoder: str | Encoder,
+    cache_dir: str | Path | None,
+    *,
+    device: str = "auto",
+    precision: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_per_class: int | None = None,
+    out: str | Path | None = None,
+    dtype: str = "float16",
+    limits: Any = None,
+) -> ExtractionPlan:
+    """Open the data set, build the encoder, compute the fingerprint and the final path.
+
+    ``precision`` builds a named encoder (default ``auto``); with a built encoder it must agree with the
+    encoder's own precision (None: take the encoder's).
+    """
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}.")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if out is None and cache_dir is None:
+        raise ValueError("give cache_dir (a folder, files named by fingerprint) or out (a .h5 path).")
+    if not isinstance(data, LabelledImages):
+        data = open_dataset(data, val_fraction=val_fraction, seed=seed, max_per_class=max_per_class, limits=limits)
+    if not isinstance(encoder, Encoder):
+        encoder = create_encoder(encoder, device=device, precision=precision or "auto")
+    elif precision is not None and resolve_precision(precision, encoder.device) != encoder.precision:
+        raise ValueError(
+            f"precision {precision!r} was requested but the encoder runs at {encoder.precision!r}; pass the "
+            f"encoder's name, or build it with create_encoder(..., precision={precision!r})."
+        )
+    spec = encoder.spec
+    fingerprint = _fingerprint(data, encoder, dtype, encoder.precision)
+    name = lambda fp: f"{_slug(spec.name)}-{fp[:16]}.h5"  # noqa: E731
+    path = Path(out) if out is not None else Path(cache_dir) / name(fingerprint)
+    reusable: tuple[tuple[Path, str], ...] = ()
+    if encoder.precision != "fp32":
+        reference = _fingerprint(data, encoder, dtype, "fp32")
+        reusable = ((path if out is not None else Path(cache_dir) / name(reference), reference),)
     attrs = {
         "encoder": spec.name,
         "weights_sha256": encoder.weights_sha256,
@@ -198,22 +240,84 @@ def plan_extraction(
         "dataset_fingerprint": data.fingerprint,
         "fingerprint": fingerprint,
         "split_params": data.params,
+        "precision": encoder.precision,
     }
-    return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype)
+    return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype, reusable)
 
 
 def _existing(plan: ExtractionPlan) -> ExtractResult | None:
-    if not plan.path.exists():
-        return None
-    cache = open_cache(plan.path)
-    if cache.fingerprint != plan.fingerprint:
+    """The finished cache that answers ``plan`` (its own, else a reusable one), or None."""
+    for path, fingerprint in ((plan.path, plan.fingerprint), *plan.reusable):
+        if not path.exists():
+            continue
+        cache = open_cache(path)
+        if cache.fingerprint == fingerprint:
+            logger.info("cache hit: %s (precision %s)", path, cache.attrs.get("precision", "fp32"))
+            skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
+            return ExtractResult(path, fingerprint, True, skipped, dict(cache.split_sizes), 0)
+    if plan.path.exists():
+        cache = open_cache(plan.path)
         raise CacheMismatch(
             f"{plan.path} holds another cache (encoder {cache.encoder!r}, fingerprint {cache.fingerprint[:16]}…, "
             f"requested {plan.fingerprint[:16]}…); choose another --out or delete the file."
         )
-    logger.info("cache hit: %s", plan.path)
-    skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
-    return ExtractResult(plan.path, plan.fingerprint, True, skipped, dict(cache.split_sizes), 0)
+    return None
+
+
+def check_decodable(data: LabelledImages, skipped: list[tuple[str, str]] | list[list[str]]) -> None:
+    """Raise :class:`DatasetError` when a class lost every ``train`` (or ``test``) image to decode failures.
+
+    ``skipped`` holds (source, reason) of the files the extractor could not decode.
+    """
+    failed = {source: reason for source, reason in skipped}
+    lost: list[str] = []
+    for split in ("train", "test"):
+        had = {s.label for s in data.splits[split]}
+        usable = {s.label for s in data.splits[split] if s.source not in failed}
+        if had - usable:
+            lost.append(f"{', '.join(repr(data.class_names[k]) for k in sorted(had - usable))} in '{split}'")
+    if lost:
+        source, reason = next(iter(failed.items()))
+        raise DatasetError(
+            f"{data.location}: no decodable image left for class(es) {'; '.join(lost)}: every one of their "
+            f"files failed to decode (e.g. {source}: {reason}). Fix or remove those files and extract again."
+        )
+
+
+def _pending(splits: dict[str, list[Sample]], partial: PartialCache, batch_size: int):
+    """(samples still to encode, batches as (split, start, end) in the split, index lists into samples)."""
+    samples: list[Sample] = []
+    batches: list[tuple[str, int, int]] = []
+    indices: list[list[int]] = []
+    for split in SPLITS:
+        split_samples = splits.get(split, [])
+        for start in range(partial.progress(split)[0], len(split_samples), batch_size):
+            end = min(start + batch_size, len(split_samples))
+            batches.append((split, start, end))
+            indices.append(list(range(len(samples), len(samples) + end - start)))
+            samples.extend(split_samples[start:end])
+    return samples, batches, indices
+
+
+def _write_chunk(partial: PartialCache, encoder: Encoder, split: str, batch: list[Sample], end: int,
+                 images: torch.Tensor, ok: torch.Tensor, reasons: list[str]) -> int:
+    """Encode the decodable images of one batch and append them as one chunk; returns how many."""
+    keep = ok.nonzero().flatten().tolist()
+    features = np.zeros((0, encoder.num_features), dtype=np.float32)
+    if keep:
+        features = encoder.encode(images if len(keep) == len(ok) else images[keep]).cpu().numpy()
+    bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
+    for source, reason in bad:
+        logger.warning("skipping %s: %s", source, reason)
+    partial.append(
+        split,
+        features,
+        np.array([batch[i].label for i in keep], dtype=np.int64),
+        [batch[i].source for i in keep],
+        next_index=end,
+        skipped=bad,
+    )
+    return len(keep)
 
 
 def run_plan(
@@ -226,9 +330,12 @@ def run_plan(
     should_stop: Callable[[], bool] | None = None,
     partial_path: Path | None = None,
     show_progress: bool = True,
+    tune_allocator: bool = True,
 ) -> tuple[PartialCache, int]:
     """Encode every sample of ``splits`` (default: the data set's) into the partial file.
 
+    One DataLoader (one worker pool) serves all splits. ``tune_allocator`` applies
+    :func:`~feature_cache.allocator.keep_freed_memory` for the process (and its workers).
     Returns the still-open :class:`PartialCache` and the number of images encoded by this call.
     Raises :class:`ExtractionCancelled` (after closing the partial file) when ``should_stop()`` is true.
     """
@@ -246,60 +353,62 @@ def run_plan(
         num_features=encoder.num_features,
         dtype=plan.dtype,
     )
-    total = sum(len(samples) for samples in splits.values())
-    done = sum(min(partial.progress(s)[0], len(splits.get(s, []))) for s in SPLITS)
+    samples, batches, indices = _pending(splits, partial, batch_size)
+    total = sum(len(split_samples) for split_samples in splits.values())
+    done = total - len(samples)
     encoded = 0
+    if tune_allocator:
+        keep_freed_memory()
+    loader = DataLoader(
+        _ImageDataset(plan.data, samples, encoder.transform, encoder.spec.image_size),
+        batch_sampler=indices,
+        num_workers=workers,
+        pin_memory=encoder.device.type == "cuda",
+        worker_init_fn=worker_init if tune_allocator and workers else None,
+    )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)
     try:
-        for split in SPLITS:
-            samples = splits.get(split, [])
-            start, _ = partial.progress(split)
-            if start >= len(samples):
-                continue
-            loader = DataLoader(
-                _ImageDataset(plan.data, samples[start:], encoder.transform, encoder.spec.image_size),
-                batch_size=batch_size,
-                shuffle=False,
-                num_workers=workers,
-                pin_memory=encoder.device.type == "cuda",
-                persistent_workers=False,
-            )
-            position = start
-            for images, ok, reasons in loader:
-                if should_stop is not None and should_stop():
-                    raise ExtractionCancelled(
-                        f"extraction stopped at {split} {position}/{len(samples)}; "
-                        f"run it again to resume from {partial.path}."
-                    )
-                batch = samples[position:position + len(ok)]
-                keep = ok.nonzero().flatten().tolist()
-                features = np.zeros((0, encoder.num_features), dtype=np.float32)
-                if keep:
-                    features = encoder.encode(images if len(keep) == len(ok) else images[keep]).cpu().numpy()
-                    encoded += len(keep)
-                bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
-                for source, reason in bad:
-                    logger.warning("skipping %s: %s", source, reason)
-                position += len(batch)
-                partial.append(
-                    split,
-                    features,
-                    np.array([batch[i].label for i in keep], dtype=np.int64),
-                    [batch[i].source for i in keep],
-                    next_index=position,
-                    skipped=bad,
+        for (split, start, end), (images, ok, reasons) in zip(batches, loader):
+            if should_stop is not None and should_stop():
+                raise ExtractionCancelled(
+                    f"extraction stopped at {split} {start}/{len(splits[split])}; "
+                    f"run it again to resume from {partial.path}."
                 )
-                done += len(batch)
-                bar.update(len(batch))
-                if progress is not None:
-                    progress(done, total)
+            encoded += _write_chunk(partial, encoder, split, splits[split][start:end], end, images, ok, reasons)
+            done += end - start
+            bar.update(end - start)
+            if progress is not None:
+                progress(done, total)
     except BaseException:
         partial.close()
         raise
     finally:
         bar.close()
+        if tune_allocator:
+            release_freed_memory()
     return partial, encoded
+
+
+def _finish(plan: ExtractionPlan, partial: PartialCache) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Check that every class kept an image, then finalise the partial file; returns (skipped, counts)."""
+    try:
+        check_decodable(plan.data, partial.skipped)
+    except DatasetError:
+        partial.close()
+        partial.path.unlink()  # the same data gives the same failures: nothing worth resuming
+        raise
+    skipped = [tuple(s) for s in plan.data.skipped] + [tuple(s) for s in partial.skipped]
+    counts = {split: partial.progress(split)[1] for split in SPLITS}
+    partial.finalize(
+        plan.path,
+        {
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            "skipped": [list(s) for s in skipped],
+        },
+    )
+    return skipped, counts
 
 
 def extract(
@@ -310,6 +419,7 @@ def extract(
     batch_size: int = 64,
     workers: int = 2,
     device: str = "auto",
+    precision: str | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
     max_per_class: int | None = None,
@@ -319,6 +429,7 @@ def extract(
     dtype: str = "float16",
     limits: Any = None,
     show_progress: bool = True,
+    tune_allocator: bool = True,
 ) -> ExtractResult:
     """Extract features of ``data`` with ``encoder`` into a cache, or return the matching cache.
 
@@ -329,6 +440,8 @@ def extract(
         batch_size: images per forward pass and per written chunk.
         workers: DataLoader worker processes decoding images (0: in the main process).
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (only used when ``encoder`` is a name).
+        precision: ``auto`` (default for a name), ``fp32``, ``bf16`` or ``fp16`` (see
+            :mod:`feature_cache.encoders`); with a built encoder, None or the encoder's own precision.
         val_fraction, seed, max_per_class: see :func:`~feature_cache.datasets.open_dataset` (ignored
             when ``data`` is an already opened :class:`LabelledImages`, whose own parameters count).
         progress: called as ``progress(done, total)`` after every chunk.
@@ -337,14 +450,16 @@ def extract(
         out: explicit cache file path.
         dtype: stored feature dtype (``float16`` default, or ``float32``).
         limits: :class:`~feature_cache.archives.ArchiveLimits` for archives.
+        tune_allocator: keep freed memory in the process while encoding (:mod:`feature_cache.allocator`).
 
     Raises:
         CacheMismatch: ``out`` exists and holds a different cache.
+        DatasetError: a class has no decodable image in ``train`` or ``test`` (no cache is written).
         ExtractionCancelled: ``should_stop()`` returned True.
         RuntimeError: another process is extracting the same cache file right now.
     """
     plan = plan_extraction(
-        data, encoder, cache_dir, device=device, val_fraction=val_fraction, seed=seed,
+        data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction, seed=seed,
         max_per_class=max_per_class, out=out, dtype=dtype, limits=limits,
     )
     found = _existing(plan)
@@ -357,17 +472,8 @@ def extract(
         logger.info("extracting %s with %s into %s", plan.data.location, plan.encoder, plan.path)
         partial, encoded = run_plan(
             plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,
-            show_progress=show_progress,
+            show_progress=show_progress, tune_allocator=tune_allocator,
         )
-        skipped = [tuple(s) for s in plan.data.skipped] + [tuple(s) for s in partial.skipped]
-        counts = {split: partial.progress(split)[1] for split in SPLITS}
-        partial.finalize(
-            plan.path,
-            {
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": library_versions(),
-                "skipped": [list(s) for s in skipped],
-            },
-        )
+        skipped, counts = _finish(plan, partial)
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
     return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded)

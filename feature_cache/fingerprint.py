@@ -5,7 +5,9 @@
   member's CRC-32 + size for zip archives (both change when the bytes change).
 - :func:`cache_fingerprint` — sha256 over the data set fingerprint, the encoder name, the weights'
   sha256, the preprocessing, the feature kind / normalisation, the split parameters (val fraction,
-  seed, max per class, ...), the stored dtype and the cache schema version.
+  seed, max per class, ...), the stored dtype, the cache schema version and the compute precision —
+  the last only when it is not ``fp32``, so that caches written before the precision was recorded (fp32
+  on a CPU) keep their fingerprint and are still found.
 """
 from __future__ import annotations
 
@@ -45,20 +47,20 @@ def cache_fingerprint(
     split_params: Mapping[str, Any],
     dtype: str,
     schema_version: int,
+    precision: str = "fp32",
 ) -> str:
-    """Hex sha256 of everything that decides a cache's contents."""
-    return hashlib.sha256(
-        _canonical(
-            {
-                "dataset": dataset,
-                "encoder": encoder,
-                "weights_sha256": weights_sha256,
-                "preprocess": dict(preprocess),
-                "feature_kind": feature_kind,
-                "normalized": bool(normalized),
-                "split_params": dict(split_params),
-                "dtype": dtype,
-                "schema_version": schema_version,
-            }
-        )
-    ).hexdigest()
+    """Hex sha256 of everything that decides a cache's contents (``precision`` counted unless ``fp32``)."""
+    payload = {
+        "dataset": dataset,
+        "encoder": encoder,
+        "weights_sha256": weights_sha256,
+        "preprocess": dict(preprocess),
+        "feature_kind": feature_kind,
+        "normalized": bool(normalized),
+        "split_params": dict(split_params),
+        "dtype": dtype,
+        "schema_version": schema_version,
+    }
+    if precision != "fp32":
+        payload["precision"] = precision
+    return hashlib.sha256(_canonical(payload)).hexdigest()

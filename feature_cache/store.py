@@ -26,6 +26,8 @@ created_at           str      ISO-8601 UTC time the cache was finalised
 versions             JSON     ``{"torch", "timm", "open_clip", "h5py", "mr2probe"}`` versions
 skipped              JSON     list of ``[source, reason]`` for files left out (corrupt, not images)
 split_params         JSON     ``{"layout", "val_fraction", "test_fraction", "seed", "max_per_class"}``
+precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); absent in
+                              caches written before it was recorded (fp32 on a CPU, fp16 on CUDA)
 ==================== ======== ===================================================================
 
 One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split may have 0 rows):

@@ -465,8 +465,11 @@ def _header(report: Report) -> list[str]:
     if selection.preset is not None:
         settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
+    if selection.verdict_text:
+        lines.append(f"verdict ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}")
     lines.append(f"selection ({selection.criterion}, on val): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
+    lines += [f"warning: {text}" for text in report.warnings]
     return lines
 
 

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass / chunk (default 64)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader decoding processes (default 2)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto",  # checked by feature_cache (PRECISIONS)
+                        help="forward-pass precision: auto (default: fp16 on CUDA, bf16 on CPUs with native "
+                        "bfloat16, else fp32), fp32, bf16 (autocast) or fp16 (CUDA autocast); recorded in the cache")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="fraction of each class's train images carved into val (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
+        precision=args.precision,
         val_fraction=args.val_fraction,
         seed=args.seed,
         max_per_class=args.max_per_class,

@@ -46,7 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
     parser.add_argument("--select", choices=("overall", "hard"), default=None,
-                        help="validation criterion: overall (default) or hard (hard third, overall >= reference)")
+                        help="validation criterion: overall (default) or hard, the disparity-aware decision: a "
+                        "setting replaces the reference (ERM) configuration only when the 95%% paired bootstrap "
+                        "interval of its val hard-third gain is above 0 and that of its overall difference above "
+                        "-MAX_OVERALL_DROP; otherwise the run is the reference configuration and says so")
+    parser.add_argument("--max-overall-drop", type=float, default=None, metavar="POINTS",
+                        help="percentage points of overall accuracy you will trade for the hard third with "
+                        "--select hard / --preset disparity (default 0)")
     parser.add_argument("--reference", default=None, metavar="RUN_DIR",
                         help="reference (ERM) run: its val per-class accuracy fixes the easy/medium/hard groups")
     parser.add_argument("--posthoc-bias", action="store_true",
@@ -116,6 +122,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "batch_size": args.batch_size,
         "seeds": list(range(args.seed, args.seed + args.seeds)),
         "select": args.select,
+        "max_overall_drop": args.max_overall_drop,
         "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,
     }

@@ -172,7 +172,7 @@ def test_report_json_and_csv(finished):
     resp = finished.client.get(f"/api/reports/{finished.mr2}")
     assert resp.status_code == 200
     report = resp.json()
-    assert report["schema_version"] == 1 and report["run_id"] == finished.mr2
+    assert report["schema_version"] == 2 and report["run_id"] == finished.mr2
     assert report["class_names"] == sorted(CLASSES) and len(report["per_class"]) == 3
     assert report["grouping"]["source"] == "reference" and report["grouping"]["reference_run"] == finished.erm
     assert report["config"]["loss"] == "mr2" and report["config"]["cbar"] == 2.0
@@ -219,7 +219,8 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     job = wait_job(client, resp.json()["id"])
     assert job["status"] == "succeeded"
     report = client.get(f"/api/reports/{job['result']['run_ids'][0]}").json()
-    assert report["selection"]["preset"]["name"] == "disparity" and report["config"]["select"] == "hard"
+    requested = report["selection"]["requested"] or report["config"]  # requested: the run kept the reference
+    assert report["selection"]["preset"]["name"] == "disparity" and requested["select"] == "hard"
     # Extracting the same data set with the same options reuses the cache file (and its row).
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
     assert resp.status_code == 202

@@ -58,7 +58,7 @@ def test_train_writes_run_directory(erm_dir, cache, capsys):
 
 def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys):
     out = tmp_path / "mr2"
-    code = main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2", "--select", "hard",
+    code = main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2",
                  "--reference", str(erm_dir), *FAST])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -100,13 +100,16 @@ def test_posthoc_flag(cache, tmp_path):
 def test_disparity_preset_from_the_cli(erm_dir, cache, tmp_path, capsys):
     out = tmp_path / "preset"
     assert main(["train", "--features", str(cache), "--out", str(out), "--preset", "disparity",
-                 "--reference", str(erm_dir), *FAST]) == 0
+                 "--max-overall-drop", "0.5", "--reference", str(erm_dir), *FAST]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["preset"] == "disparity" and report["selection"]["preset"]["name"] == "disparity"
-    assert report["config"]["select"] == "hard"
+    requested = report["selection"]["requested"] or report["config"]  # requested: the run kept the reference
+    assert requested["preset"] == "disparity" and report["selection"]["preset"]["name"] == "disparity"
+    assert requested["select"] == "hard" and requested["max_overall_drop"] == 0.5
+    assert report["selection"]["verdict"] in ("improved", "no_safe_improvement")
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
-    assert "preset disparity" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "preset disparity" in text and f"verdict ({report['selection']['verdict'].replace('_', ' ')}): " in text
 
 
 def test_loss_options_fixed_and_selected_from_the_cli(cache, tmp_path, capsys):

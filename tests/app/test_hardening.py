@@ -27,6 +27,19 @@ def _synthetic_cache(client, tmp_path, attrs=None) -> str:
     return synthetic_cache(client.app.state.store, tmp_path, attrs)["id"]
 
 
+def _report_without_numbers():
+    """What a monkeypatched run_probe returns: a report whose summary has no numbers (classes without samples)."""
+    from types import SimpleNamespace
+
+    from probe.report import Summary
+
+    nulls = dict.fromkeys(("overall", "balanced", "easy", "medium", "hard", "per_class_std", "class_margin_deg",
+                           "ideal_class_margin_deg", "min_sample_margin", "ideal_sample_margin"))
+    summary = Summary(**nulls, worst_class={"name": "a", "accuracy": None},
+                      group_margin={"easy": None, "medium": None, "hard": None})
+    return SimpleNamespace(summary=summary)
+
+
 def _detail(resp) -> str:
     return json.dumps(resp.json()["detail"])
 
@@ -117,16 +130,7 @@ def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monk
     assert ctx.result()["pending_run"] is None
     monkeypatch.undo()
     # A summary with missing numbers (a class without test images) is reported, not a crash after the run row.
-    from types import SimpleNamespace
-
-    from probe.report import Summary
-
-    empty = Summary.model_validate({"overall": None, "balanced": None, "easy": None, "medium": None, "hard": None,
-                                    "worst_class": {"name": "a", "accuracy": None}, "per_class_std": None,
-                                    "group_margin": {"easy": None, "medium": None, "hard": None},
-                                    "class_margin_deg": None, "ideal_class_margin_deg": None,
-                                    "min_sample_margin": None, "ideal_sample_margin": None})
-    monkeypatch.setattr(probe, "run_probe", lambda *a, out_dir=None, **k: SimpleNamespace(summary=empty))
+    monkeypatch.setattr(probe, "run_probe", lambda *a, out_dir=None, **k: _report_without_numbers())
     row = probe_step(ctx, cache_id, config, None)
     assert [r["id"] for r in store.list_runs()] == [row["id"]]
     assert f"run {row['id']}: overall n/a, hard n/a" in [m["text"] for m in store.get_job(job["id"])["messages"]]
@@ -375,7 +379,7 @@ def test_a_request_stored_before_resolution_still_gets_the_cache_head(service, t
     store = service.app.state.store
     cache_id = synthetic_cache(store, tmp_path, {"default_head": "cosine", "normalized": True})["id"]
     seen = []
-    monkeypatch.setattr(probe, "run_probe", lambda data, names, cfg, **kw: seen.append(cfg) or {"summary": {}})
+    monkeypatch.setattr(probe, "run_probe", lambda data, names, cfg, **kw: seen.append(cfg) or _report_without_numbers())
     ctx = JobContext(job=store.claim(store.add_job("probe", {})["id"]), store=store, settings=service.app.state.settings)
     probe_step(ctx, cache_id, dict(FAST_PROBE), None)
     ctx.record(pending_run=None)

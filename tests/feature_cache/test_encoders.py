@@ -108,7 +108,7 @@ def test_open_clip_local_checkpoint_is_loaded(tiny_clip, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(reference.state_dict(), path)
     torch.manual_seed(2)  # a different random init that the checkpoint must overwrite
-    encoder = create_encoder(f"openclip:{tiny_clip}:{path}")
+    encoder = create_encoder(f"openclip:{tiny_clip}:{path}", precision="fp32")  # exact comparison below
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         expected = reference.encode_image(x, normalize=True)
@@ -151,7 +151,8 @@ def test_open_clip_never_downloads(tiny_clip):
 
 def test_mocov2_checkpoint_is_converted(moco_checkpoint):
     path, reference = moco_checkpoint
-    encoder = create_encoder(f"mocov2:{path}")
+    # Exact comparison below: fp32 in the reference memory order (channels-last reorders the sums).
+    encoder = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False)
     assert isinstance(encoder.model.fc, nn.Identity) and encoder.num_features == 2048
     assert encoder.spec.default_head == "linear" and not encoder.spec.normalized
     assert encoder.spec.preprocess()["resize"] == 256 and encoder.spec.preprocess()["crop"] == [224, 224]

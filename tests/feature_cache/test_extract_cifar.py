@@ -23,7 +23,7 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 @pytest.fixture(scope="module")
 def effnet():
     torch.set_num_threads(2)
-    return create_encoder("effnet-lite0", device="cpu")
+    return create_encoder("effnet-lite0", device="cpu", precision="fp32")  # compared with timm in fp32
 
 
 @pytest.fixture(scope="module")
