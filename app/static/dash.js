@@ -84,10 +84,12 @@
       noise ? h("span", { class: "noise-tag" }, " within noise") : null);
   }
 
+  const NUMERIC_HEADERS = new Set(["overall", "balanced", "easy", "medium", "hard", "images", "classes"]);
+  /** A table; headers are strings (numeric columns right-aligned) or ready <th> nodes; `empty` when no rows. */
   function table(headers, rows, empty, attrs) {
     if (!rows.length) return h("p", { class: "muted empty" }, empty);
     return h("table", attrs || {},
-      h("thead", {}, h("tr", {}, headers.map((x) => (x instanceof Node ? x : h("th", { class: /^(overall|balanced|easy|medium|hard|images|classes|accuracy|compared|Δ|n train|n test|precision|recall|F1|support|stability)$/.test(x) || /^[rγ]ₖ$/.test(x) ? "num" : "" }, x))))),
+      h("thead", {}, h("tr", {}, headers.map((x) => (x instanceof Node ? x : h("th", { class: NUMERIC_HEADERS.has(x) ? "num" : "" }, x))))),
       h("tbody", {}, rows));
   }
 

@@ -188,7 +188,7 @@
       if (!FINISHED.has(job.status)) sawActive = true;
       const url = reportUrl(job);
       const result = job.result || {};
-      panel.replaceChildren(
+      panel.replaceChildren(...[  // replaceChildren would print a null as "null"
         h("h2", {}, `Job ${job.id} · ${job.kind}`),
         h("p", { class: "job-line" }, statusChip(job.status), " ", progressBar(job.progress), " ",
           h("span", { id: "job-progress" }, (100 * job.progress).toFixed(0) + "%"), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),
@@ -197,7 +197,7 @@
           job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
           result.cache_id ? h("span", { class: "muted" }, ` cache ${result.cache_id} `) : null,
           url ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
-        h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text))));
+        h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean));
       panel.hidden = false;
       panel.dataset.status = job.status;
       if (job.status === "succeeded" && url && sawActive) { location.assign(url); return; }
@@ -244,10 +244,10 @@
     }
     const form = mount(datasets);
     main.replaceChildren(
+      panel,  // the watched job first: progress stays in view after a submit
       h("section", { class: "card" }, h("h2", {}, "Launch a pipeline"),
         h("p", { class: "muted" }, "Extracts the images' features once (reused when the data set and encoder were already extracted), "
-          + "trains the ERM reference probe, then the chosen disparity-aware probe, and opens the comparison."), form),
-      panel);
+          + "trains the ERM reference probe, then the chosen disparity-aware probe, and opens the comparison."), form));
     if (params.get("job")) stop = watch(params.get("job"), panel, false);
     main.setAttribute("data-ready", "launch");
   }

@@ -113,7 +113,8 @@
     const rows = [["class margin (min pairwise angle, °)", s.class_margin_deg, o.class_margin_deg, s.ideal_class_margin_deg, 1],
                   ["min sample margin", s.min_sample_margin, o.min_sample_margin, s.ideal_sample_margin, 3]];
     for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], null, 3]);
-    return table(["margin", names.main, other ? names.other : "", "ideal"], rows.map(([l, v, ov, ideal, d]) =>
+    const heads = ["margin", ...[names.main, other ? names.other : "", "ideal"].map((x) => h("th", { class: "num" }, x))];
+    return table(heads, rows.map(([l, v, ov, ideal, d]) =>
       h("tr", {}, h("td", {}, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
         h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "");
   }
@@ -181,7 +182,8 @@
         const data = await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}&limit=12`);
         body.replaceChildren(...[galleryItems(data)].flat());
       } catch (e) {
-        body.replaceChildren(e.status === 404 && /not found|Not Found/.test(e.message) && !/class/i.test(e.message)
+        // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
+        body.replaceChildren(e.status === 404 && e.message === "Not Found"
           ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
           : empty("Could not load the failure examples: " + e.message));
       }

@@ -423,6 +423,20 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert driver.js("return document.getElementById('epochs').value") == "3"  # the entries survive the retry
     driver.screenshot(tmp_path / "launch_error.png")
     _value(driver, "budget", "0")
+    # the request the form sends: head left to the encoder's default, no budget field at 0
+    assert driver.js("return Launch.jobBody('ds_x')") == {
+        "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0", "options": {},
+        "probes": [{"epochs": 3, "loss": "ce"}, {"epochs": 3, "preset": "disparity"}]}
+    _value(driver, "budget", "0.5")
+    _value(driver, "head", "cosine")
+    _value(driver, "max-per-class", "20")
+    assert driver.js("return Launch.jobBody('ds_x')") == {
+        "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0", "options": {"max_per_class": 20},
+        "probes": [{"head": "cosine", "epochs": 3, "loss": "ce"},
+                   {"head": "cosine", "epochs": 3, "preset": "disparity", "max_overall_drop": 0.5}]}
+    _value(driver, "budget", "0")
+    _value(driver, "head", "")
+    _value(driver, "max-per-class", "")
     driver.js("document.getElementById('launch-submit').click()")
     wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') || "
                                "!document.getElementById('job-watch').hidden"), 60, interval=0.1, what="job watched")
@@ -435,7 +449,7 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert driver.url() == f"{base}/runs/{disparity}?compare={erm}"
     probes = jobs[0]["request"]["probes"]
     assert probes[0]["loss"] == "ce" and probes[1]["preset"] == "disparity"
-    assert [p["epochs"] for p in probes] == [3, 3] and "max_overall_drop" not in probes[1] and "head" not in probes[0]
+    assert [p["epochs"] for p in probes] == [3, 3]
     assert jobs[0]["request"]["dataset_id"] == datasets[0]["id"]
     assert _outside(_requested_urls(driver), base) == []
     driver.screenshot(tmp_path / "launch_report.png")
@@ -456,6 +470,8 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "cancelled", 120,
              interval=0.3, what="job cancelled")
     assert httpx.get(f"{base}/api/jobs/{job['id']}").json()["status"] == "cancelled"
+    panel = driver.js("return document.getElementById('job-watch').textContent")
+    assert "cancellation requested" in panel and "null" not in panel and "undefined" not in panel
     driver.screenshot(tmp_path / "launch_cancelled.png")
 
 
