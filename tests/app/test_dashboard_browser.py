@@ -384,7 +384,8 @@ def _shapes_zip(path: Path, n_train: int = 8, n_test: int = 4) -> Path:
 def launch_service(tmp_path_factory):
     from app_testutils import make_settings
 
-    settings = make_settings(tmp_path_factory.mktemp("launch"))
+    root = tmp_path_factory.mktemp("data_root")
+    settings = make_settings(tmp_path_factory.mktemp("launch"), data_root=root)
     app = create_app(settings)
     stubbed = _add_failure_stubs(app)
     server, thread, base = _serve(app)
@@ -454,6 +455,37 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert _outside(_requested_urls(driver), base) == []
     driver.screenshot(tmp_path / "launch_report.png")
     launch_service.launched.update(dataset=datasets[0]["id"], job=jobs[0]["id"], erm=erm, disparity=disparity)
+
+
+def test_launch_form_registers_a_server_folder(driver, launch_service, tmp_path):
+    """The folder option: a path outside the data root is refused next to the field; one under it is used."""
+    if not launch_service.launched:
+        pytest.skip("runs after test_launch_form_takes_an_upload_to_the_report (one job at a time)")
+    base, root = launch_service.base, launch_service.settings.data_root
+    with zipfile.ZipFile(_shapes_zip(tmp_path / "shapes.zip", n_train=6, n_test=3)) as zf:
+        zf.extractall(root / "folder")
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-path').click()")
+    assert driver.js("return document.querySelector('.source-pane[data-source=path]').hidden") is False
+    _value(driver, "dataset-path", str(tmp_path))  # outside the data root: 403
+    driver.js("document.getElementById('launch-submit').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('err-dataset').textContent"), 60,
+                     interval=0.2, what="data set error shown")
+    assert str(tmp_path) in error or "root" in error
+    assert len(httpx.get(base + "/api/datasets").json()) == 1
+    _value(driver, "dataset-path", "folder/shapes")
+    _value(driver, "dataset-name", "folder shapes")
+    _value(driver, "preset", "")
+    _value(driver, "epochs", "2")
+    driver.js("document.getElementById('launch-submit').click()")
+    wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') && "
+                               "document.querySelector('main').dataset.ready === 'run'"), 600, interval=0.5,
+             what="report page after the folder's pipeline")
+    datasets = {d["name"]: d for d in httpx.get(base + "/api/datasets").json()}
+    assert datasets["folder shapes"]["source"] == "path" and datasets["folder shapes"]["counts"]["test"] == [3, 3, 3]
+    job = httpx.get(base + "/api/jobs").json()[0]
+    assert job["request"]["dataset_id"] == datasets["folder shapes"]["id"] and len(job["result"]["run_ids"]) == 1
+    assert driver.url() == f"{base}/runs/{job['result']['run_ids'][0]}"  # ERM only: nothing to compare with
 
 
 def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path):
