@@ -1,11 +1,14 @@
-"""The offline dashboard: ``/`` (jobs, runs, data sets) and ``/runs/{run_id}`` (one report, ``?compare=``).
+"""The offline dashboard: ``/`` (jobs, runs, data sets), ``/runs/{run_id}`` (one report, ``?compare=``) and
+``/launch`` (the launch form; ``?job=`` watches a job).
 
 Pages are static HTML + vanilla JS + SVG served from the package (``app/static``); they read the JSON API.
-A Content-Security-Policy of ``'self'`` keeps the browser from loading anything from another host.
+A Content-Security-Policy of ``'self'`` keeps the browser from loading anything from another host; images
+(failure thumbnails) are fetched with the bearer token and shown from ``blob:`` URLs.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -30,3 +33,22 @@ def home() -> FileResponse:
 @router.get("/runs/{run_id}")
 def run_page(run_id: str) -> FileResponse:
     return _page()
+
+
+@router.get("/launch")
+def launch_page() -> FileResponse:
+    return _page()
+
+
+@router.get("/launch/choices")
+def launch_choices() -> dict[str, Any]:
+    """What the launch form offers, read from the registries (no data: public like the pages)."""
+    from feature_cache import ENCODERS
+    from probe import HEADS, PRESETS
+
+    return {
+        "encoders": [{"name": name, "pattern": e.pattern, "default_head": e.spec.default_head}
+                     for name, e in ENCODERS.items()],
+        "heads": [{"name": name, "formula": spec.summary} for name, spec in HEADS.items()],
+        "presets": [{"name": name, "why": p.why} for name, p in PRESETS.items()],
+    }

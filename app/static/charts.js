@@ -1,104 +1,338 @@
-/* Small SVG charts for the mr2probe dashboard: no library, no network. Exposes window.Charts. */
+/* Small SVG charts for the mr2probe dashboard: no library, no network. Exposes window.Charts.
+   Every chart is a pure function of its data (options in, an <svg> element out), so tests can feed fixtures.
+   Colours come from CSS classes (style.css); SVG presentation attributes (fill=…) are not inline styles, so
+   the page's Content-Security-Policy (style-src 'self') allows the heat-map cell colours. */
 (function () {
   "use strict";
   const NS = "http://www.w3.org/2000/svg";
+  const CHAR_PX = 6.4;  // approximate width of one 11px system-ui character, for label layout
 
   function el(tag, attrs, text) {
     const node = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) node.setAttribute(k, v);
     if (text !== undefined) node.textContent = text;
     return node;
   }
 
-  function svgRoot(width, height, label) {
-    // Natural size; CSS (max-width: 100%; height: auto) shrinks it on narrow screens, never blows it up.
-    return el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label,
-                       preserveAspectRatio: "xMinYMin meet", class: "chart" });
+  function svgRoot(width, height, opts) {
+    // Drawn for a target width; CSS (width: 100%; height: auto) fits it to its panel.
+    // natural: never drawn larger than its own size (a heat map of 3 classes stays small); else fits the panel.
+    const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": opts.title || "chart",
+                            preserveAspectRatio: "xMidYMin meet", class: "chart" + (opts.natural ? " natural" : ""),
+                            width: opts.natural ? width : null, height: opts.natural ? height : null });
+    if (opts.id) svg.setAttribute("id", opts.id);
+    svg.dataset.width = width;
+    return svg;
   }
 
-  const pct = (v) => (v === null || v === undefined || Number.isNaN(v)) ? "–" : (100 * v).toFixed(1) + "%";
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  /** Fixed decimals without the "-0.00" of a tiny negative number. */
+  function fixed(v, digits) {
+    if (!isNum(v)) return "–";
+    const s = v.toFixed(digits);
+    return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
+  }
+  const pct = (v) => isNum(v) ? fixed(100 * v, 1) + "%" : "–";
+  const textWidth = (s) => CHAR_PX * String(s).length;
 
-  function yAxis(svg, x0, y0, h, w, max, ticks, fmt) {
-    const g = svg.appendChild(el("g", { class: "grid" }));
-    const a = svg.appendChild(el("g", { class: "axis" }));
-    for (let i = 0; i <= ticks; i++) {
-      const v = (max * i) / ticks, y = y0 + h - (h * i) / ticks;
-      g.appendChild(el("line", { x1: x0, x2: x0 + w, y1: y, y2: y }));
-      a.appendChild(el("text", { x: x0 - 6, y: y + 4, "text-anchor": "end" }, fmt(v)));
+  /** Ticks at 1, 2 or 5 × 10^k covering [lo, hi]; returns the ticks and the domain widened to them. */
+  function niceTicks(lo, hi, count) {
+    if (!(hi > lo)) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }
+    const raw = (hi - lo) / Math.max(1, count || 5);
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw * 0.999);
+    const start = Math.floor(lo / step + 1e-9) * step, stop = Math.ceil(hi / step - 1e-9) * step;
+    const ticks = [];
+    for (let v = start; v <= stop + step * 1e-6; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+    const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (step / mag === 2.5 ? 1 : 0));
+    return { ticks, lo: start, hi: stop, step, decimals };
+  }
+
+  const linear = (d0, d1, r0, r1) => (v) => r0 + ((v - d0) / (d1 - d0 || 1)) * (r1 - r0);
+
+  /** A legend row inside the chart: [{name, cls, shape}] drawn from (x, y). Returns its width. */
+  function legend(svg, items, x, y) {
+    const g = svg.appendChild(el("g", { class: "legend-svg" }));
+    let cx = x;
+    for (const item of items) {
+      if (item.shape === "line") g.appendChild(el("line", { x1: cx, x2: cx + 14, y1: y - 4, y2: y - 4, class: item.cls }));
+      else if (item.shape === "circle") g.appendChild(el("rect", { x: cx + 1, y: y - 9, width: 10, height: 10, rx: 5, class: item.cls }));
+      else g.appendChild(el("rect", { x: cx, y: y - 10, width: 12, height: 12, rx: 2, class: item.cls }));
+      g.appendChild(el("text", { x: cx + 18, y }, item.name));
+      cx += 30 + textWidth(item.name);
     }
-    a.appendChild(el("line", { x1: x0, x2: x0, y1: y0, y2: y0 + h }));
+    return cx - x;
+  }
+
+  function xAxisLabels(svg, labels, x0, slot, y, rotate) {
+    labels.forEach((label, i) => {
+      const tx = x0 + i * slot + slot / 2;
+      svg.appendChild(rotate ? el("text", { x: tx, y: y + 4, transform: `rotate(40 ${tx} ${y + 4})`, class: "tick" }, label)
+                             : el("text", { x: tx, y: y + 12, "text-anchor": "middle", class: "tick" }, label));
+    });
   }
 
   /**
-   * Vertical bars per category, one or two series side by side.
-   * opts: {labels: [str], series: [{name, values: [num], cls}], max, fmt, id, title, sublabels}
+   * Vertical bars per category, one or more series side by side, growing from zero (negative values downward).
+   * opts: {labels, series: [{name, values, cls}], domain: [lo, hi] (default: the data and 0), fmt, id, title,
+   *        sublabels: [{text, cls}], width (target px, default 1200), height, legend (default: when > 1 series)}
    */
   function bars(opts) {
-    const labels = opts.labels, series = opts.series, n = labels.length;
-    const left = 46, top = 12, bottom = 70, slot = Math.max(22, Math.min(60, 760 / Math.max(n, 1)));
-    const width = left + n * slot + 10, height = 260, h = height - top - bottom;
-    const max = opts.max || Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite)));
+    const labels = opts.labels, series = opts.series, n = Math.max(labels.length, 1);
     const fmt = opts.fmt || pct;
-    const svg = svgRoot(width, height, opts.title || "bar chart");
-    if (opts.id) svg.setAttribute("id", opts.id);
-    yAxis(svg, left, top, h, n * slot, max, 4, fmt);
-    const bw = (slot * 0.78) / series.length;
+    const width = opts.width || 1200, plotH = opts.height || 220;
+    const values = series.flatMap((s) => s.values.filter(isNum));
+    const dataLo = Math.min(0, ...values), dataHi = Math.max(0, ...values);
+    const scale = niceTicks(opts.domain ? opts.domain[0] : dataLo, opts.domain ? opts.domain[1] : dataHi, 5);
+    const tickFmt = opts.tickFmt || (opts.fmt ? (v) => fixed(v, scale.decimals) : (v) => fixed(100 * v, Math.max(0, scale.decimals - 2)) + "%");
+    const withLegend = opts.legend !== undefined ? opts.legend : series.length > 1;
+    const left = 60, right = 12, top = (withLegend ? 30 : 12) + (opts.sublabels ? 16 : 0);  // a band for the sublabels
+    const slot = (width - left - right) / n;
+    const longest = Math.max(...labels.map(textWidth), 0);
+    const rotate = longest > slot - 6;
+    const bottom = rotate ? Math.min(120, 18 + longest * 0.7) : 28;
+    const height = top + plotH + bottom;
+    const svg = svgRoot(width, height, opts);
+    const sy = linear(scale.lo, scale.hi, top + plotH, top);
+    const grid = svg.appendChild(el("g", { class: "grid" })), axis = svg.appendChild(el("g", { class: "axis" }));
+    for (const t of scale.ticks) {
+      grid.appendChild(el("line", { x1: left, x2: width - right, y1: sy(t), y2: sy(t) }));
+      axis.appendChild(el("text", { x: left - 6, y: sy(t) + 4, "text-anchor": "end", class: "tick" }, tickFmt(t)));
+    }
+    axis.appendChild(el("line", { x1: left, x2: left, y1: top, y2: top + plotH }));
+    axis.appendChild(el("line", { x1: left, x2: width - right, y1: sy(0), y2: sy(0), class: "zero" }));
+    if (withLegend) legend(svg, series.map((s) => ({ name: s.name, cls: `swatch ${s.cls || ""}` })), left, 16);
+    const groupW = Math.min(slot * 0.8, series.length * 56), bw = groupW / series.length;
     labels.forEach((label, i) => {
+      let topOfGroup = sy(0);
       series.forEach((s, j) => {
         const v = s.values[i];
-        if (!Number.isFinite(v)) return;
-        const bh = Math.max(0, (h * Math.min(v, max)) / max);
-        const x = left + i * slot + slot * 0.11 + j * bw;
-        const rect = el("rect", { class: `bar ${s.cls || ""}`, x, y: top + h - bh, width: bw - 1, height: bh,
+        if (!isNum(v)) return;
+        const y0 = sy(0), y1 = sy(Math.max(scale.lo, Math.min(scale.hi, v)));
+        const x = left + i * slot + (slot - groupW) / 2 + j * bw;
+        // At least 1 px, so that a zero (or the minimum) still shows where the class is.
+        const rect = el("rect", { class: `bar ${s.cls || ""}`, x, y: Math.min(y0, y1) - (y0 === y1 ? 0.5 : 0),
+                                  width: Math.max(1, bw - 2), height: Math.max(1, Math.abs(y1 - y0)),
                                   "data-class": label, "data-series": s.name, "data-value": v });
         rect.appendChild(el("title", {}, `${label} · ${s.name}: ${fmt(v)}`));
         svg.appendChild(rect);
+        topOfGroup = Math.min(topOfGroup, y1);
       });
-      const tx = left + i * slot + slot / 2, ty = top + h + 10;
-      svg.appendChild(el("text", { x: tx, y: ty, transform: `rotate(40 ${tx} ${ty})` }, label));
-      if (opts.sublabels && opts.sublabels[i]) {
-        svg.appendChild(el("text", { x: tx, y: top + h - 4 - (h * Math.min(Math.max(...series.map((s) => s.values[i] || 0)), max)) / max,
-                                     "text-anchor": "middle", class: opts.sublabels[i].cls || "" }, opts.sublabels[i].text));
-      }
+      const sub = opts.sublabels && opts.sublabels[i];
+      if (sub) svg.appendChild(el("text", { x: left + i * slot + slot / 2, y: topOfGroup - 5,
+                                            "text-anchor": "middle", class: "sublabel " + (sub.cls || "") }, sub.text));
     });
+    xAxisLabels(svg, labels, left, slot, top + plotH + 6, rotate);
     return svg;
   }
 
-  /** Scatter plot. opts: {points: [{x, y, label, cls}], xLabel, yLabel, yFmt, id, title} */
+  /** Greedy label placement: right, left, above, below of the point; dropped (tooltip only) when all collide. */
+  function placeLabel(p, taken, bounds) {
+    const w = textWidth(p.label), hgt = 12;
+    const options = [[p.sx + 8, p.sy + 4, "start"], [p.sx - 8, p.sy + 4, "end"],
+                     [p.sx, p.sy - 9, "middle"], [p.sx, p.sy + 17, "middle"]];
+    for (const [x, y, anchor] of options) {
+      const x0 = anchor === "start" ? x : anchor === "end" ? x - w : x - w / 2;
+      const r = { x0, x1: x0 + w, y0: y - hgt + 2, y1: y + 2 };
+      if (r.x0 < bounds.x0 || r.x1 > bounds.x1 || r.y0 < bounds.y0 || r.y1 > bounds.y1) continue;
+      if (taken.some((t) => r.x0 < t.x1 && r.x1 > t.x0 && r.y0 < t.y1 && r.y1 > t.y0)) continue;
+      taken.push(r);
+      return el("text", { x, y, "text-anchor": anchor, class: "point-label " + (p.cls || "") }, p.label);
+    }
+    return null;
+  }
+
+  /**
+   * Scatter plot; points of the same label in two series are joined by a thin line (base → main).
+   * opts: {points: [{x, y, label, cls, series}], legend: [{name, cls}], xLabel, yLabel, yFmt, yDomain, id, title,
+   *        width, height}
+   */
   function scatter(opts) {
-    const pts = opts.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
-    const width = 460, height = 300, left = 52, right = 16, top = 12, bottom = 44;
+    const pts = opts.points.filter((p) => isNum(p.x) && isNum(p.y));
+    const width = opts.width || 620, height = opts.height || 400;
+    const left = 74, right = 16, top = opts.legend ? 30 : 14, bottom = 48;
     const w = width - left - right, h = height - top - bottom;
-    const svg = svgRoot(width, height, opts.title || "scatter");
-    if (opts.id) svg.setAttribute("id", opts.id);
-    if (!pts.length) { svg.appendChild(el("text", { x: 20, y: 30 }, "no data")); return svg; }
-    let xmin = Math.min(...pts.map((p) => p.x)), xmax = Math.max(...pts.map((p) => p.x));
-    let ymin = Math.min(...pts.map((p) => p.y)), ymax = Math.max(...pts.map((p) => p.y));
-    const padx = (xmax - xmin) * 0.08 || Math.abs(xmax) * 0.1 || 1, pady = (ymax - ymin) * 0.08 || 0.05;
-    xmin -= padx; xmax += padx; ymin = Math.max(0, ymin - pady); ymax = Math.min(1, ymax + pady);
-    if (ymax <= ymin) ymax = ymin + 0.1;
-    const sx = (x) => left + ((x - xmin) / (xmax - xmin)) * w, sy = (y) => top + h - ((y - ymin) / (ymax - ymin)) * h;
+    const svg = svgRoot(width, height, opts);
+    if (!pts.length) { svg.appendChild(el("text", { x: left, y: top + 20 }, "no data")); return svg; }
+    const xs = niceTicks(Math.min(...pts.map((p) => p.x)), Math.max(...pts.map((p) => p.x)), 5);
+    let ylo = Math.min(...pts.map((p) => p.y)), yhi = Math.max(...pts.map((p) => p.y));
+    if (opts.yDomain) { ylo = Math.max(opts.yDomain[0], ylo - 0.02); yhi = Math.min(opts.yDomain[1], yhi + 0.02); }
+    const ys = niceTicks(ylo, yhi, 5);
+    const sx = linear(xs.lo, xs.hi, left, left + w), sy = linear(ys.lo, ys.hi, top + h, top);
     const yFmt = opts.yFmt || pct;
+    const yTick = opts.yFmt ? yFmt : (v) => fixed(100 * v, Math.max(0, ys.decimals - 2)) + "%";
     const grid = svg.appendChild(el("g", { class: "grid" })), axis = svg.appendChild(el("g", { class: "axis" }));
-    for (let i = 0; i <= 4; i++) {
-      const yv = ymin + ((ymax - ymin) * i) / 4, xv = xmin + ((xmax - xmin) * i) / 4;
-      grid.appendChild(el("line", { x1: left, x2: left + w, y1: sy(yv), y2: sy(yv) }));
-      axis.appendChild(el("text", { x: left - 6, y: sy(yv) + 4, "text-anchor": "end" }, yFmt(yv)));
-      axis.appendChild(el("text", { x: sx(xv), y: top + h + 16, "text-anchor": "middle" }, xv.toPrecision(3)));
+    for (const t of ys.ticks) {
+      grid.appendChild(el("line", { x1: left, x2: left + w, y1: sy(t), y2: sy(t) }));
+      axis.appendChild(el("text", { x: left - 6, y: sy(t) + 4, "text-anchor": "end", class: "tick" }, yTick(t)));
+    }
+    for (const t of xs.ticks) {
+      grid.appendChild(el("line", { x1: sx(t), x2: sx(t), y1: top, y2: top + h }));
+      axis.appendChild(el("text", { x: sx(t), y: top + h + 16, "text-anchor": "middle", class: "tick" }, fixed(t, xs.decimals)));
     }
     axis.appendChild(el("line", { x1: left, x2: left + w, y1: top + h, y2: top + h }));
     axis.appendChild(el("line", { x1: left, x2: left, y1: top, y2: top + h }));
-    svg.appendChild(el("text", { x: left + w / 2, y: height - 6, "text-anchor": "middle" }, opts.xLabel || "x"));
-    svg.appendChild(el("text", { x: 12, y: top + h / 2, transform: `rotate(-90 12 ${top + h / 2})`, "text-anchor": "middle" },
-                       opts.yLabel || "y"));
-    for (const p of pts) {
-      const c = el("circle", { class: `dot ${p.cls || ""}`, cx: sx(p.x), cy: sy(p.y), r: 5, "data-class": p.label });
-      c.appendChild(el("title", {}, `${p.label}: x=${p.x.toPrecision(4)}, y=${yFmt(p.y)}`));
+    svg.appendChild(el("text", { x: left + w / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" }, opts.xLabel || "x"));
+    // The y title sits left of the widest tick label, never on it.
+    const yTitleX = Math.max(12, left - 14 - Math.max(...ys.ticks.map((t) => textWidth(yTick(t)))));
+    svg.appendChild(el("text", { x: yTitleX, y: top + h / 2, transform: `rotate(-90 ${yTitleX} ${top + h / 2})`,
+                                 "text-anchor": "middle", class: "axis-title" }, opts.yLabel || "y"));
+    if (opts.legend) legend(svg, opts.legend.map((l) => ({ ...l, shape: "circle", cls: `dot ${l.cls}` })), left, 16);
+    for (const p of pts) { p.sx = sx(p.x); p.sy = sy(p.y); }
+    const bySeries = {};
+    for (const p of pts) (bySeries[p.label] = bySeries[p.label] || []).push(p);
+    for (const group of Object.values(bySeries)) {
+      const base = group.find((p) => p.cls === "base"), mainPt = group.find((p) => p.cls !== "base");
+      if (!base || !mainPt) continue;
+      // Both runs on the same spot (same rₖ and accuracy): one dot, ringed, one label naming both.
+      if (Math.hypot(base.sx - mainPt.sx, base.sy - mainPt.sy) < 4) { base.hidden = true; mainPt.both = base; continue; }
+      svg.appendChild(el("line", { x1: base.sx, y1: base.sy, x2: mainPt.sx, y2: mainPt.sy, class: "pair" }));
+    }
+    const taken = pts.map((p) => ({ x0: p.sx - 5, x1: p.sx + 5, y0: p.sy - 5, y1: p.sy + 5 }));
+    const bounds = { x0: left + 1, x1: width - 2, y0: top, y1: top + h - 1 };
+    const labels = svg.appendChild(el("g", { class: "labels" }));
+    // Main-series labels first: when space runs out, the compared run's labels are the ones dropped.
+    const order = [...pts].sort((a, b) => (a.cls === "base") - (b.cls === "base"));
+    const tip = (p) => `${p.label}${p.series ? " · " + p.series : ""}: ${opts.xName || "x"} = ${p.x.toPrecision(4)}, ${opts.yName || "y"} = ${yFmt(p.y)}`;
+    for (const p of order) {
+      if (p.hidden) {  // drawn under its twin: kept in the DOM (hover, tests), not labelled twice
+        const c = el("circle", { class: `dot ${p.cls || ""}`, cx: p.sx, cy: p.sy, r: 5, "data-class": p.label,
+                                 "data-series": p.series || "", "data-coincides": "true" });
+        svg.insertBefore(c, labels);
+        continue;
+      }
+      const c = el("circle", { class: `dot ${p.cls || ""}${p.both ? " both" : ""}`, cx: p.sx, cy: p.sy, r: 5,
+                               "data-class": p.label, "data-series": p.series || "" });
+      c.appendChild(el("title", {}, p.both ? `${tip(p)}\n${tip(p.both)}` : tip(p)));
       svg.appendChild(c);
-      svg.appendChild(el("text", { x: sx(p.x) + 7, y: sy(p.y) + 4 }, p.label));
+      const label = p.label ? placeLabel(p, taken, bounds) : null;
+      if (label) { label.setAttribute("data-class", p.label); labels.appendChild(label); }
+    }
+    svg.appendChild(labels);  // labels above every dot
+    return svg;
+  }
+
+  /** Colour of a heat-map cell: green on the diagonal (correct), red off it (confusions), by intensity t ∈ [0, 1]. */
+  function cellColour(t, diagonal) {
+    const [r, g, b] = diagonal ? [47, 143, 87] : [200, 66, 59];
+    const mix = (c) => Math.round(255 + (c - 255) * Math.max(0, Math.min(1, t)));
+    return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
+  }
+
+  /**
+   * Row-normalised confusion heat map (rows: true class, columns: predicted class); counts in each cell's tooltip.
+   * Off-diagonal colours are scaled to the largest confusion rate so that small confusions stay visible.
+   * opts: {labels: [K names], counts: K×K, id, title}
+   */
+  function heatmap(opts) {
+    const names = opts.labels, counts = opts.counts, K = names.length;
+    const cell = Math.max(14, Math.min(56, Math.floor(640 / Math.max(K, 1))));
+    const longest = Math.max(...names.map(textWidth), 0);
+    const left = 30 + longest, top = 34 + longest * 0.75, showText = cell >= 34;
+    const xTitle = `predicted class · cells: % of the true class${showText ? "" : " (hover for counts)"}`;
+    const width = Math.max(left + K * cell + 20, left + textWidth(xTitle) * 1.1), height = top + K * cell + 40;
+    const svg = svgRoot(width, height, { ...opts, natural: true });
+    svg.setAttribute("data-cell", cell);
+    const rows = counts.map((row) => { const n = row.reduce((a, b) => a + b, 0); return row.map((c) => (n ? c / n : 0)); });
+    const maxOff = Math.max(1e-9, ...rows.flatMap((row, i) => row.filter((_, j) => j !== i)));
+    for (let i = 0; i < K; i++) {
+      const n = counts[i].reduce((a, b) => a + b, 0);
+      for (let j = 0; j < K; j++) {
+        const rate = rows[i][j], diag = i === j;
+        const x = left + j * cell, y = top + i * cell;
+        const rect = el("rect", { x, y, width: cell - 1, height: cell - 1, class: "cell" + (diag ? " diag" : ""),
+                                  fill: cellColour(diag ? rate : rate / maxOff, diag),
+                                  "data-true": names[i], "data-pred": names[j], "data-count": counts[i][j], "data-rate": rate });
+        rect.appendChild(el("title", {}, `true ${names[i]} → predicted ${names[j]}: ${counts[i][j]} of ${n} (${pct(rate)})`));
+        svg.appendChild(rect);
+        if (showText && counts[i][j]) {
+          const dark = diag ? rate > 0.55 : rate / maxOff > 0.6;
+          svg.appendChild(el("text", { x: x + cell / 2, y: y + cell / 2 + 4, "text-anchor": "middle",
+                                       class: "cell-text" + (dark ? " on-dark" : "") }, fixed(100 * rate, 0)));
+        }
+      }
+    }
+    names.forEach((name, i) => {
+      svg.appendChild(el("text", { x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end", class: "tick" }, name));
+      const tx = left + i * cell + cell / 2, ty = top - 6;
+      svg.appendChild(el("text", { x: tx, y: ty, transform: `rotate(-50 ${tx} ${ty})`, class: "tick" }, name));
+    });
+    svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
+                                 "text-anchor": "middle", class: "axis-title" }, "true class"));
+    svg.appendChild(el("text", { x: left, y: height - 12, class: "axis-title" }, xTitle));
+    return svg;
+  }
+
+  /**
+   * The selection frontier: each candidate's paired validation deltas against the reference run,
+   * x = overall Δ, y = hard-third Δ (points), with interval error bars; the reference at the origin, the
+   * overall-accuracy budget as a vertical line at x = −budget, the chosen candidate ringed.
+   * opts: {points: [{params, val_overall_delta, val_hard_delta, val_overall_delta_ci, val_hard_delta_ci, chosen,
+   *        reference}], budget (fraction), id, title, width, height}
+   */
+  function frontier(opts) {
+    const pts = opts.points.filter((p) => p.reference || (isNum(p.val_overall_delta) && isNum(p.val_hard_delta)));
+    const budget = opts.budget || 0;
+    const width = opts.width || 620, height = opts.height || 400;
+    const left = 74, right = 16, top = 30, bottom = 48, w = width - left - right, h = height - top - bottom;
+    const svg = svgRoot(width, height, opts);
+    const dx = (p) => (p.reference ? 0 : p.val_overall_delta), dy = (p) => (p.reference ? 0 : p.val_hard_delta);
+    const ciOf = (p, key, v) => (Array.isArray(p[key]) && p[key].every(isNum) ? p[key] : [v, v]);
+    const xsAll = [0, -budget], ysAll = [0];
+    for (const p of pts) { xsAll.push(...ciOf(p, "val_overall_delta_ci", dx(p))); ysAll.push(...ciOf(p, "val_hard_delta_ci", dy(p))); }
+    const xs = niceTicks(100 * Math.min(...xsAll), 100 * Math.max(...xsAll), 5);
+    const ys = niceTicks(100 * Math.min(...ysAll), 100 * Math.max(...ysAll), 5);
+    const sx = (v) => linear(xs.lo, xs.hi, left, left + w)(100 * v), sy = (v) => linear(ys.lo, ys.hi, top + h, top)(100 * v);
+    const grid = svg.appendChild(el("g", { class: "grid" })), axis = svg.appendChild(el("g", { class: "axis" }));
+    const ptFmt = (v, d) => (v > 0 ? "+" : "") + fixed(v, d);
+    for (const t of ys.ticks) {
+      grid.appendChild(el("line", { x1: left, x2: left + w, y1: sy(t / 100), y2: sy(t / 100) }));
+      axis.appendChild(el("text", { x: left - 6, y: sy(t / 100) + 4, "text-anchor": "end", class: "tick" }, ptFmt(t, ys.decimals)));
+    }
+    for (const t of xs.ticks) {
+      grid.appendChild(el("line", { x1: sx(t / 100), x2: sx(t / 100), y1: top, y2: top + h }));
+      axis.appendChild(el("text", { x: sx(t / 100), y: top + h + 16, "text-anchor": "middle", class: "tick" }, ptFmt(t, xs.decimals)));
+    }
+    axis.appendChild(el("line", { x1: left, x2: left, y1: top, y2: top + h }));
+    axis.appendChild(el("line", { x1: left, x2: left + w, y1: top + h, y2: top + h }));
+    svg.appendChild(el("line", { x1: left, x2: left + w, y1: sy(0), y2: sy(0), class: "origin" }));
+    svg.appendChild(el("line", { x1: sx(0), x2: sx(0), y1: top, y2: top + h, class: "origin" }));
+    const bx = sx(-budget);
+    svg.appendChild(el("rect", { x: left, y: top, width: Math.max(0, bx - left), height: h, class: "over-budget" }));
+    svg.appendChild(el("line", { x1: bx, x2: bx, y1: top, y2: top + h, class: "budget", id: opts.id ? opts.id + "-budget" : null,
+                                 "data-budget": budget }));
+    svg.appendChild(el("text", { x: bx - 4, y: top + 12, "text-anchor": "end", class: "budget-label" },
+                       budget ? `budget −${fixed(100 * budget, 2)} pt` : "budget: no overall drop"));
+    svg.appendChild(el("text", { x: left + w / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" },
+                       "Δ overall accuracy on val (points, vs reference)"));
+    const yTitleX = Math.max(12, left - 14 - Math.max(...ys.ticks.map((t) => textWidth(ptFmt(t, ys.decimals)))));
+    svg.appendChild(el("text", { x: yTitleX, y: top + h / 2, transform: `rotate(-90 ${yTitleX} ${top + h / 2})`,
+                                 "text-anchor": "middle", class: "axis-title" }, "Δ hard-third accuracy (points)"));
+    legend(svg, [{ name: "candidate", cls: "dot cand", shape: "circle" }, { name: "chosen", cls: "dot chosen", shape: "circle" },
+                 { name: "reference", cls: "ref", shape: "rect" }, { name: "budget", cls: "budget", shape: "line" }], left, 16);
+    const ordered = [...pts].sort((a, b) => (a.chosen - b.chosen) || (a.reference - b.reference));  // chosen drawn last, on top
+    for (const p of ordered) {
+      const x = dx(p), y = dy(p), g = svg.appendChild(el("g", { class: "cand-point" }));
+      const [xlo, xhi] = ciOf(p, "val_overall_delta_ci", x), [ylo, yhi] = ciOf(p, "val_hard_delta_ci", y);
+      if (!p.reference) {
+        g.appendChild(el("line", { x1: sx(xlo), x2: sx(xhi), y1: sy(y), y2: sy(y), class: "errbar" }));
+        g.appendChild(el("line", { x1: sx(x), x2: sx(x), y1: sy(ylo), y2: sy(yhi), class: "errbar" }));
+      }
+      const params = Object.entries(p.params || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "(no parameters)";
+      const tip = `${p.reference ? "reference · " : ""}${p.chosen ? "chosen · " : ""}${params}\n` +
+        `Δ overall ${ptFmt(100 * x, 2)} pt [${ptFmt(100 * xlo, 2)}, ${ptFmt(100 * xhi, 2)}]\n` +
+        `Δ hard ${ptFmt(100 * y, 2)} pt [${ptFmt(100 * ylo, 2)}, ${ptFmt(100 * yhi, 2)}]`;
+      const mark = p.reference
+        ? el("rect", { x: sx(0) - 6, y: sy(0) - 6, width: 12, height: 12, class: "ref" })
+        : el("circle", { cx: sx(x), cy: sy(y), r: p.chosen ? 7 : 5, class: "dot " + (p.chosen ? "chosen" : "cand") });
+      mark.setAttribute("data-params", params);
+      if (p.chosen) mark.setAttribute("data-chosen", "true");
+      mark.appendChild(el("title", {}, tip));
+      g.appendChild(mark);
+      if (p.chosen) g.appendChild(el("text", { x: sx(x) + 10, y: sy(y) - 8, class: "point-label chosen-label" }, "chosen"));
     }
     return svg;
   }
 
-  window.Charts = { bars, scatter, pct };
+  window.Charts = { bars, scatter, heatmap, frontier, pct, fixed, niceTicks };
 })();

@@ -1,19 +1,29 @@
 """The dashboard in a real headless Chromium (driven through chromedriver's WebDriver HTTP API).
 
-Checks that the run page loads, draws the per-class SVG bar chart for a finished run (ERM overlaid), the
-home page lists the runs, and that no request of the browser leaves 127.0.0.1.
+Checks that the run page loads, draws the per-class SVG bar chart for a finished run (ERM overlaid) with every
+delta taken from /api/compare, the home page lists the runs with their data set, encoder and images used, the
+launch form takes an uploaded archive through the pipeline to the report page, the heat map, confused pairs,
+failure gallery and selection frontier render from a report that carries their fields, and that no request
+of the browser leaves 127.0.0.1. Each page's screenshot is saved under the test's tmp dir.
 """
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 import subprocess
 import threading
+import zipfile
 from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import SecretStr
 
 from app.main import create_app
@@ -46,10 +56,47 @@ def _serve(app):
     return server, thread, f"http://127.0.0.1:{port}"
 
 
+def _png(rgb: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 48), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _add_failure_stubs(app, token: str | None = None) -> bool:
+    """Until the service lists failures itself: test-only routes that follow the dashboard's data contract
+    (GET /api/runs/{id}/failures, GET /api/datasets/{id}/thumbnail), refusing requests without ``token``.
+    Returns whether stubs were added."""
+    paths = {getattr(r, "path", "") for r in app.routes}
+    if any(p.endswith("/failures") for p in paths):
+        return False
+
+    def bearer(request: Request) -> None:
+        if token and request.headers.get("authorization") != f"Bearer {token}":
+            raise HTTPException(401, "missing or wrong bearer token")
+
+    @app.get("/api/runs/{run_id}/failures", dependencies=[Depends(bearer)])
+    def failures(run_id: str, class_: str = Query(..., alias="class"), limit: int = 12):
+        items = [{"source": f"shapes/test/{class_}/{i}.png", "true": class_, "predicted": "green",
+                  "confidence": 0.9 - 0.1 * i,
+                  "thumbnail_url": f"/api/datasets/stub/thumbnail?source=shapes/test/{class_}/{i}.png"}
+                 for i in range(4)]
+        return {"run_id": run_id, "class": class_, "total": len(items), "items": items[:limit]}
+
+    @app.get("/api/datasets/{dataset_id}/thumbnail", dependencies=[Depends(bearer)])
+    def thumbnail(dataset_id: str, source: str):
+        return Response(_png((200, 40, 40)), media_type="image/png")
+
+    return True
+
+
 @pytest.fixture(scope="module")
 def live_server(finished):
     """The finished service's data dir served read-only by a real uvicorn on 127.0.0.1."""
-    server, thread, base = _serve(create_app(finished.settings, start_worker=False))
+    app = create_app(finished.settings, start_worker=False)
+    _add_failure_stubs(app)
+    server, thread, base = _serve(app)
     yield base
     server.should_exit = True
     thread.join(10)
@@ -95,6 +142,24 @@ class WebDriver:
     def log(self, kind: str) -> list[dict]:
         return self._cmd("POST", "/se/log", {"type": kind})
 
+    def url(self) -> str:
+        return self._cmd("GET", "/url")
+
+    def send_file(self, css: str, path: Path) -> None:
+        """Set a file input (what a user choosing a file does)."""
+        element = self._cmd("POST", "/element", {"using": "css selector", "value": css})
+        self._cmd("POST", f"/element/{next(iter(element.values()))}/value", {"text": str(path)})
+
+    def screenshot(self, path: Path) -> Path:
+        """A PNG of the whole page (not just the window)."""
+        height = int(self.js("return document.documentElement.scrollHeight"))
+        width = int(self.js("return document.documentElement.scrollWidth"))
+        shot = self._cmd("POST", "/goog/cdp/execute", {"cmd": "Page.captureScreenshot", "params": {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}})
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
     def close(self) -> None:
         try:
             if hasattr(self, "session"):
@@ -121,11 +186,20 @@ def _requested_urls(driver: WebDriver) -> list[str]:
     return urls
 
 
-def test_run_page_draws_per_class_chart_offline(driver, live_server, finished):
-    url = f"{live_server}/runs/{finished.mr2}?compare={finished.erm}"
+def _outside(urls: list[str], base: str) -> list[str]:
+    return [u for u in urls if not u.startswith(base + "/") and not u.startswith(("data:", "blob:"))]
+
+
+def _open(driver: WebDriver, url: str, ready: str, timeout: float = 60) -> None:
+    driver.log("browser"), driver.log("performance")  # drop what earlier pages logged
     driver.get(url)
-    wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready === 'run'"), 60,
-             interval=0.2, what="run page rendered")
+    wait_for(lambda: driver.js(f"return document.querySelector('main').dataset.ready === '{ready}'"), timeout,
+             interval=0.2, what=f"{ready} page rendered")
+
+
+def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, tmp_path):
+    url = f"{live_server}/runs/{finished.mr2}?compare={finished.erm}"
+    _open(driver, url, "run")
     bars = driver.js("""return Array.from(document.querySelectorAll('#per-class-chart rect.bar')).map(
         r => [r.dataset.class, r.dataset.series, Number(r.dataset.value), r.getAttribute('height')]);""")
     report = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
@@ -153,6 +227,88 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished):
     assert outside == [], f"requests left localhost: {outside}"
     errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
     assert errors == [], errors
+    driver.screenshot(tmp_path / "run_compare.png")
+
+
+def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, finished, tmp_path):
+    """KPI, group and per-class deltas are /api/compare's (both runs on the base run's groups), not recomputed."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    cmp = httpx.get(f"{live_server}/api/compare", params={"base": finished.erm, "other": finished.mr2}).json()
+    assert any(f"/api/compare?base={finished.erm}&other={finished.mr2}" in u for u in _requested_urls(driver))
+    shown = driver.js("""return Object.fromEntries(Array.from(document.querySelectorAll('.kpi')).map(
+        k => [k.dataset.metric, Number(k.querySelector('[data-delta]').dataset.delta)]));""")
+    for key, label in [("overall", "overall"), ("balanced", "balanced"), ("easy", "easy"), ("medium", "medium"),
+                       ("hard", "hard"), ("worst_class", "worst class")]:
+        assert shown[label] == pytest.approx(cmp["metrics"][key]["delta"], abs=1e-12), key
+    sub = driver.js("return Array.from(document.querySelectorAll('#group-chart text.sublabel')).map(t => t.textContent)")
+    assert [t.split(" pt")[0] for t in sub] == [
+        ("+" if cmp["metrics"][g]["delta"] > 0 else "") + f"{100 * cmp['metrics'][g]['delta']:.1f}".replace("-0.0", "0.0")
+        for g in ("easy", "medium", "hard")]
+    rows = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(
+        r => [r.dataset.class, Number(r.querySelector('[data-delta]').dataset.delta)]);""")
+    assert dict(rows) == pytest.approx({r["name"]: r["delta"] for r in cmp["per_class"]}, abs=1e-12)
+    assert driver.js("return document.getElementById('grouping-note').textContent") == cmp["grouping"]["note"]
+    driver.screenshot(tmp_path / "compare.png")
+    # ?compare= (empty) shows the run alone: no deltas, no compare request
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare=", "run")
+    assert driver.js("return document.querySelectorAll('.kpi [data-delta]').length") == 0
+    assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 3
+
+
+def _boxes(driver: WebDriver, css: str) -> list[list[float]]:
+    """On-screen boxes (after transforms such as a rotated axis title)."""
+    return driver.js(f"""return Array.from(document.querySelectorAll("{css}")).map(t => {{
+        const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; }});""")
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
+
+
+def test_run_page_charts_are_legible(driver, live_server, finished):
+    """The defects of issue 14: margin bars from zero with a legend, labelled and unclipped scatter, full width."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    report = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
+    # sample margins: every class has a mean and a min bar, negative ones hang below the zero line, a legend
+    bars = driver.js("""const zero = Number(document.querySelector('#margin-chart line.zero').getAttribute('y1'));
+        return Array.from(document.querySelectorAll('#margin-chart rect.bar')).map(r => [r.dataset.class, r.dataset.series,
+          Number(r.dataset.value), Number(r.getAttribute('y')), Number(r.getAttribute('height')), zero]);""")
+    expected = {(r["name"], "mean sample margin"): r["sample_margin_mean"] for r in report["per_class"]}
+    expected.update({(r["name"], "min sample margin"): r["sample_margin_min"] for r in report["per_class"]})
+    assert {(c, s): v for c, s, v, *_ in bars} == pytest.approx(expected)
+    for c, s, v, y, height, zero in bars:
+        assert height >= 1, (c, s)
+        if v < 0:
+            assert y == pytest.approx(zero, abs=0.6), (c, s, v)  # grows down from zero
+        else:
+            assert y + height == pytest.approx(zero, abs=0.6), (c, s, v)
+    legend = driver.js("return Array.from(document.querySelectorAll('#margin-chart .legend-svg text')).map(t => t.textContent)")
+    assert legend == ["mean sample margin", "min sample margin"]
+    ticks = driver.js("return Array.from(document.querySelectorAll('svg.chart text.tick')).map(t => t.textContent)")
+    assert not [t for t in ticks if t.startswith("-0") and float(t.rstrip("%")) == 0], ticks
+    # r_k scatter: both runs' points labelled, labels inside the chart and apart, y title clear of its ticks
+    labels = driver.js("""return Array.from(document.querySelectorAll('#r-scatter text.point-label')).map(
+        t => [t.dataset.class, t.classList.contains('base')]);""")
+    # a compared point on the very spot of this run's point (same r_k and accuracy) shares its label
+    twins = driver.js("return Array.from(document.querySelectorAll('#r-scatter circle[data-coincides]')).map(c => c.dataset.class)")
+    assert sorted(map(tuple, labels)) == sorted([(r["name"], b) for r in report["per_class"] for b in (False, True)
+                                                 if not (b and r["name"] in twins)]), labels
+    assert driver.js("return document.querySelectorAll('#r-scatter circle.both').length") == len(twins)
+    label_boxes = _boxes(driver, "#r-scatter text.point-label")
+    assert not any(_overlap(a, b) for i, a in enumerate(label_boxes) for b in label_boxes[i + 1:])
+    chart = _boxes(driver, "#r-scatter")[0]
+    assert all(b[0] >= chart[0] and b[1] >= chart[1] and b[2] <= chart[2] and b[3] <= chart[3] for b in label_boxes)
+    title = _boxes(driver, "#r-scatter text.axis-title")
+    tick_boxes = _boxes(driver, "#r-scatter text.tick")
+    assert not any(_overlap(t, k) for t in title for k in tick_boxes)
+    # the per-class chart spans its panel; headers are not upper-cased into R_K / Γ_K
+    ratio = driver.js("""const svg = document.getElementById('per-class-chart');
+        const card = svg.closest('section'); const cs = getComputedStyle(card);
+        return svg.getBoundingClientRect().width / (card.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight));""")
+    assert ratio > 0.97
+    heads = driver.js("""return Array.from(document.querySelectorAll('#per-class-table th')).map(
+        th => [th.textContent, getComputedStyle(th).textTransform]);""")
+    assert ["rₖ", "none"] in heads and ["γₖ", "none"] in heads
 
 
 def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
@@ -165,11 +321,22 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert link == f"/runs/{finished.mr2}?compare={finished.erm}"
     urls = _requested_urls(driver)
     assert [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))] == []
+    # each run row names its data set, encoder and the images its cache holds; the job row names its cache
+    cache = httpx.get(f"{live_server}/api/caches/{finished.job['result']['cache_id']}").json()
+    cells = driver.js(f"""const r = document.querySelector('#runs tr[data-run="{finished.mr2}"]');
+        return ['dataset', 'encoder', 'images'].map(c => r.querySelector(`[data-col=${{c}}]`).textContent);""")
+    assert cells == [finished.dataset["name"], "effnet-lite0", f"{sum(cache['counts'].values()):,}"]
+    made = driver.js(f"return document.querySelector('#jobs tr[data-job=\"{finished.job['id']}\"] .cache-ref').dataset.cache")
+    assert made == cache["id"]
+    used = driver.js(f"return document.querySelector('#datasets tr[data-dataset=\"{finished.dataset['id']}\"] [data-col=used]').textContent")
+    assert f"effnet-lite0: {sum(cache['counts'].values()):,}" in used
 
 
 def test_token_field_unlocks_a_protected_server(driver, finished):
     settings = finished.settings.model_copy(update={"api_token": SecretStr("dash-token")})
-    server, thread, base = _serve(create_app(settings, start_worker=False))
+    app = create_app(settings, start_worker=False)
+    stubbed = _add_failure_stubs(app, token="dash-token")
+    server, thread, base = _serve(app)
     try:
         driver.get(f"{base}/runs/{finished.mr2}")
         wait_for(lambda: "needs an API token" in driver.js("return document.getElementById('banner').textContent"),
@@ -183,7 +350,280 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
         assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 6
         assert driver.js("return sessionStorage.getItem('mr2probe-token')") == "dash-token"
         assert driver.js("return localStorage.length") == 0  # never persisted beyond the tab
+        # thumbnails need the token too (the stubs refuse requests without it): fetched with the header
+        wait_for(lambda: driver.js(f"""const imgs = Array.from(document.querySelectorAll('#gallery-body img.thumb'));
+            return document.getElementById('gallery-body').dataset.class && imgs.length >= {int(stubbed)} &&
+                   imgs.every(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'));"""),
+                 60, interval=0.2, what="thumbnails loaded with the token")
     finally:
         driver.js("sessionStorage.clear()")
         server.should_exit = True
         thread.join(10)
+
+
+# -- the launch form, on a service of its own (worker running) ------------------------------------------
+def _shapes_zip(path: Path, n_train: int = 8, n_test: int = 4) -> Path:
+    """A tiny generated data set: 32×32 PNGs of three colours with noise, in train/ and test/ class folders."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200)}
+    with zipfile.ZipFile(path, "w") as zf:
+        for split, n in (("train", n_train), ("test", n_test)):
+            for name, rgb in colours.items():
+                for i in range(n):
+                    pixels = np.clip(np.array(rgb) + rng.normal(0, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+                    buf = io.BytesIO()
+                    Image.fromarray(pixels).save(buf, format="PNG")
+                    zf.writestr(f"shapes/{split}/{name}/{i}.png", buf.getvalue())
+    return path
+
+
+@pytest.fixture(scope="module")
+def launch_service(tmp_path_factory):
+    from app_testutils import make_settings
+
+    root = tmp_path_factory.mktemp("data_root")
+    settings = make_settings(tmp_path_factory.mktemp("launch"), data_root=root)
+    app = create_app(settings)
+    stubbed = _add_failure_stubs(app)
+    server, thread, base = _serve(app)
+    yield SimpleNamespace(settings=settings, base=base, stubbed=stubbed, launched={})
+    server.should_exit = True
+    thread.join(30)
+
+
+def _value(driver: WebDriver, element_id: str, value: str) -> None:
+    driver.js(f"document.getElementById('{element_id}').value = {json.dumps(value)}")
+
+
+def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_path):
+    base = launch_service.base
+    archive = _shapes_zip(tmp_path / "shapes.zip")
+    _open(driver, base + "/launch", "launch")
+    driver.screenshot(tmp_path / "launch_form.png")
+    assert driver.js("return document.getElementById('source-upload').checked")  # no data set yet
+    choices = httpx.get(base + "/launch/choices").json()
+    assert driver.js("return Array.from(document.querySelectorAll('#head option')).map(o => o.value)") == \
+        [""] + [x["name"] for x in choices["heads"]]
+    assert "effnet-lite0" in [e["pattern"] for e in choices["encoders"]]
+    driver.send_file("#archive", archive)
+    _value(driver, "dataset-name", "shapes")
+    _value(driver, "epochs", "3")
+    _value(driver, "budget", "-5")  # refused by the API (4xx): its detail shows next to the budget field
+    driver.js("document.getElementById('launch-submit').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent"), 60,
+                     interval=0.2, what="budget error shown")
+    assert "max_overall_drop" in error
+    datasets = httpx.get(base + "/api/datasets").json()
+    assert [d["name"] for d in datasets] == ["shapes"] and datasets[0]["counts"]["test"] == [4, 4, 4]
+    # the upload is kept: the retry uses the registered data set instead of uploading again
+    assert driver.js("return document.getElementById('source-existing').checked")
+    assert driver.js("return document.getElementById('dataset-select').value") == datasets[0]["id"]
+    assert driver.js("return document.getElementById('epochs').value") == "3"  # the entries survive the retry
+    driver.screenshot(tmp_path / "launch_error.png")
+    _value(driver, "budget", "0")
+    # the request the form sends: head left to the encoder's default, no budget field at 0
+    assert driver.js("return Launch.jobBody('ds_x')") == {
+        "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0", "options": {},
+        "probes": [{"epochs": 3, "loss": "ce"}, {"epochs": 3, "preset": "disparity"}]}
+    _value(driver, "budget", "0.5")
+    _value(driver, "head", "cosine")
+    _value(driver, "max-per-class", "20")
+    assert driver.js("return Launch.jobBody('ds_x')") == {
+        "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0", "options": {"max_per_class": 20},
+        "probes": [{"head": "cosine", "epochs": 3, "loss": "ce"},
+                   {"head": "cosine", "epochs": 3, "preset": "disparity", "max_overall_drop": 0.5}]}
+    _value(driver, "budget", "0")
+    _value(driver, "head", "")
+    _value(driver, "max-per-class", "")
+    driver.js("document.getElementById('launch-submit').click()")
+    wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') || "
+                               "!document.getElementById('job-watch').hidden"), 60, interval=0.1, what="job watched")
+    wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') && "
+                               "document.querySelector('main').dataset.ready === 'run'"), 600, interval=0.5,
+             what="report page after the pipeline")
+    jobs = httpx.get(base + "/api/jobs").json()
+    assert len(jobs) == 1 and jobs[0]["status"] == "succeeded"
+    erm, disparity = jobs[0]["result"]["run_ids"]
+    assert driver.url() == f"{base}/runs/{disparity}?compare={erm}"
+    probes = jobs[0]["request"]["probes"]
+    assert probes[0]["loss"] == "ce" and probes[1]["preset"] == "disparity"
+    assert [p["epochs"] for p in probes] == [3, 3]
+    assert jobs[0]["request"]["dataset_id"] == datasets[0]["id"]
+    assert _outside(_requested_urls(driver), base) == []
+    driver.screenshot(tmp_path / "launch_report.png")
+    launch_service.launched.update(dataset=datasets[0]["id"], job=jobs[0]["id"], erm=erm, disparity=disparity)
+
+
+def test_launch_form_registers_a_server_folder(driver, launch_service, tmp_path):
+    """The folder option: a path outside the data root is refused next to the field; one under it is used."""
+    if not launch_service.launched:
+        pytest.skip("runs after test_launch_form_takes_an_upload_to_the_report (one job at a time)")
+    base, root = launch_service.base, launch_service.settings.data_root
+    with zipfile.ZipFile(_shapes_zip(tmp_path / "shapes.zip", n_train=6, n_test=3)) as zf:
+        zf.extractall(root / "folder")
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-path').click()")
+    assert driver.js("return document.querySelector('.source-pane[data-source=path]').hidden") is False
+    _value(driver, "dataset-path", str(tmp_path))  # outside the data root: 403
+    driver.js("document.getElementById('launch-submit').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('err-dataset').textContent"), 60,
+                     interval=0.2, what="data set error shown")
+    assert str(tmp_path) in error or "root" in error
+    assert len(httpx.get(base + "/api/datasets").json()) == 1
+    _value(driver, "dataset-path", "folder/shapes")
+    _value(driver, "dataset-name", "folder shapes")
+    _value(driver, "preset", "")
+    _value(driver, "epochs", "2")
+    driver.js("document.getElementById('launch-submit').click()")
+    wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') && "
+                               "document.querySelector('main').dataset.ready === 'run'"), 600, interval=0.5,
+             what="report page after the folder's pipeline")
+    datasets = {d["name"]: d for d in httpx.get(base + "/api/datasets").json()}
+    assert datasets["folder shapes"]["source"] == "path" and datasets["folder shapes"]["counts"]["test"] == [3, 3, 3]
+    job = httpx.get(base + "/api/jobs").json()[0]
+    assert job["request"]["dataset_id"] == datasets["folder shapes"]["id"] and len(job["result"]["run_ids"]) == 1
+    assert driver.url() == f"{base}/runs/{job['result']['run_ids'][0]}"  # ERM only: nothing to compare with
+
+
+def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path):
+    if not launch_service.launched:
+        pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")
+    base = launch_service.base
+    slow = {"loss": "ce", "epochs": 4000, "seeds": [0, 1, 2, 3], "lr_grid": [1e-3, 1e-2, 1e-1]}
+    job = httpx.post(base + "/api/jobs", json={"kind": "pipeline", "dataset_id": launch_service.launched["dataset"],
+                                               "encoder": "effnet-lite0", "probes": [slow]}).json()
+    _open(driver, f"{base}/launch?job={job['id']}", "launch")
+    wait_for(lambda: driver.js("return document.getElementById('job-cancel') !== null"), 30, interval=0.1,
+             what="cancel button")
+    driver.js("document.getElementById('job-cancel').click()")
+    wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "cancelled", 120,
+             interval=0.3, what="job cancelled")
+    assert httpx.get(f"{base}/api/jobs/{job['id']}").json()["status"] == "cancelled"
+    panel = driver.js("return document.getElementById('job-watch').textContent")
+    assert "cancellation requested" in panel and "null" not in panel and "undefined" not in panel
+    driver.screenshot(tmp_path / "launch_cancelled.png")
+
+
+def test_failed_job_without_a_way_to_succeed_offers_no_resume(driver, launch_service):
+    if not launch_service.launched:
+        pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")
+    base = launch_service.base
+    resp = httpx.post(base + "/api/jobs", json={"kind": "pipeline", "dataset_id": launch_service.launched["dataset"],
+                                                "encoder": "no-such-encoder", "probes": [{"loss": "ce"}]})
+    if resp.status_code == 422:
+        pytest.skip("the server refuses unknown encoders at submission: no failed job to show")
+    job_id = resp.json()["id"]
+    wait_for(lambda: httpx.get(f"{base}/api/jobs/{job_id}").json()["status"] == "failed", 120, interval=0.3,
+             what="job failed")
+    _open(driver, base + "/", "home")
+    wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job_id}\"]') !== null"), 30,
+             interval=0.2, what="failed job listed")
+    buttons = driver.js(f"return Array.from(document.querySelectorAll('#jobs tr[data-job=\"{job_id}\"] button')).map(b => b.textContent)")
+    assert buttons == []  # no Resume: the same request would fail again
+    assert "no-such-encoder" in driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job_id}\"]').textContent")
+
+
+# -- panels of the richer report (confusion, frontier, verdict, warnings) and the failure gallery ----------
+# The fields follow the dashboard's data contract; written into the launched runs' report.json here until the
+# probe library writes them itself (the API passes them through).
+CONFUSION = [[3, 1, 0], [0, 2, 2], [1, 0, 3]]
+FRONTIER = [
+    {"params": {}, "val_overall": 0.80, "val_hard": 0.60, "val_overall_delta": 0.0, "val_hard_delta": 0.0,
+     "val_overall_delta_ci": [0.0, 0.0], "val_hard_delta_ci": [0.0, 0.0], "chosen": False, "reference": True},
+    {"params": {"eta": 0.001}, "val_overall": 0.79, "val_hard": 0.62, "val_overall_delta": -0.01,
+     "val_hard_delta": 0.02, "val_overall_delta_ci": [-0.03, 0.01], "val_hard_delta_ci": [-0.01, 0.05],
+     "chosen": False, "reference": False},
+    {"params": {"eta": 0.01}, "val_overall": 0.798, "val_hard": 0.66, "val_overall_delta": -0.002,
+     "val_hard_delta": 0.06, "val_overall_delta_ci": [-0.004, 0.001], "val_hard_delta_ci": [0.02, 0.09],
+     "chosen": True, "reference": False},
+    {"params": {"eta": 0.03}, "val_overall": 0.74, "val_hard": 0.68, "val_overall_delta": -0.06,
+     "val_hard_delta": 0.08, "val_overall_delta_ci": [-0.09, -0.03], "val_hard_delta_ci": [0.04, 0.12],
+     "chosen": False, "reference": False},
+]
+VERDICT = "Improved: the hard third gains 6.0 points (interval +2.0 to +9.0) for 0.2 points of overall accuracy."
+WARNING = "Only 4 test images per class: each class's accuracy moves in steps of 25 points."
+
+
+def _enrich(report: dict) -> dict:
+    names = report["class_names"]
+    counts = CONFUSION
+    for row in report["per_class"]:
+        k = row["index"]
+        tp, support, predicted = counts[k][k], sum(counts[k]), sum(r[k] for r in counts)
+        row.update(precision=tp / predicted, recall=tp / support, support=support,
+                   f1=2 * tp / (predicted + support), accuracy_ci=[max(0.0, row["accuracy"] - 0.2), min(1.0, row["accuracy"] + 0.2)],
+                   top_confusions=[{"index": j, "name": names[j], "rate": counts[k][j] / support}
+                                   for j in sorted(range(3), key=lambda j: -counts[k][j]) if j != k and counts[k][j]])
+    report["confusion"] = {"split": "test", "counts": counts}
+    report["selection"].update(verdict="improved", verdict_text=VERDICT, frontier=FRONTIER)
+    report["config"]["max_overall_drop"] = 0.5
+    report["grouping"]["stability"] = [0.9, 0.6, 0.75]
+    report["warnings"] = [WARNING]
+    return report
+
+
+def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp_path):
+    if not launch_service.launched:
+        pytest.skip("needs the runs of test_launch_form_takes_an_upload_to_the_report")
+    base, run = launch_service.base, launch_service.launched["disparity"]
+    path = launch_service.settings.runs_dir / run / "report.json"
+    path.write_text(json.dumps(_enrich(json.loads(path.read_text()))))
+    served = httpx.get(f"{base}/api/reports/{run}").json()
+    if "confusion" not in served:
+        pytest.fail("GET /api/reports drops the report's extra fields: these panels cannot show")
+    _open(driver, f"{base}/runs/{run}?compare={launch_service.launched['erm']}", "run")
+    names = served["class_names"]
+    # heat map: K×K cells, row-normalised rates, counts in the tooltip
+    cells = driver.js("""return Array.from(document.querySelectorAll('#confusion-heatmap rect.cell')).map(c =>
+        [c.dataset.true, c.dataset.pred, Number(c.dataset.count), Number(c.dataset.rate), c.textContent]);""")
+    assert len(cells) == 9
+    for t, p, count, rate, tip in cells:
+        i, j = names.index(t), names.index(p)
+        assert count == CONFUSION[i][j] and rate == pytest.approx(CONFUSION[i][j] / sum(CONFUSION[i]))
+        assert f": {count} of {sum(CONFUSION[i])} (" in tip
+    pairs = driver.js("return Array.from(document.querySelectorAll('#confused-pairs li')).map(l => [l.dataset.true, l.dataset.pred])")
+    assert pairs == [[names[1], names[2]], [names[0], names[1]], [names[2], names[0]]]  # 50 %, then the 25 % pairs in class order
+    # verdict and warnings
+    assert driver.js("return document.getElementById('verdict').textContent") == VERDICT
+    assert driver.js("return document.getElementById('verdict').dataset.verdict") == "improved"
+    assert WARNING in driver.js("return document.getElementById('warnings').textContent")
+    # frontier: reference at the origin, 3 candidates with error bars, the chosen one marked, the budget line left of 0
+    assert driver.js("return document.querySelectorAll('#frontier-chart circle.dot').length") == 3
+    assert driver.js("return document.querySelectorAll('#frontier-chart line.errbar').length") == 6
+    assert driver.js("return document.querySelector('#frontier-chart [data-chosen]').dataset.params") == "eta=0.01"
+    ref_x, budget_x = driver.js("""const r = document.querySelector('#frontier-chart .cand-point rect.ref');
+        return [Number(r.getAttribute('x')) + 6, Number(document.getElementById('frontier-chart-budget').getAttribute('x1'))];""")
+    assert budget_x < ref_x
+    assert driver.js("return document.getElementById('frontier-chart-budget').dataset.budget") == "0.005"
+    # per-class table: precision / recall / support / stability / most confused with
+    row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
+    assert "50.0%" in row and "60.0%" in row and f"{names[2]} 50.0%" in row
+    # gallery: each thumbnail loaded (fetched with the token header into a blob: URL)
+    wait_for(lambda: driver.js("""const imgs = Array.from(document.querySelectorAll('#gallery-body img.thumb'));
+        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"""), 60, interval=0.2,
+             what="thumbnails loaded")
+    figures = driver.js("return Array.from(document.querySelectorAll('#gallery-body figure')).map(f => f.textContent)")
+    assert figures and all("confident" in f and "→" in f for f in figures)
+    assert driver.js("return Array.from(document.querySelectorAll('#gallery-body img')).every(i => i.src.startsWith('blob:'))")
+    assert _outside(_requested_urls(driver), base) == []
+    errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
+    assert errors == [], errors
+    driver.screenshot(tmp_path / "run_panels.png")
+
+
+def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server, finished):
+    """The compare KPIs with /api/compare's optional intervals (fed to the render function: the API adds them later)."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    texts = driver.js("""const report = { summary: { overall: .8, balanced: .8, easy: .9, medium: .8, hard: .7,
+                                                     worst_class: { name: 'cat', accuracy: .6 } } };
+        const m = (base, other, ci) => ({ base, other, delta: other - base, delta_ci: ci });
+        const cmp = { metrics: { overall: m(.79, .8, [-.005, .02]), balanced: m(.79, .8, null), easy: m(.9, .9, [0, 0]),
+                                 medium: m(.8, .8, [-.01, .01]), hard: m(.65, .7, [.02, .08]), worst_class: m(.6, .6, null) } };
+        const node = RunPage.panels.kpis(report, cmp, { main: 'a', other: 'b' });
+        return Array.from(node.querySelectorAll('.kpi')).map(k => k.querySelector('.delta-value').textContent);""")
+    assert texts[0] == "+1.0 pt [-0.5, +2.0] within noise"
+    assert texts[1] == "+1.0 pt"
+    assert texts[4] == "+5.0 pt [+2.0, +8.0]"

@@ -1,0 +1,125 @@
+/* Shared helpers of the dashboard pages: DOM building, the API client (bearer token from this tab's
+   sessionStorage), number formats, images fetched with the token. Exposes window.Dash. */
+(function () {
+  "use strict";
+  const TOKEN_KEY = "mr2probe-token";
+  const ACTIVE = new Set(["queued", "running"]);
+  const banner = () => document.getElementById("banner");
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v);
+    }
+    for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) node.append(c instanceof Node ? c : String(c));
+    return node;
+  }
+
+  function showBanner(text, isError) {
+    const b = banner();
+    b.hidden = !text;
+    b.textContent = text || "";
+    b.className = "banner" + (isError ? " error" : "");
+  }
+
+  function authHeaders() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
+
+  /** An API error: the HTTP status and the server's `detail` (a string, or pydantic's list of field errors). */
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(formatDetail(detail));
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  function formatDetail(detail) {
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail.map((d) => {
+        const loc = (d.loc || []).filter((p) => p !== "body" && typeof p === "string" && !/^(pipeline|extract|probe)$/.test(p));
+        return (loc.length ? loc.join(".") + ": " : "") + (d.msg || JSON.stringify(d));
+      }).join("; ");
+    }
+    return JSON.stringify(detail);
+  }
+
+  async function api(path, options) {
+    const opts = options || {};
+    const resp = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
+    if (resp.status === 401) {
+      showBanner("This server needs an API token: enter it above (it stays in this browser tab only).", true);
+      throw new ApiError(401, "unauthorized");
+    }
+    if (!resp.ok) {
+      let detail = resp.statusText || `HTTP ${resp.status}`;
+      try { detail = (await resp.json()).detail; } catch (e) { /* not JSON */ }
+      throw new ApiError(resp.status, detail);
+    }
+    return resp;
+  }
+  const getJSON = async (path) => (await api(path)).json();
+  const sendJSON = async (path, method, body) =>
+    (await api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
+
+  const pct = (v) => window.Charts.pct(v);
+  const num = (v, d = 3) => window.Charts.fixed(v, d);
+  const signedPt = (d, digits = 1) => (d > 0 ? "+" : "") + window.Charts.fixed(100 * d, digits);
+
+  /** Δ in points with its interval; "within noise" when the interval contains 0. */
+  function deltaSpan(d, ci) {
+    if (!isNum(d)) return h("span", { class: "muted" }, "–");
+    const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+    const noise = hasCi && ci[0] <= 0 && ci[1] >= 0;
+    const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
+    return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
+      signedPt(d) + " pt",
+      hasCi ? h("span", { class: "ci" }, ` [${signedPt(ci[0])}, ${signedPt(ci[1])}]`) : null,
+      noise ? h("span", { class: "noise-tag" }, " within noise") : null);
+  }
+
+  const NUMERIC_HEADERS = new Set(["overall", "balanced", "easy", "medium", "hard", "images", "classes"]);
+  /** A table; headers are strings (numeric columns right-aligned) or ready <th> nodes; `empty` when no rows. */
+  function table(headers, rows, empty, attrs) {
+    if (!rows.length) return h("p", { class: "muted empty" }, empty);
+    return h("table", attrs || {},
+      h("thead", {}, h("tr", {}, headers.map((x) => (x instanceof Node ? x : h("th", { class: NUMERIC_HEADERS.has(x) ? "num" : "" }, x))))),
+      h("tbody", {}, rows));
+  }
+
+  function statusChip(status) { return h("span", { class: "status " + status, "data-status": status }, status); }
+
+  function progressBar(fraction) {
+    const fill = h("span", {});
+    fill.style.width = (100 * (fraction || 0)).toFixed(0) + "%";  // CSSOM, allowed by the CSP (style attributes are not)
+    return h("span", { class: "progress" }, fill);
+  }
+
+  /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. */
+  function authImage(url, alt) {
+    const img = h("img", { alt, class: "thumb", loading: "lazy" });
+    api(url).then((r) => r.blob()).then((blob) => {
+      img.src = URL.createObjectURL(blob);
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+    }).catch((e) => { img.alt = `${alt} (image unavailable: ${e.message})`; img.classList.add("broken"); });
+    return img;
+  }
+
+  async function download(url, filename) {
+    const blob = await (await api(url)).blob();
+    const a = h("a", { href: URL.createObjectURL(blob), download: filename });
+    document.body.append(a); a.click(); a.remove();
+  }
+
+  const count = (n) => (isNum(n) ? n.toLocaleString("en-US") : "–");
+  const enc = encodeURIComponent;
+
+  window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+                  deltaSpan, table, statusChip, progressBar, authImage, download, count, enc, isNum };
+})();

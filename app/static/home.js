@@ -1,0 +1,99 @@
+/* "/": jobs (live), runs (with their data set, encoder and the images actually used) and data sets. */
+(function () {
+  "use strict";
+  const { h, api, getJSON, showBanner, table, statusChip, progressBar, pct, count, ACTIVE, enc } = window.Dash;
+  const POLL_MS = 2000;
+
+  const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
+  function splitCounts(cache) {
+    const c = (cache && cache.counts) || {};
+    return ["train", "val", "test"].filter((s) => s in c).map((s) => `${s} ${count(c[s])}`).join(" · ");
+  }
+
+  // A failed job is offered Resume only when the server says it can succeed again (`retryable`); an
+  // interrupted one always (the server stopped, not the job).
+  const canResume = (job) => job.resumable && (job.status === "interrupted" || job.retryable === true);
+
+  function jobRow(job, ctx) {
+    const act = (path, method) => () => api(path, { method }).then(ctx.refresh, (e) => showBanner(e.message, true));
+    const actions = h("td", { class: "actions" },
+      ACTIVE.has(job.status) || job.status === "interrupted" ? h("button", { onclick: act(`/api/jobs/${job.id}`, "DELETE") }, "Cancel") : null,
+      canResume(job) ? h("button", { onclick: act(`/api/jobs/${job.id}/resume`, "POST") }, "Resume") : null);
+    const result = job.result || {};
+    const cache = result.cache_id ? ctx.caches[result.cache_id] : null;
+    const made = [];
+    if (result.cache_id) made.push(h("span", { class: "cache-ref", "data-cache": result.cache_id }, `cache ${result.cache_id}`,
+      cache ? h("span", { class: "muted" }, ` (${cache.encoder}, ${count(cacheImages(cache))} images)`) : null));
+    (result.run_ids || []).forEach((id) => made.push(h("a", { href: `/runs/${enc(id)}` }, id)));
+    return h("tr", { "data-job": job.id },
+      h("td", {}, h("a", { href: `/launch?job=${enc(job.id)}`, title: "watch this job" }, job.id)), h("td", {}, job.kind),
+      h("td", {}, statusChip(job.status)),
+      h("td", {}, progressBar(job.progress), " ", (100 * job.progress).toFixed(0) + "%"),
+      h("td", { class: "muted wrap" }, job.error ? h("span", { class: "neg" }, job.error) : job.stage),
+      h("td", { class: "made" }, made.map((x, i) => [i ? ", " : "", x]).flat()), actions);
+  }
+
+  function runRow(run, ctx) {
+    const s = run.summary || {};
+    const ref = run.reference_run && ctx.runs[run.reference_run] ? run.reference_run : null;
+    const cache = ctx.caches[run.cache_id];
+    const ds = cache ? ctx.datasets[cache.dataset_id] : null;
+    const link = `/runs/${enc(run.id)}` + (ref ? `?compare=${enc(ref)}` : "");
+    return h("tr", { "data-run": run.id },
+      h("td", {}, h("a", { href: link }, run.id)), h("td", {}, run.name),
+      h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–"),
+      h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
+      h("td", { class: "num", "data-col": "images", title: splitCounts(cache) }, cache ? count(cacheImages(cache)) : "–"),
+      ["overall", "balanced", "easy", "medium", "hard"].map((k) => h("td", { class: "num" }, pct(s[k]))),
+      h("td", {}, s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
+      h("td", {}, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
+  }
+
+  function datasetRow(d, ctx) {
+    const used = Object.values(ctx.caches).filter((c) => c.dataset_id === d.id);
+    return h("tr", { "data-dataset": d.id },
+      h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, String(d.class_names.length)),
+      h("td", { class: "num", "data-col": "images" }, count(d.num_images)),
+      h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
+        h("span", { "data-cache": c.id, title: splitCounts(c) }, `${c.encoder}: ${count(cacheImages(c))}`)]).flat()
+        : h("span", { class: "muted" }, "not extracted yet")),
+      h("td", {}, d.source));
+  }
+
+  async function refresh() {
+    const [jobs, runs, datasets, caches] = await Promise.all(
+      [getJSON("/api/jobs?limit=50"), getJSON("/api/runs"), getJSON("/api/datasets"), getJSON("/api/caches")]);
+    const byId = (rows) => Object.fromEntries(rows.map((r) => [r.id, r]));
+    const ctx = { runs: byId(runs), caches: byId(caches), datasets: byId(datasets), refresh };
+    const launch = h("a", { href: "/launch" }, "launch one");
+    document.getElementById("jobs").replaceChildren(
+      table(["job", "kind", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."]));
+    document.getElementById("runs").replaceChildren(
+      table(["run", "probe", "data set", "encoder", "images", "overall", "balanced", "easy", "medium", "hard", "worst class", "compare"],
+            runs.map((r) => runRow(r, ctx)), "No finished runs yet."));
+    document.getElementById("datasets").replaceChildren(
+      table(["data set", "name", "classes", "images", "encoded (images used)", "source"], datasets.map((d) => datasetRow(d, ctx)),
+            "No data sets yet: upload one from the launch page."));
+    return jobs.some((j) => ACTIVE.has(j.status));
+  }
+
+  let timer = null;
+  function render(main) {
+    main.replaceChildren(
+      h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Jobs"), h("a", { href: "/launch", class: "button primary" }, "Launch a job")),
+        h("div", { id: "jobs" }, h("p", { class: "muted" }, "Loading…"))),
+      h("section", { class: "card" }, h("h2", {}, "Runs"), h("div", { id: "runs" })),
+      h("section", { class: "card" }, h("h2", {}, "Data sets"),
+        h("p", { class: "muted note" }, "images: in the data set; encoded: the images each feature cache holds (after max per class)."),
+        h("div", { id: "datasets" })));
+    const tick = async () => {
+      try { await refresh(); if (!document.getElementById("banner").classList.contains("error")) showBanner(""); }
+      catch (e) { if (e.status !== 401) showBanner("Could not load: " + e.message, true); }
+      main.setAttribute("data-ready", "home");
+      timer = setTimeout(tick, POLL_MS);
+    };
+    tick();
+  }
+
+  window.Home = { render, stop: () => clearTimeout(timer) };
+})();

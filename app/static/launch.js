@@ -1,0 +1,256 @@
+/* "/launch": upload an archive or register a server-side folder (or pick a registered data set), choose the
+   encoder, head, preset and overall-accuracy budget, start the pipeline (ERM reference + the chosen preset),
+   watch it, cancel it, and land on the report. "/launch?job={id}" watches an existing job.
+   The choices (encoders, heads, presets) come from GET /launch/choices, i.e. from the registries. */
+(function () {
+  "use strict";
+  const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count } = window.Dash;
+  const POLL_MS = 1000;
+  const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "max-per-class", "epochs"];  // across a form rebuild
+
+  // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
+  const FIELD_OF = { dataset_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
+                     head: "head", preset: "preset", max_overall_drop: "budget", max_per_class: "limits-cap", epochs: "limits" };
+
+  function field(label, input, key, hint) {
+    return h("div", { class: "field" }, h("label", { for: input.id }, label), input,
+      hint ? h("div", { class: "hint" }, hint) : null, h("div", { class: "field-error", id: `err-${key}`, role: "alert" }));
+  }
+
+  function showErrors(err) {
+    const detail = err instanceof ApiError ? err.detail : String(err.message || err);
+    const byField = {};
+    const add = (key, text) => { (byField[key] = byField[key] || []).push(text); };
+    if (Array.isArray(detail)) {
+      for (const d of detail) {
+        const key = (d.loc || []).map((p) => FIELD_OF[p]).find(Boolean) || "form";
+        add(key, Dash.formatDetail([d]));
+      }
+    } else {
+      const text = Dash.formatDetail(detail);
+      // A message from the data-set step belongs there; otherwise the first field it names.
+      const key = err.step === "dataset" ? "dataset_id"
+        : Object.keys(FIELD_OF).find((k) => new RegExp(`\\b${k}\\b`).test(text) || (k === "dataset_id" && /data ?set/i.test(text)));
+      add(key ? FIELD_OF[key] : "form", text);
+    }
+    for (const [key, texts] of Object.entries(byField)) {
+      const box = document.getElementById(`err-${key}`) || document.getElementById("err-form");
+      box.textContent = texts.join(" · ");
+      box.closest(".field") && box.closest(".field").classList.add("invalid");
+    }
+  }
+
+  function clearErrors() {
+    document.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
+    document.querySelectorAll(".field.invalid").forEach((e) => e.classList.remove("invalid"));
+  }
+
+  /** Multipart upload with progress (XMLHttpRequest: fetch cannot report upload progress). */
+  function uploadArchive(file, name, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/datasets");
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      if (token) xhr.setRequestHeader("Authorization", "Bearer " + token);
+      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+      xhr.addEventListener("load", () => {
+        let body;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = { detail: xhr.statusText || `HTTP ${xhr.status}` }; }
+        if (xhr.status === 201) resolve(body); else reject(new ApiError(xhr.status, body.detail));
+      });
+      xhr.addEventListener("error", () => reject(new ApiError(0, "the upload was interrupted (network error)")));
+      const form = new FormData();
+      if (name) form.append("name", name);
+      form.append("file", file);
+      xhr.send(form);
+    });
+  }
+
+  function buildForm(choices, datasets) {
+    const source = datasets.length ? "existing" : "upload";
+    const radio = (value, label) => h("label", { class: "radio" },
+      h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
+    const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
+      h("option", { value: d.id }, `${d.name} · ${d.id} · ${d.class_names.length} classes, ${count(d.num_images)} images`)));
+    const encoder = h("input", { id: "encoder", list: "encoder-list", value: choices.encoders[0].pattern, autocomplete: "off", required: "required" });
+    const head = h("select", { id: "head" }, h("option", { value: "" }, "encoder default"),
+      choices.heads.map((x) => h("option", { value: x.name }, `${x.name} — ${x.formula}`)));
+    const preset = h("select", { id: "preset" }, choices.presets.map((p) => h("option", { value: p.name }, p.name)),
+      h("option", { value: "" }, "none: the ERM reference only"));
+    const presetWhy = h("div", { class: "hint", id: "preset-why" });
+    const syncWhy = () => {
+      const p = choices.presets.find((x) => x.name === preset.value);
+      presetWhy.textContent = p ? p.why : "Only the ERM reference probe is trained.";
+      const budget = form && form.querySelector("#budget");
+      if (budget) budget.disabled = !p;  // the budget applies to the disparity-aware probe only
+    };
+    let form = null;
+    preset.addEventListener("change", syncWhy);
+    form = h("form", { id: "launch-form", novalidate: "novalidate" },
+      h("fieldset", {}, h("legend", {}, "1 · Images"),
+        h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
+          radio("path", "a folder on the server")),
+        h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
+        h("div", { class: "source-pane", "data-source": "upload" },
+          h("input", { type: "file", id: "archive", accept: ".zip,.tar,.tar.gz,.tgz" }),
+          h("div", { class: "hint" }, "zip / tar / tar.gz of class folders: train/<class>/*.jpg and test/<class>/*.jpg, or one tree that is split for you.")),
+        h("div", { class: "source-pane", "data-source": "path" },
+          h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
+        h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: 200 })),
+        h("div", { class: "field-error", id: "err-dataset", role: "alert" }),
+        h("div", { id: "upload-progress", hidden: "hidden" }, progressBar(0), h("span", { class: "muted" }, " uploading…"))),
+      h("fieldset", {}, h("legend", {}, "2 · Encoder and probes"),
+        h("datalist", { id: "encoder-list" }, choices.encoders.map((e) => h("option", { value: e.pattern }))),
+        h("div", { class: "fields" },
+          field("Encoder", encoder, "encoder", "One of: " + choices.encoders.map((e) => e.pattern).join(", ")),
+          field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
+          field("Preset (second probe)", preset, "preset", "the disparity-aware probe trained after the ERM reference"),
+          field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
+                "The largest drop in validation overall accuracy the disparity-aware probe may pay for a better hard third; 0: none.")),
+        h("details", { class: "preset-details" }, h("summary", {}, "Why this preset"), presetWhy)),
+      h("fieldset", {}, h("legend", {}, "3 · Limits (optional)"),
+        h("div", { class: "fields" },
+          field("Images per class and split", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),
+          field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, step: 1, placeholder: "default" }), "limits"))),
+      h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
+        h("span", { class: "field-error", id: "err-form", role: "alert" })));
+    const sync = () => {
+      const value = form.querySelector("input[name=source]:checked").value;
+      form.querySelectorAll(".source-pane").forEach((p) => { p.hidden = !p.dataset.source.split(" ").includes(value); });
+    };
+    form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
+    sync(); syncWhy();
+    return form;
+  }
+
+  const intOrNull = (id) => { const v = document.getElementById(id).value.trim(); return v === "" ? null : Number(v); };
+
+  /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe. */
+  function jobBody(datasetId) {
+    const headName = document.getElementById("head").value, preset = document.getElementById("preset").value;
+    const budget = Number(document.getElementById("budget").value || 0);  // points
+    const epochs = intOrNull("epochs"), cap = intOrNull("max-per-class");
+    const common = {};
+    if (headName) common.head = headName;
+    if (epochs !== null) common.epochs = epochs;
+    const probes = [{ ...common, loss: "ce" }];
+    // max_overall_drop only when set: servers before the budget option refuse unknown fields.
+    if (preset) probes.push({ ...common, preset, ...(budget ? { max_overall_drop: budget } : {}) });
+    return { kind: "pipeline", dataset_id: datasetId, encoder: document.getElementById("encoder").value.trim(),
+             options: cap !== null ? { max_per_class: cap } : {}, probes };
+  }
+
+  async function resolveDataset(form) {
+    const source = form.querySelector("input[name=source]:checked").value;
+    const name = document.getElementById("dataset-name").value.trim() || null;
+    if (source === "existing") {
+      const id = (document.getElementById("dataset-select") || {}).value;
+      if (!id) throw Object.assign(new ApiError(0, "choose a data set, or upload one"), { step: "dataset" });
+      return id;
+    }
+    try {
+      if (source === "upload") {
+        const file = document.getElementById("archive").files[0];
+        if (!file) throw new ApiError(0, "choose an archive (.zip, .tar, .tar.gz) to upload");
+        const bar = document.getElementById("upload-progress");
+        bar.hidden = false;
+        const ds = await uploadArchive(file, name, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
+        bar.hidden = true;
+        return ds.id;
+      }
+      const path = document.getElementById("dataset-path").value.trim();
+      if (!path) throw new ApiError(0, "enter the folder's path on the server");
+      return (await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}) })).id;
+    } catch (e) {
+      document.getElementById("upload-progress").hidden = true;
+      throw Object.assign(e, { step: "dataset" });
+    }
+  }
+
+  // ---- watching a job -------------------------------------------------------------------------------
+  function reportUrl(job) {
+    const ids = (job.result || {}).run_ids || [];
+    if (!ids.length) return null;
+    const last = ids[ids.length - 1];
+    return `/runs/${enc(last)}` + (ids.length > 1 ? `?compare=${enc(ids[0])}` : "");
+  }
+
+  /** Poll the job; on success open its report, unless the job had already finished when watching began. */
+  function watch(jobId, panel, launchedHere) {
+    let sawActive = launchedHere, timer = null;
+    const act = (method, path) => api(path, { method }).then(tick, (e) => showBanner(e.message, true));
+    const tick = async () => {
+      clearTimeout(timer);
+      let job;
+      try { job = await getJSON(`/api/jobs/${enc(jobId)}`); }
+      catch (e) { panel.replaceChildren(h("h2", {}, `Job ${jobId}`), h("p", { class: "neg" }, e.message)); return; }
+      if (!FINISHED.has(job.status)) sawActive = true;
+      const url = reportUrl(job);
+      const result = job.result || {};
+      panel.replaceChildren(...[  // replaceChildren would print a null as "null"
+        h("h2", {}, `Job ${job.id} · ${job.kind}`),
+        h("p", { class: "job-line" }, statusChip(job.status), " ", progressBar(job.progress), " ",
+          h("span", { id: "job-progress" }, (100 * job.progress).toFixed(0) + "%"), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),
+        job.error ? h("p", { class: "neg", id: "job-error" }, job.error) : null,
+        h("p", {}, !FINISHED.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
+          job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
+          result.cache_id ? h("span", { class: "muted" }, ` cache ${result.cache_id} `) : null,
+          url ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
+        h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean));
+      panel.hidden = false;
+      panel.dataset.status = job.status;
+      if (job.status === "succeeded" && url && sawActive) { location.assign(url); return; }
+      if (!FINISHED.has(job.status)) timer = setTimeout(tick, POLL_MS);
+    };
+    tick();
+    return () => clearTimeout(timer);
+  }
+
+  // ---- page -----------------------------------------------------------------------------------------
+  async function render(main) {
+    const params = new URLSearchParams(location.search);
+    const [choices, datasets] = await Promise.all([getJSON("/launch/choices"), getJSON("/api/datasets")]);
+    const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
+    let stop = () => {};
+    const mount = (list) => {
+      const form = buildForm(choices, list);
+      form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form, list); });
+      return form;
+    };
+    async function submit(form, list) {
+      clearErrors();
+      const button = document.getElementById("launch-submit");
+      button.disabled = true;
+      let datasetId = null;
+      try {
+        datasetId = await resolveDataset(form);
+        const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId));
+        history.replaceState(null, "", `/launch?job=${enc(accepted.id)}`);
+        stop(); stop = watch(accepted.id, panel, true);
+      } catch (e) {
+        if (e.status === 401) return;
+        if (datasetId && !list.some((d) => d.id === datasetId)) {
+          // The data set is registered now: a retry should not upload it again.
+          const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list]);
+          for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
+          form.replaceWith(fresh);
+          fresh.querySelector("#preset").dispatchEvent(new Event("change"));
+        }
+        showErrors(e);
+      } finally {
+        document.getElementById("launch-submit").disabled = false;
+      }
+    }
+    const form = mount(datasets);
+    main.replaceChildren(
+      panel,  // the watched job first: progress stays in view after a submit
+      h("section", { class: "card" }, h("h2", {}, "Launch a pipeline"),
+        h("p", { class: "muted" }, "Extracts the images' features once (reused when the data set and encoder were already extracted), "
+          + "trains the ERM reference probe, then the chosen disparity-aware probe, and opens the comparison."), form));
+    if (params.get("job")) stop = watch(params.get("job"), panel, false);
+    main.setAttribute("data-ready", "launch");
+  }
+
+  window.Launch = { render, jobBody };
+})();

@@ -1,0 +1,296 @@
+/* "/runs/{id}?compare={id}": one report, optionally compared with another run.
+   Every delta shown comes from GET /api/compare (both runs scored on the compared (base) run's groups); the
+   compared run's own report is read only for values that are not deltas (its r_k points and margins).
+   Panels are pure functions of the data (window.RunPage.panels) and render an empty state when the report
+   lacks their fields (older reports). */
+(function () {
+  "use strict";
+  const { h, getJSON, showBanner, table, pct, num, deltaSpan, signedPt, authImage, download, count, enc, isNum,
+          TOKEN_KEY } = window.Dash;
+  const GROUPS = ["easy", "medium", "hard"];
+  const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
+  const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
+  const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
+  const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+
+  // ---- header: warnings, verdicts, selection, KPIs ------------------------------------------------
+  function warningsBox(report, cmp) {
+    const items = [...(report.warnings || []), ...((cmp && cmp.warnings) || [])];
+    if (!items.length) return null;
+    return h("div", { class: "warning-box", id: "warnings", role: "alert" }, h("strong", {}, items.length === 1 ? "Warning" : "Warnings"),
+      h("ul", {}, items.map((w) => h("li", {}, w))));
+  }
+
+  function verdictBox(report) {
+    const sel = report.selection || {};
+    if (!sel.verdict_text) return null;
+    return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text);
+  }
+
+  // Which method ran and why: the preset's evidence (when a preset was used) and the validation selection reason.
+  function selectionNote(report) {
+    const sel = report.selection || {};
+    const preset = sel.preset;
+    return h("div", { class: "muted", id: "selection-note" },
+      preset ? h("details", { class: "preset" }, h("summary", {}, h("strong", {}, `Preset ${preset.name}`), " — why it is recommended"),
+        h("p", {}, preset.why)) : null,
+      sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on val): `), sel.reason) : null);
+  }
+
+  const KPI_KEYS = ["overall", "balanced", "easy", "medium", "hard", "worst_class"];
+  function kpis(report, cmp, names) {
+    const s = report.summary;
+    return h("div", { class: "kpis", id: "kpis" }, KPI_KEYS.map((key) => {
+      const label = key === "worst_class" ? "worst class" : key;
+      const value = key === "worst_class" ? s.worst_class.accuracy : s[key];
+      const m = cmp && cmp.metrics[key];
+      return h("div", { class: "kpi", "data-metric": label },
+        h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.name}` : label),
+        h("div", { class: "value" }, pct(m ? m.other : value)),
+        m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
+                h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other})`)) : null);
+    }));
+  }
+
+  // ---- charts ---------------------------------------------------------------------------------------
+  function perClassChart(report, cmp, names) {
+    const rows = byAccuracy(report);
+    const series = [];
+    if (cmp) {
+      const other = Object.fromEntries(cmp.per_class.map((r) => [r.index, r]));
+      series.push({ name: names.other, values: rows.map((r) => (other[r.index] || {}).base), cls: "base" });
+      series.push({ name: names.main, values: rows.map((r) => (other[r.index] || {}).other), cls: "main" });
+    } else {
+      series.push({ name: names.main, values: rows.map((r) => r.accuracy), cls: "main" });
+    }
+    return Charts.bars({ labels: rows.map((r) => r.name), series, domain: [0, 1], id: "per-class-chart",
+                         title: "per-class accuracy, worst to best", height: 240 });
+  }
+
+  function groupChart(report, cmp, names) {
+    const series = [], sub = [];
+    if (cmp) {
+      series.push({ name: names.other, values: GROUPS.map((g) => cmp.metrics[g].base), cls: "base" });
+      series.push({ name: names.main, values: GROUPS.map((g) => cmp.metrics[g].other), cls: "main" });
+      for (const g of GROUPS) {
+        const m = cmp.metrics[g];
+        const noise = ciOk(m.delta_ci) && m.delta_ci[0] <= 0 && m.delta_ci[1] >= 0;
+        sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + (noise ? " (noise)" : ""),
+                                    cls: noise || m.delta === 0 ? "noise" : m.delta > 0 ? "pos" : "neg" } : null);
+      }
+    } else {
+      series.push({ name: names.main, values: GROUPS.map((g) => report.summary[g]), cls: "main" });
+    }
+    return Charts.bars({ labels: GROUPS, series, domain: [0, 1], id: "group-chart", title: "group accuracy",
+                         sublabels: cmp ? sub : null, width: 600, height: 220 });
+  }
+
+  function scatterChart(report, other, names) {
+    const pts = report.per_class.map((r) => ({ x: r.r, y: r.accuracy, label: r.name, cls: "main", series: names.main }));
+    const legend = [{ name: names.main, cls: "main" }];
+    // r_k depends on the features the head sees (normalised for cosine heads): overlay only on the same head.
+    const sameHead = other && (other.config || {}).head === (report.config || {}).head;
+    if (sameHead) {
+      pts.push(...other.per_class.map((r) => ({ x: r.r, y: r.accuracy, label: r.name, cls: "base", series: names.other })));
+      legend.unshift({ name: names.other, cls: "base" });
+    }
+    const svg = Charts.scatter({ points: pts, legend, xLabel: "rₖ (feature radius of class k)", yLabel: "test accuracy",
+                                 xName: "rₖ", yName: "accuracy", yDomain: [0, 1], id: "r-scatter", title: "rₖ against accuracy" });
+    const note = other && !sameHead ? h("p", { class: "muted note" }, `${names.other} uses another head (rₖ is not comparable): not overlaid.`) : null;
+    return [svg, note];
+  }
+
+  function marginChart(report) {
+    const rows = byAccuracy(report);
+    const series = [{ name: "mean sample margin", values: rows.map((r) => r.sample_margin_mean), cls: "stat-mean" },
+                    { name: "min sample margin", values: rows.map((r) => r.sample_margin_min), cls: "stat-min" }];
+    return Charts.bars({ labels: rows.map((r) => r.name), series, id: "margin-chart", title: "sample margins per class",
+                         fmt: (v) => num(v, 3), height: 220, legend: true });
+  }
+
+  function marginTable(report, other, names) {
+    const s = report.summary, o = other ? other.summary : {};
+    const rows = [["class margin (min pairwise angle, °)", s.class_margin_deg, o.class_margin_deg, s.ideal_class_margin_deg, 1],
+                  ["min sample margin", s.min_sample_margin, o.min_sample_margin, s.ideal_sample_margin, 3]];
+    for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], null, 3]);
+    const heads = ["margin", ...[names.main, other ? names.other : "", "ideal"].map((x) => h("th", { class: "num" }, x))];
+    return table(heads, rows.map(([l, v, ov, ideal, d]) =>
+      h("tr", {}, h("td", {}, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
+        h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "");
+  }
+
+  // ---- confusions -----------------------------------------------------------------------------------
+  const validConfusion = (report) => {
+    const c = report.confusion, K = report.class_names.length;
+    return c && Array.isArray(c.counts) && c.counts.length === K && c.counts.every((r) => Array.isArray(r) && r.length === K) ? c : null;
+  };
+
+  function confusionPanel(report) {
+    const c = validConfusion(report);
+    if (!c) return empty("No confusion matrix in this report (reports written before it was added lack it).");
+    return [Charts.heatmap({ labels: report.class_names, counts: c.counts, id: "confusion-heatmap", title: "confusion matrix" }),
+            h("p", { class: "muted note" }, `${c.split || "test"} split; rows: the true class, normalised to 100 %; `
+              + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count.")];
+  }
+
+  /** Off-diagonal pairs by row-normalised rate: from the confusion counts, else from per-class top_confusions. */
+  function confusedPairs(report, limit) {
+    const c = validConfusion(report), names = report.class_names, pairs = [];
+    if (c) {
+      c.counts.forEach((row, i) => {
+        const n = row.reduce((a, b) => a + b, 0);
+        row.forEach((v, j) => { if (i !== j && v > 0) pairs.push({ true: names[i], pred: names[j], rate: v / n, count: v, n }); });
+      });
+    } else {
+      for (const r of report.per_class) for (const t of r.top_confusions || []) if (t.rate > 0) pairs.push({ true: r.name, pred: t.name, rate: t.rate });
+    }
+    return pairs.sort((a, b) => b.rate - a.rate || (b.count || 0) - (a.count || 0)).slice(0, limit);
+  }
+
+  function confusedList(report) {
+    const pairs = confusedPairs(report, 10);
+    if (!pairs.length) return empty(validConfusion(report) ? "No test image was misclassified." : "No confusion data in this report.");
+    return h("ol", { class: "pairs", id: "confused-pairs" }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
+      h("span", { class: "pair-names" }, h("strong", {}, p.true), " → ", p.pred),
+      h("span", { class: "rate-bar" }, rateFill(p.rate)),
+      h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
+  }
+
+  function rateFill(rate) {
+    const fill = h("span", {});
+    fill.style.width = Math.min(100, 100 * rate).toFixed(1) + "%";  // CSSOM: allowed by the CSP
+    return fill;
+  }
+
+  // ---- failure gallery ------------------------------------------------------------------------------
+  function galleryItems(data) {
+    if (!data.items.length) return empty(`No misclassified test image of class ${data.class}.`);
+    return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} mistakes on ${data.class}, most confident first.`),
+      h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
+        authImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`),
+        h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
+          h("span", { class: "conf" }, ` ${pct(it.confidence)} confident`),
+          h("span", { class: "src muted", title: it.source }, it.source.split("/").pop())))))];
+  }
+
+  function galleryPanel(report, runId) {
+    const worst = (report.summary.worst_class || {}).name || report.class_names[0];
+    const body = h("div", { id: "gallery-body" }, h("p", { class: "muted" }, "Loading…"));
+    const load = async (name) => {
+      body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      try {
+        const data = await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}&limit=12`);
+        body.replaceChildren(...[galleryItems(data)].flat());
+      } catch (e) {
+        // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
+        body.replaceChildren(e.status === 404 && e.message === "Not Found"
+          ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
+          : empty("Could not load the failure examples: " + e.message));
+      }
+      body.setAttribute("data-class", name);
+    };
+    const select = h("select", { id: "gallery-class", onchange: (ev) => load(ev.target.value) },
+      byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${r.name} (${pct(r.accuracy)})`)));
+    load(worst);
+    return [h("p", {}, "Class ", select, h("span", { class: "muted" }, " — the test images of this class the probe got wrong.")), body];
+  }
+
+  // ---- selection frontier ---------------------------------------------------------------------------
+  function frontierPanel(report) {
+    const sel = report.selection || {}, fr = sel.frontier;
+    if (!Array.isArray(fr) || !fr.length) return empty("No selection frontier in this report (it needs a reference run and several candidates).");
+    const budgetPt = Number((report.config || {}).max_overall_drop) || 0;
+    return [Charts.frontier({ points: fr, budget: budgetPt / 100, id: "frontier-chart", title: "selection frontier" }),
+            h("p", { class: "muted note" }, `Each point: one candidate's paired validation deltas against the reference run, with intervals. `
+              + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen. Hover a point for its parameters.`)];
+  }
+
+  // ---- per-class table ------------------------------------------------------------------------------
+  function perClassTable(report, cmp) {
+    const cmpRow = cmp ? Object.fromEntries(cmp.per_class.map((r) => [r.index, r])) : {};
+    const has = (k) => report.per_class.some((r) => r[k] !== undefined && r[k] !== null);
+    const stability = (report.grouping || {}).stability;
+    const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + (cmp ? (cmpRow[r.index] || {}).group : r.group) }, cmp ? (cmpRow[r.index] || {}).group : r.group)],
+      ["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` [${pct(r.accuracy_ci[0])}, ${pct(r.accuracy_ci[1])}]`) : null]]];
+    if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => deltaSpan((cmpRow[r.index] || {}).delta, (cmpRow[r.index] || {}).delta_ci)]);
+    if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
+    if (has("support")) cols.push(["support", (r) => count(r.support)]);
+    if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);
+    cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)],
+              ["n train", (r) => count(r.n_train)], ["n test", (r) => count(r.n_test)]);
+    if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
+    const numeric = new Set(["accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n test"]);
+    const rows = byAccuracy(report).map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", { class: numeric.has(name) ? "num" : name === "most confused with" ? "wrap" : "" }, f(r)))));
+    const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
+    return table(heads, rows, "", { id: "per-class-table" });
+  }
+
+  // ---- page -----------------------------------------------------------------------------------------
+  async function load(runId) {
+    const params = new URLSearchParams(location.search);
+    const [run, report, runs, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
+      getJSON("/api/runs"), getJSON("/api/caches"), getJSON("/api/datasets")]);
+    // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run.
+    const compareId = params.has("compare") ? params.get("compare") : run.reference_run;
+    const view = { run, report, runs, cache: caches.find((c) => c.id === run.cache_id), datasets, cmp: null, other: null, otherRun: null };
+    if (compareId) {
+      try {
+        [view.otherRun, view.cmp, view.other] = await Promise.all([getJSON(`/api/runs/${enc(compareId)}`),
+          getJSON(`/api/compare?base=${enc(compareId)}&other=${enc(runId)}`), getJSON(`/api/reports/${enc(compareId)}`)]);
+      } catch (e) {
+        view.cmp = view.other = view.otherRun = null;
+        showBanner(`Could not compare with run ${compareId}: ${e.message}`, true);
+      }
+    }
+    return view;
+  }
+
+  function header(view, names) {
+    const { run, report, cmp, otherRun, cache } = view;
+    const ds = cache ? view.datasets.find((d) => d.id === cache.dataset_id) : null;
+    const compareId = otherRun ? otherRun.id : "";
+    const select = h("select", { id: "compare-select", onchange: (ev) => { location.search = "?compare=" + enc(ev.target.value); } },
+      h("option", { value: "" }, "— none —"),
+      view.runs.filter((r) => r.id !== run.id && r.cache_id === run.cache_id).map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null }, `${r.name} · ${r.id}`)));
+    const csvUrl = `/api/reports/${enc(run.id)}.csv`;
+    const csvLink = h("a", { href: csvUrl, id: "csv-link", download: `${run.id}_per_class.csv`, onclick: (ev) => {
+      if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(csvUrl, `${run.id}_per_class.csv`).catch((e) => showBanner(e.message, true)); }
+    } }, "Download per-class CSV");
+    const grouping = (cmp && cmp.grouping) || report.grouping || {};
+    return h("section", { class: "card" },
+      h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
+      h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
+        `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null]
+        .filter(Boolean).join(" · "), " · ", csvLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+      warningsBox(report, cmp), verdictBox(report),
+      cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
+      selectionNote(report), kpis(report, cmp, names),
+      h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
+  }
+
+  async function render(main, runId) {
+    const view = await load(runId);
+    const { run, report, cmp, other, otherRun } = view;
+    const names = { main: run.name, other: otherRun ? otherRun.name : "" };
+    main.replaceChildren(
+      header(view, names),
+      card("Per-class test accuracy, worst to best" + (cmp ? ` (${names.main} vs ${names.other})` : ""), perClassChart(report, cmp, names)),
+      h("div", { class: "grid2" },
+        card("Easy / medium / hard" + (cmp ? ` with deltas (groups of ${names.other})` : ""), groupChart(report, cmp, names)),
+        card("Feature radius rₖ against accuracy", scatterChart(report, other, names))),
+      h("div", { class: "grid2" },
+        card("Confusion matrix", confusionPanel(report)),
+        card("Most confused pairs", confusedList(report))),
+      card("Failure gallery", galleryPanel(report, run.id)),
+      h("div", { class: "grid2" },
+        card("Selection frontier (validation)", frontierPanel(report)),
+        card("Margins", marginTable(report, other, names))),
+      card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
+      card("Per class", perClassTable(report, cmp)));
+    document.title = `mr2probe · ${run.name} ${run.id}` + (cmp ? ` vs ${names.other}` : "");
+    main.setAttribute("data-ready", "run");
+  }
+
+  window.RunPage = { render, panels: { perClassChart, groupChart, scatterChart, marginChart, confusionPanel, confusedList,
+                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems } };
+})();
