@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "compare": "compare",
     "report": "report",
+    "failures": "failures",
     "serve": "serve",
     "demo": "demo",
 }

@@ -114,13 +114,19 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
 
 
 def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
-    """The terminal comparison of two runs (probe.format_comparison of probe.compare_reports)."""
+    """The terminal comparison of two runs (probe.format_comparison of probe.compare_reports, with the paired
+    test intervals), preceded by the disparity-aware run's own verdict."""
     from probe import compare_reports, format_comparison, load_report
+    from probe.predictions import load_pair
 
     store = app.state.store
+    paths = [store.get_run(run_id)["path"] for run_id in (base_run, other_run)]
     reports = []
-    for run_id in (base_run, other_run):
-        report = load_report(store.get_run(run_id)["path"])
+    for run_id, path in zip((base_run, other_run), paths):
+        report = load_report(path)
         report.run_id = report.run_id or run_id
         reports.append(report)
-    return format_comparison(compare_reports(*reports))
+    selection = reports[1].selection
+    verdict = (f"{other_run} ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}\n"
+               if selection.verdict_text else "")
+    return verdict + format_comparison(compare_reports(*reports, load_pair(*paths)))

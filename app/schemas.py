@@ -1,7 +1,7 @@
 """Request and response models of the REST API (the OpenAPI schema is generated from these)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path
 from probe import ProbeConfig
@@ -164,3 +164,24 @@ class HealthOut(BaseModel):
     version: str
     auth_required: bool
     jobs: dict[str, int]
+
+
+# -- failing samples ---------------------------------------------------------------------------------------
+class FailureItem(BaseModel):
+    index: int = Field(..., description="row of the cache's test split")
+    source: Optional[str] = Field(None, description="path of the image in its data set (null for runs that did "
+                                  "not store sources)")
+    true: str
+    predicted: str
+    confidence: float = Field(..., description="softmax probability of the (wrong) prediction, first seed")
+    thumbnail_url: Optional[str] = None
+
+
+class FailuresOut(BaseModel):
+    """A class's misclassified test samples (first seed), most confident mistakes first."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    run_id: str
+    class_name: str = Field(..., alias="class")
+    total: int = Field(..., description="mistakes on this class in the test split (first seed)")
+    items: list[FailureItem]

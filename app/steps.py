@@ -176,7 +176,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                 + (f" (groups from reference run {reference_run})" if reference_run else ""))
     try:
         report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
-                           progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop)
+                           progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop,
+                           test_sources=cache.sources("test"))
         ctx.check_stop()
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # a half-written run directory is never a run

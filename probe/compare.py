@@ -27,6 +27,8 @@ class CompareMetric(BaseModel):
     base: Num
     other: Num
     delta: Num = Field(..., description="other − base")
+    delta_ci: Optional[list[Num]] = Field(None, description="95 % paired bootstrap interval of delta over the "
+                                          "test samples (when both runs stored their test predictions)")
 
 
 class CompareClass(BaseModel):
@@ -36,6 +38,7 @@ class CompareClass(BaseModel):
     base: Num
     other: Num
     delta: Num
+    delta_ci: Optional[list[Num]] = None
 
 
 class CompareGrouping(BaseModel):
@@ -53,6 +56,8 @@ class Comparison(BaseModel):
     grouping: CompareGrouping
     metrics: dict[str, CompareMetric]
     per_class: list[CompareClass]
+    verdict_text: Optional[str] = Field(None, description="the hard-third and overall deltas with their "
+                                        "intervals in one sentence ('within noise' where an interval holds 0)")
 
 
 def _accuracy(report: Report) -> np.ndarray:
@@ -65,10 +70,13 @@ def _metric(base: float | None, other: float | None) -> CompareMetric:
     return CompareMetric(base=base, other=other, delta=None if base is None or other is None else other - base)
 
 
-def compare_reports(base: Report, other: Report) -> Comparison:
+def compare_reports(base: Report, other: Report, predictions: tuple | None = None) -> Comparison:
     """Per-group and per-class deltas of ``other`` against ``base``, on base's groups.
 
-    Raises ValueError when the runs have different classes.
+    With ``predictions`` = the two runs' :class:`probe.predictions.Predictions` (same test split), every delta
+    gets its 95 % paired bootstrap interval and the comparison its one-sentence verdict.
+
+    Raises ValueError when the runs have different classes or, with predictions, different test splits.
     """
     if list(base.class_names) != list(other.class_names):
         raise ValueError("runs have different classes and cannot be compared: "
@@ -82,11 +90,30 @@ def compare_reports(base: Report, other: Report) -> Comparison:
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}
     per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
                  for k, name in enumerate(base.class_names)]
-    return Comparison(
+    comparison = Comparison(
         base=base.run_id, other=other.run_id,
         grouping=CompareGrouping(groups=groups, note=f"both runs scored on the groups of the base run {base.run_id} "
                                  f"({base.grouping.note})"),
         metrics=metrics, per_class=per_class)
+    if predictions is not None:
+        _add_intervals(comparison, *predictions)
+    return comparison
+
+
+def _add_intervals(comparison: Comparison, base, other) -> None:
+    """Paired test intervals of every delta (``probe.uncertainty``) and the verdict sentence, in place."""
+    from .predictions import paired_test_delta
+    from .selection import delta_sentence
+    from .uncertainty import Bootstrap
+
+    num_classes = len(comparison.per_class)
+    delta = paired_test_delta(base, other, num_classes, comparison.grouping.groups)
+    for key, value in delta.items():
+        comparison.metrics[key].delta_ci = [value["lo"], value["hi"]]
+    classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
+    for row, interval in zip(comparison.per_class, classes):
+        row.delta_ci = interval.tolist()
+    comparison.verdict_text = delta_sentence(delta)
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -95,24 +122,35 @@ def _pct(x: float | None, signed: bool = False) -> str:
     return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
 
 
-def format_comparison(comparison: Comparison, *, width: int = 100) -> str:
-    """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points)."""
+def _delta_cell(delta: float | None, interval: list | None) -> str:
+    """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0."""
+    if interval is None or delta is None or None in interval:
+        return _pct(delta, signed=True)
+    lo, hi = interval
+    return f"{_pct(delta, True)} [{_pct(lo, True)}, {_pct(hi, True)}]" + (" within noise" if lo <= 0 <= hi else "")
+
+
+def format_comparison(comparison: Comparison, *, width: int = 110) -> str:
+    """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points, with their 95 %
+    paired intervals when the runs stored their test predictions)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
     console.print(f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")
+    if comparison.verdict_text:
+        console.print(f"verdict: {comparison.verdict_text}")
     table = Table(title="test accuracy (%), seed means", box=box.SIMPLE)
-    for col in ("metric", "base", "other", "Δ points"):
+    for col in ("metric", "base", "other", "Δ points [95% interval]"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for name, m in comparison.metrics.items():
-        table.add_row(name, _pct(m.base), _pct(m.other), _pct(m.delta, signed=True))
+        table.add_row(name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci))
     console.print(table)
     pc = Table(title="per class", box=box.SIMPLE)
-    for col in ("class", "group", "base", "other", "Δ points"):
+    for col in ("class", "group", "base", "other", "Δ points [95% interval]"):
         pc.add_column(col, justify="left" if col in ("class", "group") else "right")
     for row in comparison.per_class:
-        pc.add_row(row.name, row.group or "", _pct(row.base), _pct(row.other), _pct(row.delta, signed=True))
+        pc.add_row(row.name, row.group or "", _pct(row.base), _pct(row.other), _delta_cell(row.delta, row.delta_ci))
     console.print(pc)
     return console.export_text()

@@ -7,7 +7,7 @@ source file.
 
 File contents (numpy ``.npz``, compressed): ``labels`` (n,) int32, ``predicted`` (S, n) int32 — one row per seed
 in the report's seed order —, ``confidence`` (n,) float32 — the softmax probability of the first seed's
-prediction.
+prediction — and, when the caller knows them, ``sources`` (n,) str: each test sample's path in its data set.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
-__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta"]
+__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "load_pair"]
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -28,6 +28,7 @@ class Predictions:
     labels: np.ndarray       # (n,)
     predicted: np.ndarray    # (S, n)
     confidence: np.ndarray   # (n,) first seed
+    sources: np.ndarray | None = None  # (n,) str, or None when unknown
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int32)
@@ -37,6 +38,10 @@ class Predictions:
         if self.labels.ndim != 1 or self.predicted.shape[1] != n or self.confidence.shape != (n,):
             raise ValueError(f"predictions need labels (n,), predicted (S, n) and confidence (n,); got "
                              f"{self.labels.shape}, {self.predicted.shape}, {self.confidence.shape}.")
+        if self.sources is not None:
+            self.sources = np.asarray(self.sources, dtype=str)
+            if self.sources.shape != (n,):
+                raise ValueError(f"sources must list one path per test sample ({n}), got {self.sources.shape}.")
 
     @property
     def correct(self) -> np.ndarray:
@@ -55,10 +60,18 @@ class Predictions:
         order = np.argsort(-self.confidence[wrong], kind="stable")
         return wrong[order][:limit]
 
+    def failure_rows(self, class_index: int, class_names: list[str], limit: int | None = None) -> list[dict]:
+        """The first seed's mistakes on a class as rows (index, source, true, predicted, confidence), most
+        confident first; ``source`` is None when the run did not store sources."""
+        return [{"index": int(i), "source": None if self.sources is None else str(self.sources[i]),
+                 "true": class_names[int(self.labels[i])], "predicted": class_names[int(self.predicted[0, i])],
+                 "confidence": float(self.confidence[i])} for i in self.failures(class_index, limit)]
+
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREDICTIONS_FILE
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, labels=self.labels, predicted=self.predicted, confidence=self.confidence)
+        extra = {} if self.sources is None else {"sources": self.sources}
+        np.savez_compressed(tmp, labels=self.labels, predicted=self.predicted, confidence=self.confidence, **extra)
         tmp.replace(path)
         return path
 
@@ -70,7 +83,8 @@ class Predictions:
             raise FileNotFoundError(f"no {PREDICTIONS_FILE} in {Path(run_dir).name}: the run predates stored "
                                     f"predictions; re-run it to get failures and test intervals.")
         with np.load(path) as data:
-            return cls(data["labels"], data["predicted"], data["confidence"])
+            sources = data["sources"] if "sources" in data.files else None
+            return cls(data["labels"], data["predicted"], data["confidence"], sources)
 
 
 def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
@@ -85,3 +99,11 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
                          "comparison needs the same test samples.")
     boot = Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed)
     return boot.paired_delta(other.correct, base.correct, groups)
+
+
+def load_pair(base_dir: str | Path, other_dir: str | Path) -> tuple[Predictions, Predictions] | None:
+    """Both runs' stored predictions, or None when either run has none (runs written before they were stored)."""
+    try:
+        return Predictions.load(base_dir), Predictions.load(other_dir)
+    except FileNotFoundError:
+        return None

@@ -289,11 +289,11 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> list[
     return evaluations
 
 
-def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray) -> Predictions:
+def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sources=None) -> Predictions:
     """Test predictions of every seed and the first seed's confidence (``probe.predictions``)."""
     first = evaluations[0].test_logits
     return Predictions(test_labels, np.stack([e.test_logits.argmax(axis=1) for e in evaluations]),
-                       softmax(first).max(axis=1))
+                       softmax(first).max(axis=1), sources)
 
 
 def _preset_info(config: ProbeConfig) -> PresetInfo | None:
@@ -390,7 +390,7 @@ def _select(fitter: _Fitter, splits: _Splits, reference: Report | None, class_na
 def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str],
               config: ProbeConfig | dict, *, reference: Report | dict | None = None,
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> Report:
+              should_stop: Callable[[], bool] | None = None, test_sources: list[str] | None = None) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
     Args:
@@ -403,6 +403,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         out_dir: where to write report.json, per_class.csv, head.safetensors / head.json; None writes nothing.
         progress: ``progress(fraction in [0, 1], stage)``.
         should_stop: polled between fits; True raises :class:`ProbeCancelled`.
+        test_sources: the path of each test sample in its data set, stored with the test predictions
+            (``predictions.npz``) so that failing samples can be shown.
 
     Raises:
         ValueError: malformed data or reference, a class without train or test samples, a device this host
@@ -431,7 +433,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         outcome.selection.reason += (
             f" Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise the "
             f"{config.posthoc_objective} accuracy with val overall kept >= the unbiased probe's.")
-    predictions = _predictions(evaluations, splits.test[1])
+    predictions = _predictions(evaluations, splits.test[1], test_sources)
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")

@@ -137,6 +137,11 @@ class Bootstrap:
             out[key] = {"delta": float(point_a[key] - point_b[key]), "lo": float(lo), "hi": float(hi)}
         return out
 
+    def paired_class_delta_interval(self, correct: np.ndarray, reference: np.ndarray,
+                                    level: float = DEFAULT_LEVEL) -> np.ndarray:
+        """(K, 2): ``[lo, hi]`` of each class's accuracy difference ``correct − reference`` (same resamples)."""
+        return percentile_interval(self.class_accuracy(correct) - self.class_accuracy(reference), level).T
+
     def group_stability(self, correct: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
         """(K,): the fraction of resamples in which each class falls in the group ``groups`` gives it.
 

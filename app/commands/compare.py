@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from probe import compare_reports, format_comparison, load_report
+    from probe.predictions import load_pair
 
-    comparison = compare_reports(load_report(args.base), load_report(args.other))
+    comparison = compare_reports(load_report(args.base), load_report(args.other), load_pair(args.base, args.other))
     print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison))
     return 0

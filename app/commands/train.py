@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(100 * fraction - bar.n)
 
     try:
-        run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress)
+        run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress,
+                  test_sources=cache.sources("test"))
     finally:
         bar.close()
     print(format_report(load_report(args.out)))

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
+from functools import lru_cache
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from ..config import Settings, get_settings
@@ -99,6 +102,38 @@ def list_datasets(store: Store = Depends(get_store)) -> list[DatasetOut]:
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERROR_RESPONSES)
 def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store)) -> DatasetOut:
     return _dataset_out(store.get_dataset(dataset_id))
+
+
+MAX_SOURCE_LENGTH = 1024
+
+
+@lru_cache(maxsize=4)
+def _thumbnailer(path: str, modified: float):
+    """One indexed data set per (path, modification time): opening a large archive is paid once."""
+    from feature_cache import open_dataset
+    from feature_cache.thumbnails import Thumbnailer
+
+    return Thumbnailer(open_dataset(path, val_fraction=0.0))
+
+
+def _thumbnail_png(path: str, source: str, size: int) -> bytes:
+    try:
+        thumbs = _thumbnailer(path, os.stat(path).st_mtime)
+        return thumbs.png(source, size)
+    except KeyError:
+        raise HTTPException(404, "source: not a sample of this data set") from None
+    except OSError:  # the data set left the disk, or the file no longer decodes
+        raise HTTPException(404, "source: this sample can no longer be read") from None
+
+
+@router.get("/datasets/{dataset_id}/thumbnail", response_class=Response, responses={
+    **ERROR_RESPONSES, 200: {"content": {"image/png": {}}, "description": "a PNG, longest side <= size"}},
+    summary="A small PNG of one sample the data set lists (only listed sources; anything else is a 404)")
+async def thumbnail(dataset_id: IdPath, source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
+                    size: int = Query(128, ge=8, le=512), store: Store = Depends(get_store)) -> Response:
+    row = store.get_dataset(dataset_id)
+    png = await run_in_threadpool(_thumbnail_png, row["path"], source, size)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first")

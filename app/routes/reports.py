@@ -1,6 +1,8 @@
 """``/api/runs``, ``/api/reports/{run_id}`` (+ ``.csv``) and ``/api/compare``."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -9,7 +11,7 @@ from ..store import Store
 from ..deps import get_store
 from probe import Comparison, Report
 
-from ..schemas import ERROR_RESPONSES, RunOut
+from ..schemas import ERROR_RESPONSES, FailuresOut, IdPath, RunOut
 
 router = APIRouter(tags=["reports"])
 
@@ -31,6 +33,41 @@ def list_runs(store: Store = Depends(get_store)) -> list[RunOut]:
     return [RunOut(**{k: r[k] for k in RunOut.model_fields}) for r in store.list_runs()]
 
 
+MAX_FAILURES = 200  # samples per request of /runs/{id}/failures
+
+
+@router.get("/runs/{run_id}/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
+            summary="A class's misclassified test samples (first seed), most confident mistakes first")
+def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_length=1, max_length=200,
+                                                     description="class name, as in the report"),
+             limit: int = Query(24, ge=1, le=MAX_FAILURES), store: Store = Depends(get_store)) -> FailuresOut:
+    from probe.predictions import Predictions
+
+    run = store.get_run(run_id)
+    report = _report(store, run_id)
+    if class_name not in report.class_names:
+        raise HTTPException(422, f"class: {class_name!r} is not a class of run {run_id}")
+    try:
+        predictions = Predictions.load(run["path"])
+    except FileNotFoundError:
+        raise HTTPException(404, f"run {run_id!r} has no stored test predictions (it predates them); "
+                                 "re-run it to browse its failures") from None
+    index = report.class_names.index(class_name)
+    rows = predictions.failure_rows(index, report.class_names, limit)
+    dataset_id = _dataset_of(store, run)
+    for row in rows:
+        if dataset_id and row["source"] is not None:
+            row["thumbnail_url"] = f"/api/datasets/{dataset_id}/thumbnail?{urlencode({'source': row['source']})}"
+    return FailuresOut(run_id=run_id, class_name=class_name, total=len(predictions.failures(index)), items=rows)
+
+
+def _dataset_of(store: Store, run: dict) -> str | None:
+    try:
+        return store.get_cache(run["cache_id"])["dataset_id"]
+    except KeyError:  # a run of a cache registered outside the service
+        return None
+
+
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)
 def get_run(run_id: str, store: Store = Depends(get_store)) -> RunOut:
     row = store.get_run(run_id)
@@ -49,19 +86,22 @@ async def report_csv(run_id: str, store: Store = Depends(get_store)) -> Response
 
 
 @router.get("/reports/{run_id}", response_model=Report, responses=ERROR_RESPONSES,
-            summary="The disparity report (report.json, schema_version 1; the schema is probe.Report)")
+            summary="The disparity report (report.json, schema_version 2; the schema is probe.Report)")
 def get_report(run_id: str, store: Store = Depends(get_store)) -> Report:
     return _report(store, run_id)
 
 
 @router.get("/compare", response_model=Comparison, responses=ERROR_RESPONSES,
-            summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports)")
+            summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports), with 95 % "
+            "paired bootstrap intervals when both runs stored their test predictions")
 def compare(base: str = Query(..., description="run id, e.g. the ERM run"),
             other: str = Query(..., description="run id, e.g. the MR² run"),
             store: Store = Depends(get_store)) -> Comparison:
     from probe import compare_reports
+    from probe.predictions import load_pair
 
     try:
-        return compare_reports(_report(store, base), _report(store, other))
+        pair = load_pair(store.get_run(base)["path"], store.get_run(other)["path"])
+        return compare_reports(_report(store, base), _report(store, other), pair)
     except ValueError as exc:  # e.g. the runs have different classes
         raise HTTPException(422, str(exc)) from None

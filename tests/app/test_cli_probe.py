@@ -86,6 +86,15 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     capsys.readouterr()
     assert main(["report", str(out), "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("# mr2probe report: mr2")
+    assert main(["failures", str(out), "--class", "dog", "--limit", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert 0 < len(rows) <= 3 and all(r["true"] == "dog" and r["predicted"] != "dog" for r in rows)
+    assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
+    assert all(r["source"] for r in rows)  # the cache's test sources are stored with the predictions
+    assert main(["failures", str(out), "--class", "dog"]) == 0
+    assert "most confident mistakes" in capsys.readouterr().out
+    assert main(["failures", str(out), "--class", "unicorn"]) == 2
+    assert "'unicorn' is not a class of this run" in capsys.readouterr().err
     assert main(["report", str(out), "--out", str(tmp_path / "x")]) == 2
     assert "--out needs --format md or --format html" in capsys.readouterr().err
 

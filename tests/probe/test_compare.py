@@ -38,7 +38,8 @@ def test_deltas_use_base_groups():
     assert m["hard"]["base"] == pytest.approx(0.5) and m["hard"]["other"] == pytest.approx(0.65)
     assert m["hard"]["delta"] == pytest.approx(0.15)
     assert m["easy"]["delta"] == pytest.approx(-0.05)
-    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "delta": pytest.approx(0.1)}
+    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "delta": pytest.approx(0.1), "delta_ci": None}
+    assert cmp["verdict_text"] is None  # no stored predictions: no intervals
     assert m["overall"]["delta"] == pytest.approx(0.0)
     assert [r["group"] for r in cmp["per_class"]] == ["easy", "medium", "hard"]
     assert cmp["per_class"][1]["delta"] == pytest.approx(-0.1)
@@ -52,3 +53,30 @@ def test_different_classes_rejected():
     other = _rep("y", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0, names=["a", "b", "z"])
     with pytest.raises(ValueError, match="different classes"):
         compare_reports(base, other)
+
+
+def test_paired_intervals_with_stored_predictions():
+    import numpy as np
+
+    from probe import format_comparison
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 100)
+    base_pred = labels.copy()
+    base_pred[200:250] = 0                  # class 2: 50 % right
+    other_pred = base_pred.copy()
+    other_pred[200:230] = 2                 # class 2: 80 % right, nothing else changes
+    conf = np.full(300, 0.9)
+    base = _rep("erm", [1.0, 1.0, 0.5], {"easy": [0], "medium": [1], "hard": [2]}, 5 / 6)
+    other = _rep("dro", [1.0, 1.0, 0.8], {"easy": [0], "medium": [1], "hard": [2]}, 0.2 + 2 / 3 + 0.0667)
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                        Predictions(labels, other_pred[None], conf)))
+    lo, hi = cmp.metrics["hard"].delta_ci
+    assert 0 < lo < 0.3 < hi and cmp.metrics["easy"].delta_ci == [0.0, 0.0]
+    assert cmp.per_class[2].delta_ci[0] > 0 and cmp.per_class[0].delta_ci == [0.0, 0.0]
+    assert cmp.verdict_text.startswith("Hard third +30.0 pt [")
+    text = format_comparison(cmp)
+    assert "verdict: Hard third +30.0 pt" in text and "+0.00 [+0.00, +0.00] within noise" in text
+    with pytest.raises(ValueError, match="different test splits"):
+        compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                      Predictions(labels[::-1], other_pred[None], conf)))

@@ -1,0 +1,40 @@
+"""`mr2probe failures`: a class's misclassified test samples of a run, most confident mistakes first."""
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "failures"
+HELP = "list a class's misclassified test images of a run (first seed), most confident mistakes first"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    parser.add_argument("--class", dest="class_name", required=True, metavar="NAME", help="class name")
+    parser.add_argument("--limit", type=int, default=20, help="at most this many samples (default 20)")
+    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from probe import load_report
+    from probe.predictions import Predictions
+
+    if args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    report = load_report(args.run_dir)
+    if args.class_name not in report.class_names:
+        raise ValueError(f"--class {args.class_name!r} is not a class of this run; classes: "
+                         f"{', '.join(report.class_names)}")
+    predictions = Predictions.load(args.run_dir)
+    index = report.class_names.index(args.class_name)
+    rows = predictions.failure_rows(index, report.class_names, args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    total = len(predictions.failures(index))
+    print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images misclassified "
+          f"(first seed); the {len(rows)} most confident mistakes:")
+    for row in rows:
+        where = row["source"] if row["source"] is not None else f"test row {row['index']}"
+        print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20} {where}")
+    return 0

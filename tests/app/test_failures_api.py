@@ -1,0 +1,71 @@
+"""Failing samples and thumbnails over HTTP: the most confident mistakes of a class, images only of listed sources,
+and compare deltas with their paired intervals."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from probe import load_report
+from probe.predictions import Predictions
+
+
+def _run_dir(finished, run_id):
+    return finished.client.get(f"/api/runs/{run_id}").json()
+
+
+def test_failures_are_a_class_s_most_confident_mistakes(finished):
+    client = finished.client
+    report = load_report(finished.settings.runs_dir / finished.erm)
+    stored = Predictions.load(finished.settings.runs_dir / finished.erm)
+    for k, name in enumerate(report.class_names):
+        resp = client.get(f"/api/runs/{finished.erm}/failures", params={"class": name, "limit": 200})
+        assert resp.status_code == 200
+        body = resp.json()
+        wrong = np.flatnonzero((stored.labels == k) & (stored.predicted[0] != k))
+        assert body["class"] == name and body["total"] == len(wrong) == len(body["items"])
+        assert [i["index"] for i in body["items"]] == sorted(wrong, key=lambda i: -stored.confidence[i])
+        for item in body["items"]:
+            assert item["true"] == name and item["predicted"] != name
+            assert item["thumbnail_url"].startswith(f"/api/datasets/{finished.dataset['id']}/thumbnail?source=")
+    assert sum(len(client.get(f"/api/runs/{finished.erm}/failures", params={"class": n}).json()["items"])
+               for n in report.class_names) > 0, "the fixture run makes no mistake: this test would prove nothing"
+
+
+def test_failure_thumbnails_are_images(finished):
+    client = finished.client
+    items = [i for n in load_report(finished.settings.runs_dir / finished.erm).class_names
+             for i in client.get(f"/api/runs/{finished.erm}/failures", params={"class": n}).json()["items"]]
+    resp = client.get(items[0]["thumbnail_url"])
+    assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(resp.content))
+    assert image.format == "PNG" and max(image.size) <= 128
+    small = client.get(items[0]["thumbnail_url"] + "&size=16")
+    assert max(Image.open(io.BytesIO(small.content)).size) <= 16
+
+
+@pytest.mark.parametrize("source", ["../../etc/passwd", "/etc/passwd", "tiny/train/../../secret.png",
+                                    "tiny/train/cat/missing.png", "x" * 1025])
+def test_thumbnails_of_unlisted_sources_are_refused(finished, source):
+    resp = finished.client.get(f"/api/datasets/{finished.dataset['id']}/thumbnail", params={"source": source})
+    assert resp.status_code in (404, 422) and "detail" in resp.json()
+    assert resp.status_code == (422 if len(source) > 1024 else 404)
+
+
+def test_failures_errors(finished):
+    client = finished.client
+    assert client.get(f"/api/runs/{finished.erm}/failures", params={"class": "unicorn"}).status_code == 422
+    assert client.get(f"/api/runs/{finished.erm}/failures", params={"class": "x", "limit": 0}).status_code == 422
+    assert client.get("/api/runs/run_nope/failures", params={"class": "x"}).status_code == 404
+    assert client.get("/api/datasets/ds_nope/thumbnail", params={"source": "a.png"}).status_code == 404
+
+
+def test_compare_has_paired_intervals_and_a_verdict(finished):
+    body = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2}).json()
+    for key in ("overall", "easy", "medium", "hard"):
+        lo, hi = body["metrics"][key]["delta_ci"]
+        assert lo <= body["metrics"][key]["delta"] <= hi
+    assert all(len(row["delta_ci"]) == 2 for row in body["per_class"])
+    assert body["verdict_text"].startswith("Hard third ")
