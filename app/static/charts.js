@@ -129,10 +129,20 @@
   /** Greedy label placement: right, left, above, below of the point; dropped (tooltip only) when all collide. */
   function placeLabel(p, taken, bounds) {
     const w = textWidth(p.label), hgt = 12;
-    const options = [[p.sx + 8, p.sy + 4, "start"], [p.sx - 8, p.sy + 4, "end"],
-                     [p.sx, p.sy - 9, "middle"], [p.sx, p.sy + 17, "middle"]];
-    for (const [x, y, anchor] of options) {
-      const x0 = anchor === "start" ? x : anchor === "end" ? x - w : x - w / 2;
+    // Right, left, above, below, then the diagonals and a second ring further out; a spot that would leave the
+    // plot is slid back inside it (a label at the chart's edge stays next to its point instead of vanishing).
+    const options = [];
+    for (const d of [0, 12]) {
+      options.push([p.sx + 8 + d, p.sy + 4, "start"], [p.sx - 8 - d, p.sy + 4, "end"],
+                   [p.sx, p.sy - 9 - d, "middle"], [p.sx, p.sy + 17 + d, "middle"],
+                   [p.sx + 6 + d, p.sy - 8 - d, "start"], [p.sx - 6 - d, p.sy - 8 - d, "end"],
+                   [p.sx + 6 + d, p.sy + 16 + d, "start"], [p.sx - 6 - d, p.sy + 16 + d, "end"]);
+    }
+    for (let [x, y, anchor] of options) {
+      let x0 = anchor === "start" ? x : anchor === "end" ? x - w : x - w / 2;
+      const dx = Math.max(0, bounds.x0 - x0) - Math.max(0, x0 + w - bounds.x1);
+      const dy = Math.max(0, bounds.y0 - (y - hgt + 2)) - Math.max(0, y + 2 - bounds.y1);
+      x += dx; y += dy; x0 += dx;
       const r = { x0, x1: x0 + w, y0: y - hgt + 2, y1: y + 2 };
       if (r.x0 < bounds.x0 || r.x1 > bounds.x1 || r.y0 < bounds.y0 || r.y1 > bounds.y1) continue;
       if (taken.some((t) => r.x0 < t.x1 && r.x1 > t.x0 && r.y0 < t.y1 && r.y1 > t.y0)) continue;

@@ -64,38 +64,27 @@ def _png(rgb: tuple[int, int, int]) -> bytes:
     return buf.getvalue()
 
 
-def _add_failure_stubs(app, token: str | None = None) -> bool:
-    """Until the service lists failures itself: test-only routes that follow the dashboard's data contract
-    (GET /api/runs/{id}/failures, GET /api/datasets/{id}/thumbnail), refusing requests without ``token``.
-    Returns whether stubs were added."""
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if any(p.endswith("/failures") for p in paths):
-        return False
-
-    def bearer(request: Request) -> None:
-        if token and request.headers.get("authorization") != f"Bearer {token}":
-            raise HTTPException(401, "missing or wrong bearer token")
-
-    @app.get("/api/runs/{run_id}/failures", dependencies=[Depends(bearer)])
-    def failures(run_id: str, class_: str = Query(..., alias="class"), limit: int = 12):
-        items = [{"source": f"shapes/test/{class_}/{i}.png", "true": class_, "predicted": "green",
-                  "confidence": 0.9 - 0.1 * i,
-                  "thumbnail_url": f"/api/datasets/stub/thumbnail?source=shapes/test/{class_}/{i}.png"}
-                 for i in range(4)]
-        return {"run_id": run_id, "class": class_, "total": len(items), "items": items[:limit]}
-
-    @app.get("/api/datasets/{dataset_id}/thumbnail", dependencies=[Depends(bearer)])
-    def thumbnail(dataset_id: str, source: str):
-        return Response(_png((200, 40, 40)), media_type="image/png")
-
-    return True
+def _gallery_of_a_failing_class(driver, base: str, run: str, token: str | None = None) -> int:
+    """Show, in the run page's failure gallery, a class the run gets wrong at least once (found through the API);
+    returns how many failures the API lists for it (the page must show that many thumbnails, up to 12), 0 when
+    the run gets every test image right."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    names = httpx.get(f"{base}/api/reports/{run}", headers=headers).json()["class_names"]
+    for name in names:
+        items = httpx.get(f"{base}/api/runs/{run}/failures", params={"class": name}, headers=headers).json()["items"]
+        if items:
+            driver.js(f"""const s = document.getElementById('gallery-class'); s.value = {json.dumps(name)};
+                         s.dispatchEvent(new Event('change'));""")
+            wait_for(lambda: driver.js("return document.getElementById('gallery-body').dataset.class") == name,
+                     30, interval=0.2, what="gallery switched class")
+            return min(len(items), 12)
+    return 0
 
 
 @pytest.fixture(scope="module")
 def live_server(finished):
     """The finished service's data dir served read-only by a real uvicorn on 127.0.0.1."""
     app = create_app(finished.settings, start_worker=False)
-    _add_failure_stubs(app)
     server, thread, base = _serve(app)
     yield base
     server.should_exit = True
@@ -335,7 +324,6 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
 def test_token_field_unlocks_a_protected_server(driver, finished):
     settings = finished.settings.model_copy(update={"api_token": SecretStr("dash-token")})
     app = create_app(settings, start_worker=False)
-    stubbed = _add_failure_stubs(app, token="dash-token")
     server, thread, base = _serve(app)
     try:
         driver.get(f"{base}/runs/{finished.mr2}")
@@ -350,9 +338,15 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
         assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 6
         assert driver.js("return sessionStorage.getItem('mr2probe-token')") == "dash-token"
         assert driver.js("return localStorage.length") == 0  # never persisted beyond the tab
-        # thumbnails need the token too (the stubs refuse requests without it): fetched with the header
+        # thumbnails need the token too (the API refuses requests without it): fetched with the header, on the
+        # ERM run of the fixture, which gets some test images wrong
+        driver.get(f"{base}/runs/{finished.erm}")
+        wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready === 'run'"), 60,
+                 interval=0.2, what="ERM run page rendered with the token")
+        expected = _gallery_of_a_failing_class(driver, base, finished.erm, token="dash-token")
+        assert expected > 0, "the fixture's ERM run makes no mistake: the thumbnails cannot be checked"
         wait_for(lambda: driver.js(f"""const imgs = Array.from(document.querySelectorAll('#gallery-body img.thumb'));
-            return document.getElementById('gallery-body').dataset.class && imgs.length >= {int(stubbed)} &&
+            return imgs.length === {expected} &&
                    imgs.every(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'));"""),
                  60, interval=0.2, what="thumbnails loaded with the token")
     finally:
@@ -387,9 +381,8 @@ def launch_service(tmp_path_factory):
     root = tmp_path_factory.mktemp("data_root")
     settings = make_settings(tmp_path_factory.mktemp("launch"), data_root=root)
     app = create_app(settings)
-    stubbed = _add_failure_stubs(app)
     server, thread, base = _serve(app)
-    yield SimpleNamespace(settings=settings, base=base, stubbed=stubbed, launched={})
+    yield SimpleNamespace(settings=settings, base=base, launched={})
     server.should_exit = True
     thread.join(30)
 
@@ -508,13 +501,23 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
 
 
 def test_failed_job_without_a_way_to_succeed_offers_no_resume(driver, launch_service):
-    if not launch_service.launched:
-        pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")
+    from PIL import Image
+
     base = launch_service.base
-    resp = httpx.post(base + "/api/jobs", json={"kind": "pipeline", "dataset_id": launch_service.launched["dataset"],
-                                                "encoder": "no-such-encoder", "probes": [{"loss": "ce"}]})
-    if resp.status_code == 422:
-        pytest.skip("the server refuses unknown encoders at submission: no failed job to show")
+    # A data set whose class 'ghost' holds only text files named .jpg: accepted (it is a well-formed archive), and
+    # its extraction fails for good (no decodable image of that class), which no retry can change.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bad/train/ghost/0.jpg", b"text, not a JPEG")
+        zf.writestr("bad/test/ghost/0.jpg", b"text, not a JPEG")
+        for split in ("train", "test"):
+            for i in range(2):
+                png = io.BytesIO()
+                Image.new("RGB", (32, 32), (200, 40, 40)).save(png, format="PNG")
+                zf.writestr(f"bad/{split}/red/{i}.png", png.getvalue())
+    ds = httpx.post(base + "/api/datasets", files={"file": ("bad.zip", buf.getvalue())}).json()
+    resp = httpx.post(base + "/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [{"loss": "ce"}]})
+    assert resp.status_code == 202, resp.text
     job_id = resp.json()["id"]
     wait_for(lambda: httpx.get(f"{base}/api/jobs/{job_id}").json()["status"] == "failed", 120, interval=0.3,
              what="job failed")
@@ -523,7 +526,7 @@ def test_failed_job_without_a_way_to_succeed_offers_no_resume(driver, launch_ser
              interval=0.2, what="failed job listed")
     buttons = driver.js(f"return Array.from(document.querySelectorAll('#jobs tr[data-job=\"{job_id}\"] button')).map(b => b.textContent)")
     assert buttons == []  # no Resume: the same request would fail again
-    assert "no-such-encoder" in driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job_id}\"]').textContent")
+    assert "ghost" in driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job_id}\"]').textContent")
 
 
 # -- panels of the richer report (confusion, frontier, verdict, warnings) and the failure gallery ----------
@@ -601,13 +604,19 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     # per-class table: precision / recall / support / stability / most confused with
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
     assert "50.0%" in row and "60.0%" in row and f"{names[2]} 50.0%" in row
-    # gallery: each thumbnail loaded (fetched with the token header into a blob: URL)
-    wait_for(lambda: driver.js("""const imgs = Array.from(document.querySelectorAll('#gallery-body img.thumb'));
-        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"""), 60, interval=0.2,
-             what="thumbnails loaded")
-    figures = driver.js("return Array.from(document.querySelectorAll('#gallery-body figure')).map(f => f.textContent)")
-    assert figures and all("confident" in f and "→" in f for f in figures)
-    assert driver.js("return Array.from(document.querySelectorAll('#gallery-body img')).every(i => i.src.startsWith('blob:'))")
+    # gallery: each thumbnail of a class with mistakes loaded (fetched into a blob: URL); a run that gets every
+    # test image right says so (the three colours of the launched set are easy)
+    expected = _gallery_of_a_failing_class(driver, base, run)
+    if expected:
+        wait_for(lambda: driver.js(f"""const imgs = Array.from(document.querySelectorAll('#gallery-body img.thumb'));
+            return imgs.length === {expected} && imgs.every(i => i.complete && i.naturalWidth > 0);"""), 60,
+                 interval=0.2, what="thumbnails loaded")
+        figures = driver.js("return Array.from(document.querySelectorAll('#gallery-body figure')).map(f => f.textContent)")
+        assert figures and all("confident" in f and "→" in f for f in figures)
+        assert driver.js("return Array.from(document.querySelectorAll('#gallery-body img')).every(i => i.src.startsWith('blob:'))")
+    else:
+        wait_for(lambda: "No misclassified test image" in driver.js(
+            "return document.getElementById('gallery-body').textContent"), 30, interval=0.2, what="gallery empty state")
     assert _outside(_requested_urls(driver), base) == []
     errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
     assert errors == [], errors
