@@ -521,7 +521,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     # statistics are exact (frozen features, no adapter), r_k² and ‖s_k‖² of the features the head sees.
     import torch
 
-    x_fit = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    x_fit = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float16 if x_train.dtype == np.float16
+                                                  else np.float32))  # float16 stays float16 (widened per batch)
     stats = None
     if config.adapter is None and config.r2_mode == "exact":
         stats = make(candidates[0], config.seeds[0], "statistics").class_stats(x_fit, y_train, num_classes)
