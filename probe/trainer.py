@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from .adapters import create_adapter
 from .heads import get_head_spec, create_head
+from .optim import SGD, AdamW
 from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
     zero_centroid_regularizer
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
@@ -336,10 +337,10 @@ class ProbeTrainer:
             adapter.to(device)
         loss_fn.to(device)
         params = _weight_decay_groups([head] + ([adapter] if adapter is not None else []), self.weight_decay)
-        if self.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=float(self.lr))
+        if self.optimizer == "adamw":  # torch.optim's rules without its torch._dynamo import (probe.optim)
+            opt = AdamW(params, lr=float(self.lr))
         else:
-            opt = torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum))
+            opt = SGD(params, lr=float(self.lr), momentum=float(self.momentum))
         return _Run(self, head, adapter, loss_fn, opt, cosine_input=spec_loss.input == "cosine",
                     epoch_loss=torch.zeros(self.epochs, device=device))
 
@@ -452,7 +453,7 @@ class _Run:
     head: nn.Module
     adapter: nn.Module | None
     loss_fn: nn.Module
-    opt: torch.optim.Optimizer
+    opt: AdamW | SGD
     cosine_input: bool
     epoch_loss: Tensor
     ema: EmaClassStats | None = None
