@@ -1,36 +1,92 @@
-"""Speed and accuracy of the ERM probe against the usual linear-probe baselines, on the same features.
+"""Speed and accuracy of the ERM probe against scikit-learn's L-BFGS logistic regression, same features, same threads.
 
-Compared in one run, each with its own hyper-parameter sweep on the validation split (test never used to select):
+Every side runs with the same thread count (``--threads``, default 1), capped BEFORE numpy, scikit-learn or torch
+is imported (``OMP/MKL/OPENBLAS_NUM_THREADS`` set at the top of this file, then ``threadpoolctl`` and
+``torch.set_num_threads``); the thread pools each library actually loaded are printed (``threadpool_info``), for
+this process and for every child process. Methods, each with its own selection on the validation split:
 
-* ours: ``probe.run_probe`` with ``loss="ce"`` (ERM), one seed, the lr × weight-decay sweep of ``ProbeConfig``;
-* scikit-learn ``LogisticRegression`` (L-BFGS, multinomial), C swept on val: the CLIP paper's linear-probe protocol;
-* a plain mini-batch PyTorch loop (``DataLoader`` over a ``TensorDataset``, ``nn.Linear``, AdamW), lr swept on val,
-  as in common linear-probe tools.
+* ours: ``probe.run_probe`` with ``loss="ce"`` (ERM) and ProbeConfig's lr × weight-decay sweep;
+* scikit-learn ``LogisticRegression`` (L-BFGS, multinomial) with C swept over ``--sk-c`` (7 values) on val,
+  then refit at the chosen C (as ``GridSearchCV(refit=True)`` on a predefined split, on the training split);
+* a plain mini-batch PyTorch loop (``DataLoader``, ``nn.Linear``, AdamW), lr swept on val (in-process only).
 
-Every method runs once on a tiny set before the timed runs (``warm_up``). Also: the per-epoch cost of our trainer against the bare matrix products of one full-batch epoch on the same shapes
-(forward X·Wᵀ and the two backward products), reported as the measured fraction.
+Two comparisons:
+
+* in-process (``run_probe`` with 1 seed against the scikit-learn sweep), repeated ``--repeats`` times with the
+  two sides interleaved, after a warm-up on a tiny set;
+* ``--cli``: end to end, process start included: ``mr2probe train --loss ce`` (default sweep, 3 seeds) against a
+  child process that loads the same cache and runs the scikit-learn sweep + refit, interleaved likewise. Without
+  ``--features`` the synthetic set is first written to a temporary float16 cache.
+
+Also the per-epoch cost of our trainer against the bare matrix products of one full-batch epoch on the same shapes
+(forward X·Wᵀ and the weight gradient Gᵀ·X), reported as bare/ours.
 
 Usage::
 
-    python bench/probe_speed.py                       # synthetic 50k×1280, 10 classes (seeded)
-    python bench/probe_speed.py --features CACHE.h5   # a real feature cache
-    python bench/probe_speed.py --quick               # 5k×256, for a smoke run
+    python bench/probe_speed.py --features /work/cache/cifar10-300.h5 --cli   # real 2.7k cache, CLI included
+    python bench/probe_speed.py --cli                                          # synthetic 50k×1280, 10 classes
+    python bench/probe_speed.py --quick                                        # 5k×256 smoke run
 """
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
 
+def _threads_from_argv(argv: list[str]) -> int:
+    """``--threads N`` read before argparse (and before any numerical import), default 1."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads_from_argv(sys.argv)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+               "NUMEXPR_NUM_THREADS")
+for _var in THREAD_VARS:  # inherited by the child processes too
+    os.environ[_var] = str(THREADS)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 try:
     import probe  # noqa: F401  (installed with `make install`)
 except ModuleNotFoundError:  # run from a checkout without installing: use the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
 from probe import ProbeConfig, ProbeTrainer, run_probe  # noqa: E402
+
+SK_C = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
+
+
+def cap_threads(threads: int) -> list[dict]:
+    """Cap every loaded BLAS / OpenMP pool and torch's intra-op pool; return threadpool_info() after the cap."""
+    threadpool_limits(threads)
+    torch.set_num_threads(threads)
+    return threadpool_info()
+
+
+def describe_pools(info: list[dict]) -> str:
+    return "; ".join(f"{p['internal_api']} ({Path(p['filepath']).name}) {p['num_threads']}" for p in info)
+
+
+def check_pools(info: list[dict], threads: int, where: str) -> None:
+    print(f"thread pools [{where}]: {describe_pools(info)}; torch intra-op {torch.get_num_threads()}")
+    bad = [p for p in info if p["num_threads"] != threads]
+    if bad:
+        raise SystemExit(f"{where}: thread pools not capped at {threads}: {describe_pools(bad)}")
 
 
 def synthetic(n_train: int, n_val: int, n_test: int, dim: int, num_classes: int, seed: int):
@@ -49,12 +105,20 @@ def synthetic(n_train: int, n_val: int, n_test: int, dim: int, num_classes: int,
     return {"train": draw(n_train), "val": draw(n_val), "test": draw(n_test)}, [f"class{k}" for k in range(num_classes)]
 
 
-def load_features(path: str):
+def load_features(path: str, dtype: str | None = "float32"):
     from feature_cache import open_cache
 
     cache = open_cache(path)
-    data = {s: cache.load(s) for s in ("train", "val", "test") if s in cache.splits}
+    data = {s: cache.load(s, dtype=dtype) for s in ("train", "val", "test") if s in cache.splits}
     return data, list(cache.class_names)
+
+
+def write_synthetic_cache(data, names, folder: Path) -> Path:
+    from feature_cache import write_cache
+
+    splits = {s: (x.astype(np.float16), y, [f"{s}/{i}" for i in range(len(y))]) for s, (x, y) in data.items()}
+    attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "synthetic"}
+    return write_cache(folder / "synthetic.h5", splits, names, attrs)
 
 
 def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -68,26 +132,26 @@ def bench_ours(data, names, args) -> dict:
     report = run_probe(data, names, config).model_dump(mode="json")
     seconds = time.perf_counter() - start
     config = config.model_copy(update={"epochs": report["config"]["epochs"]})
-    return {"name": "ours (run_probe, ERM)", "seconds": seconds, "test": report["summary"]["overall"],
+    return {"name": "ours (run_probe, ERM, 1 seed)", "seconds": seconds, "test": report["summary"]["overall"],
             "fits": len(report["selection"]["candidates"]), "epochs": report["config"]["epochs"],
             "chosen": {k: report["config"]["selected"][k] for k in ("lr", "weight_decay")}, "config": config}
 
 
-def bench_sklearn(data, args) -> dict:
+def sklearn_sweep(data, c_grid: list[float], max_iter: int) -> dict:
+    """LogisticRegression (L-BFGS) for every C on train, the best on val, refit at that C; test accuracy."""
     from sklearn.linear_model import LogisticRegression
 
     (xt, yt), (xv, yv), (xs, ys) = data["train"], data["val"], data["test"]
     start = time.perf_counter()
-    best = (-1.0, None, None)
-    for c in args.sk_c:
-        model = LogisticRegression(C=c, solver="lbfgs", max_iter=args.sk_max_iter)
-        model.fit(xt, yt)
-        score = accuracy(model.predict(xv), yv)
-        if score > best[0]:
-            best = (score, c, model)
-    seconds = time.perf_counter() - start
-    return {"name": "sklearn LogisticRegression (L-BFGS, C swept)", "seconds": seconds,
-            "test": accuracy(best[2].predict(xs), ys), "fits": len(args.sk_c), "chosen": {"C": best[1]}}
+    scores = []
+    for c in c_grid:
+        model = LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter).fit(xt, yt)
+        scores.append(accuracy(model.predict(xv), yv))
+    best = c_grid[int(np.argmax(scores))]
+    final = LogisticRegression(C=best, solver="lbfgs", max_iter=max_iter).fit(xt, yt)
+    return {"name": f"sklearn LogisticRegression (L-BFGS, {len(c_grid)} C + refit)",
+            "seconds": time.perf_counter() - start, "test": accuracy(final.predict(xs), ys), "fits": len(c_grid) + 1,
+            "chosen": {"C": best}}
 
 
 def bench_loop(data, num_classes: int, args) -> dict:
@@ -121,13 +185,12 @@ def bench_loop(data, num_classes: int, args) -> dict:
 
 
 def warm_up(args) -> None:
-    """Run every method once on a tiny set first, so no timing includes one-time costs of the process (the first
-    optimiser step imports ~900 torch modules, about 1.5 s; scikit-learn and the DataLoader have their own)."""
-    tiny_args = argparse.Namespace(**{**vars(args), "epochs": 1, "lr": [1e-2], "wd": [0.0], "sk_c": [1.0],
-                                      "sk_max_iter": 10, "loop_lr": [1e-2], "loop_epochs": 1})
+    """Run every method once on a tiny set first, so no in-process timing includes one-time import costs."""
+    tiny_args = argparse.Namespace(**{**vars(args), "epochs": 1, "lr": [1e-2], "wd": [0.0], "loop_lr": [1e-2],
+                                      "loop_epochs": 1})
     tiny, tiny_names = synthetic(200, 50, 50, 16, 3, 0)
     bench_ours(tiny, tiny_names, tiny_args)
-    bench_sklearn(tiny, tiny_args)
+    sklearn_sweep(tiny, [1.0], 10)
     bench_loop(tiny, 3, tiny_args)
 
 
@@ -168,7 +231,95 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, flo
     return per_epoch, setup, bare, bare / per_epoch
 
 
-def main() -> None:
+# -- end to end, process start included -----------------------------------------------------------------------
+_OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:main), then the pools it ran with
+    "import json, sys\nfrom app.cli import main\nrc = main(sys.argv[1:])\n"
+    "from threadpoolctl import threadpool_info\nimport torch\n"
+    "print('POOLS ' + json.dumps({'pools': threadpool_info(), 'torch': torch.get_num_threads()}))\nsys.exit(rc)\n"
+)
+
+
+def _child_env() -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return env
+
+
+def _pools_line(stdout: str) -> dict:
+    line = next(row for row in stdout.splitlines() if row.startswith("POOLS "))
+    return json.loads(line[len("POOLS "):])
+
+
+def cli_ours(cache: Path, out: Path) -> dict:
+    cmd = [sys.executable, "-c", _OURS_CHILD, "train", "--features", str(cache), "--loss", "ce", "--out", str(out),
+           "--no-progress"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"mr2probe train failed:\n{done.stderr[-2000:]}")
+    report = json.loads((out / "report.json").read_text())
+    return {"name": "mr2probe train --loss ce (sweep, 3 seeds)", "seconds": seconds,
+            "test": report["summary"]["overall"], "epochs": report["config"]["epochs"],
+            "chosen": {k: report["config"]["selected"][k] for k in ("lr", "weight_decay")}, **_pools_line(done.stdout)}
+
+
+def cli_sklearn(cache: Path, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--sklearn-child", str(cache), "--threads", str(THREADS),
+           "--sk-c", *map(str, args.sk_c), "--sk-max-iter", str(args.sk_max_iter)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"scikit-learn child failed:\n{done.stderr[-2000:]}")
+    result = json.loads(next(r for r in done.stdout.splitlines() if r.startswith("RESULT "))[len("RESULT "):])
+    return {**result, "name": f"python: load cache + sklearn {len(args.sk_c)} C + refit", "seconds": seconds,
+            "in_process_seconds": result["seconds"], **_pools_line(done.stdout)}
+
+
+def sklearn_child(cache: str, args) -> None:
+    """The baseline as a program: load the cache (float32, as scikit-learn wants), sweep C, refit, print JSON."""
+    info = cap_threads(THREADS)
+    data, _ = load_features(cache)
+    result = sklearn_sweep(data, args.sk_c, args.sk_max_iter)
+    print("RESULT " + json.dumps(result))
+    print("POOLS " + json.dumps({"pools": info, "torch": torch.get_num_threads()}))
+
+
+def run_cli(args, cache: Path | None, data, names) -> list[tuple[dict, dict]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if cache is None:
+            cache = write_synthetic_cache(data, names, Path(tmp))
+        for r in range(args.repeats):
+            ours = cli_ours(cache, Path(tmp) / f"run{r}")
+            sk = cli_sklearn(cache, args)
+            for side in (ours, sk):
+                if {p["num_threads"] for p in side["pools"]} != {THREADS} or side["torch"] != THREADS:
+                    raise SystemExit(f"child {side['name']!r} ran with pools {describe_pools(side['pools'])}, "
+                                     f"torch {side['torch']}")
+            rows.append((ours, sk))
+            print(f"  CLI repeat {r + 1}: ours {ours['seconds']:.2f} s ({100 * ours['test']:.2f} %), sklearn "
+                  f"{sk['seconds']:.2f} s ({100 * sk['test']:.2f} %) → {sk['seconds'] / ours['seconds']:.2f}x")
+    print(f"  child pools: ours {describe_pools(rows[0][0]['pools'])}, torch {rows[0][0]['torch']}; "
+          f"sklearn {describe_pools(rows[0][1]['pools'])}")
+    return rows
+
+
+def summarise(pairs: list[tuple[dict, dict]], label: str) -> dict:
+    ratios = [sk["seconds"] / ours["seconds"] for ours, sk in pairs]
+    ours, sk = pairs[-1]
+    line = {"what": label, "ours_s": statistics.median(o["seconds"] for o, _ in pairs),
+            "sklearn_s": statistics.median(s["seconds"] for _, s in pairs), "ratio_median": statistics.median(ratios),
+            "ratios": ratios, "ours_test": ours["test"], "sklearn_test": sk["test"],
+            "delta_points": 100 * (ours["test"] - sk["test"]), "ours_chosen": ours["chosen"],
+            "sklearn_chosen": sk["chosen"], "epochs": ours["epochs"]}
+    print(f"{label}: ours {line['ours_s']:.2f} s at {100 * ours['test']:.2f} %, sklearn {line['sklearn_s']:.2f} s at "
+          f"{100 * sk['test']:.2f} % → {line['ratio_median']:.2f}x (median of {len(ratios)}: "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}), Δacc {line['delta_points']:+.2f} points")
+    return line
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", default=None, help="feature cache (HDF5); default: synthetic features")
     parser.add_argument("--quick", action="store_true", help="small synthetic set (5k×256) for a smoke run")
@@ -177,22 +328,48 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
-                        help="threads for torch and BLAS, all methods alike (default 1: stable on a shared machine)")
+                        help="threads for torch and every BLAS, all methods and child processes alike (default 1); "
+                        "read before numpy is imported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="our epochs (default: ProbeConfig's)")
     parser.add_argument("--lr", type=float, nargs="+", default=None, help="our lr grid (default: ProbeConfig's)")
     parser.add_argument("--wd", type=float, nargs="+", default=None, help="our wd grid (default: ProbeConfig's)")
-    parser.add_argument("--sk-c", type=float, nargs="+", default=[0.001, 0.01, 0.1, 1.0], help="sklearn C grid")
+    parser.add_argument("--sk-c", type=float, nargs="+", default=SK_C, help="sklearn C grid (default 1e-3 … 1e3)")
     parser.add_argument("--sk-max-iter", type=int, default=1000)
     parser.add_argument("--loop-lr", type=float, nargs="+", default=[1e-3, 1e-2], help="plain loop lr grid")
     parser.add_argument("--loop-epochs", type=int, default=10)
     parser.add_argument("--loop-batch", type=int, default=256)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from threadpoolctl import threadpool_limits  # scikit-learn's dependency: same thread budget for its BLAS
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of each comparison")
+    parser.add_argument("--cli", action="store_true", help="also time the CLI end to end (process start included)")
+    parser.add_argument("--skip-in-process", action="store_true", help="only the CLI comparison")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--sklearn-child", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args()
 
-    threadpool_limits(args.threads)
 
+def in_process(data, names, args) -> dict:
+    num_classes = len(names)
+    warm_up(args)
+    pairs = []
+    for _ in range(args.repeats):
+        pairs.append((bench_ours(data, names, args), sklearn_sweep(data, args.sk_c, args.sk_max_iter)))
+    line = summarise(pairs, "in process (1 seed, sweeps included)")
+    loop = bench_loop(data, num_classes, args)
+    print(f"plain PyTorch loop: {loop['seconds']:.2f} s at {100 * loop['test']:.2f} % ({loop['chosen']})")
+    per_epoch, setup, bare, fraction = epoch_fraction(data, num_classes, pairs[-1][0], args)
+    cfg = pairs[-1][0]["config"]
+    print(f"per epoch ({data['train'][0].shape}, batch {cfg.batch_size}, {cfg.epochs} epochs per fit): ours "
+          f"{1000 * per_epoch:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
+          f"{1000 * bare:.1f} ms → bare/ours = {fraction:.2f}")
+    return {**line, "loop_s": loop["seconds"], "loop_test": loop["test"], "per_epoch_ms": 1000 * per_epoch,
+            "bare_ms": 1000 * bare, "bare_over_ours": fraction}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.sklearn_child:
+        return sklearn_child(args.sklearn_child, args)
+    check_pools(cap_threads(args.threads), args.threads, "this process")
     if args.features:
         data, names = load_features(args.features)
         source = args.features
@@ -200,30 +377,19 @@ def main() -> None:
         n, d = (5_000, 256) if args.quick else (args.n_train, args.dim)
         data, names = synthetic(n, n // 10, n // 5, d, args.classes, args.seed)
         source = f"synthetic {n}×{d}, {args.classes} classes, seed {args.seed}"
-    num_classes = len(names)
     shapes = {k: v[0].shape for k, v in data.items()}
-    print(f"features: {source}; splits {shapes}; torch threads {args.threads}; device {args.device}")
-
-    warm_up(args)
-    ours = bench_ours(data, names, args)
-    sk = bench_sklearn(data, args)
-    loop = bench_loop(data, num_classes, args)
-    per_epoch, setup, bare, fraction = epoch_fraction(data, num_classes, ours, args)
-
-    print()
-    print(f"{'method':<52} {'fits':>4} {'time s':>8} {'test %':>7} {'speed-up':>9} {'Δacc pts':>9}  chosen")
-    for r in (ours, sk, loop):
-        speed = r["seconds"] and sk["seconds"] / r["seconds"]
-        print(f"{r['name']:<52} {r['fits']:>4} {r['seconds']:>8.2f} {100 * r['test']:>7.2f} {speed:>8.2f}x "
-              f"{100 * (r['test'] - sk['test']):>+9.2f}  {r['chosen']}")
-    print()
-    print(f"ours vs sklearn: {sk['seconds'] / ours['seconds']:.1f}x faster end to end (sweeps included), "
-          f"test accuracy {100 * (ours['test'] - sk['test']):+.2f} points (ratio {ours['test'] / sk['test']:.4f})")
-    print(f"ours vs plain loop: {loop['seconds'] / ours['seconds']:.1f}x faster, "
-          f"test accuracy {100 * (ours['test'] - loop['test']):+.2f} points")
-    print(f"per epoch ({shapes['train']}, batch {ours['config'].batch_size}, {ours['epochs']} epochs per fit): "
-          f"ours {1000 * per_epoch:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
-          f"{1000 * bare:.1f} ms (forward X·Wᵀ + backward Gᵀ·X, full batch) → bare/ours = {fraction:.2f}")
+    load = os.getloadavg()[0]
+    print(f"features: {source}; splits {shapes}; threads {args.threads}; device {args.device}; load {load:.1f}")
+    result = {"source": source, "shapes": {k: list(v) for k, v in shapes.items()}, "threads": args.threads,
+              "load_before": load, "sk_c": args.sk_c}
+    if not args.skip_in_process:
+        result["in_process"] = in_process(data, names, args)
+    if args.cli:
+        pairs = run_cli(args, Path(args.features) if args.features else None, data, names)
+        result["cli"] = summarise(pairs, "end to end (process start included; ours 3 seeds)")
+    result["load_after"] = os.getloadavg()[0]
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

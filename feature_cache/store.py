@@ -178,7 +178,8 @@ def write_cache(
             _set_attrs(h5, root_attrs)
             for split in SPLITS:
                 features, labels, sources = splits.get(split, (np.zeros((0, d)), np.zeros(0), []))
-                features = np.asarray(features)
+                # converts only when the dtype differs: a float16 array is written as it is, not copied
+                features = np.asarray(features, dtype=dtype)
                 labels = np.asarray(labels, dtype=np.int64)
                 n = features.shape[0]
                 if labels.shape != (n,) or len(sources) != n:
@@ -188,7 +189,7 @@ def write_cache(
                 group = h5.create_group(split)
                 _create_split(group, d, dtype, rows=n)
                 if n:
-                    group["features"][:] = features.astype(dtype)
+                    group["features"][:] = features
                     group["labels"][:] = labels
                     group["sources"][:] = np.asarray(list(sources), dtype=object)
         os.replace(tmp, path)
@@ -357,8 +358,15 @@ class FeatureCache:
             raise KeyError(f"Unknown split {split!r}; this cache has {', '.join(self.splits)}.")
         return h5[split]
 
-    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(features float32 (n, d), labels int64 (n,)) of ``split``, read fully into memory."""
+    def load(self, split: str, dtype: str | None = "float32") -> tuple[np.ndarray, np.ndarray]:
+        """(features (n, d), labels int64 (n,)) of ``split``, read fully into memory.
+
+        Args:
+            dtype: ``float32`` (default), ``float16``, or None to keep the stored dtype: a float16 cache loaded
+                with None takes half the memory of float32 (``probe.ProbeTrainer`` widens it per batch).
+        """
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None (the stored dtype), got {dtype!r}.")
         with h5py.File(self.path, "r") as h5:
             group = self._group(h5, split)
             stored = group["features"]
@@ -367,7 +375,7 @@ class FeatureCache:
             raw = np.empty(stored.shape, dtype=stored.dtype)
             if stored.shape[0]:
                 stored.read_direct(raw)
-            features = raw if raw.dtype == np.float32 else raw.astype(np.float32)
+            features = raw.astype(dtype or raw.dtype, copy=False)
             labels = group["labels"][()].astype(np.int64, copy=False)
         return features, labels
 

@@ -29,14 +29,23 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["GROUP_NAMES", "assign_groups", "group_accuracy", "group_of"], "groups"),
     **dict.fromkeys(["balanced_accuracy", "class_margin_deg", "ideal_class_margin_deg", "ideal_sample_margin",
                      "output_margins", "overall_accuracy", "per_class_accuracy", "per_class_reduce",
-                     "per_class_std", "sample_margins", "worst_class"], "metrics"),
+                     "per_class_std", "sample_margins", "worst_class", "confusion_matrix", "precision_recall_f1",
+                     "top_confusions"], "metrics"),
+    # uncertainty.py, decision.py, predictions.py, diagnostics.py: intervals, the decision, stored predictions
+    **dict.fromkeys(["Bootstrap", "percentile_interval"], "uncertainty"),
+    **dict.fromkeys(["Decision", "decide", "MIN_VAL_PER_CLASS"], "decision"),
+    **dict.fromkeys(["Predictions", "paired_test_delta"], "predictions"),
+    **dict.fromkeys(["test_diagnostics"], "diagnostics"),
+    **dict.fromkeys(["report_markdown", "report_html"], "export"),
     # posthoc.py, selection.py, presets.py
     **dict.fromkeys(["POSTHOC_OBJECTIVES", "PosthocLogitBias"], "posthoc"),
-    **dict.fromkeys(["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate"], "selection"),
+    **dict.fromkeys(["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "choose_safe",
+                     "delta_sentence"], "selection"),
     **dict.fromkeys(["PRESETS", "Preset", "get_preset"], "presets"),
     # config.py: the request and its bounds
     **dict.fromkeys(["ProbeConfig", "auto_epochs", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
-                     "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH"], "config"),
+                     "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
+                     "MAX_OVERALL_DROP"], "config"),
     # evaluate.py, run.py, report.py, compare.py: one run end to end and its report
     **dict.fromkeys(["SeedEvaluation"], "evaluate"),
     **dict.fromkeys(["ProbeCancelled", "carve_validation", "run_probe"], "run"),

@@ -57,6 +57,8 @@ TRAINER_PARAMS: dict[str, list] = {
     "zc_weight": [_NONNEG],
     "ema_decay": [Interval(float, 0, 1, "left")],
     "rep_margin_samples": [Interval(int, 2, None)],
+    "tol": [_NONNEG, None],
+    "n_iter_no_change": [Interval(int, 1, MAX_EPOCHS)],
     "progress": [Instance((callable,), "a callable progress(epoch, epochs)"), None],
     "progress_bar": [Boolean()],
 }

@@ -178,7 +178,10 @@ class _Fitter:
         # Constants of the sweep, prepared once rather than per fit: the float32 training tensor (shared with the
         # reference configuration's fitter) and, when the class statistics are exact (frozen features, no
         # adapter), r_k² and ‖s_k‖² of the features the head sees.
-        self.x = x if x is not None else torch.from_numpy(np.ascontiguousarray(splits.x_train, dtype=np.float32))
+        if x is None:  # float16 features stay float16 (the trainer widens them batch by batch)
+            dtype = np.float16 if splits.x_train.dtype == np.float16 else np.float32
+            x = torch.from_numpy(np.ascontiguousarray(splits.x_train, dtype=dtype))
+        self.x = x
         self.stats = None
         if config.adapter is None and config.r2_mode == "exact":
             first = self.make(config.candidates()[0], config.seeds[0])

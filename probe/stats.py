@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -68,13 +69,56 @@ def class_counts(labels: Tensor, num_classes: int) -> Tensor:
     return torch.bincount(labels, minlength=int(num_classes)).to(torch.get_default_dtype())
 
 
-def _class_mean_of(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """Mean of ``values`` (n,) or (n, d) over each class → (K,) or (K, d); NaN for empty classes."""
-    out = torch.zeros((num_classes,) + tuple(values.shape[1:]), dtype=values.dtype, device=values.device)
-    out.index_add_(0, labels, values)
-    counts = torch.bincount(labels, minlength=num_classes).to(values.dtype)
-    counts = counts.view((num_classes,) + (1,) * (values.dim() - 1))
-    return out / counts  # 0/0 = NaN marks an empty class
+# Rows per chunk of the class statistics: features are read chunk by chunk and widened per chunk, so float16
+# features are never copied whole to float32/float64 (the (n, d) input stays the peak).
+_STATS_CHUNK = 16384
+
+
+def _stats_dtype(features: Tensor) -> torch.dtype:
+    """float32 for half-precision (or integer) features, else their own dtype: the dtype statistics come back in."""
+    return features.dtype if features.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _checked(features, labels, num_classes: int) -> tuple[Tensor, Tensor]:
+    features = as_tensor(features)
+    labels = as_tensor(labels, device=features.device).long()
+    _check_shapes(features, labels, num_classes)
+    return features, labels
+
+
+def _class_moments(features: Tensor, labels: Tensor, num_classes: int, p: float | None,
+                   prepare: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+    """Per-class sums over rows, in float64, reading ``features`` in chunks: ``counts`` (K,), ``sum`` Σφ (K, d),
+    ``sq`` Σ‖φ‖₂² (K,) and, with ``p``, ``sq_p`` Σ‖φ‖_p² (K,). ``prepare`` maps each float32 chunk first (e.g.
+    the cosine head's L2 normalisation)."""
+    k, d = int(num_classes), features.shape[1]
+    f64 = dict(dtype=torch.float64, device=features.device)
+    out = {"sum": torch.zeros(k, d, **f64), "sq": torch.zeros(k, **f64)}
+    if p is not None:
+        out["sq_p"] = torch.zeros(k, **f64)
+    for start in range(0, features.shape[0], _STATS_CHUNK):
+        chunk = features[start:start + _STATS_CHUNK].to(_stats_dtype(features))
+        if prepare is not None:
+            chunk = prepare(chunk)
+        lab = labels[start:start + _STATS_CHUNK]
+        wide = chunk.double()
+        out["sum"].index_add_(0, lab, wide)
+        out["sq"].index_add_(0, lab, wide.pow(2).sum(dim=1))
+        if p is not None:
+            out["sq_p"].index_add_(0, lab, torch.linalg.vector_norm(chunk, ord=float(p), dim=1).double().pow(2))
+    out["counts"] = torch.bincount(labels, minlength=k).double()
+    return out
+
+
+def _r2_of(moments: dict[str, Tensor]) -> Tensor:
+    return moments["sq_p"] / moments["counts"]  # 0/0 = NaN marks an empty class
+
+
+def _spread_of(moments: dict[str, Tensor]) -> Tensor:
+    """‖s_k‖² = E_k‖φ‖² − ‖μ_k‖², clamped at 0 (rounding can make it slightly negative)."""
+    counts = moments["counts"]
+    mu = moments["sum"] / counts[:, None]
+    return (moments["sq"] / counts - mu.pow(2).sum(dim=1)).clamp(min=0.0)  # NaN (empty class) stays NaN
 
 
 def class_means(features, labels, num_classes: int) -> Tensor:
@@ -87,10 +131,9 @@ def class_means(features, labels, num_classes: int) -> Tensor:
     Returns:
         (K, d); rows of classes without samples are NaN.
     """
-    features = as_tensor(features)
-    labels = as_tensor(labels, device=features.device).long()
-    _check_shapes(features, labels, num_classes)
-    return _class_mean_of(features, labels, int(num_classes))
+    features, labels = _checked(features, labels, num_classes)
+    moments = _class_moments(features, labels, num_classes, None)
+    return (moments["sum"] / moments["counts"][:, None]).to(_stats_dtype(features))
 
 
 def class_r2(features, labels, num_classes: int, p: float = 2.0) -> Tensor:
@@ -99,40 +142,34 @@ def class_r2(features, labels, num_classes: int, p: float = 2.0) -> Tensor:
     For p = 2 this equals ‖μ_k‖² + ‖s_k‖².
 
     Args:
-        features: (n, d) features the head sees (L2-normalised ones for the cosine head).
+        features: (n, d) features the head sees (L2-normalised ones for the cosine head); float16 is read in
+            chunks and widened per chunk.
         labels: (n,) class indices in [0, K).
         num_classes: K.
         p: order of the norm (> 0).
     Returns:
-        (K,) r_k²; NaN for classes without samples.
+        (K,) r_k² (float32 for float16 features); NaN for classes without samples.
     """
     if not p > 0:
         raise ValueError(f"p must be > 0, got {p}.")
-    features = as_tensor(features)
-    labels = as_tensor(labels, device=features.device).long()
-    _check_shapes(features, labels, num_classes)
-    sq_norms = torch.linalg.vector_norm(features, ord=float(p), dim=1).pow(2)
-    return _class_mean_of(sq_norms, labels, int(num_classes))
+    features, labels = _checked(features, labels, num_classes)
+    return _r2_of(_class_moments(features, labels, num_classes, p)).to(_stats_dtype(features))
 
 
 def class_spread(features, labels, num_classes: int) -> Tensor:
     """Within-class spread ‖s_k‖² = mean over class k of ‖φ(x) − μ_k‖² (biased, divides by n_k).
 
+    Computed in closed form, ‖s_k‖² = mean_k ‖φ‖² − ‖μ_k‖², from per-class sums accumulated in float64 over row
+    chunks and clamped at 0: memory O(K·d) besides the input (no (n, K) or (n, d) temporary). The cancellation
+    costs about 1e-16 · r_k²/‖s_k‖² (relative).
+
     Args:
         features: (n, d); labels: (n,); num_classes: K.
     Returns:
-        (K,) spreads; NaN for classes without samples.
+        (K,) spreads (float32 for float16 features); NaN for classes without samples.
     """
-    features = as_tensor(features)
-    labels = as_tensor(labels, device=features.device).long()
-    _check_shapes(features, labels, num_classes)
-    mu = _class_mean_of(features, labels, int(num_classes))
-    # ‖φ − μ_y‖² = ‖φ‖² − 2 φ·μ_y + ‖μ_y‖² per row: one norm pass and one (n, d)·(d, K) product, no (n, d)
-    # temporary; the three terms are summed in float64, so the cancellation costs ~1e-6 · r_k²/‖s_k‖² (relative)
-    sq = torch.linalg.vector_norm(features, dim=1).double().pow(2)
-    cross = (features @ mu.nan_to_num().t()).gather(1, labels[:, None]).squeeze(1).double()
-    dev = (sq - 2.0 * cross + mu.double().pow(2).sum(dim=1)[labels]).clamp(min=0.0)
-    return _class_mean_of(dev, labels, int(num_classes)).to(features.dtype)
+    features, labels = _checked(features, labels, num_classes)
+    return _spread_of(_class_moments(features, labels, num_classes, None)).to(_stats_dtype(features))
 
 
 @dataclass(frozen=True)
@@ -149,14 +186,26 @@ class ClassStats:
     normalized: bool
 
 
-def exact_class_stats(features, labels, num_classes: int, p: float, normalized: bool = False) -> ClassStats:
-    """:func:`class_r2` and :func:`class_spread` of ``features`` (already normalised when ``normalized``).
+def exact_class_stats(features, labels, num_classes: int, p: float, normalized: bool = False, *,
+                      prepare: Callable[[Tensor], Tensor] | None = None) -> ClassStats:
+    """:func:`class_r2` and :func:`class_spread` of ``features`` in one chunked pass.
 
     On frozen features these are constants of the data: a hyper-parameter sweep computes them once and passes
     them to every fit (``ProbeTrainer.fit(class_stats=...)``).
+
+    Args:
+        features: (n, d), any float dtype (float16 is widened chunk by chunk).
+        labels, num_classes, p: as in :func:`class_r2`.
+        normalized: whether the statistics are of L2-normalised features (recorded in :class:`ClassStats`).
+        prepare: applied to each float32 chunk before the statistics (e.g. the head's ``input_features``), so
+            the features the head sees never exist in full.
     """
-    return ClassStats(class_r2(features, labels, num_classes, p), class_spread(features, labels, num_classes),
-                      float(p), bool(normalized))
+    if not p > 0:
+        raise ValueError(f"p must be > 0, got {p}.")
+    features, labels = _checked(features, labels, num_classes)
+    moments = _class_moments(features, labels, num_classes, p, prepare)
+    dtype = _stats_dtype(features)
+    return ClassStats(_r2_of(moments).to(dtype), _spread_of(moments).to(dtype), float(p), bool(normalized))
 
 
 def mean_spread(spread: Tensor) -> Tensor:

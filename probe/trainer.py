@@ -21,7 +21,7 @@ import inspect
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +33,7 @@ from .adapters import create_adapter
 from .checkpoint import read_checkpoint, write_checkpoint
 from .constraints import check
 from .heads import create_head, get_head_spec, head_class
+from .optim import SGD, AdamW
 from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
     zero_centroid_regularizer
 from .params import TRAINER_PARAMS, check_trainer_params
@@ -72,17 +73,20 @@ _resolve_device = resolve_device  # the name fit_many calls
 
 
 def _to_features(x, name: str = "features") -> Tensor:
+    """A 2-D float tensor without copying float32 or float16 input (float16 stays float16: the trainer widens it
+    batch by batch); other dtypes are converted to float32."""
     t = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, num_features), got shape {tuple(t.shape)}.")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise TypeError(f"{name} must be numeric, got dtype {t.dtype}.")
-    t = t.to(torch.float32)
+    if t.dtype not in (torch.float32, torch.float16):
+        t = t.to(torch.float32)
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows).")
     # a float32 sum is one read-only pass (no n×d mask, no float64 copy): NaN/inf propagate into it, and a sum
     # that merely overflows falls through to the exact element-wise check
-    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+    if not bool(torch.isfinite(t.sum(dtype=torch.float32))) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
         raise ValueError(f"{name} contain NaN or infinite values in {bad} row(s).")
     return t
@@ -136,7 +140,13 @@ class ProbeTrainer:
         adapter: None, ``linear`` or ``lowrank`` (trainable map before the head); ``adapter_rank`` for lowrank.
         r2_mode: ``exact`` (class statistics once from the training features) or ``ema`` (the paper's EMA per
             batch, decay ``ema_decay``). With an adapter the EMA is always used (``stats_mode_`` says which ran).
-        lr, weight_decay, epochs, batch_size: optimisation; ``batch_size=None`` is full-batch.
+        lr, weight_decay, epochs, batch_size: optimisation; ``batch_size=None`` is full-batch. ``epochs`` is a cap
+            when ``tol`` is set.
+        tol: tolerance of the stopping criterion, as scikit-learn's ``SGDClassifier``: training stops when the
+            epoch's training loss is not lower than the best so far by more than ``tol`` (loss > best − tol) for
+            ``n_iter_no_change`` consecutive epochs. None or 0 always runs ``epochs``; ``history_`` holds the
+            epochs actually run. The cosine schedule is laid out over ``epochs`` either way.
+        n_iter_no_change: consecutive epochs without improvement before stopping (with ``tol``).
         optimizer: ``adamw`` or ``sgd`` (with ``momentum``); cosine schedule after ``warmup_epochs`` of linear
             warm-up.
         device: ``cpu``, ``cuda[:N]`` or ``auto``. Results are bit-identical for a fixed seed on CPU.
@@ -162,6 +172,8 @@ class ProbeTrainer:
         weight_decay: float = 0.0,
         epochs: int = 100,
         batch_size: int | None = None,
+        tol: float | None = None,
+        n_iter_no_change: int = 5,
         optimizer: str = "adamw",
         warmup_epochs: int = 0,
         device: str = "cpu",
@@ -188,6 +200,8 @@ class ProbeTrainer:
         self.weight_decay = weight_decay
         self.epochs = epochs
         self.batch_size = batch_size
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.optimizer = optimizer
         self.warmup_epochs = warmup_epochs
         self.device = device
@@ -257,9 +271,8 @@ class ProbeTrainer:
         """
         x, y, k = self._inputs(features, labels, num_classes)
         normalized = bool(head_class(self.head).normalizes)
-        if normalized:
-            x = torch.nn.functional.normalize(x, dim=1)
-        return exact_class_stats(x, y, k, self._resolved_p(), normalized)
+        prepare = (lambda chunk: torch.nn.functional.normalize(chunk, dim=1)) if normalized else None
+        return exact_class_stats(x, y, k, self._resolved_p(), normalized, prepare=prepare)
 
     def _check_class_stats(self, stats: ClassStats, k: int, p: float) -> None:
         normalized = bool(head_class(self.head).normalizes)
@@ -302,15 +315,15 @@ class ProbeTrainer:
             adapter.to(device)
         loss_fn.to(device)
         params = _weight_decay_groups([head] + ([adapter] if adapter is not None else []), self.weight_decay)
-        if self.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=float(self.lr))
+        if self.optimizer == "adamw":  # torch.optim's rules without its torch._dynamo import (probe.optim)
+            opt = AdamW(params, lr=float(self.lr))
         else:
-            opt = torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum))
+            opt = SGD(params, lr=float(self.lr), momentum=float(self.momentum))
         return _Run(self, head, adapter, loss_fn, opt, cosine_input=spec_loss.input == "cosine",
                     epoch_loss=torch.zeros(self.epochs, device=device))
 
-    def _finish(self, run: "_Run", k: int, d: int, p: float, counts: Tensor, history: list[float], steps: int,
-                seconds: float, device: torch.device) -> None:
+    def _finish(self, run: "_Run", k: int, d: int, p: float, counts: Tensor, seconds: float,
+                device: torch.device) -> None:
         """Set the fitted attributes from a finished run."""
         run.head.eval()
         if run.adapter is not None:
@@ -337,8 +350,10 @@ class ProbeTrainer:
         self.r2_ = r2.detach().cpu().numpy().astype(np.float64)
         self.spread_ = spread.detach().cpu().numpy().astype(np.float64)
         self.gamma_ = gamma.detach().cpu().numpy().astype(np.float64)
+        history = run.epoch_loss[:run.epochs_run].tolist()  # one host sync per head
         self.history_ = history
-        self.n_steps_ = steps
+        self.n_epochs_ = run.epochs_run
+        self.n_steps_ = run.steps
         self.fit_time_ = seconds
         self.device_ = device
         if not all(math.isfinite(v) for v in history):
@@ -356,8 +371,8 @@ class ProbeTrainer:
             raise ValueError(f"features have {x.shape[1]} columns but the head was trained on "
                              f"{self.n_features_in_}-d features.")
         device = next(self.head_.parameters()).device
-        for start in range(0, x.shape[0], _CHUNK):
-            yield x[start:start + _CHUNK].to(device)
+        for start in range(0, x.shape[0], _CHUNK):  # float16 input is widened chunk by chunk
+            yield x[start:start + _CHUNK].to(device=device, dtype=torch.float32)
 
     @torch.no_grad()
     def _prepared(self, xb: Tensor) -> Tensor:
@@ -503,13 +518,31 @@ class _Run:
     head: nn.Module
     adapter: nn.Module | None
     loss_fn: nn.Module
-    opt: torch.optim.Optimizer
+    opt: AdamW | SGD
     cosine_input: bool
     epoch_loss: Tensor
     ema: EmaClassStats | None = None
     r2: Tensor | None = None
     spread: Tensor | None = None
     gamma: Tensor | None = None
+    schedule: list[float] = field(default_factory=list)  # learning rate per step
+    epochs_run: int = 0
+    steps: int = 0
+    best_loss: float = math.inf
+    stale_epochs: int = 0  # consecutive epochs without an improvement > tol
+    active: bool = True
+
+    def end_epoch(self, loss: float) -> None:
+        """Count the epoch; with ``tol``, stop once the loss has not improved by more than tol for
+        ``n_iter_no_change`` consecutive epochs (scikit-learn's ``SGDClassifier`` rule)."""
+        self.epochs_run += 1
+        tol = self.trainer.tol
+        if not tol:
+            return
+        self.stale_epochs = self.stale_epochs + 1 if loss > self.best_loss - float(tol) else 0
+        self.best_loss = min(self.best_loss, loss)
+        if self.stale_epochs >= self.trainer.n_iter_no_change:
+            self.active = False
 
     def margins(self, k: int, d: int, p: float, stats: ClassStats | None, device: torch.device) -> None:
         """Exact statistics and margins once, or an EMA whose margins move with the batches (adapter / ema)."""
@@ -586,72 +619,129 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     if class_stats is not None:
         first._check_class_stats(class_stats, k, p)
     runs = [t._start(k, d, counts, device) for t in trainers]
-    x, y = x.to(device), y.to(device)
     shared = first.adapter is None
-    if shared:
-        x = runs[0].head.input_features(x)  # constant: prepare once (L2-normalise for the cosine head)
+    prepare = runs[0].head.input_features if shared else None  # constant features: the head's view, prepared once
     exact = shared and first.r2_mode == "exact"
     if exact and class_stats is None:
-        class_stats = exact_class_stats(x, y, k, p, normalized=bool(runs[0].head.normalizes))
+        class_stats = exact_class_stats(x.to(device), y.to(device), k, p, normalized=bool(runs[0].head.normalizes),
+                                        prepare=prepare)
     for run in runs:
         run.margins(k, d, p, class_stats if exact else None, device)
-
-    bs = n if first.batch_size is None else min(int(first.batch_size), n)
-    steps_per_epoch = math.ceil(n / bs)
+    batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)))
     epochs = first.epochs
-    schedules = [lr_schedule(float(t.lr), epochs * steps_per_epoch, t.warmup_epochs * steps_per_epoch)
-                 for t in trainers]
-    gen = torch.Generator().manual_seed(int(first.random_state))
+    for t, run in zip(trainers, runs):
+        run.schedule = lr_schedule(float(t.lr), epochs * batches.steps_per_epoch,
+                                   t.warmup_epochs * batches.steps_per_epoch)
+    logger.info("fit %s/%s%s: n=%d d=%d K=%d device=%s stats=%s batch=%s epochs=%d%s", first.head, first.loss,
+                f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device,
+                "exact" if exact else "ema", first.batch_size, epochs,
+                f" ({x.dtype} widened per batch)" if batches.widen_per_batch else "")
+    t0 = time.perf_counter()
+    _train(trainers, runs, batches, k, shared)
+    seconds = time.perf_counter() - t0
+    for t, run in zip(trainers, runs):
+        t._finish(run, k, d, p, counts, seconds, device)
+    logger.info("fit done in %.3fs, final loss %s, epochs %s", seconds,
+                ", ".join(f"{t.history_[-1]:.4f}" for t in trainers), ", ".join(str(t.n_epochs_) for t in trainers))
+    return trainers
+
+
+class _Batches:
+    """The training rows as the heads see them, one shuffled mini-batch (or the full batch) at a time.
+
+    float32 features are prepared once (``prepare``: the head's ``input_features``, L2 normalisation for the
+    cosine head). float16 features stay float16 in memory: each batch is gathered, widened to float32 and
+    prepared on its own, so no (n, d) float32 copy exists; a full batch is widened once. Batch order comes from
+    ``gen`` (one permutation per epoch), the same for either dtype.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, prepare: Callable[[Tensor], Tensor] | None,
+                 device: torch.device, gen: torch.Generator) -> None:
+        self.n = x.shape[0]
+        self.size = self.n if batch_size is None else min(int(batch_size), self.n)
+        self.steps_per_epoch = math.ceil(self.n / self.size)
+        self.widen_per_batch = x.dtype != torch.float32 and self.size < self.n
+        self.prepare = prepare
+        self.device = device
+        self.gen = gen
+        x, self.y = x.to(device), y.to(device)
+        if not self.widen_per_batch:
+            x = x.to(torch.float32)
+            if prepare is not None:
+                x = prepare(x)
+        self.x = x
+
+    def epoch(self):
+        """Yield (features (b, d) float32, labels (b,)) for one pass over the rows."""
+        if self.size >= self.n:
+            yield self.x, self.y
+            return
+        order = torch.randperm(self.n, generator=self.gen).to(self.device)
+        for start in range(0, self.n, self.size):
+            idx = order[start:start + self.size]
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            if self.widen_per_batch:
+                xb = xb.to(torch.float32)
+                if self.prepare is not None:
+                    xb = self.prepare(xb)
+            yield xb, yb
+
+
+def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k: int, shared: bool) -> None:
+    """The epochs of a (joint) fit; a run that meets its ``tol`` criterion stops taking part."""
+    first = trainers[0]
+    epochs = first.epochs
     bar = None
     if any(t.progress_bar for t in trainers):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, desc=f"probe {first.head}/{first.loss}" + (f" ×{len(runs)}" if len(runs) > 1 else ""),
                    unit="epoch", leave=False)
-    logger.info("fit %s/%s%s: n=%d d=%d K=%d device=%s stats=%s batch=%s epochs=%d", first.head, first.loss,
-                f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device,
-                "exact" if exact else "ema", first.batch_size, epochs)
     for run in runs:
         run.head.train()
         if run.adapter is not None:
             run.adapter.train()
-    t0 = time.perf_counter()
     step = 0
     try:
         for epoch in range(epochs):
-            order = torch.randperm(n, generator=gen).to(device) if bs < n else None
-            for start in range(0, n, bs):
-                if order is None:
-                    xb, yb = x, y
-                else:
-                    idx = order[start:start + bs]
-                    xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-                if shared:  # one product for all heads: the batch is read once
-                    raws = (xb @ torch.cat([run.head.score_matrix() for run in runs]).t()).split(k, dim=1)
-                total = 0.0
-                for i, run in enumerate(runs):
-                    hb = xb if shared else run.head.input_features(run.adapter(xb))
-                    raw = raws[i] if shared else hb @ run.head.score_matrix().t()
-                    loss = run.loss(hb, raw, yb, gen, k)
-                    run.epoch_loss[epoch] += loss.detach() * (yb.shape[0] / n)
-                    total = total + loss
-                    for group in run.opt.param_groups:
-                        group["lr"] = schedules[i][step]
-                    run.opt.zero_grad(set_to_none=True)
-                total.backward()
-                for run in runs:
-                    run.opt.step()
+            active = [run for run in runs if run.active]
+            for xb, yb in batches.epoch():
+                _step(active, xb, yb, batches.n, epoch, step, k, shared, batches.gen)
                 step += 1
+            # one host sync per epoch, and only when a criterion needs the losses
+            tracked = [run for run in active if run.trainer.tol]
+            losses = torch.stack([run.epoch_loss[epoch] for run in tracked]).tolist() if tracked else []
+            for run in active:
+                run.steps = step
+                run.end_epoch(losses.pop(0) if run.trainer.tol else math.nan)
+            done = not any(run.active for run in runs)
             if bar is not None:
-                bar.update(1)
+                bar.update(epochs - epoch if done else 1)
             for t in trainers:
                 if t.progress is not None:
-                    t.progress(epoch + 1, epochs)
+                    t.progress(epochs if done else epoch + 1, epochs)
+            if done:
+                break
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - t0
-    for t, run in zip(trainers, runs):
-        t._finish(run, k, d, p, counts, run.epoch_loss.tolist(), step, seconds, device)  # one host sync per head
-    logger.info("fit done in %.3fs, final loss %s", seconds, ", ".join(f"{t.history_[-1]:.4f}" for t in trainers))
-    return trainers
+
+
+def _step(runs: list[_Run], xb: Tensor, yb: Tensor, n: int, epoch: int, step: int, k: int, shared: bool,
+          gen: torch.Generator) -> None:
+    """One optimiser step of every run on the batch (xb, yb); no host synchronisation."""
+    if shared:  # one product for all heads: the batch is read once
+        raws = (xb @ torch.cat([run.head.score_matrix() for run in runs]).t()).split(k, dim=1)
+    total = 0.0
+    for i, run in enumerate(runs):
+        hb = xb if shared else run.head.input_features(run.adapter(xb))
+        raw = raws[i] if shared else hb @ run.head.score_matrix().t()
+        loss = run.loss(hb, raw, yb, gen, k)
+        run.epoch_loss[epoch] += loss.detach() * (yb.shape[0] / n)
+        total = total + loss
+        for group in run.opt.param_groups:
+            group["lr"] = run.schedule[step]
+        run.opt.zero_grad(set_to_none=True)
+    total.backward()
+    for run in runs:
+        run.opt.step()

@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
     parser.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s) to select from on val")
     parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
+    batch_size = _config_default("batch_size")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"mini-batch size (default: ProbeConfig's, {batch_size}; a training set of at most one "
+                        "batch is trained full-batch)")
     parser.add_argument("--select", choices=("overall", "hard"), default=None,
                         help="validation criterion: overall (default) or hard, the disparity-aware decision: a "
                         "setting replaces the reference (ERM) configuration only when the 95%% paired bootstrap "
@@ -59,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fit a per-class logit bias on val after training (the post-hoc baseline)")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _config_default(name: str) -> Any:
+    """The default of a ProbeConfig field: the help text quotes it instead of repeating it (one definition)."""
+    from probe import ProbeConfig  # torch-free: probe imports its modules lazily
+
+    return ProbeConfig.model_fields[name].default
 
 
 def _assignments(items: list[str] | None, flag: str, usage: str, convert: Callable[[str], Any]):
@@ -142,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
     reference = load_report(args.reference) if args.reference else None
-    data = {split: cache.load(split) for split in ("train", "val", "test") if split in cache.splits}
+    # the stored dtype (float16 by default): half the memory of float32; the trainer widens per batch
+    data = {split: cache.load(split, dtype=None) for split in ("train", "val", "test") if split in cache.splits}
     bar = tqdm(total=100, desc="train", unit="%", disable=args.no_progress, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 

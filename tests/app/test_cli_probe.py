@@ -172,3 +172,14 @@ def test_errors_exit_2_with_message(cache, tmp_path, capsys):
     assert "Unknown loss 'nope'" in capsys.readouterr().err
     code = main(["train", "--features", str(cache), "--out", str(tmp_path / "y"), "--lambda", "0.5", *FAST])
     assert code == 2 and "adapter" in capsys.readouterr().err
+
+
+def test_train_help_quotes_probe_config_batch_size(capsys):
+    """The help gives ProbeConfig's batch-size default (mini-batches), not 'full batch'."""
+    from probe import ProbeConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"mini-batch size (default: ProbeConfig's, {ProbeConfig().batch_size};" in text
+    assert ProbeConfig().batch_size == 1024

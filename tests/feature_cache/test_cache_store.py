@@ -44,6 +44,46 @@ def test_round_trip_float32_exact_and_float16_rounded(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"]  # no temp files left
 
 
+def test_load_keeps_float16_when_asked(tmp_path):
+    data = splits(np.random.default_rng(1))
+    cache = open_cache(write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS))
+    x16, _ = cache.load("train", dtype=None)  # the stored dtype
+    assert x16.dtype == np.float16
+    np.testing.assert_array_equal(x16, data["train"][0].astype(np.float16))
+    assert cache.load("train", dtype="float16")[0].dtype == np.float16
+    assert cache.load("train")[0].dtype == np.float32  # the default is unchanged
+    exact = open_cache(write_cache(tmp_path / "f.h5", data, ["a", "b", "c"], ATTRS, dtype="float32"))
+    assert exact.load("train", dtype=None)[0].dtype == np.float32
+    with pytest.raises(ValueError, match="dtype must be one of float16, float32 or None .*'int8'"):
+        cache.load("train", dtype="int8")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_write_cache_writes_matching_features_without_a_copy(tmp_path, monkeypatch, dtype):
+    """Features already in the stored dtype reach HDF5 as the caller's array (no astype copy); others are
+    converted once."""
+    data = splits(np.random.default_rng(2))
+    data = {s: (f.astype(dtype), y, src) for s, (f, y, src) in data.items()}
+    written = []
+    original = h5py.Dataset.__setitem__
+
+    def spy(self, key, value):
+        if self.name.endswith("/features"):
+            written.append(value)
+        return original(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", spy)
+    write_cache(tmp_path / "c.h5", data, ["a", "b", "c"], ATTRS, dtype=dtype)
+    assert len(written) == 3
+    for value, split in zip(written, ("train", "val", "test")):
+        assert np.shares_memory(value, data[split][0])
+    other = "float32" if dtype == "float16" else "float16"
+    written.clear()
+    write_cache(tmp_path / "d.h5", data, ["a", "b", "c"], ATTRS, dtype=other)
+    assert [v.dtype for v in written] == [np.dtype(other)] * 3
+    assert not any(np.shares_memory(v, data[s][0]) for v, s in zip(written, ("train", "val", "test")))
+
+
 def test_failed_write_leaves_existing_file_untouched(tmp_path):
     rng = np.random.default_rng(1)
     path = write_cache(tmp_path / "c.h5", splits(rng), ["a", "b", "c"], ATTRS)

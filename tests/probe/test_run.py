@@ -266,3 +266,28 @@ def test_auto_epochs_rule(data):
     assert cfg.epochs is None
     report = run_probe(data, NAMES, cfg.model_copy(update={"seeds": [0], "wd_grid": [0.0]}))
     assert report["config"]["epochs"] == auto_epochs(6 * 60, 64) == 75
+
+
+def test_tol_reaches_every_fit_and_stops_early(data):
+    """ProbeConfig.tol (default 1e-3) is each trainer's stopping rule; tol=None runs every epoch."""
+    assert ProbeConfig().tol == 1e-3
+    with pytest.raises(ValueError, match=r"tol must be >= 0 or None, got -1.0"):
+        ProbeConfig(tol=-1.0)
+    cfg = ProbeConfig(**{**FAST, "epochs": 200, "seeds": [0]})
+    from probe.trainer import ProbeTrainer
+
+    fitted = []
+    original = ProbeTrainer._finish
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        fitted.append((self.tol, self.n_epochs_))
+
+    import unittest.mock as mock
+
+    with mock.patch.object(ProbeTrainer, "_finish", spy):
+        run_probe(data, NAMES, cfg)
+        assert fitted and all(tol == 1e-3 and epochs < 200 for tol, epochs in fitted)
+        fitted.clear()
+        run_probe(data, NAMES, cfg.model_copy(update={"tol": None}))
+        assert fitted and all(tol is None and epochs == 200 for tol, epochs in fitted)

@@ -29,6 +29,38 @@ def test_class_spread_is_accurate_with_a_large_common_offset():
     assert np.allclose(got.numpy(), expected, rtol=1e-4)
 
 
+def _old_class_spread(x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """The definition, row by row in float64: mean over class k of ‖φ − μ_k‖² (the former (n, K) implementation)."""
+    x64 = x.double()
+    mu = torch.stack([x64[y == c].mean(0) for c in range(k)])
+    return torch.stack([(x64[y == c] - mu[c]).pow(2).sum(1).mean() for c in range(k)])
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0])
+def test_closed_form_spread_equals_the_definition_on_random_data(offset):
+    """‖s_k‖² = mean‖φ‖² − ‖μ_k‖² (float64 sums over chunks) equals the per-row definition to 1e-6 relative, also
+    across several chunks (n > the chunk size) and for float16 input (compared on the same float16 values)."""
+    import probe.stats as stats
+
+    g = torch.Generator().manual_seed(1)
+    n, k = stats._STATS_CHUNK + 3001, 7
+    y = torch.randint(0, k, (n,), generator=g)
+    x = torch.randn(n, 48, generator=g) * torch.linspace(0.3, 2.0, k)[y, None] + offset
+    got = class_spread(x, y, k)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got.double(), _old_class_spread(x, y, k), rtol=1e-6, atol=0)
+    half = x.half()
+    got16 = class_spread(half, y, k)
+    assert got16.dtype == torch.float32
+    assert torch.allclose(got16.double(), _old_class_spread(half.float(), y, k), rtol=1e-6, atol=0)
+
+
+def test_class_spread_clamps_at_zero_and_marks_empty_class():
+    x = torch.full((4, 3), 0.1)  # identical rows: spread exactly 0 even where rounding would go below
+    spread = class_spread(x, torch.tensor([0, 0, 0, 0]), 2)
+    assert spread[0].item() == 0.0 and math.isnan(spread[1].item())
+
+
 def test_class_r2_p2_equals_mean_norm_plus_spread():
     r2 = class_r2(X, Y, 2, p=2)
     assert torch.allclose(r2, torch.tensor([2.5, 9.0]))

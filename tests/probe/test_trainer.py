@@ -252,6 +252,8 @@ def test_cosine_only_losses_and_regularisers():
         ({"warmup_epochs": 200}, np.ones((3, 2)), np.array([0, 1, 0]), "warmup_epochs must be"),
         ({"device": "tpu"}, np.ones((3, 2)), np.array([0, 1, 0]), "device must be"),
         ({"loss": "mr2"}, np.ones((3, 2)), np.array([0, 2, 0]), r"classes \[1\] have no training samples"),
+        ({"tol": -1e-3}, np.ones((3, 2)), np.array([0, 1, 0]), r"tol must be >= 0 or None, got -0.001"),
+        ({"n_iter_no_change": 0}, np.ones((3, 2)), np.array([0, 1, 0]), r"n_iter_no_change must be an integer in \[1, 10000\], got 0"),
     ],
 )
 def test_fit_validation_messages(kwargs, features, labels, match):
@@ -296,3 +298,51 @@ def test_cuda_fit_matches_cpu():
     assert np.allclose(gpu.decision_function(x), cpu.decision_function(x), atol=1e-2)
     ema = ProbeTrainer(**kw, r2_mode="ema", batch_size=64, device="cuda").fit(x, y)
     assert np.allclose(ema.gamma_, cpu.gamma_, rtol=0.02)
+
+
+def test_tol_stops_a_converged_fit_before_the_epoch_cap():
+    """Separable data converge: with tol the fit stops once the epoch loss has not improved by more than tol for
+    n_iter_no_change epochs; history_ and n_epochs_ hold the epochs run; tol=None or 0 runs every epoch."""
+    x, y = gaussian_features(mean_norm=8.0)
+    kw = dict(lr=0.1, epochs=300, batch_size=None)
+    stopped = ProbeTrainer(tol=1e-3, n_iter_no_change=3, **kw).fit(x, y)
+    assert 3 < stopped.n_epochs_ < 300 and len(stopped.history_) == stopped.n_epochs_ == stopped.n_steps_
+    h = stopped.history_
+    assert all(h[i] > min(h[:i]) - 1e-3 for i in range(len(h) - 3, len(h)))  # the rule that stopped it
+    assert not all(h[i] > min(h[:i]) - 1e-3 for i in range(len(h) - 4, len(h) - 1))  # and not one epoch earlier
+    assert stopped.score(x, y) > 0.95
+    for tol in (None, 0.0):
+        full = ProbeTrainer(tol=tol, **kw).fit(x, y)
+        assert full.n_epochs_ == 300 and len(full.history_) == 300
+        # the epochs both ran are the same updates: stopping changes nothing before it
+        assert full.history_[:stopped.n_epochs_] == stopped.history_
+
+
+def test_tol_in_a_joint_fit_stops_each_head_on_its_own():
+    x, y = gaussian_features(mean_norm=8.0)
+    kw = dict(epochs=200, batch_size=64, tol=1e-3, n_iter_no_change=3)
+    trainers = [ProbeTrainer(lr=lr, **kw) for lr in (0.3, 1e-4)]
+    fit_many(trainers, x, y)
+    fast, slow = trainers
+    assert fast.n_epochs_ < slow.n_epochs_ <= 200
+    assert fast.n_steps_ == fast.n_epochs_ * math.ceil(len(y) / 64)
+    alone = ProbeTrainer(lr=0.3, **kw).fit(x, y)
+    assert alone.n_epochs_ == fast.n_epochs_
+    assert np.allclose(alone.history_, fast.history_, rtol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_float16_features_give_the_float32_fit(head, batch_size):
+    """float16 features are kept float16 and widened per batch: the fit equals the fit on the same values in
+    float32 (statistics, weights, predictions) to ~1e-5."""
+    x, y = gaussian_features()
+    x16 = x.astype(np.float16)
+    kw = dict(head=head, loss="mr2", cbar=2.0, epochs=4, batch_size=batch_size, lr=0.05)
+    half = ProbeTrainer(**kw).fit(x16, y)
+    full = ProbeTrainer(**kw).fit(x16.astype(np.float32), y)
+    assert np.allclose(half.r2_, full.r2_, rtol=1e-6) and np.allclose(half.gamma_, full.gamma_, rtol=1e-6)
+    assert torch.allclose(half.head_.weight, full.head_.weight, rtol=1e-5, atol=1e-6)
+    assert np.allclose(half.decision_function(x16), full.decision_function(x16.astype(np.float32)), atol=1e-5)
+    assert np.array_equal(half.predict(x16), full.predict(x16.astype(np.float32)))
+    assert ProbeTrainer(**kw).class_stats(x16, y).r2.dtype == torch.float32

@@ -1,0 +1,143 @@
+"""Time and memory of a probe run as the training set grows: synthetic 1000 classes × 1024-d, float16 features.
+
+Each case (method, N) runs in its own child process: the child draws the data (seeded, float16, in chunks, so no
+float32 copy of the training set exists), runs ``probe.run_probe`` with ProbeConfig's default sweep and one seed,
+and reports its wall time (data drawing excluded, reported apart) and its peak resident memory
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Results go to ``bench/results/scale_<method>_<N>.json``; the
+parent prints a table and the fitted growth, time ∝ N^b (least squares on log–log).
+
+Usage::
+
+    nice python bench/scale.py --n 32000 128000 --methods erm mr2            # about 10-40 min on 2 cores
+    nice python bench/scale.py --n 512000 1280000 --methods erm mr2          # hours: run on a quiet machine
+    python bench/scale.py --summary                                          # table + growth from the JSON files
+
+Threads: ``--threads`` (default 2, the machine's cores) is set in the child's environment before numpy and torch
+are imported and checked with threadpoolctl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+METHODS = {"erm": {"loss": "ce"}, "mr2": {"loss": "mr2"}}
+NUM_CLASSES, DIM, N_VAL, N_TEST = 1000, 1024, 10_000, 10_000
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def draw(n: int, means, rng, chunk: int = 65_536):
+    """n rows of class means + unit Gaussian noise, float16, drawn chunk by chunk; labels int64."""
+    import numpy as np
+
+    y = rng.integers(0, means.shape[0], n)
+    x = np.empty((n, means.shape[1]), dtype=np.float16)
+    for start in range(0, n, chunk):
+        rows = y[start:start + chunk]
+        x[start:start + chunk] = means[rows] + rng.standard_normal((len(rows), means.shape[1]), dtype=np.float32)
+    return x, y
+
+
+def child(method: str, n: int, threads: int, out: Path) -> None:
+    """One case in this process: data, run_probe, wall time and peak RSS to ``out``."""
+    import resource
+
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(threads)
+    torch.set_num_threads(threads)
+    pools = [{"api": p["internal_api"], "threads": p["num_threads"]} for p in threadpool_info()]
+    from probe import ProbeConfig, run_probe
+
+    rng = np.random.default_rng(0)
+    means = (rng.standard_normal((NUM_CLASSES, DIM), dtype=np.float32) * (4.0 / math.sqrt(DIM))).astype(np.float32)
+    start = time.perf_counter()
+    data = {"train": draw(n, means, rng), "val": draw(N_VAL, means, rng), "test": draw(N_TEST, means, rng)}
+    data_seconds = time.perf_counter() - start
+    config = ProbeConfig(seeds=[0], **METHODS[method])
+    start = time.perf_counter()
+    report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config)
+    seconds = time.perf_counter() - start
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",
+              "threads": threads, "pools": pools, "torch_threads": torch.get_num_threads(),
+              "seconds": seconds, "data_seconds": data_seconds, "peak_rss_gb": peak_gb,
+              "candidates": len(report["selection"]["candidates"]), "epochs": report["config"]["epochs"],
+              "batch_size": report["config"]["batch_size"], "test_overall": report["summary"]["overall"],
+              "chosen": report["config"]["selected"], "load_avg_1min_end": os.getloadavg()[0],
+              "command": " ".join(["python", "bench/scale.py", "--n", str(n), "--methods", method,
+                                   "--threads", str(threads)])}
+    out.write_text(json.dumps(result, indent=1))
+
+
+def run_case(method: str, n: int, threads: int) -> dict:
+    out = RESULTS / f"scale_{method}_{n}.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               **{var: str(threads) for var in THREAD_VARS})
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--n", str(n), "--threads", str(threads)]
+    load = os.getloadavg()[0]
+    done = subprocess.run(cmd, env=env)
+    if done.returncode:
+        raise SystemExit(f"case {method} N={n} failed (exit {done.returncode})")
+    result = json.loads(out.read_text())
+    result["load_avg_1min_start"] = load
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def growth(rows: list[dict]) -> float | None:
+    """Exponent b of time ∝ N^b, least squares on (log N, log t); None with fewer than two sizes."""
+    if len(rows) < 2:
+        return None
+    xs = [math.log(r["n_train"]) for r in rows]
+    ys = [math.log(r["seconds"]) for r in rows]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def summary() -> None:
+    rows = sorted((json.loads(p.read_text()) for p in RESULTS.glob("scale_*.json")),
+                  key=lambda r: (r["method"], r["n_train"]))
+    print("| method | N train | heads | epochs | time | peak RSS | test % | threads | load |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['method']} | {r['n_train']:,} | {r['candidates']} | {r['epochs']} | "
+              f"{r['seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB | {100 * r['test_overall']:.2f} | "
+              f"{r['threads']} | {r.get('load_avg_1min_start', float('nan')):.1f} |")
+    for method in METHODS:
+        b = growth([r for r in rows if r["method"] == method])
+        if b is not None:
+            print(f"{method}: time ∝ N^{b:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[32_000, 128_000], help="training-set sizes")
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["erm", "mr2"])
+    parser.add_argument("--threads", type=int, default=2, help="threads per case (default 2)")
+    parser.add_argument("--summary", action="store_true", help="only print the table from bench/results")
+    parser.add_argument("--child", choices=sorted(METHODS), default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.n[0], args.threads, RESULTS / f"scale_{args.child}_{args.n[0]}.json")
+    if not args.summary:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for method in args.methods:
+            for n in args.n:
+                r = run_case(method, n, args.threads)
+                print(f"{method} N={n}: {r['seconds']:.1f} s, peak {r['peak_rss_gb']:.2f} GB, "
+                      f"test {100 * r['test_overall']:.2f} %", flush=True)
+    summary()
+
+
+if __name__ == "__main__":
+    main()
