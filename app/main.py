@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .config import Settings, get_settings
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
         if start_worker:
             runner.stop()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets bundled in the fastapi-offline wheel: /docs works with no network.
+    app = FastAPIOffline(
         title="mr2probe",
         version=__version__,
         description="Linear probes on cached foundation-model features that report and reduce class-wise "

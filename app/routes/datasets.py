@@ -5,7 +5,7 @@ import logging
 import os
 from functools import lru_cache
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -23,6 +23,7 @@ from ..datasets import (
 )
 from ..deps import get_store
 from ..schemas import ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, ErrorOut, IdPath
+from ..status import NotFound
 from ..store import Store
 
 logger = logging.getLogger(__name__)
@@ -120,10 +121,8 @@ def _thumbnail_png(path: str, source: str, size: int) -> bytes:
     try:
         thumbs = _thumbnailer(path, os.stat(path).st_mtime)
         return thumbs.png(source, size)
-    except KeyError:
-        raise HTTPException(404, "source: not a sample of this data set") from None
-    except OSError:  # the data set left the disk, or the file no longer decodes
-        raise HTTPException(404, "source: this sample can no longer be read") from None
+    except (KeyError, OSError):  # not a listed sample; or the data set left the disk / the file no longer decodes
+        raise NotFound("samples", source) from None
 
 
 @router.get("/datasets/{dataset_id}/thumbnail", response_class=Response, responses={

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -354,3 +355,17 @@ def test_dashboard_pages_are_served_offline(finished):
         assert resp.status_code == 200
         text = resp.text.replace('"http://www.w3.org/2000/svg"', "")  # the SVG namespace name, not a URL fetched
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_api_docs_are_served_from_local_assets(finished):
+    """/docs and /redoc work offline: their HTML loads Swagger UI / ReDoc from this server, never a CDN."""
+    client = finished.client
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        resp = client.get(page)
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+        srcs = re.findall(r'(?:src|href)="([^"]+)"', resp.text)
+        assert srcs and all(s.startswith("/") for s in srcs), srcs  # same origin only
+        assert f"/static-offline-docs/{asset}" in srcs
+        js = client.get(f"/static-offline-docs/{asset}")
+        assert js.status_code == 200 and len(js.content) > 100_000
+    assert "/openapi.json" in client.get("/docs").text

@@ -62,7 +62,11 @@ def existing_ids() -> dict[str, str]:
         run = probe_step(JobContext(job=job, store=store, settings=settings), cache["id"],
                          ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
         queued = store.add_job("extract", {"dataset_id": resp.json()["id"], "encoder": "effnet-lite0", "options": {}})
-    yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "job_id": queued["id"]}
+    from feature_cache import open_dataset
+
+    listed = open_dataset(store.get_dataset(resp.json()["id"])["path"]).splits["train"][0].source
+    yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "job_id": queued["id"],
+           "class": "a", "source": listed}
     print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes "
           f"+ {len(WITH_IDS)} with existing ids")
 
@@ -84,7 +88,10 @@ def test_no_server_errors_and_conformant_responses(operation, mode):
 def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     names = [p["name"] for p in operation.definition.raw.get("parameters", []) if p["in"] == "path"]
     path_parameters = {name: existing_ids[name] for name in names}
-    query = {"base": existing_ids["run_id"], "other": existing_ids["run_id"]} if operation.path.endswith("/compare") else None
+    # the query parameters that name existing things too: two runs, one of the run's classes, a listed sample
+    query = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"]},
+             "/failures": {"class": existing_ids["class"]},
+             "/thumbnail": {"source": existing_ids["source"]}}.get("/" + operation.path.rsplit("/", 1)[-1])
     statuses = set()
 
     @given(case=operation.as_strategy(path_parameters=path_parameters, query=query))
