@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing mr2probe and its pinned stack into $(VENV) (first time: a few minutes, ~6 GB of CUDA wheels that also run on CPU)..."
 	@# One line per package as pip goes (the CUDA wheels take minutes), not minutes of silence.
-	@$(PY) -m pip install --disable-pip-version-check -e '.[dev]' 2>&1 \
+	@PYTHONUNBUFFERED=1 $(PY) -m pip install --disable-pip-version-check -e '.[dev]' 2>&1 \
 		| grep --line-buffered -E '^(Collecting|Downloading|Installing collected|Successfully installed|ERROR)' \
 		| cut -c1-110 || true
 	@$(PY) -c "import probe, feature_cache, app, torch, timm, open_clip, h5py" || { echo "Installation failed, see the pip output above."; exit 1; }
