@@ -127,6 +127,34 @@ def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
         report.run_id = report.run_id or run_id
         reports.append(report)
     selection = reports[1].selection
+    if selection.verdict == "no_safe_improvement":  # the two runs are the same: say what was found instead
+        return kept_reference_summary(*reports)
     verdict = (f"{other_run} ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}\n"
                if selection.verdict_text else "")
     return verdict + format_comparison(compare_reports(*reports, load_pair(*paths)))
+
+
+def kept_reference_summary(erm, other) -> str:
+    """What a user learns when the disparity-aware run kept the ERM configuration: the verdict, the closest
+    setting with its intervals (and the budget that would let it through), and the classes ERM fails on."""
+    from probe.selection import describe_params, format_delta
+
+    lines = [f"{other.run_id} (no safe improvement): {other.selection.verdict_text}"]
+    tried = [p for p in other.selection.frontier if not p.reference and not p.failed and p.val_hard_delta_ci]
+    if tried:
+        best = max(tried, key=lambda p: p.val_hard_delta_ci[0])
+        lines.append(f"Closest of {len(tried)} settings tried: {describe_params(best.params)}: val hard third "
+                     f"{format_delta(best.val_hard_delta, best.val_hard_delta_ci)}, overall "
+                     f"{format_delta(best.val_overall_delta, best.val_overall_delta_ci)}.")
+        if best.val_hard_delta_ci[0] > 0:
+            lines.append(f"It would be chosen with --max-overall-drop {-100 * best.val_overall_delta_ci[0]:.1f} "
+                         "(points of overall accuracy you accept to risk).")
+    lines.append(f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:")
+    for row in sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy):
+        interval = f" [{100 * row.accuracy_ci[0]:.1f}, {100 * row.accuracy_ci[1]:.1f}]" if row.accuracy_ci else ""
+        confused = ", ".join(f"{c.name} {100 * c.rate:.0f} %" for c in row.top_confusions[:2])
+        accuracy = "n/a" if row.accuracy is None else f"{100 * row.accuracy:.1f} %"
+        lines.append(f"  {row.name:<16} {row.group:<7} {accuracy}{interval}"
+                     + (f"   confused with {confused}" if confused else ""))
+    lines += [f"warning: {text}" for text in erm.warnings]
+    return "\n".join(lines)

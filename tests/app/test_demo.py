@@ -38,7 +38,16 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
     assert dataset["source"] == "path" and dataset["path"] == str(data.resolve())
     assert "100.0%" in out  # the progress line reached the end
     for name in ("airplane", "cat", "ship"):
-        assert name in out  # per-class rows of the comparison table
+        assert name in out  # per-class rows of the comparison table (or of the classes ERM fails on)
+    from probe import load_report
+
+    verdict = load_report(store.get_run(preset)["path"]).selection.verdict
+    if verdict == "no_safe_improvement":  # stated plainly, with what was found, instead of a row of zeros
+        assert f"{preset} (no safe improvement): No setting raised the hard classes beyond noise" in out
+        assert "fails on, test accuracy (seed mean, 95 % interval), worst first" in out
+        assert "Δ points" not in out
+    else:
+        assert verdict == "improved" and f"{preset} (improved): Hard third " in out
 
 
 def test_demo_data_lookup(tmp_path, monkeypatch):
