@@ -42,7 +42,7 @@ from .archives import ArchiveLimits, DirectoryReader, TarReader, ZipReader
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
-from .manifest import read_manifest
+from .manifest import has_manifest_pair, read_manifest, read_manifest_pair
 
 __all__ = ["Sample", "LabelledImages", "open_dataset", "IMAGE_EXTENSIONS", "SPLITS"]
 
@@ -260,6 +260,8 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     if path.is_dir():
         if find_idx_files(path):
             return open_idx(path)
+        if has_manifest_pair(path):
+            return read_manifest_pair(path, IMAGE_EXTENSIONS)
         return _class_folder_layout(DirectoryReader(path))
     if not path.exists():
         raise FileNotFoundError(f"data set {path} does not exist.")

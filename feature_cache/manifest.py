@@ -17,7 +17,11 @@ from pathlib import Path
 from .archives import FileListReader, check_member_name
 from .errors import DatasetError, UnsafeArchive
 
-__all__ = ["read_manifest"]
+__all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair"]
+
+# A folder holding both files is read as one data set: every row of the first is training data (validation is
+# carved from it), every row of the second is test data.
+MANIFEST_PAIR = ("train.csv", "test.csv")
 
 _SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 # Accepted header names of each column, in order of preference (the first one present is used).
@@ -32,13 +36,17 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def read_manifest(
-    path: Path, image_extensions: frozenset[str]
+    path: Path, image_extensions: frozenset[str], *, split: str | None = None, seen: set[str] | None = None
 ) -> tuple[FileListReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
-    """Parse a manifest → (reader, {split: {class: [files]}}, skipped, layout)."""
+    """Parse a manifest → (reader, {split: {class: [files]}}, skipped, layout).
+
+    ``split`` puts every row in that split (a split column is then ignored); ``seen`` is shared by manifests
+    read together, so a file listed twice is skipped once as a repeat.
+    """
     root = path.resolve().parent
     skipped: list[tuple[str, str]] = []
     given: dict[str, dict[str, list[str]]] = {}
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [h.strip().lower() for h in next(reader, [])]
@@ -62,14 +70,14 @@ def read_manifest(
                 raise UnsafeArchive(f"{path}: row {line}: path {raw!r} escapes the manifest folder ({exc}).") from exc
             if not label:
                 raise DatasetError(f"{path}: row {line}: empty label for {raw!r}.")
-            split = "train"
-            if col_split is not None:
-                split = _SPLITS.get(row[col_split].strip().lower(), "")
-                if not split:
+            row_split = split or "train"
+            if col_split is not None and split is None:
+                row_split = _SPLITS.get(row[col_split].strip().lower(), "")
+                if not row_split:
                     raise DatasetError(
                         f"{path}: row {line}: split {row[col_split]!r} is not one of train, val, test."
                     )
-            classes = given.setdefault(split, {})
+            classes = given.setdefault(row_split, {})
             classes.setdefault(label, [])
             if name in seen:
                 skipped.append((name, "repeated row in the manifest"))
@@ -86,6 +94,24 @@ def read_manifest(
         raise DatasetError(f"{path}: the manifest lists no images.")
     names = [f for classes in given.values() for files in classes.values() for f in files]
     layout = "manifest-splits" if col_split is not None else "single-tree"
-    if col_split is not None and not {"train", "test"} <= set(given):
+    if split is None and col_split is not None and not {"train", "test"} <= set(given):
         raise DatasetError(f"{path}: a 'split' column must give at least train and test rows, got {sorted(given)}.")
     return FileListReader(root, names), {s: {c: sorted(f) for c, f in cl.items()} for s, cl in given.items()}, skipped, layout
+
+
+def has_manifest_pair(folder: Path) -> bool:
+    """Whether ``folder`` holds a train and a test manifest (``MANIFEST_PAIR``)."""
+    return all((folder / name).is_file() for name in MANIFEST_PAIR)
+
+
+def read_manifest_pair(
+    folder: Path, image_extensions: frozenset[str]
+) -> tuple[FileListReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
+    """A train and a test manifest given together (``folder/train.csv``, ``folder/test.csv``) → one data set."""
+    seen: set[str] = set()
+    train_csv, test_csv = (folder / name for name in MANIFEST_PAIR)
+    _, train, skipped, _ = read_manifest(train_csv, image_extensions, split="train", seen=seen)
+    _, test, test_skipped, _ = read_manifest(test_csv, image_extensions, split="test", seen=seen)
+    given = {**train, **test}
+    names = [f for classes in given.values() for files in classes.values() for f in files]
+    return FileListReader(folder, names), given, skipped + test_skipped, "manifest-pair"

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "a CSV manifest or a Fashion-MNIST idx folder. A manifest's header names a path column "
                         "(path, filepath, file, filename, image, image_path), a label column (label, class, "
                         "class_name, target, category) and optionally a split column (split or subset: train / "
-                        "val / test); paths are relative to the CSV file's folder")
+                        "val / test); paths are relative to the CSV file's folder. A folder holding train.csv and "
+                        "test.csv is read as one data set (train rows train, test rows test)")
     parser.add_argument("--encoder", default="effnet-lite0",
                         help="effnet-lite0 (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
     where = parser.add_mutually_exclusive_group()

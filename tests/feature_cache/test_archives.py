@@ -277,3 +277,21 @@ def test_idx_extraction_end_to_end(tmp_path):
     assert result.counts == {"train": 6, "val": 2, "test": 4} and result.skipped == []
     assert cache.sources("test") == ["test/00000", "test/00001", "test/00002", "test/00003"]
     assert cache.load("test")[1].tolist() == [0, 1, 0, 1]
+
+
+def test_a_train_and_a_test_manifest_given_together(tree):
+    """A folder holding train.csv and test.csv is one data set: train rows train (val carved), test rows test."""
+    train = sorted((tree / "train").rglob("*.png"))
+    test = sorted((tree / "test").rglob("*.png"))
+    (tree / "train.csv").write_text("filepath,label\n" + "".join(
+        f"{p.relative_to(tree).as_posix()},{p.parent.name}\n" for p in train))
+    # the test manifest may use other header names; a file listed in both is a repeat, skipped in test
+    (tree / "test.csv").write_text("image,class\n" + "".join(
+        f"{p.relative_to(tree).as_posix()},{p.parent.name}\n" for p in test) + f"{train[0].relative_to(tree)},ant\n")
+    data = open_dataset(tree, val_fraction=1 / 6, seed=0)
+    assert data.params["layout"] == "manifest-pair" and data.class_names == ["ant", "bee", "cat"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 15, "val": 3, "test": 9}
+    assert {s.source for s in data.splits["test"]} == {p.relative_to(tree).as_posix() for p in test}
+    assert dict(data.skipped) == {train[0].relative_to(tree).as_posix(): "repeated row in the manifest"}
+    (tree / "test.csv").unlink()  # without the pair the folder is read as class folders again
+    assert open_dataset(tree, val_fraction=0.0).params["layout"] != "manifest-pair"
