@@ -65,7 +65,7 @@ def child(method: str, n: int, threads: int, out: Path) -> None:
     data_seconds = time.perf_counter() - start
     config = ProbeConfig(seeds=[0], **METHODS[method])
     start = time.perf_counter()
-    report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config)
+    report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config).model_dump(mode="json")
     seconds = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",
