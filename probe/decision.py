@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .groups import GROUP_NAMES, assign_groups
+from .groups import GROUP_NAMES, assign_groups, group_accuracy
 from .selection import choose_safe, describe_params
-from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
+from .uncertainty import DEFAULT_RESAMPLES, Bootstrap, observed_class_accuracy
 
 __all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "Decision", "decide", "small_split_warning",
            "stability_and_warnings"]
@@ -53,10 +53,8 @@ def small_split_warning(labels: np.ndarray, class_names: list[str], split: str =
 
 def _frontier_entry(params: dict, correct: np.ndarray, delta: dict, groups: dict, labels: np.ndarray,
                     num_classes: int) -> dict:
-    per_class = np.bincount(labels, weights=correct, minlength=num_classes) / np.maximum(
-        1, np.bincount(labels, minlength=num_classes))
-    hard = per_class[np.asarray(groups["hard"], dtype=np.int64)]
-    return {"params": params, "val_overall": float(correct.mean()), "val_hard": float(hard.mean()),
+    hard = group_accuracy(observed_class_accuracy(correct, labels, num_classes), groups)["hard"]
+    return {"params": params, "val_overall": float(correct.mean()), "val_hard": hard,
             "val_overall_delta": delta["overall"]["delta"], "val_hard_delta": delta["hard"]["delta"],
             "val_overall_delta_ci": [delta["overall"]["lo"], delta["overall"]["hi"]],
             "val_hard_delta_ci": [delta["hard"]["lo"], delta["hard"]["hi"]]}
@@ -83,8 +81,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
     reference = np.asarray(correct[reference_index], dtype=np.float64)
     boot = Bootstrap(labels, num_classes, n_resamples=n_resamples, seed=seed)
     if groups is None:
-        counts = np.maximum(1, np.bincount(labels, minlength=num_classes))
-        groups = assign_groups(np.bincount(labels, weights=reference, minlength=num_classes) / counts)
+        groups = assign_groups(observed_class_accuracy(reference, labels, num_classes))
     frontier = []
     for params, vector in zip(candidates, correct):
         if vector is None or params.get("failed"):

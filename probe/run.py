@@ -346,8 +346,9 @@ def _reference_configuration(fitter: _Fitter, reference: Report | None, splits: 
         scores = [-1.0 if diverged(t) else evaluate_split(t, *splits.val, splits.num_classes).overall for t in fitted]
         best = int(np.argmax(scores))
         params, model = candidates[best], fitted[best]
-    if diverged(model):
-        raise ValueError(f"the reference (ERM) configuration {params} {diverged(model)}.")
+    failure = diverged(model)
+    if failure is not None:
+        raise ValueError(f"the reference (ERM) configuration {params} {failure}.")
     return ref_fitter, params, model
 
 

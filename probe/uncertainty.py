@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .groups import GROUP_NAMES
+from .groups import GROUP_NAMES, group_accuracy
 
-__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval"]
+__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -170,14 +170,18 @@ class Bootstrap:
         return (group_index == given[None, :]).mean(axis=0)
 
 
-def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
-                   groups: dict[str, list[int]] | None) -> dict[str, float]:
-    """Overall (micro) and group (macro) accuracy of the split itself, as in the report."""
+def observed_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K,) per-class accuracy of per-sample scores ``correct`` on the split itself; ``nan`` for a class without
+    samples (as ``probe.metrics`` gives)."""
     counts = np.bincount(labels, minlength=num_classes)
     with np.errstate(all="ignore"):
-        per_class = np.bincount(labels, weights=correct, minlength=num_classes) / counts
+        return np.bincount(labels, weights=correct, minlength=num_classes) / counts
+
+
+def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
+                   groups: dict[str, list[int]] | None) -> dict[str, float]:
+    """Overall (micro) and group (macro, :func:`probe.groups.group_accuracy`) accuracy of the split itself."""
     out = {"overall": float(correct.mean()) if correct.size else float("nan")}
-    for name in GROUP_NAMES if groups else ():
-        members = per_class[np.asarray(groups.get(name, []), dtype=np.int64)]
-        out[name] = float(np.nanmean(members)) if np.isfinite(members).any() else float("nan")
+    if groups:
+        out.update(group_accuracy(observed_class_accuracy(correct, labels, num_classes), groups))
     return out
