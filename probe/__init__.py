@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     # uncertainty.py, decision.py, predictions.py, diagnostics.py: intervals, the decision, stored predictions
     **dict.fromkeys(["Bootstrap", "percentile_interval"], "uncertainty"),
     **dict.fromkeys(["Decision", "decide", "MIN_VAL_PER_CLASS"], "decision"),
+    **dict.fromkeys(["CVPlan", "plan_cross_validation", "stratified_folds", "out_of_fold"], "crossval"),
     **dict.fromkeys(["Predictions", "paired_test_delta"], "predictions"),
     **dict.fromkeys(["test_diagnostics"], "diagnostics"),
     **dict.fromkeys(["report_markdown", "report_html"], "export"),
@@ -45,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     # config.py: the request and its bounds
     **dict.fromkeys(["ProbeConfig", "auto_epochs", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
                      "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
-                     "MAX_OVERALL_DROP"], "config"),
+                     "MAX_OVERALL_DROP", "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS"], "config"),
     # evaluate.py, run.py, report.py, compare.py: one run end to end and its report
     **dict.fromkeys(["SeedEvaluation"], "evaluate"),
     **dict.fromkeys(["ProbeCancelled", "carve_validation", "run_probe"], "run"),

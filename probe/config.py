@@ -34,9 +34,13 @@ from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
 __all__ = ["ProbeConfig", "auto_epochs", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED",
            "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
-           "MAX_OVERALL_DROP", "REFERENCE_FIELDS"]
+           "MAX_OVERALL_DROP", "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
 
 MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
+# k-fold cross-validation on small data (probe.crossval): 0 turns it off, else MIN_CV_FOLDS..MAX_CV_FOLDS folds.
+DEFAULT_CV_FOLDS = 5
+MIN_CV_FOLDS = 2  # one fold trains, one scores
+MAX_CV_FOLDS = 20  # each fold is a full sweep: beyond 20 the cost grows and the estimate hardly improves
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
@@ -109,6 +113,10 @@ class ProbeConfig(BaseModel):
                                     "accuracy the user will trade for the hard third (select='hard'); 0: none")
     posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
+    cv: int = Field(DEFAULT_CV_FOLDS, description=f"folds of the stratified k-fold cross-validation on train + val "
+                    "that selects and groups instead of the validation split when validation holds fewer than "
+                    "probe.decision.MIN_VAL_PER_CLASS images in some class (probe.crossval); 0: never, else "
+                    f"{MIN_CV_FOLDS}..{MAX_CV_FOLDS}")
     val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
     device: _Name = Field("cpu", description="auto, cpu, cuda or cuda:N")
 
@@ -151,6 +159,14 @@ class ProbeConfig(BaseModel):
             raise ValueError(f"seeds must be distinct, got {value}.")
         for seed in value:
             check("seeds value", seed, TRAINER_PARAMS["random_state"])
+        return value
+
+    @field_validator("cv")
+    @classmethod
+    def _cv(cls, value: int) -> int:
+        if value != 0 and not MIN_CV_FOLDS <= value <= MAX_CV_FOLDS:
+            raise ValueError(f"cv must be 0 (no cross-validation) or an integer in [{MIN_CV_FOLDS}, {MAX_CV_FOLDS}], "
+                             f"got {value}.")
         return value
 
     @field_validator("val_fraction")
@@ -246,7 +262,7 @@ class ProbeConfig(BaseModel):
 
 # What the reference (ERM) configuration shares with the request it is compared with.
 REFERENCE_FIELDS = ("head", "head_options", "p", "lr_grid", "wd_grid", "epochs", "batch_size", "tol",
-                    "optimizer", "warmup_epochs", "seeds", "val_fraction", "device")
+                    "optimizer", "warmup_epochs", "seeds", "cv", "val_fraction", "device")
 
 # auto_epochs: enough epochs for AUTO_MIN_STEPS optimiser steps, within AUTO_EPOCH_BOUNDS.
 AUTO_MIN_STEPS = 450

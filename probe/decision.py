@@ -62,7 +62,7 @@ def _frontier_entry(params: dict, correct: np.ndarray, delta: dict, groups: dict
 
 def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_index: int, labels: np.ndarray,
            class_names: list[str], *, groups: dict[str, list[int]] | None = None, max_overall_drop: float = 0.0,
-           n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Decision:
+           n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, split: str = "validation") -> Decision:
     """Choose among candidates by their paired validation differences to the reference configuration.
 
     Args:
@@ -75,6 +75,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
             candidate's validation per-class accuracy.
         max_overall_drop: percentage points of overall accuracy the user will trade (0 = none).
         n_resamples, seed: the paired bootstrap's resamples.
+        split: what the samples are, for the warnings ("validation"; "train + val" for out-of-fold correctness).
     """
     labels = np.asarray(labels, dtype=np.int64)
     num_classes = len(class_names)
@@ -99,24 +100,24 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
         entry["chosen"], entry["reference"] = i == index, i == reference_index
     stability = boot.group_stability(reference, groups)
     return Decision(index, verdict, reason, frontier, groups, [float(s) for s in stability],
-                    _warnings(labels, class_names, groups, stability, frontier))
+                    _warnings(labels, class_names, groups, stability, frontier, split))
 
 
 def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names: list[str],
-                           groups: dict[str, list[int]], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
-                           ) -> tuple[list[float], list[str]]:
+                           groups: dict[str, list[int]], *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                           split: str = "validation") -> tuple[list[float], list[str]]:
     """Group stability (per class, on validation resamples of ``correct``) and the warnings, for runs that
     select on overall accuracy (no decision to make, the groups and the split size still need their caveats)."""
     labels = np.asarray(labels, dtype=np.int64)
     boot = Bootstrap(labels, len(class_names), n_resamples=n_resamples, seed=seed)
     stability = boot.group_stability(np.asarray(correct, dtype=np.float64), groups)
-    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [])
+    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [], split)
 
 
 def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stability: np.ndarray,
-              frontier: list[dict]) -> list[str]:
+              frontier: list[dict], split: str = "validation") -> list[str]:
     out = []
-    small = small_split_warning(labels, class_names)
+    small = small_split_warning(labels, class_names, split)
     if small:
         out.append(small)
     unstable = [i for i in range(len(class_names)) if stability[i] < UNSTABLE_GROUP]
@@ -124,7 +125,7 @@ def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stabilit
         group_of = {i: name for name in GROUP_NAMES for i in groups.get(name, [])}
         named = ", ".join(f"{class_names[i]} ({group_of.get(i, '?')}, {100 * stability[i]:.0f} %)" for i in unstable)
         out.append(f"Unstable groups: {len(unstable)} classes keep their third in fewer than "
-                   f"{100 * UNSTABLE_GROUP:.0f} % of bootstrap resamples of the validation split: {named}.")
+                   f"{100 * UNSTABLE_GROUP:.0f} % of bootstrap resamples of the {split} split: {named}.")
     failed = [e for e in frontier if e.get("failed")]
     if failed:
         out.append(f"{len(failed)} candidate(s) failed and were never selected: "

@@ -25,6 +25,10 @@ def _md(text: Any) -> str:
     return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
 
 
+def _cv_note(cv: dict | None) -> str:
+    return "" if not cv else f" (on {cv['folds']}-fold cross-validation of train + val, {cv['samples']} images)"
+
+
 def _headline(report: dict) -> dict[str, str]:
     cfg, selection = report["config"], report["selection"]
     selected = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
@@ -32,7 +36,7 @@ def _headline(report: dict) -> dict[str, str]:
     return {"run": str(report.get("run_id") or "(unnamed run)"),
             "probe": f"head {cfg.get('head')}, loss {cfg.get('loss')}, seeds {report['seeds']['values']}",
             "selected": selected or "—",
-            "selection": f"{selection.get('criterion')}: {selection.get('reason', '')}",
+            "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",
             "grouping": report["grouping"].get("note", "")}
 
 

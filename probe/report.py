@@ -35,7 +35,7 @@ from .metrics import balanced_accuracy, ideal_class_margin_deg, ideal_sample_mar
 logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
-           "FrontierPoint", "Confusion", "ConfusedWith", "Grouping", "Summary",
+           "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "build_report", "write_run",
            "load_report", "report_csv", "format_report", "report_json"]
 
@@ -101,8 +101,21 @@ class FrontierPoint(_Model):
     reference: bool = False
 
 
+class CrossValidation(_Model):
+    """Selection by stratified k-fold cross-validation on train + val (``probe.crossval``), used instead of a
+    validation split with fewer than ``probe.decision.MIN_VAL_PER_CLASS`` images in some class."""
+
+    folds: int = Field(..., description="k, the number of folds")
+    samples: int = Field(..., description="train + val samples, each scored once, by the fold that held it out")
+    reason: str = Field(..., description="why the validation split was not used")
+
+
 class Selection(_Model):
     """Hyper-parameter selection on validation: the criterion, every candidate, the chosen one and why.
+
+    ``cv``: null when the validation split scored the candidates; else the cross-validation that did
+    (``split`` is then ``cv``), and every ``val_*`` score of the candidates and the frontier is an out-of-fold
+    estimate on train + val.
 
     ``verdict``: ``improved`` / ``no_safe_improvement`` for the disparity-aware criterion (``hard``), whose
     ``frontier`` lists every candidate with its intervals; ``not_applicable`` for ``overall``. ``verdict_text`` is
@@ -110,7 +123,7 @@ class Selection(_Model):
     configuration instead (``config`` then describes what was trained)."""
 
     criterion: str
-    split: Literal["val"] = "val"
+    split: Literal["val", "cv"] = "val"
     candidates: list[Candidate]
     chosen: Candidate
     reason: str
@@ -119,6 +132,7 @@ class Selection(_Model):
     verdict_text: str = ""
     frontier: list[FrontierPoint] = Field(default_factory=list)
     requested: Optional[dict[str, Any]] = None
+    cv: Optional[CrossValidation] = None
 
 
 class Grouping(_Model):
@@ -126,7 +140,7 @@ class Grouping(_Model):
 
     source: Literal["reference", "self"]
     reference_run: Optional[str]
-    split: Literal["val"] = "val"
+    split: Literal["val", "cv"] = "val"
     note: str
     groups: dict[str, list[int]]
     stability: Optional[NumList] = Field(None, description="per class: fraction of bootstrap resamples of the "
@@ -467,7 +481,9 @@ def _header(report: Report) -> list[str]:
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
     if selection.verdict_text:
         lines.append(f"verdict ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}")
-    lines.append(f"selection ({selection.criterion}, on val): {selection.reason}")
+    where = "val" if selection.cv is None else (f"{selection.cv.folds}-fold cross-validation of train + val, "
+                                                f"{selection.cv.samples} images")
+    lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
     lines += [f"warning: {text}" for text in report.warnings]
     return lines

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import ProbeConfig, auto_epochs
+from .crossval import CVPlan, out_of_fold, plan_cross_validation
 from .decision import decide, stability_and_warnings
 from .diagnostics import test_diagnostics
 from .evaluate import SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
@@ -33,8 +34,18 @@ from .groups import assign_groups, group_accuracy
 from .metrics import softmax
 from .predictions import Predictions, paired_test_delta
 from .registry import get_loss_spec
-from .report import Candidate, FrontierPoint, PresetInfo, Report, Selection, build_report, write_run
+from .report import (
+    Candidate,
+    CrossValidation,
+    FrontierPoint,
+    PresetInfo,
+    Report,
+    Selection,
+    build_report,
+    write_run,
+)
 from .selection import delta_sentence, select_candidate
+from .uncertainty import observed_class_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +133,13 @@ def _splits(data: dict, class_names: list[str], config: ProbeConfig) -> _Splits:
 
 
 def _reference_floor(reference: Report, class_names: list[str]) -> tuple[dict[str, list[int]], float]:
-    """The reference run's groups (thirds of its val per-class accuracy) and its val overall (the floor)."""
+    """The reference run's groups (thirds of its val per-class accuracy, or the groups it ranked out of fold when
+    it cross-validated) and its val overall (the floor)."""
     if list(reference.class_names) != list(class_names):
         raise ValueError("reference run has different classes than this run: "
                          f"{list(reference.class_names)[:5]}... vs {list(class_names)[:5]}...")
+    if reference.grouping.split == "cv":
+        return {k: list(v) for k, v in reference.grouping.groups.items()}, reference.val.overall
     per_class = np.array(reference.val.per_class, dtype=float)  # None → nan
     return assign_groups(per_class), reference.val.overall
 
@@ -191,11 +205,16 @@ class _Fitter:
         """A fitter of another configuration (the reference) on the same prepared training tensor."""
         return _Fitter(config, self.splits, self.device, {}, self.steps, x=self.x)
 
+    def on(self, x_train: np.ndarray, y_train: np.ndarray) -> "_Fitter":
+        """This configuration's fitter on other training samples (a cross-validation fold)."""
+        return _Fitter(self.config, replace(self.splits, x_train=x_train, y_train=y_train), self.device,
+                       self.loss_options, self.steps)
+
     def make(self, params: dict, seed: int, hook: Callable | None = None):
         kwargs = self.config.trainer_params(params, seed=seed, device=self.device, loss_options=self.loss_options)
         return self.trainer_class(**kwargs, progress=hook)
 
-    def fit_all(self, candidates: list[dict], seed: int) -> list:
+    def fit_all(self, candidates: list[dict], seed: int, label: str = "selection") -> list:
         """Fit every candidate with ``seed``: in one pass over the data without an adapter
         (``probe.trainer.fit_many``), else one fit each (an adapter gives each candidate its own features)."""
         from .trainer import fit_many
@@ -203,9 +222,9 @@ class _Fitter:
         if self.config.adapter is not None:
             fitted = []
             for i, params in enumerate(candidates):
-                fitted.append(self.fit(params, seed, f"selection {i + 1}/{len(candidates)}"))
+                fitted.append(self.fit(params, seed, f"{label} {i + 1}/{len(candidates)}"))
             return fitted
-        stage = f"selection ({len(candidates)} candidates, joint fit)"
+        stage = f"{label} ({len(candidates)} candidates, joint fit)"
         self.steps.tick(stage)
         hook = self.steps.hook(stage, fits=len(candidates))
         trainers = [self.make(params, seed, hook if i == 0 else None) for i, params in enumerate(candidates)]
@@ -222,9 +241,79 @@ class _Fitter:
         return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
 
 
+def _correct(trainer, features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(n,) per-sample correctness (1.0 right, 0.0 wrong) of a fitted trainer's predictions."""
+    logits = evaluate_split(trainer, features, labels, num_classes).logits
+    return (logits.argmax(axis=1) == labels).astype(np.float64)
+
+
+@dataclass
+class _Scorer:
+    """Where selection scores candidates: the validation split, or, with a cross-validation ``plan``
+    (``probe.crossval``), out of fold on the ``pool`` train + val. ``labels`` are those of the samples every
+    per-sample correctness vector scores."""
+
+    splits: _Splits
+    plan: CVPlan | None = None
+    pool: tuple[np.ndarray, np.ndarray] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.splits.val[1] if self.plan is None else self.pool[1]
+
+    @property
+    def folds(self) -> int:
+        return 0 if self.plan is None else self.plan.k
+
+    def correctness(self, fitter: _Fitter, candidates: list[dict]) -> tuple[list, list, list]:
+        """Fit and score ``candidates`` with ``seeds[0]`` → per candidate ``(correct, failure, model)``
+        lists: the per-sample correctness (None when a fit diverged), the failure or None, and the model fitted
+        on the train split (None under cross-validation: only the chosen one is fitted there, later)."""
+        from .trainer import diverged
+
+        seed, num_classes = fitter.config.seeds[0], self.splits.num_classes
+        if self.plan is None:
+            fitted = fitter.fit_all(candidates, seed)
+            failures = [diverged(t) for t in fitted]
+            correct = [None if failure else _correct(t, *self.splits.val, num_classes)
+                       for t, failure in zip(fitted, failures)]
+            return correct, failures, fitted
+        x, y = self.pool
+
+        def fit_fold(fold: int, train_index: np.ndarray, test_index: np.ndarray) -> list:
+            fitted = fitter.on(x[train_index], y[train_index]).fit_all(
+                candidates, seed, f"cross-validation fold {fold + 1}/{self.plan.k}")
+            return [(None, failure) if (failure := diverged(t)) is not None
+                    else (evaluate_split(t, x[test_index], y[test_index], num_classes).logits.argmax(axis=1), None)
+                    for t in fitted]
+
+        correct, failures = out_of_fold(fit_fold, y, self.plan.folds, len(candidates))
+        return correct, failures, [None] * len(candidates)
+
+    def cross_validation(self) -> CrossValidation | None:
+        if self.plan is None:
+            return None
+        return CrossValidation(folds=self.plan.k, samples=self.plan.samples, reason=self.plan.reason)
+
+
+def _scorer(splits: _Splits, class_names: list[str], config: ProbeConfig) -> _Scorer:
+    """The validation split, or k-fold cross-validation on train + val when validation is small
+    (``probe.crossval.plan_cross_validation``)."""
+    pool_labels = np.concatenate([splits.y_train, splits.val[1]])
+    plan, warnings = plan_cross_validation(splits.val[1], pool_labels, class_names, config.cv, config.seeds[0])
+    if plan is None:
+        return _Scorer(splits, warnings=warnings)
+    logger.info("selection by %d-fold cross-validation on train + val (%d samples): %s", plan.k, plan.samples,
+                plan.reason)
+    pool = (np.concatenate([splits.x_train, splits.val[0]]), pool_labels)
+    return _Scorer(splits, plan, pool, warnings)
+
+
 @dataclass
 class _Sweep:
-    """The selection sweep with ``seeds[0]``: candidates, scores, fitted trainers, per-sample val correctness."""
+    """The selection sweep with ``seeds[0]``: candidates, scores, models fitted on the train split (None under
+    cross-validation) and per-sample correctness on the scorer's samples."""
 
     candidates: list[dict]
     scored: list[Candidate]
@@ -236,29 +325,23 @@ class _Sweep:
         return [i for i, c in enumerate(self.scored) if c.failed is None]
 
 
-def _sweep(fitter: _Fitter, splits: _Splits, ref_groups: dict | None) -> _Sweep:
-    """Fit and score every candidate on val with ``seeds[0]`` (diverged ones get ``failed`` set)."""
-    from .trainer import diverged
-
-    config = fitter.config
-    candidates = config.candidates()
-    fitted = fitter.fit_all(candidates, config.seeds[0])
+def _sweep(fitter: _Fitter, scorer: _Scorer, ref_groups: dict | None) -> _Sweep:
+    """Fit and score every candidate with ``seeds[0]`` (diverged ones get ``failed`` set)."""
+    candidates = fitter.config.candidates()
+    correct, failures, fitted = scorer.correctness(fitter, candidates)
+    num_classes = scorer.splits.num_classes
     scored: list[Candidate] = []
-    correct: list[np.ndarray | None] = []
-    for i, (params, trainer) in enumerate(zip(candidates, fitted)):
-        failure = diverged(trainer)
+    for i, (params, vector, failure) in enumerate(zip(candidates, correct, failures)):
         if failure is not None:
             logger.warning("candidate %d/%d %s %s", i + 1, len(candidates), params, failure)
             scored.append(Candidate(**params, failed=failure))
-            correct.append(None)
             continue
-        v = evaluate_split(trainer, *splits.val, splits.num_classes)
-        groups = ref_groups if ref_groups is not None else assign_groups(v.per_class)
-        hard = group_accuracy(v.per_class, groups)["hard"]
-        scored.append(Candidate(**params, val_overall=v.overall, val_hard=hard))
-        correct.append((v.logits.argmax(axis=1) == splits.val[1]).astype(np.float64))
+        per_class = observed_class_accuracy(vector, scorer.labels, num_classes)
+        groups = ref_groups if ref_groups is not None else assign_groups(per_class)
+        overall, hard = float(vector.mean()), group_accuracy(per_class, groups)["hard"]
+        scored.append(Candidate(**params, val_overall=overall, val_hard=hard))
         logger.info("candidate %d/%d %s: val overall %.4f, hard %.4f", i + 1, len(candidates), params,
-                    v.overall, hard)
+                    overall, hard)
     if not any(c.failed is None for c in scored):
         raise ValueError(f"every one of the {len(scored)} selection candidates diverged (first: {scored[0].failed}); "
                          "use smaller lr_grid values.")
@@ -278,13 +361,13 @@ def _select_overall(sweep: _Sweep, config: ProbeConfig, floor: float | None) -> 
 
 
 def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> list[SeedEvaluation]:
-    """Evaluate the selection's ``seeds[0]`` model and fit + evaluate every other seed with ``chosen``."""
+    """Evaluate the ``seeds[0]`` model ``first`` and fit + evaluate every other seed with ``chosen``."""
     from .trainer import diverged
 
     seeds = fitter.config.seeds
-    evaluations = [evaluate_seed(first, seeds[0], splits.val, splits.test, splits.num_classes)]
-    for seed in seeds[1:]:
-        trainer = fitter.fit(chosen, seed, f"seed {seed}")
+    evaluations = []
+    for seed in seeds:
+        trainer = first if seed == seeds[0] else fitter.fit(chosen, seed, f"seed {seed}")
         failure = diverged(trainer)
         if failure is not None:
             raise ValueError(f"seed {seed} with the selected {chosen} {failure}; use smaller lr_grid values.")
@@ -324,45 +407,45 @@ class _Outcome:
     stability: list[float] | None = None
     warnings: list[str] = field(default_factory=list)
     reference: tuple | None = None  # (fitter, params, seeds[0] model) of the reference configuration
-    val_correct: np.ndarray | None = None  # the chosen model's per-sample val correctness (overall criterion)
+    val_correct: np.ndarray | None = None  # the chosen model's per-sample correctness (overall criterion) ...
+    val_labels: np.ndarray | None = None  # ... and the labels of those samples (val, or train + val under CV)
 
 
-def _reference_configuration(fitter: _Fitter, reference: Report | None, splits: _Splits) -> tuple:
-    """The reference (ERM) configuration fitted with its first seed → ``(fitter, params, model)``: the reference
-    run's configuration and selected hyper-parameters, or, without a reference run, this request's
-    :meth:`ProbeConfig.reference_config` with lr / weight decay selected on validation overall accuracy."""
+def _reference_configuration(fitter: _Fitter, reference: Report | None, scorer: _Scorer) -> tuple:
+    """The reference (ERM) configuration fitted with its first seed → ``(fitter, params, model, correct)``: the
+    reference run's configuration and selected hyper-parameters, or, without a reference run, this request's
+    :meth:`ProbeConfig.reference_config` with lr / weight decay selected on overall accuracy (validation, or out
+    of fold); ``correct`` is its per-sample correctness on the scorer's samples."""
     from .trainer import diverged
 
     if reference is not None:
         fields = {k: v for k, v in reference.config.items() if k in ProbeConfig.model_fields and k != "preset"}
-        config = ProbeConfig.model_validate({**fields, "device": fitter.config.device})
-        params = {k: v for k, v in (reference.config.get("selected") or {}).items() if v is not None}
-        ref_fitter = fitter.like(config)
-        model = ref_fitter.fit(params, config.seeds[0], "reference configuration")
+        ref_fitter = fitter.like(ProbeConfig.model_validate({**fields, "device": fitter.config.device}))
+        candidates = [{k: v for k, v in (reference.config.get("selected") or {}).items() if v is not None}]
     else:
         ref_fitter = fitter.like(fitter.config.reference_config())
         candidates = ref_fitter.config.candidates()
-        fitted = ref_fitter.fit_all(candidates, ref_fitter.config.seeds[0])
-        scores = [-1.0 if diverged(t) else evaluate_split(t, *splits.val, splits.num_classes).overall for t in fitted]
-        best = int(np.argmax(scores))
-        params, model = candidates[best], fitted[best]
-    failure = diverged(model)
+    correct, failures, fitted = scorer.correctness(ref_fitter, candidates)
+    best = int(np.argmax([-1.0 if c is None else float(c.mean()) for c in correct]))
+    params, model, failure = candidates[best], fitted[best], failures[best]
+    if failure is None and model is None:  # cross-validation: the seeds[0] model on the train split
+        model = ref_fitter.fit(params, ref_fitter.config.seeds[0], "reference configuration")
+        failure = diverged(model)
     if failure is not None:
         raise ValueError(f"the reference (ERM) configuration {params} {failure}.")
-    return ref_fitter, params, model
+    return ref_fitter, params, model, correct[best]
 
 
 def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_groups: dict | None,
-                 splits: _Splits, class_names: list[str]) -> _Outcome:
-    """The disparity-aware decision (``probe.decision``): paired validation differences to the reference
-    configuration; a candidate only when it raises the hard third beyond noise within the overall budget."""
+                 scorer: _Scorer, class_names: list[str]) -> _Outcome:
+    """The disparity-aware decision (``probe.decision``): paired differences to the reference configuration on
+    the same samples; a candidate only when it raises the hard third beyond noise within the overall budget."""
     config = fitter.config
-    ref_fitter, ref_params, ref_model = _reference_configuration(fitter, reference, splits)
-    ref_val = evaluate_split(ref_model, *splits.val, splits.num_classes).logits.argmax(axis=1) == splits.val[1]
+    ref_fitter, ref_params, ref_model, ref_correct = _reference_configuration(fitter, reference, scorer)
     entries = [{"loss": ref_fitter.config.loss, **ref_params}]
     entries += [dict(c, failed=s.failed) if s.failed else dict(c) for c, s in zip(sweep.candidates, sweep.scored)]
-    d = decide(entries, [ref_val.astype(np.float64), *sweep.correct], 0, splits.val[1], class_names,
-               groups=ref_groups, max_overall_drop=config.max_overall_drop, seed=config.seeds[0])
+    d = decide(entries, [ref_correct, *sweep.correct], 0, scorer.labels, class_names, groups=ref_groups,
+               max_overall_drop=config.max_overall_drop, seed=config.seeds[0], split=_split_name(scorer))
     frontier = [FrontierPoint(**e) for e in d.frontier]
     common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
                   verdict=d.verdict, frontier=frontier)
@@ -378,17 +461,30 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
                     d.warnings, reference=(ref_fitter, ref_params, ref_model))
 
 
-def _select(fitter: _Fitter, splits: _Splits, reference: Report | None, class_names: list[str]) -> _Outcome:
-    """Selection on validation by the request's criterion (``overall``, or the disparity-aware ``hard``)."""
+def _split_name(scorer: _Scorer) -> str:
+    """What the selection's samples are, for warnings."""
+    return "validation" if scorer.plan is None else "train + val"
+
+
+def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_names: list[str]) -> _Outcome:
+    """Selection on validation (or out of fold) by the request's criterion (``overall``, or ``hard``)."""
     ref_groups, floor = _reference_floor(reference, class_names) if reference is not None else (None, None)
-    sweep = _sweep(fitter, splits, ref_groups)
+    sweep = _sweep(fitter, scorer, ref_groups)
     if fitter.config.select == "hard":
-        return _decide_hard(fitter, sweep, reference, ref_groups, splits, class_names)
-    index, reason = _select_overall(sweep, fitter.config, floor)
-    selection = Selection(criterion=fitter.config.select, candidates=sweep.scored, chosen=sweep.scored[index],
-                          reason=reason, preset=_preset_info(fitter.config))
-    return _Outcome(fitter.config, sweep.candidates[index], sweep.fitted[index], fitter, selection, ref_groups,
-                    val_correct=sweep.correct[index])
+        outcome = _decide_hard(fitter, sweep, reference, ref_groups, scorer, class_names)
+    else:
+        index, reason = _select_overall(sweep, fitter.config, floor)
+        selection = Selection(criterion=fitter.config.select, candidates=sweep.scored, chosen=sweep.scored[index],
+                              reason=reason, preset=_preset_info(fitter.config))
+        groups = ref_groups
+        if groups is None and scorer.plan is not None:  # the chosen configuration's out-of-fold accuracy
+            groups = assign_groups(observed_class_accuracy(sweep.correct[index], scorer.labels,
+                                                           scorer.splits.num_classes))
+        outcome = _Outcome(fitter.config, sweep.candidates[index], sweep.fitted[index], fitter, selection, groups,
+                           val_correct=sweep.correct[index], val_labels=scorer.labels)
+    if scorer.plan is not None:
+        outcome.selection.split, outcome.selection.cv = "cv", scorer.cross_validation()
+    return outcome
 
 
 def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str],
@@ -423,10 +519,13 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     device = resolve_device(config.device)
     if config.epochs is None:  # the report records the epochs actually used
         config = config.model_copy(update={"epochs": auto_epochs(len(splits.y_train), config.batch_size)})
-    steps = _Progress(_total_fits(config, reference), progress, should_stop)
+    scorer = _scorer(splits, class_names, config)
+    steps = _Progress(_total_fits(config, reference, scorer.folds), progress, should_stop)
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
 
-    outcome = _select(fitter, splits, reference, class_names)
+    outcome = _select(fitter, scorer, reference, class_names)
+    if outcome.first is None:  # cross-validation fitted no model on the train split: fit the chosen one's first seed
+        outcome.first = outcome.fitter.fit(outcome.params, config.seeds[0], f"seed {config.seeds[0]}")
     evaluations = _train_seeds(outcome.fitter, outcome.params, outcome.first, splits)
     groups = outcome.groups
     if groups is None:
@@ -447,10 +546,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         diagnostics=test_diagnostics(predictions, class_names, seed=config.seeds[0]),
-        stability=outcome.stability, warnings=outcome.warnings)
-    if config.select == "hard" and reference is None:
-        report.grouping.note = ("groups from the validation per-class accuracy of this request's reference (ERM) "
-                                "configuration, trained in this run (no reference run given)")
+        stability=outcome.stability, warnings=[*scorer.warnings, *outcome.warnings])
+    _grouping_note(report, config, reference, scorer)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions)
     if progress is not None:
@@ -458,13 +555,31 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     return report
 
 
-def _total_fits(config: ProbeConfig, reference: Report | None) -> int:
+def _total_fits(config: ProbeConfig, reference: Report | None, folds: int = 0) -> int:
     """Fits of a run, for its progress: the sweep and the seeds, plus, for the disparity-aware decision, the
-    reference configuration (its sweep without a reference run) and its other seeds."""
-    total = config.n_candidates() + len(config.seeds)
+    reference configuration (its sweep without a reference run) and its other seeds. Under ``folds``-fold
+    cross-validation each sweep runs once per fold and the reference's first seed is fitted on the train split."""
+    sweeps = max(1, folds)
+    total = config.n_candidates() * sweeps + len(config.seeds)
     if config.select == "hard":
-        total += (1 if reference is not None else config.reference_config().n_candidates()) + len(config.seeds) - 1
+        ref_sweep = 1 if reference is not None else config.reference_config().n_candidates()
+        total += ref_sweep * sweeps + len(config.seeds) - 1 + (1 if folds else 0)
     return total
+
+
+def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None, scorer: _Scorer) -> None:
+    """Say where the groups came from when this run, not a reference run, ranked the classes."""
+    if reference is not None:
+        return
+    source = "validation per-class accuracy" if scorer.plan is None else (
+        f"out-of-fold per-class accuracy ({scorer.plan.k}-fold cross-validation on train + val)")
+    if config.select == "hard":
+        report.grouping.note = (f"groups from the {source} of this request's reference (ERM) configuration, "
+                                "trained in this run (no reference run given)")
+    elif scorer.plan is not None:
+        report.grouping.note = f"groups from the {source} of the chosen configuration; no reference run given"
+    if scorer.plan is not None:
+        report.grouping.split = "cv"
 
 
 def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, splits: _Splits,
@@ -472,8 +587,9 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
     """The parts of the outcome that need every seed: the paired test comparison with the reference
     configuration (its other seeds trained here) and, for the overall criterion, stability and warnings."""
     if outcome.val_correct is not None:
+        split = "validation" if outcome.selection.cv is None else "train + val"
         outcome.stability, outcome.warnings = stability_and_warnings(
-            outcome.val_correct, splits.val[1], class_names, groups, seed=outcome.config.seeds[0])
+            outcome.val_correct, outcome.val_labels, class_names, groups, seed=outcome.config.seeds[0], split=split)
     if outcome.reference is not None:
         ref_fitter, ref_params, ref_model = outcome.reference
         ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)

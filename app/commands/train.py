@@ -5,6 +5,8 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
+from probe.decision import MIN_VAL_PER_CLASS
 from probe.params import R2_MODES
 from probe.registry import HEADS
 
@@ -56,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-overall-drop", type=float, default=None, metavar="POINTS",
                         help="percentage points of overall accuracy you will trade for the hard third with "
                         "--select hard / --preset disparity (default 0)")
+    parser.add_argument("--cv", type=int, default=None, metavar="K",
+                        help=f"when val has fewer than {MIN_VAL_PER_CLASS} images in some class, select and group by "
+                        "stratified K-fold cross-validation on train + val instead (default: ProbeConfig's, "
+                        f"{_config_default('cv')}; 0: never; else {MIN_CV_FOLDS}..{MAX_CV_FOLDS})")
     parser.add_argument("--reference", default=None, metavar="RUN_DIR",
                         help="reference (ERM) run: its val per-class accuracy fixes the easy/medium/hard groups")
     parser.add_argument("--posthoc-bias", action="store_true",
@@ -133,6 +139,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "seeds": list(range(args.seed, args.seed + args.seeds)),
         "select": args.select,
         "max_overall_drop": args.max_overall_drop,
+        "cv": args.cv,
         "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,
     }

@@ -7,11 +7,11 @@
   const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count } = window.Dash;
   const POLL_MS = 1000;
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
-  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "max-per-class", "epochs"];  // across a form rebuild
+  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "cv", "max-per-class", "epochs"];  // across a form rebuild
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
   const FIELD_OF = { dataset_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
-                     head: "head", preset: "preset", max_overall_drop: "budget", max_per_class: "limits-cap", epochs: "limits" };
+                     head: "head", preset: "preset", max_overall_drop: "budget", cv: "cv", max_per_class: "limits-cap", epochs: "limits" };
 
   function field(label, input, key, hint) {
     return h("div", { class: "field" }, h("label", { for: input.id }, label), input,
@@ -107,7 +107,8 @@
           field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
           field("Preset (second probe)", preset, "preset", "the disparity-aware probe trained after the ERM reference"),
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
-                "The largest drop in validation overall accuracy the disparity-aware probe may pay for a better hard third; 0: none.")),
+                "The largest drop in validation overall accuracy the disparity-aware probe may pay for a better hard third; 0: none."),
+          cvField(choices.cv)),
         h("details", { class: "preset-details" }, h("summary", {}, "Why this preset"), presetWhy)),
       h("fieldset", {}, h("legend", {}, "3 · Limits (optional)"),
         h("div", { class: "fields" },
@@ -124,6 +125,13 @@
     return form;
   }
 
+  /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */
+  function cvField(cv) {
+    if (!cv) return null;  // a server before the cv option
+    return field("Cross-validation folds (small data)", h("input", { id: "cv", type: "number", min: 0, max: cv.max, step: 1, placeholder: `${cv.default} (default)` }), "cv",
+      `When validation has fewer than ${cv.min_val_per_class} images in some class, hyper-parameters and groups are chosen by k-fold cross-validation on train + val; 0: never, else ${cv.min} to ${cv.max}.`);
+  }
+
   const intOrNull = (id) => { const v = document.getElementById(id).value.trim(); return v === "" ? null : Number(v); };
 
   /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe. */
@@ -134,6 +142,8 @@
     const common = {};
     if (headName) common.head = headName;
     if (epochs !== null) common.epochs = epochs;
+    const cv = intOrNull("cv");  // only when set: servers before the cv option refuse unknown fields
+    if (cv !== null) common.cv = cv;
     const probes = [{ ...common, loss: "ce" }];
     // max_overall_drop only when set: servers before the budget option refuse unknown fields.
     if (preset) probes.push({ ...common, preset, ...(budget ? { max_overall_drop: budget } : {}) });

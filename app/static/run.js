@@ -34,7 +34,12 @@
     return h("div", { class: "muted", id: "selection-note" },
       preset ? h("details", { class: "preset" }, h("summary", {}, h("strong", {}, `Preset ${preset.name}`), " — why it is recommended"),
         h("p", {}, preset.why)) : null,
-      sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on val): `), sel.reason) : null);
+      sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on ${selectionSplit(sel)}): `), sel.reason) : null);
+  }
+
+  /** Where the candidates were scored: the validation split, or k-fold cross-validation on train + val. */
+  function selectionSplit(sel) {
+    return sel.cv ? `${sel.cv.folds}-fold cross-validation of train + val, ${sel.cv.samples} images` : "val";
   }
 
   const KPI_KEYS = ["overall", "balanced", "easy", "medium", "hard", "worst_class"];
@@ -201,7 +206,7 @@
     if (!Array.isArray(fr) || !fr.length) return empty("No selection frontier in this report (it needs a reference run and several candidates).");
     const budgetPt = Number((report.config || {}).max_overall_drop) || 0;
     return [Charts.frontier({ points: fr, budget: budgetPt / 100, id: "frontier-chart", title: "selection frontier" }),
-            h("p", { class: "muted note" }, `Each point: one candidate's paired validation deltas against the reference run, with intervals. `
+            h("p", { class: "muted note" }, `Each point: one candidate's paired ${sel.cv ? "out-of-fold (cross-validation)" : "validation"} deltas against the reference run, with intervals. `
               + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen. Hover a point for its parameters.`)];
   }
 

@@ -121,6 +121,23 @@ def test_disparity_preset_from_the_cli(erm_dir, cache, tmp_path, capsys):
     assert "preset disparity" in text and f"verdict ({report['selection']['verdict'].replace('_', ' ')}): " in text
 
 
+def test_cv_flag(cache, tmp_path, capsys):
+    # 20 val images per class (< 50): --cv 3 cross-validates with 3 folds on train + val, --cv 0 keeps val
+    out = tmp_path / "cv3"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--cv", "3", *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["cv"] == 3
+    assert report["selection"]["cv"] == {"folds": 3, "samples": 280, "reason": "val has 20 images in class 'apple' (< 50)"}
+    assert "on 3-fold cross-validation of train + val, 280 images" in capsys.readouterr().out
+    off = tmp_path / "cv0"
+    assert main(["train", "--features", str(cache), "--out", str(off), "--cv", "0", *FAST]) == 0
+    report = json.loads((off / "report.json").read_text())
+    assert report["config"]["cv"] == 0 and report["selection"]["cv"] is None and report["selection"]["split"] == "val"
+    capsys.readouterr()
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "bad"), "--cv", "1", *FAST]) == 2
+    assert "cv must be 0 (no cross-validation) or an integer in [2, 20], got 1" in capsys.readouterr().err
+
+
 def test_loss_options_fixed_and_selected_from_the_cli(cache, tmp_path, capsys):
     out = tmp_path / "dro"
     assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "group_dro",

@@ -209,7 +209,9 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     assert driver.js("return document.getElementById('csv-link').getAttribute('href')") == \
         f"/api/reports/{finished.mr2}.csv"
     note = driver.js("return document.getElementById('selection-note').textContent")
-    assert note == f"Selection (overall, on val): {report['selection']['reason']}"  # no preset: no preset line
+    cv = report["selection"]["cv"]  # the finished runs' small validation split is cross-validated
+    where = "val" if cv is None else f"{cv['folds']}-fold cross-validation of train + val, {cv['samples']} images"
+    assert note == f"Selection (overall, on {where}): {report['selection']['reason']}"  # no preset: no preset line
     urls = _requested_urls(driver)
     assert any(u.endswith(f"/api/reports/{finished.mr2}") for u in urls)
     outside = [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))]

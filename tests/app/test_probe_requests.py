@@ -11,6 +11,9 @@ _BAD_CONFIGS = [
     ({"head": "cosine", "head_options": {"logit_scale": -5}}, "option logit_scale must be > 0, got -5"),
     ({"loss": "x" * 1000}, "String should have at most 64 characters"),
     ({"device": "mps"}, "device must be one of auto, cpu, cuda, cuda:N, got 'mps'"),
+    ({"cv": 1}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got 1"),
+    ({"cv": -3}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got -3"),
+    ({"cv": 1000}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got 1000"),
 ]
 
 

@@ -193,7 +193,7 @@ def nan_focal(monkeypatch):
 
 def test_diverging_candidate_is_recorded_and_never_selected(nan_focal):
     config = ProbeConfig(loss="focal", loss_options_grid={"gamma_focal": [7.0, 2.0]}, lr_grid=[0.05],
-                         wd_grid=[0.0], seeds=[0, 1], epochs=5)
+                         wd_grid=[0.0], seeds=[0, 1], epochs=5, cv=0)  # the validation split's message
     report = run_probe(_data(), ["a", "b", "c"], config)
     bad, good = report.selection.candidates
     assert bad.gamma_focal == 7.0 and bad.failed == "diverged: non-finite loss at epoch 1 of 5 (lr=0.05)"
@@ -206,7 +206,7 @@ def test_diverging_candidate_is_recorded_and_never_selected(nan_focal):
 
 def test_all_candidates_diverging_fail_the_run(nan_focal):
     config = ProbeConfig(loss="focal", loss_options={"gamma_focal": 7.0}, lr_grid=[0.05], wd_grid=[0.0, 1.0],
-                         seeds=[0], epochs=5)
+                         seeds=[0], epochs=5, cv=0)
     with pytest.raises(ValueError, match=r"every one of the 2 selection candidates diverged \(first: diverged: "
                                          r"non-finite loss at epoch 1"):
         run_probe(_data(), ["a", "b", "c"], config)
@@ -257,7 +257,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     assert dumped == {**old, "selection": {**old["selection"], "preset": None, "candidates": candidates,
                                            "chosen": {**old["selection"]["chosen"], "failed": None},
                                            "verdict": "not_applicable", "verdict_text": "", "frontier": [],
-                                           "requested": None},
+                                           "requested": None, "cv": None},
                       "grouping": {**old["grouping"], "stability": None},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
                       "confusion": None, "warnings": []}

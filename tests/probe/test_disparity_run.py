@@ -76,7 +76,7 @@ def test_without_a_reference_run_the_reference_configuration_is_trained_in_the_r
 
 def test_overall_selection_reports_stability_and_warnings(data):
     small = {**data, "val": (data["val"][0][::5], data["val"][1][::5])}  # 20 validation images per class
-    report = run_probe(small, NAMES, ProbeConfig(**FAST))
+    report = run_probe(small, NAMES, ProbeConfig(**FAST, cv=0))  # the validation split, cross-validation off
     assert report.selection.verdict == "not_applicable" and report.selection.frontier == []
     assert len(report.grouping.stability) == 6 and all(0 <= s <= 1 for s in report.grouping.stability)
     assert any("6 of 6 classes have fewer than 50 validation images" in w for w in report.warnings)

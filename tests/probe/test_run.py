@@ -19,7 +19,9 @@ from probe import run_probe as _run_probe
 
 K = 6
 NAMES = [f"c{k}" for k in range(K)]
-FAST = dict(epochs=40, lr_grid=[0.05], wd_grid=[0.0, 1e-3], seeds=[0, 1])
+# cv=0: these tests pin the validation-split protocol (30 val images per class would cross-validate;
+# tests/probe/test_crossval.py covers that)
+FAST = dict(epochs=40, lr_grid=[0.05], wd_grid=[0.0, 1e-3], seeds=[0, 1], cv=0)
 
 
 def run_probe(*args, **kwargs) -> dict:
