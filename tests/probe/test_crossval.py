@@ -13,10 +13,12 @@ from probe import (
     ProbeConfig,
     ProbeTrainer,
     assign_groups,
+    format_report,
     group_accuracy,
     load_report,
     out_of_fold,
     plan_cross_validation,
+    report_markdown,
     run_probe,
     stratified_folds,
 )
@@ -124,13 +126,9 @@ def test_small_validation_cross_validates(cv_run, small):
     # the final models train on the train split: report.val is the validation split, as without cross-validation
     assert [r.n_train for r in report.per_class] == [16] * K
     assert load_report(out) == report
-    assert "on 5-fold cross-validation of train + val, 120 images" in format_header(report)
-
-
-def format_header(report):
-    from probe import format_report
-
-    return format_report(report)
+    assert "selection (overall, on 5-fold cross-validation of train + val, 120 images): " in format_report(report)
+    assert "**Why:** overall (on 5-fold cross-validation of train + val, 120 images): " in \
+        report_markdown(report.model_dump(mode="json"))
 
 
 def _manual_out_of_fold(data, config, params):
