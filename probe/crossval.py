@@ -12,7 +12,7 @@ pooled samples instead of the validation split's few.
 :func:`plan_cross_validation` decides whether to cross-validate and with how many folds: ``k`` is lowered to the
 smallest class count of the pool (a class needs a sample in every fold), and a class with fewer than 2 pooled
 samples makes cross-validation impossible (the run keeps the validation split); each case adds a warning.
-Pure numpy (and scikit-learn's ``StratifiedKFold``); the caller fits and predicts.
+Pure numpy; the caller fits and predicts.
 """
 from __future__ import annotations
 
@@ -44,24 +44,25 @@ class CVPlan:
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """(n,) fold index in [0, k) of each sample: scikit-learn's ``StratifiedKFold(k, shuffle=True,
-    random_state=seed)``, so each class is spread evenly over the folds and each sample is in exactly one.
+    """(n,) fold index in [0, k) of each sample: each sample in exactly one fold, each class spread evenly (its
+    count per fold differs by at most 1, as do the fold sizes), random within a class (seeded).
+
+    Samples are ordered by class, randomly within a class, and dealt to the folds in turn (numpy only: scikit-learn
+    is a test dependency).
 
     Raises:
         ValueError: k < 2, or a class with fewer than k samples.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     labels = np.asarray(labels, dtype=np.int64)
     counts = np.bincount(labels)
     present = counts[counts > 0]
     if k < 2 or present.size == 0 or present.min() < k:
         raise ValueError(f"stratified k-fold needs k >= 2 and at least k samples in every class; got k={k} and a "
                          f"smallest class of {int(present.min()) if present.size else 0}.")
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(labels.shape[0]), labels))  # by class, random within class
     folds = np.empty(labels.shape[0], dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, test_index) in enumerate(splitter.split(np.zeros((labels.shape[0], 1)), labels)):
-        folds[test_index] = fold
+    folds[order] = np.arange(labels.shape[0]) % k
     return folds
 
 

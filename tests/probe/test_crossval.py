@@ -3,7 +3,6 @@ in some class (probe.crossval and its use in run_probe)."""
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from sklearn.model_selection import StratifiedKFold
 
 from probe import (
     MAX_CV_FOLDS,
@@ -53,15 +52,18 @@ def cv_run(small, tmp_path_factory):
     return run_probe(small, NAMES, ProbeConfig(**FAST), out_dir=out), out
 
 
-def test_stratified_folds_hold_each_sample_once_and_match_scikit_learn():
+def test_stratified_folds_hold_each_sample_once_evenly_per_class():
     labels = np.repeat(np.arange(3), 20)[np.random.default_rng(1).permutation(60)]
     folds = stratified_folds(labels, 5, seed=7)
     assert folds.shape == (60,) and set(folds.tolist()) == set(range(5))
     # every sample in exactly one fold, 4 of each class per fold
     assert np.array_equal(np.bincount(folds * 3 + labels), np.full(15, 4))
-    splitter = StratifiedKFold(n_splits=5, shuffle=True, random_state=7)
-    for fold, (_, test_index) in enumerate(splitter.split(np.zeros((60, 1)), labels)):
-        np.testing.assert_array_equal(np.flatnonzero(folds == fold), np.sort(test_index))
+    np.testing.assert_array_equal(stratified_folds(labels, 5, seed=7), folds)  # seeded
+    assert not np.array_equal(stratified_folds(labels, 5, seed=8), folds)
+    uneven = np.repeat(np.arange(3), [7, 11, 5])
+    per_fold = np.bincount(stratified_folds(uneven, 5, seed=0) * 3 + uneven, minlength=15).reshape(5, 3)
+    assert np.array_equal(per_fold.sum(axis=0), [7, 11, 5]) and (np.ptp(per_fold, axis=0) <= 1).all()
+    assert np.ptp(per_fold.sum(axis=1)) <= 1
     with pytest.raises(ValueError, match="k=5 and a smallest class of 4"):
         stratified_folds(np.repeat(np.arange(2), [20, 4]), 5, seed=0)
 
@@ -136,8 +138,9 @@ def _manual_out_of_fold(data, config, params):
     x = np.concatenate([data["train"][0], data["val"][0]])
     y = np.concatenate([data["train"][1], data["val"][1]])
     correct = np.zeros(len(y))
-    splitter = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seeds[0])
-    for train_index, test_index in splitter.split(x, y):
+    folds = stratified_folds(y, config.cv, config.seeds[0])  # tested above
+    for fold in range(config.cv):
+        train_index, test_index = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         trainer = ProbeTrainer(**config.trainer_params(params, seed=config.seeds[0]))
         trainer.fit(x[train_index], y[train_index], num_classes=K)
         correct[test_index] = trainer.predict(x[test_index]) == y[test_index]
