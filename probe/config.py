@@ -27,6 +27,7 @@ from .params import (
     OPTIMIZERS,
     R2_MODES,
     TRAINER_PARAMS,
+    TRAINING_PRECISIONS,
     check_trainer_params,
 )
 from .presets import PRESETS, get_preset
@@ -111,6 +112,11 @@ class ProbeConfig(BaseModel):
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
     val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
     device: _Name = Field("cpu", description="auto, cpu, cuda or cuda:N")
+    precision: _Name = Field(
+        "auto", description="training precision: fp32; bf16 (matrix products under bfloat16 autocast, float32 "
+        "weights, loss and statistics); auto: bf16 on a CPU with native bfloat16 when the heads' stacked product "
+        "is wide (probe.precision), else fp32. Evaluation is float32",
+        json_schema_extra={"enum": list(TRAINING_PRECISIONS)})
 
     @model_validator(mode="before")
     @classmethod
@@ -124,7 +130,7 @@ class ProbeConfig(BaseModel):
         return data
 
     @field_validator("head", "loss", "adapter", "cbar", "p", "lam", "r2_mode", "adapter_rank", "epochs",
-                     "batch_size", "tol", "optimizer", "warmup_epochs", "device")
+                     "batch_size", "tol", "optimizer", "warmup_epochs", "device", "precision")
     @classmethod
     def _trainer_param(cls, value: Any, info) -> Any:
         name = info.field_name
@@ -241,12 +247,12 @@ class ProbeConfig(BaseModel):
                     adapter_rank=self.adapter_rank, lr=selected["lr"], weight_decay=selected["weight_decay"],
                     epochs=self.epochs, batch_size=self.batch_size, tol=self.tol, optimizer=self.optimizer,
                     warmup_epochs=self.warmup_epochs, device=self.device if device is None else device,
-                    random_state=seed)
+                    precision=self.precision, random_state=seed)
 
 
 # What the reference (ERM) configuration shares with the request it is compared with.
 REFERENCE_FIELDS = ("head", "head_options", "p", "lr_grid", "wd_grid", "epochs", "batch_size", "tol",
-                    "optimizer", "warmup_epochs", "seeds", "val_fraction", "device")
+                    "optimizer", "warmup_epochs", "seeds", "val_fraction", "device", "precision")
 
 # auto_epochs: enough epochs for AUTO_MIN_STEPS optimiser steps, within AUTO_EPOCH_BOUNDS.
 AUTO_MIN_STEPS = 450

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from probe.params import R2_MODES
+from probe.params import R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS
 
 NAME = "train"
@@ -61,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--posthoc-bias", action="store_true",
                         help="fit a per-class logit bias on val after training (the post-hoc baseline)")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=None,
+                        help=f"training precision (default: {_config_default('precision')}): bf16 runs the matrix "
+                        "products under bfloat16 autocast (float32 weights and loss); auto picks bf16 on a CPU with "
+                        "native bfloat16 for wide products (many classes), fp32 otherwise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -135,6 +139,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "max_overall_drop": args.max_overall_drop,
         "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,
+        "precision": args.precision,
     }
     return resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
 

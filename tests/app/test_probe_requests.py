@@ -11,6 +11,7 @@ _BAD_CONFIGS = [
     ({"head": "cosine", "head_options": {"logit_scale": -5}}, "option logit_scale must be > 0, got -5"),
     ({"loss": "x" * 1000}, "String should have at most 64 characters"),
     ({"device": "mps"}, "device must be one of auto, cpu, cuda, cuda:N, got 'mps'"),
+    ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16, got 'fp16'"),
 ]
 
 
