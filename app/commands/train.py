@@ -44,10 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
     parser.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s) to select from on val")
     parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
+    from probe.config import AUTO_BATCH_SIZE, AUTO_FULL_BATCH_ROWS  # torch-free, as _config_default
+
     batch_size = _config_default("batch_size")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"mini-batch size (default: ProbeConfig's, {batch_size}; a training set of at most one "
-                        "batch is trained full-batch)")
+                        help=f"mini-batch size (default: ProbeConfig's, {batch_size}; {batch_size} is full batch up "
+                        f"to {AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}; a training set of at most "
+                        "one batch is trained full-batch)")
     parser.add_argument("--select", choices=("overall", "hard"), default=None,
                         help="validation criterion: overall (default) or hard, the disparity-aware decision: a "
                         "setting replaces the reference (ERM) configuration only when the 95%% paired bootstrap "

@@ -40,7 +40,7 @@ def test_bad_precision_is_refused_by_the_trainer_and_the_request():
         ProbeTrainer(precision="fp16").fit(x, y)
     with pytest.raises(ValidationError, match=r"precision must be one of auto, fp32, bf16, got 'half'"):
         ProbeConfig(precision="half")
-    assert ProbeConfig().precision == "auto" and ProbeConfig(precision="bf16").trainer_params(
+    assert ProbeConfig().precision == "auto" and ProbeConfig(precision="bf16", batch_size=1024).trainer_params(
         {"lr": 0.1, "weight_decay": 0.0}, seed=0)["precision"] == "bf16"
     with pytest.raises(ValueError, match="trainers fitted jointly must share precision"):
         fit_many([ProbeTrainer(precision="fp32"), ProbeTrainer(precision="bf16")], x, y)
