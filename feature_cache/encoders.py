@@ -55,6 +55,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from probe.precision import cpu_has_native_bf16  # the project's one bfloat16 detection (re-exported here)
+
 from .errors import MissingWeights
 
 __all__ = [
@@ -195,12 +197,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'.")
     return resolved
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles), so bf16 autocast is fast."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers (torch >= 2.3)
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -17,7 +17,7 @@ from .constraints import Boolean, Device, Instance, Interval, Name, Options, che
 from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
 __all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "MAX_EPOCHS", "MAX_BATCH_SIZE",
-           "MAX_ADAPTER_RANK", "MAX_SEEDS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_SEED"]
+           "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_SEED"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
 MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
@@ -29,6 +29,7 @@ MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what 
 
 R2_MODES = ("exact", "ema")
 OPTIMIZERS = ("adamw", "sgd")
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # probe.precision: what each means, how auto chooses
 
 _POSITIVE = Interval(float, 0, None, "neither")
 _NONNEG = Interval(float, 0, None, "left")
@@ -48,6 +49,7 @@ TRAINER_PARAMS: dict[str, list] = {
     "optimizer": [Options(OPTIMIZERS)],
     "warmup_epochs": [Interval(int, 0, MAX_EPOCHS)],
     "device": [Device()],
+    "precision": [Options(TRAINING_PRECISIONS)],
     "random_state": [Interval(int, 0, MAX_SEED)],
     "momentum": [_NONNEG],
     "head_options": [Instance((dict,), "a dict of head options"), None],

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ProbeConfig, auto_epochs
+from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation
 from .decision import decide, stability_and_warnings
 from .diagnostics import test_diagnostics
@@ -517,8 +517,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     class_names = [str(c) for c in class_names]
     splits = _splits(data, class_names, config)
     device = resolve_device(config.device)
-    if config.epochs is None:  # the report records the epochs actually used
-        config = config.model_copy(update={"epochs": auto_epochs(len(splits.y_train), config.batch_size)})
+    config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)
     steps = _Progress(_total_fits(config, reference, scorer.folds), progress, should_stop)
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)

@@ -37,6 +37,7 @@ from .optim import SGD, AdamW
 from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
     zero_centroid_regularizer
 from .params import TRAINER_PARAMS, check_trainer_params
+from .precision import autocast, resolve_precision, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,10 @@ class ProbeTrainer:
         optimizer: ``adamw`` or ``sgd`` (with ``momentum``); cosine schedule after ``warmup_epochs`` of linear
             warm-up.
         device: ``cpu``, ``cuda[:N]`` or ``auto``. Results are bit-identical for a fixed seed on CPU.
+        precision: ``fp32``, ``bf16`` (the training matrix products under bfloat16 autocast; float32 weights,
+            loss, softmax, class statistics and margins) or ``auto`` (bf16 on a CPU with native bfloat16 when the
+            heads' stacked product is wide enough, fp32 otherwise); see :mod:`probe.precision`. ``precision_``
+            says which ran. Evaluation is float32.
         random_state: seed of the initialisation, the batch order and the ℓ_s̄ pair subsample.
         sm_weight, zc_weight: weights of the sample-margin regulariser R_sm and zero-centroid regulariser R_W.
         rep_margin_samples: ℓ_s̄ is computed on at most this many samples of a batch, drawn at random per step.
@@ -177,6 +182,7 @@ class ProbeTrainer:
         optimizer: str = "adamw",
         warmup_epochs: int = 0,
         device: str = "cpu",
+        precision: str = "auto",
         random_state: int = 0,
         momentum: float = 0.9,
         head_options: dict | None = None,
@@ -205,6 +211,7 @@ class ProbeTrainer:
         self.optimizer = optimizer
         self.warmup_epochs = warmup_epochs
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.momentum = momentum
         self.head_options = head_options
@@ -581,7 +588,7 @@ class _Run:
 # Parameters that several trainers must share to be fitted jointly: they fix the data pass (batch order, epochs,
 # the features the heads see) and the class statistics.
 JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_size", "warmup_epochs", "device",
-                    "random_state", "ema_decay")
+                    "precision", "random_state", "ema_decay")
 
 
 def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | None = None,
@@ -629,18 +636,20 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
         run.margins(k, d, p, class_stats if exact else None, device)
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)))
     epochs = first.epochs
+    precision = resolve_precision(first.precision, device, k * len(runs))
     for t, run in zip(trainers, runs):
         run.schedule = lr_schedule(float(t.lr), epochs * batches.steps_per_epoch,
                                    t.warmup_epochs * batches.steps_per_epoch)
-    logger.info("fit %s/%s%s: n=%d d=%d K=%d device=%s stats=%s batch=%s epochs=%d%s", first.head, first.loss,
-                f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device,
+    logger.info("fit %s/%s%s: n=%d d=%d K=%d device=%s precision=%s stats=%s batch=%s epochs=%d%s", first.head,
+                first.loss, f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device, precision,
                 "exact" if exact else "ema", first.batch_size, epochs,
                 f" ({x.dtype} widened per batch)" if batches.widen_per_batch else "")
     t0 = time.perf_counter()
-    _train(trainers, runs, batches, k, shared)
+    _train(trainers, runs, batches, k, shared, precision)
     seconds = time.perf_counter() - t0
     for t, run in zip(trainers, runs):
         t._finish(run, k, d, p, counts, seconds, device)
+        t.precision_ = precision
     logger.info("fit done in %.3fs, final loss %s, epochs %s", seconds,
                 ", ".join(f"{t.history_[-1]:.4f}" for t in trainers), ", ".join(str(t.n_epochs_) for t in trainers))
     return trainers
@@ -687,7 +696,8 @@ class _Batches:
             yield xb, yb
 
 
-def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k: int, shared: bool) -> None:
+def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k: int, shared: bool,
+           precision: str) -> None:
     """The epochs of a (joint) fit; a run that meets its ``tol`` criterion stops taking part."""
     first = trainers[0]
     epochs = first.epochs
@@ -706,7 +716,7 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
         for epoch in range(epochs):
             active = [run for run in runs if run.active]
             for xb, yb in batches.epoch():
-                _step(active, xb, yb, batches.n, epoch, step, k, shared, batches.gen)
+                _step(active, xb, yb, batches.n, epoch, step, k, shared, batches.gen, precision)
                 step += 1
             # one host sync per epoch, and only when a criterion needs the losses
             tracked = [run for run in active if run.trainer.tol]
@@ -728,14 +738,26 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
 
 
 def _step(runs: list[_Run], xb: Tensor, yb: Tensor, n: int, epoch: int, step: int, k: int, shared: bool,
-          gen: torch.Generator) -> None:
-    """One optimiser step of every run on the batch (xb, yb); no host synchronisation."""
+          gen: torch.Generator, precision: str) -> None:
+    """One optimiser step of every run on the batch (xb, yb); no host synchronisation.
+
+    The matrix products (and so their backward products) run under ``precision``'s autocast; their results are
+    widened to float32 before the loss (probe.precision).
+    """
+    cast = autocast(precision, xb.device)
     if shared:  # one product for all heads: the batch is read once
-        raws = (xb @ torch.cat([run.head.score_matrix() for run in runs]).t()).split(k, dim=1)
+        with cast:
+            raws = widen(xb @ torch.cat([run.head.score_matrix() for run in runs]).t()).split(k, dim=1)
     total = 0.0
     for i, run in enumerate(runs):
-        hb = xb if shared else run.head.input_features(run.adapter(xb))
-        raw = raws[i] if shared else hb @ run.head.score_matrix().t()
+        if shared:
+            hb, raw = xb, raws[i]
+        else:
+            with cast:
+                adapted = widen(run.adapter(xb))
+            hb = run.head.input_features(adapted)  # float32, as the statistics and ℓ_s̄ read it
+            with cast:
+                raw = widen(hb @ run.head.score_matrix().t())
         loss = run.loss(hb, raw, yb, gen, k)
         run.epoch_loss[epoch] += loss.detach() * (yb.shape[0] / n)
         total = total + loss

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.decision import MIN_VAL_PER_CLASS
-from probe.params import R2_MODES
+from probe.params import R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS
 
 NAME = "train"
@@ -46,10 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
     parser.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s) to select from on val")
     parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
+    from probe.config import AUTO_BATCH_SIZE, AUTO_FULL_BATCH_ROWS  # torch-free, as _config_default
+
     batch_size = _config_default("batch_size")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"mini-batch size (default: ProbeConfig's, {batch_size}; a training set of at most one "
-                        "batch is trained full-batch)")
+                        help=f"mini-batch size (default: ProbeConfig's, {batch_size}; {batch_size} is full batch up "
+                        f"to {AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}; a training set of at most "
+                        "one batch is trained full-batch)")
     parser.add_argument("--select", choices=("overall", "hard"), default=None,
                         help="validation criterion: overall (default) or hard, the disparity-aware decision: a "
                         "setting replaces the reference (ERM) configuration only when the 95%% paired bootstrap "
@@ -67,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--posthoc-bias", action="store_true",
                         help="fit a per-class logit bias on val after training (the post-hoc baseline)")
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=None,
+                        help=f"training precision (default: {_config_default('precision')}): bf16 runs the matrix "
+                        "products under bfloat16 autocast (float32 weights and loss); auto picks bf16 on a CPU with "
+                        "native bfloat16 for wide products (many classes), fp32 otherwise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -142,6 +149,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "cv": args.cv,
         "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,
+        "precision": args.precision,
     }
     return resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
 

@@ -192,11 +192,12 @@ def test_errors_exit_2_with_message(cache, tmp_path, capsys):
 
 
 def test_train_help_quotes_probe_config_batch_size(capsys):
-    """The help gives ProbeConfig's batch-size default (mini-batches), not 'full batch'."""
+    """The help gives ProbeConfig's batch-size default (auto: full batch for small sets, else mini-batches)."""
     from probe import ProbeConfig
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"mini-batch size (default: ProbeConfig's, {ProbeConfig().batch_size};" in text
-    assert ProbeConfig().batch_size == 1024
+    assert ProbeConfig().batch_size == "auto"
+    assert "auto is full batch up to 4096 training rows, else 1024;" in text

@@ -137,13 +137,14 @@ def test_the_same_declarations_serve_the_trainer(trainer_kwargs, config_kwargs, 
 
 def test_trainer_params_map_a_candidate():
     config = ProbeConfig(loss="group_dro", loss_options_grid={"eta": [0.1, 0.2]}, head="cosine",
-                         head_options={"logit_scale": 8.0}, epochs=7, lr_grid=[0.5], wd_grid=[1.0])
+                         head_options={"logit_scale": 8.0}, epochs=7, lr_grid=[0.5], wd_grid=[1.0], batch_size=1024)
     candidate = config.candidates()[1]
     params = config.trainer_params(candidate, seed=3)
     assert params == dict(head="cosine", head_options={"logit_scale": 8.0}, loss="group_dro",
                           loss_options={"eta": 0.2}, cbar=1.0, p=3.0, r2_mode="exact", lam=0.0, adapter=None,
                           adapter_rank=None, lr=0.5, weight_decay=1.0, epochs=7, batch_size=1024, tol=1e-3,
-                          optimizer="adamw", warmup_epochs=0, device="cpu", random_state=3)
+                          optimizer="adamw", warmup_epochs=0, device="cpu", precision="auto",
+                          random_state=3)
     assert set(params) <= set(ProbeTrainer._get_param_names())
     assert ProbeTrainer(**params).get_params()["loss_options"] == {"eta": 0.2}
 

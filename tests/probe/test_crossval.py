@@ -151,6 +151,7 @@ def test_out_of_fold_scores_equal_a_manual_fold_loop(small):
     # MR² computes class statistics from its training features: each fold's own, not the full train split's
     config = ProbeConfig(**{**FAST, "loss": "mr2", "cbar": 2.0, "seeds": [0]})
     report = run_probe(small, NAMES, config)
+    config = config.resolved(len(small["train"][1]))  # the batch size and epochs run_probe trained with
     for candidate, params in zip(report.selection.candidates, config.candidates()):
         correct, y = _manual_out_of_fold(small, config, params)
         per_class = np.bincount(y, weights=correct, minlength=K) / np.bincount(y, minlength=K)

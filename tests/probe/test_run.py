@@ -10,6 +10,7 @@ from probe import (
     ProbeConfig,
     Report,
     assign_groups,
+    auto_batch_size,
     auto_epochs,
     carve_validation,
     format_report,
@@ -268,6 +269,20 @@ def test_auto_epochs_rule(data):
     assert cfg.epochs is None
     report = run_probe(data, NAMES, cfg.model_copy(update={"seeds": [0], "wd_grid": [0.0]}))
     assert report["config"]["epochs"] == auto_epochs(6 * 60, 64) == 75
+
+
+def test_auto_batch_size_is_full_batch_for_small_sets(data):
+    """batch_size="auto" (the default): full batch up to 4,096 training rows, batches of 1024 above; run_probe
+    resolves it (and the epochs) from the training-set size and the report records the values used."""
+    assert ProbeConfig().batch_size == "auto"
+    assert auto_batch_size(4096) is None and auto_batch_size(4097) == 1024 and auto_batch_size(45_000) == 1024
+    small, large = ProbeConfig().resolved(2_700), ProbeConfig().resolved(45_000)
+    assert (small.batch_size, small.epochs) == (None, 100) and (large.batch_size, large.epochs) == (1024, 11)
+    assert ProbeConfig(batch_size=64, epochs=3).resolved(2_700).batch_size == 64  # explicit values are kept
+    with pytest.raises(ValueError, match=r"batch_size='auto' depends on the training-set size"):
+        ProbeConfig().trainer_params({"lr": 0.1, "weight_decay": 0.0}, seed=0)
+    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "wd_grid": [0.0]}))
+    assert report["config"]["batch_size"] is None and report["config"]["epochs"] == 40
 
 
 def test_tol_reaches_every_fit_and_stops_early(data):

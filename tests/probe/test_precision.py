@@ -1,0 +1,92 @@
+"""Training precision (probe.precision): bf16 autocast of the matrix products, fp32 master weights and statistics."""
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+import probe.trainer as trainer_module
+from probe import ProbeConfig, ProbeTrainer, fit_many
+from probe.precision import BF16_MIN_OUTPUTS, cpu_has_native_bf16, resolve_precision
+
+from test_trainer import gaussian_features
+
+CPU = torch.device("cpu")
+
+
+def _weights_sha256(m: ProbeTrainer) -> str:
+    return hashlib.sha256(b"".join(v.numpy().tobytes() for v in m.head_.state_dict().values())).hexdigest()
+
+
+@pytest.mark.parametrize("kwargs,digest,last_loss", [
+    ({"loss": "ce"}, "ef04ad09bf82a96c6aa1b948c6764dc73bf5dd3f752ffe3f7c03ebf7a085efa5", 1.4597713947296143),
+    ({"loss": "mr2", "cbar": 2.0, "head": "cosine", "batch_size": 64},
+     "e55a755359019035e4acf1ae6b3f39216f78d56da099a1a4e80e5b327a5aec8a", 0.40303200483322144),
+])
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_fp32_is_bit_identical_to_the_trainer_before_the_option(kwargs, digest, last_loss, precision):
+    """Digests and losses recorded with the trainer before ``precision`` existed (commit ff99fe2); ``auto`` is
+    fp32 on a problem this narrow (5 classes)."""
+    x, y = gaussian_features(n_per=200, d=32, k=5)
+    m = ProbeTrainer(epochs=4, lr=1e-2, random_state=3, precision=precision, **kwargs).fit(x, y)
+    assert m.precision_ == "fp32"
+    assert _weights_sha256(m) == digest and m.history_[-1] == last_loss
+
+
+def test_bad_precision_is_refused_by_the_trainer_and_the_request():
+    x, y = gaussian_features()
+    with pytest.raises(ValueError, match=r"precision must be one of auto, fp32, bf16, got 'fp16'"):
+        ProbeTrainer(precision="fp16").fit(x, y)
+    with pytest.raises(ValidationError, match=r"precision must be one of auto, fp32, bf16, got 'half'"):
+        ProbeConfig(precision="half")
+    assert ProbeConfig().precision == "auto" and ProbeConfig(precision="bf16", batch_size=1024).trainer_params(
+        {"lr": 0.1, "weight_decay": 0.0}, seed=0)["precision"] == "bf16"
+    with pytest.raises(ValueError, match="trainers fitted jointly must share precision"):
+        fit_many([ProbeTrainer(precision="fp32"), ProbeTrainer(precision="bf16")], x, y)
+
+
+def test_auto_chooses_bf16_only_for_wide_products_on_a_native_bf16_cpu():
+    wide = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert resolve_precision("auto", CPU, BF16_MIN_OUTPUTS) == wide
+    assert resolve_precision("auto", CPU, BF16_MIN_OUTPUTS - 1) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda"), 10 * BF16_MIN_OUTPUTS) == "fp32"
+    assert resolve_precision("bf16", CPU, 1) == "bf16" and resolve_precision("fp32", CPU, 10**6) == "fp32"
+
+
+@pytest.mark.parametrize("head,adapter", [("linear", None), ("cosine", None), ("linear", "lowrank")])
+def test_bf16_runs_the_products_in_bfloat16_and_the_loss_in_float32(monkeypatch, head, adapter):
+    seen = []
+    original = trainer_module.widen
+
+    def spy(t):
+        seen.append(t.dtype)
+        out = original(t)
+        assert out.dtype == torch.float32  # what the loss and the statistics receive
+        return out
+
+    monkeypatch.setattr(trainer_module, "widen", spy)
+    x, y = gaussian_features()
+    m = ProbeTrainer(head=head, adapter=adapter, epochs=2, precision="bf16").fit(x, y)
+    assert m.precision_ == "bf16" and torch.bfloat16 in seen
+    assert all(p.dtype == torch.float32 for p in m.head_.parameters())  # float32 master weights
+    assert m.decision_function(x).dtype == np.float32
+    seen.clear()
+    ProbeTrainer(head=head, adapter=adapter, epochs=2, precision="fp32").fit(x, y)
+    assert seen and set(seen) == {torch.float32}
+
+
+@pytest.mark.parametrize("head,loss", [("linear", "ce"), ("linear", "mr2"), ("cosine", "mr2")])
+def test_bf16_fit_matches_fp32_accuracy_and_statistics(head, loss):
+    """On a separable 8-class problem bf16 reaches fp32's test accuracy within 1 point (tolerance stated here), and
+    the class statistics and margins, computed in float32 either way, are identical."""
+    x, y = gaussian_features(n_per=300, d=64, k=8, mean_norm=6.0, seed=0)
+    x_test, y_test = gaussian_features(n_per=300, d=64, k=8, mean_norm=6.0, seed=1)
+    kw = dict(head=head, loss=loss, cbar=2.0, lr=1e-2, epochs=30, batch_size=256, random_state=0)
+    m32 = ProbeTrainer(precision="fp32", **kw).fit(x, y)
+    m16 = ProbeTrainer(precision="bf16", **kw).fit(x, y)
+    acc32, acc16 = m32.score(x_test, y_test), m16.score(x_test, y_test)
+    assert acc32 > 0.85
+    assert abs(acc16 - acc32) <= 0.01, (acc32, acc16)
+    assert np.array_equal(m16.r2_, m32.r2_) and np.array_equal(m16.gamma_, m32.gamma_)
+    assert not np.array_equal(m16.class_weights(), m32.class_weights())  # the products did change
