@@ -11,6 +11,16 @@ accuracy of every method and seed, and prints a Markdown table (mean ± std over
 
 The premise of MR² is checked as well: Spearman rank correlation between per-class feature spread (r_k and the
 within-class ‖s_k‖²) and the ERM run's per-class test error.
+
+Shots-per-class sweep (``--shots``, implemented in ``bench/shots.py``; its docstring has the protocol): from a
+full feature cache, n training images per class (train + val pooled) for several subsample seeds, the full test
+split, ERM / MR² / group DRO / post-hoc bias / the ``disparity`` preset, with Δ to ERM, the worst single-class Δ
+and the fraction of subsamples each method harms; resumable, one JSON per head (``shots_<name>_<encoder>_<head>``).
+
+    python bench/disparity.py --shots 10 25 50 100 250 1000 all --subsample-seeds 0 1 2 3 4 \
+        --features /work/cache/cifar10-full.h5 --name cifar10 --heads linear cosine --threads 1
+
+``--from-json`` prints the tables of either kind of results file.
 """
 from __future__ import annotations
 
@@ -76,8 +86,9 @@ METHODS: dict[str, dict] = {
 SUMMARY_KEYS = ("overall", "easy", "medium", "hard", "worst_class", "balanced")
 
 
-def _config(method: str, head: str, args: argparse.Namespace) -> ProbeConfig:
-    overrides = {k: v for k, v in METHODS[method].items() if k != "heads"}
+def _config(method: str, head: str, args: argparse.Namespace, methods: dict[str, dict] = METHODS) -> ProbeConfig:
+    """``methods[method]`` over the shared settings of ``args`` (seeds, device; epochs and grids when given)."""
+    overrides = {k: v for k, v in methods[method].items() if k != "heads"}
     base = dict(head=head, seeds=list(args.seeds), device=args.device)
     # Unset grids and epochs keep ProbeConfig's defaults (the product's defaults are what is evaluated).
     base.update({k: v for k, v in (("epochs", args.epochs), ("lr_grid", args.lr_grid),
@@ -196,7 +207,7 @@ def evaluate_head(data: dict, class_names: list[str], head: str, methods: list[s
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="data set path (as for mr2probe extract)")
     parser.add_argument("--name", help="short data set name for the results file")
@@ -222,11 +233,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", action="store_true",
                         help="add the --methods rows to an existing results file of the same cache (ERM is re-run "
                         "and must match it); without it the file is replaced")
+    return parser
+
+
+def _print_json(paths: list[str], per_class: list[str]) -> None:
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        if result.get("kind") == "shots":
+            import shots  # bench/shots.py imports this module: imported here, not at the top
+
+            print(f"\n{path}\n\n{shots.report_tables(result)}")
+        else:
+            print(f"\n{path}\n\n{markdown_table(result)}\n\n{per_class_table(result, per_class)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--shots" in argv:  # the shots-per-class sweep has its own options (bench/shots.py)
+        import shots
+
+        return shots.main(argv)
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.from_json:
-        for path in args.from_json:
-            result = json.loads(Path(path).read_text())
-            print(f"\n{path}\n\n{markdown_table(result)}\n\n{per_class_table(result, args.per_class)}")
+        _print_json(args.from_json, args.per_class)
         return 0
     if not (args.data and args.name):
         parser.error("--data and --name are required (or --from-json FILE...)")
@@ -249,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "extract_seconds": round(time.perf_counter() - start, 1),
         "n": {split: int(len(y)) for split, (_, y) in data.items()},
         "max_per_class": args.max_per_class, "seeds": args.seeds,
-        "command": "python bench/disparity.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/disparity.py " + " ".join(argv),
     }
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
