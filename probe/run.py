@@ -411,6 +411,21 @@ class _Outcome:
     val_labels: np.ndarray | None = None  # ... and the labels of those samples (val, or train + val under CV)
 
 
+def _overall_choice(candidates: list[dict], correct: list, scorer: _Scorer) -> int:
+    """The index an ERM run (``select="overall"``) would choose among ``candidates`` from their per-sample
+    correctness: the same scores and the same tie-break (``probe.selection``) as :func:`_sweep` +
+    :func:`_select_overall`, so the reference trained inside a run equals the user's ``--loss ce`` run."""
+    viable = [i for i, c in enumerate(correct) if c is not None]
+    if not viable:
+        return 0
+    entries = []
+    for i in viable:
+        per_class = observed_class_accuracy(correct[i], scorer.labels, scorer.splits.num_classes)
+        entries.append({**candidates[i], "val_overall": float(correct[i].mean()),
+                        "val_hard": group_accuracy(per_class, assign_groups(per_class))["hard"]})
+    return viable[select_candidate(entries, "overall")[0]]
+
+
 def _reference_configuration(fitter: _Fitter, reference: Report | None, scorer: _Scorer) -> tuple:
     """The reference (ERM) configuration fitted with its first seed → ``(fitter, params, model, correct)``: the
     reference run's configuration and selected hyper-parameters, or, without a reference run, this request's
@@ -426,7 +441,7 @@ def _reference_configuration(fitter: _Fitter, reference: Report | None, scorer: 
         ref_fitter = fitter.like(fitter.config.reference_config())
         candidates = ref_fitter.config.candidates()
     correct, failures, fitted = scorer.correctness(ref_fitter, candidates)
-    best = int(np.argmax([-1.0 if c is None else float(c.mean()) for c in correct]))
+    best = _overall_choice(candidates, correct, scorer)
     params, model, failure = candidates[best], fitted[best], failures[best]
     if failure is None and model is None:  # cross-validation: the seeds[0] model on the train split
         model = ref_fitter.fit(params, ref_fitter.config.seeds[0], "reference configuration")

@@ -219,3 +219,22 @@ def test_progress_counts_the_fold_fits_and_cancellation_stops_a_fold(small):
     with pytest.raises(ProbeCancelled, match="cross-validation fold 3/5"):
         run_probe(small, NAMES, ProbeConfig(**FAST), progress=lambda f, stage: seen.append((f, stage)),
                   should_stop=stop)
+
+
+def test_reference_inside_a_run_breaks_ties_like_an_erm_run():
+    """The preset's own reference (no reference run given) must be the configuration `--loss ce` selects: on a
+    validation-overall tie the better hard third wins (probe.selection), not the first grid entry."""
+    from types import SimpleNamespace
+
+    from probe.run import _overall_choice
+
+    labels = np.repeat(np.arange(3), 4)
+    flat = np.array([1, 1, 0, 0] * 3, dtype=np.float64)  # every class at 50 %: hard third 50 %
+    skew = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=np.float64)  # 100 / 50 / 0 %: hard third 0 %
+    lift = np.array([1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 0], dtype=np.float64)  # 75 / 50 / 25 %: hard third 25 %
+    scorer = SimpleNamespace(labels=labels, splits=SimpleNamespace(num_classes=3))
+    candidates = [{"lr": 0.001}, {"lr": 0.01}, {"lr": 0.1}]
+    assert flat.mean() == skew.mean() == lift.mean()
+    assert _overall_choice(candidates, [skew, lift, flat], scorer) == 2
+    assert _overall_choice(candidates, [None, skew, lift], scorer) == 2
+    assert _overall_choice(candidates, [flat, None, skew], scorer) == 0
