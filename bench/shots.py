@@ -48,6 +48,7 @@ import numpy as np
 from disparity import LABELS, METHODS, RESULTS_DIR, _config
 from feature_cache import open_cache
 from probe import ProbeConfig, assign_groups, group_accuracy, run_probe
+from probe.crossval import within_class_rank
 
 logger = logging.getLogger("shots")
 
@@ -94,11 +95,7 @@ def subsample_per_class(labels: np.ndarray, n: int | None, seed: int) -> np.ndar
         raise ValueError(f"n={n} images per class, but class(es) {short.tolist()} have only "
                          f"{counts[short].tolist()} in the pool; accepted: n ≤ {counts.min()} or 'all'.")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SUBSAMPLE_STREAM,)))
-    order = np.lexsort((rng.random(labels.size), labels))  # by class, random within class
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size) - np.repeat(starts, counts)
-    return np.flatnonzero(rank < n)
+    return np.flatnonzero(within_class_rank(labels, rng) < n)
 
 
 def _entry(report: dict, seconds: float, groups: dict) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .decision import MIN_VAL_PER_CLASS
 
-__all__ = ["CVPlan", "plan_cross_validation", "stratified_folds", "out_of_fold"]
+__all__ = ["CVPlan", "plan_cross_validation", "stratified_folds", "out_of_fold", "within_class_rank"]
 
 # fit_fold(fold, train_index, test_index) -> per candidate, (predicted labels of test_index, None) or (None, failure)
 FoldFit = Callable[[int, np.ndarray, np.ndarray], list[tuple[np.ndarray | None, str | None]]]
@@ -43,6 +43,23 @@ class CVPlan:
         return int(self.folds.shape[0])
 
 
+def _class_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sample indices sorted by class, in random order within a class (draws ``rng.random(n)``)."""
+    return np.lexsort((rng.random(labels.shape[0]), labels))
+
+
+def within_class_rank(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n,) each sample's position, 0 .. n_k − 1, in a random order of its own class: ``rank < m`` keeps m random
+    samples of every class (the stratified validation carve, per-class subsampling)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    order = _class_order(labels, rng)
+    counts = np.bincount(labels)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(labels.shape[0], dtype=np.int64)
+    rank[order] = np.arange(labels.shape[0]) - np.repeat(starts, counts)
+    return rank
+
+
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """(n,) fold index in [0, k) of each sample: each sample in exactly one fold, each class spread evenly (its
     count per fold differs by at most 1, as do the fold sizes), random within a class (seeded).
@@ -60,7 +77,7 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
         raise ValueError(f"stratified k-fold needs k >= 2 and at least k samples in every class; got k={k} and a "
                          f"smallest class of {int(present.min()) if present.size else 0}.")
     rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(labels.shape[0]), labels))  # by class, random within class
+    order = _class_order(labels, rng)
     folds = np.empty(labels.shape[0], dtype=np.int64)
     folds[order] = np.arange(labels.shape[0]) % k
     return folds

@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from .report import CrossValidation
+
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS"]
 
 GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
@@ -26,7 +28,7 @@ def _md(text: Any) -> str:
 
 
 def _cv_note(cv: dict | None) -> str:
-    return "" if not cv else f" (on {cv['folds']}-fold cross-validation of train + val, {cv['samples']} images)"
+    return "" if not cv else f" (on {CrossValidation.model_validate(cv).describe()})"
 
 
 def _headline(report: dict) -> dict[str, str]:

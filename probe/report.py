@@ -109,6 +109,10 @@ class CrossValidation(_Model):
     samples: int = Field(..., description="train + val samples, each scored once, by the fold that held it out")
     reason: str = Field(..., description="why the validation split was not used")
 
+    def describe(self) -> str:
+        """How the terminal, Markdown and HTML views name it."""
+        return f"{self.folds}-fold cross-validation of train + val, {self.samples} images"
+
 
 class Selection(_Model):
     """Hyper-parameter selection on validation: the criterion, every candidate, the chosen one and why.
@@ -481,8 +485,7 @@ def _header(report: Report) -> list[str]:
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
     if selection.verdict_text:
         lines.append(f"verdict ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}")
-    where = "val" if selection.cv is None else (f"{selection.cv.folds}-fold cross-validation of train + val, "
-                                                f"{selection.cv.samples} images")
+    where = "val" if selection.cv is None else selection.cv.describe()
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
     lines += [f"warning: {text}" for text in report.warnings]

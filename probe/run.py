@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .config import ProbeConfig
-from .crossval import CVPlan, out_of_fold, plan_cross_validation
+from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, stability_and_warnings
 from .diagnostics import test_diagnostics
 from .evaluate import SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
@@ -64,13 +64,8 @@ def carve_validation(features: np.ndarray, labels: np.ndarray, fraction: float, 
         ``((X_train, y_train), (X_val, y_val))``; the order inside each part follows the original rows.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    n = labels.shape[0]
-    rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(n), labels))  # by class, random within class
+    rank = within_class_rank(labels, np.random.default_rng(seed))
     counts = np.bincount(labels)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - np.repeat(starts, counts)
     n_val = np.where(counts >= 2, np.maximum(1, np.rint(fraction * counts)), 0).astype(np.int64)
     n_val = np.minimum(n_val, np.maximum(counts - 1, 0))
     is_val = rank < n_val[labels]
@@ -310,6 +305,14 @@ def _scorer(splits: _Splits, class_names: list[str], config: ProbeConfig) -> _Sc
     return _Scorer(splits, plan, pool, warnings)
 
 
+def _scores(correct: np.ndarray, scorer: _Scorer, groups: dict | None) -> tuple[float, float]:
+    """(overall, hard-third) accuracy of a per-sample correctness vector on the scorer's samples; ``groups``
+    None ranks the classes by this vector's own per-class accuracy."""
+    per_class = observed_class_accuracy(correct, scorer.labels, scorer.splits.num_classes)
+    groups = groups if groups is not None else assign_groups(per_class)
+    return float(correct.mean()), group_accuracy(per_class, groups)["hard"]
+
+
 @dataclass
 class _Sweep:
     """The selection sweep with ``seeds[0]``: candidates, scores, models fitted on the train split (None under
@@ -329,16 +332,13 @@ def _sweep(fitter: _Fitter, scorer: _Scorer, ref_groups: dict | None) -> _Sweep:
     """Fit and score every candidate with ``seeds[0]`` (diverged ones get ``failed`` set)."""
     candidates = fitter.config.candidates()
     correct, failures, fitted = scorer.correctness(fitter, candidates)
-    num_classes = scorer.splits.num_classes
     scored: list[Candidate] = []
     for i, (params, vector, failure) in enumerate(zip(candidates, correct, failures)):
         if failure is not None:
             logger.warning("candidate %d/%d %s %s", i + 1, len(candidates), params, failure)
             scored.append(Candidate(**params, failed=failure))
             continue
-        per_class = observed_class_accuracy(vector, scorer.labels, num_classes)
-        groups = ref_groups if ref_groups is not None else assign_groups(per_class)
-        overall, hard = float(vector.mean()), group_accuracy(per_class, groups)["hard"]
+        overall, hard = _scores(vector, scorer, ref_groups)
         scored.append(Candidate(**params, val_overall=overall, val_hard=hard))
         logger.info("candidate %d/%d %s: val overall %.4f, hard %.4f", i + 1, len(candidates), params,
                     overall, hard)
@@ -420,9 +420,8 @@ def _overall_choice(candidates: list[dict], correct: list, scorer: _Scorer) -> i
         return 0
     entries = []
     for i in viable:
-        per_class = observed_class_accuracy(correct[i], scorer.labels, scorer.splits.num_classes)
-        entries.append({**candidates[i], "val_overall": float(correct[i].mean()),
-                        "val_hard": group_accuracy(per_class, assign_groups(per_class))["hard"]})
+        overall, hard = _scores(correct[i], scorer, None)
+        entries.append({**candidates[i], "val_overall": overall, "val_hard": hard})
     return viable[select_candidate(entries, "overall")[0]]
 
 
@@ -460,7 +459,8 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     entries = [{"loss": ref_fitter.config.loss, **ref_params}]
     entries += [dict(c, failed=s.failed) if s.failed else dict(c) for c, s in zip(sweep.candidates, sweep.scored)]
     d = decide(entries, [ref_correct, *sweep.correct], 0, scorer.labels, class_names, groups=ref_groups,
-               max_overall_drop=config.max_overall_drop, seed=config.seeds[0], split=_split_name(scorer))
+               max_overall_drop=config.max_overall_drop, seed=config.seeds[0],
+               split=_split_name(scorer.plan is not None))
     frontier = [FrontierPoint(**e) for e in d.frontier]
     common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
                   verdict=d.verdict, frontier=frontier)
@@ -476,9 +476,9 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
                     d.warnings, reference=(ref_fitter, ref_params, ref_model))
 
 
-def _split_name(scorer: _Scorer) -> str:
+def _split_name(cross_validated: bool) -> str:
     """What the selection's samples are, for warnings."""
-    return "validation" if scorer.plan is None else "train + val"
+    return "train + val" if cross_validated else "validation"
 
 
 def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_names: list[str]) -> _Outcome:
@@ -601,9 +601,9 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
     """The parts of the outcome that need every seed: the paired test comparison with the reference
     configuration (its other seeds trained here) and, for the overall criterion, stability and warnings."""
     if outcome.val_correct is not None:
-        split = "validation" if outcome.selection.cv is None else "train + val"
         outcome.stability, outcome.warnings = stability_and_warnings(
-            outcome.val_correct, outcome.val_labels, class_names, groups, seed=outcome.config.seeds[0], split=split)
+            outcome.val_correct, outcome.val_labels, class_names, groups, seed=outcome.config.seeds[0],
+            split=_split_name(outcome.selection.cv is not None))
     if outcome.reference is not None:
         ref_fitter, ref_params, ref_model = outcome.reference
         ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
