@@ -29,20 +29,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 METHODS = {"erm": {"loss": "ce"}, "mr2": {"loss": "mr2"}}
-NUM_CLASSES, DIM, N_VAL, N_TEST = 1000, 1024, 10_000, 10_000
+# ImageNet-1k's shape: 50 validation images per class (probe.crossval.MIN_VAL_PER_CLASS, so selection is on
+# validation; with fewer the run would cross-validate, k fits per candidate).
+NUM_CLASSES, DIM, N_VAL, N_TEST = 1000, 1024, 50_000, 10_000
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def draw(n: int, means, rng, chunk: int = 65_536):
-    """n rows of class means + unit Gaussian noise, float16, drawn chunk by chunk; labels int64."""
+    """n rows of class means + unit Gaussian noise, float16, drawn chunk by chunk; labels int64, balanced (every
+    class has n // K or n // K + 1 rows, in random order), so that no class misses from a split."""
     import numpy as np
 
-    y = rng.integers(0, means.shape[0], n)
+    y = rng.permutation(np.resize(np.arange(means.shape[0]), n))
     x = np.empty((n, means.shape[1]), dtype=np.float16)
     for start in range(0, n, chunk):
         rows = y[start:start + chunk]
         x[start:start + chunk] = means[rows] + rng.standard_normal((len(rows), means.shape[1]), dtype=np.float32)
     return x, y
+
+
+def _progress_printer(start: float):
+    """A ``run_probe`` progress callback printing to stderr at each new stage and every 5 % (hours-long runs)."""
+    last = {"stage": None, "fraction": -1.0}
+
+    def progress(fraction: float, stage: str) -> None:
+        if stage != last["stage"] or fraction >= last["fraction"] + 0.05:
+            last.update(stage=stage, fraction=fraction)
+            print(f"  {time.perf_counter() - start:8.0f} s  {100 * fraction:5.1f} %  {stage}", file=sys.stderr,
+                  flush=True)
+
+    return progress
 
 
 def child(method: str, n: int, threads: int, out: Path) -> None:
@@ -65,7 +81,8 @@ def child(method: str, n: int, threads: int, out: Path) -> None:
     data_seconds = time.perf_counter() - start
     config = ProbeConfig(seeds=[0], **METHODS[method])
     start = time.perf_counter()
-    report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config).model_dump(mode="json")
+    report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config,
+                       progress=_progress_printer(start)).model_dump(mode="json")
     seconds = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",
