@@ -27,11 +27,15 @@ def _weights_sha256(m: ProbeTrainer) -> str:
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
 def test_fp32_is_bit_identical_to_the_trainer_before_the_option(kwargs, digest, last_loss, precision):
     """Digests and losses recorded with the trainer before ``precision`` existed (commit ff99fe2); ``auto`` is
-    fp32 on a problem this narrow (5 classes)."""
+    fp32 on a problem this narrow (5 classes). The digests are of one CPU's float32 kernels: on a CPU whose BLAS
+    sums in another order the weights differ in the last bits, so there the final loss is checked to 1e-5."""
     x, y = gaussian_features(n_per=200, d=32, k=5)
     m = ProbeTrainer(epochs=4, lr=1e-2, random_state=3, precision=precision, **kwargs).fit(x, y)
     assert m.precision_ == "fp32"
-    assert _weights_sha256(m) == digest and m.history_[-1] == last_loss
+    assert m.history_[-1] == pytest.approx(last_loss, rel=1e-5)
+    if _weights_sha256(m) != digest:  # another CPU's kernels: fp32 and auto must still agree bit for bit
+        plain = ProbeTrainer(epochs=4, lr=1e-2, random_state=3, precision="fp32", **kwargs).fit(x, y)
+        assert _weights_sha256(m) == _weights_sha256(plain) and m.history_[-1] == plain.history_[-1]
 
 
 def test_bad_precision_is_refused_by_the_trainer_and_the_request():
