@@ -5,6 +5,9 @@ Three measurements, each printing the ratio fp32 time / bf16 time and the accura
 * ``--widths``: the time of one epoch of a joint fit of 6 ERM heads (ProbeConfig's default sweep size) on
   synthetic features, for K ∈ ``--classes`` (stacked product width 6·K): where ``auto`` should switch to bf16
   (``probe.precision.BF16_MIN_OUTPUTS``);
+* ``--full-batch NxDxK ...``: the time of one full-batch step (N rows × D features, K classes) of the default
+  ERM sweep (6 heads) and of one head, its one cast of the features included: where ``auto`` should switch to
+  bf16 for full-batch fits (``probe.precision.BF16_MIN_FULL_BATCH_MACS``);
 * ``--synthetic N``: the 1000-class × 1024-d regime of ``bench/scale.py`` (float16 features, batches of 1024),
   the default ERM sweep (6 heads) and MR² sweep (18 heads) fitted jointly for ``--epochs`` epochs: seconds per
   epoch and test accuracy of the best head;
@@ -18,6 +21,7 @@ Usage::
 
     nice python bench/precision.py --widths --synthetic 128000 --features /work/cache/cifar10-300.h5 \
         /work/cache/cifar10-full.h5
+    python bench/precision.py --threads 1 --full-batch 1000x32x5 1000x256x10 2000x512x10 2700x1280x10
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from probe import ProbeConfig, ProbeTrainer, fit_many, run_probe  # noqa: E402
-from probe.precision import BF16_MIN_OUTPUTS, cpu_has_native_bf16  # noqa: E402
+from probe.precision import BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS, cpu_has_native_bf16  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -87,6 +91,33 @@ def widths(args) -> None:
         seconds = {precision: min(values) for precision, values in fits.items()}
         print(f"{k:>6} {6 * k:>6} {seconds['fp32']:>8.3f} {seconds['bf16']:>8.3f} "
               f"{seconds['fp32'] / seconds['bf16']:>9.2f}")
+
+
+def full_batch(args) -> None:
+    print("\n## full-batch step of 6 jointly fitted ERM heads (the default sweep) and of 1 head: fp32 against bf16 "
+          "(features cast once per fit)")
+    print(f"{'rows×dim×K':>16} {'heads':>5} {'MACs':>8} {'fp32 ms':>8} {'bf16 ms':>8} {'fp32/bf16':>9}")
+    for shape in args.full_batch:
+        n, d, k = map(int, shape.split("x"))
+        train, _ = synthetic(n, k, d)
+        for grid in ({"lr_grid": [1e-3, 1e-2], "wd_grid": [0.0, 1.0, 10.0]}, {"lr_grid": [1e-2], "wd_grid": [1.0]}):
+            config = ProbeConfig(loss="ce", batch_size=None, **grid)
+            params = [config.trainer_params(c, seed=0) | {"tol": None} for c in config.candidates()]
+
+            def step_ms(precision: str, epochs: int) -> float:  # fit time per step, the one cast included
+                heads = [ProbeTrainer(**p | {"epochs": epochs, "precision": precision}) for p in params]
+                return 1000 * fit_many(heads, *train, num_classes=k)[0].fit_time_ / epochs
+
+            ms = {precision: [] for precision in PRECISIONS}
+            for precision in PRECISIONS:
+                step_ms(precision, 1)  # warm-up
+            for _ in range(args.repeats):  # interleaved
+                for precision in PRECISIONS:
+                    ms[precision].append(step_ms(precision, 20))
+            best = {precision: min(values) for precision, values in ms.items()}
+            macs = n * d * k * len(params)
+            print(f"{shape:>16} {len(params):>5} {macs / 2**20:>7.1f}M {best['fp32']:>8.2f} {best['bf16']:>8.2f} "
+                  f"{best['fp32'] / best['bf16']:>9.2f}")
 
 
 def scale(args) -> None:
@@ -137,6 +168,8 @@ def main() -> None:
     parser.add_argument("--width-rows", type=int, default=16_384)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--full-batch", nargs="*", default=[], metavar="NxDxK",
+                        help="full-batch step time of these shapes (rows x features x classes), e.g. 2400x1280x10")
     parser.add_argument("--synthetic", type=int, default=None, metavar="N", help="1000 classes × 1024-d, N rows")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--features", nargs="*", default=[], metavar="CACHE.h5")
@@ -146,9 +179,11 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     pools = "; ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info())
     print(f"threads: torch {torch.get_num_threads()}; {pools}; native bf16: {cpu_has_native_bf16()}; "
-          f"auto → bf16 from width {BF16_MIN_OUTPUTS}; load {os.getloadavg()[0]:.2f}")
+          f"auto → bf16 from width {BF16_MIN_OUTPUTS} or {BF16_MIN_FULL_BATCH_MACS / 2**20:.0f}M full-batch MACs; load {os.getloadavg()[0]:.2f}")
     if args.widths:
         widths(args)
+    if args.full_batch:
+        full_batch(args)
     if args.synthetic:
         scale(args)
     if args.features:

@@ -28,8 +28,8 @@ from .stats import as_tensor, margins, margins_from_error
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "get_loss_spec", "list_losses", "margin_cross_entropy",
-           "representation_margin", "sample_margin_regularizer", "zero_centroid_regularizer"]
+__all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "cross_entropy", "get_loss_spec", "list_losses",
+           "margin_cross_entropy", "representation_margin", "sample_margin_regularizer", "zero_centroid_regularizer"]
 
 
 # Option values (γ_f ≥ 0, η > 0, scales > 0, ...) are checked against their declarations in probe.registry by
@@ -55,6 +55,21 @@ class ProbeLoss(nn.Module):
         return None
 
 
+# torch's CPU log_softmax is slow over a class axis of 3 to 15 entries: on 2,700 rows (forward + backward,
+# 1 thread, idle machine) F.cross_entropy took 1.1–2.9× the time of logsumexp − gather there (2.6× at 10
+# classes), and 2–3× less from 16 classes and at 2 (bench/probe_speed.py --ce-kernels). Both are one function,
+# equal to float32 rounding.
+LOGSUMEXP_CLASSES = range(3, 16)
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean −log softmax(z)_y over the batch: ``F.cross_entropy``, or logsumexp(z) − z_y for a class count in
+    ``LOGSUMEXP_CLASSES`` (faster there on the CPU)."""
+    if logits.shape[1] not in LOGSUMEXP_CLASSES:
+        return F.cross_entropy(logits, labels)
+    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean()
+
+
 def margin_cross_entropy(logits: Tensor, labels: Tensor, gamma: Tensor | None = None) -> Tensor:
     """ℓ_γ,ce(x, y) = −log softmax(z / γ_y)_y, averaged over the batch (MR², Eq. 2).
 
@@ -64,8 +79,8 @@ def margin_cross_entropy(logits: Tensor, labels: Tensor, gamma: Tensor | None = 
         logits: (n, K) z; labels: (n,) y; gamma: (K,) class margins or None.
     """
     if gamma is None:
-        return F.cross_entropy(logits, labels)
-    return F.cross_entropy(logits / gamma.to(logits.dtype)[labels].unsqueeze(1), labels)
+        return cross_entropy(logits, labels)
+    return cross_entropy(logits / gamma.to(logits.dtype)[labels].unsqueeze(1), labels)
 
 
 class MarginCrossEntropy(ProbeLoss):

@@ -9,10 +9,17 @@
   before the loss, so softmax, cross-entropy and the MR² γ shift are float32 (:func:`widen`).
   Evaluation (``decision_function``, ``predict``) is always float32.
 - ``auto`` (the default): ``bf16`` on a CPU with native bfloat16 instructions (AVX512-BF16 or AMX,
-  :func:`cpu_has_native_bf16`) when the stacked product is at least :data:`BF16_MIN_OUTPUTS` wide (number of
-  heads × K), ``fp32`` otherwise (CUDA included: not measured there yet). Below that width the products are a
-  small part of a step and bfloat16's casts cost more than they save; emulated bfloat16 (CPUs without it) is
-  slower than float32. Measured by ``bench/precision.py`` (README, "Training precision").
+  :func:`cpu_has_native_bf16`) when either
+
+  * the stacked product is at least :data:`BF16_MIN_OUTPUTS` wide (number of heads × K): with mini-batches each
+    batch is cast anew, which only pays for wide products; or
+  * the fit is full-batch and its product has at least :data:`BF16_MIN_FULL_BATCH_MACS` multiply-adds (rows ×
+    features × outputs): the constant features are cast to bfloat16 once per fit, so only the small weight matrix
+    is cast per step;
+
+  ``fp32`` otherwise (CUDA included: not measured there yet). Below those sizes bfloat16's casts cost more than
+  they save; emulated bfloat16 (CPUs without it) is slower than float32. Measured by ``bench/precision.py``
+  (README, "Training precision").
 """
 from __future__ import annotations
 
@@ -24,11 +31,17 @@ from torch import Tensor
 from .constraints import check
 from .params import TRAINER_PARAMS
 
-__all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS"]
+__all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS",
+           "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. bench/precision.py: 6 heads × 10 classes (60 outputs) gain nothing; 6 × 1000 are ~2× per epoch.
 BF16_MIN_OUTPUTS = 1024
+# Multiply-adds (rows × features × outputs) of a full-batch product from which ``auto`` trains in bf16 on such a
+# CPU, the features being cast once. `bench/precision.py --threads 1 --full-batch ...` (a whole step, idle
+# machine): fp32/bf16 0.75–1.06× up to 2.4M, 1.1–1.9× from 10M, 2.0× (6 heads) and 2.9× (1 head) on 2.7k × 1280
+# × 10 classes.
+BF16_MIN_FULL_BATCH_MACS = 2**22
 
 _DTYPES = {"bf16": torch.bfloat16}
 
@@ -42,19 +55,22 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def resolve_precision(precision: str, device: torch.device, outputs: int) -> str:
+def resolve_precision(precision: str, device: torch.device, outputs: int, full_batch_macs: int = 0) -> str:
     """The precision a fit runs at: ``fp32`` or ``bf16``; ``auto`` by the rule of the module docstring.
 
     Args:
         precision: ``auto``, ``fp32`` or ``bf16``.
         device: the resolved training device.
         outputs: width of the stacked head product (number of heads fitted jointly × K).
+        full_batch_macs: multiply-adds of the product (rows × features × outputs) of a full-batch fit, whose
+            features are constant; 0 for mini-batches.
 
     Raises ValueError for an unknown precision, or ``bf16`` on a CUDA device without bfloat16.
     """
     check("precision", precision, TRAINER_PARAMS["precision"])
     if precision == "auto":
-        fast = device.type == "cpu" and cpu_has_native_bf16() and outputs >= BF16_MIN_OUTPUTS
+        pays = outputs >= BF16_MIN_OUTPUTS or full_batch_macs >= BF16_MIN_FULL_BATCH_MACS
+        fast = device.type == "cpu" and pays and cpu_has_native_bf16()
         return "bf16" if fast else "fp32"
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision='bf16' is not supported by {device}; use 'fp32' or 'auto'.")
@@ -72,3 +88,35 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 def widen(t: Tensor) -> Tensor:
     """float32 view of a product computed under autocast (unchanged when already float32)."""
     return t if t.dtype == torch.float32 else t.float()
+
+
+class ConstantProduct:
+    """z = x·wᵀ of constant features x (a full batch) with trainable weights w, in ``dtype``: x is cast once, and
+    so is its transpose, kept contiguous for the weight gradient gᵀ·x = (xᵀ·g)ᵀ. On oneDNN's bfloat16 kernels
+    (1 thread, 2.7k × 1280, 30 outputs) that product takes half the time of the transposed view autograd would
+    use (``bench/precision.py --full-batch``). Calling it with w (float32, requires grad) returns the float32
+    product; w's gradient is float32, as autocast would give.
+    """
+
+    def __init__(self, x: Tensor, dtype: torch.dtype) -> None:
+        self.source, self.dtype = x, dtype
+        self.x = self.xt = None  # cast at the first call (a fit with an adapter never makes one)
+
+    def __call__(self, w: Tensor) -> Tensor:
+        if self.x is None:
+            self.x = self.source.to(self.dtype)
+            self.xt = self.x.t().contiguous()
+        return widen(_ConstantProductFn.apply(self.x, self.xt, w))
+
+
+class _ConstantProductFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, xt: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(xt)
+        ctx.weight_dtype = w.dtype
+        return x @ w.to(x.dtype).t()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (xt,) = ctx.saved_tensors
+        return None, None, (xt @ grad.to(xt.dtype)).t().to(ctx.weight_dtype)

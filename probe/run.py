@@ -212,20 +212,33 @@ class _Fitter:
     def fit_all(self, candidates: list[dict], seed: int, label: str = "selection") -> list:
         """Fit every candidate with ``seed``: in one pass over the data without an adapter
         (``probe.trainer.fit_many``), else one fit each (an adapter gives each candidate its own features)."""
-        from .trainer import fit_many
-
         if self.config.adapter is not None:
             fitted = []
             for i, params in enumerate(candidates):
                 fitted.append(self.fit(params, seed, f"{label} {i + 1}/{len(candidates)}"))
             return fitted
-        stage = f"{label} ({len(candidates)} candidates, joint fit)"
+        return self._fit_jointly([(params, seed) for params in candidates],
+                                 f"{label} ({len(candidates)} candidates, joint fit)")
+
+    def fit_seeds(self, params: dict, seeds: list[int]) -> list:
+        """Fit ``params`` once per seed: in one pass when the fits are full-batch without an adapter (a seed then
+        only initialises its head, ``probe.trainer.fit_many``), else one fit after another."""
+        from .trainer import full_batch
+
+        if self.config.adapter is None and len(seeds) > 1 and full_batch(self.config.batch_size, len(self.x)):
+            return self._fit_jointly([(params, seed) for seed in seeds],
+                                     f"seeds {', '.join(map(str, seeds))} (joint fit)")
+        return [self.fit(params, seed, f"seed {seed}") for seed in seeds]
+
+    def _fit_jointly(self, fits: list[tuple[dict, int]], stage: str) -> list:
+        from .trainer import fit_many
+
         self.steps.tick(stage)
-        hook = self.steps.hook(stage, fits=len(candidates))
-        trainers = [self.make(params, seed, hook if i == 0 else None) for i, params in enumerate(candidates)]
+        hook = self.steps.hook(stage, fits=len(fits))
+        trainers = [self.make(params, seed, hook if i == 0 else None) for i, (params, seed) in enumerate(fits)]
         fitted = fit_many(trainers, self.x, self.splits.y_train, num_classes=self.splits.num_classes,
                           class_stats=self.stats)
-        self.steps.done += len(candidates)
+        self.steps.done += len(fits)
         return [t.set_params(progress=None) for t in fitted]
 
     def fit(self, params: dict, seed: int, stage: str):
@@ -360,19 +373,22 @@ def _select_overall(sweep: _Sweep, config: ProbeConfig, floor: float | None) -> 
     return viable[index], reason
 
 
-def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> list[SeedEvaluation]:
-    """Evaluate the ``seeds[0]`` model ``first`` and fit + evaluate every other seed with ``chosen``."""
+def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple[Any, list[SeedEvaluation]]:
+    """Fit every seed of ``chosen`` but the first when its model ``first`` exists (selection on validation
+    fitted it), evaluate them all → (the first seed's model, the evaluations)."""
     from .trainer import diverged
 
     seeds = fitter.config.seeds
+    todo = seeds if first is None else seeds[1:]
+    fitted = fitter.fit_seeds(chosen, todo) if todo else []
+    trainers = fitted if first is None else [first, *fitted]
     evaluations = []
-    for seed in seeds:
-        trainer = first if seed == seeds[0] else fitter.fit(chosen, seed, f"seed {seed}")
+    for seed, trainer in zip(seeds, trainers):
         failure = diverged(trainer)
         if failure is not None:
             raise ValueError(f"seed {seed} with the selected {chosen} {failure}; use smaller lr_grid values.")
         evaluations.append(evaluate_seed(trainer, seed, splits.val, splits.test, splits.num_classes))
-    return evaluations
+    return trainers[0], evaluations
 
 
 def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sources=None) -> Predictions:
@@ -538,9 +554,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
 
     outcome = _select(fitter, scorer, reference, class_names)
-    if outcome.first is None:  # cross-validation fitted no model on the train split: fit the chosen one's first seed
-        outcome.first = outcome.fitter.fit(outcome.params, config.seeds[0], f"seed {config.seeds[0]}")
-    evaluations = _train_seeds(outcome.fitter, outcome.params, outcome.first, splits)
+    # (cross-validation fitted no model on the train split: every seed of the chosen one is fitted here)
+    outcome.first, evaluations = _train_seeds(outcome.fitter, outcome.params, outcome.first, splits)
     groups = outcome.groups
     if groups is None:
         groups = assign_groups(np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0))
@@ -606,7 +621,7 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
             split=_split_name(outcome.selection.cv is not None))
     if outcome.reference is not None:
         ref_fitter, ref_params, ref_model = outcome.reference
-        ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
+        _, ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
         delta = paired_test_delta(_predictions(ref_evaluations, splits.test[1]), predictions, splits.num_classes,
                                   groups, seed=outcome.config.seeds[0])
         outcome.selection.verdict_text = delta_sentence(delta, outcome.selection.verdict)

@@ -37,7 +37,7 @@ from .optim import SGD, AdamW
 from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
     zero_centroid_regularizer
 from .params import TRAINER_PARAMS, check_trainer_params
-from .precision import autocast, resolve_precision, widen
+from .precision import ConstantProduct, autocast, resolve_precision, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
@@ -591,12 +591,43 @@ JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_siz
                     "precision", "random_state", "ema_decay")
 
 
+# Stacked head weights narrower than this many outputs are multiplied as (w·xᵀ)ᵀ rather than x·wᵀ: in float32 on
+# one thread the former took half the time for 10–30 outputs (1024 × 1280 batches), 0.8× at 60; from a few
+# hundred outputs the two are within ±10 % (bench/probe_speed.py --product-forms).
+NARROW_OUTPUTS = 64
+
+
+def heads_product(x: Tensor, w: Tensor) -> Tensor:
+    """x·wᵀ (n, m) for features x (n, d) and stacked head weights w (m, d), in the faster form for m."""
+    return (w @ x.t()).t().contiguous() if w.shape[0] < NARROW_OUTPUTS else x @ w.t()
+
+
+def full_batch(batch_size: int | None, n: int) -> bool:
+    """Whether a fit of n rows with ``batch_size`` takes the whole set as one batch (no batch order)."""
+    return batch_size is None or int(batch_size) >= n
+
+
+def _check_joint(trainers: list[ProbeTrainer], n: int) -> None:
+    """Raise ValueError unless ``trainers`` can be fitted jointly on n rows (:func:`fit_many`)."""
+    if len(trainers) < 2:
+        return
+    # random_state fixes the mini-batch order; full-batch fits have none, so their seeds may differ (each head
+    # is still initialised from its own random_state).
+    free = ("random_state",) if all(full_batch(t.batch_size, n) for t in trainers) else ()
+    for name in JOINT_FIT_SHARED:
+        values = [getattr(t, name) for t in trainers]
+        if name not in free and any(v != values[0] for v in values[1:]):
+            raise ValueError(f"trainers fitted jointly must share {name}; got {values}.")
+    if any(t.adapter is not None for t in trainers):
+        raise ValueError("with an adapter each trainer sees its own features; fit it alone (fit_many([t], ...)).")
+
+
 def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | None = None,
              class_stats: ClassStats | None = None) -> list[ProbeTrainer]:
     """Fit several trainers on the same data in one pass: a hyper-parameter sweep at the cost of about one fit.
 
     The trainers may differ in lr, weight decay, optimiser, c̄, loss and its options, but share
-    ``JOINT_FIT_SHARED`` and have no adapter (one trainer with an adapter is fitted alone). Each batch is gathered
+    ``JOINT_FIT_SHARED`` (except ``random_state`` when every fit is full-batch) and have no adapter (one trainer with an adapter is fitted alone). Each batch is gathered
     once and the logits of all heads come from one matrix product with their stacked ``score_matrix()``; each head
     keeps its own loss, optimiser and schedule, and the summed loss back-propagates to each head only its own term.
     On frozen features the data pass dominates (it is memory-bound), so C heads cost far less than C fits.
@@ -611,14 +642,8 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     first = trainers[0]
     for t in trainers:
         t._check_params()
-    if len(trainers) > 1:
-        for name in JOINT_FIT_SHARED:
-            values = [getattr(t, name) for t in trainers]
-            if any(v != values[0] for v in values[1:]):
-                raise ValueError(f"trainers fitted jointly must share {name}; got {values}.")
-        if any(t.adapter is not None for t in trainers):
-            raise ValueError("with an adapter each trainer sees its own features; fit it alone (fit_many([t], ...)).")
     x, y, k = first._inputs(features, labels, num_classes)
+    _check_joint(trainers, x.shape[0])
     device = _resolve_device(first.device)
     n, d = x.shape
     counts = class_counts(y, k)
@@ -634,9 +659,11 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
                                         prepare=prepare)
     for run in runs:
         run.margins(k, d, p, class_stats if exact else None, device)
-    batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)))
+    full_batch_macs = n * d * k * len(runs) if shared and full_batch(first.batch_size, n) else 0
+    precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs)
+    batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
+                       precision)
     epochs = first.epochs
-    precision = resolve_precision(first.precision, device, k * len(runs))
     for t, run in zip(trainers, runs):
         run.schedule = lr_schedule(float(t.lr), epochs * batches.steps_per_epoch,
                                    t.warmup_epochs * batches.steps_per_epoch)
@@ -661,11 +688,13 @@ class _Batches:
     float32 features are prepared once (``prepare``: the head's ``input_features``, L2 normalisation for the
     cosine head). float16 features stay float16 in memory: each batch is gathered, widened to float32 and
     prepared on its own, so no (n, d) float32 copy exists; a full batch is widened once. Batch order comes from
-    ``gen`` (one permutation per epoch), the same for either dtype.
+    ``gen`` (one permutation per epoch), the same for either dtype. Each batch comes with the function of the
+    heads' product at the fit's ``precision``: under autocast, or, for a full batch in bf16, a
+    :class:`probe.precision.ConstantProduct` that casts the features once per fit rather than at every step.
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, prepare: Callable[[Tensor], Tensor] | None,
-                 device: torch.device, gen: torch.Generator) -> None:
+                 device: torch.device, gen: torch.Generator, precision: str = "fp32") -> None:
         self.n = x.shape[0]
         self.size = self.n if batch_size is None else min(int(batch_size), self.n)
         self.steps_per_epoch = math.ceil(self.n / self.size)
@@ -679,21 +708,44 @@ class _Batches:
             if prepare is not None:
                 x = prepare(x)
         self.x = x
+        self.precision = precision
+        self._buffers: dict[tuple[torch.dtype, int], Tensor] = {}
+        self.full = None
+        if self.size >= self.n:
+            self.full = ConstantProduct(x, torch.bfloat16) if precision == "bf16" else self.product(x)
+
+    def product(self, xb: Tensor) -> Callable[[Tensor], Tensor]:
+        """w ↦ the float32 product xb·wᵀ, its matrix product under the precision's autocast."""
+        def product(w: Tensor) -> Tensor:
+            with autocast(self.precision, xb.device):
+                return widen(heads_product(xb, w))
+
+        return product
 
     def epoch(self):
-        """Yield (features (b, d) float32, labels (b,)) for one pass over the rows."""
-        if self.size >= self.n:
-            yield self.x, self.y
+        """Yield (features (b, d) float32, w ↦ the heads' product with them, labels (b,)) for one pass over the
+        rows."""
+        if self.full is not None:
+            yield self.x, self.full, self.y
             return
         order = torch.randperm(self.n, generator=self.gen).to(self.device)
         for start in range(0, self.n, self.size):
             idx = order[start:start + self.size]
-            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            xb, yb = torch.index_select(self.x, 0, idx, out=self._buffer(self.x.dtype, len(idx))), self.y[idx]
             if self.widen_per_batch:
-                xb = xb.to(torch.float32)
+                xb = self._buffer(torch.float32, len(idx)).copy_(xb)
                 if self.prepare is not None:
                     xb = self.prepare(xb)
-            yield xb, yb
+            yield xb, self.product(xb), yb
+
+    def _buffer(self, dtype: torch.dtype, rows: int) -> Tensor:
+        """A (rows, d) batch buffer reused at every step: a fresh multi-megabyte batch per step would be mapped
+        and unmapped by the allocator each time, and its page faults cost about as much as the gather itself.
+        Safe because a step is over (backward included) before the next batch is gathered."""
+        key = (dtype, rows)
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty(rows, self.x.shape[1], dtype=dtype, device=self.device)
+        return self._buffers[key]
 
 
 def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k: int, shared: bool,
@@ -715,8 +767,8 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
     try:
         for epoch in range(epochs):
             active = [run for run in runs if run.active]
-            for xb, yb in batches.epoch():
-                _step(active, xb, yb, batches.n, epoch, step, k, shared, batches.gen, precision)
+            for xb, product, yb in batches.epoch():
+                _step(active, xb, product, yb, batches.n, epoch, step, k, shared, batches.gen, precision)
                 step += 1
             # one host sync per epoch, and only when a criterion needs the losses
             tracked = [run for run in active if run.trainer.tol]
@@ -737,17 +789,16 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
             bar.close()
 
 
-def _step(runs: list[_Run], xb: Tensor, yb: Tensor, n: int, epoch: int, step: int, k: int, shared: bool,
-          gen: torch.Generator, precision: str) -> None:
+def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb: Tensor, n: int, epoch: int,
+          step: int, k: int, shared: bool, gen: torch.Generator, precision: str) -> None:
     """One optimiser step of every run on the batch (xb, yb); no host synchronisation.
 
-    The matrix products (and so their backward products) run under ``precision``'s autocast; their results are
-    widened to float32 before the loss (probe.precision).
+    The matrix products (and so their backward products) run at ``precision`` (bf16: autocast, or
+    ``product``, :class:`_Batches`); their results are widened to float32 before the loss (probe.precision).
     """
     cast = autocast(precision, xb.device)
     if shared:  # one product for all heads: the batch is read once
-        with cast:
-            raws = widen(xb @ torch.cat([run.head.score_matrix() for run in runs]).t()).split(k, dim=1)
+        raws = product(torch.cat([run.head.score_matrix() for run in runs])).split(k, dim=1)
     total = 0.0
     for i, run in enumerate(runs):
         if shared:

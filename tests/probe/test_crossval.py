@@ -205,8 +205,8 @@ def test_progress_counts_the_fold_fits_and_cancellation_stops_a_fold(small):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and max(fractions[:-1]) <= 1.0
     stages = {s.split(" (")[0] for _, s in seen}
     assert {f"cross-validation fold {i}/5" for i in range(1, 6)} <= stages
-    # 5 folds × 2 candidates + 2 seeds = 12 fits: the last fold ends at 10/12
-    fold_ends = [f for f, s in seen if s.startswith("seed 0")]
+    # 5 folds × 2 candidates + 2 seeds = 12 fits: the last fold ends at 10/12 (the seeds are full batch: one pass)
+    fold_ends = [f for f, s in seen if s.startswith("seeds 0, 1 (joint fit)")]
     assert fold_ends[0] == pytest.approx(10 / 12)
 
     calls = []

@@ -15,6 +15,7 @@ from probe import (
     sample_margin_regularizer,
     zero_centroid_regularizer,
 )
+from probe.losses import LOGSUMEXP_CLASSES, cross_entropy
 
 Z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.3, 0.2], [-0.5, 1.5, 0.0], [1.0, 1.0, 1.0]])
 Y = torch.tensor([0, 2, 1, 1])
@@ -28,6 +29,19 @@ def test_margin_ce_is_cross_entropy_when_gamma_is_one():
     assert torch.allclose(margin_cross_entropy(Z, Y, torch.ones(3)), F.cross_entropy(Z, Y))
     assert torch.allclose(create_loss("ce")(Z, Y), F.cross_entropy(Z, Y))
     assert torch.allclose(create_loss("mr2")(Z, Y, gamma=torch.ones(3)), F.cross_entropy(Z, Y))
+
+
+@pytest.mark.parametrize("k", [2, 4, 5, 10, 15, 16, 100])
+def test_cross_entropy_equals_torch_in_value_and_gradient_on_both_kernels(k):
+    """logsumexp − gather (K in LOGSUMEXP_CLASSES) and F.cross_entropy (elsewhere) are one function."""
+    torch.manual_seed(k)
+    z, y = (8 * torch.randn(500, k)).requires_grad_(), torch.randint(0, k, (500,))
+    ours = cross_entropy(z, y)
+    (grad,) = torch.autograd.grad(ours, z)
+    ref = F.cross_entropy(z, y)
+    (ref_grad,) = torch.autograd.grad(ref, z)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-8)
 
 
 def test_margin_ce_divides_row_by_true_class_margin():

@@ -6,9 +6,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+import probe.precision as precision_module
 import probe.trainer as trainer_module
 from probe import ProbeConfig, ProbeTrainer, fit_many
-from probe.precision import BF16_MIN_OUTPUTS, cpu_has_native_bf16, resolve_precision
+from probe.precision import (BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS, ConstantProduct, cpu_has_native_bf16,
+                             resolve_precision)
 
 from test_trainer import gaussian_features
 
@@ -56,6 +58,53 @@ def test_auto_chooses_bf16_only_for_wide_products_on_a_native_bf16_cpu():
     assert resolve_precision("auto", CPU, BF16_MIN_OUTPUTS - 1) == "fp32"
     assert resolve_precision("auto", torch.device("cuda"), 10 * BF16_MIN_OUTPUTS) == "fp32"
     assert resolve_precision("bf16", CPU, 1) == "bf16" and resolve_precision("fp32", CPU, 10**6) == "fp32"
+    # a full batch is cast once per fit, so a narrow product pays from BF16_MIN_FULL_BATCH_MACS multiply-adds
+    assert resolve_precision("auto", CPU, 10, full_batch_macs=BF16_MIN_FULL_BATCH_MACS) == wide
+    assert resolve_precision("auto", CPU, 10, full_batch_macs=BF16_MIN_FULL_BATCH_MACS - 1) == "fp32"
+    assert resolve_precision("fp32", CPU, 10, full_batch_macs=10**12) == "fp32"
+
+
+@pytest.mark.parametrize("batch_size,expected", [(None, "bf16"), (512, "fp32")])
+def test_auto_trains_a_large_full_batch_in_bf16_with_the_features_cast_once(monkeypatch, batch_size, expected):
+    """2,000 × 256 × 10 classes (5.1M multiply-adds): full batch → bf16, its features cast to bfloat16 once
+    (every step's product reads the same bfloat16 tensor); mini-batches of 512 → fp32 (10 < 1024 outputs)."""
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16: auto is fp32")
+    x, y = gaussian_features(n_per=200, d=256, k=10)
+    assert len(y) * 256 * 10 >= BF16_MIN_FULL_BATCH_MACS
+    inputs = []
+    original = ConstantProduct.__call__
+
+    def spy(self, w):
+        out = original(self, w)
+        inputs.append(self.x)
+        return out
+
+    monkeypatch.setattr(ConstantProduct, "__call__", spy)
+    m = ProbeTrainer(epochs=3, batch_size=batch_size).fit(x, y)
+    assert m.precision_ == expected
+    if expected == "bf16":
+        assert len(inputs) == 3 and {t.dtype for t in inputs} == {torch.bfloat16}
+        assert all(t.data_ptr() == inputs[0].data_ptr() for t in inputs)  # one cast, reused
+        plain = ProbeTrainer(epochs=3, batch_size=batch_size, precision="bf16").fit(x, y)
+        assert np.array_equal(m.class_weights(), plain.class_weights())
+    else:
+        assert inputs == []
+
+
+def test_constant_product_matches_autocast_and_its_gradient_is_the_bf16_weight_gradient():
+    torch.manual_seed(0)
+    x, w, g = torch.randn(300, 64), torch.randn(7, 64, requires_grad=True), torch.randn(300, 7)
+    z = ConstantProduct(x, torch.bfloat16)(w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = x @ w.t()
+    assert z.dtype == torch.float32 and torch.equal(z, ref.float())
+    (z * g).sum().backward()
+    expected = (g.bfloat16().t() @ x.bfloat16()).float()  # gᵀ·x in bfloat16, as autocast's backward computes it
+    assert w.grad.dtype == torch.float32
+    torch.testing.assert_close(w.grad, expected, rtol=1e-2, atol=1e-2)
+    exact = g.t() @ x  # and the float32 gradient, to bfloat16's precision (inputs rounded to 8 bits)
+    assert float((w.grad - exact).abs().max()) <= 0.01 * float(exact.abs().max())
 
 
 @pytest.mark.parametrize("head,adapter", [("linear", None), ("cosine", None), ("linear", "lowrank")])
@@ -70,6 +119,7 @@ def test_bf16_runs_the_products_in_bfloat16_and_the_loss_in_float32(monkeypatch,
         return out
 
     monkeypatch.setattr(trainer_module, "widen", spy)
+    monkeypatch.setattr(precision_module, "widen", spy)  # the full batch's ConstantProduct
     x, y = gaussian_features()
     m = ProbeTrainer(head=head, adapter=adapter, epochs=2, precision="bf16").fit(x, y)
     assert m.precision_ == "bf16" and torch.bfloat16 in seen

@@ -86,14 +86,26 @@ def test_joint_fit_gives_each_head_its_own_fit(head):
 
 def test_joint_fit_refuses_trainers_that_cannot_share_the_data_pass():
     x, y = gaussian_features(n_per=20)
-    with pytest.raises(ValueError, match=r"must share random_state; got \[0, 1\]"):
-        fit_many([ProbeTrainer(epochs=1), ProbeTrainer(epochs=1, random_state=1)], x, y)
+    with pytest.raises(ValueError, match=r"must share random_state; got \[0, 1\]"):  # it orders the mini-batches
+        fit_many([ProbeTrainer(epochs=1, batch_size=16), ProbeTrainer(epochs=1, batch_size=16, random_state=1)], x, y)
     with pytest.raises(ValueError, match="must share head"):
         fit_many([ProbeTrainer(epochs=1), ProbeTrainer(head="cosine", epochs=1)], x, y)
     with pytest.raises(ValueError, match="adapter.*fit it alone"):
         fit_many([ProbeTrainer(epochs=1, adapter="linear"), ProbeTrainer(epochs=1, adapter="linear")], x, y)
     with pytest.raises(ValueError, match="at least one trainer"):
         fit_many([], x, y)
+
+
+def test_full_batch_fits_with_different_seeds_fit_jointly_each_as_alone():
+    """Full batch has no batch order, so random_state only seeds each head's initialisation: seeds fit jointly."""
+    x, y = gaussian_features()
+    common = dict(epochs=5, lr=0.05, weight_decay=1.0, precision="fp32")
+    joint = fit_many([ProbeTrainer(**common, random_state=s) for s in (0, 1, 2)], x, y)
+    for seed, fitted in zip((0, 1, 2), joint):
+        alone = ProbeTrainer(**common, random_state=seed).fit(x, y)
+        assert torch.allclose(fitted.head_.weight, alone.head_.weight, atol=1e-6), seed
+        assert np.allclose(fitted.history_, alone.history_, rtol=1e-6), seed
+    assert not torch.allclose(joint[0].head_.weight, joint[1].head_.weight)
 
 
 def test_ce_reaches_high_accuracy_on_separable_data():
