@@ -14,9 +14,12 @@ Two comparisons:
 
 * in-process (``run_probe`` with 1 seed against the scikit-learn sweep), repeated ``--repeats`` times with the
   two sides interleaved, after a warm-up on a tiny set;
-* ``--cli``: end to end, process start included: ``mr2probe train --loss ce`` (default sweep, 3 seeds) against a
-  child process that loads the same cache and runs the scikit-learn sweep + refit, interleaved likewise. Without
-  ``--features`` the synthetic set is first written to a temporary float16 cache.
+* ``--cli``: end to end, process start included: ``mr2probe train --loss ce`` (default sweep, 3 seeds) against
+  ``bench/sklearn_baseline.py`` as its own process (h5py load + the scikit-learn sweep + refit; it imports no
+  torch), interleaved likewise. Where validation holds fewer than 50 images in a class ``mr2probe train``
+  selects by 5-fold cross-validation (``probe.crossval``): ``--sk-cv 5`` gives the like-for-like baseline
+  (``LogisticRegressionCV``). Without ``--features`` the synthetic set is first written to a temporary float16
+  cache.
 
 Also the per-epoch cost of our trainer against the bare matrix products of one full-batch epoch on the same shapes
 (forward X·Wᵀ and the weight gradient Gᵀ·X), reported as bare/ours.
@@ -25,6 +28,9 @@ Usage::
 
     python bench/probe_speed.py --features /work/cache/cifar10-300.h5 --cli   # real 2.7k cache, CLI included
     python bench/probe_speed.py --cli                                          # synthetic 50k×1280, 10 classes
+    python bench/probe_speed.py --features /work/cache/cifar10-300.h5 --cli --skip-in-process --sk-cv 5
+    python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only   # bare/ours per epoch
+    python bench/probe_speed.py --ce-kernels 5 10 16 100                       # the two cross-entropy kernels
     python bench/probe_speed.py --quick                                        # 5k×256 smoke run
 """
 from __future__ import annotations
@@ -51,6 +57,7 @@ for _var in THREAD_VARS:  # inherited by the child processes too
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -67,8 +74,8 @@ try:
 except ModuleNotFoundError:  # run from a checkout without installing: use the repository root
     sys.path.insert(0, str(ROOT))
 from probe import ProbeConfig, ProbeTrainer, run_probe  # noqa: E402
+from sklearn_baseline import SK_C, sweep as sklearn_sweep  # noqa: E402  (bench/, this script's folder)
 
-SK_C = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
 
 
 def cap_threads(threads: int) -> list[dict]:
@@ -131,27 +138,10 @@ def bench_ours(data, names, args) -> dict:
     start = time.perf_counter()
     report = run_probe(data, names, config).model_dump(mode="json")
     seconds = time.perf_counter() - start
-    config = config.model_copy(update={"epochs": report["config"]["epochs"]})
+    config = config.model_copy(update={k: report["config"][k] for k in ("epochs", "batch_size")})  # as resolved
     return {"name": "ours (run_probe, ERM, 1 seed)", "seconds": seconds, "test": report["summary"]["overall"],
             "fits": len(report["selection"]["candidates"]), "epochs": report["config"]["epochs"],
             "chosen": {k: report["config"]["selected"][k] for k in ("lr", "weight_decay")}, "config": config}
-
-
-def sklearn_sweep(data, c_grid: list[float], max_iter: int) -> dict:
-    """LogisticRegression (L-BFGS) for every C on train, the best on val, refit at that C; test accuracy."""
-    from sklearn.linear_model import LogisticRegression
-
-    (xt, yt), (xv, yv), (xs, ys) = data["train"], data["val"], data["test"]
-    start = time.perf_counter()
-    scores = []
-    for c in c_grid:
-        model = LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter).fit(xt, yt)
-        scores.append(accuracy(model.predict(xv), yv))
-    best = c_grid[int(np.argmax(scores))]
-    final = LogisticRegression(C=best, solver="lbfgs", max_iter=max_iter).fit(xt, yt)
-    return {"name": f"sklearn LogisticRegression (L-BFGS, {len(c_grid)} C + refit)",
-            "seconds": time.perf_counter() - start, "test": accuracy(final.predict(xs), ys), "fits": len(c_grid) + 1,
-            "chosen": {"C": best}}
 
 
 def bench_loop(data, num_classes: int, args) -> dict:
@@ -204,12 +194,15 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, flo
     x, y = data["train"]
     chosen = ours["chosen"]
 
-    def fit_seconds(epochs: int) -> float:
-        trainer = ProbeTrainer(head="linear", loss="ce", lr=chosen["lr"], weight_decay=chosen["weight_decay"],
-                               epochs=epochs, batch_size=cfg.batch_size, device=cfg.device, random_state=0)
-        start = time.perf_counter()
-        trainer.fit(x, y, num_classes=num_classes)
-        return time.perf_counter() - start
+    def fit_seconds(epochs: int) -> float:  # best of 3: single fits vary by ±15 % on this machine
+        best = math.inf
+        for _ in range(3):
+            trainer = ProbeTrainer(head="linear", loss="ce", lr=chosen["lr"], weight_decay=chosen["weight_decay"],
+                                   epochs=epochs, batch_size=cfg.batch_size, device=cfg.device, random_state=0)
+            start = time.perf_counter()
+            trainer.fit(x, y, num_classes=num_classes)
+            best = min(best, time.perf_counter() - start)
+        return best
 
     epochs = max(2, cfg.epochs)
     one, full = fit_seconds(1), fit_seconds(epochs)
@@ -218,17 +211,55 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, flo
     xt = torch.from_numpy(np.asarray(x, np.float32)).to(cfg.device)
     w = torch.randn(num_classes, xt.shape[1], device=cfg.device)
     g = torch.randn(xt.shape[0], num_classes, device=cfg.device)
-    reps = 20
-    for _ in range(2):
-        _ = xt @ w.T
-    start = time.perf_counter()
-    for _ in range(reps):
-        _ = xt @ w.T        # forward logits
-        _ = g.T @ xt        # dL/dW (no dL/dX: frozen features need no gradient)
-    if cfg.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    bare = (time.perf_counter() - start) / reps
+    # forward logits in the faster of its two forms here (x·wᵀ, or (w·xᵀ)ᵀ as probe.trainer.heads_product picks
+    # for narrow heads), then dL/dW = gᵀ·x (no dL/dX: frozen features need no gradient)
+    forward = min(_seconds(lambda: xt @ w.T, cfg.device), _seconds(lambda: (w @ xt.T).T.contiguous(), cfg.device))
+    bare = forward + _seconds(lambda: g.T @ xt, cfg.device)
     return per_epoch, setup, bare, bare / per_epoch
+
+
+def _seconds(fn, device: str, reps: int = 20) -> float:
+    """Best of 3 mean seconds of fn() over ``reps`` calls, after 2 warm-up calls."""
+    for _ in range(2):
+        fn()
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / reps)
+    return best
+
+
+def ce_kernels(args) -> None:
+    """Forward + backward of the mean cross-entropy on (rows, K) logits: F.cross_entropy against logsumexp −
+    gather (probe.losses.cross_entropy picks the latter for K in LOGSUMEXP_CLASSES)."""
+    import torch.nn.functional as F
+
+    from probe.losses import LOGSUMEXP_CLASSES
+
+    def seconds(fn, z, y, reps: int = 200) -> float:
+        best = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(reps):
+                z.grad = None
+                fn(z, y).backward()
+            best = min(best, (time.perf_counter() - start) / reps)
+        return best
+
+    def lse(z, y):
+        return (torch.logsumexp(z, dim=1) - z.gather(1, y.unsqueeze(1)).squeeze(1)).mean()
+
+    print(f"cross-entropy kernels, {args.ce_rows} rows, forward + backward, best of 3 × 200 "
+          f"(logsumexp used for K in {LOGSUMEXP_CLASSES.start}..{LOGSUMEXP_CLASSES.stop - 1}):")
+    for k in args.ce_kernels:
+        z, y = torch.randn(args.ce_rows, k, requires_grad=True), torch.randint(0, k, (args.ce_rows,))
+        f_ce, f_lse = seconds(F.cross_entropy, z, y), seconds(lse, z, y)
+        print(f"  K={k:>5}: F.cross_entropy {1e3 * f_ce:.3f} ms, logsumexp − gather {1e3 * f_lse:.3f} ms → "
+              f"{f_ce / f_lse:.2f}x")
 
 
 # -- end to end, process start included -----------------------------------------------------------------------
@@ -249,9 +280,9 @@ def _pools_line(stdout: str) -> dict:
     return json.loads(line[len("POOLS "):])
 
 
-def cli_ours(cache: Path, out: Path) -> dict:
+def cli_ours(cache: Path, out: Path, args) -> dict:
     cmd = [sys.executable, "-c", _OURS_CHILD, "train", "--features", str(cache), "--loss", "ce", "--out", str(out),
-           "--no-progress"]
+           "--no-progress", *args.train_args.split()]
     start = time.perf_counter()
     done = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -260,29 +291,23 @@ def cli_ours(cache: Path, out: Path) -> dict:
     report = json.loads((out / "report.json").read_text())
     return {"name": "mr2probe train --loss ce (sweep, 3 seeds)", "seconds": seconds,
             "test": report["summary"]["overall"], "epochs": report["config"]["epochs"],
-            "chosen": {k: report["config"]["selected"][k] for k in ("lr", "weight_decay")}, **_pools_line(done.stdout)}
+            "chosen": {k: report["config"]["selected"][k] for k in ("lr", "weight_decay")},
+            "selected_on": report["selection"].get("split", "val"), **_pools_line(done.stdout)}
 
 
 def cli_sklearn(cache: Path, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--sklearn-child", str(cache), "--threads", str(THREADS),
-           "--sk-c", *map(str, args.sk_c), "--sk-max-iter", str(args.sk_max_iter)]
+    """bench/sklearn_baseline.py as its own process (numpy, h5py, scikit-learn: no torch, no project code)."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "sklearn_baseline.py"), str(cache),
+           "--threads", str(THREADS), "--sk-c", *map(str, args.sk_c), "--sk-max-iter", str(args.sk_max_iter),
+           "--cv", str(args.sk_cv)]
     start = time.perf_counter()
     done = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"scikit-learn child failed:\n{done.stderr[-2000:]}")
     result = json.loads(next(r for r in done.stdout.splitlines() if r.startswith("RESULT "))[len("RESULT "):])
-    return {**result, "name": f"python: load cache + sklearn {len(args.sk_c)} C + refit", "seconds": seconds,
+    return {**result, "name": f"python: h5py load + {result['name']}", "seconds": seconds,
             "in_process_seconds": result["seconds"], **_pools_line(done.stdout)}
-
-
-def sklearn_child(cache: str, args) -> None:
-    """The baseline as a program: load the cache (float32, as scikit-learn wants), sweep C, refit, print JSON."""
-    info = cap_threads(THREADS)
-    data, _ = load_features(cache)
-    result = sklearn_sweep(data, args.sk_c, args.sk_max_iter)
-    print("RESULT " + json.dumps(result))
-    print("POOLS " + json.dumps({"pools": info, "torch": torch.get_num_threads()}))
 
 
 def run_cli(args, cache: Path | None, data, names) -> list[tuple[dict, dict]]:
@@ -291,17 +316,17 @@ def run_cli(args, cache: Path | None, data, names) -> list[tuple[dict, dict]]:
         if cache is None:
             cache = write_synthetic_cache(data, names, Path(tmp))
         for r in range(args.repeats):
-            ours = cli_ours(cache, Path(tmp) / f"run{r}")
+            ours = cli_ours(cache, Path(tmp) / f"run{r}", args)
             sk = cli_sklearn(cache, args)
             for side in (ours, sk):
-                if {p["num_threads"] for p in side["pools"]} != {THREADS} or side["torch"] != THREADS:
+                if {p["num_threads"] for p in side["pools"]} != {THREADS} or side.get("torch", THREADS) != THREADS:
                     raise SystemExit(f"child {side['name']!r} ran with pools {describe_pools(side['pools'])}, "
                                      f"torch {side['torch']}")
             rows.append((ours, sk))
             print(f"  CLI repeat {r + 1}: ours {ours['seconds']:.2f} s ({100 * ours['test']:.2f} %), sklearn "
                   f"{sk['seconds']:.2f} s ({100 * sk['test']:.2f} %) → {sk['seconds'] / ours['seconds']:.2f}x")
     print(f"  child pools: ours {describe_pools(rows[0][0]['pools'])}, torch {rows[0][0]['torch']}; "
-          f"sklearn {describe_pools(rows[0][1]['pools'])}")
+          f"sklearn {describe_pools(rows[0][1]['pools'])} (no torch)")
     return rows
 
 
@@ -342,34 +367,49 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of each comparison")
     parser.add_argument("--cli", action="store_true", help="also time the CLI end to end (process start included)")
     parser.add_argument("--skip-in-process", action="store_true", help="only the CLI comparison")
+    parser.add_argument("--per-epoch-only", action="store_true", help="in process, only our run and the per-epoch "
+                        "cost against the bare matrix products (no scikit-learn sweep)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
-    parser.add_argument("--sklearn-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ce-kernels", type=int, nargs="*", default=None, metavar="K",
+                        help="only time the two cross-entropy kernels at these class counts")
+    parser.add_argument("--ce-rows", type=int, default=2700)
+    parser.add_argument("--train-args", default="", help="extra `mr2probe train` arguments of our CLI side, e.g. "
+                        "'--cv 0' (select on val, as the default baseline does)")
+    parser.add_argument("--sk-cv", type=int, default=0, help="CLI baseline: select C by a stratified k-fold of "
+                        "train + val (LogisticRegressionCV), the like-for-like baseline where `mr2probe train` "
+                        "cross-validates (validation < 50 per class); 0: select on val")
     return parser.parse_args()
+
+
+def per_epoch(data, num_classes: int, ours: dict, args) -> dict:
+    seconds, setup, bare, fraction = epoch_fraction(data, num_classes, ours, args)
+    cfg = ours["config"]
+    print(f"per epoch ({data['train'][0].shape}, batch {cfg.batch_size}, {cfg.epochs} epochs per fit): ours "
+          f"{1000 * seconds:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
+          f"{1000 * bare:.1f} ms → bare/ours = {fraction:.2f}")
+    return {"per_epoch_ms": 1000 * seconds, "bare_ms": 1000 * bare, "bare_over_ours": fraction}
 
 
 def in_process(data, names, args) -> dict:
     num_classes = len(names)
     warm_up(args)
+    if args.per_epoch_only:  # no scikit-learn sweep (minutes at 45k): our selection run, then the epoch cost
+        return per_epoch(data, num_classes, bench_ours(data, names, args), args)
     pairs = []
     for _ in range(args.repeats):
         pairs.append((bench_ours(data, names, args), sklearn_sweep(data, args.sk_c, args.sk_max_iter)))
     line = summarise(pairs, "in process (1 seed, sweeps included)")
     loop = bench_loop(data, num_classes, args)
     print(f"plain PyTorch loop: {loop['seconds']:.2f} s at {100 * loop['test']:.2f} % ({loop['chosen']})")
-    per_epoch, setup, bare, fraction = epoch_fraction(data, num_classes, pairs[-1][0], args)
-    cfg = pairs[-1][0]["config"]
-    print(f"per epoch ({data['train'][0].shape}, batch {cfg.batch_size}, {cfg.epochs} epochs per fit): ours "
-          f"{1000 * per_epoch:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
-          f"{1000 * bare:.1f} ms → bare/ours = {fraction:.2f}")
-    return {**line, "loop_s": loop["seconds"], "loop_test": loop["test"], "per_epoch_ms": 1000 * per_epoch,
-            "bare_ms": 1000 * bare, "bare_over_ours": fraction}
+    return {**line, "loop_s": loop["seconds"], "loop_test": loop["test"],
+            **per_epoch(data, num_classes, pairs[-1][0], args)}
 
 
 def main() -> None:
     args = parse_args()
-    if args.sklearn_child:
-        return sklearn_child(args.sklearn_child, args)
     check_pools(cap_threads(args.threads), args.threads, "this process")
+    if args.ce_kernels:
+        return ce_kernels(args)
     if args.features:
         data, names = load_features(args.features)
         source = args.features
