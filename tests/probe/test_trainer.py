@@ -1,11 +1,14 @@
 """ProbeTrainer: behaviour on synthetic Gaussian features (no real data needed)."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from probe import ProbeTrainer, class_r2, create_adapter, margins, representation_margin
+import probe.trainer as trainer_module
 from probe.trainer import fit_many, lr_schedule
 
 
@@ -271,6 +274,31 @@ def test_cosine_only_losses_and_regularisers():
 def test_fit_validation_messages(kwargs, features, labels, match):
     with pytest.raises((ValueError, TypeError, KeyError), match=match):
         ProbeTrainer(epochs=1, **kwargs).fit(features, labels)
+
+
+def test_nonfinite_rows_are_counted_in_every_chunk_and_overflow_is_not_an_error(monkeypatch):
+    monkeypatch.setattr(trainer_module, "_FINITE_CHUNK", 4)
+    x = np.zeros((10, 3), dtype=np.float16)
+    x[9, 0], x[2, 1], x[2, 2] = np.nan, np.inf, -np.inf  # rows 2 and 9, in the first and the last chunk
+    y = np.arange(10) % 2
+    with pytest.raises(ValueError, match="NaN or infinite values in 2 row"):
+        ProbeTrainer(epochs=1).fit(x, y)
+    big = torch.full((10, 3), 3e38)  # finite, but every chunk's float32 sum overflows to inf
+    assert not torch.isfinite(big[:4].sum()) and trainer_module._nonfinite_rows(big) == 0
+
+
+def test_float16_features_are_checked_without_a_float32_copy():
+    """The finite check reads a float16 training set in chunks: a (200k, 1024) float16 array (0.41 GB) must not
+    raise the process peak by its float32 copy (0.82 GB), as one whole-tensor sum(dtype=float32) did."""
+    code = (
+        "import resource, torch\nfrom probe.trainer import _to_features\n"
+        "x = torch.zeros(200_000, 1024, dtype=torch.float16)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "_to_features(x)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1e6)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(done.stdout) < 0.3  # GB (kilobytes / 1e6): chunks of 16,384 rows widen 64 MB at a time
 
 
 def test_num_classes_and_predict_validation():
