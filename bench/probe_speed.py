@@ -31,6 +31,7 @@ Usage::
     python bench/probe_speed.py --features /work/cache/cifar10-300.h5 --cli --skip-in-process --sk-cv 5
     python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only   # bare/ours per epoch
     python bench/probe_speed.py --ce-kernels 5 10 16 100                       # the two cross-entropy kernels
+    python bench/probe_speed.py --product-forms 10 30 60 600 6000              # the two forms of the products
     python bench/probe_speed.py --quick                                        # 5k×256 smoke run
 """
 from __future__ import annotations
@@ -262,6 +263,26 @@ def ce_kernels(args) -> None:
               f"{f_ce / f_lse:.2f}x")
 
 
+def product_forms(args) -> None:
+    """The two forms of the heads' products that probe picks between: the forward x·wᵀ against (w·xᵀ)ᵀ in float32
+    on a mini-batch (probe.trainer.heads_product, NARROW_OUTPUTS), and the bfloat16 weight gradient gᵀ·x against
+    (xᵀ·g)ᵀ with a contiguous xᵀ on a full batch (probe.precision.ConstantProduct); best of 3 × 20 calls."""
+    best = lambda fn: _seconds(fn, "cpu")  # noqa: E731
+    print(f"forward on a 1024 × {args.dim} float32 batch, m outputs: x·wᵀ against (w·xᵀ)ᵀ (contiguous)")
+    x = torch.randn(1024, args.dim)
+    for m in args.product_forms:
+        w = torch.randn(m, args.dim)
+        a, b = best(lambda: x @ w.T), best(lambda: (w @ x.T).T.contiguous())
+        print(f"  m={m:>6}: {1e3 * a:8.3f} ms against {1e3 * b:8.3f} ms → {a / b:.2f}x")
+    print(f"bfloat16 weight gradient on a 2700 × {args.dim} full batch: gᵀ·x against (xᵀ·g)ᵀ, xᵀ contiguous")
+    x = torch.randn(2700, args.dim).bfloat16()
+    xt = x.T.contiguous()
+    for m in [m for m in args.product_forms if m <= 600]:
+        g = torch.randn(2700, m).bfloat16()
+        a, b = best(lambda: g.T @ x), best(lambda: (xt @ g).T)
+        print(f"  m={m:>6}: {1e3 * a:8.3f} ms against {1e3 * b:8.3f} ms → {a / b:.2f}x")
+
+
 # -- end to end, process start included -----------------------------------------------------------------------
 _OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:main), then the pools it ran with
     "import json, sys\nfrom app.cli import main\nrc = main(sys.argv[1:])\n"
@@ -373,6 +394,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ce-kernels", type=int, nargs="*", default=None, metavar="K",
                         help="only time the two cross-entropy kernels at these class counts")
     parser.add_argument("--ce-rows", type=int, default=2700)
+    parser.add_argument("--product-forms", type=int, nargs="*", default=None, metavar="M",
+                        help="only time the two forms of the heads' products at these output widths")
     parser.add_argument("--train-args", default="", help="extra `mr2probe train` arguments of our CLI side, e.g. "
                         "'--cv 0' (select on val, as the default baseline does)")
     parser.add_argument("--sk-cv", type=int, default=0, help="CLI baseline: select C by a stratified k-fold of "
@@ -410,6 +433,8 @@ def main() -> None:
     check_pools(cap_threads(args.threads), args.threads, "this process")
     if args.ce_kernels:
         return ce_kernels(args)
+    if args.product_forms:
+        return product_forms(args)
     if args.features:
         data, names = load_features(args.features)
         source = args.features

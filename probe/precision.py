@@ -92,10 +92,10 @@ def widen(t: Tensor) -> Tensor:
 
 class ConstantProduct:
     """z = x·wᵀ of constant features x (a full batch) with trainable weights w, in ``dtype``: x is cast once, and
-    so is its transpose, kept contiguous for the weight gradient gᵀ·x = (xᵀ·g)ᵀ. On oneDNN's bfloat16 kernels
-    (1 thread, 2.7k × 1280, 30 outputs) that product takes half the time of the transposed view autograd would
-    use (``bench/precision.py --full-batch``). Calling it with w (float32, requires grad) returns the float32
-    product; w's gradient is float32, as autocast would give.
+    so is its transpose, kept contiguous for the weight gradient gᵀ·x = (xᵀ·g)ᵀ: on oneDNN's bfloat16 kernels
+    that took 4–16 % less time than the transposed view autograd would use (2.7k × 1280, 10–600 outputs, 1
+    thread, idle machine; ``bench/probe_speed.py --product-forms``). Calling it with w (float32, requires grad)
+    returns the float32 product; w's gradient is float32, as autocast would give.
     """
 
     def __init__(self, x: Tensor, dtype: torch.dtype) -> None:

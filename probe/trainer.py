@@ -603,9 +603,9 @@ JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_siz
                     "precision", "random_state", "ema_decay")
 
 
-# Stacked head weights narrower than this many outputs are multiplied as (w·xᵀ)ᵀ rather than x·wᵀ: in float32 on
-# one thread the former took half the time for 10–30 outputs (1024 × 1280 batches), 0.8× at 60; from a few
-# hundred outputs the two are within ±10 % (bench/probe_speed.py --product-forms).
+# Stacked head weights narrower than this many outputs are multiplied as (w·xᵀ)ᵀ rather than x·wᵀ: on a 1024 ×
+# 1280 float32 batch (1 thread, idle machine) x·wᵀ took 1.95× the time at 10 outputs, 1.65× at 30, 1.29× at 60,
+# and 0.94× at 600, 0.79× at 6000 (bench/probe_speed.py --product-forms).
 NARROW_OUTPUTS = 64
 
 
@@ -639,9 +639,10 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     """Fit several trainers on the same data in one pass: a hyper-parameter sweep at the cost of about one fit.
 
     The trainers may differ in lr, weight decay, optimiser, c̄, loss and its options, but share
-    ``JOINT_FIT_SHARED`` (except ``random_state`` when every fit is full-batch) and have no adapter (one trainer with an adapter is fitted alone). Each batch is gathered
-    once and the logits of all heads come from one matrix product with their stacked ``score_matrix()``; each head
-    keeps its own loss, optimiser and schedule, and the summed loss back-propagates to each head only its own term.
+    ``JOINT_FIT_SHARED`` (except ``random_state`` when every fit is full-batch) and have no adapter (one trainer
+    with an adapter is fitted alone). Each batch is gathered once and the logits of all heads come from one matrix
+    product with their stacked ``score_matrix()``; each head keeps its own loss, optimiser and schedule, and the
+    summed loss back-propagates to each head only its own term.
     On frozen features the data pass dominates (it is memory-bound), so C heads cost far less than C fits.
     Every head is the one its own :meth:`ProbeTrainer.fit` gives (same initialisation, batch order and updates),
     up to floating-point summation order.
