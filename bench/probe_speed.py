@@ -78,7 +78,6 @@ from probe import ProbeConfig, ProbeTrainer, run_probe  # noqa: E402
 from sklearn_baseline import SK_C, sweep as sklearn_sweep  # noqa: E402  (bench/, this script's folder)
 
 
-
 def cap_threads(threads: int) -> list[dict]:
     """Cap every loaded BLAS / OpenMP pool and torch's intra-op pool; return threadpool_info() after the cap."""
     threadpool_limits(threads)
@@ -241,15 +240,12 @@ def ce_kernels(args) -> None:
 
     from probe.losses import LOGSUMEXP_CLASSES
 
-    def seconds(fn, z, y, reps: int = 200) -> float:
-        best = math.inf
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(reps):
-                z.grad = None
-                fn(z, y).backward()
-            best = min(best, (time.perf_counter() - start) / reps)
-        return best
+    def seconds(fn, z, y) -> float:
+        def step():
+            z.grad = None
+            fn(z, y).backward()
+
+        return _seconds(step, "cpu", reps=200)
 
     def lse(z, y):
         return (torch.logsumexp(z, dim=1) - z.gather(1, y.unsqueeze(1)).squeeze(1)).mean()
@@ -267,19 +263,18 @@ def product_forms(args) -> None:
     """The two forms of the heads' products that probe picks between: the forward x·wᵀ against (w·xᵀ)ᵀ in float32
     on a mini-batch (probe.trainer.heads_product, NARROW_OUTPUTS), and the bfloat16 weight gradient gᵀ·x against
     (xᵀ·g)ᵀ with a contiguous xᵀ on a full batch (probe.precision.ConstantProduct); best of 3 × 20 calls."""
-    best = lambda fn: _seconds(fn, "cpu")  # noqa: E731
     print(f"forward on a 1024 × {args.dim} float32 batch, m outputs: x·wᵀ against (w·xᵀ)ᵀ (contiguous)")
     x = torch.randn(1024, args.dim)
     for m in args.product_forms:
         w = torch.randn(m, args.dim)
-        a, b = best(lambda: x @ w.T), best(lambda: (w @ x.T).T.contiguous())
+        a, b = _seconds(lambda: x @ w.T, "cpu"), _seconds(lambda: (w @ x.T).T.contiguous(), "cpu")
         print(f"  m={m:>6}: {1e3 * a:8.3f} ms against {1e3 * b:8.3f} ms → {a / b:.2f}x")
     print(f"bfloat16 weight gradient on a 2700 × {args.dim} full batch: gᵀ·x against (xᵀ·g)ᵀ, xᵀ contiguous")
     x = torch.randn(2700, args.dim).bfloat16()
     xt = x.T.contiguous()
     for m in [m for m in args.product_forms if m <= 600]:
         g = torch.randn(2700, m).bfloat16()
-        a, b = best(lambda: g.T @ x), best(lambda: (xt @ g).T)
+        a, b = _seconds(lambda: g.T @ x, "cpu"), _seconds(lambda: (xt @ g).T, "cpu")
         print(f"  m={m:>6}: {1e3 * a:8.3f} ms against {1e3 * b:8.3f} ms → {a / b:.2f}x")
 
 
