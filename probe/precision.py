@@ -35,8 +35,11 @@ __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF1
            "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
-# bfloat16. bench/precision.py: 6 heads × 10 classes (60 outputs) gain nothing; 6 × 1000 are ~2× per epoch.
-BF16_MIN_OUTPUTS = 1024
+# bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
+# fp32/bf16 per epoch 1.06× at 12 outputs, 1.28× at 30, 1.34× (1 thread) / 1.48× (2 threads) at 60, 1.66× / 1.54×
+# at 600, 1.82× / 1.85× at 6000 (README, "Training precision"). The 1024 of earlier rounds came from runs on an
+# oversubscribed machine.
+BF16_MIN_OUTPUTS = 24
 # Multiply-adds (rows × features × outputs) of a full-batch product from which ``auto`` trains in bf16 on such a
 # CPU, the features being cast once. `bench/precision.py --threads 1 --full-batch ...` (a whole step, idle
 # machine): fp32/bf16 0.75–1.06× up to 2.4M, 1.1–1.9× from 10M, 2.0× (6 heads) and 2.9× (1 head) on 2.7k × 1280

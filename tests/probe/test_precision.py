@@ -67,7 +67,7 @@ def test_auto_chooses_bf16_only_for_wide_products_on_a_native_bf16_cpu():
 @pytest.mark.parametrize("batch_size,expected", [(None, "bf16"), (512, "fp32")])
 def test_auto_trains_a_large_full_batch_in_bf16_with_the_features_cast_once(monkeypatch, batch_size, expected):
     """2,000 × 256 × 10 classes (5.1M multiply-adds): full batch → bf16, its features cast to bfloat16 once
-    (every step's product reads the same bfloat16 tensor); mini-batches of 512 → fp32 (10 < 1024 outputs)."""
+    (every step's product reads the same bfloat16 tensor); mini-batches of 512 → fp32 (10 < BF16_MIN_OUTPUTS)."""
     if not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16: auto is fp32")
     x, y = gaussian_features(n_per=200, d=256, k=10)
