@@ -76,19 +76,29 @@ def best_accuracy(trainers: list[ProbeTrainer], test) -> float:
     return max(t.score(*test) for t in trainers)
 
 
+def best_interleaved(measure, epochs: int, repeats: int) -> dict[str, float]:
+    """{precision: the least of ``repeats`` values of measure(precision, epochs)}, after a one-epoch warm-up of
+    each precision; the precisions interleaved, so a load change on the shared machine hits both sides."""
+    for precision in PRECISIONS:
+        measure(precision, 1)
+    values = {precision: [] for precision in PRECISIONS}
+    for _ in range(repeats):
+        for precision in PRECISIONS:
+            values[precision].append(measure(precision, epochs))
+    return {precision: min(v) for precision, v in values.items()}
+
+
 def widths(args) -> None:
     print(f"\n## epoch time of 6 jointly fitted ERM heads, {args.width_rows} rows × {args.dim}-d, batch 1024")
     print(f"{'K':>6} {'width':>6} {'fp32 s':>8} {'bf16 s':>8} {'fp32/bf16':>9}")
     config = ProbeConfig(loss="ce")
     for k in args.classes:
         train, _ = synthetic(args.width_rows, k, args.dim)
-        for precision in PRECISIONS:
-            joint_fit(config, precision, train, 1, k)  # warm-up
-        fits = {precision: [] for precision in PRECISIONS}
-        for _ in range(args.repeats):  # interleaved: a load change on the shared machine hits both sides
-            for precision in PRECISIONS:
-                fits[precision].append(joint_fit(config, precision, train, 2, k)[0].fit_time_ / 2)
-        seconds = {precision: min(values) for precision, values in fits.items()}
+
+        def epoch_seconds(precision: str, epochs: int) -> float:
+            return joint_fit(config, precision, train, epochs, k)[0].fit_time_ / epochs
+
+        seconds = best_interleaved(epoch_seconds, 2, args.repeats)
         print(f"{k:>6} {6 * k:>6} {seconds['fp32']:>8.3f} {seconds['bf16']:>8.3f} "
               f"{seconds['fp32'] / seconds['bf16']:>9.2f}")
 
@@ -108,13 +118,7 @@ def full_batch(args) -> None:
                 heads = [ProbeTrainer(**p | {"epochs": epochs, "precision": precision}) for p in params]
                 return 1000 * fit_many(heads, *train, num_classes=k)[0].fit_time_ / epochs
 
-            ms = {precision: [] for precision in PRECISIONS}
-            for precision in PRECISIONS:
-                step_ms(precision, 1)  # warm-up
-            for _ in range(args.repeats):  # interleaved
-                for precision in PRECISIONS:
-                    ms[precision].append(step_ms(precision, 20))
-            best = {precision: min(values) for precision, values in ms.items()}
+            best = best_interleaved(step_ms, 20, args.repeats)
             macs = n * d * k * len(params)
             print(f"{shape:>16} {len(params):>5} {macs / 2**20:>7.1f}M {best['fp32']:>8.2f} {best['bf16']:>8.2f} "
                   f"{best['fp32'] / best['bf16']:>9.2f}")

@@ -29,7 +29,8 @@ from .stats import as_tensor, margins, margins_from_error
 logger = logging.getLogger(__name__)
 
 __all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "cross_entropy", "get_loss_spec", "list_losses",
-           "margin_cross_entropy", "representation_margin", "sample_margin_regularizer", "zero_centroid_regularizer"]
+           "logsumexp_cross_entropy", "margin_cross_entropy", "representation_margin", "sample_margin_regularizer",
+           "zero_centroid_regularizer"]
 
 
 # Option values (γ_f ≥ 0, η > 0, scales > 0, ...) are checked against their declarations in probe.registry by
@@ -62,12 +63,17 @@ class ProbeLoss(nn.Module):
 LOGSUMEXP_CLASSES = range(3, 16)
 
 
+def logsumexp_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean logsumexp(z) − z_y over the batch: the cross-entropy without torch's log_softmax kernel."""
+    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean()
+
+
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean −log softmax(z)_y over the batch: ``F.cross_entropy``, or logsumexp(z) − z_y for a class count in
-    ``LOGSUMEXP_CLASSES`` (faster there on the CPU)."""
+    """Mean −log softmax(z)_y over the batch: ``F.cross_entropy``, or :func:`logsumexp_cross_entropy` for a class
+    count in ``LOGSUMEXP_CLASSES`` (faster there on the CPU)."""
     if logits.shape[1] not in LOGSUMEXP_CLASSES:
         return F.cross_entropy(logits, labels)
-    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean()
+    return logsumexp_cross_entropy(logits, labels)
 
 
 def margin_cross_entropy(logits: Tensor, labels: Tensor, gamma: Tensor | None = None) -> Tensor:

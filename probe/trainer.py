@@ -711,7 +711,7 @@ class _Batches:
         self.n = x.shape[0]
         self.size = self.n if batch_size is None else min(int(batch_size), self.n)
         self.steps_per_epoch = math.ceil(self.n / self.size)
-        self.widen_per_batch = x.dtype != torch.float32 and self.size < self.n
+        self.widen_per_batch = x.dtype != torch.float32 and not full_batch(batch_size, self.n)
         self.prepare = prepare
         self.device = device
         self.gen = gen
@@ -724,7 +724,7 @@ class _Batches:
         self.precision = precision
         self._buffers: dict[tuple[torch.dtype, int], Tensor] = {}
         self.full = None
-        if self.size >= self.n:
+        if full_batch(batch_size, self.n):
             self.full = ConstantProduct(x, torch.bfloat16) if precision == "bf16" else self.product(x)
 
     def product(self, xb: Tensor) -> Callable[[Tensor], Tensor]:
