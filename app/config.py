@@ -46,7 +46,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
         "always: localhost, 127.0.0.1, [::1] and the bind host")
     extract_batch_size: int = Field(64, ge=1, description="images per extraction chunk (resume granularity)")
-    extract_workers: int = Field(2, ge=0, description="image-decoding worker processes during extraction")
+    extract_workers: int | None = Field(None, ge=0, description="image-decoding worker processes during extraction "
+                                        "(default: 0 on CPU, decoding between forward passes; 2 on CUDA)")
 
     @field_validator("device")
     @classmethod

@@ -1,19 +1,22 @@
 """Extraction throughput at the old and the new settings, against the bare forward pass, and HDF5 load speed.
 
     nice python bench/extract_speed.py --data ../shared/data/cifar10-jpeg.zip --max-per-class 20 \
-        --encoder effnet-lite0 --batch-size 64 --workers 2 --threads 2 --repeats 3
+        --encoder effnet-lite0 --batch-size 64 --threads 2 --repeats 3
 
 Settings (each measured in a fresh child process, because the allocator setting holds for a whole process):
 
 - ``old``: the pipeline before issue 17 as far as settings go: fp32, contiguous (NCHW) tensors, glibc's
-  default allocator (``tune_allocator=False``). What the settings cannot bring back is the old DataLoader
-  per split (the extractor now keeps one worker pool for all splits).
-- ``fp32``: channels-last, allocator kept (``feature_cache.allocator``), fp32.
+  default allocator (``tune_allocator=False``), 2 DataLoader worker processes (the old default). What the
+  settings cannot bring back is the old DataLoader per split and the old per-image PIL resize + ``ToTensor``
+  + ``Normalize`` in float (the transform now yields uint8 and ``encode`` normalises the batch), so this
+  baseline is faster than the old code was.
+- ``fp32``: channels-last, allocator kept (``feature_cache.allocator``), fp32, ``--workers`` (default: the
+  extractor's own choice, ``feature_cache.extract.resolve_workers``: 0 on CPU).
 - ``bf16``: the same with bfloat16 autocast (only on a CPU with native bfloat16; ``fp16`` on CUDA).
 
 Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (no decoding, no I/O), as many
-images as the extraction; ``extract`` = ``extract()`` end to end (DataLoader workers decoding JPEGs from the
-archive, transform, forward, float16 HDF5 writes); CPU ms per image (process + workers) and minor page
+images as the extraction; ``extract`` = ``extract()`` end to end (decoding JPEGs from the archive, resize,
+normalisation, forward, float16 HDF5 writes); CPU ms per image (process + workers) and minor page
 faults of the extraction. Repeats are interleaved (old, fp32, bf16, old, ...) and the table shows medians:
 the machine is shared, so the spread is printed too. Ratios: extract ÷ bare of the same setting (target
 ≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores). Load speed: ``open_cache(path).load``
@@ -42,10 +45,10 @@ from feature_cache.allocator import keep_freed_memory
 from feature_cache.encoders import resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = {  # name -> (precision, channels_last, tune_allocator)
-    "old": ("fp32", False, False),
-    "fp32": ("fp32", True, True),
-    "lowp": ("auto", True, True),
+SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None = --workers)
+    "old": ("fp32", False, False, 2),
+    "fp32": ("fp32", True, True, None),
+    "lowp": ("auto", True, True, None),
 }
 
 
@@ -75,7 +78,8 @@ def _usage() -> tuple[float, int]:
 
 def child(args: argparse.Namespace) -> None:
     """One setting in this (fresh) process: bare forward, then extraction; prints one JSON line."""
-    precision, channels_last, tune = SETTINGS[args.child]
+    precision, channels_last, tune, workers = SETTINGS[args.child]
+    workers = args.workers if workers is None else workers
     torch.set_num_threads(args.threads)
     if tune:
         keep_freed_memory()  # what extract() does, applied before the bare forward too
@@ -85,7 +89,7 @@ def child(args: argparse.Namespace) -> None:
     bare = bare_forward(encoder, n_images, args.batch_size)
     cpu, faults = _usage()
     start = time.perf_counter()
-    result = extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size, workers=args.workers,
+    result = extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size, workers=workers,
                      show_progress=False, tune_allocator=tune)
     seconds = time.perf_counter() - start
     cpu_after, faults_after = _usage()
@@ -97,7 +101,8 @@ def child(args: argparse.Namespace) -> None:
 def run_child(args: argparse.Namespace, setting: str, cache_dir: str) -> dict:
     command = [sys.executable, __file__, "--child", setting, "--cache-dir", cache_dir, "--data", args.data,
                "--encoder", args.encoder, "--max-per-class", str(args.max_per_class), "--batch-size",
-               str(args.batch_size), "--workers", str(args.workers), "--device", args.device,
+               str(args.batch_size), *(["--workers", str(args.workers)] if args.workers is not None else []),
+               "--device", args.device,
                "--threads", str(args.threads)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -139,7 +144,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
     first = runs["old"][0]
     lowp = runs["lowp"][0]["precision"] if "lowp" in runs else None
     print(f"device={args.device} encoder={args.encoder} images={first['images']} batch={args.batch_size} "
-          f"workers={args.workers} torch threads={first['threads']} cores={os.cpu_count()} repeats={args.repeats} "
+          f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} cores={os.cpu_count()} repeats={args.repeats} "
           f"load average before/after={loads[0]:.1f}/{loads[1]:.1f}")
     median = {s: {k: statistics.median(r[k] for r in rs) for k in ("bare", "extract", "cpu_ms", "faults")}
               for s, rs in runs.items()}
@@ -162,7 +167,8 @@ def main() -> None:
     parser.add_argument("--encoder", default="effnet-lite0")
     parser.add_argument("--max-per-class", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoding processes of the new settings (default: the extractor's choice)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every setting")
     parser.add_argument("--repeats", type=int, default=3)

@@ -101,7 +101,7 @@ def extract_distributed(
     cache_dir: str | Path | None,
     *,
     batch_size: int = 64,
-    workers: int = 2,
+    workers: int | None = None,
     device: str = "auto",
     precision: str | None = None,
     val_fraction: float = 0.1,
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--out", default=None)
     where.add_argument("--cache-dir", default=".mr2probe/cache")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: 0 on CPU, 2 on CUDA)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
     parser.add_argument("--val-fraction", type=float, default=0.1)

@@ -33,7 +33,7 @@ def make_tree(root: Path) -> Path:
 def test_module_contract():
     assert command.NAME == "extract" and command.HELP
     args = parse(["--data", "x.zip"])
-    assert (args.encoder, args.batch_size, args.workers, args.device) == ("effnet-lite0", 64, 2, "auto")
+    assert (args.encoder, args.batch_size, args.workers, args.device) == ("effnet-lite0", 64, None, "auto")
     assert (args.val_fraction, args.seed, args.max_per_class, args.out) == (0.1, 0, None, None)
 
 

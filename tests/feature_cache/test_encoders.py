@@ -73,8 +73,15 @@ def test_every_encoder_honours_the_interface(name, tiny_clip, moco_checkpoint):
         assert encoder.weights_sha256 == digest.hexdigest()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8), "L")
     x = torch.stack([encoder.transform(image), encoder.transform(image.convert("RGB").rotate(90))])
-    assert x.shape == (2, 3, spec.image_size, spec.image_size) and x.dtype == torch.float32
+    assert x.shape == (2, 3, spec.image_size, spec.image_size) and x.dtype == torch.uint8
     features = encoder.encode(x)
+    # encode normalises a uint8 batch as torchvision's ToTensor + Normalize would, and takes float as normalised
+    from torchvision import transforms as T
+    reference = torch.stack([T.Normalize(spec.mean, spec.std)(T.ToTensor()(image.numpy().transpose(1, 2, 0)))
+                             for image in x])
+    torch.testing.assert_close(encoder.normalize(x), reference, rtol=0, atol=2e-6)
+    assert encoder.normalize(reference) is reference
+    torch.testing.assert_close(features, encoder.encode(encoder.normalize(x)), rtol=0, atol=0)
     assert features.shape == (2, spec.num_features) and features.dtype == torch.float32
     assert not features.requires_grad and torch.isfinite(features).all()
     if spec.normalized:

