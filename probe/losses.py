@@ -64,8 +64,33 @@ LOGSUMEXP_CLASSES = range(3, 16)
 
 
 def logsumexp_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean logsumexp(z) − z_y over the batch: the cross-entropy without torch's log_softmax kernel."""
-    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)).mean()
+    """Mean logsumexp(z) − z_y over the batch: the cross-entropy without torch's log_softmax kernel.
+
+    One autograd node, computed on the transposed (K, n) logits and with the closed-form backward
+    (softmax(z) − onehot(y)) / n from the forward's exponentials. torch's CPU reductions over a short last axis
+    are slow (on 1,024 × 10: amax over the 10 classes 18.9 µs against 2.4 µs over the 1,024 rows of the
+    transposed copy, softmax 180 µs against 12 µs), and autograd through logsumexp, gather and mean took about 9
+    small kernels per call."""
+    return _SoftmaxCrossEntropy.apply(logits, labels)
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, labels: Tensor) -> Tensor:
+        rows = labels.unsqueeze(0)
+        zt = logits.t().contiguous()  # (K, n): the reductions below run along the long axis
+        shift = zt.amax(dim=0)
+        exp = torch.exp(zt - shift)
+        total = exp.sum(dim=0)
+        ctx.save_for_backward(exp, total, rows)
+        return (total.log().add_(shift).sub_(zt.gather(0, rows).squeeze(0))).mean()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        exp, total, rows = ctx.saved_tensors
+        softmax = exp / total
+        softmax.scatter_add_(0, rows, torch.full_like(rows, -1, dtype=softmax.dtype))
+        return softmax.mul_(grad / exp.shape[1]).t(), None
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
