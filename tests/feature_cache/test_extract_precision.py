@@ -14,6 +14,7 @@ import torch
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
 from feature_cache.allocator import keep_freed_memory
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
+from feature_cache.extract import CUDA_DECODE_WORKERS, resolve_workers
 from feature_cache.fingerprint import cache_fingerprint
 from fc_testutils import make_tree, tiny_encoder
 
@@ -119,6 +120,25 @@ def test_one_dataloader_serves_every_split(tree, tmp_path, monkeypatch):
     assert result.counts == {"train": 15, "val": 3, "test": 9}
     # Batches never straddle splits: chunks of 4 within train (15), val (3) and test (9).
     assert seen == [4, 8, 12, 15, 18, 22, 26, 27]
+
+
+def test_workers_default_decodes_in_the_main_process_on_a_cpu(tree, tmp_path, monkeypatch):
+    made = []
+
+    class CountingLoader(torch.utils.data.DataLoader):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "DataLoader", CountingLoader)
+    result = extract(tree, tiny_encoder(), tmp_path, batch_size=4, show_progress=False)  # workers not given
+    assert len(made) == 1 and made[0]["num_workers"] == 0 and made[0]["worker_init_fn"] is None
+    assert result.counts == {"train": 15, "val": 3, "test": 9}
+    assert resolve_workers(None, torch.device("cpu")) == 0
+    assert resolve_workers(None, torch.device("cuda")) == CUDA_DECODE_WORKERS == 2
+    assert resolve_workers(3, torch.device("cpu")) == 3
+    with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
+        resolve_workers(-1, torch.device("cpu"))
 
 
 FAULTS = textwrap.dedent(
