@@ -2,13 +2,14 @@
 
 Pipeline: one DataLoader decodes and resizes images to uint8 tensors (``Encoder.transform``); its
 batches never straddle two splits. On a CPU encoder it does so in the main process, between forward
-passes (:func:`resolve_workers`); on CUDA one pool of worker processes serves every split, decoding while
-the GPU encodes. The main process normalises and encodes each batch under ``torch.inference_mode`` at
-the encoder's precision (autocast, channels-last; see :mod:`feature_cache.encoders`) and appends it to
-``<final>.partial`` (one chunk = one batch), recording progress and flushing after every chunk. A
-restarted job resumes after the last written chunk; the finished file is moved onto its final name with ``os.replace``, so a crash never leaves a
-cache that looks complete. During extraction glibc keeps freed memory instead of unmapping it every
-batch (:mod:`feature_cache.allocator`), and hands it back at the end.
+passes (:func:`resolve_workers`); on CUDA one pool of worker processes serves every split, decoding
+while the GPU encodes. The main process normalises and encodes each batch under ``torch.inference_mode``
+at the encoder's precision (autocast, channels-last; see :mod:`feature_cache.encoders`) and appends it
+to ``<final>.partial`` (one chunk = one batch), recording progress and flushing after every chunk. A
+restarted job resumes after the last written chunk; the finished file is moved onto its final name with
+``os.replace``, so a crash never leaves a cache that looks complete. During extraction glibc keeps freed
+memory instead of unmapping it every batch (:mod:`feature_cache.allocator`), and hands it back at the
+end.
 
 Before the cache is finalised, a class whose every image of ``train`` (or of ``test``) failed to
 decode raises :class:`~feature_cache.errors.DatasetError` naming the classes (and the partial file
