@@ -89,9 +89,12 @@ def best_interleaved(measure, epochs: int, repeats: int) -> dict[str, float]:
 
 
 def widths(args) -> None:
-    print(f"\n## epoch time of 6 jointly fitted ERM heads, {args.width_rows} rows × {args.dim}-d, batch 1024")
+    # the default sweep's 6 heads, or one head (a final fit of the chosen candidate, one seed)
+    config = ProbeConfig(loss="ce") if args.width_heads == 6 else ProbeConfig(loss="ce", lr_grid=[1e-3], wd_grid=[1.0])
+    heads = len(config.candidates())
+    print(f"\n## epoch time of {heads} jointly fitted ERM head(s), {args.width_rows} rows × {args.dim}-d float16, "
+          "batch 1024")
     print(f"{'K':>6} {'width':>6} {'fp32 s':>8} {'bf16 s':>8} {'fp32/bf16':>9}")
-    config = ProbeConfig(loss="ce")
     for k in args.classes:
         train, _ = synthetic(args.width_rows, k, args.dim)
 
@@ -99,7 +102,7 @@ def widths(args) -> None:
             return joint_fit(config, precision, train, epochs, k)[0].fit_time_ / epochs
 
         seconds = best_interleaved(epoch_seconds, 2, args.repeats)
-        print(f"{k:>6} {6 * k:>6} {seconds['fp32']:>8.3f} {seconds['bf16']:>8.3f} "
+        print(f"{k:>6} {heads * k:>6} {seconds['fp32']:>8.3f} {seconds['bf16']:>8.3f} "
               f"{seconds['fp32'] / seconds['bf16']:>9.2f}")
 
 
@@ -170,6 +173,8 @@ def main() -> None:
     parser.add_argument("--widths", action="store_true", help="epoch time against the stacked product width")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 50, 100, 200, 1000])
     parser.add_argument("--width-rows", type=int, default=16_384)
+    parser.add_argument("--width-heads", type=int, choices=(1, 6), default=6,
+                        help="--widths: the default sweep's 6 heads, or 1 (a final fit)")
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--full-batch", nargs="*", default=[], metavar="NxDxK",

@@ -30,6 +30,7 @@ Usage::
     python bench/probe_speed.py --cli                                          # synthetic 50k×1280, 10 classes
     python bench/probe_speed.py --features /work/cache/cifar10-300.h5 --cli --skip-in-process --sk-cv 5
     python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only   # bare/ours per epoch
+    python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only --epoch-dtype float16
     python bench/probe_speed.py --ce-kernels 5 10 16 100                       # the two cross-entropy kernels
     python bench/probe_speed.py --product-forms 10 30 60 600 6000              # the two forms of the products
     python bench/probe_speed.py --quick                                        # 5k×256 smoke run
@@ -194,6 +195,7 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, flo
     """
     cfg = ours["config"]
     x, y = data["train"]
+    x_fit = x.astype(args.epoch_dtype, copy=False)  # float16: as `mr2probe train` keeps a float16 cache
     chosen = ours["chosen"]
 
     def fit_seconds(epochs: int) -> float:
@@ -202,7 +204,7 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, flo
             trainer = ProbeTrainer(head="linear", loss="ce", lr=chosen["lr"], weight_decay=chosen["weight_decay"],
                                    epochs=epochs, batch_size=cfg.batch_size, device=cfg.device, random_state=0)
             start = time.perf_counter()
-            trainer.fit(x, y, num_classes=num_classes)
+            trainer.fit(x_fit, y, num_classes=num_classes)
             best = min(best, time.perf_counter() - start)
         return best
 
@@ -385,6 +387,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--per-epoch-only", action="store_true", help="in process, only our run and the per-epoch "
                         "cost against the bare matrix products (no scikit-learn sweep)")
     parser.add_argument("--epoch-fits", type=int, default=5, help="per-epoch cost: best of this many fits")
+    parser.add_argument("--epoch-dtype", choices=("float32", "float16"), default="float32",
+                        help="per-epoch cost: the features our fits get (float16: as `mr2probe train` keeps a "
+                        "float16 cache, widening each batch); the bare products read float32 either way")
     parser.add_argument("--epoch-fit-epochs", type=int, default=21,
                         help="per-epoch cost: epochs of the long fit (at least the run's own)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -405,8 +410,8 @@ def per_epoch(data, num_classes: int, ours: dict, args) -> dict:
     seconds, setup, bare, fraction = epoch_fraction(data, num_classes, ours, args)
     cfg = ours["config"]
     epochs = max(2, cfg.epochs, args.epoch_fit_epochs)
-    print(f"per epoch ({data['train'][0].shape}, batch {cfg.batch_size}, fits of 1 and {epochs} epochs, best of "
-          f"{args.epoch_fits}): ours "
+    print(f"per epoch ({data['train'][0].shape} {args.epoch_dtype}, batch {cfg.batch_size}, fits of 1 and {epochs} "
+          f"epochs, best of {args.epoch_fits}): ours "
           f"{1000 * seconds:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
           f"{1000 * bare:.1f} ms → bare/ours = {fraction:.2f}")
     return {"per_epoch_ms": 1000 * seconds, "bare_ms": 1000 * bare, "bare_over_ours": fraction}
