@@ -104,7 +104,9 @@ def test_channels_last_and_bf16_features_match_fp32(effnet_batch, precision):
         assert not torch.allclose(got, expected, rtol=1e-3, atol=1e-3)  # it did run in bfloat16
 
 
-def test_one_dataloader_serves_every_split(tree, tmp_path, monkeypatch):
+@pytest.fixture
+def made(monkeypatch):
+    """The keyword arguments of every DataLoader that feature_cache.extract makes."""
     made = []
 
     class CountingLoader(torch.utils.data.DataLoader):
@@ -114,6 +116,10 @@ def test_one_dataloader_serves_every_split(tree, tmp_path, monkeypatch):
 
     # The module, not the function of the same name that feature_cache exports.
     monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "DataLoader", CountingLoader)
+    return made
+
+
+def test_one_dataloader_serves_every_split(tree, tmp_path, made):
     seen = []
     result = run(tree, tmp_path, workers=1, progress=lambda done, total: seen.append(done))
     assert len(made) == 1 and made[0]["num_workers"] == 1
@@ -122,15 +128,7 @@ def test_one_dataloader_serves_every_split(tree, tmp_path, monkeypatch):
     assert seen == [4, 8, 12, 15, 18, 22, 26, 27]
 
 
-def test_workers_default_decodes_in_the_main_process_on_a_cpu(tree, tmp_path, monkeypatch):
-    made = []
-
-    class CountingLoader(torch.utils.data.DataLoader):
-        def __init__(self, *args, **kwargs):
-            made.append(kwargs)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "DataLoader", CountingLoader)
+def test_workers_default_decodes_in_the_main_process_on_a_cpu(tree, tmp_path, made):
     result = extract(tree, tiny_encoder(), tmp_path, batch_size=4, show_progress=False)  # workers not given
     assert len(made) == 1 and made[0]["num_workers"] == 0 and made[0]["worker_init_fn"] is None
     assert result.counts == {"train": 15, "val": 3, "test": 9}
