@@ -144,7 +144,8 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
     first = runs["old"][0]
     lowp = runs["lowp"][0]["precision"] if "lowp" in runs else None
     print(f"device={args.device} encoder={args.encoder} images={first['images']} batch={args.batch_size} "
-          f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} cores={os.cpu_count()} repeats={args.repeats} "
+          f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} "
+          f"cores={os.cpu_count()} repeats={args.repeats} "
           f"load average before/after={loads[0]:.1f}/{loads[1]:.1f}")
     median = {s: {k: statistics.median(r[k] for r in rs) for k in ("bare", "extract", "cpu_ms", "faults")}
               for s, rs in runs.items()}

@@ -185,6 +185,11 @@ def warm_up(args) -> None:
     bench_loop(tiny, 3, tiny_args)
 
 
+def long_fit_epochs(cfg, args) -> int:
+    """Epochs of the long fit of the per-epoch cost: ``--epoch-fit-epochs``, at least the run's own and 2."""
+    return max(2, cfg.epochs, args.epoch_fit_epochs)
+
+
 def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, float, float, float]:
     """(our seconds per epoch, per-fit setup seconds, bare matmul seconds per epoch, bare / ours).
 
@@ -208,7 +213,7 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, flo
             best = min(best, time.perf_counter() - start)
         return best
 
-    epochs = max(2, cfg.epochs, args.epoch_fit_epochs)
+    epochs = long_fit_epochs(cfg, args)
     one, full = fit_seconds(1), fit_seconds(epochs)
     per_epoch = max(full - one, 1e-9) / (epochs - 1)
     setup = max(one - per_epoch, 0.0)
@@ -409,7 +414,7 @@ def parse_args() -> argparse.Namespace:
 def per_epoch(data, num_classes: int, ours: dict, args) -> dict:
     seconds, setup, bare, fraction = epoch_fraction(data, num_classes, ours, args)
     cfg = ours["config"]
-    epochs = max(2, cfg.epochs, args.epoch_fit_epochs)
+    epochs = long_fit_epochs(cfg, args)
     print(f"per epoch ({data['train'][0].shape} {args.epoch_dtype}, batch {cfg.batch_size}, fits of 1 and {epochs} "
           f"epochs, best of {args.epoch_fits}): ours "
           f"{1000 * seconds:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
