@@ -50,6 +50,13 @@ class LinearHead(nn.Module):
         """Logits from raw = prepared · Mᵀ: adds the bias."""
         return raw if self.bias is None else raw + self.bias
 
+    @staticmethod
+    def joint_score_from(heads: list["LinearHead"], raw: Tensor) -> Tensor:
+        """:meth:`score_from` of several heads at once: raw (n, H·K) holds their products side by side."""
+        if all(h.bias is None for h in heads):
+            return raw
+        return raw + torch.cat([h.bias if h.bias is not None else h.weight.new_zeros(h.num_classes) for h in heads])
+
     def score(self, prepared: Tensor) -> Tensor:
         """Logits from features already passed through :meth:`input_features` (the trainer's fast path)."""
         return self.score_from(prepared @ self.score_matrix().t())
@@ -95,6 +102,12 @@ class CosineHead(nn.Module):
     def score_from(self, raw: Tensor) -> Tensor:
         """Logits s·cos from the cosines raw = prepared · Mᵀ."""
         return self.scale * raw
+
+    @staticmethod
+    def joint_score_from(heads: list["CosineHead"], raw: Tensor) -> Tensor:
+        """:meth:`score_from` of several heads at once: raw (n, H·K) holds their cosines side by side."""
+        scales = torch.stack([h.log_scale for h in heads]).exp()
+        return raw * scales.repeat_interleave(heads[0].num_classes)
 
     def cosine_score(self, prepared: Tensor) -> Tensor:
         """Cosines from already-normalised features (output of :meth:`input_features`), (n, K)."""

@@ -28,9 +28,9 @@ from .stats import as_tensor, margins, margins_from_error
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "cross_entropy", "get_loss_spec", "list_losses",
-           "logsumexp_cross_entropy", "margin_cross_entropy", "representation_margin", "sample_margin_regularizer",
-           "zero_centroid_regularizer"]
+__all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "cross_entropy", "get_loss_spec", "joint_cross_entropy",
+           "list_losses", "logsumexp_cross_entropy", "margin_cross_entropy", "representation_margin",
+           "sample_margin_regularizer", "zero_centroid_regularizer"]
 
 
 # Option values (γ_f ≥ 0, η > 0, scales > 0, ...) are checked against their declarations in probe.registry by
@@ -71,26 +71,41 @@ def logsumexp_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     are slow (on 1,024 × 10: amax over the 10 classes 18.9 µs against 2.4 µs over the 1,024 rows of the
     transposed copy, softmax 180 µs against 12 µs), and autograd through logsumexp, gather and mean took about 9
     small kernels per call."""
-    return _SoftmaxCrossEntropy.apply(logits, labels)
+    return _SoftmaxCrossEntropy.apply(logits, labels, 1).squeeze(0)
+
+
+def joint_cross_entropy(logits: Tensor, labels: Tensor, heads: int) -> Tensor:
+    """(H,) mean cross-entropy of each of ``heads`` heads whose (n, K) logits stand side by side in ``logits``
+    (n, H·K), all against the same labels: :func:`cross_entropy` of every head in one call (a joint fit's heads,
+    ``probe.trainer``), so the per-call overhead is paid once, not H times."""
+    n, k = logits.shape[0], logits.shape[1] // heads
+    if k in LOGSUMEXP_CLASSES:
+        return _SoftmaxCrossEntropy.apply(logits, labels, heads)
+    per_row = F.cross_entropy(logits.reshape(n * heads, k), labels.repeat_interleave(heads), reduction="none")
+    return per_row.view(n, heads).mean(dim=0)
 
 
 class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """(H,) mean cross-entropies of H heads' logits side by side in (n, H·K), on the transposed (H, K, n)."""
+
     @staticmethod
-    def forward(ctx, logits: Tensor, labels: Tensor) -> Tensor:
-        rows = labels.unsqueeze(0)
-        zt = logits.t().contiguous()  # (K, n): the reductions below run along the long axis
-        shift = zt.amax(dim=0)
+    def forward(ctx, logits: Tensor, labels: Tensor, heads: int) -> Tensor:
+        n = logits.shape[0]
+        zt = logits.t().contiguous().view(heads, -1, n)  # the reductions below run along the long axis n
+        rows = labels.view(1, 1, n).expand(heads, 1, n)
+        shift = zt.amax(dim=1, keepdim=True)
         exp = torch.exp(zt - shift)
-        total = exp.sum(dim=0)
+        total = exp.sum(dim=1, keepdim=True)
         ctx.save_for_backward(exp, total, rows)
-        return (total.log().add_(shift).sub_(zt.gather(0, rows).squeeze(0))).mean()
+        return (total.log().add_(shift).sub_(zt.gather(1, rows))).view(heads, n).mean(dim=1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         exp, total, rows = ctx.saved_tensors
+        heads, n = exp.shape[0], exp.shape[2]
         softmax = exp / total
-        softmax.scatter_add_(0, rows, torch.full_like(rows, -1, dtype=softmax.dtype))
-        return softmax.mul_(grad / exp.shape[1]).t(), None
+        softmax.scatter_add_(1, rows, torch.full_like(rows, -1, dtype=softmax.dtype))
+        return softmax.mul_((grad / n).view(heads, 1, 1)).view(-1, n).t(), None, None
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

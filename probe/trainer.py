@@ -34,8 +34,8 @@ from .checkpoint import read_checkpoint, write_checkpoint
 from .constraints import check
 from .heads import create_head, get_head_spec, head_class
 from .optim import SGD, AdamW
-from .losses import create_loss, get_loss_spec, representation_margin, sample_margin_regularizer, \
-    zero_centroid_regularizer
+from .losses import MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, representation_margin, \
+    sample_margin_regularizer, zero_centroid_regularizer
 from .params import TRAINER_PARAMS, check_trainer_params
 from .precision import ConstantProduct, autocast, resolve_precision, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
@@ -585,6 +585,21 @@ class _Run:
         if self.loss_fn.needs not in ("r2", "spread"):  # margins that do not depend on the statistics: once
             self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=torch.ones(k, device=device))
 
+    @property
+    def joins_loss(self) -> bool:
+        """Whether the objective is ℓ_γ,ce of the head's logits alone, with margins fixed for the fit (exact
+        statistics or none), so a joint fit may compute it together with other such runs (:func:`_joint_losses`)."""
+        t = self.trainer
+        return (type(self.loss_fn) is MarginCrossEntropy and self.ema is None and not self.cosine_input
+                and not t.lam > 0 and not t.sm_weight > 0 and not t.zc_weight > 0
+                and hasattr(type(self.head), "joint_score_from"))
+
+    def prepare_step(self, step: int) -> None:
+        """The schedule's learning rate for ``step``, and gradients cleared before the backward pass."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.schedule[step]
+        self.opt.zero_grad(set_to_none=True)
+
     def loss(self, hb: Tensor, raw: Tensor, yb: Tensor, gen: torch.Generator, k: int) -> Tensor:
         """The objective of one batch: loss(z, y; γ) + λ·ℓ_s̄ + w_sm·R_sm + w_zc·R_W (module docstring)."""
         t = self.trainer
@@ -821,11 +836,24 @@ def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb:
 
     The matrix products (and so their backward products) run at ``precision`` (bf16: autocast, or
     ``product``, :class:`_Batches`); their results are widened to float32 before the loss (probe.precision).
+    Heads that share the features and whose objective is ℓ_γ,ce alone (:attr:`_Run.joins_loss`, e.g. the
+    ERM and MR² sweeps) get their losses from one call (:func:`_joint_losses`).
     """
-    cast = autocast(precision, xb.device)
     if shared:  # one product for all heads: the batch is read once
         matrices = [run.head.score_matrix() for run in runs]
-        raws = product(torch.cat(matrices) if len(matrices) > 1 else matrices[0]).split(k, dim=1)
+        raw = product(torch.cat(matrices) if len(matrices) > 1 else matrices[0])
+        if len(runs) > 1 and all(run.joins_loss for run in runs):
+            losses = _joint_losses(runs, raw, yb, k)
+            weighted = losses.detach() * (yb.shape[0] / n)
+            for i, run in enumerate(runs):
+                run.epoch_loss[epoch] += weighted[i]
+                run.prepare_step(step)
+            losses.sum().backward()
+            for run in runs:
+                run.opt.step()
+            return
+        raws = raw.split(k, dim=1)
+    cast = autocast(precision, xb.device)
     total = 0.0
     for i, run in enumerate(runs):
         if shared:
@@ -839,9 +867,20 @@ def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb:
         loss = run.loss(hb, raw, yb, gen, k)
         run.epoch_loss[epoch] += loss.detach() * (yb.shape[0] / n)
         total = total + loss
-        for group in run.opt.param_groups:
-            group["lr"] = run.schedule[step]
-        run.opt.zero_grad(set_to_none=True)
+        run.prepare_step(step)
     total.backward()
     for run in runs:
         run.opt.step()
+
+
+def _joint_losses(runs: list[_Run], raw: Tensor, yb: Tensor, k: int) -> Tensor:
+    """(H,) the objectives of H runs that all join (:attr:`_Run.joins_loss`), from their side-by-side products
+    raw (n, H·K): the heads' logits at once (``joint_score_from``), each row divided by its run's γ_y, and one
+    :func:`probe.losses.joint_cross_entropy` — the same values as H calls of :meth:`_Run.loss`."""
+    heads = len(runs)
+    logits = type(runs[0].head).joint_score_from([run.head for run in runs], raw)
+    gammas = [run.gamma for run in runs]
+    if any(g is not None for g in gammas):
+        table = torch.stack([torch.ones(k, device=raw.device) if g is None else g.to(raw.dtype) for g in gammas])
+        logits = (logits.reshape(-1, heads, k) / table.index_select(1, yb).t().unsqueeze(2)).reshape(-1, heads * k)
+    return joint_cross_entropy(logits, yb, heads)

@@ -15,7 +15,7 @@ from probe import (
     sample_margin_regularizer,
     zero_centroid_regularizer,
 )
-from probe.losses import LOGSUMEXP_CLASSES, cross_entropy
+from probe.losses import LOGSUMEXP_CLASSES, cross_entropy, joint_cross_entropy
 
 Z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.3, 0.2], [-0.5, 1.5, 0.0], [1.0, 1.0, 1.0]])
 Y = torch.tensor([0, 2, 1, 1])
@@ -42,6 +42,24 @@ def test_cross_entropy_equals_torch_in_value_and_gradient_on_both_kernels(k):
     (ref_grad,) = torch.autograd.grad(ref, z)
     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("k", [2, 10, 16, 100])
+def test_joint_cross_entropy_is_each_heads_torch_cross_entropy(k):
+    """H heads' logits side by side (n, H·K): one call gives every head's F.cross_entropy and its gradient, on
+    both kernels; the loss of head h moves only head h's logits."""
+    heads = 3
+    torch.manual_seed(k)
+    z, y = (8 * torch.randn(300, heads * k)).requires_grad_(), torch.randint(0, k, (300,))
+    losses = joint_cross_entropy(z, y, heads)
+    assert losses.shape == (heads,)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    (grad,) = torch.autograd.grad((losses * weights).sum(), z)
+    for h in range(heads):
+        part = z[:, h * k:(h + 1) * k]
+        torch.testing.assert_close(losses[h], F.cross_entropy(part, y), rtol=1e-6, atol=1e-6)
+        (ref_grad,) = torch.autograd.grad(weights[h] * F.cross_entropy(part, y), z)
+        torch.testing.assert_close(grad[:, h * k:(h + 1) * k], ref_grad[:, h * k:(h + 1) * k], rtol=1e-5, atol=1e-8)
 
 
 def test_margin_ce_divides_row_by_true_class_margin():

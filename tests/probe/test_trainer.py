@@ -87,6 +87,28 @@ def test_joint_fit_gives_each_head_its_own_fit(head):
     assert not torch.allclose(joint[0].head_.weight, joint[1].head_.weight)
 
 
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone(head, monkeypatch):
+    """ERM and MR² heads (ℓ_γ,ce with fixed margins) get their losses from one joint call per step; each head's
+    fit is still its own: weights and loss history as when fitted alone."""
+    import probe.trainer as trainer_module
+
+    calls = []
+    joint = trainer_module._joint_losses
+    monkeypatch.setattr(trainer_module, "_joint_losses", lambda *a: calls.append(1) or joint(*a))
+    x, y = gaussian_features()
+    grid = [dict(loss="ce", lr=0.01, weight_decay=0.0), dict(loss="mr2", cbar=2.0, lr=0.05, weight_decay=1.0),
+            dict(loss="uniform", cbar=3.0, lr=0.02)]
+    common = dict(head=head, batch_size=64, epochs=3, random_state=3, precision="fp32")
+    fitted = fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
+    assert len(calls) == 3 * math.ceil(len(y) / 64)  # every step of the joint fit
+    for g, joint_fit in zip(grid, fitted):
+        alone = ProbeTrainer(**common, **g).fit(x, y)
+        assert torch.allclose(joint_fit.head_.weight, alone.head_.weight, atol=1e-6), g
+        assert np.allclose(joint_fit.history_, alone.history_, rtol=1e-6), g
+    assert len(calls) == 3 * math.ceil(len(y) / 64)  # a lone fit keeps the per-head path
+
+
 def test_joint_fit_refuses_trainers_that_cannot_share_the_data_pass():
     x, y = gaussian_features(n_per=20)
     with pytest.raises(ValueError, match=r"must share random_state; got \[0, 1\]"):  # it orders the mini-batches
