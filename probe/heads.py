@@ -52,10 +52,9 @@ class LinearHead(nn.Module):
 
     @staticmethod
     def joint_score_from(heads: list["LinearHead"], raw: Tensor) -> Tensor:
-        """:meth:`score_from` of several heads at once: raw (n, H·K) holds their products side by side."""
-        if all(h.bias is None for h in heads):
-            return raw
-        return raw + torch.cat([h.bias if h.bias is not None else h.weight.new_zeros(h.num_classes) for h in heads])
+        """:meth:`score_from` of several heads at once: raw (n, H·K) holds their products side by side (heads of
+        one joint fit share their options, so all have a bias or none has)."""
+        return raw if heads[0].bias is None else raw + torch.cat([h.bias for h in heads])
 
     def score(self, prepared: Tensor) -> Tensor:
         """Logits from features already passed through :meth:`input_features` (the trainer's fast path)."""

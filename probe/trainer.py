@@ -34,8 +34,8 @@ from .checkpoint import read_checkpoint, write_checkpoint
 from .constraints import check
 from .heads import create_head, get_head_spec, head_class
 from .optim import SGD, AdamW
-from .losses import MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, representation_margin, \
-    sample_margin_regularizer, zero_centroid_regularizer
+from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
+    representation_margin, sample_margin_regularizer, zero_centroid_regularizer
 from .params import TRAINER_PARAMS, check_trainer_params
 from .precision import ConstantProduct, autocast, resolve_precision, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
@@ -837,12 +837,17 @@ def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb:
     The matrix products (and so their backward products) run at ``precision`` (bf16: autocast, or
     ``product``, :class:`_Batches`); their results are widened to float32 before the loss (probe.precision).
     Heads that share the features and whose objective is ℓ_γ,ce alone (:attr:`_Run.joins_loss`, e.g. the
-    ERM and MR² sweeps) get their losses from one call (:func:`_joint_losses`).
+    ERM and MR² sweeps) get their losses from one call (:func:`_joint_losses`) when K is in
+    ``LOGSUMEXP_CLASSES``, where the per-call overhead is most of a loss's cost: 7.19 → 6.18 s for the 2.7k ×
+    1280 CLI default (6 heads, 10 classes). With 1000 classes the joint (1024, 18·1000) logits of the MR² sweep
+    (74 MB) no longer stay in the cache between the loss's passes, where one head's (4 MB) do: 615–707 against
+    480–535 ms per step (18 heads, batches of 1024 × 1024-d float16, 2 threads, idle machine), so there each
+    head keeps its own call.
     """
     if shared:  # one product for all heads: the batch is read once
         matrices = [run.head.score_matrix() for run in runs]
         raw = product(torch.cat(matrices) if len(matrices) > 1 else matrices[0])
-        if len(runs) > 1 and all(run.joins_loss for run in runs):
+        if len(runs) > 1 and k in LOGSUMEXP_CLASSES and all(run.joins_loss for run in runs):
             losses = _joint_losses(runs, raw, yb, k)
             weighted = losses.detach() * (yb.shape[0] / n)
             for i, run in enumerate(runs):

@@ -87,8 +87,9 @@ def test_joint_fit_gives_each_head_its_own_fit(head):
     assert not torch.allclose(joint[0].head_.weight, joint[1].head_.weight)
 
 
-@pytest.mark.parametrize("head", ["linear", "cosine"])
-def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone(head, monkeypatch):
+@pytest.mark.parametrize("head, options", [("linear", None), ("linear", {"bias": False}), ("cosine", None),
+                                           ("cosine", {"learnable_scale": False})])
+def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone(head, options, monkeypatch):
     """ERM and MR² heads (ℓ_γ,ce with fixed margins) get their losses from one joint call per step; each head's
     fit is still its own: weights and loss history as when fitted alone."""
     import probe.trainer as trainer_module
@@ -99,7 +100,7 @@ def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone
     x, y = gaussian_features()
     grid = [dict(loss="ce", lr=0.01, weight_decay=0.0), dict(loss="mr2", cbar=2.0, lr=0.05, weight_decay=1.0),
             dict(loss="uniform", cbar=3.0, lr=0.02)]
-    common = dict(head=head, batch_size=64, epochs=3, random_state=3, precision="fp32")
+    common = dict(head=head, head_options=options, batch_size=64, epochs=3, random_state=3, precision="fp32")
     fitted = fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
     assert len(calls) == 3 * math.ceil(len(y) / 64)  # every step of the joint fit
     for g, joint_fit in zip(grid, fitted):
