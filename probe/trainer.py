@@ -849,17 +849,10 @@ def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb:
         raw = product(torch.cat(matrices) if len(matrices) > 1 else matrices[0])
         if len(runs) > 1 and k in LOGSUMEXP_CLASSES and all(run.joins_loss for run in runs):
             losses = _joint_losses(runs, raw, yb, k)
-            weighted = losses.detach() * (yb.shape[0] / n)
-            for i, run in enumerate(runs):
-                run.epoch_loss[epoch] += weighted[i]
-                run.prepare_step(step)
-            losses.sum().backward()
-            for run in runs:
-                run.opt.step()
-            return
+            return _update(runs, losses.sum(), losses.detach(), yb.shape[0] / n, epoch, step)
         raws = raw.split(k, dim=1)
     cast = autocast(precision, xb.device)
-    total = 0.0
+    losses = []
     for i, run in enumerate(runs):
         if shared:
             hb, raw = xb, raws[i]
@@ -869,9 +862,15 @@ def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb:
             hb = run.head.input_features(adapted)  # float32, as the statistics and ℓ_s̄ read it
             with cast:
                 raw = widen(hb @ run.head.score_matrix().t())
-        loss = run.loss(hb, raw, yb, gen, k)
-        run.epoch_loss[epoch] += loss.detach() * (yb.shape[0] / n)
-        total = total + loss
+        losses.append(run.loss(hb, raw, yb, gen, k))
+    _update(runs, sum(losses), [loss.detach() for loss in losses], yb.shape[0] / n, epoch, step)
+
+
+def _update(runs: list[_Run], total: Tensor, losses, weight: float, epoch: int, step: int) -> None:
+    """The end of a step: each run's epoch loss (its detached batch loss × weight, the batch's share of the
+    rows), learning rate and cleared gradients; the backward pass of ``total``; every run's optimiser step."""
+    for run, loss in zip(runs, losses):
+        run.epoch_loss[epoch] += loss * weight
         run.prepare_step(step)
     total.backward()
     for run in runs:
