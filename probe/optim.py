@@ -6,14 +6,18 @@ process that dominates small probes. These classes apply the same arithmetic, in
 the same weights as with ``torch.optim.AdamW`` / ``SGD`` (bit-identical on CPU; tests compare them).
 
 Interface used by the trainer: ``param_groups`` (dicts with ``params``, ``lr``, ``weight_decay``; the trainer sets
-``lr`` per step), ``zero_grad(set_to_none=True)`` and ``step()``.
+``lr`` per step), ``zero_grad(set_to_none=True)`` and ``step()``; :func:`step_all` steps the optimisers of a joint
+fit together. AdamW applies its update with ``torch._foreach_*`` ops over all parameters at once (each op is the
+same element-wise arithmetic as the per-tensor one, so the result is unchanged): a joint sweep of 6 heads has 12
+parameters, and a Python call per parameter and operation (with a fresh scalar tensor for each Python float)
+cost about 1 ms of a 9 ms full-batch step at 2.7k × 1280.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["AdamW", "SGD"]
+__all__ = ["AdamW", "SGD", "step_all"]
 
 
 class _Optimizer:
@@ -37,25 +41,59 @@ class AdamW(_Optimizer):
                  eps: float = 1e-8) -> None:
         super().__init__(param_groups, lr=lr, betas=betas, eps=eps)
 
-    @torch.no_grad()
     def step(self) -> None:
+        step_all([self])
+
+    def _collect(self, lists: dict[str, list]) -> None:
+        """Append this optimiser's parameters with a gradient, their state (created at the first step) and
+        per-parameter scalars to ``lists`` (:func:`_adamw_foreach`), counting the step."""
         for group in self.param_groups:
             lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
             beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state.setdefault(p, {"step": 0, "exp_avg": torch.zeros_like(p),
-                                                  "exp_avg_sq": torch.zeros_like(p)})
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {"step": 0, "exp_avg": torch.zeros_like(p),
+                                             "exp_avg_sq": torch.zeros_like(p)}
                 state["step"] += 1
-                step, grad, exp_avg, exp_avg_sq = state["step"], p.grad, state["exp_avg"], state["exp_avg_sq"]
-                if wd != 0:
-                    p.mul_(1 - lr * wd)
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                step_size = lr / (1 - beta1 ** float(step))
-                denom = (exp_avg_sq.sqrt() / (1 - beta2 ** float(step)) ** 0.5).add_(eps)
-                p.addcdiv_(exp_avg, denom, value=-step_size)
+                step = float(state["step"])
+                for key, value in (("params", p), ("grads", p.grad), ("exp_avgs", state["exp_avg"]),
+                                   ("exp_avg_sqs", state["exp_avg_sq"]), ("decay", 1 - lr * wd),
+                                   ("avg_weight", 1 - beta1), ("beta2", beta2), ("sq_weight", 1 - beta2),
+                                   ("correction2", (1 - beta2 ** step) ** 0.5), ("eps", eps),
+                                   ("step_size", -(lr / (1 - beta1 ** step)))):
+                    lists.setdefault(key, []).append(value)
+
+
+@torch.no_grad()
+def _adamw_foreach(lists: dict[str, list]) -> None:
+    """The AdamW update of ``AdamW._collect``'s lists, in torch.optim's single-tensor order: p ← p·(1 − lr·wd);
+    m ← lerp(m, g, 1 − β₁); v ← β₂·v + (1 − β₂)·g²; p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)."""
+    params, grads, exp_avgs, exp_avg_sqs = (lists[key] for key in ("params", "grads", "exp_avgs", "exp_avg_sqs"))
+    if any(d != 1 for d in lists["decay"]):  # p·1 is p: no decay needs no multiplication
+        torch._foreach_mul_(params, lists["decay"])
+    torch._foreach_lerp_(exp_avgs, grads, lists["avg_weight"])
+    torch._foreach_mul_(exp_avg_sqs, lists["beta2"])
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, lists["sq_weight"])
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, lists["correction2"])
+    torch._foreach_add_(denom, lists["eps"])
+    torch._foreach_addcdiv_(params, exp_avgs, denom, lists["step_size"])
+
+
+def step_all(optimizers: list[_Optimizer]) -> None:
+    """One step of each optimiser: the AdamW ones with one multi-tensor update over all their parameters
+    (:func:`_adamw_foreach`), the others one by one. The same result as calling each ``step()``."""
+    lists: dict[str, list] = {}
+    for opt in optimizers:
+        if isinstance(opt, AdamW):
+            opt._collect(lists)
+        else:
+            opt.step()
+    if lists:
+        _adamw_foreach(lists)
 
 
 class SGD(_Optimizer):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from probe.optim import SGD, AdamW
+from probe.optim import SGD, AdamW, step_all
 
 
 def _groups(params, wd):
@@ -30,3 +30,40 @@ def test_updates_equal_torch_optim(kind, wd):
             (x @ w.t() + b - target).pow(2).mean().backward()
             opt.step()
     assert all(torch.equal(a, b) for a, b in zip(ours_p, ref_p))
+
+
+def test_step_all_equals_each_torch_optim_step():
+    """A joint fit's optimisers stepped together (one multi-tensor AdamW update over all their parameters, an SGD
+    on its own) give each run the weights torch.optim gives it; a parameter without a gradient is left as it is."""
+    g = torch.Generator().manual_seed(1)
+    x, target = torch.randn(40, 6, generator=g), torch.randn(40, 4, generator=g)
+    settings = [("adamw", 0.05, 0.0), ("adamw", 0.01, 2.0), ("sgd", 0.02, 0.5), ("adamw", 0.1, 0.3)]
+    starts = [[torch.randn(4, 6, generator=g), torch.randn(4, generator=g), torch.randn(3, generator=g)]
+              for _ in settings]
+
+    def build(factory):
+        runs = []
+        for (kind, lr, wd), start in zip(settings, starts):
+            params = [torch.nn.Parameter(t.clone()) for t in start]
+            groups = _groups(params, wd) + [{"params": [params[2]], "weight_decay": 0.0}]  # params[2]: no grad
+            runs.append((factory(kind, groups, lr), params))
+        return runs
+
+    ours = build(lambda kind, groups, lr: AdamW(groups, lr=lr) if kind == "adamw" else SGD(groups, lr=lr,
+                                                                                             momentum=0.9))
+    ref = build(lambda kind, groups, lr: torch.optim.AdamW(groups, lr=lr) if kind == "adamw" else
+                torch.optim.SGD(groups, lr=lr, momentum=0.9))
+    for step in range(30):
+        for runs, joint in ((ours, True), (ref, False)):
+            for i, (opt, (w, b, _)) in enumerate(runs):
+                opt.zero_grad(set_to_none=True)
+                ((x @ w.t() + b - target).pow(2).mean() * (1 + i)).backward()
+            if joint:
+                step_all([opt for opt, _ in runs])
+            else:
+                for opt, _ in runs:
+                    opt.step()
+    for (_, ours_p), (_, ref_p), start in zip(ours, ref, starts):
+        assert all(torch.equal(a, b) for a, b in zip(ours_p, ref_p))
+        assert torch.equal(ours_p[2], start[2])
+    assert not torch.equal(ours[0][1][0], starts[0][0])
