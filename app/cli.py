@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import threading
+import weakref
 from collections.abc import Sequence
+from typing import NoReturn
 
 # name -> module under app.commands (imported lazily so `mr2probe --help` stays fast).
 COMMANDS: dict[str, str] = {
@@ -55,5 +59,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _teardown_needed() -> bool:
+    """Whether ending the process needs the interpreter's finalisation: a live child process or non-daemon
+    thread, an open HDF5 file, or an exit-time finaliser other than torch's own (a ``TemporaryDirectory``'s
+    cleanup would be one)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.active_children():
+        return True
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return True
+    h5py = sys.modules.get("h5py")
+    if h5py is not None and h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        return True
+    registry = getattr(weakref.finalize, "_registry", None)  # CPython's table of live finalisers
+    if registry is None:
+        return True
+    return any(not getattr(info.func, "__module__", "").startswith("torch.") for info in registry.values())
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``; without the interpreter's teardown when nothing needs it.
+
+    Once a command has written its outputs, finalising a process that imported torch (freeing its objects,
+    running ~150 ``torch.library`` finalisers) took 0.35–0.9 s of a 5–8 s ``mr2probe train`` on the 2.7k CIFAR-10
+    cache (1 thread). So, after flushing stdout, stderr and the logging handlers, the process ends with
+    ``os._exit`` unless :func:`_teardown_needed`; then with ``sys.exit``.
+    """
+    if _teardown_needed():
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """The ``mr2probe`` console script: :func:`main` with the process's arguments, then :func:`exit_process`."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

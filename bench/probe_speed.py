@@ -285,10 +285,10 @@ def product_forms(args) -> None:
 
 
 # -- end to end, process start included -----------------------------------------------------------------------
-_OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:main), then the pools it ran with
-    "import json, sys\nfrom app.cli import main\nrc = main(sys.argv[1:])\n"
+_OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:run), with the pools it ran with printed before exit
+    "import json, sys\nfrom app.cli import exit_process, main\nrc = main(sys.argv[1:])\n"
     "from threadpoolctl import threadpool_info\nimport torch\n"
-    "print('POOLS ' + json.dumps({'pools': threadpool_info(), 'torch': torch.get_num_threads()}))\nsys.exit(rc)\n"
+    "print('POOLS ' + json.dumps({'pools': threadpool_info(), 'torch': torch.get_num_threads()}))\nexit_process(rc)\n"
 )
 
 

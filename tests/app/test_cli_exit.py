@@ -1,0 +1,50 @@
+"""app.cli.exit_process: the console script ends without the interpreter's teardown only when nothing needs it."""
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """A child that registers an exit handler printing 'teardown', runs ``body``, then exit_process(3)."""
+    script = "import atexit, sys\nfrom app.cli import exit_process\natexit.register(print, 'teardown')\n"
+    script += textwrap.dedent(body) + "\nprint('done', end='')\nexit_process(3)\n"
+    return subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
+def test_console_script_is_run():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["mr2probe"] == "app.cli:run"
+
+
+def test_nothing_to_tear_down_skips_the_teardown_and_flushes(tmp_path):
+    done = _run("import torch", tmp_path)  # torch's own finalisers do not need the teardown
+    assert done.returncode == 3
+    assert done.stdout == "done"  # flushed without a newline; the exit handler did not run
+
+
+@pytest.mark.parametrize("body", [
+    "import tempfile\nkeep = tempfile.TemporaryDirectory(dir='.')",  # its cleanup is a finaliser
+    "import threading, time\nthreading.Thread(target=time.sleep, args=(0.3,)).start()",  # a non-daemon thread
+    "import multiprocessing, time\np = multiprocessing.Process(target=time.sleep, args=(0.3,)); p.start()",
+])
+def test_pending_work_keeps_the_teardown(tmp_path, body):
+    done = _run(body, tmp_path)
+    assert done.returncode == 3
+    assert done.stdout == "doneteardown\n"
+    assert not list(tmp_path.iterdir())  # the temporary directory was removed
+
+
+def test_open_hdf5_file_is_closed_by_the_teardown(tmp_path):
+    done = _run("import h5py, numpy as np\nf = h5py.File('open.h5', 'w')\nf['x'] = np.arange(5)", tmp_path)
+    assert done.stdout == "doneteardown\n"
+    with h5py.File(tmp_path / "open.h5", "r") as f:
+        assert np.array_equal(f["x"][()], np.arange(5))
