@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import probe.optim
 from probe.optim import SGD, AdamW, step_all
 
 
@@ -32,9 +33,12 @@ def test_updates_equal_torch_optim(kind, wd):
     assert all(torch.equal(a, b) for a, b in zip(ours_p, ref_p))
 
 
-def test_step_all_equals_each_torch_optim_step():
-    """A joint fit's optimisers stepped together (one multi-tensor AdamW update over all their parameters, an SGD
-    on its own) give each run the weights torch.optim gives it; a parameter without a gradient is left as it is."""
+@pytest.mark.parametrize("max_elements", [2**20, 30])
+def test_step_all_equals_each_torch_optim_step(monkeypatch, max_elements):
+    """A joint fit's optimisers stepped together (multi-tensor AdamW updates over all their parameters, in one
+    chunk or, with 30 elements per chunk, several; an SGD on its own) give each run the weights torch.optim gives
+    it; a parameter without a gradient is left as it is."""
+    monkeypatch.setattr(probe.optim, "FOREACH_MAX_ELEMENTS", max_elements)
     g = torch.Generator().manual_seed(1)
     x, target = torch.randn(40, 6, generator=g), torch.randn(40, 4, generator=g)
     settings = [("adamw", 0.05, 0.0), ("adamw", 0.01, 2.0), ("sgd", 0.02, 0.5), ("adamw", 0.1, 0.3)]
