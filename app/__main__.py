@@ -1,6 +1,4 @@
-"""`python -m app` runs the `mr2probe` command line (same as the console script)."""
-import sys
+"""`python -m app` runs the `mr2probe` command line (same as the console script, app.cli.run)."""
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

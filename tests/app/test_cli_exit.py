@@ -48,3 +48,11 @@ def test_open_hdf5_file_is_closed_by_the_teardown(tmp_path):
     assert done.stdout == "doneteardown\n"
     with h5py.File(tmp_path / "open.h5", "r") as f:
         assert np.array_equal(f["x"][()], np.arange(5))
+
+
+def test_python_m_app_ends_through_exit_process(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "app", "train", "--features", "missing.h5", "--loss", "ce"],
+                          cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT),
+                                                                             "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert done.returncode == 2
+    assert "mr2probe train: error" in done.stderr and "missing.h5" in done.stderr
