@@ -51,7 +51,7 @@ def test_open_hdf5_file_is_closed_by_the_teardown(tmp_path):
 
 
 def test_python_m_app_ends_through_exit_process(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "app", "train", "--features", "missing.h5", "--loss", "ce"],
+    done = subprocess.run([sys.executable, "-m", "app", "train", "--features", "missing.h5", "--out", "run"],
                           cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT),
                                                                              "PATH": "/usr/bin:/bin"}, timeout=120)
     assert done.returncode == 2
