@@ -88,8 +88,11 @@ def exit_process(code: int) -> NoReturn:
     if _teardown_needed():
         sys.exit(code)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`mr2probe ... | head`) or stream: nothing more to write
+            pass
     os._exit(code)
 
 

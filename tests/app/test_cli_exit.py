@@ -56,3 +56,13 @@ def test_python_m_app_ends_through_exit_process(tmp_path):
                                                                              "PATH": "/usr/bin:/bin"}, timeout=120)
     assert done.returncode == 2
     assert "mr2probe train: error" in done.stderr and "missing.h5" in done.stderr
+
+
+def test_closed_stdout_pipe_still_exits_with_the_code(tmp_path):
+    """`mr2probe ... | head`: the reader has gone, flushing stdout fails; the exit code is kept, no traceback."""
+    script = ("import os, sys\nfrom app.cli import exit_process\nr, w = os.pipe()\nos.close(r)\n"
+              "sys.stdout = os.fdopen(w, 'w')\nprint('lost', end='')\nexit_process(4)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert done.returncode == 4
+    assert "Traceback" not in done.stderr
