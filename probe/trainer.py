@@ -33,7 +33,7 @@ from .adapters import create_adapter
 from .checkpoint import read_checkpoint, write_checkpoint
 from .constraints import check
 from .heads import create_head, get_head_spec, head_class
-from .optim import SGD, AdamW, step_all
+from .optim import SGD, AdamW
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, zero_centroid_regularizer
 from .params import TRAINER_PARAMS, check_trainer_params
@@ -875,7 +875,8 @@ def _update(runs: list[_Run], total: Tensor, losses, weight: float, epoch: int, 
         run.epoch_loss[epoch] += loss * weight
         run.prepare_step(step)
     total.backward()
-    step_all([run.opt for run in runs])
+    for run in runs:
+        run.opt.step()
 
 
 def _joint_losses(runs: list[_Run], raw: Tensor, yb: Tensor, k: int) -> Tensor:
