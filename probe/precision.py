@@ -2,7 +2,7 @@
 
 ``precision`` (:data:`probe.params.TRAINING_PRECISIONS`) of :class:`probe.ProbeTrainer`:
 
-- ``fp32``: everything in float32 (bit-identical to the trainer before this option existed).
+- ``fp32``: everything in float32 (the arithmetic of the trainer before this option existed).
 - ``bf16``: the forward matrix products (the heads' stacked product, an adapter's) run under
   ``torch.autocast(dtype=torch.bfloat16)``, and so do their backward products; the master weights, the optimiser
   state, the class statistics r_k², ‖s_k‖² and the margins γ stay float32, and the logits are widened to float32
