@@ -17,7 +17,10 @@ import h5py
 import numpy as np
 import torch
 
-GRID = [(lr, wd) for lr in (1e-3, 1e-2) for wd in (0.0, 1.0, 10.0)]  # ProbeConfig's default sweep
+from probe import ProbeConfig
+
+# ProbeConfig's default ERM sweep: (lr, weight decay) of each candidate
+GRID = [(c["lr"], c["weight_decay"]) for c in ProbeConfig().candidates()]
 
 
 def trainer_step_ms(x: torch.Tensor, y: torch.Tensor, k: int) -> float:
@@ -85,7 +88,8 @@ def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, steps: int = 60) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", required=True, help="feature cache (HDF5) with a train split")
-    parser.add_argument("--rows", type=int, default=2400, help="training rows, drawn at random (seed 0): 2400 is a 5-fold CV fold of the 2.7k cache")
+    parser.add_argument("--rows", type=int, default=2400,
+                        help="training rows, drawn at random (seed 0): 2400 is a 5-fold CV fold of the 2.7k cache")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
