@@ -12,12 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python *args`` in a child process with the repository on its path."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
 def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
     """A child that registers an exit handler printing 'teardown', runs ``body``, then exit_process(3)."""
     script = "import atexit, sys\nfrom app.cli import exit_process\natexit.register(print, 'teardown')\n"
     script += textwrap.dedent(body) + "\nprint('done', end='')\nexit_process(3)\n"
-    return subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+    return _python(["-c", script], tmp_path)
 
 
 def test_console_script_is_run():
@@ -51,9 +56,7 @@ def test_open_hdf5_file_is_closed_by_the_teardown(tmp_path):
 
 
 def test_python_m_app_ends_through_exit_process(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "app", "train", "--features", "missing.h5", "--out", "run"],
-                          cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT),
-                                                                             "PATH": "/usr/bin:/bin"}, timeout=120)
+    done = _python(["-m", "app", "train", "--features", "missing.h5", "--out", "run"], tmp_path)
     assert done.returncode == 2
     assert "mr2probe train: error" in done.stderr and "missing.h5" in done.stderr
 
@@ -62,7 +65,6 @@ def test_closed_stdout_pipe_still_exits_with_the_code(tmp_path):
     """`mr2probe ... | head`: the reader has gone, flushing stdout fails; the exit code is kept, no traceback."""
     script = ("import os, sys\nfrom app.cli import exit_process\nr, w = os.pipe()\nos.close(r)\n"
               "sys.stdout = os.fdopen(w, 'w')\nprint('lost', end='')\nexit_process(4)\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+    done = _python(["-c", script], tmp_path)
     assert done.returncode == 4
     assert "Traceback" not in done.stderr
