@@ -37,6 +37,12 @@ def moco_checkpoint(tmp_path_factory):
     """A checkpoint in the official MoCo v2 format, with a random ResNet-50 query encoder."""
     torch.manual_seed(0)
     model = resnet50(weights=None)
+    with torch.no_grad():  # BatchNorm statistics away from their identity initial values
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
     state = {f"module.encoder_q.{k}": v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     state.update({
         "module.encoder_q.fc.0.weight": torch.randn(2048, 2048), "module.encoder_q.fc.0.bias": torch.zeros(2048),
@@ -158,16 +164,20 @@ def test_open_clip_never_downloads(tiny_clip):
 
 def test_mocov2_checkpoint_is_converted(moco_checkpoint):
     path, reference = moco_checkpoint
-    # Exact comparison below: fp32 in the reference memory order (channels-last reorders the sums).
-    encoder = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False)
+    # Exact comparison below: fp32 in the reference memory order (channels-last reorders the sums), no folding.
+    encoder = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False, fold_batch_norm=False)
     assert isinstance(encoder.model.fc, nn.Identity) and encoder.num_features == 2048
     assert encoder.spec.default_head == "linear" and not encoder.spec.normalized
     assert encoder.spec.preprocess()["resize"] == 256 and encoder.spec.preprocess()["crop"] == [224, 224]
     torch.testing.assert_close(encoder.model.conv1.weight, reference.conv1.weight)
+    torch.testing.assert_close(encoder.model.bn1.running_var, reference.bn1.running_var)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = reference(x)
     torch.testing.assert_close(encoder.encode(x), expected)
+    folded = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False)
+    assert folded.folded_batch_norms == 53  # every BatchNorm of ResNet-50
+    torch.testing.assert_close(folded.encode(x), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_mocov2_errors_name_the_file(tmp_path):

@@ -76,9 +76,10 @@ def test_precision_errors_name_the_value(tree, tmp_path):
 
 @pytest.fixture(scope="module")
 def effnet_batch(cifar_zip):
-    """Eight CIFAR-10 test images (one per class of the first eight) and their fp32 contiguous features."""
+    """Eight CIFAR-10 test images (one per class of the first eight) and their features in fp32, contiguous,
+    BatchNorm not folded: the model as loaded."""
     torch.set_num_threads(2)
-    reference = create_encoder("effnet-lite0", precision="fp32", channels_last=False)
+    reference = create_encoder("effnet-lite0", precision="fp32", channels_last=False, fold_batch_norm=False)
     data = open_dataset(cifar_zip, max_per_class=1)
     batch = torch.stack([reference.transform(data.load_image(sample)) for sample in data.splits["test"][:8]])
     return batch, reference.encode(batch)
