@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -147,15 +148,15 @@ def synthetic_load(rows: int, d: int) -> tuple[float, int]:
 
 
 def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[float, float]) -> None:
-    first = runs["old"][0]
-    lowp = runs["lowp"][0]["precision"] if "lowp" in runs else None
+    first = next(iter(runs.values()))[0]
+    lowp = next((rs[0]["precision"] for s, rs in runs.items() if s.startswith("lowp")), None)
     print(f"device={args.device} encoder={args.encoder} images={first['images']} batch={args.batch_size} "
           f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} "
           f"cores={os.cpu_count()} repeats={args.repeats} "
           f"load average before/after={loads[0]:.1f}/{loads[1]:.1f}")
     median = {s: {k: statistics.median(r[k] for r in rs) for k in ("bare", "extract", "cpu_ms", "faults")}
               for s, rs in runs.items()}
-    old = median["old"]["extract"]
+    old = median["old"]["extract"] if "old" in median else math.nan  # ext/old: nan without the old setting
     print(f"{'setting':<36}{'bare img/s':>11}{'extract img/s':>15}{'ext/bare':>9}{'ext/old':>8}"
           f"{'CPU ms/img':>11}{'faults/img':>11}")
     names = {"old": "old: fp32, NCHW, default malloc", "fp32-unfolded": "fp32, channels-last, malloc kept",
@@ -181,6 +182,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every setting")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--load-rows", type=int, default=60_000, help="rows of the synthetic cache for load speed")
+    parser.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=None,
+                        help="the settings to measure (default: all; lowp ones only where a low precision runs)")
     parser.add_argument("--child", choices=tuple(SETTINGS), help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,6 +193,7 @@ def main() -> None:
     settings = ["old", "fp32-unfolded", "fp32"]
     if resolve_precision("auto", resolve_device(args.device)) != "fp32":
         settings += ["lowp-unfolded", "lowp"]
+    settings = [s for s in settings if args.settings is None or s in args.settings]
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     for _ in range(args.repeats):

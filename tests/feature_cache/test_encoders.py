@@ -86,6 +86,7 @@ def test_every_encoder_honours_the_interface(name, tiny_clip, moco_checkpoint):
     reference = torch.stack([T.Normalize(spec.mean, spec.std)(T.ToTensor()(image.numpy().transpose(1, 2, 0)))
                              for image in x])
     torch.testing.assert_close(encoder.normalize(x), reference, rtol=0, atol=2e-6)
+    assert encoder.normalize(x).is_contiguous(memory_format=torch.channels_last)  # the layout the forward runs in
     assert encoder.normalize(reference) is reference
     torch.testing.assert_close(features, encoder.encode(encoder.normalize(x)), rtol=0, atol=0)
     assert features.shape == (2, spec.num_features) and features.dtype == torch.float32
