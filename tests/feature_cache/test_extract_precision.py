@@ -79,7 +79,7 @@ def effnet_batch(cifar_zip):
     """Eight CIFAR-10 test images (one per class of the first eight) and their features in fp32, contiguous,
     BatchNorm not folded: the model as loaded."""
     torch.set_num_threads(2)
-    reference = create_encoder("effnet-lite0", precision="fp32", channels_last=False, fold_batch_norm=False)
+    reference = create_encoder("effnet-lite0", precision="fp32", channels_last=False, fuse=False)
     data = open_dataset(cifar_zip, max_per_class=1)
     batch = torch.stack([reference.transform(data.load_image(sample)) for sample in data.splits["test"][:8]])
     return batch, reference.encode(batch)
@@ -91,7 +91,7 @@ def test_channels_last_and_bf16_features_match_fp32(effnet_batch, precision):
         pytest.skip(NO_BF16)
     batch, expected = effnet_batch
     encoder = create_encoder("effnet-lite0", precision=precision, channels_last=True)
-    assert encoder.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert encoder.model.conv_stem.conv.weight.is_contiguous(memory_format=torch.channels_last)  # fused: conv + ReLU6
     got = encoder.encode(batch)
     assert got.dtype == torch.float32 and got.shape == expected.shape
     cosine = torch.nn.functional.cosine_similarity(got, expected, dim=1)

@@ -1,9 +1,10 @@
-"""Features and probe accuracy with the encoder's BatchNorms folded into its convolutions, against unfolded.
+"""Features and probe accuracy of the fused encoder (``create_encoder(fuse=True)``, the default) against unfused.
 
-``create_encoder`` folds every BatchNorm that directly follows a convolution (``feature_cache.batchnorm``).
-In fp32 that only reorders sums; under bf16 autocast the folded weights are rounded to bfloat16 once, where
-the unfolded model rounds the weights and the normalised activations separately. This bench extracts the same
-images with each variant, fp32 unfolded (the model as loaded) being the reference, and prints per variant:
+``create_encoder`` folds every BatchNorm that directly follows a convolution into it and makes the ReLU / ReLU6
+after it the convolution's post-op (``feature_cache.fusion``). The activation fusion is bit-identical; BatchNorm
+folding only reorders sums in fp32, and under bf16 autocast rounds the folded weights to bfloat16 once where the
+unfused model rounds the weights and the normalised activations separately. This bench extracts the same images
+with each variant, fp32 unfused (the model as loaded) being the reference, and prints per variant:
 
 * feature cosine to the reference over the test images (median, 1st percentile, minimum);
 * ``probe.run_probe`` ERM (``--loss``, default sweep, ``--seeds``) test accuracy and worst class, and the
@@ -11,8 +12,8 @@ images with each variant, fp32 unfolded (the model as loaded) being the referenc
 
 Caches are written to ``--cache-dir`` (kept: a re-run reads them instead of extracting again).
 
-    python bench/batchnorm_fold.py --data ../shared/data/cifar10-jpeg.zip --max-per-class 200 \
-        --cache-dir /work/cache/fold
+    python bench/fused_encoder.py --data ../shared/data/cifar10-jpeg.zip --max-per-class 200 \
+        --cache-dir /work/cache/fused
 """
 from __future__ import annotations
 
@@ -31,18 +32,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def variants(device: str) -> list[tuple[str, str, bool]]:
-    """(name, precision, fold) of every variant this device runs; the first is the reference."""
+    """(name, precision, fuse) of every variant this device runs; the first is the reference."""
     low = "fp16" if device.startswith("cuda") else ("bf16" if cpu_has_native_bf16() else None)
-    out = [("fp32 unfolded", "fp32", False), ("fp32 folded", "fp32", True)]
+    out = [("fp32 unfused", "fp32", False), ("fp32 fused", "fp32", True)]
     if low:
-        out += [(f"{low} unfolded", low, False), (f"{low} folded", low, True)]
+        out += [(f"{low} unfused", low, False), (f"{low} fused", low, True)]
     return out
 
 
-def cache_for(args, data, name: str, precision: str, fold: bool) -> Path:
+def cache_for(args, data, name: str, precision: str, fuse: bool) -> Path:
     path = Path(args.cache_dir) / f"{Path(args.data).stem}-{args.max_per_class}-{name.replace(' ', '-')}.h5"
     if not path.exists():
-        encoder = create_encoder(args.encoder, device=args.device, precision=precision, fold_batch_norm=fold)
+        encoder = create_encoder(args.encoder, device=args.device, precision=precision, fuse=fuse)
         start = time.perf_counter()
         result = extract(data, encoder, None, out=path, batch_size=args.batch_size, show_progress=False)
         print(f"  extracted {name}: {result.encoded} images in {time.perf_counter() - start:.1f} s")
@@ -70,7 +71,7 @@ def main() -> None:
     Path(args.cache_dir).mkdir(parents=True, exist_ok=True)
     data = open_dataset(args.data, max_per_class=args.max_per_class)
     runs = variants(args.device)
-    paths = {name: cache_for(args, data, name, precision, fold) for name, precision, fold in runs}
+    paths = {name: cache_for(args, data, name, precision, fuse) for name, precision, fuse in runs}
     reference = runs[0][0]
     ref_test = open_cache(paths[reference]).load("test")[0]
     print(f"{args.encoder} on {Path(args.data).name}, {args.max_per_class} per class; probe: loss {args.loss}, "
