@@ -170,16 +170,22 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
         print(f"  {setting} bare/extract per repeat: {spread}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_extraction_arguments(parser: argparse.ArgumentParser, max_per_class: int) -> None:
+    """--data, --encoder, --max-per-class, --batch-size, --device and --threads: what an extraction bench reads
+    (also bench/fused_encoder.py)."""
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
     parser.add_argument("--encoder", default="effnet-lite0")
-    parser.add_argument("--max-per-class", type=int, default=20)
+    parser.add_argument("--max-per-class", type=int, default=max_per_class)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (in every setting)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_extraction_arguments(parser, max_per_class=20)
     parser.add_argument("--workers", type=int, default=None,
                         help="decoding processes of the new settings (default: the extractor's choice)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every setting")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--load-rows", type=int, default=60_000, help="rows of the synthetic cache for load speed")
     parser.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=None,

@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extract_speed import add_extraction_arguments
 from feature_cache import create_encoder, extract, open_cache, open_dataset
 from feature_cache.encoders import cpu_has_native_bf16
 from probe import ProbeConfig, run_probe
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def variants(device: str) -> list[tuple[str, str, bool]]:
@@ -57,12 +56,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
-    parser.add_argument("--encoder", default="effnet-lite0")
-    parser.add_argument("--max-per-class", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    add_extraction_arguments(parser, max_per_class=200)
     parser.add_argument("--loss", default="ce")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cache-dir", required=True, help="where the caches are written (and found again)")
