@@ -63,8 +63,8 @@ from torch import Tensor, nn
 
 from probe.precision import cpu_has_native_bf16  # the project's one bfloat16 detection (re-exported here)
 
-from .fusion import Fused, fuse_convolutions
 from .errors import MissingWeights
+from .fusion import Fused, fuse_convolutions
 
 __all__ = [
     "EncoderSpec",
