@@ -17,13 +17,13 @@ Settings (each measured in a fresh child process, because the allocator setting 
 - ``bf16-unfused`` and ``bf16``: the same two with bfloat16 autocast (only on a CPU with native bfloat16;
   ``fp16`` on CUDA).
 
-Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (no decoding, no I/O), as many
-images as the extraction; ``extract`` = ``extract()`` end to end (decoding JPEGs from the archive, resize,
-normalisation, forward, float16 HDF5 writes); CPU ms per image (process + workers) and minor page
-faults of the extraction. Repeats are interleaved (old, fp32-unfused, fp32, ..., old, ...), medians shown:
-the machine is shared, so the spread is printed too. Ratios: extract ÷ bare of the same setting (target
-≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores). Load speed: ``open_cache(path).load``
-of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
+Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (normalised float32 in the encoder's
+memory format: no decoding, normalisation, layout copy or I/O), as many images as the extraction; ``extract`` =
+``extract()`` end to end (decoding JPEGs from the archive, resize, normalisation, forward, float16 HDF5 writes);
+CPU ms per image (process + workers) and minor page faults of the extraction. Repeats are interleaved (old,
+fp32-unfused, fp32, ..., old, ...), medians shown: the machine is shared, so the spread is printed too. Ratios:
+extract ÷ bare of the same setting (target ≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores).
+Load speed: ``open_cache(path).load`` of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
 
 Uses only the public API of ``feature_cache``.
 """
@@ -59,9 +59,12 @@ SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None
 
 
 def bare_forward(encoder, n_images: int, batch_size: int) -> float:
-    """Images/s of encoder.encode on ready tensors (one warm-up batch excluded)."""
+    """Images/s of encoder.encode on ready tensors (one warm-up batch excluded): normalised float32 in the
+    encoder's memory format, so the bare forward pays no layout copy (up to 599b0ed the batch was NCHW, and
+    the channels-last encoders copied it on every call: ~5 % of the bf16 forward, which flattered ext/bare)."""
     size = encoder.spec.image_size
-    batch = torch.randn(batch_size, 3, size, size)
+    layout = torch.channels_last if encoder.channels_last else torch.contiguous_format
+    batch = torch.randn(batch_size, 3, size, size).contiguous(memory_format=layout)
     if encoder.device.type == "cuda":
         batch = batch.to(encoder.device)
     encoder.encode(batch)  # warm-up
