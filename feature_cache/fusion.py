@@ -27,11 +27,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, fx, nn
-from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -49,8 +49,9 @@ class Fused(NamedTuple):
 
 class ConvActivation(nn.Module):
     """``activation(conv(x))`` for a ReLU or a ReLU6 (``Hardtanh(0, 6)``), as one oneDNN convolution with the
-    activation as its post-op on CPU; the eager calls elsewhere. Under CPU autocast the input, weight and bias
-    are cast to the autocast dtype as autocast casts them for ``conv2d``."""
+    activation as its post-op on CPU in a dtype oneDNN runs there (:func:`_onednn_dtypes`); the eager calls
+    elsewhere. Under CPU autocast the input, weight and bias are cast to the autocast dtype as autocast casts
+    them for ``conv2d``."""
 
     def __init__(self, conv: nn.Conv2d, activation: nn.Module) -> None:
         super().__init__()
@@ -63,13 +64,25 @@ class ConvActivation(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.conv
-        if x.device.type != "cpu" or torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
+        if x.device.type != "cpu" or torch.is_grad_enabled():
             return self.activation(conv(x))
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        if dtype not in _onednn_dtypes():
+            return self.activation(conv(x))
         bias = None if conv.bias is None else conv.bias.to(dtype)
         return torch.ops.mkldnn._convolution_pointwise(
             x.to(dtype), conv.weight.to(dtype), bias, list(conv.padding), list(conv.stride), list(conv.dilation),
             conv.groups, self.attr, self.scalars, "")
+
+
+@lru_cache(maxsize=1)
+def _onednn_dtypes() -> frozenset[torch.dtype]:
+    """The dtypes oneDNN's fused convolution runs on this CPU: float32, and bfloat16 where oneDNN supports it
+    (AVX512 or newer; elsewhere eager PyTorch falls back to its own bf16 convolution and so does
+    :class:`ConvActivation`); none without oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return frozenset()
+    return frozenset({torch.float32} | ({torch.bfloat16} if torch.ops.mkldnn._is_mkldnn_bf16_supported() else set()))
 
 
 def _fusable_activation(module: nn.Module | None) -> bool:

@@ -104,6 +104,23 @@ def test_conv_activation_is_one_onednn_call_and_bit_identical(activation, conv, 
         torch.testing.assert_close(fused(x), activation(conv(x)), rtol=0, atol=0)
 
 
+def test_conv_activation_runs_eagerly_in_a_dtype_onednn_does_not_run(monkeypatch):
+    from feature_cache import fusion
+
+    torch.manual_seed(0)
+    conv, activation = nn.Conv2d(4, 4, 3, padding=1).double(), nn.ReLU6()
+    fused = ConvActivation(conv, activation)
+    x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
+    with torch.inference_mode():
+        assert "mkldnn::_convolution_pointwise" not in operators(fused, x)  # float64: not a oneDNN dtype
+        assert torch.equal(fused(x), activation(conv(x)))
+        fusion._onednn_dtypes.cache_clear()
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+        conv32 = ConvActivation(nn.Conv2d(4, 4, 1), nn.ReLU())
+        assert "mkldnn::_convolution_pointwise" not in operators(conv32, x.float())  # no oneDNN: eager
+    fusion._onednn_dtypes.cache_clear()
+
+
 class SharedOutput(nn.Module):
     """conv → bn, but the convolution's output is also read by the sum: folding would change that branch."""
 
