@@ -103,8 +103,9 @@ class ProbeConfig(BaseModel):
     epochs: int | None = Field(None, description=f"training epochs per fit, 1..{MAX_EPOCHS}; None: "
                                "auto_epochs(n_train, batch_size)")
     batch_size: int | Literal["auto"] | None = Field(
-        "auto", description=f"mini-batch size, 1..{MAX_BATCH_SIZE}; None: full batch; auto: "
-        f"auto_batch_size(n_train), full batch up to {AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}")
+        "auto", description=f"largest mini-batch, 1..{MAX_BATCH_SIZE} (an epoch's ceil(n / batch_size) batches "
+        f"differ by at most one row); None: full batch; auto: auto_batch_size(n_train), full batch up to "
+        f"{AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}")
     # On 2.7k×1280 (10 classes) tol=1e-3 halved the sweep's time at the same selection and test accuracy
     # (README, probe speed); ProbeTrainer's own default stays None (every epoch).
     tol: float | None = Field(1e-3, description="stop a fit when its epoch training loss has not improved by more "

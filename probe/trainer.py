@@ -642,6 +642,16 @@ def heads_product(x: Tensor, w: Tensor) -> Tensor:
     return (w @ x.t()).t().contiguous() if w.shape[0] < NARROW_OUTPUTS else x @ w.t()
 
 
+def balanced_batches(n: int, steps: int) -> list[int]:
+    """Boundaries (steps + 1 of them, from 0 to n) of ``steps`` batches of n shuffled rows whose sizes differ by at
+    most one: ``batch_size`` is then the largest batch, and no epoch ends on a remnant. Cutting n rows into
+    batches of exactly ``batch_size`` left a last batch of n mod batch_size rows, which took a full-lr step on
+    a handful of samples: at 4,100 CIFAR-10 rows (a last batch of 4) the ERM probe lost 2.2 points of test
+    accuracy against 4,090 rows trained full-batch (``bench/probe_speed.py --train-per-class 409 410``)."""
+    base, extra = divmod(n, steps)
+    return [i * base + min(i, extra) for i in range(steps + 1)]
+
+
 def full_batch(batch_size: int | None, n: int) -> bool:
     """Whether a fit of n rows with ``batch_size`` takes the whole set as one batch (no batch order)."""
     return batch_size is None or int(batch_size) >= n
@@ -738,8 +748,8 @@ class _Batches:
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, prepare: Callable[[Tensor], Tensor] | None,
                  device: torch.device, gen: torch.Generator, precision: str = "fp32") -> None:
         self.n = x.shape[0]
-        self.size = self.n if batch_size is None else min(int(batch_size), self.n)
-        self.steps_per_epoch = math.ceil(self.n / self.size)
+        self.steps_per_epoch = 1 if batch_size is None else math.ceil(self.n / min(int(batch_size), self.n))
+        self.bounds = balanced_batches(self.n, self.steps_per_epoch)
         self.widen_per_batch = x.dtype != torch.float32 and not full_batch(batch_size, self.n)
         self.prepare = prepare
         self.device = device
@@ -771,8 +781,8 @@ class _Batches:
             yield self.x, self.full, self.y
             return
         order = torch.randperm(self.n, generator=self.gen).to(self.device)
-        for start in range(0, self.n, self.size):
-            idx = order[start:start + self.size]
+        for start, stop in zip(self.bounds[:-1], self.bounds[1:]):
+            idx = order[start:stop]
             xb = torch.index_select(self.x, 0, idx, out=self._buffer(self.x.dtype, len(idx)))
             yb = torch.index_select(self.y, 0, idx)  # 5 µs where y[idx] (advanced indexing) took 50
             if self.widen_per_batch:

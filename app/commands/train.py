@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     batch_size = _config_default("batch_size")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"mini-batch size (default: ProbeConfig's, {batch_size}; {batch_size} is full batch up "
-                        f"to {AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}; a training set of at most "
-                        "one batch is trained full-batch)")
+                        help=f"largest mini-batch (default: ProbeConfig's, {batch_size}; {batch_size} is full batch "
+                        f"up to {AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}; an epoch's batches "
+                        "differ by at most one row; a training set of at most one batch is trained full-batch)")
     parser.add_argument("--select", choices=("overall", "hard"), default=None,
                         help="validation criterion: overall (default) or hard, the disparity-aware decision: a "
                         "setting replaces the reference (ERM) configuration only when the 95%% paired bootstrap "

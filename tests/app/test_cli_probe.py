@@ -198,6 +198,7 @@ def test_train_help_quotes_probe_config_batch_size(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"mini-batch size (default: ProbeConfig's, {ProbeConfig().batch_size};" in text
+    assert f"largest mini-batch (default: ProbeConfig's, {ProbeConfig().batch_size};" in text
     assert ProbeConfig().batch_size == "auto"
     assert "auto is full batch up to 4096 training rows, else 1024;" in text
+    assert "an epoch's batches differ by at most one row" in text

@@ -410,3 +410,34 @@ def test_float16_features_give_the_float32_fit(head, batch_size):
     assert np.allclose(half.decision_function(x16), full.decision_function(x16.astype(np.float32)), atol=1e-5)
     assert np.array_equal(half.predict(x16), full.predict(x16.astype(np.float32)))
     assert ProbeTrainer(**kw).class_stats(x16, y).r2.dtype == torch.float32
+
+
+@pytest.mark.parametrize("n, steps, expected", [
+    (4100, 5, [0, 820, 1640, 2460, 3280, 4100]),  # batch_size 1024: not 4 × 1024 and a last batch of 4
+    (10, 3, [0, 4, 7, 10]),
+    (1000, 16, None),
+    (7, 7, list(range(8))),
+    (5, 1, [0, 5]),
+])
+def test_balanced_batches_differ_by_at_most_one_row(n, steps, expected):
+    from probe.trainer import balanced_batches
+
+    bounds = balanced_batches(n, steps)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == n and len(sizes) == steps
+    assert sizes.max() - sizes.min() <= 1 and sizes.min() >= 1
+    assert expected is None or bounds == expected
+
+
+def test_an_epoch_visits_every_row_once_in_balanced_batches():
+    """4,100 rows with batch_size 1024 take 5 steps of 820 rows (no 4-row remnant), each row once per epoch."""
+    from probe.trainer import _Batches
+
+    x = torch.arange(4100, dtype=torch.float32).unsqueeze(1).repeat(1, 3)
+    batches = _Batches(x, torch.zeros(4100, dtype=torch.long), 1024, None, torch.device("cpu"),
+                       torch.Generator().manual_seed(0))
+    assert batches.steps_per_epoch == 5
+    for _ in range(2):
+        seen = [xb[:, 0].clone() for xb, _, _ in batches.epoch()]
+        assert [len(s) for s in seen] == [820] * 5
+        assert torch.equal(torch.cat(seen).sort().values, torch.arange(4100, dtype=torch.float32))
