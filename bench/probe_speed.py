@@ -20,6 +20,10 @@ Two comparisons:
   selects by 5-fold cross-validation (``probe.crossval``): ``--sk-cv 5`` gives the like-for-like baseline
   (``LogisticRegressionCV``). Without ``--features`` the synthetic set is first written to a temporary float16
   cache.
+* ``--train-per-class N ...``: the ``--cli`` comparison once per size, on a copy of the cache whose training split
+  keeps N random images of each class (seeded; validation and test as they are), so that every size is measured
+  with the same validation and test images: where the trainer switches from full batch to mini-batches
+  (``AUTO_FULL_BATCH_ROWS``), where cross-validation stops, how both sides grow with N.
 
 Also the per-epoch cost of our trainer against the bare matrix products of one full-batch epoch on the same shapes
 (forward X·Wᵀ and the weight gradient Gᵀ·X), reported as bare/ours.
@@ -34,6 +38,8 @@ Usage::
     python bench/probe_speed.py --ce-kernels 5 10 16 100                       # the two cross-entropy kernels
     python bench/probe_speed.py --product-forms 10 30 60 600 6000              # the two forms of the products
     python bench/probe_speed.py --quick                                        # 5k×256 smoke run
+    python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --skip-in-process \
+        --train-per-class 100 270 409 410 800 2000                             # CLI at 1k … 20k training rows
 """
 from __future__ import annotations
 
@@ -121,12 +127,39 @@ def load_features(path: str, dtype: str | None = "float32"):
     return data, list(cache.class_names)
 
 
-def write_synthetic_cache(data, names, folder: Path) -> Path:
+def write_synthetic_cache(data, names, folder: Path, name: str = "synthetic.h5") -> Path:
+    """``data`` as a float16 cache (a float16 cache loaded as float32 is written back unchanged)."""
     from feature_cache import write_cache
 
     splits = {s: (x.astype(np.float16), y, [f"{s}/{i}" for i in range(len(y))]) for s, (x, y) in data.items()}
     attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "synthetic"}
-    return write_cache(folder / "synthetic.h5", splits, names, attrs)
+    return write_cache(folder / name, splits, names, attrs)
+
+
+def train_subset(data, per_class: int, seed: int):
+    """``data`` with the training split cut to ``per_class`` random rows of each class (all of a smaller class),
+    in their original order; validation and test unchanged."""
+    from probe.crossval import within_class_rank
+
+    x, y = data["train"]
+    keep = np.flatnonzero(within_class_rank(y, np.random.default_rng(seed)) < per_class)
+    return {**data, "train": (x[keep], y[keep])}
+
+
+def size_sweep(args, data, names) -> list[dict]:
+    """The CLI comparison (:func:`run_cli`) at each ``--train-per-class`` size."""
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for per_class in args.train_per_class:
+            subset = train_subset(data, per_class, args.seed)
+            n_train = len(subset["train"][1])
+            print(f"train {per_class} per class: {n_train} rows")
+            cache = write_synthetic_cache(subset, names, Path(tmp), f"train{per_class}.h5")
+            pairs = run_cli(args, cache, subset, names)
+            line = summarise(pairs, f"train {per_class} per class ({n_train} rows), end to end")
+            lines.append({"train_per_class": per_class, "n_train": n_train, **line})
+            cache.unlink()
+    return lines
 
 
 def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -405,6 +438,8 @@ def parse_args() -> argparse.Namespace:
                         help="only time the two forms of the heads' products at these output widths")
     parser.add_argument("--train-args", default="", help="extra `mr2probe train` arguments of our CLI side, e.g. "
                         "'--cv 0' (select on val, as the default baseline does)")
+    parser.add_argument("--train-per-class", type=int, nargs="+", default=None, metavar="N",
+                        help="the end-to-end comparison at each size: the training split cut to N per class")
     parser.add_argument("--sk-cv", type=int, default=0, help="CLI baseline: select C by a stratified k-fold of "
                         "train + val (LogisticRegressionCV), the like-for-like baseline where `mr2probe train` "
                         "cross-validates (validation < 50 per class); 0: select on val")
@@ -461,6 +496,8 @@ def main() -> None:
     if args.cli:
         pairs = run_cli(args, Path(args.features) if args.features else None, data, names)
         result["cli"] = summarise(pairs, "end to end (process start included; ours 3 seeds)")
+    if args.train_per_class:
+        result["sizes"] = size_sweep(args, data, names)
     result["load_after"] = os.getloadavg()[0]
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
