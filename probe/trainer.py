@@ -748,9 +748,10 @@ class _Batches:
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, prepare: Callable[[Tensor], Tensor] | None,
                  device: torch.device, gen: torch.Generator, precision: str = "fp32") -> None:
         self.n = x.shape[0]
-        self.steps_per_epoch = 1 if batch_size is None else math.ceil(self.n / min(int(batch_size), self.n))
+        whole = full_batch(batch_size, self.n)
+        self.steps_per_epoch = 1 if whole else math.ceil(self.n / int(batch_size))
         self.bounds = balanced_batches(self.n, self.steps_per_epoch)
-        self.widen_per_batch = x.dtype != torch.float32 and not full_batch(batch_size, self.n)
+        self.widen_per_batch = x.dtype != torch.float32 and not whole
         self.prepare = prepare
         self.device = device
         self.gen = gen
@@ -763,7 +764,7 @@ class _Batches:
         self.precision = precision
         self._buffers: dict[tuple[torch.dtype, int], Tensor] = {}
         self.full = None
-        if full_batch(batch_size, self.n):
+        if whole:
             self.full = ConstantProduct(x, torch.bfloat16) if precision == "bf16" else self.product(x)
 
     def product(self, xb: Tensor) -> Callable[[Tensor], Tensor]:
