@@ -26,6 +26,22 @@ class TinyNet(nn.Module):
         return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
+def randomise_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Running statistics and affine parameters of every BatchNorm away from their (identity) initial values, so
+    that a wrong conversion or fold shows in the features; returns the model in eval mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+    return model.eval()
+
+
 def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images)
 

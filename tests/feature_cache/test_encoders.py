@@ -16,6 +16,7 @@ from torchvision.models import resnet50
 from feature_cache import ENCODERS, Encoder, EncoderSpec, MissingWeights, create_encoder, list_encoders
 from feature_cache import encoders as encoders_module
 from feature_cache.encoders import file_sha256, is_torchscript_archive
+from fc_testutils import randomise_batch_norms
 
 TINY = {"embed_dim": 16,
         "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
@@ -36,13 +37,7 @@ def tiny_clip(tmp_path_factory):
 def moco_checkpoint(tmp_path_factory):
     """A checkpoint in the official MoCo v2 format, with a random ResNet-50 query encoder."""
     torch.manual_seed(0)
-    model = resnet50(weights=None)
-    with torch.no_grad():  # BatchNorm statistics away from their identity initial values
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
+    model = randomise_batch_norms(resnet50(weights=None))
     state = {f"module.encoder_q.{k}": v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     state.update({
         "module.encoder_q.fc.0.weight": torch.randn(2048, 2048), "module.encoder_q.fc.0.bias": torch.zeros(2048),

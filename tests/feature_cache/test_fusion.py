@@ -17,24 +17,11 @@ from torchvision.models import resnet18
 from feature_cache import create_encoder
 from feature_cache.encoders import cpu_has_native_bf16
 from feature_cache.fusion import ConvActivation, Fused, fuse_convolutions
+from fc_testutils import randomise_batch_norms
 
 
 def _pooled(model, images):
     return model(images)
-
-
-def randomise_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Running statistics and affine parameters away from their (identity) initial values, so that a wrong fold
-    shows in the features."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
-                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))
-                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
-    return model.eval()
 
 
 def count(model: nn.Module, kind=_BatchNorm) -> int:
