@@ -1,11 +1,16 @@
-"""AdamW and SGD for the probe trainer: the update rules of ``torch.optim``, without it.
+"""Adam, AdamW and SGD for the probe trainer: the update rules of ``torch.optim``, without it.
 
 Constructing any ``torch.optim`` optimiser imports ``torch._dynamo`` (its methods are wrapped in
 ``torch._disable_dynamo``): about as long as importing torch itself, a fixed cost of every ``mr2probe train``
 process that dominates small probes. These classes make the same calls as torch.optim, so a fit gives the same
 weights (bit-identical; tests compare them): :class:`AdamW` is ``torch.optim.AdamW(fused=True)`` (one
-``torch._fused_adamw_`` call per parameter group, which reads and writes each tensor once), :class:`SGD` is
-``torch.optim.SGD``'s single-tensor path.
+``torch._fused_adamw_`` call per parameter group, which reads and writes each tensor once), :class:`Adam` is
+``torch.optim.Adam(fused=True)`` (``torch._fused_adam_``), :class:`SGD` is ``torch.optim.SGD``'s single-tensor path.
+
+Weight decay: :class:`Adam` and :class:`SGD` add ``weight_decay · p`` to the gradient, so they minimise the loss plus
+the L2 penalty ``weight_decay / 2 · ‖p‖²`` (``L2_OPTIMIZERS`` in :mod:`probe.params`); :class:`AdamW` decays the
+weights apart from the gradient, which is no penalty of any objective: with Adam's normalised steps its fixed
+points keep every weight within about ``1 / weight_decay`` (an ℓ∞ bound), a different regulariser.
 
 Interface used by the trainer: ``param_groups`` (dicts with ``params``, ``lr``, ``weight_decay``; the trainer sets
 ``lr`` per step), ``zero_grad(set_to_none=True)`` and ``step()``.
@@ -15,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["AdamW", "SGD"]
+__all__ = ["Adam", "AdamW", "SGD", "OPTIMIZER_CLASSES"]
 
 
 class _Optimizer:
@@ -32,14 +37,11 @@ class _Optimizer:
                     p.grad.zero_()
 
 
-class AdamW(_Optimizer):
-    """AdamW (Loshchilov & Hutter): decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step, as
-    ``torch.optim.AdamW(fused=True)`` computes it.
+class _FusedAdam(_Optimizer):
+    """Bias-corrected Adam steps by one fused kernel call per parameter group (``_kernel``), as
+    ``torch.optim.Adam(W)(fused=True)`` computes them."""
 
-    The fused kernel replaces an earlier element-wise version (torch.optim's single-tensor arithmetic, 7–9 passes
-    over each tensor): for the 6 heads of the 2.7k sweep (10 × 1280 + 10 each, 1 thread) 337 against 66 µs per
-    step, for 18 heads of 1000 × 1024 (2 threads) 31.2 against 11.6 ms, with no temporaries.
-    """
+    _kernel = staticmethod(torch._fused_adam_)
 
     def __init__(self, param_groups: list[dict], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
@@ -55,10 +57,10 @@ class AdamW(_Optimizer):
             steps = [state["step"] for state in states]
             torch._foreach_add_(steps, 1)
             beta1, beta2 = group["betas"]
-            torch._fused_adamw_(params, [p.grad for p in params], [state["exp_avg"] for state in states],
-                                [state["exp_avg_sq"] for state in states], [], steps, amsgrad=False,
-                                lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-                                eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
+            self._kernel(params, [p.grad for p in params], [state["exp_avg"] for state in states],
+                         [state["exp_avg_sq"] for state in states], [], steps, amsgrad=False,
+                         lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                         eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
 
     def _state(self, p: Tensor) -> dict:
         """p's step count (a float32 scalar tensor, as the fused kernel reads it) and moments, made at its first
@@ -68,6 +70,24 @@ class AdamW(_Optimizer):
             state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
                                      "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
         return state
+
+
+class Adam(_FusedAdam):
+    """Adam (Kingma & Ba) with weight decay as an L2 penalty: g ← g + wd·p, then the bias-corrected Adam step, as
+    ``torch.optim.Adam(fused=True)`` computes it. It minimises loss + wd/2·‖p‖², the objective of scikit-learn's
+    ``LogisticRegression`` with C = 1 / (wd·n) for a mean loss over n rows."""
+
+
+class AdamW(_FusedAdam):
+    """AdamW (Loshchilov & Hutter): decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step, as
+    ``torch.optim.AdamW(fused=True)`` computes it.
+
+    The fused kernel replaces an earlier element-wise version (torch.optim's single-tensor arithmetic, 7–9 passes
+    over each tensor): for the 6 heads of the 2.7k sweep (10 × 1280 + 10 each, 1 thread) 337 against 66 µs per
+    step, for 18 heads of 1000 × 1024 (2 threads) 31.2 against 11.6 ms, with no temporaries.
+    """
+
+    _kernel = staticmethod(torch._fused_adamw_)
 
 
 class SGD(_Optimizer):
@@ -92,3 +112,6 @@ class SGD(_Optimizer):
                         buf.mul_(momentum).add_(grad)
                     grad = buf
                 p.add_(grad, alpha=-lr)
+
+
+OPTIMIZER_CLASSES = {"adam": Adam, "adamw": AdamW, "sgd": SGD}  # the names of probe.params.OPTIMIZERS

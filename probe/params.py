@@ -16,7 +16,7 @@ from typing import Any
 from .constraints import Boolean, Device, Instance, Interval, Name, Options, check
 from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
-__all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "MAX_EPOCHS", "MAX_BATCH_SIZE",
+__all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "L2_OPTIMIZERS", "MAX_EPOCHS", "MAX_BATCH_SIZE",
            "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_SEED"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
@@ -28,7 +28,8 @@ MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (the fi
 MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
 
 R2_MODES = ("exact", "ema")
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")  # probe.optim
+L2_OPTIMIZERS = ("adam", "sgd")  # their weight_decay is the gradient of the L2 penalty weight_decay/2·‖W‖²
 TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # probe.precision: what each means, how auto chooses
 
 _POSITIVE = Interval(float, 0, None, "neither")
@@ -61,6 +62,7 @@ TRAINER_PARAMS: dict[str, list] = {
     "rep_margin_samples": [Interval(int, 2, None)],
     "tol": [_NONNEG, None],
     "n_iter_no_change": [Interval(int, 1, MAX_EPOCHS)],
+    "anneal_epochs": [Interval(int, 0, MAX_EPOCHS)],
     "progress": [Instance((callable,), "a callable progress(epoch, epochs)"), None],
     "progress_bar": [Boolean()],
 }

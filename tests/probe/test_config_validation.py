@@ -58,7 +58,7 @@ def _error(**fields) -> str:
     ({"device": "mps"}, "device", "device must be one of auto, cpu, cuda, cuda:N, got 'mps'"),
     ({"head": "mlp"}, "head", "Unknown head 'mlp'; available: linear, cosine"),
     ({"r2_mode": "running"}, "r2_mode", "r2_mode must be one of exact, ema, got 'running'"),
-    ({"optimizer": "adam"}, "optimizer", "optimizer must be one of adamw, sgd, got 'adam'"),
+    ({"optimizer": "nadam"}, "optimizer", "optimizer must be one of adam, adamw, sgd, got 'nadam'"),
     ({"seeds": [0, -1]}, "seeds", "seeds value must be an integer in [0, 4294967295], got -1"),
     ({"seeds": [2**40]}, "seeds", "seeds value must be an integer in [0, 4294967295]"),
     ({"val_fraction": 1.0}, "val_fraction", "val_fraction must be in (0, 1), got 1.0"),
@@ -282,7 +282,7 @@ def _python(code: str) -> str:
 
 def test_config_and_report_do_not_import_torch():
     out = _python("import sys, probe.config, probe.report; from probe import ProbeConfig, Report, HEADS; "
-                  "ProbeConfig(loss='mr2', head='cosine').candidates(); print('torch' in sys.modules)")
+                  "ProbeConfig(loss='mr2', head='cosine').resolved(100).candidates(); print('torch' in sys.modules)")
     assert out == "False"
 
 

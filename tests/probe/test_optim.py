@@ -1,8 +1,9 @@
-"""probe.optim: the same updates as torch.optim.AdamW(fused=True) / SGD, bit for bit on CPU."""
+"""probe.optim: the same updates as torch.optim.Adam(fused=True) / AdamW(fused=True) / SGD, bit for bit on CPU."""
 import pytest
 import torch
 
-from probe.optim import SGD, AdamW
+from probe.optim import OPTIMIZER_CLASSES, SGD, Adam, AdamW
+from probe.params import OPTIMIZERS
 
 
 def _groups(params, wd):
@@ -10,7 +11,7 @@ def _groups(params, wd):
     return [{"params": [params[0]], "weight_decay": wd}, {"params": [params[1], params[2]], "weight_decay": 0.0}]
 
 
-@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("wd", [0.0, 0.5])
 def test_updates_equal_torch_optim(kind, wd):
     g = torch.Generator().manual_seed(0)
@@ -18,9 +19,9 @@ def test_updates_equal_torch_optim(kind, wd):
     start = [torch.randn(3, 5, generator=g), torch.randn(3, generator=g), torch.randn(4, generator=g)]
     ours_p = [torch.nn.Parameter(t.clone()) for t in start]
     ref_p = [torch.nn.Parameter(t.clone()) for t in start]
-    if kind == "adamw":
-        ours = AdamW(_groups(ours_p, wd), lr=0.05)
-        ref = torch.optim.AdamW(_groups(ref_p, wd), lr=0.05, fused=True)
+    if kind in ("adam", "adamw"):
+        ours = OPTIMIZER_CLASSES[kind](_groups(ours_p, wd), lr=0.05)
+        ref = (torch.optim.Adam if kind == "adam" else torch.optim.AdamW)(_groups(ref_p, wd), lr=0.05, fused=True)
     else:
         ours = SGD(_groups(ours_p, wd), lr=0.05, momentum=0.9)
         ref = torch.optim.SGD(_groups(ref_p, wd), lr=0.05, momentum=0.9)
@@ -45,3 +46,33 @@ def test_adamw_is_the_adamw_rule():
     expected = torch.tensor([1.0, -2.0, 3.0]) * (1 - 0.01 * 0.1) - 0.01 * torch.tensor([0.5, -0.25, 0.0]) / (
         torch.tensor([0.5, 0.25, 0.0]) + 1e-8)
     assert torch.allclose(p.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_adam_is_the_l2_rule():
+    """One step from zero moments: the penalty's gradient wd·p joins g before the moments, g' = g + wd·p, and
+    p ← p − lr·g'/(|g'| + ε); no separate decay. Where g = 0 the step still moves p towards 0 (by lr)."""
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    p.grad = torch.tensor([0.5, -0.25, 0.0])
+    Adam([{"params": [p], "weight_decay": 0.1}], lr=0.01).step()
+    g = torch.tensor([0.5, -0.25, 0.0]) + 0.1 * torch.tensor([1.0, -2.0, 3.0])
+    expected = torch.tensor([1.0, -2.0, 3.0]) - 0.01 * g / (g.abs() + 1e-8)
+    assert torch.allclose(p.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_adam_and_adamw_agree_without_weight_decay():
+    """The two differ only in how weight decay enters: at wd = 0 they take the same steps, bit for bit."""
+    g = torch.Generator().manual_seed(1)
+    start, grads = torch.randn(4, 6, generator=g), [torch.randn(4, 6, generator=g) for _ in range(5)]
+    out = []
+    for cls in (Adam, AdamW):
+        p = torch.nn.Parameter(start.clone())
+        opt = cls([{"params": [p], "weight_decay": 0.0}], lr=0.02)
+        for grad in grads:
+            p.grad = grad.clone()
+            opt.step()
+        out.append(p.detach())
+    assert torch.equal(out[0], out[1])
+
+
+def test_every_optimizer_name_has_a_class():
+    assert tuple(OPTIMIZER_CLASSES) == OPTIMIZERS

@@ -286,7 +286,7 @@ def test_cosine_only_losses_and_regularisers():
         ({"loss": "nope"}, np.ones((3, 2)), np.array([0, 1, 0]), "Unknown loss 'nope'"),
         ({"cbar": 0}, np.ones((3, 2)), np.array([0, 1, 0]), "cbar must be > 0, got 0"),
         ({"r2_mode": "running"}, np.ones((3, 2)), np.array([0, 1, 0]), "r2_mode must be one of exact, ema"),
-        ({"optimizer": "adam"}, np.ones((3, 2)), np.array([0, 1, 0]), "optimizer must be one of adamw, sgd"),
+        ({"optimizer": "nadam"}, np.ones((3, 2)), np.array([0, 1, 0]), "optimizer must be one of adam, adamw, sgd"),
         ({"warmup_epochs": 200}, np.ones((3, 2)), np.array([0, 1, 0]), "warmup_epochs must be"),
         ({"device": "tpu"}, np.ones((3, 2)), np.array([0, 1, 0]), "device must be"),
         ({"loss": "mr2"}, np.ones((3, 2)), np.array([0, 2, 0]), r"classes \[1\] have no training samples"),
@@ -365,11 +365,12 @@ def test_cuda_fit_matches_cpu():
 
 
 def test_tol_stops_a_converged_fit_before_the_epoch_cap():
-    """Separable data converge: with tol the fit stops once the epoch loss has not improved by more than tol for
-    n_iter_no_change epochs; history_ and n_epochs_ hold the epochs run; tol=None or 0 runs every epoch."""
+    """Separable data converge: with tol (and anneal_epochs=0) the fit stops once the epoch loss has not improved by
+    more than tol for n_iter_no_change epochs; history_ and n_epochs_ hold the epochs run; tol=None or 0 runs every
+    epoch."""
     x, y = gaussian_features(mean_norm=8.0)
     kw = dict(lr=0.1, epochs=300, batch_size=None)
-    stopped = ProbeTrainer(tol=1e-3, n_iter_no_change=3, **kw).fit(x, y)
+    stopped = ProbeTrainer(tol=1e-3, n_iter_no_change=3, anneal_epochs=0, **kw).fit(x, y)
     assert 3 < stopped.n_epochs_ < 300 and len(stopped.history_) == stopped.n_epochs_ == stopped.n_steps_
     h = stopped.history_
     assert all(h[i] > min(h[:i]) - 1e-3 for i in range(len(h) - 3, len(h)))  # the rule that stopped it
@@ -380,6 +381,54 @@ def test_tol_stops_a_converged_fit_before_the_epoch_cap():
         assert full.n_epochs_ == 300 and len(full.history_) == 300
         # the epochs both ran are the same updates: stopping changes nothing before it
         assert full.history_[:stopped.n_epochs_] == stopped.history_
+
+
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_tol_ends_a_fit_with_a_learning_rate_decay(batch_size):
+    """Once tol is met the fit runs anneal_epochs more epochs (the same as a fit stopped at once, up to there) while
+    its learning rate falls linearly to lr_stop/(steps + 1), and then stops."""
+    x, y = gaussian_features(mean_norm=8.0)
+    kw = dict(lr=0.1, epochs=300, batch_size=batch_size, tol=1e-3, n_iter_no_change=3)
+    at_once = ProbeTrainer(anneal_epochs=0, **kw).fit(x, y)
+    schedules = []
+    original = trainer_module._Run._decay_and_stop
+
+    def spy(run):
+        original(run)
+        schedules.append(list(run.schedule))
+
+    trainer_module._Run._decay_and_stop = spy
+    try:
+        decayed = ProbeTrainer(anneal_epochs=7, **kw).fit(x, y)
+    finally:
+        trainer_module._Run._decay_and_stop = original
+    assert decayed.n_epochs_ == at_once.n_epochs_ + 7
+    assert decayed.history_[:at_once.n_epochs_] == at_once.history_
+    per_epoch = decayed.n_steps_ // decayed.n_epochs_
+    start, steps = at_once.n_epochs_ * per_epoch, 7 * per_epoch
+    planned = lr_schedule(0.1, 300 * per_epoch, 0)
+    assert schedules[0][:start] == planned[:start]
+    expected = [planned[start] * (steps - i) / (steps + 1) for i in range(steps)]
+    assert schedules[0][start:start + steps] == pytest.approx(expected, rel=1e-12)
+    # near the end of the schedule the decay is cut to the epochs left
+    late = ProbeTrainer(anneal_epochs=10_000, **kw).fit(x, y)
+    assert late.n_epochs_ == 300
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_epoch_objective_of_an_l2_optimizer_holds_its_penalty(optimizer):
+    """adam and sgd minimise loss + wd/2·‖W‖² (bias not penalised), so that is what history_ (and tol) reads: one
+    full-batch epoch from the same initial weights gives the loss at those weights plus the penalty of the weights
+    after the step. AdamW's decoupled decay is no penalty: its history is the loss alone."""
+    x, y = gaussian_features()
+    kw = dict(epochs=1, batch_size=None, lr=0.05, precision="fp32")
+    plain = ProbeTrainer(optimizer="adamw", weight_decay=0.0, **kw).fit(x, y)
+    l2 = ProbeTrainer(optimizer=optimizer, weight_decay=3.0, **kw).fit(x, y)
+    penalty = 0.5 * 3.0 * float(l2.head_.weight.detach().square().sum())
+    assert l2.history_[0] == pytest.approx(plain.history_[0] + penalty, rel=1e-6)
+    assert penalty > 1e-3 * plain.history_[0]  # a thousand times the tolerance
+    decoupled = ProbeTrainer(optimizer="adamw", weight_decay=3.0, **kw).fit(x, y)
+    assert decoupled.history_[0] == pytest.approx(plain.history_[0], rel=1e-6)
 
 
 def test_tol_in_a_joint_fit_stops_each_head_on_its_own():
