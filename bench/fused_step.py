@@ -19,8 +19,9 @@ import torch
 
 from probe import ProbeConfig
 
-# ProbeConfig's default ERM sweep: (lr, weight decay) of each candidate
-GRID = [(c["lr"], c["weight_decay"]) for c in ProbeConfig().candidates()]
+# The AdamW ERM sweep (ProbeConfig's default until the default optimiser became adam), whose decoupled decay the
+# hand-fused step implements: (lr, weight decay) of each candidate
+GRID = [(c["lr"], c["weight_decay"]) for c in ProbeConfig(optimizer="adamw").resolved(1).candidates()]
 
 
 def trainer_step_ms(x: torch.Tensor, y: torch.Tensor, k: int) -> float:

@@ -66,7 +66,8 @@ def synthetic(n: int, k: int, d: int, seed: int = 0):
 
 def joint_fit(config: ProbeConfig, precision: str, train, epochs: int, k: int) -> list[ProbeTrainer]:
     """The heads of ``config``'s sweep fitted jointly (one seed) at ``precision`` for ``epochs`` epochs."""
-    config = config.model_copy(update={"batch_size": 1024})  # mini-batches, as run_probe uses at these sizes
+    # mini-batches, as run_probe uses at these sizes; the default grids resolved for this training set
+    config = config.resolved(len(train[1])).model_copy(update={"batch_size": 1024})
     params = [config.trainer_params(c, seed=0) | {"epochs": epochs, "precision": precision, "tol": None}
               for c in config.candidates()]
     return fit_many([ProbeTrainer(**p) for p in params], *train, num_classes=k)
@@ -91,7 +92,7 @@ def best_interleaved(measure, epochs: int, repeats: int) -> dict[str, float]:
 def widths(args) -> None:
     # the default sweep's 6 heads, or one head (a final fit of the chosen candidate, one seed)
     config = ProbeConfig(loss="ce") if args.width_heads == 6 else ProbeConfig(loss="ce", lr_grid=[1e-3], wd_grid=[1.0])
-    heads = len(config.candidates())
+    heads = config.n_candidates()
     print(f"\n## epoch time of {heads} jointly fitted ERM head(s), {args.width_rows} rows × {args.dim}-d float16, "
           "batch 1024")
     print(f"{'K':>6} {'width':>6} {'fp32 s':>8} {'bf16 s':>8} {'fp32/bf16':>9}")
@@ -114,7 +115,7 @@ def full_batch(args) -> None:
         n, d, k = map(int, shape.split("x"))
         train, _ = synthetic(n, k, d)
         for grid in ({"lr_grid": [1e-3, 1e-2], "wd_grid": [0.0, 1.0, 10.0]}, {"lr_grid": [1e-2], "wd_grid": [1.0]}):
-            config = ProbeConfig(loss="ce", batch_size=None, **grid)
+            config = ProbeConfig(loss="ce", batch_size=None, optimizer="adamw", **grid)  # as measured (README)
             params = [config.trainer_params(c, seed=0) | {"tol": None} for c in config.candidates()]
 
             def step_ms(precision: str, epochs: int) -> float:  # fit time per step, the one cast included

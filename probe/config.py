@@ -33,7 +33,7 @@ from .params import (
 from .presets import PRESETS, get_preset
 from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
-__all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS",
+__all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_GRIDS", "L2_STRENGTHS", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS",
            "AUTO_FULL_BATCH_ROWS", "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
            "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
            "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
@@ -50,6 +50,27 @@ MAX_CV_FOLDS = 20  # each fold is a full sweep: beyond 20 the cost grows and the
 # dominates (README, probe speed), as scikit-learn prefers full-batch L-BFGS on small problems.
 AUTO_FULL_BATCH_ROWS = 4096
 AUTO_BATCH_SIZE = 1024
+
+# The selection grids (lr_grid, wd_grid) of a request that gives none, per optimiser (default_grids).
+# adam and sgd: weight decay is the gradient of the L2 penalty wd/2·‖W‖² added to the mean loss, so wd = α / n_train
+# is scikit-learn's LogisticRegression at C = 1/α. A strength in those units carries across training-set sizes: on
+# synthetic Gaussian 256-d and CIFAR-10 effnet-lite0 features at 300 and 5,000 rows the best α stayed within
+# 10–1000 while the best wd moved 100-fold (README, probe accuracy: the optimiser); α = 0 keeps the unpenalised
+# probe. One lr: with the penalty selected, lr 1e-3 was never better on validation at these sizes, and a second
+# lr doubles the heads.
+L2_STRENGTHS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+# adamw: the decoupled decay shrinks w by lr·wd per step, so useful values are large (wd=10 at lr=1e-3 matched
+# scikit-learn's best C on the bench features; wd=0 keeps the unregularised probe in the sweep).
+DEFAULT_GRIDS = {"adam": ((1e-2,), None), "adamw": ((1e-3, 1e-2), (0.0, 1.0, 10.0)), "sgd": ((1e-3, 1e-2), None)}
+
+
+def default_grids(optimizer: str, n_train: int) -> tuple[list[float], list[float]]:
+    """(lr_grid, wd_grid) of ``optimizer`` for ``n_train`` training rows: ``DEFAULT_GRIDS``, where a weight-decay
+    grid of None means the L2 strengths α / n_train for α in ``L2_STRENGTHS``."""
+    lrs, wds = DEFAULT_GRIDS[optimizer]
+    if wds is None:
+        wds = [alpha / max(1, n_train) for alpha in L2_STRENGTHS]
+    return list(lrs), list(wds)
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
@@ -93,10 +114,12 @@ class ProbeConfig(BaseModel):
     adapter: _Name | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: none")
     adapter_rank: int | None = Field(None, description=f"rank (lowrank) or bottleneck width (mlp) of the adapter, "
                                      f"1..{MAX_ADAPTER_RANK}; None: the adapter's default")
-    lr_grid: _Grid = Field(default_factory=lambda: [1e-3, 1e-2], description="learning-rate candidates")
-    # AdamW's decoupled decay shrinks w by lr·wd per step, so useful values are large (wd=10 at lr=1e-3 matched
-    # scikit-learn's best C on the bench features; wd=0 keeps the unregularised probe in the sweep).
-    wd_grid: _Grid = Field(default_factory=lambda: [0.0, 1.0, 10.0], description="weight-decay candidates")
+    lr_grid: _Grid | None = Field(None, description="learning-rate candidates; None: the optimiser's default "
+                                  "(DEFAULT_GRIDS: [0.01] for adam, [0.001, 0.01] for adamw and sgd)")
+    wd_grid: _Grid | None = Field(
+        None, description="weight-decay candidates; None: the optimiser's default (DEFAULT_GRIDS): for adam and sgd, "
+        "whose weight decay is the L2 penalty wd/2·‖W‖², α / n_train for α in L2_STRENGTHS (0, 10, 30, 100, 300, "
+        "1000; scikit-learn's C = 1/α), resolved with the training-set size; for adamw [0, 1, 10]")
     # Mini-batches of 1024 with an automatic epoch count (see auto_epochs): on 50k×1280 features 10 epochs are
     # within 0.25 points of scikit-learn's L-BFGS (11 epochs: 0.21) at a tenth of its time (bench/probe_speed.py);
     # small sets are full-batch (auto_batch_size).
@@ -108,10 +131,13 @@ class ProbeConfig(BaseModel):
         f"{AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}")
     # On 2.7k×1280 (10 classes) tol=1e-3 halved the sweep's time at the same selection and test accuracy
     # (README, probe speed); ProbeTrainer's own default stays None (every epoch).
-    tol: float | None = Field(1e-3, description="stop a fit when its epoch training loss has not improved by more "
-                              "than tol for n_iter_no_change epochs (ProbeTrainer.tol); epochs is then a cap; None "
-                              "or 0: every epoch")
-    optimizer: _Name = Field("adamw", description="the optimiser", json_schema_extra={"enum": list(OPTIMIZERS)})
+    tol: float | None = Field(1e-3, description="end a fit once its epoch objective (loss, plus the L2 penalty for "
+                              "adam and sgd) has not improved by more than tol for n_iter_no_change epochs: its "
+                              "learning rate then falls to 0 over anneal_epochs (ProbeTrainer.tol); epochs is then a "
+                              "cap; None or 0: every epoch")
+    optimizer: _Name = Field("adam", description="the optimiser (probe.optim): adam, weight decay as an L2 penalty "
+                             "(the default); adamw, decoupled weight decay; sgd with momentum, L2 penalty",
+                             json_schema_extra={"enum": list(OPTIMIZERS)})
     warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], max_length=MAX_SEEDS,
                              description=f"seeds (at most {MAX_SEEDS}, each in [0, {MAX_SEED}]); the first one "
@@ -159,7 +185,9 @@ class ProbeConfig(BaseModel):
 
     @field_validator("cbar_grid", "lr_grid", "wd_grid", "lam_grid")
     @classmethod
-    def _grid(cls, value: list[float], info) -> list[float]:
+    def _grid(cls, value: list[float] | None, info) -> list[float] | None:
+        if value is None and info.field_name in ("lr_grid", "wd_grid"):
+            return value  # the optimiser's default (DEFAULT_GRIDS), resolved with the training-set size
         if not value:
             raise ValueError(f"{info.field_name} must list at least one value, got [].")
         param = _GRID_PARAM[info.field_name]
@@ -233,11 +261,15 @@ class ProbeConfig(BaseModel):
         return ProbeConfig(**kept, loss="ce", select="overall")
 
     def resolved(self, n_train: int) -> "ProbeConfig":
-        """This request with ``batch_size="auto"`` and ``epochs=None`` resolved for ``n_train`` training rows
-        (:func:`auto_batch_size`, then :func:`auto_epochs`), as the report records them."""
+        """This request with ``batch_size="auto"``, ``epochs=None`` and the default grids resolved for ``n_train``
+        training rows (:func:`auto_batch_size`, then :func:`auto_epochs`; :func:`default_grids`), as the report
+        records them."""
         batch_size = auto_batch_size(n_train) if self.batch_size == "auto" else self.batch_size
         epochs = auto_epochs(n_train, batch_size) if self.epochs is None else self.epochs
-        return self.model_copy(update={"batch_size": batch_size, "epochs": epochs})
+        lr_grid, wd_grid = default_grids(self.optimizer, n_train)
+        return self.model_copy(update={"batch_size": batch_size, "epochs": epochs,
+                                       "lr_grid": self.lr_grid if self.lr_grid is not None else lr_grid,
+                                       "wd_grid": self.wd_grid if self.wd_grid is not None else wd_grid})
 
     @property
     def resolved_p(self) -> float:
@@ -248,12 +280,17 @@ class ProbeConfig(BaseModel):
         """(name, values) of each selection axis in grid order; a fixed or unused value is a one-value axis."""
         cbars = [self.cbar] if (self.cbar is not None or not _loss_uses_cbar(self.loss)) else list(self.cbar_grid)
         lams = [self.lam] if (self.adapter is None or self.lam is not None) else list(self.lam_grid)
+        if self.lr_grid is None or self.wd_grid is None:
+            raise ValueError("the default lr_grid / wd_grid depend on the training-set size: resolve them first "
+                             "(config.resolved(n_train), as run_probe does).")
         return [("lr", list(self.lr_grid)), ("weight_decay", list(self.wd_grid)), ("cbar", cbars), ("lam", lams),
                 *((name, list(values)) for name, values in self.loss_options_grid.items())]
 
     def n_candidates(self) -> int:
-        """Number of selection candidates (the product of the grid lengths), without building them."""
-        return math.prod(len(values) for _, values in self._grid_axes())
+        """Number of selection candidates (the product of the grid lengths), without building them; the default
+        grids count at their length (they depend on the training-set size only through their values)."""
+        unresolved = self.lr_grid is None or self.wd_grid is None
+        return math.prod(len(values) for _, values in (self.resolved(1) if unresolved else self)._grid_axes())
 
     def candidates(self) -> list[dict[str, float]]:
         """The selection grid in a fixed order: lr (outer), weight decay, c̄, λ, then the loss options of

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.decision import MIN_VAL_PER_CLASS
-from probe.params import R2_MODES, TRAINING_PRECISIONS
+from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS
 
 NAME = "train"
@@ -44,8 +44,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0); it is used for selection")
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds: seed .. seed+N-1 (default 3)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
-    parser.add_argument("--lr", type=float, nargs="+", default=None, help="learning rate(s) to select from on val")
-    parser.add_argument("--wd", type=float, nargs="+", default=None, help="weight decay(s) to select from on val")
+    from probe.config import L2_STRENGTHS  # torch-free
+
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help=f"optimiser (default: ProbeConfig's, {_config_default('optimizer')}: weight decay as an "
+                        "L2 penalty; adamw: decoupled decay)")
+    parser.add_argument("--lr", type=float, nargs="+", default=None,
+                        help="learning rate(s) to select from on val (default: the optimiser's, "
+                        "probe.config.DEFAULT_GRIDS)")
+    parser.add_argument("--wd", type=float, nargs="+", default=None,
+                        help="weight decay(s) to select from on val (default: the optimiser's; for adam and sgd the "
+                        f"L2 strengths α / n_train, α in {', '.join(f'{a:g}' for a in L2_STRENGTHS)}: scikit-learn's "
+                        "C = 1/α)")
+    parser.add_argument("--tol", type=float, default=None,
+                        help=f"stop a fit once its epoch objective has not improved by more than this for 5 epochs "
+                        f"(default: ProbeConfig's, {_config_default('tol')}); 0: every epoch")
     from probe.config import AUTO_BATCH_SIZE, AUTO_FULL_BATCH_ROWS  # torch-free, as _config_default
 
     batch_size = _config_default("batch_size")
@@ -142,6 +155,8 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "epochs": args.epochs,
         "lr_grid": args.lr,
         "wd_grid": args.wd,
+        "optimizer": args.optimizer,
+        "tol": args.tol,
         "batch_size": args.batch_size,
         "seeds": list(range(args.seed, args.seed + args.seeds)),
         "select": args.select,

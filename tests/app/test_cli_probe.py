@@ -155,6 +155,29 @@ def test_loss_options_fixed_and_selected_from_the_cli(cache, tmp_path, capsys):
     assert code == 2 and "--loss-option expects NAME=VALUE" in capsys.readouterr().err
 
 
+def test_optimizer_and_tol_flags_reach_the_fits(cache, tmp_path, capsys):
+    """--optimizer and --tol set ProbeConfig's fields; without --lr / --wd the optimiser's own grids are used
+    (adam: L2 strengths α / n_train; adamw: wd {0, 1, 10}), as the report records."""
+    from probe.config import L2_STRENGTHS
+
+    out = tmp_path / "adam"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--epochs", "5", "--seeds", "1",
+                 "--no-progress", "--cv", "0", "--tol", "0"]) == 0
+    config = json.loads((out / "report.json").read_text())["config"]
+    n_train = sum(row["n_train"] for row in json.loads((out / "report.json").read_text())["per_class"])
+    assert config["optimizer"] == "adam" and config["tol"] == 0 and config["lr_grid"] == [0.01]
+    assert config["wd_grid"] == pytest.approx([a / n_train for a in L2_STRENGTHS])
+    out = tmp_path / "adamw"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--epochs", "5", "--seeds", "1",
+                 "--no-progress", "--cv", "0", "--optimizer", "adamw"]) == 0
+    config = json.loads((out / "report.json").read_text())["config"]
+    assert (config["optimizer"], config["lr_grid"], config["wd_grid"]) == ("adamw", [0.001, 0.01], [0.0, 1.0, 10.0])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--features", str(cache), "--out", str(tmp_path / "bad"), "--optimizer", "lbfgs"])
+    assert "invalid choice: 'lbfgs'" in capsys.readouterr().err
+
+
 def test_adapter_rank_reaches_the_trained_adapter(cache, tmp_path):
     out = tmp_path / "mlp"
     args = ["train", "--features", str(cache), "--out", str(out), "--adapter", "mlp", "--adapter-rank", "3",

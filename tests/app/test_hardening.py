@@ -246,7 +246,8 @@ def test_probe_configs_are_checked_against_host_and_cache(service, tmp_path):
                                                                                          "adapter_rank": 8}})
     assert resp.status_code == 202
     stored = service.get(f"/api/jobs/{resp.json()['id']}").json()["request"]["config"]
-    assert stored["adapter_rank"] == 8 and stored["head"] == "linear" and stored["lr_grid"] == [1e-3, 1e-2]
+    assert stored["adapter_rank"] == 8 and stored["head"] == "linear" and stored["optimizer"] == "adam"
+    assert stored["lr_grid"] is None  # the optimiser's default grid, resolved with the training-set size by the run
 
 
 def test_a_cache_without_default_head_is_422_naming_it(service, tmp_path):

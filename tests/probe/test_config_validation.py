@@ -143,7 +143,7 @@ def test_trainer_params_map_a_candidate():
     assert params == dict(head="cosine", head_options={"logit_scale": 8.0}, loss="group_dro",
                           loss_options={"eta": 0.2}, cbar=1.0, p=3.0, r2_mode="exact", lam=0.0, adapter=None,
                           adapter_rank=None, lr=0.5, weight_decay=1.0, epochs=7, batch_size=1024, tol=1e-3,
-                          optimizer="adamw", warmup_epochs=0, device="cpu", precision="auto",
+                          optimizer="adam", warmup_epochs=0, device="cpu", precision="auto",
                           random_state=3)
     assert set(params) <= set(ProbeTrainer._get_param_names())
     assert ProbeTrainer(**params).get_params()["loss_options"] == {"eta": 0.2}

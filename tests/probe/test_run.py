@@ -17,6 +17,7 @@ from probe import (
     load_report,
 )
 from probe import run_probe as _run_probe
+from probe.config import L2_STRENGTHS
 
 K = 6
 NAMES = [f"c{k}" for k in range(K)]
@@ -283,6 +284,32 @@ def test_auto_batch_size_is_full_batch_for_small_sets(data):
         ProbeConfig().trainer_params({"lr": 0.1, "weight_decay": 0.0}, seed=0)
     report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "wd_grid": [0.0]}))
     assert report["config"]["batch_size"] is None and report["config"]["epochs"] == 40
+
+
+def test_default_grids_are_the_optimizers_and_scale_with_the_training_set(data):
+    """lr_grid / wd_grid None (the default) are the optimiser's DEFAULT_GRIDS. For adam (the default) and sgd the
+    weight decays are the L2 strengths α / n_train (α in L2_STRENGTHS; scikit-learn's C = 1/α), resolved with the
+    training-set size as the batch size is; adamw keeps its n-free grid; a grid the request gives is kept; the
+    report records the values used."""
+    assert ProbeConfig().optimizer == "adam" and ProbeConfig().lr_grid is None and ProbeConfig().wd_grid is None
+    assert L2_STRENGTHS == (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+    small, large = ProbeConfig().resolved(300), ProbeConfig().resolved(30_000)
+    assert small.lr_grid == large.lr_grid == [1e-2]
+    assert small.wd_grid == pytest.approx([0.0, 10 / 300, 30 / 300, 100 / 300, 1.0, 1000 / 300])
+    assert large.wd_grid == pytest.approx([a / 30_000 for a in L2_STRENGTHS])
+    assert ProbeConfig(optimizer="sgd").resolved(300).wd_grid == small.wd_grid
+    adamw = ProbeConfig(optimizer="adamw").resolved(300)
+    assert (adamw.lr_grid, adamw.wd_grid) == ([1e-3, 1e-2], [0.0, 1.0, 10.0])
+    given = ProbeConfig(lr_grid=[0.1], wd_grid=[0.5]).resolved(300)
+    assert (given.lr_grid, given.wd_grid) == ([0.1], [0.5])
+    # the count is known before the size; the candidates are not
+    assert ProbeConfig().n_candidates() == 6 and ProbeConfig(loss="mr2").n_candidates() == 18
+    with pytest.raises(ValueError, match=r"default lr_grid / wd_grid depend on the training-set size"):
+        ProbeConfig().candidates()
+    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "lr_grid": None, "wd_grid": None}))
+    n_train = sum(row["n_train"] for row in report["per_class"])
+    assert report["config"]["wd_grid"] == pytest.approx([a / n_train for a in L2_STRENGTHS])
+    assert [c["weight_decay"] for c in report["selection"]["candidates"]] == pytest.approx(report["config"]["wd_grid"])
 
 
 def test_tol_reaches_every_fit_and_stops_early(data):
