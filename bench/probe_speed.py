@@ -136,14 +136,18 @@ def write_synthetic_cache(data, names, folder: Path, name: str = "synthetic.h5")
     return write_cache(folder / name, splits, names, attrs)
 
 
-def train_subset(data, per_class: int, seed: int):
-    """``data`` with the training split cut to ``per_class`` random rows of each class (all of a smaller class),
-    in their original order; validation and test unchanged."""
+def cut_per_class(x: np.ndarray, y: np.ndarray, per_class: int, rng: np.random.Generator):
+    """(x, y) cut to ``per_class`` random rows of each class (all of a smaller class), in their original order."""
     from probe.crossval import within_class_rank
 
-    x, y = data["train"]
-    keep = np.flatnonzero(within_class_rank(y, np.random.default_rng(seed)) < per_class)
-    return {**data, "train": (x[keep], y[keep])}
+    keep = np.flatnonzero(within_class_rank(y, rng) < per_class)
+    return x[keep], y[keep]
+
+
+def train_subset(data, per_class: int, seed: int):
+    """``data`` with the training split cut to ``per_class`` random rows of each class (:func:`cut_per_class`);
+    validation and test unchanged."""
+    return {**data, "train": cut_per_class(*data["train"], per_class, np.random.default_rng(seed))}
 
 
 def size_sweep(args, data, names) -> list[dict]:
