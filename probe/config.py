@@ -33,8 +33,8 @@ from .params import (
 from .presets import PRESETS, get_preset
 from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
-__all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_GRIDS", "L2_STRENGTHS", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS",
-           "AUTO_FULL_BATCH_ROWS", "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
+__all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_GRIDS", "L2_STRENGTHS",
+           "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS", "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
            "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
            "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
 
@@ -52,10 +52,10 @@ AUTO_FULL_BATCH_ROWS = 4096
 AUTO_BATCH_SIZE = 1024
 
 # The selection grids (lr_grid, wd_grid) of a request that gives none, per optimiser (default_grids).
-# adam and sgd: weight decay is the gradient of the L2 penalty wd/2·‖W‖² added to the mean loss, so wd = α / n_train
-# is scikit-learn's LogisticRegression at C = 1/α. A strength in those units carries across training-set sizes: on
+# adam and sgd: weight decay is the gradient of the L2 penalty wd/2·‖W‖² added to the mean loss, so
+# wd = α / n_train is scikit-learn's LogisticRegression at C = 1/α. A strength in those units carries across training-set sizes: on
 # synthetic Gaussian 256-d and CIFAR-10 effnet-lite0 features at 300 and 5,000 rows the best α stayed within
-# 10–1000 while the best wd moved 100-fold (README, probe accuracy: the optimiser); α = 0 keeps the unpenalised
+# 10–1000 while the best wd moved 100-fold (README, Other measurements: the optimiser); α = 0 keeps the unpenalised
 # probe. One lr: with the penalty selected, lr 1e-3 was never better on validation at these sizes, and a second
 # lr doubles the heads.
 L2_STRENGTHS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -117,9 +117,9 @@ class ProbeConfig(BaseModel):
     lr_grid: _Grid | None = Field(None, description="learning-rate candidates; None: the optimiser's default "
                                   "(DEFAULT_GRIDS: [0.01] for adam, [0.001, 0.01] for adamw and sgd)")
     wd_grid: _Grid | None = Field(
-        None, description="weight-decay candidates; None: the optimiser's default (DEFAULT_GRIDS): for adam and sgd, "
-        "whose weight decay is the L2 penalty wd/2·‖W‖², α / n_train for α in L2_STRENGTHS (0, 10, 30, 100, 300, "
-        "1000; scikit-learn's C = 1/α), resolved with the training-set size; for adamw [0, 1, 10]")
+        None, description="weight-decay candidates; None: the optimiser's default (DEFAULT_GRIDS): for adam and "
+        "sgd, whose weight decay is the L2 penalty wd/2·‖W‖², α / n_train for α in L2_STRENGTHS (0, 10, 30, 100, "
+        "300, 1000; scikit-learn's C = 1/α), resolved with the training-set size; for adamw [0, 1, 10]")
     # Mini-batches of 1024 with an automatic epoch count (see auto_epochs): on 50k×1280 features 10 epochs are
     # within 0.25 points of scikit-learn's L-BFGS (11 epochs: 0.21) at a tenth of its time (bench/probe_speed.py);
     # small sets are full-batch (auto_batch_size).

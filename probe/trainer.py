@@ -2,12 +2,13 @@
 
 Training is plain tensor code: the features are moved to the device once and indexed per batch (no DataLoader),
 full-batch (``batch_size=None``) or shuffled mini-batches from a ``torch.Generator`` seeded by ``random_state``;
-Adam (weight decay as an L2 penalty), AdamW (decoupled decay) or SGD with momentum (L2); a per-step cosine learning-rate schedule after a linear warm-up. The loop performs no
-host synchronisation per step: the epoch losses accumulate on the device and are read once at the end.
+Adam (weight decay as an L2 penalty), AdamW (decoupled decay) or SGD with momentum (L2); a per-step cosine
+learning-rate schedule after a linear warm-up. The loop performs no host synchronisation per step: the epoch
+losses accumulate on the device and are read once at the end.
 
 Objective (MR², with the add-ons of the loss module):
 
-    L = loss(z, y; γ) + λ·ℓ_s̄(φ̃, y) + w_sm·R_sm + w_zc·R_W  (+ wd/2·‖W‖² for the L2 optimisers adam and sgd)
+    L = loss(z, y; γ) + λ·ℓ_s̄(φ̃, y) + w_sm·R_sm + w_zc·R_W  (+ wd/2·‖W‖² for adam and sgd)
 
 z the head's logits (or cosines for ``input = "cosine"`` losses), φ̃ the features the head sees
 (``transform``), γ from the class statistics named by the loss. Class statistics r_k² (‖·‖_p, p = 2 for linear,
@@ -593,7 +594,7 @@ class _Run:
         where the schedule ends sooner; none: stop now). The objective levels off while Adam's steps are still
         about lr per weight, and with a strong L2 penalty the weights are that small: stopped there, synthetic
         30-per-class fits lost 1–3 points against running every epoch; the decay recovers them in a fraction of
-        the epochs (README, probe accuracy: the optimiser)."""
+        the epochs (README, Other measurements: the optimiser)."""
         t = self.trainer
         per_epoch = len(self.schedule) // t.epochs
         epochs = min(t.anneal_epochs, t.epochs - self.epochs_run)
