@@ -45,13 +45,17 @@ def _options_of(options: dict[str, Option]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """A head: the class ``factory`` in probe.heads, its options, and the default p of r_k² = mean ‖φ‖_p²."""
+    """A head: the class ``factory`` in probe.heads, its options, the default p of r_k² = mean ‖φ‖_p², and whether
+    its logits ignore the norm of its weight rows (``scale_invariant``)."""
 
     name: str
     factory: str
     options: dict[str, Option] = field(default_factory=dict)
     default_p: float = 2.0
     summary: str = ""
+    # Its logits do not change when a weight row is scaled (cosine): an L2 penalty on the weights regularises
+    # nothing there, it only shrinks their norm (probe.config.default_grids).
+    scale_invariant: bool = False
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -99,7 +103,7 @@ HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in [
     HeadSpec("linear", "LinearHead", {"bias": Option(True, (Boolean(),))}, 2.0, "z = Wφ + b"),
     HeadSpec("cosine", "CosineHead",
              {"logit_scale": Option(16.0, _SCALE), "learnable_scale": Option(True, (Boolean(),))}, 3.0,
-             "z = s·cos(w_k, φ), features and weights L2-normalised"),
+             "z = s·cos(w_k, φ), features and weights L2-normalised", scale_invariant=True),
 ]}
 
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [

@@ -18,6 +18,7 @@ from probe import (
 )
 from probe import run_probe as _run_probe
 from probe.config import L2_STRENGTHS
+from probe.registry import HEADS
 
 K = 6
 NAMES = [f"c{k}" for k in range(K)]
@@ -298,6 +299,12 @@ def test_default_grids_are_the_optimizers_and_scale_with_the_training_set(data):
     assert small.wd_grid == pytest.approx([0.0, 10 / 300, 30 / 300, 100 / 300, 1.0, 1000 / 300])
     assert large.wd_grid == pytest.approx([a / 30_000 for a in L2_STRENGTHS])
     assert ProbeConfig(optimizer="sgd").resolved(300).wd_grid == small.wd_grid
+    # the cosine head's logits ignore its weights' norm: no L2 strengths, two learning rates instead
+    assert HEADS["cosine"].scale_invariant and not HEADS["linear"].scale_invariant
+    cosine = ProbeConfig(head="cosine").resolved(300)
+    assert (cosine.lr_grid, cosine.wd_grid) == ([1e-3, 1e-2], [0.0])
+    assert ProbeConfig(head="cosine", loss="mr2").n_candidates() == 6
+    assert ProbeConfig(head="cosine", optimizer="adamw").resolved(300).wd_grid == [0.0, 1.0, 10.0]
     adamw = ProbeConfig(optimizer="adamw").resolved(300)
     assert (adamw.lr_grid, adamw.wd_grid) == ([1e-3, 1e-2], [0.0, 1.0, 10.0])
     given = ProbeConfig(lr_grid=[0.1], wd_grid=[0.5]).resolved(300)
