@@ -5,7 +5,8 @@ For each training-set size N (rows per class) and each draw seed, N training row
 split is used whole. On that data
 
 * ``adam``: ``run_probe`` with ``ProbeConfig(loss="ce", optimizer="adam")`` — the default: Adam with weight decay
-  as an L2 penalty, strengths α / n_train (``probe.config.L2_STRENGTHS``), one lr;
+  as an L2 penalty, strengths α / n_train (``probe.config.L2_STRENGTHS``), one lr (with ``--head cosine``: lr
+  {1e-3, 1e-2} without decay, ``probe.config.SCALE_INVARIANT_GRID``);
 * ``adamw``: the same with ``optimizer="adamw"`` — the default before: decoupled decay, lr {1e-3, 1e-2} × wd
   {0, 1, 10};
 * ``sklearn``: scikit-learn's ``LogisticRegression`` (L-BFGS) with C swept over 1e-3 … 1e3 on val, refit at the
@@ -46,15 +47,16 @@ def draw(data: dict, train_per_class: int, val_per_class: int, seed: int) -> dic
             "val": cut_per_class(*data["val"], val_per_class, rng)}
 
 
-def run_method(method: str, data: dict, names: list[str], seed: int) -> dict:
-    """Test accuracy (%) and what the method selected, on one draw."""
+def run_method(method: str, data: dict, names: list[str], seed: int, head: str = "linear") -> dict:
+    """Test accuracy (%) and what the method selected, on one draw (ours with ``head``)."""
     start = time.perf_counter()
     if method == "sklearn":
         result = sweep(data, SK_C, 1000)
         return {"test": 100 * result["test"], "chosen": result["chosen"], "seconds": time.perf_counter() - start}
     from probe import ProbeConfig, run_probe
 
-    report = run_probe(data, names, ProbeConfig(loss="ce", optimizer=method, seeds=[seed])).model_dump(mode="json")
+    config = ProbeConfig(loss="ce", head=head, optimizer=method, seeds=[seed])
+    report = run_probe(data, names, config).model_dump(mode="json")
     selected = report["config"]["selected"]
     return {"test": 100 * report["summary"]["overall"], "seconds": time.perf_counter() - start,
             "chosen": {k: selected[k] for k in ("lr", "weight_decay")}, "epochs": report["config"]["epochs"]}
@@ -106,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-synthetic", action="store_true", help="only the --features caches")
     parser.add_argument("--train-per-class", type=int, nargs="+", default=[30, 100, 500])
     parser.add_argument("--val-per-class", type=int, default=50)
+    parser.add_argument("--head", choices=("linear", "cosine"), default="linear", help="our probes' head (each "
+                        "optimiser with its default grid for that head); scikit-learn is linear either way")
     parser.add_argument("--draws", type=int, default=5, help="draws (seeds 0 .. draws − 1) per size")
     parser.add_argument("--dim", type=int, default=256, help="synthetic features: dimension")
     parser.add_argument("--classes", type=int, default=10, help="synthetic features: classes")
@@ -125,12 +129,12 @@ def main(argv: list[str] | None = None) -> None:
             runs = []
             for seed in range(args.draws):
                 subset = draw(data, per_class, args.val_per_class, seed)
-                runs.append({m: run_method(m, subset, names, seed) for m in METHODS})
+                runs.append({m: run_method(m, subset, names, seed, args.head) for m in METHODS})
                 print(f"{name}, {per_class} per class, draw {seed}: "
                       + ", ".join(f"{m} {r['test']:.2f} % ({r['seconds']:.1f} s)" for m, r in runs[-1].items()),
                       flush=True)
-            results.append({"data": name, "train_per_class": per_class, "val_per_class": args.val_per_class,
-                            "runs": runs, "summary": summarise(runs)})
+            results.append({"data": name, "head": args.head, "train_per_class": per_class,
+                            "val_per_class": args.val_per_class, "runs": runs, "summary": summarise(runs)})
     table = markdown(results)
     print("\n" + table)
     if args.json:

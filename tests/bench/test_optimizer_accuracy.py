@@ -41,16 +41,23 @@ def test_draw_cuts_train_and_val_per_class_and_keeps_test():
     assert np.array_equal(again["train"][0], out["train"][0])
 
 
-def test_end_to_end_writes_the_table(tmp_path):
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_end_to_end_writes_the_table(tmp_path, head):
     out = tmp_path / "acc.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--train-per-class", "20", "--val-per-class", "10",
-                           "--draws", "2", "--dim", "16", "--test-rows", "500", "--json", str(out)],
+                           "--draws", "2", "--dim", "16", "--test-rows", "500", "--head", head, "--json", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=SCRIPT.parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())["results"]
     assert len(result) == 1 and result[0]["train_per_class"] == 20 and len(result[0]["runs"]) == 2
+    assert result[0]["head"] == head
     for run in result[0]["runs"]:
         assert set(run) == {"adam", "adamw", "sklearn"}
         assert all(10 < run[m]["test"] <= 100 for m in run)  # percent, above chance (10 classes)
-        assert run["adam"]["chosen"]["lr"] == 0.01 and run["adamw"]["chosen"]["lr"] in (0.001, 0.01)
+        assert run["adamw"]["chosen"]["lr"] in (0.001, 0.01)
+        if head == "linear":  # one lr and an L2 strength α / 200 (α in L2_STRENGTHS)
+            assert run["adam"]["chosen"]["lr"] == 0.01
+            assert round(run["adam"]["chosen"]["weight_decay"] * 200) in (0, 10, 30, 100, 300, 1000)
+        else:  # the cosine head: lr selected, no weight decay
+            assert run["adam"]["chosen"]["lr"] in (0.001, 0.01) and run["adam"]["chosen"]["weight_decay"] == 0
     assert "| synthetic 16-d | 20 | 2 |" in done.stdout
