@@ -41,7 +41,8 @@ PRESETS: dict[str, Preset] = {
         "subsamples at every n; it mostly answers 'no safe improvement' and equals ERM; on the full sets with the "
         "cosine head it improved 1 subsample in 5 (+0.23 hard on average). The post-hoc bias, which often gains "
         "hard-third points, cost overall accuracy or the worst class in 60-100 % of subsamples. MR² as published "
-        "never beat ERM's hard third by more than twice its spread at any n."
+        "never beat ERM's hard third by more than twice its spread at any n. Re-run with the adam default "
+        "(CIFAR-10, linear and cosine heads): the preset harmed in 0 % of subsamples at every n."
     ),
 }
 

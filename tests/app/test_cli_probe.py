@@ -163,8 +163,8 @@ def test_optimizer_and_tol_flags_reach_the_fits(cache, tmp_path, capsys):
     out = tmp_path / "adam"
     assert main(["train", "--features", str(cache), "--out", str(out), "--epochs", "5", "--seeds", "1",
                  "--no-progress", "--cv", "0", "--tol", "0"]) == 0
-    config = json.loads((out / "report.json").read_text())["config"]
-    n_train = sum(row["n_train"] for row in json.loads((out / "report.json").read_text())["per_class"])
+    report = json.loads((out / "report.json").read_text())
+    config, n_train = report["config"], sum(row["n_train"] for row in report["per_class"])
     assert config["optimizer"] == "adam" and config["tol"] == 0 and config["lr_grid"] == [0.01]
     assert config["wd_grid"] == pytest.approx([a / n_train for a in L2_STRENGTHS])
     out = tmp_path / "adamw"
