@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe_speed import cap_threads, check_pools, cut_per_class, load_features, synthetic  # noqa: E402
 from sklearn_baseline import SK_C, sweep  # noqa: E402
 
+from probe.registry import HEADS  # noqa: E402  (torch-free)
+
 METHODS = ("adam", "adamw", "sklearn")
 
 
@@ -108,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-synthetic", action="store_true", help="only the --features caches")
     parser.add_argument("--train-per-class", type=int, nargs="+", default=[30, 100, 500])
     parser.add_argument("--val-per-class", type=int, default=50)
-    parser.add_argument("--head", choices=("linear", "cosine"), default="linear", help="our probes' head (each "
+    parser.add_argument("--head", choices=list(HEADS), default="linear", help="our probes' head (each "
                         "optimiser with its default grid for that head); scikit-learn is linear either way")
     parser.add_argument("--draws", type=int, default=5, help="draws (seeds 0 .. draws − 1) per size")
     parser.add_argument("--dim", type=int, default=256, help="synthetic features: dimension")

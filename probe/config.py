@@ -24,6 +24,7 @@ from .params import (
     MAX_GRID_VALUES,
     MAX_SEED,
     MAX_SEEDS,
+    L2_OPTIMIZERS,
     OPTIMIZERS,
     R2_MODES,
     TRAINER_PARAMS,
@@ -33,9 +34,9 @@ from .params import (
 from .presets import PRESETS, get_preset
 from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
-__all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_GRIDS", "L2_STRENGTHS",
-           "SCALE_INVARIANT_GRID",
-           "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS", "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
+__all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_LR_GRIDS", "DECOUPLED_WD_GRID",
+           "L2_STRENGTHS", "SCALE_INVARIANT_GRID", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS",
+           "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
            "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
            "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
 
@@ -52,18 +53,19 @@ MAX_CV_FOLDS = 20  # each fold is a full sweep: beyond 20 the cost grows and the
 AUTO_FULL_BATCH_ROWS = 4096
 AUTO_BATCH_SIZE = 1024
 
-# The selection grids (lr_grid, wd_grid) of a request that gives none, per optimiser (default_grids).
-# adam and sgd: weight decay is the gradient of the L2 penalty wd/2·‖W‖² added to the mean loss, so
-# wd = α / n_train is scikit-learn's LogisticRegression at C = 1/α. A strength in those units carries across training-set sizes: on
-# synthetic Gaussian 256-d and CIFAR-10 effnet-lite0 features at 300 and 5,000 rows the best α stayed within
-# 10–1000 while the best wd moved 100-fold (README, Other measurements: the optimiser); α = 0 keeps the unpenalised
-# probe. One lr: with the penalty selected, lr 1e-3 was never better on validation at these sizes, and a second
-# lr doubles the heads.
+# The selection grids (lr_grid, wd_grid) of a request that gives none (default_grids).
+# The L2 optimisers (adam, sgd; params.L2_OPTIMIZERS): weight decay is the gradient of the L2 penalty wd/2·‖W‖²
+# added to the mean loss, so wd = α / n_train is scikit-learn's LogisticRegression at C = 1/α. A strength in those
+# units carries across training-set sizes: on synthetic Gaussian 256-d and CIFAR-10 effnet-lite0 features at 300
+# and 5,000 rows the best α stayed within 10–1000 while the best wd moved 100-fold (README, Other measurements: the
+# optimiser); α = 0 keeps the unpenalised probe. One lr for adam: with the penalty selected, lr 1e-3 was never
+# better on validation at these sizes, and a second lr doubles the heads.
 L2_STRENGTHS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+DEFAULT_LR_GRIDS = {"adam": (1e-2,), "adamw": (1e-3, 1e-2), "sgd": (1e-3, 1e-2)}
 # adamw: the decoupled decay shrinks w by lr·wd per step, so useful values are large (wd=10 at lr=1e-3 matched
 # scikit-learn's best C on the bench features; wd=0 keeps the unregularised probe in the sweep).
-DEFAULT_GRIDS = {"adam": ((1e-2,), None), "adamw": ((1e-3, 1e-2), (0.0, 1.0, 10.0)), "sgd": ((1e-3, 1e-2), None)}
-# adam and sgd on a head whose logits ignore its weights' norm (HEADS[...].scale_invariant, the cosine head): an L2
+DECOUPLED_WD_GRID = (0.0, 1.0, 10.0)
+# The L2 optimisers on a head whose logits ignore its weights' norm (HEADS[...].scale_invariant, the cosine head): an L2
 # penalty there only shrinks the weight rows, which raises Adam's step relative to them, so the grid selects the lr
 # instead. The L2 grid at lr 0.01 lost 2.85 points to AdamW with the cosine head on the synthetic set at 500 per
 # class (AdamW chose lr 1e-3); this grid was within 0.6 points of AdamW's on the synthetic, CIFAR-10 and
@@ -72,15 +74,19 @@ SCALE_INVARIANT_GRID = ((1e-3, 1e-2), (0.0,))
 
 
 def default_grids(optimizer: str, n_train: int, head: str = "linear") -> tuple[list[float], list[float]]:
-    """(lr_grid, wd_grid) of ``optimizer`` for ``n_train`` training rows and ``head``: ``DEFAULT_GRIDS``, where a
-    weight-decay grid of None (an L2 penalty) means the strengths α / n_train for α in ``L2_STRENGTHS``, or
-    ``SCALE_INVARIANT_GRID`` for a head whose logits ignore its weights' norm."""
-    lrs, wds = DEFAULT_GRIDS[optimizer]
-    if wds is None and get_head_spec(head).scale_invariant:
-        lrs, wds = SCALE_INVARIANT_GRID
-    elif wds is None:
-        wds = [alpha / max(1, n_train) for alpha in L2_STRENGTHS]
-    return list(lrs), list(wds)
+    """(lr_grid, wd_grid) of ``optimizer`` for ``n_train`` training rows and ``head``: for an L2 optimiser the lr
+    grid of ``DEFAULT_LR_GRIDS`` and the strengths α / n_train for α in ``L2_STRENGTHS``, or
+    ``SCALE_INVARIANT_GRID`` on a head whose logits ignore its weights' norm; for adamw ``DEFAULT_LR_GRIDS`` ×
+    ``DECOUPLED_WD_GRID``."""
+    if optimizer not in L2_OPTIMIZERS:
+        return list(DEFAULT_LR_GRIDS[optimizer]), list(DECOUPLED_WD_GRID)
+    if get_head_spec(head).scale_invariant:
+        return [list(grid) for grid in SCALE_INVARIANT_GRID]
+    return list(DEFAULT_LR_GRIDS[optimizer]), [alpha / max(1, n_train) for alpha in L2_STRENGTHS]
+
+
+def _grid_text(values) -> str:
+    return ", ".join(f"{v:g}" for v in values)
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
@@ -125,13 +131,15 @@ class ProbeConfig(BaseModel):
     adapter_rank: int | None = Field(None, description=f"rank (lowrank) or bottleneck width (mlp) of the adapter, "
                                      f"1..{MAX_ADAPTER_RANK}; None: the adapter's default")
     lr_grid: _Grid | None = Field(None, description="learning-rate candidates; None: the optimiser's default "
-                                  "(DEFAULT_GRIDS: [0.01] for adam, [0.001, 0.01] for adamw, sgd and adam with "
-                                  "the cosine head)")
+                                  "(default_grids): " + "; ".join(f"{name} {_grid_text(lrs)}" for name, lrs in
+                                                                 DEFAULT_LR_GRIDS.items())
+                                  + f"; {_grid_text(SCALE_INVARIANT_GRID[0])} for adam and sgd on the cosine head")
     wd_grid: _Grid | None = Field(
-        None, description="weight-decay candidates; None: the optimiser's default (DEFAULT_GRIDS): for adam and "
-        "sgd, whose weight decay is the L2 penalty wd/2·‖W‖², α / n_train for α in L2_STRENGTHS (0, 10, 30, 100, "
-        "300, 1000; scikit-learn's C = 1/α), resolved with the training-set size, and [0] with lr [0.001, 0.01] "
-        "for the cosine head, whose logits ignore the weights' norm (SCALE_INVARIANT_GRID); for adamw [0, 1, 10]")
+        None, description="weight-decay candidates; None: the optimiser's default (default_grids): for adam and "
+        f"sgd, whose weight decay is the L2 penalty wd/2·‖W‖², α / n_train for α in {_grid_text(L2_STRENGTHS)} "
+        f"(scikit-learn's C = 1/α), resolved with the training-set size, and {_grid_text(SCALE_INVARIANT_GRID[1])} "
+        "on the cosine head, whose logits ignore the weights' norm (SCALE_INVARIANT_GRID); for adamw "
+        f"{_grid_text(DECOUPLED_WD_GRID)}")
     # Mini-batches of 1024 with an automatic epoch count (see auto_epochs): on 50k×1280 features 10 epochs are
     # within 0.25 points of scikit-learn's L-BFGS (11 epochs: 0.21) at a tenth of its time (bench/probe_speed.py);
     # small sets are full-batch (auto_batch_size).
@@ -199,7 +207,7 @@ class ProbeConfig(BaseModel):
     @classmethod
     def _grid(cls, value: list[float] | None, info) -> list[float] | None:
         if value is None and info.field_name in ("lr_grid", "wd_grid"):
-            return value  # the optimiser's default (DEFAULT_GRIDS), resolved with the training-set size
+            return value  # the optimiser's default (default_grids), resolved with the training-set size
         if not value:
             raise ValueError(f"{info.field_name} must list at least one value, got [].")
         param = _GRID_PARAM[info.field_name]

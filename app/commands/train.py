@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "L2 penalty; adamw: decoupled decay)")
     parser.add_argument("--lr", type=float, nargs="+", default=None,
                         help="learning rate(s) to select from on val (default: the optimiser's, "
-                        "probe.config.DEFAULT_GRIDS)")
+                        "probe.config.default_grids)")
     parser.add_argument("--wd", type=float, nargs="+", default=None,
                         help="weight decay(s) to select from on val (default: the optimiser's; for adam and sgd the "
                         f"L2 strengths α / n_train, α in {', '.join(f'{a:g}' for a in L2_STRENGTHS)}: scikit-learn's "

@@ -288,7 +288,7 @@ def test_auto_batch_size_is_full_batch_for_small_sets(data):
 
 
 def test_default_grids_are_the_optimizers_and_scale_with_the_training_set(data):
-    """lr_grid / wd_grid None (the default) are the optimiser's DEFAULT_GRIDS. For adam (the default) and sgd the
+    """lr_grid / wd_grid None (the default) are the optimiser's default_grids. For adam (the default) and sgd the
     weight decays are the L2 strengths α / n_train (α in L2_STRENGTHS; scikit-learn's C = 1/α), resolved with the
     training-set size as the batch size is; adamw keeps its n-free grid; a grid the request gives is kept; the
     report records the values used."""
