@@ -14,7 +14,7 @@ import torch
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
 from feature_cache.allocator import keep_freed_memory
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
-from feature_cache.extract import CUDA_DECODE_WORKERS, resolve_workers
+from feature_cache.extract import CUDA_DECODE_WORKERS, collate_images, resolve_workers
 from feature_cache.fingerprint import cache_fingerprint
 from fc_testutils import make_tree, tiny_encoder
 
@@ -138,6 +138,29 @@ def test_workers_default_decodes_in_the_main_process_on_a_cpu(tree, tmp_path, ma
     assert resolve_workers(3, torch.device("cpu")) == 3
     with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
         resolve_workers(-1, torch.device("cpu"))
+
+
+def test_collate_stacks_images_in_channels_last_memory_with_the_default_collations_values():
+    from PIL import Image
+    from torch.utils.data import default_collate
+
+    rng = np.random.default_rng(0)
+    transform = tiny_encoder().transform  # 16 × 16, bilinear squash
+    decoded = [transform(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for h, w in
+               ((5, 7), (16, 16), (40, 23))]
+    assert decoded[0].permute(1, 2, 0).is_contiguous()  # the transform's HWC memory, which the collation keeps
+    cropped = torch.from_numpy(rng.integers(0, 256, (20, 18, 3), dtype=np.uint8)).permute(2, 0, 1)[:, 2:18, 1:17]
+    failed = torch.zeros(3, 16, 16, dtype=torch.uint8)  # what _ImageDataset yields for an undecodable file
+    items = [(decoded[0], True, ""), (cropped, True, ""), (failed, False, "cannot decode"), (decoded[2], True, "")]
+    images, ok, reasons = collate_images(items)
+    expected, expected_ok, expected_reasons = default_collate(items)
+    assert images.dtype == torch.uint8 and images.shape == (4, 3, 16, 16)
+    assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    assert torch.equal(images, expected) and not torch.equal(images[0], images[3])
+    assert ok.tolist() == expected_ok.tolist() == [True, True, False, True] and ok.dtype == torch.bool
+    assert reasons == list(expected_reasons) == ["", "", "cannot decode", ""]
+    encoder = tiny_encoder()
+    assert torch.equal(encoder.encode(images), encoder.encode(expected.contiguous()))
 
 
 FAULTS = textwrap.dedent(
