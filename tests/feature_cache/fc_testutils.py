@@ -46,7 +46,8 @@ def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images)
 
 
-def tiny_encoder(seed: int = 0, counter: list[int] | None = None, precision: str = "fp32") -> Encoder:
+def tiny_encoder(seed: int = 0, counter: list[int] | None = None, precision: str = "fp32",
+                 device: str = "cpu") -> Encoder:
     """A deterministic random-weight encoder (8-d features, 16×16 inputs); ``counter[0]`` counts images."""
     torch.manual_seed(seed)
     model = TinyNet()
@@ -55,7 +56,7 @@ def tiny_encoder(seed: int = 0, counter: list[int] | None = None, precision: str
         digest.update(value.numpy().tobytes())
     spec = EncoderSpec(name=f"tiny-{seed}", num_features=8, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3,
                        interpolation="bilinear")
-    encoder = Encoder(spec, model, _forward, digest.hexdigest(), torch.device("cpu"), precision=precision)
+    encoder = Encoder(spec, model, _forward, digest.hexdigest(), torch.device(device), precision=precision)
     if counter is not None:
         encode = encoder.encode
 
