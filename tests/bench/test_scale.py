@@ -1,0 +1,33 @@
+"""bench/scale.py's file names and summary table (the runs themselves take minutes to hours)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import scale
+
+
+def _row(method: str, n: int, seconds: float, **extra) -> dict:
+    return {"method": method, "n_train": n, "candidates": 6, "epochs": 10, "seconds": seconds, "peak_rss_gb": 1.5,
+            "test_overall": 0.5, "threads": 2, **extra}
+
+
+def test_result_path_keeps_the_cpu_name_and_suffixes_other_devices():
+    results = Path("r")
+    assert scale.result_path(results, "erm", 128_000, "cpu") == results / "scale_erm_128000.json"
+    assert scale.result_path(results, "mr2", 1_280_000, "cuda") == results / "scale_mr2_1280000_cuda.json"
+    assert scale.result_path(results, "erm", 32_000, "cuda:1") == results / "scale_erm_32000_cuda1.json"
+
+
+def test_summary_lists_each_device_and_fits_growth_per_device(tmp_path, capsys):
+    rows = {"scale_erm_1000.json": _row("erm", 1000, 60.0), "scale_erm_4000.json": _row("erm", 4000, 240.0),
+            "scale_erm_1000_cuda.json": _row("erm", 1000, 6.0, device="cuda", gpu="NVIDIA H200"),
+            "scale_erm_4000_cuda.json": _row("erm", 4000, 12.0, device="cuda", gpu="NVIDIA H200")}
+    for name, row in rows.items():
+        (tmp_path / name).write_text(json.dumps(row))
+    scale.summary(tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| device | method | N train |")
+    assert [line.split(" | ")[0] for line in out[2:6]] == ["| cpu", "| cpu", "| NVIDIA H200", "| NVIDIA H200"]
+    assert "| erm | 4,000 | 6 | 10 | 4.0 min | 1.50 GB | 50.00 | 2 | nan |" in out[3]
+    assert out[6:] == ["cpu erm: time ∝ N^1.00", "cuda erm: time ∝ N^0.50"]
