@@ -1,9 +1,9 @@
 """Run a frozen encoder over a labelled image set once and cache the features (or reuse the cache).
 
 Pipeline: one DataLoader decodes and resizes images to uint8 tensors (``Encoder.transform``) and stacks
-them into channels-last batches (:func:`collate_images`); its batches never straddle two splits. On a CPU encoder it does so in the main process, between forward
-passes (:func:`resolve_workers`); on CUDA one pool of worker processes serves every split, decoding
-while the GPU encodes. The main process normalises and encodes each batch under ``torch.inference_mode``
+them into channels-last batches (:func:`collate_images`); its batches never straddle two splits. On a CPU
+encoder it does so in the main process, between forward passes (:func:`resolve_workers`); on CUDA one pool
+of worker processes serves every split, decoding while the GPU encodes. The main process normalises and encodes each batch under ``torch.inference_mode``
 at the encoder's precision (autocast, channels-last; see :mod:`feature_cache.encoders`) and appends it
 to ``<final>.partial`` (one chunk = one batch), recording progress and flushing after every chunk. A
 restarted job resumes after the last written chunk; the finished file is moved onto its final name with

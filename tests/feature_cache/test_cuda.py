@@ -30,7 +30,7 @@ def test_fused_effnet_on_cuda_matches_the_cpu_model_as_loaded(precision, floor):
     assert _cosine(got.cpu(), reference).min() >= floor
 
 
-def test_auto_precision_on_cuda_is_fp16_and_bf16_is_refused_only_without_support():
+def test_auto_precision_on_cuda_is_fp16_and_bf16_runs_where_supported():
     assert create_encoder("effnet-lite0", device="cuda").precision == "fp16"
     if torch.cuda.is_bf16_supported():
         assert create_encoder("effnet-lite0", device="cuda", precision="bf16").precision == "bf16"
