@@ -3,9 +3,10 @@
 Pipeline: one DataLoader decodes and resizes images to uint8 tensors (``Encoder.transform``) and stacks
 them into channels-last batches (:func:`collate_images`); its batches never straddle two splits. On a CPU
 encoder it does so in the main process, between forward passes (:func:`resolve_workers`); on CUDA one pool
-of worker processes serves every split, decoding while the GPU encodes. The main process normalises and encodes each batch under ``torch.inference_mode``
-at the encoder's precision (autocast, channels-last; see :mod:`feature_cache.encoders`) and appends it
-to ``<final>.partial`` (one chunk = one batch), recording progress and flushing after every chunk. A
+of worker processes serves every split, decoding while the GPU encodes. The main process normalises and
+encodes each batch under ``torch.inference_mode`` at the encoder's precision (autocast, channels-last; see
+:mod:`feature_cache.encoders`) and appends it to ``<final>.partial`` (one chunk = one batch), recording
+progress and flushing after every chunk. A
 restarted job resumes after the last written chunk; the finished file is moved onto its final name with
 ``os.replace``, so a crash never leaves a cache that looks complete. During extraction glibc keeps freed
 memory instead of unmapping it every batch (:mod:`feature_cache.allocator`), and hands it back at the
@@ -122,8 +123,8 @@ def collate_images(items: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.T
     torchvision's uint8 resize keeps), so they are stacked in that order, one copy of contiguous bytes per
     image, and the batch is handed on as the matching channels-last view. The default collation stacks them
     channel-first, a transposing copy of every image, and the encoder's channels-last normalisation then
-    transposes them back: 0.12–0.14 → 0.02 ms per 224² image for the collation and 0.29–0.32 → 0.14–0.17 ms for
-    the normalisation (64-image batches, 2 threads).
+    transposes them back: 0.12–0.14 → 0.02 ms per 224² image for the collation and 0.29–0.32 → 0.14–0.17 ms
+    for the normalisation (64-image batches, 2 threads).
     """
     images, ok, reasons = zip(*items)
     hwc = torch.stack([image.permute(1, 2, 0) for image in images])
