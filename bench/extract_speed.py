@@ -205,10 +205,13 @@ def main() -> None:
     settings = [s for s in settings if args.settings is None or s in args.settings]
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for setting in settings:
             with tempfile.TemporaryDirectory() as tmp:
                 runs[setting].append(run_child(args, setting, tmp))
+            r = runs[setting][-1]  # as it comes, so a run cut at a time limit still shows what it measured
+            print(f"  {setting} repeat {repeat + 1}: bare {r['bare']:.1f} img/s, extract {r['extract']:.1f} img/s",
+                  flush=True)
     report(args, runs, (load_before, os.getloadavg()[0]))
     gbs, stored = synthetic_load(args.load_rows, 1280)
     print(f"load synthetic {args.load_rows}x1280 float16: {stored / 1e6:.1f} MB at {gbs:.2f} GB/s")
