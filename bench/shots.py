@@ -98,6 +98,13 @@ def subsample_per_class(labels: np.ndarray, n: int | None, seed: int) -> np.ndar
     return np.flatnonzero(within_class_rank(labels, rng) < n)
 
 
+def load_pool(cache) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(the training pool: train + val of an open cache, its test split), as (features, int64 labels) pairs."""
+    parts = [cache.load(split) for split in ("train", "val")]
+    pool = (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]).astype(np.int64))
+    return pool, cache.load("test")
+
+
 def _entry(report: dict, seconds: float, groups: dict) -> dict:
     """What the sweep keeps of one run: test accuracies (fractions), the decision and the cost."""
     per_class = [pc["accuracy"] for pc in report["per_class"]]
@@ -346,9 +353,7 @@ def main(argv: list[str]) -> int:
 
         torch.set_num_threads(args.threads)
     cache = open_cache(args.features)
-    parts = [cache.load(split) for split in ("train", "val")]
-    pool = (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]).astype(np.int64))
-    test = cache.load("test")
+    pool, test = load_pool(cache)
     try:  # every n fits the pool, checked before any training
         [subsample_per_class(pool[1], n, 0) for n in args.shots]
     except ValueError as exc:
