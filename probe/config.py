@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .constraints import MAX_NAME_LENGTH, Interval, Name, check
 from .params import (
+    L2_OPTIMIZERS,
     MAX_ADAPTER_RANK,
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
@@ -24,7 +25,6 @@ from .params import (
     MAX_GRID_VALUES,
     MAX_SEED,
     MAX_SEEDS,
-    L2_OPTIMIZERS,
     OPTIMIZERS,
     R2_MODES,
     TRAINER_PARAMS,
@@ -87,6 +87,7 @@ def default_grids(optimizer: str, n_train: int, head: str = "linear") -> tuple[l
 
 def _grid_text(values) -> str:
     return ", ".join(f"{v:g}" for v in values)
+
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]

@@ -17,7 +17,8 @@ from .constraints import Boolean, Device, Instance, Interval, Name, Options, che
 from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
 __all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "L2_OPTIMIZERS", "MAX_EPOCHS",
-           "MAX_BATCH_SIZE", "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_SEED"]
+           "MAX_BATCH_SIZE", "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES",
+           "MAX_GRID_CANDIDATES", "MAX_SEED"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
 MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
