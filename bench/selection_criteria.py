@@ -13,8 +13,8 @@ full cache, the whole test split), what other criteria would have chosen, from t
 * ``oracle``: the candidate with the best test accuracy (what no criterion can beat).
 
 Every candidate is fitted on its own (``ProbeTrainer``, the sweep's parameters ``ProbeConfig.trainer_params``,
-training seed = subsample seed) on each fold's 4/5, then refitted on 9/10 of the subsample (a stratified tenth
-is left out, as ``run_probe`` carves validation) and scored on the test split. The table gives each
+training seed = subsample seed) on each fold's 4/5, then refitted on the training split ``run_probe`` carves from
+the subsample (``probe.run.carve_validation``) and scored on the test split. The table gives each
 criterion's test accuracy minus the accuracy criterion's, mean ± std over the subsamples.
 
     python bench/selection_criteria.py --features /work/cache/fmnist-full.h5 /work/cache/cifar10-full.h5 \\
@@ -79,16 +79,17 @@ def cross_validate(x: np.ndarray, y: np.ndarray, config, candidates: list[dict],
 def one_subsample(pool, test, num_classes: int, n: int, seed: int) -> dict:
     """Every criterion's pick and every candidate's CV and test scores for one subsample."""
     from probe import ProbeConfig, ProbeTrainer
-    from probe.crossval import stratified_folds
+    from probe.run import carve_validation
 
     rows = subsample_per_class(pool[1], n, seed)
     x, y = pool[0][rows].astype(np.float32), pool[1][rows]
-    train = stratified_folds(y, 10, seed) != 0
-    config = ProbeConfig(loss="ce", seeds=[seed]).resolved(int(train.sum()))
+    config = ProbeConfig(loss="ce", seeds=[seed])
+    train, _ = carve_validation(x, y, config.val_fraction, seed)  # run_probe's train split of such a data set
+    config = config.resolved(len(train[1]))
     candidates = config.candidates()
     accuracy, log_loss = cross_validate(x, y, config, candidates, 5, seed, num_classes)
     test_accuracy = np.array([ProbeTrainer(**config.trainer_params(c, seed=seed))
-                              .fit(x[train], y[train], num_classes=num_classes).score(*test) for c in candidates])
+                              .fit(*train, num_classes=num_classes).score(*test) for c in candidates])
     picks = {"accuracy": int(np.argmax(accuracy)), "log-loss": int(np.argmin(log_loss)),
              "smoothed": int(np.argmax(smoothed(accuracy))), "oracle": int(np.argmax(test_accuracy))}
     return {"n": n, "seed": seed, "candidates": candidates, "cv_accuracy": accuracy.tolist(),
