@@ -54,6 +54,25 @@ def test_tar_reads_like_the_folder(tree, tmp_path, suffix, mode):
     assert from_tar.load_image(first).size == (12, 12)
 
 
+def test_zip_reader_in_a_forked_process_reuses_the_parsed_directory_with_its_own_file(tree, tmp_path):
+    from feature_cache.archives import ZipReader
+
+    members = tree_members(tree)
+    reader = ZipReader(make_zip(tmp_path / "d.zip", members, zipfile.ZIP_DEFLATED))
+    parent = reader._archive()
+    reader._pid = -1  # as a forked DataLoader worker sees it: another process opened the handle
+    child = reader._archive()
+    assert child is not parent and child.fp is not parent.fp and child._lock is not parent._lock
+    assert child.filelist is parent.filelist  # not parsed again
+    expected = dict(members)
+    for name in reader.names():  # the two handles interleaved: each keeps its own file offset
+        with parent.open(name) as a, child.open(name) as b:
+            head, whole = a.read(3), b.read()
+            assert head + a.read() == whole == expected[name]
+    parent.close()  # the forked process's copy outlives the original (closed by the parent)
+    assert reader.read(reader.names()[0]) == expected[reader.names()[0]]
+
+
 def test_zip_and_tar_feed_extraction(tree, tmp_path):
     members = tree_members(tree)
     features = []
