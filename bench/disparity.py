@@ -226,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr-grid", nargs="+", type=float, default=None, help="default: ProbeConfig's grid")
     parser.add_argument("--wd-grid", nargs="+", type=float, default=None, help="default: ProbeConfig's grid")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="extraction worker processes (default: the extractor's choice, "
+                        "feature_cache.extract.resolve_workers)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 lets two heads run side by side on 2 cores")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))

@@ -6,7 +6,8 @@
 Settings (each measured in a fresh child process, because the allocator setting holds for a whole process):
 
 - ``old``: the pipeline before issue 17 as far as settings go: fp32, contiguous (NCHW) tensors, glibc's
-  default allocator (``tune_allocator=False``), 2 DataLoader worker processes (the old default). What the
+  default allocator (``tune_allocator=False``), 2 DataLoader worker processes that only decode (the old
+  default; today's CPU workers encode too, so this setting puts back the decoding-only collation). What the
   settings cannot bring back is the old DataLoader per split and the old per-image PIL resize + ``ToTensor``
   + ``Normalize`` in float (the transform now yields uint8 and ``encode`` normalises the batch), so this
   baseline is faster than the old code was.
@@ -18,20 +19,25 @@ Settings (each measured in a fresh child process, because the allocator setting 
   ``fp16`` on CUDA).
 
 Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (normalised float32 in the encoder's
-memory format: no decoding, normalisation, layout copy or I/O), as many images as the extraction; ``extract`` =
+memory format: no decoding, normalisation, layout copy or I/O), as many images as the extraction, in this
+process over ``--threads`` threads; ``bare ×W`` = the same forward in W = ``--threads`` forked processes of one
+thread each, side by side (images of all of them over the wall time from a common start): what a CPU can do
+with the same cores used as processes, as the extractor's CPU workers use them; ``extract`` =
 ``extract()`` end to end (decoding JPEGs from the archive, resize, normalisation, forward, float16 HDF5 writes);
 CPU ms per image (process + workers) and minor page faults of the extraction. Repeats are interleaved (old,
 fp32-unfused, fp32, ..., old, ...), medians shown: the machine is shared, so the spread is printed too. Ratios:
 extract ÷ bare of the same setting (target ≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores).
 Load speed: ``open_cache(path).load`` of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
 
-Uses only the public API of ``feature_cache``.
+Uses only the public API of ``feature_cache`` (the ``old`` setting also swaps the CPU workers' collation).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import multiprocessing
 import os
 import resource
 import statistics
@@ -49,6 +55,7 @@ from feature_cache.allocator import keep_freed_memory
 from feature_cache.encoders import resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
+extract_module = importlib.import_module("feature_cache.extract")  # the module; the package exports the function
 SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None = --workers, fuse)
     "old": ("fp32", False, False, 2, False),
     "fp32-unfused": ("fp32", True, True, None, False),
@@ -79,6 +86,31 @@ def bare_forward(encoder, n_images: int, batch_size: int) -> float:
     return n_images / (time.perf_counter() - start)
 
 
+def _bare_process(encoder, n_images: int, batch_size: int, barrier, results) -> None:
+    torch.set_num_threads(1)
+    bare_forward(encoder, batch_size, batch_size)  # warm-up in this process, before the common start
+    barrier.wait()
+    start = time.perf_counter()
+    bare_forward(encoder, n_images, batch_size)
+    results.put((start, time.perf_counter()))
+
+
+def bare_forward_processes(encoder, n_images: int, batch_size: int, processes: int) -> float:
+    """Images/s of ``processes`` forked single-threaded processes running :func:`bare_forward` side by side on
+    n_images / processes images each: all images over the time from the common start to the last finish."""
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(processes), context.Queue()
+    share = math.ceil(n_images / processes)
+    workers = [context.Process(target=_bare_process, args=(encoder, share, batch_size, barrier, results))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    spans = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return share * processes / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
 def _usage() -> tuple[float, int]:
     """(CPU seconds, minor page faults) of this process and its reaped children (the DataLoader workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -97,13 +129,18 @@ def child(args: argparse.Namespace) -> None:
     encoder = create_encoder(args.encoder, device=args.device, precision=precision, channels_last=channels_last,
                              fuse=fuse)
     bare = bare_forward(encoder, n_images, args.batch_size)
+    bare_procs = (bare_forward_processes(encoder, n_images, args.batch_size, args.threads)
+                  if encoder.device.type == "cpu" and args.threads > 1 else math.nan)
+    if args.child == "old":  # the old workers only decoded; the main process encoded
+        extract_module.EncodingCollate = lambda encoder: extract_module.collate_images
     cpu, faults = _usage()
     start = time.perf_counter()
     result = extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size, workers=workers,
                      show_progress=False, tune_allocator=tune)
     seconds = time.perf_counter() - start
     cpu_after, faults_after = _usage()
-    print(json.dumps({"bare": bare, "extract": result.encoded / seconds, "images": result.encoded,
+    print(json.dumps({"bare": bare, "bare_procs": bare_procs, "extract": result.encoded / seconds,
+                      "images": result.encoded, "workers": extract_module.resolve_workers(workers, encoder.device),
                       "cpu_ms": 1000 * (cpu_after - cpu) / result.encoded, "faults": faults_after - faults,
                       "precision": encoder.precision, "threads": torch.get_num_threads()}))
 
@@ -157,20 +194,22 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
           f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} "
           f"cores={os.cpu_count()} repeats={args.repeats} "
           f"load average before/after={loads[0]:.1f}/{loads[1]:.1f}")
-    median = {s: {k: statistics.median(r[k] for r in rs) for k in ("bare", "extract", "cpu_ms", "faults")}
-              for s, rs in runs.items()}
+    keys = ("bare", "bare_procs", "extract", "cpu_ms", "faults")
+    median = {s: {k: statistics.median(r.get(k, math.nan) for r in rs) for k in keys} for s, rs in runs.items()}
     old = median["old"]["extract"] if "old" in median else math.nan  # ext/old: nan without the old setting
-    print(f"{'setting':<36}{'bare img/s':>11}{'extract img/s':>15}{'ext/bare':>9}{'ext/old':>8}"
-          f"{'CPU ms/img':>11}{'faults/img':>11}")
+    print(f"{'setting':<36}{'workers':>8}{'bare img/s':>11}{'bare xW':>9}{'extract img/s':>15}{'ext/bare':>9}"
+          f"{'ext/bxW':>8}{'ext/old':>8}{'CPU ms/img':>11}{'faults/img':>11}")
     names = {"old": "old: fp32, NCHW, default malloc", "fp32-unfused": "fp32, channels-last, malloc kept",
              "fp32": "new fp32 (+ conv fusion)", "lowp-unfused": f"{lowp}, channels-last, malloc kept",
              "lowp": f"new {lowp} (+ conv fusion)"}
     for setting, m in median.items():
-        print(f"{names[setting]:<36}{m['bare']:>11.1f}{m['extract']:>15.1f}{m['extract'] / m['bare']:>9.2f}"
-              f"{m['extract'] / old:>8.2f}{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
+        workers = runs[setting][0].get("workers", "?")
+        print(f"{names[setting]:<36}{workers:>8}{m['bare']:>11.1f}{m['bare_procs']:>9.1f}{m['extract']:>15.1f}"
+              f"{m['extract'] / m['bare']:>9.2f}{m['extract'] / m['bare_procs']:>8.2f}{m['extract'] / old:>8.2f}"
+              f"{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
     for setting, rs in runs.items():
-        spread = ", ".join(f"{r['bare']:.1f}/{r['extract']:.1f}" for r in rs)
-        print(f"  {setting} bare/extract per repeat: {spread}")
+        spread = ", ".join(f"{r['bare']:.1f}/{r.get('bare_procs', math.nan):.1f}/{r['extract']:.1f}" for r in rs)
+        print(f"  {setting} bare/bare xW/extract per repeat: {spread}")
 
 
 def add_extraction_arguments(parser: argparse.ArgumentParser, max_per_class: int) -> None:
@@ -210,8 +249,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 runs[setting].append(run_child(args, setting, tmp))
             r = runs[setting][-1]  # as it comes, so a run cut at a time limit still shows what it measured
-            print(f"  {setting} repeat {repeat + 1}: bare {r['bare']:.1f} img/s, extract {r['extract']:.1f} img/s",
-                  flush=True)
+            print(f"  {setting} repeat {repeat + 1}: bare {r['bare']:.1f} img/s, bare xW {r['bare_procs']:.1f} "
+                  f"img/s, extract {r['extract']:.1f} img/s ({r['workers']} workers)", flush=True)
     report(args, runs, (load_before, os.getloadavg()[0]))
     gbs, stored = synthetic_load(args.load_rows, 1280)
     print(f"load synthetic {args.load_rows}x1280 float16: {stored / 1e6:.1f} MB at {gbs:.2f} GB/s")

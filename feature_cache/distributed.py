@@ -175,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--out", default=None)
     where.add_argument("--cache-dir", default=".mr2probe/cache")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: 0 on CPU, 2 on CUDA)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes per rank (default: one per torch thread on CPU, each decoding and "
+                        "encoding with one thread; 2 decoding on CUDA)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
     parser.add_argument("--val-fraction", type=float, default=0.1)

@@ -1,12 +1,13 @@
 """Run a frozen encoder over a labelled image set once and cache the features (or reuse the cache).
 
 Pipeline: one DataLoader decodes and resizes images to uint8 tensors (``Encoder.transform``) and stacks
-them into channels-last batches (:func:`collate_images`); its batches never straddle two splits. On a CPU
-encoder it does so in the main process, between forward passes (:func:`resolve_workers`); on CUDA one pool
-of worker processes serves every split, decoding while the GPU encodes. The main process normalises and
-encodes each batch under ``torch.inference_mode`` at the encoder's precision (autocast, channels-last; see
-:mod:`feature_cache.encoders`) and appends it to ``<final>.partial`` (one chunk = one batch), recording
-progress and flushing after every chunk. A
+them into channels-last batches (:func:`collate_images`); its batches never straddle two splits, and one pool
+of worker processes serves every split (:func:`resolve_workers`). Each batch is normalised and encoded under
+``torch.inference_mode`` at the encoder's precision (autocast, channels-last; see
+:mod:`feature_cache.encoders`): on a CPU encoder by the worker that decoded it, with one thread
+(:class:`EncodingCollate`; by the main process when there are no workers), on CUDA by the main process while
+the workers decode the next batches. The main process appends every batch, in order, to ``<final>.partial``
+(one chunk = one batch), recording progress and flushing after every chunk. A
 restarted job resumes after the last written chunk; the finished file is moved onto its final name with
 ``os.replace``, so a crash never leaves a cache that looks complete. During extraction glibc keeps freed
 memory instead of unmapping it every batch (:mod:`feature_cache.allocator`), and hands it back at the
@@ -47,7 +48,7 @@ from .fingerprint import cache_fingerprint
 from .store import SCHEMA_VERSION, PartialCache, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
-           "resolve_workers"]
+           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -319,13 +320,37 @@ def _pending(splits: dict[str, list[Sample]], partial: PartialCache, batch_size:
     return samples, batches, indices
 
 
+def _encode_kept(encoder: Encoder, images: torch.Tensor, ok: torch.Tensor) -> np.ndarray:
+    """(kept, num_features) float32 features of the decodable images of one batch (``ok``)."""
+    keep = ok.nonzero().flatten()
+    if len(keep) == 0:
+        return np.zeros((0, encoder.num_features), dtype=np.float32)
+    return encoder.encode(images if len(keep) == len(ok) else images[keep]).cpu().numpy()
+
+
+class EncodingCollate:
+    """DataLoader ``collate_fn`` of a CPU extraction with worker processes: each worker stacks its batch
+    (:func:`collate_images`) and encodes it itself, so it returns (features (kept, d) float32, ok, reasons).
+
+    PyTorch runs every DataLoader worker with one thread (``torch.set_num_threads(1)``), so W workers are W
+    single-threaded forward passes side by side: on a CPU that beats one forward pass over W threads, whose
+    threads wait for each other at every layer, and each worker's decoding only holds up its own core.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+
+    def __call__(self, items: list[tuple[torch.Tensor, bool, str]]) -> tuple[np.ndarray, torch.Tensor, list[str]]:
+        images, ok, reasons = collate_images(items)
+        return _encode_kept(self.encoder, images, ok), ok, reasons
+
+
 def _write_chunk(partial: PartialCache, encoder: Encoder, split: str, batch: list[Sample], end: int,
-                 images: torch.Tensor, ok: torch.Tensor, reasons: list[str]) -> int:
-    """Encode the decodable images of one batch and append them as one chunk; returns how many."""
+                 payload: torch.Tensor | np.ndarray, ok: torch.Tensor, reasons: list[str]) -> int:
+    """Append one batch as one chunk: ``payload`` is its features (encoded in a worker) or its images, which
+    are encoded here; returns how many images the chunk kept."""
+    features = payload if isinstance(payload, np.ndarray) else _encode_kept(encoder, payload, ok)
     keep = ok.nonzero().flatten().tolist()
-    features = np.zeros((0, encoder.num_features), dtype=np.float32)
-    if keep:
-        features = encoder.encode(images if len(keep) == len(ok) else images[keep]).cpu().numpy()
     bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
     for source, reason in bad:
         logger.warning("skipping %s: %s", source, reason)
@@ -342,24 +367,45 @@ def _write_chunk(partial: PartialCache, encoder: Encoder, split: str, batch: lis
 
 # DataLoader worker processes under ``workers=None`` (auto) on CUDA: they decode while the GPU encodes.
 CUDA_DECODE_WORKERS = 2
+# Images to encode from which ``workers=None`` (auto) gives a CPU encoder its encoding workers: they take ~1 s to
+# hand over their first batches (0.4–0.5 s in the main process). effnet-lite0, bf16, 2 cores, 2 workers against
+# none (one-off runs of ``extract``, interleaved): 400 images 2.3–3.7 against 2.0–2.3 s, 1,000 mixed (4.9 and 9.9
+# against 6.1 and 8.2 s), 2,000 195–213 against 169–202 img/s, 6,000 205–239 against 180–203 img/s.
+CPU_WORKERS_MIN_IMAGES = 2000
 
 
-def resolve_workers(workers: int | None, device: torch.device) -> int:
-    """The DataLoader worker processes of an extraction: ``workers`` itself, or for ``None`` (auto) 0 on a CPU
-    encoder and :data:`CUDA_DECODE_WORKERS` on CUDA.
+def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,
+                    batches: int | None = None) -> int:
+    """The DataLoader worker processes of an extraction of ``images`` images in ``batches`` batches (None:
+    unknown): ``workers`` itself, or for ``None`` (auto):
 
-    On a CPU the forward pass already uses every core; decoding worker processes beside it take cores from its
-    threads, which then wait for each other. effnet-lite0 on 2 cores (``bench/extract_speed.py``, 2,000 CIFAR-10
-    images) ran extraction at 0.67 (bf16) and 0.63 (fp32) of the bare forward with 2 workers and the per-image
-    PIL transform, at 0.83–0.92 and 0.91–0.93 decoding in the main process with the uint8 transform.
+    - on CUDA, :data:`CUDA_DECODE_WORKERS` processes that decode while the main process encodes;
+    - on a CPU, one process per thread of torch's pool (``torch.get_num_threads()``), at most one per batch,
+      each decoding *and* encoding its batches with one thread (:class:`EncodingCollate`); 0 (decode and
+      encode in this process, between forward passes) where that makes fewer than 2, or for fewer than
+      :data:`CPU_WORKERS_MIN_IMAGES` images, where the workers' start costs more than they gain.
+
+    Why on a CPU: a forward pass over 2 threads waits for the slower thread at every layer, and decoding in
+    the same process leaves a core idle meanwhile. effnet-lite0 on 2 cores (``bench/extract_speed.py``, 6,000
+    CIFAR-10 images, README "Other measurements", extraction): 2 single-threaded processes side by side ran the
+    bare forward 1.01–1.20× (bf16) and 0.95–1.15× (fp32) as fast as one process over 2 threads, and bf16
+    extraction with 2 encoding workers took 205–239 img/s against 180–203 decoding and encoding in the main
+    process (3 interleaved rounds, median 1.16×). Each worker holds its own activations: 0.7–0.9 GB of private
+    memory there (bf16, batch 64). Decoding-only workers beside a 2-thread forward were slower still (0.63–0.67
+    of the bare forward in an earlier round): they take cores from its threads.
 
     Raises ValueError for a negative count.
     """
-    if workers is None:
-        return CUDA_DECODE_WORKERS if device.type == "cuda" else 0
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}.")
-    return int(workers)
+    if workers is not None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}.")
+        return int(workers)
+    if device.type == "cuda":
+        return CUDA_DECODE_WORKERS
+    if images is not None and images < CPU_WORKERS_MIN_IMAGES:
+        return 0
+    count = torch.get_num_threads() if batches is None else min(torch.get_num_threads(), batches)
+    return count if count >= 2 else 0
 
 
 def run_plan(
@@ -376,7 +422,8 @@ def run_plan(
 ) -> tuple[PartialCache, int]:
     """Encode every sample of ``splits`` (default: the data set's) into the partial file.
 
-    One DataLoader (one worker pool, :func:`resolve_workers`) serves all splits. ``tune_allocator`` applies
+    One DataLoader (one worker pool, :func:`resolve_workers`: on a CPU encoder they encode as well) serves all
+    splits. ``tune_allocator`` applies
     :func:`~feature_cache.allocator.keep_freed_memory` for the process (and its workers).
     Returns the still-open :class:`PartialCache` and the number of images encoded by this call.
     Raises :class:`ExtractionCancelled` (after closing the partial file) when ``should_stop()`` is true.
@@ -386,7 +433,6 @@ def run_plan(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     encoder = plan.encoder
-    workers = resolve_workers(workers, encoder.device)
     splits = plan.data.splits if splits is None else splits
     partial = PartialCache.open(
         partial_path or plan.partial_path,
@@ -395,6 +441,7 @@ def run_plan(
         dtype=plan.dtype,
     )
     samples, batches, indices = _pending(splits, partial, batch_size)
+    workers = resolve_workers(workers, encoder.device, len(samples), len(batches))
     total = sum(len(split_samples) for split_samples in splits.values())
     done = total - len(samples)
     encoded = 0
@@ -403,7 +450,7 @@ def run_plan(
     loader = DataLoader(
         _ImageDataset(plan.data, samples, encoder.transform, encoder.spec.image_size),
         batch_sampler=indices,
-        collate_fn=collate_images,
+        collate_fn=EncodingCollate(encoder) if workers and encoder.device.type == "cpu" else collate_images,
         num_workers=workers,
         pin_memory=encoder.device.type == "cuda",
         worker_init_fn=worker_init if tune_allocator and workers else None,
@@ -411,13 +458,13 @@ def run_plan(
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)
     try:
-        for (split, start, end), (images, ok, reasons) in zip(batches, loader):
+        for (split, start, end), (payload, ok, reasons) in zip(batches, loader):
             if should_stop is not None and should_stop():
                 raise ExtractionCancelled(
                     f"extraction stopped at {split} {start}/{len(splits[split])}; "
                     f"run it again to resume from {partial.path}."
                 )
-            encoded += _write_chunk(partial, encoder, split, splits[split][start:end], end, images, ok, reasons)
+            encoded += _write_chunk(partial, encoder, split, splits[split][start:end], end, payload, ok, reasons)
             done += end - start
             bar.update(end - start)
             if progress is not None:
@@ -480,8 +527,11 @@ def extract(
         encoder: encoder name (see :func:`~feature_cache.encoders.list_encoders`) or a built encoder.
         cache_dir: folder of caches named by fingerprint (ignored when ``out`` is given).
         batch_size: images per forward pass and per written chunk.
-        workers: DataLoader worker processes decoding images (0: in the main process); None (auto): 0 on a
-            CPU encoder, :data:`CUDA_DECODE_WORKERS` on CUDA (:func:`resolve_workers`).
+        workers: DataLoader worker processes (0: decode and encode in the main process). On a CPU encoder each
+            decodes and encodes its own batches with one thread; on CUDA they decode while the GPU encodes.
+            None (auto, :func:`resolve_workers`): on a CPU one per thread of torch's pool (at most one per
+            batch; 0 under 2, or under :data:`CPU_WORKERS_MIN_IMAGES` images), :data:`CUDA_DECODE_WORKERS` on
+            CUDA.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (only used when ``encoder`` is a name).
         precision: ``auto`` (default for a name), ``fp32``, ``bf16`` or ``fp16`` (see
             :mod:`feature_cache.encoders`); with a built encoder, None or the encoder's own precision.

@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="folder of caches named by fingerprint (default: .mr2probe/cache)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass / chunk (default 64)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader decoding processes (default: 0 on CPU, decoding between forward passes "
-                        "so it never competes with them for cores; 2 on CUDA)")
+                        help="DataLoader worker processes; on CPU each decodes and encodes its own batches with "
+                        "one thread (default: one per torch thread from 2,000 images, else 0: all in the main "
+                        "process); on CUDA they decode while the GPU encodes (default 2)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto",  # checked by feature_cache (PRECISIONS)
                         help="forward-pass precision: auto (default: fp16 on CUDA, bf16 on CPUs with native "

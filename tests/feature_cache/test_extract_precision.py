@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
-from feature_cache.allocator import keep_freed_memory
+from feature_cache.allocator import keep_freed_memory, worker_init
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
-from feature_cache.extract import CUDA_DECODE_WORKERS, collate_images, resolve_workers
+from feature_cache.extract import (CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, EncodingCollate, collate_images,
+                                   resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
 from fc_testutils import make_tree, tiny_encoder
 
@@ -129,15 +130,65 @@ def test_one_dataloader_serves_every_split(tree, tmp_path, made):
     assert seen == [4, 8, 12, 15, 18, 22, 26, 27]
 
 
-def test_workers_default_decodes_in_the_main_process_on_a_cpu(tree, tmp_path, made):
-    result = extract(tree, tiny_encoder(), tmp_path, batch_size=4, show_progress=False)  # workers not given
-    assert len(made) == 1 and made[0]["num_workers"] == 0 and made[0]["worker_init_fn"] is None
+@pytest.fixture
+def threads():
+    """torch.set_num_threads for the test, restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_workers_default_on_a_cpu_is_one_encoding_process_per_thread(tree, tmp_path, made, threads, monkeypatch):
+    threads(2)
+    extract(tree, tiny_encoder(), tmp_path, batch_size=4, show_progress=False)  # workers not given, 27 images
+    assert made[0]["num_workers"] == 0 and made[0]["worker_init_fn"] is None  # under CPU_WORKERS_MIN_IMAGES
+    assert made[0]["collate_fn"] is collate_images
+    monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "CPU_WORKERS_MIN_IMAGES", 27)
+    result = extract(tree, tiny_encoder(seed=1), tmp_path, batch_size=4, show_progress=False)
+    assert made[1]["num_workers"] == 2 and made[1]["worker_init_fn"] is worker_init
+    assert isinstance(made[1]["collate_fn"], EncodingCollate)
     assert result.counts == {"train": 15, "val": 3, "test": 9}
-    assert resolve_workers(None, torch.device("cpu")) == 0
-    assert resolve_workers(None, torch.device("cuda")) == CUDA_DECODE_WORKERS == 2
-    assert resolve_workers(3, torch.device("cpu")) == 3
+    threads(1)  # one thread: decode and encode in this process, between forward passes
+    extract(tree, tiny_encoder(seed=2), tmp_path, batch_size=4, show_progress=False)
+    assert made[2]["num_workers"] == 0 and made[2]["collate_fn"] is collate_images
+
+
+def test_resolve_workers(threads):
+    threads(3)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert CPU_WORKERS_MIN_IMAGES == 2000
+    assert [resolve_workers(None, cpu, 5000, batches) for batches in (None, 0, 1, 2, 5)] == [3, 0, 0, 2, 3]
+    assert resolve_workers(None, cpu) == resolve_workers(None, cpu, 2000) == 3
+    assert resolve_workers(None, cpu, 1999) == resolve_workers(None, cpu, 1999, 100) == 0
+    assert resolve_workers(None, cuda) == resolve_workers(None, cuda, 1, 1) == CUDA_DECODE_WORKERS == 2
+    assert resolve_workers(3, cpu, 1) == 3 and resolve_workers(1, cpu) == 1 and resolve_workers(0, cpu, 9000) == 0
+    threads(1)
+    assert resolve_workers(None, cpu, 9000, 100) == 0
     with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
-        resolve_workers(-1, torch.device("cpu"))
+        resolve_workers(-1, cpu)
+
+
+def test_cpu_workers_encode_their_batches_with_one_thread_each(tree, tmp_path, threads):
+    def tagged(encoder):  # feature 0 of every image: the torch threads of the process that encoded it
+        encode = encoder.encode
+
+        def encode_tagged(images):
+            features = encode(images).clone()  # encode returns an inference tensor
+            features[:, 0] = torch.get_num_threads()
+            return features
+
+        encoder.encode = encode_tagged
+        return encoder
+
+    threads(2)
+    in_workers = open_cache(run(tree, tmp_path / "w", tagged(tiny_encoder()), workers=2).path)
+    in_main = open_cache(run(tree, tmp_path / "m", tagged(tiny_encoder()), workers=0).path)
+    for split in ("train", "val", "test"):
+        (a, ya), (b, yb) = in_workers.load(split), in_main.load(split)
+        assert set(a[:, 0]) == {1.0} and set(b[:, 0]) == {2.0}
+        np.testing.assert_array_equal(a[:, 1:], b[:, 1:])
+        np.testing.assert_array_equal(ya, yb)
+        assert in_workers.sources(split) == in_main.sources(split)
 
 
 def test_collate_stacks_images_in_channels_last_memory_with_the_default_collations_values():

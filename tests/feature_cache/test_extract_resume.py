@@ -153,6 +153,11 @@ def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     assert [list(s) for s in result.skipped] == cache.attrs["skipped"]
     sources = {s for split in cache.splits for s in cache.sources(split)}
     assert "train/ant/001.png" not in sources and "test/cat/002.png" not in sources and len(sources) == 25
+    # the same cache when the main process decodes and encodes: the workers (2 here, each encoding its own
+    # batches on a CPU) change where the work runs, not what is written
+    in_main = run(tree, None, out=tmp_path / "main.h5", workers=0)
+    assert [s for s, _ in in_main.skipped] == [s for s, _ in result.skipped] and in_main.counts == result.counts
+    assert_same_cache(all_splits(in_main.path), all_splits(result.path))
 
 
 def test_a_second_concurrent_extraction_is_refused_without_touching_the_first(tree, tmp_path):
