@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from app.deps import get_store
 from app.main import create_app
+from feature_cache import open_cache
 
 from app.validation import resolve_probe_config
 
@@ -369,3 +373,29 @@ def test_api_docs_are_served_from_local_assets(finished):
         js = client.get(f"/static-offline-docs/{asset}")
         assert js.status_code == 200 and len(js.content) > 100_000
     assert "/openapi.json" in client.get("/docs").text
+
+
+def test_extraction_job_with_cpu_encoding_workers_writes_the_main_process_cache(tmp_path, tiny_zip, finished,
+                                                                                monkeypatch):
+    """The service extracts in a job thread of the server process. With the default workers on a CPU, worker
+    processes fork from that thread and encode; their cache holds the features the shared service's extraction
+    (``extract_workers=0``: the main process) wrote for the same images."""
+    monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "CPU_WORKERS_MIN_IMAGES", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # 2 workers
+    try:
+        with TestClient(create_app(make_settings(tmp_path / "state", extract_workers=None))) as client:
+            dataset = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip, "application/zip")}).json()
+            resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"]})
+            job = wait_job(client, resp.json()["id"])
+            assert job["status"] == "succeeded", job
+            ours = open_cache(client.app.state.store.get_cache(job["result"]["cache_id"])["path"])
+    finally:
+        torch.set_num_threads(threads)
+    shared = open_cache(finished.client.app.state.store.get_cache(finished.job["result"]["cache_id"])["path"])
+    assert ours.fingerprint == shared.fingerprint and ours.path != shared.path
+    for split in ("train", "val", "test"):
+        (a, ya), (b, yb) = ours.load(split), shared.load(split)
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)  # float16 storage; 1-thread kernels round alike
+        np.testing.assert_array_equal(ya, yb)
+        assert ours.sources(split) == shared.sources(split)
