@@ -73,20 +73,21 @@ def test_out_holding_another_cache_is_refused_and_untouched(tree, tmp_path):
     assert not (tmp_path / "mine.h5.partial").exists()
 
 
-def test_should_stop_then_resume_encodes_only_the_rest(tree, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # 2: on a CPU the worker processes encode (EncodingCollate)
+def test_should_stop_then_resume_encodes_only_the_rest(tree, tmp_path, workers):
     reference = all_splits(run(tree, tmp_path / "ref").path)
     out = tmp_path / "c.h5"
     seen = []
     with pytest.raises(ExtractionCancelled, match="run it again to resume"):
         run(tree, None, out=out, progress=lambda done, total: seen.append((done, total)),
-            should_stop=lambda: len(seen) >= 3)
+            should_stop=lambda: len(seen) >= 3, workers=workers)
     assert seen == [(4, TOTAL), (8, TOTAL), (12, TOTAL)]
     assert not out.exists() and (tmp_path / "c.h5.partial").exists()
     with pytest.raises(CacheMismatch, match="unfinished extraction"):
         open_cache(tmp_path / "c.h5.partial")
-    count = [0]
-    resumed = run(tree, None, tiny_encoder(counter=count), out=out)
-    assert count == [TOTAL - 12] and resumed.encoded == TOTAL - 12
+    count = [0]  # counts the images this process encodes: none when the workers encode
+    resumed = run(tree, None, tiny_encoder(counter=count), out=out, workers=workers)
+    assert count == [0 if workers else TOTAL - 12] and resumed.encoded == TOTAL - 12
     assert not (tmp_path / "c.h5.partial").exists()
     assert_same_cache(all_splits(out), reference)
 
