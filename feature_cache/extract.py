@@ -48,7 +48,8 @@ from .fingerprint import cache_fingerprint
 from .store import SCHEMA_VERSION, PartialCache, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
-           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES"]
+           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
+           "CPU_WORKER_MEMORY", "available_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -372,6 +373,24 @@ CUDA_DECODE_WORKERS = 2
 # none (one-off runs of ``extract``, interleaved): 400 images 2.3–3.7 against 2.0–2.3 s, 1,000 mixed (4.9 and 9.9
 # against 6.1 and 8.2 s), 2,000 195–213 against 169–202 img/s, 6,000 205–239 against 180–203 img/s.
 CPU_WORKERS_MIN_IMAGES = 2000
+# Private memory budgeted per CPU encoding worker under ``workers=None``: effnet-lite0 in bf16 at batch 64 held
+# 0.7–0.9 GB (each worker's activations, the heap glibc keeps while extracting, the pages of the main process it
+# writes). The automatic count keeps the workers within half of the memory available (``MemAvailable``) when the
+# extraction starts, so a many-core machine does not start more than its memory holds; a larger encoder needs
+# more per worker (set ``workers``).
+CPU_WORKER_MEMORY = 1 << 30
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,
@@ -380,9 +399,10 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     unknown): ``workers`` itself, or for ``None`` (auto):
 
     - on CUDA, :data:`CUDA_DECODE_WORKERS` processes that decode while the main process encodes;
-    - on a CPU, one process per thread of torch's pool (``torch.get_num_threads()``), at most one per batch,
-      each decoding *and* encoding its batches with one thread (:class:`EncodingCollate`); 0 (decode and
-      encode in this process, between forward passes) where that makes fewer than 2, or for fewer than
+    - on a CPU, one process per thread of torch's pool (``torch.get_num_threads()``), at most one per batch
+      and at most as many as half the available memory holds at :data:`CPU_WORKER_MEMORY` each, each decoding
+      *and* encoding its batches with one thread (:class:`EncodingCollate`); 0 (decode and encode in this
+      process, between forward passes) where that makes fewer than 2, or for fewer than
       :data:`CPU_WORKERS_MIN_IMAGES` images, where the workers' start costs more than they gain.
 
     Why on a CPU: a forward pass over 2 threads waits for the slower thread at every layer, and decoding in
@@ -405,6 +425,9 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     if images is not None and images < CPU_WORKERS_MIN_IMAGES:
         return 0
     count = torch.get_num_threads() if batches is None else min(torch.get_num_threads(), batches)
+    memory = available_memory()
+    if memory is not None:
+        count = min(count, memory // (2 * CPU_WORKER_MEMORY))
     return count if count >= 2 else 0
 
 

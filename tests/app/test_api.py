@@ -380,7 +380,9 @@ def test_extraction_job_with_cpu_encoding_workers_writes_the_main_process_cache(
     """The service extracts in a job thread of the server process. With the default workers on a CPU, worker
     processes fork from that thread and encode; their cache holds the features the shared service's extraction
     (``extract_workers=0``: the main process) wrote for the same images."""
-    monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "CPU_WORKERS_MIN_IMAGES", 0)
+    module = importlib.import_module("feature_cache.extract")
+    monkeypatch.setattr(module, "CPU_WORKERS_MIN_IMAGES", 0)
+    monkeypatch.setattr(module, "available_memory", lambda: None)  # whatever this machine has free
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # 2 workers
     try:

@@ -14,8 +14,8 @@ import torch
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
 from feature_cache.allocator import keep_freed_memory, worker_init
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
-from feature_cache.extract import (CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, EncodingCollate, collate_images,
-                                   resolve_workers)
+from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, EncodingCollate,
+                                   available_memory, collate_images, resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
 from fc_testutils import make_tree, tiny_encoder
 
@@ -131,8 +131,10 @@ def test_one_dataloader_serves_every_split(tree, tmp_path, made):
 
 
 @pytest.fixture
-def threads():
-    """torch.set_num_threads for the test, restored afterwards."""
+def threads(monkeypatch):
+    """torch.set_num_threads for the test, restored afterwards; the available memory is taken as unknown, so the
+    automatic CPU workers follow the threads alone (the memory cap has its own test)."""
+    monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "available_memory", lambda: None)
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
@@ -166,6 +168,19 @@ def test_resolve_workers(threads):
     assert resolve_workers(None, cpu, 9000, 100) == 0
     with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
         resolve_workers(-1, cpu)
+
+
+def test_resolve_workers_keeps_cpu_workers_within_half_the_available_memory(threads, monkeypatch):
+    module = importlib.import_module("feature_cache.extract")
+    assert available_memory() > 0  # Linux: MemAvailable
+    threads(16)
+    cpu = torch.device("cpu")
+    for gib, expected in ((100, 16), (10, 5), (5, 2), (3, 0), (1, 0)):
+        monkeypatch.setattr(module, "available_memory", lambda gib=gib: gib * CPU_WORKER_MEMORY)
+        assert resolve_workers(None, cpu, 9000, 200) == expected, gib
+    assert resolve_workers(4, cpu, 9000, 200) == 4  # an explicit count is the caller's
+    monkeypatch.setattr(module, "available_memory", lambda: None)  # unknown: no cap
+    assert resolve_workers(None, cpu, 9000, 200) == 16
 
 
 def test_cpu_workers_encode_their_batches_with_one_thread_each(tree, tmp_path, threads):
