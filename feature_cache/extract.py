@@ -456,6 +456,8 @@ def run_plan(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     encoder = plan.encoder
+    if workers is not None:
+        resolve_workers(workers, encoder.device)  # a negative count fails before any file is opened
     splits = plan.data.splits if splits is None else splits
     partial = PartialCache.open(
         partial_path or plan.partial_path,

@@ -170,6 +170,12 @@ def test_resolve_workers(threads):
         resolve_workers(-1, cpu)
 
 
+def test_a_negative_worker_count_fails_before_any_file_is_written(tree, tmp_path):
+    with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
+        run(tree, None, out=tmp_path / "c.h5", workers=-1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_resolve_workers_keeps_cpu_workers_within_half_the_available_memory(threads, monkeypatch):
     module = importlib.import_module("feature_cache.extract")
     assert available_memory() > 0  # Linux: MemAvailable
