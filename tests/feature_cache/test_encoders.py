@@ -198,3 +198,8 @@ def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, 
     assert cache.attrs["preprocess"]["resize"] == 32 and cache.attrs["preprocess"]["crop"] == [32, 32]
     features, _ = cache.load("train")
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=2e-3)
+    # the same features when 2 worker processes encode (the CPU default from 2,000 images)
+    torch.manual_seed(0)  # the same random weights
+    in_workers = extract(tree, f"openclip:{tiny_clip}", None, out=tmp_path / "w.h5", workers=2, show_progress=False)
+    assert open_cache(in_workers.path).fingerprint == cache.fingerprint
+    np.testing.assert_allclose(open_cache(in_workers.path).load("train")[0], features, rtol=0, atol=1e-3)
