@@ -467,6 +467,11 @@ def run_plan(
     )
     samples, batches, indices = _pending(splits, partial, batch_size)
     workers = resolve_workers(workers, encoder.device, len(samples), len(batches))
+    encode_in_workers = bool(workers) and encoder.device.type == "cpu"
+    role = "decoding and encoding (1 thread each)" if encode_in_workers else "decoding"
+    threads = torch.get_num_threads()
+    logger.info("%d images in %d batches: %s", len(samples), len(batches), f"{workers} worker processes {role}"
+                if workers else f"decoding and encoding in this process ({threads} thread{'s' * (threads > 1)})")
     total = sum(len(split_samples) for split_samples in splits.values())
     done = total - len(samples)
     encoded = 0
@@ -475,7 +480,7 @@ def run_plan(
     loader = DataLoader(
         _ImageDataset(plan.data, samples, encoder.transform, encoder.spec.image_size),
         batch_sampler=indices,
-        collate_fn=EncodingCollate(encoder) if workers and encoder.device.type == "cpu" else collate_images,
+        collate_fn=EncodingCollate(encoder) if encode_in_workers else collate_images,
         num_workers=workers,
         pin_memory=encoder.device.type == "cuda",
         worker_init_fn=worker_init if tune_allocator and workers else None,

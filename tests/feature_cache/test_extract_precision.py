@@ -140,19 +140,24 @@ def threads(monkeypatch):
     torch.set_num_threads(before)
 
 
-def test_workers_default_on_a_cpu_is_one_encoding_process_per_thread(tree, tmp_path, made, threads, monkeypatch):
+def test_workers_default_on_a_cpu_is_one_encoding_process_per_thread(tree, tmp_path, made, threads, monkeypatch,
+                                                                      caplog):
+    caplog.set_level("INFO", logger="feature_cache.extract")
     threads(2)
     extract(tree, tiny_encoder(), tmp_path, batch_size=4, show_progress=False)  # workers not given, 27 images
     assert made[0]["num_workers"] == 0 and made[0]["worker_init_fn"] is None  # under CPU_WORKERS_MIN_IMAGES
     assert made[0]["collate_fn"] is collate_images
+    assert "27 images in 8 batches: decoding and encoding in this process (2 threads)" in caplog.messages
     monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "CPU_WORKERS_MIN_IMAGES", 27)
     result = extract(tree, tiny_encoder(seed=1), tmp_path, batch_size=4, show_progress=False)
     assert made[1]["num_workers"] == 2 and made[1]["worker_init_fn"] is worker_init
     assert isinstance(made[1]["collate_fn"], EncodingCollate)
     assert result.counts == {"train": 15, "val": 3, "test": 9}
+    assert "27 images in 8 batches: 2 worker processes decoding and encoding (1 thread each)" in caplog.messages
     threads(1)  # one thread: decode and encode in this process, between forward passes
     extract(tree, tiny_encoder(seed=2), tmp_path, batch_size=4, show_progress=False)
     assert made[2]["num_workers"] == 0 and made[2]["collate_fn"] is collate_images
+    assert "27 images in 8 batches: decoding and encoding in this process (1 thread)" in caplog.messages
 
 
 def test_resolve_workers(threads):
