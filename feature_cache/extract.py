@@ -375,22 +375,42 @@ CUDA_DECODE_WORKERS = 2
 CPU_WORKERS_MIN_IMAGES = 2000
 # Private memory budgeted per CPU encoding worker under ``workers=None``: effnet-lite0 in bf16 at batch 64 held
 # 0.7–0.9 GB (each worker's activations, the heap glibc keeps while extracting, the pages of the main process it
-# writes). The automatic count keeps the workers within half of the memory available (``MemAvailable``) when the
-# extraction starts, so a many-core machine does not start more than its memory holds; a larger encoder needs
-# more per worker (set ``workers``).
+# writes). The automatic count keeps the workers within half of the memory available when the extraction starts
+# (:func:`available_memory`: ``MemAvailable``, or the room under a container's cgroup limit), so a many-core
+# machine does not start more than its memory holds; a larger encoder needs more per worker (set ``workers``).
 CPU_WORKER_MEMORY = 1 << 30
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to new processes (Linux ``MemAvailable``), or None where unknown."""
+# A cgroup's memory limit and usage, v2 then v1 (an unlimited v1 group reports a number near 2**63).
+_CGROUP_MEMORY = (("sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current"),
+                  ("sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def _read_int(path: Path) -> int | None:
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # missing, unreadable, or "max" (no limit)
         return None
-    return None
+
+
+def available_memory(root: str | Path = "/") -> int | None:
+    """Bytes of memory available to new processes: Linux ``MemAvailable``, lowered to the room left under this
+    process's cgroup limit (a container's memory limit; v2 ``memory.max`` − ``memory.current``, else v1), or None
+    where neither is known. ``root`` prefixes the paths read (tests)."""
+    root = Path(root)
+    found: list[int] = []
+    try:
+        with open(root / "proc/meminfo") as meminfo:
+            found += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_path, usage_path in _CGROUP_MEMORY:
+        limit, usage = _read_int(root / limit_path), _read_int(root / usage_path)
+        if limit is not None and usage is not None:
+            if limit < 1 << 60:
+                found.append(max(limit - usage, 0))
+            break
+    return min(found) if found else None
 
 
 def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,

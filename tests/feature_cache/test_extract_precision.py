@@ -181,6 +181,35 @@ def test_a_negative_worker_count_fails_before_any_file_is_written(tree, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
+def test_available_memory_is_meminfo_lowered_to_the_room_under_a_cgroup_limit(tmp_path):
+    gib = 1 << 30
+
+    def machine(name, meminfo=None, v2=None, v1=None):
+        root = tmp_path / name
+        files = {}
+        if meminfo is not None:
+            files["proc/meminfo"] = f"MemTotal: 99 kB\nMemAvailable:   {meminfo // 1024} kB\nCached: 1 kB\n"
+        for version, paths in (("v2", ("memory.max", "memory.current")),
+                               ("v1", ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))):
+            limit_usage = {"v2": v2, "v1": v1}[version]
+            if limit_usage is not None:
+                for path, value in zip(paths, limit_usage):
+                    files[f"sys/fs/cgroup/{path}"] = f"{value}\n"
+        for path, text in files.items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+        return available_memory(root)
+
+    assert machine("none") is None
+    assert machine("meminfo", meminfo=10 * gib) == 10 * gib
+    assert machine("v2", meminfo=10 * gib, v2=(4 * gib, gib)) == 3 * gib
+    assert machine("v2-unlimited", meminfo=10 * gib, v2=("max", gib)) == 10 * gib
+    assert machine("v2-over", meminfo=10 * gib, v2=(gib, 2 * gib)) == 0
+    assert machine("v1", meminfo=10 * gib, v1=(2 * gib, gib // 2)) == 3 * gib // 2
+    assert machine("v1-unlimited", meminfo=10 * gib, v1=(9223372036854771712, gib)) == 10 * gib
+    assert machine("cgroup-only", v2=(4 * gib, gib)) == 3 * gib
+
+
 def test_resolve_workers_keeps_cpu_workers_within_half_the_available_memory(threads, monkeypatch):
     module = importlib.import_module("feature_cache.extract")
     assert available_memory() > 0  # Linux: MemAvailable
