@@ -212,7 +212,7 @@ def test_available_memory_is_meminfo_lowered_to_the_room_under_a_cgroup_limit(tm
 
 def test_resolve_workers_keeps_cpu_workers_within_half_the_available_memory(threads, monkeypatch):
     module = importlib.import_module("feature_cache.extract")
-    assert available_memory() > 0  # Linux: MemAvailable
+    assert available_memory() is not None  # Linux: MemAvailable
     threads(16)
     cpu = torch.device("cpu")
     for gib, expected in ((100, 16), (10, 5), (5, 2), (3, 0), (1, 0)):
