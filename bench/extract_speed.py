@@ -117,6 +117,15 @@ def _usage() -> tuple[float, int]:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, own.ru_minflt + kids.ru_minflt
 
 
+def workers_used(workers, encoder, data, batch_size: int) -> int:
+    """The worker processes a fresh ``extract`` of ``data`` resolves (:func:`resolve_workers` with its image and
+    batch counts: batches never straddle splits), so that an automatic count under ``CPU_WORKERS_MIN_IMAGES``
+    reads 0, as the extraction ran."""
+    sizes = [len(samples) for samples in data.splits.values()]
+    batches = sum(math.ceil(n / batch_size) for n in sizes)
+    return extract_module.resolve_workers(workers, encoder.device, sum(sizes), batches)
+
+
 def child(args: argparse.Namespace) -> None:
     """One setting in this (fresh) process: bare forward, then extraction; prints one JSON line."""
     precision, channels_last, tune, workers, fuse = SETTINGS[args.child]
@@ -140,7 +149,7 @@ def child(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     cpu_after, faults_after = _usage()
     print(json.dumps({"bare": bare, "bare_procs": bare_procs, "extract": result.encoded / seconds,
-                      "images": result.encoded, "workers": extract_module.resolve_workers(workers, encoder.device),
+                      "images": result.encoded, "workers": workers_used(workers, encoder, data, args.batch_size),
                       "cpu_ms": 1000 * (cpu_after - cpu) / result.encoded, "faults": faults_after - faults,
                       "precision": encoder.precision, "threads": torch.get_num_threads()}))
 

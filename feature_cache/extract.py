@@ -580,8 +580,8 @@ def extract(
         workers: DataLoader worker processes (0: decode and encode in the main process). On a CPU encoder each
             decodes and encodes its own batches with one thread; on CUDA they decode while the GPU encodes.
             None (auto, :func:`resolve_workers`): on a CPU one per thread of torch's pool (at most one per
-            batch; 0 under 2, or under :data:`CPU_WORKERS_MIN_IMAGES` images), :data:`CUDA_DECODE_WORKERS` on
-            CUDA.
+            batch, and as many as half the available memory holds at :data:`CPU_WORKER_MEMORY` each; 0 under
+            2, or under :data:`CPU_WORKERS_MIN_IMAGES` images), :data:`CUDA_DECODE_WORKERS` on CUDA.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (only used when ``encoder`` is a name).
         precision: ``auto`` (default for a name), ``fp32``, ``bf16`` or ``fp16`` (see
             :mod:`feature_cache.encoders`); with a built encoder, None or the encoder's own precision.
