@@ -115,7 +115,7 @@ def full_batch(args) -> None:
         n, d, k = map(int, shape.split("x"))
         train, _ = synthetic(n, k, d)
         for grid in ({"lr_grid": [1e-3, 1e-2], "wd_grid": [0.0, 1.0, 10.0]}, {"lr_grid": [1e-2], "wd_grid": [1.0]}):
-            config = ProbeConfig(loss="ce", batch_size=None, optimizer="adamw", **grid)  # as measured (README)
+            config = ProbeConfig(loss="ce", batch_size=None, optimizer="adamw", **grid)  # as measured (bench/README.md)
             params = [config.trainer_params(c, seed=0) | {"tol": None} for c in config.candidates()]
 
             def step_ms(precision: str, epochs: int) -> float:  # fit time per step, the one cast included

@@ -427,7 +427,7 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
 
     Why on a CPU: a forward pass over 2 threads waits for the slower thread at every layer, and decoding in
     the same process leaves a core idle meanwhile. effnet-lite0 on 2 cores (``bench/extract_speed.py``, 6,000
-    CIFAR-10 images, README "Other measurements", extraction): 2 single-threaded processes side by side ran the
+    CIFAR-10 images, bench/README.md, Extraction): 2 single-threaded processes side by side ran the
     bare forward 1.01–1.20× (bf16) and 0.95–1.15× (fp32) as fast as one process over 2 threads, and bf16
     extraction with 2 encoding workers took 205–239 img/s against 180–203 decoding and encoding in the main
     process (3 interleaved rounds, median 1.16×). Each worker holds its own activations: 0.7–0.9 GB of private

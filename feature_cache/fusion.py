@@ -6,7 +6,7 @@ so after a convolution whose output nothing else reads it folds into that convol
 such pairs, torchvision's ResNet-50 (MoCo v2) 53, open_clip's RN50 55, open_clip's ViTs none. In fp32 the
 folded features equal the unfolded ones to rounding (sums in another order); under bf16 / fp16 autocast the
 folded weights are rounded once instead of the weights and the normalised activations separately, a change of
-the size of that precision's own error (README, extraction).
+the size of that precision's own error (bench/README.md, Extraction).
 
 **Activation fusion.** A ReLU or ReLU6 that is the only reader of such a convolution's (folded) output becomes the
 convolution's oneDNN post-op (:class:`ConvActivation`: ``torch.ops.mkldnn._convolution_pointwise``, the call

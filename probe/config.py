@@ -49,7 +49,7 @@ MAX_CV_FOLDS = 20  # each fold is a full sweep: beyond 20 the cost grows and the
 # auto_batch_size: full batch up to AUTO_FULL_BATCH_ROWS training rows, mini-batches of AUTO_BATCH_SIZE above.
 # On the 2.7k × 1280 CIFAR-10 cache a full-batch ERM sweep + 3 seeds took 0.6× the time of batches of 1024 at
 # 75.70 % test against 76.06 % (scikit-learn L-BFGS: 75.53 %): at a few steps per epoch the per-step overhead
-# dominates (README, probe speed), as scikit-learn prefers full-batch L-BFGS on small problems.
+# dominates (bench/README.md, Probe speed), as scikit-learn prefers full-batch L-BFGS on small problems.
 AUTO_FULL_BATCH_ROWS = 4096
 AUTO_BATCH_SIZE = 1024
 
@@ -57,7 +57,7 @@ AUTO_BATCH_SIZE = 1024
 # The L2 optimisers (adam, sgd; params.L2_OPTIMIZERS): weight decay is the gradient of the L2 penalty wd/2·‖W‖²
 # added to the mean loss, so wd = α / n_train is scikit-learn's LogisticRegression at C = 1/α. A strength in those
 # units carries across training-set sizes: on synthetic Gaussian 256-d and CIFAR-10 effnet-lite0 features at 300
-# and 5,000 rows the best α stayed within 10–1000 while the best wd moved 100-fold (README, Other measurements: the
+# and 5,000 rows the best α stayed within 10–1000 while the best wd moved 100-fold (bench/README.md, The
 # optimiser); α = 0 keeps the unpenalised probe. One lr for adam: with the penalty selected, lr 1e-3 was never
 # better on validation at these sizes, and a second lr doubles the heads.
 L2_STRENGTHS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -69,7 +69,7 @@ DECOUPLED_WD_GRID = (0.0, 1.0, 10.0)
 # penalty there only shrinks the weight rows, which raises Adam's step relative to them, so the grid selects the lr
 # instead. The L2 grid at lr 0.01 lost 2.85 points to AdamW with the cosine head on the synthetic set at 500 per
 # class (AdamW chose lr 1e-3); this grid was within 0.6 points of AdamW's on the synthetic, CIFAR-10 and
-# Fashion-MNIST features at 30, 100 and 500 per class (README, Other measurements: the optimiser).
+# Fashion-MNIST features at 30, 100 and 500 per class (bench/README.md, The optimiser).
 SCALE_INVARIANT_GRID = ((1e-3, 1e-2), (0.0,))
 
 
@@ -151,7 +151,7 @@ class ProbeConfig(BaseModel):
         f"differ by at most one row); None: full batch; auto: auto_batch_size(n_train), full batch up to "
         f"{AUTO_FULL_BATCH_ROWS} training rows, else {AUTO_BATCH_SIZE}")
     # On 2.7k×1280 (10 classes) tol=1e-3 halved the sweep's time at the same selection and test accuracy
-    # (README, probe speed); ProbeTrainer's own default stays None (every epoch).
+    # (bench/README.md, Probe speed); ProbeTrainer's own default stays None (every epoch).
     tol: float | None = Field(1e-3, description="end a fit once its epoch objective (loss, plus the L2 penalty for "
                               "adam and sgd) has not improved by more than tol for n_iter_no_change epochs: its "
                               "learning rate then falls to 0 over anneal_epochs (ProbeTrainer.tol); epochs is then a "

@@ -19,7 +19,7 @@
 
   ``fp32`` otherwise (CUDA included: not measured there yet). Below those sizes bfloat16's casts cost more than
   they save; emulated bfloat16 (CPUs without it) is slower than float32. Measured by ``bench/precision.py``
-  (README, "Training precision").
+  (bench/README.md, "Training precision").
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF1
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
 # fp32/bf16 per epoch 1.06× at 12 outputs, 1.28× at 30, 1.34× (1 thread) / 1.48× (2 threads) at 60, 1.66× / 1.54×
-# at 600, 1.82× / 1.85× at 6000 (README, "Training precision"). The 1024 of earlier rounds came from runs on an
+# at 600, 1.82× / 1.85× at 6000 (bench/README.md, "Training precision"). The 1024 of earlier rounds came from runs on an
 # oversubscribed machine.
 BF16_MIN_OUTPUTS = 24
 # Multiply-adds (rows × features × outputs) of a full-batch product from which ``auto`` trains in bf16 on such a

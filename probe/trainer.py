@@ -594,7 +594,7 @@ class _Run:
         where the schedule ends sooner; none: stop now). The objective levels off while Adam's steps are still
         about lr per weight, and with a strong L2 penalty the weights are that small: stopped there, synthetic
         30-per-class fits lost 1–3 points against running every epoch; the decay recovers them in a fraction of
-        the epochs (README, Other measurements: the optimiser)."""
+        the epochs (bench/README.md, The optimiser)."""
         t = self.trainer
         per_epoch = len(self.schedule) // t.epochs
         epochs = min(t.anneal_epochs, t.epochs - self.epochs_run)
