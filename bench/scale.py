@@ -16,6 +16,11 @@ Usage::
 ``--device`` is ProbeConfig's (default ``cpu``); on a GPU the child also records the device's name and its peak
 allocated memory, and the file is ``scale_<method>_<N>_<device>.json`` (``cpu`` runs keep the plain name).
 
+Each file records the commit it ran on (``commit``) and the default optimiser (``optimizer``). A run kept for the
+record once a newer one replaces it is renamed with a suffix naming its code (``scale_mr2_512000_d808d48.json``);
+``--summary`` lists those with their suffix and fits the growth over the current files only, so an
+old commit or set-up does not bend the exponent.
+
 Threads: ``--threads`` (default 2, the machine's cores) is set in the child's environment before numpy and torch
 are imported and checked with threadpoolctl.
 """
@@ -105,12 +110,14 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> 
                        progress=_progress_printer(start)).model_dump(mode="json")
     seconds = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",
               "threads": threads, "pools": pools, "torch_threads": torch.get_num_threads(),
               "seconds": seconds, "data_seconds": data_seconds, "peak_rss_gb": peak_gb,
               "candidates": len(report["selection"]["candidates"]), "epochs": report["config"]["epochs"],
               "batch_size": report["config"]["batch_size"], "test_overall": report["summary"]["overall"],
-              "chosen": report["config"]["selected"], "load_avg_1min_end": os.getloadavg()[0],
+              "chosen": report["config"]["selected"], "optimizer": report["config"]["optimizer"],
+              "commit": commit.stdout.strip() or None, "load_avg_1min_end": os.getloadavg()[0],
               "device": device, **_gpu_facts(device),
               "command": " ".join(["python", "bench/scale.py", "--n", str(n), "--methods", method,
                                    "--threads", str(threads), "--device", device])}
@@ -143,20 +150,34 @@ def growth(rows: list[dict]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
+def _kept_as(path: Path, row: dict) -> str:
+    """``current`` for a file under the name :func:`result_path` gives its case, else its suffix (a kept run)."""
+    current = result_path(path.parent, row["method"], row["n_train"], row.get("device", "cpu")).name
+    return "current" if path.name == current else path.stem.rsplit("_", 1)[-1]
+
+
 def summary(results: Path = RESULTS) -> None:
-    rows = sorted((json.loads(p.read_text()) for p in results.glob("scale_*.json")),
-                  key=lambda r: (r.get("device", "cpu"), r["method"], r["n_train"]))
-    print("| device | method | N train | heads | epochs | time | peak RSS | test % | threads | load |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    """The table of every file in ``results`` (current runs first), then time ∝ N^b per device and method, fitted
+    over the current runs only."""
+    rows = []
+    for path in sorted(results.glob("scale_*.json")):
+        row = json.loads(path.read_text())
+        rows.append({**row, "kept_as": _kept_as(path, row)})
+    rows.sort(key=lambda r: (r["kept_as"] != "current", r.get("device", "cpu"), r["method"], r["n_train"]))
+    print("| device | method | N train | heads | epochs | time | peak RSS | test % | threads | load | optimiser | "
+          "commit | file |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
     for r in rows:
         print(f"| {r.get('gpu', r.get('device', 'cpu'))} | {r['method']} | {r['n_train']:,} | {r['candidates']} | "
               f"{r['epochs']} | {r['seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB | "
-              f"{100 * r['test_overall']:.2f} | {r['threads']} | {r.get('load_avg_1min_start', float('nan')):.1f} |")
-    for device in sorted({r.get("device", "cpu") for r in rows}):
+              f"{100 * r['test_overall']:.2f} | {r['threads']} | {r.get('load_avg_1min_start', float('nan')):.1f} | "
+              f"{r.get('optimizer', '?')} | {r.get('commit') or '?'} | {r['kept_as']} |")
+    current = [r for r in rows if r["kept_as"] == "current"]
+    for device in sorted({r.get("device", "cpu") for r in current}):
         for method in METHODS:
-            b = growth([r for r in rows if r["method"] == method and r.get("device", "cpu") == device])
+            b = growth([r for r in current if r["method"] == method and r.get("device", "cpu") == device])
             if b is not None:
-                print(f"{device} {method}: time ∝ N^{b:.2f}")
+                print(f"{device} {method}: time ∝ N^{b:.2f} (current runs)")
 
 
 def main() -> None:

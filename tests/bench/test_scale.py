@@ -20,7 +20,8 @@ def test_result_path_keeps_the_cpu_name_and_suffixes_other_devices():
 
 
 def test_summary_lists_each_device_and_fits_growth_per_device(tmp_path, capsys):
-    rows = {"scale_erm_1000.json": _row("erm", 1000, 60.0), "scale_erm_4000.json": _row("erm", 4000, 240.0),
+    rows = {"scale_erm_1000.json": _row("erm", 1000, 60.0, optimizer="adam", commit="abc1234"),
+            "scale_erm_4000.json": _row("erm", 4000, 240.0),
             "scale_erm_1000_cuda.json": _row("erm", 1000, 6.0, device="cuda", gpu="NVIDIA H200"),
             "scale_erm_4000_cuda.json": _row("erm", 4000, 12.0, device="cuda", gpu="NVIDIA H200")}
     for name, row in rows.items():
@@ -29,5 +30,20 @@ def test_summary_lists_each_device_and_fits_growth_per_device(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| device | method | N train |")
     assert [line.split(" | ")[0] for line in out[2:6]] == ["| cpu", "| cpu", "| NVIDIA H200", "| NVIDIA H200"]
-    assert "| erm | 4,000 | 6 | 10 | 4.0 min | 1.50 GB | 50.00 | 2 | nan |" in out[3]
-    assert out[6:] == ["cpu erm: time ∝ N^1.00", "cuda erm: time ∝ N^0.50"]
+    assert out[2].endswith("| adam | abc1234 | current |")
+    assert "| erm | 4,000 | 6 | 10 | 4.0 min | 1.50 GB | 50.00 | 2 | nan | ? | ? | current |" in out[3]
+    assert out[6:] == ["cpu erm: time ∝ N^1.00 (current runs)", "cuda erm: time ∝ N^0.50 (current runs)"]
+
+
+def test_summary_lists_kept_runs_after_the_current_ones_and_leaves_them_out_of_the_growth(tmp_path, capsys):
+    rows = {"scale_mr2_1000.json": _row("mr2", 1000, 60.0), "scale_mr2_4000.json": _row("mr2", 4000, 240.0),
+            # an older commit's run at 16k, four times slower than linear: it must not bend the fitted exponent
+            "scale_mr2_16000_0552ee9.json": _row("mr2", 16000, 3840.0),
+            "scale_mr2_4000_cuda_d808d48.json": _row("mr2", 4000, 12.0, device="cuda")}
+    for name, row in rows.items():
+        (tmp_path / name).write_text(json.dumps(row))
+    scale.summary(tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.rsplit(" | ", 1)[-1] for line in out[2:6]] == ["current |", "current |", "0552ee9 |", "d808d48 |"]
+    assert "| mr2 | 16,000 |" in out[4]
+    assert out[6:] == ["cpu mr2: time ∝ N^1.00 (current runs)"]
