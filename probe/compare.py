@@ -16,7 +16,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import worst_class
 from .report import Num, Report
 
-__all__ = ["Comparison", "CompareMetric", "CompareClass", "compare_reports", "format_comparison"]
+__all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "compare_reports", "format_comparison"]
 
 
 def _finite(x: float) -> float | None:
@@ -47,6 +47,30 @@ class CompareGrouping(BaseModel):
     note: str
 
 
+class CompareCost(BaseModel):
+    """The wall time of the two runs (their reports' ``timing``) and other / base: what the other method costs.
+    ``comparable`` is false when they ran on different devices or thread counts (the ratio then mixes both)."""
+
+    base_seconds: float
+    other_seconds: float
+    ratio: float = Field(..., description="other_seconds / base_seconds")
+    comparable: bool
+    setting: str = Field(..., description="where each ran, e.g. 'cpu, 2 threads' or 'cpu, 1 thread vs cuda, 1 "
+                         "thread'")
+
+
+def _cost(base: Report, other: Report) -> CompareCost | None:
+    """:class:`CompareCost` of two reports, or None when either lacks ``timing`` (written before it)."""
+    if base.timing is None or other.timing is None:
+        return None
+    a, b = base.timing, other.timing
+    where = [f"{t.device}, {t.threads} thread{'s' * (t.threads != 1)}" for t in (a, b)]
+    comparable = where[0] == where[1]
+    return CompareCost(base_seconds=a.total_seconds, other_seconds=b.total_seconds,
+                       ratio=b.total_seconds / max(a.total_seconds, 1e-9), comparable=comparable,
+                       setting=where[0] if comparable else " vs ".join(where))
+
+
 class Comparison(BaseModel):
     """:func:`compare_reports` (``mr2probe compare --json``, ``GET /api/compare``): both runs scored on the base
     run's groups; metrics are overall, balanced, easy, medium, hard (fractions) and worst_class."""
@@ -58,6 +82,8 @@ class Comparison(BaseModel):
     per_class: list[CompareClass]
     verdict_text: Optional[str] = Field(None, description="the hard-third and overall deltas with their "
                                         "intervals in one sentence ('within noise' where an interval holds 0)")
+    cost: Optional[CompareCost] = Field(None, description="the two runs' wall times and their ratio (null when a "
+                                        "report predates its timing)")
 
 
 def _accuracy(report: Report) -> np.ndarray:
@@ -94,7 +120,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
         base=base.run_id, other=other.run_id,
         grouping=CompareGrouping(groups=groups, note=f"both runs scored on the groups of the base run {base.run_id} "
                                  f"({base.grouping.note})"),
-        metrics=metrics, per_class=per_class)
+        metrics=metrics, per_class=per_class, cost=_cost(base, other))
     if predictions is not None:
         _add_intervals(comparison, *predictions)
     return comparison
@@ -141,6 +167,10 @@ def format_comparison(comparison: Comparison, *, width: int = 110) -> str:
     console.print(f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")
     if comparison.verdict_text:
         console.print(f"verdict: {comparison.verdict_text}")
+    if comparison.cost is not None:
+        cost = comparison.cost
+        console.print(f"time: base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "
+                      f"{cost.setting}{'' if cost.comparable else ': not the same setting'})")
     table = Table(title="test accuracy (%), seed means", box=box.SIMPLE)
     for col in ("metric", "base", "other", "Δ points [95% interval]"):
         table.add_column(col, justify="left" if col == "metric" else "right")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .report import CrossValidation
+from .report import CrossValidation, Timing
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS"]
 
@@ -39,7 +39,8 @@ def _headline(report: dict) -> dict[str, str]:
             "probe": f"head {cfg.get('head')}, loss {cfg.get('loss')}, seeds {report['seeds']['values']}",
             "selected": selected or "—",
             "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",
-            "grouping": report["grouping"].get("note", "")}
+            "grouping": report["grouping"].get("note", ""),
+            "time": Timing.model_validate(report["timing"]).describe() if report.get("timing") else "not recorded"}
 
 
 def _summary_rows(report: dict) -> list[tuple[str, str]]:
@@ -62,7 +63,8 @@ def report_markdown(report: dict) -> str:
     head = _headline(report)
     lines = [f"# mr2probe report: {_md(head['run'])}", "",
              f"- **Probe:** {_md(head['probe'])}", f"- **Selected on validation:** {_md(head['selected'])}",
-             f"- **Why:** {_md(head['selection'])}", f"- **Groups:** {_md(head['grouping'])}", "",
+             f"- **Why:** {_md(head['selection'])}", f"- **Groups:** {_md(head['grouping'])}",
+             f"- **Time:** {_md(head['time'])}", "",
              "## Test accuracy (%), mean ± std over seeds", "", "| metric | value |", "|---|---|"]
     lines += [f"| {label} | {value} |" for label, value in _summary_rows(report)]
     worst = report["summary"]["worst_class"]
@@ -117,7 +119,7 @@ def report_html(report: dict) -> str:
                  for r in sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))]
     facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in (
         ("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
-        ("Groups", head["grouping"])))
+        ("Groups", head["grouping"]), ("Time", head["time"])))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
             f'<h1>mr2probe report: {html.escape(head["run"])}</h1><dl>{facts}</dl>'

@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
-           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "build_report", "write_run",
-           "load_report", "report_csv", "format_report", "report_json"]
+           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "build_report",
+           "write_run", "load_report", "report_csv", "format_report", "report_json"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
@@ -253,6 +253,28 @@ class Posthoc(_Model):
     per_seed: list[PosthocSeed]
 
 
+class Timing(_Model):
+    """Where a run's wall time went and what it ran on, so that runs compare by cost as well as by accuracy
+    (scikit-learn's ``cv_results_["mean_fit_time"]`` in spirit). Seconds of ``time.perf_counter``; the phases
+    add up to at most ``total_seconds`` (the rest: checking and preparing the data, grouping, diagnostics)."""
+
+    total_seconds: float = Field(..., description="run_probe from its start to the assembled report (the run "
+                                 "directory's files are written after)")
+    selection_seconds: float = Field(..., description="the sweep of every candidate: once per fold under "
+                                     "cross-validation; with the hard criterion also the reference sweep and the "
+                                     "decision")
+    seeds_seconds: float = Field(..., description="the chosen configuration: one fit per seed and its evaluation")
+    fits: int = Field(..., description="model fits of the run (a joint fit of H candidates counts H)")
+    device: str = Field(..., description="the device the fits ran on (cpu, cuda, cuda:1)")
+    threads: int = Field(..., description="torch's intra-op threads during the run")
+
+    def describe(self) -> str:
+        """One line for the terminal, Markdown and HTML views."""
+        return (f"{self.total_seconds:.1f} s (selection {self.selection_seconds:.1f} s over {self.fits} fits, "
+                f"seeds {self.seeds_seconds:.1f} s) on {self.device}, {self.threads} "
+                f"thread{'s' * (self.threads != 1)}")
+
+
 class Report(_Model):
     """``report.json`` (schema_version 2; version 1 files read): the one definition of the report schema. ``build_report`` returns it,
     ``load_report`` parses it and the API declares it as its ``response_model``. ``config`` is the request
@@ -271,6 +293,7 @@ class Report(_Model):
     val: ValSummary
     posthoc: Optional[Posthoc] = None
     confusion: Optional[Confusion] = None
+    timing: Optional[Timing] = None
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
 
@@ -372,11 +395,13 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
 def build_report(*, run_id: str | None, config, selected: dict, selection: Selection, class_names: list[str],
                  groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
                  n_train: np.ndarray, val_source: str = "given", diagnostics=None,
-                 stability: list[float] | None = None, warnings: list[str] | None = None) -> Report:
+                 stability: list[float] | None = None, warnings: list[str] | None = None,
+                 timing: Timing | None = None) -> Report:
     """Assemble the :class:`Report` from the per-seed evaluations of ``probe.run``.
 
     ``diagnostics`` (:class:`probe.diagnostics.TestDiagnostics`) adds the confusion matrix and the per-class
-    precision / recall / F1 / interval / confusions; ``stability`` the groups' bootstrap stability."""
+    precision / recall / F1 / interval / confusions; ``stability`` the groups' bootstrap stability; ``timing``
+    where the run's time went."""
     test_acc = np.stack([e.test_per_class for e in evaluations])
     mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
@@ -404,7 +429,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                        source=val_source),
         posthoc=posthoc,
         confusion=None if diagnostics is None else Confusion(counts=diagnostics.confusion.tolist()),
-        warnings=list(warnings or []),
+        timing=timing, warnings=list(warnings or []),
     )
 
 
@@ -488,6 +513,8 @@ def _header(report: Report) -> list[str]:
     where = "val" if selection.cv is None else selection.cv.describe()
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
+    if report.timing is not None:
+        lines.append(f"time: {report.timing.describe()}")
     lines += [f"warning: {text}" for text in report.warnings]
     return lines
 

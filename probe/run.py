@@ -18,6 +18,7 @@ selected on the same validation split, scored on the same groups and reported in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from .report import (
     PresetInfo,
     Report,
     Selection,
+    Timing,
     build_report,
     write_run,
 )
@@ -170,6 +172,25 @@ class _Progress:
             if self.progress is not None:
                 self.progress((self.done + fits * epoch / epochs) / self.total, stage)
         return hook
+
+
+class _Clock:
+    """The wall time of a run's phases (``time.perf_counter``) for its :class:`probe.report.Timing`."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase], self.last = now - self.last, now
+
+    def timing(self, fits: int, device) -> Timing:
+        import torch
+
+        return Timing(total_seconds=time.perf_counter() - self.start, selection_seconds=self.phases["selection"],
+                      seeds_seconds=self.phases["seeds"], fits=fits, device=str(device),
+                      threads=torch.get_num_threads())
 
 
 class _Fitter:
@@ -543,6 +564,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     """
     from .trainer import resolve_device
 
+    clock = _Clock()
     config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
     class_names = [str(c) for c in class_names]
@@ -554,8 +576,10 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
 
     outcome = _select(fitter, scorer, reference, class_names)
+    clock.lap("selection")
     # (cross-validation fitted no model on the train split: every seed of the chosen one is fitted here)
     outcome.first, evaluations = _train_seeds(outcome.fitter, outcome.params, outcome.first, splits)
+    clock.lap("seeds")
     groups = outcome.groups
     if groups is None:
         groups = assign_groups(np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0))
@@ -575,7 +599,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         diagnostics=test_diagnostics(predictions, class_names, seed=config.seeds[0]),
-        stability=outcome.stability, warnings=[*scorer.warnings, *outcome.warnings])
+        stability=outcome.stability, warnings=[*scorer.warnings, *outcome.warnings],
+        timing=clock.timing(steps.total, device))
     _grouping_note(report, config, reference, scorer)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions)

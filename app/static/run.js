@@ -265,7 +265,8 @@
     return h("section", { class: "card" },
       h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
-        `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null]
+        `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
+        report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
         .filter(Boolean).join(" · "), " · ", csvLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       warningsBox(report, cmp), verdictBox(report),
       cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,

@@ -203,6 +203,10 @@ def test_compare(finished):
     assert overall["base"] == erm["summary"]["overall"] and overall["other"] == mr2["summary"]["overall"]
     assert overall["delta"] == pytest.approx(mr2["summary"]["overall"] - erm["summary"]["overall"])
     assert [c["name"] for c in body["per_class"]] == sorted(CLASSES)
+    # what the other run cost, from the two reports' timing
+    assert body["cost"]["base_seconds"] == erm["timing"]["total_seconds"]
+    assert body["cost"]["ratio"] == pytest.approx(mr2["timing"]["total_seconds"] / erm["timing"]["total_seconds"])
+    assert body["cost"]["comparable"] and body["cost"]["setting"].startswith("cpu, ")
     assert finished.client.get("/api/compare", params={"base": finished.erm}).status_code == 422
 
 

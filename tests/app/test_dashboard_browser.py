@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -212,6 +213,10 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     cv = report["selection"]["cv"]  # the finished runs' small validation split is cross-validated
     where = "val" if cv is None else f"{cv['folds']}-fold cross-validation of train + val, {cv['samples']} images"
     assert note == f"Selection (overall, on {where}): {report['selection']['reason']}"  # no preset: no preset line
+    meta = driver.js("return document.querySelector('.meta').textContent")
+    timing = report["timing"]
+    seconds = re.search(rf"trained in (\d+\.\d) s \({timing['fits']} fits\) on {timing['device']}", meta)
+    assert seconds and abs(float(seconds.group(1)) - timing["total_seconds"]) <= 0.051, meta
     urls = _requested_urls(driver)
     assert any(u.endswith(f"/api/reports/{finished.mr2}") for u in urls)
     outside = [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))]

@@ -80,3 +80,27 @@ def test_paired_intervals_with_stored_predictions():
     with pytest.raises(ValueError, match="different test splits"):
         compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
                                       Predictions(labels[::-1], other_pred[None], conf)))
+
+
+def test_cost_is_the_ratio_of_the_wall_times_and_says_when_the_settings_differ():
+    from probe.report import Timing
+
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("erm", [0.9, 0.7, 0.5], groups, 0.7), _rep("mr2", [0.9, 0.7, 0.6], groups, 0.73)
+    assert compare_reports(base, other).cost is None  # reports written before timing
+    assert "time:" not in format_comparison(compare_reports(base, other))
+
+    def timing(seconds, threads=1, device="cpu"):
+        return Timing(total_seconds=seconds, selection_seconds=seconds / 2, seeds_seconds=seconds / 4, fits=9,
+                      device=device, threads=threads)
+
+    base.timing, other.timing = timing(2.0), timing(7.0)
+    cost = compare_reports(base, other).cost
+    assert (cost.base_seconds, cost.other_seconds, cost.ratio) == (2.0, 7.0, 3.5)
+    assert cost.comparable and cost.setting == "cpu, 1 thread"
+    assert "time: base 2.0 s, other 7.0 s (3.50×; cpu, 1 thread)\n" in format_comparison(compare_reports(base, other))
+    other.timing = timing(1.0, threads=2)
+    cost = compare_reports(base, other).cost
+    assert not cost.comparable and cost.setting == "cpu, 1 thread vs cpu, 2 threads"
+    assert "(0.50×; cpu, 1 thread vs cpu, 2 threads: not the same setting)" in \
+        format_comparison(compare_reports(base, other))

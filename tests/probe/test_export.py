@@ -65,3 +65,15 @@ def test_html_is_self_contained_with_charts(report):
     assert min(parser.rects[6:]) == pytest.approx(430 * worst, abs=0.06)
     assert "cat &lt;b&gt;" in page and "<b>" not in page
     assert set(EXPORT_FORMATS) == {"md", "html"}
+
+
+def test_the_views_say_where_the_time_went(report):
+    from probe.report import Timing
+
+    line = Timing.model_validate(report["timing"]).describe()
+    # one candidate fitted on each of 5 folds (20 validation images per class: cross-validated), then 2 seeds
+    assert re.fullmatch(r"\d+\.\d s \(selection \d+\.\d s over 7 fits, seeds \d+\.\d s\) on cpu, \d+ threads?", line)
+    assert f"- **Time:** {line}" in report_markdown(report)
+    assert f"<dt>Time</dt><dd>{line}</dd>" in report_html(report)
+    old = {key: value for key, value in report.items() if key != "timing"}  # a report written before timing
+    assert "- **Time:** not recorded" in report_markdown(old)

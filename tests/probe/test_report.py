@@ -103,6 +103,7 @@ def test_csv_header_and_rows():
 
 def test_format_report_is_readable():
     text = format_report(_report())
+    assert "time:" not in text  # no timing given to build_report
     assert "run run_a" in text and "worst class (seed mean): dog 60.00%" in text
     assert "class margin 105.00° (ideal 120.00°)" in text
     assert "cat" in text and "hard" in text
@@ -119,3 +120,14 @@ def test_per_class_accuracy_per_seed_is_kept_and_averages_to_accuracy(tmp_path):
     for pc in report.per_class:
         assert len(pc.accuracy_per_seed) == 3
         assert pc.accuracy == pytest.approx(float(np.mean(pc.accuracy_per_seed)))
+
+
+def test_timing_line_of_the_terminal_view():
+    from probe.report import Timing
+
+    report = _report()
+    report.timing = Timing(total_seconds=12.34, selection_seconds=10.0, seeds_seconds=2.049, fits=8, device="cpu",
+                           threads=1)
+    assert "time: 12.3 s (selection 10.0 s over 8 fits, seeds 2.0 s) on cpu, 1 thread\n" in format_report(report)
+    report.timing.threads = 2
+    assert "on cpu, 2 threads" in format_report(report)

@@ -83,6 +83,25 @@ def test_report_written_and_consistent(erm, data):
     assert report["summary"]["overall"] > 0.6
 
 
+def test_timing_accounts_for_the_run(erm, data, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    report, _ = erm
+    timing = report["timing"]
+    assert timing["fits"] == 2 + 2  # two candidates, then two seeds of the chosen one
+    assert timing["device"] == "cpu" and timing["threads"] == torch.get_num_threads()
+    assert 0 < timing["selection_seconds"] and 0 < timing["seeds_seconds"]
+    assert timing["selection_seconds"] + timing["seeds_seconds"] <= timing["total_seconds"]
+    # the phases are read from the run's clock: one that advances 1 s per reading makes each phase one second
+    ticks = iter(range(100))
+    monkeypatch.setattr("probe.run.time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    timing = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}))["timing"]
+    assert (timing["selection_seconds"], timing["seeds_seconds"], timing["total_seconds"]) == (1.0, 1.0, 3.0)
+    assert timing["fits"] == 2 + 1
+
+
 def test_head_saved_and_reloads(erm, data):
     from probe import ProbeTrainer
 
