@@ -11,7 +11,7 @@ Settings (each measured in a fresh child process, because the allocator setting 
   settings cannot bring back is the old DataLoader per split and the old per-image PIL resize + ``ToTensor``
   + ``Normalize`` in float (the transform now yields uint8 and ``encode`` normalises the batch), so this
   baseline is faster than the old code was.
-- ``fp32-unfused``: channels-last, allocator kept (``feature_cache.allocator``), fp32, ``--workers`` (default:
+- ``fp32-unfused``: channels-last, allocator kept (``probe.allocator``), fp32, ``--workers`` (default:
   the extractor's own choice, ``feature_cache.extract.resolve_workers``: 0 on CPU), the model as loaded.
 - ``fp32``: the same with BatchNorms and activations fused into their convolutions (``feature_cache.fusion``,
   the default of ``create_encoder``).
@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from feature_cache import create_encoder, extract, open_cache, open_dataset, write_cache
-from feature_cache.allocator import keep_freed_memory
+from probe.allocator import keep_freed_memory
 from feature_cache.encoders import resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ the workers decode the next batches. The main process appends every batch, in or
 (one chunk = one batch), recording progress and flushing after every chunk. A
 restarted job resumes after the last written chunk; the finished file is moved onto its final name with
 ``os.replace``, so a crash never leaves a cache that looks complete. During extraction glibc keeps freed
-memory instead of unmapping it every batch (:mod:`feature_cache.allocator`), and hands it back at the
+memory instead of unmapping it every batch (:mod:`probe.allocator`), and hands it back at the
 end.
 
 Before the cache is finalised, a class whose every image of ``train`` (or of ``test``) failed to
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .allocator import keep_freed_memory, release_freed_memory, worker_init
+from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetError, ExtractionCancelled
@@ -467,7 +467,7 @@ def run_plan(
 
     One DataLoader (one worker pool, :func:`resolve_workers`: on a CPU encoder they encode as well) serves all
     splits. ``tune_allocator`` applies
-    :func:`~feature_cache.allocator.keep_freed_memory` for the process (and its workers).
+    :func:`~probe.allocator.keep_freed_memory` for the process (and its workers).
     Returns the still-open :class:`PartialCache` and the number of images encoded by this call.
     Raises :class:`ExtractionCancelled` (after closing the partial file) when ``should_stop()`` is true.
     """
@@ -593,7 +593,7 @@ def extract(
         out: explicit cache file path.
         dtype: stored feature dtype (``float16`` default, or ``float32``).
         limits: :class:`~feature_cache.archives.ArchiveLimits` for archives.
-        tune_allocator: keep freed memory in the process while encoding (:mod:`feature_cache.allocator`).
+        tune_allocator: keep freed memory in the process while encoding (:mod:`probe.allocator`).
 
     Raises:
         CacheMismatch: ``out`` exists and holds a different cache.

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .allocator import keep_freed_memory, release_freed_memory
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, stability_and_warnings
@@ -542,7 +543,8 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
 def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str],
               config: ProbeConfig | dict, *, reference: Report | dict | None = None,
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, test_sources: list[str] | None = None) -> Report:
+              should_stop: Callable[[], bool] | None = None, test_sources: list[str] | None = None,
+              tune_allocator: bool = True) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
     Args:
@@ -557,11 +559,25 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         should_stop: polled between fits; True raises :class:`ProbeCancelled`.
         test_sources: the path of each test sample in its data set, stored with the test predictions
             (``predictions.npz``) so that failing samples can be shown.
+        tune_allocator: keep freed heap memory in the process during the run instead of mapping and unmapping
+            every step's large temporaries (:func:`probe.allocator.keep_freed_memory`, for the rest of the
+            process), and hand it back at the end (``malloc_trim``).
 
     Raises:
         ValueError: malformed data or reference, a class without train or test samples, a device this host
             lacks, or a fit that diverged for every candidate / a seed. ProbeCancelled: stopped by ``should_stop``.
     """
+    if tune_allocator:
+        keep_freed_memory()
+    try:
+        return _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources)
+    finally:
+        if tune_allocator:
+            release_freed_memory()
+
+
+def _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources) -> Report:
+    """:func:`run_probe`'s work, with its arguments."""
     from .trainer import resolve_device
 
     clock = _Clock()

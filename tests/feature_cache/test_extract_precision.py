@@ -1,25 +1,20 @@
-"""Precision, channels-last, the one worker pool, the allocator setting and undecodable classes."""
+"""Precision, channels-last, the worker pool and undecodable classes (allocator: tests/probe/test_allocator.py)."""
 from __future__ import annotations
 
 import importlib
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
-from feature_cache.allocator import keep_freed_memory, worker_init
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
 from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, EncodingCollate,
                                    available_memory, collate_images, resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
+from probe.allocator import worker_init
 from fc_testutils import make_tree, tiny_encoder
 
-REPO = Path(__file__).resolve().parents[2]
 NO_BF16 = "this CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 is emulated here, not what users run"
 
 
@@ -267,43 +262,6 @@ def test_collate_stacks_images_in_channels_last_memory_with_the_default_collatio
     assert reasons == list(expected_reasons) == ["", "", "cannot decode", ""]
     encoder = tiny_encoder()
     assert torch.equal(encoder.encode(images), encoder.encode(expected.contiguous()))
-
-
-FAULTS = textwrap.dedent(
-    """
-    import ctypes, resource, sys
-    sys.path.insert(0, {repo!r})
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.free.argtypes = [ctypes.c_void_p]
-    SIZE = 64 << 20  # above glibc's largest dynamic mmap threshold (32 MiB)
-
-    def faults():
-        libc.free(libc.malloc(SIZE))  # warm: the heap reaches its size once
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
-            block = libc.malloc(SIZE)
-            ctypes.memset(block, 1, SIZE)
-            libc.free(block)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    default = faults()
-    from feature_cache.allocator import keep_freed_memory
-    ok = keep_freed_memory()
-    faults()
-    print(default, ok, faults())
-    """
-)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
-def test_allocator_keeps_freed_memory_no_page_faults_per_batch():
-    assert keep_freed_memory() is True
-    proc = subprocess.run([sys.executable, "-c", FAULTS.format(repo=str(REPO))], capture_output=True, text=True,
-                          timeout=120)
-    default, ok, tuned = proc.stdout.split()
-    # 3 × 64 MiB touched: about 3 × 16384 page faults with the default allocator, next to none when kept.
-    assert ok == "True" and int(default) > 40_000 and int(tuned) < 1_000, proc.stdout
 
 
 def test_class_with_no_decodable_training_image_is_an_error(tmp_path):

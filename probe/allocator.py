@@ -1,19 +1,24 @@
-"""Keep freed heap memory in the process during extraction (glibc ``mallopt``).
+"""Keep freed heap memory in the process while it extracts features or trains probes (glibc ``mallopt``).
 
 Why: a forward pass allocates activation buffers of many megabytes and frees them before the next
-batch. glibc serves blocks above ``M_MMAP_THRESHOLD`` (128 KiB to 32 MiB, adjusted dynamically) with a
+batch, and a training step does the same with its logits, their gradients and the optimiser's temporaries.
+glibc serves blocks above ``M_MMAP_THRESHOLD`` (128 KiB to 32 MiB, adjusted dynamically) with a
 fresh ``mmap`` and returns them with ``munmap``, and trims the top of the heap once more than
-``M_TRIM_THRESHOLD`` is free, so every batch maps its buffers anew and touches every page again: about
-half of the CPU time of a CPU extraction was kernel page faults (111 → 58 ms of CPU per image on
-effnet-lite0, measured with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=64G`` in the environment).
+``M_TRIM_THRESHOLD`` is free, so every batch maps its buffers anew and touches every page again:
+- about half of the CPU time of a CPU extraction was kernel page faults (111 → 58 ms of CPU per image on
+  effnet-lite0, measured with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=64G`` in the environment);
+- a step of the 1000-class MR² sweep (18 heads, batches of 1024 × 1024-d) took ~91,000 minor page faults, about
+  0.2 s of system time (bench/README.md, "Scale").
 
 Those environment variables only act when set before the process starts, so :func:`keep_freed_memory`
 sets the same two parameters in-process: ``mallopt(M_MMAP_MAX, 0)`` (large blocks come from the heap,
 not from ``mmap``) and ``mallopt(M_TRIM_THRESHOLD, -1)`` (the heap top is never trimmed automatically).
 The settings hold for the rest of the process (glibc has no "restore the dynamic defaults"); the cost is
 that the heap keeps its peak size, which :func:`release_freed_memory` (``malloc_trim(0)``) hands back to
-the system after an extraction. DataLoader workers forked from the process inherit the settings; the
-extractor also applies them in each worker (``worker_init_fn``) so spawned workers get them too.
+the system after an extraction (``feature_cache.extract``) or a probe run (``probe.run_probe``). DataLoader
+workers forked from the process inherit the settings; the extractor also applies them in each worker
+(:func:`worker_init`) so spawned workers get them too. A thread other than the main one allocates from its own
+arena, where glibc still maps a block larger than that arena's 64 MiB heap.
 
 On a C library other than glibc (musl, macOS) both functions do nothing and return False.
 """
@@ -65,5 +70,5 @@ def release_freed_memory() -> bool:
 
 
 def worker_init(_worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: the same allocator settings in every decoding worker."""
+    """DataLoader ``worker_init_fn``: the same allocator settings in every worker process."""
     keep_freed_memory()
