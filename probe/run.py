@@ -590,6 +590,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     scorer = _scorer(splits, class_names, config)
     steps = _Progress(_total_fits(config, reference, scorer.folds), progress, should_stop)
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
+    clock.lap("prepare")
 
     outcome = _select(fitter, scorer, reference, class_names)
     clock.lap("selection")
