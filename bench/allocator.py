@@ -1,0 +1,111 @@
+"""Per-epoch cost of ``run_probe``'s sweep with and without the allocator setting (``probe.allocator``).
+
+Each measurement runs in a fresh process, since the setting holds for a process once made. The process draws
+``scale.py``'s synthetic data: N training rows of 1000 classes × 1024-d float16, validation and test of 2,000 and
+1,000 rows, ``cv=0``. It runs ``run_probe`` (1 seed, ProbeConfig's default sweep of the method, batches of 1024)
+for 1 epoch and then for 3, and reports the marginal cost of an epoch, (run of 3 − run of 1) / 2: wall seconds,
+user and system CPU seconds, and minor page faults; and the process's peak RSS. The two settings alternate over
+``--rounds`` rounds (A B, then B A, ...); the parent prints every run, the medians and their ratio, and ``--out``
+writes the runs as JSON.
+
+Usage::
+
+    python bench/allocator.py --n 16384 --method mr2 --rounds 3 --out bench/results/allocator_ab_mr2_16384.json
+
+Threads: ``--threads`` (default 2) is set in the child's environment before numpy and torch are imported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from scale import DIM, METHODS, NUM_CLASSES, ROOT, THREAD_VARS, draw
+
+SETTINGS = {"kept": True, "default": False}  # run_probe(tune_allocator=)
+FIELDS = ("wall", "user", "sys", "faults")
+
+
+def child(setting: str, method: str, n: int) -> dict:
+    """One measurement in this process: the marginal cost of an epoch, and the peak RSS."""
+    import math
+    import resource
+
+    import numpy as np
+
+    from probe import ProbeConfig, run_probe
+
+    rng = np.random.default_rng(0)
+    means = (rng.standard_normal((NUM_CLASSES, DIM), dtype=np.float32) * (4.0 / math.sqrt(DIM))).astype(np.float32)
+    data = {"train": draw(n, means, rng), "val": draw(2 * NUM_CLASSES, means, rng),
+            "test": draw(NUM_CLASSES, means, rng)}
+    names = [f"c{k}" for k in range(NUM_CLASSES)]
+
+    def usage() -> tuple[float, ...]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return time.perf_counter(), own.ru_utime, own.ru_stime, own.ru_minflt
+
+    cost = {}
+    for epochs in (1, 3):
+        config = ProbeConfig(seeds=[0], epochs=epochs, batch_size=1024, cv=0, tol=None, **METHODS[method])
+        before = usage()
+        run_probe(data, names, config, tune_allocator=SETTINGS[setting])
+        cost[epochs] = [after - start for start, after in zip(before, usage())]
+    per_epoch = {field: (cost[3][i] - cost[1][i]) / 2 for i, field in enumerate(FIELDS)}
+    return {"setting": setting, **per_epoch, "steps": -(-n // 1024),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def measure(setting: str, args: argparse.Namespace) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               **{var: str(args.threads) for var in THREAD_VARS})
+    command = [sys.executable, __file__, "--child", setting, "--n", str(args.n), "--method", args.method]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def run_line(run: dict) -> str:
+    return (f"{run['setting']:>8}: {run['wall']:.2f} s wall, {run['user']:.2f} s user, {run['sys']:.2f} s system, "
+            f"{run['faults']:,.0f} minor faults per epoch of {run['steps']} steps; "
+            f"peak RSS {run['peak_rss_gb']:.2f} GB")
+
+
+def summary(runs: list[dict]) -> list[str]:
+    """Per setting the medians over its runs, then default / kept of the median wall time per epoch."""
+    medians = {s: {f: statistics.median(r[f] for r in runs if r["setting"] == s) for f in FIELDS} for s in SETTINGS}
+    lines = [f"median {setting}: {median['wall']:.2f} s wall, {median['sys']:.2f} s system, "
+             f"{median['faults']:,.0f} faults per epoch" for setting, median in medians.items()]
+    return lines + [f"default / kept, wall per epoch: {medians['default']['wall'] / medians['kept']['wall']:.2f}×"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=16_384, help="training rows (default 16384: 16 steps per epoch)")
+    parser.add_argument("--method", choices=sorted(METHODS), default="mr2")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="write the runs and the command here (JSON)")
+    parser.add_argument("--child", choices=sorted(SETTINGS), default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.method, args.n)))
+        return
+    runs = []
+    for round_ in range(args.rounds):
+        for setting in (("default", "kept") if round_ % 2 == 0 else ("kept", "default")):
+            runs.append(measure(setting, args))
+            print(run_line(runs[-1]), flush=True)
+    lines = summary(runs)
+    print("\n".join(lines))
+    if args.out is not None:
+        args.out.write_text(json.dumps({"command": " ".join(["python", "bench/allocator.py", *sys.argv[1:]]),
+                                        "threads": args.threads, "runs": runs, "summary": lines}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
