@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from scale import DIM, METHODS, NUM_CLASSES, ROOT, THREAD_VARS, draw
+from scale import METHODS, NUM_CLASSES, child_env, class_means, draw
 
 SETTINGS = {"kept": True, "default": False}  # run_probe(tune_allocator=)
 FIELDS = ("wall", "user", "sys", "faults")
@@ -33,7 +32,6 @@ FIELDS = ("wall", "user", "sys", "faults")
 
 def child(setting: str, method: str, n: int) -> dict:
     """One measurement in this process: the marginal cost of an epoch, and the peak RSS."""
-    import math
     import resource
 
     import numpy as np
@@ -41,7 +39,7 @@ def child(setting: str, method: str, n: int) -> dict:
     from probe import ProbeConfig, run_probe
 
     rng = np.random.default_rng(0)
-    means = (rng.standard_normal((NUM_CLASSES, DIM), dtype=np.float32) * (4.0 / math.sqrt(DIM))).astype(np.float32)
+    means = class_means(rng)
     data = {"train": draw(n, means, rng), "val": draw(2 * NUM_CLASSES, means, rng),
             "test": draw(NUM_CLASSES, means, rng)}
     names = [f"c{k}" for k in range(NUM_CLASSES)]
@@ -62,10 +60,8 @@ def child(setting: str, method: str, n: int) -> dict:
 
 
 def measure(setting: str, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               **{var: str(args.threads) for var in THREAD_VARS})
     command = [sys.executable, __file__, "--child", setting, "--n", str(args.n), "--method", args.method]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=child_env(args.threads), capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])
 
 

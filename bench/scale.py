@@ -44,6 +44,19 @@ NUM_CLASSES, DIM, N_VAL, N_TEST = 1000, 1024, 50_000, 10_000
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def class_means(rng):
+    """(NUM_CLASSES, DIM) float32 class means, norm about 4 (the first draw of a case's seeded ``rng``)."""
+    import numpy as np
+
+    return (rng.standard_normal((NUM_CLASSES, DIM), dtype=np.float32) * (4.0 / math.sqrt(DIM))).astype(np.float32)
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """A child process's environment: the repository importable and every thread pool capped at ``threads``."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                **{var: str(threads) for var in THREAD_VARS})
+
+
 def draw(n: int, means, rng, chunk: int = 65_536):
     """n rows of class means + unit Gaussian noise, float16, drawn chunk by chunk; labels int64, balanced (every
     class has n // K or n // K + 1 rows, in random order), so that no class misses from a split."""
@@ -100,7 +113,7 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> 
     from probe import ProbeConfig, run_probe
 
     rng = np.random.default_rng(0)
-    means = (rng.standard_normal((NUM_CLASSES, DIM), dtype=np.float32) * (4.0 / math.sqrt(DIM))).astype(np.float32)
+    means = class_means(rng)
     start = time.perf_counter()
     data = {"train": draw(n, means, rng), "val": draw(N_VAL, means, rng), "test": draw(N_TEST, means, rng)}
     data_seconds = time.perf_counter() - start
@@ -126,8 +139,7 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> 
 
 def run_case(method: str, n: int, threads: int, device: str = "cpu", results: Path = RESULTS) -> dict:
     out = result_path(results, method, n, device)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               **{var: str(threads) for var in THREAD_VARS})
+    env = child_env(threads)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--n", str(n), "--threads", str(threads),
            "--device", device, "--results", str(results)]
     load = os.getloadavg()[0]

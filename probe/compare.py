@@ -64,7 +64,7 @@ def _cost(base: Report, other: Report) -> CompareCost | None:
     if base.timing is None or other.timing is None:
         return None
     a, b = base.timing, other.timing
-    where = [f"{t.device}, {t.threads} thread{'s' * (t.threads != 1)}" for t in (a, b)]
+    where = [a.setting, b.setting]
     comparable = where[0] == where[1]
     return CompareCost(base_seconds=a.total_seconds, other_seconds=b.total_seconds,
                        ratio=b.total_seconds / max(a.total_seconds, 1e-9), comparable=comparable,

@@ -268,11 +268,15 @@ class Timing(_Model):
     device: str = Field(..., description="the device the fits ran on (cpu, cuda, cuda:1)")
     threads: int = Field(..., description="torch's intra-op threads during the run")
 
+    @property
+    def setting(self) -> str:
+        """Where the run ran: ``cpu, 2 threads``."""
+        return f"{self.device}, {self.threads} thread{'s' * (self.threads != 1)}"
+
     def describe(self) -> str:
         """One line for the terminal, Markdown and HTML views."""
         return (f"{self.total_seconds:.1f} s (selection {self.selection_seconds:.1f} s over {self.fits} fits, "
-                f"seeds {self.seeds_seconds:.1f} s) on {self.device}, {self.threads} "
-                f"thread{'s' * (self.threads != 1)}")
+                f"seeds {self.seeds_seconds:.1f} s) on {self.setting}")
 
 
 class Report(_Model):
