@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from probe.allocator import share_main_arena
+
 from .config import Settings
 from .jobs import JobCancelled, JobContext, JobKind
 from .status import InvalidTransition, JobStatus, NotFound
@@ -52,6 +54,9 @@ class JobRunner:
             RuntimeError: another live process already runs the jobs of this data directory.
         """
         self._lock_data_dir()
+        # Jobs run in threads: from the main heap their large buffers are kept between batches and steps
+        # (probe.allocator); from an arena of their own, glibc would map every block over 64 MiB afresh.
+        share_main_arena()
         self.store.interrupt_running()
         if prepare is not None:
             prepare()

@@ -8,9 +8,18 @@ user and system CPU seconds, and minor page faults; and the process's peak RSS. 
 ``--rounds`` rounds (A B, then B A, ...); the parent prints every run, the medians and their ratio, and ``--out``
 writes the runs as JSON.
 
+Settings (``--settings A B``, default ``default kept``):
+
+- ``default``: glibc's default allocator (``tune_allocator=False``), in the main thread;
+- ``kept``: freed memory kept (``tune_allocator=True``, what the CLI does), in the main thread;
+- ``thread``: kept, with ``run_probe`` called from a new thread, which glibc gives an arena of its own: the
+  service's job threads up to this round;
+- ``job``: the same after ``probe.allocator.share_main_arena``, as the job worker now calls it.
+
 Usage::
 
     python bench/allocator.py --n 16384 --method mr2 --rounds 3 --out bench/results/allocator_ab_mr2_16384.json
+    python bench/allocator.py --n 16384 --method mr2 --settings thread job
 
 Threads: ``--threads`` (default 2) is set in the child's environment before numpy and torch are imported.
 """
@@ -21,13 +30,36 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from scale import METHODS, NUM_CLASSES, child_env, class_means, draw
 
-SETTINGS = {"kept": True, "default": False}  # run_probe(tune_allocator=)
+SETTINGS = {"default": (False, "main"), "kept": (True, "main"), "thread": (True, "thread"),
+            "job": (True, "job")}  # name -> (run_probe's tune_allocator, caller: see called_from)
 FIELDS = ("wall", "user", "sys", "faults")
+
+
+def called_from(caller: str, function):
+    """``function()`` in this thread (``main``), or in a new thread (``thread``, ``job``: the job worker's way,
+    ``app.worker``); its result or its exception. ``job`` expects ``share_main_arena()`` to have been called."""
+    if caller == "main":
+        return function()
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = function()
+        except BaseException as exc:  # re-raised in the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def child(setting: str, method: str, n: int) -> dict:
@@ -37,6 +69,11 @@ def child(setting: str, method: str, n: int) -> dict:
     import numpy as np
 
     from probe import ProbeConfig, run_probe
+    from probe.allocator import share_main_arena
+
+    tune, caller = SETTINGS[setting]
+    if caller == "job":
+        share_main_arena()
 
     rng = np.random.default_rng(0)
     means = class_means(rng)
@@ -52,7 +89,7 @@ def child(setting: str, method: str, n: int) -> dict:
     for epochs in (1, 3):
         config = ProbeConfig(seeds=[0], epochs=epochs, batch_size=1024, cv=0, tol=None, **METHODS[method])
         before = usage()
-        run_probe(data, names, config, tune_allocator=SETTINGS[setting])
+        called_from(caller, lambda: run_probe(data, names, config, tune_allocator=tune))
         cost[epochs] = [after - start for start, after in zip(before, usage())]
     per_epoch = {field: (cost[3][i] - cost[1][i]) / 2 for i, field in enumerate(FIELDS)}
     return {"setting": setting, **per_epoch, "steps": -(-n // 1024),
@@ -71,12 +108,14 @@ def run_line(run: dict) -> str:
             f"peak RSS {run['peak_rss_gb']:.2f} GB")
 
 
-def summary(runs: list[dict]) -> list[str]:
-    """Per setting the medians over its runs, then default / kept of the median wall time per epoch."""
-    medians = {s: {f: statistics.median(r[f] for r in runs if r["setting"] == s) for f in FIELDS} for s in SETTINGS}
+def summary(runs: list[dict], settings: tuple[str, str] = ("default", "kept")) -> list[str]:
+    """Per setting the medians over its runs, then the first setting's median wall time per epoch over the
+    second's."""
+    medians = {s: {f: statistics.median(r[f] for r in runs if r["setting"] == s) for f in FIELDS} for s in settings}
     lines = [f"median {setting}: {median['wall']:.2f} s wall, {median['sys']:.2f} s system, "
              f"{median['faults']:,.0f} faults per epoch" for setting, median in medians.items()]
-    return lines + [f"default / kept, wall per epoch: {medians['default']['wall'] / medians['kept']['wall']:.2f}×"]
+    first, second = settings
+    return lines + [f"{first} / {second}, wall per epoch: {medians[first]['wall'] / medians[second]['wall']:.2f}×"]
 
 
 def main() -> None:
@@ -85,6 +124,8 @@ def main() -> None:
     parser.add_argument("--method", choices=sorted(METHODS), default="mr2")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--settings", nargs=2, choices=sorted(SETTINGS), default=["default", "kept"],
+                        help="the two settings to compare (default: default kept)")
     parser.add_argument("--out", type=Path, default=None, help="write the runs and the command here (JSON)")
     parser.add_argument("--child", choices=sorted(SETTINGS), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -93,10 +134,10 @@ def main() -> None:
         return
     runs = []
     for round_ in range(args.rounds):
-        for setting in (("default", "kept") if round_ % 2 == 0 else ("kept", "default")):
+        for setting in (args.settings if round_ % 2 == 0 else args.settings[::-1]):
             runs.append(measure(setting, args))
             print(run_line(runs[-1]), flush=True)
-    lines = summary(runs)
+    lines = summary(runs, tuple(args.settings))
     print("\n".join(lines))
     if args.out is not None:
         args.out.write_text(json.dumps({"command": " ".join(["python", "bench/allocator.py", *sys.argv[1:]]),

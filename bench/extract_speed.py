@@ -17,6 +17,11 @@ Settings (each measured in a fresh child process, because the allocator setting 
   the default of ``create_encoder``).
 - ``bf16-unfused`` and ``bf16``: the same two with bfloat16 autocast (only on a CPU with native bfloat16;
   ``fp16`` on CUDA).
+- ``thread`` and ``job`` (only when ``--settings`` names them): the default precision, fused, with
+  ``extract()`` called from a new thread as the service's job worker calls it (``app.worker``). ``thread``
+  leaves glibc to give that thread an arena of its own (the service up to this round: the allocator setting
+  did not hold there for blocks over 64 MiB); ``job`` calls ``probe.allocator.share_main_arena`` first, as
+  the job worker now does.
 
 Per setting and repeat: ``bare`` = ``encoder.encode`` on a ready batch (normalised float32 in the encoder's
 memory format: no decoding, normalisation, layout copy or I/O), as many images as the extraction, in this
@@ -50,19 +55,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from allocator import called_from
 from feature_cache import create_encoder, extract, open_cache, open_dataset, write_cache
-from probe.allocator import keep_freed_memory
+from probe.allocator import keep_freed_memory, share_main_arena
 from feature_cache.encoders import resolve_device, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 extract_module = importlib.import_module("feature_cache.extract")  # the module; the package exports the function
-SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None = --workers, fuse)
-    "old": ("fp32", False, False, 2, False),
-    "fp32-unfused": ("fp32", True, True, None, False),
-    "fp32": ("fp32", True, True, None, True),
-    "lowp-unfused": ("auto", True, True, None, False),
-    "lowp": ("auto", True, True, None, True),
+SETTINGS = {  # name -> (precision, channels_last, tune_allocator, workers: None = --workers, fuse, caller)
+    "old": ("fp32", False, False, 2, False, "main"),
+    "fp32-unfused": ("fp32", True, True, None, False, "main"),
+    "fp32": ("fp32", True, True, None, True, "main"),
+    "lowp-unfused": ("auto", True, True, None, False, "main"),
+    "lowp": ("auto", True, True, None, True, "main"),
+    "thread": ("auto", True, True, None, True, "thread"),
+    "job": ("auto", True, True, None, True, "job"),
 }
+NAMES = {"old": "old: fp32, NCHW, default malloc", "fp32-unfused": "fp32, channels-last, malloc kept",
+         "fp32": "new fp32 (+ conv fusion)", "lowp-unfused": "{lowp}, channels-last, malloc kept",
+         "lowp": "new {lowp} (+ conv fusion)", "thread": "{lowp} in a thread, own arena",
+         "job": "{lowp} in a job thread, main arena"}
 
 
 def bare_forward(encoder, n_images: int, batch_size: int) -> float:
@@ -128,8 +140,10 @@ def workers_used(workers, encoder, data, batch_size: int) -> int:
 
 def child(args: argparse.Namespace) -> None:
     """One setting in this (fresh) process: bare forward, then extraction; prints one JSON line."""
-    precision, channels_last, tune, workers, fuse = SETTINGS[args.child]
+    precision, channels_last, tune, workers, fuse, caller = SETTINGS[args.child]
     workers = args.workers if workers is None else workers
+    if caller == "job":
+        share_main_arena()  # before any other thread allocates, as app.worker.JobRunner.start
     torch.set_num_threads(args.threads)
     if tune:
         keep_freed_memory()  # what extract() does, applied before the bare forward too
@@ -144,8 +158,8 @@ def child(args: argparse.Namespace) -> None:
         extract_module.EncodingCollate = lambda encoder: extract_module.collate_images
     cpu, faults = _usage()
     start = time.perf_counter()
-    result = extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size, workers=workers,
-                     show_progress=False, tune_allocator=tune)
+    result = called_from(caller, lambda: extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size,
+                                                 workers=workers, show_progress=False, tune_allocator=tune))
     seconds = time.perf_counter() - start
     cpu_after, faults_after = _usage()
     print(json.dumps({"bare": bare, "bare_procs": bare_procs, "extract": result.encoded / seconds,
@@ -198,7 +212,6 @@ def synthetic_load(rows: int, d: int) -> tuple[float, int]:
 
 def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[float, float]) -> None:
     first = next(iter(runs.values()))[0]
-    lowp = next((rs[0]["precision"] for s, rs in runs.items() if s.startswith("lowp")), None)
     print(f"device={args.device} encoder={args.encoder} images={first['images']} batch={args.batch_size} "
           f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} "
           f"cores={os.cpu_count()} repeats={args.repeats} "
@@ -208,12 +221,10 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
     old = median["old"]["extract"] if "old" in median else math.nan  # ext/old: nan without the old setting
     print(f"{'setting':<36}{'workers':>8}{'bare img/s':>11}{'bare xW':>9}{'extract img/s':>15}{'ext/bare':>9}"
           f"{'ext/bxW':>8}{'ext/old':>8}{'CPU ms/img':>11}{'faults/img':>11}")
-    names = {"old": "old: fp32, NCHW, default malloc", "fp32-unfused": "fp32, channels-last, malloc kept",
-             "fp32": "new fp32 (+ conv fusion)", "lowp-unfused": f"{lowp}, channels-last, malloc kept",
-             "lowp": f"new {lowp} (+ conv fusion)"}
     for setting, m in median.items():
-        workers = runs[setting][0].get("workers", "?")
-        print(f"{names[setting]:<36}{workers:>8}{m['bare']:>11.1f}{m['bare_procs']:>9.1f}{m['extract']:>15.1f}"
+        workers, precision = runs[setting][0].get("workers", "?"), runs[setting][0]["precision"]
+        print(f"{NAMES[setting].format(lowp=precision):<36}{workers:>8}{m['bare']:>11.1f}{m['bare_procs']:>9.1f}"
+              f"{m['extract']:>15.1f}"
               f"{m['extract'] / m['bare']:>9.2f}{m['extract'] / m['bare_procs']:>8.2f}{m['extract'] / old:>8.2f}"
               f"{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
     for setting, rs in runs.items():
@@ -251,6 +262,7 @@ def main() -> None:
     if resolve_precision("auto", resolve_device(args.device)) != "fp32":
         settings += ["lowp-unfused", "lowp"]
     settings = [s for s in settings if args.settings is None or s in args.settings]
+    settings += [s for s in ("thread", "job") if args.settings and s in args.settings]
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     for repeat in range(args.repeats):

@@ -17,8 +17,18 @@ The settings hold for the rest of the process (glibc has no "restore the dynamic
 that the heap keeps its peak size, which :func:`release_freed_memory` (``malloc_trim(0)``) hands back to
 the system after an extraction (``feature_cache.extract``) or a probe run (``probe.run_probe``). DataLoader
 workers forked from the process inherit the settings; the extractor also applies them in each worker
-(:func:`worker_init`) so spawned workers get them too. A thread other than the main one allocates from its own
-arena, where glibc still maps a block larger than that arena's 64 MiB heap.
+(:func:`worker_init`) so spawned workers get them too.
+
+Threads: glibc gives a thread other than the main one an arena of its own, made of heaps of at most 64 MiB,
+and maps any block larger than that afresh whatever ``M_MMAP_MAX`` says. The service runs its jobs in threads
+(``app.worker``), and there the settings above did not hold for the largest buffers: an effnet-lite0 batch of
+64 images (~150 MB of activations at 112 × 112) or the 1000-class MR² sweep's (1024, 18,000) logits (74 MB).
+An extraction in a job thread took ~16× the page faults per image of the same extraction in the main thread.
+:func:`share_main_arena` (``mallopt(M_ARENA_MAX, 1)``, what ``MALLOC_ARENA_MAX=1`` does at start-up) makes every
+thread created afterwards allocate from the main heap, which grows without that limit; the job worker calls it
+before it starts its threads. Threads then share one arena lock; each keeps its own cache of small blocks
+(tcache), and Python's small objects come from its own allocator, so the lock is taken for blocks of some KiB
+and larger, a few thousand times a second at most in a training step.
 
 On a C library other than glibc (musl, macOS) both functions do nothing and return False.
 """
@@ -29,13 +39,14 @@ import ctypes.util
 import logging
 from functools import lru_cache
 
-__all__ = ["keep_freed_memory", "release_freed_memory"]
+__all__ = ["keep_freed_memory", "release_freed_memory", "share_main_arena"]
 
 logger = logging.getLogger(__name__)
 
 # <malloc.h> parameter numbers of mallopt.
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +72,17 @@ def keep_freed_memory() -> bool:
     if not ok:
         logger.warning("mallopt refused M_MMAP_MAX=0 / M_TRIM_THRESHOLD=-1; allocator left as it was")
     return ok
+
+
+def share_main_arena() -> bool:
+    """Make threads created from now on allocate from the main heap (``mallopt(M_ARENA_MAX, 1)``); True if it took.
+
+    Call it before the process starts the threads that do the work: glibc gives a new thread a free arena of a
+    thread that has ended, or one of the existing arenas in turn once the limit is reached, so a thread that
+    allocated before the call may leave an arena of its own for later threads to use. Affects the whole process.
+    """
+    libc = _glibc()
+    return libc is not None and libc.mallopt(M_ARENA_MAX, 1) == 1
 
 
 def release_freed_memory() -> bool:

@@ -1,6 +1,9 @@
 """The job worker: scheduling bounds, cancel, failure, shutdown → interrupted, resume (with test handlers)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -13,6 +16,7 @@ from app.store import Store
 from app.worker import JobRunner
 
 from app_testutils import wait_for
+from testdata import REPO_ROOT
 
 
 def _status(store, job_id):
@@ -169,7 +173,9 @@ def test_worker_is_generic(tmp_path):
 
     tree = ast.parse(open(app.worker.__file__).read())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "collections.abc", "typing", "config", "jobs", "status", "store"}
+    # probe.allocator: the process's heap setting for the job threads (share_main_arena), no probe code
+    assert imported == {"__future__", "collections.abc", "typing", "config", "jobs", "status", "store",
+                        "probe.allocator"}
     assert "pending_run" not in ast.unparse(tree)  # the probe step's own bookkeeping stays in the step
     discarded = []
     kind = JobKind(run=lambda ctx: {}, resource=lambda request, device: "cpu",
@@ -237,3 +243,58 @@ def test_cache_dirs_of_long_encoder_names_fit_the_file_system(tmp_path):
     dir_a, dir_b = cache_dir_for(settings, "ds_1", long_a), cache_dir_for(settings, "ds_1", long_b)
     assert dir_a != dir_b and len(dir_a.name) == 117
     dir_a.mkdir(parents=True)
+
+
+# A fresh process runs one job on a started JobRunner; the job keeps freed memory (as run_probe and extraction do)
+# and counts the minor page faults of three allocate-touch-free cycles of a 100 MiB block after a warm one.
+JOB_FAULTS = textwrap.dedent(
+    """
+    import ctypes, resource, sys, tempfile, time
+    sys.path.insert(0, {repo!r})
+    from app.config import Settings
+    from app.store import Store
+    from app.worker import JobRunner
+    from probe.allocator import keep_freed_memory
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    SIZE = 100 << 20
+
+    def cycle():
+        block = libc.malloc(SIZE)
+        ctypes.memset(block, 1, SIZE)
+        libc.free(block)
+
+    def job(ctx):
+        keep_freed_memory()
+        cycle()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(3):
+            cycle()
+        return {{"faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}}
+
+    settings = Settings(data_dir=tempfile.mkdtemp(), cpu_jobs=1, device="cpu")
+    store = Store(settings.db_path)
+    runner = JobRunner(store, settings, handlers={{"extract": job}})
+    runner.start()
+    job_id = runner.submit("extract", {{}})["id"]
+    for _ in range(600):
+        row = store.get_job(job_id)
+        if row["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.05)
+    runner.stop()
+    print(row["status"], row["result"].get("faults"))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas (Linux)")
+def test_jobs_threads_allocate_from_the_main_heap():
+    """The runner shares the main arena before its threads start, so a job keeps the blocks it frees: 3 × 100 MiB
+    would be 76,800 page faults from a thread's own arena (tests/probe/test_allocator.py)."""
+    proc = subprocess.run([sys.executable, "-c", JOB_FAULTS.format(repo=str(REPO_ROOT))], capture_output=True,
+                          text=True, timeout=120)
+    status, faults = proc.stdout.split()
+    assert status == "succeeded" and int(faults) < 1_000, (proc.stdout, proc.stderr[-2000:])

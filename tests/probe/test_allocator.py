@@ -42,6 +42,41 @@ FAULTS = textwrap.dedent(
     """
 )
 
+# A thread's blocks of 100 MiB (above the 64 MiB heaps of a thread's own arena) in a fresh process: the minor page
+# faults of three allocate-touch-free cycles after a warm one, with the kept allocator, the thread started before
+# (argv "own") or after (argv "shared") share_main_arena.
+THREAD_FAULTS = textwrap.dedent(
+    """
+    import ctypes, resource, sys, threading
+    sys.path.insert(0, {repo!r})
+    from probe.allocator import keep_freed_memory, share_main_arena
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    SIZE = 100 << 20
+
+    def cycle():
+        block = libc.malloc(SIZE)
+        ctypes.memset(block, 1, SIZE)
+        libc.free(block)
+
+    def faults(out):
+        cycle()  # warm: the heap reaches its size, its pages touched once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(3):
+            cycle()
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    ok = keep_freed_memory() and (sys.argv[1] == "own" or share_main_arena())
+    out = []
+    thread = threading.Thread(target=faults, args=(out,))
+    thread.start()
+    thread.join()
+    print(ok, out[0])
+    """
+)
+
 # run_probe in a fresh process: the MR² sweep's 18 heads × 1000 classes give (1024, 18,000) float32 logits per step
 # (74 MB, above glibc's largest mmap threshold). Prints the minor page faults per epoch of 2 steps beyond a run's
 # one-time ones: (faults of a run of 8 epochs − faults of a run of 2) / 6, after a first run of 1 epoch.
@@ -75,6 +110,18 @@ def test_allocator_keeps_freed_memory_no_page_faults_per_batch():
     default, ok, tuned = proc.stdout.split()
     # 3 × 64 MiB touched: about 3 × 16384 page faults with the default allocator, next to none when kept.
     assert ok == "True" and int(default) > 40_000 and int(tuned) < 1_000, proc.stdout
+
+
+@LINUX
+@pytest.mark.parametrize("arena, bound", [("own", (70_000, None)), ("shared", (None, 1_000))])
+def test_threads_keep_freed_memory_only_from_the_main_arena(arena, bound):
+    proc = subprocess.run([sys.executable, "-c", THREAD_FAULTS.format(repo=str(REPO)), arena], capture_output=True,
+                          text=True, timeout=120)
+    ok, faults = proc.stdout.split()
+    # 3 × 100 MiB = 76,800 pages: a thread's own arena maps each block afresh whatever M_MMAP_MAX says; from the
+    # main heap the freed block is kept and reused
+    low, high = bound
+    assert ok == "True" and (low is None or int(faults) > low) and (high is None or int(faults) < high), proc.stdout
 
 
 @LINUX
