@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,31 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _CIFAR_ZIP = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
 
+
+# Python source for a fresh process (the tests of probe.allocator and of the job worker): malloc_faults(size) has
+# glibc's malloc allocate a block of size bytes, touches every page and frees it, once to warm up and then three
+# times, and returns the minor page faults of those three. No braces: scripts add it before str.format.
+MALLOC_FAULTS = textwrap.dedent(
+    """
+    import ctypes, resource
+    _libc = ctypes.CDLL("libc.so.6")
+    _libc.malloc.restype = ctypes.c_void_p
+    _libc.malloc.argtypes = [ctypes.c_size_t]
+    _libc.free.argtypes = [ctypes.c_void_p]
+
+    def _cycle(size):
+        block = _libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        _libc.free(block)
+
+    def malloc_faults(size):
+        _cycle(size)  # warm: the heap reaches its size, its pages touched once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(3):
+            _cycle(size)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    """
+)
 
 def shared_cifar_zip() -> Path | None:
     """The real CIFAR-10 archive, or None when absent (or hidden with ``MR2PROBE_TEST_NO_SHARED=1``)."""

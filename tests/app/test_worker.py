@@ -16,7 +16,7 @@ from app.store import Store
 from app.worker import JobRunner
 
 from app_testutils import wait_for
-from testdata import REPO_ROOT
+from testdata import MALLOC_FAULTS, REPO_ROOT
 
 
 def _status(store, job_id):
@@ -246,33 +246,19 @@ def test_cache_dirs_of_long_encoder_names_fit_the_file_system(tmp_path):
 
 
 # A fresh process runs one job on a started JobRunner; the job keeps freed memory (as run_probe and extraction do)
-# and counts the minor page faults of three allocate-touch-free cycles of a 100 MiB block after a warm one.
-JOB_FAULTS = textwrap.dedent(
+# and counts the minor page faults of three allocate-touch-free cycles of a 100 MiB block (MALLOC_FAULTS).
+JOB_FAULTS = MALLOC_FAULTS + textwrap.dedent(
     """
-    import ctypes, resource, sys, tempfile, time
+    import sys, tempfile, time
     sys.path.insert(0, {repo!r})
     from app.config import Settings
     from app.store import Store
     from app.worker import JobRunner
     from probe.allocator import keep_freed_memory
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    SIZE = 100 << 20
-
-    def cycle():
-        block = libc.malloc(SIZE)
-        ctypes.memset(block, 1, SIZE)
-        libc.free(block)
 
     def job(ctx):
         keep_freed_memory()
-        cycle()
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
-            cycle()
-        return {{"faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}}
+        return {{"faults": malloc_faults(100 << 20)}}
 
     settings = Settings(data_dir=tempfile.mkdtemp(), cpu_jobs=1, device="cpu")
     store = Store(settings.db_path)

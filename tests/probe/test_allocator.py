@@ -12,65 +12,34 @@ import pytest
 import probe.run
 from probe import ProbeConfig, run_probe
 from probe.allocator import keep_freed_memory
+from testdata import MALLOC_FAULTS
 
 REPO = Path(__file__).resolve().parents[2]
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
 
-FAULTS = textwrap.dedent(
+# glibc's malloc in a fresh process: page faults of 64 MiB blocks (above glibc's largest dynamic mmap threshold,
+# 32 MiB) with the default allocator, then kept.
+FAULTS = MALLOC_FAULTS + textwrap.dedent(
     """
-    import ctypes, resource, sys
+    import sys
     sys.path.insert(0, {repo!r})
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.free.argtypes = [ctypes.c_void_p]
-    SIZE = 64 << 20  # above glibc's largest dynamic mmap threshold (32 MiB)
-
-    def faults():
-        libc.free(libc.malloc(SIZE))  # warm: the heap reaches its size once
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
-            block = libc.malloc(SIZE)
-            ctypes.memset(block, 1, SIZE)
-            libc.free(block)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    default = faults()
+    default = malloc_faults(64 << 20)
     from probe.allocator import keep_freed_memory
     ok = keep_freed_memory()
-    faults()
-    print(default, ok, faults())
+    print(default, ok, malloc_faults(64 << 20))
     """
 )
 
-# A thread's blocks of 100 MiB (above the 64 MiB heaps of a thread's own arena) in a fresh process: the minor page
-# faults of three allocate-touch-free cycles after a warm one, with the kept allocator, the thread started before
-# (argv "own") or after (argv "shared") share_main_arena.
-THREAD_FAULTS = textwrap.dedent(
+# A thread's blocks of 100 MiB (above the 64 MiB heaps of a thread's own arena) in a fresh process, with the kept
+# allocator, the thread started before (argv "own") or after (argv "shared") share_main_arena.
+THREAD_FAULTS = MALLOC_FAULTS + textwrap.dedent(
     """
-    import ctypes, resource, sys, threading
+    import sys, threading
     sys.path.insert(0, {repo!r})
     from probe.allocator import keep_freed_memory, share_main_arena
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    SIZE = 100 << 20
-
-    def cycle():
-        block = libc.malloc(SIZE)
-        ctypes.memset(block, 1, SIZE)
-        libc.free(block)
-
-    def faults(out):
-        cycle()  # warm: the heap reaches its size, its pages touched once
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
-            cycle()
-        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-
     ok = keep_freed_memory() and (sys.argv[1] == "own" or share_main_arena())
     out = []
-    thread = threading.Thread(target=faults, args=(out,))
+    thread = threading.Thread(target=lambda: out.append(malloc_faults(100 << 20)))
     thread.start()
     thread.join()
     print(ok, out[0])
