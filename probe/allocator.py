@@ -23,14 +23,14 @@ Threads: glibc gives a thread other than the main one an arena of its own, made 
 and maps any block larger than that afresh whatever ``M_MMAP_MAX`` says. The service runs its jobs in threads
 (``app.worker``), and there the settings above did not hold for the largest buffers: an effnet-lite0 batch of
 64 images (~150 MB of activations at 112 × 112) or the 1000-class MR² sweep's (1024, 18,000) logits (74 MB).
-An extraction in a job thread took ~16× the page faults per image of the same extraction in the main thread.
+An extraction of 2,000 images in a job thread took 937 minor page faults per image against 200 from the main
+heap, and an epoch of that sweep 1.22M against ~0 (bench/README.md, "Job threads").
 :func:`share_main_arena` (``mallopt(M_ARENA_MAX, 1)``, what ``MALLOC_ARENA_MAX=1`` does at start-up) makes every
 thread created afterwards allocate from the main heap, which grows without that limit; the job worker calls it
-before it starts its threads. Threads then share one arena lock; each keeps its own cache of small blocks
-(tcache), and Python's small objects come from its own allocator, so the lock is taken for blocks of some KiB
-and larger, a few thousand times a second at most in a training step.
+before it starts its threads. Threads then share one arena lock, which glibc's per-thread cache of small blocks
+(tcache) and Python's own allocator for small objects mostly keep them from taking.
 
-On a C library other than glibc (musl, macOS) both functions do nothing and return False.
+On a C library other than glibc (musl, macOS) these functions do nothing and return False.
 """
 from __future__ import annotations
 
