@@ -25,8 +25,12 @@ __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interv
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
-# Resamples are drawn in blocks of at most this many (resample, sample) pairs (~70 MB of temporaries).
+# Resamples are seeded in blocks of this many (resample, sample) pairs, each block from its own generator (so this
+# number fixes which resamples a seed gives), and drawn in chunks of at most _CHUNK_ELEMENTS pairs whose buffers
+# (~1.7 MB) are reused: they stay in the cache, where a whole block's temporaries (~70 MB) were new memory to
+# fault in on a process's first call, 50–800 ms for 1,000 resamples of 3,000 samples on this 2-core VM.
 _BLOCK_ELEMENTS = 4_000_000
+_CHUNK_ELEMENTS = 65_536
 
 
 def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
@@ -75,16 +79,25 @@ class Bootstrap:
         self._ref_key, self._ref_summary = None, None
 
     def _index_blocks(self):
-        """Yield ``(first resample, (b, n) positions)``: resample r, position i (of class k) is a uniform draw
-        among the n_k positions of class k."""
-        per_position = self.counts[self._sorted_labels]
-        base = self._starts[self._sorted_labels]
+        """Yield ``(first resample, (b, n) positions)`` chunk by chunk: resample r, position i (of class k) is a
+        uniform draw among the n_k positions of class k. The positions are a reused buffer, valid until the next
+        chunk is drawn."""
+        n = self.labels.size
+        counts = self.counts[self._sorted_labels]
+        scale, last, base = counts.astype(np.float64), counts - 1, self._starts[self._sorted_labels]
+        rows = max(1, _CHUNK_ELEMENTS // max(1, n))
+        draws, scaled = np.empty((rows, n), dtype=np.float32), np.empty((rows, n))
+        positions = np.empty((rows, n), dtype=np.int64)
         for block, lo in enumerate(range(0, self.n_resamples, self._block)):
             rng = np.random.default_rng([self.seed, block])
-            size = min(self._block, self.n_resamples - lo)
-            draws = rng.random((size, self.labels.size), dtype=np.float32)
-            offsets = np.minimum((draws * per_position).astype(np.int64), per_position - 1)
-            yield lo, base + offsets
+            end = min(lo + self._block, self.n_resamples)
+            for first in range(lo, end, rows):  # consecutive draws of one generator: the block's own stream
+                size = min(rows, end - first)
+                index = positions[:size]
+                np.multiply(rng.random(dtype=np.float32, out=draws[:size]), scale, out=scaled[:size])
+                np.copyto(index, scaled[:size], casting="unsafe")  # truncation: floor of a value >= 0
+                np.add(np.minimum(index, last, out=index), base, out=index)
+                yield first, index
 
     def _check(self, correct: np.ndarray) -> np.ndarray:
         correct = np.asarray(correct, dtype=np.float32)
@@ -99,9 +112,11 @@ class Bootstrap:
         out = np.full((self.n_resamples, self.num_classes), np.nan)
         if not present.any():
             return out
-        starts = self._starts[present]
-        for lo, index in self._index_blocks():  # blocks bound memory; each block is vectorised
-            sums = np.add.reduceat(values[index], starts, axis=1, dtype=np.float64)
+        starts, values = self._starts[present], values.astype(np.float64)  # float32 scores, float64 sums
+        buffer = np.empty((0, 0))
+        for lo, index in self._index_blocks():  # chunks bound memory; each chunk is vectorised
+            buffer = buffer if len(buffer) >= len(index) else np.empty(index.shape)
+            sums = np.add.reduceat(np.take(values, index, out=buffer[:len(index)]), starts, axis=1)
             out[lo:lo + len(index), present] = sums / self.counts[present]
         return out
 

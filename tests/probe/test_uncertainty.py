@@ -33,6 +33,29 @@ def test_vectorised_class_accuracy_equals_a_loop_over_the_same_resamples():
     assert got.shape == (300, 5) and np.isnan(got[:, 4]).all()
 
 
+@pytest.mark.parametrize("block, chunk", [(4_000_000, 65_536), (1_000, 300), (700, 700), (130, 50)])
+def test_resamples_are_the_block_seeded_draws_whatever_the_chunk(monkeypatch, block, chunk):
+    """Resample r of block b is row r of default_rng([seed, b]).random((rows, n), float32) scaled to its class:
+    drawing a block in chunks (reused buffers) gives those same resamples, so a seed's intervals do not move."""
+    import probe.uncertainty as uncertainty
+
+    labels, correct = _data()
+    monkeypatch.setattr(uncertainty, "_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(uncertainty, "_CHUNK_ELEMENTS", chunk)
+    boot = Bootstrap(labels, 4, n_resamples=37, seed=9)
+    counts = boot.counts[np.sort(labels)]
+    starts = np.concatenate([[0], np.cumsum(boot.counts)[:-1]])[np.sort(labels)]
+    rows = max(1, block // labels.size)
+    expected = np.concatenate([
+        starts + (np.random.default_rng([9, b]).random((min(rows, 37 - lo), labels.size), dtype=np.float32)
+                  * counts).astype(np.int64)
+        for b, lo in enumerate(range(0, 37, rows))])
+    drawn = np.concatenate([index.copy() for _, index in boot._index_blocks()])
+    assert np.array_equal(drawn, expected)
+    sums = np.stack([np.bincount(np.sort(labels), weights=correct[boot._order][row], minlength=4) for row in expected])
+    np.testing.assert_allclose(boot.class_accuracy(correct), sums / boot.counts, rtol=1e-12)
+
+
 def test_resamples_are_seeded_and_paired():
     labels, correct = _data()
     a = Bootstrap(labels, 4, n_resamples=200, seed=1).class_accuracy(correct)
