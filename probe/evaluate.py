@@ -72,8 +72,11 @@ def evaluate_seed(trainer, seed: int, val: tuple[np.ndarray, np.ndarray], test: 
     x_test, y_test = test
     _, out_margin = per_class_reduce(output_margins(t.logits, y_test), y_test, num_classes)
     weights = np.asarray(trainer.class_weights())
-    seen = np.asarray(trainer.transform(x_test))
-    sm_min, sm_mean = per_class_reduce(sample_margins(seen, y_test, weights), y_test, num_classes)
+    margins, start = [], 0
+    for seen in trainer.transform_chunks(x_test):  # no (n, d) float32 copy of the test split
+        margins.append(sample_margins(seen, y_test[start:start + len(seen)], weights))
+        start += len(seen)
+    sm_min, sm_mean = per_class_reduce(np.concatenate(margins), y_test, num_classes)
     return SeedEvaluation(
         seed=seed, val_per_class=v.per_class, val_overall=v.overall, test_per_class=t.per_class,
         test_overall=t.overall, output_margin_mean=out_margin, test_counts=t.counts,

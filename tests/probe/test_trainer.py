@@ -48,6 +48,29 @@ def test_cosine_head_statistics_on_normalised_features_with_p3():
 
 
 @pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_inference_in_chunks_equals_one_chunk(monkeypatch, head):
+    """Inference widens float16 input chunk by chunk (``_CHUNK_BYTES``): logits, transform and the sample
+    margins of ``evaluate_seed`` (computed per chunk) are those of a single chunk."""
+    from probe.evaluate import evaluate_seed
+    from probe.metrics import per_class_reduce, sample_margins
+
+    x, y = gaussian_features()
+    x16 = x.astype(np.float16)
+    m = ProbeTrainer(head=head, epochs=3).fit(x, y)
+    whole = m.decision_function(x16), m.transform(x16), evaluate_seed(m, 0, (x16, y), (x16, y), 4)
+    monkeypatch.setattr(trainer_module, "_CHUNK_BYTES", 7 * 4 * x.shape[1])  # 7 rows per chunk
+    chunks = list(m.transform_chunks(x16))
+    assert [len(c) for c in chunks] == [7] * (len(x) // 7) + [len(x) % 7] and chunks[0].dtype == np.float32
+    assert np.array_equal(np.concatenate(chunks), whole[1]) and np.array_equal(m.transform(x16), whole[1])
+    assert np.array_equal(m.decision_function(x16), whole[0])
+    chunked = evaluate_seed(m, 0, (x16, y), (x16, y), 4)
+    expected = per_class_reduce(sample_margins(whole[1], y, m.class_weights()), y, 4)
+    np.testing.assert_allclose(chunked.sample_margin_min, expected[0], rtol=1e-6)
+    np.testing.assert_allclose(chunked.sample_margin_mean, whole[2].sample_margin_mean, rtol=1e-6)
+    np.testing.assert_allclose(chunked.sample_margin_mean, expected[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["linear", "cosine"])
 def test_precomputed_class_stats_give_the_same_fit(head):
     x, y = gaussian_features()
     kw = dict(head=head, loss="mr2", cbar=2.0, batch_size=64, epochs=3)
