@@ -83,6 +83,20 @@ def measure(case: str, setting: str, size: int, features: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def summary(case: str, size: int, runs: dict[str, list[dict]]) -> list[str]:
+    """Each setting's runs (first / third call, ms), then the medians and the ratios whole / chunked."""
+    lines = [f"{case}, {size} samples, {setting}: first/third call ms "
+             + ", ".join(f"{1e3 * v['first']:.0f}/{1e3 * v['third']:.0f}" for v in values)
+             for setting, values in runs.items()]
+    med = {s: {k: statistics.median(v[k] for v in runs[s]) for k in ("first", "third")} for s in runs}
+    whole, chunked = med["whole"], med["chunked"]
+    lines.append(f"{case}, {size} samples: median first call {1e3 * whole['first']:.0f} → "
+                 f"{1e3 * chunked['first']:.0f} ms ({whole['first'] / chunked['first']:.1f}×), "
+                 f"third {1e3 * whole['third']:.0f} → {1e3 * chunked['third']:.0f} ms "
+                 f"({whole['third'] / chunked['third']:.2f}×)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CHILD), default="bootstrap")
@@ -90,20 +104,12 @@ def main() -> None:
     parser.add_argument("--features", default="", help="evaluate: a cache with >= 5,000 val and 10,000 test rows")
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
-    sizes = args.samples if args.case == "bootstrap" else [15000]
-    for size in sizes:
+    for size in args.samples if args.case == "bootstrap" else [15000]:
         runs: dict[str, list[dict]] = {"whole": [], "chunked": []}
-        for r in range(args.rounds):
+        for r in range(args.rounds):  # alternating order: whole first in even rounds, chunked first in odd ones
             for setting in ("whole", "chunked") if r % 2 == 0 else ("chunked", "whole"):
                 runs[setting].append(measure(args.case, setting, size, args.features))
-        for setting, values in runs.items():
-            cells = ", ".join(f"{1e3 * v['first']:.0f}/{1e3 * v['third']:.0f}" for v in values)
-            print(f"{args.case}, {size} samples, {setting}: first/third call ms {cells}")
-        med = {s: {k: statistics.median(v[k] for v in runs[s]) for k in ("first", "third")} for s in runs}
-        print(f"{args.case}, {size} samples: median first call {1e3 * med['whole']['first']:.0f} → "
-              f"{1e3 * med['chunked']['first']:.0f} ms ({med['whole']['first'] / med['chunked']['first']:.1f}×), "
-              f"third {1e3 * med['whole']['third']:.0f} → {1e3 * med['chunked']['third']:.0f} ms "
-              f"({med['whole']['third'] / med['chunked']['third']:.2f}×)")
+        print("\n".join(summary(args.case, size, runs)))
 
 
 if __name__ == "__main__":
