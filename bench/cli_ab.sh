@@ -18,7 +18,7 @@ for r in $(seq 1 "$rounds"); do
         --loss ce --out "$out/run" --no-progress "$@" >/dev/null 2>"$out/stderr"); then
       tail -20 "$out/stderr" >&2; exit 1
     fi
-    echo "$tree $(echo "$(date +%s.%N) - $start" | bc)"
+    echo "$tree $(echo "$(date +%s.%N) $start" | awk '{printf "%.3f", $1 - $2}')"
   done
 done | tee "$out/times"
 for tree in "$a" "$b"; do
