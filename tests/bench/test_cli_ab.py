@@ -6,26 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_two_trees_one_round_give_a_run_and_a_median_per_tree(tmp_path):
-    from feature_cache import write_cache
-
-    rng = np.random.default_rng(0)
-
-    def split(per_class):
-        y = np.repeat(np.arange(3), per_class)
-        return (rng.normal(0, 1, (len(y), 16)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
-
-    cache = write_cache(tmp_path / "c.h5", {"train": split(30), "val": split(10), "test": split(10)}, ["a", "b", "c"],
-                        {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f"})
+def test_two_trees_one_round_give_a_run_and_a_median_per_tree(tmp_path, tiny_cache):
     other = tmp_path / "tree"
     other.symlink_to(REPO)  # a second "tree": the same sources under another path
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    done = subprocess.run(["bash", str(REPO / "bench" / "cli_ab.sh"), str(REPO), str(other), str(cache), "1",
+    done = subprocess.run(["bash", str(REPO / "bench" / "cli_ab.sh"), str(REPO), str(other), str(tiny_cache), "1",
                            "--seeds", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()

@@ -1,8 +1,6 @@
 """bench/first_call.py: its children time a first and a third call in fresh processes, and its summary."""
 from __future__ import annotations
 
-import numpy as np
-
 import first_call
 
 
@@ -15,18 +13,8 @@ def test_summary_lists_the_runs_then_the_medians_and_ratios():
         "bootstrap, 3000 samples: median first call 300 → 25 ms (12.0×), third 40 → 20 ms (2.00×)"]
 
 
-def test_each_case_runs_in_a_fresh_process_in_both_settings(tmp_path):
-    from feature_cache import write_cache
-
-    rng = np.random.default_rng(0)
-
-    def split(per_class):
-        y = np.repeat(np.arange(3), per_class)
-        return (rng.normal(0, 1, (len(y), 16)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
-
-    cache = write_cache(tmp_path / "c.h5", {"train": split(40), "val": split(10), "test": split(20)}, ["a", "b", "c"],
-                        {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f"})
-    for case, size, features in (("bootstrap", 500, ""), ("evaluate", 0, str(cache))):
+def test_each_case_runs_in_a_fresh_process_in_both_settings(tiny_cache):
+    for case, size, features in (("bootstrap", 500, ""), ("evaluate", 0, str(tiny_cache))):
         for setting in ("whole", "chunked"):
             out = first_call.measure(case, setting, size, features)
             assert set(out) == {"first", "third"} and all(0 < v < 60 for v in out.values()), (case, setting, out)
