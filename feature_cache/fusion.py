@@ -10,11 +10,14 @@ the size of that precision's own error (bench/README.md, Extraction).
 
 **Activation fusion.** A ReLU or ReLU6 that is the only reader of such a convolution's (folded) output becomes the
 convolution's oneDNN post-op (:class:`ConvActivation`: ``torch.ops.mkldnn._convolution_pointwise``, the call
-PyTorch's own compiler emits for this pattern on CPU), one pass fewer again; the output is bit-identical to the
-convolution followed by the activation (clamping commutes with rounding to the output dtype). It applies on CPU
-with oneDNN, without gradients; elsewhere (CUDA, autograd) the module runs the two eager calls. effnet-lite0
-has 33 (timm's ``BatchNormAct2d`` carries its activation), open_clip's RN50 35; torchvision's ResNet-50 only
-the stem's (a block's one ReLU module serves its three convolutions, and a module called thrice is left alone).
+PyTorch's own compiler emits for this pattern on CPU), one pass fewer again; in channels_last, the layout
+extraction runs in, the output is bit-identical to the convolution followed by the activation (clamping commutes
+with rounding to the output dtype). In NCHW oneDNN may pick another kernel for the call with the post-op (an
+fp32 1×1 convolution on 1 thread, on this project's Zen 4 CPU), whose sums run in another order: equal to
+rounding. It applies on CPU with oneDNN, without gradients; elsewhere (CUDA, autograd) the module runs the two
+eager calls. effnet-lite0 has 33 (timm's ``BatchNormAct2d`` carries its activation), open_clip's RN50 35;
+torchvision's ResNet-50 only the stem's (a block's one ReLU module serves its three convolutions, and a module
+called thrice is left alone).
 
 **Which pairs.** :mod:`torch.fx` traces the encoder's forward with every BatchNorm and every module holding no
 BatchNorm kept whole. A BatchNorm folds when it is exactly ``nn.BatchNorm2d`` or timm's ``BatchNormAct2d`` (whose
