@@ -1,6 +1,7 @@
 """probe.allocator: freed heap memory kept in the process (no page faults per batch or step), and run_probe's use."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -94,14 +95,17 @@ def test_threads_keep_freed_memory_only_from_the_main_arena(arena):
 @LINUX
 def test_run_probe_steps_stop_faulting_their_temporaries_in():
     per_epoch = {}
+    # 2 threads whatever the tests before set in this process's environment (bench/probe_speed.py sets 1 there)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
     for tune in (False, True):
         proc = subprocess.run([sys.executable, "-c", RUN_FAULTS.format(repo=str(REPO_ROOT), tune=tune)],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         per_epoch[tune] = float(proc.stdout.split()[-1])
-    # the 74 MB logits and their gradient alone are ~36,000 pages, mapped afresh at every step by default; kept,
-    # the heap reaches its peak in a run's first steps and later epochs fault in next to nothing
-    assert per_epoch[False] > 20_000 and abs(per_epoch[True]) < per_epoch[False] / 5, per_epoch
+    # the 74 MB logits and their gradient alone are ~36,000 pages, mapped afresh at every step by default, fewer
+    # in some runs (16,000–64,000 per epoch of 2 steps over the runs of stop 31, at 1 or 2 threads); kept, the
+    # heap reaches its peak in a run's first steps and later epochs fault in next to nothing (within ±1,000)
+    assert per_epoch[False] > 10_000 and abs(per_epoch[True]) < min(2_000, per_epoch[False] / 5), per_epoch
 
 
 def test_run_probe_keeps_freed_memory_for_the_run_and_hands_it_back(monkeypatch):
