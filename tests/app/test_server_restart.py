@@ -43,6 +43,10 @@ class Server:
         wait_for(healthy, 90, interval=0.2, what="server health")
         return client
 
+    def explain(self, job: dict) -> str:
+        """An assertion message: the job, and the end of the server's log (a failed job's traceback is there)."""
+        return f"{job}\n--- server log (end) ---\n{self.log.read_text(errors='replace')[-4000:]}"
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -64,7 +68,7 @@ def test_sigkill_during_extraction_then_restart_and_resume(tmp_path, tiny_zip):
         ds1 = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip)}).json()
         job1 = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds1["id"], "probes": [ERM, MR2]}).json()
         job1 = _wait_job(client, job1["id"])
-        assert job1["status"] == "succeeded", job1
+        assert job1["status"] == "succeeded", server.explain(job1)
         erm, mr2 = job1["result"]["run_ids"]
         reports = {run: client.get(f"/api/reports/{run}").json() for run in (erm, mr2)}
 
@@ -92,16 +96,17 @@ def test_sigkill_during_extraction_then_restart_and_resume(tmp_path, tiny_zip):
         for run, report in reports.items():
             assert client.get(f"/api/reports/{run}").json() == report
             assert client.get(f"/api/reports/{run}.csv").status_code == 200
-        assert client.get(f"/api/jobs/{job1['id']}").json()["status"] == "succeeded"
+        after = client.get(f"/api/jobs/{job1['id']}").json()
+        assert after["status"] == "succeeded", server.explain(after)
         job2 = client.get(f"/api/jobs/{job2_id}").json()
-        assert job2["status"] == "interrupted" and job2["resumable"] is True
+        assert job2["status"] == "interrupted" and job2["resumable"] is True, server.explain(job2)
         assert job2["progress"] >= before["progress"]
         assert client.get("/api/caches").json()[0]["dataset_id"] == ds1["id"]  # no cache for the killed job
 
         resp = client.post(f"/api/jobs/{job2_id}/resume")
         assert resp.status_code == 202 and resp.json()["status"] == "queued"
         job2 = _wait_job(client, job2_id)
-        assert job2["status"] == "succeeded" and job2["attempts"] == 2, job2
+        assert job2["status"] == "succeeded" and job2["attempts"] == 2, server.explain(job2)
         cache = client.get(f"/api/caches/{job2['result']['cache_id']}").json()
         assert cache["dataset_id"] == ds2["id"] and sum(cache["counts"].values()) == 72
         encoded = [m["text"] for m in job2["messages"] if "images encoded in this attempt" in m["text"]]
