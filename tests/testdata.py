@@ -93,3 +93,19 @@ def image_zip(n_train: int, n_test: int, classes: tuple[str, ...], root: str = "
         for member, data in (extra or {}).items():
             out.writestr(f"{root}/{member}", data)
     return buf.getvalue()
+
+
+def write_synthetic_cache(path: Path, per_class: dict[str, int], dim: int, attrs: dict, dtype: str = "float16"
+                          ) -> Path:
+    """A feature cache of 3 classes ``a``, ``b``, ``c`` with no extraction: Gaussian ``dim``-d features shifted by
+    the label, ``per_class[split]`` rows per class in each split (drawn in the dict's order, seed 0), stored in
+    ``dtype``; ``attrs`` are the cache's root attributes."""
+    from feature_cache import write_cache
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.repeat(np.arange(3), n)
+        return (rng.normal(0, 1, (len(y), dim)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
+
+    return write_cache(path, {name: split(n) for name, n in per_class.items()}, ["a", "b", "c"], attrs, dtype=dtype)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from app.config import Settings
-from testdata import REPO_ROOT, image_zip
+from testdata import REPO_ROOT, image_zip, write_synthetic_cache
 
 CLASSES = ("airplane", "cat", "ship")
 
@@ -26,21 +26,11 @@ def synthetic_cache(store, folder: Path, attrs: dict | None = None) -> dict:
     """A cache row (and its data set row) over a small synthetic 8-d feature file: 3 classes, no extraction.
 
     ``attrs`` overrides the cache's root attributes; a ``None`` value leaves that attribute out."""
-    import numpy as np
-
-    from feature_cache import write_cache
-
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        y = np.repeat(np.arange(3), n)
-        return (rng.normal(0, 1, (len(y), 8)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
-
     attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f" * 64,
              **(attrs or {})}
     attrs = {k: v for k, v in attrs.items() if v is not None}
-    path = write_cache(folder / "synthetic.h5", {"train": split(10), "val": split(4), "test": split(5)},
-                       ["a", "b", "c"], attrs, dtype="float32")
+    path = write_synthetic_cache(folder / "synthetic.h5", {"train": 10, "val": 4, "test": 5}, 8, attrs,
+                                 dtype="float32")
     ds = store.add_dataset(name="s", source="path", path=str(folder), class_names=["a", "b", "c"],
                            counts={"train": [10, 10, 10]}, fingerprint="d", skipped=0)
     return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,

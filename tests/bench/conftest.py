@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from testdata import write_synthetic_cache
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
@@ -15,15 +16,7 @@ if str(BENCH) not in sys.path:
 
 @pytest.fixture
 def tiny_cache(tmp_path) -> Path:
-    """A float32 feature cache of 3 Gaussian classes × 16-d: 40 train, 10 val and 20 test rows per class."""
-    from feature_cache import write_cache
-
-    rng = np.random.default_rng(0)
-
-    def split(per_class):
-        y = np.repeat(np.arange(3), per_class)
-        return (rng.normal(0, 1, (len(y), 16)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
-
-    return write_cache(tmp_path / "tiny.h5", {"train": split(40), "val": split(10), "test": split(20)},
-                       ["a", "b", "c"], {"encoder": "synthetic", "default_head": "linear", "normalized": False,
-                                         "fingerprint": "f"})
+    """A float16 feature cache of 3 Gaussian classes × 16-d: 40 train, 10 val and 20 test rows per class."""
+    return write_synthetic_cache(tmp_path / "tiny.h5", {"train": 40, "val": 10, "test": 20}, 16,
+                                 {"encoder": "synthetic", "default_head": "linear", "normalized": False,
+                                  "fingerprint": "f"})
