@@ -35,6 +35,8 @@ Usage::
     python bench/probe_speed.py --features /work/cache/cifar10-300.h5 --cli --skip-in-process --sk-cv 5
     python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only   # bare/ours per epoch
     python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only --epoch-dtype float16
+    python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --per-epoch-only --epoch-dtype float16 \
+        --epoch-heads sweep                                                    # the 6-head sweep, bf16 vs bf16
     python bench/probe_speed.py --ce-kernels 5 10 16 100                       # the two cross-entropy kernels
     python bench/probe_speed.py --product-forms 10 30 60 600 6000              # the two forms of the products
     python bench/probe_speed.py --quick                                        # 5k×256 smoke run
@@ -81,7 +83,7 @@ try:
     import probe  # noqa: F401  (installed with `make install`)
 except ModuleNotFoundError:  # run from a checkout without installing: use the repository root
     sys.path.insert(0, str(ROOT))
-from probe import ProbeConfig, ProbeTrainer, run_probe  # noqa: E402
+from probe import ProbeConfig, ProbeTrainer, fit_many, run_probe  # noqa: E402
 from sklearn_baseline import SK_C, sweep as sklearn_sweep  # noqa: E402  (bench/, this script's folder)
 
 
@@ -227,41 +229,64 @@ def long_fit_epochs(cfg, args) -> int:
     return max(2, cfg.epochs, args.epoch_fit_epochs)
 
 
-def epoch_fraction(data, num_classes: int, ours: dict, args) -> tuple[float, float, float, float]:
-    """(our seconds per epoch, per-fit setup seconds, bare matmul seconds per epoch, bare / ours).
+def epoch_trainers(cfg, chosen: dict, n_train: int, heads: str, epochs: int) -> list[ProbeTrainer]:
+    """The fit whose epochs are timed: ``chosen``, one head at the selected lr and weight decay (fp32 at 10
+    classes under ``precision="auto"``); ``sweep``, every candidate of the configuration's sweep fitted jointly,
+    as ``run_probe`` fits them (6 heads of the ERM sweep, bf16 products on a CPU with native bf16)."""
+    resolved = cfg.resolved(n_train)
+    candidates = [chosen] if heads == "chosen" else resolved.candidates()
+    return [ProbeTrainer(**{**resolved.trainer_params(c, seed=0), "epochs": epochs, "tol": None})
+            for c in candidates]
+
+
+def bare_epoch_seconds(x: np.ndarray, outputs: int, precision: str, device: str) -> float:
+    """The bare matrix products of one full-batch epoch with ``outputs`` logits per row at ``precision``: the
+    forward in the faster of x·wᵀ and (w·xᵀ)ᵀ (as probe.trainer.heads_product picks for narrow heads), then
+    dL/dW = gᵀ·x (frozen features need no dL/dX). At bf16 the features are cast once, outside the timing."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    xt = torch.from_numpy(np.asarray(x, np.float32)).to(device).to(dtype)
+    w = torch.randn(outputs, xt.shape[1], device=device, dtype=dtype)
+    g = torch.randn(xt.shape[0], outputs, device=device, dtype=dtype)
+    forward = min(_seconds(lambda: xt @ w.T, device), _seconds(lambda: (w @ xt.T).T.contiguous(), device))
+    return forward + _seconds(lambda: g.T @ xt, device)
+
+
+def epoch_fraction(data, num_classes: int, ours: dict, args) -> dict:
+    """Our seconds per epoch, the per-fit setup and the bare products of one full-batch epoch (bare / ours).
 
     Our per-epoch cost is marginal: (fit with E epochs − fit with 1 epoch) / (E − 1), so the once-per-fit setup
     (moving features, class statistics) is reported apart. E is ``--epoch-fit-epochs`` (at least the run's own
     epochs) and each fit time the best of ``--epoch-fits``: single fits here vary by ±15 % from run to run (the
-    memory-bound batch gather most), so a short fit measured 3 times moved the ratio by ±0.1.
+    memory-bound batch gather most), so a short fit measured 3 times moved the ratio by ±0.1. The bare products
+    have the fit's output width (heads × K) and run at the precision the fit ran at; ``bare_fp32_s`` is the fp32
+    figure where the fit ran in bf16.
     """
     cfg = ours["config"]
     x, y = data["train"]
     x_fit = x.astype(args.epoch_dtype, copy=False)  # float16: as `mr2probe train` keeps a float16 cache
-    chosen = ours["chosen"]
+    precision = "fp32"
 
     def fit_seconds(epochs: int) -> float:
+        nonlocal precision
         best = math.inf
         for _ in range(args.epoch_fits):
-            trainer = ProbeTrainer(head="linear", loss="ce", lr=chosen["lr"], weight_decay=chosen["weight_decay"],
-                                   epochs=epochs, batch_size=cfg.batch_size, device=cfg.device, random_state=0)
+            trainers = epoch_trainers(cfg, ours["chosen"], len(y), args.epoch_heads, epochs)
             start = time.perf_counter()
-            trainer.fit(x_fit, y, num_classes=num_classes)
+            fit_many(trainers, x_fit, y, num_classes)
             best = min(best, time.perf_counter() - start)
+            precision = trainers[0].precision_
         return best
 
     epochs = long_fit_epochs(cfg, args)
     one, full = fit_seconds(1), fit_seconds(epochs)
     per_epoch = max(full - one, 1e-9) / (epochs - 1)
-    setup = max(one - per_epoch, 0.0)
-    xt = torch.from_numpy(np.asarray(x, np.float32)).to(cfg.device)
-    w = torch.randn(num_classes, xt.shape[1], device=cfg.device)
-    g = torch.randn(xt.shape[0], num_classes, device=cfg.device)
-    # forward logits in the faster of its two forms here (x·wᵀ, or (w·xᵀ)ᵀ as probe.trainer.heads_product picks
-    # for narrow heads), then dL/dW = gᵀ·x (no dL/dX: frozen features need no gradient)
-    forward = min(_seconds(lambda: xt @ w.T, cfg.device), _seconds(lambda: (w @ xt.T).T.contiguous(), cfg.device))
-    bare = forward + _seconds(lambda: g.T @ xt, cfg.device)
-    return per_epoch, setup, bare, bare / per_epoch
+    heads = len(epoch_trainers(cfg, ours["chosen"], len(y), args.epoch_heads, 1))
+    bare = bare_epoch_seconds(x, heads * num_classes, precision, cfg.device)
+    line = {"per_epoch_s": per_epoch, "setup_s": max(one - per_epoch, 0.0), "bare_s": bare,
+            "bare_over_ours": bare / per_epoch, "heads": heads, "precision": precision}
+    if precision != "fp32":
+        line["bare_fp32_s"] = bare_epoch_seconds(x, heads * num_classes, "fp32", cfg.device)
+    return line
 
 
 def _seconds(fn, device: str, reps: int = 20) -> float:
@@ -431,9 +456,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epoch-fits", type=int, default=5, help="per-epoch cost: best of this many fits")
     parser.add_argument("--epoch-dtype", choices=("float32", "float16"), default="float32",
                         help="per-epoch cost: the features our fits get (float16: as `mr2probe train` keeps a "
-                        "float16 cache, widening each batch); the bare products read float32 either way")
+                        "float16 cache, widening each batch); the bare products read float32 rows (bf16 ones, cast "
+                        "once, where the fit ran in bf16)")
     parser.add_argument("--epoch-fit-epochs", type=int, default=21,
                         help="per-epoch cost: epochs of the long fit (at least the run's own)")
+    parser.add_argument("--epoch-heads", choices=("chosen", "sweep"), default="chosen",
+                        help="per-epoch cost: one head at the selected lr and weight decay, or every candidate of "
+                        "the sweep fitted jointly as run_probe fits them (the bare products then have their width "
+                        "and precision)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     parser.add_argument("--ce-kernels", type=int, nargs="*", default=None, metavar="K",
                         help="only time the two cross-entropy kernels at these class counts")
@@ -451,14 +481,18 @@ def parse_args() -> argparse.Namespace:
 
 
 def per_epoch(data, num_classes: int, ours: dict, args) -> dict:
-    seconds, setup, bare, fraction = epoch_fraction(data, num_classes, ours, args)
+    line = epoch_fraction(data, num_classes, ours, args)
     cfg = ours["config"]
     epochs = long_fit_epochs(cfg, args)
-    print(f"per epoch ({data['train'][0].shape} {args.epoch_dtype}, batch {cfg.batch_size}, fits of 1 and {epochs} "
-          f"epochs, best of {args.epoch_fits}): ours "
-          f"{1000 * seconds:.1f} ms (+ {1000 * setup:.0f} ms setup per fit), bare matrix products "
-          f"{1000 * bare:.1f} ms → bare/ours = {fraction:.2f}")
-    return {"per_epoch_ms": 1000 * seconds, "bare_ms": 1000 * bare, "bare_over_ours": fraction}
+    fp32 = f"; bare fp32 products {1000 * line['bare_fp32_s']:.1f} ms" if "bare_fp32_s" in line else ""
+    print(f"per epoch ({data['train'][0].shape} {args.epoch_dtype}, batch {cfg.batch_size}, {line['heads']} "
+          f"head(s) at {line['precision']}, fits of 1 and {epochs} epochs, best of {args.epoch_fits}): ours "
+          f"{1000 * line['per_epoch_s']:.1f} ms (+ {1000 * line['setup_s']:.0f} ms setup per fit), bare "
+          f"{line['precision']} matrix products {1000 * line['bare_s']:.1f} ms → bare/ours = "
+          f"{line['bare_over_ours']:.2f}{fp32}")
+    return {"per_epoch_ms": 1000 * line["per_epoch_s"], "bare_ms": 1000 * line["bare_s"],
+            "bare_over_ours": line["bare_over_ours"], "epoch_heads": line["heads"], "epoch_precision": line["precision"],
+            **({"bare_fp32_ms": 1000 * line["bare_fp32_s"]} if "bare_fp32_s" in line else {})}
 
 
 def in_process(data, names, args) -> dict:
