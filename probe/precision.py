@@ -12,7 +12,9 @@
   :func:`cpu_has_native_bf16`) when either
 
   * the stacked product is at least :data:`BF16_MIN_OUTPUTS` wide (number of heads × K): with mini-batches each
-    batch is cast anew, which only pays for wide products; or
+    batch is cast anew, which only pays for wide products (measured so; where the product is the batches' only
+    reader they are now gathered from features cast once per fit instead, ``probe.trainer.CAST_ONCE_MAX_BYTES``,
+    and the threshold was not measured again); or
   * the fit is full-batch and its product has at least :data:`BF16_MIN_FULL_BATCH_MACS` multiply-adds (rows ×
     features × outputs): the constant features are cast to bfloat16 once per fit, so only the small weight matrix
     is cast per step;
@@ -24,6 +26,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -32,7 +35,7 @@ from .constraints import check
 from .params import TRAINER_PARAMS
 
 __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS",
-           "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct"]
+           "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct", "rows_product", "cast_rows"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
@@ -112,14 +115,38 @@ class ConstantProduct:
         return widen(_ConstantProductFn.apply(self.x, self.xt, w))
 
 
+def rows_product(x: Tensor) -> Callable[[Tensor], Tensor]:
+    """w ↦ the float32 product x·wᵀ of a batch x already in the product's dtype (rows gathered from features cast
+    once per fit, :func:`cast_rows`): only w is cast per call, and the weight gradient is gᵀ·x in x's dtype, read
+    from x as it is; no transposed copy of the batch is made. Values as under autocast, up to the summation order
+    of the two forms of the product."""
+    return lambda w: widen(_ConstantProductFn.apply(x, None, w))
+
+
+def cast_rows(x: Tensor, dtype: torch.dtype, chunk_rows: int) -> Tensor:
+    """x (n, d) as a new ``dtype`` tensor, cast ``chunk_rows`` rows at a time through float32: the values autocast
+    gives (float32 → bfloat16 rounds to nearest even), without a float32 copy of the whole, and fast from float16
+    too, which torch converts to bfloat16 on a scalar path (1.8 ms per 1024 × 1280 rows against 0.34 ms through
+    float32, bench/README.md)."""
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    for start in range(0, x.shape[0], chunk_rows):
+        out[start:start + chunk_rows].copy_(x[start:start + chunk_rows].float())
+    return out
+
+
 class _ConstantProductFn(torch.autograd.Function):
+    """x·wᵀ in x's dtype; the weight gradient from the contiguous transpose xt when given ((xt·g)ᵀ), else gᵀ·x."""
+
     @staticmethod
-    def forward(ctx, x: Tensor, xt: Tensor, w: Tensor) -> Tensor:
-        ctx.save_for_backward(xt)
+    def forward(ctx, x: Tensor, xt: Tensor | None, w: Tensor) -> Tensor:
+        ctx.save_for_backward(x if xt is None else xt)
+        ctx.transposed = xt is not None
         ctx.weight_dtype = w.dtype
         return x @ w.to(x.dtype).t()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (xt,) = ctx.saved_tensors
-        return None, None, (xt @ grad.to(xt.dtype)).t().to(ctx.weight_dtype)
+        (saved,) = ctx.saved_tensors
+        grad = grad.to(saved.dtype)
+        weight = (saved @ grad).t() if ctx.transposed else grad.t() @ saved
+        return None, None, weight.to(ctx.weight_dtype)

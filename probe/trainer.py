@@ -39,7 +39,7 @@ from .optim import OPTIMIZER_CLASSES, SGD
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
-from .precision import ConstantProduct, autocast, resolve_precision, widen
+from .precision import ConstantProduct, autocast, cast_rows, resolve_precision, rows_product, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ __all__ = ["ProbeTrainer", "fit_many", "resolve_device", "diverged", "save_probe
 # stay in the cache and be reused, where whole-split float32 copies were new memory a process faulted in (a seed's
 # evaluation on 5,000 val and 10,000 test rows × 1280: ~0.5 s on its first call, ~65 ms after).
 _CHUNK_BYTES = 1 << 24
+# A bf16 fit on mini-batches whose heads' product is the batches' only reader (_Run.joins_loss) keeps a bfloat16
+# copy of its training features, cast once, when that copy takes at most this many bytes, and gathers its batches
+# from it: no per-step float16 → float32 widening and bfloat16 cast of each batch (45,000 × 1280 float16, the
+# 6-head ERM sweep, 1 thread: see bench/README.md, "Training precision"). Above it (e.g. 1.28M × 1024, 2.6 GB)
+# each batch is cast anew, where the products of a wide sweep dominate a step anyway and memory matters more.
+CAST_ONCE_MAX_BYTES = 1 << 29
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -767,16 +773,16 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
         run.margins(k, d, p, class_stats if exact else None, device)
     full_batch_macs = n * d * k * len(runs) if shared and full_batch(first.batch_size, n) else 0
     precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs)
+    product_only = shared and prepare is None and all(run.joins_loss for run in runs)
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
-                       precision)
+                       precision, product_only)
     epochs = first.epochs
     for t, run in zip(trainers, runs):
         run.schedule = lr_schedule(float(t.lr), epochs * batches.steps_per_epoch,
                                    t.warmup_epochs * batches.steps_per_epoch)
     logger.info("fit %s/%s%s: n=%d d=%d K=%d device=%s precision=%s stats=%s batch=%s epochs=%d%s", first.head,
                 first.loss, f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device, precision,
-                "exact" if exact else "ema", first.batch_size, epochs,
-                f" ({x.dtype} widened per batch)" if batches.widen_per_batch else "")
+                "exact" if exact else "ema", first.batch_size, epochs, batches.describe(x.dtype))
     t0 = time.perf_counter()
     _train(trainers, runs, batches, k, shared, precision)
     seconds = time.perf_counter() - t0
@@ -797,20 +803,28 @@ class _Batches:
     ``gen`` (one permutation per epoch), the same for either dtype. Each batch comes with the function of the
     heads' product at the fit's ``precision``: under autocast, or, for a full batch in bf16, a
     :class:`probe.precision.ConstantProduct` that casts the features once per fit rather than at every step.
+    A bf16 fit on mini-batches whose product is the batches' only reader (``product_only``: no loss, statistic
+    or regulariser reads the features) gathers its batches from a bfloat16 copy of the features cast once
+    (``cast_once``, up to :data:`CAST_ONCE_MAX_BYTES`); its batches are then bfloat16, not float32.
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, prepare: Callable[[Tensor], Tensor] | None,
-                 device: torch.device, gen: torch.Generator, precision: str = "fp32") -> None:
+                 device: torch.device, gen: torch.Generator, precision: str = "fp32",
+                 product_only: bool = False) -> None:
         self.n = x.shape[0]
         whole = full_batch(batch_size, self.n)
         self.steps_per_epoch = 1 if whole else math.ceil(self.n / int(batch_size))
         self.bounds = balanced_batches(self.n, self.steps_per_epoch)
-        self.widen_per_batch = x.dtype != torch.float32 and not whole
+        self.cast_once = (precision == "bf16" and not whole and product_only and prepare is None
+                          and x.numel() * torch.bfloat16.itemsize <= CAST_ONCE_MAX_BYTES)
+        self.widen_per_batch = x.dtype != torch.float32 and not whole and not self.cast_once
         self.prepare = prepare
         self.device = device
         self.gen = gen
         x, self.y = x.to(device), y.to(device)
-        if not self.widen_per_batch:
+        if self.cast_once:
+            x = cast_rows(x, torch.bfloat16, max(1, _CHUNK_BYTES // (4 * x.shape[1])))
+        elif not self.widen_per_batch:
             x = x.to(torch.float32)
             if prepare is not None:
                 x = prepare(x)
@@ -821,6 +835,12 @@ class _Batches:
         if whole:
             self.full = ConstantProduct(x, torch.bfloat16) if precision == "bf16" else self.product(x)
 
+    def describe(self, dtype: torch.dtype) -> str:
+        """How the batches are made from features of ``dtype``, for the fit's log line."""
+        if self.cast_once:
+            return f" ({dtype} cast to bfloat16 once)"
+        return f" ({dtype} widened per batch)" if self.widen_per_batch else ""
+
     def product(self, xb: Tensor) -> Callable[[Tensor], Tensor]:
         """w ↦ the float32 product xb·wᵀ, its matrix product under the precision's autocast."""
         def product(w: Tensor) -> Tensor:
@@ -830,8 +850,8 @@ class _Batches:
         return product
 
     def epoch(self):
-        """Yield (features (b, d) float32, w ↦ the heads' product with them, labels (b,)) for one pass over the
-        rows."""
+        """Yield (features (b, d), w ↦ the heads' product with them, labels (b,)) for one pass over the rows: the
+        features are float32, or bfloat16 where the batches are cast once (``cast_once``)."""
         if self.full is not None:
             yield self.x, self.full, self.y
             return
@@ -840,6 +860,9 @@ class _Batches:
             idx = order[start:stop]
             xb = torch.index_select(self.x, 0, idx, out=self._buffer(self.x.dtype, len(idx)))
             yb = torch.index_select(self.y, 0, idx)  # 5 µs where y[idx] (advanced indexing) took 50
+            if self.cast_once:
+                yield xb, rows_product(xb), yb
+                continue
             if self.widen_per_batch:
                 xb = self._buffer(torch.float32, len(idx)).copy_(xb)
                 if self.prepare is not None:

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 import probe.precision as precision_module
 import probe.trainer as trainer_module
 from probe import ProbeConfig, ProbeTrainer, fit_many
-from probe.precision import (BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS, ConstantProduct, cpu_has_native_bf16,
-                             resolve_precision)
+from probe.precision import (BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS, ConstantProduct, cast_rows,
+                             cpu_has_native_bf16, resolve_precision, rows_product)
 
 from test_trainer import gaussian_features
 
@@ -108,6 +108,64 @@ def test_constant_product_matches_autocast_and_its_gradient_is_the_bf16_weight_g
     torch.testing.assert_close(w.grad, expected, rtol=1e-2, atol=1e-2)
     exact = g.t() @ x  # and the float32 gradient, to bfloat16's precision (inputs rounded to 8 bits)
     assert float((w.grad - exact).abs().max()) <= 0.01 * float(exact.abs().max())
+
+
+def test_rows_product_is_the_autocast_product_and_its_gradient_the_bf16_weight_gradient():
+    torch.manual_seed(0)
+    x, w, g = torch.randn(300, 64), torch.randn(7, 64, requires_grad=True), torch.randn(300, 7)
+    xb = cast_rows(x, torch.bfloat16, chunk_rows=64)  # 5 chunks, the last one short
+    assert xb.dtype == torch.bfloat16 and torch.equal(xb, x.bfloat16())  # autocast's rounding, chunk by chunk
+    assert torch.equal(cast_rows(x.half(), torch.bfloat16, 7), x.half().float().bfloat16())  # float16 → bf16
+    z = rows_product(xb)(w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = x @ w.t()
+    assert z.dtype == torch.float32 and torch.equal(z, ref.float())
+    (z * g).sum().backward()
+    assert w.grad.dtype == torch.float32
+    torch.testing.assert_close(w.grad, (g.bfloat16().t() @ xb).float())  # gᵀ·x in bfloat16, from x as it is
+
+
+def _fit_sweep(x, y, **kwargs):
+    """The ERM sweep's 6 heads fitted jointly, 3 epochs, batches of 256, bf16."""
+    cfg = ProbeConfig(**{"loss": "ce", "batch_size": 256, "precision": "bf16", **kwargs}).resolved(len(y))
+    trainers = [ProbeTrainer(**{**cfg.trainer_params(c, seed=0), "epochs": 3, "tol": None})
+                for c in cfg.candidates()]
+    return fit_many(trainers, x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_bf16_mini_batches_gather_from_features_cast_once(monkeypatch, dtype):
+    """A bf16 sweep on mini-batches whose product is the batches' only reader casts its features to bfloat16 once
+    per fit and gathers bfloat16 batches from them; the heads are those of the per-batch cast (CAST_ONCE_MAX_BYTES
+    = 0) up to the summation order of the product's two forms (bit-identical on this machine's oneDNN)."""
+    x, y = gaussian_features(n_per=250, d=48, k=6)
+    x = x.astype(dtype)
+    casts, batches = [], []
+    monkeypatch.setattr(trainer_module, "cast_rows", lambda *a: casts.append(a[0].dtype) or cast_rows(*a))
+    monkeypatch.setattr(trainer_module, "rows_product", lambda xb: batches.append(xb.dtype) or rows_product(xb))
+    once = _fit_sweep(x, y)
+    assert casts == [torch.float16 if dtype == np.float16 else torch.float32]
+    assert len(batches) == 3 * 6 and set(batches) == {torch.bfloat16}  # 1,500 rows: 6 batches per epoch
+    monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_BYTES", x.size * 2 - 1)  # the copy no longer fits
+    casts.clear(), batches.clear()
+    per_batch = _fit_sweep(x, y)
+    assert casts == [] and batches == []
+    for a, b in zip(once, per_batch):
+        assert a.precision_ == b.precision_ == "bf16"
+        weights = a.class_weights()
+        np.testing.assert_allclose(weights, b.class_weights(), rtol=0, atol=1e-3 * np.abs(weights).max())
+        assert a.history_ == pytest.approx(b.history_, rel=1e-3)
+
+
+@pytest.mark.parametrize("kwargs", [{"head": "cosine"}, {"loss": "mr2", "r2_mode": "ema"}, {"loss": "focal"}])
+def test_bf16_mini_batches_are_cast_per_batch_where_something_reads_the_features(monkeypatch, kwargs):
+    """The cosine head's normalised features, an EMA of the class statistics, a loss outside ℓ_γ,ce: each reads
+    the batch, which then stays float32 (each batch cast for the product alone)."""
+    x, y = gaussian_features(n_per=250, d=48, k=6)
+    casts = []
+    monkeypatch.setattr(trainer_module, "cast_rows", lambda *a: casts.append(a) or cast_rows(*a))
+    fitted = _fit_sweep(x.astype(np.float16), y, **kwargs)
+    assert casts == [] and fitted[0].precision_ == "bf16"
 
 
 @pytest.mark.parametrize("head,adapter", [("linear", None), ("cosine", None), ("linear", "lowrank")])
