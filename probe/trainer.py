@@ -52,10 +52,12 @@ __all__ = ["ProbeTrainer", "fit_many", "resolve_device", "diverged", "save_probe
 # evaluation on 5,000 val and 10,000 test rows × 1280: ~0.5 s on its first call, ~65 ms after).
 _CHUNK_BYTES = 1 << 24
 # A bf16 fit on mini-batches whose heads' product is the batches' only reader (_Run.joins_loss) keeps a bfloat16
-# copy of its training features, cast once, when that copy takes at most this many bytes, and gathers its batches
-# from it: no per-step float16 → float32 widening and bfloat16 cast of each batch (45,000 × 1280 float16, the
-# 6-head ERM sweep, 1 thread: see bench/README.md, "Training precision"). Above it (e.g. 1.28M × 1024, 2.6 GB)
-# each batch is cast anew, where the products of a wide sweep dominate a step anyway and memory matters more.
+# copy of its training features, cast once, and gathers its batches from it: no per-step float16 → float32
+# widening and bfloat16 cast of each batch, ~0.8 ms per 1024 × 1280 batch against ~2.2 ms for the 6-head ERM
+# sweep's products (60 outputs; bench/README.md, "Training precision"). Only where that pays and the copy stays
+# small: a product of at most CAST_ONCE_MAX_OUTPUTS outputs (at 600 the casts are ~4 % of a step, at 6000 of the
+# 1000-class sweeps 0.4 %), a copy of at most CAST_ONCE_MAX_BYTES; otherwise each batch is cast anew.
+CAST_ONCE_MAX_OUTPUTS = 512
 CAST_ONCE_MAX_BYTES = 1 << 29
 
 
@@ -773,9 +775,9 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
         run.margins(k, d, p, class_stats if exact else None, device)
     full_batch_macs = n * d * k * len(runs) if shared and full_batch(first.batch_size, n) else 0
     precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs)
-    product_only = shared and prepare is None and all(run.joins_loss for run in runs)
+    cast_once = _casts_once(runs, x, k * len(runs), first.batch_size, precision, shared and prepare is None)
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
-                       precision, product_only)
+                       precision, cast_once)
     epochs = first.epochs
     for t, run in zip(trainers, runs):
         run.schedule = lr_schedule(float(t.lr), epochs * batches.steps_per_epoch,
@@ -794,6 +796,17 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     return trainers
 
 
+def _casts_once(runs: list[_Run], x: Tensor, outputs: int, batch_size: int | None, precision: str,
+                shared: bool) -> bool:
+    """Whether a fit's mini-batches come from a bfloat16 copy of its features cast once (:class:`_Batches`): a bf16
+    fit on mini-batches of shared, unprepared features that only the heads' product reads (every run
+    :attr:`_Run.joins_loss`), with a product of at most ``CAST_ONCE_MAX_OUTPUTS`` outputs and a copy of at most
+    ``CAST_ONCE_MAX_BYTES``."""
+    return (precision == "bf16" and shared and not full_batch(batch_size, x.shape[0])
+            and all(run.joins_loss for run in runs) and outputs <= CAST_ONCE_MAX_OUTPUTS
+            and x.numel() * torch.bfloat16.itemsize <= CAST_ONCE_MAX_BYTES)
+
+
 class _Batches:
     """The training rows as the heads see them, one shuffled mini-batch (or the full batch) at a time.
 
@@ -803,20 +816,18 @@ class _Batches:
     ``gen`` (one permutation per epoch), the same for either dtype. Each batch comes with the function of the
     heads' product at the fit's ``precision``: under autocast, or, for a full batch in bf16, a
     :class:`probe.precision.ConstantProduct` that casts the features once per fit rather than at every step.
-    A bf16 fit on mini-batches whose product is the batches' only reader (``product_only``: no loss, statistic
-    or regulariser reads the features) gathers its batches from a bfloat16 copy of the features cast once
-    (``cast_once``, up to :data:`CAST_ONCE_MAX_BYTES`); its batches are then bfloat16, not float32.
+    A bf16 fit on mini-batches whose product is the batches' only reader (``cast_once``, :func:`_casts_once`: no
+    loss, statistic or regulariser reads the features) gathers its batches from a bfloat16 copy of the features
+    cast once; its batches are then bfloat16, not float32.
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, prepare: Callable[[Tensor], Tensor] | None,
-                 device: torch.device, gen: torch.Generator, precision: str = "fp32",
-                 product_only: bool = False) -> None:
+                 device: torch.device, gen: torch.Generator, precision: str = "fp32", cast_once: bool = False) -> None:
         self.n = x.shape[0]
         whole = full_batch(batch_size, self.n)
         self.steps_per_epoch = 1 if whole else math.ceil(self.n / int(batch_size))
         self.bounds = balanced_batches(self.n, self.steps_per_epoch)
-        self.cast_once = (precision == "bf16" and not whole and product_only and prepare is None
-                          and x.numel() * torch.bfloat16.itemsize <= CAST_ONCE_MAX_BYTES)
+        self.cast_once = cast_once
         self.widen_per_batch = x.dtype != torch.float32 and not whole and not self.cast_once
         self.prepare = prepare
         self.device = device

@@ -133,11 +133,12 @@ def _fit_sweep(x, y, **kwargs):
     return fit_many(trainers, x, y)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32])
-def test_bf16_mini_batches_gather_from_features_cast_once(monkeypatch, dtype):
+@pytest.mark.parametrize("dtype,cap", [(np.float16, "bytes"), (np.float32, "bytes"), (np.float16, "outputs")])
+def test_bf16_mini_batches_gather_from_features_cast_once(monkeypatch, dtype, cap):
     """A bf16 sweep on mini-batches whose product is the batches' only reader casts its features to bfloat16 once
-    per fit and gathers bfloat16 batches from them; the heads are those of the per-batch cast (CAST_ONCE_MAX_BYTES
-    = 0) up to the summation order of the product's two forms (bit-identical on this machine's oneDNN)."""
+    per fit and gathers bfloat16 batches from them; past either cap (the copy's bytes, the product's outputs)
+    each batch is cast anew, and the heads are the same up to the summation order of the product's two forms
+    (bit-identical on this machine's oneDNN)."""
     x, y = gaussian_features(n_per=250, d=48, k=6)
     x = x.astype(dtype)
     casts, batches = [], []
@@ -146,7 +147,10 @@ def test_bf16_mini_batches_gather_from_features_cast_once(monkeypatch, dtype):
     once = _fit_sweep(x, y)
     assert casts == [torch.float16 if dtype == np.float16 else torch.float32]
     assert len(batches) == 3 * 6 and set(batches) == {torch.bfloat16}  # 1,500 rows: 6 batches per epoch
-    monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_BYTES", x.size * 2 - 1)  # the copy no longer fits
+    if cap == "bytes":
+        monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_BYTES", x.size * 2 - 1)  # the copy no longer fits
+    else:
+        monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_OUTPUTS", 6 * 6 - 1)  # 6 heads × 6 classes
     casts.clear(), batches.clear()
     per_batch = _fit_sweep(x, y)
     assert casts == [] and batches == []
