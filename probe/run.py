@@ -227,9 +227,9 @@ class _Fitter:
         return _Fitter(self.config, replace(self.splits, x_train=x_train, y_train=y_train), self.device,
                        self.loss_options, self.steps)
 
-    def make(self, params: dict, seed: int, hook: Callable | None = None):
+    def make(self, params: dict, seed: int, hook: Callable | None = None, precision: str | None = None):
         kwargs = self.config.trainer_params(params, seed=seed, device=self.device, loss_options=self.loss_options)
-        return self.trainer_class(**kwargs, progress=hook)
+        return self.trainer_class(**{**kwargs, **({"precision": precision} if precision else {})}, progress=hook)
 
     def fit_all(self, candidates: list[dict], seed: int, label: str = "selection") -> list:
         """Fit every candidate with ``seed``: in one pass over the data without an adapter
@@ -242,30 +242,32 @@ class _Fitter:
         return self._fit_jointly([(params, seed) for params in candidates],
                                  f"{label} ({len(candidates)} candidates, joint fit)")
 
-    def fit_seeds(self, params: dict, seeds: list[int]) -> list:
+    def fit_seeds(self, params: dict, seeds: list[int], precision: str | None = None) -> list:
         """Fit ``params`` once per seed: in one pass when the fits are full-batch without an adapter (a seed then
-        only initialises its head, ``probe.trainer.fit_many``), else one fit after another."""
+        only initialises its head, ``probe.trainer.fit_many``), else one fit after another. ``precision``
+        overrides the configuration's (None: keep it)."""
         from .trainer import full_batch
 
         if self.config.adapter is None and len(seeds) > 1 and full_batch(self.config.batch_size, len(self.x)):
             return self._fit_jointly([(params, seed) for seed in seeds],
-                                     f"seeds {', '.join(map(str, seeds))} (joint fit)")
-        return [self.fit(params, seed, f"seed {seed}") for seed in seeds]
+                                     f"seeds {', '.join(map(str, seeds))} (joint fit)", precision)
+        return [self.fit(params, seed, f"seed {seed}", precision) for seed in seeds]
 
-    def _fit_jointly(self, fits: list[tuple[dict, int]], stage: str) -> list:
+    def _fit_jointly(self, fits: list[tuple[dict, int]], stage: str, precision: str | None = None) -> list:
         from .trainer import fit_many
 
         self.steps.tick(stage)
         hook = self.steps.hook(stage, fits=len(fits))
-        trainers = [self.make(params, seed, hook if i == 0 else None) for i, (params, seed) in enumerate(fits)]
+        trainers = [self.make(params, seed, hook if i == 0 else None, precision)
+                    for i, (params, seed) in enumerate(fits)]
         fitted = fit_many(trainers, self.x, self.splits.y_train, num_classes=self.splits.num_classes,
                           class_stats=self.stats)
         self.steps.done += len(fits)
         return [t.set_params(progress=None) for t in fitted]
 
-    def fit(self, params: dict, seed: int, stage: str):
+    def fit(self, params: dict, seed: int, stage: str, precision: str | None = None):
         self.steps.tick(stage)
-        trainer = self.make(params, seed, self.steps.hook(stage)).fit(
+        trainer = self.make(params, seed, self.steps.hook(stage), precision).fit(
             self.x, self.splits.y_train, num_classes=self.splits.num_classes, class_stats=self.stats)
         self.steps.done += 1
         return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
@@ -397,12 +399,17 @@ def _select_overall(sweep: _Sweep, config: ProbeConfig, floor: float | None) -> 
 
 def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple[Any, list[SeedEvaluation]]:
     """Fit every seed of ``chosen`` but the first when its model ``first`` exists (selection on validation
-    fitted it), evaluate them all → (the first seed's model, the evaluations)."""
+    fitted it), evaluate them all → (the first seed's model, the evaluations).
+
+    The other seeds train at the precision ``first`` ran at: fitted jointly with the other candidates, its product
+    was wide enough for ``auto`` to pick bf16, where a seed fitted alone (mini-batches, one head) would resolve to
+    fp32, and the spread over seeds would mix the two precisions."""
     from .trainer import diverged
 
     seeds = fitter.config.seeds
     todo = seeds if first is None else seeds[1:]
-    fitted = fitter.fit_seeds(chosen, todo) if todo else []
+    precision = None if first is None else first.precision_
+    fitted = fitter.fit_seeds(chosen, todo, precision) if todo else []
     trainers = fitted if first is None else [first, *fitted]
     evaluations = []
     for seed, trainer in zip(seeds, trainers):

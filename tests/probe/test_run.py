@@ -362,3 +362,30 @@ def test_tol_reaches_every_fit_and_stops_early(data):
         fitted.clear()
         run_probe(data, NAMES, cfg.model_copy(update={"tol": None}))
         assert fitted and all(tol is None and epochs == 200 for tol, epochs in fitted)
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_every_seed_trains_at_the_precision_of_the_first(data, monkeypatch, precision):
+    """On mini-batches the first seed comes from the selection's joint fit, whose 4 heads × 6 classes = 24 outputs
+    make ``auto`` bf16 (on a CPU with native bf16); seeds 1 and 2, fitted alone (6 outputs), train at that
+    precision too rather than resolving their own (fp32), so the spread over seeds is of one precision."""
+    import probe.trainer as trainer_module
+    from probe.precision import BF16_MIN_OUTPUTS, cpu_has_native_bf16
+
+    fits = []
+    original = trainer_module.fit_many
+
+    def spy(trainers, *args, **kwargs):
+        out = original(trainers, *args, **kwargs)
+        fits.append([(t.random_state, t.precision_) for t in trainers])
+        return out
+
+    monkeypatch.setattr(trainer_module, "fit_many", spy)
+    config = ProbeConfig(**{**FAST, "epochs": 3, "wd_grid": [0.0, 1e-4, 1e-3, 1e-2], "seeds": [0, 1, 2],
+                            "batch_size": 64, "precision": precision})
+    assert 4 * K >= BF16_MIN_OUTPUTS and K < BF16_MIN_OUTPUTS
+    run_probe(data, NAMES, config)
+    sweep, *seeds = fits
+    expected = "bf16" if precision == "auto" and cpu_has_native_bf16() else "fp32"
+    assert sweep == [(0, expected)] * 4
+    assert seeds == [[(1, expected)], [(2, expected)]]
