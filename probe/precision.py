@@ -13,8 +13,8 @@
 
   * the stacked product is at least :data:`BF16_MIN_OUTPUTS` wide (number of heads × K): with mini-batches each
     batch is cast anew, which only pays for wide products (measured so; where the product is the batches' only
-    reader they are now gathered from features cast once per fit instead, ``probe.trainer.CAST_ONCE_MAX_BYTES``,
-    and the threshold was not measured again); or
+    reader they are now gathered from features cast once per fit instead, up to ``probe.trainer``'s
+    ``CAST_ONCE_MAX_OUTPUTS`` and ``CAST_ONCE_MAX_BYTES``, and the threshold was not measured again); or
   * the fit is full-batch and its product has at least :data:`BF16_MIN_FULL_BATCH_MACS` multiply-adds (rows ×
     features × outputs): the constant features are cast to bfloat16 once per fit, so only the small weight matrix
     is cast per step;

@@ -775,7 +775,7 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
         run.margins(k, d, p, class_stats if exact else None, device)
     full_batch_macs = n * d * k * len(runs) if shared and full_batch(first.batch_size, n) else 0
     precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs)
-    cast_once = _casts_once(runs, x, k * len(runs), first.batch_size, precision, shared and prepare is None)
+    cast_once = _casts_once(runs, x, k * len(runs), first.batch_size, precision, shared, prepare)
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
                        precision, cast_once)
     epochs = first.epochs
@@ -796,13 +796,13 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     return trainers
 
 
-def _casts_once(runs: list[_Run], x: Tensor, outputs: int, batch_size: int | None, precision: str,
-                shared: bool) -> bool:
+def _casts_once(runs: list[_Run], x: Tensor, outputs: int, batch_size: int | None, precision: str, shared: bool,
+                prepare: Callable[[Tensor], Tensor] | None) -> bool:
     """Whether a fit's mini-batches come from a bfloat16 copy of its features cast once (:class:`_Batches`): a bf16
-    fit on mini-batches of shared, unprepared features that only the heads' product reads (every run
-    :attr:`_Run.joins_loss`), with a product of at most ``CAST_ONCE_MAX_OUTPUTS`` outputs and a copy of at most
-    ``CAST_ONCE_MAX_BYTES``."""
-    return (precision == "bf16" and shared and not full_batch(batch_size, x.shape[0])
+    fit on mini-batches of shared features, unprepared, that only the heads' product reads (every run
+    :attr:`_Run.joins_loss`), with a product of at most ``CAST_ONCE_MAX_OUTPUTS`` outputs (heads × K) and a copy of
+    at most ``CAST_ONCE_MAX_BYTES``."""
+    return (precision == "bf16" and shared and prepare is None and not full_batch(batch_size, x.shape[0])
             and all(run.joins_loss for run in runs) and outputs <= CAST_ONCE_MAX_OUTPUTS
             and x.numel() * torch.bfloat16.itemsize <= CAST_ONCE_MAX_BYTES)
 
