@@ -456,8 +456,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epoch-fits", type=int, default=5, help="per-epoch cost: best of this many fits")
     parser.add_argument("--epoch-dtype", choices=("float32", "float16"), default="float32",
                         help="per-epoch cost: the features our fits get (float16: as `mr2probe train` keeps a "
-                        "float16 cache, widening each batch); the bare products read float32 rows (bf16 ones, cast "
-                        "once, where the fit ran in bf16)")
+                        "float16 cache); the bare products read float32 rows (bf16 ones, cast once, where the fit "
+                        "ran in bf16)")
     parser.add_argument("--epoch-fit-epochs", type=int, default=21,
                         help="per-epoch cost: epochs of the long fit (at least the run's own)")
     parser.add_argument("--epoch-heads", choices=("chosen", "sweep"), default="chosen",
