@@ -264,23 +264,21 @@ def epoch_fraction(data, num_classes: int, ours: dict, args) -> dict:
     cfg = ours["config"]
     x, y = data["train"]
     x_fit = x.astype(args.epoch_dtype, copy=False)  # float16: as `mr2probe train` keeps a float16 cache
-    precision = "fp32"
+    fitted: list[ProbeTrainer] = []  # the last fit's trainers: how many heads, at which precision
 
     def fit_seconds(epochs: int) -> float:
-        nonlocal precision
         best = math.inf
         for _ in range(args.epoch_fits):
-            trainers = epoch_trainers(cfg, ours["chosen"], len(y), args.epoch_heads, epochs)
+            fitted[:] = epoch_trainers(cfg, ours["chosen"], len(y), args.epoch_heads, epochs)
             start = time.perf_counter()
-            fit_many(trainers, x_fit, y, num_classes)
+            fit_many(fitted, x_fit, y, num_classes)
             best = min(best, time.perf_counter() - start)
-            precision = trainers[0].precision_
         return best
 
     epochs = long_fit_epochs(cfg, args)
     one, full = fit_seconds(1), fit_seconds(epochs)
     per_epoch = max(full - one, 1e-9) / (epochs - 1)
-    heads = len(epoch_trainers(cfg, ours["chosen"], len(y), args.epoch_heads, 1))
+    heads, precision = len(fitted), fitted[0].precision_
     bare = bare_epoch_seconds(x, heads * num_classes, precision, cfg.device)
     line = {"per_epoch_s": per_epoch, "setup_s": max(one - per_epoch, 0.0), "bare_s": bare,
             "bare_over_ours": bare / per_epoch, "heads": heads, "precision": precision}

@@ -51,6 +51,12 @@ __all__ = ["ProbeTrainer", "fit_many", "resolve_device", "diverged", "save_probe
 # stay in the cache and be reused, where whole-split float32 copies were new memory a process faulted in (a seed's
 # evaluation on 5,000 val and 10,000 test rows × 1280: ~0.5 s on its first call, ~65 ms after).
 _CHUNK_BYTES = 1 << 24
+
+
+def _chunk_rows(width: int) -> int:
+    """Rows of a ``width``-column float32 chunk of at most ``_CHUNK_BYTES`` (at least one row): inference's
+    widening chunks and the chunks of a cast-once copy (:class:`_Batches`)."""
+    return max(1, _CHUNK_BYTES // (4 * width))
 # A bf16 fit on mini-batches whose heads' product is the batches' only reader (_Run.joins_loss) keeps a bfloat16
 # copy of its training features, cast once, and gathers its batches from it: no per-step float16 → float32
 # widening and bfloat16 cast of each batch, ~0.8 ms per 1024 × 1280 batch against ~2.2 ms for the 6-head ERM
@@ -423,7 +429,7 @@ class ProbeTrainer:
             raise ValueError(f"features have {x.shape[1]} columns but the head was trained on "
                              f"{self.n_features_in_}-d features.")
         device = next(self.head_.parameters()).device
-        rows = max(1, _CHUNK_BYTES // (4 * x.shape[1]))
+        rows = _chunk_rows(x.shape[1])
         for start in range(0, x.shape[0], rows):  # float16 input is widened chunk by chunk
             yield x[start:start + rows].to(device=device, dtype=torch.float32)
 
@@ -834,7 +840,7 @@ class _Batches:
         self.gen = gen
         x, self.y = x.to(device), y.to(device)
         if self.cast_once:
-            x = cast_rows(x, torch.bfloat16, max(1, _CHUNK_BYTES // (4 * x.shape[1])))
+            x = cast_rows(x, torch.bfloat16, _chunk_rows(x.shape[1]))
         elif not self.widen_per_batch:
             x = x.to(torch.float32)
             if prepare is not None:
