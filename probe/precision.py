@@ -11,10 +11,12 @@
 - ``auto`` (the default): ``bf16`` on a CPU with native bfloat16 instructions (AVX512-BF16 or AMX,
   :func:`cpu_has_native_bf16`) when either
 
-  * the stacked product is at least :data:`BF16_MIN_OUTPUTS` wide (number of heads × K): with mini-batches each
-    batch is cast anew, which only pays for wide products (measured so; where the product is the batches' only
-    reader they are now gathered from features cast once per fit instead, up to ``probe.trainer``'s
-    ``CAST_ONCE_MAX_OUTPUTS`` and ``CAST_ONCE_MAX_BYTES``, and the threshold was not measured again); or
+  * the fit's mini-batches would be gathered from its features cast to bfloat16 once per fit (the product is the
+    batches' only reader, up to ``probe.trainer``'s ``CAST_ONCE_MAX_OUTPUTS`` and ``CAST_ONCE_MAX_BYTES``:
+    ``probe.trainer._casts_once``) and the stacked product is at least :data:`BF16_MIN_CAST_ONCE_OUTPUTS` wide
+    (number of heads × K); or
+  * other mini-batches, each cast anew, with a product at least :data:`BF16_MIN_OUTPUTS` wide: the per-batch
+    casts only pay for wide products; or
   * the fit is full-batch and its product has at least :data:`BF16_MIN_FULL_BATCH_MACS` multiply-adds (rows ×
     features × outputs): the constant features are cast to bfloat16 once per fit, so only the small weight matrix
     is cast per step;
@@ -35,7 +37,7 @@ from .constraints import check
 from .params import TRAINER_PARAMS
 
 __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS",
-           "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct", "rows_product", "cast_rows"]
+           "BF16_MIN_CAST_ONCE_OUTPUTS", "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct", "rows_product", "cast_rows"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
@@ -43,6 +45,12 @@ __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF1
 # at 600, 1.82× / 1.85× at 6000 (bench/README.md, "Training precision"). The 1024 of earlier rounds came from runs on an
 # oversubscribed machine.
 BF16_MIN_OUTPUTS = 24
+# The same width for a fit whose mini-batches come from its features cast to bfloat16 once (no cast per batch):
+# `bench/precision.py --threads 1 --widths --width-rows 45056 --dim 1280 --repeats 3` with `--width-heads 1
+# --classes 2 3 4 5 10 20` gave fp32/bf16 per epoch 1.00× at 2 outputs, 1.31× at 3, 1.49× at 4, 1.48× at 5,
+# 1.37× at 10, 1.60× at 20, and with `--width-heads 6 --classes 2 3 5` 1.52× at 12, 1.96× at 18, 1.72× at 30
+# (idle machine, bench/README.md, "Training precision"). At 2 outputs the two tie, and fp32 is kept.
+BF16_MIN_CAST_ONCE_OUTPUTS = 3
 # Multiply-adds (rows × features × outputs) of a full-batch product from which ``auto`` trains in bf16 on such a
 # CPU, the features being cast once. `bench/precision.py --threads 1 --full-batch ...` (a whole step, idle
 # machine): fp32/bf16 0.75–1.06× up to 2.4M, 1.1–1.9× from 10M, 2.0× (6 heads) and 2.9× (1 head) on 2.7k × 1280
@@ -61,7 +69,8 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def resolve_precision(precision: str, device: torch.device, outputs: int, full_batch_macs: int = 0) -> str:
+def resolve_precision(precision: str, device: torch.device, outputs: int, full_batch_macs: int = 0,
+                      cast_once: bool = False) -> str:
     """The precision a fit runs at: ``fp32`` or ``bf16``; ``auto`` by the rule of the module docstring.
 
     Args:
@@ -70,12 +79,15 @@ def resolve_precision(precision: str, device: torch.device, outputs: int, full_b
         outputs: width of the stacked head product (number of heads fitted jointly × K).
         full_batch_macs: multiply-adds of the product (rows × features × outputs) of a full-batch fit, whose
             features are constant; 0 for mini-batches.
+        cast_once: whether a bf16 fit would gather its mini-batches from its features cast to bfloat16 once
+            (``probe.trainer._casts_once``); ``auto`` then picks bf16 from :data:`BF16_MIN_CAST_ONCE_OUTPUTS`.
 
     Raises ValueError for an unknown precision, or ``bf16`` on a CUDA device without bfloat16.
     """
     check("precision", precision, TRAINER_PARAMS["precision"])
     if precision == "auto":
-        pays = outputs >= BF16_MIN_OUTPUTS or full_batch_macs >= BF16_MIN_FULL_BATCH_MACS
+        least = BF16_MIN_CAST_ONCE_OUTPUTS if cast_once else BF16_MIN_OUTPUTS
+        pays = outputs >= least or full_batch_macs >= BF16_MIN_FULL_BATCH_MACS
         fast = device.type == "cpu" and pays and cpu_has_native_bf16()
         return "bf16" if fast else "fp32"
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -780,8 +780,9 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     for run in runs:
         run.margins(k, d, p, class_stats if exact else None, device)
     full_batch_macs = n * d * k * len(runs) if shared and full_batch(first.batch_size, n) else 0
-    precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs)
-    cast_once = _casts_once(runs, x, k * len(runs), first.batch_size, precision, shared, prepare)
+    castable = _casts_once(runs, x, k * len(runs), first.batch_size, shared, prepare)
+    precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs, castable)
+    cast_once = castable and precision == "bf16"
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
                        precision, cast_once)
     epochs = first.epochs
@@ -802,13 +803,14 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     return trainers
 
 
-def _casts_once(runs: list[_Run], x: Tensor, outputs: int, batch_size: int | None, precision: str, shared: bool,
+def _casts_once(runs: list[_Run], x: Tensor, outputs: int, batch_size: int | None, shared: bool,
                 prepare: Callable[[Tensor], Tensor] | None) -> bool:
-    """Whether a fit's mini-batches come from a bfloat16 copy of its features cast once (:class:`_Batches`): a bf16
-    fit on mini-batches of shared features, unprepared, that only the heads' product reads (every run
-    :attr:`_Run.joins_loss`), with a product of at most ``CAST_ONCE_MAX_OUTPUTS`` outputs (heads × K) and a copy of
-    at most ``CAST_ONCE_MAX_BYTES``."""
-    return (precision == "bf16" and shared and prepare is None and not full_batch(batch_size, x.shape[0])
+    """Whether a fit's mini-batches, if it runs in bf16, come from a bfloat16 copy of its features cast once
+    (:class:`_Batches`): a fit on mini-batches of shared features, unprepared, that only the heads' product reads
+    (every run :attr:`_Run.joins_loss`), with a product of at most ``CAST_ONCE_MAX_OUTPUTS`` outputs (heads × K)
+    and a copy of at most ``CAST_ONCE_MAX_BYTES``. ``auto`` precision reads it too: without a cast per batch,
+    bf16 pays from narrower products (``probe.precision.BF16_MIN_CAST_ONCE_OUTPUTS``)."""
+    return (shared and prepare is None and not full_batch(batch_size, x.shape[0])
             and all(run.joins_loss for run in runs) and outputs <= CAST_ONCE_MAX_OUTPUTS
             and x.numel() * torch.bfloat16.itemsize <= CAST_ONCE_MAX_BYTES)
 

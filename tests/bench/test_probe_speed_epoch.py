@@ -27,8 +27,9 @@ def test_per_epoch_bare_products_have_the_fits_width_and_precision(tmp_path, hea
     expected_heads = 1 if heads == "chosen" else len(ProbeConfig(loss="ce").resolved(5_000).candidates())
     assert line["epoch_heads"] == expected_heads
     assert heads == "chosen" or expected_heads == 6  # 6 L2 strengths at one lr (probe.config.L2_STRENGTHS)
-    # precision="auto": bf16 from 24 outputs on a CPU with native bf16 (10 classes: 1 head fp32, 6 heads bf16)
-    bf16 = heads == "sweep" and cpu_has_native_bf16()
+    # precision="auto" on a CPU with native bf16: bf16 for both, their ℓ_γ,ce mini-batches gathered from features
+    # cast once (bf16 from 3 outputs, probe.precision.BF16_MIN_CAST_ONCE_OUTPUTS: 1 head × 10 classes is enough)
+    bf16 = cpu_has_native_bf16()
     assert line["epoch_precision"] == ("bf16" if bf16 else "fp32")
     assert ("bare_fp32_ms" in line) == bf16
     assert line["per_epoch_ms"] > 0 and line["bare_ms"] > 0

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 import probe.precision as precision_module
 import probe.trainer as trainer_module
 from probe import ProbeConfig, ProbeTrainer, fit_many
-from probe.precision import (BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS, ConstantProduct, cast_rows,
-                             cpu_has_native_bf16, resolve_precision, rows_product)
+from probe.precision import (BF16_MIN_CAST_ONCE_OUTPUTS, BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS,
+                             ConstantProduct, cast_rows, cpu_has_native_bf16, resolve_precision, rows_product)
 
 from test_trainer import gaussian_features
 
@@ -65,17 +65,29 @@ def test_auto_chooses_bf16_only_for_wide_products_on_a_native_bf16_cpu():
     assert resolve_precision("auto", CPU, 10, full_batch_macs=BF16_MIN_FULL_BATCH_MACS) == wide
     assert resolve_precision("auto", CPU, 10, full_batch_macs=BF16_MIN_FULL_BATCH_MACS - 1) == "fp32"
     assert resolve_precision("fp32", CPU, 10, full_batch_macs=10**12) == "fp32"
+    # so are mini-batches gathered from a cast-once copy: bf16 from BF16_MIN_CAST_ONCE_OUTPUTS
+    assert BF16_MIN_CAST_ONCE_OUTPUTS < BF16_MIN_OUTPUTS
+    assert resolve_precision("auto", CPU, BF16_MIN_CAST_ONCE_OUTPUTS, cast_once=True) == wide
+    assert resolve_precision("auto", CPU, BF16_MIN_CAST_ONCE_OUTPUTS - 1, cast_once=True) == "fp32"
+    assert resolve_precision("auto", CPU, BF16_MIN_CAST_ONCE_OUTPUTS) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda"), BF16_MIN_OUTPUTS, cast_once=True) == "fp32"
 
 
-@pytest.mark.parametrize("batch_size,expected", [(None, "bf16"), (512, "fp32")])
-def test_auto_trains_a_large_full_batch_in_bf16_with_the_features_cast_once(monkeypatch, batch_size, expected):
-    """2,000 × 256 × 10 classes (5.1M multiply-adds): full batch → bf16, its features cast to bfloat16 once
-    (every step's product reads the same bfloat16 tensor); mini-batches of 512 → fp32 (10 < BF16_MIN_OUTPUTS)."""
+@pytest.mark.parametrize("batch_size,kwargs,expected,cast", [
+    (None, {}, "bf16", "constant"),  # full batch: one ConstantProduct cast
+    (512, {}, "bf16", "rows"),  # mini-batches of ℓ_γ,ce: gathered from a copy cast once (10 ≥ 3 outputs)
+    (512, {"loss": "focal"}, "fp32", None),  # the loss reads each batch: a cast per batch, 10 < BF16_MIN_OUTPUTS
+])
+def test_auto_trains_in_bf16_where_the_features_are_cast_once(monkeypatch, batch_size, kwargs, expected, cast):
+    """2,000 × 256 × 10 classes (5.1M multiply-adds), one head: ``auto`` picks bf16 where the features are cast
+    once per fit (a full batch: every step's product reads the same bfloat16 tensor; mini-batches that only the
+    product reads: gathered from one bfloat16 copy), with the heads an explicit ``bf16`` fit gives; fp32 where each
+    batch would be cast anew."""
     if not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16: auto is fp32")
     x, y = gaussian_features(n_per=200, d=256, k=10)
-    assert len(y) * 256 * 10 >= BF16_MIN_FULL_BATCH_MACS
-    inputs = []
+    assert len(y) * 256 * 10 >= BF16_MIN_FULL_BATCH_MACS and BF16_MIN_CAST_ONCE_OUTPUTS <= 10 < BF16_MIN_OUTPUTS
+    inputs, copies = [], []
     original = ConstantProduct.__call__
 
     def spy(self, w):
@@ -84,15 +96,17 @@ def test_auto_trains_a_large_full_batch_in_bf16_with_the_features_cast_once(monk
         return out
 
     monkeypatch.setattr(ConstantProduct, "__call__", spy)
-    m = ProbeTrainer(epochs=3, batch_size=batch_size).fit(x, y)
+    monkeypatch.setattr(trainer_module, "cast_rows", lambda *a: copies.append(a[0].shape) or cast_rows(*a))
+    m = ProbeTrainer(epochs=3, batch_size=batch_size, **kwargs).fit(x, y)
     assert m.precision_ == expected
-    if expected == "bf16":
-        assert len(inputs) == 3 and {t.dtype for t in inputs} == {torch.bfloat16}
+    if cast == "constant":
+        assert len(inputs) == 3 and {t.dtype for t in inputs} == {torch.bfloat16} and copies == []
         assert all(t.data_ptr() == inputs[0].data_ptr() for t in inputs)  # one cast, reused
-        plain = ProbeTrainer(epochs=3, batch_size=batch_size, precision="bf16").fit(x, y)
-        assert np.array_equal(m.class_weights(), plain.class_weights())
     else:
-        assert inputs == []
+        assert inputs == [] and copies == ([x.shape] if cast == "rows" else [])
+    if expected == "bf16":
+        plain = ProbeTrainer(epochs=3, batch_size=batch_size, precision="bf16", **kwargs).fit(x, y)
+        assert np.array_equal(m.class_weights(), plain.class_weights())
 
 
 def test_constant_product_matches_autocast_and_its_gradient_is_the_bf16_weight_gradient():
