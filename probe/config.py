@@ -180,8 +180,9 @@ class ProbeConfig(BaseModel):
     device: _Name = Field("cpu", description="auto, cpu, cuda or cuda:N")
     precision: _Name = Field(
         "auto", description="training precision: fp32; bf16 (matrix products under bfloat16 autocast, float32 "
-        "weights, loss and statistics); auto: bf16 on a CPU with native bfloat16 when the heads' stacked product "
-        "is wide (probe.precision), else fp32. Evaluation is float32",
+        "weights, loss and statistics); auto: bf16 on a CPU with native bfloat16 where it measured faster (a wide "
+        "stacked product, a large full batch, or mini-batches gathered from features cast once: probe.precision), "
+        "else fp32. Evaluation is float32",
         json_schema_extra={"enum": list(TRAINING_PRECISIONS)})
 
     @model_validator(mode="before")

@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=None,
                         help=f"training precision (default: {_config_default('precision')}): bf16 runs the matrix "
                         "products under bfloat16 autocast (float32 weights and loss); auto picks bf16 on a CPU with "
-                        "native bfloat16 for wide products (many classes), fp32 otherwise")
+                        "native bfloat16 where it measured faster (wide products, large full batches, mini-batches "
+                        "cast once: probe.precision), fp32 otherwise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
