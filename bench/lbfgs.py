@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 import sys
 
-THREADS = next((int(sys.argv[i + 1]) for i, a in enumerate(sys.argv[:-1]) if a == "--threads"), 1)
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
+if __name__ == "__main__":  # the thread pools are sized at numpy's and torch's import: before it, and only when run
+    THREADS = next((int(sys.argv[i + 1]) for i, a in enumerate(sys.argv[:-1]) if a == "--threads"), 1)
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = str(THREADS)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

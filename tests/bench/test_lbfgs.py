@@ -24,7 +24,6 @@ def _problem(n=120, d=6, k=3):
 
 
 def test_the_joint_fit_gives_each_candidate_its_own_minimiser_that_of_scikit_learn():
-    torch.set_num_threads(1)
     x, y, k = _problem()
     n = len(y)
     strengths = [0.05, 0.5]
@@ -33,7 +32,7 @@ def test_the_joint_fit_gives_each_candidate_its_own_minimiser_that_of_scikit_lea
     for h, wd in enumerate(strengths):
         _, _, alone, _ = lbfgs.lbfgs([wd], x, y, k, max_iter=500, tol=1e-9)
         head = w[h * k:(h + 1) * k]
-        np.testing.assert_allclose(head, alone, atol=1e-3)  # float32 L-BFGS, stopped by its tolerances
+        np.testing.assert_allclose(head, alone, atol=1e-3)  # float32 L-BFGS stopped by its tolerances
         # scikit-learn's objective C·Σ CE + ½‖W‖² is n·C times ours (mean CE + wd/2·‖W‖²) at C = 1 / (wd·n)
         sk = LogisticRegression(C=1 / (wd * n), tol=1e-10, max_iter=10_000).fit(x.numpy(), y.numpy())
         np.testing.assert_allclose(head, sk.coef_, atol=2e-3)
