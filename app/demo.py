@@ -134,21 +134,40 @@ def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
     return verdict + format_comparison(compare_reports(*reports, load_pair(*paths)))
 
 
+def _scores_as_reference(point) -> bool:
+    """Whether a frontier point scored exactly as the reference on every selection sample: zero differences with
+    zero-width intervals (its paired bootstrap resamples only zeros)."""
+    return not any([*point.val_hard_delta_ci, *(point.val_overall_delta_ci or [])])
+
+
+def _closest_setting(other) -> list[str]:
+    """Lines on the tried setting nearest to being chosen: the highest lower bound of the hard-third gain among
+    those that score differently from the reference (and the budget that would let it through). A setting that
+    scores exactly as the reference (e.g. group DRO with a tiny η) would always be "closest", with nothing to say
+    about a fix: such settings are counted, not shown."""
+    from probe.selection import describe_params, format_delta
+
+    tried = [p for p in other.selection.frontier if not p.reference and not p.failed and p.val_hard_delta_ci]
+    differ = [p for p in tried if not _scores_as_reference(p)]
+    same = len(tried) - len(differ)
+    samples = "train + val sample (out of fold)" if other.selection.cv is not None else "validation sample"
+    if not differ:
+        return [f"All {same} settings tried scored exactly as the reference on every {samples}."] if same else []
+    best = max(differ, key=lambda p: p.val_hard_delta_ci[0])
+    lines = [f"Closest of {len(tried)} settings tried: {describe_params(best.params)}: val hard third "
+             f"{format_delta(best.val_hard_delta, best.val_hard_delta_ci)}, overall "
+             f"{format_delta(best.val_overall_delta, best.val_overall_delta_ci)}."
+             + (f" ({same} of them scored exactly as the reference on every {samples}.)" if same else "")]
+    if best.val_hard_delta_ci[0] > 0:
+        lines.append(f"It would be chosen with --max-overall-drop {-100 * best.val_overall_delta_ci[0]:.1f} "
+                     "(points of overall accuracy you accept to risk).")
+    return lines
+
+
 def kept_reference_summary(erm, other) -> str:
     """What a user learns when the disparity-aware run kept the ERM configuration: the verdict, the closest
     setting with its intervals (and the budget that would let it through), and the classes ERM fails on."""
-    from probe.selection import describe_params, format_delta
-
-    lines = [f"{other.run_id} (no safe improvement): {other.selection.verdict_text}"]
-    tried = [p for p in other.selection.frontier if not p.reference and not p.failed and p.val_hard_delta_ci]
-    if tried:
-        best = max(tried, key=lambda p: p.val_hard_delta_ci[0])
-        lines.append(f"Closest of {len(tried)} settings tried: {describe_params(best.params)}: val hard third "
-                     f"{format_delta(best.val_hard_delta, best.val_hard_delta_ci)}, overall "
-                     f"{format_delta(best.val_overall_delta, best.val_overall_delta_ci)}.")
-        if best.val_hard_delta_ci[0] > 0:
-            lines.append(f"It would be chosen with --max-overall-drop {-100 * best.val_overall_delta_ci[0]:.1f} "
-                         "(points of overall accuracy you accept to risk).")
+    lines = [f"{other.run_id} (no safe improvement): {other.selection.verdict_text}", *_closest_setting(other)]
     lines.append(f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:")
     for row in sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy):
         interval = f" [{100 * row.accuracy_ci[0]:.1f}, {100 * row.accuracy_ci[1]:.1f}]" if row.accuracy_ci else ""

@@ -81,3 +81,38 @@ def test_demo_falls_back_to_debian_fashion_mnist(tmp_path, monkeypatch):
     data = open_dataset(found, max_per_class=2)
     assert len(data.class_names) == 10 and "Shirt" in data.class_names
     assert len(data.splits["test"]) == 20
+
+
+def _point(params, hard, hard_ci, overall=0.0, overall_ci=(0.0, 0.0), **kwargs):
+    from probe.report import FrontierPoint
+
+    return FrontierPoint(params=params, val_hard_delta=hard, val_hard_delta_ci=list(hard_ci),
+                         val_overall_delta=overall, val_overall_delta_ci=list(overall_ci), **kwargs)
+
+
+def _kept(frontier, cv=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(selection=SimpleNamespace(frontier=frontier, cv=cv))
+
+
+def test_the_closest_setting_is_one_that_scores_differently_from_the_reference():
+    """A setting whose correctness equals the reference's on every sample (zero deltas, zero-width intervals, e.g.
+    group DRO with a tiny η) has the highest lower bound, 0, of any setting within noise: it is counted, not
+    shown as the closest."""
+    reference = _point({"lr": 0.01}, 0.0, (0.0, 0.0), reference=True)
+    same = _point({"lr": 0.01, "eta": 0.001}, 0.0, (0.0, 0.0))
+    noisy = _point({"lr": 0.01, "eta": 0.1}, 0.01, (-0.02, 0.04), -0.003, (-0.01, 0.004))
+    worse = _point({"lr": 0.01, "eta": 1.0}, -0.01, (-0.05, 0.02), -0.01, (-0.02, 0.0))
+    failed = _point({"lr": 1.0}, 0.0, (0.0, 0.0), failed="diverged")
+    [line] = demo._closest_setting(_kept([reference, same, noisy, worse, failed]))
+    assert line == ("Closest of 3 settings tried: lr=0.01, eta=0.1: val hard third +1.0 pt [-2.0, +4.0] (within "
+                    "noise), overall -0.3 pt [-1.0, +0.4] (within noise). (1 of them scored exactly as the reference "
+                    "on every validation sample.)")
+    assert demo._closest_setting(_kept([reference, same, same], cv=object())) == [
+        "All 2 settings tried scored exactly as the reference on every train + val sample (out of fold)."]
+    assert demo._closest_setting(_kept([reference])) == []
+    # a setting whose hard-third gain is beyond noise but costs overall accuracy: the budget that lets it through
+    costly = _point({"lr": 0.01, "eta": 0.5}, 0.03, (0.01, 0.05), -0.02, (-0.035, -0.005))
+    lines = demo._closest_setting(_kept([reference, same, costly]))
+    assert lines[1] == "It would be chosen with --max-overall-drop 3.5 (points of overall accuracy you accept to risk)."
