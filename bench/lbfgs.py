@@ -43,10 +43,10 @@ from feature_cache.store import open_cache  # noqa: E402
 from probe import ProbeConfig, ProbeTrainer, fit_many  # noqa: E402
 
 
-def ours(config: ProbeConfig, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, list[ProbeTrainer]]:
+def ours(config: ProbeConfig, candidates: list[dict], x: np.ndarray, y: np.ndarray, k: int
+         ) -> tuple[float, list[ProbeTrainer]]:
     start = time.perf_counter()
-    fitted = fit_many([ProbeTrainer(**config.trainer_params(c, seed=0)) for c in config.candidates()], x, y,
-                      num_classes=k)
+    fitted = fit_many([ProbeTrainer(**config.trainer_params(c, seed=0)) for c in candidates], x, y, num_classes=k)
     return time.perf_counter() - start, fitted
 
 
@@ -99,12 +99,13 @@ def main() -> None:
     x_test, y_test = cache.load("test")
     k = cache.num_classes
     config = ProbeConfig(loss="ce").resolved(len(y))
-    strengths = [c["weight_decay"] for c in config.candidates()]
+    candidates = config.candidates()
+    strengths = [c["weight_decay"] for c in candidates]
     x32, y32 = torch.as_tensor(x.astype(np.float32)), torch.as_tensor(y)
-    results = {"features": args.features, "train": list(x.shape), "candidates": config.candidates(), "ours": [],
+    results = {"features": args.features, "train": list(x.shape), "candidates": candidates, "ours": [],
                **{f"lbfgs_{m}": [] for m in args.max_iter}}
     for _ in range(args.repeats):
-        seconds, fitted = ours(config, x, y, k)
+        seconds, fitted = ours(config, candidates, x, y, k)
         results["ours"].append({"seconds": seconds, "epochs": [t.n_epochs_ for t in fitted],
                                 "precision": fitted[0].precision_,
                                 "test": [float((t.predict(x_test) == y_test).mean()) for t in fitted]})

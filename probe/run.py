@@ -229,7 +229,9 @@ class _Fitter:
 
     def make(self, params: dict, seed: int, hook: Callable | None = None, precision: str | None = None):
         kwargs = self.config.trainer_params(params, seed=seed, device=self.device, loss_options=self.loss_options)
-        return self.trainer_class(**{**kwargs, **({"precision": precision} if precision else {})}, progress=hook)
+        if precision:  # overrides the configuration's (the first seed's, _train_seeds)
+            kwargs["precision"] = precision
+        return self.trainer_class(**kwargs, progress=hook)
 
     def fit_all(self, candidates: list[dict], seed: int, label: str = "selection") -> list:
         """Fit every candidate with ``seed``: in one pass over the data without an adapter

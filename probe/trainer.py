@@ -57,6 +57,8 @@ def _chunk_rows(width: int) -> int:
     """Rows of a ``width``-column float32 chunk of at most ``_CHUNK_BYTES`` (at least one row): inference's
     widening chunks and the chunks of a cast-once copy (:class:`_Batches`)."""
     return max(1, _CHUNK_BYTES // (4 * width))
+
+
 # A bf16 fit on mini-batches whose heads' product is the batches' only reader (_Run.joins_loss) keeps a bfloat16
 # copy of its training features, cast once, and gathers its batches from it: no per-step float16 → float32
 # widening and bfloat16 cast of each batch, ~0.8 ms per 1024 × 1280 batch against ~2.2 ms for the 6-head ERM
@@ -779,9 +781,10 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
                                         prepare=prepare)
     for run in runs:
         run.margins(k, d, p, class_stats if exact else None, device)
-    full_batch_macs = n * d * k * len(runs) if shared and full_batch(first.batch_size, n) else 0
-    castable = _casts_once(runs, x, k * len(runs), first.batch_size, shared, prepare)
-    precision = resolve_precision(first.precision, device, k * len(runs), full_batch_macs, castable)
+    outputs = k * len(runs)  # the stacked product's width
+    full_batch_macs = n * d * outputs if shared and full_batch(first.batch_size, n) else 0
+    castable = _casts_once(runs, x, outputs, first.batch_size, shared, prepare)
+    precision = resolve_precision(first.precision, device, outputs, full_batch_macs, castable)
     cast_once = castable and precision == "bf16"
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
                        precision, cast_once)
