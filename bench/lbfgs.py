@@ -21,13 +21,14 @@ Usage::
 """
 from __future__ import annotations
 
-import os
 import sys
 
+import thread_caps  # bench/, this script's folder; imports nothing numerical
+
+DEFAULT_THREADS = 1
+
 if __name__ == "__main__":  # the thread pools are sized at numpy's and torch's import: before it, and only when run
-    THREADS = next((int(sys.argv[i + 1]) for i, a in enumerate(sys.argv[:-1]) if a == "--threads"), 1)
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_var] = str(THREADS)
+    thread_caps.cap_environment(thread_caps.threads_from_argv(sys.argv, default=DEFAULT_THREADS))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -36,7 +37,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from threadpoolctl import threadpool_info  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from feature_cache.store import open_cache  # noqa: E402
@@ -85,15 +85,15 @@ def accuracies(w: torch.Tensor, b: torch.Tensor, x: np.ndarray, y: np.ndarray, h
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", required=True, help="a feature cache (mr2probe extract)")
-    parser.add_argument("--threads", type=int, default=1, help="threads of torch and every BLAS (default 1)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="threads of torch and every BLAS (default 1)")
     parser.add_argument("--max-iter", type=int, nargs="+", default=[100, 200])
     parser.add_argument("--tol", type=float, default=1e-5, help="L-BFGS tolerance_grad (default 1e-5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"threads: torch {torch.get_num_threads()}; "
-          + "; ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info()))
+    pools = thread_caps.describe_pools(thread_caps.cap_pools(args.threads))
+    print(f"threads: torch {torch.get_num_threads()}; {pools}")
     cache = open_cache(args.features)
     x, y = cache.load("train", None)
     x_test, y_test = cache.load("test")

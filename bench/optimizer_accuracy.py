@@ -24,16 +24,23 @@ standard error of that mean.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_speed import cap_threads, check_pools, cut_per_class, load_features, synthetic  # noqa: E402
+import thread_caps  # noqa: E402  (bench/, this script's folder; imports nothing numerical)
+
+DEFAULT_THREADS = 1
+
+if __name__ == "__main__":  # as a program: every pool capped before numpy or torch is imported
+    thread_caps.cap_environment(thread_caps.threads_from_argv(sys.argv, default=DEFAULT_THREADS))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from probe_speed import check_pools, cut_per_class, load_features, synthetic  # noqa: E402
 from sklearn_baseline import SK_C, sweep  # noqa: E402
 
 from probe.registry import HEADS  # noqa: E402  (torch-free)
@@ -117,14 +124,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=10, help="synthetic features: classes")
     parser.add_argument("--test-rows", type=int, default=5000, help="synthetic features: test rows")
     parser.add_argument("--seed", type=int, default=0, help="synthetic features: generator seed")
-    parser.add_argument("--threads", type=int, default=1, help="threads of every side (capped before the fits)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="threads of every side (capped before the fits)")
     parser.add_argument("--json", default=None, help="write the runs and the table to this JSON file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    check_pools(cap_threads(args.threads), args.threads, "bench")
+    check_pools(thread_caps.cap_pools(args.threads), args.threads, "bench")
     results = []
     for name, data, names in data_sets(args):
         for per_class in args.train_per_class:

@@ -28,9 +28,12 @@ from __future__ import annotations
 import os
 import sys
 
-THREADS = next((int(sys.argv[i + 1]) for i, a in enumerate(sys.argv[:-1]) if a == "--threads"), 2)
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
+import thread_caps  # bench/, this script's folder; imports nothing numerical
+
+DEFAULT_THREADS = 2
+
+if __name__ == "__main__":  # as a program: every pool capped before numpy or torch is imported
+    thread_caps.cap_environment(thread_caps.threads_from_argv(sys.argv, default=DEFAULT_THREADS))
 
 import argparse  # noqa: E402
 import math  # noqa: E402
@@ -39,7 +42,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from probe import ProbeConfig, ProbeTrainer, fit_many, run_probe  # noqa: E402
@@ -170,7 +172,7 @@ def real(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     parser.add_argument("--widths", action="store_true", help="epoch time against the stacked product width")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 50, 100, 200, 1000])
     parser.add_argument("--width-rows", type=int, default=16_384)
@@ -185,9 +187,7 @@ def main() -> None:
     parser.add_argument("--features", nargs="*", default=[], metavar="CACHE.h5")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
-    threadpool_limits(THREADS)
-    torch.set_num_threads(THREADS)
-    pools = "; ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info())
+    pools = thread_caps.describe_pools(thread_caps.cap_pools(args.threads))
     print(f"threads: torch {torch.get_num_threads()}; {pools}; native bf16: {cpu_has_native_bf16()}; "
           f"auto → bf16 from width {BF16_MIN_OUTPUTS} or {BF16_MIN_FULL_BATCH_MACS / 2**20:.0f}M full-batch MACs; load {os.getloadavg()[0]:.2f}")
     if args.widths:

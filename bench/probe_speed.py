@@ -1,9 +1,10 @@
 """Speed and accuracy of the ERM probe against scikit-learn's L-BFGS logistic regression, same features, same threads.
 
 Every side runs with the same thread count (``--threads``, default 1), capped BEFORE numpy, scikit-learn or torch
-is imported (``OMP/MKL/OPENBLAS_NUM_THREADS`` set at the top of this file, then ``threadpoolctl`` and
-``torch.set_num_threads``); the thread pools each library actually loaded are printed (``threadpool_info``), for
-this process and for every child process. Methods, each with its own selection on the validation split:
+is imported (the ``*_NUM_THREADS`` variables set at the top of this file by ``bench/thread_caps.py``, then
+``threadpoolctl`` and ``torch.set_num_threads``); the thread pools each library actually loaded are printed
+(``threadpool_info``), for this process and for every child process. Methods, each with its own selection on the
+validation split:
 
 * ours: ``probe.run_probe`` with ``loss="ce"`` (ERM) and ProbeConfig's lr × weight-decay sweep;
 * scikit-learn ``LogisticRegression`` (L-BFGS, multinomial) with C swept over ``--sk-c`` (7 values) on val,
@@ -48,22 +49,12 @@ from __future__ import annotations
 import os
 import sys
 
+import thread_caps  # bench/, this script's folder; imports nothing numerical
 
-def _threads_from_argv(argv: list[str]) -> int:
-    """``--threads N`` read before argparse (and before any numerical import), default 1."""
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
+DEFAULT_THREADS = 1
 
-
-THREADS = _threads_from_argv(sys.argv)
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-               "NUMEXPR_NUM_THREADS")
-for _var in THREAD_VARS:  # inherited by the child processes too
-    os.environ[_var] = str(THREADS)
+if __name__ == "__main__":  # as a program: every pool capped before numpy or torch is imported (children inherit)
+    thread_caps.cap_environment(thread_caps.threads_from_argv(sys.argv, default=DEFAULT_THREADS))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -76,7 +67,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
@@ -85,17 +75,7 @@ except ModuleNotFoundError:  # run from a checkout without installing: use the r
     sys.path.insert(0, str(ROOT))
 from probe import ProbeConfig, ProbeTrainer, fit_many, run_probe  # noqa: E402
 from sklearn_baseline import SK_C, sweep as sklearn_sweep  # noqa: E402  (bench/, this script's folder)
-
-
-def cap_threads(threads: int) -> list[dict]:
-    """Cap every loaded BLAS / OpenMP pool and torch's intra-op pool; return threadpool_info() after the cap."""
-    threadpool_limits(threads)
-    torch.set_num_threads(threads)
-    return threadpool_info()
-
-
-def describe_pools(info: list[dict]) -> str:
-    return "; ".join(f"{p['internal_api']} ({Path(p['filepath']).name}) {p['num_threads']}" for p in info)
+from thread_caps import cap_pools, capped_environment, describe_pools  # noqa: E402
 
 
 def check_pools(info: list[dict], threads: int, where: str) -> None:
@@ -352,9 +332,10 @@ _OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:run), with the pool
 )
 
 
-def _child_env() -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return env
+def _child_env(threads: int) -> dict:
+    """A child's environment: the repository importable, every pool capped at ``threads``."""
+    return capped_environment(threads, dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")])))
 
 
 def _pools_line(stdout: str) -> dict:
@@ -366,7 +347,7 @@ def cli_ours(cache: Path, out: Path, args) -> dict:
     cmd = [sys.executable, "-c", _OURS_CHILD, "train", "--features", str(cache), "--loss", "ce", "--out", str(out),
            "--no-progress", *args.train_args.split()]
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
+    done = subprocess.run(cmd, env=_child_env(args.threads), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"mr2probe train failed:\n{done.stderr[-2000:]}")
@@ -380,10 +361,10 @@ def cli_ours(cache: Path, out: Path, args) -> dict:
 def cli_sklearn(cache: Path, args) -> dict:
     """bench/sklearn_baseline.py as its own process (numpy, h5py, scikit-learn: no torch, no project code)."""
     cmd = [sys.executable, str(Path(__file__).resolve().parent / "sklearn_baseline.py"), str(cache),
-           "--threads", str(THREADS), "--sk-c", *map(str, args.sk_c), "--sk-max-iter", str(args.sk_max_iter),
+           "--threads", str(args.threads), "--sk-c", *map(str, args.sk_c), "--sk-max-iter", str(args.sk_max_iter),
            "--cv", str(args.sk_cv)]
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
+    done = subprocess.run(cmd, env=_child_env(args.threads), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"scikit-learn child failed:\n{done.stderr[-2000:]}")
@@ -401,7 +382,8 @@ def run_cli(args, cache: Path | None, data, names) -> list[tuple[dict, dict]]:
             ours = cli_ours(cache, Path(tmp) / f"run{r}", args)
             sk = cli_sklearn(cache, args)
             for side in (ours, sk):
-                if {p["num_threads"] for p in side["pools"]} != {THREADS} or side.get("torch", THREADS) != THREADS:
+                if ({p["num_threads"] for p in side["pools"]} != {args.threads}
+                        or side.get("torch", args.threads) != args.threads):
                     raise SystemExit(f"child {side['name']!r} ran with pools {describe_pools(side['pools'])}, "
                                      f"torch {side['torch']}")
             rows.append((ours, sk))
@@ -434,7 +416,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="threads for torch and every BLAS, all methods and child processes alike (default 1); "
                         "read before numpy is imported")
     parser.add_argument("--device", default="cpu")
@@ -510,7 +492,7 @@ def in_process(data, names, args) -> dict:
 
 def main() -> None:
     args = parse_args()
-    check_pools(cap_threads(args.threads), args.threads, "this process")
+    check_pools(cap_pools(args.threads), args.threads, "this process")
     if args.ce_kernels:
         return ce_kernels(args)
     if args.product_forms:

@@ -35,13 +35,14 @@ import sys
 import time
 from pathlib import Path
 
+from thread_caps import cap_pools, capped_environment  # bench/, this script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 METHODS = {"erm": {"loss": "ce"}, "mr2": {"loss": "mr2"}}
 # ImageNet-1k's shape: 50 validation images per class (probe.crossval.MIN_VAL_PER_CLASS, so selection is on
 # validation; with fewer the run would cross-validate, k fits per candidate).
 NUM_CLASSES, DIM, N_VAL, N_TEST = 1000, 1024, 50_000, 10_000
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def class_means(rng):
@@ -53,8 +54,8 @@ def class_means(rng):
 
 def child_env(threads: int) -> dict[str, str]:
     """A child process's environment: the repository importable and every thread pool capped at ``threads``."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                **{var: str(threads) for var in THREAD_VARS})
+    return capped_environment(threads, dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")])))
 
 
 def draw(n: int, means, rng, chunk: int = 65_536):
@@ -105,11 +106,8 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> 
 
     import numpy as np
     import torch
-    from threadpoolctl import threadpool_info, threadpool_limits
 
-    threadpool_limits(threads)
-    torch.set_num_threads(threads)
-    pools = [{"api": p["internal_api"], "threads": p["num_threads"]} for p in threadpool_info()]
+    pools = [{"api": p["internal_api"], "threads": p["num_threads"]} for p in cap_pools(threads)]
     from probe import ProbeConfig, run_probe
 
     rng = np.random.default_rng(0)

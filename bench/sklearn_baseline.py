@@ -18,14 +18,14 @@ Usage (threads capped before numpy is imported, like every side of the benchmark
 """
 from __future__ import annotations
 
-import os
 import sys
 
+import thread_caps  # bench/, this script's folder; imports nothing numerical
+
+DEFAULT_THREADS = 1
+
 if __name__ == "__main__":  # as a program: cap every BLAS / OpenMP pool before numpy is imported
-    _threads = next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--threads"), "1")
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                 "NUMEXPR_NUM_THREADS"):
-        os.environ[_var] = _threads
+    thread_caps.cap_environment(thread_caps.threads_from_argv(sys.argv, default=DEFAULT_THREADS))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -94,20 +94,21 @@ def cv_sweep(data, c_grid: list[float], max_iter: int, folds: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("cache", help="feature cache (HDF5) with train, val and test")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP threads (capped before numpy)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="BLAS / OpenMP threads (capped before numpy)")
     parser.add_argument("--sk-c", type=float, nargs="+", default=SK_C, help="C grid (default 1e-3 … 1e3)")
     parser.add_argument("--sk-max-iter", type=int, default=1000)
     parser.add_argument("--cv", type=int, default=0, help="folds of a cross-validated C sweep on train + val; "
                         "0: select on val")
     args = parser.parse_args(argv)
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    threadpool_limits(args.threads)
+    thread_caps.cap_pools(args.threads)  # the pools loaded so far (torch is never imported here)
     data = load(args.cache)
     result = (cv_sweep(data, args.sk_c, args.sk_max_iter, args.cv) if args.cv
               else sweep(data, args.sk_c, args.sk_max_iter))
     print("RESULT " + json.dumps(result))
-    print("POOLS " + json.dumps({"pools": threadpool_info()}))
+    from threadpoolctl import threadpool_info
+
+    print("POOLS " + json.dumps({"pools": threadpool_info()}))  # after the fits: every pool they loaded
 
 
 if __name__ == "__main__":

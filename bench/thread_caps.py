@@ -1,0 +1,65 @@
+"""Equal thread counts for the bench scripts that time one side against another (issue 17).
+
+BLAS and OpenMP size their thread pools when numpy or torch is first imported, so a script that caps them imports
+this module (it imports nothing numerical) and calls :func:`cap_environment` before it imports numpy, and only when
+it runs as a program: a test that imports the script leaves the environment alone. Child processes inherit the
+capped environment, or get one from :func:`capped_environment`. Once the libraries are loaded, :func:`cap_pools`
+caps their pools again (threadpoolctl, and torch's intra-op pool where torch is imported) and returns what
+threadpoolctl reports, for the script to print (:func:`describe_pools`)::
+
+    import thread_caps
+
+    if __name__ == "__main__":
+        thread_caps.cap_environment(thread_caps.threads_from_argv(sys.argv, default=1))
+
+    import numpy as np  # noqa: E402
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+# Every pool size a numerical library may read from the environment at import.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+               "NUMEXPR_NUM_THREADS")
+
+
+def threads_from_argv(argv: list[str], default: int) -> int:
+    """``--threads N`` (or ``--threads=N``) read before argparse and any numerical import; ``default`` without it."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return default
+
+
+def capped_environment(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default: this process's environment) with every pool in :data:`THREAD_VARS` at
+    ``threads``: a child process's environment."""
+    return {**(os.environ if base is None else base), **{var: str(threads) for var in THREAD_VARS}}
+
+
+def cap_environment(threads: int) -> None:
+    """Set :data:`THREAD_VARS` to ``threads`` in this process's environment (and so its children's); effective
+    for a library only when it is imported afterwards."""
+    os.environ.update({var: str(threads) for var in THREAD_VARS})
+
+
+def cap_pools(threads: int) -> list[dict]:
+    """Cap every loaded BLAS / OpenMP pool, and torch's intra-op pool where torch is imported (a script that
+    never imports torch does not import it here); return ``threadpool_info()`` after the cap."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threadpool_info()
+
+
+def describe_pools(info: list[dict]) -> str:
+    """One line for ``threadpool_info()``: each pool's API, library file and threads."""
+    return "; ".join(f"{p['internal_api']} ({Path(p['filepath']).name}) {p['num_threads']}" for p in info)
