@@ -102,7 +102,8 @@ def main() -> None:
     candidates = config.candidates()
     strengths = [c["weight_decay"] for c in candidates]
     x32, y32 = torch.as_tensor(x.astype(np.float32)), torch.as_tensor(y)
-    results = {"features": args.features, "train": list(x.shape), "candidates": candidates, "ours": [],
+    results = {"features": args.features, "train": list(x.shape), "machine": thread_caps.machine(),
+               "candidates": candidates, "ours": [],
                **{f"lbfgs_{m}": [] for m in args.max_iter}}
     for _ in range(args.repeats):
         seconds, fitted = ours(config, candidates, x, y, k)

@@ -75,7 +75,7 @@ except ModuleNotFoundError:  # run from a checkout without installing: use the r
     sys.path.insert(0, str(ROOT))
 from probe import ProbeConfig, ProbeTrainer, fit_many, run_probe  # noqa: E402
 from sklearn_baseline import SK_C, sweep as sklearn_sweep  # noqa: E402  (bench/, this script's folder)
-from thread_caps import cap_pools, capped_environment, describe_pools  # noqa: E402
+from thread_caps import cap_pools, capped_environment, describe_pools, machine  # noqa: E402
 
 
 def check_pools(info: list[dict], threads: int, where: str) -> None:
@@ -508,7 +508,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"features: {source}; splits {shapes}; threads {args.threads}; device {args.device}; load {load:.1f}")
     result = {"source": source, "shapes": {k: list(v) for k, v in shapes.items()}, "threads": args.threads,
-              "load_before": load, "sk_c": args.sk_c}
+              "machine": machine(), "load_before": load, "sk_c": args.sk_c}
+    print(f"machine: {result['machine']}")
     if not args.skip_in_process:
         result["in_process"] = in_process(data, names, args)
     if args.cli:

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from thread_caps import cap_pools, capped_environment  # bench/, this script's folder
+from thread_caps import cap_pools, capped_environment, machine  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -123,7 +123,7 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> 
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",
-              "threads": threads, "pools": pools, "torch_threads": torch.get_num_threads(),
+              "threads": threads, "pools": pools, "torch_threads": torch.get_num_threads(), "machine": machine(),
               "seconds": seconds, "data_seconds": data_seconds, "peak_rss_gb": peak_gb,
               "candidates": len(report["selection"]["candidates"]), "epochs": report["config"]["epochs"],
               "batch_size": report["config"]["batch_size"], "test_overall": report["summary"]["overall"],

@@ -1,11 +1,13 @@
-"""Equal thread counts for the bench scripts that time one side against another (issue 17).
+"""Equal thread counts for the bench scripts that time one side against another (issue 17), and the machine they ran on.
 
 BLAS and OpenMP size their thread pools when numpy or torch is first imported, so a script that caps them imports
 this module (it imports nothing numerical) and calls :func:`cap_environment` before it imports numpy, and only when
 it runs as a program: a test that imports the script leaves the environment alone. Child processes inherit the
 capped environment, or get one from :func:`capped_environment`. Once the libraries are loaded, :func:`cap_pools`
 caps their pools again (threadpoolctl, and torch's intra-op pool where torch is imported) and returns what
-threadpoolctl reports, for the script to print (:func:`describe_pools`)::
+threadpoolctl reports, for the script to print (:func:`describe_pools`). :func:`machine` names the CPU for a
+result file: the machines of this project differ from one session to the next (bf16 products with or without AMX
+tiles), so a ratio is only comparable with others measured on the same kind of CPU::
 
     import thread_caps
 
@@ -63,3 +65,24 @@ def cap_pools(threads: int) -> list[dict]:
 def describe_pools(info: list[dict]) -> str:
     """One line for ``threadpool_info()``: each pool's API, library file and threads."""
     return "; ".join(f"{p['internal_api']} ({Path(p['filepath']).name}) {p['num_threads']}" for p in info)
+
+
+def machine() -> dict:
+    """The CPU a timing ran on: its model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), the cores
+    this process may use, and the instruction sets that decide the speed of bf16 products (AVX512-BF16, AMX)."""
+    import platform
+
+    model, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cores": cores, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}

@@ -65,3 +65,13 @@ def test_importing_a_timing_script_leaves_the_environment_alone():
                  "import sklearn_baseline, lbfgs, precision, probe_speed\n"
                  "print(json.dumps({v: os.environ[v] for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')}))", threads="2")
     assert out == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+
+
+def test_machine_names_this_cpu():
+    facts = thread_caps.machine()
+    assert set(facts) == {"cpu", "cores", "avx512_bf16", "amx_bf16"}
+    assert facts["cores"] == len(os.sched_getaffinity(0))
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    assert facts["cpu"] in cpuinfo
+    flags = next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split()
+    assert facts["amx_bf16"] == ("amx_bf16" in flags) and facts["avx512_bf16"] == ("avx512_bf16" in flags)
