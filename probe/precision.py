@@ -37,7 +37,8 @@ from .constraints import check
 from .params import TRAINER_PARAMS
 
 __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS",
-           "BF16_MIN_CAST_ONCE_OUTPUTS", "BF16_MIN_FULL_BATCH_MACS", "ConstantProduct", "rows_product", "cast_rows"]
+           "BF16_MIN_CAST_ONCE_OUTPUTS", "BF16_MIN_FULL_BATCH_MACS", "HeadsProduct", "ConstantProduct",
+           "rows_product", "heads_products", "cast_rows"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
@@ -108,31 +109,78 @@ def widen(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float32 else t.float()
 
 
-class ConstantProduct:
+class HeadsProduct:
+    """The heads' product with one batch of features: called with the stacked matrix w (m, d) of one or more heads,
+    the float32 product x·wᵀ (n, m); :meth:`each` gives every head its own (n, k_i) block of it."""
+
+    def __call__(self, w: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def each(self, matrices: list[Tensor]) -> list[Tensor]:
+        """[x·m_iᵀ] for the heads' matrices m_i (k_i, d): one product of their concatenation, split by columns."""
+        if len(matrices) == 1:
+            return [self(matrices[0])]
+        return list(self(torch.cat(matrices)).split([m.shape[0] for m in matrices], dim=1))
+
+
+class ConstantProduct(HeadsProduct):
     """z = x·wᵀ of constant features x (a full batch) with trainable weights w, in ``dtype``: x is cast once, and
     so is its transpose, kept contiguous for the weight gradient gᵀ·x = (xᵀ·g)ᵀ: on oneDNN's bfloat16 kernels
     that took 4–16 % less time than the transposed view autograd would use (2.7k × 1280, 10–600 outputs, 1
     thread, idle machine; ``bench/probe_speed.py --product-forms``). Calling it with w (float32, requires grad)
-    returns the float32 product; w's gradient is float32, as autocast would give.
+    returns the float32 product; w's gradient is float32, as autocast would give. Several heads' products come
+    from :func:`heads_products`.
     """
 
     def __init__(self, x: Tensor, dtype: torch.dtype) -> None:
         self.source, self.dtype = x, dtype
         self.x = self.xt = None  # cast at the first call (a fit with an adapter never makes one)
 
-    def __call__(self, w: Tensor) -> Tensor:
+    def _cast(self) -> None:
         if self.x is None:
             self.x = self.source.to(self.dtype)
             self.xt = self.x.t().contiguous()
+
+    def __call__(self, w: Tensor) -> Tensor:
+        self._cast()
         return widen(_ConstantProductFn.apply(self.x, self.xt, w))
 
+    def each(self, matrices: list[Tensor]) -> list[Tensor]:
+        if len(matrices) == 1:
+            return [self(matrices[0])]
+        self._cast()
+        return heads_products(self.x, self.xt, matrices)
 
-def rows_product(x: Tensor) -> Callable[[Tensor], Tensor]:
+
+class _RowsProduct(HeadsProduct):
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+
+    def __call__(self, w: Tensor) -> Tensor:
+        return widen(_ConstantProductFn.apply(self.x, None, w))
+
+    def each(self, matrices: list[Tensor]) -> list[Tensor]:
+        return [self(matrices[0])] if len(matrices) == 1 else heads_products(self.x, None, matrices)
+
+
+def rows_product(x: Tensor) -> HeadsProduct:
     """w ↦ the float32 product x·wᵀ of a batch x already in the product's dtype (rows gathered from features cast
     once per fit, :func:`cast_rows`): only w is cast per call, and the weight gradient is gᵀ·x in x's dtype, read
     from x as it is; no transposed copy of the batch is made. Values as under autocast, up to the summation order
-    of the two forms of the product."""
-    return lambda w: widen(_ConstantProductFn.apply(x, None, w))
+    of the two forms of the product. Several heads' products come from :func:`heads_products`."""
+    return _RowsProduct(x)
+
+
+def heads_products(x: Tensor, xt: Tensor | None, matrices: list[Tensor]) -> list[Tensor]:
+    """The float32 products x·m_iᵀ (n, k_i) of several heads' matrices m_i (k_i, d), float32, with features x
+    (n, d) already in the product's dtype (bfloat16), and xt its contiguous transpose or None: one product, as
+    the concatenation of the m_i under autocast gives it, split by heads and widened, with the same values and
+    gradients, bit for bit. What it saves: the float32 concatenation of the matrices before their bfloat16 cast
+    (each is cast straight into one stacked bfloat16 matrix) and, in the backward pass, the float32
+    concatenation of the heads' logit gradients before theirs (each is cast straight into one bfloat16 matrix).
+    On the 1000-class sweeps (6 or 18 heads of 1000 × 1024, batches of 1024) each is a pass over 12–74 MB:
+    bench/README.md, "The same figures on another CPU"."""
+    return list(_HeadsProductFn.apply(x, xt, *matrices))
 
 
 def cast_rows(x: Tensor, dtype: torch.dtype, chunk_rows: int) -> Tensor:
@@ -162,3 +210,31 @@ class _ConstantProductFn(torch.autograd.Function):
         grad = grad.to(saved.dtype)
         weight = (saved @ grad).t() if ctx.transposed else grad.t() @ saved
         return None, None, weight.to(ctx.weight_dtype)
+
+
+class _HeadsProductFn(torch.autograd.Function):
+    """(x, xt, m_1, ..., m_H) ↦ (x·m_1ᵀ, ..., x·m_Hᵀ) in float32, from one product in x's dtype
+    (:func:`heads_products`); the weight gradients from one product (xt·g)ᵀ when xt is given, else gᵀ·x."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, xt: Tensor | None, *matrices: Tensor) -> tuple[Tensor, ...]:
+        widths = [m.shape[0] for m in matrices]
+        stacked = torch.empty(sum(widths), x.shape[1], dtype=x.dtype, device=x.device)
+        for block, m in zip(stacked.split(widths), matrices):
+            block.copy_(m)  # cast into place: no float32 concatenation
+        ctx.save_for_backward(x if xt is None else xt)
+        ctx.transposed = xt is not None
+        ctx.widths = widths
+        ctx.weight_dtypes = [m.dtype for m in matrices]
+        return tuple(z.to(torch.float32, copy=True) for z in (x @ stacked.t()).split(widths, dim=1))
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor):
+        (saved,) = ctx.saved_tensors
+        rows = saved.shape[1] if ctx.transposed else saved.shape[0]
+        g = torch.empty(rows, sum(ctx.widths), dtype=saved.dtype, device=saved.device)
+        for block, grad in zip(g.split(ctx.widths, dim=1), grads):
+            block.copy_(grad)  # cast into place
+        weight = (saved @ g).t() if ctx.transposed else g.t() @ saved
+        return (None, None, *(w.to(dtype, memory_format=torch.contiguous_format)
+                              for w, dtype in zip(weight.split(ctx.widths), ctx.weight_dtypes)))

@@ -39,7 +39,8 @@ from .optim import OPTIMIZER_CLASSES, SGD
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
-from .precision import ConstantProduct, autocast, cast_rows, resolve_precision, rows_product, widen
+from .precision import ConstantProduct, HeadsProduct, autocast, cast_rows, heads_products, resolve_precision, \
+    rows_product, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
@@ -863,13 +864,9 @@ class _Batches:
             return f" ({dtype} cast to bfloat16 once)"
         return f" ({dtype} widened per batch)" if self.widen_per_batch else ""
 
-    def product(self, xb: Tensor) -> Callable[[Tensor], Tensor]:
+    def product(self, xb: Tensor) -> HeadsProduct:
         """w ↦ the float32 product xb·wᵀ, its matrix product under the precision's autocast."""
-        def product(w: Tensor) -> Tensor:
-            with autocast(self.precision, xb.device):
-                return widen(heads_product(xb, w))
-
-        return product
+        return _AutocastProduct(xb, self.precision)
 
     def epoch(self):
         """Yield (features (b, d), w ↦ the heads' product with them, labels (b,)) for one pass over the rows: the
@@ -899,6 +896,24 @@ class _Batches:
         if key not in self._buffers:
             self._buffers[key] = torch.empty(rows, self.x.shape[1], dtype=dtype, device=self.device)
         return self._buffers[key]
+
+
+class _AutocastProduct(HeadsProduct):
+    """The heads' product with a float32 batch under the precision's autocast (:func:`heads_product`'s form).
+    In bf16, several heads' products at least ``NARROW_OUTPUTS`` wide together come from
+    :func:`probe.precision.heads_products` (the batch cast to bfloat16 as autocast casts it: the same values)."""
+
+    def __init__(self, xb: Tensor, precision: str) -> None:
+        self.xb, self.precision = xb, precision
+
+    def __call__(self, w: Tensor) -> Tensor:
+        with autocast(self.precision, self.xb.device):
+            return widen(heads_product(self.xb, w))
+
+    def each(self, matrices: list[Tensor]) -> list[Tensor]:
+        if self.precision == "bf16" and len(matrices) > 1 and sum(m.shape[0] for m in matrices) >= NARROW_OUTPUTS:
+            return heads_products(self.xb.to(torch.bfloat16), None, matrices)
+        return super().each(matrices)
 
 
 def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k: int, shared: bool,
@@ -944,7 +959,7 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
             bar.close()
 
 
-def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb: Tensor, n: int, epoch: int,
+def _step(runs: list[_Run], xb: Tensor, product: HeadsProduct, yb: Tensor, n: int, epoch: int,
           step: int, k: int, shared: bool, gen: torch.Generator, precision: str) -> None:
     """One optimiser step of every run on the batch (xb, yb); no host synchronisation.
 
@@ -960,11 +975,10 @@ def _step(runs: list[_Run], xb: Tensor, product: Callable[[Tensor], Tensor], yb:
     """
     if shared:  # one product for all heads: the batch is read once
         matrices = [run.head.score_matrix() for run in runs]
-        raw = product(torch.cat(matrices) if len(matrices) > 1 else matrices[0])
         if len(runs) > 1 and k in LOGSUMEXP_CLASSES and all(run.joins_loss for run in runs):
-            losses = _joint_losses(runs, raw, yb, k)
+            losses = _joint_losses(runs, product(torch.cat(matrices)), yb, k)
             return _update(runs, losses.sum(), losses.detach(), yb.shape[0] / n, epoch, step)
-        raws = raw.split(k, dim=1)
+        raws = product.each(matrices)
     cast = autocast(precision, xb.device)
     losses = []
     for i, run in enumerate(runs):
