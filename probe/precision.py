@@ -37,8 +37,8 @@ from .constraints import check
 from .params import TRAINER_PARAMS
 
 __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS",
-           "BF16_MIN_CAST_ONCE_OUTPUTS", "BF16_MIN_FULL_BATCH_MACS", "HeadsProduct", "ConstantProduct",
-           "rows_product", "heads_products", "cast_rows"]
+           "BF16_MIN_CAST_ONCE_OUTPUTS", "BF16_MIN_FULL_BATCH_MACS", "BatchProduct", "ConstantProduct",
+           "rows_product", "per_head_products", "cast_rows"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
@@ -109,7 +109,7 @@ def widen(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float32 else t.float()
 
 
-class HeadsProduct:
+class BatchProduct:
     """The heads' product with one batch of features: called with the stacked matrix w (m, d) of one or more heads,
     the float32 product x·wᵀ (n, m); :meth:`each` gives every head its own (n, k_i) block of it."""
 
@@ -123,13 +123,13 @@ class HeadsProduct:
         return list(self(torch.cat(matrices)).split([m.shape[0] for m in matrices], dim=1))
 
 
-class ConstantProduct(HeadsProduct):
+class ConstantProduct(BatchProduct):
     """z = x·wᵀ of constant features x (a full batch) with trainable weights w, in ``dtype``: x is cast once, and
     so is its transpose, kept contiguous for the weight gradient gᵀ·x = (xᵀ·g)ᵀ: on oneDNN's bfloat16 kernels
     that took 4–16 % less time than the transposed view autograd would use (2.7k × 1280, 10–600 outputs, 1
     thread, idle machine; ``bench/probe_speed.py --product-forms``). Calling it with w (float32, requires grad)
     returns the float32 product; w's gradient is float32, as autocast would give. Several heads' products come
-    from :func:`heads_products`.
+    from :func:`per_head_products`.
     """
 
     def __init__(self, x: Tensor, dtype: torch.dtype) -> None:
@@ -149,10 +149,10 @@ class ConstantProduct(HeadsProduct):
         if len(matrices) == 1:
             return [self(matrices[0])]
         self._cast()
-        return heads_products(self.x, self.xt, matrices)
+        return per_head_products(self.x, self.xt, matrices)
 
 
-class _RowsProduct(HeadsProduct):
+class _RowsProduct(BatchProduct):
     def __init__(self, x: Tensor) -> None:
         self.x = x
 
@@ -160,18 +160,18 @@ class _RowsProduct(HeadsProduct):
         return widen(_ConstantProductFn.apply(self.x, None, w))
 
     def each(self, matrices: list[Tensor]) -> list[Tensor]:
-        return [self(matrices[0])] if len(matrices) == 1 else heads_products(self.x, None, matrices)
+        return [self(matrices[0])] if len(matrices) == 1 else per_head_products(self.x, None, matrices)
 
 
-def rows_product(x: Tensor) -> HeadsProduct:
+def rows_product(x: Tensor) -> BatchProduct:
     """w ↦ the float32 product x·wᵀ of a batch x already in the product's dtype (rows gathered from features cast
     once per fit, :func:`cast_rows`): only w is cast per call, and the weight gradient is gᵀ·x in x's dtype, read
     from x as it is; no transposed copy of the batch is made. Values as under autocast, up to the summation order
-    of the two forms of the product. Several heads' products come from :func:`heads_products`."""
+    of the two forms of the product. Several heads' products come from :func:`per_head_products`."""
     return _RowsProduct(x)
 
 
-def heads_products(x: Tensor, xt: Tensor | None, matrices: list[Tensor]) -> list[Tensor]:
+def per_head_products(x: Tensor, xt: Tensor | None, matrices: list[Tensor]) -> list[Tensor]:
     """The float32 products x·m_iᵀ (n, k_i) of several heads' matrices m_i (k_i, d), float32, with features x
     (n, d) already in the product's dtype (bfloat16), and xt its contiguous transpose or None: one product, as
     the concatenation of the m_i under autocast gives it, split by heads and widened, with the same values and
@@ -180,7 +180,7 @@ def heads_products(x: Tensor, xt: Tensor | None, matrices: list[Tensor]) -> list
     concatenation of the heads' logit gradients before theirs (each is cast straight into one bfloat16 matrix).
     On the 1000-class sweeps (6 or 18 heads of 1000 × 1024, batches of 1024) each is a pass over 12–74 MB:
     bench/README.md, "The same figures on another CPU"."""
-    return list(_HeadsProductFn.apply(x, xt, *matrices))
+    return list(_PerHeadProductsFn.apply(x, xt, *matrices))
 
 
 def cast_rows(x: Tensor, dtype: torch.dtype, chunk_rows: int) -> Tensor:
@@ -212,9 +212,9 @@ class _ConstantProductFn(torch.autograd.Function):
         return None, None, weight.to(ctx.weight_dtype)
 
 
-class _HeadsProductFn(torch.autograd.Function):
+class _PerHeadProductsFn(torch.autograd.Function):
     """(x, xt, m_1, ..., m_H) ↦ (x·m_1ᵀ, ..., x·m_Hᵀ) in float32, from one product in x's dtype
-    (:func:`heads_products`); the weight gradients from one product (xt·g)ᵀ when xt is given, else gᵀ·x."""
+    (:func:`per_head_products`); the weight gradients from one product (xt·g)ᵀ when xt is given, else gᵀ·x."""
 
     @staticmethod
     def forward(ctx, x: Tensor, xt: Tensor | None, *matrices: Tensor) -> tuple[Tensor, ...]:

@@ -39,7 +39,7 @@ from .optim import OPTIMIZER_CLASSES, SGD
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
-from .precision import ConstantProduct, HeadsProduct, autocast, cast_rows, heads_products, resolve_precision, \
+from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
     rows_product, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
@@ -864,7 +864,7 @@ class _Batches:
             return f" ({dtype} cast to bfloat16 once)"
         return f" ({dtype} widened per batch)" if self.widen_per_batch else ""
 
-    def product(self, xb: Tensor) -> HeadsProduct:
+    def product(self, xb: Tensor) -> BatchProduct:
         """w ↦ the float32 product xb·wᵀ, its matrix product under the precision's autocast."""
         return _AutocastProduct(xb, self.precision)
 
@@ -898,10 +898,10 @@ class _Batches:
         return self._buffers[key]
 
 
-class _AutocastProduct(HeadsProduct):
+class _AutocastProduct(BatchProduct):
     """The heads' product with a float32 batch under the precision's autocast (:func:`heads_product`'s form).
     In bf16, several heads' products at least ``NARROW_OUTPUTS`` wide together come from
-    :func:`probe.precision.heads_products` (the batch cast to bfloat16 as autocast casts it: the same values)."""
+    :func:`probe.precision.per_head_products` (the batch cast to bfloat16 as autocast casts it: the same values)."""
 
     def __init__(self, xb: Tensor, precision: str) -> None:
         self.xb, self.precision = xb, precision
@@ -912,7 +912,7 @@ class _AutocastProduct(HeadsProduct):
 
     def each(self, matrices: list[Tensor]) -> list[Tensor]:
         if self.precision == "bf16" and len(matrices) > 1 and sum(m.shape[0] for m in matrices) >= NARROW_OUTPUTS:
-            return heads_products(self.xb.to(torch.bfloat16), None, matrices)
+            return per_head_products(self.xb.to(torch.bfloat16), None, matrices)
         return super().each(matrices)
 
 
@@ -959,7 +959,7 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
             bar.close()
 
 
-def _step(runs: list[_Run], xb: Tensor, product: HeadsProduct, yb: Tensor, n: int, epoch: int,
+def _step(runs: list[_Run], xb: Tensor, product: BatchProduct, yb: Tensor, n: int, epoch: int,
           step: int, k: int, shared: bool, gen: torch.Generator, precision: str) -> None:
     """One optimiser step of every run on the batch (xb, yb); no host synchronisation.
 

@@ -10,7 +10,7 @@ import probe.precision as precision_module
 import probe.trainer as trainer_module
 from probe import ProbeConfig, ProbeTrainer, fit_many
 from probe.precision import (BF16_MIN_CAST_ONCE_OUTPUTS, BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS,
-                             ConstantProduct, HeadsProduct, cast_rows, cpu_has_native_bf16, heads_products,
+                             BatchProduct, ConstantProduct, cast_rows, cpu_has_native_bf16, per_head_products,
                              resolve_precision, rows_product)
 
 from test_trainer import gaussian_features
@@ -141,7 +141,7 @@ def test_rows_product_is_the_autocast_product_and_its_gradient_the_bf16_weight_g
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-def test_heads_products_are_the_autocast_products_of_the_stacked_heads_bit_for_bit(transposed):
+def test_per_head_products_are_the_autocast_products_of_the_stacked_heads_bit_for_bit(transposed):
     """Three heads of 5, 7 and 4 classes: each head's float32 block and each head's float32 weight gradient are
     exactly what torch.cat of the matrices under autocast, widened and split, gives (the code before)."""
     torch.manual_seed(0)
@@ -149,7 +149,7 @@ def test_heads_products_are_the_autocast_products_of_the_stacked_heads_bit_for_b
     matrices = [torch.randn(m, 32, requires_grad=True) for m in (5, 7, 4)]
     gs = [torch.randn(50, m) for m in (5, 7, 4)]
     xb = x.bfloat16()
-    out = heads_products(xb, xb.t().contiguous() if transposed else None, matrices)
+    out = per_head_products(xb, xb.t().contiguous() if transposed else None, matrices)
     assert [tuple(z.shape) for z in out] == [(50, 5), (50, 7), (50, 4)] and {z.dtype for z in out} == {torch.float32}
     sum((z * g).sum() for z, g in zip(out, gs)).backward()
     grads = [m.grad.clone() for m in matrices]
@@ -173,21 +173,21 @@ def test_heads_products_are_the_autocast_products_of_the_stacked_heads_bit_for_b
 def test_a_bf16_sweep_of_many_classes_gets_each_heads_product_in_place(monkeypatch, batch_size, dtype):
     """16 classes (outside the joint loss's LOGSUMEXP_CLASSES), the ERM sweep's 6 heads in bf16: a full batch, batches
     gathered from features cast once, and batches cast anew (the cast-once cap lowered) all take their heads'
-    products from heads_products, and give the heads that concatenating the matrices and splitting the product
-    gives (HeadsProduct.each, the code before), bit for bit where the weight gradient is gᵀ·x."""
+    products from per_head_products, and give the heads that concatenating the matrices and splitting the product
+    gives (BatchProduct.each, the code before), bit for bit where the weight gradient is gᵀ·x."""
     x, y = gaussian_features(n_per=60, d=40, k=16)
     x = x.astype(dtype)
     calls = []
-    monkeypatch.setattr(precision_module, "heads_products",
-                        lambda *a: calls.append(len(a[2])) or heads_products(*a))
-    monkeypatch.setattr(trainer_module, "heads_products", precision_module.heads_products)
+    monkeypatch.setattr(precision_module, "per_head_products",
+                        lambda *a: calls.append(len(a[2])) or per_head_products(*a))
+    monkeypatch.setattr(trainer_module, "per_head_products", precision_module.per_head_products)
     if dtype == np.float32 and batch_size:
         monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_OUTPUTS", 6 * 16 - 1)
     fitted = _fit_sweep(x, y, batch_size=batch_size)
     steps = 3 * (1 if batch_size is None else 5)
     assert calls == [6] * steps and fitted[0].precision_ == "bf16"
     for cls in (ConstantProduct, precision_module._RowsProduct, trainer_module._AutocastProduct):
-        monkeypatch.setattr(cls, "each", HeadsProduct.each)
+        monkeypatch.setattr(cls, "each", BatchProduct.each)
     calls.clear()
     before = _fit_sweep(x, y, batch_size=batch_size)
     assert calls == []
