@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -172,10 +171,11 @@ def rows_product(x: Tensor) -> BatchProduct:
 
 
 def per_head_products(x: Tensor, xt: Tensor | None, matrices: list[Tensor]) -> list[Tensor]:
-    """The float32 products x·m_iᵀ (n, k_i) of several heads' matrices m_i (k_i, d), float32, with features x
+    """The float32 products x·m_iᵀ (n, k_i) of several heads' float32 matrices m_i (k_i, d) with features x
     (n, d) already in the product's dtype (bfloat16), and xt its contiguous transpose or None: one product, as
-    the concatenation of the m_i under autocast gives it, split by heads and widened, with the same values and
-    gradients, bit for bit. What it saves: the float32 concatenation of the matrices before their bfloat16 cast
+    :class:`ConstantProduct` or :func:`rows_product` of the concatenated m_i gives it, split by heads, with the
+    same values and gradients, bit for bit (and so autocast's, up to the order in which (xt·g)ᵀ sums). What it
+    saves: the float32 concatenation of the matrices before their bfloat16 cast
     (each is cast straight into one stacked bfloat16 matrix) and, in the backward pass, the float32
     concatenation of the heads' logit gradients before theirs (each is cast straight into one bfloat16 matrix).
     On the 1000-class sweeps (6 or 18 heads of 1000 × 1024, batches of 1024) each is a pass over 12–74 MB:
