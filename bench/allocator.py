@@ -34,7 +34,8 @@ import threading
 import time
 from pathlib import Path
 
-from scale import METHODS, NUM_CLASSES, child_env, class_means, draw
+from scale import METHODS, NUM_CLASSES, class_means, draw
+from thread_caps import child_environment
 
 SETTINGS = {"default": (False, "main"), "kept": (True, "main"), "thread": (True, "thread"),
             "job": (True, "job")}  # name -> (run_probe's tune_allocator, caller: see called_from)
@@ -98,7 +99,7 @@ def child(setting: str, method: str, n: int) -> dict:
 
 def measure(setting: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", setting, "--n", str(args.n), "--method", args.method]
-    done = subprocess.run(command, env=child_env(args.threads), capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=child_environment(args.threads), capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])
 
 

@@ -75,7 +75,7 @@ except ModuleNotFoundError:  # run from a checkout without installing: use the r
     sys.path.insert(0, str(ROOT))
 from probe import ProbeConfig, ProbeTrainer, fit_many, run_probe  # noqa: E402
 from sklearn_baseline import SK_C, sweep as sklearn_sweep  # noqa: E402  (bench/, this script's folder)
-from thread_caps import cap_pools, capped_environment, describe_pools, machine  # noqa: E402
+from thread_caps import cap_pools, child_environment, describe_pools, machine  # noqa: E402
 
 
 def check_pools(info: list[dict], threads: int, where: str) -> None:
@@ -332,12 +332,6 @@ _OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:run), with the pool
 )
 
 
-def _child_env(threads: int) -> dict:
-    """A child's environment: the repository importable, every pool capped at ``threads``."""
-    return capped_environment(threads, dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT), os.environ.get("PYTHONPATH", "")])))
-
-
 def _pools_line(stdout: str) -> dict:
     line = next(row for row in stdout.splitlines() if row.startswith("POOLS "))
     return json.loads(line[len("POOLS "):])
@@ -347,7 +341,7 @@ def cli_ours(cache: Path, out: Path, args) -> dict:
     cmd = [sys.executable, "-c", _OURS_CHILD, "train", "--features", str(cache), "--loss", "ce", "--out", str(out),
            "--no-progress", *args.train_args.split()]
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=_child_env(args.threads), capture_output=True, text=True)
+    done = subprocess.run(cmd, env=child_environment(args.threads), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"mr2probe train failed:\n{done.stderr[-2000:]}")
@@ -364,7 +358,7 @@ def cli_sklearn(cache: Path, args) -> dict:
            "--threads", str(args.threads), "--sk-c", *map(str, args.sk_c), "--sk-max-iter", str(args.sk_max_iter),
            "--cv", str(args.sk_cv)]
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=_child_env(args.threads), capture_output=True, text=True)
+    done = subprocess.run(cmd, env=child_environment(args.threads), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"scikit-learn child failed:\n{done.stderr[-2000:]}")

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from thread_caps import cap_pools, capped_environment, machine  # bench/, this script's folder
+from thread_caps import cap_pools, child_environment, machine  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -50,12 +50,6 @@ def class_means(rng):
     import numpy as np
 
     return (rng.standard_normal((NUM_CLASSES, DIM), dtype=np.float32) * (4.0 / math.sqrt(DIM))).astype(np.float32)
-
-
-def child_env(threads: int) -> dict[str, str]:
-    """A child process's environment: the repository importable and every thread pool capped at ``threads``."""
-    return capped_environment(threads, dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT), os.environ.get("PYTHONPATH", "")])))
 
 
 def draw(n: int, means, rng, chunk: int = 65_536):
@@ -137,7 +131,7 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu") -> 
 
 def run_case(method: str, n: int, threads: int, device: str = "cpu", results: Path = RESULTS) -> dict:
     out = result_path(results, method, n, device)
-    env = child_env(threads)
+    env = child_environment(threads)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", method, "--n", str(n), "--threads", str(threads),
            "--device", device, "--results", str(results)]
     load = os.getloadavg()[0]

@@ -3,11 +3,11 @@
 BLAS and OpenMP size their thread pools when numpy or torch is first imported, so a script that caps them imports
 this module (it imports nothing numerical) and calls :func:`cap_environment` before it imports numpy, and only when
 it runs as a program: a test that imports the script leaves the environment alone. Child processes inherit the
-capped environment, or get one from :func:`capped_environment`. Once the libraries are loaded, :func:`cap_pools`
-caps their pools again (threadpoolctl, and torch's intra-op pool where torch is imported) and returns what
-threadpoolctl reports, for the script to print (:func:`describe_pools`). :func:`machine` names the CPU for a
-result file: the machines of this project differ from one session to the next (bf16 products with or without AMX
-tiles), so a ratio is only comparable with others measured on the same kind of CPU::
+capped environment, or get one from :func:`child_environment` (the repository importable too). Once the libraries
+are loaded, :func:`cap_pools` caps their pools again (threadpoolctl, and torch's intra-op pool where torch is
+imported) and returns what threadpoolctl reports, for the script to print (:func:`describe_pools`). :func:`machine`
+names the CPU for a result file: the machines of this project differ from one session to the next (bf16 products
+with or without AMX tiles), so a ratio is only comparable with others measured on the same kind of CPU::
 
     import thread_caps
 
@@ -22,6 +22,8 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository, importable in the children of the scripts
 
 # Every pool size a numerical library may read from the environment at import.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -42,6 +44,13 @@ def capped_environment(threads: int, base: Mapping[str, str] | None = None) -> d
     """A copy of ``base`` (default: this process's environment) with every pool in :data:`THREAD_VARS` at
     ``threads``: a child process's environment."""
     return {**(os.environ if base is None else base), **{var: str(threads) for var in THREAD_VARS}}
+
+
+def child_environment(threads: int) -> dict[str, str]:
+    """A child process's environment: this process's, with the repository first on ``PYTHONPATH`` and every pool
+    capped at ``threads``."""
+    return capped_environment(threads, {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")])})
 
 
 def cap_environment(threads: int) -> None:

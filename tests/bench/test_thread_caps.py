@@ -33,6 +33,13 @@ def test_capped_environment_is_a_copy_with_every_pool_capped():
     assert set(thread_caps.THREAD_VARS) >= {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
 
 
+def test_child_environment_puts_the_repository_first_and_caps_every_pool(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = thread_caps.child_environment(3)
+    assert env["PYTHONPATH"] == os.pathsep.join([str(REPO), "/elsewhere"])
+    assert all(env[var] == "3" for var in thread_caps.THREAD_VARS) and env["PATH"] == os.environ["PATH"]
+
+
 def _fresh(code: str, threads: str = "2") -> dict:
     """Run ``code`` in a fresh interpreter with bench/ importable and the pools at ``threads``; its last line is
     JSON."""
