@@ -29,7 +29,7 @@ import torch.distributed as dist
 from .datasets import SPLITS, LabelledImages, Sample
 from .encoders import Encoder
 from .extract import ExtractResult, _existing, check_decodable, plan_extraction, run_plan
-from .store import _create_split, _decode_attr, _set_attrs, library_versions, open_cache
+from .store import _create_split, _decode_attr, _set_attrs, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
 
@@ -67,29 +67,23 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
         for split in SPLITS:
             totals[split] += cache.split_sizes.get(split, 0)
         skipped += cache.attrs.get("skipped", [])
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.merge")
-    try:
-        with h5py.File(tmp, "w") as out:
-            root = {k: _decode_attr(k, v) for k, v in h5py.File(shards[0], "r").attrs.items()}
-            _set_attrs(out, {**root, **attrs, "skipped": attrs.get("skipped", []) + skipped})
-            for split in SPLITS:
-                group = out.create_group(split)
-                with h5py.File(shards[0], "r") as src:
-                    dtype = src[split]["features"].dtype
-                _create_split(group, d, str(dtype), rows=totals[split])
-                row = 0
-                for path in shards:
-                    with h5py.File(path, "r") as src:
-                        n = src[split]["features"].shape[0]
-                        for start in range(0, n, 8192):
-                            end = min(n, start + 8192)
-                            for name in ("features", "labels", "sources"):
-                                group[name][row + start:row + end] = src[split][name][start:end]
-                        row += n
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with replacing_file(final) as out:
+        root = {k: _decode_attr(k, v) for k, v in h5py.File(shards[0], "r").attrs.items()}
+        _set_attrs(out, {**root, **attrs, "skipped": attrs.get("skipped", []) + skipped})
+        for split in SPLITS:
+            group = out.create_group(split)
+            with h5py.File(shards[0], "r") as src:
+                dtype = src[split]["features"].dtype
+            _create_split(group, d, str(dtype), rows=totals[split])
+            row = 0
+            for path in shards:
+                with h5py.File(path, "r") as src:
+                    n = src[split]["features"].shape[0]
+                    for start in range(0, n, 8192):
+                        end = min(n, start + 8192)
+                        for name in ("features", "labels", "sources"):
+                            group[name][row + start:row + end] = src[split][name][start:end]
+                    row += n
     for path in shards:
         path.unlink()
     return final

@@ -45,7 +45,8 @@ from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetError, ExtractionCancelled
 from .fingerprint import cache_fingerprint
-from .store import SCHEMA_VERSION, PartialCache, library_versions, open_cache
+from .partial import PartialCache
+from .store import SCHEMA_VERSION, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
            "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",

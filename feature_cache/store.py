@@ -40,17 +40,18 @@ One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split 
 Row i of ``features``, ``labels`` and ``sources`` describe the same sample; rows follow the split's
 sorted source order, minus skipped files.
 
-While extraction runs, the file is ``<final>.partial`` with the same layout plus progress attributes
-on each split group (``next_index``: samples consumed, ``rows``: rows written) and ``complete`` on the
-root; it is renamed with ``os.replace`` only when every split is done, so a file with the final name
-is always complete. :func:`open_cache` refuses ``*.partial`` files.
+While extraction runs, its rows go to ``<final>.partial``, an append-only log of checksummed chunks that survives
+a killed process (:mod:`feature_cache.partial`); the cache file is written from it at a temporary name and moved
+onto the final name with ``os.replace`` only when every split is done, so a file with the final name is always
+complete. :func:`open_cache` refuses ``*.partial`` files.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,7 +67,7 @@ __all__ = [
     "FeatureCache",
     "open_cache",
     "write_cache",
-    "PartialCache",
+    "replacing_file",
     "library_versions",
     "JSON_ATTRS",
 ]
@@ -162,9 +163,6 @@ def write_cache(
     if len(dims) != 1:
         raise ValueError(f"all splits must have 2-D features with one width, got widths {sorted(dims)}.")
     d = dims.pop()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     root_attrs = {
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -173,140 +171,41 @@ def write_cache(
         **attrs,
         "class_names": list(class_names),
     }
+    with replacing_file(path) as h5:
+        _set_attrs(h5, root_attrs)
+        for split in SPLITS:
+            features, labels, sources = splits.get(split, (np.zeros((0, d)), np.zeros(0), []))
+            # converts only when the dtype differs: a float16 array is written as it is, not copied
+            features = np.asarray(features, dtype=dtype)
+            labels = np.asarray(labels, dtype=np.int64)
+            n = features.shape[0]
+            if labels.shape != (n,) or len(sources) != n:
+                raise ValueError(
+                    f"split {split!r}: {n} feature rows, {labels.shape[0]} labels, {len(sources)} sources."
+                )
+            group = h5.create_group(split)
+            _create_split(group, d, dtype, rows=n)
+            if n:
+                group["features"][:] = features
+                group["labels"][:] = labels
+                group["sources"][:] = np.asarray(list(sources), dtype=object)
+    return Path(path)
+
+
+@contextmanager
+def replacing_file(path: str | Path, **kwargs: Any) -> Iterator[h5py.File]:
+    """A new HDF5 file written at a temporary name beside ``path`` (``kwargs`` go to ``h5py.File``) and moved onto
+    ``path`` with ``os.replace`` only when the block succeeds: ``path`` is never seen half written, and a failure
+    leaves what was there untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as h5:
-            _set_attrs(h5, root_attrs)
-            for split in SPLITS:
-                features, labels, sources = splits.get(split, (np.zeros((0, d)), np.zeros(0), []))
-                # converts only when the dtype differs: a float16 array is written as it is, not copied
-                features = np.asarray(features, dtype=dtype)
-                labels = np.asarray(labels, dtype=np.int64)
-                n = features.shape[0]
-                if labels.shape != (n,) or len(sources) != n:
-                    raise ValueError(
-                        f"split {split!r}: {n} feature rows, {labels.shape[0]} labels, {len(sources)} sources."
-                    )
-                group = h5.create_group(split)
-                _create_split(group, d, dtype, rows=n)
-                if n:
-                    group["features"][:] = features
-                    group["labels"][:] = labels
-                    group["sources"][:] = np.asarray(list(sources), dtype=object)
+        with h5py.File(tmp, "w", **kwargs) as h5:
+            yield h5
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-class PartialCache:
-    """A ``<final>.partial`` file being filled chunk by chunk, resumable after a crash.
-
-    Progress per split is the group attributes ``next_index`` (samples consumed, skipped ones
-    included) and ``rows`` (rows written); both are updated only after a chunk's rows are written, and
-    the file is flushed, so a restart continues from the last complete chunk.
-    """
-
-    def __init__(self, h5: h5py.File, path: Path) -> None:
-        self.h5 = h5
-        self.path = path
-
-    @classmethod
-    def open(
-        cls,
-        path: Path,
-        *,
-        attrs: Mapping[str, Any],
-        num_features: int,
-        dtype: str,
-    ) -> "PartialCache":
-        """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh."""
-        if path.exists():
-            try:
-                h5 = h5py.File(path, "r+")
-                ok = (
-                    _decode_attr("fingerprint", h5.attrs.get("fingerprint")) == attrs["fingerprint"]
-                    and all(s in h5 and "next_index" in h5[s].attrs for s in SPLITS)
-                    and h5["train"]["features"].shape[1] == num_features
-                )
-                if ok:
-                    logger.info("resuming %s (%s)", path, {s: int(h5[s].attrs["next_index"]) for s in SPLITS})
-                    return cls(h5, path)
-                h5.close()
-                logger.warning("discarding %s: it belongs to another request", path)
-            except OSError as exc:
-                if "lock" in str(exc).lower():  # HDF5 file locking: another process is writing it
-                    raise RuntimeError(f"{path} is open in another process; wait for that extraction.") from exc
-                logger.warning("discarding unreadable %s (%s); starting again", path, exc)
-            except (KeyError, ValueError) as exc:
-                logger.warning("discarding unreadable %s (%s); starting again", path, exc)
-            path.unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        h5 = h5py.File(path, "w")
-        _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **attrs, "complete": False})
-        for split in SPLITS:
-            group = h5.create_group(split)
-            _create_split(group, num_features, dtype)
-            group.attrs["next_index"] = 0
-            group.attrs["rows"] = 0
-        h5.flush()
-        return cls(h5, path)
-
-    def progress(self, split: str) -> tuple[int, int]:
-        """(next_index, rows) of ``split``."""
-        group = self.h5[split]
-        return int(group.attrs["next_index"]), int(group.attrs["rows"])
-
-    @property
-    def skipped(self) -> list[list[str]]:
-        return _decode_attr("skipped", self.h5.attrs.get("skipped", "[]"))
-
-    def append(
-        self,
-        split: str,
-        features: np.ndarray,
-        labels: np.ndarray,
-        sources: Sequence[str],
-        next_index: int,
-        skipped: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        """Write one chunk after the rows already written, then record progress and flush."""
-        group = self.h5[split]
-        _, rows = self.progress(split)
-        n = len(labels)
-        if n:
-            end = rows + n
-            for name in ("features", "labels", "sources"):
-                if group[name].shape[0] < end:
-                    group[name].resize(end, axis=0)
-            group["features"][rows:end] = features
-            group["labels"][rows:end] = labels
-            group["sources"][rows:end] = np.asarray(list(sources), dtype=object)
-        if skipped:
-            self.h5.attrs["skipped"] = json.dumps(self.skipped + [list(s) for s in skipped], ensure_ascii=False)
-        group.attrs["rows"] = rows + n
-        group.attrs["next_index"] = next_index
-        self.h5.flush()
-
-    def finalize(self, final: Path, attrs: Mapping[str, Any]) -> Path:
-        """Trim to the written rows, stamp ``attrs``, close and ``os.replace`` onto ``final``."""
-        for split in SPLITS:
-            group = self.h5[split]
-            rows = int(group.attrs["rows"])
-            for name in ("features", "labels", "sources"):
-                if group[name].shape[0] != rows:
-                    group[name].resize(rows, axis=0)
-            del group.attrs["next_index"]
-            del group.attrs["rows"]
-        del self.h5.attrs["complete"]
-        _set_attrs(self.h5, attrs)
-        self.h5.close()
-        os.replace(self.path, final)
-        return final
-
-    def close(self) -> None:
-        if self.h5.id.valid:
-            self.h5.close()
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass

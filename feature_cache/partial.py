@@ -1,0 +1,234 @@
+"""The resumable ``<final>.partial`` file of an extraction: an append-only log of checksummed chunks.
+
+An HDF5 file is not safe to kill while it is written: a process killed (SIGKILL, OOM, power loss) in the middle of
+an append can leave its B-trees or its global heap (where variable-length strings live) half updated, and the next
+append to the resumed file then fails (``OSError: ... bad heap index``) or, worse, reads back wrong rows. So the
+partial file is not HDF5. It is a log that is only ever appended to, in records::
+
+    MAGIC
+    record 0:  header  JSON {"attrs": {...}, "num_features": d, "dtype": "float16"}
+    record i:  one chunk (one batch of images): u32 meta length, meta JSON
+               {"split", "rows", "next_index", "sources", "skipped"}, features (rows × d, ``dtype``, C order),
+               labels (rows, int64)
+    each record = u64 payload length, u32 CRC-32 of the payload, payload (little-endian)
+
+A record is appended with one write and flushed before the progress it carries counts, so a restart continues from
+the last complete chunk. On open, records are read back in order and checked against their length and checksum;
+the first torn or damaged one and everything after it are cut off (logged), so a kill in the middle of a write
+costs that one chunk. :meth:`PartialCache.finalize` copies the chunks into a cache file written at a temporary name
+and moved onto the final name with ``os.replace``, so a file with the final name is always complete. While open,
+the partial file holds an exclusive ``flock``: a second process asking for it is refused.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _create_split, _set_attrs, replacing_file
+
+__all__ = ["PartialCache", "MAGIC"]
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"mr2probe partial v1\n"
+_RECORD = struct.Struct("<QI")  # payload length, CRC-32 of the payload
+_META = struct.Struct("<I")  # length of a chunk's meta JSON
+_LABELS = np.dtype("<i8")
+
+
+class _Damaged(ValueError):
+    """The file is not a partial log this code can resume (wrong magic, torn or foreign header)."""
+
+
+def _record(payload: bytes) -> bytes:
+    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _read_record(f: BinaryIO) -> bytes | None:
+    """The next record's payload, or None at the end of the file or at a torn or damaged record."""
+    head = f.read(_RECORD.size)
+    if len(head) < _RECORD.size:
+        return None
+    length, crc = _RECORD.unpack(head)
+    if length > os.fstat(f.fileno()).st_size - f.tell():  # a torn length field may ask for anything
+        return None
+    payload = f.read(length)
+    if len(payload) < length or zlib.crc32(payload) != crc:
+        return None
+    return payload
+
+
+class PartialCache:
+    """A ``<final>.partial`` log being filled chunk by chunk, resumable after a crash (module docstring).
+
+    Progress per split is ``next_index`` (samples consumed, skipped ones included) and ``rows`` (rows written), as
+    of the last complete chunk.
+    """
+
+    def __init__(self, f: BinaryIO, path: Path, header: dict[str, Any]) -> None:
+        self.f = f
+        self.path = path
+        self.attrs: dict[str, Any] = header["attrs"]
+        self.num_features = int(header["num_features"])
+        self.dtype = np.dtype(header["dtype"]).newbyteorder("<")
+        self._progress = {split: (0, 0) for split in SPLITS}
+        self._skipped: list[list[str]] = []
+        self._chunks: list[tuple[str, int]] = []  # (split, offset of the record's payload)
+
+    @classmethod
+    def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str) -> "PartialCache":
+        """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh.
+
+        Raises ``RuntimeError`` when another process holds it open.
+        """
+        path = Path(path)
+        if path.exists():
+            f = _locked(path, "r+b")
+            try:
+                partial = cls._resume(f, path)
+            except _Damaged as exc:
+                logger.warning("discarding unreadable %s (%s); starting again", path, exc)
+            except BaseException:
+                f.close()
+                raise
+            else:
+                if (partial.attrs.get("fingerprint") == attrs["fingerprint"]
+                        and partial.num_features == num_features and partial.dtype == np.dtype(dtype)):
+                    logger.info("resuming %s (%s)", path, {s: partial.progress(s)[0] for s in SPLITS})
+                    return partial
+                logger.warning("discarding %s: it belongs to another request", path)
+            path.unlink()  # under our lock: a process that waits for it opens the new file
+            f.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = _locked(path, "w+b")
+        header = {"attrs": dict(attrs), "num_features": int(num_features), "dtype": str(np.dtype(dtype))}
+        f.write(MAGIC + _record(json.dumps(header, ensure_ascii=False).encode()))
+        f.flush()
+        return cls(f, path, header)
+
+    @classmethod
+    def _resume(cls, f: BinaryIO, path: Path) -> "PartialCache":
+        """Read the log back; cut off the first torn or damaged record and all after it."""
+        if f.read(len(MAGIC)) != MAGIC:
+            raise _Damaged("not a partial extraction file")
+        payload = _read_record(f)
+        try:
+            partial = cls(f, path, json.loads(payload))  # type: ignore[arg-type]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise _Damaged(f"unreadable header: {exc}") from exc
+        end = f.tell()
+        while (payload := _read_record(f)) is not None:
+            partial._account(_chunk_meta(payload), end + _RECORD.size)
+            end = f.tell()
+        size = f.seek(0, 2)
+        if size != end:
+            logger.warning("%s: cutting off %d bytes after its last complete chunk (a write was interrupted)",
+                           path, size - end)
+            f.truncate(end)
+            f.seek(end)
+        return partial
+
+    def _account(self, meta: Mapping[str, Any], offset: int) -> None:
+        split = meta["split"]
+        self._progress[split] = (int(meta["next_index"]), self._progress[split][1] + int(meta["rows"]))
+        self._skipped += [list(s) for s in meta["skipped"]]
+        self._chunks.append((split, offset))
+
+    def progress(self, split: str) -> tuple[int, int]:
+        """(next_index, rows) of ``split``."""
+        return self._progress[split]
+
+    @property
+    def skipped(self) -> list[list[str]]:
+        return list(self._skipped)
+
+    def append(
+        self,
+        split: str,
+        features: np.ndarray,
+        labels: np.ndarray,
+        sources: Sequence[str],
+        next_index: int,
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Append one chunk (one record, one write), flush it, then count its progress."""
+        n = len(labels)
+        features = np.ascontiguousarray(features, dtype=self.dtype).reshape(n, self.num_features)
+        if len(sources) != n:
+            raise ValueError(f"{n} labels but {len(sources)} sources.")
+        meta = {"split": split, "rows": n, "next_index": int(next_index), "sources": list(sources),
+                "skipped": [list(s) for s in skipped]}
+        encoded = json.dumps(meta, ensure_ascii=False).encode()
+        payload = b"".join((_META.pack(len(encoded)), encoded, features.tobytes(),
+                            np.asarray(labels, dtype=_LABELS).tobytes()))
+        offset = self.f.seek(0, 2) + _RECORD.size
+        self.f.write(_record(payload))
+        self.f.flush()
+        self._account(meta, offset)
+
+    def _split_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+        """(features, labels, sources) of each chunk of ``split``, in order."""
+        row_bytes = self.num_features * self.dtype.itemsize
+        for chunk_split, offset in self._chunks:
+            if chunk_split != split:
+                continue
+            self.f.seek(offset - _RECORD.size)
+            payload = _read_record(self.f)
+            if payload is None:
+                raise OSError(f"{self.path}: a chunk changed on disk after it was written")
+            meta = _chunk_meta(payload)
+            n, start = int(meta["rows"]), _META.size + _META.unpack_from(payload)[0]
+            features = np.frombuffer(payload, self.dtype, n * self.num_features, start).reshape(n, self.num_features)
+            labels = np.frombuffer(payload, _LABELS, n, start + n * row_bytes)
+            yield features, labels, meta["sources"]
+
+    def finalize(self, final: Path, attrs: Mapping[str, Any]) -> Path:
+        """Write the chunks into the cache file ``final`` (atomically), stamped with ``attrs``; remove the log."""
+        d = self.num_features
+        # a chunk cache of several HDF5 chunks, so that batches smaller than a chunk fill it in memory
+        cache_bytes = 4 * CHUNK_ROWS * d * self.dtype.itemsize
+        with replacing_file(final, rdcc_nbytes=cache_bytes) as h5:
+            _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **self.attrs, **attrs})
+            for split in SPLITS:
+                group = h5.create_group(split)
+                _create_split(group, d, self.dtype.name, rows=self.progress(split)[1])
+                row = 0
+                for features, labels, sources in self._split_chunks(split):
+                    end = row + len(labels)
+                    if end > row:
+                        group["features"][row:end] = features
+                        group["labels"][row:end] = labels
+                        group["sources"][row:end] = np.asarray(sources, dtype=object)
+                    row = end
+        self.close()
+        self.path.unlink()
+        return final
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()  # releases the lock
+
+
+def _chunk_meta(payload: bytes) -> dict[str, Any]:
+    (length,) = _META.unpack_from(payload)
+    return json.loads(payload[_META.size:_META.size + length])
+
+
+def _locked(path: Path, mode: str) -> BinaryIO:
+    """``path`` opened in ``mode`` under an exclusive ``flock``; ``RuntimeError`` when another process holds it."""
+    f = open(path, mode)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        f.close()
+        raise RuntimeError(f"{path} is open in another process; wait for that extraction.") from exc
+    return f

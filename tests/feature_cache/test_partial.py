@@ -1,0 +1,150 @@
+"""The resumable partial file survives a process killed in the middle of a write (feature_cache.partial)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from feature_cache import ExtractionCancelled, open_cache
+from feature_cache.partial import MAGIC, PartialCache
+from fc_testutils import tiny_encoder
+from test_extract_resume import TOTAL, all_splits, assert_same_cache, run
+
+REPO = Path(__file__).resolve().parents[2]
+ATTRS = {"fingerprint": "f" * 64, "encoder": "tiny-0", "class_names": ["a", "b"]}
+
+
+def chunk(i: int, rows: int = 5, d: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    features = np.arange(rows * d, dtype=np.float32).reshape(rows, d) + 100 * i
+    return features, np.full(rows, i % 2), [f"img/{i}/{r}.png" for r in range(rows)]
+
+
+def open_partial(path: Path, **kwargs) -> PartialCache:
+    return PartialCache.open(path, **{"attrs": ATTRS, "num_features": 3, "dtype": "float32", **kwargs})
+
+
+def test_chunks_resume_and_finalize_into_the_cache(tmp_path):
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    for i in range(3):
+        partial.append("train" if i < 2 else "test", *chunk(i), next_index=5 * (i + 1), skipped=[(f"bad{i}", "why")])
+    partial.close()
+    partial = open_partial(path)
+    assert partial.progress("train") == (10, 10) and partial.progress("val") == (0, 0)
+    assert partial.progress("test") == (15, 5) and partial.skipped == [[f"bad{i}", "why"] for i in range(3)]
+    out = partial.finalize(tmp_path / "c.h5", {"created_at": "now", "skipped": partial.skipped})
+    assert not path.exists() and [p.name for p in tmp_path.iterdir()] == ["c.h5"]
+    cache = open_cache(out)
+    assert cache.fingerprint == ATTRS["fingerprint"] and cache.attrs["created_at"] == "now"
+    assert cache.split_sizes == {"train": 10, "val": 0, "test": 5}
+    features, labels = cache.load("train", dtype="float32")
+    np.testing.assert_array_equal(features, np.concatenate([chunk(0)[0], chunk(1)[0]]))
+    np.testing.assert_array_equal(labels, [0] * 5 + [1] * 5)
+    assert cache.sources("test") == chunk(2)[2]
+
+
+def test_a_torn_last_record_is_cut_off_and_the_rest_kept(tmp_path):
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    for i in range(2):
+        partial.append("train", *chunk(i), next_index=5 * (i + 1))
+    complete = path.stat().st_size
+    partial.append("train", *chunk(2), next_index=15)
+    partial.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole[: complete + (len(whole) - complete) // 2])  # killed half way through the third write
+    partial = open_partial(path)
+    assert partial.progress("train") == (10, 10) and path.stat().st_size == complete
+    partial.append("train", *chunk(2), next_index=15)  # resumes after the second chunk
+    partial.close()
+    assert path.read_bytes() == whole
+
+
+@pytest.mark.parametrize("where", ["features", "header"])
+def test_a_damaged_record_is_never_read_back(tmp_path, where):
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    for i in range(3):
+        partial.append("train", *chunk(i), next_index=5 * (i + 1))
+    partial.close()
+    data = bytearray(path.read_bytes())
+    data[-50 if where == "features" else len(MAGIC) + 20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    partial = open_partial(path)
+    # a flipped bit in the last chunk drops that chunk; in the header, the whole file (started afresh)
+    assert partial.progress("train") == ((10, 10) if where == "features" else (0, 0))
+
+
+def test_foreign_or_unreadable_files_start_afresh_and_a_held_file_is_refused(tmp_path):
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    partial.append("train", *chunk(0), next_index=5)
+    with pytest.raises(RuntimeError, match="is open in another process"):
+        open_partial(path)
+    partial.close()
+    assert open_partial(path, attrs={**ATTRS, "fingerprint": "0" * 64}).progress("train") == (0, 0)
+    for stale in (b"half", b""):  # e.g. an HDF5 partial file of an earlier version, or an empty file
+        path.write_bytes(stale)
+        partial = open_partial(path)
+        assert partial.progress("train") == (0, 0) and path.read_bytes().startswith(MAGIC)
+        partial.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    sys.path[:0] = [{repo!r}]
+    from feature_cache.partial import PartialCache
+
+    partial = PartialCache.open({path!r}, attrs={{"fingerprint": "k"}}, num_features=512, dtype="float16")
+    for i in range(10 ** 6):
+        rows = 1000 + i % 7
+        features = np.full((rows, 512), i % 1000, dtype=np.float16)
+        partial.append("train", features, np.full(rows, i), [f"{{i}}/{{r}}" for r in range(rows)],
+                       next_index=i + 1)
+    """
+)
+
+
+@pytest.mark.parametrize("after_bytes", [3_000_000, 9_000_000])
+def test_sigkill_in_the_middle_of_writes_leaves_a_resumable_file(tmp_path, after_bytes):
+    path = tmp_path / "k.h5.partial"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(repo=str(REPO), path=str(path))])
+    deadline = time.monotonic() + 60
+    while not path.exists() or path.stat().st_size < after_bytes:
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer stopped before it was killed"
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)  # most likely inside a 1 MB write
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    partial = PartialCache.open(path, attrs={"fingerprint": "k"}, num_features=512, dtype="float16")
+    chunks, rows = partial.progress("train")
+    assert chunks >= 2 and rows == sum(1000 + i % 7 for i in range(chunks))
+    out = partial.finalize(tmp_path / "k.h5", {})
+    with h5py.File(out, "r") as h5:
+        labels = h5["train/labels"][()]
+        np.testing.assert_array_equal(labels, np.repeat(np.arange(chunks), [1000 + i % 7 for i in range(chunks)]))
+        np.testing.assert_array_equal(h5["train/features"][:, 0], (labels % 1000).astype(np.float16))
+        assert h5["train/sources"][-1].decode() == f"{chunks - 1}/{999 + (chunks - 1) % 7}"
+
+
+def test_extraction_resumes_after_a_write_torn_by_a_kill(tree, tmp_path):
+    reference = all_splits(run(tree, tmp_path / "ref").path)
+    out = tmp_path / "c.h5"
+    seen = []
+    with pytest.raises(ExtractionCancelled):
+        run(tree, None, out=out, progress=lambda done, total: seen.append(done), should_stop=lambda: len(seen) >= 3)
+    partial = tmp_path / "c.h5.partial"
+    with partial.open("ab") as f:  # the start of a fourth chunk's record, as a kill inside its write leaves it
+        f.write(bytes(range(200)))
+    count = [0]
+    resumed = run(tree, None, tiny_encoder(counter=count), out=out)
+    assert count == [TOTAL - 12] and resumed.encoded == TOTAL - 12 and not partial.exists()
+    assert_same_cache(all_splits(out), reference)
