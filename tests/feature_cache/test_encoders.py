@@ -82,6 +82,11 @@ def test_every_encoder_honours_the_interface(name, tiny_clip, moco_checkpoint):
                              for image in x])
     torch.testing.assert_close(encoder.normalize(x), reference, rtol=0, atol=2e-6)
     assert encoder.normalize(x).is_contiguous(memory_format=torch.channels_last)  # the layout the forward runs in
+    # collate_images' channels-last batches take the row-wise path, channel-first ones the broadcast: the same values
+    by_rows = encoder.normalize(x.contiguous(memory_format=torch.channels_last))
+    by_channel = encoder.normalize(x.contiguous())
+    torch.testing.assert_close(by_rows, by_channel, rtol=0, atol=0)
+    assert by_rows.is_contiguous(memory_format=torch.channels_last)
     assert encoder.normalize(reference) is reference
     torch.testing.assert_close(features, encoder.encode(encoder.normalize(x)), rtol=0, atol=0)
     assert features.shape == (2, spec.num_features) and features.dtype == torch.float32
