@@ -29,7 +29,9 @@ process over ``--threads`` threads; ``bare ×W`` = the same forward in W = ``--t
 thread each, side by side (images of all of them over the wall time from a common start): what a CPU can do
 with the same cores used as processes, as the extractor's CPU workers use them; ``extract`` =
 ``extract()`` end to end (decoding JPEGs from the archive, resize, normalisation, forward, float16 HDF5 writes);
-CPU ms per image (process + workers) and minor page faults of the extraction. Repeats are interleaved (old,
+``steady`` = the extraction's images/s once every worker has handed over its first batch
+(:func:`steady_rate`: without the pipeline fill and the final write, which ``extract`` includes; ``start s`` is the
+time to the first written batch); CPU ms per image (process + workers) and minor page faults of the extraction. Repeats are interleaved (old,
 fp32-unfused, fp32, ..., old, ...), medians shown: the machine is shared, so the spread is printed too. Ratios:
 extract ÷ bare of the same setting (target ≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores).
 Load speed: ``open_cache(path).load`` of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
@@ -157,15 +159,31 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "old":  # the old workers only decoded; the main process encoded
         extract_module.EncodingCollate = lambda encoder: extract_module.collate_images
     cpu, faults = _usage()
+    batches: list[tuple[float, int]] = []  # (time, images done) as each batch is written
     start = time.perf_counter()
-    result = called_from(caller, lambda: extract(data, encoder, Path(args.cache_dir), batch_size=args.batch_size,
-                                                 workers=workers, show_progress=False, tune_allocator=tune))
+    result = called_from(caller, lambda: extract(
+        data, encoder, Path(args.cache_dir), batch_size=args.batch_size, workers=workers, show_progress=False,
+        tune_allocator=tune, progress=lambda done, total: batches.append((time.perf_counter(), done))))
     seconds = time.perf_counter() - start
     cpu_after, faults_after = _usage()
+    used = workers_used(workers, encoder, data, args.batch_size)
     print(json.dumps({"bare": bare, "bare_procs": bare_procs, "extract": result.encoded / seconds,
-                      "images": result.encoded, "workers": workers_used(workers, encoder, data, args.batch_size),
+                      "steady": steady_rate(batches, used), "start_s": batches[0][0] - start if batches else math.nan,
+                      "images": result.encoded, "workers": used,
                       "cpu_ms": 1000 * (cpu_after - cpu) / result.encoded, "faults": faults_after - faults,
                       "precision": encoder.precision, "threads": torch.get_num_threads()}))
+
+
+def steady_rate(batches: list[tuple[float, int]], workers: int) -> float:
+    """Images/s once every worker has handed over its first batch: from the W-th written batch (W = ``workers``,
+    1 without workers) to the last. It leaves out the pipeline fill (starting the workers; every worker decoding
+    and encoding its first batch before anything is written) and the final write of the cache file, which
+    ``extract`` end to end includes; a last round of batches that not every worker had a share of still counts."""
+    first = max(workers, 1) - 1
+    if len(batches) <= first + 1:
+        return math.nan
+    (t0, done0), (t1, done1) = batches[first], batches[-1]
+    return (done1 - done0) / (t1 - t0)
 
 
 def run_child(args: argparse.Namespace, setting: str, cache_dir: str) -> dict:
@@ -216,20 +234,23 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict]], loads: tuple[f
           f"workers={'auto' if args.workers is None else args.workers} (old: 2) torch threads={first['threads']} "
           f"cores={os.cpu_count()} repeats={args.repeats} "
           f"load average before/after={loads[0]:.1f}/{loads[1]:.1f}")
-    keys = ("bare", "bare_procs", "extract", "cpu_ms", "faults")
+    keys = ("bare", "bare_procs", "extract", "steady", "start_s", "cpu_ms", "faults")
     median = {s: {k: statistics.median(r.get(k, math.nan) for r in rs) for k in keys} for s, rs in runs.items()}
     old = median["old"]["extract"] if "old" in median else math.nan  # ext/old: nan without the old setting
     print(f"{'setting':<36}{'workers':>8}{'bare img/s':>11}{'bare xW':>9}{'extract img/s':>15}{'ext/bare':>9}"
-          f"{'ext/bxW':>8}{'ext/old':>8}{'CPU ms/img':>11}{'faults/img':>11}")
+          f"{'ext/bxW':>8}{'ext/old':>8}{'steady':>8}{'std/bare':>9}{'std/bxW':>8}{'start s':>8}"
+          f"{'CPU ms/img':>11}{'faults/img':>11}")
     for setting, m in median.items():
         workers, precision = runs[setting][0].get("workers", "?"), runs[setting][0]["precision"]
         print(f"{NAMES[setting].format(lowp=precision):<36}{workers:>8}{m['bare']:>11.1f}{m['bare_procs']:>9.1f}"
               f"{m['extract']:>15.1f}"
               f"{m['extract'] / m['bare']:>9.2f}{m['extract'] / m['bare_procs']:>8.2f}{m['extract'] / old:>8.2f}"
-              f"{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
+              f"{m['steady']:>8.1f}{m['steady'] / m['bare']:>9.2f}{m['steady'] / m['bare_procs']:>8.2f}"
+              f"{m['start_s']:>8.2f}{m['cpu_ms']:>11.0f}{m['faults'] / first['images']:>11.0f}")
     for setting, rs in runs.items():
-        spread = ", ".join(f"{r['bare']:.1f}/{r.get('bare_procs', math.nan):.1f}/{r['extract']:.1f}" for r in rs)
-        print(f"  {setting} bare/bare xW/extract per repeat: {spread}")
+        spread = ", ".join(f"{r['bare']:.1f}/{r.get('bare_procs', math.nan):.1f}/{r['extract']:.1f}"
+                           f"/{r.get('steady', math.nan):.1f}" for r in rs)
+        print(f"  {setting} bare/bare xW/extract/steady per repeat: {spread}")
 
 
 def add_extraction_arguments(parser: argparse.ArgumentParser, max_per_class: int) -> None:
@@ -271,7 +292,8 @@ def main() -> None:
                 runs[setting].append(run_child(args, setting, tmp))
             r = runs[setting][-1]  # as it comes, so a run cut at a time limit still shows what it measured
             print(f"  {setting} repeat {repeat + 1}: bare {r['bare']:.1f} img/s, bare xW {r['bare_procs']:.1f} "
-                  f"img/s, extract {r['extract']:.1f} img/s ({r['workers']} workers)", flush=True)
+                  f"img/s, extract {r['extract']:.1f} img/s, steady {r['steady']:.1f} img/s ({r['workers']} "
+                  "workers)", flush=True)
     report(args, runs, (load_before, os.getloadavg()[0]))
     gbs, stored = synthetic_load(args.load_rows, 1280)
     print(f"load synthetic {args.load_rows}x1280 float16: {stored / 1e6:.1f} MB at {gbs:.2f} GB/s")

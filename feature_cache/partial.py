@@ -92,7 +92,7 @@ class PartialCache:
         """
         path = Path(path)
         if path.exists():
-            f = _locked(path, "r+b")
+            f = _locked(path)
             try:
                 partial = cls._resume(f, path)
             except _Damaged as exc:
@@ -106,10 +106,11 @@ class PartialCache:
                     logger.info("resuming %s (%s)", path, {s: partial.progress(s)[0] for s in SPLITS})
                     return partial
                 logger.warning("discarding %s: it belongs to another request", path)
-            path.unlink()  # under our lock: a process that waits for it opens the new file
+            path.unlink()
             f.close()
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = _locked(path, "w+b")
+        f = _locked(path, create=True)
+        f.truncate(0)  # only once locked: never under another process that holds the file
         header = {"attrs": dict(attrs), "num_features": int(num_features), "dtype": str(np.dtype(dtype))}
         f.write(MAGIC + _record(json.dumps(header, ensure_ascii=False).encode()))
         f.flush()
@@ -223,9 +224,10 @@ def _chunk_meta(payload: bytes) -> dict[str, Any]:
     return json.loads(payload[_META.size:_META.size + length])
 
 
-def _locked(path: Path, mode: str) -> BinaryIO:
-    """``path`` opened in ``mode`` under an exclusive ``flock``; ``RuntimeError`` when another process holds it."""
-    f = open(path, mode)
+def _locked(path: Path, *, create: bool = False) -> BinaryIO:
+    """``path`` opened for reading and writing, unchanged, under an exclusive ``flock`` (created when ``create``);
+    ``RuntimeError`` when another process holds it."""
+    f = os.fdopen(os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644), "r+b")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
