@@ -189,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 
     def progress(fraction: float, stage: str) -> None:
-        bar.set_description(stage)
+        # no redraw of its own: update() redraws at most every mininterval (set_description drew on every call,
+        # one line per epoch of every fit: ~52 kB of stderr for a 2.5 s run at 2,700 rows)
+        bar.set_description(stage, refresh=False)
         bar.update(100 * fraction - bar.n)
 
     try:

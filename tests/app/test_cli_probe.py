@@ -225,3 +225,23 @@ def test_train_help_quotes_probe_config_batch_size(capsys):
     assert ProbeConfig().batch_size == "auto"
     assert "auto is full batch up to 4096 training rows, else 1024;" in text
     assert "an epoch's batches differ by at most one row" in text
+
+
+def test_progress_bar_redraws_at_its_interval_not_at_every_epoch(cache, tmp_path, capsys, monkeypatch):
+    # tqdm redraws at most every mininterval (0.1 s) on update(); a description change must not redraw by itself
+    import probe
+
+    calls = []
+    real_run_probe = probe.run_probe
+
+    def counting_run_probe(*args, progress, **kwargs):
+        def counted(fraction, stage):
+            calls.append(stage)
+            progress(fraction, stage)
+        return real_run_probe(*args, progress=counted, **kwargs)
+
+    monkeypatch.setattr(probe, "run_probe", counting_run_probe)  # what `mr2probe train` imports when it runs
+    args = ["train", "--features", str(cache), "--out", str(tmp_path / "run"), "--epochs", "60", "--seeds", "2"]
+    assert main(args) == 0
+    redraws = capsys.readouterr().err.count("\r")
+    assert len(calls) > 100 and redraws < len(calls) / 4, (len(calls), redraws)
