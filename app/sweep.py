@@ -1,8 +1,9 @@
 """Start-up clean-up of the data directory: what a killed server left that no row or resumable job owns.
 
 Runs while the job worker holds the data directory and before it dispatches anything (``JobRunner.start``):
-upload directories of no data set (an upload cut off by SIGKILL), and partial / lock files of extractions
-that no resumable job will continue. Each removal is logged.
+upload directories of no data set (an upload cut off by SIGKILL), partial / lock files of extractions
+that no resumable job will continue, and the temporary file of a cache whose writer was killed while it wrote it.
+Each removal is logged.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _resumable_extractions(store: Store) -> set[str]:
 
 def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     """Remove orphaned uploads and stale extraction files; returns what was removed."""
-    from feature_cache import discard_partial
+    from feature_cache import discard_partial, orphaned_temporaries
 
     removed: list[Path] = []
     if settings.uploads_dir.is_dir():
@@ -49,4 +50,8 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             if discard_partial(final):
                 logger.warning("removed the partial / lock files of %s: no resumable job extracts it", final)
                 removed.append(Path(final))
+        for tmp in orphaned_temporaries(settings.caches_dir):
+            tmp.unlink(missing_ok=True)
+            logger.warning("removed %s: a cache file its writer did not finish", tmp)
+            removed.append(tmp)
     return removed

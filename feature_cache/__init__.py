@@ -9,7 +9,7 @@ from .datasets import LabelledImages, Sample, open_dataset
 from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
 from .errors import CacheMismatch, DatasetError, ExtractionCancelled, MissingWeights, UnsafeArchive
 from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction
-from .store import SCHEMA_VERSION, FeatureCache, open_cache, write_cache
+from .store import SCHEMA_VERSION, FeatureCache, open_cache, orphaned_temporaries, write_cache
 
 __all__ = [
     "ArchiveLimits",
@@ -34,6 +34,7 @@ __all__ = [
     "list_encoders",
     "open_cache",
     "open_dataset",
+    "orphaned_temporaries",
     "plan_extraction",
     "write_cache",
 ]

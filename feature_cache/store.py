@@ -68,6 +68,7 @@ __all__ = [
     "open_cache",
     "write_cache",
     "replacing_file",
+    "orphaned_temporaries",
     "library_versions",
     "JSON_ATTRS",
 ]
@@ -80,6 +81,7 @@ JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params"
 DTYPES = ("float16", "float32")
 _STR = h5py.string_dtype("utf-8")
 CHUNK_ROWS = 1024
+_TMP_SUFFIX = ".tmp"
 
 
 def library_versions() -> dict[str, str | None]:
@@ -199,13 +201,34 @@ def replacing_file(path: str | Path, **kwargs: Any) -> Iterator[h5py.File]:
     leaves what was there untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
     try:
         with h5py.File(tmp, "w", **kwargs) as h5:
             yield h5
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def orphaned_temporaries(folder: str | Path) -> list[Path]:
+    """The temporary files of :func:`replacing_file` (``.<name>.<pid>.tmp``) under ``folder`` whose writing process
+    is gone: a process killed while it wrote a cache file leaves one behind, as large as the cache."""
+    found = []
+    for tmp in sorted(Path(folder).rglob(f".*{_TMP_SUFFIX}")):
+        pid = tmp.name[: -len(_TMP_SUFFIX)].rpartition(".")[2]
+        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+            found.append(tmp)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -315,12 +316,18 @@ def test_startup_sweeps_orphans_and_keeps_resumable_work(tmp_path, caplog):
     for final in (kept, dead):
         final.with_name(final.name + ".partial").write_bytes(b"half")
         final.with_name(final.name + ".lock").write_text("pid 1")
+    # a cache file being written at its temporary name by a process killed since (pid 999999: none), and one whose
+    # writer still runs (this process)
+    dead_tmp, live_tmp = cache_dir / ".done.h5.999999.tmp", cache_dir / f".live.h5.{os.getpid()}.tmp"
+    for tmp in (dead_tmp, live_tmp):
+        tmp.write_bytes(b"HDF")
     job = store.claim(store.add_job("extract", {"dataset_id": ds["id"], "encoder": "effnet-lite0", "options": {}})["id"])
     store.update_result(job["id"], extraction=str(kept))  # a job killed mid-extraction: running → interrupted
     with TestClient(create_app(settings)) as client:
         assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "interrupted"
     assert not orphan.exists() and (settings.uploads_dir / ds["id"]).is_dir()
-    assert sorted(p.name for p in cache_dir.iterdir()) == ["kept.h5.lock", "kept.h5.partial"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(["kept.h5.lock", "kept.h5.partial", live_tmp.name])
+    assert f"removed {dead_tmp}: a cache file its writer did not finish" in caplog.text
     assert f"removed upload {orphan}" in caplog.text and str(dead) in caplog.text
 
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import numpy as np
 import pytest
 
-from feature_cache import CacheMismatch, open_cache, write_cache
+from feature_cache import CacheMismatch, open_cache, orphaned_temporaries, write_cache
 
 
 def splits(rng, d=5):
@@ -94,6 +95,16 @@ def test_failed_write_leaves_existing_file_untouched(tmp_path):
         write_cache(path, bad, ["a", "b", "c"], ATTRS)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]
+
+
+def test_orphaned_temporaries_are_those_of_dead_writers(tmp_path):
+    (tmp_path / "sub").mkdir()
+    dead = tmp_path / "sub" / ".c.h5.999999.tmp"  # a writer killed in the middle (no process 999999)
+    alive = tmp_path / f".d.h5.{os.getpid()}.tmp"  # still being written, by this process
+    others = [tmp_path / ".e.h5.tmp", tmp_path / "f.h5", tmp_path / ".g.h5.12x.tmp"]
+    for path in (dead, alive, *others):
+        path.write_bytes(b"x")
+    assert orphaned_temporaries(tmp_path) == [dead]
 
 
 def test_missing_split_is_written_empty(tmp_path):
