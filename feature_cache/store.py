@@ -32,8 +32,8 @@ precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp
 
 One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split may have 0 rows):
 
-- ``features``: (N, d) ``float16`` (default) or ``float32``, chunked by rows (``chunks=(min(N, 1024), d)``
-  for :func:`write_cache`, ``(1024, d)`` for extraction), resizable along rows, no compression;
+- ``features``: (N, d) ``float16`` (default) or ``float32``, chunked by rows (``chunks=(min(N, 1024), d)``;
+  caches extracted before the partial log was written with ``(1024, d)``), resizable along rows, no compression;
 - ``labels``: (N,) ``int64`` class indices;
 - ``sources``: (N,) variable-length UTF-8 strings, the path of each sample inside the data set.
 
