@@ -30,24 +30,28 @@ def open_partial(path: Path, **kwargs) -> PartialCache:
     return PartialCache.open(path, **{"attrs": ATTRS, "num_features": 3, "dtype": "float32", **kwargs})
 
 
-def test_chunks_resume_and_finalize_into_the_cache(tmp_path):
+@pytest.mark.parametrize("block_rows", [None, 7])  # 7: several chunks joined into blocks that end mid-chunk
+def test_chunks_resume_and_finalize_into_the_cache(tmp_path, monkeypatch, block_rows):
+    if block_rows:
+        monkeypatch.setattr("feature_cache.partial.BLOCK_ROWS", block_rows)
     path = tmp_path / "c.h5.partial"
     partial = open_partial(path)
-    for i in range(3):
-        partial.append("train" if i < 2 else "test", *chunk(i), next_index=5 * (i + 1), skipped=[(f"bad{i}", "why")])
+    for i in range(4):
+        partial.append("train" if i < 3 else "test", *chunk(i), next_index=5 * (i + 1), skipped=[(f"bad{i}", "why")])
     partial.close()
     partial = open_partial(path)
-    assert partial.progress("train") == (10, 10) and partial.progress("val") == (0, 0)
-    assert partial.progress("test") == (15, 5) and partial.skipped == [[f"bad{i}", "why"] for i in range(3)]
+    assert partial.progress("train") == (15, 15) and partial.progress("val") == (0, 0)
+    assert partial.progress("test") == (20, 5) and partial.skipped == [[f"bad{i}", "why"] for i in range(4)]
     out = partial.finalize(tmp_path / "c.h5", {"created_at": "now", "skipped": partial.skipped})
     assert not path.exists() and [p.name for p in tmp_path.iterdir()] == ["c.h5"]
     cache = open_cache(out)
     assert cache.fingerprint == ATTRS["fingerprint"] and cache.attrs["created_at"] == "now"
-    assert cache.split_sizes == {"train": 10, "val": 0, "test": 5}
+    assert cache.split_sizes == {"train": 15, "val": 0, "test": 5}
     features, labels = cache.load("train", dtype="float32")
-    np.testing.assert_array_equal(features, np.concatenate([chunk(0)[0], chunk(1)[0]]))
-    np.testing.assert_array_equal(labels, [0] * 5 + [1] * 5)
-    assert cache.sources("test") == chunk(2)[2]
+    np.testing.assert_array_equal(features, np.concatenate([chunk(i)[0] for i in range(3)]))
+    np.testing.assert_array_equal(labels, [0] * 5 + [1] * 5 + [0] * 5)
+    assert cache.sources("train") == [s for i in range(3) for s in chunk(i)[2]]
+    assert cache.sources("test") == chunk(3)[2]
 
 
 def test_a_torn_last_record_is_cut_off_and_the_rest_kept(tmp_path):
