@@ -31,8 +31,9 @@ with the same cores used as processes, as the extractor's CPU workers use them; 
 ``extract()`` end to end (decoding JPEGs from the archive, resize, normalisation, forward, float16 HDF5 writes);
 ``steady`` = the extraction's images/s once every worker has handed over its first batch
 (:func:`steady_rate`: without the pipeline fill and the final write, which ``extract`` includes; ``start s`` is the
-time to the first written batch); CPU ms per image (process + workers) and minor page faults of the extraction. Repeats are interleaved (old,
-fp32-unfused, fp32, ..., old, ...), medians shown: the machine is shared, so the spread is printed too. Ratios:
+time to the first written batch); CPU ms per image (process + workers) and minor page faults of the extraction.
+Repeats are interleaved (old, fp32-unfused, fp32, ..., old, ...), medians shown: the machine is shared, so the
+spread is printed too. Ratios:
 extract ÷ bare of the same setting (target ≥ 0.9) and extract ÷ the old extract (target ≥ 2.5 on 2 CPU cores).
 Load speed: ``open_cache(path).load`` of a synthetic ``--load-rows`` × d float16 cache, in GB/s of stored bytes.
 
