@@ -57,6 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Caller mistakes: one clear line, no stack trace.
         print(f"mr2probe {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError) as exc:
+        # What the machine refuses (a folder or an unwritable file where a file goes, a full disk) and an
+        # extraction that another process is running: one line too. Any other RuntimeError is a bug: its trace.
+        if not (isinstance(exc, OSError) or _is_busy(exc)):
+            raise
+        print(f"mr2probe {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """``feature_cache.ExtractionBusy``, without importing feature_cache (and torch) to find out."""
+    errors = sys.modules.get("feature_cache.errors")
+    return errors is not None and isinstance(exc, errors.ExtractionBusy)
 
 
 def _teardown_needed() -> bool:

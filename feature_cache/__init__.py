@@ -7,7 +7,7 @@ Public API (see docs/ARCHITECTURE.md): encoders (:func:`create_encoder`), data s
 from .archives import ArchiveLimits
 from .datasets import LabelledImages, Sample, open_dataset
 from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
-from .errors import CacheMismatch, DatasetError, ExtractionCancelled, MissingWeights, UnsafeArchive
+from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled, MissingWeights, UnsafeArchive
 from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction
 from .store import SCHEMA_VERSION, FeatureCache, open_cache, orphaned_temporaries, write_cache
 
@@ -20,6 +20,7 @@ __all__ = [
     "EncoderSpec",
     "ExtractResult",
     "ExtractionPlan",
+    "ExtractionBusy",
     "ExtractionCancelled",
     "FeatureCache",
     "LabelledImages",

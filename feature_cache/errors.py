@@ -10,6 +10,7 @@ __all__ = [
     "UnsafeArchive",
     "CacheMismatch",
     "ExtractionCancelled",
+    "ExtractionBusy",
     "MissingWeights",
 ]
 
@@ -28,6 +29,10 @@ class CacheMismatch(ValueError):
 
 class ExtractionCancelled(Exception):
     """``should_stop()`` returned True; only a resumable ``*.partial`` file is left behind."""
+
+
+class ExtractionBusy(RuntimeError):
+    """Another process is extracting into the same cache file right now (its lock or its partial file is held)."""
 
 
 class MissingWeights(FileNotFoundError):

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
-from .errors import CacheMismatch, DatasetError, ExtractionCancelled
+from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled
 from .fingerprint import cache_fingerprint
 from .partial import PartialCache
 from .store import SCHEMA_VERSION, library_versions, open_cache
@@ -138,7 +138,7 @@ def collate_images(items: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.T
 def _exclusive(final: Path):
     """Hold an exclusive lock on ``<final>.lock`` so two processes never write the same partial file.
 
-    Raises ``RuntimeError`` at once when another process holds it. The lock file is removed on exit;
+    Raises :class:`ExtractionBusy` at once when another process holds it. The lock file is removed on exit;
     a locker re-checks that the file it locked is still the one on disk (no race with that removal).
     """
     import fcntl
@@ -153,7 +153,7 @@ def _exclusive(final: Path):
             handle.seek(0)
             owner = handle.read().strip() or "another process"
             handle.close()
-            raise RuntimeError(
+            raise ExtractionBusy(
                 f"{final} is being extracted by {owner}; wait for it to finish (it will then be reused)."
             ) from None
         try:
@@ -185,7 +185,7 @@ def discard_partial(final: str | Path) -> bool:
     try:
         with _exclusive(final):  # removes the lock file on exit
             final.with_name(final.name + ".partial").unlink(missing_ok=True)
-    except RuntimeError:
+    except ExtractionBusy:
         return False
     return True
 
@@ -600,7 +600,7 @@ def extract(
         CacheMismatch: ``out`` exists and holds a different cache.
         DatasetError: a class has no decodable image in ``train`` or ``test`` (no cache is written).
         ExtractionCancelled: ``should_stop()`` returned True.
-        RuntimeError: another process is extracting the same cache file right now.
+        ExtractionBusy: another process is extracting the same cache file right now (a ``RuntimeError``).
     """
     plan = plan_extraction(
         data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction, seed=seed,

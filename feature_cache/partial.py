@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .errors import ExtractionBusy
 from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _create_split, _set_attrs, replacing_file
 
 __all__ = ["PartialCache", "MAGIC"]
@@ -89,7 +90,7 @@ class PartialCache:
     def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str) -> "PartialCache":
         """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh.
 
-        Raises ``RuntimeError`` when another process holds it open.
+        Raises :class:`~feature_cache.errors.ExtractionBusy` when another process holds it open.
         """
         path = Path(path)
         if path.exists():
@@ -243,11 +244,11 @@ def _chunk_meta(payload: bytes) -> dict[str, Any]:
 
 def _locked(path: Path, *, create: bool = False) -> BinaryIO:
     """``path`` opened for reading and writing, unchanged, under an exclusive ``flock`` (created when ``create``);
-    ``RuntimeError`` when another process holds it."""
+    :class:`ExtractionBusy` when another process holds it."""
     f = os.fdopen(os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644), "r+b")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         f.close()
-        raise RuntimeError(f"{path} is open in another process; wait for that extraction.") from exc
+        raise ExtractionBusy(f"{path} is open in another process; wait for that extraction.") from exc
     return f

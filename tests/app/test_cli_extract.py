@@ -66,3 +66,29 @@ def test_through_the_mr2probe_entry_point(tmp_path, capsys):
 
     assert main(["extract", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.h5")]) == 2
     assert "mr2probe extract: error: data set" in capsys.readouterr().err
+
+
+def test_what_the_machine_refuses_and_a_busy_cache_are_one_line_each(tmp_path, capsys):
+    import fcntl
+
+    from app.cli import main
+
+    data = make_tree(tmp_path / "data")
+    out = tmp_path / "cache.h5"
+    argv = ["extract", "--data", str(data), "--encoder", "effnet-lite0", "--out", str(out), "--workers", "0",
+            "--device", "cpu", "--no-progress"]
+    # a folder where the resumable file goes: the OS refuses to open it as a file
+    (tmp_path / "cache.h5.partial").mkdir()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "mr2probe extract: error: [Errno 21] Is a directory" in err and "Traceback" not in err
+    (tmp_path / "cache.h5.partial").rmdir()
+    # another process holds the extraction's lock
+    with open(tmp_path / "cache.h5.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("pid 4242")
+        lock.flush()
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"mr2probe extract: error: {out} is being extracted by pid 4242" in err and "Traceback" not in err
+    assert main(argv) == 0 and open_cache(out).num_features == 1280  # the lock released: it runs

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from feature_cache import ExtractionCancelled, open_cache
+from feature_cache import ExtractionBusy, ExtractionCancelled, open_cache
 from feature_cache.partial import MAGIC, PartialCache
 from fc_testutils import tiny_encoder
 from test_extract_resume import TOTAL, all_splits, assert_same_cache, run
@@ -90,7 +90,7 @@ def test_foreign_or_unreadable_files_start_afresh_and_a_held_file_is_refused(tmp
     path = tmp_path / "c.h5.partial"
     partial = open_partial(path)
     partial.append("train", *chunk(0), next_index=5)
-    with pytest.raises(RuntimeError, match="is open in another process"):
+    with pytest.raises(ExtractionBusy, match="is open in another process"):
         open_partial(path)
     partial.close()
     assert open_partial(path, attrs={**ATTRS, "fingerprint": "0" * 64}).progress("train") == (0, 0)
