@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -440,6 +441,26 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
 def report_json(report: Report) -> str:
     """The JSON text written to report.json (strict JSON: a missing number is null, never NaN)."""
     return report.model_dump_json(indent=2)
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, once it is known that :func:`write_run` can make it; raises before any work otherwise.
+
+    It, or the nearest folder above it that exists, must be a folder this process may write into. Creates nothing.
+
+    Raises:
+        NotADirectoryError: that path is a file (``--out report.json``, or a folder under a file).
+        PermissionError: that folder is not writable.
+    """
+    run_dir = Path(run_dir)
+    existing = run_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"cannot write a run to {run_dir}: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write a run to {run_dir}: {existing} is not writable.")
+    return run_dir
 
 
 def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:

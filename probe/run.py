@@ -45,6 +45,7 @@ from .report import (
     Selection,
     Timing,
     build_report,
+    check_run_dir,
     write_run,
 )
 from .selection import delta_sentence, select_candidate
@@ -575,7 +576,11 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     Raises:
         ValueError: malformed data or reference, a class without train or test samples, a device this host
             lacks, or a fit that diverged for every candidate / a seed. ProbeCancelled: stopped by ``should_stop``.
+        NotADirectoryError, PermissionError: ``out_dir`` cannot be written (:func:`~probe.report.check_run_dir`),
+            raised before any fit.
     """
+    if out_dir is not None:
+        check_run_dir(out_dir)
     if tune_allocator:
         keep_freed_memory()
     try:

@@ -1,6 +1,7 @@
 """run_probe end to end on small synthetic features: selection on val only, seeds, groups, files, cancellation."""
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -188,6 +189,25 @@ def test_progress_and_cancellation(data, tmp_path):
     with pytest.raises(ProbeCancelled, match="cancelled"):
         run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=tmp_path / "x", should_stop=stop)
     assert not (tmp_path / "x" / "report.json").exists()
+
+
+def test_an_out_dir_that_cannot_be_written_fails_before_any_fit(data, tmp_path):
+    report_file = tmp_path / "report.json"
+    report_file.write_text("{}")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    cases = [(report_file, NotADirectoryError, "report.json is a file"),
+             (report_file / "run", NotADirectoryError, "report.json is a file")]
+    if os.geteuid() != 0:  # root may write anywhere
+        cases.append((locked / "run", PermissionError, "locked is not writable"))
+    for out_dir, error, message in cases:
+        seen = []
+        with pytest.raises(error, match=message):
+            run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out_dir, progress=lambda f, s: seen.append(s))
+        assert seen == []  # nothing ran
+    assert report_file.read_text() == "{}" and list(locked.iterdir()) == []
+    run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=tmp_path / "new" / "deeper")  # folders still to make: fine
+    assert (tmp_path / "new" / "deeper" / "report.json").is_file()
 
 
 def test_input_errors(data):
