@@ -312,11 +312,13 @@ def open_cache(path: str | Path) -> FeatureCache:
 
     Raises:
         FileNotFoundError: no such file.
-        CacheMismatch: not a cache, an unfinished ``*.partial`` file or another schema version.
+        CacheMismatch: a folder, not a cache, an unfinished ``*.partial`` file or another schema version.
     """
     path = Path(path)
     if path.name.endswith(".partial"):
         raise CacheMismatch(f"{path} is an unfinished extraction (*.partial); run the extraction again to resume it.")
+    if path.is_dir():
+        raise CacheMismatch(f"{path} is a folder, not a cache file: name the .h5 file itself.")
     if not path.is_file():
         raise FileNotFoundError(f"cache file {path} does not exist.")
     try:

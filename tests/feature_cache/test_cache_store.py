@@ -123,6 +123,8 @@ def test_open_cache_refuses_partial_foreign_and_other_schema(tmp_path):
         open_cache(tmp_path / "x.h5.partial")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_cache(tmp_path / "none.h5")
+    with pytest.raises(CacheMismatch, match="is a folder, not a cache file: name the .h5 file itself"):
+        open_cache(tmp_path)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(CacheMismatch, match="not a readable HDF5 feature cache"):
         open_cache(tmp_path / "junk.h5")
