@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
         "always: localhost, 127.0.0.1, [::1] and the bind host")
-    extract_batch_size: int = Field(64, ge=1, description="images per extraction chunk (resume granularity)")
+    extract_batch_size: int = Field(64, ge=1, le=1024, description="images per extraction chunk (resume granularity)")
     extract_workers: int | None = Field(None, ge=0, description="extraction worker processes: on CPU each decodes "
                                         "and encodes its own batches with one thread (default: one per torch "
                                         "thread from 2,000 images); on CUDA they decode while the GPU encodes "

@@ -27,6 +27,7 @@ lower-precision cache.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable
@@ -50,7 +51,7 @@ from .store import SCHEMA_VERSION, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
            "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
-           "CPU_WORKER_MEMORY", "available_memory"]
+           "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size", "cpu_batch_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -380,6 +381,39 @@ CPU_WORKERS_MIN_IMAGES = 2000
 # (:func:`available_memory`: ``MemAvailable``, or the room under a container's cgroup limit), so a many-core
 # machine does not start more than its memory holds; a larger encoder needs more per worker (set ``workers``).
 CPU_WORKER_MEMORY = 1 << 30
+# The largest extraction batch (images per forward pass and per written chunk). The service's requests take the same
+# bound (app.schemas.ExtractOptions). Throughput stops growing long before it: 64 is the CPU default, and a GPU
+# batch of a few hundred images keeps the device busy.
+MAX_BATCH_SIZE = 1024
+_MEMORY_BATCH = 64  # the batch size CPU_WORKER_MEMORY was measured at
+
+
+def cpu_batch_memory(batch_size: int) -> int:
+    """Private memory budgeted for one CPU process that encodes batches of ``batch_size`` images:
+    :data:`CPU_WORKER_MEMORY` up to 64 images, in proportion above (effnet-lite0 at 224² held ~8 MB per image of
+    a batch in bf16 and ~15 MB in fp32, one thread, batches of 64 and 256)."""
+    return CPU_WORKER_MEMORY * max(1, math.ceil(batch_size / _MEMORY_BATCH))
+
+
+def check_batch_size(batch_size: int, device: torch.device) -> None:
+    """Refuse a batch size out of [1, :data:`MAX_BATCH_SIZE`], or, on a CPU, one whose :func:`cpu_batch_memory`
+    exceeds the memory available now (:func:`available_memory`): a process killed for memory half way through
+    an extraction helps no one, and under the service it may be the server itself.
+
+    Raises ValueError naming the largest batch that fits.
+    """
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be in [1, {MAX_BATCH_SIZE}], got {batch_size}.")
+    if device.type != "cpu" or batch_size <= _MEMORY_BATCH:
+        return
+    memory = available_memory()
+    if memory is not None and cpu_batch_memory(batch_size) > memory:
+        fits = max(_MEMORY_BATCH, memory // CPU_WORKER_MEMORY * _MEMORY_BATCH)
+        raise ValueError(
+            f"batch_size {batch_size} needs about {cpu_batch_memory(batch_size) / 2**30:.0f} GiB per encoding "
+            f"process on a CPU ({CPU_WORKER_MEMORY / 2**30:.0f} GiB per {_MEMORY_BATCH} images), and "
+            f"{memory / 2**30:.1f} GiB are available: use at most {fits} (64 is the CPU default)."
+        )
 
 
 # A cgroup's memory limit and usage, v2 then v1 (an unlimited v1 group reports a number near 2**63).
@@ -415,13 +449,13 @@ def available_memory(root: str | Path = "/") -> int | None:
 
 
 def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,
-                    batches: int | None = None) -> int:
+                    batches: int | None = None, batch_size: int = _MEMORY_BATCH) -> int:
     """The DataLoader worker processes of an extraction of ``images`` images in ``batches`` batches (None:
     unknown): ``workers`` itself, or for ``None`` (auto):
 
     - on CUDA, :data:`CUDA_DECODE_WORKERS` processes that decode while the main process encodes;
     - on a CPU, one process per thread of torch's pool (``torch.get_num_threads()``), at most one per batch
-      and at most as many as half the available memory holds at :data:`CPU_WORKER_MEMORY` each, each decoding
+      and at most as many as half the available memory holds at :func:`cpu_batch_memory` each, each decoding
       *and* encoding its batches with one thread (:class:`EncodingCollate`); 0 (decode and encode in this
       process, between forward passes) where that makes fewer than 2, or for fewer than
       :data:`CPU_WORKERS_MIN_IMAGES` images, where the workers' start costs more than they gain.
@@ -448,7 +482,7 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     count = torch.get_num_threads() if batches is None else min(torch.get_num_threads(), batches)
     memory = available_memory()
     if memory is not None:
-        count = min(count, memory // (2 * CPU_WORKER_MEMORY))
+        count = min(count, memory // (2 * cpu_batch_memory(batch_size)))
     return count if count >= 2 else 0
 
 
@@ -474,9 +508,8 @@ def run_plan(
     """
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     encoder = plan.encoder
+    check_batch_size(batch_size, encoder.device)
     if workers is not None:
         resolve_workers(workers, encoder.device)  # a negative count fails before any file is opened
     splits = plan.data.splits if splits is None else splits
@@ -487,7 +520,7 @@ def run_plan(
         dtype=plan.dtype,
     )
     samples, batches, indices = _pending(splits, partial, batch_size)
-    workers = resolve_workers(workers, encoder.device, len(samples), len(batches))
+    workers = resolve_workers(workers, encoder.device, len(samples), len(batches), batch_size)
     encode_in_workers = bool(workers) and encoder.device.type == "cpu"
     role = "decoding and encoding (1 thread each)" if encode_in_workers else "decoding"
     threads = torch.get_num_threads()
@@ -577,7 +610,8 @@ def extract(
         data: data set path (folder, archive, manifest, idx) or an opened :class:`LabelledImages`.
         encoder: encoder name (see :func:`~feature_cache.encoders.list_encoders`) or a built encoder.
         cache_dir: folder of caches named by fingerprint (ignored when ``out`` is given).
-        batch_size: images per forward pass and per written chunk.
+        batch_size: images per forward pass and per written chunk, 1 to :data:`MAX_BATCH_SIZE`; on a CPU a batch
+            whose :func:`cpu_batch_memory` exceeds the available memory is refused (:func:`check_batch_size`).
         workers: DataLoader worker processes (0: decode and encode in the main process). On a CPU encoder each
             decodes and encodes its own batches with one thread; on CUDA they decode while the GPU encodes.
             None (auto, :func:`resolve_workers`): on a CPU one per thread of torch's pool (at most one per

@@ -217,6 +217,24 @@ def test_unusable_encoders_are_422_at_submission(service, field, value, fragment
     assert service.get("/api/jobs").json() == []
 
 
+def test_extraction_batch_sizes_take_the_library_bound(service):
+    from app.config import Settings
+    from app.schemas import ExtractOptions
+    from feature_cache.extract import MAX_BATCH_SIZE
+
+    def upper(field):
+        return next(m.le for m in field.metadata if hasattr(m, "le"))
+
+    assert upper(ExtractOptions.model_fields["batch_size"]) == upper(Settings.model_fields["extract_batch_size"]) \
+        == MAX_BATCH_SIZE
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    for size in (0, MAX_BATCH_SIZE + 1):
+        resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"],
+                                               "options": {"batch_size": size}})
+        assert resp.status_code == 422 and "batch_size" in resp.text
+    assert service.get("/api/jobs").json() == []
+
+
 def test_probe_configs_are_checked_against_host_and_cache(service, tmp_path):
     import torch
 

@@ -9,8 +9,9 @@ import torch
 
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
-from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, EncodingCollate,
-                                   available_memory, collate_images, resolve_workers)
+from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, MAX_BATCH_SIZE,
+                                   EncodingCollate, available_memory, check_batch_size, collate_images,
+                                   cpu_batch_memory, resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
 from probe.allocator import worker_init
 from fc_testutils import make_tree, tiny_encoder
@@ -216,6 +217,34 @@ def test_resolve_workers_keeps_cpu_workers_within_half_the_available_memory(thre
     assert resolve_workers(4, cpu, 9000, 200) == 4  # an explicit count is the caller's
     monkeypatch.setattr(module, "available_memory", lambda: None)  # unknown: no cap
     assert resolve_workers(None, cpu, 9000, 200) == 16
+
+
+def test_larger_batches_budget_more_memory_per_worker(threads, monkeypatch):
+    module = importlib.import_module("feature_cache.extract")
+    threads(16)
+    cpu = torch.device("cpu")
+    assert [cpu_batch_memory(b) // CPU_WORKER_MEMORY for b in (1, 64, 65, 128, 256, 1024)] == [1, 1, 2, 2, 4, 16]
+    monkeypatch.setattr(module, "available_memory", lambda: 40 * CPU_WORKER_MEMORY)
+    assert [resolve_workers(None, cpu, 9000, 200, b) for b in (32, 64, 128, 256, 512)] == [16, 16, 10, 5, 2]
+    assert resolve_workers(None, cpu, 9000, 200, 1024) == 0  # one process (this one) encodes
+
+
+def test_batch_sizes_out_of_bounds_or_beyond_memory_are_refused_before_any_file(tree, tmp_path, monkeypatch):
+    module = importlib.import_module("feature_cache.extract")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for bad in (0, -1, MAX_BATCH_SIZE + 1):
+        with pytest.raises(ValueError, match=rf"batch_size must be in \[1, 1024\], got {bad}"):
+            check_batch_size(bad, cpu)
+    monkeypatch.setattr(module, "available_memory", lambda: 3 * CPU_WORKER_MEMORY)
+    check_batch_size(64, cpu)  # the default is never refused for memory
+    check_batch_size(192, cpu)  # 3 GiB
+    check_batch_size(1024, cuda)  # a GPU batch: the device's memory, not this machine's
+    with pytest.raises(ValueError, match=r"batch_size 256 needs about 4 GiB per encoding process on a CPU "
+                                         r"\(1 GiB per 64 images\), and 3.0 GiB are available: use at most 192"):
+        check_batch_size(256, cpu)
+    with pytest.raises(ValueError, match="use at most 192"):
+        extract(tree, tiny_encoder(), None, out=tmp_path / "c.h5", batch_size=256, workers=0, show_progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 def test_cpu_workers_encode_their_batches_with_one_thread_each(tree, tmp_path, threads):
