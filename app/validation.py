@@ -38,6 +38,17 @@ def resolve_probe_config(overrides: Mapping[str, Any] | None, default_head: str 
     return ProbeConfig.model_validate({"head": default_head or "linear", **(overrides or {})})
 
 
+def describe_invalid(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: message`` per problem, joined by ``; ``; the field is left
+    out where the message already starts with it, and pydantic's ``Value error, `` prefix is dropped."""
+    parts = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{field}: {message}" if field and not message.startswith(field.split(".")[0]) else message)
+    return "; ".join(parts)
+
+
 def check_device(device: str) -> None:
     """Raise ``ValueError`` unless ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``) exists on this host."""
     import torch
@@ -62,7 +73,7 @@ def _probe(field: str, config: ProbeConfig, default_head: str | None, num_featur
     try:
         cfg = resolve_probe_config(config.model_dump(mode="json", exclude_unset=True), default_head)
     except ValidationError as exc:
-        raise RequestInvalid(field, "; ".join(e["msg"] for e in exc.errors())) from None
+        raise RequestInvalid(field, describe_invalid(exc)) from None
     try:
         check_device(cfg.device)
     except ValueError as exc:

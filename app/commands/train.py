@@ -177,11 +177,13 @@ def run(args: argparse.Namespace) -> int:
     from feature_cache import open_cache
     from probe import format_report, load_report, run_probe
 
+    from ..validation import describe_invalid
+
     cache = open_cache(args.features)
     try:
         config = build_config(args, cache.default_head)
     except ValidationError as exc:
-        raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
+        raise ValueError(describe_invalid(exc)) from None
     reference = load_report(args.reference) if args.reference else None
     # the stored dtype (float16 by default): half the memory of float32; the trainer widens per batch
     data = {split: cache.load(split, dtype=None) for split in ("train", "val", "test") if split in cache.splits}
