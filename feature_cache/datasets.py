@@ -100,11 +100,14 @@ class LabelledImages:
 
     def load_image(self, sample: Sample):
         """Decode one sample into a PIL image (raises on a corrupt file; callers skip it)."""
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
         if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
             return self.reader.image(sample.source)
-        image = Image.open(io.BytesIO(self.reader.read(sample.source)))
+        try:
+            image = Image.open(io.BytesIO(self.reader.read(sample.source)))
+        except UnidentifiedImageError:  # its message names the BytesIO object, with its memory address
+            raise UnidentifiedImageError("not an image format Pillow can read") from None
         image.load()
         return image
 
