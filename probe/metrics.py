@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "nan_mean",
     "per_class_accuracy",
     "overall_accuracy",
     "balanced_accuracy",
@@ -90,6 +92,14 @@ def overall_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     if labels.size == 0:
         return float("nan")
     return float(np.mean(np.asarray(predictions) == labels))
+
+
+def nan_mean(values, axis: int = 0) -> np.ndarray:
+    """``np.nanmean`` along ``axis`` without its RuntimeWarning where a slice holds no number, which stays NaN: a
+    class with no validation image has no validation accuracy in any seed (reported as null)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.asarray(values, dtype=np.float64), axis=axis)
 
 
 def balanced_accuracy(per_class: np.ndarray) -> float:

@@ -31,7 +31,8 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .groups import GROUP_NAMES, group_accuracy, group_of
-from .metrics import balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, per_class_std, worst_class
+from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
+                      worst_class)
 
 logger = logging.getLogger(__name__)
 
@@ -383,9 +384,9 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
     test_acc = np.stack([e.test_per_class for e in evaluations])          # (S, K)
     r2, spread, gamma = (_stat(trainer, n, num_classes) for n in ("r2_", "spread_", "gamma_"))
     acc_std = test_acc.std(axis=0, ddof=1) if len(evaluations) > 1 else np.zeros(num_classes)
-    out_margin, sm_min, sm_mean = (np.nanmean(np.stack([getattr(e, name) for e in evaluations]), axis=0)
+    out_margin, sm_min, sm_mean = (nan_mean([getattr(e, name) for e in evaluations])
                                    for name in ("output_margin_mean", "sample_margin_min", "sample_margin_mean"))
-    val_mean = np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0)
+    val_mean = nan_mean([e.val_per_class for e in evaluations])
     counts = evaluations[0].test_counts
     return [
         PerClassRow(index=k, name=class_names[k], group=names_of[k], n_train=int(n_train[k]), n_test=int(counts[k]),
@@ -419,7 +420,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     if any(e.posthoc is not None for e in evaluations):
         posthoc = Posthoc(objective=config.posthoc_objective,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
-    val_mean = np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0)
+    val_mean = nan_mean([e.val_per_class for e in evaluations])
     per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc)
     if diagnostics is not None:
         per_class = [PerClassRow.model_validate({**row.model_dump(), **extra})

@@ -33,7 +33,7 @@ from .decision import decide, stability_and_warnings
 from .diagnostics import test_diagnostics
 from .evaluate import SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
-from .metrics import softmax
+from .metrics import nan_mean, softmax
 from .predictions import Predictions, paired_test_delta
 from .registry import get_loss_spec
 from .report import (
@@ -613,7 +613,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     clock.lap("seeds")
     groups = outcome.groups
     if groups is None:
-        groups = assign_groups(np.nanmean(np.stack([e.val_per_class for e in evaluations]), axis=0))
+        groups = assign_groups(nan_mean([e.val_per_class for e in evaluations]))
     if config.posthoc_bias:
         for ev in evaluations:
             apply_posthoc(ev, splits.val[1], splits.test[1], groups, config.posthoc_objective, splits.num_classes)

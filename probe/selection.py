@@ -14,6 +14,7 @@ A candidate is a dict of hyper-parameters plus the scores ``val_overall`` and ``
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,13 +41,24 @@ def describe_params(candidate: dict) -> str:
                      if k not in SCORE_KEYS and k not in NOTE_KEYS and not k.startswith("val_"))
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def _pct(x: float | None) -> str:
+    """A validation score in words; ``n/a`` where it could not be computed (e.g. the hard third of a validation
+    split that holds no image of its classes: null in the report)."""
+    return "n/a" if _missing(x) else f"{100 * x:.2f}%"
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or math.isnan(x)
+
+
+def _score(x: float | None) -> float:
+    """A score to rank by: a missing one below every real one."""
+    return -math.inf if _missing(x) else x
 
 
 def _best(candidates: list[dict], indices: list[int], primary: str, secondary: str) -> int:
     # max over (primary, secondary, -index): grid order breaks exact ties deterministically.
-    return max(indices, key=lambda i: (candidates[i][primary], candidates[i][secondary], -i))
+    return max(indices, key=lambda i: (_score(candidates[i][primary]), _score(candidates[i][secondary]), -i))
 
 
 def _choose_overall(candidates: list[dict], floor: float | None) -> tuple[int, str]:
@@ -54,7 +66,7 @@ def _choose_overall(candidates: list[dict], floor: float | None) -> tuple[int, s
     c = candidates[index]
     if len(candidates) == 1:
         return index, f"Single candidate ({describe_params(c)}): nothing to select; val overall {_pct(c['val_overall'])}."
-    runner = sorted((candidates[i]["val_overall"] for i in range(len(candidates)) if i != index), reverse=True)[0]
+    runner = max(_score(candidates[i]["val_overall"]) for i in range(len(candidates)) if i != index)
     tie = " (tied on overall; the higher val hard-third accuracy, then grid order, decided)" \
         if runner == c["val_overall"] else ""
     return index, (
@@ -75,7 +87,7 @@ def _choose_hard(candidates: list[dict], floor: float | None) -> tuple[int, str]
             f"val hard-third accuracy ({_pct(c['val_hard'])}) of {len(candidates)} candidates, "
             f"val overall {_pct(c['val_overall'])}."
         )
-    feasible = [i for i in every if candidates[i]["val_overall"] >= floor]
+    feasible = [i for i in every if _score(candidates[i]["val_overall"]) >= floor]
     if not feasible:
         index = _best(candidates, every, "val_overall", "val_hard")
         c = candidates[index]

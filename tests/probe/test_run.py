@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -208,6 +209,21 @@ def test_an_out_dir_that_cannot_be_written_fails_before_any_fit(data, tmp_path):
     assert report_file.read_text() == "{}" and list(locked.iterdir()) == []
     run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=tmp_path / "new" / "deeper")  # folders still to make: fine
     assert (tmp_path / "new" / "deeper" / "report.json").is_file()
+
+
+def test_a_class_missing_from_val_still_gives_a_report(data):
+    # a small unseen data set: the two hardest classes (a third of 6) have no validation image, so the candidates'
+    # val hard third cannot be computed: null in the report and "n/a" in the reason, never a crash
+    x, y = data["val"]
+    keep = y < K - 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's "Mean of empty slice" reached the user's terminal
+        report = run_probe({**data, "val": (x[keep], y[keep])}, NAMES, ProbeConfig(**FAST))
+    candidates = report["selection"]["candidates"]
+    assert len(candidates) == 2 and all(c["val_overall"] is not None and c["val_hard"] is None for c in candidates)
+    assert [report["per_class"][k]["val_accuracy"] for k in (K - 2, K - 1)] == [None, None]
+    assert "n/a" in report["selection"]["reason"]
+    assert "worst class" in format_report(Report.model_validate(report))
 
 
 def test_input_errors(data):

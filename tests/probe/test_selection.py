@@ -49,6 +49,21 @@ def test_ties_break_on_second_score_then_grid_order():
     assert select_candidate(tied, "overall")[0] == 1
 
 
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_score_that_could_not_be_computed_ranks_last_and_reads_n_a(missing):
+    # a hard third with no validation image (null in the report): it neither crashes nor wins a tie
+    tied = [{"lr": 1.0, "val_overall": 0.9, "val_hard": missing},
+            {"lr": 2.0, "val_overall": 0.9, "val_hard": 0.2},
+            {"lr": 3.0, "val_overall": 0.5, "val_hard": missing}]
+    index, reason = select_candidate(tied, "overall")
+    assert index == 1 and "tied on overall" in reason
+    index, reason = select_candidate([tied[0], tied[2]], "overall")
+    assert index == 0 and "its val hard-third accuracy is n/a" in reason
+    assert select_candidate(tied, "hard")[0] == 1
+    index, reason = select_candidate([tied[0], tied[2]], "hard", floor=0.8)
+    assert index == 0 and "(n/a)" in reason
+
+
 def test_errors_name_the_value():
     with pytest.raises(ValueError, match="'best'.*overall, hard"):
         select_candidate(CANDIDATES, "best")
