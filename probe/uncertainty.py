@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .groups import GROUP_NAMES, group_accuracy
+from .metrics import nan_mean
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy"]
 
@@ -127,9 +128,7 @@ class Bootstrap:
         out = {"per_class": per_class, "overall": np.nansum(per_class * weights, axis=1)}
         for name in GROUP_NAMES if groups else ():
             members = np.asarray(groups.get(name, []), dtype=np.int64)
-            with np.errstate(all="ignore"):
-                out[name] = (np.nanmean(per_class[:, members], axis=1) if members.size
-                             else np.full(self.n_resamples, np.nan))
+            out[name] = nan_mean(per_class[:, members], axis=1) if members.size else np.full(self.n_resamples, np.nan)
         return out
 
     def _reference_summary(self, reference: np.ndarray, groups: dict[str, list[int]] | None) -> dict:

@@ -224,6 +224,11 @@ def test_a_class_missing_from_val_still_gives_a_report(data):
     assert [report["per_class"][k]["val_accuracy"] for k in (K - 2, K - 1)] == [None, None]
     assert "n/a" in report["selection"]["reason"]
     assert "worst class" in format_report(Report.model_validate(report))
+    with warnings.catch_warnings():  # the disparity-aware decision's bootstrap over those groups: quiet too
+        warnings.simplefilter("error", RuntimeWarning)
+        disparity = run_probe({**data, "val": (x[keep], y[keep])}, NAMES,
+                              ProbeConfig(preset="disparity", epochs=40, seeds=[0], cv=0), reference=report)
+    assert disparity["selection"]["criterion"] == "hard"
 
 
 def test_input_errors(data):
