@@ -369,7 +369,7 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
         **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
         worst_class=WorstClass(name=class_names[worst], accuracy=worst_acc),
         per_class_std=float(np.mean(stds)),
-        group_margin=GroupValues(**{name: float(np.nanmean([m[name] for m in group_margins]))
+        group_margin=GroupValues(**{name: float(nan_mean([m[name] for m in group_margins]))
                                     for name in GROUP_NAMES}),
         class_margin_deg=float(np.mean(class_margins)), ideal_class_margin_deg=ideal_class_margin_deg(num_classes),
         min_sample_margin=float(np.mean(min_sample)), ideal_sample_margin=ideal_sample_margin(num_classes),

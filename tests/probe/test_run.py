@@ -231,6 +231,15 @@ def test_a_class_missing_from_val_still_gives_a_report(data):
     assert disparity["selection"]["criterion"] == "hard"
 
 
+def test_two_classes_leave_the_medium_third_empty_without_warnings(data):
+    two = {split: (x[y < 2], y[y < 2]) for split, (x, y) in data.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = run_probe(two, NAMES[:2], ProbeConfig(**FAST))
+    assert report["summary"]["medium"] is None and report["summary"]["group_margin"]["medium"] is None
+    assert report["summary"]["easy"] is not None and report["summary"]["hard"] is not None
+
+
 def test_input_errors(data):
     with pytest.raises(ValueError, match="'train' and 'test'"):
         run_probe({"train": data["train"]}, NAMES, ProbeConfig(**FAST))
