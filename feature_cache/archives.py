@@ -32,6 +32,7 @@ import tempfile
 import threading
 import weakref
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,39 @@ class DirectoryReader:
         return str(self.root)
 
 
+_UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
+_UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field: version 1, CRC-32 of the stored name, UTF-8 name
+
+
+def zip_member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name as its writer meant it.
+
+    Python decodes a name stored without the UTF-8 flag as cp437, the zip format's default; but Info-ZIP's ``zip``
+    and most tools on Linux and macOS store UTF-8 bytes without setting that flag, and a class folder named
+    ``čaj`` would come out as ``─ìaj``. Such a name is read from its Info-ZIP Unicode Path extra field when one is
+    present and matches the stored bytes, else decoded as UTF-8 when its bytes are valid UTF-8 (text in cp437 is
+    practically never also valid UTF-8), else left as cp437.
+    """
+    if info.flag_bits & _UTF8_FLAG or info.filename.isascii():
+        return info.filename
+    stored = info.filename.encode("cp437")  # the bytes as stored: cp437 maps every byte to one character
+    extra, at = info.extra, 0
+    while at + 4 <= len(extra):
+        kind, size = int.from_bytes(extra[at:at + 2], "little"), int.from_bytes(extra[at + 2:at + 4], "little")
+        data = extra[at + 4:at + 4 + size]
+        if kind == _UNICODE_PATH and size > 5 and data[0] == 1 and int.from_bytes(data[1:5], "little") == \
+                zlib.crc32(stored):
+            try:
+                return data[5:].decode("utf-8")
+            except UnicodeDecodeError:
+                break
+        at += 4 + size
+    try:
+        return stored.decode("utf-8")
+    except UnicodeDecodeError:
+        return info.filename
+
+
 class ZipReader:
     """Members of a .zip archive, validated up front and read in place (see module docstring)."""
 
@@ -154,7 +188,7 @@ class ZipReader:
             )
         total = 0
         for info in infos:
-            name = check_member_name(info.filename, label)
+            name = check_member_name(zip_member_name(info), label)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise UnsafeArchive(f"{label}: member {info.filename!r} is a symbolic link; links are not allowed.")

@@ -314,3 +314,45 @@ def test_a_train_and_a_test_manifest_given_together(tree):
     assert dict(data.skipped) == {train[0].relative_to(tree).as_posix(): "repeated row in the manifest"}
     (tree / "test.csv").unlink()  # without the pair the folder is read as class folders again
     assert open_dataset(tree, val_fraction=0.0).params["layout"] != "manifest-pair"
+
+
+def _unicode_path_field(stored: bytes, name: str) -> bytes:
+    import zlib
+
+    data = b"\x01" + zlib.crc32(stored).to_bytes(4, "little") + name.encode("utf-8")
+    return (0x7075).to_bytes(2, "little") + len(data).to_bytes(2, "little") + data
+
+
+def test_zip_names_stored_as_utf8_without_the_flag_keep_their_characters(tree, tmp_path):
+    from feature_cache.archives import zip_member_name
+
+    # How Info-ZIP's zip (Linux, macOS) stores them: UTF-8 bytes, general purpose bit 11 unset. Python's zipfile
+    # sets the flag on any non-ASCII name it writes, so the archive is written with an ASCII stand-in of the same
+    # length, swapped for the UTF-8 bytes afterwards.
+    utf8 = "čaj ☕".encode("utf-8")
+    stand_in = "X" * len(utf8)
+    path = make_zip(tmp_path / "infozip.zip", [(n.replace("ant", stand_in), d) for n, d in tree_members(tree)])
+    path.write_bytes(path.read_bytes().replace(stand_in.encode(), utf8))
+    with zipfile.ZipFile(path) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+        assert "train/─ìaj Γÿò/000.png" in zf.namelist()  # what zipfile alone reads
+    data, folder = open_dataset(path), open_dataset(tree)
+    assert data.class_names == ["bee", "cat", "čaj ☕"]
+    def sources(d, rename=lambda s: s):  # the val carve depends on the class order, so train + val together
+        return sorted(rename(s.source) for split in ("train", "val") for s in d.splits[split]), \
+            sorted(rename(s.source) for s in d.splits["test"])
+
+    assert sources(data) == sources(folder, lambda s: s.replace("ant", "čaj ☕"))
+
+    def info(filename: str, extra: bytes = b"", flags: int = 0) -> zipfile.ZipInfo:
+        made = zipfile.ZipInfo(filename)
+        made.extra, made.flag_bits = extra, flags
+        return made
+
+    # an Info-ZIP Unicode Path field whose CRC matches the stored name wins; a stale one is ignored
+    stored = "çaj".encode("cp437")  # b"\x87aj": not valid UTF-8
+    assert zip_member_name(info("çaj", _unicode_path_field(stored, "čaj"))) == "čaj"
+    assert zip_member_name(info("çaj", _unicode_path_field(b"other", "čaj"))) == "çaj"
+    assert zip_member_name(info("çà.png")) == "çà.png"  # cp437 bytes that are not UTF-8: left as cp437
+    assert zip_member_name(info("čaj", flags=0x800)) == "čaj"  # flagged UTF-8: as zipfile read it
+    assert zip_member_name(info("plain/name.png")) == "plain/name.png"
