@@ -55,6 +55,9 @@ __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "dis
 
 logger = logging.getLogger(__name__)
 
+# The reason recorded for a file that fails to decode, before the decoder's message.
+DECODE_FAILURE = "cannot decode image"
+
 
 @dataclass(frozen=True)
 class ExtractResult:
@@ -116,7 +119,7 @@ class _ImageDataset(Dataset):
         try:
             return self.transform(self.data.load_image(sample)), True, ""
         except Exception as exc:  # noqa: BLE001 - any decode failure skips the file, never the job
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"cannot decode image: {exc}"[:300]
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{DECODE_FAILURE}: {exc}"[:300]
 
 
 def collate_images(items: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -277,7 +280,10 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
         cache = open_cache(path)
         if cache.fingerprint == fingerprint:
             logger.info("cache hit: %s (precision %s)", path, cache.attrs.get("precision", "fp32"))
-            skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
+            # what the data set leaves out as it is now (a manifest's missing or repeated rows, non-images), and
+            # the files of the cached samples that failed to decode: the cache's own list may be older
+            failed = [tuple(s) for s in cache.attrs.get("skipped", []) if s[1].startswith(DECODE_FAILURE)]
+            skipped = [tuple(s) for s in plan.data.skipped] + failed
             return ExtractResult(path, fingerprint, True, skipped, dict(cache.split_sizes), 0)
     if plan.path.exists():
         cache = open_cache(plan.path)

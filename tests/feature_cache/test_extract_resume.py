@@ -161,6 +161,17 @@ def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     assert_same_cache(all_splits(in_main.path), all_splits(result.path))
 
 
+def test_a_reused_cache_reports_what_the_data_set_leaves_out_now(tree, tmp_path):
+    (tree / "test" / "cat" / "002.png").write_bytes(b"")  # fails to decode: recorded with the cache
+    (tree / "test" / "cat" / "notes.md").write_text("# not an image")  # left out by the data set itself
+    first = run(tree, tmp_path / "caches")
+    assert sorted(source for source, _ in first.skipped) == ["test/cat/002.png", "test/cat/notes.md"]
+    (tree / "test" / "cat" / "notes.md").unlink()  # the same samples, so the same cache: reused
+    again = run(tree, tmp_path / "caches")
+    assert again.reused and again.path == first.path
+    assert again.skipped == [("test/cat/002.png", "cannot decode image: not an image format Pillow can read")]
+
+
 def test_a_second_concurrent_extraction_is_refused_without_touching_the_first(tree, tmp_path):
     out = tmp_path / "busy.h5"
     inner: list[Exception] = []
