@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mr2probe {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
-        # What the machine refuses (a folder or an unwritable file where a file goes, a full disk) and an
-        # extraction that another process is running: one line too. Any other RuntimeError is a bug: its trace.
+        # What the machine refuses (a folder or an unwritable file where a file goes, a full disk), an extraction
+        # or a data directory that another process is running: one line too. Any other RuntimeError is a bug.
         if not (isinstance(exc, OSError) or _is_busy(exc)):
             raise
         print(f"mr2probe {args.command}: error: {exc}", file=sys.stderr)
@@ -67,9 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    """``feature_cache.ExtractionBusy``, without importing feature_cache (and torch) to find out."""
-    errors = sys.modules.get("feature_cache.errors")
-    return errors is not None and isinstance(exc, errors.ExtractionBusy)
+    """``feature_cache.ExtractionBusy`` or ``app.worker.DataDirBusy``, without importing feature_cache (and torch)
+    to find out: an exception of a module not imported yet cannot have been raised."""
+    busy = [getattr(sys.modules.get(module), name, None)
+            for module, name in (("feature_cache.errors", "ExtractionBusy"), ("app.worker", "DataDirBusy"))]
+    return any(kind is not None and isinstance(exc, kind) for kind in busy)
 
 
 def _teardown_needed() -> bool:

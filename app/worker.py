@@ -20,6 +20,28 @@ from .store import Store
 logger = logging.getLogger(__name__)
 
 
+class DataDirBusy(RuntimeError):
+    """Another mr2probe server runs the jobs of this data directory."""
+
+
+def lock_data_dir(data_dir) -> Any:
+    """The open ``<data dir>/worker.lock`` under an exclusive ``flock``, held until it is closed; the OS drops it when
+    the process dies, so a killed server never blocks its successor. Raises :class:`DataDirBusy` when another
+    process holds it."""
+    import fcntl
+
+    path = data_dir / "worker.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held by the caller
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataDirBusy(f"another mr2probe server is running the jobs of {data_dir}; stop it first, or use "
+                          "another --data-dir") from None
+    return handle
+
+
 class JobRunner:
     """Schedules and runs jobs from ``store``.
 
@@ -84,23 +106,8 @@ class JobRunner:
         logger.info("job worker stopped")
 
     def _lock_data_dir(self) -> None:
-        """One worker per data directory: a second one would mark the first one's running jobs interrupted.
-
-        The lock is an ``flock`` on ``<data dir>/worker.lock``; the OS drops it when the process dies, so a
-        killed server never blocks its successor.
-        """
-        import fcntl
-
-        path = self.settings.data_dir / "worker.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115 - held until stop()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise RuntimeError(f"another mr2probe server is running the jobs of {self.settings.data_dir}; "
-                               "stop it first, or use another --data-dir") from None
-        self._lock_file = handle
+        """One worker per data directory: a second one would mark the first one's running jobs interrupted."""
+        self._lock_file = lock_data_dir(self.settings.data_dir)
 
     # -- requests -----------------------------------------------------------------------------------
     def submit(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:

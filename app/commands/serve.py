@@ -40,10 +40,16 @@ def check_exposure(settings) -> None:
 
 
 def serve(app, settings) -> None:
-    """Run ``app`` on uvicorn until Ctrl-C (the app's lifespan starts and stops the job worker)."""
+    """Run ``app`` on uvicorn until Ctrl-C (the app's lifespan starts and stops the job worker).
+
+    A data directory that another server runs is refused here, in one line (:class:`app.worker.DataDirBusy`), before
+    uvicorn would print the lifespan's trace; the worker takes the lock for itself at start-up."""
     import uvicorn
 
+    from ..worker import lock_data_dir
+
     check_exposure(settings)
+    lock_data_dir(settings.data_dir).close()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 

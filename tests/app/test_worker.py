@@ -215,6 +215,25 @@ def test_one_worker_per_data_dir(tmp_path):
     second.stop()
 
 
+def test_serve_refuses_a_data_dir_another_server_runs_in_one_line(tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    from app.cli import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # a free data dir would start serving here
+    first, _ = make_runner(tmp_path, {"extract": lambda ctx: {}})
+    first.start()
+    try:
+        code = main(["serve", "--data-dir", str(first.settings.data_dir), "--port", "8999"])
+    finally:
+        first.stop()
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (f"mr2probe serve: error: another mr2probe server is running the jobs of "
+                           f"{first.settings.data_dir}; stop it first, or use another --data-dir")
+    assert main(["serve", "--data-dir", str(first.settings.data_dir), "--port", "8999"]) == 0  # free again
+
+
 def test_cancelling_an_interrupted_extraction_removes_its_partial_file_only(tmp_path):
     from app.steps import cache_dir_for
 
