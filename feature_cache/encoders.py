@@ -523,6 +523,10 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
         weights=str(path) if path else None,
     )
     sha = file_sha256(path) if path else state_dict_sha256(model)
+    if path is None:
+        logger.warning("openclip:%s has no WEIGHTS: the model has random weights, whose features test the pipeline "
+                       "and mean nothing for a probe; name a checkpoint file or a cached tag: openclip:%s:WEIGHTS",
+                       arch, arch)
     logger.info("open_clip %s built (%s, quick_gelu=%s)", arch, path or "random weights", quick_gelu)
     return Encoder(spec, model, _clip_forward, sha, device, **runtime)
 

@@ -116,6 +116,17 @@ def test_overrides_merge_over_registry_defaults():
         create_encoder("effnet-lite0", interpolation="lanczos")
 
 
+def test_open_clip_without_weights_warns_that_they_are_random(tiny_clip, tmp_path, caplog):
+    create_encoder(f"openclip:{tiny_clip}")
+    warned = [r for r in caplog.records if r.name == "feature_cache.encoders" and r.levelname == "WARNING"]
+    assert len(warned) == 1 and "has no WEIGHTS: the model has random weights" in warned[0].getMessage()
+    caplog.clear()
+    path = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model(tiny_clip).state_dict(), path)
+    create_encoder(f"openclip:{tiny_clip}:{path}")
+    assert not [r for r in caplog.records if r.name == "feature_cache.encoders" and r.levelname == "WARNING"]
+
+
 def test_open_clip_local_checkpoint_is_loaded(tiny_clip, tmp_path):
     torch.manual_seed(1)
     reference = open_clip.create_model(tiny_clip, pretrained=None).eval()
