@@ -29,7 +29,7 @@ import torch.distributed as dist
 from .datasets import SPLITS, LabelledImages, Sample
 from .encoders import Encoder
 from .extract import ExtractResult, _existing, check_decodable, plan_extraction, run_plan
-from .store import _create_split, _decode_attr, _set_attrs, library_versions, open_cache, replacing_file
+from .store import _create_split, _set_attrs, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
 
@@ -68,8 +68,7 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
             totals[split] += cache.split_sizes.get(split, 0)
         skipped += cache.attrs.get("skipped", [])
     with replacing_file(final) as out:
-        root = {k: _decode_attr(k, v) for k, v in h5py.File(shards[0], "r").attrs.items()}
-        _set_attrs(out, {**root, **attrs, "skipped": attrs.get("skipped", []) + skipped})
+        _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped})
         for split in SPLITS:
             group = out.create_group(split)
             with h5py.File(shards[0], "r") as src:

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from .metrics import nan_mean
+
 GROUP_NAMES: tuple[str, str, str] = ("easy", "medium", "hard")
 
 __all__ = ["GROUP_NAMES", "assign_groups", "group_of", "group_accuracy"]
@@ -63,5 +65,5 @@ def group_accuracy(per_class_accuracy: np.ndarray, groups: dict[str, list[int]])
     out: dict[str, float] = {}
     for name in GROUP_NAMES:
         members = acc[np.asarray(groups.get(name, []), dtype=np.int64)]
-        out[name] = float(np.nanmean(members)) if np.any(np.isfinite(members)) else float("nan")
+        out[name] = float(nan_mean(members))
     return out

@@ -104,7 +104,7 @@ def nan_mean(values, axis: int = 0) -> np.ndarray:
 
 def balanced_accuracy(per_class: np.ndarray) -> float:
     """Mean of the per-class accuracies over classes that have samples (macro recall)."""
-    return float(np.nanmean(per_class)) if np.any(np.isfinite(per_class)) else float("nan")
+    return float(nan_mean(per_class))
 
 
 def worst_class(per_class: np.ndarray) -> tuple[int, float]:

@@ -128,7 +128,7 @@ class Bootstrap:
         out = {"per_class": per_class, "overall": np.nansum(per_class * weights, axis=1)}
         for name in GROUP_NAMES if groups else ():
             members = np.asarray(groups.get(name, []), dtype=np.int64)
-            out[name] = nan_mean(per_class[:, members], axis=1) if members.size else np.full(self.n_resamples, np.nan)
+            out[name] = nan_mean(per_class[:, members], axis=1)  # NaN per resample for an empty group
         return out
 
     def _reference_summary(self, reference: np.ndarray, groups: dict[str, list[int]] | None) -> dict:
