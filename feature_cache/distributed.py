@@ -29,7 +29,7 @@ import torch.distributed as dist
 from .datasets import SPLITS, LabelledImages, Sample
 from .encoders import Encoder
 from .extract import ExtractResult, _existing, check_decodable, plan_extraction, run_plan
-from .store import _create_split, _set_attrs, library_versions, open_cache, replacing_file
+from .store import _set_attrs, _write_split, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
 
@@ -70,22 +70,23 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
     with replacing_file(final) as out:
         _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped})
         for split in SPLITS:
-            group = out.create_group(split)
             with h5py.File(shards[0], "r") as src:
                 dtype = src[split]["features"].dtype
-            _create_split(group, d, str(dtype), rows=totals[split])
-            row = 0
-            for path in shards:
-                with h5py.File(path, "r") as src:
-                    n = src[split]["features"].shape[0]
-                    for start in range(0, n, 8192):
-                        end = min(n, start + 8192)
-                        for name in ("features", "labels", "sources"):
-                            group[name][row + start:row + end] = src[split][name][start:end]
-                    row += n
+            _write_split(out, split, d, str(dtype), totals[split], _shard_blocks(shards, split))
     for path in shards:
         path.unlink()
     return final
+
+
+def _shard_blocks(shards: Sequence[Path], split: str, block_rows: int = 8192):
+    """(features, labels, sources) of ``split`` of every shard in order, ``block_rows`` rows at a time."""
+    for path in shards:
+        with h5py.File(path, "r") as src:
+            group = src[split]
+            n = group["features"].shape[0]
+            for start in range(0, n, block_rows):
+                end = min(n, start + block_rows)
+                yield group["features"][start:end], group["labels"][start:end], group["sources"][start:end]
 
 
 def extract_distributed(

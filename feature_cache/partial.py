@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import ExtractionBusy
-from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _create_split, _set_attrs, replacing_file
+from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _set_attrs, _write_split, replacing_file
 
 __all__ = ["PartialCache", "MAGIC"]
 
@@ -213,16 +213,8 @@ class PartialCache:
         with replacing_file(final) as h5:
             _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **self.attrs, **attrs})
             for split in SPLITS:
-                group = h5.create_group(split)
-                _create_split(group, self.num_features, self.dtype.name, rows=self.progress(split)[1])
-                features_out, labels_out, sources_out = group["features"], group["labels"], group["sources"]
-                row = 0
-                for features, labels, sources in self._split_blocks(split):
-                    end = row + len(labels)
-                    features_out[row:end] = features
-                    labels_out[row:end] = labels
-                    sources_out[row:end] = sources
-                    row = end
+                _write_split(h5, split, self.num_features, self.dtype.name, self.progress(split)[1],
+                             self._split_blocks(split))
         self.close()
         self.path.unlink()
         return final

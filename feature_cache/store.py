@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -131,12 +131,29 @@ def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
 
 
 def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 0) -> None:
-    # Always resizable along rows (the partial writer appends); chunks of up to CHUNK_ROWS rows.
+    # Resizable along rows, as every cache has been (the HDF5 partial file of earlier versions appended to it);
+    # chunks of up to CHUNK_ROWS rows.
     chunk = (max(1, min(rows, CHUNK_ROWS)) if rows else CHUNK_ROWS, num_features)
     group.create_dataset("features", shape=(rows, num_features), maxshape=(None, num_features),
                          dtype=dtype, chunks=chunk)
     group.create_dataset("labels", shape=(rows,), maxshape=(None,), dtype="int64", chunks=(chunk[0],))
     group.create_dataset("sources", shape=(rows,), maxshape=(None,), dtype=_STR, chunks=(chunk[0],))
+
+
+def _write_split(h5: h5py.File, split: str, num_features: int, dtype: str, rows: int,
+                 blocks: Iterable[tuple[Any, Any, Any]]) -> None:
+    """Group ``split`` of ``rows`` rows (:func:`_create_split`), filled in order from ``blocks`` of (features,
+    labels, sources): the one writer of :func:`write_cache`, the partial log's copy and the merge of shards."""
+    group = h5.create_group(split)
+    _create_split(group, num_features, dtype, rows=rows)
+    features_out, labels_out, sources_out = group["features"], group["labels"], group["sources"]
+    row = 0
+    for features, labels, sources in blocks:
+        end = row + len(labels)
+        features_out[row:end] = features
+        labels_out[row:end] = labels
+        sources_out[row:end] = sources
+        row = end
 
 
 def write_cache(
@@ -185,12 +202,8 @@ def write_cache(
                 raise ValueError(
                     f"split {split!r}: {n} feature rows, {labels.shape[0]} labels, {len(sources)} sources."
                 )
-            group = h5.create_group(split)
-            _create_split(group, d, dtype, rows=n)
-            if n:
-                group["features"][:] = features
-                group["labels"][:] = labels
-                group["sources"][:] = np.asarray(list(sources), dtype=object)
+            blocks = [(features, labels, np.asarray(list(sources), dtype=object))] if n else []
+            _write_split(h5, split, d, dtype, n, blocks)
     return Path(path)
 
 
