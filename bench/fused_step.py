@@ -1,16 +1,25 @@
-"""Per-step cost of the trainer's joint full-batch fit against a hand-fused step of the same heads.
+"""Per-step cost of the trainer's joint fit: its closed-form step, its autograd path, and a hand-fused step.
 
-The question it answers: how much of a small probe's step (6 jointly fitted linear heads, full batch) is overhead
-that a rewrite could remove. The fused step keeps the 6 heads as one stacked weight, computes the bf16 products
-as the trainer does (features cast once), writes softmax cross-entropy and its gradient out, and applies one
-vectorised AdamW (per-row lr and decay); it trains nothing the product uses. Both run on the same features, 1
-thread by default, interleaved, best of ``--repeats``.
+The questions it answers: what the trainer's closed-form step (``probe.trainer._closed_form_step``: linear heads
+whose objective is ℓ_γ,ce alone, gradients written out) saves against the autograd path it replaced (the same
+trainer with ``_Run.closed_form`` switched off), and how much overhead a further rewrite could remove. The fused
+step keeps the heads as one stacked weight, computes their products in the trainer's precision (in bf16 from
+features cast once), writes softmax cross-entropy and its gradient out, and applies one vectorised AdamW (per-row
+lr and decay) where the trainer makes one optimiser call per head. Full batch by default (the small probes' case);
+with ``--batch-size`` all draw shuffled mini-batches from the features as the trainer keeps them (float16 rows
+gathered, then widened to float32; in bf16 gathered from a bfloat16 copy), and the bare matrix products of one
+full-batch epoch (``bench/probe_speed.py``'s ``bare_epoch_seconds``) give each one's bare / ours per epoch. All
+run on the same features, 1 thread by default, interleaved, best of ``--repeats``.
 
     python bench/fused_step.py --features cifar10-300.h5 [--rows 2400] [--repeats 3]
+    python bench/fused_step.py --features cifar10-full.h5 --rows 45000 --batch-size 1024 --dtype float16 \
+        --precision fp32 --heads 1
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import time
 
 import h5py
@@ -22,34 +31,57 @@ from probe import ProbeConfig
 # The AdamW ERM sweep (ProbeConfig's default until the default optimiser became adam), whose decoupled decay the
 # hand-fused step implements: (lr, weight decay) of each candidate
 GRID = [(c["lr"], c["weight_decay"]) for c in ProbeConfig(optimizer="adamw").resolved(1).candidates()]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def trainer_step_ms(x: torch.Tensor, y: torch.Tensor, k: int) -> float:
-    """Per-step time of fit_many on the default sweep: (fit of 80 epochs − fit of 20) / 60, full batch."""
+@contextlib.contextmanager
+def autograd_path():
+    """The trainer with its closed-form step switched off (``probe.trainer._Run.closed_form`` False): every head's
+    gradients taken by autograd, the path before the closed-form step."""
+    from probe.trainer import _Run
+
+    closed_form = _Run.closed_form
+    _Run.closed_form = property(lambda run: False)
+    try:
+        yield
+    finally:
+        _Run.closed_form = closed_form
+
+
+def trainer_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, grid: list, batch_size: int | None,
+                    precision: str, autograd: bool = False) -> float:
+    """Per-step time of fit_many on ``grid`` (``autograd``: on :func:`autograd_path`): the difference of a long and
+    a short fit over its extra steps (80 − 20 full-batch epochs, or 4 − 1 epochs of mini-batches)."""
     from probe.trainer import ProbeTrainer, fit_many
 
+    steps = 1 if batch_size is None else math.ceil(len(y) / batch_size)
+    long, short = (80, 20) if batch_size is None else (4, 1)
+
     def fit(epochs: int) -> float:
-        trainers = [ProbeTrainer(lr=lr, weight_decay=wd, epochs=epochs, batch_size=None, tol=None,
-                                 precision="bf16") for lr, wd in GRID]
+        trainers = [ProbeTrainer(lr=lr, weight_decay=wd, epochs=epochs, batch_size=batch_size, tol=None,
+                                 precision=precision) for lr, wd in grid]
         start = time.perf_counter()
         fit_many(trainers, x, y, k)
         return time.perf_counter() - start
 
-    fit(5)
-    return 1e3 * (fit(80) - fit(20)) / 60
+    with autograd_path() if autograd else contextlib.nullcontext():
+        fit(1)
+        return 1e3 * (fit(long) - fit(short)) / ((long - short) * steps)
 
 
-def fused_gradients(xb: torch.Tensor, xt: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
+def fused_gradients(xb: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
                     heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of Σ_heads mean_rows cross-entropy(x·w_hᵀ + b_h, y) for stacked weights w (heads·K, d), with the
-    products in bf16 (xb: the features in bf16, xt: their transpose, contiguous), written out."""
+    products in xb's dtype (float32 or bfloat16) and widened to float32, written out. The logits are computed
+    transposed, (heads·K, n) = w·xᵀ (the faster form for narrow heads, ``probe.trainer.heads_product``), so the
+    softmax reduces along the long axis n as the trainer's joint kernel does, and the weight gradient is gᵀ·x."""
     n, k = xb.shape[0], w.shape[0] // heads
-    z = ((xb @ w.to(torch.bfloat16).t()).float() + b).view(n, heads, k)
-    e = (z - z.amax(dim=2, keepdim=True)).exp_()
-    p = e.div_(e.sum(dim=2, keepdim=True))
-    p[torch.arange(n), :, y] -= 1.0
-    g = p.div_(n).view(n, heads * k)
-    return (xt @ g.to(torch.bfloat16)).t().float(), g.sum(0)
+    zt = (w.to(xb.dtype) @ xb.t()).float().add_(b.unsqueeze(1)).view(heads, k, n)
+    e = (zt - zt.amax(dim=1, keepdim=True)).exp_()
+    p = e.div_(e.sum(dim=1, keepdim=True))
+    p.scatter_add_(1, y.view(1, 1, n).expand(heads, 1, n), torch.full((heads, 1, n), -1.0))
+    gt = p.div_(n).view(heads * k, n)
+    return (gt.to(xb.dtype) @ xb).float(), gt.sum(1)
 
 
 def adamw_rows(params, grads, state, lr: torch.Tensor, decay: torch.Tensor, t: int,
@@ -66,17 +98,37 @@ def adamw_rows(params, grads, state, lr: torch.Tensor, decay: torch.Tensor, t: i
         param.sub_(m * (rate / (1 - beta1 ** t)) / denom)
 
 
-def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, steps: int = 60) -> float:
-    """Per-step time of the fused step on the default sweep (``GRID``)."""
-    xb = x.to(torch.bfloat16)
-    xt = xb.t().contiguous()
-    w, b = torch.randn(len(GRID) * k, x.shape[1]) * 0.01, torch.zeros(len(GRID) * k)
-    lr = torch.tensor([g[0] for g in GRID]).repeat_interleave(k)
-    decay = 1 - lr * torch.tensor([g[1] for g in GRID]).repeat_interleave(k)
+def batches(x: torch.Tensor, batch_size: int | None, precision: str, gen: torch.Generator):
+    """Endless (rows, batch) pairs as the trainer draws them: the full batch in the precision's dtype, or one
+    shuffled mini-batch after another (a new permutation per epoch) gathered into reused buffers."""
+    dtype = DTYPES[precision]
+    if batch_size is None:
+        full = x.to(dtype)
+        while True:
+            yield torch.arange(len(x)), full
+    source = x.to(torch.bfloat16) if precision == "bf16" else x  # float16 rows stay float16, widened per batch
+    gathered = torch.empty(batch_size, x.shape[1], dtype=source.dtype)
+    widened = torch.empty(batch_size, x.shape[1], dtype=dtype)
+    while True:
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            xb = torch.index_select(source, 0, idx, out=gathered[:len(idx)])
+            yield idx, xb if xb.dtype == dtype else widened[:len(idx)].copy_(xb)
+
+
+def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, grid: list, batch_size: int | None, precision: str,
+                  steps: int = 60) -> float:
+    """Per-step time of the fused step on ``grid``, batches drawn as :func:`batches` draws them."""
+    w, b = torch.randn(len(grid) * k, x.shape[1]) * 0.01, torch.zeros(len(grid) * k)
+    lr = torch.tensor([g[0] for g in grid]).repeat_interleave(k)
+    decay = 1 - lr * torch.tensor([g[1] for g in grid]).repeat_interleave(k)
     state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in (w, b)]
+    draws = batches(x, batch_size, precision, torch.Generator().manual_seed(0))
 
     def step(t: int) -> None:
-        adamw_rows((w, b), fused_gradients(xb, xt, w, b, y, len(GRID)), state, lr, decay, t)
+        idx, xb = next(draws)
+        adamw_rows((w, b), fused_gradients(xb, w, b, y.index_select(0, idx), len(grid)), state, lr, decay, t)
 
     for t in range(1, 6):
         step(t)
@@ -91,6 +143,13 @@ def main() -> None:
     parser.add_argument("--features", required=True, help="feature cache (HDF5) with a train split")
     parser.add_argument("--rows", type=int, default=2400,
                         help="training rows, drawn at random (seed 0): 2400 is a 5-fold CV fold of the 2.7k cache")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batches of this many rows (default: "
+                        "full batch)")
+    parser.add_argument("--precision", choices=sorted(DTYPES), default="bf16")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="the features in memory (float16: as mr2probe train keeps a float16 cache)")
+    parser.add_argument("--heads", type=int, default=len(GRID), help=f"the first N candidates of the sweep "
+                        f"(default all {len(GRID)})")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -98,15 +157,28 @@ def main() -> None:
     with h5py.File(args.features, "r") as f:
         labels = np.asarray(f["train/labels"][:], dtype=np.int64)
         rows = np.sort(np.random.default_rng(0).choice(len(labels), min(args.rows, len(labels)), replace=False))
-        x = torch.from_numpy(np.asarray(f["train/features"][rows], dtype=np.float32))
-    y, k = torch.from_numpy(labels[rows]), int(labels.max()) + 1
-    ours, fused = [], []
-    for _ in range(args.repeats):
-        ours.append(trainer_step_ms(x, y, k))
-        fused.append(fused_step_ms(x, y, k))
-    print(f"{tuple(x.shape)}, {len(GRID)} heads x {k} classes, {args.threads} thread(s): trainer step "
-          f"{min(ours):.2f} ms (runs {', '.join(f'{t:.2f}' for t in ours)}), fused step {min(fused):.2f} ms "
-          f"(runs {', '.join(f'{t:.2f}' for t in fused)}): fused/trainer = {min(fused) / min(ours):.2f}")
+        x = torch.from_numpy(np.asarray(f["train/features"][rows], dtype=args.dtype))
+    y, k, grid = torch.from_numpy(labels[rows]), int(labels.max()) + 1, GRID[:args.heads]
+    runs = {"autograd": [], "trainer": [], "fused": []}
+    for _ in range(args.repeats):  # interleaved
+        runs["autograd"].append(trainer_step_ms(x, y, k, grid, args.batch_size, args.precision, autograd=True))
+        runs["trainer"].append(trainer_step_ms(x, y, k, grid, args.batch_size, args.precision))
+        runs["fused"].append(fused_step_ms(x, y, k, grid, args.batch_size, args.precision))
+    best = {name: min(times) for name, times in runs.items()}
+    print(f"{tuple(x.shape)} {args.dtype}, {len(grid)} heads x {k} classes, {args.precision}, batch "
+          f"{args.batch_size or 'full'}, {args.threads} thread(s), best of {args.repeats} (runs in brackets):")
+    for name, label in [("autograd", "trainer, autograd path"), ("trainer", "trainer (closed-form step)"),
+                        ("fused", "hand-fused step")]:
+        print(f"  {label}: {best[name]:.2f} ms per step ({', '.join(f'{t:.2f}' for t in runs[name])})")
+    print(f"  trainer / autograd path = {best['trainer'] / best['autograd']:.2f}, fused / trainer = "
+          f"{best['fused'] / best['trainer']:.2f}")
+    if args.batch_size is not None:
+        from probe_speed import bare_epoch_seconds  # bench/, this script's folder
+
+        steps = math.ceil(len(y) / args.batch_size)
+        bare = 1e3 * bare_epoch_seconds(x.numpy(), len(grid) * k, args.precision, "cpu")
+        print(f"  per epoch ({steps} steps) against the bare {args.precision} products of one full-batch epoch "
+              f"({bare:.1f} ms): " + ", ".join(f"bare/{name} {bare / (best[name] * steps):.2f}" for name in best))
 
 
 if __name__ == "__main__":

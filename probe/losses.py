@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "cross_entropy", "get_loss_spec", "joint_cross_entropy",
            "list_losses", "logsumexp_cross_entropy", "margin_cross_entropy", "representation_margin",
-           "sample_margin_regularizer", "zero_centroid_regularizer"]
+           "sample_margin_regularizer", "softmax_cross_entropy_grad", "zero_centroid_regularizer"]
 
 
 # Option values (γ_f ≥ 0, η > 0, scales > 0, ...) are checked against their declarations in probe.registry by
@@ -85,27 +85,38 @@ def joint_cross_entropy(logits: Tensor, labels: Tensor, heads: int) -> Tensor:
     return per_row.view(n, heads).mean(dim=0)
 
 
+def softmax_cross_entropy_grad(zt: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean cross-entropies of H heads and their gradient, written out: for transposed logits zt (H, K, n)
+    (reductions along the long axis n) and labels (n,), the (H,) losses mean_i logsumexp(z_i) − z_iy and
+    ∂(Σ_h loss_h)/∂zt = (softmax(z) − onehot(y)) / n, (H, K, n). zt is read, not changed. The backward of
+    :func:`joint_cross_entropy` and the closed-form step of ``probe.trainer`` (no autograd) both come from it."""
+    heads, n = zt.shape[0], zt.shape[2]
+    rows = labels.view(1, 1, n).expand(heads, 1, n)
+    shift = zt.amax(dim=1, keepdim=True)
+    exp = torch.exp(zt - shift)
+    total = exp.sum(dim=1, keepdim=True)
+    losses = (total.log().add_(shift).sub_(zt.gather(1, rows))).view(heads, n).mean(dim=1)
+    grad = exp.div_(total)
+    grad.scatter_add_(1, rows, torch.full_like(rows, -1, dtype=grad.dtype))
+    return losses, grad.div_(n)
+
+
 class _SoftmaxCrossEntropy(torch.autograd.Function):
     """(H,) mean cross-entropies of H heads' logits side by side in (n, H·K), on the transposed (H, K, n)."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, labels: Tensor, heads: int) -> Tensor:
         n = logits.shape[0]
-        zt = logits.t().contiguous().view(heads, -1, n)  # the reductions below run along the long axis n
-        rows = labels.view(1, 1, n).expand(heads, 1, n)
-        shift = zt.amax(dim=1, keepdim=True)
-        exp = torch.exp(zt - shift)
-        total = exp.sum(dim=1, keepdim=True)
-        ctx.save_for_backward(exp, total, rows)
-        return (total.log().add_(shift).sub_(zt.gather(1, rows))).view(heads, n).mean(dim=1)
+        zt = logits.t().contiguous().view(heads, -1, n)  # the reductions run along the long axis n
+        losses, grad = softmax_cross_entropy_grad(zt, labels)
+        ctx.save_for_backward(grad)
+        return losses
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        exp, total, rows = ctx.saved_tensors
-        heads, n = exp.shape[0], exp.shape[2]
-        softmax = exp / total
-        softmax.scatter_add_(1, rows, torch.full_like(rows, -1, dtype=softmax.dtype))
-        return softmax.mul_((grad / n).view(heads, 1, 1)).view(-1, n).t(), None, None
+        (softmax,) = ctx.saved_tensors
+        heads, n = softmax.shape[0], softmax.shape[2]
+        return (softmax * grad.view(heads, 1, 1)).view(-1, n).t(), None, None
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -110,10 +110,28 @@ def widen(t: Tensor) -> Tensor:
 
 class BatchProduct:
     """The heads' product with one batch of features: called with the stacked matrix w (m, d) of one or more heads,
-    the float32 product x·wᵀ (n, m); :meth:`each` gives every head its own (n, k_i) block of it."""
+    the float32 product x·wᵀ (n, m); :meth:`each` gives every head its own (n, k_i) block of it.
+    :meth:`transposed` and :meth:`weight_grad` are the same product and its weight gradient without autograd,
+    for a step whose gradients are written out (``probe.trainer``'s closed-form step)."""
 
     def __call__(self, w: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _operands(self) -> tuple[Tensor, Tensor | None]:
+        """The batch in the product's dtype, and its contiguous transpose or None."""
+        raise NotImplementedError
+
+    def transposed(self, w: Tensor) -> Tensor:
+        """The float32 product w·xᵀ (m, n), computed in the product's dtype: the logits transposed, as the
+        cross-entropy reduces them (and for a narrow w the faster form, :func:`probe.trainer.heads_product`)."""
+        x, xt = self._operands()
+        return widen(w.to(x.dtype) @ (x.t() if xt is None else xt))
+
+    def weight_grad(self, gt: Tensor) -> Tensor:
+        """The float32 weight gradient gᵀ·x (m, d) for the gradient gt (m, n) of :meth:`transposed`'s output,
+        computed in the product's dtype as autocast's backward computes it."""
+        x, _ = self._operands()
+        return widen(gt.to(x.dtype) @ x)
 
     def each(self, matrices: list[Tensor]) -> list[Tensor]:
         """[x·m_iᵀ] for the heads' matrices m_i (k_i, d): one product of their concatenation, split by columns."""
@@ -125,9 +143,6 @@ class BatchProduct:
 class _CastOnceProduct(BatchProduct):
     """A product whose features are already in the product's dtype (:meth:`_operands`: x, and its contiguous
     transpose or None): one head through :class:`_ConstantProductFn`, several through :func:`per_head_products`."""
-
-    def _operands(self) -> tuple[Tensor, Tensor | None]:
-        raise NotImplementedError
 
     def __call__(self, w: Tensor) -> Tensor:
         return widen(_ConstantProductFn.apply(*self._operands(), w))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -21,15 +22,36 @@ def _problem(n=64, d=12, heads=3, k=4):
     return x, y, torch.randn(heads * k, d, generator=g), torch.randn(heads * k, generator=g), heads, k
 
 
-def test_gradients_equal_autograd_of_the_summed_head_losses():
+@pytest.mark.parametrize("dtype, rtol, atol", [(torch.float32, 1e-5, 1e-6), (torch.bfloat16, 1e-2, 1e-3)])
+def test_gradients_equal_autograd_of_the_summed_head_losses(dtype, rtol, atol):
     x, y, w, b, heads, k = _problem()
-    xb = x.to(torch.bfloat16)
-    gw, gb = fused_step.fused_gradients(xb, xb.t().contiguous(), w, b, y, heads)
+    xb = x.to(dtype)
+    gw, gb = fused_step.fused_gradients(xb, w, b, y, heads)
     wr, br = w.clone().requires_grad_(), b.clone().requires_grad_()
-    z = (xb @ wr.to(torch.bfloat16).t()).float() + br
+    z = (xb @ wr.to(dtype).t()).float() + br
     sum(F.cross_entropy(part, y) for part in z.split(k, dim=1)).backward()
-    assert torch.allclose(gw, wr.grad, rtol=1e-2, atol=1e-3)  # bf16 products on both sides, other rounding
+    assert torch.allclose(gw, wr.grad, rtol=rtol, atol=atol)  # bf16: products in bf16 on both sides, other rounding
     assert torch.allclose(gb, br.grad, atol=1e-6)
+
+
+def test_autograd_path_switches_the_trainers_closed_form_step_off(monkeypatch):
+    """The A/B is real: inside ``autograd_path`` no step is closed-form, outside every step of the sweep is."""
+    import probe.trainer as trainer_module
+    from probe.trainer import ProbeTrainer, fit_many
+
+    calls = []
+    real = trainer_module._closed_form_step
+    monkeypatch.setattr(trainer_module, "_closed_form_step", lambda *a: calls.append(1) or real(*a))
+    x, y, *_ = _problem()
+
+    def fit():
+        fit_many([ProbeTrainer(lr=lr, epochs=2, batch_size=16, tol=None) for lr in (0.01, 0.1)], x, y)
+
+    with fused_step.autograd_path():
+        fit()
+    assert calls == []
+    fit()
+    assert len(calls) == 2 * 4
 
 
 def test_rowwise_adamw_equals_torch_adamw_per_head():
@@ -66,7 +88,13 @@ def test_script_end_to_end(tmp_path):
     write_cache(cache, {"train": split(90), "val": split(30), "test": split(30)}, ["a", "b", "c"],
                 {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "t"})
     script = Path(fused_step.__file__)
-    done = subprocess.run([sys.executable, str(script), "--features", str(cache), "--rows", "60", "--repeats", "1"],
+    base = [sys.executable, str(script), "--features", str(cache), "--rows", "60", "--repeats", "1"]
+    done = subprocess.run(base, capture_output=True, text=True, timeout=300, cwd=script.parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(60, 8) float32, 6 heads x 3 classes, bf16, batch full" in done.stdout
+    assert "trainer / autograd path = " in done.stdout and "fused / trainer = " in done.stdout
+    done = subprocess.run(base + ["--batch-size", "16", "--dtype", "float16", "--precision", "fp32", "--heads", "1"],
                           capture_output=True, text=True, timeout=300, cwd=script.parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "(60, 8), 6 heads x 3 classes" in done.stdout and "fused/trainer = " in done.stdout
+    assert "(60, 8) float16, 1 heads x 3 classes, fp32, batch 16" in done.stdout
+    assert "per epoch (4 steps) against the bare fp32 products" in done.stdout and "bare/fused " in done.stdout

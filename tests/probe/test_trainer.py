@@ -114,24 +114,71 @@ def test_joint_fit_gives_each_head_its_own_fit(head):
 @pytest.mark.parametrize("head, options", [("linear", None), ("linear", {"bias": False}), ("cosine", None),
                                            ("cosine", {"learnable_scale": False})])
 def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone(head, options, monkeypatch):
-    """ERM and MR² heads (ℓ_γ,ce with fixed margins) get their losses from one joint call per step; each head's
-    fit is still its own: weights and loss history as when fitted alone."""
+    """ERM and MR² heads (ℓ_γ,ce with fixed margins) get their losses from one joint call per step (linear heads:
+    one closed-form step, gradients written out; cosine heads: one joint loss under autograd); each head's fit is
+    still its own: weights and loss history as when fitted alone."""
     import probe.trainer as trainer_module
 
     calls = []
-    joint = trainer_module._joint_losses
-    monkeypatch.setattr(trainer_module, "_joint_losses", lambda *a: calls.append(1) or joint(*a))
+    name = "_closed_form_step" if head == "linear" else "_joint_losses"
+    joint = getattr(trainer_module, name)
+    monkeypatch.setattr(trainer_module, name, lambda *a: calls.append(1) or joint(*a))
     x, y = gaussian_features()
     grid = [dict(loss="ce", lr=0.01, weight_decay=0.0), dict(loss="mr2", cbar=2.0, lr=0.05, weight_decay=1.0),
             dict(loss="uniform", cbar=3.0, lr=0.02)]
     common = dict(head=head, head_options=options, batch_size=64, epochs=3, random_state=3, precision="fp32")
     fitted = fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
-    assert len(calls) == 3 * math.ceil(len(y) / 64)  # every step of the joint fit
+    steps = 3 * math.ceil(len(y) / 64)
+    assert len(calls) == steps  # every step of the joint fit
     for g, joint_fit in zip(grid, fitted):
         alone = ProbeTrainer(**common, **g).fit(x, y)
         assert torch.allclose(joint_fit.head_.weight, alone.head_.weight, atol=1e-6), g
         assert np.allclose(joint_fit.history_, alone.history_, rtol=1e-6), g
-    assert len(calls) == 3 * math.ceil(len(y) / 64)  # a lone fit keeps the per-head path
+    # a lone linear head takes the closed-form step too; a lone cosine head keeps the per-head path
+    assert len(calls) == (4 if head == "linear" else 1) * steps
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("batch_size", [None, 64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_closed_form_step_gives_autograds_losses_and_gradients(precision, batch_size, bias, monkeypatch):
+    """The closed-form step of linear ℓ_γ,ce heads writes out the gradients autograd takes through the per-head
+    path (:meth:`_Run.loss`): the same batch losses and weight and bias gradients, to float32 rounding (bf16:
+    the same bfloat16 products), with and without margins γ, for the full batch and for mini-batches."""
+    import probe.trainer as trainer_module
+
+    x, y = gaussian_features()
+    grid = [dict(loss="ce"), dict(loss="mr2", cbar=2.0), dict(loss="uniform", cbar=3.0)]
+    common = dict(head_options={"bias": bias}, batch_size=batch_size, epochs=1, random_state=3, precision=precision,
+                  lr=0.01)
+    captured = {}
+    real = trainer_module._closed_form_step
+
+    def capture(runs, product, yb, weight, epoch, step, k):
+        if step == 0:  # autograd's losses and gradients at the weights the closed form starts from
+            for i, run in enumerate(runs):
+                run.head.zero_grad(set_to_none=True)
+                loss = run.loss(None, product.each([run.head.score_matrix()])[0], yb, None, k)
+                loss.backward()
+                captured[i] = (loss.detach(), run.head.weight.grad.clone(),
+                               None if run.head.bias is None else run.head.bias.grad.clone())
+            before = [run.epoch_loss[epoch].clone() for run in runs]
+            real(runs, product, yb, weight, epoch, step, k)
+            for i, run in enumerate(runs):
+                loss, weight_grad, bias_grad = captured[i]
+                assert torch.allclose((run.epoch_loss[epoch] - before[i]) / weight, loss, rtol=1e-5), i
+                assert run.head.weight.grad is not None
+                assert torch.allclose(run.head.weight.grad, weight_grad, rtol=1e-4, atol=1e-7), i
+                if bias_grad is not None:
+                    assert torch.allclose(run.head.bias.grad, bias_grad, rtol=1e-4, atol=1e-7), i
+                assert not torch.allclose(weight_grad, torch.zeros_like(weight_grad))
+            captured["checked"] = True
+            return None
+        return real(runs, product, yb, weight, epoch, step, k)
+
+    monkeypatch.setattr(trainer_module, "_closed_form_step", capture)
+    fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
+    assert captured.get("checked")
 
 
 def test_joint_fit_refuses_trainers_that_cannot_share_the_data_pass():
