@@ -148,8 +148,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="the features in memory (float16: as mr2probe train keeps a float16 cache)")
-    parser.add_argument("--heads", type=int, default=len(GRID), help=f"the first N candidates of the sweep "
-                        f"(default all {len(GRID)})")
+    parser.add_argument("--heads", type=int, default=len(GRID), help=f"the first N candidates of the sweep, "
+                        f"repeated beyond its {len(GRID)} (default {len(GRID)}; 18: the MR² sweep's width)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -158,7 +158,8 @@ def main() -> None:
         labels = np.asarray(f["train/labels"][:], dtype=np.int64)
         rows = np.sort(np.random.default_rng(0).choice(len(labels), min(args.rows, len(labels)), replace=False))
         x = torch.from_numpy(np.asarray(f["train/features"][rows], dtype=args.dtype))
-    y, k, grid = torch.from_numpy(labels[rows]), int(labels.max()) + 1, GRID[:args.heads]
+    y, k = torch.from_numpy(labels[rows]), int(labels.max()) + 1
+    grid = (GRID * math.ceil(args.heads / len(GRID)))[:args.heads]  # beyond the sweep: its candidates again
     runs = {"autograd": [], "trainer": [], "fused": []}
     for _ in range(args.repeats):  # interleaved
         runs["autograd"].append(trainer_step_ms(x, y, k, grid, args.batch_size, args.precision, autograd=True))

@@ -129,9 +129,12 @@ class BatchProduct:
 
     def weight_grad(self, gt: Tensor) -> Tensor:
         """The float32 weight gradient gᵀ·x (m, d) for the gradient gt (m, n) of :meth:`transposed`'s output,
-        computed in the product's dtype as autocast's backward computes it."""
-        x, _ = self._operands()
-        return widen(gt.to(x.dtype) @ x)
+        computed in the product's dtype; from the contiguous transpose when there is one, (xt·gtᵀ)ᵀ, as
+        :class:`ConstantProduct`'s backward computes it."""
+        x, xt = self._operands()
+        if xt is None:
+            return widen(gt.to(x.dtype) @ x)
+        return (xt @ gt.to(x.dtype).t()).t().to(torch.float32, memory_format=torch.contiguous_format)
 
     def each(self, matrices: list[Tensor]) -> list[Tensor]:
         """[x·m_iᵀ] for the heads' matrices m_i (k_i, d): one product of their concatenation, split by columns."""
