@@ -14,6 +14,7 @@ run on the same features, 1 thread by default, interleaved, best of ``--repeats`
     python bench/fused_step.py --features cifar10-300.h5 [--rows 2400] [--repeats 3]
     python bench/fused_step.py --features cifar10-full.h5 --rows 45000 --batch-size 1024 --dtype float16 \
         --precision fp32 --heads 1
+    python bench/fused_step.py --synthetic 50 --rows 20000 --batch-size 1024 --dtype float16 --precision fp32
 """
 from __future__ import annotations
 
@@ -138,9 +139,19 @@ def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, grid: list, batch_si
     return 1e3 * (time.perf_counter() - start) / steps
 
 
+def synthetic(rows: int, k: int, dtype: torch.dtype, d: int = 1280) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``rows`` features (d dims) of k Gaussian classes (seed 0), labels balanced, and k."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(rows) % k
+    x = torch.randn(k, d, generator=g)[y] * 0.3 + torch.randn(rows, d, generator=g)
+    return x.to(dtype), y, k
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--features", required=True, help="feature cache (HDF5) with a train split")
+    parser.add_argument("--features", help="feature cache (HDF5) with a train split")
+    parser.add_argument("--synthetic", type=int, metavar="K", help="instead of a cache: --rows synthetic rows of "
+                        "1280 features in K Gaussian classes (other class counts than CIFAR-10's)")
     parser.add_argument("--rows", type=int, default=2400,
                         help="training rows, drawn at random (seed 0): 2400 is a 5-fold CV fold of the 2.7k cache")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batches of this many rows (default: "
@@ -154,11 +165,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with h5py.File(args.features, "r") as f:
-        labels = np.asarray(f["train/labels"][:], dtype=np.int64)
-        rows = np.sort(np.random.default_rng(0).choice(len(labels), min(args.rows, len(labels)), replace=False))
-        x = torch.from_numpy(np.asarray(f["train/features"][rows], dtype=args.dtype))
-    y, k = torch.from_numpy(labels[rows]), int(labels.max()) + 1
+    if args.synthetic:
+        x, y, k = synthetic(args.rows, args.synthetic, getattr(torch, args.dtype))
+    elif args.features:
+        with h5py.File(args.features, "r") as f:
+            labels = np.asarray(f["train/labels"][:], dtype=np.int64)
+            rows = np.sort(np.random.default_rng(0).choice(len(labels), min(args.rows, len(labels)), replace=False))
+            x = torch.from_numpy(np.asarray(f["train/features"][rows], dtype=args.dtype))
+        y, k = torch.from_numpy(labels[rows]), int(labels.max()) + 1
+    else:
+        parser.error("give --features or --synthetic")
     grid = (GRID * math.ceil(args.heads / len(GRID)))[:args.heads]  # beyond the sweep: its candidates again
     runs = {"autograd": [], "trainer": [], "fused": []}
     for _ in range(args.repeats):  # interleaved

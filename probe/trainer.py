@@ -708,6 +708,15 @@ JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_siz
                     "precision", "random_state", "ema_decay")
 
 
+# Class counts K whose linear ℓ_γ,ce heads take the closed-form step (:func:`_closed_form_step`). Per step against
+# the autograd path (a joint loss for 3–15 classes, a per-head F.cross_entropy otherwise), 6 heads, fp32, 1 thread,
+# synthetic 20k rows in batches of 1024 / 2,400 rows full batch (``bench/fused_step.py --synthetic K``, best of 3):
+# K = 2 4.72 → 3.18 / 8.53 → 5.43 ms, K = 20 level (13.05 → 13.02 / 24.62 → 23.58), K = 50 28.41 → 25.60 /
+# 67.04 → 58.08; at 100 level in alternating fits (1.01× / 0.95×), and from there on the transposed (H·K, n)
+# logits leave the cache between the loss's passes (see _step).
+CLOSED_FORM_CLASSES = range(2, 51)
+
+
 # Stacked head weights narrower than this many outputs are multiplied as (w·xᵀ)ᵀ rather than x·wᵀ: on a 1024 ×
 # 1280 float32 batch (1 thread, idle machine) x·wᵀ took 1.95× the time at 10 outputs, 1.65× at 30, 1.29× at 60,
 # and 0.94× at 600, 0.79× at 6000 (bench/probe_speed.py --product-forms).
@@ -988,7 +997,7 @@ def _step(runs: list[_Run], xb: Tensor, product: BatchProduct, yb: Tensor, n: in
     step's gradients are written out (:func:`_closed_form_step`) instead of taken by autograd.
     """
     if shared:  # one product for all heads: the batch is read once
-        if k in LOGSUMEXP_CLASSES and all(run.closed_form for run in runs):
+        if k in CLOSED_FORM_CLASSES and all(run.closed_form for run in runs):
             return _closed_form_step(runs, product, yb, yb.shape[0] / n, epoch, step, k)
         matrices = [run.head.score_matrix() for run in runs]
         if len(runs) > 1 and k in LOGSUMEXP_CLASSES and all(run.joins_loss for run in runs):
@@ -1050,8 +1059,8 @@ def _joint_losses(runs: list[_Run], raw: Tensor, yb: Tensor, k: int) -> Tensor:
 @torch.no_grad()
 def _closed_form_step(runs: list[_Run], product: BatchProduct, yb: Tensor, weight: float, epoch: int, step: int,
                       k: int) -> None:
-    """One step of H linear heads whose objective is ℓ_γ,ce alone (:attr:`_Run.closed_form`), with the gradients
-    written out instead of taken by autograd: the logits transposed, Z = W·xᵀ + b (H·K, n) in the fit's
+    """One step of H linear heads whose objective is ℓ_γ,ce alone (:attr:`_Run.closed_form`; K in
+    ``CLOSED_FORM_CLASSES``), with the gradients written out instead of taken by autograd: the logits transposed, Z = W·xᵀ + b (H·K, n) in the fit's
     precision; each row i divided by its run's γ_yi; ∂ℓ/∂(Z/γ) = (softmax − onehot) / n
     (:func:`probe.losses.softmax_cross_entropy_grad`), so G = that / γ; ∂ℓ/∂W = G·x, ∂ℓ/∂b = Σ_i G. The same
     losses and gradients as autograd through :meth:`_Run.loss` (to float32 rounding; tests compare them), without

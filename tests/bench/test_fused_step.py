@@ -98,3 +98,7 @@ def test_script_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(60, 8) float16, 1 heads x 3 classes, fp32, batch 16" in done.stdout
     assert "per epoch (4 steps) against the bare fp32 products" in done.stdout and "bare/fused " in done.stdout
+    done = subprocess.run([sys.executable, str(script), "--synthetic", "2", "--rows", "40", "--repeats", "1",
+                           "--precision", "fp32"], capture_output=True, text=True, timeout=300, cwd=script.parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(40, 1280) float32, 6 heads x 2 classes, fp32, batch full" in done.stdout

@@ -171,20 +171,21 @@ def test_per_head_products_are_the_autocast_products_of_the_stacked_heads_bit_fo
 
 @pytest.mark.parametrize("batch_size,dtype", [(None, np.float32), (200, np.float16), (200, np.float32)])
 def test_a_bf16_sweep_of_many_classes_gets_each_heads_product_in_place(monkeypatch, batch_size, dtype):
-    """16 classes (outside the joint loss's LOGSUMEXP_CLASSES), the ERM sweep's 6 heads in bf16: a full batch, batches
-    gathered from features cast once, and batches cast anew (the cast-once cap lowered) all take their heads'
-    products from per_head_products, and give the heads that concatenating the matrices and splitting the product
-    gives (BatchProduct.each, the code before), bit for bit."""
-    x, y = gaussian_features(n_per=60, d=40, k=16)
+    """Classes beyond the closed-form step's CLOSED_FORM_CLASSES (and the joint loss's LOGSUMEXP_CLASSES), the ERM
+    sweep's 6 heads in bf16: a full batch, batches gathered from features cast once, and batches cast anew (the
+    cast-once cap lowered) all take their heads' products from per_head_products, and give the heads that
+    concatenating the matrices and splitting the product gives (BatchProduct.each, the code before), bit for bit."""
+    k = trainer_module.CLOSED_FORM_CLASSES.stop
+    x, y = gaussian_features(n_per=16, d=k + 4, k=k)
     x = x.astype(dtype)
     calls = []
     monkeypatch.setattr(precision_module, "per_head_products",
                         lambda *a: calls.append(len(a[2])) or per_head_products(*a))
     monkeypatch.setattr(trainer_module, "per_head_products", precision_module.per_head_products)
     if dtype == np.float32 and batch_size:
-        monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_OUTPUTS", 6 * 16 - 1)
+        monkeypatch.setattr(trainer_module, "CAST_ONCE_MAX_OUTPUTS", 6 * k - 1)
     fitted = _fit_sweep(x, y, batch_size=batch_size)
-    steps = 3 * (1 if batch_size is None else 5)
+    steps = 3 * (1 if batch_size is None else -(-len(y) // batch_size))
     assert calls == [6] * steps and fitted[0].precision_ == "bf16"
     for cls in (ConstantProduct, precision_module._RowsProduct, trainer_module._AutocastProduct):
         monkeypatch.setattr(cls, "each", BatchProduct.each)

@@ -141,29 +141,31 @@ def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("batch_size", [None, 64])
 @pytest.mark.parametrize("bias", [True, False])
-def test_closed_form_step_gives_autograds_losses_and_gradients(precision, batch_size, bias, monkeypatch):
+@pytest.mark.parametrize("k", [2, 4, 20])  # the ends of CLOSED_FORM_CLASSES' range and the joint kernel's
+def test_closed_form_step_gives_autograds_losses_and_gradients(precision, batch_size, bias, k, monkeypatch):
     """The closed-form step of linear ℓ_γ,ce heads writes out the gradients autograd takes through the per-head
     path (:meth:`_Run.loss`): the same batch losses and weight and bias gradients, to float32 rounding (bf16:
     the same bfloat16 products), with and without margins γ, for the full batch and for mini-batches."""
     import probe.trainer as trainer_module
 
-    x, y = gaussian_features()
+    assert k in trainer_module.CLOSED_FORM_CLASSES
+    x, y = gaussian_features(n_per=480 // k, d=max(12, k), k=k)
     grid = [dict(loss="ce"), dict(loss="mr2", cbar=2.0), dict(loss="uniform", cbar=3.0)]
     common = dict(head_options={"bias": bias}, batch_size=batch_size, epochs=1, random_state=3, precision=precision,
                   lr=0.01)
     captured = {}
     real = trainer_module._closed_form_step
 
-    def capture(runs, product, yb, weight, epoch, step, k):
+    def capture(runs, product, yb, weight, epoch, step, classes):
         if step == 0:  # autograd's losses and gradients at the weights the closed form starts from
             for i, run in enumerate(runs):
                 run.head.zero_grad(set_to_none=True)
-                loss = run.loss(None, product.each([run.head.score_matrix()])[0], yb, None, k)
+                loss = run.loss(None, product.each([run.head.score_matrix()])[0], yb, None, classes)
                 loss.backward()
                 captured[i] = (loss.detach(), run.head.weight.grad.clone(),
                                None if run.head.bias is None else run.head.bias.grad.clone())
             before = [run.epoch_loss[epoch].clone() for run in runs]
-            real(runs, product, yb, weight, epoch, step, k)
+            real(runs, product, yb, weight, epoch, step, classes)
             for i, run in enumerate(runs):
                 loss, weight_grad, bias_grad = captured[i]
                 assert torch.allclose((run.epoch_loss[epoch] - before[i]) / weight, loss, rtol=1e-5), i
@@ -174,11 +176,24 @@ def test_closed_form_step_gives_autograds_losses_and_gradients(precision, batch_
                 assert not torch.allclose(weight_grad, torch.zeros_like(weight_grad))
             captured["checked"] = True
             return None
-        return real(runs, product, yb, weight, epoch, step, k)
+        return real(runs, product, yb, weight, epoch, step, classes)
 
     monkeypatch.setattr(trainer_module, "_closed_form_step", capture)
     fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
     assert captured.get("checked")
+
+
+def test_many_classes_keep_the_autograd_step(monkeypatch):
+    """Above CLOSED_FORM_CLASSES (where the transposed logits leave the cache) linear heads keep autograd's step."""
+    calls = []
+    real = trainer_module._closed_form_step
+    monkeypatch.setattr(trainer_module, "_closed_form_step", lambda *a: calls.append(1) or real(*a))
+    k = trainer_module.CLOSED_FORM_CLASSES.stop
+    x, y = gaussian_features(n_per=4, d=k, k=k)
+    fitted = fit_many([ProbeTrainer(lr=lr, epochs=2, batch_size=64, tol=None) for lr in (0.01, 0.1)], x, y)
+    assert calls == [] and all(np.isfinite(t.history_).all() for t in fitted)
+    fit_many([ProbeTrainer(lr=lr, epochs=2, batch_size=64, tol=None) for lr in (0.01, 0.1)], x, y % 10)
+    assert len(calls) == 2 * math.ceil(len(y) / 64)
 
 
 def test_joint_fit_refuses_trainers_that_cannot_share_the_data_pass():
