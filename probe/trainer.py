@@ -712,8 +712,8 @@ JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_siz
 # the autograd path (a joint loss for 3–15 classes, a per-head F.cross_entropy otherwise), 6 heads, fp32, 1 thread,
 # synthetic 20k rows in batches of 1024 / 2,400 rows full batch (``bench/fused_step.py --synthetic K``, best of 3):
 # K = 2 4.72 → 3.18 / 8.53 → 5.43 ms, K = 20 level (13.05 → 13.02 / 24.62 → 23.58), K = 50 28.41 → 25.60 /
-# 67.04 → 58.08; at 100 level in alternating fits (1.01× / 0.95×), and from there on the transposed (H·K, n)
-# logits leave the cache between the loss's passes (see _step).
+# 67.04 → 58.08; at 100 level or slower in alternating fits (1.01× / 0.95×), so from there on, the 1000-class
+# regime included, heads keep autograd's step.
 CLOSED_FORM_CLASSES = range(2, 51)
 
 
