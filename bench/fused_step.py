@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from probe import ProbeConfig
+from probe.losses import softmax_cross_entropy_grad
 
 # The AdamW ERM sweep (ProbeConfig's default until the default optimiser became adam), whose decoupled decay the
 # hand-fused step implements: (lr, weight decay) of each candidate
@@ -75,13 +76,11 @@ def fused_gradients(xb: torch.Tensor, w: torch.Tensor, b: torch.Tensor, y: torch
     """Gradients of Σ_heads mean_rows cross-entropy(x·w_hᵀ + b_h, y) for stacked weights w (heads·K, d), with the
     products in xb's dtype (float32 or bfloat16) and widened to float32, written out. The logits are computed
     transposed, (heads·K, n) = w·xᵀ (the faster form for narrow heads, ``probe.trainer.heads_product``), so the
-    softmax reduces along the long axis n as the trainer's joint kernel does, and the weight gradient is gᵀ·x."""
+    softmax reduces along the long axis n (``probe.losses.softmax_cross_entropy_grad``, as the trainer's), and the
+    weight gradient is gᵀ·x."""
     n, k = xb.shape[0], w.shape[0] // heads
     zt = (w.to(xb.dtype) @ xb.t()).float().add_(b.unsqueeze(1)).view(heads, k, n)
-    e = (zt - zt.amax(dim=1, keepdim=True)).exp_()
-    p = e.div_(e.sum(dim=1, keepdim=True))
-    p.scatter_add_(1, y.view(1, 1, n).expand(heads, 1, n), torch.full((heads, 1, n), -1.0))
-    gt = p.div_(n).view(heads * k, n)
+    gt = softmax_cross_entropy_grad(zt, y)[1].view(heads * k, n)
     return (gt.to(xb.dtype) @ xb).float(), gt.sum(1)
 
 
@@ -99,14 +98,14 @@ def adamw_rows(params, grads, state, lr: torch.Tensor, decay: torch.Tensor, t: i
         param.sub_(m * (rate / (1 - beta1 ** t)) / denom)
 
 
-def batches(x: torch.Tensor, batch_size: int | None, precision: str, gen: torch.Generator):
-    """Endless (rows, batch) pairs as the trainer draws them: the full batch in the precision's dtype, or one
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int | None, precision: str, gen: torch.Generator):
+    """Endless (features, labels) batches as the trainer draws them: the full batch in the precision's dtype, or one
     shuffled mini-batch after another (a new permutation per epoch) gathered into reused buffers."""
     dtype = DTYPES[precision]
     if batch_size is None:
         full = x.to(dtype)
         while True:
-            yield torch.arange(len(x)), full
+            yield full, y
     source = x.to(torch.bfloat16) if precision == "bf16" else x  # float16 rows stay float16, widened per batch
     gathered = torch.empty(batch_size, x.shape[1], dtype=source.dtype)
     widened = torch.empty(batch_size, x.shape[1], dtype=dtype)
@@ -115,7 +114,7 @@ def batches(x: torch.Tensor, batch_size: int | None, precision: str, gen: torch.
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
             xb = torch.index_select(source, 0, idx, out=gathered[:len(idx)])
-            yield idx, xb if xb.dtype == dtype else widened[:len(idx)].copy_(xb)
+            yield xb if xb.dtype == dtype else widened[:len(idx)].copy_(xb), torch.index_select(y, 0, idx)
 
 
 def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, grid: list, batch_size: int | None, precision: str,
@@ -125,11 +124,11 @@ def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, grid: list, batch_si
     lr = torch.tensor([g[0] for g in grid]).repeat_interleave(k)
     decay = 1 - lr * torch.tensor([g[1] for g in grid]).repeat_interleave(k)
     state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in (w, b)]
-    draws = batches(x, batch_size, precision, torch.Generator().manual_seed(0))
+    draws = batches(x, y, batch_size, precision, torch.Generator().manual_seed(0))
 
     def step(t: int) -> None:
-        idx, xb = next(draws)
-        adamw_rows((w, b), fused_gradients(xb, w, b, y.index_select(0, idx), len(grid)), state, lr, decay, t)
+        xb, yb = next(draws)
+        adamw_rows((w, b), fused_gradients(xb, w, b, yb, len(grid)), state, lr, decay, t)
 
     for t in range(1, 6):
         step(t)

@@ -1060,9 +1060,10 @@ def _joint_losses(runs: list[_Run], raw: Tensor, yb: Tensor, k: int) -> Tensor:
 def _closed_form_step(runs: list[_Run], product: BatchProduct, yb: Tensor, weight: float, epoch: int, step: int,
                       k: int) -> None:
     """One step of H linear heads whose objective is ℓ_γ,ce alone (:attr:`_Run.closed_form`; K in
-    ``CLOSED_FORM_CLASSES``), with the gradients written out instead of taken by autograd: the logits transposed, Z = W·xᵀ + b (H·K, n) in the fit's
-    precision; each row i divided by its run's γ_yi; ∂ℓ/∂(Z/γ) = (softmax − onehot) / n
-    (:func:`probe.losses.softmax_cross_entropy_grad`), so G = that / γ; ∂ℓ/∂W = G·x, ∂ℓ/∂b = Σ_i G. The same
+    ``CLOSED_FORM_CLASSES``), with the gradients written out instead of taken by autograd: the logits transposed,
+    Z = W·xᵀ + b (H·K, n) in the fit's precision; each row i divided by its run's γ_yi; ∂ℓ/∂(Z/γ) =
+    (softmax − onehot) / n (:func:`probe.losses.softmax_cross_entropy_grad`), so G = that / γ; ∂ℓ/∂W = G·x,
+    ∂ℓ/∂b = Σ_i G. The same
     losses and gradients as autograd through :meth:`_Run.loss` (to float32 rounding; tests compare them), without
     the autograd graph and the layout changes around the products (logits made (n, H·K), transposed back for the
     loss, and the same in the backward pass). On 45k × 1280 float16 CIFAR-10 features in fp32, batches of 1024,
