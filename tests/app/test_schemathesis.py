@@ -6,6 +6,7 @@ are covered without editing this file.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from app.main import create_app
 
 from app_testutils import FAST_PROBE, make_settings, synthetic_cache, tiny_zip_bytes
 
-MAX_EXAMPLES = 12  # per operation and generation mode: the whole module stays well under a minute on 2 cores
+# Per operation and generation mode: the whole module stays well under a minute on 2 cores. A longer, random search
+# (new draws each run, not the fixed derandomized ones): MR2PROBE_FUZZ_EXAMPLES=200 pytest tests/app/test_schemathesis.py
+MAX_EXAMPLES = int(os.environ.get("MR2PROBE_FUZZ_EXAMPLES", 12))
+DERANDOMIZE = "MR2PROBE_FUZZ_EXAMPLES" not in os.environ
 CASES: dict[str, int] = {}
 
 # The service under test: a temporary data dir with one registered data set; the worker is not started (jobs
@@ -74,7 +78,7 @@ def existing_ids() -> dict[str, str]:
 @pytest.mark.parametrize("operation,mode", RUNS)
 def test_no_server_errors_and_conformant_responses(operation, mode):
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))
     def check(case):
         CASES[f"{mode} {operation.label}"] = CASES.get(f"{mode} {operation.label}", 0) + 1
