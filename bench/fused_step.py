@@ -138,14 +138,6 @@ def fused_step_ms(x: torch.Tensor, y: torch.Tensor, k: int, grid: list, batch_si
     return 1e3 * (time.perf_counter() - start) / steps
 
 
-def synthetic(rows: int, k: int, dtype: torch.dtype, d: int = 1280) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``rows`` features (d dims) of k Gaussian classes (seed 0), labels balanced, and k."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(rows) % k
-    x = torch.randn(k, d, generator=g)[y] * 0.3 + torch.randn(rows, d, generator=g)
-    return x.to(dtype), y, k
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", help="feature cache (HDF5) with a train split")
@@ -164,8 +156,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.synthetic:
-        x, y, k = synthetic(args.rows, args.synthetic, getattr(torch, args.dtype))
+    if args.synthetic:  # bench/probe_speed.py's Gaussian classes (seed 0), 1280-d
+        from probe_speed import synthetic  # bench/, this script's folder
+
+        (x, y), k = synthetic(args.rows, 0, 0, 1280, args.synthetic, 0)[0]["train"], args.synthetic
+        x, y = torch.from_numpy(x.astype(args.dtype)), torch.from_numpy(y)
     elif args.features:
         with h5py.File(args.features, "r") as f:
             labels = np.asarray(f["train/labels"][:], dtype=np.int64)

@@ -117,8 +117,6 @@ def test_heads_whose_objective_is_margin_ce_share_one_loss_call_and_fit_as_alone
     """ERM and MR² heads (ℓ_γ,ce with fixed margins) get their losses from one joint call per step (linear heads:
     one closed-form step, gradients written out; cosine heads: one joint loss under autograd); each head's fit is
     still its own: weights and loss history as when fitted alone."""
-    import probe.trainer as trainer_module
-
     calls = []
     name = "_closed_form_step" if head == "linear" else "_joint_losses"
     joint = getattr(trainer_module, name)
@@ -146,8 +144,6 @@ def test_closed_form_step_gives_autograds_losses_and_gradients(precision, batch_
     """The closed-form step of linear ℓ_γ,ce heads writes out the gradients autograd takes through the per-head
     path (:meth:`_Run.loss`): the same batch losses and weight and bias gradients, to float32 rounding (bf16:
     the same bfloat16 products), with and without margins γ, for the full batch and for mini-batches."""
-    import probe.trainer as trainer_module
-
     assert k in trainer_module.CLOSED_FORM_CLASSES
     x, y = gaussian_features(n_per=480 // k, d=max(12, k), k=k)
     grid = [dict(loss="ce"), dict(loss="mr2", cbar=2.0), dict(loss="uniform", cbar=3.0)]
