@@ -159,8 +159,9 @@ def main() -> None:
     if args.synthetic:  # bench/probe_speed.py's Gaussian classes (seed 0), 1280-d
         from probe_speed import synthetic  # bench/, this script's folder
 
-        (x, y), k = synthetic(args.rows, 0, 0, 1280, args.synthetic, 0)[0]["train"], args.synthetic
-        x, y = torch.from_numpy(x.astype(args.dtype)), torch.from_numpy(y)
+        splits, _ = synthetic(n_train=args.rows, n_val=0, n_test=0, dim=1280, num_classes=args.synthetic, seed=0)
+        x, y = splits["train"]
+        x, y, k = torch.from_numpy(x.astype(args.dtype)), torch.from_numpy(y), args.synthetic
     elif args.features:
         with h5py.File(args.features, "r") as f:
             labels = np.asarray(f["train/labels"][:], dtype=np.int64)

@@ -1064,10 +1064,11 @@ def _closed_form_step(runs: list[_Run], product: BatchProduct, yb: Tensor, weigh
     Z = W·xᵀ + b (H·K, n) in the fit's precision; each row i divided by its run's γ_yi; ∂ℓ/∂(Z/γ) =
     (softmax − onehot) / n (:func:`probe.losses.softmax_cross_entropy_grad`), so G = that / γ; ∂ℓ/∂W = G·x,
     ∂ℓ/∂b = Σ_i G. The same losses and gradients as autograd through :meth:`_Run.loss` (to float32 rounding;
-    tests compare them), without the autograd graph and the layout changes around the products (logits made (n, H·K), transposed back for the
-    loss, and the same in the backward pass). On 45k × 1280 float16 CIFAR-10 features in fp32, batches of 1024,
-    1 thread: a step of one head 3.69 → 2.95 ms, of the 6-head sweep 7.02 → 6.71 ms (best of 5,
-    ``bench/fused_step.py``); full-batch steps, whose products are ~85 % of their time, are unchanged."""
+    tests compare them), without the autograd graph and the layout changes around the products (logits made
+    (n, H·K), transposed back for the loss, and the same in the backward pass). On 45k × 1280 float16 CIFAR-10
+    features in fp32, batches of 1024, 1 thread: a step of one head 3.69 → 2.95 ms, of the 6-head sweep
+    7.02 → 6.71 ms (best of 5, ``bench/fused_step.py``); full-batch steps, whose products are ~85 % of their
+    time, are unchanged."""
     heads, rows = len(runs), yb.shape[0]
     zt = product.transposed(torch.cat([run.head.weight for run in runs]))
     if runs[0].head.bias is not None:  # heads of one joint fit share their options: all have a bias or none has
