@@ -338,9 +338,11 @@ def _group_sample_mean(per_class_mean: np.ndarray, counts: np.ndarray, groups: d
 def _grouping(reference: Report | None, groups: dict[str, list[int]]) -> Grouping:
     indices = {k: [int(i) for i in groups[k]] for k in GROUP_NAMES}
     if reference is not None:
-        ref_id = reference.run_id
+        ref_id, cv = reference.run_id, reference.selection.cv
+        source = ("validation per-class accuracy" if reference.grouping.split != "cv" or cv is None else
+                  f"out-of-fold per-class accuracy ({cv.describe()})")
         return Grouping(source="reference", reference_run=ref_id, note=f"groups from the reference run {ref_id}'s "
-                        "validation per-class accuracy", groups=indices)
+                        f"{source}", groups=indices)
     return Grouping(source="self", reference_run=None, groups=indices,
                     note="groups from own validation accuracy (seed mean); no reference run given")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json, run_probe
-from probe.report import Candidate, Selection
+from probe.report import Candidate, CrossValidation, Selection
 
 NAMES = ["cat", "dog", "car"]
 GROUPS = {"easy": [2], "medium": [0], "hard": [1]}
@@ -69,6 +69,18 @@ def test_reference_grouping_is_named():
     rep = _report(reference=reference).model_dump(mode="json")
     assert rep["grouping"]["source"] == "reference" and rep["grouping"]["reference_run"] == "erm_1"
     assert rep["grouping"]["note"] == "groups from the reference run erm_1's validation per-class accuracy"
+
+
+def test_cross_validated_reference_grouping_is_named_out_of_fold():
+    """A reference that cross-validated ranked its classes out of fold on train + val, not on validation (the
+    groups run_probe takes from it, probe.run._reference_floor): the note says so."""
+    reference = _report().model_copy(update={"run_id": "erm_cv"})
+    reference.grouping.split = "cv"
+    reference.selection.split = "cv"
+    reference.selection.cv = CrossValidation(folds=3, samples=831, reason="small validation split")
+    rep = _report(reference=reference).model_dump(mode="json")
+    assert rep["grouping"]["note"] == ("groups from the reference run erm_cv's out-of-fold per-class accuracy "
+                                       "(3-fold cross-validation of train + val, 831 images)")
 
 
 def test_json_is_strict_and_roundtrips(tmp_path):
