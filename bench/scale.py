@@ -12,6 +12,7 @@ Usage::
     nice python bench/scale.py --n 512000 1280000 --methods erm mr2          # hours: run on a quiet machine
     python bench/scale.py --n 1280000 --device cuda --results $OUT           # on a GPU (bench/gpu_checks.sh)
     python bench/scale.py --summary                                          # table + growth from the JSON files
+    python bench/scale.py --steps 4 --n 1280000                              # per-step time, minutes: a projection
 
 ``--device`` is ProbeConfig's (default ``cpu``); on a GPU the child also records the device's name and its peak
 allocated memory, and the file is ``scale_<method>_<N>_<device>.json`` (``cpu`` runs keep the plain name).
@@ -23,6 +24,12 @@ old commit or set-up does not bend the exponent.
 
 Threads: ``--threads`` (default 2, the machine's cores) is set in the child's environment before numpy and torch
 are imported and checked with threadpoolctl.
+
+``--steps R`` measures instead of running cases: the time of one optimiser step of each method's default sweep
+(its heads fitted jointly, batches of 1024, on ``STEP_ROWS`` rows of the same data), as (fit of 3 epochs − fit of 1)
+/ 16 steps, the methods interleaved over R rounds in one process, and multiplies the median by each ``--n``'s
+steps (10 epochs of ⌈N / 1024⌉): the training part of a run in minutes, without the run (hours at 1.28M on
+2 cores). A full run adds its class statistics and evaluation (a few per cent) and drawing the data.
 """
 from __future__ import annotations
 
@@ -30,12 +37,13 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from thread_caps import cap_pools, child_environment, machine  # bench/, this script's folder
+from thread_caps import cap_environment, cap_pools, child_environment, machine  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -43,6 +51,7 @@ METHODS = {"erm": {"loss": "ce"}, "mr2": {"loss": "mr2"}}
 # ImageNet-1k's shape: 50 validation images per class (probe.crossval.MIN_VAL_PER_CLASS, so selection is on
 # validation; with fewer the run would cross-validate, k fits per candidate).
 NUM_CLASSES, DIM, N_VAL, N_TEST = 1000, 1024, 50_000, 10_000
+STEP_ROWS = 8_192  # --steps: 8 batches of 1024 per epoch
 
 
 def class_means(rng):
@@ -144,6 +153,53 @@ def run_case(method: str, n: int, threads: int, device: str = "cpu", results: Pa
     return result
 
 
+def step_seconds(methods: list[str], rounds: int, threads: int, device: str = "cpu") -> dict[str, list[float]]:
+    """Seconds per optimiser step of each method's default-sweep joint fit (``probe.trainer.fit_many``, the
+    configuration ``run_probe`` resolves for 1.28M rows: its candidates, 10 epochs, batches of 1024) on
+    ``STEP_ROWS`` rows of this script's data: (fit of 3 epochs − fit of 1) / its 16 extra steps, per round, the
+    methods interleaved. Threads: capped in this process's environment before numpy and torch are imported."""
+    cap_environment(threads)
+    import numpy as np
+    import torch  # noqa: F401  (imported before cap_pools, which caps its pool too)
+
+    from probe import ProbeConfig
+    from probe.allocator import keep_freed_memory
+    from probe.trainer import ProbeTrainer, fit_many
+
+    cap_pools(threads)
+    keep_freed_memory()  # as run_probe does
+    rng = np.random.default_rng(0)
+    x, y = draw(STEP_ROWS, class_means(rng), rng)
+
+    def fit(method: str, epochs: int) -> float:
+        config = ProbeConfig(seeds=[0], device=device, **METHODS[method]).resolved(1_280_000)
+        trainers = [ProbeTrainer(**{**config.trainer_params(c, seed=0), "epochs": epochs, "tol": None})
+                    for c in config.candidates()]
+        start = time.perf_counter()
+        fit_many(trainers, x, y, NUM_CLASSES)
+        return time.perf_counter() - start
+
+    extra_steps = 2 * math.ceil(STEP_ROWS / 1024)
+    times: dict[str, list[float]] = {method: [] for method in methods}
+    fit(methods[0], 1)  # warm-up
+    for _ in range(rounds):
+        for method in methods:
+            times[method].append((fit(method, 3) - fit(method, 1)) / extra_steps)
+    return times
+
+
+def print_steps(times: dict[str, list[float]], sizes: list[int]) -> None:
+    """Each method's per-step times, its median's projection to each size (10 epochs of ⌈N / 1024⌉ steps), and
+    the per-round ratios of each method to the first."""
+    first = next(iter(times))
+    for method, values in times.items():
+        median = statistics.median(values)
+        minutes = ", ".join(f"N={n:,}: {10 * math.ceil(n / 1024) * median / 60:.1f} min" for n in sizes)
+        ratios = ", ".join(f"{v / f:.2f}" for v, f in zip(values, times[first]))
+        print(f"{method}: {1e3 * median:.1f} ms per step (median; rounds {', '.join(f'{1e3 * v:.1f}' for v in values)})"
+              f"; training steps {minutes}" + (f"; per round / {first}: {ratios}" if method != first else ""))
+
+
 def growth(rows: list[dict]) -> float | None:
     """Exponent b of time ∝ N^b, least squares on (log N, log t); None with fewer than two sizes."""
     if len(rows) < 2:
@@ -192,8 +248,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="ProbeConfig's device: cpu (default), cuda or cuda:N")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON files (bench/results)")
     parser.add_argument("--summary", action="store_true", help="only print the table from --results")
+    parser.add_argument("--steps", type=int, metavar="R", default=0, help="instead of cases: per-step time over R "
+                        "interleaved rounds and its projection to each --n (module docstring)")
     parser.add_argument("--child", choices=sorted(METHODS), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps:
+        return print_steps(step_seconds(args.methods, args.steps, args.threads, args.device), args.n)
     if args.child:
         out = result_path(args.results, args.child, args.n[0], args.device)
         return child(args.child, args.n[0], args.threads, out, args.device)
