@@ -40,15 +40,23 @@ class Decision:
 
 def small_split_warning(labels: np.ndarray, class_names: list[str], split: str = "validation",
                         minimum: int = MIN_VAL_PER_CLASS) -> str | None:
-    """A warning when some class has fewer than ``minimum`` samples in ``split`` (else None)."""
+    """A warning when some class has fewer than ``minimum`` samples in ``split`` (else None): the smallest classes
+    first, and those with none named apart (their accuracy on ``split`` is unmeasured)."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
-    small = [i for i, n in enumerate(counts) if n < minimum]
+    small = sorted((i for i, n in enumerate(counts) if n < minimum), key=lambda i: (counts[i], i))
     if not small:
         return None
     named = ", ".join(f"{class_names[i]} ({counts[i]})" for i in small[:5]) + (" ..." if len(small) > 5 else "")
-    return (f"Small {split} split: {len(small)} of {len(class_names)} classes have fewer than {minimum} "
-            f"{split} images ({named}); one image moves a class's accuracy by ≥ {100 / max(1, counts.min()):.0f} "
-            f"points, so differences and groups are noisy — read the intervals.")
+    measured = counts[counts > 0]
+    text = (f"Small {split} split: {len(small)} of {len(class_names)} classes have fewer than {minimum} {split} "
+            f"images ({named}); one image moves a class's accuracy by up to "
+            f"{100 / max(1, measured.min() if measured.size else 1):.0f} points, so differences and groups are "
+            "noisy — read the intervals.")
+    empty = [class_names[i] for i in small if counts[i] == 0]
+    if empty:
+        text += (f" {len(empty)} class{'es' if len(empty) > 1 else ''} without any {split} image ("
+                 f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}): no {split} accuracy is measured there.")
+    return text
 
 
 def _frontier_entry(params: dict, correct: np.ndarray, delta: dict, groups: dict, labels: np.ndarray,

@@ -71,3 +71,13 @@ def test_small_split_warning():
     assert small_split_warning(np.repeat(np.arange(3), 60), ["x", "y", "z"]) is None
     text = small_split_warning(np.array([0] * 60 + [1] * 10 + [2] * 49), ["x", "y", "z"])
     assert "2 of 3 classes have fewer than 50 validation images (y (10), z (49))" in text
+    assert "one image moves a class's accuracy by up to 10 points" in text and "without any" not in text
+
+
+def test_small_split_warning_lists_the_smallest_classes_first_and_names_the_empty_ones():
+    names = [f"c{i}" for i in range(8)]
+    labels = np.concatenate([np.full(n, i) for i, n in enumerate([40, 30, 20, 10, 60, 4, 0, 2])])
+    text = small_split_warning(labels, names)
+    assert "7 of 8 classes have fewer than 50 validation images (c6 (0), c7 (2), c5 (4), c3 (10), c2 (20) ...)" in text
+    assert "by up to 50 points" in text  # the smallest measured class: 2 images
+    assert text.endswith("1 class without any validation image (c6): no validation accuracy is measured there.")
