@@ -9,9 +9,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .report import CrossValidation, Timing
+from .report import CrossValidation, Timing, confusions_text, interval_text
 
-__all__ = ["report_markdown", "report_html", "EXPORT_FORMATS"]
+__all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES"]
 
 GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
 SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy third"),
@@ -51,11 +51,33 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
 
 def _per_class_rows(report: dict) -> list[list[str]]:
     rows = sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))
-    return [[str(r["name"]), str(r["group"]), str(r["n_test"]), _pct(r["accuracy"]), _pct(r.get("accuracy_std")),
-             _pct(r.get("val_accuracy"))] for r in rows]
+    return [[str(r["name"]), str(r["group"]), str(r["n_test"]), _pct(r["accuracy"]),
+             interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(r.get("val_accuracy")),
+             _pct(r.get("precision")),
+             _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
+             confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
 
 
-PER_CLASS_HEADER = ["class", "group", "test images", "accuracy %", "± std", "val accuracy %"]
+PER_CLASS_HEADER = ["class", "group", "test images", "accuracy %", "95 % interval", "± std", "val accuracy %",
+                    "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
+# Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
+# and the per-class table's confusions stand for it.
+MATRIX_MAX_CLASSES = 20
+
+
+def _confusion(report: dict) -> tuple[str, list[str], list[list[str]]] | None:
+    """(caption, header, rows) of the test confusion matrix, or (caption, [], []) when it has too many classes to
+    print; None for a report without one."""
+    counts, names = (report.get("confusion") or {}).get("counts"), [str(n) for n in report["class_names"]]
+    if not counts:
+        return None
+    if len(names) > MATRIX_MAX_CLASSES:
+        return (f"{len(names)} classes: the {len(names)} × {len(names)} matrix is in report.json (confusion.counts); "
+                "the per-class table names each class's most frequent confusions.", [], [])
+    seeds = len(report["seeds"]["values"])
+    caption = (f"Test predictions of all {seeds} seed{'s' if seeds > 1 else ''} counted together; rows: the true "
+               "class, columns: the predicted one.")
+    return caption, ["true / predicted", *names], [[name, *map(str, row)] for name, row in zip(names, counts)]
 
 
 def report_markdown(report: dict) -> str:
@@ -64,14 +86,23 @@ def report_markdown(report: dict) -> str:
     lines = [f"# mr2probe report: {_md(head['run'])}", "",
              f"- **Probe:** {_md(head['probe'])}", f"- **Selected on validation:** {_md(head['selected'])}",
              f"- **Why:** {_md(head['selection'])}", f"- **Groups:** {_md(head['grouping'])}",
-             f"- **Time:** {_md(head['time'])}", "",
-             "## Test accuracy (%), mean ± std over seeds", "", "| metric | value |", "|---|---|"]
+             f"- **Time:** {_md(head['time'])}", ""]
+    if report.get("warnings"):
+        lines += ["## Warnings", "", *(f"- {_md(w)}" for w in report["warnings"]), ""]
+    lines += ["## Test accuracy (%), mean ± std over seeds", "", "| metric | value |", "|---|---|"]
     lines += [f"| {label} | {value} |" for label, value in _summary_rows(report)]
     worst = report["summary"]["worst_class"]
     lines += ["", f"Worst class: **{_md(worst['name'])}** ({_pct(worst['accuracy'])} %).", "",
               "## Per class (test), worst first", "",
               "| " + " | ".join(PER_CLASS_HEADER) + " |", "|" + "---|" * len(PER_CLASS_HEADER)]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in _per_class_rows(report)]
+    matrix = _confusion(report)
+    if matrix is not None:
+        caption, header, rows = matrix
+        lines += ["", "## Confusion matrix (test)", "", _md(caption)]
+        if header:
+            lines += ["", "| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -122,13 +153,27 @@ def report_html(report: dict) -> str:
         ("Groups", head["grouping"]), ("Time", head["time"])))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
-            f'<h1>mr2probe report: {html.escape(head["run"])}</h1><dl>{facts}</dl>'
+            f'<h1>mr2probe report: {html.escape(head["run"])}</h1><dl>{facts}</dl>{_html_warnings(report)}'
             f'<h2>Test accuracy (%), mean ± std over seeds</h2>'
             f'{_html_table(["metric", "value"], [list(r) for r in _summary_rows(report)])}'
             f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
             f'<h2>Per class (test), worst first</h2>'
             f'{_bar_chart(per_class, "Per-class test accuracy, coloured by group")}'
-            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}</body></html>\n')
+            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}{_html_confusion(report)}</body></html>\n')
+
+
+def _html_warnings(report: dict) -> str:
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("warnings") or [])
+    return f'<h2>Warnings</h2><ul class="warnings">{items}</ul>' if items else ""
+
+
+def _html_confusion(report: dict) -> str:
+    matrix = _confusion(report)
+    if matrix is None:
+        return ""
+    caption, header, rows = matrix
+    return (f"<h2>Confusion matrix (test)</h2><p>{html.escape(caption)}</p>"
+            + (_html_table(header, rows) if header else ""))
 
 
 EXPORT_FORMATS = {"md": report_markdown, "html": report_html}

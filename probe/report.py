@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "build_report",
-           "write_run", "load_report", "report_csv", "format_report", "report_json"]
+           "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
+           "confusions_text"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
@@ -528,6 +529,17 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
+def interval_text(ci: list | None) -> str:
+    """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
+    return "—" if not ci or any(v is None for v in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def confusions_text(top: list[tuple[str, float]]) -> str:
+    """A class's most frequent confusions, (name, fraction of its test predictions) pairs, as "name (per cent)";
+    "—" when it has none."""
+    return ", ".join(f"{name} ({100 * rate:.1f})" for name, rate in top if rate > 0) or "—"
+
+
 def _header(report: Report) -> list[str]:
     cfg, selection = report.config, report.selection
     chosen = ", ".join(f"{k}={v:g}" for k, v in cfg.get("selected", {}).items() if v is not None)
@@ -581,4 +593,23 @@ def format_report(report: Report, *, width: int = 120) -> str:
                    _pct(row.val_accuracy), _num(row.r2), _num(row.spread), _num(row.gamma),
                    _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean))
     console.print(pc)
+    if any(row.precision is not None for row in report.per_class):
+        console.print(_failures_table(report))
     return console.export_text()
+
+
+def _failures_table(report: Report):
+    """The terminal's second per-class table: accuracy with its 95 % interval, precision / recall / F1 and the most
+    frequent confusions (``probe.diagnostics``), worst class first."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="per class (test): where the errors go, worst first", box=box.SIMPLE)
+    for col, justify in (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
+                         ("recall %", "right"), ("F1", "right"),
+                         ("most confused with (% of its test predictions)", "left")):
+        table.add_column(col, justify=justify)
+    for row in sorted(report.per_class, key=lambda r: (2.0 if r.accuracy is None else r.accuracy)):
+        table.add_row(row.name, _pct(row.accuracy), interval_text(row.accuracy_ci), _pct(row.precision),
+                      _pct(row.recall), _num(row.f1), confusions_text([(c.name, c.rate) for c in row.top_confusions]))
+    return table

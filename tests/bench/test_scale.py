@@ -53,7 +53,7 @@ def test_print_steps_projects_the_median_step_to_ten_epochs_of_each_size(capsys)
     """--steps: median per-step time × 10 epochs × ⌈N / 1024⌉ steps, and each round's ratio to the first method."""
     scale.print_steps({"erm": [0.30, 0.20, 0.25], "mr2": [0.90, 0.40, 1.00]}, [102_400, 1_000])
     erm, mr2 = capsys.readouterr().out.splitlines()
-    assert erm == ("erm: 250.0 ms per step (median; rounds 300.0, 200.0, 250.0); training steps N=102,400: 4.2 min, "
-                   "N=1,000: 0.0 min")
+    assert erm == ("erm: 250.0 ms per step (median; rounds 300.0, 200.0, 250.0); training steps "
+                   "N=102,400: 4.2 min, N=1,000: 0.0 min")
     assert mr2.startswith("mr2: 900.0 ms per step (median; rounds 900.0, 400.0, 1000.0); training steps "
                           "N=102,400: 15.0 min, N=1,000: 0.1 min; per round / erm: 3.00, 2.00, 4.00")

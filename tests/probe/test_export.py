@@ -1,4 +1,5 @@
 """Shareable report files: Markdown and self-contained HTML with inline SVG, from a real run's report.json."""
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -8,7 +9,7 @@ import pytest
 import numpy as np
 
 from probe import ProbeConfig, run_probe
-from probe.export import EXPORT_FORMATS, report_html, report_markdown
+from probe.export import EXPORT_FORMATS, MATRIX_MAX_CLASSES, report_html, report_markdown
 
 NAMES = ["cat <b>", "dog|pipe", "car", "ship", "frog", "deer"]  # markup and a pipe must be escaped
 
@@ -28,12 +29,28 @@ def report(tmp_path_factory):
     return json.loads((out / "report.json").read_text())
 
 
+def _md_table(text: str, first_header: str) -> list[list[str]]:
+    """The body rows (cells) of the Markdown table whose header row starts with ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    body = []
+    for line in lines[start + 2:]:
+        if not line.startswith("| "):
+            break
+        body.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return body
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell as probe.export writes it: HTML-escaped, pipes escaped."""
+    return html.escape(text).replace("|", "\\|")
+
+
 def test_markdown_tables_worst_class_first(report):
     text = report_markdown(report)
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "%" not in line and "---" not in line]
-    per_class = rows[-len(NAMES):]
+    per_class = _md_table(text, "class")
     accuracies = sorted(r["accuracy"] for r in report["per_class"])
-    assert [float(row.split(" | ")[3]) for row in per_class] == [round(100 * a, 2) for a in accuracies]
+    assert [float(row[3]) for row in per_class] == [round(100 * a, 2) for a in accuracies]
     assert "cat &lt;b&gt;" in text and "dog\\|pipe" in text and "<b>" not in text
     overall = report["seeds"]["metrics"]["overall"]
     assert f"| overall | {100 * overall['mean']:.2f} ± {100 * overall['std']:.2f} |" in text
@@ -77,3 +94,57 @@ def test_the_views_say_where_the_time_went(report):
     assert f"<dt>Time</dt><dd>{line}</dd>" in report_html(report)
     old = {key: value for key, value in report.items() if key != "timing"}  # a report written before timing
     assert "- **Time:** not recorded" in report_markdown(old)
+
+
+def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(report):
+    """What the dashboard shows travels with the shareable files: the run's warnings, each class's 95 % interval,
+    precision / recall / F1 and most frequent confusions, and the confusion matrix (rows: true class)."""
+    text, page = report_markdown(report), report_html(report)
+    assert report["warnings"]  # 20 validation images per class: the small-split warning at least
+    for warning in report["warnings"]:
+        assert f"- {_cell(warning)}" in text
+        assert f"<li>{html.escape(warning)}</li>" in page
+    rows = {row[0]: row for row in _md_table(text, "class")}
+    for r in report["per_class"]:
+        row = rows[_cell(r["name"])]
+        lo, hi = r["accuracy_ci"]
+        assert row[4] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+        assert row[7:10] == [f"{100 * r['precision']:.2f}", f"{100 * r['recall']:.2f}", f"{r['f1']:.3f}"]
+        expected = ", ".join(f"{c['name']} ({100 * c['rate']:.1f})" for c in r["top_confusions"] if c["rate"] > 0)
+        assert row[10] == (_cell(expected) or "—")
+    matrix = _md_table(text, "true / predicted")
+    assert [[int(c) for c in row[1:]] for row in matrix] == report["confusion"]["counts"]
+    assert sum(map(sum, report["confusion"]["counts"])) == 2 * len(NAMES) * 40  # 2 seeds × 240 test images
+    assert page.count("<h2>Confusion matrix (test)</h2>") == 1 and "counted together" in page
+
+
+def test_exports_leave_a_large_matrix_in_the_json_and_old_reports_without_diagnostics_still_export(report):
+    names = [f"c{i}" for i in range(MATRIX_MAX_CLASSES + 1)]
+    wide = {**report, "class_names": names, "confusion": {"split": "test", "counts": [[0] * len(names)] * len(names)}}
+    text = report_markdown(wide)
+    assert f"{len(names)} classes: the {len(names)} × {len(names)} matrix is in report.json" in text
+    assert "| true / predicted |" not in text
+    old = {**report, "confusion": None, "warnings": [],
+           "per_class": [{k: v for k, v in r.items() if k not in ("accuracy_ci", "precision", "recall", "f1",
+                                                                   "top_confusions")} for r in report["per_class"]]}
+    text = report_markdown(old)
+    assert "Confusion matrix" not in text and "## Warnings" not in text
+    assert all(row[4] == "—" and row[7:] == ["—"] * 4 for row in _md_table(text, "class"))
+    assert "Confusion matrix" not in report_html(old)
+
+
+def test_terminal_report_shows_where_each_class_errs(report):
+    """mr2probe report (the terminal view) has the same interval, precision / recall / F1 and confusions."""
+    from probe import format_report
+    from probe.report import Report
+
+    text = format_report(Report.model_validate(report), width=200)
+    assert "per class (test): where the errors go, worst first" in text
+    worst = min(report["per_class"], key=lambda r: r["accuracy"])
+    line = next(line for line in text.splitlines() if line.strip().startswith(worst["name"] + " ")
+                and "[" in line)
+    lo, hi = worst["accuracy_ci"]
+    confused = ", ".join(f"{c['name']} ({100 * c['rate']:.1f})" for c in worst["top_confusions"] if c["rate"] > 0)
+    cells = [f"{100 * worst['accuracy']:.2f}", f"[{100 * lo:.1f}, {100 * hi:.1f}]", f"{100 * worst['precision']:.2f}",
+             f"{100 * worst['recall']:.2f}", f"{worst['f1']:.3f}", confused]
+    assert line.split(worst["name"], 1)[1].split() == " ".join(cells).split()

@@ -119,6 +119,7 @@ def test_format_report_is_readable():
     assert "run run_a" in text and "worst class (seed mean): dog 60.00%" in text
     assert "class margin 105.00° (ideal 120.00°)" in text
     assert "cat" in text and "hard" in text
+    assert "where the errors go" not in text  # no test predictions given to build_report: no diagnostics
 
 
 def test_per_class_accuracy_per_seed_is_kept_and_averages_to_accuracy(tmp_path):
