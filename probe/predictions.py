@@ -97,8 +97,26 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
     if base.labels.shape != other.labels.shape or not np.array_equal(base.labels, other.labels):
         raise ValueError("the two runs were scored on different test splits (different caches); a paired "
                          "comparison needs the same test samples.")
+    mismatch = _first_other_sample(base.sources, other.sources)
+    if mismatch is not None:
+        one, two = str(base.sources[mismatch]), str(other.sources[mismatch])
+        raise ValueError(f"the two runs were scored on different test samples with the same labels: test sample "
+                         f"{mismatch} is {one!r} in one and {two!r} in the other; a paired comparison needs the same "
+                         "test samples.")
     boot = Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed)
     return boot.paired_delta(other.correct, base.correct, groups)
+
+
+def _first_other_sample(a: np.ndarray | None, b: np.ndarray | None) -> int | None:
+    """The first test sample whose source differs between two runs (by its last two path components, the class
+    folder and file name, so that the same images read from a folder and from an archive with a top folder
+    match), or None: none differs, or a run did not store its sources. Caches list the test samples class by
+    class, so two different test sets with the same class counts have the same labels; their sources differ."""
+    if a is None or b is None:
+        return None
+    tail = np.vectorize(lambda path: "/".join(str(path).replace("\\", "/").split("/")[-2:]), otypes=[str])
+    differ = np.flatnonzero(tail(a) != tail(b))
+    return int(differ[0]) if differ.size else None
 
 
 def load_pair(base_dir: str | Path, other_dir: str | Path) -> tuple[Predictions, Predictions] | None:

@@ -48,3 +48,20 @@ def test_paired_test_delta():
     assert delta["easy"] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}
     with pytest.raises(ValueError, match="different test splits"):
         paired_test_delta(base, _preds(seed=1), 4, groups)
+
+
+def test_paired_test_delta_refuses_other_images_with_the_same_labels():
+    """Caches list test samples class by class, so two test sets with the same class counts have equal labels: the
+    stored sources tell them apart; the same images read from a folder or from an archive with a top folder match."""
+    base = _preds()
+    groups = {"easy": [0], "medium": [1, 2], "hard": [3]}
+    names = np.array([f"test/c{label}/{i:04d}.png" for i, label in enumerate(base.labels)])
+    with_sources = Predictions(base.labels, base.predicted, base.confidence, names)
+    in_archive = Predictions(base.labels, base.predicted, base.confidence, np.char.add("cifar/", names))
+    assert paired_test_delta(with_sources, in_archive, 4, groups)["overall"]["delta"] == 0.0
+    assert paired_test_delta(with_sources, base, 4, groups)["overall"]["delta"] == 0.0  # sources unknown: labels
+    other_images = names.copy()
+    other_images[7] = f"test/c{base.labels[7]}/9999.png"
+    with pytest.raises(ValueError, match=r"test sample 7 is 'test/c\d/0007.png' in one and 'test/c\d/9999.png'"):
+        paired_test_delta(with_sources, Predictions(base.labels, base.predicted, base.confidence, other_images), 4,
+                          groups)
