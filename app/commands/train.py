@@ -185,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ValueError(describe_invalid(exc)) from None
     reference = load_report(args.reference) if args.reference else None
-    # the stored dtype (float16 by default): half the memory of float32; the trainer widens per batch
-    data = {split: cache.load(split, dtype=None) for split in ("train", "val", "test") if split in cache.splits}
+    data = cache.training_data()
     bar = tqdm(total=100, desc="train", unit="%", disable=args.no_progress, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 

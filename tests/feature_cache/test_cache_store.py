@@ -59,6 +59,18 @@ def test_load_keeps_float16_when_asked(tmp_path):
         cache.load("train", dtype="int8")
 
 
+def test_training_data_is_every_split_in_the_stored_dtype(tmp_path):
+    """What mr2probe train and the service's jobs hand run_probe: a float16 cache stays float16 in memory."""
+    data = splits(np.random.default_rng(2))
+    cache = open_cache(write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS))
+    loaded = cache.training_data()
+    assert list(loaded) == ["train", "val", "test"]
+    for split, (x, y) in loaded.items():
+        assert x.dtype == np.float16
+        np.testing.assert_array_equal(x, data[split][0].astype(np.float16))
+        np.testing.assert_array_equal(y, data[split][1])
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_write_cache_writes_matching_features_without_a_copy(tmp_path, monkeypatch, dtype):
     """Features already in the stored dtype reach HDF5 as the caller's array (no astype copy); others are
