@@ -320,6 +320,11 @@ class FeatureCache:
         ``mr2probe train`` and the service's jobs both read it here."""
         return {split: self.load(split, dtype=None) for split in SPLITS if split in self.splits}
 
+    def provenance(self, name: str | None = None) -> dict[str, str | None]:
+        """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint
+        and encoder, and ``name``, the cache as the caller knows it (a path, the service's cache id)."""
+        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "cache": name}
+
     def sources(self, split: str) -> list[str]:
         """Path of every sample of ``split`` inside the data set."""
         with h5py.File(self.path, "r") as h5:

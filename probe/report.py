@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
-           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "build_report",
-           "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
+           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
+           "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text"]
 
 SCHEMA_VERSION = 2
@@ -282,6 +282,18 @@ class Timing(_Model):
                 f"seeds {self.seeds_seconds:.1f} s) on {self.setting}")
 
 
+class FeatureSource(_Model):
+    """The features a run was trained and scored on: their cache's fingerprint (encoder, weights, preprocessing,
+    data), its encoder, and the cache as the caller named it."""
+
+    fingerprint: str = Field(..., description="the feature cache's fingerprint (feature_cache)")
+    encoder: str = Field(..., description="the encoder that extracted the features")
+    cache: Optional[str] = Field(None, description="the path given to mr2probe train, or the service's cache id")
+
+    def describe(self) -> str:
+        return f"{self.encoder}, cache {self.fingerprint[:12]}" + (f" ({self.cache})" if self.cache else "")
+
+
 class Report(_Model):
     """``report.json`` (schema_version 2; version 1 files read): the one definition of the report schema. ``build_report`` returns it,
     ``load_report`` parses it and the API declares it as its ``response_model``. ``config`` is the request
@@ -301,6 +313,8 @@ class Report(_Model):
     posthoc: Optional[Posthoc] = None
     confusion: Optional[Confusion] = None
     timing: Optional[Timing] = None
+    features: Optional[FeatureSource] = Field(None, description="the features the run used (null when the caller "
+                                              "gave arrays, or in reports written before it was recorded)")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
 
@@ -405,12 +419,12 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                  groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
                  n_train: np.ndarray, val_source: str = "given", diagnostics=None,
                  stability: list[float] | None = None, warnings: list[str] | None = None,
-                 timing: Timing | None = None) -> Report:
+                 timing: Timing | None = None, features: FeatureSource | None = None) -> Report:
     """Assemble the :class:`Report` from the per-seed evaluations of ``probe.run``.
 
     ``diagnostics`` (:class:`probe.diagnostics.TestDiagnostics`) adds the confusion matrix and the per-class
     precision / recall / F1 / interval / confusions; ``stability`` the groups' bootstrap stability; ``timing``
-    where the run's time went."""
+    where the run's time went; ``features`` the cache the features came from."""
     test_acc = np.stack([e.test_per_class for e in evaluations])
     mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
@@ -438,7 +452,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                        source=val_source),
         posthoc=posthoc,
         confusion=None if diagnostics is None else Confusion(counts=diagnostics.confusion.tolist()),
-        timing=timing, warnings=list(warnings or []),
+        timing=timing, features=features, warnings=list(warnings or []),
     )
 
 
@@ -553,6 +567,8 @@ def _header(report: Report) -> list[str]:
     where = "val" if selection.cv is None else selection.cv.describe()
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
+    if report.features is not None:
+        lines.append(f"features: {report.features.describe()}")
     if report.timing is not None:
         lines.append(f"time: {report.timing.describe()}")
     lines += [f"warning: {text}" for text in report.warnings]

@@ -39,6 +39,7 @@ from .registry import get_loss_spec
 from .report import (
     Candidate,
     CrossValidation,
+    FeatureSource,
     FrontierPoint,
     PresetInfo,
     Report,
@@ -554,7 +555,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
               config: ProbeConfig | dict, *, reference: Report | dict | None = None,
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None, test_sources: list[str] | None = None,
-              tune_allocator: bool = True) -> Report:
+              features: FeatureSource | dict | None = None, tune_allocator: bool = True) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
     Args:
@@ -569,6 +570,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         should_stop: polled between fits; True raises :class:`ProbeCancelled`.
         test_sources: the path of each test sample in its data set, stored with the test predictions
             (``predictions.npz``) so that failing samples can be shown.
+        features: where ``data`` came from (its cache's fingerprint and encoder), recorded in the report; with a
+            reference run that recorded other features, the report warns that its groups and floor come from them.
         tune_allocator: keep freed heap memory in the process during the run instead of mapping and unmapping
             every step's large temporaries (:func:`probe.allocator.keep_freed_memory`, for the rest of the
             process), and hand it back at the end (``malloc_trim``).
@@ -584,13 +587,14 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     if tune_allocator:
         keep_freed_memory()
     try:
-        return _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources)
+        features = FeatureSource.model_validate(features) if isinstance(features, dict) else features
+        return _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources, features)
     finally:
         if tune_allocator:
             release_freed_memory()
 
 
-def _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources) -> Report:
+def _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources, features) -> Report:
     """:func:`run_probe`'s work, with its arguments."""
     from .trainer import resolve_device
 
@@ -630,14 +634,25 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         diagnostics=test_diagnostics(predictions, class_names, seed=config.seeds[0]),
-        stability=outcome.stability, warnings=[*scorer.warnings, *outcome.warnings],
-        timing=clock.timing(steps.total, device))
+        stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
+        warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features)])
     _grouping_note(report, config, reference, scorer)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions)
     if progress is not None:
         progress(1.0, "done")
     return report
+
+
+def _other_features(reference: Report | None, features: FeatureSource | None) -> list[str]:
+    """A warning when the reference run recorded other features than this run's (another cache: other images,
+    encoder or preprocessing), whose validation accuracy then ranks this run's classes and sets its floor."""
+    theirs = None if reference is None else reference.features
+    if theirs is None or features is None or theirs.fingerprint == features.fingerprint:
+        return []
+    return [f"Reference run {reference.run_id} used other features ({theirs.describe()}) than this run "
+            f"({features.describe()}): its validation accuracy ranks this run's classes into the thirds and sets "
+            "the floor of the hard criterion; pass a reference trained on the same cache to compare like with like."]
 
 
 def _total_fits(config: ProbeConfig, reference: Report | None, folds: int = 0) -> int:

@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress,
-                  test_sources=cache.sources("test"))
+                  test_sources=cache.sources("test"),
+                  features=cache.provenance(str(args.features)))
     finally:
         bar.close()
     print(format_report(load_report(args.out)))

@@ -181,6 +181,10 @@ def test_report_json_and_csv(finished):
     assert report["class_names"] == sorted(CLASSES) and len(report["per_class"]) == 3
     assert report["grouping"]["source"] == "reference" and report["grouping"]["reference_run"] == finished.erm
     assert report["config"]["loss"] == "mr2" and report["config"]["cbar"] == 2.0
+    cache = finished.client.get("/api/caches").json()[0]
+    assert report["features"]["cache"] == finished.job["result"]["cache_id"] == cache["id"]
+    assert report["features"]["encoder"] == cache["encoder"] and len(report["features"]["fingerprint"]) == 64
+    assert not any("used other features" in w for w in report["warnings"])  # ERM reference on the same cache
     n_test = sum(r["n_test"] for r in report["per_class"])
     correct = sum(round(r["accuracy"] * r["n_test"]) for r in report["per_class"])
     assert n_test == 9 and report["summary"]["overall"] == pytest.approx(correct / n_test)

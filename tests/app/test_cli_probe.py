@@ -1,6 +1,7 @@
 """`mr2probe train / report / compare` through app.cli.main: exit codes, output files, printed tables."""
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -43,6 +44,7 @@ def test_train_writes_run_directory(erm_dir, cache, capsys):
     assert {p.name for p in erm_dir.iterdir()} >= {"report.json", "per_class.csv", "head.safetensors", "head.json"}
     report = json.loads((erm_dir / "report.json").read_text())
     assert report["class_names"] == NAMES
+    assert report["features"] == {"fingerprint": "t", "encoder": "synthetic", "cache": str(cache)}
     assert report["config"]["head"] == "linear" and report["config"]["loss"] == "ce"
     assert report["config"]["seeds"] == [0, 1] and report["config"]["lr_grid"] == [0.05]
     assert [r["n_test"] for r in report["per_class"]] == [40] * K
@@ -63,6 +65,7 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["grouping"]["source"] == "reference" and report["grouping"]["reference_run"] == "erm"
+    assert not any("used other features" in w for w in report["warnings"])  # the reference used the same cache
     assert len(report["selection"]["candidates"]) == 3
     gamma = [r["gamma"] for r in report["per_class"]]
     assert np.all(np.diff(gamma) > 0)  # larger spread → larger γ
@@ -255,3 +258,21 @@ def test_invalid_configs_are_one_line_naming_the_field(cache, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == \
         "mr2probe train: error: epochs must be an integer in [1, 10000], got 0."
     assert not (tmp_path / "r").exists()
+
+
+def test_a_reference_trained_on_other_features_is_named_in_a_warning(erm_dir, cache, tmp_path, capsys):
+    """Its validation accuracy ranks this run's classes and sets the hard criterion's floor: the report says whose
+    features those were, and the terminal header names this run's."""
+    reference = tmp_path / "erm_other"
+    shutil.copytree(erm_dir, reference)
+    stored = json.loads((reference / "report.json").read_text())
+    stored["features"] = {"fingerprint": "0123456789abcdef", "encoder": "openclip:ViT-B-32", "cache": "clip.h5"}
+    (reference / "report.json").write_text(json.dumps(stored))
+    out = tmp_path / "mr2"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2", "--reference",
+                 str(reference), *FAST]) == 0
+    warnings = json.loads((out / "report.json").read_text())["warnings"]
+    assert (f"Reference run erm used other features (openclip:ViT-B-32, cache 0123456789ab (clip.h5)) than "
+            f"this run (synthetic, cache t ({cache})): its validation accuracy ranks") in " ".join(warnings)
+    text = capsys.readouterr().out
+    assert f"features: synthetic, cache t ({cache})" in text and "used other features" in text
