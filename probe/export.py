@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .report import CrossValidation, Timing, confusions_text, interval_text
+from .report import CrossValidation, FeatureSource, Timing, confusions_text, interval_text
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES"]
 
@@ -40,7 +40,9 @@ def _headline(report: dict) -> dict[str, str]:
             "selected": selected or "—",
             "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",
             "grouping": report["grouping"].get("note", ""),
-            "time": Timing.model_validate(report["timing"]).describe() if report.get("timing") else "not recorded"}
+            "time": Timing.model_validate(report["timing"]).describe() if report.get("timing") else "not recorded",
+            "features": (FeatureSource.model_validate(report["features"]).describe() if report.get("features")
+                         else "not recorded")}
 
 
 def _summary_rows(report: dict) -> list[tuple[str, str]]:
@@ -86,7 +88,7 @@ def report_markdown(report: dict) -> str:
     lines = [f"# mr2probe report: {_md(head['run'])}", "",
              f"- **Probe:** {_md(head['probe'])}", f"- **Selected on validation:** {_md(head['selected'])}",
              f"- **Why:** {_md(head['selection'])}", f"- **Groups:** {_md(head['grouping'])}",
-             f"- **Time:** {_md(head['time'])}", ""]
+             f"- **Features:** {_md(head['features'])}", f"- **Time:** {_md(head['time'])}", ""]
     if report.get("warnings"):
         lines += ["## Warnings", "", *(f"- {_md(w)}" for w in report["warnings"]), ""]
     lines += ["## Test accuracy (%), mean ± std over seeds", "", "| metric | value |", "|---|---|"]
@@ -150,7 +152,7 @@ def report_html(report: dict) -> str:
                  for r in sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))]
     facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in (
         ("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
-        ("Groups", head["grouping"]), ("Time", head["time"])))
+        ("Groups", head["grouping"]), ("Features", head["features"]), ("Time", head["time"])))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
             f'<h1>mr2probe report: {html.escape(head["run"])}</h1><dl>{facts}</dl>{_html_warnings(report)}'
