@@ -100,7 +100,8 @@ def plan_cross_validation(val_labels: np.ndarray, pool_labels: np.ndarray, class
     if cv == 0 or val_counts.min() >= minimum:
         return None, []
     smallest = int(np.argmin(val_counts))
-    reason = f"val has {val_counts[smallest]} images in class {class_names[smallest]!r} (< {minimum})"
+    n = int(val_counts[smallest])
+    reason = f"val has {n} image{'' if n == 1 else 's'} in class {class_names[smallest]!r} (< {minimum})"
     pool_counts = np.bincount(np.asarray(pool_labels, dtype=np.int64), minlength=num_classes)
     rare = int(np.argmin(pool_counts))
     if pool_counts[rare] < 2:
