@@ -55,8 +55,7 @@ def _per_class_rows(report: dict) -> list[list[str]]:
     rows = sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))
     return [[str(r["name"]), str(r["group"]), str(r["n_test"]), _pct(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(r.get("val_accuracy")),
-             _pct(r.get("precision")),
-             _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
+             _pct(r.get("precision")), _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
 
 

@@ -31,18 +31,19 @@ PRESETS: dict[str, Preset] = {
     "disparity": Preset(
         "disparity",
         {"loss": "group_dro", "loss_options_grid": {"eta": [0.001, 0.003, 0.01, 0.03]}, "select": "hard"},
-        "Group DRO with classes as groups, its step size η selected with the disparity-aware decision: a setting "
-        "is taken only when the 95 % paired-bootstrap lower bound of its hard-third gain over the reference (ERM) "
+        "Group DRO with classes as groups, its step size η selected with the disparity-aware decision: a setting is "
+        "taken only when the 95 % paired-bootstrap lower bound of its hard-third gain over the reference (ERM) "
         "configuration is above 0 and that of its overall difference is within max_overall_drop (default 0); "
         "otherwise the run is ERM. Validation with fewer than 50 images in a class is replaced by k-fold "
-        "cross-validation on train + val (cv, 5 folds by default; fewer where a class has fewer images). Evidence (README, bench/disparity.py --shots: effnet-lite0 features, CIFAR-10 and "
-        "Fashion-MNIST, linear and cosine heads, n = 10 ... 1000 images per class and the full sets, 5 subsamples "
-        "each): the preset harmed (test overall < ERM - 0.3 pt or worst class < ERM's - 1.0 pt) in 0 % of "
-        "subsamples at every n; it mostly answers 'no safe improvement' and equals ERM; on the full sets with the "
-        "cosine head it improved 1 subsample in 5 (+0.23 hard on average). The post-hoc bias, which often gains "
-        "hard-third points, cost overall accuracy or the worst class in 60-100 % of subsamples. MR² as published "
-        "never beat ERM's hard third by more than twice its spread at any n. Re-run with the adam default "
-        "(CIFAR-10 and Fashion-MNIST, linear and cosine heads): the preset harmed in 0 % of subsamples at every n."
+        "cross-validation on train + val (cv, 5 folds by default; fewer where a class has fewer images). Evidence "
+        "(README, bench/disparity.py --shots: effnet-lite0 features, CIFAR-10 and Fashion-MNIST, linear and cosine "
+        "heads, n = 10 ... 1000 images per class and the full sets, 5 subsamples each): the preset harmed (test "
+        "overall < ERM - 0.3 pt or worst class < ERM's - 1.0 pt) in 0 % of subsamples at every n; it mostly answers "
+        "'no safe improvement' and equals ERM; on the full sets with the cosine head it improved 1 subsample in 5 "
+        "(+0.23 hard on average). The post-hoc bias, which often gains hard-third points, cost overall accuracy or "
+        "the worst class in 60-100 % of subsamples. MR² as published never beat ERM's hard third by more than twice "
+        "its spread at any n. Re-run with the adam default (CIFAR-10 and Fashion-MNIST, linear and cosine heads): the"
+        " preset harmed in 0 % of subsamples at every n."
     ),
 }
 
