@@ -84,6 +84,16 @@ class Comparison(BaseModel):
                                         "intervals in one sentence ('within noise' where an interval holds 0)")
     cost: Optional[CompareCost] = Field(None, description="the two runs' wall times and their ratio (null when a "
                                         "report predates its timing)")
+    features: Optional[str] = Field(None, description="each run's features where they differ (other caches: "
+                                    "encoders, preprocessing or data); null when they match or a report lacks them")
+
+
+def _features(base: Report, other: Report) -> str | None:
+    """The two runs' features in one line where both recorded them and they differ, else None."""
+    a, b = base.features, other.features
+    if a is None or b is None or a.fingerprint == b.fingerprint:
+        return None
+    return f"base {a.describe()}; other {b.describe()}"
 
 
 def _accuracy(report: Report) -> np.ndarray:
@@ -120,7 +130,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
         base=base.run_id, other=other.run_id,
         grouping=CompareGrouping(groups=groups, note=f"both runs scored on the groups of the base run {base.run_id} "
                                  f"({base.grouping.note})"),
-        metrics=metrics, per_class=per_class, cost=_cost(base, other))
+        metrics=metrics, per_class=per_class, cost=_cost(base, other), features=_features(base, other))
     if predictions is not None:
         _add_intervals(comparison, *predictions)
     return comparison
@@ -167,6 +177,8 @@ def format_comparison(comparison: Comparison, *, width: int = 110) -> str:
     console.print(f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")
     if comparison.verdict_text:
         console.print(f"verdict: {comparison.verdict_text}")
+    if comparison.features is not None:
+        console.print(f"features differ: {comparison.features}")
     if comparison.cost is not None:
         cost = comparison.cost
         console.print(f"time: base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "

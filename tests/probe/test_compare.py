@@ -104,3 +104,19 @@ def test_cost_is_the_ratio_of_the_wall_times_and_says_when_the_settings_differ()
     assert not cost.comparable and cost.setting == "cpu, 1 thread vs cpu, 2 threads"
     assert "(0.50×; cpu, 1 thread vs cpu, 2 threads: not the same setting)" in \
         format_comparison(compare_reports(base, other))
+
+
+def test_features_are_named_when_the_runs_used_other_caches():
+    from probe.report import FeatureSource
+
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("effnet", [0.9, 0.7, 0.5], groups, 0.7), _rep("clip", [0.9, 0.8, 0.6], groups, 0.77)
+    assert compare_reports(base, other).features is None  # reports written before features were recorded
+    base.features = FeatureSource(fingerprint="a" * 64, encoder="effnet-lite0", cache="effnet.h5")
+    other.features = FeatureSource(fingerprint="a" * 64, encoder="effnet-lite0", cache="copy.h5")
+    assert compare_reports(base, other).features is None  # the same cache under another name
+    other.features = FeatureSource(fingerprint="b" * 64, encoder="openclip:ViT-B-32", cache="clip.h5")
+    comparison = compare_reports(base, other)
+    assert comparison.features == ("base effnet-lite0, cache aaaaaaaaaaaa (effnet.h5); other openclip:ViT-B-32, "
+                                   "cache bbbbbbbbbbbb (clip.h5)")
+    assert f"features differ: {comparison.features}\n" in format_comparison(comparison, width=200)
