@@ -320,6 +320,13 @@ class FeatureCache:
         ``mr2probe train`` and the service's jobs both read it here."""
         return {split: self.load(split, dtype=None) for split in SPLITS if split in self.splits}
 
+    def classes_without(self, split: str) -> list[str]:
+        """The classes that have no sample in ``split`` (an empty list when every class has one)."""
+        with h5py.File(self.path, "r") as h5:
+            labels = np.asarray(self._group(h5, split)["labels"][()], dtype=np.int64)
+        counts = np.bincount(labels, minlength=self.num_classes)
+        return [name for name, n in zip(self.class_names, counts) if n == 0]
+
     def provenance(self, name: str | None = None) -> dict[str, str | None]:
         """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint
         and encoder, and ``name``, the cache as the caller knows it (a path, the service's cache id)."""

@@ -74,4 +74,23 @@ def run(args: argparse.Namespace) -> int:
     if len(result.skipped) > 20:
         print(f"... and {len(result.skipped) - 20} more skipped files (see the cache's 'skipped' attribute)",
               file=sys.stderr)
+    for line in _missing_classes(result.path):
+        print(line, file=sys.stderr)
     return 0
+
+
+def _missing_classes(path) -> list[str]:
+    """A warning per split (train, test) in which some class has no image: a probe trained on the cache needs
+    both for every class (``probe.run_probe`` refuses it), so the user hears it now, not after the extraction."""
+    from feature_cache import open_cache
+
+    cache = open_cache(path)
+    lines = []
+    for split in ("train", "test"):
+        missing = cache.classes_without(split) if split in cache.splits else list(cache.class_names)
+        if missing:
+            names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            lines.append(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} without any {split} "
+                         f"image ({names}): a probe needs {split} images of every class; add images or drop "
+                         "the class before training.")
+    return lines

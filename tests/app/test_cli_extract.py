@@ -43,7 +43,9 @@ def test_extract_then_reuse(tmp_path, capsys):
     argv = ["--data", str(data), "--encoder", "effnet-lite0", "--out", str(out), "--batch-size", "8",
             "--workers", "0", "--device", "cpu", "--val-fraction", "0.5", "--seed", "3", "--no-progress"]
     assert command.run(parse(argv)) == 0
-    first = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    first = json.loads(printed.out)
+    assert "warning" not in printed.err  # every class has train and test images
     assert first["path"] == str(out) and first["reused"] is False
     assert first["counts"] == {"train": 3, "val": 3, "test": 6} and first["encoded"] == 12
     cache = open_cache(out)
@@ -92,3 +94,20 @@ def test_what_the_machine_refuses_and_a_busy_cache_are_one_line_each(tmp_path, c
     err = capsys.readouterr().err
     assert f"mr2probe extract: error: {out} is being extracted by pid 4242" in err and "Traceback" not in err
     assert main(argv) == 0 and open_cache(out).num_features == 1280  # the lock released: it runs
+
+
+def test_a_class_without_test_images_is_a_warning_at_extraction(tmp_path, capsys):
+    """A probe needs train and test images of every class (run_probe refuses the cache): say so now."""
+    import shutil
+
+    data = make_tree(tmp_path / "data")
+    shutil.rmtree(data / "test" / "eel")
+    out = tmp_path / "cache.h5"
+    assert command.run(parse(["--data", str(data), "--out", str(out), "--batch-size", "8", "--workers", "0",
+                              "--device", "cpu", "--no-progress"])) == 0
+    err = capsys.readouterr().err
+    assert ("warning: 1 class without any test image (eel): a probe needs test images of every class; add images "
+            "or drop the class before training.") in err
+    assert "without any train image" not in err
+    cache = open_cache(out)
+    assert cache.classes_without("test") == ["eel"] and cache.classes_without("train") == []
