@@ -171,19 +171,22 @@ def step_seconds(methods: list[str], rounds: int, threads: int, device: str = "c
     rng = np.random.default_rng(0)
     x, y = draw(STEP_ROWS, class_means(rng), rng)
 
+    configs = {method: ProbeConfig(seeds=[0], device=device, **METHODS[method]).resolved(1_280_000)
+               for method in methods}
+
     def fit(method: str, epochs: int) -> float:
-        config = ProbeConfig(seeds=[0], device=device, **METHODS[method]).resolved(1_280_000)
+        config = configs[method]
         trainers = [ProbeTrainer(**{**config.trainer_params(c, seed=0), "epochs": epochs, "tol": None})
                     for c in config.candidates()]
         start = time.perf_counter()
         fit_many(trainers, x, y, NUM_CLASSES)
         return time.perf_counter() - start
 
-    extra_steps = 2 * math.ceil(STEP_ROWS / 1024)
     times: dict[str, list[float]] = {method: [] for method in methods}
     fit(methods[0], 1)  # warm-up
     for _ in range(rounds):
         for method in methods:
+            extra_steps = 2 * math.ceil(STEP_ROWS / configs[method].batch_size)
             times[method].append((fit(method, 3) - fit(method, 1)) / extra_steps)
     return times
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import worst_class
-from .report import Num, Report
+from .report import FeatureSource, Num, Report
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "compare_reports", "format_comparison"]
 
@@ -91,9 +91,7 @@ class Comparison(BaseModel):
 def _features(base: Report, other: Report) -> str | None:
     """The two runs' features in one line where both recorded them and they differ, else None."""
     a, b = base.features, other.features
-    if a is None or b is None or a.fingerprint == b.fingerprint:
-        return None
-    return f"base {a.describe()}; other {b.describe()}"
+    return f"base {a.describe()}; other {b.describe()}" if FeatureSource.differ(a, b) else None
 
 
 def _accuracy(report: Report) -> np.ndarray:

@@ -293,6 +293,12 @@ class FeatureSource(_Model):
     def describe(self) -> str:
         return f"{self.encoder}, cache {self.fingerprint[:12]}" + (f" ({self.cache})" if self.cache else "")
 
+    @staticmethod
+    def differ(a: "FeatureSource | None", b: "FeatureSource | None") -> bool:
+        """Whether two runs recorded their features and they are other features (another fingerprint; the same
+        cache under another name is the same features)."""
+        return a is not None and b is not None and a.fingerprint != b.fingerprint
+
 
 class Report(_Model):
     """``report.json`` (schema_version 2; version 1 files read): the one definition of the report schema. ``build_report`` returns it,

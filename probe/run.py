@@ -648,7 +648,7 @@ def _other_features(reference: Report | None, features: FeatureSource | None) ->
     """A warning when the reference run recorded other features than this run's (another cache: other images,
     encoder or preprocessing), whose validation accuracy then ranks this run's classes and sets its floor."""
     theirs = None if reference is None else reference.features
-    if theirs is None or features is None or theirs.fingerprint == features.fingerprint:
+    if not FeatureSource.differ(theirs, features):
         return []
     return [f"Reference run {reference.run_id} used other features ({theirs.describe()}) than this run "
             f"({features.describe()}): its validation accuracy ranks this run's classes into the thirds and sets "
