@@ -193,24 +193,48 @@ def resolve_under_root(path: str, root: Path | None) -> Path:
     return resolved
 
 
-def dataset_counts(data: Any) -> dict[str, list[int]]:
-    """Images per class for each split of a ``LabelledImages`` (class order)."""
+def dataset_counts(data: Any, skipped: list[tuple[str, str]] = ()) -> dict[str, list[int]]:
+    """Images per class for each split of a ``LabelledImages`` (class order), leaving out the ``skipped``
+    (source, reason) files (those the extractor could not decode)."""
     num_classes = len(data.class_names)
+    gone = {source for source, _ in skipped}
     counts: dict[str, list[int]] = {}
     for split, samples in data.splits.items():
-        tally = Counter(int(s.label) for s in samples)
+        tally = Counter(int(s.label) for s in samples if s.source not in gone)
         counts[split] = [tally.get(k, 0) for k in range(num_classes)]
     return counts
+
+
+def classes_without(counts: dict[str, list[int]], class_names: list[str],
+                    splits: tuple[str, ...] = ("train", "test")) -> list[str]:
+    """Classes with no image in one of ``splits`` (``counts``: split → images per class, in class order)."""
+    return [name for k, name in enumerate(class_names)
+            if any(not counts.get(split) or counts[split][k] == 0 for split in splits)]
+
+
+def classes_without_message(counts: dict[str, list[int]], class_names: list[str]) -> str | None:
+    """Why no job can run on a data set whose split ``counts`` leave a class without a train or test image; None if
+    every class has both."""
+    empty = classes_without(counts, class_names)
+    if not empty:
+        return None
+    subject = f"class {_names(empty)} has" if len(empty) == 1 else f"classes {_names(empty)} have"
+    return (f"{subject} no train or no test image once split (images per class: "
+            f"{_split_sizes(counts, class_names, empty)}); a probe is trained and scored on every class: add images "
+            "(a class folder under test/, or at least 2 images in a data set without splits) or remove the class")
 
 
 def register_dataset(store: Store, path: Path, *, name: str, source: str,
                      dataset_id: str | None = None) -> dict[str, Any]:
     """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it.
 
+    A data set where a class has no train or no test image is refused here: every job on it would fail (a probe
+    is trained on every class and scored on every class), and it would fail only after its extraction.
+
     Raises:
         feature_cache.UnsafeArchive, feature_cache.DatasetError: the data set is refused.
     """
-    from feature_cache import open_dataset
+    from feature_cache import DatasetError, open_dataset
 
     data = open_dataset(path)
     if source == "path":  # the same directory with the same content is one data set (its caches are reused)
@@ -219,12 +243,26 @@ def register_dataset(store: Store, path: Path, *, name: str, source: str,
             logger.info("data set %s already registered for %s", existing["id"], path)
             return existing
     counts = dataset_counts(data)
+    problem = classes_without_message(counts, list(data.class_names))
+    if problem:
+        raise DatasetError(problem)
     row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),
                             counts=counts, fingerprint=getattr(data, "fingerprint", None),
                             skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
     logger.info("data set %s registered: %d classes, %s", row["id"], len(row["class_names"]),
                 {k: sum(v) for k, v in counts.items()})
     return row
+
+
+def _names(classes: list[str], shown: int = 5) -> str:
+    more = f" and {len(classes) - shown} more" if len(classes) > shown else ""
+    return ", ".join(map(repr, classes[:shown])) + more
+
+
+def _split_sizes(counts: dict[str, list[int]], class_names: list[str], classes: list[str], shown: int = 5) -> str:
+    index = {name: k for k, name in enumerate(class_names)}
+    return "; ".join(f"{c!r} " + ", ".join(f"{split} {counts[split][index[c]]}" for split in counts)
+                     for c in classes[:shown])
 
 
 def new_upload_dir(uploads_dir: Path) -> tuple[str, Path]:

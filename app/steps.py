@@ -12,11 +12,11 @@ import hashlib
 import logging
 import re
 import shutil
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .datasets import classes_without, dataset_counts
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
 
@@ -68,16 +68,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def classes_without_images(data: Any, skipped: list[tuple[str, str]], splits=("train", "test")) -> list[str]:
-    """Classes left with no usable image in one of ``splits`` once the ``skipped`` files are taken out."""
-    gone = {source for source, _ in skipped}
-    empty: set[int] = set()
-    for split in splits:
-        kept = Counter(s.label for s in data.splits.get(split, []) if s.source not in gone)
-        empty.update(k for k in range(len(data.class_names)) if kept[k] == 0)
-    return [data.class_names[k] for k in sorted(empty)]
-
-
 # -- steps ---------------------------------------------------------------------------------------------
 def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: dict[str, Any],
                  start: float = 0.0, span: float = 1.0) -> dict[str, Any]:
@@ -113,7 +103,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
             discard_partial(plan.path)
         raise JobCancelled(ctx.stop_reason or "cancel") from exc
-    empty = classes_without_images(data, result.skipped)
+    empty = classes_without(dataset_counts(data, result.skipped), list(data.class_names))
     if empty:
         raise DatasetError(f"class(es) {', '.join(map(repr, empty))} have no decodable image in the train or test "
                            "split; fix or remove them and register the data set again")

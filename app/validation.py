@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .datasets import classes_without_message
+
 if TYPE_CHECKING:
     from probe import ProbeConfig
 
@@ -116,7 +118,10 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store) -> dict
             store.get_run(job.reference_run)
         config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"])
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
-    store.get_dataset(job.dataset_id)
+    dataset = store.get_dataset(job.dataset_id)
+    problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
+    if problem:
+        raise RequestInvalid("dataset_id", problem)
     spec = _encoder(job.encoder)
     payload = {"dataset_id": job.dataset_id, "encoder": job.encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":

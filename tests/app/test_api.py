@@ -134,6 +134,35 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
         assert resp.status_code == 403 and "MR2PROBE_DATA_ROOT" in resp.json()["detail"]
 
 
+def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
+    """Every job on such a data set would fail after its extraction: registration (path or upload) answers 422 naming
+    the class and its split sizes, keeps nothing, and a data set stored before this check is refused at job time."""
+    root = tmp_path / "root"
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(4, 2))) as z:
+        z.extractall(root)
+    for image in (root / "tiny" / "test" / "ship").iterdir():
+        image.unlink()
+    (root / "tiny" / "test" / "ship").rmdir()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted((root / "tiny").rglob("*.*")):
+            z.write(f, f.relative_to(root).as_posix())
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        for resp in (client.post("/api/datasets", json={"path": "tiny"}),
+                     client.post("/api/datasets", files={"file": ("no_ship.zip", archive.getvalue())})):
+            assert resp.status_code == 422, resp.text
+            detail = resp.json()["detail"]
+            assert detail.startswith("class 'ship' has no train or no test image") and "'ship' train 3, val 1, test 0" in detail
+        assert client.get("/api/datasets").json() == [] and list(settings.uploads_dir.glob("*")) == []
+        store = client.app.state.store
+        row = store.add_dataset(name="old", source="path", path=str(root / "tiny"), class_names=sorted(CLASSES),
+                                counts={"train": [4, 4, 4], "test": [2, 2, 0]}, fingerprint="d", skipped=0)
+        resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": row["id"], "probes": [ERM]})
+        assert resp.status_code == 422 and "dataset_id" in resp.text and "'ship'" in resp.text, resp.text
+        assert client.get("/api/jobs").json() == []
+
+
 # -- jobs and reports ----------------------------------------------------------------------------------
 def test_pipeline_job_finishes_with_two_runs(finished):
     job = finished.job
