@@ -121,12 +121,19 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     return row
 
 
-def _summary_line(run_id: str, summary: dict[str, Any]) -> str:
+_VERDICT_NOTES = {"no_safe_improvement": "no safe improvement found: the run is the reference (ERM) configuration",
+                  "improved": "hard classes raised beyond noise on validation"}
+
+
+def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_applicable") -> str:
+    """The job message of a finished run: its test accuracies, and the disparity-aware decision where one was made
+    (so that a run equal to its reference does not read like a copy of it)."""
     def fmt(key: str) -> str:
         value = summary.get(key)
         return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
 
-    return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}"
+    note = _VERDICT_NOTES.get(verdict)
+    return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
 def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference_run: str | None,
@@ -179,7 +186,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     summary = report.summary.model_dump(mode="json")
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=cfg.head,
                             loss=cfg.loss, reference_run=reference_run, path=str(out_dir), summary=summary)
-    ctx.message(_summary_line(run_id, summary))
+    ctx.message(_summary_line(run_id, summary, report.selection.verdict))
     ctx.progress(start + span, f"{name} done")
     return row
 

@@ -263,6 +263,10 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     report = client.get(f"/api/reports/{job['result']['run_ids'][0]}").json()
     requested = report["selection"]["requested"] or report["config"]  # requested: the run kept the reference
     assert report["selection"]["preset"]["name"] == "disparity" and requested["select"] == "hard"
+    # The job's message says which decision the run made (a run that kept the reference reads like a copy of it).
+    note = {"no_safe_improvement": "(no safe improvement found: the run is the reference (ERM) configuration)",
+            "improved": "(hard classes raised beyond noise on validation)"}[report["selection"]["verdict"]]
+    assert job["messages"][-1]["text"].endswith(note), job["messages"]
     # Extracting the same data set with the same options reuses the cache file (and its row).
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
     assert resp.status_code == 202

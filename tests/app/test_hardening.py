@@ -32,13 +32,14 @@ def _report_without_numbers():
     """What a monkeypatched run_probe returns: a report whose summary has no numbers (classes without samples)."""
     from types import SimpleNamespace
 
-    from probe.report import Summary
+    from probe.report import Selection, Summary
 
     nulls = dict.fromkeys(("overall", "balanced", "easy", "medium", "hard", "per_class_std", "class_margin_deg",
                            "ideal_class_margin_deg", "min_sample_margin", "ideal_sample_margin"))
     summary = Summary(**nulls, worst_class={"name": "a", "accuracy": None},
                       group_margin={"easy": None, "medium": None, "hard": None})
-    return SimpleNamespace(summary=summary)
+    return SimpleNamespace(summary=summary, selection=Selection(criterion="overall", split="val", candidates=[],
+                                                                chosen={"lr": 0.01, "weight_decay": 0.0}, reason=""))
 
 
 def _detail(resp) -> str:
