@@ -40,7 +40,6 @@ Usage::
         --epoch-heads sweep                                                    # the 6-head sweep, bf16 vs bf16
     python bench/probe_speed.py --ce-kernels 5 10 16 100                       # the two cross-entropy kernels
     python bench/probe_speed.py --product-forms 10 30 60 600 6000              # the two forms of the products
-    python bench/probe_speed.py --weight-grads 18x1000 6x1000 18x300 18x100 30x10 --dim 1024 --threads 2
     python bench/probe_speed.py --quick                                        # 5k×256 smoke run
     python bench/probe_speed.py --features /work/cache/cifar10-full.h5 --skip-in-process \
         --train-per-class 100 270 409 410 800 2000                             # CLI at 1k … 20k training rows
@@ -325,24 +324,6 @@ def product_forms(args) -> None:
         print(f"  m={m:>6}: {1e3 * a:8.3f} ms against {1e3 * b:8.3f} ms → {a / b:.2f}x")
 
 
-def weight_grads(args) -> None:
-    """The two ways of getting H heads' weight gradients from their logit gradients g_i (1024, K) on a 1024 × dim
-    float32 batch (probe.precision.stacked_products, WIDE_HEAD_ROWS): one product of the concatenated g (its copy
-    included) against one product g_iᵀ·x per head; the two alternate over 8 rounds of ``_seconds``, medians."""
-    x = torch.randn(1024, args.dim)
-    print(f"weight gradients on a 1024 × {args.dim} float32 batch: torch.cat(g)ᵀ·x against g_iᵀ·x per head")
-    for shape in args.weight_grads:
-        heads, k = map(int, shape.lower().split("x"))
-        gs = [torch.randn(1024, k) for _ in range(heads)]
-        one, per_head = [], []
-        for _ in range(8):
-            one.append(_seconds(lambda: torch.cat(gs, dim=1).T @ x, "cpu", reps=3))
-            per_head.append(_seconds(lambda: [g.T @ x for g in gs], "cpu", reps=3))
-        a, b = statistics.median(one), statistics.median(per_head)
-        print(f"  {heads:>3} heads × {k:>5} classes: {1e3 * a:8.2f} ms against {1e3 * b:8.2f} ms per head → "
-              f"{b / a:.2f}x")
-
-
 # -- end to end, process start included -----------------------------------------------------------------------
 _OURS_CHILD = (  # exactly the mr2probe entry point (app.cli:run), with the pools it ran with printed before exit
     "import json, sys\nfrom app.cli import exit_process, main\nrc = main(sys.argv[1:])\n"
@@ -463,8 +444,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ce-rows", type=int, default=2700)
     parser.add_argument("--product-forms", type=int, nargs="*", default=None, metavar="M",
                         help="only time the two forms of the heads' products at these output widths")
-    parser.add_argument("--weight-grads", nargs="*", default=None, metavar="HxK",
-                        help="only time the two ways of taking H heads' weight gradients at K classes, e.g. 18x1000")
     parser.add_argument("--train-args", default="", help="extra `mr2probe train` arguments of our CLI side, e.g. "
                         "'--cv 0' (select on val, as the default baseline does)")
     parser.add_argument("--train-per-class", type=int, nargs="+", default=None, metavar="N",
@@ -512,8 +491,6 @@ def main() -> None:
         return ce_kernels(args)
     if args.product_forms:
         return product_forms(args)
-    if args.weight_grads:
-        return weight_grads(args)
     if args.features:
         data, names = load_features(args.features)
         source = args.features

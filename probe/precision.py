@@ -37,7 +37,7 @@ from .params import TRAINER_PARAMS
 
 __all__ = ["cpu_has_native_bf16", "resolve_precision", "autocast", "widen", "BF16_MIN_OUTPUTS",
            "BF16_MIN_CAST_ONCE_OUTPUTS", "BF16_MIN_FULL_BATCH_MACS", "BatchProduct", "ConstantProduct",
-           "rows_product", "per_head_products", "stacked_products", "adjacent_rows", "cast_rows", "WIDE_HEAD_ROWS"]
+           "rows_product", "per_head_products", "cast_rows"]
 
 # Width (heads × classes) of the stacked head product from which ``auto`` trains in bf16 on a CPU with native
 # bfloat16. `bench/precision.py --widths --width-rows 8192` (6 ERM heads, batches of 1024 × 1024-d, idle machine):
@@ -205,41 +205,6 @@ def per_head_products(x: Tensor, xt: Tensor | None, matrices: list[Tensor]) -> l
     return list(_PerHeadProductsFn.apply(x, xt, *matrices))
 
 
-# Heads at least this many rows (classes) wide take their weight gradients from one product each, g_iᵀ·x, instead of
-# one product of their logit gradients concatenated (a copy of the (n, Σ k_i) gradients first). float32, batches of
-# 1024 × 1024, 2 threads, AMD EPYC (`bench/probe_speed.py --weight-grads ... --dim 1024 --threads 2`, medians of 8
-# alternating rounds, two runs): per head / one product 0.86–0.90× at 18 heads × 1000 classes, 0.92–0.97× at 6 × 1000,
-# level to 1.10× at 18 × 300, 1.17–1.59× at 18 × 100 and 2.2–2.5× at 30 × 10: narrow heads make small products that
-# run below the CPU's peak.
-WIDE_HEAD_ROWS = 750
-
-
-def adjacent_rows(matrices: list[Tensor]) -> Tensor | None:
-    """The (Σ k_i, d) matrix whose consecutive row blocks are ``matrices`` (contiguous (k_i, d) tensors, in order),
-    as a view of their shared storage (no copy, no autograd history), or None when they are not laid out so."""
-    first = matrices[0]
-    if first.dim() != 2:
-        return None
-    offset, width = first.storage_offset(), first.shape[1]
-    for m in matrices:
-        if (m.dim() != 2 or m.shape[1] != width or m.dtype != first.dtype or not m.is_contiguous()
-                or m.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
-                or m.storage_offset() != offset):
-            return None
-        offset += m.numel()
-    return first.detach().as_strided((sum(m.shape[0] for m in matrices), width), (width, 1))
-
-
-def stacked_products(x: Tensor, matrices: list[Tensor], per_head_grads: bool) -> list[Tensor]:
-    """[x·m_iᵀ] for several heads' matrices m_i (k_i, d) of x's dtype, from one product with their stacked rows:
-    a view where the m_i are consecutive row blocks of one tensor (:func:`adjacent_rows`; ``probe.trainer`` lays a
-    joint fit's linear weights out so), else one copy, as ``torch.cat`` would make. The weight gradients come
-    from one product per head (g_iᵀ·x) with ``per_head_grads`` (wide heads, :data:`WIDE_HEAD_ROWS`), else from
-    one product of the concatenated logit gradients. Values and gradients as autograd gives them through
-    ``x @ torch.cat(matrices).t()`` split by columns, up to the order of float32 sums. x takes no gradient."""
-    return list(_StackedProductsFn.apply(x, per_head_grads, *matrices))
-
-
 def cast_rows(x: Tensor, dtype: torch.dtype, chunk_rows: int) -> Tensor:
     """x (n, d) as a new ``dtype`` tensor, cast ``chunk_rows`` rows at a time through float32: the values autocast
     gives (float32 → bfloat16 rounds to nearest even), without a float32 copy of the whole, and fast from float16
@@ -295,24 +260,3 @@ class _PerHeadProductsFn(torch.autograd.Function):
         weight = (saved @ g).t() if ctx.transposed else g.t() @ saved
         return (None, None, *(w.to(dtype, memory_format=torch.contiguous_format)
                               for w, dtype in zip(weight.split(ctx.widths), ctx.weight_dtypes)))
-
-
-class _StackedProductsFn(torch.autograd.Function):
-    """(x, per_head_grads, m_1, ..., m_H) ↦ (x·m_1ᵀ, ..., x·m_Hᵀ): :func:`stacked_products`."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, per_head_grads: bool, *matrices: Tensor) -> tuple[Tensor, ...]:
-        stacked = adjacent_rows(matrices)
-        widths = [m.shape[0] for m in matrices]
-        ctx.save_for_backward(x)
-        ctx.widths, ctx.per_head_grads = widths, per_head_grads
-        return tuple((x @ (torch.cat(matrices) if stacked is None else stacked).t()).split(widths, dim=1))
-
-    @staticmethod
-    def backward(ctx, *grads: Tensor):
-        (x,) = ctx.saved_tensors
-        grads = [torch.zeros(x.shape[0], k, dtype=x.dtype, device=x.device) if g is None else g
-                 for g, k in zip(grads, ctx.widths)]
-        if ctx.per_head_grads:
-            return (None, None, *(g.t() @ x for g in grads))
-        return (None, None, *(torch.cat(grads, dim=1).t() @ x).split(ctx.widths))

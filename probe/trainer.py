@@ -18,7 +18,6 @@ hence their statistics move during training).
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
@@ -40,8 +39,8 @@ from .optim import OPTIMIZER_CLASSES, SGD
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, softmax_cross_entropy_grad, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
-from .precision import WIDE_HEAD_ROWS, BatchProduct, ConstantProduct, adjacent_rows, autocast, cast_rows, \
-    per_head_products, resolve_precision, rows_product, stacked_products, widen
+from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
+    rows_product, widen
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
 
 logger = logging.getLogger(__name__)
@@ -813,8 +812,7 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
                 first.loss, f" and {len(runs) - 1} more" if len(runs) > 1 else "", n, d, k, device, precision,
                 "exact" if exact else "ema", first.batch_size, epochs, batches.describe(x.dtype))
     t0 = time.perf_counter()
-    with _adjacent_weights(runs if shared else []):
-        _train(trainers, runs, batches, k, shared, precision)
+    _train(trainers, runs, batches, k, shared, precision)
     seconds = time.perf_counter() - t0
     for t, run in zip(trainers, runs):
         t._finish(run, k, d, p, counts, seconds, device)
@@ -822,27 +820,6 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     logger.info("fit done in %.3fs, final loss %s, epochs %s", seconds,
                 ", ".join(f"{t.history_[-1]:.4f}" for t in trainers), ", ".join(str(t.n_epochs_) for t in trainers))
     return trainers
-
-
-@contextlib.contextmanager
-def _adjacent_weights(runs: list[_Run]) -> Iterator[None]:
-    """While a joint fit trains, its linear heads' weight matrices are consecutive row blocks of one tensor, so that
-    the stacked product reads them in place (:func:`probe.precision.adjacent_rows`) instead of concatenating 6–18
-    matrices of (K, d) at every step (at 1000 classes × 1024-d, 24–74 MB a step); the optimisers update the
-    blocks in place. Afterwards each head owns its weights again (a copy each, once per fit)."""
-    weights = [run.head.weight for run in runs if type(run.head) is LinearHead]
-    if len(weights) < 2 or len(weights) < len(runs):
-        yield
-        return
-    with torch.no_grad():
-        stacked = torch.cat(weights)
-    for weight, block in zip(weights, stacked.split([w.shape[0] for w in weights])):
-        weight.data = block
-    try:
-        yield
-    finally:
-        for weight in weights:
-            weight.data = weight.data.clone()
 
 
 def _casts_once(runs: list[_Run], x: Tensor, outputs: int, batch_size: int | None, shared: bool,
@@ -938,11 +915,8 @@ class _Batches:
 
 class _AutocastProduct(BatchProduct):
     """The heads' product with a float32 batch under the precision's autocast (:func:`heads_product`'s form).
-    Several heads' products at least ``NARROW_OUTPUTS`` wide together come, in bf16, from
-    :func:`probe.precision.per_head_products` (the batch cast to bfloat16 as autocast casts it: the same values);
-    in fp32, from :func:`probe.precision.stacked_products` where that saves a copy: the heads' weights laid out in
-    one tensor (:func:`_adjacent_weights`; no concatenation), or heads of ``WIDE_HEAD_ROWS`` classes or more on a
-    CPU (weight gradients per head, no concatenation of the logit gradients)."""
+    In bf16, several heads' products at least ``NARROW_OUTPUTS`` wide together come from
+    :func:`probe.precision.per_head_products` (the batch cast to bfloat16 as autocast casts it: the same values)."""
 
     def __init__(self, xb: Tensor, precision: str) -> None:
         self.xb, self.precision = xb, precision
@@ -959,13 +933,8 @@ class _AutocastProduct(BatchProduct):
         return self._cast, None
 
     def each(self, matrices: list[Tensor]) -> list[Tensor]:
-        if len(matrices) < 2 or sum(m.shape[0] for m in matrices) < NARROW_OUTPUTS:
-            return super().each(matrices)
-        if self.precision == "bf16":
+        if self.precision == "bf16" and len(matrices) > 1 and sum(m.shape[0] for m in matrices) >= NARROW_OUTPUTS:
             return per_head_products(self._operands()[0], None, matrices)
-        wide = self.xb.device.type == "cpu" and min(m.shape[0] for m in matrices) >= WIDE_HEAD_ROWS
-        if wide or adjacent_rows(matrices) is not None:
-            return stacked_products(self.xb, matrices, per_head_grads=wide)
         return super().each(matrices)
 
 
@@ -1101,9 +1070,7 @@ def _closed_form_step(runs: list[_Run], product: BatchProduct, yb: Tensor, weigh
     7.02 → 6.71 ms (best of 5, ``bench/fused_step.py``); full-batch steps, whose products are ~85 % of their
     time, are unchanged."""
     heads, rows = len(runs), yb.shape[0]
-    weights = [run.head.weight for run in runs]
-    stacked = adjacent_rows(weights)  # laid out in one tensor while the fit trains (_adjacent_weights)
-    zt = product.transposed(torch.cat(weights) if stacked is None else stacked)
+    zt = product.transposed(torch.cat([run.head.weight for run in runs]))
     if runs[0].head.bias is not None:  # heads of one joint fit share their options: all have a bias or none has
         zt += torch.cat([run.head.bias for run in runs]).unsqueeze(1)
     zt = zt.view(heads, k, rows)

@@ -10,9 +10,8 @@ import probe.precision as precision_module
 import probe.trainer as trainer_module
 from probe import ProbeConfig, ProbeTrainer, fit_many
 from probe.precision import (BF16_MIN_CAST_ONCE_OUTPUTS, BF16_MIN_FULL_BATCH_MACS, BF16_MIN_OUTPUTS,
-                             WIDE_HEAD_ROWS, BatchProduct, ConstantProduct, adjacent_rows, cast_rows,
-                             cpu_has_native_bf16, per_head_products, resolve_precision, rows_product,
-                             stacked_products)
+                             BatchProduct, ConstantProduct, cast_rows, cpu_has_native_bf16, per_head_products,
+                             resolve_precision, rows_product)
 
 from test_trainer import gaussian_features
 
@@ -168,73 +167,6 @@ def test_per_head_products_are_the_autocast_products_of_the_stacked_heads_bit_fo
             torch.testing.assert_close(got, m.grad, rtol=1e-2, atol=1e-2)
         else:
             assert torch.equal(got, m.grad)
-
-
-def _heads(adjacent: bool, widths=(5, 7, 4), d: int = 32) -> list[torch.Tensor]:
-    """Trainable (k, d) matrices, laid out as consecutive row blocks of one tensor or each in its own."""
-    torch.manual_seed(1)
-    if not adjacent:
-        return [torch.randn(k, d, requires_grad=True) for k in widths]
-    return [torch.nn.Parameter(block) for block in torch.randn(sum(widths), d).split(list(widths))]
-
-
-def test_adjacent_rows_is_a_view_of_consecutive_blocks_only():
-    heads = _heads(adjacent=True)
-    stacked = adjacent_rows(heads)
-    assert stacked.shape == (16, 32) and stacked.data_ptr() == heads[0].data_ptr() and not stacked.requires_grad
-    assert torch.equal(stacked, torch.cat(heads).detach())
-    assert adjacent_rows(heads[1:]) is not None and adjacent_rows(heads[::2]) is None  # a gap
-    assert adjacent_rows(heads[::-1]) is None and adjacent_rows(_heads(adjacent=False)) is None
-    assert adjacent_rows([heads[0], heads[1].detach().t()]) is None  # not (k, d) row blocks
-
-
-@pytest.mark.parametrize("adjacent", [False, True])
-@pytest.mark.parametrize("per_head_grads", [False, True])
-def test_stacked_products_are_autograd_through_the_concatenation(adjacent, per_head_grads):
-    """Each head's block of the product and each head's weight gradient are those of x @ torch.cat(m).t() split by
-    columns (BatchProduct.each, the code before), with the weights in one tensor or apart, the gradients from one
-    product or one per head; a head whose output takes no part in the loss gets a zero gradient, as there."""
-    heads = _heads(adjacent)
-    x = torch.randn(50, 32)
-    gs = [torch.randn(50, k) for k in (5, 7, 4)]
-    out = stacked_products(x, heads, per_head_grads=per_head_grads)
-    ref = (x @ torch.cat(heads).t()).split([5, 7, 4], dim=1)
-    assert all(torch.equal(z, r) for z, r in zip(out, ref))
-    sum((z * g).sum() for z, g in zip(out[:2], gs)).backward()  # the third head is left out of the loss
-    grads = [m.grad.clone() for m in heads]
-    for m in heads:
-        m.grad = None
-    sum((r * g).sum() for r, g in zip(ref[:2], gs)).backward()
-    for got, m in zip(grads, heads):
-        assert got.shape == m.shape and got.is_contiguous()
-        torch.testing.assert_close(got, m.grad, rtol=1e-6, atol=1e-5)
-    assert not grads[2].any()
-
-
-@pytest.mark.parametrize("k", [100, WIDE_HEAD_ROWS])
-def test_an_fp32_sweep_of_many_classes_reads_its_weights_in_place(monkeypatch, k):
-    """Linear heads beyond CLOSED_FORM_CLASSES in fp32: while the joint fit trains their weights are one tensor's
-    row blocks, so every step's product reads them in place (stacked_products, weight gradients per head from
-    WIDE_HEAD_ROWS classes on); each head is still the one its own fit gives, and owns its weights afterwards."""
-    x, y = gaussian_features(n_per=2, d=k, k=k)
-    calls = []
-    real = precision_module.stacked_products
-
-    def spy(xb, matrices, per_head_grads):
-        calls.append((adjacent_rows(matrices) is not None, per_head_grads))
-        return real(xb, matrices, per_head_grads)
-
-    monkeypatch.setattr(trainer_module, "stacked_products", spy)
-    grid = [dict(lr=0.01, weight_decay=0.0), dict(lr=0.05, weight_decay=1.0), dict(lr=0.02, optimizer="sgd")]
-    common = dict(loss="ce", batch_size=256, epochs=2, random_state=3, precision="fp32", tol=None)
-    joint = fit_many([ProbeTrainer(**common, **g) for g in grid], x, y)
-    assert calls == [(True, k >= WIDE_HEAD_ROWS)] * (2 * -(-len(y) // 256))
-    storages = {t.head_.weight.untyped_storage().data_ptr() for t in joint}
-    assert len(storages) == 3 and all(t.head_.weight.untyped_storage().nbytes() == 4 * k * k for t in joint)
-    for g, fitted in zip(grid, joint):
-        alone = ProbeTrainer(**common, **g).fit(x, y)
-        torch.testing.assert_close(fitted.head_.weight, alone.head_.weight, rtol=1e-5, atol=1e-6)
-        assert np.allclose(fitted.history_, alone.history_, rtol=1e-5), g
 
 
 @pytest.mark.parametrize("batch_size,dtype", [(None, np.float32), (200, np.float16), (200, np.float32)])
