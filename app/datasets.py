@@ -193,14 +193,12 @@ def resolve_under_root(path: str, root: Path | None) -> Path:
     return resolved
 
 
-def dataset_counts(data: Any, skipped: list[tuple[str, str]] = ()) -> dict[str, list[int]]:
-    """Images per class for each split of a ``LabelledImages`` (class order), leaving out the ``skipped``
-    (source, reason) files (those the extractor could not decode)."""
+def dataset_counts(data: Any) -> dict[str, list[int]]:
+    """Images per class for each split of a ``LabelledImages`` (class order)."""
     num_classes = len(data.class_names)
-    gone = {source for source, _ in skipped}
     counts: dict[str, list[int]] = {}
     for split, samples in data.splits.items():
-        tally = Counter(int(s.label) for s in samples if s.source not in gone)
+        tally = Counter(int(s.label) for s in samples)
         counts[split] = [tally.get(k, 0) for k in range(num_classes)]
     return counts
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import classes_without, dataset_counts
+from .datasets import classes_without_message, dataset_counts
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
 
@@ -74,7 +74,10 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     """Extract (or reuse) the feature cache of a data set with one encoder; returns the cache row.
 
     Raises:
-        feature_cache.DatasetError: a class has no decodable image in the train or test split.
+        feature_cache.DatasetError: a class has no train or test image (the data set's files changed since its
+            registration refused such a data set), checked before anything is extracted; or every one of a class's
+            train or test files failed to decode (``feature_cache.extract.check_decodable``, before a cache is
+            written).
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, discard_partial, extract,
                                open_cache, open_dataset, plan_extraction)
@@ -87,6 +90,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     ctx.progress(start, "opening data set")
     data = open_dataset(dataset["path"], val_fraction=options.get("val_fraction", 0.1), seed=options.get("seed", 0),
                         max_per_class=options.get("max_per_class"))
+    problem = classes_without_message(dataset_counts(data), list(data.class_names))
+    if problem:
+        raise DatasetError(problem)
     ctx.check_stop()
     ctx.progress(start, f"building encoder {encoder_name}")
     encoder = create_encoder(encoder_name, device=device)
@@ -103,10 +109,6 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
             discard_partial(plan.path)
         raise JobCancelled(ctx.stop_reason or "cancel") from exc
-    empty = classes_without(dataset_counts(data, result.skipped), list(data.class_names))
-    if empty:
-        raise DatasetError(f"class(es) {', '.join(map(repr, empty))} have no decodable image in the train or test "
-                           "split; fix or remove them and register the data set again")
     cache = open_cache(result.path)
     row = ctx.store.add_cache(
         dataset_id=dataset_id, encoder=encoder_name, path=str(result.path), fingerprint=result.fingerprint,

@@ -163,6 +163,25 @@ def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
         assert client.get("/api/jobs").json() == []
 
 
+def test_a_data_set_that_lost_a_class_after_registration_fails_before_extraction(tmp_path):
+    """The files under a registered path changed (class 'ship' lost its test images): the job fails with the
+    registration's message naming the class, before an encoder is built or a cache file written."""
+    root = tmp_path / "root"
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(4, 2))) as z:
+        z.extractall(root)
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", json={"path": "tiny"}).json()
+        for image in (root / "tiny" / "test" / "ship").iterdir():
+            image.unlink()
+        (root / "tiny" / "test" / "ship").rmdir()
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+        assert job["status"] == "failed" and "DatasetError" in job["error"], job
+        assert "class 'ship' has no train or no test image" in job["error"]
+        assert not any("encoder" in m["text"] for m in job["messages"]), job["messages"]
+        assert client.get("/api/caches").json() == [] and not list(settings.caches_dir.rglob("*.h5*"))
+
+
 # -- jobs and reports ----------------------------------------------------------------------------------
 def test_pipeline_job_finishes_with_two_runs(finished):
     job = finished.job
