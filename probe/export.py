@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .report import CrossValidation, FeatureSource, Timing, confusions_text, interval_text
+from .report import CrossValidation, FeatureSource, Timing, confusions_text, interval_text, worst_first
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES"]
 
@@ -52,7 +52,7 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
 
 
 def _per_class_rows(report: dict) -> list[list[str]]:
-    rows = sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))
+    rows = worst_first(report["per_class"], lambda r: r["accuracy"])
     return [[str(r["name"]), str(r["group"]), str(r["n_test"]), _pct(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(r.get("val_accuracy")),
              _pct(r.get("precision")), _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
@@ -148,7 +148,7 @@ def report_html(report: dict) -> str:
     groups = [(label, summary[key]["mean"], GROUP_COLOURS.get(key, "#5b7db1"))
               for key, label in SUMMARY_KEYS if key in summary]
     per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"))
-                 for r in sorted(report["per_class"], key=lambda r: (2.0 if r["accuracy"] is None else r["accuracy"]))]
+                 for r in worst_first(report["per_class"], lambda r: r["accuracy"])]
     facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in (
         ("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
         ("Groups", head["grouping"]), ("Features", head["features"]), ("Time", head["time"])))

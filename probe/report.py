@@ -25,7 +25,7 @@ import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -40,7 +40,7 @@ __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report",
            "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
-           "confusions_text"]
+           "confusions_text", "worst_first"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
@@ -549,6 +549,11 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
+def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:
+    """Per-class rows ordered by test accuracy, worst first; classes without one (no test image) last."""
+    return sorted(rows, key=lambda row: 2.0 if accuracy(row) is None else accuracy(row))
+
+
 def interval_text(ci: list | None) -> str:
     """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
     return "—" if not ci or any(v is None for v in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
@@ -631,7 +636,7 @@ def _failures_table(report: Report):
                          ("recall %", "right"), ("F1", "right"),
                          ("most confused with (% of its test predictions)", "left")):
         table.add_column(col, justify=justify)
-    for row in sorted(report.per_class, key=lambda r: (2.0 if r.accuracy is None else r.accuracy)):
+    for row in worst_first(report.per_class, lambda r: r.accuracy):
         table.add_row(row.name, _pct(row.accuracy), interval_text(row.accuracy_ci), _pct(row.precision),
                       _pct(row.recall), _num(row.f1), confusions_text([(c.name, c.rate) for c in row.top_confusions]))
     return table
