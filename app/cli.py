@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .threads import MAX_THREADS, check_threads, limit_threads
+
 # name -> module under app.commands (imported lazily so `mr2probe --help` stays fast).
 COMMANDS: dict[str, str] = {
     "extract": "extract",
@@ -27,6 +29,18 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def _thread_count(text: str) -> int:
+    """argparse type of ``--threads``: an integer in 1..MAX_THREADS (``app.threads.check_threads``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be an integer, got {text!r}") from None
+    try:
+        return check_threads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(
         prog="mr2probe",
@@ -34,6 +48,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         "class-wise accuracy disparity (MR²).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--threads", type=_thread_count, default=None, metavar="N",
+                        help=f"CPU threads for the command's numerical work (torch, BLAS; 1..{MAX_THREADS}; "
+                        "default: one per core; the service: MR2PROBE_THREADS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules: dict[str, object] = {}
     for name, module_name in COMMANDS.items():
@@ -51,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.threads is not None:
+        limit_threads(args.threads)
     try:
         return int(modules[args.command].run(args) or 0)
     except (ValueError, KeyError, FileNotFoundError) as exc:

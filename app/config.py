@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .threads import MAX_THREADS
+
 DEVICES = ("auto", "cpu", "cuda")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
@@ -23,7 +25,7 @@ class Settings(BaseSettings):
     Environment variables: ``MR2PROBE_DATA_DIR``, ``MR2PROBE_DATA_ROOT``, ``MR2PROBE_API_TOKEN``,
     ``MR2PROBE_MAX_UPLOAD_BYTES``, ``MR2PROBE_MAX_JSON_BYTES``, ``MR2PROBE_CPU_JOBS``, ``MR2PROBE_DEVICE``,
     ``MR2PROBE_HOST``, ``MR2PROBE_PORT``, ``MR2PROBE_ALLOWED_HOSTS``, ``MR2PROBE_EXTRACT_BATCH_SIZE``,
-    ``MR2PROBE_EXTRACT_WORKERS``.
+    ``MR2PROBE_EXTRACT_WORKERS``, ``MR2PROBE_THREADS``.
     """
 
     model_config = SettingsConfigDict(env_prefix="MR2PROBE_", extra="ignore")
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "
                                 "(JSON; 413 above, checked before parsing)")
     cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads of the jobs' numerical work "
+                                "(torch, BLAS), shared by the jobs running at the same time (app.threads); unset: "
+                                "one per core")
     device: str = Field("auto", description="torch device for extraction and probes: auto, cpu or cuda[:N]")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

@@ -16,6 +16,7 @@ from .config import Settings
 from .jobs import JobCancelled, JobContext, JobKind
 from .status import InvalidTransition, JobStatus, NotFound
 from .store import Store
+from .threads import limit_threads
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,16 @@ class JobRunner:
         # Jobs run in threads: from the main heap their large buffers are kept between batches and steps
         # (probe.allocator); from an arena of their own, glibc would map every block over 64 MiB afresh.
         share_main_arena()
+        if self.settings.threads is not None:
+            limit_threads(self.settings.threads)
         self.store.interrupt_running()
         if prepare is not None:
             prepare()
         self._stopping = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="mr2probe-dispatch", daemon=True)
         self._dispatcher.start()
-        logger.info("job worker started (cpu jobs: %d, gpu jobs: 1)", self.settings.cpu_jobs)
+        logger.info("job worker started (cpu jobs: %d, gpu jobs: 1, threads: %s)", self.settings.cpu_jobs,
+                    self.settings.threads or "one per core")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask running jobs to stop; those that stop in time are marked interrupted (resumable)."""

@@ -26,7 +26,8 @@ def settings_from_args(args: argparse.Namespace, **extra):
     from ..config import Settings
 
     flags = {"host": args.host, "port": args.port, "data_dir": args.data_dir, "api_token": args.token,
-             "data_root": getattr(args, "data_root", None), "cpu_jobs": getattr(args, "cpu_jobs", None), **extra}
+             "data_root": getattr(args, "data_root", None), "cpu_jobs": getattr(args, "cpu_jobs", None),
+             "threads": getattr(args, "threads", None), **extra}
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 

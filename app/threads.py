@@ -1,0 +1,38 @@
+"""How many CPU threads a process's numerical work may use: ``mr2probe --threads N`` for any command, and
+``MR2PROBE_THREADS`` (``Settings.threads``) for the service.
+
+torch sizes its intra-op pool, and OpenBLAS / OpenMP theirs, from the environment when they are first imported;
+a pool that already exists is capped through its library (``torch.set_num_threads``, threadpoolctl). Without a
+limit every library takes one thread per core, as scikit-learn's ``n_jobs=None`` leaves its BLAS.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+MAX_THREADS = 1024
+# Every pool size a numerical library reads from the environment at import.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+               "NUMEXPR_NUM_THREADS")
+
+
+def check_threads(value: int) -> int:
+    """``value`` when it is a thread count in 1..MAX_THREADS; ValueError naming the bounds otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {value!r}")
+    return value
+
+
+def limit_threads(threads: int) -> None:
+    """Cap every thread pool of this process at ``threads`` from now on: the environment for the libraries not
+    imported yet (and child processes, such as extraction's workers' own settings), threadpoolctl for the BLAS
+    already loaded (numpy's), and torch's intra-op pool when torch is loaded (else its import reads
+    ``OMP_NUM_THREADS``)."""
+    threads = check_threads(threads)
+    os.environ.update({var: str(threads) for var in THREAD_VARS})
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
