@@ -22,6 +22,7 @@ Usage::
 
     python bench/epoch_curves.py --synthetic 128000 --loss ce                  # ~6 min on 2 cores
     python bench/epoch_curves.py --synthetic 128000 --loss ce --epochs 4 20
+    python bench/epoch_curves.py --synthetic 128000 --loss ce --lr 0.001 --epochs 0 4   # another lr grid
     python bench/epoch_curves.py --features /work/cache/cifar10-full.h5 --loss ce --epochs 0 4 30
     python bench/epoch_curves.py --summary bench/results/epoch_curves_synthetic128000_ce_eauto.json
 """
@@ -148,7 +149,10 @@ def run(args, epochs: int | None) -> dict:
     data, names, name = load_data(args)
     records: list[dict] = []
     restore = _recording(*data["val"], records)
-    config = ProbeConfig(seeds=[0], loss=args.loss, cv=0, **({"epochs": epochs} if epochs else {}))
+    extra = {"epochs": epochs} if epochs else {}
+    if args.lr:
+        extra["lr_grid"] = args.lr
+    config = ProbeConfig(seeds=[0], loss=args.loss, cv=0, **extra)
     start = time.perf_counter()
     try:
         report = run_probe(data, names, config).model_dump(mode="json")
@@ -161,7 +165,8 @@ def run(args, epochs: int | None) -> dict:
               "sweep": sweep, "halving": [halving(sweep, r) for r in RUNGS],
               "threads": args.threads, "pools": thread_caps.describe_pools(pools), "machine": thread_caps.machine(),
               "command": " ".join(["python", "bench/epoch_curves.py", *sys.argv[1:]])}
-    out = RESULTS / f"epoch_curves_{name}_{args.loss}_e{epochs or 'auto'}.json"
+    lr = "_lr" + "_".join(f"{v:g}" for v in args.lr) if args.lr else ""
+    out = RESULTS / f"epoch_curves_{name}_{args.loss}_e{epochs or 'auto'}{lr}.json"
     out.write_text(json.dumps(result, indent=1))
     summarize(result)
     print(f"  -> {out}")
@@ -176,6 +181,7 @@ def main() -> None:
     source.add_argument("--summary", nargs="+", help="print result files instead of running")
     parser.add_argument("--loss", default="ce", choices=["ce", "mr2"])
     parser.add_argument("--epochs", type=int, nargs="+", default=[0], help="epoch counts to run (0: auto_epochs)")
+    parser.add_argument("--lr", type=float, nargs="+", help="the sweep's learning rates (default: ProbeConfig's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.summary:
