@@ -36,7 +36,7 @@ def test_halving_counts_a_fit_stopped_by_tol_at_its_own_epochs_and_halves_again(
 
 def test_a_run_records_every_candidates_validation_accuracy_per_epoch(tiny_cache, tmp_path, monkeypatch):
     monkeypatch.setattr(epoch_curves, "RESULTS", tmp_path)
-    args = argparse.Namespace(synthetic=None, features=str(tiny_cache), loss="ce", threads=1)
+    args = argparse.Namespace(synthetic=None, features=str(tiny_cache), loss="ce", threads=1, lr=None)
     result = epoch_curves.run(args, 5)
     written = json.loads((tmp_path / "epoch_curves_tiny_ce_e5.json").read_text())
     assert written["sweep"] == result["sweep"]
