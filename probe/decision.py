@@ -25,6 +25,8 @@ __all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "Decision", "decide", "small_s
 MIN_VAL_PER_CLASS = 50
 # A class that keeps its group in fewer than this fraction of bootstrap resamples is reported as unstable.
 UNSTABLE_GROUP = 0.8
+# The unstable-groups warning names this many classes, the least stable first (a 300-class run had 206).
+UNSTABLE_NAMED = 10
 
 
 @dataclass
@@ -128,12 +130,17 @@ def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stabilit
     small = small_split_warning(labels, class_names, split)
     if small:
         out.append(small)
-    unstable = [i for i in range(len(class_names)) if stability[i] < UNSTABLE_GROUP]
+    unstable = sorted((i for i in range(len(class_names)) if stability[i] < UNSTABLE_GROUP),
+                      key=lambda i: (stability[i], i))
     if unstable:
         group_of = {i: name for name in GROUP_NAMES for i in groups.get(name, [])}
-        named = ", ".join(f"{class_names[i]} ({group_of.get(i, '?')}, {100 * stability[i]:.0f} %)" for i in unstable)
+        named = ", ".join(f"{class_names[i]} ({group_of.get(i, '?')}, {100 * stability[i]:.0f} %)"
+                          for i in unstable[:UNSTABLE_NAMED])
+        more = len(unstable) - UNSTABLE_NAMED
+        rest = f"; {more} more in grouping.stability" if more > 0 else ""
         out.append(f"Unstable groups: {len(unstable)} classes keep their third in fewer than "
-                   f"{100 * UNSTABLE_GROUP:.0f} % of bootstrap resamples of the {split} split: {named}.")
+                   f"{100 * UNSTABLE_GROUP:.0f} % of bootstrap resamples of the {split} split, least stable "
+                   f"first: {named}{rest}.")
     failed = [e for e in frontier if e.get("failed")]
     if failed:
         out.append(f"{len(failed)} candidate(s) failed and were never selected: "

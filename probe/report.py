@@ -48,6 +48,9 @@ PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", 
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
+# The terminal view (format_report) lists every class up to this many, else the worst this many: a 300-class run
+# printed 600 table rows. report.json, per_class.csv and the exports keep every class.
+TERMINAL_CLASSES = 40
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -586,8 +589,20 @@ def _header(report: Report) -> list[str]:
     return lines
 
 
-def format_report(report: Report, *, width: int = 120) -> str:
-    """A readable terminal view: header, summary with mean ± std over seeds, margins, per-class table."""
+def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:
+    """The per-class rows the terminal tables list, and their caption: every class up to ``max_classes`` (None:
+    no limit), else the ``max_classes`` worst by test accuracy."""
+    rows = report.per_class
+    if max_classes is None or len(rows) <= max_classes:
+        return rows, None
+    shown = worst_first(rows, lambda r: r.accuracy)[:max_classes]
+    return shown, (f"the {max_classes} worst of {len(rows)} classes by test accuracy; the other "
+                   f"{len(rows) - max_classes} are in per_class.csv")
+
+
+def format_report(report: Report, *, width: int = 120, max_classes: int | None = TERMINAL_CLASSES) -> str:
+    """A readable terminal view: header, summary with mean ± std over seeds, margins, per-class tables (every class
+    up to ``max_classes``, else the worst ``max_classes``; None: every class)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -610,33 +625,34 @@ def format_report(report: Report, *, width: int = 120) -> str:
                   f"{_num(summary.ideal_class_margin_deg, '.2f')}°), min sample margin "
                   f"{_num(summary.min_sample_margin)} (ideal {_num(summary.ideal_sample_margin)})")
 
-    pc = Table(title="per class (test)", box=box.SIMPLE)
+    rows, caption = _shown_classes(report, max_classes)
+    pc = Table(title="per class (test)", box=box.SIMPLE, caption=caption)
     for col, justify in (("class", "left"), ("group", "left"), ("n_test", "right"), ("acc %", "right"),
                          ("± std", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"),
                          ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")):
         pc.add_column(col, justify=justify)
-    for row in sorted(report.per_class, key=lambda r: (-1 if r.accuracy is None else r.accuracy), reverse=True):
+    for row in sorted(rows, key=lambda r: (-1 if r.accuracy is None else r.accuracy), reverse=True):
         pc.add_row(row.name, row.group, str(row.n_test), _pct(row.accuracy), _pct(row.accuracy_std),
                    _pct(row.val_accuracy), _num(row.r2), _num(row.spread), _num(row.gamma),
                    _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean))
     console.print(pc)
     if any(row.precision is not None for row in report.per_class):
-        console.print(_failures_table(report))
+        console.print(_failures_table(rows, caption))
     return console.export_text()
 
 
-def _failures_table(report: Report):
-    """The terminal's second per-class table: accuracy with its 95 % interval, precision / recall / F1 and the most
-    frequent confusions (``probe.diagnostics``), worst class first."""
+def _failures_table(rows: list, caption: str | None):
+    """The terminal's second per-class table over ``rows``: accuracy with its 95 % interval, precision / recall / F1
+    and the most frequent confusions (``probe.diagnostics``), worst class first."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title="per class (test): where the errors go, worst first", box=box.SIMPLE)
+    table = Table(title="per class (test): where the errors go, worst first", box=box.SIMPLE, caption=caption)
     for col, justify in (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
                          ("recall %", "right"), ("F1", "right"),
                          ("most confused with (% of its test predictions)", "left")):
         table.add_column(col, justify=justify)
-    for row in worst_first(report.per_class, lambda r: r.accuracy):
+    for row in worst_first(rows, lambda r: r.accuracy):
         table.add_row(row.name, _pct(row.accuracy), interval_text(row.accuracy_ci), _pct(row.precision),
                       _pct(row.recall), _num(row.f1), confusions_text([(c.name, c.rate) for c in row.top_confusions]))
     return table

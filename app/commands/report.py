@@ -18,11 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "charts (nothing loaded from elsewhere) to attach to a pull request")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE",
                         help="with --format: write to FILE instead of printing")
+    parser.add_argument("--all-classes", action="store_true",
+                        help="the terminal tables list every class (default: a run with more classes than "
+                        "probe.report.TERMINAL_CLASSES lists its worst ones; the files and exports keep every class)")
 
 
 def run(args: argparse.Namespace) -> int:
     from probe import format_report, load_report, report_csv, report_json
     from probe.export import EXPORT_FORMATS
+    from probe.report import TERMINAL_CLASSES
 
     if args.out is not None and args.format is None:
         raise ValueError("--out needs --format md or --format html")
@@ -39,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     elif args.csv:
         print(report_csv(report), end="")
     else:
-        print(format_report(report))
+        print(format_report(report, max_classes=None if args.all_classes else TERMINAL_CLASSES))
     return 0

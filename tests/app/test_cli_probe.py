@@ -276,3 +276,22 @@ def test_a_reference_trained_on_other_features_is_named_in_a_warning(erm_dir, ca
             f"this run (synthetic, cache t ({cache})): its validation accuracy ranks") in " ".join(warnings)
     text = capsys.readouterr().out
     assert f"features: synthetic, cache t ({cache})" in text and "used other features" in text
+
+
+def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_dir, capsys, monkeypatch):
+    import probe.report
+
+    monkeypatch.setattr(probe.report, "TERMINAL_CLASSES", 2)  # as if this 4-class run had more than the limit
+    report = json.loads((erm_dir / "report.json").read_text())
+    worst = sorted(report["per_class"], key=lambda r: (r["accuracy"], r["index"]))[:2]
+
+    def listed(text: str) -> set[str]:
+        return {name for line in text.splitlines() for name in NAMES if line.strip().startswith(name + " ")}
+
+    assert main(["report", str(erm_dir)]) == 0
+    short = capsys.readouterr().out
+    assert listed(short) == {r["name"] for r in worst}
+    assert "the 2 worst of 4 classes by test accuracy; the other 2 are in per_class.csv" in short
+    assert main(["report", str(erm_dir), "--all-classes"]) == 0
+    every = capsys.readouterr().out
+    assert listed(every) == set(NAMES) and "worst of" not in every

@@ -81,3 +81,23 @@ def test_small_split_warning_lists_the_smallest_classes_first_and_names_the_empt
     assert "7 of 8 classes have fewer than 50 validation images (c6 (0), c7 (2), c5 (4), c3 (10), c2 (20) ...)" in text
     assert "by up to 50 points" in text  # the smallest measured class: 2 images
     assert text.endswith("1 class without any validation image (c6): no validation accuracy is measured there.")
+
+
+def test_the_unstable_groups_warning_names_the_ten_least_stable_and_counts_the_rest():
+    from probe.decision import UNSTABLE_NAMED, _warnings
+
+    names = [f"k{i:02d}" for i in range(30)]
+    groups = {"easy": list(range(10)), "medium": list(range(10, 20)), "hard": list(range(20, 30))}
+    stability = np.full(30, 0.95)
+    stability[:15] = np.linspace(0.79, 0.10, 15)  # k14 least stable, then k13, ...; k00 at 79 %
+    labels = np.repeat(np.arange(30), 60)  # 60 validation images per class: no small-split warning
+    [text] = _warnings(labels, names, groups, stability, [])
+    assert UNSTABLE_NAMED == 10
+    assert text.startswith("Unstable groups: 15 classes keep their third in fewer than 80 % of bootstrap resamples "
+                           "of the validation split, least stable first: k14 (medium, 10 %), k13 (medium, 15 %), ")
+    assert text.endswith("k05 (easy, 54 %); 5 more in grouping.stability.")
+    assert "k04" not in text and "k15" not in text
+    stability[:15] = 0.95
+    stability[[3, 25]] = 0.5
+    [few] = _warnings(labels, names, groups, stability, [])
+    assert few.endswith("split, least stable first: k03 (easy, 50 %), k25 (hard, 50 %).")

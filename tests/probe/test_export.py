@@ -155,3 +155,25 @@ def test_terminal_report_shows_where_each_class_errs(report):
     cells = [f"{100 * worst['accuracy']:.2f}", f"[{100 * lo:.1f}, {100 * hi:.1f}]", f"{100 * worst['precision']:.2f}",
              f"{100 * worst['recall']:.2f}", f"{worst['f1']:.3f}", confused]
     assert line.split(worst["name"], 1)[1].split() == " ".join(cells).split()
+
+
+def test_terminal_report_of_many_classes_lists_the_worst_and_says_where_the_rest_are(report):
+    """Above ``max_classes`` both terminal tables list the same worst classes and say how many more the files
+    hold (a 300-class run had printed 600 rows); None lists every class."""
+    from probe import format_report
+    from probe.report import TERMINAL_CLASSES, Report
+
+    rep = Report.model_validate(report)
+    order = sorted(report["per_class"], key=lambda r: (r["accuracy"], r["index"]))
+    worst = {r["name"] for r in order[:4]}
+
+    def listed(text: str) -> list[str]:
+        return [name for line in text.splitlines() for name in NAMES if line.strip().startswith(name + " ")]
+
+    short = format_report(rep, width=200, max_classes=4)
+    assert sorted(listed(short)) == sorted(list(worst) * 2)  # each of the 4 worst once per table, no other class
+    assert short.count("the 4 worst of 6 classes by test accuracy; the other 2 are in per_class.csv") == 2
+    every = format_report(rep, width=200, max_classes=None)
+    assert sorted(listed(every)) == sorted(NAMES * 2) and "worst of" not in every
+    assert format_report(rep, width=200) == every  # 6 classes are within the default TERMINAL_CLASSES
+    assert TERMINAL_CLASSES >= 6
