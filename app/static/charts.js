@@ -244,7 +244,9 @@
     const svg = svgRoot(width, height, { ...opts, natural: true });
     svg.setAttribute("data-cell", cell);
     const rows = counts.map((row) => { const n = row.reduce((a, b) => a + b, 0); return row.map((c) => (n ? c / n : 0)); });
-    const maxOff = Math.max(1e-9, ...rows.flatMap((row, i) => row.filter((_, j) => j !== i)));
+    // a loop, not Math.max(...): K² arguments overflow the call stack (a 1000-class matrix has 10⁶)
+    let maxOff = 1e-9;
+    rows.forEach((row, i) => row.forEach((rate, j) => { if (j !== i && rate > maxOff) maxOff = rate; }));
     for (let i = 0; i < K; i++) {
       const n = counts[i].reduce((a, b) => a + b, 0);
       for (let j = 0; j < K; j++) {

@@ -125,14 +125,22 @@
   }
 
   // ---- confusions -----------------------------------------------------------------------------------
+  // Up to this many classes the confusion panel draws the K × K heat map (cells of at least 14 px: 840 px at 60);
+  // beyond, 3,600+ cells are unreadable and slow (300 classes: 90,000 SVG cells, 1.2 s to build).
+  const HEATMAP_MAX_CLASSES = 60;
   const validConfusion = (report) => {
     const c = report.confusion, K = report.class_names.length;
     return c && Array.isArray(c.counts) && c.counts.length === K && c.counts.every((r) => Array.isArray(r) && r.length === K) ? c : null;
   };
 
   function confusionPanel(report) {
-    const c = validConfusion(report);
+    const c = validConfusion(report), K = report.class_names.length;
     if (!c) return empty("No confusion matrix in this report (reports written before it was added lack it).");
+    if (K > HEATMAP_MAX_CLASSES) {
+      return empty(`${K} classes: a ${K} × ${K} heat map is not drawn here (beyond ${HEATMAP_MAX_CLASSES} classes its `
+        + "cells are too small to read). The most confused pairs below and the per-class table's “most confused with” "
+        + "column name each class's confusions; report.json holds the matrix (confusion.counts).");
+    }
     return [Charts.heatmap({ labels: report.class_names, counts: c.counts, id: "confusion-heatmap", title: "confusion matrix" }),
             h("p", { class: "muted note" }, `${c.split || "test"} split; rows: the true class, normalised to 100 %; `
               + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count.")];

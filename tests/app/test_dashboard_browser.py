@@ -126,8 +126,8 @@ class WebDriver:
     def get(self, url: str) -> None:
         self._cmd("POST", "/url", {"url": url})
 
-    def js(self, script: str):
-        return self._cmd("POST", "/execute/sync", {"script": script, "args": []})
+    def js(self, script: str, args: list | None = None):
+        return self._cmd("POST", "/execute/sync", {"script": script, "args": args or []})
 
     def log(self, kind: str) -> list[dict]:
         return self._cmd("POST", "/se/log", {"type": kind})
@@ -643,3 +643,30 @@ def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server,
     assert texts[0] == "+1.0 pt [-0.5, +2.0] within noise"
     assert texts[1] == "+1.0 pt"
     assert texts[4] == "+5.0 pt [+2.0, +8.0]"
+
+
+def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(driver, live_server, finished):
+    """Past 60 classes the confusion panel explains where the confusions are instead of drawing K × K cells (a
+    1000-class matrix had thrown 'Maximum call stack size exceeded'); the heat map itself scales its colours
+    without spreading K² arguments, so a large one still draws."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    script = """const K = arguments[0]; const names = Array.from({length: K}, (_, i) => 'c' + i);
+        const counts = names.map((_, i) => names.map((_, j) => i === j ? 8 : (j === (i + 1) % K ? 2 : 0)));
+        const report = { class_names: names, confusion: { split: 'test', counts } };
+        const panel = RunPage.panels.confusionPanel(report);
+        const nodes = Array.isArray(panel) ? panel : [panel];
+        return [nodes.map(n => n.textContent).join(' '), nodes.some(n => n.querySelector && n.querySelector('rect.cell'))];"""
+    note, drawn = driver.js(script, [1000])
+    assert not drawn and note.startswith("1000 classes: a 1000 × 1000 heat map is not drawn here")
+    assert "report.json holds the matrix (confusion.counts)" in note
+    note, drawn = driver.js(script, [60])
+    assert drawn
+    # 400 classes: 160,000 rates, more arguments than Math.max(...) takes; every confusion is the largest (20 %)
+    cells = driver.js("""const K = 400; const names = Array.from({length: K}, (_, i) => 'c' + i);
+        const counts = names.map((_, i) => names.map((_, j) => i === j ? 8 : (j === (i + 1) % K ? 2 : 0)));
+        const svg = Charts.heatmap({ labels: names, counts, id: 'big', title: 't' });
+        const off = svg.querySelector('rect.cell[data-true="c0"][data-pred="c1"]');
+        return [svg.querySelectorAll('rect.cell').length, off.getAttribute('fill')];""")
+    assert cells == [160000, "rgb(200,66,59)"]  # the full confusion colour: scaled to the largest rate
+    errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
+    assert errors == [], errors
