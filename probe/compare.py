@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import worst_class
-from .report import FeatureSource, Num, Report
+from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "compare_reports", "format_comparison"]
 
@@ -164,9 +164,22 @@ def _delta_cell(delta: float | None, interval: list | None) -> str:
     return f"{_pct(delta, True)} [{_pct(lo, True)}, {_pct(hi, True)}]" + (" within noise" if lo <= 0 <= hi else "")
 
 
-def format_comparison(comparison: Comparison, *, width: int = 110) -> str:
+def _moved_most(rows: list[CompareClass], max_classes: int | None) -> tuple[list[CompareClass], str | None]:
+    """The per-class rows the terminal table lists, and its caption: every class up to ``max_classes`` (None: no
+    limit), else the ``max_classes`` whose accuracy moved most (largest |Δ|; classes without one last), in class
+    order."""
+    if max_classes is None or len(rows) <= max_classes:
+        return rows, None
+    moved = sorted(rows, key=lambda r: -1.0 if r.delta is None or math.isnan(r.delta) else -abs(r.delta))
+    shown = sorted(moved[:max_classes], key=lambda r: r.index)
+    return shown, (f"the {max_classes} of {len(rows)} classes whose accuracy moved most; every class: "
+                   "the comparison's JSON")
+
+
+def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: int | None = TERMINAL_CLASSES) -> str:
     """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points, with their 95 %
-    paired intervals when the runs stored their test predictions)."""
+    paired intervals when the runs stored their test predictions); the per-class table lists every class up to
+    ``max_classes``, else those that moved most (None: every class)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -187,10 +200,11 @@ def format_comparison(comparison: Comparison, *, width: int = 110) -> str:
     for name, m in comparison.metrics.items():
         table.add_row(name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci))
     console.print(table)
-    pc = Table(title="per class", box=box.SIMPLE)
+    rows, caption = _moved_most(comparison.per_class, max_classes)
+    pc = Table(title="per class", box=box.SIMPLE, caption=caption)
     for col in ("class", "group", "base", "other", "Δ points [95% interval]"):
         pc.add_column(col, justify="left" if col in ("class", "group") else "right")
-    for row in comparison.per_class:
+    for row in rows:
         pc.add_row(row.name, row.group or "", _pct(row.base), _pct(row.other), _delta_cell(row.delta, row.delta_ci))
     console.print(pc)
     return console.export_text()

@@ -48,8 +48,9 @@ PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", 
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
-# The terminal view (format_report) lists every class up to this many, else the worst this many: a 300-class run
-# printed 600 table rows. report.json, per_class.csv and the exports keep every class.
+# The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
+# (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
+# comparison's JSON and the exports keep every class.
 TERMINAL_CLASSES = 40
 
 

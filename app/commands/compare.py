@@ -11,12 +11,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="RUN_A", help="base run directory (its groups are used)")
     parser.add_argument("other", metavar="RUN_B", help="run directory compared against the base")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument("--all-classes", action="store_true",
+                        help="the per-class table lists every class (default: a comparison of more classes than "
+                        "probe.report.TERMINAL_CLASSES lists those that moved most)")
 
 
 def run(args: argparse.Namespace) -> int:
     from probe import compare_reports, format_comparison, load_report
     from probe.predictions import load_pair
+    from probe.report import TERMINAL_CLASSES
 
     comparison = compare_reports(load_report(args.base), load_report(args.other), load_pair(args.base, args.other))
-    print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison))
+    limit = None if args.all_classes else TERMINAL_CLASSES
+    print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison, max_classes=limit))
     return 0

@@ -295,3 +295,16 @@ def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_di
     assert main(["report", str(erm_dir), "--all-classes"]) == 0
     every = capsys.readouterr().out
     assert listed(every) == set(NAMES) and "worst of" not in every
+
+
+def test_compare_lists_the_classes_that_moved_most_unless_all_classes(erm_dir, capsys, monkeypatch):
+    import probe.report
+
+    monkeypatch.setattr(probe.report, "TERMINAL_CLASSES", 2)
+    assert main(["compare", str(erm_dir), str(erm_dir)]) == 0
+    short = capsys.readouterr().out
+    assert sum(line.strip().split(" ")[0] in NAMES for line in short.splitlines()) == 2
+    assert "the 2 of 4 classes whose accuracy moved most" in " ".join(short.split())
+    assert main(["compare", str(erm_dir), str(erm_dir), "--all-classes"]) == 0
+    every = capsys.readouterr().out
+    assert sum(line.strip().split(" ")[0] in NAMES for line in every.splitlines()) == 4 and "moved most" not in every

@@ -120,3 +120,20 @@ def test_features_are_named_when_the_runs_used_other_caches():
     assert comparison.features == ("base effnet-lite0, cache aaaaaaaaaaaa (effnet.h5); other openclip:ViT-B-32, "
                                    "cache bbbbbbbbbbbb (clip.h5)")
     assert f"features differ: {comparison.features}\n" in format_comparison(comparison, width=200)
+
+
+def test_the_terminal_table_of_many_classes_lists_those_that_moved_most():
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base = _rep("erm", [0.9, 0.7, 0.5], groups, 0.70)
+    other = _rep("mr2", [0.88, 0.6, 0.65], groups, 0.71)  # Δ -2, -10, +15 points
+    cmp = compare_reports(base, other)
+
+    def rows(text: str) -> list[str]:
+        return [line.split()[0] for line in text.splitlines() if line.strip()[:2] in ("a ", "b ", "c ")]
+
+    short = format_comparison(cmp, max_classes=2)
+    assert rows(short) == ["b", "c"]  # |Δ| 10 and 15 points, in class order; a (2 points) left out
+    words = " ".join(short.split())  # the caption wraps at the table's width
+    assert "the 2 of 3 classes whose accuracy moved most; every class: the comparison's JSON" in words
+    assert rows(format_comparison(cmp, max_classes=None)) == ["a", "b", "c"]
+    assert format_comparison(cmp) == format_comparison(cmp, max_classes=None)  # 3 classes: within the default
