@@ -166,20 +166,27 @@ def _delta_cell(delta: float | None, interval: list | None) -> str:
 
 def _moved_most(rows: list[CompareClass], max_classes: int | None) -> tuple[list[CompareClass], str | None]:
     """The per-class rows the terminal table lists, and its caption: every class up to ``max_classes`` (None: no
-    limit), else the ``max_classes`` whose accuracy moved most (largest |Δ|; classes without one last), in class
-    order."""
+    limit), else the classes whose test accuracy changed, at most ``max_classes`` of them (the largest |Δ|), in
+    class order."""
     if max_classes is None or len(rows) <= max_classes:
         return rows, None
-    moved = sorted(rows, key=lambda r: -1.0 if r.delta is None or math.isnan(r.delta) else -abs(r.delta))
-    shown = sorted(moved[:max_classes], key=lambda r: r.index)
-    return shown, (f"the {max_classes} of {len(rows)} classes whose accuracy moved most; every class: "
-                   "the comparison's JSON")
+    moved = [r for r in rows if r.delta is not None and not math.isnan(r.delta) and r.delta != 0]
+    shown = sorted(sorted(moved, key=lambda r: -abs(r.delta))[:max_classes], key=lambda r: r.index)
+    still = len(rows) - len(moved)
+    if not moved:
+        return shown, f"no class's test accuracy changed, of {len(rows)} (every class: the comparison's JSON)"
+    if len(moved) <= max_classes:
+        return shown, (f"the {len(moved)} of {len(rows)} classes whose test accuracy changed; the other {still} "
+                       "did not (every class: the comparison's JSON)")
+    return shown, (f"the {max_classes} of {len(rows)} classes whose test accuracy changed most; "
+                   f"{len(moved) - max_classes} more changed less and {still} did not (every class: the "
+                   "comparison's JSON)")
 
 
 def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: int | None = TERMINAL_CLASSES) -> str:
     """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points, with their 95 %
     paired intervals when the runs stored their test predictions); the per-class table lists every class up to
-    ``max_classes``, else those that moved most (None: every class)."""
+    ``max_classes``, else those whose accuracy changed most (None: every class)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table

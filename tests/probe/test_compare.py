@@ -17,14 +17,14 @@ def _rep(run_id, accs, groups, overall, names=NAMES):
         "selection": {"criterion": "overall", "candidates": [], "reason": "",
                       "chosen": {"lr": 0.1, "weight_decay": 0.0}},
         "grouping": {"source": "self", "reference_run": None, "groups": groups, "note": "own validation accuracy"},
-        "summary": {"overall": overall, "balanced": sum(accs) / 3, "easy": None, "medium": None, "hard": None,
+        "summary": {"overall": overall, "balanced": sum(accs) / len(accs), "easy": None, "medium": None, "hard": None,
                     "worst_class": {"name": "a", "accuracy": None}, "per_class_std": None,
                     "group_margin": {"easy": None, "medium": None, "hard": None}, "class_margin_deg": None,
                     "ideal_class_margin_deg": None, "min_sample_margin": None, "ideal_sample_margin": None},
         "seeds": {"values": [0], "metrics": {"overall": zeros}},
         "per_class": [dict(row, index=k, name=n, group=group_of[k], accuracy=a, accuracy_per_seed=[a])
                       for k, (n, a) in enumerate(zip(names, accs))],
-        "val": {"overall": None, "per_class": [None] * 3, "source": "given"},
+        "val": {"overall": None, "per_class": [None] * len(names), "source": "given"},
     })
 
 
@@ -123,17 +123,22 @@ def test_features_are_named_when_the_runs_used_other_caches():
 
 
 def test_the_terminal_table_of_many_classes_lists_those_that_moved_most():
-    groups = {"easy": [0], "medium": [1], "hard": [2]}
-    base = _rep("erm", [0.9, 0.7, 0.5], groups, 0.70)
-    other = _rep("mr2", [0.88, 0.6, 0.65], groups, 0.71)  # Δ -2, -10, +15 points
+    groups = {"easy": [0, 3], "medium": [1], "hard": [2]}
+    names = ["a", "b", "c", "d"]
+    base = _rep("erm", [0.9, 0.7, 0.5, 0.8], groups, 0.70, names=names)
+    other = _rep("mr2", [0.88, 0.6, 0.65, 0.8], groups, 0.71, names=names)  # Δ -2, -10, +15, 0 points
     cmp = compare_reports(base, other)
 
-    def rows(text: str) -> list[str]:
-        return [line.split()[0] for line in text.splitlines() if line.strip()[:2] in ("a ", "b ", "c ")]
+    def shown(text: str) -> tuple[list[str], str]:
+        rows = [line.split()[0] for line in text.splitlines() if line.strip()[:2] in ("a ", "b ", "c ", "d ")]
+        return rows, " ".join(text.split())  # the caption wraps at the table's width
 
-    short = format_comparison(cmp, max_classes=2)
-    assert rows(short) == ["b", "c"]  # |Δ| 10 and 15 points, in class order; a (2 points) left out
-    words = " ".join(short.split())  # the caption wraps at the table's width
-    assert "the 2 of 3 classes whose accuracy moved most; every class: the comparison's JSON" in words
-    assert rows(format_comparison(cmp, max_classes=None)) == ["a", "b", "c"]
-    assert format_comparison(cmp) == format_comparison(cmp, max_classes=None)  # 3 classes: within the default
+    rows, words = shown(format_comparison(cmp, max_classes=2))
+    assert rows == ["b", "c"]  # |Δ| 10 and 15 points, in class order; a (2 points) and d (0) left out
+    assert ("the 2 of 4 classes whose test accuracy changed most; 1 more changed less and 1 did not (every "
+            "class: the comparison's JSON)") in words
+    rows, words = shown(format_comparison(cmp, max_classes=3))
+    assert rows == ["a", "b", "c"]  # every class that changed; d did not
+    assert "the 3 of 4 classes whose test accuracy changed; the other 1 did not" in words
+    assert shown(format_comparison(cmp, max_classes=None))[0] == names
+    assert format_comparison(cmp) == format_comparison(cmp, max_classes=None)  # 4 classes: within the default
