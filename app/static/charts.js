@@ -64,8 +64,14 @@
     return cx - x;
   }
 
+  // Category labels closer than this (px) would overlap (rotated 40°, 16 px apart leaves ~10 px between their
+  // baselines): every step-th one is written, the others stay in their bars' tooltips (a 1000-class run's chart).
+  const MIN_LABEL_GAP = 16;
+
   function xAxisLabels(svg, labels, x0, slot, y, rotate) {
+    const step = Math.max(1, Math.ceil(MIN_LABEL_GAP / slot));
     labels.forEach((label, i) => {
+      if (i % step) return;
       const tx = x0 + i * slot + slot / 2;
       svg.appendChild(rotate ? el("text", { x: tx, y: y + 4, transform: `rotate(40 ${tx} ${y + 4})`, class: "tick" }, label)
                              : el("text", { x: tx, y: y + 12, "text-anchor": "middle", class: "tick" }, label));

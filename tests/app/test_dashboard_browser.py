@@ -670,3 +670,20 @@ def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(dri
     assert cells == [160000, "rgb(200,66,59)"]  # the full confusion colour: scaled to the largest rate
     errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
     assert errors == [], errors
+
+
+def test_a_bar_chart_of_many_classes_writes_every_label_it_has_room_for(driver, live_server, finished):
+    """300 bars in 1200 px: every 5th class is labelled (≥ 16 px apart); each bar keeps its class in a tooltip.
+    A 10-class chart labels every class."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    script = """const K = arguments[0]; const names = Array.from({length: K}, (_, i) => 'class_' + i);
+        const svg = Charts.bars({ labels: names, series: [{ name: 'a', values: names.map((_, i) => i / K) }],
+                                  domain: [0, 1], id: 'many' });
+        const ticks = Array.from(svg.querySelectorAll('text.tick')).map(t => t.textContent).filter(t => t.startsWith('class_'));
+        return [ticks, svg.querySelectorAll('rect.bar title').length];"""
+    ticks, titles = driver.js(script, [300])
+    slot = (1200 - 60 - 12) / 300
+    step = -(-16 // slot)  # ceil
+    assert step == 5 and ticks == [f"class_{i}" for i in range(0, 300, 5)] and titles == 300
+    ticks, titles = driver.js(script, [10])
+    assert ticks == [f"class_{i}" for i in range(10)] and titles == 10
