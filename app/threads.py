@@ -24,9 +24,9 @@ def check_threads(value: int) -> int:
 
 
 def limit_threads(threads: int) -> None:
-    """Cap every thread pool of this process at ``threads`` from now on: the environment for the libraries not
-    imported yet (and child processes, such as extraction's workers' own settings), threadpoolctl for the BLAS
-    already loaded (numpy's), and torch's intra-op pool when torch is loaded (else its import reads
+    """Cap every thread pool of this process at ``threads`` from now on: the environment (read by the libraries
+    not imported yet and by child processes), threadpoolctl for the BLAS and OpenMP runtimes already loaded
+    (numpy's OpenBLAS), and torch's intra-op pool when torch is loaded (else its import reads
     ``OMP_NUM_THREADS``)."""
     threads = check_threads(threads)
     os.environ.update({var: str(threads) for var in THREAD_VARS})

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     parser.add_argument("--all-classes", action="store_true",
                         help="the per-class table lists every class (default: a comparison of more classes than "
-                        "probe.report.TERMINAL_CLASSES lists those that moved most)")
+                        "probe.report.TERMINAL_CLASSES lists those whose accuracy changed most)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     data = find_demo_data(args.data)
     per_class = None if args.full else (args.per_class or DEFAULT_PER_CLASS)
     overrides = {"host": "127.0.0.1", "port": args.port, "data_root": data.parent}
+    if getattr(args, "threads", None) is not None:  # mr2probe --threads N demo: the flag wins over MR2PROBE_THREADS
+        overrides["threads"] = args.threads
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     elif "MR2PROBE_DATA_DIR" not in os.environ:

@@ -91,3 +91,12 @@ def test_the_job_worker_applies_the_services_threads_at_start(tmp_path, monkeypa
         assert applied == ([] if threads is None else [threads])
     finally:
         runner.stop()
+
+
+def test_the_cli_flag_takes_precedence_over_mr2probe_threads_for_the_service(monkeypatch, tmp_path):
+    from app.commands.serve import settings_from_args
+
+    monkeypatch.setenv("MR2PROBE_THREADS", "3")
+    parser, _ = build_parser()
+    assert settings_from_args(parser.parse_args(["--threads", "2", "serve", "--data-dir", str(tmp_path)])).threads == 2
+    assert settings_from_args(parser.parse_args(["serve", "--data-dir", str(tmp_path)])).threads == 3
