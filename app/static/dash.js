@@ -101,6 +101,35 @@
     return h("span", { class: "progress" }, fill);
   }
 
+  // ---- time left of a running job, from its progress rate since this page first saw it running. The server's
+  // progress counts a job's batches and fits, roughly proportional to time within a stage; a stage that runs
+  // faster or slower than the one before moves the estimate (like a download's).
+  const firstSeen = new Map();  // job id → { t: ms, p: progress } of this page's first look at it running
+  const ETA_MIN_SECONDS = 10;   // no estimate from a shorter look
+
+  /** Seconds a running job still needs at its rate so far (null: not running, or not enough seen yet). */
+  function timeLeft(job, now = Date.now()) {
+    if (job.status !== "running") { firstSeen.delete(job.id); return null; }
+    const first = firstSeen.get(job.id);
+    if (!first || job.progress < first.p) { firstSeen.set(job.id, { t: now, p: job.progress }); return null; }
+    const seconds = (now - first.t) / 1000, done = job.progress - first.p;
+    if (seconds < ETA_MIN_SECONDS || done <= 0) return null;
+    return (1 - job.progress) * seconds / done;
+  }
+
+  /** "45 s", "12 min", "2 h 05 min". */
+  function duration(seconds) {
+    if (seconds < 90) return `${Math.max(5, Math.round(seconds / 5) * 5)} s`;
+    const minutes = Math.round(seconds / 60);
+    return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
+  }
+
+  /** A running job's "about … left" (empty until the page has seen it progress for ETA_MIN_SECONDS). */
+  function timeLeftText(job, now) {
+    const seconds = timeLeft(job, now);
+    return seconds === null ? "" : `about ${duration(seconds)} left`;
+  }
+
   /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. */
   function authImage(url, alt) {
     const img = h("img", { alt, class: "thumb", loading: "lazy" });
@@ -121,5 +150,6 @@
   const enc = encodeURIComponent;
 
   window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, table, statusChip, progressBar, authImage, download, count, enc, isNum };
+                  deltaSpan, table, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  duration, timeLeftText };
 })();

@@ -1,7 +1,7 @@
 /* "/": jobs (live), runs (with their data set, encoder and the images actually used) and data sets. */
 (function () {
   "use strict";
-  const { h, api, getJSON, showBanner, table, statusChip, progressBar, pct, count, ACTIVE, enc } = window.Dash;
+  const { h, api, getJSON, showBanner, table, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText } = window.Dash;
   const POLL_MS = 2000;
 
   const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
@@ -28,7 +28,8 @@
     return h("tr", { "data-job": job.id },
       h("td", {}, h("a", { href: `/launch?job=${enc(job.id)}`, title: "watch this job" }, job.id)), h("td", {}, job.kind),
       h("td", {}, statusChip(job.status)),
-      h("td", {}, progressBar(job.progress), " ", (100 * job.progress).toFixed(0) + "%"),
+      h("td", {}, progressBar(job.progress), " ", (100 * job.progress).toFixed(0) + "%", " ",
+        h("span", { class: "muted eta" }, timeLeftText(job))),
       h("td", { class: "muted wrap" }, job.error ? h("span", { class: "neg" }, job.error) : job.stage),
       h("td", { class: "made" }, made.map((x, i) => [i ? ", " : "", x]).flat()), actions);
   }

@@ -4,7 +4,7 @@
    The choices (encoders, heads, presets) come from GET /launch/choices, i.e. from the registries. */
 (function () {
   "use strict";
-  const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count } = window.Dash;
+  const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText } = window.Dash;
   const POLL_MS = 1000;
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
   const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "cv", "max-per-class", "epochs"];  // across a form rebuild
@@ -201,7 +201,8 @@
       panel.replaceChildren(...[  // replaceChildren would print a null as "null"
         h("h2", {}, `Job ${job.id} · ${job.kind}`),
         h("p", { class: "job-line" }, statusChip(job.status), " ", progressBar(job.progress), " ",
-          h("span", { id: "job-progress" }, (100 * job.progress).toFixed(0) + "%"), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),
+          h("span", { id: "job-progress" }, (100 * job.progress).toFixed(0) + "%"), " ",
+          h("span", { class: "muted", id: "job-eta" }, timeLeftText(job)), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),
         job.error ? h("p", { class: "neg", id: "job-error" }, job.error) : null,
         h("p", {}, !FINISHED.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
           job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
