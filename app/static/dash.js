@@ -101,18 +101,23 @@
     return h("span", { class: "progress" }, fill);
   }
 
-  // ---- time left of a running job, from its progress rate since this page first saw it running. The server's
-  // progress counts a job's batches and fits, roughly proportional to time within a stage; a stage that runs
-  // faster or slower than the one before moves the estimate (like a download's).
-  const firstSeen = new Map();  // job id → { t: ms, p: progress } of this page's first look at it running
-  const ETA_MIN_SECONDS = 10;   // no estimate from a shorter look
+  // ---- time left of a running job at its current rate: its progress over the last minute this page watched it
+  // (a download's estimate). The server's progress counts a job's batches and fits, about proportional to time
+  // within a stage; stages differ (a pipeline gives its extraction half the bar, and extraction is the slow
+  // part), so the estimate follows the current stage's rate, and says so.
+  const seen = new Map();      // job id → [{ t: ms, p: progress }, ...]: this page's looks at it running, oldest first
+  const ETA_MIN_SECONDS = 10;  // no estimate from a shorter look
+  const ETA_WINDOW_SECONDS = 60;
 
-  /** Seconds a running job still needs at its rate so far (null: not running, or not enough seen yet). */
+  /** Seconds a running job still needs at its rate over the last ETA_WINDOW_SECONDS (null: not running, or not
+   *  seen progressing for ETA_MIN_SECONDS yet). */
   function timeLeft(job, now = Date.now()) {
-    if (job.status !== "running") { firstSeen.delete(job.id); return null; }
-    const first = firstSeen.get(job.id);
-    if (!first || job.progress < first.p) { firstSeen.set(job.id, { t: now, p: job.progress }); return null; }
-    const seconds = (now - first.t) / 1000, done = job.progress - first.p;
+    if (job.status !== "running") { seen.delete(job.id); return null; }
+    let looks = seen.get(job.id);
+    if (!looks || job.progress < looks[looks.length - 1].p) seen.set(job.id, looks = []);  // new, or restarted lower
+    looks.push({ t: now, p: job.progress });
+    while (looks.length > 2 && now - looks[1].t >= 1000 * ETA_WINDOW_SECONDS) looks.shift();
+    const seconds = (now - looks[0].t) / 1000, done = job.progress - looks[0].p;
     if (seconds < ETA_MIN_SECONDS || done <= 0) return null;
     return (1 - job.progress) * seconds / done;
   }
@@ -124,10 +129,11 @@
     return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
   }
 
-  /** A running job's "about … left" (empty until the page has seen it progress for ETA_MIN_SECONDS). */
+  /** A running job's "about … left at the current rate" (empty until the page has seen it progress for
+   *  ETA_MIN_SECONDS). */
   function timeLeftText(job, now) {
     const seconds = timeLeft(job, now);
-    return seconds === null ? "" : `about ${duration(seconds)} left`;
+    return seconds === null ? "" : `about ${duration(seconds)} left at the current rate`;
   }
 
   /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. */

@@ -689,21 +689,26 @@ def test_a_bar_chart_of_many_classes_writes_every_label_it_has_room_for(driver, 
     assert ticks == [f"class_{i}" for i in range(10)] and titles == 10
 
 
-def test_a_running_job_shows_the_time_left_at_its_rate_so_far(driver, live_server, finished):
-    """Dash.timeLeft: nothing until the page has watched the job run for 10 s, then (1 − p) × seconds / progress
-    since the first look; a job that stops running is forgotten, a progress that restarts (a resumed job) restarts
-    the look."""
+def test_a_running_job_shows_the_time_left_at_its_current_rate(driver, live_server, finished):
+    """Dash.timeLeft: nothing until the page has watched the job progress for 10 s, then (1 − p) × seconds /
+    progress over the last minute watched (a pipeline's faster probe stage after its extraction takes over); a
+    job that stops running is forgotten, a progress that falls (a resumed job) restarts the look."""
     _open(driver, f"{live_server}/", "home")
     got = driver.js("""const T = 1_000_000, job = (p, status = 'running') => ({ id: 'j1', status, progress: p });
-        const out = [Dash.timeLeft(job(0.10), T), Dash.timeLeft(job(0.15), T + 5000), Dash.timeLeft(job(0.30), T + 20000),
-                     Dash.timeLeftText(job(0.30), T + 20000), Dash.timeLeftText(job(0.60), T + 50000)];
-        out.push(Dash.timeLeft(job(1, 'succeeded'), T + 60000), Dash.timeLeft(job(0.5), T + 70000));
-        out.push(Dash.timeLeft(job(0.2), T + 80000), Dash.timeLeft(job(0.4), T + 100000));  // restarted lower
+        const at = (p, s, status) => Dash.timeLeft(job(p, status), T + 1000 * s);
+        const out = [at(0.10, 0), at(0.15, 5), at(0.30, 20), Dash.timeLeftText(job(0.30), T + 20000)];
+        out.push(at(0.40, 70), at(0.45, 100));         // the window drops the looks older than 60 s
+        out.push(at(0.60, 110), at(0.9, 120));          // a faster stage: the rate follows it
+        out.push(at(1, 121, 'succeeded'), at(0.5, 130), at(0.2, 140), at(0.4, 160));
         out.push(Dash.duration(44), Dash.duration(12.4 * 60), Dash.duration(125 * 60));
         return out;""")
     assert got[:3] == [None, None, pytest.approx(70.0)]  # (1 − 0.3) × 20 s / 0.2
-    assert got[3] == "about 70 s left"
-    assert got[4] == "about 40 s left"  # (1 − 0.6) × 50 s / 0.5
-    assert got[5:8] == [None, None, None]  # finished: forgotten; a new look; 0.2 < 0.5: the look restarts
-    assert got[8] == pytest.approx(0.6 * 20 / 0.2)
-    assert got[9:] == ["45 s", "12 min", "2 h 05 min"]
+    assert got[3] == "about 70 s left at the current rate"
+    # the rate runs from the newest look at least 60 s old (or the oldest): at 70 s that is the look at 5 s
+    assert got[4] == pytest.approx(0.6 * 65 / 0.25)
+    assert got[5] == pytest.approx(0.55 * 80 / 0.15)  # at 100 s: from the look at 20 s (0.30)
+    assert got[6] == pytest.approx(0.4 * 90 / 0.30)  # a faster stage from 100 s on: 120 s left ...
+    assert got[7] == pytest.approx(0.1 * 100 / 0.60)  # ... then 17 s, as its progress fills the window
+    assert got[8:11] == [None, None, None]  # finished: forgotten; a new look; 0.2 < 0.5: the look restarts
+    assert got[11] == pytest.approx(0.6 * 20 / 0.2)
+    assert got[12:] == ["45 s", "12 min", "2 h 05 min"]
