@@ -18,6 +18,7 @@ in report.json and in the API alike.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import logging
@@ -556,6 +557,16 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
 def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:
     """Per-class rows ordered by test accuracy, worst first; classes without one (no test image) last."""
     return sorted(rows, key=lambda row: 2.0 if accuracy(row) is None else accuracy(row))
+
+
+def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> str:
+    """Why ``name`` is not a class of a run: its classes when it has at most ``shown``, else how many it has and
+    the closest names (a 300-class run's message had listed all 300)."""
+    if len(class_names) <= shown:
+        return f"{name!r} is not a class of this run; its classes: {', '.join(class_names)}"
+    close = difflib.get_close_matches(name, class_names, n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"{name!r} is not a class of this run, one of {len(class_names)} (report.json class_names){hint}"
 
 
 def interval_text(ci: list | None) -> str:

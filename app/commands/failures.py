@@ -18,13 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from probe import load_report
     from probe.predictions import Predictions
+    from probe.report import unknown_class_text
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     report = load_report(args.run_dir)
     if args.class_name not in report.class_names:
-        raise ValueError(f"--class {args.class_name!r} is not a class of this run; classes: "
-                         f"{', '.join(report.class_names)}")
+        raise ValueError(f"--class {unknown_class_text(args.class_name, report.class_names)}")
     predictions = Predictions.load(args.run_dir)
     index = report.class_names.index(args.class_name)
     rows = predictions.failure_rows(index, report.class_names, args.limit)

@@ -42,11 +42,12 @@ def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_len
                                                      description="class name, as in the report"),
              limit: int = Query(24, ge=1, le=MAX_FAILURES), store: Store = Depends(get_store)) -> FailuresOut:
     from probe.predictions import Predictions
+    from probe.report import unknown_class_text
 
     run = store.get_run(run_id)
     report = _report(store, run_id)
     if class_name not in report.class_names:
-        raise HTTPException(422, f"class: {class_name!r} is not a class of run {run_id}")
+        raise HTTPException(422, f"class: {unknown_class_text(class_name, report.class_names)}")
     try:
         predictions = Predictions.load(run["path"])
     except FileNotFoundError:

@@ -56,7 +56,10 @@ def test_thumbnails_of_unlisted_sources_are_refused(finished, source):
 
 def test_failures_errors(finished):
     client = finished.client
-    assert client.get(f"/api/runs/{finished.erm}/failures", params={"class": "unicorn"}).status_code == 422
+    unknown = client.get(f"/api/runs/{finished.erm}/failures", params={"class": "unicorn"})
+    assert unknown.status_code == 422
+    names = client.get(f"/api/reports/{finished.erm}").json()["class_names"]
+    assert unknown.json()["detail"] == f"class: 'unicorn' is not a class of this run; its classes: {', '.join(names)}"
     assert client.get(f"/api/runs/{finished.erm}/failures", params={"class": "x", "limit": 0}).status_code == 422
     assert client.get("/api/runs/run_nope/failures", params={"class": "x"}).status_code == 404
     assert client.get("/api/datasets/ds_nope/thumbnail", params={"source": "a.png"}).status_code == 404

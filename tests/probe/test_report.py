@@ -144,3 +144,15 @@ def test_timing_line_of_the_terminal_view():
     assert "time: 12.3 s (selection 10.0 s over 8 fits, seeds 2.0 s) on cpu, 1 thread\n" in format_report(report)
     report.timing.threads = 2
     assert "on cpu, 2 threads" in format_report(report)
+
+
+def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
+    from probe.report import unknown_class_text
+
+    assert unknown_class_text("cow", ["cat", "dog"]) == "'cow' is not a class of this run; its classes: cat, dog"
+    many = [f"class_{k:03d}" for k in range(300)]
+    text = unknown_class_text("clas_155", many)
+    assert text.startswith("'clas_155' is not a class of this run, one of 300 (report.json class_names); did you "
+                           "mean 'class_155'")
+    assert len(text) < 200 and "class_299" not in text
+    assert unknown_class_text("zebra", many) == "'zebra' is not a class of this run, one of 300 (report.json class_names)"
