@@ -104,6 +104,14 @@ def _metric(base: float | None, other: float | None) -> CompareMetric:
     return CompareMetric(base=base, other=other, delta=None if base is None or other is None else other - base)
 
 
+def _first_difference(base: Report, other: Report) -> str:
+    """Where two runs' class lists part: their sizes and the first position whose names differ."""
+    a, b = list(base.class_names), list(other.class_names)
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    first, second = (repr(names[i]) if i < len(names) else "(none)" for names in (a, b))
+    return f"{len(a)} against {len(b)} classes; the first difference is class {i}: {first} against {second}"
+
+
 def compare_reports(base: Report, other: Report, predictions: tuple | None = None) -> Comparison:
     """Per-group and per-class deltas of ``other`` against ``base``, on base's groups.
 
@@ -113,8 +121,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     Raises ValueError when the runs have different classes or, with predictions, different test splits.
     """
     if list(base.class_names) != list(other.class_names):
-        raise ValueError("runs have different classes and cannot be compared: "
-                         f"{base.class_names[:5]}... vs {other.class_names[:5]}...")
+        raise ValueError(f"runs have different classes and cannot be compared: {_first_difference(base, other)}")
     groups = base.grouping.groups
     a, b = _accuracy(base), _accuracy(other)
     ga, gb = group_accuracy(a, groups), group_accuracy(b, groups)

@@ -51,7 +51,8 @@ def test_deltas_use_base_groups():
 def test_different_classes_rejected():
     base = _rep("x", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0)
     other = _rep("y", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0, names=["a", "b", "z"])
-    with pytest.raises(ValueError, match="different classes"):
+    with pytest.raises(ValueError, match="different classes and cannot be compared: 3 against 3 classes; the "
+                                         "first difference is class 2: 'c' against 'z'"):
         compare_reports(base, other)
 
 
