@@ -23,16 +23,27 @@ def check_threads(value: int) -> int:
     return value
 
 
-def limit_threads(threads: int) -> None:
-    """Cap every thread pool of this process at ``threads`` from now on: the environment (read by the libraries
-    not imported yet and by child processes), threadpoolctl for the BLAS and OpenMP runtimes already loaded
-    (numpy's OpenBLAS), and torch's intra-op pool when torch is loaded (else its import reads
-    ``OMP_NUM_THREADS``)."""
-    threads = check_threads(threads)
+def cap_environment(threads: int) -> None:
+    """Set :data:`THREAD_VARS` to ``threads`` in this process's environment (and so its children's): effective for
+    a library only when it is imported afterwards."""
     os.environ.update({var: str(threads) for var in THREAD_VARS})
+
+
+def cap_loaded_pools(threads: int) -> None:
+    """Cap the pools that exist already: threadpoolctl for the BLAS and OpenMP runtimes loaded (numpy's OpenBLAS),
+    and torch's intra-op pool when torch is loaded (a process without torch does not import it here)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+def limit_threads(threads: int) -> None:
+    """Cap every thread pool of this process at ``threads`` (checked, :func:`check_threads`) from now on: the
+    environment for the libraries not imported yet (torch's import reads ``OMP_NUM_THREADS``) and for child
+    processes, and the pools already loaded."""
+    threads = check_threads(threads)
+    cap_environment(threads)
+    cap_loaded_pools(threads)

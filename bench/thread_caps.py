@@ -19,15 +19,14 @@ with or without AMX tiles), so a ratio is only comparable with others measured o
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # the repository, importable in the children of the scripts
+# One definition of the pool variables and of capping them, shared with ``mr2probe --threads`` (imports nothing
+# numerical): cap_environment is re-exported for the scripts.
+from app.threads import THREAD_VARS, cap_environment, cap_loaded_pools  # noqa: F401
 
-# Every pool size a numerical library may read from the environment at import.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-               "NUMEXPR_NUM_THREADS")
+ROOT = Path(__file__).resolve().parents[1]  # the repository, importable in the children of the scripts
 
 
 def threads_from_argv(argv: list[str], default: int) -> int:
@@ -53,21 +52,13 @@ def child_environment(threads: int) -> dict[str, str]:
         [str(ROOT), os.environ.get("PYTHONPATH", "")])})
 
 
-def cap_environment(threads: int) -> None:
-    """Set :data:`THREAD_VARS` to ``threads`` in this process's environment (and so its children's); effective
-    for a library only when it is imported afterwards."""
-    os.environ.update({var: str(threads) for var in THREAD_VARS})
-
-
 def cap_pools(threads: int) -> list[dict]:
-    """Cap every loaded BLAS / OpenMP pool, and torch's intra-op pool where torch is imported (a script that
-    never imports torch does not import it here); return ``threadpool_info()`` after the cap."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    """Cap every loaded BLAS / OpenMP pool, and torch's intra-op pool where torch is imported
+    (``app.threads.cap_loaded_pools``, which ``mr2probe --threads`` uses too); return ``threadpool_info()`` after
+    the cap."""
+    from threadpoolctl import threadpool_info
 
-    threadpool_limits(threads)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(threads)
+    cap_loaded_pools(threads)
     return threadpool_info()
 
 
