@@ -301,13 +301,16 @@ def check_decodable(data: LabelledImages, skipped: list[tuple[str, str]] | list[
     """
     failed = {source: reason for source, reason in skipped}
     lost: list[str] = []
+    example: tuple[str, str] | None = None  # a failed file of a lost class, not of any class
     for split in ("train", "test"):
         had = {s.label for s in data.splits[split]}
         usable = {s.label for s in data.splits[split] if s.source not in failed}
         if had - usable:
             lost.append(f"{', '.join(repr(data.class_names[k]) for k in sorted(had - usable))} in '{split}'")
+            example = example or next((s.source, failed[s.source]) for s in data.splits[split]
+                                      if s.label not in usable)
     if lost:
-        source, reason = next(iter(failed.items()))
+        source, reason = example
         raise DatasetError(
             f"{data.location}: no decodable image left for class(es) {'; '.join(lost)}: every one of their "
             f"files failed to decode (e.g. {source}: {reason}). Fix or remove those files and extract again."
