@@ -1,9 +1,10 @@
 """Failure diagnostics of a run's test predictions: confusion, precision / recall / F1, the most frequent
-confusions of each class and a 95 % bootstrap interval of each class's accuracy.
+confusions of each class and a 95 % interval of each class's accuracy (Wilson score).
 
 Counts and rates use the predictions of every seed (the confusion matrix is summed over seeds, so precision and
 recall are those of the pooled predictions); the accuracy interval is that of the seed-mean accuracy the report
-shows (``probe.uncertainty``, stratified bootstrap of the test samples).
+shows (:func:`probe.uncertainty.class_accuracy_interval`: a binomial proportion, where a bootstrap of a few images
+gives zero-width intervals).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from .metrics import precision_recall_f1, top_confusions
 from .predictions import Predictions
-from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
+from .uncertainty import class_accuracy_interval
 
 __all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics"]
 
@@ -26,14 +27,12 @@ class TestDiagnostics:
     rows: list[dict]                 # per class: accuracy_ci, precision, recall, f1, support, top_confusions
 
 
-def test_diagnostics(predictions: Predictions, class_names: list[str], *, n_resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = 0) -> TestDiagnostics:
+def test_diagnostics(predictions: Predictions, class_names: list[str]) -> TestDiagnostics:
     """Per-class diagnostics of ``predictions`` (see the module docstring)."""
     num_classes = len(class_names)
     confusion = predictions.confusion(num_classes)
     prf = precision_recall_f1(confusion)
-    intervals = Bootstrap(predictions.labels, num_classes, n_resamples=n_resamples,
-                          seed=seed).class_accuracy_interval(predictions.correct)
+    intervals = class_accuracy_interval(predictions.correct, predictions.labels, num_classes)
     top = top_confusions(confusion, TOP_CONFUSIONS)
     rows = [{"accuracy_ci": intervals[k].tolist(), "precision": prf["precision"][k], "recall": prf["recall"][k],
              "f1": prf["f1"][k], "support": int(prf["support"][k]) // len(predictions.predicted),

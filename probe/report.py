@@ -212,7 +212,7 @@ class Confusion(_Model):
 
 
 class PerClassRow(_Model):
-    """One class: test accuracy (seed mean, std, per seed, 95 % bootstrap interval), val accuracy, precision /
+    """One class: test accuracy (seed mean, std, per seed, 95 % Wilson score interval), val accuracy, precision /
     recall / F1 / support of the test predictions of all seeds, its most frequent confusions, class statistics
     and margins."""
 

@@ -12,6 +12,12 @@ macro-averaged group accuracy (the hard third, :func:`probe.groups.group_accurac
 Intervals are percentile intervals (2.5 % and 97.5 % for ``level=0.95``). Everything is numpy and vectorised
 over resamples: no Python loop over resamples.
 
+One class's accuracy on its own is a binomial proportion, and there the bootstrap fails where users look: a class
+whose 3 test images are all right resamples to 100 % every time, an interval of [100, 100]; a class of one image
+gets [0, 0] or [100, 100]. :func:`class_accuracy_interval` gives it the Wilson score interval instead (what
+statsmodels' ``proportion_confint(method="wilson")`` and scipy's ``binomtest(...).proportion_ci("wilson")``
+compute): 3 of 3 → [43.9, 100] %, 0 of 1 → [0, 79.3] %; for large classes the two agree.
+
 ``correct`` vectors are per-sample scores in [0, 1] (1 = right). A mean over seeds (e.g. 2/3 when two of three
 seeds got a sample right) is allowed: accuracies are then means over seeds, as in the report.
 """
@@ -22,7 +28,8 @@ import numpy as np
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean
 
-__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy"]
+__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy",
+           "wilson_interval", "class_accuracy_interval"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -139,10 +146,6 @@ class Bootstrap:
             self._ref_key, self._ref_summary = key, self.summary(reference, groups)
         return self._ref_summary
 
-    def class_accuracy_interval(self, correct: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
-        """(K, 2): ``[lo, hi]`` of each class's accuracy."""
-        return percentile_interval(self.class_accuracy(correct), level).T
-
     def paired_delta(self, correct: np.ndarray, reference: np.ndarray, groups: dict[str, list[int]] | None = None,
                      level: float = DEFAULT_LEVEL) -> dict[str, dict[str, float]]:
         """Differences ``correct − reference`` scored on the same resamples, with intervals.
@@ -182,6 +185,34 @@ class Bootstrap:
         for g, name in enumerate(GROUP_NAMES):
             given[np.asarray(groups.get(name, []), dtype=np.int64)] = g
         return (group_index == given[None, :]).mean(axis=0)
+
+
+def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """(..., 2): the Wilson score interval ``[lo, hi]`` of the proportion successes / trials, elementwise.
+
+    ``successes`` may be fractional (a mean over seeds of per-sample scores): the formula takes p̂ and n as they
+    are. ``nan`` where ``trials`` is 0.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    from scipy.stats import norm  # scipy comes with scikit-learn; imported here, where it is needed
+
+    z2 = float(norm.ppf(0.5 + level / 2.0)) ** 2
+    successes, trials = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        p = successes / trials
+        centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+        half = np.sqrt(z2 * p * (1 - p) / trials + z2 * z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return np.clip(np.stack([centre - half, centre + half], axis=-1), 0.0, 1.0)
+
+
+def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,
+                            level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """(K, 2): the Wilson score interval of each class's accuracy (module docstring); ``nan`` for a class
+    without samples."""
+    labels = np.asarray(labels, dtype=np.int64)
+    successes = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64), minlength=num_classes)
+    return wilson_interval(successes, np.bincount(labels, minlength=num_classes), level)
 
 
 def observed_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from probe.groups import assign_groups
-from probe.uncertainty import Bootstrap, percentile_interval
+from probe.uncertainty import Bootstrap, class_accuracy_interval, percentile_interval, wilson_interval
 
 
 def _data(n_per_class=(30, 50, 20, 40), seed=0, p=(0.9, 0.7, 0.5, 0.8)):
@@ -95,12 +95,30 @@ def test_overall_interval_matches_the_binomial_width():
     assert lo < correct.mean() < hi
 
 
-def test_class_accuracy_interval_and_percentiles():
-    labels, correct = _data()
-    boot = Bootstrap(labels, 4, n_resamples=500)
-    ci = boot.class_accuracy_interval(correct)
-    observed = np.bincount(labels, weights=correct) / np.bincount(labels)
-    assert ci.shape == (4, 2) and np.all(ci[:, 0] <= observed) and np.all(observed <= ci[:, 1])
+def test_class_accuracy_interval_is_scipys_wilson_interval():
+    from scipy.stats import binomtest
+
+    labels = np.array([0] * 3 + [1] * 1 + [2] * 40 + [3] * 7)
+    correct = np.concatenate([np.ones(3), np.zeros(1), (np.arange(40) < 31).astype(float), np.zeros(7)])
+    correct[-1] = 1.0  # class 3: 1 of 7
+    ci = class_accuracy_interval(correct, labels, 5)
+    for k, (hits, n) in enumerate([(3, 3), (0, 1), (31, 40), (1, 7)]):
+        expected = binomtest(hits, n).proportion_ci(confidence_level=0.95, method="wilson")
+        np.testing.assert_allclose(ci[k], [expected.low, expected.high], atol=1e-12)
+    # where a bootstrap of the class's images gives [1, 1] and [0, 0]: 3 of 3 → [43.85, 100] %, 0 of 1 → [0, 79.35] %
+    np.testing.assert_allclose(ci[0], [0.43850, 1.0], atol=5e-5)
+    np.testing.assert_allclose(ci[1], [0.0, 0.79345], atol=5e-5)
+    assert np.isnan(ci[4]).all()  # no samples
+    # a seed mean (2 of 3 seeds right on each of 10 images) is p̂ = 2/3 over n = 10
+    np.testing.assert_allclose(class_accuracy_interval(np.full(10, 2 / 3), np.zeros(10, int), 1)[0],
+                               wilson_interval(20 / 3, 10))
+    np.testing.assert_allclose(wilson_interval(8, 10, 0.9), [binomtest(8, 10).proportion_ci(0.9, "wilson").low,
+                                                             binomtest(8, 10).proportion_ci(0.9, "wilson").high])
+    with pytest.raises(ValueError, match="level must lie in"):
+        wilson_interval(1, 2, 1.0)
+
+
+def test_percentile_interval():
     samples = np.random.default_rng(0).normal(size=(1000, 3))
     np.testing.assert_allclose(percentile_interval(samples, 0.9), np.percentile(samples, [5, 95], axis=0))
     with pytest.raises(ValueError, match="level must lie in"):
