@@ -80,7 +80,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             written).
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, discard_partial, extract,
-                               open_cache, open_dataset, plan_extraction)
+                               open_cache, open_dataset, plan_extraction, skipped_summary)
 
     dataset = ctx.store.get_dataset(dataset_id)
     cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)
@@ -118,7 +118,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
                 + ("" if result.reused else
                    f" ({result.encoded} of {sum(dict(result.counts).values())} images encoded in this attempt)"))
     if result.skipped:
-        ctx.message(f"{len(result.skipped)} unreadable image(s) skipped")
+        ctx.message(skipped_summary(result.skipped))
     ctx.progress(start + span, "features ready")
     return row
 

@@ -8,7 +8,7 @@ from .archives import ArchiveLimits
 from .datasets import LabelledImages, Sample, open_dataset
 from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
 from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled, MissingWeights, UnsafeArchive
-from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction
+from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction, skipped_summary
 from .store import SCHEMA_VERSION, FeatureCache, open_cache, orphaned_temporaries, write_cache
 
 __all__ = [
@@ -37,5 +37,6 @@ __all__ = [
     "open_dataset",
     "orphaned_temporaries",
     "plan_extraction",
+    "skipped_summary",
     "write_cache",
 ]

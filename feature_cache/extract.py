@@ -51,12 +51,30 @@ from .store import SCHEMA_VERSION, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
            "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
-           "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size", "cpu_batch_memory"]
+           "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size", "cpu_batch_memory",
+           "skipped_summary"]
 
 logger = logging.getLogger(__name__)
 
 # The reason recorded for a file that fails to decode, before the decoder's message.
 DECODE_FAILURE = "cannot decode image"
+
+
+def skipped_summary(skipped, examples: int = 3) -> str:
+    """One line for the files an extraction skipped ((source, reason) pairs), naming up to ``examples`` of those
+    that failed to decode, e.g. "18 files skipped: 5 failed to decode (cat/a.jpg, cat/b.jpg, dog/c.jpg, ...),
+    13 non-image or metadata files"; empty when none was."""
+    if not skipped:
+        return ""
+    failed = [source for source, reason in skipped if reason.startswith(DECODE_FAILURE)]
+    parts = []
+    if failed:
+        named = ", ".join(failed[:examples]) + (", ..." if len(failed) > examples else "")
+        parts.append(f"{len(failed)} failed to decode ({named})")
+    if len(skipped) > len(failed):
+        other = len(skipped) - len(failed)
+        parts.append(f"{other} non-image or metadata file{'s' * (other != 1)}")
+    return f"{len(skipped)} file{'s' * (len(skipped) != 1)} skipped: {', '.join(parts)}"
 
 
 @dataclass(frozen=True)

@@ -327,3 +327,15 @@ def test_class_with_no_decodable_test_image_is_an_error(tmp_path):
     (root / "test" / "ant" / "001.png").unlink()
     make_tree(root, {"ant": 1, "bee": 2, "cat": 0}, splits=("test",))  # one readable image per class is enough
     assert run(root, None, out=tmp_path / "c.h5").counts["test"] == 2 + 1 + 2
+
+
+def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
+    from feature_cache import skipped_summary
+
+    skipped = [("cat/notes.txt", "not an image file (extension '.txt')"), ("cat/.DS_Store", "hidden or metadata file")]
+    skipped += [(f"dog/{i}.jpg", "cannot decode image: Truncated File Read") for i in range(4)]
+    assert skipped_summary(skipped) == ("6 files skipped: 4 failed to decode (dog/0.jpg, dog/1.jpg, dog/2.jpg, ...), "
+                                        "2 non-image or metadata files")
+    assert skipped_summary(skipped[2:3]) == "1 file skipped: 1 failed to decode (dog/0.jpg)"
+    assert skipped_summary(skipped[:1]) == "1 file skipped: 1 non-image or metadata file"
+    assert skipped_summary([]) == ""
