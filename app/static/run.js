@@ -143,7 +143,14 @@
     }
     return [Charts.heatmap({ labels: report.class_names, counts: c.counts, id: "confusion-heatmap", title: "confusion matrix" }),
             h("p", { class: "muted note" }, `${c.split || "test"} split; rows: the true class, normalised to 100 %; `
-              + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count.")];
+              + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count." + seedsNote(report))];
+  }
+
+  /** Confusion counts are summed over the run's seeds (probe.report.Confusion): with several, say so, or "3 of 3"
+   * reads as three images where it is one image predicted by three seeds. */
+  function seedsNote(report) {
+    const seeds = ((report.seeds || {}).values || []).length;
+    return seeds > 1 ? ` Counts are the test predictions of all ${seeds} seeds: each image counts once per seed.` : "";
   }
 
   /** Off-diagonal pairs by row-normalised rate: from the confusion counts, else from per-class top_confusions. */
@@ -163,10 +170,12 @@
   function confusedList(report) {
     const pairs = confusedPairs(report, 10);
     if (!pairs.length) return empty(validConfusion(report) ? "No test image was misclassified." : "No confusion data in this report.");
-    return h("ol", { class: "pairs", id: "confused-pairs" }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
+    const note = pairs[0].count !== undefined && seedsNote(report);
+    return [h("ol", { class: "pairs", id: "confused-pairs" }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
       h("span", { class: "pair-names" }, h("strong", {}, p.true), " → ", p.pred),
       h("span", { class: "rate-bar" }, rateFill(p.rate)),
-      h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
+      h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null)))),
+      note ? h("p", { class: "muted note", id: "confused-pairs-note" }, note.trim()) : null];
   }
 
   function rateFill(rate) {

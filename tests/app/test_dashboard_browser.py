@@ -596,6 +596,12 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         assert f": {count} of {sum(CONFUSION[i])} (" in tip
     pairs = driver.js("return Array.from(document.querySelectorAll('#confused-pairs li')).map(l => [l.dataset.true, l.dataset.pred])")
     assert pairs == [[names[1], names[2]], [names[0], names[1]], [names[2], names[0]]]  # 50 %, then the 25 % pairs in class order
+    # the counts are summed over seeds, and both panels say so ("3 of 3" may be one image and three seeds)
+    seeds = len(served["seeds"]["values"])
+    assert seeds == 3  # the default
+    note = f"Counts are the test predictions of all {seeds} seeds: each image counts once per seed."
+    assert driver.js("return document.getElementById('confused-pairs-note').textContent") == note
+    assert driver.js("return document.querySelector('#confusion-heatmap').parentNode.querySelector('p.note').textContent").endswith(note)
     # verdict and warnings
     assert driver.js("return document.getElementById('verdict').textContent") == VERDICT
     assert driver.js("return document.getElementById('verdict').dataset.verdict") == "improved"
