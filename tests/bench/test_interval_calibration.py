@@ -1,0 +1,47 @@
+"""bench/interval_calibration.py: the simulated cases are what its docstring says, and its coverage figures are
+computed from the product's own intervals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import interval_calibration
+
+
+def test_a_null_pair_differs_on_the_discordant_fraction_and_neither_run_is_favoured():
+    rng = np.random.default_rng(0)
+    labels, a, b = interval_calibration.null_pair(10, 2000, 0.1, rng)
+    assert labels.shape == a.shape == b.shape == (20000,) and np.bincount(labels).tolist() == [2000] * 10
+    assert set(np.unique(a)) == set(np.unique(b)) == {0.0, 1.0}
+    assert abs((a != b).mean() - 0.1) < 0.01
+    assert abs(a.mean() - b.mean()) < 0.01 and abs(a.mean() - 0.68) < 0.01  # alike: 0.7 - 0.2 q each
+
+
+def test_class_coverage_of_a_single_image_class():
+    # one image: the bootstrap's interval is that image's score, [0, 0] or [1, 1], and never covers p = 0.5;
+    # Wilson's for 0 of 1 is [0, 0.7935] and for 1 of 1 [0.2065, 1]: both cover 0.5
+    row = interval_calibration.class_coverage(1, 0.5, 200, np.random.default_rng(0), 100)
+    assert (row["wilson_coverage"], row["bootstrap_coverage"], row["bootstrap_mean_width"]) == (1.0, 0.0, 0.0)
+    assert abs(row["wilson_mean_width"] - 0.7935) < 1e-3
+
+
+def test_a_run_writes_every_cell_and_case(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(interval_calibration, "CLASS_SIZES", (3, 200))
+    monkeypatch.setattr(interval_calibration, "ACCURACIES", (0.8,))
+    monkeypatch.setattr(interval_calibration, "PAIRED_CASES", ((6, 5, 0.2),))
+    out = tmp_path / "ic.json"
+    result = interval_calibration.main(["--trials", "300", "--paired-trials", "5", "--resamples", "200",
+                                        "--json", str(out)])
+    assert json.loads(out.read_text())["class_accuracy"] == result["class_accuracy"]
+    small, large = result["class_accuracy"]
+    assert (small["n"], large["n"]) == (3, 200)
+    # 3 images at p = 0.8: the bootstrap covers only when 1 or 2 are right (its interval is [1, 1] at 3 of 3 and
+    # [0, 0] at 0 of 3), i.e. with probability 3·0.8·0.2² + 3·0.8²·0.2 = 0.48; Wilson's covers at 2 of 3
+    # ([0.2077, 0.9385]) and 3 of 3 ([0.4385, 1]), not at 1 of 3 ([0.0615, 0.7923]): 0.384 + 0.512 = 0.896
+    assert abs(small["bootstrap_coverage"] - 0.48) < 0.1 and abs(small["wilson_coverage"] - 0.896) < 0.06
+    assert abs(large["wilson_coverage"] - 0.95) < 0.05
+    (case,) = result["paired_null"]
+    assert (case["classes"], case["per_class"], case["trials"]) == (6, 5, 5)
+    assert 0 <= case["claims_gain"] <= case["excludes_0_hard"] <= 1
+    assert "no true difference" in capsys.readouterr().out
