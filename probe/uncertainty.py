@@ -23,6 +23,8 @@ seeds got a sample right) is allowed: accuracies are then means over seeds, as i
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 from .groups import GROUP_NAMES, group_accuracy
@@ -195,9 +197,7 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}.")
-    from scipy.stats import norm  # scipy comes with scikit-learn; imported here, where it is needed
-
-    z2 = float(norm.ppf(0.5 + level / 2.0)) ** 2
+    z2 = NormalDist().inv_cdf(0.5 + level / 2.0) ** 2
     successes, trials = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
     with np.errstate(all="ignore"):
         p = successes / trials
