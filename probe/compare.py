@@ -16,7 +16,8 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import worst_class
 from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
 
-__all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "compare_reports", "format_comparison"]
+__all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
+           "format_comparison", "discordance_sentence"]
 
 
 def _finite(x: float) -> float | None:
@@ -39,6 +40,30 @@ class CompareClass(BaseModel):
     other: Num
     delta: Num
     delta_ci: Optional[list[Num]] = None
+
+
+class CompareDiscordant(BaseModel):
+    """The test images on which the two runs differ (seed-mean scores: an image one run gets right with more of
+    its seeds than the other), and the exact sign test of that split (McNemar's exact test with one seed): with
+    a handful of such images no interval can separate the runs, and this says how many there are."""
+
+    images: int = Field(..., description="test images in the comparison")
+    other_better: int = Field(..., description="images the other run gets right more often than the base run")
+    base_better: int = Field(..., description="images the base run gets right more often than the other run")
+    p_value: float = Field(..., description="two-sided exact sign test of other_better against base_better")
+
+
+def discordance_sentence(d: CompareDiscordant) -> str:
+    """e.g. "The runs differ on 3 of 15 test images (other better on 0, base on 3): too few to tell them apart
+    (exact sign test p = 0.25)."."""
+    differ = d.other_better + d.base_better
+    if differ == 0:
+        return f"The runs agree on every one of the {d.images} test images."
+    head = (f"The runs differ on {differ} of {d.images} test images (other better on {d.other_better}, base on "
+            f"{d.base_better})")
+    if d.p_value >= 0.05:
+        return f"{head}: too few or too even to tell them apart (exact sign test p = {d.p_value:.2g})."
+    return f"{head}; exact sign test p = {d.p_value:.2g}."
 
 
 class CompareGrouping(BaseModel):
@@ -81,7 +106,10 @@ class Comparison(BaseModel):
     metrics: dict[str, CompareMetric]
     per_class: list[CompareClass]
     verdict_text: Optional[str] = Field(None, description="the hard-third and overall deltas with their "
-                                        "intervals in one sentence ('within noise' where an interval holds 0)")
+                                        "intervals in one sentence ('within noise' where an interval holds 0), "
+                                        "then the images the runs differ on (discordance_sentence)")
+    discordant: Optional[CompareDiscordant] = Field(None, description="the test images the runs differ on, with "
+                                                    "their exact sign test (when both stored their predictions)")
     cost: Optional[CompareCost] = Field(None, description="the two runs' wall times and their ratio (null when a "
                                         "report predates its timing)")
     features: Optional[str] = Field(None, description="each run's features where they differ (other caches: "
@@ -145,7 +173,7 @@ def _add_intervals(comparison: Comparison, base, other) -> None:
     """Paired test intervals of every delta (``probe.uncertainty``) and the verdict sentence, in place."""
     from .predictions import paired_test_delta
     from .selection import delta_sentence
-    from .uncertainty import Bootstrap
+    from .uncertainty import Bootstrap, sign_test
 
     num_classes = len(comparison.per_class)
     delta = paired_test_delta(base, other, num_classes, comparison.grouping.groups)
@@ -154,7 +182,11 @@ def _add_intervals(comparison: Comparison, base, other) -> None:
     classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
     for row, interval in zip(comparison.per_class, classes):
         row.delta_ci = interval.tolist()
-    comparison.verdict_text = delta_sentence(delta)
+    diff = other.correct - base.correct
+    up, down = int((diff > 0).sum()), int((diff < 0).sum())
+    comparison.discordant = CompareDiscordant(images=int(diff.size), other_better=up, base_better=down,
+                                              p_value=sign_test(up, down))
+    comparison.verdict_text = f"{delta_sentence(delta)} {discordance_sentence(comparison.discordant)}"
 
 
 def _pct(x: float | None, signed: bool = False) -> str:

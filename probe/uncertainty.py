@@ -23,6 +23,7 @@ seeds got a sample right) is allowed: accuracies are then means over seeds, as i
 """
 from __future__ import annotations
 
+import math
 from statistics import NormalDist
 
 import numpy as np
@@ -31,7 +32,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy",
-           "wilson_interval", "class_accuracy_interval"]
+           "wilson_interval", "class_accuracy_interval", "sign_test"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -204,6 +205,23 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
         centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
         half = np.sqrt(z2 * p * (1 - p) / trials + z2 * z2 / (4 * trials * trials)) / (1 + z2 / trials)
     return np.clip(np.stack([centre - half, centre + half], axis=-1), 0.0, 1.0)
+
+
+def sign_test(up: int, down: int) -> float:
+    """Two-sided exact sign test of ``up`` against ``down`` (McNemar's exact test when they count the images only
+    one of two runs gets right): the probability, with no true difference, of a split at least this uneven, i.e.
+    ``min(1, 2 · P(X ≤ min(up, down)))`` for X ~ Binomial(up + down, 1/2); 1 when both are 0 (scipy's
+    ``binomtest(up, up + down).pvalue``). The binomial terms are summed in log space, vectorised: 10⁵ images
+    take a millisecond."""
+    if up < 0 or down < 0:
+        raise ValueError(f"counts must be >= 0, got {up} and {down}.")
+    n, low = up + down, min(up, down)
+    if n == 0 or up == down:
+        return 1.0
+    i = np.arange(low, dtype=np.float64)
+    log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)  # log C(n, i)/2ⁿ
+    top = log_terms.max()
+    return min(1.0, 2.0 * math.exp(top + math.log(np.exp(log_terms - top).sum())))
 
 
 def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,

@@ -72,3 +72,8 @@ def test_compare_has_paired_intervals_and_a_verdict(finished):
         assert lo <= body["metrics"][key]["delta"] <= hi
     assert all(len(row["delta_ci"]) == 2 for row in body["per_class"])
     assert body["verdict_text"].startswith("Hard third ")
+    d = body["discordant"]  # the images the runs differ on, counted from the stored predictions
+    right = [Predictions.load(finished.settings.runs_dir / run).correct for run in (finished.erm, finished.mr2)]
+    assert (d["images"], d["other_better"], d["base_better"]) == (
+        right[0].size, int((right[1] > right[0]).sum()), int((right[1] < right[0]).sum()))
+    assert 0 < d["p_value"] <= 1 and "test images" in body["verdict_text"]

@@ -76,6 +76,11 @@ def test_paired_intervals_with_stored_predictions():
     assert 0 < lo < 0.3 < hi and cmp.metrics["easy"].delta_ci == [0.0, 0.0]
     assert cmp.per_class[2].delta_ci[0] > 0 and cmp.per_class[0].delta_ci == [0.0, 0.0]
     assert cmp.verdict_text.startswith("Hard third +30.0 pt [")
+    # 30 images the other run gets right and the base run wrong, none the other way: p = 2 / 2³⁰
+    assert cmp.discordant.model_dump() == {"images": 300, "other_better": 30, "base_better": 0,
+                                           "p_value": pytest.approx(2 / 2 ** 30, rel=1e-9)}
+    assert cmp.verdict_text.endswith("The runs differ on 30 of 300 test images (other better on 30, base on 0); "
+                                     "exact sign test p = 1.9e-09.")
     text = format_comparison(cmp)
     assert "verdict: Hard third +30.0 pt" in text and "+0.00 [+0.00, +0.00] within noise" in text
     with pytest.raises(ValueError, match="different test splits"):
@@ -143,3 +148,41 @@ def test_the_terminal_table_of_many_classes_lists_those_that_moved_most():
     assert "the 3 of 4 classes whose test accuracy changed; the other 1 did not" in words
     assert shown(format_comparison(cmp, max_classes=None))[0] == names
     assert format_comparison(cmp) == format_comparison(cmp, max_classes=None)  # 4 classes: within the default
+
+
+def test_a_difference_of_a_few_images_is_called_too_few_to_tell_apart():
+    import numpy as np
+
+    from probe.predictions import Predictions
+
+    # 6 classes × 3 test images, 3 seeds; the other run loses 2 images of class 0 and 1 of class 1 in every seed,
+    # and one image of class 2 in one seed of three: the base run is better on 4 images, the other on none
+    labels = np.repeat(np.arange(6), 3)
+    base_pred = np.tile(labels, (3, 1))
+    other_pred = base_pred.copy()
+    other_pred[:, [0, 1, 3]] = 5
+    other_pred[0, 6] = 5
+    conf = np.full(18, 0.9)
+    groups = {"easy": [0, 1], "medium": [2, 3], "hard": [4, 5]}
+    names = list("abcdef")
+    base = _rep("erm", [1.0] * 6, groups, 1.0, names=names)
+    other = _rep("x", [1 / 3, 2 / 3, 8 / 9, 1.0, 1.0, 1.0], groups, 0.81, names=names)
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf)))
+    assert (cmp.discordant.other_better, cmp.discordant.base_better, cmp.discordant.p_value) == (0, 4, 0.125)
+    assert cmp.verdict_text.endswith("The runs differ on 4 of 18 test images (other better on 0, base on 4): too "
+                                     "few or too even to tell them apart (exact sign test p = 0.12).")
+    same = compare_reports(base, base, (Predictions(labels, base_pred, conf),) * 2)
+    assert same.discordant.p_value == 1.0 and same.verdict_text.endswith("The runs agree on every one of the 18 "
+                                                                         "test images.")
+
+
+def test_sign_test_is_scipys_exact_binomial_test():
+    from scipy.stats import binomtest
+
+    from probe.uncertainty import sign_test
+
+    for up, down in [(3, 0), (0, 3), (6, 0), (10, 3), (50, 30), (5000, 4800), (1, 1), (0, 1), (0, 0), (400, 0)]:
+        expected = binomtest(up, up + down).pvalue if up + down else 1.0
+        assert sign_test(up, down) == pytest.approx(expected, rel=1e-9, abs=1e-300), (up, down)
+    with pytest.raises(ValueError, match="counts must be >= 0"):
+        sign_test(-1, 2)
