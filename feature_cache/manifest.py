@@ -1,6 +1,6 @@
 """CSV manifests: ``path,label[,split]`` rows, paths relative to the CSV file's folder.
 
-- The header row is required (any column order, case-insensitive). It must name a path column — one of
+- The header row is required (any column order, case-insensitive, a space or hyphen read as ``_``). It must name a path column — one of
   ``path``, ``filepath``, ``file_path``, ``file``, ``filename``, ``image``, ``image_path`` — and a label column —
   one of ``label``, ``class``, ``class_name``, ``target``, ``category``. An optional ``split`` column
   (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the product splits the set itself
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from .archives import FileListReader, check_member_name
@@ -28,6 +29,12 @@ _SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", 
 PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "class_name", "target", "category")
 SPLIT_COLUMNS = ("split", "subset")
+
+
+def _header_name(cell: str) -> str:
+    """A header cell as the column names above spell it: case-insensitive, spaces and hyphens as underscores
+    (``Image Path`` and ``file-path`` name ``image_path`` and ``file_path``)."""
+    return re.sub(r"[\s-]+", "_", cell.strip().lower())
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -49,7 +56,7 @@ def read_manifest(
     seen = set() if seen is None else seen
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
+        header = [_header_name(h) for h in next(reader, [])]
         col_path, col_label = _column(header, PATH_COLUMNS), _column(header, LABEL_COLUMNS)
         if col_path is None or col_label is None:
             raise DatasetError(

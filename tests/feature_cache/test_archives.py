@@ -197,6 +197,18 @@ def test_csv_manifest_common_header_names(tree, header):
     assert sum(len(v) for v in data.splits.values()) == len(files)
 
 
+def test_csv_manifest_as_a_spreadsheet_on_windows_saves_it(tree):
+    """Excel's "CSV UTF-8": a byte-order mark, CRLF line ends, a header in words ("Image Path", "Class Name"),
+    quoted paths with backslashes, a blank last line."""
+    files = sorted((tree / "train").rglob("*.png"))
+    rows = ["Image Path,Class Name"] + [f'"{p.relative_to(tree).as_posix().replace("/", chr(92))}",{p.parent.name}'
+                                        for p in files]
+    (tree / "excel.csv").write_bytes(("\r\n".join(rows) + "\r\n\r\n").encode("utf-8-sig"))
+    data = open_dataset(tree / "excel.csv", val_fraction=0.0, test_fraction=1 / 3, seed=0)
+    assert data.class_names == ["ant", "bee", "cat"] and not data.skipped
+    assert sum(len(v) for v in data.splits.values()) == len(files)
+
+
 def test_csv_manifest_split_column_aliases(tree):
     rows = ["image_path,category,subset"] + [f"{p.relative_to(tree).as_posix()},{p.parent.name},{p.parts[-3]}"
                                              for p in sorted(tree.rglob("*.png"))]
