@@ -23,8 +23,9 @@ def _pct(x: float | None, digits: int = 2) -> str:
 
 
 def _md(text: Any) -> str:
-    """Markdown table cell: pipes and newlines would break the table; HTML is escaped too."""
-    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+    """Markdown text: pipes and newlines would break a table; HTML (<, >, &) is escaped too, quotes are left as
+    they are (Markdown gives them no meaning; escaped they read &#x27; in a terminal or a diff)."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _cv_note(cv: dict | None) -> str:

@@ -42,8 +42,8 @@ def _md_table(text: str, first_header: str) -> list[list[str]]:
 
 
 def _cell(text: str) -> str:
-    """A Markdown table cell as probe.export writes it: HTML-escaped, pipes escaped."""
-    return html.escape(text).replace("|", "\\|")
+    """A Markdown table cell as probe.export writes it: <, > and & escaped, pipes escaped."""
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def test_markdown_tables_worst_class_first(report):
@@ -52,6 +52,8 @@ def test_markdown_tables_worst_class_first(report):
     accuracies = sorted(r["accuracy"] for r in report["per_class"])
     assert [float(row[3]) for row in per_class] == [round(100 * a, 2) for a in accuracies]
     assert "cat &lt;b&gt;" in text and "dog\\|pipe" in text and "<b>" not in text
+    report["warnings"] = ["class 'cat' has \"few\" images"]
+    assert "- class 'cat' has \"few\" images" in report_markdown(report)  # quotes as written, not &#x27;
     overall = report["seeds"]["metrics"]["overall"]
     assert f"| overall | {100 * overall['mean']:.2f} ± {100 * overall['std']:.2f} |" in text
 
