@@ -10,7 +10,8 @@ HELP = "list a class's misclassified test images of a run (first seed), most con
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
-    parser.add_argument("--class", dest="class_name", required=True, metavar="NAME", help="class name")
+    parser.add_argument("--class", dest="class_name", required=True, metavar="NAME",
+                        help='class name (one that starts with "-": --class=-name)')
     parser.add_argument("--limit", type=int, default=20, help="at most this many samples (default 20)")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
@@ -32,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     total = len(predictions.failures(index))
+    shown = ("." if not rows else ":" if total == 1 else f"; the {len(rows)} most confident mistakes:"
+             if len(rows) < total else ", most confident first:")
     print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images misclassified "
-          f"(first seed); the {len(rows)} most confident mistakes:")
+          f"(first seed){shown}")
     for row in rows:
         where = row["source"] if row["source"] is not None else f"test row {row['index']}"
         print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20} {where}")

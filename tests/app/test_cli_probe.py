@@ -1,6 +1,7 @@
 """`mr2probe train / report / compare` through app.cli.main: exit codes, output files, printed tables."""
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -94,8 +95,12 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert 0 < len(rows) <= 3 and all(r["true"] == "dog" and r["predicted"] != "dog" for r in rows)
     assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
     assert all(r["source"] for r in rows)  # the cache's test sources are stored with the predictions
-    assert main(["failures", str(out), "--class", "dog"]) == 0
-    assert "most confident mistakes" in capsys.readouterr().out
+    assert main(["failures", str(out), "--class", "dog", "--limit", "1"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    total = int(re.match(r"dog: (\d+) of \d+ test images misclassified \(first seed\)", header).group(1))
+    assert header.endswith(":" if total == 1 else "; the 1 most confident mistakes:")
+    assert main(["failures", str(out), "--class", "dog", "--limit", str(total)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confident first:")
     assert main(["failures", str(out), "--class", "unicorn"]) == 2
     assert "'unicorn' is not a class of this run" in capsys.readouterr().err
     assert main(["report", str(out), "--out", str(tmp_path / "x")]) == 2
