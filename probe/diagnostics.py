@@ -1,5 +1,5 @@
 """Failure diagnostics of a run's test predictions: confusion, precision / recall / F1, the most frequent
-confusions of each class and a 95 % interval of each class's accuracy (Wilson score).
+confusions of each class, and a 95 % interval of each class's accuracy and of the overall accuracy (Wilson score).
 
 Counts and rates use the predictions of every seed (the confusion matrix is summed over seeds, so precision and
 recall are those of the pooled predictions); the accuracy interval is that of the seed-mean accuracy the report
@@ -14,7 +14,7 @@ import numpy as np
 
 from .metrics import precision_recall_f1, top_confusions
 from .predictions import Predictions
-from .uncertainty import class_accuracy_interval
+from .uncertainty import class_accuracy_interval, wilson_interval
 
 __all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics"]
 
@@ -25,6 +25,7 @@ TOP_CONFUSIONS = 3
 class TestDiagnostics:
     confusion: np.ndarray            # (K, K) counts summed over seeds
     rows: list[dict]                 # per class: accuracy_ci, precision, recall, f1, support, top_confusions
+    overall_ci: list[float]          # the overall accuracy's Wilson interval over the test images
 
 
 def test_diagnostics(predictions: Predictions, class_names: list[str]) -> TestDiagnostics:
@@ -38,4 +39,5 @@ def test_diagnostics(predictions: Predictions, class_names: list[str]) -> TestDi
              "f1": prf["f1"][k], "support": int(prf["support"][k]) // len(predictions.predicted),
              "top_confusions": [{"index": j, "name": class_names[j], "rate": rate} for j, rate in top[k]]}
             for k in range(num_classes)]
-    return TestDiagnostics(confusion, rows)
+    correct = predictions.correct
+    return TestDiagnostics(confusion, rows, wilson_interval(correct.sum(), correct.size).tolist())

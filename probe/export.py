@@ -47,9 +47,15 @@ def _headline(report: dict) -> dict[str, str]:
 
 
 def _summary_rows(report: dict) -> list[tuple[str, str]]:
-    metrics = report["seeds"]["metrics"]
-    return [(label, f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}")
+    """(label, value) per metric: mean ± std over seeds; after overall, its 95 % interval over the test images
+    (``summary.overall_ci``) when the report has it."""
+    metrics, ci = report["seeds"]["metrics"], report["summary"].get("overall_ci")
+    rows = [(label, f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}")
             for key, label in SUMMARY_KEYS if key in metrics]
+    if ci is not None and rows and rows[0][0] == "overall":
+        images = sum(r["n_test"] for r in report["per_class"])
+        rows.insert(1, (f"overall: 95 % interval over the {images} test images", interval_text(ci)))
+    return rows
 
 
 def _per_class_rows(report: dict) -> list[list[str]]:

@@ -174,6 +174,9 @@ class Summary(_Model):
     """Test metrics, means over seeds (fractions; margins as documented in the module docstring)."""
 
     overall: Num
+    overall_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval of the overall test "
+                                          "accuracy (seed mean) over the test images; null in reports written "
+                                          "before it")
     balanced: Num
     easy: Num
     medium: Num
@@ -453,6 +456,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     if diagnostics is not None:
         per_class = [PerClassRow.model_validate({**row.model_dump(), **extra})
                      for row, extra in zip(per_class, diagnostics.rows)]
+        summary.overall_ci = diagnostics.overall_ci
     grouping = _grouping(reference, groups)
     grouping.stability = stability
     return Report(
@@ -628,6 +632,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         table.add_column(col, justify="right")
     table.add_row(*(f"{_pct(metrics[key].mean)} ± {_pct(metrics[key].std)}" for key in SEED_METRICS))
     console.print(table)
+    if summary.overall_ci is not None:
+        console.print(f"overall {_pct(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
+                      f"{sum(row.n_test for row in report.per_class)} test images (the ± above: spread over seeds)")
     wc, gm = summary.worst_class, summary.group_margin
     console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%   "
                   f"per-class std: {_pct(summary.per_class_std)} points")

@@ -52,6 +52,10 @@
       return h("div", { class: "kpi", "data-metric": label },
         h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.name}` : label),
         h("div", { class: "value" }, pct(m ? m.other : value)),
+        !m && key === "overall" && ciOk(s.overall_ci)
+          ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
+            `[${pct(s.overall_ci[0])}, ${pct(s.overall_ci[1])}] over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
+          : null,
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other})`)) : null);
     }));

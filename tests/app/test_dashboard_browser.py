@@ -636,6 +636,18 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     driver.screenshot(tmp_path / "run_panels.png")
 
 
+def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_server, finished):
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    lo, hi = report["summary"]["overall_ci"]
+    images = sum(r["n_test"] for r in report["per_class"])
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")  # the reference run: nothing to compare with
+    assert driver.js("return document.getElementById('overall-ci').textContent") == \
+        f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {images} test images"
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")  # compared with its reference: the delta instead
+    assert driver.js("return document.querySelector('.kpi[data-metric=overall] .delta') !== null")
+    assert driver.js("return document.getElementById('overall-ci')") is None
+
+
 def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server, finished):
     """The compare KPIs with /api/compare's optional intervals (fed to the render function: the API adds them later)."""
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")

@@ -8,6 +8,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from probe import ProbeConfig, load_report, run_probe
 from probe.predictions import Predictions
+from probe.uncertainty import wilson_interval
 
 NAMES = [f"c{k}" for k in range(6)]
 FAST = dict(epochs=40, lr_grid=[0.05], wd_grid=[0.0], seeds=[0, 1])
@@ -101,6 +102,11 @@ def test_stored_predictions_and_test_diagnostics(erm):
     for row in report.per_class:
         assert row.recall == pytest.approx(row.accuracy)
         assert row.accuracy_ci[0] <= row.accuracy <= row.accuracy_ci[1]
+    # the overall accuracy's Wilson interval over the 600 test images (p̂: the seed-mean scores' mean)
+    hits = preds.correct.sum()
+    np.testing.assert_allclose(report.summary.overall_ci, wilson_interval(hits, 600))
+    assert report.summary.overall == pytest.approx(hits / 600)
+    assert report.summary.overall_ci[0] < report.summary.overall < report.summary.overall_ci[1]
     worst = report.per_class[5]
     top = worst.top_confusions[0]
     assert top.rate == pytest.approx(max(np.delete(np.array(report.confusion.counts[5]), 5)) / 200)

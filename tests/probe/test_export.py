@@ -56,6 +56,10 @@ def test_markdown_tables_worst_class_first(report):
     assert "- class 'cat' has \"few\" images" in report_markdown(report)  # quotes as written, not &#x27;
     overall = report["seeds"]["metrics"]["overall"]
     assert f"| overall | {100 * overall['mean']:.2f} ± {100 * overall['std']:.2f} |" in text
+    lo, hi = report["summary"]["overall_ci"]
+    images = sum(r["n_test"] for r in report["per_class"])
+    assert f"| overall | {100 * overall['mean']:.2f} ± {100 * overall['std']:.2f} |\n" \
+           f"| overall: 95 % interval over the {images} test images | [{100 * lo:.1f}, {100 * hi:.1f}] |\n" in text
 
 
 class _Collect(HTMLParser):
