@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path
 from probe import ProbeConfig
+from probe.report import Verdict
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .status import JobStatus
@@ -157,6 +158,9 @@ class RunOut(BaseModel):
     loss: str | None
     reference_run: str | None
     summary: dict[str, Any]
+    verdict: Optional[Verdict] = Field(
+        None, description="the disparity-aware decision (report.selection.verdict): improved, no_safe_improvement, "
+        "or not_applicable for a run that selected on overall accuracy; null for runs stored before it")
     created_at: str
 
 

@@ -44,9 +44,12 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, job_id TEXT, cache_id TEXT NOT NULL REFERENCES caches(id), name TEXT NOT NULL,
     head TEXT, loss TEXT, reference_run TEXT, path TEXT NOT NULL, summary TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL, verdict TEXT
 );
 """
+# Columns added after a table's first release: (table, column, SQL type). A database written before one gets it
+# (NULL in its old rows) when a Store opens it.
+_ADDED_COLUMNS = (("runs", "verdict", "TEXT"),)
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -69,7 +72,11 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -161,10 +168,11 @@ class Store:
         return self._list("caches")
 
     def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
-                loss: str | None, reference_run: str | None, path: str, summary: dict) -> dict[str, Any]:
+                loss: str | None, reference_run: str | None, path: str, summary: dict,
+                verdict: str | None = None) -> dict[str, Any]:
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
-            reference_run=reference_run, path=path, summary=summary, created_at=utcnow()))
+            reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._get("runs", run_id)

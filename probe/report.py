@@ -41,9 +41,12 @@ __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report",
            "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
-           "confusions_text", "worst_first"]
+           "confusions_text", "worst_first", "Verdict"]
 
 SCHEMA_VERSION = 2
+# The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
+# that selected on overall accuracy).
+Verdict = Literal["improved", "no_safe_improvement", "not_applicable"]
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
@@ -140,7 +143,7 @@ class Selection(_Model):
     chosen: Candidate
     reason: str
     preset: Optional[PresetInfo] = None
-    verdict: Literal["improved", "no_safe_improvement", "not_applicable"] = "not_applicable"
+    verdict: Verdict = "not_applicable"
     verdict_text: str = ""
     frontier: list[FrontierPoint] = Field(default_factory=list)
     requested: Optional[dict[str, Any]] = None

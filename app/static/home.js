@@ -34,6 +34,17 @@
       h("td", { class: "made" }, made.map((x, i) => [i ? ", " : "", x]).flat()), actions);
   }
 
+  // The disparity-aware decision of a run (report.selection.verdict); "–" where none was made (selection on overall
+  // accuracy) or the run was stored before the service kept it.
+  const VERDICTS = {
+    improved: ["pos", "improved", "hard classes raised beyond noise on validation"],
+    no_safe_improvement: ["muted", "no safe improvement", "nothing qualified: the run is the reference (ERM) configuration"],
+  };
+  function verdictCell(verdict) {
+    const v = VERDICTS[verdict];
+    return v ? h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]) : h("span", { class: "muted" }, "–");
+  }
+
   function runRow(run, ctx) {
     const s = run.summary || {};
     const ref = run.reference_run && ctx.runs[run.reference_run] ? run.reference_run : null;
@@ -47,6 +58,7 @@
       h("td", { class: "num", "data-col": "images", title: splitCounts(cache) }, cache ? count(cacheImages(cache)) : "–"),
       ["overall", "balanced", "easy", "medium", "hard"].map((k) => h("td", { class: "num" }, pct(s[k]))),
       h("td", {}, s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
+      h("td", { "data-col": "verdict" }, verdictCell(run.verdict)),
       h("td", {}, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
 
@@ -70,7 +82,7 @@
     document.getElementById("jobs").replaceChildren(
       table(["job", "kind", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."]));
     document.getElementById("runs").replaceChildren(
-      table(["run", "probe", "data set", "encoder", "images", "overall", "balanced", "easy", "medium", "hard", "worst class", "compare"],
+      table(["run", "probe", "data set", "encoder", "images", "overall", "balanced", "easy", "medium", "hard", "worst class", "verdict", "compare"],
             runs.map((r) => runRow(r, ctx)), "No finished runs yet."));
     document.getElementById("datasets").replaceChildren(
       table(["data set", "name", "classes", "images", "encoded (images used)", "source"], datasets.map((d) => datasetRow(d, ctx)),
@@ -96,5 +108,5 @@
     tick();
   }
 
-  window.Home = { render, stop: () => clearTimeout(timer) };
+  window.Home = { render, stop: () => clearTimeout(timer), verdictCell };
 })();

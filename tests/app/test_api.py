@@ -214,6 +214,8 @@ def test_caches_and_runs_are_listed(finished):
     assert runs[finished.erm]["loss"] == "ce" and runs[finished.erm]["reference_run"] is None
     assert runs[finished.mr2]["loss"] == "mr2" and runs[finished.mr2]["reference_run"] == finished.erm
     assert finished.client.get(f"/api/runs/{finished.mr2}").json() == runs[finished.mr2]
+    for run in (finished.erm, finished.mr2):  # each run's disparity-aware decision, as its report has it
+        assert runs[run]["verdict"] == finished.client.get(f"/api/reports/{run}").json()["selection"]["verdict"]
     # The run's summary is the report's, whose overall accuracy is the share of correct test images.
     report = finished.client.get(f"/api/reports/{finished.mr2}").json()
     assert runs[finished.mr2]["summary"]["overall"] == report["summary"]["overall"]

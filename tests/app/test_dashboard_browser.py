@@ -322,6 +322,16 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     cells = driver.js(f"""const r = document.querySelector('#runs tr[data-run="{finished.mr2}"]');
         return ['dataset', 'encoder', 'images'].map(c => r.querySelector(`[data-col=${{c}}]`).textContent);""")
     assert cells == [finished.dataset["name"], "effnet-lite0", f"{sum(cache['counts'].values()):,}"]
+    # the verdict column: the disparity-aware decision where one was made, "–" for a run that selected on overall
+    runs = {r["id"]: r for r in httpx.get(f"{live_server}/api/runs").json()}
+    shown = {"improved": "improved", "no_safe_improvement": "no safe improvement", "not_applicable": "–"}
+    for run in (finished.erm, finished.mr2):
+        text = driver.js(f"return document.querySelector('#runs tr[data-run=\"{run}\"] [data-col=verdict]').textContent")
+        assert text == shown[runs[run]["verdict"]]
+    assert "verdict" in driver.js("return Array.from(document.querySelectorAll('#runs th')).map(t => t.textContent)")
+    cells = driver.js("""return ['improved', 'no_safe_improvement', 'not_applicable', null].map(v => {
+        const c = Home.verdictCell(v); return [c.textContent, c.className]; });""")
+    assert cells == [["improved", "pos"], ["no safe improvement", "muted"], ["–", "muted"], ["–", "muted"]]
     made = driver.js(f"return document.querySelector('#jobs tr[data-job=\"{finished.job['id']}\"] .cache-ref').dataset.cache")
     assert made == cache["id"]
     used = driver.js(f"return document.querySelector('#datasets tr[data-dataset=\"{finished.dataset['id']}\"] [data-col=used]').textContent")

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from app.status import InvalidTransition, JobStatus, NotFound
-from app.store import MAX_MESSAGES, Store
+from app.store import MAX_MESSAGES, SCHEMA, Store
 
 
 @pytest.fixture
@@ -95,3 +95,24 @@ def test_state_survives_reopening(store, tmp_path):
     assert again.find_dataset(source="path", path="/x", fingerprint="other") is None
     assert [r["id"] for r in again.list_caches()] == [cache["id"]]
     assert again.get_run("run_1")["summary"] == {"overall": 0.5}
+
+
+def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old_runs = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS runs"):].replace(", verdict TEXT", "")
+    assert "verdict" not in old_runs
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA[:SCHEMA.index("CREATE TABLE IF NOT EXISTS runs")] + old_runs)
+    conn.execute("INSERT INTO datasets VALUES ('ds_1', 'd', 'path', '/x', '[]', '{}', NULL, 0, 't')")
+    conn.execute("INSERT INTO caches VALUES ('cache_1', 'ds_1', 'e', '/c', NULL, 4, '[]', '{}', NULL, 't')")
+    conn.execute("INSERT INTO runs VALUES ('run_old', NULL, 'cache_1', 'ce/linear', 'linear', 'ce', NULL, '/r', "
+                 "'{}', 't')")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.get_run("run_old")["verdict"] is None  # kept, with the new column empty
+    store.add_run(run_id="run_new", job_id=None, cache_id="cache_1", name="group_dro/linear", head="linear",
+                  loss="group_dro", reference_run="run_old", path="/r2", summary={}, verdict="no_safe_improvement")
+    assert [r["verdict"] for r in Store(path).list_runs()] == ["no_safe_improvement", None]  # newest first
