@@ -93,6 +93,41 @@
       h("tbody", {}, rows));
   }
 
+  /** Click-to-sort for a table built by `table`: a header click sorts the body rows by that column (a cell's
+   * `data-sort` number where it has one, else its text), numeric columns largest first, a second click reverses.
+   * `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order. */
+  function sortable(tableEl, state) {
+    if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
+    const ths = Array.from(tableEl.tHead.rows[0].cells);
+    const key = (tr) => {
+      const cell = tr.cells[state.col];
+      if (!cell) return "";
+      return cell.dataset.sort !== undefined ? Number(cell.dataset.sort) : cell.textContent;
+    };
+    const apply = () => {
+      ths.forEach((th, i) => th.setAttribute("aria-sort", i === state.col ? (state.desc ? "descending" : "ascending") : "none"));
+      if (state.col === null || state.col === undefined) return;
+      const rows = Array.from(tableEl.tBodies[0].rows);
+      rows.sort((a, b) => {
+        const x = key(a), y = key(b);
+        const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+        return state.desc ? -order : order;
+      });
+      tableEl.tBodies[0].append(...rows);
+    };
+    ths.forEach((th, i) => {
+      th.classList.add("sortable");
+      th.title = "sort by this column";
+      th.addEventListener("click", () => {
+        state.desc = state.col === i ? !state.desc : NUMERIC_HEADERS.has(th.textContent);
+        state.col = i;
+        apply();
+      });
+    });
+    apply();
+    return tableEl;
+  }
+
   function statusChip(status) { return h("span", { class: "status " + status, "data-status": status }, status); }
 
   function progressBar(fraction) {
@@ -156,6 +191,6 @@
   const enc = encodeURIComponent;
 
   window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, table, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, table, sortable, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText };
 })();

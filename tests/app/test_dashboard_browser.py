@@ -332,6 +332,18 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     cells = driver.js("""return ['improved', 'no_safe_improvement', 'not_applicable', null].map(v => {
         const c = Home.verdictCell(v); return [c.textContent, c.className]; });""")
     assert cells == [["improved", "pos"], ["no safe improvement", "muted"], ["–", "muted"], ["–", "muted"]]
+    # a header click sorts the runs: a metric largest first, a second click smallest first; the 2 s refresh keeps it
+    order = "return Array.from(document.querySelectorAll('#runs tr[data-run]')).map(r => r.dataset.run)"
+    by_hard = sorted(runs, key=lambda r: runs[r]["summary"]["hard"])  # stable: ties keep the API's order
+    driver.js("Array.from(document.querySelectorAll('#runs th')).find(t => t.textContent === 'hard').click()")
+    assert driver.js(order) == sorted(runs, key=lambda r: -runs[r]["summary"]["hard"])
+    assert driver.js("return document.querySelector('#runs th[aria-sort=descending]').textContent") == "hard"
+    driver.js("Array.from(document.querySelectorAll('#runs th')).find(t => t.textContent === 'hard').click()")
+    assert driver.js(order) == by_hard
+    driver.js("window.sortedTable = document.getElementById('runs-table')")
+    wait_for(lambda: driver.js("return document.getElementById('runs-table') !== window.sortedTable"), 10,
+             interval=0.2, what="the runs table rebuilt by the next refresh")
+    assert driver.js(order) == by_hard and driver.js("return document.querySelector('#runs th[aria-sort=ascending]') !== null")
     made = driver.js(f"return document.querySelector('#jobs tr[data-job=\"{finished.job['id']}\"] .cache-ref').dataset.cache")
     assert made == cache["id"]
     used = driver.js(f"return document.querySelector('#datasets tr[data-dataset=\"{finished.dataset['id']}\"] [data-col=used]').textContent")
