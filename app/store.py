@@ -77,6 +77,19 @@ class Store:
         for table, column, kind in _ADDED_COLUMNS:
             if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if (table, column) == ("runs", "verdict"):
+                    self._fill_verdicts(conn)
+
+    @staticmethod
+    def _fill_verdicts(conn: sqlite3.Connection) -> None:
+        """The verdict of each run stored before the column, from its report.json (left NULL where that file is
+        gone or unreadable)."""
+        for row in conn.execute("SELECT id, path FROM runs").fetchall():
+            try:
+                verdict = json.loads((Path(row["path"]) / "report.json").read_text())["selection"]["verdict"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            conn.execute("UPDATE runs SET verdict = ? WHERE id = ?", (verdict, row["id"]))
 
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -109,10 +109,15 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     conn.execute("INSERT INTO caches VALUES ('cache_1', 'ds_1', 'e', '/c', NULL, 4, '[]', '{}', NULL, 't')")
     conn.execute("INSERT INTO runs VALUES ('run_old', NULL, 'cache_1', 'ce/linear', 'linear', 'ce', NULL, '/r', "
                  "'{}', 't')")
+    (tmp_path / "dro").mkdir()
+    (tmp_path / "dro" / "report.json").write_text('{"selection": {"verdict": "improved"}}')
+    conn.execute("INSERT INTO runs VALUES ('run_dro', NULL, 'cache_1', 'group_dro/linear', 'linear', 'group_dro', "
+                 f"'run_old', '{tmp_path / 'dro'}', '{{}}', 't')")
     conn.commit()
     conn.close()
     store = Store(path)
-    assert store.get_run("run_old")["verdict"] is None  # kept, with the new column empty
+    assert store.get_run("run_old")["verdict"] is None  # kept; its report.json (/r) is gone: no verdict
+    assert store.get_run("run_dro")["verdict"] == "improved"  # read from its report.json once, as the column came
     store.add_run(run_id="run_new", job_id=None, cache_id="cache_1", name="group_dro/linear", head="linear",
                   loss="group_dro", reference_run="run_old", path="/r2", summary={}, verdict="no_safe_improvement")
-    assert [r["verdict"] for r in Store(path).list_runs()] == ["no_safe_improvement", None]  # newest first
+    assert [r["verdict"] for r in Store(path).list_runs()] == ["no_safe_improvement", "improved", None]  # newest first
