@@ -167,10 +167,16 @@ def _closest_setting(other) -> list[str]:
 def kept_reference_summary(erm, other) -> str:
     """What a user learns when the disparity-aware run kept the ERM configuration: the verdict, the closest
     setting with its intervals (and the budget that would let it through), and the classes ERM fails on."""
+    from probe.report import interval_text
+
     lines = [f"{other.run_id} (no safe improvement): {other.selection.verdict_text}", *_closest_setting(other)]
+    if erm.summary.overall_ci is not None:
+        lines.append(f"The probe ({erm.run_id}): overall test accuracy {100 * erm.summary.overall:.1f} % "
+                     f"{interval_text(erm.summary.overall_ci)} over {sum(r.n_test for r in erm.per_class):,} test "
+                     "images (95 % interval).")
     lines.append(f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:")
     for row in sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy):
-        interval = f" [{100 * row.accuracy_ci[0]:.1f}, {100 * row.accuracy_ci[1]:.1f}]" if row.accuracy_ci else ""
+        interval = f" {interval_text(row.accuracy_ci)}" if row.accuracy_ci else ""
         confused = ", ".join(f"{c.name} {100 * c.rate:.0f} %" for c in row.top_confusions[:2])
         accuracy = "n/a" if row.accuracy is None else f"{100 * row.accuracy:.1f} %"
         lines.append(f"  {row.name:<16} {row.group:<7} {accuracy}{interval}"

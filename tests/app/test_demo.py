@@ -10,7 +10,7 @@ from app.cli import main
 from app.store import Store
 from probe import PRESETS
 
-from app_testutils import tiny_zip_bytes
+from app_testutils import CLASSES, tiny_zip_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,12 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
     if verdict == "no_safe_improvement":  # stated plainly, with what was found, instead of a row of zeros
         assert f"{preset} (no safe improvement): No setting raised the hard classes beyond noise" in out
         assert "fails on, test accuracy (seed mean, 95 % interval), worst first" in out
+        erm_report = load_report(store.get_run(erm)["path"])
+        lo, hi = erm_report.summary.overall_ci
+        images = sum(row.n_test for row in erm_report.per_class)
+        assert images == 3 * len(CLASSES)
+        assert (f"The probe ({erm}): overall test accuracy {100 * erm_report.summary.overall:.1f} % "
+                f"[{100 * lo:.1f}, {100 * hi:.1f}] over {images} test images (95 % interval).") in out
         assert "Δ points" not in out
     else:
         assert verdict == "improved" and f"{preset} (improved): Hard third " in out
