@@ -160,7 +160,8 @@ class RunOut(BaseModel):
     summary: dict[str, Any]
     verdict: Optional[Verdict] = Field(
         None, description="the disparity-aware decision (report.selection.verdict): improved, no_safe_improvement, "
-        "or not_applicable for a run that selected on overall accuracy; null for runs stored before it")
+        "or not_applicable for a run that selected on overall accuracy; null only for a run stored before the "
+        "service kept verdicts whose report.json is gone")
     created_at: str
 
 

@@ -72,13 +72,13 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        conn = self._conn()
-        conn.executescript(SCHEMA)
+        self._conn().executescript(SCHEMA)
         for table, column, kind in _ADDED_COLUMNS:
-            if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                if (table, column) == ("runs", "verdict"):
-                    self._fill_verdicts(conn)
+            with self._tx() as conn:  # under the write lock: a second process opening the database waits, then sees it
+                if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    if (table, column) == ("runs", "verdict"):
+                        self._fill_verdicts(conn)
 
     @staticmethod
     def _fill_verdicts(conn: sqlite3.Connection) -> None:

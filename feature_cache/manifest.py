@@ -1,10 +1,10 @@
 """CSV manifests: ``path,label[,split]`` rows, paths relative to the CSV file's folder.
 
-- The header row is required (any column order, case-insensitive, a space or hyphen read as ``_``). It must name a path column — one of
-  ``path``, ``filepath``, ``file_path``, ``file``, ``filename``, ``image``, ``image_path`` — and a label column —
-  one of ``label``, ``class``, ``class_name``, ``target``, ``category``. An optional ``split`` column
-  (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the product splits the set itself
-  (stratified, seeded). Other columns are ignored.
+- The header row is required (any column order, case-insensitive, a space or hyphen read as ``_``). It must name
+  a path column — one of ``path``, ``filepath``, ``file_path``, ``file``, ``filename``, ``image``,
+  ``image_path`` — and a label column — one of ``label``, ``class``, ``class_name``, ``target``, ``category``.
+  An optional ``split`` column (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the
+  product splits the set itself (stratified, seeded). Other columns are ignored.
 - A path that is absolute or climbs out of the manifest's folder (``..``) raises
   :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, a symlink resolving
   outside the folder, a non-image file or a repeated row is skipped and listed.
