@@ -219,7 +219,8 @@ def sign_test(up: int, down: int) -> float:
     if n == 0 or up == down:
         return 1.0
     i = np.arange(low, dtype=np.float64)
-    log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)  # log C(n, i)/2ⁿ
+    # log(C(n, i) / 2ⁿ) for i = 0 .. low: C(n, i + 1) = C(n, i) · (n − i) / (i + 1)
+    log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
     top = log_terms.max()
     return min(1.0, 2.0 * math.exp(top + math.log(np.exp(log_terms - top).sum())))
 
