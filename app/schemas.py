@@ -189,5 +189,8 @@ class FailuresOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     run_id: str
     class_name: str = Field(..., alias="class")
-    total: int = Field(..., description="mistakes on this class in the test split (first seed)")
+    predicted: Optional[str] = Field(None, description="the predicted class the mistakes were filtered to (null: "
+                                     "every mistake)")
+    total: int = Field(..., description="mistakes on this class in the test split (first seed; predicted as "
+                       "`predicted` when given)")
     items: list[FailureItem]

@@ -54,18 +54,24 @@ class Predictions:
                            minlength=num_classes * num_classes)
         return flat.reshape(num_classes, num_classes).astype(np.int64)
 
-    def failures(self, class_index: int, limit: int | None = None) -> np.ndarray:
-        """Indices of the first seed's mistakes on true class ``class_index``, most confident first."""
-        wrong = np.flatnonzero((self.labels == class_index) & (self.predicted[0] != class_index))
+    def failures(self, class_index: int, limit: int | None = None, predicted: int | None = None) -> np.ndarray:
+        """Indices of the first seed's mistakes on true class ``class_index`` (only those predicted as class
+        ``predicted`` when given: one cell of the confusion matrix), most confident first."""
+        wrong = (self.labels == class_index) & (self.predicted[0] != class_index)
+        if predicted is not None:
+            wrong &= self.predicted[0] == predicted
+        wrong = np.flatnonzero(wrong)
         order = np.argsort(-self.confidence[wrong], kind="stable")
         return wrong[order][:limit]
 
-    def failure_rows(self, class_index: int, class_names: list[str], limit: int | None = None) -> list[dict]:
-        """The first seed's mistakes on a class as rows (index, source, true, predicted, confidence), most
-        confident first; ``source`` is None when the run did not store sources."""
+    def failure_rows(self, class_index: int, class_names: list[str], limit: int | None = None,
+                     predicted: int | None = None) -> list[dict]:
+        """The first seed's mistakes on a class (predicted as ``predicted`` when given) as rows (index, source,
+        true, predicted, confidence), most confident first; ``source`` is None when the run did not store
+        sources."""
         return [{"index": int(i), "source": None if self.sources is None else str(self.sources[i]),
                  "true": class_names[int(self.labels[i])], "predicted": class_names[int(self.predicted[0, i])],
-                 "confidence": float(self.confidence[i])} for i in self.failures(class_index, limit)]
+                 "confidence": float(self.confidence[i])} for i in self.failures(class_index, limit, predicted)]
 
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREDICTIONS_FILE

@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
     parser.add_argument("--class", dest="class_name", required=True, metavar="NAME",
                         help='class name (one that starts with "-": --class=-name)')
+    parser.add_argument("--predicted", metavar="NAME", default=None,
+                        help="only the mistakes predicted as this class (one cell of the confusion matrix)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many samples (default 20)")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
@@ -26,16 +28,24 @@ def run(args: argparse.Namespace) -> int:
     report = load_report(args.run_dir)
     if args.class_name not in report.class_names:
         raise ValueError(f"--class {unknown_class_text(args.class_name, report.class_names)}")
+    predicted = None
+    if args.predicted is not None:
+        if args.predicted not in report.class_names:
+            raise ValueError(f"--predicted {unknown_class_text(args.predicted, report.class_names)}")
+        if args.predicted == args.class_name:
+            raise ValueError("--predicted names the class itself: its images predicted as it are not mistakes.")
+        predicted = report.class_names.index(args.predicted)
     predictions = Predictions.load(args.run_dir)
     index = report.class_names.index(args.class_name)
-    rows = predictions.failure_rows(index, report.class_names, args.limit)
+    rows = predictions.failure_rows(index, report.class_names, args.limit, predicted)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    total = len(predictions.failures(index))
+    total = len(predictions.failures(index, predicted=predicted))
     shown = ("." if not rows else ":" if total == 1 else f"; the {len(rows)} most confident mistakes:"
              if len(rows) < total else ", most confident first:")
-    print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images misclassified "
+    what = "misclassified" if predicted is None else f"predicted as {args.predicted}"
+    print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images {what} "
           f"(first seed){shown}")
     for row in rows:
         where = row["source"] if row["source"] is not None else f"test row {row['index']}"

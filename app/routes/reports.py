@@ -40,6 +40,9 @@ MAX_FAILURES = 200  # samples per request of /runs/{id}/failures
             summary="A class's misclassified test samples (first seed), most confident mistakes first")
 def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_length=1, max_length=200,
                                                      description="class name, as in the report"),
+             predicted: str | None = Query(None, min_length=1, max_length=200,
+                                           description="only the mistakes predicted as this class (one cell of "
+                                           "the confusion matrix)"),
              limit: int = Query(24, ge=1, le=MAX_FAILURES), store: Store = Depends(get_store)) -> FailuresOut:
     from probe.predictions import Predictions
     from probe.report import unknown_class_text
@@ -48,18 +51,24 @@ def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_len
     report = _report(store, run_id)
     if class_name not in report.class_names:
         raise HTTPException(422, f"class: {unknown_class_text(class_name, report.class_names)}")
+    if predicted is not None and predicted not in report.class_names:
+        raise HTTPException(422, f"predicted: {unknown_class_text(predicted, report.class_names)}")
+    if predicted == class_name:
+        raise HTTPException(422, "predicted: names the class itself; its images predicted as it are not mistakes")
     try:
         predictions = Predictions.load(run["path"])
     except FileNotFoundError:
         raise HTTPException(404, f"run {run_id!r} has no stored test predictions (it predates them); "
                                  "re-run it to browse its failures") from None
     index = report.class_names.index(class_name)
-    rows = predictions.failure_rows(index, report.class_names, limit)
+    target = None if predicted is None else report.class_names.index(predicted)
+    rows = predictions.failure_rows(index, report.class_names, limit, target)
     dataset_id = _dataset_of(store, run)
     for row in rows:
         if dataset_id and row["source"] is not None:
             row["thumbnail_url"] = f"/api/datasets/{dataset_id}/thumbnail?{urlencode({'source': row['source']})}"
-    return FailuresOut(run_id=run_id, class_name=class_name, total=len(predictions.failures(index)), items=rows)
+    return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
+                       total=len(predictions.failures(index, predicted=target)), items=rows)
 
 
 def _dataset_of(store: Store, run: dict) -> str | None:

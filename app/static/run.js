@@ -190,8 +190,10 @@
 
   // ---- failure gallery ------------------------------------------------------------------------------
   function galleryItems(data) {
-    if (!data.items.length) return empty(`No misclassified test image of class ${data.class}.`);
-    return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} mistakes on ${data.class}, most confident first.`),
+    const what = data.predicted ? `${data.class} predicted as ${data.predicted}` : `mistakes on ${data.class}`;
+    if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} (first seed).`
+                                                       : `No misclassified test image of class ${data.class}.`);
+    return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confident first.`),
       h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
         authImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`),
         h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
@@ -199,13 +201,16 @@
           h("span", { class: "src muted", title: it.source }, it.source.split("/").pop())))))];
   }
 
+  /** The gallery: a class's mistakes, or one confusion cell's (true class, predicted class). Returns its nodes
+   * and `show(trueName, predictedName)`, which the confusion matrix and the most confused pairs call on a click. */
   function galleryPanel(report, runId) {
     const worst = (report.summary.worst_class || {}).name || report.class_names[0];
     const body = h("div", { id: "gallery-body" }, h("p", { class: "muted" }, "Loading…"));
-    const load = async (name) => {
+    const load = async (name, predicted) => {
       body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      const filter = predicted ? `&predicted=${enc(predicted)}` : "";
       try {
-        const data = await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}&limit=12`);
+        const data = await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}${filter}&limit=12`);
         body.replaceChildren(...[galleryItems(data)].flat());
       } catch (e) {
         // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
@@ -214,11 +219,27 @@
           : empty("Could not load the failure examples: " + e.message));
       }
       body.setAttribute("data-class", name);
+      body.setAttribute("data-predicted", predicted || "");
     };
-    const select = h("select", { id: "gallery-class", onchange: (ev) => load(ev.target.value) },
-      byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${r.name} (${pct(r.accuracy)})`)));
-    load(worst);
-    return [h("p", {}, "Class ", select, h("span", { class: "muted" }, " — the test images of this class the probe got wrong.")), body];
+    const predictedOptions = (name) => [h("option", { value: "" }, "any class"),
+      ...report.class_names.filter((c) => c !== name).map((c) => h("option", { value: c }, c))];
+    const predictedSelect = h("select", { id: "gallery-predicted", onchange: () => load(select.value, predictedSelect.value) },
+      predictedOptions(worst));
+    const select = h("select", { id: "gallery-class", onchange: () => {
+      predictedSelect.replaceChildren(...predictedOptions(select.value));
+      load(select.value, "");
+    } }, byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${r.name} (${pct(r.accuracy)})`)));
+    load(worst, "");
+    const show = (name, predicted) => {
+      select.value = name;
+      predictedSelect.replaceChildren(...predictedOptions(name));
+      predictedSelect.value = predicted;
+      load(name, predicted);
+      body.scrollIntoView({ block: "nearest" });
+    };
+    return { nodes: [h("p", {}, "Class ", select, " predicted as ", predictedSelect,
+                       h("span", { class: "muted" }, " — the test images of this class the probe got wrong (click a confused pair or a "
+                         + "confusion-matrix cell to see its images).")), body], show };
   }
 
   // ---- selection frontier ---------------------------------------------------------------------------
@@ -299,6 +320,7 @@
     const view = await load(runId);
     const { run, report, cmp, other, otherRun } = view;
     const names = { main: run.name, other: otherRun ? otherRun.name : "" };
+    const gallery = galleryPanel(report, run.id);
     main.replaceChildren(
       header(view, names),
       card("Per-class test accuracy, worst to best" + (cmp ? ` (${names.main} vs ${names.other})` : ""), perClassChart(report, cmp, names)),
@@ -308,16 +330,21 @@
       h("div", { class: "grid2" },
         card("Confusion matrix", confusionPanel(report)),
         card("Most confused pairs", confusedList(report))),
-      card("Failure gallery", galleryPanel(report, run.id)),
+      card("Failure gallery", gallery.nodes),
       h("div", { class: "grid2" },
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Per class", perClassTable(report, cmp)));
+    // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
+    main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
+      const pair = ev.target.closest("#confused-pairs li[data-true], #confusion-heatmap rect.cell[data-true]:not(.diag)");
+      if (pair) gallery.show(pair.dataset.true, pair.dataset.pred);
+    };
     document.title = `mr2probe · ${run.name} ${run.id}` + (cmp ? ` vs ${names.other}` : "");
     main.setAttribute("data-ready", "run");
   }
 
   window.RunPage = { render, panels: { perClassChart, groupChart, scatterChart, marginChart, confusionPanel, confusedList,
-                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems } };
+                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
 })();

@@ -101,6 +101,16 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert header.endswith(":" if total == 1 else "; the 1 most confident mistakes:")
     assert main(["failures", str(out), "--class", "dog", "--limit", str(total)]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confident first:")
+    from probe.predictions import Predictions
+
+    names = report["class_names"]
+    cat_as_dog = Predictions.load(out).failures(names.index("cat"), predicted=names.index("dog"))
+    assert main(["failures", str(out), "--class", "cat", "--predicted", "dog", "--json"]) == 0
+    assert [r["index"] for r in json.loads(capsys.readouterr().out)] == cat_as_dog[:20].tolist()
+    assert main(["failures", str(out), "--class", "cat", "--predicted", "dog"]) == 0
+    assert capsys.readouterr().out.startswith(f"cat: {len(cat_as_dog)} of ")
+    assert main(["failures", str(out), "--class", "cat", "--predicted", "cat"]) == 2
+    assert "--predicted names the class itself" in capsys.readouterr().err
     assert main(["failures", str(out), "--class", "unicorn"]) == 2
     assert "'unicorn' is not a class of this run" in capsys.readouterr().err
     assert main(["report", str(out), "--out", str(tmp_path / "x")]) == 2

@@ -658,6 +658,37 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     driver.screenshot(tmp_path / "run_panels.png")
 
 
+def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, live_server, finished):
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+
+    def gallery_after_click(selector: str) -> tuple[str, str]:
+        true, pred = driver.js(f"""const el = document.querySelector({json.dumps(selector)});
+            el.dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return [el.dataset.true, el.dataset.pred];""")
+        wait_for(lambda: driver.js("const b = document.getElementById('gallery-body'); "
+                                   "return [b.dataset.class, b.dataset.predicted, b.textContent.includes('Loading')]")
+                 == [true, pred, False], 30, interval=0.2, what="the gallery showing the clicked pair")
+        assert driver.js("return [document.getElementById('gallery-class').value, "
+                         "document.getElementById('gallery-predicted').value]") == [true, pred]
+        api = httpx.get(f"{live_server}/api/runs/{finished.erm}/failures",
+                        params={"class": true, "predicted": pred, "limit": 12}).json()
+        figures = driver.js("return Array.from(document.querySelectorAll('#gallery-body figure')).map(f => f.textContent)")
+        assert len(figures) == len(api["items"]) and all(f"→ {pred}" in f for f in figures)
+        text = driver.js("return document.getElementById('gallery-body').textContent")
+        assert (f"{len(api['items'])} of {api['total']} {true} predicted as {pred} (first seed)" in text if api["items"]
+                else f"No test image of {true} was predicted as {pred} (first seed)." in text)
+        return true, pred
+
+    if driver.js("return document.querySelector('#confused-pairs li') === null"):
+        pytest.skip("the fixture run confused no class")
+    gallery_after_click("#confused-pairs li")
+    true, pred = gallery_after_click("#confusion-heatmap rect.cell:not(.diag)[data-count]:not([data-count='0'])")
+    assert true != pred
+    # the class picker resets the filter to every mistake of the class
+    driver.js("const s = document.getElementById('gallery-class'); s.dispatchEvent(new Event('change'));")
+    wait_for(lambda: driver.js("return document.getElementById('gallery-body').dataset.predicted") == "", 30,
+             interval=0.2, what="the filter reset")
+
+
 def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_server, finished):
     report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
     lo, hi = report["summary"]["overall_ci"]

@@ -34,6 +34,34 @@ def test_failures_are_a_class_s_most_confident_mistakes(finished):
                for n in report.class_names) > 0, "the fixture run makes no mistake: this test would prove nothing"
 
 
+def test_failures_of_one_confusion_cell(finished):
+    """``predicted=`` narrows a class's mistakes to one predicted class: the first seed's cell of the confusion
+    matrix, every such image and no other."""
+    client = finished.client
+    report = load_report(finished.settings.runs_dir / finished.erm)
+    predictions = Predictions.load(finished.settings.runs_dir / finished.erm)
+    names = report.class_names
+    cells = 0
+    for t, true in enumerate(names):
+        for p, pred in enumerate(names):
+            if t == p:
+                continue
+            body = client.get(f"/api/runs/{finished.erm}/failures",
+                              params={"class": true, "predicted": pred, "limit": 200}).json()
+            expected = np.flatnonzero((predictions.labels == t) & (predictions.predicted[0] == p))
+            assert body["predicted"] == pred and body["total"] == len(expected)
+            assert sorted(item["index"] for item in body["items"]) == expected.tolist()
+            assert all(item["true"] == true and item["predicted"] == pred for item in body["items"])
+            cells += len(expected) > 0
+    assert cells > 0, "the fixture run makes no mistake: this test would prove nothing"
+    every = client.get(f"/api/runs/{finished.erm}/failures", params={"class": names[0]}).json()
+    assert every["predicted"] is None
+    same = client.get(f"/api/runs/{finished.erm}/failures", params={"class": names[0], "predicted": names[0]})
+    assert same.status_code == 422 and same.json()["detail"].startswith("predicted: names the class itself")
+    unknown = client.get(f"/api/runs/{finished.erm}/failures", params={"class": names[0], "predicted": "unicorn"})
+    assert unknown.status_code == 422 and unknown.json()["detail"].startswith("predicted: 'unicorn' is not a class")
+
+
 def test_failure_thumbnails_are_images(finished):
     client = finished.client
     items = [i for n in load_report(finished.settings.runs_dir / finished.erm).class_names

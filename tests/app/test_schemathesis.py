@@ -70,7 +70,7 @@ def existing_ids() -> dict[str, str]:
 
     listed = open_dataset(store.get_dataset(resp.json()["id"])["path"]).splits["train"][0].source
     yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "job_id": queued["id"],
-           "class": "a", "source": listed}
+           "class": "a", "other_class": "b", "source": listed}
     print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes "
           f"+ {len(WITH_IDS)} with existing ids")
 
@@ -92,9 +92,9 @@ def test_no_server_errors_and_conformant_responses(operation, mode):
 def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     names = [p["name"] for p in operation.definition.raw.get("parameters", []) if p["in"] == "path"]
     path_parameters = {name: existing_ids[name] for name in names}
-    # the query parameters that name existing things too: two runs, one of the run's classes, a listed sample
+    # the query parameters that name existing things too: two runs, two of the run's classes, a listed sample
     query = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"]},
-             "/failures": {"class": existing_ids["class"]},
+             "/failures": {"class": existing_ids["class"], "predicted": existing_ids["other_class"]},
              "/thumbnail": {"source": existing_ids["source"]}}.get("/" + operation.path.rsplit("/", 1)[-1])
     statuses = set()
 
