@@ -17,7 +17,7 @@ from .metrics import worst_class
 from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
-           "format_comparison", "discordance_sentence"]
+           "format_comparison", "discordance", "discordance_sentence"]
 
 
 def _finite(x: float) -> float | None:
@@ -53,13 +53,22 @@ class CompareDiscordant(BaseModel):
     p_value: float = Field(..., description="two-sided exact sign test of other_better against base_better")
 
 
-def discordance_sentence(d: CompareDiscordant) -> str:
-    """e.g. "The runs differ on 3 of 15 test images (other better on 0, base on 3): too few to tell them apart
-    (exact sign test p = 0.25)."."""
+def discordance(base, other) -> CompareDiscordant:
+    """:class:`CompareDiscordant` of two runs' :class:`probe.predictions.Predictions` of the same test images."""
+    from .uncertainty import sign_test
+
+    diff = other.correct - base.correct
+    up, down = int((diff > 0).sum()), int((diff < 0).sum())
+    return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=sign_test(up, down))
+
+
+def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str = "base") -> str:
+    """e.g. "The runs differ on 3 of 15 test images (other better on 0, base on 3): too few or too even to tell
+    them apart (exact sign test p = 0.25)."; ``other`` and ``base`` name the two runs."""
     differ = d.other_better + d.base_better
     if differ == 0:
         return f"The runs agree on every one of the {d.images} test images."
-    head = (f"The runs differ on {differ} of {d.images} test images (other better on {d.other_better}, base on "
+    head = (f"The runs differ on {differ} of {d.images} test images ({other} better on {d.other_better}, {base} on "
             f"{d.base_better})")
     if d.p_value >= 0.05:
         return f"{head}: too few or too even to tell them apart (exact sign test p = {d.p_value:.2g})."
@@ -173,7 +182,7 @@ def _add_intervals(comparison: Comparison, base, other) -> None:
     """Paired test intervals of every delta (``probe.uncertainty``) and the verdict sentence, in place."""
     from .predictions import paired_test_delta
     from .selection import delta_sentence
-    from .uncertainty import Bootstrap, sign_test
+    from .uncertainty import Bootstrap
 
     num_classes = len(comparison.per_class)
     delta = paired_test_delta(base, other, num_classes, comparison.grouping.groups)
@@ -182,10 +191,7 @@ def _add_intervals(comparison: Comparison, base, other) -> None:
     classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
     for row, interval in zip(comparison.per_class, classes):
         row.delta_ci = interval.tolist()
-    diff = other.correct - base.correct
-    up, down = int((diff > 0).sum()), int((diff < 0).sum())
-    comparison.discordant = CompareDiscordant(images=int(diff.size), other_better=up, base_better=down,
-                                              p_value=sign_test(up, down))
+    comparison.discordant = discordance(base, other)
     comparison.verdict_text = f"{delta_sentence(delta)} {discordance_sentence(comparison.discordant)}"
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
+from .compare import discordance, discordance_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, stability_and_warnings
@@ -693,6 +694,8 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
     if outcome.reference is not None:
         ref_fitter, ref_params, ref_model = outcome.reference
         _, ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
-        delta = paired_test_delta(_predictions(ref_evaluations, splits.test[1]), predictions, splits.num_classes,
-                                  groups, seed=outcome.config.seeds[0])
-        outcome.selection.verdict_text = delta_sentence(delta, outcome.selection.verdict)
+        reference = _predictions(ref_evaluations, splits.test[1])
+        delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
+        outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict)} "
+                                          + discordance_sentence(discordance(reference, predictions), "this run",
+                                                                 "the reference"))
