@@ -94,8 +94,8 @@
   }
 
   /** Click-to-sort for a table built by `table`: a header click sorts the body rows by that column (a cell's
-   * `data-sort` number where it has one, else its text), numeric columns largest first, a second click reverses.
-   * `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order. */
+   * `data-sort` number where it has one, else its text), numeric columns (those with `data-sort`) largest first, a
+   * second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order. */
   function sortable(tableEl, state) {
     if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
     const ths = Array.from(tableEl.tHead.rows[0].cells);
@@ -119,7 +119,8 @@
       th.classList.add("sortable");
       th.title = "sort by this column";
       th.addEventListener("click", () => {
-        state.desc = state.col === i ? !state.desc : NUMERIC_HEADERS.has(th.textContent);
+        const first = tableEl.tBodies[0].rows[0], numeric = first && first.cells[i] && first.cells[i].dataset.sort !== undefined;
+        state.desc = state.col === i ? !state.desc : Boolean(numeric);
         state.col = i;
         apply();
       });
@@ -127,6 +128,9 @@
     apply();
     return tableEl;
   }
+
+  /** A number cell's sort key for `sortable`: a missing value sorts below every number. */
+  const sortKey = (v) => (typeof v === "number" && isFinite(v) ? String(v) : "-Infinity");
 
   function statusChip(status) { return h("span", { class: "status " + status, "data-status": status }, status); }
 
@@ -191,6 +195,6 @@
   const enc = encodeURIComponent;
 
   window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, table, sortable, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText };
 })();

@@ -1,7 +1,7 @@
 /* "/": jobs (live), runs (with their data set, encoder and the images actually used) and data sets. */
 (function () {
   "use strict";
-  const { h, api, getJSON, showBanner, table, sortable, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText } = window.Dash;
+  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText } = window.Dash;
   const POLL_MS = 2000;
 
   const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
@@ -45,8 +45,6 @@
     return v ? h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]) : h("span", { class: "muted" }, "–");
   }
 
-  // a number cell's sort key: missing values sort below every number
-  const sortValue = (v) => (typeof v === "number" && isFinite(v) ? String(v) : "-Infinity");
   const runOrder = { col: null, desc: true };  // the runs table's sort, kept across the 2 s refreshes
 
   function runRow(run, ctx) {
@@ -59,10 +57,10 @@
       h("td", {}, h("a", { href: link }, run.id)), h("td", {}, run.name),
       h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–"),
       h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
-      h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortValue(cache && cacheImages(cache)) },
+      h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortKey(cache && cacheImages(cache)) },
         cache ? count(cacheImages(cache)) : "–"),
-      ["overall", "balanced", "easy", "medium", "hard"].map((k) => h("td", { class: "num", "data-sort": sortValue(s[k]) }, pct(s[k]))),
-      h("td", { "data-sort": sortValue(s.worst_class && s.worst_class.accuracy) },
+      ["overall", "balanced", "easy", "medium", "hard"].map((k) => h("td", { class: "num", "data-sort": sortKey(s[k]) }, pct(s[k]))),
+      h("td", { "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict)),
       h("td", {}, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));

@@ -5,7 +5,7 @@
    lacks their fields (older reports). */
 (function () {
   "use strict";
-  const { h, getJSON, showBanner, table, pct, num, deltaSpan, signedPt, authImage, download, count, enc, isNum,
+  const { h, getJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc, isNum,
           TOKEN_KEY } = window.Dash;
   const GROUPS = ["easy", "medium", "hard"];
   const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
@@ -267,9 +267,16 @@
               ["n train", (r) => count(r.n_train)], ["n test", (r) => count(r.n_test)]);
     if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
     const numeric = new Set(["accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n test"]);
-    const rows = byAccuracy(report).map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", { class: numeric.has(name) ? "num" : name === "most confused with" ? "wrap" : "" }, f(r)))));
+    // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
+    const sortBy = { accuracy: (r) => r.accuracy, compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
+      precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
+      stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
+      "n train": (r) => r.n_train, "n test": (r) => r.n_test };
+    const rows = byAccuracy(report).map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
+      class: numeric.has(name) ? "num" : name === "most confused with" ? "wrap" : "",
+      "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r)))));
     const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
-    return table(heads, rows, "", { id: "per-class-table" });
+    return sortable(table(heads, rows, "", { id: "per-class-table" }), { col: null, desc: true });
   }
 
   // ---- page -----------------------------------------------------------------------------------------

@@ -243,6 +243,16 @@ def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, fi
     rows = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(
         r => [r.dataset.class, Number(r.querySelector('[data-delta]').dataset.delta)]);""")
     assert dict(rows) == pytest.approx({r["name"]: r["delta"] for r in cmp["per_class"]}, abs=1e-12)
+    # the per-class table sorts by a header click: numbers largest first, again to reverse; text A → Z
+    column = """const heads = Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent);
+        const i = heads.indexOf(arguments[0]);
+        document.querySelectorAll('#per-class-table th')[i].click();
+        return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r => r.cells[i].dataset.sort === undefined
+            ? r.cells[i].textContent : Number(r.cells[i].dataset.sort));"""
+    deltas = driver.js(column, ["Δ"])
+    assert deltas == sorted(deltas, reverse=True) and sorted(deltas) == sorted(r["delta"] for r in cmp["per_class"])
+    assert driver.js(column, ["Δ"]) == sorted(deltas)
+    assert driver.js(column, ["class"]) == sorted(r["name"] for r in cmp["per_class"])
     assert driver.js("return document.getElementById('grouping-note').textContent") == cmp["grouping"]["note"]
     driver.screenshot(tmp_path / "compare.png")
     # ?compare= (empty) shows the run alone: no deltas, no compare request
