@@ -17,7 +17,8 @@ from .metrics import worst_class
 from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
-           "format_comparison", "discordance", "discordance_sentence"]
+           "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
+           "METRIC_HEADER", "CLASS_HEADER"]
 
 
 def _finite(x: float) -> float | None:
@@ -228,6 +229,39 @@ def _moved_most(rows: list[CompareClass], max_classes: int | None) -> tuple[list
                    "comparison's JSON)")
 
 
+METRIC_HEADER = ["metric", "base", "other", "Δ points [95% interval]"]
+CLASS_HEADER = ["class", "group", "base", "other", "Δ points [95% interval]"]
+
+
+def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
+    """The lines above a comparison's tables, as (label, text): what was compared on which groups, the verdict,
+    the features where they differ, the cost."""
+    facts = [("compared", f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")]
+    if comparison.verdict_text:
+        facts.append(("verdict", comparison.verdict_text))
+    if comparison.features is not None:
+        facts.append(("features differ", comparison.features))
+    if comparison.cost is not None:
+        cost = comparison.cost
+        facts.append(("time", f"base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "
+                              f"{cost.setting}{'' if cost.comparable else ': not the same setting'})"))
+    return facts
+
+
+def metric_rows(comparison: Comparison) -> list[list[str]]:
+    """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
+    return [[name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci)]
+            for name, m in comparison.metrics.items()]
+
+
+def class_rows(comparison: Comparison, max_classes: int | None = None) -> tuple[list[list[str]], str | None]:
+    """The rows of the per-class table (``CLASS_HEADER``; every class, or those that changed most past
+    ``max_classes``) and its caption."""
+    rows, caption = _moved_most(comparison.per_class, max_classes)
+    return [[row.name, row.group or "", _pct(row.base), _pct(row.other), _delta_cell(row.delta, row.delta_ci)]
+            for row in rows], caption
+
+
 def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: int | None = TERMINAL_CLASSES) -> str:
     """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points, with their 95 %
     paired intervals when the runs stored their test predictions); the per-class table lists every class up to
@@ -237,26 +271,19 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
     from rich.table import Table
 
     console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
-    console.print(f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")
-    if comparison.verdict_text:
-        console.print(f"verdict: {comparison.verdict_text}")
-    if comparison.features is not None:
-        console.print(f"features differ: {comparison.features}")
-    if comparison.cost is not None:
-        cost = comparison.cost
-        console.print(f"time: base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "
-                      f"{cost.setting}{'' if cost.comparable else ': not the same setting'})")
+    for label, text in comparison_facts(comparison):
+        console.print(text if label == "compared" else f"{label}: {text}")
     table = Table(title="test accuracy (%), seed means", box=box.SIMPLE)
-    for col in ("metric", "base", "other", "Δ points [95% interval]"):
+    for col in METRIC_HEADER:
         table.add_column(col, justify="left" if col == "metric" else "right")
-    for name, m in comparison.metrics.items():
-        table.add_row(name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci))
+    for row in metric_rows(comparison):
+        table.add_row(*row)
     console.print(table)
-    rows, caption = _moved_most(comparison.per_class, max_classes)
+    rows, caption = class_rows(comparison, max_classes)
     pc = Table(title="per class", box=box.SIMPLE, caption=caption)
-    for col in ("class", "group", "base", "other", "Δ points [95% interval]"):
+    for col in CLASS_HEADER:
         pc.add_column(col, justify="left" if col in ("class", "group") else "right")
     for row in rows:
-        pc.add_row(row.name, row.group or "", _pct(row.base), _pct(row.other), _delta_cell(row.delta, row.delta_ci))
+        pc.add_row(*row)
     console.print(pc)
     return console.export_text()

@@ -2,16 +2,20 @@
 
 ``report_markdown(report)`` and ``report_html(report)`` take a report as ``report.json`` holds it (a dict) and
 return one text file a user can attach to a pull request or a ticket: no external stylesheet, script, font or
-image, so it reads the same offline. Every string that comes from the data (class names, reasons) is escaped.
+image, so it reads the same offline. ``comparison_markdown`` and ``comparison_html`` do the same for a
+:class:`probe.compare.Comparison` (``mr2probe compare --format``): the case for shipping one probe over another.
+Every string that comes from the data (class names, reasons) is escaped.
 """
 from __future__ import annotations
 
 import html
 from typing import Any
 
+from .compare import CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows
 from .report import CrossValidation, FeatureSource, Timing, confusions_text, interval_text, worst_first
 
-__all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES"]
+__all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
+           "comparison_html", "COMPARE_FORMATS"]
 
 GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
 SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy third"),
@@ -185,3 +189,34 @@ def _html_confusion(report: dict) -> str:
 
 
 EXPORT_FORMATS = {"md": report_markdown, "html": report_html}
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows)]
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """A comparison as one Markdown document: what was compared, the verdict and cost, then the metrics and
+    every class (accuracies in %, deltas in points with their 95 % paired intervals)."""
+    lines = [f"# mr2probe compare: {_md(comparison.base)} vs {_md(comparison.other)}", ""]
+    lines += [f"- **{_md(label.capitalize())}:** {_md(text)}" for label, text in comparison_facts(comparison)]
+    lines += ["", "## Test accuracy (%), seed means", "", *_md_table(METRIC_HEADER, metric_rows(comparison))]
+    rows, _ = class_rows(comparison)
+    lines += ["", "## Per class", "", *_md_table(CLASS_HEADER, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_html(comparison: Comparison) -> str:
+    """A comparison as one self-contained HTML page: the same content as :func:`comparison_markdown`."""
+    title = f"mr2probe compare: {comparison.base} vs {comparison.other}"
+    facts = "".join(f"<dt>{html.escape(label.capitalize())}</dt><dd>{html.escape(text)}</dd>"
+                    for label, text in comparison_facts(comparison))
+    rows, _ = class_rows(comparison)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><dl>{facts}</dl>'
+            f'<h2>Test accuracy (%), seed means</h2>{_html_table(METRIC_HEADER, metric_rows(comparison))}'
+            f'<h2>Per class</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
+
+
+COMPARE_FORMATS = {"md": comparison_markdown, "html": comparison_html}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "compare"
 HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
@@ -10,7 +11,13 @@ HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="RUN_A", help="base run directory (its groups are used)")
     parser.add_argument("other", metavar="RUN_B", help="run directory compared against the base")
-    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    fmt.add_argument("--format", choices=("md", "html"), default=None,
+                     help="a shareable file: Markdown tables, or one self-contained HTML page, with every class, "
+                          "to attach to a pull request")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="with --format: write to FILE instead of printing")
     parser.add_argument("--all-classes", action="store_true",
                         help="the per-class table lists every class (default: a comparison of more classes than "
                         "probe.report.TERMINAL_CLASSES lists those whose accuracy changed most)")
@@ -18,10 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from probe import compare_reports, format_comparison, load_report
+    from probe.export import COMPARE_FORMATS
     from probe.predictions import load_pair
+
+    from .report import write_document
     from probe.report import TERMINAL_CLASSES
 
+    if args.out is not None and args.format is None:
+        raise ValueError("--out needs --format md or --format html")
     comparison = compare_reports(load_report(args.base), load_report(args.other), load_pair(args.base, args.other))
+    if args.format:
+        write_document(COMPARE_FORMATS[args.format](comparison), args.out)
+        return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
     print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison, max_classes=limit))
     return 0

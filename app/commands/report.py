@@ -32,12 +32,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out needs --format md or --format html")
     report = load_report(args.run_dir)
     if args.format:
-        document = EXPORT_FORMATS[args.format](report if isinstance(report, dict) else report.model_dump(mode="json"))
-        if args.out is None:
-            print(document, end="")
-        else:
-            args.out.write_text(document, encoding="utf-8")
-            print(f"wrote {args.out}")
+        write_document(EXPORT_FORMATS[args.format](report if isinstance(report, dict) else
+                                                   report.model_dump(mode="json")), args.out)
     elif args.json:
         print(report_json(report))
     elif args.csv:
@@ -45,3 +41,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report, max_classes=None if args.all_classes else TERMINAL_CLASSES))
     return 0
+
+
+def write_document(document: str, out: Path | None) -> None:
+    """An exported document (``--format``) to ``out``, or printed when there is none."""
+    if out is None:
+        print(document, end="")
+    else:
+        out.write_text(document, encoding="utf-8")
+        print(f"wrote {out}")

@@ -78,6 +78,14 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert main(["compare", str(erm_dir), str(out), "--json"]) == 0
     cmp = json.loads(capsys.readouterr().out)
     assert cmp["grouping"]["groups"] == json.loads((erm_dir / "report.json").read_text())["grouping"]["groups"]
+    assert main(["compare", str(erm_dir), str(out), "--format", "html", "--out", str(tmp_path / "c.html")]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'c.html'}\n"
+    page = (tmp_path / "c.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h1>mr2probe compare: erm vs mr2</h1>" in page and "dog" in page
+    assert main(["compare", str(erm_dir), str(out), "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("# mr2probe compare: erm vs mr2\n")
+    assert main(["compare", str(erm_dir), str(out), "--out", str(tmp_path / "x.md")]) == 2
+    assert "--out needs --format md or --format html" in capsys.readouterr().err
 
     assert main(["report", str(out)]) == 0
     text = capsys.readouterr().out

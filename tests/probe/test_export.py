@@ -183,3 +183,39 @@ def test_terminal_report_of_many_classes_lists_the_worst_and_says_where_the_rest
     assert sorted(listed(every)) == sorted(NAMES * 2) and "worst of" not in every
     assert format_report(rep, width=200) == every  # 6 classes are within the default TERMINAL_CLASSES
     assert TERMINAL_CLASSES >= 6
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    """Two real runs of the same data (weight decay 0 against 0.3) with their stored predictions, compared."""
+    from probe import compare_reports, load_report
+    from probe.predictions import load_pair
+
+    rng = np.random.default_rng(1)
+    means = rng.normal(0, 1, (len(NAMES), 8))
+    data = {split: _split(rng, means, m) for split, m in (("train", 40), ("val", 20), ("test", 40))}
+    dirs = [tmp_path_factory.mktemp(name) for name in ("base", "other")]
+    for out, wd in zip(dirs, (0.0, 0.3)):
+        run_probe(data, NAMES, ProbeConfig(epochs=30, lr_grid=[0.05], wd_grid=[wd], seeds=[0, 1]), out_dir=out)
+    return compare_reports(load_report(dirs[0]), load_report(dirs[1]), load_pair(*dirs))
+
+
+def test_a_comparison_exports_every_class_with_its_intervals_and_the_verdict(comparison):
+    from probe.compare import class_rows, metric_rows
+    from probe.export import COMPARE_FORMATS, comparison_html, comparison_markdown
+
+    text = comparison_markdown(comparison)
+    assert text.startswith(f"# mr2probe compare: {comparison.base} vs {comparison.other}\n")
+    assert f"- **Verdict:** {comparison.verdict_text}" in text and "The runs differ on" in text
+    metrics = _md_table(text, "metric")
+    assert metrics == [[cell.replace("|", "\\|") for cell in row] for row in metric_rows(comparison)]
+    assert metrics[0][0] == "overall" and "[" in metrics[0][3]  # a delta with its paired interval
+    per_class = _md_table(text, "class")
+    assert [row[0] for row in per_class] == [_cell(n) for n in NAMES]  # every class, in class order, escaped
+    assert per_class == [[_cell(c) for c in row] for row in class_rows(comparison)[0]]
+    page = comparison_html(comparison)
+    parser = _Collect()
+    parser.feed(page)
+    assert parser.tags.count("table") == 2 and parser.urls == [] and "<script" not in page
+    assert "cat &lt;b&gt;" in page and "<b>" not in page and html.escape(comparison.verdict_text) in page
+    assert set(COMPARE_FORMATS) == {"md", "html"}
