@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from .report import add_export_arguments, check_export_arguments, write_document
 
 NAME = "compare"
 HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
@@ -13,11 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("other", metavar="RUN_B", help="run directory compared against the base")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    fmt.add_argument("--format", choices=("md", "html"), default=None,
-                     help="a shareable file: Markdown tables, or one self-contained HTML page, with every class, "
-                          "to attach to a pull request")
-    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
-                        help="with --format: write to FILE instead of printing")
+    add_export_arguments(parser, fmt, "with every class")
     parser.add_argument("--all-classes", action="store_true",
                         help="the per-class table lists every class (default: a comparison of more classes than "
                         "probe.report.TERMINAL_CLASSES lists those whose accuracy changed most)")
@@ -27,12 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from probe import compare_reports, format_comparison, load_report
     from probe.export import COMPARE_FORMATS
     from probe.predictions import load_pair
-
-    from .report import write_document
     from probe.report import TERMINAL_CLASSES
 
-    if args.out is not None and args.format is None:
-        raise ValueError("--out needs --format md or --format html")
+    check_export_arguments(args)
     comparison = compare_reports(load_report(args.base), load_report(args.other), load_pair(args.base, args.other))
     if args.format:
         write_document(COMPARE_FORMATS[args.format](comparison), args.out)

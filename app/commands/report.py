@@ -13,11 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print report.json")
     fmt.add_argument("--csv", action="store_true", help="print the per-class table as CSV")
-    fmt.add_argument("--format", choices=("md", "html"), default=None,
-                     help="a shareable file: Markdown tables, or one self-contained HTML page with inline SVG "
-                          "charts (nothing loaded from elsewhere) to attach to a pull request")
-    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
-                        help="with --format: write to FILE instead of printing")
+    add_export_arguments(parser, fmt, "with inline SVG charts (nothing loaded from elsewhere)")
     parser.add_argument("--all-classes", action="store_true",
                         help="the terminal tables list every class (default: a run with more classes than "
                         "probe.report.TERMINAL_CLASSES lists its worst ones; the files and exports keep every class)")
@@ -28,8 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from probe.export import EXPORT_FORMATS
     from probe.report import TERMINAL_CLASSES
 
-    if args.out is not None and args.format is None:
-        raise ValueError("--out needs --format md or --format html")
+    check_export_arguments(args)
     report = load_report(args.run_dir)
     if args.format:
         write_document(EXPORT_FORMATS[args.format](report if isinstance(report, dict) else
@@ -41,6 +36,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report, max_classes=None if args.all_classes else TERMINAL_CLASSES))
     return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser, formats, what: str) -> None:
+    """``--format md|html`` (in ``formats``, the command's group of exclusive outputs) and ``--out FILE``: a
+    shareable file, the HTML page ``what``."""
+    formats.add_argument("--format", choices=("md", "html"), default=None,
+                         help=f"a shareable file: Markdown tables, or one self-contained HTML page {what}, to attach "
+                              "to a pull request")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="with --format: write to FILE instead of printing")
+
+
+def check_export_arguments(args: argparse.Namespace) -> None:
+    if args.out is not None and args.format is None:
+        raise ValueError("--out needs --format md or --format html")
 
 
 def write_document(document: str, out: Path | None) -> None:
