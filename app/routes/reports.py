@@ -1,4 +1,5 @@
-"""``/api/runs``, ``/api/reports/{run_id}`` (+ ``.csv``) and ``/api/compare``."""
+"""``/api/runs``, ``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``,
+``.md``)."""
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -95,18 +96,49 @@ async def report_csv(run_id: str, store: Store = Depends(get_store)) -> Response
                     headers={"Content-Disposition": f'attachment; filename="{run_id}_per_class.csv"'})
 
 
+# The shareable files of `mr2probe report --format` / `compare --format` (probe.export), served as downloads.
+_MEDIA = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
+
+
+def _download(document: str, fmt: str, filename: str) -> Response:
+    return Response(document, media_type=_MEDIA[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
+
+
+def _export_responses(what: str) -> dict:
+    return {**ERROR_RESPONSES, 200: {"content": {"text/html": {}, "text/markdown": {}}, "description": what}}
+
+
+async def _report_file(store: Store, run_id: str, fmt: str) -> Response:
+    from probe.export import EXPORT_FORMATS
+
+    report = await run_in_threadpool(_report, store, run_id)
+    return _download(EXPORT_FORMATS[fmt](report.model_dump(mode="json")), fmt, f"{run_id}_report")
+
+
+@router.get("/reports/{run_id}.html", response_class=Response,
+            responses=_export_responses("the report as one self-contained HTML page (mr2probe report --format html)"))
+async def report_html(run_id: str, store: Store = Depends(get_store)) -> Response:
+    return await _report_file(store, run_id, "html")
+
+
+@router.get("/reports/{run_id}.md", response_class=Response,
+            responses=_export_responses("the report as Markdown (mr2probe report --format md)"))
+async def report_md(run_id: str, store: Store = Depends(get_store)) -> Response:
+    return await _report_file(store, run_id, "md")
+
+
 @router.get("/reports/{run_id}", response_model=Report, responses=ERROR_RESPONSES,
             summary="The disparity report (report.json, schema_version 2; the schema is probe.Report)")
 def get_report(run_id: str, store: Store = Depends(get_store)) -> Report:
     return _report(store, run_id)
 
 
-@router.get("/compare", response_model=Comparison, responses=ERROR_RESPONSES,
-            summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports), with 95 % "
-            "paired bootstrap intervals when both runs stored their test predictions")
-def compare(base: str = Query(..., description="run id, e.g. the ERM run"),
-            other: str = Query(..., description="run id, e.g. the MR² run"),
-            store: Store = Depends(get_store)) -> Comparison:
+BaseRun = Query(..., description="run id, e.g. the ERM run")
+OtherRun = Query(..., description="run id, e.g. the MR² run")
+
+
+def _comparison(store: Store, base: str, other: str) -> Comparison:
     from probe import compare_reports
     from probe.predictions import load_pair
 
@@ -115,3 +147,30 @@ def compare(base: str = Query(..., description="run id, e.g. the ERM run"),
         return compare_reports(_report(store, base), _report(store, other), pair)
     except ValueError as exc:  # e.g. the runs have different classes
         raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/compare", response_model=Comparison, responses=ERROR_RESPONSES,
+            summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports), with 95 % "
+            "paired bootstrap intervals when both runs stored their test predictions")
+def compare(base: str = BaseRun, other: str = OtherRun, store: Store = Depends(get_store)) -> Comparison:
+    return _comparison(store, base, other)
+
+
+async def _comparison_file(store: Store, base: str, other: str, fmt: str) -> Response:
+    from probe.export import COMPARE_FORMATS
+
+    comparison = await run_in_threadpool(_comparison, store, base, other)
+    return _download(COMPARE_FORMATS[fmt](comparison), fmt, f"{base}_vs_{other}")
+
+
+@router.get("/compare.html", response_class=Response,
+            responses=_export_responses("the comparison as one self-contained HTML page (mr2probe compare "
+                                        "--format html)"))
+async def compare_html(base: str = BaseRun, other: str = OtherRun, store: Store = Depends(get_store)) -> Response:
+    return await _comparison_file(store, base, other, "html")
+
+
+@router.get("/compare.md", response_class=Response,
+            responses=_export_responses("the comparison as Markdown (mr2probe compare --format md)"))
+async def compare_md(base: str = BaseRun, other: str = OtherRun, store: Store = Depends(get_store)) -> Response:
+    return await _comparison_file(store, base, other, "md")

@@ -306,17 +306,22 @@
     const select = h("select", { id: "compare-select", onchange: (ev) => { location.search = "?compare=" + enc(ev.target.value); } },
       h("option", { value: "" }, "— none —"),
       view.runs.filter((r) => r.id !== run.id && r.cache_id === run.cache_id).map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null }, `${r.name} · ${r.id}`)));
-    const csvUrl = `/api/reports/${enc(run.id)}.csv`;
-    const csvLink = h("a", { href: csvUrl, id: "csv-link", download: `${run.id}_per_class.csv`, onclick: (ev) => {
-      if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(csvUrl, `${run.id}_per_class.csv`).catch((e) => showBanner(e.message, true)); }
-    } }, "Download per-class CSV");
+    // downloads; with a token they are fetched with its header (a plain link would send none)
+    const fileLink = (url, filename, id, text) => h("a", { href: url, id, download: filename, onclick: (ev) => {
+      if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(url, filename).catch((e) => showBanner(e.message, true)); }
+    } }, text);
+    const csvLink = fileLink(`/api/reports/${enc(run.id)}.csv`, `${run.id}_per_class.csv`, "csv-link", "Download per-class CSV");
+    const htmlLink = cmp
+      ? fileLink(`/api/compare.html?base=${enc(otherRun.id)}&other=${enc(run.id)}`, `${otherRun.id}_vs_${run.id}.html`,
+                 "export-link", "the comparison as one HTML file")
+      : fileLink(`/api/reports/${enc(run.id)}.html`, `${run.id}_report.html`, "export-link", "the report as one HTML file");
     const grouping = (cmp && cmp.grouping) || report.grouping || {};
     return h("section", { class: "card" },
       h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
-        .filter(Boolean).join(" · "), " · ", csvLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       warningsBox(report, cmp), verdictBox(report),
       cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
       selectionNote(report), kpis(report, cmp, names),

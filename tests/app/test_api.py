@@ -246,6 +246,27 @@ def test_report_json_and_csv(finished):
     assert [float(r["accuracy"]) for r in rows] == pytest.approx([r["accuracy"] for r in report["per_class"]])
 
 
+def test_reports_and_comparisons_download_as_the_cli_exports_them(finished):
+    from probe import compare_reports, load_report
+    from probe.export import comparison_html, comparison_markdown, report_html, report_markdown
+    from probe.predictions import load_pair
+
+    client, runs = finished.client, finished.settings.runs_dir
+    report = load_report(runs / finished.mr2).model_dump(mode="json")
+    for fmt, render, media in (("html", report_html, "text/html"), ("md", report_markdown, "text/markdown")):
+        resp = client.get(f"/api/reports/{finished.mr2}.{fmt}")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith(media)
+        assert resp.headers["content-disposition"] == f'attachment; filename="{finished.mr2}_report.{fmt}"'
+        assert resp.text == render(report)
+    comparison = compare_reports(load_report(runs / finished.erm), load_report(runs / finished.mr2),
+                                 load_pair(runs / finished.erm, runs / finished.mr2))
+    for fmt, render in (("html", comparison_html), ("md", comparison_markdown)):
+        resp = client.get(f"/api/compare.{fmt}", params={"base": finished.erm, "other": finished.mr2})
+        assert resp.status_code == 200
+        assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_{finished.mr2}.{fmt}"'
+        assert resp.text == render(comparison)
+
+
 def test_compare(finished):
     resp = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2})
     assert resp.status_code == 200
@@ -346,6 +367,7 @@ def test_invalid_job_requests_are_422(finished, body, fragment):
 @pytest.mark.parametrize("path", [
     "/api/jobs/job_missing", "/api/datasets/ds_missing", "/api/caches/cache_missing", "/api/runs/run_missing",
     "/api/reports/run_missing", "/api/reports/run_missing.csv", "/api/compare?base=run_missing&other=run_missing",
+    "/api/reports/run_missing.html", "/api/reports/run_missing.md", "/api/compare.html?base=run_missing&other=x",
 ])
 def test_unknown_ids_are_404_naming_the_id(finished, path):
     resp = finished.client.get(path)
@@ -388,7 +410,8 @@ def test_health_and_openapi(finished):
     assert health["status"] == "ok" and health["auth_required"] is False and health["jobs"]["succeeded"] >= 1
     schema = finished.client.get("/openapi.json").json()
     for path in ("/api/datasets", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/resume",
-                 "/api/reports/{run_id}", "/api/reports/{run_id}.csv", "/api/compare", "/api/health"):
+                 "/api/reports/{run_id}", "/api/reports/{run_id}.csv", "/api/reports/{run_id}.html",
+                 "/api/reports/{run_id}.md", "/api/compare", "/api/compare.html", "/api/compare.md", "/api/health"):
         assert path in schema["paths"], path
     assert "multipart/form-data" in schema["paths"]["/api/datasets"]["post"]["requestBody"]["content"]
     assert "ProbeConfig" in schema["components"]["schemas"]

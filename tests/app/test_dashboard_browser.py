@@ -209,6 +209,9 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     assert kpi == f"{100 * report['summary']['overall']:.1f}%"
     assert driver.js("return document.getElementById('csv-link').getAttribute('href')") == \
         f"/api/reports/{finished.mr2}.csv"
+    export = driver.js("return document.getElementById('export-link').getAttribute('href')")
+    assert export == f"/api/compare.html?base={finished.erm}&other={finished.mr2}"  # the comparison shown
+    assert httpx.get(live_server + export).text.startswith("<!DOCTYPE html>")
     note = driver.js("return document.getElementById('selection-note').textContent")
     cv = report["selection"]["cv"]  # the finished runs' small validation split is cross-validated
     where = "val" if cv is None else f"{cv['folds']}-fold cross-validation of train + val, {cv['samples']} images"
@@ -706,6 +709,8 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")  # the reference run: nothing to compare with
     assert driver.js("return document.getElementById('overall-ci').textContent") == \
         f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {images} test images"
+    assert driver.js("return document.getElementById('export-link').getAttribute('href')") == \
+        f"/api/reports/{finished.erm}.html"
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")  # compared with its reference: the delta instead
     assert driver.js("return document.querySelector('.kpi[data-metric=overall] .delta') !== null")
     assert driver.js("return document.getElementById('overall-ci')") is None

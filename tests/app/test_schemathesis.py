@@ -43,7 +43,8 @@ def _takes_input(operation) -> bool:
 
 # Operations that read rows by id are also run with ids that exist, so that their 200 answers are checked too.
 WITH_IDS = [pytest.param(op, id=op.label) for op in OPERATIONS
-            if op.method.upper() == "GET" and ("{" in op.path or op.path.endswith("/compare"))]
+            if op.method.upper() == "GET" and ("{" in op.path or op.path.endswith(("/compare", "/compare.html",
+                                                                                    "/compare.md")))]
 
 # Negative cases need an input to break: an operation without parameters, body or security has none.
 RUNS = [pytest.param(op, mode, id=f"{op.label} {mode.value}") for op in OPERATIONS
@@ -95,7 +96,8 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     # the query parameters that name existing things too: two runs, two of the run's classes, a listed sample
     query = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"]},
              "/failures": {"class": existing_ids["class"], "predicted": existing_ids["other_class"]},
-             "/thumbnail": {"source": existing_ids["source"]}}.get("/" + operation.path.rsplit("/", 1)[-1])
+             "/thumbnail": {"source": existing_ids["source"]}}.get(
+        "/" + operation.path.rsplit("/", 1)[-1].split(".")[0])  # /compare.html as /compare
     statuses = set()
 
     @given(case=operation.as_strategy(path_parameters=path_parameters, query=query))
