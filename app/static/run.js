@@ -190,7 +190,8 @@
 
   // ---- failure gallery ------------------------------------------------------------------------------
   function galleryItems(data) {
-    const what = data.predicted ? `${data.class} predicted as ${data.predicted}` : `mistakes on ${data.class}`;
+    const what = data.predicted ? `${data.class} predicted as ${data.predicted}`
+      : `${data.total === 1 ? "mistake" : "mistakes"} on ${data.class}`;
     if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} (first seed).`
                                                        : `No misclassified test image of class ${data.class}.`);
     return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confident first.`),
