@@ -207,18 +207,22 @@
   function galleryPanel(report, runId) {
     const worst = (report.summary.worst_class || {}).name || report.class_names[0];
     const body = h("div", { id: "gallery-body" }, h("p", { class: "muted" }, "Loading…"));
+    let latest = 0;  // clicks in quick succession: only the last request's answer is shown
     const load = async (name, predicted) => {
+      const mine = ++latest;
       body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
       const filter = predicted ? `&predicted=${enc(predicted)}` : "";
+      let nodes;
       try {
-        const data = await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}${filter}&limit=12`);
-        body.replaceChildren(...[galleryItems(data)].flat());
+        nodes = [galleryItems(await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}${filter}&limit=12`))].flat();
       } catch (e) {
         // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
-        body.replaceChildren(e.status === 404 && e.message === "Not Found"
+        nodes = [e.status === 404 && e.message === "Not Found"
           ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
-          : empty("Could not load the failure examples: " + e.message));
+          : empty("Could not load the failure examples: " + e.message)];
       }
+      if (mine !== latest) return;
+      body.replaceChildren(...nodes);
       body.setAttribute("data-class", name);
       body.setAttribute("data-predicted", predicted || "");
     };

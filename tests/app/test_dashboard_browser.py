@@ -702,6 +702,14 @@ def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, li
     gallery_after_click("#confused-pairs li")
     true, pred = gallery_after_click("#confusion-heatmap rect.cell:not(.diag)[data-count]:not([data-count='0'])")
     assert true != pred
+    # two clicks in quick succession: the gallery ends on the second, whichever answer arrives last
+    driver.js("""const cells = document.querySelectorAll('#confused-pairs li');
+        cells[cells.length - 1].dispatchEvent(new MouseEvent('click', {bubbles: true}));
+        cells[0].dispatchEvent(new MouseEvent('click', {bubbles: true}));""")
+    first = driver.js("const li = document.querySelector('#confused-pairs li'); return [li.dataset.true, li.dataset.pred]")
+    wait_for(lambda: driver.js("const b = document.getElementById('gallery-body'); "
+                               "return [b.dataset.class, b.dataset.predicted, b.textContent.includes('Loading')]")
+             == [*first, False], 30, interval=0.2, what="the gallery on the last click")
     # the class picker resets the filter to every mistake of the class
     driver.js("const s = document.getElementById('gallery-class'); s.dispatchEvent(new Event('change'));")
     wait_for(lambda: driver.js("return document.getElementById('gallery-body').dataset.predicted") == "", 30,
