@@ -95,27 +95,42 @@ def _confusion(report: dict) -> tuple[str, list[str], list[list[str]]] | None:
 def report_markdown(report: dict) -> str:
     """The report as one Markdown document (GitHub-flavoured tables), worst class first."""
     head = _headline(report)
-    lines = [f"# mr2probe report: {_md(head['run'])}", "",
-             f"- **Probe:** {_md(head['probe'])}", f"- **Selected on validation:** {_md(head['selected'])}",
-             f"- **Why:** {_md(head['selection'])}", f"- **Groups:** {_md(head['grouping'])}",
-             f"- **Features:** {_md(head['features'])}", f"- **Time:** {_md(head['time'])}", ""]
+    lines = [f"# mr2probe report: {_md(head['run'])}", "", *_md_facts(_report_facts(head)), ""]
     if report.get("warnings"):
         lines += ["## Warnings", "", *(f"- {_md(w)}" for w in report["warnings"]), ""]
-    lines += ["## Test accuracy (%), mean ± std over seeds", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {label} | {value} |" for label, value in _summary_rows(report)]
+    lines += ["## Test accuracy (%), mean ± std over seeds", "",
+              *_md_table(["metric", "value"], [list(row) for row in _summary_rows(report)])]
     worst = report["summary"]["worst_class"]
     lines += ["", f"Worst class: **{_md(worst['name'])}** ({_pct(worst['accuracy'])} %).", "",
-              "## Per class (test), worst first", "",
-              "| " + " | ".join(PER_CLASS_HEADER) + " |", "|" + "---|" * len(PER_CLASS_HEADER)]
-    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in _per_class_rows(report)]
+              "## Per class (test), worst first", "", *_md_table(PER_CLASS_HEADER, _per_class_rows(report))]
     matrix = _confusion(report)
     if matrix is not None:
         caption, header, rows = matrix
         lines += ["", "## Confusion matrix (test)", "", _md(caption)]
         if header:
-            lines += ["", "| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+            lines += ["", *_md_table(header, rows)]
     return "\n".join(lines) + "\n"
+
+
+def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
+    """The (label, text) lines under a report's title, from :func:`_headline`."""
+    return [("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
+            ("Groups", head["grouping"]), ("Features", head["features"]), ("Time", head["time"])]
+
+
+def _md_facts(facts: list[tuple[str, str]]) -> list[str]:
+    return [f"- **{_md(label)}:** {_md(text)}" for label, text in facts]
+
+
+def _html_facts(facts: list[tuple[str, str]]) -> str:
+    items = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>" for label, text in facts)
+    return f"<dl>{items}</dl>"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A GitHub-flavoured Markdown table, every cell escaped (:func:`_md`)."""
+    return ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows)]
 
 
 def _bar_chart(rows: list[tuple[str, float | None, str]], title: str, width: int = 640) -> str:
@@ -160,12 +175,10 @@ def report_html(report: dict) -> str:
               for key, label in SUMMARY_KEYS if key in summary]
     per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"))
                  for r in worst_first(report["per_class"], lambda r: r["accuracy"])]
-    facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in (
-        ("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
-        ("Groups", head["grouping"]), ("Features", head["features"]), ("Time", head["time"])))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
-            f'<h1>mr2probe report: {html.escape(head["run"])}</h1><dl>{facts}</dl>{_html_warnings(report)}'
+            f'<h1>mr2probe report: {html.escape(head["run"])}</h1>{_html_facts(_report_facts(head))}'
+            f'{_html_warnings(report)}'
             f'<h2>Test accuracy (%), mean ± std over seeds</h2>'
             f'{_html_table(["metric", "value"], [list(r) for r in _summary_rows(report)])}'
             f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
@@ -191,16 +204,11 @@ def _html_confusion(report: dict) -> str:
 EXPORT_FORMATS = {"md": report_markdown, "html": report_html}
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows)]
-
-
 def comparison_markdown(comparison: Comparison) -> str:
     """A comparison as one Markdown document: what was compared, the verdict and cost, then the metrics and
     every class (accuracies in %, deltas in points with their 95 % paired intervals)."""
     lines = [f"# mr2probe compare: {_md(comparison.base)} vs {_md(comparison.other)}", ""]
-    lines += [f"- **{_md(label.capitalize())}:** {_md(text)}" for label, text in comparison_facts(comparison)]
+    lines += _md_facts([(label.capitalize(), text) for label, text in comparison_facts(comparison)])
     lines += ["", "## Test accuracy (%), seed means", "", *_md_table(METRIC_HEADER, metric_rows(comparison))]
     rows, _ = class_rows(comparison)
     lines += ["", "## Per class", "", *_md_table(CLASS_HEADER, rows)]
@@ -210,11 +218,10 @@ def comparison_markdown(comparison: Comparison) -> str:
 def comparison_html(comparison: Comparison) -> str:
     """A comparison as one self-contained HTML page: the same content as :func:`comparison_markdown`."""
     title = f"mr2probe compare: {comparison.base} vs {comparison.other}"
-    facts = "".join(f"<dt>{html.escape(label.capitalize())}</dt><dd>{html.escape(text)}</dd>"
-                    for label, text in comparison_facts(comparison))
+    facts = _html_facts([(label.capitalize(), text) for label, text in comparison_facts(comparison)])
     rows, _ = class_rows(comparison)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><dl>{facts}</dl>'
+            f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'
             f'<h2>Test accuracy (%), seed means</h2>{_html_table(METRIC_HEADER, metric_rows(comparison))}'
             f'<h2>Per class</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
 
