@@ -41,7 +41,7 @@ __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report",
            "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
-           "confusions_text", "worst_first", "Verdict"]
+           "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell"]
 
 SCHEMA_VERSION = 2
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
@@ -574,6 +574,19 @@ def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> st
     close = difflib.get_close_matches(name, class_names, n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     return f"{name!r} is not a class of this run, one of {len(class_names)} (report.json class_names){hint}"
+
+
+def confusion_cell(class_names: list[str], true: str, predicted: str | None,
+                   fields: tuple[str, str] = ("class", "predicted")) -> tuple[int, int | None]:
+    """The indices of a true class and, when given, of a predicted one other than it: the mistakes to list
+    (``mr2probe failures``, ``GET /api/runs/{id}/failures``). ValueError naming the argument (``fields``, as the
+    caller spells them) that names no class of the run, or a predicted class equal to the true one."""
+    for field, name in zip(fields, (true, predicted)):
+        if name is not None and name not in class_names:
+            raise ValueError(f"{field} {unknown_class_text(name, class_names)}")
+    if predicted == true:
+        raise ValueError(f"{fields[1]} names the class itself: its images predicted as it are not mistakes.")
+    return class_names.index(true), None if predicted is None else class_names.index(predicted)
 
 
 def interval_text(ci: list | None) -> str:

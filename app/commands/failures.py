@@ -21,22 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from probe import load_report
     from probe.predictions import Predictions
-    from probe.report import unknown_class_text
+    from probe.report import confusion_cell
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     report = load_report(args.run_dir)
-    if args.class_name not in report.class_names:
-        raise ValueError(f"--class {unknown_class_text(args.class_name, report.class_names)}")
-    predicted = None
-    if args.predicted is not None:
-        if args.predicted not in report.class_names:
-            raise ValueError(f"--predicted {unknown_class_text(args.predicted, report.class_names)}")
-        if args.predicted == args.class_name:
-            raise ValueError("--predicted names the class itself: its images predicted as it are not mistakes.")
-        predicted = report.class_names.index(args.predicted)
+    index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     predictions = Predictions.load(args.run_dir)
-    index = report.class_names.index(args.class_name)
     rows = predictions.failure_rows(index, report.class_names, args.limit, predicted)
     if args.json:
         print(json.dumps(rows, indent=2))

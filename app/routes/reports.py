@@ -46,23 +46,19 @@ def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_len
                                            "the confusion matrix)"),
              limit: int = Query(24, ge=1, le=MAX_FAILURES), store: Store = Depends(get_store)) -> FailuresOut:
     from probe.predictions import Predictions
-    from probe.report import unknown_class_text
+    from probe.report import confusion_cell
 
     run = store.get_run(run_id)
     report = _report(store, run_id)
-    if class_name not in report.class_names:
-        raise HTTPException(422, f"class: {unknown_class_text(class_name, report.class_names)}")
-    if predicted is not None and predicted not in report.class_names:
-        raise HTTPException(422, f"predicted: {unknown_class_text(predicted, report.class_names)}")
-    if predicted == class_name:
-        raise HTTPException(422, "predicted: names the class itself; its images predicted as it are not mistakes")
+    try:
+        index, target = confusion_cell(report.class_names, class_name, predicted, ("class:", "predicted:"))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     try:
         predictions = Predictions.load(run["path"])
     except FileNotFoundError:
         raise HTTPException(404, f"run {run_id!r} has no stored test predictions (it predates them); "
                                  "re-run it to browse its failures") from None
-    index = report.class_names.index(class_name)
-    target = None if predicted is None else report.class_names.index(predicted)
     rows = predictions.failure_rows(index, report.class_names, limit, target)
     dataset_id = _dataset_of(store, run)
     for row in rows:

@@ -156,3 +156,17 @@ def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
                            "mean 'class_155'")
     assert len(text) < 200 and "class_299" not in text
     assert unknown_class_text("zebra", many) == "'zebra' is not a class of this run, one of 300 (report.json class_names)"
+
+
+def test_a_confusion_cell_is_two_class_indices_or_an_error_naming_the_argument():
+    from probe.report import confusion_cell
+
+    names = ["cat", "dog", "car"]
+    assert confusion_cell(names, "dog", None) == (1, None)
+    assert confusion_cell(names, "dog", "car") == (1, 2)
+    with pytest.raises(ValueError, match=r"^--class 'cow' is not a class of this run"):
+        confusion_cell(names, "cow", "car", ("--class", "--predicted"))
+    with pytest.raises(ValueError, match=r"^predicted: 'cow' is not a class of this run"):
+        confusion_cell(names, "dog", "cow", ("class:", "predicted:"))
+    with pytest.raises(ValueError, match=r"^predicted names the class itself"):
+        confusion_cell(names, "dog", "dog")
