@@ -47,9 +47,22 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at TEXT NOT NULL, verdict TEXT
 );
 """
-# Columns added after a table's first release: (table, column, SQL type). A database written before one gets it
-# (NULL in its old rows) when a Store opens it.
-_ADDED_COLUMNS = (("runs", "verdict", "TEXT"),)
+
+
+def _fill_verdicts(conn: sqlite3.Connection) -> None:
+    """The verdict of each run stored before the column, from its report.json (left NULL where that file is gone
+    or unreadable)."""
+    for row in conn.execute("SELECT id, path FROM runs").fetchall():
+        try:
+            verdict = json.loads((Path(row["path"]) / "report.json").read_text())["selection"]["verdict"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        conn.execute("UPDATE runs SET verdict = ? WHERE id = ?", (verdict, row["id"]))
+
+
+# Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
+# database written before one gets it when a Store opens it.
+_ADDED_COLUMNS = (("runs", "verdict", "TEXT", _fill_verdicts),)
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -73,23 +86,11 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
-        for table, column, kind in _ADDED_COLUMNS:
+        for table, column, kind, fill in _ADDED_COLUMNS:
             with self._tx() as conn:  # under the write lock: a second process opening the database waits, then sees it
                 if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                    if (table, column) == ("runs", "verdict"):
-                        self._fill_verdicts(conn)
-
-    @staticmethod
-    def _fill_verdicts(conn: sqlite3.Connection) -> None:
-        """The verdict of each run stored before the column, from its report.json (left NULL where that file is
-        gone or unreadable)."""
-        for row in conn.execute("SELECT id, path FROM runs").fetchall():
-            try:
-                verdict = json.loads((Path(row["path"]) / "report.json").read_text())["selection"]["verdict"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            conn.execute("UPDATE runs SET verdict = ? WHERE id = ?", (verdict, row["id"]))
+                    fill(conn)
 
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
