@@ -27,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
     check_export_arguments(args)
     report = load_report(args.run_dir)
     if args.format:
-        write_document(EXPORT_FORMATS[args.format](report if isinstance(report, dict) else
-                                                   report.model_dump(mode="json")), args.out)
+        write_document(EXPORT_FORMATS[args.format](report.model_dump(mode="json")), args.out)
     elif args.json:
         print(report_json(report))
     elif args.csv:
