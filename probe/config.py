@@ -31,6 +31,7 @@ from .params import (
     TRAINING_PRECISIONS,
     check_trainer_params,
 )
+from .metrics import OVERALL_METRICS
 from .presets import PRESETS, get_preset
 from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 
@@ -170,6 +171,11 @@ class ProbeConfig(BaseModel):
         "above -max_overall_drop")
     max_overall_drop: float = Field(0.0, ge=0.0, le=MAX_OVERALL_DROP, description="percentage points of overall "
                                     "accuracy the user will trade for the hard third (select='hard'); 0: none")
+    overall_metric: Literal[OVERALL_METRICS] = Field(
+        "accuracy", description="what 'overall' is where validation selects and decides (the ERM choice, the "
+        "decision's overall budget, the post-hoc bias's floor, the paired test delta): 'accuracy' over the images, "
+        "so each class counts by its frequency; 'balanced', the mean of the per-class accuracies (scikit-learn's "
+        "balanced_accuracy_score), for class-imbalanced data whose classes matter equally where the probe is used")
     posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
     cv: int = Field(DEFAULT_CV_FOLDS, description=f"folds of the stratified k-fold cross-validation on train + val "
@@ -347,7 +353,8 @@ class ProbeConfig(BaseModel):
 
 # What the reference (ERM) configuration shares with the request it is compared with.
 REFERENCE_FIELDS = ("head", "head_options", "p", "lr_grid", "wd_grid", "epochs", "batch_size", "tol",
-                    "optimizer", "warmup_epochs", "seeds", "cv", "val_fraction", "device", "precision")
+                    "optimizer", "warmup_epochs", "seeds", "cv", "val_fraction", "device", "precision",
+                    "overall_metric")
 
 # auto_epochs: enough epochs for AUTO_MIN_STEPS optimiser steps, within AUTO_EPOCH_BOUNDS.
 AUTO_MIN_STEPS = 450

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .groups import GROUP_NAMES, assign_groups, group_accuracy
+from .metrics import overall_score
 from .selection import choose_safe, describe_params
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap, observed_class_accuracy
 
-__all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "Decision", "decide", "small_split_warning",
-           "stability_and_warnings"]
+__all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "IMBALANCE_RATIO", "Decision", "decide", "small_split_warning",
+           "imbalance_warning", "stability_and_warnings"]
 
 # Below this many validation images in some class, per-class accuracies move by ≥ 2 points per image and the
 # thirds are noisy: the run warns (and k-fold cross-validation is the better protocol).
@@ -27,6 +28,9 @@ MIN_VAL_PER_CLASS = 50
 UNSTABLE_GROUP = 0.8
 # The unstable-groups warning names this many classes, the least stable first (a 300-class run had 206).
 UNSTABLE_NAMED = 10
+# Largest / smallest class count of train + val from which a run selecting on overall accuracy warns that it
+# favours the frequent classes (probe.decision.imbalance_warning).
+IMBALANCE_RATIO = 3.0
 
 
 @dataclass
@@ -61,10 +65,35 @@ def small_split_warning(labels: np.ndarray, class_names: list[str], split: str =
     return text
 
 
+def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: list[str],
+                      overall_metric: str = "accuracy") -> str | None:
+    """A warning when the classes of train + val (``counts`` per class) differ in size by ``IMBALANCE_RATIO`` or
+    more and selection scores accuracy over the images, which counts each class by its frequency; else None.
+    It names the rarest classes and says when the test split weighs the classes otherwise."""
+    counts, test_counts = np.asarray(counts, dtype=np.int64), np.asarray(test_counts, dtype=np.int64)
+    present = counts[counts > 0]
+    if overall_metric != "accuracy" or present.size < 2 or present.max() < IMBALANCE_RATIO * present.min():
+        return None
+    rarest = sorted(range(len(class_names)), key=lambda i: (counts[i], i))[:3]
+    text = (f"Imbalanced classes: train + val hold {present.min():,} to {present.max():,} images per class "
+            f"({present.max() / present.min():.0f}×; fewest: "
+            + ", ".join(f"{class_names[i]} ({counts[i]:,})" for i in rarest)
+            + "). Selection scores overall accuracy, which counts each class by its frequency, so it favours the "
+            "frequent classes; where every class matters equally, select on balanced accuracy "
+            "(overall_metric='balanced', CLI --overall-metric balanced).")
+    seen = test_counts[test_counts > 0]
+    share, test_share = counts / counts.sum(), test_counts / max(test_counts.sum(), 1)
+    if seen.size and 0.5 * np.abs(share - test_share).sum() >= 0.1:  # total variation distance of the two mixes
+        text += (f" The test split's classes are mixed otherwise ({seen.min():,} to {seen.max():,} images per "
+                 "class), so its overall accuracy weighs the classes unlike validation's.")
+    return text
+
+
 def _frontier_entry(params: dict, correct: np.ndarray, delta: dict, groups: dict, labels: np.ndarray,
-                    num_classes: int) -> dict:
+                    num_classes: int, overall_metric: str) -> dict:
     hard = group_accuracy(observed_class_accuracy(correct, labels, num_classes), groups)["hard"]
-    return {"params": params, "val_overall": float(correct.mean()), "val_hard": hard,
+    return {"params": params, "val_overall": overall_score(correct, labels, num_classes, overall_metric),
+            "val_hard": hard,
             "val_overall_delta": delta["overall"]["delta"], "val_hard_delta": delta["hard"]["delta"],
             "val_overall_delta_ci": [delta["overall"]["lo"], delta["overall"]["hi"]],
             "val_hard_delta_ci": [delta["hard"]["lo"], delta["hard"]["hi"]]}
@@ -72,7 +101,8 @@ def _frontier_entry(params: dict, correct: np.ndarray, delta: dict, groups: dict
 
 def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_index: int, labels: np.ndarray,
            class_names: list[str], *, groups: dict[str, list[int]] | None = None, max_overall_drop: float = 0.0,
-           n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, split: str = "validation") -> Decision:
+           n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, split: str = "validation",
+           overall_metric: str = "accuracy") -> Decision:
     """Choose among candidates by their paired validation differences to the reference configuration.
 
     Args:
@@ -86,11 +116,12 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
         max_overall_drop: percentage points of overall accuracy the user will trade (0 = none).
         n_resamples, seed: the paired bootstrap's resamples.
         split: what the samples are, for the warnings ("validation"; "train + val" for out-of-fold correctness).
+        overall_metric: what "overall" is (``probe.metrics.OVERALL_METRICS``): accuracy, or balanced accuracy.
     """
     labels = np.asarray(labels, dtype=np.int64)
     num_classes = len(class_names)
     reference = np.asarray(correct[reference_index], dtype=np.float64)
-    boot = Bootstrap(labels, num_classes, n_resamples=n_resamples, seed=seed)
+    boot = Bootstrap(labels, num_classes, n_resamples=n_resamples, seed=seed, overall=overall_metric)
     if groups is None:
         groups = assign_groups(observed_class_accuracy(reference, labels, num_classes))
     frontier = []
@@ -100,7 +131,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
             continue
         delta = boot.paired_delta(np.asarray(vector, dtype=np.float64), reference, groups)
         frontier.append(_frontier_entry(params, np.asarray(vector, dtype=np.float64), delta, groups, labels,
-                                        num_classes))
+                                        num_classes, overall_metric))
     scored = [dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"}) for entry in frontier]
     for entry in scored:  # failed candidates carry no interval: they can never qualify
         entry.setdefault("val_hard_delta_ci", [float("-inf"), float("-inf")])

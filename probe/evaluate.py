@@ -86,9 +86,10 @@ def evaluate_seed(trainer, seed: int, val: tuple[np.ndarray, np.ndarray], test: 
 
 
 def apply_posthoc(ev: SeedEvaluation, val_labels: np.ndarray, test_labels: np.ndarray,
-                  groups: dict[str, list[int]], objective: str, num_classes: int) -> None:
-    """Fit the per-class logit bias on this seed's val logits; re-score val and test with it (in place)."""
-    model = PosthocLogitBias(objective, groups).fit(ev.val_logits, val_labels)
+                  groups: dict[str, list[int]], objective: str, num_classes: int, overall: str = "accuracy") -> None:
+    """Fit the per-class logit bias on this seed's val logits, its floor on ``overall`` (accuracy or balanced);
+    re-score val and test with it (in place)."""
+    model = PosthocLogitBias(objective, groups, overall=overall).fit(ev.val_logits, val_labels)
     v = score_logits(model.decision_function(ev.val_logits), val_labels, num_classes)
     t = score_logits(model.decision_function(ev.test_logits), test_labels, num_classes)
     ev.val_per_class, ev.val_overall = v.per_class, v.overall

@@ -1,7 +1,9 @@
 """Disparity and margin metrics on plain arrays (numpy in, numpy / float out).
 
 Accuracy metrics (MR², Sec. 5 "class-wise performance"): per-class top-1 accuracy with counts, overall top-1,
-balanced accuracy, worst class, standard deviation of per-class accuracy.
+balanced accuracy, worst class, standard deviation of per-class accuracy. What "overall" means where validation
+selects (``ProbeConfig.overall_metric``, :data:`OVERALL_METRICS`): top-1 accuracy over the samples, or balanced
+accuracy, each class's accuracy weighted equally (:func:`overall_weights`, :func:`overall_score`).
 
 Margin metrics:
 
@@ -31,6 +33,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "OVERALL_METRICS",
+    "overall_weights",
+    "overall_score",
     "nan_mean",
     "per_class_accuracy",
     "overall_accuracy",
@@ -105,6 +110,40 @@ def nan_mean(values, axis: int = 0) -> np.ndarray:
 def balanced_accuracy(per_class: np.ndarray) -> float:
     """Mean of the per-class accuracies over classes that have samples (macro recall)."""
     return float(nan_mean(per_class))
+
+
+# "accuracy": top-1 over the samples, so each class counts by its share of them; "balanced": the mean of the
+# per-class accuracies (scikit-learn's balanced_accuracy_score), for class-imbalanced data whose classes matter
+# equally where the probe is used.
+OVERALL_METRICS = ("accuracy", "balanced")
+
+
+def overall_weights(counts: np.ndarray, metric: str = "accuracy") -> np.ndarray:
+    """(K,) weight of each class's accuracy in the overall score of a split with ``counts`` samples per class:
+    ``counts / counts.sum()`` (``"accuracy"``) or 1 / (number of classes with samples) (``"balanced"``); 0 for a
+    class without samples. Σ_k weight_k · accuracy_k is then the overall score."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if metric == "accuracy":
+        return counts / max(counts.sum(), 1.0)
+    if metric == "balanced":
+        present = counts > 0
+        return present / max(int(present.sum()), 1)
+    raise ValueError(f"Unknown overall metric {metric!r}; accepted: {', '.join(OVERALL_METRICS)}.")
+
+
+def overall_score(correct: np.ndarray, labels: np.ndarray, num_classes: int, metric: str = "accuracy") -> float:
+    """The overall score (:data:`OVERALL_METRICS`) of per-sample scores ``correct`` in [0, 1] with ``labels``;
+    ``nan`` for no samples. ``"accuracy"`` is ``correct.mean()``; ``"balanced"`` the mean over the classes present
+    of their mean score (equal to scikit-learn's ``balanced_accuracy_score`` for 0/1 scores)."""
+    correct = np.asarray(correct, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if correct.size == 0:
+        return float("nan")
+    if metric == "accuracy":
+        return float(correct.mean())
+    counts = np.bincount(labels, minlength=num_classes)
+    weights = overall_weights(counts, metric)
+    return float(np.sum(correct * (weights / np.maximum(counts, 1))[labels]))
 
 
 def worst_class(per_class: np.ndarray) -> tuple[int, float]:

@@ -1,8 +1,8 @@
 """Post-hoc per-class logit bias: the cheap disparity baseline every method must beat (issue 7).
 
 On top of a fitted probe's logits z (n, K), learn a bias vector b (K,) on the validation split and predict
-argmax_k (z_k + b_k). b maximises a disparity objective subject to the validation overall accuracy staying
-≥ the unbiased probe's (the ERM floor):
+argmax_k (z_k + b_k). b maximises a disparity objective subject to the validation overall accuracy (or balanced
+accuracy, ``overall="balanced"``: ``probe.metrics.OVERALL_METRICS``) staying ≥ the unbiased probe's (the ERM floor):
 
 * ``hard``: mean per-class accuracy of the hard third (``groups["hard"]``);
 * ``worst``: accuracy of the worst class.
@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
+from .metrics import OVERALL_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +38,28 @@ class PosthocLogitBias:
         n_steps: number of grid values (odd keeps 0 on the grid).
         n_rounds: maximum coordinate-ascent rounds over all classes.
         floor: minimum validation overall accuracy; ``None`` → the unbiased logits' own accuracy.
+        overall: what the floor constrains: ``"accuracy"`` over the samples, or ``"balanced"`` accuracy.
 
     Learned: ``bias_`` (K,), ``scale_``, ``floor_``, ``overall_before_`` / ``overall_after_``,
     ``objective_before_`` / ``objective_after_``, ``n_rounds_``.
     """
 
     def __init__(self, objective: str = "hard", groups: dict[str, list[int]] | None = None, *,
-                 max_shift: float = 1.0, n_steps: int = 41, n_rounds: int = 3, floor: float | None = None):
+                 max_shift: float = 1.0, n_steps: int = 41, n_rounds: int = 3, floor: float | None = None,
+                 overall: str = "accuracy"):
         self.objective = objective
         self.groups = groups
         self.max_shift = max_shift
         self.n_steps = n_steps
         self.n_rounds = n_rounds
         self.floor = floor
+        self.overall = overall
 
     def _validate(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.objective not in POSTHOC_OBJECTIVES:
             raise ValueError(f"Unknown post-hoc objective {self.objective!r}; accepted: {', '.join(POSTHOC_OBJECTIVES)}.")
+        if self.overall not in OVERALL_METRICS:
+            raise ValueError(f"Unknown overall metric {self.overall!r}; accepted: {', '.join(OVERALL_METRICS)}.")
         if self.objective == "hard" and not (self.groups and self.groups.get("hard")):
             raise ValueError("objective='hard' needs groups with a non-empty 'hard' list.")
         if not self.max_shift > 0:
@@ -75,7 +82,7 @@ class PosthocLogitBias:
         """(G, n) correctness → (objective (G,), overall (G,))."""
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = (correct @ onehot) / counts  # (G, K); nan for classes without samples
-        overall = correct.mean(axis=1)
+        overall = correct.mean(axis=1) if self.overall == "accuracy" else per_class[:, counts > 0].mean(axis=1)
         if self.objective == "hard":
             objective = np.nanmean(per_class[:, np.asarray(self.groups["hard"], dtype=np.int64)], axis=1)
         else:

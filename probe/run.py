@@ -30,11 +30,11 @@ from .allocator import keep_freed_memory, release_freed_memory
 from .compare import discordance, discordance_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
-from .decision import decide, stability_and_warnings
+from .decision import decide, imbalance_warning, stability_and_warnings
 from .diagnostics import test_diagnostics
 from .evaluate import SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
-from .metrics import nan_mean, softmax
+from .metrics import nan_mean, overall_score, softmax
 from .predictions import Predictions, paired_test_delta
 from .registry import get_loss_spec
 from .report import (
@@ -294,6 +294,7 @@ class _Scorer:
     plan: CVPlan | None = None
     pool: tuple[np.ndarray, np.ndarray] | None = None
     warnings: list[str] = field(default_factory=list)
+    overall_metric: str = "accuracy"  # what a candidate's "overall" is (ProbeConfig.overall_metric)
 
     @property
     def labels(self) -> np.ndarray:
@@ -340,19 +341,21 @@ def _scorer(splits: _Splits, class_names: list[str], config: ProbeConfig) -> _Sc
     pool_labels = np.concatenate([splits.y_train, splits.val[1]])
     plan, warnings = plan_cross_validation(splits.val[1], pool_labels, class_names, config.cv, config.seeds[0])
     if plan is None:
-        return _Scorer(splits, warnings=warnings)
+        return _Scorer(splits, warnings=warnings, overall_metric=config.overall_metric)
     logger.info("selection by %d-fold cross-validation on train + val (%d samples): %s", plan.k, plan.samples,
                 plan.reason)
     pool = (np.concatenate([splits.x_train, splits.val[0]]), pool_labels)
-    return _Scorer(splits, plan, pool, warnings)
+    return _Scorer(splits, plan, pool, warnings, config.overall_metric)
 
 
 def _scores(correct: np.ndarray, scorer: _Scorer, groups: dict | None) -> tuple[float, float]:
-    """(overall, hard-third) accuracy of a per-sample correctness vector on the scorer's samples; ``groups``
-    None ranks the classes by this vector's own per-class accuracy."""
-    per_class = observed_class_accuracy(correct, scorer.labels, scorer.splits.num_classes)
+    """(overall, hard-third) accuracy of a per-sample correctness vector on the scorer's samples (overall: the
+    scorer's ``overall_metric``); ``groups`` None ranks the classes by this vector's own per-class accuracy."""
+    num_classes = scorer.splits.num_classes
+    per_class = observed_class_accuracy(correct, scorer.labels, num_classes)
     groups = groups if groups is not None else assign_groups(per_class)
-    return float(correct.mean()), group_accuracy(per_class, groups)["hard"]
+    overall = overall_score(correct, scorer.labels, num_classes, scorer.overall_metric)
+    return overall, group_accuracy(per_class, groups)["hard"]
 
 
 @dataclass
@@ -484,7 +487,8 @@ def _reference_configuration(fitter: _Fitter, reference: Report | None, scorer: 
 
     if reference is not None:
         fields = {k: v for k, v in reference.config.items() if k in ProbeConfig.model_fields and k != "preset"}
-        ref_fitter = fitter.like(ProbeConfig.model_validate({**fields, "device": fitter.config.device}))
+        ref_fitter = fitter.like(ProbeConfig.model_validate({**fields, "device": fitter.config.device,
+                                                             "overall_metric": fitter.config.overall_metric}))
         candidates = [{k: v for k, v in (reference.config.get("selected") or {}).items() if v is not None}]
     else:
         ref_fitter = fitter.like(fitter.config.reference_config())
@@ -510,14 +514,14 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     entries += [dict(c, failed=s.failed) if s.failed else dict(c) for c, s in zip(sweep.candidates, sweep.scored)]
     d = decide(entries, [ref_correct, *sweep.correct], 0, scorer.labels, class_names, groups=ref_groups,
                max_overall_drop=config.max_overall_drop, seed=config.seeds[0],
-               split=_split_name(scorer.plan is not None))
+               split=_split_name(scorer.plan is not None), overall_metric=config.overall_metric)
     frontier = [FrontierPoint(**e) for e in d.frontier]
     common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
                   verdict=d.verdict, frontier=frontier)
     if d.index == 0:  # no safe improvement: the run is the reference configuration
         chosen = Candidate(**ref_params, val_overall=frontier[0].val_overall, val_hard=frontier[0].val_hard)
         selection = Selection(**common, chosen=chosen, requested=config.model_dump(mode="json"),
-                              verdict_text=delta_sentence({}, d.verdict))
+                              verdict_text=delta_sentence({}, d.verdict, config.overall_metric))
         return _Outcome(ref_fitter.config, ref_params, ref_model, ref_fitter, selection, d.groups, d.stability,
                         d.warnings)
     i = d.index - 1
@@ -549,6 +553,9 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
                            val_correct=sweep.correct[index], val_labels=scorer.labels)
     if scorer.plan is not None:
         outcome.selection.split, outcome.selection.cv = "cv", scorer.cross_validation()
+    if fitter.config.overall_metric == "balanced":
+        outcome.selection.reason += (" Overall is balanced accuracy in this selection (the mean of the per-class "
+                                     "accuracies, overall_metric='balanced').")
     return outcome
 
 
@@ -621,7 +628,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         groups = assign_groups(nan_mean([e.val_per_class for e in evaluations]))
     if config.posthoc_bias:
         for ev in evaluations:
-            apply_posthoc(ev, splits.val[1], splits.test[1], groups, config.posthoc_objective, splits.num_classes)
+            apply_posthoc(ev, splits.val[1], splits.test[1], groups, config.posthoc_objective, splits.num_classes,
+                          config.overall_metric)
         outcome.selection.reason += (
             f" Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise the "
             f"{config.posthoc_objective} accuracy with val overall kept >= the unbiased probe's.")
@@ -636,13 +644,22 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         diagnostics=test_diagnostics(predictions, class_names),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
-        warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features)])
+        warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
+                  *_imbalance(splits, class_names, config.overall_metric)])
     _grouping_note(report, config, reference, scorer)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions)
     if progress is not None:
         progress(1.0, "done")
     return report
+
+
+def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> list[str]:
+    """``probe.decision.imbalance_warning`` on train + val and test, as a list."""
+    counts = np.bincount(np.concatenate([splits.y_train, splits.val[1]]), minlength=splits.num_classes)
+    warning = imbalance_warning(counts, np.bincount(splits.test[1], minlength=splits.num_classes), class_names,
+                                overall_metric)
+    return [warning] if warning else []
 
 
 def _other_features(reference: Report | None, features: FeatureSource | None) -> list[str]:
@@ -695,7 +712,9 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         ref_fitter, ref_params, ref_model = outcome.reference
         _, ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
         reference = _predictions(ref_evaluations, splits.test[1])
-        delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
-        outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict)} "
+        metric = outcome.config.overall_metric
+        delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0],
+                                  overall=metric)
+        outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(discordance(reference, predictions), "this run",
                                                                  "the reference"))

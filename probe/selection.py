@@ -195,15 +195,18 @@ def format_delta(delta: float, interval) -> str:
     return text + (" (within noise)" if lo <= 0 <= hi else "")
 
 
-def delta_sentence(deltas: dict[str, dict[str, float]], verdict: str | None = None) -> str:
+def delta_sentence(deltas: dict[str, dict[str, float]], verdict: str | None = None,
+                   overall_metric: str = "accuracy") -> str:
     """One sentence for a user: the hard-third and overall differences with their intervals.
 
     ``deltas`` has ``hard`` and ``overall`` entries ``{"delta", "lo", "hi"}`` (fractions), as
-    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns.
+    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns; ``overall_metric`` names what ``overall`` is.
     """
+    name = "balanced accuracy" if overall_metric == "balanced" else "overall accuracy"
     if verdict == "no_safe_improvement":
-        return ("No setting raised the hard classes beyond noise without costing overall accuracy; "
+        return (f"No setting raised the hard classes beyond noise without costing {name}; "
                 "this run equals the reference (ERM) configuration.")
     hard, overall = deltas["hard"], deltas["overall"]
+    label = "balanced accuracy" if overall_metric == "balanced" else "overall"
     return (f"Hard third {format_delta(hard['delta'], (hard['lo'], hard['hi']))}, "
-            f"overall {format_delta(overall['delta'], (overall['lo'], overall['hi']))}.")
+            f"{label} {format_delta(overall['delta'], (overall['lo'], overall['hi']))}.")

@@ -29,7 +29,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .groups import GROUP_NAMES, group_accuracy
-from .metrics import nan_mean
+from .metrics import nan_mean, overall_score, overall_weights
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy",
            "wilson_interval", "class_accuracy_interval", "sign_test"]
@@ -67,10 +67,12 @@ class Bootstrap:
         num_classes: K. Classes without samples get ``nan`` accuracies.
         n_resamples: B, at least 1 (1,000 or more for a 95 % interval).
         seed: the resamples depend only on it (and on ``labels``).
+        overall: what ``overall`` is (``probe.metrics.OVERALL_METRICS``): accuracy over the samples, or balanced
+            accuracy; class counts are fixed in every resample, so each class keeps its weight.
     """
 
     def __init__(self, labels: np.ndarray, num_classes: int, *, n_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = 0):
+                 seed: int = 0, overall: str = "accuracy"):
         labels = np.asarray(labels, dtype=np.int64)
         if labels.ndim != 1:
             raise ValueError(f"labels must be 1-D (n,), got shape {labels.shape}.")
@@ -80,6 +82,7 @@ class Bootstrap:
             raise ValueError(f"n_resamples must be >= 1, got {n_resamples}.")
         self.labels, self.num_classes, self.n_resamples, self.seed = labels, num_classes, n_resamples, seed
         self.counts = np.bincount(labels, minlength=num_classes)
+        self.overall, self._weights = overall, overall_weights(self.counts, overall)  # checks the name
         # Samples sorted by class: class k occupies positions starts[k] .. starts[k] + counts[k] - 1.
         self._order = np.argsort(labels, kind="stable")
         self._starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
@@ -134,8 +137,7 @@ class Bootstrap:
     def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
         """Per-resample ``overall`` (B,), per-class ``per_class`` (B, K) and, with groups, each group's (B,)."""
         per_class = self.class_accuracy(correct)
-        weights = self.counts / max(1, self.counts.sum())
-        out = {"per_class": per_class, "overall": np.nansum(per_class * weights, axis=1)}
+        out = {"per_class": per_class, "overall": np.nansum(per_class * self._weights, axis=1)}
         for name in GROUP_NAMES if groups else ():
             members = np.asarray(groups.get(name, []), dtype=np.int64)
             out[name] = nan_mean(per_class[:, members], axis=1)  # NaN per resample for an empty group
@@ -158,8 +160,10 @@ class Bootstrap:
             ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split itself.
         """
         a, b = self.summary(correct, groups), self._reference_summary(reference, groups)
-        point_a = _point_summary(np.asarray(correct, dtype=np.float64), self.labels, self.num_classes, groups)
-        point_b = _point_summary(np.asarray(reference, dtype=np.float64), self.labels, self.num_classes, groups)
+        point_a = _point_summary(np.asarray(correct, dtype=np.float64), self.labels, self.num_classes, groups,
+                                 self.overall)
+        point_b = _point_summary(np.asarray(reference, dtype=np.float64), self.labels, self.num_classes, groups,
+                                 self.overall)
         out: dict[str, dict[str, float]] = {}
         for key in point_a:
             lo, hi = percentile_interval(a[key] - b[key], level)
@@ -243,9 +247,10 @@ def observed_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes
 
 
 def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
-                   groups: dict[str, list[int]] | None) -> dict[str, float]:
-    """Overall (micro) and group (macro, :func:`probe.groups.group_accuracy`) accuracy of the split itself."""
-    out = {"overall": float(correct.mean()) if correct.size else float("nan")}
+                   groups: dict[str, list[int]] | None, overall: str = "accuracy") -> dict[str, float]:
+    """Overall (``probe.metrics.overall_score``) and group (macro, :func:`probe.groups.group_accuracy`) accuracy
+    of the split itself."""
+    out = {"overall": overall_score(correct, labels, num_classes, overall)}
     if groups:
         out.update(group_accuracy(observed_class_accuracy(correct, labels, num_classes), groups))
     return out

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.decision import MIN_VAL_PER_CLASS
+from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS
 
@@ -74,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-overall-drop", type=float, default=None, metavar="POINTS",
                         help="percentage points of overall accuracy you will trade for the hard third with "
                         "--select hard / --preset disparity (default 0)")
+    parser.add_argument("--overall-metric", choices=OVERALL_METRICS, default=None,
+                        help=f"what 'overall' is where validation selects and decides (default: "
+                        f"{_config_default('overall_metric')}): accuracy over the images, or balanced, the mean of "
+                        "the per-class accuracies, for imbalanced classes that matter equally where the probe is used")
     parser.add_argument("--cv", type=int, default=None, metavar="K",
                         help=f"when val has fewer than {MIN_VAL_PER_CLASS} images in some class, select and group by "
                         "stratified K-fold cross-validation on train + val instead (default: ProbeConfig's, "
@@ -162,6 +167,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "seeds": list(range(args.seed, args.seed + args.seeds)),
         "select": args.select,
         "max_overall_drop": args.max_overall_drop,
+        "overall_metric": args.overall_metric,
         "cv": args.cv,
         "posthoc_bias": args.posthoc_bias or None,
         "device": args.device,

@@ -286,7 +286,8 @@
    * x = overall Δ, y = hard-third Δ (points), with interval error bars; the reference at the origin, the
    * overall-accuracy budget as a vertical line at x = −budget, the chosen candidate ringed.
    * opts: {points: [{params, val_overall_delta, val_hard_delta, val_overall_delta_ci, val_hard_delta_ci, chosen,
-   *        reference}], budget (fraction), id, title, width, height}
+   *        reference}], budget (fraction), overall (what x is: "overall accuracy", "balanced accuracy"), id, title,
+   *        width, height}
    */
   function frontier(opts) {
     const pts = opts.points.filter((p) => p.reference || (isNum(p.val_overall_delta) && isNum(p.val_hard_delta)));
@@ -322,7 +323,7 @@
     svg.appendChild(el("text", { x: bx - 4, y: top + 12, "text-anchor": "end", class: "budget-label" },
                        budget ? `budget −${fixed(100 * budget, 2)} pt` : "budget: no overall drop"));
     svg.appendChild(el("text", { x: left + w / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" },
-                       "Δ overall accuracy on val (points, vs reference)"));
+                       `Δ ${opts.overall || "overall accuracy"} on val (points, vs reference)`));
     const yTitleX = Math.max(12, left - 14 - Math.max(...ys.ticks.map((t) => textWidth(ptFmt(t, ys.decimals)))));
     svg.appendChild(el("text", { x: yTitleX, y: top + h / 2, transform: `rotate(-90 ${yTitleX} ${top + h / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "Δ hard-third accuracy (points)"));

@@ -1,5 +1,5 @@
 /* "/launch": upload an archive or register a server-side folder (or pick a registered data set), choose the
-   encoder, head, preset and overall-accuracy budget, start the pipeline (ERM reference + the chosen preset),
+   encoder, head, preset, overall-accuracy budget and what "overall" means, start the pipeline (ERM reference + the chosen preset),
    watch it, cancel it, and land on the report. "/launch?job={id}" watches an existing job.
    The choices (encoders, heads, presets) come from GET /launch/choices, i.e. from the registries. */
 (function () {
@@ -7,11 +7,11 @@
   const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText } = window.Dash;
   const POLL_MS = 1000;
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
-  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "cv", "max-per-class", "epochs"];  // across a form rebuild
+  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "epochs"];  // across a form rebuild
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
   const FIELD_OF = { dataset_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
-                     head: "head", preset: "preset", max_overall_drop: "budget", cv: "cv", max_per_class: "limits-cap", epochs: "limits" };
+                     head: "head", preset: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", epochs: "limits" };
 
   function field(label, input, key, hint) {
     return h("div", { class: "field" }, h("label", { for: input.id }, label), input,
@@ -108,6 +108,7 @@
           field("Preset (second probe)", preset, "preset", "the disparity-aware probe trained after the ERM reference"),
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
                 "The largest drop in validation overall accuracy the disparity-aware probe may pay for a better hard third; 0: none."),
+          overallField(choices.overall_metrics),
           cvField(choices.cv)),
         h("details", { class: "preset-details" }, h("summary", {}, "Why this preset"), presetWhy)),
       h("fieldset", {}, h("legend", {}, "3 · Limits (optional)"),
@@ -123,6 +124,14 @@
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
     sync(); syncWhy();
     return form;
+  }
+
+  /** What "overall" is where validation selects, for both probes: accuracy, or balanced accuracy. */
+  function overallField(metrics) {
+    if (!metrics) return null;  // a server before the option
+    const labels = { accuracy: "accuracy over the images", balanced: "balanced: the mean of the per-class accuracies" };
+    return field("Overall score", h("select", { id: "overall-metric" }, metrics.map((m) => h("option", { value: m }, labels[m] || m))),
+      "overall-metric", "What selection and the budget call overall accuracy. Balanced weighs every class alike: for imbalanced classes that matter equally where the probe is used.");
   }
 
   /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */
@@ -144,6 +153,8 @@
     if (epochs !== null) common.epochs = epochs;
     const cv = intOrNull("cv");  // only when set: servers before the cv option refuse unknown fields
     if (cv !== null) common.cv = cv;
+    const metric = (document.getElementById("overall-metric") || {}).value;  // only when not the default
+    if (metric && metric !== "accuracy") common.overall_metric = metric;
     const probes = [{ ...common, loss: "ce" }];
     // max_overall_drop only when set: servers before the budget option refuse unknown fields.
     if (preset) probes.push({ ...common, preset, ...(budget ? { max_overall_drop: budget } : {}) });

@@ -252,7 +252,8 @@
     const sel = report.selection || {}, fr = sel.frontier;
     if (!Array.isArray(fr) || !fr.length) return empty("No selection frontier in this report (it needs a reference run and several candidates).");
     const budgetPt = Number((report.config || {}).max_overall_drop) || 0;
-    return [Charts.frontier({ points: fr, budget: budgetPt / 100, id: "frontier-chart", title: "selection frontier" }),
+    const overall = (report.config || {}).overall_metric === "balanced" ? "balanced accuracy" : "overall accuracy";
+    return [Charts.frontier({ points: fr, budget: budgetPt / 100, overall, id: "frontier-chart", title: "selection frontier" }),
             h("p", { class: "muted note" }, `Each point: one candidate's paired ${sel.cv ? "out-of-fold (cross-validation)" : "validation"} deltas against the reference run, with intervals. `
               + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen. Hover a point for its parameters.`)];
   }

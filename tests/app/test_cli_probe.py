@@ -132,6 +132,17 @@ def test_posthoc_flag(cache, tmp_path):
     assert json.loads((out / "report.json").read_text())["config"]["posthoc_bias"] is True
 
 
+def test_overall_metric_flag(cache, tmp_path, capsys):
+    out = tmp_path / "balanced"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--overall-metric", "balanced", *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["overall_metric"] == "balanced" and "balanced accuracy" in report["selection"]["reason"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--features", str(cache), "--out", str(tmp_path / "x"), "--overall-metric", "macro", *FAST])
+    assert exit_.value.code == 2 and "invalid choice: 'macro'" in capsys.readouterr().err
+
+
 def test_disparity_preset_from_the_cli(erm_dir, cache, tmp_path, capsys):
     out = tmp_path / "preset"
     assert main(["train", "--features", str(cache), "--out", str(out), "--preset", "disparity",

@@ -470,6 +470,11 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
         "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0", "options": {"max_per_class": 20},
         "probes": [{"head": "cosine", "epochs": 3, "loss": "ce"},
                    {"head": "cosine", "epochs": 3, "preset": "disparity", "max_overall_drop": 0.5}]}
+    assert driver.js("return Array.from(document.querySelectorAll('#overall-metric option')).map(o => o.value)") == \
+        choices["overall_metrics"] == ["accuracy", "balanced"]
+    _value(driver, "overall-metric", "balanced")  # both probes select on it: the preset's reference is the ERM run
+    assert [p.get("overall_metric") for p in driver.js("return Launch.jobBody('ds_x')")["probes"]] == ["balanced"] * 2
+    _value(driver, "overall-metric", "accuracy")
     _value(driver, "budget", "0")
     _value(driver, "head", "")
     _value(driver, "max-per-class", "")
@@ -605,6 +610,7 @@ def _enrich(report: dict) -> dict:
     report["confusion"] = {"split": "test", "counts": counts}
     report["selection"].update(verdict="improved", verdict_text=VERDICT, frontier=FRONTIER)
     report["config"]["max_overall_drop"] = 0.5
+    report["config"]["overall_metric"] = "balanced"
     report["grouping"]["stability"] = [0.9, 0.6, 0.75]
     report["warnings"] = [WARNING]
     return report
@@ -649,6 +655,8 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         return [Number(r.getAttribute('x')) + 6, Number(document.getElementById('frontier-chart-budget').getAttribute('x1'))];""")
     assert budget_x < ref_x
     assert driver.js("return document.getElementById('frontier-chart-budget').dataset.budget") == "0.005"
+    assert "Δ balanced accuracy on val (points, vs reference)" in driver.js(
+        "return Array.from(document.querySelectorAll('#frontier-chart text.axis-title')).map(t => t.textContent)")
     # per-class table: precision / recall / support / stability / most confused with
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
     assert "50.0%" in row and "60.0%" in row and f"{names[2]} 50.0%" in row

@@ -233,7 +233,7 @@ def test_reference_inside_a_run_breaks_ties_like_an_erm_run():
     flat = np.array([1, 1, 0, 0] * 3, dtype=np.float64)  # every class at 50 %: hard third 50 %
     skew = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=np.float64)  # 100 / 50 / 0 %: hard third 0 %
     lift = np.array([1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 0], dtype=np.float64)  # 75 / 50 / 25 %: hard third 25 %
-    scorer = SimpleNamespace(labels=labels, splits=SimpleNamespace(num_classes=3))
+    scorer = SimpleNamespace(labels=labels, splits=SimpleNamespace(num_classes=3), overall_metric="accuracy")
     candidates = [{"lr": 0.001}, {"lr": 0.01}, {"lr": 0.1}]
     assert flat.mean() == skew.mean() == lift.mean()
     assert _overall_choice(candidates, [skew, lift, flat], scorer) == 2

@@ -101,3 +101,44 @@ def test_the_unstable_groups_warning_names_the_ten_least_stable_and_counts_the_r
     stability[[3, 25]] = 0.5
     [few] = _warnings(labels, names, groups, stability, [])
     assert few.endswith("split, least stable first: k03 (easy, 50 %), k25 (hard, 50 %).")
+
+
+def test_balanced_overall_takes_a_rare_class_gain_that_accuracy_calls_a_loss():
+    # a: 1,000 images, f: 20. The candidate fixes 10 of f's images and breaks 20 of a's: accuracy −0.5 pt on
+    # 2,000 images, balanced accuracy +(10/20 − 20/1000) / 6 = +8 pt.
+    rng = np.random.default_rng(4)
+    counts = [1000, 400, 300, 200, 80, 20]
+    labels = np.repeat(np.arange(6), counts)
+    p = np.array([0.97, 0.9, 0.85, 0.8, 0.6, 0.3])
+    ref = (rng.random(labels.size) < p[labels]).astype(float)
+    cand = _fix_hard(ref, labels, [5], 10, rng)
+    cand[rng.permutation(np.flatnonzero((labels == 0) & (ref == 1)))[:20]] = 0.0
+    groups = {"easy": [0, 1], "medium": [2, 3], "hard": [4, 5]}
+    plain = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, cand], 0, labels, NAMES, groups=groups)
+    assert plain.verdict == "no_safe_improvement" and plain.frontier[1]["val_overall_delta"] == pytest.approx(-0.005)
+    balanced = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, cand], 0, labels, NAMES, groups=groups,
+                      overall_metric="balanced")
+    assert (balanced.index, balanced.verdict) == (1, "improved")
+    entry = balanced.frontier[1]
+    assert entry["val_overall_delta"] == pytest.approx((10 / 20 - 20 / 1000) / 6)
+    per_class = [cand[labels == k].mean() for k in range(6)]
+    assert entry["val_overall"] == pytest.approx(np.mean(per_class))
+    assert entry["val_overall_delta_ci"][0] >= 0
+
+
+def test_imbalance_warning_names_the_rarest_classes_and_a_test_split_mixed_otherwise():
+    from probe.decision import IMBALANCE_RATIO, imbalance_warning
+
+    names = ["cat", "dog", "owl", "yak"]
+    assert imbalance_warning(np.array([300, 200, 101, 150]), np.array([50] * 4), names) is None  # 2.97×
+    text = imbalance_warning(np.array([300, 200, 100, 1500]), np.array([25, 25, 25, 25]), names)
+    assert text.startswith(f"Imbalanced classes: train + val hold 100 to 1,500 images per class (15×; fewest: owl "
+                           "(100), dog (200), cat (300)).")
+    assert "overall_metric='balanced', CLI --overall-metric balanced" in text
+    assert text.endswith("The test split's classes are mixed otherwise (25 to 25 images per class), so its overall "
+                         "accuracy weighs the classes unlike validation's.")
+    same_mix = imbalance_warning(np.array([30, 20, 10, 90]), np.array([3, 2, 1, 9]), names)
+    assert same_mix is not None and "test split" not in same_mix
+    assert imbalance_warning(np.array([30, 20, 10, 90]), np.array([3, 2, 1, 9]), names, "balanced") is None
+    assert imbalance_warning(np.array([3 * 7, 7, 0, 7]), np.array([1, 1, 1, 1]), names) is not None  # 3× exactly
+    assert IMBALANCE_RATIO == 3.0

@@ -126,3 +126,25 @@ def test_top_confusions():
     assert top[2] == []                           # never confused
     assert top[3] == [(1, 0.3), (2, 0.3), (0, 0.2)]
     assert top_confusions(c, k=1)[3] == [(1, 0.3)]
+
+
+def test_overall_score_is_accuracy_or_scikit_learns_balanced_accuracy():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from probe.metrics import overall_score, overall_weights
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 3], [300, 30, 3])  # class 2 has no sample: it carries no weight
+    predictions = np.where(rng.random(labels.size) < 0.7, labels, rng.choice([0, 1, 3], labels.size))
+    correct = (predictions == labels).astype(float)
+    assert overall_score(correct, labels, 4) == pytest.approx(accuracy_score(labels, predictions), abs=1e-12)
+    assert overall_score(correct, labels, 4, "balanced") == pytest.approx(
+        balanced_accuracy_score(labels, predictions), abs=1e-12)
+    np.testing.assert_allclose(overall_weights(np.array([300, 30, 0, 3]), "balanced"), [1 / 3, 1 / 3, 0, 1 / 3])
+    np.testing.assert_allclose(overall_weights(np.array([300, 30, 0, 3]), "accuracy"), [300 / 333, 30 / 333, 0,
+                                                                                      3 / 333])
+    # seed means (2/3 right) are scores too: balanced is the mean over classes of their mean score
+    assert overall_score(np.array([2 / 3, 1.0, 0.0]), np.array([0, 0, 1]), 2, "balanced") == pytest.approx(5 / 12)
+    assert math.isnan(overall_score(np.array([]), np.array([], dtype=int), 2, "balanced"))
+    with pytest.raises(ValueError, match="Unknown overall metric 'macro'; accepted: accuracy, balanced"):
+        overall_weights(np.array([1, 2]), "macro")

@@ -63,3 +63,21 @@ def test_errors():
         PosthocLogitBias("hard").fit(logits, labels)
     with pytest.raises(RuntimeError, match="not fitted"):
         PosthocLogitBias("worst").predict(logits)
+
+
+def test_a_balanced_floor_lets_a_rare_class_gain_what_two_frequent_rows_cost():
+    # Fixing the rare class 2's wrong row needs b2 − b0 > 0.5, which breaks the two fragile class-0 rows
+    # (b2 − b0 > 0.4) but not the ten others (margin 1): −2 + 1 rows lowers accuracy, but balanced accuracy rises
+    # by (−2/12 + 1/2) / 3.
+    rows = ([([2, 0, 1], 0)] * 10 + [([1, 0, 0.6], 0)] * 2 + [([0, 2, 0], 1)] * 4 + [([1, 0, 0.5], 2)]
+            + [([0, 0, 1], 2)])
+    logits, labels = _data(rows)
+    plain = PosthocLogitBias("hard", GROUPS).fit(logits, labels)
+    assert plain.objective_after_ == pytest.approx(0.5)  # the accuracy floor forbids the trade
+    balanced = PosthocLogitBias("hard", GROUPS, overall="balanced").fit(logits, labels)
+    acc, _ = per_class_accuracy(labels, balanced.predict(logits), 3)
+    np.testing.assert_allclose(acc, [10 / 12, 1.0, 1.0])
+    assert balanced.overall_before_ == pytest.approx((1 + 1 + 0.5) / 3)
+    assert balanced.overall_after_ == pytest.approx((10 / 12 + 1 + 1) / 3)
+    with pytest.raises(ValueError, match="Unknown overall metric 'macro'"):
+        PosthocLogitBias("hard", GROUPS, overall="macro").fit(logits, labels)

@@ -444,3 +444,27 @@ def test_every_seed_trains_at_the_precision_of_the_first(data, monkeypatch, prec
     expected = "bf16" if precision == "auto" and cpu_has_native_bf16() else "fp32"
     assert sweep == [(0, expected)] * 4
     assert seeds == [[(1, expected)], [(2, expected)]]
+
+
+def test_balanced_overall_metric_scores_selection_and_the_imbalance_warning_points_to_it(data):
+    keep = np.concatenate([np.flatnonzero(data["train"][1] == k)[:n] for k, n in enumerate([60, 60, 40, 20, 10, 6])])
+    vkeep = np.concatenate([np.flatnonzero(data["val"][1] == k)[:n] for k, n in enumerate([30, 30, 20, 10, 5, 3])])
+    skewed = {"train": (data["train"][0][keep], data["train"][1][keep]),
+              "val": (data["val"][0][vkeep], data["val"][1][vkeep]), "test": data["test"]}
+    base = {**FAST, "seeds": [0], "wd_grid": [0.0, 1e-3, 1e-2]}
+    plain = run_probe(skewed, NAMES, ProbeConfig(**base))
+    (warning,) = [w for w in plain["warnings"] if w.startswith("Imbalanced classes")]
+    assert "hold 9 to 90 images per class (10×; fewest: c5 (9), c4 (15), c3 (30))" in warning
+    assert "The test split's classes are mixed otherwise (60 to 60 images per class)" in warning
+    assert plain["selection"]["chosen"]["val_overall"] == pytest.approx(plain["val"]["overall"])
+
+    balanced = run_probe(skewed, NAMES, ProbeConfig(**base, overall_metric="balanced"))
+    assert balanced["config"]["overall_metric"] == "balanced"
+    assert not [w for w in balanced["warnings"] if w.startswith("Imbalanced classes")]
+    assert balanced["selection"]["chosen"]["val_overall"] == pytest.approx(np.mean(balanced["val"]["per_class"]))
+    assert balanced["selection"]["reason"].endswith("Overall is balanced accuracy in this selection (the mean of the "
+                                                    "per-class accuracies, overall_metric='balanced').")
+    preset = run_probe(skewed, NAMES, ProbeConfig(**base, preset="disparity", overall_metric="balanced"))
+    assert preset["config"]["overall_metric"] == "balanced"  # the reference configuration it may fall back to
+    assert "balanced accuracy" in preset["selection"]["verdict_text"]
+    assert all(c["val_overall"] is None or 0 <= c["val_overall"] <= 1 for c in preset["selection"]["candidates"])

@@ -146,3 +146,24 @@ def test_bad_inputs():
         Bootstrap(np.array([0, 1]), 2, n_resamples=0)
     with pytest.raises(ValueError, match="correct must have the labels' shape"):
         Bootstrap(np.array([0, 1]), 2).class_accuracy(np.ones(3))
+
+
+def test_balanced_overall_weighs_every_class_alike_in_every_resample():
+    from sklearn.metrics import balanced_accuracy_score
+
+    labels, ref = _data(n_per_class=(900, 90, 10), p=(0.9, 0.6, 0.3))
+    boot = Bootstrap(labels, 4, n_resamples=500, seed=2, overall="balanced")  # class 3 has no sample
+    summary = boot.summary(ref)
+    np.testing.assert_allclose(summary["overall"], np.nanmean(summary["per_class"], axis=1), rtol=1e-12)
+    # raising the rare class by 5 of its 10 images: +16.7 balanced points, +0.5 accuracy points
+    better = ref.copy()
+    better[np.flatnonzero((labels == 2) & (ref == 0))[:5]] = 1.0
+    delta = boot.paired_delta(better, ref)["overall"]
+    predicted = lambda correct: np.where(correct == 1, labels, (labels + 1) % 3)  # noqa: E731
+    expected = balanced_accuracy_score(labels, predicted(better)) - balanced_accuracy_score(labels, predicted(ref))
+    assert delta["delta"] == pytest.approx(expected) == pytest.approx(5 / 10 / 3)
+    assert 0 < delta["lo"] <= delta["hi"]
+    plain = Bootstrap(labels, 4, n_resamples=500, seed=2).paired_delta(better, ref)["overall"]
+    assert plain["delta"] == pytest.approx(5 / 1000)
+    with pytest.raises(ValueError, match="Unknown overall metric"):
+        Bootstrap(labels, 4, overall="macro")
