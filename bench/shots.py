@@ -53,16 +53,22 @@ from probe.crossval import within_class_rank
 logger = logging.getLogger("shots")
 
 SHOT_METHODS: dict[str, dict] = {
-    **{m: METHODS[m] for m in ("erm", "mr2", "group_dro_eta", "posthoc_bias")},
+    **{m: METHODS[m] for m in ("erm", "mr2", "group_dro_eta", "posthoc_bias", "logit_adjust_tau", "erm_balanced",
+                               "posthoc_bias_balanced", "logit_adjust_tau_balanced")},
     "preset": dict(preset="disparity"),
+    "preset_balanced": dict(preset="disparity", overall_metric="balanced"),
 }
-NO_REFERENCE = ("erm", "preset")  # run without reference=: ERM is the reference, the preset runs as a user runs it
-SHOT_LABELS = {**LABELS, "preset": "preset `disparity`"}
+# the long-tail baselines and the balanced selection are for --imbalance runs
+DEFAULT_METHODS = ("erm", "mr2", "group_dro_eta", "posthoc_bias", "preset")
+# run without reference=: ERM is the reference, the presets (and the balanced ERM) run as a user runs them
+NO_REFERENCE = ("erm", "erm_balanced", "preset", "preset_balanced")
+SHOT_LABELS = {**LABELS, "preset": "preset `disparity`", "preset_balanced": "preset `disparity`, balanced"}
 HARM_OVERALL_PT = 0.3  # harm: test overall below ERM's by more than this many points ...
 HARM_WORST_PT = 1.0  # ... or the worst class below ERM's worst class by more than this
 PRESET_HARM_MAX = 0.05  # issue-13 targets: the preset harms in at most 5 % of subsamples
 GAIN_MIN_PT, GAIN_SHARE = 1.0, 0.8  # where a method gains ≥ 1 hard point at overall ≥ ERM, the preset gets 80 %
 _SUBSAMPLE_STREAM = 1  # spawn key: the subsample's random stream is independent of run_probe's seed-based ones
+_ORDER_STREAM = 2  # spawn key: which classes are rare in a long-tailed subsample (--imbalance)
 
 
 def parse_n(value: str) -> int | None:
@@ -78,24 +84,39 @@ def n_key(n: int | None) -> str:
     return "all" if n is None else str(n)
 
 
-def subsample_per_class(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """Row indices (ascending) of exactly ``n`` rows of each class, drawn without replacement (``None``: all).
+def long_tail_counts(n: int, imbalance: float, num_classes: int, seed: int) -> np.ndarray:
+    """Images per class of a long-tailed subsample (CIFAR-10-LT's profile, Cao et al. 2019): the class at rank j
+    of a seeded permutation gets round(n · imbalance^(−j/(K−1))), at least 1; ``imbalance`` = 1 gives n to all.
+
+    The permutation is the subsample seed's (its own stream), so the subsamples vary which classes are rare.
+    """
+    if imbalance < 1:
+        raise ValueError(f"imbalance is the ratio of the largest to the smallest class count (≥ 1), got {imbalance}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_ORDER_STREAM,)))
+    rank = rng.permutation(num_classes)
+    return np.maximum(1, np.round(n * imbalance ** (-rank / max(num_classes - 1, 1)))).astype(np.int64)
+
+
+def subsample_per_class(labels: np.ndarray, n: int | None, seed: int, imbalance: float = 1.0) -> np.ndarray:
+    """Row indices (ascending) of exactly ``n`` rows of each class, drawn without replacement (``None``: all);
+    with ``imbalance`` > 1, :func:`long_tail_counts` rows per class (``None``: n = the smallest class count).
 
     Seeded and nested: for one seed the rows drawn for a smaller n are among those for a larger n.
 
     Raises:
-        ValueError: a class has fewer than n rows.
+        ValueError: a class has fewer rows than it is to get.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    if n is None:
-        return np.arange(labels.size)
     counts = np.bincount(labels)
-    short = np.flatnonzero(counts < n)
+    if n is None and imbalance == 1:
+        return np.arange(labels.size)
+    want = long_tail_counts(int(counts.min()) if n is None else n, imbalance, counts.size, seed)
+    short = np.flatnonzero(counts < want)
     if short.size:
         raise ValueError(f"n={n} images per class, but class(es) {short.tolist()} have only "
                          f"{counts[short].tolist()} in the pool; accepted: n ≤ {counts.min()} or 'all'.")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SUBSAMPLE_STREAM,)))
-    return np.flatnonzero(within_class_rank(labels, rng) < n)
+    return np.flatnonzero(within_class_rank(labels, rng) < want[labels])
 
 
 def load_pool(cache) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -193,11 +214,14 @@ def markdown_table(result: dict, summary: dict) -> str:
 
 def target_checks(summary: dict) -> list[str]:
     """The issue-13 targets and the MR² 2·std question, one line each, for one data set × head."""
-    harmful = [f"{n} ({100 * m['preset']['harm_fraction']:.0f} %)" for n, m in summary.items()
-               if "preset" in m and m["preset"]["harm_fraction"] > PRESET_HARM_MAX]
-    have = [n for n, m in summary.items() if "preset" in m]
-    lines = [f"- preset harm ≤ {100 * PRESET_HARM_MAX:.0f} % at every n ({', '.join(have) or 'none run'}): "
-             + ("**yes**" if have and not harmful else "no" + (f", n = {', '.join(harmful)}" if harmful else ""))]
+    lines = []
+    for preset in [p for p in ("preset", "preset_balanced") if p == "preset" or any(p in m for m in summary.values())]:
+        harmful = [f"{n} ({100 * m[preset]['harm_fraction']:.0f} %)" for n, m in summary.items()
+                   if preset in m and m[preset]["harm_fraction"] > PRESET_HARM_MAX]
+        have = [n for n, m in summary.items() if preset in m]
+        lines.append(f"- {SHOT_LABELS[preset]} harm ≤ {100 * PRESET_HARM_MAX:.0f} % at every n "
+                     f"({', '.join(have) or 'none run'}): "
+                     + ("**yes**" if have and not harmful else "no" + (f", n = {', '.join(harmful)}" if harmful else "")))
     for n, methods in summary.items():
         gains = {m: s["d_hard"] for m, s in methods.items()
                  if m != "erm" and s["d_hard"] >= GAIN_MIN_PT and s["d_overall"] >= 0}
@@ -222,7 +246,9 @@ def report_tables(result: dict) -> str:
     timing = result.get("timing", {})
     walls = ", ".join(f"{n}: {timing['per_n_wall_seconds'][n] / 60:.1f}"
                       for n in sorted(timing.get("per_n_wall_seconds", {}), key=_n_order))
-    head = (f"### {s['name']} · {s['encoder']} · {s['head']} head — shots per class (pool {s['n_pool']}, "
+    shape = ("shots per class" if s.get("imbalance", 1.0) == 1 else
+             f"long-tailed subsamples, imbalance {s['imbalance']:g} (n = the largest class's count)")
+    head = (f"### {s['name']} · {s['encoder']} · {s['head']} head — {shape} (pool {s['n_pool']}, "
             f"test {s['n_test']}; Δ vs ERM on the same subsample, points)\n")
     foot = f"\nwall minutes per n: {walls or '—'}; total {timing.get('total_wall_seconds', 0) / 60:.1f}"
     return "\n".join([head, markdown_table(result, summary), foot, "", *target_checks(summary)])
@@ -246,9 +272,10 @@ def load_or_new(path: Path, setting: dict) -> dict:
         return {"kind": "shots", "setting": setting, "entries": {},
                 "timing": {"per_n_wall_seconds": {}, "total_wall_seconds": 0.0}}
     result = json.loads(path.read_text())
-    for key in ("fingerprint", "head", "encoder"):
-        if result["setting"].get(key) != setting.get(key):
-            raise SystemExit(f"{path} has {key}={result['setting'].get(key)!r}, this run {setting.get(key)!r}; "
+    for key, default in (("fingerprint", None), ("head", None), ("encoder", None), ("imbalance", 1.0)):
+        if result["setting"].get(key, default) != setting.get(key, default):
+            raise SystemExit(f"{path} has {key}={result['setting'].get(key, default)!r}, this run "
+                             f"{setting.get(key, default)!r}; "
                              "move it away (or use another --out-dir) to start a new sweep")
     result["setting"]["commands"] = [*result["setting"].get("commands", []), *setting["commands"]]
     return result
@@ -300,7 +327,7 @@ def sweep_head(pool: tuple, test: tuple, class_names: list[str], head: str, args
     for n in args.shots:
         key, clock = n_key(n), [time.perf_counter()]
         for seed in args.subsample_seeds:
-            rows = subsample_per_class(pool[1], n, seed)
+            rows = subsample_per_class(pool[1], n, seed, args.imbalance)
             data = {"train": (pool[0][rows], pool[1][rows]), "test": test}
             run_subsample(data, class_names, head, key, seed, args, result, lambda: _save(path, result, key, clock))
         logger.info("%s n=%s done: %.1f min so far at this n", head, key,
@@ -314,6 +341,7 @@ def _setting(args: argparse.Namespace, cache, pool_labels: np.ndarray, test_labe
         "fingerprint": cache.fingerprint, "class_names": cache.class_names,
         "n_pool": int(pool_labels.size), "n_test": int(test_labels.size),
         "pool_per_class": np.bincount(pool_labels, minlength=cache.num_classes).tolist(),
+        "imbalance": args.imbalance,
         "val_fraction": ProbeConfig().val_fraction,
         "methods": {m: {k: v for k, v in SHOT_METHODS[m].items() if k != "heads"} for m in args.methods},
         "reference": "erm and preset run without reference=; the other methods get the same subsample's ERM report",
@@ -327,10 +355,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shots", nargs="+", type=parse_n, required=True, metavar="N", help="per class; 'all'")
     p.add_argument("--subsample-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--imbalance", type=float, default=1.0, metavar="R",
+                   help="long-tailed subsamples: N is the largest class's count, the smallest gets N/R "
+                        "(exponential profile, a random class order per subsample seed); default 1: N per class")
     p.add_argument("--features", required=True, help="a complete feature cache (HDF5) with train, val, test")
     p.add_argument("--name", required=True, help="short data set name for the results file")
     p.add_argument("--heads", nargs="+", default=["linear", "cosine"], choices=["linear", "cosine"])
-    p.add_argument("--methods", nargs="+", default=list(SHOT_METHODS), choices=list(SHOT_METHODS))
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(SHOT_METHODS))
     p.add_argument("--epochs", type=int, default=None, help="default: ProbeConfig's automatic epochs")
     p.add_argument("--lr-grid", nargs="+", type=float, default=None, help="default: ProbeConfig's grid")
     p.add_argument("--wd-grid", nargs="+", type=float, default=None, help="default: ProbeConfig's grid")
@@ -355,7 +386,7 @@ def main(argv: list[str]) -> int:
     cache = open_cache(args.features)
     pool, test = load_pool(cache)
     try:  # every n fits the pool, checked before any training
-        [subsample_per_class(pool[1], n, 0) for n in args.shots]
+        [subsample_per_class(pool[1], n, 0, args.imbalance) for n in args.shots]
     except ValueError as exc:
         raise SystemExit(f"--shots: {exc}") from None
     setting = _setting(args, cache, pool[1], test[1])

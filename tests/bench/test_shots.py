@@ -36,6 +36,25 @@ def test_subsample_all_keeps_every_row_and_too_few_is_an_error():
         shots.subsample_per_class(labels, 13, seed=0)
 
 
+def test_long_tailed_subsamples_follow_the_exponential_profile_in_a_seeded_class_order():
+    counts = shots.long_tail_counts(100, 100.0, 10, seed=0)
+    assert sorted(counts.tolist(), reverse=True) == [100, 60, 36, 22, 13, 8, 5, 3, 2, 1]  # round(100 · 100^(−j/9))
+    assert not np.array_equal(counts, shots.long_tail_counts(100, 100.0, 10, seed=1))  # which classes are rare
+    assert shots.long_tail_counts(7, 1.0, 4, seed=0).tolist() == [7] * 4
+    labels = _labels()  # 30, 12, 25, 40 rows
+    rows = shots.subsample_per_class(labels, 12, seed=2, imbalance=4.0)
+    want = shots.long_tail_counts(12, 4.0, 4, seed=2)
+    assert np.bincount(labels[rows]).tolist() == want.tolist() and sorted(want.tolist()) == [3, 5, 8, 12]
+    assert set(shots.subsample_per_class(labels, 6, seed=2, imbalance=4.0)) < set(rows)  # nested in n
+    # 'all': n is the smallest class's count, so every class can give its share
+    assert np.bincount(labels[shots.subsample_per_class(labels, None, seed=2, imbalance=4.0)]).tolist() == \
+        shots.long_tail_counts(12, 4.0, 4, seed=2).tolist()
+    assert np.array_equal(shots.subsample_per_class(labels, 10, seed=3, imbalance=1.0),
+                          shots.subsample_per_class(labels, 10, seed=3))
+    with pytest.raises(ValueError, match="imbalance is the ratio"):
+        shots.long_tail_counts(10, 0.5, 4, seed=0)
+
+
 def test_parse_n():
     assert shots.parse_n("all") is None and shots.parse_n("250") == 250
     for bad in ("0", "-3", "ten"):
@@ -107,7 +126,7 @@ def test_target_checks():
         "all": {"erm": _row(0, 0), "mr2": _row(0.5, 0.3), "preset": _row(0.0, 0.0)},
     }
     assert shots.target_checks(summary) == [
-        "- preset harm ≤ 5 % at every n (10, 25, all): no, n = 25 (20 %)",
+        "- preset `disparity` harm ≤ 5 % at every n (10, 25, all): no, n = 25 (20 %)",
         "- n = 10: best gain group DRO, η selected +2.00 hard; preset +1.60 → ≥ 80 %: **yes**",
         "- n = 25: best gain group DRO, η selected +1.50 hard; preset +1.00 → ≥ 80 %: no",
         "- n = all: no method reaches ≥ +1.0 hard at Δ overall ≥ 0 (target void)",
@@ -139,7 +158,7 @@ class _FakeReports:
 def _args(**kw):
     import argparse
 
-    base = dict(methods=list(shots.SHOT_METHODS), device="cpu", epochs=None, lr_grid=None, wd_grid=None)
+    base = dict(methods=list(shots.DEFAULT_METHODS), device="cpu", epochs=None, lr_grid=None, wd_grid=None)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -213,7 +232,7 @@ def test_sweep_end_to_end_resumes_and_prints(tmp_path, monkeypatch, capsys):
     assert sorted(result["entries"]) == ["4", "all"] and sorted(result["entries"]["4"]) == ["0", "1"]
     for n, n_train in (("4", 3 * 3), ("all", 3 * 22)):  # 1 of 4 and 2 of 24 per class carved as validation
         for slot in result["entries"][n].values():
-            assert list(slot["methods"]) == list(shots.SHOT_METHODS)
+            assert list(slot["methods"]) == list(shots.DEFAULT_METHODS)
             assert {e["n_train"] for e in slot["methods"].values()} == {n_train}
             assert all(len(e["per_class"]) == 3 and e["verdict"] for e in slot["methods"].values())
     assert set(result["timing"]["per_n_wall_seconds"]) == {"4", "all"}
@@ -228,4 +247,4 @@ def test_sweep_end_to_end_resumes_and_prints(tmp_path, monkeypatch, capsys):
     assert json.loads(path.read_text())["entries"] == result["entries"]
     assert disparity.main(["--from-json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "| all | MR² (paper) | 2 |" in out and "- preset harm ≤ 5 % at every n (4, all)" in out
+    assert "| all | MR² (paper) | 2 |" in out and "- preset `disparity` harm ≤ 5 % at every n (4, all)" in out
