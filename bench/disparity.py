@@ -262,7 +262,7 @@ def _print_json(paths: list[str], per_class: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if "--shots" in argv:  # the shots-per-class sweep has its own options (bench/shots.py)
+    if "--shots" in argv or "--merge-shots" in argv:  # the shots-per-class sweep has its own options (bench/shots.py)
         import shots
 
         return shots.main(argv)

@@ -281,6 +281,35 @@ def load_or_new(path: Path, setting: dict) -> dict:
     return result
 
 
+def merge_sweeps(results: list[dict]) -> dict:
+    """One results file from sweeps of one cache, head and imbalance that ran side by side with different
+    ``--methods``: the entries of every (n, subsample seed) united, the commands and wall times added up.
+
+    Raises:
+        ValueError: the settings differ, or a method both ran (ERM, which each needs) has other test accuracies.
+    """
+    merged = json.loads(json.dumps(results[0]))
+    for other in results[1:]:
+        for key in ("fingerprint", "head", "encoder", "imbalance", "n_pool", "n_test"):
+            if merged["setting"].get(key) != other["setting"].get(key):
+                raise ValueError(f"the sweeps differ in {key}: {merged['setting'].get(key)!r} and "
+                                 f"{other['setting'].get(key)!r}")
+        merged["setting"]["commands"] += other["setting"]["commands"]
+        merged["setting"]["methods"].update(other["setting"]["methods"])
+        for n, seeds in other["entries"].items():
+            for seed, slot in seeds.items():
+                mine = merged["entries"].setdefault(n, {}).setdefault(seed, {"groups": slot["groups"], "methods": {}})
+                for method, entry in slot["methods"].items():
+                    if method in mine["methods"] and mine["methods"][method]["per_class"] != entry["per_class"]:
+                        raise ValueError(f"n={n} seed={seed}: {method} differs between the sweeps")
+                    mine["methods"].setdefault(method, entry)
+        for n, seconds in other["timing"]["per_n_wall_seconds"].items():
+            walls = merged["timing"]["per_n_wall_seconds"]
+            walls[n] = round(walls.get(n, 0.0) + seconds, 2)
+        merged["timing"]["total_wall_seconds"] = round(sum(merged["timing"]["per_n_wall_seconds"].values()), 2)
+    return merged
+
+
 def _method_config(method: str, head: str, seed: int, args: argparse.Namespace) -> ProbeConfig:
     """The method's ProbeConfig with one training seed, the subsample's (it also seeds the validation carve)."""
     return _config(method, head, argparse.Namespace(**{**vars(args), "seeds": [seed]}), SHOT_METHODS)
@@ -373,7 +402,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    """The sweep (``python bench/disparity.py --shots ...``); prints each head's table at the end."""
+    """The sweep (``python bench/disparity.py --shots ...``); prints each head's table at the end.
+    ``--merge-shots OUT IN IN ...`` writes :func:`merge_sweeps` of the IN files to OUT instead."""
+    if argv and argv[0] == "--merge-shots":
+        if len(argv) < 4:
+            raise SystemExit("usage: --merge-shots OUT.json IN.json IN.json [...]")
+        try:
+            merged = merge_sweeps([json.loads(Path(path).read_text()) for path in argv[2:]])
+        except ValueError as exc:
+            raise SystemExit(f"--merge-shots: {exc}") from None
+        Path(argv[1]).write_text(json.dumps(merged, indent=1))
+        print(f"{report_tables(merged)}\n\nwritten {argv[1]}")
+        return 0
     args = _parser().parse_args(argv)
     args.argv, args.methods = argv, ["erm", *[m for m in args.methods if m != "erm"]]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -248,3 +248,30 @@ def test_sweep_end_to_end_resumes_and_prints(tmp_path, monkeypatch, capsys):
     assert disparity.main(["--from-json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "| all | MR² (paper) | 2 |" in out and "- preset `disparity` harm ≤ 5 % at every n (4, all)" in out
+
+
+def test_merge_sweeps_unites_methods_run_side_by_side_and_refuses_a_disagreeing_erm(tmp_path, capsys):
+    def sweep(methods: dict, wall: float, command: str) -> dict:
+        return {"kind": "shots", "setting": {"fingerprint": "fp", "head": "linear", "encoder": "e", "imbalance": 10.0,
+                                             "n_pool": 9, "n_test": 3, "name": "x", "commands": [command],
+                                             "methods": {m: {} for m in methods}},
+                "entries": {"4": {"0": {"groups": {"hard": [2]}, "methods": methods}}},
+                "timing": {"per_n_wall_seconds": {"4": wall}, "total_wall_seconds": wall}}
+
+    erm = {"per_class": [0.5, 0.4, 0.3], "overall": 0.4, "hard": 0.3, "worst_class": 0.3, "verdict": "not_applicable",
+           "seconds": 1}
+    other = {**erm, "per_class": [0.5, 0.4, 0.6], "verdict": "improved"}
+    a, b = sweep({"erm": erm, "mr2": erm}, 10.0, "a"), sweep({"erm": erm, "preset_balanced": other}, 5.0, "b")
+    merged = shots.merge_sweeps([a, b])
+    assert list(merged["entries"]["4"]["0"]["methods"]) == ["erm", "mr2", "preset_balanced"]
+    assert merged["setting"]["commands"] == ["a", "b"] and merged["timing"]["total_wall_seconds"] == 15.0
+    assert a["setting"]["commands"] == ["a"]  # the inputs are left as they were
+    with pytest.raises(ValueError, match="n=4 seed=0: erm differs between the sweeps"):
+        shots.merge_sweeps([a, sweep({"erm": other}, 1.0, "c")])
+    with pytest.raises(ValueError, match="the sweeps differ in imbalance: 10.0 and 100.0"):
+        shots.merge_sweeps([a, {**b, "setting": {**b["setting"], "imbalance": 100.0}}])
+    for name, result in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    out = tmp_path / "m.json"
+    assert disparity.main(["--merge-shots", str(out), str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert json.loads(out.read_text()) == merged and f"written {out}" in capsys.readouterr().out
