@@ -250,14 +250,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_json(paths: list[str], per_class: list[str]) -> None:
+    long_tailed = []
     for path in paths:
         result = json.loads(Path(path).read_text())
         if result.get("kind") == "shots":
             import shots  # bench/shots.py imports this module: imported here, not at the top
 
             print(f"\n{path}\n\n{shots.report_tables(result)}")
+            long_tailed += [result] if result["setting"].get("imbalance", 1.0) != 1 else []
         else:
             print(f"\n{path}\n\n{markdown_table(result)}\n\n{per_class_table(result, per_class)}")
+    if long_tailed:  # the files' Δ overall (± std, harm) side by side
+        print(f"\nLong-tailed training sets, Δ overall vs ERM (points, ± std over subsamples; harm)\n\n"
+              f"{shots.long_tail_summary(long_tailed)}")
 
 
 def main(argv: list[str] | None = None) -> int:

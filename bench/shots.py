@@ -239,6 +239,26 @@ def target_checks(summary: dict) -> list[str]:
     return lines
 
 
+# the long-tail summary's columns: the preset as it stands, then the balanced selection's methods
+LONG_TAIL_COLUMNS = ("preset", "preset_balanced", "logit_adjust_tau_balanced", "posthoc_bias_balanced", "erm_balanced")
+
+
+def long_tail_summary(results: list[dict]) -> str:
+    """One Markdown row per (long-tailed results file, n): ERM's test overall and, per method of
+    ``LONG_TAIL_COLUMNS``, its Δ overall ± std over subsamples and how often it harmed (``—``: not run)."""
+    rows = ["| data | imbalance | n (largest class) | subsamples | ERM overall | "
+            + " | ".join(SHOT_LABELS[m] for m in LONG_TAIL_COLUMNS) + " |",
+            "|" + "---|" * (5 + len(LONG_TAIL_COLUMNS))]
+    for result in results:
+        setting = result["setting"]
+        for n, methods in summarize(result).items():
+            cells = [f"{m['d_overall']:+.2f} ± {m['d_overall_std']:.2f} ({100 * m['harm_fraction']:.0f} %)"
+                     if (m := methods.get(name)) else "—" for name in LONG_TAIL_COLUMNS]
+            rows.append(f"| {setting['name']} | {setting.get('imbalance', 1.0):g} | {n} | "
+                        f"{methods['erm']['subsamples']} | {methods['erm']['overall']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def report_tables(result: dict) -> str:
     """The Markdown table and target checks of one results file (``--from-json``)."""
     s = result["setting"]

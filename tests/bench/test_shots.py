@@ -275,3 +275,17 @@ def test_merge_sweeps_unites_methods_run_side_by_side_and_refuses_a_disagreeing_
     out = tmp_path / "m.json"
     assert disparity.main(["--merge-shots", str(out), str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     assert json.loads(out.read_text()) == merged and f"written {out}" in capsys.readouterr().out
+
+
+def test_long_tail_summary_puts_each_methods_delta_and_harm_side_by_side():
+    def entry(per_class):
+        return {"per_class": per_class, "overall": float(np.mean(per_class)), "hard": min(per_class),
+                "worst_class": min(per_class), "verdict": "improved", "seconds": 1.0}
+
+    erm = [entry([0.9, 0.5, 0.1]), entry([0.8, 0.6, 0.1])]
+    better = [entry([0.9, 0.6, 0.3]), entry([0.6, 0.6, 0.15])]  # +10 and −5 overall points: the second harms
+    slots = {str(s): {"groups": {}, "methods": {"erm": erm[s], "preset_balanced": better[s]}} for s in (0, 1)}
+    result = {"setting": {"name": "toy-lt", "imbalance": 10.0}, "entries": {"25": slots}}
+    table = shots.long_tail_summary([result]).splitlines()
+    assert table[0].startswith("| data | imbalance | n (largest class) | subsamples | ERM overall | preset `disparity` |")
+    assert table[2] == "| toy-lt | 10 | 25 | 2 | 50.00 | — | +2.50 ± 10.61 (50 %) | — | — | — |"
