@@ -45,6 +45,7 @@ def launch_choices() -> dict[str, Any]:
     """What the launch form offers, read from the registries (no data: public like the pages)."""
     from feature_cache import ENCODERS
     from probe import DEFAULT_CV_FOLDS, HEADS, MAX_CV_FOLDS, MIN_CV_FOLDS, MIN_VAL_PER_CLASS, PRESETS
+    from probe.decision import IMBALANCE_RATIO
     from probe.metrics import OVERALL_METRICS
 
     return {
@@ -54,5 +55,5 @@ def launch_choices() -> dict[str, Any]:
         "presets": [{"name": name, "why": p.why} for name, p in PRESETS.items()],
         "cv": {"default": DEFAULT_CV_FOLDS, "min": MIN_CV_FOLDS, "max": MAX_CV_FOLDS,
                "min_val_per_class": MIN_VAL_PER_CLASS},
-        "overall_metrics": list(OVERALL_METRICS),
+        "overall_metrics": list(OVERALL_METRICS), "imbalance_ratio": IMBALANCE_RATIO,
     }

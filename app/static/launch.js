@@ -87,6 +87,7 @@
     };
     let form = null;
     preset.addEventListener("change", syncWhy);
+    datasetSelect.addEventListener("change", () => syncImbalance(form, datasets, choices));
     form = h("form", { id: "launch-form", novalidate: "novalidate" },
       h("fieldset", {}, h("legend", {}, "1 · Images"),
         h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
@@ -122,7 +123,8 @@
       form.querySelectorAll(".source-pane").forEach((p) => { p.hidden = !p.dataset.source.split(" ").includes(value); });
     };
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
-    sync(); syncWhy();
+    sync(); syncWhy(); syncImbalance(form, datasets, choices);
+    form.addEventListener("change", (ev) => { if (ev.target.name === "source") syncImbalance(form, datasets, choices); });
     return form;
   }
 
@@ -131,7 +133,33 @@
     if (!metrics) return null;  // a server before the option
     const labels = { accuracy: "accuracy over the images", balanced: "balanced: the mean of the per-class accuracies" };
     return field("Overall score", h("select", { id: "overall-metric" }, metrics.map((m) => h("option", { value: m }, labels[m] || m))),
-      "overall-metric", "What selection and the budget call overall accuracy. Balanced weighs every class alike: for imbalanced classes that matter equally where the probe is used.");
+      "overall-metric", h("span", {}, "What selection and the budget call overall accuracy. Balanced weighs every class alike: for imbalanced classes that matter equally where the probe is used. ",
+        h("strong", { id: "overall-imbalance", hidden: "hidden" })));
+  }
+
+  /** The chosen registered data set's largest / smallest class among its training images (train + val), or null. */
+  function imbalanceOf(dataset) {
+    const counts = dataset && dataset.counts, per = [];
+    if (!counts) return null;
+    for (const [split, values] of Object.entries(counts)) {
+      if (split === "test" || !Array.isArray(values)) continue;
+      values.forEach((v, k) => { per[k] = (per[k] || 0) + v; });
+    }
+    const present = per.filter((v) => v > 0);
+    return present.length > 1 ? Math.max(...present) / Math.min(...present) : null;
+  }
+
+  /** Under the overall-score field: the chosen data set's class imbalance, when it is past the report's warning. */
+  function syncImbalance(form, datasets, choices) {
+    const hint = form.querySelector("#overall-imbalance");
+    if (!hint) return;
+    const existing = form.querySelector("#source-existing");
+    const id = (form.querySelector("#dataset-select") || {}).value;
+    const ratio = existing && existing.checked ? imbalanceOf(datasets.find((d) => d.id === id)) : null;
+    const show = ratio !== null && ratio >= (choices.imbalance_ratio || Infinity);
+    hint.hidden = !show;
+    hint.textContent = show ? `This data set's classes differ ${ratio.toFixed(0)}× in size among the training images: `
+      + "accuracy over the images favours the frequent ones; balanced weighs every class alike." : "";
   }
 
   /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */

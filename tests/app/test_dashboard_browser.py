@@ -398,17 +398,18 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
 
 
 # -- the launch form, on a service of its own (worker running) ------------------------------------------
-def _shapes_zip(path: Path, n_train: int = 8, n_test: int = 4) -> Path:
-    """A tiny generated data set: 32×32 PNGs of three colours with noise, in train/ and test/ class folders."""
+def _shapes_zip(path: Path, n_train: int | dict[str, int] = 8, n_test: int = 4) -> Path:
+    """A tiny generated data set: 32×32 PNGs of three colours with noise, in train/ and test/ class folders
+    (``n_train`` images per class, or per colour name)."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     colours = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200)}
     with zipfile.ZipFile(path, "w") as zf:
-        for split, n in (("train", n_train), ("test", n_test)):
+        for split, n_of in (("train", n_train), ("test", n_test)):
             for name, rgb in colours.items():
-                for i in range(n):
+                for i in range(n_of[name] if isinstance(n_of, dict) else n_of):
                     pixels = np.clip(np.array(rgb) + rng.normal(0, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
                     buf = io.BytesIO()
                     Image.fromarray(pixels).save(buf, format="PNG")
@@ -526,6 +527,33 @@ def test_launch_form_registers_a_server_folder(driver, launch_service, tmp_path)
     job = httpx.get(base + "/api/jobs").json()[0]
     assert job["request"]["dataset_id"] == datasets["folder shapes"]["id"] and len(job["result"]["run_ids"]) == 1
     assert driver.url() == f"{base}/runs/{job['result']['run_ids'][0]}"  # ERM only: nothing to compare with
+
+
+def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_service, tmp_path):
+    base = launch_service.base
+    skewed = _shapes_zip(tmp_path / "skewed.zip", n_train={"red": 12, "green": 6, "blue": 3}, n_test=2)
+    with skewed.open("rb") as f:
+        resp = httpx.post(base + "/api/datasets", files={"file": ("skewed.zip", f)}, data={"name": "skewed"})
+    assert resp.status_code == 201, resp.text
+    balanced = _shapes_zip(tmp_path / "even.zip", n_train=5, n_test=2)
+    with balanced.open("rb") as f:
+        even = httpx.post(base + "/api/datasets", files={"file": ("even.zip", f)}, data={"name": "even"}).json()
+    _open(driver, base + "/launch", "launch")
+    hint = "return [document.getElementById('overall-imbalance').hidden, document.getElementById('overall-imbalance').textContent]"
+
+    def choose(dataset_id: str) -> None:
+        driver.js(f"const s = document.getElementById('dataset-select'); s.value = {json.dumps(dataset_id)};"
+                  "s.dispatchEvent(new Event('change', {bubbles: true}));")
+
+    choose(resp.json()["id"])
+    hidden, text = driver.js(hint)
+    assert not hidden and text.startswith("This data set's classes differ 4× in size among the training images")
+    driver.screenshot(tmp_path / "launch_imbalance.png")
+    choose(even["id"])
+    assert driver.js(hint) == [True, ""]
+    choose(resp.json()["id"])
+    driver.js("document.getElementById('source-upload').click()")  # an archive not yet read: nothing to say
+    assert driver.js(hint)[0] is True
 
 
 def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path):
