@@ -58,20 +58,20 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
             for key, label in SUMMARY_KEYS if key in metrics]
     if ci is not None and rows and rows[0][0] == "overall":
         images = sum(r["n_test"] for r in report["per_class"])
-        rows.insert(1, (f"overall: 95 % interval over the {images} test images", interval_text(ci)))
+        rows.insert(1, (f"overall: 95 % interval over the {images:,} test images", interval_text(ci)))
     return rows
 
 
 def _per_class_rows(report: dict) -> list[list[str]]:
     rows = worst_first(report["per_class"], lambda r: r["accuracy"])
-    return [[str(r["name"]), str(r["group"]), str(r["n_test"]), _pct(r["accuracy"]),
+    return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), _pct(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(r.get("val_accuracy")),
              _pct(r.get("precision")), _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
 
 
-PER_CLASS_HEADER = ["class", "group", "test images", "accuracy %", "95 % interval", "± std", "val accuracy %",
-                    "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
+PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
+                    "val accuracy %", "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.
 MATRIX_MAX_CLASSES = 20

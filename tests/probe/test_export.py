@@ -50,7 +50,9 @@ def test_markdown_tables_worst_class_first(report):
     text = report_markdown(report)
     per_class = _md_table(text, "class")
     accuracies = sorted(r["accuracy"] for r in report["per_class"])
-    assert [float(row[3]) for row in per_class] == [round(100 * a, 2) for a in accuracies]
+    assert [float(row[4]) for row in per_class] == [round(100 * a, 2) for a in accuracies]
+    n_train = {_cell(r["name"]): str(r["n_train"]) for r in report["per_class"]}
+    assert [row[2] for row in per_class] == [n_train[row[0]] for row in per_class]  # the training images
     assert "cat &lt;b&gt;" in text and "dog\\|pipe" in text and "<b>" not in text
     report["warnings"] = ["class 'cat' has \"few\" images"]
     assert "- class 'cat' has \"few\" images" in report_markdown(report)  # quotes as written, not &#x27;
@@ -121,10 +123,10 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
     for r in report["per_class"]:
         row = rows[_cell(r["name"])]
         lo, hi = r["accuracy_ci"]
-        assert row[4] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
-        assert row[7:10] == [f"{100 * r['precision']:.2f}", f"{100 * r['recall']:.2f}", f"{r['f1']:.3f}"]
+        assert row[5] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+        assert row[8:11] == [f"{100 * r['precision']:.2f}", f"{100 * r['recall']:.2f}", f"{r['f1']:.3f}"]
         expected = ", ".join(f"{c['name']} ({100 * c['rate']:.1f})" for c in r["top_confusions"] if c["rate"] > 0)
-        assert row[10] == (_cell(expected) or "—")
+        assert row[11] == (_cell(expected) or "—")
     matrix = _md_table(text, "true / predicted")
     assert [[int(c) for c in row[1:]] for row in matrix] == report["confusion"]["counts"]
     assert sum(map(sum, report["confusion"]["counts"])) == 2 * len(NAMES) * 40  # 2 seeds × 240 test images
@@ -142,7 +144,7 @@ def test_exports_leave_a_large_matrix_in_the_json_and_old_reports_without_diagno
                                                                    "top_confusions")} for r in report["per_class"]]}
     text = report_markdown(old)
     assert "Confusion matrix" not in text and "## Warnings" not in text
-    assert all(row[4] == "—" and row[7:] == ["—"] * 4 for row in _md_table(text, "class"))
+    assert all(row[5] == "—" and row[8:] == ["—"] * 4 for row in _md_table(text, "class"))
     assert "Confusion matrix" not in report_html(old)
 
 

@@ -119,6 +119,10 @@ def test_format_report_is_readable():
     assert "run run_a" in text and "worst class (seed mean): dog 60.00%" in text
     assert "class margin 105.00° (ideal 120.00°)" in text
     assert "cat" in text and "hard" in text
+    header = next(line for line in text.splitlines() if "n_train" in line)
+    assert header.split()[:4] == ["class", "group", "n_train", "n_test"]  # why a class fails: its training images
+    car = next(line for line in text.splitlines() if line.split()[:1] == ["car"])  # the first table's row
+    assert car.split()[2:4] == ["40", "10"]
     assert "where the errors go" not in text  # no test predictions given to build_report: no diagnostics
 
 
