@@ -68,9 +68,9 @@ def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str =
     them apart (exact sign test p = 0.25)."; ``other`` and ``base`` name the two runs."""
     differ = d.other_better + d.base_better
     if differ == 0:
-        return f"The runs agree on every one of the {d.images} test images."
-    head = (f"The runs differ on {differ} of {d.images} test images ({other} better on {d.other_better}, {base} on "
-            f"{d.base_better})")
+        return f"The runs agree on every one of the {d.images:,} test images."
+    head = (f"The runs differ on {differ:,} of {d.images:,} test images ({other} better on {d.other_better:,}, "
+            f"{base} on {d.base_better:,})")
     if d.p_value >= 0.05:
         return f"{head}: too few or too even to tell them apart (exact sign test p = {d.p_value:.2g})."
     return f"{head}; exact sign test p = {d.p_value:.2g}."

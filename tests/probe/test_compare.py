@@ -174,6 +174,11 @@ def test_a_difference_of_a_few_images_is_called_too_few_to_tell_apart():
     same = compare_reports(base, base, (Predictions(labels, base_pred, conf),) * 2)
     assert same.discordant.p_value == 1.0 and same.verdict_text.endswith("The runs agree on every one of the 18 "
                                                                          "test images.")
+    from probe.compare import CompareDiscordant, discordance_sentence
+
+    many = CompareDiscordant(images=10000, other_better=1978, base_better=845, p_value=1.5e-103)
+    assert discordance_sentence(many) == ("The runs differ on 2,823 of 10,000 test images (other better on 1,978, "
+                                          "base on 845); exact sign test p = 1.5e-103.")
 
 
 def test_sign_test_is_scipys_exact_binomial_test():
