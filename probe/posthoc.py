@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from .metrics import OVERALL_METRICS
+from .metrics import overall_weights
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ class PosthocLogitBias:
     def _validate(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.objective not in POSTHOC_OBJECTIVES:
             raise ValueError(f"Unknown post-hoc objective {self.objective!r}; accepted: {', '.join(POSTHOC_OBJECTIVES)}.")
-        if self.overall not in OVERALL_METRICS:
-            raise ValueError(f"Unknown overall metric {self.overall!r}; accepted: {', '.join(OVERALL_METRICS)}.")
         if self.objective == "hard" and not (self.groups and self.groups.get("hard")):
             raise ValueError("objective='hard' needs groups with a non-empty 'hard' list.")
         if not self.max_shift > 0:
@@ -78,11 +76,13 @@ class PosthocLogitBias:
             raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}].")
         return logits, labels
 
-    def _scores(self, correct: np.ndarray, onehot: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n) correctness → (objective (G,), overall (G,))."""
+    def _scores(self, correct: np.ndarray, onehot: np.ndarray, counts: np.ndarray,
+                weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(G, n) correctness → (objective (G,), overall (G,)); ``weights`` (K,): ``probe.metrics.overall_weights``."""
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = (correct @ onehot) / counts  # (G, K); nan for classes without samples
-        overall = correct.mean(axis=1) if self.overall == "accuracy" else per_class[:, counts > 0].mean(axis=1)
+        # accuracy as the mean over samples: exactly equal for equal totals, so ties stay ties (the tie-break below)
+        overall = correct.mean(axis=1) if self.overall == "accuracy" else np.nan_to_num(per_class) @ weights
         if self.objective == "hard":
             objective = np.nanmean(per_class[:, np.asarray(self.groups["hard"], dtype=np.int64)], axis=1)
         else:
@@ -96,12 +96,13 @@ class PosthocLogitBias:
         onehot = np.zeros((n, num_classes))
         onehot[np.arange(n), labels] = 1.0
         counts = onehot.sum(axis=0)
+        weights = overall_weights(counts, self.overall)  # checks the name
         scale = float(np.std(logits)) or 1.0
         grid = scale * np.linspace(-self.max_shift, self.max_shift, int(self.n_steps))
         bias = np.zeros(num_classes)
 
         before_correct = (logits.argmax(axis=1) == labels).astype(np.float64)[None, :]
-        objective0, overall0 = self._scores(before_correct, onehot, counts)
+        objective0, overall0 = self._scores(before_correct, onehot, counts, weights)
         floor = float(overall0[0]) if self.floor is None else float(self.floor)
         rows = np.arange(n)
         rounds = 0
@@ -118,7 +119,7 @@ class PosthocLogitBias:
                 wins = (logits[:, k][None, :] + grid[:, None]) > best_other[None, :]
                 pred = np.where(wins, k, arg_other[None, :])
                 correct = (pred == labels[None, :]).astype(np.float64)
-                objective, overall = self._scores(correct, onehot, counts)
+                objective, overall = self._scores(correct, onehot, counts, weights)
                 feasible = overall >= floor - 1e-12
                 key = np.where(feasible, 0, -np.inf)
                 order = np.lexsort((-np.abs(grid), overall + key, np.nan_to_num(objective, nan=-1.0) + key))
@@ -135,7 +136,7 @@ class PosthocLogitBias:
         self.floor_ = floor
         self.n_rounds_ = rounds
         after_correct = ((logits + bias).argmax(axis=1) == labels).astype(np.float64)[None, :]
-        objective1, overall1 = self._scores(after_correct, onehot, counts)
+        objective1, overall1 = self._scores(after_correct, onehot, counts, weights)
         self.overall_before_, self.overall_after_ = float(overall0[0]), float(overall1[0])
         self.objective_before_, self.objective_after_ = float(objective0[0]), float(objective1[0])
         logger.info("post-hoc bias (%s): val objective %.4f -> %.4f, overall %.4f -> %.4f", self.objective,
