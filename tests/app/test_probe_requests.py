@@ -15,6 +15,7 @@ _BAD_CONFIGS = [
     ({"cv": -3}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got -3"),
     ({"cv": 1000}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got 1000"),
     ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16, got 'fp16'"),
+    ({"overall_metric": "macro"}, "Input should be 'accuracy' or 'balanced'"),
 ]
 
 
