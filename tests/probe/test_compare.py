@@ -83,6 +83,17 @@ def test_paired_intervals_with_stored_predictions():
                                      "exact sign test p = 1.9e-09.")
     text = format_comparison(cmp)
     assert "verdict: Hard third +30.0 pt" in text and "+0.00 [+0.00, +0.00] within noise" in text
+    # balanced accuracy has its paired interval too: +10 points (30 of class 2's 100 images, one class in three)
+    assert cmp.metrics["balanced"].delta == pytest.approx(0.1)
+    lo, hi = cmp.metrics["balanced"].delta_ci
+    assert 0 < lo < 0.1 < hi and "], overall +10.0 pt [" in cmp.verdict_text
+    # runs that both selected on balanced accuracy: the verdict names it
+    for run in (base, other):
+        run.config["overall_metric"] = "balanced"
+    both = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                         Predictions(labels, other_pred[None], conf)))
+    assert both.verdict_text.startswith("Hard third +30.0 pt [") and "], balanced accuracy +10.0 pt [" in \
+        both.verdict_text and both.metrics["balanced"].delta_ci == [lo, hi]
     with pytest.raises(ValueError, match="different test splits"):
         compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
                                       Predictions(labels[::-1], other_pred[None], conf)))
