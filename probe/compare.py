@@ -181,8 +181,8 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
 
 
 def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:
-    """Paired test intervals of every delta (``probe.uncertainty``) and the verdict sentence, in place; the
-    sentence's overall is balanced accuracy when ``metric`` is (both runs selected on it)."""
+    """Paired test intervals of every delta but the worst class's (``probe.uncertainty``) and the verdict sentence,
+    in place; the sentence's overall is balanced accuracy when ``metric`` is (both runs selected on it)."""
     from .predictions import paired_test_delta
     from .selection import delta_sentence
     from .uncertainty import Bootstrap
@@ -191,15 +191,12 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     delta = paired_test_delta(base, other, num_classes, comparison.grouping.groups)
     for key, value in delta.items():
         comparison.metrics[key].delta_ci = [value["lo"], value["hi"]]
-    balanced = paired_test_delta(base, other, num_classes, None, overall="balanced")["overall"]  # same resamples
-    comparison.metrics["balanced"].delta_ci = [balanced["lo"], balanced["hi"]]
     classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
     for row, interval in zip(comparison.per_class, classes):
         row.delta_ci = interval.tolist()
     comparison.discordant = discordance(base, other)
-    sentence = (delta_sentence({**delta, "overall": balanced}, overall_metric="balanced") if metric == "balanced"
-                else delta_sentence(delta))
-    comparison.verdict_text = f"{sentence} {discordance_sentence(comparison.discordant)}"
+    comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
+                               f"{discordance_sentence(comparison.discordant)}")
 
 
 def _pct(x: float | None, signed: bool = False) -> str:

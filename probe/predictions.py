@@ -94,10 +94,9 @@ class Predictions:
 
 
 def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
-                      *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                      overall: str = "accuracy") -> dict[str, dict[str, float]]:
-    """``other − base`` on the same test samples (accuracy means over each run's seeds), with 95 % intervals;
-    ``overall`` is accuracy or balanced accuracy (``probe.metrics.OVERALL_METRICS``).
+                      *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``other − base`` on the same test samples (accuracy means over each run's seeds), with 95 % intervals:
+    overall and balanced accuracy, and the groups' (:meth:`probe.uncertainty.Bootstrap.paired_delta`).
 
     Raises:
         ValueError: the two runs were not scored on the same test split.
@@ -111,7 +110,7 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
         raise ValueError(f"the two runs were scored on different test samples with the same labels: test sample "
                          f"{mismatch} is {one!r} in one and {two!r} in the other; a paired comparison needs the same "
                          "test samples.")
-    boot = Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed, overall=overall)
+    boot = Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed)
     return boot.paired_delta(other.correct, base.correct, groups)
 
 

@@ -713,8 +713,7 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         _, ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
         reference = _predictions(ref_evaluations, splits.test[1])
         metric = outcome.config.overall_metric
-        delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0],
-                                  overall=metric)
+        delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(discordance(reference, predictions), "this run",
                                                                  "the reference"))

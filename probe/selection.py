@@ -199,14 +199,14 @@ def delta_sentence(deltas: dict[str, dict[str, float]], verdict: str | None = No
                    overall_metric: str = "accuracy") -> str:
     """One sentence for a user: the hard-third and overall differences with their intervals.
 
-    ``deltas`` has ``hard`` and ``overall`` entries ``{"delta", "lo", "hi"}`` (fractions), as
-    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns; ``overall_metric`` names what ``overall`` is.
+    ``deltas`` has ``hard``, ``overall`` and ``balanced`` entries ``{"delta", "lo", "hi"}`` (fractions), as
+    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns; ``overall_metric`` says which of the last two to give.
     """
-    name = "balanced accuracy" if overall_metric == "balanced" else "overall accuracy"
+    balanced = overall_metric == "balanced"
     if verdict == "no_safe_improvement":
-        return (f"No setting raised the hard classes beyond noise without costing {name}; "
-                "this run equals the reference (ERM) configuration.")
-    hard, overall = deltas["hard"], deltas["overall"]
-    label = "balanced accuracy" if overall_metric == "balanced" else "overall"
+        return (f"No setting raised the hard classes beyond noise without costing "
+                f"{'balanced' if balanced else 'overall'} accuracy; this run equals the reference (ERM) configuration.")
+    hard, overall = deltas["hard"], deltas["balanced" if balanced else "overall"]
     return (f"Hard third {format_delta(hard['delta'], (hard['lo'], hard['hi']))}, "
-            f"{label} {format_delta(overall['delta'], (overall['lo'], overall['hi']))}.")
+            f"{'balanced accuracy' if balanced else 'overall'} "
+            f"{format_delta(overall['delta'], (overall['lo'], overall['hi']))}.")

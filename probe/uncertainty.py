@@ -68,7 +68,8 @@ class Bootstrap:
         n_resamples: B, at least 1 (1,000 or more for a 95 % interval).
         seed: the resamples depend only on it (and on ``labels``).
         overall: what ``overall`` is (``probe.metrics.OVERALL_METRICS``): accuracy over the samples, or balanced
-            accuracy; class counts are fixed in every resample, so each class keeps its weight.
+            accuracy; class counts are fixed in every resample, so each class keeps its weight. ``balanced`` is
+            also given on its own either way.
     """
 
     def __init__(self, labels: np.ndarray, num_classes: int, *, n_resamples: int = DEFAULT_RESAMPLES,
@@ -82,7 +83,8 @@ class Bootstrap:
             raise ValueError(f"n_resamples must be >= 1, got {n_resamples}.")
         self.labels, self.num_classes, self.n_resamples, self.seed = labels, num_classes, n_resamples, seed
         self.counts = np.bincount(labels, minlength=num_classes)
-        self.overall, self._weights = overall, overall_weights(self.counts, overall)  # checks the name
+        self.overall = overall  # overall_weights checks the name
+        self._weights = {metric: overall_weights(self.counts, metric) for metric in (overall, "balanced")}
         # Samples sorted by class: class k occupies positions starts[k] .. starts[k] + counts[k] - 1.
         self._order = np.argsort(labels, kind="stable")
         self._starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
@@ -135,9 +137,11 @@ class Bootstrap:
         return out
 
     def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
-        """Per-resample ``overall`` (B,), per-class ``per_class`` (B, K) and, with groups, each group's (B,)."""
+        """Per-resample ``overall`` (B,), ``balanced`` (B,), per-class ``per_class`` (B, K) and, with groups, each
+        group's (B,)."""
         per_class = self.class_accuracy(correct)
-        out = {"per_class": per_class, "overall": np.nansum(per_class * self._weights, axis=1)}
+        out = {"per_class": per_class, "overall": np.nansum(per_class * self._weights[self.overall], axis=1),
+               "balanced": np.nansum(per_class * self._weights["balanced"], axis=1)}
         for name in GROUP_NAMES if groups else ():
             members = np.asarray(groups.get(name, []), dtype=np.int64)
             out[name] = nan_mean(per_class[:, members], axis=1)  # NaN per resample for an empty group
@@ -156,8 +160,9 @@ class Bootstrap:
         """Differences ``correct − reference`` scored on the same resamples, with intervals.
 
         Returns:
-            ``{"overall": {"delta", "lo", "hi"}, ...}`` and, with groups, the same for ``easy``, ``medium``,
-            ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split itself.
+            ``{"overall": {"delta", "lo", "hi"}, "balanced": ...}`` and, with groups, the same for ``easy``,
+            ``medium``, ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split
+            itself.
         """
         a, b = self.summary(correct, groups), self._reference_summary(reference, groups)
         point_a = _point_summary(np.asarray(correct, dtype=np.float64), self.labels, self.num_classes, groups,
@@ -248,9 +253,10 @@ def observed_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes
 
 def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
                    groups: dict[str, list[int]] | None, overall: str = "accuracy") -> dict[str, float]:
-    """Overall (``probe.metrics.overall_score``) and group (macro, :func:`probe.groups.group_accuracy`) accuracy
-    of the split itself."""
-    out = {"overall": overall_score(correct, labels, num_classes, overall)}
+    """Overall (``probe.metrics.overall_score``), balanced and group (macro, :func:`probe.groups.group_accuracy`)
+    accuracy of the split itself."""
+    out = {"overall": overall_score(correct, labels, num_classes, overall),
+           "balanced": overall_score(correct, labels, num_classes, "balanced")}
     if groups:
         out.update(group_accuracy(observed_class_accuracy(correct, labels, num_classes), groups))
     return out
