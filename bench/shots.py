@@ -42,6 +42,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -219,9 +220,9 @@ def target_checks(summary: dict) -> list[str]:
         harmful = [f"{n} ({100 * m[preset]['harm_fraction']:.0f} %)" for n, m in summary.items()
                    if preset in m and m[preset]["harm_fraction"] > PRESET_HARM_MAX]
         have = [n for n, m in summary.items() if preset in m]
+        verdict = "**yes**" if have and not harmful else "no" + (f", n = {', '.join(harmful)}" if harmful else "")
         lines.append(f"- {SHOT_LABELS[preset]} harm ≤ {100 * PRESET_HARM_MAX:.0f} % at every n "
-                     f"({', '.join(have) or 'none run'}): "
-                     + ("**yes**" if have and not harmful else "no" + (f", n = {', '.join(harmful)}" if harmful else "")))
+                     f"({', '.join(have) or 'none run'}): {verdict}")
     for n, methods in summary.items():
         gains = {m: s["d_hard"] for m, s in methods.items()
                  if m != "erm" and s["d_hard"] >= GAIN_MIN_PT and s["d_overall"] >= 0}
@@ -254,8 +255,9 @@ def long_tail_summary(results: list[dict]) -> str:
         for n, methods in summarize(result).items():
             cells = [f"{m['d_overall']:+.2f} ± {m['d_overall_std']:.2f} ({100 * m['harm_fraction']:.0f} %)"
                      if (m := methods.get(name)) else "—" for name in LONG_TAIL_COLUMNS]
-            rows.append(f"| {setting['name']} | {setting.get('imbalance', 1.0):g} | {n} | "
-                        f"{methods['erm']['subsamples']} | {methods['erm']['overall']:.2f} | " + " | ".join(cells) + " |")
+            erm = methods["erm"]
+            rows.append(f"| {setting['name']} | {setting.get('imbalance', 1.0):g} | {n} | {erm['subsamples']} | "
+                        f"{erm['overall']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -286,17 +288,31 @@ def _save(path: Path, result: dict, n: str, clock: list[float]) -> None:
     os.replace(tmp, path)
 
 
+# The settings that make two sweeps one: the same cache, head and subsample shape (a file from before --imbalance
+# has no "imbalance": 1).
+_SAME_SWEEP = (("fingerprint", None), ("head", None), ("encoder", None), ("imbalance", 1.0), ("n_pool", None),
+               ("n_test", None))
+
+
+def _setting_difference(a: dict, b: dict) -> tuple[str, Any, Any] | None:
+    """The first of ``_SAME_SWEEP`` in which two sweeps' settings differ, as (key, a's value, b's value), or None."""
+    for key, default in _SAME_SWEEP:
+        if a.get(key, default) != b.get(key, default):
+            return key, a.get(key, default), b.get(key, default)
+    return None
+
+
 def load_or_new(path: Path, setting: dict) -> dict:
     """The results file to continue (same cache and head), or a new one."""
     if not path.is_file():
         return {"kind": "shots", "setting": setting, "entries": {},
                 "timing": {"per_n_wall_seconds": {}, "total_wall_seconds": 0.0}}
     result = json.loads(path.read_text())
-    for key, default in (("fingerprint", None), ("head", None), ("encoder", None), ("imbalance", 1.0)):
-        if result["setting"].get(key, default) != setting.get(key, default):
-            raise SystemExit(f"{path} has {key}={result['setting'].get(key, default)!r}, this run "
-                             f"{setting.get(key, default)!r}; "
-                             "move it away (or use another --out-dir) to start a new sweep")
+    difference = _setting_difference(result["setting"], setting)
+    if difference is not None:
+        key, theirs, ours = difference
+        raise SystemExit(f"{path} has {key}={theirs!r}, this run {ours!r}; "
+                         "move it away (or use another --out-dir) to start a new sweep")
     result["setting"]["commands"] = [*result["setting"].get("commands", []), *setting["commands"]]
     return result
 
@@ -310,10 +326,9 @@ def merge_sweeps(results: list[dict]) -> dict:
     """
     merged = json.loads(json.dumps(results[0]))
     for other in results[1:]:
-        for key in ("fingerprint", "head", "encoder", "imbalance", "n_pool", "n_test"):
-            if merged["setting"].get(key) != other["setting"].get(key):
-                raise ValueError(f"the sweeps differ in {key}: {merged['setting'].get(key)!r} and "
-                                 f"{other['setting'].get(key)!r}")
+        difference = _setting_difference(merged["setting"], other["setting"])
+        if difference is not None:
+            raise ValueError("the sweeps differ in {}: {!r} and {!r}".format(*difference))
         merged["setting"]["commands"] += other["setting"]["commands"]
         merged["setting"]["methods"].update(other["setting"]["methods"])
         for n, seeds in other["entries"].items():

@@ -78,7 +78,8 @@ class PosthocLogitBias:
 
     def _scores(self, correct: np.ndarray, onehot: np.ndarray, counts: np.ndarray,
                 weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(G, n) correctness → (objective (G,), overall (G,)); ``weights`` (K,): ``probe.metrics.overall_weights``."""
+        """(G, n) correctness → (objective (G,), overall (G,)); ``weights`` (K,): from
+        ``probe.metrics.overall_weights``."""
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = (correct @ onehot) / counts  # (G, K); nan for classes without samples
         # accuracy as the mean over samples: exactly equal for equal totals, so ties stay ties (the tie-break below)
