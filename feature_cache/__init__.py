@@ -8,6 +8,7 @@ from .archives import ArchiveLimits
 from .datasets import LabelledImages, Sample, open_dataset
 from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
 from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled, MissingWeights, UnsafeArchive
+from .fingerprint import extractor_fingerprint
 from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction, skipped_summary
 from .store import SCHEMA_VERSION, FeatureCache, open_cache, orphaned_temporaries, write_cache
 
@@ -32,6 +33,7 @@ __all__ = [
     "create_encoder",
     "discard_partial",
     "extract",
+    "extractor_fingerprint",
     "list_encoders",
     "open_cache",
     "open_dataset",

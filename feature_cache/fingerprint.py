@@ -8,6 +8,10 @@
   seed, max per class, ...), the stored dtype, the cache schema version and the compute precision —
   the last only when it is not ``fp32``, so that caches written before the precision was recorded (fp32
   on a CPU) keep their fingerprint and are still found.
+- :func:`extractor_fingerprint` — sha256 over what makes two caches' features comparable, whatever images
+  they hold: the encoder, its weights, the preprocessing and the feature kind / normalisation (not the
+  stored dtype nor the compute precision: bf16 features approximate fp32 ones). A probe trained on one
+  cache applies to another cache's features only when the two agree (``probe.deploy``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["dataset_fingerprint", "cache_fingerprint"]
+__all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint"]
 
 
 def _canonical(value: Any) -> bytes:
@@ -63,4 +67,12 @@ def cache_fingerprint(
     }
     if precision != "fp32":
         payload["precision"] = precision
+    return hashlib.sha256(_canonical(payload)).hexdigest()
+
+
+def extractor_fingerprint(*, encoder: str, weights_sha256: str, preprocess: Mapping[str, Any], feature_kind: str,
+                          normalized: bool) -> str:
+    """Hex sha256 of the feature extractor alone: encoder, weights, preprocessing, feature kind and normalisation."""
+    payload = {"encoder": encoder, "weights_sha256": weights_sha256, "preprocess": dict(preprocess),
+               "feature_kind": feature_kind, "normalized": bool(normalized)}
     return hashlib.sha256(_canonical(payload)).hexdigest()

@@ -61,6 +61,7 @@ import h5py
 import numpy as np
 
 from .errors import CacheMismatch
+from .fingerprint import extractor_fingerprint
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -288,6 +289,16 @@ class FeatureCache:
     def fingerprint(self) -> str:
         return self._attr("fingerprint")
 
+    @property
+    def extractor(self) -> str | None:
+        """Fingerprint of the features' extractor (encoder, weights, preprocessing, feature kind): equal for two
+        caches of other images whose features a probe can share (``extractor_fingerprint``); None for a cache
+        that does not record them all (one written by ``write_cache`` outside an extraction)."""
+        keys = ("encoder", "weights_sha256", "preprocess", "feature_kind", "normalized")
+        if any(key not in self.attrs for key in keys):
+            return None
+        return extractor_fingerprint(**{key: self.attrs[key] for key in keys})
+
     def _group(self, h5: h5py.File, split: str) -> h5py.Group:
         if split not in self.split_sizes:
             raise KeyError(f"Unknown split {split!r}; this cache has {', '.join(self.splits)}.")
@@ -328,9 +339,9 @@ class FeatureCache:
         return [name for name, n in zip(self.class_names, counts) if n == 0]
 
     def provenance(self, name: str | None = None) -> dict[str, str | None]:
-        """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint
-        and encoder, and ``name``, the cache as the caller knows it (a path, the service's cache id)."""
-        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "cache": name}
+        """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint,
+        encoder and extractor, and ``name``, the cache as the caller knows it (a path, the service's cache id)."""
+        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name}
 
     def sources(self, split: str) -> list[str]:
         """Path of every sample of ``split`` inside the data set."""

@@ -299,6 +299,9 @@ class FeatureSource(_Model):
 
     fingerprint: str = Field(..., description="the feature cache's fingerprint (feature_cache)")
     encoder: str = Field(..., description="the encoder that extracted the features")
+    extractor: Optional[str] = Field(None, description="fingerprint of the extractor alone (encoder, weights, "
+                                     "preprocessing, feature kind): another cache with the same one holds features "
+                                     "the run's probe applies to (null in older reports)")
     cache: Optional[str] = Field(None, description="the path given to mr2probe train, or the service's cache id")
 
     def describe(self) -> str:

@@ -155,3 +155,28 @@ def test_attributes_are_json_where_documented(tmp_path):
         assert json.loads(h5.attrs["skipped"]) == [["x.txt", "not an image"]]
         assert json.loads(h5.attrs["preprocess"]) == {"resize": [16, 16]}
         assert h5["train"]["features"].chunks == (7, 5)
+
+
+def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path):
+    """Two caches share an extractor when encoder, weights, preprocessing, feature kind and normalisation agree,
+    whatever images and dtype they hold; any of those five differing changes it."""
+    from feature_cache import extractor_fingerprint
+
+    rng = np.random.default_rng(0)
+    one = open_cache(write_cache(tmp_path / "a.h5", splits(rng), ["a", "b", "c"], ATTRS, dtype="float32"))
+    other_images = {**ATTRS, "dataset_fingerprint": "00" * 32, "fingerprint": "11" * 32, "precision": "bf16"}
+    two = open_cache(write_cache(tmp_path / "b.h5", splits(rng, d=5), ["x", "y", "z"], other_images))
+    assert one.extractor == two.extractor == extractor_fingerprint(
+        encoder="tiny", weights_sha256="ab" * 32, preprocess={"resize": [16, 16]}, feature_kind="pooled",
+        normalized=True)
+    assert one.provenance("a.h5") == {"fingerprint": "ef" * 32, "encoder": "tiny", "extractor": one.extractor,
+                                      "cache": "a.h5"}
+    changes = [{"encoder": "tiny2"}, {"weights_sha256": "ac" * 32}, {"preprocess": {"resize": [32, 32]}},
+               {"feature_kind": "tokens"}, {"normalized": False}]
+    seen = {one.extractor}
+    for i, change in enumerate(changes):
+        cache = open_cache(write_cache(tmp_path / f"c{i}.h5", splits(rng), ["a", "b", "c"], {**ATTRS, **change}))
+        assert cache.extractor not in seen, change
+        seen.add(cache.extractor)
+    bare = {k: v for k, v in ATTRS.items() if k != "weights_sha256"}  # written outside an extraction
+    assert open_cache(write_cache(tmp_path / "d.h5", splits(rng), ["a", "b", "c"], bare)).extractor is None
