@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare",
     "report": "report",
     "failures": "failures",
+    "predict": "predict",
     "serve": "serve",
     "demo": "demo",
 }

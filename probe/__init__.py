@@ -53,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Report", "PER_CLASS_COLUMNS", "build_report", "format_report", "load_report", "report_csv",
                      "report_json", "write_run"], "report"),
     **dict.fromkeys(["Comparison", "compare_reports", "format_comparison"], "compare"),
+    # deploy.py: a finished run's probe applied to new features
+    **dict.fromkeys(["RunProbe", "score_predictions"], "deploy"),
 }
 
 __all__ = list(_EXPORTS)

@@ -144,6 +144,15 @@ class PosthocLogitBias:
                     self.objective_before_, self.objective_after_, self.overall_before_, self.overall_after_)
         return self
 
+    @classmethod
+    def with_bias(cls, bias, objective: str = "hard") -> PosthocLogitBias:
+        """A fitted bias restored from its values (a run's ``report.posthoc``): ready for :meth:`predict`."""
+        model = cls(objective)
+        model.bias_ = np.asarray(bias, dtype=np.float64)
+        if model.bias_.ndim != 1 or not np.isfinite(model.bias_).all():
+            raise ValueError(f"a post-hoc bias is one finite value per class; got {model.bias_.shape} values.")
+        return model
+
     def decision_function(self, logits: np.ndarray) -> np.ndarray:
         """Biased logits z + b (n, K)."""
         if not hasattr(self, "bias_"):

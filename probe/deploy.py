@@ -1,0 +1,185 @@
+"""A finished run's probe, ready to apply to new features: ``RunProbe.load(run_dir)`` (``mr2probe predict``).
+
+What a run's report describes is its first seed's head (+ adapter), ``head.safetensors`` / ``head.json``, and,
+when the run fitted one, that seed's post-hoc per-class logit bias (``report.posthoc.per_seed[0].bias``, also
+written to ``posthoc_bias.json``). ``ProbeTrainer.load`` restores the head alone; :class:`RunProbe` applies the
+bias too, so that on the run's own test split it predicts exactly what ``predictions.npz`` holds for the first
+seed (tested), names the classes, and refuses features the head was not trained on: another width, or another
+extractor (encoder, weights, preprocessing, feature kind: ``feature_cache.extractor_fingerprint``).
+
+:func:`score_predictions` scores predictions on labelled new data the way the report scores the test split:
+accuracy with its 95 % Wilson interval over the images, balanced accuracy, and per class accuracy (with its
+interval), precision, recall and F1. Labels are matched to the run's classes by name (:meth:`RunProbe.label_map`);
+images of a class the probe does not know are counted apart, never scored as mistakes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import confusion_matrix, precision_recall_f1, softmax
+from .posthoc import PosthocLogitBias
+from .report import FeatureSource, load_report
+from .uncertainty import wilson_interval
+
+__all__ = ["RunProbe", "ClassScore", "Scores", "score_predictions", "UNKNOWN_CLASS", "PROBE_FILES"]
+
+UNKNOWN_CLASS = -1  # label_map's index of a class name the run does not have
+# The files a run's probe ships in (GET /api/runs/{id}/probe.zip): RunProbe.load needs the first three;
+# posthoc_bias.json (only with a post-hoc bias) holds the bias for code that does not read the report.
+PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json")
+
+
+@dataclass
+class RunProbe:
+    """A run's shipped probe: the first seed's fitted ``ProbeTrainer``, its post-hoc bias (or None), the class
+    names, and the features it was trained on (``None`` when the run did not record them)."""
+
+    trainer: Any
+    class_names: list[str]
+    posthoc: PosthocLogitBias | None = None
+    features: FeatureSource | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> RunProbe:
+        """Read a run directory written by ``run_probe`` / ``mr2probe train``.
+
+        Raises FileNotFoundError (no report or head) or ValueError (files that do not belong together)."""
+        from .trainer import ProbeTrainer
+
+        report = load_report(run_dir)
+        trainer = ProbeTrainer.load(Path(run_dir), device=device)
+        if trainer.num_classes_ != len(report.class_names):
+            raise ValueError(f"{run_dir}: the head has {trainer.num_classes_} classes, the report "
+                             f"{len(report.class_names)}; the run directory mixes files of two runs.")
+        posthoc = None
+        if report.posthoc is not None:
+            posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
+        return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.trainer.n_features_in_)
+
+    def decision_function(self, features) -> np.ndarray:
+        """Logits (n, K) in float64, as the run scored them: the head's, plus the post-hoc bias when it has one."""
+        logits = np.asarray(self.trainer.decision_function(features), dtype=np.float64)
+        return logits if self.posthoc is None else self.posthoc.decision_function(logits)
+
+    def predict_proba(self, features) -> np.ndarray:
+        """Softmax of :meth:`decision_function` (n, K): the report's ``confidence`` is its row maximum."""
+        return softmax(self.decision_function(features))
+
+    def predict(self, features) -> np.ndarray:
+        """Predicted class indices (n,) into :attr:`class_names`."""
+        return self.decision_function(features).argmax(axis=1)
+
+    def predict_with_confidence(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted class indices (n,) and each prediction's softmax probability (n,) float32 (the report's
+        ``confidence``), computed one inference chunk of the trainer at a time: a large split never holds its
+        (n, K) logits, and every row meets the same products as in the run."""
+        from .trainer import _chunk_rows
+
+        n = len(features)
+        predicted, confidence = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32)
+        rows = _chunk_rows(self.num_features)
+        for start in range(0, n, rows):
+            logits = self.decision_function(features[start:start + rows])
+            predicted[start:start + rows] = logits.argmax(axis=1)
+            confidence[start:start + rows] = softmax(logits).max(axis=1)
+        return predicted, confidence
+
+    def check_features(self, source: FeatureSource | dict | None, num_features: int) -> list[str]:
+        """Whether features from ``source`` (a :class:`FeatureSource` or its dict, ``FeatureCache.provenance()``)
+        with ``num_features`` columns are this probe's input.
+
+        Returns warnings (what could not be checked). Raises ValueError naming the difference: another width,
+        or another extractor (encoder, weights, preprocessing or feature kind) than the run's."""
+        if isinstance(source, dict):
+            source = FeatureSource.model_validate(source)
+        if num_features != self.num_features:
+            raise ValueError(f"the probe takes {self.num_features}-d features; these have {num_features} "
+                             f"({source.encoder if source else 'unknown encoder'}).")
+        mine = self.features
+        if mine is None or source is None:
+            return ["The run did not record its features' extractor: nothing checks that these features come from "
+                    "the same encoder, weights and preprocessing."]
+        if mine.extractor and source.extractor:
+            if mine.extractor != source.extractor:
+                raise ValueError(f"these features come from another extractor ({source.encoder}, extractor "
+                                 f"{source.extractor[:12]}) than the run's ({mine.encoder}, extractor "
+                                 f"{mine.extractor[:12]}): other weights, preprocessing or feature kind; the head "
+                                 "means nothing there. Extract them with the run's encoder settings.")
+            return []
+        if mine.encoder != source.encoder:
+            raise ValueError(f"these features come from encoder {source.encoder}; the run's from {mine.encoder}.")
+        return [f"Only the encoder's name ({mine.encoder}) could be checked: the run or the cache predates the "
+                "extractor fingerprint, so other weights or preprocessing would go unnoticed."]
+
+    def label_map(self, class_names: list[str]) -> np.ndarray:
+        """Index into this probe's classes of each of ``class_names`` (another label set's names), or
+        ``UNKNOWN_CLASS`` for a name the run does not have."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index.get(str(name), UNKNOWN_CLASS) for name in class_names], dtype=np.int64)
+
+
+@dataclass
+class ClassScore:
+    name: str
+    n: int
+    accuracy: float | None
+    accuracy_ci: tuple[float, float] | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+@dataclass
+class Scores:
+    """Predictions scored against labels: over the images of classes the probe knows (``n``); ``unknown`` counts
+    the other images by their class name."""
+
+    n: int
+    accuracy: float | None
+    accuracy_ci: tuple[float, float] | None
+    balanced: float | None
+    per_class: list[ClassScore]
+    unknown: dict[str, int] = field(default_factory=dict)
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _ci(successes: float, trials: int) -> tuple[float, float] | None:
+    return None if trials == 0 else tuple(float(v) for v in wilson_interval(successes, trials))
+
+
+def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
+                      unknown_names: list[str] | None = None) -> Scores:
+    """Score ``predicted`` (n,) class indices against ``labels`` (n,) indices into ``class_names``, where
+    ``UNKNOWN_CLASS`` marks an image of a class the probe does not know; ``unknown_names`` (n,) name those
+    images' classes (for :attr:`Scores.unknown`)."""
+    labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
+    known = labels != UNKNOWN_CLASS
+    unknown: dict[str, int] = {}
+    if unknown_names is not None:
+        names, counts = np.unique(np.asarray(unknown_names, dtype=str)[~known], return_counts=True)
+        unknown = {str(n): int(c) for n, c in zip(names, counts)}
+    k = len(class_names)
+    cm = confusion_matrix(labels[known], predicted[known], k)
+    prf = precision_recall_f1(cm)
+    correct, support = np.diag(cm).astype(np.float64), cm.sum(axis=1)
+    per_class = [ClassScore(name, int(support[i]), _num(prf["recall"][i]), _ci(correct[i], int(support[i])),
+                            _num(prf["precision"][i]), _num(prf["recall"][i]), _num(prf["f1"][i]))
+                 for i, name in enumerate(class_names)]
+    n = int(known.sum())
+    present = support > 0
+    return Scores(n=n, accuracy=None if n == 0 else float(correct.sum() / n), accuracy_ci=_ci(correct.sum(), n),
+                  balanced=float(np.mean(correct[present] / support[present])) if present.any() else None,
+                  per_class=per_class, unknown=unknown)

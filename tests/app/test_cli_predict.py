@@ -1,0 +1,109 @@
+"""`mr2probe predict`: a run's probe on its own test split (equal to the report's first seed), on another labelled
+cache (classes matched by name, unknown ones kept apart), and refusals of features it was not trained on."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from feature_cache import open_cache, write_cache
+from probe.predictions import Predictions
+
+NAMES = ["apple", "bus", "cat", "dog"]
+D = 8
+EXTRACTOR = {"encoder": "synthetic", "weights_sha256": "0" * 64, "feature_kind": "pooled",
+             "preprocess": {"resize": [8, 8]}, "normalized": False, "default_head": "linear"}
+FAST = ["--epochs", "30", "--lr", "0.05", "--wd", "0", "--seeds", "2", "--no-progress"]
+MEANS = np.random.default_rng(0).normal(0, 1, (len(NAMES), D)) * 1.5
+
+
+def _split(rng, labels, name, d=D):
+    x = MEANS[labels, :d] + rng.normal(0, 1, (len(labels), d))
+    return x.astype(np.float32), labels, [f"{name}/{i}.jpg" for i in range(len(labels))]
+
+
+def _cache(path, splits, names, **attrs):
+    return write_cache(path, splits, names, {**EXTRACTOR, "fingerprint": path.stem, **attrs}, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A cache and a run trained on it with a post-hoc bias."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path_factory.mktemp("predict")
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 40), ("val", 20), ("test", 30))}
+    cache = _cache(folder / "own.h5", {s: _split(rng, labels, s) for s, labels in y.items()}, NAMES)
+    out = folder / "run"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--posthoc-bias", *FAST]) == 0
+    return cache, out
+
+
+def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
+    cache, out = run
+    csv_path = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(csv_path)]) == 0
+    text = capsys.readouterr().out
+    assert "with its post-hoc bias" in text and "split test: 120 images" in text
+    assert "equal the report's first seed on 120 of 120 images." in text
+    rows = list(csv.DictReader(csv_path.open()))
+    assert list(rows[0]) == ["index", "source", "true", "predicted", "confidence", "correct"]
+    stored = Predictions.load(out)
+    assert [r["predicted"] for r in rows] == [NAMES[i] for i in stored.predicted[0]]
+    assert [r["source"] for r in rows] == open_cache(cache).sources("test")
+    np.testing.assert_allclose([float(r["confidence"]) for r in rows], stored.confidence, atol=5e-7)
+    accuracy = np.mean([r["correct"] == "1" for r in rows])
+    assert f"Accuracy {100 * accuracy:.1f} %" in text
+    report = json.loads((out / "report.json").read_text())
+    assert accuracy == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
+
+
+def test_another_labelled_cache_matches_classes_by_name(run, tmp_path, capsys):
+    _, out = run
+    rng = np.random.default_rng(2)
+    names = ["dog", "zebra", "apple"]  # another order, a class the run does not have, two it lacks here
+    labels = np.repeat([0, 1, 2], [5, 3, 6])
+    split = _split(rng, np.array([3, 0, 0])[labels], "new")  # zebra images drawn like apples
+    cache = _cache(tmp_path / "new.h5", {"test": (split[0], labels, split[2])}, names)
+    csv_path = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(csv_path), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["images"] == 14 and scores["n"] == 11 and scores["unknown"] == {"zebra": 3}
+    assert scores["matches_report"] is None  # other images: nothing to reproduce
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["true"] for r in rows] == ["dog"] * 5 + ["zebra"] * 3 + ["apple"] * 6
+    assert [r["correct"] for r in rows[5:8]] == ["", "", ""]
+    right = sum(r["correct"] == "1" for r in rows)
+    assert scores["accuracy"] == pytest.approx(right / 11)
+    per_class = {c["name"]: c["n"] for c in scores["per_class"]}
+    assert per_class == {"apple": 6, "bus": 0, "cat": 0, "dog": 5}
+
+
+@pytest.mark.parametrize("attrs, d, message", [
+    ({"weights_sha256": "1" * 64}, D, "another extractor"),
+    ({"preprocess": {"resize": [16, 16]}}, D, "another extractor"),
+    ({}, D - 1, "takes 8-d features; these have 7"),
+])
+def test_features_the_run_was_not_trained_on_are_refused(run, tmp_path, capsys, attrs, d, message):
+    _, out = run
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(len(NAMES)), 3)
+    cache = _cache(tmp_path / "other.h5", {"test": _split(rng, labels, "t", d)}, NAMES, **attrs)
+    assert main(["predict", str(out), "--features", str(cache)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
+    cache, out = run
+    assert main(["predict", str(out), "--features", str(cache), "--split", "holdout"]) == 2
+    assert "has no split 'holdout'; it has train, val, test" in capsys.readouterr().err
+    assert main(["predict", str(out), "--features", str(cache), "--limit", "0"]) == 2
+    assert "--limit must be >= 1" in capsys.readouterr().err
+    rng = np.random.default_rng(4)
+    strangers = _cache(tmp_path / "s.h5", {"test": _split(rng, np.arange(2), "t")}, ["x", "y"])
+    assert main(["predict", str(out), "--features", str(strangers)]) == 2
+    assert "none of the cache's classes (x, y) is one of the run's (apple, bus, cat, dog)" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--features", str(cache)]) == 2
+    assert "no report.json" in capsys.readouterr().err

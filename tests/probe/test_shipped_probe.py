@@ -1,0 +1,124 @@
+"""probe.deploy: a finished run's probe applied to features, equal to what the run stored; scores equal to
+scikit-learn's; features from another extractor refused."""
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support
+
+from probe import ProbeConfig, ProbeTrainer, run_probe
+from probe.deploy import UNKNOWN_CLASS, RunProbe, score_predictions
+from probe.predictions import Predictions
+from probe.report import FeatureSource
+
+from test_run import FAST, NAMES, make_data
+
+SOURCE = FeatureSource(fingerprint="a" * 64, encoder="enc", extractor="e" * 64, cache="c.h5")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data(seed=3)
+
+
+def _run(data, tmp_path_factory, name, **config):
+    out = tmp_path_factory.mktemp("deploy") / name
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, **config}), out_dir=out, features=SOURCE.model_dump())
+    return out
+
+
+@pytest.fixture(scope="module")
+def biased_run(data, tmp_path_factory):
+    return _run(data, tmp_path_factory, "posthoc", posthoc_bias=True, wd_grid=[0.0])
+
+
+@pytest.fixture(scope="module")
+def adapter_run(data, tmp_path_factory):
+    return _run(data, tmp_path_factory, "adapter", loss="mr2", adapter="lowrank", adapter_rank=4, cbar_grid=[2.0],
+                lam_grid=[0.1], seeds=[0])
+
+
+@pytest.mark.parametrize("which", ["biased_run", "adapter_run"])
+def test_predictions_equal_the_runs_first_seed(which, data, request):
+    run_dir = request.getfixturevalue(which)
+    probe = RunProbe.load(run_dir)
+    stored = Predictions.load(run_dir)
+    predicted, confidence = probe.predict_with_confidence(data["test"][0])
+    np.testing.assert_array_equal(predicted, stored.predicted[0])
+    np.testing.assert_array_equal(confidence, stored.confidence)
+    np.testing.assert_array_equal(probe.predict(data["test"][0]), predicted)
+    np.testing.assert_allclose(probe.predict_proba(data["test"][0]).max(axis=1), confidence, rtol=1e-6)
+    assert probe.class_names == NAMES and probe.features == SOURCE
+
+
+def test_the_post_hoc_bias_is_applied(biased_run, data):
+    probe = RunProbe.load(biased_run)
+    bias = np.asarray(probe.posthoc.bias_)
+    assert np.abs(bias).max() > 0  # the fixture's bias moves something, or this test shows nothing
+    x = data["test"][0]
+    head_only = np.asarray(ProbeTrainer.load(biased_run).decision_function(x), dtype=np.float64)
+    np.testing.assert_allclose(probe.decision_function(x), head_only + bias, rtol=0, atol=1e-12)
+    assert RunProbe.load(_without_posthoc(biased_run)).posthoc is None
+
+
+def _without_posthoc(run_dir):
+    import json
+    import shutil
+
+    copy = run_dir.parent / "no_posthoc"
+    if not copy.exists():
+        shutil.copytree(run_dir, copy)
+        report = json.loads((copy / "report.json").read_text())
+        report["posthoc"] = None
+        (copy / "report.json").write_text(json.dumps(report))
+    return copy
+
+
+def test_check_features(biased_run):
+    probe = RunProbe.load(biased_run)
+    d = probe.num_features
+    assert probe.check_features(SOURCE.model_copy(update={"fingerprint": "b" * 64, "cache": "new.h5"}), d) == []
+    with pytest.raises(ValueError, match=f"takes {d}-d features; these have {d + 1}"):
+        probe.check_features(SOURCE, d + 1)
+    with pytest.raises(ValueError, match="another extractor"):
+        probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64}), d)
+    # a cache that predates the extractor fingerprint: the encoder's name is all that can be checked
+    older = SOURCE.model_copy(update={"extractor": None})
+    assert "Only the encoder's name" in probe.check_features(older, d)[0]
+    with pytest.raises(ValueError, match="encoder other; the run's from enc"):
+        probe.check_features(older.model_copy(update={"encoder": "other"}), d)
+    assert "did not record" in probe.check_features(None, d)[0]
+
+
+def test_label_map_matches_names_in_any_order(biased_run):
+    probe = RunProbe.load(biased_run)
+    mapping = probe.label_map(["c5", "zebra", "c0"])
+    np.testing.assert_array_equal(mapping, [5, UNKNOWN_CLASS, 0])
+
+
+def test_scores_equal_scikit_learn():
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c", "d"]
+    labels = rng.integers(0, 4, 200)
+    predicted = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 4, 200))
+    labels[:15] = UNKNOWN_CLASS  # images of a class the probe does not know: not scored
+    other = ["zebra"] * 10 + ["yak"] * 5 + ["-"] * 185
+    scores = score_predictions(labels, predicted, names, other)
+    y, p = labels[15:], predicted[15:]
+    assert scores.n == 185 and scores.unknown == {"yak": 5, "zebra": 10}
+    assert scores.accuracy == pytest.approx(accuracy_score(y, p), abs=1e-15)
+    assert scores.balanced == pytest.approx(balanced_accuracy_score(y, p), abs=1e-15)
+    prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=range(4), zero_division=np.nan)
+    for i, c in enumerate(scores.per_class):
+        assert (c.name, c.n) == (names[i], support[i])
+        assert (c.precision, c.recall, c.accuracy, c.f1) == pytest.approx((prec[i], rec[i], rec[i], f1[i]))
+
+
+def test_score_intervals_are_wilson_and_empty_classes_have_none():
+    # 8 of 10 right: the 95 % Wilson score interval is [0.490, 0.943] (Wilson 1927; Newcombe 1998, table I)
+    labels = np.array([0] * 10)
+    predicted = np.array([0] * 8 + [1] * 2)
+    scores = score_predictions(labels, predicted, ["x", "y"])
+    assert scores.accuracy_ci == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert scores.per_class[0].accuracy_ci == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    empty = scores.per_class[1]
+    assert (empty.n, empty.accuracy, empty.accuracy_ci, empty.recall) == (0, None, None, None)
+    assert empty.precision == 0.0 and scores.balanced == pytest.approx(0.8)
