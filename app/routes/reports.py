@@ -1,7 +1,10 @@
-"""``/api/runs``, ``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``,
-``.md``)."""
+"""``/api/runs`` (+ ``/{run_id}/failures``, ``/{run_id}/probe.zip``), ``/api/reports/{run_id}`` (+ ``.csv``,
+``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
+import io
+import zipfile
+from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -73,6 +76,28 @@ def _dataset_of(store: Store, run: dict) -> str | None:
         return store.get_cache(run["cache_id"])["dataset_id"]
     except KeyError:  # a run of a cache registered outside the service
         return None
+
+
+@router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
+    **ERROR_RESPONSES, 200: {"content": {"application/zip": {}},
+                             "description": "report.json, head.safetensors, head.json (and posthoc_bias.json) in "
+                             "a folder named after the run: probe.deploy.RunProbe.load(folder) applies it"}},
+            summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
+def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
+    from probe.deploy import PROBE_FILES
+
+    folder = Path(store.get_run(run_id)["path"])
+    files = [name for name in PROBE_FILES if (folder / name).is_file()]
+    missing = [name for name in PROBE_FILES[:3] if name not in files]
+    if missing:
+        raise HTTPException(404, f"run {run_id!r} lacks {', '.join(missing)} on disk ({folder}); it is unfinished "
+                                 "or its files were removed")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in files:
+            archive.write(folder / name, f"{run_id}/{name}")
+    return Response(buffer.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{run_id}_probe.zip"'})
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)

@@ -321,13 +321,14 @@
       ? fileLink(`/api/compare.html?base=${enc(otherRun.id)}&other=${enc(run.id)}`, `${otherRun.id}_vs_${run.id}.html`,
                  "export-link", "the comparison as one HTML file")
       : fileLink(`/api/reports/${enc(run.id)}.html`, `${run.id}_report.html`, "export-link", "the report as one HTML file");
+    const probeLink = fileLink(`/api/runs/${enc(run.id)}/probe.zip`, `${run.id}_probe.zip`, "probe-link", "the probe (.zip)");
     const grouping = (cmp && cmp.grouping) || report.grouping || {};
     return h("section", { class: "card" },
       h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
-        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       warningsBox(report, cmp), verdictBox(report),
       cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
       selectionNote(report), kpis(report, cmp, names),

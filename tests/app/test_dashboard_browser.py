@@ -212,6 +212,9 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     export = driver.js("return document.getElementById('export-link').getAttribute('href')")
     assert export == f"/api/compare.html?base={finished.erm}&other={finished.mr2}"  # the comparison shown
     assert httpx.get(live_server + export).text.startswith("<!DOCTYPE html>")
+    shipped = driver.js("return document.getElementById('probe-link').getAttribute('href')")
+    assert shipped == f"/api/runs/{finished.mr2}/probe.zip"
+    assert httpx.get(live_server + shipped).content[:2] == b"PK"  # a zip archive
     note = driver.js("return document.getElementById('selection-note').textContent")
     cv = report["selection"]["cv"]  # the finished runs' small validation split is cross-validated
     where = "val" if cv is None else f"{cv['folds']}-fold cross-validation of train + val, {cv['samples']} images"

@@ -105,3 +105,43 @@ def test_compare_has_paired_intervals_and_a_verdict(finished):
     assert (d["images"], d["other_better"], d["base_better"]) == (
         right[0].size, int((right[1] > right[0]).sum()), int((right[1] < right[0]).sum()))
     assert 0 < d["p_value"] <= 1 and "test images" in body["verdict_text"]
+
+
+def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
+    """The downloaded probe, unpacked, is the run's: ``RunProbe.load`` on it predicts the cache's test split as
+    the run's first seed did (``predictions.npz``)."""
+    import zipfile
+
+    from feature_cache import open_cache
+    from probe.deploy import RunProbe
+
+    client = finished.client
+    for run_id in (finished.erm, finished.mr2):
+        resp = client.get(f"/api/runs/{run_id}/probe.zip")
+        assert resp.status_code == 200 and resp.headers["content-type"] == "application/zip"
+        assert resp.headers["content-disposition"] == f'attachment; filename="{run_id}_probe.zip"'
+        with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
+            assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("head.json", "head.safetensors",
+                                                                           "report.json")]
+            archive.extractall(tmp_path)
+        probe = RunProbe.load(tmp_path / run_id)
+        (path,) = finished.settings.caches_dir.rglob("*.h5")  # the pipeline's one cache
+        cache = open_cache(path)
+        assert probe.check_features(probe.features, cache.num_features) == []
+        predicted, confidence = probe.predict_with_confidence(cache.load("test")[0])
+        stored = Predictions.load(finished.settings.runs_dir / run_id)
+        np.testing.assert_array_equal(predicted, stored.predicted[0])
+        np.testing.assert_array_equal(confidence, stored.confidence)
+
+
+def test_probe_zip_of_a_missing_run_or_file_is_404(finished, tmp_path):
+    client = finished.client
+    assert client.get("/api/runs/nope/probe.zip").status_code == 404
+    head = finished.settings.runs_dir / finished.erm / "head.json"
+    moved = tmp_path / "head.json"
+    head.rename(moved)
+    try:
+        resp = client.get(f"/api/runs/{finished.erm}/probe.zip")
+    finally:
+        moved.rename(head)
+    assert resp.status_code == 404 and "lacks head.json" in resp.json()["detail"]
