@@ -54,8 +54,9 @@ from probe.crossval import within_class_rank
 logger = logging.getLogger("shots")
 
 SHOT_METHODS: dict[str, dict] = {
-    **{m: METHODS[m] for m in ("erm", "mr2", "group_dro_eta", "posthoc_bias", "logit_adjust_tau", "erm_balanced",
-                               "posthoc_bias_balanced", "logit_adjust_tau_balanced")},
+    **{m: METHODS[m] for m in ("erm", "mr2", "group_dro_eta", "posthoc_bias", "posthoc_bias_guarded",
+                               "logit_adjust_tau", "erm_balanced", "posthoc_bias_balanced",
+                               "logit_adjust_tau_balanced")},
     "preset": dict(preset="disparity"),
     "preset_balanced": dict(preset="disparity", overall_metric="balanced"),
 }

@@ -1,7 +1,7 @@
 """A finished run's probe, ready to apply to new features: ``RunProbe.load(run_dir)`` (``mr2probe predict``).
 
 What a run's report describes is its first seed's head (+ adapter), ``head.safetensors`` / ``head.json``, and,
-when the run fitted one, that seed's post-hoc per-class logit bias (``report.posthoc.per_seed[0].bias``, also
+when the run applied one, that seed's post-hoc per-class logit bias (``report.posthoc.per_seed[0].bias``, also
 written to ``posthoc_bias.json``). ``ProbeTrainer.load`` restores the head alone; :class:`RunProbe` applies the
 bias too, so that on the run's own test split it predicts exactly what ``predictions.npz`` holds for the first
 seed (tested), names the classes, and refuses features the head was not trained on: another width, or another
@@ -57,7 +57,7 @@ class RunProbe:
             raise ValueError(f"{run_dir}: the head has {trainer.num_classes_} classes, the report "
                              f"{len(report.class_names)}; the run directory mixes files of two runs.")
         posthoc = None
-        if report.posthoc is not None:
+        if report.posthoc is not None and report.posthoc.per_seed[0].applied is not False:
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
         return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id)
 

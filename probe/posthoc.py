@@ -144,6 +144,19 @@ class PosthocLogitBias:
                     self.objective_before_, self.objective_after_, self.overall_before_, self.overall_after_)
         return self
 
+    def cross_fit(self, logits: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
+        """Out-of-fold predictions (n,): each fold's samples predicted by a bias fitted, with this one's settings,
+        on the other folds (its floor their unbiased accuracy) — the bias's effect on images it was not fitted on.
+        ``folds`` (n,) gives each sample's fold (``probe.crossval.stratified_folds``)."""
+        logits, labels, folds = np.asarray(logits), np.asarray(labels), np.asarray(folds)
+        predicted = np.empty(labels.shape[0], dtype=np.int64)
+        for fold in np.unique(folds):
+            held = folds == fold
+            model = PosthocLogitBias(self.objective, self.groups, max_shift=self.max_shift, n_steps=self.n_steps,
+                                     n_rounds=self.n_rounds, floor=self.floor, overall=self.overall)
+            predicted[held] = model.fit(logits[~held], labels[~held]).predict(logits[held])
+        return predicted
+
     @classmethod
     def with_bias(cls, bias, objective: str = "hard") -> PosthocLogitBias:
         """A fitted bias restored from its values (a run's ``report.posthoc``): ready for :meth:`predict`."""

@@ -260,11 +260,21 @@ class PosthocSeed(_Model):
     val_overall_after: Num
     val_objective_before: Num
     val_objective_after: Num
+    applied: Optional[bool] = Field(None, description="whether this seed's predictions use the bias (false: it "
+                                    "failed the out-of-sample check and bias is 0); null in older reports: applied")
+    folds: Optional[int] = Field(None, description="cross-fitting folds on val of the out-of-sample check (0: a "
+                                 "class had < 2 val images)")
+    oof_overall_delta: Num = None
+    oof_overall_ci: Optional[NumList] = None
+    oof_hard_delta: Num = None
+    oof_hard_ci: Optional[NumList] = None
 
 
 class Posthoc(_Model):
     objective: str
     per_seed: list[PosthocSeed]
+    guard: Optional[bool] = Field(None, description="config.posthoc_guard: the bias applied only where the "
+                                  "out-of-sample check passed (null in older reports: always applied)")
 
 
 class Timing(_Model):
@@ -455,7 +465,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                                **{name: selected.get(name) for name in config.loss_options_grid}}
     posthoc = None
     if any(e.posthoc is not None for e in evaluations):
-        posthoc = Posthoc(objective=config.posthoc_objective,
+        posthoc = Posthoc(objective=config.posthoc_objective, guard=config.posthoc_guard,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
     val_mean = nan_mean([e.val_per_class for e in evaluations])
     per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc)

@@ -50,7 +50,7 @@ from .report import (
     check_run_dir,
     write_run,
 )
-from .selection import delta_sentence, select_candidate
+from .selection import delta_sentence, format_delta, select_candidate
 from .uncertainty import observed_class_accuracy
 
 logger = logging.getLogger(__name__)
@@ -629,10 +629,9 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     if config.posthoc_bias:
         for ev in evaluations:
             apply_posthoc(ev, splits.val[1], splits.test[1], groups, config.posthoc_objective, splits.num_classes,
-                          config.overall_metric)
-        outcome.selection.reason += (
-            f" Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise the "
-            f"{config.posthoc_objective} accuracy with val overall kept >= the unbiased probe's.")
+                          config.overall_metric, guard=config.posthoc_guard,
+                          max_overall_drop=config.max_overall_drop, seed=ev.seed)
+        outcome.selection.reason += " " + _posthoc_sentence(config, evaluations)
     predictions = _predictions(evaluations, splits.test[1], test_sources)
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
@@ -652,6 +651,28 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     if progress is not None:
         progress(1.0, "done")
     return report
+
+
+def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) -> str:
+    """What the post-hoc bias did: its out-of-sample estimate on the first seed, and where it was applied."""
+    fitted = (f"Then a post-hoc per-class logit bias was fitted on each seed's validation logits to maximise the "
+              f"{config.posthoc_objective} accuracy, keeping val {config.overall_metric} on those images >= the "
+              "unbiased probe's")
+    first = evaluations[0].posthoc
+    if first["folds"]:
+        overall = "overall" if config.overall_metric == "accuracy" else "balanced accuracy"
+        estimate = (f"out of sample ({first['folds']}-fold cross-fitting on val) the first seed's bias changed "
+                    f"{overall} by {format_delta(first['oof_overall_delta'], first['oof_overall_ci'])} and the hard "
+                    f"third by {format_delta(first['oof_hard_delta'], first['oof_hard_ci'])}")
+    else:
+        estimate = "a class has fewer than 2 val images, so its effect out of sample could not be estimated"
+    if not config.posthoc_guard:
+        return f"{fitted}, and applied to every seed unchecked (posthoc_guard off); {estimate}."
+    applied = sum(e.posthoc["applied"] for e in evaluations)
+    return (f"{fitted}; {estimate}. It is applied only where that is safe (95 % paired intervals: the hard-third "
+            f"gain's above 0, the overall difference's within the budget of {config.max_overall_drop:g} pt): to "
+            f"{applied} of {len(evaluations)} seeds" + ("." if applied == len(evaluations) else
+                                                          "; the others keep the unbiased logits."))
 
 
 def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> list[str]:

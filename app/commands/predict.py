@@ -109,7 +109,7 @@ def _pct(x: float | None) -> str:
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
     from probe.report import interval_text
 
-    bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias"
+    bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias applied"
     lines = [f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split "
              f"{args.split}: {images:,} images."]
     if scores.unknown:

@@ -85,8 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{_config_default('cv')}; 0: never; else {MIN_CV_FOLDS}..{MAX_CV_FOLDS})")
     parser.add_argument("--reference", default=None, metavar="RUN_DIR",
                         help="reference (ERM) run: its val per-class accuracy fixes the easy/medium/hard groups")
-    parser.add_argument("--posthoc-bias", action="store_true",
-                        help="fit a per-class logit bias on val after training (the post-hoc baseline)")
+    _add_posthoc_arguments(parser)
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=None,
                         help=f"training precision (default: {_config_default('precision')}): bf16 runs the matrix "
@@ -94,6 +93,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "native bfloat16 where it measured faster (wide products, large full batches, mini-batches "
                         "cast once: probe.precision), fp32 otherwise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_posthoc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--posthoc-bias", action="store_true",
+                        help="fit a per-class logit bias on val after training (the post-hoc baseline); each seed "
+                        "applies it only when its effect out of sample (cross-fitting on val) is safe")
+    parser.add_argument("--no-posthoc-guard", dest="posthoc_guard", action="store_false", default=None,
+                        help="with --posthoc-bias: apply the bias to every seed without that check (the unguarded "
+                        "baseline, checked on the images it was fitted on)")
 
 
 def _config_default(name: str) -> Any:
@@ -170,6 +178,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "overall_metric": args.overall_metric,
         "cv": args.cv,
         "posthoc_bias": args.posthoc_bias or None,
+        "posthoc_guard": args.posthoc_guard,
         "device": args.device,
         "precision": args.precision,
     }

@@ -29,13 +29,14 @@ def _cache(path, splits, names, **attrs):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A cache and a run trained on it with a post-hoc bias."""
+    """A cache and a run trained on it with a post-hoc bias, applied unchecked."""
     rng = np.random.default_rng(1)
     folder = tmp_path_factory.mktemp("predict")
     y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 40), ("val", 20), ("test", 30))}
     cache = _cache(folder / "own.h5", {s: _split(rng, labels, s) for s, labels in y.items()}, NAMES)
     out = folder / "run"
-    assert main(["train", "--features", str(cache), "--out", str(out), "--posthoc-bias", *FAST]) == 0
+    assert main(["train", "--features", str(cache), "--out", str(out), "--posthoc-bias", "--no-posthoc-guard",
+                 *FAST]) == 0
     return cache, out
 
 

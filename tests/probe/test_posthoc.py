@@ -81,3 +81,84 @@ def test_a_balanced_floor_lets_a_rare_class_gain_what_two_frequent_rows_cost():
     assert balanced.overall_after_ == pytest.approx((10 / 12 + 1 + 1) / 3)
     with pytest.raises(ValueError, match="Unknown overall metric 'macro'"):
         PosthocLogitBias("hard", GROUPS, overall="macro").fit(logits, labels)
+
+
+def _evaluation(logits, labels):
+    from probe.evaluate import SeedEvaluation
+
+    k = logits.shape[1]
+    nan = np.full(k, np.nan)
+    return SeedEvaluation(seed=0, val_per_class=nan, val_overall=0.0, test_per_class=nan, test_overall=0.0,
+                          output_margin_mean=nan, test_counts=np.zeros(k), sample_margin_min=nan,
+                          sample_margin_mean=nan, class_margin_deg=0.0, val_logits=logits.copy(),
+                          test_logits=logits.copy())
+
+
+def test_cross_fit_predicts_each_fold_with_a_bias_fitted_on_the_others():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    logits = rng.normal(0, 1, (60, 3)) + 2 * np.eye(3)[labels]
+    folds = np.arange(60) % 4
+    model = PosthocLogitBias("hard", GROUPS)
+    predicted = model.cross_fit(logits, labels, folds)
+    for f in range(4):
+        held = folds == f
+        other = PosthocLogitBias("hard", GROUPS).fit(logits[~held], labels[~held])
+        np.testing.assert_array_equal(predicted[held], other.predict(logits[held]))
+    assert not hasattr(model, "bias_")  # the settings' object itself is left unfitted
+
+
+def test_the_guard_applies_a_bias_that_holds_out_of_sample():
+    """A systematic offset against the hard class: every fold's bias undoes it, so the out-of-fold hard third
+    and overall rise with intervals above 0, and the bias is applied."""
+    from probe.evaluate import apply_posthoc
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 100)
+    logits = rng.normal(0, 0.5, (300, 3)) + 3 * np.eye(3)[labels]
+    logits[:, 2] -= 2.5
+    ev = _evaluation(logits, labels)
+    apply_posthoc(ev, labels, labels, GROUPS, "hard", 3, guard=True)
+    p = ev.posthoc
+    assert p["applied"] is True and p["folds"] == 5
+    assert p["oof_hard_ci"][0] > 0 and p["oof_overall_ci"][0] > 0 and p["oof_hard_delta"] > 0.3
+    assert p["bias"][2] - max(p["bias"][:2]) > 0.5  # class 2 raised against both others
+    assert (logits.argmax(axis=1) == labels).mean() == pytest.approx(0.87) and ev.test_overall == 1.0  # re-scored
+
+
+def test_the_guard_keeps_the_unbiased_logits_when_the_gain_is_in_sample_only():
+    """Logits that carry no information: fitted on these 30 images the bias raises the hard class and overall
+    accuracy in sample; out of sample overall falls, so the guarded seed keeps its logits (bias 0), and the
+    unguarded baseline applies it anyway."""
+    from probe.evaluate import apply_posthoc
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1, 2], 10)
+    logits = rng.normal(0, 1, (30, 3))
+    guarded = _evaluation(logits, labels)
+    apply_posthoc(guarded, labels, labels, GROUPS, "hard", 3, guard=True)
+    p = guarded.posthoc
+    # the in-sample gain the guard distrusts
+    assert p["val_objective_after"] > p["val_objective_before"] and p["val_overall_after"] > p["val_overall_before"]
+    assert p["oof_overall_delta"] < 0 and p["oof_overall_ci"][0] < 0
+    assert p["applied"] is False and p["bias"] == [0.0, 0.0, 0.0]
+    np.testing.assert_array_equal(guarded.test_logits, logits)
+    unguarded = _evaluation(logits, labels)
+    apply_posthoc(unguarded, labels, labels, GROUPS, "hard", 3, guard=False)
+    assert unguarded.posthoc["applied"] is True and unguarded.posthoc["oof_hard_delta"] == p["oof_hard_delta"]
+    assert not np.array_equal(unguarded.test_logits, logits)
+
+
+def test_the_guard_needs_two_val_images_in_every_class():
+    from probe.evaluate import apply_posthoc, posthoc_check
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    logits = np.eye(3)[labels] + 0.1
+    assert posthoc_check(PosthocLogitBias("hard", GROUPS).fit(logits, labels), logits, labels, 3) == {
+        "safe": False, "folds": 0}
+    ev = _evaluation(logits, labels)
+    apply_posthoc(ev, labels, labels, GROUPS, "hard", 3, guard=True)
+    assert ev.posthoc["applied"] is False
+    labels3 = np.repeat([0, 1, 2], 3)  # three images each: three folds, not five
+    check = posthoc_check(PosthocLogitBias("hard", GROUPS), np.eye(3)[labels3], labels3, 3)
+    assert check["folds"] == 3

@@ -27,7 +27,14 @@ def _run(data, tmp_path_factory, name, **config):
 
 @pytest.fixture(scope="module")
 def biased_run(data, tmp_path_factory):
-    return _run(data, tmp_path_factory, "posthoc", posthoc_bias=True, wd_grid=[0.0])
+    """A bias applied to every seed (unguarded)."""
+    return _run(data, tmp_path_factory, "posthoc", posthoc_bias=True, posthoc_guard=False, wd_grid=[0.0])
+
+
+@pytest.fixture(scope="module")
+def guarded_run(data, tmp_path_factory):
+    """A bias fitted, then not applied: it fails the out-of-sample check on these 30 val images per class."""
+    return _run(data, tmp_path_factory, "guarded", posthoc_bias=True, wd_grid=[0.0])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,7 @@ def adapter_run(data, tmp_path_factory):
                 lam_grid=[0.1], seeds=[0])
 
 
-@pytest.mark.parametrize("which", ["biased_run", "adapter_run"])
+@pytest.mark.parametrize("which", ["biased_run", "guarded_run", "adapter_run"])
 def test_predictions_equal_the_runs_first_seed(which, data, request):
     run_dir = request.getfixturevalue(which)
     probe = RunProbe.load(run_dir)
@@ -57,6 +64,15 @@ def test_the_post_hoc_bias_is_applied(biased_run, data):
     head_only = np.asarray(ProbeTrainer.load(biased_run).decision_function(x), dtype=np.float64)
     np.testing.assert_allclose(probe.decision_function(x), head_only + bias, rtol=0, atol=1e-12)
     assert RunProbe.load(_without_posthoc(biased_run)).posthoc is None
+
+
+def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
+    import json
+
+    report = json.loads((guarded_run / "report.json").read_text())
+    assert report["posthoc"]["per_seed"][0]["applied"] is False
+    assert report["posthoc"]["per_seed"][0]["bias"] == [0.0] * len(NAMES)
+    assert RunProbe.load(guarded_run).posthoc is None
 
 
 def _without_posthoc(run_dir):
