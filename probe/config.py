@@ -179,11 +179,12 @@ class ProbeConfig(BaseModel):
     posthoc_bias: bool = Field(False, description="fit a per-class logit bias on validation after training")
     posthoc_objective: Literal["hard", "worst"] = Field("hard", description="what the post-hoc bias maximises")
     posthoc_guard: bool = Field(True, description="apply each seed's post-hoc bias only when its effect, estimated "
-                                "out of sample by stratified cross-fitting on val (probe.evaluate.POSTHOC_FOLDS folds), "
-                                "passes the disparity decision's rule: the 95 %% paired bootstrap lower bound of the "
-                                "hard-third gain above 0 and that of the overall difference above -max_overall_drop; "
-                                "false: always apply it (the unguarded baseline, which fits and checks its floor on "
-                                "the same val images)")
+                                "out of sample by stratified cross-fitting on val (probe.evaluate.POSTHOC_FOLDS "
+                                "folds; every class needs POSTHOC_MIN_PER_CLASS val images, else it is not "
+                                "applied), passes the disparity decision's rule: the 95 % paired bootstrap lower "
+                                "bound of the hard-third gain above 0 and that of the overall difference above "
+                                "-max_overall_drop; false: always apply it (the unguarded baseline, which fits and "
+                                "checks its floor on the same val images)")
     cv: int = Field(DEFAULT_CV_FOLDS, description=f"folds of the stratified k-fold cross-validation on train + val "
                     "that selects and groups instead of the validation split when validation holds fewer than "
                     "probe.decision.MIN_VAL_PER_CLASS images in some class (probe.crossval); 0: never, else "

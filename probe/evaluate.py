@@ -20,7 +20,7 @@ from .metrics import (
 from .posthoc import PosthocLogitBias
 
 __all__ = ["SplitScores", "SeedEvaluation", "score_logits", "evaluate_split", "evaluate_seed", "apply_posthoc",
-           "posthoc_check", "POSTHOC_FOLDS"]
+           "posthoc_check", "POSTHOC_FOLDS", "POSTHOC_MIN_PER_CLASS"]
 
 
 @dataclass
@@ -87,14 +87,18 @@ def evaluate_seed(trainer, seed: int, val: tuple[np.ndarray, np.ndarray], test: 
 
 
 POSTHOC_FOLDS = 5  # stratified cross-fitting folds on val that estimate a post-hoc bias's out-of-sample effect
+# ... and the val images every class needs for that estimate: two of each class in every held-out fold (with
+# fewer, a fold's per-class accuracy moves in steps of 50 points or more; the paired bootstrap is liberal there).
+POSTHOC_MIN_PER_CLASS = 2 * POSTHOC_FOLDS
 
 
 def apply_posthoc(ev: SeedEvaluation, val_labels: np.ndarray, test_labels: np.ndarray,
                   groups: dict[str, list[int]], objective: str, num_classes: int, overall: str = "accuracy", *,
-                  guard: bool = False, max_overall_drop: float = 0.0, seed: int = 0) -> None:
+                  guard: bool = True, max_overall_drop: float = 0.0, seed: int = 0) -> None:
     """Fit the per-class logit bias on this seed's val logits, its floor on ``overall`` (accuracy or balanced),
-    and estimate its effect out of sample (:func:`posthoc_check`); with ``guard``, re-score val and test with it
-    (in place) only when that estimate passes the disparity rule, else keep the unbiased logits (bias 0)."""
+    and estimate its effect out of sample (:func:`posthoc_check`); with ``guard`` (``ProbeConfig.posthoc_guard``),
+    re-score val and test with it (in place) only when that estimate passes the disparity rule, else keep the
+    unbiased logits (bias 0); without, always."""
     model = PosthocLogitBias(objective, groups, overall=overall).fit(ev.val_logits, val_labels)
     check = posthoc_check(model, ev.val_logits, val_labels, num_classes, max_overall_drop, seed)
     applied = check["safe"] or not guard
@@ -115,29 +119,29 @@ def apply_posthoc(ev: SeedEvaluation, val_labels: np.ndarray, test_labels: np.nd
 def posthoc_check(model: PosthocLogitBias, val_logits: np.ndarray, val_labels: np.ndarray, num_classes: int,
                   max_overall_drop: float = 0.0, seed: int = 0) -> dict[str, Any]:
     """The out-of-sample effect of a bias with ``model``'s settings: stratified cross-fitting on val
-    (``POSTHOC_FOLDS`` folds, fewer when a class has fewer images; :meth:`PosthocLogitBias.cross_fit`), its
+    (``POSTHOC_FOLDS`` folds; :meth:`PosthocLogitBias.cross_fit`), its
     out-of-fold predictions against the unbiased ones scored by the disparity decision (``probe.decision.decide``:
     95 % paired bootstrap intervals; safe when the hard-third gain's lower bound is > 0 and the overall
     difference's ≥ −``max_overall_drop`` points). The bias fitted on all of val and checked on those same images
     always keeps its floor; this estimate is what it does on images it was not fitted on.
 
     Returns ``{"safe", "folds", "oof_overall_delta", "oof_overall_ci", "oof_hard_delta", "oof_hard_ci"}``
-    (``folds`` 0 and no deltas when a class has fewer than 2 val images: nothing to estimate, not safe)."""
+    (``folds`` 0 and no deltas when a class has fewer than ``POSTHOC_MIN_PER_CLASS`` val images: too few to
+    estimate, not safe)."""
     from .crossval import stratified_folds
     from .decision import decide
 
     val_labels = np.asarray(val_labels, dtype=np.int64)
     counts = np.bincount(val_labels, minlength=num_classes)
-    k = int(min(POSTHOC_FOLDS, counts[counts > 0].min()))
-    if k < 2:
+    if counts[counts > 0].min() < POSTHOC_MIN_PER_CLASS:
         return {"safe": False, "folds": 0}
-    predicted = model.cross_fit(val_logits, val_labels, stratified_folds(val_labels, k, seed))
+    predicted = model.cross_fit(val_logits, val_labels, stratified_folds(val_labels, POSTHOC_FOLDS, seed))
     plain = (np.asarray(val_logits).argmax(axis=1) == val_labels).astype(np.float64)
     decision = decide([{"posthoc_bias": False}, {"posthoc_bias": True}],
                       [plain, (predicted == val_labels).astype(np.float64)], 0, val_labels,
                       [str(c) for c in range(num_classes)], groups=model.groups,
                       max_overall_drop=max_overall_drop, seed=seed, overall_metric=model.overall)
     entry = decision.frontier[1]
-    return {"safe": decision.verdict == "improved", "folds": k,
+    return {"safe": decision.verdict == "improved", "folds": POSTHOC_FOLDS,
             "oof_overall_delta": entry["val_overall_delta"], "oof_overall_ci": entry["val_overall_delta_ci"],
             "oof_hard_delta": entry["val_hard_delta"], "oof_hard_ci": entry["val_hard_delta_ci"]}

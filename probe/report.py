@@ -263,7 +263,7 @@ class PosthocSeed(_Model):
     applied: Optional[bool] = Field(None, description="whether this seed's predictions use the bias (false: it "
                                     "failed the out-of-sample check and bias is 0); null in older reports: applied")
     folds: Optional[int] = Field(None, description="cross-fitting folds on val of the out-of-sample check (0: a "
-                                 "class had < 2 val images)")
+                                 "class had fewer than probe.evaluate.POSTHOC_MIN_PER_CLASS val images)")
     oof_overall_delta: Num = None
     oof_overall_ci: Optional[NumList] = None
     oof_hard_delta: Num = None

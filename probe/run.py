@@ -32,7 +32,7 @@ from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, stability_and_warnings
 from .diagnostics import test_diagnostics
-from .evaluate import SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
+from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
 from .predictions import Predictions, paired_test_delta
@@ -665,14 +665,18 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
                     f"{overall} by {format_delta(first['oof_overall_delta'], first['oof_overall_ci'])} and the hard "
                     f"third by {format_delta(first['oof_hard_delta'], first['oof_hard_ci'])}")
     else:
-        estimate = "a class has fewer than 2 val images, so its effect out of sample could not be estimated"
+        estimate = (f"a class has fewer than {POSTHOC_MIN_PER_CLASS} val images, too few to estimate its effect out "
+                    "of sample")
     if not config.posthoc_guard:
         return f"{fitted}, and applied to every seed unchecked (posthoc_guard off); {estimate}."
     applied = sum(e.posthoc["applied"] for e in evaluations)
+    seeds = len(evaluations)
+    where = (f"to none of the {seeds} seeds, which keep the unbiased logits" if applied == 0 else
+             f"to all {seeds} seeds" if applied == seeds else
+             f"to {applied} of {seeds} seeds; the others keep the unbiased logits")
     return (f"{fitted}; {estimate}. It is applied only where that is safe (95 % paired intervals: the hard-third "
-            f"gain's above 0, the overall difference's within the budget of {config.max_overall_drop:g} pt): to "
-            f"{applied} of {len(evaluations)} seeds" + ("." if applied == len(evaluations) else
-                                                          "; the others keep the unbiased logits."))
+            f"gain's above 0, the overall difference's within the budget of {config.max_overall_drop:g} pt): "
+            f"{where}.")
 
 
 def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> list[str]:

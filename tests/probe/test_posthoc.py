@@ -149,16 +149,20 @@ def test_the_guard_keeps_the_unbiased_logits_when_the_gain_is_in_sample_only():
     assert not np.array_equal(unguarded.test_logits, logits)
 
 
-def test_the_guard_needs_two_val_images_in_every_class():
-    from probe.evaluate import apply_posthoc, posthoc_check
+def test_the_guard_needs_ten_val_images_in_every_class():
+    from probe.evaluate import POSTHOC_MIN_PER_CLASS, apply_posthoc, posthoc_check
 
-    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    assert POSTHOC_MIN_PER_CLASS == 10
+    labels = np.repeat([0, 1, 2], [10, 10, 9])  # one class short of ten
     logits = np.eye(3)[labels] + 0.1
+    logits[labels == 2, 2] -= 1.2  # class 2 always wrong (0.1 against 0.1: argmax picks class 0); a bias fixes it
     assert posthoc_check(PosthocLogitBias("hard", GROUPS).fit(logits, labels), logits, labels, 3) == {
         "safe": False, "folds": 0}
     ev = _evaluation(logits, labels)
     apply_posthoc(ev, labels, labels, GROUPS, "hard", 3, guard=True)
-    assert ev.posthoc["applied"] is False
-    labels3 = np.repeat([0, 1, 2], 3)  # three images each: three folds, not five
-    check = posthoc_check(PosthocLogitBias("hard", GROUPS), np.eye(3)[labels3], labels3, 3)
-    assert check["folds"] == 3
+    assert ev.posthoc["applied"] is False and ev.posthoc["val_objective_after"] == 1.0
+    ten = np.repeat([0, 1, 2], 10)
+    logits10 = np.eye(3)[ten] + 0.1
+    logits10[ten == 2, 2] -= 1.2
+    check = posthoc_check(PosthocLogitBias("hard", GROUPS), logits10, ten, 3)
+    assert check["folds"] == 5 and check["safe"] is True and check["oof_hard_delta"] == 1.0

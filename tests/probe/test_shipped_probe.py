@@ -73,6 +73,21 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     assert report["posthoc"]["per_seed"][0]["applied"] is False
     assert report["posthoc"]["per_seed"][0]["bias"] == [0.0] * len(NAMES)
     assert RunProbe.load(guarded_run).posthoc is None
+    reason = report["selection"]["reason"]
+    assert "out of sample (5-fold cross-fitting on val) the first seed's bias changed overall by" in reason
+    assert reason.endswith("to none of the 2 seeds, which keep the unbiased logits.")
+    first = report["posthoc"]["per_seed"][0]
+    assert report["posthoc"]["guard"] is True and first["folds"] == 5
+    assert first["oof_hard_ci"][0] <= 0 or first["oof_overall_ci"][0] < 0  # what failed the rule
+
+
+def test_the_unguarded_bias_says_so(biased_run):
+    import json
+
+    report = json.loads((biased_run / "report.json").read_text())
+    assert report["posthoc"]["guard"] is False
+    assert all(seed["applied"] for seed in report["posthoc"]["per_seed"])
+    assert "and applied to every seed unchecked (posthoc_guard off); out of sample" in report["selection"]["reason"]
 
 
 def _without_posthoc(run_dir):
