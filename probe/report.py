@@ -86,7 +86,9 @@ class PresetInfo(_Model):
 
 class Candidate(BaseModel):
     """One selection candidate: its hyper-parameters (lr, weight_decay, and cbar / lam / grid loss options when
-    selected, as extra keys), its validation scores, and why it failed (``diverged: ...``) or null."""
+    selected, as extra keys), its validation scores, and why it failed (``diverged: ...``) or null. ``val_hard``
+    is the hard third on the reference run's groups under the ``hard`` criterion, and on the candidate's own
+    ranking under ``overall`` (with or without a reference, so that the tie-break matches an ERM run's)."""
 
     model_config = ConfigDict(extra="allow")
     lr: float

@@ -538,7 +538,9 @@ def _split_name(cross_validated: bool) -> str:
 def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_names: list[str]) -> _Outcome:
     """Selection on validation (or out of fold) by the request's criterion (``overall``, or ``hard``)."""
     ref_groups, floor = _reference_floor(reference, class_names) if reference is not None else (None, None)
-    sweep = _sweep(fitter, scorer, ref_groups)
+    # The overall criterion scores every candidate's hard third on its own ranking, as a run without a reference
+    # does: its tie-break (the higher val hard third) then picks what the user's ERM run picked, reference or not.
+    sweep = _sweep(fitter, scorer, ref_groups if fitter.config.select == "hard" else None)
     if fitter.config.select == "hard":
         outcome = _decide_hard(fitter, sweep, reference, ref_groups, scorer, class_names)
     else:

@@ -468,3 +468,19 @@ def test_balanced_overall_metric_scores_selection_and_the_imbalance_warning_poin
     assert preset["config"]["overall_metric"] == "balanced"  # the reference configuration it may fall back to
     assert "balanced accuracy" in preset["selection"]["verdict_text"]
     assert all(c["val_overall"] is None or 0 <= c["val_overall"] <= 1 for c in preset["selection"]["candidates"])
+
+
+def test_the_overall_criterion_scores_and_chooses_alike_with_or_without_a_reference():
+    """Given a reference, an overall-criterion run (ERM, the post-hoc bias's base probe) scores its candidates'
+    hard third as a run without one does, each on its own ranking; with the reference's thirds, a tie on val
+    overall (common with small validation splits) was broken otherwise than the user's ERM run broke it
+    (bench/results/shots_*-posthoc_*.json: 4 of 65 subsamples)."""
+    cfg = ProbeConfig(**{**FAST, "seeds": [0], "wd_grid": [0.0, 1e-3, 1e-2, 0.1]})
+    data = make_data(seed=4, n_per_class=20)
+    alone = _run_probe(data, NAMES, cfg)
+    reference = alone.model_dump(mode="json")
+    reference["val"]["per_class"] = [1.0 - a for a in reference["val"]["per_class"]]  # its thirds turned over
+    given = _run_probe(data, NAMES, cfg, reference=reference)
+    assert given.grouping.groups["hard"] == alone.grouping.groups["easy"]  # the report uses the reference's thirds
+    assert [c.val_hard for c in given.selection.candidates] == [c.val_hard for c in alone.selection.candidates]
+    assert given.config["selected"] == alone.config["selected"]
