@@ -13,10 +13,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
-from .metrics import worst_class
+from .metrics import nan_mean, worst_class
 from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
+from .uncertainty import observed_class_accuracy
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
+           "compare_on_images", "check_same_classes", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "METRIC_HEADER", "CLASS_HEADER"]
 
@@ -124,6 +126,9 @@ class Comparison(BaseModel):
                                         "report predates its timing)")
     features: Optional[str] = Field(None, description="each run's features where they differ (other caches: "
                                     "encoders, preprocessing or data); null when they match or a report lacks them")
+    scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
+                                     "seed) were scored on (mr2probe compare --features); null: their own test "
+                                     "split, seed means")
 
 
 def _features(base: Report, other: Report) -> str | None:
@@ -158,26 +163,68 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
 
     Raises ValueError when the runs have different classes or, with predictions, different test splits.
     """
+    check_same_classes(base, other)
+    comparison = _comparison(base, other, _accuracy(base), _accuracy(other),
+                             {key: (getattr(base.summary, key), getattr(other.summary, key))
+                              for key in ("overall", "balanced")},
+                             f"both runs scored on the groups of the base run {base.run_id} ({base.grouping.note})")
+    comparison.features = _features(base, other)
+    if predictions is not None:
+        _add_intervals(comparison, *predictions, metric=_overall_metric(base, other))
+    return comparison
+
+
+def compare_on_images(base: Report, other: Report, predictions: tuple, where: str) -> Comparison:
+    """:func:`compare_reports` of the two runs' shipped probes (``probe.deploy.RunProbe``) on other labelled
+    images: ``predictions`` are their :class:`probe.predictions.Predictions` there (one row each), from which
+    every accuracy and interval is computed; ``where`` names the images ("cache new.h5, split test"). The groups
+    stay the base run's."""
+    check_same_classes(base, other)
+    one, two = predictions
+    k = len(base.class_names)
+    a, b = (observed_class_accuracy(p.correct, p.labels, k) for p in (one, two))
+    summary = {"overall": (float(one.correct.mean()), float(two.correct.mean())),
+               "balanced": (nan_mean(a), nan_mean(b))}
+    comparison = _comparison(base, other, a, b, summary,
+                             f"both runs' shipped probes (first seed) scored on {where}, on the groups of the base "
+                             f"run {base.run_id}")
+    comparison.scored_on = where
+    _add_intervals(comparison, one, two, metric=_overall_metric(base, other))
+    return comparison
+
+
+def check_same_classes(base: Report, other: Report) -> None:
+    """Raise ValueError, naming the first difference, when two runs do not have the same classes in order."""
     if list(base.class_names) != list(other.class_names):
         raise ValueError(f"runs have different classes and cannot be compared: {_first_difference(base, other)}")
+
+
+def _overall_metric(base: Report, other: Report) -> str:
+    """balanced when both runs selected on balanced accuracy, else accuracy (the verdict sentence's overall)."""
+    both = {run.config.get("overall_metric", "accuracy") for run in (base, other)}
+    return "balanced" if both == {"balanced"} else "accuracy"
+
+
+def metric_title(comparison: Comparison) -> str:
+    """The metric table's title: seed means on the runs' test split, or the first seed on other images."""
+    if comparison.scored_on is None:
+        return "test accuracy (%), seed means"
+    return f"accuracy (%) of the shipped probes (first seed) on {comparison.scored_on}"
+
+
+def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summary: dict, note: str) -> Comparison:
+    """The comparison of per-class accuracies ``a`` (base) and ``b`` (other) and the ``summary`` pairs
+    (overall, balanced) on the base run's groups, without intervals."""
     groups = base.grouping.groups
-    a, b = _accuracy(base), _accuracy(other)
     ga, gb = group_accuracy(a, groups), group_accuracy(b, groups)
-    metrics = {key: _metric(getattr(base.summary, key), getattr(other.summary, key)) for key in ("overall", "balanced")}
+    metrics = {key: _metric(*summary[key]) for key in ("overall", "balanced")}
     metrics.update({key: _metric(_finite(ga[key]), _finite(gb[key])) for key in GROUP_NAMES})
     metrics["worst_class"] = _metric(worst_class(a)[1], worst_class(b)[1])
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}
     per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
                  for k, name in enumerate(base.class_names)]
-    comparison = Comparison(
-        base=base.run_id, other=other.run_id,
-        grouping=CompareGrouping(groups=groups, note=f"both runs scored on the groups of the base run {base.run_id} "
-                                 f"({base.grouping.note})"),
-        metrics=metrics, per_class=per_class, cost=_cost(base, other), features=_features(base, other))
-    if predictions is not None:
-        both = {run.config.get("overall_metric", "accuracy") for run in (base, other)}
-        _add_intervals(comparison, *predictions, metric="balanced" if both == {"balanced"} else "accuracy")
-    return comparison
+    return Comparison(base=base.run_id, other=other.run_id, grouping=CompareGrouping(groups=groups, note=note),
+                      metrics=metrics, per_class=per_class, cost=_cost(base, other))
 
 
 def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:
@@ -276,7 +323,7 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
     console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
     for label, text in comparison_facts(comparison):
         console.print(text if label == "compared" else f"{label}: {text}")
-    table = Table(title="test accuracy (%), seed means", box=box.SIMPLE)
+    table = Table(title=metric_title(comparison), box=box.SIMPLE)
     for col in METRIC_HEADER:
         table.add_column(col, justify="left" if col == "metric" else "right")
     for row in metric_rows(comparison):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .compare import CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows
+from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
+                      metric_title)
 from .report import CrossValidation, FeatureSource, Timing, confusions_text, interval_text, worst_first
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
@@ -30,6 +31,11 @@ def _md(text: Any) -> str:
     """Markdown text: pipes and newlines would break a table; HTML (<, >, &) is escaped too, quotes are left as
     they are (Markdown gives them no meaning; escaped they read &#x27; in a terminal or a diff)."""
     return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _first_upper(text: str) -> str:
+    """``text`` with its first letter upper-case and the rest as it is (str.capitalize lowers the rest: paths)."""
+    return text[:1].upper() + text[1:]
 
 
 def _cv_note(cv: dict | None) -> str:
@@ -209,7 +215,8 @@ def comparison_markdown(comparison: Comparison) -> str:
     every class (accuracies in %, deltas in points with their 95 % paired intervals)."""
     lines = [f"# mr2probe compare: {_md(comparison.base)} vs {_md(comparison.other)}", ""]
     lines += _md_facts([(label.capitalize(), text) for label, text in comparison_facts(comparison)])
-    lines += ["", "## Test accuracy (%), seed means", "", *_md_table(METRIC_HEADER, metric_rows(comparison))]
+    lines += ["", f"## {_first_upper(_md(metric_title(comparison)))}", "",
+              *_md_table(METRIC_HEADER, metric_rows(comparison))]
     rows, _ = class_rows(comparison)
     lines += ["", "## Per class", "", *_md_table(CLASS_HEADER, rows)]
     return "\n".join(lines) + "\n"
@@ -222,7 +229,8 @@ def comparison_html(comparison: Comparison) -> str:
     rows, _ = class_rows(comparison)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'
-            f'<h2>Test accuracy (%), seed means</h2>{_html_table(METRIC_HEADER, metric_rows(comparison))}'
+            f'<h2>{_first_upper(html.escape(metric_title(comparison)))}</h2>'
+            f'{_html_table(METRIC_HEADER, metric_rows(comparison))}'
             f'<h2>Per class</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
 
 

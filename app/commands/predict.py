@@ -11,8 +11,9 @@ import csv
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
@@ -33,39 +34,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class CachePredictions:
+    """A run's probe applied to a cache's split: ``labels`` (n,) indices into the run's classes (``UNKNOWN_CLASS``
+    for a class it does not have), ``names`` (n,) each image's class name in the cache, the predictions, their
+    confidence, the images' sources and what could not be checked (``warnings``)."""
+
+    source: Any  # probe.report.FeatureSource of the cache
+    labels: Any  # numpy arrays (numpy is not imported before a command runs: mr2probe --help stays light)
+    names: list[str]
+    predicted: Any
+    confidence: Any
+    sources: list[str]
+    warnings: list[str]
+
+
+def predict_cache(probe, path: str, split: str) -> CachePredictions:
+    """``probe`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path``, after the checks: the split
+    exists, the features are the probe's (width, extractor), a class in common. Raises ValueError naming what
+    failed."""
     from feature_cache import open_cache
-    from probe.deploy import UNKNOWN_CLASS, RunProbe, score_predictions
+    from probe.deploy import UNKNOWN_CLASS
     from probe.report import FeatureSource
 
-    if args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    probe = RunProbe.load(args.run_dir)
-    cache = open_cache(args.features)
-    if args.split not in cache.splits:
-        raise ValueError(f"{args.features} has no split {args.split!r}; it has {', '.join(cache.splits)}.")
-    source = FeatureSource.model_validate(cache.provenance(str(args.features)))
+    cache = open_cache(path)
+    if split not in cache.splits:
+        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(cache.splits)}.")
+    source = FeatureSource.model_validate(cache.provenance(str(path)))
     warnings = probe.check_features(source, cache.num_features)
     mapping = probe.label_map(cache.class_names)
     if (mapping == UNKNOWN_CLASS).all():
         raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
                          f"({_names(probe.class_names)}).")
-    features, labels = cache.load(args.split, dtype=None)
-    sources = cache.sources(args.split)
+    features, labels = cache.load(split, dtype=None)
     predicted, confidence = probe.predict_with_confidence(features)
-    true = mapping[labels]
-    scores = score_predictions(true, predicted, probe.class_names, [cache.class_names[i] for i in labels])
+    return CachePredictions(source, mapping[labels], [cache.class_names[i] for i in labels], predicted, confidence,
+                            cache.sources(split), warnings)
+
+
+def run(args: argparse.Namespace) -> int:
+    from probe.deploy import RunProbe, score_predictions
+
+    if args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    probe = RunProbe.load(args.run_dir)
+    got = predict_cache(probe, args.features, args.split)
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
     if args.out:
-        _write_csv(Path(args.out), sources, [cache.class_names[i] for i in labels], true, predicted, confidence,
-                   probe.class_names)
-    check = _reproduces(args, probe, source, predicted)
-    for warning in warnings:
+        _write_csv(Path(args.out), got, probe.class_names)
+    check = _reproduces(args, probe, got.source, got.predicted)
+    for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"run_id": probe.run_id, "split": args.split, "images": len(labels), **asdict(scores),
+        print(json.dumps({"run_id": probe.run_id, "split": args.split, "images": len(got.labels), **asdict(scores),
                           "matches_report": check}, indent=2))
     else:
-        print(_summary(args, probe, scores, len(labels), check))
+        print(_summary(args, probe, scores, len(got.labels), check))
     return 0
 
 
@@ -74,13 +98,14 @@ def _names(names: list[str], at_most: int = 5) -> str:
     return shown + (f", … ({len(names)} in all)" if len(names) > at_most else "")
 
 
-def _write_csv(path: Path, sources, true_names, true, predicted, confidence, class_names) -> None:
+def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:
     """The predictions, one row per image, written to a temporary file renamed over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        for i, (src, name, t, p, c) in enumerate(zip(sources, true_names, true, predicted, confidence)):
+        for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted,
+                                                     got.confidence)):
             writer.writerow([i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)])
     os.replace(tmp, path)
 

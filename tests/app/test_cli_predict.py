@@ -108,3 +108,51 @@ def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
     assert "none of the cache's classes (x, y) is one of the run's (apple, bus, cat, dog)" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "--features", str(cache)]) == 2
     assert "no report.json" in capsys.readouterr().err
+
+
+def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
+    """`mr2probe compare A B --features CACHE`: both shipped probes on the cache's images of classes they know,
+    paired; every accuracy equals what `mr2probe predict` scores for each."""
+    cache, out = run
+    other = tmp_path / "other"
+    assert main(["train", "--features", str(cache), "--out", str(other), *FAST[:-3], "--seeds", "1",
+                 "--no-progress"]) == 0
+    rng = np.random.default_rng(5)
+    names = ["dog", "zebra", "apple", "bus", "cat"]
+    labels = np.repeat(np.arange(5), 8)
+    x, _, sources = _split(rng, np.array([3, 0, 0, 1, 2])[labels], "new")
+    new = _cache(tmp_path / "new.h5", {"test": (x, labels, sources)}, names)
+    scores = {}
+    for name, run_dir in (("base", out), ("other", other)):
+        capsys.readouterr()
+        assert main(["predict", str(run_dir), "--features", str(new), "--json"]) == 0
+        scores[name] = json.loads(capsys.readouterr().out)
+    assert main(["compare", str(out), str(other), "--features", str(new), "--json"]) == 0
+    captured = capsys.readouterr()
+    comparison = json.loads(captured.out)
+    assert "8 images of classes the runs do not have are left out" in captured.err
+    for side in ("base", "other"):
+        assert comparison["metrics"]["overall"][side] == pytest.approx(scores[side]["accuracy"])
+        assert comparison["metrics"]["balanced"][side] == pytest.approx(scores[side]["balanced"])
+        per_class = {c["name"]: c["accuracy"] for c in scores[side]["per_class"]}
+        assert {c["name"]: c[side] for c in comparison["per_class"]} == pytest.approx(per_class)
+    assert comparison["discordant"]["images"] == 32 and comparison["metrics"]["overall"]["delta_ci"] is not None
+    assert f"scored on {new}, split test (32 images)" in comparison["grouping"]["note"]
+    assert comparison["scored_on"] == f"{new}, split test (32 images)"
+    assert main(["compare", str(out), str(other), "--features", str(new)]) == 0
+    assert "accuracy (%) of the shipped probes (first seed) on" in capsys.readouterr().out
+    md = tmp_path / "cmp.md"
+    assert main(["compare", str(out), str(other), "--features", str(new), "--format", "md", "--out", str(md)]) == 0
+    assert f"## Accuracy (%) of the shipped probes (first seed) on {new}" in md.read_text()  # the path as it is
+
+
+def test_compare_on_a_cache_refuses_runs_of_other_classes(run, tmp_path, capsys):
+    cache, out = run
+    rng = np.random.default_rng(6)
+    y = {s: np.repeat(np.arange(3), 20) for s in ("train", "val", "test")}
+    three = _cache(tmp_path / "three.h5", {s: _split(rng, labels, s) for s, labels in y.items()}, NAMES[:3])
+    other = tmp_path / "three_run"
+    assert main(["train", "--features", str(three), "--out", str(other), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(out), str(other), "--features", str(cache)]) == 2
+    assert "runs have different classes and cannot be compared" in capsys.readouterr().err

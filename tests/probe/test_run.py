@@ -474,7 +474,7 @@ def test_the_overall_criterion_scores_and_chooses_alike_with_or_without_a_refere
     """Given a reference, an overall-criterion run (ERM, the post-hoc bias's base probe) scores its candidates'
     hard third as a run without one does, each on its own ranking; with the reference's thirds, a tie on val
     overall (common with small validation splits) was broken otherwise than the user's ERM run broke it
-    (bench/results/shots_*-posthoc_*.json: 4 of 65 subsamples)."""
+    (the first run of the post-hoc shots sweep: 4 of 65 subsamples)."""
     cfg = ProbeConfig(**{**FAST, "seeds": [0], "wd_grid": [0.0, 1e-3, 1e-2, 0.1]})
     data = make_data(seed=4, n_per_class=20)
     alone = _run_probe(data, NAMES, cfg)
