@@ -54,7 +54,7 @@ def _on_images(args: argparse.Namespace, base, other):
     from .predict import predict_cache
 
     check_same_classes(base, other)
-    got = [predict_cache(RunProbe.load(run), args.features, args.split) for run in (args.base, args.other)]
+    got = predict_cache([RunProbe.load(run) for run in (args.base, args.other)], args.features, args.split)
     for warning in dict.fromkeys(got[0].warnings + got[1].warnings):
         print(f"warning: {warning}", file=sys.stderr)
     known = got[0].labels != UNKNOWN_CLASS

@@ -41,7 +41,7 @@ class CachePredictions:
     confidence, the images' sources and what could not be checked (``warnings``)."""
 
     source: Any  # probe.report.FeatureSource of the cache
-    labels: Any  # numpy arrays (numpy is not imported before a command runs: mr2probe --help stays light)
+    labels: Any  # numpy arrays (this module does not import numpy when the CLI builds its parser)
     names: list[str]
     predicted: Any
     confidence: Any
@@ -49,10 +49,10 @@ class CachePredictions:
     warnings: list[str]
 
 
-def predict_cache(probe, path: str, split: str) -> CachePredictions:
-    """``probe`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path``, after the checks: the split
-    exists, the features are the probe's (width, extractor), a class in common. Raises ValueError naming what
-    failed."""
+def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]:
+    """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path`` (its features read
+    once), after the checks: the split exists, the features are each probe's (width, extractor), a class in
+    common. Raises ValueError naming what failed."""
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS
     from probe.report import FeatureSource
@@ -61,15 +61,18 @@ def predict_cache(probe, path: str, split: str) -> CachePredictions:
     if split not in cache.splits:
         raise ValueError(f"{path} has no split {split!r}; it has {', '.join(cache.splits)}.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
-    warnings = probe.check_features(source, cache.num_features)
-    mapping = probe.label_map(cache.class_names)
-    if (mapping == UNKNOWN_CLASS).all():
-        raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
-                         f"({_names(probe.class_names)}).")
+    checked = []
+    for probe in probes:
+        warnings = probe.check_features(source, cache.num_features)
+        mapping = probe.label_map(cache.class_names)
+        if (mapping == UNKNOWN_CLASS).all():
+            raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
+                             f"({_names(probe.class_names)}).")
+        checked.append((warnings, mapping))
     features, labels = cache.load(split, dtype=None)
-    predicted, confidence = probe.predict_with_confidence(features)
-    return CachePredictions(source, mapping[labels], [cache.class_names[i] for i in labels], predicted, confidence,
-                            cache.sources(split), warnings)
+    names, sources = [cache.class_names[i] for i in labels], cache.sources(split)
+    return [CachePredictions(source, mapping[labels], names, *probe.predict_with_confidence(features), sources,
+                             warnings) for probe, (warnings, mapping) in zip(probes, checked)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     probe = RunProbe.load(args.run_dir)
-    got = predict_cache(probe, args.features, args.split)
+    (got,) = predict_cache([probe], args.features, args.split)
     scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
