@@ -527,7 +527,9 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
         first = report.posthoc.per_seed[0]
         (run_dir / "posthoc_bias.json").write_text(json.dumps(
             {"objective": report.posthoc.objective, "seed": first.seed, "bias": first.bias,
-             "note": "add to the logits of head.safetensors (first seed) before argmax"}, indent=2),
+             "applied": first.applied is not False,
+             "note": "add to the logits of head.safetensors (first seed) before argmax (all 0 when not applied: "
+                     "the bias failed its out-of-sample check)"}, indent=2),
             encoding="utf-8")
     tmp = run_dir / "report.json.tmp"
     tmp.write_text(report_json(report), encoding="utf-8")

@@ -72,6 +72,8 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     report = json.loads((guarded_run / "report.json").read_text())
     assert report["posthoc"]["per_seed"][0]["applied"] is False
     assert report["posthoc"]["per_seed"][0]["bias"] == [0.0] * len(NAMES)
+    shipped = json.loads((guarded_run / "posthoc_bias.json").read_text())
+    assert shipped["applied"] is False and shipped["bias"] == [0.0] * len(NAMES)
     assert RunProbe.load(guarded_run).posthoc is None
     reason = report["selection"]["reason"]
     assert "out of sample (5-fold cross-fitting on val) the first seed's bias changed overall by" in reason
