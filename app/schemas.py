@@ -47,6 +47,8 @@ class DatasetOut(BaseModel):
     source: Literal["upload", "path"]
     class_names: list[str]
     counts: dict[str, list[int]] = Field(..., description="split → images per class, in class order")
+    imbalance: float | None = Field(None, description="largest / smallest class among the training images "
+                                    "(every split but test; probe.decision.imbalance_ratio); null with < 2 classes")
     num_images: int
     skipped: int = Field(..., description="unreadable files left out")
     fingerprint: str | None

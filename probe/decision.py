@@ -65,18 +65,26 @@ def small_split_warning(labels: np.ndarray, class_names: list[str], split: str =
     return text
 
 
+def imbalance_ratio(counts) -> float | None:
+    """Largest over smallest class size among the classes present, or None with fewer than two: what
+    :func:`imbalance_warning` compares with ``IMBALANCE_RATIO`` (the launch form's hint reads it too)."""
+    present = np.asarray(counts, dtype=np.int64)
+    present = present[present > 0]
+    return None if present.size < 2 else float(present.max() / present.min())
+
+
 def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: list[str],
                       overall_metric: str = "accuracy") -> str | None:
     """A warning when the classes of train + val (``counts`` per class) differ in size by ``IMBALANCE_RATIO`` or
     more and selection scores accuracy over the images, which counts each class by its frequency; else None.
     It names the rarest classes and says when the test split weighs the classes otherwise."""
     counts, test_counts = np.asarray(counts, dtype=np.int64), np.asarray(test_counts, dtype=np.int64)
-    present = counts[counts > 0]
-    if overall_metric != "accuracy" or present.size < 2 or present.max() < IMBALANCE_RATIO * present.min():
+    present, ratio = counts[counts > 0], imbalance_ratio(counts)
+    if overall_metric != "accuracy" or ratio is None or ratio < IMBALANCE_RATIO:
         return None
     rarest = sorted(range(len(class_names)), key=lambda i: (counts[i], i))[:3]
     text = (f"Imbalanced classes: train + val hold {present.min():,} to {present.max():,} images per class "
-            f"({present.max() / present.min():.0f}×; fewest: "
+            f"({ratio:.0f}×; fewest: "
             + ", ".join(f"{class_names[i]} ({counts[i]:,})" for i in rarest)
             + "). Selection scores overall accuracy, which counts each class by its frequency, so it favours the "
             "frequent classes; where every class matters equally, select on balanced accuracy "

@@ -137,25 +137,14 @@
         h("strong", { id: "overall-imbalance", hidden: "hidden" })));
   }
 
-  /** The chosen registered data set's largest / smallest class among its training images (train + val), or null. */
-  function imbalanceOf(dataset) {
-    const counts = dataset && dataset.counts, per = [];
-    if (!counts) return null;
-    for (const [split, values] of Object.entries(counts)) {
-      if (split === "test" || !Array.isArray(values)) continue;
-      values.forEach((v, k) => { per[k] = (per[k] || 0) + v; });
-    }
-    const present = per.filter((v) => v > 0);
-    return present.length > 1 ? Math.max(...present) / Math.min(...present) : null;
-  }
-
   /** Under the overall-score field: the chosen data set's class imbalance, when it is past the report's warning. */
   function syncImbalance(form, datasets, choices) {
     const hint = form.querySelector("#overall-imbalance");
     if (!hint) return;
     const existing = form.querySelector("#source-existing");
     const id = (form.querySelector("#dataset-select") || {}).value;
-    const ratio = existing && existing.checked ? imbalanceOf(datasets.find((d) => d.id === id)) : null;
+    const dataset = existing && existing.checked ? datasets.find((d) => d.id === id) : null;
+    const ratio = dataset && typeof dataset.imbalance === "number" ? dataset.imbalance : null;  // the server's
     const show = ratio !== null && ratio >= (choices.imbalance_ratio || Infinity);
     hint.hidden = !show;
     hint.textContent = show ? `This data set's classes differ ${ratio.toFixed(0)}× in size among the training images: `

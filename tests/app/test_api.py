@@ -29,7 +29,7 @@ def test_upload_returns_classes_and_counts(finished):
     assert ds["class_names"] == sorted(CLASSES)
     assert ds["counts"]["test"] == [3, 3, 3]
     train_plus_val = [a + b for a, b in zip(ds["counts"]["train"], ds["counts"].get("val", [0, 0, 0]))]
-    assert train_plus_val == [6, 6, 6] and ds["num_images"] == 27 and ds["skipped"] == 0
+    assert train_plus_val == [6, 6, 6] and ds["num_images"] == 27 and ds["skipped"] == 0 and ds["imbalance"] == 1.0
     assert finished.client.get(f"/api/datasets/{ds['id']}").json() == ds
     assert [d["id"] for d in finished.client.get("/api/datasets").json()] == [ds["id"]]
     # The upload was streamed into the data dir under the data set's id.

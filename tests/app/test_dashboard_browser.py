@@ -548,6 +548,7 @@ def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_
         driver.js(f"const s = document.getElementById('dataset-select'); s.value = {json.dumps(dataset_id)};"
                   "s.dispatchEvent(new Event('change', {bubbles: true}));")
 
+    assert resp.json()["imbalance"] == 4.0 and even["imbalance"] == 1.0  # 12 / 3 train images: the server's ratio
     choose(resp.json()["id"])
     hidden, text = driver.js(hint)
     assert not hidden and text.startswith("This data set's classes differ 4× in size among the training images")

@@ -142,3 +142,10 @@ def test_imbalance_warning_names_the_rarest_classes_and_a_test_split_mixed_other
     assert imbalance_warning(np.array([30, 20, 10, 90]), np.array([3, 2, 1, 9]), names, "balanced") is None
     assert imbalance_warning(np.array([3 * 7, 7, 0, 7]), np.array([1, 1, 1, 1]), names) is not None  # 3× exactly
     assert IMBALANCE_RATIO == 3.0
+
+
+def test_imbalance_ratio_is_largest_over_smallest_present_class():
+    from probe.decision import imbalance_ratio
+
+    assert imbalance_ratio([300, 0, 100, 150]) == 3.0  # a class without images does not count
+    assert imbalance_ratio([7]) is None and imbalance_ratio([0, 5]) is None
