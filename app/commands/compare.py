@@ -51,7 +51,7 @@ def _on_images(args: argparse.Namespace, base, other):
     from probe.deploy import UNKNOWN_CLASS, RunProbe
     from probe.predictions import Predictions
 
-    from .predict import predict_cache
+    from ..shipped import predict_cache
 
     check_same_classes(base, other)
     got = predict_cache([RunProbe.load(run) for run in (args.base, args.other)], args.features, args.split)

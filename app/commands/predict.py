@@ -11,9 +11,10 @@ import csv
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+
+from ..shipped import CachePredictions, predict_cache, reproduces
 
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
@@ -34,47 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
 
 
-@dataclass
-class CachePredictions:
-    """A run's probe applied to a cache's split: ``labels`` (n,) indices into the run's classes (``UNKNOWN_CLASS``
-    for a class it does not have), ``names`` (n,) each image's class name in the cache, the predictions, their
-    confidence, the images' sources and what could not be checked (``warnings``)."""
-
-    source: Any  # probe.report.FeatureSource of the cache
-    labels: Any  # numpy arrays (this module does not import numpy when the CLI builds its parser)
-    names: list[str]
-    predicted: Any
-    confidence: Any
-    sources: list[str]
-    warnings: list[str]
-
-
-def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]:
-    """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path`` (its features read
-    once), after the checks: the split exists, the features are each probe's (width, extractor), a class in
-    common. Raises ValueError naming what failed."""
-    from feature_cache import open_cache
-    from probe.deploy import UNKNOWN_CLASS
-    from probe.report import FeatureSource
-
-    cache = open_cache(path)
-    if split not in cache.splits:
-        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(cache.splits)}.")
-    source = FeatureSource.model_validate(cache.provenance(str(path)))
-    checked = []
-    for probe in probes:
-        warnings = probe.check_features(source, cache.num_features)
-        mapping = probe.label_map(cache.class_names)
-        if (mapping == UNKNOWN_CLASS).all():
-            raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
-                             f"({_names(probe.class_names)}).")
-        checked.append((warnings, mapping))
-    features, labels = cache.load(split, dtype=None)
-    names, sources = [cache.class_names[i] for i in labels], cache.sources(split)
-    return [CachePredictions(source, mapping[labels], names, *probe.predict_with_confidence(features), sources,
-                             warnings) for probe, (warnings, mapping) in zip(probes, checked)]
-
-
 def run(args: argparse.Namespace) -> int:
     from probe.deploy import RunProbe, score_predictions
 
@@ -85,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
-    check = _reproduces(args, probe, got.source, got.predicted)
+    check = reproduces(args.run_dir, probe, got, args.split)
     for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
@@ -94,11 +54,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_summary(args, probe, scores, len(got.labels), check))
     return 0
-
-
-def _names(names: list[str], at_most: int = 5) -> str:
-    shown = ", ".join(names[:at_most])
-    return shown + (f", … ({len(names)} in all)" if len(names) > at_most else "")
 
 
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:
@@ -111,23 +66,6 @@ def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> Non
                                                      got.confidence)):
             writer.writerow([i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)])
     os.replace(tmp, path)
-
-
-def _reproduces(args: argparse.Namespace, probe, source, predicted) -> dict | None:
-    """On the run's own test split: on how many images these predictions equal the report's first seed
-    (``predictions.npz``); None elsewhere, or when the run stored no predictions."""
-    from probe.predictions import Predictions
-
-    mine = probe.features
-    if args.split != "test" or mine is None or mine.fingerprint != source.fingerprint:
-        return None
-    try:
-        stored = Predictions.load(args.run_dir)
-    except FileNotFoundError:
-        return None
-    if stored.predicted.shape[1] != len(predicted):
-        return {"equal": 0, "images": len(predicted)}
-    return {"equal": int((stored.predicted[0] == predicted).sum()), "images": len(predicted)}
 
 
 def _pct(x: float | None) -> str:

@@ -15,7 +15,7 @@ from ..store import Store
 from ..deps import get_store
 from probe import Comparison, Report
 
-from ..schemas import ERROR_RESPONSES, FailuresOut, IdPath, RunOut
+from ..schemas import ERROR_RESPONSES, FailuresOut, IdPath, RunOut, ScoresOut
 
 router = APIRouter(tags=["reports"])
 
@@ -98,6 +98,41 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
             archive.write(folder / name, f"{run_id}/{name}")
     return Response(buffer.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{run_id}_probe.zip"'})
+
+
+SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache's split")
+
+
+@router.get("/runs/{run_id}/scores", response_model=ScoresOut, responses=ERROR_RESPONSES,
+            summary="The run's shipped probe scored on a registered cache's split (mr2probe predict)")
+def run_scores(run_id: IdPath, cache: str = Query(..., min_length=1, max_length=64,
+                                                  description="cache id, e.g. of another data set's images"),
+               split: str = SplitQuery, store: Store = Depends(get_store)) -> ScoresOut:
+    from dataclasses import asdict
+
+    from probe.deploy import score_predictions
+
+    from ..shipped import predict_cache, reproduces
+
+    run, path = store.get_run(run_id), store.get_cache(cache)["path"]
+    probe = _shipped(run)
+    try:
+        (got,) = predict_cache([probe], path, split)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    scores = asdict(score_predictions(got.labels, got.predicted, probe.class_names, got.names))
+    return ScoresOut(run_id=run_id, cache_id=cache, split=split, images=len(got.labels), **scores,
+                     warnings=got.warnings, matches_report=reproduces(run["path"], probe, got, split))
+
+
+def _shipped(run: dict):
+    """The run's ``RunProbe``; 404 when its files are missing on disk."""
+    from probe.deploy import RunProbe
+
+    try:
+        return RunProbe.load(run["path"])
+    except FileNotFoundError as exc:
+        raise HTTPException(404, f"run {run['id']!r} cannot be applied: {exc}") from None
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)

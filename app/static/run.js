@@ -202,6 +202,56 @@
           h("span", { class: "src muted", title: it.source }, it.source.split("/").pop())))))];
   }
 
+  /** "Score on a cache": the run's shipped probe (first seed, with its applied post-hoc bias) on a registered cache's
+   * split (GET /api/runs/{id}/scores): accuracy with its interval, and the classes worst first. Caches of the run's
+   * encoder are offered; the server refuses other features (422) and says why. */
+  function scorePanel(view) {
+    const { run, caches, datasets } = view;
+    const encoder = view.cache ? view.cache.encoder : null;
+    const offered = (caches || []).filter((c) => !encoder || c.encoder === encoder);
+    if (!offered.length) return [empty("No registered cache of this run's encoder.")];
+    const label = (c) => {
+      const ds = datasets.find((d) => d.id === c.dataset_id);
+      return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "");
+    };
+    const cacheSelect = h("select", { id: "score-cache" }, offered.map((c) => h("option", { value: c.id }, label(c))));
+    const splitSelect = h("select", { id: "score-split" }, ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
+    const body = h("div", { id: "score-body" });
+    const score = async () => {
+      body.replaceChildren(h("p", { class: "muted" }, "Scoring…"));
+      try {
+        const s = await getJSON(`/api/runs/${enc(run.id)}/scores?cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`);
+        body.replaceChildren(...scoreNodes(s));
+      } catch (e) {
+        body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message));
+      }
+      body.setAttribute("data-cache", cacheSelect.value);
+    };
+    return [h("p", { class: "muted note" }, "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
+      h("code", {}, "mr2probe predict"), " scores them. Cache ", cacheSelect, " split ", splitSelect, " ",
+      h("button", { id: "score-button", type: "button", onclick: score }, "Score")), body];
+  }
+
+  function scoreNodes(s) {
+    const interval = (ci) => (Array.isArray(ci) ? ` [${pct(ci[0])}, ${pct(ci[1])}]` : "");
+    const rows = s.per_class.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy || a.name.localeCompare(b.name))
+      .map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
+        h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)), h("td", { class: "num" }, pct(c.precision)),
+        h("td", { class: "num" }, isNum(c.f1) ? c.f1.toFixed(3) : "–")));
+    const unknown = Object.entries(s.unknown || {});
+    const same = s.matches_report;
+    return [
+      h("p", { id: "score-summary" }, h("strong", {}, `Accuracy ${pct(s.accuracy)}${interval(s.accuracy_ci)}`),
+        ` over ${count(s.n)} images; balanced accuracy ${pct(s.balanced)}.`),
+      unknown.length ? h("p", { class: "muted" }, `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have, not scored: `
+        + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
+      ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
+      same ? h("p", { class: "muted", id: "score-matches" }, `This is the run's own test split: the predictions equal the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
+      table(["class", ...["images", "accuracy [95 % interval]", "precision", "F1"].map((x) => h("th", { class: "num" }, x))],
+        rows, "No image of this run's classes.", { id: "score-table" }),
+    ].filter(Boolean);
+  }
+
   /** The gallery: a class's mistakes, or one confusion cell's (true class, predicted class). Returns its nodes
    * and `show(trueName, predictedName)`, which the confusion matrix and the most confused pairs call on a click. */
   function galleryPanel(report, runId) {
@@ -292,7 +342,7 @@
       getJSON("/api/runs"), getJSON("/api/caches"), getJSON("/api/datasets")]);
     // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run.
     const compareId = params.has("compare") ? params.get("compare") : run.reference_run;
-    const view = { run, report, runs, cache: caches.find((c) => c.id === run.cache_id), datasets, cmp: null, other: null, otherRun: null };
+    const view = { run, report, runs, caches, cache: caches.find((c) => c.id === run.cache_id), datasets, cmp: null, other: null, otherRun: null };
     if (compareId) {
       try {
         [view.otherRun, view.cmp, view.other] = await Promise.all([getJSON(`/api/runs/${enc(compareId)}`),
@@ -354,6 +404,7 @@
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
+      card("Score the shipped probe on a cache", scorePanel(view)),
       card("Per class", perClassTable(report, cmp)));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one

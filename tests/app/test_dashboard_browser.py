@@ -852,3 +852,31 @@ def test_a_running_job_shows_the_time_left_at_its_current_rate(driver, live_serv
     assert got[8:11] == [None, None, None]  # finished: forgotten; a new look; 0.2 < 0.5: the look restarts
     assert got[11] == pytest.approx(0.6 * 20 / 0.2)
     assert got[12:] == ["45 s", "12 min", "2 h 05 min"]
+
+
+def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, finished, tmp_path):
+    """'Score the shipped probe on a cache': the chosen cache's split through GET /api/runs/{id}/scores, the
+    accuracy and its interval as the API gives them, the classes worst first, the reproduction note on the run's
+    own test split."""
+    run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
+    scores = httpx.get(f"{live_server}/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"]}).json()
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    assert driver.js("return document.getElementById('score-cache').value") == run["cache_id"]
+    driver.js("document.getElementById('score-button').click()")
+    wait_for(lambda: driver.js("return document.getElementById('score-summary') !== null"), 30, interval=0.2,
+             what="scores shown")
+    lo, hi = scores["accuracy_ci"]
+    assert driver.js("return document.getElementById('score-summary').textContent") == (
+        f"Accuracy {100 * scores['accuracy']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%] over {scores['n']} images; "
+        f"balanced accuracy {100 * scores['balanced']:.1f}%.")
+    worst_first = sorted((c for c in scores["per_class"] if c["n"]), key=lambda c: (c["accuracy"], c["name"]))
+    assert driver.js("return [...document.querySelectorAll('#score-table tbody tr')].map((r) => r.dataset.class)") \
+        == [c["name"] for c in worst_first]
+    assert "equal the report's first seed on" in driver.js("return document.getElementById('score-matches').textContent")
+    driver.js("const s = document.getElementById('score-split'); s.value = 'train';"
+              "document.getElementById('score-button').click()")
+    wait_for(lambda: driver.js("return document.getElementById('score-summary') !== null && "
+                               "document.getElementById('score-matches') === null"), 30, interval=0.2,
+             what="train split scored")  # (while scoring neither shows)
+    assert "null" not in driver.js("return document.getElementById('score-body').textContent")
+    driver.screenshot(tmp_path / "run_scores.png")

@@ -145,3 +145,31 @@ def test_probe_zip_of_a_missing_run_or_file_is_404(finished, tmp_path):
     finally:
         moved.rename(head)
     assert resp.status_code == 404 and "lacks head.json" in resp.json()["detail"]
+
+
+def test_scores_of_a_run_on_a_registered_cache(finished):
+    """GET /api/runs/{id}/scores?cache=: the shipped probe on a cache's split; on its own test split it equals the
+    report's first seed, and its accuracy is that seed's."""
+    client = finished.client
+    run = client.get(f"/api/runs/{finished.mr2}").json()
+    resp = client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"]})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    stored = Predictions.load(finished.settings.runs_dir / finished.mr2)
+    assert body["split"] == "test" and body["images"] == body["n"] == len(stored.labels) and body["unknown"] == {}
+    assert body["matches_report"] == {"equal": len(stored.labels), "images": len(stored.labels)}
+    assert body["accuracy"] == pytest.approx(float((stored.predicted[0] == stored.labels).mean()))
+    lo, hi = body["accuracy_ci"]
+    assert lo <= body["accuracy"] <= hi and body["warnings"] == []
+    assert [c["name"] for c in body["per_class"]] == load_report(finished.settings.runs_dir / finished.mr2).class_names
+    train = client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"], "split": "train"})
+    assert train.status_code == 200 and train.json()["matches_report"] is None
+
+
+def test_scores_of_bad_requests_are_4xx(finished):
+    client = finished.client
+    cache_id = client.get(f"/api/runs/{finished.mr2}").json()["cache_id"]
+    assert client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": "nope"}).status_code == 404
+    assert client.get("/api/runs/nope/scores", params={"cache": cache_id}).status_code == 404
+    assert client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": cache_id, "split": "all"}).status_code == 422
+    assert client.get(f"/api/runs/{finished.mr2}/scores").status_code == 422  # cache is required

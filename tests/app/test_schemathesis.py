@@ -93,10 +93,11 @@ def test_no_server_errors_and_conformant_responses(operation, mode):
 def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     names = [p["name"] for p in operation.definition.raw.get("parameters", []) if p["in"] == "path"]
     path_parameters = {name: existing_ids[name] for name in names}
-    # the query parameters that name existing things too: two runs, two of the run's classes, a listed sample
+    # the query parameters that name existing things too: two runs, two of the run's classes, a listed sample, a cache
     query = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"]},
              "/failures": {"class": existing_ids["class"], "predicted": existing_ids["other_class"]},
-             "/thumbnail": {"source": existing_ids["source"]}}.get(
+             "/thumbnail": {"source": existing_ids["source"]},
+             "/scores": {"cache": existing_ids["cache_id"], "split": "test"}}.get(
         "/" + operation.path.rsplit("/", 1)[-1].split(".")[0])  # /compare.html as /compare
     statuses = set()
 

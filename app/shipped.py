@@ -1,0 +1,71 @@
+"""A run's shipped probe (``probe.deploy.RunProbe``) applied to a feature cache's split, after every check: what
+``mr2probe predict``, ``mr2probe compare --features`` and the API's scoring of a run on another cache share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CachePredictions", "predict_cache", "reproduces"]
+
+
+@dataclass
+class CachePredictions:
+    """A run's probe applied to a cache's split: ``labels`` (n,) indices into the run's classes (``UNKNOWN_CLASS``
+    for a class it does not have), ``names`` (n,) each image's class name in the cache, the predictions, their
+    confidence, the images' sources and what could not be checked (``warnings``)."""
+
+    source: Any  # probe.report.FeatureSource of the cache
+    labels: Any  # numpy arrays (this module does not import numpy when the CLI builds its parser)
+    names: list[str]
+    predicted: Any
+    confidence: Any
+    sources: list[str]
+    warnings: list[str]
+
+
+def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]:
+    """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path`` (its features read
+    once), after the checks: the split exists, the features are each probe's (width, extractor), a class in
+    common. Raises ValueError naming what failed."""
+    from feature_cache import open_cache
+    from probe.deploy import UNKNOWN_CLASS
+    from probe.report import FeatureSource
+
+    cache = open_cache(path)
+    if split not in cache.splits:
+        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(cache.splits)}.")
+    source = FeatureSource.model_validate(cache.provenance(str(path)))
+    checked = []
+    for probe in probes:
+        warnings = probe.check_features(source, cache.num_features)
+        mapping = probe.label_map(cache.class_names)
+        if (mapping == UNKNOWN_CLASS).all():
+            raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
+                             f"({_names(probe.class_names)}).")
+        checked.append((warnings, mapping))
+    features, labels = cache.load(split, dtype=None)
+    names, sources = [cache.class_names[i] for i in labels], cache.sources(split)
+    return [CachePredictions(source, mapping[labels], names, *probe.predict_with_confidence(features), sources,
+                             warnings) for probe, (warnings, mapping) in zip(probes, checked)]
+
+
+def _names(names: list[str], at_most: int = 5) -> str:
+    shown = ", ".join(names[:at_most])
+    return shown + (f", … ({len(names)} in all)" if len(names) > at_most else "")
+
+
+def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None:
+    """On the run's own test split (same cache fingerprint): on how many images ``got`` equals the report's first
+    seed (``predictions.npz``), ``{"equal", "images"}``; None elsewhere, or when the run stored no predictions."""
+    from probe.predictions import Predictions
+
+    mine = probe.features
+    if split != "test" or mine is None or mine.fingerprint != got.source.fingerprint:
+        return None
+    try:
+        stored = Predictions.load(run_dir)
+    except FileNotFoundError:
+        return None
+    images = len(got.predicted)
+    equal = int((stored.predicted[0] == got.predicted).sum()) if stored.predicted.shape[1] == images else 0
+    return {"equal": equal, "images": images}
