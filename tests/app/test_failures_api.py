@@ -173,3 +173,12 @@ def test_scores_of_bad_requests_are_4xx(finished):
     assert client.get("/api/runs/nope/scores", params={"cache": cache_id}).status_code == 404
     assert client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": cache_id, "split": "all"}).status_code == 422
     assert client.get(f"/api/runs/{finished.mr2}/scores").status_code == 422  # cache is required
+
+
+def test_scores_on_features_of_another_encoder_are_422(fresh_finished, tmp_path):
+    from app_testutils import synthetic_cache
+
+    client = fresh_finished.client
+    other = synthetic_cache(client.app.state.store, tmp_path)  # 8-d features of a "synthetic" encoder
+    resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": other["id"]})
+    assert resp.status_code == 422 and "takes 1280-d features; these have 8" in resp.json()["detail"]
