@@ -1,4 +1,4 @@
-"""``/api/runs`` (+ ``/{run_id}/failures``, ``/{run_id}/probe.zip``), ``/api/reports/{run_id}`` (+ ``.csv``,
+"""``/api/runs`` (+ ``/{run_id}/failures``, ``/probe.zip``, ``/scores``), ``/api/reports/{run_id}`` (+ ``.csv``,
 ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
@@ -118,8 +118,10 @@ def run_scores(run_id: IdPath, cache: str = Query(..., min_length=1, max_length=
     probe = _shipped(run)
     try:
         (got,) = predict_cache([probe], path, split)
-    except ValueError as exc:
+    except ValueError as exc:  # CacheMismatch too: a file that is not a finished cache
         raise HTTPException(422, str(exc)) from None
+    except FileNotFoundError:
+        raise HTTPException(404, f"cache {cache!r} is missing on disk") from None
     scores = asdict(score_predictions(got.labels, got.predicted, probe.class_names, got.names))
     return ScoresOut(run_id=run_id, cache_id=cache, split=split, images=len(got.labels), **scores,
                      warnings=got.warnings, matches_report=reproduces(run["path"], probe, got, split))

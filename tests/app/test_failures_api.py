@@ -182,3 +182,13 @@ def test_scores_on_features_of_another_encoder_are_422(fresh_finished, tmp_path)
     other = synthetic_cache(client.app.state.store, tmp_path)  # 8-d features of a "synthetic" encoder
     resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": other["id"]})
     assert resp.status_code == 422 and "takes 1280-d features; these have 8" in resp.json()["detail"]
+
+
+def test_scores_on_a_cache_removed_from_disk_are_404(fresh_finished, tmp_path):
+    from app_testutils import synthetic_cache
+
+    client = fresh_finished.client
+    gone = synthetic_cache(client.app.state.store, tmp_path)
+    (tmp_path / "synthetic.h5").unlink()
+    resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": gone["id"]})
+    assert resp.status_code == 404 and "missing on disk" in resp.json()["detail"]
