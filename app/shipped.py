@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CachePredictions", "predict_cache", "reproduces"]
+__all__ = ["CachePredictions", "predict_cache", "reproduces", "compare_on_cache"]
 
 
 @dataclass
@@ -69,3 +69,22 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
     images = len(got.predicted)
     equal = int((stored.predicted[0] == got.predicted).sum()) if stored.predicted.shape[1] == images else 0
     return {"equal": equal, "images": images}
+
+
+def compare_on_cache(base, other, run_dirs: tuple, path: str, split: str, name: str) -> tuple[Any, list[str]]:
+    """Two runs' shipped probes (their reports ``base`` / ``other`` and ``run_dirs``) on ``split`` of the cache at
+    ``path`` (``name``: how the caller calls it), paired on the images of classes the runs have →
+    ``(probe.compare.Comparison, warnings)``. Raises ValueError: other classes, other features, no such split."""
+    from probe.compare import check_same_classes, compare_on_images
+    from probe.deploy import UNKNOWN_CLASS, RunProbe
+    from probe.predictions import Predictions
+
+    check_same_classes(base, other)
+    got = predict_cache([RunProbe.load(run) for run in run_dirs], path, split)
+    warnings = list(dict.fromkeys(got[0].warnings + got[1].warnings))
+    known = got[0].labels != UNKNOWN_CLASS
+    if not known.all():
+        warnings.append(f"{int((~known).sum()):,} images of classes the runs do not have are left out.")
+    pairs = tuple(Predictions(g.labels[known], g.predicted[known][None, :], g.confidence[known],
+                              [s for s, k in zip(g.sources, known) if k]) for g in got)
+    return compare_on_images(base, other, pairs, f"{name}, split {split} ({int(known.sum()):,} images)"), warnings

@@ -31,36 +31,20 @@ def run(args: argparse.Namespace) -> int:
     from probe.predictions import load_pair
     from probe.report import TERMINAL_CLASSES
 
+    from ..shipped import compare_on_cache
+
     check_export_arguments(args)
     base, other = load_report(args.base), load_report(args.other)
     if args.features is None:
         comparison = compare_reports(base, other, load_pair(args.base, args.other))
     else:
-        comparison = _on_images(args, base, other)
+        comparison, warnings = compare_on_cache(base, other, (args.base, args.other), args.features, args.split,
+                                                args.features)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     if args.format:
         write_document(COMPARE_FORMATS[args.format](comparison), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
     print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison, max_classes=limit))
     return 0
-
-
-def _on_images(args: argparse.Namespace, base, other):
-    """Both runs' shipped probes on ``--features``' split: the images of classes both runs have, paired."""
-    from probe.compare import check_same_classes, compare_on_images
-    from probe.deploy import UNKNOWN_CLASS, RunProbe
-    from probe.predictions import Predictions
-
-    from ..shipped import predict_cache
-
-    check_same_classes(base, other)
-    got = predict_cache([RunProbe.load(run) for run in (args.base, args.other)], args.features, args.split)
-    for warning in dict.fromkeys(got[0].warnings + got[1].warnings):
-        print(f"warning: {warning}", file=sys.stderr)
-    known = got[0].labels != UNKNOWN_CLASS
-    if not known.all():
-        print(f"warning: {int((~known).sum()):,} images of classes the runs do not have are left out.",
-              file=sys.stderr)
-    pairs = tuple(Predictions(g.labels[known], g.predicted[known][None, :], g.confidence[known],
-                              [s for s, k in zip(g.sources, known) if k]) for g in got)
-    return compare_on_images(base, other, pairs, f"{args.features}, split {args.split} ({int(known.sum()):,} images)")

@@ -196,39 +196,57 @@ BaseRun = Query(..., description="run id, e.g. the ERM run")
 OtherRun = Query(..., description="run id, e.g. the MR² run")
 
 
-def _comparison(store: Store, base: str, other: str) -> Comparison:
+OnCache = Query(None, min_length=1, max_length=64, description="a cache id: compare the runs' shipped probes "
+                "(first seed) on its images instead of their own test split (mr2probe compare --features)")
+
+
+def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test") -> Comparison:
     from probe import compare_reports
     from probe.predictions import load_pair
 
+    from ..shipped import compare_on_cache
+
+    runs = store.get_run(base), store.get_run(other)
+    path = None if cache is None else store.get_cache(cache)["path"]
     try:
-        pair = load_pair(store.get_run(base)["path"], store.get_run(other)["path"])
-        return compare_reports(_report(store, base), _report(store, other), pair)
-    except ValueError as exc:  # e.g. the runs have different classes
+        if path is None:
+            return compare_reports(_report(store, base), _report(store, other),
+                                   load_pair(runs[0]["path"], runs[1]["path"]))
+        return compare_on_cache(_report(store, base), _report(store, other), (runs[0]["path"], runs[1]["path"]),
+                                path, split, f"cache {cache}")[0]
+    except ValueError as exc:  # e.g. the runs have different classes, or the cache other features
         raise HTTPException(422, str(exc)) from None
+    except FileNotFoundError:
+        raise HTTPException(404, "a run's or the cache's files are missing on disk") from None
 
 
 @router.get("/compare", response_model=Comparison, responses=ERROR_RESPONSES,
             summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports), with 95 % "
-            "paired bootstrap intervals when both runs stored their test predictions")
-def compare(base: str = BaseRun, other: str = OtherRun, store: Store = Depends(get_store)) -> Comparison:
-    return _comparison(store, base, other)
+            "paired bootstrap intervals when both runs stored their test predictions; with `cache`, of their "
+            "shipped probes on that cache's split")
+def compare(base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache, split: str = SplitQuery,
+            store: Store = Depends(get_store)) -> Comparison:
+    return _comparison(store, base, other, cache, split)
 
 
-async def _comparison_file(store: Store, base: str, other: str, fmt: str) -> Response:
+async def _comparison_file(store: Store, base: str, other: str, fmt: str, cache: str | None,
+                           split: str) -> Response:
     from probe.export import COMPARE_FORMATS
 
-    comparison = await run_in_threadpool(_comparison, store, base, other)
+    comparison = await run_in_threadpool(_comparison, store, base, other, cache, split)
     return _download(COMPARE_FORMATS[fmt](comparison), fmt, f"{base}_vs_{other}")
 
 
 @router.get("/compare.html", response_class=Response,
             responses=_export_responses("the comparison as one self-contained HTML page (mr2probe compare "
                                         "--format html)"))
-async def compare_html(base: str = BaseRun, other: str = OtherRun, store: Store = Depends(get_store)) -> Response:
-    return await _comparison_file(store, base, other, "html")
+async def compare_html(base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
+                       split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
+    return await _comparison_file(store, base, other, "html", cache, split)
 
 
 @router.get("/compare.md", response_class=Response,
             responses=_export_responses("the comparison as Markdown (mr2probe compare --format md)"))
-async def compare_md(base: str = BaseRun, other: str = OtherRun, store: Store = Depends(get_store)) -> Response:
-    return await _comparison_file(store, base, other, "md")
+async def compare_md(base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
+                     split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
+    return await _comparison_file(store, base, other, "md", cache, split)

@@ -192,3 +192,24 @@ def test_scores_on_a_cache_removed_from_disk_are_404(fresh_finished, tmp_path):
     (tmp_path / "synthetic.h5").unlink()
     resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": gone["id"]})
     assert resp.status_code == 404 and "missing on disk" in resp.json()["detail"]
+
+
+def test_compare_on_a_cache_scores_both_shipped_probes(finished):
+    """GET /api/compare?cache=: both runs' first seeds on the cache's split, paired; on the runs' own test split
+    every accuracy is that of their stored first-seed predictions."""
+    client = finished.client
+    cache_id = client.get(f"/api/runs/{finished.mr2}").json()["cache_id"]
+    resp = client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2, "cache": cache_id})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    first = {run: Predictions.load(finished.settings.runs_dir / run) for run in (finished.erm, finished.mr2)}
+    images = len(first[finished.erm].labels)
+    assert body["scored_on"] == f"cache {cache_id}, split test ({images} images)"
+    for side, run in (("base", finished.erm), ("other", finished.mr2)):
+        stored = first[run]
+        assert body["metrics"]["overall"][side] == pytest.approx(float((stored.predicted[0] == stored.labels).mean()))
+    assert body["discordant"]["images"] == images and body["metrics"]["hard"]["delta_ci"] is not None
+    md = client.get("/api/compare.md", params={"base": finished.erm, "other": finished.mr2, "cache": cache_id})
+    assert md.status_code == 200 and "shipped probes (first seed) on cache" in md.text
+    assert client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2,
+                                              "cache": "nope"}).status_code == 404
