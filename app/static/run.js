@@ -215,38 +215,44 @@
       return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "");
     };
     const cacheSelect = h("select", { id: "score-cache" }, offered.map((c) => h("option", { value: c.id }, label(c))));
-    const splitSelect = h("select", { id: "score-split" }, ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
+    const splitSelect = h("select", { id: "score-split" },
+      ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
     const body = h("div", { id: "score-body" });
     const score = async () => {
       body.replaceChildren(h("p", { class: "muted" }, "Scoring…"));
       try {
-        const s = await getJSON(`/api/runs/${enc(run.id)}/scores?cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`);
+        const query = `cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`;
+        const s = await getJSON(`/api/runs/${enc(run.id)}/scores?${query}`);
         body.replaceChildren(...scoreNodes(s));
       } catch (e) {
         body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message));
       }
       body.setAttribute("data-cache", cacheSelect.value);
     };
-    return [h("p", { class: "muted note" }, "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
+    return [h("p", { class: "muted note" },
+      "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
       h("code", {}, "mr2probe predict"), " scores them. Cache ", cacheSelect, " split ", splitSelect, " ",
       h("button", { id: "score-button", type: "button", onclick: score }, "Score")), body];
   }
 
   function scoreNodes(s) {
     const interval = (ci) => (Array.isArray(ci) ? ` [${pct(ci[0])}, ${pct(ci[1])}]` : "");
-    const rows = s.per_class.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy || a.name.localeCompare(b.name))
+    const worstFirst = (a, b) => a.accuracy - b.accuracy || a.name.localeCompare(b.name);
+    const rows = s.per_class.filter((c) => c.n > 0).sort(worstFirst)
       .map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
-        h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)), h("td", { class: "num" }, pct(c.precision)),
-        h("td", { class: "num" }, isNum(c.f1) ? c.f1.toFixed(3) : "–")));
+        h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)),
+        h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, isNum(c.f1) ? c.f1.toFixed(3) : "–")));
     const unknown = Object.entries(s.unknown || {});
     const same = s.matches_report;
     return [
       h("p", { id: "score-summary" }, h("strong", {}, `Accuracy ${pct(s.accuracy)}${interval(s.accuracy_ci)}`),
         ` over ${count(s.n)} images; balanced accuracy ${pct(s.balanced)}.`),
-      unknown.length ? h("p", { class: "muted" }, `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have, not scored: `
+      unknown.length ? h("p", { class: "muted" },
+        `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have, not scored: `
         + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
       ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
-      same ? h("p", { class: "muted", id: "score-matches" }, `This is the run's own test split: the predictions equal the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
+      same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
+        + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
       table(["class", ...["images", "accuracy [95 % interval]", "precision", "F1"].map((x) => h("th", { class: "num" }, x))],
         rows, "No image of this run's classes.", { id: "score-table" }),
     ].filter(Boolean);
@@ -371,7 +377,8 @@
       ? fileLink(`/api/compare.html?base=${enc(otherRun.id)}&other=${enc(run.id)}`, `${otherRun.id}_vs_${run.id}.html`,
                  "export-link", "the comparison as one HTML file")
       : fileLink(`/api/reports/${enc(run.id)}.html`, `${run.id}_report.html`, "export-link", "the report as one HTML file");
-    const probeLink = fileLink(`/api/runs/${enc(run.id)}/probe.zip`, `${run.id}_probe.zip`, "probe-link", "the probe (.zip)");
+    const probeLink = fileLink(`/api/runs/${enc(run.id)}/probe.zip`, `${run.id}_probe.zip`, "probe-link",
+      "the probe (.zip)");
     const grouping = (cmp && cmp.grouping) || report.grouping || {};
     return h("section", { class: "card" },
       h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),

@@ -872,7 +872,8 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
     worst_first = sorted((c for c in scores["per_class"] if c["n"]), key=lambda c: (c["accuracy"], c["name"]))
     assert driver.js("return [...document.querySelectorAll('#score-table tbody tr')].map((r) => r.dataset.class)") \
         == [c["name"] for c in worst_first]
-    assert "equal the report's first seed on" in driver.js("return document.getElementById('score-matches').textContent")
+    matches = driver.js("return document.getElementById('score-matches').textContent")
+    assert "equal the report's first seed on" in matches
     driver.js("const s = document.getElementById('score-split'); s.value = 'train';"
               "document.getElementById('score-button').click()")
     wait_for(lambda: driver.js("return document.getElementById('score-summary') !== null && "
