@@ -57,10 +57,13 @@ def _headline(report: dict) -> dict[str, str]:
 
 
 def _summary_rows(report: dict) -> list[tuple[str, str]]:
-    """(label, value) per metric: mean ± std over seeds; after overall, its 95 % interval over the test images
-    (``summary.overall_ci``) when the report has it."""
+    """(label, value) per metric: mean ± std over seeds, then, for balanced accuracy and the thirds, their 95 %
+    interval over the test images (``summary.group_ci``); after overall, its interval (``summary.overall_ci``),
+    when the report has them."""
     metrics, ci = report["seeds"]["metrics"], report["summary"].get("overall_ci")
-    rows = [(label, f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}")
+    group_ci = report["summary"].get("group_ci") or {}
+    rows = [(label, f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}"
+             + (f" (95 % interval {interval_text(group_ci[key])})" if group_ci.get(key) else ""))
             for key, label in SUMMARY_KEYS if key in metrics]
     if ci is not None and rows and rows[0][0] == "overall":
         images = sum(r["n_test"] for r in report["per_class"])

@@ -186,6 +186,9 @@ class Summary(_Model):
     easy: Num
     medium: Num
     hard: Num
+    group_ci: Optional[dict[str, Optional[NumList]]] = Field(
+        None, description="95 % intervals over the test images of balanced accuracy and of each third's accuracy "
+        "(seed means; percentile intervals of the stratified bootstrap); null in reports written before it")
     worst_class: WorstClass
     per_class_std: Num
     group_margin: GroupValues
@@ -474,7 +477,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     if diagnostics is not None:
         per_class = [PerClassRow.model_validate({**row.model_dump(), **extra})
                      for row, extra in zip(per_class, diagnostics.rows)]
-        summary.overall_ci = diagnostics.overall_ci
+        summary.overall_ci, summary.group_ci = diagnostics.overall_ci, diagnostics.group_ci
     grouping = _grouping(reference, groups)
     grouping.stability = stability
     return Report(
@@ -668,6 +671,10 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     if summary.overall_ci is not None:
         console.print(f"overall {_pct(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
                       f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
+    if summary.group_ci:
+        console.print("95 % intervals over the test images: " + ", ".join(
+            f"{key} {_pct(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
+            for key in ("balanced", *GROUP_NAMES)))
     wc, gm = summary.worst_class, summary.group_margin
     console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%   "
                   f"per-class std: {_pct(summary.per_class_std)} points")

@@ -643,7 +643,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
-        diagnostics=test_diagnostics(predictions, class_names),
+        diagnostics=test_diagnostics(predictions, class_names, groups),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_imbalance(splits, class_names, config.overall_metric)])

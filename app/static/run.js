@@ -55,7 +55,10 @@
         !m && key === "overall" && ciOk(s.overall_ci)
           ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
             `[${pct(s.overall_ci[0])}, ${pct(s.overall_ci[1])}] over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
-          : null,
+          : !m && s.group_ci && ciOk(s.group_ci[key])
+            ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (stratified bootstrap)" },
+              `[${pct(s.group_ci[key][0])}, ${pct(s.group_ci[key][1])}]`)
+            : null,
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other})`)) : null);
     }));

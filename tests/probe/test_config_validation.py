@@ -260,7 +260,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                                            "verdict": "not_applicable", "verdict_text": "", "frontier": [],
                                            "requested": None, "cv": None},
                       "grouping": {**old["grouping"], "stability": None},
-                      "summary": {**old["summary"], "overall_ci": None},
+                      "summary": {**old["summary"], "overall_ci": None, "group_ci": None},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
                       "confusion": None, "timing": None, "features": None, "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "per_seed": [

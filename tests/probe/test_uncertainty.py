@@ -168,3 +168,24 @@ def test_balanced_overall_weighs_every_class_alike_in_every_resample():
     assert plain["balanced"] == delta  # balanced accuracy comes with every paired delta, on the same resamples
     with pytest.raises(ValueError, match="Unknown overall metric"):
         Bootstrap(labels, 4, overall="macro")
+
+
+def test_group_intervals_of_a_run_match_the_normal_approximation():
+    """test_diagnostics' interval of a third's accuracy (a macro mean of per-class accuracies): two hard classes
+    of 400 test images at 50 % and 70 % make 60 % with standard error ½·√(.25/400 + .21/400) = 1.70 points, so a
+    95 % interval of about ±3.3 points; a third whose images are all right gets [100, 100]."""
+    from probe.diagnostics import test_diagnostics
+    from probe.predictions import Predictions
+
+    labels = np.repeat([0, 1, 2], 400)
+    right = np.concatenate([np.arange(400) < 200, np.arange(400) < 280, np.ones(400, dtype=bool)])
+    predicted = np.where(right, labels, (labels + 1) % 3)
+    groups = {"easy": [2], "medium": [], "hard": [0, 1]}
+    d = test_diagnostics(Predictions(labels, predicted[None, :], np.ones(1200)), ["a", "b", "c"], groups)
+    half = 1.96 * 0.5 * np.sqrt(0.25 / 400 + 0.21 / 400)
+    assert d.group_ci["hard"] == pytest.approx([0.6 - half, 0.6 + half], abs=0.006)
+    assert d.group_ci["easy"] == [1.0, 1.0]
+    assert all(np.isnan(d.group_ci["medium"]))  # an empty third has no interval
+    balanced = (0.5 + 0.7 + 1.0) / 3
+    assert d.group_ci["balanced"][0] < balanced < d.group_ci["balanced"][1]
+    assert test_diagnostics(Predictions(labels, predicted[None, :], np.ones(1200)), ["a", "b", "c"]).group_ci is None
