@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path
 from probe import ProbeConfig
+from probe.deploy import Scores
 from probe.report import Verdict
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -185,30 +186,14 @@ class FailureItem(BaseModel):
     thumbnail_url: Optional[str] = None
 
 
-class ClassScoreOut(BaseModel):
-    name: str
-    n: int = Field(..., description="images of the class in the split")
-    accuracy: Optional[float]
-    accuracy_ci: Optional[list[float]] = Field(None, description="95 % Wilson score interval")
-    precision: Optional[float]
-    recall: Optional[float]
-    f1: Optional[float]
-
-
-class ScoresOut(BaseModel):
-    """A run's shipped probe (first seed, with its applied post-hoc bias) scored on a registered cache's split
-    (``probe.deploy.score_predictions``; ``mr2probe predict --json``)."""
+class ScoresOut(Scores):
+    """A run's shipped probe (first seed, with its applied post-hoc bias) scored on a registered cache's split:
+    ``probe.deploy.Scores`` (``mr2probe predict --json``) and where it was scored."""
 
     run_id: str
     cache_id: str
     split: str
     images: int = Field(..., description="images in the split")
-    n: int = Field(..., description="images of classes the run has: the ones scored")
-    accuracy: Optional[float]
-    accuracy_ci: Optional[list[float]] = Field(None, description="95 % Wilson score interval over the n images")
-    balanced: Optional[float]
-    per_class: list[ClassScoreOut] = Field(..., description="the run's classes, in its order")
-    unknown: dict[str, int] = Field(..., description="images of classes the run does not have, by class name")
     warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")
     matches_report: Optional[dict[str, int]] = Field(None, description="on the run's own test split: on how many "
                                                      "images the predictions equal the report's first seed")

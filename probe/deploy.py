@@ -14,15 +14,16 @@ images of a class the probe does not know are counted apart, never scored as mis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
+from pydantic import BaseModel, Field
 
-from .metrics import confusion_matrix, precision_recall_f1, softmax
+from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
-from .report import FeatureSource, load_report
+from .report import FeatureSource, Num, NumList, load_report
 from .uncertainty import wilson_interval
 
 __all__ = ["RunProbe", "ClassScore", "Scores", "score_predictions", "UNKNOWN_CLASS", "PROBE_FILES"]
@@ -127,37 +128,31 @@ class RunProbe:
         return np.array([index.get(str(name), UNKNOWN_CLASS) for name in class_names], dtype=np.int64)
 
 
-@dataclass
-class ClassScore:
+class ClassScore(BaseModel):
     name: str
-    n: int
-    accuracy: float | None
-    accuracy_ci: tuple[float, float] | None
-    precision: float | None
-    recall: float | None
-    f1: float | None
+    n: int = Field(..., description="images of the class among the scored ones")
+    accuracy: Num
+    accuracy_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval")
+    precision: Num
+    recall: Num
+    f1: Num
 
 
-@dataclass
-class Scores:
+class Scores(BaseModel):
     """Predictions scored against labels: over the images of classes the probe knows (``n``); ``unknown`` counts
-    the other images by their class name."""
+    the other images by their class name. A number that cannot be computed is None (``probe.report.Num``)."""
 
-    n: int
-    accuracy: float | None
-    accuracy_ci: tuple[float, float] | None
-    balanced: float | None
-    per_class: list[ClassScore]
-    unknown: dict[str, int] = field(default_factory=dict)
-
-
-def _num(x) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
+    n: int = Field(..., description="images of classes the run has: the ones scored")
+    accuracy: Num
+    accuracy_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval over the n images")
+    balanced: Num
+    per_class: list[ClassScore] = Field(..., description="the run's classes, in its order")
+    unknown: dict[str, int] = Field(default_factory=dict, description="images of classes the run does not have, "
+                                    "by class name")
 
 
-def _ci(successes: float, trials: int) -> tuple[float, float] | None:
-    return None if trials == 0 else tuple(float(v) for v in wilson_interval(successes, trials))
+def _ci(successes: float, trials: int) -> list[float] | None:
+    return None if trials == 0 else wilson_interval(successes, trials).tolist()
 
 
 def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
@@ -175,11 +170,9 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     cm = confusion_matrix(labels[known], predicted[known], k)
     prf = precision_recall_f1(cm)
     correct, support = np.diag(cm).astype(np.float64), cm.sum(axis=1)
-    per_class = [ClassScore(name, int(support[i]), _num(prf["recall"][i]), _ci(correct[i], int(support[i])),
-                            _num(prf["precision"][i]), _num(prf["recall"][i]), _num(prf["f1"][i]))
-                 for i, name in enumerate(class_names)]
+    per_class = [ClassScore(name=name, n=int(support[i]), accuracy=prf["recall"][i],
+                            accuracy_ci=_ci(correct[i], int(support[i])), precision=prf["precision"][i],
+                            recall=prf["recall"][i], f1=prf["f1"][i]) for i, name in enumerate(class_names)]
     n = int(known.sum())
-    present = support > 0
-    return Scores(n=n, accuracy=None if n == 0 else float(correct.sum() / n), accuracy_ci=_ci(correct.sum(), n),
-                  balanced=float(np.mean(correct[present] / support[present])) if present.any() else None,
-                  per_class=per_class, unknown=unknown)
+    return Scores(n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
+                  balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown)

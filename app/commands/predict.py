@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from ..shipped import CachePredictions, predict_cache, reproduces
@@ -49,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"run_id": probe.run_id, "split": args.split, "images": len(got.labels), **asdict(scores),
-                          "matches_report": check}, indent=2))
+        print(json.dumps({"run_id": probe.run_id, "split": args.split, "images": len(got.labels),
+                          **scores.model_dump(mode="json"), "matches_report": check}, indent=2))
     else:
         print(_summary(args, probe, scores, len(got.labels), check))
     return 0

@@ -108,8 +108,6 @@ SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache'
 def run_scores(run_id: IdPath, cache: str = Query(..., min_length=1, max_length=64,
                                                   description="cache id, e.g. of another data set's images"),
                split: str = SplitQuery, store: Store = Depends(get_store)) -> ScoresOut:
-    from dataclasses import asdict
-
     from probe.deploy import score_predictions
 
     from ..shipped import predict_cache, reproduces
@@ -122,8 +120,8 @@ def run_scores(run_id: IdPath, cache: str = Query(..., min_length=1, max_length=
         raise HTTPException(422, str(exc)) from None
     except FileNotFoundError:
         raise HTTPException(404, f"cache {cache!r} is missing on disk") from None
-    scores = asdict(score_predictions(got.labels, got.predicted, probe.class_names, got.names))
-    return ScoresOut(run_id=run_id, cache_id=cache, split=split, images=len(got.labels), **scores,
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
+    return ScoresOut(**scores.model_dump(), run_id=run_id, cache_id=cache, split=split, images=len(got.labels),
                      warnings=got.warnings, matches_report=reproduces(run["path"], probe, got, split))
 
 
