@@ -12,6 +12,7 @@
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
   const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+  const ciText = (ci) => `[${pct(ci[0])}, ${pct(ci[1])}]`;  // a 95 % interval of fractions, in per cent
 
   // ---- header: warnings, verdicts, selection, KPIs ------------------------------------------------
   function warningsBox(report, cmp) {
@@ -54,10 +55,10 @@
         h("div", { class: "value" }, pct(m ? m.other : value)),
         !m && key === "overall" && ciOk(s.overall_ci)
           ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
-            `[${pct(s.overall_ci[0])}, ${pct(s.overall_ci[1])}] over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
+            `${ciText(s.overall_ci)} over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
           : !m && s.group_ci && ciOk(s.group_ci[key])
             ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (stratified bootstrap)" },
-              `[${pct(s.group_ci[key][0])}, ${pct(s.group_ci[key][1])}]`)
+              ciText(s.group_ci[key]))
             : null,
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other})`)) : null);
@@ -239,7 +240,7 @@
   }
 
   function scoreNodes(s) {
-    const interval = (ci) => (Array.isArray(ci) ? ` [${pct(ci[0])}, ${pct(ci[1])}]` : "");
+    const interval = (ci) => (ciOk(ci) ? ` ${ciText(ci)}` : "");
     const worstFirst = (a, b) => a.accuracy - b.accuracy || a.name.localeCompare(b.name);
     const rows = s.per_class.filter((c) => c.n > 0).sort(worstFirst)
       .map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
@@ -323,7 +324,7 @@
     const has = (k) => report.per_class.some((r) => r[k] !== undefined && r[k] !== null);
     const stability = (report.grouping || {}).stability;
     const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + (cmp ? (cmpRow[r.index] || {}).group : r.group) }, cmp ? (cmpRow[r.index] || {}).group : r.group)],
-      ["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` [${pct(r.accuracy_ci[0])}, ${pct(r.accuracy_ci[1])}]`) : null]]];
+      ["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]];
     if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => deltaSpan((cmpRow[r.index] || {}).delta, (cmpRow[r.index] || {}).delta_ci)]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
