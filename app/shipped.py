@@ -24,9 +24,10 @@ class CachePredictions:
 
 
 def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]:
-    """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path`` (its features read
-    once), after the checks: the split exists, the features are each probe's (width, extractor), a class in
-    common. Raises ValueError naming what failed."""
+    """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path``, after the checks:
+    the split exists, the features are each probe's (width, extractor), a class in common. The features are read
+    one inference chunk at a time (``FeatureCache.reading``): memory does not grow with the split. Raises
+    ValueError naming what failed."""
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS
     from probe.report import FeatureSource
@@ -43,10 +44,12 @@ def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
                              f"({_names(probe.class_names)}).")
         checked.append((warnings, mapping))
-    features, labels = cache.load(split, dtype=None)
+    labels = cache.labels(split)
     names, sources = [cache.class_names[i] for i in labels], cache.sources(split)
-    return [CachePredictions(source, mapping[labels], names, *probe.predict_with_confidence(features), sources,
-                             warnings) for probe, (warnings, mapping) in zip(probes, checked)]
+    with cache.reading(split) as features:  # read one inference chunk at a time, never the whole split
+        predicted = [probe.predict_with_confidence(features) for probe in probes]
+    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings)
+            for got, (warnings, mapping) in zip(predicted, checked)]
 
 
 def _names(names: list[str], at_most: int = 5) -> str:

@@ -325,6 +325,19 @@ class FeatureCache:
             labels = group["labels"][()].astype(np.int64, copy=False)
         return features, labels
 
+    @contextmanager
+    def reading(self, split: str) -> Iterator[h5py.Dataset]:
+        """The stored features of ``split`` (n, d), open for the ``with`` block and read lazily: a slice reads
+        only its rows, in the stored dtype. For a pass over a split too large to hold in memory (``mr2probe
+        predict`` and the service's scoring read it one inference chunk at a time)."""
+        with h5py.File(self.path, "r") as h5:
+            yield self._group(h5, split)["features"]
+
+    def labels(self, split: str) -> np.ndarray:
+        """Class indices of ``split``, int64 (n,)."""
+        with h5py.File(self.path, "r") as h5:
+            return np.asarray(self._group(h5, split)["labels"][()], dtype=np.int64)
+
     def training_data(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{split: (features, labels)}`` of every split the cache has, in the stored dtype: the data
         ``probe.run_probe`` takes, a float16 cache at half the memory of float32 (the trainer widens each batch).
@@ -333,9 +346,7 @@ class FeatureCache:
 
     def classes_without(self, split: str) -> list[str]:
         """The classes that have no sample in ``split`` (an empty list when every class has one)."""
-        with h5py.File(self.path, "r") as h5:
-            labels = np.asarray(self._group(h5, split)["labels"][()], dtype=np.int64)
-        counts = np.bincount(labels, minlength=self.num_classes)
+        counts = np.bincount(self.labels(split), minlength=self.num_classes)
         return [name for name, n in zip(self.class_names, counts) if n == 0]
 
     def provenance(self, name: str | None = None) -> dict[str, str | None]:

@@ -60,6 +60,19 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     assert accuracy == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
 
 
+def test_predict_streams_the_split_in_inference_chunks(run, tmp_path, capsys, monkeypatch):
+    """The split is never loaded whole: chunks of 7 rows (120 images, a short last chunk) give the same
+    predictions as the report's."""
+    from feature_cache.store import FeatureCache
+
+    cache, out = run
+    monkeypatch.setattr("probe.trainer._chunk_rows", lambda width: 7)
+    monkeypatch.setattr(FeatureCache, "load", lambda *a, **k: pytest.fail("predict loaded the whole split"))
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "equal the report's first seed on 120 of 120 images." in capsys.readouterr().out
+
+
 def test_another_labelled_cache_matches_classes_by_name(run, tmp_path, capsys):
     _, out = run
     rng = np.random.default_rng(2)

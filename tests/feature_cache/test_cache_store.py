@@ -59,6 +59,21 @@ def test_load_keeps_float16_when_asked(tmp_path):
         cache.load("train", dtype="int8")
 
 
+def test_reading_slices_the_stored_features_lazily(tmp_path):
+    """What mr2probe predict streams: slices of the open dataset equal load()'s rows, in the stored dtype."""
+    data = splits(np.random.default_rng(3))
+    cache = open_cache(write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS))
+    stored, labels = cache.load("val", dtype=None)
+    with cache.reading("val") as features:
+        assert features.shape == stored.shape and len(features) == len(stored) and features.dtype == np.float16
+        np.testing.assert_array_equal(features[3:7], stored[3:7])
+        np.testing.assert_array_equal(features[len(stored) - 2:len(stored) + 50], stored[-2:])  # clipped as numpy
+    np.testing.assert_array_equal(cache.labels("val"), labels)
+    assert cache.labels("val").dtype == np.int64
+    with pytest.raises(KeyError, match="Unknown split 'dev'"), cache.reading("dev"):
+        pass
+
+
 def test_training_data_is_every_split_in_the_stored_dtype(tmp_path):
     """What mr2probe train and the service's jobs hand run_probe: a float16 cache stays float16 in memory."""
     data = splits(np.random.default_rng(2))
