@@ -65,13 +65,15 @@ def discordance(base, other) -> CompareDiscordant:
     return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=sign_test(up, down))
 
 
-def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str = "base") -> str:
+def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str = "base",
+                         images: str = "test images") -> str:
     """e.g. "The runs differ on 3 of 15 test images (other better on 0, base on 3): too few or too even to tell
-    them apart (exact sign test p = 0.25)."; ``other`` and ``base`` name the two runs."""
+    them apart (exact sign test p = 0.25)."; ``other`` and ``base`` name the two runs, ``images`` what they were
+    scored on ("images" for another cache's split)."""
     differ = d.other_better + d.base_better
     if differ == 0:
-        return f"The runs agree on every one of the {d.images:,} test images."
-    head = (f"The runs differ on {differ:,} of {d.images:,} test images ({other} better on {d.other_better:,}, "
+        return f"The runs agree on every one of the {d.images:,} {images}."
+    head = (f"The runs differ on {differ:,} of {d.images:,} {images} ({other} better on {d.other_better:,}, "
             f"{base} on {d.base_better:,})")
     if d.p_value >= 0.05:
         return f"{head}: too few or too even to tell them apart (exact sign test p = {d.p_value:.2g})."
@@ -189,7 +191,7 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
                              f"both runs' shipped probes (first seed) scored on {where}, on the groups of the base "
                              f"run {base.run_id}")
     comparison.scored_on = where
-    _add_intervals(comparison, one, two, metric=_overall_metric(base, other))
+    _add_intervals(comparison, one, two, metric=_overall_metric(base, other), images="images")
     return comparison
 
 
@@ -227,9 +229,10 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
                       metrics=metrics, per_class=per_class, cost=_cost(base, other))
 
 
-def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:
-    """Paired test intervals of every delta but the worst class's (``probe.uncertainty``) and the verdict sentence,
-    in place; the sentence's overall is balanced accuracy when ``metric`` is (both runs selected on it)."""
+def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy", images: str = "test images") -> None:
+    """Paired intervals of every delta but the worst class's (``probe.uncertainty``) and the verdict sentence, in
+    place; the sentence's overall is balanced accuracy when ``metric`` is (both runs selected on it), and
+    ``images`` what the runs were scored on."""
     from .predictions import paired_test_delta
     from .selection import delta_sentence
     from .uncertainty import Bootstrap
@@ -243,7 +246,7 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.delta_ci = interval.tolist()
     comparison.discordant = discordance(base, other)
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
-                               f"{discordance_sentence(comparison.discordant)}")
+                               f"{discordance_sentence(comparison.discordant, images=images)}")
 
 
 def _pct(x: float | None, signed: bool = False) -> str:

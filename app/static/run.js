@@ -207,10 +207,11 @@
   }
 
   /** "Score on a cache": the run's shipped probe (first seed, with its applied post-hoc bias) on a registered cache's
-   * split (GET /api/runs/{id}/scores): accuracy with its interval, and the classes worst first. Caches of the run's
-   * encoder are offered; the server refuses other features (422) and says why. */
+   * split (GET /api/runs/{id}/scores): accuracy with its interval, and the classes worst first. With a compared run,
+   * both shipped probes on the same images, paired (GET /api/compare?cache=): which of the two to ship there. Caches
+   * of the run's encoder are offered; the server refuses other features (422) and says why. */
   function scorePanel(view) {
-    const { run, caches, datasets } = view;
+    const { run, caches, datasets, otherRun } = view;
     const encoder = view.cache ? view.cache.encoder : null;
     const offered = (caches || []).filter((c) => !encoder || c.encoder === encoder);
     if (!offered.length) return [empty("No registered cache of this run's encoder.")];
@@ -222,21 +223,40 @@
     const splitSelect = h("select", { id: "score-split" },
       ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
     const body = h("div", { id: "score-body" });
-    const score = async () => {
+    const fetchInto = (url, nodes) => async () => {
       body.replaceChildren(h("p", { class: "muted" }, "Scoring…"));
       try {
         const query = `cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`;
-        const s = await getJSON(`/api/runs/${enc(run.id)}/scores?${query}`);
-        body.replaceChildren(...scoreNodes(s));
+        body.replaceChildren(...nodes(await getJSON(`${url}${query}`)));
       } catch (e) {
         body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message));
       }
       body.setAttribute("data-cache", cacheSelect.value);
     };
+    const score = fetchInto(`/api/runs/${enc(run.id)}/scores?`, scoreNodes);
+    const names = { main: run.name, other: otherRun ? otherRun.name : "" };
+    const both = otherRun && h("button", { id: "score-compare-button", type: "button",
+      onclick: fetchInto(`/api/compare?base=${enc(otherRun.id)}&other=${enc(run.id)}&`, (c) => shippedNodes(c, names)) },
+      `Compare with ${names.other}`);
     return [h("p", { class: "muted note" },
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
-      h("code", {}, "mr2probe predict"), " scores them. Cache ", cacheSelect, " split ", splitSelect, " ",
-      h("button", { id: "score-button", type: "button", onclick: score }, "Score")), body];
+      h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
+      " score them. Cache ", cacheSelect, " split ", splitSelect, " ",
+      h("button", { id: "score-button", type: "button", onclick: score }, "Score"), both ? " " : "", both || ""), body];
+  }
+
+  /** Both runs' shipped probes on the same images (a Comparison with scored_on): the sentence with the deltas'
+   * intervals and the discordant images, then each headline metric of both and its paired delta. */
+  function shippedNodes(c, names) {
+    const rows = ["overall", "balanced", ...GROUPS].map((key) => {
+      const m = c.metrics[key];
+      return h("tr", { "data-metric": key }, h("td", {}, key), h("td", { class: "num" }, pct(m.base)),
+        h("td", { class: "num" }, pct(m.other)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci)));
+    });
+    return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes on ${c.scored_on}; groups of ${names.other}.`),
+      c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
+      table(["metric", ...[names.other, names.main, "Δ [95 % interval]"].map((x) => h("th", { class: "num" }, x))],
+        rows, "", { id: "score-compare-table" })].filter(Boolean);
   }
 
   function scoreNodes(s) {

@@ -2,6 +2,7 @@
 cache (classes matched by name, unknown ones kept apart), and refusals of features it was not trained on."""
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -152,6 +153,7 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     assert comparison["discordant"]["images"] == 32 and comparison["metrics"]["overall"]["delta_ci"] is not None
     assert f"scored on {new}, split test (32 images)" in comparison["grouping"]["note"]
     assert comparison["scored_on"] == f"{new}, split test (32 images)"
+    assert re.search(r"The runs (differ on \d+ of|agree on every one of the) 32 images", comparison["verdict_text"])
     assert main(["compare", str(out), str(other), "--features", str(new)]) == 0
     assert "accuracy (%) of the shipped probes (first seed) on" in capsys.readouterr().out
     md = tmp_path / "cmp.md"

@@ -885,3 +885,26 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
              what="train split scored")  # (while scoring neither shows)
     assert "null" not in driver.js("return document.getElementById('score-body').textContent")
     driver.screenshot(tmp_path / "run_scores.png")
+
+
+def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_server, finished, tmp_path):
+    """With a compared run (here the reference ERM run), 'Compare with …' scores both shipped probes on the chosen
+    cache's split, paired, as GET /api/compare?cache= gives them: its sentence and each metric of both runs."""
+    run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
+    assert run["reference_run"]
+    params = {"base": run["reference_run"], "other": finished.mr2, "cache": run["cache_id"], "split": "val"}
+    got = httpx.get(f"{live_server}/api/compare", params=params).json()
+    assert got["scored_on"].endswith(f"split val ({got['discordant']['images']} images)")
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    driver.js("document.getElementById('score-split').value = 'val';"
+              "document.getElementById('score-compare-button').click()")
+    wait_for(lambda: driver.js("return document.getElementById('score-compare-table') !== null"), 30, interval=0.2,
+             what="both probes compared")
+    assert driver.js("return document.getElementById('score-verdict').textContent") == got["verdict_text"]
+    assert f"on {got['scored_on']}" in driver.js("return document.getElementById('score-scored-on').textContent")
+    cells = driver.js("return [...document.querySelectorAll('#score-compare-table tbody tr')].map((r) => "
+                      "[r.dataset.metric, ...[...r.cells].slice(1, 3).map((c) => c.textContent)])")
+    keys = ["overall", "balanced", "easy", "medium", "hard"]
+    assert cells == [[k, f"{100 * got['metrics'][k]['base']:.1f}%", f"{100 * got['metrics'][k]['other']:.1f}%"]
+                     for k in keys]
+    driver.screenshot(tmp_path / "run_scores_compared.png")
