@@ -21,13 +21,17 @@ class CachePredictions:
     confidence: Any
     sources: list[str]
     warnings: list[str]
+    labelled: bool = True  # False: unlabelled images (every label UNKNOWN_CLASS, every name ""), nothing to score
 
 
-def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]:
+def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False) -> list[CachePredictions]:
     """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path``, after the checks:
     the split exists, the features are each probe's (width, extractor), a class in common. The features are read
-    one inference chunk at a time (``FeatureCache.reading``): memory does not grow with the split. Raises
-    ValueError naming what failed."""
+    one inference chunk at a time (``FeatureCache.reading``): memory does not grow with the split. A cache of
+    unlabelled images (``mr2probe extract --unlabelled``) is refused unless ``unlabelled`` (its predictions are
+    then ``labelled=False``). Raises ValueError naming what failed."""
+    import numpy as np
+
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS
     from probe.report import FeatureSource
@@ -35,20 +39,26 @@ def predict_cache(probes: list, path: str, split: str) -> list[CachePredictions]
     cache = open_cache(path)
     if split not in cache.splits:
         raise ValueError(f"{path} has no split {split!r}; it has {', '.join(cache.splits)}.")
+    labelled = cache.labelled
+    if not (labelled or unlabelled):
+        raise ValueError(f"{path} holds unlabelled images (mr2probe extract --unlabelled): no labels to score a "
+                         "probe against; `mr2probe predict RUN --features CACHE --out FILE.csv` lists the "
+                         "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     checked = []
     for probe in probes:
         warnings = probe.check_features(source, cache.num_features)
-        mapping = probe.label_map(cache.class_names)
-        if (mapping == UNKNOWN_CLASS).all():
+        mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
+        if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
                              f"({_names(probe.class_names)}).")
         checked.append((warnings, mapping))
     labels = cache.labels(split)
-    names, sources = [cache.class_names[i] for i in labels], cache.sources(split)
+    names = [cache.class_names[i] if labelled else "" for i in labels]
+    sources = cache.sources(split)
     with cache.reading(split) as features:  # read one inference chunk at a time, never the whole split
         predicted = [probe.predict_with_confidence(features) for probe in probes]
-    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings)
+    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled)
             for got, (warnings, mapping) in zip(predicted, checked)]
 
 

@@ -5,7 +5,7 @@ Public API (see docs/ARCHITECTURE.md): encoders (:func:`create_encoder`), data s
 :func:`write_cache`; format in :mod:`feature_cache.store`).
 """
 from .archives import ArchiveLimits
-from .datasets import LabelledImages, Sample, open_dataset
+from .datasets import UNLABELLED, LabelledImages, Sample, open_dataset, open_images
 from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
 from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled, MissingWeights, UnsafeArchive
 from .fingerprint import extractor_fingerprint
@@ -37,6 +37,8 @@ __all__ = [
     "list_encoders",
     "open_cache",
     "open_dataset",
+    "open_images",
+    "UNLABELLED",
     "orphaned_temporaries",
     "plan_extraction",
     "skipped_summary",

@@ -44,7 +44,7 @@ from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
 from .manifest import has_manifest_pair, read_manifest, read_manifest_pair
 
-__all__ = ["Sample", "LabelledImages", "open_dataset", "IMAGE_EXTENSIONS", "SPLITS"]
+__all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "UNLABELLED"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 _SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+# The one class name of an unlabelled image set (open_images): a shipped probe predicts its images, nothing trains on
+# them. Parentheses keep it apart from any folder name a labelled set could give a class.
+UNLABELLED = "(unlabelled)"
+UNLABELLED_LAYOUT = "unlabelled"
 
 
 class Reader(Protocol):
@@ -94,6 +98,11 @@ class LabelledImages:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def labelled(self) -> bool:
+        """False for :func:`open_images`' unlabelled set (one ``test`` split, no class)."""
+        return self.params.get("layout") != UNLABELLED_LAYOUT
 
     def counts(self) -> dict[str, int]:
         return {name: len(samples) for name, samples in self.splits.items()}
@@ -232,8 +241,9 @@ Discovery = tuple[Reader, dict[str, dict[str, list[str]]], list[tuple[str, str]]
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
-def _class_folder_layout(reader: Reader) -> Discovery:
-    """Find split and class folders among a reader's files (see module docstring)."""
+def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """A reader's files → (names but hidden ones, image names among them, skipped (source, reason) so far).
+    Raises DatasetError when there is no image file."""
     skipped: list[tuple[str, str]] = list(getattr(reader, "unsafe", []))
     names = []
     for name in reader.names():
@@ -246,6 +256,12 @@ def _class_folder_layout(reader: Reader) -> Discovery:
         raise DatasetError(
             f"{reader}: no image files found (accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})."
         )
+    return names, image_names, skipped
+
+
+def _class_folder_layout(reader: Reader) -> Discovery:
+    """Find split and class folders among a reader's files (see module docstring)."""
+    names, image_names, skipped = _listed(reader)
     located = _find_split_root(image_names)
     given: dict[str, dict[str, list[str]]] = {}
     if located:
@@ -257,21 +273,30 @@ def _class_folder_layout(reader: Reader) -> Discovery:
     return reader, given, skipped, "single-tree"
 
 
-def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
-    """Pick the reader for ``path`` — one branch per supported format."""
+def _file_reader(path: Path, limits: ArchiveLimits | None) -> Reader | None:
+    """The reader of a folder, .zip or tar archive's files; None for another kind of file."""
     name = path.name.lower()
     if path.is_dir():
-        if find_idx_files(path):
-            return open_idx(path)
-        if has_manifest_pair(path):
-            return read_manifest_pair(path, IMAGE_EXTENSIONS)
-        return _class_folder_layout(DirectoryReader(path))
+        return DirectoryReader(path)
     if not path.exists():
         raise FileNotFoundError(f"data set {path} does not exist.")
     if name.endswith(".zip"):
-        return _class_folder_layout(ZipReader(path, limits))
+        return ZipReader(path, limits)
     if name.endswith(TAR_SUFFIXES):
-        return _class_folder_layout(TarReader(path, limits))
+        return TarReader(path, limits)
+    return None
+
+
+def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
+    """Pick the reader for ``path`` — one branch per supported format."""
+    name = path.name.lower()
+    if path.is_dir() and find_idx_files(path):
+        return open_idx(path)
+    if path.is_dir() and has_manifest_pair(path):
+        return read_manifest_pair(path, IMAGE_EXTENSIONS)
+    reader = _file_reader(path, limits)
+    if reader is not None:
+        return _class_folder_layout(reader)
     if name.endswith(".csv"):
         return read_manifest(path, IMAGE_EXTENSIONS)
     if "-idx" in name and "-ubyte" in name:
@@ -378,3 +403,33 @@ def open_dataset(
         path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),
     )
     return LabelledImages(class_names, splits, skipped, fingerprint, params, reader, str(path))
+
+
+def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> LabelledImages:
+    """Every image file under ``path`` (a folder, .zip or tar archive; any folders, none needed), unlabelled: the
+    new images a shipped probe predicts (``mr2probe extract --unlabelled``, then ``mr2probe predict``).
+
+    One split, ``test``, in sorted source order (``train`` and ``val`` empty); every sample's label is 0, the one
+    class :data:`UNLABELLED`; ``params["layout"]`` is ``"unlabelled"`` (:attr:`LabelledImages.labelled` False),
+    which the cache records. Non-image and hidden files are skipped as in :func:`open_dataset`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnsafeArchive: the archive breaks a safety rule.
+        DatasetError: no image file, or ``path`` is neither a folder nor an archive.
+    """
+    path = Path(path)
+    reader = _file_reader(path, limits)
+    if reader is None:
+        raise DatasetError(f"Unsupported image set {path}; unlabelled images come as a folder, a .zip or a "
+                           f"{'/'.join(TAR_SUFFIXES)} archive.")
+    names, image_names, skipped = _listed(reader)
+    images = set(image_names)
+    skipped += [(name, f"not an image file (extension {Path(name).suffix or 'none'!r})")
+                for name in names if name not in images]
+    samples = [Sample(name, 0) for name in sorted(images)]
+    fingerprint = dataset_fingerprint(
+        [UNLABELLED], {"test": [(s.source, s.label, reader.content_id(s.source)) for s in samples]})
+    logger.info("unlabelled images %s: %d, %d skipped", path, len(samples), len(skipped))
+    return LabelledImages([UNLABELLED], {"train": [], "val": [], "test": samples}, skipped, fingerprint,
+                          {"layout": UNLABELLED_LAYOUT}, reader, str(path))

@@ -60,6 +60,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .datasets import UNLABELLED_LAYOUT
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
 
@@ -274,6 +275,12 @@ class FeatureCache:
         return [s for s in SPLITS if s in self.split_sizes]
 
     @property
+    def labelled(self) -> bool:
+        """False for a cache of unlabelled images (``mr2probe extract --unlabelled``: one ``test`` split whose
+        images a shipped probe predicts; nothing to train or score on)."""
+        return (self.attrs.get("split_params") or {}).get("layout") != UNLABELLED_LAYOUT
+
+    @property
     def encoder(self) -> str:
         return self._attr("encoder")
 
@@ -341,7 +348,11 @@ class FeatureCache:
     def training_data(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{split: (features, labels)}`` of every split the cache has, in the stored dtype: the data
         ``probe.run_probe`` takes, a float16 cache at half the memory of float32 (the trainer widens each batch).
-        ``mr2probe train`` and the service's jobs both read it here."""
+        ``mr2probe train`` and the service's jobs both read it here. Raises CacheMismatch for a cache of unlabelled
+        images (nothing to train on)."""
+        if not self.labelled:
+            raise CacheMismatch(f"{self.path.name} holds unlabelled images (mr2probe extract --unlabelled): nothing "
+                                "to train a probe on; `mr2probe predict RUN --features` applies a trained one.")
         return {split: self.load(split, dtype=None) for split in SPLITS if split in self.splits}
 
     def classes_without(self, split: str) -> list[str]:

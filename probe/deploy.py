@@ -10,7 +10,8 @@ extractor (encoder, weights, preprocessing, feature kind: ``feature_cache.extrac
 :func:`score_predictions` scores predictions on labelled new data the way the report scores the test split:
 accuracy with its 95 % Wilson interval over the images, balanced accuracy, and per class accuracy (with its
 interval), precision, recall and F1. Labels are matched to the run's classes by name (:meth:`RunProbe.label_map`);
-images of a class the probe does not know are counted apart, never scored as mistakes.
+images of a class the probe does not know are counted apart, never scored as mistakes. :func:`predicted_shares`
+summarises predictions on unlabelled images: how many went to each class, and how confidently.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from .posthoc import PosthocLogitBias
 from .report import FeatureSource, Num, NumList, load_report
 from .uncertainty import wilson_interval
 
-__all__ = ["RunProbe", "ClassScore", "Scores", "score_predictions", "UNKNOWN_CLASS", "PROBE_FILES"]
+__all__ = ["RunProbe", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
+           "UNKNOWN_CLASS", "PROBE_FILES"]
 
 UNKNOWN_CLASS = -1  # label_map's index of a class name the run does not have
 # The files a run's probe ships in (GET /api/runs/{id}/probe.zip): RunProbe.load needs the first three;
@@ -176,3 +178,24 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     n = int(known.sum())
     return Scores(n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
                   balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown)
+
+
+class PredictedShare(BaseModel):
+    """One class's share of a probe's predictions on unlabelled images."""
+
+    name: str
+    n: int = Field(..., description="images predicted as the class")
+    share: float = Field(..., description="n over all the images")
+    mean_confidence: Num = Field(..., description="mean softmax probability of those predictions (None when n = 0)")
+
+
+def predicted_shares(predicted: np.ndarray, confidence: np.ndarray, class_names: list[str]) -> list[PredictedShare]:
+    """Each class's predictions (``predicted`` (n,) indices into ``class_names``, ``confidence`` (n,)): count,
+    share and mean confidence, most predicted first (ties in class order); classes never predicted included."""
+    predicted, k = np.asarray(predicted, dtype=np.int64), len(class_names)
+    counts = np.bincount(predicted, minlength=k)
+    sums = np.bincount(predicted, weights=np.asarray(confidence, dtype=np.float64), minlength=k)
+    total = max(int(counts.sum()), 1)
+    order = sorted(range(k), key=lambda i: (-counts[i], i))
+    return [PredictedShare(name=class_names[i], n=int(counts[i]), share=counts[i] / total,
+                           mean_confidence=sums[i] / counts[i] if counts[i] else None) for i in order]

@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "class_name, target, category) and optionally a split column (split or subset: train / "
                         "val / test); paths are relative to the CSV file's folder. A folder holding train.csv and "
                         "test.csv is read as one data set (train rows train, test rows test)")
+    parser.add_argument("--unlabelled", action="store_true",
+                        help="the images are not labelled: every image file under --data (a folder or .zip/.tar, "
+                        "any folders) goes into one test split, for `mr2probe predict` to apply a shipped probe to; "
+                        "nothing trains on such a cache")
     parser.add_argument("--encoder", default="effnet-lite0",
                         help="effnet-lite0 (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
     where = parser.add_mutually_exclusive_group()
@@ -43,10 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_cache import extract
+    from feature_cache import extract, open_images
 
+    if args.unlabelled and (args.max_per_class is not None or args.val_fraction != 0.1):
+        raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
+                         "in one test split.")
     result = extract(
-        args.data,
+        open_images(args.data) if args.unlabelled else args.data,
         args.encoder,
         None if args.out else args.cache_dir,
         batch_size=args.batch_size,
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if len(result.skipped) > 20:
         print(f"... and {len(result.skipped) - 20} more skipped files (see the cache's 'skipped' attribute)",
               file=sys.stderr)
-    for line in _missing_classes(result.path):
+    for line in _missing_classes(result.path) if not args.unlabelled else ():
         print(line, file=sys.stderr)
     return 0
 

@@ -2,7 +2,9 @@
 
 The run's probe is what its report describes (``probe.deploy.RunProbe``); the cache must hold features of the
 same extractor. Labels are matched to the run's classes by name, and the predictions are scored against them:
-on a new labelled set (another camera, another month) this is the report's test scoring, without training.
+on a new labelled set (another camera, another month) this is the report's test scoring, without training. On a
+cache of unlabelled images (``mr2probe extract --unlabelled``) it lists the predictions and how many went to each
+class, with their mean confidence.
 """
 from __future__ import annotations
 
@@ -17,39 +19,45 @@ from ..shipped import CachePredictions, predict_cache, reproduces
 
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
-        "scored against the cache's labels")
+        "scored against the cache's labels (or, for unlabelled images, counted per class)")
 CSV_COLUMNS = ("index", "source", "true", "predicted", "confidence", "correct")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
     parser.add_argument("--features", required=True, metavar="CACHE.h5",
-                        help="feature cache (mr2probe extract) of the run's encoder settings; other images welcome")
+                        help="feature cache (mr2probe extract) of the run's encoder settings; other images welcome, "
+                        "unlabelled ones too (mr2probe extract --unlabelled)")
     parser.add_argument("--split", default="test", help="the cache's split to predict (default test)")
     parser.add_argument("--out", metavar="FILE.csv", default=None,
-                        help=f"write one row per image: {', '.join(CSV_COLUMNS)} (correct is empty for an image of "
-                        "a class the run does not have)")
+                        help=f"write one row per image: {', '.join(CSV_COLUMNS)} (true and correct are empty "
+                        "for an unlabelled image, correct for an image of a class the run does not have)")
     parser.add_argument("--limit", type=int, default=10,
                         help="classes listed, worst first (default 10; the CSV has every image)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe.deploy import RunProbe, score_predictions
+    from probe.deploy import RunProbe, predicted_shares, score_predictions
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     probe = RunProbe.load(args.run_dir)
-    (got,) = predict_cache([probe], args.features, args.split)
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
+    (got,) = predict_cache([probe], args.features, args.split, unlabelled=True)
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
-    check = reproduces(args.run_dir, probe, got, args.split)
     for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    head = {"run_id": probe.run_id, "split": args.split, "images": len(got.labels), "labelled": got.labelled}
+    if not got.labelled:
+        shares = predicted_shares(got.predicted, got.confidence, probe.class_names)
+        print(json.dumps({**head, "predicted": [s.model_dump(mode="json") for s in shares]}, indent=2) if args.json
+              else _unlabelled_summary(args, probe, shares, got.confidence))
+        return 0
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
+    check = reproduces(args.run_dir, probe, got, args.split)
     if args.json:
-        print(json.dumps({"run_id": probe.run_id, "split": args.split, "images": len(got.labels),
-                          **scores.model_dump(mode="json"), "matches_report": check}, indent=2))
+        print(json.dumps({**head, **scores.model_dump(mode="json"), "matches_report": check}, indent=2))
     else:
         print(_summary(args, probe, scores, len(got.labels), check))
     return 0
@@ -71,12 +79,36 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+def _title(args: argparse.Namespace, probe, images: str) -> str:
+    bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias applied"
+    return f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split {args.split}: {images}."
+
+
+def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:
+    """How many unlabelled images each predicted class got, most first (at most ``--limit`` classes), with the
+    mean confidence; the classes never predicted; how many predictions are unsure (below 50 %)."""
+    lines = [_title(args, probe, f"{len(confidence):,} unlabelled images, nothing to score them against"),
+             f"{'predicted class':<20} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
+    predicted = [s for s in shares if s.n]
+    lines += [f"{s.name[:20]:<20} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
+              for s in predicted[:args.limit]]
+    if len(predicted) > args.limit:
+        lines.append(f"… {len(predicted) - args.limit} more classes (--limit, or --out for every image).")
+    never = [s.name for s in shares if not s.n]
+    if never:
+        lines.append(f"Never predicted: {', '.join(never[:10])}{' …' if len(never) > 10 else ''} ({len(never)} of "
+                     f"{len(shares)} classes).")
+    unsure = int((confidence < 0.5).sum())
+    lines.append(f"{unsure:,} of {len(confidence):,} predictions below 50 % confidence.")
+    if args.out:
+        lines.append(f"Predictions written to {args.out}")
+    return "\n".join(lines)
+
+
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
     from probe.report import interval_text
 
-    bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias applied"
-    lines = [f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split "
-             f"{args.split}: {images:,} images."]
+    lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
         lines.append(f"{sum(scores.unknown.values()):,} images of classes the run does not have, not scored: "
                      + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + ".")

@@ -131,3 +131,29 @@ def test_train_and_val_folders_without_test(tmp_path):
     assert per_class(data.splits["test"]) == {0: 2, 1: 2} and per_class(data.splits["train"]) == {0: 8, 1: 8}
     assert all(s.source.startswith("train/") for s in data.splits["test"])
     assert data.params["test_fraction"] == 0.2
+
+
+def test_open_images_takes_every_image_unlabelled(tmp_path):
+    """Any folders, no classes: one test split of every image in source order, in a folder or a zip alike."""
+    from feature_cache import UNLABELLED, open_images
+
+    for i, name in enumerate(["b.png", "a/x.png", "a/deep/y.jpg", "z z/ü.png"]):
+        write_image(tmp_path / "new" / name, i % 3, i)
+    (tmp_path / "new" / "readme.md").write_text("no")
+    (tmp_path / "new" / ".hidden.png").write_bytes(b"x")
+    data = open_images(tmp_path / "new")
+    assert data.labelled is False and data.class_names == [UNLABELLED] and data.params == {"layout": "unlabelled"}
+    assert [s.source for s in data.splits["test"]] == ["a/deep/y.jpg", "a/x.png", "b.png", "z z/ü.png"]
+    assert {s.label for s in data.splits["test"]} == {0} and data.counts() == {"train": 0, "val": 0, "test": 4}
+    assert sorted(data.skipped) == [(".hidden.png", "hidden or metadata file"),
+                                    ("readme.md", "not an image file (extension '.md')")]
+    zipped = open_images(zip_dir(tmp_path / "new", tmp_path / "new.zip"))
+    assert [s.source for s in zipped.splits["test"]] == [s.source for s in data.splits["test"]]
+    assert open_dataset(tmp_path / "new").labelled is True  # a (two-class) folder tree stays labelled
+    with pytest.raises(DatasetError, match="unlabelled images come as a folder, a .zip or a"):
+        open_images(tmp_path / "new" / "readme.md")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image files found"):
+        open_images(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError):
+        open_images(tmp_path / "missing")
