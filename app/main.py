@@ -82,7 +82,9 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Added last = runs first: the Host check, then the origin check, then the body limit.
-    app.add_middleware(BodyLimit, limit=settings.max_json_bytes)
+    # only the data set upload streams a multipart body past the limit (to disk, under its own limit)
+    app.add_middleware(BodyLimit, limit=settings.max_json_bytes,
+                       streamed=(("POST", app.url_path_for("create_dataset")),))
     app.add_middleware(SameOriginOnly)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     _add_error_handlers(app, settings)

@@ -23,15 +23,17 @@ async def _reply(send: Send, status: int, detail: str) -> None:
 
 
 class BodyLimit:
-    """Refuse (413) a request body over ``limit`` bytes before anything parses it; multipart uploads are
-    exempt (they are streamed to disk under their own limit, ``MR2PROBE_MAX_UPLOAD_BYTES``)."""
+    """Refuse (413) a request body over ``limit`` bytes before anything parses it, whatever its content type. Only
+    a multipart upload to one of ``streamed`` ((method, path) pairs: the data set upload) is exempt: it is streamed
+    to disk under its own limit (``MR2PROBE_MAX_UPLOAD_BYTES``), after the token check."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, streamed: tuple[tuple[str, str], ...] = ()) -> None:
+        self.app, self.limit, self.streamed = app, limit, frozenset(streamed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope) if scope["type"] == "http" else None
-        if headers is None or headers.get("content-type", "").startswith("multipart/form-data"):
+        if headers is None or ((scope["method"], scope["path"]) in self.streamed
+                               and headers.get("content-type", "").startswith("multipart/form-data")):
             await self.app(scope, receive, send)
             return
         too_large = (f"request body over the limit of {self.limit} bytes (MR2PROBE_MAX_JSON_BYTES); "

@@ -181,6 +181,22 @@ def test_json_bodies_are_limited_before_parsing(tmp_path):
     assert Settings().max_json_bytes == 1024**2
 
 
+def test_only_the_upload_streams_a_multipart_body_past_the_limit(tmp_path):
+    """A multipart body is no way around the limit: any route but the data set upload answers 413 for one over
+    it, with or without a Content-Length; the upload still takes an archive larger than the limit."""
+    settings = make_settings(tmp_path, max_json_bytes=10_000)
+    form = {"Content-Type": "multipart/form-data; boundary=x"}
+    with TestClient(create_app(settings)) as client:
+        for path in ("/api/jobs", "/api/jobs/job_x/cancel", "/api/runs"):
+            resp = client.post(path, content=b"\0" * 50_000, headers=form)
+            assert resp.status_code == 413 and "MR2PROBE_MAX_JSON_BYTES" in resp.json()["detail"], path
+            resp = client.post(path, content=(b"\0" * 1000 for _ in range(50)), headers=form)
+            assert resp.status_code == 413, path
+        archive = tiny_zip_bytes(6, 3)
+        assert len(archive) > 10_000
+        assert client.post("/api/datasets", files={"file": ("t.zip", archive)}).status_code == 201
+
+
 def test_a_20mb_encoder_is_refused_and_jobs_stay_small(service):
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "x" * 20_000_000})
