@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
-import sys
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -15,10 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .config import Settings, get_settings
 from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
+from .messages import ClientMessages
 from .deps import require_token
 from .middleware import BodyLimit, SameOriginOnly
 from .routes import dashboard, datasets, health, jobs, reports
@@ -37,7 +36,6 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 STATIC_DIR = dashboard.STATIC_DIR
-MAX_DETAIL = 2000  # characters of an error message a client gets
 
 
 def create_app(settings: Settings | None = None, *, start_worker: bool = True) -> FastAPI:
@@ -108,25 +106,6 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
     }
 
 
-class ClientMessages:
-    """Messages for clients: server-side absolute paths replaced by names (the server log keeps them)."""
-
-    _ABSOLUTE = re.compile(r"(?<![\w.~-])/(?:[^\s'\"/:,;()\[\]]+/)+[^\s'\":,;()\[\]]*")
-
-    def __init__(self, settings: Settings) -> None:
-        roots = [(settings.data_root, "<data root>"), (settings.data_dir, "<data dir>"),
-                 (Path(sys.prefix), "<python>"), (Path.home(), "~")]
-        self.roots = sorted(((str(Path(r).resolve()), name) for r, name in roots if r is not None),
-                            key=lambda item: -len(item[0]))
-
-    def clean(self, text: str) -> str:
-        for root, name in self.roots:
-            if len(root) > 1:
-                text = text.replace(root, name)
-        text = self._ABSOLUTE.sub("<server path>", text)
-        return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "…"
-
-
 def _jsonable_errors(errors: list[dict[str, Any]], messages: ClientMessages) -> list[dict[str, Any]]:
     """Validation errors a JSON response can carry: no input echo (it may be huge, bytes or NaN)."""
     out = []
@@ -157,6 +136,12 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     for kind in table:
         app.add_exception_handler(kind, _mapped)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # a route's own 4xx (a missing file, a cache of other features) may quote a server path: cleaned too
+        detail = messages.clean(exc.detail) if isinstance(exc.detail, str) else exc.detail
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from probe.allocator import share_main_arena
 
 from .config import Settings
 from .jobs import JobCancelled, JobContext, JobKind
+from .messages import ClientMessages
 from .status import InvalidTransition, JobStatus, NotFound
 from .store import Store
 from .threads import limit_threads
@@ -57,6 +58,7 @@ class JobRunner:
                  handlers: Mapping[str, JobKind | Callable[[JobContext], dict[str, Any]]]):
         self.store = store
         self.settings = settings
+        self._messages = ClientMessages(settings)
         self.handlers = {kind: h if isinstance(h, JobKind) else JobKind(h) for kind, h in handlers.items()}
         self._limits = {"gpu": 1, "cpu": settings.cpu_jobs}
         self._busy = {"gpu": 0, "cpu": 0}
@@ -237,6 +239,7 @@ class JobRunner:
                 self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
             else:
                 logger.error("job %s failed", job_id, exc_info=exc)
-                self.store.finish(job_id, JobStatus.failed, error=f"{type(exc).__name__}: {exc}", stage="failed")
+                error = self._messages.clean(f"{type(exc).__name__}: {exc}")  # the log above keeps the paths
+                self.store.finish(job_id, JobStatus.failed, error=error, stage="failed")
         except Exception:
             logger.exception("could not record the outcome of job %s", job_id)

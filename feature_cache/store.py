@@ -329,7 +329,7 @@ class FeatureCache:
             if stored.shape[0]:
                 stored.read_direct(raw)
             features = raw.astype(dtype or raw.dtype, copy=False)
-            labels = group["labels"][()].astype(np.int64, copy=False)
+            labels = self._checked(group["labels"][()], split)
         return features, labels
 
     @contextmanager
@@ -343,7 +343,18 @@ class FeatureCache:
     def labels(self, split: str) -> np.ndarray:
         """Class indices of ``split``, int64 (n,)."""
         with h5py.File(self.path, "r") as h5:
-            return np.asarray(self._group(h5, split)["labels"][()], dtype=np.int64)
+            return self._checked(self._group(h5, split)["labels"][()], split)
+
+    def _checked(self, labels: np.ndarray, split: str) -> np.ndarray:
+        """``labels`` as int64, each an index into ``class_names``; CacheMismatch for any other value (a damaged
+        file, or one written outside this package): never read as another class, never an IndexError later."""
+        labels = np.asarray(labels).astype(np.int64, copy=False)
+        bad = (labels < 0) | (labels >= self.num_classes)
+        if bad.any():
+            raise CacheMismatch(f"{self.path.name}: split {split!r} has {int(bad.sum()):,} labels outside 0.."
+                                f"{self.num_classes - 1} (its {self.num_classes} classes), e.g. {labels[bad][0]}; "
+                                "the cache is damaged or was not written by feature_cache.")
+        return labels
 
     def training_data(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{split: (features, labels)}`` of every split the cache has, in the stored dtype: the data

@@ -213,3 +213,31 @@ def test_compare_on_a_cache_scores_both_shipped_probes(finished):
     assert md.status_code == 200 and "shipped probes (first seed) on cache" in md.text
     assert client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2,
                                               "cache": "nope"}).status_code == 404
+
+
+def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished, tmp_path):
+    """A route's own 4xx goes through the same cleaning as the library errors' (a missing head, a damaged cache);
+    a cache label that is no class is a 422 naming it (it was an IndexError: 500)."""
+    import shutil
+
+    import h5py
+
+    client, store, mr2 = fresh_finished.client, fresh_finished.client.app.state.store, fresh_finished.mr2
+    cache = store.get_cache(client.get(f"/api/runs/{mr2}").json()["cache_id"])
+    bad = tmp_path / "bad labels.h5"
+    shutil.copy(cache["path"], bad)
+    with h5py.File(bad, "r+") as h5:
+        h5["test"]["labels"][0] = 99
+    row = store.add_cache(dataset_id=cache["dataset_id"], encoder=cache["encoder"], path=str(bad),
+                          fingerprint="b" * 64, num_features=cache["num_features"],
+                          class_names=cache["class_names"], counts=cache["counts"], job_id=None)
+    for params in ({"cache": row["id"]}, {"cache": row["id"], "base": fresh_finished.erm, "other": mr2}):
+        url = f"/api/runs/{mr2}/scores" if "base" not in params else "/api/compare"
+        resp = client.get(url, params=params)
+        assert resp.status_code == 422 and "split 'test' has 1 labels outside 0..2" in resp.json()["detail"], resp.text
+        assert str(tmp_path) not in resp.text
+    (fresh_finished.settings.runs_dir / mr2 / "head.safetensors").unlink()
+    for url in (f"/api/runs/{mr2}/probe.zip", f"/api/runs/{mr2}/scores?cache={cache['id']}"):
+        resp = client.get(url)
+        assert resp.status_code == 404 and "head.safetensors" in resp.json()["detail"], resp.text
+        assert str(fresh_finished.settings.data_dir) not in resp.text and "<data dir>" in resp.text

@@ -142,6 +142,24 @@ def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monk
     assert len(store.list_runs()) == 1
 
 
+def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatch):
+    """The job's error field is what a client reads: cleaned like the API's error answers."""
+    import probe
+
+    cache_id = _synthetic_cache(service, tmp_path)
+    data_dir = service.app.state.settings.data_dir
+
+    def broken(*args, **kwargs):
+        raise FileNotFoundError(f"cache file {data_dir}/caches/x.h5 does not exist; nor {tmp_path}/secret/y.h5")
+
+    monkeypatch.setattr(probe, "run_probe", broken)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": FAST_PROBE})
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"] == ("FileNotFoundError: cache file <data dir>/caches/x.h5 does not exist; nor "
+                            "<server path>"), job["error"]
+
+
 # -- 4. malformed input is a 4xx, never a 500 --------------------------------------------------------------
 @pytest.mark.parametrize("content", [
     b"{not json", b'{"path": "\xff\xfe"}', b"[1, 2]", b'{"path": "' + b"a" * 10_000 + b'"}',

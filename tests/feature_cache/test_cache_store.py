@@ -74,6 +74,24 @@ def test_reading_slices_the_stored_features_lazily(tmp_path):
         pass
 
 
+def test_labels_outside_the_classes_are_refused(tmp_path):
+    """A label that is no class index (a damaged or foreign file) is an error naming it, not another class (−1
+    would index the last one) and not an IndexError further on."""
+    import h5py
+
+    from feature_cache import CacheMismatch
+
+    path = write_cache(tmp_path / "h.h5", splits(np.random.default_rng(4)), ["a", "b", "c"], ATTRS)
+    for value in (3, -1):
+        with h5py.File(path, "r+") as h5:
+            h5["test"]["labels"][2] = value
+        cache = open_cache(path)
+        for read in (lambda: cache.labels("test"), lambda: cache.load("test"), cache.training_data):
+            with pytest.raises(CacheMismatch, match=rf"split 'test' has 1 labels outside 0..2 .*e\.g\. {value}"):
+                read()
+    assert cache.labels("val").dtype == np.int64  # the other splits still read
+
+
 def test_training_data_is_every_split_in_the_stored_dtype(tmp_path):
     """What mr2probe train and the service's jobs hand run_probe: a float16 cache stays float16 in memory."""
     data = splits(np.random.default_rng(2))
