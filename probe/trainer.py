@@ -211,7 +211,9 @@ class ProbeTrainer:
         rep_margin_samples: ℓ_s̄ is computed on at most this many samples of a batch, drawn at random per step.
             Its pairwise matrix costs n²·d multiply-adds per step: 1.3 G at n = 1024 and d = 1280, 8× the matrix
             products of a rank-64 adapter, while 256 samples still hold about 25 per class (≈ 300 positive pairs each) at K = 10.
-        progress: callable ``progress(epoch, epochs)`` after each epoch (it may raise to abort the fit).
+        progress: callable ``progress(epoch, epochs)`` after each epoch (it may raise to abort the fit), and
+            within a long epoch about every ``PROGRESS_SECONDS`` with the fraction of epochs done (a float), so
+            that a fit of many small batches reports and can be stopped mid-epoch.
         progress_bar: show a tqdm bar over epochs.
     """
 
@@ -938,6 +940,17 @@ class _AutocastProduct(BatchProduct):
         return super().each(matrices)
 
 
+# A fit reports (ProbeTrainer's progress) within an epoch once this many seconds have passed since it last did:
+# an epoch of many small batches (batch_size 1 on 45,000 rows) takes minutes, and a cancelled job must stop soon.
+PROGRESS_SECONDS = 1.0
+
+
+def _report(trainers: list[ProbeTrainer], epoch: float, epochs: int) -> None:
+    for t in trainers:
+        if t.progress is not None:
+            t.progress(epoch, epochs)
+
+
 def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k: int, shared: bool,
            precision: str) -> None:
     """The epochs of a (joint) fit; a run that meets its ``tol`` criterion stops taking part."""
@@ -953,13 +966,16 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
         run.head.train()
         if run.adapter is not None:
             run.adapter.train()
-    step = 0
+    step, reported = 0, time.perf_counter()
     try:
         for epoch in range(epochs):
             active = [run for run in runs if run.active]
-            for xb, product, yb in batches.epoch():
+            for i, (xb, product, yb) in enumerate(batches.epoch()):
                 _step(active, xb, product, yb, batches.n, epoch, step, k, shared, batches.gen, precision)
                 step += 1
+                if time.perf_counter() - reported >= PROGRESS_SECONDS:
+                    _report(trainers, epoch + (i + 1) / batches.steps_per_epoch, epochs)
+                    reported = time.perf_counter()
             for run in active:
                 run.add_penalty(epoch)
             # one host sync per epoch, and only when a criterion needs the losses
@@ -971,9 +987,8 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
             done = not any(run.active for run in runs)
             if bar is not None:
                 bar.update(epochs - epoch if done else 1)
-            for t in trainers:
-                if t.progress is not None:
-                    t.progress(epochs if done else epoch + 1, epochs)
+            _report(trainers, epochs if done else epoch + 1, epochs)
+            reported = time.perf_counter()
             if done:
                 break
     finally:

@@ -595,3 +595,30 @@ def test_an_epoch_visits_every_row_once_in_balanced_batches():
         seen = [xb[:, 0].clone() for xb, _, _ in batches.epoch()]
         assert [len(s) for s in seen] == [820] * 5
         assert torch.equal(torch.cat(seen).sort().values, torch.arange(4100, dtype=torch.float32))
+
+
+def test_a_long_epoch_reports_and_can_be_stopped_within_it(monkeypatch):
+    """An epoch of many small batches calls progress mid-epoch (fractional epochs, every PROGRESS_SECONDS), so a
+    progress that raises (a cancelled job) stops the fit before the epoch ends; the epoch ends still report whole
+    numbers."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype(np.float32), np.arange(64) % 2
+    seen = []
+    ProbeTrainer(epochs=2, batch_size=8, lr=0.1, progress=lambda e, n: seen.append(e)).fit(x, y)
+    assert seen == [1, 2]  # fast: only the epoch ends
+    monkeypatch.setattr(trainer_module, "PROGRESS_SECONDS", 0.0)
+    seen.clear()
+    ProbeTrainer(epochs=2, batch_size=8, lr=0.1, progress=lambda e, n: seen.append(e)).fit(x, y)
+    assert seen[:8] == [k / 8 for k in range(1, 9)] and 1 in seen and seen[-1] == 2
+    assert seen == sorted(seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, epochs):
+        if epoch >= 3 / 8:
+            raise Stop(epoch)
+
+    with pytest.raises(Stop) as raised:
+        ProbeTrainer(epochs=2, batch_size=8, lr=0.1, progress=stop).fit(x, y)
+    assert raised.value.args == (3 / 8,)
