@@ -7,10 +7,11 @@ naming the field), never a job that fails later in the worker.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import classes_without_message
+from .datasets import PathMissing, PathOutsideRoot, classes_without_message
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -87,11 +88,23 @@ def _probe(field: str, config: ProbeConfig, default_head: str | None, num_featur
     return cfg.model_dump(mode="json")
 
 
-def _encoder(name: str):
-    from feature_cache import check_encoder
+def _encoder(name: str, weights_path: Callable[[str], Path] | None) -> tuple[str, Any]:
+    """``(name, spec)`` of an encoder that can be built here; a weights file named by path goes through
+    ``weights_path`` first (the service keeps it under its data root: 403 outside, whether it exists or not) and
+    the name then holds the resolved path."""
+    from feature_cache import check_encoder, weights_file_argument
 
+    given = weights_file_argument(name)
+    if given is not None and weights_path is not None:
+        prefix, path = given
+        try:
+            name = prefix + str(weights_path(path))
+        except PathMissing as exc:
+            raise RequestInvalid("encoder", f"weights {exc}") from None
+        except PathOutsideRoot as exc:
+            raise PathOutsideRoot(f"encoder weights: {exc}") from None
     try:
-        return check_encoder(name)
+        return name, check_encoder(name)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise RequestInvalid("encoder", exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) from None
 
@@ -105,11 +118,16 @@ def _cache_default_head(cache_row: dict[str, Any]) -> str:
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
 
 
-def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store) -> dict[str, Any]:
+def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
+                 weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
+
+    ``weights_path`` resolves an encoder weights file named by path (``mocov2:PATH``, ``openclip:ARCH:PATH``) or
+    raises; the service passes its data root check, None (the local demo) takes the path as it is.
 
     Raises:
         app.status.NotFound: a data set, cache or run id that does not exist (404).
+        app.datasets.PathOutsideRoot: a weights path outside the service's data root (403).
         RequestInvalid: anything else that would make the job fail (422).
     """
     if job.kind == "probe":
@@ -122,8 +140,8 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store) -> dict
     problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
     if problem:
         raise RequestInvalid("dataset_id", problem)
-    spec = _encoder(job.encoder)
-    payload = {"dataset_id": job.dataset_id, "encoder": job.encoder, "options": job.options.model_dump(mode="json")}
+    encoder, spec = _encoder(job.encoder, weights_path)
+    payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
         payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features)
                              for i, p in enumerate(job.probes)]

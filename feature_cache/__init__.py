@@ -6,7 +6,8 @@ Public API (see docs/ARCHITECTURE.md): encoders (:func:`create_encoder`), data s
 """
 from .archives import ArchiveLimits
 from .datasets import UNLABELLED, LabelledImages, Sample, open_dataset, open_images
-from .encoders import ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders
+from .encoders import (ENCODERS, Encoder, EncoderSpec, check_encoder, create_encoder, list_encoders,
+                       weights_file_argument)
 from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled, MissingWeights, UnsafeArchive
 from .fingerprint import extractor_fingerprint
 from .extract import ExtractionPlan, ExtractResult, discard_partial, extract, plan_extraction, skipped_summary
@@ -30,6 +31,7 @@ __all__ = [
     "Sample",
     "UnsafeArchive",
     "check_encoder",
+    "weights_file_argument",
     "create_encoder",
     "discard_partial",
     "extract",

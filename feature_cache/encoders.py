@@ -74,6 +74,7 @@ __all__ = [
     "list_encoders",
     "create_encoder",
     "check_encoder",
+    "weights_file_argument",
     "resolve_device",
     "resolve_precision",
     "cpu_has_native_bf16",
@@ -718,6 +719,22 @@ def _resolve(name: str, overrides: dict[str, Any]) -> tuple[EncoderEntry, Encode
         raise KeyError(f"Unknown encoder {name!r}; available: {', '.join(list_encoders())}.")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return entry, dataclasses.replace(entry.spec, name=name, **overrides), arg or None
+
+
+def weights_file_argument(name: str) -> tuple[str, str] | None:
+    """``(prefix, path)`` when the encoder ``name`` reads a weights file the caller named by path —
+    ``mocov2:PATH`` → ``("mocov2:", PATH)``, ``openclip:ARCH:PATH`` → ``("openclip:ARCH:", PATH)`` (a path, not
+    a pretrained tag: it holds a separator or a file suffix, or is a file, as the builder tells them apart) — else
+    None; for a service to keep such paths under its data root. Nothing is opened."""
+    family, _, arg = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if family == "mocov2" and arg:
+        return "mocov2:", arg
+    if family == "openclip" and arg:
+        arch, _, weights = arg.partition(":")
+        if weights and ("/" in weights or "\\" in weights or Path(weights).suffix
+                        or Path(weights).expanduser().is_file()):
+            return f"openclip:{arch}:", weights
+    return None
 
 
 def check_encoder(name: str, **overrides: Any) -> EncoderSpec:

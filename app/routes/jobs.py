@@ -1,10 +1,14 @@
 """``/api/jobs``: submit (202), list, inspect, cancel and resume background jobs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, Query, status
 
-from ..store import Store
+from ..config import Settings, get_settings
+from ..datasets import resolve_under_root
 from ..deps import get_runner, get_store
+from ..store import Store
 from ..status import JobStatus
 from ..schemas import ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
 from ..validation import validate_job
@@ -16,10 +20,14 @@ _CONFLICT = {409: {"model": ErrorOut, "description": "the job's status does not 
 
 @router.post("/jobs", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
              summary="Queue an extract, probe or pipeline job; returns at once", responses=ERROR_RESPONSES)
-def create_job(job: JobCreate, store: Store = Depends(get_store),
-               runner: JobRunner = Depends(get_runner)) -> JobAccepted:
-    """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job."""
-    row = runner.submit(job.kind, validate_job(job, store))
+def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner),
+               settings: Settings = Depends(get_settings)) -> JobAccepted:
+    """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job; an
+    encoder weights file named by path must lie under the data root (403, as for data sets)."""
+    def weights_path(path: str) -> Path:
+        return resolve_under_root(path, settings.data_root)
+
+    row = runner.submit(job.kind, validate_job(job, store, weights_path))
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
 
 

@@ -236,7 +236,8 @@ def test_upload_name_field_is_checked_not_truncated(service):
 # -- 6. one complete validation at submission -----------------------------------------------------------------
 @pytest.mark.parametrize("field,value,fragment", [
     ("encoder", "clip-b32", "Unknown encoder 'clip-b32'"),
-    ("encoder", "mocov2:/nowhere/moco_v2.pth.tar", "does not exist"),
+    ("encoder", "mocov2:nowhere/moco_v2.pth.tar", "weights path 'nowhere/moco_v2.pth.tar' does not exist under"),
+    ("encoder", "openclip:ViT-B-32:w.pt", "weights path 'w.pt' does not exist under the data root"),
     ("encoder", "openclip:NoSuchArch", "Unknown open_clip architecture 'NoSuchArch'"),
     ("encoder", "effnet-lite0:extra", "takes no ':' argument"),
 ])
@@ -250,6 +251,28 @@ def test_unusable_encoders_are_422_at_submission(service, field, value, fragment
         assert resp.status_code == 422 and resp.json()["detail"].startswith(f"{field}: ")
         assert fragment in resp.json()["detail"]
     assert service.get("/api/jobs").json() == []
+
+
+def test_encoder_weights_must_lie_under_the_data_root(service, tmp_path):
+    """A checkpoint named by path is read by the job: outside the data root it is a 403 whether the file exists
+    or not (nothing to learn about the server's files); under it the job gets its resolved path."""
+    import torch
+
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    outside = tmp_path / "elsewhere.pth"
+    torch.save({"state_dict": {}}, outside)
+    for encoder in (f"mocov2:{outside}", "mocov2:/etc/passwd", "mocov2:/nowhere/x.pth", "mocov2:../elsewhere.pth",
+                    f"openclip:ViT-B-32:{outside}"):
+        resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": encoder})
+        assert resp.status_code == 403 and resp.json()["detail"].startswith("encoder weights: path"), resp.text
+        assert "outside the data root" in resp.json()["detail"]
+    inside = tmp_path / "root" / "moco.pth"
+    inside.write_bytes(outside.read_bytes())
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:moco.pth"})
+    assert resp.status_code == 202, resp.text
+    job = service.get(f"/api/jobs/{resp.json()['id']}").json()
+    assert job["request"]["encoder"] == f"mocov2:{inside.resolve()}"
+    service.delete(f"/api/jobs/{job['id']}")
 
 
 def test_extraction_batch_sizes_take_the_library_bound(service):
