@@ -135,6 +135,9 @@ class JobOut(BaseModel):
     error: str | None
     attempts: int
     resumable: bool = Field(..., description="interrupted or failed: POST /api/jobs/{id}/resume queues it again")
+    retryable: bool = Field(False, description="failed, and on the machine (memory, file system, device), not on "
+                            "its input: resuming it may succeed; a job that failed on its data set, cache or "
+                            "settings fails the same way again (app.worker.retryable)")
     created_at: str
     updated_at: str
     started_at: str | None
@@ -142,7 +145,9 @@ class JobOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "JobOut":
-        return cls(**row, resumable=row["status"] in (JobStatus.interrupted.value, JobStatus.failed.value))
+        failed = row["status"] == JobStatus.failed.value
+        return cls(**row, resumable=failed or row["status"] == JobStatus.interrupted.value,
+                   retryable=failed and (row.get("result") or {}).get("retryable") is True)
 
 
 class JobAccepted(BaseModel):

@@ -44,6 +44,15 @@ def lock_data_dir(data_dir) -> Any:
     return handle
 
 
+def retryable(exc: BaseException) -> bool:
+    """Whether the same request may succeed when resumed: a failure of the machine (memory, the file system or a
+    device, an extraction of the same file in progress elsewhere), not of the request's input (a data set, cache
+    or setting that fails the same way again: ValueError, KeyError, TypeError, a missing file, ...)."""
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return False
+    return isinstance(exc, (MemoryError, OSError, RuntimeError, TimeoutError))
+
+
 class JobRunner:
     """Schedules and runs jobs from ``store``.
 
@@ -240,6 +249,7 @@ class JobRunner:
             else:
                 logger.error("job %s failed", job_id, exc_info=exc)
                 error = self._messages.clean(f"{type(exc).__name__}: {exc}")  # the log above keeps the paths
+                ctx.record(retryable=retryable(exc))
                 self.store.finish(job_id, JobStatus.failed, error=error, stage="failed")
         except Exception:
             logger.exception("could not record the outcome of job %s", job_id)

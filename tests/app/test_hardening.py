@@ -160,6 +160,29 @@ def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatc
                             "<server path>"), job["error"]
 
 
+@pytest.mark.parametrize("error,retry", [(MemoryError("out of memory"), True), (OSError(28, "No space left"), True),
+                                         (ValueError("every candidate diverged"), False),
+                                         (FileNotFoundError("cache file gone"), False)])
+def test_a_failed_job_says_whether_resuming_it_can_help(service, tmp_path, monkeypatch, error, retry):
+    """`retryable`, which the dashboard's Resume button of a failed job reads: true for a failure of the machine,
+    false for one of the input (the same request fails again); `resumable` stays true for both (the API allows it)."""
+    import probe
+
+    cache_id = _synthetic_cache(service, tmp_path)
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(probe, "run_probe", broken)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": FAST_PROBE})
+    job = wait_job(service, resp.json()["id"])
+    assert (job["status"], job["resumable"], job["retryable"]) == ("failed", True, retry)
+    monkeypatch.undo()
+    service.post(f"/api/jobs/{job['id']}/resume")
+    job = wait_job(service, job["id"])
+    assert (job["status"], job["resumable"], job["retryable"]) == ("succeeded", False, False)
+
+
 # -- 4. malformed input is a 4xx, never a 500 --------------------------------------------------------------
 @pytest.mark.parametrize("content", [
     b"{not json", b'{"path": "\xff\xfe"}', b"[1, 2]", b'{"path": "' + b"a" * 10_000 + b'"}',
