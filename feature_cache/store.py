@@ -373,8 +373,10 @@ class FeatureCache:
 
     def provenance(self, name: str | None = None) -> dict[str, str | None]:
         """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint,
-        encoder and extractor, and ``name``, the cache as the caller knows it (a path, the service's cache id)."""
-        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name}
+        encoder and extractor, the fingerprint of its data set's content, and ``name``, the cache as the caller
+        knows it (a path, the service's cache id)."""
+        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name,
+                "dataset": self.attrs.get("dataset_fingerprint") or None}
 
     def sources(self, split: str) -> list[str]:
         """Path of every sample of ``split`` inside the data set."""

@@ -18,7 +18,7 @@ from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
 from .uncertainty import observed_class_accuracy
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
-           "compare_on_images", "check_same_classes", "metric_title",
+           "compare_on_images", "check_same_classes", "check_same_images", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "METRIC_HEADER", "CLASS_HEADER"]
 
@@ -172,8 +172,21 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
                              f"both runs scored on the groups of the base run {base.run_id} ({base.grouping.note})")
     comparison.features = _features(base, other)
     if predictions is not None:
+        check_same_images(base, other)
         _add_intervals(comparison, *predictions, metric=_overall_metric(base, other))
     return comparison
+
+
+def check_same_images(base: Report, other: Report) -> None:
+    """Raise ValueError when the two runs' features come from data sets of other content
+    (:meth:`FeatureSource.other_images`): their test images differ, whatever their names, and pairing them would
+    turn two data sets' difference into a difference of the probes."""
+    if FeatureSource.other_images(base.features, other.features):
+        a, b = base.features.dataset, other.features.dataset
+        raise ValueError(f"the runs were scored on the test images of two different data sets (content fingerprints "
+                         f"{a[:12]} and {b[:12]}), even where file names and labels agree; a paired comparison needs "
+                         "the same test images. (The same images read from a folder and from an archive count as two "
+                         "data sets: extract both caches from one of them.)")
 
 
 def compare_on_images(base: Report, other: Report, predictions: tuple, where: str) -> Comparison:

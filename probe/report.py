@@ -318,6 +318,9 @@ class FeatureSource(_Model):
                                      "preprocessing, feature kind): another cache with the same one holds features "
                                      "the run's probe applies to (null in older reports)")
     cache: Optional[str] = Field(None, description="the path given to mr2probe train, or the service's cache id")
+    dataset: Optional[str] = Field(None, description="fingerprint of the content of the data set the cache was "
+                                   "extracted from (feature_cache.dataset_fingerprint): runs with other ones were "
+                                   "not scored on the same test images (null in older reports)")
 
     def describe(self) -> str:
         return f"{self.encoder}, cache {self.fingerprint[:12]}" + (f" ({self.cache})" if self.cache else "")
@@ -327,6 +330,13 @@ class FeatureSource(_Model):
         """Whether two runs recorded their features and they are other features (another fingerprint; the same
         cache under another name is the same features)."""
         return a is not None and b is not None and a.fingerprint != b.fingerprint
+
+    @staticmethod
+    def other_images(a: "FeatureSource | None", b: "FeatureSource | None") -> bool:
+        """Whether two runs' features come from data sets of other content, so that their test images differ
+        even where their file names and labels agree (two versions of a data set): False when a run did not
+        record it."""
+        return a is not None and b is not None and None not in (a.dataset, b.dataset) and a.dataset != b.dataset
 
 
 class Report(_Model):

@@ -171,3 +171,20 @@ def test_compare_on_a_cache_refuses_runs_of_other_classes(run, tmp_path, capsys)
     capsys.readouterr()
     assert main(["compare", str(out), str(other), "--features", str(cache)]) == 2
     assert "runs have different classes and cannot be compared" in capsys.readouterr().err
+
+
+def test_compare_refuses_runs_on_two_data_sets_with_the_same_file_names(tmp_path, capsys):
+    """Two versions of a data set (same class folders and file names, other images): `compare` cannot pair their
+    test images, and says so, instead of an interval and a sign test on two different image sets."""
+    rng = np.random.default_rng(7)
+    y = {name: np.repeat(np.arange(len(NAMES)), 10) for name in ("train", "val", "test")}
+    runs = []
+    for version in ("1", "2"):
+        cache = _cache(tmp_path / f"v{version}.h5", {s: _split(rng, labels, s) for s, labels in y.items()}, NAMES,
+                       dataset_fingerprint=version * 64)
+        runs.append(tmp_path / f"run{version}")
+        assert main(["train", "--features", str(cache), "--out", str(runs[-1]), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", *map(str, runs)]) == 2
+    assert "test images of two different data sets (content fingerprints 111111111111 and 222222222222)" in \
+        capsys.readouterr().err

@@ -97,6 +97,20 @@ def test_paired_intervals_with_stored_predictions():
     with pytest.raises(ValueError, match="different test splits"):
         compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
                                       Predictions(labels[::-1], other_pred[None], conf)))
+    # the same file names and labels from two data sets of other content (two versions of a data set): not paired
+    from probe.report import FeatureSource
+
+    pair = (Predictions(labels, base_pred[None], conf, ["cat/0.png"] * 300),
+            Predictions(labels, other_pred[None], conf, ["cat/0.png"] * 300))
+    base.features = FeatureSource(fingerprint="a" * 64, encoder="e", dataset="1" * 64)
+    other.features = FeatureSource(fingerprint="b" * 64, encoder="e", dataset="2" * 64)
+    with pytest.raises(ValueError, match="test images of two different data sets .*111111111111 and 222222222222"):
+        compare_reports(base, other, pair)
+    assert compare_reports(base, other).metrics["hard"].delta == pytest.approx(0.3)  # unpaired deltas still shown
+    other.features = FeatureSource(fingerprint="b" * 64, encoder="f", dataset="1" * 64)  # another encoder, same data
+    assert compare_reports(base, other, pair).metrics["hard"].delta_ci is not None
+    other.features.dataset = None  # an older report: the sources decide, as before
+    assert compare_reports(base, other, pair).metrics["hard"].delta_ci is not None
 
 
 def test_cost_is_the_ratio_of_the_wall_times_and_says_when_the_settings_differ():
