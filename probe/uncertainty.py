@@ -44,8 +44,16 @@ _BLOCK_ELEMENTS = 4_000_000
 _CHUNK_ELEMENTS = 65_536
 
 
+# A bound within this of 0 is 0. The bootstrap reads seed-mean scores (k / seeds) as float32, whose rounding (up
+# to ~6e-8 each, ~1.2e-7 in a difference) gave a delta's lower bound of 1.5e-9 where every resample had 0: printed
+# "+0.00" but not "within noise", and a decision's "lower bound > 0" could pass on it. One image moves an accuracy
+# by 1/n, more than 1e-6 below a million images; a single image in more is within noise anyway.
+ZERO_TOLERANCE = 1e-6
+
+
 def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
-    """Percentile interval over axis 0: ``[lo, hi]`` of shape ``(2, *samples.shape[1:])``.
+    """Percentile interval over axis 0: ``[lo, hi]`` of shape ``(2, *samples.shape[1:])``; a bound within
+    ``ZERO_TOLERANCE`` of 0 is exactly 0.
 
     Resamples whose value is ``nan`` (e.g. a class absent from a split) are ignored; all-``nan`` gives ``nan``.
     """
@@ -56,7 +64,8 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np
     if samples.shape[0] == 0 or np.all(np.isnan(samples)):
         return np.full((2, *samples.shape[1:]), np.nan)
     with np.errstate(all="ignore"):
-        return np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
+        interval = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
+    return np.where(np.abs(interval) < ZERO_TOLERANCE, 0.0, interval)
 
 
 class Bootstrap:

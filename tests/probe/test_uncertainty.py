@@ -123,6 +123,12 @@ def test_percentile_interval():
     np.testing.assert_allclose(percentile_interval(samples, 0.9), np.percentile(samples, [5, 95], axis=0))
     with pytest.raises(ValueError, match="level must lie in"):
         percentile_interval(samples, 1.5)
+    # float32 rounding of seed-mean scores (float32(2/3) + float32(1/3) - 1 = 3e-8) is no difference: an interval
+    # whose resamples are all "equal" is exactly [0, 0], "within noise"; one image in a million is kept
+    rounding = np.float64(np.float32(2 / 3)) + np.float64(np.float32(1 / 3)) - 1.0
+    assert rounding != 0.0
+    np.testing.assert_array_equal(percentile_interval(np.full((100, 1), rounding / 2)), [[0.0], [0.0]])
+    np.testing.assert_array_equal(percentile_interval(np.full((100, 1), 2e-6)), [[2e-6], [2e-6]])
 
 
 def test_group_stability():
