@@ -118,6 +118,23 @@ def _cache_default_head(cache_row: dict[str, Any]) -> str:
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
 
 
+def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
+    """A reference run must be readable and have the cache's classes, in order (its groups and floor are per
+    class): otherwise the job would fail after its queue wait."""
+    from probe import load_report
+
+    try:
+        theirs = list(load_report(run["path"]).class_names)
+    except (OSError, ValueError) as exc:
+        raise RequestInvalid("reference_run", f"run {run['id']!r} cannot be read: {exc}") from None
+    mine = list(cache_row["class_names"])
+    if theirs != mine:
+        at = next((k for k, (a, b) in enumerate(zip(theirs, mine)) if a != b), min(len(theirs), len(mine)))
+        raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r} "
+                             f"({len(theirs)} against {len(mine)}; class {at} differs): its groups and floor "
+                             "cannot apply")
+
+
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
@@ -133,7 +150,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     if job.kind == "probe":
         cache_row = store.get_cache(job.cache_id)
         if job.reference_run:
-            store.get_run(job.reference_run)
+            _check_reference(store.get_run(job.reference_run), cache_row)
         config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"])
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     dataset = store.get_dataset(job.dataset_id)

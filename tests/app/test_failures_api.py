@@ -182,6 +182,12 @@ def test_scores_on_features_of_another_encoder_are_422(fresh_finished, tmp_path)
     other = synthetic_cache(client.app.state.store, tmp_path)  # 8-d features of a "synthetic" encoder
     resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": other["id"]})
     assert resp.status_code == 422 and "takes 1280-d features; these have 8" in resp.json()["detail"]
+    # a reference run of other classes is refused at submission, not after the job's queue wait
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": other["id"], "reference_run": fresh_finished.erm,
+                                          "config": {"loss": "mr2"}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith(f"reference_run: run {fresh_finished.erm!r} has other classes than cache")
+    assert client.get("/api/jobs").json()[0]["id"] == fresh_finished.job["id"]  # no job was made
 
 
 def test_scores_on_a_cache_removed_from_disk_are_404(fresh_finished, tmp_path):
