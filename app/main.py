@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -78,7 +77,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.include_router(jobs.router, prefix="/api", dependencies=protected)
     app.include_router(reports.router, prefix="/api", dependencies=protected)
     app.include_router(dashboard.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", dashboard.StaticWithPolicy(directory=STATIC_DIR), name="static")
     # Added last = runs first: the Host check, then the origin check, then the body limit.
     # only the data set upload streams a multipart body past the limit (to disk, under its own limit)
     app.add_middleware(BodyLimit, limit=settings.max_json_bytes,

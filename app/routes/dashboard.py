@@ -11,13 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 router = APIRouter(include_in_schema=False)
+
+
+class StaticWithPolicy(StaticFiles):
+    """``/static``: the pages' files with the pages' Content-Security-Policy, since ``/static/index.html`` is the
+    whole dashboard too, and ``nosniff`` so that no file is read as another type."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 def _page() -> FileResponse:

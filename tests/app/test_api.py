@@ -439,9 +439,12 @@ def test_dashboard_pages_are_served_offline(finished):
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in resp.headers["content-security-policy"]
         assert "http://" not in resp.text and "https://" not in resp.text
-    for asset in ("app.js", "charts.js", "style.css"):
+    for asset in ("app.js", "charts.js", "style.css", "index.html"):
         resp = finished.client.get(f"/static/{asset}")
         assert resp.status_code == 200
+        # /static/index.html is the whole dashboard too: the same policy on every static file
+        assert resp.headers["content-security-policy"] == finished.client.get("/").headers["content-security-policy"]
+        assert resp.headers["x-content-type-options"] == "nosniff"
         text = resp.text.replace('"http://www.w3.org/2000/svg"', "")  # the SVG namespace name, not a URL fetched
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
 
