@@ -2,12 +2,15 @@
 ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from pathlib import Path
+from typing import Any, Callable
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -18,6 +21,19 @@ from probe import Comparison, Report
 from ..schemas import ERROR_RESPONSES, FailuresOut, IdPath, RunOut, ScoresOut
 
 router = APIRouter(tags=["reports"])
+
+# Scoring a probe on a cache and comparing two runs read whole splits and bootstrap them (seconds on a large
+# cache): at most this many run at once, each in a thread of its own; the others wait for a slot without holding
+# a thread, so that a burst of them cannot take every worker thread (and /api/health with them).
+SCORING_SLOTS = 2
+
+
+async def _in_scoring_slot(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a worker thread once one of the ``SCORING_SLOTS`` is free."""
+    limiter = getattr(request.app.state, "scoring_limiter", None)
+    if limiter is None:  # made in the event loop, on first use (no await in between: no race)
+        limiter = request.app.state.scoring_limiter = anyio.CapacityLimiter(SCORING_SLOTS)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
 
 
 def _report(store: Store, run_id: str) -> Report:
@@ -105,9 +121,14 @@ SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache'
 
 @router.get("/runs/{run_id}/scores", response_model=ScoresOut, responses=ERROR_RESPONSES,
             summary="The run's shipped probe scored on a registered cache's split (mr2probe predict)")
-def run_scores(run_id: IdPath, cache: str = Query(..., min_length=1, max_length=64,
-                                                  description="cache id, e.g. of another data set's images"),
-               split: str = SplitQuery, store: Store = Depends(get_store)) -> ScoresOut:
+async def run_scores(request: Request, run_id: IdPath,
+                     cache: str = Query(..., min_length=1, max_length=64,
+                                        description="cache id, e.g. of another data set's images"),
+                     split: str = SplitQuery, store: Store = Depends(get_store)) -> ScoresOut:
+    return await _in_scoring_slot(request, _scores, store, run_id, cache, split)
+
+
+def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
     from probe.deploy import score_predictions
 
     from ..shipped import predict_cache, reproduces
@@ -222,29 +243,29 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
             summary="Per-class and per-group deltas of `other` against `base` (probe.compare_reports), with 95 % "
             "paired bootstrap intervals when both runs stored their test predictions; with `cache`, of their "
             "shipped probes on that cache's split")
-def compare(base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache, split: str = SplitQuery,
-            store: Store = Depends(get_store)) -> Comparison:
-    return _comparison(store, base, other, cache, split)
+async def compare(request: Request, base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
+                  split: str = SplitQuery, store: Store = Depends(get_store)) -> Comparison:
+    return await _in_scoring_slot(request, _comparison, store, base, other, cache, split)
 
 
-async def _comparison_file(store: Store, base: str, other: str, fmt: str, cache: str | None,
+async def _comparison_file(request: Request, store: Store, base: str, other: str, fmt: str, cache: str | None,
                            split: str) -> Response:
     from probe.export import COMPARE_FORMATS
 
-    comparison = await run_in_threadpool(_comparison, store, base, other, cache, split)
+    comparison = await _in_scoring_slot(request, _comparison, store, base, other, cache, split)
     return _download(COMPARE_FORMATS[fmt](comparison), fmt, f"{base}_vs_{other}")
 
 
 @router.get("/compare.html", response_class=Response,
             responses=_export_responses("the comparison as one self-contained HTML page (mr2probe compare "
                                         "--format html)"))
-async def compare_html(base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
+async def compare_html(request: Request, base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
                        split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
-    return await _comparison_file(store, base, other, "html", cache, split)
+    return await _comparison_file(request, store, base, other, "html", cache, split)
 
 
 @router.get("/compare.md", response_class=Response,
             responses=_export_responses("the comparison as Markdown (mr2probe compare --format md)"))
-async def compare_md(base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
+async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
                      split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
-    return await _comparison_file(store, base, other, "md", cache, split)
+    return await _comparison_file(request, store, base, other, "md", cache, split)

@@ -183,6 +183,41 @@ def test_a_failed_job_says_whether_resuming_it_can_help(service, tmp_path, monke
     assert (job["status"], job["resumable"], job["retryable"]) == ("succeeded", False, False)
 
 
+def test_scorings_and_comparisons_run_a_few_at_a_time(service, monkeypatch):
+    """A burst of comparisons (each reads and bootstraps whole splits) runs SCORING_SLOTS at a time in threads of
+    its own; the rest wait without a thread, and the API keeps answering meanwhile."""
+    import time
+
+    from fastapi import HTTPException
+
+    import app.routes.reports as reports
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def slow(*args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        raise HTTPException(404, "no such run")
+
+    monkeypatch.setattr(reports, "_comparison", slow)
+    codes = []
+
+    def ask():
+        codes.append(service.get("/api/compare", params={"base": "run_a", "other": "run_b"}).status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert service.get("/api/health").status_code == 200
+    for t in threads:
+        t.join()
+    assert codes == [404] * 8 and peak[0] == reports.SCORING_SLOTS == 2
+
+
 # -- 4. malformed input is a 4xx, never a 500 --------------------------------------------------------------
 @pytest.mark.parametrize("content", [
     b"{not json", b'{"path": "\xff\xfe"}', b"[1, 2]", b'{"path": "' + b"a" * 10_000 + b'"}',
