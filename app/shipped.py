@@ -47,7 +47,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False)
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     checked = []
     for probe in probes:
-        warnings = probe.check_features(source, cache.num_features)
+        warnings = probe.check_features(source, cache.num_features) + _own_images(probe, source, split)
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
         if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
@@ -60,6 +60,17 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False)
         predicted = [probe.predict_with_confidence(features) for probe in probes]
     return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled)
             for got, (warnings, mapping) in zip(predicted, checked)]
+
+
+def _own_images(probe, source, split: str) -> list[str]:
+    """A warning when ``split`` of the cache is the one the probe was trained or selected on: its scores there say
+    little of new images."""
+    mine = probe.features
+    if split == "test" or mine is None or mine.fingerprint != source.fingerprint:
+        return []
+    use = "trained on" if split == "train" else "selected on (and, when it cross-validated, trained on)"
+    return [f"These are the {split} images of the run's own cache: the probe was {use} them, so these scores "
+            "overstate its accuracy on new images; its test split (or other images) says how it does."]
 
 
 def _names(names: list[str], at_most: int = 5) -> str:

@@ -110,6 +110,17 @@ def test_features_the_run_was_not_trained_on_are_refused(run, tmp_path, capsys, 
     assert message in capsys.readouterr().err
 
 
+def test_scores_on_the_runs_own_train_or_val_images_are_flagged(run, capsys):
+    cache, out = run
+    for split, use in (("train", "trained on them"), ("val", "selected on (and, when it cross-validated")):
+        capsys.readouterr()
+        assert main(["predict", str(out), "--features", str(cache), "--split", split]) == 0
+        err = capsys.readouterr().err
+        assert f"warning: These are the {split} images of the run's own cache: the probe was {use}" in err
+    assert main(["predict", str(out), "--features", str(cache)]) == 0
+    assert "warning" not in capsys.readouterr().err  # its own test split: nothing to flag
+
+
 def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
     cache, out = run
     assert main(["predict", str(out), "--features", str(cache), "--split", "holdout"]) == 2
