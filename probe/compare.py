@@ -128,6 +128,9 @@ class Comparison(BaseModel):
                                         "report predates its timing)")
     features: Optional[str] = Field(None, description="each run's features where they differ (other caches: "
                                     "encoders, preprocessing or data); null when they match or a report lacks them")
+    warnings: list[str] = Field(default_factory=list, description="what limits a comparison on other images "
+                                "(scored_on): images of classes the runs lack, the runs' own train or val images, "
+                                "features checked by encoder name only")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
@@ -307,6 +310,7 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
         facts.append(("verdict", comparison.verdict_text))
     if comparison.features is not None:
         facts.append(("features differ", comparison.features))
+    facts += [("warning", warning) for warning in comparison.warnings]
     if comparison.cost is not None:
         cost = comparison.cost
         facts.append(("time", f"base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .report import add_export_arguments, check_export_arguments, write_document
 
@@ -40,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         comparison, warnings = compare_on_cache(base, other, (args.base, args.other), args.features, args.split,
                                                 args.features)
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+        comparison.warnings = warnings  # in the JSON and every view (comparison_facts)
     if args.format:
         write_document(COMPARE_FORMATS[args.format](comparison), args.out)
         return 0

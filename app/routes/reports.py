@@ -231,8 +231,10 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
         if path is None:
             return compare_reports(_report(store, base), _report(store, other),
                                    load_pair(runs[0]["path"], runs[1]["path"]))
-        return compare_on_cache(_report(store, base), _report(store, other), (runs[0]["path"], runs[1]["path"]),
-                                path, split, f"cache {cache}")[0]
+        comparison, warnings = compare_on_cache(_report(store, base), _report(store, other),
+                                                (runs[0]["path"], runs[1]["path"]), path, split, f"cache {cache}")
+        comparison.warnings = warnings
+        return comparison
     except ValueError as exc:  # e.g. the runs have different classes, or the cache other features
         raise HTTPException(422, str(exc)) from None
     except FileNotFoundError:

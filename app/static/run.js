@@ -255,6 +255,7 @@
     });
     return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes on ${c.scored_on}; groups of ${names.other}.`),
       c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
+      ...(c.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       table(["metric", ...[names.other, names.main, "Δ [95 % interval]"].map((x) => h("th", { class: "num" }, x))],
         rows, "", { id: "score-compare-table" })].filter(Boolean);
   }

@@ -155,7 +155,7 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     assert main(["compare", str(out), str(other), "--features", str(new), "--json"]) == 0
     captured = capsys.readouterr()
     comparison = json.loads(captured.out)
-    assert "8 images of classes the runs do not have are left out" in captured.err
+    assert "8 images of classes the runs do not have are left out." in comparison["warnings"]
     for side in ("base", "other"):
         assert comparison["metrics"]["overall"][side] == pytest.approx(scores[side]["accuracy"])
         assert comparison["metrics"]["balanced"][side] == pytest.approx(scores[side]["balanced"])
@@ -166,7 +166,9 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     assert comparison["scored_on"] == f"{new}, split test (32 images)"
     assert re.search(r"The runs (differ on \d+ of|agree on every one of the) 32 images", comparison["verdict_text"])
     assert main(["compare", str(out), str(other), "--features", str(new)]) == 0
-    assert "accuracy (%) of the shipped probes (first seed) on" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "accuracy (%) of the shipped probes (first seed) on" in text
+    assert "warning: 8 images of classes the runs do not have are left out." in text
     md = tmp_path / "cmp.md"
     assert main(["compare", str(out), str(other), "--features", str(new), "--format", "md", "--out", str(md)]) == 0
     assert f"## Accuracy (%) of the shipped probes (first seed) on {new}" in md.read_text()  # the path as it is

@@ -219,6 +219,10 @@ def test_compare_on_a_cache_scores_both_shipped_probes(finished):
     assert md.status_code == 200 and "shipped probes (first seed) on cache" in md.text
     assert client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2,
                                               "cache": "nope"}).status_code == 404
+    assert body["warnings"] == []
+    train = client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2, "cache": cache_id,
+                                               "split": "train"}).json()
+    assert any("train images of the run's own cache" in w for w in train["warnings"]), train["warnings"]
 
 
 def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished, tmp_path):
