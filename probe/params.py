@@ -18,7 +18,7 @@ from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get
 
 __all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "L2_OPTIMIZERS", "MAX_EPOCHS",
            "MAX_BATCH_SIZE", "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES",
-           "MAX_GRID_CANDIDATES", "MAX_SEED"]
+           "MAX_GRID_CANDIDATES", "MAX_SEED", "MAX_CBAR", "MAX_P", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_LAM"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
 MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
@@ -27,25 +27,31 @@ MAX_SEEDS = 20                # seeds of one run
 MAX_GRID_VALUES = 64          # values in one grid (lr_grid, wd_grid, cbar_grid, lam_grid, each loss_options_grid)
 MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (the fits it costs)
 MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
+# Numbers past these are no setting of a linear probe (c̄ 1–3 in the paper, p 2 or 3, lr ≤ 0.1, α/n ≤ 1000/n):
+# c̄ = 1e300 made every γ_k infinite and "succeeded" at chance, wd = 1e300 diverged blaming the learning rate.
+MAX_CBAR = 100.0              # mean margin c̄
+MAX_P = 100.0                 # exponent p of r_k² = mean ‖φ‖_p²
+MAX_LR = 100.0                # learning rate
+MAX_WEIGHT_DECAY = 1e6        # weight decay (the L2 strength α/n for adam and sgd)
+MAX_LAM = 100.0               # weight λ of ℓ_s̄ (and of the sample-margin / zero-centroid regularisers)
 
 R2_MODES = ("exact", "ema")
 OPTIMIZERS = ("adam", "adamw", "sgd")  # probe.optim
 L2_OPTIMIZERS = ("adam", "sgd")  # their weight_decay is the gradient of the L2 penalty weight_decay/2·‖W‖²
 TRAINING_PRECISIONS = ("auto", "fp32", "bf16")  # probe.precision: what each means, how auto chooses
 
-_POSITIVE = Interval(float, 0, None, "neither")
 _NONNEG = Interval(float, 0, None, "left")
 
 TRAINER_PARAMS: dict[str, list] = {
     "head": [Name("head", lambda: list(HEADS))],
     "loss": [Name("loss", lambda: list(LOSSES))],
-    "cbar": [_POSITIVE],
-    "p": [_POSITIVE, None],
-    "lam": [_NONNEG],
+    "cbar": [Interval(float, 0, MAX_CBAR, "right")],
+    "p": [Interval(float, 0, MAX_P, "right"), None],
+    "lam": [Interval(float, 0, MAX_LAM, "both")],
     "adapter": [Name("adapter", lambda: list(ADAPTERS)), None],
     "r2_mode": [Options(R2_MODES)],
-    "lr": [_POSITIVE],
-    "weight_decay": [_NONNEG],
+    "lr": [Interval(float, 0, MAX_LR, "right")],
+    "weight_decay": [Interval(float, 0, MAX_WEIGHT_DECAY, "both")],
     "epochs": [Interval(int, 1, MAX_EPOCHS)],
     "batch_size": [Interval(int, 1, MAX_BATCH_SIZE), None],
     "optimizer": [Options(OPTIMIZERS)],
@@ -53,12 +59,12 @@ TRAINER_PARAMS: dict[str, list] = {
     "device": [Device()],
     "precision": [Options(TRAINING_PRECISIONS)],
     "random_state": [Interval(int, 0, MAX_SEED)],
-    "momentum": [_NONNEG],
+    "momentum": [Interval(float, 0, 1, "left")],
     "head_options": [Instance((dict,), "a dict of head options"), None],
     "loss_options": [Instance((dict,), "a dict of loss options"), None],
     "adapter_rank": [Interval(int, 1, MAX_ADAPTER_RANK), None],
-    "sm_weight": [_NONNEG],
-    "zc_weight": [_NONNEG],
+    "sm_weight": [Interval(float, 0, MAX_LAM, "both")],
+    "zc_weight": [Interval(float, 0, MAX_LAM, "both")],
     "ema_decay": [Interval(float, 0, 1, "left")],
     "rep_margin_samples": [Interval(int, 2, None)],
     "tol": [_NONNEG, None],

@@ -94,9 +94,13 @@ class AdapterSpec:
         return _options_of(self.options)
 
 
-_POSITIVE = Interval(float, 0, None, "neither")
-_NONNEG = Interval(float, 0, None, "left")
-_SCALE = (_POSITIVE,)
+# Loss and head options are bounded far beyond any useful setting (a logit scale of 16–64, a focal γ of 0–5, ...)
+# so that no request trains on infinities or overflows: the numbers are listed in docs/ARCHITECTURE.md.
+MAX_SCALE = 1000.0            # logit scale s of cosine heads and losses
+MAX_OPTION = 100.0            # sharpness, power, focal γ, group-DRO η, logit-adjustment |τ|
+_POSITIVE = Interval(float, 0, MAX_OPTION, "right")
+_NONNEG = Interval(float, 0, MAX_OPTION, "both")
+_SCALE = (Interval(float, 0, MAX_SCALE, "right"),)
 _SHARPNESS = Option(1.0, (_NONNEG,))
 
 HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in [
@@ -117,7 +121,7 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
     LossSpec("mr2_valerr", "MarginCrossEntropy",
              {"val_error": Option(None, (Numbers(Interval(float, 0, 1)),)),
               "power": Option(1.0, (_NONNEG,)),
-              "eps": Option(0.01, (_POSITIVE,))}, "val_error", "logits",
+              "eps": Option(0.01, (Interval(float, 0, 1, "right"),))}, "val_error", "logits",
              "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a, e_k the reference run's per-class validation error",
              {"source": "val_error"}),
     LossSpec("focal", "FocalLoss", {"gamma_focal": Option(2.0, (_NONNEG,))}, "none",
@@ -125,15 +129,15 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
     LossSpec("group_dro", "GroupDROLoss", {"eta": Option(0.01, (_POSITIVE,))},
              "none", "logits", "online group DRO, classes as groups (Sagawa et al., 2020)"),
     LossSpec("logit_adjust", "LogitAdjustedLoss",
-             {"tau": Option(1.0, (Interval(float),)),
-              "priors": Option(None, (Numbers(_NONNEG),))}, "priors", "logits",
+             {"tau": Option(1.0, (Interval(float, -MAX_OPTION, MAX_OPTION),)),
+              "priors": Option(None, (Numbers(Interval(float, 0, None, "left")),))}, "priors", "logits",
              "logit-adjusted CE with training priors (Menon et al., 2021)"),
     LossSpec("label_smoothing", "LabelSmoothingLoss", {"smoothing": Option(0.1, (Interval(float, 0, 1, "left"),))},
              "none", "logits", "cross-entropy with label smoothing"),
     LossSpec("lm_softmax", "LMSoftmaxLoss", {"scale": Option(16.0, _SCALE)}, "none", "cosine",
              "LM-Softmax (Zhou et al., 2022); needs head='cosine'"),
     LossSpec("cosface", "CosFaceLoss", {"scale": Option(16.0, _SCALE),
-                                        "margin": Option(0.35, (Interval(float),))}, "none", "cosine",
+                                        "margin": Option(0.35, (Interval(float, -2, 2),))}, "none", "cosine",
              "CosFace large-margin cosine loss; needs head='cosine'"),
     LossSpec("arcface", "ArcFaceLoss", {"scale": Option(16.0, _SCALE),
                                         "margin": Option(0.5, (Interval(float, 0, math.pi / 2, "left"),))},

@@ -156,6 +156,11 @@ def _run_loss_options(config: ProbeConfig, reference: Report | None) -> dict[str
     return {"val_error": np.nan_to_num(1.0 - ref_acc, nan=1.0).tolist()}
 
 
+# what a user can change when fits diverge: the learning rate most often, else a setting the failure names
+_DIVERGED_ADVICE = ("use smaller lr_grid values, or a smaller weight decay or loss option among the settings "
+                    "named")
+
+
 class _Progress:
     """Fraction of the run's fits done, reported through ``progress``; ``should_stop`` polled at each step."""
 
@@ -389,7 +394,7 @@ def _sweep(fitter: _Fitter, scorer: _Scorer, ref_groups: dict | None) -> _Sweep:
                     overall, hard)
     if not any(c.failed is None for c in scored):
         raise ValueError(f"every one of the {len(scored)} selection candidates diverged (first: {scored[0].failed}); "
-                         "use smaller lr_grid values.")
+                         f"{_DIVERGED_ADVICE}.")
     return _Sweep(candidates, scored, fitted, correct)
 
 
@@ -423,7 +428,7 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple
     for seed, trainer in zip(seeds, trainers):
         failure = diverged(trainer)
         if failure is not None:
-            raise ValueError(f"seed {seed} with the selected {chosen} {failure}; use smaller lr_grid values.")
+            raise ValueError(f"seed {seed} with the selected {chosen} {failure}; {_DIVERGED_ADVICE}.")
         evaluations.append(evaluate_seed(trainer, seed, splits.val, splits.test, splits.num_classes))
     return trainers[0], evaluations
 

@@ -571,14 +571,16 @@ def diverged(trainer: ProbeTrainer) -> str | None:
     """Why a fitted trainer cannot be trusted, or None: a non-finite training loss (the first epoch where it
     happened) or non-finite weights after training. Checked after the fit, so the training loop stays as is."""
     trainer._check_fitted()
+    settings = ", ".join([f"lr={trainer.lr}", f"weight_decay={trainer.weight_decay}", f"loss={trainer.loss}"]
+                         + [f"{k}={v}" for k, v in (trainer.loss_options or {}).items() if k != "val_error"])
     bad = [i for i, v in enumerate(trainer.history_) if not math.isfinite(v)]
     if bad:
-        return f"diverged: non-finite loss at epoch {bad[0] + 1} of {len(trainer.history_)} (lr={trainer.lr})"
+        return f"diverged: non-finite loss at epoch {bad[0] + 1} of {len(trainer.history_)} ({settings})"
     modules = [trainer.head_] + ([trainer.adapter_] if trainer.adapter_ is not None else [])
     for m in modules:
         for name, value in m.state_dict().items():
             if not bool(torch.isfinite(value).all()):
-                return f"diverged: non-finite weights in {m.spec.name} {name} after training (lr={trainer.lr})"
+                return f"diverged: non-finite weights in {m.spec.name} {name} after training ({settings})"
     return None
 
 

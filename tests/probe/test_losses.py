@@ -103,7 +103,7 @@ def test_registry_errors_name_the_problem():
         create_loss("mr2", sharpnes=2)
     with pytest.raises(ValueError, match="needs val_error"):
         create_loss("mr2_valerr")
-    with pytest.raises(ValueError, match="gamma_focal must be >= 0"):
+    with pytest.raises(ValueError, match=r"gamma_focal must be in \[0, 100\]"):
         create_loss("focal", gamma_focal=-1)
     # None options are dropped so defaults survive
     assert create_loss("focal", gamma_focal=None).gamma_focal == 2.0

@@ -367,7 +367,7 @@ def test_cosine_only_losses_and_regularisers():
         ({}, np.ones((3, 2)), np.array([0, 1, -1]), "labels must be >= 0"),
         ({}, np.ones((3, 2)), np.array([0.5, 1, 0]), "integer class indices"),
         ({"loss": "nope"}, np.ones((3, 2)), np.array([0, 1, 0]), "Unknown loss 'nope'"),
-        ({"cbar": 0}, np.ones((3, 2)), np.array([0, 1, 0]), "cbar must be > 0, got 0"),
+        ({"cbar": 0}, np.ones((3, 2)), np.array([0, 1, 0]), r"cbar must be in \(0, 100\], got 0"),
         ({"r2_mode": "running"}, np.ones((3, 2)), np.array([0, 1, 0]), "r2_mode must be one of exact, ema"),
         ({"optimizer": "nadam"}, np.ones((3, 2)), np.array([0, 1, 0]), "optimizer must be one of adam, adamw, sgd"),
         ({"warmup_epochs": 200}, np.ones((3, 2)), np.array([0, 1, 0]), "warmup_epochs must be"),
