@@ -49,10 +49,13 @@ How the forward pass runs (not part of the spec; the cache records the precision
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import os
+import pickle
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,11 +397,33 @@ def _effnet_lite0_file(spec: EncoderSpec, arg: str | None) -> Path:
     return path
 
 
+# What torch.load raises for a file that is no checkpoint (a text file, a truncated or foreign archive, a pickle
+# of other objects under weights_only): an IndexError or UnpicklingError deep in the unpickler, whose own advice
+# ("re-run with weights_only=False") would run arbitrary code from the file.
+_UNREADABLE_CHECKPOINT = (pickle.UnpicklingError, EOFError, IndexError, KeyError, UnicodeDecodeError,
+                          zipfile.BadZipFile, RuntimeError, ValueError)
+
+
+@contextlib.contextmanager
+def _reading_checkpoint(path: Path | str | None, what: str):
+    """Turn a checkpoint torch cannot read safely into a ValueError naming the file and what it should be (no
+    file, as for an open_clip model without weights: nothing to turn)."""
+    try:
+        yield
+    except _UNREADABLE_CHECKPOINT as exc:
+        if path is None:
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ValueError(f"{path} is not {what} that torch can read safely (weights only): "
+                         f"{type(exc).__name__}{': ' + first if first else ''}.") from None
+
+
 def _build_effnet_lite0(spec: EncoderSpec, arg: str | None, device: torch.device, **runtime: Any) -> Encoder:
     import timm
 
     path = _effnet_lite0_file(spec, arg)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    with _reading_checkpoint(path, "a PyTorch checkpoint of EfficientNet-Lite0"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
     count = load_state_dict_by_position(model, state, f"effnet-lite0 weights {path}")
     model.reset_classifier(0)  # keep the ImageNet head out of the encoder: pooled 1280-d features
@@ -496,15 +521,16 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
     arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
     import open_clip
 
-    model = open_clip.create_model(
-        arch,
-        pretrained=str(path) if path else None,
-        force_quick_gelu=quick_gelu,
-        force_preprocess_cfg=preprocess_override or None,
-        pretrained_image=False,
-        pretrained_text=False,
-        device="cpu",
-    )
+    with _reading_checkpoint(path, f"an open_clip checkpoint of {arch}"):
+        model = open_clip.create_model(
+            arch,
+            pretrained=str(path) if path else None,
+            force_quick_gelu=quick_gelu,
+            force_preprocess_cfg=preprocess_override or None,
+            pretrained_image=False,
+            pretrained_text=False,
+            device="cpu",
+        )
     pp = dict(model.visual.preprocess_cfg)
     size = pp.get("size", 224)
     size = size if isinstance(size, int) else int(size[0])
@@ -578,7 +604,8 @@ def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device, **ru
     from torchvision.models import resnet50
 
     path = _mocov2_checkpoint(spec, arg)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    with _reading_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = convert_mocov2_state_dict(checkpoint, str(path))
     model = resnet50(weights=None)
     model.fc = nn.Identity()

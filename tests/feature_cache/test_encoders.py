@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,23 @@ def test_mocov2_errors_name_the_file(tmp_path):
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, bad)
     with pytest.raises(ValueError, match="no 'module.encoder_q.\\*' keys; not a MoCo v2 checkpoint"):
         create_encoder(f"mocov2:{bad}")
+
+
+def test_a_file_that_is_no_checkpoint_is_a_clear_error(tiny_clip, tmp_path):
+    """A text file or a truncated checkpoint given as weights: a ValueError naming the file, not an IndexError
+    from the unpickler or its advice to load with weights_only=False."""
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    good = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model(tiny_clip).state_dict(), good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:1000])
+    for name, what in ((f"mocov2:{text}", "a MoCo v2 checkpoint"), (f"openclip:{tiny_clip}:{text}",
+                       f"an open_clip checkpoint of {tiny_clip}"), (f"openclip:{tiny_clip}:{cut}", "an open_clip")):
+        path = name.rsplit(":", 1)[1]
+        with pytest.raises(ValueError, match=f"^{re.escape(path)} is not {re.escape(what)}.* that torch can read "
+                                             r"safely \(weights only\): \w+"):
+            create_encoder(name)
 
 
 def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, tmp_path):
