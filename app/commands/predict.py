@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.out:
+        _check_out(Path(args.out))
     probe = RunProbe.load(args.run_dir)
     (got,) = predict_cache([probe], args.features, args.split, unlabelled=True)
     if args.out:
@@ -63,16 +65,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(path: Path) -> None:
+    """Before any work: ``--out`` must name a file in an existing folder."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name, e.g. {path / 'predictions.csv'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: the folder {path.parent} does not exist")
+
+
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:
-    """The predictions, one row per image, written to a temporary file renamed over ``path``."""
+    """The predictions, one row per image, written to a temporary file renamed over ``path`` (removed again
+    when that fails)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted,
-                                                     got.confidence)):
-            writer.writerow([i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)])
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_COLUMNS)
+            for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted,
+                                                         got.confidence)):
+                writer.writerow([i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _pct(x: float | None) -> str:

@@ -127,6 +127,12 @@ def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
     assert "has no split 'holdout'; it has train, val, test" in capsys.readouterr().err
     assert main(["predict", str(out), "--features", str(cache), "--limit", "0"]) == 2
     assert "--limit must be >= 1" in capsys.readouterr().err
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder; give a file name, e.g. {tmp_path / 'predictions.csv'}" in \
+        capsys.readouterr().err
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "no" / "p.csv")]) == 2
+    assert f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
     rng = np.random.default_rng(4)
     strangers = _cache(tmp_path / "s.h5", {"test": _split(rng, np.arange(2), "t")}, ["x", "y"])
     assert main(["predict", str(out), "--features", str(strangers)]) == 2
