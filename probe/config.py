@@ -265,12 +265,23 @@ class ProbeConfig(BaseModel):
         if self.epochs is not None and self.warmup_epochs and self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), "
                              f"got {self.warmup_epochs}.")
+        self._check_effective()
         fits = self.n_candidates() * len(self.seeds)
         if fits > MAX_GRID_CANDIDATES:
             raise ValueError(f"the selection grid has {self.n_candidates()} candidates × {len(self.seeds)} seeds = "
                              f"{fits} fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run (shorten "
                              "lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds).")
         return self
+
+    def _check_effective(self) -> None:
+        """Settings that would do nothing in this request are refused, not stored in a report as if they had."""
+        if self.max_overall_drop > 0 and self.select != "hard" and not (self.posthoc_bias and self.posthoc_guard):
+            raise ValueError(f"max_overall_drop={self.max_overall_drop:g} is the budget of the disparity-aware "
+                             "decision (select='hard', e.g. the 'disparity' preset) and of a guarded post-hoc bias; "
+                             "with select='overall' and no post-hoc bias it would do nothing.")
+        if not self.posthoc_guard and not self.posthoc_bias:
+            raise ValueError("posthoc_guard=false switches off the guard of a post-hoc bias; without "
+                             "posthoc_bias=true there is none.")
 
     def _check_loss_grid(self) -> None:
         spec = get_loss_spec(self.loss)

@@ -81,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(comparison_table(app, result.base_run, result.other_run))
     url = f"http://127.0.0.1:{settings.port}/runs/{result.other_run}?compare={result.base_run}"
-    print(f"\ndisparity preset vs ERM dashboard: {url}")
-    if args.no_serve:
+    if args.no_serve:  # nothing listens at the URL: say how to see the runs instead
+        print(f"\nruns {result.base_run} (ERM) and {result.other_run} (the disparity preset) are in "
+              f"{settings.data_dir}; `mr2probe serve --data-dir {settings.data_dir}` shows them, or "
+              f"`mr2probe compare` their folders under {settings.runs_dir}.")
         return 0
+    print(f"\ndisparity preset vs ERM dashboard: {url}")
     print("Serving the dashboard until Ctrl-C ...")
     serve(app, settings)
     return 0

@@ -347,3 +347,15 @@ def test_every_registry_entry_has_its_class_and_defaults_within_bounds():
             assert isinstance(getattr(module, spec.factory), type), spec
             for name, option in spec.options.items():
                 assert option.check(spec.name, name, option.default) == option.default
+
+
+def test_settings_that_would_do_nothing_are_refused():
+    """A budget without a decision to spend it on, or a guard switched off without a bias to guard, would be stored
+    in the report as if it had acted."""
+    with pytest.raises(ValidationError, match="max_overall_drop=5 is the budget of the disparity-aware decision"):
+        ProbeConfig(max_overall_drop=5)
+    with pytest.raises(ValidationError, match="posthoc_guard=false switches off the guard of a post-hoc bias"):
+        ProbeConfig(posthoc_guard=False)
+    for fine in ({"max_overall_drop": 5, "select": "hard"}, {"max_overall_drop": 5, "preset": "disparity"},
+                 {"max_overall_drop": 5, "posthoc_bias": True}, {"posthoc_guard": False, "posthoc_bias": True}):
+        ProbeConfig(**fine)
