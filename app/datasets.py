@@ -83,6 +83,9 @@ class _MultipartSink:
         _, disp = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = disp.get(b"name", b"").decode("utf-8", "replace")
         filename = disp.get(b"filename")
+        if filename is not None and self.name != self.field:
+            raise UploadError(f"the archive goes in a form part named '{self.field}'; got a file in "
+                              f"{self.name[:40]!r}")
         if self.name == self.field and filename is not None:
             if self.path is not None:
                 raise UploadError(f"send exactly one '{self.field}' part")

@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_images
 
+    _check_options(args)
     if args.unlabelled and (args.max_per_class is not None or args.val_fraction != 0.1):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
                          "in one test split.")
@@ -84,6 +85,22 @@ def run(args: argparse.Namespace) -> int:
     for line in _missing_classes(result.path) if not args.unlabelled else ():
         print(line, file=sys.stderr)
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """The extraction options within the bounds the API's ``ExtractOptions`` declares (one definition), each
+    error naming its option."""
+    from pydantic import ValidationError
+
+    from ..schemas import ExtractOptions
+
+    try:
+        ExtractOptions(batch_size=args.batch_size, val_fraction=args.val_fraction, seed=args.seed,
+                       max_per_class=args.max_per_class)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"--{'-'.join(map(str, e['loc']))}".replace("_", "-") + " "
+                                   + e["msg"].lower().removeprefix("input ") + f", got {e['input']!r}"
+                                   for e in exc.errors())) from None
 
 
 def _missing_classes(path) -> list[str]:

@@ -84,7 +84,10 @@ def test_unsafe_and_unusable_archives(tmp_path):
         resp = client.post("/api/datasets", files={"file": ("notes.txt", b"hello")})
         assert resp.status_code == 422 and "is not an archive" in resp.json()["detail"]
         resp = client.post("/api/datasets", files={"other": ("a.zip", evil)})
-        assert resp.status_code == 422 and "no 'file' file part" in resp.json()["detail"]
+        assert resp.status_code == 422 and "goes in a form part named 'file'; got a file in 'other'" in \
+            resp.json()["detail"]
+        resp = client.post("/api/datasets", data={"name": "no file"}, files={})
+        assert resp.status_code == 422
         resp = client.post("/api/datasets", content=b"raw", headers={"Content-Type": "application/octet-stream"})
         assert resp.status_code == 422
         assert client.get("/api/datasets").json() == []

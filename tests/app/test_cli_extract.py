@@ -56,6 +56,20 @@ def test_extract_then_reuse(tmp_path, capsys):
     assert second["reused"] is True and second["encoded"] == 0 and second["fingerprint"] == first["fingerprint"]
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--val-fraction", "0", "--val-fraction should be greater than 0, got 0.0"),
+    ("--seed", "-5", "--seed should be greater than or equal to 0, got -5"),
+    ("--max-per-class", "0", "--max-per-class should be greater than or equal to 1, got 0"),
+    ("--batch-size", "5000", "--batch-size should be less than or equal to 1024, got 5000"),
+])
+def test_options_take_the_apis_bounds_and_errors_name_them(tmp_path, option, value, message):
+    """The same bounds as the API's ExtractOptions (which refused --val-fraction 0 that the CLI took), checked
+    before the data set is read."""
+    with pytest.raises(ValueError) as raised:
+        command.run(parse(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.h5"), option, value]))
+    assert str(raised.value) == message
+
+
 def test_unknown_encoder_is_a_clear_error(tmp_path):
     data = make_tree(tmp_path / "data")
     with pytest.raises(KeyError, match=r"Unknown encoder 'clip-b32'; available: effnet-lite0"):

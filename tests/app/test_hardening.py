@@ -280,6 +280,13 @@ def test_a_20mb_encoder_is_refused_and_jobs_stay_small(service):
     assert service.get("/api/jobs").json() == [] and len(service.get("/api/jobs").content) < 100
 
 
+def test_an_archive_under_another_field_name_is_named(service):
+    resp = service.post("/api/datasets", files={"notfile": ("t.zip", tiny_zip_bytes(2, 1))})
+    assert resp.status_code == 422
+    assert resp.json()["detail"] == "the archive goes in a form part named 'file'; got a file in 'notfile'"
+    assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
+
+
 def test_upload_name_field_is_checked_not_truncated(service):
     archive = tiny_zip_bytes(2, 1)
     for name in ("n" * 201, "n" * 5000, "bad\x01name"):
