@@ -18,7 +18,7 @@ from .config import Settings, get_settings
 from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
 from .messages import ClientMessages
 from .deps import require_token
-from .middleware import BodyLimit, SameOriginOnly
+from .middleware import BodyLimit, HeadAsGet, SameOriginOnly
 from .routes import dashboard, datasets, health, jobs, reports
 from .status import InvalidTransition, NotFound
 from .steps import JOB_KINDS
@@ -78,11 +78,12 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.include_router(reports.router, prefix="/api", dependencies=protected)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.StaticWithPolicy(directory=STATIC_DIR), name="static")
-    # Added last = runs first: the Host check, then the origin check, then the body limit.
+    # Added last = runs first: the Host check, HEAD as GET, then the origin check, then the body limit.
     # only the data set upload streams a multipart body past the limit (to disk, under its own limit)
     app.add_middleware(BodyLimit, limit=settings.max_json_bytes,
                        streamed=(("POST", app.url_path_for("create_dataset")),))
     app.add_middleware(SameOriginOnly)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     _add_error_handlers(app, settings)
     return app

@@ -1,4 +1,5 @@
-"""ASGI middleware at the service's edge: a size limit on request bodies and same-origin state changes.
+"""ASGI middleware at the service's edge: a size limit on request bodies, same-origin state changes, and HEAD
+answered as GET without its body.
 
 Together with Starlette's ``TrustedHostMiddleware`` (the ``Host`` header must be one of
 ``Settings.trusted_hosts``), these keep a browser page on another site from driving a token-less local
@@ -89,3 +90,23 @@ class SameOriginOnly:
                 await _reply(send, 403, "cross-origin request refused (Origin does not match Host)")
                 return
         await self.app(scope, receive, send)
+
+
+class HeadAsGet:
+    """Answer ``HEAD`` like ``GET`` without the body (RFC 9110: the same status and headers), on every route; the
+    routes declare ``GET`` only, and a ``HEAD`` (link checkers, monitors, ``curl -I``) got 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

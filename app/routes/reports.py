@@ -157,7 +157,7 @@ def _shipped(run: dict):
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)
-def get_run(run_id: str, store: Store = Depends(get_store)) -> RunOut:
+def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
     row = store.get_run(run_id)
     return RunOut(**{k: row[k] for k in RunOut.model_fields})
 
@@ -165,7 +165,7 @@ def get_run(run_id: str, store: Store = Depends(get_store)) -> RunOut:
 # Declared before /reports/{run_id}: that pattern would also match "abc.csv".
 @router.get("/reports/{run_id}.csv", response_class=Response, responses={
     **ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per class"}})
-async def report_csv(run_id: str, store: Store = Depends(get_store)) -> Response:
+async def report_csv(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe import report_csv as to_csv
 
     report = await run_in_threadpool(_report, store, run_id)
@@ -195,24 +195,24 @@ async def _report_file(store: Store, run_id: str, fmt: str) -> Response:
 
 @router.get("/reports/{run_id}.html", response_class=Response,
             responses=_export_responses("the report as one self-contained HTML page (mr2probe report --format html)"))
-async def report_html(run_id: str, store: Store = Depends(get_store)) -> Response:
+async def report_html(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     return await _report_file(store, run_id, "html")
 
 
 @router.get("/reports/{run_id}.md", response_class=Response,
             responses=_export_responses("the report as Markdown (mr2probe report --format md)"))
-async def report_md(run_id: str, store: Store = Depends(get_store)) -> Response:
+async def report_md(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     return await _report_file(store, run_id, "md")
 
 
 @router.get("/reports/{run_id}", response_model=Report, responses=ERROR_RESPONSES,
             summary="The disparity report (report.json, schema_version 2; the schema is probe.Report)")
-def get_report(run_id: str, store: Store = Depends(get_store)) -> Report:
+def get_report(run_id: IdPath, store: Store = Depends(get_store)) -> Report:
     return _report(store, run_id)
 
 
-BaseRun = Query(..., description="run id, e.g. the ERM run")
-OtherRun = Query(..., description="run id, e.g. the MR² run")
+BaseRun = Query(..., min_length=1, max_length=64, description="run id, e.g. the ERM run")
+OtherRun = Query(..., min_length=1, max_length=64, description="run id, e.g. the MR² run")
 
 
 OnCache = Query(None, min_length=1, max_length=64, description="a cache id: compare the runs' shipped probes "

@@ -280,6 +280,19 @@ def test_a_20mb_encoder_is_refused_and_jobs_stay_small(service):
     assert service.get("/api/jobs").json() == [] and len(service.get("/api/jobs").content) < 100
 
 
+def test_head_is_answered_like_get_without_a_body_and_ids_are_bounded(service):
+    for path in ("/", "/api/health", "/api/runs", "/static/app.js"):
+        got, head = service.get(path), service.head(path)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert service.head("/api/runs/run_missing").status_code == 404
+    long = "r" * 65  # every id in a path or query is at most 64 characters: 422, not a 404 echoing it
+    for path in (f"/api/runs/{long}", f"/api/reports/{long}", f"/api/reports/{long}.csv", f"/api/reports/{long}.md",
+                 f"/api/compare?base={long}&other=x"):
+        resp = service.get(path)
+        assert resp.status_code == 422 and long not in resp.text, path
+
+
 def test_an_archive_under_another_field_name_is_named(service):
     resp = service.post("/api/datasets", files={"notfile": ("t.zip", tiny_zip_bytes(2, 1))})
     assert resp.status_code == 422
