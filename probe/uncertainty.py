@@ -146,11 +146,12 @@ class Bootstrap:
         return out
 
     def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
-        """Per-resample ``overall`` (B,), ``balanced`` (B,), per-class ``per_class`` (B, K) and, with groups, each
-        group's (B,)."""
+        """Per-resample ``overall`` (B,), ``balanced`` (B,), ``worst_class`` (B,: the lowest class accuracy,
+        whichever class it is), per-class ``per_class`` (B, K) and, with groups, each group's (B,)."""
         per_class = self.class_accuracy(correct)
         out = {"per_class": per_class, "overall": np.nansum(per_class * self._weights[self.overall], axis=1),
-               "balanced": np.nansum(per_class * self._weights["balanced"], axis=1)}
+               "balanced": np.nansum(per_class * self._weights["balanced"], axis=1),
+               "worst_class": _worst(per_class)}
         for name in GROUP_NAMES if groups else ():
             members = np.asarray(groups.get(name, []), dtype=np.int64)
             out[name] = nan_mean(per_class[:, members], axis=1)  # NaN per resample for an empty group
@@ -169,9 +170,9 @@ class Bootstrap:
         """Differences ``correct − reference`` scored on the same resamples, with intervals.
 
         Returns:
-            ``{"overall": {"delta", "lo", "hi"}, "balanced": ...}`` and, with groups, the same for ``easy``,
-            ``medium``, ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split
-            itself.
+            ``{"overall": {"delta", "lo", "hi"}, "balanced": ..., "worst_class": ...}`` (the worst class's accuracy,
+            whichever class is worst in each resample) and, with groups, the same for ``easy``, ``medium``,
+            ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split itself.
         """
         a, b = self.summary(correct, groups), self._reference_summary(reference, groups)
         point_a = _point_summary(np.asarray(correct, dtype=np.float64), self.labels, self.num_classes, groups,
@@ -264,8 +265,18 @@ def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
                    groups: dict[str, list[int]] | None, overall: str = "accuracy") -> dict[str, float]:
     """Overall (``probe.metrics.overall_score``), balanced and group (macro, :func:`probe.groups.group_accuracy`)
     accuracy of the split itself."""
+    per_class = observed_class_accuracy(correct, labels, num_classes)
     out = {"overall": overall_score(correct, labels, num_classes, overall),
-           "balanced": overall_score(correct, labels, num_classes, "balanced")}
+           "balanced": overall_score(correct, labels, num_classes, "balanced"),
+           "worst_class": float(_worst(per_class[None, :])[0])}
     if groups:
-        out.update(group_accuracy(observed_class_accuracy(correct, labels, num_classes), groups))
+        out.update(group_accuracy(per_class, groups))
     return out
+
+
+def _worst(per_class: np.ndarray) -> np.ndarray:
+    """The lowest class accuracy of each row of (B, K), classes without samples (nan) left out; nan for a row
+    without any."""
+    filled = np.where(np.isnan(per_class), np.inf, per_class)
+    worst = filled.min(axis=1) if filled.shape[1] else np.full(len(filled), np.inf)
+    return np.where(np.isinf(worst), np.nan, worst)

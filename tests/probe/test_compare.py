@@ -74,6 +74,10 @@ def test_paired_intervals_with_stored_predictions():
                                         Predictions(labels, other_pred[None], conf)))
     lo, hi = cmp.metrics["hard"].delta_ci
     assert 0 < lo < 0.3 < hi and cmp.metrics["easy"].delta_ci == [0.0, 0.0]
+    # the worst class (class 2 in both runs here) has its paired interval too: the lowest class accuracy of each
+    # resample, whichever class it is; its point delta is the reports' worst-class delta
+    assert cmp.metrics["worst_class"].delta == pytest.approx(0.3)
+    assert cmp.metrics["worst_class"].delta_ci == pytest.approx([lo, hi])
     assert cmp.per_class[2].delta_ci[0] > 0 and cmp.per_class[0].delta_ci == [0.0, 0.0]
     assert cmp.verdict_text.startswith("Hard third +30.0 pt [")
     # 30 images the other run gets right and the base run wrong, none the other way: p = 2 / 2³⁰

@@ -195,3 +195,16 @@ def test_group_intervals_of_a_run_match_the_normal_approximation():
     balanced = (0.5 + 0.7 + 1.0) / 3
     assert d.group_ci["balanced"][0] < balanced < d.group_ci["balanced"][1]
     assert test_diagnostics(Predictions(labels, predicted[None, :], np.ones(1200)), ["a", "b", "c"]).group_ci is None
+
+
+def test_worst_class_is_the_lowest_class_accuracy_of_each_resample():
+    """Whichever class is worst in a resample (it can change from one to the next); a class absent from a
+    resample does not count."""
+    labels = np.repeat(np.arange(3), [40, 40, 3])
+    correct = np.r_[np.full(40, 1.0), (np.arange(40) % 2).astype(float), np.ones(3)]
+    boot = Bootstrap(labels, 3, n_resamples=200, seed=0)
+    summary = boot.summary(correct)
+    np.testing.assert_array_equal(summary["worst_class"], np.nanmin(summary["per_class"], axis=1))
+    delta = boot.paired_delta(correct, np.r_[np.zeros(40), correct[40:]])
+    assert delta["worst_class"]["delta"] == pytest.approx(0.5)  # class 1 (0.5) against class 0 (0.0)
+    assert delta["worst_class"]["lo"] > 0
