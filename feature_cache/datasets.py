@@ -321,10 +321,14 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
             f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
             "a probe needs at least 2 classes."
         )
+    empty: dict[str, list[str]] = {}  # class → the splits where its folder holds no image
     for split, classes in given.items():
-        empty = sorted(c for c, files in classes.items() if not files)
-        if empty:
-            raise DatasetError(f"{path}: class folder(s) {', '.join(empty)} in '{split}' contain no images.")
+        for name in (c for c, files in classes.items() if not files):
+            empty.setdefault(name, []).append(split)
+    if empty:
+        where = "; ".join(f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
+                          for name, splits in sorted(empty.items()))
+        raise DatasetError(f"{path}: class folder(s) {where} contain no images; add images or remove the folder.")
     missing = [c for c in class_names if c not in given["train"]]
     if missing:
         raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images.")

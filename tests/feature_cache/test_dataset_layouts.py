@@ -97,7 +97,13 @@ def test_single_class_is_a_clear_error(tmp_path):
 
 def test_empty_class_is_a_clear_error(tree):
     (tree / "train" / "dog").mkdir()
-    with pytest.raises(DatasetError, match=r"class folder\(s\) dog in 'train' contain no images"):
+    with pytest.raises(DatasetError, match=r"class folder\(s\) 'dog' \(in 'train'\) contain no images; add"):
+        open_dataset(tree)
+    (tree / "test" / "dog").mkdir()  # every split where it is empty, and names with spaces quoted
+    (tree / "test" / "empty class").mkdir()
+    (tree / "train" / "empty class").mkdir()
+    with pytest.raises(DatasetError, match=r"class folder\(s\) 'dog' \(in 'train' and 'test'\); 'empty class' "
+                                           r"\(in 'train' and 'test'\) contain no images"):
         open_dataset(tree)
 
 
