@@ -51,7 +51,9 @@ class DatasetOut(BaseModel):
     imbalance: float | None = Field(None, description="largest / smallest class among the training images "
                                     "(every split but test; probe.decision.imbalance_ratio); null with < 2 classes")
     num_images: int
-    skipped: int = Field(..., description="unreadable files left out")
+    skipped: int = Field(..., description="files left out when the data set was registered (not an image file by "
+                         "its extension, hidden, unsafe); an image that fails to decode is found when it is "
+                         "extracted: the extraction job's messages and the cache's 'skipped' list count it")
     fingerprint: str | None
     created_at: str
 
