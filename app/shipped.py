@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CachePredictions", "predict_cache", "reproduces", "compare_on_cache"]
+__all__ = ["CachePredictions", "predict_cache", "reproduces", "compare_on_cache", "CSV_COLUMNS", "csv_rows"]
+
+# One row per image of `mr2probe predict --out` and GET /api/runs/{id}/predictions.csv
+CSV_COLUMNS = ("index", "source", "true", "predicted", "confidence", "correct")
 
 
 @dataclass
@@ -22,6 +25,14 @@ class CachePredictions:
     sources: list[str]
     warnings: list[str]
     labelled: bool = True  # False: unlabelled images (every label UNKNOWN_CLASS, every name ""), nothing to score
+
+
+def csv_rows(got: "CachePredictions", class_names: list[str]):
+    """The predictions as CSV rows (:data:`CSV_COLUMNS`), header first: ``true`` empty for an unlabelled image,
+    ``correct`` empty where there is no label of the run's classes to score against."""
+    yield list(CSV_COLUMNS)
+    for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted, got.confidence)):
+        yield [i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)]
 
 
 def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False) -> list[CachePredictions]:

@@ -15,12 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..shipped import CachePredictions, predict_cache, reproduces
+from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, reproduces
 
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
         "scored against the cache's labels (or, for unlabelled images, counted per class)")
-CSV_COLUMNS = ("index", "source", "true", "predicted", "confidence", "correct")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,11 +78,7 @@ def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> Non
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted,
-                                                         got.confidence)):
-                writer.writerow([i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)])
+            csv.writer(f).writerows(csv_rows(got, class_names))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,7 +1,9 @@
-"""``/api/runs`` (+ ``/{run_id}/failures``, ``/probe.zip``, ``/scores``), ``/api/reports/{run_id}`` (+ ``.csv``,
+"""``/api/runs`` (+ ``/{run_id}/failures``, ``/probe.zip``, ``/scores``, ``/predictions.csv``),
+``/api/reports/{run_id}`` (+ ``.csv``,
 ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
+import csv
 import functools
 import io
 import zipfile
@@ -119,19 +121,28 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
 SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache's split")
 
 
+CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g. of another data set's images")
+
+
 @router.get("/runs/{run_id}/scores", response_model=ScoresOut, responses=ERROR_RESPONSES,
             summary="The run's shipped probe scored on a registered cache's split (mr2probe predict)")
-async def run_scores(request: Request, run_id: IdPath,
-                     cache: str = Query(..., min_length=1, max_length=64,
-                                        description="cache id, e.g. of another data set's images"),
-                     split: str = SplitQuery, store: Store = Depends(get_store)) -> ScoresOut:
+async def run_scores(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
+                     store: Store = Depends(get_store)) -> ScoresOut:
     return await _in_scoring_slot(request, _scores, store, run_id, cache, split)
 
 
-def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
-    from probe.deploy import score_predictions
+@router.get("/runs/{run_id}/predictions.csv", response_class=Response,
+            responses={**ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per image"}},
+            summary="The run's shipped probe's prediction of every image of a registered cache's split, as CSV "
+            "(mr2probe predict --out): index, source, true, predicted, confidence, correct")
+async def run_predictions_csv(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
+                              store: Store = Depends(get_store)) -> Response:
+    return await _in_scoring_slot(request, _predictions_csv, store, run_id, cache, split)
 
-    from ..shipped import predict_cache, reproduces
+
+def _predicted(store: Store, run_id: str, cache: str, split: str) -> tuple[dict, Any, Any]:
+    """``(run row, RunProbe, CachePredictions)`` of the run's shipped probe on the cache's split; 404 / 422."""
+    from ..shipped import predict_cache
 
     run, path = store.get_run(run_id), store.get_cache(cache)["path"]
     probe = _shipped(run)
@@ -141,6 +152,25 @@ def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
         raise HTTPException(422, str(exc)) from None
     except FileNotFoundError:
         raise HTTPException(404, f"cache {cache!r} is missing on disk") from None
+    return run, probe, got
+
+
+def _predictions_csv(store: Store, run_id: str, cache: str, split: str) -> Response:
+    from ..shipped import csv_rows
+
+    _, probe, got = _predicted(store, run_id, cache, split)
+    text = io.StringIO()
+    csv.writer(text).writerows(csv_rows(got, probe.class_names))
+    return Response(text.getvalue(), media_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{run_id}_{cache}_{split}_predictions.csv"'})
+
+
+def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
+    from probe.deploy import score_predictions
+
+    from ..shipped import reproduces
+
+    run, probe, got = _predicted(store, run_id, cache, split)
     scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
     return ScoresOut(**scores.model_dump(), run_id=run_id, cache_id=cache, split=split, images=len(got.labels),
                      warnings=got.warnings, matches_report=reproduces(run["path"], probe, got, split))

@@ -238,11 +238,18 @@
     const both = otherRun && h("button", { id: "score-compare-button", type: "button",
       onclick: fetchInto(`/api/compare?base=${enc(otherRun.id)}&other=${enc(run.id)}&`, (c) => shippedNodes(c, names)) },
       `Compare with ${names.other}`);
+    // every image's prediction as CSV (mr2probe predict --out); fetched with the token when there is one
+    const csvButton = h("button", { id: "score-csv", type: "button", onclick: () => {
+      const query = `cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`;
+      download(`/api/runs/${enc(run.id)}/predictions.csv?${query}`, `${run.id}_${cacheSelect.value}_${splitSelect.value}_predictions.csv`)
+        .catch((e) => body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message)));
+    } }, "Predictions (.csv)");
     return [h("p", { class: "muted note" },
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
       h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
       " score them. Cache ", cacheSelect, " split ", splitSelect, " ",
-      h("button", { id: "score-button", type: "button", onclick: score }, "Score"), both ? " " : "", both || ""), body];
+      h("button", { id: "score-button", type: "button", onclick: score }, "Score"), " ", csvButton,
+      both ? " " : "", both || ""), body];
   }
 
   /** Both runs' shipped probes on the same images (a Comparison with scored_on): the sentence with the deltas'

@@ -885,6 +885,14 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
              what="train split scored")  # (while scoring neither shows)
     assert "null" not in driver.js("return document.getElementById('score-body').textContent")
     driver.screenshot(tmp_path / "run_scores.png")
+    # "Predictions (.csv)": every image's prediction of the chosen cache and split, as the API serves it
+    driver.js("window.__csv = null; const create = URL.createObjectURL; URL.createObjectURL = (blob) => {"
+              " blob.text().then((t) => { window.__csv = t; }); return create(blob); };"
+              "document.getElementById('score-csv').click()")
+    wait_for(lambda: driver.js("return window.__csv !== null"), 30, interval=0.2, what="predictions downloaded")
+    served = httpx.get(f"{live_server}/api/runs/{finished.mr2}/predictions.csv",
+                       params={"cache": run["cache_id"], "split": "train"})
+    assert served.status_code == 200 and driver.js("return window.__csv") == served.text
 
 
 def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_server, finished, tmp_path):

@@ -200,6 +200,30 @@ def test_scores_on_a_cache_removed_from_disk_are_404(fresh_finished, tmp_path):
     assert resp.status_code == 404 and "missing on disk" in resp.json()["detail"]
 
 
+def test_predictions_csv_is_the_cli_predict_out(finished, tmp_path):
+    """GET /api/runs/{id}/predictions.csv: the rows `mr2probe predict --out` writes, on the run's own test split
+    the report's first-seed predictions."""
+    import csv
+    import io
+
+    from app.cli import main
+
+    client = finished.client
+    cache_id = client.get(f"/api/runs/{finished.mr2}").json()["cache_id"]
+    resp = client.get(f"/api/runs/{finished.mr2}/predictions.csv", params={"cache": cache_id})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+    assert f'filename="{finished.mr2}_{cache_id}_test_predictions.csv"' in resp.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    stored = Predictions.load(finished.settings.runs_dir / finished.mr2)
+    names = client.get(f"/api/reports/{finished.mr2}").json()["class_names"]
+    assert [r["predicted"] for r in rows] == [names[i] for i in stored.predicted[0]]
+    out = tmp_path / "p.csv"
+    path = client.app.state.store.get_cache(cache_id)["path"]
+    assert main(["predict", str(finished.settings.runs_dir / finished.mr2), "--features", path, "--out", str(out)]) == 0
+    assert out.read_bytes() == resp.content  # byte for byte what the CLI writes
+    assert client.get(f"/api/runs/{finished.mr2}/predictions.csv", params={"cache": "nope"}).status_code == 404
+
+
 def test_compare_on_a_cache_scores_both_shipped_probes(finished):
     """GET /api/compare?cache=: both runs' first seeds on the cache's split, paired; on the runs' own test split
     every accuracy is that of their stored first-seed predictions."""

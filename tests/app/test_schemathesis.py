@@ -98,7 +98,8 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
                           "cache": existing_ids["cache_id"], "split": "test"},
              "/failures": {"class": existing_ids["class"], "predicted": existing_ids["other_class"]},
              "/thumbnail": {"source": existing_ids["source"]},
-             "/scores": {"cache": existing_ids["cache_id"], "split": "test"}}.get(
+             "/scores": {"cache": existing_ids["cache_id"], "split": "test"},
+             "/predictions": {"cache": existing_ids["cache_id"], "split": "test"}}.get(
         "/" + operation.path.rsplit("/", 1)[-1].split(".")[0])  # /compare.html as /compare
     statuses = set()
 
