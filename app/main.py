@@ -16,8 +16,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .config import Settings, get_settings
 from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
-from .messages import ClientMessages
 from .deps import require_token
+from .messages import ClientMessages
 from .middleware import BodyLimit, HeadAsGet, SameOriginOnly
 from .routes import dashboard, datasets, health, jobs, reports
 from .status import InvalidTransition, NotFound

@@ -247,9 +247,9 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
 
 def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy", images: str = "test images") -> None:
     """Paired intervals of every delta (``probe.uncertainty``; the worst class's is that of the lowest class
-    accuracy in each resample, whichever class it is) and the verdict sentence, in
-    place; the sentence's overall is balanced accuracy when ``metric`` is (both runs selected on it), and
-    ``images`` what the runs were scored on."""
+    accuracy in each resample, whichever class it is) and the verdict sentence, in place; the sentence's overall
+    is balanced accuracy when ``metric`` is (both runs selected on it), and ``images`` what the runs were scored
+    on."""
     from .predictions import paired_test_delta
     from .selection import delta_sentence
     from .uncertainty import Bootstrap

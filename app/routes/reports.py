@@ -1,14 +1,14 @@
 """``/api/runs`` (+ ``/{run_id}/failures``, ``/probe.zip``, ``/scores``, ``/predictions.csv``),
-``/api/reports/{run_id}`` (+ ``.csv``,
-``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
+``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
 import csv
 import functools
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
