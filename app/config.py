@@ -51,10 +51,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
         "always: localhost, 127.0.0.1, [::1] and the bind host")
     extract_batch_size: int = Field(64, ge=1, le=1024, description="images per extraction chunk (resume granularity)")
-    extract_workers: int | None = Field(None, ge=0, description="extraction worker processes: on CPU each decodes "
-                                        "and encodes its own batches with one thread (default: one per torch "
-                                        "thread from 2,000 images); on CUDA they decode while the GPU encodes "
-                                        "(default 2)")
+    # le: feature_cache.extract.MAX_WORKERS (not imported here: it would import torch; a test ties the two)
+    extract_workers: int | None = Field(None, ge=0, le=64, description="extraction worker processes: on CPU each "
+                                        "decodes and encodes its own batches with one thread (default: one per "
+                                        "torch thread from 2,000 images); on CUDA they decode while the GPU "
+                                        "encodes (default 2)")
 
     @field_validator("device")
     @classmethod

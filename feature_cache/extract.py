@@ -50,7 +50,7 @@ from .partial import PartialCache
 from .store import SCHEMA_VERSION, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
-           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
+           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES", "MAX_WORKERS",
            "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size", "cpu_batch_memory",
            "skipped_summary"]
 
@@ -475,6 +475,12 @@ def available_memory(root: str | Path = "/") -> int | None:
     return min(found) if found else None
 
 
+# DataLoader worker processes of one extraction: each holds a model and a batch's activations (0.5–0.9 GB on a
+# CPU), so a count far above the cores only exhausts memory (100,000 were accepted and the process was killed,
+# leaving workers behind).
+MAX_WORKERS = 64
+
+
 def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,
                     batches: int | None = None, batch_size: int = _MEMORY_BATCH) -> int:
     """The DataLoader worker processes of an extraction of ``images`` images in ``batches`` batches (None:
@@ -496,11 +502,11 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     memory there (bf16, batch 64). Decoding-only workers beside a 2-thread forward were slower still (0.63–0.67
     of the bare forward in an earlier round): they take cores from its threads.
 
-    Raises ValueError for a negative count.
+    Raises ValueError for a count outside [0, :data:`MAX_WORKERS`].
     """
     if workers is not None:
-        if workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}.")
+        if not 0 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in [0, {MAX_WORKERS}], got {workers}.")
         return int(workers)
     if device.type == "cuda":
         return CUDA_DECODE_WORKERS

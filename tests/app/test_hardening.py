@@ -363,6 +363,9 @@ def test_extraction_batch_sizes_take_the_library_bound(service):
 
     assert upper(ExtractOptions.model_fields["batch_size"]) == upper(Settings.model_fields["extract_batch_size"]) \
         == MAX_BATCH_SIZE
+    from feature_cache.extract import MAX_WORKERS
+
+    assert upper(Settings.model_fields["extract_workers"]) == MAX_WORKERS
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     for size in (0, MAX_BATCH_SIZE + 1):
         resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"],

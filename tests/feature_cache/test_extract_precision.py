@@ -10,7 +10,7 @@ import torch
 from feature_cache import CacheMismatch, DatasetError, create_encoder, extract, open_cache, open_dataset
 from feature_cache.encoders import cpu_has_native_bf16, resolve_precision
 from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CUDA_DECODE_WORKERS, MAX_BATCH_SIZE,
-                                   EncodingCollate, available_memory, check_batch_size, collate_images,
+                                   MAX_WORKERS, EncodingCollate, available_memory, check_batch_size, collate_images,
                                    cpu_batch_memory, resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
 from probe.allocator import worker_init
@@ -167,12 +167,14 @@ def test_resolve_workers(threads):
     assert resolve_workers(3, cpu, 1) == 3 and resolve_workers(1, cpu) == 1 and resolve_workers(0, cpu, 9000) == 0
     threads(1)
     assert resolve_workers(None, cpu, 9000, 100) == 0
-    with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
-        resolve_workers(-1, cpu)
+    for count in (-1, MAX_WORKERS + 1, 100_000):  # 100,000 were accepted, and exhausted memory
+        with pytest.raises(ValueError, match=rf"workers must be in \[0, {MAX_WORKERS}\], got {count}"):
+            resolve_workers(count, cpu)
+    assert resolve_workers(MAX_WORKERS, cpu) == MAX_WORKERS
 
 
 def test_a_negative_worker_count_fails_before_any_file_is_written(tree, tmp_path):
-    with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"workers must be in \[0, 64\], got -1"):
         run(tree, None, out=tmp_path / "c.h5", workers=-1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
