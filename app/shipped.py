@@ -65,6 +65,9 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False)
                              f"({_names(probe.class_names)}).")
         checked.append((warnings, mapping))
     labels = cache.labels(split)
+    if len(labels) == 0:
+        raise ValueError(f"split {split!r} of {path} holds no image" + ("" if labelled else
+                         " (an unlabelled cache holds its images in 'test')") + ".")
     names = [cache.class_names[i] if labelled else "" for i in labels]
     sources = cache.sources(split)
     with cache.reading(split) as features:  # read one inference chunk at a time, never the whole split

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.out:
+    if args.out is not None:
         _check_out(Path(args.out))
     probe = RunProbe.load(args.run_dir)
     (got,) = predict_cache([probe], args.features, args.split, unlabelled=True)
@@ -68,6 +68,8 @@ def _check_out(path: Path) -> None:
     """Before any work: ``--out`` must name a file in an existing folder."""
     if path.is_dir():
         raise ValueError(f"--out {path} is a folder; give a file name, e.g. {path / 'predictions.csv'}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"--out {path}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise ValueError(f"--out {path}: the folder {path.parent} does not exist")
 
@@ -90,7 +92,8 @@ def _pct(x: float | None) -> str:
 
 def _title(args: argparse.Namespace, probe, images: str) -> str:
     bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias applied"
-    return f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split {args.split}: {images}."
+    return (f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split "
+            f"{args.split}: {images}.")
 
 
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:

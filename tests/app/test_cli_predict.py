@@ -132,6 +132,12 @@ def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
         capsys.readouterr().err
     assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "no" / "p.csv")]) == 2
     assert f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    (tmp_path / "file.csv").write_text("")
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "file.csv" / "p.csv")]) == 2
+    assert f"{tmp_path / 'file.csv'} is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "file.csv").unlink()
+    assert main(["predict", str(out), "--features", str(cache), "--out", ""]) == 2  # not silently ignored
+    assert "is a folder" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no temporary file left
     rng = np.random.default_rng(4)
     strangers = _cache(tmp_path / "s.h5", {"test": _split(rng, np.arange(2), "t")}, ["x", "y"])

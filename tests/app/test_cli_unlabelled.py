@@ -92,3 +92,5 @@ def test_nothing_trains_scores_or_compares_on_unlabelled_images(shipped, tmp_pat
     assert not (tmp_path / "r").exists()
     assert main(["compare", str(run), str(run), "--features", str(out)]) == 2
     assert "no labels to score a probe against" in capsys.readouterr().err
+    assert main(["predict", str(run), "--features", str(out), "--split", "train"]) == 2
+    assert "split 'train' of" in (err := capsys.readouterr().err) and "holds no image (an unlabelled cache holds" in err

@@ -108,7 +108,7 @@ def test_non_finite_numbers_are_refused_naming_the_field(fields, field):
     ({"loss": "focal", "loss_options": {"gamma_focal": 1e300}},
      "loss 'focal' option gamma_focal must be in [0, 100], got 1e+300"),
     ({"loss": "mr2", "cbar": 1e300}, "cbar must be in (0, 100], got 1e+300"),
-    ({"p": 1e300}, "p must be in (0, 100] or None, got 1e+300"),
+    ({"p": 1e300}, "p must be in (0, 10] or None, got 1e+300"),
     ({"lr_grid": [0.01, 1e308]}, "lr_grid value (lr) must be in (0, 100], got 1e+308"),
     ({"wd_grid": [1e300]}, "wd_grid value (weight_decay) must be in [0, 1000000], got 1e+300"),
     ({"head": "cosine", "head_options": {"logit_scale": float("nan")}},
