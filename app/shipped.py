@@ -29,10 +29,13 @@ class CachePredictions:
 
 def csv_rows(got: "CachePredictions", class_names: list[str]):
     """The predictions as CSV rows (:data:`CSV_COLUMNS`), header first: ``true`` empty for an unlabelled image,
-    ``correct`` empty where there is no label of the run's classes to score against."""
+    ``correct`` empty where there is no label of the run's classes to score against; file and class names made
+    safe for spreadsheets (``probe.report.csv_cell``)."""
+    from probe.report import csv_cell
+
     yield list(CSV_COLUMNS)
     for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted, got.confidence)):
-        yield [i, src, name, class_names[p], f"{c:.6f}", "" if t < 0 else int(t == p)]
+        yield [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.6f}", "" if t < 0 else int(t == p)]
 
 
 def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False) -> list[CachePredictions]:

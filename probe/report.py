@@ -571,15 +571,27 @@ def load_report(run_dir: str | Path) -> Report:
         raise ValueError(f"{path} is not a valid report: {err}") from None
 
 
+# What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
+# a data set can start so ("=cmd().jpg"), and a user opening the CSV would run it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as written: a string starting like a formula gets a leading apostrophe;
+    anything else (numbers included) passes unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def report_csv(report: Report) -> str:
-    """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null."""
+    """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null, names made
+    safe for spreadsheets (:func:`csv_cell`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_COLUMNS), lineterminator="\n")
     writer.writeheader()
     for row in report.per_class:
         values = row.model_dump()
         values["accuracy_ci_lo"], values["accuracy_ci_hi"] = values.pop("accuracy_ci") or (None, None)
-        writer.writerow({k: ("" if values[k] is None else values[k]) for k in PER_CLASS_COLUMNS})
+        writer.writerow({k: ("" if values[k] is None else csv_cell(values[k])) for k in PER_CLASS_COLUMNS})
     return buf.getvalue()
 
 

@@ -111,6 +111,16 @@ def test_csv_header_and_rows():
     assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][17] == ""  # gamma null → empty cell
     assert rows[2][7:9] == ["", ""]  # no test predictions given to build_report: no interval
     assert math.isclose(float(rows[2][14]), 9.0)
+    # a class (folder) name that starts like a spreadsheet formula is written as text
+    rep.per_class[1].name = '=HYPERLINK("http://x","y")'
+    assert list(csv.reader(io.StringIO(report_csv(rep))))[2][1] == "'=HYPERLINK(\"http://x\",\"y\")"
+
+
+def test_csv_cells_that_start_like_formulas_get_an_apostrophe():
+    from probe.report import csv_cell
+
+    assert [csv_cell(v) for v in ("=cmd().jpg", "+1", "-x", "@a", "\tb", "cat", "a=b", 0.5, -1.0, None)] == \
+        ["'=cmd().jpg", "'+1", "'-x", "'@a", "'\tb", "cat", "a=b", 0.5, -1.0, None]
 
 
 def test_format_report_is_readable():
