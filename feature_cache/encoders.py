@@ -503,6 +503,8 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
             path = Path(weights).expanduser().resolve()
             # OpenAI's checkpoints are TorchScript archives and were trained with QuickGELU.
             quick_gelu = quick_gelu or is_torchscript_archive(path)
+        elif Path(weights).expanduser().is_dir():
+            raise MissingWeights(f"open_clip checkpoint {weights} is a folder; give the checkpoint file in it.")
         elif "/" in weights or "\\" in weights or Path(weights).suffix:
             raise MissingWeights(
                 f"open_clip checkpoint {weights} does not exist; give an existing file "
@@ -592,6 +594,9 @@ def _mocov2_checkpoint(spec: EncoderSpec, arg: str | None) -> Path:
             "(the official MoCo v2 release, copied to this machine; nothing is downloaded)."
         )
     path = Path(arg).expanduser()
+    if path.is_dir():
+        raise MissingWeights(f"MoCo v2 checkpoint {path} is a folder; give the checkpoint file in it "
+                             "(e.g. mocov2:/path/to/moco_v2_800ep_pretrain.pth.tar).")
     if not path.is_file():
         raise MissingWeights(
             f"MoCo v2 checkpoint {path} does not exist; copy the official checkpoint "

@@ -142,6 +142,19 @@ def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monk
     assert len(store.list_runs()) == 1
 
 
+def test_client_messages_replace_every_server_path():
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    assert clean("path '/etc' is outside the data root") == "path '<server path>' is outside the data root"
+    assert clean("cache file /srv/state/caches/x.h5 is gone; /opt/y/z too") == \
+        "cache file <data dir>/caches/x.h5 is gone; <server path> too"
+    assert clean("/srv/data/../elsewhere") == "<data root>/../elsewhere"
+    for kept in ("train / val / test", "images/s, 1/2", "tiny/train/cat/0.png"):  # no server paths
+        assert clean(kept) == kept
+
+
 def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatch):
     """The job's error field is what a client reads: cleaned like the API's error answers."""
     import probe

@@ -198,6 +198,8 @@ def test_mocov2_errors_name_the_file(tmp_path):
         create_encoder("mocov2:/no/moco.pth")
     with pytest.raises(MissingWeights, match="mocov2 needs a checkpoint: mocov2:/path/to/"):
         create_encoder("mocov2")
+    with pytest.raises(MissingWeights, match=f"MoCo v2 checkpoint {tmp_path} is a folder; give the checkpoint file"):
+        create_encoder(f"mocov2:{tmp_path}")
     bad = tmp_path / "bad.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, bad)
     with pytest.raises(ValueError, match="no 'module.encoder_q.\\*' keys; not a MoCo v2 checkpoint"):
