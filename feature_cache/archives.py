@@ -79,8 +79,12 @@ def check_member_name(name: str, archive: str) -> str:
     return "/".join(parts)
 
 
+SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
+
+
 class DirectoryReader:
-    """Files under a folder on disk (symlinks resolving outside the folder are skipped)."""
+    """Files under a folder on disk (symlinks resolving outside the folder are skipped, symlinked folders are not
+    followed; both are listed in ``unsafe``)."""
 
     kind = "directory"
 
@@ -94,7 +98,10 @@ class DirectoryReader:
         for current, dirnames, filenames in os.walk(self.root, followlinks=False):
             rel_dir = Path(current).relative_to(self.root).as_posix()
             for d in sorted(dirnames):
-                self._dirs.append(d if rel_dir == "." else f"{rel_dir}/{d}")
+                rel = d if rel_dir == "." else f"{rel_dir}/{d}"
+                if (Path(current) / d).is_symlink():  # not walked: listed, so that an empty class says why
+                    self.unsafe.append((rel, SYMLINKED_FOLDER))
+                self._dirs.append(rel)
             for f in filenames:
                 rel = f if rel_dir == "." else f"{rel_dir}/{f}"
                 full = Path(current) / f

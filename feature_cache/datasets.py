@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .archives import ArchiveLimits, DirectoryReader, TarReader, ZipReader
+from .archives import SYMLINKED_FOLDER, ArchiveLimits, DirectoryReader, TarReader, ZipReader
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
@@ -307,7 +307,8 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     )
 
 
-def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str) -> list[str]:
+def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
+                 skipped: list[tuple[str, str]] = ()) -> list[str]:
     """Class names of the discovered splits, checked: training images, ≥ 2 classes, no empty class folder."""
     if "train" not in given:
         raise DatasetError(f"{path}: no training images found.")
@@ -328,7 +329,9 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     if empty:
         where = "; ".join(f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
                           for name, splits in sorted(empty.items()))
-        raise DatasetError(f"{path}: class folder(s) {where} contain no images; add images or remove the folder.")
+        linked = sorted(source for source, reason in skipped if reason == SYMLINKED_FOLDER)
+        raise DatasetError(f"{path}: class folder(s) {where} contain no images; add images or remove the folder."
+                           + (f" Symlinked folders are not followed: {', '.join(linked[:5])}." if linked else ""))
     missing = [c for c in class_names if c not in given["train"]]
     if missing:
         raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images.")
@@ -382,7 +385,7 @@ def open_dataset(
         raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}.")
     path = Path(path)
     reader, given, skipped, layout = _discover(path, limits)
-    class_names = _class_names(path, given, layout)
+    class_names = _class_names(path, given, layout, skipped)
     index = {name: i for i, name in enumerate(class_names)}
     pools = {
         split: sorted(

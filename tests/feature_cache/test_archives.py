@@ -284,6 +284,24 @@ def test_symlinks_leaving_a_folder_or_manifest_are_skipped(tree, tmp_path):
     assert ("train/ant/zz-link.png", "symlink pointing outside the manifest folder") in manifest.skipped
 
 
+def test_a_symlinked_folder_is_named_as_not_followed(tree, tmp_path):
+    """os.walk does not follow it: its class folder is empty, and the error now says why."""
+    import shutil
+
+    from feature_cache import open_images
+
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(tree / "train" / "cat", outside)
+    (tree / "train" / "dog").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"'dog' \(in 'train'\) contain no images; .* Symlinked folders are not "
+                                           r"followed: train/dog\."):
+        open_dataset(tree)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "linked").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "new" / "one.png").write_bytes((tree / "train" / "cat" / "000.png").read_bytes())
+    assert ("linked", "symlinked folder, not followed (copy the images in)") in open_images(tmp_path / "new").skipped
+
+
 def test_given_val_folder_is_used_not_carved(tree):
     for name in ("ant", "bee", "cat"):
         (tree / "val" / name).mkdir(parents=True)
