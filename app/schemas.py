@@ -75,7 +75,8 @@ class ExtractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # le: feature_cache.extract.MAX_BATCH_SIZE (not imported here: it would import torch; a test ties the two)
     batch_size: int | None = Field(None, ge=1, le=1024, description="images per chunk (default: server setting)")
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train carved out as val if absent")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, allow_inf_nan=False,
+                                description="share of train carved out as val if absent")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     max_per_class: int | None = Field(None, ge=1, le=10**9, description="cap on images per class and split")
 

@@ -58,6 +58,7 @@ def test_extract_then_reuse(tmp_path, capsys):
 
 @pytest.mark.parametrize("option, value, message", [
     ("--val-fraction", "0", "--val-fraction should be greater than 0, got 0.0"),
+    ("--val-fraction", "nan", "--val-fraction should be a finite number, got nan"),
     ("--seed", "-5", "--seed should be greater than or equal to 0, got -5"),
     ("--max-per-class", "0", "--max-per-class should be greater than or equal to 1, got 0"),
     ("--batch-size", "5000", "--batch-size should be less than or equal to 1024, got 5000"),
