@@ -104,7 +104,7 @@ def _loss_uses_cbar(loss: str) -> bool:
 class ProbeConfig(BaseModel):
     """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     preset: _Name | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
                                  "disparity-aware method): fills the fields this request leaves unset")

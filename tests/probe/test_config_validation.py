@@ -359,3 +359,15 @@ def test_settings_that_would_do_nothing_are_refused():
     for fine in ({"max_overall_drop": 5, "select": "hard"}, {"max_overall_drop": 5, "preset": "disparity"},
                  {"max_overall_drop": 5, "posthoc_bias": True}, {"posthoc_guard": False, "posthoc_bias": True}):
         ProbeConfig(**fine)
+
+
+def test_numbers_are_numbers_not_strings_or_booleans():
+    """Strict types (no silent coercion): "epochs": true was read as 1 and "cbar": "5" as 5; an int for a float
+    field stays accepted (JSON has one number type)."""
+    for fields, words in (({"epochs": True}, "epochs\n  Input should be a valid integer"),
+                          ({"epochs": "5"}, "epochs\n  Input should be a valid integer"),
+                          ({"loss": "mr2", "cbar": "5"}, "cbar\n  Input should be a valid number")):
+        with pytest.raises(ValidationError, match=re.escape(words)):
+            ProbeConfig(**fields)
+    assert ProbeConfig(lr_grid=[1], epochs=5).lr_grid == [1.0]
+    assert ProbeConfig.model_validate_json('{"epochs": 5, "lr_grid": [1, 0.1], "batch_size": "auto"}').epochs == 5
