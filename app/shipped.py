@@ -79,11 +79,15 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False)
             for got, (warnings, mapping) in zip(predicted, checked)]
 
 
+def _own_cache(probe, source) -> bool:
+    """Whether the cache described by ``source`` (a ``FeatureSource``) is the one the probe's run was trained on."""
+    return probe.features is not None and probe.features.fingerprint == source.fingerprint
+
+
 def _own_images(probe, source, split: str) -> list[str]:
     """A warning when ``split`` of the cache is the one the probe was trained or selected on: its scores there say
     little of new images."""
-    mine = probe.features
-    if split == "test" or mine is None or mine.fingerprint != source.fingerprint:
+    if split == "test" or not _own_cache(probe, source):
         return []
     use = "trained on" if split == "train" else "selected on (and, when it cross-validated, trained on)"
     return [f"These are the {split} images of the run's own cache: the probe was {use} them, so these scores "
@@ -100,8 +104,7 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
     seed (``predictions.npz``), ``{"equal", "images"}``; None elsewhere, or when the run stored no predictions."""
     from probe.predictions import Predictions
 
-    mine = probe.features
-    if split != "test" or mine is None or mine.fingerprint != got.source.fingerprint:
+    if split != "test" or not _own_cache(probe, got.source):
         return None
     try:
         stored = Predictions.load(run_dir)

@@ -122,16 +122,15 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
     """A reference run must be readable and have the cache's classes, in order (its groups and floor are per
     class): otherwise the job would fail after its queue wait."""
     from probe import load_report
+    from probe.compare import first_class_difference
 
     try:
         theirs = list(load_report(run["path"]).class_names)
     except (OSError, ValueError) as exc:
         raise RequestInvalid("reference_run", f"run {run['id']!r} cannot be read: {exc}") from None
-    mine = list(cache_row["class_names"])
-    if theirs != mine:
-        at = next((k for k, (a, b) in enumerate(zip(theirs, mine)) if a != b), min(len(theirs), len(mine)))
+    if theirs != list(cache_row["class_names"]):
         raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r} "
-                             f"({len(theirs)} against {len(mine)}; class {at} differs): its groups and floor "
+                             f"({first_class_difference(theirs, cache_row['class_names'])}): its groups and floor "
                              "cannot apply")
 
 

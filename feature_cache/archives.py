@@ -82,6 +82,11 @@ def check_member_name(name: str, archive: str) -> str:
 SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
 
 
+def not_an_image(name: str) -> str:
+    """Why a file whose extension is no image format is skipped (every layout says it the same way)."""
+    return f"not an image file (extension {Path(name).suffix or 'none'!r})"
+
+
 class DirectoryReader:
     """Files under a folder on disk (symlinks resolving outside the folder are skipped, symlinked folders are not
     followed; both are listed in ``unsafe``)."""

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .archives import SYMLINKED_FOLDER, ArchiveLimits, DirectoryReader, TarReader, ZipReader
+from .archives import SYMLINKED_FOLDER, ArchiveLimits, DirectoryReader, TarReader, ZipReader, not_an_image
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
@@ -57,6 +57,11 @@ _SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "valid": "val"
 # them. Parentheses keep it apart from any folder name a labelled set could give a class.
 UNLABELLED = "(unlabelled)"
 UNLABELLED_LAYOUT = "unlabelled"
+
+
+def labelled_layout(params: dict[str, Any] | None) -> bool:
+    """Whether split parameters (``LabelledImages.params``, a cache's ``split_params``) describe a labelled set."""
+    return (params or {}).get("layout") != UNLABELLED_LAYOUT
 
 
 class Reader(Protocol):
@@ -102,7 +107,7 @@ class LabelledImages:
     @property
     def labelled(self) -> bool:
         """False for :func:`open_images`' unlabelled set (one ``test`` split, no class)."""
-        return self.params.get("layout") != UNLABELLED_LAYOUT
+        return labelled_layout(self.params)
 
     def counts(self) -> dict[str, int]:
         return {name: len(samples) for name, samples in self.splits.items()}
@@ -176,7 +181,7 @@ def _class_folders(
             skipped.append((name, "not inside a class folder"))
             continue
         if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append((name, f"not an image file (extension {Path(name).suffix or 'none'!r})"))
+            skipped.append((name, not_an_image(name)))
             continue
         classes.setdefault(parts[depth], []).append(name)
     return {k: sorted(v) for k, v in classes.items()}
@@ -432,8 +437,7 @@ def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> Lab
                            f"{'/'.join(TAR_SUFFIXES)} archive.")
     names, image_names, skipped = _listed(reader)
     images = set(image_names)
-    skipped += [(name, f"not an image file (extension {Path(name).suffix or 'none'!r})")
-                for name in names if name not in images]
+    skipped += [(name, not_an_image(name)) for name in names if name not in images]
     samples = [Sample(name, 0) for name in sorted(images)]
     fingerprint = dataset_fingerprint(
         [UNLABELLED], {"test": [(s.source, s.label, reader.content_id(s.source)) for s in samples]})

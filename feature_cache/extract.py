@@ -50,9 +50,9 @@ from .partial import PartialCache
 from .store import SCHEMA_VERSION, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
-           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES", "MAX_WORKERS",
-           "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size", "cpu_batch_memory",
-           "skipped_summary"]
+           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
+           "MAX_WORKERS", "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size",
+           "cpu_batch_memory", "skipped_summary"]
 
 logger = logging.getLogger(__name__)
 

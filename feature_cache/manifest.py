@@ -15,7 +15,7 @@ import csv
 import re
 from pathlib import Path
 
-from .archives import FileListReader, check_member_name
+from .archives import FileListReader, check_member_name, not_an_image
 from .errors import DatasetError, UnsafeArchive
 
 __all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair"]
@@ -93,7 +93,7 @@ def read_manifest(
             elif not (root / name).resolve().is_relative_to(root):
                 skipped.append((name, "symlink pointing outside the manifest folder"))
             elif Path(name).suffix.lower() not in image_extensions:
-                skipped.append((name, f"not an image file (extension {Path(name).suffix or 'none'!r})"))
+                skipped.append((name, not_an_image(name)))
             else:
                 classes[label].append(name)
             seen.add(name)

@@ -60,7 +60,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .datasets import UNLABELLED_LAYOUT
+from .datasets import labelled_layout
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
 
@@ -278,7 +278,7 @@ class FeatureCache:
     def labelled(self) -> bool:
         """False for a cache of unlabelled images (``mr2probe extract --unlabelled``: one ``test`` split whose
         images a shipped probe predicts; nothing to train or score on)."""
-        return (self.attrs.get("split_params") or {}).get("layout") != UNLABELLED_LAYOUT
+        return labelled_layout(self.attrs.get("split_params"))
 
     @property
     def encoder(self) -> str:

@@ -18,7 +18,7 @@ from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
 from .uncertainty import observed_class_accuracy
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
-           "compare_on_images", "check_same_classes", "check_same_images", "metric_title",
+           "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "METRIC_HEADER", "CLASS_HEADER"]
 
@@ -152,9 +152,9 @@ def _metric(base: float | None, other: float | None) -> CompareMetric:
     return CompareMetric(base=base, other=other, delta=None if base is None or other is None else other - base)
 
 
-def _first_difference(base: Report, other: Report) -> str:
-    """Where two runs' class lists part: their sizes and the first position whose names differ."""
-    a, b = list(base.class_names), list(other.class_names)
+def first_class_difference(a: list[str], b: list[str]) -> str:
+    """Where two class lists part: their sizes and the first position whose names differ."""
+    a, b = list(a), list(b)
     i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     first, second = (repr(names[i]) if i < len(names) else "(none)" for names in (a, b))
     return f"{len(a)} against {len(b)} classes; the first difference is class {i}: {first} against {second}"
@@ -214,7 +214,8 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
 def check_same_classes(base: Report, other: Report) -> None:
     """Raise ValueError, naming the first difference, when two runs do not have the same classes in order."""
     if list(base.class_names) != list(other.class_names):
-        raise ValueError(f"runs have different classes and cannot be compared: {_first_difference(base, other)}")
+        raise ValueError("runs have different classes and cannot be compared: "
+                         + first_class_difference(base.class_names, other.class_names))
 
 
 def _overall_metric(base: Report, other: Report) -> str:
