@@ -173,6 +173,37 @@ def upload_name(value: str | None) -> str | None:
         raise UploadError(f"name: {exc.errors()[0]['msg']}") from None
 
 
+_FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}
+
+
+def upload_flag(field: str, value: str | None) -> bool:
+    """A yes / no field of the upload form (``unlabelled``): true / false, 1 / 0 or on / off; absent is false."""
+    if value is None:
+        return False
+    flag = _FLAGS.get(value.strip().lower())
+    if flag is None:
+        raise UploadError(f"{field}: must be true or false, got {value[:40]!r}")
+    return flag
+
+
+def is_unlabelled(row: dict[str, Any]) -> bool:
+    """A data set or cache row of unlabelled images (registered with ``unlabelled``): images a finished run's
+    probe predicts, nothing to train or score on. Its one class is ``feature_cache.UNLABELLED`` (a labelled data
+    set has at least 2 classes)."""
+    from feature_cache import UNLABELLED
+
+    return list(row["class_names"]) == [UNLABELLED]
+
+
+def open_registered(path: str | Path, unlabelled: bool, **split: Any) -> Any:
+    """The ``LabelledImages`` of a registered data set (``unlabelled``: :func:`is_unlabelled` of its row):
+    ``feature_cache.open_images`` for unlabelled images (one ``test`` split, every image), else
+    ``feature_cache.open_dataset`` with ``split``'s options."""
+    from feature_cache import open_dataset, open_images
+
+    return open_images(path) if unlabelled else open_dataset(path, **split)
+
+
 def resolve_under_root(path: str, root: Path | None) -> Path:
     """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``.
 
@@ -225,9 +256,10 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
             "(a class folder under test/, or at least 2 images in a data set without splits) or remove the class")
 
 
-def register_dataset(store: Store, path: Path, *, name: str, source: str,
-                     dataset_id: str | None = None) -> dict[str, Any]:
-    """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it.
+def register_dataset(store: Store, path: Path, *, name: str, source: str, dataset_id: str | None = None,
+                     unlabelled: bool = False) -> dict[str, Any]:
+    """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it; with
+    ``unlabelled``, every image file under ``path`` with ``feature_cache.open_images`` (any folders, no classes).
 
     A data set where a class has no train or no test image is refused here: every job on it would fail (a probe
     is trained on every class and scored on every class), and it would fail only after its extraction.
@@ -235,16 +267,16 @@ def register_dataset(store: Store, path: Path, *, name: str, source: str,
     Raises:
         feature_cache.UnsafeArchive, feature_cache.DatasetError: the data set is refused.
     """
-    from feature_cache import DatasetError, open_dataset
+    from feature_cache import DatasetError
 
-    data = open_dataset(path)
+    data = open_registered(path, unlabelled)
     if source == "path":  # the same directory with the same content is one data set (its caches are reused)
         existing = store.find_dataset(source=source, path=str(path), fingerprint=getattr(data, "fingerprint", None))
         if existing is not None:
             logger.info("data set %s already registered for %s", existing["id"], path)
             return existing
     counts = dataset_counts(data)
-    problem = classes_without_message(counts, list(data.class_names))
+    problem = None if unlabelled else classes_without_message(counts, list(data.class_names))
     if problem:
         raise DatasetError(problem)
     row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),

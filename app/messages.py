@@ -17,8 +17,8 @@ class ClientMessages:
     """Messages for clients: server-side absolute paths replaced by names (the server log keeps them)."""
 
     # an absolute path not already under a named root ("<data dir>/runs/x" keeps its tail)
-    # ("/etc" alone too: a one-part path is a server path as well)
-    _ABSOLUTE = re.compile(r"(?<![\w.~>-])/(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
+    # ("/etc" alone too: a one-part path is a server path as well); a route of this API ("/api/...") is kept
+    _ABSOLUTE = re.compile(r"(?<![\w.~>}-])/(?!api/)(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
 
     def __init__(self, settings: Settings) -> None:
         roots = [(settings.data_root, "<data root>"), (settings.data_dir, "<data dir>"),

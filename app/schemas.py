@@ -7,7 +7,7 @@ from fastapi import Path
 from probe import ProbeConfig
 from probe.deploy import Scores
 from probe.report import Verdict
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from .status import JobStatus
 
@@ -40,6 +40,9 @@ class DatasetRegister(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: ServerPath = Field(..., description="absolute, or relative to the data root")
     name: Name | None = None
+    unlabelled: StrictBool = Field(False, description="every image file under the path, in any folders, without "
+                                   "classes: images a finished run's probe predicts (an extract job, then "
+                                   "GET /api/runs/{id}/predictions.csv); nothing trains or is scored on them")
 
 
 class DatasetOut(BaseModel):
@@ -47,6 +50,8 @@ class DatasetOut(BaseModel):
     name: str
     source: Literal["upload", "path"]
     class_names: list[str]
+    labelled: bool = Field(..., description="false for unlabelled images (registered with `unlabelled`): one "
+                           "class, '(unlabelled)', every image in 'test'; only an extract job takes them")
     counts: dict[str, list[int]] = Field(..., description="split → images per class, in class order")
     imbalance: float | None = Field(None, description="largest / smallest class among the training images "
                                     "(every split but test; probe.decision.imbalance_ratio); null with < 2 classes")
@@ -65,6 +70,8 @@ class CacheOut(BaseModel):
     fingerprint: str | None
     num_features: int | None
     class_names: list[str]
+    labelled: bool = Field(..., description="false for a cache of unlabelled images: a run predicts them "
+                           "(predictions.csv), nothing scores or trains on them")
     counts: dict[str, Any]
     job_id: str | None
     created_at: str

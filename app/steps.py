@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import classes_without_message, dataset_counts
+from .datasets import classes_without_message, dataset_counts, is_unlabelled, open_registered
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
 
@@ -80,7 +80,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             written).
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, discard_partial, extract,
-                               open_cache, open_dataset, plan_extraction, skipped_summary)
+                               open_cache, plan_extraction, skipped_summary)
 
     dataset = ctx.store.get_dataset(dataset_id)
     cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)
@@ -88,9 +88,10 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     device = ctx.settings.resolved_device()
 
     ctx.progress(start, "opening data set")
-    data = open_dataset(dataset["path"], val_fraction=options.get("val_fraction", 0.1), seed=options.get("seed", 0),
-                        max_per_class=options.get("max_per_class"))
-    problem = classes_without_message(dataset_counts(data), list(data.class_names))
+    unlabelled = is_unlabelled(dataset)
+    data = open_registered(dataset["path"], unlabelled, val_fraction=options.get("val_fraction", 0.1),
+                           seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
+    problem = None if unlabelled else classes_without_message(dataset_counts(data), list(data.class_names))
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import PathMissing, PathOutsideRoot, classes_without_message
+from .datasets import PathMissing, PathOutsideRoot, classes_without_message, is_unlabelled
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -134,6 +134,18 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
                              "cannot apply")
 
 
+def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
+    """Unlabelled images are only extracted, every one of them: no probe, no split options."""
+    if job.kind == "pipeline":
+        raise RequestInvalid("dataset_id", f"data set {dataset_id!r} holds unlabelled images: nothing to train "
+                             "on; extract them (kind 'extract') and a finished run predicts them "
+                             "(GET /api/runs/{id}/predictions.csv?cache=...)")
+    split = job.options.model_fields_set & {"val_fraction", "max_per_class"}
+    if split:
+        raise RequestInvalid(f"options.{sorted(split)[0]}", f"splits a labelled data set; data set {dataset_id!r} "
+                             "holds unlabelled images, every one of them is extracted")
+
+
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
@@ -148,14 +160,21 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     """
     if job.kind == "probe":
         cache_row = store.get_cache(job.cache_id)
+        if is_unlabelled(cache_row):
+            raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} holds unlabelled images: nothing to train "
+                                 f"on; a finished run predicts them (GET /api/runs/{{id}}/predictions.csv?cache="
+                                 f"{cache_row['id']})")
         if job.reference_run:
             _check_reference(store.get_run(job.reference_run), cache_row)
         config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"])
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     dataset = store.get_dataset(job.dataset_id)
-    problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
-    if problem:
-        raise RequestInvalid("dataset_id", problem)
+    if is_unlabelled(dataset):
+        _check_unlabelled(job, dataset["id"])
+    else:
+        problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
+        if problem:
+            raise RequestInvalid("dataset_id", problem)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":

@@ -15,10 +15,13 @@ from ..config import Settings, get_settings
 from ..datasets import (
     UploadTooLarge,
     discard,
+    is_unlabelled,
     new_upload_dir,
+    open_registered,
     register_dataset,
     resolve_under_root,
     stream_multipart_file,
+    upload_flag,
     upload_name,
 )
 from ..deps import get_store
@@ -37,7 +40,10 @@ _UPLOAD_BODY = {
                 "type": "object", "required": ["file"],
                 "properties": {"file": {"type": "string", "format": "binary",
                                         "description": "zip / tar / tar.gz of class folders"},
-                               "name": {"type": "string", "minLength": 1, "maxLength": 200}}}},
+                               "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                               "unlabelled": {"type": "string", "enum": ["true", "false", "1", "0", "on", "off"],
+                                              "description": "any folders, no classes: images a finished "
+                                              "run's probe predicts (DatasetRegister.unlabelled)"}}}},
             "application/json": {"schema": DatasetRegister.model_json_schema()},
         },
     }
@@ -49,7 +55,7 @@ def _dataset_out(row: dict) -> DatasetOut:
 
     training = [sum(per) for per in zip(*(v for split, v in row["counts"].items() if split != "test"))]
     return DatasetOut(**{k: row[k] for k in DatasetOut.model_fields if k in row},
-                      num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training))
+                      labelled=not is_unlabelled(row), num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training))
 
 
 @router.post(
@@ -74,7 +80,8 @@ async def register_path(request: Request, store: Store, settings: Settings) -> D
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     path = resolve_under_root(body.path, settings.data_root)
-    row = await run_in_threadpool(register_dataset, store, path, name=body.name or path.name, source="path")
+    row = await run_in_threadpool(register_dataset, store, path, name=body.name or path.name, source="path",
+                                  unlabelled=body.unlabelled)
     return _dataset_out(row)
 
 
@@ -90,8 +97,9 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
         path, fields = await stream_multipart_file(content_type, request.stream(), upload_dir,
                                                    settings.max_upload_bytes)
         name = upload_name(fields.get("name")) or path.name
+        unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
         row = await run_in_threadpool(register_dataset, store, path, name=name, source="upload",
-                                      dataset_id=dataset_id)
+                                      dataset_id=dataset_id, unlabelled=unlabelled)
     except BaseException:
         discard(upload_dir)
         raise
@@ -112,17 +120,16 @@ MAX_SOURCE_LENGTH = 1024
 
 
 @lru_cache(maxsize=4)
-def _thumbnailer(path: str, modified: float):
+def _thumbnailer(path: str, modified: float, unlabelled: bool):
     """One indexed data set per (path, modification time): opening a large archive is paid once."""
-    from feature_cache import open_dataset
     from feature_cache.thumbnails import Thumbnailer
 
-    return Thumbnailer(open_dataset(path, val_fraction=0.0))
+    return Thumbnailer(open_registered(path, unlabelled, val_fraction=0.0))
 
 
-def _thumbnail_png(path: str, source: str, size: int) -> bytes:
+def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes:
     try:
-        thumbs = _thumbnailer(path, os.stat(path).st_mtime)
+        thumbs = _thumbnailer(path, os.stat(path).st_mtime, unlabelled)
         return thumbs.png(source, size)
     except (KeyError, OSError):  # not a listed sample; or the data set left the disk / the file no longer decodes
         raise NotFound("samples", source) from None
@@ -134,15 +141,19 @@ def _thumbnail_png(path: str, source: str, size: int) -> bytes:
 async def thumbnail(dataset_id: IdPath, source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
                     size: int = Query(128, ge=8, le=512), store: Store = Depends(get_store)) -> Response:
     row = store.get_dataset(dataset_id)
-    png = await run_in_threadpool(_thumbnail_png, row["path"], source, size)
+    png = await run_in_threadpool(_thumbnail_png, row["path"], is_unlabelled(row), source, size)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first")
 def list_caches(store: Store = Depends(get_store)) -> list[CacheOut]:
-    return [CacheOut(**r) for r in store.list_caches()]
+    return [_cache_out(r) for r in store.list_caches()]
 
 
 @router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES)
 def get_cache(cache_id: IdPath, store: Store = Depends(get_store)) -> CacheOut:
-    return CacheOut(**store.get_cache(cache_id))
+    return _cache_out(store.get_cache(cache_id))
+
+
+def _cache_out(row: dict) -> CacheOut:
+    return CacheOut(**row, labelled=not is_unlabelled(row))

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..store import Store
+from ..datasets import is_unlabelled
 from ..deps import get_store
+from ..store import Store
 from probe import Comparison, Report
 
 from ..schemas import ERROR_RESPONSES, FailuresOut, IdPath, RunOut, ScoresOut
@@ -134,20 +135,31 @@ async def run_scores(request: Request, run_id: IdPath, cache: str = CacheQuery, 
 @router.get("/runs/{run_id}/predictions.csv", response_class=Response,
             responses={**ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per image"}},
             summary="The run's shipped probe's prediction of every image of a registered cache's split, as CSV "
-            "(mr2probe predict --out): index, source, true, predicted, confidence, correct")
+            "(mr2probe predict --out): index, source, true, predicted, confidence, correct (true and correct "
+            "empty for unlabelled images)")
 async def run_predictions_csv(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
                               store: Store = Depends(get_store)) -> Response:
     return await _in_scoring_slot(request, _predictions_csv, store, run_id, cache, split)
 
 
-def _predicted(store: Store, run_id: str, cache: str, split: str) -> tuple[dict, Any, Any]:
-    """``(run row, RunProbe, CachePredictions)`` of the run's shipped probe on the cache's split; 404 / 422."""
+def _cache_path(store: Store, cache: str, scored: bool) -> str:
+    """The cache's file; a cache of unlabelled images is a 422 where its images would be ``scored``."""
+    row = store.get_cache(cache)
+    if scored and is_unlabelled(row):
+        raise HTTPException(422, f"cache {cache!r} holds unlabelled images: nothing to score a probe against; "
+                            f"GET /api/runs/{{id}}/predictions.csv?cache={cache} lists each image's prediction")
+    return row["path"]
+
+
+def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool = True) -> tuple[dict, Any, Any]:
+    """``(run row, RunProbe, CachePredictions)`` of the run's shipped probe on the cache's split (unless
+    ``scored``, unlabelled images too); 404 / 422."""
     from ..shipped import predict_cache
 
-    run, path = store.get_run(run_id), store.get_cache(cache)["path"]
+    run, path = store.get_run(run_id), _cache_path(store, cache, scored)
     probe = _shipped(run)
     try:
-        (got,) = predict_cache([probe], path, split)
+        (got,) = predict_cache([probe], path, split, unlabelled=not scored)
     except ValueError as exc:  # CacheMismatch too: a file that is not a finished cache
         raise HTTPException(422, str(exc)) from None
     except FileNotFoundError:
@@ -158,7 +170,7 @@ def _predicted(store: Store, run_id: str, cache: str, split: str) -> tuple[dict,
 def _predictions_csv(store: Store, run_id: str, cache: str, split: str) -> Response:
     from ..shipped import csv_rows
 
-    _, probe, got = _predicted(store, run_id, cache, split)
+    _, probe, got = _predicted(store, run_id, cache, split, scored=False)
     text = io.StringIO()
     csv.writer(text).writerows(csv_rows(got, probe.class_names))
     return Response(text.getvalue(), media_type="text/csv", headers={
@@ -256,7 +268,7 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
     from ..shipped import compare_on_cache
 
     runs = store.get_run(base), store.get_run(other)
-    path = None if cache is None else store.get_cache(cache)["path"]
+    path = None if cache is None else _cache_path(store, cache, scored=True)
     try:
         if path is None:
             return compare_reports(_report(store, base), _report(store, other),

@@ -47,7 +47,7 @@
   }
 
   /** Multipart upload with progress (XMLHttpRequest: fetch cannot report upload progress). */
-  function uploadArchive(file, name, onProgress) {
+  function uploadArchive(file, name, unlabelled, onProgress) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", "/api/datasets");
@@ -62,6 +62,7 @@
       xhr.addEventListener("error", () => reject(new ApiError(0, "the upload was interrupted (network error)")));
       const form = new FormData();
       if (name) form.append("name", name);
+      if (unlabelled) form.append("unlabelled", "true");
       form.append("file", file);
       xhr.send(form);
     });
@@ -72,7 +73,7 @@
     const radio = (value, label) => h("label", { class: "radio" },
       h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
     const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
-      h("option", { value: d.id }, `${d.name} · ${d.id} · ${d.class_names.length} classes, ${count(d.num_images)} images`)));
+      h("option", { value: d.id }, `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
     const encoder = h("input", { id: "encoder", list: "encoder-list", value: choices.encoders[0].pattern, autocomplete: "off", required: "required" });
     const head = h("select", { id: "head" }, h("option", { value: "" }, "encoder default"),
       choices.heads.map((x) => h("option", { value: x.name }, `${x.name} — ${x.formula}`)));
@@ -98,13 +99,17 @@
           h("div", { class: "hint" }, "zip / tar / tar.gz of class folders: train/<class>/*.jpg and test/<class>/*.jpg, or one tree that is split for you.")),
         h("div", { class: "source-pane", "data-source": "path" },
           h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
-        h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: 200 })),
+        h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: 200 }),
+          h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
+            " unlabelled images (any folders, no classes): extract them, then a finished run predicts them")),
         h("div", { class: "field-error", id: "err-dataset", role: "alert" }),
         h("div", { id: "upload-progress", hidden: "hidden" }, progressBar(0), h("span", { class: "muted" }, " uploading…"))),
-      h("fieldset", {}, h("legend", {}, "2 · Encoder and probes"),
+      h("fieldset", {}, h("legend", {}, "2 · Encoder"),
         h("datalist", { id: "encoder-list" }, choices.encoders.map((e) => h("option", { value: e.pattern }))),
         h("div", { class: "fields" },
-          field("Encoder", encoder, "encoder", "One of: " + choices.encoders.map((e) => e.pattern).join(", ")),
+          field("Encoder", encoder, "encoder", "One of: " + choices.encoders.map((e) => e.pattern).join(", ")))),
+      h("fieldset", { class: "probes-only" }, h("legend", {}, "3 · Probes"),
+        h("div", { class: "fields" },
           field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
           field("Preset (second probe)", preset, "preset", "the disparity-aware probe trained after the ERM reference"),
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
@@ -112,7 +117,7 @@
           overallField(choices.overall_metrics),
           cvField(choices.cv)),
         h("details", { class: "preset-details" }, h("summary", {}, "Why this preset"), presetWhy)),
-      h("fieldset", {}, h("legend", {}, "3 · Limits (optional)"),
+      h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
           field("Images per class and split", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),
           field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, step: 1, placeholder: "default" }), "limits"))),
@@ -123,9 +128,25 @@
       form.querySelectorAll(".source-pane").forEach((p) => { p.hidden = !p.dataset.source.split(" ").includes(value); });
     };
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
-    sync(); syncWhy(); syncImbalance(form, datasets, choices);
+    form.addEventListener("change", () => syncUnlabelled(form, datasets));
+    sync(); syncWhy(); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") syncImbalance(form, datasets, choices); });
     return form;
+  }
+
+  /** Unlabelled images (an upload or folder ticked so, or a registered data set of them) are only extracted. */
+  function extractsOnly(form, datasets) {
+    const source = form.querySelector("input[name=source]:checked").value;
+    if (source !== "existing") return form.querySelector("#unlabelled").checked;
+    const id = (form.querySelector("#dataset-select") || {}).value;
+    const dataset = datasets.find((d) => d.id === id);
+    return Boolean(dataset && dataset.labelled === false);
+  }
+
+  function syncUnlabelled(form, datasets) {
+    const only = extractsOnly(form, datasets);
+    form.querySelectorAll("fieldset.probes-only").forEach((f) => { f.disabled = only; });
+    form.querySelector("#launch-submit").textContent = only ? "Extract the images" : "Start the pipeline";
   }
 
   /** What "overall" is where validation selects, for both probes: accuracy, or balanced accuracy. */
@@ -160,8 +181,10 @@
 
   const intOrNull = (id) => { const v = document.getElementById(id).value.trim(); return v === "" ? null : Number(v); };
 
-  /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe. */
-  function jobBody(datasetId) {
+  /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe; for unlabelled
+   * images, their extraction only. */
+  function jobBody(datasetId, extractOnly) {
+    if (extractOnly) return { kind: "extract", dataset_id: datasetId, encoder: document.getElementById("encoder").value.trim() };
     const headName = document.getElementById("head").value, preset = document.getElementById("preset").value;
     const budget = Number(document.getElementById("budget").value || 0);  // points
     const epochs = intOrNull("epochs"), cap = intOrNull("max-per-class");
@@ -193,13 +216,14 @@
         if (!file) throw new ApiError(0, "choose an archive (.zip, .tar, .tar.gz) to upload");
         const bar = document.getElementById("upload-progress");
         bar.hidden = false;
-        const ds = await uploadArchive(file, name, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
+        const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
         bar.hidden = true;
         return ds.id;
       }
       const path = document.getElementById("dataset-path").value.trim();
       if (!path) throw new ApiError(0, "enter the folder's path on the server");
-      return (await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}) })).id;
+      const unlabelled = document.getElementById("unlabelled").checked;
+      return (await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) })).id;
     } catch (e) {
       document.getElementById("upload-progress").hidden = true;
       throw Object.assign(e, { step: "dataset" });
@@ -235,6 +259,9 @@
         h("p", {}, !FINISHED.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
           job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
           result.cache_id ? h("span", { class: "muted" }, ` cache ${result.cache_id} `) : null,
+          job.kind === "extract" && job.status === "succeeded" ? h("span", { class: "muted", id: "job-next" },
+            "Predict its images with a finished run of this encoder: on the run's page, pick this cache under "
+            + "\"Score the shipped probe on a cache\" and download \"Predictions (.csv)\".") : null,
           url ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
         h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean));
       panel.hidden = false;
@@ -263,8 +290,9 @@
       button.disabled = true;
       let datasetId = null;
       try {
+        const extractOnly = extractsOnly(form, list);
         datasetId = await resolveDataset(form);
-        const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId));
+        const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId, extractOnly));
         history.replaceState(null, "", `/launch?job=${enc(accepted.id)}`);
         stop(); stop = watch(accepted.id, panel, true);
       } catch (e) {

@@ -217,7 +217,8 @@
     if (!offered.length) return [empty("No registered cache of this run's encoder.")];
     const label = (c) => {
       const ds = datasets.find((d) => d.id === c.dataset_id);
-      return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "");
+      return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "")
+        + (c.labelled === false ? " (unlabelled: predictions only)" : "");
     };
     const cacheSelect = h("select", { id: "score-cache" }, offered.map((c) => h("option", { value: c.id }, label(c))));
     const splitSelect = h("select", { id: "score-split" },
@@ -244,11 +245,21 @@
       download(`/api/runs/${enc(run.id)}/predictions.csv?${query}`, `${run.id}_${cacheSelect.value}_${splitSelect.value}_predictions.csv`)
         .catch((e) => body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message)));
     } }, "Predictions (.csv)");
+    // unlabelled images have nothing to score against: their predictions only, from their one split
+    const syncLabelled = () => {
+      const unlabelled = (offered.find((c) => c.id === cacheSelect.value) || {}).labelled === false;
+      for (const b of [scoreButton, both].filter(Boolean)) b.disabled = unlabelled;
+      if (unlabelled) splitSelect.value = "test";
+      splitSelect.disabled = unlabelled;
+    };
+    const scoreButton = h("button", { id: "score-button", type: "button", onclick: score }, "Score");
+    cacheSelect.addEventListener("change", syncLabelled);
+    syncLabelled();
     return [h("p", { class: "muted note" },
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
       h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
-      " score them. Cache ", cacheSelect, " split ", splitSelect, " ",
-      h("button", { id: "score-button", type: "button", onclick: score }, "Score"), " ", csvButton,
+      " score them; a cache of unlabelled images gets its predictions only. Cache ", cacheSelect, " split ", splitSelect, " ",
+      scoreButton, " ", csvButton,
       both ? " " : "", both || ""), body];
   }
 

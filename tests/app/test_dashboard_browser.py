@@ -560,6 +560,51 @@ def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_
     assert driver.js(hint)[0] is True
 
 
+def test_launch_form_extracts_unlabelled_images_for_a_run(driver, launch_service, tmp_path):
+    """Ticked "unlabelled", the form uploads with unlabelled=true and starts an extract job (no probe fields); the
+    run page offers that cache for predictions only (Score and the split disabled)."""
+    from PIL import Image
+
+    if not launch_service.launched:
+        pytest.skip("needs the runs of test_launch_form_takes_an_upload_to_the_report")
+    base, run = launch_service.base, launch_service.launched["disparity"]
+    archive = tmp_path / "new.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # any folders: no class structure
+        for i, name in enumerate(["a.png", "day1/b.png", "day1/x/c.png"]):
+            png = io.BytesIO()
+            Image.new("RGB", (32, 32), (200, 40 * i, 40)).save(png, format="PNG")
+            zf.writestr(f"new/{name}", png.getvalue())
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-upload').click()")
+    driver.send_file("#archive", archive)
+    driver.js("document.getElementById('unlabelled').click()")
+    assert driver.js("return document.getElementById('launch-submit').textContent") == "Extract the images"
+    assert driver.js("return Array.from(document.querySelectorAll('fieldset.probes-only')).map(f => f.disabled)") == \
+        [True, True]
+    assert driver.js("return Launch.jobBody('ds_x', true)") == {"kind": "extract", "dataset_id": "ds_x",
+                                                                 "encoder": "effnet-lite0"}
+    driver.screenshot(tmp_path / "launch_unlabelled.png")
+    driver.js("document.getElementById('launch-submit').click()")
+    wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "succeeded", 300,
+             interval=0.3, what="extraction of the unlabelled images")
+    assert "pick this cache" in driver.js("return document.getElementById('job-next').textContent")
+    job = httpx.get(base + "/api/jobs").json()[0]
+    dataset = httpx.get(f"{base}/api/datasets/{job['request']['dataset_id']}").json()
+    assert job["kind"] == "extract" and dataset["labelled"] is False and dataset["num_images"] == 3
+    cache = job["result"]["cache_id"]
+
+    _open(driver, f"{base}/runs/{run}", "run")
+    driver.js(f"const s = document.getElementById('score-cache'); s.value = {json.dumps(cache)};"
+              "s.dispatchEvent(new Event('change', {bubbles: true}));")
+    state = driver.js("""const s = document.getElementById('score-cache');
+        return [s.options[s.selectedIndex].textContent, document.getElementById('score-button').disabled,
+                document.getElementById('score-split').disabled, document.getElementById('score-split').value];""")
+    assert "unlabelled: predictions only" in state[0] and state[1:] == [True, True, "test"]
+    driver.screenshot(tmp_path / "run_unlabelled_cache.png")
+    rows = httpx.get(f"{base}/api/runs/{run}/predictions.csv", params={"cache": cache}).text.splitlines()
+    assert len(rows) == 4 and all(line.split(",")[2] == "" for line in rows[1:])  # no true class
+
+
 def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path):
     if not launch_service.launched:
         pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")

@@ -1,0 +1,93 @@
+"""Unlabelled images through the service: upload with ``unlabelled``, extract, a finished run's predictions.csv;
+everything that would train or score on them is a 422 before a job exists."""
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+from app.cli import main
+from feature_cache import UNLABELLED
+
+from app_testutils import ERM, wait_job
+from testdata import image_bytes
+
+# any folders, one level, none and deeper; a file that is not an image is skipped
+FILES = {"batch1/a.png": (0, 1), "batch1/b.jpg": (1, 2), "c.png": (2, 3), "deep/x/y/d.png": (1, 4)}
+
+
+def _unlabelled_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, (label, index) in FILES.items():
+            zf.writestr(f"new/{name}", image_bytes(label, index, size=32,
+                                                   fmt="JPEG" if name.endswith(".jpg") else "PNG"))
+        zf.writestr("new/notes.txt", b"not an image")
+    return buf.getvalue()
+
+
+def _upload(client, **data):
+    return client.post("/api/datasets", files={"file": ("new.zip", _unlabelled_zip(), "application/zip")},
+                       data=data)
+
+
+def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path):
+    client, settings = fresh_finished.client, fresh_finished.settings
+    resp = _upload(client, name="new images", unlabelled="true")
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert ds["labelled"] is False and ds["class_names"] == [UNLABELLED] and ds["skipped"] == 1
+    assert ds["counts"]["test"] == [len(FILES)] and ds["num_images"] == len(FILES) and ds["imbalance"] is None
+    assert client.get(f"/api/datasets/{fresh_finished.dataset['id']}").json()["labelled"] is True
+
+    job = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "effnet-lite0"})
+    assert job.status_code == 202, job.text
+    job = wait_job(client, job.json()["id"])
+    assert job["status"] == "succeeded", job
+    cache = client.get(f"/api/caches/{job['result']['cache_id']}").json()
+    assert cache["labelled"] is False and cache["class_names"] == [UNLABELLED]
+
+    run = fresh_finished.mr2
+    resp = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache["id"]})
+    assert resp.status_code == 200, resp.text
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    names = client.get(f"/api/reports/{run}").json()["class_names"]
+    assert sorted(r["source"] for r in rows) == sorted(f"new/{name}" for name in FILES)
+    assert all(r["true"] == "" and r["correct"] == "" and r["predicted"] in names for r in rows)
+    out = tmp_path / "p.csv"
+    path = client.app.state.store.get_cache(cache["id"])["path"]
+    assert main(["predict", str(settings.runs_dir / run), "--features", path, "--out", str(out)]) == 0
+    assert out.read_bytes() == resp.content  # what `mr2probe predict --out` writes, byte for byte
+
+    png = client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": "new/deep/x/y/d.png"})
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+    # nothing scores or trains on them: 422 naming the way to their predictions, and no job
+    jobs = len(client.get("/api/jobs").json())
+    scores = client.get(f"/api/runs/{run}/scores", params={"cache": cache["id"]})
+    assert scores.status_code == 422 and "unlabelled" in scores.json()["detail"]
+    assert "predictions.csv" in scores.json()["detail"]
+    compare = client.get("/api/compare", params={"base": fresh_finished.erm, "other": run, "cache": cache["id"]})
+    assert compare.status_code == 422 and "unlabelled" in compare.json()["detail"]
+    probe = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM})
+    assert probe.status_code == 422 and probe.json()["detail"].startswith("cache_id: ")
+    pipeline = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [ERM]})
+    assert pipeline.status_code == 422 and "unlabelled" in pipeline.json()["detail"]
+    split = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"],
+                                           "options": {"max_per_class": 2}})
+    assert split.status_code == 422 and split.json()["detail"].startswith("options.max_per_class: ")
+    assert len(client.get("/api/jobs").json()) == jobs
+
+
+def test_unlabelled_flag_is_checked_before_anything_is_stored(fresh_finished):
+    client, settings = fresh_finished.client, fresh_finished.settings
+    before = client.get("/api/datasets").json()
+    resp = _upload(client, unlabelled="maybe")
+    assert resp.status_code == 422 and resp.json()["detail"].startswith("unlabelled: must be true or false")
+    assert client.get("/api/datasets").json() == before
+    assert len(list(settings.uploads_dir.iterdir())) == len(before)  # the refused upload's folder is gone
+    resp = client.post("/api/datasets", json={"path": "x", "unlabelled": "yes"})  # strict: a string is no bool
+    assert resp.status_code == 422 and "unlabelled" in resp.text
+    # "false" is the labelled upload: an unlabelled tree has no class folders
+    resp = _upload(client, unlabelled="false")
+    assert resp.status_code == 422, resp.text
