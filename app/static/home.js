@@ -69,7 +69,7 @@
   function datasetRow(d, ctx) {
     const used = Object.values(ctx.caches).filter((c) => c.dataset_id === d.id);
     return h("tr", { "data-dataset": d.id },
-      h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, String(d.class_names.length)),
+      h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, d.labelled === false ? "unlabelled" : String(d.class_names.length)),
       h("td", { class: "num", "data-col": "images" }, count(d.num_images)),
       h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
         h("span", { "data-cache": c.id, title: splitCounts(c) }, `${c.encoder}: ${count(cacheImages(c))}`)]).flat()
