@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from functools import lru_cache
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -128,11 +129,22 @@ def _thumbnailer(path: str, modified: float, unlabelled: bool):
 
 
 def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes:
+    from PIL import Image
+
+    from feature_cache import DatasetError
+
     try:
         thumbs = _thumbnailer(path, os.stat(path).st_mtime, unlabelled)
-        return thumbs.png(source, size)
-    except (KeyError, OSError):  # not a listed sample; or the data set left the disk / the file no longer decodes
+    except OSError:  # the data set left the disk
         raise NotFound("samples", source) from None
+    try:
+        return thumbs.png(source, size)
+    except KeyError:  # not a listed sample
+        raise NotFound("samples", source) from None
+    except (OSError, zipfile.BadZipFile, RuntimeError, Image.DecompressionBombError) as exc:
+        # a listed sample that does not decode: unreadable, damaged in its archive, encrypted, too many pixels
+        raise DatasetError(f"sample {source[:200]!r} cannot be shown: {type(exc).__name__}: "
+                           f"{str(exc)[:200]}") from None
 
 
 @router.get("/datasets/{dataset_id}/thumbnail", response_class=Response, responses={

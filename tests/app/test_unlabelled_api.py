@@ -91,3 +91,29 @@ def test_unlabelled_flag_is_checked_before_anything_is_stored(fresh_finished):
     # "false" is the labelled upload: an unlabelled tree has no class folders
     resp = _upload(client, unlabelled="false")
     assert resp.status_code == 422, resp.text
+
+
+def test_a_listed_sample_that_cannot_be_shown_is_a_422(fresh_finished):
+    """Thumbnails of listed samples that do not decode (not an image, too many pixels for Pillow) answer 422
+    naming the sample, not 500; an unlisted one stays a 404."""
+    from PIL import Image
+
+    bomb = io.BytesIO()
+    Image.new("1", (14000, 14000)).save(bomb, format="PNG")  # ~200M pixels in a few kB: Pillow's bomb error
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("odd/ok.png", image_bytes(0, 1, size=32))
+        zf.writestr("odd/text.png", b"text, not a PNG")
+        zf.writestr("odd/bomb.png", bomb.getvalue())
+    client = fresh_finished.client
+    ds = client.post("/api/datasets", files={"file": ("odd.zip", buf.getvalue(), "application/zip")},
+                     data={"unlabelled": "1"}).json()
+
+    def thumb(source):
+        return client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source})
+
+    assert thumb("odd/ok.png").status_code == 200
+    for source, why in (("odd/text.png", "UnidentifiedImageError"), ("odd/bomb.png", "DecompressionBombError")):
+        resp = thumb(source)
+        assert resp.status_code == 422 and resp.json()["detail"].startswith(f"sample '{source}' cannot be shown: {why}")
+    assert thumb("odd/none.png").status_code == 404
