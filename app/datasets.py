@@ -246,7 +246,9 @@ def classes_without(counts: dict[str, list[int]], class_names: list[str],
 
 def classes_without_message(counts: dict[str, list[int]], class_names: list[str]) -> str | None:
     """Why no job can run on a data set whose split ``counts`` leave a class without a train or test image; None if
-    every class has both."""
+    every class has both, and for unlabelled images (:func:`is_unlabelled`: no class, only extracted)."""
+    if is_unlabelled({"class_names": class_names}):
+        return None
     empty = classes_without(counts, class_names)
     if not empty:
         return None
@@ -276,7 +278,7 @@ def register_dataset(store: Store, path: Path, *, name: str, source: str, datase
             logger.info("data set %s already registered for %s", existing["id"], path)
             return existing
     counts = dataset_counts(data)
-    problem = None if unlabelled else classes_without_message(counts, list(data.class_names))
+    problem = classes_without_message(counts, list(data.class_names))
     if problem:
         raise DatasetError(problem)
     row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),

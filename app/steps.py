@@ -88,10 +88,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     device = ctx.settings.resolved_device()
 
     ctx.progress(start, "opening data set")
-    unlabelled = is_unlabelled(dataset)
-    data = open_registered(dataset["path"], unlabelled, val_fraction=options.get("val_fraction", 0.1),
+    data = open_registered(dataset["path"], is_unlabelled(dataset), val_fraction=options.get("val_fraction", 0.1),
                            seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
-    problem = None if unlabelled else classes_without_message(dataset_counts(data), list(data.class_names))
+    problem = classes_without_message(dataset_counts(data), list(data.class_names))
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

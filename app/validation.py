@@ -171,10 +171,9 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     dataset = store.get_dataset(job.dataset_id)
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
-    else:
-        problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
-        if problem:
-            raise RequestInvalid("dataset_id", problem)
+    problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
+    if problem:
+        raise RequestInvalid("dataset_id", problem)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":

@@ -55,8 +55,8 @@ def _dataset_out(row: dict) -> DatasetOut:
     from probe.decision import imbalance_ratio
 
     training = [sum(per) for per in zip(*(v for split, v in row["counts"].items() if split != "test"))]
-    return DatasetOut(**{k: row[k] for k in DatasetOut.model_fields if k in row},
-                      labelled=not is_unlabelled(row), num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training))
+    return DatasetOut(**{k: row[k] for k in DatasetOut.model_fields if k in row}, labelled=not is_unlabelled(row),
+                      num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training))
 
 
 @router.post(
