@@ -285,6 +285,9 @@ def main() -> None:
         settings += ["lowp-unfused", "lowp"]
     settings = [s for s in settings if args.settings is None or s in args.settings]
     settings += [s for s in ("thread", "job") if args.settings and s in args.settings]
+    if not settings:
+        parser.error(f"none of --settings {' '.join(args.settings)} runs on {args.device}: a low precision "
+                     f"needs a CPU with native bfloat16 or a CUDA device")
     load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     for repeat in range(args.repeats):

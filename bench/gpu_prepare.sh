@@ -6,10 +6,10 @@
 #   .gpu/  cifar10-subset.zip: --per-class images per class of each split of the shared CIFAR-10 archive.
 # Both are git-ignored; the device call carries them:
 #   bash bench/gpu_prepare.sh            # here, once (a few seconds; needs the PyPI registry)
-#   device run: command "bash bench/gpu_checks.sh", carry [".whl", ".gpu"], timeout_s 560
+#   device run: command "bash bench/gpu_checks.sh", carry [".whl", ".gpu"], timeout_s 600
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PER_CLASS=${PER_CLASS:-100}
+PER_CLASS=${PER_CLASS:-500}  # 10,000 images, ~9 MB: seconds of GPU extraction per setting
 ARCHIVE=${ARCHIVE:-../shared/data/cifar10-jpeg.zip}
 PYTHON=${PYTHON:-python3}
 
