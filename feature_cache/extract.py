@@ -6,8 +6,9 @@ of worker processes serves every split (:func:`resolve_workers`). Each batch is 
 ``torch.inference_mode`` at the encoder's precision (autocast, channels-last; see
 :mod:`feature_cache.encoders`): on a CPU encoder by the worker that decoded it, with one thread
 (:class:`EncodingCollate`; by the main process when there are no workers), on CUDA by the main process while
-the workers decode the next batches. The main process appends every batch, in order, to ``<final>.partial``
-(one chunk = one batch), recording progress and flushing after every chunk. A
+the workers decode the next batches (it queues a batch's forward and copy back, then writes the previous batch:
+:func:`_queue_encoding`). The main process appends every batch, in order, to ``<final>.partial``
+(one chunk = one batch), recording progress and flushing after every chunk, and polls ``should_stop`` before each. A
 restarted job resumes after the last written chunk; the finished file is moved onto its final name with
 ``os.replace``, so a crash never leaves a cache that looks complete. During extraction glibc keeps freed
 memory instead of unmapping it every batch (:mod:`probe.allocator`), and hands it back at the
@@ -350,12 +351,40 @@ def _pending(splits: dict[str, list[Sample]], partial: PartialCache, batch_size:
     return samples, batches, indices
 
 
-def _encode_kept(encoder: Encoder, images: torch.Tensor, ok: torch.Tensor) -> np.ndarray:
-    """(kept, num_features) float32 features of the decodable images of one batch (``ok``)."""
+def _queue_encoding(encoder: Encoder, images: torch.Tensor, ok: torch.Tensor) -> Callable[[], np.ndarray]:
+    """Start encoding the decodable images of one batch (``ok``); returns a function that waits for their
+    (kept, num_features) float32 features on the host.
+
+    On CUDA the forward pass and the copy back (into pinned memory, behind a CUDA event) run while the caller
+    goes on: the main loop takes the next batch from the DataLoader and writes the previous one meanwhile. Read
+    back at once, as up to stop 49, each batch waited for the GPU before the next one was taken: on an H200 the
+    main loop alone (``bench/extract_stages.py``, effnet-lite0 fp16, 10,000 images, 8 workers) ran at 5,857 img/s
+    that way and 7,863 this way (1,411 serial with pinned batches, as ``extract`` had them); ``extract`` as a
+    whole went from 1,218–1,356 to 1,555 img/s (bench/README.md, "GPU": the rest of its gap is not found yet).
+    """
     keep = ok.nonzero().flatten()
     if len(keep) == 0:
-        return np.zeros((0, encoder.num_features), dtype=np.float32)
-    return encoder.encode(images if len(keep) == len(ok) else images[keep]).cpu().numpy()
+        empty = np.zeros((0, encoder.num_features), dtype=np.float32)
+        return lambda: empty
+    features = encoder.encode(images if len(keep) == len(ok) else images[keep])
+    if features.device.type != "cuda":
+        host = features.numpy()
+        return lambda: host
+    pinned = torch.empty(features.shape, dtype=features.dtype, pin_memory=True)
+    pinned.copy_(features, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def wait() -> np.ndarray:
+        copied.synchronize()
+        return pinned.numpy()
+
+    return wait
+
+
+def _encode_kept(encoder: Encoder, images: torch.Tensor, ok: torch.Tensor) -> np.ndarray:
+    """(kept, num_features) float32 features of the decodable images of one batch (``ok``)."""
+    return _queue_encoding(encoder, images, ok)()
 
 
 class EncodingCollate:
@@ -375,11 +404,10 @@ class EncodingCollate:
         return _encode_kept(self.encoder, images, ok), ok, reasons
 
 
-def _write_chunk(partial: PartialCache, encoder: Encoder, split: str, batch: list[Sample], end: int,
-                 payload: torch.Tensor | np.ndarray, ok: torch.Tensor, reasons: list[str]) -> int:
-    """Append one batch as one chunk: ``payload`` is its features (encoded in a worker) or its images, which
-    are encoded here; returns how many images the chunk kept."""
-    features = payload if isinstance(payload, np.ndarray) else _encode_kept(encoder, payload, ok)
+def _write_chunk(partial: PartialCache, split: str, batch: list[Sample], end: int, features: np.ndarray,
+                 ok: torch.Tensor, reasons: list[str]) -> int:
+    """Append one batch as one chunk, its (kept, d) ``features`` with its labels and sources; returns how many
+    images the chunk kept."""
     keep = ok.nonzero().flatten().tolist()
     bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
     for source, reason in bad:
@@ -395,8 +423,35 @@ def _write_chunk(partial: PartialCache, encoder: Encoder, split: str, batch: lis
     return len(keep)
 
 
-# DataLoader worker processes under ``workers=None`` (auto) on CUDA: they decode while the GPU encodes.
-CUDA_DECODE_WORKERS = 2
+class _ChunkWriter:
+    """Appends the encoded batches of :func:`run_plan` to the partial file in order, polling ``should_stop`` before
+    each and reporting progress after each; counts what it wrote (``encoded``: images kept)."""
+
+    def __init__(self, partial: PartialCache, splits: dict[str, list[Sample]], bar, progress, should_stop,
+                 done: int, total: int) -> None:
+        self.partial, self.splits, self.bar = partial, splits, bar
+        self.progress, self.should_stop = progress, should_stop
+        self.done, self.total, self.encoded = done, total, 0
+
+    def write(self, where: tuple[str, int, int], features: Callable[[], np.ndarray], ok: torch.Tensor,
+              reasons: list[str]) -> None:
+        split, start, end = where
+        if self.should_stop is not None and self.should_stop():
+            raise ExtractionCancelled(f"extraction stopped at {split} {start}/{len(self.splits[split])}; "
+                                      f"run it again to resume from {self.partial.path}.")
+        self.encoded += _write_chunk(self.partial, split, self.splits[split][start:end], end, features(), ok,
+                                     reasons)
+        self.done += end - start
+        self.bar.update(end - start)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+# DataLoader worker processes under ``workers=None`` (auto) on CUDA, at most (one core is left to the main process,
+# 2 at least): they decode while the GPU encodes. On an H200 with 16 cores the DataLoader alone delivered 3,100-3,800
+# img/s with 2 workers and 10,800-11,800 with 8 (224² effnet-lite0 batches of CIFAR-10 JPEGs), and the main loop
+# took 7,900-8,100 (bench/extract_stages.py).
+CUDA_DECODE_WORKERS = 8
 # Images to encode from which ``workers=None`` (auto) gives a CPU encoder its encoding workers: they take ~1 s to
 # hand over their first batches (0.4–0.5 s in the main process). effnet-lite0, bf16, 2 cores, 2 workers against
 # none (one-off runs of ``extract``, interleaved): 400 images 2.3–3.7 against 2.0–2.3 s, 1,000 mixed (4.9 and 9.9
@@ -486,7 +541,8 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     """The DataLoader worker processes of an extraction of ``images`` images in ``batches`` batches (None:
     unknown): ``workers`` itself, or for ``None`` (auto):
 
-    - on CUDA, :data:`CUDA_DECODE_WORKERS` processes that decode while the main process encodes;
+    - on CUDA, processes that decode while the main process encodes: one per core but one, at least 2 and at
+      most :data:`CUDA_DECODE_WORKERS`;
     - on a CPU, one process per thread of torch's pool (``torch.get_num_threads()``), at most one per batch
       and at most as many as half the available memory holds at :func:`cpu_batch_memory` each, each decoding
       *and* encoding its batches with one thread (:class:`EncodingCollate`); 0 (decode and encode in this
@@ -509,7 +565,7 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
             raise ValueError(f"workers must be in [0, {MAX_WORKERS}], got {workers}.")
         return int(workers)
     if device.type == "cuda":
-        return CUDA_DECODE_WORKERS
+        return min(CUDA_DECODE_WORKERS, max(2, (os.cpu_count() or 2) - 1))
     if images is not None and images < CPU_WORKERS_MIN_IMAGES:
         return 0
     count = torch.get_num_threads() if batches is None else min(torch.get_num_threads(), batches)
@@ -561,31 +617,28 @@ def run_plan(
                 if workers else f"decoding and encoding in this process ({threads} thread{'s' * (threads > 1)})")
     total = sum(len(split_samples) for split_samples in splits.values())
     done = total - len(samples)
-    encoded = 0
     if tune_allocator:
         keep_freed_memory()
-    loader = DataLoader(
+    loader = DataLoader(  # pageable batches: pinned ones made the H200's serial loop 4.2x slower (extract_stages)
         _ImageDataset(plan.data, samples, encoder.transform, encoder.spec.image_size),
         batch_sampler=indices,
         collate_fn=EncodingCollate(encoder) if encode_in_workers else collate_images,
         num_workers=workers,
-        pin_memory=encoder.device.type == "cuda",
         worker_init_fn=worker_init if tune_allocator and workers else None,
     )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)
+    writer = _ChunkWriter(partial, splits, bar, progress, should_stop, done, total)
     try:
+        pending = None  # the batch whose features are still on their way: written once the next one is queued
         for (split, start, end), (payload, ok, reasons) in zip(batches, loader):
-            if should_stop is not None and should_stop():
-                raise ExtractionCancelled(
-                    f"extraction stopped at {split} {start}/{len(splits[split])}; "
-                    f"run it again to resume from {partial.path}."
-                )
-            encoded += _write_chunk(partial, encoder, split, splits[split][start:end], end, payload, ok, reasons)
-            done += end - start
-            bar.update(end - start)
-            if progress is not None:
-                progress(done, total)
+            features = ((lambda f=payload: f) if isinstance(payload, np.ndarray)  # encoded by a worker
+                        else _queue_encoding(encoder, payload, ok))
+            if pending is not None:
+                writer.write(*pending)
+            pending = ((split, start, end), features, ok, reasons)
+        if pending is not None:
+            writer.write(*pending)
     except BaseException:
         partial.close()
         raise
@@ -593,7 +646,7 @@ def run_plan(
         bar.close()
         if tune_allocator:
             release_freed_memory()
-    return partial, encoded
+    return partial, writer.encoded
 
 
 def _finish(plan: ExtractionPlan, partial: PartialCache) -> tuple[list[tuple[str, str]], dict[str, int]]:
@@ -649,7 +702,8 @@ def extract(
             decodes and encodes its own batches with one thread; on CUDA they decode while the GPU encodes.
             None (auto, :func:`resolve_workers`): on a CPU one per thread of torch's pool (at most one per
             batch, and as many as half the available memory holds at :data:`CPU_WORKER_MEMORY` each; 0 under
-            2, or under :data:`CPU_WORKERS_MIN_IMAGES` images), :data:`CUDA_DECODE_WORKERS` on CUDA.
+            2, or under :data:`CPU_WORKERS_MIN_IMAGES` images); on CUDA one per core but one, 2 to
+            :data:`CUDA_DECODE_WORKERS`.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (only used when ``encoder`` is a name).
         precision: ``auto`` (default for a name), ``fp32``, ``bf16`` or ``fp16`` (see
             :mod:`feature_cache.encoders`); with a built encoder, None or the encoder's own precision.

@@ -156,14 +156,18 @@ def test_workers_default_on_a_cpu_is_one_encoding_process_per_thread(tree, tmp_p
     assert "27 images in 8 batches: decoding and encoding in this process (1 thread)" in caplog.messages
 
 
-def test_resolve_workers(threads):
+def test_resolve_workers(threads, monkeypatch):
     threads(3)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert CPU_WORKERS_MIN_IMAGES == 2000
     assert [resolve_workers(None, cpu, 5000, batches) for batches in (None, 0, 1, 2, 5)] == [3, 0, 0, 2, 3]
     assert resolve_workers(None, cpu) == resolve_workers(None, cpu, 2000) == 3
     assert resolve_workers(None, cpu, 1999) == resolve_workers(None, cpu, 1999, 100) == 0
-    assert resolve_workers(None, cuda) == resolve_workers(None, cuda, 1, 1) == CUDA_DECODE_WORKERS == 2
+    # on CUDA: one worker per core but one, 2 to 8
+    for cores, expected in ((None, 2), (1, 2), (3, 2), (4, 3), (9, 8), (64, 8)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert resolve_workers(None, cuda) == resolve_workers(None, cuda, 1, 1) == expected
+    assert CUDA_DECODE_WORKERS == 8
     assert resolve_workers(3, cpu, 1) == 3 and resolve_workers(1, cpu) == 1 and resolve_workers(0, cpu, 9000) == 0
     threads(1)
     assert resolve_workers(None, cpu, 9000, 100) == 0
