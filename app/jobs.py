@@ -76,7 +76,7 @@ def default_resource(request: dict[str, Any], device: str) -> str:
     return "gpu" if device.startswith("cuda") else "cpu"
 
 
-def _nothing_to_discard(job: dict[str, Any], settings: Settings) -> None:
+def _nothing_to_discard(job: dict[str, Any], store: Store, settings: Settings) -> None:
     return None
 
 
@@ -87,9 +87,10 @@ class JobKind:
     Attributes:
         run: ``run(ctx) -> result`` (ids merged into the job's result).
         resource: ``resource(request, service_device) -> "gpu" | "cpu"``.
-        discard: ``discard(job, settings)``: remove what a job cancelled while queued or interrupted left.
+        discard: ``discard(job, store, settings)``: remove what a job cancelled while queued or interrupted left
+            (and no other job owns).
     """
 
     run: Callable[[JobContext], dict[str, Any]]
     resource: Callable[[dict[str, Any], str], str] = default_resource
-    discard: Callable[[dict[str, Any], Settings], None] = _nothing_to_discard
+    discard: Callable[[dict[str, Any], Store, Settings], None] = _nothing_to_discard

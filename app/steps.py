@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from .datasets import classes_without_message, dataset_counts, is_unlabelled, open_registered
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
+from .sweep import extractions_in_use
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +81,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             train or test files failed to decode (``feature_cache.extract.check_decodable``, before a cache is
             written).
     """
-    from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, discard_partial, extract,
-                               open_cache, plan_extraction, skipped_summary)
+    from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
+                               plan_extraction, skipped_summary)
 
     dataset = ctx.store.get_dataset(dataset_id)
     cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)
@@ -107,7 +109,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
                          show_progress=False)
     except ExtractionCancelled as exc:
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
-            discard_partial(plan.path)
+            _discard_unless_in_use(ctx.store, ctx.job_id, str(plan.path))
         raise JobCancelled(ctx.stop_reason or "cancel") from exc
     cache = open_cache(result.path)
     row = ctx.store.add_cache(
@@ -234,14 +236,22 @@ def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
     return {"cache_id": cache_id, "run_ids": run_ids}
 
 
-def discard_extraction(job: dict[str, Any], settings: Settings) -> None:
+def discard_extraction(job: dict[str, Any], store: Store, settings: Settings) -> None:
     """On cancelling a queued or interrupted job: remove the partial file of the extraction it started."""
-    from feature_cache import discard_partial
-
     target = job["result"].get("extraction")
     if target and "cache_id" not in job["result"]:
-        if not discard_partial(target):
-            logger.info("job %s: %s is being extracted by another job now; left to it", job["id"], target)
+        _discard_unless_in_use(store, job["id"], target)
+
+
+def _discard_unless_in_use(store: Store, job_id: str, target: str) -> None:
+    """Remove the partial file of a cancelled job's extraction, unless another job still owns it (an interrupted
+    job that resumes from it, a queued one, one extracting it right now)."""
+    from feature_cache import discard_partial
+
+    if target in extractions_in_use(store, besides=job_id):
+        logger.info("job %s: %s belongs to another job too; left to it", job_id, target)
+    elif not discard_partial(target):
+        logger.info("job %s: %s is being extracted by another job now; left to it", job_id, target)
 
 
 def probe_resource(request: dict[str, Any], device: str) -> str:

@@ -20,12 +20,15 @@ logger = logging.getLogger(__name__)
 _SUFFIXES = (".partial", ".lock")
 
 
-def _resumable_extractions(store: Store) -> set[str]:
-    """Cache files that queued, running or resumable jobs are writing (``extraction`` in their result)."""
+def extractions_in_use(store: Store, besides: str | None = None) -> set[str]:
+    """Cache files that queued, running or resumable jobs are writing (``extraction`` in their result, no cache
+    yet), leaving out job ``besides``: what a sweep or a cancelled job must not remove. Two jobs of the same data
+    set, encoder and options write the same file: one killed, the other started and cancelled, the killed one
+    still resumes from it."""
     keep: set[str] = set()
     for status in (JobStatus.queued, JobStatus.running, *RESUMABLE):
         for job in store.list_jobs(status, limit=1_000_000):
-            if job["result"].get("extraction") and "cache_id" not in job["result"]:
+            if job["id"] != besides and job["result"].get("extraction") and "cache_id" not in job["result"]:
                 keep.add(job["result"]["extraction"])
     return keep
 
@@ -43,7 +46,7 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
                 shutil.rmtree(folder, ignore_errors=True)
                 logger.warning("removed upload %s: no data set uses it (an upload that did not finish)", folder)
                 removed.append(folder)
-    keep = _resumable_extractions(store)
+    keep = extractions_in_use(store)
     if settings.caches_dir.is_dir():
         stale = {str(p)[: -len(suffix)] for suffix in _SUFFIXES for p in settings.caches_dir.rglob(f"*{suffix}")}
         for final in sorted(stale - keep):

@@ -142,7 +142,7 @@ class JobRunner:
                 cancelled = self.store.cancel_queued(job_id)
                 kind = self.handlers.get(cancelled["kind"])
                 if kind is not None:
-                    kind.discard(cancelled, self.settings)
+                    kind.discard(cancelled, self.store, self.settings)
                 return cancelled
             except InvalidTransition:
                 job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile

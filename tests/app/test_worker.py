@@ -180,7 +180,7 @@ def test_worker_is_generic(tmp_path):
     assert "pending_run" not in ast.unparse(tree)  # the probe step's own bookkeeping stays in the step
     discarded = []
     kind = JobKind(run=lambda ctx: {}, resource=lambda request, device: "cpu",
-                   discard=lambda job, settings: discarded.append(job["id"]))
+                   discard=lambda job, store, settings: discarded.append(job["id"]))
     runner, store = make_runner(tmp_path, {"thing": kind})
     job = store.add_job("thing", {})
     assert runner.cancel(job["id"])["status"] == "cancelled" and discarded == [job["id"]]
@@ -304,3 +304,35 @@ def test_jobs_threads_allocate_from_the_main_heap():
                           text=True, timeout=120)
     status, faults = proc.stdout.split()
     assert status == "succeeded" and int(faults) < 1_000, (proc.stdout, proc.stderr[-2000:])
+
+
+def test_cancelling_one_of_two_jobs_of_the_same_extraction_leaves_the_file_to_the_other(tmp_path):
+    """Two jobs of the same data set, encoder and options write one partial file: job A was killed (interrupted,
+    it resumes from the file), job B took the file over and is cancelled, queued or while it runs. A's work
+    stays; once no other job owns it, the file goes with the cancelled job."""
+    from app.steps import _discard_unless_in_use, cache_dir_for
+
+    runner, store = make_runner(tmp_path, JOB_KINDS)
+    cache_dir = cache_dir_for(runner.settings, "ds_1", "effnet-lite0")
+    cache_dir.mkdir(parents=True)
+    final = cache_dir / "x.h5"
+    partial = final.with_name("x.h5.partial")
+    request = {"dataset_id": "ds_1", "encoder": "effnet-lite0", "options": {}}
+    a, b = store.add_job("extract", request), store.add_job("extract", request)
+    for job in (a, b):
+        store.claim(job["id"])
+        store.update_result(job["id"], extraction=str(final))
+    store.interrupt_running()  # both killed with the server
+    partial.write_bytes(b"half")
+    assert runner.cancel(b["id"])["status"] == "cancelled"
+    assert partial.exists()  # A resumes from it
+    store.resume(a["id"])
+    store.claim(a["id"])  # A runs again; a cancel while it runs goes through the extract step's clean-up
+    c = store.add_job("extract", request)
+    store.update_result(c["id"], extraction=str(final))  # queued behind A, same file
+    _discard_unless_in_use(store, a["id"], str(final))
+    assert partial.exists()  # C will still use it
+    assert runner.cancel(c["id"])["status"] == "cancelled"
+    assert partial.exists()  # A is running on it
+    _discard_unless_in_use(store, a["id"], str(final))
+    assert not partial.exists()
