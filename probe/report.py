@@ -553,15 +553,18 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
 def load_report(run_dir: str | Path) -> Report:
     """Read and validate ``report.json`` from a run directory (or the file itself).
 
-    Raises FileNotFoundError (no report.json) or ValueError (another schema_version, or content that does not
-    match :class:`Report`, naming the field).
+    Raises FileNotFoundError (no report.json) or ValueError (not JSON, another schema_version, or content that
+    does not match :class:`Report`, naming the field).
     """
     path = Path(run_dir)
     if path.is_dir():
         path = path / "report.json"
     if not path.is_file():
         raise FileNotFoundError(f"no report.json at {path}; is {run_dir} a finished run directory?")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a JSON report (damaged or cut short?): {err}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version not in READABLE_VERSIONS:
         raise ValueError(f"{path} has schema_version {version!r}; this version reads {READABLE_VERSIONS}.")

@@ -47,6 +47,8 @@ def _report(store: Store, run_id: str) -> Report:
         report = load_report(run["path"])
     except FileNotFoundError:
         raise HTTPException(404, f"report of run {run_id!r} is missing on disk ({run['path']})") from None
+    except ValueError as exc:  # damaged on disk: not JSON, another schema, fields that do not validate
+        raise HTTPException(422, f"report of run {run_id!r} cannot be read: {exc}") from None
     report.run_id = report.run_id or run_id
     return report
 
@@ -196,6 +198,8 @@ def _shipped(run: dict):
         return RunProbe.load(run["path"])
     except FileNotFoundError as exc:
         raise HTTPException(404, f"run {run['id']!r} cannot be applied: {exc}") from None
+    except ValueError as exc:  # its report or head files damaged on disk
+        raise HTTPException(422, f"run {run['id']!r} cannot be applied: {exc}") from None
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)

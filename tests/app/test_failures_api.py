@@ -3,6 +3,7 @@ and compare deltas with their paired intervals."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,3 +276,19 @@ def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished
         resp = client.get(url)
         assert resp.status_code == 404 and "head.safetensors" in resp.json()["detail"], resp.text
         assert str(fresh_finished.settings.data_dir) not in resp.text and "<data dir>" in resp.text
+
+
+@pytest.mark.parametrize("damage", ['{"schema_version": 2, "garbage": ', '{"schema_version": 2, "run_id": 1}',
+                                    '{"schema_version": 99}'])
+def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_finished, damage):
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    (Path(client.app.state.store.get_run(run_id)["path"]) / "report.json").write_text(damage)
+    for url in (f"/api/reports/{run_id}", f"/api/reports/{run_id}.md", f"/api/reports/{run_id}.html",
+                f"/api/runs/{run_id}/failures?class=a", f"/api/runs/{run_id}/scores?cache={cache_id}",
+                f"/api/runs/{run_id}/predictions.csv?cache={cache_id}",
+                f"/api/compare?base={fresh_finished.erm}&other={run_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert f"{run_id!r} cannot be" in resp.json()["detail"], (url, resp.text)
+        assert "report.json" in resp.json()["detail"] and str(client.app.state.settings.data_dir) not in resp.text
