@@ -145,7 +145,7 @@ def _closest_setting(other) -> list[str]:
     those that score differently from the reference (and the budget that would let it through). A setting that
     scores exactly as the reference (e.g. group DRO with a tiny η) would always be "closest", with nothing to say
     about a fix: such settings are counted, not shown."""
-    from probe.selection import describe_params, format_delta
+    from probe.selection import SIGN_TEST_ALPHA, describe_params, format_delta, hard_gain_holds
 
     tried = [p for p in other.selection.frontier if not p.reference and not p.failed and p.val_hard_delta_ci]
     differ = [p for p in tried if not _scores_as_reference(p)]
@@ -153,15 +153,34 @@ def _closest_setting(other) -> list[str]:
     samples = "train + val sample (out of fold)" if other.selection.cv is not None else "validation sample"
     if not differ:
         return [f"All {same} settings tried scored exactly as the reference on every {samples}."] if same else []
-    best = max(differ, key=lambda p: p.val_hard_delta_ci[0])
+    best = max(differ, key=lambda p: _bounds(p)[0])
     lines = [f"Closest of {len(tried)} settings tried: {describe_params(best.params)}: val hard third "
              f"{format_delta(best.val_hard_delta, best.val_hard_delta_ci)}, overall "
              f"{format_delta(best.val_overall_delta, best.val_overall_delta_ci)}."
              + (f" ({same} of them scored exactly as the reference on every {samples}.)" if same else "")]
-    if best.val_hard_delta_ci[0] > 0:
-        lines.append(f"It would be chosen with --max-overall-drop {-100 * best.val_overall_delta_ci[0]:.1f} "
-                     "(points of overall accuracy you accept to risk).")
-    return lines
+    if best.val_hard_delta_simultaneous_lo is None:  # a report from before the simultaneous bounds
+        return lines + _budget_line(best.val_hard_delta_ci[0] > 0, best.val_overall_delta_ci[0])
+    if hard_gain_holds(best.model_dump()):
+        return lines + _budget_line(True, best.val_overall_delta_simultaneous_lo)
+    if best.val_hard_delta_ci[0] <= 0:
+        return lines
+    fixed, broken = best.val_hard_changed  # beyond noise on its own, not once every setting tried is counted
+    return lines + [f"Its gain is not evidence: over the {len(tried)} settings tried its hard-third gain's lower "
+                    f"bound is {100 * best.val_hard_delta_simultaneous_lo:+.1f} pt, and its hard-class images "
+                    f"changed {fixed} fixed / {broken} broken (sign test p={best.val_hard_sign_p:.2g}, "
+                    f"Bonferroni over {len(tried)}; {SIGN_TEST_ALPHA:g} needed)."]
+
+
+def _bounds(point) -> tuple[float, float]:
+    """The lower bounds the decision reads: simultaneous ones, or each interval's for an older report."""
+    if point.val_hard_delta_simultaneous_lo is None:
+        return point.val_hard_delta_ci[0], point.val_overall_delta_ci[0]
+    return point.val_hard_delta_simultaneous_lo, point.val_overall_delta_simultaneous_lo
+
+
+def _budget_line(holds: bool, overall_lo: float) -> list[str]:
+    return [f"It would be chosen with --max-overall-drop {-100 * overall_lo:.1f} (points of overall accuracy you "
+            "accept to risk)."] if holds else []
 
 
 def kept_reference_summary(erm, other) -> str:

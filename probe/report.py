@@ -100,7 +100,12 @@ class Candidate(BaseModel):
 
 class FrontierPoint(_Model):
     """One candidate of the disparity-aware decision: its validation scores and its paired differences to the
-    reference (ERM) configuration on the same validation samples, with 95 % bootstrap intervals (fractions)."""
+    reference (ERM) configuration on the same validation samples, with 95 % bootstrap intervals (fractions),
+    each on its own. What the decision reads (``probe.selection.choose_safe``; null for the reference, a failed
+    candidate and reports before they existed): the lower bounds of the two differences that hold together over
+    every candidate of the run (``*_simultaneous_lo``), and the hard classes' images the candidate scores higher
+    and lower than the reference (``val_hard_changed``, [fixed, broken]) with their exact sign test,
+    Bonferroni-adjusted over the candidates (``val_hard_sign_p``)."""
 
     params: dict[str, Any]
     val_overall: Num = None
@@ -109,6 +114,10 @@ class FrontierPoint(_Model):
     val_hard_delta: Num = None
     val_overall_delta_ci: Optional[NumList] = None
     val_hard_delta_ci: Optional[NumList] = None
+    val_overall_delta_simultaneous_lo: Num = None
+    val_hard_delta_simultaneous_lo: Num = None
+    val_hard_changed: Optional[list[int]] = None
+    val_hard_sign_p: Num = None
     failed: Optional[str] = None
     chosen: bool = False
     reference: bool = False

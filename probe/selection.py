@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
-           "choose_safe", "format_delta", "delta_sentence"]
+           "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
 NOTE_KEYS = ("failed", "chosen", "reference")  # notes about a candidate, not hyper-parameters
@@ -141,23 +141,43 @@ def select_candidate(candidates: list[dict], criterion: str = "overall", *,
 VERDICTS = ("improved", "no_safe_improvement", "not_applicable")
 
 
-def _interval_key(c: dict) -> tuple[float, float]:
-    return c["val_hard_delta_ci"][0], c["val_overall_delta_ci"][0]
+# An improvement also needs the hard classes' images that the two runs score differently to lean its way: an exact
+# sign test at this level (Bonferroni over the candidates), the same 5 % as the bootstrap bounds' two tails.
+SIGN_TEST_ALPHA = 0.05
+
+
+def hard_gain_holds(c: dict) -> bool:
+    """Whether a scored candidate's hard-third gain is evidence (the first and last conditions of
+    :func:`choose_safe`): its simultaneous lower bound is above 0 and its changed hard-class images lean its way
+    (more fixed than broken, adjusted sign test p ≤ ``SIGN_TEST_ALPHA``)."""
+    fixed, broken = c["val_hard_changed"]
+    return c["val_hard_delta_simultaneous_lo"] > 0 and fixed > broken and c["val_hard_sign_p"] <= SIGN_TEST_ALPHA
+
+
+def _bound_key(c: dict) -> tuple[float, float]:
+    return c["val_hard_delta_simultaneous_lo"], c["val_overall_delta_simultaneous_lo"]
 
 
 def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: float = 0.0
                 ) -> tuple[int, str, str]:
-    """The disparity-aware choice with paired uncertainty (95 % paired bootstrap intervals on validation).
+    """The disparity-aware choice with paired uncertainty, corrected for choosing among several candidates.
 
-    A candidate is an improvement over the reference configuration only when the lower bound of its hard-third
-    gain is > 0 **and** the lower bound of its overall difference is ≥ −``max_overall_drop``. Among improvements
-    the one with the highest lower bound of the hard-third gain wins (the most certain gain, not the luckiest
-    point estimate); ties → higher lower bound on overall → grid order. Without an improvement the reference
-    configuration is kept.
+    A candidate is an improvement over the reference configuration only when, on validation: the simultaneous
+    lower bound of its hard-third gain is > 0, that of its overall difference is ≥ −``max_overall_drop``
+    (:func:`probe.uncertainty.simultaneous_lower_bounds`: one-sided 97.5 % bounds that hold together over every
+    candidate's two differences, so trying 24 settings does not give 24 chances to be lucky), **and** the hard
+    classes' images that the two runs score differently favour it beyond chance (an exact sign test,
+    Bonferroni-adjusted over the candidates, p ≤ ``SIGN_TEST_ALPHA``: 4 images fixed and none broken is p =
+    0.125, not evidence, however tight a bootstrap makes it look). Among improvements the one with the highest
+    bound of the hard-third gain wins (the most certain gain, not the luckiest point estimate); ties → higher
+    bound on overall → grid order. Without an improvement the reference configuration is kept.
 
     Args:
-        candidates: dicts with hyper-parameters, ``val_overall_delta_ci`` and ``val_hard_delta_ci`` ([lo, hi]
-            fractions, differences to the reference on the same validation samples), in grid order.
+        candidates: dicts with hyper-parameters, ``val_hard_delta``, ``val_overall_delta`` and their 95 %
+            intervals ``val_*_delta_ci`` ([lo, hi], each on its own; fractions), the simultaneous lower bounds
+            ``val_hard_delta_simultaneous_lo`` and ``val_overall_delta_simultaneous_lo``, ``val_hard_changed``
+            ([fixed, broken]: hard-class images the candidate scores higher / lower than the reference) and
+            ``val_hard_sign_p`` (the adjusted sign test), in grid order.
         reference_index: the candidate that is the reference (ERM) configuration.
         max_overall_drop: accuracy (a fraction, 0.01 = 1 point) the user will trade on overall for the hard third.
 
@@ -169,22 +189,27 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     if max_overall_drop < 0:
         raise ValueError(f"max_overall_drop must be >= 0, got {max_overall_drop}.")
     qualifying = [i for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")
-                  and c["val_hard_delta_ci"][0] > 0 and c["val_overall_delta_ci"][0] >= -max_overall_drop]
-    budget = f"{100 * max_overall_drop:g} pt"
+                  and hard_gain_holds(c) and c["val_overall_delta_simultaneous_lo"] >= -max_overall_drop]
+    budget, tried = f"{100 * max_overall_drop:g} pt", len(candidates) - 1
+    m = sum(1 for i, c in enumerate(candidates) if i != reference_index and not c.get("failed"))  # the family
     if not qualifying:
         return reference_index, "no_safe_improvement", (
             f"No setting raised the hard classes beyond noise without costing overall accuracy (budget {budget}): "
-            f"none of {len(candidates) - 1} candidates had a 95 % interval of its val hard-third gain above 0 with "
-            f"the interval of its overall difference above -{budget}. This run keeps the reference configuration "
-            f"({describe_params(candidates[reference_index])})."
+            f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
+            f"overall difference above -{budget} (95 % bounds holding together over the {m} that fitted), with "
+            f"its changed hard-class images leaning its way (sign test p <= {SIGN_TEST_ALPHA:g}, Bonferroni over "
+            f"the {m}). This run keeps the reference configuration ({describe_params(candidates[reference_index])})."
         )
-    index = max(qualifying, key=lambda i: (*_interval_key(candidates[i]), -i))
+    index = max(qualifying, key=lambda i: (*_bound_key(candidates[i]), -i))
     c = candidates[index]
+    fixed, broken = c["val_hard_changed"]
     return index, "improved", (
         f"{describe_params(c)} raised the val hard third by {format_delta(c['val_hard_delta'], c['val_hard_delta_ci'])} "
-        f"at overall {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); "
-        f"{len(qualifying)} of {len(candidates) - 1} candidates qualified and it has the highest lower bound of "
-        f"the hard-third gain."
+        f"at overall {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); lower "
+        f"bounds holding together over the {m} candidates that fitted: hard {100 * c['val_hard_delta_simultaneous_lo']:+.1f} "
+        f"pt, overall {100 * c['val_overall_delta_simultaneous_lo']:+.1f} pt; hard-class images {fixed} fixed, "
+        f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {m}). {len(qualifying)} of "
+        f"{tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
 
 

@@ -24,6 +24,7 @@ seeds got a sample right) is allowed: accuracies are then means over seeds, as i
 from __future__ import annotations
 
 import math
+import warnings
 from statistics import NormalDist
 
 import numpy as np
@@ -32,7 +33,8 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, overall_score, overall_weights
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy",
-           "wilson_interval", "class_accuracy_interval", "sign_test"]
+           "wilson_interval", "class_accuracy_interval", "sign_test", "simultaneous_lower_bounds",
+           "delta_intervals"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -174,16 +176,21 @@ class Bootstrap:
             whichever class is worst in each resample) and, with groups, the same for ``easy``, ``medium``,
             ``hard`` (macro averages over the group's classes). ``delta`` is the difference on the split itself.
         """
+        return delta_intervals(*self.paired_delta_samples(correct, reference, groups), level)
+
+    def paired_delta_samples(self, correct: np.ndarray, reference: np.ndarray,
+                             groups: dict[str, list[int]] | None = None
+                             ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """The differences ``correct − reference`` of :meth:`paired_delta`, before any interval: on the split
+        itself (``{key: float}``) and in every resample (``{key: (B,)}``), for intervals over several candidates
+        at once (:func:`simultaneous_lower_bounds`)."""
         a, b = self.summary(correct, groups), self._reference_summary(reference, groups)
         point_a = _point_summary(np.asarray(correct, dtype=np.float64), self.labels, self.num_classes, groups,
                                  self.overall)
         point_b = _point_summary(np.asarray(reference, dtype=np.float64), self.labels, self.num_classes, groups,
                                  self.overall)
-        out: dict[str, dict[str, float]] = {}
-        for key in point_a:
-            lo, hi = percentile_interval(a[key] - b[key], level)
-            out[key] = {"delta": float(point_a[key] - point_b[key]), "lo": float(lo), "hi": float(hi)}
-        return out
+        return ({key: float(point_a[key] - point_b[key]) for key in point_a},
+                {key: a[key] - b[key] for key in point_a})
 
     def paired_class_delta_interval(self, correct: np.ndarray, reference: np.ndarray,
                                     level: float = DEFAULT_LEVEL) -> np.ndarray:
@@ -207,6 +214,64 @@ class Bootstrap:
         for g, name in enumerate(GROUP_NAMES):
             given[np.asarray(groups.get(name, []), dtype=np.int64)] = g
         return (group_index == given[None, :]).mean(axis=0)
+
+
+def delta_intervals(point: dict[str, float], resampled: dict[str, np.ndarray], level: float = DEFAULT_LEVEL
+                    ) -> dict[str, dict[str, float]]:
+    """``{key: {"delta", "lo", "hi"}}``: each difference on the split with its percentile interval over the
+    resamples (what :meth:`Bootstrap.paired_delta` returns, from :meth:`Bootstrap.paired_delta_samples`)."""
+    out: dict[str, dict[str, float]] = {}
+    for key, delta in point.items():
+        lo, hi = percentile_interval(resampled[key], level)
+        out[key] = {"delta": delta, "lo": float(lo), "hi": float(hi)}
+    return out
+
+
+def simultaneous_lower_bounds(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, float]:
+    """Lower bounds of several bootstrapped quantities at once, each as low as the lower end of its own ``level``
+    percentile interval or lower, so that together they hold with the one-sided confidence of one such bound.
+
+    A choice among m candidates that each need a lower bound above a threshold is a choice among m chances to be
+    lucky: with 24 candidates equal to the reference, one lower bound at the 2.5 % percentile cleared 0 in about 18 %
+    of simulated trials, not 2.5 %. These bounds are Mandel & Betensky's percentile-bootstrap simultaneous
+    intervals (2008), one-sided: every row's bound is its own percentile at one common tail t, the largest t up to
+    ``(1 − level) / 2`` at which no more than that fraction of the resamples falls below the bound of some row
+    (the rows' correlation counts: near-copies of one candidate cost little, independent ones Šidák-like).
+    With one row, t is ``(1 − level) / 2`` and the bound is :func:`percentile_interval`'s lower end.
+
+    Args:
+        samples: (m, B): each row one quantity in the same B resamples (paired: e.g. each candidate's difference
+            to the reference). A row without spread (a candidate scoring as the reference on every resample) keeps
+            its value as its bound and costs nothing.
+        level: as :func:`percentile_interval`'s.
+
+    Returns:
+        ``(bounds (m,), t)``; a bound within ``ZERO_TOLERANCE`` of 0 is exactly 0.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 2 or samples.shape[1] == 0:
+        raise ValueError(f"samples must be (m, B) with B >= 1, got shape {samples.shape}.")
+    tail = (1.0 - level) / 2.0
+    with warnings.catch_warnings():  # a row of nan (no sample of its group) has a nan bound: never above anything
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+        def bounds_at(t: float) -> np.ndarray:
+            return np.nanquantile(samples, t, axis=1)
+
+        def holds(t: float) -> bool:  # no more than the tail of the resamples below some row's bound
+            return (samples < bounds_at(t)[:, None]).any(axis=0).mean() <= tail + 1e-12
+
+        # the largest t in {0, 1/B, 2/B, ...} ∪ {tail} that holds: the fraction below is monotone in t, and at
+        # t = 0 (each row's minimum) none is below
+        steps = [k / samples.shape[1] for k in range(int(np.ceil(tail * samples.shape[1])))] + [tail]
+        lo, hi = 0, len(steps) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if holds(steps[mid]) else (lo, mid - 1)
+        bounds = bounds_at(steps[lo])
+    return np.where(np.abs(bounds) < ZERO_TOLERANCE, 0.0, bounds), float(steps[lo])
 
 
 def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:

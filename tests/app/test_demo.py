@@ -125,3 +125,21 @@ def test_the_closest_setting_is_one_that_scores_differently_from_the_reference()
     costly = _point({"lr": 0.01, "eta": 0.5}, 0.03, (0.01, 0.05), -0.02, (-0.035, -0.005))
     lines = demo._closest_setting(_kept([reference, same, costly]))
     assert lines[1] == "It would be chosen with --max-overall-drop 3.5 (points of overall accuracy you accept to risk)."
+
+
+def test_the_closest_setting_is_judged_on_the_bounds_that_hold_over_every_setting_tried():
+    reference = _point({"lr": 0.01}, 0.0, (0.0, 0.0), reference=True)
+    evidence = dict(val_hard_delta_simultaneous_lo=0.004, val_overall_delta_simultaneous_lo=-0.041,
+                    val_hard_changed=[40, 10], val_hard_sign_p=2e-4)
+    costly = _point({"lr": 0.01, "eta": 0.5}, 0.03, (0.01, 0.05), -0.02, (-0.035, -0.005), **evidence)
+    lines = demo._closest_setting(_kept([reference, costly]))
+    assert lines[1] == "It would be chosen with --max-overall-drop 4.1 (points of overall accuracy you accept to risk)."
+    lucky = _point({"lr": 0.01, "eta": 0.5}, 0.03, (0.01, 0.05), -0.02, (-0.035, -0.005),
+                   **dict(evidence, val_hard_delta_simultaneous_lo=-0.002, val_hard_changed=[6, 1],
+                          val_hard_sign_p=0.25))
+    other = _point({"lr": 0.1}, -0.01, (-0.05, 0.02), -0.01, (-0.02, 0.0),
+                   **dict(evidence, val_hard_delta_simultaneous_lo=-0.06, val_hard_sign_p=1.0))
+    lines = demo._closest_setting(_kept([reference, lucky, other]))
+    assert lines[1] == ("Its gain is not evidence: over the 2 settings tried its hard-third gain's lower bound is "
+                        "-0.2 pt, and its hard-class images changed 6 fixed / 1 broken (sign test p=0.25, Bonferroni "
+                        "over 2; 0.05 needed).")

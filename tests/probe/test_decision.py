@@ -149,3 +149,36 @@ def test_imbalance_ratio_is_largest_over_smallest_present_class():
 
     assert imbalance_ratio([300, 0, 100, 150]) == 3.0  # a class without images does not count
     assert imbalance_ratio([7]) is None and imbalance_ratio([0, 5]) is None
+
+
+def test_four_fixed_images_and_none_broken_are_not_an_improvement_however_tight_the_bootstrap():
+    rng, labels, ref = _setup(n_per_class=50, seed=2)
+    cand = _fix_hard(ref, labels, [4, 5], 2, rng)  # 2 images fixed in each hard class, nothing broken
+    d = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, cand], 0, labels, NAMES)
+    entry = d.frontier[1]
+    assert entry["val_hard_delta_ci"][0] > 0 and entry["val_overall_delta_ci"][0] >= 0  # each interval: "improved"
+    assert entry["val_hard_changed"] == [4, 0] and entry["val_hard_sign_p"] == pytest.approx(0.125)
+    assert d.verdict == "no_safe_improvement"
+    more = _fix_hard(cand, labels, [4, 5], 2, rng)  # 8 fixed, 0 broken: p = 2 / 2^8
+    d = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, more], 0, labels, NAMES)
+    assert d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 / 256) and d.verdict == "improved"
+    assert "hard-class images 8 fixed, 0 broken (sign test p=0.0078, Bonferroni over 1)" in d.reason
+
+
+def test_many_candidates_equal_to_the_reference_rarely_look_improved():
+    # 24 null candidates: each redraws 15 % of the images from the reference's own per-class accuracies. Judged
+    # one at a time, some interval clears 0 in several trials; the bounds that hold over all 24 never do here.
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(10), 100)
+    truth = np.linspace(0.95, 0.6, 10)[labels]
+    names = [str(k) for k in range(10)]
+    marginal = simultaneous = 0
+    for trial in range(30):
+        ref = (rng.random(labels.size) < truth).astype(float)
+        cands = [np.where(rng.random(labels.size) < 0.15, rng.random(labels.size) < truth, ref).astype(float)
+                 for _ in range(24)]
+        d = decide([{"lr": i} for i in range(25)], [ref, *cands], 0, labels, names, n_resamples=250, seed=trial)
+        simultaneous += d.verdict == "improved"
+        marginal += any(e["val_hard_delta_ci"][0] > 0 and e["val_overall_delta_ci"][0] >= 0 for e in d.frontier[1:])
+        assert all(e["val_hard_delta_simultaneous_lo"] <= e["val_hard_delta_ci"][0] for e in d.frontier[1:])
+    assert marginal >= 3 and simultaneous == 0

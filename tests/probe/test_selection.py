@@ -72,8 +72,13 @@ def test_errors_name_the_value():
 
 
 def _cand(lr, hard, hard_ci, overall, overall_ci, **extra):
+    """A scored candidate whose simultaneous bounds equal its own intervals' lower ends (one candidate's case)
+    and whose hard-class changes (30 fixed, 5 broken: sign test p = 1.6e-5) are evidence, unless ``extra`` says
+    otherwise."""
     return {"lr": lr, "val_hard_delta": hard, "val_hard_delta_ci": hard_ci,
-            "val_overall_delta": overall, "val_overall_delta_ci": overall_ci, **extra}
+            "val_overall_delta": overall, "val_overall_delta_ci": overall_ci,
+            "val_hard_delta_simultaneous_lo": hard_ci[0], "val_overall_delta_simultaneous_lo": overall_ci[0],
+            "val_hard_changed": [30, 5], "val_hard_sign_p": 1.6e-5, **extra}
 
 
 def test_choose_safe_requires_intervals_above_zero_and_within_the_budget():
@@ -87,12 +92,35 @@ def test_choose_safe_requires_intervals_above_zero_and_within_the_budget():
     index, verdict, reason = choose_safe([ref, lucky, costly, tie, safe], 0, max_overall_drop=0.0)
     assert (index, verdict) == (4, "improved")  # costly's and tie's overall lower bounds are below the 0 budget
     assert "lr=0.3 raised the val hard third by +2.0 pt [+0.5, +3.5]" in reason
-    assert "overall +0.4 pt [+0.0, +0.8] (within noise) (budget 0 pt); 1 of 4 candidates qualified" in reason
+    assert ("overall +0.4 pt [+0.0, +0.8] (within noise) (budget 0 pt); lower bounds holding together over the 4 "
+            "candidates that fitted: hard +0.5 pt, overall +0.0 pt; hard-class images 30 fixed, 5 broken (sign test "
+            "p=1.6e-05, Bonferroni over 4). 1 of 4 candidates qualified") in reason
     assert choose_safe([ref, tie], 0, max_overall_drop=0.004)[:2] == (1, "improved")
     # A looser budget lets the larger, more certain gain through: highest lower bound of the hard gain wins.
     assert choose_safe([ref, lucky, costly, safe], 0, max_overall_drop=0.02)[:2] == (2, "improved")
     failed = dict(costly, failed="diverged: non-finite loss")
     assert choose_safe([ref, lucky, failed, safe], 0, max_overall_drop=0.02)[0] == 3
+
+
+def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_the_intervals():
+    from probe.selection import SIGN_TEST_ALPHA, choose_safe
+
+    ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
+    # each interval alone clears 0, the bound that holds over all candidates does not
+    one_of_many = _cand(0.1, 0.02, [0.004, 0.036], 0.0, [0.0, 0.01], val_hard_delta_simultaneous_lo=-0.002)
+    few_images = _cand(0.2, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_hard_changed=[4, 0], val_hard_sign_p=0.125)
+    costly = _cand(0.3, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_overall_delta_simultaneous_lo=-0.001)
+    wrong_way = _cand(0.4, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_hard_changed=[5, 30])
+    index, verdict, reason = choose_safe([ref, one_of_many, few_images, costly, wrong_way], 0)
+    assert (index, verdict) == (0, "no_safe_improvement")
+    assert ("none of 4 candidates had a lower bound of its val hard-third gain above 0 and one of its overall "
+            "difference above -0 pt (95 % bounds holding together over the 4 that fitted), with its changed "
+            "hard-class images leaning its way (sign test p <= 0.05, Bonferroni over the 4)") in reason
+    assert choose_safe([ref, costly], 0, max_overall_drop=0.001)[:2] == (1, "improved")
+    at_alpha = dict(few_images, val_hard_sign_p=SIGN_TEST_ALPHA)
+    assert SIGN_TEST_ALPHA == 0.05 and choose_safe([ref, at_alpha], 0)[:2] == (1, "improved")
+    failed = dict(one_of_many, failed="diverged", val_hard_delta_simultaneous_lo=0.01)
+    assert "over the 1 that fitted" in choose_safe([ref, failed, few_images], 0)[2]
 
 
 def test_choose_safe_keeps_the_reference_when_nothing_qualifies():

@@ -208,3 +208,30 @@ def test_worst_class_is_the_lowest_class_accuracy_of_each_resample():
     delta = boot.paired_delta(correct, np.r_[np.zeros(40), correct[40:]])
     assert delta["worst_class"]["delta"] == pytest.approx(0.5)  # class 1 (0.5) against class 0 (0.0)
     assert delta["worst_class"]["lo"] > 0
+
+
+def test_simultaneous_lower_bounds_reduce_to_the_percentile_bound_and_widen_with_independent_rows():
+    from probe.uncertainty import percentile_interval, simultaneous_lower_bounds
+
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((1, 1000))
+    bounds, tail = simultaneous_lower_bounds(one)
+    assert tail == pytest.approx(0.025) and bounds[0] == percentile_interval(one[0])[0]
+    # 24 independent rows: the common tail is Šidák's 1 − 0.975^(1/24) = 0.00105, on the 1/B grid 0.001
+    many = rng.standard_normal((24, 1000))
+    bounds, tail = simultaneous_lower_bounds(many)
+    assert tail == pytest.approx(0.001)
+    assert np.array_equal(bounds, np.quantile(many, 0.001, axis=1))
+    below_some = (many < bounds[:, None]).any(axis=0).mean()
+    assert below_some <= 0.025 and (many < percentile_interval(many.T)[0][:, None]).any(axis=0).mean() > 0.3
+    # copies of one row are one chance, not 24; a row without spread (a candidate equal to the reference) costs
+    # nothing; a row of nan (no sample in its group) has a nan bound
+    copies = np.repeat(one, 24, axis=0)
+    assert simultaneous_lower_bounds(copies)[1] == pytest.approx(0.025)
+    mixed = np.vstack([one, np.zeros((1, 1000)), np.full((1, 1000), np.nan)])
+    bounds, tail = simultaneous_lower_bounds(mixed)
+    assert tail == pytest.approx(0.025) and bounds[1] == 0 and np.isnan(bounds[2])
+    with pytest.raises(ValueError, match=r"samples must be \(m, B\) with B >= 1, got shape \(3,\)"):
+        simultaneous_lower_bounds(np.zeros(3))
+    with pytest.raises(ValueError, match="level must lie in"):
+        simultaneous_lower_bounds(one, level=1.0)
