@@ -1,0 +1,110 @@
+"""How often the disparity-aware decision says "improved", by simulation: with no true gain and with a real one.
+
+``probe.decision.decide`` compares m candidates with the reference (ERM) configuration on the same validation
+images. Since stop 49 a candidate qualifies on lower bounds that hold together over all m candidates
+(``probe.uncertainty.simultaneous_lower_bounds``) and on an exact sign test of its changed hard-class images,
+Bonferroni-adjusted over the m (``probe.selection.choose_safe``). The named baseline, scored on the same trials:
+the rule before it (**each candidate's own** 95 % interval: hard-third lower end > 0 and overall lower end ≥ 0).
+
+Each trial draws a validation split of K classes × n_k images whose true per-class accuracies run from 0.95 down
+to 0.6, the reference's correctness from them, and m candidates that each redraw a fraction (``--churn``, 0.15)
+of the images from the same accuracies: equal to the reference in expectation. In the ``gain`` rows one of the m
+candidates instead redraws every image of the hard third (the three, or K // 3, hardest classes) from accuracies
+``--gain`` higher (its true hard-third gain; the other m − 1 stay null): how often the decision then finds it
+(``improved`` with that candidate chosen) is the rule's power, what the correction costs. Budget 0
+(``max_overall_drop``), 1,000 resamples (the product's default).
+
+Results go to ``bench/results/decision_calibration.json``; bench/README.md ("Decision calibration") has the table.
+
+Usage::
+
+    python bench/decision_calibration.py                  # ~10 min on 2 cores
+    python bench/decision_calibration.py --trials 50      # quicker, noisier
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from probe.decision import decide
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# (classes K, validation images per class n_k, candidates m)
+CASES = ((10, 30, 1), (10, 30, 6), (10, 30, 24), (10, 100, 1), (10, 100, 6), (10, 100, 24), (30, 50, 18))
+
+
+def marginal_choice(frontier: list[dict]) -> int | None:
+    """The rule up to stop 48: the candidate with the highest lower end of its own hard-third interval among those
+    whose hard lower end is > 0 and overall lower end ≥ 0 (budget 0); None when none qualifies."""
+    ok = [i for i, e in enumerate(frontier) if not e.get("reference") and e["val_hard_delta_ci"][0] > 0
+          and e["val_overall_delta_ci"][0] >= 0]
+    return max(ok, key=lambda i: (frontier[i]["val_hard_delta_ci"][0], frontier[i]["val_overall_delta_ci"][0], -i),
+               default=None)
+
+
+def trial(k: int, n_k: int, m: int, gain: float, churn: float, rng: np.random.Generator) -> tuple[int | None, int]:
+    """One simulated decision: (the marginal rule's choice, the product's choice); the real candidate, if any,
+    is index 1."""
+    labels = np.repeat(np.arange(k), n_k)
+    truth = np.linspace(0.95, 0.6, k)[labels]
+    reference = (rng.random(labels.size) < truth).astype(np.float64)
+    hard = labels >= k - k // 3  # the hard third by the true accuracies
+
+    def redraw(p, share):
+        return np.where(rng.random(labels.size) < share, rng.random(labels.size) < p, reference).astype(np.float64)
+
+    candidates = [redraw(truth + gain * hard, np.where(hard, 1.0, churn)) if gain and j == 0 else redraw(truth, churn)
+                  for j in range(m)]
+    d = decide([{"lr": j} for j in range(m + 1)], [reference, *candidates], 0, labels, [str(c) for c in range(k)],
+               seed=int(rng.integers(1 << 31)))
+    return marginal_choice(d.frontier), d.index
+
+
+def cell(k: int, n_k: int, m: int, gain: float, churn: float, trials: int, rng: np.random.Generator) -> dict:
+    picks = [trial(k, n_k, m, gain, churn, rng) for _ in range(trials)]
+    if gain:  # power: the real candidate found
+        rate = {name: float(np.mean([p[i] == 1 for p in picks])) for i, name in enumerate(("marginal", "product"))}
+    else:  # false "improved": anything chosen
+        rate = {name: float(np.mean([p[i] not in (None, 0) for p in picks]))
+                for i, name in enumerate(("marginal", "product"))}
+    return {"classes": k, "per_class": n_k, "candidates": m, "gain": gain, "trials": trials, **rate}
+
+
+def run(trials: int, gain: float, churn: float, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    rows = [cell(k, n_k, m, g, churn, trials, rng) for k, n_k, m in CASES for g in (0.0, gain)]
+    return {"rows": rows, "churn": churn, "seed": seed, "seconds": time.perf_counter() - start}
+
+
+def print_result(result: dict) -> None:
+    print("how often 'improved' (no true gain: false claims, nominal 0.025 at most; a true gain: found)")
+    print(f"{'K':>4} {'n_k':>4} {'m':>3} {'gain':>5} {'marginal':>9} {'product':>8}")
+    for r in result["rows"]:
+        print(f"{r['classes']:>4} {r['per_class']:>4} {r['candidates']:>3} {r['gain']:>5} {r['marginal']:>9.3f}"
+              f" {r['product']:>8.3f}")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=200, help="simulated decisions per row (default 200)")
+    parser.add_argument("--gain", type=float, default=0.10, help="true hard-third accuracy gain of the real one")
+    parser.add_argument("--churn", type=float, default=0.15, help="fraction of images a candidate redraws")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=str(RESULTS / "decision_calibration.json"), help="where to write")
+    args = parser.parse_args(argv)
+    result = run(args.trials, args.gain, args.churn, args.seed)
+    result["command"] = "python bench/decision_calibration.py" + (f" --trials {args.trials}" if args.trials != 200
+                                                                  else "")
+    print_result(result)
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written to {args.json} ({result['seconds']:.0f} s)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
