@@ -46,7 +46,10 @@ def _headline(report: dict) -> dict[str, str]:
     cfg, selection = report["config"], report["selection"]
     selected = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in (cfg.get("selected") or {}).items() if v is not None)
+    verdict = selection.get("verdict") or "not_applicable"
     return {"run": str(report.get("run_id") or "(unnamed run)"),
+            "verdict": ("" if verdict == "not_applicable"
+                        else f"{verdict.replace('_', ' ')}: {selection.get('verdict_text') or ''}".rstrip(": ")),
             "probe": f"head {cfg.get('head')}, loss {cfg.get('loss')}, seeds {report['seeds']['values']}",
             "selected": selected or "—",
             "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",
@@ -122,9 +125,12 @@ def report_markdown(report: dict) -> str:
 
 
 def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
-    """The (label, text) lines under a report's title, from :func:`_headline`."""
-    return [("Probe", head["probe"]), ("Selected on validation", head["selected"]), ("Why", head["selection"]),
-            ("Groups", head["grouping"]), ("Features", head["features"]), ("Time", head["time"])]
+    """The (label, text) lines under a report's title, from :func:`_headline`: the disparity-aware verdict first
+    (what the terminal view prints as ``verdict (...)``), when the run made one."""
+    verdict = [("Verdict", head["verdict"])] if head["verdict"] else []
+    return [*verdict, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
+            ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),
+            ("Time", head["time"])]
 
 
 def _md_facts(facts: list[tuple[str, str]]) -> list[str]:

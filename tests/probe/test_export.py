@@ -221,3 +221,15 @@ def test_a_comparison_exports_every_class_with_its_intervals_and_the_verdict(com
     assert parser.tags.count("table") == 2 and parser.urls == [] and "<script" not in page
     assert "cat &lt;b&gt;" in page and "<b>" not in page and html.escape(comparison.verdict_text) in page
     assert set(COMPARE_FORMATS) == {"md", "html"}
+
+
+def test_the_exports_lead_with_the_disparity_verdict_when_the_run_made_one(report):
+    assert report["selection"]["verdict"] == "not_applicable"  # selected on overall accuracy: no verdict line
+    assert "**Verdict:**" not in report_markdown(report) and "<dt>Verdict</dt>" not in report_html(report)
+    text = "Hard third +4.0 pt [+1.0, +7.0], overall +0.5 pt [-0.2, +1.2] (within noise) <b>."
+    decided = {**report, "selection": {**report["selection"], "verdict": "improved", "verdict_text": text}}
+    markdown = report_markdown(decided)
+    assert markdown.splitlines()[2] == f"- **Verdict:** improved: {_cell(text)}"
+    assert f"<dt>Verdict</dt><dd>improved: {html.escape(text)}</dd><dt>Probe</dt>" in report_html(decided)
+    kept = {**report, "selection": {**report["selection"], "verdict": "no_safe_improvement", "verdict_text": ""}}
+    assert "- **Verdict:** no safe improvement\n" in report_markdown(kept)
