@@ -198,8 +198,12 @@ def test_a_difference_of_a_few_images_is_called_too_few_to_tell_apart():
     other = _rep("x", [1 / 3, 2 / 3, 8 / 9, 1.0, 1.0, 1.0], groups, 0.81, names=names)
     cmp = compare_reports(base, other, (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf)))
     assert (cmp.discordant.other_better, cmp.discordant.base_better, cmp.discordant.p_value) == (0, 4, 0.125)
+    # the percentile bootstrap of these few images leaves out 0 ([-31.5, -7.4] pt): the sentence says which to read
+    assert cmp.metrics["overall"].delta_ci[1] < 0
     assert cmp.verdict_text.endswith("The runs differ on 4 of 18 test images (other better on 0, base on 4): too "
-                                     "few or too even to tell them apart (exact sign test p = 0.12).")
+                                     "few or too even to tell them apart (exact sign test p = 0.12). The overall "
+                                     "interval leaves out 0 only because so few images differ: the exact sign test "
+                                     "is the one to read here.")
     same = compare_reports(base, base, (Predictions(labels, base_pred, conf),) * 2)
     assert same.discordant.p_value == 1.0 and same.verdict_text.endswith("The runs agree on every one of the 18 "
                                                                          "test images.")
@@ -220,3 +224,20 @@ def test_sign_test_is_scipys_exact_binomial_test():
         assert sign_test(up, down) == pytest.approx(expected, rel=1e-9, abs=1e-300), (up, down)
     with pytest.raises(ValueError, match="counts must be >= 0"):
         sign_test(-1, 2)
+
+
+def test_many_differing_images_need_no_word_on_the_sign_test():
+    import numpy as np
+
+    from probe.predictions import Predictions
+
+    # one image in five that only the base run gets right, of 300: the test and the interval agree
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("erm", [1.0, 1.0, 1.0], groups, 1.0), _rep("mr2", [0.8, 0.8, 0.8], groups, 0.8)
+    many = np.repeat(np.arange(3), 100)
+    base_pred, other_pred = many.copy(), many.copy()
+    other_pred[np.arange(0, 300, 5)] = (many[np.arange(0, 300, 5)] + 1) % 3
+    cmp = compare_reports(base, other, (Predictions(many, base_pred[None], np.full(300, 0.9)),
+                                        Predictions(many, other_pred[None], np.full(300, 0.9))))
+    assert cmp.metrics["overall"].delta_ci[1] < 0 and cmp.discordant.p_value < 0.05
+    assert "the one to read" not in cmp.verdict_text
