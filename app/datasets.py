@@ -209,7 +209,8 @@ def resolve_under_root(path: str, root: Path | None) -> Path:
 
     Raises:
         PathOutsideRoot: no data root is configured, or the resolved path leaves it (symlinks included).
-        PathMissing: the path does not exist (or cannot be a path here: too long, a NUL byte).
+        PathMissing: the path does not exist (or cannot be a path here: too long, a NUL byte), or is neither a
+            regular file nor a folder.
     """
     if root is None:
         raise PathOutsideRoot("registering server-side paths is disabled: set MR2PROBE_DATA_ROOT")
@@ -217,13 +218,15 @@ def resolve_under_root(path: str, root: Path | None) -> Path:
     candidate = Path(path)
     try:
         resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-        exists = resolved.exists()
+        exists, usable = resolved.exists(), resolved.is_file() or resolved.is_dir()
     except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
         raise PathMissing(f"path {path[:200]!r} cannot be opened here ({type(exc).__name__})") from None
     if resolved != root and root not in resolved.parents:
         raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
     if not exists:
         raise PathMissing(f"path {path[:200]!r} does not exist under the data root")
+    if not usable:  # a FIFO, a socket, a device: reading one blocks or fails, never a data set
+        raise PathMissing(f"path {path[:200]!r} is neither a file nor a folder (a FIFO, socket or device)")
     return resolved
 
 

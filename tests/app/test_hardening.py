@@ -564,3 +564,17 @@ def test_a_request_stored_before_resolution_still_gets_the_cache_head(service, t
     ctx.record(pending_run=None)
     probe_step(ctx, cache_id, probe.ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
     assert [cfg.head for cfg in seen] == ["cosine", "linear"]  # stored complete configs run as stored
+
+
+def test_a_fifo_under_the_data_root_is_refused_as_a_data_set_or_weights_file(service, tmp_path):
+    """Reading a FIFO blocks (or an archive reader fails on it with a 500): neither a file nor a folder is a 422
+    before anything opens it."""
+    import os
+
+    os.mkfifo(tmp_path / "root" / "fifo.zip")
+    resp = service.post("/api/datasets", json={"path": "fifo.zip"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"] == "path 'fifo.zip' is neither a file nor a folder (a FIFO, socket or device)"
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:fifo.zip"})
+    assert resp.status_code in (403, 422) and "neither a file nor a folder" in resp.json()["detail"], resp.text
