@@ -69,9 +69,13 @@ def check_device(device: str) -> None:
         raise ValueError(f"device {device!r} does not exist on this host; use 'cpu' or 'auto'")
 
 
-def _probe(field: str, config: ProbeConfig, default_head: str | None, num_features: int | None) -> dict[str, Any]:
-    """A request's probe config resolved and checked for this host and cache; returns it as stored."""
+def _probe(field: str, config: ProbeConfig, default_head: str | None, num_features: int | None,
+           num_classes: int, has_reference: bool) -> dict[str, Any]:
+    """A request's probe config resolved and checked for this host and cache (its classes, whether the job has a
+    reference run); returns it as stored."""
     from pydantic import ValidationError
+
+    from probe.run import check_class_options
 
     try:
         cfg = resolve_probe_config(config.model_dump(mode="json", exclude_unset=True), default_head)
@@ -85,6 +89,10 @@ def _probe(field: str, config: ProbeConfig, default_head: str | None, num_featur
     if cfg.adapter_rank is not None and num_features is not None and not 1 <= cfg.adapter_rank <= num_features:
         raise RequestInvalid(f"{field}.adapter_rank", f"must be in [1, {num_features}] (the feature size), "
                              f"got {cfg.adapter_rank}")
+    try:
+        check_class_options(cfg, num_classes, has_reference)
+    except ValueError as exc:
+        raise RequestInvalid(f"{field}.loss_options", str(exc)) from None
     return cfg.model_dump(mode="json")
 
 
@@ -166,7 +174,8 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                                  f"{cache_row['id']})")
         if job.reference_run:
             _check_reference(store.get_run(job.reference_run), cache_row)
-        config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"])
+        config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"],
+                        len(cache_row["class_names"]), job.reference_run is not None)
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     dataset = store.get_dataset(job.dataset_id)
     if is_unlabelled(dataset):
@@ -177,6 +186,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
-        payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features)
+        payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features,
+                                    len(dataset["class_names"]), i > 0)  # the first probe is the others' reference
                              for i, p in enumerate(job.probes)]
     return payload

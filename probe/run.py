@@ -145,13 +145,30 @@ def _reference_floor(reference: Report, class_names: list[str]) -> tuple[dict[st
     return assign_groups(per_class), reference.val.overall
 
 
-def _run_loss_options(config: ProbeConfig, reference: Report | None) -> dict[str, Any]:
-    """Loss options the run adds: the reference's per-class validation error for losses that need it."""
-    if get_loss_spec(config.loss).needs != "val_error" or config.loss_options.get("val_error") is not None:
-        return {}
-    if reference is None:
+def check_class_options(config: ProbeConfig, num_classes: int, has_reference: bool) -> None:
+    """What a run on ``num_classes`` classes needs of its loss options, checked before anything is fitted (the
+    service checks a request with it before a job exists): a per-class option (``priors``, ``val_error``) of another
+    length, values the loss refuses (priors that sum to 0), or a loss that needs a reference run's validation
+    error without one. Raises ValueError naming the option."""
+    spec, options = get_loss_spec(config.loss), config.loss_options
+    if spec.needs == "val_error" and options.get("val_error") is None and not has_reference:
         raise ValueError(f"loss {config.loss!r} needs the per-class validation error of a reference (ERM) run: "
                          "pass reference= (CLI --reference RUN_DIR) or loss_options['val_error'].")
+    for name in ("priors", "val_error"):
+        if options.get(name) is not None and np.size(options[name]) != num_classes:
+            raise ValueError(f"loss_options.{name} has {np.size(options[name])} entries but the data has "
+                             f"{num_classes} classes")
+    if options and (spec.needs != "val_error" or options.get("val_error") is not None):
+        from .losses import create_loss
+
+        create_loss(config.loss, **options)  # what the fit builds: a refused value fails here, not after training
+
+
+def _run_loss_options(config: ProbeConfig, reference: Report | None) -> dict[str, Any]:
+    """Loss options the run adds: the reference's per-class validation error for losses that need it (a reference
+    is there: :func:`check_class_options` ran first)."""
+    if get_loss_spec(config.loss).needs != "val_error" or config.loss_options.get("val_error") is not None:
+        return {}
     ref_acc = np.array(reference.val.per_class, dtype=float)
     return {"val_error": np.nan_to_num(1.0 - ref_acc, nan=1.0).tolist()}
 
@@ -617,6 +634,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
     class_names = [str(c) for c in class_names]
+    check_class_options(config, len(class_names), reference is not None)
     splits = _splits(data, class_names, config)
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used

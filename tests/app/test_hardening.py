@@ -578,3 +578,32 @@ def test_a_fifo_under_the_data_root_is_refused_as_a_data_set_or_weights_file(ser
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:fifo.zip"})
     assert resp.status_code in (403, 422) and "neither a file nor a folder" in resp.json()["detail"], resp.text
+
+
+@pytest.mark.parametrize("config, field, message", [
+    ({"loss": "logit_adjust", "loss_options": {"priors": [0.5, 0.5]}}, "config.loss_options",
+     "loss_options.priors has 2 entries but the data has 3 classes"),
+    ({"loss": "logit_adjust", "loss_options": {"priors": [0, 0, 0]}}, "config.loss_options",
+     "priors must be a 1-D array of non-negative frequencies, got [0.0, 0.0, 0.0]."),
+    ({"loss": "mr2_valerr", "loss_options": {"val_error": [0.1]}}, "config.loss_options",
+     "loss_options.val_error has 1 entries but the data has 3 classes"),
+    ({"loss": "mr2_valerr"}, "config.loss_options",
+     "loss 'mr2_valerr' needs the per-class validation error of a reference (ERM) run"),
+])
+def test_loss_options_that_cannot_fit_the_cache_are_refused_before_a_job_exists(service, tmp_path, config, field,
+                                                                                 message):
+    cache_id = _synthetic_cache(service, tmp_path)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": {**config, "cv": 0}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith(f"{field}: {message}"), resp.text
+    assert service.get("/api/jobs").json() == []
+
+
+def test_a_pipelines_later_probes_take_the_first_as_their_reference(service):
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    first = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"],
+                                            "probes": [{"loss": "mr2_valerr"}]})
+    assert first.status_code == 422 and first.json()["detail"].startswith("probes[0].loss_options: loss 'mr2_valerr'")
+    later = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"],
+                                            "probes": [{"loss": "ce"}, {"loss": "mr2_valerr"}]})
+    assert later.status_code == 202, later.text
