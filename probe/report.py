@@ -34,6 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
+from .predictions import PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -541,6 +542,15 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
     predictions ``predictions.npz`` when given) into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "report.json").exists():  # a run replaced: incomplete until the new report.json is written
+        logger.warning("replacing the run in %s", run_dir)
+        (run_dir / "report.json").unlink()
+    # files of the run replaced that this run does not write would pass for its own (a post-hoc bias a later
+    # run without one would ship in probe.zip; another run's test predictions)
+    stale = [*(("posthoc_bias.json",) if report.posthoc is None else ()),
+             *((PREDICTIONS_FILE,) if predictions is None else ())]
+    for name in stale:
+        (run_dir / name).unlink(missing_ok=True)
     trainer.save(run_dir / "head.safetensors")
     if predictions is not None:
         predictions.save(run_dir)

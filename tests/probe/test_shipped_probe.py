@@ -155,3 +155,17 @@ def test_score_intervals_are_wilson_and_empty_classes_have_none():
     empty = scores.per_class[1]
     assert (empty.n, empty.accuracy, empty.accuracy_ci, empty.recall) == (0, None, None, None)
     assert empty.precision == 0.0 and scores.balanced == pytest.approx(0.8)
+
+
+def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, caplog):
+    """A second run into the same folder replaces the first: without a post-hoc bias of its own it leaves no
+    posthoc_bias.json of the first behind (probe.zip ships that file), and its report.json is written last."""
+    out = tmp_path / "run"
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, "posthoc_bias": True, "posthoc_guard": False, "wd_grid": [0.0]}),
+              out_dir=out)
+    assert (out / "posthoc_bias.json").exists()
+    with caplog.at_level("WARNING", logger="probe.report"):
+        second = run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.0]}), out_dir=out)
+    assert f"replacing the run in {out}" in caplog.text
+    assert second.posthoc is None and not (out / "posthoc_bias.json").exists()
+    assert RunProbe.load(out).posthoc is None
