@@ -5,9 +5,9 @@ configuration's, scores each candidate's difference to the reference on the *sam
 stratified bootstrap (:class:`probe.uncertainty.Bootstrap`), bounds the differences of all candidates together
 (:func:`probe.uncertainty.simultaneous_lower_bounds`: trying many settings is not many chances to look better),
 counts the hard-class images each candidate fixes and breaks (an exact sign test, Bonferroni-adjusted), applies
-:func:`probe.selection.choose_safe` under the user's overall-accuracy budget and returns what the report shows: the chosen index, the verdict, the reason,
-the frontier (every candidate's Δ overall / Δ hard with intervals), how stable each class's group is, and
-plain-language warnings. Pure numpy: the caller trains and predicts.
+:func:`probe.selection.choose_safe` under the user's overall-accuracy budget and returns what the report shows:
+the chosen index, the verdict, the reason, the frontier (every candidate's Δ overall / Δ hard with intervals and
+bounds), how stable each class's group is, and plain-language warnings. Pure numpy: the caller trains and predicts.
 """
 from __future__ import annotations
 

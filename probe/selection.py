@@ -206,8 +206,9 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     return index, "improved", (
         f"{describe_params(c)} raised the val hard third by {format_delta(c['val_hard_delta'], c['val_hard_delta_ci'])} "
         f"at overall {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); lower "
-        f"bounds holding together over the {m} candidates that fitted: hard {100 * c['val_hard_delta_simultaneous_lo']:+.1f} "
-        f"pt, overall {100 * c['val_overall_delta_simultaneous_lo']:+.1f} pt; hard-class images {fixed} fixed, "
+        f"bounds holding together over the {m} candidates that fitted: hard "
+        f"{100 * c['val_hard_delta_simultaneous_lo']:+.1f} pt, overall "
+        f"{100 * c['val_overall_delta_simultaneous_lo']:+.1f} pt; hard-class images {fixed} fixed, "
         f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {m}). {len(qualifying)} of "
         f"{tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
