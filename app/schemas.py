@@ -14,10 +14,13 @@ from .status import JobStatus
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
 MAX_PROBES = 8
 RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# No control characters, C0, DEL or C1 (U+0080-U+009F: terminal escapes such as CSI U+009B): names are shown in
+# terminals, logs and pages.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
-EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")]
+EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=PRINTABLE)]
 
 
 class ErrorOut(BaseModel):

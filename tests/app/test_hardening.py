@@ -316,7 +316,7 @@ def test_an_archive_under_another_field_name_is_named(service):
 
 def test_upload_name_field_is_checked_not_truncated(service):
     archive = tiny_zip_bytes(2, 1)
-    for name in ("n" * 201, "n" * 5000, "bad\x01name"):
+    for name in ("n" * 201, "n" * 5000, "bad\x01name", "csi\x9b31mred", "del\x7f"):
         resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data={"name": name})
         assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
     assert service.get("/api/datasets").json() == []
