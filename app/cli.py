@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Sequence
 from typing import NoReturn
 
+from . import __version__
 from .threads import MAX_THREADS, check_threads, limit_threads
 
 # name -> module under app.commands (imported lazily so `mr2probe --help` stays fast).
@@ -49,6 +50,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         "class-wise accuracy disparity (MR²).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--threads", type=_thread_count, default=None, metavar="N",
                         help=f"CPU threads for the command's numerical work (torch, BLAS; 1..{MAX_THREADS}; "
                         "default: one per core; the service: MR2PROBE_THREADS)")

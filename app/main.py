@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -14,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from . import __version__
 from .config import Settings, get_settings
 from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import require_token
@@ -28,11 +28,6 @@ from .validation import RequestInvalid
 from .worker import JobRunner
 
 logger = logging.getLogger(__name__)
-
-try:
-    __version__ = version("mr2probe")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
 
 STATIC_DIR = dashboard.STATIC_DIR
 

@@ -343,3 +343,11 @@ def test_compare_lists_the_classes_that_moved_most_unless_all_classes(erm_dir, c
     assert main(["compare", str(erm_dir), str(erm_dir), "--all-classes"]) == 0
     every = capsys.readouterr().out
     assert sum(line.strip().split(" ")[0] in NAMES for line in every.splitlines()) == 4 and "changed" not in every
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"mr2probe {version('mr2probe')}\n"
