@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
+from .selection import signed_points
 from .uncertainty import observed_class_accuracy
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
@@ -276,7 +277,7 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
 def _pct(x: float | None, signed: bool = False) -> str:
     if x is None:
         return "—"
-    return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
+    return signed_points(x, 2) if signed else f"{100 * x:.2f}"
 
 
 def _delta_cell(delta: float | None, interval: list | None) -> str:

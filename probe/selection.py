@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
-           "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA"]
+           "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA",
+           "signed_points"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
 NOTE_KEYS = ("failed", "chosen", "reference")  # notes about a candidate, not hyper-parameters
@@ -207,17 +208,23 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
         f"{describe_params(c)} raised the val hard third by {format_delta(c['val_hard_delta'], c['val_hard_delta_ci'])} "
         f"at overall {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); lower "
         f"bounds holding together over the {m} candidates that fitted: hard "
-        f"{100 * c['val_hard_delta_simultaneous_lo']:+.1f} pt, overall "
-        f"{100 * c['val_overall_delta_simultaneous_lo']:+.1f} pt; hard-class images {fixed} fixed, "
+        f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, overall "
+        f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt; hard-class images {fixed} fixed, "
         f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {m}). {len(qualifying)} of "
         f"{tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
 
 
+def signed_points(fraction: float, digits: int = 1) -> str:
+    """``+2.1`` from 0.021: a signed difference in points; one that rounds to zero reads ``+0.0``, never ``-0.0``."""
+    points = round(100 * fraction, digits)
+    return f"{points or 0.0:+.{digits}f}"  # -0.0 is falsy
+
+
 def format_delta(delta: float, interval) -> str:
     """``+2.1 pt [+1.2, +3.0]`` from fractions; ``(within noise)`` appended when the interval contains 0."""
     lo, hi = interval
-    text = f"{100 * delta:+.1f} pt [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    text = f"{signed_points(delta)} pt [{signed_points(lo)}, {signed_points(hi)}]"
     return text + (" (within noise)" if lo <= 0 <= hi else "")
 
 
