@@ -533,6 +533,8 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     config = fitter.config
     ref_fitter, ref_params, ref_model, ref_correct = _reference_configuration(fitter, reference, scorer)
     entries = [{"loss": ref_fitter.config.loss, **ref_params}]
+    if ref_fitter.config.head != config.head:  # a reference run's head, not the requested one: named wherever the
+        entries[0] = {"head": ref_fitter.config.head, **entries[0]}  # reason keeps or compares it
     entries += [dict(c, failed=s.failed) if s.failed else dict(c) for c, s in zip(sweep.candidates, sweep.scored)]
     d = decide(entries, [ref_correct, *sweep.correct], 0, scorer.labels, class_names, groups=ref_groups,
                max_overall_drop=config.max_overall_drop, seed=config.seeds[0],

@@ -115,3 +115,15 @@ def test_stored_predictions_and_test_diagnostics(erm):
     top = worst.top_confusions[0]
     assert top.rate == pytest.approx(max(np.delete(np.array(report.confusion.counts[5]), 5)) / 200)
     assert preds.confidence.shape == (600,) and np.all((preds.confidence > 0) & (preds.confidence <= 1))
+
+
+def test_a_kept_reference_of_another_head_names_its_head(data, erm):
+    """A cosine MR² request against a linear ERM run that finds no safe improvement ships the linear reference:
+    the reason says so in words, not only the config."""
+    config = ProbeConfig(**{**FAST, "lr_grid": [1e-6]}, head="cosine", loss="mr2", select="hard")
+    report = run_probe(data, NAMES, config, reference=erm[0])
+    sel = report.selection
+    assert sel.verdict == "no_safe_improvement" and report.config["head"] == "linear"
+    assert sel.frontier[0].params == {"head": "linear", "loss": "ce", "lr": 0.05, "weight_decay": 0.0}
+    assert "keeps the reference configuration (head=linear, loss=ce, lr=0.05, weight_decay=0)" in sel.reason
+    assert sel.requested["head"] == "cosine"
