@@ -1,6 +1,6 @@
 """Failure diagnostics of a run's test predictions: confusion, precision / recall / F1, the most frequent
 confusions of each class, and a 95 % interval of each class's accuracy and of the overall accuracy (Wilson score),
-and of balanced accuracy and each third's (stratified bootstrap).
+and of balanced accuracy and each third's (each class's Jeffreys posterior, :func:`probe.uncertainty.group_intervals`).
 
 Counts and rates use the predictions of every seed (the confusion matrix is summed over seeds, so precision and
 recall are those of the pooled predictions); the accuracy interval is that of the seed-mean accuracy the report
@@ -15,8 +15,7 @@ import numpy as np
 
 from .metrics import precision_recall_f1, top_confusions
 from .predictions import Predictions
-from .groups import GROUP_NAMES
-from .uncertainty import Bootstrap, class_accuracy_interval, percentile_interval, wilson_interval
+from .uncertainty import class_accuracy_interval, group_intervals, wilson_interval
 
 __all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics"]
 
@@ -28,14 +27,14 @@ class TestDiagnostics:
     confusion: np.ndarray            # (K, K) counts summed over seeds
     rows: list[dict]                 # per class: accuracy_ci, precision, recall, f1, support, top_confusions
     overall_ci: list[float]          # the overall accuracy's Wilson interval over the test images
-    group_ci: dict[str, list[float]] | None = None  # balanced and each third: 95 % stratified bootstrap intervals
+    group_ci: dict[str, list[float]] | None = None  # balanced and each third: 95 % intervals (group_intervals)
 
 
 def test_diagnostics(predictions: Predictions, class_names: list[str],
                      groups: dict[str, list[int]] | None = None) -> TestDiagnostics:
     """Per-class diagnostics of ``predictions`` (see the module docstring); with ``groups``, the 95 % intervals
     of balanced accuracy and of each third's accuracy (macro means of per-class accuracies, so no proportion:
-    percentile intervals of the stratified bootstrap over the test images, ``probe.uncertainty.Bootstrap``)."""
+    ``probe.uncertainty.group_intervals``, from each class's Jeffreys posterior)."""
     num_classes = len(class_names)
     confusion = predictions.confusion(num_classes)
     prf = precision_recall_f1(confusion)
@@ -46,8 +45,5 @@ def test_diagnostics(predictions: Predictions, class_names: list[str],
              "top_confusions": [{"index": j, "name": class_names[j], "rate": rate} for j, rate in top[k]]}
             for k in range(num_classes)]
     correct = predictions.correct
-    group_ci = None
-    if groups is not None:
-        resampled = Bootstrap(predictions.labels, num_classes).summary(correct, groups)
-        group_ci = {key: percentile_interval(resampled[key]).tolist() for key in ("balanced", *GROUP_NAMES)}
+    group_ci = None if groups is None else group_intervals(correct, predictions.labels, num_classes, groups)
     return TestDiagnostics(confusion, rows, wilson_interval(correct.sum(), correct.size).tolist(), group_ci)

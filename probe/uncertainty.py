@@ -34,7 +34,7 @@ from .metrics import nan_mean, overall_score, overall_weights
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy",
            "wilson_interval", "class_accuracy_interval", "sign_test", "simultaneous_lower_bounds",
-           "delta_intervals"]
+           "delta_intervals", "group_intervals", "GROUP_DRAWS"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -307,6 +307,37 @@ def sign_test(up: int, down: int) -> float:
     log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
     top = log_terms.max()
     return min(1.0, 2.0 * math.exp(top + math.log(np.exp(log_terms - top).sum())))
+
+
+# Draws of each class's accuracy behind the interval of a macro mean (group_intervals): 4,000 move a percentile
+# bound by well under 0.1 point from one seed to another at the sizes users bring.
+GROUP_DRAWS = 4000
+
+
+def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, groups: dict[str, list[int]],
+                    level: float = DEFAULT_LEVEL, seed: int = 0) -> dict[str, list[float]]:
+    """95 % intervals of balanced accuracy and of each group's accuracy (macro means of per-class accuracies):
+    ``{"balanced": [lo, hi], "easy": ..., "medium": ..., "hard": ...}``; ``[nan, nan]`` for an empty group.
+
+    Each class's accuracy is drawn ``GROUP_DRAWS`` times from its Jeffreys posterior Beta(s + ½, n − s + ½)
+    (s right of n images; a seed mean's fractional s as it is) and each draw's macro means give the percentile
+    interval. A stratified bootstrap cannot move a class whose images are all right or all wrong, so a third of
+    such classes got a zero-width interval ([50, 50] for 0 of 3 and 3 of 3 images); these draws give each class
+    the binomial uncertainty its Wilson interval shows, and agree with the bootstrap on large classes.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    successes = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64), minlength=num_classes)
+    trials = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = trials > 0
+    draws = np.full((GROUP_DRAWS, num_classes), np.nan)
+    rng = np.random.default_rng(seed)
+    draws[:, present] = rng.beta(successes[present] + 0.5, trials[present] - successes[present] + 0.5,
+                                 size=(GROUP_DRAWS, int(present.sum())))
+    out = {"balanced": percentile_interval(nan_mean(draws, axis=1), level).tolist()}
+    for name in GROUP_NAMES:
+        members = np.asarray(groups.get(name, []), dtype=np.int64)
+        out[name] = percentile_interval(nan_mean(draws[:, members], axis=1), level).tolist()
+    return out
 
 
 def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,

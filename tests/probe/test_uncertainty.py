@@ -179,7 +179,10 @@ def test_balanced_overall_weighs_every_class_alike_in_every_resample():
 def test_group_intervals_of_a_run_match_the_normal_approximation():
     """test_diagnostics' interval of a third's accuracy (a macro mean of per-class accuracies): two hard classes
     of 400 test images at 50 % and 70 % make 60 % with standard error ½·√(.25/400 + .21/400) = 1.70 points, so a
-    95 % interval of about ±3.3 points; a third whose images are all right gets [100, 100]."""
+    95 % interval of about ±3.3 points; a third whose 400 images are all right gets the Jeffreys interval of
+    400 of 400, [99.4, 100], not the stratified bootstrap's [100, 100]."""
+    from scipy.stats import beta
+
     from probe.diagnostics import test_diagnostics
     from probe.predictions import Predictions
 
@@ -190,7 +193,8 @@ def test_group_intervals_of_a_run_match_the_normal_approximation():
     d = test_diagnostics(Predictions(labels, predicted[None, :], np.ones(1200)), ["a", "b", "c"], groups)
     half = 1.96 * 0.5 * np.sqrt(0.25 / 400 + 0.21 / 400)
     assert d.group_ci["hard"] == pytest.approx([0.6 - half, 0.6 + half], abs=0.006)
-    assert d.group_ci["easy"] == [1.0, 1.0]
+    assert d.group_ci["easy"] == pytest.approx([beta.ppf(0.025, 400.5, 0.5), 1.0], abs=0.001)
+    assert d.group_ci["easy"][0] < 0.9945
     assert all(np.isnan(d.group_ci["medium"]))  # an empty third has no interval
     balanced = (0.5 + 0.7 + 1.0) / 3
     assert d.group_ci["balanced"][0] < balanced < d.group_ci["balanced"][1]
@@ -235,3 +239,20 @@ def test_simultaneous_lower_bounds_reduce_to_the_percentile_bound_and_widen_with
         simultaneous_lower_bounds(np.zeros(3))
     with pytest.raises(ValueError, match="level must lie in"):
         simultaneous_lower_bounds(one, level=1.0)
+
+
+def test_a_third_of_classes_all_right_or_all_wrong_still_has_an_interval():
+    """The hard third of 2 classes, one with 0 of 3 test images right and one with 3 of 3: 50 %, and not [50, 50]
+    (what a stratified bootstrap gives: it cannot move either class); the draws are seeded."""
+    from probe.uncertainty import GROUP_DRAWS, group_intervals
+
+    labels, correct = np.repeat([0, 1], 3), np.array([0, 0, 0, 1, 1, 1], dtype=float)
+    groups = {"easy": [], "medium": [], "hard": [0, 1]}
+    got = group_intervals(correct, labels, 2, groups)
+    lo, hi = got["hard"]
+    assert 0.1 < lo < 0.3 and 0.7 < hi < 0.9 and got["hard"] == group_intervals(correct, labels, 2, groups)["hard"]
+    assert got["balanced"] == got["hard"] and all(np.isnan(got["easy"]))
+    # the same from the draws by hand: each class's Jeffreys posterior Beta(s + ½, n − s + ½)
+    rng = np.random.default_rng(0)
+    draws = rng.beta(np.array([0.5, 3.5]), np.array([3.5, 0.5]), size=(GROUP_DRAWS, 2)).mean(axis=1)
+    assert got["hard"] == pytest.approx(np.percentile(draws, [2.5, 97.5]).tolist())
