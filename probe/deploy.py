@@ -141,8 +141,12 @@ class ClassScore(BaseModel):
 
 
 class Scores(BaseModel):
-    """Predictions scored against labels: over the images of classes the probe knows (``n``); ``unknown`` counts
-    the other images by their class name. A number that cannot be computed is None (``probe.report.Num``)."""
+    """Predictions scored against labels: accuracy, balanced accuracy and recall over the images of classes the
+    probe knows (``n``); ``unknown`` counts the other images by their class name. Each class's precision (and so
+    F1) counts every image predicted as the class, those of unknown classes as wrong (a truck a probe without
+    trucks calls a car is a wrong car): scikit-learn's ``precision_recall_fscore_support(y, p, labels=...)`` with
+    those images' true label outside ``labels``. A number that cannot be computed is None
+    (``probe.report.Num``)."""
 
     n: int = Field(..., description="images of classes the run has: the ones scored")
     accuracy: Num
@@ -169,8 +173,10 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
         names, counts = np.unique(np.asarray(unknown_names, dtype=str)[~known], return_counts=True)
         unknown = {str(n): int(c) for n, c in zip(names, counts)}
     k = len(class_names)
-    cm = confusion_matrix(labels[known], predicted[known], k)
-    prf = precision_recall_f1(cm)
+    # the unknown classes as one more true class (row k, never predicted): precision of each column counts them
+    full = confusion_matrix(np.where(known, labels, k), predicted, k + 1)
+    prf = {key: value[:k] for key, value in precision_recall_f1(full).items()}
+    cm = full[:k, :k]
     correct, support = np.diag(cm).astype(np.float64), cm.sum(axis=1)
     per_class = [ClassScore(name=name, n=int(support[i]), accuracy=prf["recall"][i],
                             accuracy_ci=_ci(correct[i], int(support[i])), precision=prf["precision"][i],

@@ -132,14 +132,17 @@ def test_scores_equal_scikit_learn():
     names = ["a", "b", "c", "d"]
     labels = rng.integers(0, 4, 200)
     predicted = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 4, 200))
-    labels[:15] = UNKNOWN_CLASS  # images of a class the probe does not know: not scored
+    labels[:15] = UNKNOWN_CLASS  # images of a class the probe does not know: wrong wherever they are predicted
     other = ["zebra"] * 10 + ["yak"] * 5 + ["-"] * 185
     scores = score_predictions(labels, predicted, names, other)
     y, p = labels[15:], predicted[15:]
     assert scores.n == 185 and scores.unknown == {"yak": 5, "zebra": 10}
     assert scores.accuracy == pytest.approx(accuracy_score(y, p), abs=1e-15)
     assert scores.balanced == pytest.approx(balanced_accuracy_score(y, p), abs=1e-15)
-    prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=range(4), zero_division=np.nan)
+    # precision over every image predicted as the class: the unknown ones' true label (99) is outside labels
+    prec, rec, f1, support = precision_recall_fscore_support(np.where(labels < 0, 99, labels), predicted,
+                                                             labels=range(4), zero_division=np.nan)
+    assert not np.allclose(prec, precision_recall_fscore_support(y, p, labels=range(4), zero_division=np.nan)[0])
     for i, c in enumerate(scores.per_class):
         assert (c.name, c.n) == (names[i], support[i])
         assert (c.precision, c.recall, c.accuracy, c.f1) == pytest.approx((prec[i], rec[i], rec[i], f1[i]))
