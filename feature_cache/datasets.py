@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,7 @@ def _class_folders(
     for directory in reader.dirs():
         parts = directory.split("/")
         if len(parts) == depth + 1 and tuple(parts[:depth]) == prefix and not _is_hidden(directory):
-            classes.setdefault(parts[depth], [])
+            classes.setdefault(_class_name(parts[depth]), [])
     for name in names:
         parts = name.split("/")
         if tuple(parts[:depth]) != prefix:
@@ -183,8 +184,14 @@ def _class_folders(
         if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append((name, not_an_image(name)))
             continue
-        classes.setdefault(parts[depth], []).append(name)
+        classes.setdefault(_class_name(parts[depth]), []).append(name)
     return {k: sorted(v) for k, v in classes.items()}
+
+
+def _class_name(folder: str) -> str:
+    """A class folder's name in Unicode NFC: macOS writes names decomposed (NFD: "kávé" as a + U+0301), other
+    systems composed, and a data set put together on both had the same class twice under names that look alike."""
+    return unicodedata.normalize("NFC", folder)
 
 
 # ------------------------------------------------------------------------------ subsetting

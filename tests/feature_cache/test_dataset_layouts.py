@@ -163,3 +163,23 @@ def test_open_images_takes_every_image_unlabelled(tmp_path):
         open_images(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):
         open_images(tmp_path / "missing")
+
+
+def test_class_folders_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
+    """macOS writes folder names decomposed (NFD), most systems composed (NFC): train/kávé from one and test/kávé
+    from the other are one class, named in NFC."""
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "kávé"), unicodedata.normalize("NFD", "kávé")
+    assert nfc != nfd
+    archive = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split, name in (("train", nfd), ("test", nfc)):
+            for cls, label in ((name, 0), ("tea", 1)):
+                for i in range(3):
+                    image = tmp_path / f"{split}{label}{i}.png"
+                    write_image(image, label, i)
+                    zf.write(image, f"{split}/{cls}/{i}.png")
+    data = open_dataset(archive, val_fraction=0.0)
+    assert data.class_names == sorted([nfc, "tea"])
+    assert per_class(data.splits["train"]) == per_class(data.splits["test"]) == {0: 3, 1: 3}
