@@ -11,14 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from . import __version__
 from .config import Settings, get_settings
 from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import require_token
 from .messages import ClientMessages
-from .middleware import BodyLimit, HeadAsGet, SameOriginOnly
+from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .status import InvalidTransition, NotFound
 from .steps import JOB_KINDS
@@ -79,7 +78,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
                        streamed=(("POST", app.url_path_for("create_dataset")),))
     app.add_middleware(SameOriginOnly)
     app.add_middleware(HeadAsGet)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
     _add_error_handlers(app, settings)
     return app
 

@@ -1,9 +1,9 @@
-"""ASGI middleware at the service's edge: a size limit on request bodies, same-origin state changes, and HEAD
-answered as GET without its body.
+"""ASGI middleware at the service's edge: trusted ``Host`` headers, a size limit on request bodies, same-origin
+state changes, and HEAD answered as GET without its body; every refusal a JSON ``{"detail"}``.
 
-Together with Starlette's ``TrustedHostMiddleware`` (the ``Host`` header must be one of
-``Settings.trusted_hosts``), these keep a browser page on another site from driving a token-less local
-server (DNS rebinding, cross-site form posts).
+The Host check (:class:`TrustedHosts`: Starlette's ``TrustedHostMiddleware`` rule, the header must be one of
+``Settings.trusted_hosts``) and the origin check keep a browser page on another site from driving a token-less
+local server (DNS rebinding, cross-site form posts).
 """
 from __future__ import annotations
 
@@ -90,6 +90,39 @@ class SameOriginOnly:
                 await _reply(send, 403, "cross-origin request refused (Origin does not match Host)")
                 return
         await self.app(scope, receive, send)
+
+
+class TrustedHosts:
+    """Starlette's ``TrustedHostMiddleware`` check of the ``Host`` header (``Settings.trusted_hosts``, patterns
+    such as ``*.example.com``), its refusal a JSON 400 naming the setting like every other refusal, not Starlette's
+    plain-text "Invalid host header". (The service has no WebSocket route: other scopes pass.)"""
+
+    _PASSED = "mr2probe.trusted_host"
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        self.app = app
+        self.check = TrustedHostMiddleware(self._passed, allowed_hosts=allowed_hosts, www_redirect=False)
+
+    async def _passed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[self._PASSED] = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def drop(message: Message) -> None:  # Starlette's own refusal: replaced below
+            return None
+
+        await self.check(scope, receive, drop)
+        if scope.pop(self._PASSED, False):
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host", "")
+        await _reply(send, 400, f"Host header {host[:100]!r} is not a host this server answers to; the trusted "
+                                "hosts are the listening host, localhost and MR2PROBE_ALLOWED_HOSTS")
 
 
 class HeadAsGet:

@@ -452,8 +452,11 @@ def test_host_header_must_be_trusted(tmp_path):
         assert client.get("/api/health").status_code == 200
         assert client.get("/api/health", headers={"Host": "localhost:8000"}).status_code == 200
         assert client.get("/api/health", headers={"Host": "[::1]:8000"}).status_code == 200
-        for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example"):
-            assert client.get("/api/jobs", headers={"Host": host}).status_code == 400, host
+        for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example", "www.localhost"):
+            resp = client.get("/api/jobs", headers={"Host": host})
+            assert resp.status_code == 400 and resp.headers["content-type"] == "application/json", host
+            assert resp.json()["detail"].startswith(f"Host header {host!r} is not a host this server answers to")
+            assert "MR2PROBE_ALLOWED_HOSTS" in resp.json()["detail"]
     with TestClient(create_app(Settings(data_dir=tmp_path / "b", allowed_hosts="*")),
                     base_url="http://anything.example") as client:
         assert client.get("/api/health").status_code == 200
