@@ -19,6 +19,7 @@ from .deps import require_token
 from .messages import ClientMessages
 from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
+from .schemas import ERROR_RESPONSES
 from .status import InvalidTransition, NotFound
 from .steps import JOB_KINDS
 from .store import Store
@@ -65,11 +66,11 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.state.settings, app.state.store, app.state.runner = settings, store, runner
     app.dependency_overrides[get_settings] = lambda: settings
 
-    protected = [Depends(require_token)]
+    protected = {"dependencies": [Depends(require_token)], "responses": {401: ERROR_RESPONSES[401]}}
     app.include_router(health.router, prefix="/api")  # open: the docker healthcheck calls it without a token
-    app.include_router(datasets.router, prefix="/api", dependencies=protected)
-    app.include_router(jobs.router, prefix="/api", dependencies=protected)
-    app.include_router(reports.router, prefix="/api", dependencies=protected)
+    app.include_router(datasets.router, prefix="/api", **protected)
+    app.include_router(jobs.router, prefix="/api", **protected)
+    app.include_router(reports.router, prefix="/api", **protected)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.StaticWithPolicy(directory=STATIC_DIR), name="static")
     # Added last = runs first: the Host check, HEAD as GET, then the origin check, then the body limit.

@@ -402,6 +402,11 @@ def test_token_protects_every_api_route_but_health(tmp_path):
             resp = client.request(method, path.replace("{", "").replace("}", ""))
             assert resp.status_code == 401, (method, path)
             assert resp.headers["www-authenticate"] == "Bearer"
+            # and the API's document says so for each (a client generator learns the 401 and its body)
+            documented = app.openapi()["paths"][path][method.lower()]["responses"]
+            schema = documented["401"]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+        assert "401" not in app.openapi()["paths"]["/api/health"]["get"]["responses"]
         assert client.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).json() == {"detail": "invalid bearer token"}
         assert client.get("/api/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.get("/api/runs/nope", headers={"Authorization": "Bearer s3cret"}).status_code == 404
