@@ -30,7 +30,7 @@ MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what 
 # Numbers past these are no setting of a linear probe (c̄ 1–3 in the paper, p 2 or 3, lr ≤ 0.1, α/n ≤ 1000/n):
 # c̄ = 1e300 made every γ_k infinite and "succeeded" at chance, wd = 1e300 diverged blaming the learning rate.
 MAX_CBAR = 100.0              # mean margin c̄
-MAX_P = 10.0                  # exponent p of r_k² = mean ‖φ‖_p² (|φ_i|^p overflows float32 from ~20 on)
+MAX_P = 10.0                  # exponent p ≥ 1 of r_k² = mean ‖φ‖_p² (|φ_i|^p overflows float32 from ~20 on)
 MAX_LR = 100.0                # learning rate
 MAX_WEIGHT_DECAY = 1e6        # weight decay (the L2 strength α/n for adam and sgd)
 MAX_LAM = 100.0               # weight λ of ℓ_s̄ (and of the sample-margin / zero-centroid regularisers)
@@ -46,7 +46,7 @@ TRAINER_PARAMS: dict[str, list] = {
     "head": [Name("head", lambda: list(HEADS))],
     "loss": [Name("loss", lambda: list(LOSSES))],
     "cbar": [Interval(float, 0, MAX_CBAR, "right")],
-    "p": [Interval(float, 0, MAX_P, "right"), None],
+    "p": [Interval(float, 1, MAX_P, "both"), None],  # below 1 no norm: 1024-d features' ‖φ‖_0.1² overflowed
     "lam": [Interval(float, 0, MAX_LAM, "both")],
     "adapter": [Name("adapter", lambda: list(ADAPTERS)), None],
     "r2_mode": [Options(R2_MODES)],
