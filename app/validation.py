@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import PathMissing, PathOutsideRoot, classes_without_message, is_unlabelled
+from .datasets import (PathMissing, PathOutsideRoot, classes_without_message, dataset_counts, is_unlabelled,
+                       open_registered)
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -154,6 +155,23 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "holds unlabelled images, every one of them is extracted")
 
 
+def _check_split_options(dataset: dict[str, Any], options: Any) -> None:
+    """Split options other than the registration's (a cap per class, another val share) can leave a class without
+    a train or test image, which the extraction would refuse after its queue wait: the data set is opened with
+    them (its file listing, no image decoded) and checked now."""
+    defaults = type(options)()
+    if is_unlabelled(dataset) or (options.max_per_class is None and options.val_fraction == defaults.val_fraction):
+        return
+    try:
+        data = open_registered(dataset["path"], False, val_fraction=options.val_fraction, seed=options.seed,
+                               max_per_class=options.max_per_class)
+    except (OSError, ValueError) as exc:  # the files changed since registration
+        raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
+    problem = classes_without_message(dataset_counts(data), list(data.class_names))
+    if problem:
+        raise RequestInvalid("options", problem)
+
+
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
@@ -183,6 +201,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
     if problem:
         raise RequestInvalid("dataset_id", problem)
+    _check_split_options(dataset, job.options)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":

@@ -610,3 +610,28 @@ def test_a_pipelines_later_probes_take_the_first_as_their_reference(service):
     later = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"],
                                             "probes": [{"loss": "ce"}, {"loss": "mr2_valerr"}]})
     assert later.status_code == 202, later.text
+
+
+def test_split_options_that_empty_a_class_are_refused_before_a_job_exists(service):
+    """A data set without split folders is split by the product: a cap of 1 image per class leaves each class one
+    image, in train or in test, never both. The extraction would refuse that after its queue wait; the request is
+    refused now, naming it."""
+    import io
+    import zipfile
+
+    flat = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(3, 2))) as src, zipfile.ZipFile(flat, "w") as dst:
+        for info in src.infolist():
+            if not info.is_dir():  # tiny/<split>/<class>/<file> -> tiny/<class>/<split>_<file>
+                root, split, cls, name = info.filename.split("/")
+                dst.writestr(f"{root}/{cls}/{split}_{name}", src.read(info))
+    ds = service.post("/api/datasets", files={"file": ("flat.zip", flat.getvalue())}).json()
+    for kind, extra in (("extract", {}), ("pipeline", {"probes": [{"loss": "ce"}]})):
+        resp = service.post("/api/jobs", json={"kind": kind, "dataset_id": ds["id"],
+                                               "options": {"max_per_class": 1}, **extra})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"].startswith("options: "), resp.text
+        assert "no train or no test image once split" in resp.json()["detail"]
+    assert service.get("/api/jobs").json() == []
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": {"max_per_class": 3}})
+    assert resp.status_code == 202, resp.text
