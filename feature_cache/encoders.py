@@ -470,6 +470,25 @@ def _open_clip_tag_file(arch: str, tag: str) -> tuple[Path, dict]:
     )
 
 
+def check_checkpoint_format(path: Path, what: str) -> Path:
+    """``path`` if its first bytes are those of a checkpoint format the encoders read: a PyTorch archive (zip:
+    ``torch.save`` since 1.6, TorchScript), a legacy PyTorch pickle (protocol 2 or later), or safetensors (an
+    8-byte header length, then a JSON header). Reads at most a few bytes, loads nothing: a text or image file
+    named as weights is refused at a request's check instead of failing the job that loads it.
+
+    Raises ValueError naming the file and ``what`` it should be (never its bytes)."""
+    import struct
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(9)
+    safetensors = len(head) == 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] < 1 << 30
+    if zipfile.is_zipfile(path) or head[:1] == b"\x80" or safetensors:
+        return path
+    raise ValueError(f"{path} is not {what}: a PyTorch checkpoint (torch.save archive or pickle), a TorchScript "
+                     "archive or a safetensors file.")
+
+
 def is_torchscript_archive(path: Path) -> bool:
     """True for a TorchScript (``torch.jit.save``) archive — the format of OpenAI's released CLIP weights."""
     import zipfile
@@ -500,7 +519,8 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
     path: Path | None = None
     if weights:
         if Path(weights).expanduser().is_file():
-            path = Path(weights).expanduser().resolve()
+            path = check_checkpoint_format(Path(weights).expanduser().resolve(),
+                                           f"an open_clip checkpoint of {arch}")
             # OpenAI's checkpoints are TorchScript archives and were trained with QuickGELU.
             quick_gelu = quick_gelu or is_torchscript_archive(path)
         elif Path(weights).expanduser().is_dir():
@@ -602,7 +622,7 @@ def _mocov2_checkpoint(spec: EncoderSpec, arg: str | None) -> Path:
             f"MoCo v2 checkpoint {path} does not exist; copy the official checkpoint "
             "(e.g. moco_v2_800ep_pretrain.pth.tar) to this machine and pass mocov2:/path/to/it."
         )
-    return path
+    return check_checkpoint_format(path, "a MoCo v2 checkpoint")
 
 
 def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device, **runtime: Any) -> Encoder:

@@ -635,3 +635,12 @@ def test_split_options_that_empty_a_class_are_refused_before_a_job_exists(servic
     assert service.get("/api/jobs").json() == []
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": {"max_per_class": 3}})
     assert resp.status_code == 202, resp.text
+
+
+def test_a_weights_file_that_is_no_checkpoint_is_refused_before_a_job_exists(service, tmp_path):
+    (tmp_path / "root" / "notes.csv").write_text("a,b\n1,2\n")
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:notes.csv"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith("encoder: <data root>/notes.csv is not a MoCo v2 checkpoint")
+    assert service.get("/api/jobs").json() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -208,19 +209,30 @@ def test_mocov2_errors_name_the_file(tmp_path):
 
 def test_a_file_that_is_no_checkpoint_is_a_clear_error(tiny_clip, tmp_path):
     """A text file or a truncated checkpoint given as weights: a ValueError naming the file, not an IndexError
-    from the unpickler or its advice to load with weights_only=False."""
+    from the unpickler or its advice to load with weights_only=False; by its first bytes, already when the name
+    is checked (a request, before its job), where nothing is loaded."""
+    from feature_cache import check_encoder
+
     text = tmp_path / "passwd"
     text.write_text("root:x:0:0:root:/root:/bin/bash\n")
     good = tmp_path / "tiny.pt"
     torch.save(open_clip.create_model(tiny_clip).state_dict(), good)
     cut = tmp_path / "cut.pt"
-    cut.write_bytes(good.read_bytes()[:1000])
+    cut.write_bytes(good.read_bytes()[:1000])  # a zip cut short: no central directory
     for name, what in ((f"mocov2:{text}", "a MoCo v2 checkpoint"), (f"openclip:{tiny_clip}:{text}",
                        f"an open_clip checkpoint of {tiny_clip}"), (f"openclip:{tiny_clip}:{cut}", "an open_clip")):
         path = name.rsplit(":", 1)[1]
-        with pytest.raises(ValueError, match=f"^{re.escape(path)} is not {re.escape(what)}.* that torch can read "
-                                             r"safely \(weights only\): \w+"):
-            create_encoder(name)
+        for attempt in (check_encoder, create_encoder):
+            with pytest.raises(ValueError, match=f"^{re.escape(path)} is not {re.escape(what)}.*: a PyTorch "
+                                                 r"checkpoint \(torch.save archive or pickle\)"):
+                attempt(name)
+        assert "root:x" not in str(pytest.raises(ValueError, check_encoder, name).value)
+    # a zip that is no checkpoint passes the first bytes and is refused when loaded
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    with pytest.raises(ValueError, match=r"is not a MoCo v2 checkpoint .*that torch can read safely \(weights only\)"):
+        create_encoder(f"mocov2:{other}")
 
 
 def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, tmp_path):
