@@ -24,12 +24,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from interval_calibration import finish  # bench/, this script's folder
 from probe.decision import decide
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,13 +97,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=str(RESULTS / "decision_calibration.json"), help="where to write")
     args = parser.parse_args(argv)
-    result = run(args.trials, args.gain, args.churn, args.seed)
-    result["command"] = "python bench/decision_calibration.py" + (f" --trials {args.trials}" if args.trials != 200
-                                                                  else "")
-    print_result(result)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"written to {args.json} ({result['seconds']:.0f} s)")
-    return result
+    return finish(run(args.trials, args.gain, args.churn, args.seed), "decision_calibration.py", args.trials, 200,
+                  args.json, print_result)
 
 
 if __name__ == "__main__":

@@ -114,11 +114,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", default=str(RESULTS / "interval_calibration.json"), help="where to write")
     args = parser.parse_args(argv)
     result = run(args.trials, args.paired_trials, args.resamples, args.seed)
-    result["command"] = "python bench/interval_calibration.py" + (f" --trials {args.trials}" if args.trials != 2000
-                                                                  else "")
-    print_result(result)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"written to {args.json} ({result['seconds']:.0f} s)")
+    return finish(result, "interval_calibration.py", args.trials, 2000, args.json, print_result)
+
+
+def finish(result: dict, script: str, trials: int, default_trials: int, path: str, show) -> dict:
+    """A simulation bench's end (this one's and bench/decision_calibration.py's): the command in ``result``, the
+    table (``show(result)``), the JSON file written."""
+    result["command"] = f"python bench/{script}" + (f" --trials {trials}" if trials != default_trials else "")
+    show(result)
+    Path(path).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written to {path} ({result['seconds']:.0f} s)")
     return result
 
 
