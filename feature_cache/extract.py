@@ -450,7 +450,7 @@ class _ChunkWriter:
 # DataLoader worker processes under ``workers=None`` (auto) on CUDA, at most (one core is left to the main process,
 # 2 at least): they decode while the GPU encodes. On an H200 with 16 cores the DataLoader alone delivered 3,100-3,800
 # img/s with 2 workers and 10,800-11,800 with 8 (224² effnet-lite0 batches of CIFAR-10 JPEGs), and the main loop
-# took 7,900-8,100 (bench/extract_stages.py).
+# took 7,863-8,112 (bench/extract_stages.py).
 CUDA_DECODE_WORKERS = 8
 # Images to encode from which ``workers=None`` (auto) gives a CPU encoder its encoding workers: they take ~1 s to
 # hand over their first batches (0.4–0.5 s in the main process). effnet-lite0, bf16, 2 cores, 2 workers against
