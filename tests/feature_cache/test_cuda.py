@@ -38,7 +38,8 @@ def test_auto_precision_on_cuda_is_fp16_and_bf16_runs_where_supported():
 
 def test_extraction_on_cuda_with_decoding_workers_matches_the_cpu(tree, tmp_path):
     cpu = extract(tree, tiny_encoder(), tmp_path / "cpu", batch_size=4, workers=0, show_progress=False)
-    # workers=None on CUDA: 2 decoding processes, pinned batches, the channels-last collation in the workers
+    # workers=None on CUDA: decoding processes (one per core but one, 2 to 8), pageable batches, the channels-last
+    # collation in the workers, each batch written once the next one is queued on the GPU
     gpu = extract(tree, tiny_encoder(device="cuda"), tmp_path / "gpu", batch_size=4, show_progress=False)
     assert gpu.counts == cpu.counts and gpu.encoded == cpu.encoded == sum(cpu.counts.values())
     expected, got = open_cache(cpu.path), open_cache(gpu.path)
