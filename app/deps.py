@@ -1,7 +1,13 @@
-"""FastAPI dependencies: settings, the store, the job runner and the bearer-token check."""
+"""FastAPI dependencies: settings, the store, the job runner and the bearer-token check; and the bounded thread
+slots of the routes whose work is heavy (:func:`in_slot`)."""
 from __future__ import annotations
 
+import functools
 import secrets
+from collections.abc import Callable
+from typing import Any
+
+import anyio
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,3 +41,14 @@ def require_token(
     if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+async def in_slot(request: Request, name: str, slots: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a worker thread once one of the app's ``slots`` slots called ``name`` is free: the other
+    requests wait for a slot without holding a thread, so that a burst of heavy requests (scoring a cache,
+    decoding images) can take neither every worker thread (and /api/health with them) nor unbounded memory."""
+    limiter = getattr(request.app.state, name, None)
+    if limiter is None:  # made in the event loop, on first use (no await in between: no race)
+        limiter = anyio.CapacityLimiter(slots)
+        setattr(request.app.state, name, limiter)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)

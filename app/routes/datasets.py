@@ -25,7 +25,7 @@ from ..datasets import (
     upload_flag,
     upload_name,
 )
-from ..deps import get_store
+from ..deps import get_store, in_slot
 from ..schemas import ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, ErrorOut, IdPath
 from ..status import NotFound
 from ..store import Store
@@ -118,6 +118,10 @@ def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store)) -> Datase
 
 
 MAX_SOURCE_LENGTH = 1024
+# Thumbnails decoded at once, each in a thread of its own: one image can take a few hundred MB up to Pillow's
+# decompression-bomb limit (~89 M pixels), so a page of many thumbnails, or a burst of requests, waits for a slot
+# instead of decoding them all at once.
+THUMBNAIL_SLOTS = 4
 
 
 @lru_cache(maxsize=4)
@@ -150,10 +154,12 @@ def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes
 @router.get("/datasets/{dataset_id}/thumbnail", response_class=Response, responses={
     **ERROR_RESPONSES, 200: {"content": {"image/png": {}}, "description": "a PNG, longest side <= size"}},
     summary="A small PNG of one sample the data set lists (only listed sources; anything else is a 404)")
-async def thumbnail(dataset_id: IdPath, source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
+async def thumbnail(request: Request, dataset_id: IdPath,
+                    source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
                     size: int = Query(128, ge=8, le=512), store: Store = Depends(get_store)) -> Response:
     row = store.get_dataset(dataset_id)
-    png = await run_in_threadpool(_thumbnail_png, row["path"], is_unlabelled(row), source, size)
+    png = await in_slot(request, "thumbnail_limiter", THUMBNAIL_SLOTS, _thumbnail_png, row["path"],
+                        is_unlabelled(row), source, size)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import zipfile
 from collections.abc import Callable
@@ -11,13 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..datasets import is_unlabelled
-from ..deps import get_store
+from ..deps import get_store, in_slot
 from ..store import Store
 from probe import Comparison, Report
 
@@ -33,10 +31,7 @@ SCORING_SLOTS = 2
 
 async def _in_scoring_slot(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` in a worker thread once one of the ``SCORING_SLOTS`` is free."""
-    limiter = getattr(request.app.state, "scoring_limiter", None)
-    if limiter is None:  # made in the event loop, on first use (no await in between: no race)
-        limiter = request.app.state.scoring_limiter = anyio.CapacityLimiter(SCORING_SLOTS)
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+    return await in_slot(request, "scoring_limiter", SCORING_SLOTS, fn, *args)
 
 
 def _report(store: Store, run_id: str) -> Report:

@@ -644,3 +644,31 @@ def test_a_weights_file_that_is_no_checkpoint_is_refused_before_a_job_exists(ser
     assert resp.status_code == 422, resp.text
     assert resp.json()["detail"].startswith("encoder: <data root>/notes.csv is not a MoCo v2 checkpoint")
     assert service.get("/api/jobs").json() == []
+
+
+def test_thumbnails_are_decoded_a_few_at_a_time(service, monkeypatch):
+    """A burst of thumbnail requests (a page of failures, or an attack) decodes at most THUMBNAIL_SLOTS images at
+    once: each can take hundreds of MB; the rest wait without holding a thread."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.routes import datasets as routes
+
+    lock, active, most = threading.Lock(), [0], [0]
+
+    def slow_png(path, unlabelled, source, size):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.15)
+        with lock:
+            active[0] -= 1
+        return b"png"
+
+    monkeypatch.setattr(routes, "_thumbnail_png", slow_png)
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda i: service.get(f"/api/datasets/{ds['id']}/thumbnail",
+                                                    params={"source": f"x{i}.png"}).status_code, range(12)))
+    assert codes == [200] * 12 and most[0] == routes.THUMBNAIL_SLOTS == 4
