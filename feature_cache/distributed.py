@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from .datasets import SPLITS, LabelledImages, Sample
 from .encoders import Encoder
-from .extract import ExtractResult, _existing, check_decodable, plan_extraction, run_plan
+from .extract import ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
 from .store import _set_attrs, _write_split, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -118,6 +118,8 @@ def extract_distributed(
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
     plan = plan_extraction(data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction,
                            seed=seed, max_per_class=max_per_class, out=out, dtype=dtype)
+    if workers is None and plan.encoder.device.type == "cuda":  # the node's cores shared by its ranks
+        workers = resolve_workers(None, plan.encoder.device, sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     found = _existing(plan) if rank == 0 else None
     reused = [found is not None]
     dist.broadcast_object_list(reused, src=0)
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes per rank (default: one per torch thread on CPU, each decoding and "
-                        "encoding with one thread; 2 decoding on CUDA)")
+                        "encoding with one thread; on CUDA decoding, the node's cores shared by its ranks, 2 to 8)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
     parser.add_argument("--val-fraction", type=float, default=0.1)

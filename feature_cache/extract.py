@@ -537,12 +537,13 @@ MAX_WORKERS = 64
 
 
 def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,
-                    batches: int | None = None, batch_size: int = _MEMORY_BATCH) -> int:
+                    batches: int | None = None, batch_size: int = _MEMORY_BATCH, sharing: int = 1) -> int:
     """The DataLoader worker processes of an extraction of ``images`` images in ``batches`` batches (None:
     unknown): ``workers`` itself, or for ``None`` (auto):
 
     - on CUDA, processes that decode while the main process encodes: one per core but one, at least 2 and at
-      most :data:`CUDA_DECODE_WORKERS`;
+      most :data:`CUDA_DECODE_WORKERS`; with ``sharing`` processes extracting on the machine (the ranks of a
+      ``torchrun`` on one node), each gets its share of the cores;
     - on a CPU, one process per thread of torch's pool (``torch.get_num_threads()``), at most one per batch
       and at most as many as half the available memory holds at :func:`cpu_batch_memory` each, each decoding
       *and* encoding its batches with one thread (:class:`EncodingCollate`); 0 (decode and encode in this
@@ -565,7 +566,7 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
             raise ValueError(f"workers must be in [0, {MAX_WORKERS}], got {workers}.")
         return int(workers)
     if device.type == "cuda":
-        return min(CUDA_DECODE_WORKERS, max(2, (os.cpu_count() or 2) - 1))
+        return min(CUDA_DECODE_WORKERS, max(2, (os.cpu_count() or 2) // max(1, sharing) - 1))
     if images is not None and images < CPU_WORKERS_MIN_IMAGES:
         return 0
     count = torch.get_num_threads() if batches is None else min(torch.get_num_threads(), batches)

@@ -167,6 +167,9 @@ def test_resolve_workers(threads, monkeypatch):
     for cores, expected in ((None, 2), (1, 2), (3, 2), (4, 3), (9, 8), (64, 8)):
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
         assert resolve_workers(None, cuda) == resolve_workers(None, cuda, 1, 1) == expected
+    # 4 ranks of a torchrun on a 16-core node: 16 // 4 - 1 = 3 each; 8 ranks: 2 each (the floor)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert [resolve_workers(None, cuda, sharing=n) for n in (1, 4, 8)] == [8, 3, 2]
     assert CUDA_DECODE_WORKERS == 8
     assert resolve_workers(3, cpu, 1) == 3 and resolve_workers(1, cpu) == 1 and resolve_workers(0, cpu, 9000) == 0
     threads(1)
