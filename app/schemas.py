@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import Path
 from probe import ProbeConfig
 from probe.deploy import Scores
-from probe.report import Verdict
+from probe.report import TestCheck, Verdict
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from .status import JobStatus
@@ -183,6 +183,9 @@ class RunOut(BaseModel):
         None, description="the disparity-aware decision (report.selection.verdict): improved, no_safe_improvement, "
         "or not_applicable for a run that selected on overall accuracy; null only for a run stored before the "
         "service kept verdicts whose report.json is gone")
+    test_check: Optional[TestCheck] = Field(
+        None, description="for an improved verdict, whether it held on test (report.selection.test_check): holds, "
+        "within_noise, reversed; null otherwise")
     created_at: str
 
 

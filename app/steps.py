@@ -190,7 +190,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     summary = report.summary.model_dump(mode="json")
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=cfg.head,
                             loss=cfg.loss, reference_run=reference_run, path=str(out_dir), summary=summary,
-                            verdict=report.selection.verdict)
+                            verdict=report.selection.verdict, test_check=report.selection.test_check)
     ctx.message(_summary_line(run_id, summary, report.selection.verdict))
     ctx.progress(start + span, f"{name} done")
     return row

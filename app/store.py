@@ -44,25 +44,30 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, job_id TEXT, cache_id TEXT NOT NULL REFERENCES caches(id), name TEXT NOT NULL,
     head TEXT, loss TEXT, reference_run TEXT, path TEXT NOT NULL, summary TEXT NOT NULL,
-    created_at TEXT NOT NULL, verdict TEXT
+    created_at TEXT NOT NULL, verdict TEXT, test_check TEXT
 );
 """
 
 
-def _fill_verdicts(conn: sqlite3.Connection) -> None:
-    """The verdict of each run stored before the column, from its report.json (left NULL where that file is gone
-    or unreadable)."""
-    for row in conn.execute("SELECT id, path FROM runs").fetchall():
-        try:
-            verdict = json.loads((Path(row["path"]) / "report.json").read_text())["selection"]["verdict"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        conn.execute("UPDATE runs SET verdict = ? WHERE id = ?", (verdict, row["id"]))
+def _from_selection(column: str):
+    """How the old rows of a runs column get their value: the report's ``selection[column]``, read from each run's
+    report.json (left NULL where that file is gone or unreadable, or has no such key)."""
+
+    def fill(conn: sqlite3.Connection) -> None:
+        for row in conn.execute("SELECT id, path FROM runs").fetchall():
+            try:
+                value = json.loads((Path(row["path"]) / "report.json").read_text())["selection"].get(column)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, row["id"]))
+
+    return fill
 
 
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
 # database written before one gets it when a Store opens it.
-_ADDED_COLUMNS = (("runs", "verdict", "TEXT", _fill_verdicts),)
+_ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
+                  ("runs", "test_check", "TEXT", _from_selection("test_check")))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -183,10 +188,11 @@ class Store:
 
     def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
-                verdict: str | None = None) -> dict[str, Any]:
+                verdict: str | None = None, test_check: str | None = None) -> dict[str, Any]:
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
-            reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict))
+            reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
+            test_check=test_check))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._get("runs", run_id)

@@ -48,6 +48,7 @@ SCHEMA_VERSION = 2
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
 # that selected on overall accuracy).
 Verdict = Literal["improved", "no_safe_improvement", "not_applicable"]
+TestCheck = Literal["holds", "within_noise", "reversed"]
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
@@ -144,7 +145,8 @@ class Selection(_Model):
     (``split`` is then ``cv``), and every ``val_*`` score of the candidates and the frontier is an out-of-fold
     estimate on train + val.
 
-    ``verdict``: ``improved`` / ``no_safe_improvement`` for the disparity-aware criterion (``hard``), whose
+    ``verdict``: ``improved`` / ``no_safe_improvement`` for the disparity-aware criterion (``hard``, decided on
+    validation; ``test_check`` says whether an improvement held on test), whose
     ``frontier`` lists every candidate with its intervals; ``not_applicable`` for ``overall``. ``verdict_text`` is
     the one sentence a user reads first. ``requested`` is the request as given when the run kept the reference
     configuration instead (``config`` then describes what was trained)."""
@@ -157,6 +159,10 @@ class Selection(_Model):
     preset: Optional[PresetInfo] = None
     verdict: Verdict = "not_applicable"
     verdict_text: str = ""
+    test_check: Optional[TestCheck] = Field(
+        None, description="for an improved verdict (decided on validation), the paired test difference of the hard "
+        "third against the reference configuration: holds (its 95 % interval above 0), within_noise (the interval "
+        "holds 0), reversed (below 0); null otherwise and in reports written before it")
     frontier: list[FrontierPoint] = Field(default_factory=list)
     requested: Optional[dict[str, Any]] = None
     cv: Optional[CrossValidation] = None

@@ -752,6 +752,12 @@ def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None
         report.grouping.split = "cv"
 
 
+def verdict_on_test(lo: float, hi: float) -> str:
+    """Whether a validation improvement held on test, from the 95 % interval [lo, hi] of its paired test
+    difference on the hard third: ``holds`` (above 0), ``reversed`` (below), else ``within_noise``."""
+    return "holds" if lo > 0 else "reversed" if hi < 0 else "within_noise"
+
+
 def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, splits: _Splits,
                     class_names: list[str]) -> None:
     """The parts of the outcome that need every seed: the paired test comparison with the reference
@@ -766,6 +772,7 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         reference = _predictions(ref_evaluations, splits.test[1])
         metric = outcome.config.overall_metric
         delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
+        outcome.selection.test_check = verdict_on_test(delta["hard"]["lo"], delta["hard"]["hi"])
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(discordance(reference, predictions), "this run",
                                                                  "the reference"))

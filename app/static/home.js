@@ -40,9 +40,18 @@
     improved: ["pos", "improved", "hard classes raised beyond noise on validation"],
     no_safe_improvement: ["muted", "no safe improvement", "nothing qualified: the run is the reference (ERM) configuration"],
   };
-  function verdictCell(verdict) {
+  // An improvement is decided on validation; the paired test difference of the hard third says whether it held
+  // (report.selection.test_check): shown beside it when it did not.
+  const TEST_CHECKS = {
+    within_noise: ["muted", "test: within noise", "on test the hard-third difference to the reference holds 0 in its 95 % interval"],
+    reversed: ["neg", "test: worse", "on test the hard third is below the reference's (95 % interval below 0)"],
+  };
+  function verdictCell(verdict, testCheck) {
     const v = VERDICTS[verdict];
-    return v ? h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]) : h("span", { class: "muted" }, "–");
+    if (!v) return h("span", { class: "muted" }, "–");
+    const cell = h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]);
+    const t = verdict === "improved" ? TEST_CHECKS[testCheck] : null;
+    return t ? h("span", {}, cell, " ", h("span", { class: t[0], title: t[2], "data-test-check": testCheck }, t[1])) : cell;
   }
 
   const runOrder = { col: null, desc: true };  // the runs table's sort, kept across the 2 s refreshes
@@ -62,7 +71,7 @@
       ["overall", "balanced", "easy", "medium", "hard"].map((k) => h("td", { class: "num", "data-sort": sortKey(s[k]) }, pct(s[k]))),
       h("td", { "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
-      h("td", { "data-col": "verdict" }, verdictCell(run.verdict)),
+      h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check)),
       h("td", {}, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
 

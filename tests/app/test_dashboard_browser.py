@@ -341,13 +341,21 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     # the verdict column: the disparity-aware decision where one was made, "–" for a run that selected on overall
     runs = {r["id"]: r for r in httpx.get(f"{live_server}/api/runs").json()}
     shown = {"improved": "improved", "no_safe_improvement": "no safe improvement", "not_applicable": "–"}
+    checked = {None: "", "holds": "", "within_noise": " test: within noise", "reversed": " test: worse"}
     for run in (finished.erm, finished.mr2):
         text = driver.js(f"return document.querySelector('#runs tr[data-run=\"{run}\"] [data-col=verdict]').textContent")
-        assert text == shown[runs[run]["verdict"]]
+        assert text == shown[runs[run]["verdict"]] + (checked[runs[run]["test_check"]]
+                                                      if runs[run]["verdict"] == "improved" else "")
     assert "verdict" in driver.js("return Array.from(document.querySelectorAll('#runs th')).map(t => t.textContent)")
     cells = driver.js("""return ['improved', 'no_safe_improvement', 'not_applicable', null].map(v => {
         const c = Home.verdictCell(v); return [c.textContent, c.className]; });""")
     assert cells == [["improved", "pos"], ["no safe improvement", "muted"], ["–", "muted"], ["–", "muted"]]
+    # an improvement decided on validation that did not hold on test says so beside it
+    checks = driver.js("""return ['holds', 'within_noise', 'reversed'].map(t => {
+        const c = Home.verdictCell('improved', t); const s = c.querySelector('[data-test-check]');
+        return [c.textContent, s ? s.className : null]; });""")
+    assert checks == [["improved", None], ["improved test: within noise", "muted"], ["improved test: worse", "neg"]]
+    assert driver.js("return Home.verdictCell('no_safe_improvement', 'reversed').textContent") == "no safe improvement"
     # a header click sorts the runs: a metric largest first, a second click smallest first; the 2 s refresh keeps it
     order = "return Array.from(document.querySelectorAll('#runs tr[data-run]')).map(r => r.dataset.run)"
     by_hard = sorted(runs, key=lambda r: runs[r]["summary"]["hard"])  # stable: ties keep the API's order

@@ -101,8 +101,8 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     import sqlite3
 
     path = tmp_path / "old.sqlite3"
-    old_runs = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS runs"):].replace(", verdict TEXT", "")
-    assert "verdict" not in old_runs
+    old_runs = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS runs"):].replace(", verdict TEXT, test_check TEXT", "")
+    assert "verdict" not in old_runs and "test_check" not in old_runs
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA[:SCHEMA.index("CREATE TABLE IF NOT EXISTS runs")] + old_runs)
     conn.execute("INSERT INTO datasets VALUES ('ds_1', 'd', 'path', '/x', '[]', '{}', NULL, 0, 't')")
@@ -110,7 +110,8 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     conn.execute("INSERT INTO runs VALUES ('run_old', NULL, 'cache_1', 'ce/linear', 'linear', 'ce', NULL, '/r', "
                  "'{}', 't')")
     (tmp_path / "dro").mkdir()
-    (tmp_path / "dro" / "report.json").write_text('{"selection": {"verdict": "improved"}}')
+    (tmp_path / "dro" / "report.json").write_text(
+        '{"selection": {"verdict": "improved", "test_check": "within_noise"}}')
     conn.execute("INSERT INTO runs VALUES ('run_dro', NULL, 'cache_1', 'group_dro/linear', 'linear', 'group_dro', "
                  f"'run_old', '{tmp_path / 'dro'}', '{{}}', 't')")
     conn.commit()
@@ -118,6 +119,10 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     store = Store(path)
     assert store.get_run("run_old")["verdict"] is None  # kept; its report.json (/r) is gone: no verdict
     assert store.get_run("run_dro")["verdict"] == "improved"  # read from its report.json once, as the column came
+    assert store.get_run("run_dro")["test_check"] == "within_noise" and store.get_run("run_old")["test_check"] is None
     store.add_run(run_id="run_new", job_id=None, cache_id="cache_1", name="group_dro/linear", head="linear",
                   loss="group_dro", reference_run="run_old", path="/r2", summary={}, verdict="no_safe_improvement")
     assert [r["verdict"] for r in Store(path).list_runs()] == ["no_safe_improvement", "improved", None]  # newest first
+    store.add_run(run_id="run_checked", job_id=None, cache_id="cache_1", name="dro", head="linear", loss="group_dro",
+                  reference_run="run_old", path="/r3", summary={}, verdict="improved", test_check="holds")
+    assert Store(path).get_run("run_checked")["test_check"] == "holds"

@@ -269,7 +269,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     assert dumped == {**old, "selection": {**old["selection"], "preset": None, "candidates": candidates,
                                            "chosen": {**old["selection"]["chosen"], "failed": None},
                                            "verdict": "not_applicable", "verdict_text": "", "frontier": [],
-                                           "requested": None, "cv": None},
+                                           "requested": None, "cv": None, "test_check": None},
                       "grouping": {**old["grouping"], "stability": None},
                       "summary": {**old["summary"], "overall_ci": None, "group_ci": None},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],

@@ -43,6 +43,7 @@ def test_a_real_hard_gain_is_chosen_with_its_intervals(data, erm):
     report = run_probe(data, NAMES, ProbeConfig(**FAST, **DRO), reference=erm[0])
     sel = report.selection
     assert sel.verdict == "improved" and report.config["loss"] == "group_dro" and sel.requested is None
+    assert sel.test_check == "holds"  # the validation gain held on test: its paired hard-third interval above 0
     assert [p.reference for p in sel.frontier] == [True, False, False]
     assert sel.frontier[0].params == {"loss": "ce", "lr": 0.05, "weight_decay": 0.0}
     assert sel.frontier[0].val_hard_delta_ci == [0.0, 0.0]
@@ -127,3 +128,10 @@ def test_a_kept_reference_of_another_head_names_its_head(data, erm):
     assert sel.frontier[0].params == {"head": "linear", "loss": "ce", "lr": 0.05, "weight_decay": 0.0}
     assert "keeps the reference configuration (head=linear, loss=ce, lr=0.05, weight_decay=0)" in sel.reason
     assert sel.requested["head"] == "cosine"
+
+
+def test_an_improvement_is_checked_on_test_by_its_hard_third_interval():
+    from probe.run import verdict_on_test
+
+    assert [verdict_on_test(lo, hi) for lo, hi in ((0.01, 0.2), (0.0, 0.1), (-0.05, 0.02), (-0.1, -0.01))] == [
+        "holds", "within_noise", "within_noise", "reversed"]
