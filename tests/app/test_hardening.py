@@ -197,26 +197,35 @@ def test_a_failed_job_says_whether_resuming_it_can_help(service, tmp_path, monke
     assert (job["status"], job["resumable"], job["retryable"]) == ("succeeded", False, False)
 
 
+class _SlowCalls:
+    """A stand-in for heavy work: each call takes ``seconds``, then ``then()``; ``peak`` is how many ran at once."""
+
+    def __init__(self, seconds: float, then):
+        self.seconds, self.then, self.lock, self.running, self.peak = seconds, then, threading.Lock(), 0, 0
+
+    def __call__(self, *args):
+        import time
+
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        return self.then()
+
+
 def test_scorings_and_comparisons_run_a_few_at_a_time(service, monkeypatch):
     """A burst of comparisons (each reads and bootstraps whole splits) runs SCORING_SLOTS at a time in threads of
     its own; the rest wait without a thread, and the API keeps answering meanwhile."""
-    import time
-
     from fastapi import HTTPException
 
     import app.routes.reports as reports
 
-    lock, running, peak = threading.Lock(), [0], [0]
-
-    def slow(*args):
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        time.sleep(0.2)
-        with lock:
-            running[0] -= 1
+    def not_found():
         raise HTTPException(404, "no such run")
 
+    slow = _SlowCalls(0.2, not_found)
     monkeypatch.setattr(reports, "_comparison", slow)
     codes = []
 
@@ -229,7 +238,7 @@ def test_scorings_and_comparisons_run_a_few_at_a_time(service, monkeypatch):
     assert service.get("/api/health").status_code == 200
     for t in threads:
         t.join()
-    assert codes == [404] * 8 and peak[0] == reports.SCORING_SLOTS == 2
+    assert codes == [404] * 8 and slow.peak == reports.SCORING_SLOTS == 2
 
 
 # -- 4. malformed input is a 4xx, never a 500 --------------------------------------------------------------
@@ -649,26 +658,14 @@ def test_a_weights_file_that_is_no_checkpoint_is_refused_before_a_job_exists(ser
 def test_thumbnails_are_decoded_a_few_at_a_time(service, monkeypatch):
     """A burst of thumbnail requests (a page of failures, or an attack) decodes at most THUMBNAIL_SLOTS images at
     once: each can take hundreds of MB; the rest wait without holding a thread."""
-    import threading
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from app.routes import datasets as routes
 
-    lock, active, most = threading.Lock(), [0], [0]
-
-    def slow_png(path, unlabelled, source, size):
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.15)
-        with lock:
-            active[0] -= 1
-        return b"png"
-
+    slow_png = _SlowCalls(0.15, lambda: b"png")
     monkeypatch.setattr(routes, "_thumbnail_png", slow_png)
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     with ThreadPoolExecutor(12) as pool:
         codes = list(pool.map(lambda i: service.get(f"/api/datasets/{ds['id']}/thumbnail",
                                                     params={"source": f"x{i}.png"}).status_code, range(12)))
-    assert codes == [200] * 12 and most[0] == routes.THUMBNAIL_SLOTS == 4
+    assert codes == [200] * 12 and slow_png.peak == routes.THUMBNAIL_SLOTS == 4
