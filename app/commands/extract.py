@@ -47,14 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_cache import extract, open_images
+    from feature_cache import extract, open_dataset, open_images
 
     _check_options(args)
     if args.unlabelled and (args.max_per_class is not None or args.val_fraction != 0.1):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
                          "in one test split.")
+    data = (open_images(args.data) if args.unlabelled else
+            open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
+    warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data))
+    for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data
+        print(line, file=sys.stderr)
     result = extract(
-        open_images(args.data) if args.unlabelled else args.data,
+        data,
         args.encoder,
         None if args.out else args.cache_dir,
         batch_size=args.batch_size,
@@ -82,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if len(result.skipped) > 20:
         print(f"... and {len(result.skipped) - 20} more skipped files (see the cache's 'skipped' attribute)",
               file=sys.stderr)
-    for line in _missing_classes(result.path) if not args.unlabelled else ():
-        print(line, file=sys.stderr)
+    for line in _missing_classes(_cache_gaps(result.path)) if not args.unlabelled else ():
+        if line not in warned:  # a class whose every image of a split failed to decode
+            print(line, file=sys.stderr)
     return 0
 
 
@@ -103,15 +109,28 @@ def _check_options(args: argparse.Namespace) -> None:
                                    for e in exc.errors())) from None
 
 
-def _missing_classes(path) -> list[str]:
-    """A warning per split (train, test) in which some class has no image: a probe trained on the cache needs
-    both for every class (``probe.run_probe`` refuses it), so the user hears it now, not after the extraction."""
+def _data_set_gaps(data) -> dict[str, list[str]]:
+    """The classes of an opened data set without any image, per split (train, test)."""
+    from ..datasets import classes_without, dataset_counts
+
+    counts = dataset_counts(data)
+    return {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
+
+
+def _cache_gaps(path) -> dict[str, list[str]]:
+    """The classes of a finished cache without any image, per split (train, test)."""
     from feature_cache import open_cache
 
     cache = open_cache(path)
+    return {split: cache.classes_without(split) if split in cache.splits else list(cache.class_names)
+            for split in ("train", "test")}
+
+
+def _missing_classes(gaps: dict[str, list[str]]) -> list[str]:
+    """A warning per split in which some class has no image: a probe trained on the cache needs both for every
+    class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``."""
     lines = []
-    for split in ("train", "test"):
-        missing = cache.classes_without(split) if split in cache.splits else list(cache.class_names)
+    for split, missing in gaps.items():
         if missing:
             names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             lines.append(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} without any {split} "

@@ -111,18 +111,29 @@ def test_what_the_machine_refuses_and_a_busy_cache_are_one_line_each(tmp_path, c
     assert main(argv) == 0 and open_cache(out).num_features == 1280  # the lock released: it runs
 
 
-def test_a_class_without_test_images_is_a_warning_at_extraction(tmp_path, capsys):
-    """A probe needs train and test images of every class (run_probe refuses the cache): say so now."""
+def test_a_class_without_test_images_is_a_warning_before_the_extraction(tmp_path, capsys, monkeypatch):
+    """A probe needs train and test images of every class (run_probe refuses the cache): say so before the
+    extraction, which can take hours (the user may stop it), and once; the cache still serves predict."""
     import shutil
+
+    import feature_cache
 
     data = make_tree(tmp_path / "data")
     shutil.rmtree(data / "test" / "eel")
     out = tmp_path / "cache.h5"
+    warning = ("warning: 1 class without any test image (eel): a probe needs test images of every class; add images "
+               "or drop the class before training.")
+    extract, seen = feature_cache.extract, []
+
+    def extract_after_the_warning(*args, **kwargs):
+        seen.append(capsys.readouterr().err)  # what the user read before the first image was encoded
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(feature_cache, "extract", extract_after_the_warning)
     assert command.run(parse(["--data", str(data), "--out", str(out), "--batch-size", "8", "--workers", "0",
                               "--device", "cpu", "--no-progress"])) == 0
+    assert seen == [warning + "\n"]
     err = capsys.readouterr().err
-    assert ("warning: 1 class without any test image (eel): a probe needs test images of every class; add images "
-            "or drop the class before training.") in err
-    assert "without any train image" not in err
+    assert warning not in err and "without any train image" not in err
     cache = open_cache(out)
     assert cache.classes_without("test") == ["eel"] and cache.classes_without("train") == []
