@@ -204,6 +204,15 @@ def open_registered(path: str | Path, unlabelled: bool, **split: Any) -> Any:
     return open_images(path) if unlabelled else open_dataset(path, **split)
 
 
+def open_for_extraction(row: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str | None]:
+    """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
+    ``max_per_class``; the API's defaults where absent), and :func:`classes_without_message` of the result: why no
+    job can run on it, or None. What the extract step checks before it encodes, and a request before its job."""
+    data = open_registered(row["path"], is_unlabelled(row), val_fraction=options.get("val_fraction", 0.1),
+                           seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
+    return data, classes_without_message(dataset_counts(data), list(data.class_names))
+
+
 def resolve_under_root(path: str, root: Path | None) -> Path:
     """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``.
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import classes_without_message, dataset_counts, is_unlabelled, open_registered
+from .datasets import open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
 from .sweep import extractions_in_use
@@ -90,9 +90,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     device = ctx.settings.resolved_device()
 
     ctx.progress(start, "opening data set")
-    data = open_registered(dataset["path"], is_unlabelled(dataset), val_fraction=options.get("val_fraction", 0.1),
-                           seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
-    problem = classes_without_message(dataset_counts(data), list(data.class_names))
+    data, problem = open_for_extraction(dataset, options)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

@@ -11,8 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import (PathMissing, PathOutsideRoot, classes_without_message, dataset_counts, is_unlabelled,
-                       open_registered)
+from .datasets import PathMissing, PathOutsideRoot, classes_without_message, is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -163,11 +162,9 @@ def _check_split_options(dataset: dict[str, Any], options: Any) -> None:
     if is_unlabelled(dataset) or (options.max_per_class is None and options.val_fraction == defaults.val_fraction):
         return
     try:
-        data = open_registered(dataset["path"], False, val_fraction=options.val_fraction, seed=options.seed,
-                               max_per_class=options.max_per_class)
+        _, problem = open_for_extraction(dataset, options.model_dump())
     except (OSError, ValueError) as exc:  # the files changed since registration
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
-    problem = classes_without_message(dataset_counts(data), list(data.class_names))
     if problem:
         raise RequestInvalid("options", problem)
 
