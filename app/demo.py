@@ -153,7 +153,7 @@ def _closest_setting(other) -> list[str]:
     samples = "train + val sample (out of fold)" if other.selection.cv is not None else "validation sample"
     if not differ:
         return [f"All {same} settings tried scored exactly as the reference on every {samples}."] if same else []
-    best = max(differ, key=lambda p: _bounds(p)[0])
+    best = max(differ, key=_hard_bound)
     lines = [f"Closest of {len(tried)} settings tried: {describe_params(best.params)}: val hard third "
              f"{format_delta(best.val_hard_delta, best.val_hard_delta_ci)}, overall "
              f"{format_delta(best.val_overall_delta, best.val_overall_delta_ci)}."
@@ -171,11 +171,12 @@ def _closest_setting(other) -> list[str]:
                     f"Bonferroni over {len(tried)}; {SIGN_TEST_ALPHA:g} needed)."]
 
 
-def _bounds(point) -> tuple[float, float]:
-    """The lower bounds the decision reads: simultaneous ones, or each interval's for an older report."""
+def _hard_bound(point) -> float:
+    """The lower bound of the hard-third gain the decision reads: the simultaneous one, or its own interval's in a
+    report from before it."""
     if point.val_hard_delta_simultaneous_lo is None:
-        return point.val_hard_delta_ci[0], point.val_overall_delta_ci[0]
-    return point.val_hard_delta_simultaneous_lo, point.val_overall_delta_simultaneous_lo
+        return point.val_hard_delta_ci[0]
+    return point.val_hard_delta_simultaneous_lo
 
 
 def _budget_line(holds: bool, overall_lo: float) -> list[str]:
