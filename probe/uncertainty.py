@@ -154,10 +154,7 @@ class Bootstrap:
         out = {"per_class": per_class, "overall": np.nansum(per_class * self._weights[self.overall], axis=1),
                "balanced": np.nansum(per_class * self._weights["balanced"], axis=1),
                "worst_class": _worst(per_class)}
-        for name in GROUP_NAMES if groups else ():
-            members = np.asarray(groups.get(name, []), dtype=np.int64)
-            out[name] = nan_mean(per_class[:, members], axis=1)  # NaN per resample for an empty group
-        return out
+        return {**out, **(_group_means(per_class, groups) if groups else {})}
 
     def _reference_summary(self, reference: np.ndarray, groups: dict[str, list[int]] | None) -> dict:
         """:meth:`summary` of the reference, kept for the next call: a sweep compares every candidate with the
@@ -333,11 +330,8 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     rng = np.random.default_rng(seed)
     draws[:, present] = rng.beta(successes[present] + 0.5, trials[present] - successes[present] + 0.5,
                                  size=(GROUP_DRAWS, int(present.sum())))
-    out = {"balanced": percentile_interval(nan_mean(draws, axis=1), level).tolist()}
-    for name in GROUP_NAMES:
-        members = np.asarray(groups.get(name, []), dtype=np.int64)
-        out[name] = percentile_interval(nan_mean(draws[:, members], axis=1), level).tolist()
-    return out
+    means = {"balanced": nan_mean(draws, axis=1), **_group_means(draws, groups)}
+    return {key: percentile_interval(value, level).tolist() for key, value in means.items()}
 
 
 def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -368,6 +362,13 @@ def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
     if groups:
         out.update(group_accuracy(per_class, groups))
     return out
+
+
+def _group_means(per_class: np.ndarray, groups: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """Each group's accuracy in each row of (B, K) per-class accuracies: the mean over its classes, classes
+    without samples (nan) left out; nan in every row for an empty group."""
+    return {name: nan_mean(per_class[:, np.asarray(groups.get(name, []), dtype=np.int64)], axis=1)
+            for name in GROUP_NAMES}
 
 
 def _worst(per_class: np.ndarray) -> np.ndarray:
