@@ -11,7 +11,8 @@ one process is. This bench measures, on the same images:
   host as numpy), four ways: ``serial pinned`` (the product's ``extract``: pinned batches, each batch's features
   read back before the next batch is taken), ``serial pageable`` (no pinning thread: the main thread copies each
   batch to the GPU itself), and the same two ``pipelined`` (one batch in flight: the features of batch i are read
-  back after batch i + 1 has been queued on the GPU, through a pinned host buffer and a CUDA event).
+  back after batch i + 1 has been queued on the GPU, through a pinned host buffer and a CUDA event:
+  ``feature_cache.extract._queue_encoding``, what ``extract`` runs since stop 49).
 - ``extract``: ``feature_cache.extract`` itself on the same images and workers, with and without its allocator
   setting (``tune_allocator``: glibc keeps freed memory, in this process and in the workers). Since stop 49 it
   runs the pipelined pageable loop, yet on the H200 it took 1,545–1,555 img/s where that loop alone took
@@ -34,7 +35,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from feature_cache import create_encoder, extract, open_dataset  # noqa: E402
-from feature_cache.extract import _ImageDataset, collate_images  # noqa: E402
+from feature_cache.extract import _ImageDataset, _queue_encoding, collate_images  # noqa: E402
 
 
 def _loader(data, encoder, workers: int, batch_size: int, pin: bool) -> tuple[DataLoader, int]:
@@ -58,23 +59,18 @@ def loop_rate(data, encoder, workers: int, batch_size: int, pin: bool, pipelined
     """Images/s of the main loop from the first batch on: encode every batch, read its features back as numpy."""
     loader, first_size = _loader(data, encoder, workers, batch_size, pin)
     first, done, pending, checksum = None, 0, None, 0.0
-    for images, _, _ in loader:
+    for images, ok, _ in loader:
         first = first or time.perf_counter()
-        features = encoder.encode(images)
-        if not pipelined:
-            checksum += float(features.cpu().numpy()[0, 0])
-        else:  # queue the copy back, then finish the previous batch while this one runs on the GPU
-            host = torch.empty(features.shape, dtype=features.dtype, pin_memory=True)
-            host.copy_(features, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
+        if not pipelined:  # the loop up to stop 49: read back at once, through pageable memory
+            checksum += float(encoder.encode(images).cpu().numpy()[0, 0])
+        else:  # the product's: queue this batch (forward, copy back), then finish the previous one
+            queued = _queue_encoding(encoder, images, ok)
             if pending is not None:
-                pending[1].synchronize()
-                checksum += float(pending[0].numpy()[0, 0])
-            pending = (host, event)
+                checksum += float(pending()[0, 0])
+            pending = queued
         done += len(images)
     if pending is not None:
-        pending[1].synchronize()
+        pending()
     return (done - first_size) / (time.perf_counter() - first)
 
 
