@@ -66,6 +66,12 @@ def discordance(base, other) -> CompareDiscordant:
     return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=sign_test(up, down))
 
 
+def _too_few_to_tell(d: CompareDiscordant) -> bool:
+    """Whether the exact sign test of the images two runs score differently cannot tell them apart (p ≥ 0.05):
+    what the verdict sentence says, and what it weighs an interval that leaves out 0 against."""
+    return d.p_value >= 0.05
+
+
 def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str = "base",
                          images: str = "test images") -> str:
     """e.g. "The runs differ on 3 of 15 test images (other better on 0, base on 3): too few or too even to tell
@@ -76,7 +82,7 @@ def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str =
         return f"The runs agree on every one of the {d.images:,} {images}."
     head = (f"The runs differ on {differ:,} of {d.images:,} {images} ({other} better on {d.other_better:,}, "
             f"{base} on {d.base_better:,})")
-    if d.p_value >= 0.05:
+    if _too_few_to_tell(d):
         return f"{head}: too few or too even to tell them apart (exact sign test p = {d.p_value:.2g})."
     return f"{head}; exact sign test p = {d.p_value:.2g}."
 
@@ -267,7 +273,7 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
     overall = delta["overall"]
-    if metric == "accuracy" and comparison.discordant.p_value >= 0.05 and not overall["lo"] <= 0 <= overall["hi"]:
+    if metric == "accuracy" and _too_few_to_tell(comparison.discordant) and not overall["lo"] <= 0 <= overall["hi"]:
         # a percentile bootstrap of a few differing images is too narrow (3 of 15 all one way: [-33, -7] pt);
         # the exact test of those images is the one that holds, and the sentence must not say both
         comparison.verdict_text += (" The overall interval leaves out 0 only because so few images differ: the "
