@@ -13,14 +13,17 @@ weights apart from the gradient, which is no penalty of any objective: with Adam
 points keep every weight within about ``1 / weight_decay`` (an ℓ∞ bound), a different regulariser.
 
 Interface used by the trainer: ``param_groups`` (dicts with ``params``, ``lr``, ``weight_decay``; the trainer sets
-``lr`` per step), ``zero_grad(set_to_none=True)`` and ``step()``.
+``lr`` per step), ``zero_grad(set_to_none=True)`` and ``step()``; :func:`step_all` steps the optimisers of a joint
+fit's heads together.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["Adam", "AdamW", "SGD", "OPTIMIZER_CLASSES"]
+__all__ = ["Adam", "AdamW", "SGD", "OPTIMIZER_CLASSES", "step_all"]
 
 
 class _Optimizer:
@@ -47,20 +50,15 @@ class _FusedAdam(_Optimizer):
                  eps: float = 1e-8) -> None:
         super().__init__(param_groups, lr=lr, betas=betas, eps=eps)
 
-    @torch.no_grad()
     def step(self) -> None:
+        step_all([self])
+
+    def _batches(self, batches: dict[tuple, list[tuple[Tensor, dict]]]) -> None:
+        """Add each (parameter with a gradient, its state) of every group to ``batches`` under the key of the
+        kernel call that steps it: the kernel and the group's lr, weight decay, betas and eps."""
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            states = [self._state(p) for p in params]
-            steps = [state["step"] for state in states]
-            torch._foreach_add_(steps, 1)
-            beta1, beta2 = group["betas"]
-            self._kernel(params, [p.grad for p in params], [state["exp_avg"] for state in states],
-                         [state["exp_avg_sq"] for state in states], [], steps, amsgrad=False,
-                         lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-                         eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
+            key = (self._kernel, group["lr"], group["weight_decay"], *group["betas"], group["eps"])
+            batches.setdefault(key, []).extend((p, self._state(p)) for p in group["params"] if p.grad is not None)
 
     def _state(self, p: Tensor) -> dict:
         """p's step count (a float32 scalar tensor, as the fused kernel reads it) and moments, made at its first
@@ -115,3 +113,29 @@ class SGD(_Optimizer):
 
 
 OPTIMIZER_CLASSES = {"adam": Adam, "adamw": AdamW, "sgd": SGD}  # the names of probe.params.OPTIMIZERS
+
+
+@torch.no_grad()
+def step_all(optimizers: Sequence[_Optimizer]) -> None:
+    """``step()`` of every optimiser in ``optimizers`` (the heads of a joint fit, one optimiser each), bit for bit,
+    with the fused Adam and AdamW steps batched: one step-count increment for all their parameters and one kernel
+    call per distinct (kernel, lr, weight decay, betas, eps) instead of one per parameter group. The kernels are
+    element-wise per tensor, so which tensors share a call changes no value. A joint fit's step issues as many
+    operations per head as a step of that head alone would; on a GPU each is a launch (``probe.trainer``)."""
+    batches: dict[tuple, list[tuple[Tensor, dict]]] = {}
+    for opt in optimizers:
+        if isinstance(opt, _FusedAdam):
+            opt._batches(batches)
+        else:
+            opt.step()
+    steps = [state["step"] for entries in batches.values() for _, state in entries]
+    if steps:
+        torch._foreach_add_(steps, 1)
+    for (kernel, lr, weight_decay, beta1, beta2, eps), entries in batches.items():
+        if not entries:
+            continue
+        params, states = zip(*entries)
+        kernel(list(params), [p.grad for p in params], [state["exp_avg"] for state in states],
+               [state["exp_avg_sq"] for state in states], [], [state["step"] for state in states], amsgrad=False,
+               lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps, maximize=False,
+               grad_scale=None, found_inf=None)

@@ -35,7 +35,7 @@ from .adapters import create_adapter
 from .checkpoint import read_checkpoint, write_checkpoint
 from .constraints import check
 from .heads import LinearHead, create_head, get_head_spec, head_class
-from .optim import OPTIMIZER_CLASSES, SGD
+from .optim import OPTIMIZER_CLASSES, SGD, step_all
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, softmax_cross_entropy_grad, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
@@ -721,6 +721,17 @@ JOINT_FIT_SHARED = ("head", "head_options", "p", "r2_mode", "epochs", "batch_siz
 CLOSED_FORM_CLASSES = range(2, 51)
 
 
+def _joint_step(classes: range, k: int, device: torch.device) -> bool:
+    """Whether a step of K classes on ``device`` computes its heads together: on a CPU where K is in ``classes``
+    (:data:`CLOSED_FORM_CLASSES` for the closed-form step, ``LOGSUMEXP_CLASSES`` for the joint loss: measured
+    there, where the products and the cache set the time), on CUDA for every K ≥ 2. There a step's time is mostly
+    the host issuing its operations: on an H200 (stop 49) the 18-head, 1000-class MR² sweep took ~6.2 ms a step,
+    of which its products ~1.9 ms, and ERM's 6 heads ~2.4 ms; the per-head path issues each head's loss, its
+    backward and its bookkeeping apart. Counted on a CPU (``bench/step_ops.py``, that sweep's shape), the closed
+    form issues fewer operations per step; its time on a GPU is measured by ``bench/gpu_checks.sh``."""
+    return k >= 2 and (device.type == "cuda" or k in classes)
+
+
 # Stacked head weights narrower than this many outputs are multiplied as (w·xᵀ)ᵀ rather than x·wᵀ: on a 1024 ×
 # 1280 float32 batch (1 thread, idle machine) x·wᵀ took 1.95× the time at 10 outputs, 1.65× at 30, 1.29× at 60,
 # and 0.94× at 600, 0.79× at 6000 (bench/probe_speed.py --product-forms).
@@ -1011,13 +1022,14 @@ def _step(runs: list[_Run], xb: Tensor, product: BatchProduct, yb: Tensor, n: in
     (74 MB) no longer stay in the cache between the loss's passes, where one head's (4 MB) do: 615–707 against
     480–535 ms per step (18 heads, batches of 1024 × 1024-d float16, 2 threads, idle machine), so there each
     head keeps its own call. Where those heads are linear (:attr:`_Run.closed_form`), one head or several, the
-    step's gradients are written out (:func:`_closed_form_step`) instead of taken by autograd.
+    step's gradients are written out (:func:`_closed_form_step`) instead of taken by autograd. Those class
+    ranges hold on a CPU; on CUDA both joint forms take every K (:func:`_joint_step`).
     """
     if shared:  # one product for all heads: the batch is read once
-        if k in CLOSED_FORM_CLASSES and all(run.closed_form for run in runs):
+        if _joint_step(CLOSED_FORM_CLASSES, k, yb.device) and all(run.closed_form for run in runs):
             return _closed_form_step(runs, product, yb, yb.shape[0] / n, epoch, step, k)
         matrices = [run.head.score_matrix() for run in runs]
-        if len(runs) > 1 and k in LOGSUMEXP_CLASSES and all(run.joins_loss for run in runs):
+        if len(runs) > 1 and _joint_step(LOGSUMEXP_CLASSES, k, yb.device) and all(run.joins_loss for run in runs):
             losses = _joint_losses(runs, product(torch.cat(matrices)), yb, k)
             return _update(runs, losses.sum(), losses.detach(), yb.shape[0] / n, epoch, step)
         raws = product.each(matrices)
@@ -1041,14 +1053,14 @@ def _update(runs: list[_Run], total: Tensor, losses, weight: float, epoch: int, 
     rows), learning rate and cleared gradients; the backward pass of ``total``; every run's optimiser step."""
     _start_update(runs, losses, weight, epoch, step)
     total.backward()
-    for run in runs:
-        run.opt.step()
+    step_all([run.opt for run in runs])
 
 
 def _start_update(runs: list[_Run], losses, weight: float, epoch: int, step: int) -> None:
-    """Each run's epoch loss (its detached batch loss × weight), learning rate and cleared gradients."""
-    for run, loss in zip(runs, losses):
-        run.epoch_loss[epoch] += loss * weight
+    """Each run's epoch loss (its detached batch loss × weight: two operations for all runs, not two per run),
+    learning rate and cleared gradients."""
+    torch._foreach_add_([run.epoch_loss[epoch] for run in runs], torch._foreach_mul(list(losses), weight))
+    for run in runs:
         run.prepare_step(step)
 
 
@@ -1105,4 +1117,4 @@ def _closed_form_step(runs: list[_Run], product: BatchProduct, yb: Tensor, weigh
         run.head.weight.grad = weight_grad
         if run.head.bias is not None:
             run.head.bias.grad = bias_grad
-        run.opt.step()
+    step_all([run.opt for run in runs])

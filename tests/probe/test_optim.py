@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from probe.optim import OPTIMIZER_CLASSES, SGD, Adam, AdamW
+from probe.optim import OPTIMIZER_CLASSES, SGD, Adam, AdamW, step_all
 from probe.params import OPTIMIZERS
 
 
@@ -35,6 +35,50 @@ def test_updates_equal_torch_optim(kind, wd):
     assert all(torch.equal(a, b) for a, b in zip(ours_p, ref_p))
     assert torch.equal(ours_p[2], start[2])
     assert not torch.equal(ours_p[0], start[0])
+
+
+def test_step_all_steps_many_optimizers_bit_for_bit_with_one_kernel_call_per_setting(monkeypatch):
+    """step_all over the optimisers of a joint fit's heads: the parameters and states of one step() each, bit for
+    bit, over steps whose lr changes; the fused calls batched by (kernel, lr, weight decay, betas, eps), and an SGD
+    optimiser among them stepped as itself."""
+    g = torch.Generator().manual_seed(0)
+    x, target = torch.randn(32, 5, generator=g), torch.randn(32, 3, generator=g)
+    # (class, lr, weight decay): two AdamW heads with one setting, one with another lr, an Adam head, an SGD head
+    heads = [(AdamW, 0.05, 0.5), (AdamW, 0.05, 0.5), (AdamW, 0.01, 0.5), (Adam, 0.05, 0.5), (SGD, 0.05, 0.5)]
+    start = [[torch.randn(3, 5, generator=g), torch.randn(3, generator=g), torch.randn(4, generator=g)]
+             for _ in heads]
+
+    def build():
+        params = [[torch.nn.Parameter(t.clone()) for t in ts] for ts in start]
+        opts = [cls(_groups(p, wd), lr=lr) for (cls, lr, wd), p in zip(heads, params)]
+        return params, opts
+
+    (alone_p, alone), (joint_p, joint) = build(), build()
+    calls = []
+    for step in range(6):
+        for opts, params, together in ((alone, alone_p, False), (joint, joint_p, True)):
+            for opt, (w, b, _) in zip(opts, params):
+                for group in opt.param_groups:
+                    group["lr"] *= 0.9
+                opt.zero_grad(set_to_none=True)
+                (x @ w.t() + b - target).pow(2).mean().backward()
+            if together:
+                monkeypatch.setattr(AdamW, "_kernel", staticmethod(lambda *a, **k: calls.append("adamw")
+                                                                   or torch._fused_adamw_(*a, **k)))
+                step_all(joint)
+                monkeypatch.undo()
+            else:
+                for opt in opts:
+                    opt.step()
+    for a, b in zip(alone_p, joint_p):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+    for opt_a, opt_b, params_a, params_b in zip(alone, joint, alone_p, joint_p):
+        for p_a, p_b in zip(params_a, params_b):
+            assert (p_a in opt_a.state) == (p_b in opt_b.state)
+            if p_a in opt_a.state:
+                assert all(torch.equal(opt_a.state[p_a][key], opt_b.state[p_b][key]) for key in opt_a.state[p_a])
+    # the AdamW heads' groups: (0.05, decay 0.5) twice, (0.05, no decay) twice, (0.01, 0.5), (0.01, none) -> 4 calls
+    assert calls == ["adamw"] * 4 * 6
 
 
 def test_adamw_is_the_adamw_rule():
