@@ -42,16 +42,20 @@ step cuda_tests 60 "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/feature_
     tests/probe/test_trainer.py -k "cuda"
 echo "$machine" >> "$OUT/cuda_tests.txt"
 # fp32 and the default low precision (fp16 on CUDA) against their bare forward, with the extractor's own worker
-# count (on CUDA one per core but one, 2 to 8), then with the 2 of stops up to 48
+# count (on CUDA one per core but one, 2 to 8; stop 49 measured 2 against 8)
 step extract_speed 90 "$PYTHON" bench/extract_speed.py --device "$DEVICE" --data .gpu/cifar10-subset.zip \
     --max-per-class "$PER_CLASS" --repeats 1 --settings fp32 lowp
-step extract_speed_workers2 45 "$PYTHON" bench/extract_speed.py --device "$DEVICE" \
-    --data .gpu/cifar10-subset.zip --max-per-class "$PER_CLASS" --repeats 1 --settings lowp --workers 2
 # the stages of a GPU extraction apart: the DataLoader alone, the main loop's variants, extract() with and
 # without its allocator setting (where the rest of the gap to the bare forward lies)
 step extract_stages 90 "$PYTHON" bench/extract_stages.py --device "$DEVICE" --data .gpu/cifar10-subset.zip \
     --max-per-class "$PER_CLASS" --workers 2 8
-if [ "$SCALE_N" != 0 ]; then  # one step per method, so that ERM's result survives an MR² run cut at its limit
+if [ "$SCALE_N" != 0 ]; then
+    # the 1000-class sweeps' step: per head (CUDA up to stop 49) against joint (CUDA since stop 50), interleaved,
+    # with the operations each issues; then the joint step in bf16 (the next lever, bench/README.md "GPU")
+    step scale_steps 100 bash -c "$PYTHON bench/scale.py --steps 3 --n $SCALE_N --methods mr2 erm \
+        --forms per-head joint --device $DEVICE --threads 16 && $PYTHON bench/scale.py --steps 3 --n $SCALE_N \
+        --methods mr2 erm --forms joint --precision bf16 --device $DEVICE --threads 16"
+    # the runs, one step per method, so that ERM's result survives an MR² run cut at its limit
     step scale_erm 100 "$PYTHON" bench/scale.py --n "$SCALE_N" --methods erm --device "$DEVICE" --threads 16 \
         --results "$OUT"
     step scale_mr2 150 "$PYTHON" bench/scale.py --n "$SCALE_N" --methods mr2 --device "$DEVICE" --threads 16 \
