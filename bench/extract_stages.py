@@ -16,7 +16,9 @@ one process is. This bench measures, on the same images:
 - ``extract``: ``feature_cache.extract`` itself on the same images and workers, with and without its allocator
   setting (``tune_allocator``: glibc keeps freed memory, in this process and in the workers). Since stop 49 it
   runs the pipelined pageable loop, yet on the H200 it took 1,545–1,555 img/s where that loop alone took
-  7,863: what else differs (the allocator setting, the partial file's writes) is what this row measures.
+  7,863: what else differs (the allocator setting, the partial file's writes) is what this row measures. The
+  row without the setting runs first: mallopt's settings last for the process (``bench/extract_speed.py``'s
+  child applies them before anything else, so every GPU extraction figure of stop 49 ran with them).
 
 Usage::
 
@@ -96,7 +98,9 @@ def main() -> None:
             rate = loop_rate(data, encoder, workers, args.batch_size, pin, pipelined)
             print(f"loop W={workers} {'pipelined' if pipelined else 'serial':<9} {'pinned' if pin else 'pageable':<8}"
                   f" {rate:8.1f} img/s", flush=True)
-    for tune in (True, False):
+    # without the allocator setting first: glibc's mallopt settings stay for the rest of the process (and the
+    # workers it forks), so a row without them after a row with them would not be without them
+    for tune in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             result = extract(data, encoder, Path(tmp), batch_size=args.batch_size, workers=workers,
