@@ -28,6 +28,7 @@ as it is (logged at INFO).
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
@@ -114,9 +115,40 @@ def _holds_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, _BatchNorm) for m in module.modules())
 
 
+# One trace at a time in the process: torch.fx replaces ``nn.Module.__call__`` and ``__getattr__`` for the whole
+# process while it traces and puts back what it found, so two traces at once (two extraction jobs of the service
+# building their encoders) could leave one trace's replacement in place for good.
+_TRACE_LOCK = threading.Lock()
+
+
 class _Tracer(fx.Tracer):
     """Keeps BatchNorms, and modules without any BatchNorm inside (their internals do not matter here and need
-    not be traceable), as single ``call_module`` nodes."""
+    not be traceable), as single ``call_module`` nodes.
+
+    Traces take turns (``_TRACE_LOCK``), and while one runs, module calls and attribute reads from any other
+    thread (another job's forward pass, or a DataLoader worker forked meanwhile) pass through fx's process-wide
+    replacements unchanged: before, they ran into this tracer (``NameError: module is not installed as a
+    submodule``)."""
+
+    _thread: int | None = None  # the thread tracing now
+
+    def trace(self, root, concrete_args=None):
+        with _TRACE_LOCK:
+            self._thread = threading.get_ident()
+            try:
+                return super().trace(root, concrete_args)
+            finally:
+                self._thread = None
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)  # the module's own call, as without the trace
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val, parameter_proxy_cache):
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, _BatchNorm) or not _holds_batch_norm(m) or super().is_leaf_module(m, module_qualified_name)

@@ -3,6 +3,7 @@ that the fused path is oneDNN's, and what is left alone."""
 from __future__ import annotations
 
 import copy
+import threading
 import logging
 
 import open_clip
@@ -211,3 +212,48 @@ def test_encoder_fuses_by_default_and_keeps_the_weights_hash():
     images = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
     expected = plain.encode(images)
     torch.testing.assert_close(folded.encode(images), expected, rtol=1e-4, atol=1e-4)
+
+
+class _Pausing(nn.Module):
+    """A block holding a BatchNorm (so fx traces into it) whose forward signals ``started`` and waits for
+    ``release``: a trace held open while another thread runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def forward(self, x):
+        self.started.set()
+        assert self.release.wait(20)
+        return self.bn(self.conv(x))
+
+
+def test_a_trace_leaves_other_threads_forward_passes_alone_and_traces_take_turns():
+    """torch.fx patches ``nn.Module.__call__`` for the whole process while it traces. Two extraction jobs in one
+    service process (MR2PROBE_CPU_JOBS=2): one job's encoder forward during the other's fusion trace ran into
+    that tracer (NameError: module is not installed as a submodule), and two traces at once could restore each
+    other's patch, leaving every later forward broken until a restart. Now a forward pass in another thread runs
+    as it is during a trace, and a second trace waits for the first."""
+    original = nn.Module.__call__
+    first, second = _Pausing(), _Pausing()
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    expected = other(x)
+    fused = {}
+    threads = [threading.Thread(target=lambda m=m: fused.setdefault(id(m), fuse_convolutions(m, lambda m, x: m(x))))
+               for m in (first, second)]
+    threads[0].start()
+    assert first.started.wait(20)
+    assert nn.Module.__call__ is not original  # the first trace is on
+    threads[1].start()
+    assert not second.started.wait(0.5)  # the second trace waits for the first
+    torch.testing.assert_close(other(x), expected)  # another thread's forward during the trace, unchanged
+    first.release.set()
+    assert second.started.wait(20)
+    second.release.set()
+    for t in threads:
+        t.join(20)
+    assert nn.Module.__call__ is original and nn.Module.__getattr__ is not None
+    assert fused[id(first)].batch_norms == fused[id(second)].batch_norms == 1
+    torch.testing.assert_close(other(x), expected)
