@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import PathMissing, PathOutsideRoot, classes_without_message, is_unlabelled, open_for_extraction
+from .datasets import PathMissing, PathOutsideRoot, classes_without_message, dataset_counts, is_unlabelled, \
+    open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -126,6 +127,20 @@ def _cache_default_head(cache_row: dict[str, Any]) -> str:
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
 
 
+def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
+    """Images per class of a cache's train and val splits, read from its labels."""
+    import numpy as np
+
+    from feature_cache import CacheMismatch, open_cache
+
+    try:
+        cache = open_cache(cache_row["path"])
+        return {split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist()
+                for split in ("train", "val") if split in cache.splits}
+    except (CacheMismatch, OSError, KeyError) as exc:
+        raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
+
+
 def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
     """A reference run must be readable and have the cache's classes, in order (its groups and floor are per
     class): otherwise the job would fail after its queue wait."""
@@ -154,19 +169,33 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "holds unlabelled images, every one of them is extracted")
 
 
-def _check_split_options(dataset: dict[str, Any], options: Any) -> None:
+def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, dict[str, list[int]]]:
     """Split options other than the registration's (a cap per class, another val share) can leave a class without
     a train or test image, which the extraction would refuse after its queue wait: the data set is opened with
-    them (its file listing, no image decoded) and checked now."""
+    them (its file listing, no image decoded) and checked now. Returns the field that set the splits and their
+    images per class (the registration's, or those of the options)."""
     defaults = type(options)()
     if is_unlabelled(dataset) or (options.max_per_class is None and options.val_fraction == defaults.val_fraction):
-        return
+        return "dataset_id", dataset["counts"]
     try:
-        _, problem = open_for_extraction(dataset, options.model_dump())
+        data, problem = open_for_extraction(dataset, options.model_dump())
     except (OSError, ValueError) as exc:  # the files changed since registration
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
     if problem:
         raise RequestInvalid("options", problem)
+    return "options", dataset_counts(data)
+
+
+def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any]) -> None:
+    """A probe selects on validation images: splits that give it none (``probe.run.validation_images``) fail the
+    run after its queue wait, so the request is refused now."""
+    from probe.run import EMPTY_VALIDATION, validation_images
+
+    if validation_images(counts, config["val_fraction"]) == 0:
+        sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
+        raise RequestInvalid(field, f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and "
+                             "no class has the 2 train images one is carved from; give the data set a val/ folder or "
+                             "more images per class")
 
 
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
@@ -191,6 +220,8 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
             _check_reference(store.get_run(job.reference_run), cache_row)
         config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"],
                         len(cache_row["class_names"]), job.reference_run is not None)
+        if not (cache_row.get("counts") or {}).get("val"):  # the rows' counts are images per split
+            _check_validation("cache_id", _class_counts(cache_row), config)
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     dataset = store.get_dataset(job.dataset_id)
     if is_unlabelled(dataset):
@@ -198,11 +229,13 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
     if problem:
         raise RequestInvalid("dataset_id", problem)
-    _check_split_options(dataset, job.options)
+    split_field, counts = _check_split_options(dataset, job.options)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
         payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features,
                                     len(dataset["class_names"]), i > 0)  # the first probe is the others' reference
                              for i, p in enumerate(job.probes)]
+        for probe in payload["probes"]:
+            _check_validation(split_field, counts, probe)
     return payload

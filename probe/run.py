@@ -71,11 +71,27 @@ def carve_validation(features: np.ndarray, labels: np.ndarray, fraction: float, 
     """
     labels = np.asarray(labels, dtype=np.int64)
     rank = within_class_rank(labels, np.random.default_rng(seed))
-    counts = np.bincount(labels)
-    n_val = np.where(counts >= 2, np.maximum(1, np.rint(fraction * counts)), 0).astype(np.int64)
-    n_val = np.minimum(n_val, np.maximum(counts - 1, 0))
-    is_val = rank < n_val[labels]
+    is_val = rank < carved_per_class(np.bincount(labels), fraction)[labels]
     return (features[~is_val], labels[~is_val]), (features[is_val], labels[is_val])
+
+
+def carved_per_class(counts, fraction: float) -> np.ndarray:
+    """Validation images :func:`carve_validation` takes from each class's ``counts`` train images: round(fraction·n),
+    at least 1 where n ≥ 2, and never the class's last image."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n_val = np.where(counts >= 2, np.maximum(1, np.rint(fraction * counts)), 0).astype(np.int64)
+    return np.minimum(n_val, np.maximum(counts - 1, 0))
+
+
+EMPTY_VALIDATION = "the validation split is empty; selection needs validation samples."
+
+
+def validation_images(counts: dict[str, list[int]], fraction: float) -> int:
+    """Validation images a run gets from splits of ``counts`` (split → images per class): the given val split's,
+    or where it is empty those carved from train (:func:`carve_validation`). 0: the run fails with
+    :data:`EMPTY_VALIDATION`, which a service checks before a job exists."""
+    given = int(sum(counts.get("val") or []))
+    return given if given else int(carved_per_class(counts.get("train") or [], fraction).sum())
 
 
 @dataclass
@@ -128,7 +144,7 @@ def _splits(data: dict, class_names: list[str], config: ProbeConfig) -> _Splits:
         (x_train, y_train), val = carve_validation(x_train, y_train, config.val_fraction, config.seeds[0])
         val_source = f"carved from train (stratified, fraction {config.val_fraction}, seed {config.seeds[0]})"
     if len(val[1]) == 0:
-        raise ValueError("the validation split is empty; selection needs validation samples.")
+        raise ValueError(EMPTY_VALIDATION)
     test = (np.asarray(data["test"][0]), np.asarray(data["test"][1], dtype=np.int64))
     return _Splits(x_train, y_train, val, test, num_classes, val_source)
 

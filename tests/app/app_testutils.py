@@ -22,19 +22,21 @@ def tiny_zip_bytes(n_train: int = 6, n_test: int = 3, classes: tuple[str, ...] =
     return image_zip(n_train, n_test, classes, root=root, extra=extra)
 
 
-def synthetic_cache(store, folder: Path, attrs: dict | None = None) -> dict:
-    """A cache row (and its data set row) over a small synthetic 8-d feature file: 3 classes, no extraction.
+def synthetic_cache(store, folder: Path, attrs: dict | None = None, per_class: dict | None = None) -> dict:
+    """A cache row (and its data set row) over a small synthetic 8-d feature file: 3 classes, no extraction,
+    ``per_class`` rows per class in each split (default train 10, val 4, test 5).
 
     ``attrs`` overrides the cache's root attributes; a ``None`` value leaves that attribute out."""
     attrs = {"encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "f" * 64,
              **(attrs or {})}
     attrs = {k: v for k, v in attrs.items() if v is not None}
-    path = write_synthetic_cache(folder / "synthetic.h5", {"train": 10, "val": 4, "test": 5}, 8, attrs,
-                                 dtype="float32")
+    per_class = per_class or {"train": 10, "val": 4, "test": 5}
+    path = write_synthetic_cache(folder / "synthetic.h5", per_class, 8, attrs, dtype="float32")
     ds = store.add_dataset(name="s", source="path", path=str(folder), class_names=["a", "b", "c"],
-                           counts={"train": [10, 10, 10]}, fingerprint="d", skipped=0)
+                           counts={split: [n] * 3 for split, n in per_class.items()}, fingerprint="d", skipped=0)
     return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,
-                           num_features=8, class_names=["a", "b", "c"], counts={"train": 30}, job_id=None)
+                           num_features=8, class_names=["a", "b", "c"],
+                           counts={split: 3 * n for split, n in per_class.items()}, job_id=None)
 
 
 def free_port() -> int:

@@ -669,3 +669,51 @@ def test_thumbnails_are_decoded_a_few_at_a_time(service, monkeypatch):
         codes = list(pool.map(lambda i: service.get(f"/api/datasets/{ds['id']}/thumbnail",
                                                     params={"source": f"x{i}.png"}).status_code, range(12)))
     assert codes == [200] * 12 and slow_png.peak == routes.THUMBNAIL_SLOTS == 4
+
+
+def test_splits_without_a_validation_image_are_refused_before_a_job_exists(service, tmp_path):
+    """A probe selects on validation images. Two images per class and no split folders register (one train, one
+    test image each) but leave none to validate on, as does a split option of one image per class, or a cache
+    whose val split is empty and whose classes hold one train image each: each job failed after its queue wait
+    (found by an outside round); it is refused now, naming the field. An extraction alone still runs."""
+    import io
+    import zipfile
+
+    from probe.run import EMPTY_VALIDATION
+
+    flat = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(1, 1))) as src, zipfile.ZipFile(flat, "w") as dst:
+        for info in src.infolist():
+            if not info.is_dir():  # tiny/<split>/<class>/<file> -> tiny/<class>/<split>_<file>: 2 per class
+                root, split, cls, name = info.filename.split("/")
+                dst.writestr(f"{root}/{cls}/{split}_{name}", src.read(info))
+    ds = service.post("/api/datasets", files={"file": ("flat.zip", flat.getvalue())}).json()
+    assert ds["counts"]["val"] == [0] * len(ds["class_names"]) and set(ds["counts"]["train"]) == {1}
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [{"loss": "ce"}]})
+    assert resp.status_code == 422, resp.text
+    detail = resp.json()["detail"]
+    assert detail.startswith(f"dataset_id: {EMPTY_VALIDATION[:-1]}: these splits hold no validation image (train "
+                             f"{len(ds['class_names'])}, val 0, test"), detail
+    assert service.get("/api/jobs").json() == []
+    assert service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).status_code == 202
+
+    bigger = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(6, 3))}).json()
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": bigger["id"], "probes": [{"loss": "ce"}],
+                                           "options": {"max_per_class": 1}})  # one train image, one test image each
+    assert resp.status_code == 422 and resp.json()["detail"].startswith("options: "), resp.text
+    ok = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": bigger["id"], "probes": [{"loss": "ce"}]})
+    assert ok.status_code == 202, ok.text
+
+
+def test_a_probe_on_a_cache_without_validation_images_is_refused(service, tmp_path):
+    """A cache whose val split is empty: a probe carves validation images from train, and with one train image per
+    class there is none to carve; refused before a job exists. Two per class carve one each: accepted."""
+    store = service.app.state.store
+    for train, status in ((1, 422), (2, 202)):
+        folder = tmp_path / f"train{train}"
+        folder.mkdir()
+        cache = synthetic_cache(store, folder, per_class={"train": train, "val": 0, "test": 2})
+        resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "ce"}})
+        assert resp.status_code == status, resp.text
+        if status == 422:
+            assert resp.json()["detail"].startswith("cache_id: the validation split is empty"), resp.text

@@ -484,3 +484,18 @@ def test_the_overall_criterion_scores_and_chooses_alike_with_or_without_a_refere
     assert given.grouping.groups["hard"] == alone.grouping.groups["easy"]  # the report uses the reference's thirds
     assert [c.val_hard for c in given.selection.candidates] == [c.val_hard for c in alone.selection.candidates]
     assert given.config["selected"] == alone.config["selected"]
+
+
+@pytest.mark.parametrize("train", [[1, 1, 1], [0, 2, 1], [5, 1, 9], [2, 2, 2]])
+@pytest.mark.parametrize("fraction", [0.1, 0.5])
+def test_validation_images_counts_what_carve_validation_takes(train, fraction):
+    """What a service checks before a job exists (probe.run.validation_images) is what a run's empty val split
+    gets from carve_validation; a given val split counts as it is."""
+    from probe.run import carve_validation, validation_images
+
+    labels = np.repeat(np.arange(len(train)), train)
+    _, (_, carved) = carve_validation(np.zeros((len(labels), 2)), labels, fraction, seed=3)
+    assert validation_images({"train": train, "val": [0, 0, 0]}, fraction) == len(carved)
+    assert validation_images({"train": train}, fraction) == len(carved)
+    assert validation_images({"train": train, "val": [0, 4, 0]}, fraction) == 4
+    assert (len(carved) == 0) == (max(train) < 2)
