@@ -221,8 +221,11 @@ def signed_points(fraction: float, digits: int = 1) -> str:
     return f"{points or 0.0:+.{digits}f}"  # -0.0 is falsy
 
 
-def format_delta(delta: float, interval) -> str:
-    """``+2.1 pt [+1.2, +3.0]`` from fractions; ``(within noise)`` appended when the interval contains 0."""
+def format_delta(delta: float | None, interval) -> str:
+    """``+2.1 pt [+1.2, +3.0]`` from fractions; ``(within noise)`` appended when the interval contains 0; for a
+    difference that cannot be computed (no image of those classes among the images compared) it says so."""
+    if delta is None or not math.isfinite(delta):
+        return "not measured (no image of these classes here)"
     lo, hi = interval
     text = f"{signed_points(delta)} pt [{signed_points(lo)}, {signed_points(hi)}]"
     return text + (" (within noise)" if lo <= 0 <= hi else "")

@@ -65,7 +65,8 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np
     samples = np.asarray(samples, dtype=np.float64)
     if samples.shape[0] == 0 or np.all(np.isnan(samples)):
         return np.full((2, *samples.shape[1:]), np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # a column all nan (a class without images): nan
+        warnings.simplefilter("ignore", RuntimeWarning)
         interval = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
     return np.where(np.abs(interval) < ZERO_TOLERANCE, 0.0, interval)
 

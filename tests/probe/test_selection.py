@@ -156,3 +156,15 @@ def test_a_difference_that_rounds_to_zero_reads_plus_zero_never_minus_zero():
     assert [signed_points(x) for x in (0.021, -0.021, -0.0004, 0.0, -0.0)] == ["+2.1", "-2.1", "+0.0", "+0.0", "+0.0"]
     assert signed_points(-0.00004, 2) == "+0.00" and signed_points(-0.0004, 2) == "-0.04"
     assert format_delta(-0.0001, (-0.0004, 0.0002)) == "+0.0 pt [+0.0, +0.0] (within noise)"
+
+
+def test_a_difference_that_cannot_be_computed_is_said_so_not_nan():
+    """Runs compared on images that leave the hard third without an image (new images of other classes): the
+    sentence said "Hard third +nan pt [+nan, +nan]" (found by an outside round); it now says it is not measured."""
+    from probe.selection import delta_sentence
+
+    nan = float("nan")
+    text = delta_sentence({"hard": {"delta": nan, "lo": nan, "hi": nan},
+                           "overall": {"delta": 0.05, "lo": -0.017, "hi": 0.133}})
+    assert text == ("Hard third not measured (no image of these classes here), overall +5.0 pt [-1.7, +13.3] "
+                    "(within noise).")

@@ -256,3 +256,17 @@ def test_a_third_of_classes_all_right_or_all_wrong_still_has_an_interval():
     rng = np.random.default_rng(0)
     draws = rng.beta(np.array([0.5, 3.5]), np.array([3.5, 0.5]), size=(GROUP_DRAWS, 2)).mean(axis=1)
     assert got["hard"] == pytest.approx(np.percentile(draws, [2.5, 97.5]).tolist())
+
+
+def test_percentile_interval_of_a_class_without_images_is_nan_without_a_warning():
+    """A class absent from the images compared has nan in every resample: its interval is nan, and no numpy
+    "All-NaN slice" warning reaches the user's terminal (it did, from mr2probe compare --features)."""
+    import warnings
+
+    from probe.uncertainty import percentile_interval
+
+    samples = np.column_stack([np.linspace(0, 1, 101), np.full(101, np.nan)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = percentile_interval(samples, 0.9)
+    assert lo[0] == pytest.approx(0.05) and hi[0] == pytest.approx(0.95) and np.isnan(lo[1]) and np.isnan(hi[1])
