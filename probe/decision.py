@@ -95,8 +95,10 @@ def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: 
     seen = test_counts[test_counts > 0]
     share, test_share = counts / counts.sum(), test_counts / max(test_counts.sum(), 1)
     if seen.size and 0.5 * np.abs(share - test_share).sum() >= 0.1:  # total variation distance of the two mixes
-        text += (f" The test split's classes are mixed otherwise ({seen.min():,} to {seen.max():,} images per "
-                 "class), so its overall accuracy weighs the classes unlike validation's.")
+        sizes = (f"{seen.min():,} images in every class" if seen.min() == seen.max()
+                 else f"{seen.min():,} to {seen.max():,} images per class")
+        text += (f" The test split's classes are mixed otherwise ({sizes}), so its overall accuracy weighs the "
+                 "classes unlike validation's.")
     return text
 
 

@@ -192,12 +192,13 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     qualifying = [i for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")
                   and hard_gain_holds(c) and c["val_overall_delta_simultaneous_lo"] >= -max_overall_drop]
     budget, tried = f"{100 * max_overall_drop:g} pt", len(candidates) - 1
+    floor = f"{(-100 * max_overall_drop) or 0.0:g} pt"  # "-0.5 pt", and "0 pt" rather than "-0 pt"
     m = sum(1 for i, c in enumerate(candidates) if i != reference_index and not c.get("failed"))  # the family
     if not qualifying:
         return reference_index, "no_safe_improvement", (
             f"No setting raised the hard classes beyond noise without costing overall accuracy (budget {budget}): "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
-            f"overall difference above -{budget} (95 % bounds holding together over the {m} that fitted), with "
+            f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p <= {SIGN_TEST_ALPHA:g}, Bonferroni over "
             f"the {m}). This run keeps the reference configuration ({describe_params(candidates[reference_index])})."
         )

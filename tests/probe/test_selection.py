@@ -114,7 +114,7 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     index, verdict, reason = choose_safe([ref, one_of_many, few_images, costly, wrong_way], 0)
     assert (index, verdict) == (0, "no_safe_improvement")
     assert ("none of 4 candidates had a lower bound of its val hard-third gain above 0 and one of its overall "
-            "difference above -0 pt (95 % bounds holding together over the 4 that fitted), with its changed "
+            "difference at or above 0 pt (95 % bounds holding together over the 4 that fitted), with its changed "
             "hard-class images leaning its way (sign test p <= 0.05, Bonferroni over the 4)") in reason
     assert choose_safe([ref, costly], 0, max_overall_drop=0.001)[:2] == (1, "improved")
     at_alpha = dict(few_images, val_hard_sign_p=SIGN_TEST_ALPHA)
