@@ -108,7 +108,7 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
         return None
     try:
         stored = Predictions.load(run_dir)
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):  # none stored, or damaged on disk: the scores stand without it
         return None
     images = len(got.predicted)
     equal = int((stored.predicted[0] == got.predicted).sum()) if stored.predicted.shape[1] == images else 0

@@ -11,6 +11,7 @@ prediction — and, when the caller knows them, ``sources`` (n,) str: each test 
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +89,13 @@ class Predictions:
         if not path.is_file():
             raise FileNotFoundError(f"no {PREDICTIONS_FILE} in {Path(run_dir).name}: the run predates stored "
                                     f"predictions; re-run it to get failures and test intervals.")
-        with np.load(path) as data:
-            sources = data["sources"] if "sources" in data.files else None
-            return cls(data["labels"], data["predicted"], data["confidence"], sources)
+        try:
+            with np.load(path) as data:
+                sources = data["sources"] if "sources" in data.files else None
+                return cls(data["labels"], data["predicted"], data["confidence"], sources)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged on disk
+            raise ValueError(f"{PREDICTIONS_FILE} of run {Path(run_dir).name} cannot be read (damaged or cut "
+                             f"short?): {type(exc).__name__}") from None
 
 
 def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],

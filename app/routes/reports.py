@@ -78,6 +78,8 @@ def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_len
     except FileNotFoundError:
         raise HTTPException(404, f"run {run_id!r} has no stored test predictions (it predates them); "
                                  "re-run it to browse its failures") from None
+    except ValueError as exc:  # damaged on disk
+        raise HTTPException(422, str(exc)) from None
     rows = predictions.failure_rows(index, report.class_names, limit, target)
     dataset_id = _dataset_of(store, run)
     for row in rows:

@@ -292,3 +292,20 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
         assert resp.status_code == 422, (url, resp.status_code, resp.text)
         assert f"{run_id!r} cannot be" in resp.json()["detail"], (url, resp.text)
         assert "report.json" in resp.json()["detail"] and str(client.app.state.settings.data_dir) not in resp.text
+
+
+def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished):
+    """A run's predictions.npz cut short on disk: failures and compare answered 500 (BadZipFile; found by an outside
+    attack round). They now answer 422 naming the file; scores, computed from the cache, still answer."""
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / "predictions.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    for url in (f"/api/runs/{run_id}/failures?class=cat", f"/api/compare?base={fresh_finished.erm}&other={run_id}",
+                f"/api/compare.html?base={fresh_finished.erm}&other={run_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert f"predictions.npz of run {run_id} cannot be read (damaged or cut short?)" in resp.json()["detail"], url
+        assert str(client.app.state.settings.data_dir) not in resp.text
+    resp = client.get(f"/api/runs/{run_id}/scores?cache={cache_id}")
+    assert resp.status_code == 200 and resp.json()["matches_report"] is None, resp.text
