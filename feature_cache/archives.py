@@ -124,13 +124,24 @@ class DirectoryReader:
         return list(self._dirs)
 
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        return read_inside(self.root, name)
 
     def content_id(self, name: str) -> str:
         return hashlib.sha256(self.read(name)).hexdigest()
 
     def __str__(self) -> str:
         return str(self.root)
+
+
+def read_inside(root: Path, name: str) -> bytes:
+    """The bytes of the file ``name`` under the resolved folder ``root``, refused (PermissionError) where the path
+    now leads outside it: a listed folder or file replaced by a symlink after the listing (a listing is kept,
+    e.g. for thumbnails, and an extraction reads for hours) would otherwise serve any file on the machine."""
+    path = (root / name).resolve()
+    if root not in path.parents:
+        raise PermissionError(f"{name!r} now leads outside the data folder (replaced by a symlink since it was "
+                              "listed); it is not read")
+    return path.read_bytes()
 
 
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
@@ -293,7 +304,7 @@ class FileListReader:
         return []
 
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        return read_inside(self.root, name)
 
     def content_id(self, name: str) -> str:
         return hashlib.sha256(self.read(name)).hexdigest()

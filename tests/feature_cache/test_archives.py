@@ -386,3 +386,22 @@ def test_zip_names_stored_as_utf8_without_the_flag_keep_their_characters(tree, t
     assert zip_member_name(info("çà.png")) == "çà.png"  # cp437 bytes that are not UTF-8: left as cp437
     assert zip_member_name(info("čaj", flags=0x800)) == "čaj"  # flagged UTF-8: as zipfile read it
     assert zip_member_name(info("plain/name.png")) == "plain/name.png"
+
+
+def test_a_listed_folder_swapped_for_a_symlink_is_not_read_through(tree, tmp_path):
+    """A data set's listing is kept (the service's thumbnails; an extraction reads for hours): a listed class folder
+    replaced by a symlink to a folder elsewhere afterwards served that folder's files (found by an outside attack
+    round). Reads now refuse a path that leads outside the data folder; a file symlinked inside it still reads."""
+    import shutil
+
+    (tree / "train" / "ant" / "zz-inside.png").symlink_to(tree / "train" / "ant" / "000.png")
+    data = open_dataset(tree)
+    ant = [s for s in data.splits["train"] if s.source.startswith("train/ant/")]
+    assert {"train/ant/000.png", "train/ant/zz-inside.png"} <= {s.source for s in ant}
+    inside = next(s for s in ant if s.source == "train/ant/zz-inside.png")
+    assert data.load_image(inside).size == data.load_image(ant[0]).size
+    shutil.copytree(tree / "train" / "ant", tmp_path / "elsewhere")
+    shutil.rmtree(tree / "train" / "ant")
+    (tree / "train" / "ant").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(PermissionError, match=r"'train/ant/000.png' now leads outside the data folder"):
+        data.load_image(next(s for s in ant if s.source == "train/ant/000.png"))
