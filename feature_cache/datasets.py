@@ -346,7 +346,9 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
                            + (f" Symlinked folders are not followed: {', '.join(linked[:5])}." if linked else ""))
     missing = [c for c in class_names if c not in given["train"]]
     if missing:
-        raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images.")
+        untested = [c for c in class_names if "test" in given and c not in given["test"]]
+        raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images."
+                           + (f" Class(es) {', '.join(untested)} have no test images either." if untested else ""))
     return class_names
 
 
