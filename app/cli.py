@@ -76,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(modules[args.command].run(args) or 0)
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        # Caller mistakes: one clear line, no stack trace.
-        print(f"mr2probe {args.command}: error: {exc}", file=sys.stderr)
+        # Caller mistakes: one clear line, no stack trace (a KeyError's str() is its message in quotes).
+        message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        print(f"mr2probe {args.command}: error: {message}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
         # What the machine refuses (a folder or an unwritable file where a file goes, a full disk), an extraction

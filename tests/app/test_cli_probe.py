@@ -351,3 +351,15 @@ def test_version_is_the_installed_distributions(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out == f"mr2probe {version('mr2probe')}\n"
+
+
+def test_an_unknown_name_is_one_line_without_quotes_around_it(tmp_path, capsys):
+    """A KeyError's message (an unknown encoder) was printed as its str(), wrapped in quotes (found by an outside
+    round)."""
+    from testdata import image_zip
+
+    (tmp_path / "d.zip").write_bytes(image_zip(2, 1, ("cat", "dog")))
+    assert main(["extract", "--data", str(tmp_path / "d.zip"), "--encoder", "nope", "--out",
+                 str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mr2probe extract: error: Unknown encoder 'nope'; available: "), err
