@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -369,6 +370,20 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
+# Control characters (C0, DEL, C1) and the text-direction controls of Unicode: in a class name they would reach
+# terminals (an escape sequence), reports and pages as they are, or show a name reversed.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _check_printable(path: Path, class_names: list[str]) -> None:
+    """DatasetError naming the class names (folder names or labels) that hold :data:`_UNPRINTABLE` characters."""
+    bad = [name for name in class_names if _UNPRINTABLE.search(name)]
+    if bad:
+        raise DatasetError(f"{path}: class name(s) {', '.join(ascii(name) for name in bad[:5])} hold control or "
+                           "text-direction characters, which would reach terminals, reports and pages as they are; "
+                           "rename those folders (or labels).")
+
+
 def open_dataset(
     path: str | Path,
     *,
@@ -400,6 +415,7 @@ def open_dataset(
     path = Path(path)
     reader, given, skipped, layout = _discover(path, limits)
     class_names = _class_names(path, given, layout, skipped)
+    _check_printable(path, class_names)
     index = {name: i for i, name in enumerate(class_names)}
     pools = {
         split: sorted(

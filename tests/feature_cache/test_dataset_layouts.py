@@ -188,3 +188,14 @@ def test_class_folders_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
     data = open_dataset(archive, val_fraction=0.0)
     assert data.class_names == sorted([nfc, "tea"])
     assert per_class(data.splits["train"]) == per_class(data.splits["test"]) == {0: 3, 1: 3}
+
+
+@pytest.mark.parametrize("name", ["a\x1b[31mred", "\u202eevil", "tab\there", "c1\x85"])
+def test_class_names_with_control_characters_are_refused(tree, name):
+    """A class folder named with an escape sequence or a text-direction override reached terminals, reports and
+    pages as it was (found by an outside attack round, through an uploaded archive); refused, the name escaped."""
+    write_image(tree / "train" / name / "0.png", 5, 0)
+    write_image(tree / "test" / name / "0.png", 5, 0)
+    with pytest.raises(DatasetError, match=r"class name\(s\) .* hold control or text-direction characters") as err:
+        open_dataset(tree)
+    assert ascii(name) in str(err.value) and name not in str(err.value)
