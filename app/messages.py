@@ -17,8 +17,10 @@ class ClientMessages:
     """Messages for clients: server-side absolute paths replaced by names (the server log keeps them)."""
 
     # an absolute path not already under a named root ("<data dir>/runs/x" keeps its tail)
-    # ("/etc" alone too: a one-part path is a server path as well); a route of this API ("/api/...") is kept
-    _ABSOLUTE = re.compile(r"(?<![\w.~>}-])/(?!api/)(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
+    # ("/etc" alone too: a one-part path is a server path as well); a route of this API ("/api/...") is kept. It
+    # starts a message, or follows a space, a quote, a bracket, "=", ":" or ",": a "/" inside a relative name the
+    # user gave ('test/Shirt (plain)/a.png', 'train/Coat ❄/b.png') is no server path
+    _ABSOLUTE = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))/(?!api/)(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
 
     def __init__(self, settings: Settings) -> None:
         roots = [(settings.data_root, "<data root>"), (settings.data_dir, "<data dir>"),

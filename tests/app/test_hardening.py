@@ -152,8 +152,11 @@ def test_client_messages_replace_every_server_path():
         "cache file <data dir>/caches/x.h5 is gone; <server path> too"
     assert clean("/srv/data/../elsewhere") == "<data root>/../elsewhere"
     for kept in ("train / val / test", "images/s, 1/2", "tiny/train/cat/0.png",  # no server paths
-                 "GET /api/runs/{id}/predictions.csv?cache=c"):  # nor a route of the API
+                 "GET /api/runs/{id}/predictions.csv?cache=c",  # nor a route of the API
+                 # nor a "/" inside a relative sample name after ")" or a symbol (found by an outside round)
+                 "sample 'test/Shirt (plain)/trunc.png' cannot be shown", "sample 'train/Coat ❄/notes.txt'"):
         assert clean(kept) == kept
+    assert clean("(/tmp/a), x=/etc/y, mocov2:/w/x.pth") == "(<server path>), x=<server path>, mocov2:<server path>"
 
 
 def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatch):
