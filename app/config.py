@@ -57,6 +57,13 @@ class Settings(BaseSettings):
                                         "torch thread from 2,000 images); on CUDA they decode while the GPU "
                                         "encodes (default 2)")
 
+    @field_validator("data_dir", "data_root")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Resolved once: a relative folder (``--data-dir ./svc``) put relative paths into messages, which the
+        client messages' cleaning (absolute paths only) let through."""
+        return None if value is None else Path(value).expanduser().resolve()
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:

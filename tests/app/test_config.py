@@ -53,3 +53,16 @@ def test_serve_refuses_public_host_without_token(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "refusing to listen on '0.0.0.0' without an API token" in err
     assert not (tmp_path / "mr2probe.sqlite3").exists()  # refused before anything started
+
+
+def test_relative_folders_are_resolved_so_messages_never_quote_them(tmp_path, monkeypatch):
+    """--data-dir ./svc put 'svc/uploads/ds_x/a.zip' into an upload's 422, which the cleaning of absolute paths let
+    through (found by an outside round); the folders are resolved once, and the cleaning names them."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir="svc", data_root="root")
+    assert settings.data_dir == tmp_path.resolve() / "svc" and settings.data_root == tmp_path.resolve() / "root"
+    text = f"{settings.uploads_dir / 'ds_x' / 'a.zip'}: found 1 class folder"
+    assert ClientMessages(settings).clean(text) == "<data dir>/uploads/ds_x/a.zip: found 1 class folder"
