@@ -114,6 +114,7 @@ class ExtractionPlan:
     attrs: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float16"
     reusable: tuple[tuple[Path, str], ...] = ()
+    named_by_fingerprint: bool = False  # the files are ``cache_dir``'s, named by fingerprint (not an ``out`` path)
 
     @property
     def partial_path(self) -> Path:
@@ -288,7 +289,7 @@ def plan_extraction(
         "split_params": data.params,
         "precision": encoder.precision,
     }
-    return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype, reusable)
+    return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype, reusable, named_by_fingerprint=out is None)
 
 
 def _existing(plan: ExtractionPlan) -> ExtractResult | None:
@@ -296,7 +297,13 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
     for path, fingerprint in ((plan.path, plan.fingerprint), *plan.reusable):
         if not path.exists():
             continue
-        cache = open_cache(path)
+        try:
+            cache = open_cache(path)
+        except CacheMismatch:
+            if not plan.named_by_fingerprint:  # a user's own --out file: never touched
+                raise
+            _move_aside(path)
+            continue
         if cache.fingerprint == fingerprint:
             logger.info("cache hit: %s (precision %s)", path, cache.attrs.get("precision", "fp32"))
             # what the data set leaves out as it is now (a manifest's missing or repeated rows, non-images), and
@@ -311,6 +318,16 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
             f"requested {plan.fingerprint[:16]}…); choose another --out or delete the file."
         )
     return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a damaged cache of ``cache_dir`` (a file named by fingerprint that no longer reads as a cache: cut
+    short, overwritten) to ``<name>.damaged``, so the request is extracted again instead of failing for good;
+    the file is kept for a look, not deleted."""
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    logger.warning("%s is not a readable cache any more; moved aside to %s, extracting it again", path, aside.name)
+    return aside
 
 
 def check_decodable(data: LabelledImages, skipped: list[tuple[str, str]] | list[list[str]]) -> None:

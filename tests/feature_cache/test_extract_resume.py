@@ -187,3 +187,21 @@ def test_a_second_concurrent_extraction_is_refused_without_touching_the_first(tr
     assert len(inner) == 1 and "busy.h5 is being extracted by pid" in str(inner[0])
     assert result.encoded == TOTAL and open_cache(out).fingerprint == result.fingerprint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.h5", "data"]
+
+
+def test_a_damaged_cache_of_a_cache_dir_is_moved_aside_and_extracted_again(tree, tmp_path):
+    """A fingerprint-named cache cut short on disk made every identical request fail for good (CacheMismatch: not
+    a readable cache; found by an outside attack round against the service). It is moved aside (kept as
+    <name>.damaged) and extracted again; a user's own --out file is still refused, untouched."""
+    first = run(tree, tmp_path / "caches")
+    reference = all_splits(first.path)
+    first.path.write_bytes(first.path.read_bytes()[:300])
+    again = run(tree, tmp_path / "caches")
+    assert not again.reused and again.encoded == TOTAL and again.path == first.path
+    assert_same_cache(all_splits(again.path), reference)
+    assert first.path.with_name(first.path.name + ".damaged").stat().st_size == 300
+    out = tmp_path / "mine.h5"
+    out.write_bytes(b"not a cache")
+    with pytest.raises(CacheMismatch):
+        run(tree, None, out=out)
+    assert out.read_bytes() == b"not a cache"
