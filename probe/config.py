@@ -33,7 +33,7 @@ from .params import (
 )
 from .metrics import OVERALL_METRICS
 from .presets import PRESETS, get_preset
-from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
+from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec, some
 
 __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_LR_GRIDS", "DECOUPLED_WD_GRID",
            "L2_STRENGTHS", "SCALE_INVARIANT_GRID", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS",
@@ -287,7 +287,7 @@ class ProbeConfig(BaseModel):
         spec = get_loss_spec(self.loss)
         unknown = sorted(set(self.loss_options_grid) - set(spec.options))
         if unknown:
-            raise ValueError(f"Unknown loss_options_grid {unknown} for loss {self.loss!r}; accepted: "
+            raise ValueError(f"Unknown loss_options_grid {some(unknown)} for loss {self.loss!r}; accepted: "
                              f"{', '.join(spec.options) or 'none'}.")
         both = sorted(set(self.loss_options) & set(self.loss_options_grid))
         if both:

@@ -186,10 +186,16 @@ def check_options(spec: HeadSpec | LossSpec | AdapterSpec, options: dict | None,
     unknown = sorted(set(options) - set(spec.options))
     accepted = ", ".join(spec.options) or "none"
     if unknown and field is not None:
-        raise ValueError(f"Unknown {field} {unknown} for {kind} {spec.name!r}; accepted: {accepted}.")
+        raise ValueError(f"Unknown {field} {some(unknown)} for {kind} {spec.name!r}; accepted: {accepted}.")
     if unknown:
-        raise TypeError(f"Unknown option(s) {', '.join(map(str, unknown))} for {kind} {spec.name!r}; "
-                        f"accepted: {accepted}.")
+        raise TypeError(f"Unknown option(s) {some(unknown, str)} for {kind} {spec.name!r}; accepted: {accepted}.")
     for name, value in options.items():
         spec.options[name].check(f"{kind} {spec.name!r}", name, value)
     return {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
+
+
+def some(names: list, show=repr, shown: int = 5) -> str:
+    """The first ``shown`` of ``names`` for a message, and how many there are in all beyond that: a request with
+    30,000 unknown keys gets a short answer, not all of them back."""
+    text = ", ".join(show(name) for name in names[:shown])
+    return text + (f", ... ({len(names):,} in all)" if len(names) > shown else "")

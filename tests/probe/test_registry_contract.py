@@ -75,3 +75,14 @@ def test_trainer_fits_every_head_and_loss(head_name, loss_name):
     assert z.shape == (N, K) and np.isfinite(z).all()
     assert m.gamma_.shape == (K,) and np.isfinite(m.gamma_).all()
     assert len(m.history_) == 3 and np.isfinite(m.history_).all()
+
+
+def test_unknown_names_in_a_message_are_a_few_and_a_count():
+    """A request with 30,000 unknown loss_options_grid keys got all of them back in its 422 (found by an outside
+    attack round): a message names the first few and the count."""
+    from probe import ProbeConfig
+
+    with pytest.raises(ValueError, match=r"Unknown loss_options_grid 'k0', 'k1', 'k10', 'k100', 'k1000', \.\.\. "
+                                         r"\(30,000 in all\) for loss 'ce'; accepted: none\.") as err:
+        ProbeConfig(loss_options_grid={f"k{i}": [1] for i in range(30000)})
+    assert len(str(err.value)) < 400

@@ -262,7 +262,7 @@ def test_config_messages():
         ProbeConfig(adapter="mlp", adapter_rank=0)
     with pytest.raises(ValueError, match="Extra inputs"):
         ProbeConfig(lr=0.1)
-    with pytest.raises(ValueError, match=r"Unknown head_options \['scale'\] for head 'cosine'; accepted: "
+    with pytest.raises(ValueError, match=r"Unknown head_options 'scale' for head 'cosine'; accepted: "
                                          r"logit_scale, learnable_scale"):
         ProbeConfig(head="cosine", head_options={"scale": 2.0})
     assert ProbeConfig(head="cosine").resolved_p == 3.0 and ProbeConfig().resolved_p == 2.0
@@ -287,7 +287,7 @@ def test_loss_options_grid_is_selected_on_validation(data):
     fixed = run_probe(data, NAMES, ProbeConfig(**single, loss_options={"eta": 1.0}))
     assert fast["val"]["per_class"] != slow["val"]["per_class"]
     assert fast["val"]["per_class"] == fixed["val"]["per_class"]
-    with pytest.raises(ValueError, match=r"Unknown loss_options_grid \['gamma_focal'\] for loss 'group_dro'"):
+    with pytest.raises(ValueError, match=r"Unknown loss_options_grid 'gamma_focal' for loss 'group_dro'"):
         ProbeConfig(loss="group_dro", loss_options_grid={"gamma_focal": [1.0]})
     with pytest.raises(ValueError, match="both as fixed loss_options and in loss_options_grid"):
         ProbeConfig(loss="group_dro", loss_options={"eta": 0.1}, loss_options_grid={"eta": [0.1]})
