@@ -658,7 +658,16 @@ def _check_open_clip(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
 
 
 def _check_mocov2(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
-    _mocov2_checkpoint(spec, arg)
+    """The request's check: the file, its format, and for a ``torch.save`` archive its keys (memory-mapped, no
+    tensor read), so a checkpoint of something else is refused before a job loads it (an outside round's
+    ``torch.save({"state_dict": {"x": ...}})`` was accepted and failed the job)."""
+    import zipfile
+
+    path = _mocov2_checkpoint(spec, arg)
+    if zipfile.is_zipfile(path) and not is_torchscript_archive(path):
+        with _reading_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)"):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        convert_mocov2_state_dict(checkpoint, str(path))
     return spec
 
 

@@ -205,6 +205,11 @@ def test_mocov2_errors_name_the_file(tmp_path):
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, bad)
     with pytest.raises(ValueError, match="no 'module.encoder_q.\\*' keys; not a MoCo v2 checkpoint"):
         create_encoder(f"mocov2:{bad}")
+    # and already when the name is checked (a service request, before its job): the keys, tensors not read
+    from feature_cache import check_encoder
+
+    with pytest.raises(ValueError, match="no 'module.encoder_q.\\*' keys; not a MoCo v2 checkpoint"):
+        check_encoder(f"mocov2:{bad}")
 
 
 def test_a_file_that_is_no_checkpoint_is_a_clear_error(tiny_clip, tmp_path):
