@@ -224,6 +224,9 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
             _check_validation("cache_id", _class_counts(cache_row), config)
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     dataset = store.get_dataset(job.dataset_id)
+    if not Path(dataset["path"]).exists():  # the job would fail after its queue wait
+        raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} has no files on the server any more "
+                             "(removed or moved since it was registered); register it again")
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
     problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check

@@ -720,3 +720,23 @@ def test_a_probe_on_a_cache_without_validation_images_is_refused(service, tmp_pa
         assert resp.status_code == status, resp.text
         if status == 422:
             assert resp.json()["detail"].startswith("cache_id: the validation split is empty"), resp.text
+
+
+def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service, tmp_path):
+    """A path data set removed from the server after its registration: an extraction was accepted and failed after
+    its queue wait (found by an outside attack round); refused now, naming the data set."""
+    import io
+    import shutil
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
+        archive.extractall(tmp_path / "root")
+    ds = service.post("/api/datasets", json={"path": "tiny"})
+    assert ds.status_code == 201, ds.text
+    shutil.rmtree(tmp_path / "root" / "tiny")
+    for kind, extra in (("extract", {}), ("pipeline", {"probes": [{"loss": "ce"}]})):
+        resp = service.post("/api/jobs", json={"kind": kind, "dataset_id": ds.json()["id"], **extra})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"] == (f"dataset_id: data set {ds.json()['id']!r} has no files on the server any "
+                                         "more (removed or moved since it was registered); register it again")
+    assert service.get("/api/jobs").json() == []
