@@ -81,6 +81,11 @@ class CacheOut(BaseModel):
 
 
 # -- jobs ------------------------------------------------------------------------------------------
+# What a cap per class means, for the API, the CLI and the dashboard alike (feature_cache.open_dataset's rule)
+MAX_PER_CLASS_HELP = ("at most this many images per class in each given split (train/, val/, test/ folders; seeded); "
+                      "a data set without split folders: in all, before test and val are carved from them")
+
+
 class ExtractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # le: feature_cache.extract.MAX_BATCH_SIZE (not imported here: it would import torch; a test ties the two)
@@ -88,7 +93,7 @@ class ExtractOptions(BaseModel):
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, allow_inf_nan=False,
                                 description="share of train carved out as val if absent")
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    max_per_class: int | None = Field(None, ge=1, le=10**9, description="cap on images per class and split")
+    max_per_class: int | None = Field(None, ge=1, le=10**9, description=MAX_PER_CLASS_HELP)
 
 
 class ExtractJob(BaseModel):

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data set (folder or archive of class folders; default ../shared/data/cifar10-jpeg.zip, "
                              "then /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--per-class", type=int, default=None, metavar="N",
-                        help="images per class and split without --full (default 100)")
+                        help="images per class without --full (default 100; in each given split, or in all for a "
+                             "data set without split folders)")
     parser.add_argument("--port", type=int, default=8000, help="dashboard port on 127.0.0.1 (default 8000)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory (default MR2PROBE_DATA_DIR or ./.mr2probe)")

@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="fraction of each class's train images carved into val (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
-    parser.add_argument("--max-per-class", type=int, default=None,
-                        help="keep at most this many images per class in each split (seeded)")
+    parser.add_argument("--max-per-class", type=int, default=None,  # the rule of app.schemas.MAX_PER_CLASS_HELP
+                        help="keep at most this many images per class in each given split (seeded); a data set "
+                             "without split folders: in all, before test and val are carved from them")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                         help="stored feature dtype (default float16)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -119,7 +119,7 @@
         h("details", { class: "preset-details" }, h("summary", {}, "Why this preset"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
-          field("Images per class and split", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),
+          field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),
           field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, step: 1, placeholder: "default" }), "limits"))),
       h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
         h("span", { class: "field-error", id: "err-form", role: "alert" })));
