@@ -31,13 +31,29 @@ def settings_from_args(args: argparse.Namespace, **extra):
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-def check_exposure(settings) -> None:
-    """Refuse to listen on a non-loopback address without an API token."""
+def check_start(settings) -> None:
+    """Refuse, in one line and before anything starts, what would make the server useless or unsafe: listening on
+    a non-loopback address without an API token, a data root that is not a folder (every registration would then
+    be refused), an address already in use (uvicorn said so in its own log format and exited 3)."""
+    import socket
+
     from ..config import is_loopback
 
     if not is_loopback(settings.host) and not settings.token:
         raise ValueError(f"refusing to listen on {settings.host!r} without an API token: set MR2PROBE_API_TOKEN "
                          "(or --token), or use --host 127.0.0.1")
+    if settings.data_root is not None and not settings.data_root.is_dir():
+        raise ValueError(f"the data root {settings.data_root} is not a folder (--data-root, MR2PROBE_DATA_ROOT): "
+                         "data sets are registered from under it")
+    if settings.port:
+        try:
+            family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (another "
+                             "server? choose another --port)") from None
 
 
 def serve(app, settings) -> None:
@@ -49,7 +65,7 @@ def serve(app, settings) -> None:
 
     from ..worker import lock_data_dir
 
-    check_exposure(settings)
+    check_start(settings)
     lock_data_dir(settings.data_dir).close()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
@@ -58,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from ..main import create_app
 
     settings = settings_from_args(args)
-    check_exposure(settings)
+    check_start(settings)
     serve(create_app(settings), settings)
     return 0

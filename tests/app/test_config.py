@@ -66,3 +66,23 @@ def test_relative_folders_are_resolved_so_messages_never_quote_them(tmp_path, mo
     assert settings.data_dir == tmp_path.resolve() / "svc" and settings.data_root == tmp_path.resolve() / "root"
     text = f"{settings.uploads_dir / 'ds_x' / 'a.zip'}: found 1 class folder"
     assert ClientMessages(settings).clean(text) == "<data dir>/uploads/ds_x/a.zip: found 1 class folder"
+
+
+def test_serve_refuses_a_missing_data_root_and_a_busy_port_in_one_line(monkeypatch, tmp_path, capsys):
+    """A data root that does not exist was accepted (every registration then refused), and a port in use ended
+    in uvicorn's own log line and exit 3 (found by an outside round): both are one 'error:' line, exit 2, before
+    anything starts."""
+    import socket
+
+    monkeypatch.delenv("MR2PROBE_API_TOKEN", raising=False)
+    monkeypatch.delenv("MR2PROBE_DATA_ROOT", raising=False)
+    rc = main(["serve", "--port", "0", "--data-dir", str(tmp_path / "state"), "--data-root", str(tmp_path / "nope")])
+    assert rc == 2
+    assert f"the data root {tmp_path / 'nope'} is not a folder (--data-root" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--data-dir", str(tmp_path / "state")]) == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "mr2probe.sqlite3").exists()
