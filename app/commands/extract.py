@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 NAME = "extract"
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
 
     _check_options(args)
+    _check_writable(args.out if args.out else args.cache_dir)
     if args.unlabelled and (args.max_per_class is not None or args.val_fraction != 0.1):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
                          "in one test split.")
@@ -92,6 +94,23 @@ def run(args: argparse.Namespace) -> int:
         if line not in warned:  # a class whose every image of a split failed to decode
             print(line, file=sys.stderr)
     return 0
+
+
+def _check_writable(target: Path | None) -> None:
+    """Refuse an ``--out`` (or cache folder) this process cannot write before the encoder is built and the data
+    listed: the extraction failed only then, naming its own lock file ('/proc/x.h5.lock'; an outside round)."""
+    if target is None:
+        return
+    import tempfile
+
+    target = Path(target)
+    folder = target if target.is_dir() or target.suffix == "" else target.parent
+    try:  # the extraction makes the folder too; a file written and removed is the test that holds (root included)
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise ValueError(f"cannot write {target}: {exc.strerror or exc} in {folder}; choose another --out (or "
+                         "--cache-dir)") from None
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -137,3 +137,19 @@ def test_a_class_without_test_images_is_a_warning_before_the_extraction(tmp_path
     assert warning not in err and "without any train image" not in err
     cache = open_cache(out)
     assert cache.classes_without("test") == ["eel"] and cache.classes_without("train") == []
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """--out where no file can be written failed only after the encoder was built, naming its own lock file
+    ('/proc/x.h5.lock'; found by an outside round): refused first, naming the path."""
+    import feature_cache
+
+    from app.cli import main
+
+    built = []
+    monkeypatch.setattr(feature_cache, "extract", lambda *a, **k: built.append(1))
+    (tmp_path / "afile").write_text("x")
+    assert main(["extract", "--data", str(tmp_path), "--out", str(tmp_path / "afile" / "x.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mr2probe extract: error: cannot write {tmp_path / 'afile' / 'x.h5'}: "), err
+    assert built == []
