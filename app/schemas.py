@@ -1,6 +1,7 @@
 """Request and response models of the REST API (the OpenAPI schema is generated from these)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path
@@ -162,9 +163,14 @@ class JobOut(BaseModel):
     finished_at: str | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "JobOut":
+    def from_row(cls, row: dict[str, Any], clean: Callable[[str], str] | None = None) -> "JobOut":
+        """The row as a client reads it; ``clean`` (``app.messages.ClientMessages.clean``) rewrites the request's
+        encoder name, which holds a weights file's resolved server path (``mocov2:/srv/data/moco.pth``)."""
         failed = row["status"] == JobStatus.failed.value
-        return cls(**row, resumable=failed or row["status"] == JobStatus.interrupted.value,
+        request = row["request"]
+        if clean is not None and isinstance(request.get("encoder"), str):
+            request = {**request, "encoder": clean(request["encoder"])}
+        return cls(**{**row, "request": request}, resumable=failed or row["status"] == JobStatus.interrupted.value,
                    retryable=failed and (row.get("result") or {}).get("retryable") is True)
 
 

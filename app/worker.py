@@ -67,7 +67,7 @@ class JobRunner:
                  handlers: Mapping[str, JobKind | Callable[[JobContext], dict[str, Any]]]):
         self.store = store
         self.settings = settings
-        self._messages = ClientMessages(settings)
+        self.messages = ClientMessages(settings)
         self.handlers = {kind: h if isinstance(h, JobKind) else JobKind(h) for kind, h in handlers.items()}
         self._limits = {"gpu": 1, "cpu": settings.cpu_jobs}
         self._busy = {"gpu": 0, "cpu": 0}
@@ -248,7 +248,7 @@ class JobRunner:
                 self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
             else:
                 logger.error("job %s failed", job_id, exc_info=exc)
-                error = self._messages.clean(f"{type(exc).__name__}: {exc}")  # the log above keeps the paths
+                error = self.messages.clean(f"{type(exc).__name__}: {exc}")  # the log above keeps the paths
                 ctx.record(retryable=retryable(exc))
                 self.store.finish(job_id, JobStatus.failed, error=error, stage="failed")
         except Exception:

@@ -33,19 +33,19 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
 
 @router.get("/jobs", response_model=list[JobOut], summary="Jobs, newest first")
 def list_jobs(status_: JobStatus | None = Query(None, alias="status"), limit: int = Query(200, ge=1, le=1000),
-              store: Store = Depends(get_store)) -> list[JobOut]:
-    return [JobOut.from_row(r) for r in store.list_jobs(status_, limit=limit)]
+              store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner)) -> list[JobOut]:
+    return [JobOut.from_row(r, runner.messages.clean) for r in store.list_jobs(status_, limit=limit)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
-def get_job(job_id: IdPath, store: Store = Depends(get_store)) -> JobOut:
-    return JobOut.from_row(store.get_job(job_id))
+def get_job(job_id: IdPath, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner)) -> JobOut:
+    return JobOut.from_row(store.get_job(job_id), runner.messages.clean)
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT},
                summary="Cancel a job (a running one stops at its next chunk; poll until 'cancelled')")
 def cancel_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobOut:
-    return JobOut.from_row(runner.cancel(job_id))
+    return JobOut.from_row(runner.cancel(job_id), runner.messages.clean)
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,

@@ -740,3 +740,19 @@ def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service,
         assert resp.json()["detail"] == (f"dataset_id: data set {ds.json()['id']!r} has no files on the server any "
                                          "more (removed or moved since it was registered); register it again")
     assert service.get("/api/jobs").json() == []
+
+
+def test_a_jobs_request_shows_a_weights_path_under_the_data_root_by_name(service, tmp_path):
+    """The stored request keeps the weights file's resolved path (the job loads that file); GET /api/jobs showed it
+    as it is (found by an outside attack round) where every error message says '<data root>'."""
+    import torch
+
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, tmp_path / "root" / "moco.pth")
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:moco.pth"})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    stored = service.app.state.store.get_job(job_id)["request"]["encoder"]
+    assert stored == f"mocov2:{(tmp_path / 'root').resolve() / 'moco.pth'}"  # what the job loads
+    for shown in (service.get(f"/api/jobs/{job_id}").json(), service.get("/api/jobs").json()[0]):
+        assert shown["request"]["encoder"] == "mocov2:<data root>/moco.pth", shown
