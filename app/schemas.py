@@ -187,7 +187,8 @@ class RunOut(BaseModel):
     cache_id: str
     name: str
     head: str | None
-    loss: str | None
+    loss: str | None = Field(..., description="the loss requested; a run that kept the reference configuration (no "
+                             "safe improvement) trained the reference's, which its name and report say")
     reference_run: str | None
     summary: dict[str, Any]
     verdict: Optional[Verdict] = Field(

@@ -186,11 +186,11 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     summary = report.summary.model_dump(mode="json")
-    loss = report.config.get("loss", cfg.loss)  # where the run kept the reference's configuration, the reference's
-    if loss != cfg.loss:  # a runs list naming the loss it tried read as if the run were that loss (outside round)
-        name = f"{loss}/{cfg.head} (kept: {cfg.loss} found no safe improvement)"
+    kept = report.config.get("loss", cfg.loss)  # where the run kept the reference's configuration, the reference's
+    if kept != cfg.loss:  # a runs list naming only the loss it tried read as if the run were that loss (outside round)
+        name = f"{kept}/{cfg.head} (kept: {cfg.loss} found no safe improvement)"
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=cfg.head,
-                            loss=loss, reference_run=reference_run, path=str(out_dir), summary=summary,
+                            loss=cfg.loss, reference_run=reference_run, path=str(out_dir), summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check)
     ctx.message(_summary_line(run_id, summary, report.selection.verdict))
     ctx.progress(start + span, f"{name} done")

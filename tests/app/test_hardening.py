@@ -39,7 +39,8 @@ def _report_without_numbers():
     summary = Summary(**nulls, worst_class={"name": "a", "accuracy": None},
                       group_margin={"easy": None, "medium": None, "hard": None})
     return SimpleNamespace(summary=summary, selection=Selection(criterion="overall", split="val", candidates=[],
-                                                                chosen={"lr": 0.01, "weight_decay": 0.0}, reason=""))
+                                                                chosen={"lr": 0.01, "weight_decay": 0.0}, reason=""),
+                           config={})
 
 
 def _detail(resp) -> str:
@@ -364,7 +365,7 @@ def test_encoder_weights_must_lie_under_the_data_root(service, tmp_path):
 
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     outside = tmp_path / "elsewhere.pth"
-    torch.save({"state_dict": {}}, outside)
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, outside)
     for encoder in (f"mocov2:{outside}", "mocov2:/etc/passwd", "mocov2:/nowhere/x.pth", "mocov2:../elsewhere.pth",
                     f"openclip:ViT-B-32:{outside}"):
         resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": encoder})
@@ -375,7 +376,8 @@ def test_encoder_weights_must_lie_under_the_data_root(service, tmp_path):
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:moco.pth"})
     assert resp.status_code == 202, resp.text
     job = service.get(f"/api/jobs/{resp.json()['id']}").json()
-    assert job["request"]["encoder"] == f"mocov2:{inside.resolve()}"
+    assert service.app.state.store.get_job(job["id"])["request"]["encoder"] == f"mocov2:{inside.resolve()}"
+    assert job["request"]["encoder"] == "mocov2:<data root>/moco.pth"  # as a client reads it
     service.delete(f"/api/jobs/{job['id']}")
 
 

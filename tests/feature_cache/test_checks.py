@@ -22,7 +22,7 @@ def test_check_encoder_resolves_without_building(monkeypatch, tmp_path):
     assert (clip.num_features, clip.default_head, clip.normalized) == (512, "cosine", True)
     assert check_encoder("openclip:ViT-L-14").num_features == 768
     checkpoint = tmp_path / "moco.pth.tar"
-    torch.save({"state_dict": {}}, checkpoint)
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, checkpoint)  # its keys are read
     assert check_encoder(f"mocov2:{checkpoint}").num_features == 2048
     with pytest.raises(KeyError, match="Unknown encoder 'resnet'; available: effnet-lite0"):
         check_encoder("resnet")
