@@ -204,10 +204,26 @@ def open_registered(path: str | Path, unlabelled: bool, **split: Any) -> Any:
     return open_images(path) if unlabelled else open_dataset(path, **split)
 
 
+def check_in_place(row: dict[str, Any]) -> None:
+    """A data set registered by path is still where it was registered: its path was stored resolved under the data
+    root, so a path that now resolves elsewhere has had its folder (or one above it) replaced by a symlink, which
+    would lead thumbnails and extractions out of the data root (found by an outside attack round).
+
+    Raises PathOutsideRoot (403). Uploads live in the server's own data folder and are not checked."""
+    if row.get("source") != "path":
+        return
+    stored = Path(row["path"])
+    if stored.resolve() != stored:
+        raise PathOutsideRoot(f"data set {row['id']!r} is no longer where it was registered: its folder (or one above "
+                              "it) is now a symlink; register the data set again")
+
+
 def open_for_extraction(row: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str | None]:
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
     ``max_per_class``; the API's defaults where absent), and :func:`classes_without_message` of the result: why no
-    job can run on it, or None. What the extract step checks before it encodes, and a request before its job."""
+    job can run on it, or None. What the extract step checks before it encodes, and a request before its job.
+    Raises PathOutsideRoot for a data set moved since its registration (:func:`check_in_place`)."""
+    check_in_place(row)
     data = open_registered(row["path"], is_unlabelled(row), val_fraction=options.get("val_fraction", 0.1),
                            seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
     return data, classes_without_message(dataset_counts(data), list(data.class_names))

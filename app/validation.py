@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import PathMissing, PathOutsideRoot, classes_without_message, dataset_counts, is_unlabelled, \
-    open_for_extraction
+from .datasets import PathMissing, PathOutsideRoot, check_in_place, classes_without_message, dataset_counts, \
+    is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -227,6 +227,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     if not Path(dataset["path"]).exists():  # the job would fail after its queue wait
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} has no files on the server any more "
                              "(removed or moved since it was registered); register it again")
+    check_in_place(dataset)
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
     problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check

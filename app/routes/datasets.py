@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ..config import Settings, get_settings
 from ..datasets import (
     UploadTooLarge,
+    check_in_place,
     discard,
     is_unlabelled,
     new_upload_dir,
@@ -158,6 +159,7 @@ async def thumbnail(request: Request, dataset_id: IdPath,
                     source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
                     size: int = Query(128, ge=8, le=512), store: Store = Depends(get_store)) -> Response:
     row = store.get_dataset(dataset_id)
+    check_in_place(row)
     png = await in_slot(request, "thumbnail_limiter", THUMBNAIL_SLOTS, _thumbnail_png, row["path"],
                         is_unlabelled(row), source, size)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -758,3 +758,28 @@ def test_a_jobs_request_shows_a_weights_path_under_the_data_root_by_name(service
     assert stored == f"mocov2:{(tmp_path / 'root').resolve() / 'moco.pth'}"  # what the job loads
     for shown in (service.get(f"/api/jobs/{job_id}").json(), service.get("/api/jobs").json()[0]):
         assert shown["request"]["encoder"] == "mocov2:<data root>/moco.pth", shown
+
+
+def test_a_data_set_folder_swapped_for_a_symlink_leads_nowhere(service, tmp_path):
+    """A data set registered by path whose whole folder was then replaced by a symlink to a folder outside the data
+    root: its thumbnails served the outside files and an extraction encoded them (found by an outside attack
+    round). Both are refused (403) now, as the registration of that path is."""
+    import io
+    import shutil
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
+        archive.extractall(tmp_path / "root")
+    ds = service.post("/api/datasets", json={"path": "tiny"}).json()
+    source = service.app.state.store.get_dataset(ds["id"])
+    sample = "train/cat/" + sorted(p.name for p in (tmp_path / "root" / "tiny" / "train" / "cat").iterdir())[0]
+    assert service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": sample}).status_code == 200
+    shutil.move(tmp_path / "root" / "tiny", tmp_path / "outside")
+    (tmp_path / "root" / "tiny").symlink_to(tmp_path / "outside", target_is_directory=True)
+    assert source["path"] == str(tmp_path.resolve() / "root" / "tiny")  # stored resolved, now a symlink
+    resp = service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": sample, "size": 16})
+    assert resp.status_code == 403 and "no longer where it was registered" in resp.json()["detail"], resp.text
+    for kind, extra in (("extract", {}), ("pipeline", {"probes": [{"loss": "ce"}]})):
+        resp = service.post("/api/jobs", json={"kind": kind, "dataset_id": ds["id"], **extra})
+        assert resp.status_code == 403 and "no longer where it was registered" in resp.json()["detail"], resp.text
+    assert str(tmp_path) not in resp.text
