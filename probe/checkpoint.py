@@ -141,20 +141,28 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
     for p in (weights_path, meta_path):
         if not p.is_file():
             raise FileNotFoundError(f"probe file {p} not found (expected {weights_path.name} + {meta_path.name}).")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} is not a saved probe (format {meta.get('format')!r}, expected {FORMAT!r}).")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{meta_path.name} is not a saved probe (damaged or cut short?): {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{meta_path} is not a saved probe (format {found!r}, expected {FORMAT!r}).")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{meta_path} has format_version {meta['format_version']}; this library reads up to "
                          f"{FORMAT_VERSION} (saved by mr2probe {meta.get('library_version')}).")
-    tensors = load_file(str(weights_path))
-    state = {name: meta[name] for name in ("num_features", "num_classes", "classes", "loss", "p", "stats_mode",
-                                           "class_counts")}
-    state.update({name: _array(meta[name]) for name in ("gamma", "r2", "spread", "history")})
-    for part in ("head", "adapter"):
-        prefix = f"{part}."
-        state[part] = None if meta[part] is None else {
-            **meta[part], "tensors": {n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)}}
+    try:
+        tensors = load_file(str(weights_path))
+        state = {name: meta[name] for name in ("num_features", "num_classes", "classes", "loss", "p", "stats_mode",
+                                               "class_counts")}
+        state.update({name: _array(meta[name]) for name in ("gamma", "r2", "spread", "history")})
+        for part in ("head", "adapter"):
+            prefix = f"{part}."
+            state[part] = None if meta[part] is None else {
+                **meta[part], "tensors": {n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)}}
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error types, a field missing or of another type
+        raise ValueError(f"{weights_path.name} / {meta_path.name} cannot be read as a saved probe (damaged or cut "
+                         f"short?): {type(exc).__name__}: {str(exc)[:200]}") from None
     state["library_version"] = meta.get("library_version")
     logger.info("read probe %s/%s (K=%d, d=%d) from %s", meta["head"]["name"], meta["loss"]["name"],
                 state["num_classes"], state["num_features"], weights_path)

@@ -70,3 +70,25 @@ def test_load_errors(tmp_path):
         load_probe(tmp_path)
     with pytest.raises(ValueError, match="not fitted"):
         save_probe(ProbeTrainer(), tmp_path / "x")
+
+
+@pytest.mark.parametrize("damage", ["cut_weights", "json_weights", "list_meta", "cut_meta", "meta_missing_field"])
+def test_damaged_probe_files_are_a_value_error_naming_them(tmp_path, damage):
+    """head.safetensors cut short or head.json of another shape raised safetensors' SafetensorError or an
+    AttributeError, a 500 on the service's scores, predictions and compare-on-a-cache routes and a traceback in
+    mr2probe predict (found by an outside attack round): a ValueError naming the files."""
+    x, y = _data()
+    save_probe(ProbeTrainer(epochs=1).fit(x, y), tmp_path)
+    weights, meta = tmp_path / "head.safetensors", tmp_path / "head.json"
+    if damage == "cut_weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "json_weights":
+        weights.write_text('{"x":')
+    elif damage == "list_meta":
+        meta.write_text("[]")
+    elif damage == "cut_meta":
+        meta.write_text(meta.read_text()[:50])
+    else:
+        meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "gamma"}))
+    with pytest.raises(ValueError, match=r"head\.(json|safetensors)|not a saved probe"):
+        load_probe(tmp_path)
