@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
@@ -379,6 +379,17 @@ class Report(_Model):
                                               "gave arrays, or in reports written before it was recorded)")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
+
+    @field_validator("config")
+    @classmethod
+    def _selected_is_a_mapping(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``config.selected`` is the chosen hyper-parameters (an object) or null: a report.json damaged there was read
+        and then failed the md / html exports (a 500; found by an outside attack round)."""
+        selected = config.get("selected")
+        if selected is not None and not isinstance(selected, dict):
+            raise ValueError(f"config.selected must be an object of hyper-parameters or null, got "
+                             f"{type(selected).__name__}")
+        return config
 
 
 def _mean_std(values: list[float]) -> SeedMetric:
