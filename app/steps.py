@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,10 +102,10 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     plan = plan_extraction(data, encoder, cache_dir)
     ctx.record(extraction=str(plan.path))  # this job's file: a cancel removes its partial file and no other
     try:
-        result = extract(data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
-                         workers=ctx.settings.extract_workers, device=device,
-                         progress=_extract_progress(ctx, start, span), should_stop=ctx.should_stop,
-                         show_progress=False)
+        result = _when_free(ctx, lambda: extract(
+            data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
+            workers=ctx.settings.extract_workers, device=device, progress=_extract_progress(ctx, start, span),
+            should_stop=ctx.should_stop, show_progress=False))
     except ExtractionCancelled as exc:
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
             _discard_unless_in_use(ctx.store, ctx.job_id, str(plan.path))
@@ -121,6 +122,28 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.message(skipped_summary(result.skipped))
     ctx.progress(start + span, "features ready")
     return row
+
+
+BUSY_POLL_SECONDS = 2.0  # how often a job waiting for another's extraction of the same cache file tries again
+
+
+def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
+    """``extraction()``; while another job or process extracts the same cache file (``ExtractionBusy``), wait for
+    it, polling for a cancel, and call it again: it then reuses that cache, or resumes its partial file. The second
+    of two jobs needing the same new features failed instead (found by an outside attack round)."""
+    from feature_cache import ExtractionBusy
+
+    waiting = False
+    while True:
+        try:
+            return extraction()
+        except ExtractionBusy:
+            if not waiting:
+                ctx.message("another job is extracting these features; waiting for it, to reuse its cache")
+                waiting = True
+            for _ in range(max(1, round(BUSY_POLL_SECONDS / 0.1))):
+                ctx.check_stop()
+                time.sleep(0.1)
 
 
 _VERDICT_NOTES = {"no_safe_improvement": "no safe improvement found: the run is the reference (ERM) configuration",

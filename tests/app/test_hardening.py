@@ -783,3 +783,26 @@ def test_a_data_set_folder_swapped_for_a_symlink_leads_nowhere(service, tmp_path
         resp = service.post("/api/jobs", json={"kind": kind, "dataset_id": ds["id"], **extra})
         assert resp.status_code == 403 and "no longer where it was registered" in resp.json()["detail"], resp.text
     assert str(tmp_path) not in resp.text
+
+
+def test_an_extraction_busy_elsewhere_is_waited_for_not_a_failure(service, monkeypatch):
+    """Two jobs needing the same new features: the second found the cache file locked (ExtractionBusy) and failed
+    (found by an outside attack round). It now waits, polling for a cancel, and then extracts or reuses."""
+    import feature_cache
+
+    import app.steps as steps
+
+    real, calls = feature_cache.extract, []
+
+    def busy_twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise feature_cache.ExtractionBusy("x.h5 is being extracted by another process")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(feature_cache, "extract", busy_twice)
+    monkeypatch.setattr(steps, "BUSY_POLL_SECONDS", 0.1)
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+    assert job["status"] == "succeeded" and len(calls) == 3, job
+    assert sum("waiting for it, to reuse its cache" in m["text"] for m in job["messages"]) == 1
