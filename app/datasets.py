@@ -218,7 +218,8 @@ def check_in_place(row: dict[str, Any]) -> None:
                               "it) is now a symlink; register the data set again")
 
 
-def open_for_extraction(row: dict[str, Any], options: dict[str, Any]) -> tuple[Any, str | None]:
+def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
+                        training: bool = True) -> tuple[Any, str | None]:
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
     ``max_per_class``; the API's defaults where absent), and :func:`classes_without_message` of the result: why no
     job can run on it, or None. What the extract step checks before it encodes, and a request before its job.
@@ -226,7 +227,7 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any]) -> tuple[A
     check_in_place(row)
     data = open_registered(row["path"], is_unlabelled(row), val_fraction=options.get("val_fraction", 0.1),
                            seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
-    return data, classes_without_message(dataset_counts(data), list(data.class_names))
+    return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
 
 
 def resolve_under_root(path: str, root: Path | None) -> Path:
@@ -272,10 +273,17 @@ def classes_without(counts: dict[str, list[int]], class_names: list[str],
             if any(not counts.get(split) or counts[split][k] == 0 for split in splits)]
 
 
-def classes_without_message(counts: dict[str, list[int]], class_names: list[str]) -> str | None:
+def is_test_set(counts: dict[str, list[int]]) -> bool:
+    """A labelled test set alone (``feature_cache.open_dataset``: a ``test/`` folder and no other split): new
+    images to extract and score shipped probes on, no train or val image to train one."""
+    return not sum(counts.get("train") or []) and not sum(counts.get("val") or []) and bool(sum(counts.get("test") or []))
+
+
+def classes_without_message(counts: dict[str, list[int]], class_names: list[str], training: bool = True) -> str | None:
     """Why no job can run on a data set whose split ``counts`` leave a class without a train or test image; None if
-    every class has both, and for unlabelled images (:func:`is_unlabelled`: no class, only extracted)."""
-    if is_unlabelled({"class_names": class_names}):
+    every class has both, for unlabelled images (:func:`is_unlabelled`: no class, only extracted), and without
+    ``training`` (registration, extraction) for a labelled test set alone (:func:`is_test_set`)."""
+    if is_unlabelled({"class_names": class_names}) or (not training and is_test_set(counts)):
         return None
     empty = classes_without(counts, class_names)
     if not empty:
@@ -306,7 +314,7 @@ def register_dataset(store: Store, path: Path, *, name: str, source: str, datase
             logger.info("data set %s already registered for %s", existing["id"], path)
             return existing
     counts = dataset_counts(data)
-    problem = classes_without_message(counts, list(data.class_names))
+    problem = classes_without_message(counts, list(data.class_names), training=False)
     if problem:
         raise DatasetError(problem)
     row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),

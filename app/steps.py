@@ -91,7 +91,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     device = ctx.settings.resolved_device()
 
     ctx.progress(start, "opening data set")
-    data, problem = open_for_extraction(dataset, options)
+    data, problem = open_for_extraction(dataset, options, training=False)  # a pipeline's request checked the rest
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

@@ -169,7 +169,8 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "holds unlabelled images, every one of them is extracted")
 
 
-def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, dict[str, list[int]]]:
+def _check_split_options(dataset: dict[str, Any], options: Any,
+                         training: bool = True) -> tuple[str, dict[str, list[int]]]:
     """Split options other than the registration's (a cap per class, another val share) can leave a class without
     a train or test image, which the extraction would refuse after its queue wait: the data set is opened with
     them (its file listing, no image decoded) and checked now. Returns the field that set the splits and their
@@ -178,7 +179,7 @@ def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, di
     if is_unlabelled(dataset) or (options.max_per_class is None and options.val_fraction == defaults.val_fraction):
         return "dataset_id", dataset["counts"]
     try:
-        data, problem = open_for_extraction(dataset, options.model_dump())
+        data, problem = open_for_extraction(dataset, options.model_dump(), training)
     except (OSError, ValueError) as exc:  # the files changed since registration
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
     if problem:
@@ -230,10 +231,11 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     check_in_place(dataset)
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
-    problem = classes_without_message(dataset["counts"], dataset["class_names"])  # registered before that check
+    training = job.kind == "pipeline"  # an extraction alone also takes a labelled test set (new images to score)
+    problem = classes_without_message(dataset["counts"], dataset["class_names"], training)
     if problem:
         raise RequestInvalid("dataset_id", problem)
-    split_field, counts = _check_split_options(dataset, job.options)
+    split_field, counts = _check_split_options(dataset, job.options, training)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":

@@ -12,6 +12,9 @@ Layouts (class folders, in a folder or a .zip archive):
   is used. With ``train`` + ``val`` only, ``test`` is carved from ``train`` (``test_fraction``).
 - ``ROOT/<class>/…`` without a split: the product carves ``test`` (``test_fraction``) stratified and
   seeded.
+- ``ROOT/test/<class>/…`` alone (no ``train`` or ``val``; or a manifest whose split column says ``test`` on every
+  row): a labelled test set, every image in ``test``, ``train`` and ``val`` empty: new images to score a shipped
+  probe on (``mr2probe predict --features``), not to train one.
 
 Subsetting and splitting (all deterministic given ``seed``):
 
@@ -142,6 +145,8 @@ def _find_split_root(names: list[str]) -> tuple[tuple[str, ...], dict[str, str]]
                 candidates[tuple(parts[:depth])].setdefault(split, part)
     found = [(prefix, splits) for prefix, splits in candidates.items()
              if "train" in splits and ({"test", "val"} & set(splits))]
+    # else a labelled test set alone (new images to score a shipped probe on): P/test/… and no other split
+    found = found or [(prefix, splits) for prefix, splits in candidates.items() if set(splits) == {"test"}]
     if not found:
         return None
     return min(found, key=lambda item: (len(item[0]), item[0]))
@@ -322,8 +327,9 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
 
 def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
                  skipped: list[tuple[str, str]] = ()) -> list[str]:
-    """Class names of the discovered splits, checked: training images, ≥ 2 classes, no empty class folder."""
-    if "train" not in given:
+    """Class names of the discovered splits, checked: training images (or a test split alone), ≥ 2 classes, no
+    empty class folder."""
+    if "train" not in given and set(given) != {"test"}:
         raise DatasetError(f"{path}: no training images found.")
     found = set().union(*[set(c) for c in given.values()])
     if layout == "idx":  # keep the label order of the files (T-shirt/top = 0, ...)
@@ -345,7 +351,7 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
         linked = sorted(source for source, reason in skipped if reason == SYMLINKED_FOLDER)
         raise DatasetError(f"{path}: class folder(s) {where} contain no images; add images or remove the folder."
                            + (f" Symlinked folders are not followed: {', '.join(linked[:5])}." if linked else ""))
-    missing = [c for c in class_names if c not in given["train"]]
+    missing = [c for c in class_names if "train" in given and c not in given["train"]]
     if missing:
         untested = [c for c in class_names if "test" in given and c not in given["test"]]
         raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images."
@@ -359,6 +365,8 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     for split in SPLITS:
         if split in pools:
             pools[split] = _subset(pools[split], max_per_class, rng)
+    if set(pools) == {"test"}:  # a labelled test set alone: every image stays in test
+        return {"train": [], "val": [], "test": pools["test"]}
     if "test" not in pools:
         pools["train"], pools["test"] = _carve(pools["train"], test_fraction, rng)
     splits = {"train": pools["train"]}

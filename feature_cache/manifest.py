@@ -101,8 +101,9 @@ def read_manifest(
         raise DatasetError(f"{path}: the manifest lists no images.")
     names = [f for classes in given.values() for files in classes.values() for f in files]
     layout = "manifest-splits" if col_split is not None else "single-tree"
-    if split is None and col_split is not None and not {"train", "test"} <= set(given):
-        raise DatasetError(f"{path}: a 'split' column must give at least train and test rows, got {sorted(given)}.")
+    if split is None and col_split is not None and not ({"train", "test"} <= set(given) or set(given) == {"test"}):
+        raise DatasetError(f"{path}: a 'split' column must give at least train and test rows (or test rows only: "
+                           f"new labelled images to score a probe on), got {sorted(given)}.")
     return FileListReader(root, names), {s: {c: sorted(f) for c, f in cl.items()} for s, cl in given.items()}, skipped, layout
 
 

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                          "in one test split.")
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
-    warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data))
+    warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data
         print(line, file=sys.stderr)
     result = extract(
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if len(result.skipped) > 20:
         print(f"... and {len(result.skipped) - 20} more skipped files (see the cache's 'skipped' attribute)",
               file=sys.stderr)
-    for line in _missing_classes(_cache_gaps(result.path)) if not args.unlabelled else ():
+    for line in _missing_classes(_cache_gaps(result.path), len(data.class_names)) if not args.unlabelled else ():
         if line not in warned:  # a class whose every image of a split failed to decode
             print(line, file=sys.stderr)
     return 0
@@ -146,10 +146,13 @@ def _cache_gaps(path) -> dict[str, list[str]]:
             for split in ("train", "test")}
 
 
-def _missing_classes(gaps: dict[str, list[str]]) -> list[str]:
+def _missing_classes(gaps: dict[str, list[str]], num_classes: int) -> list[str]:
     """A warning per split in which some class has no image: a probe trained on the cache needs both for every
     class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``."""
     lines = []
+    if len(gaps["train"]) == num_classes and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
+        return ["note: no train images: a labelled test set, for mr2probe predict --features and compare --features "
+                "(probes are trained on another cache)."]
     for split, missing in gaps.items():
         if missing:
             names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")

@@ -806,3 +806,27 @@ def test_an_extraction_busy_elsewhere_is_waited_for_not_a_failure(service, monke
     job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
     assert job["status"] == "succeeded" and len(calls) == 3, job
     assert sum("waiting for it, to reuse its cache" in m["text"] for m in job["messages"]) == 1
+
+
+def test_a_labelled_test_set_alone_registers_and_extracts_but_trains_nothing(service):
+    """New labelled images to score shipped probes on (a test/ folder alone) were re-split, most of them into
+    train (found by an outside round). Now all of them are test images: the data set registers and extracts, and
+    a pipeline, which trains, is refused naming the classes without train images."""
+    import io
+    import zipfile
+
+    only_test = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 2))) as src, zipfile.ZipFile(only_test, "w") as dst:
+        for info in src.infolist():
+            if "/train/" not in info.filename:
+                dst.writestr(info, src.read(info))
+    resp = service.post("/api/datasets", files={"file": ("new.zip", only_test.getvalue())})
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert sum(ds["counts"]["train"]) == sum(ds["counts"]["val"]) == 0 and set(ds["counts"]["test"]) == {2}
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [{"loss": "ce"}]})
+    assert resp.status_code == 422 and "no train or no test image" in resp.json()["detail"], resp.text
+    job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+    assert job["status"] == "succeeded", job
+    cache = service.get(f"/api/caches/{job['result']['cache_id']}").json()
+    assert cache["counts"] == {"train": 0, "val": 0, "test": 2 * len(ds["class_names"])}

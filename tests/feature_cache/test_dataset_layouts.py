@@ -199,3 +199,25 @@ def test_class_names_with_control_characters_are_refused(tree, name):
     with pytest.raises(DatasetError, match=r"class name\(s\) .* hold control or text-direction characters") as err:
         open_dataset(tree)
     assert ascii(name) in str(err.value) and name not in str(err.value)
+
+
+def test_a_labelled_test_set_alone_keeps_every_image_in_test(tree, tmp_path):
+    """New labelled images to score a shipped probe on: a test/ folder alone was taken for a class-folder tree and
+    80 % of its images went into train and val (so predict scored a fifth of them), and a manifest whose split
+    column said test on every row was refused (found by an outside round). Both are a test set now."""
+    import shutil
+
+    new = tmp_path / "new"
+    shutil.copytree(tree / "test", new / "test")
+    data = open_dataset(new)
+    assert data.class_names == ["ant", "bee", "cat"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 0, "val": 0, "test": 9}
+    assert all(s.source.startswith("test/") for s in data.splits["test"])
+    rows = "\n".join(f"test/{c}/{f.name},{c},test" for c in ("ant", "bee", "cat")
+                     for f in sorted((new / "test" / c).iterdir()))
+    (new / "m.csv").write_text("path,label,split\n" + rows + "\n")
+    manifest = open_dataset(new / "m.csv")
+    assert {k: len(v) for k, v in manifest.splits.items()} == {"train": 0, "val": 0, "test": 9}
+    (new / "only_val.csv").write_text("path,label,split\n" + rows.replace(",test", ",val") + "\n")
+    with pytest.raises(DatasetError, match="must give at least train and test rows"):
+        open_dataset(new / "only_val.csv")
