@@ -378,9 +378,10 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
-# Control characters (C0, DEL, C1) and the text-direction controls of Unicode: in a class name they would reach
-# terminals (an escape sequence), reports and pages as they are, or show a name reversed.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators and the
+# zero-width characters of Unicode: in a class name they would reach terminals (an escape sequence), reports and
+# pages as they are, show a name reversed, break a line, or make two names look alike.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def _check_printable(path: Path, class_names: list[str]) -> None:

@@ -85,7 +85,9 @@ def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: 
     present, ratio = counts[counts > 0], imbalance_ratio(counts)
     if overall_metric != "accuracy" or ratio is None or ratio < IMBALANCE_RATIO:
         return None
-    rarest = sorted(range(len(class_names)), key=lambda i: (counts[i], i))[:3]
+    # the classes that make the imbalance (a factor IMBALANCE_RATIO or more below the largest), not the largest too
+    rare = [i for i in range(len(class_names)) if 0 < counts[i] * IMBALANCE_RATIO <= present.max()]
+    rarest = sorted(rare, key=lambda i: (counts[i], i))[:3]
     text = (f"Imbalanced classes: train + val hold {present.min():,} to {present.max():,} images per class "
             f"({ratio:.0f}×; fewest: "
             + ", ".join(f"{class_names[i]} ({counts[i]:,})" for i in rarest)

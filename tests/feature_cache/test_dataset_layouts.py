@@ -190,7 +190,8 @@ def test_class_folders_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
     assert per_class(data.splits["train"]) == per_class(data.splits["test"]) == {0: 3, 1: 3}
 
 
-@pytest.mark.parametrize("name", ["a\x1b[31mred", "\u202eevil", "tab\there", "c1\x85"])
+@pytest.mark.parametrize("name", ["a\x1b[31mred", "\u202eevil", "tab\there", "c1\x85", "line\u2028break",
+                                  "zero\u200bwidth", "bom\ufeff"])
 def test_class_names_with_control_characters_are_refused(tree, name):
     """A class folder named with an escape sequence or a text-direction override reached terminals, reports and
     pages as it was (found by an outside attack round, through an uploaded archive); refused, the name escaped."""

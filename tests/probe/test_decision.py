@@ -182,3 +182,12 @@ def test_many_candidates_equal_to_the_reference_rarely_look_improved():
         marginal += any(e["val_hard_delta_ci"][0] > 0 and e["val_overall_delta_ci"][0] >= 0 for e in d.frontier[1:])
         assert all(e["val_hard_delta_simultaneous_lo"] <= e["val_hard_delta_ci"][0] for e in d.frontier[1:])
     assert marginal >= 3 and simultaneous == 0
+
+
+def test_the_imbalance_warning_names_only_the_rare_classes():
+    """One class ten times smaller than three others: 'fewest' listed the largest classes too (found by an outside
+    round); it names the classes at least IMBALANCE_RATIO times below the largest."""
+    from probe.decision import imbalance_warning
+
+    text = imbalance_warning(np.array([25, 250, 250, 250]), np.array([75] * 4), ["bird", "cat", "dog", "truck"])
+    assert "(10×; fewest: bird (25))." in text
