@@ -59,7 +59,7 @@ def small_split_warning(labels: np.ndarray, class_names: list[str], split: str =
     measured = counts[counts > 0]
     text = (f"Small {split} split: {len(small)} of {len(class_names)} classes have fewer than {minimum} {split} "
             f"images ({named}); one image moves a class's accuracy by up to "
-            f"{100 / (measured.min() if measured.size else 1):.0f} points, so differences and groups are "
+            f"{100 / (measured.min() if measured.size else 1):.3g} points, so differences and groups are "
             "noisy — read the intervals.")
     empty = [class_names[i] for i in small if counts[i] == 0]
     if empty:

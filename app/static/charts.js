@@ -337,7 +337,8 @@
         g.appendChild(el("line", { x1: sx(xlo), x2: sx(xhi), y1: sy(y), y2: sy(y), class: "errbar" }));
         g.appendChild(el("line", { x1: sx(x), x2: sx(x), y1: sy(ylo), y2: sy(yhi), class: "errbar" }));
       }
-      const params = Object.entries(p.params || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "(no parameters)";
+      // numbers to 6 significant digits, as the CLI's describe_params (:g): weight_decay=0.0143266, not 0.014326647564469915
+      const params = Object.entries(p.params || {}).map(([k, v]) => `${k}=${typeof v === "number" ? Number(v.toPrecision(6)) : v}`).join(", ") || "(no parameters)";
       const tip = `${p.reference ? "reference · " : ""}${p.chosen ? "chosen · " : ""}${params}\n` +
         `Δ overall ${ptFmt(100 * x, 2)} pt [${ptFmt(100 * xlo, 2)}, ${ptFmt(100 * xhi, 2)}]\n` +
         `Δ hard ${ptFmt(100 * y, 2)} pt [${ptFmt(100 * ylo, 2)}, ${ptFmt(100 * yhi, 2)}]`;

@@ -671,7 +671,7 @@ FRONTIER = [
     {"params": {"eta": 0.001}, "val_overall": 0.79, "val_hard": 0.62, "val_overall_delta": -0.01,
      "val_hard_delta": 0.02, "val_overall_delta_ci": [-0.03, 0.01], "val_hard_delta_ci": [-0.01, 0.05],
      "chosen": False, "reference": False},
-    {"params": {"eta": 0.01}, "val_overall": 0.798, "val_hard": 0.66, "val_overall_delta": -0.002,
+    {"params": {"eta": 0.01, "weight_decay": 0.014326647564469915}, "val_overall": 0.798, "val_hard": 0.66, "val_overall_delta": -0.002,
      "val_hard_delta": 0.06, "val_overall_delta_ci": [-0.004, 0.001], "val_hard_delta_ci": [0.02, 0.09],
      "chosen": True, "reference": False},
     {"params": {"eta": 0.03}, "val_overall": 0.74, "val_hard": 0.68, "val_overall_delta": -0.06,
@@ -735,7 +735,9 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     # frontier: reference at the origin, 3 candidates with error bars, the chosen one marked, the budget line left of 0
     assert driver.js("return document.querySelectorAll('#frontier-chart circle.dot').length") == 3
     assert driver.js("return document.querySelectorAll('#frontier-chart line.errbar').length") == 6
-    assert driver.js("return document.querySelector('#frontier-chart [data-chosen]').dataset.params") == "eta=0.01"
+    # numbers as the CLI writes them (:g), not every digit of a float (found by an outside round)
+    assert driver.js("return document.querySelector('#frontier-chart [data-chosen]').dataset.params") == \
+        "eta=0.01, weight_decay=0.0143266"
     ref_x, budget_x = driver.js("""const r = document.querySelector('#frontier-chart .cand-point rect.ref');
         return [Number(r.getAttribute('x')) + 6, Number(document.getElementById('frontier-chart-budget').getAttribute('x1'))];""")
     assert budget_x < ref_x

@@ -191,3 +191,11 @@ def test_the_imbalance_warning_names_only_the_rare_classes():
 
     text = imbalance_warning(np.array([25, 250, 250, 250]), np.array([75] * 4), ["bird", "cat", "dog", "truck"])
     assert "(10×; fewest: bird (25))." in text
+
+
+def test_the_small_split_warning_gives_a_fraction_of_a_point_where_there_is_one():
+    """40 images per class: one image is 2.5 points, which the warning printed as 2 (found by an outside round)."""
+    from probe.decision import small_split_warning
+
+    text = small_split_warning(np.repeat(np.arange(3), 40), ["a", "b", "c"])
+    assert "one image moves a class's accuracy by up to 2.5 points" in text
