@@ -635,6 +635,10 @@ def report_csv(report: Report) -> str:
     return buf.getvalue()
 
 
+# What a third without any class shows (fewer than three classes leave one empty), instead of "—% —"
+NO_CLASSES = "no classes (fewer than three classes to rank)"
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}"
 
@@ -728,13 +732,15 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
     for col in ("overall", "balanced", "easy", "medium", "hard", "worst class"):
         table.add_column(col, justify="right")
-    table.add_row(*(f"{_pct(metrics[key].mean)} ± {_pct(metrics[key].std)}" for key in SEED_METRICS))
+    table.add_row(*("—" if metrics[key].mean is None else f"{_pct(metrics[key].mean)} ± {_pct(metrics[key].std)}"
+                    for key in SEED_METRICS))
     console.print(table)
     if summary.overall_ci is not None:
         console.print(f"overall {_pct(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
                       f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
     if summary.group_ci:
         console.print("95 % intervals over the test images: " + ", ".join(
+            f"{key} {NO_CLASSES}" if getattr(summary, key) is None and key in GROUP_NAMES else
             f"{key} {_pct(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
             for key in ("balanced", *GROUP_NAMES)))
     wc, gm = summary.worst_class, summary.group_margin

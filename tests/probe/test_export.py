@@ -233,3 +233,19 @@ def test_the_exports_lead_with_the_disparity_verdict_when_the_run_made_one(repor
     assert f"<dt>Verdict</dt><dd>improved: {html.escape(text)}</dd><dt>Probe</dt>" in report_html(decided)
     kept = {**report, "selection": {**report["selection"], "verdict": "no_safe_improvement", "verdict_text": ""}}
     assert "- **Verdict:** no safe improvement\n" in report_markdown(kept)
+
+
+def test_a_third_without_classes_says_so_instead_of_dashes(tmp_path, capsys):
+    """Two classes leave the medium third empty: the views printed "—% —" and "— ± —" there (found by an outside
+    round); they say the third has no classes."""
+    from probe import load_report
+    from probe.report import NO_CLASSES, format_report
+
+    rng = np.random.default_rng(1)
+    means = rng.normal(0, 2, (2, 8))
+    data = {split: _split(rng, means, m) for split, m in (("train", 30), ("val", 15), ("test", 20))}
+    run_probe(data, ["a", "b"], ProbeConfig(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0]), out_dir=tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert dict(_md_table(report_markdown(report), "metric"))["medium third"] == NO_CLASSES
+    out = format_report(load_report(tmp_path), width=200)
+    assert f"medium {NO_CLASSES}" in " ".join(out.split()) and "—%" not in out and "— ± —" not in out
