@@ -93,7 +93,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
         InvalidTransition: (409, ""),
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),
-        UnsafeArchive: (400, "unsafe archive: "),
+        UnsafeArchive: (400, "archive refused: "),  # unsafe (a bomb, a path out) or unreadable
         UploadError: (422, ""),
         DatasetError: (422, ""),
         CacheMismatch: (422, ""),

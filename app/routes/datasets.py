@@ -64,7 +64,7 @@ def _dataset_out(row: dict) -> DatasetOut:
     "/datasets", response_model=DatasetOut, status_code=status.HTTP_201_CREATED,
     summary="Upload an archive of class folders (multipart) or register a server-side directory (JSON)",
     openapi_extra=_UPLOAD_BODY,
-    responses={**ERROR_RESPONSES, 400: {"model": ErrorOut, "description": "unsafe archive"},
+    responses={**ERROR_RESPONSES, 400: {"model": ErrorOut, "description": "archive refused: unsafe or unreadable"},
                403: {"model": ErrorOut, "description": "path outside the data root"},
                413: {"model": ErrorOut, "description": "upload or JSON body over the size limit"}},
 )
