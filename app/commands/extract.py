@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
 
     _check_options(args)
-    _check_writable(args.out if args.out else args.cache_dir)
+    _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
     if args.unlabelled and (args.max_per_class is not None or args.val_fraction != 0.1):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
                          "in one test split.")
@@ -96,15 +96,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(target: Path | None) -> None:
-    """Refuse an ``--out`` (or cache folder) this process cannot write before the encoder is built and the data
-    listed: the extraction failed only then, naming its own lock file ('/proc/x.h5.lock'; an outside round)."""
-    if target is None:
-        return
+def _check_writable(folder: Path, target: str) -> None:
+    """Refuse an ``--out`` (or cache folder) this process cannot write, ``folder`` being where it goes, before the
+    encoder is built and the data listed: the extraction failed only then, naming its own lock file
+    ('/proc/x.h5.lock'; an outside round)."""
     import tempfile
 
-    target = Path(target)
-    folder = target if target.is_dir() or target.suffix == "" else target.parent
     try:  # the extraction makes the folder too; a file written and removed is the test that holds (root included)
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()

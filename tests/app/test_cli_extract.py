@@ -153,3 +153,6 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"mr2probe extract: error: cannot write {tmp_path / 'afile' / 'x.h5'}: "), err
     assert built == []
+    # an --out without a suffix is a file too: its folder is checked, no folder of its name is made
+    assert main(["extract", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "plain")]) == 2
+    assert not (tmp_path / "plain").exists()
