@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import Settings
     from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
     from ..main import create_app
-    from .serve import serve
+    from .serve import check_start, serve
 
     if args.full and args.per_class is not None:
         raise ValueError("--full and --per-class exclude each other")
@@ -62,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
     elif "MR2PROBE_DATA_DIR" not in os.environ:
         overrides["data_dir"] = Path(".mr2probe")
     settings = Settings(**overrides)
+    if not args.no_serve:  # a busy port or an open host refused now, not after the job's minutes
+        check_start(settings)
     encoder = args.encoder or DEFAULT_ENCODER
     print(f"mr2probe demo: {data} · encoder {encoder} · "
-          f"{'all images' if per_class is None else f'{per_class} images per class and split'} · "
+          f"{'all images' if per_class is None else f'{per_class} images per class (per given split)'} · "
           f"state in {settings.data_dir}")
     app = create_app(settings)
     # Keep the progress line readable: library INFO logs only with `mr2probe -v demo`.

@@ -57,7 +57,8 @@ def check_start(settings) -> None:
 
 
 def serve(app, settings) -> None:
-    """Run ``app`` on uvicorn until Ctrl-C (the app's lifespan starts and stops the job worker).
+    """Run ``app`` on uvicorn until Ctrl-C (the app's lifespan starts and stops the job worker); the caller has
+    passed :func:`check_start` before it built the app.
 
     A data directory that another server runs is refused here, in one line (:class:`app.worker.DataDirBusy`), before
     uvicorn would print the lifespan's trace; the worker takes the lock for itself at start-up."""
@@ -65,7 +66,6 @@ def serve(app, settings) -> None:
 
     from ..worker import lock_data_dir
 
-    check_start(settings)
     lock_data_dir(settings.data_dir).close()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 

@@ -143,3 +143,20 @@ def test_the_closest_setting_is_judged_on_the_bounds_that_hold_over_every_settin
     assert lines[1] == ("Its gain is not evidence: over the 2 settings tried its hard-third gain's lower bound is "
                         "-0.2 pt, and its hard-class images changed 6 fixed / 1 broken (sign test p=0.25, Bonferroni "
                         "over 2; 0.05 needed).")
+
+
+def test_demo_refuses_a_busy_port_before_its_job(tmp_path, capsys):
+    """The demo serves its dashboard after a job of minutes: a port in use is refused first, in one line, with no
+    job run (it was found only when serving began)."""
+    import socket
+
+    data = tmp_path / "tiny.zip"
+    data.write_bytes(tiny_zip_bytes(6, 3))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = main(["demo", "--data", str(data), "--port", str(port), "--data-dir", str(tmp_path / "state")])
+    assert rc == 2
+    assert f"mr2probe demo: error: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "mr2probe.sqlite3").exists()
