@@ -12,7 +12,6 @@ import hashlib
 import logging
 import re
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,9 +140,8 @@ def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
             if not waiting:
                 ctx.message("another job is extracting these features; waiting for it, to reuse its cache")
                 waiting = True
-            for _ in range(max(1, round(BUSY_POLL_SECONDS / 0.1))):
-                ctx.check_stop()
-                time.sleep(0.1)
+            ctx.stop_event.wait(BUSY_POLL_SECONDS)  # a cancel or an interrupt wakes it at once
+            ctx.check_stop()
 
 
 _VERDICT_NOTES = {"no_safe_improvement": "no safe improvement found: the run is the reference (ERM) configuration",

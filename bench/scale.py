@@ -164,20 +164,24 @@ def run_case(method: str, n: int, threads: int, device: str = "cpu", results: Pa
     return result
 
 
-# --forms: how a step computes its heads (``probe.trainer._joint_step``): ``auto`` the trainer's own rule, ``per-head``
-# the CPU's class ranges on any device (a 1000-class sweep takes each head's loss and backward apart, as on CUDA up
-# to stop 49), ``joint`` the closed-form step and the joint loss for every K (CUDA's rule since then, on any device)
-FORMS = {"auto": None, "per-head": lambda classes, k, device: k in classes, "joint": lambda classes, k, device: k >= 2}
+# --forms: how a step computes its heads (``probe.trainer._joint_step``), as the device whose rule it takes on any
+# device: ``auto`` the trainer's own rule, ``per-head`` the CPU's class ranges (a 1000-class sweep takes each head's
+# loss and backward apart, as on CUDA up to stop 49), ``joint`` CUDA's (the closed-form step and the joint loss for
+# every K, since stop 50)
+FORMS = {"auto": None, "per-head": "cpu", "joint": "cuda"}
 
 
 @contextlib.contextmanager
 def step_form(form: str):
     """The trainer's steps computed in ``form`` (:data:`FORMS`) while the context is open."""
+    import torch
+
     import probe.trainer as trainer_module
 
-    rule, kept = FORMS[form], trainer_module._joint_step
-    if rule is not None:
-        trainer_module._joint_step = rule
+    kept = trainer_module._joint_step
+    if FORMS[form] is not None:
+        rule_of = torch.device(FORMS[form])
+        trainer_module._joint_step = lambda classes, k, device: kept(classes, k, rule_of)
     try:
         yield
     finally:

@@ -76,3 +76,19 @@ def test_result_path_names_a_requested_precision_and_the_summary_keeps_it_curren
     out = capsys.readouterr().out.splitlines()
     assert [line.rsplit(" | ", 1)[-1] for line in out[2:4]] == ["current |", "current |"]
     assert "| mr2 | bf16 | 1,000 |" in out[2] and out[4:] == ["cuda mr2 bf16: time ∝ N^1.00 (current runs)"]
+
+
+def test_step_forms_take_the_trainers_rule_of_a_device_and_restore_it():
+    """--forms per-head / joint run probe.trainer._joint_step's own CPU / CUDA rule on this device; auto and the
+    end of the context leave the trainer's rule in place."""
+    import torch
+
+    import probe.trainer as trainer_module
+
+    cpu, closed = torch.device("cpu"), trainer_module.CLOSED_FORM_CLASSES
+    rule = trainer_module._joint_step
+    for form, expected in (("auto", [False, True, False]), ("per-head", [False, True, False]),
+                           ("joint", [False, True, True])):
+        with scale.step_form(form):
+            assert [trainer_module._joint_step(closed, k, cpu) for k in (1, 10, 1000)] == expected, form
+        assert trainer_module._joint_step is rule
