@@ -13,8 +13,8 @@ from typing import Any
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
-from .groups import GROUP_NAMES
-from .report import NO_CLASSES, CrossValidation, FeatureSource, Timing, confusions_text, interval_text, worst_first
+from .report import (NO_CLASSES, CrossValidation, FeatureSource, Timing, confusions_text, empty_third, interval_text,
+                     worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -66,7 +66,7 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
     when the report has them."""
     metrics, ci = report["seeds"]["metrics"], report["summary"].get("overall_ci")
     group_ci = report["summary"].get("group_ci") or {}
-    rows = [(label, NO_CLASSES if metrics[key]["mean"] is None and key in GROUP_NAMES else
+    rows = [(label, NO_CLASSES if empty_third(key, metrics[key]["mean"]) else
              f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}"
              + (f" (95 % interval {interval_text(group_ci[key])})" if group_ci.get(key) else ""))
             for key, label in SUMMARY_KEYS if key in metrics]

@@ -639,6 +639,12 @@ def report_csv(report: Report) -> str:
 NO_CLASSES = "no classes (fewer than three classes to rank)"
 
 
+def empty_third(key: str, value: float | None) -> bool:
+    """Whether the summary figure ``key`` is a third that holds no class (its value None): shown as
+    :data:`NO_CLASSES` by every view."""
+    return value is None and key in GROUP_NAMES
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}"
 
@@ -740,7 +746,7 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
                       f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
     if summary.group_ci:
         console.print("95 % intervals over the test images: " + ", ".join(
-            f"{key} {NO_CLASSES}" if getattr(summary, key) is None and key in GROUP_NAMES else
+            f"{key} {NO_CLASSES}" if empty_third(key, getattr(summary, key)) else
             f"{key} {_pct(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
             for key in ("balanced", *GROUP_NAMES)))
     wc, gm = summary.worst_class, summary.group_margin
