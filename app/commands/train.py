@@ -17,7 +17,10 @@ HELP = "train a linear / cosine probe on cached features and write report.json, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="CACHE.h5", help="feature cache (mr2probe extract)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR",
+                        help="run directory to write; one that already holds a run is refused unless --force")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the run already in --out (its files go; the new run is written whole)")
     parser.add_argument("--head", choices=list(HEADS), default=None,
                         help="classifier head (default: the cache's encoder default)")
     parser.add_argument("--preset", default=None,
@@ -185,6 +188,20 @@ def build_config(args: argparse.Namespace, default_head: str | None):
     return resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an ``--out`` that is the ``--reference`` run, or that holds a run without
+    ``--force``: minutes of training (or the reference the new run is measured against) are not replaced by a
+    typo."""
+    from pathlib import Path
+
+    out = Path(args.out)
+    if args.reference and out.resolve() == Path(args.reference).resolve():
+        raise ValueError(f"--out {args.out} is the --reference run: write the new run to another folder.")
+    if (out / "report.json").exists() and not args.force:
+        raise ValueError(f"{args.out} already holds a run (report.json): pass --force to replace it, or "
+                              "choose another --out.")
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from tqdm import tqdm
@@ -194,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..validation import describe_invalid
 
+    _check_out(args)
     cache = open_cache(args.features)
     try:
         config = build_config(args, cache.default_head)

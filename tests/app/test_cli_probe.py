@@ -60,6 +60,24 @@ def test_train_writes_run_directory(erm_dir, cache, capsys):
     assert acc == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
 
 
+def test_an_out_holding_a_run_is_refused_unless_force(erm_dir, cache, tmp_path, capsys):
+    """A typo must not replace minutes of training, nor the reference the new run is measured against."""
+    before = (erm_dir / "report.json").read_bytes()
+    assert main(["train", "--features", str(cache), "--out", str(erm_dir), *FAST]) == 2
+    assert f"{erm_dir} already holds a run (report.json): pass --force" in capsys.readouterr().err
+    code = main(["train", "--features", str(cache), "--out", str(erm_dir), "--reference", str(erm_dir), "--force",
+                 "--loss", "mr2", *FAST])
+    assert code == 2 and "is the --reference run" in capsys.readouterr().err
+    assert (erm_dir / "report.json").read_bytes() == before  # neither refusal touched the run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("report.json", "head.safetensors", "head.json", "per_class.csv"):
+        (copy / name).write_bytes((erm_dir / name).read_bytes())
+    assert main(["train", "--features", str(cache), "--out", str(copy), "--force", "--seeds", "1", *FAST[:-3],
+                 "--no-progress"]) == 0
+    assert json.loads((copy / "report.json").read_text())["config"]["seeds"] == [0]
+
+
 def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys):
     out = tmp_path / "mr2"
     code = main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2",
