@@ -56,6 +56,7 @@ import logging
 import os
 import pickle
 import zipfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -543,7 +544,7 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
     arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
     import open_clip
 
-    with _reading_checkpoint(path, f"an open_clip checkpoint of {arch}"):
+    with _loading_open_clip(path, arch):
         model = open_clip.create_model(
             arch,
             pretrained=str(path) if path else None,
@@ -651,10 +652,53 @@ def _check_effnet_lite0(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
 
 
 def _check_open_clip(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
-    arch, _, _, _ = _open_clip_weights(spec, arg)
+    arch, path, quick_gelu, _ = _open_clip_weights(spec, arg)
     import open_clip
 
+    if path is not None and not is_torchscript_archive(path):
+        _check_open_clip_fit(arch, path, quick_gelu)
     return dataclasses.replace(spec, num_features=int(open_clip.get_model_config(arch)["embed_dim"]))
+
+
+def _check_open_clip_fit(arch: str, path: Path, quick_gelu: bool) -> None:
+    """The request's check that a weights file fits ``arch``, through open_clip's own ``load_checkpoint`` (its key
+    conversions, position-embedding resizes and strict load) into the model built on the meta device: no weight
+    is allocated, and a ``torch.save`` archive maps straight to meta tensors (nothing read; a ``.safetensors`` file,
+    which open_clip reads on the CPU only, is memory-mapped). An outside round's ViT-B-16 weights named for
+    ViT-B-32 were accepted and failed the job.
+
+    Raises:
+        ValueError: the file cannot be read as a checkpoint, or its state dict does not fit ``arch`` (the first
+            missing / unexpected keys or size mismatches named).
+    """
+    import open_clip
+
+    with torch.device("meta"):
+        model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, pretrained_image=False,
+                                       pretrained_text=False, device="meta")
+    if path.suffix == ".safetensors":  # a warning per tensor that its copy into the meta model does nothing
+        warnings.filterwarnings("ignore", "for .*: copying from a non-meta parameter in the checkpoint to a meta "
+                                "parameter", UserWarning)
+    with _loading_open_clip(path, arch):
+        open_clip.load_checkpoint(model, str(path), device="cpu" if path.suffix == ".safetensors" else "meta")
+
+
+@contextlib.contextmanager
+def _loading_open_clip(path: Path | None, arch: str):
+    """:func:`_reading_checkpoint` for open_clip weights, where a state dict that does not fit ``arch`` (torch's
+    "Error(s) in loading state_dict") is a ValueError naming its first misfits, not an unreadable file."""
+    misfit = None
+    with _reading_checkpoint(path, f"an open_clip checkpoint of {arch}"):
+        try:
+            yield
+        except RuntimeError as exc:
+            if path is None or "Error(s) in loading state_dict" not in str(exc):
+                raise
+            misfit = exc
+    if misfit is not None:
+        lines = [line.strip() for line in str(misfit).splitlines()[1:] if line.strip()][:3]
+        detail = "; ".join(line if len(line) <= 160 else line[:157] + "..." for line in lines)
+        raise ValueError(f"{path} does not fit the open_clip architecture {arch}: {detail}")
 
 
 def _check_mocov2(spec: EncoderSpec, arg: str | None) -> EncoderSpec:

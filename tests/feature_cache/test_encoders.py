@@ -240,6 +240,35 @@ def test_a_file_that_is_no_checkpoint_is_a_clear_error(tiny_clip, tmp_path):
         create_encoder(f"mocov2:{other}")
 
 
+def test_open_clip_weights_of_another_architecture_are_refused_at_the_check(tiny_clip, tmp_path, recwarn):
+    """Weights of another architecture: refused when the name is checked (a request, before its job), naming
+    the misfit; the architecture's own weights pass as a torch.save archive and as safetensors, with no warning
+    per tensor from the check's meta model."""
+    from safetensors.torch import save_file
+
+    from feature_cache import check_encoder
+
+    own = open_clip.create_model(tiny_clip).state_dict()
+    good, good_st = tmp_path / "tiny.pt", tmp_path / "tiny.safetensors"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in own.items()}}, good)  # open_clip's wrappers
+    save_file({k: v.contiguous() for k, v in own.items()}, good_st)
+    wider = {**TINY, "vision_cfg": {**TINY["vision_cfg"], "width": 2 * TINY["vision_cfg"]["width"]}}
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "tiny-vit-wide.json").write_text(json.dumps(wider))
+    open_clip.add_model_config(tmp_path / "cfg")
+    other = tmp_path / "wide.pt"
+    torch.save(open_clip.create_model("tiny-vit-wide").state_dict(), other)
+    recwarn.clear()
+    for path in (good, good_st):
+        assert check_encoder(f"openclip:{tiny_clip}:{path}").num_features == TINY["embed_dim"]
+    assert not [w for w in recwarn if "meta parameter" in str(w.message)]
+    for attempt in (check_encoder, create_encoder):  # the request's check, and the job's build
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(other))} does not fit the open_clip architecture "
+                                             rf"{tiny_clip}: size mismatch for visual\.") as refused:
+            attempt(f"openclip:{tiny_clip}:{other}")
+        assert len(str(refused.value)) < 700
+
+
 def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, tmp_path):
     from feature_cache import extract, open_cache
 
