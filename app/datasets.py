@@ -294,35 +294,45 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
             "(a class folder under test/, or at least 2 images in a data set without splits) or remove the class")
 
 
-def register_dataset(store: Store, path: Path, *, name: str, source: str, dataset_id: str | None = None,
-                     unlabelled: bool = False) -> dict[str, Any]:
-    """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it; with
-    ``unlabelled``, every image file under ``path`` with ``feature_cache.open_images`` (any folders, no classes).
+class AlreadyRegistered(ValueError):
+    """The directory, with the same content, is registered already under another name (HTTP 409)."""
+
+
+def register_dataset(store: Store, path: Path, *, name: str | None, source: str, dataset_id: str | None = None,
+                     unlabelled: bool = False) -> tuple[dict[str, Any], bool]:
+    """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it under ``name``
+    (``None``: the file or folder name); with ``unlabelled``, every image file under ``path`` with
+    ``feature_cache.open_images`` (any folders, no classes). Returns the row and whether it is new.
 
     A data set where a class has no train or no test image is refused here: every job on it would fail (a probe
     is trained on every class and scored on every class), and it would fail only after its extraction.
 
     Raises:
         feature_cache.UnsafeArchive, feature_cache.DatasetError: the data set is refused.
+        AlreadyRegistered: the same directory and content under another name than the ``name`` given.
     """
     from feature_cache import DatasetError
 
     data = open_registered(path, unlabelled)
     if source == "path":  # the same directory with the same content is one data set (its caches are reused)
         existing = store.find_dataset(source=source, path=str(path), fingerprint=getattr(data, "fingerprint", None))
+        if existing is not None and name is not None and existing["name"] != name:
+            raise AlreadyRegistered(f"this folder, with the same content, is registered already as "
+                                    f"{existing['name']!r} (id {existing['id']}): use that data set (its caches are "
+                                    "reused), or register it without a name")
         if existing is not None:
             logger.info("data set %s already registered for %s", existing["id"], path)
-            return existing
+            return existing, False
     counts = dataset_counts(data)
     problem = classes_without_message(counts, list(data.class_names), training=False)
     if problem:
         raise DatasetError(problem)
-    row = store.add_dataset(name=name, source=source, path=str(path), class_names=list(data.class_names),
+    row = store.add_dataset(name=name or path.name, source=source, path=str(path), class_names=list(data.class_names),
                             counts=counts, fingerprint=getattr(data, "fingerprint", None),
                             skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
     logger.info("data set %s registered: %d classes, %s", row["id"], len(row["class_names"]),
                 {k: sum(v) for k, v in counts.items()})
-    return row
+    return row, True
 
 
 def _names(classes: list[str], shown: int = 5) -> str:

@@ -88,7 +88,7 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
         RuntimeError: the job did not succeed (its error is in the message).
     """
     store, runner = app.state.store, app.state.runner
-    dataset = register_dataset(store, data, name=data.name, source="path")
+    dataset, _ = register_dataset(store, data, name=None, source="path")
     request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
                           options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
     payload = validate_job(request, store)

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .config import Settings, get_settings
-from .datasets import PathOutsideRoot, UploadError, UploadTooLarge
+from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import require_token
 from .messages import ClientMessages
 from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
@@ -91,6 +91,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
     return {
         NotFound: (404, ""),
         InvalidTransition: (409, ""),
+        AlreadyRegistered: (409, ""),
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),
         UnsafeArchive: (400, "archive refused: "),  # unsafe (a bomb, a path out) or unreadable

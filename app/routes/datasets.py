@@ -64,30 +64,37 @@ def _dataset_out(row: dict) -> DatasetOut:
     "/datasets", response_model=DatasetOut, status_code=status.HTTP_201_CREATED,
     summary="Upload an archive of class folders (multipart) or register a server-side directory (JSON)",
     openapi_extra=_UPLOAD_BODY,
-    responses={**ERROR_RESPONSES, 400: {"model": ErrorOut, "description": "archive refused: unsafe or unreadable"},
+    responses={**ERROR_RESPONSES, 200: {"model": DatasetOut, "description": "the folder, with the same content, "
+                                        "registered already (JSON registration only): that data set"},
+               400: {"model": ErrorOut, "description": "archive refused: unsafe or unreadable"},
                403: {"model": ErrorOut, "description": "path outside the data root"},
+               409: {"model": ErrorOut, "description": "the folder, with the same content, is registered already "
+                     "under another name (200 and that data set when no name or its name is given)"},
                413: {"model": ErrorOut, "description": "upload or JSON body over the size limit"}},
 )
-async def create_dataset(request: Request, store: Store = Depends(get_store),
+async def create_dataset(request: Request, response: Response, store: Store = Depends(get_store),
                          settings: Settings = Depends(get_settings)) -> DatasetOut:
     if request.headers.get("content-type", "").startswith("application/json"):
-        return await register_path(request, store, settings)
-    return await upload_archive(request, store, settings)
+        row, created = await register_path(request, store, settings)
+    else:
+        row, created = await upload_archive(request, store, settings)
+    if not created:
+        response.status_code = status.HTTP_200_OK  # the data set registered already: nothing was created
+    return _dataset_out(row)
 
 
-async def register_path(request: Request, store: Store, settings: Settings) -> DatasetOut:
+async def register_path(request: Request, store: Store, settings: Settings) -> tuple[dict, bool]:
     """JSON ``{"path", "name"}``: a directory or archive already on the server, under the data root."""
     try:
         body = DatasetRegister.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     path = resolve_under_root(body.path, settings.data_root)
-    row = await run_in_threadpool(register_dataset, store, path, name=body.name or path.name, source="path",
-                                  unlabelled=body.unlabelled)
-    return _dataset_out(row)
+    return await run_in_threadpool(register_dataset, store, path, name=body.name, source="path",
+                                   unlabelled=body.unlabelled)
 
 
-async def upload_archive(request: Request, store: Store, settings: Settings) -> DatasetOut:
+async def upload_archive(request: Request, store: Store, settings: Settings) -> tuple[dict, bool]:
     """Multipart ``file`` (+ optional ``name``) streamed to ``uploads/<dataset id>/``; removed again on failure."""
     content_type = request.headers.get("content-type", "")
     declared = request.headers.get("content-length")
@@ -100,12 +107,11 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
                                                    settings.max_upload_bytes)
         name = upload_name(fields.get("name")) or path.name
         unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
-        row = await run_in_threadpool(register_dataset, store, path, name=name, source="upload",
-                                      dataset_id=dataset_id, unlabelled=unlabelled)
+        return await run_in_threadpool(register_dataset, store, path, name=name, source="upload",
+                                       dataset_id=dataset_id, unlabelled=unlabelled)
     except BaseException:
         discard(upload_dir)
         raise
-    return _dataset_out(row)
 
 
 @router.get("/datasets", response_model=list[DatasetOut], summary="Registered data sets, newest first")

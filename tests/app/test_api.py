@@ -122,8 +122,16 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
         assert resp.status_code == 201, resp.text
         body = resp.json()
         assert body["source"] == "path" and body["class_names"] == sorted(CLASSES) and body["counts"]["test"] == [3, 3, 3]
-        # The same directory again is the same data set.
-        assert client.post("/api/datasets", json={"path": str(root / "tiny")}).json()["id"] == body["id"]
+        # The same directory again is the same data set (200: nothing created), without a name or with its own;
+        # under another name it is refused, naming the registration to use (it kept its name, silently)
+        for again in ({"path": str(root / "tiny")}, {"path": "tiny", "name": "on disk"}):
+            resp = client.post("/api/datasets", json=again)
+            assert resp.status_code == 200 and resp.json()["id"] == body["id"], resp.text
+        resp = client.post("/api/datasets", json={"path": "tiny", "name": "renamed"})
+        assert resp.status_code == 409 and resp.json()["detail"] == (
+            f"this folder, with the same content, is registered already as 'on disk' (id {body['id']}): use that "
+            "data set (its caches are reused), or register it without a name")
+        assert [d["name"] for d in client.get("/api/datasets").json()] == ["on disk"]
         (root / "sneaky").symlink_to(tmp_path / "outside", target_is_directory=True)
         for outside in (str(tmp_path / "outside"), "../outside", "/etc", "sneaky"):
             resp = client.post("/api/datasets", json={"path": outside})
