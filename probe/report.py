@@ -204,8 +204,8 @@ class Summary(_Model):
     hard: Num
     group_ci: Optional[dict[str, Optional[NumList]]] = Field(
         None, description="95 % intervals over the test images of balanced accuracy and of each third's accuracy "
-        "(seed means; percentile intervals of each class's Jeffreys posterior draws, "
-        "probe.uncertainty.group_intervals); null in reports written before it")
+        "(seed means; percentile intervals of each class's Jeffreys posterior draws, a third of one class that "
+        "class's Wilson interval: probe.uncertainty.group_intervals); null in reports written before it")
     worst_class: WorstClass
     per_class_std: Num
     group_margin: GroupValues

@@ -321,7 +321,8 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     (s right of n images; a seed mean's fractional s as it is) and each draw's macro means give the percentile
     interval. A stratified bootstrap cannot move a class whose images are all right or all wrong, so a third of
     such classes got a zero-width interval ([50, 50] for 0 of 3 and 3 of 3 images); these draws give each class
-    the binomial uncertainty its Wilson interval shows, and agree with the bootstrap on large classes.
+    the binomial uncertainty its Wilson interval shows, and agree with the bootstrap on large classes. A group of
+    one class gets that class's Wilson interval (:func:`class_accuracy_interval`), the one its table row shows.
     """
     labels = np.asarray(labels, dtype=np.int64)
     successes = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64), minlength=num_classes)
@@ -332,7 +333,12 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     draws[:, present] = rng.beta(successes[present] + 0.5, trials[present] - successes[present] + 0.5,
                                  size=(GROUP_DRAWS, int(present.sum())))
     means = {"balanced": nan_mean(draws, axis=1), **_group_means(draws, groups)}
-    return {key: percentile_interval(value, level).tolist() for key, value in means.items()}
+    intervals = {key: percentile_interval(value, level).tolist() for key, value in means.items()}
+    for key, members in groups.items():  # a third of one class is that class: the per-class table's interval
+        if len(members) == 1 and present[members[0]]:
+            k = members[0]
+            intervals[key] = wilson_interval(successes[k], trials[k], level).tolist()
+    return intervals
 
 
 def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,

@@ -179,9 +179,10 @@ def test_balanced_overall_weighs_every_class_alike_in_every_resample():
 def test_group_intervals_of_a_run_match_the_normal_approximation():
     """test_diagnostics' interval of a third's accuracy (a macro mean of per-class accuracies): two hard classes
     of 400 test images at 50 % and 70 % make 60 % with standard error ½·√(.25/400 + .21/400) = 1.70 points, so a
-    95 % interval of about ±3.3 points; a third whose 400 images are all right gets the Jeffreys interval of
-    400 of 400, [99.4, 100], not the stratified bootstrap's [100, 100]."""
-    from scipy.stats import beta
+    95 % interval of about ±3.3 points; a third of one class whose 400 images are all right gets that class's
+    interval, Wilson's of 400 of 400 as its table row ([99.05, 100]), not the stratified bootstrap's [100, 100]
+    nor a second interval of the same accuracy (the Jeffreys draws' [99.4, 100])."""
+    from scipy.stats import binomtest
 
     from probe.diagnostics import test_diagnostics
     from probe.predictions import Predictions
@@ -193,8 +194,9 @@ def test_group_intervals_of_a_run_match_the_normal_approximation():
     d = test_diagnostics(Predictions(labels, predicted[None, :], np.ones(1200)), ["a", "b", "c"], groups)
     half = 1.96 * 0.5 * np.sqrt(0.25 / 400 + 0.21 / 400)
     assert d.group_ci["hard"] == pytest.approx([0.6 - half, 0.6 + half], abs=0.006)
-    assert d.group_ci["easy"] == pytest.approx([beta.ppf(0.025, 400.5, 0.5), 1.0], abs=0.001)
-    assert d.group_ci["easy"][0] < 0.9945
+    wilson = binomtest(400, 400).proportion_ci(method="wilson")
+    assert d.group_ci["easy"] == pytest.approx([wilson.low, wilson.high], abs=1e-9)
+    assert d.group_ci["easy"] == pytest.approx(d.rows[2]["accuracy_ci"], abs=1e-12)
     assert all(np.isnan(d.group_ci["medium"]))  # an empty third has no interval
     balanced = (0.5 + 0.7 + 1.0) / 3
     assert d.group_ci["balanced"][0] < balanced < d.group_ci["balanced"][1]
