@@ -15,12 +15,16 @@ NAME = "train"
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="CACHE.h5", help="feature cache (mr2probe extract)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory to write; one that already holds a run is refused unless --force")
     parser.add_argument("--force", action="store_true",
                         help="replace the run already in --out (its files go; the new run is written whole)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_io_arguments(parser)
     parser.add_argument("--head", choices=list(HEADS), default=None,
                         help="classifier head (default: the cache's encoder default)")
     parser.add_argument("--preset", default=None,
