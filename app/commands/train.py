@@ -198,8 +198,9 @@ def _check_out(args: argparse.Namespace) -> None:
     typo."""
     from pathlib import Path
 
-    out = Path(args.out)
-    if args.reference and out.resolve() == Path(args.reference).resolve():
+    out, reference = Path(args.out), Path(args.reference or "")
+    reference = reference.parent if reference.is_file() else reference  # a run or its report.json
+    if args.reference and out.resolve() == reference.resolve():
         raise ValueError(f"--out {args.out} is the --reference run: write the new run to another folder.")
     if (out / "report.json").exists() and not args.force:
         raise ValueError(f"{args.out} already holds a run (report.json): pass --force to replace it, or "

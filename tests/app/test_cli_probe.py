@@ -65,9 +65,10 @@ def test_an_out_holding_a_run_is_refused_unless_force(erm_dir, cache, tmp_path, 
     before = (erm_dir / "report.json").read_bytes()
     assert main(["train", "--features", str(cache), "--out", str(erm_dir), *FAST]) == 2
     assert f"{erm_dir} already holds a run (report.json): pass --force" in capsys.readouterr().err
-    code = main(["train", "--features", str(cache), "--out", str(erm_dir), "--reference", str(erm_dir), "--force",
-                 "--loss", "mr2", *FAST])
-    assert code == 2 and "is the --reference run" in capsys.readouterr().err
+    for reference in (erm_dir, erm_dir / "report.json"):
+        code = main(["train", "--features", str(cache), "--out", str(erm_dir), "--reference", str(reference),
+                     "--force", "--loss", "mr2", *FAST])
+        assert code == 2 and "is the --reference run" in capsys.readouterr().err
     assert (erm_dir / "report.json").read_bytes() == before  # neither refusal touched the run
     copy = tmp_path / "copy"
     copy.mkdir()
