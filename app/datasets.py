@@ -285,13 +285,17 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
     ``training`` (registration, extraction) for a labelled test set alone (:func:`is_test_set`)."""
     if is_unlabelled({"class_names": class_names}) or (not training and is_test_set(counts)):
         return None
+    if is_test_set(counts):
+        return (f"it holds test images only ({sum(counts['test'])}), a labelled set to score finished runs' probes "
+                "on (extract it alone, then score a run on its cache): a probe needs train images")
     empty = classes_without(counts, class_names)
     if not empty:
         return None
     subject = f"class {_names(empty)} has" if len(empty) == 1 else f"classes {_names(empty)} have"
+    folders = " or ".join(f"{split}/" for split in ("train", "test") if classes_without(counts, class_names, (split,)))
     return (f"{subject} no train or no test image once split (images per class: "
             f"{_split_sizes(counts, class_names, empty)}); a probe is trained and scored on every class: add images "
-            "(a class folder under test/, or at least 2 images in a data set without splits) or remove the class")
+            f"(a class folder under {folders}, or at least 2 images in a data set without splits) or remove the class")
 
 
 class AlreadyRegistered(ValueError):

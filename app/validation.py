@@ -128,7 +128,7 @@ def _cache_default_head(cache_row: dict[str, Any]) -> str:
 
 
 def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
-    """Images per class of a cache's train and val splits, read from its labels."""
+    """Images per class of each split of a cache, read from its labels."""
     import numpy as np
 
     from feature_cache import CacheMismatch, open_cache
@@ -136,7 +136,7 @@ def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
     try:
         cache = open_cache(cache_row["path"])
         return {split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist()
-                for split in ("train", "val") if split in cache.splits}
+                for split in cache.splits}
     except (CacheMismatch, OSError, KeyError) as exc:
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
 
@@ -221,8 +221,11 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
             _check_reference(store.get_run(job.reference_run), cache_row)
         config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"],
                         len(cache_row["class_names"]), job.reference_run is not None)
-        if not (cache_row.get("counts") or {}).get("val"):  # the rows' counts are images per split
-            _check_validation("cache_id", _class_counts(cache_row), config)
+        counts = _class_counts(cache_row)
+        problem = classes_without_message(counts, cache_row["class_names"])
+        if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
+            raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
+        _check_validation("cache_id", counts, config)
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     dataset = store.get_dataset(job.dataset_id)
     if not Path(dataset["path"]).exists():  # the job would fail after its queue wait

@@ -651,6 +651,19 @@ def test_split_options_that_empty_a_class_are_refused_before_a_job_exists(servic
     assert resp.status_code == 202, resp.text
 
 
+def test_a_class_without_images_is_named_with_the_split_to_add_them_to():
+    """The advice names the split folder the classes lack (it said test/ to a class without train images)."""
+    from app.datasets import classes_without_message
+
+    no_train = classes_without_message({"train": [2, 0], "val": [1, 0], "test": [1, 1]}, ["cat", "dog"])
+    assert no_train == ("class 'dog' has no train or no test image once split (images per class: 'dog' train 0, "
+                        "val 0, test 1); a probe is trained and scored on every class: add images (a class folder "
+                        "under train/, or at least 2 images in a data set without splits) or remove the class")
+    both = classes_without_message({"train": [2, 0, 3], "test": [1, 1, 0]}, ["cat", "dog", "eel"])
+    assert "classes 'dog', 'eel' have" in both and "(a class folder under train/ or test/, or" in both
+    assert classes_without_message({"train": [2, 1], "test": [1, 1]}, ["cat", "dog"]) is None
+
+
 def test_a_weights_file_that_is_no_checkpoint_is_refused_before_a_job_exists(service, tmp_path):
     (tmp_path / "root" / "notes.csv").write_text("a,b\n1,2\n")
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
@@ -825,8 +838,14 @@ def test_a_labelled_test_set_alone_registers_and_extracts_but_trains_nothing(ser
     ds = resp.json()
     assert sum(ds["counts"]["train"]) == sum(ds["counts"]["val"]) == 0 and set(ds["counts"]["test"]) == {2}
     resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [{"loss": "ce"}]})
-    assert resp.status_code == 422 and "no train or no test image" in resp.json()["detail"], resp.text
+    n_test = 2 * len(ds["class_names"])
+    what = (f"it holds test images only ({n_test}), a labelled set to score finished runs' probes on (extract it "
+            "alone, then score a run on its cache): a probe needs train images")
+    assert resp.status_code == 422 and resp.json()["detail"] == f"dataset_id: {what}", resp.text
     job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
     assert job["status"] == "succeeded", job
     cache = service.get(f"/api/caches/{job['result']['cache_id']}").json()
-    assert cache["counts"] == {"train": 0, "val": 0, "test": 2 * len(ds["class_names"])}
+    assert cache["counts"] == {"train": 0, "val": 0, "test": n_test}
+    # a probe on its cache: the same reason, not an empty validation split of "train 0, val 0, test 0"
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "ce"}})
+    assert resp.status_code == 422 and resp.json()["detail"] == f"cache_id: cache {cache['id']!r}: {what}", resp.text
