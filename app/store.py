@@ -57,7 +57,7 @@ def _from_selection(column: str):
         for row in conn.execute("SELECT id, path FROM runs").fetchall():
             try:
                 value = json.loads((Path(row["path"]) / "report.json").read_text())["selection"].get(column)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 continue
             conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, row["id"]))
 

@@ -143,7 +143,7 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
             raise FileNotFoundError(f"probe file {p} not found (expected {weights_path.name} + {meta_path.name}).")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ValueError(f"{meta_path.name} is not a saved probe (damaged or cut short?): {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
@@ -391,6 +391,33 @@ class Report(_Model):
                              f"{type(selected).__name__}")
         return config
 
+    @model_validator(mode="after")
+    def _one_entry_per_class(self) -> "Report":
+        """Every per-class field has one entry per class of ``class_names``, in order, and every class index lies
+        among them: a report.json edited by hand to another class count was read, rendered, and failed compare with
+        an IndexError (a 500; found by an outside attack round)."""
+        k = len(self.class_names)
+        sizes = {"per_class": len(self.per_class), "val.per_class": len(self.val.per_class)}
+        if self.grouping.stability is not None:
+            sizes["grouping.stability"] = len(self.grouping.stability)
+        if self.confusion is not None:
+            sizes["confusion.counts"] = len(self.confusion.counts)
+            sizes.update({f"confusion.counts[{i}]": len(row) for i, row in enumerate(self.confusion.counts)})
+        if self.posthoc is not None:
+            sizes.update({f"posthoc.per_seed[{i}].bias": len(s.bias) for i, s in enumerate(self.posthoc.per_seed)})
+        wrong = {name: n for name, n in sizes.items() if n != k}
+        if wrong:
+            name, n = next(iter(wrong.items()))
+            raise ValueError(f"{name} has {n} entries for the {k} classes of class_names")
+        rows = [row.index for row in self.per_class]
+        if rows != list(range(k)) or [row.name for row in self.per_class] != list(self.class_names):
+            raise ValueError("per_class rows are not the classes of class_names, in order")
+        indices = [i for members in self.grouping.groups.values() for i in members]
+        indices += [c.index for row in self.per_class for c in row.top_confusions]
+        if any(not 0 <= i < k for i in indices):
+            raise ValueError(f"a class index of grouping.groups or top_confusions lies outside 0..{k - 1}")
+        return self
+
 
 def _mean_std(values: list[float]) -> SeedMetric:
     arr = np.asarray(values, dtype=np.float64)
@@ -600,7 +627,7 @@ def load_report(run_dir: str | Path) -> Report:
         raise FileNotFoundError(f"no report.json at {path}; is {run_dir} a finished run directory?")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
         raise ValueError(f"{path} is not a JSON report (damaged or cut short?): {err}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version not in READABLE_VERSIONS:

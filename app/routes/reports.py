@@ -104,12 +104,14 @@ def _dataset_of(store: Store, run: dict) -> str | None:
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe.deploy import PROBE_FILES
 
-    folder = Path(store.get_run(run_id)["path"])
+    run = store.get_run(run_id)
+    folder = Path(run["path"])
     files = [name for name in PROBE_FILES if (folder / name).is_file()]
     missing = [name for name in PROBE_FILES[:3] if name not in files]
     if missing:
         raise HTTPException(404, f"run {run_id!r} lacks {', '.join(missing)} on disk ({folder}); it is unfinished "
                                  "or its files were removed")
+    _shipped(run)  # what ships must load: files damaged on disk are a 422, not a zip that fails where it is used
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in files:

@@ -280,16 +280,23 @@ def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished
 
 
 @pytest.mark.parametrize("damage", ['{"schema_version": 2, "garbage": ', '{"schema_version": 2, "run_id": 1}',
-                                    '{"schema_version": 99}', "selected"])
+                                    '{"schema_version": 99}', "selected", "[" * 100_000 + "]" * 100_000,
+                                    "extra class", "class dropped"])
 def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_finished, damage):
+    """Also JSON nested too deep (a RecursionError: 500 on 8 routes) and class_names edited to another count than
+    the per-class fields (compare answered 500 with an IndexError, the reports rendered it; an attack round)."""
     client, run_id = fresh_finished.client, fresh_finished.mr2
     cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
     path = Path(client.app.state.store.get_run(run_id)["path"]) / "report.json"
+    report = json.loads(path.read_text())
     if damage == "selected":  # a field of the config of another type: the md / html exports answered 500
-        report = json.loads(path.read_text())
         damage = json.dumps({**report, "config": {**report["config"], "selected": "zz"}})
+    elif damage in ("extra class", "class dropped"):
+        names = report["class_names"] + ["zz"] if damage == "extra class" else report["class_names"][:-1]
+        damage = json.dumps({**report, "class_names": names})
     path.write_text(damage)
     for url in (f"/api/reports/{run_id}", f"/api/reports/{run_id}.md", f"/api/reports/{run_id}.html",
+                f"/api/reports/{run_id}.csv", f"/api/runs/{run_id}/probe.zip",
                 f"/api/runs/{run_id}/failures?class=a", f"/api/runs/{run_id}/scores?cache={cache_id}",
                 f"/api/runs/{run_id}/predictions.csv?cache={cache_id}",
                 f"/api/compare?base={fresh_finished.erm}&other={run_id}"):

@@ -72,7 +72,8 @@ def test_load_errors(tmp_path):
         save_probe(ProbeTrainer(), tmp_path / "x")
 
 
-@pytest.mark.parametrize("damage", ["cut_weights", "json_weights", "list_meta", "cut_meta", "meta_missing_field"])
+@pytest.mark.parametrize("damage", ["cut_weights", "json_weights", "list_meta", "cut_meta", "meta_missing_field",
+                                    "deep_meta"])
 def test_damaged_probe_files_are_a_value_error_naming_them(tmp_path, damage):
     """head.safetensors cut short or head.json of another shape raised safetensors' SafetensorError or an
     AttributeError, a 500 on the service's scores, predictions and compare-on-a-cache routes and a traceback in
@@ -88,6 +89,8 @@ def test_damaged_probe_files_are_a_value_error_naming_them(tmp_path, damage):
         meta.write_text("[]")
     elif damage == "cut_meta":
         meta.write_text(meta.read_text()[:50])
+    elif damage == "deep_meta":  # a RecursionError in json, not a ValueError
+        meta.write_text('{"a":' * 50_000 + "1" + "}" * 50_000)
     else:
         meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "gamma"}))
     with pytest.raises(ValueError, match=r"head\.(json|safetensors)|not a saved probe"):
