@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import Path
 from probe import ProbeConfig
 from probe.deploy import Scores
-from probe.report import TestCheck, Verdict
+from probe.report import UNPRINTABLE, TestCheck, Verdict
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from .status import JobStatus
@@ -15,10 +15,10 @@ from .status import JobStatus
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
 MAX_PROBES = 8
 RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-# No control characters, C0, DEL or C1 (U+0080-U+009F: terminal escapes such as CSI U+009B): names are shown in
-# terminals, logs and pages.
-PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+# None of probe.report.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
+# in terminals, logs and pages), as class names; a name of spaces alone is empty once stripped.
+PRINTABLE = rf"^[^{UNPRINTABLE}]+$"
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
 EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=PRINTABLE)]

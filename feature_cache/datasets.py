@@ -43,6 +43,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from probe.report import UNPRINTABLE
+
 from .archives import SYMLINKED_FOLDER, ArchiveLimits, DirectoryReader, TarReader, ZipReader, not_an_image
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
@@ -378,18 +380,20 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
-# Control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators and the
-# zero-width characters of Unicode: in a class name they would reach terminals (an escape sequence), reports and
-# pages as they are, show a name reversed, break a line, or make two names look alike.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_UNPRINTABLE = re.compile(f"[{UNPRINTABLE}]")
 
 
 def _check_printable(path: Path, class_names: list[str]) -> None:
-    """DatasetError naming the class names (folder names or labels) that hold :data:`_UNPRINTABLE` characters."""
+    """DatasetError naming the class names (folder names or labels) that hold ``probe.report.UNPRINTABLE``
+    characters, or only spaces (a blank row in every table; found by an outside attack round)."""
     bad = [name for name in class_names if _UNPRINTABLE.search(name)]
     if bad:
         raise DatasetError(f"{path}: class name(s) {', '.join(ascii(name) for name in bad[:5])} hold control or "
                            "text-direction characters, which would reach terminals, reports and pages as they are; "
+                           "rename those folders (or labels).")
+    blank = [name for name in class_names if not name.strip()]
+    if blank:
+        raise DatasetError(f"{path}: class name(s) {', '.join(map(repr, blank[:5]))} are blank (spaces only); "
                            "rename those folders (or labels).")
 
 

@@ -638,6 +638,12 @@ def load_report(run_dir: str | Path) -> Report:
         raise ValueError(f"{path} is not a valid report: {err}") from None
 
 
+# Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
+# Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
+# and the zero-width characters of Unicode. In a class or data set name they would reach terminals (an escape
+# sequence), reports and pages as they are, show a name reversed, break a line, or make two names look alike.
+UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+
 # What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
 # a data set can start so ("=cmd().jpg"), and a user opening the CSV would run it.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -329,8 +329,18 @@ def test_an_archive_under_another_field_name_is_named(service):
 
 def test_upload_name_field_is_checked_not_truncated(service):
     archive = tiny_zip_bytes(2, 1)
-    for name in ("n" * 201, "n" * 5000, "bad\x01name", "csi\x9b31mred", "del\x7f"):
+    # text-direction, separator and zero-width characters and blank names too, as in class names (an attack round)
+    for name in ("n" * 201, "n" * 5000, "bad\x01name", "csi\x9b31mred", "del\x7f", "evil\u202egnp.exe",
+                 "x\u2028y", "zero\u200bwidth", "   "):
         resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data={"name": name})
+        assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        z.extractall(service.app.state.settings.data_root / "named")
+    for name in ("evil\u202egnp.exe", "   "):
+        resp = service.post("/api/datasets", json={"path": "named", "name": name})
         assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
     assert service.get("/api/datasets").json() == []
     assert not any(service.app.state.settings.uploads_dir.glob("*/*"))

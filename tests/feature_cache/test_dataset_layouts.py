@@ -202,6 +202,15 @@ def test_class_names_with_control_characters_are_refused(tree, name):
     assert ascii(name) in str(err.value) and name not in str(err.value)
 
 
+@pytest.mark.parametrize("name", [" ", "   "])
+def test_blank_class_names_are_refused(tree, name):
+    """A class folder named with spaces alone was a blank row in every table (found by an outside attack round)."""
+    write_image(tree / "train" / name / "0.png", 5, 0)
+    write_image(tree / "test" / name / "0.png", 5, 0)
+    with pytest.raises(DatasetError, match=rf"class name\(s\) {name!r} are blank \(spaces only\)"):
+        open_dataset(tree)
+
+
 def test_a_labelled_test_set_alone_keeps_every_image_in_test(tree, tmp_path):
     """New labelled images to score a shipped probe on: a test/ folder alone was taken for a class-folder tree and
     80 % of its images went into train and val (so predict scored a fifth of them), and a manifest whose split
