@@ -454,10 +454,11 @@ def _grouping(reference: Report | None, groups: dict[str, list[int]]) -> Groupin
     indices = {k: [int(i) for i in groups[k]] for k in GROUP_NAMES}
     if reference is not None:
         ref_id, cv = reference.run_id, reference.selection.cv
-        source = ("validation per-class accuracy" if reference.grouping.split != "cv" or cv is None else
+        split = "cv" if reference.grouping.split == "cv" else "val"  # the groups are the reference's, ranked there
+        source = ("validation per-class accuracy" if split != "cv" or cv is None else
                   f"out-of-fold per-class accuracy ({cv.describe()})")
-        return Grouping(source="reference", reference_run=ref_id, note=f"groups from the reference run {ref_id}'s "
-                        f"{source}", groups=indices)
+        return Grouping(source="reference", reference_run=ref_id, split=split, note=f"groups from the reference run "
+                        f"{ref_id}'s {source}", groups=indices)
     return Grouping(source="self", reference_run=None, groups=indices,
                     note="groups from own validation accuracy (seed mean); no reference run given")
 

@@ -69,6 +69,7 @@ def test_reference_grouping_is_named():
     rep = _report(reference=reference).model_dump(mode="json")
     assert rep["grouping"]["source"] == "reference" and rep["grouping"]["reference_run"] == "erm_1"
     assert rep["grouping"]["note"] == "groups from the reference run erm_1's validation per-class accuracy"
+    assert rep["grouping"]["split"] == "val"
 
 
 def test_cross_validated_reference_grouping_is_named_out_of_fold():
@@ -81,6 +82,8 @@ def test_cross_validated_reference_grouping_is_named_out_of_fold():
     rep = _report(reference=reference).model_dump(mode="json")
     assert rep["grouping"]["note"] == ("groups from the reference run erm_cv's out-of-fold per-class accuracy "
                                        "(3-fold cross-validation of train + val, 831 images)")
+    assert rep["grouping"]["split"] == "cv"  # it said "val" (found by the third new-user round)
+    assert _report(reference=_report()).grouping.split == "val"
 
 
 def test_json_is_strict_and_roundtrips(tmp_path):
