@@ -146,6 +146,7 @@ def _closest_setting(other) -> list[str]:
     scores exactly as the reference (e.g. group DRO with a tiny η) would always be "closest", with nothing to say
     about a fix: such settings are counted, not shown."""
     from probe.selection import SIGN_TEST_ALPHA, describe_params, format_delta, hard_gain_holds, signed_points
+    from probe.uncertainty import sign_test
 
     tried = [p for p in other.selection.frontier if not p.reference and not p.failed and p.val_hard_delta_ci]
     differ = [p for p in tried if not _scores_as_reference(p)]
@@ -167,8 +168,8 @@ def _closest_setting(other) -> list[str]:
     fixed, broken = best.val_hard_changed  # beyond noise on its own, not once every setting tried is counted
     return lines + [f"Its gain is not evidence: over the {len(tried)} settings tried its hard-third gain's lower "
                     f"bound is {signed_points(best.val_hard_delta_simultaneous_lo)} pt, and its hard-class images "
-                    f"changed {fixed} fixed / {broken} broken (sign test p={best.val_hard_sign_p:.2g}, "
-                    f"Bonferroni over {len(tried)}; {SIGN_TEST_ALPHA:g} needed)."]
+                    f"changed {fixed} fixed / {broken} broken (sign test p={sign_test(fixed, broken):.2g} alone, "
+                    f"{best.val_hard_sign_p:.2g} after Bonferroni over {len(tried)}; {SIGN_TEST_ALPHA:g} needed)."]
 
 
 def _hard_bound(point) -> float:

@@ -561,7 +561,8 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     if d.index == 0:  # no safe improvement: the run is the reference configuration
         chosen = Candidate(**ref_params, val_overall=frontier[0].val_overall, val_hard=frontier[0].val_hard)
         selection = Selection(**common, chosen=chosen, requested=config.model_dump(mode="json"),
-                              verdict_text=delta_sentence({}, d.verdict, config.overall_metric))
+                              verdict_text=delta_sentence({}, d.verdict, config.overall_metric,
+                                                          config.max_overall_drop / 100.0))
         return _Outcome(ref_fitter.config, ref_params, ref_model, ref_fitter, selection, d.groups, d.stability,
                         d.warnings)
     i = d.index - 1

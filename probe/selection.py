@@ -18,6 +18,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .uncertainty import sign_test
+
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
            "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA",
            "signed_points"]
@@ -196,11 +198,12 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     m = sum(1 for i, c in enumerate(candidates) if i != reference_index and not c.get("failed"))  # the family
     if not qualifying:
         return reference_index, "no_safe_improvement", (
-            f"No setting raised the hard classes beyond noise without costing overall accuracy (budget {budget}): "
+            f"No setting raised the hard classes beyond noise {_at_cost(max_overall_drop)} (budget {budget}): "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p <= {SIGN_TEST_ALPHA:g}, Bonferroni over "
-            f"the {m}). This run keeps the reference configuration ({describe_params(candidates[reference_index])})."
+            f"the {m}). {_closest_miss(candidates, reference_index, max_overall_drop, m)}This run keeps the "
+            f"reference configuration ({describe_params(candidates[reference_index])})."
         )
     index = max(qualifying, key=lambda i: (*_bound_key(candidates[i]), -i))
     c = candidates[index]
@@ -214,6 +217,35 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
         f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {m}). {len(qualifying)} of "
         f"{tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
+
+
+def _at_cost(max_overall_drop: float, metric: str = "overall") -> str:
+    """How much overall accuracy a change may cost, as the verdict says it: nothing, or the user's budget."""
+    if max_overall_drop <= 0:
+        return f"without costing {metric} accuracy"
+    return f"within the {metric}-accuracy budget of {100 * max_overall_drop:g} pt"
+
+
+def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop: float, m: int) -> str:
+    """Which test held back the candidates that came closest (a sentence, or "" when none passed a bound): a
+    candidate past both bounds whose changed hard-class images did not lean its way clearly enough reads as
+    refused for nothing without it (found by a new-user round)."""
+    fitted = [c for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")]
+    past_bounds = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0
+                   and c["val_overall_delta_simultaneous_lo"] >= -max_overall_drop]
+    if past_bounds:
+        c = max(past_bounds, key=_bound_key)
+        fixed, broken = c["val_hard_changed"]
+        return (f"{len(past_bounds)} passed both bounds but not the sign test; the best, {describe_params(c)}, "
+                f"fixed {fixed} and broke {broken} hard-class images (p={sign_test(fixed, broken):.2g} alone, "
+                f"{c['val_hard_sign_p']:.2g} after Bonferroni over the {m}). ")
+    hard_only = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0]
+    if hard_only:
+        c = max(hard_only, key=lambda c: c["val_overall_delta_simultaneous_lo"])
+        return (f"{len(hard_only)} passed the hard-third bound but cost overall accuracy beyond the budget; the "
+                f"closest, {describe_params(c)}, has an overall bound of "
+                f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt. ")
+    return ""
 
 
 def signed_points(fraction: float, digits: int = 1) -> str:
@@ -233,16 +265,18 @@ def format_delta(delta: float | None, interval) -> str:
 
 
 def delta_sentence(deltas: dict[str, dict[str, float]], verdict: str | None = None,
-                   overall_metric: str = "accuracy") -> str:
+                   overall_metric: str = "accuracy", max_overall_drop: float = 0.0) -> str:
     """One sentence for a user: the hard-third and overall differences with their intervals.
 
     ``deltas`` has ``hard``, ``overall`` and ``balanced`` entries ``{"delta", "lo", "hi"}`` (fractions), as
-    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns; ``overall_metric`` says which of the last two to give.
+    :meth:`probe.uncertainty.Bootstrap.paired_delta` returns; ``overall_metric`` says which of the last two to give;
+    ``max_overall_drop`` is the budget a ``no_safe_improvement`` verdict was reached under.
     """
     balanced = overall_metric == "balanced"
     if verdict == "no_safe_improvement":
-        return (f"No setting raised the hard classes beyond noise without costing "
-                f"{'balanced' if balanced else 'overall'} accuracy; this run equals the reference (ERM) configuration.")
+        return (f"No setting raised the hard classes beyond noise "
+                f"{_at_cost(max_overall_drop, 'balanced' if balanced else 'overall')}; this run equals the reference "
+                "(ERM) configuration.")
     hard, overall = deltas["hard"], deltas["balanced" if balanced else "overall"]
     return (f"Hard third {format_delta(hard['delta'], (hard['lo'], hard['hi']))}, "
             f"{'balanced accuracy' if balanced else 'overall'} "

@@ -116,6 +116,13 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     assert ("none of 4 candidates had a lower bound of its val hard-third gain above 0 and one of its overall "
             "difference at or above 0 pt (95 % bounds holding together over the 4 that fitted), with its changed "
             "hard-class images leaning its way (sign test p <= 0.05, Bonferroni over the 4)") in reason
+    # which test held back the closest candidates (it read as refused for nothing; a new-user round)
+    assert ("). 2 passed both bounds but not the sign test; the best, lr=0.2, fixed 4 and broke 0 hard-class "
+            "images (p=0.12 alone, 0.12 after Bonferroni over the 4). This run keeps") in reason
+    reason = choose_safe([ref, one_of_many, costly], 0)[2]
+    assert ("). 1 passed the hard-third bound but cost overall accuracy beyond the budget; the closest, lr=0.3, "
+            "has an overall bound of -0.1 pt. This run keeps") in reason
+    assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, one_of_many], 0)[2]
     assert choose_safe([ref, costly], 0, max_overall_drop=0.001)[:2] == (1, "improved")
     at_alpha = dict(few_images, val_hard_sign_p=SIGN_TEST_ALPHA)
     assert SIGN_TEST_ALPHA == 0.05 and choose_safe([ref, at_alpha], 0)[:2] == (1, "improved")
@@ -147,6 +154,9 @@ def test_delta_sentences():
     assert delta_sentence(deltas) == "Hard third +2.1 pt [+1.2, +3.0], overall +0.1 pt [-0.3, +0.5] (within noise)."
     assert delta_sentence(deltas, "no_safe_improvement") == (
         "No setting raised the hard classes beyond noise without costing overall accuracy; "
+        "this run equals the reference (ERM) configuration.")
+    assert delta_sentence(deltas, "no_safe_improvement", "balanced", max_overall_drop=0.03) == (  # the budget
+        "No setting raised the hard classes beyond noise within the balanced-accuracy budget of 3 pt; "
         "this run equals the reference (ERM) configuration.")
 
 
