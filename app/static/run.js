@@ -354,7 +354,9 @@
     const overall = (report.config || {}).overall_metric === "balanced" ? "balanced accuracy" : "overall accuracy";
     return [Charts.frontier({ points: fr, budget: budgetPt / 100, overall, id: "frontier-chart", title: "selection frontier" }),
             h("p", { class: "muted note" }, `Each point: one candidate's paired ${sel.cv ? "out-of-fold (cross-validation)" : "validation"} deltas against the reference run, with intervals. `
-              + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen. Hover a point for its parameters.`)];
+              + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen; one right of it is chosen only when its lower bounds, `
+              + "held together over every candidate (wider than the intervals drawn), clear 0 and the budget and its changed hard-class images pass the sign test: "
+              + "the selection text says which test held the closest back. Hover a point for its parameters.")];
   }
 
   // ---- per-class table ------------------------------------------------------------------------------
