@@ -563,8 +563,13 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
         selection = Selection(**common, chosen=chosen, requested=config.model_dump(mode="json"),
                               verdict_text=delta_sentence({}, d.verdict, config.overall_metric,
                                                           config.max_overall_drop / 100.0))
+        kept_head = ([] if ref_fitter.config.head == config.head else [
+            f"The {config.head} head asked for is not what this run ships: no {config.head} candidate qualified "
+            f"against the reference run's {ref_fitter.config.head} head, so the run is that reference configuration, "
+            f"a {ref_fitter.config.head} head. Train a {config.head} ERM reference to compare {config.head} settings "
+            f"with {config.head}."])  # the head changed without a word (found by a new-user round)
         return _Outcome(ref_fitter.config, ref_params, ref_model, ref_fitter, selection, d.groups, d.stability,
-                        d.warnings)
+                        [*kept_head, *d.warnings])
     i = d.index - 1
     selection = Selection(**common, chosen=sweep.scored[i])
     return _Outcome(config, sweep.candidates[i], sweep.fitted[i], fitter, selection, d.groups, d.stability,

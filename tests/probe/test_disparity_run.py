@@ -128,6 +128,11 @@ def test_a_kept_reference_of_another_head_names_its_head(data, erm):
     assert sel.frontier[0].params == {"head": "linear", "loss": "ce", "lr": 0.05, "weight_decay": 0.0}
     assert "keeps the reference configuration (head=linear, loss=ce, lr=0.05, weight_decay=0)" in sel.reason
     assert sel.requested["head"] == "cosine"
+    # and a warning, where every view shows them (the head changed without a word elsewhere; a new-user round)
+    assert report.warnings[0] == (
+        "The cosine head asked for is not what this run ships: no cosine candidate qualified against the reference "
+        "run's linear head, so the run is that reference configuration, a linear head. Train a cosine ERM reference "
+        "to compare cosine settings with cosine.")
 
 
 def test_an_improvement_is_checked_on_test_by_its_hard_third_interval():
