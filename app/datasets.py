@@ -230,6 +230,24 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
     return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
 
 
+def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
+    """What changed in a data set's files since its registration (``row``), as a job message, or None; a change of
+    its classes raises ``feature_cache.DatasetError``: a request was checked against the registered classes (a
+    pipeline's per-class options, their count) and its data set row would list others. An outside round's job
+    extracted a data set with a class folder removed, and one with images swapped between classes, without a word.
+    """
+    from feature_cache import DatasetError
+
+    registered, found = list(row["class_names"]), list(data.class_names)
+    if found != registered:
+        raise DatasetError(f"data set {row['id']!r} changed since it was registered: its classes are now "
+                           f"{_names(found)} (registered: {_names(registered)}); register it again")
+    if row.get("fingerprint") and getattr(data, "fingerprint", None) not in (None, row["fingerprint"]):
+        return (f"data set {row['id']!r} changed since it was registered (images added, removed or edited): this "
+                "job extracts its files as they are now; the data set's counts are those of its registration")
+    return None
+
+
 def resolve_under_root(path: str, root: Path | None) -> Path:
     """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``.
 

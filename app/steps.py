@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import open_for_extraction
+from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
 from .sweep import extractions_in_use
@@ -91,6 +91,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
 
     ctx.progress(start, "opening data set")
     data, problem = open_for_extraction(dataset, options, training=False)  # a pipeline's request checked the rest
+    changed = changed_since_registration(dataset, data)
+    if changed:
+        ctx.message(changed)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

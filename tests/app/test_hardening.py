@@ -767,6 +767,32 @@ def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service,
     assert service.get("/api/jobs").json() == []
 
 
+def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job(service, tmp_path):
+    """A path data set edited after its registration was extracted as it then was without a word (found by an
+    outside attack round): an image added is said in the job's messages; a class folder removed fails the job
+    (the request was checked against the registered classes), naming both class lists."""
+    import io
+    import shutil
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
+        archive.extractall(tmp_path / "root")
+    tiny = tmp_path / "root" / "tiny"
+    ds = service.post("/api/datasets", json={"path": "tiny"}).json()
+    first = next((tiny / "train" / "cat").iterdir())
+    shutil.copy(first, first.with_name("added" + first.suffix))
+    job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    said = f"data set {ds['id']!r} changed since it was registered (images added, removed or edited)"
+    assert sum(m["text"].startswith(said) for m in job["messages"]) == 1, job["messages"]
+    shutil.rmtree(tiny / "train" / "ship")
+    shutil.rmtree(tiny / "test" / "ship")
+    job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+    assert job["status"] == "failed" and job["error"] == (
+        f"DatasetError: data set {ds['id']!r} changed since it was registered: its classes are now 'airplane', "
+        "'cat' (registered: 'airplane', 'cat', 'ship'); register it again"), job["error"]
+
+
 def test_a_jobs_request_shows_a_weights_path_under_the_data_root_by_name(service, tmp_path):
     """The stored request keeps the weights file's resolved path (the job loads that file); GET /api/jobs showed it
     as it is (found by an outside attack round) where every error message says '<data root>'."""
