@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "
                                 "(JSON; 413 above, checked before parsing)")
     cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")
+    max_queued_jobs: int = Field(100, ge=1, le=100_000, description="jobs that may wait in the queue; a job request "
+                                 "(or a resume) beyond them is a 429 until some have run or been cancelled")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads of the jobs' numerical work "
                                 "(torch, BLAS), shared by the jobs running at the same time (app.threads); unset: "
                                 "one per core")

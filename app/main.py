@@ -20,7 +20,7 @@ from .messages import ClientMessages
 from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES
-from .status import InvalidTransition, NotFound
+from .status import InvalidTransition, NotFound, QueueFull
 from .steps import JOB_KINDS
 from .store import Store
 from .sweep import sweep_data_dir
@@ -91,6 +91,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
     return {
         NotFound: (404, ""),
         InvalidTransition: (409, ""),
+        QueueFull: (429, ""),
         AlreadyRegistered: (409, ""),
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),

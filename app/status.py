@@ -34,5 +34,9 @@ class NotFound(KeyError):
         return self.args[0]
 
 
+class QueueFull(RuntimeError):
+    """The job queue holds ``Settings.max_queued_jobs`` jobs already (the API answers 429)."""
+
+
 class InvalidTransition(ValueError):
     """A job status change that its current status does not allow (the API turns it into 409)."""

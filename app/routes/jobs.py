@@ -18,8 +18,11 @@ router = APIRouter(tags=["jobs"])
 _CONFLICT = {409: {"model": ErrorOut, "description": "the job's status does not allow this"}}
 
 
+_FULL = {429: {"model": ErrorOut, "description": "the queue holds MR2PROBE_MAX_QUEUED_JOBS jobs already"}}
+
+
 @router.post("/jobs", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
-             summary="Queue an extract, probe or pipeline job; returns at once", responses=ERROR_RESPONSES)
+             summary="Queue an extract, probe or pipeline job; returns at once", responses={**ERROR_RESPONSES, **_FULL})
 def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner),
                settings: Settings = Depends(get_settings)) -> JobAccepted:
     """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job; an
@@ -27,6 +30,7 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
     def weights_path(path: str) -> Path:
         return resolve_under_root(path, settings.data_root)
 
+    runner.check_room()  # before the request's checks, which may open its data set or cache
     row = runner.submit(job.kind, validate_job(job, store, weights_path))
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
 
@@ -49,7 +53,8 @@ def cancel_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobOu
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
-             responses={**ERROR_RESPONSES, **_CONFLICT}, summary="Queue an interrupted (or failed) job again; finished steps are kept")
+             responses={**ERROR_RESPONSES, **_CONFLICT, **_FULL},
+             summary="Queue an interrupted (or failed) job again; finished steps are kept")
 def resume_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobAccepted:
     row = runner.resume(job_id)
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")

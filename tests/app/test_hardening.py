@@ -793,6 +793,23 @@ def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job
         "'cat' (registered: 'airplane', 'cat', 'ship'); register it again"), job["error"]
 
 
+def test_a_full_queue_is_a_429_before_the_request_is_checked(service, monkeypatch):
+    """300 jobs of hours each were accepted from one client (an attack round): a job request or a resume beyond
+    MR2PROBE_MAX_QUEUED_JOBS waiting jobs is a 429, before its data set or cache is opened."""
+    runner, store = service.app.state.runner, service.app.state.store
+    assert service.app.state.settings.max_queued_jobs == 100
+    monkeypatch.setattr(store, "job_counts", lambda: {"queued": 100, "succeeded": 7})
+    for url, body in (("/api/jobs", {"kind": "extract", "dataset_id": "ds_missing"}),
+                      ("/api/jobs/job_missing/resume", None)):
+        resp = service.post(url, json=body)
+        assert resp.status_code == 429 and resp.json()["detail"] == (
+            "100 jobs are queued, the most this service takes (MR2PROBE_MAX_QUEUED_JOBS); retry once some have run, "
+            "or cancel some"), resp.text
+    monkeypatch.setattr(store, "job_counts", lambda: {"queued": 99})
+    assert service.post("/api/jobs", json={"kind": "extract", "dataset_id": "ds_missing"}).status_code == 404
+    assert runner.settings.max_queued_jobs == 100
+
+
 def test_a_jobs_request_shows_a_weights_path_under_the_data_root_by_name(service, tmp_path):
     """The stored request keeps the weights file's resolved path (the job loads that file); GET /api/jobs showed it
     as it is (found by an outside attack round) where every error message says '<data root>'."""
