@@ -104,6 +104,8 @@ class _MultipartSink:
         if self.file is not None:
             self.close()
         elif self.name:
+            if self.name in self.fields:  # the last one silently won (an attack round): which did the client mean?
+                raise UploadError(f"form field {self.name[:40]!r} is given twice; send it once")
             self.fields[self.name] = bytes(self.buf).decode("utf-8", "replace")
         self.headers, self.name, self.buf = {}, None, bytearray()
 

@@ -344,6 +344,10 @@ def test_upload_name_field_is_checked_not_truncated(service):
         assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
     assert service.get("/api/datasets").json() == []
     assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
+    for twice in ({"name": ["a", "b"]}, {"unlabelled": ["true", "false"]}):  # the last one won silently
+        resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data=twice)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"] == f"form field {next(iter(twice))!r} is given twice; send it once"
     resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data={"name": "n" * 200})
     assert resp.status_code == 201 and resp.json()["name"] == "n" * 200
 
