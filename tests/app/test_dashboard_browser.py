@@ -559,7 +559,7 @@ def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_
     assert resp.json()["imbalance"] == 4.0 and even["imbalance"] == 1.0  # 12 / 3 train images: the server's ratio
     choose(resp.json()["id"])
     hidden, text = driver.js(hint)
-    assert not hidden and text.startswith("This data set's classes differ 4× in size among the training images")
+    assert not hidden and text.startswith("This data set's classes differ 4× in size among the train + val images")
     driver.screenshot(tmp_path / "launch_imbalance.png")
     choose(even["id"])
     assert driver.js(hint) == [True, ""]
