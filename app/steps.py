@@ -156,7 +156,7 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     (so that a run equal to its reference does not read like a copy of it)."""
     def fmt(key: str) -> str:
         value = summary.get(key)
-        return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+        return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
 
     note = _VERDICT_NOTES.get(verdict)
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")

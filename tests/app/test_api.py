@@ -320,6 +320,9 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     note = {"no_safe_improvement": "(no safe improvement found: the run is the reference (ERM) configuration)",
             "improved": "(hard classes raised beyond noise on validation)"}[report["selection"]["verdict"]]
     assert job["messages"][-1]["text"].endswith(note), job["messages"]
+    summary = report["summary"]  # in percent, as every view (it said 0.7642; a new-user round)
+    assert job["messages"][-1]["text"].startswith(f"run {report['run_id']}: overall {100 * summary['overall']:.2f} %, "
+                                                  f"hard {100 * summary['hard']:.2f} %"), job["messages"]
     # The runs list names the loss the run is (the reference's where it kept it), not only the one it tried; its
     # loss field stays the one requested.
     run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
