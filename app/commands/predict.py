@@ -105,7 +105,7 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> 
     lines += [f"{s.name[:20]:<20} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]
     if len(predicted) > args.limit:
-        lines.append(f"… {len(predicted) - args.limit} more classes (--limit, or --out for every image).")
+        lines.append(f"… {len(predicted) - args.limit} more classes (--limit N shows more; --out writes every image's prediction).")
     never = [s.name for s in shares if not s.n]
     if never:
         lines.append(f"Never predicted: {', '.join(never[:10])}{' …' if len(never) > 10 else ''} ({len(never)} of "
@@ -128,12 +128,12 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
                  f"balanced accuracy {_pct(scores.balanced)} %.")
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))
     shown = present[:args.limit]
-    lines.append(f"{'class':<20} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision':>9} "
-                 f"{'F1':>6}")
+    lines.append(f"{'class':<20} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
+                 f"{'F1':>6}")  # F1 a fraction, as mr2probe report shows it (it was in percent here)
     lines += [f"{c.name[:20]:<20} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
-              f"{_pct(c.precision):>9} {_pct(c.f1):>6}" for c in shown]
+              f"{_pct(c.precision):>11} {'—' if c.f1 is None else f'{c.f1:.3f}':>6}" for c in shown]
     if len(present) > len(shown):
-        lines.append(f"… {len(present) - len(shown)} more classes (--limit, or --out for every image).")
+        lines.append(f"… {len(present) - len(shown)} more classes (--limit N shows more; --out writes every image's prediction).")
     if check is not None:
         same = check["equal"] == check["images"]
         lines.append(f"This is the run's own test split: the predictions equal the report's first seed on "

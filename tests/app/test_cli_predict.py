@@ -58,6 +58,11 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     accuracy = np.mean([r["correct"] == "1" for r in rows])
     assert f"Accuracy {100 * accuracy:.1f} %" in text
     report = json.loads((out / "report.json").read_text())
+    # F1 as a fraction, as mr2probe report shows it (it was in percent here; a new-user round)
+    header = next(line for line in text.splitlines() if line.startswith("class "))
+    assert header.split()[-3:] == ["precision", "%", "F1"]
+    rows_shown = text.splitlines()[text.splitlines().index(header) + 1:][:3]
+    assert all(re.fullmatch(r"(0|1)\.\d{3}|—", line.split()[-1]) for line in rows_shown), rows_shown
     assert accuracy == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
 
 
