@@ -201,7 +201,7 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
             f"No setting raised the hard classes beyond noise {_at_cost(max_overall_drop)} (budget {budget}): "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
-            f"its changed hard-class images leaning its way (sign test p <= {SIGN_TEST_ALPHA:g}, Bonferroni over "
+            f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
             f"the {m}). {_closest_miss(candidates, reference_index, max_overall_drop, m)}This run keeps the "
             f"reference configuration ({describe_params(candidates[reference_index])})."
         )
