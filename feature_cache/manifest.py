@@ -11,8 +11,11 @@
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import re
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 from .archives import FileListReader, check_member_name, not_an_image
@@ -42,6 +45,47 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((header.index(name) for name in names if name in header), None)
 
 
+def _not_utf8(path: Path) -> str:
+    """The message for a manifest that does not decode as UTF-8, naming the first bad byte and its line."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {number}): save it as UTF-8."
+    return f"{path} is not UTF-8 text: save it as UTF-8."  # pragma: no cover - the text reader failed on it
+
+
+def _check_utf16(path: Path) -> None:
+    """Refuse UTF-16 (or UTF-32) text: it decodes as UTF-8 only as NUL-padded nonsense, so say what it is."""
+    with open(path, "rb") as handle:
+        start = handle.read(4096)
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DatasetError(f"{path} is UTF-16 text, not UTF-8: save it as UTF-8 (in Excel: CSV UTF-8).")
+    if b"\x00" in start:
+        raise DatasetError(f"{path} holds NUL bytes (UTF-16 text without a byte-order mark, or not text at all): "
+                           "save it as UTF-8 text (in Excel: CSV UTF-8).")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The manifest's rows with the line each ends on; text that is not UTF-8 (a byte-order mark is fine) or
+    not CSV is a :class:`DatasetError` naming the file and the line."""
+    _check_utf16(path)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:
+            raise DatasetError(_not_utf8(path)) from exc
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise DatasetError(f"{path}: line {reader.line_num} has a field longer than the CSV reader's limit "
+                                   f"of {csv.field_size_limit()} characters: is it a manifest of path,label "
+                                   "rows?") from exc
+            raise DatasetError(f"{path}: line {reader.line_num} is not valid CSV ({exc}).") from exc
+
+
 def read_manifest(
     path: Path, image_extensions: frozenset[str], *, split: str | None = None, seen: set[str] | None = None
 ) -> tuple[FileListReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
@@ -54,9 +98,8 @@ def read_manifest(
     skipped: list[tuple[str, str]] = []
     given: dict[str, dict[str, list[str]]] = {}
     seen = set() if seen is None else seen
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [_header_name(h) for h in next(reader, [])]
+    with closing(_rows(path)) as rows:
+        header = [_header_name(h) for h in next(rows, (1, []))[1]]
         col_path, col_label = _column(header, PATH_COLUMNS), _column(header, LABEL_COLUMNS)
         if col_path is None or col_label is None:
             raise DatasetError(
@@ -65,7 +108,7 @@ def read_manifest(
                 f"({', '.join(SPLIT_COLUMNS)}: train / val / test); got {header}."
             )
         col_split = _column(header, SPLIT_COLUMNS)
-        for line, row in enumerate(reader, start=2):
+        for line, row in rows:
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < len(header):

@@ -111,6 +111,22 @@ def test_upload_tar_gz(tmp_path, tiny_zip):
         assert body["name"] == "my_data.tar.gz"  # the stored file name is sanitised
 
 
+def test_register_a_manifest_not_utf8_or_not_csv_is_a_422_naming_it(tmp_path):
+    """A latin-1 manifest or one with a field over the csv module's limit was a 500."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "man.csv").write_bytes("path,label\na.png,caf\u00e9\n".encode("latin-1"))
+    (root / "long.csv").write_text(f"path,label\n{'x' * 200_000},a\n")
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        resp = client.post("/api/datasets", json={"path": "man.csv"})
+        assert resp.status_code == 422 and resp.json()["detail"] == (
+            "<data root>/man.csv is not UTF-8 text (byte 0xe9 at line 2): save it as UTF-8.")
+        resp = client.post("/api/datasets", json={"path": "long.csv"})
+        assert resp.status_code == 422 and resp.json()["detail"] == (
+            "<data root>/long.csv: line 2 has a field longer than the CSV reader's limit of 131072 characters: "
+            "is it a manifest of path,label rows?")
+
+
 def test_register_server_side_directory(tmp_path, tiny_zip):
     root = tmp_path / "root"
     with zipfile.ZipFile(io.BytesIO(tiny_zip)) as z:

@@ -85,6 +85,21 @@ def test_through_the_mr2probe_entry_point(tmp_path, capsys):
     assert "mr2probe extract: error: data set" in capsys.readouterr().err
 
 
+def test_a_manifest_not_utf8_or_not_csv_is_one_line_naming_it(tmp_path, capsys):
+    """A field over the csv module's limit printed a traceback; a latin-1 manifest a message without its name."""
+    from app.cli import main
+
+    (tmp_path / "man.csv").write_bytes("path,label\na.png,caf\u00e9\n".encode("latin-1"))
+    (tmp_path / "long.csv").write_text(f"path,label\n{'x' * 200_000},a\n")
+    assert main(["extract", "--data", str(tmp_path / "man.csv"), "--out", str(tmp_path / "c.h5")]) == 2
+    assert capsys.readouterr().err == (f"mr2probe extract: error: {tmp_path}/man.csv is not UTF-8 text (byte 0xe9 "
+                                       "at line 2): save it as UTF-8.\n")
+    assert main(["extract", "--data", str(tmp_path / "long.csv"), "--out", str(tmp_path / "c.h5")]) == 2
+    assert capsys.readouterr().err == (f"mr2probe extract: error: {tmp_path}/long.csv: line 2 has a field longer "
+                                       "than the CSV reader's limit of 131072 characters: is it a manifest of "
+                                       "path,label rows?\n")
+
+
 def test_what_the_machine_refuses_and_a_busy_cache_are_one_line_each(tmp_path, capsys):
     import fcntl
 

@@ -236,6 +236,37 @@ def test_csv_manifest_with_split_column_and_errors(tree, tmp_path):
         open_dataset(tree / "badsplit.csv")
 
 
+def test_csv_manifest_not_utf8_or_not_csv_is_refused_naming_the_file_and_line(tree):
+    """Latin-1 or UTF-16 text (Excel's "Unicode Text") and a field over the csv module's limit were a 500
+    (UnicodeDecodeError, csv.Error); each is a DatasetError naming the file, the line and what to do."""
+    import csv
+
+    from feature_cache.manifest import read_manifest
+
+    rows = "path,label\ntrain/ant/000.png,ant\ntrain/ant/001.png,caf\u00e9\n"
+    cases = {
+        "latin1.csv": (rows.encode("latin-1"),
+                       "latin1.csv is not UTF-8 text (byte 0xe9 at line 3): save it as UTF-8."),
+        "utf16.csv": (rows.encode("utf-16"),
+                      "utf16.csv is UTF-16 text, not UTF-8: save it as UTF-8 (in Excel: CSV UTF-8)."),
+        "utf16le.csv": (rows.encode("utf-16-le"),
+                        "utf16le.csv holds NUL bytes (UTF-16 text without a byte-order mark, or not text at all): "
+                        "save it as UTF-8 text (in Excel: CSV UTF-8)."),
+        "long.csv": (f"path,label\ntrain/ant/000.png,ant\n{'x' * 200_000},ant\n".encode(),
+                     f"long.csv: line 3 has a field longer than the CSV reader's limit of {csv.field_size_limit()} "
+                     "characters: is it a manifest of path,label rows?"),
+    }
+    for name, (data, message) in cases.items():
+        (tree / name).write_bytes(data)
+        with pytest.raises(DatasetError) as info:
+            open_dataset(tree / name)
+        assert str(info.value) == f"{tree}/{message}"
+    # UTF-8 with a byte-order mark (Excel's "CSV UTF-8") is read, accents and all
+    (tree / "bom.csv").write_bytes(rows.encode("utf-8-sig"))
+    _, given, skipped, _ = read_manifest(tree / "bom.csv", frozenset({".png"}))
+    assert given == {"train": {"ant": ["train/ant/000.png"], "caf\u00e9": ["train/ant/001.png"]}} and not skipped
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
