@@ -311,7 +311,7 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     """Pick the reader for ``path`` — one branch per supported format."""
     name = path.name.lower()
     if path.is_dir() and find_idx_files(path):
-        return open_idx(path)
+        return open_idx(path, limits)
     if path.is_dir() and has_manifest_pair(path):
         return read_manifest_pair(path, IMAGE_EXTENSIONS)
     reader = _file_reader(path, limits)
@@ -320,7 +320,7 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     if name.endswith(".csv"):
         return read_manifest(path, IMAGE_EXTENSIONS)
     if "-idx" in name and "-ubyte" in name:
-        return open_idx(path.parent)
+        return open_idx(path.parent, limits)
     raise DatasetError(
         f"Unsupported data set {path}; accepted: a folder of class folders, a .zip or "
         f"{'/'.join(TAR_SUFFIXES)} archive of one, a .csv manifest (path,label) or a folder of idx files."

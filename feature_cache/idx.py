@@ -13,10 +13,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 
+from .archives import ArchiveLimits
 from .errors import DatasetError
 
 __all__ = ["FASHION_MNIST_CLASSES", "IdxReader", "read_idx", "find_idx_files", "open_idx"]
@@ -27,24 +29,52 @@ FASHION_MNIST_CLASSES = (
 _PREFIXES = {"train": "train", "test": "t10k"}
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse one idx file (optionally gzip-compressed) into a uint8 array."""
-    opener = gzip.open if path.suffix == ".gz" else open
+def _check_expansion(path: Path, nbytes: int, limits: ArchiveLimits) -> None:
+    """Refuse a gzip-compressed idx file whose header declares more bytes than an archive member may expand
+    to (the archives' rule, :class:`ArchiveLimits`), before any of it is decompressed."""
+    compressed = max(path.stat().st_size, 1)
+    if nbytes > limits.max_total_bytes:
+        raise DatasetError(f"{path}: the idx header declares {nbytes} bytes, over the limit of "
+                           f"{limits.max_total_bytes} (ArchiveLimits.max_total_bytes).")
+    if nbytes > limits.ratio_floor and nbytes > limits.max_ratio * compressed:
+        raise DatasetError(f"{path}: the idx header declares {nbytes} bytes, {nbytes / compressed:.0f}x the "
+                           f"{compressed}-byte file (limit {limits.max_ratio:.0f}x, ArchiveLimits.max_ratio): "
+                           "possible decompression bomb.")
+
+
+def read_idx(path: Path, limits: ArchiveLimits | None = None) -> np.ndarray:
+    """Parse one idx file (optionally gzip-compressed) into a uint8 array.
+
+    The header is read first: a compressed file declaring more than ``limits`` allow is refused unread, and
+    the data is read up to the declared size (a file with fewer or more bytes is refused).
+    """
+    compressed = path.suffix == ".gz"
+    opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            magic = handle.read(4)
+            if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or not 1 <= magic[3] <= 4:
+                raise DatasetError(f"{path}: not an unsigned-byte idx file (magic {magic.hex() or 'missing'}).")
+            dims = handle.read(4 * magic[3])
+            if len(dims) < 4 * magic[3]:
+                raise DatasetError(f"{path}: idx header truncated.")
+            shape = tuple(int(v) for v in np.frombuffer(dims, dtype=">i4"))
+            if min(shape) < 0:
+                raise DatasetError(f"{path}: idx header gives a negative dimension {shape}.")
+            nbytes = math.prod(shape)
+            if compressed:
+                _check_expansion(path, nbytes, limits or ArchiveLimits())
+            elif nbytes > path.stat().st_size:  # a read of the declared size would allocate it first
+                raise DatasetError(f"{path}: idx header says {shape} = {nbytes} bytes, file has "
+                                   f"{path.stat().st_size - 4 - len(dims)}.")
+            raw = handle.read(nbytes)
+            extra = len(handle.read(1 << 20))  # bounded: a few trailing bytes are counted, a flood is not
     except (OSError, EOFError) as exc:
         raise DatasetError(f"{path}: cannot read idx file ({exc}).") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
-        raise DatasetError(f"{path}: not an unsigned-byte idx file (magic {raw[:4].hex() or 'missing'}).")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"{path}: idx header truncated.")
-    shape = tuple(int(v) for v in np.frombuffer(raw[4:header], dtype=">i4"))
-    if len(raw) - header != int(np.prod(shape)):
-        raise DatasetError(f"{path}: idx header says {shape} = {int(np.prod(shape))} bytes, file has {len(raw) - header}.")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    if len(raw) != nbytes or extra:
+        has = f"at least {nbytes + extra}" if extra == 1 << 20 else str(len(raw) + extra)
+        raise DatasetError(f"{path}: idx header says {shape} = {nbytes} bytes, file has {has}.")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def find_idx_files(folder: Path) -> dict[str, tuple[Path, Path]] | None:
@@ -96,8 +126,11 @@ class IdxReader:
         return str(self.folder)
 
 
-def open_idx(folder: Path) -> tuple[IdxReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
-    """Read the idx pairs in ``folder`` → (reader, {split: {class: [names]}}, skipped, layout)."""
+def open_idx(
+    folder: Path, limits: ArchiveLimits | None = None
+) -> tuple[IdxReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
+    """Read the idx pairs in ``folder`` → (reader, {split: {class: [names]}}, skipped, layout); ``limits`` bound
+    what a gzip-compressed file may expand to (defaults: :class:`ArchiveLimits`)."""
     files = find_idx_files(folder)
     if not files or "train" not in files or "test" not in files:
         raise DatasetError(
@@ -107,7 +140,7 @@ def open_idx(folder: Path) -> tuple[IdxReader, dict[str, dict[str, list[str]]], 
     arrays: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for split, (images_path, labels_path) in files.items():
-        images, split_labels = read_idx(images_path), read_idx(labels_path)
+        images, split_labels = read_idx(images_path, limits), read_idx(labels_path, limits)
         if images.ndim != 3 or split_labels.ndim != 1 or len(images) != len(split_labels):
             raise DatasetError(
                 f"{folder}: {images_path.name} has shape {images.shape}, {labels_path.name} {split_labels.shape}; "

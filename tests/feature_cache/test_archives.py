@@ -295,6 +295,64 @@ def test_idx_reader_on_written_files(tmp_path):
         open_dataset(folder)
 
 
+def test_idx_decompression_bomb_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A gzip idx file whose header declares far more than it compresses from (15.7 MB of zeros in a ~15 kB file)
+    was read whole (a 762 kB file declaring 1,000,000×28×28 took the server from 0.8 to 2.7 GB); the archives'
+    ratio rule (ArchiveLimits.max_ratio) refuses it from its header, and trailing bytes are refused too."""
+    import gzip as gzip_module
+
+    from feature_cache import ArchiveLimits
+
+    folder = tmp_path / "fashion-bomb"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((20_000, 28, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(20_000) % 2)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(2))
+    bomb = folder / "train-images-idx3-ubyte.gz"
+    size = bomb.stat().st_size
+    reads = []
+    real_open = gzip_module.open
+    monkeypatch.setattr(gzip_module, "open", lambda *a, **k: _Recording(real_open(*a, **k), reads))
+    with pytest.raises(DatasetError) as info:
+        open_dataset(folder)
+    assert str(info.value) == (
+        f"{bomb}: the idx header declares 15680000 bytes, {15_680_000 / size:.0f}x the {size}-byte file "
+        "(limit 200x, ArchiveLimits.max_ratio): possible decompression bomb.")
+    assert sum(reads) == 16  # the magic and the three dimensions, nothing of the data
+    monkeypatch.undo()
+    # the same file under a looser rule is read; one with bytes past its declared size is refused
+    data = open_dataset(folder, limits=ArchiveLimits(max_ratio=5000.0))
+    assert len(data.reader.arrays["train"]) == 20_000
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip_module.compress(b"\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01extra"))
+    with pytest.raises(DatasetError, match=r"idx header says \(2,\) = 2 bytes, file has 7\.$"):
+        open_dataset(folder, limits=ArchiveLimits(max_ratio=5000.0))
+    # an uncompressed file declaring a billion bytes is refused from its size, not read into a huge buffer
+    labels.unlink()
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (10**9).to_bytes(4, "big") + b"\x01\x00")
+    with pytest.raises(DatasetError, match=r"idx header says \(1000000000,\) = 1000000000 bytes, file has 2\.$"):
+        open_dataset(folder, limits=ArchiveLimits(max_ratio=5000.0))
+
+
+class _Recording:
+    """A file whose reads' sizes are recorded."""
+
+    def __init__(self, handle, reads: list) -> None:
+        self.handle, self.reads = handle, reads
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.handle.read(n)
+        self.reads.append(len(data))
+        return data
+
+
 @pytest.mark.skipif(not FASHION.is_dir(), reason=f"Fashion-MNIST idx files absent ({FASHION}; apt-get install dataset-fashion-mnist)")
 def test_real_fashion_mnist():
     data = open_dataset(FASHION, max_per_class=3, val_fraction=1 / 3)
