@@ -8,8 +8,10 @@ Layouts (class folders, in a folder or a .zip archive):
 
 - ``ROOT/train/<class>/…`` and ``ROOT/test/<class>/…`` (optionally ``ROOT/val/<class>/…``; ``valid`` and
   ``validation`` also name it), where ROOT may be nested under top folders (the CIFAR-10 zip has
-  ``cifar10/train/<class>/NNNN.jpg``): the shallowest folder holding ``train`` and ``test`` (or ``val``)
-  is used. With ``train`` + ``val`` only, ``test`` is carved from ``train`` (``test_fraction``).
+  ``cifar10/train/<class>/NNNN.jpg``): the folder holding ``train`` and ``test`` (or ``val``) is used, and
+  files beside its split folders are listed in ``skipped``. Split folders in two places (``partA/train`` and
+  ``partB/train``) raise :class:`~feature_cache.errors.DatasetError` naming them: which to use is the user's
+  choice. With ``train`` + ``val`` only, ``test`` is carved from ``train`` (``test_fraction``).
 - ``ROOT/<class>/…`` without a split: the product carves ``test`` (``test_fraction``) stratified and
   seeded.
 - ``ROOT/test/<class>/…`` alone (no ``train`` or ``val``; or a manifest whose split column says ``test`` on every
@@ -136,8 +138,10 @@ class LabelledImages:
 # ------------------------------------------------------------------------------------ layout
 
 
-def _find_split_root(names: list[str]) -> tuple[tuple[str, ...], dict[str, str]] | None:
-    """The shallowest prefix P with P/train/… and P/test/… (or P/val/…) files → (P, {split: folder name})."""
+def _split_roots(names: list[str]) -> list[tuple[tuple[str, ...], dict[str, str]]]:
+    """The prefixes P with P/train/… and P/test/… (or P/val/…) files → [(P, {split: folder name})], shallowest
+    first, leaving out one inside another's split folder (``train/cat/test/`` is a class's subfolder); else
+    those with P/test/… alone (a labelled test set: new images to score a shipped probe on)."""
     candidates: dict[tuple[str, ...], dict[str, str]] = defaultdict(dict)
     for name in names:
         parts = name.split("/")
@@ -147,11 +151,30 @@ def _find_split_root(names: list[str]) -> tuple[tuple[str, ...], dict[str, str]]
                 candidates[tuple(parts[:depth])].setdefault(split, part)
     found = [(prefix, splits) for prefix, splits in candidates.items()
              if "train" in splits and ({"test", "val"} & set(splits))]
-    # else a labelled test set alone (new images to score a shipped probe on): P/test/… and no other split
     found = found or [(prefix, splits) for prefix, splits in candidates.items() if set(splits) == {"test"}]
-    if not found:
-        return None
-    return min(found, key=lambda item: (len(item[0]), item[0]))
+    found.sort(key=lambda item: (len(item[0]), item[0]))
+    return [(prefix, splits) for prefix, splits in found
+            if not any(prefix[:len(outer) + 1] in _split_dirs(outer, folders) for outer, folders in found)]
+
+
+def _split_dirs(prefix: tuple[str, ...], folders: dict[str, str]) -> list[tuple[str, ...]]:
+    """The split folders of a split root, in train, val, test order."""
+    return [prefix + (folders[split],) for split in SPLITS if split in folders]
+
+
+def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """The split root of a reader's images (see :func:`_split_roots`), or None for a single tree. Split folders
+    in several places are refused: taking one would drop the others' images and classes without a word."""
+    roots = _split_roots(image_names)
+    if len(roots) > 1:
+        kinds = "train/test" if "train" in roots[0][1] else "test"
+        places = ", ".join("/".join(prefix) or "the top folder" for prefix, _ in roots[:5])
+        more = f" and {len(roots) - 5} more" if len(roots) > 5 else ""
+        raise DatasetError(
+            f"{reader}: found {kinds} folders in {len(roots)} places ({places}{more}): register one of them, or "
+            f"arrange the images in one tree (train/<class>/…, test/<class>/…)."
+        )
+    return roots[0] if roots else None
 
 
 def _common_root(names: list[str]) -> tuple[str, ...]:
@@ -166,6 +189,10 @@ def _common_root(names: list[str]) -> tuple[str, ...]:
     while prefix and any(len(parts) - 1 <= len(prefix) for parts in split):
         prefix.pop()
     return tuple(prefix)
+
+
+def _is_under(name: str, folder: tuple[str, ...]) -> bool:
+    return tuple(name.split("/")[:len(folder)]) == folder
 
 
 def _is_hidden(name: str) -> bool:
@@ -282,12 +309,15 @@ def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]
 def _class_folder_layout(reader: Reader) -> Discovery:
     """Find split and class folders among a reader's files (see module docstring)."""
     names, image_names, skipped = _listed(reader)
-    located = _find_split_root(image_names)
+    located = _one_split_root(reader, image_names)
     given: dict[str, dict[str, list[str]]] = {}
     if located:
         prefix, folders = located
         for split, folder in folders.items():
             given[split] = _class_folders(reader, names, prefix + (folder,), skipped)
+        used = _split_dirs(prefix, folders)
+        reason = f"outside the split folders ({', '.join('/'.join(folder) for folder in used)})"
+        skipped += [(name, reason) for name in names if not any(_is_under(name, folder) for folder in used)]
         return reader, given, skipped, "split-folders"
     given["train"] = _class_folders(reader, names, _common_root(image_names), skipped)
     return reader, given, skipped, "single-tree"

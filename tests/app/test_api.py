@@ -111,6 +111,26 @@ def test_upload_tar_gz(tmp_path, tiny_zip):
         assert body["name"] == "my_data.tar.gz"  # the stored file name is sanitised
 
 
+def test_upload_with_train_test_folders_in_two_places_is_a_422_naming_them(tmp_path):
+    """partA/{train,test}/{a,b}, partB/{train,test}/{c,d} and extra_class/ was a 201 with classes a and b,
+    skipped 0: the other images and classes were dropped without a word (found by the third attack round)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as out:
+        for classes, root in ((("a", "b"), "partA"), (("c", "d"), "partB")):
+            with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1, classes, root=root))) as part:
+                for name in part.namelist():
+                    out.writestr(name, part.read(name))
+                    image = part.read(name)
+        out.writestr("extra_class/000.png", image)
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        resp = client.post("/api/datasets", files={"file": ("parts.zip", buf.getvalue(), "application/zip")})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"].endswith(
+            "parts.zip: found train/test folders in 2 places (partA, partB): register one of them, or arrange the "
+            "images in one tree (train/<class>/…, test/<class>/…).")
+        assert client.get("/api/datasets").json() == []
+
+
 def test_register_a_manifest_not_utf8_or_not_csv_is_a_422_naming_it(tmp_path):
     """A latin-1 manifest or one with a field over the csv module's limit was a 500."""
     root = tmp_path / "root"

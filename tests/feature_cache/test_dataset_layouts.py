@@ -231,3 +231,50 @@ def test_a_labelled_test_set_alone_keeps_every_image_in_test(tree, tmp_path):
     (new / "only_val.csv").write_text("path,label,split\n" + rows.replace(",test", ",val") + "\n")
     with pytest.raises(DatasetError, match="must give at least train and test rows"):
         open_dataset(new / "only_val.csv")
+
+
+def test_train_test_folders_in_several_places_are_refused_naming_them(tmp_path):
+    """partA/{train,test}/{a,b}, partB/{train,test}/{c,d} and extra_class/ gave classes a, b and skipped 0: the
+    first split root alone was read, the other images dropped without a word (found by the third attack round).
+    Several split roots are refused naming them, as a folder and as a zip, and so are several test sets alone."""
+    parts = tmp_path / "parts"
+    make_tree(parts / "partA", {"a": 2, "b": 2})
+    make_tree(parts / "partB", {"c": 2, "d": 2})
+    write_image(parts / "extra_class" / "000.png", 0, 0)
+    message = ": found train/test folders in 2 places (partA, partB): register one of them, or arrange the images " \
+              "in one tree (train/<class>/…, test/<class>/…)."
+    archive = zip_dir(parts, tmp_path / "parts.zip")
+    for source in (parts, archive):
+        with pytest.raises(DatasetError) as info:
+            open_dataset(source)
+        assert str(info.value) == f"{source}{message}"
+    tests_only = tmp_path / "tests_only"
+    make_tree(tests_only / "ds1", {"a": 2, "b": 2}, splits=("test",))
+    make_tree(tests_only / "ds2", {"a": 2, "b": 2}, splits=("test",))
+    with pytest.raises(DatasetError, match=r"found test folders in 2 places \(ds1, ds2\): register one of them"):
+        open_dataset(tests_only)
+    # one of them is a data set of its own
+    assert open_dataset(parts / "partB").class_names == ["c", "d"]
+
+
+def test_files_outside_the_split_folders_are_skipped_and_listed(tree, tmp_path):
+    """One split root, nested or not: images and other files beside it are listed as skipped (they were dropped
+    silently); a class's own train/test subfolders and macOS's __MACOSX folder make no second root."""
+    write_image(tree / "extra_class" / "000.png", 0, 0)
+    (tree / "README.md").write_text("about")
+    write_image(tree / "train" / "ant" / "test" / "900.png", 0, 900)  # inside a class: still that class
+    write_image(tree / "train" / "ant" / "train" / "901.png", 0, 901)
+    write_image(tree / "__MACOSX" / "train" / "ant" / "._000.png", 0, 1)
+    write_image(tree / "__MACOSX" / "test" / "ant" / "._000.png", 0, 2)
+    data = open_dataset(tree, val_fraction=0.0)
+    reason = "outside the split folders (train, test)"
+    assert sorted(data.skipped) == [("README.md", reason), ("__MACOSX/test/ant/._000.png", "hidden or metadata file"),
+                                    ("__MACOSX/train/ant/._000.png", "hidden or metadata file"),
+                                    ("extra_class/000.png", reason)]
+    assert data.class_names == ["ant", "bee", "cat"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 20, "val": 0, "test": 9}
+    nested = open_dataset(zip_dir(tree, tmp_path / "nested.zip", prefix="top/"), val_fraction=0.0)
+    assert sorted(s for s, r in nested.skipped if r.startswith("outside")) == ["top/README.md",
+                                                                                 "top/extra_class/000.png"]
+    assert {r for s, r in nested.skipped if r.startswith("outside")} == {"outside the split folders (top/train, "
+                                                                         "top/test)"}
