@@ -102,7 +102,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     ctx.message(f"encoder {encoder_name} ready ({encoder.num_features}-d features, device {device})")
     ctx.check_stop()
     plan = plan_extraction(data, encoder, cache_dir)
-    ctx.record(extraction=str(plan.path))  # this job's file: a cancel removes its partial file and no other
+    _record_extraction(ctx, str(plan.path))
     try:
         result = _when_free(ctx, lambda: extract(
             data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
@@ -259,6 +259,18 @@ def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
         run_ids.append(run["id"])
         ctx.record(run_ids=run_ids, pending_run=None)
     return {"cache_id": cache_id, "run_ids": run_ids}
+
+
+def _record_extraction(ctx: JobContext, target: str) -> None:
+    """Record the cache file this job's extraction writes (a cancel removes its partial file and no other). A
+    resumed job whose data set changed since it was interrupted plans another file (a new fingerprint): the
+    partial and lock files of the one it recorded before are discarded, unless another job uses them."""
+    before = ctx.store.get_job(ctx.job_id)["result"].get("extraction")
+    ctx.record(extraction=target)
+    if before and before != target:
+        ctx.message(f"the images to extract changed since this job's last attempt (cache {Path(target).name}, "
+                    f"was {Path(before).name}): its earlier partial extraction is discarded")
+        _discard_unless_in_use(ctx.store, ctx.job_id, before)
 
 
 def discard_extraction(job: dict[str, Any], store: Store, settings: Settings) -> None:

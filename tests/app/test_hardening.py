@@ -906,3 +906,49 @@ def test_a_labelled_test_set_alone_registers_and_extracts_but_trains_nothing(ser
     # a probe on its cache: the same reason, not an empty validation split of "train 0, val 0, test 0"
     resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "ce"}})
     assert resp.status_code == 422 and resp.json()["detail"] == f"cache_id: cache {cache['id']!r}: {what}", resp.text
+
+
+# -- 2b. a resumed extraction of changed images leaves no stale partial file -----------------------------------
+def test_a_resumed_extraction_of_changed_images_discards_its_earlier_partial_file(tmp_path):
+    """Killed mid-extraction, the data set's images changed, resumed: the job succeeded with a cache of the new
+    fingerprint, but the old <encoder>-<oldfp>.h5.partial and .lock stayed until the next start-up (found by the
+    third attack round). The resumed job discards the file it recorded before; another job's file is kept."""
+    import io
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    from app.steps import cache_dir_for
+    from app.store import Store
+
+    root = tmp_path / "root"
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as z:
+        z.extractall(root)
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", json={"path": "tiny"}).json()
+    cache_dir = cache_dir_for(settings, ds["id"], "effnet-lite0")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    old, others = cache_dir / "effnet-lite0-oldfp.h5", cache_dir / "effnet-lite0-otherfp.h5"
+    store = Store(settings.db_path)
+    request = {"dataset_id": ds["id"], "encoder": "effnet-lite0", "options": {}}
+    job, other = store.add_job("extract", request), store.add_job("extract", request)
+    for each, final in ((job, old), (other, others)):
+        store.claim(each["id"])
+        store.update_result(each["id"], extraction=str(final))  # recorded before the server was killed
+        final.with_name(final.name + ".partial").write_bytes(b"half")
+        final.with_name(final.name + ".lock").write_text("pid 999999")
+    store.interrupt_running()
+    first = sorted((root / "tiny" / "train").rglob("*.*"))[0]
+    shutil.copy(first, first.with_name("extra" + first.suffix))
+    with TestClient(create_app(settings)) as client:
+        assert client.post(f"/api/jobs/{job['id']}/resume").status_code == 202
+        done = wait_job(client, job["id"])
+        assert done["status"] == "succeeded", done["error"]
+        new = Path(store.get_cache(done["result"]["cache_id"])["path"])
+        assert store.get_job(job["id"])["result"]["extraction"] == str(new) != str(old)
+        assert (f"the images to extract changed since this job's last attempt (cache {new.name}, was {old.name}): "
+                "its earlier partial extraction is discarded") in [m["text"] for m in done["messages"]]
+    # the earlier file and its lock are gone; the other interrupted job's file stays for it to resume from
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([new.name, "effnet-lite0-otherfp.h5.lock",
+                                                                  "effnet-lite0-otherfp.h5.partial"])
