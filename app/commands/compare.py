@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
 NAME = "compare"
@@ -44,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
         write_document(COMPARE_FORMATS[args.format](comparison), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
-    print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison, max_classes=limit))
+    print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison, width=terminal_width(110), max_classes=limit))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import terminal_width
+
 NAME = "report"
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.csv:
         print(report_csv(report), end="")
     else:
-        print(format_report(report, max_classes=None if args.all_classes else TERMINAL_CLASSES))
+        print(format_report(report, width=terminal_width(120),
+                           max_classes=None if args.all_classes else TERMINAL_CLASSES))
     return 0
 
 

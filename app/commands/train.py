@@ -11,6 +11,8 @@ from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS
 
+from . import terminal_width
+
 NAME = "train"
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
 
@@ -239,6 +241,6 @@ def run(args: argparse.Namespace) -> int:
                   features=cache.provenance(str(args.features)))
     finally:
         bar.close()
-    print(format_report(load_report(args.out)))
+    print(format_report(load_report(args.out), width=terminal_width(120)))
     print(f"run written to {args.out}")
     return 0

@@ -1,6 +1,7 @@
 """`mr2probe train / report / compare` through app.cli.main: exit codes, output files, printed tables."""
 import csv
 import json
+import os
 import re
 import shutil
 
@@ -330,6 +331,25 @@ def test_a_reference_trained_on_other_features_is_named_in_a_warning(erm_dir, ca
             f"this run (synthetic, cache t ({cache})): its validation accuracy ranks") in " ".join(warnings)
     text = capsys.readouterr().out
     assert f"features: synthetic, cache t ({cache})" in text and "used other features" in text
+
+
+def test_terminal_tables_take_a_wide_terminals_width(erm_dir, capsys, monkeypatch):
+    """Tables were cut at 120 columns on a 200-column terminal (class names, r² values; a new-user round); piped
+    output keeps the fixed width."""
+    import shutil
+    import sys
+
+    assert main(["report", str(erm_dir)]) == 0
+    piped = capsys.readouterr().out
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((200, 50)))
+    assert main(["report", str(erm_dir)]) == 0
+    wide = capsys.readouterr().out
+    assert max(map(len, piped.splitlines())) <= 120 < max(map(len, wide.splitlines())) <= 200
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((80, 50)))
+    from app.commands import terminal_width
+
+    assert terminal_width(120) == 120  # never narrower than the tables' own width
 
 
 def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_dir, capsys, monkeypatch):
