@@ -6,12 +6,26 @@ from pathlib import Path
 
 NAME = "serve"
 HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
+MAX_PORT = 65535  # as app.config.Settings.port
+
+
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: an integer in 0..65535 (0: any free port), refused in one line; the settings'
+    own check printed pydantic's four-line report with its URL."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_PORT}, got {text!r}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_PORT}, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1 or MR2PROBE_HOST); "
                         "a non-loopback address needs a token")
-    parser.add_argument("--port", type=int, default=None, help="port (default 8000 or MR2PROBE_PORT)")
+    parser.add_argument("--port", type=port_number, default=None,
+                        help=f"port, 0..{MAX_PORT} (default 8000 or MR2PROBE_PORT)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory: database, uploads, caches, runs (default ./.mr2probe or MR2PROBE_DATA_DIR)")
     parser.add_argument("--data-root", type=Path, default=None,
@@ -34,9 +48,8 @@ def settings_from_args(args: argparse.Namespace, **extra):
 def check_start(settings) -> None:
     """Refuse, in one line and before anything starts, what would make the server useless or unsafe: listening on
     a non-loopback address without an API token, a data root that is not a folder (every registration would then
-    be refused), an address already in use (uvicorn said so in its own log format and exited 3)."""
-    import socket
-
+    be refused), a data directory that is a file, a host that does not resolve and an address already in use
+    (uvicorn said so in its own log format and exited 3)."""
     from ..config import is_loopback
 
     if not is_loopback(settings.host) and not settings.token:
@@ -45,15 +58,38 @@ def check_start(settings) -> None:
     if settings.data_root is not None and not settings.data_root.is_dir():
         raise ValueError(f"the data root {settings.data_root} is not a folder (--data-root, MR2PROBE_DATA_ROOT): "
                          "data sets are registered from under it")
-    if settings.port:
-        try:
-            family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0][0]
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-                probe.bind((settings.host, settings.port))
-        except OSError as exc:
-            raise ValueError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (another "
-                             "server? choose another --port)") from None
+    _check_data_dir(settings.data_dir)
+    _check_address(settings.host, settings.port)
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """A data directory that is a file, or lies under one, refused by name: creating it said only '[Errno 17] File
+    exists' (found by the third attack round)."""
+    existing = next(folder for folder in (data_dir, *data_dir.parents) if folder.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == data_dir else f"is under {existing}, a file"
+        raise ValueError(f"the data dir {data_dir} {where}, not a folder (--data-dir, MR2PROBE_DATA_DIR): choose a "
+                         "folder for the server's state")
+
+
+def _check_address(host: str, port: int) -> None:
+    """``host`` resolves and ``host:port`` is free (port 0: any free port, nothing to check)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:  # socket.gaierror: a host name no resolver knows; it is not the port's fault
+        raise ValueError(f"cannot resolve the host {host!r} (--host, MR2PROBE_HOST): {exc.strerror or exc}; give "
+                         "an IP address or a known host name") from None
+    if not port:
+        return
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server? choose another "
+                         "--port)") from None
 
 
 def serve(app, settings) -> None:

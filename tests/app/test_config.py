@@ -86,3 +86,39 @@ def test_serve_refuses_a_missing_data_root_and_a_busy_port_in_one_line(monkeypat
         assert main(["serve", "--port", str(port), "--data-dir", str(tmp_path / "state")]) == 2
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
     assert not (tmp_path / "state" / "mr2probe.sqlite3").exists()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(port, tmp_path, capsys):
+    """--port 70000 printed pydantic's four-line report with its errors.pydantic.dev URL (found by the third attack
+    round): argparse refuses it in one line naming --port and its range, before anything starts."""
+    from app.commands.serve import MAX_PORT
+    from app.config import Settings
+
+    assert Settings.model_fields["port"].metadata[-1].le == MAX_PORT  # one range: the settings' own
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--port", port, "--data-dir", str(tmp_path / "state")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument --port: must be in 0..65535, got {port}" in err
+    assert "pydantic" not in err and "validation error" not in err
+    assert not (tmp_path / "state").exists()
+
+
+def test_serve_names_an_unresolvable_host_and_a_data_dir_that_is_a_file(monkeypatch, tmp_path, capsys):
+    """An unresolvable --host said 'Name or service not known (another server? choose another --port)', and a
+    --data-dir that is a file '[Errno 17] File exists' (found by the third attack round): each is one line naming
+    the option and what is wrong."""
+    monkeypatch.delenv("MR2PROBE_DATA_ROOT", raising=False)
+    assert main(["serve", "--host", "bad host!", "--token", "x", "--data-dir", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot resolve the host 'bad host!' (--host, MR2PROBE_HOST)" in err
+    assert "--port" not in err and "another server" not in err
+    a_file = tmp_path / "state.txt"
+    a_file.write_text("x")
+    for data_dir, what in ((a_file, "is a file"), (a_file / "sub", f"is under {a_file}, a file")):
+        assert main(["serve", "--port", "0", "--data-dir", str(data_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: the data dir {data_dir} {what}, not a folder (--data-dir" in err
+        assert "Errno" not in err
+    assert a_file.read_text() == "x"
