@@ -111,11 +111,17 @@ def _check_writable(folder: Path, target: str) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """The extraction options within the bounds the API's ``ExtractOptions`` declares (one definition), each
-    error naming its option."""
+    """The extraction options within the bounds the API's ``ExtractOptions`` declares (one definition), and
+    ``--workers`` within :data:`feature_cache.extract.MAX_WORKERS` (it was refused only once the data set was read
+    and the encoder built, ~8 s; found by the third new-user round), each error naming its option."""
     from pydantic import ValidationError
 
+    from feature_cache.extract import MAX_WORKERS  # here, not at import: it imports torch (`--help` stays fast)
+
     from ..schemas import ExtractOptions
+
+    if args.workers is not None and not 0 <= args.workers <= MAX_WORKERS:
+        raise ValueError(f"--workers should be in 0..{MAX_WORKERS}, got {args.workers}")
 
     try:
         ExtractOptions(batch_size=args.batch_size, val_fraction=args.val_fraction, seed=args.seed,

@@ -62,10 +62,13 @@ def test_extract_then_reuse(tmp_path, capsys):
     ("--seed", "-5", "--seed should be greater than or equal to 0, got -5"),
     ("--max-per-class", "0", "--max-per-class should be greater than or equal to 1, got 0"),
     ("--batch-size", "5000", "--batch-size should be less than or equal to 1024, got 5000"),
+    ("--workers", "-3", "--workers should be in 0..64, got -3"),  # feature_cache.extract.MAX_WORKERS
+    ("--workers", "100000", "--workers should be in 0..64, got 100000"),
 ])
 def test_options_take_the_apis_bounds_and_errors_name_them(tmp_path, option, value, message):
-    """The same bounds as the API's ExtractOptions (which refused --val-fraction 0 that the CLI took), checked
-    before the data set is read."""
+    """The same bounds as the API's ExtractOptions (which refused --val-fraction 0 that the CLI took), and --workers
+    within feature_cache's MAX_WORKERS (refused only after the data set and the encoder loaded; found by the third
+    new-user round), checked before the data set is read."""
     with pytest.raises(ValueError) as raised:
         command.run(parse(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.h5"), option, value]))
     assert str(raised.value) == message
