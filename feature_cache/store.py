@@ -117,13 +117,24 @@ def _encode_attr(key: str, value: Any) -> Any:
     return value
 
 
-def _decode_attr(key: str, value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if key in JSON_ATTRS and isinstance(value, str):
-        return json.loads(value)
+def _decode_attr(path: Path, key: str, value: Any) -> Any:
+    """A root attribute of the cache file ``path`` as written by :func:`_encode_attr`. Raises CacheMismatch naming
+    the file and the attribute for text that does not decode (a damaged ``class_names`` said only 'Expecting
+    value: line 1 column 1 (char 0)'; found by the third attack round)."""
+    try:
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key in JSON_ATTRS and isinstance(value, str):
+            value = json.loads(value)
+    except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+        kind = "JSON" if key in JSON_ATTRS else "UTF-8 text"
+        raise CacheMismatch(f"{path}: the root attribute {key!r} is not valid {kind} ({exc}); the file was not "
+                            "written by feature_cache.extract, or is damaged.") from None
+    if key == "class_names" and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+        raise CacheMismatch(f"{path}: the root attribute 'class_names' is not a list of class names; the file was "
+                            "not written by feature_cache.extract, or is damaged.")
     return value
 
 
@@ -400,7 +411,7 @@ def open_cache(path: str | Path) -> FeatureCache:
         raise FileNotFoundError(f"cache file {path} does not exist.")
     try:
         with h5py.File(path, "r") as h5:
-            attrs = {key: _decode_attr(key, value) for key, value in h5.attrs.items()}
+            attrs = {key: _decode_attr(path, key, value) for key, value in h5.attrs.items()}
             sizes = {s: int(h5[s]["features"].shape[0]) for s in SPLITS if s in h5}
             width = {int(h5[s]["features"].shape[1]) for s in SPLITS if s in h5}
     except OSError as exc:

@@ -190,6 +190,21 @@ def test_attributes_are_json_where_documented(tmp_path):
         assert h5["train"]["features"].chunks == (7, 5)
 
 
+@pytest.mark.parametrize("stored, what", [
+    ("", "is not valid JSON"), ("[a, b]", "is not valid JSON"), (np.bytes_(b"\xff["), "is not valid JSON"),
+    ('"abc"', "is not a list of class names"), ("[1, 2, 3]", "is not a list of class names"),
+])
+def test_a_damaged_class_names_attribute_names_the_file_and_the_attribute(tmp_path, stored, what):
+    """class_names that is not JSON said 'Expecting value: line 1 column 1 (char 0)' (found by the third attack
+    round), and JSON that is no list of names raised a TypeError later: CacheMismatch naming both."""
+    path = write_cache(tmp_path / "d.h5", splits(np.random.default_rng(5)), ["a", "b", "c"], ATTRS)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["class_names"] = stored
+    with pytest.raises(CacheMismatch) as raised:
+        open_cache(path)
+    assert str(raised.value).startswith(f"{path}: the root attribute 'class_names' {what}")
+
+
 def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path):
     """Two caches share an extractor when encoder, weights, preprocessing, feature kind and normalisation agree,
     whatever images and dtype they hold; any of those five differing changes it."""
