@@ -224,15 +224,22 @@
     const splitSelect = h("select", { id: "score-split" },
       ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
     const body = h("div", { id: "score-body" });
+    // Results belong to the cache and split they were asked for: a new selection clears them, and an answer that
+    // lands after the selection changed is dropped (an unlabelled cache kept the previous cache's scores on screen).
+    let asked = 0;
+    const clear = () => { asked += 1; body.replaceChildren(); body.removeAttribute("data-cache"); };
     const fetchInto = (url, nodes) => async () => {
+      const mine = ++asked, cache = cacheSelect.value;
       body.replaceChildren(h("p", { class: "muted" }, "Scoring…"));
+      let shown;
       try {
-        const query = `cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`;
-        body.replaceChildren(...nodes(await getJSON(`${url}${query}`)));
+        shown = nodes(await getJSON(`${url}cache=${enc(cache)}&split=${enc(splitSelect.value)}`));
       } catch (e) {
-        body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message));
+        shown = [h("p", { class: "error", id: "score-error" }, e.message)];
       }
-      body.setAttribute("data-cache", cacheSelect.value);
+      if (mine !== asked) return;
+      body.replaceChildren(...shown);
+      body.setAttribute("data-cache", cache);
     };
     const score = fetchInto(`/api/runs/${enc(run.id)}/scores?`, scoreNodes);
     const names = { main: run.name, other: otherRun ? otherRun.name : "" };
@@ -253,7 +260,8 @@
       splitSelect.disabled = unlabelled;
     };
     const scoreButton = h("button", { id: "score-button", type: "button", onclick: score }, "Score");
-    cacheSelect.addEventListener("change", syncLabelled);
+    cacheSelect.addEventListener("change", () => { clear(); syncLabelled(); });
+    splitSelect.addEventListener("change", clear);
     syncLabelled();
     return [h("p", { class: "muted note" },
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",

@@ -9,6 +9,7 @@ of the browser leaves 127.0.0.1. Each page's screenshot is saved under the test'
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -971,3 +972,62 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
     assert cells == [[k, f"{100 * got['metrics'][k]['base']:.1f}%", f"{100 * got['metrics'][k]['other']:.1f}%"]
                      for k in keys]
     driver.screenshot(tmp_path / "run_scores_compared.png")
+
+
+@contextlib.contextmanager
+def _fetch_rewritten(driver: WebDriver, rewrite: str, delay: str = "() => 0"):
+    """Pages opened inside see each JSON answer of ``fetch`` passed through the JS function ``rewrite(path, data)``,
+    after waiting ``delay(path)`` ms: a state the served data lacks (an unlabelled cache, long run names) or a slow
+    answer, without another service."""
+    script = f"""(() => {{ const real = window.fetch, rewrite = {rewrite}, delay = {delay};
+      window.fetch = async (url, opts) => {{
+        const path = String(url), wait = delay(path);
+        if (wait) await new Promise((r) => setTimeout(r, wait));
+        const resp = await real(url, opts);
+        if (!resp.ok || !(resp.headers.get("content-type") || "").includes("json")) return resp;
+        return new Response(JSON.stringify(rewrite(path, await resp.json())),
+                            {{ status: resp.status, headers: {{ "content-type": "application/json" }} }});
+      }};
+    }})();"""
+    cdp = "/goog/cdp/execute"
+    added = driver._cmd("POST", cdp, {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": script}})
+    try:
+        yield
+    finally:
+        driver._cmd("POST", cdp, {"cmd": "Page.removeScriptToEvaluateOnNewDocument",
+                                  "params": {"identifier": added["identifier"]}})
+
+
+def test_a_new_score_selection_clears_the_previous_results(driver, live_server, finished, tmp_path):
+    """Scored on a labelled cache, then an unlabelled cache picked: the buttons were disabled but the previous
+    cache's table stayed under the new selection (found by the third new-user round). A new cache or split clears
+    the results, and an answer that lands after the selection changed is dropped."""
+    add_unlabelled = """(path, data) => path === "/api/caches"
+        ? [...data, { ...data[0], id: "ch_unlabelled", labelled: false }] : data"""
+    slow_scores = '(path) => (path.includes("/scores?") ? 700 : 0)'
+    state = """const b = document.getElementById('score-body');
+        return [b.children.length, b.dataset.cache || null, document.getElementById('score-button').disabled];"""
+    pick = "const s = document.getElementById('{0}'); s.value = '{1}'; s.dispatchEvent(new Event('change'));"
+    scored = lambda: driver.js("return document.getElementById('score-summary') !== null")  # noqa: E731
+    run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
+    with _fetch_rewritten(driver, add_unlabelled, slow_scores):
+        _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+        driver.js("document.getElementById('score-button').click()")
+        wait_for(scored, 30, interval=0.2, what="scores shown")
+        assert driver.js(state) == [3, run["cache_id"], False]
+        driver.js(pick.format("score-cache", "ch_unlabelled"))
+        assert driver.js(state) == [0, None, True]
+        driver.screenshot(tmp_path / "score_cleared.png")
+        driver.js(pick.format("score-cache", run["cache_id"]))
+        assert driver.js(state) == [0, None, False]  # back: scored again only on request
+        driver.js("document.getElementById('score-button').click()")
+        wait_for(scored, 30, interval=0.2, what="scores shown again")
+        driver.js(pick.format("score-split", "val"))
+        assert driver.js(state) == [0, None, False]
+        driver.js("document.getElementById('score-button').click();" + pick.format("score-cache", "ch_unlabelled"))
+        wait_for(lambda: driver.js("return window.performance.getEntriesByType('resource')"
+                                   ".some((e) => e.name.includes('/scores?') && e.name.includes('split=val'))"),
+                 30, interval=0.2, what="the scores answered")
+        driver.js("return new Promise((done) => setTimeout(done, 1200))")  # past the 700 ms the answer waits
+        assert driver.js(state) == [0, None, True] and not scored()
+
