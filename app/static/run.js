@@ -13,6 +13,9 @@
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
   const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
   const ciText = (ci) => `[${pct(ci[0])}, ${pct(ci[1])}]`;  // a 95 % interval of fractions, in per cent
+  // A run's name as a numeric column's header: wrapped (style.css th.run-name), the whole name in its tooltip; a
+  // long name on one line pushed a two-column table's numbers out of its card.
+  const runHead = (name) => h("th", { class: "num run-name", title: name }, name);
 
   // ---- header: warnings, verdicts, selection, KPIs ------------------------------------------------
   function warningsBox(report, cmp) {
@@ -126,10 +129,10 @@
     const rows = [["class margin (min pairwise angle, °)", s.class_margin_deg, o.class_margin_deg, s.ideal_class_margin_deg, 1],
                   ["min sample margin", s.min_sample_margin, o.min_sample_margin, s.ideal_sample_margin, 3]];
     for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], null, 3]);
-    const heads = ["margin", ...[names.main, other ? names.other : "", "ideal"].map((x) => h("th", { class: "num" }, x))];
+    const heads = ["margin", runHead(names.main), runHead(other ? names.other : ""), h("th", { class: "num" }, "ideal")];
     return table(heads, rows.map(([l, v, ov, ideal, d]) =>
-      h("tr", {}, h("td", {}, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
-        h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "");
+      h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
+        h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "", { id: "margin-table" });
   }
 
   // ---- confusions -----------------------------------------------------------------------------------
@@ -282,7 +285,7 @@
     return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes on ${c.scored_on}; groups of ${names.other}.`),
       c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
       ...(c.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
-      table(["metric", ...[names.other, names.main, "Δ [95 % interval]"].map((x) => h("th", { class: "num" }, x))],
+      table(["metric", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
         rows, "", { id: "score-compare-table" })].filter(Boolean);
   }
 

@@ -1031,3 +1031,25 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
         driver.js("return new Promise((done) => setTimeout(done, 1200))")  # past the 700 ms the answer waits
         assert driver.js(state) == [0, None, True] and not scored()
 
+
+def test_long_run_names_keep_the_margins_numbers_in_their_panel(driver, live_server, finished, tmp_path):
+    """At 1,400 px a long run name as a Margins column header pushed the numbers out of the panel, behind a
+    horizontal scroll bar (found by the third new-user round): the header wraps, the whole name in its title."""
+    names = {finished.mr2: "mr2-cosine-probe-on-the-cifar10-subset-with-a-very-long-descriptive-run-name",
+             finished.erm: "erm baseline linear probe trained on the same cifar10 subset for comparison"}
+    rename = f"""(path, data) => {{ const names = {json.dumps(names)};
+        const id = path.startsWith("/api/runs/") ? decodeURIComponent(path.slice(10)) : null;
+        return id in names ? {{ ...data, name: names[id] }} : data; }}"""
+    with _fetch_rewritten(driver, rename):
+        _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    panel = driver.js("""const card = [...document.querySelectorAll('section.card')].find(
+            (c) => c.querySelector('h2').textContent === 'Margins');
+        const box = card.getBoundingClientRect();
+        const cells = [...card.querySelectorAll('td.num, th')].map((c) => c.getBoundingClientRect().right);
+        return [card.scrollWidth - card.clientWidth, Math.max(...cells) - box.right, window.innerWidth];""")
+    overflow, past_right, width = panel
+    assert width >= 1300 and overflow <= 0 and past_right <= 0, panel
+    heads = driver.js("""return [...document.querySelectorAll('#margin-table th.run-name')].map(
+        (th) => [th.getAttribute('title'), th.textContent]);""")
+    assert heads == [[names[finished.mr2]] * 2, [names[finished.erm]] * 2]
+    driver.screenshot(tmp_path / "margins_long_names.png")
