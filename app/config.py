@@ -19,6 +19,9 @@ DEVICES = ("auto", "cpu", "cuda")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
+MAX_PORT = 65535  # the largest TCP port (mr2probe serve's --port checks it too)
+
+
 class Settings(BaseSettings):
     """Settings of one service instance.
 
@@ -48,7 +51,7 @@ class Settings(BaseSettings):
                                 "one per core")
     device: str = Field("auto", description="torch device for extraction and probes: auto, cpu or cuda[:N]")
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=MAX_PORT)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
         "always: localhost, 127.0.0.1, [::1] and the bind host")

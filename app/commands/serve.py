@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import MAX_PORT
+
 NAME = "serve"
 HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
-MAX_PORT = 65535  # as app.config.Settings.port
 
 
 def port_number(text: str) -> int:
