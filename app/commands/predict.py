@@ -117,13 +117,25 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> 
     return "\n".join(lines)
 
 
+def _case_hint(unknown: list[str], class_names: list[str]) -> str:
+    """A hint for labels that differ from the run's class names only in case ('Bird' for 'bird'): labels match by
+    exact name, and the bare 'classes the run does not have' left the user guessing (a new-user round)."""
+    by_lower = {name.casefold(): name for name in class_names}
+    pairs = [(label, by_lower[label.casefold()]) for label in unknown if label.casefold() in by_lower]
+    if not pairs:
+        return ""
+    return (" Labels match the run's classes by exact name: " + ", ".join(f"{a!r} is not {b!r}" for a, b in pairs[:5])
+            + " (rename the labels or folders).")
+
+
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
     from probe.report import interval_text
 
     lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
         lines.append(f"{sum(scores.unknown.values()):,} images of classes the run does not have, not scored: "
-                     + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + ".")
+                     + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + "."
+                     + _case_hint(list(scores.unknown), list(probe.class_names)))
     lines.append(f"Accuracy {_pct(scores.accuracy)} % {interval_text(scores.accuracy_ci)} over {scores.n:,} images; "
                  f"balanced accuracy {_pct(scores.balanced)} %.")
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))

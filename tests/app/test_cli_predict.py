@@ -218,3 +218,12 @@ def test_compare_refuses_runs_on_two_data_sets_with_the_same_file_names(tmp_path
     assert main(["compare", *map(str, runs)]) == 2
     assert "test images of two different data sets (content fingerprints 111111111111 and 222222222222)" in \
         capsys.readouterr().err
+
+
+def test_labels_that_differ_from_the_runs_classes_only_in_case_get_a_hint():
+    """'3 images of classes the run does not have: Bird (3)' left the user guessing (a new-user round)."""
+    from app.commands.predict import _case_hint
+
+    assert _case_hint(["Bird", "horse"], ["bird", "cat"]) == (
+        " Labels match the run's classes by exact name: 'Bird' is not 'bird' (rename the labels or folders).")
+    assert _case_hint(["horse"], ["bird", "cat"]) == ""
