@@ -500,6 +500,7 @@ class _Outcome:
     reference: tuple | None = None  # (fitter, params, seeds[0] model) of the reference configuration
     val_correct: np.ndarray | None = None  # the chosen model's per-sample correctness (overall criterion) ...
     val_labels: np.ndarray | None = None  # ... and the labels of those samples (val, or train + val under CV)
+    chosen_correct: np.ndarray | None = None  # the chosen configuration's correctness on the scorer's samples
 
 
 def _overall_choice(candidates: list[dict], correct: list, scorer: _Scorer) -> int:
@@ -569,11 +570,11 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
             f"a {ref_fitter.config.head} head. Train a {config.head} ERM reference to compare {config.head} settings "
             f"with {config.head}."])  # the head changed without a word (found by a new-user round)
         return _Outcome(ref_fitter.config, ref_params, ref_model, ref_fitter, selection, d.groups, d.stability,
-                        [*kept_head, *d.warnings])
+                        [*kept_head, *d.warnings], chosen_correct=ref_correct)
     i = d.index - 1
     selection = Selection(**common, chosen=sweep.scored[i])
     return _Outcome(config, sweep.candidates[i], sweep.fitted[i], fitter, selection, d.groups, d.stability,
-                    d.warnings, reference=(ref_fitter, ref_params, ref_model))
+                    d.warnings, reference=(ref_fitter, ref_params, ref_model), chosen_correct=sweep.correct[i])
 
 
 def _split_name(cross_validated: bool) -> str:
@@ -598,7 +599,8 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
             groups = assign_groups(observed_class_accuracy(sweep.correct[index], scorer.labels,
                                                            scorer.splits.num_classes))
         outcome = _Outcome(fitter.config, sweep.candidates[index], sweep.fitted[index], fitter, selection, groups,
-                           val_correct=sweep.correct[index], val_labels=scorer.labels)
+                           val_correct=sweep.correct[index], val_labels=scorer.labels,
+                           chosen_correct=sweep.correct[index])
     if scorer.plan is not None:
         outcome.selection.split, outcome.selection.cv = "cv", scorer.cross_validation()
     if fitter.config.overall_metric == "balanced":
@@ -695,6 +697,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_imbalance(splits, class_names, config.overall_metric)])
     _grouping_note(report, config, reference, scorer)
+    _out_of_fold_validation(report, outcome, scorer)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions)
     if progress is not None:
@@ -772,6 +775,22 @@ def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None
         report.grouping.note = f"groups from the {source} of the chosen configuration; no reference run given"
     if scorer.plan is not None:
         report.grouping.split = "cv"
+
+
+def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) -> None:
+    """Under cross-validation, the report's validation accuracies (``val``, each row's ``val_accuracy``) are the
+    chosen configuration's out-of-fold ones on train + val, what selected and grouped: the seeds' accuracy on a
+    validation split of a few images per class (one, in a new-user round's run) sat beside groups it contradicted."""
+    if scorer.plan is None or outcome.chosen_correct is None:
+        return
+    num_classes = scorer.splits.num_classes
+    per_class = observed_class_accuracy(outcome.chosen_correct, scorer.labels, num_classes)
+    report.val.per_class = [None if np.isnan(v) else float(v) for v in per_class]
+    report.val.overall = overall_score(outcome.chosen_correct, scorer.labels, num_classes, scorer.overall_metric)
+    report.val.source = (f"out of fold: {scorer.plan.k}-fold cross-validation on train + val, the chosen "
+                         "configuration's first seed")
+    for row, value in zip(report.per_class, report.val.per_class):
+        row.val_accuracy = value
 
 
 def verdict_on_test(lo: float, hi: float) -> str:
