@@ -13,6 +13,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 for r in $(seq 1 "$rounds"); do
   for tree in "$a" "$b"; do
+    rm -rf "$out/run"  # each run writes a fresh folder (train refuses one that holds a run without --force)
     start=$(date +%s.%N)
     if ! (cd "$tree" && PYTHONPATH="$tree" python -c "from app.cli import run; run()" train --features "$cache" \
         --loss ce --out "$out/run" --no-progress "$@" >/dev/null 2>"$out/stderr"); then
