@@ -198,7 +198,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     m = sum(1 for i, c in enumerate(candidates) if i != reference_index and not c.get("failed"))  # the family
     if not qualifying:
         return reference_index, "no_safe_improvement", (
-            f"No setting raised the hard classes beyond noise {_at_cost(max_overall_drop)} (budget {budget}): "
+            f"No setting raised the hard classes beyond noise "
+            f"{'within the overall budget of ' + budget if max_overall_drop > 0 else 'without costing overall accuracy'}: "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
@@ -219,8 +220,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     )
 
 
-def _at_cost(max_overall_drop: float, metric: str = "overall") -> str:
-    """How much overall accuracy a change may cost, as the verdict says it: nothing, or the user's budget."""
+def _at_cost(max_overall_drop: float, metric: str) -> str:
+    """How much of the overall score a change may cost, as the verdict sentence says it: nothing, or the budget."""
     if max_overall_drop <= 0:
         return f"without costing {metric} accuracy"
     return f"within the {metric}-accuracy budget of {100 * max_overall_drop:g} pt"

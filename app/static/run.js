@@ -361,8 +361,11 @@
   function frontierPanel(report) {
     const sel = report.selection || {}, fr = sel.frontier;
     if (!Array.isArray(fr) || !fr.length) return empty("No selection frontier in this report (it needs a reference run and several candidates).");
-    const budgetPt = Number((report.config || {}).max_overall_drop) || 0;
-    const overall = (report.config || {}).overall_metric === "balanced" ? "balanced accuracy" : "overall accuracy";
+    // the request's budget and metric: a run that kept the reference configuration records that one's (budget 0)
+    // as its config, and the request in selection.requested (the line was drawn at 0 for a budget of 3)
+    const asked = sel.requested || report.config || {};
+    const budgetPt = Number(asked.max_overall_drop) || 0;
+    const overall = asked.overall_metric === "balanced" ? "balanced accuracy" : "overall accuracy";
     return [Charts.frontier({ points: fr, budget: budgetPt / 100, overall, id: "frontier-chart", title: "selection frontier" }),
             h("p", { class: "muted note" }, `Each point: one candidate's paired ${sel.cv ? "out-of-fold (cross-validation)" : "validation"} deltas against the reference run, with intervals. `
               + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen; one right of it is chosen only when its lower bounds, `

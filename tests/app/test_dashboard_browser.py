@@ -765,6 +765,16 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
     assert errors == [], errors
     driver.screenshot(tmp_path / "run_panels.png")
+    # a run that kept the reference configuration records that one's config (budget 0) and the request in
+    # selection.requested: the frontier draws the request's budget (it drew 0 for a budget of 3; a new-user round)
+    kept = json.loads(path.read_text())
+    kept["config"].update(max_overall_drop=0.0, overall_metric="accuracy")
+    kept["selection"].update(verdict="no_safe_improvement",
+                             requested={**kept["config"], "max_overall_drop": 3.0, "overall_metric": "balanced"})
+    path.write_text(json.dumps(kept))
+    _open(driver, f"{base}/runs/{run}", "run")
+    wait_for(lambda: driver.js("const b = document.getElementById('frontier-chart-budget'); return b && b.dataset.budget")
+             == "0.03", 30, interval=0.2, what="the requested budget drawn")
 
 
 def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, live_server, finished):
