@@ -21,7 +21,10 @@ __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASS
 
 GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
 SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy third"),
-                ("medium", "medium third"), ("hard", "hard third"), ("worst_class", "worst class"))
+                ("medium", "medium third"), ("hard", "hard third"),
+                # seeds.metrics.worst_class: each seed's lowest class accuracy, whichever class; summary.worst_class
+                # (the "Worst class: dress" line) is the class lowest on the seed mean, so the two differ
+                ("worst_class", "worst class of each seed"))
 
 
 def _pct(x: float | None, digits: int = 2) -> str:

@@ -770,7 +770,7 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         console.print(line)
     summary, metrics = report.summary, report.seeds.metrics
     table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
-    for col in ("overall", "balanced", "easy", "medium", "hard", "worst class"):
+    for col in ("overall", "balanced", "easy", "medium", "hard", "worst class of each seed"):
         table.add_column(col, justify="right")
     table.add_row(*("—" if metrics[key].mean is None else f"{_pct(metrics[key].mean)} ± {_pct(metrics[key].std)}"
                     for key in SEED_METRICS))
