@@ -44,7 +44,8 @@
     if (Array.isArray(detail)) {
       return detail.map((d) => {
         const loc = (d.loc || []).filter((p) => p !== "body" && typeof p === "string" && !/^(pipeline|extract|probe)$/.test(p));
-        return (loc.length ? loc.join(".") + ": " : "") + (d.msg || JSON.stringify(d));
+        // pydantic's "Value error, " prefix says nothing to a user
+        return (loc.length ? loc.join(".") + ": " : "") + String(d.msg || JSON.stringify(d)).replace(/^Value error, /, "");
       }).join("; ");
     }
     return JSON.stringify(detail);
@@ -54,7 +55,9 @@
     const opts = options || {};
     const resp = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
     if (resp.status === 401) {
-      showBanner("This server needs an API token: enter it above (it stays in this browser tab only).", true);
+      showBanner(sessionStorage.getItem(TOKEN_KEY)
+        ? "The server refused this API token: check it and enter it again above (it stays in this browser tab only)."
+        : "This server needs an API token: enter it above (it stays in this browser tab only).", true);
       throw new ApiError(401, "unauthorized");
     }
     if (!resp.ok) {

@@ -21,7 +21,10 @@
   function showErrors(err) {
     const detail = err instanceof ApiError ? err.detail : String(err.message || err);
     const byField = {};
-    const add = (key, text) => { (byField[key] = byField[key] || []).push(text); };
+    const add = (key, text) => {  // once: each probe of a pipeline repeated the same message
+      byField[key] = byField[key] || [];
+      if (!byField[key].includes(text)) byField[key].push(text);
+    };
     if (Array.isArray(detail)) {
       for (const d of detail) {
         const key = (d.loc || []).map((p) => FIELD_OF[p]).find(Boolean) || "form";
@@ -29,9 +32,12 @@
       }
     } else {
       const text = Dash.formatDetail(detail);
-      // A message from the data-set step belongs there; otherwise the first field it names.
-      const key = err.step === "dataset" ? "dataset_id"
-        : Object.keys(FIELD_OF).find((k) => new RegExp(`\\b${k}\\b`).test(text) || (k === "dataset_id" && /data ?set/i.test(text)));
+      // A message from the data-set step belongs there; then the field its "loc: " prefix names (an encoder error
+      // that mentioned a file went under the data set); otherwise the first field it names.
+      const lead = /^([\w.\[\]]+): /.exec(text);
+      const leadKey = lead && lead[1].split(/[.\[\]]+/).reverse().find((p) => FIELD_OF[p]);
+      const key = err.step === "dataset" ? "dataset_id" : leadKey
+        || Object.keys(FIELD_OF).find((k) => new RegExp(`\\b${k}\\b`).test(text) || (k === "dataset_id" && /data ?set/i.test(text)));
       add(key ? FIELD_OF[key] : "form", text);
     }
     for (const [key, texts] of Object.entries(byField)) {
@@ -140,7 +146,13 @@
     if (source !== "existing") return form.querySelector("#unlabelled").checked;
     const id = (form.querySelector("#dataset-select") || {}).value;
     const dataset = datasets.find((d) => d.id === id);
-    return Boolean(dataset && dataset.labelled === false);
+    return Boolean(dataset && (dataset.labelled === false || isTestSet(dataset.counts)));
+  }
+
+  /** A labelled test set alone (no train or val image): new images to score finished runs on, nothing to train. */
+  function isTestSet(counts) {
+    const total = (split) => ((counts || {})[split] || []).reduce((a, b) => a + b, 0);
+    return total("train") === 0 && total("val") === 0 && total("test") > 0;
   }
 
   function syncUnlabelled(form, datasets) {
@@ -295,6 +307,7 @@
         const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId, extractOnly));
         history.replaceState(null, "", `/launch?job=${enc(accepted.id)}`);
         stop(); stop = watch(accepted.id, panel, true);
+        panel.scrollIntoView({ block: "start" });  // the form's button is far below the job's progress
       } catch (e) {
         if (e.status === 401) return;
         if (datasetId && !list.some((d) => d.id === datasetId)) {

@@ -384,6 +384,11 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
         wait_for(lambda: "needs an API token" in driver.js("return document.getElementById('banner').textContent"),
                  60, interval=0.2, what="token banner")
         assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 0
+        # a wrong token is said to be refused (the banner asked for a token as if none had been given)
+        driver.js("""document.getElementById('token-input').value = 'wrong-token';
+                     document.querySelector('#token-form button[type=submit]').click();""")
+        wait_for(lambda: "refused this API token" in driver.js("return document.getElementById('banner').textContent"),
+                 60, interval=0.2, what="refused-token banner")
         driver.js("""document.getElementById('token-input').value = 'dash-token';
                      document.querySelector('#token-form button[type=submit]').click();""")
         wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready === 'run'"), 60,
@@ -471,6 +476,15 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert driver.js("return document.getElementById('dataset-select').value") == datasets[0]["id"]
     assert driver.js("return document.getElementById('epochs').value") == "3"  # the entries survive the retry
     driver.screenshot(tmp_path / "launch_error.png")
+    # an encoder refused: shown under the encoder, by the detail's "encoder: " prefix (it went under the data set,
+    # whose words "file" and "name" the message used; a new-user round)
+    _value(driver, "budget", "0")
+    _value(driver, "encoder", "openclip:ViT-B-32:laion2b")
+    driver.js("document.getElementById('launch-submit').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
+                     interval=0.2, what="encoder error shown")
+    assert error.startswith("encoder: ") and driver.js("return document.getElementById('err-dataset').textContent") == ""
+    _value(driver, "encoder", "effnet-lite0")
     _value(driver, "budget", "0")
     # the request the form sends: head left to the encoder's default, no budget field at 0
     assert driver.js("return Launch.jobBody('ds_x')") == {
@@ -694,7 +708,8 @@ def _enrich(report: dict) -> dict:
                    top_confusions=[{"index": j, "name": names[j], "rate": counts[k][j] / support}
                                    for j in sorted(range(3), key=lambda j: -counts[k][j]) if j != k and counts[k][j]])
     report["confusion"] = {"split": "test", "counts": counts}
-    report["selection"].update(verdict="improved", verdict_text=VERDICT, frontier=FRONTIER)
+    # an improved run's config is its request (selection.requested is set only when a run kept the reference)
+    report["selection"].update(verdict="improved", verdict_text=VERDICT, frontier=FRONTIER, requested=None)
     report["config"]["max_overall_drop"] = 0.5
     report["config"]["overall_metric"] = "balanced"
     report["grouping"]["stability"] = [0.9, 0.6, 0.75]
