@@ -374,12 +374,20 @@
   }
 
   // ---- per-class table ------------------------------------------------------------------------------
-  function perClassTable(report, cmp) {
+  const VAL_COLUMN = "val (ranked the groups)";
+  function perClassTable(report, cmp, other) {
     const cmpRow = cmp ? Object.fromEntries(cmp.per_class.map((r) => [r.index, r])) : {};
     const has = (k) => report.per_class.some((r) => r[k] !== undefined && r[k] !== null);
     const stability = (report.grouping || {}).stability;
-    const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + (cmp ? (cmpRow[r.index] || {}).group : r.group) }, cmp ? (cmpRow[r.index] || {}).group : r.group)],
-      ["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]];
+    const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + (cmp ? (cmpRow[r.index] || {}).group : r.group) }, cmp ? (cmpRow[r.index] || {}).group : r.group)]];
+    // the validation accuracy the groups shown were ranked by (out of fold under cross-validation), where that run
+    // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong
+    const ranker = cmp ? other : report;
+    if (ranker && (ranker.grouping || {}).source === "self") {
+      const val = Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy]));
+      cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
+    }
+    cols.push(["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]);
     if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => deltaSpan((cmpRow[r.index] || {}).delta, (cmpRow[r.index] || {}).delta_ci)]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
@@ -387,9 +395,9 @@
     cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)],
               ["n train", (r) => count(r.n_train)], ["n test", (r) => count(r.n_test)]);
     if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
-    const numeric = new Set(["accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n test"]);
+    const numeric = new Set([VAL_COLUMN, "accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n test"]);
     // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
-    const sortBy = { accuracy: (r) => r.accuracy, compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
+    const sortBy = { [VAL_COLUMN]: (r) => (ranker.per_class.find((x) => x.index === r.index) || {}).val_accuracy, accuracy: (r) => r.accuracy, compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n test": (r) => r.n_test };
@@ -471,7 +479,7 @@
         card("Margins", marginTable(report, other, names))),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
-      card("Per class", perClassTable(report, cmp)));
+      card("Per class", perClassTable(report, cmp, other)));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
       const pair = ev.target.closest("#confused-pairs li[data-true], #confusion-heatmap rect.cell[data-true]:not(.diag)");

@@ -760,7 +760,16 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert driver.js("return document.getElementById('frontier-chart-budget').dataset.budget") == "0.005"
     assert "Δ balanced accuracy on val (points, vs reference)" in driver.js(
         "return Array.from(document.querySelectorAll('#frontier-chart text.axis-title')).map(t => t.textContent)")
-    # per-class table: precision / recall / support / stability / most confused with
+    # per-class table: the validation accuracy that ranked the groups shown (the compared ERM run's, which ranked
+    # them itself; a class "easy" at 60 % test beside one "hard" at 90 % looked wrong without it: a new-user round)
+    heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent)")
+    assert heads[:4] == ["class", "group", "val (ranked the groups)", "accuracy"], heads
+    erm_val = {r["name"]: r["val_accuracy"] for r in httpx.get(
+        f"{base}/api/reports/{launch_service.launched['erm']}").json()["per_class"]}
+    shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r =>
+        [r.dataset.class, r.children[2].textContent])""")
+    assert shown and all(text == f"{100 * erm_val[name]:.1f}%" for name, text in shown), (shown, erm_val)
+    # precision / recall / support / stability / most confused with
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
     assert "50.0%" in row and "60.0%" in row and f"{names[2]} 50.0%" in row
     # gallery: each thumbnail of a class with mistakes loaded (fetched into a blob: URL); a run that gets every
