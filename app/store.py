@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .status import RESUMABLE, InvalidTransition, JobStatus, NotFound
+from .status import RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +139,14 @@ class Store:
         sql = f"SELECT * FROM {table} {where} ORDER BY rowid DESC LIMIT ?"
         return [self._row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
 
-    def _insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _insert(self, table: str, values: dict[str, Any], before=None) -> dict[str, Any]:
+        """Insert a row (``before(conn)`` first, in the same transaction: a check that may refuse it)."""
         encoded = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()}
         cols = ", ".join(encoded)
         marks = ", ".join("?" for _ in encoded)
         with self._tx() as conn:
+            if before is not None:
+                before(conn)
             conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(encoded.values()))
         return self._get(table, values["id"])
 
@@ -201,11 +204,28 @@ class Store:
         return self._list("runs")
 
     # -- jobs -----------------------------------------------------------------------------------------
-    def add_job(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+    def add_job(self, kind: str, request: dict[str, Any], max_queued: int | None = None) -> dict[str, Any]:
+        """Queue a job; with ``max_queued``, only while fewer jobs wait (counted and inserted in one transaction:
+        requests checked apart and inserted at once pushed the queue past its cap; an attack round)."""
         now = utcnow()
         return self._insert("jobs", dict(
             id=new_id("job"), kind=kind, status=JobStatus.queued.value, progress=0.0, stage="queued",
-            messages=[], request=request, result={}, error=None, attempts=0, created_at=now, updated_at=now))
+            messages=[], request=request, result={}, error=None, attempts=0, created_at=now, updated_at=now),
+            before=lambda conn: self._check_room(conn, max_queued))
+
+    def check_room(self, max_queued: int) -> None:
+        """Raise QueueFull when ``max_queued`` jobs wait already (a cheap early answer; add_job and resume check
+        again where they queue)."""
+        self._check_room(self._conn(), max_queued)
+
+    @staticmethod
+    def _check_room(conn: sqlite3.Connection, max_queued: int | None) -> None:
+        if max_queued is None:
+            return
+        waiting = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (JobStatus.queued.value,)).fetchone()[0]
+        if waiting >= max_queued:
+            raise QueueFull(f"{waiting} jobs are queued, the most this service takes (MR2PROBE_MAX_QUEUED_JOBS); "
+                            "retry once some have run, or cancel some")
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._get("jobs", job_id)
@@ -222,10 +242,12 @@ class Store:
         return [self._row(r) for r in rows]
 
     def _transition(self, job_id: str, allowed: tuple[JobStatus, ...], target: JobStatus,
-                    extra: str = "", args: tuple = ()) -> dict[str, Any]:
+                    extra: str = "", args: tuple = (), before=None) -> dict[str, Any]:
         now = utcnow()
         marks = ", ".join("?" for _ in allowed)
         with self._tx() as conn:
+            if before is not None:
+                before(conn)
             cur = conn.execute(
                 f"UPDATE jobs SET status = ?, updated_at = ?{extra} WHERE id = ? AND status IN ({marks})",
                 (target.value, now, *args, job_id, *(s.value for s in allowed)))
@@ -261,10 +283,12 @@ class Store:
         return self._transition(job_id, (JobStatus.queued, JobStatus.interrupted), JobStatus.cancelled,
                                 ", finished_at = ?, stage = 'cancelled'", (utcnow(),))
 
-    def resume(self, job_id: str) -> dict[str, Any]:
-        """interrupted / failed → queued; the handler picks up from the results recorded so far."""
+    def resume(self, job_id: str, max_queued: int | None = None) -> dict[str, Any]:
+        """interrupted / failed → queued; the handler picks up from the results recorded so far. With
+        ``max_queued``, only while fewer jobs wait (checked in the same transaction)."""
         return self._transition(job_id, RESUMABLE, JobStatus.queued,
-                                ", stage = 'queued (resumed)', finished_at = NULL")
+                                ", stage = 'queued (resumed)', finished_at = NULL",
+                                before=lambda conn: self._check_room(conn, max_queued))
 
     def interrupt(self, job_id: str) -> dict[str, Any]:
         """running → interrupted (the server is stopping; the job can be resumed later)."""

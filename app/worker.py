@@ -15,7 +15,7 @@ from probe.allocator import share_main_arena
 from .config import Settings
 from .jobs import JobCancelled, JobContext, JobKind
 from .messages import ClientMessages
-from .status import InvalidTransition, JobStatus, NotFound, QueueFull
+from .status import InvalidTransition, JobStatus, NotFound
 from .store import Store
 from .threads import limit_threads
 
@@ -127,16 +127,14 @@ class JobRunner:
     # -- requests -----------------------------------------------------------------------------------
     def check_room(self) -> None:
         """Raise QueueFull when ``max_queued_jobs`` jobs wait already: a client cannot queue work without end (300
-        jobs of hours each were accepted from one client in an outside attack round)."""
-        waiting = self.store.job_counts().get(JobStatus.queued.value, 0)
-        if waiting >= self.settings.max_queued_jobs:
-            raise QueueFull(f"{waiting} jobs are queued, the most this service takes (MR2PROBE_MAX_QUEUED_JOBS); "
-                            "retry once some have run, or cancel some")
+        jobs of hours each were accepted from one client in an outside attack round). A cheap early answer before
+        a request's checks; submit and resume check again as they queue."""
+        self.store.check_room(self.settings.max_queued_jobs)
 
     def submit(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
         if kind not in self.handlers:
             raise ValueError(f"Unknown job kind {kind!r}; available: {', '.join(sorted(self.handlers))}")
-        job = self.store.add_job(kind, request)
+        job = self.store.add_job(kind, request, self.settings.max_queued_jobs)
         logger.info("job %s queued (%s)", job["id"], kind)
         self.wake()
         return job
@@ -168,8 +166,7 @@ class JobRunner:
         raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
 
     def resume(self, job_id: str) -> dict[str, Any]:
-        self.check_room()
-        job = self.store.resume(job_id)
+        job = self.store.resume(job_id, self.settings.max_queued_jobs)
         self.store.add_message(job_id, "resumed")
         self.wake()
         return job

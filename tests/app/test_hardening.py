@@ -797,21 +797,34 @@ def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job
         "'cat' (registered: 'airplane', 'cat', 'ship'); register it again"), job["error"]
 
 
-def test_a_full_queue_is_a_429_before_the_request_is_checked(service, monkeypatch):
-    """300 jobs of hours each were accepted from one client (an attack round): a job request or a resume beyond
-    MR2PROBE_MAX_QUEUED_JOBS waiting jobs is a 429, before its data set or cache is opened."""
-    runner, store = service.app.state.runner, service.app.state.store
-    assert service.app.state.settings.max_queued_jobs == 100
-    monkeypatch.setattr(store, "job_counts", lambda: {"queued": 100, "succeeded": 7})
-    for url, body in (("/api/jobs", {"kind": "extract", "dataset_id": "ds_missing"}),
-                      ("/api/jobs/job_missing/resume", None)):
-        resp = service.post(url, json=body)
-        assert resp.status_code == 429 and resp.json()["detail"] == (
-            "100 jobs are queued, the most this service takes (MR2PROBE_MAX_QUEUED_JOBS); retry once some have run, "
-            "or cancel some"), resp.text
-    monkeypatch.setattr(store, "job_counts", lambda: {"queued": 99})
-    assert service.post("/api/jobs", json={"kind": "extract", "dataset_id": "ds_missing"}).status_code == 404
-    assert runner.settings.max_queued_jobs == 100
+def test_a_full_queue_is_a_429_even_for_requests_at_once(tmp_path):
+    """300 jobs of hours each were accepted from one client (an attack round), and with a cap, 12 requests at once
+    all passed its check before any was inserted: a job request or a resume beyond MR2PROBE_MAX_QUEUED_JOBS waiting
+    jobs is a 429, counted and queued in one transaction, and answered before a request's checks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.status import JobStatus
+
+    settings = make_settings(tmp_path / "state", max_queued_jobs=3)
+    with TestClient(create_app(settings, start_worker=False)) as client:  # no worker: jobs stay queued
+        store = client.app.state.store
+        cache = _synthetic_cache(client, tmp_path)
+        body = {"kind": "probe", "cache_id": cache, "config": FAST_PROBE}
+        with ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(lambda _: client.post("/api/jobs", json=body).status_code, range(12)))
+        assert codes == [202] * 3 + [429] * 9
+        assert store.job_counts() == {"queued": 3}
+        full = ("3 jobs are queued, the most this service takes (MR2PROBE_MAX_QUEUED_JOBS); retry once some have run, "
+                "or cancel some")
+        resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": "ds_missing"})
+        assert resp.status_code == 429 and resp.json()["detail"] == full  # before the request's checks (a 404)
+        waiting = store.list_jobs(JobStatus.queued)
+        store.claim(waiting[0]["id"])
+        store.finish(waiting[0]["id"], JobStatus.failed, error="x")
+        assert client.post("/api/jobs", json=body).status_code == 202  # its place taken
+        resp = client.post(f"/api/jobs/{waiting[0]['id']}/resume")
+        assert resp.status_code == 429 and resp.json()["detail"] == full, resp.text
+        assert store.get_job(waiting[0]["id"])["status"] == "failed"
 
 
 def test_a_jobs_request_shows_a_weights_path_under_the_data_root_by_name(service, tmp_path):
