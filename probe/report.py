@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator,
+                      model_validator)
 
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
@@ -247,8 +248,8 @@ class PerClassRow(_Model):
     index: int
     name: str
     group: Literal["easy", "medium", "hard"]
-    n_train: int
-    n_test: int
+    n_train: NonNegativeInt
+    n_test: NonNegativeInt
     accuracy: Num
     accuracy_std: Num
     accuracy_per_seed: NumList
@@ -264,7 +265,7 @@ class PerClassRow(_Model):
     precision: Num = None
     recall: Num = None
     f1: Num = None
-    support: Optional[int] = None
+    support: Optional[NonNegativeInt] = None
     top_confusions: list[ConfusedWith] = Field(default_factory=list)
 
 
@@ -412,10 +413,14 @@ class Report(_Model):
         rows = [row.index for row in self.per_class]
         if rows != list(range(k)) or [row.name for row in self.per_class] != list(self.class_names):
             raise ValueError("per_class rows are not the classes of class_names, in order")
-        indices = [i for members in self.grouping.groups.values() for i in members]
-        indices += [c.index for row in self.per_class for c in row.top_confusions]
-        if any(not 0 <= i < k for i in indices):
-            raise ValueError(f"a class index of grouping.groups or top_confusions lies outside 0..{k - 1}")
+        twice = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
+        if twice:  # a class by name would be either of them (scores, failures; an attack round)
+            raise ValueError(f"class_names holds {', '.join(map(repr, twice[:5]))} more than once")
+        grouped = sorted(i for members in self.grouping.groups.values() for i in members)
+        if grouped != list(range(k)):  # each class in one third (a class in two, or in none, an attack round)
+            raise ValueError(f"grouping.groups does not put each of the {k} classes in exactly one third")
+        if any(not 0 <= c.index < k for row in self.per_class for c in row.top_confusions):
+            raise ValueError(f"a class index of top_confusions lies outside 0..{k - 1}")
         return self
 
 

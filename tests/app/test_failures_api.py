@@ -281,7 +281,7 @@ def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished
 
 @pytest.mark.parametrize("damage", ['{"schema_version": 2, "garbage": ', '{"schema_version": 2, "run_id": 1}',
                                     '{"schema_version": 99}', "selected", "[" * 100_000 + "]" * 100_000,
-                                    "extra class", "class dropped"])
+                                    "extra class", "class dropped", "class twice", "two thirds", "negative support"])
 def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_finished, damage):
     """Also JSON nested too deep (a RecursionError: 500 on 8 routes) and class_names edited to another count than
     the per-class fields (compare answered 500 with an IndexError, the reports rendered it; an attack round)."""
@@ -294,6 +294,16 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
     elif damage in ("extra class", "class dropped"):
         names = report["class_names"] + ["zz"] if damage == "extra class" else report["class_names"][:-1]
         damage = json.dumps({**report, "class_names": names})
+    elif damage == "class twice":  # scores and failures took either class for the name (an attack round)
+        names = [report["class_names"][0]] * 2 + report["class_names"][2:]
+        rows = [dict(r, name=names[i]) for i, r in enumerate(report["per_class"])]
+        damage = json.dumps({**report, "class_names": names, "per_class": rows})
+    elif damage == "two thirds":  # class 0 in two thirds, class 1 in none: a reference's groups failed its job
+        damage = json.dumps({**report, "grouping": {**report["grouping"],
+                                                    "groups": {"easy": [0], "medium": [0], "hard": [2]}}})
+    elif damage == "negative support":
+        damage = json.dumps({**report, "per_class": [dict(report["per_class"][0], support=-5),
+                                                     *report["per_class"][1:]]})
     path.write_text(damage)
     for url in (f"/api/reports/{run_id}", f"/api/reports/{run_id}.md", f"/api/reports/{run_id}.html",
                 f"/api/reports/{run_id}.csv", f"/api/runs/{run_id}/probe.zip",
