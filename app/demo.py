@@ -131,7 +131,8 @@ def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
         return kept_reference_summary(*reports)
     verdict = (f"{other_run} ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}\n"
                if selection.verdict_text else "")
-    return verdict + format_comparison(compare_reports(*reports, load_pair(*paths)))
+    pair = load_pair(*paths, tuple(len(r.class_names) for r in reports))
+    return verdict + format_comparison(compare_reports(*reports, pair))
 
 
 def _scores_as_reference(point) -> bool:

@@ -107,7 +107,7 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
     if split != "test" or not _own_cache(probe, got.source):
         return None
     try:
-        stored = Predictions.load(run_dir)
+        stored = Predictions.load(run_dir, len(probe.class_names))
     except (FileNotFoundError, ValueError):  # none stored, or damaged on disk: the scores stand without it
         return None
     images = len(got.predicted)

@@ -32,6 +32,10 @@ class Predictions:
     sources: np.ndarray | None = None  # (n,) str, or None when unknown
 
     def __post_init__(self):
+        for name in ("labels", "predicted"):  # 0.5 or True was cast to a class (an attack round)
+            kind = np.asarray(getattr(self, name)).dtype.kind
+            if kind not in "iu":
+                raise ValueError(f"predictions' {name} must be class indices (integers), got dtype kind {kind!r}.")
         self.labels = np.asarray(self.labels, dtype=np.int32)
         self.predicted = np.atleast_2d(np.asarray(self.predicted, dtype=np.int32))
         self.confidence = np.asarray(self.confidence, dtype=np.float32)
@@ -39,6 +43,10 @@ class Predictions:
         if self.labels.ndim != 1 or self.predicted.shape[1] != n or self.confidence.shape != (n,):
             raise ValueError(f"predictions need labels (n,), predicted (S, n) and confidence (n,); got "
                              f"{self.labels.shape}, {self.predicted.shape}, {self.confidence.shape}.")
+        if (self.labels < 0).any() or (self.predicted < 0).any():
+            raise ValueError("predictions hold a negative class index.")
+        if not np.all((self.confidence >= 0) & (self.confidence <= 1)):  # nan fails both
+            raise ValueError("predictions' confidence must lie in [0, 1] (no nan).")
         if self.sources is not None:
             self.sources = np.asarray(self.sources, dtype=str)
             if self.sources.shape != (n,):
@@ -82,8 +90,18 @@ class Predictions:
         tmp.replace(path)
         return path
 
+    def check_classes(self, num_classes: int) -> Predictions:
+        """Itself, once every label and prediction is a class index below ``num_classes`` (a run's class count):
+        raises ValueError otherwise (a predicted 99 of 3 classes was a 500 in failures; an attack round)."""
+        top = max(int(self.labels.max(initial=0)), int(self.predicted.max(initial=0)))
+        if top >= num_classes:
+            raise ValueError(f"predictions hold class index {top}, and the run has {num_classes} classes.")
+        return self
+
     @classmethod
-    def load(cls, run_dir: str | Path) -> Predictions:
+    def load(cls, run_dir: str | Path, num_classes: int | None = None) -> Predictions:
+        """The predictions a run stored (checked against its ``num_classes`` when given). Raises
+        FileNotFoundError (none stored) or ValueError (damaged on disk, naming the file)."""
         path = Path(run_dir)
         path = path / PREDICTIONS_FILE if path.is_dir() else path
         if not path.is_file():
@@ -92,10 +110,12 @@ class Predictions:
         try:
             with np.load(path) as data:
                 sources = data["sources"] if "sources" in data.files else None
-                return cls(data["labels"], data["predicted"], data["confidence"], sources)
+                loaded = cls(data["labels"], data["predicted"], data["confidence"], sources)
+            return loaded if num_classes is None else loaded.check_classes(num_classes)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged on disk
+            detail = str(exc) if isinstance(exc, ValueError) and str(exc).startswith("predictions") else ""
             raise ValueError(f"{PREDICTIONS_FILE} of run {Path(run_dir).name} cannot be read (damaged or cut "
-                             f"short?): {type(exc).__name__}") from None
+                             f"short?): {type(exc).__name__}{': ' + detail if detail else ''}") from None
 
 
 def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
@@ -131,9 +151,11 @@ def _first_other_sample(a: np.ndarray | None, b: np.ndarray | None) -> int | Non
     return int(differ[0]) if differ.size else None
 
 
-def load_pair(base_dir: str | Path, other_dir: str | Path) -> tuple[Predictions, Predictions] | None:
-    """Both runs' stored predictions, or None when either run has none (runs written before they were stored)."""
+def load_pair(base_dir: str | Path, other_dir: str | Path, class_counts: tuple[int, int] = (None, None)
+              ) -> tuple[Predictions, Predictions] | None:
+    """Both runs' stored predictions (each checked against its run's class count in ``class_counts``, when
+    given), or None when either run has none (runs written before they were stored)."""
     try:
-        return Predictions.load(base_dir), Predictions.load(other_dir)
+        return Predictions.load(base_dir, class_counts[0]), Predictions.load(other_dir, class_counts[1])
     except FileNotFoundError:
         return None

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     check_export_arguments(args)
     base, other = load_report(args.base), load_report(args.other)
     if args.features is None:
-        comparison = compare_reports(base, other, load_pair(args.base, args.other))
+        comparison = compare_reports(base, other, load_pair(args.base, args.other,
+                                                           (len(base.class_names), len(other.class_names))))
     else:
         comparison, warnings = compare_on_cache(base, other, (args.base, args.other), args.features, args.split,
                                                 args.features)

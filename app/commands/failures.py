@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     report = load_report(args.run_dir)
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
-    predictions = Predictions.load(args.run_dir)
+    predictions = Predictions.load(args.run_dir, len(report.class_names))
     rows = predictions.failure_rows(index, report.class_names, args.limit, predicted)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -74,7 +74,7 @@ def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_len
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     try:
-        predictions = Predictions.load(run["path"])
+        predictions = Predictions.load(run["path"], len(report.class_names))
     except FileNotFoundError:
         raise HTTPException(404, f"run {run_id!r} has no stored test predictions (it predates them); "
                                  "re-run it to browse its failures") from None
@@ -274,8 +274,9 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
     path = None if cache is None else _cache_path(store, cache, scored=True)
     try:
         if path is None:
-            return compare_reports(_report(store, base), _report(store, other),
-                                   load_pair(runs[0]["path"], runs[1]["path"]))
+            pair = _report(store, base), _report(store, other)
+            return compare_reports(*pair, load_pair(runs[0]["path"], runs[1]["path"],
+                                                    tuple(len(r.class_names) for r in pair)))
         comparison, warnings = compare_on_cache(_report(store, base), _report(store, other),
                                                 (runs[0]["path"], runs[1]["path"]), path, split, f"cache {cache}")
         comparison.warnings = warnings

@@ -316,13 +316,29 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
         assert "report.json" in resp.json()["detail"] and str(client.app.state.settings.data_dir) not in resp.text
 
 
-def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished):
+@pytest.mark.parametrize("damage", ["cut short", "class 99", "float labels", "nan confidence"])
+def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage):
     """A run's predictions.npz cut short on disk: failures and compare answered 500 (BadZipFile; found by an outside
-    attack round). They now answer 422 naming the file; scores, computed from the cache, still answer."""
+    attack round), and so did a predicted class 99 of 3 (IndexError), while float labels and nan confidences were
+    read as they came (a later attack round). They now answer 422 naming the file; scores, computed from the cache,
+    still answer."""
+    import numpy as np
+
     client, run_id = fresh_finished.client, fresh_finished.mr2
     cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
     path = Path(client.app.state.store.get_run(run_id)["path"]) / "predictions.npz"
-    path.write_bytes(path.read_bytes()[:100])
+    if damage == "cut short":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        with np.load(path) as data:
+            arrays = dict(data)
+        if damage == "class 99":
+            arrays["predicted"][0, :3] = 99
+        elif damage == "float labels":
+            arrays["labels"] = arrays["labels"] + 0.5
+        else:
+            arrays["confidence"][0] = np.nan
+        np.savez_compressed(path, **arrays)
     for url in (f"/api/runs/{run_id}/failures?class=cat", f"/api/compare?base={fresh_finished.erm}&other={run_id}",
                 f"/api/compare.html?base={fresh_finished.erm}&other={run_id}"):
         resp = client.get(url)
