@@ -11,3 +11,26 @@ def terminal_width(default: int) -> int:
     if not sys.stdout.isatty():
         return default
     return max(default, shutil.get_terminal_size((default, 24)).columns)
+
+
+def check_out_apart(out, *, runs=(), inputs=()) -> None:
+    """Refuse, before any work, an ``--out`` that is one of the command's ``inputs`` (a feature cache it reads) or
+    one of the files of the run directories ``runs`` (``probe.report.write_run``'s): predict, report and compare
+    wrote their output over the run's report.json or head, or over the cache they read (found by an outside attack
+    round). Raises ValueError."""
+    from pathlib import Path
+
+    from probe.deploy import PROBE_FILES
+    from probe.predictions import PREDICTIONS_FILE
+
+    run_files = {*PROBE_FILES, "per_class.csv", PREDICTIONS_FILE}
+
+    target = Path(out).resolve()
+    for path in inputs:
+        if Path(path).resolve() == target:
+            raise ValueError(f"--out {out} is the file this command reads; write to another file.")
+    for run in runs:
+        folder = Path(run).resolve()
+        folder = folder.parent if folder.is_file() else folder  # a run given as its report.json
+        if target.parent == folder and target.name in run_files:
+            raise ValueError(f"--out {out} is the run's own {target.name}; write to another file.")

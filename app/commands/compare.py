@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import terminal_width
+from . import check_out_apart, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
 NAME = "compare"
@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from ..shipped import compare_on_cache
 
     check_export_arguments(args)
+    if args.out is not None:
+        check_out_apart(args.out, runs=[args.base, args.other], inputs=[args.features] if args.features else [])
     base, other = load_report(args.base), load_report(args.other)
     if args.features is None:
         comparison = compare_reports(base, other, load_pair(args.base, args.other,

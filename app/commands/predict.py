@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, reproduces
+from . import check_out_apart
 
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.out is not None:
         _check_out(Path(args.out))
+        check_out_apart(args.out, runs=[args.run_dir], inputs=[args.features])
     probe = RunProbe.load(args.run_dir)
     (got,) = predict_cache([probe], args.features, args.split, unlabelled=True)
     if args.out:

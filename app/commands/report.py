@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import terminal_width
+from . import check_out_apart, terminal_width
 
 NAME = "report"
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from probe.report import TERMINAL_CLASSES
 
     check_export_arguments(args)
+    if args.out is not None:
+        check_out_apart(args.out, runs=[args.run_dir])
     report = load_report(args.run_dir)
     if args.format:
         write_document(EXPORT_FORMATS[args.format](report.model_dump(mode="json")), args.out)

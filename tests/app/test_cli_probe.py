@@ -402,3 +402,26 @@ def test_an_unknown_name_is_one_line_without_quotes_around_it(tmp_path, capsys):
                  str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mr2probe extract: error: Unknown encoder 'nope'; available: "), err
+
+
+def test_an_out_that_is_an_input_or_a_run_file_is_refused(erm_dir, cache, tmp_path, capsys):
+    """predict, report and compare wrote over the run's report.json or head, or the cache they read (an attack
+    round): refused before any work, the files untouched."""
+    before = {p.name: p.read_bytes() for p in erm_dir.iterdir()}
+    cached = cache.read_bytes()
+    for argv, what in (
+            (["predict", str(erm_dir), "--features", str(cache), "--out", str(erm_dir / "report.json")], "report.json"),
+            (["predict", str(erm_dir), "--features", str(cache), "--out", str(erm_dir / "head.safetensors")],
+             "head.safetensors"),
+            (["predict", str(erm_dir), "--features", str(cache), "--out", str(cache)], None),
+            (["report", str(erm_dir), "--format", "html", "--out", str(erm_dir / "report.json")], "report.json"),
+            (["report", str(erm_dir / "report.json"), "--format", "md", "--out", str(erm_dir / "per_class.csv")],
+             "per_class.csv"),
+            (["compare", str(erm_dir), str(erm_dir), "--format", "html", "--out", str(erm_dir / "head.json")],
+             "head.json")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert (f"is the run's own {what}" if what else "is the file this command reads") in err, (argv, err)
+    assert {p.name: p.read_bytes() for p in erm_dir.iterdir()} == before and cache.read_bytes() == cached
+    assert main(["report", str(erm_dir), "--format", "html", "--out", str(erm_dir / "report.html")]) == 0  # beside
+    (erm_dir / "report.html").unlink()
