@@ -341,7 +341,8 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     if source == "path":  # the same directory with the same content is one data set (its caches are reused)
         existing = store.find_dataset(source=source, path=str(path), fingerprint=getattr(data, "fingerprint", None))
         if existing is not None and name is not None and existing["name"] != name:
-            raise AlreadyRegistered(f"this folder, with the same content, is registered already as "
+            raise AlreadyRegistered(f"{'this folder' if path.is_dir() else 'this file'}, with the same content, "
+                                    f"is registered already as "
                                     f"{existing['name']!r} (id {existing['id']}): use that data set (its caches are "
                                     "reused), or register it without a name")
         if existing is not None:
