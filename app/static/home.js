@@ -63,7 +63,8 @@
     const ds = cache ? ctx.datasets[cache.dataset_id] : null;
     const link = `/runs/${enc(run.id)}` + (ref ? `?compare=${enc(ref)}` : "");
     return h("tr", { "data-run": run.id },
-      h("td", {}, h("a", { href: link }, run.id)), h("td", {}, run.name),
+      // long run names ("ce/linear (kept: group_dro found no safe improvement)") wrap: the table stays in its card
+      h("td", {}, h("a", { href: link }, run.id)), h("td", { class: "name" }, run.name),
       h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–"),
       h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
       h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortKey(cache && cacheImages(cache)) },
@@ -72,7 +73,7 @@
       h("td", { "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check)),
-      h("td", {}, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
+      h("td", { class: "name" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
 
   function datasetRow(d, ctx) {
