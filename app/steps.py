@@ -162,6 +162,19 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
+def run_name(cfg: Any, kept: str | None = None) -> str:
+    """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
+    apart (a budget, balanced accuracy; two disparity runs were both "ce/linear (kept: ...)"; a new-user round).
+    ``kept``: the loss of the configuration the run ended as, where it kept the reference's (a runs list naming
+    only the loss it tried read as if the run were that loss; an outside round)."""
+    loss = kept or cfg.loss
+    name = f"{cfg.preset}: {loss}/{cfg.head}" if cfg.preset else f"{loss}/{cfg.head}"
+    notes = [f"kept: {cfg.loss} found no safe improvement"] if loss != cfg.loss else []
+    notes += [f"budget {cfg.max_overall_drop:g} pt"] if cfg.max_overall_drop else []
+    notes += ["balanced"] if cfg.overall_metric == "balanced" else []
+    return name + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference_run: str | None,
                start: float = 0.0, span: float = 1.0) -> dict[str, Any]:
     """Train one probe on a cache, write its report and record the run; returns the run row.
@@ -194,7 +207,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     run_id = new_id("run")
     out_dir = ctx.settings.runs_dir / run_id
     ctx.record(pending_run=run_id)
-    name = f"{cfg.loss}/{cfg.head}"
+    name = run_name(cfg)
     ctx.message(f"training probe {name} on cache {cache_id}"
                 + (f" (groups from reference run {reference_run})" if reference_run else ""))
     try:
@@ -210,9 +223,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     summary = report.summary.model_dump(mode="json")
-    kept = report.config.get("loss", cfg.loss)  # where the run kept the reference's configuration, the reference's
-    if kept != cfg.loss:  # a runs list naming only the loss it tried read as if the run were that loss (outside round)
-        name = f"{kept}/{cfg.head} (kept: {cfg.loss} found no safe improvement)"
+    name = run_name(cfg, report.config.get("loss", cfg.loss))
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=cfg.head,
                             loss=cfg.loss, reference_run=reference_run, path=str(out_dir), summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check)

@@ -364,9 +364,10 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
     assert run["loss"] == "group_dro", run
     if report["config"]["loss"] != "group_dro":
-        assert run["name"] == f"{report['config']['loss']}/linear (kept: group_dro found no safe improvement)", run
+        assert run["name"] == f"disparity: {report['config']['loss']}/linear (kept: group_dro found no safe " \
+            "improvement)", run
     else:
-        assert run["name"] == "group_dro/linear", run
+        assert run["name"] == "disparity: group_dro/linear", run
     # Extracting the same data set with the same options reuses the cache file (and its row).
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
     assert resp.status_code == 202

@@ -336,3 +336,17 @@ def test_cancelling_one_of_two_jobs_of_the_same_extraction_leaves_the_file_to_th
     assert partial.exists()  # A is running on it
     _discard_unless_in_use(store, a["id"], str(final))
     assert not partial.exists()
+
+
+def test_run_names_tell_two_runs_of_one_data_set_apart():
+    """Two disparity runs of one data set were both 'ce/linear (kept: ...)' (a new-user round): the name carries
+    the preset, and the budget and balanced accuracy where they were chosen."""
+    from app.steps import run_name
+    from probe import ProbeConfig
+
+    erm = ProbeConfig()
+    assert run_name(erm) == "ce/linear"
+    fair = ProbeConfig(preset="disparity", max_overall_drop=3, overall_metric="balanced")
+    assert run_name(fair) == f"disparity: {fair.loss}/{fair.head} (budget 3 pt; balanced)"
+    assert run_name(fair, "ce") == f"disparity: ce/{fair.head} (kept: {fair.loss} found no safe improvement; " \
+        "budget 3 pt; balanced)"
