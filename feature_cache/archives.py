@@ -80,6 +80,17 @@ def check_member_name(name: str, archive: str) -> str:
 
 
 SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
+# Opening a FIFO for reading waits for a writer, forever; a socket or a device is no image either.
+NOT_REGULAR = "not a regular file (a FIFO, socket, device or folder)"
+
+
+def is_special(path: Path) -> bool:
+    """Whether ``path`` (symlinks followed) exists and is not a regular file: a FIFO, socket, device or folder. A
+    path that cannot be examined (a broken link) is not special: it is listed, and skipped when it does not read."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def not_an_image(name: str) -> str:
@@ -113,6 +124,9 @@ class DirectoryReader:
                 if full.is_symlink() and not full.resolve().is_relative_to(self.root):
                     self.unsafe.append((rel, "symlink pointing outside the data folder"))
                     continue
+                if is_special(full):
+                    self.unsafe.append((rel, NOT_REGULAR))
+                    continue
                 self._files.append(rel)
         self._files.sort()
         self._dirs.sort()
@@ -141,7 +155,21 @@ def read_inside(root: Path, name: str) -> bytes:
     if root not in path.parents:
         raise PermissionError(f"{name!r} now leads outside the data folder (replaced by a symlink since it was "
                               "listed); it is not read")
-    return path.read_bytes()
+    return read_regular(path, name)
+
+
+def read_regular(path: Path, name: str) -> bytes:
+    """The bytes of the regular file ``path``; anything else (a FIFO, socket or device swapped in after the listing)
+    raises OSError naming ``name``, without blocking: it is checked before opening, and opened non-blocking and
+    checked again, should it be swapped between the two."""
+    refused = OSError(f"{name!r} is {NOT_REGULAR}; it is not read")
+    if is_special(path):
+        raise refused
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise refused
+        return handle.read()
 
 
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8

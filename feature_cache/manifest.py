@@ -6,8 +6,9 @@
   An optional ``split`` column (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the
   product splits the set itself (stratified, seeded). Other columns are ignored.
 - A path that is absolute or climbs out of the manifest's folder (``..``) raises
-  :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, a symlink resolving
-  outside the folder, a non-image file or a repeated row is skipped and listed.
+  :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, is no regular file (a FIFO,
+  socket or device), a symlink resolving outside the folder, a non-image file or a repeated row is skipped and
+  listed.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-from .archives import FileListReader, check_member_name, not_an_image
+from .archives import NOT_REGULAR, FileListReader, check_member_name, is_special, not_an_image
 from .errors import DatasetError, UnsafeArchive
 
 __all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair"]
@@ -131,6 +132,8 @@ def read_manifest(
             classes.setdefault(label, [])
             if name in seen:
                 skipped.append((name, "repeated row in the manifest"))
+            elif is_special(root / name):  # a FIFO would block its reader
+                skipped.append((name, NOT_REGULAR))
             elif not (root / name).is_file():
                 skipped.append((name, "listed in the manifest but not found"))
             elif not (root / name).resolve().is_relative_to(root):

@@ -494,3 +494,59 @@ def test_a_listed_folder_swapped_for_a_symlink_is_not_read_through(tree, tmp_pat
     (tree / "train" / "ant").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     with pytest.raises(PermissionError, match=r"'train/ant/000.png' now leads outside the data folder"):
         data.load_image(next(s for s in ant if s.source == "train/ant/000.png"))
+
+
+def _without_blocking(call, fifos):
+    """``call()`` in a thread; should it still wait after 10 s (opening a FIFO waits for a writer), each FIFO is
+    opened for writing to release it, and the test fails instead of hanging."""
+    import os
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        thread.join(10)
+        pytest.fail(f"{call} blocked on a FIFO")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_a_fifo_in_a_folder_or_manifest_is_skipped_and_one_swapped_in_is_refused_without_blocking(tree, tmp_path):
+    """A FIFO inside a registered folder blocked registration forever: the fingerprint opened it and waited for a
+    writer (found by the fourth attack round). It is now skipped as no regular file, in a folder and in a manifest,
+    and a listed file swapped for a FIFO afterwards is refused when read, without blocking."""
+    import os
+
+    from feature_cache import open_images
+
+    fifo = tree / "train" / "ant" / "zz.png"
+    os.mkfifo(fifo)
+    reason = "not a regular file (a FIFO, socket, device or folder)"
+    data = _without_blocking(lambda: open_dataset(tree), [fifo])
+    assert ("train/ant/zz.png", reason) in data.skipped
+    assert "train/ant/zz.png" not in {s.source for split in data.splits.values() for s in split}
+    assert ("train/ant/zz.png", reason) in _without_blocking(lambda: open_images(tree), [fifo]).skipped
+    (tree / "m.csv").write_text("path,label\ntrain/ant/zz.png,ant\ntrain/ant/000.png,ant\ntrain/bee/000.png,bee\n")
+    manifest = _without_blocking(lambda: open_dataset(tree / "m.csv", val_fraction=0.0, test_fraction=0.0), [fifo])
+    assert ("train/ant/zz.png", reason) in manifest.skipped
+    sample = next(s for s in data.splits["train"] if s.source == "train/ant/000.png")
+    (tree / "train" / "ant" / "000.png").unlink()
+    os.mkfifo(tree / "train" / "ant" / "000.png")
+    with pytest.raises(OSError, match=r"^'train/ant/000.png' is not a regular file \(a FIFO, socket, device or "
+                                      r"folder\); it is not read$"):
+        _without_blocking(lambda: data.load_image(sample), [tree / "train" / "ant" / "000.png"])
