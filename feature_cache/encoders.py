@@ -400,9 +400,20 @@ def _effnet_lite0_file(spec: EncoderSpec, arg: str | None) -> Path:
 
 # What torch.load raises for a file that is no checkpoint (a text file, a truncated or foreign archive, a pickle
 # of other objects under weights_only): an IndexError or UnpicklingError deep in the unpickler, whose own advice
-# ("re-run with weights_only=False") would run arbitrary code from the file.
+# ("re-run with weights_only=False") would run arbitrary code from the file; and what a loader raises on a pickle
+# of something else than a dict of tensors (``torch.save([1, 2, 3])``: AttributeError "'list' object has no
+# attribute 'items'", or a TypeError).
 _UNREADABLE_CHECKPOINT = (pickle.UnpicklingError, EOFError, IndexError, KeyError, UnicodeDecodeError,
-                          zipfile.BadZipFile, RuntimeError, ValueError)
+                          zipfile.BadZipFile, RuntimeError, ValueError, AttributeError, TypeError)
+
+
+def _unreadable_checkpoint() -> tuple[type[BaseException], ...]:
+    """:data:`_UNREADABLE_CHECKPOINT`, plus safetensors' error (a malformed header) where safetensors is installed."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # no safetensors: no .safetensors file is read
+        return _UNREADABLE_CHECKPOINT
+    return _UNREADABLE_CHECKPOINT + (SafetensorError,)
 
 
 @contextlib.contextmanager
@@ -411,7 +422,7 @@ def _reading_checkpoint(path: Path | str | None, what: str):
     file, as for an open_clip model without weights: nothing to turn)."""
     try:
         yield
-    except _UNREADABLE_CHECKPOINT as exc:
+    except _unreadable_checkpoint() as exc:
         if path is None:
             raise
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""

@@ -240,6 +240,26 @@ def test_a_file_that_is_no_checkpoint_is_a_clear_error(tiny_clip, tmp_path):
         create_encoder(f"mocov2:{other}")
 
 
+def test_crafted_open_clip_weights_are_a_clear_error_at_the_check_and_the_build(tiny_clip, tmp_path):
+    """A pickle of a list and a safetensors file with a malformed header gave a 500 with a traceback
+    (AttributeError, SafetensorError; found by the fourth attack round): a ValueError naming the file now, at the
+    request's check and the job's build."""
+    import struct
+
+    from feature_cache import check_encoder
+
+    listed, broken = tmp_path / "list.pth", tmp_path / "bad.safetensors"
+    torch.save([1, 2, 3], listed)
+    broken.write_bytes(struct.pack("<Q", 10) + b'{"a":[1,2,')
+    for path, error in ((listed, "AttributeError: 'list' object has no attribute 'items'"),
+                        (broken, "SafetensorError: Error while deserializing header: invalid JSON in header")):
+        for attempt in (check_encoder, create_encoder):
+            with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} is not an open_clip checkpoint of "
+                                                 rf"{tiny_clip} that torch can read safely \(weights only\): "
+                                                 rf"{re.escape(error)}"):
+                attempt(f"openclip:{tiny_clip}:{path}")
+
+
 def test_open_clip_weights_of_another_architecture_are_refused_at_the_check(tiny_clip, tmp_path, recwarn):
     """Weights of another architecture: refused when the name is checked (a request, before its job), naming
     the misfit; the architecture's own weights pass as a torch.save archive and as safetensors, with no warning
