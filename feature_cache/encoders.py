@@ -489,16 +489,24 @@ def check_checkpoint_format(path: Path, what: str) -> Path:
     named as weights is refused at a request's check instead of failing the job that loads it.
 
     Raises ValueError naming the file and ``what`` it should be (never its bytes)."""
-    import struct
     import zipfile
 
     with open(path, "rb") as f:
-        head = f.read(9)
-    safetensors = len(head) == 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] < 1 << 30
-    if zipfile.is_zipfile(path) or head[:1] == b"\x80" or safetensors:
+        head = f.read(1)
+    if zipfile.is_zipfile(path) or head == b"\x80" or is_safetensors_file(path):
         return path
     raise ValueError(f"{path} is not {what}: a PyTorch checkpoint (torch.save archive or pickle), a TorchScript "
                      "archive or a safetensors file.")
+
+
+def is_safetensors_file(path: Path) -> bool:
+    """True for a file that starts as safetensors does: an 8-byte little-endian header length, then a JSON header
+    (reads 9 bytes)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] < 1 << 30
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -601,7 +609,7 @@ def convert_mocov2_state_dict(checkpoint: dict[str, Any], source: str) -> dict[s
     converted: dict[str, Tensor] = {}
     for key, value in state.items():
         for prefix in prefixes:
-            if key.startswith(prefix):
+            if isinstance(key, str) and key.startswith(prefix):
                 name = key[len(prefix):]
                 if not name.startswith("fc."):
                     converted[name] = value
@@ -609,7 +617,7 @@ def convert_mocov2_state_dict(checkpoint: dict[str, Any], source: str) -> dict[s
     if not converted:
         raise ValueError(
             f"{source}: no 'module.encoder_q.*' keys; not a MoCo v2 checkpoint "
-            f"(first keys: {', '.join(list(state)[:3])})."
+            f"(first keys: {', '.join(map(str, list(state)[:3]))})."
         )
     return converted
 
@@ -637,21 +645,50 @@ def _mocov2_checkpoint(spec: EncoderSpec, arg: str | None) -> Path:
     return check_checkpoint_format(path, "a MoCo v2 checkpoint")
 
 
-def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device, **runtime: Any) -> Encoder:
+_MOCOV2 = "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)"
+
+
+def _mocov2_resnet(path: Path, device: str) -> nn.Module:
+    """The query encoder of the MoCo v2 checkpoint ``path`` as a torchvision ResNet-50 without ``fc``, on ``device``:
+    ``"meta"`` for a request's check (a ``torch.save`` archive maps straight to meta tensors, nothing read; a legacy
+    pickle is read one tensor at a time, each dropped), ``"cpu"`` for the build. One definition, so that the check
+    refuses what the build would (an attack round's checkpoints of the wrong shapes were accepted and failed the
+    job as retryable).
+
+    Raises:
+        ValueError: a TorchScript archive or a safetensors file (``torch.load`` reads neither as a state dict), a
+            file torch cannot read safely, no query-encoder keys, or a state dict that does not fit ResNet-50 (the
+            first missing / unexpected keys or size mismatches named).
+    """
     from torchvision.models import resnet50
 
-    path = _mocov2_checkpoint(spec, arg)
-    with _reading_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)"):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if is_torchscript_archive(path) or is_safetensors_file(path):
+        kind = "a TorchScript archive" if is_torchscript_archive(path) else "a safetensors file"
+        raise ValueError(f"{path} is {kind}, not {_MOCOV2}: give the torch.save checkpoint of the MoCo v2 release.")
+    with _reading_checkpoint(path, _MOCOV2):
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
     state = convert_mocov2_state_dict(checkpoint, str(path))
-    model = resnet50(weights=None)
+    with torch.device(device):
+        model = resnet50(weights=None)
     model.fc = nn.Identity()
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        with warnings.catch_warnings():  # BatchNorm's default num_batches_tracked, a CPU tensor, copied into meta
+            warnings.filterwarnings("ignore", ".*copying from a non-meta parameter", UserWarning)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # size mismatches, or values that are no tensors
+        raise ValueError(f"{path}: MoCo v2 state dict does not fit torchvision resnet50: {_first_misfits(exc)}") \
+            from None
     if missing or unexpected:
         raise ValueError(
             f"{path}: MoCo v2 state dict does not fit torchvision resnet50 "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]})."
         )
+    return model
+
+
+def _build_mocov2(spec: EncoderSpec, arg: str | None, device: torch.device, **runtime: Any) -> Encoder:
+    path = _mocov2_checkpoint(spec, arg)
+    model = _mocov2_resnet(path, "cpu")
     spec = dataclasses.replace(spec, weights=str(path.resolve()))
     logger.info("mocov2 ResNet-50 built from %s", path)
     return Encoder(spec, model, _pooled_resnet, file_sha256(path), device, **runtime)
@@ -707,22 +744,22 @@ def _loading_open_clip(path: Path | None, arch: str):
                 raise
             misfit = exc
     if misfit is not None:
-        lines = [line.strip() for line in str(misfit).splitlines()[1:] if line.strip()][:3]
-        detail = "; ".join(line if len(line) <= 160 else line[:157] + "..." for line in lines)
-        raise ValueError(f"{path} does not fit the open_clip architecture {arch}: {detail}")
+        raise ValueError(f"{path} does not fit the open_clip architecture {arch}: {_first_misfits(misfit)}")
+
+
+def _first_misfits(error: RuntimeError, count: int = 3) -> str:
+    """The first ``count`` misfits torch's "Error(s) in loading state_dict" names (its lines after the first, or
+    the message itself), each shortened to 160 characters, joined by '; '."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = (lines[1:] if len(lines) > 1 else lines)[:count]
+    return "; ".join(line if len(line) <= 160 else line[:157] + "..." for line in lines)
 
 
 def _check_mocov2(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
-    """The request's check: the file, its format, and for a ``torch.save`` archive its keys (memory-mapped, no
-    tensor read), so a checkpoint of something else is refused before a job loads it (an outside round's
-    ``torch.save({"state_dict": {"x": ...}})`` was accepted and failed the job)."""
-    import zipfile
-
-    path = _mocov2_checkpoint(spec, arg)
-    if zipfile.is_zipfile(path) and not is_torchscript_archive(path):
-        with _reading_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)"):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        convert_mocov2_state_dict(checkpoint, str(path))
+    """The request's check: the file, its format, and the build's load into a ResNet-50 on the meta device
+    (:func:`_mocov2_resnet`), so a checkpoint of something else or of other shapes is refused before a job loads
+    it (an outside round's ``torch.save({"state_dict": {"x": ...}})`` was accepted and failed the job)."""
+    _mocov2_resnet(_mocov2_checkpoint(spec, arg), "meta")
     return spec
 
 

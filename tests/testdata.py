@@ -50,6 +50,31 @@ def shared_cifar_zip() -> Path | None:
     return _CIFAR_ZIP
 
 
+_MOCOV2_WRITTEN: list[Path] = []  # the first checkpoint write_mocov2_checkpoint wrote, linked to by later calls
+
+
+def write_mocov2_checkpoint(path: Path, **save: object) -> Path:
+    """A MoCo v2 checkpoint that fits ResNet-50 at ``path``: ``{"state_dict": {"module.encoder_q.<key>": ...}}`` of
+    a random ``resnet50(weights=None)`` (~100 MB), written once per process and hard-linked (or copied) after that;
+    ``save`` (torch.save's options, e.g. the legacy format) writes a new one."""
+    import shutil
+
+    import torch
+    from torchvision.models import resnet50
+
+    if _MOCOV2_WRITTEN and _MOCOV2_WRITTEN[0].is_file() and not save:
+        try:
+            os.link(_MOCOV2_WRITTEN[0], path)
+        except OSError:
+            shutil.copyfile(_MOCOV2_WRITTEN[0], path)
+        return path
+    state = {f"module.encoder_q.{k}": v for k, v in resnet50(weights=None).state_dict().items()}
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": state}, path, **save)
+    if not save:
+        _MOCOV2_WRITTEN[:] = [path]
+    return path
+
+
 def image_bytes(label: int, index: int, size: int = 12, fmt: str = "PNG") -> bytes:
     """A small RGB image whose colour depends on the class and whose noise depends on the index."""
     rng = np.random.default_rng(1000 * label + index)

@@ -14,6 +14,7 @@ from app.main import create_app
 from app.schemas import MAX_PROBES
 
 from app_testutils import ERM, FAST_PROBE, MR2, make_settings, synthetic_cache, tiny_zip_bytes, wait_for, wait_job
+from testdata import write_mocov2_checkpoint
 
 
 @pytest.fixture
@@ -374,17 +375,22 @@ def test_unusable_encoders_are_422_at_submission(service, field, value, fragment
 
 def test_encoder_weights_must_lie_under_the_data_root(service, tmp_path):
     """A checkpoint named by path is read by the job: outside the data root it is a 403 whether the file exists
-    or not (nothing to learn about the server's files); under it the job gets its resolved path."""
+    or not (nothing to learn about the server's files); under it the job gets its resolved path, once its state
+    dict fits."""
     import torch
 
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
-    outside = tmp_path / "elsewhere.pth"
-    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, outside)
+    outside = write_mocov2_checkpoint(tmp_path / "elsewhere.pth")
     for encoder in (f"mocov2:{outside}", "mocov2:/etc/passwd", "mocov2:/nowhere/x.pth", "mocov2:../elsewhere.pth",
                     f"openclip:ViT-B-32:{outside}"):
         resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": encoder})
         assert resp.status_code == 403 and resp.json()["detail"].startswith("encoder weights: path"), resp.text
         assert "outside the data root" in resp.json()["detail"]
+    wrong = tmp_path / "root" / "wrong.pth"  # a job failed on it, as retryable (found by the fourth attack round)
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(2)}}, wrong)
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:wrong.pth"})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith("encoder: "), resp.text
+    assert "MoCo v2 state dict does not fit torchvision resnet50: size mismatch for conv1.weight" in resp.text
     inside = tmp_path / "root" / "moco.pth"
     inside.write_bytes(outside.read_bytes())
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:moco.pth"})
@@ -830,9 +836,7 @@ def test_a_full_queue_is_a_429_even_for_requests_at_once(tmp_path):
 def test_a_jobs_request_shows_a_weights_path_under_the_data_root_by_name(service, tmp_path):
     """The stored request keeps the weights file's resolved path (the job loads that file); GET /api/jobs showed it
     as it is (found by an outside attack round) where every error message says '<data root>'."""
-    import torch
-
-    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, tmp_path / "root" / "moco.pth")
+    write_mocov2_checkpoint(tmp_path / "root" / "moco.pth")
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": "mocov2:moco.pth"})
     assert resp.status_code == 202, resp.text

@@ -11,6 +11,7 @@ import torch
 from feature_cache import (ENCODERS, CacheMismatch, MissingWeights, check_encoder, discard_partial, open_cache,
                            write_cache)
 from feature_cache.extract import _exclusive
+from testdata import write_mocov2_checkpoint
 
 
 def test_check_encoder_resolves_without_building(monkeypatch, tmp_path):
@@ -21,9 +22,12 @@ def test_check_encoder_resolves_without_building(monkeypatch, tmp_path):
     clip = check_encoder("openclip:ViT-B-16")
     assert (clip.num_features, clip.default_head, clip.normalized) == (512, "cosine", True)
     assert check_encoder("openclip:ViT-L-14").num_features == 768
-    checkpoint = tmp_path / "moco.pth.tar"
-    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, checkpoint)  # its keys are read
+    checkpoint = write_mocov2_checkpoint(tmp_path / "moco.pth.tar")  # loaded into a ResNet-50 on the meta device
     assert check_encoder(f"mocov2:{checkpoint}").num_features == 2048
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, checkpoint)  # passed before
+    with pytest.raises(ValueError, match=r"^\S+moco.pth.tar: MoCo v2 state dict does not fit torchvision resnet50: "
+                                         r"size mismatch for conv1\.weight"):
+        check_encoder(f"mocov2:{checkpoint}")
     with pytest.raises(KeyError, match="Unknown encoder 'resnet'; available: effnet-lite0"):
         check_encoder("resnet")
     with pytest.raises(KeyError, match="Unknown open_clip architecture 'ViT-Z-99'"):

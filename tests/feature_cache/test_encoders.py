@@ -212,6 +212,43 @@ def test_mocov2_errors_name_the_file(tmp_path):
         check_encoder(f"mocov2:{bad}")
 
 
+def test_mocov2_weights_are_loaded_at_the_check_as_at_the_build(tmp_path):
+    """MoCo v2 weights were barely checked at a request: a safetensors file, a TorchScript archive, a legacy
+    pickle and a state dict of other shapes were accepted, and their job failed (the last as retryable, with a
+    traceback in the CLI; found by the fourth attack round). The check now loads the checkpoint into a ResNet-50 on
+    the meta device as the build does on the CPU: the same ValueError from both, and a legacy-format checkpoint
+    that fits passes both."""
+    import struct
+
+    from safetensors.torch import save_file
+
+    from feature_cache import check_encoder
+    from testdata import write_mocov2_checkpoint
+
+    malformed, other, script = tmp_path / "bad.safetensors", tmp_path / "other.safetensors", tmp_path / "ts.pt"
+    malformed.write_bytes(struct.pack("<Q", 10) + b'{"a":[1,2,')
+    save_file({"x": torch.zeros(2)}, other)
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), script)
+    wrong = tmp_path / "wrongshape.pth"
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(2)}}, wrong)
+    what = re.escape("not a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar): give the torch.save checkpoint "
+                     "of the MoCo v2 release.")
+    refused = {malformed: rf"^{re.escape(str(malformed))} is a safetensors file, {what}$",
+               other: rf"^{re.escape(str(other))} is a safetensors file, {what}$",
+               script: rf"^{re.escape(str(script))} is a TorchScript archive, {what}$",
+               wrong: rf"^{re.escape(str(wrong))}: MoCo v2 state dict does not fit torchvision resnet50: size "
+                      r"mismatch for conv1\.weight: copying a param with shape torch\.Size\(\[2\]\) from "
+                      r"checkpoint, the shape in current model is torch\.Size\(\[64, 3, 7, 7\]\)\.$"}
+    for path, message in refused.items():
+        for attempt in (check_encoder, create_encoder):  # the request's check, and the job's build
+            with pytest.raises(ValueError, match=message):
+                attempt(f"mocov2:{path}")
+    legacy = write_mocov2_checkpoint(tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(legacy)
+    assert check_encoder(f"mocov2:{legacy}").num_features == 2048
+    assert create_encoder(f"mocov2:{legacy}", device="cpu").num_features == 2048
+
+
 def test_a_file_that_is_no_checkpoint_is_a_clear_error(tiny_clip, tmp_path):
     """A text file or a truncated checkpoint given as weights: a ValueError naming the file, not an IndexError
     from the unpickler or its advice to load with weights_only=False; by its first bytes, already when the name
