@@ -413,9 +413,17 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
 _UNPRINTABLE = re.compile(f"[{UNPRINTABLE}]")
 
 
+MAX_CLASS_NAME = 200  # characters, as the service's names: a manifest's label of 100,000 characters registered
+
+
 def _check_printable(path: Path, class_names: list[str]) -> None:
-    """DatasetError naming the class names (folder names or labels) that hold ``probe.report.UNPRINTABLE``
-    characters, or only spaces (a blank row in every table; found by an outside attack round)."""
+    """DatasetError naming the first class name (folder name or label) longer than :data:`MAX_CLASS_NAME`
+    characters (shortened), else the class names that hold ``probe.report.UNPRINTABLE`` characters, or only spaces
+    (a blank row in every table; found by an outside attack round)."""
+    long = next((name for name in class_names if len(name) > MAX_CLASS_NAME), None)
+    if long is not None:
+        raise DatasetError(f"{path}: class name {ascii(long[:60] + '...')} is {len(long)} characters long; class "
+                           f"names are at most {MAX_CLASS_NAME}: shorten that folder name (or label).")
     bad = [name for name in class_names if _UNPRINTABLE.search(name)]
     if bad:
         raise DatasetError(f"{path}: class name(s) {', '.join(ascii(name) for name in bad[:5])} hold control or "

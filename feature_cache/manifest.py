@@ -5,15 +5,16 @@
   ``image_path`` — and a label column — one of ``label``, ``class``, ``class_name``, ``target``, ``category``.
   An optional ``split`` column (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the
   product splits the set itself (stratified, seeded). Other columns are ignored.
-- A path that is absolute or climbs out of the manifest's folder (``..``) raises
-  :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not exist, is no regular file (a FIFO,
-  socket or device), a symlink resolving outside the folder, a non-image file or a repeated row is skipped and
-  listed.
+- A path is normalised (``cat/../cat/x.jpg`` is ``cat/x.jpg``); one that is absolute or climbs out of the
+  manifest's folder (``..``) raises :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not
+  exist, is no regular file (a FIFO, socket or device), a symlink resolving outside the folder, a non-image file
+  or a repeated row is skipped and listed.
 """
 from __future__ import annotations
 
 import codecs
 import csv
+import posixpath
 import re
 from collections.abc import Iterator
 from contextlib import closing
@@ -115,8 +116,8 @@ def read_manifest(
             if len(row) < len(header):
                 raise DatasetError(f"{path}: row {line} has {len(row)} columns, the header has {len(header)}.")
             raw, label = row[col_path].strip(), row[col_label].strip()
-            try:
-                name = check_member_name(raw, path.name)
+            try:  # normalised first: 'train/cat/../cat/x.jpg' stays inside, 'cat/../../x.jpg' is still refused
+                name = check_member_name(posixpath.normpath(raw.replace("\\", "/")) if raw else raw, path.name)
             except UnsafeArchive as exc:
                 raise UnsafeArchive(f"{path}: row {line}: path {raw!r} escapes the manifest folder ({exc}).") from exc
             if not label:

@@ -550,3 +550,26 @@ def test_a_fifo_in_a_folder_or_manifest_is_skipped_and_one_swapped_in_is_refused
     with pytest.raises(OSError, match=r"^'train/ant/000.png' is not a regular file \(a FIFO, socket, device or "
                                       r"folder\); it is not read$"):
         _without_blocking(lambda: data.load_image(sample), [tree / "train" / "ant" / "000.png"])
+
+
+def test_a_manifest_path_is_normalised_before_its_escape_check_and_its_labels_are_bounded(tree, tmp_path):
+    """'train/ant/../ant/000.png' stays inside the manifest's folder but was refused as escaping it, and a label of
+    100,000 characters registered (found by the fourth attack round): the path is now normalised first (a real
+    escape still refused) and a class name over 200 characters is a DatasetError naming it, shortened."""
+    rows = "path,label\ntrain/ant/../ant/000.png,ant\ntrain/ant/001.png,ant\n./train/bee/000.png,bee\n"
+    (tree / "dots.csv").write_text(rows + "train/bee/../bee/000.png,bee\n")
+    data = open_dataset(tree / "dots.csv", val_fraction=0.0, test_fraction=0.0)
+    assert [s.source for s in data.splits["train"]] == ["train/ant/000.png", "train/ant/001.png", "train/bee/000.png"]
+    assert data.skipped == [("train/bee/000.png", "repeated row in the manifest")]
+    (tree / "escape.csv").write_text("path,label\ntrain/ant/../../../outside.png,ant\n")
+    with pytest.raises(UnsafeArchive, match=r"row 2: path 'train/ant/../../../outside.png' escapes the manifest "
+                                            r"folder \(escape.csv: member '../outside.png' escapes the archive root"):
+        open_dataset(tree / "escape.csv")
+    long = "x" * 100_000
+    (tree / "long.csv").write_text(f"path,label\ntrain/ant/000.png,ant\ntrain/bee/000.png,{long}\n")
+    with pytest.raises(DatasetError) as refused:
+        open_dataset(tree / "long.csv", val_fraction=0.0, test_fraction=0.0)
+    assert str(refused.value) == (f"{tree / 'long.csv'}: class name '{'x' * 60}...' is 100000 characters long; class "
+                                  "names are at most 200: shorten that folder name (or label).")
+    (tree / "long.csv").write_text(f"path,label\ntrain/ant/000.png,ant\ntrain/bee/000.png,{'y' * 200}\n")
+    assert open_dataset(tree / "long.csv", val_fraction=0.0, test_fraction=0.0).class_names == ["ant", "y" * 200]
