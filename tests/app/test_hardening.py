@@ -969,3 +969,45 @@ def test_a_resumed_extraction_of_changed_images_discards_its_earlier_partial_fil
     # the earlier file and its lock are gone; the other interrupted job's file stays for it to resume from
     assert sorted(p.name for p in cache_dir.iterdir()) == sorted([new.name, "effnet-lite0-otherfp.h5.lock",
                                                                   "effnet-lite0-otherfp.h5.partial"])
+
+
+def test_a_fifo_inside_a_registered_folder_never_blocks_registration_nor_a_thumbnail(service, tmp_path):
+    """A FIFO inside a folder registered by path blocked POST /api/datasets forever (the fingerprint opened it and
+    waited for a writer), and so did a thumbnail of a listed file swapped for one (found by the fourth attack
+    round). The FIFO is skipped, and the swapped file is a 422; a timer releases each FIFO after 10 s, so the old
+    code failed here instead of hanging."""
+    import io
+    import time
+    import zipfile
+
+    def release_later(fifo):
+        def release():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waits on it: nothing blocked
+                pass
+        timer = threading.Timer(10, release)
+        timer.start()
+        return timer
+
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
+        archive.extractall(tmp_path / "root")
+    cat = tmp_path / "root" / "tiny" / "train" / "cat"
+    os.mkfifo(cat / "zz.png")
+    timer, started = release_later(cat / "zz.png"), time.monotonic()
+    resp = service.post("/api/datasets", json={"path": "tiny"})
+    assert time.monotonic() - started < 10, "registration waited on the FIFO"
+    timer.cancel()
+    assert resp.status_code == 201 and resp.json()["skipped"] == 1, resp.text
+    sample = "train/cat/" + sorted(p.name for p in cat.iterdir())[0]
+    ds_id = resp.json()["id"]
+    assert service.get(f"/api/datasets/{ds_id}/thumbnail", params={"source": sample}).status_code == 200
+    (cat / sample.rsplit("/", 1)[1]).unlink()
+    os.mkfifo(cat / sample.rsplit("/", 1)[1])
+    timer, started = release_later(cat / sample.rsplit("/", 1)[1]), time.monotonic()
+    resp = service.get(f"/api/datasets/{ds_id}/thumbnail", params={"source": sample, "size": 16})
+    assert time.monotonic() - started < 10, "the thumbnail waited on the FIFO"
+    timer.cancel()
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"] == (f"sample {sample!r} cannot be shown: OSError: {sample!r} is not a regular file "
+                                     "(a FIFO, socket, device or folder); it is not read")
