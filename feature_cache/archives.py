@@ -159,17 +159,24 @@ def read_inside(root: Path, name: str) -> bytes:
 
 
 def read_regular(path: Path, name: str) -> bytes:
-    """The bytes of the regular file ``path``; anything else (a FIFO, socket or device swapped in after the listing)
-    raises OSError naming ``name``, without blocking: it is checked before opening, and opened non-blocking and
-    checked again, should it be swapped between the two."""
+    """The bytes of the regular file ``path`` (:func:`open_regular`)."""
+    with open_regular(path, name) as handle:
+        return handle.read()
+
+
+def open_regular(path: Path, name: str):
+    """The regular file ``path`` opened for binary reading; anything else (a FIFO, socket or device swapped in
+    after the listing) raises OSError naming ``name``, without blocking: it is checked before opening, and opened
+    non-blocking and checked again, should it be swapped between the two."""
     refused = OSError(f"{name!r} is {NOT_REGULAR}; it is not read")
     if is_special(path):
         raise refused
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise refused
-        return handle.read()
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise refused
+    return handle
 
 
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archives import ArchiveLimits
+from .archives import ArchiveLimits, open_regular
 from .errors import DatasetError
 
 __all__ = ["FASHION_MNIST_CLASSES", "IdxReader", "read_idx", "find_idx_files", "open_idx"]
@@ -49,9 +49,9 @@ def read_idx(path: Path, limits: ArchiveLimits | None = None) -> np.ndarray:
     the data is read up to the declared size (a file with fewer or more bytes is refused).
     """
     compressed = path.suffix == ".gz"
-    opener = gzip.open if compressed else open
-    try:
-        with opener(path, "rb") as handle:
+    try:  # a regular file only: a FIFO swapped in after the files were found would block the read (attack round)
+        with open_regular(path, path.name) as raw_file, (gzip.GzipFile(fileobj=raw_file) if compressed
+                                                         else raw_file) as handle:
             magic = handle.read(4)
             if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or not 1 <= magic[3] <= 4:
                 raise DatasetError(f"{path}: not an unsigned-byte idx file (magic {magic.hex() or 'missing'}).")

@@ -295,6 +295,18 @@ def test_idx_reader_on_written_files(tmp_path):
         open_dataset(folder)
 
 
+def test_an_idx_file_swapped_for_a_fifo_is_refused_without_blocking(tmp_path):
+    """An idx file found, then replaced by a FIFO, blocked its read forever (an attack round): refused unread."""
+    import os
+
+    from feature_cache.idx import read_idx
+
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match="is not a regular file"):
+        read_idx(fifo)
+
+
 def test_idx_decompression_bomb_is_refused_before_it_is_read(tmp_path, monkeypatch):
     """A gzip idx file whose header declares far more than it compresses from (15.7 MB of zeros in a ~15 kB file)
     was read whole (a 762 kB file declaring 1,000,000×28×28 took the server from 0.8 to 2.7 GB); the archives'
@@ -312,8 +324,8 @@ def test_idx_decompression_bomb_is_refused_before_it_is_read(tmp_path, monkeypat
     bomb = folder / "train-images-idx3-ubyte.gz"
     size = bomb.stat().st_size
     reads = []
-    real_open = gzip_module.open
-    monkeypatch.setattr(gzip_module, "open", lambda *a, **k: _Recording(real_open(*a, **k), reads))
+    real_gzip = gzip_module.GzipFile
+    monkeypatch.setattr(gzip_module, "GzipFile", lambda *a, **k: _Recording(real_gzip(*a, **k), reads))
     with pytest.raises(DatasetError) as info:
         open_dataset(folder)
     assert str(info.value) == (
