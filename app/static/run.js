@@ -47,6 +47,7 @@
   }
 
   const KPI_KEYS = ["overall", "balanced", "easy", "medium", "hard", "worst_class"];
+  const worstCi = (report) => (report.per_class.find((r) => r.name === report.summary.worst_class.name) || {}).accuracy_ci;
   function kpis(report, cmp, names) {
     const s = report.summary;
     return h("div", { class: "kpis", id: "kpis" }, KPI_KEYS.map((key) => {
@@ -60,9 +61,12 @@
           ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
             `${ciText(s.overall_ci)} over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
           : !m && s.group_ci && ciOk(s.group_ci[key])
-            ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (stratified bootstrap)" },
+            ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (each class's accuracy drawn from its Jeffreys posterior)" },
               ciText(s.group_ci[key]))
-            : null,
+            : !m && key === "worst_class" && ciOk(worstCi(report))  // that class's own interval, as its table row
+              ? h("div", { class: "muted ci", "data-ci": key, title: "95 % Wilson score interval of this class's test accuracy" },
+                ciText(worstCi(report)))
+              : null,
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other})`)) : null);
     }));

@@ -861,10 +861,15 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
         f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {images} test images"
     assert driver.js("return document.getElementById('export-link').getAttribute('href')") == \
         f"/api/reports/{finished.erm}.html"
-    for key in ("balanced", "easy", "medium", "hard"):  # the other KPIs' intervals (stratified bootstrap)
+    for key in ("balanced", "easy", "medium", "hard"):  # the other KPIs' intervals (Jeffreys draws)
         g_lo, g_hi = report["summary"]["group_ci"][key]
         assert driver.js(f"return document.querySelector('.kpi [data-ci={key}]').textContent") == \
             f"[{100 * g_lo:.1f}%, {100 * g_hi:.1f}%]"
+    # the worst class's card shows that class's own interval, as its table row (it had none; a new-user round)
+    worst = next(r for r in report["per_class"] if r["name"] == report["summary"]["worst_class"]["name"])
+    w_lo, w_hi = worst["accuracy_ci"]
+    assert driver.js("return document.querySelector('.kpi [data-ci=worst_class]').textContent") == \
+        f"[{100 * w_lo:.1f}%, {100 * w_hi:.1f}%]"
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")  # compared with its reference: the delta instead
     assert driver.js("return document.querySelector('.kpi[data-metric=overall] .delta') !== null")
     assert driver.js("return document.getElementById('overall-ci')") is None
