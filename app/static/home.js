@@ -115,7 +115,13 @@
         h("div", { id: "datasets" })));
     const tick = async () => {
       try { await refresh(); if (!document.getElementById("banner").classList.contains("error")) showBanner(""); }
-      catch (e) { if (e.status !== 401) showBanner("Could not load: " + e.message, true); }
+      catch (e) {
+        if (e.status !== 401) showBanner("Could not load: " + e.message, true);
+        else {  // it said "Loading…" for ever: the banner above asks for the token, this says why nothing shows
+          const jobs = document.getElementById("jobs");
+          if (jobs.textContent === "Loading…") jobs.replaceChildren(h("p", { class: "muted", id: "needs-token" }, "Nothing shown without the API token (see above)."));
+        }
+      }
       main.setAttribute("data-ready", "home");
       timer = setTimeout(tick, POLL_MS);
     };

@@ -386,6 +386,9 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
     app = create_app(settings, start_worker=False)
     server, thread, base = _serve(app)
     try:
+        driver.get(f"{base}/")  # the home page said "Loading…" for ever without the token
+        wait_for(lambda: driver.js("const n = document.getElementById('needs-token'); return n && n.textContent")
+                 == "Nothing shown without the API token (see above).", 60, interval=0.2, what="home without token")
         driver.get(f"{base}/runs/{finished.mr2}")
         wait_for(lambda: "needs an API token" in driver.js("return document.getElementById('banner').textContent"),
                  60, interval=0.2, what="token banner")
