@@ -22,6 +22,15 @@ def tiny_zip_bytes(n_train: int = 6, n_test: int = 3, classes: tuple[str, ...] =
     return image_zip(n_train, n_test, classes, root=root, extra=extra)
 
 
+def unzip(data: bytes, folder: Path) -> None:
+    """Extract the zip ``data`` (e.g. :func:`tiny_zip_bytes`) into ``folder``: a data set to register by path."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(folder)
+
+
 def synthetic_cache(store, folder: Path, attrs: dict | None = None, per_class: dict | None = None) -> dict:
     """A cache row (and its data set row) over a small synthetic 8-d feature file: 3 classes, no extraction,
     ``per_class`` rows per class in each split (default train 10, val 4, test 5).

@@ -19,7 +19,8 @@ from feature_cache import open_cache
 
 from app.validation import resolve_probe_config
 
-from app_testutils import CLASSES, ERM, FAST_PROBE, MR2, make_settings, tiny_zip_bytes, wait_for, wait_job
+from app_testutils import (CLASSES, ERM, FAST_PROBE, MR2, make_settings, tiny_zip_bytes, unzip, wait_for,
+                           wait_job)
 
 
 # -- data sets -------------------------------------------------------------------------------------------
@@ -149,8 +150,7 @@ def test_register_a_manifest_not_utf8_or_not_csv_is_a_422_naming_it(tmp_path):
 
 def test_register_server_side_directory(tmp_path, tiny_zip):
     root = tmp_path / "root"
-    with zipfile.ZipFile(io.BytesIO(tiny_zip)) as z:
-        z.extractall(root)
+    unzip(tiny_zip, root)
     (tmp_path / "outside").mkdir()
     settings = make_settings(tmp_path / "state", data_root=root)
     with TestClient(create_app(settings)) as client:
@@ -185,8 +185,7 @@ def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
     """Every job on such a data set would fail after its extraction: registration (path or upload) answers 422 naming
     the class and its split sizes, keeps nothing, and a data set stored before this check is refused at job time."""
     root = tmp_path / "root"
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(4, 2))) as z:
-        z.extractall(root)
+    unzip(tiny_zip_bytes(4, 2), root)
     for image in (root / "tiny" / "test" / "ship").iterdir():
         image.unlink()
     (root / "tiny" / "test" / "ship").rmdir()
@@ -214,8 +213,7 @@ def test_a_data_set_that_lost_a_class_after_registration_fails_before_extraction
     """The files under a registered path changed (class 'ship' lost its test images): the job fails with the
     registration's message naming the class, before an encoder is built or a cache file written."""
     root = tmp_path / "root"
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(4, 2))) as z:
-        z.extractall(root)
+    unzip(tiny_zip_bytes(4, 2), root)
     settings = make_settings(tmp_path / "state", data_root=root)
     with TestClient(create_app(settings)) as client:
         ds = client.post("/api/datasets", json={"path": "tiny"}).json()

@@ -13,7 +13,8 @@ from app.config import Settings
 from app.main import create_app
 from app.schemas import MAX_PROBES
 
-from app_testutils import ERM, FAST_PROBE, MR2, make_settings, synthetic_cache, tiny_zip_bytes, wait_for, wait_job
+from app_testutils import (ERM, FAST_PROBE, MR2, make_settings, synthetic_cache, tiny_zip_bytes, unzip, wait_for,
+                           wait_job)
 from testdata import write_mocov2_checkpoint
 
 
@@ -335,11 +336,8 @@ def test_upload_name_field_is_checked_not_truncated(service):
                  "x\u2028y", "zero\u200bwidth", "   "):
         resp = service.post("/api/datasets", files={"file": ("t.zip", archive)}, data={"name": name})
         assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
-    import io
-    import zipfile
 
-    with zipfile.ZipFile(io.BytesIO(archive)) as z:
-        z.extractall(service.app.state.settings.data_root / "named")
+    unzip(archive, service.app.state.settings.data_root / "named")
     for name in ("evil\u202egnp.exe", "   "):
         resp = service.post("/api/datasets", json={"path": "named", "name": name})
         assert resp.status_code == 422 and "name" in _detail(resp), resp.text[:200]
@@ -760,12 +758,9 @@ def test_a_probe_on_a_cache_without_validation_images_is_refused(service, tmp_pa
 def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service, tmp_path):
     """A path data set removed from the server after its registration: an extraction was accepted and failed after
     its queue wait (found by an outside attack round); refused now, naming the data set."""
-    import io
     import shutil
-    import zipfile
 
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
-        archive.extractall(tmp_path / "root")
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
     ds = service.post("/api/datasets", json={"path": "tiny"})
     assert ds.status_code == 201, ds.text
     shutil.rmtree(tmp_path / "root" / "tiny")
@@ -781,12 +776,9 @@ def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job
     """A path data set edited after its registration was extracted as it then was without a word (found by an
     outside attack round): an image added is said in the job's messages; a class folder removed fails the job
     (the request was checked against the registered classes), naming both class lists."""
-    import io
     import shutil
-    import zipfile
 
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
-        archive.extractall(tmp_path / "root")
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
     tiny = tmp_path / "root" / "tiny"
     ds = service.post("/api/datasets", json={"path": "tiny"}).json()
     first = next((tiny / "train" / "cat").iterdir())
@@ -851,12 +843,9 @@ def test_a_data_set_folder_swapped_for_a_symlink_leads_nowhere(service, tmp_path
     """A data set registered by path whose whole folder was then replaced by a symlink to a folder outside the data
     root: its thumbnails served the outside files and an extraction encoded them (found by an outside attack
     round). Both are refused (403) now, as the registration of that path is."""
-    import io
     import shutil
-    import zipfile
 
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
-        archive.extractall(tmp_path / "root")
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
     ds = service.post("/api/datasets", json={"path": "tiny"}).json()
     source = service.app.state.store.get_dataset(ds["id"])
     sample = "train/cat/" + sorted(p.name for p in (tmp_path / "root" / "tiny" / "train" / "cat").iterdir())[0]
@@ -930,17 +919,14 @@ def test_a_resumed_extraction_of_changed_images_discards_its_earlier_partial_fil
     """Killed mid-extraction, the data set's images changed, resumed: the job succeeded with a cache of the new
     fingerprint, but the old <encoder>-<oldfp>.h5.partial and .lock stayed until the next start-up (found by the
     third attack round). The resumed job discards the file it recorded before; another job's file is kept."""
-    import io
     import shutil
-    import zipfile
     from pathlib import Path
 
     from app.steps import cache_dir_for
     from app.store import Store
 
     root = tmp_path / "root"
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as z:
-        z.extractall(root)
+    unzip(tiny_zip_bytes(2, 1), root)
     settings = make_settings(tmp_path / "state", data_root=root)
     with TestClient(create_app(settings)) as client:
         ds = client.post("/api/datasets", json={"path": "tiny"}).json()
@@ -976,9 +962,7 @@ def test_a_fifo_inside_a_registered_folder_never_blocks_registration_nor_a_thumb
     waited for a writer), and so did a thumbnail of a listed file swapped for one (found by the fourth attack
     round). The FIFO is skipped, and the swapped file is a 422; a timer releases each FIFO after 10 s, so the old
     code failed here instead of hanging."""
-    import io
     import time
-    import zipfile
 
     def release_later(fifo):
         def release():
@@ -990,8 +974,7 @@ def test_a_fifo_inside_a_registered_folder_never_blocks_registration_nor_a_thumb
         timer.start()
         return timer
 
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as archive:
-        archive.extractall(tmp_path / "root")
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
     cat = tmp_path / "root" / "tiny" / "train" / "cat"
     os.mkfifo(cat / "zz.png")
     timer, started = release_later(cat / "zz.png"), time.monotonic()
