@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import Path
 from probe import ProbeConfig
 from probe.deploy import Scores
-from probe.report import UNPRINTABLE, TestCheck, Verdict
+from probe.report import MAX_NAME, UNPRINTABLE, TestCheck, Verdict
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from .status import JobStatus
@@ -18,7 +18,8 @@ RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 # None of probe.report.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
 # in terminals, logs and pages), as class names; a name of spaces alone is empty once stripped.
 PRINTABLE = rf"^[^{UNPRINTABLE}]+$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME,
+                                        pattern=PRINTABLE)]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
 EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=PRINTABLE)]

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from probe.report import UNPRINTABLE
+from probe.report import MAX_NAME, UNPRINTABLE
 
 from .archives import SYMLINKED_FOLDER, ArchiveLimits, DirectoryReader, TarReader, ZipReader, not_an_image
 from .errors import DatasetError
@@ -413,7 +413,7 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
 _UNPRINTABLE = re.compile(f"[{UNPRINTABLE}]")
 
 
-MAX_CLASS_NAME = 200  # characters, as the service's names: a manifest's label of 100,000 characters registered
+MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.report.MAX_NAME)
 
 
 def _check_printable(path: Path, class_names: list[str]) -> None:

@@ -649,6 +649,7 @@ def load_report(run_dir: str | Path) -> Report:
 # and the zero-width characters of Unicode. In a class or data set name they would reach terminals (an escape
 # sequence), reports and pages as they are, show a name reversed, break a line, or make two names look alike.
 UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+MAX_NAME = 200  # characters of a class or data set name (a manifest's label of 100,000 characters registered)
 
 # What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
 # a data set can start so ("=cmd().jpg"), and a user opening the CSV would run it.
