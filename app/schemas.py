@@ -58,8 +58,9 @@ class DatasetOut(BaseModel):
     labelled: bool = Field(..., description="false for unlabelled images (registered with `unlabelled`): one "
                            "class, '(unlabelled)', every image in 'test'; only an extract job takes them")
     counts: dict[str, list[int]] = Field(..., description="split → images per class, in class order")
-    imbalance: float | None = Field(None, description="largest / smallest class among the train + val "
-                                    "images (every split but test; probe.decision.imbalance_ratio); null with < 2 classes")
+    imbalance: float | None = Field(None, description="largest / smallest class among the train + val images "
+                                    "(every split but test; probe.decision.imbalance_ratio); null with < 2 "
+                                    "classes")
     num_images: int
     skipped: int = Field(..., description="files left out when the data set was registered (not an image file by "
                          "its extension, hidden, unsafe); an image that fails to decode is found when it is "
