@@ -73,6 +73,8 @@ def _finite_or_none(value: Any) -> Any:
 Num = Annotated[Optional[float], BeforeValidator(_finite_or_none)]
 NumList = Annotated[list[Num], BeforeValidator(lambda v: list(np.asarray(v, dtype=np.float64).tolist())
                                                if isinstance(v, np.ndarray) else v)]
+# A [lo, hi] interval: a report.json edited to one number was read and failed the md / html exports (an attack round)
+Interval = Annotated[NumList, Field(min_length=2, max_length=2)]
 
 
 class _Model(BaseModel):
@@ -196,14 +198,14 @@ class Summary(_Model):
     """Test metrics, means over seeds (fractions; margins as documented in the module docstring)."""
 
     overall: Num
-    overall_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval of the overall test "
+    overall_ci: Optional[Interval] = Field(None, description="95 % Wilson score interval of the overall test "
                                           "accuracy (seed mean) over the test images; null in reports written "
                                           "before it")
     balanced: Num
     easy: Num
     medium: Num
     hard: Num
-    group_ci: Optional[dict[str, Optional[NumList]]] = Field(
+    group_ci: Optional[dict[str, Optional[Interval]]] = Field(
         None, description="95 % intervals over the test images of balanced accuracy and of each third's accuracy "
         "(seed means; percentile intervals of each class's Jeffreys posterior draws, a third of one class that "
         "class's Wilson interval: probe.uncertainty.group_intervals); null in reports written before it")
@@ -237,7 +239,7 @@ class Confusion(_Model):
     """Test confusion counts summed over seeds; rows = true class, columns = predicted class."""
 
     split: Literal["test"] = "test"
-    counts: list[list[int]]
+    counts: list[list[NonNegativeInt]]
 
 
 class PerClassRow(_Model):
@@ -261,7 +263,7 @@ class PerClassRow(_Model):
     output_margin: Num
     sample_margin_min: Num
     sample_margin_mean: Num
-    accuracy_ci: Optional[NumList] = None
+    accuracy_ci: Optional[Interval] = None
     precision: Num = None
     recall: Num = None
     f1: Num = None
@@ -288,9 +290,9 @@ class PosthocSeed(_Model):
     folds: Optional[int] = Field(None, description="cross-fitting folds on val of the out-of-sample check (0: a "
                                  "class had fewer than probe.evaluate.POSTHOC_MIN_PER_CLASS val images)")
     oof_overall_delta: Num = None
-    oof_overall_ci: Optional[NumList] = None
+    oof_overall_ci: Optional[Interval] = None
     oof_hard_delta: Num = None
-    oof_hard_ci: Optional[NumList] = None
+    oof_hard_ci: Optional[Interval] = None
 
 
 class Posthoc(_Model):
@@ -416,6 +418,9 @@ class Report(_Model):
         twice = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
         if twice:  # a class by name would be either of them (scores, failures; an attack round)
             raise ValueError(f"class_names holds {', '.join(map(repr, twice[:5]))} more than once")
+        if set(self.grouping.groups) != set(GROUP_NAMES):  # other names: compare failed with a KeyError (a 500)
+            raise ValueError(f"grouping.groups must name the thirds {', '.join(GROUP_NAMES)}, got "
+                             f"{', '.join(map(repr, list(self.grouping.groups)[:5]))}")
         grouped = sorted(i for members in self.grouping.groups.values() for i in members)
         if grouped != list(range(k)):  # each class in one third (a class in two, or in none, an attack round)
             raise ValueError(f"grouping.groups does not put each of the {k} classes in exactly one third")

@@ -281,7 +281,8 @@ def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished
 
 @pytest.mark.parametrize("damage", ['{"schema_version": 2, "garbage": ', '{"schema_version": 2, "run_id": 1}',
                                     '{"schema_version": 99}', "selected", "[" * 100_000 + "]" * 100_000,
-                                    "extra class", "class dropped", "class twice", "two thirds", "negative support"])
+                                    "extra class", "class dropped", "class twice", "two thirds", "negative support",
+                                    "other thirds", "one-number interval", "negative confusion"])
 def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_finished, damage):
     """Also JSON nested too deep (a RecursionError: 500 on 8 routes) and class_names edited to another count than
     the per-class fields (compare answered 500 with an IndexError, the reports rendered it; an attack round)."""
@@ -301,6 +302,12 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
     elif damage == "two thirds":  # class 0 in two thirds, class 1 in none: a reference's groups failed its job
         damage = json.dumps({**report, "grouping": {**report["grouping"],
                                                     "groups": {"easy": [0], "medium": [0], "hard": [2]}}})
+    elif damage == "other thirds":  # compare answered 500 (KeyError 'medium')
+        damage = json.dumps({**report, "grouping": {**report["grouping"], "groups": {"a": [0], "b": [1], "c": [2]}}})
+    elif damage == "one-number interval":  # the md / html exports answered 500 (IndexError)
+        damage = json.dumps({**report, "summary": {**report["summary"], "overall_ci": [0.5]}})
+    elif damage == "negative confusion":
+        damage = json.dumps({**report, "confusion": {"split": "test", "counts": [[-1] * 3] * 3}})
     elif damage == "negative support":
         damage = json.dumps({**report, "per_class": [dict(report["per_class"][0], support=-5),
                                                      *report["per_class"][1:]]})
