@@ -1,6 +1,7 @@
 """The ``mr2probe`` subcommands (one module each: ``NAME``, ``HELP``, ``add_arguments``, ``run``) and what they share."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -26,11 +27,16 @@ def check_out_apart(out, *, runs=(), inputs=()) -> None:
     run_files = {*PROBE_FILES, "per_class.csv", PREDICTIONS_FILE}
 
     target = Path(out).resolve()
+
+    def same(path: Path) -> bool:  # the same path, or a hard link to that file (an attack round's way past)
+        return path == target or (path.is_file() and target.is_file() and os.path.samefile(path, target))
+
     for path in inputs:
-        if Path(path).resolve() == target:
+        if same(Path(path).resolve()):
             raise ValueError(f"--out {out} is the file this command reads; write to another file.")
     for run in runs:
         folder = Path(run).resolve()
         folder = folder.parent if folder.is_file() else folder  # a run given as its report.json
-        if target.parent == folder and target.name in run_files:
-            raise ValueError(f"--out {out} is the run's own {target.name}; write to another file.")
+        for name in run_files:
+            if same(folder / name):
+                raise ValueError(f"--out {out} is the run's own {name}; write to another file.")

@@ -197,16 +197,22 @@ def build_config(args: argparse.Namespace, default_head: str | None):
 def _check_out(args: argparse.Namespace) -> None:
     """Refuse, before any work, an ``--out`` that is the ``--reference`` run, or that holds a run without
     ``--force``: minutes of training (or the reference the new run is measured against) are not replaced by a
-    typo."""
+    typo. Paths are resolved first, and ``args.out`` becomes the folder checked: 'runs/erm/missing/..' is runs/erm,
+    and a reference given as a link (or hard link) to its report.json is that run (an attack round's ways past)."""
+    import os
     from pathlib import Path
 
-    out, reference = Path(args.out), Path(args.reference or "")
-    reference = reference.parent if reference.is_file() else reference  # a run or its report.json
-    if args.reference and out.resolve() == reference.resolve():
-        raise ValueError(f"--out {args.out} is the --reference run: write the new run to another folder.")
+    out = Path(args.out).resolve()
+    if args.reference:
+        reference = Path(args.reference).resolve()
+        ref_report = reference if reference.is_file() else reference / "report.json"
+        mine = out / "report.json"
+        if ref_report.parent == out or (ref_report.is_file() and mine.is_file() and os.path.samefile(ref_report, mine)):
+            raise ValueError(f"--out {args.out} is the --reference run: write the new run to another folder.")
     if (out / "report.json").exists() and not args.force:
         raise ValueError(f"{args.out} already holds a run (report.json): pass --force to replace it, or "
-                              "choose another --out.")
+                         "choose another --out.")
+    args.out = str(out)  # written where it was checked, and named after that folder (not '..')
 
 
 def run(args: argparse.Namespace) -> int:

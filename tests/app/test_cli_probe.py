@@ -66,10 +66,15 @@ def test_an_out_holding_a_run_is_refused_unless_force(erm_dir, cache, tmp_path, 
     before = (erm_dir / "report.json").read_bytes()
     assert main(["train", "--features", str(cache), "--out", str(erm_dir), *FAST]) == 2
     assert f"{erm_dir} already holds a run (report.json): pass --force" in capsys.readouterr().err
-    for reference in (erm_dir, erm_dir / "report.json"):
+    (tmp_path / "link.json").symlink_to(erm_dir / "report.json")
+    os.link(erm_dir / "report.json", tmp_path / "hard.json")
+    for reference in (erm_dir, erm_dir / "report.json", tmp_path / "link.json", tmp_path / "hard.json"):
         code = main(["train", "--features", str(cache), "--out", str(erm_dir), "--reference", str(reference),
                      "--force", "--loss", "mr2", *FAST])
-        assert code == 2 and "is the --reference run" in capsys.readouterr().err
+        assert code == 2 and "is the --reference run" in capsys.readouterr().err, reference
+    # through a folder that does not exist and back: the run's own folder (an attack round's way past the check)
+    assert main(["train", "--features", str(cache), "--out", str(erm_dir / "missing" / ".."), *FAST]) == 2
+    assert "already holds a run" in capsys.readouterr().err and not (erm_dir / "missing").exists()
     assert (erm_dir / "report.json").read_bytes() == before  # neither refusal touched the run
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -422,6 +427,9 @@ def test_an_out_that_is_an_input_or_a_run_file_is_refused(erm_dir, cache, tmp_pa
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert (f"is the run's own {what}" if what else "is the file this command reads") in err, (argv, err)
+    os.link(erm_dir / "report.json", tmp_path / "hard-link")  # the same file by another name (an attack round)
+    assert main(["report", str(erm_dir), "--format", "md", "--out", str(tmp_path / "hard-link")]) == 2
+    assert "is the run's own report.json" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in erm_dir.iterdir()} == before and cache.read_bytes() == cached
     assert main(["report", str(erm_dir), "--format", "html", "--out", str(erm_dir / "report.html")]) == 0  # beside
     (erm_dir / "report.html").unlink()
