@@ -30,7 +30,7 @@ from .allocator import keep_freed_memory, release_freed_memory
 from .compare import discordance, discordance_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
-from .decision import decide, imbalance_warning, stability_and_warnings
+from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
 from .diagnostics import test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
@@ -695,7 +695,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         diagnostics=test_diagnostics(predictions, class_names, groups),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
-                  *_imbalance(splits, class_names, config.overall_metric)])
+                  *_imbalance(splits, class_names, config.overall_metric),
+                  *filter(None, [lookalike_names_warning(class_names)])])
     _grouping_note(report, config, reference, scorer)
     _out_of_fold_validation(report, outcome, scorer)
     if out_dir is not None:

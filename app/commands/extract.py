@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
+    from probe.decision import lookalike_names_warning
 
     _check_options(args)
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
+    alike = None if args.unlabelled else lookalike_names_warning(list(data.class_names))
+    warned += [f"warning: {alike}"] if alike else []
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data
         print(line, file=sys.stderr)
     result = extract(

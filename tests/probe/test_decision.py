@@ -199,3 +199,16 @@ def test_the_small_split_warning_gives_a_fraction_of_a_point_where_there_is_one(
 
     text = small_split_warning(np.repeat(np.arange(3), 40), ["a", "b", "c"])
     assert "one image moves a class's accuracy by up to 2.5 points" in text
+
+
+def test_class_names_alike_but_for_case_spacing_or_unicode_form_are_named():
+    """Labels 'Cat' and 'cat' became two classes without a word (an outside round): the report's warning names them."""
+    from probe.decision import lookalike_names_warning
+
+    assert lookalike_names_warning(["Cat", "cat", "dog", "T-shirt ", "t-shirt", "ｄｏｇ"]) == (
+        "Class names that differ only in case, spacing or Unicode form: 'Cat' and 'cat'; 'dog' and 'ｄｏｇ'; "
+        "'T-shirt ' and 't-shirt'. Where such names are one class, its images are split between them: rename the "
+        "folders or labels.")
+    assert lookalike_names_warning(["cat", "dog", "cathedral"]) is None
+    many = [f"c{i}" for i in range(5)] + [f"C{i}" for i in range(5)]
+    assert "'c2' and 'C2' (and 2 more). Where" in lookalike_names_warning(many)  # three pairs shown

@@ -499,3 +499,11 @@ def test_validation_images_counts_what_carve_validation_takes(train, fraction):
     assert validation_images({"train": train}, fraction) == len(carved)
     assert validation_images({"train": train, "val": [0, 4, 0]}, fraction) == 4
     assert (len(carved) == 0) == (max(train) < 2)
+
+
+def test_a_run_on_class_names_alike_warns_of_them():
+    """'Cat' and 'cat' trained as two classes without a word (an outside round); the report's warnings name them."""
+    names = ["Cat", "cat", *NAMES[2:]]
+    report = run_probe(make_data(), names, ProbeConfig(**{**FAST, "seeds": [0]}))
+    assert any(w.startswith("Class names that differ only in case, spacing or Unicode form: 'Cat' and 'cat'.")
+               for w in report["warnings"]), report["warnings"]
