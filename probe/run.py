@@ -498,9 +498,9 @@ class _Outcome:
     stability: list[float] | None = None
     warnings: list[str] = field(default_factory=list)
     reference: tuple | None = None  # (fitter, params, seeds[0] model) of the reference configuration
-    val_correct: np.ndarray | None = None  # the chosen model's per-sample correctness (overall criterion) ...
-    val_labels: np.ndarray | None = None  # ... and the labels of those samples (val, or train + val under CV)
-    chosen_correct: np.ndarray | None = None  # the chosen configuration's correctness on the scorer's samples
+    chosen_correct: np.ndarray | None = None  # the chosen configuration's correctness on the scorer's samples ...
+    val_labels: np.ndarray | None = None  # ... whose labels (val, or train + val under CV) the overall criterion
+    #                                       keeps to compute its stability once every seed is trained
 
 
 def _overall_choice(candidates: list[dict], correct: list, scorer: _Scorer) -> int:
@@ -599,8 +599,7 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
             groups = assign_groups(observed_class_accuracy(sweep.correct[index], scorer.labels,
                                                            scorer.splits.num_classes))
         outcome = _Outcome(fitter.config, sweep.candidates[index], sweep.fitted[index], fitter, selection, groups,
-                           val_correct=sweep.correct[index], val_labels=scorer.labels,
-                           chosen_correct=sweep.correct[index])
+                           chosen_correct=sweep.correct[index], val_labels=scorer.labels)
     if scorer.plan is not None:
         outcome.selection.split, outcome.selection.cv = "cv", scorer.cross_validation()
     if fitter.config.overall_metric == "balanced":
@@ -804,9 +803,9 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
                     class_names: list[str]) -> None:
     """The parts of the outcome that need every seed: the paired test comparison with the reference
     configuration (its other seeds trained here) and, for the overall criterion, stability and warnings."""
-    if outcome.val_correct is not None:
+    if outcome.val_labels is not None:
         outcome.stability, outcome.warnings = stability_and_warnings(
-            outcome.val_correct, outcome.val_labels, class_names, groups, seed=outcome.config.seeds[0],
+            outcome.chosen_correct, outcome.val_labels, class_names, groups, seed=outcome.config.seeds[0],
             split=_split_name(outcome.selection.cv is not None))
     if outcome.reference is not None:
         ref_fitter, ref_params, ref_model = outcome.reference
