@@ -65,6 +65,11 @@ class ArchiveLimits:
             if getattr(self, field) <= 0:
                 raise ValueError(f"ArchiveLimits.{field} must be > 0, got {getattr(self, field)}.")
 
+    def expands_too_much(self, uncompressed: int, compressed: int) -> bool:
+        """The ratio rule of a possible decompression bomb: over ``ratio_floor`` bytes and over ``max_ratio`` times
+        the ``compressed`` size (one rule for zip members, compressed tar archives and gzip idx files)."""
+        return uncompressed > self.ratio_floor and uncompressed > self.max_ratio * max(compressed, 1)
+
 
 def check_member_name(name: str, archive: str) -> str:
     """Return the normalised posix member name, or raise ``UnsafeArchive`` on a path escape."""
@@ -259,7 +264,7 @@ class ZipReader:
                     f"{label}: member {info.filename!r} is {info.file_size} bytes uncompressed, over the limit "
                     f"of {lim.max_member_bytes} (ArchiveLimits.max_member_bytes)."
                 )
-            if info.file_size > lim.ratio_floor and info.file_size > lim.max_ratio * max(info.compress_size, 1):
+            if lim.expands_too_much(info.file_size, info.compress_size):
                 raise UnsafeArchive(
                     f"{label}: member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
                     f"(limit {lim.max_ratio:.0f}x, ArchiveLimits.max_ratio): possible decompression bomb."
@@ -399,7 +404,7 @@ class TarReader:
                             f"{label}: more than {lim.max_total_bytes} bytes uncompressed "
                             "(ArchiveLimits.max_total_bytes): possible decompression bomb."
                         )
-                    if total > lim.ratio_floor and total > lim.max_ratio * compressed:
+                    if lim.expands_too_much(total, compressed):
                         raise UnsafeArchive(
                             f"{label}: expands more than {lim.max_ratio:.0f}x (ArchiveLimits.max_ratio): "
                             "possible decompression bomb."

@@ -36,7 +36,7 @@ def _check_expansion(path: Path, nbytes: int, limits: ArchiveLimits) -> None:
     if nbytes > limits.max_total_bytes:
         raise DatasetError(f"{path}: the idx header declares {nbytes} bytes, over the limit of "
                            f"{limits.max_total_bytes} (ArchiveLimits.max_total_bytes).")
-    if nbytes > limits.ratio_floor and nbytes > limits.max_ratio * compressed:
+    if limits.expands_too_much(nbytes, compressed):
         raise DatasetError(f"{path}: the idx header declares {nbytes} bytes, {nbytes / compressed:.0f}x the "
                            f"{compressed}-byte file (limit {limits.max_ratio:.0f}x, ArchiveLimits.max_ratio): "
                            "possible decompression bomb.")
