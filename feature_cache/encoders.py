@@ -671,10 +671,10 @@ def _mocov2_resnet(path: Path, device: str) -> nn.Module:
     with torch.device(device):
         model = resnet50(weights=None)
     model.fc = nn.Identity()
+    if device == "meta":  # BatchNorm's default num_batches_tracked, a CPU tensor, copied into meta
+        _quiet_meta_copies()
     try:
-        with warnings.catch_warnings():  # BatchNorm's default num_batches_tracked, a CPU tensor, copied into meta
-            warnings.filterwarnings("ignore", ".*copying from a non-meta parameter", UserWarning)
-            missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # size mismatches, or values that are no tensors
         raise ValueError(f"{path}: MoCo v2 state dict does not fit torchvision resnet50: {_first_misfits(exc)}") \
             from None
@@ -724,11 +724,18 @@ def _check_open_clip_fit(arch: str, path: Path, quick_gelu: bool) -> None:
     with torch.device("meta"):
         model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, pretrained_image=False,
                                        pretrained_text=False, device="meta")
-    if path.suffix == ".safetensors":  # a warning per tensor that its copy into the meta model does nothing
-        warnings.filterwarnings("ignore", "for .*: copying from a non-meta parameter in the checkpoint to a meta "
-                                "parameter", UserWarning)
+    if path.suffix == ".safetensors":  # read on the CPU: each tensor's copy into the meta model warns
+        _quiet_meta_copies()
     with _loading_open_clip(path, arch):
         open_clip.load_checkpoint(model, str(path), device="cpu" if path.suffix == ".safetensors" else "meta")
+
+
+def _quiet_meta_copies() -> None:
+    """Silence, for the process, torch's warning that a tensor copied into a meta-device model is a no-op: the
+    weights checks load into such models on purpose, and it came once per tensor. A filter, not
+    ``warnings.catch_warnings`` (not thread-safe: the service checks requests in threads)."""
+    warnings.filterwarnings("ignore", ".*copying from a non-meta parameter in the checkpoint to a meta parameter",
+                            UserWarning)
 
 
 @contextlib.contextmanager
