@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
@@ -415,7 +416,7 @@ class Report(_Model):
         rows = [row.index for row in self.per_class]
         if rows != list(range(k)) or [row.name for row in self.per_class] != list(self.class_names):
             raise ValueError("per_class rows are not the classes of class_names, in order")
-        twice = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
+        twice = sorted(name for name, n in Counter(self.class_names).items() if n > 1)  # Counter: K can be 1000s
         if twice:  # a class by name would be either of them (scores, failures; an attack round)
             raise ValueError(f"class_names holds {', '.join(map(repr, twice[:5]))} more than once")
         if set(self.grouping.groups) != set(GROUP_NAMES):  # other names: compare failed with a KeyError (a 500)
