@@ -296,10 +296,12 @@ def classes_without(counts: dict[str, list[int]], class_names: list[str],
 def is_test_set(counts: dict[str, list[int]]) -> bool:
     """A labelled test set alone (``feature_cache.open_dataset``: a ``test/`` folder and no other split): new
     images to extract and score shipped probes on, no train or val image to train one."""
-    return not sum(counts.get("train") or []) and not sum(counts.get("val") or []) and bool(sum(counts.get("test") or []))
+    total = {split: sum(counts.get(split) or []) for split in ("train", "val", "test")}
+    return not total["train"] and not total["val"] and bool(total["test"])
 
 
-def classes_without_message(counts: dict[str, list[int]], class_names: list[str], training: bool = True) -> str | None:
+def classes_without_message(counts: dict[str, list[int]], class_names: list[str],
+                            training: bool = True) -> str | None:
     """Why no job can run on a data set whose split ``counts`` leave a class without a train or test image; None if
     every class has both, for unlabelled images (:func:`is_unlabelled`: no class, only extracted), and without
     ``training`` (registration, extraction) for a labelled test set alone (:func:`is_test_set`)."""
@@ -342,9 +344,8 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
         existing = store.find_dataset(source=source, path=str(path), fingerprint=getattr(data, "fingerprint", None))
         if existing is not None and name is not None and existing["name"] != name:
             raise AlreadyRegistered(f"{'this folder' if path.is_dir() else 'this file'}, with the same content, "
-                                    f"is registered already as "
-                                    f"{existing['name']!r} (id {existing['id']}): use that data set (its caches are "
-                                    "reused), or register it without a name")
+                                    f"is registered already as {existing['name']!r} (id {existing['id']}): use that "
+                                    "data set (its caches are reused), or register it without a name")
         if existing is not None:
             logger.info("data set %s already registered for %s", existing["id"], path)
             return existing, False

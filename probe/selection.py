@@ -197,9 +197,9 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     floor = f"{(-100 * max_overall_drop) or 0.0:g} pt"  # "-0.5 pt", and "0 pt" rather than "-0 pt"
     m = sum(1 for i, c in enumerate(candidates) if i != reference_index and not c.get("failed"))  # the family
     if not qualifying:
+        cost = f"within the overall budget of {budget}" if max_overall_drop > 0 else "without costing overall accuracy"
         return reference_index, "no_safe_improvement", (
-            f"No setting raised the hard classes beyond noise "
-            f"{'within the overall budget of ' + budget if max_overall_drop > 0 else 'without costing overall accuracy'}: "
+            f"No setting raised the hard classes beyond noise {cost}: "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "

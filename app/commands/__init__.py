@@ -1,4 +1,5 @@
-"""The ``mr2probe`` subcommands (one module each: ``NAME``, ``HELP``, ``add_arguments``, ``run``) and what they share."""
+"""The ``mr2probe`` subcommands (one module each: ``NAME``, ``HELP``, ``add_arguments``, ``run``) and what they
+share."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,12 @@ def terminal_width(default: int) -> int:
     return max(default, shutil.get_terminal_size((default, 24)).columns)
 
 
+def same_file(path, other) -> bool:
+    """Whether two resolved paths name one file: the same path, or a hard link to it (an attack round's way past
+    a comparison of paths alone)."""
+    return path == other or (path.is_file() and other.is_file() and os.path.samefile(path, other))
+
+
 def check_out_apart(out, *, runs=(), inputs=()) -> None:
     """Refuse, before any work, an ``--out`` that is one of the command's ``inputs`` (a feature cache it reads) or
     one of the files of the run directories ``runs`` (``probe.report.write_run``'s): predict, report and compare
@@ -27,16 +34,12 @@ def check_out_apart(out, *, runs=(), inputs=()) -> None:
     run_files = {*PROBE_FILES, "per_class.csv", PREDICTIONS_FILE}
 
     target = Path(out).resolve()
-
-    def same(path: Path) -> bool:  # the same path, or a hard link to that file (an attack round's way past)
-        return path == target or (path.is_file() and target.is_file() and os.path.samefile(path, target))
-
     for path in inputs:
-        if same(Path(path).resolve()):
+        if same_file(Path(path).resolve(), target):
             raise ValueError(f"--out {out} is the file this command reads; write to another file.")
     for run in runs:
         folder = Path(run).resolve()
         folder = folder.parent if folder.is_file() else folder  # a run given as its report.json
         for name in run_files:
-            if same(folder / name):
+            if same_file(folder / name, target):
                 raise ValueError(f"--out {out} is the run's own {name}; write to another file.")

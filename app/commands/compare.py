@@ -48,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
         write_document(COMPARE_FORMATS[args.format](comparison), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
-    print(comparison.model_dump_json(indent=2) if args.json else format_comparison(comparison, width=terminal_width(110), max_classes=limit))
+    print(comparison.model_dump_json(indent=2) if args.json
+          else format_comparison(comparison, width=terminal_width(110), max_classes=limit))
     return 0

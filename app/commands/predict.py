@@ -18,6 +18,9 @@ from pathlib import Path
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, reproduces
 from . import check_out_apart
 
+# What a summary cut at --limit classes says of the rest.
+_MORE = "--limit N shows more; --out writes every image's prediction"
+
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
         "scored against the cache's labels (or, for unlabelled images, counted per class)")
@@ -107,7 +110,7 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> 
     lines += [f"{s.name[:20]:<20} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]
     if len(predicted) > args.limit:
-        lines.append(f"… {len(predicted) - args.limit} more classes (--limit N shows more; --out writes every image's prediction).")
+        lines.append(f"… {len(predicted) - args.limit} more classes ({_MORE}).")
     never = [s.name for s in shares if not s.n]
     if never:
         lines.append(f"Never predicted: {', '.join(never[:10])}{' …' if len(never) > 10 else ''} ({len(never)} of "
@@ -147,7 +150,7 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
     lines += [f"{c.name[:20]:<20} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
               f"{_pct(c.precision):>11} {'—' if c.f1 is None else f'{c.f1:.3f}':>6}" for c in shown]
     if len(present) > len(shown):
-        lines.append(f"… {len(present) - len(shown)} more classes (--limit N shows more; --out writes every image's prediction).")
+        lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")
     if check is not None:
         same = check["equal"] == check["images"]
         lines.append(f"This is the run's own test split: the predictions equal the report's first seed on "

@@ -11,7 +11,7 @@ from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS
 
-from . import terminal_width
+from . import same_file, terminal_width
 
 NAME = "train"
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
@@ -199,17 +199,16 @@ def _check_out(args: argparse.Namespace) -> None:
     ``--force``: minutes of training (or the reference the new run is measured against) are not replaced by a
     typo. Paths are resolved first, and ``args.out`` becomes the folder checked: 'runs/erm/missing/..' is runs/erm,
     and a reference given as a link (or hard link) to its report.json is that run (an attack round's ways past)."""
-    import os
     from pathlib import Path
 
     out = Path(args.out).resolve()
+    mine = out / "report.json"
     if args.reference:
         reference = Path(args.reference).resolve()
         ref_report = reference if reference.is_file() else reference / "report.json"
-        mine = out / "report.json"
-        if ref_report.parent == out or (ref_report.is_file() and mine.is_file() and os.path.samefile(ref_report, mine)):
+        if ref_report.parent == out or same_file(ref_report, mine):
             raise ValueError(f"--out {args.out} is the --reference run: write the new run to another folder.")
-    if (out / "report.json").exists() and not args.force:
+    if mine.exists() and not args.force:
         raise ValueError(f"{args.out} already holds a run (report.json): pass --force to replace it, or "
                          "choose another --out.")
     args.out = str(out)  # written where it was checked, and named after that folder (not '..')

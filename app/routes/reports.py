@@ -273,12 +273,12 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
     runs = store.get_run(base), store.get_run(other)
     path = None if cache is None else _cache_path(store, cache, scored=True)
     try:
+        reports = _report(store, base), _report(store, other)
         if path is None:
-            pair = _report(store, base), _report(store, other)
-            return compare_reports(*pair, load_pair(runs[0]["path"], runs[1]["path"],
-                                                    tuple(len(r.class_names) for r in pair)))
-        comparison, warnings = compare_on_cache(_report(store, base), _report(store, other),
-                                                (runs[0]["path"], runs[1]["path"]), path, split, f"cache {cache}")
+            return compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
+                                                       tuple(len(r.class_names) for r in reports)))
+        comparison, warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]), path, split,
+                                                f"cache {cache}")
         comparison.warnings = warnings
         return comparison
     except ValueError as exc:  # e.g. the runs have different classes, or the cache other features
