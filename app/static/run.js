@@ -387,10 +387,8 @@
     // the validation accuracy the groups shown were ranked by (out of fold under cross-validation), where that run
     // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong
     const ranker = cmp ? other : report;
-    if (ranker && (ranker.grouping || {}).source === "self") {
-      const val = Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy]));
-      cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
-    }
+    const val = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy])) : {};
+    if (ranker && (ranker.grouping || {}).source === "self") cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
     cols.push(["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]);
     if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => deltaSpan((cmpRow[r.index] || {}).delta, (cmpRow[r.index] || {}).delta_ci)]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
@@ -401,7 +399,7 @@
     if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
     const numeric = new Set([VAL_COLUMN, "accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n test"]);
     // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
-    const sortBy = { [VAL_COLUMN]: (r) => (ranker.per_class.find((x) => x.index === r.index) || {}).val_accuracy, accuracy: (r) => r.accuracy, compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
+    const sortBy = { [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n test": (r) => r.n_test };
