@@ -36,6 +36,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {401: "missing or wrong bearer token", 404: "no such id",
                        422: "invalid request"}.items()
 }
+# The answers of DELETE /api/datasets|caches|runs/{id} (app.removal).
+DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES, 409: {"model": ErrorOut, "description": "a queued, running or interrupted job uses it, or it "
+                             "has caches / runs and cascade is not set: nothing was deleted"}}
 
 
 # -- data sets and caches --------------------------------------------------------------------------
@@ -81,6 +85,20 @@ class CacheOut(BaseModel):
     counts: dict[str, Any]
     job_id: str | None
     created_at: str
+
+
+class DeletedItem(BaseModel):
+    kind: Literal["data set", "cache", "run"]
+    id: str
+    name: str | None = Field(None, description="a data set's or run's name; null for a cache")
+
+
+class DeletedOut(BaseModel):
+    """What a DELETE removed (``app.removal``): the row named and, with ``cascade=true``, its dependents (first)."""
+
+    deleted: list[DeletedItem]
+    notes: list[str] = Field(default_factory=list, description="what was left as it was: a folder registered by "
+                             "path, runs that took a deleted run as their reference")
 
 
 # -- jobs ------------------------------------------------------------------------------------------

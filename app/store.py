@@ -11,7 +11,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -203,15 +203,37 @@ class Store:
     def list_runs(self) -> list[dict[str, Any]]:
         return self._list("runs")
 
+    def delete(self, table: str, row_id: str,
+               plan: Callable[[sqlite3.Connection, str, dict[str, Any]], list[tuple[str, dict[str, Any]]]]
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """Delete row ``row_id`` of ``table`` with the rows ``plan(conn, table, row)`` returns (it included, children
+        first), in one transaction; ``plan`` raises to refuse (:mod:`app.removal`). Returns the deleted rows."""
+        with self._tx() as conn:
+            row = self._row(conn.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone())
+            if row is None:
+                raise NotFound(table, row_id)
+            doomed = plan(conn, table, row)
+            for kind, doomed_row in doomed:
+                conn.execute(f"DELETE FROM {kind} WHERE id = ?", (doomed_row["id"],))
+        return doomed
+
+    def rows(self, sql: str, args: tuple = (), conn: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+        """Decoded rows of the query ``sql`` (on ``conn``: inside a transaction of :meth:`delete`)."""
+        return [self._row(r) for r in (conn or self._conn()).execute(sql, args).fetchall()]
+
     # -- jobs -----------------------------------------------------------------------------------------
     def add_job(self, kind: str, request: dict[str, Any], max_queued: int | None = None) -> dict[str, Any]:
         """Queue a job; with ``max_queued``, only while fewer jobs wait (counted and inserted in one transaction:
         requests checked apart and inserted at once pushed the queue past its cap; an attack round)."""
+        def before(conn: sqlite3.Connection) -> None:
+            self._check_room(conn, max_queued)
+            self._check_named(conn, request)
+
         now = utcnow()
         return self._insert("jobs", dict(
             id=new_id("job"), kind=kind, status=JobStatus.queued.value, progress=0.0, stage="queued",
             messages=[], request=request, result={}, error=None, attempts=0, created_at=now, updated_at=now),
-            before=lambda conn: self._check_room(conn, max_queued))
+            before=before)
 
     def check_room(self, max_queued: int) -> None:
         """Raise QueueFull when ``max_queued`` jobs wait already (a cheap early answer; add_job and resume check
@@ -226,6 +248,17 @@ class Store:
         if waiting >= max_queued:
             raise QueueFull(f"{waiting} jobs are queued, the most this service takes (MR2PROBE_MAX_QUEUED_JOBS); "
                             "retry once some have run, or cancel some")
+
+    # The rows a job's request names: a job is queued only while they exist (one deleted between the request's
+    # checks and its queueing is a 404, not a job that fails when it starts).
+    _NAMED = (("dataset_id", "datasets"), ("cache_id", "caches"), ("reference_run", "runs"))
+
+    @classmethod
+    def _check_named(cls, conn: sqlite3.Connection, request: dict[str, Any]) -> None:
+        for key, table in cls._NAMED:
+            row_id = request.get(key)
+            if row_id is not None and conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
+                raise NotFound(table, row_id)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._get("jobs", job_id)

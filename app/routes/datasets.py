@@ -1,4 +1,5 @@
-"""``/api/datasets`` (upload or register) and ``/api/caches`` (feature caches written by extract jobs)."""
+"""``/api/datasets`` (upload or register, list, delete) and ``/api/caches`` (feature caches written by extract jobs;
+list, delete)."""
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,9 @@ from ..datasets import (
     upload_name,
 )
 from ..deps import get_store, in_slot
-from ..schemas import ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, ErrorOut, IdPath
+from ..removal import delete
+from ..schemas import (DELETE_RESPONSES, ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, DeletedOut, ErrorOut,
+                       IdPath)
 from ..status import NotFound
 from ..store import Store
 
@@ -124,6 +127,17 @@ def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store)) -> Datase
     return _dataset_out(store.get_dataset(dataset_id))
 
 
+_CASCADE = Query(False, description="also delete what depends on it (a data set's caches, a cache's runs); "
+                 "without it, a 409 names them")
+
+
+@router.delete("/datasets/{dataset_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
+               summary="Delete a data set and its uploaded files (a folder registered by path stays as it was)")
+def delete_dataset(dataset_id: IdPath, cascade: bool = _CASCADE, store: Store = Depends(get_store),
+                   settings: Settings = Depends(get_settings)) -> DeletedOut:
+    return DeletedOut(**delete(store, settings, "datasets", dataset_id, cascade))
+
+
 MAX_SOURCE_LENGTH = 1024
 # Thumbnails decoded at once, each in a thread of its own: one image can take a few hundred MB up to Pillow's
 # decompression-bomb limit (~89 M pixels), so a page of many thumbnails, or a burst of requests, waits for a slot
@@ -179,6 +193,13 @@ def list_caches(store: Store = Depends(get_store)) -> list[CacheOut]:
 @router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES)
 def get_cache(cache_id: IdPath, store: Store = Depends(get_store)) -> CacheOut:
     return _cache_out(store.get_cache(cache_id))
+
+
+@router.delete("/caches/{cache_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
+               summary="Delete a feature cache and its file")
+def delete_cache(cache_id: IdPath, cascade: bool = _CASCADE, store: Store = Depends(get_store),
+                 settings: Settings = Depends(get_settings)) -> DeletedOut:
+    return DeletedOut(**delete(store, settings, "caches", cache_id, cascade))
 
 
 def _cache_out(row: dict) -> CacheOut:

@@ -1,4 +1,4 @@
-"""``/api/runs`` (+ ``/{run_id}/failures``, ``/probe.zip``, ``/scores``, ``/predictions.csv``),
+"""``/api/runs`` (list, get, delete; + ``/{run_id}/failures``, ``/probe.zip``, ``/scores``, ``/predictions.csv``),
 ``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from ..deps import get_store, in_slot
 from ..store import Store
 from probe import Comparison, Report
 
-from ..schemas import ERROR_RESPONSES, FailuresOut, IdPath, RunOut, ScoresOut
+from ..config import Settings, get_settings
+from ..removal import delete
+from ..schemas import DELETE_RESPONSES, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, RunOut, ScoresOut
 
 router = APIRouter(tags=["reports"])
 
@@ -205,6 +207,13 @@ def _shipped(run: dict):
 def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
     row = store.get_run(run_id)
     return RunOut(**{k: row[k] for k in RunOut.model_fields})
+
+
+@router.delete("/runs/{run_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
+               summary="Delete a probe run and its folder (runs that took it as their reference keep their reports)")
+def delete_run(run_id: IdPath, store: Store = Depends(get_store),
+               settings: Settings = Depends(get_settings)) -> DeletedOut:
+    return DeletedOut(**delete(store, settings, "runs", run_id))
 
 
 # Declared before /reports/{run_id}: that pattern would also match "abc.csv".

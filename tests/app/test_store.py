@@ -20,7 +20,9 @@ def test_database_uses_wal(store, tmp_path):
 
 
 def test_job_life_cycle(store):
-    job = store.add_job("extract", {"dataset_id": "ds_1"})
+    ds = store.add_dataset(name="d", source="path", path="/d", class_names=["a"], counts={}, fingerprint=None,
+                           skipped=0, dataset_id="ds_1")
+    job = store.add_job("extract", {"dataset_id": ds["id"]})
     assert job["status"] == "queued" and job["progress"] == 0.0 and job["request"] == {"dataset_id": "ds_1"}
     running = store.claim(job["id"])
     assert running["status"] == "running" and running["attempts"] == 1 and running["started_at"]

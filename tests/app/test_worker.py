@@ -235,10 +235,17 @@ def test_serve_refuses_a_data_dir_another_server_runs_in_one_line(tmp_path, caps
     assert main(["serve", "--data-dir", str(first.settings.data_dir), "--port", "8999"]) == 0  # free again
 
 
+def _registered(store, dataset_id: str) -> None:
+    """A data set row for jobs to name (a job is queued only for rows that exist)."""
+    store.add_dataset(name="d", source="path", path="/nowhere", class_names=["a"], counts={}, fingerprint=None,
+                      skipped=0, dataset_id=dataset_id)
+
+
 def test_cancelling_an_interrupted_extraction_removes_its_partial_file_only(tmp_path):
     from app.steps import cache_dir_for
 
     runner, store = make_runner(tmp_path, JOB_KINDS)
+    _registered(store, "ds_1")
     cache_dir = cache_dir_for(runner.settings, "ds_1", "openclip:ViT-B-32")
     cache_dir.mkdir(parents=True)
     mine, other = cache_dir / "x-seed0.h5", cache_dir / "x-seed1.h5"
@@ -313,6 +320,7 @@ def test_cancelling_one_of_two_jobs_of_the_same_extraction_leaves_the_file_to_th
     from app.steps import _discard_unless_in_use, cache_dir_for
 
     runner, store = make_runner(tmp_path, JOB_KINDS)
+    _registered(store, "ds_1")
     cache_dir = cache_dir_for(runner.settings, "ds_1", "effnet-lite0")
     cache_dir.mkdir(parents=True)
     final = cache_dir / "x.h5"

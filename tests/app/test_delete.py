@@ -1,0 +1,114 @@
+"""DELETE /api/runs|caches|datasets/{id} (app.removal): rows in one transaction, refused while a job uses them or
+while they have dependents (unless cascade=true), then only the service's own files."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.status import InvalidTransition, NotFound
+from app.store import Store
+
+from app_testutils import ERM, make_settings, synthetic_cache, wait_job
+
+
+def test_deleting_runs_cache_and_uploaded_data_set_removes_their_files(fresh_finished):
+    f = fresh_finished
+    client, settings = f.client, f.settings
+    cache_id = f.job["result"]["cache_id"]
+    cache_files = sorted((settings.caches_dir / f.dataset["id"]).rglob("*.h5"))
+    assert len(cache_files) == 1 and (settings.runs_dir / f.erm / "report.json").is_file()
+
+    # The ERM run is the MR² run's reference: deleting it says so, and the MR² run keeps its report.
+    resp = client.delete(f"/api/runs/{f.erm}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["deleted"] == [{"kind": "run", "id": f.erm, "name": "ce/linear"}]
+    assert resp.json()["notes"] == [f"run {f.mr2!r} took run {f.erm!r} as its reference: it keeps its report and "
+                                    "groups; the comparison with it is gone"]
+    assert not (settings.runs_dir / f.erm).exists()
+    assert client.get(f"/api/runs/{f.erm}").status_code == 404
+    assert client.get(f"/api/reports/{f.erm}").status_code == 404
+    assert client.get(f"/api/reports/{f.mr2}").status_code == 200
+    assert client.get("/api/compare", params={"base": f.erm, "other": f.mr2}).status_code == 404
+    assert client.delete(f"/api/runs/{f.erm}").status_code == 404
+
+    # A cache with runs: a 409 naming them, nothing deleted; with cascade, the runs first, then the cache.
+    resp = client.delete(f"/api/caches/{cache_id}")
+    assert resp.status_code == 409
+    assert resp.json()["detail"] == (f"cache {cache_id!r} has runs {f.mr2!r}: delete them first, or send "
+                                     "cascade=true to delete them with it")
+    assert cache_files[0].is_file() and (settings.runs_dir / f.mr2).is_dir()
+    resp = client.delete(f"/api/caches/{cache_id}", params={"cascade": "true"})
+    assert resp.status_code == 200, resp.text
+    assert [(d["kind"], d["id"]) for d in resp.json()["deleted"]] == [("run", f.mr2), ("cache", cache_id)]
+    assert not cache_files[0].exists() and not (settings.runs_dir / f.mr2).exists()
+    assert not (settings.caches_dir / f.dataset["id"]).exists()  # its now empty folders too
+    assert client.get("/api/caches").json() == [] and client.get("/api/runs").json() == []
+
+    # The uploaded data set: its archive goes with it; a job naming it afterwards is a 404.
+    assert (settings.uploads_dir / f.dataset["id"]).is_dir()
+    resp = client.delete(f"/api/datasets/{f.dataset['id']}")
+    assert resp.status_code == 200 and resp.json() == {
+        "deleted": [{"kind": "data set", "id": f.dataset["id"], "name": "tiny images"}], "notes": []}
+    assert not (settings.uploads_dir / f.dataset["id"]).exists()
+    assert client.get("/api/datasets").json() == []
+    resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": f.dataset["id"], "probes": [ERM]})
+    assert resp.status_code == 404 and f.dataset["id"] in resp.json()["detail"]
+
+
+@pytest.fixture
+def service(tmp_path):
+    settings = make_settings(tmp_path / "svc")
+    with TestClient(create_app(settings, start_worker=False)) as client:
+        yield client, client.app.state.store, settings
+
+
+def test_a_job_that_will_read_a_row_holds_its_deletion(service, tmp_path):
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    job = store.add_job("probe", {"cache_id": cache["id"], "config": {}})  # queued (no worker)
+    for path, params in ((f"/api/caches/{cache['id']}", {}),
+                         (f"/api/datasets/{cache['dataset_id']}", {"cascade": "true"})):
+        resp = client.delete(path, params=params)
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["detail"].startswith(f"cache {cache['id']!r}") and \
+            f"is used by job {job['id']!r} (queued): cancel it or let it finish, then delete" in resp.json()["detail"]
+    assert store.get_cache(cache["id"]) and store.get_dataset(cache["dataset_id"])
+    # Interrupted (it resumes) holds too; cancelled does not.
+    store.claim(job["id"])
+    store.interrupt(job["id"])
+    assert client.delete(f"/api/caches/{cache['id']}").status_code == 409
+    store.cancel_queued(job["id"])
+    resp = client.delete(f"/api/datasets/{cache['dataset_id']}", params={"cascade": True})
+    assert resp.status_code == 200, resp.text
+    assert [d["kind"] for d in resp.json()["deleted"]] == ["cache", "data set"]
+
+
+def test_a_folder_registered_by_path_and_files_outside_the_data_dir_stay(service, tmp_path):
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")  # its file lies in the user's folder, not under caches/
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    resp = client.delete(f"/api/datasets/{cache['dataset_id']}")
+    assert resp.status_code == 409 and f"has caches {cache['id']!r}" in resp.json()["detail"]
+    resp = client.delete(f"/api/datasets/{cache['dataset_id']}", params={"cascade": "1"})
+    assert resp.status_code == 200
+    assert resp.json()["notes"] == [f"the folder of data set {cache['dataset_id']!r} was registered by path: it is "
+                                    "left on the server as it was"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before == ["synthetic.h5"]
+    assert client.get(f"/api/caches/{cache['id']}").status_code == 404
+
+
+def test_a_job_is_not_queued_for_a_row_deleted_after_its_checks(tmp_path):
+    """The request's rows are checked again in the transaction that queues it: a deletion in between is a 404."""
+    store = Store(tmp_path / "s.sqlite3")
+    cache = synthetic_cache(store, tmp_path / "data")
+    for request in ({"cache_id": "cache_gone"}, {"dataset_id": "ds_gone"},
+                    {"cache_id": cache["id"], "reference_run": "run_gone"}):
+        with pytest.raises(NotFound):
+            store.add_job("probe", request)
+    assert store.list_jobs() == []
+    with pytest.raises(NotFound, match="cache 'cache_gone' not found"):
+        store.delete("caches", "cache_gone", lambda conn, table, row: [(table, row)])
+    with pytest.raises(InvalidTransition):  # a plan that refuses leaves every row
+        store.delete("caches", cache["id"], lambda conn, table, row: (_ for _ in ()).throw(InvalidTransition("no")))
+    assert store.get_cache(cache["id"])
