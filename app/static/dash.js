@@ -197,7 +197,37 @@
   const count = (n) => (isNum(n) ? n.toLocaleString("en-US") : "–");
   const enc = encodeURIComponent;
 
+  /** An ISO timestamp as local "YYYY-MM-DD HH:MM" (the full date on hover; sorts by its text). */
+  function when(iso) {
+    const d = new Date(iso);
+    if (!iso || isNaN(d)) return h("span", { class: "muted" }, "–");
+    const p = (n) => String(n).padStart(2, "0");
+    return h("time", { datetime: iso, title: d.toString() },
+      `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`);
+  }
+
+  /** A button that asks `question`, then sends DELETE `path` (app.removal); the server's notes (what it left as it
+   * was) or its refusal (a job uses it) show in the banner, then `done()` (a refresh). */
+  function deleteButton(question, path, done, label = "Delete") {
+    const small = label === "×";  // in a crowded table: its title names it
+    return h("button", { class: small ? "danger small" : "danger", "data-delete": path, "aria-label": "delete",
+                         title: "delete from the server", onclick: async (ev) => {
+      if (!window.confirm(question)) return;
+      ev.currentTarget.disabled = true;
+      try {
+        const out = await (await api(path, { method: "DELETE" })).json();
+        const gone = out.deleted.map((d) => `${d.kind} ${d.name || d.id}`).join(", ");
+        const notes = out.notes.join("; ");
+        const text = `Deleted ${gone}.` + (notes ? " " + notes[0].toUpperCase() + notes.slice(1) + "." : "");
+        showBanner(text);
+        banner().classList.add("notice");  // the pages' polling leaves a notice for a while
+        setTimeout(() => { if (banner().textContent === text) showBanner(""); }, 15000);
+      } catch (e) { showBanner("Not deleted: " + e.message, true); }
+      done();
+    } }, label);
+  }
+
   window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
-                  duration, timeLeftText };
+                  duration, timeLeftText, when, deleteButton };
 })();

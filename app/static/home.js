@@ -1,7 +1,8 @@
 /* "/": jobs (live), runs (with their data set, encoder and the images actually used) and data sets. */
 (function () {
   "use strict";
-  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText } = window.Dash;
+  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
+          when, deleteButton } = window.Dash;
   const POLL_MS = 2000;
 
   const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
@@ -27,6 +28,7 @@
     (result.run_ids || []).forEach((id) => made.push(h("a", { href: `/runs/${enc(id)}` }, id)));
     return h("tr", { "data-job": job.id },
       h("td", {}, h("a", { href: `/launch?job=${enc(job.id)}`, title: "watch this job" }, job.id)), h("td", {}, job.kind),
+      h("td", { "data-col": "queued" }, when(job.created_at)),
       h("td", {}, statusChip(job.status)),
       h("td", {}, progressBar(job.progress), " ", (100 * job.progress).toFixed(0) + "%", " ",
         h("span", { class: "muted eta" }, timeLeftText(job))),
@@ -64,7 +66,10 @@
     const link = `/runs/${enc(run.id)}` + (ref ? `?compare=${enc(ref)}` : "");
     return h("tr", { "data-run": run.id },
       // long run names ("ce/linear (kept: group_dro found no safe improvement)") wrap: the table stays in its card
-      h("td", {}, h("a", { href: link }, run.id)), h("td", { class: "name" }, run.name),
+      h("td", { class: "actions" }, h("a", { href: link }, run.id), h("br"),
+        h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
+        deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×")),
+      h("td", { class: "name" }, run.name),
       h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–"),
       h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
       h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortKey(cache && cacheImages(cache)) },
@@ -76,15 +81,41 @@
       h("td", { class: "name" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
 
+  function runQuestion(run, ctx) {
+    const users = Object.values(ctx.runs).filter((r) => r.reference_run === run.id);
+    return `Delete run ${run.id} (${run.name})? Its report and probe files are removed from the server.` +
+      (users.length ? ` ${users.length} run(s) took it as their reference: they keep their reports, without the comparison.` : "");
+  }
+
+  // What goes with a data set or a cache deleted with cascade=true (app.removal).
+  function dependents(caches, ctx) {
+    const ids = new Set(caches.map((c) => c.id));
+    const runs = Object.values(ctx.runs).filter((r) => ids.has(r.cache_id)).length;
+    return runs ? ` and ${runs} run(s) on ${caches.length > 1 ? "them" : "it"}` : "";
+  }
+
+  function cacheDelete(c, ctx) {
+    return deleteButton(`Delete feature cache ${c.id} (${c.encoder}, ${count(cacheImages(c))} images)${dependents([c], ctx)}?`,
+      `/api/caches/${enc(c.id)}?cascade=true`, ctx.refresh, "×");
+  }
+
+  function datasetQuestion(d, used, ctx) {
+    const caches = used.length ? ` with its ${used.length} feature cache(s)${dependents(used, ctx)}` : "";
+    return `Delete data set ${d.name} (${d.id})${caches}? ` + (d.source === "upload" ? "Its uploaded archive is removed from the server."
+      : "It was registered by path: its folder stays on the server as it is; only the registration and what was made from it go.");
+  }
+
   function datasetRow(d, ctx) {
     const used = Object.values(ctx.caches).filter((c) => c.dataset_id === d.id);
     return h("tr", { "data-dataset": d.id },
       h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, d.labelled === false ? "unlabelled" : String(d.class_names.length)),
       h("td", { class: "num", "data-col": "images" }, count(d.num_images)),
       h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
-        h("span", { "data-cache": c.id, title: splitCounts(c) }, `${c.encoder}: ${count(cacheImages(c))}`)]).flat()
+        h("span", { "data-cache": c.id, title: splitCounts(c) }, `${c.encoder}: ${count(cacheImages(c))}`,
+          cacheDelete(c, ctx))]).flat()
         : h("span", { class: "muted" }, "not extracted yet")),
-      h("td", {}, d.source));
+      h("td", {}, d.source), h("td", { "data-col": "registered" }, when(d.created_at)),
+      h("td", { class: "actions" }, deleteButton(datasetQuestion(d, used, ctx), `/api/datasets/${enc(d.id)}?cascade=true`, ctx.refresh)));
   }
 
   async function refresh() {
@@ -94,12 +125,12 @@
     const ctx = { runs: byId(runs), caches: byId(caches), datasets: byId(datasets), refresh };
     const launch = h("a", { href: "/launch" }, "launch one");
     document.getElementById("jobs").replaceChildren(
-      table(["job", "kind", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."]));
+      table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."]));
     document.getElementById("runs").replaceChildren(
       sortable(table(["run", "probe", "data set", "encoder", "images", "overall", "balanced", "easy", "medium", "hard", "worst class", "verdict", "compare"],
                      runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder));
     document.getElementById("datasets").replaceChildren(
-      table(["data set", "name", "classes", "images", "encoded (images used)", "source"], datasets.map((d) => datasetRow(d, ctx)),
+      table(["data set", "name", "classes", "images", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
             "No data sets yet: upload one from the launch page."));
     return jobs.some((j) => ACTIVE.has(j.status));
   }
@@ -114,7 +145,11 @@
         h("p", { class: "muted note" }, "images: in the data set; encoded: the images each feature cache holds (after max per class)."),
         h("div", { id: "datasets" })));
     const tick = async () => {
-      try { await refresh(); if (!document.getElementById("banner").classList.contains("error")) showBanner(""); }
+      try {
+        await refresh();
+        const classes = document.getElementById("banner").classList;
+        if (!classes.contains("error") && !classes.contains("notice")) showBanner("");
+      }
       catch (e) {
         if (e.status !== 401) showBanner("Could not load: " + e.message, true);
         else {  // it said "Loading…" for ever: the banner above asks for the token, this says why nothing shows

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -1101,3 +1102,62 @@ def test_long_run_names_keep_the_margins_numbers_in_their_panel(driver, live_ser
         (th) => [th.getAttribute('title'), th.textContent]);""")
     assert heads == [[names[finished.mr2]] * 2, [names[finished.erm]] * 2]
     driver.screenshot(tmp_path / "margins_long_names.png")
+
+
+def test_runs_caches_and_data_sets_are_deleted_from_the_home_page(driver, tmp_path):
+    """Delete buttons (after a confirmation) send DELETE, the row leaves the table, the banner says what was done
+    or why not (a job uses it); every list shows when its rows were made."""
+    from app_testutils import make_settings, synthetic_cache
+
+    settings = make_settings(tmp_path / "svc")
+    app = create_app(settings, start_worker=False)
+    store = app.state.store
+    cache = synthetic_cache(store, tmp_path / "data")
+    run_dir = settings.runs_dir / "run_a"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.json").write_text("{}")
+    store.add_run(run_id="run_a", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(run_dir), summary={"overall": 0.5})
+    job = store.add_job("probe", {"cache_id": cache["id"], "config": {}})  # queued: no worker takes it
+    server, thread, base = _serve(app)
+    rows = "return Array.from(document.querySelectorAll('#{} tr[data-{}]')).map(r => r.dataset.{})"
+    try:
+        _open(driver, base + "/", "home")
+        wait_for(lambda: driver.js(rows.format("runs", "run", "run")) == ["run_a"], 30, interval=0.2, what="run listed")
+        stamps = driver.js("return Array.from(document.querySelectorAll('#main time')).map(t => t.getAttribute('datetime'))")
+        assert sorted(stamps) == sorted([job["created_at"], store.get_run("run_a")["created_at"],
+                                         store.get_dataset(cache["dataset_id"])["created_at"]])
+        driver.js("window.asked = []; window.confirm = (q) => { window.asked.push(q); return window.answer; };"
+                  "window.answer = false;")
+        driver.js("document.querySelector('#runs tr[data-run=run_a] button.danger').click()")  # answered no
+        assert driver.js("return window.asked") == ["Delete run run_a (ce/linear)? Its report and probe files are "
+                                                    "removed from the server."]
+        assert run_dir.is_dir() and store.get_run("run_a")
+        driver.js("window.answer = true; document.querySelector('#runs tr[data-run=run_a] button.danger').click()")
+        wait_for(lambda: driver.js(rows.format("runs", "run", "run")) == [], 30, interval=0.2, what="run row gone")
+        assert not run_dir.exists()
+        assert driver.js("return document.getElementById('banner').textContent") == "Deleted run ce/linear."
+        # the data set: its cache is used by a queued job, so the server refuses and the banner says why
+        button = f"document.querySelector('#datasets tr[data-dataset={cache['dataset_id']}] td.actions button')"
+        driver.js(f"{button}.click()")
+        assert driver.js("return window.asked.at(-1)") == (
+            f"Delete data set s ({cache['dataset_id']}) with its 1 feature cache(s)? It was registered by path: its "
+            "folder stays on the server as it is; only the registration and what was made from it go.")
+        wait_for(lambda: "is used by job" in driver.js("return document.getElementById('banner').textContent"), 30,
+                 interval=0.2, what="refusal shown")
+        assert driver.js("return document.getElementById('banner').className") == "banner error"
+        assert driver.js(rows.format("datasets", "dataset", "dataset")) == [cache["dataset_id"]]
+        store.cancel_queued(job["id"])
+        driver.js(f"{button}.click()")
+        wait_for(lambda: driver.js(rows.format("datasets", "dataset", "dataset")) == [], 30, interval=0.2,
+                 what="data set row gone")
+        banner = driver.js("return document.getElementById('banner').textContent")
+        assert banner == (f"Deleted cache {cache['id']}, data set s. The folder of data set {cache['dataset_id']!r} was "
+                          "registered by path: it is left on the server as it was.")
+        time.sleep(2.5)  # a poll of the page (every 2 s) leaves the notice
+        assert driver.js("return document.getElementById('banner').textContent") == banner
+        assert (tmp_path / "data" / "synthetic.h5").is_file()
+        driver.screenshot(tmp_path / "home_after_delete.png")
+    finally:
+        server.should_exit = True
+        thread.join(10)
