@@ -272,3 +272,27 @@ def test_percentile_interval_of_a_class_without_images_is_nan_without_a_warning(
         warnings.simplefilter("error")
         lo, hi = percentile_interval(samples, 0.9)
     assert lo[0] == pytest.approx(0.05) and hi[0] == pytest.approx(0.95) and np.isnan(lo[1]) and np.isnan(hi[1])
+
+
+def test_a_third_of_classes_all_right_has_an_interval_reaching_100():
+    """Three classes of 3, 3 and 4 test images all right: the third is 100 %, and its interval ends at 100 (the
+    Jeffreys draws alone gave [87.3, 99.9] beside 100 %, leaving the observed value out; a new-user round), as
+    Brown, Cai & DasGupta's boundary rule gives each class (upper bound 1 where x = n); all wrong: it starts at 0;
+    the draws' other bound stays as it was."""
+    from probe.uncertainty import GROUP_DRAWS, group_intervals, percentile_interval
+
+    labels = np.repeat([0, 1, 2], [3, 3, 4])
+    groups = {"easy": [0, 1, 2], "medium": [], "hard": []}
+    rng = np.random.default_rng(0)
+    draws = rng.beta(np.array([3.5, 3.5, 4.5]), np.array([0.5, 0.5, 0.5]), size=(GROUP_DRAWS, 3)).mean(axis=1)
+    lo, hi = percentile_interval(draws)
+    assert hi < 1.0  # what the draws give
+    got = group_intervals(np.ones(10), labels, 3, groups)
+    assert got["easy"] == [pytest.approx(lo), 1.0] and got["balanced"] == got["easy"]
+    wrong = group_intervals(np.zeros(10), labels, 3, groups)
+    draws = np.random.default_rng(0).beta(np.full(3, 0.5), np.array([3.5, 3.5, 4.5]), size=(GROUP_DRAWS, 3))
+    assert percentile_interval(draws.mean(axis=1))[0] > 0.0  # what the draws give
+    assert wrong["easy"] == [0.0, pytest.approx(percentile_interval(draws.mean(axis=1))[1])]
+    # an observed value inside the draws' interval leaves it as it was
+    mixed = group_intervals(np.r_[np.ones(2), 0.0, np.ones(3), np.ones(2), 0.0, 0.0], labels, 3, groups)
+    assert mixed["easy"][0] < (2 / 3 + 1 + 2 / 4) / 3 < mixed["easy"][1] < 1.0
