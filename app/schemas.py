@@ -206,7 +206,9 @@ class RunOut(BaseModel):
     job_id: str | None
     cache_id: str
     name: str
-    head: str | None
+    head: str | None = Field(..., description="the head the run ships: the reference's where it kept the reference "
+                             "configuration (a cosine request against a linear reference that found no safe "
+                             "improvement ships linear; its name says what was tried)")
     loss: str | None = Field(..., description="the loss requested; a run that kept the reference configuration (no "
                              "safe improvement) trained the reference's, which its name and report say")
     reference_run: str | None

@@ -162,14 +162,16 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
-def run_name(cfg: Any, kept: str | None = None) -> str:
+def run_name(cfg: Any, kept: dict[str, Any] | None = None) -> str:
     """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
     apart (a budget, balanced accuracy; two disparity runs were both "ce/linear (kept: ...)"; a new-user round).
-    ``kept``: the loss of the configuration the run ended as, where it kept the reference's (a runs list naming
-    only the loss it tried read as if the run were that loss; an outside round)."""
-    loss = kept or cfg.loss
-    name = f"{cfg.preset}: {loss}/{cfg.head}" if cfg.preset else f"{loss}/{cfg.head}"
-    notes = [f"kept: {cfg.loss} found no safe improvement"] if loss != cfg.loss else []
+    ``kept``: the configuration the run ended as (its report's ``config``), where it kept the reference's: its
+    loss and head are named, and what was tried (a runs list naming only the loss, or the head, it tried read as if
+    the run were that probe; outside rounds)."""
+    loss, head = (kept or {}).get("loss", cfg.loss), (kept or {}).get("head", cfg.head)
+    name = f"{cfg.preset}: {loss}/{head}" if cfg.preset else f"{loss}/{head}"
+    tried = cfg.loss if head == cfg.head else f"{cfg.loss}/{cfg.head}"
+    notes = [f"kept: {tried} found no safe improvement"] if (loss, head) != (cfg.loss, cfg.head) else []
     notes += [f"budget {cfg.max_overall_drop:g} pt"] if cfg.max_overall_drop else []
     notes += ["balanced"] if cfg.overall_metric == "balanced" else []
     return name + (f" ({'; '.join(notes)})" if notes else "")
@@ -223,8 +225,9 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     summary = report.summary.model_dump(mode="json")
-    name = run_name(cfg, report.config.get("loss", cfg.loss))
-    row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name, head=cfg.head,
+    name = run_name(cfg, report.config)
+    row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name,
+                            head=report.config.get("head", cfg.head),
                             loss=cfg.loss, reference_run=reference_run, path=str(out_dir), summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check)
     ctx.message(_summary_line(run_id, summary, report.selection.verdict))

@@ -344,7 +344,7 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     assert run["head"] == "cosine" and run["reference_run"] == finished.erm and run["cache_id"] == cache_id
     # The recommended disparity-aware method by name: the stored report names the preset and its evidence.
     resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "reference_run": finished.erm,
-                                          "config": dict(FAST_PROBE, preset="disparity")})
+                                          "config": dict(FAST_PROBE, preset="disparity", head="cosine")})
     job = wait_job(client, resp.json()["id"])
     assert job["status"] == "succeeded"
     report = client.get(f"/api/reports/{job['result']['run_ids'][0]}").json()
@@ -359,13 +359,14 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
                                                   f"hard {100 * summary['hard']:.2f} %"), job["messages"]
     # The runs list names the loss the run is (the reference's where it kept it), not only the one it tried; its
     # loss field stays the one requested.
+    # A cosine request against the linear ERM reference that kept it ships a linear head: the row and the name say
+    # so (they said cosine; a new-user round).
     run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
-    assert run["loss"] == "group_dro", run
+    assert run["loss"] == "group_dro" and run["head"] == report["config"]["head"], run
     if report["config"]["loss"] != "group_dro":
-        assert run["name"] == f"disparity: {report['config']['loss']}/linear (kept: group_dro found no safe " \
-            "improvement)", run
+        assert run["name"] == "disparity: ce/linear (kept: group_dro/cosine found no safe improvement)", run
     else:
-        assert run["name"] == "disparity: group_dro/linear", run
+        assert run["name"] == "disparity: group_dro/cosine", run
     # Extracting the same data set with the same options reuses the cache file (and its row).
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
     assert resp.status_code == 202

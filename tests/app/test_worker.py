@@ -356,5 +356,11 @@ def test_run_names_tell_two_runs_of_one_data_set_apart():
     assert run_name(erm) == "ce/linear"
     fair = ProbeConfig(preset="disparity", max_overall_drop=3, overall_metric="balanced")
     assert run_name(fair) == f"disparity: {fair.loss}/{fair.head} (budget 3 pt; balanced)"
-    assert run_name(fair, "ce") == f"disparity: ce/{fair.head} (kept: {fair.loss} found no safe improvement; " \
-        "budget 3 pt; balanced)"
+    assert run_name(fair, {"loss": "ce", "head": fair.head}) == f"disparity: ce/{fair.head} (kept: {fair.loss} " \
+        "found no safe improvement; budget 3 pt; balanced)"
+    # A cosine request that kept a linear reference ships a linear head: the name says so, and what was tried (it
+    # read 'disparity: ce/cosine (kept: ...)'; a new-user round).
+    cosine = ProbeConfig(preset="disparity", head="cosine")
+    assert run_name(cosine, {"loss": "ce", "head": "linear"}) == \
+        f"disparity: ce/linear (kept: {cosine.loss}/cosine found no safe improvement)"
+    assert run_name(cosine, {"loss": cosine.loss, "head": "cosine"}) == f"disparity: {cosine.loss}/cosine"
