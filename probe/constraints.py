@@ -30,6 +30,14 @@ def _is_number(value: Any, integer: bool) -> bool:
     return isinstance(value, numbers.Integral if integer else numbers.Real)
 
 
+def _finite(value: Any) -> bool:
+    """A finite float; an integer beyond any float (10**400) is not (float() raised: a 500; an attack round)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _fmt(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else f"{bound:g}"
 
@@ -50,7 +58,7 @@ class Interval:
     closed: str = "both"
 
     def accepts(self, value: Any) -> bool:
-        if not _is_number(value, self.type is int) or not math.isfinite(float(value)):
+        if not _is_number(value, self.type is int) or not _finite(value):
             return False
         left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
         if self.low is not None and not (value >= self.low if left else value > self.low):
@@ -172,13 +180,13 @@ def check(name: str, value: Any, constraints: list) -> Any:
         return value
     if isinstance(value, str) and len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{name} must be at most {MAX_NAME_LENGTH} characters, got {len(value)}.")
-    if _is_number(value, False) and not math.isfinite(float(value)) \
+    if _is_number(value, False) and not _finite(value) \
             and any(isinstance(c, Interval) and c.type is float for c in constraints):
-        raise ValueError(f"{name} must be a finite number, got {value}.")
+        raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
     names = [c for c in constraints if isinstance(c, Name)]
     if names and isinstance(value, str):
         kind = names[0]
         extra = " (or None)" if None in constraints else ""
         raise ValueError(f"Unknown {kind.kind} {value!r}; available: {', '.join(kind.names())}{extra}.")
-    shown = value if _is_number(value, False) else _short(value)
+    shown = value if _is_number(value, False) and _finite(value) else _short(value)
     raise ValueError(f"{name} must be {describe(constraints)}, got {shown}.")

@@ -16,6 +16,11 @@ _BAD_CONFIGS = [
     ({"cv": 1000}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got 1000"),
     ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16, got 'fp16'"),
     ({"overall_metric": "macro"}, "Input should be 'accuracy' or 'balanced'"),
+    # integers beyond any float were a 500 (OverflowError; an attack round)
+    ({"loss": "focal", "loss_options": {"gamma_focal": 10**400}}, "option gamma_focal must be a finite number, got 1000"),
+    ({"loss": "group_dro", "loss_options": {"eta": 10**400}}, "option eta must be a finite number, got 1000"),
+    ({"loss": "mr2_valerr", "loss_options": {"val_error": [0.1, 10**400]}}, "val_error"),
+    ({"head_options": {"bias": 10**400}}, "bias"),
 ]
 
 
