@@ -81,7 +81,12 @@ def _check_out(path: Path) -> None:
 
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:
     """The predictions, one row per image, written to a temporary file renamed over ``path`` (removed again
-    when that fails)."""
+    when that fails); a ``path`` that is not a regular file (a FIFO, /dev/stdout) is written through, as report
+    and compare do: the rename made /dev/full and a FIFO regular files (an attack round)."""
+    if path.exists() and not path.is_file():
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(csv_rows(got, class_names))
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -159,8 +159,10 @@ def build_config(args: argparse.Namespace, default_head: str | None):
     to ``default_head``, the cache's), with the precedence of :func:`app.validation.resolve_probe_config`."""
     from ..validation import resolve_probe_config
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    from probe import MAX_SEEDS
+
+    if not 1 <= args.seeds <= MAX_SEEDS:  # before the list is built (10**20 seeds was a traceback; an attack round)
+        raise ValueError(f"--seeds must be an integer in [1, {MAX_SEEDS}], got {args.seeds}.")
     loss_options, loss_options_grid = parse_loss_options(args.loss_option)
     fields = {
         "loss_options": loss_options or None,

@@ -227,3 +227,23 @@ def test_labels_that_differ_from_the_runs_classes_only_in_case_get_a_hint():
     assert _case_hint(["Bird", "horse"], ["bird", "cat"]) == (
         " Labels match the run's classes by exact name: 'Bird' is not 'bird' (rename the labels or folders).")
     assert _case_hint(["horse"], ["bird", "cat"]) == ""
+
+
+def test_an_out_that_is_a_fifo_is_written_through_not_replaced(run, tmp_path):
+    """The CSV was written beside the target and renamed over it: a FIFO (and /dev/full, as root) became a regular
+    file (an attack round). It is written through, as report and compare write."""
+    import os
+    import stat
+    import threading
+
+    cache, out = run
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(fifo)]) == 0
+    reader.join(30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got and got[0].splitlines()[0] == "index,source,true,predicted,confidence,correct"
+    assert len(got[0].splitlines()) == 121

@@ -433,3 +433,11 @@ def test_an_out_that_is_an_input_or_a_run_file_is_refused(erm_dir, cache, tmp_pa
     assert {p.name: p.read_bytes() for p in erm_dir.iterdir()} == before and cache.read_bytes() == cached
     assert main(["report", str(erm_dir), "--format", "html", "--out", str(erm_dir / "report.html")]) == 0  # beside
     (erm_dir / "report.html").unlink()
+
+
+@pytest.mark.parametrize("seeds", ["0", "-3", "21", "99999999999999999999"])
+def test_a_seed_count_out_of_bounds_is_one_line_before_anything_is_built(cache, tmp_path, capsys, seeds):
+    """--seeds 10**20 built the list of seeds first (a traceback, or gigabytes at 10**8; an attack round)."""
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "r"), "--seeds", seeds]) == 2
+    assert f"--seeds must be an integer in [1, 20], got {seeds}." in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
