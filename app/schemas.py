@@ -108,7 +108,7 @@ MAX_PER_CLASS_HELP = ("at most this many images per class in each given split (t
 
 
 class ExtractOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1, 1.0 not 1 (an attack round)
     # le: feature_cache.extract.MAX_BATCH_SIZE (not imported here: it would import torch; a test ties the two)
     batch_size: int | None = Field(None, ge=1, le=1024, description="images per chunk (default: server setting)")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, allow_inf_nan=False,

@@ -412,6 +412,9 @@ def test_cancel_queued_job_and_resume_rules(finished):
     ({"kind": "train", "dataset_id": "x"}, "kind"),
     ({"kind": "extract"}, "dataset_id"),
     ({"kind": "extract", "dataset_id": "x", "options": {"max_per_class": 0}}, "max_per_class"),
+    # strict, as ProbeConfig: true was stored as 1 and 1.0 taken for 1 (an attack round)
+    ({"kind": "extract", "dataset_id": "x", "options": {"max_per_class": True}}, "max_per_class"),
+    ({"kind": "pipeline", "dataset_id": "x", "options": {"seed": 1.0}, "probes": [{}]}, "seed"),
     ({"kind": "probe", "cache_id": "x", "config": {"loss": "nope"}}, "Unknown loss 'nope'"),
     ({"kind": "probe", "cache_id": "x", "config": {"preset": "fair"}}, "Unknown preset 'fair'"),
     ({"kind": "pipeline", "dataset_id": "x", "probes": []}, "probes"),
