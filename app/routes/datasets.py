@@ -77,7 +77,9 @@ def _dataset_out(row: dict) -> DatasetOut:
 )
 async def create_dataset(request: Request, response: Response, store: Store = Depends(get_store),
                          settings: Settings = Depends(get_settings)) -> DatasetOut:
-    if request.headers.get("content-type", "").startswith("application/json"):
+    # the media type, case-insensitive and without parameters: 'Application/JSON' was read as multipart and
+    # 'application/jsonx' as JSON (an attack round)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
         row, created = await register_path(request, store, settings)
     else:
         row, created = await upload_archive(request, store, settings)

@@ -176,6 +176,12 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
         assert resp.status_code == 422 and "does not exist" in resp.json()["detail"]
         resp = client.post("/api/datasets", json={"path": "tiny", "colour": "red"})
         assert resp.status_code == 422
+        # the media type is case-insensitive and exact (an attack round)
+        body = b'{"path": "tiny"}'
+        resp = client.post("/api/datasets", content=body, headers={"Content-Type": "Application/JSON; charset=UTF-8"})
+        assert resp.status_code == 200, resp.text
+        resp = client.post("/api/datasets", content=body, headers={"Content-Type": "application/jsonx"})
+        assert resp.status_code == 422 and resp.json()["detail"] != [], resp.text
     with TestClient(create_app(make_settings(tmp_path / "state2"))) as client:
         resp = client.post("/api/datasets", json={"path": str(root / "tiny")})
         assert resp.status_code == 403 and "MR2PROBE_DATA_ROOT" in resp.json()["detail"]
