@@ -101,6 +101,16 @@ def _loss_uses_cbar(loss: str) -> bool:
     return get_loss_spec(loss).needs not in ("none", "priors")
 
 
+def _distinct(name: str, values: list) -> None:
+    """A grid's values (or the seeds) are distinct: a repeat fits the same candidate again (an attack round)."""
+    repeated: list = []
+    for i, v in enumerate(values):
+        if v in values[:i] and v not in repeated:
+            repeated.append(v)
+    if repeated:
+        raise ValueError(f"{name} must be distinct values; repeated: {some(repeated)}.")
+
+
 class ProbeConfig(BaseModel):
     """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
 
@@ -228,6 +238,7 @@ class ProbeConfig(BaseModel):
         param = _GRID_PARAM[info.field_name]
         for v in value:
             check(f"{info.field_name} value ({param})", v, TRAINER_PARAMS[param])
+        _distinct(info.field_name, value)
         return value
 
     @field_validator("seeds")
@@ -235,8 +246,7 @@ class ProbeConfig(BaseModel):
     def _seeds(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("seeds must list at least one seed, got [].")
-        if len(set(value)) != len(value):
-            raise ValueError(f"seeds must be distinct, got {value}.")
+        _distinct("seeds", value)
         for seed in value:
             check("seeds value", seed, TRAINER_PARAMS["random_state"])
         return value
@@ -298,6 +308,7 @@ class ProbeConfig(BaseModel):
         for name, values in self.loss_options_grid.items():
             for value in values:
                 check_options(spec, {name: value}, "loss", "loss_options_grid")
+            _distinct(f"loss_options_grid {name}", values)
 
     # -- derived values ------------------------------------------------------------------------------
     def reference_config(self) -> "ProbeConfig":

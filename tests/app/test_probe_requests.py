@@ -5,7 +5,11 @@ _BAD_CONFIGS = [
     ({"epochs": 1_000_000_000}, "epochs must be an integer in [1, 10000]"),
     ({"lr_grid": [1e-3] * 1000, "wd_grid": [0.0] * 1000}, "lr_grid"),
     ({"seeds": list(range(10_000))}, "seeds"),
-    ({"lr_grid": [0.1] * 30, "wd_grid": [0.0] * 30}, "MAX_GRID_CANDIDATES = 512"),
+    ({"lr_grid": [0.01 * (i + 1) for i in range(30)], "wd_grid": [1e-5 * i for i in range(30)]},
+     "MAX_GRID_CANDIDATES = 512"),
+    # a repeated value fits the same candidate again (an attack round)
+    ({"lr_grid": [0.1, 0.01, 0.1]}, "lr_grid must be distinct values; repeated: 0.1."),
+    ({"loss": "logit_adjust", "loss_options_grid": {"tau": [0.5, 0.5]}}, "loss_options_grid tau must be distinct"),
     ({"loss": "group_dro", "loss_options": {"eta": -1}}, "loss 'group_dro' option eta must be in (0, 100], got -1"),
     ({"loss": "focal", "loss_options": {"gamma_focal": "abc"}}, "option gamma_focal must be in [0, 100], got 'abc'"),
     ({"head": "cosine", "head_options": {"logit_scale": -5}}, "option logit_scale must be in (0, 1000], got -5"),
