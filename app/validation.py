@@ -192,11 +192,20 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     run after its queue wait, so the request is refused now."""
     from probe.run import EMPTY_VALIDATION, validation_images
 
+    from probe.registry import get_loss_spec
+    from probe.run import fewest_training_images
+
+    sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
     if validation_images(counts, config["val_fraction"]) == 0:
-        sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
         raise RequestInvalid(field, f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and "
                              "no class has the 2 train images one is carved from; give the data set a val/ folder or "
                              "more images per class")
+    if get_loss_spec(config["loss"]).needs == "spread":
+        fewest = fewest_training_images(counts, config["val_fraction"], config["cv"])
+        if fewest < 2:  # its margins would fail on a zero spread after the queue wait (an attack round)
+            raise RequestInvalid(field, f"loss {config['loss']!r} sets each class's margin from its within-class "
+                                 f"spread, which needs 2 training images of every class in every fit; these splits "
+                                 f"({sizes}) leave {fewest} of some class in a fit: add images, or use loss 'mr2'")
 
 
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,

@@ -94,6 +94,30 @@ def validation_images(counts: dict[str, list[int]], fraction: float) -> int:
     return given if given else int(carved_per_class(counts.get("train") or [], fraction).sum())
 
 
+def fewest_training_images(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
+    """The fewest training images any class has in any fit of a run on splits of ``counts``: the final fits (on
+    train, less what is carved for val where the val split is empty) and, where the run cross-validates (val under
+    :data:`probe.decision.MIN_VAL_PER_CLASS` in a class, ``cv`` > 0), each fold's (a stratified fold holds out at
+    most ⌈n/k⌉ of a class's n). A statistic of a class's spread needs 2 (``mr2_spread``; a service checks it before
+    a job exists)."""
+    from .decision import MIN_VAL_PER_CLASS
+
+    train = np.asarray(counts.get("train") or [0], dtype=np.int64)
+    given = np.asarray(counts.get("val") or [], dtype=np.int64)
+    if given.sum() > 0:
+        val = given
+    else:
+        val = carved_per_class(train, fraction)
+        train = train - val
+    fewest = int(train.min())
+    if cv and val.min() < MIN_VAL_PER_CLASS:
+        pool = train + val
+        folds = int(min(cv, pool.min()))
+        if folds >= 2:
+            fewest = min(fewest, int((pool - np.ceil(pool / folds)).min()))
+    return fewest
+
+
 @dataclass
 class _Splits:
     """The checked splits of one run: training arrays, val and test pairs, K and where val came from."""

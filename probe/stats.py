@@ -259,7 +259,7 @@ def margins(r2, cbar: float, sharpness: float = 1.0, *, validate: bool = True) -
         idx = torch.nonzero(bad).flatten().tolist()
         raise ValueError(
             f"class statistic must be finite and > 0 for every class; classes {idx} have "
-            f"{r2[bad].tolist()} (a class without samples?)."
+            f"{r2[bad].tolist()} (a class without samples, or a spread of a single sample?)."
         )
     return _normalised_margins(r2.pow(1.0 / 3.0), cbar, sharpness)
 

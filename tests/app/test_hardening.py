@@ -755,6 +755,22 @@ def test_a_probe_on_a_cache_without_validation_images_is_refused(service, tmp_pa
             assert resp.json()["detail"].startswith("cache_id: the validation split is empty"), resp.text
 
 
+def test_a_spread_margin_probe_without_two_training_images_of_a_class_in_every_fit_is_refused(service, tmp_path):
+    """mr2_spread's margins come from each class's within-class spread: one training image per class (zero spread)
+    was accepted, then failed in the worker (an attack round). Refused before a job exists; 'mr2' is accepted."""
+    store = service.app.state.store
+    cache = synthetic_cache(store, tmp_path, per_class={"train": 1, "val": 4, "test": 2})
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "mr2_spread"}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"] == (
+        "cache_id: loss 'mr2_spread' sets each class's margin from its within-class spread, which needs 2 training "
+        "images of every class in every fit; these splits (train 3, val 12, test 6) leave 1 of some class in a fit: "
+        "add images, or use loss 'mr2'")
+    assert service.get("/api/jobs").json() == []
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "mr2"}})
+    assert resp.status_code == 202, resp.text
+
+
 def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service, tmp_path):
     """A path data set removed from the server after its registration: an extraction was accepted and failed after
     its queue wait (found by an outside attack round); refused now, naming the data set."""

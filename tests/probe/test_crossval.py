@@ -244,3 +244,28 @@ def test_reference_inside_a_run_breaks_ties_like_an_erm_run():
     assert _overall_choice(candidates, [skew, lift, flat], scorer) == 2
     assert _overall_choice(candidates, [None, skew, lift], scorer) == 2
     assert _overall_choice(candidates, [flat, None, skew], scorer) == 0
+
+
+@pytest.mark.parametrize("counts,cv", [
+    ({"train": [1, 5, 9], "val": [4, 4, 4]}, 5), ({"train": [2, 3, 9], "val": []}, 5), ({"train": [3, 3, 3]}, 2),
+    ({"train": [60, 60], "val": [50, 50]}, 5), ({"train": [4, 7], "val": [1, 2]}, 0), ({"train": [2, 8]}, 3),
+])
+def test_fewest_training_images_is_the_smallest_class_of_any_fit(counts, cv):
+    """The count a spread statistic needs (mr2_spread: 2), against the folds themselves: each fold's training part
+    per class, and the final fits' train split (less what is carved for val where there is no val split)."""
+    from probe.decision import MIN_VAL_PER_CLASS
+    from probe.run import carved_per_class, fewest_training_images
+
+    train = np.asarray(counts["train"])
+    val = np.asarray(counts.get("val") or [])
+    if val.sum() == 0:
+        val = carved_per_class(train, 0.1)
+        train = train - val
+    fits = [train]
+    if cv and val.min() < MIN_VAL_PER_CLASS:
+        pool = np.repeat(np.arange(len(train)), train + val)
+        k = min(cv, int((train + val).min()))
+        if k >= 2:
+            folds = stratified_folds(pool, k, seed=0)
+            fits += [np.bincount(pool[folds != f], minlength=len(train)) for f in range(k)]
+    assert fewest_training_images(counts, 0.1, cv) == min(int(f.min()) for f in fits)
