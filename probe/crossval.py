@@ -114,8 +114,9 @@ def plan_cross_validation(val_labels: np.ndarray, pool_labels: np.ndarray, class
                         f"{pool_counts[rare]} images in train + val (each fold needs one).")
     warnings.append(f"Small validation split ({reason}): hyper-parameters and groups were chosen by {k}-fold "
                     f"cross-validation on train + val ({len(pool_labels)} images), so the selection scores "
-                    "(selection.candidates, the frontier, grouping.stability) are out-of-fold estimates; the final "
-                    "models train on the train split and report.val is the validation split.")
+                    "(selection.candidates, the frontier, grouping.stability) are out-of-fold estimates, as are the "
+                    "val accuracies shown (report.val: the chosen configuration's); the final models train on the "
+                    "train split.")
     return CVPlan(stratified_folds(pool_labels, k, seed), k, reason), warnings
 
 

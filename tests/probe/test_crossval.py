@@ -123,6 +123,9 @@ def test_small_validation_cross_validates(cv_run, small):
     assert sel.cv.reason == "val has 4 images in class 'c0' (< 50)"
     assert report.grouping.split == "cv" and "out-of-fold per-class accuracy (5-fold" in report.grouping.note
     assert any("5-fold cross-validation on train + val (120 images)" in w for w in report.warnings)
+    # the warning says what the val column shows (it said "report.val is the validation split"; a new-user round)
+    assert any(w.endswith("are out-of-fold estimates, as are the val accuracies shown (report.val: the chosen "
+                          "configuration's); the final models train on the train split.") for w in report.warnings)
     assert any("fewer than 50 train + val images" in w for w in report.warnings)
     assert len(report.grouping.stability) == K
     # the final models train on the train split; report.val is what selected and grouped, the chosen
