@@ -51,15 +51,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--threads", type=_thread_count, default=None, metavar="N",
-                        help=f"CPU threads for the command's numerical work (torch, BLAS; 1..{MAX_THREADS}; "
-                        "default: one per core; the service: MR2PROBE_THREADS)")
+    threads_help = (f"CPU threads for the command's numerical work (torch, BLAS; 1..{MAX_THREADS}; default: one per "
+                    "core; the service: MR2PROBE_THREADS)")
+    parser.add_argument("--threads", type=_thread_count, default=None, metavar="N", help=threads_help)
+    # also after the command (`mr2probe train --threads 1 ...` was "unrecognized arguments"; a new-user round); not
+    # set there, the value before the command stands
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--threads", type=_thread_count, default=argparse.SUPPRESS, metavar="N", help=threads_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules: dict[str, object] = {}
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f".commands.{module_name}", package=__package__)
         modules[name] = module
-        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[after])
         module.add_arguments(command_parser)
     return parser, modules
 

@@ -100,3 +100,7 @@ def test_the_cli_flag_takes_precedence_over_mr2probe_threads_for_the_service(mon
     parser, _ = build_parser()
     assert settings_from_args(parser.parse_args(["--threads", "2", "serve", "--data-dir", str(tmp_path)])).threads == 2
     assert settings_from_args(parser.parse_args(["serve", "--data-dir", str(tmp_path)])).threads == 3
+    # after the command too (it was "unrecognized arguments: --threads 1"; a new-user round); there it wins
+    assert settings_from_args(parser.parse_args(["serve", "--threads", "1", "--data-dir", str(tmp_path)])).threads == 1
+    assert parser.parse_args(["--threads", "2", "train", "--features", "c.h5", "--out", "r", "--threads", "1"]).threads == 1
+    assert parser.parse_args(["--threads", "2", "report", "run"]).threads == 2
