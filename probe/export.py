@@ -9,6 +9,7 @@ Every string that comes from the data (class names, reasons) is escaped.
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
@@ -31,10 +32,17 @@ def _pct(x: float | None, digits: int = 2) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}"
 
 
+# What CommonMark would read as HTML: a tag (< then a letter, /, ! or ?) and an entity (&name; or &#...;).
+_MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
 def _md(text: Any) -> str:
-    """Markdown text: pipes and newlines would break a table; HTML (<, >, &) is escaped too, quotes are left as
-    they are (Markdown gives them no meaning; escaped they read &#x27; in a terminal or a diff)."""
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+    """Markdown text: pipes and newlines would break a table; what a renderer would take for HTML (a tag, an
+    entity) is escaped, and nothing else: '(< 50)' stays as it is (every < and > read &lt; / &gt; in a terminal or
+    a plain-text viewer; a new-user round), quotes too (escaped they read &#x27;)."""
+    text = _MD_ENTITY.sub("&amp;", str(text))
+    return _MD_TAG.sub("&lt;", text).replace("|", "\\|").replace("\n", " ")
 
 
 def _first_upper(text: str) -> str:

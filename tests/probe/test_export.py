@@ -42,8 +42,10 @@ def _md_table(text: str, first_header: str) -> list[list[str]]:
 
 
 def _cell(text: str) -> str:
-    """A Markdown table cell as probe.export writes it: <, > and & escaped, pipes escaped."""
-    return html.escape(text, quote=False).replace("|", "\\|")
+    """A Markdown table cell as probe.export writes it: what CommonMark reads as a tag (<b, </, <!) or an entity
+    (&amp;) escaped, pipes escaped; any other < > & as it is."""
+    text = re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", text)
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text).replace("|", "\\|")
 
 
 def test_markdown_tables_worst_class_first(report):
@@ -53,7 +55,7 @@ def test_markdown_tables_worst_class_first(report):
     assert [float(row[4]) for row in per_class] == [round(100 * a, 2) for a in accuracies]
     n_train = {_cell(r["name"]): str(r["n_train"]) for r in report["per_class"]}
     assert [row[2] for row in per_class] == [n_train[row[0]] for row in per_class]  # the training images
-    assert "cat &lt;b&gt;" in text and "dog\\|pipe" in text and "<b>" not in text
+    assert "cat &lt;b>" in text and "dog\\|pipe" in text and "<b>" not in text
     # the seeds' worst class (any class) is named apart from the worst class on the seed mean (a new-user round
     # read "worst class | 41.67" and "Worst class: dress (47.22 %)" as a contradiction)
     assert "| worst class of each seed | " in text
@@ -252,3 +254,12 @@ def test_a_third_without_classes_says_so_instead_of_dashes(tmp_path, capsys):
     assert dict(_md_table(report_markdown(report), "metric"))["medium third"] == NO_CLASSES
     out = format_report(load_report(tmp_path), width=200)
     assert f"medium {NO_CLASSES}" in " ".join(out.split()) and "—%" not in out and "— ± —" not in out
+
+
+def test_markdown_escapes_what_a_renderer_reads_as_html_and_nothing_else():
+    """'(< 50)' read '(&lt; 50)' in a terminal (a new-user round); a tag or an entity is still escaped."""
+    from probe.export import _md
+
+    assert _md("val has 4 images (< 50); ratio > 3; a & b") == "val has 4 images (< 50); ratio > 3; a & b"
+    assert _md("<script>x</script> <!-- c --> &amp; &#60; a|b") == \
+        "&lt;script>x&lt;/script> &lt;!-- c --> &amp;amp; &amp;#60; a\\|b"
