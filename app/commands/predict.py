@@ -143,7 +143,8 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
 
     lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
-        lines.append(f"{sum(scores.unknown.values()):,} images of classes the run does not have, not scored: "
+        unknown = sum(scores.unknown.values())
+        lines.append(f"{unknown:,} image{'' if unknown == 1 else 's'} of classes the run does not have, not scored: "
                      + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + "."
                      + _case_hint(list(scores.unknown), list(probe.class_names)))
     lines.append(f"Accuracy {_pct(scores.accuracy)} % {interval_text(scores.accuracy_ci)} over {scores.n:,} images; "

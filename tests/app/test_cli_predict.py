@@ -247,3 +247,14 @@ def test_an_out_that_is_a_fifo_is_written_through_not_replaced(run, tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert got and got[0].splitlines()[0] == "index,source,true,predicted,confidence,correct"
     assert len(got[0].splitlines()) == 121
+
+
+def test_one_image_of_an_unknown_class_is_one_image(run, tmp_path, capsys):
+    """'1 images of classes the run does not have' (a new-user round)."""
+    _, out = run
+    labels = np.array([0, 0, 1])
+    split = _split(np.random.default_rng(3), np.array([3, 0])[labels], "new")
+    cache = _cache(tmp_path / "one.h5", {"test": (split[0], labels, split[2])}, ["dog", "zebra"])
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "\n1 image of classes the run does not have, not scored: zebra (1)." in capsys.readouterr().out
