@@ -33,15 +33,21 @@ HOLDING = (JobStatus.queued, JobStatus.running, JobStatus.interrupted)
 _LISTED = 5  # ids named in a refusal
 
 
-def _uses(job: dict[str, Any], table: str, row_id: str) -> bool:
-    """Whether ``job`` reads row ``row_id`` of ``table``: named in its request, or made by it and read by its next
-    step (a pipeline's cache, its ERM run that its other probes take as their reference)."""
-    request, result = job["request"], job["result"]
+def _uses(job: dict[str, Any], table: str, row: dict[str, Any]) -> bool:
+    """Whether ``job`` reads ``row`` of ``table``: named in its request; made by it (its ``job_id``), so read by its
+    next step (a pipeline's cache, its ERM run that its other probes take as their reference); or being made by it:
+    the cache file its extraction writes or reuses (``extraction``, before the cache is recorded), the run it
+    trains (``pending_run``, before the run is recorded). The last two were deleted under a running job (an attack
+    round): a reused cache file went while its job recorded it again, as a row without a file."""
+    request, result, row_id = job["request"], job["result"], row["id"]
     if table == "datasets":
         return request.get("dataset_id") == row_id
+    if row.get("job_id") == job["id"]:
+        return True
     if table == "caches":
-        return row_id in (request.get("cache_id"), result.get("cache_id"))
-    return row_id == request.get("reference_run") or row_id in (result.get("run_ids") or ())
+        return row_id in (request.get("cache_id"), result.get("cache_id")) or result.get("extraction") == row["path"]
+    return row_id in (request.get("reference_run"), result.get("pending_run")) or row_id in (result.get("run_ids")
+                                                                                             or ())
 
 
 def _with_dependents(store: Store, conn: sqlite3.Connection, table: str, row: dict) -> list[tuple[str, dict]]:
@@ -54,9 +60,9 @@ def _with_dependents(store: Store, conn: sqlite3.Connection, table: str, row: di
     return out + [(table, row)]
 
 
-def _listing(ids: list[str]) -> str:
+def _listing(ids: list[str], quoted: bool = True) -> str:
     more = f" and {len(ids) - _LISTED} more" if len(ids) > _LISTED else ""
-    return ", ".join(repr(i) for i in ids[:_LISTED]) + more
+    return ", ".join(repr(i) if quoted else i for i in ids[:_LISTED]) + more
 
 
 def deletion_plan(store: Store, cascade: bool):
@@ -74,12 +80,11 @@ def deletion_plan(store: Store, cascade: bool):
         jobs = store.rows(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY rowid",
                           tuple(s.value for s in HOLDING), conn)
         for kind, doomed_row in doomed:
-            holders = [j for j in jobs if _uses(j, kind, doomed_row["id"])]
+            holders = [j for j in jobs if _uses(j, kind, doomed_row)]
             if holders:
                 held = f"{NOUNS[kind]} {doomed_row['id']!r}" + ("" if doomed_row is row else f" (of {what})")
-                raise InvalidTransition(
-                    f"{held} is used by job {_listing([j['id'] for j in holders])} ({holders[0]['status']}): cancel "
-                    "it or let it finish, then delete")
+                jobs_named = _listing([f"{j['id']!r} ({j['status']})" for j in holders], quoted=False)
+                raise InvalidTransition(f"{held} is used by job {jobs_named}: cancel it or let it finish, then delete")
         return doomed
 
     return plan

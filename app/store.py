@@ -319,9 +319,27 @@ class Store:
     def resume(self, job_id: str, max_queued: int | None = None) -> dict[str, Any]:
         """interrupted / failed → queued; the handler picks up from the results recorded so far. With
         ``max_queued``, only while fewer jobs wait (checked in the same transaction)."""
+        def before(conn: sqlite3.Connection) -> None:
+            self._check_room(conn, max_queued)
+            self._check_still_there(conn, job_id)
+
         return self._transition(job_id, RESUMABLE, JobStatus.queued,
-                                ", stage = 'queued (resumed)', finished_at = NULL",
-                                before=lambda conn: self._check_room(conn, max_queued))
+                                ", stage = 'queued (resumed)', finished_at = NULL", before=before)
+
+    @classmethod
+    def _check_still_there(cls, conn: sqlite3.Connection, job_id: str) -> None:
+        """Refuse (InvalidTransition) to resume a job whose data set, cache or runs (named in its request, or made
+        by its finished steps) were deleted since: it failed again on every resume (an attack round)."""
+        row = conn.execute("SELECT request, result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return  # the transition says so
+        request, result = json.loads(row["request"]), json.loads(row["result"])
+        named = [(table, request.get(key)) for key, table in cls._NAMED]
+        named += [("caches", result.get("cache_id"))] + [("runs", run) for run in result.get("run_ids") or ()]
+        for table, row_id in named:
+            if row_id is not None and conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
+                raise InvalidTransition(f"job {job_id!r} cannot resume: the {table[:-1]} {row_id!r} it uses was "
+                                        "deleted; submit a new job")
 
     def interrupt(self, job_id: str) -> dict[str, Any]:
         """running → interrupted (the server is stopping; the job can be resumed later)."""

@@ -112,3 +112,52 @@ def test_a_job_is_not_queued_for_a_row_deleted_after_its_checks(tmp_path):
     with pytest.raises(InvalidTransition):  # a plan that refuses leaves every row
         store.delete("caches", cache["id"], lambda conn, table, row: (_ for _ in ()).throw(InvalidTransition("no")))
     assert store.get_cache(cache["id"])
+
+
+def test_what_a_running_job_is_making_holds_its_deletion(service, tmp_path):
+    """The cache file a running extraction reuses (recorded as its ``extraction`` before the cache is), the run it
+    trains (``pending_run``) and a row its job made (``job_id``): deleted under the job in an attack round (a reused
+    cache went while its job recorded it again, as a row without a file)."""
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    extracting = store.claim(store.add_job("pipeline", {"dataset_id": cache["dataset_id"]})["id"])
+    store.update_result(extracting["id"], extraction=cache["path"])
+    resp = client.delete(f"/api/caches/{cache['id']}")
+    assert resp.status_code == 409 and resp.json()["detail"] == (
+        f"cache {cache['id']!r} is used by job {extracting['id']!r} (running): cancel it or let it finish, then delete")
+    store.finish(extracting["id"], "succeeded")
+    training = store.claim(store.add_job("probe", {"cache_id": cache["id"]})["id"])
+    queued = store.add_job("probe", {"cache_id": cache["id"]})
+    store.update_result(training["id"], pending_run="run_p")
+    run_dir = settings.runs_dir / "run_p"
+    run_dir.mkdir(parents=True)
+    store.add_run(run_id="run_p", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(run_dir), summary={})
+    resp = client.delete("/api/runs/run_p")
+    assert resp.status_code == 409 and f"is used by job {training['id']!r} (running)" in resp.json()["detail"]
+    # every holder with its own status
+    resp = client.delete(f"/api/caches/{cache['id']}", params={"cascade": "true"})
+    assert resp.status_code == 409 and resp.json()["detail"].startswith(
+        f"run 'run_p' (of cache {cache['id']!r}) is used by job {training['id']!r} (running)")
+    store.update_result(training["id"], pending_run=None)
+    resp = client.delete(f"/api/caches/{cache['id']}", params={"cascade": "true"})
+    assert resp.status_code == 409 and resp.json()["detail"] == (
+        f"cache {cache['id']!r} is used by job {training['id']!r} (running), {queued['id']!r} (queued): cancel it or "
+        "let it finish, then delete")
+    made = store.add_run(run_id="run_m", job_id=training["id"], cache_id=cache["id"], name="ce/linear", head="linear",
+                         loss="ce", reference_run=None, path=str(run_dir), summary={})
+    assert client.delete(f"/api/runs/{made['id']}").status_code == 409
+    assert run_dir.is_dir()
+
+
+def test_a_job_whose_rows_were_deleted_does_not_resume(service, tmp_path):
+    """It was queued again and failed again on every resume (an attack round): now a 409 saying why."""
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    job = store.claim(store.add_job("probe", {"cache_id": cache["id"]})["id"])
+    store.finish(job["id"], "failed", error="OSError: disk full")
+    assert client.delete(f"/api/caches/{cache['id']}").status_code == 200  # a failed job holds nothing
+    resp = client.post(f"/api/jobs/{job['id']}/resume")
+    assert resp.status_code == 409 and resp.json()["detail"] == (
+        f"job {job['id']!r} cannot resume: the cache {cache['id']!r} it uses was deleted; submit a new job")
+    assert store.get_job(job["id"])["status"] == "failed"

@@ -40,14 +40,18 @@ def test_job_life_cycle(store):
 
 
 def test_interrupted_jobs_resume_with_their_results(store):
+    ds = store.add_dataset(name="d", source="path", path="/d", class_names=["a"], counts={}, fingerprint=None,
+                           skipped=0)
+    cache = store.add_cache(dataset_id=ds["id"], encoder="e", path="/d/c.h5", fingerprint=None, num_features=8,
+                            class_names=["a"], counts={}, job_id=None)
     job = store.add_job("pipeline", {})
     store.claim(job["id"])
-    store.update_result(job["id"], cache_id="cache_1")
+    store.update_result(job["id"], cache_id=cache["id"])
     assert store.interrupt_running() == [job["id"]]
     row = store.get_job(job["id"])
-    assert row["status"] == "interrupted" and row["result"] == {"cache_id": "cache_1"}
+    assert row["status"] == "interrupted" and row["result"] == {"cache_id": cache["id"]}
     resumed = store.resume(job["id"])
-    assert resumed["status"] == "queued" and resumed["result"] == {"cache_id": "cache_1"}
+    assert resumed["status"] == "queued" and resumed["result"] == {"cache_id": cache["id"]}
     assert store.claim(job["id"])["attempts"] == 2
 
 
