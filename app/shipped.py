@@ -38,12 +38,14 @@ def csv_rows(got: "CachePredictions", class_names: list[str]):
         yield [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.6f}", "" if t < 0 else int(t == p)]
 
 
-def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False) -> list[CachePredictions]:
+def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
+                  name: str | None = None) -> list[CachePredictions]:
     """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path``, after the checks:
     the split exists, the features are each probe's (width, extractor), a class in common. The features are read
     one inference chunk at a time (``FeatureCache.reading``): memory does not grow with the split. A cache of
     unlabelled images (``mr2probe extract --unlabelled``) is refused unless ``unlabelled`` (its predictions are
-    then ``labelled=False``). Raises ValueError naming what failed."""
+    then ``labelled=False``). Raises ValueError naming what failed, and the cache as ``name`` (the service's
+    "cache 'ID'"; its file path read '<data dir>/caches/...' to a client; a new-user round), else its path."""
     import numpy as np
 
     from feature_cache import open_cache
@@ -52,11 +54,11 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False)
 
     cache = open_cache(path)
     if split not in cache.splits:
-        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(cache.splits)}.")
+        raise ValueError(f"{name or path} has no split {split!r}; it has {', '.join(cache.splits)}.")
     labelled = cache.labelled
     if not (labelled or unlabelled):
-        raise ValueError(f"{path} holds unlabelled images (mr2probe extract --unlabelled): no labels to score a "
-                         "probe against; `mr2probe predict RUN --features CACHE --out FILE.csv` lists the "
+        raise ValueError(f"{name or path} holds unlabelled images (mr2probe extract --unlabelled): no labels to "
+                         "score a probe against; `mr2probe predict RUN --features CACHE --out FILE.csv` lists the "
                          "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     checked = []
@@ -69,7 +71,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False)
         checked.append((warnings, mapping))
     labels = cache.labels(split)
     if len(labels) == 0:
-        raise ValueError(f"split {split!r} of {path} holds no image" + ("" if labelled else
+        raise ValueError(f"split {split!r} of {name or path} holds no image" + ("" if labelled else
                          " (an unlabelled cache holds its images in 'test')") + ".")
     names = [cache.class_names[i] if labelled else "" for i in labels]
     sources = cache.sources(split)
@@ -124,11 +126,13 @@ def compare_on_cache(base, other, run_dirs: tuple, path: str, split: str, name: 
     from probe.predictions import Predictions
 
     check_same_classes(base, other)
-    got = predict_cache([RunProbe.load(run) for run in run_dirs], path, split)
+    got = predict_cache([RunProbe.load(run) for run in run_dirs], path, split, name=name)
     warnings = list(dict.fromkeys(got[0].warnings + got[1].warnings))
     known = got[0].labels != UNKNOWN_CLASS
     if not known.all():
-        warnings.append(f"{int((~known).sum()):,} images of classes the runs do not have are left out.")
+        left = int((~known).sum())
+        warnings.append(f"{left:,} image{'' if left == 1 else 's'} of classes the runs do not have "
+                        f"{'is' if left == 1 else 'are'} left out.")
     pairs = tuple(Predictions(g.labels[known], g.predicted[known][None, :], g.confidence[known],
                               [s for s, k in zip(g.sources, known) if k]) for g in got)
     return compare_on_images(base, other, pairs, f"{name}, split {split} ({int(known.sum()):,} images)"), warnings

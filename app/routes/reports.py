@@ -162,7 +162,7 @@ def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool =
     run, path = store.get_run(run_id), _cache_path(store, cache, scored)
     probe = _shipped(run)
     try:
-        (got,) = predict_cache([probe], path, split, unlabelled=not scored)
+        (got,) = predict_cache([probe], path, split, unlabelled=not scored, name=f"cache {cache!r}")
     except ValueError as exc:  # CacheMismatch too: a file that is not a finished cache
         raise HTTPException(422, str(exc)) from None
     except FileNotFoundError:

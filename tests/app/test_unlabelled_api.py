@@ -59,6 +59,11 @@ def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path)
     assert main(["predict", str(settings.runs_dir / run), "--features", path, "--out", str(out)]) == 0
     assert out.read_bytes() == resp.content  # what `mr2probe predict --out` writes, byte for byte
 
+    # an empty split is named by the cache's id, not its file (it read '<data dir>/caches/...'; a new-user round)
+    empty = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache["id"], "split": "train"})
+    assert empty.status_code == 422 and empty.json()["detail"] == (
+        f"split 'train' of cache {cache['id']!r} holds no image (an unlabelled cache holds its images in 'test').")
+
     png = client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": "new/deep/x/y/d.png"})
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 
