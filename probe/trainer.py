@@ -552,9 +552,13 @@ class ProbeTrainer:
         params, state = read_checkpoint(path)
         params = {n: v for n, v in params.items() if n in cls._get_param_names()}
         try:
-            return cls(**params)._set_fitted_state(state, device=device)
+            trainer = cls(**params)._set_fitted_state(state, device=device)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+        bad = _non_finite(trainer)
+        if bad:  # training refuses such a head (diverged); a file damaged or edited since would predict class 0
+            raise ValueError(f"{path}: non-finite weights in {bad}: the head file (head.safetensors) is damaged")
+        return trainer
 
 
 def save_probe(trainer: ProbeTrainer, path) -> Path:
@@ -576,11 +580,17 @@ def diverged(trainer: ProbeTrainer) -> str | None:
     bad = [i for i, v in enumerate(trainer.history_) if not math.isfinite(v)]
     if bad:
         return f"diverged: non-finite loss at epoch {bad[0] + 1} of {len(trainer.history_)} ({settings})"
+    bad = _non_finite(trainer)
+    return f"diverged: non-finite weights in {bad} after training ({settings})" if bad else None
+
+
+def _non_finite(trainer: ProbeTrainer) -> str | None:
+    """The first weight tensor of the trainer's head or adapter holding a nan or inf ("linear weight"), or None."""
     modules = [trainer.head_] + ([trainer.adapter_] if trainer.adapter_ is not None else [])
     for m in modules:
         for name, value in m.state_dict().items():
             if not bool(torch.isfinite(value).all()):
-                return f"diverged: non-finite weights in {m.spec.name} {name} after training ({settings})"
+                return f"{m.spec.name} {name}"
     return None
 
 

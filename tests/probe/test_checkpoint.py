@@ -95,3 +95,20 @@ def test_damaged_probe_files_are_a_value_error_naming_them(tmp_path, damage):
         meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "gamma"}))
     with pytest.raises(ValueError, match=r"head\.(json|safetensors)|not a saved probe"):
         load_probe(tmp_path)
+
+
+def test_a_head_file_with_non_finite_weights_is_refused_when_loaded(tmp_path):
+    """A head whose weights hold a nan (training refuses one: diverged) predicted class 0 for every image once
+    shipped from a file damaged or edited since; loading it is a ValueError naming the tensor."""
+    from safetensors.numpy import save_file
+
+    x, y = _data()
+    save_probe(ProbeTrainer(epochs=1).fit(x, y), tmp_path)
+    tensors = load_file(tmp_path / "head.safetensors")
+    name = next(k for k in tensors if k.endswith("weight"))
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[3] = np.nan
+    save_file(tensors, tmp_path / "head.safetensors")
+    with pytest.raises(ValueError, match=r"non-finite weights in linear weight: the head file \(head\.safetensors\) "
+                                         "is damaged"):
+        load_probe(tmp_path)
