@@ -407,6 +407,8 @@ def open_cache(path: str | Path) -> FeatureCache:
         raise CacheMismatch(f"{path} is an unfinished extraction (*.partial); run the extraction again to resume it.")
     if path.is_dir():
         raise CacheMismatch(f"{path} is a folder, not a cache file: name the .h5 file itself.")
+    if path.exists() and not path.is_file():  # a device or FIFO: "does not exist" misled (an attack round)
+        raise CacheMismatch(f"{path} is not a regular file (a device, FIFO or socket): name the .h5 cache file.")
     if not path.is_file():
         raise FileNotFoundError(f"cache file {path} does not exist.")
     try:

@@ -170,6 +170,9 @@ def test_open_cache_refuses_partial_foreign_and_other_schema(tmp_path):
         open_cache(tmp_path / "none.h5")
     with pytest.raises(CacheMismatch, match="is a folder, not a cache file: name the .h5 file itself"):
         open_cache(tmp_path)
+    os.mkfifo(tmp_path / "pipe.h5")  # it said "does not exist" (/dev/zero too; an attack round), and never opens it
+    with pytest.raises(CacheMismatch, match=r"pipe\.h5 is not a regular file \(a device, FIFO or socket\)"):
+        open_cache(tmp_path / "pipe.h5")
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(CacheMismatch, match="not a readable HDF5 feature cache"):
         open_cache(tmp_path / "junk.h5")
