@@ -369,9 +369,12 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     else:
         class_names = sorted(found)
     if len(class_names) < 2:
+        manifests = sorted(p.name for p in path.glob("*.csv")) if path.is_dir() else []
         raise DatasetError(
             f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
             "a probe needs at least 2 classes."
+            # a folder holding its manifest was read as class folders, the CSV unmentioned (a new-user round)
+            + (f" A manifest here is read only when named itself: {path / manifests[0]}." if manifests else "")
         )
     empty: dict[str, list[str]] = {}  # class → the splits where its folder holds no image
     for split, classes in given.items():

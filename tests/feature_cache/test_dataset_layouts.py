@@ -278,3 +278,14 @@ def test_files_outside_the_split_folders_are_skipped_and_listed(tree, tmp_path):
                                                                                  "top/extra_class/000.png"]
     assert {r for s, r in nested.skipped if r.startswith("outside")} == {"outside the split folders (top/train, "
                                                                          "top/test)"}
+
+
+def test_a_folder_holding_its_manifest_says_to_name_the_manifest(tmp_path):
+    """A folder with manifest.csv and one image folder read as one class folder, the CSV unmentioned (a new-user
+    round): the error names the manifest to pass instead."""
+    for i in range(3):
+        write_image(tmp_path / "imgs" / f"{i}.png", i % 2, i)
+    (tmp_path / "manifest.csv").write_text("path,label\nimgs/0.png,a\nimgs/1.png,b\nimgs/2.png,a\n")
+    with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(imgs\); a probe needs at least 2 classes\. "
+                                           r"A manifest here is read only when named itself: .*manifest\.csv\."):
+        open_dataset(tmp_path)
