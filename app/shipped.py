@@ -25,27 +25,34 @@ class CachePredictions:
     sources: list[str]
     warnings: list[str]
     labelled: bool = True  # False: unlabelled images (every label UNKNOWN_CLASS, every name ""), nothing to score
+    probabilities: Any = None  # (n, K) float32 every class's softmax probability, when asked for
 
 
 def csv_rows(got: "CachePredictions", class_names: list[str]):
     """The predictions as CSV rows (:data:`CSV_COLUMNS`), header first: ``true`` empty for an unlabelled image,
-    ``correct`` empty where there is no label of the run's classes to score against; file and class names made
-    safe for spreadsheets (``probe.report.csv_cell``)."""
+    ``correct`` empty where there is no label of the run's classes to score against; with ``got.probabilities``,
+    a column ``p(<class>)`` per class after them (scikit-learn's ``predict_proba``, in the run's class order); file
+    and class names made safe for spreadsheets (``probe.report.csv_cell``)."""
     from probe.report import csv_cell
 
-    yield list(CSV_COLUMNS)
+    proba = got.probabilities
+    yield list(CSV_COLUMNS) + ([] if proba is None else [csv_cell(f"p({name})") for name in class_names])
     for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted, got.confidence)):
-        yield [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.6f}", "" if t < 0 else int(t == p)]
+        row = [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.6f}", "" if t < 0 else int(t == p)]
+        yield row if proba is None else row + [f"{v:.6f}" for v in proba[i]]
 
 
 def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
-                  name: str | None = None) -> list[CachePredictions]:
+                  name: str | None = None, probabilities: bool = False,
+                  max_cells: int | None = None) -> list[CachePredictions]:
     """Each of ``probes`` (``probe.deploy.RunProbe``) on ``split`` of the cache at ``path``, after the checks:
     the split exists, the features are each probe's (width, extractor), a class in common. The features are read
     one inference chunk at a time (``FeatureCache.reading``): memory does not grow with the split. A cache of
     unlabelled images (``mr2probe extract --unlabelled``) is refused unless ``unlabelled`` (its predictions are
     then ``labelled=False``). Raises ValueError naming what failed, and the cache as ``name`` (the service's
-    "cache 'ID'"; its file path read '<data dir>/caches/...' to a client; a new-user round), else its path."""
+    "cache 'ID'"; its file path read '<data dir>/caches/...' to a client; a new-user round), else its path. With
+    ``probabilities``, each probe's (n, K) class probabilities too: n × K × 4 bytes in memory, refused beyond
+    ``max_cells`` n × K (the service's bound)."""
     import numpy as np
 
     from feature_cache import open_cache
@@ -75,10 +82,16 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          " (an unlabelled cache holds its images in 'test')") + ".")
     names = [cache.class_names[i] if labelled else "" for i in labels]
     sources = cache.sources(split)
+    cells = len(labels) * max(len(p.class_names) for p in probes)
+    if probabilities and max_cells is not None and cells > max_cells:
+        raise ValueError(f"every class's probability of {len(labels):,} images × {cells // len(labels):,} classes "
+                         f"is {cells:,} numbers, over the {max_cells:,} this service returns: use `mr2probe predict "
+                         "--probabilities` on the cache, or leave probabilities out")
+    proba = [np.empty((len(labels), len(p.class_names)), np.float32) if probabilities else None for p in probes]
     with cache.reading(split) as features:  # read one inference chunk at a time, never the whole split
-        predicted = [probe.predict_with_confidence(features) for probe in probes]
-    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled)
-            for got, (warnings, mapping) in zip(predicted, checked)]
+        predicted = [probe.predict_with_confidence(features, out) for probe, out in zip(probes, proba)]
+    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled, out)
+            for got, (warnings, mapping), out in zip(predicted, checked, proba)]
 
 
 def _own_cache(probe, source) -> bool:

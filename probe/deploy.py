@@ -81,10 +81,12 @@ class RunProbe:
         """Predicted class indices (n,) into :attr:`class_names`."""
         return self.decision_function(features).argmax(axis=1)
 
-    def predict_with_confidence(self, features) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_confidence(self, features, probabilities: np.ndarray | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
         """Predicted class indices (n,) and each prediction's softmax probability (n,) float32 (the report's
         ``confidence``), computed one inference chunk of the trainer at a time: a large split never holds its
-        (n, K) logits, and every row meets the same products as in the run."""
+        (n, K) logits, and every row meets the same products as in the run. ``probabilities``, an (n, K) array
+        when given, is filled with every class's (:meth:`predict_proba`, chunk by chunk)."""
         from .trainer import _chunk_rows
 
         n = len(features)
@@ -93,7 +95,10 @@ class RunProbe:
         for start in range(0, n, rows):
             logits = self.decision_function(features[start:start + rows])
             predicted[start:start + rows] = logits.argmax(axis=1)
-            confidence[start:start + rows] = softmax(logits).max(axis=1)
+            proba = softmax(logits)
+            confidence[start:start + rows] = proba.max(axis=1)
+            if probabilities is not None:
+                probabilities[start:start + rows] = proba
         return predicted, confidence
 
     def check_features(self, source: FeatureSource | dict | None, num_features: int) -> list[str]:

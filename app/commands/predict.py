@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE.csv", default=None,
                         help=f"write one row per image: {', '.join(CSV_COLUMNS)} (true and correct are empty "
                         "for an unlabelled image, correct for an image of a class the run does not have)")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="--out also gets a column p(<class>) per class: every class's probability, as "
+                        "scikit-learn's predict_proba (needs images × classes × 4 bytes of memory)")
     parser.add_argument("--limit", type=int, default=10,
                         help="classes listed, worst first (default 10; the CSV has every image)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
@@ -49,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         _check_out(Path(args.out))
         check_out_apart(args.out, runs=[args.run_dir], inputs=[args.features])
     probe = RunProbe.load(args.run_dir)
-    (got,) = predict_cache([probe], args.features, args.split, unlabelled=True)
+    if args.probabilities and not args.out:
+        raise ValueError("--probabilities adds columns to the CSV of --out: give --out FILE.csv")
+    (got,) = predict_cache([probe], args.features, args.split, unlabelled=True, probabilities=args.probabilities)
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
     for warning in got.warnings:

@@ -139,10 +139,17 @@ async def run_scores(request: Request, run_id: IdPath, cache: str = CacheQuery, 
             responses={**ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per image"}},
             summary="The run's shipped probe's prediction of every image of a registered cache's split, as CSV "
             "(mr2probe predict --out): index, source, true, predicted, confidence, correct (true and correct "
-            "empty for unlabelled images)")
+            "empty for unlabelled images); with probabilities=true a column p(<class>) per class")
 async def run_predictions_csv(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
+                              probabilities: bool = Query(False, description="every class's probability too "
+                                                          "(mr2probe predict --probabilities)"),
                               store: Store = Depends(get_store)) -> Response:
-    return await _in_scoring_slot(request, _predictions_csv, store, run_id, cache, split)
+    return await _in_scoring_slot(request, _predictions_csv, store, run_id, cache, split, probabilities)
+
+
+# predictions.csv?probabilities=true holds images × classes float32 in memory per request (two at once, the
+# scoring slots): 25 M numbers, 100 MB, e.g. 25,000 images of 1,000 classes.
+MAX_PROBABILITY_CELLS = 25_000_000
 
 
 def _cache_path(store: Store, cache: str, scored: bool) -> str:
@@ -154,15 +161,17 @@ def _cache_path(store: Store, cache: str, scored: bool) -> str:
     return row["path"]
 
 
-def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool = True) -> tuple[dict, Any, Any]:
+def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool = True,
+               probabilities: bool = False) -> tuple[dict, Any, Any]:
     """``(run row, RunProbe, CachePredictions)`` of the run's shipped probe on the cache's split (unless
-    ``scored``, unlabelled images too); 404 / 422."""
+    ``scored``, unlabelled images too; with ``probabilities``, every class's); 404 / 422."""
     from ..shipped import predict_cache
 
     run, path = store.get_run(run_id), _cache_path(store, cache, scored)
     probe = _shipped(run)
     try:
-        (got,) = predict_cache([probe], path, split, unlabelled=not scored, name=f"cache {cache!r}")
+        (got,) = predict_cache([probe], path, split, unlabelled=not scored, name=f"cache {cache!r}",
+                               probabilities=probabilities, max_cells=MAX_PROBABILITY_CELLS)
     except ValueError as exc:  # CacheMismatch too: a file that is not a finished cache
         raise HTTPException(422, str(exc)) from None
     except FileNotFoundError:
@@ -170,10 +179,10 @@ def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool =
     return run, probe, got
 
 
-def _predictions_csv(store: Store, run_id: str, cache: str, split: str) -> Response:
+def _predictions_csv(store: Store, run_id: str, cache: str, split: str, probabilities: bool) -> Response:
     from ..shipped import csv_rows
 
-    _, probe, got = _predicted(store, run_id, cache, split, scored=False)
+    _, probe, got = _predicted(store, run_id, cache, split, scored=False, probabilities=probabilities)
     text = io.StringIO()
     csv.writer(text).writerows(csv_rows(got, probe.class_names))
     return Response(text.getvalue(), media_type="text/csv", headers={

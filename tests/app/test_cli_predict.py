@@ -258,3 +258,24 @@ def test_one_image_of_an_unknown_class_is_one_image(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "p.csv")]) == 0
     assert "\n1 image of classes the run does not have, not scored: zebra (1)." in capsys.readouterr().out
+
+
+def test_probabilities_add_every_class_column_as_predict_proba(run, tmp_path, capsys):
+    """--probabilities: a column p(<class>) per class, the run's probe's softmax (scikit-learn's predict_proba):
+    rows sum to 1, their maximum is the confidence and its class the prediction (a new-user round missed them)."""
+    from probe.deploy import RunProbe
+
+    cache, out = run
+    csv_path = tmp_path / "p.csv"
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(csv_path), "--probabilities"]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert list(rows[0])[6:] == [f"p({name})" for name in NAMES]
+    proba = np.array([[float(r[f"p({name})"]) for name in NAMES] for r in rows])
+    x, _ = open_cache(cache).load("test")
+    np.testing.assert_allclose(proba, RunProbe.load(out).predict_proba(x), atol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert [NAMES[i] for i in proba.argmax(axis=1)] == [r["predicted"] for r in rows]
+    np.testing.assert_allclose(proba.max(axis=1), [float(r["confidence"]) for r in rows], atol=1e-6)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--probabilities"]) == 2
+    assert "--probabilities adds columns to the CSV of --out: give --out FILE.csv" in capsys.readouterr().err

@@ -58,6 +58,20 @@ def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path)
     path = client.app.state.store.get_cache(cache["id"])["path"]
     assert main(["predict", str(settings.runs_dir / run), "--features", path, "--out", str(out)]) == 0
     assert out.read_bytes() == resp.content  # what `mr2probe predict --out` writes, byte for byte
+    # every class's probability too, as `mr2probe predict --probabilities`; bounded in the service
+    proba = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache["id"], "probabilities": "true"})
+    assert proba.status_code == 200
+    assert main(["predict", str(settings.runs_dir / run), "--features", path, "--out", str(out),
+                 "--probabilities"]) == 0
+    assert out.read_bytes() == proba.content and proba.text.splitlines()[0].endswith(",p(" + names[-1] + ")")
+    import app.routes.reports as routes
+
+    bound, routes.MAX_PROBABILITY_CELLS = routes.MAX_PROBABILITY_CELLS, 5
+    try:
+        big = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache["id"], "probabilities": "1"})
+    finally:
+        routes.MAX_PROBABILITY_CELLS = bound
+    assert big.status_code == 422 and "over the 5 this service returns" in big.json()["detail"]
 
     # an empty split is named by the cache's id, not its file (it read '<data dir>/caches/...'; a new-user round)
     empty = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache["id"], "split": "train"})
