@@ -340,25 +340,24 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     from feature_cache import DatasetError
 
     data = open_registered(path, unlabelled)
-    if source == "path":  # the same directory with the same content is one data set (its caches are reused)
-        existing = store.find_dataset(source=source, path=str(path), fingerprint=getattr(data, "fingerprint", None))
-        if existing is not None and name is not None and existing["name"] != name:
-            raise AlreadyRegistered(f"{'this folder' if path.is_dir() else 'this file'}, with the same content, "
-                                    f"is registered already as {existing['name']!r} (id {existing['id']}): use that "
-                                    "data set (its caches are reused), or register it without a name")
-        if existing is not None:
-            logger.info("data set %s already registered for %s", existing["id"], path)
-            return existing, False
     counts = dataset_counts(data)
     problem = classes_without_message(counts, list(data.class_names), training=False)
     if problem:
         raise DatasetError(problem)
-    row = store.add_dataset(name=name or path.name, source=source, path=str(path), class_names=list(data.class_names),
-                            counts=counts, fingerprint=getattr(data, "fingerprint", None),
-                            skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
-    logger.info("data set %s registered: %d classes, %s", row["id"], len(row["class_names"]),
-                {k: sum(v) for k, v in counts.items()})
-    return row, True
+    values = dict(name=name or path.name, source=source, path=str(path), class_names=list(data.class_names),
+                  counts=counts, fingerprint=getattr(data, "fingerprint", None),
+                  skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
+    if source != "path":
+        return store.add_dataset(**values), True
+    # the same directory with the same content is one data set (its caches are reused)
+    row, created = store.find_or_add_dataset(**values)
+    if not created and name is not None and row["name"] != name:
+        raise AlreadyRegistered(f"{'this folder' if path.is_dir() else 'this file'}, with the same content, "
+                                f"is registered already as {row['name']!r} (id {row['id']}): use that "
+                                "data set (its caches are reused), or register it without a name")
+    logger.info("data set %s %s: %d classes, %s", row["id"], "registered" if created else "already registered",
+                len(row["class_names"]), {k: sum(v) for k, v in counts.items()})
+    return row, created
 
 
 def _names(classes: list[str], shown: int = 5) -> str:

@@ -158,12 +158,23 @@ class Store:
             id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
             counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow()))
 
-    def find_dataset(self, *, source: str, path: str, fingerprint: str | None) -> dict[str, Any] | None:
-        """The data set already registered from the same place with the same content, if any."""
-        row = self._conn().execute(
-            "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY rowid LIMIT 1",
-            (source, path, fingerprint)).fetchone()
-        return self._row(row)
+    _SAME_DATASET = "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY rowid LIMIT 1"
+
+    def find_or_add_dataset(self, **values: Any) -> tuple[dict[str, Any], bool]:
+        """The data set registered from the same place with the same content, else a new one (``add_dataset``'s
+        arguments): ``(row, created)``, looked up in the transaction that would insert it. Looked up apart, two
+        registrations at once both inserted, and one beside a deletion answered with the deleted id (an attack
+        round)."""
+        with self._tx() as conn:
+            row = conn.execute(self._SAME_DATASET, (values["source"], values["path"], values["fingerprint"])).fetchone()
+            if row is None:
+                values = {"id": values.pop("dataset_id", None) or new_id("ds"), **values, "created_at": utcnow()}
+                encoded = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()}
+                conn.execute(f"INSERT INTO datasets ({', '.join(encoded)}) VALUES ({', '.join('?' for _ in encoded)})",
+                             tuple(encoded.values()))
+                row = conn.execute("SELECT * FROM datasets WHERE id = ?", (values["id"],)).fetchone()
+                return self._row(row), True
+        return self._row(row), False
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._get("datasets", dataset_id)

@@ -97,8 +97,10 @@ def test_state_survives_reopening(store, tmp_path):
                   reference_run=None, path="/r", summary={"overall": 0.5})
     again = Store(tmp_path / "state.sqlite3")
     assert again.get_dataset(ds["id"])["counts"] == {"train": [2, 3]}
-    assert again.find_dataset(source="path", path="/x", fingerprint="f")["id"] == ds["id"]
-    assert again.find_dataset(source="path", path="/x", fingerprint="other") is None
+    same = dict(name="d", source="path", path="/x", class_names=["a", "b"], counts={"train": [2, 3]}, skipped=0)
+    assert again.find_or_add_dataset(**same, fingerprint="f") == (again.get_dataset(ds["id"]), False)
+    other, created = again.find_or_add_dataset(**same, fingerprint="other")
+    assert created and other["id"] != ds["id"] and other["counts"] == {"train": [2, 3]}
     assert [r["id"] for r in again.list_caches()] == [cache["id"]]
     assert again.get_run("run_1")["summary"] == {"overall": 0.5}
 
@@ -132,3 +134,23 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     store.add_run(run_id="run_checked", job_id=None, cache_id="cache_1", name="dro", head="linear", loss="group_dro",
                   reference_run="run_old", path="/r3", summary={}, verdict="improved", test_check="holds")
     assert Store(path).get_run("run_checked")["test_check"] == "holds"
+
+
+def test_registrations_of_one_folder_at_once_make_one_data_set(store):
+    """find_or_add_dataset looks up and inserts in one transaction: 8 threads at once get one row, one created."""
+    import threading
+
+    results, barrier = [], threading.Barrier(8)
+
+    def register():
+        barrier.wait()
+        results.append(store.find_or_add_dataset(name="d", source="path", path="/same", class_names=["a", "b"],
+                                                 counts={"train": [1, 1]}, fingerprint="f", skipped=0))
+
+    threads = [threading.Thread(target=register) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 8 and len({row["id"] for row, _ in results}) == 1
+    assert sum(created for _, created in results) == 1 and len(store.list_datasets()) == 1
