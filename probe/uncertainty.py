@@ -324,10 +324,11 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     the binomial uncertainty its Wilson interval shows, and agree with the bootstrap on large classes. A group of
     one class gets that class's Wilson interval (:func:`class_accuracy_interval`), the one its table row shows.
 
-    Each interval holds the observed accuracy: a bound the draws leave short of it is moved to it. The Jeffreys
-    posterior of a class with every image right centres below 1, so the draws put a third of such classes at
-    [87.3, 99.9] beside its observed 100 % (a new-user round); this is Brown, Cai & DasGupta's (2001) boundary
-    rule for the Jeffreys interval (upper bound 1 where x = n, lower 0 where x = 0) carried to a mean of classes.
+    The draws are centred on the observed accuracies: each class's by its observed accuracy less its posterior
+    mean (s + ½)/(n + 1), which pulls toward 50 % by (½ − s/n)/(n + 1). That pull does not shrink as classes are
+    added while the interval narrows like 1/√K: at 300 classes of 10 test images the draws left out the observed
+    balanced accuracy (a scale round), and a third of classes all right read 100 % [87.3, 99.9] (a new-user
+    round). The draws keep each class's binomial spread; the interval is clipped to [0, 1].
     """
     labels = np.asarray(labels, dtype=np.int64)
     successes = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64), minlength=num_classes)
@@ -335,25 +336,16 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     present = trials > 0
     draws = np.full((GROUP_DRAWS, num_classes), np.nan)
     rng = np.random.default_rng(seed)
-    draws[:, present] = rng.beta(successes[present] + 0.5, trials[present] - successes[present] + 0.5,
-                                 size=(GROUP_DRAWS, int(present.sum())))
-    observed = np.where(present, successes / np.maximum(trials, 1.0), np.nan)[None, :]
-    seen = {"balanced": nan_mean(observed, axis=1), **_group_means(observed, groups)}
+    s, n = successes[present], trials[present]
+    draws[:, present] = rng.beta(s + 0.5, n - s + 0.5, size=(GROUP_DRAWS, int(present.sum()))) \
+        + (s / n - (s + 0.5) / (n + 1.0))
     means = {"balanced": nan_mean(draws, axis=1), **_group_means(draws, groups)}
-    intervals = {key: _holding(percentile_interval(value, level), seen[key][0]) for key, value in means.items()}
+    intervals = {key: np.clip(percentile_interval(value, level), 0.0, 1.0).tolist() for key, value in means.items()}
     for key, members in groups.items():  # a third of one class is that class: the per-class table's interval
         if len(members) == 1 and present[members[0]]:
             k = members[0]
             intervals[key] = wilson_interval(successes[k], trials[k], level).tolist()
     return intervals
-
-
-def _holding(interval: np.ndarray, observed: float) -> list[float]:
-    """``interval`` widened to hold ``observed`` (nan, an empty group: as it is)."""
-    lo, hi = (float(v) for v in interval)
-    if np.isnan(observed) or np.isnan(lo):
-        return [lo, hi]
-    return [min(lo, float(observed)), max(hi, float(observed))]
 
 
 def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,
