@@ -805,13 +805,13 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
                   f"{_num(summary.min_sample_margin)} (ideal {_num(summary.ideal_sample_margin)})")
 
     rows, caption = _shown_classes(report, max_classes)
-    pc = Table(title="per class (test)", box=box.SIMPLE, caption=caption)
+    pc = Table(title="per class (test), worst first", box=box.SIMPLE, caption=caption)
     for col, justify in (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_test", "right"),
                          ("acc %", "right"), ("± std", "right"), ("val %", "right"), ("r²", "right"),
                          ("spread", "right"), ("γ", "right"), ("out margin", "right"), ("smp min", "right"),
                          ("smp mean", "right")):
         pc.add_column(col, justify=justify)
-    for row in sorted(rows, key=lambda r: (-1 if r.accuracy is None else r.accuracy), reverse=True):
+    for row in worst_first(rows, lambda r: r.accuracy):  # as the second table (best first read wrong; a scale round)
         pc.add_row(row.name, row.group, str(row.n_train), str(row.n_test), _pct(row.accuracy),
                    _pct(row.accuracy_std), _pct(row.val_accuracy), _num(row.r2), _num(row.spread), _num(row.gamma),
                    _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean))

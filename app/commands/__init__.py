@@ -8,8 +8,12 @@ import sys
 
 
 def terminal_width(default: int) -> int:
-    """Columns for a terminal table: the terminal's when stdout is one and it is wider than ``default`` (class names
-    and numbers were cut at a fixed 120 columns on a 200-column terminal), else ``default`` (pipes, files)."""
+    """Columns for a terminal table: ``COLUMNS`` where it is set (a pipe too: `COLUMNS=220 mr2probe report ... |
+    less` was cut at 120; a scale round), else the terminal's when stdout is one, never below ``default`` (class
+    names and numbers were cut at a fixed 120 columns on a 200-column terminal); else ``default`` (pipes, files)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return max(default, min(int(columns), 1000))
     if not sys.stdout.isatty():
         return default
     return max(default, shutil.get_terminal_size((default, 24)).columns)

@@ -137,6 +137,12 @@ def test_format_report_is_readable():
     car = next(line for line in text.splitlines() if line.split()[:1] == ["car"])  # the first table's row
     assert car.split()[2:4] == ["40", "10"]
     assert "where the errors go" not in text  # no test predictions given to build_report: no diagnostics
+    # worst first, as the second table and the caption of a truncated one (it listed best first; a scale round)
+    lines = text.splitlines()
+    first = lines[next(i for i, line in enumerate(lines) if "n_train" in line) + 1:]
+    shown = [line.split()[0] for line in first if line.split()[:1] and line.split()[0] in {"car", "cat", "dog"}]
+    accuracy = {r.name: r.accuracy for r in _report().per_class}
+    assert shown == sorted(accuracy, key=accuracy.get) and "per class (test), worst first" in text
 
 
 def test_per_class_accuracy_per_seed_is_kept_and_averages_to_accuracy(tmp_path):
