@@ -169,12 +169,14 @@ def test_the_terminal_table_of_many_classes_lists_those_that_moved_most():
         return rows, " ".join(text.split())  # the caption wraps at the table's width
 
     rows, words = shown(format_comparison(cmp, max_classes=2))
-    assert rows == ["b", "c"]  # |Δ| 10 and 15 points, in class order; a (2 points) and d (0) left out
-    assert ("the 2 of 4 classes whose test accuracy changed most; 1 more changed less and 1 did not (every "
-            "class: the comparison's JSON)") in words
+    # |Δ| 10 and 15 points, the largest loss first (in class order a large loss sat mid-list; a scale round); a
+    # (2 points) and d (0) left out
+    assert rows == ["b", "c"]
+    assert ("the 2 of 4 classes whose test accuracy changed most, largest loss first; 1 more changed less and 1 did "
+            "not (every class: the comparison's JSON)") in words
     rows, words = shown(format_comparison(cmp, max_classes=3))
-    assert rows == ["a", "b", "c"]  # every class that changed; d did not
-    assert "the 3 of 4 classes whose test accuracy changed; the other 1 did not" in words
+    assert rows == ["b", "a", "c"]  # every class that changed (-10, -2, +15); d did not
+    assert "the 3 of 4 classes whose test accuracy changed, largest loss first; the other 1 did not" in words
     assert shown(format_comparison(cmp, max_classes=None))[0] == names
     assert format_comparison(cmp) == format_comparison(cmp, max_classes=None)  # 4 classes: within the default
 
@@ -244,3 +246,21 @@ def test_many_differing_images_need_no_word_on_the_sign_test():
                                         Predictions(many, other_pred[None], np.full(300, 0.9))))
     assert cmp.metrics["overall"].delta_ci[1] < 0 and cmp.discordant.p_value < 0.05
     assert "the one to read" not in cmp.verdict_text
+
+
+def test_classes_that_moved_beyond_noise_are_counted_beside_what_chance_gives():
+    """A class −70 pt beside an "improved" verdict went unsaid (a scale round): the facts above the tables count
+    the classes whose paired interval leaves out 0 each way, name the largest losses, and say how many 95 %
+    intervals would by chance alone (2.5 % of the classes each way)."""
+    from probe.compare import CompareClass, classes_beyond_noise
+
+    def row(i, delta, ci):
+        return CompareClass(index=i, name=f"c{i}", group="hard", base=0.5, other=0.5 + delta, delta=delta,
+                            delta_ci=ci)
+
+    rows = [row(0, -0.7, [-1.0, -0.4]), row(1, 0.1, [-0.1, 0.3]), row(2, -0.3, [-0.5, -0.1]),
+            row(3, 0.2, [0.05, 0.35]), *[row(i, 0.0, [-0.1, 0.1]) for i in range(4, 40)]]
+    assert classes_beyond_noise(rows) == ("2 lost beyond noise (c0 -70.00, c2 -30.00), 1 gained; by chance alone "
+                                          "about 1.0 of 40 would each way (95 % intervals, one per class)")
+    assert classes_beyond_noise(rows[4:]) is None
+    assert classes_beyond_noise([row(0, -0.7, None)]) is None  # no intervals: nothing to say
