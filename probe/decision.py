@@ -29,6 +29,8 @@ __all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "IMBALANCE_RATIO", "Decision",
 MIN_VAL_PER_CLASS = 50
 # A class that keeps its group in fewer than this fraction of bootstrap resamples is reported as unstable.
 UNSTABLE_GROUP = 0.8
+# Classes of one accuracy in two thirds, beyond one on the smaller side, that make the tie note (tied_across_thirds).
+TIE_MINORITY = 2
 # The unstable-groups warning names this many classes, the least stable first (a 300-class run had 206).
 UNSTABLE_NAMED = 10
 # Largest / smallest class count of train + val from which a run selecting on overall accuracy warns that it
@@ -202,7 +204,8 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
         entry["chosen"], entry["reference"] = i == index, i == reference_index
     stability = boot.group_stability(reference, groups)
     return Decision(index, verdict, reason, frontier, groups, [float(s) for s in stability],
-                    _warnings(labels, class_names, groups, stability, frontier, split))
+                    _warnings(labels, class_names, groups, stability, frontier, split,
+                              observed_class_accuracy(reference, labels, num_classes)))
 
 
 def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names: list[str],
@@ -212,16 +215,44 @@ def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names:
     select on overall accuracy (no decision to make, the groups and the split size still need their caveats)."""
     labels = np.asarray(labels, dtype=np.int64)
     boot = Bootstrap(labels, len(class_names), n_resamples=n_resamples, seed=seed)
-    stability = boot.group_stability(np.asarray(correct, dtype=np.float64), groups)
-    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [], split)
+    correct = np.asarray(correct, dtype=np.float64)
+    stability = boot.group_stability(correct, groups)
+    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [], split,
+                                                    observed_class_accuracy(correct, labels, len(class_names)))
+
+
+def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split: str = "validation") -> str | None:
+    """A note where classes of one accuracy fall in two thirds: the ranking breaks the tie by class index
+    (``probe.groups.assign_groups``), so their thirds, and their instability, come from the tie, not from a
+    difference (119 classes at 100 % were split 100 easy / 19 medium and named least stable without a word of
+    it; a scale round). None without such a tie."""
+    from collections import Counter
+
+    group_of = {int(i): name for name in GROUP_NAMES for i in groups.get(name, [])}
+    by_value: dict[float, Counter] = {}
+    for i, value in enumerate(np.asarray(accuracy, dtype=np.float64)):
+        if not np.isnan(value) and i in group_of:
+            by_value.setdefault(round(float(value), 9), Counter())[group_of[i]] += 1
+    # a tie whose smaller side holds one class is the ordinary edge of a third; from two on, the split is the tie's
+    ties = sorted((v for v, c in by_value.items() if sum(c.values()) - max(c.values()) >= TIE_MINORITY), reverse=True)
+    if not ties:
+        return None
+    listed = "; ".join(f"{sum(by_value[v].values())} at {100 * v:.1f} % ("
+                       + " / ".join(f"{by_value[v][n]} {n}" for n in GROUP_NAMES if by_value[v][n]) + ")"
+                       for v in ties[:3])
+    return (f"Tied {split} accuracies span two thirds ({listed}): the ranking split each tie by class index, so "
+            "those classes' thirds, and their stability, say nothing about them apart.")
 
 
 def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stability: np.ndarray,
-              frontier: list[dict], split: str = "validation") -> list[str]:
+              frontier: list[dict], split: str = "validation", accuracy: np.ndarray | None = None) -> list[str]:
     out = []
     small = small_split_warning(labels, class_names, split)
     if small:
         out.append(small)
+    tied = None if accuracy is None else tied_across_thirds(accuracy, groups, split)
+    if tied:
+        out.append(tied)
     unstable = sorted((i for i in range(len(class_names)) if stability[i] < UNSTABLE_GROUP),
                       key=lambda i: (stability[i], i))
     if unstable:
