@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -569,9 +570,18 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     )
 
 
+# A list of numbers (or nulls, booleans) as indent=2 lays it out, one item a line; only where "[" ends a line, which
+# no JSON string can (a raw newline in a string is escaped), so a class name such as "[1, 2]" is never touched.
+_NUMBER_LIST = re.compile(r"\[\n\s*((?:-?[\d.]+(?:[eE][-+]?\d+)?|null|true|false)"
+                          r"(?:,\n\s*(?:-?[\d.]+(?:[eE][-+]?\d+)?|null|true|false))*)\n\s*\]")
+
+
 def report_json(report: Report) -> str:
-    """The JSON text written to report.json (strict JSON: a missing number is null, never NaN)."""
-    return report.model_dump_json(indent=2)
+    """The JSON text written to report.json (strict JSON: a missing number is null, never NaN): indented, with each
+    list of numbers on one line (the 300 × 300 confusion matrix took 88,791 lines of 103,248, 3.4× the compact
+    size; a scale round)."""
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\n\s*", m.group(1))) + "]",
+                            report.model_dump_json(indent=2))
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
