@@ -345,7 +345,8 @@ class FeatureSource(_Model):
                                    "not scored on the same test images (null in older reports)")
 
     def describe(self) -> str:
-        return f"{self.encoder}, cache {self.fingerprint[:12]}" + (f" ({self.cache})" if self.cache else "")
+        shown = self.fingerprint if len(self.fingerprint) <= 12 else self.fingerprint[:12] + "…"  # cut, said so
+        return f"{self.encoder}, cache {shown}" + (f" ({self.cache})" if self.cache else "")
 
     @staticmethod
     def differ(a: "FeatureSource | None", b: "FeatureSource | None") -> bool:

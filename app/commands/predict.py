@@ -111,13 +111,28 @@ def _title(args: argparse.Namespace, probe, images: str) -> str:
             f"{args.split}: {images}.")
 
 
+_NAME_COLUMN = 40  # the widest class-name column of predict's tables
+
+
+def _name_width(names: list[str], least: int) -> int:
+    """The class-name column's width: its longest name, between ``least`` and ``_NAME_COLUMN``."""
+    return max(least, min(_NAME_COLUMN, max(map(len, names), default=0)))
+
+
+def _cut(name: str, width: int) -> str:
+    """``name`` in ``width`` characters, an ellipsis where it is cut ('n01443537 goldfish,' cut at 20 read as a
+    whole name; a scale round)."""
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:
     """How many unlabelled images each predicted class got, most first (at most ``--limit`` classes), with the
     mean confidence; the classes never predicted; how many predictions are unsure (below 50 %)."""
-    lines = [_title(args, probe, f"{len(confidence):,} unlabelled images, nothing to score them against"),
-             f"{'predicted class':<20} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
     predicted = [s for s in shares if s.n]
-    lines += [f"{s.name[:20]:<20} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
+    width = _name_width([s.name for s in predicted[:args.limit]], len("predicted class"))
+    lines = [_title(args, probe, f"{len(confidence):,} unlabelled images, nothing to score them against"),
+             f"{'predicted class':<{width}} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
+    lines += [f"{_cut(s.name, width):<{width}} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]
     if len(predicted) > args.limit:
         lines.append(f"… {len(predicted) - args.limit} more classes ({_MORE}).")
@@ -156,9 +171,10 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
                  f"balanced accuracy {_pct(scores.balanced)} %.")
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))
     shown = present[:args.limit]
-    lines.append(f"{'class':<20} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
+    width = _name_width([c.name for c in shown], 20)
+    lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
                  f"{'F1':>6}")  # F1 a fraction, as mr2probe report shows it (it was in percent here)
-    lines += [f"{c.name[:20]:<20} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
+    lines += [f"{_cut(c.name, width):<{width}} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
               f"{_pct(c.precision):>11} {'—' if c.f1 is None else f'{c.f1:.3f}':>6}" for c in shown]
     if len(present) > len(shown):
         lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")

@@ -279,3 +279,16 @@ def test_probabilities_add_every_class_column_as_predict_proba(run, tmp_path, ca
     capsys.readouterr()
     assert main(["predict", str(out), "--features", str(cache), "--probabilities"]) == 2
     assert "--probabilities adds columns to the CSV of --out: give --out FILE.csv" in capsys.readouterr().err
+
+
+def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
+    """'n01443537 goldfish, Carassius auratus' was cut at 20 characters without a sign of it (a scale round): the
+    column takes the longest name up to 40, and a longer one ends in an ellipsis."""
+    from app.commands.predict import _cut, _name_width
+
+    names = ["n01443537 goldfish, Carassius auratus", "cat"]
+    width = _name_width(names, 20)
+    assert width == len(names[0]) and _cut(names[0], width) == names[0]
+    long = "n" * 50
+    assert _name_width([long], 20) == 40 and _cut(long, 40) == "n" * 39 + "…"
+    assert _name_width(["a"], 20) == 20

@@ -152,8 +152,10 @@ def test_features_are_named_when_the_runs_used_other_caches():
     assert compare_reports(base, other).features is None  # the same cache under another name
     other.features = FeatureSource(fingerprint="b" * 64, encoder="openclip:ViT-B-32", cache="clip.h5")
     comparison = compare_reports(base, other)
-    assert comparison.features == ("base effnet-lite0, cache aaaaaaaaaaaa (effnet.h5); other openclip:ViT-B-32, "
-                                   "cache bbbbbbbbbbbb (clip.h5)")
+    assert comparison.features == ("base effnet-lite0, cache aaaaaaaaaaaa… (effnet.h5); other openclip:ViT-B-32, "
+                                   "cache bbbbbbbbbbbb… (clip.h5)")  # cut, and said so (a scale round)
+    short = FeatureSource(fingerprint="synthetic-1", encoder="synthetic")
+    assert short.describe() == "synthetic, cache synthetic-1"
     assert f"features differ: {comparison.features}\n" in format_comparison(comparison, width=200)
 
 

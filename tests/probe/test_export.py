@@ -112,8 +112,8 @@ def test_the_views_say_where_the_time_went(report):
 def test_the_exports_name_the_features(report):
     assert "- **Features:** not recorded" in report_markdown(report)  # run_probe was given bare arrays
     named = {**report, "features": {"fingerprint": "ab" * 32, "encoder": "effnet-lite0", "cache": "c|10.h5"}}
-    assert "- **Features:** effnet-lite0, cache abababababab (c\\|10.h5)" in report_markdown(named)
-    assert "<dt>Features</dt><dd>effnet-lite0, cache abababababab (c|10.h5)</dd>" in report_html(named)
+    assert "- **Features:** effnet-lite0, cache abababababab… (c\\|10.h5)" in report_markdown(named)
+    assert "<dt>Features</dt><dd>effnet-lite0, cache abababababab… (c|10.h5)</dd>" in report_html(named)
 
 
 def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(report):
