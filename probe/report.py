@@ -720,7 +720,10 @@ def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> st
     the closest names (a 300-class run's message had listed all 300)."""
     if len(class_names) <= shown:
         return f"{name!r} is not a class of this run; its classes: {', '.join(class_names)}"
-    close = difflib.get_close_matches(name, class_names, n=5, cutoff=0.6)
+    # names holding it first ('tench' → 'n01440764 tench, Tinca tinca', under difflib's cutoff; a scale round)
+    needle = name.strip().casefold()
+    holding = [c for c in class_names if needle and needle in c.casefold()]
+    close = list(dict.fromkeys(holding + difflib.get_close_matches(name, class_names, n=5, cutoff=0.6)))[:5]
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     return f"{name!r} is not a class of this run, one of {len(class_names)} (report.json class_names){hint}"
 

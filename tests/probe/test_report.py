@@ -179,6 +179,9 @@ def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
                            "mean 'class_155'")
     assert len(text) < 200 and "class_299" not in text
     assert unknown_class_text("zebra", many) == "'zebra' is not a class of this run, one of 300 (report.json class_names)"
+    # a name holding it is offered first (ImageNet-style names are far from their short form; a scale round)
+    imagenet = [*many[:-1], "n01440764 tench, Tinca tinca"]
+    assert unknown_class_text("Tench", imagenet).endswith("did you mean 'n01440764 tench, Tinca tinca'?")
 
 
 def test_a_confusion_cell_is_two_class_indices_or_an_error_naming_the_argument():
