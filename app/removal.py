@@ -98,12 +98,17 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _remove(path: Path, folder: Path) -> None:
-    """Remove ``path`` (a file or a folder), only when it lies under the service's ``folder``."""
+    """Remove ``path`` (a file or a folder), only when it lies under the service's ``folder``; a symbolic link
+    there is removed itself, never what it points to (it was left dangling; an attack round)."""
+    if path.is_symlink():
+        if _inside(path.parent, folder):
+            path.unlink()
+        return
     if not _inside(path, folder) or path.resolve() == folder.resolve():
         logger.warning("not removing %s: outside %s", path, folder)
         return
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)  # does not follow links inside it
     else:
         path.unlink(missing_ok=True)
 

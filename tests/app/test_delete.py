@@ -161,3 +161,19 @@ def test_a_job_whose_rows_were_deleted_does_not_resume(service, tmp_path):
     assert resp.status_code == 409 and resp.json()["detail"] == (
         f"job {job['id']!r} cannot resume: the cache {cache['id']!r} it uses was deleted; submit a new job")
     assert store.get_job(job["id"])["status"] == "failed"
+
+
+def test_a_run_folder_replaced_by_a_link_loses_the_link_and_never_its_target(service, tmp_path):
+    """Only the service's own files go: a run folder that is a symbolic link to a folder outside the data dir is
+    unlinked, and what it points to stays (the link was left dangling; an attack round)."""
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    (settings.runs_dir / "run_l").symlink_to(outside, target_is_directory=True)
+    store.add_run(run_id="run_l", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(settings.runs_dir / "run_l"), summary={})
+    assert client.delete("/api/runs/run_l").status_code == 200
+    assert not (settings.runs_dir / "run_l").is_symlink() and (outside / "keep.txt").read_text() == "mine"
