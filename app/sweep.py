@@ -43,7 +43,10 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             try:
                 store.get_dataset(folder.name)
             except NotFound:
-                shutil.rmtree(folder, ignore_errors=True)
+                if folder.is_symlink():  # the link alone, never what it points to (rmtree refused it, said removed)
+                    folder.unlink()
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
                 logger.warning("removed upload %s: no data set uses it (an upload that did not finish)", folder)
                 removed.append(folder)
     keep = extractions_in_use(store)

@@ -516,6 +516,11 @@ def test_startup_sweeps_orphans_and_keeps_resumable_work(tmp_path, caplog):
     orphan = settings.uploads_dir / "ds_orphan0000"
     orphan.mkdir(parents=True)
     (orphan / "half.zip").write_bytes(b"PK")
+    # an orphan that is a link: the link goes, never what it points to (it was left and logged as removed)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.zip").write_bytes(b"PK")
+    (settings.uploads_dir / "ds_linked00000").symlink_to(elsewhere, target_is_directory=True)
     cache_dir = settings.caches_dir / ds["id"] / "effnet-lite0"
     cache_dir.mkdir(parents=True)
     kept, dead = cache_dir / "kept.h5", cache_dir / "dead.h5"
@@ -532,6 +537,7 @@ def test_startup_sweeps_orphans_and_keeps_resumable_work(tmp_path, caplog):
     with TestClient(create_app(settings)) as client:
         assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "interrupted"
     assert not orphan.exists() and (settings.uploads_dir / ds["id"]).is_dir()
+    assert not (settings.uploads_dir / "ds_linked00000").is_symlink() and (elsewhere / "keep.zip").is_file()
     assert sorted(p.name for p in cache_dir.iterdir()) == sorted(["kept.h5.lock", "kept.h5.partial", live_tmp.name])
     assert f"removed {dead_tmp}: a cache file its writer did not finish" in caplog.text
     assert f"removed upload {orphan}" in caplog.text and str(dead) in caplog.text
