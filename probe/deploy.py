@@ -145,6 +145,10 @@ class ClassScore(BaseModel):
     f1: Num
 
 
+# Scores carry their confusion matrix up to this many classes (a 1000-class one is a million counts in every answer).
+SCORED_CONFUSION_CLASSES = 100
+
+
 class Scores(BaseModel):
     """Predictions scored against labels: accuracy, balanced accuracy and recall over the images of classes the
     probe knows (``n``); ``unknown`` counts the other images by their class name. Each class's precision (and so
@@ -160,6 +164,9 @@ class Scores(BaseModel):
     per_class: list[ClassScore] = Field(..., description="the run's classes, in its order")
     unknown: dict[str, int] = Field(default_factory=dict, description="images of classes the run does not have, "
                                     "by class name")
+    confusion: Optional[list[list[int]]] = Field(
+        None, description="K × K counts of the scored images, rows = the true class, in the run's class order "
+        f"(scikit-learn's confusion_matrix); null past {SCORED_CONFUSION_CLASSES} classes")
 
 
 def _ci(successes: float, trials: int) -> list[float] | None:
@@ -188,7 +195,8 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
                             recall=prf["recall"][i], f1=prf["f1"][i]) for i, name in enumerate(class_names)]
     n = int(known.sum())
     return Scores(n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
-                  balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown)
+                  balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown,
+                  confusion=cm.tolist() if k <= SCORED_CONFUSION_CLASSES else None)
 
 
 class PredictedShare(BaseModel):

@@ -313,7 +313,17 @@
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
       table(["class", ...["images", "accuracy [95 % interval]", "precision", "F1"].map((x) => h("th", { class: "num" }, x))],
         rows, "No image of this run's classes.", { id: "score-table" }),
+      ...scoredConfusion(s),
     ].filter(Boolean);
+  }
+
+  /** The confusion matrix of the scored images (Scores.confusion: up to 100 classes), drawn as the report's. */
+  function scoredConfusion(s) {
+    const names = s.per_class.map((c) => c.name), K = names.length, c = s.confusion;
+    if (!Array.isArray(c) || c.length !== K || K > HEATMAP_MAX_CLASSES || !s.n) return [];
+    return [Charts.heatmap({ labels: names, counts: c, id: "score-heatmap", title: "confusion matrix of these images" }),
+            h("p", { class: "muted note" }, "Rows: the true class, normalised to 100 %; the shipped probe (first seed), "
+              + "each image once. Hover a cell for its count.")];
   }
 
   /** The gallery: a class's mistakes, or one confusion cell's (true class, predicted class). Returns its nodes

@@ -983,6 +983,12 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
         == [c["name"] for c in worst_first]
     matches = driver.js("return document.getElementById('score-matches').textContent")
     assert "equal the report's first seed on" in matches
+    # the scored images' confusion matrix, each cell's count the API's (a new cache's confusions were not shown)
+    cells = driver.js("""return [...document.querySelectorAll('#score-heatmap rect.cell')].map(
+        (r) => [r.dataset.true, r.dataset.pred, Number(r.dataset.count)]);""")
+    names = [c["name"] for c in scores["per_class"]]
+    assert sorted(cells) == sorted([names[i], names[j], scores["confusion"][i][j]]
+                                   for i in range(len(names)) for j in range(len(names)))
     driver.js("const s = document.getElementById('score-split'); s.value = 'train';"
               "document.getElementById('score-button').click()")
     wait_for(lambda: driver.js("return document.getElementById('score-summary') !== null && "

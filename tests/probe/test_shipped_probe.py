@@ -2,7 +2,7 @@
 scikit-learn's; features from another extractor refused."""
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from probe import ProbeConfig, ProbeTrainer, run_probe
 from probe.deploy import UNKNOWN_CLASS, RunProbe, score_predictions
@@ -146,6 +146,12 @@ def test_scores_equal_scikit_learn():
     for i, c in enumerate(scores.per_class):
         assert (c.name, c.n) == (names[i], support[i])
         assert (c.precision, c.recall, c.accuracy, c.f1) == pytest.approx((prec[i], rec[i], rec[i], f1[i]))
+    # the confusion matrix of the scored images (a new cache's confusions were nowhere to be seen)
+    assert scores.confusion == confusion_matrix(y, p, labels=range(4)).tolist()
+    from probe.deploy import SCORED_CONFUSION_CLASSES
+
+    many = [f"c{k}" for k in range(SCORED_CONFUSION_CLASSES + 1)]
+    assert score_predictions(labels[15:], predicted[15:], many).confusion is None  # a million counts: left out
 
 
 def test_score_intervals_are_wilson_and_empty_classes_have_none():
