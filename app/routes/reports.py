@@ -55,26 +55,24 @@ def list_runs(store: Store = Depends(get_store)) -> list[RunOut]:
     return [RunOut(**{k: r[k] for k in RunOut.model_fields}) for r in store.list_runs()]
 
 
-MAX_FAILURES = 200  # samples per request of /runs/{id}/failures
+MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures
+ClassQuery = Query(..., alias="class", min_length=1, max_length=200, description="class name, as in the report")
+PredictedQuery = Query(None, min_length=1, max_length=200,
+                       description="only the mistakes predicted as this class (one cell of the confusion matrix)")
+LimitQuery = Query(24, ge=1, le=MAX_FAILURES)
+SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache's split")
+CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g. of another data set's images")
 
 
 @router.get("/runs/{run_id}/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
             summary="A class's misclassified test samples (first seed), most confident mistakes first")
-def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_length=1, max_length=200,
-                                                     description="class name, as in the report"),
-             predicted: str | None = Query(None, min_length=1, max_length=200,
-                                           description="only the mistakes predicted as this class (one cell of "
-                                           "the confusion matrix)"),
-             limit: int = Query(24, ge=1, le=MAX_FAILURES), store: Store = Depends(get_store)) -> FailuresOut:
+def failures(run_id: IdPath, class_name: str = ClassQuery, predicted: str | None = PredictedQuery,
+             limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
     from probe.predictions import Predictions
-    from probe.report import confusion_cell
 
     run = store.get_run(run_id)
     report = _report(store, run_id)
-    try:
-        index, target = confusion_cell(report.class_names, class_name, predicted, ("class:", "predicted:"))
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    index, target = _cell(report.class_names, class_name, predicted)
     try:
         predictions = Predictions.load(run["path"], len(report.class_names))
     except FileNotFoundError:
@@ -82,13 +80,58 @@ def failures(run_id: IdPath, class_name: str = Query(..., alias="class", min_len
                                  "re-run it to browse its failures") from None
     except ValueError as exc:  # damaged on disk
         raise HTTPException(422, str(exc)) from None
-    rows = predictions.failure_rows(index, report.class_names, limit, target)
-    dataset_id = _dataset_of(store, run)
+    rows = _with_thumbnails(predictions.failure_rows(index, report.class_names, limit, target), _dataset_of(store, run))
+    return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
+                       total=len(predictions.failures(index, predicted=target)), items=rows)
+
+
+def _cell(class_names: list[str], class_name: str, predicted: str | None) -> tuple[int, int | None]:
+    """``probe.report.confusion_cell`` of the query's class names; 422 naming the one that is not a class."""
+    from probe.report import confusion_cell
+
+    try:
+        return confusion_cell(class_names, class_name, predicted, ("class:", "predicted:"))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _with_thumbnails(rows: list[dict], dataset_id: str | None) -> list[dict]:
+    """Failure rows with the thumbnail URL of each image that names its source in the data set."""
     for row in rows:
         if dataset_id and row["source"] is not None:
             row["thumbnail_url"] = f"/api/datasets/{dataset_id}/thumbnail?{urlencode({'source': row['source']})}"
+    return rows
+
+
+@router.get("/runs/{run_id}/scores/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
+            summary="A class's misclassified images of a registered cache's split under the run's shipped probe "
+            "(first seed), most confident first: the failure gallery of new images")
+async def scored_failures(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
+                          class_name: str = ClassQuery, predicted: str | None = PredictedQuery,
+                          limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
+    return await _in_scoring_slot(request, _scored_failures, store, run_id, cache, split, class_name, predicted,
+                                  limit)
+
+
+def _scored_failures(store: Store, run_id: str, cache: str, split: str, class_name: str, predicted: str | None,
+                     limit: int) -> FailuresOut:
+    """The shipped probe's mistakes on a class of the cache's split, over its images of the run's classes; each
+    item's ``index`` is its row in that split."""
+    import numpy as np
+
+    from probe.predictions import Predictions
+
+    _, probe, got = _predicted(store, run_id, cache, split)
+    index, target = _cell(probe.class_names, class_name, predicted)
+    known = np.flatnonzero(got.labels >= 0)  # images of classes the run does not have are no one's mistakes
+    scored = Predictions(got.labels[known], got.predicted[known][None, :], got.confidence[known],
+                         [got.sources[i] for i in known])
+    rows = scored.failure_rows(index, probe.class_names, limit, target)
+    for row in rows:
+        row["index"] = int(known[row["index"]])
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
-                       total=len(predictions.failures(index, predicted=target)), items=rows)
+                       total=len(scored.failures(index, predicted=target)),
+                       items=_with_thumbnails(rows, store.get_cache(cache)["dataset_id"]))
 
 
 def _dataset_of(store: Store, run: dict) -> str | None:
@@ -120,12 +163,6 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
             archive.write(folder / name, f"{run_id}/{name}")
     return Response(buffer.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{run_id}_probe.zip"'})
-
-
-SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache's split")
-
-
-CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g. of another data set's images")
 
 
 @router.get("/runs/{run_id}/scores", response_model=ScoresOut, responses=ERROR_RESPONSES,

@@ -317,13 +317,31 @@
     ].filter(Boolean);
   }
 
-  /** The confusion matrix of the scored images (Scores.confusion: up to 100 classes), drawn as the report's. */
+  /** The confusion matrix of the scored images (Scores.confusion: up to 100 classes), drawn as the report's; a click
+   * on a confusion cell shows its images below it (GET /api/runs/{id}/scores/failures). */
   function scoredConfusion(s) {
     const names = s.per_class.map((c) => c.name), K = names.length, c = s.confusion;
     if (!Array.isArray(c) || c.length !== K || K > HEATMAP_MAX_CLASSES || !s.n) return [];
-    return [Charts.heatmap({ labels: names, counts: c, id: "score-heatmap", title: "confusion matrix of these images" }),
-            h("p", { class: "muted note" }, "Rows: the true class, normalised to 100 %; the shipped probe (first seed), "
-              + "each image once. Hover a cell for its count.")];
+    const map = Charts.heatmap({ labels: names, counts: c, id: "score-heatmap", title: "confusion matrix of these images" });
+    const gallery = h("div", { id: "score-gallery" });
+    let latest = 0;  // clicks in quick succession: only the last answer is shown
+    map.addEventListener("click", async (ev) => {
+      const cell = ev.target.closest("rect.cell[data-true]:not(.diag)");
+      if (!cell) return;
+      const mine = ++latest, { true: name, pred } = cell.dataset;
+      gallery.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      const query = `cache=${enc(s.cache_id)}&split=${enc(s.split)}&class=${enc(name)}&predicted=${enc(pred)}&limit=12`;
+      let nodes;
+      try { nodes = [galleryItems(await getJSON(`/api/runs/${enc(s.run_id)}/scores/failures?${query}`))].flat(); }
+      catch (e) { nodes = [empty("Could not load these images: " + e.message)]; }
+      if (mine !== latest) return;
+      gallery.replaceChildren(...nodes);
+      gallery.setAttribute("data-class", name);
+      gallery.setAttribute("data-predicted", pred);
+      gallery.scrollIntoView({ block: "nearest" });
+    });
+    return [map, h("p", { class: "muted note" }, "Rows: the true class, normalised to 100 %; the shipped probe (first "
+              + "seed), each image once. Hover a cell for its count; click a confusion to see its images."), gallery];
   }
 
   /** The gallery: a class's mistakes, or one confusion cell's (true class, predicted class). Returns its nodes

@@ -1167,3 +1167,26 @@ def test_runs_caches_and_data_sets_are_deleted_from_the_home_page(driver, tmp_pa
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_a_click_on_a_scored_confusion_shows_its_images(driver, live_server, finished):
+    """The score panel's confusion matrix of a cache's images: a click on a confusion cell lists its images with
+    their thumbnails (GET /api/runs/{id}/scores/failures), as the run's own gallery does."""
+    run = httpx.get(f"{live_server}/api/runs/{finished.erm}").json()
+    scores = httpx.get(f"{live_server}/api/runs/{finished.erm}/scores", params={"cache": run["cache_id"]}).json()
+    names = [c["name"] for c in scores["per_class"]]
+    cells = [(i, j) for i in range(len(names)) for j in range(len(names)) if i != j and scores["confusion"][i][j]]
+    assert cells, "the fixture's ERM run makes no mistake: nothing to click"
+    i, j = cells[0]
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    driver.js("document.getElementById('score-button').click()")
+    wait_for(lambda: driver.js("return document.getElementById('score-heatmap') !== null"), 30, interval=0.2,
+             what="scored confusion matrix")
+    driver.js(f"""document.querySelector('#score-heatmap rect.cell[data-true={json.dumps(names[i])}]'
+                  + '[data-pred={json.dumps(names[j])}]').dispatchEvent(new MouseEvent('click', {{bubbles: true}}))""")
+    expected = min(scores["confusion"][i][j], 12)
+    wait_for(lambda: driver.js(f"""const g = document.getElementById('score-gallery');
+        const imgs = [...g.querySelectorAll('img.thumb')];
+        return g.dataset.class === {json.dumps(names[i])} && imgs.length === {expected}
+               && imgs.every((im) => im.complete && im.naturalWidth > 0);"""), 30, interval=0.2,
+             what="the confusion's images")

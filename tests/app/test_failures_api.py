@@ -354,3 +354,26 @@ def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage)
         assert str(client.app.state.settings.data_dir) not in resp.text
     resp = client.get(f"/api/runs/{run_id}/scores?cache={cache_id}")
     assert resp.status_code == 200 and resp.json()["matches_report"] is None, resp.text
+
+
+def test_a_scored_caches_failures_with_their_thumbnails(finished):
+    """GET /api/runs/{id}/scores/failures: the shipped probe's mistakes on a class of a cache's split (the failure
+    gallery of new images; it had none), most confident first, each image's row of the split and its thumbnail;
+    on the run's own test split they are the run's stored failures."""
+    client = finished.client
+    run = client.get(f"/api/runs/{finished.erm}").json()
+    names = client.get(f"/api/reports/{finished.erm}").json()["class_names"]
+    stored = Predictions.load(finished.settings.runs_dir / finished.erm)
+    for name in names:
+        resp = client.get(f"/api/runs/{finished.erm}/scores/failures", params={"cache": run["cache_id"], "class": name})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        own = client.get(f"/api/runs/{finished.erm}/failures", params={"class": name}).json()
+        assert body["total"] == own["total"] and body["items"] == own["items"]
+        for item in body["items"]:
+            assert stored.labels[item["index"]] == names.index(name) and item["predicted"] != name
+            assert item["thumbnail_url"].startswith(f"/api/datasets/{finished.dataset['id']}/thumbnail?source=")
+    bad = client.get(f"/api/runs/{finished.erm}/scores/failures", params={"cache": run["cache_id"], "class": "zebra"})
+    assert bad.status_code == 422 and "zebra" in bad.json()["detail"]
+    assert client.get(f"/api/runs/{finished.erm}/scores/failures",
+                      params={"cache": "nope", "class": names[0]}).status_code == 404
