@@ -182,8 +182,10 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
     num_classes = len(class_names)
     reference = np.asarray(correct[reference_index], dtype=np.float64)
     boot = Bootstrap(labels, num_classes, n_resamples=n_resamples, seed=seed, overall=overall_metric)
+    ranked = None  # the accuracies that ranked the groups, where they are ranked here (their ties are said)
     if groups is None:
-        groups = assign_groups(observed_class_accuracy(reference, labels, num_classes))
+        ranked = observed_class_accuracy(reference, labels, num_classes)
+        groups = assign_groups(ranked)
     frontier, entries, samples, changes = [], [], [], []  # the last three: of the scored candidates
     for i, (params, vector) in enumerate(zip(candidates, correct)):
         if vector is None or params.get("failed"):
@@ -204,8 +206,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
         entry["chosen"], entry["reference"] = i == index, i == reference_index
     stability = boot.group_stability(reference, groups)
     return Decision(index, verdict, reason, frontier, groups, [float(s) for s in stability],
-                    _warnings(labels, class_names, groups, stability, frontier, split,
-                              observed_class_accuracy(reference, labels, num_classes)))
+                    _warnings(labels, class_names, groups, stability, frontier, split, ranked))
 
 
 def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names: list[str],
@@ -215,17 +216,15 @@ def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names:
     select on overall accuracy (no decision to make, the groups and the split size still need their caveats)."""
     labels = np.asarray(labels, dtype=np.int64)
     boot = Bootstrap(labels, len(class_names), n_resamples=n_resamples, seed=seed)
-    correct = np.asarray(correct, dtype=np.float64)
-    stability = boot.group_stability(correct, groups)
-    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [], split,
-                                                    observed_class_accuracy(correct, labels, len(class_names)))
+    stability = boot.group_stability(np.asarray(correct, dtype=np.float64), groups)
+    return [float(s) for s in stability], _warnings(labels, class_names, groups, stability, [], split)
 
 
 def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split: str = "validation") -> str | None:
     """A note where classes of one accuracy fall in two thirds: the ranking breaks the tie by class index
     (``probe.groups.assign_groups``), so their thirds, and their instability, come from the tie, not from a
     difference (119 classes at 100 % were split 100 easy / 19 medium and named least stable without a word of
-    it; a scale round). None without such a tie."""
+    it; a scale round). ``accuracy`` must be what ranked ``groups``; None without such a tie."""
     from collections import Counter
 
     group_of = {int(i): name for name in GROUP_NAMES for i in groups.get(name, [])}
@@ -240,7 +239,7 @@ def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split
     listed = "; ".join(f"{sum(by_value[v].values())} at {100 * v:.1f} % ("
                        + " / ".join(f"{by_value[v][n]} {n}" for n in GROUP_NAMES if by_value[v][n]) + ")"
                        for v in ties[:3])
-    return (f"Tied {split} accuracies span two thirds ({listed}): the ranking split each tie by class index, so "
+    return (f"Tied {split} accuracies span thirds ({listed}): the ranking split each tie by class index, so "
             "those classes' thirds, and their stability, say nothing about them apart.")
 
 

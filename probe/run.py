@@ -722,6 +722,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
                   *filter(None, [lookalike_names_warning(class_names)])])
     _grouping_note(report, config, reference, scorer)
     _out_of_fold_validation(report, outcome, scorer)
+    _tie_note(report, reference, groups)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions)
     if progress is not None:
@@ -799,6 +800,25 @@ def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None
         report.grouping.note = f"groups from the {source} of the chosen configuration; no reference run given"
     if scorer.plan is not None:
         report.grouping.split = "cv"
+
+
+def _tie_note(report: Report, reference: Report | None, groups: dict[str, list[int]]) -> None:
+    """The note on tied accuracies split between thirds (:func:`probe.decision.tied_across_thirds`), on the
+    accuracies that ranked the groups: the reference run's validation ones, or this run's (the seeds' mean, or
+    out of fold); where neither ranked them (a hard selection ranking its own reference configuration), the
+    decision said it. The first seed's validation accuracies named ties the ranking had told apart (a review)."""
+    from .decision import tied_across_thirds
+
+    if any(w.startswith("Tied ") for w in report.warnings):
+        return
+    split = "out-of-fold" if report.grouping.split == "cv" else "validation"
+    for ranked in ([] if reference is None else [reference.val.per_class]) + [report.val.per_class]:
+        vector = np.array([np.nan if v is None else v for v in ranked], dtype=float)
+        if len(vector) == len(report.class_names) and assign_groups(vector) == groups:
+            note = tied_across_thirds(vector, groups, split)
+            if note:
+                report.warnings.append(note)
+            return
 
 
 def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) -> None:

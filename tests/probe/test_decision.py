@@ -223,7 +223,7 @@ def test_tied_accuracies_split_between_thirds_are_said():
     accuracy = np.r_[np.ones(8), np.full(4, 0.5)]  # 12 classes: thirds of 4, 8 tied at 100 %
     groups = assign_groups(accuracy)
     assert tied_across_thirds(accuracy, groups) == (
-        "Tied validation accuracies span two thirds (8 at 100.0 % (4 easy / 4 medium)): the ranking split each tie by "
+        "Tied validation accuracies span thirds (8 at 100.0 % (4 easy / 4 medium)): the ranking split each tie by "
         "class index, so those classes' thirds, and their stability, say nothing about them apart.")
     edge = np.r_[np.ones(3), 0.9, 0.9, np.linspace(0.8, 0.2, 7)]  # 0.9 tied, one each side: the ordinary edge
     assert tied_across_thirds(edge, assign_groups(edge)) is None
