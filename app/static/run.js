@@ -443,8 +443,10 @@
     const params = new URLSearchParams(location.search);
     const [run, report, runs, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
       getJSON("/api/runs"), getJSON("/api/caches"), getJSON("/api/datasets")]);
-    // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run.
-    const compareId = params.has("compare") ? params.get("compare") : run.reference_run;
+    // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run, while it
+    // exists (a deleted reference showed an error banner on every visit; a review)
+    const reference = runs.some((r) => r.id === run.reference_run) ? run.reference_run : null;
+    const compareId = params.has("compare") ? params.get("compare") : reference;
     const view = { run, report, runs, caches, cache: caches.find((c) => c.id === run.cache_id), datasets, cmp: null, other: null, otherRun: null };
     if (compareId) {
       try {

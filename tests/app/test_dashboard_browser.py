@@ -1190,3 +1190,30 @@ def test_a_click_on_a_scored_confusion_shows_its_images(driver, live_server, fin
         return g.dataset.class === {json.dumps(names[i])} && imgs.length === {expected}
                && imgs.every((im) => im.complete && im.naturalWidth > 0);"""), 30, interval=0.2,
              what="the confusion's images")
+
+
+def test_a_run_whose_reference_was_deleted_opens_without_an_error(driver, finished, tmp_path):
+    """The run page compared a run with its reference by default; once the reference was deleted, every visit
+    showed "Could not compare with run ..." in red (a review). It opens without a comparison now."""
+    from app_testutils import make_settings
+
+    copy = tmp_path / "svc"
+    shutil.copytree(finished.settings.data_dir, copy)
+    runs_dir = finished.settings.runs_dir
+    settings = make_settings(copy)
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as db, db:  # the copied rows: at the copied folders
+        for run_id, path in db.execute("SELECT id, path FROM runs").fetchall():
+            db.execute("UPDATE runs SET path = ? WHERE id = ?", (str(copy / "runs" / Path(path).relative_to(runs_dir)),
+                                                                 run_id))
+    server, thread, base = _serve(create_app(settings, start_worker=False))
+    try:
+        assert httpx.delete(f"{base}/api/runs/{finished.erm}").status_code == 200
+        assert (runs_dir / finished.erm).is_dir()  # the original service's run is untouched
+        _open(driver, f"{base}/runs/{finished.mr2}", "run")
+        assert driver.js("return document.getElementById('banner').hidden") is True
+        assert driver.js("return document.getElementById('compare-select').value") == ""
+    finally:
+        server.should_exit = True
+        thread.join(10)
