@@ -102,7 +102,7 @@ def _remove(path: Path, folder: Path) -> None:
     there is removed itself, never what it points to (it was left dangling; an attack round)."""
     if path.is_symlink():
         if _inside(path.parent, folder):
-            path.unlink()
+            path.unlink(missing_ok=True)
         return
     if not _inside(path, folder) or path.resolve() == folder.resolve():
         logger.warning("not removing %s: outside %s", path, folder)
@@ -126,16 +126,20 @@ def _remove_cache_file(path: Path, caches_dir: Path) -> None:
 
 
 def remove_files(settings: Settings, doomed: list[tuple[str, dict]]) -> None:
-    """The files of deleted rows (see the module's docstring); a file already gone is not an error."""
+    """The files of deleted rows (see the module's docstring); a file already gone is not an error, nor one the
+    file system refuses (logged: the rows are gone, and a 500 would say the deletion failed; a review)."""
     for table, row in doomed:
-        if table == "runs":
-            _remove(Path(row["path"]), settings.runs_dir)
-        elif table == "caches":
-            _remove_cache_file(Path(row["path"]), settings.caches_dir)
-        else:
-            _remove(settings.caches_dir / row["id"], settings.caches_dir)  # left over: damaged, cancelled files
-            if row["source"] == "upload":
-                _remove(settings.uploads_dir / row["id"], settings.uploads_dir)
+        try:
+            if table == "runs":
+                _remove(Path(row["path"]), settings.runs_dir)
+            elif table == "caches":
+                _remove_cache_file(Path(row["path"]), settings.caches_dir)
+            else:
+                _remove(settings.caches_dir / row["id"], settings.caches_dir)  # left over: damaged, cancelled files
+                if row["source"] == "upload":
+                    _remove(settings.uploads_dir / row["id"], settings.uploads_dir)
+        except OSError as exc:
+            logger.warning("deleted %s %s; its files could not all be removed: %s", NOUNS[table], row["id"], exc)
 
 
 def _notes(store: Store, doomed: list[tuple[str, dict]]) -> list[str]:

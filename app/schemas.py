@@ -173,7 +173,8 @@ class JobOut(BaseModel):
     result: JobResult
     error: str | None
     attempts: int
-    resumable: bool = Field(..., description="interrupted or failed: POST /api/jobs/{id}/resume queues it again")
+    resumable: bool = Field(..., description="interrupted or failed: POST /api/jobs/{id}/resume queues it again "
+                            "(409 when a data set, cache or run it uses was deleted since)")
     retryable: bool = Field(False, description="failed, and on the machine (memory, file system, device), not on "
                             "its input: resuming it may succeed; a job that failed on its data set, cache or "
                             "settings fails the same way again (app.worker.retryable)")

@@ -184,9 +184,10 @@ async def run_predictions_csv(request: Request, run_id: IdPath, cache: str = Cac
     return await _in_scoring_slot(request, _predictions_csv, store, run_id, cache, split, probabilities)
 
 
-# predictions.csv?probabilities=true holds images × classes float32 in memory per request (two at once, the
-# scoring slots): 25 M numbers, 100 MB, e.g. 25,000 images of 1,000 classes.
-MAX_PROBABILITY_CELLS = 25_000_000
+# predictions.csv?probabilities=true writes images × classes numbers of 9 characters into one CSV per request (two at
+# once, the scoring slots): 2.5 M numbers are ~23 MB of text and ~7 s on this 2-core box (a review measured 25 M
+# at ~225 MB of text and ~75 s), e.g. 2,500 images of 1,000 classes; more: `mr2probe predict --probabilities`.
+MAX_PROBABILITY_CELLS = 2_500_000
 
 
 def _cache_path(store: Store, cache: str, scored: bool) -> str:

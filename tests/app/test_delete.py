@@ -177,3 +177,24 @@ def test_a_run_folder_replaced_by_a_link_loses_the_link_and_never_its_target(ser
                   reference_run=None, path=str(settings.runs_dir / "run_l"), summary={})
     assert client.delete("/api/runs/run_l").status_code == 200
     assert not (settings.runs_dir / "run_l").is_symlink() and (outside / "keep.txt").read_text() == "mine"
+
+
+def test_files_the_file_system_refuses_to_remove_leave_the_deletion_done(service, tmp_path, monkeypatch, caplog):
+    """The rows are deleted in their transaction; a file that cannot be removed after it is logged, not a 500
+    that says the deletion failed (a review)."""
+    import shutil
+
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    run_dir = settings.runs_dir / "run_x"
+    run_dir.mkdir(parents=True)
+    store.add_run(run_id="run_x", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(run_dir), summary={})
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    resp = client.delete("/api/runs/run_x")
+    assert resp.status_code == 200 and client.get("/api/runs/run_x").status_code == 404
+    assert "deleted run run_x; its files could not all be removed: read-only file system" in caplog.text
