@@ -1069,7 +1069,7 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
         _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
         driver.js("document.getElementById('score-button').click()")
         wait_for(scored, 30, interval=0.2, what="scores shown")
-        assert driver.js(state) == [3, run["cache_id"], False]
+        assert driver.js(state) == [6, run["cache_id"], False]  # summary, match, table; matrix, note, gallery
         driver.js(pick.format("score-cache", "ch_unlabelled"))
         assert driver.js(state) == [0, None, True]
         driver.screenshot(tmp_path / "score_cleared.png")

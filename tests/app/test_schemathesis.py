@@ -94,13 +94,13 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     names = [p["name"] for p in operation.definition.raw.get("parameters", []) if p["in"] == "path"]
     path_parameters = {name: existing_ids[name] for name in names}
     # the query parameters that name existing things too: two runs, two of the run's classes, a listed sample, a cache
-    query = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"],
-                          "cache": existing_ids["cache_id"], "split": "test"},
-             "/failures": {"class": existing_ids["class"], "predicted": existing_ids["other_class"]},
-             "/thumbnail": {"source": existing_ids["source"]},
-             "/scores": {"cache": existing_ids["cache_id"], "split": "test"},
-             "/predictions": {"cache": existing_ids["cache_id"], "split": "test"}}.get(
-        "/" + operation.path.rsplit("/", 1)[-1].split(".")[0])  # /compare.html as /compare
+    cell = {"class": existing_ids["class"], "predicted": existing_ids["other_class"]}
+    scored = {"cache": existing_ids["cache_id"], "split": "test"}
+    queries = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"], **scored},
+               "/scores/failures": {**cell, **scored}, "/failures": cell,
+               "/thumbnail": {"source": existing_ids["source"]}, "/scores": scored, "/predictions": scored}
+    path = operation.path.rsplit(".", 1)[0]  # /compare.html as /compare
+    query = next((q for suffix, q in queries.items() if path.endswith(suffix)), None)
     statuses = set()
 
     @given(case=operation.as_strategy(path_parameters=path_parameters, query=query))
