@@ -23,9 +23,12 @@
     const result = job.result || {};
     const cache = result.cache_id ? ctx.caches[result.cache_id] : null;
     const made = [];
+    // what was deleted since is named, not linked (a link to it opened an error; a new-user round)
+    const gone = h("span", { class: "muted" }, " (deleted)");
     if (result.cache_id) made.push(h("span", { class: "cache-ref", "data-cache": result.cache_id }, `cache ${result.cache_id}`,
-      cache ? h("span", { class: "muted" }, ` (${cache.encoder}, ${count(cacheImages(cache))} images)`) : null));
-    (result.run_ids || []).forEach((id) => made.push(h("a", { href: `/runs/${enc(id)}` }, id)));
+      cache ? h("span", { class: "muted" }, ` (${cache.encoder}, ${count(cacheImages(cache))} images)`) : gone.cloneNode(true)));
+    (result.run_ids || []).forEach((id) => made.push(ctx.runs[id] ? h("a", { href: `/runs/${enc(id)}` }, id)
+      : h("span", { "data-run-gone": id }, id, gone.cloneNode(true))));
     return h("tr", { "data-job": job.id },
       h("td", {}, h("a", { href: `/launch?job=${enc(job.id)}`, title: "watch this job" }, job.id)), h("td", {}, job.kind),
       h("td", { "data-col": "queued" }, when(job.created_at)),

@@ -227,9 +227,14 @@
       return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "")
         + (c.labelled === false ? " (unlabelled: predictions only)" : "");
     };
+    // the run's own cache first, then the others labelled, unlabelled last (an unlabelled one, newest, was picked
+    // by default with Score greyed out; a new-user round)
+    const rank = (c) => (c.id === run.cache_id ? 0 : c.labelled === false ? 2 : 1);
+    offered.sort((a, b) => rank(a) - rank(b));
     const cacheSelect = h("select", { id: "score-cache" }, offered.map((c) => h("option", { value: c.id }, label(c))));
     const splitSelect = h("select", { id: "score-split" },
       ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
+    const probabilities = h("input", { type: "checkbox", id: "score-proba" });
     const body = h("div", { id: "score-body" });
     // Results belong to the cache and split they were asked for: a new selection clears them, and an answer that
     // lands after the selection changed is dropped (an unlabelled cache kept the previous cache's scores on screen).
@@ -255,15 +260,20 @@
       `Compare with ${names.other}`);
     // every image's prediction as CSV (mr2probe predict --out); fetched with the token when there is one
     const csvButton = h("button", { id: "score-csv", type: "button", onclick: () => {
-      const query = `cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`;
+      const query = `cache=${enc(cacheSelect.value)}&split=${enc(splitSelect.value)}`
+        + (probabilities.checked ? "&probabilities=true" : "");
       download(`/api/runs/${enc(run.id)}/predictions.csv?${query}`, `${run.id}_${cacheSelect.value}_${splitSelect.value}_predictions.csv`)
         .catch((e) => body.replaceChildren(h("p", { class: "error", id: "score-error" }, e.message)));
     } }, "Predictions (.csv)");
     // unlabelled images have nothing to score against: their predictions only, from their one split
     const syncLabelled = () => {
-      const unlabelled = (offered.find((c) => c.id === cacheSelect.value) || {}).labelled === false;
+      const chosen = offered.find((c) => c.id === cacheSelect.value) || {};
+      const unlabelled = chosen.labelled === false;
       for (const b of [scoreButton, both].filter(Boolean)) b.disabled = unlabelled;
-      if (unlabelled) splitSelect.value = "test";
+      // a split the cache holds no image of is not offered (it answered "holds no image" over the last results)
+      const sizes = chosen.counts || {};
+      for (const o of splitSelect.options) o.disabled = Number(sizes[o.value] || 0) === 0;
+      if (unlabelled || splitSelect.selectedOptions[0].disabled) splitSelect.value = "test";
       splitSelect.disabled = unlabelled;
     };
     const scoreButton = h("button", { id: "score-button", type: "button", onclick: score }, "Score");
@@ -274,7 +284,8 @@
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
       h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
       " score them; a cache of unlabelled images gets its predictions only. Cache ", cacheSelect, " split ", splitSelect, " ",
-      scoreButton, " ", csvButton,
+      scoreButton, " ", csvButton, " ", h("label", { title: "a column p(<class>) per class: every class's probability" },
+        probabilities, " with probabilities"),
       both ? " " : "", both || ""), body];
   }
 
@@ -295,8 +306,9 @@
 
   function scoreNodes(s) {
     const interval = (ci) => (ciOk(ci) ? ` ${ciText(ci)}` : "");
-    const worstFirst = (a, b) => a.accuracy - b.accuracy || a.name.localeCompare(b.name);
-    const rows = s.per_class.filter((c) => c.n > 0).sort(worstFirst)
+    const worstFirst = (a, b) => (a.n === 0) - (b.n === 0) || a.accuracy - b.accuracy || a.name.localeCompare(b.name);
+    // a class without images that some were predicted as keeps its row: its precision says so
+    const rows = s.per_class.filter((c) => c.n > 0 || isNum(c.precision)).sort(worstFirst)
       .map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
         h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)),
         h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, isNum(c.f1) ? c.f1.toFixed(3) : "–")));
@@ -305,8 +317,9 @@
     return [
       h("p", { id: "score-summary" }, h("strong", {}, `Accuracy ${pct(s.accuracy)}${interval(s.accuracy_ci)}`),
         ` over ${count(s.n)} images; balanced accuracy ${pct(s.balanced)}.`),
-      unknown.length ? h("p", { class: "muted" },
-        `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have, not scored: `
+      unknown.length ? h("p", { class: "muted", id: "score-unknown" },
+        `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have: not in the accuracy, `
+        + "and wrong wherever predicted (a class's precision counts them): "
         + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
       ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
@@ -446,7 +459,11 @@
     // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run, while it
     // exists (a deleted reference showed an error banner on every visit; a review)
     const reference = runs.some((r) => r.id === run.reference_run) ? run.reference_run : null;
-    const compareId = params.has("compare") ? params.get("compare") : reference;
+    let compareId = params.has("compare") ? params.get("compare") : reference;
+    if (compareId && !runs.some((r) => r.id === compareId)) {  // a link made before that run was deleted
+      showBanner(`Run ${compareId} is not on this server any more: this run is shown without a comparison.`);
+      compareId = null;
+    }
     const view = { run, report, runs, caches, cache: caches.find((c) => c.id === run.cache_id), datasets, cmp: null, other: null, otherRun: null };
     if (compareId) {
       try {

@@ -1004,6 +1004,13 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
     served = httpx.get(f"{live_server}/api/runs/{finished.mr2}/predictions.csv",
                        params={"cache": run["cache_id"], "split": "train"})
     assert served.status_code == 200 and driver.js("return window.__csv") == served.text
+    # with probabilities: every class's column too (they were only reachable through the API; a new-user round)
+    driver.js("window.__csv = null; document.getElementById('score-proba').checked = true;"
+              "document.getElementById('score-csv').click()")
+    wait_for(lambda: driver.js("return window.__csv !== null"), 30, interval=0.2, what="probabilities downloaded")
+    served = httpx.get(f"{live_server}/api/runs/{finished.mr2}/predictions.csv",
+                       params={"cache": run["cache_id"], "split": "train", "probabilities": "true"})
+    assert driver.js("return window.__csv") == served.text and ",p(" in served.text.splitlines()[0]
 
 
 def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_server, finished, tmp_path):
@@ -1214,6 +1221,17 @@ def test_a_run_whose_reference_was_deleted_opens_without_an_error(driver, finish
         _open(driver, f"{base}/runs/{finished.mr2}", "run")
         assert driver.js("return document.getElementById('banner').hidden") is True
         assert driver.js("return document.getElementById('compare-select').value") == ""
+        # a link made before the deletion (the job page's "Open the report"): said, not an error
+        _open(driver, f"{base}/runs/{finished.mr2}?compare={finished.erm}", "run")
+        assert driver.js("return [document.getElementById('banner').className, "
+                         "document.getElementById('banner').textContent]") == [
+            "banner", f"Run {finished.erm} is not on this server any more: this run is shown without a comparison."]
+        # the home page's jobs name the deleted run without a link to it
+        _open(driver, f"{base}/", "home")
+        gone = driver.js(f"""const s = document.querySelector('#jobs [data-run-gone="{finished.erm}"]');
+                            return s && s.textContent;""")
+        assert gone == f"{finished.erm} (deleted)"
+        assert driver.js(f"return document.querySelector('#jobs a[href=\"/runs/{finished.mr2}\"]') !== null")
     finally:
         server.should_exit = True
         thread.join(10)
