@@ -372,8 +372,11 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert driver.js(order) == by_hard and driver.js("return document.querySelector('#runs th[aria-sort=ascending]') !== null")
     # at 1,400 px the runs table stays inside its card: long run names wrap (its verdict and compare columns were
     # behind a horizontal scroll bar; a new-user round)
+    # (and a long data set name beside a verdict: 207 px over with one run; a new-user round)
     overflow = driver.js("""const t = document.getElementById('runs-table'), card = t.closest('section.card');
         t.querySelectorAll('tr[data-run] td:nth-child(2)').forEach(c => { c.textContent = 'ce/linear (kept: group_dro found no safe improvement)'; });
+        t.querySelectorAll('tr[data-run] td[data-col=dataset]').forEach(c => { c.textContent = 'my long data set name with spaces'; });
+        t.querySelectorAll('tr[data-run] td[data-col=verdict]').forEach(c => { c.textContent = 'improved test: within noise'; });
         return card.scrollWidth - card.clientWidth;""")
     assert overflow <= 0, overflow
     made = driver.js(f"return document.querySelector('#jobs tr[data-job=\"{finished.job['id']}\"] .cache-ref').dataset.cache")
