@@ -134,3 +134,17 @@ def write_synthetic_cache(path: Path, per_class: dict[str, int], dim: int, attrs
         return (rng.normal(0, 1, (len(y), dim)) + y[:, None]).astype(np.float32), y, [f"{i}.png" for i in range(len(y))]
 
     return write_cache(path, {name: split(n) for name, n in per_class.items()}, ["a", "b", "c"], attrs, dtype=dtype)
+
+
+def gaussian_splits(num_classes: int, per_class: dict[str, int], spread: float, dim: int = 8, seed: int = 0
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{split: (x, y)}`` for ``probe.run_probe``: ``num_classes`` Gaussian clusters of unit noise around centres
+    drawn N(0, spread²) in ``dim`` dimensions, ``per_class[split]`` rows per class (drawn in the dict's order)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(num_classes, dim)) * spread
+
+    def split(n):
+        y = np.repeat(np.arange(num_classes), n)
+        return (centers[y] + rng.normal(size=(len(y), dim))).astype(np.float32), y
+
+    return {name: split(n) for name, n in per_class.items()}

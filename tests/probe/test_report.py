@@ -146,12 +146,9 @@ def test_format_report_is_readable():
 
 
 def test_per_class_accuracy_per_seed_is_kept_and_averages_to_accuracy(tmp_path):
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(3, 8)) * 3
-    def split(n):
-        y = np.repeat(np.arange(3), n)
-        return (centers[y] + rng.normal(size=(len(y), 8))).astype(np.float32), y
-    data = {"train": split(30), "val": split(10), "test": split(10)}
+    from testdata import gaussian_splits
+
+    data = gaussian_splits(3, {"train": 30, "val": 10, "test": 10}, spread=3)
     report = run_probe(data, ["a", "b", "c"], ProbeConfig(seeds=[0, 1, 2], epochs=5, lr_grid=[1e-2], wd_grid=[0.0]))
     for pc in report.per_class:
         assert len(pc.accuracy_per_seed) == 3

@@ -520,14 +520,9 @@ def test_the_tie_note_reads_the_accuracies_that_ranked_the_groups():
     from probe.decision import tied_across_thirds
     from probe.groups import assign_groups
 
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(6, 8)) * 8
+    from testdata import gaussian_splits
 
-    def split(n):
-        y = np.repeat(np.arange(6), n)
-        return (centers[y] + rng.normal(size=(len(y), 8))).astype(np.float32), y
-
-    data = {"train": split(30), "val": split(50), "test": split(10)}
+    data = gaussian_splits(6, {"train": 30, "val": 50, "test": 10}, spread=8)
     report = run_probe(data, [f"c{k}" for k in range(6)], ProbeConfig(seeds=[0, 1], epochs=20, lr_grid=[1e-2],
                                                                      wd_grid=[0.0], cv=0))
     ranked = np.array(report.val.per_class, dtype=float)
