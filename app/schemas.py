@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path
 from probe import ProbeConfig
-from probe.deploy import Scores
+from probe.deploy import PredictedShare, Scores
 from probe.report import MAX_NAME, UNPRINTABLE, TestCheck, Verdict
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
@@ -240,6 +240,20 @@ class FailureItem(BaseModel):
     predicted: str
     confidence: float = Field(..., description="softmax probability of the (wrong) prediction, first seed")
     thumbnail_url: Optional[str] = None
+
+
+class PredictedOut(BaseModel):
+    """A run's shipped probe on a registered cache's split, unlabelled images too (``mr2probe predict`` on them):
+    how many images went to each class, with their mean confidence, most predicted first."""
+
+    run_id: str
+    cache_id: str
+    split: str
+    images: int = Field(..., description="images in the split")
+    unsure: int = Field(..., description="predictions below 50 % confidence")
+    predicted: list[PredictedShare] = Field(..., description="every class of the run, most predicted first (ties in "
+                                            "class order); the classes never predicted have n = 0")
+    warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")
 
 
 class ScoresOut(Scores):

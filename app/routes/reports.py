@@ -21,7 +21,8 @@ from probe import Comparison, Report
 
 from ..config import Settings, get_settings
 from ..removal import delete
-from ..schemas import DELETE_RESPONSES, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, RunOut, ScoresOut
+from ..schemas import (DELETE_RESPONSES, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut, RunOut,
+                       ScoresOut)
 
 router = APIRouter(tags=["reports"])
 
@@ -188,6 +189,23 @@ async def run_predictions_csv(request: Request, run_id: IdPath, cache: str = Cac
 # once, the scoring slots): 2.5 M numbers are ~23 MB of text and ~7 s on this 2-core box (a review measured 25 M
 # at ~225 MB of text and ~75 s), e.g. 2,500 images of 1,000 classes; more: `mr2probe predict --probabilities`.
 MAX_PROBABILITY_CELLS = 2_500_000
+
+
+@router.get("/runs/{run_id}/predicted", response_model=PredictedOut, responses=ERROR_RESPONSES,
+            summary="How many of a registered cache's images (unlabelled ones too) the run's shipped probe gives each "
+            "class, with their mean confidence (mr2probe predict on unlabelled images)")
+async def run_predicted(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
+                        store: Store = Depends(get_store)) -> PredictedOut:
+    return await _in_scoring_slot(request, _predicted_shares, store, run_id, cache, split)
+
+
+def _predicted_shares(store: Store, run_id: str, cache: str, split: str) -> PredictedOut:
+    from probe.deploy import predicted_shares
+
+    _, probe, got = _predicted(store, run_id, cache, split, scored=False)
+    return PredictedOut(run_id=run_id, cache_id=cache, split=split, images=len(got.predicted),
+                        unsure=int((got.confidence < 0.5).sum()), warnings=got.warnings,
+                        predicted=predicted_shares(got.predicted, got.confidence, probe.class_names))
 
 
 def _cache_path(store: Store, cache: str, scored: bool) -> str:

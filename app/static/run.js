@@ -253,7 +253,10 @@
       body.replaceChildren(...shown);
       body.setAttribute("data-cache", cache);
     };
-    const score = fetchInto(`/api/runs/${enc(run.id)}/scores?`, scoreNodes);
+    const scoreLabelled = fetchInto(`/api/runs/${enc(run.id)}/scores?`, scoreNodes);
+    const countPredicted = fetchInto(`/api/runs/${enc(run.id)}/predicted?`, predictedNodes);
+    const isUnlabelled = () => (offered.find((c) => c.id === cacheSelect.value) || {}).labelled === false;
+    const score = () => (isUnlabelled() ? countPredicted() : scoreLabelled());
     const names = { main: run.name, other: otherRun ? otherRun.name : "" };
     const both = otherRun && h("button", { id: "score-compare-button", type: "button",
       onclick: fetchInto(`/api/compare?base=${enc(otherRun.id)}&other=${enc(run.id)}&`, (c) => shippedNodes(c, names)) },
@@ -269,7 +272,9 @@
     const syncLabelled = () => {
       const chosen = offered.find((c) => c.id === cacheSelect.value) || {};
       const unlabelled = chosen.labelled === false;
-      for (const b of [scoreButton, both].filter(Boolean)) b.disabled = unlabelled;
+      // unlabelled images: how many went to each class (they have nothing to be scored against)
+      scoreButton.textContent = unlabelled ? "Count predictions" : "Score";
+      if (both) both.disabled = unlabelled;
       // a split the cache holds no image of is not offered (it answered "holds no image" over the last results)
       const sizes = chosen.counts || {};
       for (const o of splitSelect.options) o.disabled = Number(sizes[o.value] || 0) === 0;
@@ -327,6 +332,23 @@
       table(["class", ...["images", "accuracy [95 % interval]", "precision", "F1"].map((x) => h("th", { class: "num" }, x))],
         rows, "No image of this run's classes.", { id: "score-table" }),
       ...scoredConfusion(s),
+    ].filter(Boolean);
+  }
+
+  /** Unlabelled images (GET /api/runs/{id}/predicted): how many went to each class, with their mean confidence,
+   * the classes never predicted and the unsure predictions, as `mr2probe predict` prints them. */
+  function predictedNodes(p) {
+    const shown = p.predicted.filter((c) => c.n > 0);
+    const never = p.predicted.filter((c) => c.n === 0).map((c) => c.name);
+    const rows = shown.map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
+      h("td", { class: "num" }, pct(c.share)), h("td", { class: "num" }, pct(c.mean_confidence))));
+    return [
+      h("p", { id: "predicted-summary" }, `${count(p.images)} images, nothing to score them against: how many the `
+        + `probe gives each class; ${count(p.unsure)} of them below 50 % confidence.`),
+      ...(p.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
+      table(["predicted class", ...["images", "share", "mean confidence"].map((x) => h("th", { class: "num" }, x))],
+        rows, "No image.", { id: "predicted-table" }),
+      never.length ? h("p", { class: "muted", id: "predicted-never" }, `Never predicted: ${never.join(", ")}.`) : null,
     ].filter(Boolean);
   }
 

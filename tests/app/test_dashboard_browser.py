@@ -633,12 +633,25 @@ def test_launch_form_extracts_unlabelled_images_for_a_run(driver, launch_service
     driver.js(f"const s = document.getElementById('score-cache'); s.value = {json.dumps(cache)};"
               "s.dispatchEvent(new Event('change', {bubbles: true}));")
     state = driver.js("""const s = document.getElementById('score-cache');
-        return [s.options[s.selectedIndex].textContent, document.getElementById('score-button').disabled,
+        return [s.options[s.selectedIndex].textContent, document.getElementById('score-button').textContent,
                 document.getElementById('score-split').disabled, document.getElementById('score-split').value];""")
-    assert "unlabelled: predictions only" in state[0] and state[1:] == [True, True, "test"]
-    driver.screenshot(tmp_path / "run_unlabelled_cache.png")
+    assert "unlabelled: predictions only" in state[0] and state[1:] == ["Count predictions", True, "test"]
     rows = httpx.get(f"{base}/api/runs/{run}/predictions.csv", params={"cache": cache}).text.splitlines()
     assert len(rows) == 4 and all(line.split(",")[2] == "" for line in rows[1:])  # no true class
+    # on the page: how many went to each class (only a CSV download before; a new-user round), as the API counts
+    # them and the CSV lists them
+    driver.js("document.getElementById('score-button').click()")
+    wait_for(lambda: driver.js("return document.getElementById('predicted-table') !== null"), 30, interval=0.2,
+             what="the predictions counted")
+    counted = httpx.get(f"{base}/api/runs/{run}/predicted", params={"cache": cache}).json()
+    shown = driver.js("""return [...document.querySelectorAll('#predicted-table tbody tr')].map(
+        (r) => [r.dataset.class, Number(r.cells[1].textContent)]);""")
+    from collections import Counter
+
+    by_csv = Counter(line.split(",")[3] for line in rows[1:])
+    assert shown == [[c["name"], c["n"]] for c in counted["predicted"] if c["n"]] and dict(shown) == dict(by_csv)
+    assert counted["images"] == 3 and counted["unsure"] == sum(float(line.split(",")[4]) < 0.5 for line in rows[1:])
+    driver.screenshot(tmp_path / "run_unlabelled_cache.png")
 
 
 def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path):
@@ -1071,7 +1084,7 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
         ? [...data, { ...data[0], id: "ch_unlabelled", labelled: false }] : data"""
     slow_scores = '(path) => (path.includes("/scores?") ? 700 : 0)'
     state = """const b = document.getElementById('score-body');
-        return [b.children.length, b.dataset.cache || null, document.getElementById('score-button').disabled];"""
+        return [b.children.length, b.dataset.cache || null, document.getElementById('score-button').textContent];"""
     pick = "const s = document.getElementById('{0}'); s.value = '{1}'; s.dispatchEvent(new Event('change'));"
     scored = lambda: driver.js("return document.getElementById('score-summary') !== null")  # noqa: E731
     run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
@@ -1079,22 +1092,22 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
         _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
         driver.js("document.getElementById('score-button').click()")
         wait_for(scored, 30, interval=0.2, what="scores shown")
-        assert driver.js(state) == [6, run["cache_id"], False]  # summary, match, table; matrix, note, gallery
+        assert driver.js(state) == [6, run["cache_id"], "Score"]  # summary, match, table; matrix, note, gallery
         driver.js(pick.format("score-cache", "ch_unlabelled"))
-        assert driver.js(state) == [0, None, True]
+        assert driver.js(state) == [0, None, "Count predictions"]  # unlabelled: how many went to each class
         driver.screenshot(tmp_path / "score_cleared.png")
         driver.js(pick.format("score-cache", run["cache_id"]))
-        assert driver.js(state) == [0, None, False]  # back: scored again only on request
+        assert driver.js(state) == [0, None, "Score"]  # back: scored again only on request
         driver.js("document.getElementById('score-button').click()")
         wait_for(scored, 30, interval=0.2, what="scores shown again")
         driver.js(pick.format("score-split", "val"))
-        assert driver.js(state) == [0, None, False]
+        assert driver.js(state) == [0, None, "Score"]
         driver.js("document.getElementById('score-button').click();" + pick.format("score-cache", "ch_unlabelled"))
         wait_for(lambda: driver.js("return window.performance.getEntriesByType('resource')"
                                    ".some((e) => e.name.includes('/scores?') && e.name.includes('split=val'))"),
                  30, interval=0.2, what="the scores answered")
         driver.js("return new Promise((done) => setTimeout(done, 1200))")  # past the 700 ms the answer waits
-        assert driver.js(state) == [0, None, True] and not scored()
+        assert driver.js(state) == [0, None, "Count predictions"] and not scored()
 
 
 def test_long_run_names_keep_the_margins_numbers_in_their_panel(driver, live_server, finished, tmp_path):

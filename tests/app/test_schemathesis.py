@@ -98,7 +98,8 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     scored = {"cache": existing_ids["cache_id"], "split": "test"}
     queries = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"], **scored},
                "/scores/failures": {**cell, **scored}, "/failures": cell,
-               "/thumbnail": {"source": existing_ids["source"]}, "/scores": scored, "/predictions": scored}
+               "/thumbnail": {"source": existing_ids["source"]}, "/scores": scored, "/predictions": scored,
+               "/predicted": scored}
     path = operation.path.rsplit(".", 1)[0]  # /compare.html as /compare
     query = next((q for suffix, q in queries.items() if path.endswith(suffix)), None)
     statuses = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 
 from app.cli import main
@@ -31,7 +32,7 @@ def _upload(client, **data):
                        data=data)
 
 
-def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path):
+def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path, capsys):
     client, settings = fresh_finished.client, fresh_finished.settings
     resp = _upload(client, name="new images", unlabelled="true")
     assert resp.status_code == 201, resp.text
@@ -58,6 +59,12 @@ def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path)
     path = client.app.state.store.get_cache(cache["id"])["path"]
     assert main(["predict", str(settings.runs_dir / run), "--features", path, "--out", str(out)]) == 0
     assert out.read_bytes() == resp.content  # what `mr2probe predict --out` writes, byte for byte
+    # how many went to each class, as `mr2probe predict --json` counts them (the page had only the CSV)
+    counted = client.get(f"/api/runs/{run}/predicted", params={"cache": cache["id"]})
+    assert counted.status_code == 200, counted.text
+    capsys.readouterr()
+    assert main(["predict", str(settings.runs_dir / run), "--features", path, "--json"]) == 0
+    assert counted.json()["predicted"] == json.loads(capsys.readouterr().out)["predicted"]
     # every class's probability too, as `mr2probe predict --probabilities`; bounded in the service
     proba = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache["id"], "probabilities": "true"})
     assert proba.status_code == 200
