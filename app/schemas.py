@@ -173,8 +173,8 @@ class JobOut(BaseModel):
     result: JobResult
     error: str | None
     attempts: int
-    resumable: bool = Field(..., description="interrupted or failed: POST /api/jobs/{id}/resume queues it again "
-                            "(409 when a data set, cache or run it uses was deleted since)")
+    resumable: bool = Field(..., description="interrupted or failed, and nothing it uses deleted since: POST "
+                            "/api/jobs/{id}/resume queues it again")
     retryable: bool = Field(False, description="failed, and on the machine (memory, file system, device), not on "
                             "its input: resuming it may succeed; a job that failed on its data set, cache or "
                             "settings fails the same way again (app.worker.retryable)")
@@ -184,15 +184,19 @@ class JobOut(BaseModel):
     finished_at: str | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], clean: Callable[[str], str] | None = None) -> "JobOut":
+    def from_row(cls, row: dict[str, Any], clean: Callable[[str], str] | None = None,
+                 deleted_rows: bool = False) -> "JobOut":
         """The row as a client reads it; ``clean`` (``app.messages.ClientMessages.clean``) rewrites the request's
-        encoder name, which holds a weights file's resolved server path (``mocov2:/srv/data/moco.pth``)."""
+        encoder name, which holds a weights file's resolved server path (``mocov2:/srv/data/moco.pth``);
+        ``deleted_rows``: something the job uses was deleted since (``Store.uses_deleted_rows``), so it cannot
+        resume (it said resumable, and resume answered 409; an attack round)."""
         failed = row["status"] == JobStatus.failed.value
         request = row["request"]
         if clean is not None and isinstance(request.get("encoder"), str):
             request = {**request, "encoder": clean(request["encoder"])}
-        return cls(**{**row, "request": request}, resumable=failed or row["status"] == JobStatus.interrupted.value,
-                   retryable=failed and (row.get("result") or {}).get("retryable") is True)
+        resumable = (failed or row["status"] == JobStatus.interrupted.value) and not deleted_rows
+        return cls(**{**row, "request": request}, resumable=resumable,
+                   retryable=resumable and failed and (row.get("result") or {}).get("retryable") is True)
 
 
 class JobAccepted(BaseModel):

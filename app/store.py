@@ -344,13 +344,25 @@ class Store:
         row = conn.execute("SELECT request, result FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return  # the transition says so
-        request, result = json.loads(row["request"]), json.loads(row["result"])
+        gone = cls._gone(conn, json.loads(row["request"]), json.loads(row["result"]))
+        if gone:
+            raise InvalidTransition(f"job {job_id!r} cannot resume: the {gone[0][:-1]} {gone[1]!r} it uses was "
+                                    "deleted; submit a new job")
+
+    @classmethod
+    def _gone(cls, conn: sqlite3.Connection, request: dict, result: dict) -> tuple[str, str] | None:
+        """The first (table, id) a job uses (its request's rows, its finished steps' cache and runs) that no longer
+        exists, or None."""
         named = [(table, request.get(key)) for key, table in cls._NAMED]
         named += [("caches", result.get("cache_id"))] + [("runs", run) for run in result.get("run_ids") or ()]
         for table, row_id in named:
             if row_id is not None and conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
-                raise InvalidTransition(f"job {job_id!r} cannot resume: the {table[:-1]} {row_id!r} it uses was "
-                                        "deleted; submit a new job")
+                return table, row_id
+        return None
+
+    def uses_deleted_rows(self, job: dict[str, Any]) -> bool:
+        """Whether a job's data set, cache or runs were deleted since (it cannot resume: ``resumable`` false)."""
+        return self._gone(self._conn(), job["request"], job["result"]) is not None
 
     def interrupt(self, job_id: str) -> dict[str, Any]:
         """running → interrupted (the server is stopping; the job can be resumed later)."""

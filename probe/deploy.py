@@ -164,6 +164,9 @@ class Scores(BaseModel):
     per_class: list[ClassScore] = Field(..., description="the run's classes, in its order")
     unknown: dict[str, int] = Field(default_factory=dict, description="images of classes the run does not have, "
                                     "by class name")
+    unknown_predicted: dict[str, int] = Field(
+        default_factory=dict, description="images of classes the run does not have, by the class they were "
+        "predicted as: with confusion's columns, what each class's precision counts")
     confusion: Optional[list[list[int]]] = Field(
         None, description="K × K counts of the scored images, rows = the true class, in the run's class order "
         f"(scikit-learn's confusion_matrix); null past {SCORED_CONFUSION_CLASSES} classes")
@@ -194,8 +197,10 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
                             accuracy_ci=_ci(correct[i], int(support[i])), precision=prf["precision"][i],
                             recall=prf["recall"][i], f1=prf["f1"][i]) for i, name in enumerate(class_names)]
     n = int(known.sum())
+    stray = full[k]  # the unknown classes' row: where their images went (a precision the matrix alone left unexplained)
     return Scores(n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
                   balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown,
+                  unknown_predicted={class_names[j]: int(c) for j, c in enumerate(stray[:k]) if c},
                   confusion=cm.tolist() if k <= SCORED_CONFUSION_CLASSES else None)
 
 

@@ -38,12 +38,18 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
 @router.get("/jobs", response_model=list[JobOut], summary="Jobs, newest first")
 def list_jobs(status_: JobStatus | None = Query(None, alias="status"), limit: int = Query(200, ge=1, le=1000),
               store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner)) -> list[JobOut]:
-    return [JobOut.from_row(r, runner.messages.clean) for r in store.list_jobs(status_, limit=limit)]
+    return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
 def get_job(job_id: IdPath, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner)) -> JobOut:
-    return JobOut.from_row(store.get_job(job_id), runner.messages.clean)
+    return _out(store.get_job(job_id), store, runner)
+
+
+def _out(row: dict, store: Store, runner: JobRunner) -> JobOut:
+    """A job as a client reads it; whether it can resume looks up the rows it uses (only for one that could)."""
+    could = row["status"] in (JobStatus.failed.value, JobStatus.interrupted.value)
+    return JobOut.from_row(row, runner.messages.clean, could and store.uses_deleted_rows(row))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT},

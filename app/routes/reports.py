@@ -159,9 +159,12 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
                                  "or its files were removed")
     _shipped(run)  # what ships must load: files damaged on disk are a 422, not a zip that fails where it is used
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in files:
-            archive.write(folder / name, f"{run_id}/{name}")
+    try:
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in files:
+                archive.write(folder / name, f"{run_id}/{name}")
+    except FileNotFoundError:  # deleted while it was zipped: a 500 and a dropped connection (an attack round)
+        raise HTTPException(404, f"run {run_id!r} was removed while its probe was zipped") from None
     return Response(buffer.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{run_id}_probe.zip"'})
 

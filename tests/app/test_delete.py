@@ -156,7 +156,10 @@ def test_a_job_whose_rows_were_deleted_does_not_resume(service, tmp_path):
     cache = synthetic_cache(store, tmp_path / "data")
     job = store.claim(store.add_job("probe", {"cache_id": cache["id"]})["id"])
     store.finish(job["id"], "failed", error="OSError: disk full")
+    assert client.get(f"/api/jobs/{job['id']}").json()["resumable"] is True
     assert client.delete(f"/api/caches/{cache['id']}").status_code == 200  # a failed job holds nothing
+    # no longer resumable (it said so, and resume answered 409; an attack round)
+    assert [j["resumable"] for j in client.get("/api/jobs").json() if j["id"] == job["id"]] == [False]
     resp = client.post(f"/api/jobs/{job['id']}/resume")
     assert resp.status_code == 409 and resp.json()["detail"] == (
         f"job {job['id']!r} cannot resume: the cache {cache['id']!r} it uses was deleted; submit a new job")

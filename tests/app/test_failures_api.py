@@ -377,3 +377,17 @@ def test_a_scored_caches_failures_with_their_thumbnails(finished):
     assert bad.status_code == 422 and "zebra" in bad.json()["detail"]
     assert client.get(f"/api/runs/{finished.erm}/scores/failures",
                       params={"cache": "nope", "class": names[0]}).status_code == 404
+
+
+def test_a_run_deleted_while_its_probe_is_zipped_is_a_404(finished, monkeypatch):
+    """probe.zip listed the run's files, then zipped them: a run deleted in between was a 500 and a dropped
+    connection (an attack round). It is a 404 naming the run."""
+    import zipfile
+
+    def gone(self, filename, *args, **kwargs):
+        raise FileNotFoundError(filename)
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", gone)
+    resp = finished.client.get(f"/api/runs/{finished.mr2}/probe.zip")
+    assert resp.status_code == 404 and resp.json()["detail"] == (
+        f"run {finished.mr2!r} was removed while its probe was zipped")

@@ -146,8 +146,13 @@ def test_scores_equal_scikit_learn():
     for i, c in enumerate(scores.per_class):
         assert (c.name, c.n) == (names[i], support[i])
         assert (c.precision, c.recall, c.accuracy, c.f1) == pytest.approx((prec[i], rec[i], rec[i], f1[i]))
-    # the confusion matrix of the scored images (a new cache's confusions were nowhere to be seen)
+    # the confusion matrix of the scored images (a new cache's confusions were nowhere to be seen), and where the
+    # images of unknown classes went: with them each column rebuilds its precision (an attack round could not)
     assert scores.confusion == confusion_matrix(y, p, labels=range(4)).tolist()
+    stray = np.bincount(predicted[:15], minlength=4)
+    assert scores.unknown_predicted == {names[j]: int(c) for j, c in enumerate(stray) if c}
+    columns = np.array(scores.confusion).sum(axis=0) + stray
+    assert [c.precision for c in scores.per_class] == pytest.approx(np.diag(scores.confusion) / columns)
     from probe.deploy import SCORED_CONFUSION_CLASSES
 
     many = [f"c{k}" for k in range(SCORED_CONFUSION_CLASSES + 1)]
