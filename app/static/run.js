@@ -325,7 +325,8 @@
       unknown.length ? h("p", { class: "muted", id: "score-unknown" },
         `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have: not in the accuracy, `
         + "and wrong wherever predicted (a class's precision counts them): "
-        + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
+        + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + "; predicted as "
+        + Object.entries(s.unknown_predicted || {}).map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
       ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,

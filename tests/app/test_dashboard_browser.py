@@ -1251,3 +1251,22 @@ def test_a_run_whose_reference_was_deleted_opens_without_an_error(driver, finish
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_server, finished):
+    """A precision that counted images of a class the run lacks sat beside a confusion matrix that left them out,
+    and the page called them "not scored" (a new-user round): the note says they count and where they went."""
+    run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
+    names = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()["class_names"]
+    stray = f"""(path, data) => path.includes("/scores?")
+        ? {{ ...data, unknown: {{ zebra: 3 }}, unknown_predicted: {{ {json.dumps(names[0])}: 2, {json.dumps(names[1])}: 1 }} }}
+        : data"""
+    with _fetch_rewritten(driver, stray):
+        _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+        driver.js(f"const s = document.getElementById('score-cache'); s.value = {json.dumps(run['cache_id'])};"
+                  "document.getElementById('score-button').click()")
+        wait_for(lambda: driver.js("return document.getElementById('score-unknown') !== null"), 30, interval=0.2,
+                 what="the note on images of other classes")
+        assert driver.js("return document.getElementById('score-unknown').textContent") == (
+            "3 images of classes this run does not have: not in the accuracy, and wrong wherever predicted (a "
+            f"class's precision counts them): zebra (3); predicted as {names[0]} (2), {names[1]} (1).")
