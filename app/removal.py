@@ -156,11 +156,15 @@ def _notes(store: Store, doomed: list[tuple[str, dict]]) -> list[str]:
     return notes
 
 
-def delete(store: Store, settings: Settings, table: str, row_id: str, cascade: bool = False) -> dict[str, Any]:
+def delete(store: Store, settings: Settings, table: str, row_id: str, cascade: bool = False,
+           dry_run: bool = False) -> dict[str, Any]:
     """Delete a data set, cache or run (with its dependents when ``cascade``), then its files; returns what was
-    deleted (dependents first) and notes on what was left (``app.schemas.DeletedOut``)."""
-    doomed = store.delete(table, row_id, deletion_plan(store, cascade))
-    remove_files(settings, doomed)
-    logger.info("deleted %s", ", ".join(f"{NOUNS[t]} {r['id']}" for t, r in doomed))
+    deleted (dependents first) and notes on what was left (``app.schemas.DeletedOut``). With ``dry_run``, what it
+    would delete, or the same refusal, and nothing is deleted: the dashboard's confirmation names it (it counted
+    from its last listing; an attack round)."""
+    doomed = store.delete(table, row_id, deletion_plan(store, cascade), dry_run=dry_run)
+    if not dry_run:
+        remove_files(settings, doomed)
+        logger.info("deleted %s", ", ".join(f"{NOUNS[t]} {r['id']}" for t, r in doomed))
     return {"deleted": [{"kind": NOUNS[t], "id": r["id"], "name": r.get("name")} for t, r in doomed],
-            "notes": _notes(store, doomed)}
+            "notes": _notes(store, doomed), "dry_run": dry_run}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
-from fastapi import Path
+from fastapi import Path, Query
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
 from probe.report import MAX_NAME, UNPRINTABLE, TestCheck, Verdict
@@ -36,7 +36,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {401: "missing or wrong bearer token", 404: "no such id",
                        422: "invalid request"}.items()
 }
-# The answers of DELETE /api/datasets|caches|runs/{id} (app.removal).
+# DELETE /api/datasets|caches|runs/{id}?dry_run= (app.removal) and its answers.
+DRY_RUN = Query(False, description="delete nothing: answer with what the request would delete now (or its 409)")
 DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES, 409: {"model": ErrorOut, "description": "a queued, running or interrupted job uses it, or it "
                              "has caches / runs and cascade is not set: nothing was deleted"}}
@@ -99,6 +100,8 @@ class DeletedOut(BaseModel):
     deleted: list[DeletedItem]
     notes: list[str] = Field(default_factory=list, description="what was left as it was: a folder registered by "
                              "path, runs that took a deleted run as their reference")
+    dry_run: bool = Field(False, description="true: nothing was deleted; `deleted` is what the same request without "
+                          "dry_run would delete now")
 
 
 # -- jobs ------------------------------------------------------------------------------------------

@@ -215,16 +215,17 @@ class Store:
         return self._list("runs")
 
     def delete(self, table: str, row_id: str,
-               plan: Callable[[sqlite3.Connection, str, dict[str, Any]], list[tuple[str, dict[str, Any]]]]
-               ) -> list[tuple[str, dict[str, Any]]]:
+               plan: Callable[[sqlite3.Connection, str, dict[str, Any]], list[tuple[str, dict[str, Any]]]],
+               dry_run: bool = False) -> list[tuple[str, dict[str, Any]]]:
         """Delete row ``row_id`` of ``table`` with the rows ``plan(conn, table, row)`` returns (it included, children
-        first), in one transaction; ``plan`` raises to refuse (:mod:`app.removal`). Returns the deleted rows."""
+        first), in one transaction; ``plan`` raises to refuse (:mod:`app.removal`). Returns the deleted rows (with
+        ``dry_run``, those it would delete, deleting nothing)."""
         with self._tx() as conn:
             row = self._row(conn.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone())
             if row is None:
                 raise NotFound(table, row_id)
             doomed = plan(conn, table, row)
-            for kind, doomed_row in doomed:
+            for kind, doomed_row in ([] if dry_run else doomed):
                 conn.execute(f"DELETE FROM {kind} WHERE id = ?", (doomed_row["id"],))
         return doomed
 

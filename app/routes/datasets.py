@@ -29,8 +29,8 @@ from ..datasets import (
 )
 from ..deps import get_store, in_slot
 from ..removal import delete
-from ..schemas import (DELETE_RESPONSES, ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, DeletedOut, ErrorOut,
-                       IdPath)
+from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, DeletedOut,
+                       ErrorOut, IdPath)
 from ..status import NotFound
 from ..store import Store
 
@@ -135,9 +135,9 @@ _CASCADE = Query(False, description="also delete what depends on it (a data set'
 
 @router.delete("/datasets/{dataset_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
                summary="Delete a data set and its uploaded files (a folder registered by path stays as it was)")
-def delete_dataset(dataset_id: IdPath, cascade: bool = _CASCADE, store: Store = Depends(get_store),
-                   settings: Settings = Depends(get_settings)) -> DeletedOut:
-    return DeletedOut(**delete(store, settings, "datasets", dataset_id, cascade))
+def delete_dataset(dataset_id: IdPath, cascade: bool = _CASCADE, dry_run: bool = DRY_RUN,
+                   store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> DeletedOut:
+    return DeletedOut(**delete(store, settings, "datasets", dataset_id, cascade, dry_run))
 
 
 MAX_SOURCE_LENGTH = 1024
@@ -199,9 +199,9 @@ def get_cache(cache_id: IdPath, store: Store = Depends(get_store)) -> CacheOut:
 
 @router.delete("/caches/{cache_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
                summary="Delete a feature cache and its file")
-def delete_cache(cache_id: IdPath, cascade: bool = _CASCADE, store: Store = Depends(get_store),
-                 settings: Settings = Depends(get_settings)) -> DeletedOut:
-    return DeletedOut(**delete(store, settings, "caches", cache_id, cascade))
+def delete_cache(cache_id: IdPath, cascade: bool = _CASCADE, dry_run: bool = DRY_RUN,
+                 store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> DeletedOut:
+    return DeletedOut(**delete(store, settings, "caches", cache_id, cascade, dry_run))
 
 
 def _cache_out(row: dict) -> CacheOut:

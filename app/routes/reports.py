@@ -21,8 +21,8 @@ from probe import Comparison, Report
 
 from ..config import Settings, get_settings
 from ..removal import delete
-from ..schemas import (DELETE_RESPONSES, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut, RunOut,
-                       ScoresOut)
+from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
+                       RunOut, ScoresOut)
 
 router = APIRouter(tags=["reports"])
 
@@ -279,9 +279,9 @@ def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
 
 @router.delete("/runs/{run_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
                summary="Delete a probe run and its folder (runs that took it as their reference keep their reports)")
-def delete_run(run_id: IdPath, store: Store = Depends(get_store),
+def delete_run(run_id: IdPath, dry_run: bool = DRY_RUN, store: Store = Depends(get_store),
                settings: Settings = Depends(get_settings)) -> DeletedOut:
-    return DeletedOut(**delete(store, settings, "runs", run_id))
+    return DeletedOut(**delete(store, settings, "runs", run_id, dry_run=dry_run))
 
 
 # Declared before /reports/{run_id}: that pattern would also match "abc.csv".

@@ -206,17 +206,24 @@
       `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`);
   }
 
-  /** A button that asks `question`, then sends DELETE `path` (app.removal); the server's notes (what it left as it
-   * was) or its refusal (a job uses it) show in the banner, then `done()` (a refresh). */
+  /** A button that asks the server what DELETE `path` would remove now (dry_run), asks `question` with that list
+   * (a count from the page's last listing could miss a run made since; an attack round), then sends it
+   * (app.removal); the server's notes (what it left as it was) or its refusal (a job uses it) show in the banner,
+   * then `done()` (a refresh). */
   function deleteButton(question, path, done, label = "Delete") {
     const small = label === "×";  // in a crowded table: its title names it
+    const named = (items) => items.map((d) => `${d.kind} ${d.name || d.id}`).join(", ");
     return h("button", { class: small ? "danger small" : "danger", "data-delete": path, "aria-label": "delete",
                          title: "delete from the server", onclick: async (ev) => {
-      if (!window.confirm(question)) return;
-      ev.currentTarget.disabled = true;
+      const button = ev.currentTarget;
+      let plan;
+      try { plan = await (await api(path + (path.includes("?") ? "&" : "?") + "dry_run=true", { method: "DELETE" })).json(); }
+      catch (e) { showBanner("Not deleted: " + e.message, true); return; }
+      if (!window.confirm(`${question}\n\nIt deletes: ${named(plan.deleted)}.`)) return;
+      button.disabled = true;
       try {
         const out = await (await api(path, { method: "DELETE" })).json();
-        const gone = out.deleted.map((d) => `${d.kind} ${d.name || d.id}`).join(", ");
+        const gone = named(out.deleted);
         const notes = out.notes.join("; ");
         const text = `Deleted ${gone}.` + (notes ? " " + notes[0].toUpperCase() + notes.slice(1) + "." : "");
         showBanner(text);

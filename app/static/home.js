@@ -90,21 +90,15 @@
       (users.length ? ` ${users.length} run(s) took it as their reference: they keep their reports, without the comparison.` : "");
   }
 
-  // What goes with a data set or a cache deleted with cascade=true (app.removal).
-  function dependents(caches, ctx) {
-    const ids = new Set(caches.map((c) => c.id));
-    const runs = Object.values(ctx.runs).filter((r) => ids.has(r.cache_id)).length;
-    return runs ? ` and ${runs} run(s) on ${caches.length > 1 ? "them" : "it"}` : "";
-  }
-
+  // A data set or cache goes with what depends on it (cascade=true): the confirmation lists them from the server.
   function cacheDelete(c, ctx) {
-    return deleteButton(`Delete feature cache ${c.id} (${c.encoder}, ${count(cacheImages(c))} images)${dependents([c], ctx)}?`,
+    return deleteButton(`Delete feature cache ${c.id} (${c.encoder}, ${count(cacheImages(c))} images) and the runs on it?`,
       `/api/caches/${enc(c.id)}?cascade=true`, ctx.refresh, "×");
   }
 
-  function datasetQuestion(d, used, ctx) {
-    const caches = used.length ? ` with its ${used.length} feature cache(s)${dependents(used, ctx)}` : "";
-    return `Delete data set ${d.name} (${d.id})${caches}? ` + (d.source === "upload" ? "Its uploaded archive is removed from the server."
+  function datasetQuestion(d) {
+    return `Delete data set ${d.name} (${d.id}) and what was made from it? ` + (d.source === "upload"
+      ? "Its uploaded archive is removed from the server."
       : "It was registered by path: its folder stays on the server as it is; only the registration and what was made from it go.");
   }
 
@@ -118,7 +112,7 @@
           cacheDelete(c, ctx))]).flat()
         : h("span", { class: "muted" }, "not extracted yet")),
       h("td", {}, d.source), h("td", { "data-col": "registered" }, when(d.created_at)),
-      h("td", { class: "actions" }, deleteButton(datasetQuestion(d, used, ctx), `/api/datasets/${enc(d.id)}?cascade=true`, ctx.refresh)));
+      h("td", { class: "actions" }, deleteButton(datasetQuestion(d), `/api/datasets/${enc(d.id)}?cascade=true`, ctx.refresh)));
   }
 
   async function refresh() {

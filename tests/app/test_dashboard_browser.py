@@ -1159,30 +1159,37 @@ def test_runs_caches_and_data_sets_are_deleted_from_the_home_page(driver, tmp_pa
         driver.js("window.asked = []; window.confirm = (q) => { window.asked.push(q); return window.answer; };"
                   "window.answer = false;")
         driver.js("document.querySelector('#runs tr[data-run=run_a] button.danger').click()")  # answered no
+        wait_for(lambda: driver.js("return window.asked.length") == 1, 30, interval=0.2, what="asked")
         assert driver.js("return window.asked") == ["Delete run run_a (ce/linear)? Its report and probe files are "
-                                                    "removed from the server."]
+                                                    "removed from the server.\n\nIt deletes: run ce/linear."]
         assert run_dir.is_dir() and store.get_run("run_a")
         driver.js("window.answer = true; document.querySelector('#runs tr[data-run=run_a] button.danger').click()")
         wait_for(lambda: driver.js(rows.format("runs", "run", "run")) == [], 30, interval=0.2, what="run row gone")
         assert not run_dir.exists()
         assert driver.js("return document.getElementById('banner').textContent") == "Deleted run ce/linear."
-        # the data set: its cache is used by a queued job, so the server refuses and the banner says why
+        # the data set: its cache is used by a queued job, so the server refuses before any question, and says why
         button = f"document.querySelector('#datasets tr[data-dataset={cache['dataset_id']}] td.actions button')"
         driver.js(f"{button}.click()")
-        assert driver.js("return window.asked.at(-1)") == (
-            f"Delete data set s ({cache['dataset_id']}) with its 1 feature cache(s)? It was registered by path: its "
-            "folder stays on the server as it is; only the registration and what was made from it go.")
         wait_for(lambda: "is used by job" in driver.js("return document.getElementById('banner').textContent"), 30,
                  interval=0.2, what="refusal shown")
         assert driver.js("return document.getElementById('banner').className") == "banner error"
+        assert driver.js("return window.asked.length") == 2  # nothing more asked
         assert driver.js(rows.format("datasets", "dataset", "dataset")) == [cache["dataset_id"]]
         store.cancel_queued(job["id"])
+        # a run made after the page's listing is named too: the list comes from the server (a dry run)
+        store.add_run(run_id="run_new", job_id=None, cache_id=cache["id"], name="mr2/linear", head="linear",
+                      loss="mr2", reference_run=None, path=str(settings.runs_dir / "run_new"), summary={})
         driver.js(f"{button}.click()")
+        wait_for(lambda: driver.js("return window.asked.length") == 3, 30, interval=0.2, what="asked")
+        assert driver.js("return window.asked.at(-1)") == (
+            f"Delete data set s ({cache['dataset_id']}) and what was made from it? It was registered by path: its "
+            "folder stays on the server as it is; only the registration and what was made from it go.\n\nIt "
+            f"deletes: run mr2/linear, cache {cache['id']}, data set s.")
         wait_for(lambda: driver.js(rows.format("datasets", "dataset", "dataset")) == [], 30, interval=0.2,
                  what="data set row gone")
         banner = driver.js("return document.getElementById('banner').textContent")
-        assert banner == (f"Deleted cache {cache['id']}, data set s. The folder of data set {cache['dataset_id']!r} was "
-                          "registered by path: it is left on the server as it was.")
+        assert banner == (f"Deleted run mr2/linear, cache {cache['id']}, data set s. The folder of data set "
+                          f"{cache['dataset_id']!r} was registered by path: it is left on the server as it was.")
         time.sleep(2.5)  # a poll of the page (every 2 s) leaves the notice
         assert driver.js("return document.getElementById('banner').textContent") == banner
         assert (tmp_path / "data" / "synthetic.h5").is_file()

@@ -49,7 +49,7 @@ def test_deleting_runs_cache_and_uploaded_data_set_removes_their_files(fresh_fin
     assert (settings.uploads_dir / f.dataset["id"]).is_dir()
     resp = client.delete(f"/api/datasets/{f.dataset['id']}")
     assert resp.status_code == 200 and resp.json() == {
-        "deleted": [{"kind": "data set", "id": f.dataset["id"], "name": "tiny images"}], "notes": []}
+        "deleted": [{"kind": "data set", "id": f.dataset["id"], "name": "tiny images"}], "notes": [], "dry_run": False}
     assert not (settings.uploads_dir / f.dataset["id"]).exists()
     assert client.get("/api/datasets").json() == []
     resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": f.dataset["id"], "probes": [ERM]})
@@ -201,3 +201,22 @@ def test_files_the_file_system_refuses_to_remove_leave_the_deletion_done(service
     resp = client.delete("/api/runs/run_x")
     assert resp.status_code == 200 and client.get("/api/runs/run_x").status_code == 404
     assert "deleted run run_x; its files could not all be removed: read-only file system" in caplog.text
+
+
+def test_a_dry_run_answers_what_would_go_and_deletes_nothing(service, tmp_path):
+    """dry_run=true: the rows the same request would delete now (or its 409), nothing deleted; the dashboard's
+    confirmation lists them (its count came from its last listing; an attack round)."""
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    run_dir = settings.runs_dir / "run_d"
+    run_dir.mkdir(parents=True)
+    store.add_run(run_id="run_d", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(run_dir), summary={})
+    resp = client.delete(f"/api/datasets/{cache['dataset_id']}", params={"cascade": "true", "dry_run": "true"})
+    assert resp.status_code == 200 and resp.json()["dry_run"] is True
+    assert [(d["kind"], d["id"]) for d in resp.json()["deleted"]] == [
+        ("run", "run_d"), ("cache", cache["id"]), ("data set", cache["dataset_id"])]
+    assert store.get_run("run_d") and store.get_cache(cache["id"]) and run_dir.is_dir()
+    assert client.delete(f"/api/caches/{cache['id']}", params={"dry_run": "true"}).status_code == 409
+    resp = client.delete("/api/runs/run_d")
+    assert resp.status_code == 200 and resp.json()["dry_run"] is False and not run_dir.exists()
