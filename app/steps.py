@@ -112,6 +112,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
             _discard_unless_in_use(ctx.store, ctx.job_id, str(plan.path))
         raise JobCancelled(ctx.stop_reason or "cancel") from exc
+    # a cancel that landed once the file was written or found (a reuse takes a moment) is honoured: the job ended
+    # succeeded after "cancellation requested" (an attack round); the finished file stays, for a later extraction
+    ctx.check_stop()
     cache = open_cache(result.path)
     row = ctx.store.add_cache(
         dataset_id=dataset_id, encoder=encoder_name, path=str(result.path), fingerprint=result.fingerprint,

@@ -561,3 +561,28 @@ def test_extraction_job_with_cpu_encoding_workers_writes_the_main_process_cache(
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)  # float16 storage; 1-thread kernels round alike
         np.testing.assert_array_equal(ya, yb)
         assert ours.sources(split) == shared.sources(split)
+
+
+def test_a_cancel_that_lands_while_a_cache_is_reused_is_honoured(fresh_finished, monkeypatch):
+    """An extraction that reuses a finished cache takes a moment: a cancel then said "cancellation requested" and
+    the job ended succeeded (an attack round). It ends cancelled; the cache and its file stay as they were."""
+    import feature_cache
+
+    from app.status import JobStatus
+
+    client = fresh_finished.client
+    store, runner = client.app.state.store, client.app.state.runner
+    real = feature_cache.extract
+
+    def extract_then_cancel(*args, **kwargs):
+        result = real(*args, **kwargs)
+        for job in store.list_jobs(JobStatus.running):
+            runner.cancel(job["id"])
+        return result
+
+    monkeypatch.setattr(feature_cache, "extract", extract_then_cancel)
+    caches = client.get("/api/caches").json()
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract",
+                                                          "dataset_id": fresh_finished.dataset["id"]}).json()["id"])
+    assert job["status"] == "cancelled", job
+    assert client.get("/api/caches").json() == caches and Path(store.get_cache(caches[0]["id"])["path"]).is_file()
