@@ -2,6 +2,8 @@
 while they have dependents (unless cascade=true), then only the service's own files."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -54,6 +56,16 @@ def test_deleting_runs_cache_and_uploaded_data_set_removes_their_files(fresh_fin
     assert client.get("/api/datasets").json() == []
     resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": f.dataset["id"], "probes": [ERM]})
     assert resp.status_code == 404 and f.dataset["id"] in resp.json()["detail"]
+
+
+def _run(store, settings, cache: dict, run_id: str, job_id: str | None = None, folder: bool = True) -> Path:
+    """A run row on ``cache`` (and its folder under the service's runs/, unless ``folder`` is False)."""
+    run_dir = settings.runs_dir / run_id
+    if folder:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    store.add_run(run_id=run_id, job_id=job_id, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(run_dir), summary={})
+    return run_dir
 
 
 @pytest.fixture
@@ -129,10 +141,7 @@ def test_what_a_running_job_is_making_holds_its_deletion(service, tmp_path):
     training = store.claim(store.add_job("probe", {"cache_id": cache["id"]})["id"])
     queued = store.add_job("probe", {"cache_id": cache["id"]})
     store.update_result(training["id"], pending_run="run_p")
-    run_dir = settings.runs_dir / "run_p"
-    run_dir.mkdir(parents=True)
-    store.add_run(run_id="run_p", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
-                  reference_run=None, path=str(run_dir), summary={})
+    run_dir = _run(store, settings, cache, "run_p")
     resp = client.delete("/api/runs/run_p")
     assert resp.status_code == 409 and f"is used by job {training['id']!r} (running)" in resp.json()["detail"]
     # every holder with its own status
@@ -144,10 +153,9 @@ def test_what_a_running_job_is_making_holds_its_deletion(service, tmp_path):
     assert resp.status_code == 409 and resp.json()["detail"] == (
         f"cache {cache['id']!r} is used by job {training['id']!r} (running), {queued['id']!r} (queued): cancel it or "
         "let it finish, then delete")
-    made = store.add_run(run_id="run_m", job_id=training["id"], cache_id=cache["id"], name="ce/linear", head="linear",
-                         loss="ce", reference_run=None, path=str(run_dir), summary={})
-    assert client.delete(f"/api/runs/{made['id']}").status_code == 409
-    assert run_dir.is_dir()
+    made = _run(store, settings, cache, "run_m", job_id=training["id"])
+    assert client.delete("/api/runs/run_m").status_code == 409
+    assert made.is_dir() and run_dir.is_dir()
 
 
 def test_a_job_whose_rows_were_deleted_does_not_resume(service, tmp_path):
@@ -176,8 +184,7 @@ def test_a_run_folder_replaced_by_a_link_loses_the_link_and_never_its_target(ser
     (outside / "keep.txt").write_text("mine")
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     (settings.runs_dir / "run_l").symlink_to(outside, target_is_directory=True)
-    store.add_run(run_id="run_l", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
-                  reference_run=None, path=str(settings.runs_dir / "run_l"), summary={})
+    _run(store, settings, cache, "run_l", folder=False)
     assert client.delete("/api/runs/run_l").status_code == 200
     assert not (settings.runs_dir / "run_l").is_symlink() and (outside / "keep.txt").read_text() == "mine"
 
@@ -189,10 +196,7 @@ def test_files_the_file_system_refuses_to_remove_leave_the_deletion_done(service
 
     client, store, settings = service
     cache = synthetic_cache(store, tmp_path / "data")
-    run_dir = settings.runs_dir / "run_x"
-    run_dir.mkdir(parents=True)
-    store.add_run(run_id="run_x", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
-                  reference_run=None, path=str(run_dir), summary={})
+    _run(store, settings, cache, "run_x")
 
     def refuse(*args, **kwargs):
         raise PermissionError("read-only file system")
@@ -208,10 +212,7 @@ def test_a_dry_run_answers_what_would_go_and_deletes_nothing(service, tmp_path):
     confirmation lists them (its count came from its last listing; an attack round)."""
     client, store, settings = service
     cache = synthetic_cache(store, tmp_path / "data")
-    run_dir = settings.runs_dir / "run_d"
-    run_dir.mkdir(parents=True)
-    store.add_run(run_id="run_d", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
-                  reference_run=None, path=str(run_dir), summary={})
+    run_dir = _run(store, settings, cache, "run_d")
     resp = client.delete(f"/api/datasets/{cache['dataset_id']}", params={"cascade": "true", "dry_run": "true"})
     assert resp.status_code == 200 and resp.json()["dry_run"] is True
     assert [(d["kind"], d["id"]) for d in resp.json()["deleted"]] == [
