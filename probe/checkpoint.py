@@ -82,9 +82,11 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any]) -> Path:
+def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
+                     class_names: list[str] | None = None) -> Path:
     """Write a trainer's parameters and fitted state (``ProbeTrainer._get_fitted_state()``) to ``path`` (a
-    ``.safetensors`` file or a directory). Returns the path of the safetensors file."""
+    ``.safetensors`` file or a directory), with the names of its classes when given (a run's head names them:
+    head.json in probe.zip listed class indices only). Returns the path of the safetensors file."""
     from safetensors.torch import save_file
 
     weights_path, meta_path = _paths(path)
@@ -108,6 +110,7 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any]) -> Pat
         "num_features": state["num_features"],
         "num_classes": state["num_classes"],
         "classes": [int(c) for c in state["classes"]],
+        **({} if class_names is None else {"class_names": [str(n) for n in class_names]}),
         **described,
         "loss": {"name": state["loss"]["name"], "options": _jsonable(state["loss"]["options"])},
         "p": state["p"],
@@ -163,6 +166,12 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - safetensors' own error types, a field missing or of another type
         raise ValueError(f"{weights_path.name} / {meta_path.name} cannot be read as a saved probe (damaged or cut "
                          f"short?): {type(exc).__name__}: {str(exc)[:200]}") from None
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and len(names) == state["num_classes"]
+                                  and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{meta_path.name} cannot be read as a saved probe: class_names is not "
+                         f"{state['num_classes']} names")
+    state["class_names"] = names
     state["library_version"] = meta.get("library_version")
     logger.info("read probe %s/%s (K=%d, d=%d) from %s", meta["head"]["name"], meta["loss"]["name"],
                 state["num_classes"], state["num_features"], weights_path)

@@ -59,6 +59,10 @@ class RunProbe:
         if trainer.num_classes_ != len(report.class_names):
             raise ValueError(f"{run_dir}: the head has {trainer.num_classes_} classes, the report "
                              f"{len(report.class_names)}; the run directory mixes files of two runs.")
+        names = getattr(trainer, "class_names_", None)
+        if names is not None and list(names) != list(report.class_names):
+            raise ValueError(f"{run_dir}: the head names other classes than the report; the run directory mixes "
+                             "files of two runs.")
         posthoc = None
         if report.posthoc is not None and report.posthoc.per_seed[0].applied is not False:
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)

@@ -619,7 +619,7 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
              *((PREDICTIONS_FILE,) if predictions is None else ())]
     for name in stale:
         (run_dir / name).unlink(missing_ok=True)
-    trainer.save(run_dir / "head.safetensors")
+    trainer.save(run_dir / "head.safetensors", class_names=report.class_names)
     if predictions is not None:
         predictions.save(run_dir)
     (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8")

@@ -523,6 +523,7 @@ class ProbeTrainer:
         self.loss_ = None  # training-time object; create_loss(self.loss, **self.loss_options_) rebuilds it
         self.loss_options_ = dict(state["loss"]["options"])
         self.classes_ = np.asarray(state["classes"], dtype=np.int64)
+        self.class_names_ = state.get("class_names")  # None: saved without them (or before they were kept)
         self.n_features_in_, self.num_classes_ = d, k
         self.p_ = float(state["p"])
         self.stats_mode_ = state["stats_mode"]
@@ -536,12 +537,13 @@ class ProbeTrainer:
 
 
     # ----------------------------------------------------------------------------------------- persistence
-    def save(self, path) -> Path:
-        """Write the head (+ adapter) as safetensors and a JSON sidecar; see :mod:`probe.checkpoint`.
+    def save(self, path, class_names: list[str] | None = None) -> Path:
+        """Write the head (+ adapter) as safetensors and a JSON sidecar (with ``class_names``, the names of its
+        classes, when given); see :mod:`probe.checkpoint`.
 
         Returns the path of the safetensors file. Raises ValueError if the trainer is not fitted.
         """
-        return write_checkpoint(path, self.get_params(), self._get_fitted_state())
+        return write_checkpoint(path, self.get_params(), self._get_fitted_state(), class_names)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "ProbeTrainer":

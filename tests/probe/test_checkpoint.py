@@ -112,3 +112,30 @@ def test_a_head_file_with_non_finite_weights_is_refused_when_loaded(tmp_path):
     with pytest.raises(ValueError, match=r"non-finite weights in linear weight: the head file \(head\.safetensors\) "
                                          "is damaged"):
         load_probe(tmp_path)
+
+
+def test_a_run_head_names_its_classes_and_a_mismatch_is_refused(tmp_path):
+    """head.json named class indices only (probe.zip users needed report.json for the names): a run's head now
+    carries the names, a loaded trainer has them (class_names_), and a head whose names differ from its report's
+    is refused as files of two runs. A head saved without names loads with None."""
+    from probe import ProbeConfig, run_probe
+    from probe.deploy import RunProbe
+
+    from testdata import gaussian_splits
+
+    names = ["cat", "dog", "é t"]
+    report = run_probe(gaussian_splits(3, {"train": 10, "val": 5, "test": 5}, spread=3), names,
+                       ProbeConfig(seeds=[0], epochs=2, lr_grid=[1e-2], wd_grid=[0.0], cv=0), out_dir=tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "head.json").read_text())
+    assert meta["class_names"] == names and meta["classes"] == [0, 1, 2]
+    assert load_probe(tmp_path / "run").class_names_ == names == RunProbe.load(tmp_path / "run").class_names
+    (tmp_path / "run" / "head.json").write_text(json.dumps({**meta, "class_names": ["a", "b", "c"]}))
+    with pytest.raises(ValueError, match="the head names other classes than the report"):
+        RunProbe.load(tmp_path / "run")
+    (tmp_path / "run" / "head.json").write_text(json.dumps({**meta, "class_names": ["a"]}))
+    with pytest.raises(ValueError, match="class_names is not 3 names"):
+        load_probe(tmp_path / "run")
+    x, y = _data()
+    save_probe(ProbeTrainer(epochs=1).fit(x, y), tmp_path / "bare")
+    assert load_probe(tmp_path / "bare").class_names_ is None
+    assert report.class_names == names
