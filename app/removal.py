@@ -39,15 +39,14 @@ def _uses(job: dict[str, Any], table: str, row: dict[str, Any]) -> bool:
     the cache file its extraction writes or reuses (``extraction``, before the cache is recorded), the run it
     trains (``pending_run``, before the run is recorded). The last two were deleted under a running job (an attack
     round): a reused cache file went while its job recorded it again, as a row without a file."""
-    request, result, row_id = job["request"], job["result"], row["id"]
+    result = job["result"]
+    if (table, row["id"]) in Store.job_rows(job["request"], result):
+        return True
     if table == "datasets":
-        return request.get("dataset_id") == row_id
+        return False
     if row.get("job_id") == job["id"]:
         return True
-    if table == "caches":
-        return row_id in (request.get("cache_id"), result.get("cache_id")) or result.get("extraction") == row["path"]
-    return row_id in (request.get("reference_run"), result.get("pending_run")) or row_id in (result.get("run_ids")
-                                                                                             or ())
+    return result.get("extraction") == row["path"] if table == "caches" else result.get("pending_run") == row["id"]
 
 
 def _with_dependents(store: Store, conn: sqlite3.Connection, table: str, row: dict) -> list[tuple[str, dict]]:

@@ -141,22 +141,29 @@ class Store:
 
     def _insert(self, table: str, values: dict[str, Any], before=None) -> dict[str, Any]:
         """Insert a row (``before(conn)`` first, in the same transaction: a check that may refuse it)."""
-        encoded = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()}
-        cols = ", ".join(encoded)
-        marks = ", ".join("?" for _ in encoded)
         with self._tx() as conn:
             if before is not None:
                 before(conn)
-            conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(encoded.values()))
+            self._insert_in(conn, table, values)
         return self._get(table, values["id"])
 
+    @staticmethod
+    def _insert_in(conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
+        """``INSERT`` one row on ``conn`` (inside a transaction), its JSON columns encoded."""
+        encoded = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()}
+        conn.execute(f"INSERT INTO {table} ({', '.join(encoded)}) VALUES ({', '.join('?' for _ in encoded)})",
+                     tuple(encoded.values()))
+
     # -- data sets, caches, runs ------------------------------------------------------------------
-    def add_dataset(self, *, name: str, source: str, path: str, class_names: list[str],
-                    counts: dict[str, list[int]], fingerprint: str | None, skipped: int,
-                    dataset_id: str | None = None) -> dict[str, Any]:
-        return self._insert("datasets", dict(
-            id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
-            counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow()))
+    @staticmethod
+    def _dataset_row(*, name: str, source: str, path: str, class_names: list[str], counts: dict[str, list[int]],
+                     fingerprint: str | None, skipped: int, dataset_id: str | None = None) -> dict[str, Any]:
+        return dict(id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
+                    counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow())
+
+    def add_dataset(self, **values: Any) -> dict[str, Any]:
+        """A new data set row (:meth:`_dataset_row`'s arguments)."""
+        return self._insert("datasets", self._dataset_row(**values))
 
     _SAME_DATASET = "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY rowid LIMIT 1"
 
@@ -165,16 +172,13 @@ class Store:
         arguments): ``(row, created)``, looked up in the transaction that would insert it. Looked up apart, two
         registrations at once both inserted, and one beside a deletion answered with the deleted id (an attack
         round)."""
+        new = self._dataset_row(**values)
         with self._tx() as conn:
-            row = conn.execute(self._SAME_DATASET, (values["source"], values["path"], values["fingerprint"])).fetchone()
-            if row is None:
-                values = {"id": values.pop("dataset_id", None) or new_id("ds"), **values, "created_at": utcnow()}
-                encoded = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()}
-                conn.execute(f"INSERT INTO datasets ({', '.join(encoded)}) VALUES ({', '.join('?' for _ in encoded)})",
-                             tuple(encoded.values()))
-                row = conn.execute("SELECT * FROM datasets WHERE id = ?", (values["id"],)).fetchone()
-                return self._row(row), True
-        return self._row(row), False
+            row = conn.execute(self._SAME_DATASET, (new["source"], new["path"], new["fingerprint"])).fetchone()
+            if row is not None:
+                return self._row(row), False
+            self._insert_in(conn, "datasets", new)
+        return self._get("datasets", new["id"]), True
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._get("datasets", dataset_id)
@@ -267,10 +271,17 @@ class Store:
 
     @classmethod
     def _check_named(cls, conn: sqlite3.Connection, request: dict[str, Any]) -> None:
-        for key, table in cls._NAMED:
-            row_id = request.get(key)
-            if row_id is not None and conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
-                raise NotFound(table, row_id)
+        gone = cls._gone(conn, request, {})
+        if gone:
+            raise NotFound(*gone)
+
+    @classmethod
+    def job_rows(cls, request: dict[str, Any], result: dict[str, Any]) -> list[tuple[str, str]]:
+        """The (table, id) rows a job uses: those its request names, and the cache and runs its finished steps
+        made (what a deletion waits for, and what a resume needs; ``app.removal``)."""
+        named = [(table, request.get(key)) for key, table in cls._NAMED]
+        named += [("caches", result.get("cache_id"))] + [("runs", run) for run in result.get("run_ids") or ()]
+        return [(table, row_id) for table, row_id in named if row_id is not None]
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._get("jobs", job_id)
@@ -352,12 +363,9 @@ class Store:
 
     @classmethod
     def _gone(cls, conn: sqlite3.Connection, request: dict, result: dict) -> tuple[str, str] | None:
-        """The first (table, id) a job uses (its request's rows, its finished steps' cache and runs) that no longer
-        exists, or None."""
-        named = [(table, request.get(key)) for key, table in cls._NAMED]
-        named += [("caches", result.get("cache_id"))] + [("runs", run) for run in result.get("run_ids") or ()]
-        for table, row_id in named:
-            if row_id is not None and conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
+        """The first of :meth:`job_rows` that no longer exists, or None."""
+        for table, row_id in cls.job_rows(request, result):
+            if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
                 return table, row_id
         return None
 
