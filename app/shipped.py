@@ -27,6 +27,17 @@ class CachePredictions:
     labelled: bool = True  # False: unlabelled images (every label UNKNOWN_CLASS, every name ""), nothing to score
     probabilities: Any = None  # (n, K) float32 every class's softmax probability, when asked for
 
+    def known(self) -> tuple[Any, Any]:
+        """``(rows, predictions)``: the rows of the images of classes the run has (the others are no one's mistakes
+        and no pair's) and their ``probe.predictions.Predictions``, whose index ``i`` is the split's row ``rows[i]``."""
+        import numpy as np
+
+        from probe.predictions import Predictions
+
+        rows = np.flatnonzero(self.labels >= 0)
+        return rows, Predictions(self.labels[rows], self.predicted[rows][None, :], self.confidence[rows],
+                                 [self.sources[i] for i in rows])
+
 
 def csv_rows(got: "CachePredictions", class_names: list[str]):
     """The predictions as CSV rows (:data:`CSV_COLUMNS`), header first: ``true`` empty for an unlabelled image,
@@ -135,17 +146,15 @@ def compare_on_cache(base, other, run_dirs: tuple, path: str, split: str, name: 
     ``path`` (``name``: how the caller calls it), paired on the images of classes the runs have →
     ``(probe.compare.Comparison, warnings)``. Raises ValueError: other classes, other features, no such split."""
     from probe.compare import check_same_classes, compare_on_images
-    from probe.deploy import UNKNOWN_CLASS, RunProbe
-    from probe.predictions import Predictions
+    from probe.deploy import RunProbe
 
     check_same_classes(base, other)
     got = predict_cache([RunProbe.load(run) for run in run_dirs], path, split, name=name)
     warnings = list(dict.fromkeys(got[0].warnings + got[1].warnings))
-    known = got[0].labels != UNKNOWN_CLASS
-    if not known.all():
-        left = int((~known).sum())
+    (rows, base_known), (_, other_known) = got[0].known(), got[1].known()  # the same classes: the same rows
+    left = len(got[0].labels) - len(rows)
+    if left:
         warnings.append(f"{left:,} image{'' if left == 1 else 's'} of classes the runs do not have "
                         f"{'is' if left == 1 else 'are'} left out.")
-    pairs = tuple(Predictions(g.labels[known], g.predicted[known][None, :], g.confidence[known],
-                              [s for s, k in zip(g.sources, known) if k]) for g in got)
-    return compare_on_images(base, other, pairs, f"{name}, split {split} ({int(known.sum()):,} images)"), warnings
+    return compare_on_images(base, other, (base_known, other_known),
+                             f"{name}, split {split} ({len(rows):,} images)"), warnings

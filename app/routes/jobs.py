@@ -9,7 +9,7 @@ from ..config import Settings, get_settings
 from ..datasets import resolve_under_root
 from ..deps import get_runner, get_store
 from ..store import Store
-from ..status import JobStatus
+from ..status import RESUMABLE, JobStatus
 from ..schemas import ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
 from ..validation import validate_job
 from ..worker import JobRunner
@@ -48,7 +48,7 @@ def get_job(job_id: IdPath, store: Store = Depends(get_store), runner: JobRunner
 
 def _out(row: dict, store: Store, runner: JobRunner) -> JobOut:
     """A job as a client reads it; whether it can resume looks up the rows it uses (only for one that could)."""
-    could = row["status"] in (JobStatus.failed.value, JobStatus.interrupted.value)
+    could = JobStatus(row["status"]) in RESUMABLE
     return JobOut.from_row(row, runner.messages.clean, could and store.uses_deleted_rows(row))
 
 

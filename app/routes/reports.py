@@ -118,15 +118,9 @@ def _scored_failures(store: Store, run_id: str, cache: str, split: str, class_na
                      limit: int) -> FailuresOut:
     """The shipped probe's mistakes on a class of the cache's split, over its images of the run's classes; each
     item's ``index`` is its row in that split."""
-    import numpy as np
-
-    from probe.predictions import Predictions
-
     _, probe, got = _predicted(store, run_id, cache, split)
     index, target = _cell(probe.class_names, class_name, predicted)
-    known = np.flatnonzero(got.labels >= 0)  # images of classes the run does not have are no one's mistakes
-    scored = Predictions(got.labels[known], got.predicted[known][None, :], got.confidence[known],
-                         [got.sources[i] for i in known])
+    known, scored = got.known()
     rows = scored.failure_rows(index, probe.class_names, limit, target)
     for row in rows:
         row["index"] = int(known[row["index"]])
