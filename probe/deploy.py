@@ -217,6 +217,14 @@ class PredictedShare(BaseModel):
     mean_confidence: Num = Field(..., description="mean softmax probability of those predictions (None when n = 0)")
 
 
+UNSURE_BELOW = 0.5  # a prediction less confident than this is counted as unsure (CLI predict, GET .../predicted)
+
+
+def unsure_predictions(confidence: np.ndarray) -> int:
+    """How many predictions (their ``confidence`` (n,)) are below :data:`UNSURE_BELOW`."""
+    return int((np.asarray(confidence) < UNSURE_BELOW).sum())
+
+
 def predicted_shares(predicted: np.ndarray, confidence: np.ndarray, class_names: list[str]) -> list[PredictedShare]:
     """Each class's predictions (``predicted`` (n,) indices into ``class_names``, ``confidence`` (n,)): count,
     share and mean confidence, most predicted first (ties in class order); classes never predicted included."""

@@ -140,8 +140,10 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> 
     if never:
         lines.append(f"Never predicted: {', '.join(never[:10])}{' …' if len(never) > 10 else ''} ({len(never)} of "
                      f"{len(shares)} classes).")
-    unsure = int((confidence < 0.5).sum())
-    lines.append(f"{unsure:,} of {len(confidence):,} predictions below 50 % confidence.")
+    from probe.deploy import UNSURE_BELOW, unsure_predictions
+
+    lines.append(f"{unsure_predictions(confidence):,} of {len(confidence):,} predictions below "
+                 f"{100 * UNSURE_BELOW:.0f} % confidence.")
     if args.out:
         lines.append(f"Predictions written to {args.out}")
     return "\n".join(lines)

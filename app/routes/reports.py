@@ -197,11 +197,11 @@ async def run_predicted(request: Request, run_id: IdPath, cache: str = CacheQuer
 
 
 def _predicted_shares(store: Store, run_id: str, cache: str, split: str) -> PredictedOut:
-    from probe.deploy import predicted_shares
+    from probe.deploy import predicted_shares, unsure_predictions
 
     _, probe, got = _predicted(store, run_id, cache, split, scored=False)
     return PredictedOut(run_id=run_id, cache_id=cache, split=split, images=len(got.predicted),
-                        unsure=int((got.confidence < 0.5).sum()), warnings=got.warnings,
+                        unsure=unsure_predictions(got.confidence), warnings=got.warnings,
                         predicted=predicted_shares(got.predicted, got.confidence, probe.class_names))
 
 
