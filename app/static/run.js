@@ -360,24 +360,33 @@
     if (!Array.isArray(c) || c.length !== K || K > HEATMAP_MAX_CLASSES || !s.n) return [];
     const map = Charts.heatmap({ labels: names, counts: c, id: "score-heatmap", title: "confusion matrix of these images" });
     const gallery = h("div", { id: "score-gallery" });
-    let latest = 0;  // clicks in quick succession: only the last answer is shown
+    const load = failuresInto(gallery, (name, pred) => `/api/runs/${enc(s.run_id)}/scores/failures?cache=${enc(s.cache_id)}`
+      + `&split=${enc(s.split)}&class=${enc(name)}&predicted=${enc(pred)}&limit=12`,
+      (e) => empty("Could not load these images: " + e.message));
     map.addEventListener("click", async (ev) => {
       const cell = ev.target.closest("rect.cell[data-true]:not(.diag)");
-      if (!cell) return;
-      const mine = ++latest, { true: name, pred } = cell.dataset;
-      gallery.replaceChildren(h("p", { class: "muted" }, "Loading…"));
-      const query = `cache=${enc(s.cache_id)}&split=${enc(s.split)}&class=${enc(name)}&predicted=${enc(pred)}&limit=12`;
-      let nodes;
-      try { nodes = [galleryItems(await getJSON(`/api/runs/${enc(s.run_id)}/scores/failures?${query}`))].flat(); }
-      catch (e) { nodes = [empty("Could not load these images: " + e.message)]; }
-      if (mine !== latest) return;
-      gallery.replaceChildren(...nodes);
-      gallery.setAttribute("data-class", name);
-      gallery.setAttribute("data-predicted", pred);
-      gallery.scrollIntoView({ block: "nearest" });
+      if (cell && await load(cell.dataset.true, cell.dataset.pred)) gallery.scrollIntoView({ block: "nearest" });
     });
     return [map, h("p", { class: "muted note" }, "Rows: the true class, normalised to 100 %; the shipped probe (first "
               + "seed), each image once. Hover a cell for its count; click a confusion to see its images."), gallery];
+  }
+
+  /** `load(name, predicted)` filling `body` with the failures GET `url(name, predicted)` lists (galleryItems), or
+   * `failed(error)`; of requests in quick succession only the last one's answer is shown (load resolves true). */
+  function failuresInto(body, url, failed) {
+    let latest = 0;
+    return async (name, predicted) => {
+      const mine = ++latest;
+      body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      let nodes;
+      try { nodes = [galleryItems(await getJSON(url(name, predicted)))].flat(); }
+      catch (e) { nodes = [failed(e)]; }
+      if (mine !== latest) return false;
+      body.replaceChildren(...nodes);
+      body.setAttribute("data-class", name);
+      body.setAttribute("data-predicted", predicted || "");
+      return true;
+    };
   }
 
   /** The gallery: a class's mistakes, or one confusion cell's (true class, predicted class). Returns its nodes
@@ -385,25 +394,12 @@
   function galleryPanel(report, runId) {
     const worst = (report.summary.worst_class || {}).name || report.class_names[0];
     const body = h("div", { id: "gallery-body" }, h("p", { class: "muted" }, "Loading…"));
-    let latest = 0;  // clicks in quick succession: only the last request's answer is shown
-    const load = async (name, predicted) => {
-      const mine = ++latest;
-      body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
-      const filter = predicted ? `&predicted=${enc(predicted)}` : "";
-      let nodes;
-      try {
-        nodes = [galleryItems(await getJSON(`/api/runs/${enc(runId)}/failures?class=${enc(name)}${filter}&limit=12`))].flat();
-      } catch (e) {
-        // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
-        nodes = [e.status === 404 && e.message === "Not Found"
-          ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
-          : empty("Could not load the failure examples: " + e.message)];
-      }
-      if (mine !== latest) return;
-      body.replaceChildren(...nodes);
-      body.setAttribute("data-class", name);
-      body.setAttribute("data-predicted", predicted || "");
-    };
+    const load = failuresInto(body, (name, predicted) => `/api/runs/${enc(runId)}/failures?class=${enc(name)}`
+      + (predicted ? `&predicted=${enc(predicted)}` : "") + "&limit=12",
+      // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
+      (e) => (e.status === 404 && e.message === "Not Found"
+        ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
+        : empty("Could not load the failure examples: " + e.message)));
     const predictedOptions = (name) => [h("option", { value: "" }, "any class"),
       ...report.class_names.filter((c) => c !== name).map((c) => h("option", { value: c }, c))];
     const predictedSelect = h("select", { id: "gallery-predicted", onchange: () => load(select.value, predictedSelect.value) },
