@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .status import InvalidTransition, JobStatus
+from .status import NOUNS, InvalidTransition, JobStatus
 from .store import Store
 
 logger = logging.getLogger(__name__)
 
-NOUNS = {"datasets": "data set", "caches": "cache", "runs": "run"}
 # table -> (the table of its dependents, their column naming it)
 _DEPENDENTS = {"datasets": ("caches", "dataset_id"), "caches": ("runs", "cache_id")}
 # Jobs that will still read the rows they name: a deletion waits for them (or their cancellation).

@@ -23,11 +23,15 @@ class JobStatus(str, Enum):
 RESUMABLE = (JobStatus.interrupted, JobStatus.failed)
 
 
+# What a user calls a row of each table, in every message that names one (404s, deletions).
+NOUNS = {"datasets": "data set", "caches": "cache", "runs": "run", "jobs": "job", "samples": "sample"}
+
+
 class NotFound(KeyError):
     """A row that the caller named does not exist (the API turns it into 404)."""
 
     def __init__(self, table: str, row_id: str):
-        super().__init__(f"{table[:-1]} {row_id!r} not found")
+        super().__init__(f"{NOUNS[table]} {row_id!r} not found")
         self.table, self.row_id = table, row_id
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -445,7 +445,7 @@ def test_unknown_ids_are_404_naming_the_id(finished, path):
 def test_unknown_references_at_submission_are_404(finished):
     client = finished.client
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": "ds_missing"})
-    assert resp.status_code == 404 and resp.json()["detail"] == "dataset 'ds_missing' not found"
+    assert resp.status_code == 404 and resp.json()["detail"] == "data set 'ds_missing' not found"
     resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": finished.job["result"]["cache_id"],
                                           "reference_run": "run_missing"})
     assert resp.status_code == 404 and "run 'run_missing'" in resp.json()["detail"]

@@ -71,7 +71,7 @@ def test_cancel_and_resume_rules(store):
 def test_missing_rows_raise_not_found(store):
     with pytest.raises(NotFound, match="job 'job_nope' not found"):
         store.get_job("job_nope")
-    with pytest.raises(NotFound, match="dataset 'ds_nope' not found"):
+    with pytest.raises(NotFound, match="data set 'ds_nope' not found"):
         store.get_dataset("ds_nope")
     with pytest.raises(NotFound):
         store.claim("job_nope")
