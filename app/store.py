@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .status import RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
+from .status import NOUNS, RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ class Store:
             return  # the transition says so
         gone = cls._gone(conn, json.loads(row["request"]), json.loads(row["result"]))
         if gone:
-            raise InvalidTransition(f"job {job_id!r} cannot resume: the {gone[0][:-1]} {gone[1]!r} it uses was "
+            raise InvalidTransition(f"job {job_id!r} cannot resume: the {NOUNS[gone[0]]} {gone[1]!r} it uses was "
                                     "deleted; submit a new job")
 
     @classmethod
