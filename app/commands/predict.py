@@ -88,17 +88,16 @@ def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> Non
     """The predictions, one row per image, written to a temporary file renamed over ``path`` (removed again
     when that fails); a ``path`` that is not a regular file (a FIFO, /dev/stdout) is written through, as report
     and compare do: the rename made /dev/full and a FIFO regular files (an attack round)."""
-    if path.exists() and not path.is_file():
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(csv_rows(got, class_names))
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
+    through = path.exists() and not path.is_file()
+    target = path if through else path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with open(target, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(csv_rows(got, class_names))
-        os.replace(tmp, path)
+        if not through:
+            os.replace(target, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if not through:
+            target.unlink(missing_ok=True)
 
 
 def _pct(x: float | None) -> str:
