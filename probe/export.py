@@ -14,8 +14,8 @@ from typing import Any
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
-from .report import (NO_CLASSES, CrossValidation, FeatureSource, Timing, confusions_text, empty_third, interval_text,
-                     worst_first)
+from .report import (NO_CLASSES, Calibration, CrossValidation, FeatureSource, Timing, confusions_text, empty_third,
+                     interval_text, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -68,7 +68,9 @@ def _headline(report: dict) -> dict[str, str]:
             "grouping": report["grouping"].get("note", ""),
             "time": Timing.model_validate(report["timing"]).describe() if report.get("timing") else "not recorded",
             "features": (FeatureSource.model_validate(report["features"]).describe() if report.get("features")
-                         else "not recorded")}
+                         else "not recorded"),
+            "calibration": (Calibration.model_validate(report["calibration"]).describe()
+                            if report.get("calibration") else "not recorded")}
 
 
 def _summary_rows(report: dict) -> list[tuple[str, str]]:
@@ -143,7 +145,7 @@ def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
     verdict = [("Verdict", head["verdict"])] if head["verdict"] else []
     return [*verdict, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
             ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),
-            ("Time", head["time"])]
+            ("Calibration", head["calibration"]), ("Time", head["time"])]
 
 
 def _md_facts(facts: list[tuple[str, str]]) -> list[str]:

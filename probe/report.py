@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
+                      field_validator, model_validator)
 
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
@@ -42,7 +42,7 @@ from .predictions import PREDICTIONS_FILE
 logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
-           "FrontierPoint", "CrossValidation", "Confusion", "ConfusedWith", "Grouping", "Summary",
+           "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell"]
@@ -244,6 +244,42 @@ class Confusion(_Model):
     counts: list[list[NonNegativeInt]]
 
 
+class ReliabilityBin(_Model):
+    upper: float = Field(..., description="the bin's upper edge: it holds confidences in (upper − 1/bins, upper]")
+    count: NonNegativeInt = Field(..., description="test images whose top-1 confidence falls in the bin")
+    confidence: Num = Field(..., description="their mean top-1 confidence (null: no image)")
+    accuracy: Num = Field(..., description="their accuracy (null: no image)")
+
+
+class Calibration(_Model):
+    """How far the shipped head's probabilities (the first seed's softmax, with its post-hoc bias where applied:
+    what ``predict --probabilities`` gives) can be read as probabilities, on the test split (``probe.calibration``);
+    null in reports written before it."""
+
+    ece: Num = Field(..., description="expected calibration error: Σ over equal-width confidence bins of "
+                     "(bin images / images) · |bin accuracy − bin mean confidence|, a fraction")
+    ece_ci: Optional[Interval] = Field(None, description="its 95 % stratified bootstrap interval over the test "
+                                       "images")
+    confidence: Num = Field(..., description="mean top-1 confidence (above accuracy: overconfident)")
+    accuracy: Num = Field(..., description="the first seed's test accuracy")
+    nll: Num = Field(..., description="mean negative log-likelihood of the true class (natural log; scikit-learn's "
+                     "log_loss)")
+    top_k: Optional[PositiveInt] = Field(None, description="k of top_k_accuracy; null with k or fewer classes")
+    top_k_accuracy: Num = Field(None, description="fraction of test images whose class is among the k highest "
+                                "logits, mean over seeds")
+    bins: list[ReliabilityBin] = Field(default_factory=list, description="the reliability diagram")
+
+    def describe(self) -> str:
+        """One line for the terminal, Markdown and HTML views."""
+        gap = None if self.confidence is None or self.accuracy is None else self.confidence - self.accuracy
+        lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
+                f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
+        top = "" if self.top_k is None else f"; top-{self.top_k} accuracy {_pct(self.top_k_accuracy)}% (seed mean)"
+        return (f"calibration of the shipped head (the first seed's, what predict gives): ECE {_pct(self.ece)}% "
+                f"{interval_text(self.ece_ci)} over {len(self.bins)} confidence bins, mean confidence "
+                f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}, NLL {_num(self.nll)}{top}")
+
+
 class PerClassRow(_Model):
     """One class: test accuracy (seed mean, std, per seed, 95 % Wilson score interval), val accuracy, precision /
     recall / F1 / support of the test predictions of all seeds, its most frequent confusions, class statistics
@@ -380,6 +416,7 @@ class Report(_Model):
     val: ValSummary
     posthoc: Optional[Posthoc] = None
     confusion: Optional[Confusion] = None
+    calibration: Optional[Calibration] = None
     timing: Optional[Timing] = None
     features: Optional[FeatureSource] = Field(None, description="the features the run used (null when the caller "
                                               "gave arrays, or in reports written before it was recorded)")
@@ -533,12 +570,14 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                  groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
                  n_train: np.ndarray, val_source: str = "given", diagnostics=None,
                  stability: list[float] | None = None, warnings: list[str] | None = None,
-                 timing: Timing | None = None, features: FeatureSource | None = None) -> Report:
+                 timing: Timing | None = None, features: FeatureSource | None = None,
+                 calibration: dict | None = None) -> Report:
     """Assemble the :class:`Report` from the per-seed evaluations of ``probe.run``.
 
     ``diagnostics`` (:class:`probe.diagnostics.TestDiagnostics`) adds the confusion matrix and the per-class
     precision / recall / F1 / interval / confusions; ``stability`` the groups' bootstrap stability; ``timing``
-    where the run's time went; ``features`` the cache the features came from."""
+    where the run's time went; ``features`` the cache the features came from; ``calibration``
+    (``probe.calibration.calibration_summary``) how far the shipped head's probabilities can be trusted."""
     test_acc = np.stack([e.test_per_class for e in evaluations])
     mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
@@ -567,7 +606,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                        source=val_source),
         posthoc=posthoc,
         confusion=None if diagnostics is None else Confusion(counts=diagnostics.confusion.tolist()),
-        timing=timing, features=features, warnings=list(warnings or []),
+        calibration=None if calibration is None else Calibration(**calibration), timing=timing, features=features, warnings=list(warnings or []),
     )
 
 
@@ -809,6 +848,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
             f"{key} {NO_CLASSES}" if empty_third(key, getattr(summary, key)) else
             f"{key} {_pct(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
             for key in ("balanced", *GROUP_NAMES)))
+    if report.calibration is not None:
+        console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
     console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%   "
                   f"per-class std: {_pct(summary.per_class_std)} points")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
+from .calibration import calibration_summary
 from .compare import discordance, discordance_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
@@ -716,6 +717,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         diagnostics=test_diagnostics(predictions, class_names, groups),
+        calibration=calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_imbalance(splits, class_names, config.overall_metric),

@@ -148,6 +148,22 @@ class Bootstrap:
             out[lo:lo + len(index), present] = sums / self.counts[present]
         return out
 
+    def bin_sums(self, values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+        """(B, n_bins): in every resample, the sum of ``values`` (n,) over the samples drawn into each bin (``bins``
+        (n,) in 0..n_bins − 1), e.g. a calibration error's per-bin gaps (``probe.calibration``)."""
+        values = np.asarray(values, dtype=np.float64)
+        bins = np.asarray(bins, dtype=np.int64)
+        if values.shape != self.labels.shape or bins.shape != self.labels.shape:
+            raise ValueError(f"values and bins must have the labels' shape {self.labels.shape}, got {values.shape} "
+                             f"and {bins.shape}.")
+        values, bins = values[self._order], bins[self._order]
+        out = np.zeros((self.n_resamples, n_bins))
+        for lo, index in self._index_blocks():  # one bincount per chunk: key = resample row · n_bins + bin
+            rows = len(index)
+            keys = (np.arange(rows)[:, None] * n_bins + bins[index]).ravel()
+            out[lo:lo + rows] = np.bincount(keys, values[index].ravel(), rows * n_bins).reshape(rows, n_bins)
+        return out
+
     def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
         """Per-resample ``overall`` (B,), ``balanced`` (B,), ``worst_class`` (B,: the lowest class accuracy,
         whichever class it is), per-class ``per_class`` (B, K) and, with groups, each group's (B,)."""

@@ -276,7 +276,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                       "grouping": {**old["grouping"], "stability": None},
                       "summary": {**old["summary"], "overall_ci": None, "group_ci": None},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
-                      "confusion": None, "timing": None, "features": None, "warnings": [],
+                      "confusion": None, "calibration": None, "timing": None, "features": None, "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "per_seed": [
                           {**seed, "applied": None, "folds": None, "oof_overall_delta": None, "oof_overall_ci": None,
                            "oof_hard_delta": None, "oof_hard_ci": None} for seed in old["posthoc"]["per_seed"]]}}

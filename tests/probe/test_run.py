@@ -530,3 +530,24 @@ def test_the_tie_note_reads_the_accuracies_that_ranked_the_groups():
     expected = tied_across_thirds(ranked, report.grouping.groups)
     assert [w for w in report.warnings if w.startswith("Tied ")] == ([expected] if expected else [])
     assert expected is not None  # the data make the tie (all at 100 %), so the check above is not vacuous
+
+
+def test_calibration_is_that_of_the_saved_head_on_test(erm, data):
+    """The report's calibration reads the head a run ships (the first seed's) on the test split."""
+    from sklearn.metrics import log_loss
+
+    from probe import ProbeTrainer
+    from probe.metrics import softmax
+
+    report, out = erm
+    cal = report["calibration"]
+    x, y = data["test"]
+    logits = np.asarray(ProbeTrainer.load(out / "head.safetensors").decision_function(x), dtype=np.float64)
+    prob = softmax(logits)
+    assert cal["accuracy"] == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
+    assert cal["confidence"] == pytest.approx(prob.max(axis=1).mean(), abs=1e-6)
+    assert cal["nll"] == pytest.approx(log_loss(y, prob, labels=range(K)), abs=1e-5)
+    assert cal["top_k"] == 5 and 0 < cal["top_k_accuracy"] <= 1
+    assert cal["top_k_accuracy"] >= cal["accuracy"]
+    assert sum(b["count"] for b in cal["bins"]) == len(y) and len(cal["bins"]) == 15
+    assert cal["ece_ci"][0] <= cal["ece"] + 0.05 and cal["ece_ci"][0] < cal["ece_ci"][1]

@@ -1,0 +1,98 @@
+"""Can a probe's probabilities be read as probabilities? Calibration of the shipped head on the test split.
+
+``predict --probabilities``, the service's probability columns and the "unsure" flag
+(:data:`probe.deploy.UNSURE_BELOW`) all read the shipped head's softmax: the first seed's head, with its post-hoc
+bias where one was applied. A loss that moves the logits (MR²'s per-class temperatures, focal loss, a logit
+adjustment, the post-hoc bias) can change how far those numbers can be trusted without changing the accuracy, so a
+run reports, on its test split:
+
+* the **expected calibration error** (ECE; Guo et al., "On Calibration of Modern Neural Networks", ICML 2017): the
+  top-1 confidences in :data:`CALIBRATION_BINS` equal-width bins over [0, 1] (bin b holds (b/B, (b+1)/B], a
+  confidence of 0 the first), ECE = Σ_b (n_b / n)·|accuracy_b − confidence_b|. The ECE of a finite sample is
+  biased upward, more so with few images per bin, so it comes with a 95 % interval from the stratified bootstrap
+  over test images that every other interval uses (:meth:`probe.uncertainty.Bootstrap.bin_sums`);
+* the **reliability diagram**: per bin, its images, their mean confidence and their accuracy;
+* the mean top-1 confidence beside the accuracy (above it: overconfident);
+* the mean **negative log-likelihood** of the true class (natural log: scikit-learn's ``log_loss``);
+* the **top-k accuracy** (k = :data:`TOP_K` when the run has more classes than that; the mean over seeds): the
+  fraction of images whose class is among the k highest logits (scikit-learn's ``top_k_accuracy_score`` where no
+  two logits of an image tie; on a tie this counts the class in).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .metrics import softmax
+from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval
+
+__all__ = ["CALIBRATION_BINS", "TOP_K", "confidence_bins", "expected_calibration_error", "reliability", "log_loss",
+           "top_k_accuracy", "calibration_summary"]
+
+CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
+TOP_K = 5
+
+
+def confidence_bins(confidence: np.ndarray, n_bins: int = CALIBRATION_BINS) -> np.ndarray:
+    """The bin of each confidence in [0, 1]: b such that b/B < confidence ≤ (b+1)/B (0 for a confidence of 0)."""
+    return np.clip(np.ceil(np.asarray(confidence, dtype=np.float64) * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIBRATION_BINS
+                ) -> dict[str, np.ndarray]:
+    """Per bin (n_bins,): ``count``, mean ``confidence`` and ``accuracy`` of its samples (nan where empty)."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    bins = confidence_bins(confidence, n_bins)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"count": count, "confidence": np.bincount(bins, confidence, n_bins) / count,
+                "accuracy": np.bincount(bins, correct, n_bins) / count}
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIBRATION_BINS) -> float:
+    """Σ_b (n_b / n)·|accuracy_b − confidence_b| = Σ_b |Σ_{i in b} (confidence_i − correct_i)| / n."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    if confidence.size == 0:
+        return float("nan")
+    gap = np.bincount(confidence_bins(confidence, n_bins), confidence - correct, n_bins)
+    return float(np.abs(gap).sum() / confidence.size)
+
+
+def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean −log softmax(logits)_y (natural log), from the logits (no probability rounds to 0 and gives inf)."""
+    z = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    top = z.max(axis=1)
+    lse = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(labels)), labels]))
+
+
+def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """The fraction of rows whose label's logit has fewer than ``k`` logits above it."""
+    z = np.asarray(logits)
+    labels = np.asarray(labels, dtype=np.int64)
+    own = z[np.arange(len(labels)), labels]
+    return float(np.mean((z > own[:, None]).sum(axis=1) < k))
+
+
+def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_classes: int, *, seed: int = 0,
+                        n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
+    """The report's ``calibration`` (``probe.report.Calibration``) of a run whose seeds gave ``test_logits`` (each
+    (n, K), the first the shipped head's) on test images of classes ``labels``: ECE with its interval, reliability
+    bins, confidence, accuracy and NLL of the first seed's head; the top-k accuracy as a mean over seeds."""
+    labels = np.asarray(labels, dtype=np.int64)
+    first = np.asarray(test_logits[0], dtype=np.float64)
+    confidence = softmax(first).max(axis=1)
+    correct = (first.argmax(axis=1) == labels).astype(np.float64)
+    bins = reliability(confidence, correct, n_bins)
+    gaps = confidence - correct
+    sums = Bootstrap(labels, num_classes, seed=seed).bin_sums(gaps, confidence_bins(confidence, n_bins), n_bins)
+    lo, hi = percentile_interval(np.abs(sums).sum(axis=1) / max(labels.size, 1), level)
+    k = TOP_K if num_classes > TOP_K else None
+    return {
+        "ece": expected_calibration_error(confidence, correct, n_bins), "ece_ci": [float(lo), float(hi)],
+        "confidence": float(confidence.mean()), "accuracy": float(correct.mean()), "nll": log_loss(first, labels),
+        "top_k": k,
+        "top_k_accuracy": None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits])),
+        "bins": [{"upper": (b + 1) / n_bins, "count": int(bins["count"][b]), "confidence": bins["confidence"][b],
+                  "accuracy": bins["accuracy"][b]} for b in range(n_bins)],
+    }

@@ -1,0 +1,71 @@
+"""probe.calibration: ECE and its bins by hand, NLL and top-k against scikit-learn, the bootstrap's bin sums."""
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss as sk_log_loss
+from sklearn.metrics import top_k_accuracy_score
+
+from probe.calibration import (calibration_summary, confidence_bins, expected_calibration_error, log_loss,
+                               reliability, top_k_accuracy)
+from probe.metrics import softmax
+from probe.uncertainty import Bootstrap
+
+
+def test_bins_are_right_closed_equal_width():
+    assert confidence_bins(np.array([0.0, 1 / 15, 1 / 15 + 1e-9, 2 / 15, 0.5, 1.0])).tolist() == [0, 0, 1, 1, 7, 14]
+    assert confidence_bins(np.array([0.25, 0.2500001]), n_bins=4).tolist() == [0, 1]
+
+
+def test_ece_by_hand():
+    # bin 14: confidences 0.95, 0.95, one right (accuracy 0.5); bin 8: 0.55, 0.55, both right
+    conf, correct = np.array([0.95, 0.95, 0.55, 0.55]), np.array([1, 0, 1, 1])
+    assert expected_calibration_error(conf, correct) == pytest.approx(2 / 4 * 0.45 + 2 / 4 * 0.45)
+    r = reliability(conf, correct)
+    assert r["count"][14] == 2 and r["count"][8] == 2 and r["count"].sum() == 4
+    assert r["confidence"][14] == pytest.approx(0.95) and r["accuracy"][14] == 0.5 and r["accuracy"][8] == 1.0
+    assert np.isnan(r["accuracy"][0])
+    # a perfectly calibrated bin: 0.75 confidence, 3 of 4 right
+    assert expected_calibration_error(np.full(4, 0.75), np.array([1, 1, 1, 0])) == pytest.approx(0.0)
+    assert np.isnan(expected_calibration_error(np.array([]), np.array([])))
+
+
+def test_nll_and_top_k_equal_scikit_learn():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(0, 3, (400, 12)), rng.integers(0, 12, 400)
+    assert log_loss(logits, labels) == pytest.approx(sk_log_loss(labels, softmax(logits), labels=range(12)))
+    for k in (1, 3, 5, 11):
+        assert top_k_accuracy(logits, labels, k) == pytest.approx(
+            top_k_accuracy_score(labels, logits, k=k, labels=range(12)))
+    # logits far apart: no probability underflows into an infinite loss
+    assert np.isfinite(log_loss(np.array([[0.0, 2000.0]]), np.array([0]))) and log_loss(
+        np.array([[0.0, 2000.0]]), np.array([0])) == pytest.approx(2000.0)
+
+
+def test_bootstrap_bin_sums_resample_the_same_images_as_the_accuracies():
+    """With every image in one bin, a resample's sum of correct / n is its overall accuracy (same resamples)."""
+    rng = np.random.default_rng(1)
+    labels, correct = rng.integers(0, 4, 90), (rng.random(90) < 0.7).astype(float)
+    boot = Bootstrap(labels, 4, n_resamples=200, seed=3)
+    sums = boot.bin_sums(correct, np.zeros(90, dtype=int), 2)
+    np.testing.assert_allclose(sums[:, 0] / 90, boot.summary(correct)["overall"], atol=1e-6)
+    assert (sums[:, 1] == 0).all()
+    with pytest.raises(ValueError, match="labels' shape"):
+        boot.bin_sums(correct[:10], np.zeros(10, dtype=int), 2)
+
+
+def test_calibration_summary_reads_the_first_head_and_sees_overconfidence():
+    rng = np.random.default_rng(2)
+    k, n = 10, 3000
+    labels = rng.integers(0, k, n)
+    # calibrated by construction: draw the label from the softmax of the logits
+    logits = rng.normal(0, 2, (n, k))
+    cum = softmax(logits).cumsum(axis=1)
+    labels = np.minimum((rng.random(n)[:, None] > cum).sum(axis=1), k - 1)
+    fair = calibration_summary([logits], labels, k)
+    assert fair["ece"] < 0.03 and fair["ece_ci"][0] <= fair["ece"] <= fair["ece_ci"][1] + 0.01
+    assert abs(fair["confidence"] - fair["accuracy"]) < 0.02
+    sharp = calibration_summary([4 * logits, logits], labels, k)  # the same ranking, 4x the confidence
+    assert sharp["accuracy"] == fair["accuracy"] and sharp["confidence"] > sharp["accuracy"] + 0.15
+    assert sharp["ece_ci"][0] > fair["ece_ci"][1] and sharp["nll"] > fair["nll"]
+    assert sharp["top_k"] == 5 and sharp["top_k_accuracy"] == pytest.approx(top_k_accuracy(logits, labels, 5))
+    assert sum(b["count"] for b in sharp["bins"]) == n
+    assert calibration_summary([logits[:, :4]], np.minimum(labels, 3), 4)["top_k"] is None
