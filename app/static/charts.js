@@ -120,9 +120,21 @@
         const rect = el("rect", { class: `bar ${s.cls || ""}`, x, y: Math.min(y0, y1) - (y0 === y1 ? 0.5 : 0),
                                   width: Math.max(1, bw - 2), height: Math.max(1, Math.abs(y1 - y0)),
                                   "data-class": label, "data-series": s.name, "data-value": v });
-        rect.appendChild(el("title", {}, `${label} · ${s.name}: ${fmt(v)}`));
+        // a [lo, hi] interval: a whisker over the bar, where the bar is wide enough to tell it from its neighbours'
+        // (at 5,000 classes the whiskers painted over the bars)
+        const ci = s.ci && s.ci[i];
+        const whisker = bw >= 6 && Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+        rect.appendChild(el("title", {}, `${label} · ${s.name}: ${fmt(v)}` + (whisker ? ` (95 % interval ${fmt(ci[0])} to ${fmt(ci[1])})` : "")));
         svg.appendChild(rect);
         topOfGroup = Math.min(topOfGroup, y1);
+        if (whisker) {
+          const cx = x + Math.max(1, bw - 2) / 2, lo = sy(Math.max(scale.lo, ci[0])), hi = sy(Math.min(scale.hi, ci[1]));
+          const g = svg.appendChild(el("g", { class: "whisker", "data-class": label, "data-series": s.name, "data-lo": ci[0], "data-hi": ci[1] }));
+          const cap = Math.min(4, bw / 3);
+          g.appendChild(el("line", { x1: cx, x2: cx, y1: lo, y2: hi }));
+          for (const y of [lo, hi]) g.appendChild(el("line", { x1: cx - cap, x2: cx + cap, y1: y, y2: y }));
+          topOfGroup = Math.min(topOfGroup, hi);
+        }
       });
       const sub = opts.sublabels && opts.sublabels[i];
       if (sub) svg.appendChild(el("text", { x: left + i * slot + slot / 2, y: topOfGroup - 5,

@@ -81,7 +81,7 @@
       series.push({ name: names.other, values: rows.map((r) => (other[r.index] || {}).base), cls: "base" });
       series.push({ name: names.main, values: rows.map((r) => (other[r.index] || {}).other), cls: "main" });
     } else {
-      series.push({ name: names.main, values: rows.map((r) => r.accuracy), cls: "main" });
+      series.push({ name: names.main, values: rows.map((r) => r.accuracy), cls: "main", ci: rows.map((r) => r.accuracy_ci) });
     }
     return Charts.bars({ labels: rows.map((r) => r.name), series, domain: [0, 1], id: "per-class-chart",
                          title: "per-class accuracy, worst to best", height: 240 });
@@ -99,7 +99,8 @@
                                     cls: noise || m.delta === 0 ? "noise" : m.delta > 0 ? "pos" : "neg" } : null);
       }
     } else {
-      series.push({ name: names.main, values: GROUPS.map((g) => report.summary[g]), cls: "main" });
+      const ci = report.summary.group_ci || {};
+      series.push({ name: names.main, values: GROUPS.map((g) => report.summary[g]), cls: "main", ci: GROUPS.map((g) => ci[g]) });
     }
     return Charts.bars({ labels: GROUPS, series, domain: [0, 1], id: "group-chart", title: "group accuracy",
                          sublabels: cmp ? sub : null, width: 600, height: 220 });
@@ -118,6 +119,30 @@
                                  xName: "rₖ", yName: "accuracy", yDomain: [0, 1], id: "r-scatter", title: "rₖ against accuracy" });
     const note = other && !sameHead ? h("p", { class: "muted note" }, `${names.other} uses another head (rₖ is not comparable): not overlaid.`) : null;
     return [svg, note];
+  }
+
+  // ---- calibration: can the shipped head's probabilities be read as probabilities? --------------------
+  function calibrationPanel(report) {
+    const c = report.calibration;
+    if (!c || !(c.bins || []).length) return empty("No calibration in this report (runs trained before it was recorded).");
+    const n = c.bins.length, shown = c.bins.map((b) => b.count > 0);
+    const chart = Charts.bars({
+      labels: c.bins.map((b) => `${Math.round(100 * (b.upper - 1 / n))}–${Math.round(100 * b.upper)}%`),
+      series: [{ name: "mean confidence", values: c.bins.map((b, i) => shown[i] ? b.confidence : null), cls: "conf" },
+               { name: "accuracy", values: c.bins.map((b, i) => shown[i] ? b.accuracy : null), cls: "main" }],
+      sublabels: c.bins.map((b, i) => shown[i] ? { text: count(b.count), cls: "noise" } : null),
+      domain: [0, 1], id: "reliability-chart", title: "reliability: accuracy against confidence, per confidence bin",
+      height: 200, legend: true });
+    const gap = isNum(c.confidence) && isNum(c.accuracy) ? c.confidence - c.accuracy : null;
+    const lean = gap === null ? "" : Math.abs(gap) < 0.005 ? " (as confident as accurate)"
+      : ` (${gap > 0 ? "overconfident" : "underconfident"} by ${num(100 * Math.abs(gap), 1)} points)`;
+    return [h("p", { id: "calibration-summary" },
+      `ECE ${pct(c.ece)}${ciOk(c.ece_ci) ? " " + ciText(c.ece_ci) : ""} · mean confidence ${pct(c.confidence)} against accuracy ` +
+      `${pct(c.accuracy)}${lean} · NLL ${num(c.nll, 3)}` + (c.top_k ? ` · top-${c.top_k} accuracy ${pct(c.top_k_accuracy)} (seed mean)` : "")),
+      chart,
+      h("p", { class: "muted note" }, `The shipped head (the first seed's: what predict and predictions.csv give) on the test images, ` +
+        `its top-1 confidence in ${n} equal-width bins (the number over a bin: its images). Where accuracy is below confidence, the ` +
+        "probe is overconfident there. ECE with its 95 % bootstrap interval; on a small test split it reads high.")];
   }
 
   function marginChart(report) {
@@ -545,6 +570,7 @@
       h("div", { class: "grid2" },
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),
+      card("Calibration of the shipped probe (test)", calibrationPanel(report)),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
       card("Per class", perClassTable(report, cmp, other)));
@@ -557,6 +583,6 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { perClassChart, groupChart, scatterChart, marginChart, confusionPanel, confusedList,
+  window.RunPage = { render, panels: { perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
 })();

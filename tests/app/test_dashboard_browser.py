@@ -764,6 +764,12 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         assert f": {count} of {sum(CONFUSION[i])} (" in tip
     pairs = driver.js("return Array.from(document.querySelectorAll('#confused-pairs li')).map(l => [l.dataset.true, l.dataset.pred])")
     assert pairs == [[names[1], names[2]], [names[0], names[1]], [names[2], names[0]]]  # 50 %, then the 25 % pairs in class order
+    # calibration: one accuracy bar per non-empty bin of the served report, and its summary line
+    cal = served["calibration"]
+    bars = driver.js("return Array.from(document.querySelectorAll('#reliability-chart rect.bar.main')).map(b => Number(b.dataset.value))")
+    assert bars == pytest.approx([b["accuracy"] for b in cal["bins"] if b["count"]]) and bars
+    assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
+        f"ECE {100 * cal['ece']:.1f}% [{100 * cal['ece_ci'][0]:.1f}%, ")
     # the counts are summed over seeds, and both panels say so ("3 of 3" may be one image and three seeds)
     seeds = len(served["seeds"]["values"])
     assert seeds == 3  # the default
@@ -893,6 +899,29 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")  # compared with its reference: the delta instead
     assert driver.js("return document.querySelector('.kpi[data-metric=overall] .delta') !== null")
     assert driver.js("return document.getElementById('overall-ci')") is None
+
+
+def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finished):
+    """The per-class and group charts show each accuracy's 95 % interval (a new-user round: bars without intervals
+    on 15 test images a class, where the table beneath said ±25 points); compared, the charts show two runs' bars
+    and the deltas' intervals elsewhere (the ERM run has no reference: its page compares with nothing)."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const svg = Charts.bars({ labels: ['a', 'b', 'c'], domain: [0, 1],
+            series: [{ name: 's', values: [.5, .7, null], ci: [[.3, .7], null, [.1, .2]] }] });
+        return Array.from(svg.querySelectorAll('g.whisker')).map(g =>
+            [g.dataset.class, Number(g.dataset.lo), Number(g.dataset.hi), g.querySelectorAll('line').length]);""")
+    assert got == [["a", 0.3, 0.7, 3]]
+    crowded = driver.js("""const n = 400, labels = Array.from({length: n}, (_, i) => 'c' + i);
+        const svg = Charts.bars({ labels, domain: [0, 1], series: [{ name: 's', values: labels.map(() => .9),
+                                                                     ci: labels.map(() => [.5, 1]) }] });
+        return [svg.querySelectorAll('rect.bar').length, svg.querySelectorAll('g.whisker').length];""")
+    assert crowded == [400, 0]  # bars under 6 px wide: the table beneath has the intervals
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-chart g.whisker')).map(g =>
+        [g.dataset.class, Number(g.dataset.lo), Number(g.dataset.hi)])""")
+    assert sorted(shown) == sorted([r["name"], *r["accuracy_ci"]] for r in report["per_class"])
+    groups = driver.js("return Array.from(document.querySelectorAll('#group-chart g.whisker')).map(g => g.dataset.class)")
+    assert groups == [g for g in ("easy", "medium", "hard") if report["summary"]["group_ci"].get(g)]
 
 
 def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server, finished):
