@@ -14,8 +14,8 @@ from typing import Any
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
-from .report import (NO_CLASSES, Calibration, CrossValidation, FeatureSource, Timing, confusions_text, empty_third,
-                     interval_text, worst_first)
+from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
+                     empty_third, interval_text, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -107,12 +107,14 @@ MATRIX_MAX_CLASSES = 20
 def _confusion(report: dict) -> tuple[str, list[str], list[list[str]]] | None:
     """(caption, header, rows) of the test confusion matrix, or (caption, [], []) when it has too many classes to
     print; None for a report without one."""
-    counts, names = (report.get("confusion") or {}).get("counts"), [str(n) for n in report["class_names"]]
-    if not counts:
+    confusion, names = report.get("confusion"), [str(n) for n in report["class_names"]]
+    if not confusion:
         return None
     if len(names) > MATRIX_MAX_CLASSES:
-        return (f"{len(names)} classes: the {len(names)} × {len(names)} matrix is in report.json (confusion.counts); "
+        held = "confusion.counts" if confusion.get("counts") is not None else "confusion.cells, its non-zero cells"
+        return (f"{len(names)} classes: the {len(names)} × {len(names)} matrix is in report.json ({held}); "
                 "the per-class table names each class's most frequent confusions.", [], [])
+    counts = Confusion.model_validate(confusion).dense(len(names)).tolist()
     seeds = len(report["seeds"]["values"])
     caption = (f"Test predictions of all {seeds} seed{'s' if seeds > 1 else ''} counted together; rows: the true "
                "class, columns: the predicted one.")

@@ -41,7 +41,7 @@ from .predictions import PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA_VERSION", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
+__all__ = ["SCHEMA_VERSION", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
@@ -237,11 +237,42 @@ class ConfusedWith(_Model):
     rate: float = Field(..., description="fraction of the class's test predictions (all seeds) that went here")
 
 
+# Up to this many classes report.json holds the confusion matrix as K × K counts; beyond, as its non-zero cells (a
+# 5,000-class report held 25 M numbers, 80 MB, and the service read all of it for every page, score and export).
+DENSE_CONFUSION_MAX = 100
+
+
 class Confusion(_Model):
-    """Test confusion counts summed over seeds; rows = true class, columns = predicted class."""
+    """Test confusion counts summed over seeds; rows = true class, columns = predicted class: ``counts`` (K × K) up to
+    ``DENSE_CONFUSION_MAX`` classes, else ``cells``, each non-zero one as ``[true, predicted, count]``."""
 
     split: Literal["test"] = "test"
-    counts: list[list[NonNegativeInt]]
+    counts: Optional[list[list[NonNegativeInt]]] = None
+    cells: Optional[list[Annotated[list[NonNegativeInt], Field(min_length=3, max_length=3)]]] = Field(
+        None, description="beyond DENSE_CONFUSION_MAX classes: the non-zero cells, [true, predicted, count]")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Confusion":
+        if (self.counts is None) == (self.cells is None):
+            raise ValueError("confusion holds either counts (K × K) or cells ([true, predicted, count]), one of them")
+        return self
+
+    @classmethod
+    def of(cls, matrix: np.ndarray) -> "Confusion":
+        """The report's form of a (K, K) count matrix."""
+        if len(matrix) <= DENSE_CONFUSION_MAX:
+            return cls(counts=np.asarray(matrix).tolist())
+        true, predicted = np.nonzero(matrix)
+        return cls(cells=np.stack([true, predicted, matrix[true, predicted]], axis=1).tolist())
+
+    def dense(self, num_classes: int) -> np.ndarray:
+        """The (K, K) counts, whichever form holds them."""
+        if self.counts is not None:
+            return np.asarray(self.counts, dtype=np.int64).reshape(num_classes, num_classes)
+        out = np.zeros((num_classes, num_classes), dtype=np.int64)
+        for true, predicted, count in self.cells:
+            out[true, predicted] += count
+        return out
 
 
 class ReliabilityBin(_Model):
@@ -443,7 +474,7 @@ class Report(_Model):
         sizes = {"per_class": len(self.per_class), "val.per_class": len(self.val.per_class)}
         if self.grouping.stability is not None:
             sizes["grouping.stability"] = len(self.grouping.stability)
-        if self.confusion is not None:
+        if self.confusion is not None and self.confusion.counts is not None:
             sizes["confusion.counts"] = len(self.confusion.counts)
             sizes.update({f"confusion.counts[{i}]": len(row) for i, row in enumerate(self.confusion.counts)})
         if self.posthoc is not None:
@@ -464,6 +495,9 @@ class Report(_Model):
         grouped = sorted(i for members in self.grouping.groups.values() for i in members)
         if grouped != list(range(k)):  # each class in one third (a class in two, or in none, an attack round)
             raise ValueError(f"grouping.groups does not put each of the {k} classes in exactly one third")
+        if self.confusion is not None and self.confusion.cells is not None and any(
+                not (0 <= t < k and 0 <= p < k) for t, p, _ in self.confusion.cells):
+            raise ValueError(f"a class index of confusion.cells lies outside 0..{k - 1}")
         if any(not 0 <= c.index < k for row in self.per_class for c in row.top_confusions):
             raise ValueError(f"a class index of top_confusions lies outside 0..{k - 1}")
         return self
@@ -605,7 +639,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         val=ValSummary(overall=float(np.mean([e.val_overall for e in evaluations])), per_class=val_mean,
                        source=val_source),
         posthoc=posthoc,
-        confusion=None if diagnostics is None else Confusion(counts=diagnostics.confusion.tolist()),
+        confusion=None if diagnostics is None else Confusion.of(diagnostics.confusion),
         calibration=None if calibration is None else Calibration(**calibration), timing=timing, features=features, warnings=list(warnings or []),
     )
 

@@ -172,16 +172,26 @@
     const c = report.confusion, K = report.class_names.length;
     return c && Array.isArray(c.counts) && c.counts.length === K && c.counts.every((r) => Array.isArray(r) && r.length === K) ? c : null;
   };
+  /** The matrix's non-zero cells [true, predicted, count]: from its K × K counts, or as a report of more than 100
+   * classes holds it (probe.report.Confusion.cells); null without either. */
+  function confusionCells(report) {
+    const c = report.confusion || {}, K = report.class_names.length;
+    if (validConfusion(report)) return c.counts.flatMap((row, i) => row.map((v, j) => [i, j, v]).filter((cell) => cell[2] > 0));
+    const ok = Array.isArray(c.cells) && c.cells.every((x) => Array.isArray(x) && x.length === 3 && x[0] >= 0 && x[0] < K && x[1] >= 0 && x[1] < K);
+    return ok ? c.cells : null;
+  }
 
   function confusionPanel(report) {
-    const c = validConfusion(report), K = report.class_names.length;
-    if (!c) return empty("No confusion matrix in this report (reports written before it was added lack it).");
+    const c = report.confusion, K = report.class_names.length, cells = confusionCells(report);
+    if (!cells) return empty("No confusion matrix in this report (reports written before it was added lack it).");
     if (K > HEATMAP_MAX_CLASSES) {
       return empty(`${K} classes: a ${K} × ${K} heat map is not drawn here (beyond ${HEATMAP_MAX_CLASSES} classes its `
         + "cells are too small to read). The most confused pairs below and the per-class table's “most confused with” "
-        + "column name each class's confusions; report.json holds the matrix (confusion.counts).");
+        + `column name each class's confusions; report.json holds the matrix (${c.counts ? "confusion.counts" : "confusion.cells, its non-zero cells"}).`);
     }
-    return [Charts.heatmap({ labels: report.class_names, counts: c.counts, id: "confusion-heatmap", title: "confusion matrix" }),
+    const counts = report.class_names.map(() => new Array(K).fill(0));
+    for (const [i, j, v] of cells) counts[i][j] += v;
+    return [Charts.heatmap({ labels: report.class_names, counts, id: "confusion-heatmap", title: "confusion matrix" }),
             h("p", { class: "muted note" }, `${c.split || "test"} split; rows: the true class, normalised to 100 %; `
               + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count." + seedsNote(report))];
   }
@@ -195,12 +205,11 @@
 
   /** Off-diagonal pairs by row-normalised rate: from the confusion counts, else from per-class top_confusions. */
   function confusedPairs(report, limit) {
-    const c = validConfusion(report), names = report.class_names, pairs = [];
-    if (c) {
-      c.counts.forEach((row, i) => {
-        const n = row.reduce((a, b) => a + b, 0);
-        row.forEach((v, j) => { if (i !== j && v > 0) pairs.push({ true: names[i], pred: names[j], rate: v / n, count: v, n }); });
-      });
+    const cells = confusionCells(report), names = report.class_names, pairs = [];
+    if (cells) {
+      const rows = new Array(names.length).fill(0);
+      for (const [i, , v] of cells) rows[i] += v;
+      for (const [i, j, v] of cells) if (i !== j && v > 0) pairs.push({ true: names[i], pred: names[j], rate: v / rows[i], count: v, n: rows[i] });
     } else {
       for (const r of report.per_class) for (const t of r.top_confusions || []) if (t.rate > 0) pairs.push({ true: r.name, pred: t.name, rate: t.rate });
     }
@@ -209,7 +218,7 @@
 
   function confusedList(report) {
     const pairs = confusedPairs(report, 10);
-    if (!pairs.length) return empty(validConfusion(report) ? "No test image was misclassified." : "No confusion data in this report.");
+    if (!pairs.length) return empty(confusionCells(report) ? "No test image was misclassified." : "No confusion data in this report.");
     const note = pairs[0].count !== undefined && seedsNote(report);
     return [h("ol", { class: "pairs", id: "confused-pairs" }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
       h("span", { class: "pair-names" }, h("strong", {}, p.true), " → ", p.pred),

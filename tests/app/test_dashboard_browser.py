@@ -924,6 +924,21 @@ def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finishe
     assert groups == [g for g in ("easy", "medium", "hard") if report["summary"]["group_ci"].get(g)]
 
 
+def test_a_report_holding_its_confusion_as_cells_lists_the_same_pairs(driver, live_server, finished):
+    """Beyond 100 classes report.json holds the confusion matrix's non-zero cells (probe.report.Confusion): the most
+    confused pairs read the same from either form, and a small matrix given as cells still draws its heat map."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const names = ['a', 'b', 'c'], counts = [[5, 3, 0], [1, 6, 1], [0, 0, 8]];
+        const cells = counts.flatMap((row, i) => row.map((v, j) => [i, j, v]).filter(c => c[2] > 0));
+        const pairs = (confusion) => RunPage.panels.confusedPairs({ class_names: names, per_class: [], confusion }, 10)
+            .map(p => [p.true, p.pred, p.count, p.n]);
+        const panel = RunPage.panels.confusionPanel({ class_names: names, confusion: { split: 'test', cells } });
+        const drawn = (Array.isArray(panel) ? panel : [panel])[0];
+        return [pairs({ counts }), pairs({ cells }), drawn.querySelectorAll('rect.cell').length];""")
+    assert got[0] == got[1] == [["a", "b", 3, 8], ["b", "a", 1, 8], ["b", "c", 1, 8]]
+    assert got[2] == 9
+
+
 def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server, finished):
     """The compare KPIs with /api/compare's optional intervals (fed to the render function: the API adds them later)."""
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")

@@ -208,3 +208,34 @@ def test_report_json_puts_each_list_of_numbers_on_one_line():
     assert not any(re.fullmatch(r"\s*-?[\d.]+,?", line) for line in lines)  # no number on a line of its own
     assert any(re.fullmatch(r'\s*"accuracy_per_seed": \[[\d., ]+\],?', line) for line in lines)
     assert len(lines) < len(report.model_dump_json(indent=2).splitlines())
+
+
+def test_a_confusion_of_more_than_100_classes_is_held_as_its_non_zero_cells(tmp_path):
+    """A 5,000-class report.json was 80 MB of K × K counts (a scale round); beyond DENSE_CONFUSION_MAX classes the
+    report holds the non-zero cells, which give back the same matrix, and a cell naming no class is refused."""
+    from probe.report import DENSE_CONFUSION_MAX, Confusion
+
+    rng = np.random.default_rng(0)
+    for k in (3, DENSE_CONFUSION_MAX, DENSE_CONFUSION_MAX + 1, 400):
+        matrix = np.zeros((k, k), dtype=np.int64)
+        matrix[rng.integers(0, k, 50), rng.integers(0, k, 50)] += rng.integers(1, 5, 50)
+        held = Confusion.of(matrix)
+        assert (held.counts is None) == (k > DENSE_CONFUSION_MAX) and (held.cells is None) == (k <= DENSE_CONFUSION_MAX)
+        assert np.array_equal(Confusion.model_validate(held.model_dump()).dense(k), matrix)
+        if held.cells is not None:
+            assert len(held.cells) == np.count_nonzero(matrix) and all(c[2] > 0 for c in held.cells)
+    with pytest.raises(ValueError, match="either counts"):
+        Confusion(counts=[[1]], cells=[[0, 0, 1]])
+    with pytest.raises(ValueError, match="either counts"):
+        Confusion()
+    data = json.loads(report_json(_report()))
+    data["confusion"] = {"split": "test", "cells": [[0, 1, 2], [2, 3, 1]]}
+    with pytest.raises(ValueError, match="confusion.cells lies outside 0..2"):
+        load_report(_write(tmp_path, data))
+    data["confusion"]["cells"] = [[0, 1, 2], [2, 2, 5]]
+    assert load_report(_write(tmp_path, data)).confusion.dense(3).tolist() == [[0, 2, 0], [0, 0, 0], [0, 0, 5]]
+
+
+def _write(folder, data: dict):
+    (folder / "report.json").write_text(json.dumps(data))
+    return folder
