@@ -720,6 +720,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         calibration=calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
+                  *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
                   *filter(None, [lookalike_names_warning(class_names)])])
     _grouping_note(report, config, reference, scorer)
@@ -775,6 +776,20 @@ def _other_features(reference: Report | None, features: FeatureSource | None) ->
     return [f"Reference run {reference.run_id} used other features ({theirs.describe()}) than this run "
             f"({features.describe()}): its validation accuracy ranks this run's classes into the thirds and sets "
             "the floor of the hard criterion; pass a reference trained on the same cache to compare like with like."]
+
+
+def _other_metric(reference: Report | None, config: ProbeConfig) -> list[str]:
+    """A warning when a hard selection's reference run chose its configuration on another overall metric: this run
+    falls back on that configuration when nothing qualifies (a new-user round: ``--overall-metric balanced`` on the
+    preset line alone kept an ERM chosen on accuracy, 2.2 points of balanced accuracy below ERM chosen on it)."""
+    theirs = None if reference is None else reference.config.get("overall_metric") or "accuracy"
+    if theirs is None or config.select != "hard" or theirs == config.overall_metric:
+        return []
+    names = {"accuracy": "accuracy over the images", "balanced": "balanced accuracy"}
+    return [f"Reference run {reference.run_id} chose its configuration on {names[theirs]}; this run measures overall "
+            f"as {names[config.overall_metric]}, yet compares with, and falls back on, that configuration. Train the "
+            f"reference with --overall-metric {config.overall_metric} too (the launch form does) to compare like "
+            "with like."]
 
 
 def _total_fits(config: ProbeConfig, reference: Report | None, folds: int = 0) -> int:

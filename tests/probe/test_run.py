@@ -468,6 +468,15 @@ def test_balanced_overall_metric_scores_selection_and_the_imbalance_warning_poin
     assert preset["config"]["overall_metric"] == "balanced"  # the reference configuration it may fall back to
     assert "balanced accuracy" in preset["selection"]["verdict_text"]
     assert all(c["val_overall"] is None or 0 <= c["val_overall"] <= 1 for c in preset["selection"]["candidates"])
+    # a reference chosen on accuracy under a balanced hard selection: said (it is the fallback); alike: nothing said
+    cfg = ProbeConfig(**{**base, "wd_grid": [0.0]}, preset="disparity", overall_metric="balanced")
+    other = [w for w in _run_probe(skewed, NAMES, cfg, reference=_run_probe(skewed, NAMES, ProbeConfig(
+        **{**base, "wd_grid": [0.0]}))).warnings if w.startswith("Reference run")]
+    assert len(other) == 1 and "chose its configuration on accuracy over the images; this run measures overall as " \
+        "balanced accuracy" in other[0] and "--overall-metric balanced too" in other[0]
+    alike = _run_probe(skewed, NAMES, cfg, reference=_run_probe(skewed, NAMES, ProbeConfig(
+        **{**base, "wd_grid": [0.0]}, overall_metric="balanced")))
+    assert not [w for w in alike.warnings if w.startswith("Reference run")]
 
 
 def test_the_overall_criterion_scores_and_chooses_alike_with_or_without_a_reference():
