@@ -217,8 +217,8 @@ class RunOut(BaseModel):
     head: str | None = Field(..., description="the head the run ships: the reference's where it kept the reference "
                              "configuration (a cosine request against a linear reference that found no safe "
                              "improvement ships linear; its name says what was tried)")
-    loss: str | None = Field(..., description="the loss requested; a run that kept the reference configuration (no "
-                             "safe improvement) trained the reference's, which its name and report say")
+    loss: str | None = Field(..., description="the loss the run ships: the reference's where it kept the reference "
+                             "configuration (no safe improvement; its name says what was tried)")
     reference_run: str | None
     summary: dict[str, Any]
     verdict: Optional[Verdict] = Field(

@@ -363,12 +363,11 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     summary = report["summary"]  # in percent, as every view (it said 0.7642; a new-user round)
     assert job["messages"][-1]["text"].startswith(f"run {report['run_id']}: overall {100 * summary['overall']:.2f} %, "
                                                   f"hard {100 * summary['hard']:.2f} %"), job["messages"]
-    # The runs list names the loss the run is (the reference's where it kept it), not only the one it tried; its
-    # loss field stays the one requested.
-    # A cosine request against the linear ERM reference that kept it ships a linear head: the row and the name say
-    # so (they said cosine; a new-user round).
+    # The runs list names the loss the run is (the reference's where it kept it), not only the one it tried, and so
+    # do its loss and head fields (a cosine request against the linear ERM reference that kept it ships a linear
+    # head, a cross-entropy one: the row said cosine, then group_dro; new-user rounds).
     run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
-    assert run["loss"] == "group_dro" and run["head"] == report["config"]["head"], run
+    assert run["loss"] == report["config"]["loss"] and run["head"] == report["config"]["head"], run
     if report["config"]["loss"] != "group_dro":
         assert run["name"] == "disparity: ce/linear (kept: group_dro/cosine found no safe improvement)", run
     else:
