@@ -59,7 +59,11 @@ def _headline(report: dict) -> dict[str, str]:
     selected = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in (cfg.get("selected") or {}).items() if v is not None)
     verdict = selection.get("verdict") or "not_applicable"
+    preset = selection.get("preset")
     return {"run": str(report.get("run_id") or "(unnamed run)"),
+            "preset": "" if not preset else (f"{preset['name']} ("
+                                             + ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
+                                             + f"): {preset['why']}"),
             "verdict": ("" if verdict == "not_applicable"
                         else f"{verdict.replace('_', ' ')}: {selection.get('verdict_text') or ''}".rstrip(": ")),
             "probe": f"head {cfg.get('head')}, loss {cfg.get('loss')}, seeds {report['seeds']['values']}",
@@ -145,7 +149,8 @@ def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
     """The (label, text) lines under a report's title, from :func:`_headline`: the disparity-aware verdict first
     (what the terminal view prints as ``verdict (...)``), when the run made one."""
     verdict = [("Verdict", head["verdict"])] if head["verdict"] else []
-    return [*verdict, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
+    preset = [("Preset", head["preset"])] if head["preset"] else []
+    return [*verdict, *preset, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
             ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),
             ("Calibration", head["calibration"]), ("Time", head["time"])]
 

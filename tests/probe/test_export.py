@@ -263,3 +263,20 @@ def test_markdown_escapes_what_a_renderer_reads_as_html_and_nothing_else():
     assert _md("val has 4 images (< 50); ratio > 3; a & b") == "val has 4 images (< 50); ratio > 3; a & b"
     assert _md("<script>x</script> <!-- c --> &amp; &#60; a|b") == \
         "&lt;script>x&lt;/script> &lt;!-- c --> &amp;amp; &amp;#60; a\\|b"
+
+
+def test_a_preset_run_names_its_preset_and_every_report_its_calibration(report):
+    """The exports of a preset run name the preset and why (a new-user round: an HTML report of a disparity run said
+    only "loss ce"), and every report's calibration line is there."""
+    from probe.report import Report
+
+    cal = Report.model_validate(report).calibration.describe()
+    for render in (report_markdown, report_html):
+        assert "Preset" not in render(report)
+        assert html.escape(cal) in render(report) or cal in render(report)
+    preset = {**report, "selection": {**report["selection"], "preset": {
+        "name": "disparity", "settings": {"loss": "group_dro", "select": "hard"}, "why": "it never harmed <here>"}}}
+    text = report_markdown(preset)
+    assert "- **Preset:** disparity (loss=group_dro, select=hard): it never harmed &lt;here>" in text
+    assert "<dt>Preset</dt><dd>disparity (loss=group_dro, select=hard): it never harmed &lt;here&gt;</dd>" in \
+        report_html(preset)
