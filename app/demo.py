@@ -135,27 +135,24 @@ def comparison_table(app: FastAPI, base_run: str, other_run: str) -> str:
     return verdict + format_comparison(compare_reports(*reports, pair))
 
 
-def _scores_as_reference(point) -> bool:
-    """Whether a frontier point scored exactly as the reference on every selection sample: zero differences with
-    zero-width intervals (its paired bootstrap resamples only zeros)."""
-    return not any([*point.val_hard_delta_ci, *(point.val_overall_delta_ci or [])])
-
-
 def _closest_setting(other) -> list[str]:
     """Lines on the tried setting nearest to being chosen: the highest lower bound of the hard-third gain among
     those that score differently from the reference (and the budget that would let it through). A setting that
     scores exactly as the reference (e.g. group DRO with a tiny η) would always be "closest", with nothing to say
     about a fix: such settings are counted, not shown."""
-    from probe.selection import SIGN_TEST_ALPHA, describe_params, format_delta, hard_gain_holds, signed_points
+    from probe.report import FrontierPoint
+    from probe.selection import (SIGN_TEST_ALPHA, closest_candidate, describe_params, format_delta, hard_gain_holds,
+                                 scores_as_reference, signed_points)
     from probe.uncertainty import sign_test
 
-    tried = [p for p in other.selection.frontier if not p.reference and not p.failed and p.val_hard_delta_ci]
-    differ = [p for p in tried if not _scores_as_reference(p)]
-    same = len(tried) - len(differ)
+    tried = [p.model_dump() for p in other.selection.frontier
+             if not p.reference and not p.failed and p.val_hard_delta_ci]
+    same = sum(map(scores_as_reference, tried))
     samples = "train + val sample (out of fold)" if other.selection.cv is not None else "validation sample"
-    if not differ:
+    closest = closest_candidate(tried)
+    if closest is None:
         return [f"All {same} settings tried scored exactly as the reference on every {samples}."] if same else []
-    best = max(differ, key=_hard_bound)
+    best = FrontierPoint.model_validate(closest)
     lines = [f"Closest of {len(tried)} settings tried: {describe_params(best.params)}: val hard third "
              f"{format_delta(best.val_hard_delta, best.val_hard_delta_ci)}, overall "
              f"{format_delta(best.val_overall_delta, best.val_overall_delta_ci)}."
@@ -171,14 +168,6 @@ def _closest_setting(other) -> list[str]:
                     f"bound is {signed_points(best.val_hard_delta_simultaneous_lo)} pt, and its hard-class images "
                     f"changed {fixed} fixed / {broken} broken (sign test p={sign_test(fixed, broken):.2g} alone, "
                     f"{best.val_hard_sign_p:.2g} after Bonferroni over {len(tried)}; {SIGN_TEST_ALPHA:g} needed)."]
-
-
-def _hard_bound(point) -> float:
-    """The lower bound of the hard-third gain the decision reads: the simultaneous one, or its own interval's in a
-    report from before it."""
-    if point.val_hard_delta_simultaneous_lo is None:
-        return point.val_hard_delta_ci[0]
-    return point.val_hard_delta_simultaneous_lo
 
 
 def _budget_line(holds: bool, overall_lo: float) -> list[str]:

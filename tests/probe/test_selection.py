@@ -122,7 +122,12 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     reason = choose_safe([ref, one_of_many, costly], 0)[2]
     assert ("). 1 passed the hard-third bound but cost overall accuracy beyond the budget; the closest, lr=0.3, "
             "has an overall bound of -0.1 pt. This run keeps") in reason
-    assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, one_of_many], 0)[2]
+    # none passed a bound: the closest named with its deltas and its bound (a new-user round: only the demo said it)
+    assert ("Bonferroni over the 1). The closest, lr=0.1, moved the val hard third +2.0 pt [+0.4, +3.6] at overall "
+            "+0.0 pt [+0.0, +1.0] (within noise); its hard-third lower bound over the 1 is -0.2 pt. This run keeps"
+            ) in choose_safe([ref, one_of_many], 0)[2]
+    same = _cand(0.5, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0], val_hard_delta_simultaneous_lo=0.0)
+    assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, same], 0)[2]  # scored as the reference
     assert choose_safe([ref, costly], 0, max_overall_drop=0.001)[:2] == (1, "improved")
     at_alpha = dict(few_images, val_hard_sign_p=SIGN_TEST_ALPHA)
     assert SIGN_TEST_ALPHA == 0.05 and choose_safe([ref, at_alpha], 0)[:2] == (1, "improved")
