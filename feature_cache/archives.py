@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 import stat
 import tarfile
 import tempfile
@@ -35,6 +36,8 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from probe.report import UNPRINTABLE
 
 from .errors import UnsafeArchive
 
@@ -69,6 +72,18 @@ class ArchiveLimits:
         """The ratio rule of a possible decompression bomb: over ``ratio_floor`` bytes and over ``max_ratio`` times
         the ``compressed`` size (one rule for zip members, compressed tar archives and gzip idx files)."""
         return uncompressed > self.ratio_floor and uncompressed > self.max_ratio * max(compressed, 1)
+
+
+UNPRINTABLE_CHARACTERS = re.compile(f"[{UNPRINTABLE}]")
+# Why a file whose name holds them is skipped: a name with a newline forged lines in the server's log and the job's
+# messages, one with an escape sequence reached the terminal through `mr2probe failures` (an attack round).
+UNPRINTABLE_NAME = "its name holds control or text-direction characters (shown escaped)"
+
+
+def printable(name: str) -> str:
+    """``name`` with each of ``probe.report.UNPRINTABLE``'s characters escaped (``\\n``, ``\\x1b``, ``\\u202e``):
+    how a skipped file's name reaches logs, job messages and terminals."""
+    return UNPRINTABLE_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), name)
 
 
 def check_member_name(name: str, archive: str) -> str:

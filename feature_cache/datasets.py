@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -45,9 +44,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from probe.report import MAX_NAME, UNPRINTABLE
+from probe.report import MAX_NAME
 
-from .archives import SYMLINKED_FOLDER, ArchiveLimits, DirectoryReader, TarReader, ZipReader, not_an_image
+from .archives import (SYMLINKED_FOLDER, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, ArchiveLimits, DirectoryReader, TarReader,
+                       ZipReader, not_an_image, printable)
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
@@ -291,11 +291,13 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """A reader's files → (names but hidden ones, image names among them, skipped (source, reason) so far).
     Raises DatasetError when there is no image file."""
-    skipped: list[tuple[str, str]] = list(getattr(reader, "unsafe", []))
+    skipped = [(printable(name), why) for name, why in getattr(reader, "unsafe", [])]
     names = []
     for name in reader.names():
         if _is_hidden(name):
-            skipped.append((name, "hidden or metadata file"))
+            skipped.append((printable(name), "hidden or metadata file"))
+        elif UNPRINTABLE_CHARACTERS.search(name):
+            skipped.append((printable(name), UNPRINTABLE_NAME))
         else:
             names.append(name)
     image_names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
@@ -368,6 +370,7 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
         class_names = [c for c in _idx_order(given) if c in found]
     else:
         class_names = sorted(found)
+    _check_printable(path, class_names)  # before any message names them; a folder of skipped files reads empty
     if len(class_names) < 2:
         manifests = sorted(p.name for p in path.glob("*.csv")) if path.is_dir() else []
         raise DatasetError(
@@ -413,9 +416,6 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
-_UNPRINTABLE = re.compile(f"[{UNPRINTABLE}]")
-
-
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.report.MAX_NAME)
 
 
@@ -427,7 +427,7 @@ def _check_printable(path: Path, class_names: list[str]) -> None:
     if long is not None:
         raise DatasetError(f"{path}: class name {ascii(long[:60] + '...')} is {len(long)} characters long; class "
                            f"names are at most {MAX_CLASS_NAME}: shorten that folder name (or label).")
-    bad = [name for name in class_names if _UNPRINTABLE.search(name)]
+    bad = [name for name in class_names if UNPRINTABLE_CHARACTERS.search(name)]
     if bad:
         raise DatasetError(f"{path}: class name(s) {', '.join(ascii(name) for name in bad[:5])} hold control or "
                            "text-direction characters, which would reach terminals, reports and pages as they are; "
@@ -469,7 +469,6 @@ def open_dataset(
     path = Path(path)
     reader, given, skipped, layout = _discover(path, limits)
     class_names = _class_names(path, given, layout, skipped)
-    _check_printable(path, class_names)
     index = {name: i for i, name in enumerate(class_names)}
     pools = {
         split: sorted(

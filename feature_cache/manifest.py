@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-from .archives import NOT_REGULAR, FileListReader, check_member_name, is_special, not_an_image
+from .archives import (NOT_REGULAR, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, FileListReader, check_member_name,
+                       is_special, not_an_image, printable)
 from .errors import DatasetError, UnsafeArchive
 
 __all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair"]
@@ -131,7 +132,9 @@ def read_manifest(
                     )
             classes = given.setdefault(row_split, {})
             classes.setdefault(label, [])
-            if name in seen:
+            if UNPRINTABLE_CHARACTERS.search(name):
+                skipped.append((printable(name), UNPRINTABLE_NAME))
+            elif name in seen:
                 skipped.append((name, "repeated row in the manifest"))
             elif is_special(root / name):  # a FIFO would block its reader
                 skipped.append((name, NOT_REGULAR))

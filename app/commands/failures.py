@@ -15,10 +15,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predicted", metavar="NAME", default=None,
                         help="only the mistakes predicted as this class (one cell of the confusion matrix)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many samples (default 20)")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="the data set folder the run's cache was extracted from: each image's path in full "
+                             "(the cache records paths inside the data set)")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from feature_cache.archives import printable
     from probe import load_report
     from probe.predictions import Predictions
     from probe.report import confusion_cell
@@ -29,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     predictions = Predictions.load(args.run_dir, len(report.class_names))
     rows = predictions.failure_rows(index, report.class_names, args.limit, predicted)
+    if args.data is not None:
+        rows = [{**row, "source": None if row["source"] is None else str(Path(args.data, row["source"]))}
+                for row in rows]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -36,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     shown = ("." if not rows else ":" if total == 1 else f"; the {len(rows)} most confident mistakes:"
              if len(rows) < total else ", most confident first:")
     what = "misclassified" if predicted is None else f"predicted as {args.predicted}"
+    inside = "" if args.data is not None or not rows else " (paths inside the data set; --data DIR prints them whole)"
     print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images {what} "
-          f"(first seed){shown}")
-    for row in rows:
-        where = row["source"] if row["source"] is not None else f"test row {row['index']}"
+          f"(first seed){inside}{shown}")
+    for row in rows:  # escaped: a cache written before such file names were skipped may hold them
+        where = printable(row["source"]) if row["source"] is not None else f"test row {row['index']}"
         print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20} {where}")
     return 0

@@ -131,8 +131,16 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert all(r["source"] for r in rows)  # the cache's test sources are stored with the predictions
     assert main(["failures", str(out), "--class", "dog", "--limit", "1"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    total = int(re.match(r"dog: (\d+) of \d+ test images misclassified \(first seed\)", header).group(1))
+    total = int(re.match(r"dog: (\d+) of \d+ test images misclassified \(first seed\) \(paths inside the data "
+                         r"set; --data DIR prints them whole\)", header).group(1))
     assert header.endswith(":" if total == 1 else "; the 1 most confident mistakes:")
+    # --data: each path in full (a new-user round: paths relative to a root never printed)
+    assert main(["failures", str(out), "--class", "dog", "--limit", "3", "--json", "--data", str(tmp_path / "imgs")]) == 0
+    assert [r["source"] for r in json.loads(capsys.readouterr().out)] == [str(tmp_path / "imgs" / r["source"])
+                                                                          for r in rows]
+    assert main(["failures", str(out), "--class", "dog", "--limit", "1", "--data", "/srv/d"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "--data DIR" not in lines[0] and lines[1].endswith(f" /srv/d/{rows[0]['source']}")
     assert main(["failures", str(out), "--class", "dog", "--limit", str(total)]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confident first:")
     from probe.predictions import Predictions

@@ -202,6 +202,39 @@ def test_class_names_with_control_characters_are_refused(tree, name):
     assert ascii(name) in str(err.value) and name not in str(err.value)
 
 
+def test_files_named_with_control_characters_are_skipped_and_shown_escaped(tmp_path):
+    """A file name with a newline forged lines in the server's log and the job's messages, one with an escape
+    sequence reached the terminal through `mr2probe failures` (an attack round): such files are skipped, listed
+    with their names escaped, in folders, archives and manifests alike."""
+    from feature_cache.archives import UNPRINTABLE_NAME
+
+    tree = tmp_path / "named"
+    forged, coloured = "x\n2026-12-05 01:00:00,000 CRITICAL app.main: FORGED\n.png", "evil\x1b[31mRED\u202e.png"
+    for split in ("train", "test"):
+        for cls in ("ant", "bee"):
+            for i in range(2):
+                write_image(tree / split / cls / f"{i}.png", 5, i)
+    write_image(tree / "train" / "ant" / forged, 5, 0)
+    write_image(tree / "test" / "bee" / coloured, 5, 0)
+    shown = {"train/ant/x\\n2026-12-05 01:00:00,000 CRITICAL app.main: FORGED\\n.png",
+             "test/bee/evil\\x1b[31mRED\\u202e.png"}
+    archive = tmp_path / "named.zip"  # beside the folder, not in it
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(tree.rglob("*.png")):
+            zf.write(path, path.relative_to(tree).as_posix())
+    manifest = tree / "labels.csv"
+    manifest.write_text("path,label,split\n" + "".join(
+        f"{p.relative_to(tree).as_posix()},{p.parent.name},{p.parent.parent.name}\n" for p in sorted(tree.rglob("*.png"))
+        if "\n" not in p.name))
+    for source in (tree, archive, manifest):
+        data = open_dataset(source, val_fraction=0.0)
+        wanted = shown if source != manifest else {n for n in shown if "FORGED" not in n}
+        assert {name for name, why in data.skipped if why == UNPRINTABLE_NAME} == wanted, source
+        samples = [s.source for split in data.splits.values() for s in split]
+        assert len(samples) == 8 and all(s.isprintable() for s in samples)
+        assert all(name.isprintable() for name, _ in data.skipped)
+
+
 @pytest.mark.parametrize("name", [" ", "   "])
 def test_blank_class_names_are_refused(tree, name):
     """A class folder named with spaces alone was a blank row in every table (found by an outside attack round)."""
