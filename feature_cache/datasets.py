@@ -123,16 +123,21 @@ class LabelledImages:
 
     def load_image(self, sample: Sample):
         """Decode one sample into a PIL image (raises on a corrupt file; callers skip it)."""
+        image = self.open_image(sample)
+        image.load()
+        return image
+
+    def open_image(self, sample: Sample):
+        """One sample as a PIL image whose header is read and whose pixels are not decoded yet (its size known
+        before the cost of decoding it: ``Image.draft`` can still shrink a JPEG's decode)."""
         from PIL import Image, UnidentifiedImageError
 
         if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
             return self.reader.image(sample.source)
         try:
-            image = Image.open(io.BytesIO(self.reader.read(sample.source)))
+            return Image.open(io.BytesIO(self.reader.read(sample.source)))
         except UnidentifiedImageError:  # its message names the BytesIO object, with its memory address
             raise UnidentifiedImageError("not an image format Pillow can read") from None
-        image.load()
-        return image
 
 
 # ------------------------------------------------------------------------------------ layout

@@ -7,12 +7,19 @@ does not list are refused with :class:`KeyError` before any byte is read.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 
 from .datasets import LabelledImages, Sample
 
-__all__ = ["THUMBNAIL_SIZE", "Thumbnailer"]
+__all__ = ["THUMBNAIL_SIZE", "MAX_PREVIEW_PIXELS", "Thumbnailer"]
 
 THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
+# A preview decodes at most this many pixels (a JPEG first shrinks its decode with Image.draft). A 12,000 × 12,000
+# PNG of zeros, 420 KB zipped, decoded 432 MB for each request of its 128-pixel preview: eight at once took 14 s
+# and 1.7 GB (an attack round). 50 Mpx is a large camera's photo.
+MAX_PREVIEW_PIXELS = 50_000_000
+_KEPT = 256  # previews kept per data set (a gallery page asks for the same ones again)
 
 
 class Thumbnailer:
@@ -21,6 +28,8 @@ class Thumbnailer:
     def __init__(self, data: LabelledImages):
         self.data = data
         self._listed = {s.source for samples in data.splits.values() for s in samples}
+        self._made: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()  # the service's request threads share one Thumbnailer per data set
 
     def __contains__(self, source: str) -> bool:
         return source in self._listed
@@ -31,13 +40,31 @@ class Thumbnailer:
         Raises:
             KeyError: the data set does not list ``source``.
             ValueError: ``size`` is not in 8..512.
-            OSError: the file no longer decodes.
+            OSError: the file no longer decodes, or holds more than ``MAX_PREVIEW_PIXELS`` to decode.
         """
         if source not in self._listed:
             raise KeyError(f"{source!r} is not a sample of this data set")
         if not 8 <= size <= 512:
             raise ValueError(f"size must lie in 8..512 pixels, got {size}.")
-        image = self.data.load_image(Sample(source, -1))
+        key = (source, size)
+        with self._lock:
+            made = self._made.get(key)
+            if made is not None:
+                self._made.move_to_end(key)
+                return made
+        made = self._png(source, size)
+        with self._lock:
+            self._made[key] = made
+            while len(self._made) > _KEPT:
+                self._made.popitem(last=False)
+        return made
+
+    def _png(self, source: str, size: int) -> bytes:
+        image = self.data.open_image(Sample(source, -1))
+        image.draft("RGB", (size, size))  # a JPEG decodes at 1/2 .. 1/8 of its size; other formats ignore it
+        width, height = image.size
+        if width * height > MAX_PREVIEW_PIXELS:
+            raise OSError(f"{width} × {height} pixels, over the {MAX_PREVIEW_PIXELS:,} a preview decodes")
         image = image.convert("RGB") if image.mode not in ("RGB", "L") else image
         image.thumbnail((size, size))
         buf = io.BytesIO()
