@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     ``MR2PROBE_EXTRACT_WORKERS``, ``MR2PROBE_THREADS``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MR2PROBE_", extra="ignore")
+    # hide_input_in_errors: a refused token is a secret, and pydantic would repeat it (input_value=...)
+    model_config = SettingsConfigDict(env_prefix="MR2PROBE_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(Path(".mr2probe"), description="state: SQLite database, uploads, caches, runs")
     data_root: Path | None = Field(
@@ -79,10 +80,17 @@ class Settings(BaseSettings):
     @field_validator("api_token")
     @classmethod
     def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        """Surrounding blanks are dropped (a pasted newline), and a blank token is no token."""
+        """Surrounding blanks are dropped (a pasted newline), and a blank token is no token. A token is printable
+        ASCII: HTTP clients send headers as bytes that the server reads as Latin-1, so 'pässwörd' sent by a UTF-8
+        client never matched (an attack round); the message does not repeat it."""
         if value is None or not value.get_secret_value().strip():
             return None
-        return SecretStr(value.get_secret_value().strip())
+        token = value.get_secret_value().strip()
+        if not all(" " < c < "\x7f" for c in token):
+            raise ValueError("the API token must be printable ASCII without spaces (letters, digits, punctuation): "
+                             "HTTP headers carry nothing else reliably; e.g. python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
+        return SecretStr(token)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -28,6 +28,15 @@ def test_empty_token_means_no_token(monkeypatch):
     assert Settings().token is None
 
 
+@pytest.mark.parametrize("token", ["pässwörd", "トークン", "two words", "tab\there", "nul\x00"])
+def test_a_token_no_http_client_can_send_is_refused_unrepeated(token):
+    """'pässwörd' started the server, and no UTF-8 client could ever match it (an attack round)."""
+    with pytest.raises(ValidationError, match="the API token must be printable ASCII") as err:
+        Settings(api_token=token)
+    assert token not in str(err.value)
+    assert Settings(api_token="  A-z0_9.~+/=!  \n").token == "A-z0_9.~+/=!"
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("device", "tpu", "device must be one of auto, cpu, cuda[:N]; got 'tpu'"),
     ("cpu_jobs", 0, "greater than or equal to 1"),
