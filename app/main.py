@@ -114,6 +114,9 @@ def _jsonable_errors(errors: list[dict[str, Any]], messages: ClientMessages) -> 
     return out
 
 
+_UNPARSED_BODY = "There was an error parsing the body"  # FastAPI's 400 detail for a body it could not decode
+
+
 def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
     messages = ClientMessages(settings)
     table = _error_table()
@@ -138,6 +141,13 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # a route's own 4xx (a missing file, a cache of other features) may quote a server path: cleaned too
         detail = messages.clean(exc.detail) if isinstance(exc.detail, str) else exc.detail
+        if exc.status_code == 400 and detail == _UNPARSED_BODY and exc.__cause__ is not None:
+            # FastAPI's words for a JSON body json.loads refused past its decode errors (not UTF-8, an integer of
+            # 5,000 digits, nesting too deep): which, said (an attack round)
+            cause = exc.__cause__
+            why = "nested too deep" if isinstance(cause, RecursionError) else str(cause).split(";")[0][:200]
+            return JSONResponse({"detail": f"the request body is not JSON this service reads: {why}"},
+                                status_code=422)
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -258,6 +258,19 @@ def test_malformed_registrations_are_4xx(service, content):
     assert isinstance(resp.json()["detail"], (str, list))
 
 
+@pytest.mark.parametrize("content,why", [
+    (b'{"kind": "probe", "n": ' + b"9" * 5000 + b"}", "Exceeds the limit (4300 digits) for integer string conversion"),
+    (b'{"kind": "\xff\xfe"}', "'utf-8' codec can't decode byte 0xff"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+])
+def test_a_job_body_json_cannot_read_is_422_naming_why(service, content, why):
+    """FastAPI answered these 400 'There was an error parsing the body' (an attack round; /api/datasets named them)."""
+    resp = service.post("/api/jobs", content=content, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith(
+        f"the request body is not JSON this service reads: {why}"), resp.text[:300]
+    assert "set_int_max_str_digits" not in resp.text
+
+
 def test_nan_in_a_probe_grid_is_422(service, tmp_path):
     cache_id = _synthetic_cache(service, tmp_path)
     body = '{"kind": "probe", "cache_id": "%s", "config": {"lr_grid": [NaN]}}' % cache_id
