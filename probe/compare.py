@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
-from .report import TERMINAL_CLASSES, FeatureSource, Num, Report
+from .report import TERMINAL_CLASSES, FeatureSource, Num, Report, class_table
 from .selection import signed_points
 from .uncertainty import observed_class_accuracy
 
@@ -392,10 +392,6 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
         table.add_row(*row)
     console.print(table)
     rows, caption = class_rows(comparison, max_classes)
-    pc = Table(title="per class", box=box.SIMPLE, caption=caption)
-    for col in CLASS_HEADER:
-        pc.add_column(col, justify="left" if col in ("class", "group") else "right")
-    for row in rows:
-        pc.add_row(*row)
-    console.print(pc)
+    console.print(class_table("per class", [(col, "left" if col in ("class", "group") else "right")
+                                            for col in CLASS_HEADER], rows, width, caption))
     return console.export_text()

@@ -894,34 +894,73 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
                   f"{_num(summary.min_sample_margin)} (ideal {_num(summary.ideal_sample_margin)})")
 
     rows, caption = _shown_classes(report, max_classes)
-    pc = Table(title="per class (test), worst first", box=box.SIMPLE, caption=caption)
-    for col, justify in (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_test", "right"),
-                         ("acc %", "right"), ("± std", "right"), ("val %", "right"), ("r²", "right"),
-                         ("spread", "right"), ("γ", "right"), ("out margin", "right"), ("smp min", "right"),
-                         ("smp mean", "right")):
-        pc.add_column(col, justify=justify)
-    for row in worst_first(rows, lambda r: r.accuracy):  # as the second table (best first read wrong; a scale round)
-        pc.add_row(row.name, row.group, str(row.n_train), str(row.n_test), _pct(row.accuracy),
-                   _pct(row.accuracy_std), _pct(row.val_accuracy), _num(row.r2), _num(row.spread), _num(row.gamma),
-                   _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean))
+    pc = class_table(
+        "per class (test), worst first",
+        (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_test", "right"), ("acc %", "right"),
+         ("± std", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"), ("γ", "right"),
+         ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
+        [[row.name, row.group, str(row.n_train), str(row.n_test), _pct(row.accuracy), _pct(row.accuracy_std),
+          _pct(row.val_accuracy), _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
+          _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean)]
+         for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
+        width, caption)
     console.print(pc)
     if any(row.precision is not None for row in report.per_class):
-        console.print(_failures_table(rows, caption))
+        console.print(_failures_table(rows, caption, width))
     return console.export_text()
 
 
-def _failures_table(rows: list, caption: str | None):
-    """The terminal's second per-class table over ``rows``: accuracy with its 95 % interval, precision / recall / F1
-    and the most frequent confusions (``probe.diagnostics``), worst class first."""
+NAME_COLUMN = 30  # the widest class-name column of a terminal table; a longer name is cut in its middle
+
+
+def cut_name(name: str, width: int = NAME_COLUMN) -> str:
+    """``name`` in at most ``width`` characters, cut in the middle ('n01447017 goldfish, Carassius auratus #17' →
+    'n01447017 goldf…us auratus #17'): the end tells apart names alike at the start (a scale round), and cut at
+    the end a name read as whole ('n01443537 goldfish,'; an earlier one)."""
+    if len(name) <= width:
+        return name
+    head = width // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+
+
+def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None):
+    """A rich table, ``width`` columns wide at most, whose first column is the class name and ``columns`` its
+    ``(header, justify)``: each number column as wide as its widest cell (no number is ever cut), the names cut in
+    their middle (:func:`cut_name`) to the width left, between 12 and :data:`NAME_COLUMN`, never wrapped; a prose
+    column (left-justified, not the first) takes what remains and wraps. Rich had given a 1,000-class run's name
+    column 7 characters beside roomy number columns, every name wrapped onto up to ten lines, and cut 'Pullover' to
+    'Pullov…' at 120 columns (new-user and scale rounds)."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title="per class (test): where the errors go, worst first", box=box.SIMPLE, caption=caption)
-    for col, justify in (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
-                         ("recall %", "right"), ("F1", "right"),
-                         ("most confused with (% of its test predictions)", "left")):
-        table.add_column(col, justify=justify)
-    for row in worst_first(rows, lambda r: r.accuracy):
-        table.add_row(row.name, _pct(row.accuracy), interval_text(row.accuracy_ci), _pct(row.precision),
-                      _pct(row.recall), _num(row.f1), confusions_text([(c.name, c.rate) for c in row.top_confusions]))
+    prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
+             enumerate(columns)]
+    need = [max([len(row[i]) for row in rows] + [max(map(len, header.split()))]) for i, (header, _) in
+            enumerate(columns)]
+    # three characters a column (padding on either side, a separator), one at the edge
+    left = width - 3 * len(columns) - 1 - sum(n for i, n in enumerate(need) if i and not prose[i]) - 12 * any(prose)
+    name_width = min(NAME_COLUMN, need[0], max(12, left))
+    table = Table(title=title, box=box.SIMPLE, caption=caption)
+    for i, (header, justify) in enumerate(columns):
+        if i == 0:
+            table.add_column(header, justify=justify, no_wrap=True, min_width=name_width, max_width=name_width)
+        elif prose[i]:
+            table.add_column(header, justify=justify, min_width=12)
+        else:
+            table.add_column(header, justify=justify, min_width=need[i])
+    for row in rows:
+        table.add_row(cut_name(row[0], name_width), *row[1:])
     return table
+
+
+def _failures_table(rows: list, caption: str | None, width: int):
+    """The terminal's second per-class table over ``rows``: accuracy with its 95 % interval, precision / recall / F1
+    and the most frequent confusions (``probe.diagnostics``), worst class first."""
+    return class_table(
+        "per class (test): where the errors go, worst first",
+        (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
+         ("recall %", "right"), ("F1", "right"), ("most confused with (% of its test predictions)", "left")),
+        [[row.name, _pct(row.accuracy), interval_text(row.accuracy_ci), _pct(row.precision), _pct(row.recall),
+          _num(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
+         for row in worst_first(rows, lambda r: r.accuracy)],
+        width, caption)

@@ -118,20 +118,17 @@ def _name_width(names: list[str], least: int) -> int:
     return max(least, min(_NAME_COLUMN, max(map(len, names), default=0)))
 
 
-def _cut(name: str, width: int) -> str:
-    """``name`` in ``width`` characters, an ellipsis where it is cut ('n01443537 goldfish,' cut at 20 read as a
-    whole name; a scale round)."""
-    return name if len(name) <= width else name[:width - 1] + "…"
-
 
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:
     """How many unlabelled images each predicted class got, most first (at most ``--limit`` classes), with the
     mean confidence; the classes never predicted; how many predictions are unsure (below 50 %)."""
+    from probe.report import cut_name
+
     predicted = [s for s in shares if s.n]
     width = _name_width([s.name for s in predicted[:args.limit]], len("predicted class"))
     lines = [_title(args, probe, f"{len(confidence):,} unlabelled images, nothing to score them against"),
              f"{'predicted class':<{width}} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
-    lines += [f"{_cut(s.name, width):<{width}} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
+    lines += [f"{cut_name(s.name, width):<{width}} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]
     if len(predicted) > args.limit:
         lines.append(f"… {len(predicted) - args.limit} more classes ({_MORE}).")
@@ -160,7 +157,7 @@ def _case_hint(unknown: list[str], class_names: list[str]) -> str:
 
 
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
-    from probe.report import interval_text
+    from probe.report import cut_name, interval_text
 
     lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
@@ -175,7 +172,7 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
     width = _name_width([c.name for c in shown], 20)
     lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
                  f"{'F1':>6}")  # F1 a fraction, as mr2probe report shows it (it was in percent here)
-    lines += [f"{_cut(c.name, width):<{width}} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
+    lines += [f"{cut_name(c.name, width):<{width}} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
               f"{_pct(c.precision):>11} {'—' if c.f1 is None else f'{c.f1:.3f}':>6}" for c in shown]
     if len(present) > len(shown):
         lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")

@@ -283,12 +283,14 @@ def test_probabilities_add_every_class_column_as_predict_proba(run, tmp_path, ca
 
 def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
     """'n01443537 goldfish, Carassius auratus' was cut at 20 characters without a sign of it (a scale round): the
-    column takes the longest name up to 40, and a longer one ends in an ellipsis."""
-    from app.commands.predict import _cut, _name_width
+    column takes the longest name up to 40, and a longer one is cut in its middle, its end kept ('... #17' told
+    apart from '... #71'; a later scale round)."""
+    from app.commands.predict import _name_width
+    from probe.report import cut_name
 
     names = ["n01443537 goldfish, Carassius auratus", "cat"]
     width = _name_width(names, 20)
-    assert width == len(names[0]) and _cut(names[0], width) == names[0]
-    long = "n" * 50
-    assert _name_width([long], 20) == 40 and _cut(long, 40) == "n" * 39 + "…"
+    assert width == len(names[0]) and cut_name(names[0], width) == names[0]
+    long = "n01447017 goldfish, Carassius auratus, a longer Latin name #17"
+    assert _name_width([long], 20) == 40 and cut_name(long, 40) == long[:20] + "…" + long[-19:]
     assert _name_width(["a"], 20) == 20

@@ -239,3 +239,31 @@ def test_a_confusion_of_more_than_100_classes_is_held_as_its_non_zero_cells(tmp_
 def _write(folder, data: dict):
     (folder / "report.json").write_text(json.dumps(data))
     return folder
+
+
+def test_terminal_tables_keep_numbers_whole_and_cut_long_names_in_the_middle():
+    """Rich gave the name column 7 characters ('Pullov…' at 120 columns) and wrapped a 1,000-class run's names onto
+    up to ten lines (new-user and scale rounds): numbers stay whole, names are cut in their middle to the width
+    left (the end tells 'goldfish #17' from 'goldfish #71'), each row on one line."""
+    from probe.report import NAME_COLUMN, class_table, cut_name
+    from rich.console import Console
+
+    assert cut_name("n01447017 goldfish, Carassius auratus #17") == "n01447017 goldf…us auratus #17"
+    assert len(cut_name("x" * 100)) == NAME_COLUMN and cut_name("Pullover") == "Pullover"
+    assert cut_name("abcdefghij", 5) == "ab…ij" and cut_name("abcdefghij", 6) == "abc…ij"
+
+    def render(names, width):
+        columns = [("class", "left"), *((f"metric {i}", "right") for i in range(11)), ("notes", "left")]
+        rows = [[name, *(f"{-123.456 + i:.3f}" for i in range(11)), "a few words of prose"] for name in names]
+        console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+        console.print(class_table("t", columns, rows, width))
+        return console.export_text().splitlines()
+
+    for width in (120, 200):
+        lines = render(["Pullover", "T-shirt_top"], width)
+        assert max(map(len, lines)) <= width and any("Pullover " in line for line in lines)
+        assert sum("-123.456" in line for line in lines) == 2  # every number whole, one row a line
+    long = [f"n0144{i:04d} goldfish, Carassius auratus, a long Latin name #{i}" for i in range(3)]
+    lines = render(long, 200)
+    assert max(map(len, lines)) <= 200 and sum("-113.456" in line for line in lines) == 3
+    assert all(any(f"#{i} " in line for line in lines) for i in range(3))  # the distinguishing end kept
