@@ -901,6 +901,21 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     assert driver.js("return document.getElementById('overall-ci')") is None
 
 
+def test_the_home_page_polls_jobs_and_fetches_the_lists_again_only_when_a_job_changes(driver, live_server, finished):
+    """Every data set's and cache's class list was fetched every 2 s, 0.72 MB a poll at 5,000 classes (a scale
+    round): the jobs are polled, the runs, data sets and caches fetched again when a job changes, after a deletion
+    (a forced refresh) or every 30 s."""
+    _open(driver, f"{live_server}/", "home")
+    _requested_urls(driver)  # drain the log: count from here
+    time.sleep(5)  # two or three polls (2 s apart), no job changing
+    urls = _requested_urls(driver)
+    assert sum("/api/jobs?limit=50" in u for u in urls) >= 2
+    assert not [u for u in urls if "/api/datasets" in u or "/api/caches" in u or u.endswith("/api/runs")], urls
+    driver.js("return window.Home.refresh(true).then(() => true)")
+    urls = _requested_urls(driver)
+    assert sum(u.endswith("/api/datasets") for u in urls) == 1 and sum(u.endswith("/api/caches") for u in urls) == 1
+
+
 def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finished):
     """The per-class and group charts show each accuracy's 95 % interval (a new-user round: bars without intervals
     on 15 test images a class, where the table beneath said ±25 points); compared, the charts show two runs' bars
