@@ -73,8 +73,15 @@
   }
 
   // ---- charts ---------------------------------------------------------------------------------------
+  // Past this many classes the per-class chart draws the worst ones (1,000 rotated labels overlapped into noise) and
+  // the per-class table lists the worst PER_CLASS_ROWS until asked for every class (a 5,000-class page built 161k
+  // nodes in 17 s; a scale round).
+  const CHART_CLASSES = 60, PER_CLASS_ROWS = 100;
+  const worstNote = (shown, total, rest) => h("p", { class: "muted note", "data-shown": shown },
+    `The ${shown} worst of ${count(total)} classes by test accuracy; ${rest}.`);
+
   function perClassChart(report, cmp, names) {
-    const rows = byAccuracy(report);
+    const all = byAccuracy(report), rows = all.slice(0, CHART_CLASSES);
     const series = [];
     if (cmp) {
       const other = Object.fromEntries(cmp.per_class.map((r) => [r.index, r]));
@@ -83,8 +90,9 @@
     } else {
       series.push({ name: names.main, values: rows.map((r) => r.accuracy), cls: "main", ci: rows.map((r) => r.accuracy_ci) });
     }
-    return Charts.bars({ labels: rows.map((r) => r.name), series, domain: [0, 1], id: "per-class-chart",
-                         title: "per-class accuracy, worst to best", height: 240 });
+    const chart = Charts.bars({ labels: rows.map((r) => r.name), series, domain: [0, 1], id: "per-class-chart",
+                                title: "per-class accuracy, worst to best", height: 240 });
+    return all.length > rows.length ? [worstNote(rows.length, all.length, "the per-class table lists every class"), chart] : chart;
   }
 
   function groupChart(report, cmp, names) {
@@ -473,7 +481,7 @@
 
   // ---- per-class table ------------------------------------------------------------------------------
   const VAL_COLUMN = "val (ranked the groups)";
-  function perClassTable(report, cmp, other) {
+  function perClassTable(report, cmp, other, everyClass = false) {
     const cmpRow = cmp ? Object.fromEntries(cmp.per_class.map((r) => [r.index, r])) : {};
     const has = (k) => report.per_class.some((r) => r[k] !== undefined && r[k] !== null);
     const stability = (report.grouping || {}).stability;
@@ -497,11 +505,17 @@
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n test": (r) => r.n_test };
-    const rows = byAccuracy(report).map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
-      class: numeric.has(name) ? "num" : name === "most confused with" ? "wrap" : "",
+    const all = byAccuracy(report), shown = everyClass ? all : all.slice(0, PER_CLASS_ROWS);
+    const rows = shown.map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
+      class: numeric.has(name) ? "num" : name === "most confused with" || name === "class" ? "wrap" : "",
       "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r)))));
     const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
-    return sortable(table(heads, rows, "", { id: "per-class-table" }), { col: null, desc: true });
+    const body = sortable(table(heads, rows, "", { id: "per-class-table" }), { col: null, desc: true });
+    if (shown.length === all.length) return body;
+    const box = h("div", {}, worstNote(shown.length, all.length, "a header sorts these, and the per-class CSV has every class"),
+      h("button", { id: "every-class", onclick: () => box.replaceWith(perClassTable(report, cmp, other, true)) },
+        `Show all ${count(all.length)} classes`), body);
+    return box;
   }
 
   // ---- page -----------------------------------------------------------------------------------------

@@ -916,6 +916,32 @@ def test_the_home_page_polls_jobs_and_fetches_the_lists_again_only_when_a_job_ch
     assert sum(u.endswith("/api/datasets") for u in urls) == 1 and sum(u.endswith("/api/caches") for u in urls) == 1
 
 
+def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_class(driver, live_server, finished):
+    """At 1,000 classes the chart's rotated labels overlapped into noise and a 5,000-class page built 161k nodes in
+    17 s (a scale round): the chart draws the 60 worst, the table lists the 100 worst and a button shows them all."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const K = 300, names = Array.from({length: K}, (_, i) => 'class ' + i);
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+            { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2 })) };
+        const chart = RunPage.panels.perClassChart(report, null, { main: 'a' });
+        const bars = chart[1].querySelectorAll('rect.bar');
+        const box = RunPage.panels.perClassTable(report, null, null);
+        document.body.appendChild(box);
+        const before = box.querySelectorAll('#per-class-table tbody tr').length;
+        const note = box.querySelector('p.note').textContent;
+        box.querySelector('#every-class').click();
+        const shown = document.body.lastElementChild;  // what replaced the box
+        const after = shown.querySelectorAll('tbody tr');
+        const result = [chart[0].textContent, bars.length, Number(bars[0].dataset.value), before, note, after.length,
+                        document.getElementById('every-class')];
+        shown.remove();
+        return result;""")
+    assert got[0] == "The 60 worst of 300 classes by test accuracy; the per-class table lists every class."
+    assert got[1:4] == [60, 0.0, 100]
+    assert got[4].startswith("The 100 worst of 300 classes by test accuracy; a header sorts these")
+    assert got[5] == 300 and got[6] is None
+
+
 def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finished):
     """The per-class and group charts show each accuracy's 95 % interval (a new-user round: bars without intervals
     on 15 test images a class, where the table beneath said ±25 points); compared, the charts show two runs' bars
