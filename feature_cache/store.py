@@ -135,7 +135,18 @@ def _decode_attr(path: Path, key: str, value: Any) -> Any:
     if key == "class_names" and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
         raise CacheMismatch(f"{path}: the root attribute 'class_names' is not a list of class names; the file was "
                             "not written by feature_cache.extract, or is damaged.")
+    kind = _JSON_KINDS.get(key)
+    if kind is not None and value is not None and not isinstance(value, kind):
+        # a hand-written cache's split_params stored as a JSON string (encoded twice) crashed train with an
+        # AttributeError (a scale round)
+        raise CacheMismatch(f"{path}: the root attribute {key!r} holds JSON {type(value).__name__}, not a JSON "
+                            f"{'object' if kind is dict else 'array'} (was it JSON-encoded twice?); the file was not "
+                            "written by feature_cache.extract, or is damaged.")
     return value
+
+
+# What each JSON root attribute decodes to (README "HDF5 feature cache").
+_JSON_KINDS = {"preprocess": dict, "class_names": list, "versions": dict, "skipped": list, "split_params": dict}
 
 
 def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:

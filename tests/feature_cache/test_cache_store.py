@@ -208,6 +208,18 @@ def test_a_damaged_class_names_attribute_names_the_file_and_the_attribute(tmp_pa
     assert str(raised.value).startswith(f"{path}: the root attribute 'class_names' {what}")
 
 
+@pytest.mark.parametrize("key", ["split_params", "preprocess", "versions", "skipped"])
+def test_a_json_attribute_of_another_kind_is_refused_naming_it(tmp_path, key):
+    """split_params written as a JSON string (encoded twice) crashed train with an AttributeError (a scale round)."""
+    path = write_cache(tmp_path / "d.h5", splits(np.random.default_rng(5)), ["a", "b", "c"], ATTRS)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs[key] = json.dumps(json.dumps({"layout": "split-folders"}))
+    with pytest.raises(CacheMismatch, match=f"the root attribute '{key}' holds JSON str, not a JSON (object|array) "
+                                            r"\(was it JSON-encoded twice\?\)"):
+        cache = open_cache(path)
+        cache.attrs[key]
+
+
 def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path):
     """Two caches share an extractor when encoder, weights, preprocessing, feature kind and normalisation agree,
     whatever images and dtype they hold; any of those five differing changes it."""
