@@ -820,22 +820,47 @@ def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None
 
 
 def _tie_note(report: Report, reference: Report | None, groups: dict[str, list[int]]) -> None:
-    """The note on tied accuracies split between thirds (:func:`probe.decision.tied_across_thirds`), on the
-    accuracies that ranked the groups: the reference run's validation ones, or this run's (the seeds' mean, or
-    out of fold); where neither ranked them (a hard selection ranking its own reference configuration), the
-    decision said it. The first seed's validation accuracies named ties the ranking had told apart (a review)."""
+    """The notes on how the thirds were ranked, on the accuracies that ranked them (:func:`_ranking`): tied
+    accuracies split between thirds (:func:`probe.decision.tied_across_thirds`; the first seed's validation
+    accuracies named ties the ranking had told apart, a review), and a worst test class outside the hard third
+    (:func:`_worst_outside_hard`). Where neither run's accuracies ranked them (a hard selection ranking its own
+    reference configuration), the decision said it."""
     from .decision import tied_across_thirds
 
-    if any(w.startswith("Tied ") for w in report.warnings):
+    ranked = _ranking(report, reference, groups)
+    if ranked is None:
         return
     split = "out-of-fold" if report.grouping.split == "cv" else "validation"
+    note = None if any(w.startswith("Tied ") for w in report.warnings) else tied_across_thirds(ranked, groups, split)
+    report.warnings += [text for text in (note, _worst_outside_hard(report, ranked, split)) if text]
+
+
+def _ranking(report: Report, reference: Report | None, groups: dict[str, list[int]]) -> np.ndarray | None:
+    """The per-class accuracies that ranked ``groups``: the reference run's validation ones, or this run's (the
+    seeds' mean, or out of fold); None when neither gives these thirds."""
     for ranked in ([] if reference is None else [reference.val.per_class]) + [report.val.per_class]:
         vector = np.array([np.nan if v is None else v for v in ranked], dtype=float)
         if len(vector) == len(report.class_names) and assign_groups(vector) == groups:
-            note = tied_across_thirds(vector, groups, split)
-            if note:
-                report.warnings.append(note)
-            return
+            return vector
+    return None
+
+
+def _worst_outside_hard(report: Report, ranked: np.ndarray, split: str) -> str | None:
+    """A note when the worst class on test is not in the hard third: a hard selection aims at the third, and its
+    verdict says nothing of that class (a new-user round: the worst test class, 53 % on 15 images, sat in the easy
+    third at 83 % out of fold, and "no safe improvement" read as if about it)."""
+    from .report import interval_text
+
+    name = report.summary.worst_class.name
+    row = next((r for r in report.per_class if r.name == name), None)
+    if row is None or row.group == "hard" or len(report.class_names) < 3 or np.isnan(ranked[row.index]):
+        return None
+    kept = (report.grouping.stability or [None] * len(report.class_names))[row.index]
+    held = "" if kept is None else f" (it kept its third in {100 * kept:.0f} % of bootstrap resamples)"
+    return (f"{name}, the worst class on test ({100 * row.accuracy:.1f} % {interval_text(row.accuracy_ci)}), is in "
+            f"the {row.group} third: the thirds are ranked by {split} accuracy, where it scored "
+            f"{100 * ranked[row.index]:.1f} %{held}. A hard selection aims at the hard third, and its verdict says "
+            "nothing of this class; with few images per class the ranks move between splits.")
 
 
 def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) -> None:

@@ -560,3 +560,20 @@ def test_calibration_is_that_of_the_saved_head_on_test(erm, data):
     assert cal["top_k_accuracy"] >= cal["accuracy"]
     assert sum(b["count"] for b in cal["bins"]) == len(y) and len(cal["bins"]) == 15
     assert cal["ece_ci"][0] <= cal["ece"] + 0.05 and cal["ece_ci"][0] < cal["ece_ci"][1]
+
+
+def test_a_worst_test_class_outside_the_hard_third_is_said(data):
+    """The worst class on test sat in the easy third (ranked on validation) and "no safe improvement" read as if
+    about it (a new-user round): the report says where it is and why; a worst class in the hard third is not noted."""
+    plain = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}))
+    assert not [w for w in plain["warnings"] if "the worst class on test" in w]
+    x, y = data["test"]
+    moved = x.copy()
+    moved[y == 0] = x[y == 5][: (y == 0).sum()]  # c0, the easiest on validation, fails on test
+    report = run_probe({**data, "test": (moved, y)}, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}))
+    assert report["summary"]["worst_class"]["name"] == "c0"
+    row = report["per_class"][0]
+    (note,) = [w for w in report["warnings"] if "the worst class on test" in w]
+    assert note.startswith(f"c0, the worst class on test ({100 * row['accuracy']:.1f} % [") and \
+        f"is in the {row['group']} third: the thirds are ranked by validation accuracy, where it scored " \
+        f"{100 * report['val']['per_class'][0]:.1f} %" in note and row["group"] != "hard"
