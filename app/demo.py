@@ -167,7 +167,8 @@ def _closest_setting(other) -> list[str]:
     return lines + [f"Its gain is not evidence: over the {len(tried)} settings tried its hard-third gain's lower "
                     f"bound is {signed_points(best.val_hard_delta_simultaneous_lo)} pt, and its hard-class images "
                     f"changed {fixed} fixed / {broken} broken (sign test p={sign_test(fixed, broken):.2g} alone, "
-                    f"{best.val_hard_sign_p:.2g} after Bonferroni over {len(tried)}; {SIGN_TEST_ALPHA:g} needed)."]
+                    f"{best.val_hard_sign_p:.2g} after Bonferroni over {best.val_hard_sign_family or len(tried)} "
+                    f"distinct; {SIGN_TEST_ALPHA:g} needed)."]
 
 
 def _budget_line(holds: bool, overall_lo: float) -> list[str]:

@@ -144,11 +144,11 @@ def hard_changes(correct: np.ndarray, reference: np.ndarray, labels: np.ndarray,
     return [int((diff > ZERO_TOLERANCE).sum()), int((diff < -ZERO_TOLERANCE).sum())]
 
 
-def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list[int]]) -> None:
+def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list[int]], family: int) -> None:
     """Add to each scored candidate's frontier entry the simultaneous lower bounds of its hard-third and overall
     differences (:func:`probe.uncertainty.simultaneous_lower_bounds` over all 2m rows of the m candidates),
-    its hard-class changes and their Bonferroni-adjusted sign test: what :func:`probe.selection.choose_safe`
-    decides on."""
+    its hard-class changes and their sign test, Bonferroni-adjusted over the ``family`` distinct ones
+    (:func:`_distinct`): what :func:`probe.selection.choose_safe` decides on."""
     if not entries:
         return
     m = len(entries)
@@ -156,7 +156,22 @@ def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list
     for j, (entry, (fixed, broken)) in enumerate(zip(entries, changes)):
         entry.update(val_hard_delta_simultaneous_lo=float(bounds[j]),
                      val_overall_delta_simultaneous_lo=float(bounds[m + j]), val_hard_changed=[fixed, broken],
-                     val_hard_sign_p=min(1.0, m * sign_test(fixed, broken)))
+                     val_hard_sign_p=min(1.0, max(family, 1) * sign_test(fixed, broken)),
+                     val_hard_sign_family=family)
+
+
+def _distinct(vectors: list[np.ndarray], reference: np.ndarray) -> int:
+    """How many tests the sign test's Bonferroni counts among candidates scoring ``vectors``: those scoring exactly
+    alike on every sample are one test, and one scoring as the reference is none (it changes no image, so its
+    p is 1 whatever the adjustment). 24 group-DRO candidates were about 6 distinct ones on a small set, and the
+    adjustment divided by 24 (a new-user round)."""
+    seen = {np.asarray(reference, dtype=np.float64).tobytes()}
+    family = 0
+    for vector in vectors:
+        key = np.asarray(vector, dtype=np.float64).tobytes()
+        family += key not in seen
+        seen.add(key)
+    return family
 
 
 def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_index: int, labels: np.ndarray,
@@ -186,7 +201,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
     if groups is None:
         ranked = observed_class_accuracy(reference, labels, num_classes)
         groups = assign_groups(ranked)
-    frontier, entries, samples, changes = [], [], [], []  # the last three: of the scored candidates
+    frontier, entries, samples, changes, vectors = [], [], [], [], []  # the last four: of the scored candidates
     for i, (params, vector) in enumerate(zip(candidates, correct)):
         if vector is None or params.get("failed"):
             frontier.append({"params": params, "failed": params.get("failed", "no predictions")})
@@ -199,7 +214,8 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
             entries.append(frontier[-1])
             samples.append(resampled)
             changes.append(hard_changes(vector, reference, labels, groups))
-    _joint_evidence(entries, samples, changes)
+            vectors.append(vector)
+    _joint_evidence(entries, samples, changes, _distinct(vectors, reference))
     scored = [dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"}) for entry in frontier]
     index, verdict, reason = choose_safe(scored, reference_index, max_overall_drop / 100.0)
     for i, entry in enumerate(frontier):

@@ -112,7 +112,7 @@ class FrontierPoint(_Model):
     candidate and reports before they existed): the lower bounds of the two differences that hold together over
     every candidate of the run (``*_simultaneous_lo``), and the hard classes' images the candidate scores higher
     and lower than the reference (``val_hard_changed``, [fixed, broken]) with their exact sign test,
-    Bonferroni-adjusted over the candidates (``val_hard_sign_p``)."""
+    Bonferroni-adjusted over the distinct candidates (``val_hard_sign_p``, ``val_hard_sign_family``)."""
 
     params: dict[str, Any]
     val_overall: Num = None
@@ -125,6 +125,10 @@ class FrontierPoint(_Model):
     val_hard_delta_simultaneous_lo: Num = None
     val_hard_changed: Optional[list[int]] = None
     val_hard_sign_p: Num = None
+    val_hard_sign_family: Optional[NonNegativeInt] = Field(
+        None, description="how many tests the sign test's Bonferroni counts: the fitted candidates that score "
+        "otherwise than the reference, those scoring exactly alike on every sample counted once (group DRO's small "
+        "η scored as one another); null in reports before it, which counted every fitted candidate")
     failed: Optional[str] = None
     chosen: bool = False
     reference: bool = False

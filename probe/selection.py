@@ -195,7 +195,10 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
                   and hard_gain_holds(c) and c["val_overall_delta_simultaneous_lo"] >= -max_overall_drop]
     budget, tried = f"{100 * max_overall_drop:g} pt", len(candidates) - 1
     floor = f"{(-100 * max_overall_drop) or 0.0:g} pt"  # "-0.5 pt", and "0 pt" rather than "-0 pt"
-    m = sum(1 for i, c in enumerate(candidates) if i != reference_index and not c.get("failed"))  # the family
+    fitted = [c for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")]
+    m = len(fitted)  # the simultaneous bounds' family; the sign test's counts distinct candidates only
+    tests = next((c["val_hard_sign_family"] for c in fitted if c.get("val_hard_sign_family") is not None), m)
+    family = f"the {m}" if tests == m else f"the {tests} of them that score otherwise than the reference and each other"
     if not qualifying:
         cost = f"within the overall budget of {budget}" if max_overall_drop > 0 else "without costing overall accuracy"
         return reference_index, "no_safe_improvement", (
@@ -203,7 +206,7 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
-            f"the {m}). {_closest_miss(candidates, reference_index, max_overall_drop, m)}This run keeps the "
+            f"{family}). {_closest_miss(candidates, reference_index, max_overall_drop, m, family)}This run keeps the "
             f"reference configuration ({describe_params(candidates[reference_index])})."
         )
     index = max(qualifying, key=lambda i: (*_bound_key(candidates[i]), -i))
@@ -215,8 +218,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
         f"bounds holding together over the {m} candidates that fitted: hard "
         f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, overall "
         f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt; hard-class images {fixed} fixed, "
-        f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {m}). {len(qualifying)} of "
-        f"{tried} candidates qualified and it has the highest lower bound of the hard-third gain."
+        f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {family}). "
+        f"{len(qualifying)} of {tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
 
 
@@ -227,7 +230,8 @@ def _at_cost(max_overall_drop: float, metric: str) -> str:
     return f"within the {metric}-accuracy budget of {100 * max_overall_drop:g} pt"
 
 
-def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop: float, m: int) -> str:
+def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop: float, m: int,
+                  family: str) -> str:
     """Which test held back the candidates that came closest (a sentence, or "" when none passed a bound): a
     candidate past both bounds whose changed hard-class images did not lean its way clearly enough reads as
     refused for nothing without it (found by a new-user round)."""
@@ -239,7 +243,7 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
         fixed, broken = c["val_hard_changed"]
         return (f"{len(past_bounds)} passed both bounds but not the sign test; the best, {describe_params(c)}, "
                 f"fixed {fixed} and broke {broken} hard-class images (p={sign_test(fixed, broken):.2g} alone, "
-                f"{c['val_hard_sign_p']:.2g} after Bonferroni over the {m}). ")
+                f"{c['val_hard_sign_p']:.2g} after Bonferroni over {family}). ")
     hard_only = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0]
     if hard_only:
         c = max(hard_only, key=lambda c: c["val_overall_delta_simultaneous_lo"])

@@ -141,7 +141,7 @@ def test_the_closest_setting_is_judged_on_the_bounds_that_hold_over_every_settin
     lines = demo._closest_setting(_kept([reference, lucky, other]))
     assert lines[1] == ("Its gain is not evidence: over the 2 settings tried its hard-third gain's lower bound is "
                         "-0.2 pt, and its hard-class images changed 6 fixed / 1 broken (sign test p=0.13 alone, 0.25 "
-                        "after Bonferroni over 2; 0.05 needed).")  # a capped adjusted p=1 alone confused (new user)
+                        "after Bonferroni over 2 distinct; 0.05 needed).")  # a capped adjusted p=1 alone confused (new user)
 
 
 def test_demo_refuses_a_busy_port_before_its_job(tmp_path, capsys):

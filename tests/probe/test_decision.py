@@ -162,8 +162,22 @@ def test_four_fixed_images_and_none_broken_are_not_an_improvement_however_tight_
     more = _fix_hard(cand, labels, [4, 5], 2, rng)  # 8 fixed, 0 broken: p = 2 / 2^8
     d = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, more], 0, labels, NAMES)
     assert d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 / 256) and d.verdict == "improved"
-    assert "hard-class images 8 fixed, 0 broken (sign test p=0.0078, Bonferroni over 1)" in d.reason
+    assert "hard-class images 8 fixed, 0 broken (sign test p=0.0078, Bonferroni over the 1)" in d.reason
 
+
+
+def test_the_sign_tests_bonferroni_counts_distinct_candidates_only():
+    """24 group-DRO candidates were about 6 distinct ones on a small set, and the sign test's adjustment divided by
+    24 (a new-user round): candidates scoring exactly alike count once, one scoring as the reference not at all."""
+    rng, labels, ref = _setup(n_per_class=30, seed=3)
+    more = _fix_hard(_fix_hard(ref, labels, [4, 5], 2, rng), labels, [4, 5], 2, rng)  # 8 fixed, none broken
+    other = _fix_hard(ref, labels, [4, 5], 1, rng)
+    cands = [{"lr": 0.01}, *({"lr": v} for v in (0.1, 0.2, 0.3, 0.4, 0.5))]
+    d = decide(cands, [ref, more, more.copy(), ref.copy(), other, more], 0, labels, NAMES)
+    assert [e.get("val_hard_sign_family") for e in d.frontier] == [None, 2, 2, 2, 2, 2]
+    assert d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 * 2 / 256)
+    assert d.verdict == "improved" and "Bonferroni over the 2 of them that score otherwise than the reference and " \
+        "each other" in d.reason
 
 def test_many_candidates_equal_to_the_reference_rarely_look_improved():
     # 24 null candidates: each redraws 15 % of the images from the reference's own per-class accuracies. Judged
