@@ -78,8 +78,11 @@
     const source = datasets.length ? "existing" : "upload";
     const radio = (value, label) => h("label", { class: "radio" },
       h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
+    // the newest labelled data set first chosen: an unlabelled one greys out the probes (a new-user round)
+    const first = (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts)) || datasets[0] || {}).id;
     const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
-      h("option", { value: d.id }, `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
+      h("option", { value: d.id, selected: d.id === first ? "selected" : null },
+        `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
     const encoder = h("input", { id: "encoder", list: "encoder-list", value: choices.encoders[0].pattern, autocomplete: "off", required: "required" });
     const head = h("select", { id: "head" }, h("option", { value: "" }, "encoder default"),
       choices.heads.map((x) => h("option", { value: x.name }, `${x.name} — ${x.formula}`)));

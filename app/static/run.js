@@ -466,7 +466,13 @@
   // ---- selection frontier ---------------------------------------------------------------------------
   function frontierPanel(report) {
     const sel = report.selection || {}, fr = sel.frontier;
-    if (!Array.isArray(fr) || !fr.length) return empty("No selection frontier in this report (it needs a reference run and several candidates).");
+    // the frontier is the disparity-aware decision's: a run that selected otherwise has none, reference or not (it
+    // said "needs a reference run" to a run that had one; a new-user round)
+    if (!Array.isArray(fr) || !fr.length) {
+      return empty(sel.criterion && sel.criterion !== "hard"
+        ? `No selection frontier: this run selected on ${sel.criterion} accuracy; the frontier is that of the disparity-aware selection (select "hard", or the disparity preset).`
+        : "No selection frontier in this report (reports written before it was recorded lack it).");
+    }
     // the request's budget and metric: a run that kept the reference configuration records that one's (budget 0)
     // as its config, and the request in selection.requested (the line was drawn at 0 for a budget of 3)
     const asked = sel.requested || report.config || {};

@@ -1362,3 +1362,24 @@ def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_s
         assert driver.js("return document.getElementById('score-unknown').textContent") == (
             "3 images of classes this run does not have: not in the accuracy, and wrong wherever predicted (a "
             f"class's precision counts them): zebra (3); predicted as {names[0]} (2), {names[1]} (1).")
+
+
+def test_the_launch_form_starts_on_the_newest_labelled_data_set(driver, live_server, finished):
+    """The form chose the newest data set, an unlabelled one, and greyed out the probes (a new-user round)."""
+    newest_unlabelled = """(path, data) => path === "/api/datasets"
+        ? [{ ...data[0], id: "ds_unlabelled", name: "incoming", labelled: false }, ...data] : data"""
+    with _fetch_rewritten(driver, newest_unlabelled):
+        _open(driver, f"{live_server}/launch", "launch")
+        chosen = driver.js("""const s = document.getElementById('dataset-select');
+            return [s.options[0].value, s.value, document.querySelector('fieldset.probes-only').disabled];""")
+    assert chosen == ["ds_unlabelled", finished.dataset["id"], False]
+
+
+def test_the_frontier_panel_says_why_a_run_has_none(driver, live_server, finished):
+    """A run that selected on overall accuracy with a reference read "it needs a reference run" (a new-user round)."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    texts = driver.js("""const panel = (selection) => RunPage.panels.frontierPanel({ selection }).textContent;
+        return [panel({ criterion: 'overall', frontier: [] }), panel({})];""")
+    assert texts[0].startswith("No selection frontier: this run selected on overall accuracy; the frontier is that "
+                               "of the disparity-aware selection")
+    assert texts[1] == "No selection frontier in this report (reports written before it was recorded lack it)."
