@@ -217,7 +217,8 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
             vectors.append(vector)
     _joint_evidence(entries, samples, changes, _distinct(vectors, reference))
     scored = [dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"}) for entry in frontier]
-    index, verdict, reason = choose_safe(scored, reference_index, max_overall_drop / 100.0)
+    index, verdict, reason = choose_safe(scored, reference_index, max_overall_drop / 100.0,
+                                         "balanced" if overall_metric == "balanced" else "overall")
     for i, entry in enumerate(frontier):
         entry["chosen"], entry["reference"] = i == index, i == reference_index
     stability = boot.group_stability(reference, groups)

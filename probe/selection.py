@@ -161,8 +161,8 @@ def _bound_key(c: dict) -> tuple[float, float]:
     return c["val_hard_delta_simultaneous_lo"], c["val_overall_delta_simultaneous_lo"]
 
 
-def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: float = 0.0
-                ) -> tuple[int, str, str]:
+def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: float = 0.0,
+                overall: str = "overall") -> tuple[int, str, str]:
     """The disparity-aware choice with paired uncertainty, corrected for choosing among several candidates.
 
     A candidate is an improvement over the reference configuration only when, on validation: the simultaneous
@@ -183,6 +183,9 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
             ``val_hard_sign_p`` (the adjusted sign test), in grid order.
         reference_index: the candidate that is the reference (ERM) configuration.
         max_overall_drop: accuracy (a fraction, 0.01 = 1 point) the user will trade on overall for the hard third.
+        overall: what the reason calls the overall score ("overall", or "balanced" where balanced accuracy is it:
+            the reason said "without costing overall accuracy" beside a verdict of balanced accuracy; a new-user
+            round).
 
     Returns:
         ``(index, verdict, reason)``, verdict ``"improved"`` or ``"no_safe_improvement"``.
@@ -200,11 +203,12 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     tests = next((c["val_hard_sign_family"] for c in fitted if c.get("val_hard_sign_family") is not None), m)
     family = f"the {m}" if tests == m else f"the {tests} of them that score otherwise than the reference and each other"
     if not qualifying:
-        cost = f"within the overall budget of {budget}" if max_overall_drop > 0 else "without costing overall accuracy"
+        cost = (f"within the {overall} budget of {budget}" if max_overall_drop > 0
+                else f"without costing {overall} accuracy")
         return reference_index, "no_safe_improvement", (
             f"No setting raised the hard classes beyond noise {cost}: "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
-            f"overall difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
+            f"{overall} difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
             f"{family}). {_closest_miss(candidates, reference_index, max_overall_drop, m, family)}This run keeps the "
             f"reference configuration ({describe_params(candidates[reference_index])})."
@@ -214,9 +218,9 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     fixed, broken = c["val_hard_changed"]
     return index, "improved", (
         f"{describe_params(c)} raised the val hard third by {format_delta(c['val_hard_delta'], c['val_hard_delta_ci'])} "
-        f"at overall {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); lower "
+        f"at {overall} {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); lower "
         f"bounds holding together over the {m} candidates that fitted: hard "
-        f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, overall "
+        f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, {overall} "
         f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt; hard-class images {fixed} fixed, "
         f"{broken} broken (sign test p={c['val_hard_sign_p']:.2g}, Bonferroni over {family}). "
         f"{len(qualifying)} of {tried} candidates qualified and it has the highest lower bound of the hard-third gain."
