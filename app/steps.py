@@ -100,6 +100,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     ctx.progress(start, f"building encoder {encoder_name}")
     encoder = create_encoder(encoder_name, device=device)
     ctx.message(f"encoder {encoder_name} ready ({encoder.num_features}-d features, device {device})")
+    if encoder.warning:
+        ctx.message(f"warning: {encoder.warning}")
     ctx.check_stop()
     plan = plan_extraction(data, encoder, cache_dir)
     _record_extraction(ctx, str(plan.path))

@@ -278,8 +278,12 @@ class Encoder:
         precision: str = "fp32",
         channels_last: bool = True,
         fuse: bool = True,
+        warning: str | None = None,
     ) -> None:
         self.spec = spec
+        # what users of its features must know (random weights): the cache records it, job messages and reports
+        # say it (it was in the server log alone, beside a job that "succeeded"; a new-user round)
+        self.warning = warning
         self.precision = resolve_precision(precision, device)
         if self.precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
             logger.warning("this CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 runs emulated, slower than fp32")
@@ -592,12 +596,13 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
         weights=str(path) if path else None,
     )
     sha = file_sha256(path) if path else state_dict_sha256(model)
-    if path is None:
-        logger.warning("openclip:%s has no WEIGHTS: the model has random weights, whose features test the pipeline "
-                       "and mean nothing for a probe; name a checkpoint file or a cached tag: openclip:%s:WEIGHTS",
-                       arch, arch)
+    warning = None if path else (
+        f"openclip:{arch} has no WEIGHTS: the model has random weights, whose features test the pipeline and mean "
+        f"nothing for a probe; name a checkpoint file or a cached tag: openclip:{arch}:WEIGHTS")
+    if warning:
+        logger.warning(warning)
     logger.info("open_clip %s built (%s, quick_gelu=%s)", arch, path or "random weights", quick_gelu)
-    return Encoder(spec, model, _clip_forward, sha, device, **runtime)
+    return Encoder(spec, model, _clip_forward, sha, device, warning=warning, **runtime)
 
 
 def convert_mocov2_state_dict(checkpoint: dict[str, Any], source: str) -> dict[str, Tensor]:

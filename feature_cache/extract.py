@@ -288,6 +288,7 @@ def plan_extraction(
         "fingerprint": fingerprint,
         "split_params": data.params,
         "precision": encoder.precision,
+        "encoder_warning": encoder.warning,
     }
     return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype, reusable, named_by_fingerprint=out is None)
 

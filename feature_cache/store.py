@@ -398,7 +398,8 @@ class FeatureCache:
         encoder and extractor, the fingerprint of its data set's content, and ``name``, the cache as the caller
         knows it (a path, the service's cache id)."""
         return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name,
-                "dataset": self.attrs.get("dataset_fingerprint") or None}
+                "dataset": self.attrs.get("dataset_fingerprint") or None,
+                "warning": self.attrs.get("encoder_warning") or None}
 
     def sources(self, split: str) -> list[str]:
         """Path of every sample of ``split`` inside the data set."""

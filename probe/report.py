@@ -414,6 +414,8 @@ class FeatureSource(_Model):
     dataset: Optional[str] = Field(None, description="fingerprint of the content of the data set the cache was "
                                    "extracted from (feature_cache.dataset_fingerprint): runs with other ones were "
                                    "not scored on the same test images (null in older reports)")
+    warning: Optional[str] = Field(None, description="what the encoder warned of when it extracted these features "
+                                   "(random weights: they mean nothing for a probe); null when nothing")
 
     def describe(self) -> str:
         shown = self.fingerprint if len(self.fingerprint) <= 12 else self.fingerprint[:12] + "…"  # cut, said so

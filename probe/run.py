@@ -719,7 +719,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         diagnostics=test_diagnostics(predictions, class_names, groups),
         calibration=calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
-        warnings=[*scorer.warnings, *outcome.warnings, *_other_features(reference, features),
+        warnings=[*([features.warning] if features is not None and features.warning else []),
+                  *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
                   *filter(None, [lookalike_names_warning(class_names)])])

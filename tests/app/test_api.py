@@ -380,6 +380,25 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     assert any("reused" in m["text"] for m in job["messages"])
 
 
+def test_an_encoders_warning_reaches_the_jobs_messages(fresh_finished, monkeypatch):
+    """Random weights were warned of in the server log alone, beside a job that succeeded (a new-user round)."""
+    import feature_cache
+
+    real = feature_cache.create_encoder
+
+    def warned(*args, **kwargs):
+        encoder = real(*args, **kwargs)
+        encoder.warning = "this encoder has random weights"
+        return encoder
+
+    monkeypatch.setattr(feature_cache, "create_encoder", warned)
+    client = fresh_finished.client
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract",
+                                                         "dataset_id": fresh_finished.dataset["id"]}).json()["id"])
+    assert job["status"] == "succeeded"
+    assert "warning: this encoder has random weights" in [m["text"] for m in job["messages"]]
+
+
 def test_cancel_running_extraction_leaves_no_cache(fresh_finished):
     finished = fresh_finished
     client = finished.client

@@ -119,13 +119,14 @@ def test_overrides_merge_over_registry_defaults():
 
 
 def test_open_clip_without_weights_warns_that_they_are_random(tiny_clip, tmp_path, caplog):
-    create_encoder(f"openclip:{tiny_clip}")
+    encoder = create_encoder(f"openclip:{tiny_clip}")
     warned = [r for r in caplog.records if r.name == "feature_cache.encoders" and r.levelname == "WARNING"]
     assert len(warned) == 1 and "has no WEIGHTS: the model has random weights" in warned[0].getMessage()
+    assert encoder.warning == warned[0].getMessage()  # what the cache, job messages and reports repeat
     caplog.clear()
     path = tmp_path / "tiny.pt"
     torch.save(open_clip.create_model(tiny_clip).state_dict(), path)
-    create_encoder(f"openclip:{tiny_clip}:{path}")
+    assert create_encoder(f"openclip:{tiny_clip}:{path}").warning is None
     assert not [r for r in caplog.records if r.name == "feature_cache.encoders" and r.levelname == "WARNING"]
 
 
@@ -337,6 +338,16 @@ def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, 
     assert cache.attrs["preprocess"]["resize"] == 32 and cache.attrs["preprocess"]["crop"] == [32, 32]
     features, _ = cache.load("train")
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=2e-3)
+    # random weights: the cache says so, and so does every report of a probe on it (the warning was in the server
+    # log alone, beside a job that succeeded at 38 %; a new-user round)
+    warning = cache.provenance("c.h5")["warning"]
+    assert warning.startswith(f"openclip:{tiny_clip} has no WEIGHTS: the model has random weights")
+    from probe import ProbeConfig, run_probe
+
+    data = {split: cache.load(split) for split in ("train", "test")}
+    report = run_probe(data, cache.class_names, ProbeConfig(epochs=5, seeds=[0], cv=0, lr_grid=[0.05],
+                                                            wd_grid=[0.0]), features=cache.provenance("c.h5"))
+    assert report.warnings[0] == warning and report.features.warning == warning
     # the same features when 2 worker processes encode (the CPU default from 2,000 images)
     torch.manual_seed(0)  # the same random weights
     in_workers = extract(tree, f"openclip:{tiny_clip}", None, out=tmp_path / "w.h5", workers=2, show_progress=False)
