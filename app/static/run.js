@@ -57,10 +57,12 @@
       return h("div", { class: "kpi", "data-metric": label },
         h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.name}` : label),
         h("div", { class: "value" }, pct(m ? m.other : value)),
-        !m && key === "overall" && ciOk(s.overall_ci)
+        // overall and balanced accuracy do not depend on the groups: their intervals show compared too (a new-user
+        // round); a third's is of this run's own groups, not the compared run's the deltas use
+        key === "overall" && ciOk(s.overall_ci)
           ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
             `${ciText(s.overall_ci)} over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
-          : !m && s.group_ci && ciOk(s.group_ci[key])
+          : (!m || key === "balanced") && s.group_ci && ciOk(s.group_ci[key])
             ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (each class's accuracy drawn from its Jeffreys posterior)" },
               ciText(s.group_ci[key]))
             : !m && key === "worst_class" && ciOk(worstCi(report))  // that class's own interval, as its table row
@@ -80,13 +82,14 @@
   const worstNote = (shown, total, rest) => h("p", { class: "muted note", "data-shown": shown },
     `The ${shown} worst of ${count(total)} classes by test accuracy; ${rest}.`);
 
-  function perClassChart(report, cmp, names) {
+  function perClassChart(report, cmp, names, otherReport) {
     const all = byAccuracy(report), rows = all.slice(0, CHART_CLASSES);
     const series = [];
-    if (cmp) {
+    if (cmp) {  // each run's own intervals too: the compared view is where a probe is chosen (a new-user round)
       const other = Object.fromEntries(cmp.per_class.map((r) => [r.index, r]));
-      series.push({ name: names.other, values: rows.map((r) => (other[r.index] || {}).base), cls: "base" });
-      series.push({ name: names.main, values: rows.map((r) => (other[r.index] || {}).other), cls: "main" });
+      const baseCi = Object.fromEntries(((otherReport || {}).per_class || []).map((r) => [r.index, r.accuracy_ci]));
+      series.push({ name: names.other, values: rows.map((r) => (other[r.index] || {}).base), cls: "base", ci: rows.map((r) => baseCi[r.index]) });
+      series.push({ name: names.main, values: rows.map((r) => (other[r.index] || {}).other), cls: "main", ci: rows.map((r) => r.accuracy_ci) });
     } else {
       series.push({ name: names.main, values: rows.map((r) => r.accuracy), cls: "main", ci: rows.map((r) => r.accuracy_ci) });
     }
@@ -588,7 +591,7 @@
     const gallery = galleryPanel(report, run.id);
     main.replaceChildren(
       header(view, names),
-      card("Per-class test accuracy, worst to best" + (cmp ? ` (${names.main} vs ${names.other})` : ""), perClassChart(report, cmp, names)),
+      card("Per-class test accuracy, worst to best" + (cmp ? ` (${names.main} vs ${names.other})` : ""), perClassChart(report, cmp, names, other)),
       h("div", { class: "grid2" },
         card("Easy / medium / hard" + (cmp ? ` with deltas (groups of ${names.other})` : ""), groupChart(report, cmp, names)),
         card("Feature radius rₖ against accuracy", scatterChart(report, other, names))),

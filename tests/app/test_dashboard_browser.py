@@ -896,9 +896,24 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     w_lo, w_hi = worst["accuracy_ci"]
     assert driver.js("return document.querySelector('.kpi [data-ci=worst_class]').textContent") == \
         f"[{100 * w_lo:.1f}%, {100 * w_hi:.1f}%]"
-    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")  # compared with its reference: the delta instead
+    # compared with its reference: the delta, and still the run's own overall and balanced intervals (they do not
+    # depend on the groups; they were dropped, where a probe is chosen: a new-user round), no third's
+    mr2 = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
     assert driver.js("return document.querySelector('.kpi[data-metric=overall] .delta') !== null")
-    assert driver.js("return document.getElementById('overall-ci')") is None
+    lo, hi = mr2["summary"]["overall_ci"]
+    assert driver.js("return document.getElementById('overall-ci').textContent").startswith(
+        f"[{100 * lo:.1f}%, {100 * hi:.1f}%]")
+    assert driver.js("return Array.from(document.querySelectorAll('.kpi [data-ci]')).map(e => e.dataset.ci)") == \
+        ["balanced"]
+    # the per-class chart: both runs' bars with their own intervals
+    shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-chart g.whisker')).map(g =>
+        [g.dataset.series, g.dataset.class, Number(g.dataset.lo)])""")
+    lows = {httpx.get(f"{live_server}/api/runs/{run}").json()["name"]: {r["name"]: r["accuracy_ci"][0]
+                                                                     for r in rep["per_class"]}
+            for run, rep in ((finished.erm, report), (finished.mr2, mr2))}
+    assert len(lows) == 2 and len(shown) == 2 * len(mr2["per_class"])
+    assert all(lo == pytest.approx(lows[series][name]) for series, name, lo in shown), (shown, lows)
 
 
 def test_the_home_page_polls_jobs_and_fetches_the_lists_again_only_when_a_job_changes(driver, live_server, finished):
