@@ -89,14 +89,77 @@ def print_result(result: dict) -> None:
               f" {r['product']:>8.3f}")
 
 
+# --rtm: regression to the mean. Every class has the same true accuracy, the reference and one candidate draw their
+# correctness independently from it (no true difference; their errors differ), and the budget lets overall cost
+# through: a hard third ranked on the images it is measured on is the classes the reference got wrong by chance.
+RTM_CASES = ((10, 20), (10, 50), (30, 20), (30, 50))  # (classes K, validation images per class)
+RTM_BUDGETS = (0.0, 2.0, 5.0)  # points of overall accuracy (max_overall_drop)
+
+
+def same_images_choice(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, k: int, budget: float,
+                       seed: int) -> bool:
+    """The rule before stop 53 for one candidate: the hard third ranked on the reference's accuracy on these
+    images and measured on them; improved when the hard gain's 2.5 % percentile bound is > 0, the overall one
+    ≥ −budget and the hard images' sign test p ≤ 0.05 (one candidate: the simultaneous bound is the percentile)."""
+    from probe.groups import assign_groups
+    from probe.uncertainty import Bootstrap, observed_class_accuracy, sign_test
+
+    groups = assign_groups(observed_class_accuracy(reference, labels, k))
+    delta = Bootstrap(labels, k, seed=seed).paired_delta(candidate, reference, groups)
+    hard = np.isin(labels, groups["hard"])
+    fixed, broken = int((candidate > reference)[hard].sum()), int((candidate < reference)[hard].sum())
+    return (delta["hard"]["lo"] > 0 and delta["overall"]["lo"] >= -budget / 100 and fixed > broken
+            and sign_test(fixed, broken) <= 0.05)
+
+
+def rtm_rows(trials: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, n_k in RTM_CASES:
+        labels = np.repeat(np.arange(k), n_k)
+        for budget in RTM_BUDGETS:
+            before = product = 0
+            gains = []
+            for _ in range(trials):
+                reference, candidate = ((rng.random(labels.size) < 0.8).astype(np.float64) for _ in range(2))
+                trial_seed = int(rng.integers(1 << 31))
+                before += same_images_choice(reference, candidate, labels, k, budget, trial_seed)
+                d = decide([{"lr": 0}, {"lr": 1}], [reference, candidate], 0, labels, [str(c) for c in range(k)],
+                           max_overall_drop=budget, seed=trial_seed)
+                product += d.verdict == "improved"
+                gains.append(d.frontier[1]["val_hard_delta"])
+            rows.append({"classes": k, "per_class": n_k, "budget": budget, "trials": trials,
+                         "same_images": before / trials, "product": product / trials,
+                         "product_mean_hard_gain": float(np.mean(gains))})
+    return rows
+
+
+def print_rtm(result: dict) -> None:
+    print("how often 'improved' with no true difference (reference and candidate independent, flat accuracy 0.8)")
+    print(f"{'K':>4} {'n_k':>4} {'budget':>6} {'same images':>12} {'product':>8} {'mean hard gain':>15}")
+    for r in result["rows"]:
+        print(f"{r['classes']:>4} {r['per_class']:>4} {r['budget']:>6.0f} {r['same_images']:>12.3f} "
+              f"{r['product']:>8.3f} {100 * r['product_mean_hard_gain']:>+14.2f}")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200, help="simulated decisions per row (default 200)")
     parser.add_argument("--gain", type=float, default=0.10, help="true hard-third accuracy gain of the real one")
     parser.add_argument("--churn", type=float, default=0.15, help="fraction of images a candidate redraws")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=str(RESULTS / "decision_calibration.json"), help="where to write")
+    parser.add_argument("--json", default=None, help="where to write (default bench/results/"
+                        "decision_calibration.json, or decision_calibration_rtm.json with --rtm)")
+    parser.add_argument("--rtm", action="store_true", help="regression to the mean: flat accuracies, independent "
+                        "errors, budgets 0 / 2 / 5 points; the rule before stop 53 beside the product")
     args = parser.parse_args(argv)
+    if args.rtm:
+        start = time.perf_counter()
+        result = {"rows": rtm_rows(args.trials, args.seed), "seed": args.seed}
+        result["seconds"] = time.perf_counter() - start
+        return finish(result, "decision_calibration.py --rtm", args.trials, 200,
+                      args.json or str(RESULTS / "decision_calibration_rtm.json"), print_rtm)
+    args.json = args.json or str(RESULTS / "decision_calibration.json")
     return finish(run(args.trials, args.gain, args.churn, args.seed), "decision_calibration.py", args.trials, 200,
                   args.json, print_result)
 

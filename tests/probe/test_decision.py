@@ -170,12 +170,15 @@ def test_the_sign_tests_bonferroni_counts_distinct_candidates_only():
     """24 group-DRO candidates were about 6 distinct ones on a small set, and the sign test's adjustment divided by
     24 (a new-user round): candidates scoring exactly alike count once, one scoring as the reference not at all."""
     rng, labels, ref = _setup(n_per_class=30, seed=3)
-    more = _fix_hard(_fix_hard(ref, labels, [4, 5], 2, rng), labels, [4, 5], 2, rng)  # 8 fixed, none broken
+    more = _fix_hard(ref, labels, [4, 5], 10, rng)  # 20 fixed, none broken (about half read by the hard score)
     other = _fix_hard(ref, labels, [4, 5], 1, rng)
     cands = [{"lr": 0.01}, *({"lr": v} for v in (0.1, 0.2, 0.3, 0.4, 0.5))]
     d = decide(cands, [ref, more, more.copy(), ref.copy(), other, more], 0, labels, NAMES)
     assert [e.get("val_hard_sign_family") for e in d.frontier] == [None, 2, 2, 2, 2, 2]
-    assert d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 * 2 / 256)
+    from probe.uncertainty import sign_test
+
+    fixed, broken = d.frontier[1]["val_hard_changed"]
+    assert fixed >= 6 and broken == 0 and d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 * sign_test(fixed, 0))
     assert d.verdict == "improved" and "Bonferroni over the 2 of them that score otherwise than the reference and " \
         "each other" in d.reason
 
@@ -195,7 +198,7 @@ def test_many_candidates_equal_to_the_reference_rarely_look_improved():
         simultaneous += d.verdict == "improved"
         marginal += any(e["val_hard_delta_ci"][0] > 0 and e["val_overall_delta_ci"][0] >= 0 for e in d.frontier[1:])
         assert all(e["val_hard_delta_simultaneous_lo"] <= e["val_hard_delta_ci"][0] for e in d.frontier[1:])
-    assert marginal >= 3 and simultaneous == 0
+    assert marginal >= 2 and simultaneous == 0  # (3+ when the thirds were ranked on the images measured)
 
 
 def test_the_imbalance_warning_names_only_the_rare_classes():
