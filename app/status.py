@@ -6,7 +6,7 @@ from enum import Enum
 
 class JobStatus(str, Enum):
     """Life cycle: queued → running → succeeded | failed | cancelled; running → interrupted (server died
-    or stopped) → queued again on resume; queued / interrupted → cancelled."""
+    or stopped); interrupted or failed (``RESUMABLE``) → queued again on resume; queued / interrupted → cancelled."""
 
     queued = "queued"
     running = "running"

@@ -41,7 +41,7 @@ from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
 from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
     rows_product, widen
-from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats
+from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats, mean_spread
 
 logger = logging.getLogger(__name__)
 
@@ -710,7 +710,7 @@ class _Run:
             if hb.shape[0] > t.rep_margin_samples:
                 sub = torch.randperm(hb.shape[0], generator=gen)[: t.rep_margin_samples].to(hb.device)
                 hs, ys = hb.index_select(0, sub), yb.index_select(0, sub)
-            total = total + float(t.lam) * representation_margin(hs, ys, self.ema.spread(strict=False).mean())
+            total = total + float(t.lam) * representation_margin(hs, ys, mean_spread(self.ema.spread(strict=False)))
         if t.sm_weight > 0:
             total = total + float(t.sm_weight) * sample_margin_regularizer(self.head.class_weights(), hb, yb)
         if t.zc_weight > 0:

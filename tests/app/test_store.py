@@ -66,6 +66,19 @@ def test_cancel_and_resume_rules(store):
     assert row["error"] == "ValueError: bad"
     assert store.resume(failed["id"])["status"] == "queued"
     assert store.claim(failed["id"])["error"] is None
+    # running and finished jobs are not the store's to cancel (a running one is its worker's; a review found a
+    # store that cancelled a succeeded job passed every store test)
+    with pytest.raises(InvalidTransition, match="is running"):
+        store.cancel_queued(failed["id"])
+    done = store.add_job("probe", {})
+    store.claim(done["id"])
+    store.finish(done["id"], JobStatus.succeeded)
+    with pytest.raises(InvalidTransition, match="is succeeded"):
+        store.cancel_queued(done["id"])
+    interrupted = store.add_job("probe", {})
+    store.claim(interrupted["id"])
+    store.interrupt(interrupted["id"])
+    assert store.cancel_queued(interrupted["id"])["status"] == "cancelled"
 
 
 def test_missing_rows_raise_not_found(store):

@@ -68,13 +68,33 @@ def test_trainer_fits_every_head_and_loss(head_name, loss_name):
         with pytest.raises(ValueError, match="requires head='cosine'"):
             ProbeTrainer(head=head_name, loss=loss_name).fit(*_batch())
         return
-    opts = {"val_error": REQUIRED["mr2_valerr"]["val_error"]} if loss_name == "mr2_valerr" else None
+    opts = {**_non_defaults(loss_name), **({"val_error": REQUIRED["mr2_valerr"]["val_error"]}
+                                            if loss_name == "mr2_valerr" else {})}
     x, y = _batch()
-    m = ProbeTrainer(head=head_name, loss=loss_name, loss_options=opts, epochs=3, batch_size=8).fit(x, y)
+    m = ProbeTrainer(head=head_name, loss=loss_name, loss_options=opts or None, epochs=3, batch_size=8).fit(x, y)
+    # every option given reaches the loss (a trainer that passed only some of them passed this test; a review)
+    assert all(m.loss_.options[k] == pytest.approx(v) for k, v in opts.items()), (opts, m.loss_.options)
     z = m.decision_function(x)
     assert z.shape == (N, K) and np.isfinite(z).all()
     assert m.gamma_.shape == (K,) and np.isfinite(m.gamma_).all()
     assert len(m.history_) == 3 and np.isfinite(m.history_).all()
+
+
+def _non_defaults(loss_name: str) -> dict:
+    """For each numeric option of a loss, a value it accepts other than its default."""
+    out = {}
+    for name, option in LOSSES[loss_name].options.items():
+        default = option.default
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            continue
+        for value in (default * 0.5, default + 0.25, 0.5, 0.1):
+            try:
+                if value != default and option.check(loss_name, name, value) == value:
+                    out[name] = value
+                    break
+            except ValueError:
+                continue
+    return out
 
 
 def test_unknown_names_in_a_message_are_a_few_and_a_count():
