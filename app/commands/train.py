@@ -9,7 +9,7 @@ from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.decision import MIN_VAL_PER_CLASS
 from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
-from probe.registry import HEADS
+from probe.registry import HEADS, LOSSES
 
 from . import same_file, terminal_width
 
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None,
                         help="recommended settings by name: disparity (the default disparity-aware method; "
                         "explicit options override it; see probe.PRESETS)")
-    parser.add_argument("--loss", default=None, help="loss name: ce (ERM, default), uniform, mr2, ... "
-                        "(see probe.LOSSES)")
+    parser.add_argument("--loss", default=None, help=f"loss name, ce (ERM) by default: {', '.join(LOSSES)} "
+                        "(probe.LOSSES; the README's 'The maths implemented' says what each is)")
     parser.add_argument("--loss-option", action="append", default=None, metavar="NAME=V[,V...]",
                         help="a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
                         "selected on val; repeatable")
