@@ -23,7 +23,7 @@ from .schemas import ERROR_RESPONSES
 from .status import InvalidTransition, NotFound, QueueFull
 from .steps import JOB_KINDS
 from .store import Store
-from .sweep import sweep_data_dir
+from .cleanup import sweep_data_dir
 from .validation import RequestInvalid
 from .worker import JobRunner
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
 
     The job worker starts with the application's lifespan (``with TestClient(app)`` or uvicorn): it marks
     jobs that a previous process left running as interrupted and sweeps what such a process left behind
-    (:func:`app.sweep.sweep_data_dir`). ``start_worker=False`` serves read-only views without running jobs.
+    (:func:`app.cleanup.sweep_data_dir`). ``start_worker=False`` serves read-only views without running jobs.
     """
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ runs, unless ``cascade`` deletes those too. Only then are files removed, and onl
 under ``runs/``, a cache file (with the ``.damaged`` file a damaged earlier one was renamed to) under ``caches/``,
 a data set's folder under ``caches/`` and its uploaded archive under ``uploads/``. A folder registered by path is
 the user's and is never touched. Partial extraction files are left to the start-up sweep
-(:func:`app.sweep.sweep_data_dir`), which knows the jobs that resume from them.
+(:func:`app.cleanup.sweep_data_dir`), which knows the jobs that resume from them.
 
 A run that named a deleted run as its reference keeps its report (its groups are stored in it); the dashboard no
 longer offers that comparison.

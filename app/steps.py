@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
-from .sweep import extractions_in_use
+from .cleanup import extractions_in_use
 
 if TYPE_CHECKING:
     from .config import Settings
