@@ -293,8 +293,11 @@ class Calibration(_Model):
 
     ece: Num = Field(..., description="expected calibration error: Σ over equal-width confidence bins of "
                      "(bin images / images) · |bin accuracy − bin mean confidence|, a fraction")
-    ece_ci: Optional[Interval] = Field(None, description="its 95 % stratified bootstrap interval over the test "
-                                       "images")
+    ece_debiased: Num = Field(None, description="the ECE less its bootstrap-estimated bias (2·ece − the mean "
+                              "resampled ECE, at least 0): the plug-in ece reads high on few images per bin; null in "
+                              "reports before it")
+    ece_ci: Optional[Interval] = Field(None, description="95 % interval of the true ECE: the basic (bias-correcting) "
+                                       "stratified bootstrap interval over the test images, clipped at 0")
     confidence: Num = Field(..., description="mean top-1 confidence (above accuracy: overconfident)")
     accuracy: Num = Field(..., description="the first seed's test accuracy")
     nll: Num = Field(..., description="mean negative log-likelihood of the true class (natural log; scikit-learn's "
@@ -310,8 +313,10 @@ class Calibration(_Model):
         lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
                 f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
         top = "" if self.top_k is None else f"; top-{self.top_k} accuracy {_pct(self.top_k_accuracy)}% (seed mean)"
-        return (f"calibration of the shipped head (the first seed's, what predict gives): ECE {_pct(self.ece)}% "
-                f"{interval_text(self.ece_ci)} over {len(self.bins)} confidence bins, mean confidence "
+        debiased = "" if self.ece_debiased is None else f", {_pct(self.ece_debiased)}% less its bias,"
+        return (f"calibration of the shipped head (the first seed's, what predict gives): ECE {_pct(self.ece)}%"
+                f"{debiased} 95 % interval {interval_text(self.ece_ci)} over {len(self.bins)} confidence bins, mean "
+                f"confidence "
                 f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}, NLL {_num(self.nll)}{top}")
 
 

@@ -148,12 +148,14 @@
     const lean = gap === null ? "" : Math.abs(gap) < 0.005 ? " (as confident as accurate)"
       : ` (${gap > 0 ? "overconfident" : "underconfident"} by ${num(100 * Math.abs(gap), 1)} points)`;
     return [h("p", { id: "calibration-summary" },
-      `ECE ${pct(c.ece)}${ciOk(c.ece_ci) ? " " + ciText(c.ece_ci) : ""} · mean confidence ${pct(c.confidence)} against accuracy ` +
+      `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} less its bias)` : ""}` +
+      `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""} · mean confidence ${pct(c.confidence)} against accuracy ` +
       `${pct(c.accuracy)}${lean} · NLL ${num(c.nll, 3)}` + (c.top_k ? ` · top-${c.top_k} accuracy ${pct(c.top_k_accuracy)} (seed mean)` : "")),
       chart,
       h("p", { class: "muted note" }, `The shipped head (the first seed's: what predict and predictions.csv give) on the test images, ` +
         `its top-1 confidence in ${n} equal-width bins (the number over a bin: its images). Where accuracy is below confidence, the ` +
-        "probe is overconfident there. ECE with its 95 % bootstrap interval; on a small test split it reads high.")];
+        "probe is overconfident there. The plug-in ECE reads high on few images per bin: the report gives it less its bootstrap-estimated bias, " +
+        "and a 95 % interval of the true ECE that corrects the bias.")];
   }
 
   function marginChart(report) {

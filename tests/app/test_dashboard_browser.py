@@ -769,7 +769,8 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     bars = driver.js("return Array.from(document.querySelectorAll('#reliability-chart rect.bar.main')).map(b => Number(b.dataset.value))")
     assert bars == pytest.approx([b["accuracy"] for b in cal["bins"] if b["count"]]) and bars
     assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
-        f"ECE {100 * cal['ece']:.1f}% [{100 * cal['ece_ci'][0]:.1f}%, ")
+        f"ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% less its bias), 95 % interval "
+        f"[{100 * cal['ece_ci'][0]:.1f}%, ")
     # the counts are summed over seeds, and both panels say so ("3 of 3" may be one image and three seeds)
     seeds = len(served["seeds"]["values"])
     assert seeds == 3  # the default
