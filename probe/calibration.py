@@ -73,11 +73,12 @@ def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """The fraction of rows whose label's logit has fewer than ``k`` logits above it."""
+    """The fraction of rows whose label's logit has fewer than ``k`` logits above it (a row whose own logit is not
+    finite is a miss: NaN compared with nothing, and counted as a hit; a statistics review)."""
     z = np.asarray(logits)
     labels = np.asarray(labels, dtype=np.int64)
     own = z[np.arange(len(labels)), labels]
-    return float(np.mean((z > own[:, None]).sum(axis=1) < k))
+    return float(np.mean(((z > own[:, None]).sum(axis=1) < k) & np.isfinite(own)))
 
 
 def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_classes: int, *, seed: int = 0,

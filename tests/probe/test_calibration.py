@@ -35,6 +35,8 @@ def test_nll_and_top_k_equal_scikit_learn():
     for k in (1, 3, 5, 11):
         assert top_k_accuracy(logits, labels, k) == pytest.approx(
             top_k_accuracy_score(labels, logits, k=k, labels=range(12)))
+    nan_row = np.vstack([logits[:3], np.full((1, 12), np.nan)])
+    assert top_k_accuracy(nan_row, labels[:4], 5) == top_k_accuracy(logits[:3], labels[:3], 5) * 3 / 4
     # logits far apart: no probability underflows into an infinite loss
     assert np.isfinite(log_loss(np.array([[0.0, 2000.0]]), np.array([0]))) and log_loss(
         np.array([[0.0, 2000.0]]), np.array([0])) == pytest.approx(2000.0)
