@@ -76,10 +76,12 @@
   const signedPt = (d, digits = 1) => (d > 0 ? "+" : "") + window.Charts.fixed(100 * d, digits);
 
   /** Δ in points with its interval; "within noise" when the interval contains 0. */
-  function deltaSpan(d, ci) {
+  /** A delta with its interval; `beyond === false` (a class's CompareClass.beyond_noise) is within noise though the
+   * interval leaves out 0: its few changed images do not lean either way beyond chance. */
+  function deltaSpan(d, ci, beyond) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
-    const noise = hasCi && ci[0] <= 0 && ci[1] >= 0;
+    const noise = hasCi && ((ci[0] <= 0 && ci[1] >= 0) || beyond === false);
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",

@@ -503,7 +503,7 @@
     const val = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy])) : {};
     if (ranker && (ranker.grouping || {}).source === "self") cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
     cols.push(["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]);
-    if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => deltaSpan((cmpRow[r.index] || {}).delta, (cmpRow[r.index] || {}).delta_ci)]);
+    if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => deltaSpan((cmpRow[r.index] || {}).delta, (cmpRow[r.index] || {}).delta_ci, (cmpRow[r.index] || {}).beyond_noise)]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);

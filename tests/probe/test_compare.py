@@ -266,3 +266,33 @@ def test_classes_that_moved_beyond_noise_are_counted_beside_what_chance_gives():
                                           "about 1.0 of 40 would each way (95 % intervals, one per class)")
     assert classes_beyond_noise(rows[4:]) is None
     assert classes_beyond_noise([row(0, -0.7, None)]) is None  # no intervals: nothing to say
+
+
+def test_a_class_whose_few_changed_images_are_all_one_way_is_not_beyond_noise():
+    """3 test images all fixed resample to [+100, +100], yet their sign test is p = 0.25 (a statistics review): such
+    a class is within noise in the table and the count; 30 fixed of 100 stays beyond noise."""
+    import numpy as np
+
+    from probe import format_comparison
+    from probe.compare import classes_beyond_noise
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), [100, 3, 100])
+    base_pred = labels.copy()
+    base_pred[100:103] = 0                   # class 1: its 3 images wrong
+    base_pred[103:153] = 0                   # class 2: 50 % right
+    other_pred = base_pred.copy()
+    other_pred[100:103] = 1                  # class 1: all 3 fixed
+    other_pred[103:133] = 2                  # class 2: 30 fixed
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [0], "medium": [2], "hard": [1]}
+    base = _rep("erm", [1.0, 0.0, 0.5], groups, 153 / 203)
+    other = _rep("dro", [1.0, 1.0, 0.8], groups, 186 / 203)
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                        Predictions(labels, other_pred[None], conf)))
+    few, many = cmp.per_class[1], cmp.per_class[2]
+    assert few.delta_ci == [1.0, 1.0] and few.changed == [3, 0] and few.beyond_noise is False
+    assert many.changed == [30, 0] and many.beyond_noise is True and cmp.per_class[0].beyond_noise is False
+    assert classes_beyond_noise(cmp.per_class).startswith("0 lost beyond noise, 1 gained;")
+    assert "+100.00 [+100.00, +100.00] within noise (3 better, 0 worse: too few images)" in format_comparison(
+        cmp, width=200)
