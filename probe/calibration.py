@@ -31,11 +31,15 @@ import numpy as np
 from .metrics import softmax
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "confidence_bins", "expected_calibration_error", "reliability", "log_loss",
-           "top_k_accuracy", "calibration_summary"]
+__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
+           "reliability", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_warning"]
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
 TOP_K = 5
+# Mean top-1 confidence this far from the accuracy (a fraction) makes the report warn that the probabilities
+# cannot be read as such (a new-user round: an ERM head chosen with weight decay 7.4 gave near-uniform
+# probabilities, every image "unsure", ECE 46 %, without a word).
+CONFIDENCE_GAP = 0.2
 
 
 def confidence_bins(confidence: np.ndarray, n_bins: int = CALIBRATION_BINS) -> np.ndarray:
@@ -105,3 +109,17 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
         "bins": [{"upper": (b + 1) / n_bins, "count": int(bins["count"][b]), "confidence": bins["confidence"][b],
                   "accuracy": bins["accuracy"][b]} for b in range(n_bins)],
     }
+
+
+def confidence_warning(summary: dict) -> str | None:
+    """A report warning when the shipped head's mean confidence is :data:`CONFIDENCE_GAP` or more from its accuracy
+    (``summary``: :func:`calibration_summary`'s); else None."""
+    confidence, accuracy = summary.get("confidence"), summary.get("accuracy")
+    if confidence is None or accuracy is None or abs(confidence - accuracy) < CONFIDENCE_GAP:
+        return None
+    lean = "under" if confidence < accuracy else "over"
+    unsure = (" and most predictions read as unsure (below 50 %)" if lean == "under" and confidence < 0.5 else "")
+    return (f"The shipped head is {lean}confident: mean top-1 confidence {100 * confidence:.1f} % against "
+            f"{100 * accuracy:.1f} % accuracy on test{unsure}. Its ranking of the classes is what its accuracy "
+            "says; its probabilities (predict --probabilities, the unsure flag) are not probabilities to read as "
+            "such. A strong weight decay flattens them; temperature scaling on validation would fix the values.")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
-from .calibration import calibration_summary
+from .calibration import calibration_summary, confidence_warning
 from .compare import discordance, discordance_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
@@ -711,19 +711,20 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")
+    calibration = calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes)
     report = build_report(
         run_id=Path(out_dir).name if out_dir is not None else None, config=outcome.config, selected=outcome.params,
         selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         diagnostics=test_diagnostics(predictions, class_names, groups),
-        calibration=calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes),
+        calibration=calibration,
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         warnings=[*([features.warning] if features is not None and features.warning else []),
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
-                  *filter(None, [lookalike_names_warning(class_names)])])
+                  *filter(None, [lookalike_names_warning(class_names), confidence_warning(calibration)])])
     _grouping_note(report, config, reference, scorer)
     _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)

@@ -74,3 +74,16 @@ def test_calibration_summary_reads_the_first_head_and_sees_overconfidence():
     assert sharp["top_k"] == 5 and sharp["top_k_accuracy"] == pytest.approx(top_k_accuracy(logits, labels, 5))
     assert sum(b["count"] for b in sharp["bins"]) == n
     assert calibration_summary([logits[:, :4]], np.minimum(labels, 3), 4)["top_k"] is None
+
+
+def test_a_head_far_from_calibrated_is_warned_of():
+    """Near-uniform probabilities (weight decay 7.4) put every image under 'unsure' without a word (a new-user
+    round): 20 points or more between confidence and accuracy make a warning; closer, none."""
+    from probe.calibration import confidence_warning
+
+    flat = confidence_warning({"confidence": 0.28, "accuracy": 0.72})
+    assert flat.startswith("The shipped head is underconfident: mean top-1 confidence 28.0 % against 72.0 % "
+                           "accuracy on test and most predictions read as unsure (below 50 %).")
+    assert confidence_warning({"confidence": 0.95, "accuracy": 0.7}).startswith("The shipped head is overconfident")
+    assert confidence_warning({"confidence": 0.8, "accuracy": 0.7}) is None
+    assert confidence_warning({"confidence": None, "accuracy": 0.7}) is None
