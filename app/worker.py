@@ -146,6 +146,7 @@ class JobRunner:
         if status in (JobStatus.queued, JobStatus.interrupted):
             try:
                 cancelled = self.store.cancel_queued(job_id)
+                self.store.add_message(job_id, f"cancelled while {status.value}")
                 kind = self.handlers.get(cancelled["kind"])
                 if kind is not None:
                     kind.discard(cancelled, self.store, self.settings)
@@ -248,10 +249,14 @@ class JobRunner:
     def _record_failure(self, ctx: JobContext, exc: BaseException) -> None:
         job_id = ctx.job_id
         try:
+            # the messages end with what became of the job (a cancelled one ended on "encoder ready"; a new-user
+            # round)
             if ctx.should_stop() and ctx.stop_reason == "shutdown":
                 self.store.interrupt(job_id)
+                ctx.message(f"interrupted: the server stopped; POST /api/jobs/{job_id}/resume continues it")
             elif ctx.should_stop() or isinstance(exc, JobCancelled):
                 self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
+                ctx.message("cancelled")
             else:
                 logger.error("job %s failed", job_id, exc_info=exc)
                 error = self.messages.clean(f"{type(exc).__name__}: {exc}")  # the log above keeps the paths

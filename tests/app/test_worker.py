@@ -88,7 +88,9 @@ def test_cancel_running_and_queued_jobs(tmp_path):
         assert runner.cancel(b["id"])["status"] == "cancelled"  # queued: at once
         runner.cancel(a["id"])  # running: stops at its next check
         wait_for(lambda: _status(store, a["id"]) == "cancelled", 30, what="cancelled")
-        assert "cancellation requested" in [m["text"] for m in store.get_job(a["id"])["messages"]]
+        texts = [m["text"] for m in store.get_job(a["id"])["messages"]]
+        assert "cancellation requested" in texts and texts[-1] == "cancelled"  # it ended on the last step's
+        assert [m["text"] for m in store.get_job(b["id"])["messages"]][-1] == "cancelled while queued"
         with pytest.raises(InvalidTransition, match="already cancelled"):
             runner.cancel(a["id"])
     finally:
@@ -127,6 +129,8 @@ def test_shutdown_interrupts_and_resume_continues(tmp_path):
     wait_for(lambda: store.get_job(job["id"])["result"].get("step1"), 30, what="first step")
     runner.stop()
     assert _status(store, job["id"]) == "interrupted"
+    assert store.get_job(job["id"])["messages"][-1]["text"] == (
+        f"interrupted: the server stopped; POST /api/jobs/{job['id']}/resume continues it")
 
     runner2 = JobRunner(store, runner.settings, handlers={"pipeline": two_steps})
     runner2.start()
