@@ -49,8 +49,10 @@ def csv_rows(got: "CachePredictions", class_names: list[str]):
     proba = got.probabilities
     yield list(CSV_COLUMNS) + ([] if proba is None else [csv_cell(f"p({name})") for name in class_names])
     for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted, got.confidence)):
-        row = [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.6f}", "" if t < 0 else int(t == p)]
-        yield row if proba is None else row + [f"{v:.6f}" for v in proba[i]]
+        # 7 significant digits, a float32's: six decimals wrote 120 small probabilities as 0.000000, and an NLL
+        # recomputed from the file missed the report's (a new-user round)
+        row = [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.7g}", "" if t < 0 else int(t == p)]
+        yield row if proba is None else row + [f"{v:.7g}" for v in proba[i]]
 
 
 def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,

@@ -294,3 +294,16 @@ def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
     long = "n01447017 goldfish, Carassius auratus, a longer Latin name #17"
     assert _name_width([long], 20) == 40 and cut_name(long, 40) == long[:20] + "…" + long[-19:]
     assert _name_width(["a"], 20) == 20
+
+
+def test_probabilities_keep_seven_significant_digits():
+    """Six decimals wrote small probabilities as 0.000000 (a new-user round): 7 significant digits, a float32's."""
+    from types import SimpleNamespace
+
+    from app.shipped import csv_rows
+
+    got = SimpleNamespace(sources=["a.png"], names=["cat"], labels=np.array([0]), predicted=np.array([0]),
+                          confidence=np.array([0.99999987], dtype=np.float32),
+                          probabilities=np.array([[0.99999987, 1.234567e-7]], dtype=np.float32))
+    header, row = list(csv_rows(got, ["cat", "dog"]))
+    assert row[4] == "0.9999999" and row[6:] == ["0.9999999", "1.234567e-07"]
