@@ -286,8 +286,9 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     for row, interval in zip(comparison.per_class, classes):
         row.delta_ci, row.changed = interval.tolist(), [int(up[row.index]), int(down[row.index])]
         lo, hi = row.delta_ci
+        up_k, down_k = row.changed  # the images must lean the interval's way (seed means can disagree)
         row.beyond_noise = (lo is not None and hi is not None and not lo <= 0 <= hi
-                            and sign_test(*row.changed) <= SIGN_TEST_ALPHA)
+                            and (up_k > down_k) == (lo > 0) and sign_test(up_k, down_k) <= SIGN_TEST_ALPHA)
     comparison.discordant = discordance(base, other)
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
@@ -364,10 +365,11 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
 
 
 def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None:
-    """How many classes lost and gained beyond noise (a 95 % paired interval that leaves out 0), the largest
-    losses named, and how many would each way by chance alone (2.5 % of the classes at 95 %): the verdict sentence
-    weighs the thirds, and a class −70 pt beside "improved" went unsaid (a scale round). None without intervals
-    or when no class moved beyond noise."""
+    """How many classes lost and gained beyond noise (a 95 % paired interval that leaves out 0 and changed images
+    leaning that way beyond chance, ``CompareClass.beyond_noise``), the largest losses named, and at most how many
+    would each way by chance alone (2.5 % of the classes, the interval's share; the sign test makes it fewer): the
+    verdict sentence weighs the thirds, and a class −70 pt beside "improved" went unsaid (a scale round). None
+    without intervals or when no class moved beyond noise."""
     with_ci = [r for r in rows if r.delta_ci is not None and r.delta is not None and not math.isnan(r.delta)]
     beyond = [r for r in with_ci if r.beyond_noise is not False]  # None: a comparison from before the sign test
     lost = sorted((r for r in beyond if r.delta_ci[1] < 0), key=lambda r: (r.delta, r.index))
@@ -378,7 +380,8 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
     more = f" and {len(lost) - shown} more" if len(lost) > shown else ""
     chance = 0.025 * len(with_ci)
     return (f"{len(lost)} lost beyond noise" + (f" ({named}{more})" if lost else "") + f", {len(gained)} gained; "
-            f"by chance alone about {chance:.1f} of {len(with_ci)} would each way (95 % intervals, one per class)")
+            f"by chance alone at most about {chance:.1f} of {len(with_ci)} would each way (95 % intervals, one per "
+            "class)")
 
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:

@@ -192,7 +192,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
         groups = assign_groups(ranked)
     # the decision's hard third is cross-fitted: ranked on one half of each class's images, measured on the other
     # (probe.crossfit; ranked on the images it is measured on, it chose a candidate equal to the reference in up to
-    # 43 % of simulated trials with a budget); ``groups`` stay the report's thirds and their stability
+    # 54 % of simulated trials with a budget); ``groups`` stay the report's thirds and their stability
     fit = CrossFittedThirds(labels, num_classes, reference, seed=seed, n_resamples=n_resamples,
                             overall_metric=overall_metric)
     frontier, entries, samples, changes, vectors = [], [], [], [], []  # the last four: of the scored candidates

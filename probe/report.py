@@ -112,7 +112,9 @@ class FrontierPoint(_Model):
     candidate and reports before they existed): the lower bounds of the two differences that hold together over
     every candidate of the run (``*_simultaneous_lo``), and the hard classes' images the candidate scores higher
     and lower than the reference (``val_hard_changed``, [fixed, broken]) with their exact sign test,
-    Bonferroni-adjusted over the distinct candidates (``val_hard_sign_p``, ``val_hard_sign_family``)."""
+    Bonferroni-adjusted over the distinct candidates (``val_hard_sign_p``, ``val_hard_sign_family``). Since stop 53
+    ``val_hard`` and the hard deltas are the decision's cross-fitted hard third (``probe.crossfit``: ranked on one
+    half of each class's images, measured on the other), not the groups' hard third ``Candidate.val_hard`` reads."""
 
     params: dict[str, Any]
     val_overall: Num = None

@@ -585,7 +585,9 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
                   verdict=d.verdict, frontier=frontier)
     if d.index == 0:  # no safe improvement: the run is the reference configuration
-        chosen = Candidate(**ref_params, val_overall=frontier[0].val_overall, val_hard=frontier[0].val_hard)
+        # val_hard on the groups, as every candidate's (the frontier's is the decision's cross-fitted third)
+        hard = group_accuracy(observed_class_accuracy(ref_correct, scorer.labels, len(class_names)), d.groups)["hard"]
+        chosen = Candidate(**ref_params, val_overall=frontier[0].val_overall, val_hard=hard)
         selection = Selection(**common, chosen=chosen, requested=config.model_dump(mode="json"),
                               verdict_text=delta_sentence({}, d.verdict, config.overall_metric,
                                                           config.max_overall_drop / 100.0))

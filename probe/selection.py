@@ -210,8 +210,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"{overall} difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
-            f"{family}). {_closest_miss(candidates, reference_index, max_overall_drop, m, family)}This run keeps the "
-            f"reference configuration ({describe_params(candidates[reference_index])})."
+            f"{family}). {_closest_miss(candidates, reference_index, max_overall_drop, m, family, overall)}This run "
+            f"keeps the reference configuration ({describe_params(candidates[reference_index])})."
         )
     index = max(qualifying, key=lambda i: (*_bound_key(candidates[i]), -i))
     c = candidates[index]
@@ -235,7 +235,7 @@ def _at_cost(max_overall_drop: float, metric: str) -> str:
 
 
 def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop: float, m: int,
-                  family: str) -> str:
+                  family: str, overall: str = "overall") -> str:
     """Which test held back the candidates that came closest (a sentence, or "" when none passed a bound): a
     candidate past both bounds whose changed hard-class images did not lean its way clearly enough reads as
     refused for nothing without it (found by a new-user round)."""
@@ -251,14 +251,15 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
     hard_only = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0]
     if hard_only:
         c = max(hard_only, key=lambda c: c["val_overall_delta_simultaneous_lo"])
-        return (f"{len(hard_only)} passed the hard-third bound but cost overall accuracy beyond the budget; the "
-                f"closest, {describe_params(c)}, has an overall bound of "
+        return (f"{len(hard_only)} passed the hard-third bound but cost {overall} accuracy beyond the budget; the "
+                f"closest, {describe_params(c)}, has {'a' if overall == 'balanced' else 'an'} {overall} bound of "
                 f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt. ")
     c = closest_candidate(fitted)
     if c is None:
         return ""
-    hard, overall = (format_delta(c[f"val_{k}_delta"], c[f"val_{k}_delta_ci"]) for k in ("hard", "overall"))
-    return (f"The closest, {describe_params(c)}, moved the val hard third {hard} at overall {overall}; its "
+    hard, change = (format_delta(c[f"val_{k}_delta"], c[f"val_{k}_delta_ci"]) for k in ("hard", "overall"))
+    word = overall
+    return (f"The closest, {describe_params(c)}, moved the val hard third {hard} at {word} {change}; its "
             f"hard-third lower bound over the {m} is {signed_points(c['val_hard_delta_simultaneous_lo'])} pt. ")
 
 

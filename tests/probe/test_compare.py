@@ -263,7 +263,7 @@ def test_classes_that_moved_beyond_noise_are_counted_beside_what_chance_gives():
     rows = [row(0, -0.7, [-1.0, -0.4]), row(1, 0.1, [-0.1, 0.3]), row(2, -0.3, [-0.5, -0.1]),
             row(3, 0.2, [0.05, 0.35]), *[row(i, 0.0, [-0.1, 0.1]) for i in range(4, 40)]]
     assert classes_beyond_noise(rows) == ("2 lost beyond noise (c0 -70.00, c2 -30.00), 1 gained; by chance alone "
-                                          "about 1.0 of 40 would each way (95 % intervals, one per class)")
+                                          "at most about 1.0 of 40 would each way (95 % intervals, one per class)")
     assert classes_beyond_noise(rows[4:]) is None
     assert classes_beyond_noise([row(0, -0.7, None)]) is None  # no intervals: nothing to say
 
