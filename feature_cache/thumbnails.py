@@ -19,7 +19,9 @@ THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
 # PNG of zeros, 420 KB zipped, decoded 432 MB for each request of its 128-pixel preview: eight at once took 14 s
 # and 1.7 GB (an attack round). 50 Mpx is a large camera's photo.
 MAX_PREVIEW_PIXELS = 50_000_000
-_KEPT = 256  # previews kept per data set (a gallery page asks for the same ones again)
+# Previews kept per data set (a gallery page asks for the same ones again), at most this many bytes: counted in
+# entries, 256 previews of 512 px (~630 KB each) held 160 MB a data set (a review).
+_KEPT_BYTES = 16 * 1024 * 1024
 
 
 class Thumbnailer:
@@ -30,6 +32,7 @@ class Thumbnailer:
         self._listed = {s.source for samples in data.splits.values() for s in samples}
         self._made: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()  # the service's request threads share one Thumbnailer per data set
+        self._bytes = 0
 
     def __contains__(self, source: str) -> bool:
         return source in self._listed
@@ -54,9 +57,11 @@ class Thumbnailer:
                 return made
         made = self._png(source, size)
         with self._lock:
-            self._made[key] = made
-            while len(self._made) > _KEPT:
-                self._made.popitem(last=False)
+            if key not in self._made:
+                self._made[key] = made
+                self._bytes += len(made)
+            while self._bytes > _KEPT_BYTES and len(self._made) > 1:
+                self._bytes -= len(self._made.popitem(last=False)[1])
         return made
 
     def _png(self, source: str, size: int) -> bytes:

@@ -713,7 +713,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")
-    calibration = calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes)
+    calibration = calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes,
+                                      seed=config.seeds[0])
     report = build_report(
         run_id=Path(out_dir).name if out_dir is not None else None, config=outcome.config, selected=outcome.params,
         selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,

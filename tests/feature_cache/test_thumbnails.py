@@ -74,3 +74,16 @@ def test_a_preview_never_decodes_more_than_its_pixel_bound_and_is_made_once(tree
     first = thumbs.png("train/bee/wide.png")
     assert _png_size(first) == (128, 96) and thumbs.png("train/bee/wide.png") == first and len(opened) == 1
     assert _png_size(thumbs.png("train/bee/wide.png", size=64)) == (64, 48) and len(opened) == 2
+
+
+def test_the_previews_kept_are_bounded_in_bytes(tree, monkeypatch):
+    """256 previews of 512 px held 160 MB a data set (a review): the kept ones are bounded in bytes, oldest out."""
+    from feature_cache import thumbnails
+
+    thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
+    one = len(thumbs.png("train/ant/000.png"))
+    monkeypatch.setattr(thumbnails, "_KEPT_BYTES", 2 * one)
+    for name in ("train/ant/001.png", "train/ant/002.png", "train/ant/003.png"):
+        thumbs.png(name)
+    assert thumbs._bytes <= 2 * one + max(map(len, thumbs._made.values())) and len(thumbs._made) <= 3
+    assert ("train/ant/000.png", 128) not in thumbs._made  # the oldest went first
