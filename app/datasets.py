@@ -40,7 +40,8 @@ class PathMissing(UploadError):
 def safe_filename(name: str) -> str:
     """The base name of an uploaded file, reduced to safe characters, keeping its archive suffix."""
     base = re.split(r"[\\/]", name or "")[-1]
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".") or "upload"
+    # letters and digits of any script stay ('ünï€😀.zip' was '_n_.zip'; an attack round); nothing else does
+    base = re.sub(r"[^\w.-]+", "_", base).lstrip(".") or "upload"
     if not base.lower().endswith(ARCHIVE_SUFFIXES):
         raise UploadError(f"uploaded file {name!r} is not an archive; accepted: {', '.join(ARCHIVE_SUFFIXES)}")
     return base[-120:]
@@ -86,6 +87,9 @@ class _MultipartSink:
         if filename is not None and self.name != self.field:
             raise UploadError(f"the archive goes in a form part named '{self.field}'; got a file in "
                               f"{self.name[:40]!r}")
+        if self.name == self.field and filename is None:  # it was read as a text field "longer than 4096 bytes"
+            raise UploadError(f"the '{self.field}' part has no filename, so it is not a file upload: send the archive "
+                              f"as a file (curl -F {self.field}=@archive.zip)")
         if self.name == self.field and filename is not None:
             if self.path is not None:
                 raise UploadError(f"send exactly one '{self.field}' part")

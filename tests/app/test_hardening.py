@@ -342,6 +342,17 @@ def test_an_archive_under_another_field_name_is_named(service):
     assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
 
 
+def test_a_file_part_without_a_filename_and_a_unicode_file_name(service):
+    """A 'file' part without a filename read as a text field 'longer than 4096 bytes'; a default name kept only
+    ASCII ('ünï€😀.zip' was '_n_.zip'). An attack round."""
+    resp = service.post("/api/datasets", files={"file": (None, tiny_zip_bytes(2, 1), "application/zip")})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith(
+        "the 'file' part has no filename, so it is not a file upload: send the archive as a file")
+    resp = service.post("/api/datasets", files={"file": ("ünï€😀.zip", tiny_zip_bytes(2, 1), "application/zip")})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["name"] == "ünï_.zip"
+
+
 def test_upload_name_field_is_checked_not_truncated(service):
     archive = tiny_zip_bytes(2, 1)
     # text-direction, separator and zero-width characters and blank names too, as in class names (an attack round)
