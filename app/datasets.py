@@ -331,8 +331,9 @@ class AlreadyRegistered(ValueError):
 def register_dataset(store: Store, path: Path, *, name: str | None, source: str, dataset_id: str | None = None,
                      unlabelled: bool = False) -> tuple[dict[str, Any], bool]:
     """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it under ``name``
-    (``None``: the file or folder name); with ``unlabelled``, every image file under ``path`` with
-    ``feature_cache.open_images`` (any folders, no classes). Returns the row and whether it is new.
+    (``None``: the file or folder name); with ``unlabelled``, every image file under ``path``
+    with ``feature_cache.open_images`` (any folders, no classes). Returns the row and whether it is new: the same
+    folder with the same content, or an upload of the same content and classes, is the data set already there.
 
     A data set where a class has no train or no test image is refused here: every job on it would fail (a probe
     is trained on every class and scored on every class), and it would fail only after its extraction.
@@ -348,17 +349,16 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     problem = classes_without_message(counts, list(data.class_names), training=False)
     if problem:
         raise DatasetError(problem)
-    values = dict(name=name or path.name, source=source, path=str(path), class_names=list(data.class_names),
-                  counts=counts, fingerprint=getattr(data, "fingerprint", None),
+    values = dict(name=name or path.name, source=source, path=str(path),
+                  class_names=list(data.class_names), counts=counts, fingerprint=getattr(data, "fingerprint", None),
                   skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
-    if source != "path":
-        return store.add_dataset(**values), True
-    # the same directory with the same content is one data set (its caches are reused)
+    # the same content is one data set (its caches are reused)
     row, created = store.find_or_add_dataset(**values)
     if not created and name is not None and row["name"] != name:
-        raise AlreadyRegistered(f"{'this folder' if path.is_dir() else 'this file'}, with the same content, "
-                                f"is registered already as {row['name']!r} (id {row['id']}): use that "
-                                "data set (its caches are reused), or register it without a name")
+        what = "this archive" if source == "upload" else "this folder" if path.is_dir() else "this file"
+        raise AlreadyRegistered(f"{what}, with the same content, is registered already as {row['name']!r} (id "
+                                f"{row['id']}): use that data set (its caches are reused), or "
+                                f"{'upload' if source == 'upload' else 'register'} it without a name")
     logger.info("data set %s %s: %d classes, %s", row["id"], "registered" if created else "already registered",
                 len(row["class_names"]), {k: sum(v) for k, v in counts.items()})
     return row, created

@@ -165,18 +165,21 @@ class Store:
         """A new data set row (:meth:`_dataset_row`'s arguments)."""
         return self._insert("datasets", self._dataset_row(**values))
 
-    _SAME_DATASET = "SELECT * FROM datasets WHERE source = ? AND path = ? AND fingerprint IS ? ORDER BY rowid LIMIT 1"
+    _SAME_CONTENT = "SELECT * FROM datasets WHERE source = ? AND fingerprint IS ? ORDER BY rowid"
 
     def find_or_add_dataset(self, **values: Any) -> tuple[dict[str, Any], bool]:
-        """The data set registered from the same place with the same content, else a new one (``add_dataset``'s
-        arguments): ``(row, created)``, looked up in the transaction that would insert it. Looked up apart, two
-        registrations at once both inserted, and one beside a deletion answered with the deleted id (an attack
-        round)."""
+        """The data set of the same content and classes registered from the same place (a folder: the same path;
+        an upload: any upload, each has its own folder), else a new one (``add_dataset``'s arguments): ``(row,
+        created)``, looked up in the transaction that would insert it. Looked up apart, two registrations at once
+        both inserted, and one beside a deletion answered with the deleted id (an attack round); the same archive
+        uploaded twice made two data sets, extracted twice (a new-user round)."""
         new = self._dataset_row(**values)
         with self._tx() as conn:
-            row = conn.execute(self._SAME_DATASET, (new["source"], new["path"], new["fingerprint"])).fetchone()
-            if row is not None:
-                return self._row(row), False
+            for found in conn.execute(self._SAME_CONTENT, (new["source"], new["fingerprint"])).fetchall():
+                row = self._row(found)
+                anywhere = new["source"] == "upload"
+                if row["class_names"] == new["class_names"] and (anywhere or row["path"] == new["path"]):
+                    return row, False
             self._insert_in(conn, "datasets", new)
         return self._get("datasets", new["id"]), True
 

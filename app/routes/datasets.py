@@ -68,11 +68,12 @@ def _dataset_out(row: dict) -> DatasetOut:
     summary="Upload an archive of class folders (multipart) or register a server-side directory (JSON)",
     openapi_extra=_UPLOAD_BODY,
     responses={**ERROR_RESPONSES, 200: {"model": DatasetOut, "description": "the folder, with the same content, "
-                                        "registered already (JSON registration only): that data set"},
+                                        "registered already, or an archive of the same content and classes "
+                                        "uploaded already (its new copy removed): that data set"},
                400: {"model": ErrorOut, "description": "archive refused: unsafe or unreadable"},
                403: {"model": ErrorOut, "description": "path outside the data root"},
-               409: {"model": ErrorOut, "description": "the folder, with the same content, is registered already "
-                     "under another name (200 and that data set when no name or its name is given)"},
+               409: {"model": ErrorOut, "description": "the folder or archive, with the same content, is registered "
+                     "already under another name (200 and that data set when no name or its name is given)"},
                413: {"model": ErrorOut, "description": "upload or JSON body over the size limit"}},
 )
 async def create_dataset(request: Request, response: Response, store: Store = Depends(get_store),
@@ -110,13 +111,15 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
     try:
         path, fields = await stream_multipart_file(content_type, request.stream(), upload_dir,
                                                    settings.max_upload_bytes)
-        name = upload_name(fields.get("name")) or path.name
         unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
-        return await run_in_threadpool(register_dataset, store, path, name=name, source="upload",
-                                       dataset_id=dataset_id, unlabelled=unlabelled)
+        row, created = await run_in_threadpool(register_dataset, store, path, name=upload_name(fields.get("name")),
+                                               source="upload", dataset_id=dataset_id, unlabelled=unlabelled)
     except BaseException:
         discard(upload_dir)
         raise
+    if not created:  # the same archive uploaded before: that data set, and this copy goes
+        discard(upload_dir)
+    return row, created
 
 
 @router.get("/datasets", response_model=list[DatasetOut], summary="Registered data sets, newest first")

@@ -187,6 +187,26 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
         assert resp.status_code == 403 and "MR2PROBE_DATA_ROOT" in resp.json()["detail"]
 
 
+def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip):
+    """Uploaded twice, one archive made two data sets, extracted twice (a new-user round): as a folder registered
+    again, it is the data set already there (200, the new copy removed), and under another name a 409."""
+    settings = make_settings(tmp_path / "state")
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip)}, data={"name": "mine"})
+        assert first.status_code == 201, first.text
+        again = client.post("/api/datasets", files={"file": ("copy.zip", tiny_zip)})
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
+        named = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip)}, data={"name": "mine"})
+        assert named.status_code == 200 and named.json()["id"] == first.json()["id"]
+        other = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip)}, data={"name": "theirs"})
+        assert other.status_code == 409 and other.json()["detail"].startswith(
+            f"this archive, with the same content, is registered already as 'mine' (id {first.json()['id']})")
+        assert [d["id"] for d in client.get("/api/datasets").json()] == [first.json()["id"]]
+        assert [p.name for p in settings.uploads_dir.iterdir()] == [first.json()["id"]]  # the copies went
+        changed = client.post("/api/datasets", files={"file": ("more.zip", tiny_zip_bytes(5, 2))})
+        assert changed.status_code == 201  # other content: another data set
+
+
 def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
     """Every job on such a data set would fail after its extraction: registration (path or upload) answers 422 naming
     the class and its split sizes, keeps nothing, and a data set stored before this check is refused at job time."""
