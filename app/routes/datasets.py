@@ -127,7 +127,8 @@ def list_datasets(store: Store = Depends(get_store)) -> list[DatasetOut]:
     return [_dataset_out(r) for r in store.list_datasets()]
 
 
-@router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERROR_RESPONSES)
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERROR_RESPONSES,
+            summary="One registered data set")
 def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store)) -> DatasetOut:
     return _dataset_out(store.get_dataset(dataset_id))
 
@@ -195,7 +196,8 @@ def list_caches(store: Store = Depends(get_store)) -> list[CacheOut]:
     return [_cache_out(r) for r in store.list_caches()]
 
 
-@router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES)
+@router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES,
+            summary="One feature cache")
 def get_cache(cache_id: IdPath, store: Store = Depends(get_store)) -> CacheOut:
     return _cache_out(store.get_cache(cache_id))
 

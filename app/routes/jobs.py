@@ -41,7 +41,8 @@ def list_jobs(status_: JobStatus | None = Query(None, alias="status"), limit: in
     return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit)]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES,
+            summary="One job: status, progress, messages, result")
 def get_job(job_id: IdPath, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner)) -> JobOut:
     return _out(store.get_job(job_id), store, runner)
 

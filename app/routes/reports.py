@@ -265,7 +265,7 @@ def _shipped(run: dict):
         raise HTTPException(422, f"run {run['id']!r} cannot be applied: {exc}") from None
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES)
+@router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES, summary="One probe run")
 def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
     row = store.get_run(run_id)
     return RunOut(**{k: row[k] for k in RunOut.model_fields})
@@ -279,8 +279,8 @@ def delete_run(run_id: IdPath, dry_run: bool = DRY_RUN, store: Store = Depends(g
 
 
 # Declared before /reports/{run_id}: that pattern would also match "abc.csv".
-@router.get("/reports/{run_id}.csv", response_class=Response, responses={
-    **ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per class"}})
+@router.get("/reports/{run_id}.csv", response_class=Response, summary="The report's per-class table as CSV",
+            responses={**ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per class"}})
 async def report_csv(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe import report_csv as to_csv
 
@@ -298,8 +298,9 @@ def _download(document: str, fmt: str, filename: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{filename}.{fmt}"'})
 
 
-def _export_responses(what: str) -> dict:
-    return {**ERROR_RESPONSES, 200: {"content": {"text/html": {}, "text/markdown": {}}, "description": what}}
+def _export_responses(what: str, fmt: str) -> dict:
+    """The responses of one export route: its own media type only (each declared both; a new-user round)."""
+    return {**ERROR_RESPONSES, 200: {"content": {_MEDIA[fmt].split(";")[0]: {}}, "description": what}}
 
 
 async def _report_file(store: Store, run_id: str, fmt: str) -> Response:
@@ -309,14 +310,15 @@ async def _report_file(store: Store, run_id: str, fmt: str) -> Response:
     return _download(EXPORT_FORMATS[fmt](report.model_dump(mode="json")), fmt, f"{run_id}_report")
 
 
-@router.get("/reports/{run_id}.html", response_class=Response,
-            responses=_export_responses("the report as one self-contained HTML page (mr2probe report --format html)"))
+@router.get("/reports/{run_id}.html", response_class=Response, summary="The report as one self-contained HTML page",
+            responses=_export_responses("the report as one self-contained HTML page (mr2probe report --format html)",
+                                        "html"))
 async def report_html(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     return await _report_file(store, run_id, "html")
 
 
-@router.get("/reports/{run_id}.md", response_class=Response,
-            responses=_export_responses("the report as Markdown (mr2probe report --format md)"))
+@router.get("/reports/{run_id}.md", response_class=Response, summary="The report as Markdown",
+            responses=_export_responses("the report as Markdown (mr2probe report --format md)", "md"))
 async def report_md(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     return await _report_file(store, run_id, "md")
 
@@ -375,16 +377,16 @@ async def _comparison_file(request: Request, store: Store, base: str, other: str
     return _download(COMPARE_FORMATS[fmt](comparison), fmt, f"{base}_vs_{other}")
 
 
-@router.get("/compare.html", response_class=Response,
+@router.get("/compare.html", response_class=Response, summary="A comparison as one self-contained HTML page",
             responses=_export_responses("the comparison as one self-contained HTML page (mr2probe compare "
-                                        "--format html)"))
+                                        "--format html)", "html"))
 async def compare_html(request: Request, base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
                        split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
     return await _comparison_file(request, store, base, other, "html", cache, split)
 
 
-@router.get("/compare.md", response_class=Response,
-            responses=_export_responses("the comparison as Markdown (mr2probe compare --format md)"))
+@router.get("/compare.md", response_class=Response, summary="A comparison as Markdown",
+            responses=_export_responses("the comparison as Markdown (mr2probe compare --format md)", "md"))
 async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
                      split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
     return await _comparison_file(request, store, base, other, "md", cache, split)

@@ -624,3 +624,16 @@ def test_a_cancel_that_lands_while_a_cache_is_reused_is_honoured(fresh_finished,
                                                           "dataset_id": fresh_finished.dataset["id"]}).json()["id"])
     assert job["status"] == "cancelled", job
     assert client.get("/api/caches").json() == caches and Path(store.get_cache(caches[0]["id"])["path"]).is_file()
+
+
+def test_every_operation_says_what_it_does(tmp_path):
+    """Several operations carried FastAPI's made-up summaries ('Get Dataset', 'Report Html'), and the HTML export
+    declared text/markdown too (a new-user round)."""
+    with TestClient(create_app(make_settings(tmp_path / "state"))) as client:
+        spec = client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            made_up = " ".join(w.capitalize() for w in op["operationId"].split("_api_")[0].split("_"))
+            assert op.get("summary") and op["summary"] != made_up, (method, path, op.get("summary"))
+    html = spec["paths"]["/api/reports/{run_id}.html"]["get"]["responses"]["200"]["content"]
+    assert list(html) == ["text/html"]
