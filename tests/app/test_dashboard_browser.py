@@ -958,6 +958,22 @@ def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_
     assert got[5] == 300 and got[6] is None
 
 
+def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server, finished):
+    """The runs list ranked by point estimates alone (80.4 against 77.0 read as a winner the comparison called
+    noise; a new-user round): each accuracy carries its 95 % interval over the test images."""
+    _open(driver, f"{live_server}/", "home")
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    cells = driver.js(f"""return Array.from(document.querySelectorAll('tr[data-run="{finished.erm}"] td[data-ci]'))
+        .map(td => [td.dataset.ci, td.title])""")
+    lo, hi = report["summary"]["overall_ci"]
+    assert cells[0] == ["overall", f"95 % interval over the test images: [{100 * lo:.1f}, {100 * hi:.1f}] %"]
+    shown = driver.js(f"""return document.querySelector('tr[data-run="{finished.erm}"] td[data-ci=overall] .ci')
+        .textContent""")
+    assert shown == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert [k for k, _ in cells] == ["overall"] + [k for k in ("balanced", "easy", "medium", "hard")
+                                                   if report["summary"]["group_ci"].get(k)]
+
+
 def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finished):
     """The per-class and group charts show each accuracy's 95 % interval (a new-user round: bars without intervals
     on 15 test images a class, where the table beneath said ±25 points); compared, the charts show two runs' bars
