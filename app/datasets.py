@@ -328,6 +328,16 @@ class AlreadyRegistered(ValueError):
     """The directory, with the same content, is registered already under another name (HTTP 409)."""
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (False when either is gone)."""
+    import filecmp
+
+    try:
+        return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
 def register_dataset(store: Store, path: Path, *, name: str | None, source: str, dataset_id: str | None = None,
                      unlabelled: bool = False) -> tuple[dict[str, Any], bool]:
     """Open the data set with ``feature_cache.open_dataset`` (which validates it) and record it under ``name``
@@ -352,8 +362,11 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     values = dict(name=name or path.name, source=source, path=str(path),
                   class_names=list(data.class_names), counts=counts, fingerprint=getattr(data, "fingerprint", None),
                   skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
-    # the same content is one data set (its caches are reused)
-    row, created = store.find_or_add_dataset(**values)
+    # the same content is one data set (its caches are reused); an upload's the same archive bytes too: a zip's
+    # fingerprint reads the CRC32 and size its own index claims, so a crafted zip of other images matched one
+    # uploaded before and its copy was removed (an attack round)
+    same = (lambda row: _same_file(Path(row["path"]), path)) if source == "upload" else None
+    row, created = store.find_or_add_dataset(same=same, **values)
     if not created and name is not None and row["name"] != name:
         what = "this archive" if source == "upload" else "this folder" if path.is_dir() else "this file"
         raise AlreadyRegistered(f"{what}, with the same content, is registered already as {row['name']!r} (id "

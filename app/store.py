@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .status import NOUNS, RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
 
@@ -167,18 +167,21 @@ class Store:
 
     _SAME_CONTENT = "SELECT * FROM datasets WHERE source = ? AND fingerprint IS ? ORDER BY rowid"
 
-    def find_or_add_dataset(self, **values: Any) -> tuple[dict[str, Any], bool]:
+    def find_or_add_dataset(self, same: Callable[[dict[str, Any]], bool] | None = None,
+                            **values: Any) -> tuple[dict[str, Any], bool]:
         """The data set of the same content and classes registered from the same place (a folder: the same path;
         an upload: any upload, each has its own folder), else a new one (``add_dataset``'s arguments): ``(row,
         created)``, looked up in the transaction that would insert it. Looked up apart, two registrations at once
         both inserted, and one beside a deletion answered with the deleted id (an attack round); the same archive
-        uploaded twice made two data sets, extracted twice (a new-user round)."""
+        uploaded twice made two data sets, extracted twice (a new-user round). ``same(row)``, when given, must
+        also hold for a row to be the one (an upload: the same archive bytes)."""
         new = self._dataset_row(**values)
         with self._tx() as conn:
             for found in conn.execute(self._SAME_CONTENT, (new["source"], new["fingerprint"])).fetchall():
                 row = self._row(found)
                 anywhere = new["source"] == "upload"
-                if row["class_names"] == new["class_names"] and (anywhere or row["path"] == new["path"]):
+                if (row["class_names"] == new["class_names"] and (anywhere or row["path"] == new["path"])
+                        and (same is None or same(row))):
                     return row, False
             self._insert_in(conn, "datasets", new)
         return self._get("datasets", new["id"]), True

@@ -205,6 +205,17 @@ def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip
         assert [p.name for p in settings.uploads_dir.iterdir()] == [first.json()["id"]]  # the copies went
         changed = client.post("/api/datasets", files={"file": ("more.zip", tiny_zip_bytes(5, 2))})
         assert changed.status_code == 201  # other content: another data set
+        # other bytes under a fingerprint that matches (a zip's reads the CRC32 its index claims: a crafted zip of
+        # other images matched; an attack round): another data set, its copy kept
+        from app import datasets as registration
+
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(registration, "_same_file", lambda a, b: False)
+        try:
+            crafted = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip)})
+        finally:
+            monkey.undo()
+        assert crafted.status_code == 201 and crafted.json()["id"] != first.json()["id"]
 
 
 def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
