@@ -343,6 +343,9 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
 
     from ..shipped import compare_on_cache
 
+    if cache is None and split != "test":  # it compared the test split without a word (an attack round)
+        raise HTTPException(422, f"split={split!r} needs a cache: without one the runs are compared on their own "
+                                 "test predictions (split=test)")
     runs = store.get_run(base), store.get_run(other)
     path = None if cache is None else _cache_path(store, cache, scored=True)
     try:

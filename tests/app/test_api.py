@@ -648,3 +648,12 @@ def test_every_operation_says_what_it_does(tmp_path):
             assert op.get("summary") and op["summary"] != made_up, (method, path, op.get("summary"))
     html = spec["paths"]["/api/reports/{run_id}.html"]["get"]["responses"]["200"]["content"]
     assert list(html) == ["text/html"]
+
+
+def test_a_compare_split_without_a_cache_is_refused(finished):
+    """split=train without a cache compared the test predictions without a word (an attack round)."""
+    client = finished.client
+    resp = client.get(f"/api/compare?base={finished.erm}&other={finished.mr2}&split=train")
+    assert resp.status_code == 422 and resp.json()["detail"].startswith("split='train' needs a cache")
+    assert client.get(f"/api/compare.md?base={finished.erm}&other={finished.mr2}&split=val").status_code == 422
+    assert client.get(f"/api/compare?base={finished.erm}&other={finished.mr2}&split=test").status_code == 200
