@@ -87,3 +87,10 @@ def test_a_head_far_from_calibrated_is_warned_of():
     assert confidence_warning({"confidence": 0.95, "accuracy": 0.7}).startswith("The shipped head is overconfident")
     assert confidence_warning({"confidence": 0.8, "accuracy": 0.7}) is None
     assert confidence_warning({"confidence": None, "accuracy": 0.7}) is None
+
+
+def test_an_all_confident_all_correct_head_reads_exactly_zero():
+    """ECE 2e-14 with an interval of [4e-14, 4e-14] above it (an attack round): rounding noise is 0."""
+    logits = np.array([[40.0, 0.0], [0.0, 40.0]])
+    out = calibration_summary([logits], np.array([0, 1]), 2)
+    assert out["ece"] == 0.0 and out["ece_debiased"] == 0.0 and out["ece_ci"] == [0.0, 0.0]
