@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
-from .report import TERMINAL_CLASSES, FeatureSource, Num, Report, class_table
+from .report import TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table
 from .selection import signed_points
 from .uncertainty import observed_class_accuracy
 
@@ -154,6 +154,10 @@ class Comparison(BaseModel):
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
+    calibration: Optional[dict[Literal["base", "other"], Calibration]] = Field(
+        None, description="each run's report.calibration (its shipped head on its test split), side by side: what "
+        "a probe's probabilities are worth is part of which to ship (a new-user round); each with its own interval, "
+        "no paired difference; null when a report lacks it or on other images")
 
 
 def _features(base: Report, other: Report) -> str | None:
@@ -263,7 +267,9 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
     per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
                  for k, name in enumerate(base.class_names)]
     return Comparison(base=base.run_id, other=other.run_id, grouping=CompareGrouping(groups=groups, note=note),
-                      metrics=metrics, per_class=per_class, cost=_cost(base, other))
+                      metrics=metrics, per_class=per_class, cost=_cost(base, other),
+                      calibration=(None if base.calibration is None or other.calibration is None
+                                   else {"base": base.calibration, "other": other.calibration}))
 
 
 def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy", images: str = "test images") -> None:
@@ -357,6 +363,10 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
     if comparison.features is not None:
         facts.append(("features differ", comparison.features))
     facts += [("warning", warning) for warning in comparison.warnings]
+    if comparison.calibration is not None:
+        cal = comparison.calibration
+        facts.append(("calibration", f"base {cal['base'].brief()}; other {cal['other'].brief()} (each run's shipped "
+                                     "head on its test split)"))
     if comparison.cost is not None:
         cost = comparison.cost
         facts.append(("time", f"base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "

@@ -311,15 +311,19 @@ class Calibration(_Model):
 
     def describe(self) -> str:
         """One line for the terminal, Markdown and HTML views."""
+        top = "" if self.top_k is None else f"; top-{self.top_k} accuracy {_pct(self.top_k_accuracy)}% (seed mean)"
+        return (f"calibration of the shipped head (the first seed's, what predict gives), over {len(self.bins)} "
+                f"confidence bins: {self.brief()}{top}")
+
+    def brief(self) -> str:
+        """ECE (less its bias, with its interval), confidence against accuracy and NLL: what a comparison of two
+        runs lists for each."""
         gap = None if self.confidence is None or self.accuracy is None else self.confidence - self.accuracy
         lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
                 f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
-        top = "" if self.top_k is None else f"; top-{self.top_k} accuracy {_pct(self.top_k_accuracy)}% (seed mean)"
         debiased = "" if self.ece_debiased is None else f", {_pct(self.ece_debiased)}% less its bias,"
-        return (f"calibration of the shipped head (the first seed's, what predict gives): ECE {_pct(self.ece)}%"
-                f"{debiased} 95 % interval {interval_text(self.ece_ci)} over {len(self.bins)} confidence bins, mean "
-                f"confidence "
-                f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}, NLL {_num(self.nll)}{top}")
+        return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}, mean confidence "
+                f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}, NLL {_num(self.nll)}")
 
 
 class PerClassRow(_Model):

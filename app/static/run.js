@@ -133,7 +133,19 @@
   }
 
   // ---- calibration: can the shipped head's probabilities be read as probabilities? --------------------
-  function calibrationPanel(report) {
+  /** One run's calibration in a line: ECE (less its bias, its interval), confidence against accuracy, NLL. */
+  function calibrationText(c) {
+    const gap = isNum(c.confidence) && isNum(c.accuracy) ? c.confidence - c.accuracy : null;
+    const lean = gap === null ? "" : Math.abs(gap) < 0.005 ? " (as confident as accurate)"
+      : ` (${gap > 0 ? "overconfident" : "underconfident"} by ${num(100 * Math.abs(gap), 1)} points)`;
+    return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} less its bias)` : ""}` +
+      `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""} · mean confidence ${pct(c.confidence)} against accuracy ` +
+      `${pct(c.accuracy)}${lean} · NLL ${num(c.nll, 3)}`;
+  }
+
+  /** The run's calibration; compared, the other run's line beneath (which probe's probabilities to ship; a
+   * new-user round). */
+  function calibrationPanel(report, otherReport, names) {
     const c = report.calibration;
     if (!c || !(c.bins || []).length) return empty("No calibration in this report (runs trained before it was recorded).");
     const n = c.bins.length, shown = c.bins.map((b) => b.count > 0);
@@ -144,13 +156,10 @@
       sublabels: c.bins.map((b, i) => shown[i] ? { text: count(b.count), cls: "noise" } : null),
       domain: [0, 1], id: "reliability-chart", title: "reliability: accuracy against confidence, per confidence bin",
       height: 200, legend: true });
-    const gap = isNum(c.confidence) && isNum(c.accuracy) ? c.confidence - c.accuracy : null;
-    const lean = gap === null ? "" : Math.abs(gap) < 0.005 ? " (as confident as accurate)"
-      : ` (${gap > 0 ? "overconfident" : "underconfident"} by ${num(100 * Math.abs(gap), 1)} points)`;
-    return [h("p", { id: "calibration-summary" },
-      `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} less its bias)` : ""}` +
-      `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""} · mean confidence ${pct(c.confidence)} against accuracy ` +
-      `${pct(c.accuracy)}${lean} · NLL ${num(c.nll, 3)}` + (c.top_k ? ` · top-${c.top_k} accuracy ${pct(c.top_k_accuracy)} (seed mean)` : "")),
+    const theirs = otherReport && otherReport.calibration;
+    return [h("p", { id: "calibration-summary" }, calibrationText(c) +
+      (c.top_k ? ` · top-${c.top_k} accuracy ${pct(c.top_k_accuracy)} (seed mean)` : "")),
+      theirs ? h("p", { id: "calibration-other", class: "muted" }, `${(names || {}).other || "compared run"}: ${calibrationText(theirs)}`) : null,
       chart,
       h("p", { class: "muted note" }, `The shipped head (the first seed's: what predict and predictions.csv give) on the test images, ` +
         `its top-1 confidence in ${n} equal-width bins (the number over a bin: its images). Where accuracy is below confidence, the ` +
@@ -604,7 +613,7 @@
       h("div", { class: "grid2" },
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),
-      card("Calibration of the shipped probe (test)", calibrationPanel(report)),
+      card("Calibration of the shipped probe (test)", calibrationPanel(report, cmp ? other : null, names)),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
       card("Per class", perClassTable(report, cmp, other)));

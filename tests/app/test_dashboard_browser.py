@@ -771,6 +771,10 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
         f"ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% less its bias), 95 % interval "
         f"[{100 * cal['ece_ci'][0]:.1f}%, ")
+    # compared, the other run's calibration is the line beneath
+    erm_cal = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["calibration"]
+    assert f"ECE {100 * erm_cal['ece']:.1f}%" in driver.js(
+        "return document.getElementById('calibration-other').textContent")
     # the counts are summed over seeds, and both panels say so ("3 of 3" may be one image and three seeds)
     seeds = len(served["seeds"]["values"])
     assert seeds == 3  # the default

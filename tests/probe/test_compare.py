@@ -296,3 +296,22 @@ def test_a_class_whose_few_changed_images_are_all_one_way_is_not_beyond_noise():
     assert classes_beyond_noise(cmp.per_class).startswith("0 lost beyond noise, 1 gained;")
     assert "+100.00 [+100.00, +100.00] within noise (3 better, 0 worse: too few images)" in format_comparison(
         cmp, width=200)
+
+
+def test_a_comparison_lists_both_runs_calibration():
+    """What each probe's probabilities are worth is part of which to ship (a new-user round): both runs' calibration
+    side by side in the JSON and the text, each with its own interval; none when a report lacks it."""
+    from probe import format_comparison
+    from probe.report import Calibration
+
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("erm", [1.0, 1.0, 0.5], groups, 5 / 6), _rep("dro", [1.0, 1.0, 0.8], groups, 0.9)
+    assert compare_reports(base, other).calibration is None
+    cal = lambda ece: Calibration(ece=ece, ece_debiased=ece / 2, ece_ci=[0.0, ece], confidence=0.9, accuracy=0.8,  # noqa: E731
+                                  nll=0.5)
+    base.calibration, other.calibration = cal(0.1), cal(0.04)
+    cmp = compare_reports(base, other)
+    assert cmp.calibration["base"].ece == 0.1 and cmp.calibration["other"].ece == 0.04
+    text = format_comparison(cmp, width=400)
+    assert "calibration: base ECE 10.00%, 5.00% less its bias, 95 % interval [0.0, 10.0]" in text
+    assert "; other ECE 4.00%, 2.00% less its bias, 95 % interval [0.0, 4.0]" in text
