@@ -33,7 +33,8 @@ from .metrics import softmax
 from .uncertainty import DEFAULT_LEVEL, ZERO_TOLERANCE, Bootstrap, percentile_interval
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
-           "reliability", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_warning"]
+           "reliability", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
+           "confidence_warning"]
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
 TOP_K = 5
@@ -93,23 +94,33 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     bins, confidence, accuracy and NLL of the first seed's head; the top-k accuracy as a mean over seeds."""
     labels = np.asarray(labels, dtype=np.int64)
     first = np.asarray(test_logits[0], dtype=np.float64)
-    confidence = softmax(first).max(axis=1)
-    correct = (first.argmax(axis=1) == labels).astype(np.float64)
+    out = confidence_calibration(softmax(first).max(axis=1), first.argmax(axis=1) == labels, labels, num_classes,
+                                 seed=seed, n_bins=n_bins, level=level)
+    k = TOP_K if num_classes > TOP_K else None
+    return {**out, "nll": log_loss(first, labels), "top_k": k,
+            "top_k_accuracy": None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits]))}
+
+
+def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: np.ndarray, num_classes: int, *,
+                           seed: int = 0, n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
+    """What top-1 ``confidence`` (n,) and ``correct`` (n,) alone give of a calibration (``probe.report
+    .Calibration`` without NLL and top-k, which need every class's probability): ECE, ``ece_debiased`` and the
+    basic bootstrap ``ece_ci`` (stratified by ``labels``), confidence, accuracy, the reliability bins. Scored
+    images of another cache have these (a new-user round)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
     bins = reliability(confidence, correct, n_bins)
-    gaps = confidence - correct
-    sums = Bootstrap(labels, num_classes, seed=seed).bin_sums(gaps, confidence_bins(confidence, n_bins), n_bins)
+    sums = Bootstrap(labels, num_classes, seed=seed).bin_sums(confidence - correct,
+                                                              confidence_bins(confidence, n_bins), n_bins)
     resampled = np.abs(sums).sum(axis=1) / max(labels.size, 1)
     ece = expected_calibration_error(confidence, correct, n_bins)
     # the basic bootstrap interval; rounding noise (1e-14 on an all-confident, all-correct run) is 0 (an attack round)
     lo, hi = np.clip(_zero(2 * ece - percentile_interval(resampled, level)[::-1]), 0.0, 1.0)
     ece = float(_zero(ece))
-    k = TOP_K if num_classes > TOP_K else None
     return {
         "ece": ece, "ece_debiased": float(max(0.0, _zero(2 * ece - resampled.mean()))),
-        "ece_ci": [float(lo), float(hi)],
-        "confidence": float(confidence.mean()), "accuracy": float(correct.mean()), "nll": log_loss(first, labels),
-        "top_k": k,
-        "top_k_accuracy": None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits])),
+        "ece_ci": [float(lo), float(hi)], "confidence": float(confidence.mean()), "accuracy": float(correct.mean()),
         "bins": [{"upper": (b + 1) / n_bins, "count": int(bins["count"][b]), "confidence": bins["confidence"][b],
                   "accuracy": bins["accuracy"][b]} for b in range(n_bins)],
     }

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
-from .report import FeatureSource, Num, NumList, load_report
+from .report import Calibration, FeatureSource, Num, NumList, load_report
 from .uncertainty import wilson_interval
 
 __all__ = ["RunProbe", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
@@ -174,6 +174,10 @@ class Scores(BaseModel):
     confusion: Optional[list[list[int]]] = Field(
         None, description="K × K counts of the scored images, rows = the true class, in the run's class order "
         f"(scikit-learn's confusion_matrix); null past {SCORED_CONFUSION_CLASSES} classes")
+    calibration: Optional[Calibration] = Field(
+        None, description="the shipped head's calibration on the scored images (probe.calibration."
+        "confidence_calibration: ECE with its interval, confidence against accuracy, reliability bins; no NLL or "
+        "top-k, which need every class's probability); null when no confidence was given")
 
 
 def _ci(successes: float, trials: int) -> list[float] | None:
@@ -181,10 +185,11 @@ def _ci(successes: float, trials: int) -> list[float] | None:
 
 
 def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
-                      unknown_names: list[str] | None = None) -> Scores:
+                      unknown_names: list[str] | None = None, confidence: np.ndarray | None = None) -> Scores:
     """Score ``predicted`` (n,) class indices against ``labels`` (n,) indices into ``class_names``, where
     ``UNKNOWN_CLASS`` marks an image of a class the probe does not know; ``unknown_names`` (n,) name those
-    images' classes (for :attr:`Scores.unknown`)."""
+    images' classes (for :attr:`Scores.unknown`); with the top-1 ``confidence`` (n,), the calibration on the
+    images of known classes (a new-user round: scores on new images had none)."""
     labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     known = labels != UNKNOWN_CLASS
     unknown: dict[str, int] = {}
@@ -202,7 +207,13 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
                             recall=prf["recall"][i], f1=prf["f1"][i]) for i, name in enumerate(class_names)]
     n = int(known.sum())
     stray = full[k]  # the unknown classes' row: where their images went (a precision the matrix alone left unexplained)
-    return Scores(n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
+    calibration = None
+    if confidence is not None and n:
+        from .calibration import confidence_calibration
+
+        calibration = Calibration(**confidence_calibration(np.asarray(confidence)[known], predicted[known] ==
+                                                           labels[known], labels[known], k), nll=None)
+    return Scores(calibration=calibration, n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
                   balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown,
                   unknown_predicted={class_names[j]: int(c) for j, c in enumerate(stray[:k]) if c},
                   confusion=cm.tolist() if k <= SCORED_CONFUSION_CLASSES else None)

@@ -322,8 +322,9 @@ class Calibration(_Model):
         lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
                 f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
         debiased = "" if self.ece_debiased is None else f", {_pct(self.ece_debiased)}% less its bias,"
+        nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
         return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}, mean confidence "
-                f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}, NLL {_num(self.nll)}")
+                f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}{nll}")
 
 
 class PerClassRow(_Model):

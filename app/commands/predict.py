@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**head, "predicted": [s.model_dump(mode="json") for s in shares]}, indent=2) if args.json
               else _unlabelled_summary(args, probe, shares, got.confidence))
         return 0
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence)
     check = reproduces(args.run_dir, probe, got, args.split)
     if args.json:
         print(json.dumps({**head, **scores.model_dump(mode="json"), "matches_report": check}, indent=2))
@@ -167,6 +167,8 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
                      + _case_hint(list(scores.unknown), list(probe.class_names)))
     lines.append(f"Accuracy {_pct(scores.accuracy)} % {interval_text(scores.accuracy_ci)} over {scores.n:,} images; "
                  f"balanced accuracy {_pct(scores.balanced)} %.")
+    if scores.calibration is not None:
+        lines.append(f"Calibration on these images: {scores.calibration.brief()}.")
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))
     shown = present[:args.limit]
     width = _name_width([c.name for c in shown], 20)

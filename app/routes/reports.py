@@ -248,7 +248,7 @@ def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
     from ..shipped import reproduces
 
     run, probe, got = _predicted(store, run_id, cache, split)
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names)
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence)
     return ScoresOut(**scores.model_dump(), run_id=run_id, cache_id=cache, split=split, images=len(got.labels),
                      warnings=got.warnings, matches_report=reproduces(run["path"], probe, got, split))
 

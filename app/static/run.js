@@ -140,7 +140,7 @@
       : ` (${gap > 0 ? "overconfident" : "underconfident"} by ${num(100 * Math.abs(gap), 1)} points)`;
     return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} less its bias)` : ""}` +
       `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""} · mean confidence ${pct(c.confidence)} against accuracy ` +
-      `${pct(c.accuracy)}${lean} · NLL ${num(c.nll, 3)}`;
+      `${pct(c.accuracy)}${lean}${isNum(c.nll) ? " · NLL " + num(c.nll, 3) : ""}`;
   }
 
   /** The run's calibration; compared, the other run's line beneath (which probe's probabilities to ship; a
@@ -378,6 +378,7 @@
     return [
       h("p", { id: "score-summary" }, h("strong", {}, `Accuracy ${pct(s.accuracy)}${interval(s.accuracy_ci)}`),
         ` over ${count(s.n)} images; balanced accuracy ${pct(s.balanced)}.`),
+      s.calibration ? h("p", { class: "muted", id: "score-calibration" }, `Calibration on these images: ${calibrationText(s.calibration)}.`) : null,
       unknown.length ? h("p", { class: "muted", id: "score-unknown" },
         `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have: not in the accuracy, `
         + "and wrong wherever predicted (a class's precision counts them): "

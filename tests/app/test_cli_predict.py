@@ -64,6 +64,12 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     rows_shown = text.splitlines()[text.splitlines().index(header) + 1:][:3]
     assert all(re.fullmatch(r"(0|1)\.\d{3}|—", line.split()[-1]) for line in rows_shown), rows_shown
     assert accuracy == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
+    # the calibration of the scored images, here the report's own (a new-user round: scores had none)
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["calibration"]
+    assert scored["ece"] == pytest.approx(report["calibration"]["ece"], abs=1e-5) and scored["nll"] is None
+    assert [b["count"] for b in scored["bins"]] == [b["count"] for b in report["calibration"]["bins"]]
+    assert f"Calibration on these images: ECE {100 * scored['ece']:.2f}%" in text
 
 
 def test_predict_streams_the_split_in_inference_chunks(run, tmp_path, capsys, monkeypatch):
