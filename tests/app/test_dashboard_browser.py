@@ -1213,7 +1213,8 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
         _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
         driver.js("document.getElementById('score-button').click()")
         wait_for(scored, 30, interval=0.2, what="scores shown")
-        assert driver.js(state) == [7, run["cache_id"], "Score"]  # summary, calibration, match, table; matrix, note, gallery
+        # summary, calibration, match, table; matrix, note, gallery
+        assert driver.js(state) == [7, run["cache_id"], "Score"]
         assert driver.js("return document.getElementById('score-calibration').textContent").startswith(
             "Calibration on these images: ECE ")
         driver.js(pick.format("score-cache", "ch_unlabelled"))
