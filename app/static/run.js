@@ -353,16 +353,26 @@
   /** Both runs' shipped probes on the same images (a Comparison with scored_on): the sentence with the deltas'
    * intervals and the discordant images, then each headline metric of both and its paired delta. */
   function shippedNodes(c, names) {
-    const rows = ["overall", "balanced", ...GROUPS].map((key) => {
+    const rows = ["overall", "balanced", ...GROUPS, "worst_class"].filter((key) => c.metrics[key]).map((key) => {
       const m = c.metrics[key];
-      return h("tr", { "data-metric": key }, h("td", {}, key), h("td", { class: "num" }, pct(m.base)),
+      return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pct(m.base)),
         h("td", { class: "num" }, pct(m.other)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci)));
     });
+    // each class's paired Δ, the largest loss first, as mr2probe compare --features prints them (the panel had the
+    // headline metrics only; a new-user round)
+    const moved = (c.per_class || []).filter((r) => isNum(r.delta)).sort((a, b) => a.delta - b.delta || a.index - b.index);
+    const classRows = moved.slice(0, PER_CLASS_ROWS).map((r) => h("tr", { "data-class": r.name }, h("td", {}, r.name),
+      h("td", { class: "num" }, pct(r.base)), h("td", { class: "num" }, pct(r.other)),
+      h("td", { class: "num" }, deltaSpan(r.delta, r.delta_ci, r.beyond_noise))));
+    const more = moved.length > classRows.length ? h("p", { class: "muted note" },
+      `The ${classRows.length} largest losses of ${count(moved.length)} classes; mr2probe compare --features lists every class.`) : null;
     return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes on ${c.scored_on}; groups of ${names.other}.`),
       c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
       ...(c.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       table(["metric", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
-        rows, "", { id: "score-compare-table" })].filter(Boolean);
+        rows, "", { id: "score-compare-table" }),
+      classRows.length ? table(["class", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
+        classRows, "", { id: "score-compare-classes" }) : null, more].filter(Boolean);
   }
 
   function scoreNodes(s) {

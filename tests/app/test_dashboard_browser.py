@@ -1167,9 +1167,14 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
     assert f"on {got['scored_on']}" in driver.js("return document.getElementById('score-scored-on').textContent")
     cells = driver.js("return [...document.querySelectorAll('#score-compare-table tbody tr')].map((r) => "
                       "[r.dataset.metric, ...[...r.cells].slice(1, 3).map((c) => c.textContent)])")
-    keys = ["overall", "balanced", "easy", "medium", "hard"]
-    assert cells == [[k, f"{100 * got['metrics'][k]['base']:.1f}%", f"{100 * got['metrics'][k]['other']:.1f}%"]
-                     for k in keys]
+    keys = ["overall", "balanced", "easy", "medium", "hard", "worst_class"]  # the worst class too (a new-user round)
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    assert cells == [[k, pct(got["metrics"][k]["base"]), pct(got["metrics"][k]["other"])] for k in keys]
+    # and each class's paired Δ, the largest loss first, as the CLI prints them
+    classes = driver.js("return [...document.querySelectorAll('#score-compare-classes tbody tr')].map((r) => "
+                        "r.dataset.class)")
+    moved = sorted((r for r in got["per_class"] if r["delta"] is not None), key=lambda r: (r["delta"], r["index"]))
+    assert classes == [r["name"] for r in moved]
     driver.screenshot(tmp_path / "run_scores_compared.png")
 
 
