@@ -201,7 +201,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     fitted = [c for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")]
     m = len(fitted)  # the simultaneous bounds' family; the sign test's counts distinct candidates only
     tests = next((c["val_hard_sign_family"] for c in fitted if c.get("val_hard_sign_family") is not None), m)
-    family = f"the {m}" if tests == m else f"the {tests} of them that score otherwise than the reference and each other"
+    family = (f"the {m}" if tests == m else "the one of them that scores otherwise than the reference" if tests == 1
+              else f"the {tests} of them that score otherwise than the reference and each other")
     if not qualifying:
         cost = (f"within the {overall} budget of {budget}" if max_overall_drop > 0
                 else f"without costing {overall} accuracy")
