@@ -157,7 +157,7 @@
       domain: [0, 1], id: "reliability-chart", title: "reliability: accuracy against confidence, per confidence bin",
       height: 200, legend: true });
     const theirs = otherReport && otherReport.calibration;
-    return [h("p", { id: "calibration-summary" }, calibrationText(c) +
+    return [h("p", { id: "calibration-summary" }, (theirs ? `${(names || {}).main}: ` : "") + calibrationText(c) +
       (c.top_k ? ` · top-${c.top_k} accuracy ${pct(c.top_k_accuracy)} (seed mean)` : "")),
       theirs ? h("p", { id: "calibration-other", class: "muted" }, `${(names || {}).other || "compared run"}: ${calibrationText(theirs)}`) : null,
       chart,
