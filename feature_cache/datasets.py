@@ -46,8 +46,8 @@ import numpy as np
 
 from probe.report import MAX_NAME
 
-from .archives import (SYMLINKED_FOLDER, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, ArchiveLimits, DirectoryReader, TarReader,
-                       ZipReader, not_an_image, printable)
+from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, ArchiveLimits,
+                       DirectoryReader, TarReader, ZipReader, not_an_image, printable)
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
@@ -78,6 +78,7 @@ class Reader(Protocol):
     def dirs(self) -> list[str]: ...
     def read(self, name: str) -> bytes: ...
     def content_id(self, name: str) -> str: ...
+    def size(self, name: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,14 @@ Discovery = tuple[Reader, dict[str, dict[str, list[str]]], list[tuple[str, str]]
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
+def _empty(reader: Reader, name: str) -> bool:
+    """Whether a listed file holds no byte (a reader without sizes, e.g. idx, never lists one)."""
+    try:
+        return hasattr(reader, "size") and reader.size(name) == 0
+    except OSError:  # gone since the listing: the extraction says so
+        return False
+
+
 def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """A reader's files → (names but hidden ones, image names among them, skipped (source, reason) so far).
     Raises DatasetError when there is no image file."""
@@ -303,6 +312,8 @@ def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]
             skipped.append((printable(name), "hidden or metadata file"))
         elif UNPRINTABLE_CHARACTERS.search(name):
             skipped.append((printable(name), UNPRINTABLE_NAME))
+        elif _empty(reader, name):  # 400,000 empty .png files registered as images (an attack round)
+            skipped.append((name, EMPTY_FILE))
         else:
             names.append(name)
     image_names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]

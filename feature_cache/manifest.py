@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-from .archives import (NOT_REGULAR, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, FileListReader, check_member_name,
-                       is_special, not_an_image, printable)
+from .archives import (EMPTY_FILE, NOT_REGULAR, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, FileListReader,
+                       check_member_name, is_special, not_an_image, printable)
 from .errors import DatasetError, UnsafeArchive
 
 __all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair"]
@@ -142,6 +142,8 @@ def read_manifest(
                 skipped.append((name, "listed in the manifest but not found"))
             elif not (root / name).resolve().is_relative_to(root):
                 skipped.append((name, "symlink pointing outside the manifest folder"))
+            elif (root / name).stat().st_size == 0:
+                skipped.append((name, EMPTY_FILE))
             elif Path(name).suffix.lower() not in image_extensions:
                 skipped.append((name, not_an_image(name)))
             else:

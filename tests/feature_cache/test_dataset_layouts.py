@@ -322,3 +322,30 @@ def test_a_folder_holding_its_manifest_says_to_name_the_manifest(tmp_path):
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(imgs\); a probe needs at least 2 classes\. "
                                            r"A manifest here is read only when named itself: .*manifest\.csv\."):
         open_dataset(tmp_path)
+
+
+def test_empty_files_are_skipped_at_registration(tmp_path):
+    """400,000 empty .png files registered as images (an attack round): a file of 0 bytes is skipped, said so, in
+    folders, zip and tar archives and manifests."""
+    import tarfile
+
+    from feature_cache.archives import EMPTY_FILE
+
+    tree = tmp_path / "set"
+    for split in ("train", "test"):
+        for cls in ("ant", "bee"):
+            for i in range(2):
+                write_image(tree / split / cls / f"{i}.png", 5, i)
+    (tree / "train" / "ant" / "empty.png").write_bytes(b"")
+    archive, tar = tmp_path / "set.zip", tmp_path / "set.tar"
+    with zipfile.ZipFile(archive, "w") as zf, tarfile.open(tar, "w") as tf:
+        for path in sorted(tree.rglob("*.png")):
+            zf.write(path, path.relative_to(tree).as_posix())
+            tf.add(path, path.relative_to(tree).as_posix())
+    manifest = tree / "labels.csv"
+    manifest.write_text("path,label,split\n" + "".join(
+        f"{p.relative_to(tree).as_posix()},{p.parent.name},{p.parent.parent.name}\n" for p in sorted(tree.rglob("*.png"))))
+    for source in (tree, archive, tar, manifest):
+        data = open_dataset(source, val_fraction=0.0)
+        assert [name for name, why in data.skipped if why == EMPTY_FILE] == ["train/ant/empty.png"], source
+        assert sum(len(v) for v in data.splits.values()) == 8

@@ -318,7 +318,7 @@ def test_the_undecodable_file_named_belongs_to_the_class_that_lost_its_images(tm
     root = make_tree(tmp_path / "data", {"ant": 4, "bee": 4, "cat": 4}, test_counts={"ant": 2, "bee": 2, "cat": 2})
     (root / "train" / "ant" / "broken.jpg").write_text("not a picture")  # ant keeps its 4 good images
     for path in (root / "train" / "cat").iterdir():
-        path.write_bytes(b"")
+        path.write_bytes(b"not an image")
     with pytest.raises(DatasetError, match=r"'cat' in 'train'.*\(e\.g\. train/cat/") as raised:
         run(root, tmp_path / "caches", workers=1)
     assert "ant" not in str(raised.value)
@@ -328,7 +328,7 @@ def test_class_with_no_decodable_test_image_is_an_error(tmp_path):
     root = make_tree(tmp_path / "data", {"ant": 4, "bee": 4, "cat": 4}, test_counts={"ant": 2, "bee": 2, "cat": 2})
     for name in ("ant", "bee"):
         for path in (root / "test" / name).iterdir():
-            path.write_bytes(b"")
+            path.write_bytes(b"not an image")
     with pytest.raises(DatasetError, match=r"class\(es\) 'ant', 'bee' in 'test'"):
         run(root, None, out=tmp_path / "c.h5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -138,7 +138,7 @@ def test_partial_of_another_request_is_discarded(tree, tmp_path):
 
 def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     (tree / "train" / "ant" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    (tree / "test" / "cat" / "002.png").write_bytes(b"")
+    (tree / "test" / "cat" / "002.png").write_bytes(b"not an image")
     (tree / "test" / "cat" / "notes.md").write_text("# not an image")
     result = run(tree, tmp_path / "caches", workers=2)
     skipped = dict(result.skipped)
@@ -162,7 +162,7 @@ def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
 
 
 def test_a_reused_cache_reports_what_the_data_set_leaves_out_now(tree, tmp_path):
-    (tree / "test" / "cat" / "002.png").write_bytes(b"")  # fails to decode: recorded with the cache
+    (tree / "test" / "cat" / "002.png").write_bytes(b"not an image")  # fails to decode: recorded with the cache
     (tree / "test" / "cat" / "notes.md").write_text("# not an image")  # left out by the data set itself
     first = run(tree, tmp_path / "caches")
     assert sorted(source for source, _ in first.skipped) == ["test/cat/002.png", "test/cat/notes.md"]
