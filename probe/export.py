@@ -142,6 +142,9 @@ def report_markdown(report: dict) -> str:
         lines += ["", "## Confusion matrix (test)", "", _md(caption)]
         if header:
             lines += ["", *_md_table(header, rows)]
+    reliability = _reliability_rows(report)
+    if reliability:
+        lines += ["", "## Calibration of the shipped head (test)", "", *_md_table(RELIABILITY_HEADER, reliability)]
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +224,34 @@ def report_html(report: dict) -> str:
             f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
             f'<h2>Per class (test), worst first</h2>'
             f'{_bar_chart(per_class, "Per-class test accuracy, coloured by group")}'
-            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}{_html_confusion(report)}</body></html>\n')
+            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}{_html_confusion(report)}'
+            f'{_html_reliability(report)}</body></html>\n')
+
+
+def _reliability_rows(report: dict) -> list[list[str]]:
+    """The calibration's non-empty confidence bins as (bin, images, mean confidence %, accuracy %) rows."""
+    bins = (report.get("calibration") or {}).get("bins") or []
+    n = len(bins)
+    return [[f"{100 * (b['upper'] - 1 / n):.0f}–{100 * b['upper']:.0f} %", str(b["count"]), _pct(b["confidence"], 1),
+             _pct(b["accuracy"], 1)] for b in bins if b["count"]]
+
+
+RELIABILITY_HEADER = ["top-1 confidence", "test images", "mean confidence %", "accuracy %"]
+
+
+def _html_reliability(report: dict) -> str:
+    """The reliability diagram of the shipped head (the dashboard's calibration panel): each non-empty confidence
+    bin's accuracy, red where below its mean confidence (overconfident), and the table (a new-user round: the
+    exports had calibration as one sentence)."""
+    rows = _reliability_rows(report)
+    if not rows:
+        return ""
+    bins = [b for b in report["calibration"]["bins"] if b["count"]]
+    bars = [(f"{row[0]} (mean {row[2]} %)", b["accuracy"], "#c8423b" if b["accuracy"] < b["confidence"] else "#5b7db1")
+            for row, b in zip(rows, bins)]
+    return (f'<h2>Calibration of the shipped head (test)</h2>'
+            f'{_bar_chart(bars, "Accuracy per confidence bin (red: below its mean confidence)")}'
+            f'{_html_table(RELIABILITY_HEADER, rows)}')
 
 
 def _html_warnings(report: dict) -> str:

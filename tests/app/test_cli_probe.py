@@ -120,7 +120,7 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert capsys.readouterr().out.splitlines()[0].startswith("index,name,group,n_train")
     assert main(["report", str(out), "--format", "html", "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2 and "dog" in page
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3 and "dog" in page
     capsys.readouterr()
     assert main(["report", str(out), "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("# mr2probe report: mr2")

@@ -86,13 +86,15 @@ def test_html_is_self_contained_with_charts(report):
     page = report_html(report)
     parser = _Collect()
     parser.feed(page)
-    assert parser.tags.count("svg") == 2 and "table" in parser.tags
+    assert parser.tags.count("svg") == 3 and "table" in parser.tags  # groups, per class, reliability
     assert parser.urls == [] and "<script" not in page  # nothing to fetch, nothing to run
     assert re.search(r"https?://(?!www\.w3\.org/2000/svg)", page) is None
-    # One bar per class plus one per summary metric; bar length is proportional to accuracy (plot 430 px wide).
-    assert len(parser.rects) == len(NAMES) + 6
+    # One bar per class plus one per summary metric and one per non-empty confidence bin; bar length is
+    # proportional to accuracy (plot 430 px wide).
+    filled = sum(1 for b in report["calibration"]["bins"] if b["count"])
+    assert len(parser.rects) == len(NAMES) + 6 + filled
     worst = min(r["accuracy"] for r in report["per_class"])
-    assert min(parser.rects[6:]) == pytest.approx(430 * worst, abs=0.06)
+    assert min(parser.rects[6:6 + len(NAMES)]) == pytest.approx(430 * worst, abs=0.06)
     assert "cat &lt;b&gt;" in page and "<b>" not in page
     assert set(EXPORT_FORMATS) == {"md", "html"}
 
@@ -280,3 +282,18 @@ def test_a_preset_run_names_its_preset_and_every_report_its_calibration(report):
     assert "- **Preset:** disparity (loss=group_dro, select=hard): it never harmed &lt;here>" in text
     assert "<dt>Preset</dt><dd>disparity (loss=group_dro, select=hard): it never harmed &lt;here&gt;</dd>" in \
         report_html(preset)
+
+
+def test_exports_draw_the_reliability_of_the_shipped_head(report):
+    """The exports had calibration as one sentence (a new-user round): a chart and a table of each non-empty
+    confidence bin, the same counts as report.json's."""
+    bins = [b for b in report["calibration"]["bins"] if b["count"]]
+    text = report_markdown(report)
+    assert "## Calibration of the shipped head (test)" in text
+    rows = _md_table(text, "top-1 confidence")
+    assert [int(r[1]) for r in rows] == [b["count"] for b in bins]
+    assert [float(r[3]) for r in rows] == [round(100 * b["accuracy"], 1) for b in bins]
+    page = report_html(report)
+    assert "Accuracy per confidence bin" in page and page.count("<svg") == 3
+    old = {**report, "calibration": None}  # a report before calibration: no section
+    assert "Calibration of the shipped head" not in report_markdown(old) + report_html(old)
