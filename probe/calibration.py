@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import softmax
-from .uncertainty import DEFAULT_LEVEL, ZERO_TOLERANCE, Bootstrap, percentile_interval
+from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, snap_zero
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
            "reliability", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
@@ -97,8 +97,8 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     out = confidence_calibration(softmax(first).max(axis=1), first.argmax(axis=1) == labels, labels, num_classes,
                                  seed=seed, n_bins=n_bins, level=level)
     k = TOP_K if num_classes > TOP_K else None
-    return {**out, "nll": log_loss(first, labels), "top_k": k,
-            "top_k_accuracy": None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits]))}
+    top = None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits]))
+    return {**out, "nll": log_loss(first, labels), "top_k": k, "top_k_accuracy": top}
 
 
 def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: np.ndarray, num_classes: int, *,
@@ -116,19 +116,14 @@ def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: 
     resampled = np.abs(sums).sum(axis=1) / max(labels.size, 1)
     ece = expected_calibration_error(confidence, correct, n_bins)
     # the basic bootstrap interval; rounding noise (1e-14 on an all-confident, all-correct run) is 0 (an attack round)
-    lo, hi = np.clip(_zero(2 * ece - percentile_interval(resampled, level)[::-1]), 0.0, 1.0)
-    ece = float(_zero(ece))
+    lo, hi = np.clip(snap_zero(2 * ece - percentile_interval(resampled, level)[::-1]), 0.0, 1.0)
+    ece = float(snap_zero(ece))
     return {
-        "ece": ece, "ece_debiased": float(max(0.0, _zero(2 * ece - resampled.mean()))),
+        "ece": ece, "ece_debiased": float(max(0.0, snap_zero(2 * ece - resampled.mean()))),
         "ece_ci": [float(lo), float(hi)], "confidence": float(confidence.mean()), "accuracy": float(correct.mean()),
         "bins": [{"upper": (b + 1) / n_bins, "count": int(bins["count"][b]), "confidence": bins["confidence"][b],
                   "accuracy": bins["accuracy"][b]} for b in range(n_bins)],
     }
-
-
-def _zero(value):
-    """``value`` with what lies within ``probe.uncertainty.ZERO_TOLERANCE`` of 0 made 0."""
-    return np.where(np.abs(value) < ZERO_TOLERANCE, 0.0, value)
 
 
 def confidence_warning(summary: dict) -> str | None:

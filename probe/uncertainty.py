@@ -32,9 +32,9 @@ import numpy as np
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, overall_score, overall_weights
 
-__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "Bootstrap", "percentile_interval", "observed_class_accuracy",
-           "wilson_interval", "class_accuracy_interval", "sign_test", "simultaneous_lower_bounds",
-           "delta_intervals", "group_intervals", "GROUP_DRAWS"]
+__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "Bootstrap", "percentile_interval",
+           "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test",
+           "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -53,6 +53,11 @@ _CHUNK_ELEMENTS = 65_536
 ZERO_TOLERANCE = 1e-6
 
 
+def snap_zero(value):
+    """``value`` (a number or array) with what lies within ``ZERO_TOLERANCE`` of 0 made exactly 0."""
+    return np.where(np.abs(value) < ZERO_TOLERANCE, 0.0, value)
+
+
 def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:
     """Percentile interval over axis 0: ``[lo, hi]`` of shape ``(2, *samples.shape[1:])``; a bound within
     ``ZERO_TOLERANCE`` of 0 is exactly 0.
@@ -68,7 +73,7 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np
     with np.errstate(all="ignore"), warnings.catch_warnings():  # a column all nan (a class without images): nan
         warnings.simplefilter("ignore", RuntimeWarning)
         interval = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
-    return np.where(np.abs(interval) < ZERO_TOLERANCE, 0.0, interval)
+    return snap_zero(interval)
 
 
 class Bootstrap:
@@ -285,7 +290,7 @@ def simultaneous_lower_bounds(samples: np.ndarray, level: float = DEFAULT_LEVEL)
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if holds(steps[mid]) else (lo, mid - 1)
         bounds = bounds_at(steps[lo])
-    return np.where(np.abs(bounds) < ZERO_TOLERANCE, 0.0, bounds), float(steps[lo])
+    return snap_zero(bounds), float(steps[lo])
 
 
 def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DEFAULT_LEVEL) -> np.ndarray:

@@ -2,9 +2,8 @@
 (function () {
   "use strict";
   const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
-          when, deleteButton, isNum } = window.Dash;
+          when, deleteButton, isNum, num } = window.Dash;
   const POLL_MS = 2000;
-  const fixed1 = (v) => (100 * v).toFixed(1);
 
   const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
   function splitCounts(cache) {
@@ -85,7 +84,7 @@
       ["overall", "balanced", "easy", "medium", "hard"].map((k) => {
         const ci = k === "overall" ? s.overall_ci : (s.group_ci || {})[k];
         const shown = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
-        const text = shown ? `[${fixed1(ci[0])}, ${fixed1(ci[1])}]` : null;
+        const text = shown ? `[${num(100 * ci[0], 1)}, ${num(100 * ci[1], 1)}]` : null;
         return h("td", { class: "num", "data-sort": sortKey(s[k]), "data-ci": shown ? k : null,
                          title: shown ? `95 % interval over the test images: ${text} %` : null }, pct(s[k]),
           shown && (k === "overall" || k === "balanced") ? h("div", { class: "muted ci" }, text) : null);
