@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from . import __version__
 from .config import Settings, get_settings
@@ -117,6 +118,19 @@ def _jsonable_errors(errors: list[dict[str, Any]], messages: ClientMessages) -> 
 _UNPARSED_BODY = "There was an error parsing the body"  # FastAPI's 400 detail for a body it could not decode
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The ``Allow`` of a 405: every method some route answers on the path (RFC 9110). Starlette's router names the
+    first route whose path matched, so ``PUT /api/jobs`` said ``Allow: POST`` though ``GET`` is served too (an
+    attack round); ``HEAD`` wherever ``GET`` (:class:`app.middleware.HeadAsGet`)."""
+    allowed = [method for method in _METHODS
+               if any(route.matches({**request.scope, "method": "GET" if method == "HEAD" else method})[0]
+                      == Match.FULL for route in request.app.router.routes)]
+    return ", ".join(allowed)
+
+
 def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
     messages = ClientMessages(settings)
     table = _error_table()
@@ -148,7 +162,11 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
             why = "nested too deep" if isinstance(cause, RecursionError) else str(cause).split(";")[0][:200]
             return JSONResponse({"detail": f"the request body is not JSON this service reads: {why}"},
                                 status_code=422)
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405 and headers and "Allow" in headers:
+            headers = {**headers, "Allow": _allowed_methods(request)}
+            detail = f"{request.method} is not a method of {request.url.path}; it answers {headers['Allow']}"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

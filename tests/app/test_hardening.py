@@ -1040,3 +1040,15 @@ def test_a_fifo_inside_a_registered_folder_never_blocks_registration_nor_a_thumb
     assert resp.status_code == 422, resp.text
     assert resp.json()["detail"] == (f"sample {sample!r} cannot be shown: OSError: {sample!r} is not a regular file "
                                      "(a FIFO, socket, device or folder); it is not read")
+
+
+def test_a_405_names_every_method_the_path_answers(service):
+    """Starlette's Allow named the first route matching the path only: PUT /api/jobs said 'Allow: POST' though
+    GET /api/jobs is served (RFC 9110: the methods the target supports). A static file's 405 is StaticFiles' own."""
+    for method, path, allowed in (("PUT", "/api/jobs", "GET, HEAD, POST"),
+                                  ("PATCH", "/api/jobs/job_x", "GET, HEAD, DELETE"), ("POST", "/api/runs", "GET, HEAD"), ("GET", "/api/jobs/job_x/resume", "POST"),
+                                  ("HEAD", "/api/jobs/job_x/resume", "POST"), ("DELETE", "/api/health", "GET, HEAD")):
+        resp = service.request(method, path)
+        assert resp.status_code == 405 and resp.headers["allow"] == allowed, (method, path)
+        if method != "HEAD":
+            assert resp.json()["detail"] == f"{method} is not a method of {path}; it answers {allowed}"
