@@ -4,8 +4,8 @@ The rows go in one transaction (:meth:`app.store.Store.delete`), refused with a 
 running or interrupted (it resumes) uses one of them, and while a data set still has caches or a cache still has
 runs, unless ``cascade`` deletes those too. Only then are files removed, and only the service's own: a run's folder
 under ``runs/``, a cache file (with the ``.damaged`` file a damaged earlier one was renamed to) under ``caches/``,
-a data set's folder under ``caches/`` and its uploaded archive under ``uploads/``. A folder registered by path is
-the user's and is never touched. Partial extraction files are left to the start-up sweep
+a data set's folder under ``caches/`` and its uploaded archive under ``uploads/``. A folder or cache file registered
+by path is the user's and is never touched. Partial extraction files are left to the start-up sweep
 (:func:`app.cleanup.sweep_data_dir`), which knows the jobs that resume from them.
 
 A run that named a deleted run as its reference keeps its report (its groups are stored in it); the dashboard no
@@ -19,6 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from .caches import REGISTERED
 from .config import Settings
 from .status import NOUNS, InvalidTransition, JobStatus
 from .store import Store
@@ -131,7 +132,8 @@ def remove_files(settings: Settings, doomed: list[tuple[str, dict]]) -> None:
             if table == "runs":
                 _remove(Path(row["path"]), settings.runs_dir)
             elif table == "caches":
-                _remove_cache_file(Path(row["path"]), settings.caches_dir)
+                if row.get("source") != REGISTERED:
+                    _remove_cache_file(Path(row["path"]), settings.caches_dir)
             else:
                 _remove(settings.caches_dir / row["id"], settings.caches_dir)  # left over: damaged, cancelled files
                 if row["source"] == "upload":
@@ -144,6 +146,8 @@ def _notes(store: Store, doomed: list[tuple[str, dict]]) -> list[str]:
     """What a deletion left as it was, for the answer."""
     notes = [f"the folder of data set {row['id']!r} was registered by path: it is left on the server as it was"
              for table, row in doomed if table == "datasets" and row["source"] != "upload"]
+    notes += [f"the file of cache {row['id']!r} was registered by path: it is left on the server as it was"
+              for table, row in doomed if table == "caches" and row.get("source") == REGISTERED]
     for table, row in doomed:
         if table == "runs":
             users = [r["id"] for r in store.rows("SELECT id FROM runs WHERE reference_run = ? ORDER BY rowid",

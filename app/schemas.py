@@ -8,7 +8,7 @@ from fastapi import Path, Query
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
 from probe.report import MAX_NAME, UNPRINTABLE, TestCheck, Verdict
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from .status import JobStatus
 
@@ -55,6 +55,14 @@ class DatasetRegister(BaseModel):
                                    "GET /api/runs/{id}/predictions.csv); nothing trains or is scored on them")
 
 
+class CacheRegister(BaseModel):
+    """Register a finished feature cache file that lies on the server, under the configured data root."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: ServerPath = Field(..., description="the .h5 file written by `mr2probe extract` (absolute, or relative to "
+                             "the data root); the data set it was extracted from must be registered first")
+
+
 class DatasetOut(BaseModel):
     id: str
     name: str
@@ -85,6 +93,9 @@ class CacheOut(BaseModel):
                            "(predictions.csv), nothing scores or trains on them")
     counts: dict[str, Any]
     job_id: str | None
+    source: Literal["extraction", "path"] = Field(..., description="extraction: written by a job of the service "
+                                                  "(its file goes with it); path: a file registered by path (POST "
+                                                  "/api/caches), which a deletion leaves on the server")
     created_at: str
 
 
@@ -141,14 +152,28 @@ class ProbeJob(BaseModel):
 
 
 class PipelineJob(BaseModel):
-    """Extraction, then the probes in order; the first probe (ERM) is the reference run of the others."""
+    """Extraction, then the probes in order; the first probe (ERM) is the reference run of the others. With
+    ``cache_id`` instead of ``dataset_id``, the probes on a cache there already (no extraction)."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["pipeline"]
-    dataset_id: RowId
+    dataset_id: RowId | None = Field(None, description="the data set to extract (with encoder and options)")
+    cache_id: RowId | None = Field(None, description="instead of dataset_id: train the probes on this cache (one "
+                                   "registered by path with POST /api/caches, or extracted before)")
     encoder: EncoderName = "effnet-lite0"
     options: ExtractOptions = Field(default_factory=ExtractOptions)
     probes: list[ProbeConfig] = Field(..., min_length=1, max_length=MAX_PROBES)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PipelineJob":
+        if (self.dataset_id is None) == (self.cache_id is None):
+            raise ValueError("give dataset_id (extract, then the probes) or cache_id (the probes on a cache), "
+                             "exactly one of them")
+        extraction = sorted(self.model_fields_set & {"encoder", "options"})
+        if self.cache_id is not None and extraction:
+            raise ValueError(f"{extraction[0]} describes an extraction; with cache_id the cache's features are "
+                             "used as they are: leave it out")
+        return self
 
 
 JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob], Field(discriminator="kind")]

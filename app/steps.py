@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .caches import cache_file
 from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
@@ -199,7 +200,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             return ctx.store.get_run(pending)  # recorded just before the last attempt stopped
         except KeyError:
             shutil.rmtree(ctx.settings.runs_dir / pending, ignore_errors=True)  # half-written: start again
-    cache = open_cache(ctx.store.get_cache(cache_id)["path"])
+    cache = open_cache(cache_file(ctx.store.get_cache(cache_id)))
     if "head" in config:
         cfg = ProbeConfig.model_validate(config)
     else:  # a request stored before configs were resolved at submission (resumed after an upgrade)
@@ -256,18 +257,20 @@ def handle_probe(ctx: JobContext) -> dict[str, Any]:
 
 
 def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
-    """Extraction, then each probe in order; the first probe (ERM) is the others' reference run."""
+    """Extraction (unless the request names a cache), then each probe in order; the first probe (ERM) is the
+    others' reference run."""
     req = ctx.request
     done = ctx.result()
     probes: list[dict[str, Any]] = req["probes"]
-    extract_span = 0.5
+    given = req.get("cache_id")  # the probes on a cache there already: no extraction
+    extract_span = 0.0 if given else 0.5
     probe_span = (1.0 - extract_span) / len(probes)
-    cache_id = done.get("cache_id")
+    cache_id = done.get("cache_id") or given
     if cache_id is None:
         cache_id = extract_step(ctx, req["dataset_id"], req["encoder"], req.get("options") or {},
                                 0.0, extract_span)["id"]
         ctx.record(cache_id=cache_id)
-    else:
+    elif given is None:
         ctx.message(f"resuming after extraction (cache {cache_id})")
     run_ids: list[str] = list(done.get("run_ids") or [])
     for i, config in enumerate(probes):

@@ -67,7 +67,9 @@ def _from_selection(column: str):
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
 # database written before one gets it when a Store opens it.
 _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
-                  ("runs", "test_check", "TEXT", _from_selection("test_check")))
+                  ("runs", "test_check", "TEXT", _from_selection("test_check")),
+                  # "extraction": written by a job under caches/; "path": a finished file registered where it lies
+                  ("caches", "source", "TEXT NOT NULL DEFAULT 'extraction'", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -194,14 +196,14 @@ class Store:
 
     def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
                   num_features: int | None, class_names: list[str], counts: dict[str, int],
-                  job_id: str | None) -> dict[str, Any]:
+                  job_id: str | None, source: str = "extraction") -> dict[str, Any]:
         """Record a finished cache; the same file registered again returns the existing row."""
         row = self._conn().execute("SELECT id FROM caches WHERE path = ?", (path,)).fetchone()
         if row is not None:
             return self.get_cache(row["id"])
         return self._insert("caches", dict(
             id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
-            num_features=num_features, class_names=class_names, counts=counts, job_id=job_id,
+            num_features=num_features, class_names=class_names, counts=counts, job_id=job_id, source=source,
             created_at=utcnow()))
 
     def get_cache(self, cache_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, check_in_place, classes_without_message, dataset_counts, \
     is_unlabelled, open_for_extraction
 
@@ -122,7 +123,7 @@ def _cache_default_head(cache_row: dict[str, Any]) -> str:
     from feature_cache import CacheMismatch, open_cache
 
     try:
-        return open_cache(cache_row["path"]).default_head
+        return open_cache(cache_file(cache_row)).default_head
     except (CacheMismatch, FileNotFoundError) as exc:
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
 
@@ -134,7 +135,7 @@ def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
     from feature_cache import CacheMismatch, open_cache
 
     try:
-        cache = open_cache(cache_row["path"])
+        cache = open_cache(cache_file(cache_row))
         return {split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist()
                 for split in cache.splits}
     except (CacheMismatch, OSError, KeyError) as exc:
@@ -208,6 +209,30 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
                                  f"({sizes}) leave {fewest} of some class in a fit: add images, or use loss 'mr2'")
 
 
+def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, bool]],
+              reference_run: str | None = None) -> list[dict[str, Any]]:
+    """The probe configs ``(field, config, has a reference run)`` of a job on a cache, resolved and checked against
+    it: a cache of labelled images, readable (in place and unchanged where registered by path), with every class in
+    its train and test splits and validation images for each config; ``reference_run`` with its classes."""
+    cache_row = store.get_cache(cache_id)
+    if is_unlabelled(cache_row):
+        raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} holds unlabelled images: nothing to train "
+                             f"on; a finished run predicts them (GET /api/runs/{{id}}/predictions.csv?cache="
+                             f"{cache_row['id']})")
+    if reference_run:
+        _check_reference(store.get_run(reference_run), cache_row)
+    head = _cache_default_head(cache_row)
+    configs = [_probe(field, config, head, cache_row["num_features"], len(cache_row["class_names"]), referenced)
+               for field, config, referenced in probes]
+    counts = _class_counts(cache_row)
+    problem = classes_without_message(counts, cache_row["class_names"])
+    if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
+        raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
+    for config in configs:
+        _check_validation("cache_id", counts, config)
+    return configs
+
+
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
@@ -221,21 +246,12 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
         RequestInvalid: anything else that would make the job fail (422).
     """
     if job.kind == "probe":
-        cache_row = store.get_cache(job.cache_id)
-        if is_unlabelled(cache_row):
-            raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} holds unlabelled images: nothing to train "
-                                 f"on; a finished run predicts them (GET /api/runs/{{id}}/predictions.csv?cache="
-                                 f"{cache_row['id']})")
-        if job.reference_run:
-            _check_reference(store.get_run(job.reference_run), cache_row)
-        config = _probe("config", job.config, _cache_default_head(cache_row), cache_row["num_features"],
-                        len(cache_row["class_names"]), job.reference_run is not None)
-        counts = _class_counts(cache_row)
-        problem = classes_without_message(counts, cache_row["class_names"])
-        if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
-            raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
-        _check_validation("cache_id", counts, config)
+        (config,) = _on_cache(store, job.cache_id, [("config", job.config, job.reference_run is not None)],
+                              job.reference_run)
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
+    if job.kind == "pipeline" and job.cache_id is not None:  # the first probe is the others' reference
+        probes = _on_cache(store, job.cache_id, [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)])
+        return {"cache_id": job.cache_id, "probes": probes}
     dataset = store.get_dataset(job.dataset_id)
     if not Path(dataset["path"]).exists():  # the job would fail after its queue wait
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} has no files on the server any more "

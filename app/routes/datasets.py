@@ -1,5 +1,5 @@
-"""``/api/datasets`` (upload or register, list, delete) and ``/api/caches`` (feature caches written by extract jobs;
-list, delete)."""
+"""``/api/datasets`` (upload or register, list, delete) and ``/api/caches`` (feature caches written by extract jobs,
+or registered by path; list, delete)."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from ..caches import register_cache
 from ..config import Settings, get_settings
 from ..datasets import (
     UploadTooLarge,
@@ -29,8 +30,8 @@ from ..datasets import (
 )
 from ..deps import get_store, in_slot
 from ..removal import delete
-from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, DatasetOut, DatasetRegister, DeletedOut,
-                       ErrorOut, IdPath)
+from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, CacheRegister, DatasetOut,
+                       DatasetRegister, DeletedOut, ErrorOut, IdPath)
 from ..status import NotFound
 from ..store import Store
 
@@ -191,6 +192,22 @@ async def thumbnail(request: Request, dataset_id: IdPath,
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
+@router.post(
+    "/caches", response_model=CacheOut, status_code=status.HTTP_201_CREATED,
+    summary="Register a finished feature cache file on the server (extracted elsewhere, e.g. by mr2probe extract)",
+    responses={**ERROR_RESPONSES, 200: {"model": CacheOut, "description": "the same file, or a cache of the same "
+                                        "fingerprint (the same features), registered already: that cache"},
+               403: {"model": ErrorOut, "description": "path outside the data root"}},
+)
+async def create_cache(body: CacheRegister, response: Response, store: Store = Depends(get_store),
+                       settings: Settings = Depends(get_settings)) -> CacheOut:
+    path = resolve_under_root(body.path, settings.data_root)
+    row, created = await run_in_threadpool(register_cache, store, path)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _cache_out(row)
+
+
 @router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first")
 def list_caches(store: Store = Depends(get_store)) -> list[CacheOut]:
     return [_cache_out(r) for r in store.list_caches()]
@@ -203,7 +220,7 @@ def get_cache(cache_id: IdPath, store: Store = Depends(get_store)) -> CacheOut:
 
 
 @router.delete("/caches/{cache_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
-               summary="Delete a feature cache and its file")
+               summary="Delete a feature cache and its file (a file registered by path stays as it was)")
 def delete_cache(cache_id: IdPath, cascade: bool = _CASCADE, dry_run: bool = DRY_RUN,
                  store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> DeletedOut:
     return DeletedOut(**delete(store, settings, "caches", cache_id, cascade, dry_run))

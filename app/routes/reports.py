@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from ..caches import cache_file
 from ..datasets import is_unlabelled
 from ..deps import get_store, in_slot
 from ..store import Store
@@ -211,7 +212,10 @@ def _cache_path(store: Store, cache: str, scored: bool) -> str:
     if scored and is_unlabelled(row):
         raise HTTPException(422, f"cache {cache!r} holds unlabelled images: nothing to score a probe against; "
                             f"GET /api/runs/{{id}}/predictions.csv?cache={cache} lists each image's prediction")
-    return row["path"]
+    try:
+        return cache_file(row)  # a file registered by path is checked: in place, unchanged
+    except FileNotFoundError:
+        raise HTTPException(404, f"cache {cache!r} is missing on disk") from None
 
 
 def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool = True,

@@ -1,0 +1,106 @@
+"""Feature caches the service did not extract: a finished cache file registered where it lies, under the data root.
+
+An engineer extracts on another machine (``mr2probe extract``, a torchrun-sharded extraction on a GPU box) and
+brings the file to the service: ``POST /api/caches {"path": ...}`` records it as a cache of the registered data
+set it was extracted from (the data set's content fingerprint, which the file records as ``dataset_fingerprint``),
+so thumbnails and failure galleries show its images, and pipelines and probe jobs train on it like on a cache of
+their own. The file stays the user's: a deletion removes the row, never the file (``app.removal``). A file that
+changed since its registration (another fingerprint), or whose path now leads elsewhere (a symlink swapped in),
+is refused where it is used (:func:`cache_file`), never read as the features it was registered as.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .datasets import PathOutsideRoot
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["register_cache", "cache_file", "REGISTERED"]
+
+REGISTERED = "path"  # caches.source of a file registered by path ("extraction": written by a job of the service)
+_SHOWN = 5  # class names quoted in a refusal
+
+
+def _dataset_of(store: Store, cache: Any) -> dict[str, Any]:
+    """The registered data set ``cache`` was extracted from: the oldest with its content fingerprint and classes."""
+    from feature_cache import DatasetError
+
+    fingerprint = cache.attrs.get("dataset_fingerprint") or None
+    if fingerprint is None:
+        raise DatasetError(f"{cache.path.name} does not record the data set it was extracted from "
+                           "(dataset_fingerprint): it was not written by mr2probe extract")
+    classes = cache.class_names
+    for row in store.rows("SELECT * FROM datasets WHERE fingerprint = ? ORDER BY rowid", (fingerprint,)):
+        if list(row["class_names"]) == classes:
+            return row
+    shown = ", ".join(classes[:_SHOWN]) + (f" and {len(classes) - _SHOWN} more" if len(classes) > _SHOWN else "")
+    raise DatasetError(f"{cache.path.name} was extracted from a data set that is not registered here (content "
+                       f"fingerprint {fingerprint[:12]}…, {len(classes)} classes: {shown}): register the folder or "
+                       "archive it was extracted from first (POST /api/datasets, the same files), then the cache")
+
+
+def _check_readable(cache: Any) -> dict[str, int]:
+    """Rows per split, once every split's labels are class indices and every row names its image: what a job and
+    a failure gallery read (``feature_cache.FeatureCache`` raises CacheMismatch on a label out of range)."""
+    from feature_cache import CacheMismatch
+
+    for split in cache.splits:
+        cache.labels(split)
+        named = len(cache.sources(split))
+        if named != cache.split_sizes[split]:
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} names {named:,} images "
+                                f"for {cache.split_sizes[split]:,} rows of features; the cache is damaged")
+    if not cache.split_sizes.get("test"):
+        raise CacheMismatch(f"{cache.path.name} has no test image: nothing to score a probe on")
+    return {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
+
+
+def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
+    """Record the finished cache file ``path`` (resolved, under the data root); returns the row and whether it is
+    new: the same file, or a cache of the same fingerprint (the same features), is the cache already there.
+
+    Raises:
+        feature_cache.CacheMismatch: not a finished cache of this schema, or damaged (422).
+        feature_cache.DatasetError: its data set is not registered here (422).
+    """
+    from feature_cache import open_cache
+
+    cache = open_cache(path)
+    counts = _check_readable(cache)
+    same = store.rows("SELECT id FROM caches WHERE path = ? OR fingerprint = ? ORDER BY rowid",
+                      (str(path), cache.fingerprint))
+    if same:
+        return store.get_cache(same[0]["id"]), False
+    dataset = _dataset_of(store, cache)
+    row = store.add_cache(dataset_id=dataset["id"], encoder=cache.encoder, path=str(path),
+                          fingerprint=cache.fingerprint, num_features=int(cache.num_features),
+                          class_names=cache.class_names, counts=counts, job_id=None, source=REGISTERED)
+    return row, True
+
+
+def cache_file(row: dict[str, Any]) -> str:
+    """The file of a cache row, to read. A cache the service extracted is its own file; one registered by path is
+    checked first, as a data set registered by path is (``app.datasets.check_in_place``).
+
+    Raises:
+        PathOutsideRoot: its path now resolves elsewhere (a symlink swapped in for it or a folder above it; 403).
+        feature_cache.CacheMismatch: the file there now holds other features (another fingerprint; 422).
+        FileNotFoundError: the file is gone.
+    """
+    from feature_cache import CacheMismatch, open_cache
+
+    if row.get("source") != REGISTERED:
+        return row["path"]
+    stored = Path(row["path"])
+    if stored.resolve() != stored:
+        raise PathOutsideRoot(f"cache {row['id']!r} is no longer where it was registered: its file (or a folder "
+                              "above it) is now a symlink; register the cache again")
+    found = open_cache(stored).fingerprint
+    if found != row["fingerprint"]:
+        raise CacheMismatch(f"cache {row['id']!r}: its file {stored.name} changed since it was registered (it now "
+                            f"holds features of fingerprint {found[:12]}…, registered {str(row['fingerprint'])[:12]}…)"
+                            ": register it again")
+    return row["path"]

@@ -1,0 +1,122 @@
+"""Caches extracted elsewhere (``mr2probe extract`` on a GPU box), registered by path: ``POST /api/caches``, probes on
+them (a pipeline with ``cache_id``), their deletion (the file stays), and a file changed since its registration."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.commands import extract as extract_command
+from app.main import create_app
+from feature_cache import open_cache
+
+from app_testutils import ERM, MR2, make_settings, tiny_zip_bytes, wait_job
+
+
+def _extract(data, out, *extra: str) -> None:
+    """What the user ran on their own machine: ``mr2probe extract --data DATA --out OUT``."""
+    argv = ["--data", str(data), "--encoder", "effnet-lite0", "--out", str(out), "--batch-size", "8", "--workers",
+            "0", "--device", "cpu", "--no-progress", *extra]
+    parser = argparse.ArgumentParser(prog="mr2probe extract")
+    extract_command.add_arguments(parser)
+    assert extract_command.run(parser.parse_args(argv)) == 0
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """A data root with an archive of images and two caches of it the CLI wrote (seed 0 and seed 1 splits)."""
+    root = tmp_path_factory.mktemp("root")
+    (root / "images.zip").write_bytes(tiny_zip_bytes(6, 3))
+    (root / "features").mkdir()
+    _extract(root / "images.zip", root / "features" / "images.h5")
+    _extract(root / "images.zip", root / "features" / "other.h5", "--seed", "1")
+    return root
+
+
+@pytest.fixture
+def service(tmp_path, extracted):
+    root = tmp_path / "root"
+    shutil.copytree(extracted, root)
+    with TestClient(create_app(make_settings(tmp_path / "svc", data_root=root))) as client:
+        client.root = root
+        yield client
+
+
+def test_a_cache_is_registered_once_its_data_set_is_and_pipelines_train_on_it(service):
+    features = service.root / "features" / "images.h5"
+    resp = service.post("/api/caches", json={"path": "features/images.h5"})
+    assert resp.status_code == 422
+    assert resp.json()["detail"].startswith("images.h5 was extracted from a data set that is not registered here")
+    assert "3 classes: airplane, cat, ship): register the folder or archive it was extracted from" in resp.text
+    dataset = service.post("/api/datasets", json={"path": "images.zip"}).json()
+
+    resp = service.post("/api/caches", json={"path": str(features)})
+    assert resp.status_code == 201, resp.text
+    cache = resp.json()
+    assert cache["source"] == "path" and cache["dataset_id"] == dataset["id"] and cache["job_id"] is None
+    assert cache["fingerprint"] == open_cache(features).fingerprint and cache["num_features"] == 1280
+    assert cache["counts"] == {k: open_cache(features).split_sizes[k] for k in ("train", "val", "test")}
+    assert service.post("/api/caches", json={"path": "features/images.h5"}).json() == cache  # 200, the same
+    assert service.post("/api/caches", json={"path": "features/images.h5"}).status_code == 200
+
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache["id"], "probes": [ERM, MR2]})
+    assert resp.status_code == 202, resp.text
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["result"]["cache_id"] == cache["id"] and len(job["result"]["run_ids"]) == 2
+    assert not any("extract" in m["text"] for m in job["messages"])
+    assert [c["id"] for c in service.get("/api/caches").json()] == [cache["id"]]  # nothing extracted
+    erm, mr2 = job["result"]["run_ids"]
+    assert service.get(f"/api/runs/{mr2}").json()["reference_run"] == erm
+    failures = [item for name in dataset["class_names"]
+                for item in service.get(f"/api/runs/{erm}/failures", params={"class": name}).json()["items"]]
+    thumbnail = service.get(failures[0]["thumbnail_url"])  # from the registered data set's files
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+
+    resp = service.delete(f"/api/caches/{cache['id']}", params={"cascade": "true"})
+    assert resp.status_code == 200 and features.is_file()  # the user's file stays
+    assert resp.json()["notes"] == [f"the file of cache {cache['id']!r} was registered by path: it is left on the "
+                                    "server as it was"]
+
+
+def test_a_registered_file_that_changed_or_moved_is_refused_where_it_is_used(service):
+    service.post("/api/datasets", json={"path": "images.zip"})
+    features = service.root / "features" / "images.h5"
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    run_on_it = {"kind": "probe", "cache_id": cache["id"], "config": ERM}
+    moved = service.root / "moved.h5"
+    os.replace(features, moved)
+    features.symlink_to(moved)  # the same file, reached through a link: it could lead out of the data root
+    resp = service.post("/api/jobs", json=run_on_it)
+    assert resp.status_code == 403 and "no longer where it was registered" in resp.json()["detail"]
+
+    features.unlink()
+    os.replace(service.root / "features" / "other.h5", features)  # another extraction written over it
+    resp = service.post("/api/jobs", json=run_on_it)
+    assert resp.status_code == 422 and "its file images.h5 changed since it was registered" in resp.json()["detail"]
+    assert service.get("/api/jobs").json() == []
+
+
+@pytest.mark.parametrize("path, status, detail", [
+    ("/etc/passwd", 403, "is outside the data root"),
+    ("images.zip", 422, "is not a readable HDF5 feature cache"),
+    ("features", 422, "is a folder, not a cache file"),
+    ("features/missing.h5", 422, "does not exist under the data root"),
+])
+def test_what_is_not_a_finished_cache_under_the_data_root_is_refused(service, path, status, detail):
+    resp = service.post("/api/caches", json={"path": path})
+    assert resp.status_code == status and detail in resp.json()["detail"], resp.text
+    assert service.get("/api/caches").json() == []
+
+
+def test_a_pipeline_names_a_data_set_or_a_cache_and_a_cache_takes_no_extraction_options(service):
+    for body, message in (({}, "give dataset_id (extract, then the probes) or cache_id"),
+                          ({"dataset_id": "ds_x", "cache_id": "cache_x"}, "exactly one of them"),
+                          ({"cache_id": "cache_x", "encoder": "effnet-lite0"}, "encoder describes an extraction")):
+        resp = service.post("/api/jobs", json={"kind": "pipeline", "probes": [ERM], **body})
+        assert resp.status_code == 422 and message in str(resp.json()["detail"]), body
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "cache_id": "cache_x", "probes": [ERM]})
+    assert resp.status_code == 404
