@@ -14,18 +14,22 @@ schema_version       int      ``1``
 encoder              str      encoder name as given (``effnet-lite0``, ``openclip:ARCH:WEIGHTS`` ...)
 weights_sha256       str      sha256 of the weights file (of the state dict for random weights)
 preprocess           JSON     ``{"resize": [H, W], "crop": null, "interpolation": "bicubic",
-                              "mean": [..3], "std": [..3], "color": "RGB", "scale": ...}``
+                              "mean": [..3], "std": [..3], "color": "RGB", "scale": "ToTensor (pixel/255)",
+                              "resampler": "torchvision-tensor-antialias"}`` (the resize's implementation)
 feature_kind         str      which tensor is stored: ``pooled`` (global-average-pooled) or
                               ``embedding`` (CLIP image embedding)
 normalized           bool     True when features are already L2-normalised by the encoder
 default_head         str      ``linear`` or ``cosine``: the head the probe should use by default
-class_names          JSON     list of class names; a label is an index into it
+class_names          JSON     list of class names; a label is an index into it (unlabelled images,
+                              ``mr2probe extract --unlabelled``: ``["(unlabelled)"]``, every label 0, every
+                              image in ``/test``, ``split_params`` ``{"layout": "unlabelled"}``)
 dataset_fingerprint  str      sha256 of the data set content (see ``feature_cache.fingerprint``)
 fingerprint          str      sha256 of everything that decides the contents (cache identity)
 created_at           str      ISO-8601 UTC time the cache was finalised
 versions             JSON     ``{"torch", "timm", "open_clip", "h5py", "mr2probe"}`` versions
 skipped              JSON     list of ``[source, reason]`` for files left out (corrupt, not images)
 split_params         JSON     ``{"layout", "val_fraction", "test_fraction", "seed", "max_per_class"}``
+encoder_warning      str      what the encoder warned of when it extracted (random weights), or empty
 precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); absent in
                               caches written before it was recorded (fp32 on a CPU, fp16 on CUDA)
 ==================== ======== ===================================================================
@@ -393,13 +397,15 @@ class FeatureCache:
         counts = np.bincount(self.labels(split), minlength=self.num_classes)
         return [name for name, n in zip(self.class_names, counts) if n == 0]
 
-    def provenance(self, name: str | None = None) -> dict[str, str | None]:
+    def provenance(self, name: str | None = None) -> dict[str, Any]:
         """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint,
-        encoder and extractor, the fingerprint of its data set's content, and ``name``, the cache as the caller
-        knows it (a path, the service's cache id)."""
+        encoder and extractor, the fingerprint of its data set's content, ``name``, the cache as the caller knows
+        it (a path, the service's cache id), and how its features are computed (weights, preprocessing, kind)."""
         return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name,
                 "dataset": self.attrs.get("dataset_fingerprint") or None,
-                "warning": self.attrs.get("encoder_warning") or None}
+                "warning": self.attrs.get("encoder_warning") or None,
+                **{key: self.attrs.get(key) for key in ("weights_sha256", "preprocess", "feature_kind",
+                                                        "normalized")}}
 
     def sources(self, split: str) -> list[str]:
         """Path of every sample of ``split`` inside the data set."""

@@ -27,6 +27,7 @@ class ResidualLinearAdapter(nn.Module):
     """φ ↦ φ + A φ, A ∈ R^{d×d}, A₀ = 0."""
 
     name = "linear"
+    FORWARD = "x = x + x @ adapter.A.T"  # in terms of the saved tensors (head.json's "forward")
 
     def __init__(self, num_features: int, rank: int | None = None) -> None:
         super().__init__()
@@ -43,6 +44,7 @@ class LowRankAdapter(nn.Module):
     """φ ↦ φ + U (V φ), U ∈ R^{d×r} zero at start, V ∈ R^{r×d} random."""
 
     name = "lowrank"
+    FORWARD = "x = x + (x @ adapter.V.T) @ adapter.U.T"
 
     def __init__(self, num_features: int, rank: int | None = None) -> None:
         super().__init__()
@@ -61,6 +63,8 @@ class BottleneckMLPAdapter(nn.Module):
     """φ ↦ φ + U GELU(V φ + b), V ∈ R^{r×d}, U ∈ R^{d×r} zero at start."""
 
     name = "mlp"
+    FORWARD = ("x = x + gelu(x @ adapter.down.weight.T + adapter.down.bias) @ adapter.U.T, gelu the exact (erf) "
+               "GELU")
 
     def __init__(self, num_features: int, rank: int | None = None) -> None:
         super().__init__()
@@ -77,6 +81,11 @@ class BottleneckMLPAdapter(nn.Module):
 
 def list_adapters() -> list[str]:
     return list(ADAPTERS)
+
+
+def forward_text(name: str) -> str:
+    """How adapter ``name`` maps the features x with its saved tensors (``FORWARD``)."""
+    return globals()[get_adapter_spec(name).factory].FORWARD
 
 
 def create_adapter(name: str, num_features: int, rank: int | None = None) -> nn.Module:

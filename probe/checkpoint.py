@@ -82,6 +82,28 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def _forward(state: dict[str, Any]) -> dict[str, Any]:
+    """head.json's ``forward``: how the saved tensors turn features into probabilities, step by step, for code that
+    does not import this package (a user's own inference: an outside round found the format undocumented, the
+    cosine head's learned scale only as a log in the tensors, and the post-hoc bias's place ambiguous)."""
+    from .adapters import forward_text as adapter_forward
+    from .heads import forward_text as head_forward
+
+    steps = ["x = the features (n, d) as float32, of the extractor the run's report.json names (features: "
+             "encoder, preprocess, feature_kind)"]
+    if state["adapter"] is not None:
+        steps.append(adapter_forward(state["adapter"]["name"]))
+    steps += [head_forward(state["head"]["name"]),
+              "logits = logits + bias of posthoc_bias.json, where the run ships one (after the head's scale)",
+              "probabilities = softmax(logits) over the classes in class_names order; predicted = argmax, "
+              "confidence = its probability"]
+    out: dict[str, Any] = {"steps": steps}
+    log_scale = state["head"]["tensors"].get("log_scale")
+    if log_scale is not None:  # the cosine head's scale as trained (head.options.logit_scale is where it began)
+        out["logit_scale"] = float(math.exp(float(log_scale)))
+    return out
+
+
 def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
                      class_names: list[str] | None = None) -> Path:
     """Write a trainer's parameters and fitted state (``ProbeTrainer._get_fitted_state()``) to ``path`` (a
@@ -118,6 +140,7 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
         **{name: _floats(state[name]) for name in ("gamma", "r2", "spread")},
         "class_counts": [int(c) for c in state["class_counts"]],
         "history": _floats(state["history"]),
+        "forward": _forward(state),
     }
     _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, ensure_ascii=False)))

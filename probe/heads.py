@@ -29,6 +29,9 @@ __all__ = ["HEADS", "HeadSpec", "LinearHead", "CosineHead", "create_head", "get_
 class LinearHead(nn.Module):
     """z = W φ + b (``bias=False`` drops b). Weights start at zero-mean normal(0, 0.01)."""
 
+    # the logits in terms of the saved tensors (head.json's "forward", for code that does not import this package)
+    FORWARD = "logits = x @ head.weight.T + head.bias (head.bias absent with bias=false: logits = x @ head.weight.T)"
+
     name = "linear"
     normalizes = False
 
@@ -71,6 +74,9 @@ class LinearHead(nn.Module):
 
 class CosineHead(nn.Module):
     """Logits s·cos(w_k, φ) = s·w̃_kᵀφ̃ with features and class weights L2-normalised; s fixed or learnable."""
+
+    FORWARD = ("logits = exp(head.log_scale) * normalize(x) @ normalize(head.weight).T, normalize dividing each row "
+               "by max(its L2 norm, 1e-12); no bias")
 
     name = "cosine"
     normalizes = True
@@ -130,6 +136,11 @@ class CosineHead(nn.Module):
 
 def list_heads() -> list[str]:
     return list(HEADS)
+
+
+def forward_text(name: str) -> str:
+    """How head ``name`` computes its logits from the features x and its saved tensors (``FORWARD``)."""
+    return head_class(name).FORWARD
 
 
 def head_class(name: str) -> type[nn.Module]:

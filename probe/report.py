@@ -428,6 +428,16 @@ class FeatureSource(_Model):
                                    "not scored on the same test images (null in older reports)")
     warning: Optional[str] = Field(None, description="what the encoder warned of when it extracted these features "
                                    "(random weights: they mean nothing for a probe); null when nothing")
+    # how to compute such features for new images outside this package (the cache's root attributes; an outside
+    # round shipping a probe found them nowhere in the run, and timm's own preprocessing flipped a third of its
+    # predictions): null in older reports
+    weights_sha256: Optional[str] = Field(None, description="sha256 of the encoder's weights")
+    preprocess: Optional[dict[str, Any]] = Field(None, description="the image preprocessing before the encoder "
+                                                 "(resize, crop, interpolation, resampler, scale, mean, std, colour "
+                                                 "mode; README \"HDF5 feature cache\")")
+    feature_kind: Optional[str] = Field(None, description="pooled (the encoder's pooled output before any "
+                                        "classifier) or embedding (a CLIP image embedding)")
+    normalized: Optional[bool] = Field(None, description="whether the features were L2-normalised when stored")
 
     def describe(self) -> str:
         shown = self.fingerprint if len(self.fingerprint) <= 12 else self.fingerprint[:12] + "…"  # cut, said so
@@ -718,9 +728,10 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
         first = report.posthoc.per_seed[0]
         (run_dir / "posthoc_bias.json").write_text(json.dumps(
             {"objective": report.posthoc.objective, "seed": first.seed, "bias": first.bias,
-             "applied": first.applied is not False,
-             "note": "add to the logits of head.safetensors (first seed) before argmax (all 0 when not applied: "
-                     "the bias failed its out-of-sample check)"}, indent=2),
+             "class_names": list(report.class_names), "applied": first.applied is not False,
+             "note": "add to the logits of head.safetensors (first seed; after a cosine head's scale) before the "
+                     "softmax: the predicted class and its confidence both come from the biased logits (all 0 when "
+                     "not applied: the bias failed its out-of-sample check); head.json's forward.steps"}, indent=2),
             encoding="utf-8")
     tmp = run_dir / "report.json.tmp"
     tmp.write_text(report_json(report), encoding="utf-8")

@@ -233,7 +233,10 @@ def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path)
         encoder="tiny", weights_sha256="ab" * 32, preprocess={"resize": [16, 16]}, feature_kind="pooled",
         normalized=True)
     assert one.provenance("a.h5") == {"fingerprint": "ef" * 32, "encoder": "tiny", "extractor": one.extractor,
-                                      "cache": "a.h5", "dataset": "cd" * 32, "warning": None}
+                                      "cache": "a.h5", "dataset": "cd" * 32, "warning": None,
+                                      # how such features are computed: what a user's own inference needs
+                                      "weights_sha256": "ab" * 32, "preprocess": {"resize": [16, 16]},
+                                      "feature_kind": "pooled", "normalized": True}
     assert two.provenance()["dataset"] == "00" * 32  # other images: what compare refuses to pair
     changes = [{"encoder": "tiny2"}, {"weights_sha256": "ac" * 32}, {"preprocess": {"resize": [32, 32]}},
                {"feature_kind": "tokens"}, {"normalized": False}]

@@ -90,6 +90,9 @@ def test_the_unguarded_bias_says_so(biased_run):
     assert report["posthoc"]["guard"] is False
     assert all(seed["applied"] for seed in report["posthoc"]["per_seed"])
     assert "and applied to every seed unchecked (posthoc_guard off); out of sample" in report["selection"]["reason"]
+    shipped = json.loads((biased_run / "posthoc_bias.json").read_text())  # for code that does not read the report
+    assert shipped["class_names"] == NAMES and shipped["bias"] == report["posthoc"]["per_seed"][0]["bias"]
+    assert "after a cosine head's scale) before the softmax: the predicted class and its confidence" in shipped["note"]
 
 
 def _without_posthoc(run_dir):
