@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CachePredictions", "predict_cache", "reproduces", "compare_on_cache", "CSV_COLUMNS", "csv_rows"]
+__all__ = ["CachePredictions", "predict_cache", "reproduces", "compare_on_cache", "CSV_COLUMNS", "csv_rows",
+           "predicted_summary", "scores_summary"]
 
 # One row per image of `mr2probe predict --out` and GET /api/runs/{id}/predictions.csv
 CSV_COLUMNS = ("index", "source", "true", "predicted", "confidence", "correct")
@@ -37,6 +38,28 @@ class CachePredictions:
         rows = np.flatnonzero(self.labels >= 0)
         return rows, Predictions(self.labels[rows], self.predicted[rows][None, :], self.confidence[rows],
                                  [self.sources[i] for i in rows])
+
+
+def predicted_summary(probe, got: "CachePredictions") -> dict[str, Any]:
+    """How many of the images went to each class (``probe.deploy.predicted_shares``), how many predictions are
+    unsure, and what could not be checked: ``mr2probe predict --json`` on unlabelled images and the API's
+    ``/predicted`` (which adds where it predicted); the CLI's lacked ``unsure`` and ``warnings`` (a shipping round)."""
+    from probe.deploy import predicted_shares, unsure_predictions
+
+    return {"images": len(got.predicted), "unsure": unsure_predictions(got.confidence), "warnings": list(got.warnings),
+            "predicted": predicted_shares(got.predicted, got.confidence, probe.class_names)}
+
+
+def scores_summary(run_dir, probe, got: "CachePredictions", split: str) -> tuple[Any, dict[str, Any]]:
+    """``(scores, beside)``: ``probe.deploy.Scores`` of the predictions against the cache's labels, and beside them
+    the images, what could not be checked and, on the run's own test split, on how many images they equal its
+    report (``reproduces``): ``mr2probe predict --json`` on labelled images and the API's ``/scores`` (which adds
+    where it scored)."""
+    from probe.deploy import score_predictions
+
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence)
+    return scores, {"images": len(got.labels), "warnings": list(got.warnings),
+                    "matches_report": reproduces(run_dir, probe, got, split)}
 
 
 def csv_rows(got: "CachePredictions", class_names: list[str]):

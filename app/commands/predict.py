@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, reproduces
+from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
 from . import check_out_apart
 
 # What a summary cut at --limit classes says of the rest.
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe.deploy import RunProbe, predicted_shares, score_predictions
+    from probe.deploy import RunProbe
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -59,18 +59,18 @@ def run(args: argparse.Namespace) -> int:
         _write_csv(Path(args.out), got, probe.class_names)
     for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    head = {"run_id": probe.run_id, "split": args.split, "images": len(got.labels), "labelled": got.labelled}
+    head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled}
     if not got.labelled:
-        shares = predicted_shares(got.predicted, got.confidence, probe.class_names)
-        print(json.dumps({**head, "predicted": [s.model_dump(mode="json") for s in shares]}, indent=2) if args.json
-              else _unlabelled_summary(args, probe, shares, got.confidence))
+        summary = predicted_summary(probe, got)
+        print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
+                         indent=2) if args.json else _unlabelled_summary(args, probe, summary["predicted"],
+                                                                         got.confidence))
         return 0
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence)
-    check = reproduces(args.run_dir, probe, got, args.split)
+    scores, beside = scores_summary(args.run_dir, probe, got, args.split)
     if args.json:
-        print(json.dumps({**head, **scores.model_dump(mode="json"), "matches_report": check}, indent=2))
+        print(json.dumps({**head, **scores.model_dump(mode="json"), **beside}, indent=2))
     else:
-        print(_summary(args, probe, scores, len(got.labels), check))
+        print(_summary(args, probe, scores, beside["images"], beside["matches_report"]))
     return 0
 
 

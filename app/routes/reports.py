@@ -198,12 +198,10 @@ async def run_predicted(request: Request, run_id: IdPath, cache: str = CacheQuer
 
 
 def _predicted_shares(store: Store, run_id: str, cache: str, split: str) -> PredictedOut:
-    from probe.deploy import predicted_shares, unsure_predictions
+    from ..shipped import predicted_summary
 
     _, probe, got = _predicted(store, run_id, cache, split, scored=False)
-    return PredictedOut(run_id=run_id, cache_id=cache, split=split, images=len(got.predicted),
-                        unsure=unsure_predictions(got.confidence), warnings=got.warnings,
-                        predicted=predicted_shares(got.predicted, got.confidence, probe.class_names))
+    return PredictedOut(run_id=run_id, cache_id=cache, split=split, **predicted_summary(probe, got))
 
 
 def _cache_path(store: Store, cache: str, scored: bool) -> str:
@@ -247,14 +245,11 @@ def _predictions_csv(store: Store, run_id: str, cache: str, split: str, probabil
 
 
 def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
-    from probe.deploy import score_predictions
-
-    from ..shipped import reproduces
+    from ..shipped import scores_summary
 
     run, probe, got = _predicted(store, run_id, cache, split)
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence)
-    return ScoresOut(**scores.model_dump(), run_id=run_id, cache_id=cache, split=split, images=len(got.labels),
-                     warnings=got.warnings, matches_report=reproduces(run["path"], probe, got, split))
+    scores, beside = scores_summary(run["path"], probe, got, split)
+    return ScoresOut(**scores.model_dump(), **beside, run_id=run_id, cache_id=cache, split=split)
 
 
 def _shipped(run: dict):
