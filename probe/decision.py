@@ -133,11 +133,13 @@ def _frontier_entry(params: dict, scores: dict, delta: dict) -> dict:
             "val_hard_delta_ci": [delta["hard"]["lo"], delta["hard"]["hi"]]}
 
 
-def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list[int]], family: int) -> None:
+def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list[int]], family: int,
+                    hard_images: int) -> None:
     """Add to each scored candidate's frontier entry the simultaneous lower bounds of its hard-third and overall
     differences (:func:`probe.uncertainty.simultaneous_lower_bounds` over all 2m rows of the m candidates),
     its hard-class changes and their sign test, Bonferroni-adjusted over the ``family`` distinct ones
-    (:func:`_distinct`): what :func:`probe.selection.choose_safe` decides on."""
+    (:func:`_distinct`), and the ``hard_images`` that test reads: what :func:`probe.selection.choose_safe` decides
+    on."""
     if not entries:
         return
     m = len(entries)
@@ -146,7 +148,7 @@ def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list
         entry.update(val_hard_delta_simultaneous_lo=float(bounds[j]),
                      val_overall_delta_simultaneous_lo=float(bounds[m + j]), val_hard_changed=[fixed, broken],
                      val_hard_sign_p=min(1.0, max(family, 1) * sign_test(fixed, broken)),
-                     val_hard_sign_family=family)
+                     val_hard_sign_family=family, val_hard_images=hard_images)
 
 
 def _distinct(vectors: list[np.ndarray], reference: np.ndarray) -> int:
@@ -208,7 +210,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
             samples.append(resampled)
             changes.append(fit.hard_changes(vector))
             vectors.append(vector)
-    _joint_evidence(entries, samples, changes, _distinct(vectors, reference))
+    _joint_evidence(entries, samples, changes, _distinct(vectors, reference), int(fit.hard_samples.sum()))
     scored = [dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"}) for entry in frontier]
     index, verdict, reason = choose_safe(scored, reference_index, max_overall_drop / 100.0,
                                          "balanced" if overall_metric == "balanced" else "overall")

@@ -131,6 +131,9 @@ class FrontierPoint(_Model):
         None, description="how many tests the sign test's Bonferroni counts: the fitted candidates that score "
         "otherwise than the reference, those scoring exactly alike on every sample counted once (group DRO's small "
         "η scored as one another); null in reports before it, which counted every fitted candidate")
+    val_hard_images: Optional[NonNegativeInt] = Field(
+        None, description="the validation images the hard-class sign test reads (the cross-fitted hard third's): "
+        "with too few, no candidate can pass it (probe.selection.sign_test_reachable); null in reports before it")
     failed: Optional[str] = None
     chosen: bool = False
     reference: bool = False

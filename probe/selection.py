@@ -157,6 +157,24 @@ def hard_gain_holds(c: dict) -> bool:
     return c["val_hard_delta_simultaneous_lo"] > 0 and fixed > broken and c["val_hard_sign_p"] <= SIGN_TEST_ALPHA
 
 
+def sign_test_reachable(hard_images: int | None, tests: int) -> str:
+    """An empty string when the adjusted sign test can pass with ``hard_images`` validation images of the hard
+    classes, else a sentence saying it cannot: even all of them fixed and none broken gives p = tests · 2 · 2⁻ⁿ,
+    above ``SIGN_TEST_ALPHA`` below n = ⌈log₂(2 · tests / alpha)⌉ (8 images and 14 tests: p = 0.11). A new-user
+    round on a 3-class set read "no safe improvement" as a near miss when no candidate could ever have passed."""
+    if hard_images is None:
+        return ""
+    tests = max(tests, 1)
+    best = min(1.0, tests * sign_test(hard_images, 0))
+    if best <= SIGN_TEST_ALPHA:
+        return ""
+    needed = math.ceil(math.log2(2 * tests / SIGN_TEST_ALPHA))
+    return (f"With {hard_images} validation image{'s' if hard_images != 1 else ''} of the hard classes no candidate "
+            f"could pass the sign test: all of them fixed and none broken gives p = {best:.2g} after Bonferroni over "
+            f"{tests}; it takes at least {needed} (more validation images of the hard classes, or fewer "
+            "candidates). ")
+
+
 def _bound_key(c: dict) -> tuple[float, float]:
     return c["val_hard_delta_simultaneous_lo"], c["val_overall_delta_simultaneous_lo"]
 
@@ -211,7 +229,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
             f"{overall} difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
-            f"{family}). {_closest_miss(candidates, reference_index, max_overall_drop, m, family, overall)}This run "
+            f"{family}). {sign_test_reachable(fitted[0].get('val_hard_images') if fitted else None, tests)}"
+            f"{_closest_miss(candidates, reference_index, max_overall_drop, m, family, overall)}This run "
             f"keeps the reference configuration ({describe_params(candidates[reference_index])})."
         )
     index = max(qualifying, key=lambda i: (*_bound_key(candidates[i]), -i))

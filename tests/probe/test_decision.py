@@ -166,6 +166,29 @@ def test_four_fixed_images_and_none_broken_are_not_an_improvement_however_tight_
 
 
 
+def test_a_hard_third_too_small_for_the_sign_test_is_said_so():
+    """3 classes, 8 validation images in the hardest: all 8 fixed and none broken is p = 2/256 alone, 0.11 over 14
+    distinct candidates, so no candidate could ever pass; the verdict read as a near miss (a new-user round)."""
+    from probe.selection import sign_test_reachable
+
+    assert sign_test_reachable(8, 14) == (
+        "With 8 validation images of the hard classes no candidate could pass the sign test: all of them fixed and "
+        "none broken gives p = 0.11 after Bonferroni over 14; it takes at least 10 (more validation images of the "
+        "hard classes, or fewer candidates). ")
+    assert sign_test_reachable(10, 14) == "" and sign_test_reachable(6, 1) == "" and sign_test_reachable(None, 3) == ""
+    assert sign_test_reachable(5, 1).startswith("With 5 validation images") and "at least 6 " in \
+        sign_test_reachable(5, 1)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), [40, 40, 6])
+    ref = (rng.random(labels.size) < np.array([0.9, 0.8, 0.3])[labels]).astype(float)
+    cands = [np.where(labels == 2, 1.0, ref)] + [np.where(rng.random(labels.size) < 0.2, 1 - ref, ref)
+                                                  for _ in range(5)]
+    d = decide([{"lr": i} for i in range(7)], [ref, *cands], 0, labels, ["a", "b", "c"])
+    hard = d.frontier[1]["val_hard_images"]
+    assert d.verdict == "no_safe_improvement" and 0 < hard <= 6 and d.frontier[0].get("val_hard_images") is None
+    assert f"With {hard} validation images of the hard classes no candidate could pass the sign test" in d.reason
+
+
 def test_the_sign_tests_bonferroni_counts_distinct_candidates_only():
     """24 group-DRO candidates were about 6 distinct ones on a small set, and the sign test's adjustment divided by
     24 (a new-user round): candidates scoring exactly alike count once, one scoring as the reference not at all."""
