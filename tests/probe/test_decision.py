@@ -267,4 +267,11 @@ def test_tied_accuracies_split_between_thirds_are_said():
         "class index, so those classes' thirds, and their stability, say nothing about them apart.")
     edge = np.r_[np.ones(3), 0.9, 0.9, np.linspace(0.8, 0.2, 7)]  # 0.9 tied, one each side: the ordinary edge
     assert tied_across_thirds(edge, assign_groups(edge)) is None
+    hard_edge = np.r_[np.linspace(1.0, 0.6, 7), 0.5, 0.5, 0.4, 0.3, 0.2]  # 0.5 tied across the hard third's edge
+    assert tied_across_thirds(hard_edge, assign_groups(hard_edge)) == (
+        "Tied validation accuracies span thirds (2 at 50.0 % (1 medium / 1 hard)): the ranking split each tie by "
+        "class index, so those classes' thirds, and their stability, say nothing about them apart.")
+    two = np.array([0.7667, 0.7667])  # K = 2: one easy, one hard, by class order
+    assert tied_across_thirds(two, assign_groups(two)).startswith(
+        "Tied validation accuracies span thirds (2 at 76.7 % (1 easy / 1 hard))")
     assert tied_across_thirds(np.linspace(0, 1, 12), assign_groups(np.linspace(0, 1, 12))) is None
