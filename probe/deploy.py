@@ -236,6 +236,16 @@ def unsure_predictions(confidence: np.ndarray) -> int:
     return int((np.asarray(confidence) < UNSURE_BELOW).sum())
 
 
+def unsure_note(num_classes: int) -> str | None:
+    """Why the unsure count says nothing for a probe of ``num_classes``: with 2 the top class always has at least
+    50 % (a new-user round on a binary task read "0 of 10 below 50 %" with predictions at 51.8 %); else None."""
+    if num_classes > 1 / UNSURE_BELOW:
+        return None
+    return (f"with {num_classes} classes every prediction has at least {100 / num_classes:.0f} % confidence, so none "
+            f"counts as unsure (below {100 * UNSURE_BELOW:.0f} %): sort the predictions by confidence to review the "
+            "least sure")
+
+
 def predicted_shares(predicted: np.ndarray, confidence: np.ndarray, class_names: list[str]) -> list[PredictedShare]:
     """Each class's predictions (``predicted`` (n,) indices into ``class_names``, ``confidence`` (n,)): count,
     share and mean confidence, most predicted first (ties in class order); classes never predicted included."""

@@ -136,10 +136,11 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> 
     if never:
         lines.append(f"Never predicted: {', '.join(never[:10])}{' …' if len(never) > 10 else ''} ({len(never)} of "
                      f"{len(shares)} classes).")
-    from probe.deploy import UNSURE_BELOW, unsure_predictions
+    from probe.deploy import UNSURE_BELOW, unsure_note, unsure_predictions
 
+    note = unsure_note(len(shares))
     lines.append(f"{unsure_predictions(confidence):,} of {len(confidence):,} predictions below "
-                 f"{100 * UNSURE_BELOW:.0f} % confidence.")
+                 f"{100 * UNSURE_BELOW:.0f} % confidence" + (f" ({note})." if note else "."))
     if args.out:
         lines.append(f"Predictions written to {args.out}")
     return "\n".join(lines)

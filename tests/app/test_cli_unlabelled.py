@@ -95,3 +95,21 @@ def test_nothing_trains_scores_or_compares_on_unlabelled_images(shipped, tmp_pat
     assert "no labels to score a probe against" in capsys.readouterr().err
     assert main(["predict", str(run), "--features", str(out), "--split", "train"]) == 2
     assert "split 'train' of" in (err := capsys.readouterr().err) and "holds no image (an unlabelled cache holds" in err
+
+
+def test_the_unsure_count_of_a_binary_probe_says_why_it_is_0():
+    """With 2 classes the top class always has at least 50 %: "0 of 10 below 50 %" with predictions at 51.8 % read
+    as confident ones (a new-user round); the summary of the CLI and the API says why."""
+    from types import SimpleNamespace
+
+    from app.shipped import predicted_summary
+    from probe.deploy import unsure_note
+
+    assert unsure_note(3) is None and unsure_note(10) is None
+    assert unsure_note(2) == ("with 2 classes every prediction has at least 50 % confidence, so none counts as "
+                              "unsure (below 50 %): sort the predictions by confidence to review the least sure")
+    got = SimpleNamespace(predicted=np.array([0, 1, 0]), confidence=np.array([0.518, 0.542, 0.9]), warnings=["w"])
+    binary = predicted_summary(SimpleNamespace(class_names=["cat", "dog"]), got)
+    assert binary["unsure"] == 0 and binary["warnings"] == ["w", unsure_note(2)]
+    three = predicted_summary(SimpleNamespace(class_names=["a", "b", "c"]), got)
+    assert three["warnings"] == ["w"] and [s.n for s in three["predicted"]] == [2, 1, 0]

@@ -186,3 +186,4 @@ def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, capl
     assert f"replacing the run in {out}" in caplog.text
     assert second.posthoc is None and not (out / "posthoc_bias.json").exists()
     assert RunProbe.load(out).posthoc is None
+
