@@ -59,7 +59,8 @@ def small_split_warning(labels: np.ndarray, class_names: list[str], split: str =
         return None
     named = ", ".join(f"{class_names[i]} ({counts[i]})" for i in small[:5]) + (" ..." if len(small) > 5 else "")
     measured = counts[counts > 0]
-    text = (f"Small {split} split: {len(small)} of {len(class_names)} classes have fewer than {minimum} {split} "
+    text = (f"Small {split} split: {len(small)} of {len(class_names)} classes "
+            f"{'has' if len(small) == 1 else 'have'} fewer than {minimum} {split} "
             f"images ({named}); one image moves a class's accuracy by up to "
             f"{100 / (measured.min() if measured.size else 1):.3g} points, so differences and groups are "
             "noisy — read the intervals.")

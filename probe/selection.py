@@ -271,7 +271,8 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
     hard_only = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0]
     if hard_only:
         c = max(hard_only, key=lambda c: c["val_overall_delta_simultaneous_lo"])
-        return (f"{len(hard_only)} passed the hard-third bound but cost {overall} accuracy beyond the budget; the "
+        beyond = f"beyond the budget of {100 * max_overall_drop:g} pt" if max_overall_drop > 0 else "(no budget)"
+        return (f"{len(hard_only)} passed the hard-third bound but cost {overall} accuracy {beyond}; the "
                 f"closest, {describe_params(c)}, has {'a' if overall == 'balanced' else 'an'} {overall} bound of "
                 f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt. ")
     c = closest_candidate(fitted)

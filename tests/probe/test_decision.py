@@ -71,6 +71,8 @@ def test_small_split_warning():
     assert small_split_warning(np.repeat(np.arange(3), 60), ["x", "y", "z"]) is None
     text = small_split_warning(np.array([0] * 60 + [1] * 10 + [2] * 49), ["x", "y", "z"])
     assert "2 of 3 classes have fewer than 50 validation images (y (10), z (49))" in text
+    assert "1 of 3 classes has fewer than 50 validation images (z (49))" in small_split_warning(
+        np.array([0] * 60 + [1] * 50 + [2] * 49), ["x", "y", "z"])
     assert "one image moves a class's accuracy by up to 10 points" in text and "without any" not in text
 
 

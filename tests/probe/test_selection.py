@@ -120,8 +120,11 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     assert ("). 2 passed both bounds but not the sign test; the best, lr=0.2, fixed 4 and broke 0 hard-class "
             "images (p=0.12 alone, 0.12 after Bonferroni over the 4). This run keeps") in reason
     reason = choose_safe([ref, one_of_many, costly], 0)[2]
-    assert ("). 1 passed the hard-third bound but cost overall accuracy beyond the budget; the closest, lr=0.3, "
+    assert ("). 1 passed the hard-third bound but cost overall accuracy (no budget); the closest, lr=0.3, "
             "has an overall bound of -0.1 pt. This run keeps") in reason
+    assert "1 passed the hard-third bound but cost overall accuracy beyond the budget of 0.05 pt; the closest" in \
+        choose_safe([ref, one_of_many, _cand(0.3, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01],
+                                             val_overall_delta_simultaneous_lo=-0.001 - 0.0005)], 0, 0.0005)[2]
     # none passed a bound: the closest named with its deltas and its bound (a new-user round: only the demo said it)
     assert ("Bonferroni over the 1). The closest, lr=0.1, moved the val hard third +2.0 pt [+0.4, +3.6] at overall "
             "+0.0 pt [+0.0, +1.0] (within noise); its hard-third lower bound over the 1 is -0.2 pt. This run keeps"
