@@ -1,4 +1,5 @@
-/* "/launch": upload an archive or register a server-side folder (or pick a registered data set), choose the
+/* "/launch": upload an archive or register a server-side folder (or pick a registered data set, or a feature cache
+   extracted already: one of the service's or a cache file on the server registered here, POST /api/caches), choose the
    encoder, head, preset, overall-accuracy budget and what "overall" means, start the pipeline (ERM reference + the chosen preset),
    watch it, cancel it, and land on the report. "/launch?job={id}" watches an existing job.
    The choices (encoders, heads, presets) come from GET /launch/choices, i.e. from the registries. */
@@ -10,7 +11,7 @@
   const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "epochs"];  // across a form rebuild
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
-  const FIELD_OF = { dataset_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
+  const FIELD_OF = { dataset_id: "dataset", cache_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
                      head: "head", preset: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", epochs: "limits" };
 
   function field(label, input, key, hint) {
@@ -74,12 +75,22 @@
     });
   }
 
-  function buildForm(choices, datasets) {
+  /** A cache's line in the picker: its data set, encoder, images and where it came from. */
+  function cacheLabel(c, datasets) {
+    const ds = datasets.find((d) => d.id === c.dataset_id);
+    const images = Object.values(c.counts || {}).reduce((a, b) => a + (Number(b) || 0), 0);
+    return `${ds ? ds.name : c.dataset_id} · ${c.encoder} · ${c.id}, ${count(images)} images`
+      + (c.source === "path" ? " (registered file)" : "");
+  }
+
+  function buildForm(choices, datasets, caches) {
     const source = datasets.length ? "existing" : "upload";
     const radio = (value, label) => h("label", { class: "radio" },
       h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
     // the newest labelled data set first chosen: an unlabelled one greys out the probes (a new-user round)
     const first = (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts)) || datasets[0] || {}).id;
+    // caches a probe trains on: labelled images with a train split (not unlabelled ones, not a test set alone)
+    const labelledCaches = caches.filter((c) => c.labelled !== false && Number((c.counts || {}).train) > 0);
     const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
       h("option", { value: d.id, selected: d.id === first ? "selected" : null },
         `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
@@ -101,19 +112,26 @@
     form = h("form", { id: "launch-form", novalidate: "novalidate" },
       h("fieldset", {}, h("legend", {}, "1 · Images"),
         h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
-          radio("path", "a folder on the server")),
+          radio("path", "a folder on the server"), radio("cache", "features extracted already")),
         h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
         h("div", { class: "source-pane", "data-source": "upload" },
           h("input", { type: "file", id: "archive", accept: ".zip,.tar,.tar.gz,.tgz" }),
           h("div", { class: "hint" }, "zip / tar / tar.gz of class folders: train/<class>/*.jpg and test/<class>/*.jpg, or one tree that is split for you.")),
         h("div", { class: "source-pane", "data-source": "path" },
           h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
+        h("div", { class: "source-pane", "data-source": "cache" },
+          labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
+            labelledCaches.map((c, i) => h("option", { value: c.id, selected: i === 0 ? "selected" : null }, cacheLabel(c, datasets))))
+            : h("p", { class: "muted" }, "No labelled feature cache yet."),
+          h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
+          h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "
+            + "images-per-class cap do not apply. A file extracted elsewhere needs its data set registered here first.")),
         h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: 200 }),
           h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
             " unlabelled images (any folders, no classes): extract them, then a finished run predicts them")),
         h("div", { class: "field-error", id: "err-dataset", role: "alert" }),
         h("div", { id: "upload-progress", hidden: "hidden" }, progressBar(0), h("span", { class: "muted" }, " uploading…"))),
-      h("fieldset", {}, h("legend", {}, "2 · Encoder"),
+      h("fieldset", { class: "extraction-only" }, h("legend", {}, "2 · Encoder"),
         h("datalist", { id: "encoder-list" }, choices.encoders.map((e) => h("option", { value: e.pattern }))),
         h("div", { class: "fields" },
           field("Encoder", encoder, "encoder", "One of: " + choices.encoders.map((e) => e.pattern).join(", ")))),
@@ -135,6 +153,9 @@
     const sync = () => {
       const value = form.querySelector("input[name=source]:checked").value;
       form.querySelectorAll(".source-pane").forEach((p) => { p.hidden = !p.dataset.source.split(" ").includes(value); });
+      // features extracted already: nothing to extract, so no encoder and no cap on the images per class
+      form.querySelectorAll("fieldset.extraction-only").forEach((f) => { f.disabled = value === "cache"; });
+      form.querySelector("#max-per-class").disabled = value === "cache";
     };
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
     form.addEventListener("change", () => syncUnlabelled(form, datasets));
@@ -146,6 +167,7 @@
   /** Unlabelled images (an upload or folder ticked so, or a registered data set of them) are only extracted. */
   function extractsOnly(form, datasets) {
     const source = form.querySelector("input[name=source]:checked").value;
+    if (source === "cache") return false;  // only labelled caches with a train split are offered
     if (source !== "existing") return form.querySelector("#unlabelled").checked;
     const id = (form.querySelector("#dataset-select") || {}).value;
     const dataset = datasets.find((d) => d.id === id);
@@ -196,9 +218,9 @@
 
   const intOrNull = (id) => { const v = document.getElementById(id).value.trim(); return v === "" ? null : Number(v); };
 
-  /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe; for unlabelled
-   * images, their extraction only. */
-  function jobBody(datasetId, extractOnly) {
+  /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe, after the
+   * data set's extraction or on the cache `cacheId`; for unlabelled images, their extraction only. */
+  function jobBody(datasetId, extractOnly, cacheId) {
     if (extractOnly) return { kind: "extract", dataset_id: datasetId, encoder: document.getElementById("encoder").value.trim() };
     const headName = document.getElementById("head").value, preset = document.getElementById("preset").value;
     const budget = Number(document.getElementById("budget").value || 0);  // points
@@ -213,8 +235,23 @@
     const probes = [{ ...common, loss: "ce" }];
     // max_overall_drop only when set: servers before the budget option refuse unknown fields.
     if (preset) probes.push({ ...common, preset, ...(budget ? { max_overall_drop: budget } : {}) });
+    if (cacheId) return { kind: "pipeline", cache_id: cacheId, probes };
     return { kind: "pipeline", dataset_id: datasetId, encoder: document.getElementById("encoder").value.trim(),
              options: cap !== null ? { max_per_class: cap } : {}, probes };
+  }
+
+  /** The cache the probes train on: the one picked, or a cache file on the server registered now (POST /api/caches:
+   * the same file again is the same cache). */
+  async function resolveCache(form) {
+    const path = document.getElementById("cache-path").value.trim();
+    const picked = (document.getElementById("cache-select") || {}).value;
+    try {
+      if (path) return (await sendJSON("/api/caches", "POST", { path })).id;
+      if (!picked) throw new ApiError(0, "choose a feature cache, or enter the path of a cache file on the server");
+      return picked;
+    } catch (e) {
+      throw Object.assign(e, { step: "dataset" });
+    }
   }
 
   async function resolveDataset(form) {
@@ -291,11 +328,12 @@
   // ---- page -----------------------------------------------------------------------------------------
   async function render(main) {
     const params = new URLSearchParams(location.search);
-    const [choices, datasets] = await Promise.all([getJSON("/launch/choices"), getJSON("/api/datasets")]);
+    const [choices, datasets, caches] = await Promise.all([getJSON("/launch/choices"), getJSON("/api/datasets"),
+      getJSON("/api/caches")]);
     const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
     let stop = () => {};
     const mount = (list) => {
-      const form = buildForm(choices, list);
+      const form = buildForm(choices, list, caches);
       form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form, list); });
       return form;
     };
@@ -306,8 +344,10 @@
       let datasetId = null;
       try {
         const extractOnly = extractsOnly(form, list);
-        datasetId = await resolveDataset(form);
-        const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId, extractOnly));
+        const onCache = form.querySelector("input[name=source]:checked").value === "cache";
+        const cacheId = onCache ? await resolveCache(form) : null;
+        datasetId = onCache ? null : await resolveDataset(form);
+        const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId, extractOnly, cacheId));
         history.replaceState(null, "", `/launch?job=${enc(accepted.id)}`);
         stop(); stop = watch(accepted.id, panel, true);
         panel.scrollIntoView({ block: "start" });  // the form's button is far below the job's progress

@@ -568,6 +568,49 @@ def test_launch_form_registers_a_server_folder(driver, launch_service, tmp_path)
     assert driver.url() == f"{base}/runs/{job['result']['run_ids'][0]}"  # ERM only: nothing to compare with
 
 
+def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_service, tmp_path):
+    """Features extracted already: a cache file the CLI wrote on another machine, registered from the form (POST
+    /api/caches), and the probes train on it without an extraction; the encoder and the cap do not apply."""
+    if not launch_service.launched:
+        pytest.skip("runs after test_launch_form_takes_an_upload_to_the_report (one job at a time)")
+    import argparse
+
+    from app.commands import extract as extract_command
+
+    base, root = launch_service.base, launch_service.settings.data_root
+    archive = _shapes_zip(root / "shapes-again.zip")  # the bytes uploaded by the first launch test
+    parser = argparse.ArgumentParser()
+    extract_command.add_arguments(parser)
+    assert extract_command.run(parser.parse_args(
+        ["--data", str(archive), "--out", str(root / "elsewhere.h5"), "--batch-size", "8", "--workers", "0",
+         "--device", "cpu", "--no-progress", "--val-fraction", "0.25"])) == 0
+    before = httpx.get(base + "/api/caches").json()
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-cache').click()")
+    assert driver.js("return document.querySelector('.source-pane[data-source=cache]').hidden") is False
+    assert driver.js("return Array.from(document.querySelectorAll('#cache-select option')).map(o => o.value)") == \
+        ["", *(c["id"] for c in before)]  # the first launch's cache, picked by default
+    assert driver.js("return document.querySelector('fieldset.extraction-only').disabled")
+    assert driver.js("return document.getElementById('max-per-class').disabled")
+    assert driver.js("return Launch.jobBody(null, false, 'cache_x')") == {
+        "kind": "pipeline", "cache_id": "cache_x", "probes": [{"loss": "ce"}, {"preset": "disparity"}]}
+    _value(driver, "cache-path", "elsewhere.h5")
+    _value(driver, "epochs", "2")
+    driver.screenshot(tmp_path / "launch_cache.png")
+    driver.js("document.getElementById('launch-submit').click()")
+    wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') && "
+                               "document.querySelector('main').dataset.ready === 'run'"), 600, interval=0.5,
+             what="report page after the pipeline on the cache")
+    caches = {c["source"]: c for c in httpx.get(base + "/api/caches").json()}
+    assert caches["path"]["dataset_id"] == launch_service.launched["dataset"]
+    job = httpx.get(base + "/api/jobs").json()[0]
+    assert job["request"] == {"cache_id": caches["path"]["id"], "probes": job["request"]["probes"]}
+    assert job["status"] == "succeeded" and job["result"]["cache_id"] == caches["path"]["id"]
+    erm, disparity = job["result"]["run_ids"]
+    assert driver.url() == f"{base}/runs/{disparity}?compare={erm}"
+    driver.screenshot(tmp_path / "launch_cache_report.png")
+
+
 def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_service, tmp_path):
     base = launch_service.base
     skewed = _shapes_zip(tmp_path / "skewed.zip", n_train={"red": 12, "green": 6, "blue": 3}, n_test=2)
