@@ -27,6 +27,7 @@ class CachePredictions:
     warnings: list[str]
     labelled: bool = True  # False: unlabelled images (every label UNKNOWN_CLASS, every name ""), nothing to score
     probabilities: Any = None  # (n, K) float32 every class's softmax probability, when asked for
+    truth: Any = None  # probe.deploy.TrueClass of labelled images: NLL and top-k of the scores
 
     def known(self) -> tuple[Any, Any]:
         """``(rows, predictions)``: the rows of the images of classes the run has (the others are no one's mistakes
@@ -59,7 +60,7 @@ def scores_summary(run_dir, probe, got: "CachePredictions", split: str) -> tuple
     where it scored)."""
     from probe.deploy import score_predictions
 
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence)
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence, got.truth)
     return scores, {"images": len(got.labels), "warnings": list(got.warnings),
                     "matches_report": reproduces(run_dir, probe, got, split)}
 
@@ -94,7 +95,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     import numpy as np
 
     from feature_cache import open_cache
-    from probe.deploy import UNKNOWN_CLASS
+    from probe.deploy import UNKNOWN_CLASS, TrueClass
     from probe.report import FeatureSource
 
     cache = open_cache(path)
@@ -126,10 +127,12 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          f"is {cells:,} numbers, over the {max_cells:,} this service returns: use `mr2probe predict "
                          "--probabilities` on the cache, or leave probabilities out")
     proba = [np.empty((len(labels), len(p.class_names)), np.float32) if probabilities else None for p in probes]
+    truths = [TrueClass(mapping[labels]) if labelled else None for _, mapping in checked]
     with cache.reading(split) as features:  # read one inference chunk at a time, never the whole split
-        predicted = [probe.predict_with_confidence(features, out) for probe, out in zip(probes, proba)]
-    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled, out)
-            for got, (warnings, mapping), out in zip(predicted, checked, proba)]
+        predicted = [probe.predict_with_confidence(features, out, truth)
+                     for probe, out, truth in zip(probes, proba, truths)]
+    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled, out, truth)
+            for got, (warnings, mapping), out, truth in zip(predicted, checked, proba, truths)]
 
 
 def _own_cache(probe, source) -> bool:

@@ -33,7 +33,7 @@ from .metrics import softmax
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, snap_zero
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
-           "reliability", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
+           "reliability", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
            "confidence_warning"]
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
@@ -69,22 +69,29 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     return float(np.abs(gap).sum() / confidence.size)
 
 
-def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean −log softmax(logits)_y (natural log), from the logits (no probability rounds to 0 and gives inf)."""
+def true_class_terms(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, what :func:`log_loss` and :func:`top_k_accuracy` read of its label: ``(loss, above)``, −log
+    softmax(logits)_y (natural log, from the logits: no probability rounds to 0 and gives inf) and how many logits
+    are above the label's (a label whose own logit is not finite counts every class above it: NaN compared with
+    nothing, and it was counted as a hit; a statistics review). Row by row, so that scoring a split one inference
+    chunk at a time gives what the whole split does."""
     z = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     top = z.max(axis=1)
     lse = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-    return float(np.mean(lse - z[np.arange(len(labels)), labels]))
+    own = z[np.arange(len(labels)), labels]
+    above = np.where(np.isfinite(own), (z > own[:, None]).sum(axis=1), z.shape[1])
+    return lse - own, above
+
+
+def log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean −log softmax(logits)_y (natural log; :func:`true_class_terms`)."""
+    return float(np.mean(true_class_terms(logits, labels)[0]))
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """The fraction of rows whose label's logit has fewer than ``k`` logits above it (a row whose own logit is not
-    finite is a miss: NaN compared with nothing, and counted as a hit; a statistics review)."""
-    z = np.asarray(logits)
-    labels = np.asarray(labels, dtype=np.int64)
-    own = z[np.arange(len(labels)), labels]
-    return float(np.mean(((z > own[:, None]).sum(axis=1) < k) & np.isfinite(own)))
+    """The fraction of rows whose label's logit has fewer than ``k`` logits above it (:func:`true_class_terms`)."""
+    return float(np.mean(true_class_terms(logits, labels)[1] < k))
 
 
 def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_classes: int, *, seed: int = 0,

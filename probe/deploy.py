@@ -27,13 +27,38 @@ from .posthoc import PosthocLogitBias
 from .report import Calibration, FeatureSource, Num, NumList, load_report
 from .uncertainty import wilson_interval
 
-__all__ = ["RunProbe", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
+__all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
            "UNKNOWN_CLASS", "PROBE_FILES"]
 
 UNKNOWN_CLASS = -1  # label_map's index of a class name the run does not have
 # The files a run's probe ships in (GET /api/runs/{id}/probe.zip): RunProbe.load needs the first three;
 # posthoc_bias.json (only with a post-hoc bias) holds the bias for code that does not read the report.
 PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json")
+
+
+@dataclass
+class TrueClass:
+    """Each row's true class among a probe's (``UNKNOWN_CLASS``: one it does not have) and, once
+    :meth:`RunProbe.predict_with_confidence` has filled them chunk by chunk, what the calibration reads of it
+    (``probe.calibration.true_class_terms``): ``loss``, −log p(true class), and ``above``, how many classes scored
+    above it (NaN / −1 on rows of unknown classes). Scores on new images had no NLL or top-k, which need more than
+    the top-1 confidence (a shipping round)."""
+
+    labels: np.ndarray
+    loss: np.ndarray = None  # type: ignore[assignment]
+    above: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.loss, self.above = np.full(len(self.labels), np.nan), np.full(len(self.labels), -1, dtype=np.int64)
+
+    def fill(self, start: int, logits: np.ndarray) -> None:
+        """The rows ``start ..`` of ``logits`` (a chunk)."""
+        from .calibration import true_class_terms
+
+        rows = start + np.flatnonzero(self.labels[start:start + len(logits)] != UNKNOWN_CLASS)
+        if rows.size:
+            self.loss[rows], self.above[rows] = true_class_terms(logits[rows - start], self.labels[rows])
 
 
 @dataclass
@@ -85,12 +110,13 @@ class RunProbe:
         """Predicted class indices (n,) into :attr:`class_names`."""
         return self.decision_function(features).argmax(axis=1)
 
-    def predict_with_confidence(self, features, probabilities: np.ndarray | None = None
-                                ) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_confidence(self, features, probabilities: np.ndarray | None = None,
+                                truth: TrueClass | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted class indices (n,) and each prediction's softmax probability (n,) float32 (the report's
         ``confidence``), computed one inference chunk of the trainer at a time: a large split never holds its
         (n, K) logits, and every row meets the same products as in the run. ``probabilities``, an (n, K) array
-        when given, is filled with every class's (:meth:`predict_proba`, chunk by chunk)."""
+        when given, is filled with every class's (:meth:`predict_proba`, chunk by chunk), and ``truth`` with what
+        the calibration reads of each row's true class."""
         from .trainer import _chunk_rows
 
         n = len(features)
@@ -103,6 +129,8 @@ class RunProbe:
             confidence[start:start + rows] = proba.max(axis=1)
             if probabilities is not None:
                 probabilities[start:start + rows] = proba
+            if truth is not None:
+                truth.fill(start, logits)
         return predicted, confidence
 
     def check_features(self, source: FeatureSource | dict | None, num_features: int) -> list[str]:
@@ -176,20 +204,36 @@ class Scores(BaseModel):
         f"(scikit-learn's confusion_matrix); null past {SCORED_CONFUSION_CLASSES} classes")
     calibration: Optional[Calibration] = Field(
         None, description="the shipped head's calibration on the scored images (probe.calibration."
-        "confidence_calibration: ECE with its interval, confidence against accuracy, reliability bins; no NLL or "
-        "top-k, which need every class's probability); null when no confidence was given")
+        "confidence_calibration: ECE with its interval, confidence against accuracy, reliability bins; NLL and "
+        "top-k when the true classes' logits were read, TrueClass); null when no confidence was given")
 
 
 def _ci(successes: float, trials: int) -> list[float] | None:
     return None if trials == 0 else wilson_interval(successes, trials).tolist()
 
 
+def _scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray, num_classes: int,
+                        truth: tuple[np.ndarray, np.ndarray] | None) -> Calibration:
+    """The calibration of predictions on images of known classes: from the top-1 ``confidence``, and NLL and top-k
+    from ``truth``, :class:`TrueClass`'s ``(loss, above)`` of the same rows, when given."""
+    from .calibration import TOP_K, confidence_calibration
+
+    out = confidence_calibration(confidence, predicted == labels, labels, num_classes)
+    if truth is None:
+        return Calibration(**out, nll=None)
+    k = TOP_K if num_classes > TOP_K else None
+    return Calibration(**out, nll=float(np.mean(truth[0])), top_k=k,
+                       top_k_accuracy=None if k is None else float(np.mean(truth[1] < k)))
+
+
 def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
-                      unknown_names: list[str] | None = None, confidence: np.ndarray | None = None) -> Scores:
+                      unknown_names: list[str] | None = None, confidence: np.ndarray | None = None,
+                      truth: TrueClass | None = None) -> Scores:
     """Score ``predicted`` (n,) class indices against ``labels`` (n,) indices into ``class_names``, where
     ``UNKNOWN_CLASS`` marks an image of a class the probe does not know; ``unknown_names`` (n,) name those
     images' classes (for :attr:`Scores.unknown`); with the top-1 ``confidence`` (n,), the calibration on the
-    images of known classes (a new-user round: scores on new images had none)."""
+    images of known classes (a new-user round: scores on new images had none), with NLL and top-k from ``truth``
+    (filled by :meth:`RunProbe.predict_with_confidence` on the same rows)."""
     labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     known = labels != UNKNOWN_CLASS
     unknown: dict[str, int] = {}
@@ -209,10 +253,8 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     stray = full[k]  # the unknown classes' row: where their images went (a precision the matrix alone left unexplained)
     calibration = None
     if confidence is not None and n:
-        from .calibration import confidence_calibration
-
-        calibration = Calibration(**confidence_calibration(np.asarray(confidence)[known], predicted[known] ==
-                                                           labels[known], labels[known], k), nll=None)
+        calibration = _scored_calibration(np.asarray(confidence)[known], predicted[known], labels[known], k,
+                                          None if truth is None else (truth.loss[known], truth.above[known]))
     return Scores(calibration=calibration, n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
                   balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown,
                   unknown_predicted={class_names[j]: int(c) for j, c in enumerate(stray[:k]) if c},

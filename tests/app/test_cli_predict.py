@@ -67,7 +67,11 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     # the calibration of the scored images, here the report's own (a new-user round: scores had none)
     assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)["calibration"]
-    assert scored["ece"] == pytest.approx(report["calibration"]["ece"], abs=1e-5) and scored["nll"] is None
+    assert scored["ece"] == pytest.approx(report["calibration"]["ece"], abs=1e-5)
+    # NLL and top-k from the true classes' logits, read chunk by chunk (they were null: a shipping round)
+    assert scored["nll"] == pytest.approx(report["calibration"]["nll"], rel=1e-5)
+    assert (scored["top_k"], scored["top_k_accuracy"]) == (report["calibration"]["top_k"],
+                                                           report["calibration"]["top_k_accuracy"])
     assert [b["count"] for b in scored["bins"]] == [b["count"] for b in report["calibration"]["bins"]]
     assert f"Calibration on these images: ECE {100 * scored['ece']:.2f}%" in text
 

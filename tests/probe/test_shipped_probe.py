@@ -187,3 +187,27 @@ def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, capl
     assert second.posthoc is None and not (out / "posthoc_bias.json").exists()
     assert RunProbe.load(out).posthoc is None
 
+
+
+def test_scores_on_new_images_have_the_nll_and_top_k_of_scikit_learn():
+    """A shipping round: scores on new labelled images had no NLL (null) and no top-k, which need the true class's
+    logit; TrueClass reads them chunk by chunk, leaving out images of classes the probe does not have."""
+    from sklearn.metrics import log_loss, top_k_accuracy_score
+
+    from probe.deploy import UNKNOWN_CLASS, TrueClass, score_predictions
+    from probe.metrics import softmax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (300, 7))
+    labels = rng.integers(0, 7, 300)
+    labels[::10] = UNKNOWN_CLASS  # a class the run does not have: not scored
+    truth = TrueClass(labels)
+    for start in range(0, 300, 64):  # as predict_with_confidence fills it, one inference chunk at a time
+        truth.fill(start, logits[start:start + 64])
+    proba, known = softmax(logits), labels != UNKNOWN_CLASS
+    scores = score_predictions(labels, logits.argmax(axis=1), list("abcdefg"), ["z"] * 300, proba.max(axis=1), truth)
+    assert scores.calibration.nll == pytest.approx(log_loss(labels[known], proba[known], labels=range(7)))
+    assert scores.calibration.top_k == 5 and scores.calibration.top_k_accuracy == pytest.approx(
+        top_k_accuracy_score(labels[known], logits[known], k=5, labels=range(7)))
+    assert score_predictions(labels, logits.argmax(axis=1), list("abcdefg"), None, proba.max(axis=1)
+                             ).calibration.nll is None  # the top-1 confidence alone: no NLL
