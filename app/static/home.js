@@ -103,7 +103,8 @@
 
   // A data set or cache goes with what depends on it (cascade=true): the confirmation lists them from the server.
   function cacheDelete(c, ctx) {
-    return deleteButton(`Delete feature cache ${c.id} (${c.encoder}, ${count(cacheImages(c))} images) and the runs on it?`,
+    const file = c.source === "path" ? " Its file was registered by path: it stays on the server as it is." : "";
+    return deleteButton(`Delete feature cache ${c.id} (${c.encoder}, ${count(cacheImages(c))} images) and the runs on it?${file}`,
       `/api/caches/${enc(c.id)}?cascade=true`, ctx.refresh, "×");
   }
 
@@ -119,7 +120,11 @@
       h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, d.labelled === false ? "unlabelled" : String(d.class_names.length)),
       h("td", { class: "num", "data-col": "images" }, count(d.num_images)),
       h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
-        h("span", { "data-cache": c.id, title: splitCounts(c) }, `${c.encoder}: ${count(cacheImages(c))}`,
+        h("span", { "data-cache": c.id, title: splitCounts(c) + (c.source === "path" ? " · a file registered by path" : "") },
+          `${c.encoder}: ${count(cacheImages(c))}${c.source === "path" ? " (file)" : ""}`,
+          c.labelled !== false && Number((c.counts || {}).train) > 0
+            ? h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch", title: "train probes on these features" }, " train")
+            : null,
           cacheDelete(c, ctx))]).flat()
         : h("span", { class: "muted" }, "not extracted yet")),
       h("td", {}, d.source), h("td", { "data-col": "registered" }, when(d.created_at)),

@@ -83,8 +83,9 @@
       + (c.source === "path" ? " (registered file)" : "");
   }
 
-  function buildForm(choices, datasets, caches) {
-    const source = datasets.length ? "existing" : "upload";
+  function buildForm(choices, datasets, caches, cacheId) {
+    // /launch?cache=ID (a cache's "train" link on the home page): that cache, picked
+    const source = cacheId ? "cache" : datasets.length ? "existing" : "upload";
     const radio = (value, label) => h("label", { class: "radio" },
       h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
     // the newest labelled data set first chosen: an unlabelled one greys out the probes (a new-user round)
@@ -121,7 +122,7 @@
           h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
         h("div", { class: "source-pane", "data-source": "cache" },
           labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
-            labelledCaches.map((c, i) => h("option", { value: c.id, selected: i === 0 ? "selected" : null }, cacheLabel(c, datasets))))
+            labelledCaches.map((c, i) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : i === 0) ? "selected" : null }, cacheLabel(c, datasets))))
             : h("p", { class: "muted" }, "No labelled feature cache yet."),
           h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
           h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "
@@ -333,7 +334,7 @@
     const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
     let stop = () => {};
     const mount = (list) => {
-      const form = buildForm(choices, list, caches);
+      const form = buildForm(choices, list, caches, params.get("cache"));
       form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form, list); });
       return form;
     };

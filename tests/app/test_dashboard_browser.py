@@ -609,6 +609,16 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     erm, disparity = job["result"]["run_ids"]
     assert driver.url() == f"{base}/runs/{disparity}?compare={erm}"
     driver.screenshot(tmp_path / "launch_cache_report.png")
+    # the home page marks the registered file and links each labelled cache to the form, with that cache picked
+    _open(driver, base + "/", "home")
+    chip = f"tr[data-dataset] [data-cache='{caches['path']['id']}']"
+    wait_for(lambda: driver.js(f"return document.querySelector(\"{chip}\") !== null"), 30, what="cache listed")
+    assert "(file)" in driver.js(f"return document.querySelector(\"{chip}\").textContent")
+    link = driver.js(f"return document.querySelector(\"{chip} a.cache-launch\").getAttribute('href')")
+    assert link == f"/launch?cache={caches['path']['id']}"
+    _open(driver, base + link, "launch")
+    assert driver.js("return document.getElementById('source-cache').checked")
+    assert driver.js("return document.getElementById('cache-select').value") == caches["path"]["id"]
 
 
 def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_service, tmp_path):
