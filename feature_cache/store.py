@@ -431,11 +431,19 @@ def open_cache(path: str | Path) -> FeatureCache:
         raise FileNotFoundError(f"cache file {path} does not exist.")
     try:
         with h5py.File(path, "r") as h5:
-            attrs = {key: _decode_attr(path, key, value) for key, value in h5.attrs.items()}
-            sizes = {s: int(h5[s]["features"].shape[0]) for s in SPLITS if s in h5}
-            width = {int(h5[s]["features"].shape[1]) for s in SPLITS if s in h5}
-    except OSError as exc:
-        raise CacheMismatch(f"{path} is not a readable HDF5 feature cache ({exc}).") from exc
+            # every attribute read before any is decoded: an exception raised while h5py's attrs.items() generator
+            # was suspended left h5py's global lock held by that generator, which the traceback kept alive, and
+            # the next h5py call of any thread waited forever: the service hung on every route (an attack round)
+            names = list(h5.attrs)
+            raw = {key: h5.attrs[key] for key in names}
+            shapes = {s: tuple(h5[s]["features"].shape) for s in SPLITS if s in h5}
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # not HDF5; a split without a features dataset
+        raise CacheMismatch(f"{path} is not a readable HDF5 feature cache ({exc}).") from None
+    attrs = {key: _decode_attr(path, key, value) for key, value in raw.items()}
+    if any(len(shape) != 2 for shape in shapes.values()):
+        raise CacheMismatch(f"{path} is incomplete or malformed: features that are not (rows, width) arrays.")
+    sizes = {s: int(shape[0]) for s, shape in shapes.items()}
+    width = {int(shape[1]) for shape in shapes.values()}
     if attrs.get("schema_version") != SCHEMA_VERSION:
         raise CacheMismatch(
             f"{path} has schema_version {attrs.get('schema_version')!r}; this version reads {SCHEMA_VERSION}."

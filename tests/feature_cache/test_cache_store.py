@@ -247,3 +247,29 @@ def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path)
         seen.add(cache.extractor)
     bare = {k: v for k, v in ATTRS.items() if k != "weights_sha256"}  # written outside an extraction
     assert open_cache(write_cache(tmp_path / "d.h5", splits(rng), ["a", "b", "c"], bare)).extractor is None
+
+
+def test_a_damaged_attribute_leaves_h5py_usable_from_every_thread(tmp_path):
+    """open_cache decoded the attributes while iterating h5py's attrs.items(), a generator that holds h5py's global
+    lock; the decoding error left it suspended, kept alive by the traceback, and the next h5py call of any other
+    thread waited forever: after one 422 the service hung on every route (an attack round)."""
+    import shutil
+    import threading
+
+    good = write_cache(tmp_path / "good.h5", splits(np.random.default_rng(0)), ["a", "b", "c"], ATTRS)
+    shutil.copy(good, tmp_path / "bad.h5")
+    with h5py.File(tmp_path / "bad.h5", "r+") as h5:
+        h5.attrs["class_names"] = "{not json"
+    with pytest.raises(CacheMismatch, match="'class_names' is not valid JSON") as refused:
+        open_cache(tmp_path / "bad.h5")
+    widths = []
+    other = threading.Thread(target=lambda: widths.append(open_cache(good).num_features), daemon=True)
+    other.start()
+    other.join(30)
+    assert widths == [5] and refused.value is not None  # the refusal (and its traceback) still alive here
+    with h5py.File(good, "r") as src, h5py.File(tmp_path / "flat.h5", "w") as h5:  # features not (rows, width)
+        for key in list(src.attrs):
+            h5.attrs[key] = src.attrs[key]
+        h5.create_dataset("train/features", data=np.zeros(4))
+    with pytest.raises(CacheMismatch, match="not \\(rows, width\\) arrays"):
+        open_cache(tmp_path / "flat.h5")
