@@ -43,6 +43,8 @@ def _hard_present(accuracy: np.ndarray) -> list[int]:
     half ranked hardest there (``assign_groups`` puts nan last), and a class of one validation image filled the hard
     set of the half it is not in, however easy (a review)."""
     present = np.flatnonzero(~np.isnan(accuracy))
+    if present.size == 0:  # a half without images (one validation image per class, --cv 0): no hard third there
+        return []
     return [int(present[i]) for i in assign_groups(accuracy[present])["hard"]]
 
 

@@ -164,6 +164,10 @@ def sign_test_reachable(hard_images: int | None, tests: int) -> str:
     round on a 3-class set read "no safe improvement" as a near miss when no candidate could ever have passed."""
     if hard_images is None:
         return ""
+    if hard_images == 0:  # each class's images split in two, one half ranking, the other measuring
+        return ("No validation image of the hard classes was left to measure them on once the thirds were ranked "
+                "(the decision ranks them on one half of each class's validation images and measures the other: a "
+                "class needs 2), so no candidate could show a gain: give validation more images (or leave --cv on). ")
     tests = max(tests, 1)
     best = min(1.0, tests * sign_test(hard_images, 0))
     if best <= SIGN_TEST_ALPHA:
@@ -279,9 +283,10 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
     if c is None:
         return ""
     hard, change = (format_delta(c[f"val_{k}_delta"], c[f"val_{k}_delta_ci"]) for k in ("hard", "overall"))
-    word = overall
-    return (f"The closest, {describe_params(c)}, moved the val hard third {hard} at {word} {change}; its "
-            f"hard-third lower bound over the {m} is {signed_points(c['val_hard_delta_simultaneous_lo'])} pt. ")
+    bound = c["val_hard_delta_simultaneous_lo"]
+    bound = "" if bound is None or not math.isfinite(bound) else (
+        f"; its hard-third lower bound over the {m} is {signed_points(bound)} pt")
+    return f"The closest, {describe_params(c)}, moved the val hard third {hard} at {overall} {change}{bound}. "
 
 
 def scores_as_reference(candidate: dict) -> bool:

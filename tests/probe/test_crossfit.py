@@ -64,3 +64,17 @@ def test_a_class_absent_from_a_half_never_fills_its_hard_third():
     hard_classes = set((fit.hard // 2).tolist())
     assert not hard_classes & set(range(10)), hard_classes
     assert len(fit.hard) > 0 and fit.scores(ref)["overall"] == pytest.approx(ref.mean())
+
+
+def test_one_validation_image_per_class_leaves_nothing_to_measure_and_says_so():
+    """--cv 0 with one validation image per class: its second half was empty and ranking it raised inside the job
+    (an attack round: select hard / the disparity preset with cv 0 failed with a traceback after the job existed)."""
+    from probe.decision import decide
+
+    labels, reference = np.arange(3), np.array([1.0, 0.0, 1.0])
+    fit = CrossFittedThirds(labels, 3, reference)
+    assert not fit.hard_samples.any()  # the hard class of the ranked half has no image in the other
+    d = decide([{"lr": 0.1}, {"lr": 0.2}], [reference, np.ones(3)], 0, labels, ["a", "b", "c"])
+    assert d.verdict == "no_safe_improvement" and d.frontier[1]["val_hard_images"] == 0
+    assert "No validation image of the hard classes was left to measure them on once the thirds were ranked" in d.reason
+    assert "nan" not in d.reason
