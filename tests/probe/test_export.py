@@ -265,6 +265,10 @@ def test_markdown_escapes_what_a_renderer_reads_as_html_and_nothing_else():
     assert _md("val has 4 images (< 50); ratio > 3; a & b") == "val has 4 images (< 50); ratio > 3; a & b"
     assert _md("<script>x</script> <!-- c --> &amp; &#60; a|b") == \
         "&lt;script>x&lt;/script> &lt;!-- c --> &amp;amp; &amp;#60; a\\|b"
+    # class names as links and images: a tracking image fetched, a javascript: link live (an attack round)
+    assert _md("![pixel](https://evil.example/b.png) [click me](javascript:alert(1))") == \
+        "![pixel]\\(https://evil.example/b.png) [click me]\\(javascript:alert(1))"
+    assert _md("+2.0 pt [+0.4, +3.6] (within noise)") == "+2.0 pt [+0.4, +3.6] (within noise)"
 
 
 def test_a_preset_run_names_its_preset_and_every_report_its_calibration(report):
