@@ -18,7 +18,7 @@ from .datasets import PathOutsideRoot
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["register_cache", "cache_file", "REGISTERED"]
+__all__ = ["register_cache", "cache_file", "cache_problem", "REGISTERED"]
 
 REGISTERED = "path"  # caches.source of a file registered by path ("extraction": written by a job of the service)
 _SHOWN = 5  # class names quoted in a refusal
@@ -37,9 +37,11 @@ def _dataset_of(store: Store, cache: Any) -> dict[str, Any]:
         if list(row["class_names"]) == classes:
             return row
     shown = ", ".join(classes[:_SHOWN]) + (f" and {len(classes) - _SHOWN} more" if len(classes) > _SHOWN else "")
+    kind = ("unlabelled images: register their folder or archive with \"unlabelled\": true"
+            if not cache.labelled else f"{len(classes)} classes: {shown}")
     raise DatasetError(f"{cache.path.name} was extracted from a data set that is not registered here (content "
-                       f"fingerprint {fingerprint[:12]}…, {len(classes)} classes: {shown}): register the folder or "
-                       "archive it was extracted from first (POST /api/datasets, the same files), then the cache")
+                       f"fingerprint {fingerprint[:12]}…, {kind}): register the folder or archive it was extracted "
+                       "from first (POST /api/datasets, the same files), then the cache")
 
 
 def _check_readable(cache: Any) -> dict[str, int]:
@@ -48,11 +50,11 @@ def _check_readable(cache: Any) -> dict[str, int]:
     from feature_cache import CacheMismatch
 
     for split in cache.splits:
-        cache.labels(split)
-        named = len(cache.sources(split))
-        if named != cache.split_sizes[split]:
-            raise CacheMismatch(f"{cache.path.name}: split {split!r} names {named:,} images "
-                                f"for {cache.split_sizes[split]:,} rows of features; the cache is damaged")
+        rows = cache.split_sizes[split]
+        for what, n in (("labels", len(cache.labels(split))), ("names of images", len(cache.sources(split)))):
+            if n != rows:  # 5 labels for 21 rows of features was registered (an attack round)
+                raise CacheMismatch(f"{cache.path.name}: split {split!r} has {n:,} {what} for {rows:,} rows of "
+                                    "features; the cache is damaged")
     if not cache.split_sizes.get("test"):
         raise CacheMismatch(f"{cache.path.name} has no test image: nothing to score a probe on")
     return {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
@@ -60,7 +62,10 @@ def _check_readable(cache: Any) -> dict[str, int]:
 
 def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     """Record the finished cache file ``path`` (resolved, under the data root); returns the row and whether it is
-    new: the same file, or a cache of the same fingerprint (the same features), is the cache already there.
+    new. A cache of the same fingerprint (the same features) is the cache already there: the first whose file still
+    holds them, else the first of them, now read at ``path`` (a file moved, or replaced since, registered again:
+    its runs keep their cache; "register it again" gave back the broken row, a new-user round). A file that now
+    holds other features than the cache registered at its path is another cache; that one stays refused.
 
     Raises:
         feature_cache.CacheMismatch: not a finished cache of this schema, or damaged (422).
@@ -70,15 +75,30 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
 
     cache = open_cache(path)
     counts = _check_readable(cache)
-    same = store.rows("SELECT id FROM caches WHERE path = ? OR fingerprint = ? ORDER BY rowid",
-                      (str(path), cache.fingerprint))
+    same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
+    usable = next((row for row in same if cache_problem(row) is None), None)
+    if usable is not None:
+        return usable, False
     if same:
-        return store.get_cache(same[0]["id"]), False
+        return store.move_cache(same[0]["id"], str(path), REGISTERED), False
     dataset = _dataset_of(store, cache)
     row = store.add_cache(dataset_id=dataset["id"], encoder=cache.encoder, path=str(path),
                           fingerprint=cache.fingerprint, num_features=int(cache.num_features),
-                          class_names=cache.class_names, counts=counts, job_id=None, source=REGISTERED)
+                          class_names=cache.class_names, counts=counts, job_id=None, source=REGISTERED,
+                          same_path=False)
     return row, True
+
+
+def cache_problem(row: dict[str, Any]) -> str | None:
+    """Why the file of a cache row cannot be read as it (:func:`cache_file`'s refusal), or None: what the API lists
+    beside each cache, so that a picker can leave out one whose file moved or changed (a new-user round)."""
+    from feature_cache import CacheMismatch
+
+    try:
+        cache_file(row)
+    except (PathOutsideRoot, CacheMismatch, FileNotFoundError) as exc:
+        return str(exc)
+    return None
 
 
 def cache_file(row: dict[str, Any]) -> str:
@@ -92,15 +112,22 @@ def cache_file(row: dict[str, Any]) -> str:
     """
     from feature_cache import CacheMismatch, open_cache
 
-    if row.get("source") != REGISTERED:
-        return row["path"]
     stored = Path(row["path"])
+    if row.get("source") != REGISTERED:
+        if not stored.is_file():
+            raise FileNotFoundError(f"cache {row['id']!r}: its file is gone from the server")
+        return row["path"]
+    again = ("register it again where it is now (POST /api/caches with its path: the same features keep this cache "
+             "and its runs)")
     if stored.resolve() != stored:
         raise PathOutsideRoot(f"cache {row['id']!r} is no longer where it was registered: its file (or a folder "
-                              "above it) is now a symlink; register the cache again")
+                              f"above it) is now a symlink; {again}")
+    if not stored.is_file():
+        raise FileNotFoundError(f"cache {row['id']!r}: its file {stored.name} is no longer where it was registered; "
+                                f"{again}")
     found = open_cache(stored).fingerprint
     if found != row["fingerprint"]:
         raise CacheMismatch(f"cache {row['id']!r}: its file {stored.name} changed since it was registered (it now "
                             f"holds features of fingerprint {found[:12]}…, registered {str(row['fingerprint'])[:12]}…)"
-                            ": register it again")
+                            ": put the registered file back, or register the new one (another cache)")
     return row["path"]

@@ -144,7 +144,7 @@ def remove_files(settings: Settings, doomed: list[tuple[str, dict]]) -> None:
 
 def _notes(store: Store, doomed: list[tuple[str, dict]]) -> list[str]:
     """What a deletion left as it was, for the answer."""
-    notes = [f"the folder of data set {row['id']!r} was registered by path: it is left on the server as it was"
+    notes = [f"the files of data set {row['id']!r} were registered by path: they are left on the server as they were"
              for table, row in doomed if table == "datasets" and row["source"] != "upload"]
     notes += [f"the file of cache {row['id']!r} was registered by path: it is left on the server as it was"
               for table, row in doomed if table == "caches" and row.get("source") == REGISTERED]

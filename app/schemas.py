@@ -96,6 +96,10 @@ class CacheOut(BaseModel):
     source: Literal["extraction", "path"] = Field(..., description="extraction: written by a job of the service "
                                                   "(its file goes with it); path: a file registered by path (POST "
                                                   "/api/caches), which a deletion leaves on the server")
+    file: Optional[str] = Field(None, description="a cache registered by path: its file, relative to the data root")
+    problem: Optional[str] = Field(None, description="why its file cannot be read as this cache now (gone, moved "
+                                   "behind a symlink, changed since its registration), else null: a job or a score "
+                                   "on it is refused with this")
     created_at: str
 
 

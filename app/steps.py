@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .caches import cache_file
+from .caches import cache_file, cache_problem
 from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .store import new_id
@@ -105,6 +105,11 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.message(f"warning: {encoder.warning}")
     ctx.check_stop()
     plan = plan_extraction(data, encoder, cache_dir)
+    registered = _registered_cache(ctx.store, plan.fingerprint)
+    if registered is not None:
+        ctx.message(f"cache {registered['id']} reused: a file registered by path holds these features")
+        ctx.progress(start + span, "features ready")
+        return registered
     _record_extraction(ctx, str(plan.path))
     try:
         result = _when_free(ctx, lambda: extract(
@@ -130,6 +135,17 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.message(skipped_summary(result.skipped))
     ctx.progress(start + span, "features ready")
     return row
+
+
+def _registered_cache(store: Store, fingerprint: str) -> dict[str, Any] | None:
+    """A cache registered by path that holds the features an extraction would write (its fingerprint), readable
+    as it: the same request reuses it (an outside round's pipeline encoded the images of a registered
+    torchrun-sharded cache again, into a second cache of the same fingerprint)."""
+    from .caches import REGISTERED
+
+    rows = store.rows("SELECT * FROM caches WHERE fingerprint = ? AND source = ? ORDER BY rowid",
+                      (fingerprint, REGISTERED))
+    return next((row for row in rows if cache_problem(row) is None), None)
 
 
 BUSY_POLL_SECONDS = 2.0  # how often a job waiting for another's extraction of the same cache file tries again

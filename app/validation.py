@@ -119,13 +119,20 @@ def _encoder(name: str, weights_path: Callable[[str], Path] | None) -> tuple[str
         raise RequestInvalid("encoder", exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) from None
 
 
+def _unreadable(cache_row: dict[str, Any], exc: BaseException) -> RequestInvalid:
+    """A cache whose file cannot be read, as the request's fault: the reason, named after the cache once."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    named = f"cache {cache_row['id']!r}"
+    return RequestInvalid("cache_id", text if text.startswith(named) else f"{named} cannot be read: {text}")
+
+
 def _cache_default_head(cache_row: dict[str, Any]) -> str:
     from feature_cache import CacheMismatch, open_cache
 
     try:
         return open_cache(cache_file(cache_row)).default_head
     except (CacheMismatch, FileNotFoundError) as exc:
-        raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
+        raise _unreadable(cache_row, exc) from None
 
 
 def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
@@ -139,7 +146,7 @@ def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
         return {split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist()
                 for split in cache.splits}
     except (CacheMismatch, OSError, KeyError) as exc:
-        raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} cannot be read: {exc}") from None
+        raise _unreadable(cache_row, exc) from None
 
 
 def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:

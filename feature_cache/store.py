@@ -444,6 +444,9 @@ def open_cache(path: str | Path) -> FeatureCache:
         raise CacheMismatch(f"{path} is incomplete or malformed: features that are not (rows, width) arrays.")
     sizes = {s: int(shape[0]) for s, shape in shapes.items()}
     width = {int(shape[1]) for shape in shapes.values()}
+    if "schema_version" not in attrs:  # "has schema_version None" said nothing of what the file is (a new-user round)
+        raise CacheMismatch(f"{path} is an HDF5 file but not an mr2probe feature cache (it has no schema_version "
+                            "attribute); `mr2probe extract` writes one.")
     if attrs.get("schema_version") != SCHEMA_VERSION:
         raise CacheMismatch(
             f"{path} has schema_version {attrs.get('schema_version')!r}; this version reads {SCHEMA_VERSION}."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
+from pathlib import Path
 from functools import lru_cache
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -13,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from ..caches import register_cache
+from ..caches import REGISTERED, cache_problem, register_cache
 from ..config import Settings, get_settings
 from ..datasets import (
     UploadTooLarge,
@@ -205,18 +206,19 @@ async def create_cache(body: CacheRegister, response: Response, store: Store = D
     row, created = await run_in_threadpool(register_cache, store, path)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return _cache_out(row)
+    return _cache_out(row, settings)
 
 
 @router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first")
-def list_caches(store: Store = Depends(get_store)) -> list[CacheOut]:
-    return [_cache_out(r) for r in store.list_caches()]
+def list_caches(store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> list[CacheOut]:
+    return [_cache_out(r, settings) for r in store.list_caches()]
 
 
 @router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES,
             summary="One feature cache")
-def get_cache(cache_id: IdPath, store: Store = Depends(get_store)) -> CacheOut:
-    return _cache_out(store.get_cache(cache_id))
+def get_cache(cache_id: IdPath, store: Store = Depends(get_store),
+              settings: Settings = Depends(get_settings)) -> CacheOut:
+    return _cache_out(store.get_cache(cache_id), settings)
 
 
 @router.delete("/caches/{cache_id}", response_model=DeletedOut, responses=DELETE_RESPONSES,
@@ -226,5 +228,16 @@ def delete_cache(cache_id: IdPath, cascade: bool = _CASCADE, dry_run: bool = DRY
     return DeletedOut(**delete(store, settings, "caches", cache_id, cascade, dry_run))
 
 
-def _cache_out(row: dict) -> CacheOut:
-    return CacheOut(**row, labelled=not is_unlabelled(row))
+def _cache_out(row: dict, settings: Settings) -> CacheOut:
+    """A cache as a client reads it: a registered file named relative to the data root (never the server's path),
+    and what keeps its file from being read as it now (``app.caches.cache_problem``, server paths left out)."""
+    from ..messages import ClientMessages
+
+    file = None
+    if row.get("source") == REGISTERED:
+        root = settings.data_root
+        path = Path(row["path"])
+        file = str(path.relative_to(root.resolve())) if root and path.is_relative_to(root.resolve()) else path.name
+    problem = cache_problem(row)
+    return CacheOut(**{k: v for k, v in row.items() if k != "path"}, labelled=not is_unlabelled(row), file=file,
+                    problem=None if problem is None else ClientMessages(settings).clean(problem))

@@ -212,8 +212,8 @@ def _cache_path(store: Store, cache: str, scored: bool) -> str:
                             f"GET /api/runs/{{id}}/predictions.csv?cache={cache} lists each image's prediction")
     try:
         return cache_file(row)  # a file registered by path is checked: in place, unchanged
-    except FileNotFoundError:
-        raise HTTPException(404, f"cache {cache!r} is missing on disk") from None
+    except FileNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
 
 
 def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool = True,

@@ -111,7 +111,7 @@
   function datasetQuestion(d) {
     return `Delete data set ${d.name} (${d.id}) and what was made from it? ` + (d.source === "upload"
       ? "Its uploaded archive is removed from the server."
-      : "It was registered by path: its folder stays on the server as it is; only the registration and what was made from it go.");
+      : "It was registered by path: its files (a folder or an archive) stay on the server as they are; only the registration and what was made from it go.");
   }
 
   function datasetRow(d, ctx) {
@@ -120,8 +120,9 @@
       h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, d.labelled === false ? "unlabelled" : String(d.class_names.length)),
       h("td", { class: "num", "data-col": "images" }, count(d.num_images)),
       h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
-        h("span", { "data-cache": c.id, title: splitCounts(c) + (c.source === "path" ? " · a file registered by path" : "") },
-          `${c.encoder}: ${count(cacheImages(c))}${c.source === "path" ? " (file)" : ""}`,
+        h("span", { "data-cache": c.id, class: c.problem ? "neg" : null,
+                    title: splitCounts(c) + (c.file ? ` · ${c.file}, registered by path` : "") + (c.problem ? ` · ${c.problem}` : "") },
+          `${c.encoder}: ${count(cacheImages(c))}${c.file ? " (file)" : ""}${c.problem ? " (unreadable now)" : ""}`,
           c.labelled !== false && Number((c.counts || {}).train) > 0
             ? h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch", title: "train probes on these features" }, " train")
             : null,

@@ -80,7 +80,7 @@
     const ds = datasets.find((d) => d.id === c.dataset_id);
     const images = Object.values(c.counts || {}).reduce((a, b) => a + (Number(b) || 0), 0);
     return `${ds ? ds.name : c.dataset_id} · ${c.encoder} · ${c.id}, ${count(images)} images`
-      + (c.source === "path" ? " (registered file)" : "");
+      + (c.file ? ` · ${c.file}` : "") + (c.problem ? " (unreadable now)" : "");
   }
 
   function buildForm(choices, datasets, caches, cacheId) {
@@ -92,6 +92,7 @@
     const first = (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts)) || datasets[0] || {}).id;
     // caches a probe trains on: labelled images with a train split (not unlabelled ones, not a test set alone)
     const labelledCaches = caches.filter((c) => c.labelled !== false && Number((c.counts || {}).train) > 0);
+    const firstUsable = (labelledCaches.find((c) => !c.problem) || {}).id;
     const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
       h("option", { value: d.id, selected: d.id === first ? "selected" : null },
         `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
@@ -122,7 +123,8 @@
           h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
         h("div", { class: "source-pane", "data-source": "cache" },
           labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
-            labelledCaches.map((c, i) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : i === 0) ? "selected" : null }, cacheLabel(c, datasets))))
+            labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,
+              disabled: c.problem ? "disabled" : null, title: c.problem || null }, cacheLabel(c, datasets))))
             : h("p", { class: "muted" }, "No labelled feature cache yet."),
           h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
           h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "

@@ -281,13 +281,16 @@
     const label = (c) => {
       const ds = datasets.find((d) => d.id === c.dataset_id);
       return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "")
-        + (c.labelled === false ? " (unlabelled: predictions only)" : "");
+        + (c.file ? ` · ${c.file}` : "") + (c.labelled === false ? " (unlabelled: predictions only)" : "")
+        + (c.problem ? " (unreadable now)" : "");
     };
     // the run's own cache first, then the others labelled, unlabelled last (an unlabelled one, newest, was picked
     // by default with Score greyed out; a new-user round)
-    const rank = (c) => (c.id === run.cache_id ? 0 : c.labelled === false ? 2 : 1);
+    const rank = (c) => (c.problem ? 3 : c.id === run.cache_id ? 0 : c.labelled === false ? 2 : 1);
     offered.sort((a, b) => rank(a) - rank(b));
-    const cacheSelect = h("select", { id: "score-cache" }, offered.map((c) => h("option", { value: c.id }, label(c))));
+    // a cache whose file moved or changed is listed, greyed, with why (a new-user round: it was offered as usable)
+    const cacheSelect = h("select", { id: "score-cache" }, offered.map((c) =>
+      h("option", { value: c.id, disabled: c.problem ? "disabled" : null, title: c.problem || null }, label(c))));
     const splitSelect = h("select", { id: "score-split" },
       ["test", "val", "train"].map((v) => h("option", { value: v }, v)));
     const probabilities = h("input", { type: "checkbox", id: "score-proba" });

@@ -1366,13 +1366,13 @@ def test_runs_caches_and_data_sets_are_deleted_from_the_home_page(driver, tmp_pa
         wait_for(lambda: driver.js("return window.asked.length") == 3, 30, interval=0.2, what="asked")
         assert driver.js("return window.asked.at(-1)") == (
             f"Delete data set s ({cache['dataset_id']}) and what was made from it? It was registered by path: its "
-            "folder stays on the server as it is; only the registration and what was made from it go.\n\nIt "
+            "files (a folder or an archive) stay on the server as they are; only the registration and what was made from it go.\n\nIt "
             f"deletes: run mr2/linear, cache {cache['id']}, data set s.")
         wait_for(lambda: driver.js(rows.format("datasets", "dataset", "dataset")) == [], 30, interval=0.2,
                  what="data set row gone")
         banner = driver.js("return document.getElementById('banner').textContent")
-        assert banner == (f"Deleted run mr2/linear, cache {cache['id']}, data set s. The folder of data set "
-                          f"{cache['dataset_id']!r} was registered by path: it is left on the server as it was.")
+        assert banner == (f"Deleted run mr2/linear, cache {cache['id']}, data set s. The files of data set "
+                          f"{cache['dataset_id']!r} were registered by path: they are left on the server as they were.")
         time.sleep(2.5)  # a poll of the page (every 2 s) leaves the notice
         assert driver.js("return document.getElementById('banner').textContent") == banner
         assert (tmp_path / "data" / "synthetic.h5").is_file()

@@ -104,8 +104,8 @@ def test_a_folder_registered_by_path_and_files_outside_the_data_dir_stay(service
     assert resp.status_code == 409 and f"has caches {cache['id']!r}" in resp.json()["detail"]
     resp = client.delete(f"/api/datasets/{cache['dataset_id']}", params={"cascade": "1"})
     assert resp.status_code == 200
-    assert resp.json()["notes"] == [f"the folder of data set {cache['dataset_id']!r} was registered by path: it is "
-                                    "left on the server as it was"]
+    assert resp.json()["notes"] == [f"the files of data set {cache['dataset_id']!r} were registered by path: they are "
+                                    "left on the server as they were"]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before == ["synthetic.h5"]
     assert client.get(f"/api/caches/{cache['id']}").status_code == 404
 

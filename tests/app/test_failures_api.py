@@ -199,7 +199,7 @@ def test_scores_on_a_cache_removed_from_disk_are_404(fresh_finished, tmp_path):
     gone = synthetic_cache(client.app.state.store, tmp_path)
     (tmp_path / "synthetic.h5").unlink()
     resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": gone["id"]})
-    assert resp.status_code == 404 and "missing on disk" in resp.json()["detail"]
+    assert resp.status_code == 404 and resp.json()["detail"] == f"cache {gone['id']!r}: its file is gone from the server"
 
 
 def test_predictions_csv_is_the_cli_predict_out(finished, tmp_path):

@@ -120,3 +120,62 @@ def test_a_pipeline_names_a_data_set_or_a_cache_and_a_cache_takes_no_extraction_
         assert resp.status_code == 422 and message in str(resp.json()["detail"]), body
     resp = service.post("/api/jobs", json={"kind": "pipeline", "cache_id": "cache_x", "probes": [ERM]})
     assert resp.status_code == 404
+
+
+def test_registering_again_repoints_a_moved_cache_and_a_changed_file_is_another_cache(service):
+    """'Register it again' gave back the broken cache (an outside round): the same features moved elsewhere keep
+    their cache (and its runs), read at the new path; a file now holding other features is a new cache, and the
+    old one stays refused, with why, in the listing."""
+    service.post("/api/datasets", json={"path": "images.zip"})
+    features = service.root / "features" / "images.h5"
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    assert (cache["file"], cache["problem"]) == ("features/images.h5", None)
+    (service.root / "moved").mkdir()
+    os.replace(features, service.root / "moved" / "images.h5")
+    listed = service.get(f"/api/caches/{cache['id']}").json()
+    assert listed["problem"] == (f"cache {cache['id']!r}: its file images.h5 is no longer where it was registered; "
+                                 "register it again where it is now (POST /api/caches with its path: the same "
+                                 "features keep this cache and its runs)")
+    assert "/" + str(service.root).strip("/") not in listed["problem"]  # no server path
+    again = service.post("/api/caches", json={"path": "moved/images.h5"})
+    assert again.status_code == 200 and again.json()["id"] == cache["id"]
+    assert (again.json()["file"], again.json()["problem"]) == ("moved/images.h5", None)
+
+    other = service.root / "features" / "other.h5"
+    os.replace(other, service.root / "moved" / "images.h5")  # other features written over the registered file
+    assert "changed since it was registered" in service.get(f"/api/caches/{cache['id']}").json()["problem"]
+    new = service.post("/api/caches", json={"path": "moved/images.h5"})
+    assert new.status_code == 201 and new.json()["id"] != cache["id"] and new.json()["problem"] is None
+    assert service.get(f"/api/caches/{cache['id']}").json()["problem"] is not None  # its features are gone
+
+
+def test_an_extraction_reuses_a_registered_file_of_the_same_features(service):
+    """A pipeline on the data set with the same encoder and split options encoded the images again into a second
+    cache of the same fingerprint (an outside round): it reuses the registered file."""
+    dataset = service.post("/api/datasets", json={"path": "images.zip"}).json()
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": dataset["id"], "probes": [ERM]})
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["cache_id"] == cache["id"]
+    assert f"cache {cache['id']} reused: a file registered by path holds these features" in \
+        [m["text"] for m in job["messages"]]
+    assert [c["id"] for c in service.get("/api/caches").json()] == [cache["id"]]
+
+
+def test_a_damaged_or_foreign_file_is_named_for_what_it_is(service):
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+    with h5py.File(service.root / "plain.h5", "w") as h5:
+        h5["x"] = np.zeros(3)
+    resp = service.post("/api/caches", json={"path": "plain.h5"})
+    assert resp.status_code == 422 and resp.json()["detail"] == (
+        "<data root>/plain.h5 is an HDF5 file but not an mr2probe feature cache (it has no schema_version "
+        "attribute); `mr2probe extract` writes one.")
+    shutil.copy(service.root / "features" / "images.h5", service.root / "short.h5")
+    with h5py.File(service.root / "short.h5", "r+") as h5:  # 5 labels for every row of features (an attack round)
+        del h5["train/labels"]
+        h5["train/labels"] = np.zeros(5, dtype=np.int64)
+    resp = service.post("/api/caches", json={"path": "short.h5"})
+    assert resp.status_code == 422 and "split 'train' has 5 labels for 15 rows of features" in resp.json()["detail"]
