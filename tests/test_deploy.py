@@ -37,7 +37,7 @@ def test_compose_persists_state_in_a_named_volume():
     compose = yaml.safe_load(COMPOSE.read_text())
     service = _service()
     data_dir = service["environment"]["MR2PROBE_DATA_DIR"]
-    mounts = [v.split(":") for v in service["volumes"]]
+    mounts = [v.split(":") for v in service["volumes"] if isinstance(v, str)]  # short syntax: name:target
     assert [name for name, target in mounts if target == data_dir] == ["mr2probe-data"]
     assert "mr2probe-data" in compose["volumes"]
     assert service["command"][service["command"].index("--data-dir") + 1] == data_dir
@@ -70,3 +70,13 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```")[1]
     assert "make demo" in first_block and "make test" in first_block
+
+
+def test_compose_mounts_a_data_root_read_only():
+    """Registering a folder or a cache file by path needs a data root: without one it is a 403 (an outside round
+    on the GPU box: the compose file set none, and the README said nothing)."""
+    service = _service()
+    root = service["environment"]["MR2PROBE_DATA_ROOT"]
+    binds = [v for v in service["volumes"] if isinstance(v, dict) and v["target"] == root]
+    assert len(binds) == 1 and binds[0]["type"] == "bind" and binds[0]["read_only"] is True
+    assert binds[0]["source"].startswith("${MR2PROBE_DATASETS")
