@@ -1052,3 +1052,15 @@ def test_a_405_names_every_method_the_path_answers(service):
         assert resp.status_code == 405 and resp.headers["allow"] == allowed, (method, path)
         if method != "HEAD":
             assert resp.json()["detail"] == f"{method} is not a method of {path}; it answers {allowed}"
+
+
+def test_a_query_parameter_given_twice_is_refused(service):
+    """The last value won silently: DELETE /api/runs/{id}?dry_run=true&dry_run=false deleted the run, and
+    failures?class=cat&class=dog answered for dog (an attack round)."""
+    resp = service.delete("/api/runs/run_x?dry_run=true&dry_run=false")
+    assert resp.status_code == 422 and resp.json()["detail"] == [  # FastAPI's shape of a validation error
+        {"loc": ["query", "dry_run"], "type": "repeated_parameter",
+         "msg": "query parameter 'dry_run' is given 2 times: give each parameter once"}]
+    resp = service.get("/api/runs/run_x/failures?class=cat&class=dog&class=")
+    assert resp.status_code == 422 and resp.json()["detail"][0]["msg"].startswith("query parameter 'class' is given 3")
+    assert service.get("/api/runs/run_x/failures?class=cat&limit=3").status_code == 404  # once each: on to the route
