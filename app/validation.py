@@ -149,6 +149,16 @@ def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
         raise _unreadable(cache_row, exc) from None
 
 
+def _dataset_fingerprint(cache_row: dict[str, Any]) -> str | None:
+    """The content fingerprint of the data set a cache was extracted from (None where the file does not say)."""
+    from feature_cache import CacheMismatch, open_cache
+
+    try:
+        return open_cache(cache_file(cache_row)).attrs.get("dataset_fingerprint") or None
+    except (CacheMismatch, OSError) as exc:
+        raise _unreadable(cache_row, exc) from None
+
+
 def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
     """A reference run must be readable and have the cache's classes, in order (its groups and floor are per
     class): otherwise the job would fail after its queue wait."""
@@ -156,9 +166,16 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
     from probe.compare import first_class_difference
 
     try:
-        theirs = list(load_report(run["path"]).class_names)
+        report = load_report(run["path"])
     except (OSError, ValueError) as exc:
         raise RequestInvalid("reference_run", f"run {run['id']!r} cannot be read: {exc}") from None
+    theirs = list(report.class_names)
+    ours = _dataset_fingerprint(cache_row)
+    if report.features is not None and report.features.dataset and ours and report.features.dataset != ours:
+        # its groups ranked other images, and the run page's comparison with it was a 422 (an attack round)
+        raise RequestInvalid("reference_run", f"run {run['id']!r} was trained on another data set than cache "
+                             f"{cache_row['id']!r} (other images): the reference's groups and the comparison with "
+                             "it need the same images; train the ERM reference on this cache")
     if theirs != list(cache_row["class_names"]):
         raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r} "
                              f"({first_class_difference(theirs, cache_row['class_names'])}): its groups and floor "

@@ -179,3 +179,22 @@ def test_a_damaged_or_foreign_file_is_named_for_what_it_is(service):
         h5["train/labels"] = np.zeros(5, dtype=np.int64)
     resp = service.post("/api/caches", json={"path": "short.h5"})
     assert resp.status_code == 422 and "split 'train' has 5 labels for 15 rows of features" in resp.json()["detail"]
+
+
+def test_a_reference_run_of_another_data_set_is_refused(service):
+    """A probe job took a reference trained on other images of the same class names: its groups ranked other
+    images, and the run page opened on the comparison's 422 (an attack round)."""
+    service.post("/api/datasets", json={"path": "images.zip"})
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    (service.root / "other.zip").write_bytes(tiny_zip_bytes(5, 3))  # the same classes, other images
+    other = service.post("/api/datasets", json={"path": "other.zip"}).json()
+    jobs = [service.post("/api/jobs", json=body).json()["id"] for body in (
+        {"kind": "probe", "cache_id": cache["id"], "config": ERM},
+        {"kind": "pipeline", "dataset_id": other["id"], "probes": [ERM]})]
+    reference, made = (wait_job(service, job)["result"] for job in jobs)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": made["cache_id"], "config": MR2,
+                                           "reference_run": reference["run_ids"][0]})
+    assert resp.status_code == 422 and resp.json()["detail"] == (
+        f"reference_run: run {reference['run_ids'][0]!r} was trained on another data set than cache "
+        f"{made['cache_id']!r} (other images): the reference's groups and the comparison with it need the same "
+        "images; train the ERM reference on this cache")
