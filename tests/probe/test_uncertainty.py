@@ -254,9 +254,12 @@ def test_a_third_of_classes_all_right_or_all_wrong_still_has_an_interval():
     lo, hi = got["hard"]
     assert 0.1 < lo < 0.3 and 0.7 < hi < 0.9 and got["hard"] == group_intervals(correct, labels, 2, groups)["hard"]
     assert got["balanced"] == got["hard"] and all(np.isnan(got["easy"]))
-    # the same from the draws by hand: each class's Jeffreys posterior Beta(s + ½, n − s + ½)
+    # the same from the draws by hand: each class's Jeffreys posterior Beta(s + ½, n − s + ½), centred on its
+    # observed accuracy and widened by √((n + 1)/(n − 1)) = √2 at 3 images (a statistics review: the macro means'
+    # intervals covered 79–92 % at 3 to 10 images per class)
     rng = np.random.default_rng(0)
-    draws = rng.beta(np.array([0.5, 3.5]), np.array([3.5, 0.5]), size=(GROUP_DRAWS, 2)).mean(axis=1)
+    posterior = rng.beta(np.array([0.5, 3.5]), np.array([3.5, 0.5]), size=(GROUP_DRAWS, 2))
+    draws = (np.array([0.0, 1.0]) + np.sqrt(2) * (posterior - np.array([0.5, 3.5]) / 4)).mean(axis=1)
     assert got["hard"] == pytest.approx(np.percentile(draws, [2.5, 97.5]).tolist())
 
 
@@ -283,11 +286,12 @@ def test_a_third_of_classes_all_right_has_an_interval_reaching_100():
     labels = np.repeat([0, 1, 2], [3, 3, 4])
     groups = {"easy": [0, 1, 2], "medium": [], "hard": []}
     s, n = np.array([3.0, 3.0, 4.0]), np.array([3.0, 3.0, 4.0])
-    draws = np.random.default_rng(0).beta(s + 0.5, n - s + 0.5, size=(GROUP_DRAWS, 3)) + (s / n - (s + 0.5) / (n + 1))
+    posterior = np.random.default_rng(0).beta(s + 0.5, n - s + 0.5, size=(GROUP_DRAWS, 3))
+    draws = s / n + np.sqrt((n + 1) / (n - 1)) * (posterior - (s + 0.5) / (n + 1))  # widened: group_intervals
     lo, hi = percentile_interval(draws.mean(axis=1))
     assert hi > 1.0  # centred on 100 %: clipped
     got = group_intervals(np.ones(10), labels, 3, groups)
-    assert got["easy"] == [pytest.approx(lo), 1.0] and got["balanced"] == got["easy"] and 0.75 < lo < 0.9
+    assert got["easy"] == [pytest.approx(lo), 1.0] and got["balanced"] == got["easy"] and 0.7 < lo < 0.85
     wrong = group_intervals(np.zeros(10), labels, 3, groups)
     assert wrong["easy"][0] == 0.0 and wrong["easy"][1] == pytest.approx(1 - lo, abs=0.02)
 
