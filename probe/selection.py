@@ -162,13 +162,12 @@ def sign_test_reachable(hard_images: int | None, tests: int) -> str:
     classes, else a sentence saying it cannot: even all of them fixed and none broken gives p = tests · 2 · 2⁻ⁿ,
     above ``SIGN_TEST_ALPHA`` below n = ⌈log₂(2 · tests / alpha)⌉ (8 images and 14 tests: p = 0.11). A new-user
     round on a 3-class set read "no safe improvement" as a near miss when no candidate could ever have passed."""
-    if hard_images is None:
+    if hard_images is None or tests == 0:  # no candidate changed an image: nothing for the test to weigh
         return ""
     if hard_images == 0:  # each class's images split in two, one half ranking, the other measuring
         return ("No validation image of the hard classes was left to measure them on once the thirds were ranked "
                 "(the decision ranks them on one half of each class's validation images and measures the other: a "
                 "class needs 2), so no candidate could show a gain: give validation more images (or leave --cv on). ")
-    tests = max(tests, 1)
     best = min(1.0, tests * sign_test(hard_images, 0))
     if best <= SIGN_TEST_ALPHA:
         return ""
@@ -224,6 +223,7 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     m = len(fitted)  # the simultaneous bounds' family; the sign test's counts distinct candidates only
     tests = next((c["val_hard_sign_family"] for c in fitted if c.get("val_hard_sign_family") is not None), m)
     family = (f"the {m}" if tests == m else "the one of them that scores otherwise than the reference" if tests == 1
+              else "none: every one scores as the reference" if tests == 0  # "over the 0 of them" (a review)
               else f"the {tests} of them that score otherwise than the reference and each other")
     if not qualifying:
         cost = (f"within the {overall} budget of {budget}" if max_overall_drop > 0
@@ -231,7 +231,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
         return reference_index, "no_safe_improvement", (
             f"No setting raised the hard classes beyond noise {cost}: "
             f"none of {tried} candidates had a lower bound of its val hard-third gain above 0 and one of its "
-            f"{overall} difference at or above {floor} (95 % bounds holding together over the {m} that fitted), with "
+            f"{overall} difference at or above {floor} (one-sided bounds holding together at 97.5 % over the {m} "
+            f"that fitted), with "
             f"its changed hard-class images leaning its way (sign test p ≤ {SIGN_TEST_ALPHA:g}, Bonferroni over "
             f"{family}). {sign_test_reachable(fitted[0].get('val_hard_images') if fitted else None, tests)}"
             f"{_closest_miss(candidates, reference_index, max_overall_drop, m, family, overall)}This run "

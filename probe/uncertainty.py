@@ -351,8 +351,9 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     Each class's accuracy is drawn ``GROUP_DRAWS`` times from its Jeffreys posterior Beta(s + ½, n − s + ½)
     (s right of n images; a seed mean's fractional s as it is) and each draw's macro means give the percentile
     interval. A stratified bootstrap cannot move a class whose images are all right or all wrong, so a third of
-    such classes got a zero-width interval ([50, 50] for 0 of 3 and 3 of 3 images); these draws give each class
-    the binomial uncertainty its Wilson interval shows, and agree with the bootstrap on large classes. A group of
+    such classes got a zero-width interval ([50, 50] for 0 of 3 and 3 of 3 images); these draws, widened to a
+    binomial proportion's spread (:func:`_SPREAD`), give each class the uncertainty of its few images, and agree
+    with the bootstrap on large classes. A group of
     one class gets that class's Wilson interval (:func:`class_accuracy_interval`), the one its table row shows.
 
     The draws are centred on the observed accuracies: each class's by its observed accuracy less its posterior

@@ -277,3 +277,11 @@ def test_tied_accuracies_split_between_thirds_are_said():
     assert tied_across_thirds(two, assign_groups(two)).startswith(
         "Tied validation accuracies span thirds (2 at 76.7 % (1 easy / 1 hard))")
     assert tied_across_thirds(np.linspace(0, 1, 12), assign_groups(np.linspace(0, 1, 12))) is None
+
+
+def test_candidates_that_all_score_as_the_reference_are_said_so():
+    """'Bonferroni over the 0 of them that score otherwise', then 'over 1' (a statistics review)."""
+    rng, labels, ref = _setup(n_per_class=30, seed=4)
+    d = decide([{"lr": 0.01}, {"lr": 0.1}, {"lr": 0.2}], [ref, ref.copy(), ref.copy()], 0, labels, NAMES)
+    assert d.verdict == "no_safe_improvement" and "Bonferroni over none: every one scores as the reference)" in d.reason
+    assert "the 0 of them" not in d.reason and "could pass the sign test" not in d.reason

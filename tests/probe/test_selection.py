@@ -114,8 +114,8 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     index, verdict, reason = choose_safe([ref, one_of_many, few_images, costly, wrong_way], 0)
     assert (index, verdict) == (0, "no_safe_improvement")
     assert ("none of 4 candidates had a lower bound of its val hard-third gain above 0 and one of its overall "
-            "difference at or above 0 pt (95 % bounds holding together over the 4 that fitted), with its changed "
-            "hard-class images leaning its way (sign test p ≤ 0.05, Bonferroni over the 4)") in reason
+            "difference at or above 0 pt (one-sided bounds holding together at 97.5 % over the 4 that fitted), with "
+            "its changed hard-class images leaning its way (sign test p ≤ 0.05, Bonferroni over the 4)") in reason
     # which test held back the closest candidates (it read as refused for nothing; a new-user round)
     assert ("). 2 passed both bounds but not the sign test; the best, lr=0.2, fixed 4 and broke 0 hard-class "
             "images (p=0.12 alone, 0.12 after Bonferroni over the 4). This run keeps") in reason
