@@ -33,7 +33,7 @@ from .metrics import softmax
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, snap_zero
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
-           "reliability", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
+           "reliability", "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
            "confidence_warning"]
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
@@ -108,6 +108,33 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     return {**out, "nll": log_loss(first, labels), "top_k": k, "top_k_accuracy": top}
 
 
+CALIBRATION_TEST_DRAWS = 1000  # label draws of the consistency-resampling test (calibration_p_value)
+
+
+def calibration_p_value(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIBRATION_BINS, *,
+                        draws: int = CALIBRATION_TEST_DRAWS, seed: int = 0) -> float:
+    """How often a perfectly calibrated head with these top-1 confidences would show an ECE at least the one
+    observed: each draw makes every prediction right with probability its confidence (consistency resampling,
+    Bröcker & Smith 2007) and takes the ECE; p = (1 + #draws ≥ observed) / (1 + draws). The bootstrap interval of
+    the ECE cannot answer "is this head miscalibrated": on a calibrated head's 30 to 300 test images its lower end
+    was above 0 in 33–55 % of splits (a statistics review); this test rejects a calibrated head at its level
+    (``bench/ece_calibration.py``)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if confidence.size == 0:
+        return float("nan")
+    observed = expected_calibration_error(confidence, correct, n_bins)
+    bins = confidence_bins(confidence, n_bins)
+    rng = np.random.default_rng([seed, 7])
+    exceed, chunk = 0, max(1, 4_000_000 // confidence.size)  # at most ~4M draws of a prediction at a time
+    for start in range(0, draws, chunk):
+        size = min(chunk, draws - start)
+        gap = confidence[None, :] - (rng.random((size, confidence.size)) < confidence[None, :])
+        cells = (np.arange(size)[:, None] * n_bins + bins[None, :]).ravel()  # (draw, bin) of every prediction
+        sums = np.bincount(cells, weights=gap.ravel(), minlength=size * n_bins).reshape(size, n_bins)
+        exceed += int((np.abs(sums).sum(axis=1) / confidence.size >= observed - 1e-12).sum())
+    return (1 + exceed) / (1 + draws)
+
+
 def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: np.ndarray, num_classes: int, *,
                            seed: int = 0, n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
     """What top-1 ``confidence`` (n,) and ``correct`` (n,) alone give of a calibration (``probe.report
@@ -127,6 +154,7 @@ def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: 
     ece = float(snap_zero(ece))
     return {
         "ece": ece, "ece_debiased": float(max(0.0, snap_zero(2 * ece - resampled.mean()))),
+        "calibrated_p": calibration_p_value(confidence, correct, n_bins, seed=seed),
         "ece_ci": [float(lo), float(hi)], "confidence": float(confidence.mean()), "accuracy": float(correct.mean()),
         "bins": [{"upper": (b + 1) / n_bins, "count": int(bins["count"][b]), "confidence": bins["confidence"][b],
                   "accuracy": bins["accuracy"][b]} for b in range(n_bins)],

@@ -302,7 +302,14 @@ class Calibration(_Model):
                               "resampled ECE, at least 0): the plug-in ece reads high on few images per bin; null in "
                               "reports before it")
     ece_ci: Optional[Interval] = Field(None, description="95 % interval of the true ECE: the basic (bias-correcting) "
-                                       "stratified bootstrap interval over the test images, clipped at 0")
+                                       "stratified bootstrap interval over the test images, clipped at 0. It sizes a "
+                                       "miscalibration; whether there is one is calibrated_p's question (on a "
+                                       "calibrated head's few hundred images its lower end is above 0 about half "
+                                       "the time)")
+    calibrated_p: Num = Field(None, description="p-value of 'these confidences are calibrated': how often a "
+                              "calibrated head with the same confidences shows this ECE or more (consistency "
+                              "resampling, probe.calibration.calibration_p_value); below 0.05: miscalibrated beyond "
+                              "noise. Null in reports before it")
     confidence: Num = Field(..., description="mean top-1 confidence (above accuracy: overconfident)")
     accuracy: Num = Field(..., description="the first seed's test accuracy")
     nll: Num = Field(..., description="mean negative log-likelihood of the true class (natural log; scikit-learn's "
@@ -326,8 +333,16 @@ class Calibration(_Model):
                 f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
         debiased = "" if self.ece_debiased is None else f", {_pct(self.ece_debiased)}% less its bias,"
         nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
-        return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}, mean confidence "
-                f"{_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}{nll}")
+        return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, mean "
+                f"confidence {_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}{nll}")
+
+    def verdict(self) -> str:
+        """Whether the confidences are calibrated within noise, by :attr:`calibrated_p` ("" in older reports)."""
+        if self.calibrated_p is None:
+            return ""
+        if self.calibrated_p < 0.05:
+            return f" (miscalibrated beyond noise: p = {self.calibrated_p:.2g} if it were calibrated)"
+        return f" (within what a calibrated head shows on these images: p = {self.calibrated_p:.2g})"
 
 
 class PerClassRow(_Model):

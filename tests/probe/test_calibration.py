@@ -94,3 +94,29 @@ def test_an_all_confident_all_correct_head_reads_exactly_zero():
     logits = np.array([[40.0, 0.0], [0.0, 40.0]])
     out = calibration_summary([logits], np.array([0, 1]), 2)
     assert out["ece"] == 0.0 and out["ece_debiased"] == 0.0 and out["ece_ci"] == [0.0, 0.0]
+
+
+def test_the_calibration_test_rejects_a_calibrated_head_at_its_level_and_a_miscalibrated_one():
+    """The ECE interval's lower end was above 0 for a calibrated head on a third to a half of small test sets (a
+    statistics review): calibrated_p tests "calibrated" itself, by drawing each prediction right with its
+    confidence (consistency resampling)."""
+    from probe.calibration import CALIBRATION_TEST_DRAWS, calibration_p_value, expected_calibration_error
+    from probe.report import Calibration
+
+    rng = np.random.default_rng(0)
+    calibrated, off = [], []
+    for trial in range(60):
+        confidence = np.clip(rng.beta(8, 1.2, 200), 0.1, 0.999)
+        calibrated.append(calibration_p_value(confidence, rng.random(200) < confidence, seed=trial))
+        off.append(calibration_p_value(confidence, rng.random(200) < confidence - 0.15, seed=trial))
+    assert np.mean(np.array(calibrated) < 0.05) <= 0.12 and np.mean(np.array(off) < 0.05) >= 0.9
+    # the p-value by hand: (1 + draws at or above the observed ECE) / (1 + draws), the draws seeded
+    confidence, correct = np.array([0.9, 0.8, 0.6, 0.95]), np.array([1.0, 0.0, 0.0, 1.0])
+    observed = expected_calibration_error(confidence, correct)
+    draws = np.random.default_rng([0, 7]).random((CALIBRATION_TEST_DRAWS, 4)) < confidence
+    exceed = sum(expected_calibration_error(confidence, d) >= observed - 1e-12 for d in draws)
+    assert calibration_p_value(confidence, correct) == pytest.approx((1 + exceed) / (1 + CALIBRATION_TEST_DRAWS))
+    line = Calibration(ece=0.2, ece_ci=[0.05, 0.3], calibrated_p=0.012, confidence=0.9, accuracy=0.7, nll=1.0).brief()
+    assert "95 % interval [5.0, 30.0] (miscalibrated beyond noise: p = 0.012 if it were calibrated)" in line
+    line = Calibration(ece=0.05, ece_ci=[0.01, 0.1], calibrated_p=0.4, confidence=0.9, accuracy=0.88, nll=1.0).brief()
+    assert "(within what a calibrated head shows on these images: p = 0.4)" in line
