@@ -313,12 +313,16 @@ class Store:
         return [self._row(r) for r in rows]
 
     def _transition(self, job_id: str, allowed: tuple[JobStatus, ...], target: JobStatus,
-                    extra: str = "", args: tuple = (), before=None) -> dict[str, Any]:
+                    extra: str = "", args: tuple = (), before=None, message: str | None = None) -> dict[str, Any]:
+        """Move a job from one of ``allowed`` to ``target`` in one transaction, with ``message`` added to its
+        messages in it (``{status}``: the status it left): a cancel and a resume racing each other wrote "cancelled
+        while interrupted", then "resumed", of a job that ended cancelled (an attack round)."""
         now = utcnow()
         marks = ", ".join("?" for _ in allowed)
         with self._tx() as conn:
             if before is not None:
                 before(conn)
+            found = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
             cur = conn.execute(
                 f"UPDATE jobs SET status = ?, updated_at = ?{extra} WHERE id = ? AND status IN ({marks})",
                 (target.value, now, *args, job_id, *(s.value for s in allowed)))
@@ -329,6 +333,8 @@ class Store:
                 raise InvalidTransition(
                     f"job {job_id!r} is {row['status']}; only a job that is "
                     f"{' or '.join(s.value for s in allowed)} can become {target.value}")
+            if message is not None:
+                self._append_message(conn, job_id, message.format(status=found["status"]))
         logger.info("job %s -> %s", job_id, target.value)
         return self.get_job(job_id)
 
@@ -352,7 +358,8 @@ class Store:
     def cancel_queued(self, job_id: str) -> dict[str, Any]:
         """queued / interrupted → cancelled (a running job is cancelled by its worker instead)."""
         return self._transition(job_id, (JobStatus.queued, JobStatus.interrupted), JobStatus.cancelled,
-                                ", finished_at = ?, stage = 'cancelled'", (utcnow(),))
+                                ", finished_at = ?, stage = 'cancelled'", (utcnow(),),
+                                message="cancelled while {status}")
 
     def resume(self, job_id: str, max_queued: int | None = None) -> dict[str, Any]:
         """interrupted / failed → queued; the handler picks up from the results recorded so far. With
@@ -362,7 +369,7 @@ class Store:
             self._check_still_there(conn, job_id)
 
         return self._transition(job_id, RESUMABLE, JobStatus.queued,
-                                ", stage = 'queued (resumed)', finished_at = NULL", before=before)
+                                ", stage = 'queued (resumed)', finished_at = NULL", before=before, message="resumed")
 
     @classmethod
     def _check_still_there(cls, conn: sqlite3.Connection, job_id: str) -> None:
@@ -416,13 +423,17 @@ class Store:
 
     def add_message(self, job_id: str, text: str) -> None:
         with self._tx() as conn:
-            row = conn.execute("SELECT messages FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound("jobs", job_id)
-            messages = json.loads(row["messages"])
-            messages.append({"at": utcnow(), "text": text})
-            conn.execute("UPDATE jobs SET messages = ?, updated_at = ? WHERE id = ?",
-                         (json.dumps(messages[-MAX_MESSAGES:]), utcnow(), job_id))
+            self._append_message(conn, job_id, text)
+
+    @staticmethod
+    def _append_message(conn: sqlite3.Connection, job_id: str, text: str) -> None:
+        row = conn.execute("SELECT messages FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound("jobs", job_id)
+        messages = json.loads(row["messages"])
+        messages.append({"at": utcnow(), "text": text})
+        conn.execute("UPDATE jobs SET messages = ?, updated_at = ? WHERE id = ?",
+                     (json.dumps(messages[-MAX_MESSAGES:]), utcnow(), job_id))
 
     def update_result(self, job_id: str, **values: Any) -> dict[str, Any]:
         """Merge ``values`` into the job's result (steps done so far, so a resumed job skips them)."""

@@ -145,8 +145,7 @@ class JobRunner:
         status = JobStatus(job["status"])
         if status in (JobStatus.queued, JobStatus.interrupted):
             try:
-                cancelled = self.store.cancel_queued(job_id)
-                self.store.add_message(job_id, f"cancelled while {status.value}")
+                cancelled = self.store.cancel_queued(job_id)  # its message names the status it left
                 kind = self.handlers.get(cancelled["kind"])
                 if kind is not None:
                     kind.discard(cancelled, self.store, self.settings)
@@ -167,8 +166,7 @@ class JobRunner:
         raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
 
     def resume(self, job_id: str) -> dict[str, Any]:
-        job = self.store.resume(job_id, self.settings.max_queued_jobs)
-        self.store.add_message(job_id, "resumed")
+        job = self.store.resume(job_id, self.settings.max_queued_jobs)  # "resumed" added with the change
         self.wake()
         return job
 

@@ -168,3 +168,20 @@ def test_registrations_of_one_folder_at_once_make_one_data_set(store):
         t.join(30)
     assert len(results) == 8 and len({row["id"] for row, _ in results}) == 1
     assert sum(created for _, created in results) == 1 and len(store.list_datasets()) == 1
+
+
+def test_a_transition_and_its_message_are_one_change(tmp_path):
+    """A cancel and a resume racing each other wrote 'cancelled while interrupted', then 'resumed', of a job that
+    ended cancelled (an attack round): each message is written in its transition's transaction, naming the status
+    the job left."""
+    store = Store(tmp_path / "db.sqlite3")
+    job = store.add_job("extract", {})
+    store.claim(job["id"])
+    store.interrupt(job["id"])
+    resumed = store.resume(job["id"])
+    assert [m["text"] for m in resumed["messages"]] == ["resumed"] and resumed["status"] == "queued"
+    cancelled = store.cancel_queued(job["id"])  # the resume won: the cancel names the status it found
+    assert [m["text"] for m in cancelled["messages"]] == ["resumed", "cancelled while queued"]
+    with pytest.raises(InvalidTransition):
+        store.resume(job["id"])  # cancelled: neither the change nor its message
+    assert [m["text"] for m in store.get_job(job["id"])["messages"]] == ["resumed", "cancelled while queued"]
