@@ -73,7 +73,10 @@
         h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
         deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×")),
       h("td", { class: "name" }, run.name),
-      h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–"),
+      // the cache under its data set: two runs on one data set's caches of other splits read alike (a new-user round)
+      h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–",
+        cache ? h("div", { class: "muted ci", "data-col": "cache", title: splitCounts(cache) },
+          cache.id + (cache.file ? ` · ${cache.file}` : "")) : null),
       h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
       h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortKey(cache && cacheImages(cache)) },
         cache ? count(cacheImages(cache)) : "–"),

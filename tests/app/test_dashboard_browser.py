@@ -338,8 +338,8 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     # each run row names its data set, encoder and the images its cache holds; the job row names its cache
     cache = httpx.get(f"{live_server}/api/caches/{finished.job['result']['cache_id']}").json()
     cells = driver.js(f"""const r = document.querySelector('#runs tr[data-run="{finished.mr2}"]');
-        return ['dataset', 'encoder', 'images'].map(c => r.querySelector(`[data-col=${{c}}]`).textContent);""")
-    assert cells == [finished.dataset["name"], "effnet-lite0", f"{sum(cache['counts'].values()):,}"]
+        return ['dataset', 'encoder', 'images', 'cache'].map(c => r.querySelector(`[data-col=${{c}}]`).firstChild.textContent);""")
+    assert cells == [finished.dataset["name"], "effnet-lite0", f"{sum(cache['counts'].values()):,}", cache["id"]]
     # the verdict column: the disparity-aware decision where one was made, "–" for a run that selected on overall
     runs = {r["id"]: r for r in httpx.get(f"{live_server}/api/runs").json()}
     shown = {"improved": "improved", "no_safe_improvement": "no safe improvement", "not_applicable": "–"}
@@ -614,6 +614,8 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     chip = f"tr[data-dataset] [data-cache='{caches['path']['id']}']"
     wait_for(lambda: driver.js(f"return document.querySelector(\"{chip}\") !== null"), 30, what="cache listed")
     assert "(file)" in driver.js(f"return document.querySelector(\"{chip}\").textContent")
+    run_cache = driver.js(f"return document.querySelector(\"tr[data-run='{erm}'] [data-col=cache]\").textContent")
+    assert run_cache == f"{caches['path']['id']} · elsewhere.h5"  # which cache each run trained on
     link = driver.js(f"return document.querySelector(\"{chip} a.cache-launch\").getAttribute('href')")
     assert link == f"/launch?cache={caches['path']['id']}"
     _open(driver, base + link, "launch")
