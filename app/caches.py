@@ -44,20 +44,65 @@ def _dataset_of(store: Store, cache: Any) -> dict[str, Any]:
                        "from first (POST /api/datasets, the same files), then the cache")
 
 
+MAX_ROWS = 50_000_000  # images in one split of a registered cache (ImageNet-21k has 14 M)
+
+
+def _unwritten(cache: Any, split: str) -> str | None:
+    """What of a split's datasets holds less data on disk than its shape claims (an unwritten HDF5 dataset reads as
+    zeros: a 209 KB file claimed 10⁹ rows and its labels were read into 7.45 GB; an attack round), or None."""
+    import h5py
+
+    with h5py.File(cache.path, "r") as h5:
+        group = h5[split]
+        for name in ("features", "labels"):
+            data = group[name]
+            if data.id.get_storage_size() < data.size * data.dtype.itemsize:
+                return f"{name} ({data.id.get_storage_size():,} bytes stored for {data.size:,} values)"
+        if group["sources"].id.get_storage_size() < group["sources"].size:
+            return "sources"
+    return None
+
+
 def _check_readable(cache: Any) -> dict[str, int]:
-    """Rows per split, once every split's labels are class indices and every row names its image: what a job and
-    a failure gallery read (``feature_cache.FeatureCache`` raises CacheMismatch on a label out of range)."""
+    """Rows per split, once every split's data is stored, its labels are class indices and every row names its
+    image: what a job and a failure gallery read (``feature_cache.FeatureCache`` raises CacheMismatch on a label out
+    of range). A file damaged otherwise (a split without labels, names that are not UTF-8) is a CacheMismatch too:
+    it was a 500 (an attack round)."""
     from feature_cache import CacheMismatch
 
     for split in cache.splits:
         rows = cache.split_sizes[split]
-        for what, n in (("labels", len(cache.labels(split))), ("names of images", len(cache.sources(split)))):
+        if rows > MAX_ROWS:
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} claims {rows:,} images, over the {MAX_ROWS:,} a "
+                                "registered cache may hold")
+        try:
+            missing = _unwritten(cache, split)
+            counts = (("labels", len(cache.labels(split))), ("names of images", len(cache.sources(split))))
+        except (KeyError, OSError, ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} cannot be read ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); the cache is damaged") from None
+        if missing:
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} has {missing}: the cache is incomplete")
+        for what, n in counts:
             if n != rows:  # 5 labels for 21 rows of features was registered (an attack round)
                 raise CacheMismatch(f"{cache.path.name}: split {split!r} has {n:,} {what} for {rows:,} rows of "
                                     "features; the cache is damaged")
     if not cache.split_sizes.get("test"):
         raise CacheMismatch(f"{cache.path.name} has no test image: nothing to score a probe on")
     return {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
+
+
+def _differs(cache: Any, row: dict[str, Any]) -> str | None:
+    """How a file that carries a cache's fingerprint holds other data than the cache registered (its classes, its
+    width, its images per split, its data set), or None: a copied fingerprint took over a cache and its runs (an
+    attack round)."""
+    counts = {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
+    for what, theirs, ours in (("classes", cache.class_names, list(row["class_names"])),
+                               ("feature width", int(cache.num_features), row["num_features"]),
+                               ("images per split", counts, {k: int(v) for k, v in dict(row["counts"]).items()})):
+        if ours is not None and theirs != ours:
+            return f"other {what} ({theirs} against {ours})"
+    return None
 
 
 def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
@@ -71,7 +116,7 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
         feature_cache.CacheMismatch: not a finished cache of this schema, or damaged (422).
         feature_cache.DatasetError: its data set is not registered here (422).
     """
-    from feature_cache import open_cache
+    from feature_cache import CacheMismatch, open_cache
 
     cache = open_cache(path)
     counts = _check_readable(cache)
@@ -80,6 +125,13 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     if usable is not None:
         return usable, False
     if same:
+        differs = _differs(cache, same[0])
+        if differs:
+            raise CacheMismatch(f"{path.name} carries the fingerprint of cache {same[0]['id']!r} but holds {differs}: "
+                                "it is not that cache's file")
+        if _dataset_of(store, cache)["id"] != same[0]["dataset_id"]:
+            raise CacheMismatch(f"{path.name} carries the fingerprint of cache {same[0]['id']!r} but was extracted "
+                                "from another data set: it is not that cache's file")
         return store.move_cache(same[0]["id"], str(path), REGISTERED), False
     dataset = _dataset_of(store, cache)
     row = store.add_cache(dataset_id=dataset["id"], encoder=cache.encoder, path=str(path),
@@ -98,6 +150,8 @@ def cache_problem(row: dict[str, Any]) -> str | None:
         cache_file(row)
     except (PathOutsideRoot, CacheMismatch, FileNotFoundError) as exc:
         return str(exc)
+    except Exception as exc:  # anything else a damaged file raises: one file never fails the whole listing
+        return f"cache {row['id']!r}: its file cannot be read ({type(exc).__name__})"
     return None
 
 
@@ -125,9 +179,12 @@ def cache_file(row: dict[str, Any]) -> str:
     if not stored.is_file():
         raise FileNotFoundError(f"cache {row['id']!r}: its file {stored.name} is no longer where it was registered; "
                                 f"{again}")
-    found = open_cache(stored).fingerprint
-    if found != row["fingerprint"]:
+    cache = open_cache(stored)
+    differs = _differs(cache, row)  # the same fingerprint copied onto other data (an attack round)
+    if cache.fingerprint != row["fingerprint"] or differs:
+        now = (f"features of fingerprint {cache.fingerprint[:12]}…" if cache.fingerprint != row["fingerprint"]
+               else f"its fingerprint on {differs}")
         raise CacheMismatch(f"cache {row['id']!r}: its file {stored.name} changed since it was registered (it now "
-                            f"holds features of fingerprint {found[:12]}…, registered {str(row['fingerprint'])[:12]}…)"
-                            ": put the registered file back, or register the new one (another cache)")
+                            f"holds {now}, registered {str(row['fingerprint'])[:12]}…): put the registered file "
+                            "back, or register the new one (another cache)")
     return row["path"]

@@ -413,6 +413,31 @@ class FeatureCache:
             return [s.decode() if isinstance(s, bytes) else s for s in self._group(h5, split)["sources"][()]]
 
 
+# Root attributes that are text (README "HDF5 feature cache").
+_TEXT_ATTRS = ("encoder", "weights_sha256", "feature_kind", "default_head", "dataset_fingerprint", "fingerprint",
+               "created_at", "precision", "encoder_warning")
+
+
+def _linked_members(h5: h5py.File) -> list[str]:
+    """The members of the splits that are links (soft, external) or virtual datasets: an external link or a virtual
+    dataset reads data outside the file, past the service's data root, and a virtual one whose source is gone reads
+    as zeros, which a probe trained on silently (an attack round)."""
+    found = []
+    for split in SPLITS:
+        group = h5.get(split, getlink=True)
+        if group is None:
+            continue
+        if not isinstance(group, h5py.HardLink):
+            found.append(f"the group {split}")
+            continue
+        for name in ("features", "labels", "sources"):
+            link = h5[split].get(name, getlink=True)
+            if link is not None and (not isinstance(link, h5py.HardLink) or getattr(h5[split][name], "is_virtual",
+                                                                                     False)):
+                found.append(f"{split}/{name}")
+    return found
+
+
 def open_cache(path: str | Path) -> FeatureCache:
     """Open a finished cache read-only.
 
@@ -437,9 +462,17 @@ def open_cache(path: str | Path) -> FeatureCache:
             names = list(h5.attrs)
             raw = {key: h5.attrs[key] for key in names}
             shapes = {s: tuple(h5[s]["features"].shape) for s in SPLITS if s in h5}
+            outside = _linked_members(h5)
     except (OSError, KeyError, TypeError, ValueError) as exc:  # not HDF5; a split without a features dataset
         raise CacheMismatch(f"{path} is not a readable HDF5 feature cache ({exc}).") from None
+    if outside:
+        raise CacheMismatch(f"{path}: {outside[0]} is a link or a virtual dataset, not data of the file itself; a "
+                            "feature cache holds its own data (mr2probe extract writes no links).")
     attrs = {key: _decode_attr(path, key, value) for key, value in raw.items()}
+    wrong = next((key for key in _TEXT_ATTRS if key in attrs and not isinstance(attrs[key], str)), None)
+    if wrong:  # an integer fingerprint crashed every listing of the service's caches (an attack round)
+        raise CacheMismatch(f"{path}: the root attribute {wrong!r} is not text; the file was not written by "
+                            "feature_cache.extract, or is damaged.")
     if any(len(shape) != 2 for shape in shapes.values()):
         raise CacheMismatch(f"{path} is incomplete or malformed: features that are not (rows, width) arrays.")
     sizes = {s: int(shape[0]) for s, shape in shapes.items()}

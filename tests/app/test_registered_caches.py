@@ -198,3 +198,85 @@ def test_a_reference_run_of_another_data_set_is_refused(service):
         f"reference_run: run {reference['run_ids'][0]!r} was trained on another data set than cache "
         f"{made['cache_id']!r} (other images): the reference's groups and the comparison with it need the same "
         "images; train the ERM reference on this cache")
+
+
+def _altered(service, name: str, change) -> str:
+    """A copy of the CLI's cache under the data root, changed by ``change(h5)`` (h5py, r+); returns its path."""
+    import h5py
+
+    target = service.root / name
+    shutil.copy(service.root / "features" / "images.h5", target)
+    with h5py.File(target, "r+") as h5:
+        change(h5)
+    return name
+
+
+def test_hostile_or_damaged_cache_files_are_422_and_never_fail_the_listing(service):
+    """An attack round: a split without labels, dangling and external links, a virtual dataset over a file outside
+    the data root, names that are not UTF-8, 10⁹ unwritten rows were 500s (or trained on zeros), and a registered
+    file given an integer fingerprint made GET /api/caches a 500 for everyone."""
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+    outside = service.root.parent / "outside.h5"
+    with h5py.File(outside, "w") as h5:
+        h5["features"] = np.ones((15, 1280), dtype=np.float16)
+
+    def virtual(h5):
+        layout = h5py.VirtualLayout(shape=(15, 1280), dtype=np.float16)
+        layout[:] = h5py.VirtualSource(str(outside), "features", shape=(15, 1280))
+        del h5["train/features"]
+        h5["train"].create_virtual_dataset("features", layout)
+
+    def claiming(rows):  # a split of ``rows`` rows none of which is written: HDF5 reads them as zeros
+        def change(h5):
+            for name in ("features", "labels", "sources"):
+                del h5[f"train/{name}"]
+            h5["train"].create_dataset("features", shape=(rows, 1280), dtype=np.float16, chunks=(1024, 1280))
+            h5["train"].create_dataset("labels", shape=(rows,), dtype=np.int64, chunks=(4096,))
+            h5["train"].create_dataset("sources", shape=(rows,), dtype=h5py.string_dtype(), chunks=(4096,))
+        return change
+
+    cases = {
+        "nolabels.h5": (lambda h5: h5.__delitem__("val/labels"), "split 'val' cannot be read (KeyError"),
+        "dangling.h5": (lambda h5: (h5["test"].__delitem__("labels"), h5["test"].__setitem__(
+            "labels", h5py.ExternalLink("/nowhere.h5", "/labels"))), "test/labels is a link or a virtual dataset"),
+        "external.h5": (lambda h5: (h5["train"].__delitem__("features"), h5["train"].__setitem__(
+            "features", h5py.ExternalLink(str(outside), "/features"))), "train/features is a link or a virtual"),
+        "virtual.h5": (virtual, "train/features is a link or a virtual dataset"),
+        "notutf8.h5": (lambda h5: (h5["val"].__delitem__("sources"), h5["val"].create_dataset(
+            "sources", data=np.array([b"\xff\xfe"] * 3), dtype=h5py.string_dtype("ascii"))),
+            "split 'val' cannot be read (UnicodeDecodeError"),
+        "huge.h5": (claiming(10**9), "split 'train' claims 1,000,000,000 images, over the 50,000,000"),
+        "unwritten.h5": (claiming(2 * 10**6), "split 'train' has features (0 bytes stored for 2,560,000,000 values): "
+                         "the cache is incomplete"),
+    }
+    for name, (change, said) in cases.items():
+        resp = service.post("/api/caches", json={"path": _altered(service, name, change)})
+        assert resp.status_code == 422 and said in resp.json()["detail"], (name, resp.text)
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    with h5py.File(service.root / "features" / "images.h5", "r+") as h5:
+        h5.attrs["fingerprint"] = np.int64(5)
+    listed = service.get("/api/caches")
+    assert listed.status_code == 200 and "'fingerprint' is not text" in listed.json()[0]["problem"]
+    assert service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM}).status_code == 422
+
+
+def test_a_copied_fingerprint_does_not_take_over_a_cache(service):
+    """A file carrying a registered cache's fingerprint over other classes moved that cache (and its runs) onto it
+    (an attack round): the same fingerprint is the same cache only with the same classes, width, splits, data set."""
+    service.post("/api/datasets", json={"path": "images.zip"})
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    os.replace(service.root / "features" / "images.h5", service.root / "away.h5")  # the registered file moved
+    shutil.copy(service.root / "away.h5", service.root / "forged.h5")
+    import h5py
+
+    with h5py.File(service.root / "forged.h5", "r+") as h5:
+        h5.attrs["class_names"] = '["airplane", "cat", "dog"]'
+    resp = service.post("/api/caches", json={"path": "forged.h5"})
+    assert resp.status_code == 422 and resp.json()["detail"] == (
+        f"forged.h5 carries the fingerprint of cache {cache['id']!r} but holds other classes (['airplane', 'cat', "
+        "'dog'] against ['airplane', 'cat', 'ship']): it is not that cache's file")
+    assert service.get(f"/api/caches/{cache['id']}").json()["file"] == "features/images.h5"  # not moved
+    assert service.post("/api/caches", json={"path": "away.h5"}).json()["file"] == "away.h5"  # the real one is
