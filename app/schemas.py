@@ -238,11 +238,35 @@ class JobAccepted(BaseModel):
 
 
 # -- runs and reports (the report and comparison documents are probe.Report and probe.Comparison) -------
+MAX_NOTE = 2000  # characters of a run's note
+# a note may hold line breaks and tabs, no other control, direction or zero-width character
+NOTE_TEXT = rf"^(?:[\n\t]|[^{UNPRINTABLE}])*$"
+
+
+class RunUpdate(BaseModel):
+    """What a user calls a run and why it matters (``PATCH /api/runs/{id}``): the name in the lists, a free note."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    note: Annotated[str, StringConstraints(max_length=MAX_NOTE, pattern=NOTE_TEXT)] | None = Field(
+        None, description="free text shown with the run (line breaks allowed); an empty string clears it")
+
+    @model_validator(mode="after")
+    def _something(self) -> "RunUpdate":
+        if not self.model_fields_set:
+            raise ValueError("give name and / or note")
+        null = sorted(key for key in self.model_fields_set if getattr(self, key) is None)
+        if null:  # a run always has a name, and an empty note is ""
+            raise ValueError(f"{null[0]} cannot be null: leave it out to keep it")
+        return self
+
+
 class RunOut(BaseModel):
     id: str
     job_id: str | None
     cache_id: str
     name: str
+    note: str = Field("", description="the user's note on the run (PATCH /api/runs/{id})")
     head: str | None = Field(..., description="the head the run ships: the reference's where it kept the reference "
                              "configuration (a cosine request against a linear reference that found no safe "
                              "improvement ships linear; its name says what was tried)")

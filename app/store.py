@@ -69,7 +69,8 @@ def _from_selection(column: str):
 _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("runs", "test_check", "TEXT", _from_selection("test_check")),
                   # "extraction": written by a job under caches/; "path": a finished file registered where it lies
-                  ("caches", "source", "TEXT NOT NULL DEFAULT 'extraction'", lambda conn: None))
+                  ("caches", "source", "TEXT NOT NULL DEFAULT 'extraction'", lambda conn: None),
+                  ("runs", "note", "TEXT NOT NULL DEFAULT ''", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -226,6 +227,15 @@ class Store:
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
             reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
             test_check=test_check))
+
+    def update_run(self, run_id: str, **values: str) -> dict[str, Any]:
+        """Set a run's ``name`` and / or ``note`` (what the user calls it, and why it matters), in one transaction."""
+        columns = [key for key in ("name", "note") if key in values]
+        with self._tx() as conn:
+            if columns and conn.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                                        (*(values[c] for c in columns), run_id)).rowcount == 0:
+                raise NotFound("runs", run_id)
+        return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._get("runs", run_id)

@@ -23,7 +23,7 @@ from probe import Comparison, Report
 from ..config import Settings, get_settings
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
-                       RunOut, ScoresOut)
+                       RunOut, RunUpdate, ScoresOut)
 
 router = APIRouter(tags=["reports"])
 
@@ -267,6 +267,13 @@ def _shipped(run: dict):
 @router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES, summary="One probe run")
 def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
     row = store.get_run(run_id)
+    return RunOut(**{k: row[k] for k in RunOut.model_fields})
+
+
+@router.patch("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES,
+              summary="Rename a run or set its note (what it is called in the lists, and why it matters)")
+def update_run(run_id: IdPath, body: RunUpdate, store: Store = Depends(get_store)) -> RunOut:
+    row = store.update_run(run_id, **body.model_dump(exclude_unset=True))
     return RunOut(**{k: row[k] for k in RunOut.model_fields})
 
 

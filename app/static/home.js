@@ -72,7 +72,9 @@
       h("td", { class: "actions" }, h("a", { href: link }, run.id), h("br"),
         h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
         deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×")),
-      h("td", { class: "name" }, run.name),
+      h("td", { class: "name", "data-col": "name" }, run.name,
+        run.note ? h("div", { class: "muted ci run-note", title: run.note }, run.note.split("\n")[0].slice(0, 80)
+          + (run.note.length > 80 || run.note.includes("\n") ? " …" : "")) : null),
       // the cache under its data set: two runs on one data set's caches of other splits read alike (a new-user round)
       h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–",
         cache ? h("div", { class: "muted ci", "data-col": "cache", title: splitCounts(cache) },

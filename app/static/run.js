@@ -5,8 +5,8 @@
    lacks their fields (older reports). */
 (function () {
   "use strict";
-  const { h, getJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc, isNum,
-          TOKEN_KEY } = window.Dash;
+  const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
+          isNum, TOKEN_KEY } = window.Dash;
   const GROUPS = ["easy", "medium", "hard"];
   const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
@@ -583,6 +583,28 @@
     return view;
   }
 
+  /** The run's note (what the user wrote of it) and a form to rename it or change the note (PATCH /api/runs/{id}). */
+  function noteBox(run) {
+    const shown = h("p", { id: "run-note", class: "run-note", hidden: run.note ? null : "hidden" }, run.note || "");
+    const name = h("input", { id: "run-name-input", value: run.name, maxlength: 200, size: 40, "aria-label": "run name" });
+    const note = h("textarea", { id: "run-note-input", maxlength: 2000, rows: 3, cols: 60, "aria-label": "note" }, run.note || "");
+    const error = h("span", { class: "field-error", id: "run-edit-error", role: "alert" });
+    const form = h("form", { id: "run-edit", hidden: "hidden" }, h("label", { for: "run-name-input" }, "Name "), name, h("br"),
+      h("label", { for: "run-note-input" }, "Note "), note, h("br"),
+      h("button", { type: "submit", class: "primary" }, "Save"), " ",
+      h("button", { type: "button", onclick: () => { form.hidden = true; } }, "Cancel"), " ", error);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await sendJSON(`/api/runs/${enc(run.id)}`, "PATCH", { name: name.value.trim(), note: note.value });
+        location.reload();
+      } catch (e) { error.textContent = e.message; }
+    });
+    const open = h("button", { type: "button", id: "run-edit-open", onclick: () => { form.hidden = false; name.focus(); } },
+      run.note ? "Edit name and note" : "Rename or add a note");
+    return h("div", { class: "run-notes" }, shown, open, form);
+  }
+
   function header(view, names) {
     const { run, report, cmp, otherRun, cache } = view;
     const ds = cache ? view.datasets.find((d) => d.id === cache.dataset_id) : null;
@@ -604,6 +626,7 @@
     const grouping = (cmp && cmp.grouping) || report.grouping || {};
     return h("section", { class: "card" },
       h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
+      noteBox(run),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]

@@ -657,3 +657,20 @@ def test_a_compare_split_without_a_cache_is_refused(finished):
     assert resp.status_code == 422 and resp.json()["detail"].startswith("split='train' needs a cache")
     assert client.get(f"/api/compare.md?base={finished.erm}&other={finished.mr2}&split=val").status_code == 422
     assert client.get(f"/api/compare?base={finished.erm}&other={finished.mr2}&split=test").status_code == 200
+
+
+def test_a_run_is_renamed_and_noted(fresh_finished):
+    """What a user calls a run and why it matters (W&B's run name and notes): PATCH /api/runs/{id}, bounded."""
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    resp = client.patch(f"/api/runs/{run_id}", json={"name": "  candidate for prod  ", "note": "ships to\tA/B\nif ok"})
+    assert resp.status_code == 200 and (resp.json()["name"], resp.json()["note"]) == ("candidate for prod",
+                                                                                      "ships to\tA/B\nif ok")
+    listed = {r["id"]: r for r in client.get("/api/runs").json()}[run_id]
+    assert (listed["name"], listed["note"]) == ("candidate for prod", "ships to\tA/B\nif ok")
+    assert client.patch(f"/api/runs/{run_id}", json={"note": ""}).json()["note"] == ""  # cleared, the name kept
+    assert client.get(f"/api/runs/{run_id}").json()["name"] == "candidate for prod"
+    for body in ({}, {"name": ""}, {"name": "x" * 201}, {"note": "x" * 2001}, {"note": "a\x00b"}, {"note": "a\u202eb"},
+                 {"tags": ["x"]}, {"name": None}, {"note": None}, {"name": "a", "note": 3}):
+        assert client.patch(f"/api/runs/{run_id}", json=body).status_code == 422, body
+    assert client.patch("/api/runs/run_missing", json={"note": "x"}).status_code == 404
+    assert client.get(f"/api/runs/{fresh_finished.erm}").json()["note"] == ""  # another run untouched

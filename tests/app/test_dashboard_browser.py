@@ -623,6 +623,36 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     assert driver.js("return document.getElementById('cache-select').value") == caches["path"]["id"]
 
 
+def test_a_run_is_noted_from_its_page_and_the_note_shows_in_the_list(driver, launch_service, tmp_path):
+    """Rename or add a note (PATCH /api/runs/{id}) from the run page: the note shows there, line breaks kept, and
+    under the run's name in the runs list; an error of the API shows beside the form."""
+    if not launch_service.launched:
+        pytest.skip("needs the runs of test_launch_form_takes_an_upload_to_the_report")
+    base, run_id = launch_service.base, launch_service.launched["erm"]
+    _open(driver, f"{base}/runs/{run_id}", "run")
+    assert driver.js("return document.getElementById('run-note').hidden")
+    driver.js("document.getElementById('run-edit-open').click()")
+    _value(driver, "run-note-input", "x" * 1999 + "\u0000")  # refused by the API: said beside the form
+    driver.js("document.querySelector('#run-edit button[type=submit]').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('run-edit-error').textContent"), 30,
+                     interval=0.2, what="note error shown")
+    assert "note" in error
+    _value(driver, "run-note-input", "baseline for the A/B test\n<b>not bold</b>")
+    driver.js("document.querySelector('#run-edit button[type=submit]').click()")
+    wait_for(lambda: driver.js("return document.getElementById('run-note') && "
+                               "!document.getElementById('run-note').hidden"), 30, interval=0.2, what="note saved")
+    assert driver.js("return document.getElementById('run-note').textContent") == \
+        "baseline for the A/B test\n<b>not bold</b>"  # text, never markup
+    assert httpx.get(f"{base}/api/runs/{run_id}").json()["note"] == "baseline for the A/B test\n<b>not bold</b>"
+    driver.screenshot(tmp_path / "run_note.png")
+    _open(driver, base + "/", "home")
+    wait_for(lambda: driver.js(f"return document.querySelector(\"tr[data-run='{run_id}'] .run-note\") !== null"),
+             30, what="note listed")
+    assert driver.js(f"return document.querySelector(\"tr[data-run='{run_id}'] .run-note\").textContent") == \
+        "baseline for the A/B test …"
+    httpx.patch(f"{base}/api/runs/{run_id}", json={"note": ""})
+
+
 def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_service, tmp_path):
     base = launch_service.base
     skewed = _shapes_zip(tmp_path / "skewed.zip", n_train={"red": 12, "green": 6, "blue": 3}, n_test=2)
