@@ -27,6 +27,31 @@ def get_runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
+def _query_names(dependant: Any) -> frozenset[str]:
+    """The query parameters a route takes: its own and those of its dependencies (FastAPI's ``Dependant`` tree)."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+def known_query_only(request: Request) -> None:
+    """Refuse (422, as a validation error) a query parameter the route does not take: FastAPI ignores it, and
+    ``DELETE /api/caches/{id}?dryRun=true`` deleted for real (an attack round)."""
+    from fastapi.exceptions import RequestValidationError
+
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError([{"loc": ("query", unknown[0][:100]), "type": "unknown_parameter",
+                                       "msg": f"unknown query parameter {unknown[0][:100]!r}: this route takes "
+                                              f"{takes}"}])
+
+
 def require_token(
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     settings: Settings = Depends(get_settings),

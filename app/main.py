@@ -16,7 +16,7 @@ from starlette.routing import Match
 from . import __version__
 from .config import Settings, get_settings
 from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
-from .deps import require_token
+from .deps import known_query_only, require_token
 from .messages import ClientMessages
 from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, SingleQueryValues, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
@@ -67,8 +67,10 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.state.settings, app.state.store, app.state.runner = settings, store, runner
     app.dependency_overrides[get_settings] = lambda: settings
 
-    protected = {"dependencies": [Depends(require_token)], "responses": {401: ERROR_RESPONSES[401]}}
-    app.include_router(health.router, prefix="/api")  # open: the docker healthcheck calls it without a token
+    protected = {"dependencies": [Depends(require_token), Depends(known_query_only)],
+                 "responses": {401: ERROR_RESPONSES[401]}}
+    # open: the docker healthcheck calls it without a token
+    app.include_router(health.router, prefix="/api", dependencies=[Depends(known_query_only)])
     app.include_router(datasets.router, prefix="/api", **protected)
     app.include_router(jobs.router, prefix="/api", **protected)
     app.include_router(reports.router, prefix="/api", **protected)
@@ -165,7 +167,8 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
                                 status_code=422)
         headers = exc.headers
         if exc.status_code == 405 and headers and "Allow" in headers:
-            headers = {**headers, "Allow": _allowed_methods(request)}
+            # a mounted app's 405 (the static files) comes with its own Allow, which the routes cannot see
+            headers = {**headers, "Allow": _allowed_methods(request) or headers["Allow"]}
             detail = f"{request.method} is not a method of {request.url.path}; it answers {headers['Allow']}"
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
 

@@ -1064,3 +1064,17 @@ def test_a_query_parameter_given_twice_is_refused(service):
     resp = service.get("/api/runs/run_x/failures?class=cat&class=dog&class=")
     assert resp.status_code == 422 and resp.json()["detail"][0]["msg"].startswith("query parameter 'class' is given 3")
     assert service.get("/api/runs/run_x/failures?class=cat&limit=3").status_code == 404  # once each: on to the route
+
+
+def test_an_unknown_query_parameter_is_refused_and_a_static_405_names_its_methods(service):
+    """DELETE /api/caches/{id}?dryRun=true deleted for real: FastAPI ignored the misspelt parameter (an attack
+    round); and a static file's 405 said 'Allow: ' (empty), the routes not seeing the mounted files."""
+    resp = service.delete("/api/caches/cache_x?dryRun=true")
+    assert resp.status_code == 422 and resp.json()["detail"] == [
+        {"loc": ["query", "dryRun"], "type": "unknown_parameter",
+         "msg": "unknown query parameter 'dryRun': this route takes cascade, dry_run"}]
+    assert service.delete("/api/caches/cache_x?dry_run=true").status_code == 404  # known: on to the route
+    assert service.get("/api/health?verbose=1").status_code == 422
+    resp = service.delete("/static/app.js")
+    assert resp.status_code == 405 and resp.headers["allow"] == "GET, HEAD"
+    assert resp.json()["detail"] == "DELETE is not a method of /static/app.js; it answers GET, HEAD"
