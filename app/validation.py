@@ -180,6 +180,35 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
         raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r} "
                              f"({first_class_difference(theirs, cache_row['class_names'])}): its groups and floor "
                              "cannot apply")
+    if run["cache_id"] != cache_row["id"]:
+        _check_same_test_split(run, cache_row)
+
+
+def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
+    """A reference trained on another cache of the same images must have been scored on the same test split: the
+    run page compares with it by default, and a reference of another split (another cap per class) opened on the
+    comparison's 422 (an attack round). A reference without stored predictions cannot be checked, and passes."""
+    import numpy as np
+
+    from feature_cache import CacheMismatch, open_cache
+    from probe.predictions import Predictions
+
+    try:
+        theirs = Predictions.load(run["path"])
+    except (OSError, ValueError):
+        return
+    try:
+        cache = open_cache(cache_file(cache_row))
+        labels = cache.labels("test")
+        same = np.array_equal(labels, theirs.labels) and (theirs.sources is None or list(theirs.sources)
+                                                          == cache.sources("test"))
+    except (CacheMismatch, OSError, KeyError) as exc:
+        raise _unreadable(cache_row, exc) from None
+    if not same:
+        raise RequestInvalid("reference_run", f"run {run['id']!r} was scored on another test split than cache "
+                             f"{cache_row['id']!r} ({len(theirs.labels):,} test images against {len(labels):,}, or "
+                             "other ones): the comparison with it needs the same test images; train the ERM "
+                             "reference on this cache")
 
 
 def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:

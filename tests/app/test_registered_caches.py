@@ -280,3 +280,19 @@ def test_a_copied_fingerprint_does_not_take_over_a_cache(service):
         "'dog'] against ['airplane', 'cat', 'ship']): it is not that cache's file")
     assert service.get(f"/api/caches/{cache['id']}").json()["file"] == "features/images.h5"  # not moved
     assert service.post("/api/caches", json={"path": "away.h5"}).json()["file"] == "away.h5"  # the real one is
+
+
+def test_a_reference_scored_on_another_test_split_is_refused(service):
+    """A reference trained on another cache of the same images with another cap per class was taken, and the run
+    page opened on the comparison's 422 'scored on different test splits' (an attack round)."""
+    dataset = service.post("/api/datasets", json={"path": "images.zip"}).json()
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    reference = wait_job(service, service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"],
+                                                                   "config": ERM}).json()["id"])["result"]
+    capped = wait_job(service, service.post("/api/jobs", json={
+        "kind": "extract", "dataset_id": dataset["id"], "options": {"max_per_class": 2}}).json()["id"])["result"]
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": capped["cache_id"], "config": MR2,
+                                           "reference_run": reference["run_ids"][0]})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith(
+        f"reference_run: run {reference['run_ids'][0]!r} was scored on another test split than cache "
+        f"{capped['cache_id']!r} (9 test images against 6, or other ones)")
