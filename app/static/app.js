@@ -23,7 +23,15 @@
     document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === (run ? "/" : path)));
     const done = run ? window.RunPage.render(main, decodeURIComponent(run[1]))
       : /^\/launch\/?$/.test(path) ? window.Launch.render(main) : window.Home.render(main);
-    Promise.resolve(done).catch((e) => { if (e.status !== 401) showBanner("Could not load: " + e.message, true); });
+    Promise.resolve(done).catch((e) => {
+      if (e.status === 401) return;
+      showBanner("Could not load: " + e.message, true);
+      // the page's "Loading…" stayed under the banner of a deleted run (a new-user round): say what is not there
+      main.replaceChildren(window.Dash.h("section", { class: "card" }, window.Dash.h("p", { class: "muted", id: "load-failed" },
+        e.status === 404 ? "Not found: it may have been deleted. " : "This page could not be loaded. "),
+        window.Dash.h("a", { href: "/" }, "All jobs and runs")));
+      main.setAttribute("data-ready", "error");
+    });
   }
 
   route();

@@ -83,13 +83,14 @@
       + (c.file ? ` · ${c.file}` : "") + (c.problem ? " (unreadable now)" : "");
   }
 
-  function buildForm(choices, datasets, caches, cacheId) {
+  function buildForm(choices, datasets, caches, cacheId, datasetId) {
     // /launch?cache=ID (a cache's "train" link on the home page): that cache, picked
     const source = cacheId ? "cache" : datasets.length ? "existing" : "upload";
     const radio = (value, label) => h("label", { class: "radio" },
       h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
     // the newest labelled data set first chosen: an unlabelled one greys out the probes (a new-user round)
-    const first = (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts)) || datasets[0] || {}).id;
+    // (after a refused request, the data set it registered: the error below is about that one; a new-user round)
+    const first = datasetId || (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts)) || datasets[0] || {}).id;
     // caches a probe trains on: labelled images with a train split (not unlabelled ones, not a test set alone)
     const labelledCaches = caches.filter((c) => c.labelled !== false && Number((c.counts || {}).train) > 0);
     const firstUsable = (labelledCaches.find((c) => !c.problem) || {}).id;
@@ -257,13 +258,14 @@
     }
   }
 
-  async function resolveDataset(form) {
+  /** The data set the request is about (the API's DatasetOut): the one picked, or an archive or folder registered now. */
+  async function resolveDataset(form, list) {
     const source = form.querySelector("input[name=source]:checked").value;
     const name = document.getElementById("dataset-name").value.trim() || null;
     if (source === "existing") {
       const id = (document.getElementById("dataset-select") || {}).value;
       if (!id) throw Object.assign(new ApiError(0, "choose a data set, or upload one"), { step: "dataset" });
-      return id;
+      return list.find((d) => d.id === id) || { id };
     }
     try {
       if (source === "upload") {
@@ -273,12 +275,12 @@
         bar.hidden = false;
         const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
         bar.hidden = true;
-        return ds.id;
+        return ds;
       }
       const path = document.getElementById("dataset-path").value.trim();
       if (!path) throw new ApiError(0, "enter the folder's path on the server");
       const unlabelled = document.getElementById("unlabelled").checked;
-      return (await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) })).id;
+      return await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) });
     } catch (e) {
       document.getElementById("upload-progress").hidden = true;
       throw Object.assign(e, { step: "dataset" });
@@ -335,8 +337,8 @@
       getJSON("/api/caches")]);
     const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
     let stop = () => {};
-    const mount = (list) => {
-      const form = buildForm(choices, list, caches, params.get("cache"));
+    const mount = (list, picked) => {
+      const form = buildForm(choices, list, caches, params.get("cache"), picked);
       form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form, list); });
       return form;
     };
@@ -346,10 +348,13 @@
       button.disabled = true;
       let datasetId = null;
       try {
-        const extractOnly = extractsOnly(form, list);
         const onCache = form.querySelector("input[name=source]:checked").value === "cache";
         const cacheId = onCache ? await resolveCache(form) : null;
-        datasetId = onCache ? null : await resolveDataset(form);
+        const dataset = onCache ? null : await resolveDataset(form, list);
+        datasetId = dataset && dataset.id;
+        // a labelled test set alone, uploaded or registered now, is extracted, not trained on (the pipeline failed
+        // after its registration; a new-user round), as a registered one is
+        const extractOnly = extractsOnly(form, list) || Boolean(dataset && (dataset.labelled === false || isTestSet(dataset.counts)));
         const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId, extractOnly, cacheId));
         history.replaceState(null, "", `/launch?job=${enc(accepted.id)}`);
         stop(); stop = watch(accepted.id, panel, true);
@@ -358,7 +363,7 @@
         if (e.status === 401) return;
         if (datasetId && !list.some((d) => d.id === datasetId)) {
           // The data set is registered now: a retry should not upload it again.
-          const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list]);
+          const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list], datasetId);
           for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
           form.replaceWith(fresh);
           fresh.querySelector("#preset").dispatchEvent(new Event("change"));

@@ -48,7 +48,7 @@
 
   const KPI_KEYS = ["overall", "balanced", "easy", "medium", "hard", "worst_class"];
   const worstCi = (report) => (report.per_class.find((r) => r.name === report.summary.worst_class.name) || {}).accuracy_ci;
-  function kpis(report, cmp, names) {
+  function kpis(report, cmp, names, otherReport) {
     const s = report.summary;
     return h("div", { class: "kpis", id: "kpis" }, KPI_KEYS.map((key) => {
       const label = key === "worst_class" ? "worst class" : key;
@@ -69,9 +69,23 @@
               ? h("div", { class: "muted ci", "data-ci": key, title: "95 % Wilson score interval of this class's test accuracy" },
                 ciText(worstCi(report)))
               : null,
+        // the other run's worst class is its own: named, or "vs 63.3 %" read as this class's (a new-user round)
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
-                h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other})`)) : null);
+                h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other}`
+                  + (key === "worst_class" && otherReport ? `: its worst, ${otherReport.summary.worst_class.name})` : ")"))) : null);
     }));
+  }
+
+  /** Which probe the page's numbers are of: the cards, charts and per-class table average the run's seeds; the
+   * probe that ships is the first seed's (calibration, scores, the gallery's images). Both on one page without a word
+   * read as contradictions: 83.1 % in a card, 83.3 % beside the calibration (a new-user round). */
+  function seedsCaption(report) {
+    const seeds = ((report.seeds || {}).values || []).length;
+    if (seeds < 2) return null;
+    return h("p", { class: "muted note", id: "seeds-caption" }, `Test figures on this page (cards, charts, the per-class `
+      + `table) are means over the run's ${seeds} seeds, each class's interval over its test images. The probe that ships `
+      + `is the first seed's: its own figures are in "Calibration of the shipped probe", "Score the shipped probe on a cache" `
+      + `and the failure gallery's images.`);
   }
 
   // ---- charts ---------------------------------------------------------------------------------------
@@ -621,6 +635,10 @@
       ? fileLink(`/api/compare.html?base=${enc(otherRun.id)}&other=${enc(run.id)}`, `${otherRun.id}_vs_${run.id}.html`,
                  "export-link", "the comparison as one HTML file")
       : fileLink(`/api/reports/${enc(run.id)}.html`, `${run.id}_report.html`, "export-link", "the report as one HTML file");
+    const mdLink = cmp  // the Markdown export too (a dashboard-only user could not reach it; a new-user round)
+      ? fileLink(`/api/compare.md?base=${enc(otherRun.id)}&other=${enc(run.id)}`, `${otherRun.id}_vs_${run.id}.md`,
+                 "export-md-link", "Markdown")
+      : fileLink(`/api/reports/${enc(run.id)}.md`, `${run.id}_report.md`, "export-md-link", "Markdown");
     const probeLink = fileLink(`/api/runs/${enc(run.id)}/probe.zip`, `${run.id}_probe.zip`, "probe-link",
       "the probe (.zip)");
     const grouping = (cmp && cmp.grouping) || report.grouping || {};
@@ -630,10 +648,10 @@
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
-        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       warningsBox(report, cmp), verdictBox(report),
       cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
-      selectionNote(report), kpis(report, cmp, names),
+      selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
   }
 

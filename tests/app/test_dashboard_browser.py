@@ -653,6 +653,39 @@ def test_a_run_is_noted_from_its_page_and_the_note_shows_in_the_list(driver, lau
     httpx.patch(f"{base}/api/runs/{run_id}", json={"note": ""})
 
 
+def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_which_probe_it_shows(
+        driver, launch_service, tmp_path):
+    """A new-user round on the dashboard alone: an uploaded test set alone started a pipeline that failed after its
+    registration, the error then under another data set; the run page mixed seed means and the shipped (first
+    seed's) figures without a word, compared the worst class with the other run's other worst class, had no
+    Markdown export, and a deleted run's page kept "Loading…"."""
+    if not launch_service.launched:
+        pytest.skip("needs the runs of test_launch_form_takes_an_upload_to_the_report")
+    base, launched = launch_service.base, launch_service.launched
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-upload').click()")
+    driver.send_file("#archive", _shapes_zip(tmp_path / "new.zip", n_train=0, n_test=2))
+    driver.js("document.getElementById('launch-submit').click()")
+    job = wait_for(lambda: next(iter(j for j in httpx.get(base + "/api/jobs").json() if j["kind"] == "extract"), None),
+                   60, interval=0.2, what="an extraction of the test set")
+    from app_testutils import wait_job
+
+    assert wait_job(httpx.Client(base_url=base), job["id"])["status"] == "succeeded"
+    assert driver.js("return document.getElementById('err-dataset').textContent") == ""
+
+    _open(driver, f"{base}/runs/{launched['disparity']}?compare={launched['erm']}", "run")
+    caption = driver.js("return document.getElementById('seeds-caption')")
+    report = httpx.get(f"{base}/api/reports/{launched['disparity']}").json()
+    assert (caption is None) == (len(report["seeds"]["values"]) < 2)
+    assert driver.js("return document.getElementById('export-md-link').getAttribute('href')") == \
+        f"/api/compare.md?base={launched['erm']}&other={launched['disparity']}"
+    erm_worst = httpx.get(f"{base}/api/reports/{launched['erm']}").json()["summary"]["worst_class"]["name"]
+    worst = driver.js("return document.querySelector('[data-metric=\"worst class\"] .delta').textContent")
+    assert f": its worst, {erm_worst})" in worst
+    _open(driver, f"{base}/runs/run_missing", "error")
+    assert driver.js("return document.getElementById('load-failed').textContent").startswith("Not found")
+
+
 def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_service, tmp_path):
     base = launch_service.base
     skewed = _shapes_zip(tmp_path / "skewed.zip", n_train={"red": 12, "green": 6, "blue": 3}, n_test=2)
