@@ -50,6 +50,8 @@
 
   const linear = (d0, d1, r0, r1) => (v) => r0 + ((v - d0) / (d1 - d0 || 1)) * (r1 - r0);
 
+  const LEGEND_CHARS = 32;  // characters of a legend entry shown
+
   /** A legend row inside the chart: [{name, cls, shape}] drawn from (x, y). Returns its width. */
   function legend(svg, items, x, y) {
     const g = svg.appendChild(el("g", { class: "legend-svg" }));
@@ -58,8 +60,11 @@
       if (item.shape === "line") g.appendChild(el("line", { x1: cx, x2: cx + 14, y1: y - 4, y2: y - 4, class: item.cls }));
       else if (item.shape === "circle") g.appendChild(el("rect", { x: cx + 1, y: y - 9, width: 10, height: 10, rx: 5, class: item.cls }));
       else g.appendChild(el("rect", { x: cx, y: y - 10, width: 12, height: 12, rx: 2, class: item.cls }));
-      g.appendChild(el("text", { x: cx + 18, y }, item.name));
-      cx += 30 + textWidth(item.name);
+      // a long run name ran past the chart's edge (a new-user round): cut, the whole name in its tooltip
+      const shown = item.name.length > LEGEND_CHARS ? item.name.slice(0, LEGEND_CHARS - 1) + "…" : item.name;
+      const text = g.appendChild(el("text", { x: cx + 18, y }, shown));
+      if (shown !== item.name) text.appendChild(el("title", {}, item.name));
+      cx += 30 + textWidth(shown);
     }
     return cx - x;
   }
@@ -362,6 +367,20 @@
       mark.appendChild(el("title", {}, tip));
       g.appendChild(mark);
       if (p.chosen) g.appendChild(el("text", { x: sx(x) + 10, y: sy(y) - 8, class: "point-label chosen-label" }, "chosen"));
+    }
+    // candidates at one point draw as one dot: "none of 8" beside 2 dots read as 6 missing (a new-user round); the
+    // count stands beside each shared point (the reference's too, candidates scoring exactly as it)
+    const at = new Map();
+    for (const p of pts) {
+      const key = `${fixed(100 * dx(p), 4)},${fixed(100 * dy(p), 4)}`;
+      at.set(key, [...(at.get(key) || []), p]);
+    }
+    for (const group of at.values()) {
+      const n = group.filter((p) => !p.reference).length;
+      if (n < 2 && !(n === 1 && group.some((p) => p.reference))) continue;
+      const x = dx(group[0]), y = dy(group[0]);
+      svg.appendChild(el("text", { x: sx(x) + 9, y: sy(y) + 14, class: "point-label shared-count", "data-count": n },
+                         `×${n}${group.some((p) => p.reference) ? " at the reference" : ""}`));
     }
     return svg;
   }

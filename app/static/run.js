@@ -190,8 +190,11 @@
     const rows = byAccuracy(report);
     const series = [{ name: "mean sample margin", values: rows.map((r) => r.sample_margin_mean), cls: "stat-mean" },
                     { name: "min sample margin", values: rows.map((r) => r.sample_margin_min), cls: "stat-min" }];
-    return Charts.bars({ labels: rows.map((r) => r.name), series, id: "margin-chart", title: "sample margins per class",
-                         fmt: (v) => num(v, 3), height: 220, legend: true });
+    return [Charts.bars({ labels: rows.map((r) => r.name), series, id: "margin-chart", title: "sample margins per class",
+                          fmt: (v) => num(v, 3), height: 220, legend: true }),
+      h("p", { class: "muted note" }, "Sample margin of a test image: the cosine of its feature with its own class's weight "
+        + "vector less the largest cosine with another class's (Zhou et al. 2022), between −2 and 2; below 0 the image is "
+        + "misclassified. Per class, the mean and the minimum over its test images, worst class first.")];
   }
 
   function marginTable(report, other, names) {
@@ -200,9 +203,14 @@
                   ["min sample margin", s.min_sample_margin, o.min_sample_margin, s.ideal_sample_margin, 3]];
     for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], null, 3]);
     const heads = ["margin", runHead(names.main), runHead(other ? names.other : ""), h("th", { class: "num" }, "ideal")];
-    return table(heads, rows.map(([l, v, ov, ideal, d]) =>
+    // what each margin is (a new-user round: "ideal 101.5" and "1.200" beside numbers without a word)
+    return [table(heads, rows.map(([l, v, ov, ideal, d]) =>
       h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
-        h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "", { id: "margin-table" });
+        h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "", { id: "margin-table" }),
+      h("p", { class: "muted note", id: "margin-note" }, "Class margin: the smallest angle between two classes' weight "
+        + "vectors (ideal: K vectors spread evenly, arccos(−1/(K−1))). Min sample margin: the smallest sample margin of a "
+        + "test image (see the chart below; ideal K/(K−1)). Output margin of a third: its test images' mean of the own "
+        + "class's probability less the largest other, between −1 and 1. Larger is better for all three.")];
   }
 
   // ---- confusions -----------------------------------------------------------------------------------
@@ -533,6 +541,17 @@
   }
 
   // ---- per-class table ------------------------------------------------------------------------------
+  /** What the per-class table's columns a user cannot guess are (a new-user round: their tooltips said only "sort"). */
+  function perClassNote(report) {
+    const seeds = ((report.seeds || {}).values || []).length;
+    return h("p", { class: "muted note", id: "per-class-note" },
+      `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
+      + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
+      + "definitions). Stability: in how many bootstrap resamples of the ranking split the class kept its third. rₖ: "
+      + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
+      + "output margin: the mean over its test images of its own probability less the largest other.");
+  }
+
   const VAL_COLUMN = "val (ranked the groups)";
   function perClassTable(report, cmp, other, everyClass = false) {
     const cmpRow = cmp ? Object.fromEntries(cmp.per_class.map((r) => [r.index, r])) : {};
@@ -549,6 +568,7 @@
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);
+    // the columns a user cannot guess (a new-user round): said under the table
     cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)],
               ["n train", (r) => count(r.n_train)], ["n test", (r) => count(r.n_test)]);
     if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
@@ -676,7 +696,7 @@
       card("Calibration of the shipped probe (test)", calibrationPanel(report, cmp ? other : null, names)),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
-      card("Per class", perClassTable(report, cmp, other)));
+      card("Per class", perClassTable(report, cmp, other), perClassNote(report)));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
       const pair = ev.target.closest("#confused-pairs li[data-true], #confusion-heatmap rect.cell[data-true]:not(.diag)");

@@ -907,6 +907,13 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     # frontier: reference at the origin, 3 candidates with error bars, the chosen one marked, the budget line left of 0
     assert driver.js("return document.querySelectorAll('#frontier-chart circle.dot').length") == 3
     assert driver.js("return document.querySelectorAll('#frontier-chart line.errbar').length") == 6
+    # candidates at one point are counted there (a new-user round: "none of 8" beside two dots)
+    shared = driver.js("""const svg = Charts.frontier({points: [{reference: true, params: {}},
+        {params: {eta: 1}, val_overall_delta: 0, val_hard_delta: 0}, {params: {eta: 2}, val_overall_delta: 0, val_hard_delta: 0},
+        {params: {eta: 3}, val_overall_delta: -0.004, val_hard_delta: 0}, {params: {eta: 4}, val_overall_delta: -0.004, val_hard_delta: 0},
+        {params: {eta: 5}, val_overall_delta: 0.01, val_hard_delta: 0.02}]});
+        return [...svg.querySelectorAll('text.shared-count')].map(t => t.textContent).sort();""")
+    assert shared == ["×2", "×2 at the reference"]
     # numbers as the CLI writes them (:g), not every digit of a float (found by an outside round)
     assert driver.js("return document.querySelector('#frontier-chart [data-chosen]').dataset.params") == \
         "eta=0.01, weight_decay=0.0143266"
