@@ -198,15 +198,19 @@ class Store:
     def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
                   num_features: int | None, class_names: list[str], counts: dict[str, int],
                   job_id: str | None, source: str = "extraction", same_path: bool = True) -> dict[str, Any]:
-        """Record a finished cache; the same file recorded again returns the existing row (unless ``same_path`` is
-        False: a file registered by path that now holds other features is another cache)."""
-        row = self._conn().execute("SELECT id FROM caches WHERE path = ?", (path,)).fetchone()
-        if row is not None and same_path:
-            return self.get_cache(row["id"])
-        return self._insert("caches", dict(
-            id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
-            num_features=num_features, class_names=class_names, counts=counts, job_id=job_id, source=source,
-            created_at=utcnow()))
+        """Record a finished cache; the same file recorded again returns the existing row (with ``same_path``
+        False, the same file of the same fingerprint: a file registered by path that now holds other features is
+        another cache). Looked up and inserted in one transaction: two registrations of one file at once made two
+        rows (a review)."""
+        where, args = ("path = ?", (path,)) if same_path else ("path = ? AND fingerprint = ?", (path, fingerprint))
+        values = dict(id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
+                      num_features=num_features, class_names=class_names, counts=counts, job_id=job_id,
+                      source=source, created_at=utcnow())
+        with self._tx() as conn:
+            row = conn.execute(f"SELECT id FROM caches WHERE {where} ORDER BY rowid", args).fetchone()
+            if row is None:
+                self._insert_in(conn, "caches", values)
+        return self.get_cache(values["id"] if row is None else row["id"])
 
     def move_cache(self, cache_id: str, path: str, source: str) -> dict[str, Any]:
         """Read a cache's features at ``path`` from now on (the same fingerprint, registered again elsewhere)."""

@@ -438,6 +438,28 @@ def _linked_members(h5: h5py.File) -> list[str]:
     return found
 
 
+def _malformed_split(h5: h5py.File, split: str) -> str | None:
+    """What of a split is not the format's (features a 2-D float dataset, labels a 1-D integer dataset, sources a 1-D
+    string dataset, one per row), or None: a group in their place, 2-D labels, float labels or integer names were
+    registered and failed later with a 500 (a review)."""
+    group = h5[split]
+    if not isinstance(group, h5py.Group):
+        return f"{split} is not a group"
+    kinds = {"features": (2, "f"), "labels": (1, "iu"), "sources": (1, "OSU")}
+    for name, (ndim, dtype_kinds) in kinds.items():
+        member = group.get(name)
+        if member is None:
+            return f"{split}/{name} is missing"
+        if not isinstance(member, h5py.Dataset):
+            return f"{split}/{name} is not a dataset"
+        if member.ndim != ndim or member.dtype.kind not in dtype_kinds:
+            return f"{split}/{name} is a {member.ndim}-d {member.dtype} array"
+    rows = {group[name].shape[0] for name in kinds}
+    if len(rows) != 1:
+        return f"{split}'s features, labels and sources have {', '.join(str(r) for r in sorted(rows))} rows"
+    return None
+
+
 def open_cache(path: str | Path) -> FeatureCache:
     """Open a finished cache read-only.
 
@@ -461,13 +483,16 @@ def open_cache(path: str | Path) -> FeatureCache:
             # the next h5py call of any thread waited forever: the service hung on every route (an attack round)
             names = list(h5.attrs)
             raw = {key: h5.attrs[key] for key in names}
-            shapes = {s: tuple(h5[s]["features"].shape) for s in SPLITS if s in h5}
             outside = _linked_members(h5)
-    except (OSError, KeyError, TypeError, ValueError) as exc:  # not HDF5; a split without a features dataset
+            wrong = next(filter(None, (_malformed_split(h5, s) for s in SPLITS if s in h5)), None)
+            shapes = {s: tuple(h5[s]["features"].shape) for s in SPLITS if s in h5}
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:  # not HDF5; a split without features
         raise CacheMismatch(f"{path} is not a readable HDF5 feature cache ({exc}).") from None
     if outside:
         raise CacheMismatch(f"{path}: {outside[0]} is a link or a virtual dataset, not data of the file itself; a "
                             "feature cache holds its own data (mr2probe extract writes no links).")
+    if wrong:
+        raise CacheMismatch(f"{path} is malformed: {wrong}; the file was not written by feature_cache.extract.")
     attrs = {key: _decode_attr(path, key, value) for key, value in raw.items()}
     wrong = next((key for key in _TEXT_ATTRS if key in attrs and not isinstance(attrs[key], str)), None)
     if wrong:  # an integer fingerprint crashed every listing of the service's caches (an attack round)

@@ -30,6 +30,7 @@ from ..datasets import (
     upload_name,
 )
 from ..deps import get_store, in_slot
+from ..messages import ClientMessages
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, CacheRegister, DatasetOut,
                        DatasetRegister, DeletedOut, ErrorOut, IdPath)
@@ -146,6 +147,7 @@ def delete_dataset(dataset_id: IdPath, cascade: bool = _CASCADE, dry_run: bool =
     return DeletedOut(**delete(store, settings, "datasets", dataset_id, cascade, dry_run))
 
 
+REGISTRATION_SLOTS = 2  # cache files checked at once (POST /api/caches)
 MAX_SOURCE_LENGTH = 1024
 # Thumbnails decoded at once, each in a thread of its own: one image can take a few hundred MB up to Pillow's
 # decompression-bomb limit (~89 M pixels), so a page of many thumbnails, or a burst of requests, waits for a slot
@@ -200,10 +202,11 @@ async def thumbnail(request: Request, dataset_id: IdPath,
                                         "fingerprint (the same features), registered already: that cache"},
                403: {"model": ErrorOut, "description": "path outside the data root"}},
 )
-async def create_cache(body: CacheRegister, response: Response, store: Store = Depends(get_store),
+async def create_cache(request: Request, body: CacheRegister, response: Response, store: Store = Depends(get_store),
                        settings: Settings = Depends(get_settings)) -> CacheOut:
     path = resolve_under_root(body.path, settings.data_root)
-    row, created = await run_in_threadpool(register_cache, store, path)
+    # reading a split's labels and names takes memory with its rows: a few registrations at a time (a review)
+    row, created = await in_slot(request, "registration_limiter", REGISTRATION_SLOTS, register_cache, store, path)
     if not created:
         response.status_code = status.HTTP_200_OK
     return _cache_out(row, settings)
@@ -211,7 +214,8 @@ async def create_cache(body: CacheRegister, response: Response, store: Store = D
 
 @router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first")
 def list_caches(store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> list[CacheOut]:
-    return [_cache_out(r, settings) for r in store.list_caches()]
+    messages = ClientMessages(settings)  # once per listing, not per row (a review)
+    return [_cache_out(r, settings, messages) for r in store.list_caches()]
 
 
 @router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES,
@@ -228,11 +232,10 @@ def delete_cache(cache_id: IdPath, cascade: bool = _CASCADE, dry_run: bool = DRY
     return DeletedOut(**delete(store, settings, "caches", cache_id, cascade, dry_run))
 
 
-def _cache_out(row: dict, settings: Settings) -> CacheOut:
+def _cache_out(row: dict, settings: Settings, messages: ClientMessages | None = None) -> CacheOut:
     """A cache as a client reads it: a registered file named relative to the data root (never the server's path),
     and what keeps its file from being read as it now (``app.caches.cache_problem``, server paths left out)."""
-    from ..messages import ClientMessages
-
+    messages = messages or ClientMessages(settings)
     file = None
     if row.get("source") == REGISTERED:
         root = settings.data_root
@@ -240,4 +243,4 @@ def _cache_out(row: dict, settings: Settings) -> CacheOut:
         file = str(path.relative_to(root.resolve())) if root and path.is_relative_to(root.resolve()) else path.name
     problem = cache_problem(row)
     return CacheOut(**{k: v for k, v in row.items() if k != "path"}, labelled=not is_unlabelled(row), file=file,
-                    problem=None if problem is None else ClientMessages(settings).clean(problem))
+                    problem=None if problem is None else messages.clean(problem))

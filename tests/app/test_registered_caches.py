@@ -178,7 +178,7 @@ def test_a_damaged_or_foreign_file_is_named_for_what_it_is(service):
         del h5["train/labels"]
         h5["train/labels"] = np.zeros(5, dtype=np.int64)
     resp = service.post("/api/caches", json={"path": "short.h5"})
-    assert resp.status_code == 422 and "split 'train' has 5 labels for 15 rows of features" in resp.json()["detail"]
+    assert resp.status_code == 422 and "train's features, labels and sources have 5, 15 rows" in resp.json()["detail"]
 
 
 def test_a_reference_run_of_another_data_set_is_refused(service):
@@ -239,7 +239,7 @@ def test_hostile_or_damaged_cache_files_are_422_and_never_fail_the_listing(servi
         return change
 
     cases = {
-        "nolabels.h5": (lambda h5: h5.__delitem__("val/labels"), "split 'val' cannot be read (KeyError"),
+        "nolabels.h5": (lambda h5: h5.__delitem__("val/labels"), "is malformed: val/labels is missing"),
         "dangling.h5": (lambda h5: (h5["test"].__delitem__("labels"), h5["test"].__setitem__(
             "labels", h5py.ExternalLink("/nowhere.h5", "/labels"))), "test/labels is a link or a virtual dataset"),
         "external.h5": (lambda h5: (h5["train"].__delitem__("features"), h5["train"].__setitem__(
@@ -249,7 +249,7 @@ def test_hostile_or_damaged_cache_files_are_422_and_never_fail_the_listing(servi
             "sources", data=np.array([b"\xff\xfe"] * 3), dtype=h5py.string_dtype("ascii"))),
             "split 'val' cannot be read (UnicodeDecodeError"),
         "huge.h5": (claiming(10**9), "split 'train' claims 1,000,000,000 images, over the 50,000,000"),
-        "unwritten.h5": (claiming(2 * 10**6), "split 'train' has features (0 bytes stored for 2,560,000,000 values): "
+        "unwritten.h5": (claiming(2 * 10**6), "split 'train' has features (0 bytes stored of 5,120,000,000): "
                          "the cache is incomplete"),
     }
     for name, (change, said) in cases.items():
@@ -296,3 +296,56 @@ def test_a_reference_scored_on_another_test_split_is_refused(service):
     assert resp.status_code == 422 and resp.json()["detail"].startswith(
         f"reference_run: run {reference['run_ids'][0]!r} was scored on another test split than cache "
         f"{capped['cache_id']!r} (9 test images against 6, or other ones)")
+
+
+def test_malformed_members_a_compressed_file_and_a_copied_fingerprint_of_a_readable_cache(service):
+    """A review: a group in a dataset's place and 2-D labels were 500s (at registration, or at the job); a
+    compressed (repacked) cache was refused as incomplete; a file of other width carrying a readable cache's
+    fingerprint was answered 200 as that cache."""
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+
+    def swap(split, name, make):
+        def change(h5):
+            data = h5[f"{split}/{name}"][()]
+            del h5[f"{split}/{name}"]
+            make(h5[split], name, data)
+        return change
+
+    bad = {
+        "group.h5": (swap("train", "labels", lambda g, n, d: g.create_group(n)), "train/labels is not a dataset"),
+        "labels2d.h5": (swap("val", "labels", lambda g, n, d: g.create_dataset(n, data=np.stack([d, d], 1))),
+                        "val/labels is a 2-d int64 array"),
+        "floatlabels.h5": (swap("test", "labels", lambda g, n, d: g.create_dataset(n, data=d.astype(float))),
+                           "test/labels is a 1-d float64 array"),
+    }
+    for name, (change, said) in bad.items():
+        resp = service.post("/api/caches", json={"path": _altered(service, name, change)})
+        assert resp.status_code == 422 and said in resp.json()["detail"], (name, resp.text)
+    packed = _altered(service, "packed.h5", swap("train", "features", lambda g, n, d: g.create_dataset(
+        n, data=d, compression="gzip", chunks=(4, d.shape[1]))))
+    assert service.post("/api/caches", json={"path": packed}).status_code == 201
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()  # the same features: packed's
+    wide = _altered(service, "wide.h5", lambda h5: [swap(s, "features", lambda g, n, d: g.create_dataset(
+        n, data=np.zeros((d.shape[0], 16), np.float16)))(h5) for s in ("train", "val", "test")])
+    resp = service.post("/api/caches", json={"path": wide})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith(
+        f"wide.h5 carries the fingerprint of cache {cache['id']!r} but holds other feature width (16 against 1280)")
+
+
+def test_registrations_of_one_file_at_once_make_one_cache(service):
+    """The lookup and the insert were two transactions: 4 threads registering one file made two rows in 2 of 30
+    rounds (a review); the insert now looks up the same file and fingerprint in its own transaction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.caches import register_cache
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+    store, path = service.app.state.store, (service.root / "features" / "images.h5").resolve()
+    for _ in range(5):
+        with ThreadPoolExecutor(4) as pool:
+            ids = {row["id"] for row, _ in pool.map(lambda _: register_cache(store, path), range(4))}
+        assert len(ids) == 1 and len(store.list_caches()) == 1
+        service.delete(f"/api/caches/{ids.pop()}")
