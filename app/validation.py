@@ -126,37 +126,35 @@ def _unreadable(cache_row: dict[str, Any], exc: BaseException) -> RequestInvalid
     return RequestInvalid("cache_id", text if text.startswith(named) else f"{named} cannot be read: {text}")
 
 
-def _cache_default_head(cache_row: dict[str, Any]) -> str:
+def _read_cache(cache_row: dict[str, Any], read: Callable[[Any], Any]) -> Any:
+    """``read(cache)`` of the cache's file, every read error the request's (422, :func:`_unreadable`) but a path
+    leading out of the data root (403). One place: four readers caught four sets of errors, and a file with 2-D
+    labels was a 422 in one and a 500 in another (a review)."""
     from feature_cache import CacheMismatch, open_cache
 
     try:
-        return open_cache(cache_file(cache_row)).default_head
-    except (CacheMismatch, FileNotFoundError) as exc:
+        return read(open_cache(cache_file(cache_row)))
+    except PathOutsideRoot:
+        raise
+    except (CacheMismatch, OSError, KeyError, ValueError, TypeError) as exc:
         raise _unreadable(cache_row, exc) from None
+
+
+def _cache_default_head(cache_row: dict[str, Any]) -> str:
+    return _read_cache(cache_row, lambda cache: cache.default_head)
 
 
 def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
     """Images per class of each split of a cache, read from its labels."""
     import numpy as np
 
-    from feature_cache import CacheMismatch, open_cache
-
-    try:
-        cache = open_cache(cache_file(cache_row))
-        return {split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist()
-                for split in cache.splits}
-    except (CacheMismatch, OSError, KeyError) as exc:
-        raise _unreadable(cache_row, exc) from None
+    return _read_cache(cache_row, lambda cache: {
+        split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist() for split in cache.splits})
 
 
 def _dataset_fingerprint(cache_row: dict[str, Any]) -> str | None:
     """The content fingerprint of the data set a cache was extracted from (None where the file does not say)."""
-    from feature_cache import CacheMismatch, open_cache
-
-    try:
-        return open_cache(cache_file(cache_row)).attrs.get("dataset_fingerprint") or None
-    except (CacheMismatch, OSError) as exc:
-        raise _unreadable(cache_row, exc) from None
+    return _read_cache(cache_row, lambda cache: cache.attrs.get("dataset_fingerprint") or None)
 
 
 def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
@@ -190,20 +188,14 @@ def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any]) -> No
     comparison's 422 (an attack round). A reference without stored predictions cannot be checked, and passes."""
     import numpy as np
 
-    from feature_cache import CacheMismatch, open_cache
     from probe.predictions import Predictions
 
     try:
         theirs = Predictions.load(run["path"])
     except (OSError, ValueError):
         return
-    try:
-        cache = open_cache(cache_file(cache_row))
-        labels = cache.labels("test")
-        same = np.array_equal(labels, theirs.labels) and (theirs.sources is None or list(theirs.sources)
-                                                          == cache.sources("test"))
-    except (CacheMismatch, OSError, KeyError) as exc:
-        raise _unreadable(cache_row, exc) from None
+    labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), cache.sources("test")))
+    same = np.array_equal(labels, theirs.labels) and (theirs.sources is None or list(theirs.sources) == sources)
     if not same:
         raise RequestInvalid("reference_run", f"run {run['id']!r} was scored on another test split than cache "
                              f"{cache_row['id']!r} ({len(theirs.labels):,} test images against {len(labels):,}, or "
