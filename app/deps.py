@@ -36,20 +36,27 @@ def _query_names(dependant: Any) -> frozenset[str]:
 
 
 def known_query_only(request: Request) -> None:
-    """Refuse (422, as a validation error) a query parameter the route does not take: FastAPI ignores it, and
-    ``DELETE /api/caches/{id}?dryRun=true`` deleted for real (an attack round)."""
+    """Refuse (422, as a validation error naming each) a query parameter the route does not take, and one given
+    more than once: FastAPI ignores the first (``DELETE /api/caches/{id}?dryRun=true`` deleted for real) and keeps
+    the last value of the second (``?dry_run=true&dry_run=false`` deleted; attack rounds)."""
+    from collections import Counter
+
     from fastapi.exceptions import RequestValidationError
 
     dependant = getattr(request.scope.get("route"), "dependant", None)
     if dependant is None:
         return
     known = _query_names(dependant)
-    unknown = sorted(set(request.query_params) - known)
-    if unknown:
-        takes = ", ".join(sorted(known)) or "none"
-        raise RequestValidationError([{"loc": ("query", unknown[0][:100]), "type": "unknown_parameter",
-                                       "msg": f"unknown query parameter {unknown[0][:100]!r}: this route takes "
-                                              f"{takes}"}])
+    given = Counter(key for key, _ in request.query_params.multi_items())
+    takes = ", ".join(sorted(known)) or "none"
+    errors = [{"loc": ("query", key[:100]), "type": "repeated_parameter",
+               "msg": f"query parameter {key[:100]!r} is given {n} times: give each parameter once"}
+              for key, n in given.items() if n > 1]
+    errors += [{"loc": ("query", key[:100]), "type": "unknown_parameter",
+                "msg": f"unknown query parameter {key[:100]!r}: this route takes {takes}"}
+               for key in sorted(set(given) - known)]
+    if errors:
+        raise RequestValidationError(errors[:20])
 
 
 def require_token(

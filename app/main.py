@@ -18,7 +18,7 @@ from .config import Settings, get_settings
 from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import known_query_only, require_token
 from .messages import ClientMessages
-from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, SingleQueryValues, TrustedHosts
+from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES
 from .status import InvalidTransition, NotFound, QueueFull
@@ -76,12 +76,11 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.include_router(reports.router, prefix="/api", **protected)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.StaticWithPolicy(directory=STATIC_DIR), name="static")
-    # Added last = runs first: the Host check, HEAD as GET, a query parameter once, the origin check, the body limit.
+    # Added last = runs first: the Host check, HEAD as GET, then the origin check, then the body limit.
     # only the data set upload streams a multipart body past the limit (to disk, under its own limit)
     app.add_middleware(BodyLimit, limit=settings.max_json_bytes,
                        streamed=(("POST", app.url_path_for("create_dataset")),))
     app.add_middleware(SameOriginOnly)
-    app.add_middleware(SingleQueryValues)
     app.add_middleware(HeadAsGet)
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
     _add_error_handlers(app, settings)

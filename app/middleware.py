@@ -1,6 +1,5 @@
 """ASGI middleware at the service's edge: trusted ``Host`` headers, a size limit on request bodies, same-origin
-state changes, query parameters given once, and HEAD answered as GET without its body; every refusal a JSON
-``{"detail"}``.
+state changes, and HEAD answered as GET without its body; every refusal a JSON ``{"detail"}``.
 
 The Host check (:class:`TrustedHosts`: Starlette's ``TrustedHostMiddleware`` rule, the header must be one of
 ``Settings.trusted_hosts``) and the origin check keep a browser page on another site from driving a token-less
@@ -9,8 +8,7 @@ local server (DNS rebinding, cross-site form posts).
 from __future__ import annotations
 
 import json
-from collections import Counter
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 
-async def _reply(send: Send, status: int, detail: str | list) -> None:
+async def _reply(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -90,26 +88,6 @@ class SameOriginOnly:
             if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() !=
                                        headers.get("host", "").lower()):
                 await _reply(send, 403, "cross-origin request refused (Origin does not match Host)")
-                return
-        await self.app(scope, receive, send)
-
-
-class SingleQueryValues:
-    """Refuse (422) a query parameter given more than once: no route takes a list, and the last value won silently,
-    ``DELETE /api/runs/{id}?dry_run=true&dry_run=false`` deleting the run (an attack round)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("query_string"):
-            counts = Counter(key for key, _ in parse_qsl(scope["query_string"].decode("latin-1"),
-                                                         keep_blank_values=True))
-            twice = next(((key, n) for key, n in counts.items() if n > 1), None)
-            if twice:  # in FastAPI's shape of a validation error (the 422 every route declares)
-                await _reply(send, 422, [{"loc": ["query", twice[0][:100]], "type": "repeated_parameter",
-                                          "msg": f"query parameter {twice[0][:100]!r} is given {twice[1]} times: "
-                                                 "give each parameter once"}])
                 return
         await self.app(scope, receive, send)
 

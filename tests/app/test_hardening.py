@@ -1064,6 +1064,9 @@ def test_a_query_parameter_given_twice_is_refused(service):
     resp = service.get("/api/runs/run_x/failures?class=cat&class=dog&class=")
     assert resp.status_code == 422 and resp.json()["detail"][0]["msg"].startswith("query parameter 'class' is given 3")
     assert service.get("/api/runs/run_x/failures?class=cat&limit=3").status_code == 404  # once each: on to the route
+    resp = service.delete("/api/caches/cache_x?dry_run=1&dry_run=0&dryRun=1")  # every problem named at once
+    assert [(e["loc"][1], e["type"]) for e in resp.json()["detail"]] == [("dry_run", "repeated_parameter"),
+                                                                        ("dryRun", "unknown_parameter")]
 
 
 def test_an_unknown_query_parameter_is_refused_and_a_static_405_names_its_methods(service):
