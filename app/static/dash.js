@@ -236,7 +236,19 @@
     } }, label);
   }
 
+  // ---- a feature cache, as every page names it (the home page, the launch form and the run page each built its
+  // own label, "(file)" on one and the file's name on others; a review) ------------------------------------------
+  /** Images in a cache (GET /api/caches: counts per split). */
+  const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
+  /** What follows a cache's name: its registered file, and whether it can be read now. */
+  const cacheState = (cache) => (cache.file ? ` · ${cache.file}` : "") + (cache.problem ? " (unreadable now)" : "");
+  /** A cache in a picker: its data set (of `datasets`), encoder, id, images, file and state. */
+  const cacheLabel = (cache, datasets) => {
+    const ds = (datasets || []).find((d) => d.id === cache.dataset_id);
+    return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
+  };
+
   window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
-                  duration, timeLeftText, when, deleteButton };
+                  duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

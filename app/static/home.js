@@ -2,10 +2,9 @@
 (function () {
   "use strict";
   const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
-          when, deleteButton, isNum, num } = window.Dash;
+          when, deleteButton, isNum, num, cacheImages, cacheState } = window.Dash;
   const POLL_MS = 2000;
 
-  const cacheImages = (cache) => Object.values((cache && cache.counts) || {}).reduce((a, b) => a + (Number(b) || 0), 0);
   function splitCounts(cache) {
     const c = (cache && cache.counts) || {};
     return ["train", "val", "test"].filter((s) => s in c).map((s) => `${s} ${count(c[s])}`).join(" · ");
@@ -78,7 +77,7 @@
       // the cache under its data set: two runs on one data set's caches of other splits read alike (a new-user round)
       h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–",
         cache ? h("div", { class: "muted ci", "data-col": "cache", title: splitCounts(cache) },
-          cache.id + (cache.file ? ` · ${cache.file}` : "")) : null),
+          cache.id + cacheState(cache)) : null),
       h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
       h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortKey(cache && cacheImages(cache)) },
         cache ? count(cacheImages(cache)) : "–"),
@@ -127,7 +126,7 @@
       h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
         h("span", { "data-cache": c.id, class: c.problem ? "neg" : null,
                     title: splitCounts(c) + (c.file ? ` · ${c.file}, registered by path` : "") + (c.problem ? ` · ${c.problem}` : "") },
-          `${c.encoder}: ${count(cacheImages(c))}${c.file ? " (file)" : ""}${c.problem ? " (unreadable now)" : ""}`,
+          `${c.encoder}: ${count(cacheImages(c))}${cacheState(c)}`,
           c.labelled !== false && Number((c.counts || {}).train) > 0
             ? h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch", title: "train probes on these features" }, " train")
             : null,

@@ -75,14 +75,6 @@
     });
   }
 
-  /** A cache's line in the picker: its data set, encoder, images and where it came from. */
-  function cacheLabel(c, datasets) {
-    const ds = datasets.find((d) => d.id === c.dataset_id);
-    const images = Object.values(c.counts || {}).reduce((a, b) => a + (Number(b) || 0), 0);
-    return `${ds ? ds.name : c.dataset_id} · ${c.encoder} · ${c.id}, ${count(images)} images`
-      + (c.file ? ` · ${c.file}` : "") + (c.problem ? " (unreadable now)" : "");
-  }
-
   function buildForm(choices, datasets, caches, cacheId, datasetId) {
     // /launch?cache=ID (a cache's "train" link on the home page): that cache, picked
     const source = cacheId ? "cache" : datasets.length ? "existing" : "upload";
@@ -125,7 +117,7 @@
         h("div", { class: "source-pane", "data-source": "cache" },
           labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
             labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,
-              disabled: c.problem ? "disabled" : null, title: c.problem || null }, cacheLabel(c, datasets))))
+              disabled: c.problem ? "disabled" : null, title: c.problem || null }, Dash.cacheLabel(c, datasets))))
             : h("p", { class: "muted" }, "No labelled feature cache yet."),
           h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
           h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "

@@ -308,8 +308,7 @@
     const label = (c) => {
       const ds = datasets.find((d) => d.id === c.dataset_id);
       return `${ds ? ds.name : c.dataset_id} · ${c.id}` + (c.id === run.cache_id ? " (this run's)" : "")
-        + (c.file ? ` · ${c.file}` : "") + (c.labelled === false ? " (unlabelled: predictions only)" : "")
-        + (c.problem ? " (unreadable now)" : "");
+        + (c.labelled === false ? " (unlabelled: predictions only)" : "") + Dash.cacheState(c);
     };
     // the run's own cache first, then the others labelled, unlabelled last (an unlabelled one, newest, was picked
     // by default with Score greyed out; a new-user round)

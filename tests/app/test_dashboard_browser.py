@@ -613,7 +613,7 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     _open(driver, base + "/", "home")
     chip = f"tr[data-dataset] [data-cache='{caches['path']['id']}']"
     wait_for(lambda: driver.js(f"return document.querySelector(\"{chip}\") !== null"), 30, what="cache listed")
-    assert "(file)" in driver.js(f"return document.querySelector(\"{chip}\").textContent")
+    assert " · elsewhere.h5" in driver.js(f"return document.querySelector(\"{chip}\").textContent")
     run_cache = driver.js(f"return document.querySelector(\"tr[data-run='{erm}'] [data-col=cache]\").textContent")
     assert run_cache == f"{caches['path']['id']} · elsewhere.h5"  # which cache each run trained on
     link = driver.js(f"return document.querySelector(\"{chip} a.cache-launch\").getAttribute('href')")
