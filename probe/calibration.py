@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import softmax
-from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, snap_zero
+from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_sums, snap_zero
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
            "reliability", "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
@@ -137,8 +137,7 @@ def calibration_p_value(confidence: np.ndarray, correct: np.ndarray, n_bins: int
     for start in range(0, draws, chunk):
         size = min(chunk, draws - start)
         gap = confidence[None, :] - (rng.random((size, confidence.size)) < confidence[None, :])
-        cells = (np.arange(size)[:, None] * n_bins + bins[None, :]).ravel()  # (draw, bin) of every prediction
-        sums = np.bincount(cells, weights=gap.ravel(), minlength=size * n_bins).reshape(size, n_bins)
+        sums = row_bin_sums(gap, bins, n_bins)
         exceed += int((np.abs(sums).sum(axis=1) / confidence.size >= observed - 1e-12).sum())
     return (1 + exceed) / (1 + draws)
 

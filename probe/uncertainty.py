@@ -32,7 +32,7 @@ import numpy as np
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, overall_score, overall_weights
 
-__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "Bootstrap", "percentile_interval",
+__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "Bootstrap", "percentile_interval",
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS"]
 
@@ -74,6 +74,15 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np
         warnings.simplefilter("ignore", RuntimeWarning)
         interval = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
     return snap_zero(interval)
+
+
+def row_bin_sums(values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """(R, n_bins): each row of ``values`` (R, n) summed over the columns of each bin (``bins``, (R, n) or (n,) for
+    every row alike, in 0..n_bins − 1), in one bincount (key = row · n_bins + bin): the per-bin gaps of resampled or
+    redrawn calibration errors (:meth:`Bootstrap.bin_sums`, ``probe.calibration.calibration_p_value``)."""
+    rows = len(values)
+    keys = (np.arange(rows)[:, None] * n_bins + np.broadcast_to(bins, values.shape)).ravel()
+    return np.bincount(keys, np.asarray(values, dtype=np.float64).ravel(), rows * n_bins).reshape(rows, n_bins)
 
 
 class Bootstrap:
@@ -163,10 +172,8 @@ class Bootstrap:
                              f"and {bins.shape}.")
         values, bins = values[self._order], bins[self._order]
         out = np.zeros((self.n_resamples, n_bins))
-        for lo, index in self._index_blocks():  # one bincount per chunk: key = resample row · n_bins + bin
-            rows = len(index)
-            keys = (np.arange(rows)[:, None] * n_bins + bins[index]).ravel()
-            out[lo:lo + rows] = np.bincount(keys, values[index].ravel(), rows * n_bins).reshape(rows, n_bins)
+        for lo, index in self._index_blocks():  # one bincount per chunk
+            out[lo:lo + len(index)] = row_bin_sums(values[index], bins[index], n_bins)
         return out
 
     def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
