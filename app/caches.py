@@ -97,6 +97,11 @@ def _check_readable(cache: Any) -> dict[str, int]:
                                 f"{str(exc)[:200]}); the cache is damaged") from None
     if not cache.split_sizes.get("test"):
         raise CacheMismatch(f"{cache.path.name} has no test image: nothing to score a probe on")
+    return _split_counts(cache)
+
+
+def _split_counts(cache: Any) -> dict[str, int]:
+    """Images per split, as a cache row records them (``counts``)."""
     return {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
 
 
@@ -104,10 +109,10 @@ def _differs(cache: Any, row: dict[str, Any]) -> str | None:
     """How a file that carries a cache's fingerprint holds other data than the cache registered (its classes, its
     width, its images per split, its data set), or None: a copied fingerprint took over a cache and its runs (an
     attack round)."""
-    counts = {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
     for what, theirs, ours in (("classes", cache.class_names, list(row["class_names"])),
                                ("feature width", int(cache.num_features), row["num_features"]),
-                               ("images per split", counts, {k: int(v) for k, v in dict(row["counts"]).items()})):
+                               ("images per split", _split_counts(cache),
+                                {k: int(v) for k, v in dict(row["counts"]).items()})):
         if ours is not None and theirs != ours:
             return f"other {what} ({theirs} against {ours})"
     return None
@@ -130,21 +135,19 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     counts = _check_readable(cache)
     same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
     usable = next((row for row in same if cache_problem(row) is None), None)
-    if usable is not None:
-        differs = _differs(cache, usable)  # a 16-d file carrying an 8-d cache's fingerprint got that cache (a review)
+    if same:  # the same features registered already
+        known = usable or same[0]  # its readable cache, else the first, read at this path from now on
+        # a 16-d file carrying an 8-d cache's fingerprint got that cache (a review); one over other classes took a
+        # cache and its runs over (an attack round)
+        differs = _differs(cache, known)
+        if differs is None and usable is None and _dataset_of(store, cache)["id"] != known["dataset_id"]:
+            differs = "the images of another data set"
         if differs:
-            raise CacheMismatch(f"{path.name} carries the fingerprint of cache {usable['id']!r} but holds {differs}: "
-                                "it is not a file of those features")
-        return usable, False
-    if same:
-        differs = _differs(cache, same[0])
-        if differs:
-            raise CacheMismatch(f"{path.name} carries the fingerprint of cache {same[0]['id']!r} but holds {differs}: "
+            raise CacheMismatch(f"{path.name} carries the fingerprint of cache {known['id']!r} but holds {differs}: "
                                 "it is not that cache's file")
-        if _dataset_of(store, cache)["id"] != same[0]["dataset_id"]:
-            raise CacheMismatch(f"{path.name} carries the fingerprint of cache {same[0]['id']!r} but was extracted "
-                                "from another data set: it is not that cache's file")
-        return store.move_cache(same[0]["id"], str(path), REGISTERED), False
+        if usable is not None:
+            return usable, False
+        return store.move_cache(known["id"], str(path), REGISTERED), False
     dataset = _dataset_of(store, cache)
     row = store.add_cache(dataset_id=dataset["id"], encoder=cache.encoder, path=str(path),
                           fingerprint=cache.fingerprint, num_features=int(cache.num_features),
