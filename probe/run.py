@@ -202,6 +202,8 @@ def check_class_options(config: ProbeConfig, num_classes: int, has_reference: bo
     if options and (spec.needs != "val_error" or options.get("val_error") is not None):
         from .losses import create_loss
 
+        if spec.needs == "priors" and options.get("priors") is None:  # the fit fills the training frequencies
+            options = {**options, "priors": np.full(num_classes, 1.0 / num_classes)}
         create_loss(config.loss, **options)  # what the fit builds: a refused value fails here, not after training
 
 

@@ -577,3 +577,17 @@ def test_a_worst_test_class_outside_the_hard_third_is_said(data):
     assert note.startswith(f"c0, the worst class on test ({100 * row['accuracy']:.1f} % [") and \
         f"is in the {row['group']} third: the thirds are ranked by validation accuracy, where it scored " \
         f"{100 * report['val']['per_class'][0]:.1f} %" in note and row["group"] != "hard"
+
+
+def test_a_loss_whose_priors_the_fit_fills_takes_its_other_options(data):
+    """--loss logit_adjust --loss-option tau=0.5 was refused before any fit ("needs priors=(K,) class priors"): the
+    check built the loss from the request's options alone, where the fit adds the training frequencies (a maintainer
+    round). A refused value is still refused before the fit."""
+    fast = dict(FAST, seeds=[0], epochs=5)
+    half = run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", loss_options={"tau": 0.5}, **fast))
+    whole = run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", **fast))
+    assert half["config"]["loss_options"] == {"tau": 0.5} and half["summary"] != whole["summary"]
+    with pytest.raises(ValueError, match="loss_options.priors has 2 entries but the data has 6 classes"):
+        _run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", loss_options={"priors": [1, 1]}, **fast))
+    with pytest.raises(ValueError, match="priors must be a 1-D array of non-negative frequencies"):
+        _run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", loss_options={"priors": [0] * K}, **fast))
