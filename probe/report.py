@@ -478,7 +478,8 @@ class FeatureSource(_Model):
 class Report(_Model):
     """``report.json`` (schema_version 2; version 1 files read): the one definition of the report schema. ``build_report`` returns it,
     ``load_report`` parses it and the API declares it as its ``response_model``. ``config`` is the request
-    (``ProbeConfig`` fields, with ``p`` resolved and the ``selected`` hyper-parameters)."""
+    (``ProbeConfig`` fields, with ``p`` resolved, the ``selected`` hyper-parameters and ``loss_options_used``: every
+    scalar option of the loss the run trained with, its defaults included)."""
 
     schema_version: Literal[1, 2] = SCHEMA_VERSION
     run_id: Optional[str]
@@ -646,6 +647,20 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
     ]
 
 
+def _scalar_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The loss options a run trained with, defaults included (``ProbeTrainer.loss_options_``), but those the
+    trainer fills per class (``val_error``, ``priors``: K numbers, from the reference run or the training counts)."""
+    return {name: value for name, value in options.items() if isinstance(value, (bool, int, float, str))}
+
+
+def loss_label(config: dict[str, Any]) -> str:
+    """``config``'s loss and the options it trained with, as a report header shows it: ``focal (gamma_focal=2)``;
+    the bare name for a loss without options, or a report written before they were recorded."""
+    used = config.get("loss_options_used") or {}
+    options = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in used.items())
+    return f"{config.get('loss')} ({options})" if options else str(config.get("loss"))
+
+
 def build_report(*, run_id: str | None, config, selected: dict, selection: Selection, class_names: list[str],
                  groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
                  n_train: np.ndarray, val_source: str = "given", diagnostics=None,
@@ -663,6 +678,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
     config_dict = config.model_dump(mode="json")
     config_dict["p"] = config.resolved_p
+    config_dict["loss_options_used"] = _scalar_options(getattr(trainer, "loss_options_", None) or {})
     config_dict["selected"] = {"lr": selected.get("lr"), "weight_decay": selected.get("weight_decay"),
                                "cbar": selected.get("cbar"), "lam": selected.get("lam"),
                                **{name: selected.get(name) for name in config.loss_options_grid}}
@@ -875,7 +891,7 @@ def confusions_text(top: list[tuple[str, float]]) -> str:
 def _header(report: Report) -> list[str]:
     cfg, selection = report.config, report.selection
     chosen = ", ".join(f"{k}={v:g}" for k, v in cfg.get("selected", {}).items() if v is not None)
-    lines = [f"run {report.run_id or '(unnamed)'}: head={cfg['head']} loss={cfg['loss']} p={cfg.get('p')} "
+    lines = [f"run {report.run_id or '(unnamed)'}: head={cfg['head']} loss={loss_label(cfg)} p={cfg.get('p')} "
              f"seeds={report.seeds.values} selected: {chosen}"]
     if selection.preset is not None:
         settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())

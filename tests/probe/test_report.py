@@ -267,3 +267,30 @@ def test_terminal_tables_keep_numbers_whole_and_cut_long_names_in_the_middle():
     lines = render(long, 200)
     assert max(map(len, lines)) <= 200 and sum("-113.456" in line for line in lines) == 3
     assert all(any(f"#{i} " in line for line in lines) for i in range(3))  # the distinguishing end kept
+
+
+def test_the_report_records_the_loss_options_a_run_trained_with_defaults_included():
+    """A maintainer round: a loss left at its defaults (focal's γ = 2, label smoothing's 0.1) was recorded nowhere,
+    and the headers named the loss alone. The per-class options the trainer fills (priors) are left out."""
+    from probe.export import report_markdown
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.arange(n) % 3
+        return rng.standard_normal((n, 4)).astype(np.float32) + y[:, None], y
+
+    data = {"train": split(90), "val": split(60), "test": split(60)}
+    focal = run_probe(data, NAMES, ProbeConfig(loss="focal", epochs=2, seeds=[0], cv=0))
+    assert focal.config["loss_options"] == {} and focal.config["loss_options_used"] == {"gamma_focal": 2.0}
+    assert "loss=focal (gamma_focal=2) p=2.0" in format_report(focal).splitlines()[0]
+    assert "loss focal (gamma_focal=2)," in report_markdown(json.loads(report_json(focal)))
+    adjusted = run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", loss_options={"tau": 0.5}, epochs=2, seeds=[0],
+                                                  cv=0))
+    assert adjusted.config["loss_options_used"] == {"tau": 0.5}  # not the 3 priors
+    erm = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0))
+    assert erm.config["loss_options_used"] == {} and "loss=ce p=2.0" in format_report(erm)
+    # a report written before: the bare name
+    old = {**erm.config}
+    del old["loss_options_used"]
+    assert "loss ce," in report_markdown({**json.loads(report_json(erm)), "config": old})
