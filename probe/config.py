@@ -123,9 +123,11 @@ class ProbeConfig(BaseModel):
     head_options: dict[_Name, Any] = Field(
         default_factory=dict, description="options of the head over its registry defaults (probe.HEADS), e.g. "
         "{'learnable_scale': False, 'logit_scale': 16} for a fixed cosine scale")
-    loss: _Name = Field("ce", description="a name of probe.LOSSES: ce (ERM), uniform, mr2, baselines, variants",
-                        json_schema_extra={"enum": list(LOSSES)})
-    loss_options: dict[_Name, Any] = Field(default_factory=dict, description="extra keyword options of the loss")
+    loss: _Name = Field("ce", description="a name of probe.LOSSES: " + "; ".join(
+        f"{name}: {spec.summary}" for name, spec in LOSSES.items()), json_schema_extra={"enum": list(LOSSES)})
+    loss_options: dict[_Name, Any] = Field(default_factory=dict, description="options of the loss over its registry "
+                                           "defaults: " + "; ".join(f"{name}: {', '.join(spec.options)}"
+                                                                   for name, spec in LOSSES.items() if spec.options))
     loss_options_grid: dict[_Name, _Grid] = Field(
         default_factory=dict, description="loss options selected on validation, e.g. {'eta': [0.003, 0.01, 0.03]} "
         "for group_dro or {'gamma_focal': [1, 2]} for focal; each value list joins the selection grid")

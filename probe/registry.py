@@ -5,7 +5,10 @@ Each entry is a frozen spec; the module that builds the thing (``probe.heads``, 
 plus the options. :class:`probe.ProbeConfig` validates a request against these same specs without importing torch,
 so a head's default p, an option's default and its bounds are written only here.
 
-Adding a loss: one :class:`LossSpec` entry here and its class in ``probe/losses.py``.
+Adding a loss (or a head, an adapter): one :class:`LossSpec` entry here (its ``summary`` says what it computes)
+and its class in ``probe/losses.py``; then ``python -m probe.registry`` prints the README's table "Heads, losses and
+adapters" (names, formulas, options, defaults and bounds) to paste in its place (``tests/test_docs.py`` fails while
+the README's copy differs), and a test of the loss's exact value goes in ``tests/probe/test_losses.py``.
 """
 from __future__ import annotations
 
@@ -95,7 +98,8 @@ class AdapterSpec:
 
 
 # Loss and head options are bounded far beyond any useful setting (a logit scale of 16–64, a focal γ of 0–5, ...)
-# so that no request trains on infinities or overflows: the numbers are listed in docs/ARCHITECTURE.md.
+# so that no request trains on infinities or overflows: the README's table "Heads, losses and adapters" lists them
+# (markdown_table).
 MAX_SCALE = 1000.0            # logit scale s of cosine heads and losses
 MAX_OPTION = 100.0            # sharpness, power, focal γ, group-DRO η, logit-adjustment |τ|
 _POSITIVE = Interval(float, 0, MAX_OPTION, "right")
@@ -111,44 +115,47 @@ HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in [
 ]}
 
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
-    LossSpec("ce", "MarginCrossEntropy", {}, "none", "logits", "cross-entropy (ERM)", {"source": "none"}),
+    LossSpec("ce", "MarginCrossEntropy", {}, "none", "logits", "cross-entropy (ERM): −log softmax(z)_y", {"source": "none"}),
     LossSpec("uniform", "MarginCrossEntropy", {}, "cbar", "logits",
-             "ℓ_γ,ce with γ_k = c̄ for every class (MR² ablation b)", {"source": "cbar"}),
+             "ℓ_γ,ce = −log softmax(z / γ_y)_y with γ_k = c̄ for every class (MR² ablation b)", {"source": "cbar"}),
     LossSpec("mr2", "MarginCrossEntropy", {"sharpness": _SHARPNESS}, "r2", "logits",
-             "ℓ_γ,ce with γ_k ∝ r_k^{2/3} (MR², the paper; sharpness 1)", {"source": "r2"}),
+             "ℓ_γ,ce with γ_k = c̄·K·r_k^{2a/3} / Σ_j r_j^{2a/3}, r_k² = mean ‖φ‖_p² of class k (MR², the paper: a = sharpness = 1)", {"source": "r2"}),
     LossSpec("mr2_spread", "MarginCrossEntropy", {"sharpness": _SHARPNESS}, "spread", "logits",
-             "ℓ_γ,ce with γ_k ∝ (‖s_k‖²)^{1/3} (within-class spread)", {"source": "spread"}),
+             "ℓ_γ,ce with γ_k ∝ (‖s_k‖²)^{a/3}, ‖s_k‖² the within-class spread mean ‖φ − μ_k‖² (a = sharpness)", {"source": "spread"}),
     LossSpec("mr2_valerr", "MarginCrossEntropy",
              {"val_error": Option(None, (Numbers(Interval(float, 0, 1)),)),
               "power": Option(1.0, (_NONNEG,)),
               "eps": Option(0.01, (Interval(float, 0, 1, "right"),))}, "val_error", "logits",
-             "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a, e_k the reference run's per-class validation error",
+             "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a (mean c̄), e_k the reference run's per-class validation error, a = power",
              {"source": "val_error"}),
     LossSpec("focal", "FocalLoss", {"gamma_focal": Option(2.0, (_NONNEG,))}, "none",
-             "logits", "focal loss (Lin et al., 2017)"),
+             "logits", "focal loss −(1 − p_y)^γ log p_y, γ = gamma_focal (Lin et al., 2017)"),
     LossSpec("group_dro", "GroupDROLoss", {"eta": Option(0.01, (_POSITIVE,))},
-             "none", "logits", "online group DRO, classes as groups (Sagawa et al., 2020)"),
+             "none", "logits", "online group DRO, classes as groups: Σ_k q_k·L_k, L_k the batch's mean CE of class k, q_k ∝ q_k·exp(η·L_k) "
+             "at each step (Sagawa et al., 2020)"),
     LossSpec("logit_adjust", "LogitAdjustedLoss",
              {"tau": Option(1.0, (Interval(float, -MAX_OPTION, MAX_OPTION),)),
               "priors": Option(None, (Numbers(Interval(float, 0, None, "left")),))}, "priors", "logits",
-             "logit-adjusted CE with training priors (Menon et al., 2021)"),
+             "logit-adjusted CE: −log softmax(z + τ·log π)_y, π the training class frequencies unless priors are given "
+             "(Menon et al., 2021)"),
     LossSpec("label_smoothing", "LabelSmoothingLoss", {"smoothing": Option(0.1, (Interval(float, 0, 1, "left"),))},
-             "none", "logits", "cross-entropy with label smoothing"),
+             "none", "logits", "cross-entropy with label smoothing ε: (1 − ε)·CE + ε·mean_k(−log p_k) (Szegedy et al., 2016)"),
     LossSpec("lm_softmax", "LMSoftmaxLoss", {"scale": Option(16.0, _SCALE)}, "none", "cosine",
-             "LM-Softmax (Zhou et al., 2022); needs head='cosine'"),
+             "LM-Softmax −(1/s)·log[exp(s·cos θ_y) / Σ_{j≠y} exp(s·cos θ_j)] (Zhou et al., 2022); needs head='cosine'"),
     LossSpec("cosface", "CosFaceLoss", {"scale": Option(16.0, _SCALE),
                                         "margin": Option(0.35, (Interval(float, -2, 2),))}, "none", "cosine",
-             "CosFace large-margin cosine loss; needs head='cosine'"),
+             "CosFace: CE of s·(cos θ_j − m·[j = y]) (Wang et al., 2018); needs head='cosine'"),
     LossSpec("arcface", "ArcFaceLoss", {"scale": Option(16.0, _SCALE),
                                         "margin": Option(0.5, (Interval(float, 0, math.pi / 2, "left"),))},
-             "none", "cosine", "ArcFace additive angular margin; needs head='cosine'"),
+             "none", "cosine", "ArcFace: CE of s·cos θ_j with θ_y + m for the true class (Deng et al., 2019); needs head='cosine'"),
 ]}
 
 ADAPTERS: dict[str, AdapterSpec] = {spec.name: spec for spec in [
     AdapterSpec("linear", "ResidualLinearAdapter", {}, "φ + Aφ, A (d×d) initialised to 0"),
-    AdapterSpec("lowrank", "LowRankAdapter", {"rank": Option(None)}, "φ + UVφ, rank r, U initialised to 0"),
+    AdapterSpec("lowrank", "LowRankAdapter", {"rank": Option(None)}, "φ + UVφ, rank r = adapter_rank in [1, d] (default min(64, d)), U initialised to 0"),
     AdapterSpec("mlp", "BottleneckMLPAdapter", {"rank": Option(None)},
-                "φ + U·GELU(Vφ + b), bottleneck width r, U initialised to 0"),
+                "φ + U·GELU(Vφ + b), bottleneck width r = adapter_rank in [1, d] (default min(128, d)), "
+                "U initialised to 0"),
 ]}
 
 
@@ -199,3 +206,28 @@ def some(names: list, show=repr, shown: int = 5) -> str:
     30,000 unknown keys gets a short answer, not all of them back."""
     text = ", ".join(show(name) for name in names[:shown])
     return text + (f", ... ({len(names):,} in all)" if len(names) > shown else "")
+
+
+def _options_text(options: dict[str, Option]) -> str:
+    """``name = default (accepts)`` of each option, for :func:`markdown_table`."""
+    from .constraints import describe
+
+    shown = {name: opt for name, opt in options.items() if opt.accepts}  # an adapter's rank: the request's adapter_rank
+    return "; ".join(f"`{name}` = {'—' if opt.default is None else opt.default} ({describe(list(opt.accepts))})"
+                     for name, opt in shown.items()) or "—"
+
+
+def markdown_table() -> str:
+    """The heads, losses and adapters as the README's table "Heads, losses and adapters": name, what each computes
+    (``summary``) and its options with their defaults and bounds, every word from the specs above (a maintainer
+    round found the README's copies of the bounds stale and no formula for most losses)."""
+    rows = [("head", name, spec.summary + f"; p = {spec.default_p:g}", spec.options) for name, spec in HEADS.items()]
+    rows += [("loss", name, spec.summary, spec.options) for name, spec in LOSSES.items()]
+    rows += [("adapter", name, spec.summary, spec.options) for name, spec in ADAPTERS.items()]
+    lines = ["| kind | name | what it computes | options: default (accepts) |", "| --- | --- | --- | --- |"]
+    lines += [f"| {kind} | `{name}` | {summary} | {_options_text(options)} |" for kind, name, summary, options in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -18,3 +18,16 @@ def test_the_architecture_error_table_names_every_mapped_error():
     text = " ".join((ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").split())
     assert not [(kind.__name__, status) for kind, (status, _) in _error_table().items()
                 if f"`{kind.__name__}`" not in text]
+
+
+def test_the_readme_table_of_heads_losses_and_adapters_is_the_registry_s():
+    """One home for each option's bound and default (probe.registry): the README's table is its rendering, not a
+    hand copy (a maintainer round found the hand-written bounds in docs/ARCHITECTURE.md missing two losses')."""
+    from probe.registry import markdown_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- registry table: python -m probe.registry -->\n") + len(
+        "<!-- registry table: python -m probe.registry -->\n")
+    assert readme[start:readme.index("\n<!-- end registry table -->", start)] == markdown_table()
+    assert "`label_smoothing` | cross-entropy with label smoothing ε" in markdown_table()
+    assert "`smoothing` = 0.1 (in [0, 1))" in markdown_table() and "`eta` = 0.01 (in (0, 100])" in markdown_table()

@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None,
                         help="recommended settings by name: disparity (the default disparity-aware method; "
                         "explicit options override it; see probe.PRESETS)")
-    parser.add_argument("--loss", default=None, help=f"loss name, ce (ERM) by default: {', '.join(LOSSES)} "
-                        "(probe.LOSSES; the README's 'The maths implemented' says what each is)")
+    parser.add_argument("--loss", default=None, metavar="LOSS",
+                        help=f"loss, ce (ERM) by default: {', '.join(LOSSES)} (the README's table 'Heads, losses and "
+                        "adapters', or python -m probe.registry, says what each computes and its options)")
     parser.add_argument("--loss-option", action="append", default=None, metavar="NAME=V[,V...]",
                         help="a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
                         "selected on val; repeatable")
