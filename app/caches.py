@@ -45,6 +45,10 @@ def _dataset_of(store: Store, cache: Any) -> dict[str, Any]:
 
 
 MAX_ROWS = 50_000_000  # images in one split of a registered cache (ImageNet-21k has 14 M)
+# Feature width of a registered cache: the widest encoders give 1,024–4,096 (ViT-bigG 1,664); a 58 KB compressed file
+# declaring 4,000,000 took a job to 3.5 GB and another's adapter to a 65 GB allocation (an attack round).
+MAX_FEATURES = 65_536
+_FEATURE_ROWS_CHUNK = 65_536  # feature rows read at a time when a registration checks they are finite
 
 
 _NAMES_CHUNK = 100_000  # image names decoded at a time when a registration checks them
@@ -53,17 +57,40 @@ _NAMES_CHUNK = 100_000  # image names decoded at a time when a registration chec
 def _unwritten(data: Any) -> str | None:
     """How an HDF5 dataset holds less data on disk than its shape claims, or None: an unwritten one reads as zeros
     (a 209 KB file claimed 10⁹ rows and its labels were read into 7.45 GB; an attack round). A compressed one
-    stores fewer bytes than it holds: only that some are stored is checked there (a repacked cache was refused)."""
+    stores fewer bytes than it holds, so there every chunk its shape spans must be stored (a 49 KB gzip file
+    declaring 5 M rows with one chunk written was registered, and one GET read 1.5 GB of zeros; an attack round)."""
+    import math
+
     stored, full = data.id.get_storage_size(), data.size * data.dtype.itemsize
+    name = data.name.rsplit("/", 1)[-1]
     if data.size and (stored == 0 or (data.compression is None and stored < full)):
-        return f"{data.name.rsplit('/', 1)[-1]} ({stored:,} bytes stored of {full:,})"
+        return f"{name} ({stored:,} bytes stored of {full:,})"
+    if data.size and data.chunks is not None:
+        spanned = math.prod(-(-extent // chunk) for extent, chunk in zip(data.shape, data.chunks))
+        written = data.id.get_num_chunks()
+        if written < spanned:
+            return f"{name} ({written:,} chunks stored of the {spanned:,} its {data.shape[0]:,} rows span)"
+    return None
+
+
+def _nonfinite_rows(features: Any) -> int | None:
+    """The first row of an HDF5 features dataset holding NaN or an infinity, read a chunk of rows at a time, or
+    None: such a cache was registered and every job on it failed, resumable, after its queue wait (an attack
+    round)."""
+    import numpy as np
+
+    for start in range(0, features.shape[0], _FEATURE_ROWS_CHUNK):
+        block = features[start:start + _FEATURE_ROWS_CHUNK]
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            return start + int(np.argmax(bad))
     return None
 
 
 def _check_split(cache: Any, split: str) -> None:
     """A split's data stored, before any of it is read (a 36 KB file claiming 5 M rows took 656 MB before its 422;
-    a review); then its labels class indices (``FeatureCache.labels``) and its image names text, read a chunk at a
-    time. Raises CacheMismatch."""
+    a review); then its features finite, its labels class indices (``FeatureCache.labels``) and its image names
+    text, read a chunk at a time. Raises CacheMismatch."""
     import h5py
 
     from feature_cache import CacheMismatch
@@ -73,6 +100,10 @@ def _check_split(cache: Any, split: str) -> None:
         missing = next(filter(None, (_unwritten(group[name]) for name in ("features", "labels", "sources"))), None)
         if missing:
             raise CacheMismatch(f"{cache.path.name}: split {split!r} has {missing}: the cache is incomplete")
+        row = _nonfinite_rows(group["features"])
+        if row is not None:
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are NaN or infinite (row "
+                                f"{row:,} first): no probe trains on them; extract them again")
         names = group["sources"]
         for start in range(0, names.shape[0], _NAMES_CHUNK):
             [name.decode() if isinstance(name, bytes) else str(name) for name in names[start:start + _NAMES_CHUNK]]
@@ -85,6 +116,9 @@ def _check_readable(cache: Any) -> dict[str, int]:
     CacheMismatch too: it was a 500 (an attack round). ``open_cache`` checked the members' kinds and row counts."""
     from feature_cache import CacheMismatch
 
+    if cache.num_features > MAX_FEATURES:
+        raise CacheMismatch(f"{cache.path.name} holds {cache.num_features:,} features per image, over the "
+                            f"{MAX_FEATURES:,} a registered cache may hold")
     for split in cache.splits:
         rows = cache.split_sizes[split]
         if rows > MAX_ROWS:

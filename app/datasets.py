@@ -254,11 +254,15 @@ def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
     return None
 
 
-def resolve_under_root(path: str, root: Path | None) -> Path:
-    """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``.
+def resolve_under_root(path: str, root: Path | None, service_dir: Path | None = None) -> Path:
+    """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``, outside the
+    service's own data folder ``service_dir``.
 
     Raises:
-        PathOutsideRoot: no data root is configured, or the resolved path leaves it (symlinks included).
+        PathOutsideRoot: no data root is configured, the resolved path leaves it (symlinks included), lies in
+            ``service_dir`` (its uploads, caches and runs, which the service deletes: a cache file registered there
+            went with its data set's deletion, an attack round). A hard link is the file itself, wherever its other
+            names lie: making one under the data root takes the right to write there (README "Security").
         PathMissing: the path does not exist (or cannot be a path here: too long, a NUL byte), or is neither a
             regular file nor a folder.
     """
@@ -273,6 +277,10 @@ def resolve_under_root(path: str, root: Path | None) -> Path:
         raise PathMissing(f"path {path[:200]!r} cannot be opened here ({type(exc).__name__})") from None
     if resolved != root and root not in resolved.parents:
         raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
+    own = None if service_dir is None else Path(service_dir).resolve()
+    if own is not None and (resolved == own or own in resolved.parents):
+        raise PathOutsideRoot(f"path {path[:200]!r} lies in the service's own data folder (its uploads, caches and "
+                              "runs, which it deletes): register files of your own, elsewhere under the data root")
     if not exists:
         raise PathMissing(f"path {path[:200]!r} does not exist under the data root")
     if not usable:  # a FIFO, a socket, a device: reading one blocks or fails, never a data set

@@ -374,11 +374,12 @@ class FeatureCache:
     def _checked(self, labels: np.ndarray, split: str) -> np.ndarray:
         """``labels`` as int64, each an index into ``class_names``; CacheMismatch for any other value (a damaged
         file, or one written outside this package): never read as another class, never an IndexError later."""
-        labels = np.asarray(labels).astype(np.int64, copy=False)
-        bad = (labels < 0) | (labels >= self.num_classes)
+        stored = np.asarray(labels)  # checked as stored: a uint64 2**64 − 1 read as int64 was reported as -1
+        bad = (stored < 0) | (stored >= self.num_classes)
+        labels = stored.astype(np.int64, copy=False)
         if bad.any():
             raise CacheMismatch(f"{self.path.name}: split {split!r} has {int(bad.sum()):,} labels outside 0.."
-                                f"{self.num_classes - 1} (its {self.num_classes} classes), e.g. {labels[bad][0]}; "
+                                f"{self.num_classes - 1} (its {self.num_classes} classes), e.g. {stored[bad][0]}; "
                                 "the cache is damaged or was not written by feature_cache.")
         return labels
 
@@ -413,15 +414,38 @@ class FeatureCache:
             return [s.decode() if isinstance(s, bytes) else s for s in self._group(h5, split)["sources"][()]]
 
 
+MAX_ATTR_CHARS = 4096  # a text root attribute (an encoder name, a warning); the API takes encoder names of 1,024
 # Root attributes that are text (README "HDF5 feature cache").
 _TEXT_ATTRS = ("encoder", "weights_sha256", "feature_kind", "default_head", "dataset_fingerprint", "fingerprint",
                "created_at", "precision", "encoder_warning")
 
 
+def _external(dataset: h5py.Dataset) -> bool:
+    """Whether ``dataset`` is virtual or keeps its raw data in other files (HDF5 external storage)."""
+    return bool(getattr(dataset, "is_virtual", False)) or dataset.id.get_create_plist().get_external_count() > 0
+
+
+def _odd_attr(attrs: dict[str, Any]) -> str | None:
+    """What of the root attributes a cache's reader would trip on later, or None: a ``normalized`` array failed a
+    job with numpy's "truth value of an array" message, an unknown ``default_head`` was blamed on the request, and a
+    100,000-character encoder name filled every listing and report (an attack round)."""
+    from probe.registry import HEADS
+
+    normalized = attrs.get("normalized", False)
+    if not (isinstance(normalized, (bool, np.bool_)) or (isinstance(normalized, int) and normalized in (0, 1))):
+        return f"the root attribute 'normalized' is {str(normalized)[:40]!r}, not true or false"
+    if attrs.get("default_head", "linear") not in HEADS:
+        return (f"the root attribute 'default_head' is {str(attrs['default_head'])[:40]!r}, not a head of this "
+                f"version ({', '.join(HEADS)})")
+    long = next((key for key in _TEXT_ATTRS if len(attrs.get(key) or "") > MAX_ATTR_CHARS), None)
+    return None if long is None else f"the root attribute {long!r} is over {MAX_ATTR_CHARS:,} characters"
+
+
 def _linked_members(h5: h5py.File) -> list[str]:
-    """The members of the splits that are links (soft, external) or virtual datasets: an external link or a virtual
-    dataset reads data outside the file, past the service's data root, and a virtual one whose source is gone reads
-    as zeros, which a probe trained on silently (an attack round)."""
+    """The members of the splits that are links (soft, external), virtual datasets or datasets stored in other files
+    (HDF5 external storage): they read data outside the file, past the service's data root (an external-storage
+    cache read a file outside it, and one pointing at a FIFO stalled the service: an attack round), and a virtual
+    one whose source is gone reads as zeros, which a probe trained on silently (an attack round)."""
     found = []
     for split in SPLITS:
         group = h5.get(split, getlink=True)
@@ -432,8 +456,8 @@ def _linked_members(h5: h5py.File) -> list[str]:
             continue
         for name in ("features", "labels", "sources"):
             link = h5[split].get(name, getlink=True)
-            if link is not None and (not isinstance(link, h5py.HardLink) or getattr(h5[split][name], "is_virtual",
-                                                                                     False)):
+            if link is not None and (not isinstance(link, h5py.HardLink) or (
+                    isinstance(h5[split][name], h5py.Dataset) and _external(h5[split][name]))):
                 found.append(f"{split}/{name}")
     return found
 
@@ -452,7 +476,9 @@ def _malformed_split(h5: h5py.File, split: str) -> str | None:
             return f"{split}/{name} is missing"
         if not isinstance(member, h5py.Dataset):
             return f"{split}/{name} is not a dataset"
-        if member.ndim != ndim or member.dtype.kind not in dtype_kinds:
+        if member.ndim != ndim or member.dtype.kind not in dtype_kinds or (name == "features"
+                                                                          and member.dtype.itemsize > 8):
+            # float128 features passed and every scoring route answered 500 (torch has no such type; an attack round)
             return f"{split}/{name} is a {member.ndim}-d {member.dtype} array"
     rows = {group[name].shape[0] for name in kinds}
     if len(rows) != 1:
@@ -498,6 +524,9 @@ def open_cache(path: str | Path) -> FeatureCache:
     if wrong:  # an integer fingerprint crashed every listing of the service's caches (an attack round)
         raise CacheMismatch(f"{path}: the root attribute {wrong!r} is not text; the file was not written by "
                             "feature_cache.extract, or is damaged.")
+    wrong = _odd_attr(attrs)
+    if wrong:
+        raise CacheMismatch(f"{path}: {wrong}; the file was not written by feature_cache.extract, or is damaged.")
     if any(len(shape) != 2 for shape in shapes.values()):
         raise CacheMismatch(f"{path} is incomplete or malformed: features that are not (rows, width) arrays.")
     sizes = {s: int(shape[0]) for s, shape in shapes.items()}

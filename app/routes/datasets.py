@@ -98,7 +98,7 @@ async def register_path(request: Request, store: Store, settings: Settings) -> t
         body = DatasetRegister.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
-    path = resolve_under_root(body.path, settings.data_root)
+    path = resolve_under_root(body.path, settings.data_root, settings.data_dir)
     return await run_in_threadpool(register_dataset, store, path, name=body.name, source="path",
                                    unlabelled=body.unlabelled)
 
@@ -204,7 +204,7 @@ async def thumbnail(request: Request, dataset_id: IdPath,
 )
 async def create_cache(request: Request, body: CacheRegister, response: Response, store: Store = Depends(get_store),
                        settings: Settings = Depends(get_settings)) -> CacheOut:
-    path = resolve_under_root(body.path, settings.data_root)
+    path = resolve_under_root(body.path, settings.data_root, settings.data_dir)
     # reading a split's labels and names takes memory with its rows: a few registrations at a time (a review)
     row, created = await in_slot(request, "registration_limiter", REGISTRATION_SLOTS, register_cache, store, path)
     if not created:

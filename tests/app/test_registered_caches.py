@@ -349,3 +349,78 @@ def test_registrations_of_one_file_at_once_make_one_cache(service):
             ids = {row["id"] for row, _ in pool.map(lambda _: register_cache(store, path), range(4))}
         assert len(ids) == 1 and len(store.list_caches()) == 1
         service.delete(f"/api/caches/{ids.pop()}")
+
+
+def test_files_that_read_outside_themselves_or_hold_what_no_job_can_train_on_are_refused(service):
+    """An attack round: HDF5 external storage read a file outside the data root (and, pointed at a FIFO, stalled
+    every route); float128 features were 500s on every scoring route; NaN features, a 'normalized' array and an
+    unknown default head made jobs that could only fail; a 100,000-character encoder name filled every listing; a
+    49 KB gzip file declaring 5 M rows with one chunk written was registered; a 4,000,000-wide file took a job to
+    3.5 GB; uint64 labels of 2**64 − 1 were reported as -1."""
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+    outside = service.root.parent / "outside.bin"
+    outside.write_bytes(bytes(15 * 1280 * 2))
+
+    def replace(split, name, **create):
+        def change(h5):
+            del h5[f"{split}/{name}"]
+            h5[split].create_dataset(name, **create)
+        return change
+
+    def attr(key, value):
+        return lambda h5: h5.attrs.__setitem__(key, value)
+
+    def nan(h5):
+        h5["val/features"][1, 3] = np.nan
+
+    rows = 5_000_000
+    cases = {
+        "extstore.h5": (replace("train", "features", shape=(15, 1280), dtype=np.float16,
+                                external=[(str(outside), 0, 15 * 1280 * 2)]), "train/features is a link or a virtual"),
+        "f128.h5": (replace("test", "features", data=np.zeros((9, 1280), np.longdouble)),
+                    "test/features is a 2-d float128 array"),
+        "normarr.h5": (attr("normalized", np.array([1, 2, 3])), "the root attribute 'normalized' is '[1 2 3]', not "
+                       "true or false"),
+        "evilhead.h5": (attr("default_head", "evil"), "the root attribute 'default_head' is 'evil', not a head"),
+        "longenc.h5": (attr("encoder", "e" * 100_000), "the root attribute 'encoder' is over 4,096 characters"),
+        "nan.h5": (nan, "split 'val' has features that are NaN or infinite (row 1 first)"),
+        "chunks.h5": (lambda h5: [replace("test", name, shape=(rows, *shape), dtype=dtype, chunks=(4096, *shape),
+                                          compression="gzip")(h5) for name, shape, dtype in
+                                  (("features", (1280,), np.float16), ("labels", (), np.int64),
+                                   ("sources", (), h5py.string_dtype()))]
+                      and h5["test/features"].__setitem__((slice(0, 4096),), np.ones((4096, 1280), np.float16)),
+                      "split 'test' has features (1 chunks stored of the 1,221 its 5,000,000 rows span)"),
+        "wide.h5": (lambda h5: [replace(s, "features", shape=(h5[f"{s}/labels"].shape[0], 70_000), dtype=np.float16,
+                                        chunks=(1, 70_000), compression="gzip", fillvalue=0)(h5)
+                                for s in ("train", "val", "test")],
+                    "holds 70,000 features per image, over the 65,536 a registered cache may hold"),
+        "u64.h5": (replace("val", "labels", data=np.full(3, 2**64 - 1, np.uint64)),
+                   "has 3 labels outside 0..2 (its 3 classes), e.g. 18446744073709551615"),
+    }
+    for name, (change, said) in cases.items():
+        resp = service.post("/api/caches", json={"path": _altered(service, name, change)})
+        assert resp.status_code == 422 and said in resp.json()["detail"], (name, resp.text)
+    assert service.get("/api/caches").json() == []
+
+
+def test_a_path_in_the_service_s_own_folder_is_refused(tmp_path, extracted):
+    """An attack round: with the data folder under the data root, a cache file registered in data/caches/<data set>
+    went with that data set's deletion (whose notes said it stayed), and an upload registered as another data set
+    went with the upload's."""
+    root = tmp_path / "root"
+    shutil.copytree(extracted, root)
+    with TestClient(create_app(make_settings(root / "svc", data_root=root))) as client:
+        upload = client.post("/api/datasets", files={"file": ("mine.zip", tiny_zip_bytes(6, 3), "application/zip")},
+                             data={"name": "mine"}).json()
+        inside = next((root / "svc" / "uploads").rglob("*.zip"))
+        resp = client.post("/api/datasets", json={"path": str(inside)})
+        assert resp.status_code == 403 and "lies in the service's own data folder" in resp.json()["detail"]
+        (root / "svc" / "caches").mkdir(exist_ok=True)
+        shutil.copy(root / "features" / "images.h5", root / "svc" / "caches" / "mine.h5")
+        resp = client.post("/api/caches", json={"path": "svc/caches/mine.h5"})
+        assert resp.status_code == 403 and "lies in the service's own data folder" in resp.json()["detail"]
+        assert client.get("/api/caches").json() == [] and len(client.get("/api/datasets").json()) == 1
+        assert client.delete(f"/api/datasets/{upload['id']}").status_code == 200
