@@ -799,9 +799,13 @@ def load_report(run_dir: str | Path) -> Report:
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
-# and the zero-width characters of Unicode. In a class or data set name they would reach terminals (an escape
-# sequence), reports and pages as they are, show a name reversed, break a line, or make two names look alike.
-UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+# and the zero-width characters of Unicode; and what renders as nothing: the soft hyphen, the combining grapheme
+# joiner, the Mongolian vowel separator, the Hangul fillers, the braille blank, the private-use and tag characters
+# (an attack round named runs "\u00ad", "\u2800", "\ue000": a run that looks unnamed). In a class or data set name
+# they would reach terminals (an escape sequence), reports and pages as they are, show a name reversed, break a
+# line, or make two names look alike.
+UNPRINTABLE = (r"\x00-\x1f\x7f-\x9f\u00ad\u034f\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\u2800"
+               r"\u3164\ue000-\uf8ff\ufeff\uffa0\ufff0-\ufffb\U000e0000-\U000e0fff\U000f0000-\U0010ffff")
 MAX_NAME = 200  # characters of a class or data set name (a manifest's label of 100,000 characters registered)
 
 # What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
