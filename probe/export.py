@@ -35,6 +35,7 @@ def _pct(x: float | None, digits: int = 2) -> str:
 # What CommonMark would read as HTML: a tag (< then a letter, /, ! or ?) and an entity (&name; or &#...;).
 _MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")
 _MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+_MD_EMPHASIS = re.compile(r"[`*~]")
 
 
 def _md(text: Any) -> str:
@@ -42,9 +43,12 @@ def _md(text: Any) -> str:
     entity) is escaped, and nothing else: '(< 50)' stays as it is (every < and > read &lt; / &gt; in a terminal or
     a plain-text viewer; a new-user round), quotes too (escaped they read &#x27;). A link or image ``[text](url)``
     is broken at ``](``: class names ``![pixel](https://…)`` fetched a tracking image and ``[click](javascript:…)``
-    was a live link wherever the report was opened (an attack round); an interval "[+1.2, +3.0] (…)" is untouched."""
+    was a live link wherever the report was opened (an attack round); an interval "[+1.2, +3.0] (…)" is untouched.
+    Backticks, asterisks and tildes are escaped: a class `` `code` **bold** `` rendered as code and bold, and an
+    unbalanced backtick swallowed the table after it (an attack round)."""
     text = _MD_ENTITY.sub("&amp;", str(text))
-    return _MD_TAG.sub("&lt;", text).replace("|", "\\|").replace("\n", " ").replace("](", "]\\(")
+    text = _MD_TAG.sub("&lt;", text).replace("|", "\\|").replace("\n", " ").replace("](", "]\\(")
+    return _MD_EMPHASIS.sub(r"\\\g<0>", text)
 
 
 def _first_upper(text: str) -> str:

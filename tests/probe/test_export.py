@@ -269,6 +269,8 @@ def test_markdown_escapes_what_a_renderer_reads_as_html_and_nothing_else():
     assert _md("![pixel](https://evil.example/b.png) [click me](javascript:alert(1))") == \
         "![pixel]\\(https://evil.example/b.png) [click me]\\(javascript:alert(1))"
     assert _md("+2.0 pt [+0.4, +3.6] (within noise)") == "+2.0 pt [+0.4, +3.6] (within noise)"
+    # a class `code` **bold** rendered as code and bold, an unbalanced backtick swallowed the table (an attack round)
+    assert _md("`code` **bold** ~~gone~~ `open") == "\\`code\\` \\*\\*bold\\*\\* \\~\\~gone\\~\\~ \\`open"
 
 
 def test_a_preset_run_names_its_preset_and_every_report_its_calibration(report):
