@@ -75,18 +75,22 @@
   const num = (v, d = 3) => window.Charts.fixed(v, d);
   const signedPt = (d, digits = 1) => (d > 0 ? "+" : "") + window.Charts.fixed(100 * d, digits);
 
-  /** Δ in points with its interval; "within noise" when the interval contains 0. */
-  /** A delta with its interval; `beyond === false` (a class's CompareClass.beyond_noise) is within noise though the
-   * interval leaves out 0: its few changed images do not lean either way beyond chance. */
-  function deltaSpan(d, ci, beyond) {
+  /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
+   * class's CompareClass.beyond_noise) though the interval leaves out 0: its few changed images (`changed`, [other
+   * better, base better]) do not lean either way beyond chance, which it then says, as the Markdown export does
+   * ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
+  function deltaSpan(d, ci, beyond, changed) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
-    const noise = hasCi && ((ci[0] <= 0 && ci[1] >= 0) || beyond === false);
+    const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
+    const noise = hasCi && (holdsZero || beyond === false);
+    const few = noise && !holdsZero && Array.isArray(changed) && changed.length === 2
+      ? ` (${changed[0]} better, ${changed[1]} worse: too few images)` : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",
       hasCi ? h("span", { class: "ci" }, ` [${signedPt(ci[0])}, ${signedPt(ci[1])}]`) : null,
-      noise ? h("span", { class: "noise-tag" }, " within noise") : null);
+      noise ? h("span", { class: "noise-tag" }, " within noise" + few) : null);
   }
 
   const NUMERIC_HEADERS = new Set(["overall", "balanced", "easy", "medium", "hard", "images", "classes"]);

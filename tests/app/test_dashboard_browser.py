@@ -1155,6 +1155,13 @@ def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server,
     assert texts[0] == "+1.0 pt [-0.5, +2.0] within noise"
     assert texts[1] == "+1.0 pt"
     assert texts[4] == "+5.0 pt [+2.0, +8.0]"
+    # a class whose interval leaves out 0 but whose 5 changed images do not lean beyond chance (p = 0.0625) says why
+    # (a scale round read "-25.0 pt [-45.0, -5.0] within noise" as a contradiction)
+    cells = driver.js("""return [Dash.deltaSpan(-.25, [-.45, -.05], false, [0, 5]).textContent,
+                                 Dash.deltaSpan(-.25, [-.45, -.05], true, [0, 9]).textContent,
+                                 Dash.deltaSpan(-.25, [-.45, .05], true, [0, 5]).textContent];""")
+    assert cells == ["-25.0 pt [-45.0, -5.0] within noise (0 better, 5 worse: too few images)",
+                     "-25.0 pt [-45.0, -5.0]", "-25.0 pt [-45.0, +5.0] within noise"]
 
 
 def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(driver, live_server, finished):
