@@ -191,7 +191,9 @@ class Grouping(_Model):
     note: str
     groups: dict[str, list[int]]
     stability: Optional[NumList] = Field(None, description="per class: fraction of bootstrap resamples of the "
-                                         "validation split in which the class keeps its group")
+                                         "validation split (train + val out of fold under cross-validation) in "
+                                         "which the class keeps its group; with a reference run's groups, that "
+                                         "run's, measured on the images that ranked them")
 
 
 class WorstClass(_Model):

@@ -528,6 +528,7 @@ class _Outcome:
     chosen_correct: np.ndarray | None = None  # the chosen configuration's correctness on the scorer's samples ...
     val_labels: np.ndarray | None = None  # ... whose labels (val, or train + val under CV) the overall criterion
     #                                       keeps to compute its stability once every seed is trained
+    reference_stability: tuple | None = None  # the reference run's, where its groups are this run's
 
 
 def _overall_choice(candidates: list[dict], correct: list, scorer: _Scorer) -> int:
@@ -582,7 +583,8 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     entries += [dict(c, failed=s.failed) if s.failed else dict(c) for c, s in zip(sweep.candidates, sweep.scored)]
     d = decide(entries, [ref_correct, *sweep.correct], 0, scorer.labels, class_names, groups=ref_groups,
                max_overall_drop=config.max_overall_drop, seed=config.seeds[0],
-               split=_split_name(scorer.plan is not None), overall_metric=config.overall_metric)
+               split=_split_name(scorer.plan is not None), overall_metric=config.overall_metric,
+               reference_stability=_reference_stability(reference, ref_groups))
     frontier = [FrontierPoint(**e) for e in d.frontier]
     common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
                   verdict=d.verdict, frontier=frontier)
@@ -611,6 +613,18 @@ def _split_name(cross_validated: bool) -> str:
     return "train + val" if cross_validated else "validation"
 
 
+def _reference_stability(reference: Report | None, groups: dict | None) -> tuple[list[float], str] | None:
+    """The reference run's stability of its thirds and what it resampled, where ``groups`` are those thirds
+    (``probe.decision._stability``); None where the reference recorded none, or ranked other thirds."""
+    if reference is None or groups is None or reference.grouping.stability is None:
+        return None
+    theirs = {name: sorted(members) for name, members in reference.grouping.groups.items()}
+    if theirs != {name: sorted(members) for name, members in groups.items()}:
+        return None
+    split = _split_name(reference.grouping.split == "cv")
+    return list(reference.grouping.stability), f"the reference run's {split} split"
+
+
 def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_names: list[str]) -> _Outcome:
     """Selection on validation (or out of fold) by the request's criterion (``overall``, or ``hard``)."""
     ref_groups, floor = _reference_floor(reference, class_names) if reference is not None else (None, None)
@@ -628,7 +642,8 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
             groups = assign_groups(observed_class_accuracy(sweep.correct[index], scorer.labels,
                                                            scorer.splits.num_classes))
         outcome = _Outcome(fitter.config, sweep.candidates[index], sweep.fitted[index], fitter, selection, groups,
-                           chosen_correct=sweep.correct[index], val_labels=scorer.labels)
+                           chosen_correct=sweep.correct[index], val_labels=scorer.labels,
+                           reference_stability=_reference_stability(reference, groups))
     if scorer.plan is not None:
         outcome.selection.split, outcome.selection.cv = "cv", scorer.cross_validation()
     if fitter.config.overall_metric == "balanced":
@@ -899,7 +914,7 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
     if outcome.val_labels is not None:
         outcome.stability, outcome.warnings = stability_and_warnings(
             outcome.chosen_correct, outcome.val_labels, class_names, groups, seed=outcome.config.seeds[0],
-            split=_split_name(outcome.selection.cv is not None))
+            split=_split_name(outcome.selection.cv is not None), reference_stability=outcome.reference_stability)
     if outcome.reference is not None:
         ref_fitter, ref_params, ref_model = outcome.reference
         _, ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)

@@ -591,3 +591,20 @@ def test_a_loss_whose_priors_the_fit_fills_takes_its_other_options(data):
         _run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", loss_options={"priors": [1, 1]}, **fast))
     with pytest.raises(ValueError, match="priors must be a 1-D array of non-negative frequencies"):
         _run_probe(data, NAMES, ProbeConfig(loss="logit_adjust", loss_options={"priors": [0] * K}, **fast))
+
+
+def test_a_reference_run_s_thirds_keep_the_stability_it_measured_on_the_images_that_ranked_them(data):
+    """A scale round: thirds ranked on the reference's out-of-fold accuracy (train + val) and resampled on this
+    run's 20 validation images read as other thirds, so one class was 83 % stable in the ERM report and 0 % in the
+    MR² report of the very same thirds. A run on a reference's thirds now reports that run's stability."""
+    fast = dict(epochs=20, lr_grid=[0.05], wd_grid=[0.0], seeds=[0])
+    erm = _run_probe(data, NAMES, ProbeConfig(**fast))  # 30 validation images a class: cross-validated
+    assert erm.grouping.split == "cv" and erm.grouping.stability is not None
+    for select in ("hard", "overall"):
+        mr2 = _run_probe(data, NAMES, ProbeConfig(loss="mr2", select=select, cv=0, cbar_grid=[1.0, 2.0], **fast),
+                         reference=erm)
+        assert mr2.grouping.groups == erm.grouping.groups and mr2.grouping.stability == erm.grouping.stability
+        unstable = [w for w in mr2.warnings if w.startswith("Unstable groups")]
+        assert all("of the reference run's train + val split" in w for w in unstable)
+    own = _run_probe(data, NAMES, ProbeConfig(loss="mr2", select="hard", cv=0, cbar_grid=[1.0], **fast))
+    assert own.grouping.stability != erm.grouping.stability  # no reference: its own validation split's
