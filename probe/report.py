@@ -55,7 +55,8 @@ TestCheck = Literal["holds", "within_noise", "reversed"]
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
-                     "gamma", "output_margin", "sample_margin_min", "sample_margin_mean")
+                     "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
+                     "top_confusions")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 # The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
 # (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
@@ -823,13 +824,19 @@ def csv_cell(value: Any) -> Any:
 
 def report_csv(report: Report) -> str:
     """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null, names made
-    safe for spreadsheets (:func:`csv_cell`)."""
+    safe for spreadsheets (:func:`csv_cell`); with the class's ``grouping.stability`` and its ``top_confusions`` as
+    the other views show them ("cat (12.0), dog (5.0)": names and per cent of its test predictions; a scale round
+    found the CSV without either)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_COLUMNS), lineterminator="\n")
     writer.writeheader()
+    stability = report.grouping.stability or [None] * len(report.per_class)
     for row in report.per_class:
         values = row.model_dump()
         values["accuracy_ci_lo"], values["accuracy_ci_hi"] = values.pop("accuracy_ci") or (None, None)
+        values["stability"] = stability[row.index]
+        values["top_confusions"] = (confusions_text([(c.name, c.rate) for c in row.top_confusions])
+                                    if row.top_confusions else None)
         writer.writerow({k: ("" if values[k] is None else csv_cell(values[k])) for k in PER_CLASS_COLUMNS})
     return buf.getvalue()
 

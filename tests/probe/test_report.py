@@ -108,7 +108,8 @@ def test_csv_header_and_rows():
     rows = list(csv.reader(io.StringIO(report_csv(rep))))
     assert rows[0] == ["index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                        "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
-                       "gamma", "output_margin", "sample_margin_min", "sample_margin_mean"]
+                       "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
+                       "top_confusions"]
     assert len(rows) == 4
     assert rows[2][:5] == ["1", "dog", "hard", "50", "10"]
     assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][17] == ""  # gamma null → empty cell
@@ -294,3 +295,21 @@ def test_the_report_records_the_loss_options_a_run_trained_with_defaults_include
     old = {**erm.config}
     del old["loss_options_used"]
     assert "loss ce," in report_markdown({**json.loads(report_json(erm)), "config": old})
+
+
+def test_the_csv_holds_each_class_s_stability_and_confusions_as_the_other_views_do():
+    """A scale round: per_class.csv had neither the group stability nor the most-confused classes the dashboard,
+    Markdown and JSON show."""
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        y = np.arange(n) % 3
+        return rng.standard_normal((n, 4)).astype(np.float32) + 0.7 * y[:, None], y
+
+    report = run_probe({"train": split(90), "val": split(150), "test": split(60)}, NAMES,
+                       ProbeConfig(epochs=3, seeds=[0], cv=0))
+    rows = list(csv.DictReader(io.StringIO(report_csv(report))))
+    assert [float(r["stability"]) for r in rows] == pytest.approx(report.grouping.stability)
+    for row, cls in zip(rows, report.per_class):
+        assert row["top_confusions"] == ", ".join(f"{c.name} ({100 * c.rate:.1f})" for c in cls.top_confusions)
+    assert any(row["top_confusions"] for row in rows)
