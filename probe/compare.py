@@ -329,12 +329,15 @@ def _delta_cell(delta: float | None, interval: list | None, changed: list[int] |
 
 
 def _moved_most(rows: list[CompareClass], max_classes: int | None) -> tuple[list[CompareClass], str | None]:
-    """The per-class rows the terminal table lists, and its caption: every class up to ``max_classes`` (None: no
-    limit), else the classes whose test accuracy changed, at most ``max_classes`` of them (the largest |Δ|), the
-    largest loss first (in class order a −70 pt class sat mid-list under "changed most"; a scale round)."""
-    if max_classes is None or len(rows) <= max_classes:
-        return rows, None
+    """The per-class rows a table lists, and its caption: every class up to ``max_classes`` (None: no limit), those
+    that changed first, else the classes whose test accuracy changed, at most ``max_classes`` of them (the largest
+    |Δ|); the largest loss first (in class order a −70 pt class sat mid-list under "changed most"; a scale round)."""
     moved = [r for r in rows if r.delta is not None and not math.isnan(r.delta) and r.delta != 0]
+    if max_classes is None or len(rows) <= max_classes:
+        # every class, those that changed first, the largest loss first: in class order a 200-class export read
+        # as 200 rows to scan for the few that moved (a scale round)
+        still = [r for r in rows if r not in moved]
+        return sorted(moved, key=lambda r: (r.delta, r.index)) + still, None
     shown = sorted(sorted(moved, key=lambda r: -abs(r.delta))[:max_classes], key=lambda r: (r.delta, r.index))
     still = len(rows) - len(moved)
     if not moved:

@@ -277,6 +277,9 @@ def _html_confusion(report: dict) -> str:
 EXPORT_FORMATS = {"md": report_markdown, "html": report_html}
 
 
+PER_CLASS_ORDER = "Per class, those that changed first, largest loss first"  # the order of compare.class_rows
+
+
 def comparison_markdown(comparison: Comparison) -> str:
     """A comparison as one Markdown document: what was compared, the verdict and cost, then the metrics and
     every class (accuracies in %, deltas in points with their 95 % paired intervals)."""
@@ -285,7 +288,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     lines += ["", f"## {_first_upper(_md(metric_title(comparison)))}", "",
               *_md_table(METRIC_HEADER, metric_rows(comparison))]
     rows, _ = class_rows(comparison)
-    lines += ["", "## Per class", "", *_md_table(CLASS_HEADER, rows)]
+    lines += ["", f"## {PER_CLASS_ORDER}", "", *_md_table(CLASS_HEADER, rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -298,7 +301,7 @@ def comparison_html(comparison: Comparison) -> str:
             f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'
             f'<h2>{_first_upper(html.escape(metric_title(comparison)))}</h2>'
             f'{_html_table(METRIC_HEADER, metric_rows(comparison))}'
-            f'<h2>Per class</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
+            f'<h2>{PER_CLASS_ORDER}</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
 
 
 COMPARE_FORMATS = {"md": comparison_markdown, "html": comparison_html}

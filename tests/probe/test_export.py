@@ -220,7 +220,10 @@ def test_a_comparison_exports_every_class_with_its_intervals_and_the_verdict(com
     assert metrics == [[cell.replace("|", "\\|") for cell in row] for row in metric_rows(comparison)]
     assert metrics[0][0] == "overall" and "[" in metrics[0][3]  # a delta with its paired interval
     per_class = _md_table(text, "class")
-    assert [row[0] for row in per_class] == [_cell(n) for n in NAMES]  # every class, in class order, escaped
+    # every class, escaped, those that changed first, the largest loss first
+    order = sorted(comparison.per_class, key=lambda r: (r.delta == 0, r.delta if r.delta else 0, r.index))
+    assert [row[0] for row in per_class] == [_cell(NAMES[r.index]) for r in order]
+    assert "## Per class, those that changed first, largest loss first" in text
     assert per_class == [[_cell(c) for c in row] for row in class_rows(comparison)[0]]
     page = comparison_html(comparison)
     parser = _Collect()
