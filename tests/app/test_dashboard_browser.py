@@ -1088,6 +1088,41 @@ def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_
     assert got[5] == 300 and got[6] is None
 
 
+def test_at_200_classes_the_charts_keep_their_labels_apart_and_inside_and_the_table_scrolls_in_view(
+        driver, live_server, finished):
+    """A scale round at K = 200: the margin chart drew all 200 classes (3 px bars, 208 overlapping label pairs), the
+    per-class chart's rotated labels overlapped and its last ran past the right edge, and the compared per-class
+    table was wider than its card with its only scrollbar under 100 rows."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const K = 200, names = Array.from({length: K}, (_, i) => 'class_' + i + '_a_rather_long_name');
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+            { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2,
+              sample_margin_mean: .1, sample_margin_min: -.2 })) };
+        const margins = RunPage.panels.marginChart(report);
+        const chart = RunPage.panels.perClassChart(report, null, { main: 'a' })[1];
+        const card = document.createElement('section'); card.className = 'card'; card.style.width = '1280px';
+        card.appendChild(chart); document.body.appendChild(card);
+        const svg = chart.getBoundingClientRect(), ticks = Array.from(chart.querySelectorAll('text.tick[transform]'));
+        const boxes = ticks.map(t => t.getBoundingClientRect());
+        const outside = boxes.filter(b => b.right > svg.right + 1 || b.bottom > svg.bottom + 1).length;
+        // rotated text: neighbours are apart when their baselines are (their boxes overlap by their slant)
+        const spacing = (boxes[1].left - boxes[0].left) * Math.sin(Math.PI / 3);
+        const cut = ticks.filter(t => t.querySelector('title')).length;
+        card.remove();
+        const table = RunPage.panels.perClassTable(report, null, null);
+        document.body.appendChild(table);
+        const scroller = table.querySelector('.table-scroll');
+        const result = [margins[0].textContent, margins[1].querySelectorAll('rect.bar').length, outside, spacing, cut,
+                        !!scroller.querySelector('#per-class-table'), getComputedStyle(scroller).overflowX,
+                        scroller.getBoundingClientRect().height <= window.innerHeight * 0.75 + 1];
+        table.remove();
+        return result;""")
+    assert got[0] == "The 60 worst of 200 classes by test accuracy; per_class.csv and report.json hold every class's margins."
+    assert got[1] == 120  # two series of 60
+    assert got[2] == 0 and got[3] >= 14 and got[4] == 60  # inside the chart; baselines 14+ px apart; cut, whole in a tooltip
+    assert got[5:] == [True, "auto", True]
+
+
 def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server, finished):
     """The runs list ranked by point estimates alone (80.4 against 77.0 read as a winner the comparison called
     noise; a new-user round): each accuracy carries its 95 % interval over the test images."""
