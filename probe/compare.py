@@ -28,12 +28,22 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+_BEYOND = ("the 95 % interval leaves out 0 and the images it counts lean that way beyond chance (their differences' "
+           "exact paired sign-flip test, p ≤ 0.05; McNemar's exact test with one seed): 3 images all fixed resample to "
+           "[+100, +100] and are p = 0.25 (a statistics review); null without intervals")
+
+
 class CompareMetric(BaseModel):
     base: Num
     other: Num
     delta: Num = Field(..., description="other − base")
     delta_ci: Optional[list[Num]] = Field(None, description="95 % paired bootstrap interval of delta over the "
                                           "test samples (when both runs stored their test predictions)")
+    changed: Optional[list[int]] = Field(None, description="[other better, base better]: the test images it counts "
+                                         "that the runs score differently (overall and the thirds; null for "
+                                         "balanced accuracy and the worst class, whose images are not one set)")
+    p_value: Optional[float] = Field(None, description="exact paired sign-flip test of those images' differences")
+    beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
 
 
 class CompareClass(BaseModel):
@@ -46,34 +56,50 @@ class CompareClass(BaseModel):
     delta_ci: Optional[list[Num]] = None
     changed: Optional[list[int]] = Field(None, description="[other better, base better]: the class's test images "
                                          "the runs score differently")
-    beyond_noise: Optional[bool] = Field(None, description="the 95 % interval leaves out 0 and the class's changed "
-                                         "images lean one way beyond chance (exact sign test p ≤ 0.05): 3 images "
-                                         "all fixed resample to [+100, +100] and are p = 0.25 (a statistics "
-                                         "review); null without intervals")
+    p_value: Optional[float] = Field(None, description="exact paired sign-flip test of those images' differences")
+    beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
 
 
 class CompareDiscordant(BaseModel):
     """The test images on which the two runs differ (seed-mean scores: an image one run gets right with more of
-    its seeds than the other), and the exact sign test of that split (McNemar's exact test with one seed): with
-    a handful of such images no interval can separate the runs, and this says how many there are."""
+    its seeds than the other), and the exact paired sign-flip test of their differences (McNemar's exact test with
+    one seed): with a handful of such images no interval can separate the runs, and this says how many there are."""
 
     images: int = Field(..., description="test images in the comparison")
     other_better: int = Field(..., description="images the other run gets right more often than the base run")
     base_better: int = Field(..., description="images the base run gets right more often than the other run")
-    p_value: float = Field(..., description="two-sided exact sign test of other_better against base_better")
+    p_value: float = Field(..., description="two-sided exact paired sign-flip test of the images' score "
+                           "differences (uncertainty.sign_flip_test; with one seed, the exact sign test of "
+                           "other_better against base_better)")
     seeds: int = Field(1, ge=1, description="the most seeds either run scored each image with (1 in comparisons "
                        "made before it was kept)")
 
 
 def discordance(base, other) -> CompareDiscordant:
     """:class:`CompareDiscordant` of two runs' :class:`probe.predictions.Predictions` of the same test images."""
-    from .uncertainty import sign_test
-
     diff = other.correct - base.correct
-    up, down = int((diff > 0).sum()), int((diff < 0).sum())
     seeds = max(len(base.predicted), len(other.predicted))
-    return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=sign_test(up, down),
-                             seeds=seeds)
+    (up, down), p_value, _ = _evidence(diff, seeds)
+    return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=p_value, seeds=seeds)
+
+
+def _evidence(diff: np.ndarray, seeds: int) -> tuple[list[int], float, float]:
+    """Of per-image score differences (other − base, seed means): [images other better, base better], the exact
+    paired sign-flip p-value of their mean (``probe.uncertainty.sign_flip_test``) and their sum."""
+    from .uncertainty import sign_flip_test
+
+    return ([int((diff > 0).sum()), int((diff < 0).sum())], sign_flip_test(diff, seeds), float(diff.sum()))
+
+
+def _beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
+    """The rule of ``beyond_noise``: the interval leaves out 0, the images lean its way (their summed difference has
+    its sign: a macro mean and an image sum can part) and their sign-flip test passes."""
+    from .selection import SIGN_TEST_ALPHA
+
+    if interval is None or None in interval:
+        return None
+    lo, hi = interval
+    return not lo <= 0 <= hi and (total > 0) == (lo > 0) and p_value <= SIGN_TEST_ALPHA
 
 
 def _too_few_to_tell(d: CompareDiscordant) -> bool:
@@ -95,9 +121,10 @@ def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str =
     by = f", by the share of their {d.seeds} seeds right on each" if d.seeds > 1 else ""
     head = (f"The runs differ on {differ:,} of {d.images:,} {images} ({other} better on {d.other_better:,}, "
             f"{base} on {d.base_better:,}{by})")
+    test = "exact sign test" if d.seeds == 1 else "exact paired sign-flip test of the seed means"
     if _too_few_to_tell(d):
-        return f"{head}: too few or too even to tell them apart (exact sign test p = {d.p_value:.2g})."
-    return f"{head}; exact sign test p = {d.p_value:.2g}."
+        return f"{head}: too few or too even to tell them apart ({test} p = {d.p_value:.2g})."
+    return f"{head}; {test} p = {d.p_value:.2g}."
 
 
 class CompareGrouping(BaseModel):
@@ -278,32 +305,44 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     is balanced accuracy when ``metric`` is (both runs selected on it), and ``images`` what the runs were scored
     on."""
     from .predictions import paired_test_delta
-    from .selection import SIGN_TEST_ALPHA, delta_sentence
-    from .uncertainty import Bootstrap, sign_test
+    from .selection import delta_sentence
+    from .uncertainty import Bootstrap
 
     num_classes = len(comparison.per_class)
     delta = paired_test_delta(base, other, num_classes, comparison.grouping.groups)
     for key, value in delta.items():
         comparison.metrics[key].delta_ci = [value["lo"], value["hi"]]
     classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
-    diff = other.correct - base.correct
-    up = np.bincount(base.labels, weights=diff > 0, minlength=num_classes).astype(int)
-    down = np.bincount(base.labels, weights=diff < 0, minlength=num_classes).astype(int)
-    for row, interval in zip(comparison.per_class, classes):
-        row.delta_ci, row.changed = interval.tolist(), [int(up[row.index]), int(down[row.index])]
-        lo, hi = row.delta_ci
-        up_k, down_k = row.changed  # the images must lean the interval's way (seed means can disagree)
-        row.beyond_noise = (lo is not None and hi is not None and not lo <= 0 <= hi
-                            and (up_k > down_k) == (lo > 0) and sign_test(up_k, down_k) <= SIGN_TEST_ALPHA)
+    diff, seeds = other.correct - base.correct, max(len(base.predicted), len(other.predicted))
+    # every row whose images are one set (a class, a third, all) gets the same rule: interval and exact test
+    sets = {"overall": np.ones(diff.size, dtype=bool),
+            **{g: np.isin(base.labels, comparison.grouping.groups.get(g, [])) for g in GROUP_NAMES}}
+    for key, mask in sets.items():
+        metric_row = comparison.metrics[key]
+        metric_row.changed, metric_row.p_value, total = _evidence(diff[mask], seeds)
+        metric_row.beyond_noise = _beyond_noise(metric_row.delta_ci, metric_row.p_value, total)
+    order = np.argsort(base.labels, kind="stable")
+    by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
+    for row, interval, class_diff in zip(comparison.per_class, classes, by_class):
+        row.delta_ci = interval.tolist()
+        row.changed, row.p_value, total = _evidence(class_diff, seeds)
+        row.beyond_noise = _beyond_noise(row.delta_ci, row.p_value, total)
     comparison.discordant = discordance(base, other)
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
-    overall = delta["overall"]
-    if metric == "accuracy" and _too_few_to_tell(comparison.discordant) and not overall["lo"] <= 0 <= overall["hi"]:
-        # a percentile bootstrap of a few differing images is too narrow (3 of 15 all one way: [-33, -7] pt);
-        # the exact test of those images is the one that holds, and the sentence must not say both
-        comparison.verdict_text += (" The overall interval leaves out 0 only because so few images differ: the "
-                                    "exact sign test is the one to read here.")
+    comparison.verdict_text += _held_back(comparison, metric)
+
+
+def _held_back(comparison: Comparison, metric: str) -> str:
+    """What the verdict adds where the hard third's or the overall interval leaves out 0 but the images it counts
+    do not lean that way beyond chance: a percentile bootstrap of a few differing images is too narrow (3 of 15 all
+    one way: [-33, -7] pt), the exact test of those images is the one that holds, and the sentence must not say
+    both (the hard third's said it bare while its class row said "within noise"; a statistics review)."""
+    named = [("hard", "hard third's")] + ([("overall", "overall")] if metric == "accuracy" else [])
+    held = [(label, comparison.metrics[key]) for key, label in named if comparison.metrics[key].beyond_noise is False
+            and not comparison.metrics[key].delta_ci[0] <= 0 <= comparison.metrics[key].delta_ci[1]]
+    return "".join(f" The {label} interval leaves out 0 only because so few images differ (exact test of its "
+                   f"{sum(m.changed):,} differing images p = {m.p_value:.2g}): within noise." for label, m in held)
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -313,10 +352,10 @@ def _pct(x: float | None, signed: bool = False) -> str:
 
 
 def _delta_cell(delta: float | None, interval: list | None, changed: list[int] | None = None,
-                beyond: bool | None = None) -> str:
+                beyond: bool | None = None, p_value: float | None = None) -> str:
     """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0, or when the
-    images that changed (``changed``, [other better, base better]) are too few to lean either way (``beyond``
-    false: CompareClass.beyond_noise)."""
+    images that changed (``changed``, [other better, base better]) do not lean that way beyond chance (``beyond``
+    false, exact test ``p_value``: CompareClass.beyond_noise)."""
     if interval is None or delta is None or None in interval:
         return _pct(delta, signed=True)
     lo, hi = interval
@@ -324,7 +363,7 @@ def _delta_cell(delta: float | None, interval: list | None, changed: list[int] |
     if lo <= 0 <= hi:
         return cell + " within noise"
     if beyond is False and changed is not None:
-        return cell + f" within noise ({changed[0]} better, {changed[1]} worse: too few images)"
+        return cell + f" within noise ({changed[0]} better, {changed[1]} worse: p = {p_value:.2g})"
     return cell
 
 
@@ -380,7 +419,8 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
 def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None:
     """How many classes lost and gained beyond noise (a 95 % paired interval that leaves out 0 and changed images
     leaning that way beyond chance, ``CompareClass.beyond_noise``), the largest losses named, and at most how many
-    would each way by chance alone (2.5 % of the classes, the interval's share; the sign test makes it fewer): the
+    would each way by chance alone (2.5 % of the classes' intervals, an expectation, not a bound; the exact test
+    makes it fewer, and none of 5 or fewer images can pass it; a statistics review): the
     verdict sentence weighs the thirds, and a class −70 pt beside "improved" went unsaid (a scale round). None
     without intervals or when no class moved beyond noise."""
     with_ci = [r for r in rows if r.delta_ci is not None and r.delta is not None and not math.isnan(r.delta)]
@@ -393,13 +433,13 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
     more = f" and {len(lost) - shown} more" if len(lost) > shown else ""
     chance = 0.025 * len(with_ci)
     return (f"{len(lost)} lost beyond noise" + (f" ({named}{more})" if lost else "") + f", {len(gained)} gained; "
-            f"by chance alone at most about {chance:.1f} of {len(with_ci)} would each way (95 % intervals, one per "
-            "class)")
+            f"by chance alone about {chance:.1f} of {len(with_ci)} classes' 95 % intervals would leave out 0 each "
+            "way, and fewer pass the exact test too (none of 5 or fewer test images can: 5 of 5 is p = 0.0625)")
 
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:
     """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
-    return [[name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci)]
+    return [[name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
             for name, m in comparison.metrics.items()]
 
 
@@ -408,7 +448,7 @@ def class_rows(comparison: Comparison, max_classes: int | None = None) -> tuple[
     ``max_classes``) and its caption."""
     rows, caption = _moved_most(comparison.per_class, max_classes)
     return [[row.name, row.group or "", _pct(row.base), _pct(row.other),
-             _delta_cell(row.delta, row.delta_ci, row.changed, row.beyond_noise)] for row in rows], caption
+             _delta_cell(row.delta, row.delta_ci, row.changed, row.beyond_noise, row.p_value)] for row in rows], caption
 
 
 def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: int | None = TERMINAL_CLASSES) -> str:

@@ -33,7 +33,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, overall_score, overall_weights
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "Bootstrap", "percentile_interval",
-           "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test",
+           "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS"]
 
 DEFAULT_RESAMPLES = 1000
@@ -333,6 +333,39 @@ def sign_test(up: int, down: int) -> float:
     log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
     top = log_terms.max()
     return min(1.0, 2.0 * math.exp(top + math.log(np.exp(log_terms - top).sum())))
+
+
+def _binomial_half(n: int) -> np.ndarray:
+    """P(X = i), i = 0 .. n, for X ~ Binomial(n, 1/2), from log terms (no overflow at 10⁵)."""
+    i = np.arange(n, dtype=np.float64)
+    log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
+    return np.exp(log_terms)
+
+
+def sign_flip_test(diff: np.ndarray, seeds: int = 1) -> float:
+    """Two-sided exact paired sign-flip (permutation) test of the mean of per-image differences ``diff`` (the other
+    run's seed-mean score of each image less the base run's: multiples of 1/``seeds``): the probability, with no
+    true difference (each image's difference as likely of either sign), of a sum of differences at least as far
+    from 0 as the observed one. With one seed the differences are 0 or ±1 and this is :func:`sign_test`
+    (McNemar's exact test). It tests what an interval of the mean difference estimates: counting each image's sign
+    tests the median, and with 3 seeds 200 images a third of a seed better and 100 a whole seed worse read "other
+    better, p = 8e-09" beside an interval of −11 points (a statistics review).
+
+    Exact: the sum of ±m over the c images of each magnitude m is m·(2B − c), B ~ Binomial(c, 1/2), and the
+    ``seeds`` magnitudes' distributions are convolved."""
+    scaled = np.rint(np.asarray(diff, dtype=np.float64) * seeds).astype(np.int64)
+    observed = abs(int(scaled.sum()))
+    magnitudes, counts = np.unique(np.abs(scaled[scaled != 0]), return_counts=True)
+    if observed == 0:
+        return 1.0
+    dist, low = np.ones(1), 0  # P(sum = low + j) at dist[j]
+    for m, c in zip(magnitudes.tolist(), counts.tolist()):
+        spread = np.zeros(2 * m * c + 1)
+        spread[::2 * m] = _binomial_half(c)  # m·(2B − c) for B = 0 .. c, from −m·c
+        dist, low = np.convolve(dist, spread), low - m * c
+    values = low + np.arange(dist.size)
+    # 12 digits: the convolution's rounding read 0.125 as 0.12500000000000003, printed "0.13" for 4 of 4 one way
+    return float(f"{min(1.0, dist[np.abs(values) >= observed].sum()):.12g}")
 
 
 # Draws of each class's accuracy behind the interval of a macro mean (group_intervals): 4,000 move a percentile

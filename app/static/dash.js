@@ -76,16 +76,16 @@
   const signedPt = (d, digits = 1) => (d > 0 ? "+" : "") + window.Charts.fixed(100 * d, digits);
 
   /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
-   * class's CompareClass.beyond_noise) though the interval leaves out 0: its few changed images (`changed`, [other
-   * better, base better]) do not lean either way beyond chance, which it then says, as the Markdown export does
-   * ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
-  function deltaSpan(d, ci, beyond, changed) {
+   * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
+   * [other better, base better]) do not lean that way beyond chance (exact test `p`), which it then says, as the
+   * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
+  function deltaSpan(d, ci, beyond, changed, p) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
     const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
     const noise = hasCi && (holdsZero || beyond === false);
     const few = noise && !holdsZero && Array.isArray(changed) && changed.length === 2
-      ? ` (${changed[0]} better, ${changed[1]} worse: too few images)` : "";
+      ? ` (${changed[0]} better, ${changed[1]} worse` + (isNum(p) ? `: p = ${Number(p.toPrecision(2))})` : ")") : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",

@@ -70,7 +70,7 @@
                 ciText(worstCi(report)))
               : null,
         // the other run's worst class is its own: named, or "vs 63.3 %" read as this class's (a new-user round)
-        m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci),
+        m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other}`
                   + (key === "worst_class" && otherReport ? `: its worst, ${otherReport.summary.worst_class.name})` : ")"))) : null);
     }));
@@ -119,7 +119,7 @@
       series.push({ name: names.main, values: GROUPS.map((g) => cmp.metrics[g].other), cls: "main" });
       for (const g of GROUPS) {
         const m = cmp.metrics[g];
-        const noise = ciOk(m.delta_ci) && m.delta_ci[0] <= 0 && m.delta_ci[1] >= 0;
+        const noise = ciOk(m.delta_ci) && ((m.delta_ci[0] <= 0 && m.delta_ci[1] >= 0) || m.beyond_noise === false);
         sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + (noise ? " (noise)" : ""),
                                     cls: noise || m.delta === 0 ? "noise" : m.delta > 0 ? "pos" : "neg" } : null);
       }
@@ -387,14 +387,14 @@
     const rows = ["overall", "balanced", ...GROUPS, "worst_class"].filter((key) => c.metrics[key]).map((key) => {
       const m = c.metrics[key];
       return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pct(m.base)),
-        h("td", { class: "num" }, pct(m.other)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci)));
+        h("td", { class: "num" }, pct(m.other)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value)));
     });
     // each class's paired Δ, the largest loss first, as mr2probe compare --features prints them (the panel had the
     // headline metrics only; a new-user round)
     const moved = (c.per_class || []).filter((r) => isNum(r.delta)).sort((a, b) => a.delta - b.delta || a.index - b.index);
     const classRows = moved.slice(0, PER_CLASS_ROWS).map((r) => h("tr", { "data-class": r.name }, h("td", {}, r.name),
       h("td", { class: "num" }, pct(r.base)), h("td", { class: "num" }, pct(r.other)),
-      h("td", { class: "num" }, deltaSpan(r.delta, r.delta_ci, r.beyond_noise, r.changed))));
+      h("td", { class: "num" }, deltaSpan(r.delta, r.delta_ci, r.beyond_noise, r.changed, r.p_value))));
     const more = moved.length > classRows.length ? h("p", { class: "muted note" },
       `The ${classRows.length} largest losses of ${count(moved.length)} classes; mr2probe compare --features lists every class.`) : null;
     return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes on ${c.scored_on}; groups of ${names.other}.`),
@@ -565,7 +565,7 @@
     const val = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy])) : {};
     if (ranker && (ranker.grouping || {}).source === "self") cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
     cols.push(["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]);
-    if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed); }]);
+    if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);

@@ -1192,11 +1192,21 @@ def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server,
     assert texts[4] == "+5.0 pt [+2.0, +8.0]"
     # a class whose interval leaves out 0 but whose 5 changed images do not lean beyond chance (p = 0.0625) says why
     # (a scale round read "-25.0 pt [-45.0, -5.0] within noise" as a contradiction)
-    cells = driver.js("""return [Dash.deltaSpan(-.25, [-.45, -.05], false, [0, 5]).textContent,
-                                 Dash.deltaSpan(-.25, [-.45, -.05], true, [0, 9]).textContent,
-                                 Dash.deltaSpan(-.25, [-.45, .05], true, [0, 5]).textContent];""")
-    assert cells == ["-25.0 pt [-45.0, -5.0] within noise (0 better, 5 worse: too few images)",
+    cells = driver.js("""return [Dash.deltaSpan(-.25, [-.45, -.05], false, [0, 5], 0.0625).textContent,
+                                 Dash.deltaSpan(-.25, [-.45, -.05], true, [0, 9], 0.004).textContent,
+                                 Dash.deltaSpan(-.25, [-.45, .05], true, [0, 5], 0.0625).textContent];""")
+    assert cells == ["-25.0 pt [-45.0, -5.0] within noise (0 better, 5 worse: p = 0.063)",
                      "-25.0 pt [-45.0, -5.0]", "-25.0 pt [-45.0, +5.0] within noise"]
+    # a KPI (a third, overall) by the same rule as its classes (the hard KPI was red beside "within noise" rows)
+    kpi = driver.js("""const report = { summary: { overall: .8, balanced: .8, easy: .9, medium: .8, hard: .4,
+                                                   worst_class: { name: 'cat', accuracy: .4 } } };
+        const m = (base, other, ci, extra) => ({ base, other, delta: other - base, delta_ci: ci, ...extra });
+        const cmp = { metrics: { overall: m(.8, .8, [0, 0]), balanced: m(.8, .8, null), easy: m(.9, .9, [0, 0]),
+                                 medium: m(.8, .8, [0, 0]), worst_class: m(.4, .4, null),
+                                 hard: m(1, .4, [-1, -.2], { beyond_noise: false, changed: [0, 3], p_value: .25 }) } };
+        const node = RunPage.panels.kpis(report, cmp, { main: 'a', other: 'b' });
+        return Array.from(node.querySelectorAll('.kpi'))[4].querySelector('.delta-value').textContent;""")
+    assert kpi == "-60.0 pt [-100.0, -20.0] within noise (0 better, 3 worse: p = 0.25)"
 
 
 def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(driver, live_server, finished):

@@ -38,7 +38,8 @@ def test_deltas_use_base_groups():
     assert m["hard"]["base"] == pytest.approx(0.5) and m["hard"]["other"] == pytest.approx(0.65)
     assert m["hard"]["delta"] == pytest.approx(0.15)
     assert m["easy"]["delta"] == pytest.approx(-0.05)
-    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "delta": pytest.approx(0.1), "delta_ci": None}
+    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "delta": pytest.approx(0.1), "delta_ci": None,
+                                "changed": None, "p_value": None, "beyond_noise": None}
     assert cmp["verdict_text"] is None  # no stored predictions: no intervals
     assert m["overall"]["delta"] == pytest.approx(0.0)
     assert [r["group"] for r in cmp["per_class"]] == ["easy", "medium", "hard"]
@@ -203,16 +204,16 @@ def test_a_difference_of_a_few_images_is_called_too_few_to_tell_apart():
     base = _rep("erm", [1.0] * 6, groups, 1.0, names=names)
     other = _rep("x", [1 / 3, 2 / 3, 8 / 9, 1.0, 1.0, 1.0], groups, 0.81, names=names)
     cmp = compare_reports(base, other, (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf)))
-    assert (cmp.discordant.other_better, cmp.discordant.base_better, cmp.discordant.p_value) == (0, 4, 0.125)
+    assert (cmp.discordant.other_better, cmp.discordant.base_better, cmp.discordant.p_value) == (0, 4, pytest.approx(0.125))
     # the percentile bootstrap of these few images leaves out 0 ([-31.5, -7.4] pt): the sentence says which to read
     assert cmp.metrics["overall"].delta_ci[1] < 0
     # 3 seeds: an image is better for the run more of whose seeds get it right (a new-user round read +0.84 pt
     # beside "1 of 79 images" as a contradiction)
     assert cmp.verdict_text.endswith("The runs differ on 4 of 18 test images (other better on 0, base on 4, by the "
-                                     "share of their 3 seeds right on each): too "
-                                     "few or too even to tell them apart (exact sign test p = 0.12). The overall "
-                                     "interval leaves out 0 only because so few images differ: the exact sign test "
-                                     "is the one to read here.")
+                                     "share of their 3 seeds right on each): too few or too even to tell them apart "
+                                     "(exact paired sign-flip test of the seed means p = 0.12). The overall interval "
+                                     "leaves out 0 only because so few images differ (exact test of its 4 differing "
+                                     "images p = 0.12): within noise.")
     same = compare_reports(base, base, (Predictions(labels, base_pred, conf),) * 2)
     assert same.discordant.p_value == 1.0 and same.verdict_text.endswith("The runs agree on every one of the 18 "
                                                                          "test images.")
@@ -265,7 +266,9 @@ def test_classes_that_moved_beyond_noise_are_counted_beside_what_chance_gives():
     rows = [row(0, -0.7, [-1.0, -0.4]), row(1, 0.1, [-0.1, 0.3]), row(2, -0.3, [-0.5, -0.1]),
             row(3, 0.2, [0.05, 0.35]), *[row(i, 0.0, [-0.1, 0.1]) for i in range(4, 40)]]
     assert classes_beyond_noise(rows) == ("2 lost beyond noise (c0 -70.00, c2 -30.00), 1 gained; by chance alone "
-                                          "at most about 1.0 of 40 would each way (95 % intervals, one per class)")
+                                          "about 1.0 of 40 classes' 95 % intervals would leave out 0 each way, and "
+                                          "fewer pass the exact test too (none of 5 or fewer test images can: 5 of 5 "
+                                          "is p = 0.0625)")
     assert classes_beyond_noise(rows[4:]) is None
     assert classes_beyond_noise([row(0, -0.7, None)]) is None  # no intervals: nothing to say
 
@@ -296,8 +299,45 @@ def test_a_class_whose_few_changed_images_are_all_one_way_is_not_beyond_noise():
     assert few.delta_ci == [1.0, 1.0] and few.changed == [3, 0] and few.beyond_noise is False
     assert many.changed == [30, 0] and many.beyond_noise is True and cmp.per_class[0].beyond_noise is False
     assert classes_beyond_noise(cmp.per_class).startswith("0 lost beyond noise, 1 gained;")
-    assert "+100.00 [+100.00, +100.00] within noise (3 better, 0 worse: too few images)" in format_comparison(
+    assert "+100.00 [+100.00, +100.00] within noise (3 better, 0 worse: p = 0.25)" in format_comparison(
         cmp, width=200)
+    # the hard third is that class: its row and the verdict say the same (its row was a bare interval; a review)
+    hard = cmp.metrics["hard"]
+    assert hard.delta_ci == [1.0, 1.0] and hard.changed == [3, 0] and hard.beyond_noise is False
+    assert "hard  " in format_comparison(cmp, width=200) and cmp.verdict_text.endswith(
+        "The hard third's interval leaves out 0 only because so few images differ (exact test of its 3 differing "
+        "images p = 0.25): within noise.")
+    assert cmp.metrics["overall"].beyond_noise is True and cmp.metrics["worst_class"].beyond_noise is None
+
+
+def test_with_several_seeds_the_exact_test_and_the_interval_weigh_the_same_mean():
+    """A statistics review: with 3 seeds, 200 images a third of a seed better and 100 a whole seed worse read
+    "other better on 200, base on 100; exact sign test p = 8e-09" beside an interval of -11 points, and each class
+    "within noise (100 better, 50 worse: too few images)". The exact test is now of the mean difference."""
+    import numpy as np
+
+    from probe.predictions import Predictions
+
+    labels = np.repeat([0, 1], 150)
+    base_pred = np.tile(labels, (3, 1))
+    other_pred = base_pred.copy()
+    up = np.r_[0:100, 150:250]      # base right with 2 of 3 seeds, other with all 3
+    down = np.r_[100:150, 250:300]  # base right with all 3, other with none
+    base_pred[0, up] = 1 - labels[up]
+    other_pred[:, down] = 1 - labels[down]
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [0], "medium": [], "hard": [1]}
+    acc = lambda p: [float((p[:, labels == k] == k).mean()) for k in (0, 1)]  # noqa: E731
+    base = _rep("erm", acc(base_pred), groups, float((base_pred == labels).mean()), names=["a", "b"])
+    other = _rep("dro", acc(other_pred), groups, float((other_pred == labels).mean()), names=["a", "b"])
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf)))
+    d = cmp.discordant
+    assert (d.other_better, d.base_better, d.seeds) == (200, 100, 3)
+    assert cmp.metrics["overall"].delta == pytest.approx(-1 / 9) and cmp.metrics["overall"].delta_ci[1] < 0
+    assert d.p_value < 0.01 and "exact paired sign-flip test of the seed means p = " in cmp.verdict_text
+    assert cmp.metrics["overall"].beyond_noise is True
+    for row in cmp.per_class:
+        assert row.changed == [100, 50] and row.delta_ci[1] < 0 and row.beyond_noise is True
 
 
 def test_a_comparison_lists_both_runs_calibration():

@@ -316,3 +316,22 @@ def test_group_intervals_of_many_small_classes_sit_around_the_observed_accuracy(
     assert lo < observed < hi
     assert abs((lo + hi) / 2 - observed) < 0.25 * (hi - lo)
     assert hi - lo == pytest.approx(2 * half, rel=0.3)
+
+
+def test_the_sign_flip_test_is_the_sign_test_with_one_seed_and_exact_with_several():
+    """probe.uncertainty.sign_flip_test: the exact paired permutation test of a mean of per-image differences; with
+    ±1 differences it is the exact sign test, and with 3 seeds it equals the enumeration of every sign pattern."""
+    import itertools
+
+    from probe.uncertainty import sign_flip_test, sign_test
+
+    rng = np.random.default_rng(0)
+    for up, down in [(0, 4), (3, 0), (7, 2), (20, 21), (0, 0), (5, 5)]:
+        diff = np.r_[np.ones(up), -np.ones(down), np.zeros(3)]
+        assert sign_flip_test(diff) == pytest.approx(sign_test(up, down), abs=1e-12)
+    for _ in range(20):
+        diff = rng.integers(-3, 4, int(rng.integers(1, 10))) / 3
+        patterns = np.array(list(itertools.product([-1, 1], repeat=diff.size)))
+        exact = np.mean(np.abs(patterns @ diff) >= abs(diff.sum()) - 1e-9)
+        assert sign_flip_test(diff, seeds=3) == pytest.approx(exact, abs=1e-12)
+    assert sign_flip_test(np.r_[[-1.0] * 3, [-1 / 3]], seeds=3) == 0.125  # 4 of 4 one way, printed 0.12 not 0.13
