@@ -608,3 +608,19 @@ def test_a_reference_run_s_thirds_keep_the_stability_it_measured_on_the_images_t
         assert all("of the reference run's train + val split" in w for w in unstable)
     own = _run_probe(data, NAMES, ProbeConfig(loss="mr2", select="hard", cv=0, cbar_grid=[1.0], **fast))
     assert own.grouping.stability != erm.grouping.stability  # no reference: its own validation split's
+
+
+def test_a_run_s_own_thirds_are_resampled_from_what_ranked_them(data, monkeypatch):
+    """A statistics review: the thirds of a run without a reference are ranked on the seeds' mean validation
+    accuracy, and their stability was resampled from seed 0's correctness alone (a class 100 % right on val, tied
+    with two others in seed 0, read 0 % stable)."""
+    from probe import uncertainty
+
+    seen = []
+    real = uncertainty.Bootstrap.group_stability
+    monkeypatch.setattr(uncertainty.Bootstrap, "group_stability",
+                        lambda self, correct, groups: seen.append((self.labels, correct)) or real(self, correct, groups))
+    report = _run_probe(data, NAMES, ProbeConfig(epochs=3, lr_grid=[0.05], wd_grid=[0.0], seeds=[0, 1, 2], cv=0))
+    labels, correct = seen[-1]
+    assert np.allclose(uncertainty.observed_class_accuracy(correct, labels, K), report.val.per_class)
+    assert not np.isin(correct, [0.0, 1.0]).all()  # the seeds disagree on some images: their mean, not one seed
