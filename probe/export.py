@@ -15,7 +15,7 @@ from typing import Any
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
-                     empty_third, interval_text, loss_label, worst_first)
+                     empty_third, interval_text, loss_label, verdict_label, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -71,7 +71,8 @@ def _headline(report: dict) -> dict[str, str]:
                                              + ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
                                              + f"): {preset['why']}"),
             "verdict": ("" if verdict == "not_applicable"
-                        else f"{verdict.replace('_', ' ')}: {selection.get('verdict_text') or ''}".rstrip(": ")),
+                        else f"{verdict_label(verdict, selection.get('test_check'))}: "
+                             f"{selection.get('verdict_text') or ''}".rstrip(": ")),
             "probe": f"head {cfg.get('head')}, loss {loss_label(cfg)}, seeds {report['seeds']['values']}",
             "selected": selected or "—",
             "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",

@@ -52,6 +52,17 @@ SCHEMA_VERSION = 2
 # that selected on overall accuracy).
 Verdict = Literal["improved", "no_safe_improvement", "not_applicable"]
 TestCheck = Literal["holds", "within_noise", "reversed"]
+# How each view names whether an improvement decided on validation held on test (Selection.test_check): the runs
+# list alone showed it, and a run whose gain reversed on test read "verdict (improved)" everywhere else (a
+# statistics review)
+TEST_CHECK_TEXT = {"holds": "held on test", "within_noise": "not confirmed on test: within noise",
+                   "reversed": "reversed on test"}
+
+
+def verdict_label(verdict: str, test_check: str | None) -> str:
+    """``improved; reversed on test``: the verdict's name, and for an improvement what test said of it."""
+    label = verdict.replace("_", " ")
+    return f"{label}; {TEST_CHECK_TEXT[test_check]}" if verdict == "improved" and test_check in TEST_CHECK_TEXT else label
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
@@ -176,8 +187,9 @@ class Selection(_Model):
     verdict_text: str = ""
     test_check: Optional[TestCheck] = Field(
         None, description="for an improved verdict (decided on validation), the paired test difference of the hard "
-        "third against the reference configuration: holds (its 95 % interval above 0), within_noise (the interval "
-        "holds 0), reversed (below 0); null otherwise and in reports written before it")
+        "third against the reference configuration: holds (its 95 % interval above 0 and its images' exact "
+        "sign-flip test p ≤ 0.05 that way), reversed (likewise below 0), else within_noise; null otherwise and in "
+        "reports written before it")
     frontier: list[FrontierPoint] = Field(default_factory=list)
     requested: Optional[dict[str, Any]] = None
     cv: Optional[CrossValidation] = None
@@ -910,7 +922,7 @@ def _header(report: Report) -> list[str]:
         settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
     if selection.verdict_text:
-        lines.append(f"verdict ({selection.verdict.replace('_', ' ')}): {selection.verdict_text}")
+        lines.append(f"verdict ({verdict_label(selection.verdict, selection.test_check)}): {selection.verdict_text}")
     where = "val" if selection.cv is None else selection.cv.describe()
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")

@@ -25,10 +25,15 @@
       h("ul", {}, items.map((w) => h("li", {}, w))));
   }
 
+  // whether an improvement decided on validation held on test (selection.test_check; probe.report.TEST_CHECK_TEXT):
+  // the runs list alone said it, and a gain that reversed on test read as an improvement here (a statistics review)
+  const TEST_CHECK = { holds: "Held on test.", within_noise: "Not confirmed on test: within noise.", reversed: "Reversed on test." };
   function verdictBox(report) {
     const sel = report.selection || {};
     if (!sel.verdict_text) return null;
-    return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text);
+    const checked = sel.verdict === "improved" && TEST_CHECK[sel.test_check];
+    return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text,
+      checked ? h("strong", { class: "test-check " + sel.test_check, "data-test-check": sel.test_check }, " " + checked) : null);
   }
 
   // Which method ran and why: the preset's evidence (when a preset was used) and the validation selection reason.
@@ -709,6 +714,6 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
+  window.RunPage = { render, panels: { verdictBox, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
 })();

@@ -1123,6 +1123,19 @@ def test_at_200_classes_the_charts_keep_their_labels_apart_and_inside_and_the_ta
     assert got[5:] == [True, "auto", True]
 
 
+def test_the_run_page_says_whether_an_improvement_held_on_test(driver, live_server, finished):
+    """A statistics review: selection.test_check was shown in the runs list only; a gain that reversed on test read
+    as an improvement on the run page."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const box = (verdict, test_check) => RunPage.panels.verdictBox({ selection: { verdict,
+            test_check, verdict_text: 'Hard third +5.0 pt [+1.0, +9.0].' } });
+        return [box('improved', 'reversed').textContent, box('improved', 'holds').textContent,
+                box('improved', 'within_noise').querySelector('.test-check').dataset.testCheck,
+                box('no_safe_improvement', null).textContent];""")
+    assert got == ["Hard third +5.0 pt [+1.0, +9.0]. Reversed on test.", "Hard third +5.0 pt [+1.0, +9.0]. Held on test.",
+                   "within_noise", "Hard third +5.0 pt [+1.0, +9.0]."]
+
+
 def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server, finished):
     """The runs list ranked by point estimates alone (80.4 against 77.0 read as a winner the comparison called
     noise; a new-user round): each accuracy carries its 95 % interval over the test images."""

@@ -1,12 +1,13 @@
 """run_probe with the disparity-aware decision (select='hard'): paired intervals, the budget, the kept reference,
 the in-run reference configuration, stored predictions and the test diagnostics in the report."""
+import json
 import re
 
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from probe import ProbeConfig, load_report, run_probe
+from probe import ProbeConfig, format_report, load_report, run_probe
 from probe.predictions import Predictions
 from probe.uncertainty import wilson_interval
 
@@ -44,6 +45,11 @@ def test_a_real_hard_gain_is_chosen_with_its_intervals(data, erm):
     sel = report.selection
     assert sel.verdict == "improved" and report.config["loss"] == "group_dro" and sel.requested is None
     assert sel.test_check == "holds"  # the validation gain held on test: its paired hard-third interval above 0
+    from probe.export import report_markdown
+
+    # and every view says so, not the runs list alone (a statistics review)
+    assert "verdict (improved; held on test): Hard third" in format_report(report)
+    assert "**Verdict:** improved; held on test: Hard third" in report_markdown(json.loads(report.model_dump_json()))
     assert [p.reference for p in sel.frontier] == [True, False, False]
     assert sel.frontier[0].params == {"loss": "ce", "lr": 0.05, "weight_decay": 0.0}
     assert sel.frontier[0].val_hard_delta_ci == [0.0, 0.0]
@@ -140,3 +146,9 @@ def test_an_improvement_is_checked_on_test_by_its_hard_third_interval():
 
     assert [verdict_on_test(lo, hi) for lo, hi in ((0.01, 0.2), (0.0, 0.1), (-0.05, 0.02), (-0.1, -0.01))] == [
         "holds", "within_noise", "within_noise", "reversed"]
+    # the images must lean that way beyond chance, as compare's beyond_noise reads them: 3 hard test images fixed
+    # resample to an interval above 0 and are p = 0.25 (a statistics review)
+    assert verdict_on_test(0.2, 1.0, 0.25, 3.0) == "within_noise"
+    assert verdict_on_test(-1.0, -0.2, 0.25, -3.0) == "within_noise"
+    assert verdict_on_test(0.2, 1.0, 0.01, 12.0) == "holds" and verdict_on_test(-1.0, -0.2, 0.01, -12.0) == "reversed"
+    assert verdict_on_test(0.2, 1.0, 0.01, -1.0) == "within_noise"  # a macro mean and the image sum part
