@@ -411,6 +411,9 @@ class PosthocSeed(_Model):
     oof_overall_ci: Optional[Interval] = None
     oof_hard_delta: Num = None
     oof_hard_ci: Optional[Interval] = None
+    oof_hard_changed: Optional[list[int]] = Field(None, description="[fixed, broken]: the hard-class val images the "
+                                                  "out-of-fold bias scores otherwise than the unbiased probe")
+    oof_hard_sign_p: Num = Field(None, description="their exact sign test, what the guard needs at p ≤ 0.05")
 
 
 class Posthoc(_Model):

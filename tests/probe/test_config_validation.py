@@ -279,7 +279,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                       "confusion": None, "calibration": None, "timing": None, "features": None, "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "per_seed": [
                           {**seed, "applied": None, "folds": None, "oof_overall_delta": None, "oof_overall_ci": None,
-                           "oof_hard_delta": None, "oof_hard_ci": None} for seed in old["posthoc"]["per_seed"]]}}
+                           "oof_hard_delta": None, "oof_hard_ci": None, "oof_hard_changed": None,
+                           "oof_hard_sign_p": None} for seed in old["posthoc"]["per_seed"]]}}
     (tmp_path / "report.json").write_text(json.dumps({**old, "summary": {**old["summary"], "overall": "high"}}))
     with pytest.raises(ValueError, match="summary.overall"):
         load_report(tmp_path)

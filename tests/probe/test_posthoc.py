@@ -122,6 +122,9 @@ def test_the_guard_applies_a_bias_that_holds_out_of_sample():
     p = ev.posthoc
     assert p["applied"] is True and p["folds"] == 5
     assert p["oof_hard_ci"][0] > 0 and p["oof_overall_ci"][0] > 0 and p["oof_hard_delta"] > 0.3
+    # the rule's third part, kept beside the intervals (a statistics review: the sentence named intervals alone)
+    fixed, broken = p["oof_hard_changed"]
+    assert fixed > broken and p["oof_hard_sign_p"] <= 0.05
     assert p["bias"][2] - max(p["bias"][:2]) > 0.5  # class 2 raised against both others
     assert (logits.argmax(axis=1) == labels).mean() == pytest.approx(0.87) and ev.test_overall == 1.0  # re-scored
 
