@@ -116,14 +116,14 @@ def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: 
             + ", ".join(f"{class_names[i]} ({counts[i]:,})" for i in rarest)
             + "). Selection scores overall accuracy, which counts each class by its frequency, so it favours the "
             "frequent classes; where every class matters equally, select on balanced accuracy "
-            "(overall_metric='balanced', CLI --overall-metric balanced).")
+            "(the dashboard's Overall score: balanced; overall_metric='balanced', CLI --overall-metric balanced).")
     seen = test_counts[test_counts > 0]
     share, test_share = counts / counts.sum(), test_counts / max(test_counts.sum(), 1)
     if seen.size and 0.5 * np.abs(share - test_share).sum() >= 0.1:  # total variation distance of the two mixes
         sizes = (f"{seen.min():,} images in every class" if seen.min() == seen.max()
                  else f"{seen.min():,} to {seen.max():,} images per class")
-        text += (f" The test split's classes are mixed otherwise ({sizes}), so its overall accuracy weighs the "
-                 "classes unlike validation's.")
+        text += (f" The test split holds the classes in other proportions ({sizes}), so its overall accuracy "
+                 "weighs the classes differently from validation's.")
     return text
 
 

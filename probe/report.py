@@ -609,7 +609,7 @@ def _grouping(reference: Report | None, groups: dict[str, list[int]]) -> Groupin
         return Grouping(source="reference", reference_run=ref_id, split=split, note=f"groups from the reference run "
                         f"{ref_id}'s {source}", groups=indices)
     return Grouping(source="self", reference_run=None, groups=indices,
-                    note="groups from own validation accuracy (seed mean); no reference run given")
+                    note="groups from the run's own validation accuracy (seed mean), ranked by the run itself")
 
 
 def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[str], mean_acc: np.ndarray

@@ -844,9 +844,9 @@ def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None
         f"out-of-fold per-class accuracy ({scorer.plan.k}-fold cross-validation on train + val)")
     if config.select == "hard":
         report.grouping.note = (f"groups from the {source} of this request's reference (ERM) configuration, "
-                                "trained in this run (no reference run given)")
+                                "trained in this run, ranked by the run itself")
     elif scorer.plan is not None:
-        report.grouping.note = f"groups from the {source} of the chosen configuration; no reference run given"
+        report.grouping.note = f"groups from the {source} of the chosen configuration, ranked by the run itself"
     if scorer.plan is not None:
         report.grouping.split = "cv"
 

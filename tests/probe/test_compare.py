@@ -1,4 +1,5 @@
 """compare_reports: per-group and per-class deltas on the base run's groups."""
+import numpy as np
 import pytest
 
 from probe import Report, compare_reports, format_comparison
@@ -357,3 +358,21 @@ def test_a_comparison_lists_both_runs_calibration():
     text = format_comparison(cmp, width=400)
     assert "calibration: base ECE 10.00%, 5.00% less its bias, 95 % interval [0.0, 10.0]" in text
     assert "; other ECE 4.00%, 2.00% less its bias, 95 % interval [0.0, 4.0]" in text
+
+
+def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denying_its_reference():
+    """A dashboard-only round: a pipeline's ERM run compared with its disparity run read "both runs scored on the
+    groups of the base run … (no reference run given)" beside a job log saying "groups from reference run …"."""
+    from probe import ProbeConfig, run_probe
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = np.arange(n) % 3
+        return rng.standard_normal((n, 4)).astype(np.float32) + y[:, None], y
+
+    data = {"train": split(90), "val": split(150), "test": split(60)}
+    erm = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0))
+    assert erm.grouping.note == "groups from the run's own validation accuracy (seed mean), ranked by the run itself"
+    note = compare_reports(erm, erm).grouping.note
+    assert "ranked by the run itself" in note and "no reference run" not in note

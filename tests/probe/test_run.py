@@ -455,7 +455,7 @@ def test_balanced_overall_metric_scores_selection_and_the_imbalance_warning_poin
     plain = run_probe(skewed, NAMES, ProbeConfig(**base))
     (warning,) = [w for w in plain["warnings"] if w.startswith("Imbalanced classes")]
     assert "hold 9 to 90 images per class (10×; fewest: c5 (9), c4 (15), c3 (30))" in warning
-    assert "The test split's classes are mixed otherwise (60 images in every class)" in warning
+    assert "The test split holds the classes in other proportions (60 images in every class)" in warning
     assert plain["selection"]["chosen"]["val_overall"] == pytest.approx(plain["val"]["overall"])
 
     balanced = run_probe(skewed, NAMES, ProbeConfig(**base, overall_metric="balanced"))
