@@ -365,7 +365,7 @@
       // numbers to 6 significant digits, as the CLI's describe_params (:g): weight_decay=0.0143266, not 0.014326647564469915
       const params = Object.entries(p.params || {}).map(([k, v]) => `${k}=${typeof v === "number" ? Number(v.toPrecision(6)) : v}`).join(", ") || "(no parameters)";
       const tip = `${p.reference ? "reference · " : ""}${p.chosen ? "chosen · " : ""}${params}\n` +
-        `Δ overall ${ptFmt(100 * x, 2)} pt [${ptFmt(100 * xlo, 2)}, ${ptFmt(100 * xhi, 2)}]\n` +
+        `Δ ${opts.overall || "overall accuracy"} ${ptFmt(100 * x, 2)} pt [${ptFmt(100 * xlo, 2)}, ${ptFmt(100 * xhi, 2)}]\n` +
         `Δ hard ${ptFmt(100 * y, 2)} pt [${ptFmt(100 * ylo, 2)}, ${ptFmt(100 * yhi, 2)}]`;
       const mark = p.reference
         ? el("rect", { x: sx(0) - 6, y: sy(0) - 6, width: 12, height: 12, class: "ref" })

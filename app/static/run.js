@@ -541,7 +541,7 @@
     const overall = asked.overall_metric === "balanced" ? "balanced accuracy" : "overall accuracy";
     return [Charts.frontier({ points: fr, budget: budgetPt / 100, overall, id: "frontier-chart", title: "selection frontier" }),
             h("p", { class: "muted note" }, `Each point: one candidate's paired ${sel.cv ? "out-of-fold (cross-validation)" : "validation"} deltas against the reference run, with intervals. `
-              + `Candidates left of the budget line (overall drop over ${budgetPt} pt) cannot be chosen; one right of it is chosen only when its lower bounds, `
+              + `Candidates left of the budget line (a drop of ${overall} over ${budgetPt} pt) cannot be chosen; one right of it is chosen only when its lower bounds, `
               + "held together over every candidate (wider than the intervals drawn), clear 0 and the budget and its changed hard-class images pass the sign test: "
               + "the selection text says which test held the closest back. Hover a point for its parameters.")];
   }
@@ -562,7 +562,9 @@
   function perClassTable(report, cmp, other, everyClass = false) {
     const cmpRow = cmp ? Object.fromEntries(cmp.per_class.map((r) => [r.index, r])) : {};
     const has = (k) => report.per_class.some((r) => r[k] !== undefined && r[k] !== null);
-    const stability = (report.grouping || {}).stability;
+    // the stability of the groups the table shows: the compared run's when comparing (its groups), not this run's
+    // (ankle_boot "easy" beside this run's 22 % for its own "medium"; a dashboard-only round)
+    const stability = (((cmp ? other : report) || {}).grouping || {}).stability;
     const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + (cmp ? (cmpRow[r.index] || {}).group : r.group) }, cmp ? (cmpRow[r.index] || {}).group : r.group)]];
     // the validation accuracy the groups shown were ranked by (out of fold under cross-validation), where that run
     // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong

@@ -934,7 +934,9 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert shown and all(text == f"{100 * erm_val[name]:.1f}%" for name, text in shown), (shown, erm_val)
     # precision / recall / support / stability / most confused with
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
-    assert "50.0%" in row and "60.0%" in row and f"{names[2]} 50.0%" in row
+    # stability of the groups shown: the compared ERM run's, whose groups these are (this run's 60 % is its own)
+    erm_stability = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["grouping"]["stability"]
+    assert "50.0%" in row and f"{100 * erm_stability[1]:.1f}%" in row and f"{names[2]} 50.0%" in row
     # gallery: each thumbnail of a class with mistakes loaded (fetched into a blob: URL); a run that gets every
     # test image right says so (the three colours of the launched set are easy)
     expected = _gallery_of_a_failing_class(driver, base, run)
@@ -1134,6 +1136,31 @@ def test_the_run_page_says_whether_an_improvement_held_on_test(driver, live_serv
                 box('no_safe_improvement', null).textContent];""")
     assert got == ["Hard third +5.0 pt [+1.0, +9.0]. Reversed on test.", "Hard third +5.0 pt [+1.0, +9.0]. Held on test.",
                    "within_noise", "Hard third +5.0 pt [+1.0, +9.0]."]
+
+
+def test_a_compared_table_shows_the_stability_of_the_groups_it_shows_and_the_frontier_names_its_metric(
+        driver, live_server, finished):
+    """A dashboard-only round: comparing, the table's groups were the compared run's and its stability column this
+    run's (ankle_boot "easy" beside 22 % for its own "medium"); the frontier's tooltip said "Δ overall" on a run
+    that selected on balanced accuracy."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const names = ['a', 'b', 'c'];
+        const row = (i, group) => ({ index: i, name: names[i], group, accuracy: .5 + i / 10, n_train: 3, n_test: 2 });
+        const report = { class_names: names, grouping: { source: 'self', stability: [.1, .2, .3] }, summary: {},
+                         per_class: [row(0, 'hard'), row(1, 'medium'), row(2, 'easy')] };
+        const other = { class_names: names, grouping: { source: 'self', stability: [.9, .8, .7] }, summary: {},
+                        per_class: [row(0, 'easy'), row(1, 'medium'), row(2, 'hard')] };
+        const cmp = { per_class: [0, 1, 2].map(i => ({ index: i, group: other.per_class[i].group, base: .5, other: .5,
+                                                       delta: 0, delta_ci: [0, 0] })) };
+        const table = RunPage.panels.perClassTable(report, cmp, other);
+        const heads = Array.from(table.querySelectorAll('th')).map(t => t.textContent);
+        const col = heads.indexOf('stability');
+        const cells = Array.from(table.querySelectorAll('tbody tr')).map(r => [r.dataset.class, r.cells[col].textContent]);
+        const chart = Charts.frontier({ points: [{ params: { lr: .01 }, val_overall_delta: -.01, val_overall_delta_ci: [-.02, 0],
+            val_hard_delta: .02, val_hard_delta_ci: [0, .04] }], budget: 0, overall: 'balanced accuracy' });
+        return [cells, chart.querySelector('title') && Array.from(chart.querySelectorAll('title')).map(t => t.textContent).join('|')];""")
+    assert sorted(got[0]) == [["a", "90.0%"], ["b", "80.0%"], ["c", "70.0%"]]
+    assert "Δ balanced accuracy -1.00 pt [-2.00, 0.00]" in got[1]
 
 
 def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server, finished):
