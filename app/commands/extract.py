@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="folder or .zip/.tar(.gz) of class folders (train/ and test/ sub-trees or one tree), "
                         "a CSV manifest or a Fashion-MNIST idx folder. A manifest's header names a path column "
-                        "(path, filepath, file, filename, image, image_path), a label column (label, class, "
+                        "(path, filepath, file_path, file, filename, image, image_path), a label column (label, class, "
                         "class_name, target, category) and optionally a split column (split or subset: train / "
                         "val / test); paths are relative to the CSV file's folder. A folder holding train.csv and "
                         "test.csv is read as one data set (train rows train, test rows test)")

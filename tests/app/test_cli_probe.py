@@ -456,3 +456,15 @@ def test_a_seed_count_out_of_bounds_is_one_line_before_anything_is_built(cache, 
     assert main(["train", "--features", str(cache), "--out", str(tmp_path / "r"), "--seeds", seeds]) == 2
     assert f"--seeds must be an integer in [1, 20], got {seeds}." in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_extract_help_names_every_manifest_column_the_reader_takes(capsys):
+    """The help's columns are written out (importing feature_cache.manifest imports torch: --help stays fast), so
+    they are checked against the reader's (a README round found file_path accepted and not named)."""
+    from feature_cache.manifest import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_COLUMNS
+
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"({', '.join(PATH_COLUMNS)})" in text
+    assert f"({', '.join(LABEL_COLUMNS)})" in text and f"({' or '.join(SPLIT_COLUMNS)}:" in text
