@@ -25,6 +25,21 @@ def same_file(path, other) -> bool:
     return path == other or (path.is_file() and other.is_file() and os.path.samefile(path, other))
 
 
+def check_out_file(out, example: str) -> None:
+    """Before any work: ``--out`` must name a file in an existing folder (``example``: a file name to suggest).
+    report --out FOLDER ended in '[Errno 21] Is a directory' after its work, where predict named the problem (a
+    README round). Raises ValueError."""
+    from pathlib import Path
+
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name, e.g. {path / example}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"--out {path}: {path.parent} is a file, not a folder")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: the folder {path.parent} does not exist")
+
+
 def check_out_apart(out, *, runs=(), inputs=()) -> None:
     """Refuse, before any work, an ``--out`` that is one of the command's ``inputs`` (a feature cache it reads) or
     one of the files of the run directories ``runs`` (``probe.report.write_run``'s): predict, report and compare

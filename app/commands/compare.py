@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import check_out_apart, terminal_width
+from . import check_out_apart, check_out_file, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
 NAME = "compare"
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_export_arguments(args)
     if args.out is not None:
+        check_out_file(args.out, "compare.html")
         check_out_apart(args.out, runs=[args.base, args.other], inputs=[args.features] if args.features else [])
     base, other = load_report(args.base), load_report(args.other)
     if args.features is None:

@@ -45,10 +45,9 @@ def _progress_printer():
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import Settings
     from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
     from ..main import create_app
-    from .serve import check_start, serve
+    from .serve import build_settings, check_start, serve
 
     if args.full and args.per_class is not None:
         raise ValueError("--full and --per-class exclude each other")
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     elif "MR2PROBE_DATA_DIR" not in os.environ:
         overrides["data_dir"] = Path(".mr2probe")
-    settings = Settings(**overrides)
+    settings = build_settings(**overrides)
     if not args.no_serve:  # a busy port or an open host refused now, not after the job's minutes
         check_start(settings)
     encoder = args.encoder or DEFAULT_ENCODER

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
-from . import check_out_apart
+from . import check_out_apart, check_out_file
 
 # What a summary cut at --limit classes says of the rest.
 _MORE = "--limit N shows more; --out writes every image's prediction"
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.out is not None:
-        _check_out(Path(args.out))
+        check_out_file(args.out, "predictions.csv")
         check_out_apart(args.out, runs=[args.run_dir], inputs=[args.features])
     probe = RunProbe.load(args.run_dir)
     if args.probabilities and not args.out:
@@ -73,15 +73,6 @@ def run(args: argparse.Namespace) -> int:
         print(_summary(args, probe, scores, beside["images"], beside["matches_report"]))
     return 0
 
-
-def _check_out(path: Path) -> None:
-    """Before any work: ``--out`` must name a file in an existing folder."""
-    if path.is_dir():
-        raise ValueError(f"--out {path} is a folder; give a file name, e.g. {path / 'predictions.csv'}")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ValueError(f"--out {path}: {path.parent} is a file, not a folder")
-    if not path.parent.is_dir():
-        raise ValueError(f"--out {path}: the folder {path.parent} does not exist")
 
 
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import check_out_apart, terminal_width
+from . import check_out_apart, check_out_file, terminal_width
 
 NAME = "report"
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_export_arguments(args)
     if args.out is not None:
+        check_out_file(args.out, "report.html")
         check_out_apart(args.out, runs=[args.run_dir])
     report = load_report(args.run_dir)
     if args.format:

@@ -36,14 +36,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-jobs", type=int, default=None, help="CPU jobs run at the same time (MR2PROBE_CPU_JOBS)")
 
 
-def settings_from_args(args: argparse.Namespace, **extra):
-    """Settings from the environment, with the flags that were given taking precedence."""
-    from ..config import Settings
+# The flag that sets each setting, for a refusal to name what the user typed (the environment variable is the
+# setting's name upper-cased after MR2PROBE_)
+_FLAGS = {"host": "--host", "port": "--port", "data_dir": "--data-dir", "api_token": "--token",
+          "data_root": "--data-root", "cpu_jobs": "--cpu-jobs", "threads": "--threads"}
 
+
+def settings_from_args(args: argparse.Namespace, **extra):
+    """Settings from the environment, with the flags that were given taking precedence (:func:`build_settings`)."""
     flags = {"host": args.host, "port": args.port, "data_dir": args.data_dir, "api_token": args.token,
              "data_root": getattr(args, "data_root", None), "cpu_jobs": getattr(args, "cpu_jobs", None),
              "threads": getattr(args, "threads", None), **extra}
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+    return build_settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def build_settings(**values):
+    """``Settings(**values)`` over the environment; a value refused is a ValueError of one line naming its flag and
+    environment variable (pydantic's report of four lines named the field alone; a README round)."""
+    from pydantic import ValidationError
+
+    from ..config import Settings
+
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ValueError("; ".join(_refusal(error) for error in exc.errors(include_url=False))) from None
+
+
+def _refusal(error: dict) -> str:
+    """One pydantic error of the settings, named by the flag and the environment variable that set it."""
+    field = str(error["loc"][0]) if error.get("loc") else ""
+    where = " / ".join(filter(None, (_FLAGS.get(field), f"MR2PROBE_{field.upper()}" if field else None)))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where or 'settings'}: {message}"
 
 
 def check_start(settings) -> None:

@@ -468,3 +468,17 @@ def test_extract_help_names_every_manifest_column_the_reader_takes(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert f"({', '.join(PATH_COLUMNS)})" in text
     assert f"({', '.join(LABEL_COLUMNS)})" in text and f"({' or '.join(SPLIT_COLUMNS)}:" in text
+
+
+def test_a_folder_for_out_is_named_before_any_work_by_every_exporting_command(erm_dir, tmp_path, capsys):
+    """A README round: report --format html --out FOLDER ended in '[Errno 21] Is a directory' (exit 1) after its
+    work, where predict named the problem; report and compare now say it as predict does (exit 2)."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for argv, example in ((["report", str(erm_dir), "--format", "html"], "report.html"),
+                          (["compare", str(erm_dir), str(erm_dir), "--format", "md"], "compare.html")):
+        assert main([*argv, "--out", str(folder)]) == 2
+        assert f"error: --out {folder} is a folder; give a file name, e.g. {folder / example}" in capsys.readouterr().err
+        assert main([*argv, "--out", str(tmp_path / "nowhere" / "x.md")]) == 2
+        assert f"the folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    assert not any(folder.iterdir())

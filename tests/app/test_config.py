@@ -131,3 +131,21 @@ def test_serve_names_an_unresolvable_host_and_a_data_dir_that_is_a_file(monkeypa
         assert f"error: the data dir {data_dir} {what}, not a folder (--data-dir" in err
         assert "Errno" not in err
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("env, flag, said", [
+    ({"MR2PROBE_CPU_JOBS": "abc"}, [], "--cpu-jobs / MR2PROBE_CPU_JOBS: Input should be a valid integer"),
+    ({}, ["--cpu-jobs", "0"], "--cpu-jobs / MR2PROBE_CPU_JOBS: Input should be greater than or equal to 1"),
+    ({"MR2PROBE_MAX_UPLOAD_BYTES": "-5"}, [], "MR2PROBE_MAX_UPLOAD_BYTES: Input should be greater than 0"),
+    ({}, ["--token", "pässwort"], "--token / MR2PROBE_API_TOKEN: the API token must be printable ASCII"),
+])
+def test_a_setting_refused_is_one_line_naming_its_flag_and_variable(monkeypatch, tmp_path, capsys, env, flag, said):
+    """A README round: each printed pydantic's four-line report naming the field (cpu_jobs), not what was set."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for command in (["serve", "--port", "0"], ["demo", "--no-serve"]):
+        if command[0] == "demo" and flag:
+            continue  # demo takes no such flags; its settings are read the same way
+        assert main([*command, "--data-dir", str(tmp_path / "state"), *flag]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"mr2probe {command[0]}: error: {said}") and len(err.splitlines()) == 1, err
