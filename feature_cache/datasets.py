@@ -320,6 +320,7 @@ def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]
     if not image_names:
         raise DatasetError(
             f"{reader}: no image files found (accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})."
+            + _skipped_summary(skipped)  # class folders that are symlinks said no more (a README round)
         )
     return names, image_names, skipped
 
@@ -375,6 +376,20 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     )
 
 
+def _skipped_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
+    """Why files were skipped, the most frequent reasons first with a count and an example each, or "": an empty
+    class whose images were all skipped (symlinks out of a manifest's folder) said only that it had none (a README
+    round)."""
+    from collections import Counter
+
+    if not skipped:
+        return ""
+    counts = Counter(reason for _, reason in skipped)
+    example = {reason: name for name, reason in reversed(skipped)}
+    reasons = "; ".join(f"{reason}: {n:,} (e.g. {example[reason]!r})" for reason, n in counts.most_common(shown))
+    return f" Skipped {len(skipped):,}: {reasons}."
+
+
 def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
                  skipped: list[tuple[str, str]] = ()) -> list[str]:
     """Class names of the discovered splits, checked: training images (or a test split alone), ≥ 2 classes, no
@@ -403,8 +418,12 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
         where = "; ".join(f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
                           for name, splits in sorted(empty.items()))
         linked = sorted(source for source, reason in skipped if reason == SYMLINKED_FOLDER)
-        raise DatasetError(f"{path}: class folder(s) {where} contain no images; add images or remove the folder."
-                           + (f" Symlinked folders are not followed: {', '.join(linked[:5])}." if linked else ""))
+        manifest = layout.startswith("manifest") or path.suffix.lower() == ".csv"  # a manifest has no class folders
+        what = ("class(es) {where} have no images in the manifest's rows; add rows or images" if manifest
+                else "class folder(s) {where} contain no images; add images or remove the folder").format(where=where)
+        raise DatasetError(f"{path}: {what}."
+                           + (f" Symlinked folders are not followed: {', '.join(linked[:5])}." if linked else "")
+                           + _skipped_summary(skipped))
     missing = [c for c in class_names if "train" in given and c not in given["train"]]
     if missing:
         untested = [c for c in class_names if "test" in given and c not in given["test"]]

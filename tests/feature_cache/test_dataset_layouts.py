@@ -349,3 +349,32 @@ def test_empty_files_are_skipped_at_registration(tmp_path):
         data = open_dataset(source, val_fraction=0.0)
         assert [name for name, why in data.skipped if why == EMPTY_FILE] == ["train/ant/empty.png"], source
         assert sum(len(v) for v in data.splits.values()) == 8
+
+
+def test_a_data_set_whose_images_were_all_skipped_says_why(tmp_path):
+    """A README round: a manifest whose rows reach their images through a symlink out of its folder said its "class
+    folder(s)" had no images, and a folder of symlinked class folders "no image files found": both now say what
+    was skipped and why."""
+    import os
+
+    from feature_cache import DatasetError, open_dataset
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "real" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / "real" / name / f"{i}.png")
+    (tmp_path / "m").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "m" / "imgs")
+    rows = [f"imgs/{c}/{i}.png,{c},{'train' if i < 2 else 'test'}" for c in "ab" for i in range(3)]
+    (tmp_path / "m" / "m.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match=r"class\(es\) 'a' \(in 'train' and 'test'\); 'b' \(in 'train' and 'test'\) "
+                       r"have no images in the manifest's rows; add rows or images\. Skipped 6: symlink pointing "
+                       r"outside the manifest folder: 6 \(e\.g\. 'imgs/a/0\.png'\)\."):
+        open_dataset(tmp_path / "m" / "m.csv")
+    (tmp_path / "links").mkdir()
+    for name in ("a", "b"):
+        os.symlink(tmp_path / "real" / name, tmp_path / "links" / name)
+    with pytest.raises(DatasetError, match=r"no image files found \(accepted extensions: .*\)\. Skipped 2: symlinked "
+                       r"folder, not followed \(copy the images in\): 2 \(e\.g\. 'a'\)\."):
+        open_dataset(tmp_path / "links")
