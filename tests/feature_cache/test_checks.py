@@ -24,10 +24,14 @@ def test_check_encoder_resolves_without_building(monkeypatch, tmp_path):
     assert check_encoder("openclip:ViT-L-14").num_features == 768
     checkpoint = write_mocov2_checkpoint(tmp_path / "moco.pth.tar")  # loaded into a ResNet-50 on the meta device
     assert check_encoder(f"mocov2:{checkpoint}").num_features == 2048
-    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, checkpoint)  # passed before
+    # a file of its own: the checkpoint above is the process's one (testdata), hard-linked into later tests, and
+    # written over it broke the app's weights-path tests that ran after this one in a process
+    bad = tmp_path / "bad" / "moco.pth.tar"
+    bad.parent.mkdir()
+    torch.save({"state_dict": {"module.encoder_q.conv1.weight": torch.zeros(1)}}, bad)  # passed before
     with pytest.raises(ValueError, match=r"^\S+moco.pth.tar: MoCo v2 state dict does not fit torchvision resnet50: "
                                          r"size mismatch for conv1\.weight"):
-        check_encoder(f"mocov2:{checkpoint}")
+        check_encoder(f"mocov2:{bad}")
     with pytest.raises(KeyError, match="Unknown encoder 'resnet'; available: effnet-lite0"):
         check_encoder("resnet")
     with pytest.raises(KeyError, match="Unknown open_clip architecture 'ViT-Z-99'"):
