@@ -48,7 +48,8 @@ MAX_ROWS = 50_000_000  # images in one split of a registered cache (ImageNet-21k
 # Feature width of a registered cache: the widest encoders give 1,024–4,096 (ViT-bigG 1,664); a 58 KB compressed file
 # declaring 4,000,000 took a job to 3.5 GB and another's adapter to a 65 GB allocation (an attack round).
 MAX_FEATURES = 65_536
-_FEATURE_ROWS_CHUNK = 65_536  # feature rows read at a time when a registration checks they are finite
+_FEATURE_CHUNK_BYTES = 64 << 20  # features read at a time when a registration checks they are finite (by bytes: a
+# block of 65,536 rows at the widest width allowed was 32 GiB; a review)
 
 
 _NAMES_CHUNK = 100_000  # image names decoded at a time when a registration checks them
@@ -79,8 +80,9 @@ def _nonfinite_rows(features: Any) -> int | None:
     round)."""
     import numpy as np
 
-    for start in range(0, features.shape[0], _FEATURE_ROWS_CHUNK):
-        block = features[start:start + _FEATURE_ROWS_CHUNK]
+    rows = max(1, _FEATURE_CHUNK_BYTES // max(1, features.shape[1] * features.dtype.itemsize))
+    for start in range(0, features.shape[0], rows):
+        block = features[start:start + rows]
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             return start + int(np.argmax(bad))
@@ -166,8 +168,11 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     from feature_cache import CacheMismatch, open_cache
 
     cache = open_cache(path)
-    counts = _check_readable(cache)
     same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
+    here = next((row for row in same if row["path"] == str(path) and cache_problem(row) is None), None)
+    if here is not None:  # this very file, registered and unchanged: not read whole again (a review)
+        return here, False
+    counts = _check_readable(cache)
     usable = next((row for row in same if cache_problem(row) is None), None)
     if same:  # the same features registered already
         known = usable or same[0]  # its readable cache, else the first, read at this path from now on

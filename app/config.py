@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         return self.data_dir / "runs"
 
     @property
+    def managed_paths(self) -> tuple[Path, ...]:
+        """What the service writes and deletes in its data folder: no server path may lead into them (a cache file
+        registered in caches/ went with its data set's deletion; an attack round). The rest of the data folder
+        may hold a data root (``--data-root /srv/mr2/datasets`` beside ``--data-dir /srv/mr2``; a review)."""
+        return self.uploads_dir, self.caches_dir, self.runs_dir, self.db_path
+
+    @property
     def trusted_hosts(self) -> list[str]:
         """Host header values answered: the local names, the bind host and ``allowed_hosts``."""
         bind = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host

@@ -254,13 +254,14 @@ def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
     return None
 
 
-def resolve_under_root(path: str, root: Path | None, service_dir: Path | None = None) -> Path:
+def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] = ()) -> Path:
     """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``, outside the
-    service's own data folder ``service_dir``.
+    folders and files the service manages (``managed``: ``Settings.managed_paths``, its uploads, caches, runs and
+    database; a data root inside the data folder keeps its own folders).
 
     Raises:
         PathOutsideRoot: no data root is configured, the resolved path leaves it (symlinks included), lies in
-            ``service_dir`` (its uploads, caches and runs, which the service deletes: a cache file registered there
+            ``managed`` (its uploads, caches and runs, which the service deletes: a cache file registered there
             went with its data set's deletion, an attack round). A hard link is the file itself, wherever its other
             names lie: making one under the data root takes the right to write there (README "Security").
         PathMissing: the path does not exist (or cannot be a path here: too long, a NUL byte), or is neither a
@@ -277,8 +278,8 @@ def resolve_under_root(path: str, root: Path | None, service_dir: Path | None = 
         raise PathMissing(f"path {path[:200]!r} cannot be opened here ({type(exc).__name__})") from None
     if resolved != root and root not in resolved.parents:
         raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
-    own = None if service_dir is None else Path(service_dir).resolve()
-    if own is not None and (resolved == own or own in resolved.parents):
+    owned = [Path(p).resolve() for p in managed]
+    if any(resolved == own or own in resolved.parents for own in owned):
         raise PathOutsideRoot(f"path {path[:200]!r} lies in the service's own data folder (its uploads, caches and "
                               "runs, which it deletes): register files of your own, elsewhere under the data root")
     if not exists:

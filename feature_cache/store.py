@@ -432,7 +432,7 @@ def _odd_attr(attrs: dict[str, Any]) -> str | None:
     from probe.registry import HEADS
 
     normalized = attrs.get("normalized", False)
-    if not (isinstance(normalized, (bool, np.bool_)) or (isinstance(normalized, int) and normalized in (0, 1))):
+    if not (isinstance(normalized, (bool, np.bool_)) or (isinstance(normalized, (int, np.integer)) and normalized in (0, 1))):
         return f"the root attribute 'normalized' is {str(normalized)[:40]!r}, not true or false"
     if attrs.get("default_head", "linear") not in HEADS:
         return (f"the root attribute 'default_head' is {str(attrs['default_head'])[:40]!r}, not a head of this "

@@ -15,12 +15,13 @@ from pydantic import BaseModel, Field
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .report import TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table
-from .selection import signed_points
+from .selection import SIGN_TEST_ALPHA, signed_points
 from .uncertainty import observed_class_accuracy
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
+           "evidence", "beyond_noise", "held_back_sentence", "paired_seeds",
            "METRIC_HEADER", "CLASS_HEADER"]
 
 
@@ -78,34 +79,57 @@ class CompareDiscordant(BaseModel):
 def discordance(base, other) -> CompareDiscordant:
     """:class:`CompareDiscordant` of two runs' :class:`probe.predictions.Predictions` of the same test images."""
     diff = other.correct - base.correct
-    seeds = max(len(base.predicted), len(other.predicted))
-    (up, down), p_value, _ = _evidence(diff, seeds)
-    return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=p_value, seeds=seeds)
+    (up, down), p_value, _ = evidence(diff, paired_seeds(base, other))
+    return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=p_value,
+                             seeds=max(len(base.predicted), len(other.predicted)))
 
 
-def _evidence(diff: np.ndarray, seeds: int) -> tuple[list[int], float, float]:
-    """Of per-image score differences (other − base, seed means): [images other better, base better], the exact
-    paired sign-flip p-value of their mean (``probe.uncertainty.sign_flip_test``) and their sum."""
+def paired_seeds(base, other) -> int:
+    """The grid of two runs' seed-mean score differences: multiples of 1/lcm of their seed counts (2 seeds against
+    3 differ by sixths, which a grid of thirds rounded, p = 1 for 40 images all one way; a review)."""
+    return math.lcm(len(base.predicted), len(other.predicted))
+
+
+def evidence(diff: np.ndarray, seeds: int, labels: np.ndarray | None = None) -> tuple[list[int], float, float]:
+    """Of per-image score differences (other − base, seed means, on the 1/``seeds`` grid): [images other better,
+    base better], the paired sign-flip p-value of their mean (``probe.uncertainty.sign_flip_test``) and their
+    (weighted) sum. With ``labels`` the mean is the macro mean over their classes, what a third's interval
+    estimates: each image weighs 1/n of its class (a 5-image class as much as a 200-image one; a review)."""
     from .uncertainty import sign_flip_test
 
-    return ([int((diff > 0).sum()), int((diff < 0).sum())], sign_flip_test(diff, seeds), float(diff.sum()))
+    weights = None
+    if labels is not None:
+        _, where, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        weights = 1.0 / counts[where]
+    total = float(diff.sum() if weights is None else (diff * weights).sum())
+    return [int((diff > 0).sum()), int((diff < 0).sum())], sign_flip_test(diff, seeds, weights), total
 
 
-def _beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
+def beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
     """The rule of ``beyond_noise``: the interval leaves out 0, the images lean its way (their summed difference has
-    its sign: a macro mean and an image sum can part) and their sign-flip test passes."""
-    from .selection import SIGN_TEST_ALPHA
-
+    its sign: a macro mean and an image sum can part) and their sign-flip test passes; None without an interval."""
     if interval is None or None in interval:
         return None
     lo, hi = interval
     return not lo <= 0 <= hi and (total > 0) == (lo > 0) and p_value <= SIGN_TEST_ALPHA
 
 
+def held_back_sentence(label: str, changed: list[int], p_value: float) -> str:
+    """What a verdict adds where an interval leaves out 0 but its images do not say the same (``beyond_noise``
+    false): a percentile bootstrap of a few differing images is too narrow (3 of 15 all one way: [-33, -7] pt),
+    and the exact test of those images is the one that holds, so the sentence must not say both."""
+    if p_value > SIGN_TEST_ALPHA:
+        why = "only because so few images differ"
+    else:  # the test passes the other way: the class-mean interval and the images' sum part (a review)
+        why = "but its images lean the other way"
+    return (f" The {label} interval leaves out 0 {why} (exact test of its {sum(changed):,} differing images "
+            f"p = {p_value:.2g}): within noise.")
+
+
 def _too_few_to_tell(d: CompareDiscordant) -> bool:
-    """Whether the exact sign test of the images two runs score differently cannot tell them apart (p ≥ 0.05):
-    what the verdict sentence says, and what it weighs an interval that leaves out 0 against."""
-    return d.p_value >= 0.05
+    """Whether the exact test of the images two runs score differently cannot tell them apart (p > α): what the
+    verdict sentence says, and what it weighs an interval that leaves out 0 against."""
+    return d.p_value > SIGN_TEST_ALPHA
 
 
 def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str = "base",
@@ -313,36 +337,38 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     for key, value in delta.items():
         comparison.metrics[key].delta_ci = [value["lo"], value["hi"]]
     classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
-    diff, seeds = other.correct - base.correct, max(len(base.predicted), len(other.predicted))
-    # every row whose images are one set (a class, a third, all) gets the same rule: interval and exact test
-    sets = {"overall": np.ones(diff.size, dtype=bool),
-            **{g: np.isin(base.labels, comparison.grouping.groups.get(g, [])) for g in GROUP_NAMES}}
-    for key, mask in sets.items():
-        metric_row = comparison.metrics[key]
-        metric_row.changed, metric_row.p_value, total = _evidence(diff[mask], seeds)
-        metric_row.beyond_noise = _beyond_noise(metric_row.delta_ci, metric_row.p_value, total)
+    diff, seeds = other.correct - base.correct, paired_seeds(base, other)
+    # every row whose images are one set (a class, a third, all) gets the same rule: interval and exact test, of
+    # the mean its interval estimates (a third's: the macro mean of its classes)
+    overall = comparison.metrics["overall"]
+    overall.changed, overall.p_value, total = evidence(diff, seeds)
+    overall.beyond_noise = beyond_noise(overall.delta_ci, overall.p_value, total)
+    for g in GROUP_NAMES:
+        mask, row = np.isin(base.labels, comparison.grouping.groups.get(g, [])), comparison.metrics[g]
+        row.changed, row.p_value, total = evidence(diff[mask], seeds, base.labels[mask])
+        row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
     order = np.argsort(base.labels, kind="stable")
     by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
     for row, interval, class_diff in zip(comparison.per_class, classes, by_class):
         row.delta_ci = interval.tolist()
-        row.changed, row.p_value, total = _evidence(class_diff, seeds)
-        row.beyond_noise = _beyond_noise(row.delta_ci, row.p_value, total)
-    comparison.discordant = discordance(base, other)
+        row.changed, row.p_value, total = evidence(class_diff, seeds)
+        row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
+    comparison.discordant = CompareDiscordant(images=int(diff.size), other_better=overall.changed[0],
+                                              base_better=overall.changed[1], p_value=overall.p_value,
+                                              seeds=max(len(base.predicted), len(other.predicted)))
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
     comparison.verdict_text += _held_back(comparison, metric)
 
 
 def _held_back(comparison: Comparison, metric: str) -> str:
-    """What the verdict adds where the hard third's or the overall interval leaves out 0 but the images it counts
-    do not lean that way beyond chance: a percentile bootstrap of a few differing images is too narrow (3 of 15 all
-    one way: [-33, -7] pt), the exact test of those images is the one that holds, and the sentence must not say
-    both (the hard third's said it bare while its class row said "within noise"; a statistics review)."""
+    """:func:`held_back_sentence` of the hard third and overall accuracy, where their intervals leave out 0 but
+    their images do not say the same (the hard third's said it bare while its class row said "within noise"; a
+    statistics review)."""
     named = [("hard", "hard third's")] + ([("overall", "overall")] if metric == "accuracy" else [])
     held = [(label, comparison.metrics[key]) for key, label in named if comparison.metrics[key].beyond_noise is False
             and not comparison.metrics[key].delta_ci[0] <= 0 <= comparison.metrics[key].delta_ci[1]]
-    return "".join(f" The {label} interval leaves out 0 only because so few images differ (exact test of its "
-                   f"{sum(m.changed):,} differing images p = {m.p_value:.2g}): within noise." for label, m in held)
+    return "".join(held_back_sentence(label, m.changed, m.p_value) for label, m in held)
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -374,8 +400,9 @@ def _moved_most(rows: list[CompareClass], max_classes: int | None) -> tuple[list
     moved = [r for r in rows if r.delta is not None and not math.isnan(r.delta) and r.delta != 0]
     if max_classes is None or len(rows) <= max_classes:
         # every class, those that changed first, the largest loss first: in class order a 200-class export read
-        # as 200 rows to scan for the few that moved (a scale round)
-        still = [r for r in rows if r not in moved]
+        # as 200 rows to scan for the few that moved (a scale round); by index, not by model equality (K², a review)
+        moved_ids = {r.index for r in moved}
+        still = [r for r in rows if r.index not in moved_ids]
         return sorted(moved, key=lambda r: (r.delta, r.index)) + still, None
     shown = sorted(sorted(moved, key=lambda r: -abs(r.delta))[:max_classes], key=lambda r: (r.delta, r.index))
     still = len(rows) - len(moved)

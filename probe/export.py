@@ -35,7 +35,9 @@ def _pct(x: float | None, digits: int = 2) -> str:
 # What CommonMark would read as HTML: a tag (< then a letter, /, ! or ?) and an entity (&name; or &#...;).
 _MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")
 _MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
-_MD_EMPHASIS = re.compile(r"[`*~]")
+# what makes code, emphasis or strike-through; an underscore only at a word's edge (inside a word, as in
+# worst_class or a file name, CommonMark reads none)
+_MD_EMPHASIS = re.compile(r"[`*~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def _md(text: Any) -> str:
@@ -44,9 +46,11 @@ def _md(text: Any) -> str:
     a plain-text viewer; a new-user round), quotes too (escaped they read &#x27;). A link or image ``[text](url)``
     is broken at ``](``: class names ``![pixel](https://…)`` fetched a tracking image and ``[click](javascript:…)``
     was a live link wherever the report was opened (an attack round); an interval "[+1.2, +3.0] (…)" is untouched.
-    Backticks, asterisks and tildes are escaped: a class `` `code` **bold** `` rendered as code and bold, and an
-    unbalanced backtick swallowed the table after it (an attack round)."""
-    text = _MD_ENTITY.sub("&amp;", str(text))
+    Backslashes, backticks, asterisks, tildes and underscores at a word's edge are escaped: a class `` `code` **bold** `` rendered as
+    code and bold, an unbalanced backtick swallowed the table after it (an attack round), and a name's backslash
+    cancelled the escape after it (a review)."""
+    text = str(text).replace("\\", "\\\\")  # a name's own backslash first: it cancelled the escapes below (a review)
+    text = _MD_ENTITY.sub("&amp;", text)
     text = _MD_TAG.sub("&lt;", text).replace("|", "\\|").replace("\n", " ").replace("](", "]\\(")
     return _MD_EMPHASIS.sub(r"\\\g<0>", text)
 

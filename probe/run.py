@@ -28,7 +28,7 @@ import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
 from .calibration import calibration_summary, confidence_warning
-from .compare import discordance, discordance_sentence
+from .compare import beyond_noise, discordance, discordance_sentence, evidence, held_back_sentence, paired_seeds
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
@@ -52,7 +52,7 @@ from .report import (
     write_run,
 )
 from .selection import delta_sentence, format_delta, select_candidate
-from .uncertainty import observed_class_accuracy, sign_flip_test
+from .uncertainty import observed_class_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -787,8 +787,8 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
     # the rule the guard applies is the decision's (a statistics review: this said "95 % paired intervals" beside
     # a bias refused on its sign test)
     return (f"{fitted}; {estimate}. It is applied only where that is safe by the disparity-aware rule (the hard-third "
-            f"gain's one-sided 97.5 % bound above 0, the overall difference's not below {budget}, and the hard "
-            f"images it changes leaning its way, exact sign test p ≤ 0.05): {where}.")
+            f"gain's and the overall difference's lower bounds, holding together at one-sided 97.5 %, above 0 and "
+            f"not below {budget}, and the hard images it changes leaning its way, exact sign test p ≤ 0.05): {where}.")
 
 
 def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> list[str]:
@@ -911,18 +911,15 @@ def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) 
         row.val_accuracy = value
 
 
-def verdict_on_test(lo: float, hi: float, p_value: float = 0.0, total: float | None = None) -> str:
-    """Whether a validation improvement held on test, from the 95 % interval [lo, hi] of its paired test
-    difference on the hard third and the exact paired sign-flip test of its images' differences (``p_value``,
-    their sum ``total``): ``holds`` (above 0 and leaning that way beyond chance), ``reversed`` (below, likewise),
-    else ``within_noise``, as compare's ``beyond_noise`` reads the same difference (3 hard test images fixed were
-    "holds" beside a verdict saying p = 0.25; a statistics review)."""
-    from .selection import SIGN_TEST_ALPHA
-
-    lean = p_value <= SIGN_TEST_ALPHA
-    up = lean and (total is None or total > 0)
-    down = lean and (total is None or total < 0)
-    return "holds" if lo > 0 and up else "reversed" if hi < 0 and down else "within_noise"
+def verdict_on_test(interval: list[float], p_value: float, total: float) -> str:
+    """Whether a validation improvement held on test, by compare's ``beyond_noise`` rule for the hard third: its
+    paired test interval ``[lo, hi]`` and the sign-flip test of its images (``p_value``, their class-weighted
+    difference ``total``; ``probe.compare.evidence``): ``holds`` (above 0, the images leaning that way beyond
+    chance), ``reversed`` (below, likewise), else ``within_noise`` (3 hard test images fixed were "holds" beside a
+    verdict saying p = 0.25; a statistics review)."""
+    if beyond_noise(interval, p_value, total):
+        return "holds" if interval[0] > 0 else "reversed"
+    return "within_noise"
 
 
 def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, splits: _Splits,
@@ -940,10 +937,12 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         metric = outcome.config.overall_metric
         delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
         hard = np.isin(splits.test[1], groups.get("hard", []))
-        seeds = max(len(reference.predicted), len(predictions.predicted))
-        diff = (predictions.correct - reference.correct)[hard]
-        outcome.selection.test_check = verdict_on_test(delta["hard"]["lo"], delta["hard"]["hi"],
-                                                       sign_flip_test(diff, seeds), float(diff.sum()))
+        changed, p_value, total = evidence((predictions.correct - reference.correct)[hard],
+                                           paired_seeds(reference, predictions), splits.test[1][hard])
+        interval = [delta["hard"]["lo"], delta["hard"]["hi"]]
+        outcome.selection.test_check = verdict_on_test(interval, p_value, total)
+        held = (held_back_sentence("hard third's", changed, p_value)
+                if outcome.selection.test_check == "within_noise" and not interval[0] <= 0 <= interval[1] else "")
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(discordance(reference, predictions), "this run",
-                                                                 "the reference"))
+                                                                 "the reference") + held)

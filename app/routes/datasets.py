@@ -99,7 +99,7 @@ async def register_path(request: Request, store: Store, settings: Settings) -> t
         body = DatasetRegister.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
-    path = resolve_under_root(body.path, settings.data_root, settings.data_dir)
+    path = resolve_under_root(body.path, settings.data_root, settings.managed_paths)
     return await run_in_threadpool(register_dataset, store, path, name=body.name, source="path",
                                    unlabelled=body.unlabelled)
 
@@ -174,13 +174,18 @@ def _indexed(path: str, modified: float, unlabelled: bool):
     6 s for one; a scale round)."""
     key = (path, modified, unlabelled)
     with _INDEXING_GUARD:
-        lock = _INDEXING.setdefault(key, threading.Lock())
+        lock = _INDEXING.get(key)
+        first = lock is None
+        if first:
+            lock = _INDEXING[key] = threading.Lock()
     try:
         with lock:
             return _thumbnailer(*key)
     finally:
-        with _INDEXING_GUARD:
-            _INDEXING.pop(key, None)  # indexed (or failed): the next request reads lru_cache's, or tries again
+        if first:  # only the request that made the lock drops it, and only that lock (a waiter's pop let a third
+            with _INDEXING_GUARD:  # request index beside a second; a review)
+                if _INDEXING.get(key) is lock:
+                    del _INDEXING[key]
 
 
 def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes:
@@ -224,7 +229,7 @@ async def thumbnail(request: Request, dataset_id: IdPath,
 )
 async def create_cache(request: Request, body: CacheRegister, response: Response, store: Store = Depends(get_store),
                        settings: Settings = Depends(get_settings)) -> CacheOut:
-    path = resolve_under_root(body.path, settings.data_root, settings.data_dir)
+    path = resolve_under_root(body.path, settings.data_root, settings.managed_paths)
     # reading a split's labels and names takes memory with its rows: a few registrations at a time (a review)
     row, created = await in_slot(request, "registration_limiter", REGISTRATION_SLOTS, register_cache, store, path)
     if not created:

@@ -28,7 +28,7 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
     """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job; an
     encoder weights file named by path must lie under the data root (403, as for data sets)."""
     def weights_path(path: str) -> Path:
-        return resolve_under_root(path, settings.data_root, settings.data_dir)
+        return resolve_under_root(path, settings.data_root, settings.managed_paths)
 
     runner.check_room()  # before the request's checks, which may open its data set or cache
     row = runner.submit(job.kind, validate_job(job, store, weights_path))

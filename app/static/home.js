@@ -44,18 +44,14 @@
     improved: ["pos", "improved", "hard classes raised beyond noise on validation"],
     no_safe_improvement: ["muted", "no safe improvement", "nothing qualified: the run is the reference (ERM) configuration"],
   };
-  // An improvement is decided on validation; the paired test difference of the hard third says whether it held
-  // (report.selection.test_check): shown beside it when it did not.
-  const TEST_CHECKS = {
-    within_noise: ["muted", "test: within noise", "on test the hard-third difference to the reference holds 0 in its 95 % interval"],
-    reversed: ["neg", "test: worse", "on test the hard third is below the reference's (95 % interval below 0)"],
-  };
+  // An improvement is decided on validation; whether it held on test (report.selection.test_check, Dash.TEST_CHECKS)
+  // is shown beside it when it did not.
   function verdictCell(verdict, testCheck) {
     const v = VERDICTS[verdict];
     if (!v) return h("span", { class: "muted" }, "–");
     const cell = h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]);
-    const t = verdict === "improved" ? TEST_CHECKS[testCheck] : null;
-    return t ? h("span", {}, cell, " ", h("span", { class: t[0], title: t[2], "data-test-check": testCheck }, t[1])) : cell;
+    const t = verdict === "improved" && testCheck !== "holds" ? Dash.TEST_CHECKS[testCheck] : null;
+    return t ? h("span", {}, cell, " ", h("span", { class: t[0], title: t[3], "data-test-check": testCheck }, t[1])) : cell;
   }
 
   const runOrder = { col: null, desc: true };  // the runs table's sort, kept across the 2 s refreshes

@@ -27,13 +27,12 @@
 
   // whether an improvement decided on validation held on test (selection.test_check; probe.report.TEST_CHECK_TEXT):
   // the runs list alone said it, and a gain that reversed on test read as an improvement here (a statistics review)
-  const TEST_CHECK = { holds: "Held on test.", within_noise: "Not confirmed on test: within noise.", reversed: "Reversed on test." };
   function verdictBox(report) {
     const sel = report.selection || {};
     if (!sel.verdict_text) return null;
-    const checked = sel.verdict === "improved" && TEST_CHECK[sel.test_check];
+    const checked = sel.verdict === "improved" && Dash.TEST_CHECKS[sel.test_check];
     return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text,
-      checked ? h("strong", { class: "test-check " + sel.test_check, "data-test-check": sel.test_check }, " " + checked) : null);
+      checked ? h("strong", { class: "test-check " + sel.test_check, title: checked[3], "data-test-check": sel.test_check }, " " + checked[2]) : null);
   }
 
   // Which method ran and why: the preset's evidence (when a preset was used) and the validation selection reason.

@@ -424,3 +424,32 @@ def test_a_path_in_the_service_s_own_folder_is_refused(tmp_path, extracted):
         assert resp.status_code == 403 and "lies in the service's own data folder" in resp.json()["detail"]
         assert client.get("/api/caches").json() == [] and len(client.get("/api/datasets").json()) == 1
         assert client.delete(f"/api/datasets/{upload['id']}").status_code == 200
+    # a data root inside the data folder, beside what the service manages, keeps its own files (a review)
+    shutil.copytree(extracted, root / "svc" / "datasets")
+    with TestClient(create_app(make_settings(root / "svc", data_root=root / "svc" / "datasets"))) as client:
+        assert client.post("/api/datasets", json={"path": "images.zip"}).status_code == 201
+        assert client.post("/api/caches", json={"path": "features/images.h5"}).status_code == 201
+
+
+def test_the_finite_check_reads_blocks_by_bytes_and_a_file_registered_again_is_not_read_again(service, tmp_path,
+                                                                                              monkeypatch):
+    """A review: blocks of 65,536 rows whatever the width (32 GiB at the widest allowed), and the same file
+    registered again read whole again."""
+    import h5py
+    import numpy as np
+
+    from app import caches
+
+    monkeypatch.setattr(caches, "_FEATURE_CHUNK_BYTES", 10 * 1000 * 4)  # 10 rows of 1,000 float32
+    with h5py.File(tmp_path / "f.h5", "w") as h5:
+        data = np.zeros((95, 1000), np.float32)
+        data[57, 999] = np.inf
+        h5["x"] = data
+        assert caches._nonfinite_rows(h5["x"]) == 57
+        h5["x"][57, 999] = 0
+        assert caches._nonfinite_rows(h5["x"]) is None
+    service.post("/api/datasets", json={"path": "images.zip"})
+    first = service.post("/api/caches", json={"path": "features/images.h5"})
+    monkeypatch.setattr(caches, "_check_readable", lambda cache: pytest.fail("read whole again"))
+    again = service.post("/api/caches", json={"path": "features/images.h5"})
+    assert (first.status_code, again.status_code) == (201, 200) and again.json()["id"] == first.json()["id"]

@@ -376,3 +376,43 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
     assert erm.grouping.note == "groups from the run's own validation accuracy (seed mean), ranked by the run itself"
     note = compare_reports(erm, erm).grouping.note
     assert "ranked by the run itself" in note and "no reference run" not in note
+
+
+def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of_their_own_mean():
+    """A review: with 2 seeds against 3 the differences are sixths, which a grid of thirds rounded to 0 (40 images
+    all one way read p = 1); and a third's exact test summed its images where its interval is a macro mean of its
+    classes (a 200-image class +30 and a 5-image class all 5 worse: [-45, -40] "within noise", p = 2.2e-05)."""
+    from probe.predictions import Predictions
+    from probe.uncertainty import sign_flip_test
+
+    labels = np.repeat([0, 1], [40, 40])
+    base_pred = np.tile(labels, (2, 1))
+    base_pred[0, :40] = 1                      # class 0: base right with 1 of its 2 seeds
+    other_pred = np.tile(labels, (3, 1))
+    other_pred[:, :40] = 0
+    other_pred[:2, :40] = 0
+    other_pred[2, :40] = 1                     # class 0: other right with 2 of its 3 seeds: +1/6 on each image
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [1], "medium": [], "hard": [0]}
+    base, other = (_rep(name, [acc, 1.0], groups, (acc + 1) / 2, names=["a", "b"])
+                   for name, acc in (("erm", 0.5), ("x", 2 / 3)))
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf)))
+    assert cmp.discordant.p_value == pytest.approx(2 * 0.5 ** 40) and cmp.per_class[0].beyond_noise is True
+    with pytest.raises(ValueError, match="not multiples of 1/3"):
+        sign_flip_test(np.full(4, 1 / 6), seeds=3)
+
+    labels = np.repeat([0, 1, 2], [200, 5, 10])
+    base_pred = labels.copy()
+    base_pred[:30] = 2                          # class 0: 30 wrong, which the other run fixes
+    other_pred = labels.copy()
+    other_pred[200:205] = 0                     # class 1: all 5 broken
+    groups = {"easy": [2], "medium": [], "hard": [0, 1]}
+    base = _rep("erm", [0.85, 1.0, 1.0], groups, 0.86, names=["a", "b", "c"])
+    other = _rep("x", [1.0, 0.0, 1.0], groups, 0.98, names=["a", "b", "c"])
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf[:1].repeat(215)),
+                                        Predictions(labels, other_pred[None], conf[:1].repeat(215))))
+    hard = cmp.metrics["hard"]
+    assert hard.delta == pytest.approx(-0.425) and hard.delta_ci[1] < 0 and hard.changed == [30, 5]
+    assert 0.05 < hard.p_value < 0.07 and hard.beyond_noise is False  # 5 of 5 one way weighs as 1/16 = 0.0625
+    assert cmp.verdict_text.endswith("The hard third's interval leaves out 0 only because so few images differ "
+                                     f"(exact test of its 35 differing images p = {hard.p_value:.2g}): within noise.")

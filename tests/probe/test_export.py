@@ -274,6 +274,8 @@ def test_markdown_escapes_what_a_renderer_reads_as_html_and_nothing_else():
     assert _md("+2.0 pt [+0.4, +3.6] (within noise)") == "+2.0 pt [+0.4, +3.6] (within noise)"
     # a class `code` **bold** rendered as code and bold, an unbalanced backtick swallowed the table (an attack round)
     assert _md("`code` **bold** ~~gone~~ `open") == "\\`code\\` \\*\\*bold\\*\\* \\~\\~gone\\~\\~ \\`open"
+    # a name's own backslash cancelled the escape after it, and underscores made emphasis (a review)
+    assert _md("\\**bold\\**") == "\\\\\\*\\*bold\\\\\\*\\*" and _md("_under_") == "\\_under\\_"
 
 
 def test_a_preset_run_names_its_preset_and_every_report_its_calibration(report):

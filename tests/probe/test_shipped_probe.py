@@ -78,9 +78,9 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     reason = report["selection"]["reason"]
     assert "out of sample (5-fold cross-fitting on val) the first seed's bias changed overall by" in reason
     assert reason.endswith("It is applied only where that is safe by the disparity-aware rule (the hard-third gain's "
-                           "one-sided 97.5 % bound above 0, the overall difference's not below 0, and the hard images "
-                           "it changes leaning its way, exact sign test p ≤ 0.05): to none of the 2 seeds, which keep "
-                           "the unbiased logits.")  # the rule it applies (a statistics review: 'intervals' alone)
+                           "and the overall difference's lower bounds, holding together at one-sided 97.5 %, above 0 "
+                           "and not below 0, and the hard images it changes leaning its way, exact sign test "
+                           "p ≤ 0.05): to none of the 2 seeds, which keep the unbiased logits.")  # the rule it applies (a statistics review: 'intervals' alone)
     first = report["posthoc"]["per_seed"][0]
     assert report["posthoc"]["guard"] is True and first["folds"] == 5
     assert first["oof_hard_ci"][0] <= 0 or first["oof_overall_ci"][0] < 0  # what failed the rule
