@@ -49,7 +49,11 @@ MAX_ROWS = 50_000_000  # images in one split of a registered cache (ImageNet-21k
 # declaring 4,000,000 took a job to 3.5 GB and another's adapter to a 65 GB allocation (an attack round).
 MAX_FEATURES = 65_536
 _FEATURE_CHUNK_BYTES = 64 << 20  # features read at a time when a registration checks they are finite (by bytes: a
-# block of 65,536 rows at the widest width allowed was 32 GiB; a review)
+# block of 65,536 rows at the widest width allowed was 32 GiB; a review), and the largest HDF5 chunk a registered
+# file may hold: one gzip chunk of 1 GiB was decompressed again for every block read (32 s for a 4.9 MB file, with
+# the other registrations waiting; an attack round). mr2probe extract writes chunks of 1,024 rows.
+MAX_COMPRESSION = 20  # stored bytes of features may be this many times fewer than they hold: image features
+# compress by well under 2×; a 6 MB file declaring 20 M rows of constants cost minutes of every scoring request
 
 
 _NAMES_CHUNK = 100_000  # image names decoded at a time when a registration checks them
@@ -64,7 +68,8 @@ def _unwritten(data: Any) -> str | None:
 
     stored, full = data.id.get_storage_size(), data.size * data.dtype.itemsize
     name = data.name.rsplit("/", 1)[-1]
-    if data.size and (stored == 0 or (data.compression is None and stored < full)):
+    filtered = data.id.get_create_plist().get_nfilters() > 0  # any filter: gzip, lzf, scale-offset (a scale-offset
+    if data.size and (stored == 0 or (not filtered and stored < full)):  # file read as incomplete; an attack round)
         return f"{name} ({stored:,} bytes stored of {full:,})"
     if data.size and data.chunks is not None:
         spanned = math.prod(-(-extent // chunk) for extent, chunk in zip(data.shape, data.chunks))
@@ -74,16 +79,32 @@ def _unwritten(data: Any) -> str | None:
     return None
 
 
+def _unreadable_storage(features: Any) -> str | None:
+    """How a features dataset's storage would cost a reader far more than its file does, or None: a chunk over
+    ``_FEATURE_CHUNK_BYTES`` once decompressed, or more than ``MAX_COMPRESSION``× fewer bytes stored than held."""
+    row_bytes = features.shape[1] * features.dtype.itemsize
+    if features.chunks is not None and features.chunks[0] * row_bytes > _FEATURE_CHUNK_BYTES:
+        return (f"chunks of {features.chunks[0] * row_bytes:,} bytes (at most {_FEATURE_CHUNK_BYTES:,}: repack it "
+                f"with smaller chunks, e.g. h5repack -l CHUNK=1024x{features.shape[1]})")
+    stored, full = features.id.get_storage_size(), features.size * features.dtype.itemsize
+    if full > _FEATURE_CHUNK_BYTES and stored * MAX_COMPRESSION < full:
+        return (f"features stored in {stored:,} bytes for {full:,}: {full / max(stored, 1):,.0f}× compressed, "
+                "which features of images never are")
+    return None
+
+
 def _nonfinite_rows(features: Any) -> int | None:
-    """The first row of an HDF5 features dataset holding NaN or an infinity, read a chunk of rows at a time, or
-    None: such a cache was registered and every job on it failed, resumable, after its queue wait (an attack
-    round)."""
+    """The first row of an HDF5 features dataset holding NaN, an infinity or a value beyond float32's range (the
+    trainer's: 1e300 in float64 became inf there), read a block of whole chunks at a time, or None: such a cache was
+    registered and every job on it failed, resumable, after its queue wait (an attack round)."""
     import numpy as np
 
-    rows = max(1, _FEATURE_CHUNK_BYTES // max(1, features.shape[1] * features.dtype.itemsize))
+    chunk = features.chunks[0] if features.chunks is not None else 1
+    rows = max(chunk, _FEATURE_CHUNK_BYTES // max(1, features.shape[1] * features.dtype.itemsize) // chunk * chunk)
     for start in range(0, features.shape[0], rows):
         block = features[start:start + rows]
-        bad = ~np.isfinite(block).all(axis=1)
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(block.astype(np.float32, copy=False)).all(axis=1)
         if bad.any():
             return start + int(np.argmax(bad))
     return None
@@ -102,10 +123,13 @@ def _check_split(cache: Any, split: str) -> None:
         missing = next(filter(None, (_unwritten(group[name]) for name in ("features", "labels", "sources"))), None)
         if missing:
             raise CacheMismatch(f"{cache.path.name}: split {split!r} has {missing}: the cache is incomplete")
+        costly = _unreadable_storage(group["features"])
+        if costly:
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} has {costly}")
         row = _nonfinite_rows(group["features"])
         if row is not None:
-            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are NaN or infinite (row "
-                                f"{row:,} first): no probe trains on them; extract them again")
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are NaN, infinite or beyond "
+                                f"float32's range (row {row:,} first): no probe trains on them; extract them again")
         names = group["sources"]
         for start in range(0, names.shape[0], _NAMES_CHUNK):
             [name.decode() if isinstance(name, bytes) else str(name) for name in names[start:start + _NAMES_CHUNK]]
@@ -128,6 +152,8 @@ def _check_readable(cache: Any) -> dict[str, int]:
                                 "registered cache may hold")
         try:
             _check_split(cache, split)
+        except CacheMismatch:  # said already: not wrapped again in "cannot be read (CacheMismatch: ...)"
+            raise
         except (KeyError, OSError, ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise CacheMismatch(f"{cache.path.name}: split {split!r} cannot be read ({type(exc).__name__}: "
                                 f"{str(exc)[:200]}); the cache is damaged") from None

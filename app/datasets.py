@@ -279,8 +279,10 @@ def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] =
     if resolved != root and root not in resolved.parents:
         raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
     owned = [Path(p).resolve() for p in managed]
-    if any(resolved == own or own in resolved.parents for own in owned):
-        raise PathOutsideRoot(f"path {path[:200]!r} lies in the service's own data folder (its uploads, caches and "
+    # in one of them, or holding one: a data set at the data root walked the service's runs and quoted them (an
+    # attack round)
+    if any(resolved == own or own in resolved.parents or resolved in own.parents for own in owned):
+        raise PathOutsideRoot(f"path {path[:200]!r} lies in or holds the service's own data (its uploads, caches and "
                               "runs, which it deletes): register files of your own, elsewhere under the data root")
     if not exists:
         raise PathMissing(f"path {path[:200]!r} does not exist under the data root")

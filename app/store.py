@@ -208,6 +208,9 @@ class Store:
                       source=source, created_at=utcnow())
         with self._tx() as conn:
             row = conn.execute(f"SELECT id FROM caches WHERE {where} ORDER BY rowid", args).fetchone()
+            if row is None and conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone() is None:
+                # deleted since the caller found it: its foreign key was a 500 (an attack round's race)
+                raise NotFound("datasets", dataset_id)
             if row is None:
                 self._insert_in(conn, "caches", values)
         return self.get_cache(values["id"] if row is None else row["id"])

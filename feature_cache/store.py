@@ -431,14 +431,25 @@ def _odd_attr(attrs: dict[str, Any]) -> str | None:
     100,000-character encoder name filled every listing and report (an attack round)."""
     from probe.registry import HEADS
 
+    from .archives import UNPRINTABLE_CHARACTERS
+
     normalized = attrs.get("normalized", False)
     if not (isinstance(normalized, (bool, np.bool_)) or (isinstance(normalized, (int, np.integer)) and normalized in (0, 1))):
         return f"the root attribute 'normalized' is {str(normalized)[:40]!r}, not true or false"
     if attrs.get("default_head", "linear") not in HEADS:
         return (f"the root attribute 'default_head' is {str(attrs['default_head'])[:40]!r}, not a head of this "
                 f"version ({', '.join(HEADS)})")
-    long = next((key for key in _TEXT_ATTRS if len(attrs.get(key) or "") > MAX_ATTR_CHARS), None)
-    return None if long is None else f"the root attribute {long!r} is over {MAX_ATTR_CHARS:,} characters"
+    long = next((key for key in (*_TEXT_ATTRS, "preprocess") if len(_text_of(attrs.get(key))) > MAX_ATTR_CHARS), None)
+    if long is not None:  # a 3 MB preprocess was copied into every run's report.json (an attack round)
+        return f"the root attribute {long!r} is over {MAX_ATTR_CHARS:,} characters"
+    odd = next((key for key in _TEXT_ATTRS if UNPRINTABLE_CHARACTERS.search(str(attrs.get(key) or ""))), None)
+    # an encoder name with an escape sequence and a text-direction control reached reports raw (an attack round)
+    return None if odd is None else f"the root attribute {odd!r} holds control or text-direction characters"
+
+
+def _text_of(value: Any) -> str:
+    """A root attribute as the text it takes in a report: JSON for an object, the text itself for text."""
+    return value if isinstance(value, str) else "" if value is None else json.dumps(value)
 
 
 def _linked_members(h5: h5py.File) -> list[str]:
@@ -462,6 +473,15 @@ def _linked_members(h5: h5py.File) -> list[str]:
     return found
 
 
+def _odd_dtype(name: str, member: h5py.Dataset) -> bool:
+    """Whether a member's type is one no reader takes though its kind is the format's: features wider than 8 bytes
+    or not in the machine's byte order, names that are not strings (variable-length integers, object references)."""
+    dtype = member.dtype
+    if name == "features":
+        return dtype.itemsize > 8 or not dtype.isnative
+    return name == "sources" and dtype.kind == "O" and h5py.check_string_dtype(dtype) is None
+
+
 def _malformed_split(h5: h5py.File, split: str) -> str | None:
     """What of a split is not the format's (features a 2-D float dataset, labels a 1-D integer dataset, sources a 1-D
     string dataset, one per row), or None: a group in their place, 2-D labels, float labels or integer names were
@@ -476,9 +496,9 @@ def _malformed_split(h5: h5py.File, split: str) -> str | None:
             return f"{split}/{name} is missing"
         if not isinstance(member, h5py.Dataset):
             return f"{split}/{name} is not a dataset"
-        if member.ndim != ndim or member.dtype.kind not in dtype_kinds or (name == "features"
-                                                                          and member.dtype.itemsize > 8):
-            # float128 features passed and every scoring route answered 500 (torch has no such type; an attack round)
+        if member.ndim != ndim or member.dtype.kind not in dtype_kinds or _odd_dtype(name, member):
+            # float128 features passed and every scoring route answered 500 (torch has no such type); big-endian
+            # features and integer-array names passed and every job on them failed (attack rounds)
             return f"{split}/{name} is a {member.ndim}-d {member.dtype} array"
     rows = {group[name].shape[0] for name in kinds}
     if len(rows) != 1:
@@ -534,10 +554,12 @@ def open_cache(path: str | Path) -> FeatureCache:
     if "schema_version" not in attrs:  # "has schema_version None" said nothing of what the file is (a new-user round)
         raise CacheMismatch(f"{path} is an HDF5 file but not an mr2probe feature cache (it has no schema_version "
                             "attribute); `mr2probe extract` writes one.")
-    if attrs.get("schema_version") != SCHEMA_VERSION:
+    version = attrs.get("schema_version")
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) or version != SCHEMA_VERSION:
+        # an array compared as a truth value was a 500 (an attack round)
         raise CacheMismatch(
             f"{path} has schema_version {attrs.get('schema_version')!r}; this version reads {SCHEMA_VERSION}."
         )
-    if "complete" in attrs or len(width) != 1:
+    if "complete" in attrs or len(width) != 1 or 0 in width:  # no feature at all: no probe (an attack round)
         raise CacheMismatch(f"{path} is incomplete or malformed.")
     return FeatureCache(path, attrs, sizes, width.pop())

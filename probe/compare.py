@@ -41,7 +41,9 @@ class CompareMetric(BaseModel):
     delta_ci: Optional[list[Num]] = Field(None, description="95 % paired bootstrap interval of delta over the "
                                           "test samples (when both runs stored their test predictions)")
     changed: Optional[list[int]] = Field(None, description="[other better, base better]: the test images it counts "
-                                         "that the runs score differently (overall and the thirds; null for "
+                                         "that the runs score differently, counted, not weighed: with several seeds "
+                                         "an image a third of a seed better counts as one, so these can lean "
+                                         "against delta, which weighs them (overall and the thirds; null for "
                                          "balanced accuracy and the worst class, whose images are not one set)")
     p_value: Optional[float] = Field(None, description="exact paired sign-flip test of those images' differences")
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)

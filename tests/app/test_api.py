@@ -673,7 +673,8 @@ def test_a_run_is_renamed_and_noted(fresh_finished):
                  {"tags": ["x"]}, {"name": None}, {"note": None}, {"name": "a", "note": 3},
                  # what renders as nothing: a run that looks unnamed (an attack round)
                  *({"name": blank} for blank in ("\u2800", "\u00ad", "\ue000", "\U000e0041", "\u180e", "\u034f",
-                                                 "\u3164"))):
+                                                 "\u3164", "\u061c", "\u206a", "\U0001d173", "\uffff"))):
         assert client.patch(f"/api/runs/{run_id}", json=body).status_code == 422, body
+    assert client.patch(f"/api/runs/{run_id}", json={"name": "❤️ candidate"}).status_code == 200  # emoji stay
     assert client.patch("/api/runs/run_missing", json={"note": "x"}).status_code == 404
     assert client.get(f"/api/runs/{fresh_finished.erm}").json()["note"] == ""  # another run untouched

@@ -386,7 +386,8 @@ def test_files_that_read_outside_themselves_or_hold_what_no_job_can_train_on_are
                        "true or false"),
         "evilhead.h5": (attr("default_head", "evil"), "the root attribute 'default_head' is 'evil', not a head"),
         "longenc.h5": (attr("encoder", "e" * 100_000), "the root attribute 'encoder' is over 4,096 characters"),
-        "nan.h5": (nan, "split 'val' has features that are NaN or infinite (row 1 first)"),
+        "nan.h5": (nan, "nan.h5: split 'val' has features that are NaN, infinite or beyond float32's range (row 1 "
+                   "first)"),
         "chunks.h5": (lambda h5: [replace("test", name, shape=(rows, *shape), dtype=dtype, chunks=(4096, *shape),
                                           compression="gzip")(h5) for name, shape, dtype in
                                   (("features", (1280,), np.float16), ("labels", (), np.int64),
@@ -417,11 +418,13 @@ def test_a_path_in_the_service_s_own_folder_is_refused(tmp_path, extracted):
                              data={"name": "mine"}).json()
         inside = next((root / "svc" / "uploads").rglob("*.zip"))
         resp = client.post("/api/datasets", json={"path": str(inside)})
-        assert resp.status_code == 403 and "lies in the service's own data folder" in resp.json()["detail"]
+        assert resp.status_code == 403 and "lies in or holds the service's own data" in resp.json()["detail"]
         (root / "svc" / "caches").mkdir(exist_ok=True)
         shutil.copy(root / "features" / "images.h5", root / "svc" / "caches" / "mine.h5")
         resp = client.post("/api/caches", json={"path": "svc/caches/mine.h5"})
-        assert resp.status_code == 403 and "lies in the service's own data folder" in resp.json()["detail"]
+        assert resp.status_code == 403 and "lies in or holds the service's own data" in resp.json()["detail"]
+        resp = client.post("/api/datasets", json={"path": "."})  # the data root, holding the data folder
+        assert resp.status_code == 403 and "lies in or holds the service's own data" in resp.json()["detail"]
         assert client.get("/api/caches").json() == [] and len(client.get("/api/datasets").json()) == 1
         assert client.delete(f"/api/datasets/{upload['id']}").status_code == 200
     # a data root inside the data folder, beside what the service manages, keeps its own files (a review)
@@ -453,3 +456,69 @@ def test_the_finite_check_reads_blocks_by_bytes_and_a_file_registered_again_is_n
     monkeypatch.setattr(caches, "_check_readable", lambda cache: pytest.fail("read whole again"))
     again = service.post("/api/caches", json={"path": "features/images.h5"})
     assert (first.status_code, again.status_code) == (201, 200) and again.json()["id"] == first.json()["id"]
+
+
+def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_not(service):
+    """Attack round 14: a 1 GiB gzip chunk decompressed again per block (32 s for a 4.9 MB file), features 20×+
+    compressed (a 6 MB file of 20 M constant rows cost minutes per scoring request), a schema_version array (500),
+    integer-array names (500), big-endian features, float64 past float32's range and a width of 0 (jobs that could
+    only fail), an encoder name with an escape sequence, a 3 MB preprocess copied into every report; and a
+    scale-offset file, complete, refused as incomplete."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+
+    def replace(split, name, make):
+        def change(h5):
+            data = h5[f"{split}/{name}"][()]
+            del h5[f"{split}/{name}"]
+            make(h5[split], name, data)
+        return change
+
+    def constant(rows):  # a constant train split of many rows, gzip: tiny on disk
+        def change(h5):
+            for name in ("features", "labels", "sources"):
+                del h5[f"train/{name}"]
+            g = h5["train"]
+            g.create_dataset("features", data=np.zeros((rows, 1280), np.float16), chunks=(1024, 1280),
+                             compression="gzip")
+            g.create_dataset("labels", data=np.zeros(rows, np.int64), compression="gzip")
+            g.create_dataset("sources", data=np.array([b"train/airplane/000.jpg"] * rows, dtype="S22"),
+                             compression="gzip")
+        return change
+
+    cases = {
+        "constant.h5": (constant(30_000), "999× compressed, which features of images never are"),
+        "version.h5": (lambda h5: h5.attrs.__setitem__("schema_version", np.array([1, 1])), "has schema_version"),
+        "vlen.h5": (replace("test", "sources", lambda g, n, d: g.create_dataset(
+            n, data=np.array([np.arange(2, dtype=np.int32)] * d.shape[0] + [None], dtype=object)[:-1],
+            dtype=h5py.vlen_dtype(np.int32))), "test/sources is a 1-d object array"),
+        "bigendian.h5": (replace("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(">f4"))),
+                         "val/features is a 2-d >f4 array"),
+        "huge64.h5": (replace("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(np.float64) * 1e300
+                                                                                    + 1e300)),
+                      "beyond float32's range (row 0 first)"),
+        "zero.h5": (lambda h5: [replace(s, "features", lambda g, n, d: g.create_dataset(
+            n, data=np.zeros((d.shape[0], 0), np.float16)))(h5) for s in ("train", "val", "test")], "is incomplete or malformed"),
+        "escape.h5": (lambda h5: h5.attrs.__setitem__("encoder", "effnet\x1b[31m\u202elite0"),
+                      "the root attribute 'encoder' holds control or text-direction characters"),
+        "preprocess.h5": (lambda h5: h5.attrs.__setitem__("preprocess", json.dumps({"x": "a" * 5000})),
+                          "the root attribute 'preprocess' is over 4,096 characters"),
+    }
+    for name, (change, said) in cases.items():
+        resp = service.post("/api/caches", json={"path": _altered(service, name, change)})
+        assert resp.status_code == 422 and said in resp.json()["detail"], (name, resp.text)
+    from app import caches
+
+    with pytest.MonkeyPatch.context() as patch:  # a chunk over the limit (64 MiB; 4 KiB here)
+        patch.setattr(caches, "_FEATURE_CHUNK_BYTES", 4096)
+        one = _altered(service, "onechunk.h5", replace("val", "features", lambda g, n, d: g.create_dataset(
+            n, data=d, chunks=d.shape)))
+        resp = service.post("/api/caches", json={"path": one})
+        assert resp.status_code == 422 and "bytes (at most 4,096: repack it with smaller chunks" in resp.text
+    scaled = _altered(service, "scaleoffset.h5", replace("train", "features", lambda g, n, d: g.create_dataset(
+        n, data=d.astype(np.float32), chunks=(3, d.shape[1]), scaleoffset=2)))
+    assert service.post("/api/caches", json={"path": scaled}).status_code == 201

@@ -203,3 +203,12 @@ def test_a_transition_whose_message_fails_does_not_happen(tmp_path, monkeypatch)
     with pytest.raises(sqlite3.OperationalError):
         store.resume(job["id"])
     assert store.get_job(job["id"])["status"] == "interrupted"
+
+
+def test_a_cache_of_a_data_set_deleted_meanwhile_is_not_found_not_a_foreign_key_error(store):
+    """An attack round: a registration racing its data set's deletion inserted with a dangling data set id, and
+    SQLite's foreign key made it a 500 (1 of 120 rounds)."""
+    with pytest.raises(NotFound, match="ds_gone"):
+        store.add_cache(dataset_id="ds_gone", encoder="effnet-lite0", path="/x.h5", fingerprint="f", num_features=8,
+                        class_names=["a", "b"], counts={"train": 1}, job_id=None, source="path", same_path=False)
+    assert store.list_caches() == []
