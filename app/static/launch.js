@@ -29,7 +29,9 @@
     if (Array.isArray(detail)) {
       for (const d of detail) {
         const key = (d.loc || []).map((p) => FIELD_OF[p]).find(Boolean) || "form";
-        add(key, Dash.formatDetail([d]));
+        // under its field, the message alone: "probes.max_overall_drop: ..." named an internal field under a box
+        // labelled "Overall-accuracy budget (points)" (a dashboard-only round)
+        add(key, key === "form" || !d.msg ? Dash.formatDetail([d]) : d.msg);
       }
     } else {
       const text = Dash.formatDetail(detail);
