@@ -86,9 +86,13 @@
   function seedsCaption(report) {
     const seeds = ((report.seeds || {}).values || []).length;
     if (seeds < 2) return null;
+    // the shipped probe's own test accuracy beside the seeds' mean: a user quoted the cards' 70.7 % for the file
+    // they downloaded, whose 70.0 % only the calibration panel showed (a dashboard-only round)
+    const shipped = isNum((report.calibration || {}).accuracy)
+      ? ` (${pct(report.calibration.accuracy)} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
     return h("p", { class: "muted note", id: "seeds-caption" }, `Test figures on this page (cards, charts, the per-class `
       + `table) are means over the run's ${seeds} seeds, each class's interval over its test images. The probe that ships `
-      + `is the first seed's: its own figures are in "Calibration of the shipped probe", "Score the shipped probe on a cache" `
+      + `is the first seed's${shipped}: its own figures are in "Calibration of the shipped probe", "Score the shipped probe on a cache" `
       + `and the failure gallery's images.`);
   }
 

@@ -678,6 +678,9 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
     caption = driver.js("return document.getElementById('seeds-caption')")
     report = httpx.get(f"{base}/api/reports/{launched['disparity']}").json()
     assert (caption is None) == (len(report["seeds"]["values"]) < 2)
+    if caption is not None and report.get("calibration"):  # the shipped probe's own accuracy beside the mean
+        text = driver.js("return document.getElementById('seeds-caption').textContent")
+        assert f"is the first seed's ({100 * report['calibration']['accuracy']:.1f}% overall on test" in text
     assert driver.js("return document.getElementById('export-md-link').getAttribute('href')") == \
         f"/api/compare.md?base={launched['erm']}&other={launched['disparity']}"
     erm_worst = httpx.get(f"{base}/api/reports/{launched['erm']}").json()["summary"]["worst_class"]["name"]
