@@ -2,6 +2,7 @@
 ``mr2probe predict``, ``mr2probe compare --features`` and the API's scoring of a run on another cache share."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,46 @@ class CachePredictions:
         rows = np.flatnonzero(self.labels >= 0)
         return rows, Predictions(self.labels[rows], self.predicted[rows][None, :], self.confidence[rows],
                                  [self.sources[i] for i in rows])
+
+
+def usage_text(run_id: str, report: Any) -> str:
+    """USAGE.md of a run's probe.zip: what the probe takes (the encoder and preprocessing its features came from)
+    and how to apply it, with the CLI and in Python (a dashboard-only round found the zip without a word of either,
+    the encoder only in head.json)."""
+    features = report.features
+    takes = ("features of an unknown encoder (this run's report predates their record)" if features is None else
+             f"features of the encoder `{features.encoder}`"
+             + (f", preprocessed as {json.dumps(features.preprocess, sort_keys=True)}" if features.preprocess else "")
+             + (f", weights sha256 `{features.weights_sha256[:16]}…`" if features.weights_sha256 else "")
+             + (", L2-normalised" if features.normalized else ""))
+    encoder = features.encoder if features is not None else "ENCODER"
+    return f"""# Probe of run {run_id}
+
+The first seed's head of run `{run_id}` ({len(report.class_names)} classes: {", ".join(report.class_names[:10])}
+{"and more" if len(report.class_names) > 10 else ""}). It takes {takes}; features of another encoder are refused.
+
+With mr2probe (`pip install` the project; the folder `{run_id}/` of this zip is the run):
+
+```bash
+mr2probe extract --data NEW_IMAGES --encoder {encoder} --out new.h5 [--unlabelled]
+mr2probe predict {run_id} --features new.h5 --out predictions.csv
+```
+
+In Python:
+
+```python
+from feature_cache import open_cache
+from probe.deploy import RunProbe
+probe = RunProbe.load("{run_id}")
+cache = open_cache("new.h5")
+probe.check_features(cache.provenance(), cache.num_features)   # raises on other features
+predicted, confidence = probe.predict_with_confidence(cache.load("test")[0])  # indices into probe.class_names
+```
+
+`head.json` holds the forward pass step by step (`forward.steps`) and the class names, for code without mr2probe;
+`report.json` the run's figures (its means are over seeds; this head is the first seed's, whose test accuracy is
+`seeds.metrics.overall.per_seed[0]`).
+"""
 
 
 def predicted_summary(probe, got: "CachePredictions") -> dict[str, Any]:

@@ -139,11 +139,14 @@ def _dataset_of(store: Store, run: dict) -> str | None:
 
 @router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
     **ERROR_RESPONSES, 200: {"content": {"application/zip": {}},
-                             "description": "report.json, head.safetensors, head.json (and posthoc_bias.json) in "
-                             "a folder named after the run: probe.deploy.RunProbe.load(folder) applies it"}},
+                             "description": "report.json, head.safetensors, head.json (and posthoc_bias.json) and "
+                             "USAGE.md in a folder named after the run: probe.deploy.RunProbe.load(folder) "
+                             "applies it"}},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe.deploy import PROBE_FILES
+
+    from ..shipped import usage_text
 
     run = store.get_run(run_id)
     folder = Path(run["path"])
@@ -158,6 +161,7 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name in files:
                 archive.write(folder / name, f"{run_id}/{name}")
+            archive.writestr(f"{run_id}/USAGE.md", usage_text(run_id, _report(store, run_id)))
     except FileNotFoundError:  # deleted while it was zipped: a 500 and a dropped connection (an attack round)
         raise HTTPException(404, f"run {run_id!r} was removed while its probe was zipped") from None
     return Response(buffer.getvalue(), media_type="application/zip",

@@ -123,8 +123,13 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
         assert resp.status_code == 200 and resp.headers["content-type"] == "application/zip"
         assert resp.headers["content-disposition"] == f'attachment; filename="{run_id}_probe.zip"'
         with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
-            assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("head.json", "head.safetensors",
-                                                                           "report.json")]
+            assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("USAGE.md", "head.json",
+                                                                           "head.safetensors", "report.json")]
+            # what the probe takes and how to apply it (a dashboard-only round found no word of either)
+            usage = archive.read(f"{run_id}/USAGE.md").decode()
+            assert "It takes features of the encoder `effnet-lite0`" in usage
+            assert f"mr2probe predict {run_id} --features new.h5 --out predictions.csv" in usage
+            assert f'probe = RunProbe.load("{run_id}")' in usage
             archive.extractall(tmp_path)
         probe = RunProbe.load(tmp_path / run_id)
         (path,) = finished.settings.caches_dir.rglob("*.h5")  # the pipeline's one cache
