@@ -211,6 +211,15 @@ def _altered(service, name: str, change) -> str:
     return name
 
 
+def _swap(split: str, name: str, make):
+    """A change for :func:`_altered`: the member ``split/name`` replaced by ``make(group, name, its data)``."""
+    def change(h5):
+        data = h5[f"{split}/{name}"][()]
+        del h5[f"{split}/{name}"]
+        make(h5[split], name, data)
+    return change
+
+
 def test_hostile_or_damaged_cache_files_are_422_and_never_fail_the_listing(service):
     """An attack round: a split without labels, dangling and external links, a virtual dataset over a file outside
     the data root, names that are not UTF-8, 10⁹ unwritten rows were 500s (or trained on zeros), and a registered
@@ -307,28 +316,21 @@ def test_malformed_members_a_compressed_file_and_a_copied_fingerprint_of_a_reada
 
     service.post("/api/datasets", json={"path": "images.zip"})
 
-    def swap(split, name, make):
-        def change(h5):
-            data = h5[f"{split}/{name}"][()]
-            del h5[f"{split}/{name}"]
-            make(h5[split], name, data)
-        return change
-
     bad = {
-        "group.h5": (swap("train", "labels", lambda g, n, d: g.create_group(n)), "train/labels is not a dataset"),
-        "labels2d.h5": (swap("val", "labels", lambda g, n, d: g.create_dataset(n, data=np.stack([d, d], 1))),
+        "group.h5": (_swap("train", "labels", lambda g, n, d: g.create_group(n)), "train/labels is not a dataset"),
+        "labels2d.h5": (_swap("val", "labels", lambda g, n, d: g.create_dataset(n, data=np.stack([d, d], 1))),
                         "val/labels is a 2-d int64 array"),
-        "floatlabels.h5": (swap("test", "labels", lambda g, n, d: g.create_dataset(n, data=d.astype(float))),
+        "floatlabels.h5": (_swap("test", "labels", lambda g, n, d: g.create_dataset(n, data=d.astype(float))),
                            "test/labels is a 1-d float64 array"),
     }
     for name, (change, said) in bad.items():
         resp = service.post("/api/caches", json={"path": _altered(service, name, change)})
         assert resp.status_code == 422 and said in resp.json()["detail"], (name, resp.text)
-    packed = _altered(service, "packed.h5", swap("train", "features", lambda g, n, d: g.create_dataset(
+    packed = _altered(service, "packed.h5", _swap("train", "features", lambda g, n, d: g.create_dataset(
         n, data=d, compression="gzip", chunks=(4, d.shape[1]))))
     assert service.post("/api/caches", json={"path": packed}).status_code == 201
     cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()  # the same features: packed's
-    wide = _altered(service, "wide.h5", lambda h5: [swap(s, "features", lambda g, n, d: g.create_dataset(
+    wide = _altered(service, "wide.h5", lambda h5: [_swap(s, "features", lambda g, n, d: g.create_dataset(
         n, data=np.zeros((d.shape[0], 16), np.float16)))(h5) for s in ("train", "val", "test")])
     resp = service.post("/api/caches", json={"path": wide})
     assert resp.status_code == 422 and resp.json()["detail"].startswith(
@@ -471,13 +473,6 @@ def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_no
 
     service.post("/api/datasets", json={"path": "images.zip"})
 
-    def replace(split, name, make):
-        def change(h5):
-            data = h5[f"{split}/{name}"][()]
-            del h5[f"{split}/{name}"]
-            make(h5[split], name, data)
-        return change
-
     def constant(rows):  # a constant train split of many rows, gzip: tiny on disk
         def change(h5):
             for name in ("features", "labels", "sources"):
@@ -493,15 +488,15 @@ def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_no
     cases = {
         "constant.h5": (constant(30_000), "999× compressed, which features of images never are"),
         "version.h5": (lambda h5: h5.attrs.__setitem__("schema_version", np.array([1, 1])), "has schema_version"),
-        "vlen.h5": (replace("test", "sources", lambda g, n, d: g.create_dataset(
+        "vlen.h5": (_swap("test", "sources", lambda g, n, d: g.create_dataset(
             n, data=np.array([np.arange(2, dtype=np.int32)] * d.shape[0] + [None], dtype=object)[:-1],
             dtype=h5py.vlen_dtype(np.int32))), "test/sources is a 1-d object array"),
-        "bigendian.h5": (replace("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(">f4"))),
+        "bigendian.h5": (_swap("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(">f4"))),
                          "val/features is a 2-d >f4 array"),
-        "huge64.h5": (replace("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(np.float64) * 1e300
+        "huge64.h5": (_swap("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(np.float64) * 1e300
                                                                                     + 1e300)),
                       "beyond float32's range (row 0 first)"),
-        "zero.h5": (lambda h5: [replace(s, "features", lambda g, n, d: g.create_dataset(
+        "zero.h5": (lambda h5: [_swap(s, "features", lambda g, n, d: g.create_dataset(
             n, data=np.zeros((d.shape[0], 0), np.float16)))(h5) for s in ("train", "val", "test")], "is incomplete or malformed"),
         "escape.h5": (lambda h5: h5.attrs.__setitem__("encoder", "effnet\x1b[31m\u202elite0"),
                       "the root attribute 'encoder' holds control or text-direction characters"),
@@ -515,10 +510,10 @@ def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_no
 
     with pytest.MonkeyPatch.context() as patch:  # a chunk over the limit (64 MiB; 4 KiB here)
         patch.setattr(caches, "_FEATURE_CHUNK_BYTES", 4096)
-        one = _altered(service, "onechunk.h5", replace("val", "features", lambda g, n, d: g.create_dataset(
+        one = _altered(service, "onechunk.h5", _swap("val", "features", lambda g, n, d: g.create_dataset(
             n, data=d, chunks=d.shape)))
         resp = service.post("/api/caches", json={"path": one})
         assert resp.status_code == 422 and "bytes (at most 4,096: repack it with smaller chunks" in resp.text
-    scaled = _altered(service, "scaleoffset.h5", replace("train", "features", lambda g, n, d: g.create_dataset(
+    scaled = _altered(service, "scaleoffset.h5", _swap("train", "features", lambda g, n, d: g.create_dataset(
         n, data=d.astype(np.float32), chunks=(3, d.shape[1]), scaleoffset=2)))
     assert service.post("/api/caches", json={"path": scaled}).status_code == 201
