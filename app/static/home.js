@@ -56,6 +56,13 @@
 
   const runOrder = { col: null, desc: true };  // the runs table's sort, kept across the 2 s refreshes
 
+  /** The probe a run ships, in words: "ERM (ce), linear head"; its loss and head from the run row. */
+  function probeLabel(run) {
+    if (!run.loss && !run.head) return "";
+    const loss = run.loss === "ce" ? "ERM (ce)" : run.loss || "?";
+    return `${loss}, ${run.head || "?"} head`;
+  }
+
   function runRow(run, ctx) {
     const s = run.summary || {};
     const ref = run.reference_run && ctx.runs[run.reference_run] ? run.reference_run : null;
@@ -68,6 +75,9 @@
         h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
         deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×")),
       h("td", { class: "name", "data-col": "name" }, run.name,
+        // what the probe is, under a name the user gave (a renamed "ERM reference v1" had lost its "ce/linear"), and
+        // an ERM run called so (a dashboard-only round read "ce/linear (balanced)" as a class-balanced loss)
+        h("div", { class: "muted ci", "data-col": "probe" }, probeLabel(run)),
         run.note ? h("div", { class: "muted ci run-note", title: run.note }, run.note.split("\n")[0].slice(0, 80)
           + (run.note.length > 80 || run.note.includes("\n") ? " …" : "")) : null),
       // the cache under its data set: two runs on one data set's caches of other splits read alike (a new-user round)

@@ -1181,6 +1181,10 @@ def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server
     assert shown == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     assert [k for k, _ in cells] == ["overall"] + [k for k in ("balanced", "easy", "medium", "hard")
                                                    if report["summary"]["group_ci"].get(k)]
+    # what each probe is, under its name, an ERM run called so (a dashboard-only round)
+    probes = driver.js(f"""return ['{finished.erm}', '{finished.mr2}'].map(id =>
+        document.querySelector(`tr[data-run="${{id}}"] [data-col=probe]`).textContent)""")
+    assert probes == ["ERM (ce), linear head", "mr2, linear head"]
 
 
 def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finished):
