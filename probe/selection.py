@@ -285,9 +285,12 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
         return ""
     hard, change = (format_delta(c[f"val_{k}_delta"], c[f"val_{k}_delta_ci"]) for k in ("hard", "overall"))
     bound = c["val_hard_delta_simultaneous_lo"]
-    bound = "" if bound is None or not math.isfinite(bound) else (
-        f"; its hard-third lower bound over the {m} is {signed_points(bound)} pt")
-    return f"The closest, {describe_params(c)}, moved the val hard third {hard} at {overall} {change}{bound}. "
+    if bound is None or not math.isfinite(bound):
+        return f"The closest, {describe_params(c)}, moved the val hard third {hard} at {overall} {change}. "
+    # closest by what decides: the hard-third lower bound, not the point estimates (a dashboard-only round found
+    # another candidate better on both of those and read "closest" as wrong)
+    return (f"The closest (the highest hard-third lower bound over the {m}, {signed_points(bound)} pt), "
+            f"{describe_params(c)}, moved the val hard third {hard} at {overall} {change}. ")
 
 
 def scores_as_reference(candidate: dict) -> bool:

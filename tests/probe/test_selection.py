@@ -126,8 +126,8 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
         choose_safe([ref, one_of_many, _cand(0.3, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01],
                                              val_overall_delta_simultaneous_lo=-0.001 - 0.0005)], 0, 0.0005)[2]
     # none passed a bound: the closest named with its deltas and its bound (a new-user round: only the demo said it)
-    assert ("Bonferroni over the 1). The closest, lr=0.1, moved the val hard third +2.0 pt [+0.4, +3.6] at overall "
-            "+0.0 pt [+0.0, +1.0] (within noise); its hard-third lower bound over the 1 is -0.2 pt. This run keeps"
+    assert ("Bonferroni over the 1). The closest (the highest hard-third lower bound over the 1, -0.2 pt), lr=0.1, "
+            "moved the val hard third +2.0 pt [+0.4, +3.6] at overall +0.0 pt [+0.0, +1.0] (within noise). This run keeps"
             ) in choose_safe([ref, one_of_many], 0)[2]
     same = _cand(0.5, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0], val_hard_delta_simultaneous_lo=0.0)
     assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, same], 0)[2]  # scored as the reference
