@@ -134,7 +134,7 @@
                     title: splitCounts(c) + (c.file ? ` · ${c.file}, registered by path` : "") + (c.problem ? ` · ${c.problem}` : "") },
           `${c.encoder}: ${count(cacheImages(c))}${cacheState(c)}`,
           c.labelled !== false && Number((c.counts || {}).train) > 0
-            ? h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch", title: "train probes on these features" }, " train")
+            ? h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch", title: "train probes on these features" }, " train a probe")
             : null,
           cacheDelete(c, ctx))]).flat()
         : h("span", { class: "muted" }, "not extracted yet")),

@@ -113,7 +113,7 @@
         h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
         h("div", { class: "source-pane", "data-source": "upload" },
           h("input", { type: "file", id: "archive", accept: ".zip,.tar,.tar.gz,.tgz" }),
-          h("div", { class: "hint" }, "zip / tar / tar.gz of class folders: train/<class>/*.jpg and test/<class>/*.jpg, or one tree that is split for you.")),
+          h("div", { class: "hint" }, "zip / tar / tar.gz of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.")),
         h("div", { class: "source-pane", "data-source": "path" },
           h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
         h("div", { class: "source-pane", "data-source": "cache" },
