@@ -52,6 +52,9 @@ _FEATURE_CHUNK_BYTES = 64 << 20  # features read at a time when a registration c
 # block of 65,536 rows at the widest width allowed was 32 GiB; a review), and the largest HDF5 chunk a registered
 # file may hold: one gzip chunk of 1 GiB was decompressed again for every block read (32 s for a 4.9 MB file, with
 # the other registrations waiting; an attack round). mr2probe extract writes chunks of 1,024 rows.
+# The band of rows whose chunks a reader decompresses to read any one of them (chunks[0] rows × the whole width,
+# whatever the chunks' width: h5py's own chunking of 14 M × 1,664 float32 makes 182 MB bands, which pass)
+MAX_ROW_BAND_BYTES = 512 << 20
 MAX_COMPRESSION = 20  # stored bytes of features may be this many times fewer than they hold: image features
 # compress by well under 2×; a 6 MB file declaring 20 M rows of constants cost minutes of every scoring request
 
@@ -83,9 +86,11 @@ def _unreadable_storage(features: Any) -> str | None:
     """How a features dataset's storage would cost a reader far more than its file does, or None: a chunk over
     ``_FEATURE_CHUNK_BYTES`` once decompressed, or more than ``MAX_COMPRESSION``× fewer bytes stored than held."""
     row_bytes = features.shape[1] * features.dtype.itemsize
-    if features.chunks is not None and features.chunks[0] * row_bytes > _FEATURE_CHUNK_BYTES:
-        return (f"chunks of {features.chunks[0] * row_bytes:,} bytes (at most {_FEATURE_CHUNK_BYTES:,}: repack it "
-                f"with smaller chunks, e.g. h5repack -l CHUNK=1024x{features.shape[1]})")
+    band = None if features.chunks is None else features.chunks[0] * row_bytes  # decompressed to read any row
+    if band is not None and band > MAX_ROW_BAND_BYTES:
+        return (f"chunks of {features.chunks[0]:,} rows: reading any row decompresses {band:,} bytes (at most "
+                f"{MAX_ROW_BAND_BYTES:,}; repack it with chunks of fewer rows, e.g. h5repack -l "
+                f"CHUNK=1024x{features.shape[1]})")
     stored, full = features.id.get_storage_size(), features.size * features.dtype.itemsize
     if full > _FEATURE_CHUNK_BYTES and stored * MAX_COMPRESSION < full:
         return (f"features stored in {stored:,} bytes for {full:,}: {full / max(stored, 1):,.0f}× compressed, "
@@ -194,11 +199,10 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     from feature_cache import CacheMismatch, open_cache
 
     cache = open_cache(path)
-    same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
-    here = next((row for row in same if row["path"] == str(path) and cache_problem(row) is None), None)
-    if here is not None:  # this very file, registered and unchanged: not read whole again (a review)
-        return here, False
+    # read whole every time: a file replaced at its path by one of the same fingerprint, classes and counts holding
+    # NaN features passed a shortcut for "this very file" (a review)
     counts = _check_readable(cache)
+    same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
     usable = next((row for row in same if cache_problem(row) is None), None)
     if same:  # the same features registered already
         known = usable or same[0]  # its readable cache, else the first, read at this path from now on

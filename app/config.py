@@ -133,7 +133,8 @@ class Settings(BaseSettings):
         """What the service writes and deletes in its data folder: no server path may lead into them (a cache file
         registered in caches/ went with its data set's deletion; an attack round). The rest of the data folder
         may hold a data root (``--data-root /srv/mr2/datasets`` beside ``--data-dir /srv/mr2``; a review)."""
-        return self.uploads_dir, self.caches_dir, self.runs_dir, self.db_path
+        database = [self.db_path.with_name(self.db_path.name + end) for end in ("", "-wal", "-shm", "-journal")]
+        return (self.uploads_dir, self.caches_dir, self.runs_dir, *database, self.data_dir / "worker.lock")
 
     @property
     def trusted_hosts(self) -> list[str]:

@@ -46,19 +46,28 @@ def usage_text(run_id: str, report: Any) -> str:
     """USAGE.md of a run's probe.zip: what the probe takes (the encoder and preprocessing its features came from)
     and how to apply it, with the CLI and in Python (a dashboard-only round found the zip without a word of either,
     the encoder only in head.json)."""
+    import shlex
+
+    from probe.export import markdown_escape as _md
+
     features = report.features
+    # every name and attribute from a data set or a cache file escaped as Markdown, quoted in the shell (a review:
+    # class names made images and links, and an encoder attribute ran a command pasted from the bash block)
     takes = ("features of an unknown encoder (this run's report predates their record)" if features is None else
-             f"features of the encoder `{features.encoder}`"
-             + (f", preprocessed as {json.dumps(features.preprocess, sort_keys=True)}" if features.preprocess else "")
-             + (f", weights sha256 `{features.weights_sha256[:16]}…`" if features.weights_sha256 else "")
+             f"features of the encoder {_md(features.encoder)}"
+             + (f", preprocessed as {_md(json.dumps(features.preprocess, sort_keys=True))}"
+                if features.preprocess else "")
+             + (f", weights sha256 {_md(features.weights_sha256[:16])}…" if features.weights_sha256 else "")
              + (", L2-normalised" if features.normalized else ""))
-    encoder = features.encoder if features is not None else "ENCODER"
+    encoder = shlex.quote(features.encoder) if features is not None else "ENCODER"
+    shown = ", ".join(_md(name) for name in report.class_names[:10])
+    more = f" and {len(report.class_names) - 10:,} more" if len(report.class_names) > 10 else ""
     return f"""# Probe of run {run_id}
 
-The first seed's head of run `{run_id}` ({len(report.class_names)} classes: {", ".join(report.class_names[:10])}
-{"and more" if len(report.class_names) > 10 else ""}). It takes {takes}; features of another encoder are refused.
+The first seed's head of run {run_id} ({len(report.class_names)} classes: {shown}{more}).
+It takes {takes}; features of another encoder are refused.
 
-With mr2probe (`pip install` the project; the folder `{run_id}/` of this zip is the run):
+With mr2probe (`pip install` the project; the folder {run_id}/ of this zip is the run):
 
 ```bash
 mr2probe extract --data NEW_IMAGES --encoder {encoder} --out new.h5 [--unlabelled]
@@ -70,7 +79,7 @@ In Python:
 ```python
 from feature_cache import open_cache
 from probe.deploy import RunProbe
-probe = RunProbe.load("{run_id}")
+probe = RunProbe.load({run_id!r})
 cache = open_cache("new.h5")
 probe.check_features(cache.provenance(), cache.num_features)   # raises on other features
 predicted, confidence = probe.predict_with_confidence(cache.load("test")[0])  # indices into probe.class_names

@@ -30,7 +30,7 @@ def _finite(x: float) -> float | None:
 
 
 _BEYOND = ("the 95 % interval leaves out 0 and the images it counts lean that way beyond chance (their differences' "
-           "exact paired sign-flip test, p ≤ 0.05; McNemar's exact test with one seed): 3 images all fixed resample to "
+           "paired sign-flip test, p ≤ 0.05; McNemar's exact test with one seed): 3 images all fixed resample to "
            "[+100, +100] and are p = 0.25 (a statistics review); null without intervals")
 
 
@@ -45,7 +45,8 @@ class CompareMetric(BaseModel):
                                          "an image a third of a seed better counts as one, so these can lean "
                                          "against delta, which weighs them (overall and the thirds; null for "
                                          "balanced accuracy and the worst class, whose images are not one set)")
-    p_value: Optional[float] = Field(None, description="exact paired sign-flip test of those images' differences")
+    p_value: Optional[float] = Field(None, description="paired sign-flip test of those images' differences (exact on "
+                                     "equal weights; a third of unequal classes by 20,000 draws past 16 images)")
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
 
 
@@ -59,7 +60,8 @@ class CompareClass(BaseModel):
     delta_ci: Optional[list[Num]] = None
     changed: Optional[list[int]] = Field(None, description="[other better, base better]: the class's test images "
                                          "the runs score differently")
-    p_value: Optional[float] = Field(None, description="exact paired sign-flip test of those images' differences")
+    p_value: Optional[float] = Field(None, description="paired sign-flip test of those images' differences (exact on "
+                                     "equal weights; a third of unequal classes by 20,000 draws past 16 images)")
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
 
 
@@ -110,8 +112,8 @@ def evidence(diff: np.ndarray, seeds: int, labels: np.ndarray | None = None) -> 
 def beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
     """The rule of ``beyond_noise``: the interval leaves out 0, the images lean its way (their summed difference has
     its sign: a macro mean and an image sum can part) and their sign-flip test passes; None without an interval."""
-    if interval is None or None in interval:
-        return None
+    if interval is None or not all(v is not None and math.isfinite(v) for v in interval):
+        return None  # no interval, or none that says anything (a third without test images: NaN; a review)
     lo, hi = interval
     return not lo <= 0 <= hi and (total > 0) == (lo > 0) and p_value <= SIGN_TEST_ALPHA
 
@@ -124,12 +126,12 @@ def held_back_sentence(label: str, changed: list[int], p_value: float) -> str:
         why = "only because so few images differ"
     else:  # the test passes the other way: the class-mean interval and the images' sum part (a review)
         why = "but its images lean the other way"
-    return (f" The {label} interval leaves out 0 {why} (exact test of its {sum(changed):,} differing images "
+    return (f" The {label} interval leaves out 0 {why} (sign-flip test of its {sum(changed):,} differing images "
             f"p = {p_value:.2g}): within noise.")
 
 
 def _too_few_to_tell(d: CompareDiscordant) -> bool:
-    """Whether the exact test of the images two runs score differently cannot tell them apart (p > α): what the
+    """Whether the test of the images two runs score differently cannot tell them apart (p > α): what the
     verdict sentence says, and what it weighs an interval that leaves out 0 against."""
     return d.p_value > SIGN_TEST_ALPHA
 
@@ -369,7 +371,7 @@ def _held_back(comparison: Comparison, metric: str) -> str:
     statistics review)."""
     named = [("hard", "hard third's")] + ([("overall", "overall")] if metric == "accuracy" else [])
     held = [(label, comparison.metrics[key]) for key, label in named if comparison.metrics[key].beyond_noise is False
-            and not comparison.metrics[key].delta_ci[0] <= 0 <= comparison.metrics[key].delta_ci[1]]
+            and not comparison.metrics[key].delta_ci[0] <= 0 <= comparison.metrics[key].delta_ci[1]]  # finite: see beyond_noise
     return "".join(held_back_sentence(label, m.changed, m.p_value) for label, m in held)
 
 

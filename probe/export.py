@@ -55,6 +55,9 @@ def _md(text: Any) -> str:
     return _MD_EMPHASIS.sub(r"\\\g<0>", text)
 
 
+markdown_escape = _md  # the same escaping for Markdown written elsewhere (app.shipped's USAGE.md)
+
+
 def _first_upper(text: str) -> str:
     """``text`` with its first letter upper-case and the rest as it is (str.capitalize lowers the rest: paths)."""
     return text[:1].upper() + text[1:]

@@ -942,7 +942,7 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         interval = [delta["hard"]["lo"], delta["hard"]["hi"]]
         outcome.selection.test_check = verdict_on_test(interval, p_value, total)
         held = (held_back_sentence("hard third's", changed, p_value)
-                if outcome.selection.test_check == "within_noise" and not interval[0] <= 0 <= interval[1] else "")
+                if beyond_noise(interval, p_value, total) is False and not interval[0] <= 0 <= interval[1] else "")
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(discordance(reference, predictions), "this run",
                                                                  "the reference") + held)

@@ -81,13 +81,13 @@
   const TEST_CHECKS = {
     holds: ["pos", "", "Held on test.", "on test the hard third's paired interval is above 0 and its images lean that way beyond chance"],
     within_noise: ["muted", "test: within noise", "Not confirmed on test: within noise.",
-                   "on test the hard-third difference to the reference holds 0 in its 95 % interval, or its images do not lean one way beyond chance (exact test p > 0.05)"],
+                   "on test the hard-third difference to the reference holds 0 in its 95 % interval, or its images do not lean one way beyond chance (sign-flip test p > 0.05)"],
     reversed: ["neg", "test: worse", "Reversed on test.", "on test the hard third is below the reference's: its interval below 0 and its images leaning that way"],
   };
 
   /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
    * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
-   * [other better, base better]) do not lean that way beyond chance (exact test `p`), which it then says, as the
+   * [other better, base better]) do not lean that way beyond chance (sign-flip test `p`), which it then says, as the
    * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
   function deltaSpan(d, ci, beyond, changed, p) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");

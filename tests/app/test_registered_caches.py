@@ -436,10 +436,10 @@ def test_a_path_in_the_service_s_own_folder_is_refused(tmp_path, extracted):
         assert client.post("/api/caches", json={"path": "features/images.h5"}).status_code == 201
 
 
-def test_the_finite_check_reads_blocks_by_bytes_and_a_file_registered_again_is_not_read_again(service, tmp_path,
-                                                                                              monkeypatch):
-    """A review: blocks of 65,536 rows whatever the width (32 GiB at the widest allowed), and the same file
-    registered again read whole again."""
+def test_the_finite_check_reads_blocks_by_bytes_and_a_file_registered_again_is_read_again(service, tmp_path,
+                                                                                          monkeypatch):
+    """A review: blocks of 65,536 rows whatever the width (32 GiB at the widest allowed); and a second review: a file
+    replaced at its path by one of the same fingerprint holding NaN passed a shortcut for "this very file"."""
     import h5py
     import numpy as np
 
@@ -455,9 +455,10 @@ def test_the_finite_check_reads_blocks_by_bytes_and_a_file_registered_again_is_n
         assert caches._nonfinite_rows(h5["x"]) is None
     service.post("/api/datasets", json={"path": "images.zip"})
     first = service.post("/api/caches", json={"path": "features/images.h5"})
-    monkeypatch.setattr(caches, "_check_readable", lambda cache: pytest.fail("read whole again"))
+    with h5py.File(service.root / "features" / "images.h5", "r+") as h5:
+        h5["val/features"][0, 0] = np.nan
     again = service.post("/api/caches", json={"path": "features/images.h5"})
-    assert (first.status_code, again.status_code) == (201, 200) and again.json()["id"] == first.json()["id"]
+    assert first.status_code == 201 and again.status_code == 422 and "NaN" in again.json()["detail"]
 
 
 def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_not(service):
@@ -508,12 +509,12 @@ def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_no
         assert resp.status_code == 422 and said in resp.json()["detail"], (name, resp.text)
     from app import caches
 
-    with pytest.MonkeyPatch.context() as patch:  # a chunk over the limit (64 MiB; 4 KiB here)
-        patch.setattr(caches, "_FEATURE_CHUNK_BYTES", 4096)
+    with pytest.MonkeyPatch.context() as patch:  # a band of chunk rows over the limit (512 MiB; 4 KiB here)
+        patch.setattr(caches, "MAX_ROW_BAND_BYTES", 4096)
         one = _altered(service, "onechunk.h5", _swap("val", "features", lambda g, n, d: g.create_dataset(
             n, data=d, chunks=d.shape)))
         resp = service.post("/api/caches", json={"path": one})
-        assert resp.status_code == 422 and "bytes (at most 4,096: repack it with smaller chunks" in resp.text
+        assert resp.status_code == 422 and "reading any row decompresses" in resp.text and "(at most 4,096;" in resp.text
     scaled = _altered(service, "scaleoffset.h5", _swap("train", "features", lambda g, n, d: g.create_dataset(
         n, data=d.astype(np.float32), chunks=(3, d.shape[1]), scaleoffset=2)))
     assert service.post("/api/caches", json={"path": scaled}).status_code == 201

@@ -213,7 +213,7 @@ def test_a_difference_of_a_few_images_is_called_too_few_to_tell_apart():
     assert cmp.verdict_text.endswith("The runs differ on 4 of 18 test images (other better on 0, base on 4, by the "
                                      "share of their 3 seeds right on each): too few or too even to tell them apart "
                                      "(exact paired sign-flip test of the seed means p = 0.12). The overall interval "
-                                     "leaves out 0 only because so few images differ (exact test of its 4 differing "
+                                     "leaves out 0 only because so few images differ (sign-flip test of its 4 differing "
                                      "images p = 0.12): within noise.")
     same = compare_reports(base, base, (Predictions(labels, base_pred, conf),) * 2)
     assert same.discordant.p_value == 1.0 and same.verdict_text.endswith("The runs agree on every one of the 18 "
@@ -306,7 +306,7 @@ def test_a_class_whose_few_changed_images_are_all_one_way_is_not_beyond_noise():
     hard = cmp.metrics["hard"]
     assert hard.delta_ci == [1.0, 1.0] and hard.changed == [3, 0] and hard.beyond_noise is False
     assert "hard  " in format_comparison(cmp, width=200) and cmp.verdict_text.endswith(
-        "The hard third's interval leaves out 0 only because so few images differ (exact test of its 3 differing "
+        "The hard third's interval leaves out 0 only because so few images differ (sign-flip test of its 3 differing "
         "images p = 0.25): within noise.")
     assert cmp.metrics["overall"].beyond_noise is True and cmp.metrics["worst_class"].beyond_noise is None
 
@@ -415,4 +415,4 @@ def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of
     assert hard.delta == pytest.approx(-0.425) and hard.delta_ci[1] < 0 and hard.changed == [30, 5]
     assert 0.05 < hard.p_value < 0.07 and hard.beyond_noise is False  # 5 of 5 one way weighs as 1/16 = 0.0625
     assert cmp.verdict_text.endswith("The hard third's interval leaves out 0 only because so few images differ "
-                                     f"(exact test of its 35 differing images p = {hard.p_value:.2g}): within noise.")
+                                     f"(sign-flip test of its 35 differing images p = {hard.p_value:.2g}): within noise.")
