@@ -206,6 +206,10 @@ class Comparison(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="what limits a comparison on other images "
                                 "(scored_on): images of classes the runs lack, the runs' own train or val images, "
                                 "features checked by encoder name only")
+    probes: Optional[dict[Literal["base", "other"], str]] = Field(
+        None, description="what each run's probe is, in words ('ERM (ce), linear head'; 'group_dro (eta=0.01), "
+        "linear head, preset disparity'): an export read by someone else named the runs by id alone (a "
+        "dashboard-only round)")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
@@ -323,6 +327,7 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
                  for k, name in enumerate(base.class_names)]
     return Comparison(base=base.run_id, other=other.run_id, grouping=CompareGrouping(groups=groups, note=note),
                       metrics=metrics, per_class=per_class, cost=_cost(base, other),
+                      probes={"base": probe_words(base), "other": probe_words(other)},
                       calibration=(None if base.calibration is None or other.calibration is None
                                    else {"base": base.calibration, "other": other.calibration}))
 
@@ -424,10 +429,23 @@ METRIC_HEADER = ["metric", "base", "other", "Δ points [95% interval]"]
 CLASS_HEADER = ["class", "group", "base", "other", "Δ points [95% interval]"]
 
 
+def probe_words(report: Report) -> str:
+    """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, and
+    its preset when it had one."""
+    from .report import loss_label
+
+    config = report.config
+    loss = "ERM (ce)" if config.get("loss") == "ce" else loss_label(config)
+    preset = report.selection.preset
+    return f"{loss}, {config.get('head', '?')} head" + (f", preset {preset.name}" if preset is not None else "")
+
+
 def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
-    """The lines above a comparison's tables, as (label, text): what was compared on which groups, the verdict,
-    the features where they differ, the cost."""
+    """The lines above a comparison's tables, as (label, text): what was compared on which groups, the probes, the
+    verdict, the features where they differ, the cost."""
     facts = [("compared", f"base {comparison.base} vs other {comparison.other}: {comparison.grouping.note}")]
+    if comparison.probes is not None:
+        facts.append(("probes", f"base {comparison.probes['base']}; other {comparison.probes['other']}"))
     if comparison.verdict_text:
         facts.append(("verdict", comparison.verdict_text))
     beyond = classes_beyond_noise(comparison.per_class)

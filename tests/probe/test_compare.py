@@ -376,6 +376,13 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
     assert erm.grouping.note == "groups from the run's own validation accuracy (seed mean), ranked by the run itself"
     note = compare_reports(erm, erm).grouping.note
     assert "ranked by the run itself" in note and "no reference run" not in note
+    # and says what each probe is: an export passed on named the runs by id alone (a dashboard-only round)
+    from probe.export import comparison_markdown
+
+    focal = run_probe(data, NAMES, ProbeConfig(loss="focal", epochs=2, seeds=[0], cv=0))
+    cmp = compare_reports(erm, focal)
+    assert cmp.probes == {"base": "ERM (ce), linear head", "other": "focal (gamma_focal=2), linear head"}
+    assert "- **Probes:** base ERM (ce), linear head; other focal (gamma_focal=2), linear head" in comparison_markdown(cmp)
 
 
 def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of_their_own_mean():
