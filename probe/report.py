@@ -67,7 +67,7 @@ READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; t
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
-                     "top_confusions")
+                     "top_confusions", "n_val")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 # The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
 # (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
@@ -370,6 +370,9 @@ class PerClassRow(_Model):
     group: Literal["easy", "medium", "hard"]
     n_train: NonNegativeInt
     n_test: NonNegativeInt
+    n_val: Optional[NonNegativeInt] = Field(None, description="the class's validation images (carved from train when "
+                                            "no val split was given): selection scores them, the final probe does "
+                                            "not train on them; null in reports written before it")
     accuracy: Num
     accuracy_std: Num
     accuracy_per_seed: NumList
@@ -645,7 +648,7 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
 
 
 def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list[int]], trainer,
-               n_train: np.ndarray, mean_acc: np.ndarray) -> list[PerClassRow]:
+               n_train: np.ndarray, mean_acc: np.ndarray, n_val: np.ndarray | None = None) -> list[PerClassRow]:
     num_classes = len(class_names)
     names_of = group_of(groups, num_classes)
     test_acc = np.stack([e.test_per_class for e in evaluations])          # (S, K)
@@ -657,6 +660,7 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
     counts = evaluations[0].test_counts
     return [
         PerClassRow(index=k, name=class_names[k], group=names_of[k], n_train=int(n_train[k]), n_test=int(counts[k]),
+                    n_val=None if n_val is None else int(n_val[k]),
                     accuracy=mean_acc[k], accuracy_std=acc_std[k], accuracy_per_seed=test_acc[:, k],
                     val_accuracy=val_mean[k], r2=r2[k], r=math.sqrt(r2[k]) if np.isfinite(r2[k]) else None,
                     spread=spread[k], gamma=gamma[k], output_margin=out_margin[k], sample_margin_min=sm_min[k],
@@ -681,7 +685,7 @@ def loss_label(config: dict[str, Any]) -> str:
 
 def build_report(*, run_id: str | None, config, selected: dict, selection: Selection, class_names: list[str],
                  groups: dict[str, list[int]], reference: Report | None, evaluations: list, trainer,
-                 n_train: np.ndarray, val_source: str = "given", diagnostics=None,
+                 n_train: np.ndarray, val_source: str = "given", diagnostics=None, n_val: np.ndarray | None = None,
                  stability: list[float] | None = None, warnings: list[str] | None = None,
                  timing: Timing | None = None, features: FeatureSource | None = None,
                  calibration: dict | None = None) -> Report:
@@ -705,7 +709,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         posthoc = Posthoc(objective=config.posthoc_objective, guard=config.posthoc_guard,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
     val_mean = nan_mean([e.val_per_class for e in evaluations])
-    per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc)
+    per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc, n_val)
     if diagnostics is not None:
         per_class = [PerClassRow.model_validate({**row.model_dump(), **extra})
                      for row, extra in zip(per_class, diagnostics.rows)]

@@ -740,6 +740,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
         selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,
         evaluations=evaluations, trainer=outcome.first,
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
+        n_val=np.bincount(splits.val[1], minlength=splits.num_classes),
         diagnostics=test_diagnostics(predictions, class_names, groups),
         calibration=calibration,
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,

@@ -558,7 +558,9 @@
       + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
       + "definitions). Stability: in how many bootstrap resamples of the ranking split the class kept its third. rₖ: "
       + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
-      + "output margin: the mean over its test images of its own probability less the largest other.");
+      + "output margin: the mean over its test images of its own probability less the largest other. n val: the class's "
+      + "validation images, carved from train when none were given: selection scores them, the shipped probe does not "
+      + "train on them (8 uploaded train images read 7 under n train; a dashboard-only round).");
   }
 
   const VAL_COLUMN = "val (ranked the groups)";
@@ -581,14 +583,15 @@
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);
     // the columns a user cannot guess (a new-user round): said under the table
     cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)],
-              ["n train", (r) => count(r.n_train)], ["n test", (r) => count(r.n_test)]);
+              ["n train", (r) => count(r.n_train)], ["n val", (r) => (isNum(r.n_val) ? count(r.n_val) : "–")],
+              ["n test", (r) => count(r.n_test)]);
     if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
-    const numeric = new Set([VAL_COLUMN, "accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n test"]);
+    const numeric = new Set([VAL_COLUMN, "accuracy", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n val", "n test"]);
     // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
     const sortBy = { [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
-      "n train": (r) => r.n_train, "n test": (r) => r.n_test };
+      "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };
     const all = byAccuracy(report), shown = everyClass ? all : all.slice(0, PER_CLASS_ROWS);
     const rows = shown.map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
       class: numeric.has(name) ? "num" : name === "most confused with" || name === "class" ? "wrap" : "",

@@ -931,6 +931,9 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     # them itself; a class "easy" at 60 % test beside one "hard" at 90 % looked wrong without it: a new-user round)
     heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent)")
     assert heads[:4] == ["class", "group", "val (ranked the groups)", "accuracy"], heads
+    # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images
+    # for the 8 it uploaded)
+    assert heads.index("n val") == heads.index("n train") + 1 and heads.index("n test") == heads.index("n val") + 1
     erm_val = {r["name"]: r["val_accuracy"] for r in httpx.get(
         f"{base}/api/reports/{launch_service.launched['erm']}").json()["per_class"]}
     shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r =>

@@ -109,7 +109,7 @@ def test_csv_header_and_rows():
     assert rows[0] == ["index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                        "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                        "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
-                       "top_confusions"]
+                       "top_confusions", "n_val"]
     assert len(rows) == 4
     assert rows[2][:5] == ["1", "dog", "hard", "50", "10"]
     assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][17] == ""  # gamma null → empty cell
@@ -313,3 +313,6 @@ def test_the_csv_holds_each_class_s_stability_and_confusions_as_the_other_views_
     for row, cls in zip(rows, report.per_class):
         assert row["top_confusions"] == ", ".join(f"{c.name} ({100 * c.rate:.1f})" for c in cls.top_confusions)
     assert any(row["top_confusions"] for row in rows)
+    # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images for
+    # the 8 it uploaded: one was carved off for validation)
+    assert [int(r["n_val"]) for r in rows] == [50, 50, 50] and [c.n_val for c in report.per_class] == [50, 50, 50]
