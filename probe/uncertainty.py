@@ -328,18 +328,21 @@ def sign_test(up: int, down: int) -> float:
     n, low = up + down, min(up, down)
     if n == 0 or up == down:
         return 1.0
-    i = np.arange(low, dtype=np.float64)
-    # log(C(n, i) / 2ⁿ) for i = 0 .. low: C(n, i + 1) = C(n, i) · (n − i) / (i + 1)
-    log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
+    log_terms = _log_binomial_half(n, low)
     top = log_terms.max()
     return min(1.0, 2.0 * math.exp(top + math.log(np.exp(log_terms - top).sum())))
 
 
+def _log_binomial_half(n: int, upto: int) -> np.ndarray:
+    """log P(X = i), i = 0 .. ``upto``, for X ~ Binomial(n, 1/2): C(n, i + 1) = C(n, i) · (n − i) / (i + 1), in log
+    space (no overflow at 10⁵)."""
+    i = np.arange(upto, dtype=np.float64)
+    return np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
+
+
 def _binomial_half(n: int) -> np.ndarray:
-    """P(X = i), i = 0 .. n, for X ~ Binomial(n, 1/2), from log terms (no overflow at 10⁵)."""
-    i = np.arange(n, dtype=np.float64)
-    log_terms = np.concatenate([[0.0], np.cumsum(np.log(n - i) - np.log(i + 1))]) - n * math.log(2.0)
-    return np.exp(log_terms)
+    """P(X = i), i = 0 .. n, for X ~ Binomial(n, 1/2)."""
+    return np.exp(_log_binomial_half(n, n))
 
 
 # Differing images up to which a sign-flip test of unequally weighted differences enumerates every sign pattern
