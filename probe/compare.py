@@ -21,7 +21,7 @@ from .uncertainty import observed_class_accuracy
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
-           "evidence", "beyond_noise", "held_back_sentence", "paired_seeds",
+           "evidence", "group_evidence", "beyond_noise", "held_back_sentence", "paired_seeds",
            "METRIC_HEADER", "CLASS_HEADER"]
 
 
@@ -82,10 +82,14 @@ class CompareDiscordant(BaseModel):
 
 def discordance(base, other) -> CompareDiscordant:
     """:class:`CompareDiscordant` of two runs' :class:`probe.predictions.Predictions` of the same test images."""
-    diff = other.correct - base.correct
-    (up, down), p_value, _ = evidence(diff, paired_seeds(base, other))
-    return CompareDiscordant(images=int(diff.size), other_better=up, base_better=down, p_value=p_value,
-                             seeds=max(len(base.predicted), len(other.predicted)))
+    changed, p_value, _ = evidence(other.correct - base.correct, paired_seeds(base, other))
+    return _discordant(base, other, changed, p_value)
+
+
+def _discordant(base, other, changed: list[int], p_value: float) -> CompareDiscordant:
+    """:class:`CompareDiscordant` of the test images' ``changed`` counts and their test (:func:`evidence`)."""
+    return CompareDiscordant(images=int(base.labels.size), other_better=changed[0], base_better=changed[1],
+                             p_value=p_value, seeds=max(len(base.predicted), len(other.predicted)))
 
 
 def paired_seeds(base, other) -> int:
@@ -109,6 +113,13 @@ def evidence(diff: np.ndarray, seeds: int, labels: np.ndarray | None = None) -> 
     return [int((diff > 0).sum()), int((diff < 0).sum())], sign_flip_test(diff, seeds, weights), total
 
 
+def group_evidence(base, other, classes: list[int]) -> tuple[list[int], float, float]:
+    """:func:`evidence` of the test images of ``classes`` (a third), weighed as their macro mean, of two runs'
+    :class:`probe.predictions.Predictions`: what compare's third rows and a run's ``test_check`` read."""
+    mask = np.isin(base.labels, classes)
+    return evidence((other.correct - base.correct)[mask], paired_seeds(base, other), base.labels[mask])
+
+
 def beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
     """The rule of ``beyond_noise``: the interval leaves out 0, the images lean its way (their summed difference has
     its sign: a macro mean and an image sum can part) and their sign-flip test passes; None without an interval."""
@@ -118,10 +129,13 @@ def beyond_noise(interval: list | None, p_value: float, total: float) -> bool | 
     return not lo <= 0 <= hi and (total > 0) == (lo > 0) and p_value <= SIGN_TEST_ALPHA
 
 
-def held_back_sentence(label: str, changed: list[int], p_value: float) -> str:
-    """What a verdict adds where an interval leaves out 0 but its images do not say the same (``beyond_noise``
-    false): a percentile bootstrap of a few differing images is too narrow (3 of 15 all one way: [-33, -7] pt),
-    and the exact test of those images is the one that holds, so the sentence must not say both."""
+def held_back_sentence(label: str, interval: list | None, changed: list[int], p_value: float,
+                       beyond: bool | None) -> str:
+    """What a verdict adds where an interval leaves out 0 but its images do not say the same (``beyond`` false,
+    :func:`beyond_noise`), else "": a percentile bootstrap of a few differing images is too narrow (3 of 15 all one
+    way: [-33, -7] pt), and the test of those images is the one that holds, so the sentence must not say both."""
+    if beyond is not False or interval[0] <= 0 <= interval[1]:  # beyond is None without finite bounds
+        return ""
     if p_value > SIGN_TEST_ALPHA:
         why = "only because so few images differ"
     else:  # the test passes the other way: the class-mean interval and the images' sum part (a review)
@@ -353,8 +367,8 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     overall.changed, overall.p_value, total = evidence(diff, seeds)
     overall.beyond_noise = beyond_noise(overall.delta_ci, overall.p_value, total)
     for g in GROUP_NAMES:
-        mask, row = np.isin(base.labels, comparison.grouping.groups.get(g, [])), comparison.metrics[g]
-        row.changed, row.p_value, total = evidence(diff[mask], seeds, base.labels[mask])
+        row = comparison.metrics[g]
+        row.changed, row.p_value, total = group_evidence(base, other, comparison.grouping.groups.get(g, []))
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
     order = np.argsort(base.labels, kind="stable")
     by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
@@ -362,9 +376,7 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.delta_ci = interval.tolist()
         row.changed, row.p_value, total = evidence(class_diff, seeds)
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
-    comparison.discordant = CompareDiscordant(images=int(diff.size), other_better=overall.changed[0],
-                                              base_better=overall.changed[1], p_value=overall.p_value,
-                                              seeds=max(len(base.predicted), len(other.predicted)))
+    comparison.discordant = _discordant(base, other, overall.changed, overall.p_value)
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
     comparison.verdict_text += _held_back(comparison, metric)
@@ -375,9 +387,9 @@ def _held_back(comparison: Comparison, metric: str) -> str:
     their images do not say the same (the hard third's said it bare while its class row said "within noise"; a
     statistics review)."""
     named = [("hard", "hard third's")] + ([("overall", "overall")] if metric == "accuracy" else [])
-    held = [(label, comparison.metrics[key]) for key, label in named if comparison.metrics[key].beyond_noise is False
-            and not comparison.metrics[key].delta_ci[0] <= 0 <= comparison.metrics[key].delta_ci[1]]  # finite: see beyond_noise
-    return "".join(held_back_sentence(label, m.changed, m.p_value) for label, m in held)
+    metrics = comparison.metrics
+    return "".join(held_back_sentence(label, metrics[key].delta_ci, metrics[key].changed, metrics[key].p_value,
+                                      metrics[key].beyond_noise) for key, label in named)
 
 
 def _pct(x: float | None, signed: bool = False) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
 from .calibration import calibration_summary, confidence_warning
-from .compare import beyond_noise, discordance, discordance_sentence, evidence, held_back_sentence, paired_seeds
+from .compare import beyond_noise, discordance, discordance_sentence, group_evidence, held_back_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
@@ -937,13 +937,10 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         reference = _predictions(ref_evaluations, splits.test[1])
         metric = outcome.config.overall_metric
         delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
-        hard = np.isin(splits.test[1], groups.get("hard", []))
-        changed, p_value, total = evidence((predictions.correct - reference.correct)[hard],
-                                           paired_seeds(reference, predictions), splits.test[1][hard])
+        changed, p_value, total = group_evidence(reference, predictions, groups.get("hard", []))
         interval = [delta["hard"]["lo"], delta["hard"]["hi"]]
         outcome.selection.test_check = verdict_on_test(interval, p_value, total)
-        held = (held_back_sentence("hard third's", changed, p_value)
-                if beyond_noise(interval, p_value, total) is False and not interval[0] <= 0 <= interval[1] else "")
+        held = held_back_sentence("hard third's", interval, changed, p_value, beyond_noise(interval, p_value, total))
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(discordance(reference, predictions), "this run",
                                                                  "the reference") + held)
