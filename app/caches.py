@@ -49,9 +49,9 @@ MAX_ROWS = 50_000_000  # images in one split of a registered cache (ImageNet-21k
 # declaring 4,000,000 took a job to 3.5 GB and another's adapter to a 65 GB allocation (an attack round).
 MAX_FEATURES = 65_536
 _FEATURE_CHUNK_BYTES = 64 << 20  # features read at a time when a registration checks they are finite (by bytes: a
-# block of 65,536 rows at the widest width allowed was 32 GiB; a review), and the largest HDF5 chunk a registered
-# file may hold: one gzip chunk of 1 GiB was decompressed again for every block read (32 s for a 4.9 MB file, with
-# the other registrations waiting; an attack round). mr2probe extract writes chunks of 1,024 rows.
+# block of 65,536 rows at the widest width allowed was 32 GiB; a review), in whole chunks: one gzip chunk of 1 GiB
+# was decompressed again for every block read (32 s for a 4.9 MB file, with the other registrations waiting; an
+# attack round). mr2probe extract writes chunks of 1,024 rows.
 # The band of rows whose chunks a reader decompresses to read any one of them (chunks[0] rows × the whole width,
 # whatever the chunks' width: h5py's own chunking of 14 M × 1,664 float32 makes 182 MB bands, which pass)
 MAX_ROW_BAND_BYTES = 512 << 20
@@ -69,7 +69,7 @@ def _unwritten(data: Any) -> str | None:
     declaring 5 M rows with one chunk written was registered, and one GET read 1.5 GB of zeros; an attack round)."""
     import math
 
-    stored, full = data.id.get_storage_size(), data.size * data.dtype.itemsize
+    stored, full = _stored_and_held(data)
     name = data.name.rsplit("/", 1)[-1]
     filtered = data.id.get_create_plist().get_nfilters() > 0  # any filter: gzip, lzf, scale-offset (a scale-offset
     if data.size and (stored == 0 or (not filtered and stored < full)):  # file read as incomplete; an attack round)
@@ -82,16 +82,22 @@ def _unwritten(data: Any) -> str | None:
     return None
 
 
+def _stored_and_held(data: Any) -> tuple[int, int]:
+    """Bytes an HDF5 dataset stores on disk and bytes it holds once read."""
+    return data.id.get_storage_size(), data.size * data.dtype.itemsize
+
+
 def _unreadable_storage(features: Any) -> str | None:
-    """How a features dataset's storage would cost a reader far more than its file does, or None: a chunk over
-    ``_FEATURE_CHUNK_BYTES`` once decompressed, or more than ``MAX_COMPRESSION``× fewer bytes stored than held."""
+    """How a features dataset's storage would cost a reader far more than its file does, or None: a band of chunk
+    rows over ``MAX_ROW_BAND_BYTES`` once decompressed, or more than ``MAX_COMPRESSION``× fewer bytes stored than
+    held."""
     row_bytes = features.shape[1] * features.dtype.itemsize
     band = None if features.chunks is None else features.chunks[0] * row_bytes  # decompressed to read any row
     if band is not None and band > MAX_ROW_BAND_BYTES:
         return (f"chunks of {features.chunks[0]:,} rows: reading any row decompresses {band:,} bytes (at most "
                 f"{MAX_ROW_BAND_BYTES:,}; repack it with chunks of fewer rows, e.g. h5repack -l "
                 f"CHUNK=1024x{features.shape[1]})")
-    stored, full = features.id.get_storage_size(), features.size * features.dtype.itemsize
+    stored, full = _stored_and_held(features)
     if full > _FEATURE_CHUNK_BYTES and stored * MAX_COMPRESSION < full:
         return (f"features stored in {stored:,} bytes for {full:,}: {full / max(stored, 1):,.0f}× compressed, "
                 "which features of images never are")
