@@ -65,7 +65,35 @@ def launch_choices() -> dict[str, Any]:
                      for name, e in ENCODERS.items()],
         "heads": [{"name": name, "formula": spec.summary} for name, spec in HEADS.items()],
         "presets": [{"name": name, "why": p.why} for name, p in PRESETS.items()],
+        "methods": second_probes(),
         "cv": {"default": DEFAULT_CV_FOLDS, "min": MIN_CV_FOLDS, "max": MAX_CV_FOLDS,
                "min_val_per_class": MIN_VAL_PER_CLASS},
         "overall_metrics": list(OVERALL_METRICS), "imbalance_ratio": IMBALANCE_RATIO,
     }
+
+
+# What the launch form says of a second probe trained with a loss of the registry, and of the post-hoc bias.
+_DECISION = ("Trained after the ERM reference with the disparity-aware decision (select='hard'): its configuration "
+             "replaces ERM's only where validation shows a hard-third gain beyond noise that costs at most the "
+             "overall-accuracy budget; otherwise the run is ERM. The loss's own options keep their registry defaults "
+             "(the API's loss_options_grid selects them).")
+_POSTHOC = ("ERM, then a per-class logit bias fitted on validation to raise the hard third. The guard applies it to a "
+            "seed only where cross-fitting on validation shows a hard-third gain beyond noise that costs at most the "
+            "overall-accuracy budget; otherwise the run is ERM.")
+
+
+def second_probes() -> list[dict[str, Any]]:
+    """The probes the launch form offers after the ERM reference, in its order, by ``group``: each preset (the
+    recommended method first), each loss of the registry other than ERM's with the disparity-aware decision, and
+    ERM with the guarded post-hoc bias. ``probe`` is the request's fields (the form adds the head, epochs, ... and
+    the budget); ``head``, the head a loss needs (``None``: any)."""
+    from probe import LOSSES, PRESETS
+
+    return ([{"name": name, "group": "preset", "label": f"{name} (recommended)", "probe": {"preset": name},
+              "why": p.why, "head": None} for name, p in PRESETS.items()]
+            + [{"name": name, "group": "loss", "label": name + (" (cosine head)" if spec.input == "cosine" else ""),
+                "probe": {"loss": name, "select": "hard"}, "why": f"{spec.summary}. {_DECISION}",
+                "head": "cosine" if spec.input == "cosine" else None}
+               for name, spec in LOSSES.items() if name != "ce"]
+            + [{"name": "posthoc_bias", "group": "posthoc", "label": "ERM + post-hoc logit bias (guarded)",
+                "probe": {"loss": "ce", "posthoc_bias": True}, "why": _POSTHOC, "head": None}])

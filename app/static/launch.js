@@ -1,8 +1,9 @@
 /* "/launch": upload an archive or register a server-side folder (or pick a registered data set, or a feature cache
    extracted already: one of the service's or a cache file on the server registered here, POST /api/caches), choose the
-   encoder, head, preset, overall-accuracy budget and what "overall" means, start the pipeline (ERM reference + the chosen preset),
+   encoder, head, second probe (a preset, a loss or the post-hoc bias), overall-accuracy budget and what "overall" means, start
+   the pipeline (ERM reference + the second probe),
    watch it, cancel it, and land on the report. "/launch?job={id}" watches an existing job.
-   The choices (encoders, heads, presets) come from GET /launch/choices, i.e. from the registries. */
+   The choices (encoders, heads, second probes) come from GET /launch/choices, i.e. from the registries. */
 (function () {
   "use strict";
   const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText } = window.Dash;
@@ -12,7 +13,7 @@
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
   const FIELD_OF = { dataset_id: "dataset", cache_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
-                     head: "head", preset: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", epochs: "limits" };
+                     head: "head", preset: "preset", loss: "preset", select: "preset", posthoc_bias: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", epochs: "limits" };
 
   function field(label, input, key, hint) {
     return h("div", { class: "field" }, h("label", { for: input.id }, label), input,
@@ -94,17 +95,17 @@
     const encoder = h("input", { id: "encoder", list: "encoder-list", value: choices.encoders[0].pattern, autocomplete: "off", required: "required" });
     const head = h("select", { id: "head" }, h("option", { value: "" }, "encoder default"),
       choices.heads.map((x) => h("option", { value: x.name }, `${x.name} — ${x.formula}`)));
-    const preset = h("select", { id: "preset" }, choices.presets.map((p) => h("option", { value: p.name }, p.name)),
-      h("option", { value: "" }, "none: the ERM reference only"));
+    const preset = methodSelect(choices.methods);
     const presetWhy = h("div", { class: "hint", id: "preset-why" });
     const syncWhy = () => {
-      const p = choices.presets.find((x) => x.name === preset.value);
-      presetWhy.textContent = p ? p.why : "Only the ERM reference probe is trained.";
+      const m = choices.methods.find((x) => x.name === preset.value);
+      presetWhy.textContent = m ? m.why : "Only the ERM reference probe is trained.";
       const budget = form && form.querySelector("#budget");
-      if (budget) budget.disabled = !p;  // the budget applies to the disparity-aware probe only
+      if (budget) budget.disabled = !m;  // the budget applies to the second probe only
     };
     let form = null;
     preset.addEventListener("change", syncWhy);
+    head.addEventListener("change", () => syncHead(head, preset));
     datasetSelect.addEventListener("change", () => syncImbalance(form, datasets, choices));
     form = h("form", { id: "launch-form", novalidate: "novalidate" },
       h("fieldset", {}, h("legend", {}, "1 · Images"),
@@ -136,12 +137,12 @@
       h("fieldset", { class: "probes-only" }, h("legend", {}, "3 · Probes"),
         h("div", { class: "fields" },
           field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
-          field("Preset (second probe)", preset, "preset", "the disparity-aware probe trained after the ERM reference"),
+          field("Second probe", preset, "preset", "trained after the ERM reference and compared with it: the recommended preset, a loss of the registry, or the post-hoc bias"),
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
-                "The largest drop in validation overall accuracy the disparity-aware probe may pay for a better hard third; 0: none."),
+                "The largest drop in validation overall accuracy the second probe may pay for a better hard third; 0: none."),
           overallField(choices.overall_metrics),
           cvField(choices.cv)),
-        h("details", { class: "preset-details" }, h("summary", {}, "Why this preset"), presetWhy)),
+        h("details", { class: "preset-details" }, h("summary", {}, "What this probe does"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
           field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),
@@ -157,9 +158,30 @@
     };
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
     form.addEventListener("change", () => syncUnlabelled(form, datasets));
-    sync(); syncWhy(); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
+    sync(); syncWhy(); syncHead(head, preset); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") syncImbalance(form, datasets, choices); });
     return form;
+  }
+
+  /** The second probe's choices (GET /launch/choices "methods"), grouped; each option carries its request fields. */
+  function methodSelect(methods) {
+    const groups = { preset: "recommended", loss: "a loss, with the disparity-aware decision", posthoc: "post-hoc" };
+    return h("select", { id: "preset" },
+      Object.entries(groups).map(([group, label]) => h("optgroup", { label }, methods.filter((m) => m.group === group).map((m) =>
+        h("option", { value: m.name, "data-probe": JSON.stringify(m.probe), "data-head": m.head }, m.label)))),
+      h("option", { value: "" }, "none: the ERM reference only"));
+  }
+
+  /** A loss that needs another head than the one picked is greyed out (and left, if it was picked). */
+  function syncHead(head, method) {
+    for (const option of method.querySelectorAll("option[data-head]")) {
+      option.disabled = Boolean(head.value) && option.dataset.head !== head.value;
+      option.title = option.disabled ? `needs the ${option.dataset.head} head` : "";
+    }
+    if (method.selectedOptions[0] && method.selectedOptions[0].disabled) {
+      method.value = method.options[0].value;
+      method.dispatchEvent(new Event("change"));
+    }
   }
 
   /** Unlabelled images (an upload or folder ticked so, or a registered data set of them) are only extracted. */
@@ -216,11 +238,11 @@
 
   const intOrNull = (id) => { const v = document.getElementById(id).value.trim(); return v === "" ? null : Number(v); };
 
-  /** The POST /api/jobs body: the ERM reference run, then (with a preset) the disparity-aware probe, after the
+  /** The POST /api/jobs body: the ERM reference run, then (unless none) the second probe, after the
    * data set's extraction or on the cache `cacheId`; for unlabelled images, their extraction only. */
   function jobBody(datasetId, extractOnly, cacheId) {
     if (extractOnly) return { kind: "extract", dataset_id: datasetId, encoder: document.getElementById("encoder").value.trim() };
-    const headName = document.getElementById("head").value, preset = document.getElementById("preset").value;
+    const headName = document.getElementById("head").value, method = document.getElementById("preset").selectedOptions[0];
     const budget = Number(document.getElementById("budget").value || 0);  // points
     const epochs = intOrNull("epochs"), cap = intOrNull("max-per-class");
     const common = {};
@@ -232,7 +254,7 @@
     if (metric && metric !== "accuracy") common.overall_metric = metric;
     const probes = [{ ...common, loss: "ce" }];
     // max_overall_drop only when set: servers before the budget option refuse unknown fields.
-    if (preset) probes.push({ ...common, preset, ...(budget ? { max_overall_drop: budget } : {}) });
+    if (method && method.value) probes.push({ ...common, ...JSON.parse(method.dataset.probe), ...(budget ? { max_overall_drop: budget } : {}) });
     if (cacheId) return { kind: "pipeline", cache_id: cacheId, probes };
     return { kind: "pipeline", dataset_id: datasetId, encoder: document.getElementById("encoder").value.trim(),
              options: cap !== null ? { max_per_class: cap } : {}, probes };
@@ -360,6 +382,7 @@
           const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list], datasetId);
           for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
           form.replaceWith(fresh);
+          fresh.querySelector("#head").dispatchEvent(new Event("change"));
           fresh.querySelector("#preset").dispatchEvent(new Event("change"));
         }
         showErrors(e);
@@ -372,7 +395,7 @@
       panel,  // the watched job first: progress stays in view after a submit
       h("section", { class: "card" }, h("h2", {}, "Launch a pipeline"),
         h("p", { class: "muted" }, "Extracts the images' features once (reused when the data set and encoder were already extracted), "
-          + "trains the ERM reference probe, then the chosen disparity-aware probe, and opens the comparison."), form));
+          + "trains the ERM reference probe, then the second probe you choose, and opens the comparison."), form));
     if (params.get("job")) stop = watch(params.get("job"), panel, false);
     main.setAttribute("data-ready", "launch");
   }

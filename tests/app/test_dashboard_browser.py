@@ -464,6 +464,12 @@ def _value(driver: WebDriver, element_id: str, value: str) -> None:
     driver.js(f"document.getElementById('{element_id}').value = {json.dumps(value)}")
 
 
+def _change(driver: WebDriver, element_id: str, value: str) -> None:
+    """A choice made as a user makes it: the value, then the change event the form listens to."""
+    driver.js(f"const e = document.getElementById('{element_id}'); e.value = {json.dumps(value)}; "
+              "e.dispatchEvent(new Event('change', {bubbles: true}))")
+
+
 def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_path):
     base = launch_service.base
     archive = _shapes_zip(tmp_path / "shapes.zip")
@@ -516,6 +522,23 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     _value(driver, "overall-metric", "balanced")  # both probes select on it: the preset's reference is the ERM run
     assert [p.get("overall_metric") for p in driver.js("return Launch.jobBody('ds_x')")["probes"]] == ["balanced"] * 2
     _value(driver, "overall-metric", "accuracy")
+    # the second probe: any method GET /launch/choices offers, with the request fields it adds
+    assert driver.js("return Array.from(document.querySelectorAll('#preset option')).map(o => o.value)") == \
+        [m["name"] for m in choices["methods"]] + [""]
+    _change(driver, "preset", "mr2")
+    assert driver.js("return Launch.jobBody('ds_x')")["probes"][1] == {
+        "head": "cosine", "epochs": 3, "loss": "mr2", "select": "hard", "max_overall_drop": 0.5}
+    assert driver.js("return document.getElementById('preset-why').textContent").startswith("ℓ_γ,ce with γ_k")
+    _change(driver, "preset", "arcface")  # a cosine-only loss: offered under the cosine head, greyed under linear
+    _change(driver, "head", "linear")
+    assert driver.js("return document.querySelector('#preset option[value=arcface]').disabled")
+    assert driver.js("return document.getElementById('preset').value") == "disparity"  # left for the first choice
+    _change(driver, "preset", "posthoc_bias")
+    assert driver.js("return Launch.jobBody('ds_x')")["probes"][1] == {
+        "head": "linear", "epochs": 3, "loss": "ce", "posthoc_bias": True, "max_overall_drop": 0.5}
+    _change(driver, "head", "")  # the encoder's default head: every method offered, validation decides
+    assert not driver.js("return document.querySelector('#preset option[value=arcface]').disabled")
+    _change(driver, "preset", "disparity")
     _value(driver, "budget", "0")
     _value(driver, "head", "")
     _value(driver, "max-per-class", "")
@@ -597,6 +620,7 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
         "kind": "pipeline", "cache_id": "cache_x", "probes": [{"loss": "ce"}, {"preset": "disparity"}]}
     _value(driver, "cache-path", "elsewhere.h5")
     _value(driver, "epochs", "2")
+    _change(driver, "preset", "focal")  # a loss of the registry, with the disparity-aware decision
     driver.screenshot(tmp_path / "launch_cache.png")
     driver.js("document.getElementById('launch-submit').click()")
     wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') && "
@@ -607,8 +631,10 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     job = httpx.get(base + "/api/jobs").json()[0]
     assert job["request"] == {"cache_id": caches["path"]["id"], "probes": job["request"]["probes"]}
     assert job["status"] == "succeeded" and job["result"]["cache_id"] == caches["path"]["id"]
-    erm, disparity = job["result"]["run_ids"]
-    assert driver.url() == f"{base}/runs/{disparity}?compare={erm}"
+    erm, focal = job["result"]["run_ids"]
+    assert [(p["loss"], p["select"]) for p in job["request"]["probes"]] == [("ce", "overall"), ("focal", "hard")]
+    assert httpx.get(f"{base}/api/reports/{focal}").json()["selection"]["criterion"] == "hard"
+    assert driver.url() == f"{base}/runs/{focal}?compare={erm}"
     driver.screenshot(tmp_path / "launch_cache_report.png")
     # the home page marks the registered file and links each labelled cache to the form, with that cache picked
     _open(driver, base + "/", "home")

@@ -1,0 +1,49 @@
+"""``GET /launch/choices``: what the launch form offers as its second probe is what the API accepts after an ERM
+reference, and the head a loss needs is the one validation asks for."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from app.main import create_app
+from app.validation import _probe
+from probe import LOSSES, PRESETS, ProbeConfig
+
+from app_testutils import make_settings
+
+
+@pytest.fixture(scope="module")
+def choices(tmp_path_factory):
+    with TestClient(create_app(make_settings(tmp_path_factory.mktemp("svc")))) as client:
+        resp = client.get("/launch/choices")
+        assert resp.status_code == 200
+        return resp.json()
+
+
+def test_every_preset_every_other_loss_and_the_posthoc_bias_are_offered_once(choices):
+    names = [m["name"] for m in choices["methods"]]
+    assert names == [*PRESETS, *(name for name in LOSSES if name != "ce"), "posthoc_bias"]
+    assert [m["group"] for m in choices["methods"]][:len(PRESETS) + 1] == ["preset"] * len(PRESETS) + ["loss"]
+    by_name = {m["name"]: m for m in choices["methods"]}
+    assert by_name["disparity"]["probe"] == {"preset": "disparity"}
+    assert by_name["mr2"]["probe"] == {"loss": "mr2", "select": "hard"}
+    assert by_name["mr2"]["why"].startswith(LOSSES["mr2"].summary + ". Trained after the ERM reference")
+    assert by_name["posthoc_bias"]["probe"] == {"loss": "ce", "posthoc_bias": True}
+    assert {m["name"] for m in choices["methods"] if m["head"]} == {"lm_softmax", "cosface", "arcface"}
+
+
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_each_method_is_a_valid_second_probe_on_its_head_and_refused_on_another(choices, head):
+    def stored(method):  # what POST /api/jobs checks of probes[1] and stores, on a cache of 16 features, 3 classes
+        request = ProbeConfig.model_validate({**method["probe"], "head": head, "max_overall_drop": 0.5})
+        return _probe("probes[1]", request, head, 16, 3, True)
+
+    for method in choices["methods"]:
+        if method["head"] in (None, head):
+            config = stored(method)
+            assert config["head"] == head and config["max_overall_drop"] == 0.5, method["name"]
+            assert config["select"] == "hard" or config["posthoc_bias"], method["name"]
+        else:
+            with pytest.raises(ValidationError, match=f"requires head='{method['head']}'"):
+                stored(method)
