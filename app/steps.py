@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .caches import cache_file, cache_problem
 from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
+from .status import JobStatus, NotFound
 from .store import new_id
 from .cleanup import extractions_in_use
 
@@ -293,11 +294,43 @@ def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
         if i < len(run_ids):
             continue
         ctx.check_stop()
-        reference = run_ids[0] if i > 0 else None
-        run = probe_step(ctx, cache_id, config, reference, extract_span + i * probe_span, probe_span)
+        start = extract_span + i * probe_span
+        if i == 0:
+            run = _reference_step(ctx, cache_id, config, req.get("reuse_reference", True), start, probe_span)
+        else:
+            run = probe_step(ctx, cache_id, config, run_ids[0], start, probe_span)
         run_ids.append(run["id"])
         ctx.record(run_ids=run_ids, pending_run=None)
     return {"cache_id": cache_id, "run_ids": run_ids}
+
+
+def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored configuration ``run`` was trained with as its job's reference (a probe job without a reference
+    run, or a pipeline's first probe); None when its job is gone or the run was not one."""
+    try:
+        job = store.get_job(run["job_id"]) if run.get("job_id") else None
+    except NotFound:
+        return None
+    if job is None or job["status"] != JobStatus.succeeded.value:
+        return None
+    request, made = job["request"], job["result"].get("run_ids") or []
+    if job["kind"] == "probe":
+        return request.get("config") if not request.get("reference_run") else None
+    return (request.get("probes") or [None])[0] if job["kind"] == "pipeline" and made[:1] == [run["id"]] else None
+
+
+def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reuse: bool, start: float,
+                    span: float) -> dict[str, Any]:
+    """A pipeline's reference run: the newest finished run on this cache that its job trained with this very
+    configuration as its reference, when ``reuse`` and its report is on disk (relaunching a pipeline with another
+    second probe trained an identical ERM run each time); else a new one."""
+    for run in ctx.store.reference_runs(cache_id) if reuse else ():
+        if trained_as_reference(ctx.store, run) == config and (Path(run["path"]) / "report.json").is_file():
+            ctx.message(f"reference: run {run['id']} ({run['name']}) trained this configuration on cache {cache_id} "
+                        "already: reused, not trained again (reuse_reference=false trains it again)")
+            ctx.progress(start + span, f"{run['name']} reused")
+            return run
+    return probe_step(ctx, cache_id, config, None, start, span)
 
 
 def _record_extraction(ctx: JobContext, target: str) -> None:

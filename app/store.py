@@ -250,6 +250,10 @@ class Store:
     def list_runs(self) -> list[dict[str, Any]]:
         return self._list("runs")
 
+    def reference_runs(self, cache_id: str) -> list[dict[str, Any]]:
+        """The runs on ``cache_id`` trained without a reference run (the ERM references), newest first."""
+        return self._list("runs", "WHERE cache_id = ? AND reference_run IS NULL", (cache_id,))
+
     def delete(self, table: str, row_id: str,
                plan: Callable[[sqlite3.Connection, str, dict[str, Any]], list[tuple[str, dict[str, Any]]]],
                dry_run: bool = False) -> list[tuple[str, dict[str, Any]]]:

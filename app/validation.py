@@ -296,7 +296,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     if job.kind == "pipeline" and job.cache_id is not None:  # the first probe is the others' reference
         probes = _on_cache(store, job.cache_id, [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)])
-        return {"cache_id": job.cache_id, "probes": probes}
+        return {"cache_id": job.cache_id, "probes": probes, "reuse_reference": job.reuse_reference}
     dataset = store.get_dataset(job.dataset_id)
     if not Path(dataset["path"]).exists():  # the job would fail after its queue wait
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} has no files on the server any more "
@@ -317,4 +317,5 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                              for i, p in enumerate(job.probes)]
         for probe in payload["probes"]:
             _check_validation(split_field, counts, probe)
+        payload["reuse_reference"] = job.reuse_reference
     return payload

@@ -629,7 +629,7 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     caches = {c["source"]: c for c in httpx.get(base + "/api/caches").json()}
     assert caches["path"]["dataset_id"] == launch_service.launched["dataset"]
     job = httpx.get(base + "/api/jobs").json()[0]
-    assert job["request"] == {"cache_id": caches["path"]["id"], "probes": job["request"]["probes"]}
+    assert job["request"] == {"cache_id": caches["path"]["id"], "probes": job["request"]["probes"], "reuse_reference": True}
     assert job["status"] == "succeeded" and job["result"]["cache_id"] == caches["path"]["id"]
     erm, focal = job["result"]["run_ids"]
     assert [(p["loss"], p["select"]) for p in job["request"]["probes"]] == [("ce", "overall"), ("focal", "hard")]
