@@ -54,9 +54,15 @@ def _missing(x: float | None) -> bool:
     return x is None or math.isnan(x)
 
 
+# Scores are rounded to this many decimals before they are ranked or compared: a balanced accuracy is a mean of
+# per-class fractions, and two equal ones summed in another order differ in the last bit (78/120 read
+# 0.6499999999999999 against 0.65, and the rounding, not the documented tie-break, chose; a new-user round).
+SCORE_DECIMALS = 12
+
+
 def _score(x: float | None) -> float:
-    """A score to rank by: a missing one below every real one."""
-    return -math.inf if _missing(x) else x
+    """A score to rank by: a missing one below every real one, rounded to ``SCORE_DECIMALS``."""
+    return -math.inf if _missing(x) else round(x, SCORE_DECIMALS)
 
 
 def _best(candidates: list[dict], indices: list[int], primary: str, secondary: str) -> int:
@@ -71,7 +77,7 @@ def _choose_overall(candidates: list[dict], floor: float | None) -> tuple[int, s
         return index, f"Single candidate ({describe_params(c)}): nothing to select; val overall {_pct(c['val_overall'])}."
     runner = max(_score(candidates[i]["val_overall"]) for i in range(len(candidates)) if i != index)
     tie = " (tied on overall; the higher val hard-third accuracy, then grid order, decided)" \
-        if runner == c["val_overall"] else ""
+        if runner == _score(c["val_overall"]) else ""
     return index, (
         f"Criterion 'overall': {describe_params(c)} has the highest validation overall accuracy "
         f"({_pct(c['val_overall'])}, next best {_pct(runner)}) of {len(candidates)} candidates{tie}; "
@@ -90,7 +96,7 @@ def _choose_hard(candidates: list[dict], floor: float | None) -> tuple[int, str]
             f"val hard-third accuracy ({_pct(c['val_hard'])}) of {len(candidates)} candidates, "
             f"val overall {_pct(c['val_overall'])}."
         )
-    feasible = [i for i in every if _score(candidates[i]["val_overall"]) >= floor]
+    feasible = [i for i in every if _score(candidates[i]["val_overall"]) >= _score(floor)]
     if not feasible:
         index = _best(candidates, every, "val_overall", "val_hard")
         c = candidates[index]

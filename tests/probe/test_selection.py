@@ -49,6 +49,16 @@ def test_ties_break_on_second_score_then_grid_order():
     assert select_candidate(tied, "overall")[0] == 1
 
 
+def test_scores_equal_but_for_rounding_are_ties():
+    """A balanced accuracy of 78/120 summed in two orders (a new-user round): the tie-break decides, and says so."""
+    tied = [{"wd": 0.0, "val_overall": 0.6499999999999999, "val_hard": 0.5417},
+            {"wd": 0.316, "val_overall": 0.65, "val_hard": 0.5208}]
+    index, reason = select_candidate(tied, "overall")
+    assert index == 0 and "(tied on overall; the higher val hard-third accuracy, then grid order, decided)" in reason
+    # the floor of the hard criterion: a candidate equal to the reference's score is not below it
+    assert select_candidate(tied, "hard", floor=0.65)[0] == 0
+
+
 @pytest.mark.parametrize("missing", [None, float("nan")])
 def test_a_score_that_could_not_be_computed_ranks_last_and_reads_n_a(missing):
     # a hard third with no validation image (null in the report): it neither crashes nor wins a tie
