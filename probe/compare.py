@@ -228,9 +228,10 @@ class Comparison(BaseModel):
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
     calibration: Optional[dict[Literal["base", "other"], Calibration]] = Field(
-        None, description="each run's report.calibration (its shipped head on its test split), side by side: what "
-        "a probe's probabilities are worth is part of which to ship (a new-user round); each with its own interval, "
-        "no paired difference; null when a report lacks it or on other images")
+        None, description="each run's shipped head's calibration, side by side: report.calibration (on its test "
+        "split), or on the scored images (scored_on, without NLL and top-k); what a probe's probabilities are worth "
+        "is part of which to ship (a new-user round); each with its own interval, no paired difference; null when "
+        "a report lacks it")
 
 
 def _features(base: Report, other: Report) -> str | None:
@@ -294,6 +295,8 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
     images: ``predictions`` are their :class:`probe.predictions.Predictions` there (one row each), from which
     every accuracy and interval is computed; ``where`` names the images ("cache new.h5, split test"). The groups
     stay the base run's."""
+    from .deploy import scored_calibration
+
     check_same_classes(base, other)
     one, two = predictions
     k = len(base.class_names)
@@ -304,6 +307,9 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
                              f"both runs' shipped probes (first seed) scored on {where}, on the groups of the base "
                              f"run {base.run_id}")
     comparison.scored_on = where
+    # each shipped head's calibration on these images, not the reports' on their test splits (a new-user round)
+    comparison.calibration = {name: scored_calibration(p.confidence, p.predicted[0], p.labels, k, None)
+                              for name, p in (("base", one), ("other", two))}
     _add_intervals(comparison, one, two, metric=_overall_metric(base, other), images="images")
     return comparison
 
@@ -469,7 +475,7 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
     if comparison.calibration is not None:
         cal = comparison.calibration
         facts.append(("calibration", f"base {cal['base'].brief()}; other {cal['other'].brief()} (each run's shipped "
-                                     "head on its test split)"))
+                                     f"head on {comparison.scored_on or 'its test split'})"))
     if comparison.cost is not None:
         cost = comparison.cost
         facts.append(("time", f"base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "

@@ -212,7 +212,7 @@ def _ci(successes: float, trials: int) -> list[float] | None:
     return None if trials == 0 else wilson_interval(successes, trials).tolist()
 
 
-def _scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray, num_classes: int,
+def scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray, num_classes: int,
                         truth: tuple[np.ndarray, np.ndarray] | None) -> Calibration:
     """The calibration of predictions on images of known classes: from the top-1 ``confidence``, and NLL and top-k
     from ``truth``, :class:`TrueClass`'s ``(loss, above)`` of the same rows, when given."""
@@ -253,7 +253,7 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     stray = full[k]  # the unknown classes' row: where their images went (a precision the matrix alone left unexplained)
     calibration = None
     if confidence is not None and n:
-        calibration = _scored_calibration(np.asarray(confidence)[known], predicted[known], labels[known], k,
+        calibration = scored_calibration(np.asarray(confidence)[known], predicted[known], labels[known], k,
                                           None if truth is None else (truth.loss[known], truth.above[known]))
     return Scores(calibration=calibration, n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
                   balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown,

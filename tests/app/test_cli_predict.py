@@ -189,6 +189,9 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
         assert comparison["metrics"]["balanced"][side] == pytest.approx(scores[side]["balanced"])
         per_class = {c["name"]: c["accuracy"] for c in scores[side]["per_class"]}
         assert {c["name"]: c[side] for c in comparison["per_class"]} == pytest.approx(per_class)
+        # the calibration is each shipped head's on these images, as predict scores it (it was the runs' test splits')
+        for key in ("accuracy", "confidence", "ece", "ece_ci"):
+            assert comparison["calibration"][side][key] == pytest.approx(scores[side]["calibration"][key]), key
     assert comparison["discordant"]["images"] == 32 and comparison["metrics"]["overall"]["delta_ci"] is not None
     assert f"scored on {new}, split test (32 images)" in comparison["grouping"]["note"]
     assert comparison["scored_on"] == f"{new}, split test (32 images)"
@@ -197,6 +200,7 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "accuracy (%) of the shipped probes (first seed) on" in text
     assert "warning: 8 images of classes the runs do not have are left out." in text
+    assert f"(each run's shipped head on {new}, split test (32 images))" in " ".join(text.split())  # wrapped
     md = tmp_path / "cmp.md"
     assert main(["compare", str(out), str(other), "--features", str(new), "--format", "md", "--out", str(md)]) == 0
     assert f"## Accuracy (%) of the shipped probes (first seed) on {new}" in md.read_text()  # the path as it is
