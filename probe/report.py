@@ -322,9 +322,11 @@ class Calibration(_Model):
                                        "calibrated head's 30 to 5,000 images its lower end was above 0 in 43-74 % of "
                                        "simulated splits)")
     calibrated_p: Num = Field(None, description="p-value of 'these confidences are calibrated': how often a "
-                              "calibrated head with the same confidences shows this ECE or more (consistency "
-                              "resampling, probe.calibration.calibration_p_value); below 0.05: miscalibrated beyond "
-                              "noise. Null in reports before it")
+                              "calibrated head with the same confidences shows this ECE or this gap between mean "
+                              "confidence and accuracy, or more (consistency resampling of both, the smaller p "
+                              "doubled: probe.calibration.calibration_p_value); below 0.05: miscalibrated beyond "
+                              "noise; above, no evidence either way, not evidence of calibration. Null in reports "
+                              "before it")
     confidence: Num = Field(..., description="mean top-1 confidence (above accuracy: overconfident)")
     accuracy: Num = Field(..., description="the first seed's test accuracy")
     nll: Num = Field(..., description="mean negative log-likelihood of the true class (natural log; scikit-learn's "
@@ -357,7 +359,8 @@ class Calibration(_Model):
             return ""
         if self.calibrated_p < 0.05:
             return f" (miscalibrated beyond noise: p = {self.calibrated_p:.2g} if it were calibrated)"
-        return f" (within what a calibrated head shows on these images: p = {self.calibrated_p:.2g})"
+        # not "calibrated": on 20 images a head 25 points underconfident can pass (a new-user round)
+        return f" (not shown miscalibrated beyond noise on these images: p = {self.calibrated_p:.2g})"
 
 
 class PerClassRow(_Model):

@@ -110,13 +110,24 @@ def test_the_calibration_test_rejects_a_calibrated_head_at_its_level_and_a_misca
         calibrated.append(calibration_p_value(confidence, rng.random(200) < confidence, seed=trial))
         off.append(calibration_p_value(confidence, rng.random(200) < confidence - 0.15, seed=trial))
     assert np.mean(np.array(calibrated) < 0.05) <= 0.12 and np.mean(np.array(off) < 0.05) >= 0.9
-    # the p-value by hand: (1 + draws at or above the observed ECE) / (1 + draws), the draws seeded
+    # the p-value by hand: for the ECE and for the mean gap, (1 + draws at or above the observed) / (1 + draws),
+    # the draws seeded; the smaller doubled
+    def by_hand(confidence, correct):
+        draws = np.random.default_rng([0, 7]).random((CALIBRATION_TEST_DRAWS, confidence.size)) < confidence
+        ece = sum(expected_calibration_error(confidence, d) >= expected_calibration_error(confidence, correct) - 1e-12
+                  for d in draws)
+        gap = sum(abs(np.mean(confidence - d)) >= abs(np.mean(confidence - correct)) - 1e-12 for d in draws)
+        return [(1 + e) / (1 + CALIBRATION_TEST_DRAWS) for e in (ece, gap)]
+
     confidence, correct = np.array([0.9, 0.8, 0.6, 0.95]), np.array([1.0, 0.0, 0.0, 1.0])
-    observed = expected_calibration_error(confidence, correct)
-    draws = np.random.default_rng([0, 7]).random((CALIBRATION_TEST_DRAWS, 4)) < confidence
-    exceed = sum(expected_calibration_error(confidence, d) >= observed - 1e-12 for d in draws)
-    assert calibration_p_value(confidence, correct) == pytest.approx((1 + exceed) / (1 + CALIBRATION_TEST_DRAWS))
+    assert calibration_p_value(confidence, correct) == pytest.approx(min(1, 2 * min(by_hand(confidence, correct))))
+    # a head underconfident by 25 points on 20 images: the ECE alone read it calibrated (p = 0.27 in a new-user
+    # round's case, 0.15 here); the gap does not
+    confidence, correct = np.linspace(0.1, 0.8, 20), np.zeros(20)
+    correct[np.random.default_rng(2).permutation(20)[:14]] = 1
+    p_ece, p_gap = by_hand(confidence, correct)
+    assert p_ece > 0.1 and calibration_p_value(confidence, correct) == pytest.approx(2 * p_gap) and 2 * p_gap < 0.05
     line = Calibration(ece=0.2, ece_ci=[0.05, 0.3], calibrated_p=0.012, confidence=0.9, accuracy=0.7, nll=1.0).brief()
     assert "95 % interval [5.0, 30.0] (miscalibrated beyond noise: p = 0.012 if it were calibrated)" in line
     line = Calibration(ece=0.05, ece_ci=[0.01, 0.1], calibrated_p=0.4, confidence=0.9, accuracy=0.88, nll=1.0).brief()
-    assert "(within what a calibrated head shows on these images: p = 0.4)" in line
+    assert "(not shown miscalibrated beyond noise on these images: p = 0.4)" in line
