@@ -18,8 +18,8 @@ import numpy as np
 from .crossfit import CrossFittedThirds
 from .groups import GROUP_NAMES, assign_groups
 from .selection import choose_safe, describe_params
-from .uncertainty import (DEFAULT_RESAMPLES, Bootstrap, delta_intervals, observed_class_accuracy,
-                          sign_test, simultaneous_lower_bounds)
+from .uncertainty import (DEFAULT_RESAMPLES, MIN_STABILITY_IMAGES, Bootstrap, delta_intervals,
+                          observed_class_accuracy, sign_test, simultaneous_lower_bounds)
 
 __all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "IMBALANCE_RATIO", "Decision", "decide", "small_split_warning",
            "imbalance_warning", "stability_and_warnings"]
@@ -259,6 +259,7 @@ def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split
     from collections import Counter
 
     group_of = {int(i): name for name in GROUP_NAMES for i in groups.get(name, [])}
+    sizes = {name: len(groups.get(name, [])) for name in GROUP_NAMES}
     by_value: dict[float, Counter] = {}
     for i, value in enumerate(np.asarray(accuracy, dtype=np.float64)):
         if not np.isnan(value) and i in group_of:
@@ -266,8 +267,11 @@ def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split
     # a tie whose smaller side holds one class is the ordinary edge of a third; from two on, the split is the tie's.
     # At the hard third's edge one is enough: which class the report calls hard is the tie's (two classes tied,
     # cat easy and dog hard by class order, and the disparity run then raised "hard" dog; a new-user round at K=2)
+    # A tie that holds a whole third it splits decides that third (5 classes: one medium class tied with the two
+    # easy ones at 100 %, and the tie made it medium; a new-user round).
     ties = sorted((v for v, c in by_value.items() if sum(c.values()) - max(c.values()) >= TIE_MINORITY
-                   or (c["hard"] and sum(c.values()) > c["hard"])), reverse=True)
+                   or (c["hard"] and sum(c.values()) > c["hard"])
+                   or any(c[n] == sizes[n] and sum(c.values()) > c[n] for n in GROUP_NAMES if c[n])), reverse=True)
     if not ties:
         return None
     listed = "; ".join(f"{sum(by_value[v].values())} at {100 * v:.1f} % ("
@@ -299,6 +303,13 @@ def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stabilit
                    f"{100 * UNSTABLE_GROUP:.0f} % of bootstrap resamples of {resampled or f'the {split} split'}, "
                    "least stable "
                    f"first: {named}{rest}.")
+    few = [i for i in range(len(class_names)) if np.isnan(stability[i])]
+    if few:
+        out.append(f"Group stability not measured for {len(few)} class{'es' if len(few) > 1 else ''} of fewer than "
+                   f"{MIN_STABILITY_IMAGES} images in {resampled or f'the {split} split'} ("
+                   + ", ".join(class_names[i] for i in few[:UNSTABLE_NAMED])
+                   + (f"; {len(few) - UNSTABLE_NAMED} more" if len(few) > UNSTABLE_NAMED else "")
+                   + "): resampling one image cannot move its accuracy, so its third is as uncertain as it gets.")
     failed = [e for e in frontier if e.get("failed")]
     if failed:
         out.append(f"{len(failed)} candidate(s) failed and were never selected: "

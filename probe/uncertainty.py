@@ -85,6 +85,10 @@ def row_bin_sums(values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarra
     return np.bincount(keys, np.asarray(values, dtype=np.float64).ravel(), rows * n_bins).reshape(rows, n_bins)
 
 
+# A class's group stability needs this many resampled images: one image's accuracy is the same in every resample.
+MIN_STABILITY_IMAGES = 2
+
+
 class Bootstrap:
     """Stratified resamples of one labelled split, shared by every quantity computed on that split.
 
@@ -224,7 +228,9 @@ class Bootstrap:
         return percentile_interval(self.class_accuracy(correct) - self.class_accuracy(reference), level).T
 
     def group_stability(self, correct: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
-        """(K,): the fraction of resamples in which each class falls in the group ``groups`` gives it.
+        """(K,): the fraction of resamples in which each class falls in the group ``groups`` gives it; ``nan`` for
+        a class of fewer than :data:`MIN_STABILITY_IMAGES` images, whose accuracy no resample can move (one
+        validation image read "100 % stable"; a new-user round).
 
         Each resample's per-class accuracy is ranked into thirds by :func:`probe.groups.assign_groups`' rule
         (descending accuracy, ties by class index, ``nan`` hardest), vectorised over resamples.
@@ -239,7 +245,8 @@ class Bootstrap:
         given = np.full(self.num_classes, -1)
         for g, name in enumerate(GROUP_NAMES):
             given[np.asarray(groups.get(name, []), dtype=np.int64)] = g
-        return (group_index == given[None, :]).mean(axis=0)
+        kept = (group_index == given[None, :]).mean(axis=0)
+        return np.where(self.counts < MIN_STABILITY_IMAGES, np.nan, kept)
 
 
 def delta_intervals(point: dict[str, float], resampled: dict[str, np.ndarray], level: float = DEFAULT_LEVEL

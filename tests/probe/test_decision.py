@@ -105,6 +105,25 @@ def test_the_unstable_groups_warning_names_the_ten_least_stable_and_counts_the_r
     assert few.endswith("split, least stable first: k03 (easy, 50 %), k25 (hard, 50 %).")
 
 
+def test_a_class_of_one_validation_image_has_no_stability_and_is_said_so():
+    """One validation image read "kept its third in 100 % of bootstrap resamples" (a new-user round): no resample
+    can move its accuracy."""
+    from probe.decision import stability_and_warnings
+    from probe.uncertainty import MIN_STABILITY_IMAGES, Bootstrap
+
+    assert MIN_STABILITY_IMAGES == 2
+    labels = np.r_[np.repeat([0, 1, 2, 3], 10), 4]  # bird (class 4): one validation image
+    correct = np.r_[np.tile([1.0] * 9 + [0.0], 2), np.tile([1.0] * 5 + [0.0] * 5, 2), 1.0]
+    groups = {"easy": [0, 4], "medium": [1], "hard": [2, 3]}
+    stability = Bootstrap(labels, 5, n_resamples=200).group_stability(correct, groups)
+    assert np.isnan(stability[4]) and np.isfinite(stability[:4]).all()
+    names = ["cat", "dog", "deer", "horse", "bird"]
+    kept, warnings = stability_and_warnings(correct, labels, names, groups, n_resamples=200)
+    assert kept[4] != kept[4] and kept[:4] == pytest.approx(stability[:4])
+    assert ("Group stability not measured for 1 class of fewer than 2 images in the validation split (bird): "
+            "resampling one image cannot move its accuracy, so its third is as uncertain as it gets.") in warnings
+
+
 def test_balanced_overall_takes_a_rare_class_gain_that_accuracy_calls_a_loss():
     # a: 1,000 images, f: 20. The candidate fixes 10 of f's images and breaks 20 of a's: accuracy −0.5 pt on
     # 2,000 images, balanced accuracy +(10/20 − 20/1000) / 6 = +8 pt.
@@ -278,6 +297,10 @@ def test_tied_accuracies_split_between_thirds_are_said():
     assert tied_across_thirds(two, assign_groups(two)).startswith(
         "Tied validation accuracies span thirds (2 at 76.7 % (1 easy / 1 hard))")
     assert tied_across_thirds(np.linspace(0, 1, 12), assign_groups(np.linspace(0, 1, 12))) is None
+    # 5 classes: the medium third is one class, tied at 100 % with the two easy ones; the tie decides the third
+    five = np.array([1.0, 1.0, 1.0, 0.6, 0.3])
+    assert tied_across_thirds(five, assign_groups(five)).startswith(
+        "Tied validation accuracies span thirds (3 at 100.0 % (2 easy / 1 medium))")
 
 
 def test_candidates_that_all_score_as_the_reference_are_said_so():
