@@ -195,8 +195,11 @@ def _own_images(probe, source, split: str) -> list[str]:
     little of new images."""
     if split == "test" or not _own_cache(probe, source):
         return []
-    use = "trained on" if split == "train" else "selected on (and, when it cross-validated, trained on)"
-    return [f"These are the {split} images of the run's own cache: the probe was {use} them, so these scores "
+    # the shipped probe trains on the train split alone, cross-validated or not (its folds only chose); "and, when
+    # it cross-validated, trained on" contradicted the run's own warning (a new-user round)
+    use = ("trained on them" if split == "train" else "selected on them (it never trained on them, but its "
+           "hyper-parameters and thirds were chosen on them)")
+    return [f"These are the {split} images of the run's own cache: the probe was {use}, so these scores "
             "overstate its accuracy on new images; its test split (or other images) says how it does."]
 
 

@@ -128,7 +128,8 @@ def test_features_the_run_was_not_trained_on_are_refused(run, tmp_path, capsys, 
 
 def test_scores_on_the_runs_own_train_or_val_images_are_flagged(run, capsys):
     cache, out = run
-    for split, use in (("train", "trained on them"), ("val", "selected on (and, when it cross-validated")):
+    for split, use in (("train", "trained on them"),
+                       ("val", "selected on them (it never trained on them, but its hyper-parameters and thirds")):
         capsys.readouterr()
         assert main(["predict", str(out), "--features", str(cache), "--split", split]) == 0
         err = capsys.readouterr().err
