@@ -15,7 +15,8 @@ from typing import Any
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
-                     empty_third, interval_text, loss_label, verdict_label, worst_first)
+                     empty_third, interval_text, loss_label, shipped_accuracy, shipped_worst_text, verdict_label,
+                     worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -110,13 +111,14 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
 def _per_class_rows(report: dict) -> list[list[str]]:
     rows = worst_first(report["per_class"], lambda r: r["accuracy"])
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), _pct(r["accuracy"]),
-             interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(r.get("val_accuracy")),
+             interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(shipped_accuracy(r)),
+             _pct(r.get("val_accuracy")),
              _pct(r.get("precision")), _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
 
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
-                    "val accuracy %", "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
+                    "shipped (first seed) %", "val accuracy %", "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.
 MATRIX_MAX_CLASSES = 20
@@ -148,7 +150,8 @@ def report_markdown(report: dict) -> str:
     lines += ["## Test accuracy (%), mean ± std over seeds", "",
               *_md_table(["metric", "value"], [list(row) for row in _summary_rows(report)])]
     worst = report["summary"]["worst_class"]
-    lines += ["", f"Worst class: **{_md(worst['name'])}** ({_pct(worst['accuracy'])} %).", "",
+    shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
+    lines += ["", f"Worst class: **{_md(worst['name'])}** ({_pct(worst['accuracy'])} %){_md(shipped)}.", "",
               "## Per class (test), worst first", "", *_md_table(PER_CLASS_HEADER, _per_class_rows(report))]
     matrix = _confusion(report)
     if matrix is not None:

@@ -67,7 +67,7 @@ READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; t
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
-                     "top_confusions", "n_val")
+                     "top_confusions", "n_val", "shipped_accuracy")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 # The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
 # (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
@@ -852,6 +852,27 @@ def csv_cell(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
+def shipped_accuracy(row: dict | PerClassRow) -> float | None:
+    """A class's test accuracy under the probe that ships (the first seed's head, what ``predict`` and probe.zip
+    give): its ``accuracy_per_seed[0]``. The report's ``accuracy`` is the mean over seeds, which a user read as the
+    shipped probe's (bird 30.6 % against the shipped 16.7 %; a new-user round)."""
+    seeds = row["accuracy_per_seed"] if isinstance(row, dict) else row.accuracy_per_seed
+    return seeds[0] if seeds else None
+
+
+def shipped_worst(per_class: list, seeds: int) -> tuple[str, float] | None:
+    """The shipped probe's worst class on test and its accuracy (the lowest :func:`shipped_accuracy` of the
+    ``per_class`` rows, report models or their JSON, ties by class index); None with one seed (``seeds``), where it
+    is the summary's worst class."""
+    rows = [r if isinstance(r, dict) else r.model_dump(include={"index", "name", "accuracy_per_seed"})
+            for r in per_class]
+    scored = [(acc, r["index"], r["name"]) for r in rows if (acc := shipped_accuracy(r)) is not None]
+    if seeds < 2 or not scored:
+        return None
+    accuracy, _, name = min(scored)
+    return name, accuracy
+
+
 def report_csv(report: Report) -> str:
     """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null, names made
     safe for spreadsheets (:func:`csv_cell`); with the class's ``grouping.stability`` and its ``top_confusions`` as
@@ -865,6 +886,7 @@ def report_csv(report: Report) -> str:
         values = row.model_dump()
         values["accuracy_ci_lo"], values["accuracy_ci_hi"] = values.pop("accuracy_ci") or (None, None)
         values["stability"] = stability[row.index]
+        values["shipped_accuracy"] = shipped_accuracy(values)
         values["top_confusions"] = (confusions_text([(c.name, c.rate) for c in row.top_confusions])
                                     if row.top_confusions else None)
         writer.writerow({k: ("" if values[k] is None else csv_cell(values[k])) for k in PER_CLASS_COLUMNS})
@@ -952,6 +974,13 @@ def _header(report: Report) -> list[str]:
     return lines
 
 
+def shipped_worst_text(per_class: list, seeds: int) -> str:
+    """``; of the shipped probe (first seed): bird 16.67 %``, said beside the seed mean's worst class by the terminal
+    and Markdown views (:func:`shipped_worst`); "" with one seed."""
+    worst = shipped_worst(per_class, seeds)
+    return "" if worst is None else f"; of the shipped probe (first seed): {worst[0]} {_pct(worst[1])} %"
+
+
 def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:
     """The per-class rows the terminal tables list, and their caption: every class up to ``max_classes`` (None:
     no limit), else the ``max_classes`` worst by test accuracy."""
@@ -991,8 +1020,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     if report.calibration is not None:
         console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
-    console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%   "
-                  f"per-class std: {_pct(summary.per_class_std)} points")
+    console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%"
+                  f"{shipped_worst_text(report.per_class, len(report.seeds.values))}   "
+                  f"spread of the per-class accuracies: std {_pct(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
                   f"hard {_num(gm.hard)}")
     console.print(f"class margin {_num(summary.class_margin_deg, '.2f')}° (ideal "
@@ -1003,10 +1033,10 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     pc = class_table(
         "per class (test), worst first",
         (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_test", "right"), ("acc %", "right"),
-         ("± std", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"), ("γ", "right"),
-         ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
+         ("± std", "right"), ("shipped %", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"),
+         ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
         [[row.name, row.group, str(row.n_train), str(row.n_test), _pct(row.accuracy), _pct(row.accuracy_std),
-          _pct(row.val_accuracy), _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
+          _pct(shipped_accuracy(row)), _pct(row.val_accuracy), _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
           _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean)]
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
         width, caption)

@@ -707,6 +707,14 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
     if caption is not None and report.get("calibration"):  # the shipped probe's own accuracy beside the mean
         text = driver.js("return document.getElementById('seeds-caption').textContent")
         assert f"is the first seed's ({100 * report['calibration']['accuracy']:.1f}% overall on test" in text
+    if caption is not None:  # each class's shipped (first seed) accuracy beside the seeds' mean (a new-user round)
+        shipped = driver.js("""const i = Array.from(document.querySelectorAll('#per-class-table th'))
+            .map(t => t.textContent).indexOf('shipped');
+            return Object.fromEntries(Array.from(document.querySelectorAll('#per-class-table tbody tr'))
+            .map(r => [r.dataset.class, Number(r.cells[i].dataset.sort)]));""")
+        assert shipped == pytest.approx({r["name"]: r["accuracy_per_seed"][0] for r in report["per_class"]})
+        assert "Shipped: the class's test accuracy under the probe that ships" in driver.js(
+            "return document.getElementById('per-class-note').textContent")
     assert driver.js("return document.getElementById('export-md-link').getAttribute('href')") == \
         f"/api/compare.md?base={launched['erm']}&other={launched['disparity']}"
     erm_worst = httpx.get(f"{base}/api/reports/{launched['erm']}").json()["summary"]["worst_class"]["name"]

@@ -131,9 +131,13 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
         row = rows[_cell(r["name"])]
         lo, hi = r["accuracy_ci"]
         assert row[5] == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
-        assert row[8:11] == [f"{100 * r['precision']:.2f}", f"{100 * r['recall']:.2f}", f"{r['f1']:.3f}"]
+        # the shipped probe's accuracy beside the seeds' mean (a new-user round): the first seed's
+        assert row[7] == f"{100 * r['accuracy_per_seed'][0]:.2f}"
+        assert row[9:12] == [f"{100 * r['precision']:.2f}", f"{100 * r['recall']:.2f}", f"{r['f1']:.3f}"]
         expected = ", ".join(f"{c['name']} ({100 * c['rate']:.1f})" for c in r["top_confusions"] if c["rate"] > 0)
-        assert row[11] == (_cell(expected) or "—")
+        assert row[12] == (_cell(expected) or "—")
+    first = min((r["accuracy_per_seed"][0], r["index"], r["name"]) for r in report["per_class"])
+    assert f"; of the shipped probe (first seed): {_cell(first[2])} {100 * first[0]:.2f} %." in text
     matrix = _md_table(text, "true / predicted")
     assert [[int(c) for c in row[1:]] for row in matrix] == report["confusion"]["counts"]
     assert sum(map(sum, report["confusion"]["counts"])) == 2 * len(NAMES) * 40  # 2 seeds × 240 test images
@@ -151,7 +155,7 @@ def test_exports_leave_a_large_matrix_in_the_json_and_old_reports_without_diagno
                                                                    "top_confusions")} for r in report["per_class"]]}
     text = report_markdown(old)
     assert "Confusion matrix" not in text and "## Warnings" not in text
-    assert all(row[5] == "—" and row[8:] == ["—"] * 4 for row in _md_table(text, "class"))
+    assert all(row[5] == "—" and row[9:] == ["—"] * 4 for row in _md_table(text, "class"))
     assert "Confusion matrix" not in report_html(old)
 
 

@@ -109,8 +109,10 @@ def test_csv_header_and_rows():
     assert rows[0] == ["index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                        "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                        "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
-                       "top_confusions", "n_val"]
+                       "top_confusions", "n_val", "shipped_accuracy"]
     assert len(rows) == 4
+    # the shipped probe's (first seed's) accuracy, the per-seed list's first
+    assert [float(r[24]) for r in rows[1:]] == pytest.approx([r.accuracy_per_seed[0] for r in rep.per_class])
     assert rows[2][:5] == ["1", "dog", "hard", "50", "10"]
     assert float(rows[2][5]) == pytest.approx(0.6) and rows[2][17] == ""  # gamma null → empty cell
     assert rows[2][7:9] == ["", ""]  # no test predictions given to build_report: no interval
