@@ -235,13 +235,17 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
 
 def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any]) -> None:
     """A probe selects on validation images: splits that give it none (``probe.run.validation_images``) fail the
-    run after its queue wait, so the request is refused now."""
-    from probe.run import EMPTY_VALIDATION, validation_images
-
+    run after its queue wait, so the request is refused now; so is a run whose work on these splits (its folds
+    where it cross-validates) is past ``ProbeConfig.check_cost``'s bounds."""
+    from probe import ProbeConfig
     from probe.registry import get_loss_spec
-    from probe.run import fewest_training_images
+    from probe.run import EMPTY_VALIDATION, cv_folds, fewest_training_images, validation_images
 
     sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
+    try:  # cross-validating on these splits, each candidate is fitted on every fold too
+        ProbeConfig.model_validate(config).check_cost(cv_folds(counts, config["val_fraction"], config["cv"]))
+    except ValueError as exc:
+        raise RequestInvalid(field, str(exc)) from None
     if validation_images(counts, config["val_fraction"]) == 0:
         raise RequestInvalid(field, f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and "
                              "no class has the 2 train images one is carved from; give the data set a val/ folder or "

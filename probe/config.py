@@ -21,6 +21,7 @@ from .params import (
     MAX_ADAPTER_RANK,
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
+    MAX_FIT_EPOCHS,
     MAX_GRID_CANDIDATES,
     MAX_GRID_VALUES,
     MAX_SEED,
@@ -38,7 +39,8 @@ from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_LR_GRIDS", "DECOUPLED_WD_GRID",
            "L2_STRENGTHS", "SCALE_INVARIANT_GRID", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS",
            "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
-           "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
+           "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
+           "MAX_OVERALL_DROP",
            "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
 
 MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
@@ -278,12 +280,27 @@ class ProbeConfig(BaseModel):
             raise ValueError(f"warmup_epochs must be an integer in [0, epochs={self.epochs}), "
                              f"got {self.warmup_epochs}.")
         self._check_effective()
-        fits = self.n_candidates() * len(self.seeds)
-        if fits > MAX_GRID_CANDIDATES:
-            raise ValueError(f"the selection grid has {self.n_candidates()} candidates × {len(self.seeds)} seeds = "
-                             f"{fits} fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run (shorten "
-                             "lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds).")
+        self.check_cost()
         return self
+
+    def check_cost(self, folds: int = 0) -> None:
+        """Raise ValueError past the bounds of a run's work: its fits, candidates × (seeds + ``folds``, the
+        cross-validation folds where it cross-validates: ``probe.run.cv_folds``, known once the data is), at most
+        ``MAX_GRID_CANDIDATES``; and those fits × their epochs (``AUTO_EPOCH_BOUNDS[1]`` for auto), at most
+        ``MAX_FIT_EPOCHS``."""
+        candidates, seeds = self.n_candidates(), len(self.seeds)
+        fits = candidates * (seeds + folds)
+        if fits > MAX_GRID_CANDIDATES:
+            crossed = f" + {folds} cross-validation folds" if folds else ""
+            raise ValueError(f"the selection grid has {candidates} candidates × ({seeds} seed{'s' * (seeds != 1)}"
+                             f"{crossed}) = {fits} "
+                             f"fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run (shorten lr_grid, "
+                             f"wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds{', or lower cv' if folds else ''}).")
+        epochs = self.epochs or AUTO_EPOCH_BOUNDS[1]
+        if fits * epochs > MAX_FIT_EPOCHS:
+            raise ValueError(f"{fits} fits × {epochs:,} epochs = {fits * epochs:,} epochs of training; at most "
+                             f"MAX_FIT_EPOCHS = {MAX_FIT_EPOCHS:,} per run (fewer epochs, candidates or seeds"
+                             f"{', or lower cv' if folds else ''}).")
 
     def _check_effective(self) -> None:
         """Settings that would do nothing in this request are refused, not stored in a report as if they had."""

@@ -95,27 +95,40 @@ def validation_images(counts: dict[str, list[int]], fraction: float) -> int:
     return given if given else int(carved_per_class(counts.get("train") or [], fraction).sum())
 
 
-def fewest_training_images(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
-    """The fewest training images any class has in any fit of a run on splits of ``counts``: the final fits (on
-    train, less what is carved for val where the val split is empty) and, where the run cross-validates (val under
-    :data:`probe.decision.MIN_VAL_PER_CLASS` in a class, ``cv`` > 0), each fold's (a stratified fold holds out at
-    most ⌈n/k⌉ of a class's n). A statistic of a class's spread needs 2 (``mr2_spread``; a service checks it before
-    a job exists)."""
-    from .decision import MIN_VAL_PER_CLASS
-
+def _per_class_splits(counts: dict[str, list[int]], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) images per class of a run on splits of ``counts``: val as given, else carved from train."""
     train = np.asarray(counts.get("train") or [0], dtype=np.int64)
     given = np.asarray(counts.get("val") or [], dtype=np.int64)
     if given.sum() > 0:
-        val = given
-    else:
-        val = carved_per_class(train, fraction)
-        train = train - val
+        return train, given
+    val = carved_per_class(train, fraction)
+    return train - val, val
+
+
+def cv_folds(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
+    """The folds a run on splits of ``counts`` cross-validates with (val under
+    :data:`probe.decision.MIN_VAL_PER_CLASS` in a class, ``cv`` > 0; as many as the rarest class of train + val
+    allows, at most ``cv``); 0 when it selects on validation (:func:`probe.crossval.plan_cross_validation`)."""
+    from .decision import MIN_VAL_PER_CLASS
+
+    train, val = _per_class_splits(counts, fraction)
+    if not cv or val.min() >= MIN_VAL_PER_CLASS:
+        return 0
+    folds = int(min(cv, (train + val).min()))
+    return folds if folds >= 2 else 0
+
+
+def fewest_training_images(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
+    """The fewest training images any class has in any fit of a run on splits of ``counts``: the final fits (on
+    train, less what is carved for val where the val split is empty) and, where the run cross-validates
+    (:func:`cv_folds`), each fold's (a stratified fold holds out at most ⌈n/k⌉ of a class's n). A statistic of a
+    class's spread needs 2 (``mr2_spread``; a service checks it before a job exists)."""
+    train, val = _per_class_splits(counts, fraction)
     fewest = int(train.min())
-    if cv and val.min() < MIN_VAL_PER_CLASS:
+    folds = cv_folds(counts, fraction, cv)
+    if folds:
         pool = train + val
-        folds = int(min(cv, pool.min()))
-        if folds >= 2:
-            fewest = min(fewest, int((pool - np.ceil(pool / folds)).min()))
+        fewest = min(fewest, int((pool - np.ceil(pool / folds)).min()))
     return fewest
 
 

@@ -814,7 +814,8 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     if not launch_service.launched:
         pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")
     base = launch_service.base
-    slow = {"loss": "ce", "epochs": 4000, "seeds": [0, 1, 2, 3], "lr_grid": [1e-3, 1e-2, 1e-1]}
+    # slow, within MAX_FIT_EPOCHS: 18 candidates × (4 seeds + 5 folds) × 3,000 epochs
+    slow = {"loss": "ce", "epochs": 3000, "seeds": [0, 1, 2, 3], "lr_grid": [1e-3, 1e-2, 1e-1]}
     job = httpx.post(base + "/api/jobs", json={"kind": "pipeline", "dataset_id": launch_service.launched["dataset"],
                                                "encoder": "effnet-lite0", "probes": [slow]}).json()
     _open(driver, f"{base}/launch?job={job['id']}", "launch")

@@ -272,3 +272,11 @@ def test_fewest_training_images_is_the_smallest_class_of_any_fit(counts, cv):
             folds = stratified_folds(pool, k, seed=0)
             fits += [np.bincount(pool[folds != f], minlength=len(train)) for f in range(k)]
     assert fewest_training_images(counts, 0.1, cv) == min(int(f.min()) for f in fits)
+    # the folds a service counts as fits (ProbeConfig.check_cost) are plan_cross_validation's
+    from probe.crossval import plan_cross_validation
+    from probe.run import cv_folds
+
+    names = [f"c{i}" for i in range(len(train))]
+    plan, _ = plan_cross_validation(np.repeat(np.arange(len(val)), val), np.repeat(np.arange(len(train)), train + val),
+                                    names, cv, seed=0)
+    assert cv_folds(counts, 0.1, cv) == (0 if plan is None else plan.k)
