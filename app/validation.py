@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .caches import cache_file
-from .datasets import PathMissing, PathOutsideRoot, check_in_place, classes_without_message, dataset_counts, \
-    is_unlabelled, open_for_extraction
+from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_in_place, \
+    classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -219,18 +219,21 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
                          training: bool = True) -> tuple[str, dict[str, list[int]]]:
     """Split options other than the registration's (a cap per class, another val share) can leave a class without
     a train or test image, which the extraction would refuse after its queue wait: the data set is opened with
-    them (its file listing, no image decoded) and checked now. Returns the field that set the splits and their
-    images per class (the registration's, or those of the options)."""
+    them (its file listing, no image decoded) and checked now. So is a data set registered by path, whose folder
+    may have changed since (a class added or removed failed the job after its wait; an attack round). Returns the
+    field that set the splits and their images per class (the registration's, or those of the files now)."""
     defaults = type(options)()
-    if is_unlabelled(dataset) or (options.max_per_class is None and options.val_fraction == defaults.val_fraction):
+    default_splits = options.max_per_class is None and options.val_fraction == defaults.val_fraction
+    if is_unlabelled(dataset) or (default_splits and dataset.get("source") != "path"):
         return "dataset_id", dataset["counts"]
     try:
         data, problem = open_for_extraction(dataset, options.model_dump(), training)
-    except (OSError, ValueError) as exc:  # the files changed since registration
+        changed_since_registration(dataset, data)  # other classes: refused (images added or removed: a message)
+    except (OSError, ValueError) as exc:  # the files changed since registration (DatasetError is a ValueError)
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
     if problem:
-        raise RequestInvalid("options", problem)
-    return "options", dataset_counts(data)
+        raise RequestInvalid("dataset_id" if default_splits else "options", problem)
+    return ("dataset_id" if default_splits else "options"), dataset_counts(data)
 
 
 def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any]) -> None:

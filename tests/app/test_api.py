@@ -246,9 +246,10 @@ def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
         assert client.get("/api/jobs").json() == []
 
 
-def test_a_data_set_that_lost_a_class_after_registration_fails_before_extraction(tmp_path):
-    """The files under a registered path changed (class 'ship' lost its test images): the job fails with the
-    registration's message naming the class, before an encoder is built or a cache file written."""
+def test_a_data_set_that_lost_a_class_after_registration_is_refused_before_a_job(tmp_path):
+    """The files under a registered path changed (class 'ship' lost its test images): the request is refused with
+    the registration's message naming the class (the job was accepted, then failed; an attack round), and no
+    encoder is built or cache file written."""
     root = tmp_path / "root"
     unzip(tiny_zip_bytes(4, 2), root)
     settings = make_settings(tmp_path / "state", data_root=root)
@@ -257,10 +258,9 @@ def test_a_data_set_that_lost_a_class_after_registration_fails_before_extraction
         for image in (root / "tiny" / "test" / "ship").iterdir():
             image.unlink()
         (root / "tiny" / "test" / "ship").rmdir()
-        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
-        assert job["status"] == "failed" and "DatasetError" in job["error"], job
-        assert "class 'ship' has no train or no test image" in job["error"]
-        assert not any("encoder" in m["text"] for m in job["messages"]), job["messages"]
+        resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]})
+        assert resp.status_code == 422 and "class 'ship' has no train or no test image" in resp.json()["detail"]
+        assert client.get("/api/jobs").json() == []
         assert client.get("/api/caches").json() == [] and not list(settings.caches_dir.rglob("*.h5*"))
 
 

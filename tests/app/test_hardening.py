@@ -849,8 +849,9 @@ def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service,
 
 def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job(service, tmp_path):
     """A path data set edited after its registration was extracted as it then was without a word (found by an
-    outside attack round): an image added is said in the job's messages; a class folder removed fails the job
-    (the request was checked against the registered classes), naming both class lists."""
+    outside attack round): an image added is said in the job's messages; a class folder removed is refused before a
+    job exists (it was accepted, then failed after its queue wait; a later attack round), naming both class lists,
+    and so is a class added; a job that finds them changed at its start fails naming them."""
     import shutil
 
     unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
@@ -862,12 +863,26 @@ def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job
     assert job["status"] == "succeeded", job["error"]
     said = f"data set {ds['id']!r} changed since it was registered (images added, removed or edited)"
     assert sum(m["text"].startswith(said) for m in job["messages"]) == 1, job["messages"]
-    shutil.rmtree(tiny / "train" / "ship")
-    shutil.rmtree(tiny / "test" / "ship")
-    job = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
-    assert job["status"] == "failed" and job["error"] == (
-        f"DatasetError: data set {ds['id']!r} changed since it was registered: its classes are now 'airplane', "
-        "'cat' (registered: 'airplane', 'cat', 'ship'); register it again"), job["error"]
+    shutil.move(tiny / "train" / "ship", tmp_path / "ship-train")
+    shutil.move(tiny / "test" / "ship", tmp_path / "ship-test")
+    changed = (f"data set {ds['id']!r} changed since it was registered: its classes are now 'airplane', 'cat' "
+               "(registered: 'airplane', 'cat', 'ship'); register it again")
+    for kind, extra in (("extract", {}), ("pipeline", {"probes": [{"loss": "ce"}]})):
+        resp = service.post("/api/jobs", json={"kind": kind, "dataset_id": ds["id"], **extra})
+        assert resp.status_code == 422 and resp.json()["detail"] == (
+            f"dataset_id: data set {ds['id']!r} cannot be read: {changed}"), resp.text
+    shutil.copytree(tmp_path / "ship-train", tiny / "train" / "ship")
+    shutil.copytree(tmp_path / "ship-train", tiny / "train" / "fox")  # a class added: refused too
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]})
+    assert resp.status_code == 422 and "its classes are now 'airplane', 'cat', 'fox', 'ship'" in resp.text
+    assert [j["status"] for j in service.get("/api/jobs").json()] == ["succeeded"]
+    # changed between the request and the job's start: the job fails, naming both lists
+    from app.datasets import changed_since_registration, open_for_extraction
+    from feature_cache import DatasetError
+
+    row = service.app.state.store.get_dataset(ds["id"])
+    with pytest.raises(DatasetError, match="its classes are now 'airplane', 'cat', 'fox', 'ship'"):
+        changed_since_registration(row, open_for_extraction(row, {})[0])
 
 
 def test_a_full_queue_is_a_429_even_for_requests_at_once(tmp_path):
