@@ -224,6 +224,28 @@ def check_in_place(row: dict[str, Any]) -> None:
                               "it) is now a symlink; register the data set again")
 
 
+def check_files(row: dict[str, Any]) -> None:
+    """A registered data set's files are still there, where it was registered.
+
+    Raises PathMissing (its path is gone: 422) or PathOutsideRoot (moved behind a symlink: 403,
+    :func:`check_in_place`)."""
+    if not Path(row["path"]).exists():
+        raise PathMissing(f"data set {row['id']!r} has no files on the server any more (removed or moved since it was "
+                          "registered); register it again")
+    check_in_place(row)
+
+
+def dataset_problem(row: dict[str, Any]) -> str | None:
+    """Why no job can read a data set's files now (:func:`check_files`), else None: what the API lists beside each
+    data set, as beside each cache, so that a picker leaves it out (a data set removed from the server was still
+    offered; an attack round). Its classes are checked when a job is requested (a file listing)."""
+    try:
+        check_files(row)
+    except (PathMissing, PathOutsideRoot) as exc:
+        return str(exc)
+    return None
+
+
 def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
                         training: bool = True) -> tuple[Any, str | None]:
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,

@@ -79,6 +79,9 @@ class DatasetOut(BaseModel):
                          "its extension, hidden, unsafe); an image that fails to decode is found when it is "
                          "extracted: the extraction job's messages and the cache's 'skipped' list count it")
     fingerprint: str | None
+    problem: Optional[str] = Field(None, description="why no job can read its files now (gone from the server, "
+                                   "moved behind a symlink), else null: a job on it is refused with this; classes "
+                                   "changed since its registration are found when a job is requested")
     created_at: str
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .caches import cache_file
-from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_in_place, \
+from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
     classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
@@ -305,10 +305,10 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
         probes = _on_cache(store, job.cache_id, [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)])
         return {"cache_id": job.cache_id, "probes": probes, "reuse_reference": job.reuse_reference}
     dataset = store.get_dataset(job.dataset_id)
-    if not Path(dataset["path"]).exists():  # the job would fail after its queue wait
-        raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} has no files on the server any more "
-                             "(removed or moved since it was registered); register it again")
-    check_in_place(dataset)
+    try:  # the job would fail after its queue wait
+        check_files(dataset)
+    except PathMissing as exc:
+        raise RequestInvalid("dataset_id", str(exc)) from None
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
     training = job.kind == "pipeline"  # an extraction alone also takes a labelled test set (new images to score)

@@ -20,6 +20,7 @@ from ..config import Settings, get_settings
 from ..datasets import (
     UploadTooLarge,
     check_in_place,
+    dataset_problem,
     discard,
     is_unlabelled,
     new_upload_dir,
@@ -64,7 +65,8 @@ def _dataset_out(row: dict) -> DatasetOut:
 
     training = [sum(per) for per in zip(*(v for split, v in row["counts"].items() if split != "test"))]
     return DatasetOut(**{k: row[k] for k in DatasetOut.model_fields if k in row}, labelled=not is_unlabelled(row),
-                      num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training))
+                      num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training),
+                      problem=dataset_problem(row))  # its messages name the data set's id, never its path
 
 
 @router.post(

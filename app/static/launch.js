@@ -85,12 +85,14 @@
       h("input", { type: "radio", name: "source", value, id: `source-${value}`, checked: value === source ? "checked" : null }), " ", label);
     // the newest labelled data set first chosen: an unlabelled one greys out the probes (a new-user round)
     // (after a refused request, the data set it registered: the error below is about that one; a new-user round)
-    const first = datasetId || (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts)) || datasets[0] || {}).id;
+    // (a data set whose files are gone from the server is listed greyed out, with why: its jobs are refused)
+    const first = datasetId || (datasets.find((d) => d.labelled !== false && !isTestSet(d.counts) && !d.problem)
+      || datasets.find((d) => !d.problem) || datasets[0] || {}).id;
     // caches a probe trains on: labelled images with a train split (not unlabelled ones, not a test set alone)
     const labelledCaches = caches.filter((c) => c.labelled !== false && Number((c.counts || {}).train) > 0);
     const firstUsable = (labelledCaches.find((c) => !c.problem) || {}).id;
     const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
-      h("option", { value: d.id, selected: d.id === first ? "selected" : null },
+      h("option", { value: d.id, selected: d.id === first ? "selected" : null, disabled: d.problem ? "disabled" : null, title: d.problem || null },
         `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
     const encoder = h("input", { id: "encoder", list: "encoder-list", value: choices.encoders[0].pattern, autocomplete: "off", required: "required" });
     const head = h("select", { id: "head" }, h("option", { value: "" }, "encoder default"),

@@ -845,6 +845,10 @@ def test_a_data_set_whose_files_are_gone_is_refused_before_a_job_exists(service,
         assert resp.json()["detail"] == (f"dataset_id: data set {ds.json()['id']!r} has no files on the server any "
                                          "more (removed or moved since it was registered); register it again")
     assert service.get("/api/jobs").json() == []
+    # the listing says so beside the data set (an attack round: it read as usable, and the launch form offered it)
+    listed = {d["id"]: d for d in service.get("/api/datasets").json()}
+    assert listed[ds.json()["id"]]["problem"] == resp.json()["detail"].removeprefix("dataset_id: ")
+    assert service.get(f"/api/datasets/{ds.json()['id']}").json()["problem"] == listed[ds.json()["id"]]["problem"]
 
 
 def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job(service, tmp_path):
