@@ -176,7 +176,7 @@ def upload_name(value: str | None) -> str | None:
     try:
         return TypeAdapter(Name).validate_python(value)
     except ValidationError as exc:
-        raise UploadError(f"name: {exc.errors()[0]['msg']}") from None
+        raise UploadError(f"name: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 _FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}

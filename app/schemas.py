@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path, Query
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
 from probe.report import MAX_NAME, UNPRINTABLE, TestCheck, Verdict
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
+                      WithJsonSchema, model_validator)
 
 from .status import JobStatus
 
@@ -18,11 +20,32 @@ RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 # None of probe.report.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
 # in terminals, logs and pages), as class names; a name of spaces alone is empty once stripped.
 PRINTABLE = rf"^[^{UNPRINTABLE}]+$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME,
-                                        pattern=PRINTABLE)]
+_UNPRINTABLE_CHARACTER = re.compile(f"[{UNPRINTABLE}]")
+
+
+def _printable(allowed: str = "") -> Any:
+    """A check that names the first character of ``UNPRINTABLE`` (less ``allowed``) a string holds, and where: the
+    pattern's own message printed its whole character class, 580 bytes of escapes (an attack round). The schema
+    keeps the pattern."""
+
+    def check(value: str) -> str:
+        for found in _UNPRINTABLE_CHARACTER.finditer(value):
+            if found.group() not in allowed:
+                kept = "; line breaks and tabs are allowed" if allowed else ""
+                raise ValueError(f"character U+{ord(found.group()):04X} at position {found.start() + 1} is not "
+                                 f"printable (control, text-direction, separator and zero-width characters are "
+                                 f"refused{kept})")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME), _printable(),
+                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": PRINTABLE})]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
-EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=PRINTABLE)]
+EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024), _printable(),
+                        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": PRINTABLE})]
 
 
 class ErrorOut(BaseModel):
@@ -246,7 +269,7 @@ class JobAccepted(BaseModel):
 # -- runs and reports (the report and comparison documents are probe.Report and probe.Comparison) -------
 MAX_NOTE = 2000  # characters of a run's note
 # a note may hold line breaks and tabs, no other control, direction or zero-width character
-NOTE_TEXT = rf"^(?:[\n\t]|[^{UNPRINTABLE}])*$"
+NOTE_TEXT = rf"^(?:[\r\n\t]|[^{UNPRINTABLE}])*$"
 
 
 class RunUpdate(BaseModel):
@@ -254,7 +277,11 @@ class RunUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    note: Annotated[str, StringConstraints(max_length=MAX_NOTE, pattern=NOTE_TEXT)] | None = Field(
+    # Windows line breaks (CR LF, or a lone CR) are line breaks: stored as LF (CR LF was refused; an attack round)
+    note: Annotated[str, BeforeValidator(lambda v: v.replace("\r\n", "\n").replace("\r", "\n") if isinstance(v, str)
+                                         else v),
+                    StringConstraints(max_length=MAX_NOTE), _printable("\n\t"),
+                    WithJsonSchema({"type": "string", "maxLength": MAX_NOTE, "pattern": NOTE_TEXT})] | None = Field(
         None, description="free text shown with the run (line breaks allowed); an empty string clears it")
 
     @model_validator(mode="after")

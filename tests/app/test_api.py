@@ -682,3 +682,12 @@ def test_a_run_is_renamed_and_noted(fresh_finished):
         assert client.patch(f"/api/runs/{run_id}", json={"name": name}).status_code == 200, name
     assert client.patch("/api/runs/run_missing", json={"note": "x"}).status_code == 404
     assert client.get(f"/api/runs/{fresh_finished.erm}").json()["note"] == ""  # another run untouched
+    # Windows line breaks are line breaks (CR LF was refused), and a refusal names the character and where, not the
+    # pattern's whole character class (580 bytes of escapes; an attack round)
+    assert client.patch(f"/api/runs/{run_id}", json={"note": "line1\r\nline2\rline3"}).json()["note"] == \
+        "line1\nline2\nline3"
+    resp = client.patch(f"/api/runs/{run_id}", json={"name": "x\ny"})
+    assert resp.status_code == 422 and len(resp.text) < 300, resp.text
+    assert "character U+000A at position 2 is not printable" in resp.text and "\\x00" not in resp.text
+    resp = client.patch(f"/api/runs/{run_id}", json={"note": "a\u202eb"})
+    assert "character U+202E at position 2 is not printable" in resp.text and "line breaks and tabs are allowed" in resp.text
