@@ -259,7 +259,9 @@ class LogitAdjustedLoss(ProbeLoss):
             )
         pri = as_tensor(priors, dtype=torch.float32)
         if pri.dim() != 1 or bool((~torch.isfinite(pri) | (pri < 0)).any()) or float(pri.sum()) <= 0:
-            raise ValueError(f"priors must be a 1-D array of non-negative frequencies, got {pri.tolist()}.")
+            why = "that sum to more than 0" if pri.dim() == 1 and bool(torch.isfinite(pri).all() & (pri >= 0).all()) \
+                else "(finite, none negative)"  # all zero read as if one were negative (an attack round)
+            raise ValueError(f"priors must be a 1-D array of non-negative frequencies {why}, got {pri.tolist()}.")
         self.tau = float(tau)
         pri = pri / pri.sum()
         self.register_buffer("log_priors", torch.log(pri.clamp(min=1e-12)))

@@ -652,7 +652,7 @@ def test_a_fifo_under_the_data_root_is_refused_as_a_data_set_or_weights_file(ser
     ({"loss": "logit_adjust", "loss_options": {"priors": [0.5, 0.5]}}, "config.loss_options",
      "loss_options.priors has 2 entries but the data has 3 classes"),
     ({"loss": "logit_adjust", "loss_options": {"priors": [0, 0, 0]}}, "config.loss_options",
-     "priors must be a 1-D array of non-negative frequencies, got [0.0, 0.0, 0.0]."),
+     "priors must be a 1-D array of non-negative frequencies that sum to more than 0, got [0.0, 0.0, 0.0]."),
     ({"loss": "mr2_valerr", "loss_options": {"val_error": [0.1]}}, "config.loss_options",
      "loss_options.val_error has 1 entries but the data has 3 classes"),
     ({"loss": "mr2_valerr"}, "config.loss_options",
