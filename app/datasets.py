@@ -62,11 +62,15 @@ class _MultipartSink:
         self.path: Path | None = None
         self.buf = bytearray()
         self.fields: dict[str, str] = {}
+        self.ended = False  # the closing boundary was read
 
     def callbacks(self) -> dict[str, Any]:
         return {"on_header_field": self.on_header_field, "on_header_value": self.on_header_value,
                 "on_header_end": self.on_header_end, "on_headers_finished": self.on_headers_finished,
-                "on_part_data": self.on_part_data, "on_part_end": self.on_part_end}
+                "on_part_data": self.on_part_data, "on_part_end": self.on_part_end, "on_end": self.on_end}
+
+    def on_end(self) -> None:
+        self.ended = True
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.header_field += data[start:end]
@@ -120,7 +124,8 @@ class _MultipartSink:
 
 
 async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], dest_dir: Path,
-                                limit: int, field: str = "file") -> tuple[Path, dict[str, str]]:
+                                limit: int, field: str = "file",
+                                text_fields: tuple[str, ...] = ("name", "unlabelled")) -> tuple[Path, dict[str, str]]:
     """Write the multipart part named ``field`` straight to ``dest_dir`` chunk by chunk.
 
     Args:
@@ -128,13 +133,16 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
         body: the raw request body, as chunks.
         dest_dir: created; the file keeps its (sanitised) uploaded name.
         limit: largest accepted body in bytes.
+        text_fields: the other fields the form takes.
 
     Returns:
         The written file and the other (small) form fields.
 
     Raises:
         UploadTooLarge: the body passed ``limit`` (whatever was written is removed by the caller).
-        UploadError: not multipart, no ``field`` part, a text field over ``MAX_FIELD_BYTES`` or a bad file name.
+        UploadError: not multipart, no ``field`` part, a text field over ``MAX_FIELD_BYTES`` or a bad file name, a
+            field the form does not take (``unlabeled=true`` went unnoticed, as unknown JSON fields do not), a body
+            that ends before its closing boundary (cut short, it was registered; both an attack round).
     """
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -159,8 +167,13 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
         raise UploadError(f"malformed multipart body: {exc}") from exc
     finally:
         sink.close()
+    if not sink.ended:
+        raise UploadError("malformed multipart body: it ends before its closing boundary (was the upload cut short?)")
     if sink.path is None:
         raise UploadError(f"multipart body has no '{field}' file part")
+    unknown = sorted(set(sink.fields) - set(text_fields))
+    if unknown:
+        raise UploadError(f"unknown form field {unknown[0]!r}: this form takes {', '.join((field, *text_fields))}")
     logger.info("upload of %d bytes written to %s", received, sink.path)
     return sink.path, sink.fields
 

@@ -65,6 +65,26 @@ def test_streamed_limit_without_content_length(tmp_path, tiny_zip):
         assert not any(settings.uploads_dir.glob("*/*"))
 
 
+def test_an_upload_cut_short_or_with_a_field_the_form_does_not_take_is_refused(tmp_path, tiny_zip):
+    """A body without its closing boundary was registered, and a mistyped field (unlabeled=true) was ignored, as
+    unknown JSON fields are not (an attack round): both 422, nothing registered, nothing left in uploads."""
+    settings = make_settings(tmp_path)
+    boundary = "b0undary"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.zip\"\r\n"
+            f"Content-Type: application/zip\r\n\r\n").encode() + tiny_zip
+    typo = f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"unlabeled\"\r\n\r\ntrue".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/datasets", content=part, headers=headers)
+        assert resp.status_code == 422 and "ends before its closing boundary" in resp.json()["detail"], resp.text
+        resp = client.post("/api/datasets", content=part + typo + f"\r\n--{boundary}--\r\n".encode(), headers=headers)
+        assert resp.status_code == 422 and resp.json()["detail"] == (
+            "unknown form field 'unlabeled': this form takes file, name, unlabelled"), resp.text
+        assert client.get("/api/datasets").json() == [] and not any(settings.uploads_dir.glob("*/*"))
+        resp = client.post("/api/datasets", content=part + f"\r\n--{boundary}--\r\n".encode(), headers=headers)
+        assert resp.status_code == 201, resp.text
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
