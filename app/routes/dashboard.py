@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from ..deps import known_query_only
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -52,9 +54,11 @@ def launch_page() -> FileResponse:
     return _page()
 
 
-@router.get("/launch/choices")
+@router.get("/launch/choices", dependencies=[Depends(known_query_only)])
 def launch_choices() -> dict[str, Any]:
-    """What the launch form offers, read from the registries (no data: public like the pages)."""
+    """What the launch form offers, read from the registries (no data: public like the pages). A query parameter is
+    refused as on the API's routes (it answered 200 to ``?x=1``; an attack round); the pages themselves take the
+    ones their scripts read."""
     from feature_cache import ENCODERS
     from probe import DEFAULT_CV_FOLDS, HEADS, MAX_CV_FOLDS, MIN_CV_FOLDS, MIN_VAL_PER_CLASS, PRESETS
     from probe.decision import IMBALANCE_RATIO

@@ -18,6 +18,9 @@ def choices(tmp_path_factory):
     with TestClient(create_app(make_settings(tmp_path_factory.mktemp("svc")))) as client:
         resp = client.get("/launch/choices")
         assert resp.status_code == 200
+        # a query parameter it does not take is refused as on the API's routes (an attack round: 200)
+        refused = client.get("/launch/choices", params={"x": "1"})
+        assert refused.status_code == 422 and "unknown query parameter 'x': this route takes none" in refused.text
         return resp.json()
 
 
