@@ -98,7 +98,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
         AlreadyRegistered: (409, ""),
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),
-        UnsafeArchive: (400, "archive refused: "),  # unsafe (a bomb, a path out) or unreadable
+        UnsafeArchive: (400, "refused: "),  # an archive or manifest: unsafe (a bomb, a path out) or unreadable
         UploadError: (422, ""),
         DatasetError: (422, ""),
         CacheMismatch: (422, ""),

@@ -120,7 +120,9 @@ def read_manifest(
             try:  # normalised first: 'train/cat/../cat/x.jpg' stays inside, 'cat/../../x.jpg' is still refused
                 name = check_member_name(posixpath.normpath(raw.replace("\\", "/")) if raw else raw, path.name)
             except UnsafeArchive as exc:
-                raise UnsafeArchive(f"{path}: row {line}: path {raw!r} escapes the manifest folder ({exc}).") from exc
+                # in a manifest's words, not an archive's ("archives must use relative paths"; an attack round)
+                raise UnsafeArchive(f"{path}: row {line}: path {raw!r} escapes the manifest's folder: its paths are "
+                                    "relative to it, with no absolute path, '..' out of it or NUL byte.") from exc
             if not label:
                 raise DatasetError(f"{path}: row {line}: empty label for {raw!r}.")
             row_split = split or "train"

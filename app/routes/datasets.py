@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..caches import REGISTERED, cache_problem, register_cache
 from ..config import Settings, get_settings
 from ..datasets import (
+    PathOutsideRoot,
     UploadTooLarge,
     check_in_place,
     dataset_problem,
@@ -76,7 +77,7 @@ def _dataset_out(row: dict) -> DatasetOut:
     responses={**ERROR_RESPONSES, 200: {"model": DatasetOut, "description": "the folder, with the same content, "
                                         "registered already, or an archive of the same content and classes "
                                         "uploaded already (its new copy removed): that data set"},
-               400: {"model": ErrorOut, "description": "archive refused: unsafe or unreadable"},
+               400: {"model": ErrorOut, "description": "archive or manifest refused: unsafe or unreadable"},
                403: {"model": ErrorOut, "description": "path outside the data root"},
                409: {"model": ErrorOut, "description": "the folder or archive, with the same content, is registered "
                      "already under another name (200 and that data set when no name or its name is given)"},
@@ -203,6 +204,8 @@ def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes
         return thumbs.png(source, size)
     except KeyError:  # not a listed sample
         raise NotFound("samples", source) from None
+    except PermissionError as exc:  # a listed file now a symlink out of the data set: 403 as every path out (422
+        raise PathOutsideRoot(str(exc)) from None  # before; an attack round)
     except (OSError, zipfile.BadZipFile, RuntimeError, Image.DecompressionBombError) as exc:
         # a listed sample that does not decode: unreadable, damaged in its archive, encrypted, too many pixels
         raise DatasetError(f"sample {source[:200]!r} cannot be shown: {type(exc).__name__}: "

@@ -955,6 +955,21 @@ def test_a_data_set_folder_swapped_for_a_symlink_leads_nowhere(service, tmp_path
     assert str(tmp_path) not in resp.text
 
 
+def test_a_listed_image_swapped_for_a_symlink_out_is_a_403(service, tmp_path):
+    """One file of a listed folder replaced by a symlink leading out of the data root: its thumbnail was a 422
+    ("cannot be shown"), where every path out is a 403 (an attack round)."""
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
+    ds = service.post("/api/datasets", json={"path": "tiny"}).json()
+    folder = tmp_path / "root" / "tiny" / "train" / "cat"
+    name = sorted(p.name for p in folder.iterdir())[0]
+    assert service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": f"train/cat/{name}"}).status_code == 200
+    (tmp_path / "secret.png").write_bytes((folder / name).read_bytes())
+    (folder / name).unlink()
+    (folder / name).symlink_to(tmp_path / "secret.png")
+    resp = service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": f"train/cat/{name}", "size": 16})
+    assert resp.status_code == 403 and "now leads outside the data folder" in resp.json()["detail"], resp.text
+
+
 def test_an_extraction_busy_elsewhere_is_waited_for_not_a_failure(service, monkeypatch):
     """Two jobs needing the same new features: the second found the cache file locked (ExtractionBusy) and failed
     (found by an outside attack round). It now waits, polling for a cancel, and then extracts or reuses."""
