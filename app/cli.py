@@ -79,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit_threads(args.threads)
     try:
         return int(modules[args.command].run(args) or 0)
+    except BrokenPipeError:
+        # the reader of stdout left (`mr2probe failures ... --json | head`): done, quietly, as head expects; stdout
+        # goes to /dev/null so that the interpreter's flush at exit does not fail again (Python's signal docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command a pipe closed
     except (ValueError, KeyError, FileNotFoundError) as exc:
         # Caller mistakes: one clear line, no stack trace (a KeyError's str() is its message in quotes).
         message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc

@@ -323,3 +323,19 @@ def test_probabilities_keep_seven_significant_digits():
                           probabilities=np.array([[0.99999987, 1.234567e-7]], dtype=np.float32))
     header, row = list(csv_rows(got, ["cat", "dog"]))
     assert row[4] == "0.9999999" and row[6:] == ["0.9999999", "1.234567e-07"]
+
+
+def test_a_reader_that_leaves_the_pipe_ends_the_command_quietly(run, tmp_path):
+    """`mr2probe failures ... --json | head` printed "error: [Errno 32] Broken pipe" (a new-user round): the reader
+    is done, so the command ends without an error on stderr, as `head` expects of its writer. The reader here
+    (`true`) leaves before the command, seconds into its imports, writes a byte."""
+    import shlex
+    import subprocess
+    import sys
+
+    cache, out = run
+    command = (f"{shlex.quote(sys.executable)} -m app predict {shlex.quote(str(out))} --features "
+               f"{shlex.quote(str(cache))} --out {shlex.quote(str(tmp_path / 'p.csv'))} | true")  # its summary: stdout
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert "Broken pipe" not in done.stderr and "error" not in done.stderr, done.stderr
+    assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports a command its pipe closed
