@@ -296,7 +296,24 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
     # closest by what decides: the hard-third lower bound, not the point estimates (a dashboard-only round found
     # another candidate better on both of those and read "closest" as wrong)
     return (f"The closest (the highest hard-third lower bound over the {m}, {signed_points(bound)} pt), "
-            f"{describe_params(c)}, moved the val hard third {hard} at {overall} {change}. ")
+            f"{describe_params(c)}, moved the val hard third {hard} at {overall} {change}; "
+            f"{_held_back(c, max_overall_drop, overall)}. ")
+
+
+def _held_back(c: dict, max_overall_drop: float, overall: str) -> str:
+    """Which of the decision's tests a candidate failed, in words: "no safe improvement" beside a hard-third gain of
+    +6.2 pt did not say whether a bound or the sign test refused it (a new-user round)."""
+    failed = [f"its hard-third lower bound, {signed_points(c['val_hard_delta_simultaneous_lo'])} pt, is not above 0"]
+    if c["val_overall_delta_simultaneous_lo"] < -max_overall_drop:
+        failed.append(f"its {overall} lower bound, {signed_points(c['val_overall_delta_simultaneous_lo'])} pt, is "
+                      f"below {signed_points(-max_overall_drop)} pt")
+    fixed, broken = c.get("val_hard_changed") or (0, 0)
+    p_value = c.get("val_hard_sign_p")
+    if not (fixed > broken and p_value is not None and p_value <= SIGN_TEST_ALPHA):
+        shown = "" if p_value is None else f": p = {p_value:.2g} after Bonferroni"
+        failed.append(f"its changed hard-class images ({fixed} fixed, {broken} broken{shown}) do not lean its way "
+                      "beyond chance")
+    return "held back as " + "; ".join(failed)
 
 
 def scores_as_reference(candidate: dict) -> bool:

@@ -137,8 +137,14 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
                                              val_overall_delta_simultaneous_lo=-0.001 - 0.0005)], 0, 0.0005)[2]
     # none passed a bound: the closest named with its deltas and its bound (a new-user round: only the demo said it)
     assert ("Bonferroni over the 1). The closest (the highest hard-third lower bound over the 1, -0.2 pt), lr=0.1, "
-            "moved the val hard third +2.0 pt [+0.4, +3.6] at overall +0.0 pt [+0.0, +1.0] (within noise). This run keeps"
-            ) in choose_safe([ref, one_of_many], 0)[2]
+            "moved the val hard third +2.0 pt [+0.4, +3.6] at overall +0.0 pt [+0.0, +1.0] (within noise); held back "
+            "as its hard-third lower bound, -0.2 pt, is not above 0. This run keeps") in choose_safe([ref, one_of_many], 0)[2]
+    # and every test it failed, named (a new-user round: +6.2 pt read as a near miss; one image had moved)
+    weak = _cand(0.6, 0.062, [0.0, 0.188], 0.019, [0.0, 0.048], val_hard_delta_simultaneous_lo=0.0,
+                 val_hard_changed=[1, 0], val_hard_sign_p=1.0, val_overall_delta_simultaneous_lo=-0.01)
+    assert ("; held back as its hard-third lower bound, +0.0 pt, is not above 0; its overall lower bound, -1.0 pt, is "
+            "below +0.0 pt; its changed hard-class images (1 fixed, 0 broken: p = 1 after Bonferroni) do not lean its "
+            "way beyond chance. This run keeps") in choose_safe([ref, weak], 0)[2]
     same = _cand(0.5, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0], val_hard_delta_simultaneous_lo=0.0)
     assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, same], 0)[2]  # scored as the reference
     assert choose_safe([ref, costly], 0, max_overall_drop=0.001)[:2] == (1, "improved")
