@@ -16,7 +16,7 @@ from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, compa
                       metric_title)
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
                      empty_third, interval_text, loss_label, shipped_accuracy, shipped_worst_text, verdict_label,
-                     worst_first)
+                     WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -151,7 +151,8 @@ def report_markdown(report: dict) -> str:
               *_md_table(["metric", "value"], [list(row) for row in _summary_rows(report)])]
     worst = report["summary"]["worst_class"]
     shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
-    lines += ["", f"Worst class: **{_md(worst['name'])}** ({_pct(worst['accuracy'])} %){_md(shipped)}.", "",
+    tied = WorstClass.model_validate(worst).label().removeprefix(worst["name"])  # " (tied with horse)", or ""
+    lines += ["", f"Worst class: **{_md(worst['name'])}**{_md(tied)} ({_pct(worst['accuracy'])} %){_md(shipped)}.", "",
               "## Per class (test), worst first", "", *_md_table(PER_CLASS_HEADER, _per_class_rows(report))]
     matrix = _confusion(report)
     if matrix is not None:

@@ -212,6 +212,13 @@ class Grouping(_Model):
 class WorstClass(_Model):
     name: str
     accuracy: Num
+    tied_with: list[str] = Field(default_factory=list, description="the other classes of the same (seed-mean) "
+                                 "accuracy, in class order: the name is the first of them by class index (a tie "
+                                 "was reported as one worst class; a new-user round); empty in older reports")
+
+    def label(self) -> str:
+        """``bird``, or ``bird (tied with horse)``: how every view names it."""
+        return self.name + (f" (tied with {', '.join(self.tied_with)})" if self.tied_with else "")
 
 
 class GroupValues(_Model):
@@ -640,7 +647,9 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
     num_classes = len(class_names)
     summary = Summary(
         **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
-        worst_class=WorstClass(name=class_names[worst], accuracy=worst_acc),
+        worst_class=WorstClass(name=class_names[worst], accuracy=worst_acc,
+                               tied_with=[class_names[i] for i, v in enumerate(mean_acc)
+                                          if i != worst and np.isfinite(v) and abs(v - worst_acc) <= 1e-12]),
         per_class_std=float(np.mean(stds)),
         group_margin=GroupValues(**{name: float(nan_mean([m[name] for m in group_margins]))
                                     for name in GROUP_NAMES}),
@@ -1020,7 +1029,7 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     if report.calibration is not None:
         console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
-    console.print(f"worst class (seed mean): {wc.name} {_pct(wc.accuracy)}%"
+    console.print(f"worst class (seed mean): {wc.label()} {_pct(wc.accuracy)}%"
                   f"{shipped_worst_text(report.per_class, len(report.seeds.values))}   "
                   f"spread of the per-class accuracies: std {_pct(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "

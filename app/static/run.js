@@ -59,7 +59,8 @@
       const value = key === "worst_class" ? s.worst_class.accuracy : s[key];
       const m = cmp && cmp.metrics[key];
       return h("div", { class: "kpi", "data-metric": label },
-        h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.name}` : label),
+        h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.name}`
+          + ((s.worst_class.tied_with || []).length ? ` (tied with ${s.worst_class.tied_with.join(", ")})` : "") : label),
         h("div", { class: "value" }, pct(m ? m.other : value)),
         // overall and balanced accuracy do not depend on the groups: their intervals show compared too (a new-user
         // round); a third's is of this run's own groups, not the compared run's the deltas use

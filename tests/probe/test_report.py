@@ -35,6 +35,23 @@ def _report(reference=None):
                         evaluations=evals, trainer=trainer, n_train=np.array([50, 50, 40]))
 
 
+def test_a_tie_for_the_worst_class_is_named_in_every_view():
+    """bird and horse both at 50 %: every view said "Worst class: bird" (a new-user round)."""
+    from probe.export import report_markdown
+
+    trainer = SimpleNamespace(r2_=np.array([4.0, 9.0, 1.0]), spread_=np.array([1.0, 2.0, 0.5]), gamma_=None)
+    evals = [_eval(0, [0.6, 0.9, 0.6], [0.7, 0.4, 0.9], 100.0), _eval(1, [0.6, 0.9, 0.6], [0.8, 0.6, 1.0], 110.0)]
+    chosen = Candidate(lr=0.01, weight_decay=0.0, val_overall=0.7, val_hard=0.5)
+    rep = build_report(run_id="run_t", config=ProbeConfig(seeds=[0, 1]), selected={"lr": 0.01, "weight_decay": 0.0},
+                       selection=Selection(criterion="overall", candidates=[chosen], chosen=chosen, reason="because"),
+                       class_names=NAMES, groups=GROUPS, reference=None, evaluations=evals, trainer=trainer,
+                       n_train=np.array([50, 50, 40]))
+    worst = rep.summary.worst_class
+    assert (worst.name, worst.tied_with) == (NAMES[0], [NAMES[2]])
+    assert f"worst class (seed mean): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
+    assert f"Worst class: **{NAMES[0]}** (tied with {NAMES[2]}) (60.00 %)" in report_markdown(rep.model_dump(mode="json"))
+
+
 def test_report_keys_and_exact_values():
     rep = _report().model_dump(mode="json")
     assert set(rep) >= {"schema_version", "run_id", "created_at", "config", "selection", "class_names", "grouping",
@@ -45,7 +62,7 @@ def test_report_keys_and_exact_values():
     s = rep["summary"]
     assert s["overall"] == pytest.approx((0.7667 + 0.7333) / 2, abs=1e-3)
     assert s["hard"] == pytest.approx(0.6) and s["easy"] == pytest.approx(0.95) and s["medium"] == pytest.approx(0.7)
-    assert s["worst_class"] == {"name": "dog", "accuracy": pytest.approx(0.6)}
+    assert s["worst_class"] == {"name": "dog", "accuracy": pytest.approx(0.6), "tied_with": []}
     assert s["class_margin_deg"] == pytest.approx(105.0)
     assert s["ideal_class_margin_deg"] == pytest.approx(120.0)
     assert s["ideal_sample_margin"] == pytest.approx(1.5)
