@@ -448,14 +448,17 @@ CLASS_HEADER = ["class", "group", "base", "other", "Δ points [95% interval]"]
 
 
 def probe_words(report: Report) -> str:
-    """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, and
-    its preset when it had one."""
+    """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, its
+    preset when it had one, and the balanced accuracy it selected on where it did (two ERM runs selected on two
+    metrics read alike; a new-user round)."""
     from .report import loss_label
 
     config = report.config
     loss = "ERM (ce)" if config.get("loss") == "ce" else loss_label(config)
     preset = report.selection.preset
-    return f"{loss}, {config.get('head', '?')} head" + (f", preset {preset.name}" if preset is not None else "")
+    balanced = ", selected on balanced accuracy" if config.get("overall_metric") == "balanced" else ""
+    return (f"{loss}, {config.get('head', '?')} head" + (f", preset {preset.name}" if preset is not None else "")
+            + balanced)
 
 
 def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:

@@ -383,6 +383,9 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
     cmp = compare_reports(erm, focal)
     assert cmp.probes == {"base": "ERM (ce), linear head", "other": "focal (gamma_focal=2), linear head"}
     assert "- **Probes:** base ERM (ce), linear head; other focal (gamma_focal=2), linear head" in comparison_markdown(cmp)
+    # two ERM runs selected on two metrics are told apart (a new-user round)
+    balanced = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, overall_metric="balanced"))
+    assert compare_reports(erm, balanced).probes["other"] == "ERM (ce), linear head, selected on balanced accuracy"
 
 
 def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of_their_own_mean():
