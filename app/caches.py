@@ -204,6 +204,7 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     """
     from feature_cache import CacheMismatch, open_cache
 
+    stamp = file_stamp(path)  # before it is read: a write during the check leaves another stamp, refused later
     cache = open_cache(path)
     # read whole every time: a file replaced at its path by one of the same fingerprint, classes and counts holding
     # NaN features passed a shortcut for "this very file" (a review)
@@ -222,13 +223,21 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
                                 "it is not that cache's file")
         if usable is not None:
             return usable, False
-        return store.move_cache(known["id"], str(path), REGISTERED), False
+        return store.move_cache(known["id"], str(path), REGISTERED, stamp), False
     dataset = _dataset_of(store, cache)
     row = store.add_cache(dataset_id=dataset["id"], encoder=cache.encoder, path=str(path),
                           fingerprint=cache.fingerprint, num_features=int(cache.num_features),
                           class_names=cache.class_names, counts=counts, job_id=None, source=REGISTERED,
-                          same_path=False)
+                          same_path=False, stamp=stamp)
     return row, True
+
+
+def file_stamp(path: Path | str) -> str:
+    """A file's size and modification time (ns) as one string: what a registered cache's check of its values
+    (NaN, infinities, ...) holds for. A file written over in place, its fingerprint attribute kept, passed every
+    later check and failed its jobs after their queue wait (an attack round)."""
+    info = Path(path).stat()
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def cache_problem(row: dict[str, Any]) -> str | None:
@@ -277,4 +286,7 @@ def cache_file(row: dict[str, Any]) -> str:
         raise CacheMismatch(f"cache {row['id']!r}: its file {stored.name} changed since it was registered (it now "
                             f"holds {now}, registered {str(row['fingerprint'])[:12]}…): put the registered file "
                             "back, or register the new one (another cache)")
+    if row.get("stamp") and file_stamp(stored) != row["stamp"]:  # the same features, written over in place
+        raise CacheMismatch(f"cache {row['id']!r}: its file {stored.name} was written since it was registered (its "
+                            f"size or modification time changed): {again}, which checks its values again")
     return row["path"]

@@ -70,7 +70,10 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("runs", "test_check", "TEXT", _from_selection("test_check")),
                   # "extraction": written by a job under caches/; "path": a finished file registered where it lies
                   ("caches", "source", "TEXT NOT NULL DEFAULT 'extraction'", lambda conn: None),
-                  ("runs", "note", "TEXT NOT NULL DEFAULT ''", lambda conn: None))
+                  ("runs", "note", "TEXT NOT NULL DEFAULT ''", lambda conn: None),
+                  # a file registered by path: its size and modification time when its values were checked
+                  # (app.caches.file_stamp); NULL for extractions and rows written before it
+                  ("caches", "stamp", "TEXT", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -197,7 +200,8 @@ class Store:
 
     def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
                   num_features: int | None, class_names: list[str], counts: dict[str, int],
-                  job_id: str | None, source: str = "extraction", same_path: bool = True) -> dict[str, Any]:
+                  job_id: str | None, source: str = "extraction", same_path: bool = True,
+                  stamp: str | None = None) -> dict[str, Any]:
         """Record a finished cache; the same file recorded again returns the existing row (with ``same_path``
         False, the same file of the same fingerprint: a file registered by path that now holds other features is
         another cache). Looked up and inserted in one transaction: two registrations of one file at once made two
@@ -205,7 +209,7 @@ class Store:
         where, args = ("path = ?", (path,)) if same_path else ("path = ? AND fingerprint = ?", (path, fingerprint))
         values = dict(id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
                       num_features=num_features, class_names=class_names, counts=counts, job_id=job_id,
-                      source=source, created_at=utcnow())
+                      source=source, stamp=stamp, created_at=utcnow())
         with self._tx() as conn:
             row = conn.execute(f"SELECT id FROM caches WHERE {where} ORDER BY rowid", args).fetchone()
             if row is None and conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone() is None:
@@ -215,10 +219,12 @@ class Store:
                 self._insert_in(conn, "caches", values)
         return self.get_cache(values["id"] if row is None else row["id"])
 
-    def move_cache(self, cache_id: str, path: str, source: str) -> dict[str, Any]:
-        """Read a cache's features at ``path`` from now on (the same fingerprint, registered again elsewhere)."""
+    def move_cache(self, cache_id: str, path: str, source: str, stamp: str | None = None) -> dict[str, Any]:
+        """Read a cache's features at ``path`` from now on (the same fingerprint, registered again, elsewhere or
+        checked again where it is: its ``stamp``)."""
         with self._tx() as conn:
-            conn.execute("UPDATE caches SET path = ?, source = ? WHERE id = ?", (path, source, cache_id))
+            conn.execute("UPDATE caches SET path = ?, source = ?, stamp = ? WHERE id = ?",
+                         (path, source, stamp, cache_id))
         return self.get_cache(cache_id)
 
     def get_cache(self, cache_id: str) -> dict[str, Any]:

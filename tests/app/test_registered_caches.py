@@ -100,6 +100,26 @@ def test_a_registered_file_that_changed_or_moved_is_refused_where_it_is_used(ser
     assert service.get("/api/jobs").json() == []
 
 
+def test_a_registered_file_written_over_in_place_is_checked_again_before_a_job(service):
+    """NaN written into a registered file, its fingerprint kept: a job on it was accepted, then failed after its
+    queue wait (an attack round). Its size or modification time changed since its values were checked: refused,
+    and registering it again checks them again."""
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+    features = service.root / "features" / "images.h5"
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    with h5py.File(features, "r+") as f:  # one value of the train split's features, nothing else
+        f["train/features"][0, 0] = np.nan
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM})
+    assert resp.status_code == 422 and "its file images.h5 was written since it was registered" in resp.text, resp.text
+    assert "was written since it was registered" in service.get(f"/api/caches/{cache['id']}").json()["problem"]
+    assert service.get("/api/jobs").json() == []
+    again = service.post("/api/caches", json={"path": "features/images.h5"})  # checked again: NaN refused
+    assert again.status_code == 422 and "has features that are NaN, infinite" in again.text, again.text
+
+
 @pytest.mark.parametrize("path, status, detail", [
     ("/etc/passwd", 403, "is outside the data root"),
     ("images.zip", 422, "is not a readable HDF5 feature cache"),
