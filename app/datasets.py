@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from .status import UploadStalled
 from .store import Store, new_id
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
                 raise UploadTooLarge(f"upload larger than the limit of {limit} bytes (MR2PROBE_MAX_UPLOAD_BYTES)")
             parser.write(chunk)
         parser.finalize()
-    except (UploadTooLarge, UploadError):
+    except (UploadTooLarge, UploadError, UploadStalled):
         raise
     except Exception as exc:  # python_multipart raises its own errors on malformed bodies
         raise UploadError(f"malformed multipart body: {exc}") from exc

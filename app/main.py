@@ -21,7 +21,7 @@ from .messages import ClientMessages
 from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES
-from .status import InvalidTransition, NotFound, QueueFull
+from .status import InvalidTransition, NotFound, QueueFull, UploadsBusy, UploadStalled
 from .steps import JOB_KINDS
 from .store import Store
 from .cleanup import sweep_data_dir
@@ -95,6 +95,8 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
         NotFound: (404, ""),
         InvalidTransition: (409, ""),
         QueueFull: (429, ""),
+        UploadsBusy: (429, ""),
+        UploadStalled: (408, ""),
         AlreadyRegistered: (409, ""),
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),

@@ -38,6 +38,14 @@ class NotFound(KeyError):
         return self.args[0]
 
 
+class UploadsBusy(RuntimeError):
+    """``Settings.max_uploads`` uploads are streaming already (the API answers 429)."""
+
+
+class UploadStalled(RuntimeError):
+    """An upload sent nothing for ``Settings.upload_idle_seconds`` (the API answers 408)."""
+
+
 class QueueFull(RuntimeError):
     """The job queue holds ``Settings.max_queued_jobs`` jobs already (the API answers 429)."""
 

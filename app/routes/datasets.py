@@ -6,9 +6,11 @@ import logging
 import os
 import threading
 import zipfile
-from pathlib import Path
+from collections.abc import AsyncIterator
 from functools import lru_cache
+from pathlib import Path
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +39,7 @@ from ..messages import ClientMessages
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, CacheRegister, DatasetOut,
                        DatasetRegister, DeletedOut, ErrorOut, IdPath)
-from ..status import NotFound
+from ..status import NotFound, UploadsBusy, UploadStalled
 from ..store import Store
 
 logger = logging.getLogger(__name__)
@@ -114,10 +116,25 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise UploadTooLarge(f"upload of {declared} bytes is over the limit of {settings.max_upload_bytes} "
                              "bytes (MR2PROBE_MAX_UPLOAD_BYTES)")
+    state = request.app.state
+    uploading = getattr(state, "uploading", 0)
+    if uploading >= settings.max_uploads:  # checked and counted with no await between: no race in the event loop
+        raise UploadsBusy(f"{uploading} uploads are streaming already (MR2PROBE_MAX_UPLOADS = {settings.max_uploads}):"
+                          " try again when one has finished")
+    state.uploading = uploading + 1
+    try:
+        return await _stream_upload(request, store, settings, content_type)
+    finally:
+        state.uploading -= 1
+
+
+async def _stream_upload(request: Request, store: Store, settings: Settings, content_type: str) -> tuple[dict, bool]:
+    """The upload itself (:func:`upload_archive`), its body read with an idle timeout."""
     dataset_id, upload_dir = new_upload_dir(settings.uploads_dir)
     try:
-        path, fields = await stream_multipart_file(content_type, request.stream(), upload_dir,
-                                                   settings.max_upload_bytes)
+        path, fields = await stream_multipart_file(content_type, _until_idle(request.stream(),
+                                                                             settings.upload_idle_seconds),
+                                                   upload_dir, settings.max_upload_bytes)
         unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
         row, created = await run_in_threadpool(register_dataset, store, path, name=upload_name(fields.get("name")),
                                                source="upload", dataset_id=dataset_id, unlabelled=unlabelled)
@@ -127,6 +144,22 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
     if not created:  # the same archive uploaded before: that data set, and this copy goes
         discard(upload_dir)
     return row, created
+
+
+async def _until_idle(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, ended with :class:`UploadStalled` when none comes for ``seconds`` (an upload of one
+    byte a second held its connection and folder open with no end; an attack round)."""
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            with anyio.fail_after(seconds):
+                chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadStalled(f"the upload sent nothing for {seconds:g} s (MR2PROBE_UPLOAD_IDLE_SECONDS): "
+                                "ended, nothing kept") from None
+        yield chunk
 
 
 @router.get("/datasets", response_model=list[DatasetOut], summary="Registered data sets, newest first")

@@ -85,6 +85,53 @@ def test_an_upload_cut_short_or_with_a_field_the_form_does_not_take_is_refused(t
         assert resp.status_code == 201, resp.text
 
 
+def test_uploads_are_bounded_in_number_and_end_when_they_stall(tmp_path, tiny_zip):
+    """Sixty uploads of a byte a second were all kept open (an attack round): one more than MR2PROBE_MAX_UPLOADS is a
+    429 while they stream, and one that sends nothing for MR2PROBE_UPLOAD_IDLE_SECONDS is a 408, its folder gone.
+    A real server (TestClient reads a request's whole body before the app sees it) and a raw socket."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from app_testutils import free_port
+
+    settings = make_settings(tmp_path, max_uploads=1, upload_idle_seconds=1.0, allowed_hosts=["127.0.0.1"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 30, what="uvicorn started")
+    try:
+        boundary = "b0undary"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.zip\"\r\n"
+                f"Content-Type: application/zip\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+            slow.sendall(f"POST /api/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                         f"boundary={boundary}\r\nContent-Length: {len(head) + 10_000}\r\n\r\n".encode() + head)
+            wait_for(lambda: any(settings.uploads_dir.glob("*/*")), 30, interval=0.05, what="the upload streaming")
+            files = {"file": ("t.zip", tiny_zip, "application/zip")}
+            busy = httpx.post(f"http://127.0.0.1:{port}/api/datasets", files=files, timeout=30)
+            assert busy.status_code == 429, busy.text
+            assert "1 uploads are streaming already (MR2PROBE_MAX_UPLOADS = 1)" in busy.json()["detail"]
+            answer = b""  # then nothing more is sent: ended after 1 s, the answer read whole (it came in parts)
+            while not answer.endswith(b"}"):
+                part = slow.recv(65536)
+                if not part:
+                    break
+                answer += part
+            answer = answer.decode()
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "sent nothing for 1 s (MR2PROBE_UPLOAD_IDLE_SECONDS)" in answer
+        wait_for(lambda: not any(settings.uploads_dir.glob("*/*")), 30, interval=0.05, what="its folder removed")
+        ok = httpx.post(f"http://127.0.0.1:{port}/api/datasets", files=files, timeout=30)
+        assert ok.status_code == 201, ok.text  # the slot is free again
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
