@@ -185,18 +185,29 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
-def run_name(cfg: Any, kept: dict[str, Any] | None = None) -> str:
+def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool | None = None) -> str:
     """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
-    apart (a budget, balanced accuracy; two disparity runs were both "ce/linear (kept: ...)"; a new-user round).
-    ``kept``: the configuration the run ended as (its report's ``config``), where it kept the reference's: its
-    loss and head are named, and what was tried (a runs list naming only the loss, or the head, it tried read as if
-    the run were that probe; outside rounds)."""
+    apart (a budget, balanced accuracy, the post-hoc bias, epochs and folds set by hand; two disparity runs were
+    both "ce/linear (kept: ...)", and a post-hoc bias run and ERM runs of other epochs all "ce/linear"; new-user and
+    dashboard-only rounds). ``kept``: the configuration the run ended as (its report's ``config``), where it kept
+    the reference's: its loss and head are named, and what was tried (a runs list naming only the loss, or the
+    head, it tried read as if the run were that probe; outside rounds). ``posthoc_applied``: whether the shipped
+    (first) seed's post-hoc bias was applied (None: not known yet, before the run)."""
+    from probe import DEFAULT_CV_FOLDS
+
     loss, head = (kept or {}).get("loss", cfg.loss), (kept or {}).get("head", cfg.head)
     name = f"{cfg.preset}: {loss}/{head}" if cfg.preset else f"{loss}/{head}"
+    if cfg.posthoc_bias:
+        name += " + post-hoc bias"
     tried = cfg.loss if head == cfg.head else f"{cfg.loss}/{cfg.head}"
     notes = [f"kept: {tried} found no safe improvement"] if (loss, head) != (cfg.loss, cfg.head) else []
+    if cfg.posthoc_bias:
+        notes += ["unguarded" if not cfg.posthoc_guard else "guard: applied" if posthoc_applied
+                  else "guard: not applied" if posthoc_applied is False else "guarded"]
     notes += [f"budget {cfg.max_overall_drop:g} pt"] if cfg.max_overall_drop else []
     notes += ["balanced"] if cfg.overall_metric == "balanced" else []
+    notes += [f"{cfg.epochs} epochs"] if cfg.epochs else []
+    notes += ["no cross-validation" if cfg.cv == 0 else f"cv {cfg.cv}"] if cfg.cv != DEFAULT_CV_FOLDS else []
     return name + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -248,7 +259,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     summary = report.summary.model_dump(mode="json")
-    name = run_name(cfg, report.config)
+    seeds = report.posthoc.per_seed if report.posthoc is not None else []
+    name = run_name(cfg, report.config, (seeds[0].applied is not False) if seeds else None)
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name,
                             head=report.config.get("head", cfg.head),
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run, path=str(out_dir),

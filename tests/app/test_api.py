@@ -467,9 +467,9 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     run = client.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
     assert run["loss"] == report["config"]["loss"] and run["head"] == report["config"]["head"], run
     if report["config"]["loss"] != "group_dro":
-        assert run["name"] == "disparity: ce/linear (kept: group_dro/cosine found no safe improvement)", run
+        assert run["name"] == "disparity: ce/linear (kept: group_dro/cosine found no safe improvement; 5 epochs)", run
     else:
-        assert run["name"] == "disparity: group_dro/cosine", run
+        assert run["name"] == "disparity: group_dro/cosine (5 epochs)", run
     # Extracting the same data set with the same options reuses the cache file (and its row).
     resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": finished.dataset["id"]})
     assert resp.status_code == 202

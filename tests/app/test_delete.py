@@ -24,7 +24,7 @@ def test_deleting_runs_cache_and_uploaded_data_set_removes_their_files(fresh_fin
     # The ERM run is the MR² run's reference: deleting it says so, and the MR² run keeps its report.
     resp = client.delete(f"/api/runs/{f.erm}")
     assert resp.status_code == 200, resp.text
-    assert resp.json()["deleted"] == [{"kind": "run", "id": f.erm, "name": "ce/linear"}]
+    assert resp.json()["deleted"] == [{"kind": "run", "id": f.erm, "name": "ce/linear (5 epochs)"}]
     assert resp.json()["notes"] == [f"run {f.mr2!r} took run {f.erm!r} as its reference: it keeps its report and "
                                     "groups; the comparison with it is gone"]
     assert not (settings.runs_dir / f.erm).exists()

@@ -368,3 +368,12 @@ def test_run_names_tell_two_runs_of_one_data_set_apart():
     assert run_name(cosine, {"loss": "ce", "head": "linear"}) == \
         f"disparity: ce/linear (kept: {cosine.loss}/cosine found no safe improvement)"
     assert run_name(cosine, {"loss": cosine.loss, "head": "cosine"}) == f"disparity: {cosine.loss}/cosine"
+    # the post-hoc bias and what its guard did, and epochs and folds set by hand: a post-hoc run and ERM runs of
+    # other epochs all read "ce/linear" (a dashboard-only round)
+    posthoc = ProbeConfig(posthoc_bias=True)
+    assert run_name(posthoc) == "ce/linear + post-hoc bias (guarded)"
+    assert run_name(posthoc, {"loss": "ce", "head": "linear"}, False) == "ce/linear + post-hoc bias (guard: not applied)"
+    assert run_name(posthoc, None, True) == "ce/linear + post-hoc bias (guard: applied)"
+    assert run_name(ProbeConfig(posthoc_bias=True, posthoc_guard=False)) == "ce/linear + post-hoc bias (unguarded)"
+    assert run_name(ProbeConfig(epochs=30, cv=3)) == "ce/linear (30 epochs; cv 3)"
+    assert run_name(ProbeConfig(cv=0)) == "ce/linear (no cross-validation)"
