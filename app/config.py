@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="largest accepted upload (413 above)")
     max_uploads: int = Field(4, ge=1, le=1000, description="uploads streamed at the same time; one more is a 429 "
-                             "until one has finished (sixty slow uploads held sixty folders open; an attack round)")
+                             "until one has finished")
     upload_idle_seconds: float = Field(60.0, gt=0, le=3600, description="an upload that sends nothing for this long "
                                        "is ended with a 408 and its partial file removed")
     max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "

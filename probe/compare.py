@@ -222,16 +222,14 @@ class Comparison(BaseModel):
                                 "features checked by encoder name only")
     probes: Optional[dict[Literal["base", "other"], str]] = Field(
         None, description="what each run's probe is, in words ('ERM (ce), linear head'; 'group_dro (eta=0.01), "
-        "linear head, preset disparity'): an export read by someone else named the runs by id alone (a "
-        "dashboard-only round)")
+        "linear head, preset disparity'), so that an export read by someone else names more than run ids")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
     calibration: Optional[dict[Literal["base", "other"], Calibration]] = Field(
         None, description="each run's shipped head's calibration, side by side: report.calibration (on its test "
         "split), or on the scored images (scored_on, without NLL and top-k); what a probe's probabilities are worth "
-        "is part of which to ship (a new-user round); each with its own interval, no paired difference; null when "
-        "a report lacks it")
+        "is part of which to ship; each with its own interval, no paired difference; null when a report lacks it")
 
 
 def _features(base: Report, other: Report) -> str | None:

@@ -213,8 +213,8 @@ class WorstClass(_Model):
     name: str
     accuracy: Num
     tied_with: list[str] = Field(default_factory=list, description="the other classes of the same (seed-mean) "
-                                 "accuracy, in class order: the name is the first of them by class index (a tie "
-                                 "was reported as one worst class; a new-user round); empty in older reports")
+                                 "accuracy, in class order: the name is the first of them by class index; empty in "
+                                 "older reports")
 
     def label(self) -> str:
         """``bird``, or ``bird (tied with horse)``: how every view names it."""

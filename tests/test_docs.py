@@ -31,3 +31,16 @@ def test_the_readme_table_of_heads_losses_and_adapters_is_the_registry_s():
     assert readme[start:readme.index("\n<!-- end registry table -->", start)] == markdown_table()
     assert "`label_smoothing` | cross-entropy with label smoothing ε" in markdown_table()
     assert "`smoothing` = 0.1 (in [0, 1))" in markdown_table() and "`eta` = 0.01 (in (0, 100])" in markdown_table()
+
+
+def test_the_api_schema_speaks_to_users_not_of_how_a_defect_was_found(tmp_path):
+    """Descriptions in /openapi.json (Swagger UI, the report and comparison schemas) said "(a new-user round)",
+    "(an attack round)": the history of a fix, which belongs in comments and commits (a dashboard-only round)."""
+    import json
+    import re
+
+    from app.config import Settings
+    from app.main import create_app
+
+    spec = json.dumps(create_app(Settings(data_dir=tmp_path)).openapi())
+    assert re.findall(r"[^\"]{0,60}\b(?:attack|new-user|dashboard-only|scale|README|statistics) round\b", spec) == []

@@ -563,7 +563,7 @@
       + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
       + "output margin: the mean over its test images of its own probability less the largest other. n val: the class's "
       + "validation images, carved from train when none were given: selection scores them, the shipped probe does not "
-      + "train on them (8 uploaded train images read 7 under n train; a dashboard-only round).");
+      + "train on them: n train + n val are the class's images given for training.");
   }
 
   const VAL_COLUMN = "val (ranked the groups)";
