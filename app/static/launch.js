@@ -29,7 +29,8 @@
     };
     if (Array.isArray(detail)) {
       for (const d of detail) {
-        const key = (d.loc || []).map((p) => FIELD_OF[p]).find(Boolean) || "form";
+        // a loss that needs another head: under the second probe (it went under the button; a dashboard-only round)
+        const key = (d.loc || []).map((p) => FIELD_OF[p]).find(Boolean) || (/requires head=/.test(d.msg) ? "preset" : "form");
         // under its field, the message alone: "probes.max_overall_drop: ..." named an internal field under a box
         // labelled "Overall-accuracy budget (points)" (a dashboard-only round)
         add(key, key === "form" || !d.msg ? Dash.formatDetail([d]) : String(d.msg).replace(/^Value error, /, ""));
@@ -107,7 +108,6 @@
     };
     let form = null;
     preset.addEventListener("change", syncWhy);
-    head.addEventListener("change", () => syncHead(head, preset));
     datasetSelect.addEventListener("change", () => syncImbalance(form, datasets, choices));
     form = h("form", { id: "launch-form", novalidate: "novalidate" },
       h("fieldset", {}, h("legend", {}, "1 · Images"),
@@ -160,7 +160,10 @@
     };
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
     form.addEventListener("change", () => syncUnlabelled(form, datasets));
-    sync(); syncWhy(); syncHead(head, preset); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
+    // the head the probes get (picked, or the encoder's default) greys out the losses that need another
+    form.addEventListener("change", () => syncHead(form, choices));
+    encoder.addEventListener("input", () => syncHead(form, choices));
+    sync(); syncWhy(); syncHead(form, choices); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") syncImbalance(form, datasets, choices); });
     return form;
   }
@@ -174,15 +177,31 @@
       h("option", { value: "" }, "none: the ERM reference only"));
   }
 
-  /** A loss that needs another head than the one picked is greyed out (and left, if it was picked). */
-  function syncHead(head, method) {
+  /** The head the probes will have: the one picked, else the encoder's default where the form extracts; null where
+   * the server resolves it (a cache's own default head). */
+  function resolvedHead(form, choices) {
+    const picked = form.querySelector("#head").value;
+    if (picked) return picked;
+    if (form.querySelector("input[name=source]:checked").value === "cache") return null;
+    const value = form.querySelector("#encoder").value.trim();
+    const encoder = choices.encoders.find((e) => value === e.name || value.startsWith(e.name + ":"));
+    return encoder ? encoder.default_head : null;
+  }
+
+  /** A loss that needs another head than the probes get is greyed out; one picked already is replaced by the first
+   * choice, and the form says so under the field (it was replaced without a word; a dashboard-only round). */
+  function syncHead(form, choices) {
+    const method = form.querySelector("#preset"), head = resolvedHead(form, choices);
     for (const option of method.querySelectorAll("option[data-head]")) {
-      option.disabled = Boolean(head.value) && option.dataset.head !== head.value;
+      option.disabled = Boolean(head) && option.dataset.head !== head;
       option.title = option.disabled ? `needs the ${option.dataset.head} head` : "";
     }
-    if (method.selectedOptions[0] && method.selectedOptions[0].disabled) {
+    const picked = method.selectedOptions[0];
+    if (picked && picked.disabled) {
       method.value = method.options[0].value;
-      method.dispatchEvent(new Event("change"));
+      method.dispatchEvent(new Event("change", { bubbles: true }));
+      form.querySelector("#err-preset").textContent = `${picked.value} needs the ${picked.dataset.head} head, and the `
+        + `probes get the ${head} head: the second probe is ${method.value} now.`;
     }
   }
 
@@ -384,7 +403,7 @@
           const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list], datasetId);
           for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
           form.replaceWith(fresh);
-          fresh.querySelector("#head").dispatchEvent(new Event("change"));
+          fresh.querySelector("#head").dispatchEvent(new Event("change", { bubbles: true }));
           fresh.querySelector("#preset").dispatchEvent(new Event("change"));
         }
         showErrors(e);

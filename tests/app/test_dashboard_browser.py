@@ -533,11 +533,17 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     _change(driver, "head", "linear")
     assert driver.js("return document.querySelector('#preset option[value=arcface]').disabled")
     assert driver.js("return document.getElementById('preset').value") == "disparity"  # left for the first choice
+    assert driver.js("return document.getElementById('err-preset').textContent") == (  # and said (a dashboard round)
+        "arcface needs the cosine head, and the probes get the linear head: the second probe is disparity now.")
     _change(driver, "preset", "posthoc_bias")
     assert driver.js("return Launch.jobBody('ds_x')")["probes"][1] == {
         "head": "linear", "epochs": 3, "loss": "ce", "posthoc_bias": True, "max_overall_drop": 0.5}
-    _change(driver, "head", "")  # the encoder's default head: every method offered, validation decides
+    _change(driver, "head", "")  # the encoder's default head: effnet-lite0's is linear, openclip's cosine
+    assert driver.js("return document.querySelector('#preset option[value=arcface]').disabled")
+    _value(driver, "encoder", "openclip:ViT-B-32")
+    driver.js("document.getElementById('encoder').dispatchEvent(new Event('input'))")
     assert not driver.js("return document.querySelector('#preset option[value=arcface]').disabled")
+    _value(driver, "encoder", "effnet-lite0")
     _change(driver, "preset", "disparity")
     _value(driver, "budget", "0")
     _value(driver, "head", "")
