@@ -523,6 +523,16 @@ def is_torchscript_archive(path: Path) -> bool:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 
 
+
+def unknown_architecture(arch: str, known: list[str], shown: int = 8) -> str:
+    """The refusal of an open_clip architecture not in ``known``: the closest names (difflib), and how to list them
+    all; every one of ~130 names had filled the launch form's field (a dashboard-only round)."""
+    import difflib
+
+    close = difflib.get_close_matches(arch, known, n=shown, cutoff=0.4) or sorted(known)[:shown]
+    return (f"Unknown open_clip architecture {arch!r}; closest: {', '.join(close)} ({len(known)} in all: "
+            "python -c 'import open_clip; print(open_clip.list_models())').")
+
 def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | None, bool, dict[str, Any]]:
     """Resolve ``ARCH[:WEIGHTS]`` without building the model: (arch, weights file or None for random weights,
     quick_gelu, preprocessing overrides of a pretrained tag)."""
@@ -537,7 +547,7 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
         raise KeyError(f"Encoder {spec.name!r} needs an architecture: openclip:ARCH[:WEIGHTS], e.g. openclip:ViT-B-32.")
     arch, _, weights = arg.partition(":")
     if arch not in open_clip.list_models():
-        raise KeyError(f"Unknown open_clip architecture {arch!r}; available: {', '.join(open_clip.list_models())}.")
+        raise KeyError(unknown_architecture(arch, open_clip.list_models()))
     quick_gelu = arch.endswith("-quickgelu")
     preprocess_override: dict[str, Any] = {}
     path: Path | None = None
