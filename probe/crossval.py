@@ -99,9 +99,14 @@ def plan_cross_validation(val_labels: np.ndarray, pool_labels: np.ndarray, class
     val_counts = np.bincount(np.asarray(val_labels, dtype=np.int64), minlength=num_classes)
     if cv == 0 or val_counts.min() >= minimum:
         return None, []
-    smallest = int(np.argmin(val_counts))
-    n = int(val_counts[smallest])
-    reason = f"val has {n} image{'' if n == 1 else 's'} in class {class_names[smallest]!r} (< {minimum})"
+    few = sorted((i for i in range(num_classes) if val_counts[i] < minimum), key=lambda i: (val_counts[i], i))
+    n = int(val_counts[few[0]])
+    # every class under the minimum, fewest first (one class named read as if the others had enough; a
+    # dashboard-only round: all four had 2)
+    reason = (f"val has {n} image{'' if n == 1 else 's'} in class {class_names[few[0]]!r} (< {minimum})"
+              if len(few) == 1 else
+              f"val has fewer than {minimum} images in {len(few)} of {num_classes} classes: "
+              + ", ".join(f"{class_names[i]!r} {val_counts[i]}" for i in few[:5]) + (", …" if len(few) > 5 else ""))
     pool_counts = np.bincount(np.asarray(pool_labels, dtype=np.int64), minlength=num_classes)
     rare = int(np.argmin(pool_counts))
     if pool_counts[rare] < 2:

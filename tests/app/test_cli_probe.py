@@ -199,7 +199,8 @@ def test_cv_flag(cache, tmp_path, capsys):
     assert main(["train", "--features", str(cache), "--out", str(out), "--cv", "3", *FAST]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["cv"] == 3
-    assert report["selection"]["cv"] == {"folds": 3, "samples": 280, "reason": "val has 20 images in class 'apple' (< 50)"}
+    assert report["selection"]["cv"] == {"folds": 3, "samples": 280, "reason": "val has fewer than 50 images in 4 of 4 "
+                                         "classes: 'apple' 20, 'bus' 20, 'cat' 20, 'dog' 20"}
     assert "on 3-fold cross-validation of train + val, 280 images" in capsys.readouterr().out
     off = tmp_path / "cv0"
     assert main(["train", "--features", str(cache), "--out", str(off), "--cv", "0", *FAST]) == 0
