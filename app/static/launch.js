@@ -353,6 +353,8 @@
         h("p", {}, !FINISHED.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
           job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
           result.cache_id ? h("span", { class: "muted" }, ` cache ${result.cache_id} `) : null,
+          // the runs it made (or reused), each a link: only their ids in the log said so (a dashboard-only round)
+          ...(result.run_ids || []).map((id) => h("a", { href: `/runs/${enc(id)}`, class: "job-run" }, ` run ${id} `)),
           job.kind === "extract" && job.status === "succeeded" ? h("span", { class: "muted", id: "job-next" },
             "Predict its images with a finished run of this encoder: on the run's page, pick this cache under "
             + "\"Score the shipped probe on a cache\" and download \"Predictions (.csv)\".") : null,

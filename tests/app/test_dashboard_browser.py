@@ -820,6 +820,13 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     if not launch_service.launched:
         pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")
     base = launch_service.base
+    # a finished job's page links the runs it made (only their ids in its log did; a dashboard-only round)
+    done = httpx.get(f"{base}/api/jobs/{launch_service.launched['job']}").json()
+    _open(driver, f"{base}/launch?job={done['id']}", "launch")
+    wait_for(lambda: driver.js("return document.querySelectorAll('#job-watch a.job-run').length") > 0, 30,
+             interval=0.1, what="run links")
+    assert driver.js("return Array.from(document.querySelectorAll('#job-watch a.job-run')).map(a => a.getAttribute("
+                     "'href'))") == [f"/runs/{run}" for run in done["result"]["run_ids"]]
     # slow, within MAX_FIT_EPOCHS: 18 candidates × (4 seeds + 5 folds) × 3,000 epochs
     slow = {"loss": "ce", "epochs": 3000, "seeds": [0, 1, 2, 3], "lr_grid": [1e-3, 1e-2, 1e-1]}
     job = httpx.post(base + "/api/jobs", json={"kind": "pipeline", "dataset_id": launch_service.launched["dataset"],
