@@ -20,11 +20,14 @@ __all__ = ["Preset", "PRESETS", "get_preset"]
 
 @dataclass(frozen=True)
 class Preset:
-    """A registry entry: ProbeConfig settings and the evidence for recommending them."""
+    """A registry entry: ProbeConfig settings, the evidence for recommending them, and what it does in one plain
+    sentence (``summary``, the launch form's first line; ``why`` alone read as 250 words of statistics to a user
+    choosing a probe, a dashboard-only round)."""
 
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
     why: str = ""
+    summary: str = ""
 
 
 PRESETS: dict[str, Preset] = {
@@ -49,7 +52,11 @@ PRESETS: dict[str, Preset] = {
         " preset harmed in 0 % of subsamples at every n. On long-tailed training sets (bench/disparity.py --shots "
         "--imbalance 10 and 100, linear head, a class-balanced test split) it answers 'no safe improvement' unless "
         "overall_metric='balanced': with it, +2.2 to +10.6 points of balanced test accuracy in 9 of 10 settings "
-        "(harm in 0 % of subsamples), neutral with harm in 1 of 5 in the smallest (about 250 training images)."
+        "(harm in 0 % of subsamples), neutral with harm in 1 of 5 in the smallest (about 250 training images).",
+        "Group DRO, which weighs the classes a probe gets wrong more, with its step size chosen on validation; kept "
+        "only where it raises the hardest third of the classes beyond noise without costing overall accuracy (or "
+        "within your budget), else the run is the ERM reference. It has not harmed in any measured setting and "
+        "mostly finds no safe improvement.",
     ),
 }
 

@@ -76,7 +76,10 @@ def launch_choices() -> dict[str, Any]:
     }
 
 
-# What the launch form says of a second probe trained with a loss of the registry, and of the post-hoc bias.
+# What the launch form says of a second probe trained with a loss of the registry, and of the post-hoc bias: a plain
+# summary first, the rule in full under "What this probe does".
+_KEPT = ("kept only where it raises the hardest third of the classes beyond noise without costing overall accuracy (or "
+         "within your budget), else the run is the ERM reference.")
 _DECISION = ("Trained after the ERM reference with the disparity-aware decision (select='hard'): its configuration "
              "replaces ERM's only where validation shows a hard-third gain beyond noise that costs at most the "
              "overall-accuracy budget; otherwise the run is ERM. The loss's own options keep their registry defaults "
@@ -94,10 +97,12 @@ def second_probes() -> list[dict[str, Any]]:
     from probe import LOSSES, PRESETS
 
     return ([{"name": name, "group": "preset", "label": f"{name} (recommended)", "probe": {"preset": name},
-              "why": p.why, "head": None} for name, p in PRESETS.items()]
+              "summary": p.summary, "why": p.why, "head": None} for name, p in PRESETS.items()]
             + [{"name": name, "group": "loss", "label": name + (" (cosine head)" if spec.input == "cosine" else ""),
-                "probe": {"loss": name, "select": "hard"}, "why": f"{spec.summary}. {_DECISION}",
-                "head": "cosine" if spec.input == "cosine" else None}
+                "probe": {"loss": name, "select": "hard"}, "summary": f"Trains with the {name} loss; {_KEPT}",
+                "why": f"{spec.summary}. {_DECISION}", "head": "cosine" if spec.input == "cosine" else None}
                for name, spec in LOSSES.items() if name != "ce"]
             + [{"name": "posthoc_bias", "group": "posthoc", "label": "ERM + post-hoc logit bias (guarded)",
-                "probe": {"loss": "ce", "posthoc_bias": True}, "why": _POSTHOC, "head": None}])
+                "probe": {"loss": "ce", "posthoc_bias": True},
+                "summary": f"Adds a per-class bias, fitted on validation, to the ERM probe's scores; {_KEPT}",
+                "why": _POSTHOC, "head": None}])

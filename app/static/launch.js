@@ -100,9 +100,11 @@
       choices.heads.map((x) => h("option", { value: x.name }, `${x.name} — ${x.formula}`)));
     const preset = methodSelect(choices.methods);
     const presetWhy = h("div", { class: "hint", id: "preset-why" });
+    const presetSummary = h("div", { class: "hint", id: "preset-summary" });
     const syncWhy = () => {
       const m = choices.methods.find((x) => x.name === preset.value);
       presetWhy.textContent = m ? m.why : "Only the ERM reference probe is trained.";
+      presetSummary.textContent = m ? m.summary : "Only the ERM reference probe is trained.";
       const budget = form && form.querySelector("#budget");
       if (budget) budget.disabled = !m;  // the budget applies to the second probe only
     };
@@ -139,12 +141,12 @@
       h("fieldset", { class: "probes-only" }, h("legend", {}, "3 · Probes"),
         h("div", { class: "fields" },
           field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
-          field("Second probe", preset, "preset", "trained after the ERM reference and compared with it: the recommended preset, a loss of the registry, or the post-hoc bias"),
+          field("Second probe", preset, "preset", presetSummary),
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
                 "The largest drop in validation overall accuracy the second probe may pay for a better hard third; 0: none."),
           overallField(choices.overall_metrics),
           cvField(choices.cv)),
-        h("details", { class: "preset-details" }, h("summary", {}, "What this probe does"), presetWhy)),
+        h("details", { class: "preset-details" }, h("summary", {}, "The rule and the evidence, in full"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
           field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),

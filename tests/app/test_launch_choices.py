@@ -34,6 +34,10 @@ def test_every_preset_every_other_loss_and_the_posthoc_bias_are_offered_once(cho
     assert by_name["mr2"]["why"].startswith(LOSSES["mr2"].summary + ". Trained after the ERM reference")
     assert by_name["posthoc_bias"]["probe"] == {"loss": "ce", "posthoc_bias": True}
     assert {m["name"] for m in choices["methods"] if m["head"]} == {"lm_softmax", "cosface", "arcface"}
+    # a plain sentence for each, beside the rule in full (250 words of statistics alone; a dashboard-only round)
+    assert all(m["summary"] and len(m["summary"]) < len(m["why"]) and "Bonferroni" not in m["summary"]
+               for m in choices["methods"])
+    assert by_name["focal"]["summary"].startswith("Trains with the focal loss; kept only where it raises the hardest")
 
 
 @pytest.mark.parametrize("head", ["linear", "cosine"])
