@@ -586,12 +586,14 @@
     if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
+    // what a user reads first comes first: the confusions and the counts were behind the scroll at 1,400 px, the
+    // margins and statistics in view (a dashboard-only round)
+    if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
+    cols.push(["n train", (r) => count(r.n_train)], ["n val", (r) => (isNum(r.n_val) ? count(r.n_val) : "–")],
+              ["n test", (r) => count(r.n_test)]);
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);
     // the columns a user cannot guess (a new-user round): said under the table
-    cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)],
-              ["n train", (r) => count(r.n_train)], ["n val", (r) => (isNum(r.n_val) ? count(r.n_val) : "–")],
-              ["n test", (r) => count(r.n_test)]);
-    if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
+    cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)]);
     const numeric = new Set([VAL_COLUMN, "accuracy", "shipped", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n val", "n test"]);
     // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
     const sortBy = { [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, shipped: (r) => (r.accuracy_per_seed || [])[0], compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
