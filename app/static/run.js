@@ -27,12 +27,18 @@
 
   // whether an improvement decided on validation held on test (selection.test_check; probe.report.TEST_CHECK_TEXT):
   // the runs list alone said it, and a gain that reversed on test read as an improvement here (a statistics review)
-  function verdictBox(report) {
+  // Compared with another run than its own reference, the run's verdict is still about that reference: said so (a
+  // cosine run's "equals the reference" sat above a comparison with a linear ERM run it differed from; a
+  // dashboard-only round).
+  function verdictBox(report, run, compareId) {
     const sel = report.selection || {};
     if (!sel.verdict_text) return null;
     const checked = sel.verdict === "improved" && Dash.TEST_CHECKS[sel.test_check];
+    const elsewhere = compareId && run.reference_run && compareId !== run.reference_run
+      ? h("span", { class: "muted", id: "verdict-reference" }, ` (against this run's own reference, run ${run.reference_run}, not the run compared below)`) : null;
     return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text,
-      checked ? h("strong", { class: "test-check " + sel.test_check, title: checked[3], "data-test-check": sel.test_check }, " " + checked[2]) : null);
+      checked ? h("strong", { class: "test-check " + sel.test_check, title: checked[3], "data-test-check": sel.test_check }, " " + checked[2]) : null,
+      elsewhere);
   }
 
   // Which method ran and why: the preset's evidence (when a preset was used) and the validation selection reason.
@@ -693,7 +699,7 @@
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
         .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
-      warningsBox(report, cmp), verdictBox(report),
+      warningsBox(report, cmp), verdictBox(report, run, compareId),
       cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
       selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));

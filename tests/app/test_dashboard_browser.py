@@ -726,6 +726,14 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
     erm_worst = httpx.get(f"{base}/api/reports/{launched['erm']}").json()["summary"]["worst_class"]["name"]
     worst = driver.js("return document.querySelector('[data-metric=\"worst class\"] .delta').textContent")
     assert f": its worst, {erm_worst})" in worst
+    # compared with its own reference, the verdict needs no word; with another run, it says whose it is (a
+    # dashboard-only round)
+    assert driver.js("return document.getElementById('verdict-reference')") is None
+    other = next(r["id"] for r in httpx.get(f"{base}/api/runs").json()
+                 if r["id"] not in (launched["erm"], launched["disparity"]) and r["reference_run"] is None)
+    _open(driver, f"{base}/runs/{launched['disparity']}?compare={other}", "run")
+    assert driver.js("return document.getElementById('verdict-reference').textContent") == (
+        f" (against this run's own reference, run {launched['erm']}, not the run compared below)")
     _open(driver, f"{base}/runs/run_missing", "error")
     assert driver.js("return document.getElementById('load-failed').textContent").startswith("Not found")
 
