@@ -339,7 +339,7 @@ def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reus
     for run in ctx.store.reference_runs(cache_id) if reuse else ():
         if trained_as_reference(ctx.store, run) == config and (Path(run["path"]) / "report.json").is_file():
             ctx.message(f"reference: run {run['id']} ({run['name']}) trained this configuration on cache {cache_id} "
-                        "already: reused, not trained again (reuse_reference=false trains it again)")
+                        "already: reused, not trained again (a job request with reuse_reference=false trains it again)")
             ctx.progress(start + span, f"{run['name']} reused")
             return run
     return probe_step(ctx, cache_id, config, None, start, span)
