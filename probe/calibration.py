@@ -143,7 +143,8 @@ def calibration_p_value(confidence: np.ndarray, correct: np.ndarray, n_bins: int
         size = min(chunk, draws - start)
         gap = confidence[None, :] - (rng.random((size, n)) < confidence[None, :])
         ece = np.abs(row_bin_sums(gap, bins, n_bins)).sum(axis=1) / n
-        exceed += [int((ece >= observed[0] - 1e-12).sum()), int((np.abs(gap.mean(axis=1)) >= observed[1] - 1e-12).sum())]
+        exceed += [int((ece >= observed[0] - 1e-12).sum()),
+                   int((np.abs(gap.mean(axis=1)) >= observed[1] - 1e-12).sum())]
     return float(min(1.0, 2 * (1 + exceed.min()) / (1 + draws)))
 
 

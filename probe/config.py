@@ -295,7 +295,8 @@ class ProbeConfig(BaseModel):
             raise ValueError(f"the selection grid has {candidates} candidates × ({seeds} seed{'s' * (seeds != 1)}"
                              f"{crossed}) = {fits} "
                              f"fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run (shorten lr_grid, "
-                             f"wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds{', or lower cv' if folds else ''}).")
+                             "wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds"
+                             f"{', or lower cv' if folds else ''}).")
         epochs = self.epochs or AUTO_EPOCH_BOUNDS[1]
         if fits * epochs > MAX_FIT_EPOCHS:
             raise ValueError(f"{fits} fits × {epochs:,} epochs = {fits * epochs:,} epochs of training; at most "

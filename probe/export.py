@@ -118,7 +118,8 @@ def _per_class_rows(report: dict) -> list[list[str]]:
 
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
-                    "shipped (first seed) %", "val accuracy %", "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
+                    "shipped (first seed) %",
+                    "val accuracy %", "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.
 MATRIX_MAX_CLASSES = 20

@@ -1045,7 +1045,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
          ("± std", "right"), ("shipped %", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"),
          ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
         [[row.name, row.group, str(row.n_train), str(row.n_test), _pct(row.accuracy), _pct(row.accuracy_std),
-          _pct(shipped_accuracy(row)), _pct(row.val_accuracy), _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
+          _pct(shipped_accuracy(row)), _pct(row.val_accuracy),
+          _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
           _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean)]
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
         width, caption)
