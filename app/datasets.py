@@ -215,13 +215,13 @@ def is_unlabelled(row: dict[str, Any]) -> bool:
     return list(row["class_names"]) == [UNLABELLED]
 
 
-def open_registered(path: str | Path, unlabelled: bool, **split: Any) -> Any:
+def open_registered(path: str | Path, unlabelled: bool, fingerprint: bool = True, **split: Any) -> Any:
     """The ``LabelledImages`` of a registered data set (``unlabelled``: :func:`is_unlabelled` of its row):
     ``feature_cache.open_images`` for unlabelled images (one ``test`` split, every image), else
-    ``feature_cache.open_dataset`` with ``split``'s options."""
+    ``feature_cache.open_dataset`` with ``split``'s options (``fingerprint`` False: its listing alone)."""
     from feature_cache import open_dataset, open_images
 
-    return open_images(path) if unlabelled else open_dataset(path, **split)
+    return open_images(path) if unlabelled else open_dataset(path, fingerprint=fingerprint, **split)
 
 
 def check_in_place(row: dict[str, Any]) -> None:
@@ -261,14 +261,15 @@ def dataset_problem(row: dict[str, Any]) -> str | None:
 
 
 def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
-                        training: bool = True) -> tuple[Any, str | None]:
+                        training: bool = True, fingerprint: bool = True) -> tuple[Any, str | None]:
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
     ``max_per_class``; the API's defaults where absent), and :func:`classes_without_message` of the result: why no
     job can run on it, or None. What the extract step checks before it encodes, and a request before its job.
     Raises PathOutsideRoot for a data set moved since its registration (:func:`check_in_place`)."""
     check_in_place(row)
-    data = open_registered(row["path"], is_unlabelled(row), val_fraction=options.get("val_fraction", 0.1),
-                           seed=options.get("seed", 0), max_per_class=options.get("max_per_class"))
+    data = open_registered(row["path"], is_unlabelled(row), fingerprint,
+                           val_fraction=options.get("val_fraction", 0.1), seed=options.get("seed", 0),
+                           max_per_class=options.get("max_per_class"))
     return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
 
 
@@ -284,7 +285,7 @@ def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
     if found != registered:
         raise DatasetError(f"data set {row['id']!r} changed since it was registered: its classes are now "
                            f"{_names(found)} (registered: {_names(registered)}); register it again")
-    if row.get("fingerprint") and getattr(data, "fingerprint", None) not in (None, row["fingerprint"]):
+    if row.get("fingerprint") and getattr(data, "fingerprint", None) not in (None, "", row["fingerprint"]):
         return (f"data set {row['id']!r} changed since it was registered (images added, removed or edited): this "
                 "job extracts its files as they are now; the data set's counts are those of its registration")
     return None

@@ -227,7 +227,8 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
     if is_unlabelled(dataset) or (default_splits and dataset.get("source") != "path"):
         return "dataset_id", dataset["counts"]
     try:
-        data, problem = open_for_extraction(dataset, options.model_dump(), training)
+        # the listing alone: the content digest reads every file whole (400 images, 120 MB, per job request; a review)
+        data, problem = open_for_extraction(dataset, options.model_dump(), training, fingerprint=False)
         changed_since_registration(dataset, data)  # other classes: refused (images added or removed: a message)
     except (OSError, ValueError) as exc:  # the files changed since registration (DatasetError is a ValueError)
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None

@@ -955,6 +955,26 @@ def test_a_data_set_folder_swapped_for_a_symlink_leads_nowhere(service, tmp_path
     assert str(tmp_path) not in resp.text
 
 
+def test_a_job_request_lists_a_path_data_set_without_reading_its_images(service, tmp_path, monkeypatch):
+    """Checking a data set registered by path before its job (its classes now) read every file whole for the content
+    digest: 120 MB for 400 images, per request (a review). The listing alone."""
+    from feature_cache.archives import DirectoryReader
+
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
+    ds = service.post("/api/datasets", json={"path": "tiny"}).json()
+
+    def unread(self, name):
+        raise AssertionError(f"{name} was read for its digest")
+
+    monkeypatch.setattr(DirectoryReader, "content_id", unread)
+    monkeypatch.setattr(DirectoryReader, "read", unread)
+    from app.validation import validate_job
+    from app.schemas import ExtractJob
+
+    payload = validate_job(ExtractJob(kind="extract", dataset_id=ds["id"]), service.app.state.store)
+    assert payload["dataset_id"] == ds["id"]
+
+
 def test_a_listed_image_swapped_for_a_symlink_out_is_a_403(service, tmp_path):
     """One file of a listed folder replaced by a symlink leading out of the data root: its thumbnail was a 422
     ("cannot be shown"), where every path out is a 403 (an attack round)."""
