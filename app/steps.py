@@ -334,15 +334,36 @@ def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | 
 def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reuse: bool, start: float,
                     span: float) -> dict[str, Any]:
     """A pipeline's reference run: the newest finished run on this cache that its job trained with this very
-    configuration as its reference, when ``reuse`` and its report is on disk (relaunching a pipeline with another
-    second probe trained an identical ERM run each time); else a new one."""
+    configuration as its reference, when ``reuse`` and its report loads and was written by this code
+    (``probe.report.code_digest``; relaunching a pipeline with another second probe trained an identical ERM run
+    each time); else a new one. The run is recorded as this job's before it is checked to be still there, so that
+    a deletion between the two waits for the job (409) or is seen here (a review)."""
     for run in ctx.store.reference_runs(cache_id) if reuse else ():
-        if trained_as_reference(ctx.store, run) == config and (Path(run["path"]) / "report.json").is_file():
+        if trained_as_reference(ctx.store, run) == config and _current_report(run):
+            ctx.record(run_ids=[run["id"]])
+            try:
+                ctx.store.get_run(run["id"])
+            except NotFound:  # deleted before it was recorded: train one
+                ctx.record(run_ids=[])
+                break
             ctx.message(f"reference: run {run['id']} ({run['name']}) trained this configuration on cache {cache_id} "
-                        "already: reused, not trained again (a job request with reuse_reference=false trains it again)")
+                        "already: reused, not trained again (a job request with reuse_reference=false trains it "
+                        "again)")
             ctx.progress(start + span, f"{run['name']} reused")
             return run
     return probe_step(ctx, cache_id, config, None, start, span)
+
+
+def _current_report(run: dict[str, Any]) -> bool:
+    """Whether a run's report loads and was written by this code (a damaged report.json was reused, and the
+    pipeline then failed; a review)."""
+    from probe import load_report
+    from probe.report import code_digest
+
+    try:
+        return load_report(run["path"]).code == code_digest()
+    except (OSError, ValueError):
+        return False
 
 
 def _record_extraction(ctx: JobContext, target: str) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
+import hashlib
 import io
 import json
 import logging
@@ -515,6 +517,9 @@ class Report(_Model):
     schema_version: Literal[1, 2] = SCHEMA_VERSION
     run_id: Optional[str]
     created_at: str
+    code: Optional[str] = Field(None, description="digest of the probe library's source that wrote the report "
+                                "(code_digest): which code a run's numbers and words come from; null in older "
+                                "reports")
     config: dict[str, Any]
     selection: Selection
     class_names: list[str]
@@ -729,7 +734,8 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     grouping = _grouping(reference, groups)
     grouping.stability = stability
     return Report(
-        run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=config_dict,
+        run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), code=code_digest(),
+        config=config_dict,
         selection=selection, class_names=list(class_names), grouping=grouping, summary=summary,
         seeds=Seeds(values=[e.seed for e in evaluations], metrics=metrics), per_class=per_class,
         val=ValSummary(overall=float(np.mean([e.val_overall for e in evaluations])), per_class=val_mean,
@@ -859,6 +865,17 @@ def csv_cell(value: Any) -> Any:
     """A CSV cell that a spreadsheet shows as written: a string starting like a formula gets a leading apostrophe;
     anything else (numbers included) passes unchanged."""
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The first 16 hex digits of the sha256 of the probe library's Python sources (``probe/*.py``, by name): two
+    reports of one digest were computed, and worded, by the same code. A service reuses a reference run only of
+    this digest (a reference from before an upgrade kept words and tests the upgrade had changed; a review)."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def shipped_accuracy(row: dict | PerClassRow) -> float | None:

@@ -45,3 +45,62 @@ def test_a_reference_whose_report_is_gone_is_trained_again(fresh_finished):
     shutil.rmtree(Path(fresh_finished.settings.runs_dir) / erm)
     job = _pipeline(client, cache_id=run["cache_id"], probes=[ERM])
     assert job["result"]["run_ids"] != [erm] and not any("reused" in m["text"] for m in job["messages"])
+
+
+def test_a_reference_whose_report_is_damaged_or_from_other_code_is_trained_again(fresh_finished):
+    """A report cut short was reused and the pipeline then failed (a review); one written by other code (another
+    probe.report.code_digest: before an upgrade) keeps words and tests the upgrade changed."""
+    import json
+
+    client, erm = fresh_finished.client, fresh_finished.erm
+    cache_id = client.get(f"/api/runs/{erm}").json()["cache_id"]
+    report = Path(fresh_finished.settings.runs_dir) / erm / "report.json"
+    report.write_text(report.read_text()[:100])  # damaged: not reused, a new reference trained
+    job = _pipeline(client, cache_id=cache_id, probes=[ERM])
+    [first] = job["result"]["run_ids"]
+    assert first != erm and not any("reused" in m["text"] for m in job["messages"])
+    report = Path(fresh_finished.settings.runs_dir) / first / "report.json"
+    assert json.loads(report.read_text())["code"] is not None
+    assert _pipeline(client, cache_id=cache_id, probes=[ERM])["result"]["run_ids"] == [first]  # this code's: reused
+    report.write_text(json.dumps({**json.loads(report.read_text()), "code": "0123456789abcdef"}))
+    [second] = _pipeline(client, cache_id=cache_id, probes=[ERM])["result"]["run_ids"]
+    assert second not in (erm, first)
+
+
+def test_a_reference_deleted_while_it_is_being_reused_is_held_or_trained_again(fresh_finished, monkeypatch):
+    """A reused run deleted between the reuse decision and its recording failed the job's second probe (NotFound;
+    a review): recorded first, a deletion after waits for the job (409); one before is seen, and one is trained."""
+    import app.steps as steps
+    from app.removal import delete
+    from app.status import InvalidTransition
+
+    client, erm, settings = fresh_finished.client, fresh_finished.erm, fresh_finished.settings
+    store = client.app.state.store
+    cache_id = client.get(f"/api/runs/{erm}").json()["cache_id"]
+    real, refused = steps.trained_as_reference, []
+
+    def decided_then_deleted(store_, run):
+        config = real(store_, run)
+        delete(store_, settings, "runs", run["id"])  # another request, between the decision and the record
+        return config
+
+    monkeypatch.setattr(steps, "trained_as_reference", decided_then_deleted)
+    job = _pipeline(client, cache_id=cache_id, probes=[ERM, dict(FAST_PROBE, loss="focal", select="hard")])
+    first, second = job["result"]["run_ids"]
+    assert first != erm and client.get(f"/api/runs/{erm}").status_code == 404
+    assert client.get(f"/api/runs/{second}").json()["reference_run"] == first
+
+    real_record = steps.JobContext.record
+
+    def record_then_delete(ctx, **values):
+        real_record(ctx, **values)
+        if values.get("run_ids") == [first]:  # recorded: a deletion now waits for the job
+            try:
+                delete(store, settings, "runs", first)
+            except InvalidTransition as exc:
+                refused.append(str(exc))
+
+    monkeypatch.setattr(steps, "trained_as_reference", real)
+    monkeypatch.setattr(steps.JobContext, "record", record_then_delete)
+    job = _pipeline(client, cache_id=cache_id, probes=[ERM, dict(FAST_PROBE, loss="focal", select="hard")])
+    assert job["result"]["run_ids"][0] == first and refused and "is used by job" in refused[0]

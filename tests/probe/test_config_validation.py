@@ -269,7 +269,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     # version 1 files lack what version 2 added: those fields read as null / empty, nothing else changes
     v2_rows = {"accuracy_ci": None, "precision": None, "recall": None, "f1": None, "support": None,
                "top_confusions": [], "n_val": None}
-    assert dumped == {**old, "selection": {**old["selection"], "preset": None, "candidates": candidates,
+    assert dumped == {**old, "code": None, "selection": {**old["selection"], "preset": None, "candidates": candidates,
                                            "chosen": {**old["selection"]["chosen"], "failed": None},
                                            "verdict": "not_applicable", "verdict_text": "", "frontier": [],
                                            "requested": None, "cv": None, "test_check": None},
