@@ -283,25 +283,35 @@ class ProbeConfig(BaseModel):
         self.check_cost()
         return self
 
-    def check_cost(self, folds: int = 0) -> None:
-        """Raise ValueError past the bounds of a run's work: its fits, candidates × (seeds + ``folds``, the
-        cross-validation folds where it cross-validates: ``probe.run.cv_folds``, known once the data is), at most
-        ``MAX_GRID_CANDIDATES``; and those fits × their epochs (``AUTO_EPOCH_BOUNDS[1]`` for auto), at most
-        ``MAX_FIT_EPOCHS``."""
+    def total_fits(self, folds: int = 0, has_reference: bool = False) -> int:
+        """The fits a run makes (its progress counts them, ``report.timing.fits`` says them): the sweep and the
+        seeds, plus, for the disparity-aware decision, the reference configuration (its sweep where no reference
+        run gives it) and its other seeds. Under ``folds``-fold cross-validation (``probe.run.cv_folds``) each
+        sweep runs once per fold and the reference's first seed is fitted on the train split."""
+        sweeps = max(1, folds)
+        total = self.n_candidates() * sweeps + len(self.seeds)
+        if self.select == "hard":
+            ref_sweep = 1 if has_reference else self.reference_config().n_candidates()
+            total += ref_sweep * sweeps + len(self.seeds) - 1 + (1 if folds else 0)
+        return total
+
+    def check_cost(self, folds: int = 0, has_reference: bool = False) -> None:
+        """Raise ValueError past the bounds of a request: its grid, candidates × seeds, at most
+        ``MAX_GRID_CANDIDATES``; and its work, :meth:`total_fits` × their epochs (``AUTO_EPOCH_BOUNDS[1]`` for
+        auto), at most ``MAX_FIT_EPOCHS``. ``folds``: known once the data is (a service checks them before a job
+        exists: 512 candidates × 12 folds × 10,000 epochs had held a worker for ~7.5 h, an attack round)."""
         candidates, seeds = self.n_candidates(), len(self.seeds)
-        fits = candidates * (seeds + folds)
-        if fits > MAX_GRID_CANDIDATES:
-            crossed = f" + {folds} cross-validation folds" if folds else ""
-            raise ValueError(f"the selection grid has {candidates} candidates × ({seeds} seed{'s' * (seeds != 1)}"
-                             f"{crossed}) = {fits} "
-                             f"fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run (shorten lr_grid, "
-                             "wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds"
-                             f"{', or lower cv' if folds else ''}).")
-        epochs = self.epochs or AUTO_EPOCH_BOUNDS[1]
+        if candidates * seeds > MAX_GRID_CANDIDATES:
+            raise ValueError(f"the selection grid has {candidates} candidates × {seeds} seed{'s' * (seeds != 1)} = "
+                             f"{candidates * seeds} fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run "
+                             "(shorten lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds).")
+        fits, epochs = self.total_fits(folds, has_reference), self.epochs or AUTO_EPOCH_BOUNDS[1]
         if fits * epochs > MAX_FIT_EPOCHS:
-            raise ValueError(f"{fits} fits × {epochs:,} epochs = {fits * epochs:,} epochs of training; at most "
-                             f"MAX_FIT_EPOCHS = {MAX_FIT_EPOCHS:,} per run (fewer epochs, candidates or seeds"
-                             f"{', or lower cv' if folds else ''}).")
+            crossed = f", {folds}-fold cross-validation" if folds else ""
+            raise ValueError(f"this run fits {fits} probes ({candidates} candidates, {seeds} seed"
+                             f"{'s' * (seeds != 1)}{crossed}) × {epochs:,} epochs = {fits * epochs:,} epochs of "
+                             f"training; at most MAX_FIT_EPOCHS = {MAX_FIT_EPOCHS:,} per run (fewer epochs, "
+                             f"candidates or seeds{', or lower cv' if folds else ''}).")
 
     def _check_effective(self) -> None:
         """Settings that would do nothing in this request are refused, not stored in a report as if they had."""

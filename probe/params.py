@@ -26,7 +26,7 @@ MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
 MAX_ADAPTER_RANK = 4096       # rank / bottleneck width of an adapter
 MAX_SEEDS = 20                # seeds of one run
 MAX_GRID_VALUES = 64          # values in one grid (lr_grid, wd_grid, cbar_grid, lam_grid, each loss_options_grid)
-MAX_GRID_CANDIDATES = 512     # fits of one run: candidates × (seeds + cross-validation folds where it cross-validates)
+MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (its work: MAX_FIT_EPOCHS)
 # fits × epochs of one run (auto epochs count as AUTO_EPOCH_BOUNDS' upper end): a request of 512 candidates,
 # 12 folds and 10,000 epochs each held a worker for ~7.5 h (an attack round)
 MAX_FIT_EPOCHS = 512_000

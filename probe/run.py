@@ -721,7 +721,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)
-    steps = _Progress(_total_fits(config, reference, scorer.folds), progress, should_stop)
+    config.check_cost(scorer.folds, reference is not None)  # the folds are known now (a service checked them too)
+    steps = _Progress(config.total_fits(scorer.folds, reference is not None), progress, should_stop)
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
     clock.lap("prepare")
 
@@ -836,18 +837,6 @@ def _other_metric(reference: Report | None, config: ProbeConfig) -> list[str]:
             f"as {names[config.overall_metric]}, yet compares with, and falls back on, that configuration. Train the "
             f"reference with --overall-metric {config.overall_metric} too (the launch form does) to compare like "
             "with like."]
-
-
-def _total_fits(config: ProbeConfig, reference: Report | None, folds: int = 0) -> int:
-    """Fits of a run, for its progress: the sweep and the seeds, plus, for the disparity-aware decision, the
-    reference configuration (its sweep without a reference run) and its other seeds. Under ``folds``-fold
-    cross-validation each sweep runs once per fold and the reference's first seed is fitted on the train split."""
-    sweeps = max(1, folds)
-    total = config.n_candidates() * sweeps + len(config.seeds)
-    if config.select == "hard":
-        ref_sweep = 1 if reference is not None else config.reference_config().n_candidates()
-        total += ref_sweep * sweeps + len(config.seeds) - 1 + (1 if folds else 0)
-    return total
 
 
 def _grouping_note(report: Report, config: ProbeConfig, reference: Report | None, scorer: _Scorer) -> None:

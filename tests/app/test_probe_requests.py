@@ -9,7 +9,8 @@ _BAD_CONFIGS = [
      "MAX_GRID_CANDIDATES = 512"),
     # fits × epochs: 64 candidates × 3 seeds of 10,000 epochs each (an attack round held a worker for hours)
     ({"epochs": 10_000, "tol": 0, "lr_grid": [0.001 * (i + 1) for i in range(8)], "wd_grid": [0.1 * i for i in range(8)]},
-     "192 fits × 10,000 epochs = 1,920,000 epochs of training; at most MAX_FIT_EPOCHS = 512,000 per run"),
+     "this run fits 67 probes (64 candidates, 3 seeds) × 10,000 epochs = 670,000 epochs of training; at most "
+     "MAX_FIT_EPOCHS = 512,000 per run"),
     # a repeated value fits the same candidate again (an attack round)
     ({"lr_grid": [0.1, 0.01, 0.1]}, "lr_grid must be distinct values; repeated: 0.1."),
     ({"loss": "logit_adjust", "loss_options_grid": {"tau": [0.5, 0.5]}}, "loss_options_grid tau must be distinct"),
@@ -44,16 +45,20 @@ def test_bad_probe_configs_are_422_before_a_job_exists(finished, config, fragmen
 
 
 def test_cross_validation_folds_count_as_fits_on_the_cache_that_needs_them(finished):
-    """128 candidates × 1 seed pass the grid's own bound; on a cache whose small validation split cross-validates,
-    each candidate is fitted on every fold too, and the request is refused before a job exists (an attack round:
-    512 candidates × 12 folds held a worker for hours)."""
+    """128 candidates × 1 seed of 1,000 epochs pass the request's own bounds (129 fits); on a cache whose small
+    validation split cross-validates, each candidate is fitted on every fold too (probe.ProbeConfig.total_fits, the
+    run's own count), and the request is refused before a job exists (an attack round: 512 candidates × 12 folds
+    held a worker for hours)."""
+    from probe import ProbeConfig
+
     client = finished.client
     cache_id = finished.job["result"]["cache_id"]
-    grid = {"loss": "focal", "seeds": [0], "epochs": 3, "lr_grid": [0.001 * (i + 1) for i in range(8)],
+    grid = {"loss": "focal", "seeds": [0], "epochs": 1000, "lr_grid": [0.001 * (i + 1) for i in range(8)],
             "wd_grid": [0.1 * i for i in range(8)], "loss_options_grid": {"gamma_focal": [1.0, 2.0]}}
+    ProbeConfig.model_validate(grid)  # within its own bounds
     jobs_before = client.get("/api/jobs").json()
     resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": grid})
     assert resp.status_code == 422, resp.text
-    assert "the selection grid has 128 candidates × (1 seed + " in resp.json()["detail"]
-    assert "cross-validation folds) = " in resp.json()["detail"] and "or lower cv" in resp.json()["detail"]
+    assert "(128 candidates, 1 seed, " in resp.json()["detail"] and "-fold cross-validation) × 1,000 epochs" in \
+        resp.json()["detail"] and "or lower cv" in resp.json()["detail"]
     assert client.get("/api/jobs").json() == jobs_before

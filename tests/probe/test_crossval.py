@@ -281,3 +281,15 @@ def test_fewest_training_images_is_the_smallest_class_of_any_fit(counts, cv):
     plan, _ = plan_cross_validation(np.repeat(np.arange(len(val)), val), np.repeat(np.arange(len(train)), train + val),
                                     names, cv, seed=0)
     assert cv_folds(counts, 0.1, cv) == (0 if plan is None else plan.k)
+
+
+def test_a_run_refuses_the_work_its_folds_would_make_before_it_trains(small):
+    """The folds are known once the data is: 64 candidates × 5 folds + 3 seeds = 323 fits of 2,000 epochs each is
+    past MAX_FIT_EPOCHS, which mr2probe train and run_probe now say before training, as a service does before a job
+    exists (a review: only the service counted the folds)."""
+    config = ProbeConfig(epochs=2000, lr_grid=[0.001 * (i + 1) for i in range(8)],
+                         wd_grid=[0.1 * i for i in range(8)])  # 64 × 3 seeds: within the grid's bound
+    assert config.total_fits(5) == 64 * 5 + 3 and config.total_fits(0) == 64 + 3
+    with pytest.raises(ValueError, match=r"this run fits 323 probes \(64 candidates, 3 seeds, 5-fold "
+                                         r"cross-validation\) × 2,000 epochs = 646,000 epochs of training"):
+        run_probe(small, NAMES, config)
