@@ -211,8 +211,11 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     counts = _check_readable(cache)
     same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
     usable = next((row for row in same if cache_problem(row) is None), None)
+    # this very file registered before: checked again just now, it keeps its cache (and is stamped: a row from
+    # before stamps, or one refused since its file was touched, kept its refusal or lost to another; a review)
+    here = next((row for row in same if row["path"] == str(path) and row.get("source") == REGISTERED), None)
     if same:  # the same features registered already
-        known = usable or same[0]  # its readable cache, else the first, read at this path from now on
+        known = here or usable or same[0]  # its readable cache, else the first, read at this path from now on
         # a 16-d file carrying an 8-d cache's fingerprint got that cache (a review); one over other classes took a
         # cache and its runs over (an attack round)
         differs = _differs(cache, known)
@@ -221,7 +224,7 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
         if differs:
             raise CacheMismatch(f"{path.name} carries the fingerprint of cache {known['id']!r} but holds {differs}: "
                                 "it is not that cache's file")
-        if usable is not None:
+        if usable is not None and known is not here:
             return usable, False
         return store.move_cache(known["id"], str(path), REGISTERED, stamp), False
     dataset = _dataset_of(store, cache)

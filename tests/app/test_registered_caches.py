@@ -118,6 +118,34 @@ def test_a_registered_file_written_over_in_place_is_checked_again_before_a_job(s
     assert service.get("/api/jobs").json() == []
     again = service.post("/api/caches", json={"path": "features/images.h5"})  # checked again: NaN refused
     assert again.status_code == 422 and "has features that are NaN, infinite" in again.text, again.text
+    with h5py.File(features, "r+") as f:  # its values put back (the file's time changed again)
+        f["train/features"][0, 0] = 0.0
+    again = service.post("/api/caches", json={"path": "features/images.h5"})  # checked: this cache, stamped anew
+    assert again.status_code == 200 and again.json()["id"] == cache["id"] and again.json()["problem"] is None
+    assert service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM}).status_code == 202
+
+
+def test_a_registered_file_only_touched_keeps_its_cache_when_registered_again(service):
+    """Its time changed (touch, a copy without -t): refused until registered again, which must give back this
+    cache and its runs, stamped anew, even where a row of the same features was made since (a review: 200 with
+    that other row, this one refused for good), and a row from before stamps gets one."""
+    service.post("/api/datasets", json={"path": "images.zip"})
+    features = service.root / "features" / "images.h5"
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    store = service.app.state.store
+    with store._tx() as conn:  # a row written before stamps
+        conn.execute("UPDATE caches SET stamp = NULL WHERE id = ?", (cache["id"],))
+    assert service.post("/api/caches", json={"path": "features/images.h5"}).json()["id"] == cache["id"]
+    assert store.get_cache(cache["id"])["stamp"]  # stamped when registered again
+    os.utime(features, ns=(features.stat().st_atime_ns, features.stat().st_mtime_ns + 10**9))
+    assert "was written since it was registered" in service.get(f"/api/caches/{cache['id']}").json()["problem"]
+    shutil.copy(features, service.root / "x.h5")  # an extraction of the same features since, readable
+    other = store.add_cache(dataset_id=cache["dataset_id"], encoder=cache["encoder"], path=str(service.root / "x.h5"),
+                            fingerprint=cache["fingerprint"], num_features=cache["num_features"],
+                            class_names=cache["class_names"], counts=cache["counts"], job_id=None)
+    again = service.post("/api/caches", json={"path": "features/images.h5"})
+    assert again.status_code == 200 and again.json()["id"] == cache["id"] != other["id"]
+    assert again.json()["problem"] is None
 
 
 @pytest.mark.parametrize("path, status, detail", [
