@@ -46,6 +46,9 @@ class Settings(BaseSettings):
                              "until one has finished")
     upload_idle_seconds: float = Field(60.0, gt=0, le=3600, description="an upload that sends nothing for this long "
                                        "is ended with a 408 and its partial file removed")
+    upload_min_rate: int = Field(16 * 1024, ge=0, description="bytes per second an upload must average once it has "
+                                 "run for upload_idle_seconds, else it is ended with a 408 (a byte a minute kept "
+                                 "its slot for ever); 0: no minimum")
     max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "
                                 "(JSON; 413 above, checked before parsing)")
     cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")

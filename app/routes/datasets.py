@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import zipfile
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -132,9 +133,8 @@ async def _stream_upload(request: Request, store: Store, settings: Settings, con
     """The upload itself (:func:`upload_archive`), its body read with an idle timeout."""
     dataset_id, upload_dir = new_upload_dir(settings.uploads_dir)
     try:
-        path, fields = await stream_multipart_file(content_type, _until_idle(request.stream(),
-                                                                             settings.upload_idle_seconds),
-                                                   upload_dir, settings.max_upload_bytes)
+        body = _until_idle(request.stream(), settings.upload_idle_seconds, settings.upload_min_rate)
+        path, fields = await stream_multipart_file(content_type, body, upload_dir, settings.max_upload_bytes)
         unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
         row, created = await run_in_threadpool(register_dataset, store, path, name=upload_name(fields.get("name")),
                                                source="upload", dataset_id=dataset_id, unlabelled=unlabelled)
@@ -146,10 +146,11 @@ async def _stream_upload(request: Request, store: Store, settings: Settings, con
     return row, created
 
 
-async def _until_idle(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    """``chunks`` as they come, ended with :class:`UploadStalled` when none comes for ``seconds`` (an upload of one
-    byte a second held its connection and folder open with no end; an attack round)."""
-    iterator = chunks.__aiter__()
+async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: int) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, ended with :class:`UploadStalled` when none comes for ``seconds``, or when, past
+    ``seconds``, they average under ``min_rate`` bytes a second (an upload of one byte a second held its connection
+    and folder open with no end, an attack round; one byte a minute held a slot for ever, a review)."""
+    iterator, start, received = chunks.__aiter__(), time.monotonic(), 0
     while True:
         try:
             with anyio.fail_after(seconds):
@@ -159,6 +160,11 @@ async def _until_idle(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIter
         except TimeoutError:
             raise UploadStalled(f"the upload sent nothing for {seconds:g} s (MR2PROBE_UPLOAD_IDLE_SECONDS): "
                                 "ended, nothing kept") from None
+        received += len(chunk)
+        elapsed = time.monotonic() - start
+        if min_rate and elapsed > seconds and received < min_rate * elapsed:
+            raise UploadStalled(f"the upload averaged {received / elapsed:,.0f} bytes a second over {elapsed:.0f} s, "
+                                f"under MR2PROBE_UPLOAD_MIN_RATE = {min_rate:,}: ended, nothing kept")
         yield chunk
 
 

@@ -91,13 +91,15 @@ def test_uploads_are_bounded_in_number_and_end_when_they_stall(tmp_path, tiny_zi
     A real server (TestClient reads a request's whole body before the app sees it) and a raw socket."""
     import socket
     import threading
+    import time
 
     import httpx
     import uvicorn
 
     from app_testutils import free_port
 
-    settings = make_settings(tmp_path, max_uploads=1, upload_idle_seconds=1.0, allowed_hosts=["127.0.0.1"])
+    settings = make_settings(tmp_path, max_uploads=1, upload_idle_seconds=1.0, upload_min_rate=1000,
+                             allowed_hosts=["127.0.0.1"])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -127,6 +129,27 @@ def test_uploads_are_bounded_in_number_and_end_when_they_stall(tmp_path, tiny_zi
         wait_for(lambda: not any(settings.uploads_dir.glob("*/*")), 30, interval=0.05, what="its folder removed")
         ok = httpx.post(f"http://127.0.0.1:{port}/api/datasets", files=files, timeout=30)
         assert ok.status_code == 201, ok.text  # the slot is free again
+        # a byte every 0.3 s never idles 1 s, but averages under MR2PROBE_UPLOAD_MIN_RATE once 1 s has passed (a
+        # byte a minute held the slot for ever; a review)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as trickle:
+            trickle.sendall(f"POST /api/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                            f"boundary={boundary}\r\nContent-Length: {len(head) + 10_000}\r\n\r\n".encode() + head)
+            answer = b""
+            for byte in tiny_zip[:40]:
+                try:
+                    trickle.sendall(bytes([byte]))
+                except OSError:  # the server ended it
+                    break
+                time.sleep(0.3)
+                trickle.setblocking(False)
+                try:
+                    answer += trickle.recv(65536)
+                except BlockingIOError:
+                    pass
+                trickle.setblocking(True)
+                if answer.endswith(b"}"):
+                    break
+        assert answer.startswith(b"HTTP/1.1 408") and b"under MR2PROBE_UPLOAD_MIN_RATE = 1,000" in answer, answer
     finally:
         server.should_exit = True
         thread.join(30)
