@@ -40,6 +40,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
 from .predictions import PREDICTIONS_FILE
+from .selection import same_score
 
 logger = logging.getLogger(__name__)
 
@@ -654,7 +655,7 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
         **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
         worst_class=WorstClass(name=class_names[worst], accuracy=worst_acc,
                                tied_with=[class_names[i] for i, v in enumerate(mean_acc)
-                                          if i != worst and np.isfinite(v) and abs(v - worst_acc) <= 1e-12]),
+                                          if i != worst and np.isfinite(v) and same_score(v, worst_acc)]),
         per_class_std=float(np.mean(stds)),
         group_margin=GroupValues(**{name: float(nan_mean([m[name] for m in group_margins]))
                                     for name in GROUP_NAMES}),

@@ -22,7 +22,7 @@ from .uncertainty import sign_test
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
            "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA",
-           "signed_points"]
+           "signed_points", "same_score", "within_budget", "SCORE_DECIMALS"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
 NOTE_KEYS = ("failed", "chosen", "reference")  # notes about a candidate, not hyper-parameters
@@ -63,6 +63,18 @@ SCORE_DECIMALS = 12
 def _score(x: float | None) -> float:
     """A score to rank by: a missing one below every real one, rounded to ``SCORE_DECIMALS``."""
     return -math.inf if _missing(x) else round(x, SCORE_DECIMALS)
+
+
+def same_score(a: float | None, b: float | None) -> bool:
+    """Whether two scores are one, as ranking compares them (:data:`SCORE_DECIMALS`): the one definition of a tie
+    (the worst class's ties, ``probe.report``, use it too)."""
+    return _score(a) == _score(b)
+
+
+def within_budget(c: dict, max_overall_drop: float) -> bool:
+    """Whether a candidate's simultaneous lower bound of its overall difference is at or above −``max_overall_drop``,
+    compared as scores are (0.57 − 0.58 is −0.010000000000000009, past a budget of exactly 1 pt; a review)."""
+    return _score(c["val_overall_delta_simultaneous_lo"]) >= _score(-max_overall_drop)
 
 
 def _best(candidates: list[dict], indices: list[int], primary: str, secondary: str) -> int:
@@ -222,7 +234,7 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     if max_overall_drop < 0:
         raise ValueError(f"max_overall_drop must be >= 0, got {max_overall_drop}.")
     qualifying = [i for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")
-                  and hard_gain_holds(c) and c["val_overall_delta_simultaneous_lo"] >= -max_overall_drop]
+                  and hard_gain_holds(c) and within_budget(c, max_overall_drop)]
     budget, tried = f"{100 * max_overall_drop:g} pt", len(candidates) - 1
     floor = f"{(-100 * max_overall_drop) or 0.0:g} pt"  # "-0.5 pt", and "0 pt" rather than "-0 pt"
     fitted = [c for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")]
@@ -272,7 +284,7 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
     refused for nothing without it (found by a new-user round)."""
     fitted = [c for i, c in enumerate(candidates) if i != reference_index and not c.get("failed")]
     past_bounds = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0
-                   and c["val_overall_delta_simultaneous_lo"] >= -max_overall_drop]
+                   and within_budget(c, max_overall_drop)]
     if past_bounds:
         c = max(past_bounds, key=_bound_key)
         fixed, broken = c["val_hard_changed"]
@@ -304,7 +316,7 @@ def _held_back(c: dict, max_overall_drop: float, overall: str) -> str:
     """Which of the decision's tests a candidate failed, in words: "no safe improvement" beside a hard-third gain of
     +6.2 pt did not say whether a bound or the sign test refused it (a new-user round)."""
     failed = [f"its hard-third lower bound, {signed_points(c['val_hard_delta_simultaneous_lo'])} pt, is not above 0"]
-    if c["val_overall_delta_simultaneous_lo"] < -max_overall_drop:
+    if not within_budget(c, max_overall_drop):
         failed.append(f"its {overall} lower bound, {signed_points(c['val_overall_delta_simultaneous_lo'])} pt, is "
                       f"below {signed_points(-max_overall_drop)} pt")
     fixed, broken = c.get("val_hard_changed") or (0, 0)

@@ -202,3 +202,16 @@ def test_a_difference_that_cannot_be_computed_is_said_so_not_nan():
                            "overall": {"delta": 0.05, "lo": -0.017, "hi": 0.133}})
     assert text == ("Hard third not measured (no image of these classes here), overall +5.0 pt [-1.7, +13.3] "
                     "(within noise).")
+
+
+def test_the_budget_holds_a_bound_equal_to_it_but_for_rounding():
+    """0.57 − 0.58 is −0.010000000000000009: a bound equal to a budget of exactly 1 pt failed it (a review)."""
+    from probe.selection import choose_safe, same_score, within_budget
+
+    bound = 0.57 - 0.58
+    assert bound < -0.01 and within_budget({"val_overall_delta_simultaneous_lo": bound}, 0.01)
+    assert not within_budget({"val_overall_delta_simultaneous_lo": -0.0101}, 0.01)
+    assert same_score(0.6499999999999999, 0.65) and not same_score(0.65, 0.6500001)
+    ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
+    at_budget = _cand(0.1, 0.02, [0.005, 0.035], -0.01, [-0.01, 0.0], val_overall_delta_simultaneous_lo=bound)
+    assert choose_safe([ref, at_budget], 0, max_overall_drop=0.01)[:2] == (1, "improved")
