@@ -150,10 +150,8 @@ def report_markdown(report: dict) -> str:
         lines += ["## Warnings", "", *(f"- {_md(w)}" for w in report["warnings"]), ""]
     lines += ["## Test accuracy (%), mean ± std over seeds", "",
               *_md_table(["metric", "value"], [list(row) for row in _summary_rows(report)])]
-    worst = report["summary"]["worst_class"]
-    shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
-    tied = WorstClass.model_validate(worst).label().removeprefix(worst["name"])  # " (tied with horse)", or ""
-    lines += ["", f"Worst class: **{_md(worst['name'])}**{_md(tied)} ({_pct(worst['accuracy'])} %){_md(shipped)}.", "",
+    worst, worst_rest = _worst_sentence(report)
+    lines += ["", f"Worst class: **{_md(worst)}**{_md(worst_rest)}.", "",
               "## Per class (test), worst first", "", *_md_table(PER_CLASS_HEADER, _per_class_rows(report))]
     matrix = _confusion(report)
     if matrix is not None:
@@ -226,6 +224,15 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px aut
           "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}")
 
 
+def _worst_sentence(report: dict) -> tuple[str, str]:
+    """The worst class's name and the rest of its sentence ("(tied with horse) (60.00 %); of the shipped probe
+    (first seed): bird 16.67 %"), as the Markdown and HTML exports say it."""
+    worst = report["summary"]["worst_class"]
+    tied = WorstClass.model_validate(worst).label().removeprefix(worst["name"])  # " (tied with horse)", or ""
+    shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
+    return worst["name"], f"{tied} ({_pct(worst['accuracy'])} %){shipped}"
+
+
 def report_html(report: dict) -> str:
     """The report as one self-contained HTML page: headline, summary and per-class tables, SVG charts."""
     head = _headline(report)
@@ -234,12 +241,14 @@ def report_html(report: dict) -> str:
               for key, label in SUMMARY_KEYS if key in summary]
     per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"))
                  for r in worst_first(report["per_class"], lambda r: r["accuracy"])]
+    worst, worst_rest = _worst_sentence(report)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
             f'<h1>mr2probe report: {html.escape(head["run"])}</h1>{_html_facts(_report_facts(head))}'
             f'{_html_warnings(report)}'
             f'<h2>Test accuracy (%), mean ± std over seeds</h2>'
             f'{_html_table(["metric", "value"], [list(r) for r in _summary_rows(report)])}'
+            f'<p>Worst class: <strong>{html.escape(worst)}</strong>{html.escape(worst_rest)}.</p>'
             f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
             f'<h2>Per class (test), worst first</h2>'
             f'{_bar_chart(per_class, "Per-class test accuracy, coloured by group")}'

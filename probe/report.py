@@ -246,6 +246,9 @@ class Summary(_Model):
         "(seed means; percentile intervals of each class's Jeffreys posterior draws, a third of one class that "
         "class's Wilson interval: probe.uncertainty.group_intervals); null in reports written before it")
     worst_class: WorstClass
+    shipped_worst_class: Optional[WorstClass] = Field(
+        None, description="the shipped probe's (first seed's) worst class on test, with more than one seed "
+        "(shipped_worst); null with one seed, where it is worst_class, and in older reports")
     per_class_std: Num
     group_margin: GroupValues
     class_margin_deg: Num
@@ -734,6 +737,8 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         summary.overall_ci, summary.group_ci = diagnostics.overall_ci, diagnostics.group_ci
     grouping = _grouping(reference, groups)
     grouping.stability = stability
+    shipped = shipped_worst(per_class, len(evaluations))
+    summary.shipped_worst_class = None if shipped is None else WorstClass(name=shipped[0], accuracy=shipped[1])
     return Report(
         run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), code=code_digest(),
         config=config_dict,

@@ -97,9 +97,11 @@
     // they downloaded, whose 70.0 % only the calibration panel showed (a dashboard-only round)
     const shipped = isNum((report.calibration || {}).accuracy)
       ? ` (${pct(report.calibration.accuracy)} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
+    const worst = report.summary.shipped_worst_class;  // its worst class, beside the mean's in the cards (a review)
+    const worstText = worst ? `, its worst class ${worst.name} at ${pct(worst.accuracy)}` : "";
     return h("p", { class: "muted note", id: "seeds-caption" }, `Test figures on this page (cards, charts, the per-class `
       + `table) are means over the run's ${seeds} seeds, each class's interval over its test images. The probe that ships `
-      + `is the first seed's${shipped}: its own figures are in "Calibration of the shipped probe", "Score the shipped probe on a cache" `
+      + `is the first seed's${shipped}${worstText}: its own figures are the per-class table's "shipped" column, "Calibration of the shipped probe", "Score the shipped probe on a cache" `
       + `and the failure gallery's images.`);
   }
 
@@ -564,7 +566,8 @@
       `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
       + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
       + "definitions). "
-      + (seeds > 1 ? "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give), which can sit far from the seeds' mean on few images. " : "")
+      + "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give)"
+      + (seeds > 1 ? ", which can sit far from the seeds' mean on few images. " : ", the accuracy itself with one seed. ")
       + "Stability: in how many bootstrap resamples of the ranking split the class kept its third. rₖ: "
       + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
       + "output margin: the mean over its test images of its own probability less the largest other. n val: the class's "
@@ -588,7 +591,7 @@
     cols.push(["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]);
     // the shipped probe's own accuracy (the first seed's) beside the seeds' mean (bird 30.6 % read as what ships, which
     // scored 16.7 %; a new-user round)
-    if (((report.seeds || {}).values || []).length > 1) cols.push(["shipped", (r) => pct((r.accuracy_per_seed || [])[0])]);
+    cols.push(["shipped", (r) => pct((r.accuracy_per_seed || [])[0])]);  // as every view shows it, one seed or more
     if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);

@@ -721,6 +721,9 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
         assert shipped == pytest.approx({r["name"]: r["accuracy_per_seed"][0] for r in report["per_class"]})
         assert "Shipped: the class's test accuracy under the probe that ships" in driver.js(
             "return document.getElementById('per-class-note').textContent")
+        worst = report["summary"]["shipped_worst_class"]  # and its worst class beside the caption's overall
+        assert f", its worst class {worst['name']} at {100 * worst['accuracy']:.1f}%:" in driver.js(
+            "return document.getElementById('seeds-caption').textContent")
     assert driver.js("return document.getElementById('export-md-link').getAttribute('href')") == \
         f"/api/compare.md?base={launched['erm']}&other={launched['disparity']}"
     erm_worst = httpx.get(f"{base}/api/reports/{launched['erm']}").json()["summary"]["worst_class"]["name"]
@@ -729,8 +732,9 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
     # compared with its own reference, the verdict needs no word; with another run, it says whose it is (a
     # dashboard-only round)
     assert driver.js("return document.getElementById('verdict-reference')") is None
-    other = next(r["id"] for r in httpx.get(f"{base}/api/runs").json()
-                 if r["id"] not in (launched["erm"], launched["disparity"]) and r["reference_run"] is None)
+    other = next((r["id"] for r in httpx.get(f"{base}/api/runs").json()  # another run's ERM, else the run itself
+                  if r["id"] not in (launched["erm"], launched["disparity"]) and r["reference_run"] is None),
+                 launched["disparity"])
     _open(driver, f"{base}/runs/{launched['disparity']}?compare={other}", "run")
     assert driver.js("return document.getElementById('verdict-reference').textContent") == (
         f" (against this run's own reference, run {launched['erm']}, not the run compared below)")

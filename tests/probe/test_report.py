@@ -50,6 +50,11 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     assert (worst.name, worst.tied_with) == (NAMES[0], [NAMES[2]])
     assert f"worst class (seed mean): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
     assert f"Worst class: **{NAMES[0]}** (tied with {NAMES[2]}) (60.00 %)" in report_markdown(rep.model_dump(mode="json"))
+    from probe.export import report_html  # the HTML export says it too (it had no worst-class line; a review)
+
+    assert f"Worst class: <strong>{NAMES[0]}</strong> (tied with {NAMES[2]}) (60.00 %)" in \
+        report_html(rep.model_dump(mode="json"))
+    assert rep.summary.shipped_worst_class.model_dump() == {"name": NAMES[0], "accuracy": 0.6, "tied_with": []}
 
 
 def test_report_keys_and_exact_values():
