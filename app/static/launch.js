@@ -163,9 +163,13 @@
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
     form.addEventListener("change", () => syncUnlabelled(form, datasets));
     // the head the probes get (picked, or the encoder's default) greys out the losses that need another
-    form.addEventListener("change", () => syncHead(form, choices));
-    encoder.addEventListener("input", () => syncHead(form, choices));
-    sync(); syncWhy(); syncHead(form, choices); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
+    form.addEventListener("change", (ev) => {
+      // another second probe clears the note of a replaced one (syncHead writes it after its own change event)
+      if (ev.target === preset) form.querySelector("#err-preset").textContent = "";
+      syncHead(form, choices, caches);
+    });
+    encoder.addEventListener("input", () => syncHead(form, choices, caches));
+    sync(); syncWhy(); syncHead(form, choices, caches); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") syncImbalance(form, datasets, choices); });
     return form;
   }
@@ -179,21 +183,27 @@
       h("option", { value: "" }, "none: the ERM reference only"));
   }
 
-  /** The head the probes will have: the one picked, else the encoder's default where the form extracts; null where
-   * the server resolves it (a cache's own default head). */
-  function resolvedHead(form, choices) {
+  /** The head the probes will have: the one picked, else the default of the encoder the form extracts with, or of
+   * the picked cache's (a cosine-only loss on a linear-head cache was refused only after the submit; a review);
+   * null where the server resolves it (a cache file registered from the form). */
+  function resolvedHead(form, choices, caches) {
     const picked = form.querySelector("#head").value;
     if (picked) return picked;
-    if (form.querySelector("input[name=source]:checked").value === "cache") return null;
-    const value = form.querySelector("#encoder").value.trim();
+    let value = form.querySelector("#encoder").value.trim();
+    if (form.querySelector("input[name=source]:checked").value === "cache") {
+      const path = (form.querySelector("#cache-path") || {}).value;
+      const cache = caches.find((c) => c.id === (form.querySelector("#cache-select") || {}).value);
+      if (path || !cache) return null;
+      value = cache.encoder;
+    }
     const encoder = choices.encoders.find((e) => value === e.name || value.startsWith(e.name + ":"));
     return encoder ? encoder.default_head : null;
   }
 
   /** A loss that needs another head than the probes get is greyed out; one picked already is replaced by the first
    * choice, and the form says so under the field (it was replaced without a word; a dashboard-only round). */
-  function syncHead(form, choices) {
-    const method = form.querySelector("#preset"), head = resolvedHead(form, choices);
+  function syncHead(form, choices, caches) {
+    const method = form.querySelector("#preset"), head = resolvedHead(form, choices, caches);
     for (const option of method.querySelectorAll("option[data-head]")) {
       option.disabled = Boolean(head) && option.dataset.head !== head;
       option.title = option.disabled ? `needs the ${option.dataset.head} head` : "";

@@ -142,6 +142,11 @@ class WebDriver:
         element = self._cmd("POST", "/element", {"using": "css selector", "value": css})
         self._cmd("POST", f"/element/{next(iter(element.values()))}/value", {"text": str(path)})
 
+    def click(self, css: str) -> None:
+        """Click an element as a user does (the browser's own, trusted events: an option of a select picks it)."""
+        element = self._cmd("POST", "/element", {"using": "css selector", "value": css})
+        self._cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
+
     def screenshot(self, path: Path) -> Path:
         """A PNG of the whole page (not just the window)."""
         height = int(self.js("return document.documentElement.scrollHeight"))
@@ -535,6 +540,9 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert driver.js("return document.getElementById('preset').value") == "disparity"  # left for the first choice
     assert driver.js("return document.getElementById('err-preset').textContent") == (  # and said (a dashboard round)
         "arcface needs the cosine head, and the probes get the linear head: the second probe is disparity now.")
+    driver.click("#preset option[value=mr2]")  # the user's own choice next clears the note (it stayed; a review)
+    assert driver.js("return [document.getElementById('preset').value, "
+                     "document.getElementById('err-preset').textContent]") == ["mr2", ""]
     _change(driver, "preset", "posthoc_bias")
     assert driver.js("return Launch.jobBody('ds_x')")["probes"][1] == {
         "head": "linear", "epochs": 3, "loss": "ce", "posthoc_bias": True, "max_overall_drop": 0.5}
@@ -622,6 +630,9 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
         ["", *(c["id"] for c in before)]  # the first launch's cache, picked by default
     assert driver.js("return document.querySelector('fieldset.extraction-only').disabled")
     assert driver.js("return document.getElementById('max-per-class').disabled")
+    # the picked cache's encoder (effnet-lite0: a linear head) greys out the cosine-only losses (a review: they were
+    # offered and refused after the submit)
+    assert driver.js("return document.querySelector('#preset option[value=arcface]').disabled")
     assert driver.js("return Launch.jobBody(null, false, 'cache_x')") == {
         "kind": "pipeline", "cache_id": "cache_x", "probes": [{"loss": "ce"}, {"preset": "disparity"}]}
     _value(driver, "cache-path", "elsewhere.h5")
