@@ -145,6 +145,9 @@ class DirectoryReader:
                 if full.is_symlink() and not full.resolve().is_relative_to(self.root):
                     self.unsafe.append((rel, "symlink pointing outside the data folder"))
                     continue
+                if full.is_symlink() and not full.exists():  # an editor's leftover: a 500 at registration (an attack round)
+                    self.unsafe.append((rel, "symlink to nothing (its target does not exist)"))
+                    continue
                 if is_special(full):
                     self.unsafe.append((rel, NOT_REGULAR))
                     continue

@@ -72,8 +72,14 @@ def skipped_summary(skipped, examples: int = 3) -> str:
     if failed:
         named = ", ".join(failed[:examples]) + (", ..." if len(failed) > examples else "")
         parts.append(f"{len(failed)} failed to decode ({named})")
-    if len(skipped) > len(failed):
-        other = len(skipped) - len(failed)
+    # links and special files by their reason: "1 non-image or metadata file" hid a skipped symlink (an attack round)
+    links = [(source, reason) for source, reason in skipped if "symlink" in reason or "not a regular file" in reason]
+    if links:
+        named = ", ".join(f"{source} ({reason})" for source, reason in links[:examples])
+        parts.append(f"{len(links)} unsafe or unreadable link{'s' * (len(links) != 1)} or special file"
+                     f"{'s' * (len(links) != 1)} ({named}{', ...' if len(links) > examples else ''})")
+    other = len(skipped) - len(failed) - len(links)
+    if other:
         parts.append(f"{other} non-image or metadata file{'s' * (other != 1)}")
     return f"{len(skipped)} file{'s' * (len(skipped) != 1)} skipped: {', '.join(parts)}"
 

@@ -385,6 +385,15 @@ def test_symlinks_leaving_a_folder_or_manifest_are_skipped(tree, tmp_path):
     assert ("train/ant/zz-link.png", "symlink pointing outside the manifest folder") in manifest.skipped
 
 
+def test_a_symlink_to_nothing_is_skipped_and_named(tree):
+    """An editor's leftover link to a file that does not exist was a 500 at registration, and a job failure after
+    its queue wait when it appeared later (an attack round): skipped, with why."""
+    (tree / "train" / "ant" / "dangling.png").symlink_to("nowhere.png")
+    data = open_dataset(tree)
+    assert ("train/ant/dangling.png", "symlink to nothing (its target does not exist)") in data.skipped
+    assert "train/ant/dangling.png" not in {s.source for split in data.splits.values() for s in split}
+
+
 def test_a_symlinked_folder_is_named_as_not_followed(tree, tmp_path):
     """os.walk does not follow it: its class folder is empty, and the error now says why."""
     import shutil

@@ -348,3 +348,8 @@ def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
     assert skipped_summary(skipped[2:3]) == "1 file skipped: 1 failed to decode (dog/0.jpg)"
     assert skipped_summary(skipped[:1]) == "1 file skipped: 1 non-image or metadata file"
     assert skipped_summary([]) == ""
+    # a skipped link is named as one, not as metadata (an attack round)
+    link = ("cat/x.jpg", "symlink pointing outside the data folder")
+    assert skipped_summary([link, skipped[0]]) == ("2 files skipped: 1 unsafe or unreadable link or special file "
+                                                   "(cat/x.jpg (symlink pointing outside the data folder)), "
+                                                   "1 non-image or metadata file")
