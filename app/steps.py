@@ -228,7 +228,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             return ctx.store.get_run(pending)  # recorded just before the last attempt stopped
         except KeyError:
             shutil.rmtree(ctx.settings.runs_dir / pending, ignore_errors=True)  # half-written: start again
-    cache = open_cache(cache_file(ctx.store.get_cache(cache_id)))
+    cache_row = ctx.store.get_cache(cache_id)
+    cache = open_cache(cache_file(cache_row))
     if "head" in config:
         cfg = ProbeConfig.model_validate(config)
     else:  # a request stored before configs were resolved at submission (resumed after an upgrade)
@@ -265,7 +266,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                             head=report.config.get("head", cfg.head),
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run, path=str(out_dir),
                             summary=summary,
-                            verdict=report.selection.verdict, test_check=report.selection.test_check)
+                            verdict=report.selection.verdict, test_check=report.selection.test_check,
+                            cache_stamp=cache_row.get("stamp"))
     ctx.message(_summary_line(run_id, summary, report.selection.verdict))
     ctx.progress(start + span, f"{name} done")
     return row
@@ -334,12 +336,14 @@ def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | 
 def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reuse: bool, start: float,
                     span: float) -> dict[str, Any]:
     """A pipeline's reference run: the newest finished run on this cache that its job trained with this very
-    configuration as its reference, when ``reuse`` and its report loads and was written by this code
-    (``probe.report.code_digest``; relaunching a pipeline with another second probe trained an identical ERM run
+    configuration as its reference, when ``reuse``, it read the cache's file as it is now (``cache_stamp``: a
+    registered file written over with other values and registered again kept its cache and runs; an attack
+    round) and its report loads and was written by this code (``probe.report.code_digest``; relaunching a pipeline with another second probe trained an identical ERM run
     each time); else a new one. The run is recorded as this job's before it is checked to be still there, so that
     a deletion between the two waits for the job (409) or is seen here (a review)."""
+    stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
     for run in ctx.store.reference_runs(cache_id) if reuse else ():
-        if trained_as_reference(ctx.store, run) == config and _current_report(run):
+        if run.get("cache_stamp") == stamp and trained_as_reference(ctx.store, run) == config and _current_report(run):
             ctx.record(run_ids=[run["id"]])
             try:
                 ctx.store.get_run(run["id"])

@@ -73,7 +73,9 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("runs", "note", "TEXT NOT NULL DEFAULT ''", lambda conn: None),
                   # a file registered by path: its size and modification time when its values were checked
                   # (app.caches.file_stamp); NULL for extractions and rows written before it
-                  ("caches", "stamp", "TEXT", lambda conn: None))
+                  ("caches", "stamp", "TEXT", lambda conn: None),
+                  # the stamp of its cache's file when the run read it: a reference is reused only on the same
+                  ("runs", "cache_stamp", "TEXT", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -235,11 +237,12 @@ class Store:
 
     def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
-                verdict: str | None = None, test_check: str | None = None) -> dict[str, Any]:
+                verdict: str | None = None, test_check: str | None = None,
+                cache_stamp: str | None = None) -> dict[str, Any]:
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
             reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
-            test_check=test_check))
+            test_check=test_check, cache_stamp=cache_stamp))
 
     def update_run(self, run_id: str, **values: str) -> dict[str, Any]:
         """Set a run's ``name`` and / or ``note`` (what the user calls it, and why it matters), in one transaction."""

@@ -125,6 +125,30 @@ def test_a_registered_file_written_over_in_place_is_checked_again_before_a_job(s
     assert service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM}).status_code == 202
 
 
+def test_a_reference_is_not_reused_on_a_file_registered_again_with_other_values(service):
+    """Other values written over a registered file, its fingerprint kept, then registered again (its cache and runs
+    kept): a relaunch reused the ERM run trained on the old values (80 % beside a second probe at 33 %; an attack
+    round). A run records the stamp of the file it read."""
+    import h5py
+    import numpy as np
+
+    service.post("/api/datasets", json={"path": "images.zip"})
+    features = service.root / "features" / "images.h5"
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    body = {"kind": "pipeline", "cache_id": cache["id"], "probes": [ERM]}
+    [first] = wait_job(service, service.post("/api/jobs", json=body).json()["id"])["result"]["run_ids"]
+    assert wait_job(service, service.post("/api/jobs", json=body).json()["id"])["result"]["run_ids"] == [first]
+    with h5py.File(features, "r+") as f:
+        for split in ("train", "val", "test"):
+            values = f[f"{split}/features"]
+            values[...] = np.random.default_rng(0).standard_normal(values.shape).astype(values.dtype)
+    again = service.post("/api/caches", json={"path": "features/images.h5"})
+    assert again.status_code == 200 and again.json()["id"] == cache["id"]
+    job = wait_job(service, service.post("/api/jobs", json=body).json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["run_ids"] != [first]
+    assert not any("reused" in m["text"] for m in job["messages"])
+
+
 def test_a_registered_file_only_touched_keeps_its_cache_when_registered_again(service):
     """Its time changed (touch, a copy without -t): refused until registered again, which must give back this
     cache and its runs, stamped anew, even where a row of the same features was made since (a review: 200 with
