@@ -243,11 +243,12 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     where it cross-validates) is past ``ProbeConfig.check_cost``'s bounds."""
     from probe import ProbeConfig
     from probe.registry import get_loss_spec
-    from probe.run import EMPTY_VALIDATION, cv_folds, fewest_training_images, validation_images
+    from probe.run import EMPTY_VALIDATION, cv_folds, fewest_training_images, training_rows, validation_images
 
     sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
     try:  # cross-validating on these splits, each candidate is fitted on every fold too
-        ProbeConfig.model_validate(config).check_cost(cv_folds(counts, config["val_fraction"], config["cv"]))
+        ProbeConfig.model_validate(config).check_cost(cv_folds(counts, config["val_fraction"], config["cv"]),
+                                                      n_train=training_rows(counts, config["val_fraction"]))
     except ValueError as exc:
         raise RequestInvalid(field, str(exc)) from None
     if validation_images(counts, config["val_fraction"]) == 0:

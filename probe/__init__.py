@@ -45,7 +45,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["PRESETS", "Preset", "get_preset"], "presets"),
     # config.py: the request and its bounds
     **dict.fromkeys(["ProbeConfig", "auto_epochs", "auto_batch_size", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED",
-                     "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
+                     "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS", "MAX_ADAPTER_RANK",
+                     "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
                      "MAX_OVERALL_DROP", "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS"], "config"),
     # evaluate.py, run.py, report.py, compare.py: one run end to end and its report
     **dict.fromkeys(["SeedEvaluation"], "evaluate"),

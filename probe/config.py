@@ -22,6 +22,7 @@ from .params import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_FIT_EPOCHS,
+    MAX_FIT_STEPS,
     MAX_GRID_CANDIDATES,
     MAX_GRID_VALUES,
     MAX_SEED,
@@ -39,8 +40,8 @@ from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec
 __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_LR_GRIDS", "DECOUPLED_WD_GRID",
            "L2_STRENGTHS", "SCALE_INVARIANT_GRID", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS",
            "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
-           "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
-           "MAX_OVERALL_DROP",
+           "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE",
+           "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
            "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
 
 MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
@@ -295,11 +296,13 @@ class ProbeConfig(BaseModel):
             total += ref_sweep * sweeps + len(self.seeds) - 1 + (1 if folds else 0)
         return total
 
-    def check_cost(self, folds: int = 0, has_reference: bool = False) -> None:
+    def check_cost(self, folds: int = 0, has_reference: bool = False, n_train: int | None = None) -> None:
         """Raise ValueError past the bounds of a request: its grid, candidates × seeds, at most
         ``MAX_GRID_CANDIDATES``; and its work, :meth:`total_fits` × their epochs (``AUTO_EPOCH_BOUNDS[1]`` for
-        auto), at most ``MAX_FIT_EPOCHS``. ``folds``: known once the data is (a service checks them before a job
-        exists: 512 candidates × 12 folds × 10,000 epochs had held a worker for ~7.5 h, an attack round)."""
+        auto), at most ``MAX_FIT_EPOCHS``, and × the batches of an epoch over ``n_train`` training rows (the
+        optimiser steps), at most ``MAX_FIT_STEPS``. ``folds`` and ``n_train``: known once the data is (a service
+        checks them before a job exists: 512 candidates × 12 folds × 10,000 epochs had held a worker for ~7.5 h,
+        batches of 1 for hours more; attack rounds)."""
         candidates, seeds = self.n_candidates(), len(self.seeds)
         if candidates * seeds > MAX_GRID_CANDIDATES:
             raise ValueError(f"the selection grid has {candidates} candidates × {seeds} seed{'s' * (seeds != 1)} = "
@@ -312,6 +315,15 @@ class ProbeConfig(BaseModel):
                              f"{'s' * (seeds != 1)}{crossed}) × {epochs:,} epochs = {fits * epochs:,} epochs of "
                              f"training; at most MAX_FIT_EPOCHS = {MAX_FIT_EPOCHS:,} per run (fewer epochs, "
                              f"candidates or seeds{', or lower cv' if folds else ''}).")
+        if n_train:
+            resolved = self.resolved(n_train)
+            batches = math.ceil(n_train / resolved.batch_size) if resolved.batch_size else 1
+            steps = fits * resolved.epochs * batches
+            if steps > MAX_FIT_STEPS:
+                raise ValueError(f"this run fits {fits} probes × {resolved.epochs:,} epochs × {batches:,} batches of "
+                                 f"{resolved.batch_size or n_train} rows = {steps:,} optimiser steps; at most "
+                                 f"MAX_FIT_STEPS = {MAX_FIT_STEPS:,} per run (larger batches, fewer epochs, "
+                                 "candidates or seeds).")
 
     def _check_effective(self) -> None:
         """Settings that would do nothing in this request are refused, not stored in a report as if they had."""

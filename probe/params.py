@@ -18,7 +18,7 @@ from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get
 
 __all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "L2_OPTIMIZERS", "MAX_EPOCHS",
            "MAX_BATCH_SIZE", "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES",
-           "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS",
+           "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS",
            "MAX_SEED", "MAX_CBAR", "MAX_P", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_LAM"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
@@ -30,6 +30,10 @@ MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (its wo
 # fits × epochs of one run (auto epochs count as AUTO_EPOCH_BOUNDS' upper end): a request of 512 candidates,
 # 12 folds and 10,000 epochs each held a worker for ~7.5 h (an attack round)
 MAX_FIT_EPOCHS = 512_000
+# fits × epochs × batches per epoch (optimiser steps) of one run, once its training rows are known: 44 fits of
+# 10,000 epochs in batches of 1 over 54 images passed MAX_FIT_EPOCHS and held a worker ~2 h a probe (an attack
+# round); the 1.28M-row MR² sweep on CPU takes ~300,000
+MAX_FIT_STEPS = 10_000_000
 MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
 # Numbers past these are no setting of a linear probe (c̄ 1–3 in the paper, p 2 or 3, lr ≤ 0.1, α/n ≤ 1000/n):
 # c̄ = 1e300 made every γ_k infinite and "succeeded" at chance, wd = 1e300 diverged blaming the learning rate.

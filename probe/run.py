@@ -105,6 +105,11 @@ def _per_class_splits(counts: dict[str, list[int]], fraction: float) -> tuple[np
     return train - val, val
 
 
+def training_rows(counts: dict[str, list[int]], fraction: float) -> int:
+    """The rows the final fits of a run on splits of ``counts`` train on (train, less what is carved for val)."""
+    return int(_per_class_splits(counts, fraction)[0].sum())
+
+
 def cv_folds(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
     """The folds a run on splits of ``counts`` cross-validates with (val under
     :data:`probe.decision.MIN_VAL_PER_CLASS` in a class, ``cv`` > 0; as many as the rarest class of train + val
@@ -721,7 +726,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)
-    config.check_cost(scorer.folds, reference is not None)  # the folds are known now (a service checked them too)
+    # the folds and rows are known now (a service checked them too, before the job)
+    config.check_cost(scorer.folds, reference is not None, len(splits.y_train))
     steps = _Progress(config.total_fits(scorer.folds, reference is not None), progress, should_stop)
     fitter = _Fitter(config, splits, device, _run_loss_options(config, reference), steps)
     clock.lap("prepare")

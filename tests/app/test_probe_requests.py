@@ -62,3 +62,26 @@ def test_cross_validation_folds_count_as_fits_on_the_cache_that_needs_them(finis
     assert "(128 candidates, 1 seed, " in resp.json()["detail"] and "-fold cross-validation) × 1,000 epochs" in \
         resp.json()["detail"] and "or lower cv" in resp.json()["detail"]
     assert client.get("/api/jobs").json() == jobs_before
+
+
+def test_batches_of_one_count_as_the_steps_they_are(tmp_path):
+    """44 fits of 10,000 epochs in batches of 1 passed every bound and held the worker about 2 h a probe on 54
+    images (an attack round): the optimiser steps, fits × epochs × batches, are bounded once the rows are known."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app_testutils import make_settings, synthetic_cache
+    from probe import MAX_FIT_STEPS, ProbeConfig
+
+    config = {"loss": "ce", "epochs": 10_000, "tol": None, "batch_size": 1, "wd_grid": [0.0], "seeds": [0],
+              "lr_grid": [0.001 * (i + 1) for i in range(8)]}
+    ProbeConfig.model_validate(config).check_cost()  # 9 fits × 10,000 epochs: within MAX_FIT_EPOCHS
+    with TestClient(create_app(make_settings(tmp_path / "svc"))) as client:
+        cache = synthetic_cache(client.app.state.store, tmp_path, per_class={"train": 40, "val": 60, "test": 5})
+        resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": config})
+        assert resp.status_code == 422, resp.text  # 9 fits × 10,000 epochs × 120 batches of 1 row
+        assert f"= 10,800,000 optimiser steps; at most MAX_FIT_STEPS = {MAX_FIT_STEPS:,} per run" in resp.text
+        full = {**config, "batch_size": None}  # full batch: one step an epoch
+        resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": full})
+        assert resp.status_code == 202, resp.text
+        client.delete(f"/api/jobs/{resp.json()['id']}")
