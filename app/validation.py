@@ -237,10 +237,13 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
     return ("dataset_id" if default_splits else "options"), dataset_counts(data)
 
 
-def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any]) -> None:
+def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any], probe_field: str,
+                      has_reference: bool) -> None:
     """A probe selects on validation images: splits that give it none (``probe.run.validation_images``) fail the
     run after its queue wait, so the request is refused now; so is a run whose work on these splits (its folds
-    where it cross-validates) is past ``ProbeConfig.check_cost``'s bounds."""
+    where it cross-validates, its rows) is past ``ProbeConfig.check_cost``'s bounds: refused under ``probe_field``
+    (it stood under the data set's field, and the launch form showed an epochs error by the data set; an attack
+    round)."""
     from probe import ProbeConfig
     from probe.registry import get_loss_spec
     from probe.run import EMPTY_VALIDATION, cv_folds, fewest_training_images, training_rows, validation_images
@@ -248,9 +251,9 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
     try:  # cross-validating on these splits, each candidate is fitted on every fold too
         ProbeConfig.model_validate(config).check_cost(cv_folds(counts, config["val_fraction"], config["cv"]),
-                                                      n_train=training_rows(counts, config["val_fraction"]))
+                                                      has_reference, training_rows(counts, config["val_fraction"]))
     except ValueError as exc:
-        raise RequestInvalid(field, str(exc)) from None
+        raise RequestInvalid(probe_field, str(exc)) from None
     if validation_images(counts, config["val_fraction"]) == 0:
         raise RequestInvalid(field, f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and "
                              "no class has the 2 train images one is carved from; give the data set a val/ folder or "
@@ -282,8 +285,8 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     problem = classes_without_message(counts, cache_row["class_names"])
     if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
-    for config in configs:
-        _check_validation("cache_id", counts, config)
+    for (field, _, referenced), config in zip(probes, configs):
+        _check_validation("cache_id", counts, config, field, referenced)
     return configs
 
 
@@ -324,7 +327,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
         payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features,
                                     len(dataset["class_names"]), i > 0)  # the first probe is the others' reference
                              for i, p in enumerate(job.probes)]
-        for probe in payload["probes"]:
-            _check_validation(split_field, counts, probe)
+        for i, probe in enumerate(payload["probes"]):
+            _check_validation(split_field, counts, probe, f"probes[{i}]", i > 0)
         payload["reuse_reference"] = job.reuse_reference
     return payload

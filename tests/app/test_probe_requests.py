@@ -59,6 +59,7 @@ def test_cross_validation_folds_count_as_fits_on_the_cache_that_needs_them(finis
     jobs_before = client.get("/api/jobs").json()
     resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": grid})
     assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith("config: this run fits")  # the probe's field, not the cache's
     assert "(128 candidates, 1 seed, " in resp.json()["detail"] and "-fold cross-validation) × 1,000 epochs" in \
         resp.json()["detail"] and "or lower cv" in resp.json()["detail"]
     assert client.get("/api/jobs").json() == jobs_before
