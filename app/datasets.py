@@ -88,6 +88,9 @@ class _MultipartSink:
 
         _, disp = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = disp.get(b"name", b"").decode("utf-8", "replace")
+        if not self.name:  # skipped without a word, as unknown fields were (an attack round)
+            raise UploadError("a form part without a name (its Content-Disposition needs name=...): this form takes "
+                              f"{self.field}, name, unlabelled")
         filename = disp.get(b"filename")
         if filename is not None and self.name != self.field:
             raise UploadError(f"the archive goes in a form part named '{self.field}'; got a file in "

@@ -80,6 +80,11 @@ def test_an_upload_cut_short_or_with_a_field_the_form_does_not_take_is_refused(t
         resp = client.post("/api/datasets", content=part + typo + f"\r\n--{boundary}--\r\n".encode(), headers=headers)
         assert resp.status_code == 422 and resp.json()["detail"] == (
             "unknown form field 'unlabeled': this form takes file, name, unlabelled"), resp.text
+        for nameless in (b"Content-Disposition: form-data", b"X-Foo: bar", b'Content-Disposition: form-data; name=""'):
+            body = (part + f"\r\n--{boundary}\r\n".encode() + nameless + b"\r\n\r\njunk"
+                    + f"\r\n--{boundary}--\r\n".encode())
+            resp = client.post("/api/datasets", content=body, headers=headers)  # skipped without a word before
+            assert resp.status_code == 422 and "a form part without a name" in resp.text, (nameless, resp.text)
         assert client.get("/api/datasets").json() == [] and not any(settings.uploads_dir.glob("*/*"))
         resp = client.post("/api/datasets", content=part + f"\r\n--{boundary}--\r\n".encode(), headers=headers)
         assert resp.status_code == 201, resp.text
