@@ -336,11 +336,12 @@ def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | 
 def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reuse: bool, start: float,
                     span: float) -> dict[str, Any]:
     """A pipeline's reference run: the newest finished run on this cache that its job trained with this very
-    configuration as its reference, when ``reuse``, it read the cache's file as it is now (``cache_stamp``: a
-    registered file written over with other values and registered again kept its cache and runs; an attack
-    round) and its report loads and was written by this code (``probe.report.code_digest``; relaunching a pipeline with another second probe trained an identical ERM run
-    each time); else a new one. The run is recorded as this job's before it is checked to be still there, so that
-    a deletion between the two waits for the job (409) or is seen here (a review)."""
+    configuration as its reference (relaunching a pipeline with another second probe trained an identical ERM run
+    each time), when ``reuse``, it read the cache's file as it is now (``cache_stamp``: a registered file written
+    over with other values and registered again kept its cache and runs; an attack round) and its report loads
+    and was written by this code (``probe.report.code_digest``); else a new one. The run is recorded as this job's
+    before it is checked to be still there, so that a deletion between the two waits for the job (409) or is seen
+    here (a review)."""
     stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
     for run in ctx.store.reference_runs(cache_id) if reuse else ():
         if run.get("cache_stamp") == stamp and trained_as_reference(ctx.store, run) == config and _current_report(run):
