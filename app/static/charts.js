@@ -18,7 +18,9 @@
     // Drawn for a target width; CSS (width: 100%; height: auto) fits it to its panel.
     // natural: never drawn larger than its own size (a heat map of 3 classes stays small); else fits the panel.
     const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": opts.title || "chart",
-                            preserveAspectRatio: "xMidYMin meet", class: "chart" + (opts.natural ? " natural" : ""),
+                            // a wide chart keeps a readable size on a narrow window and scrolls with its card (its
+                            // text shrank to ~6 px at 800 px; a dashboard-only round)
+                            preserveAspectRatio: "xMidYMin meet", class: "chart" + (opts.natural ? " natural" : width > 900 ? " wide" : ""),
                             width: opts.natural ? width : null, height: opts.natural ? height : null });
     if (opts.id) svg.setAttribute("id", opts.id);
     svg.dataset.width = width;

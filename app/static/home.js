@@ -164,14 +164,17 @@
     const byId = (rows) => Object.fromEntries(rows.map((r) => [r.id, r]));
     const ctx = { runs: byId(runs), caches: byId(caches), datasets: byId(datasets), refresh };
     const launch = h("a", { href: "/launch" }, "launch one");
-    document.getElementById("jobs").replaceChildren(
-      table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."]));
-    document.getElementById("runs").replaceChildren(
+    // each table in a box of its own: on a narrow window its sideways scrollbar sat at the bottom of the card, under
+    // the whole list (a dashboard-only round at 800 px)
+    const box = (node) => h("div", { class: "table-scroll" }, node);
+    document.getElementById("jobs").replaceChildren(box(
+      table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
+    document.getElementById("runs").replaceChildren(box(
       sortable(table(["run", "probe", "data set", "encoder", "images", "overall", "balanced", "easy", "medium", "hard", "worst class", "verdict", "compare"],
-                     runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder));
-    document.getElementById("datasets").replaceChildren(
+                     runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)));
+    document.getElementById("datasets").replaceChildren(box(
       table(["data set", "name", "classes", "images", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
-            "No data sets yet: upload one from the launch page."));
+            "No data sets yet: upload one from the launch page.")));
     return jobs.some((j) => ACTIVE.has(j.status));
   }
 

@@ -338,6 +338,9 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert statuses and set(statuses) <= {"succeeded", "cancelled"}
     link = driver.js(f"return document.querySelector('#runs tr[data-run=\"{finished.mr2}\"] a').getAttribute('href')")
     assert link == f"/runs/{finished.mr2}?compare={finished.erm}"
+    # each table scrolls sideways in a box of its own, not with its card under the whole list (a dashboard round)
+    assert driver.js("return ['jobs', 'runs', 'datasets'].map(id => getComputedStyle(document.querySelector("
+                     "'#' + id + ' > .table-scroll')).overflowX)") == ["auto"] * 3
     urls = _requested_urls(driver)
     assert [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))] == []
     # each run row names its data set, encoder and the images its cache holds; the job row names its cache
