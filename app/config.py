@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     upload_min_rate: int = Field(16 * 1024, ge=0, description="bytes per second an upload must average once it has "
                                  "run for upload_idle_seconds, else it is ended with a 408 (a byte a minute kept "
                                  "its slot for ever); 0: no minimum")
+    upload_max_seconds: float = Field(7200.0, gt=0, le=7 * 86400, description="the longest an upload may stream "
+                                      "(408 past it): four uploads at the minimum rate held every slot for the ~36 h "
+                                      "a 2 GiB upload takes at 16 KiB/s")
     max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "
                                 "(JSON; 413 above, checked before parsing)")
     cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")

@@ -133,7 +133,8 @@ async def _stream_upload(request: Request, store: Store, settings: Settings, con
     """The upload itself (:func:`upload_archive`), its body read with an idle timeout."""
     dataset_id, upload_dir = new_upload_dir(settings.uploads_dir)
     try:
-        body = _until_idle(request.stream(), settings.upload_idle_seconds, settings.upload_min_rate)
+        body = _until_idle(request.stream(), settings.upload_idle_seconds, settings.upload_min_rate,
+                           settings.upload_max_seconds)
         path, fields = await stream_multipart_file(content_type, body, upload_dir, settings.max_upload_bytes)
         unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
         row, created = await run_in_threadpool(register_dataset, store, path, name=upload_name(fields.get("name")),
@@ -146,10 +147,12 @@ async def _stream_upload(request: Request, store: Store, settings: Settings, con
     return row, created
 
 
-async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: int) -> AsyncIterator[bytes]:
-    """``chunks`` as they come, ended with :class:`UploadStalled` when none comes for ``seconds``, or when, past
-    ``seconds``, they average under ``min_rate`` bytes a second (an upload of one byte a second held its connection
-    and folder open with no end, an attack round; one byte a minute held a slot for ever, a review)."""
+async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: int,
+                      max_seconds: float = float("inf")) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, ended with :class:`UploadStalled` when none comes for ``seconds``, when, past
+    ``seconds``, they average under ``min_rate`` bytes a second, or past ``max_seconds`` in all (an upload of one
+    byte a second held its connection and folder open with no end, an attack round; one byte a minute held a slot
+    for ever, a review; four at the minimum rate held every slot for 36 h, an attack round)."""
     iterator, start, received = chunks.__aiter__(), time.monotonic(), 0
     while True:
         try:
@@ -162,6 +165,9 @@ async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: in
                                 "ended, nothing kept") from None
         received += len(chunk)
         elapsed = time.monotonic() - start
+        if elapsed > max_seconds:
+            raise UploadStalled(f"the upload ran past MR2PROBE_UPLOAD_MAX_SECONDS = {max_seconds:g} s: ended, nothing "
+                                "kept")
         if min_rate and elapsed > seconds and received < min_rate * elapsed:
             raise UploadStalled(f"the upload averaged {received / elapsed:,.0f} bytes a second over {elapsed:.0f} s, "
                                 f"under MR2PROBE_UPLOAD_MIN_RATE = {min_rate:,}: ended, nothing kept")

@@ -160,6 +160,26 @@ def test_uploads_are_bounded_in_number_and_end_when_they_stall(tmp_path, tiny_zi
         thread.join(30)
 
 
+def test_an_upload_is_ended_past_its_longest_time_however_fast_it_streams():
+    """Four uploads at the minimum rate held every slot for the ~36 h a 2 GiB upload takes (an attack round): past
+    MR2PROBE_UPLOAD_MAX_SECONDS it ends (408), whatever its rate."""
+    import anyio
+
+    from app.routes.datasets import _until_idle
+    from app.status import UploadStalled
+
+    async def steady():
+        while True:
+            yield b"x" * 4096
+            await anyio.sleep(0.05)
+
+    async def read(limit):
+        return [len(c) async for c in _until_idle(steady(), 10.0, 1000, limit)]
+
+    with pytest.raises(UploadStalled, match="ran past MR2PROBE_UPLOAD_MAX_SECONDS = 0.3 s"):
+        anyio.run(read, 0.3)
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
