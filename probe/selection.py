@@ -315,10 +315,13 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
 def _held_back(c: dict, max_overall_drop: float, overall: str) -> str:
     """Which of the decision's tests a candidate failed, in words: "no safe improvement" beside a hard-third gain of
     +6.2 pt did not say whether a bound or the sign test refused it (a new-user round)."""
-    failed = [f"its hard-third lower bound, {signed_points(c['val_hard_delta_simultaneous_lo'])} pt, is not above 0"]
+    # the simultaneous bounds (over every candidate) are not the intervals printed beside the deltas (one
+    # candidate's own): said so, two "lower bounds" read as a contradiction (a new-user round)
+    failed = [f"its simultaneous hard-third lower bound, {signed_points(c['val_hard_delta_simultaneous_lo'])} pt, is "
+              "not above 0"]
     if not within_budget(c, max_overall_drop):
-        failed.append(f"its {overall} lower bound, {signed_points(c['val_overall_delta_simultaneous_lo'])} pt, is "
-                      f"below {signed_points(-max_overall_drop)} pt")
+        failed.append(f"its simultaneous {overall} lower bound, {signed_points(c['val_overall_delta_simultaneous_lo'])}"
+                      f" pt, is below {signed_points(-max_overall_drop)} pt")
     fixed, broken = c.get("val_hard_changed") or (0, 0)
     p_value = c.get("val_hard_sign_p")
     if not (fixed > broken and p_value is not None and p_value <= SIGN_TEST_ALPHA):
@@ -342,7 +345,15 @@ def closest_candidate(candidates: list[dict]) -> dict | None:
     differ = [c for c in candidates if c.get("val_hard_delta_ci") and not scores_as_reference(c)]
     bound = (lambda c: c["val_hard_delta_ci"][0] if c.get("val_hard_delta_simultaneous_lo") is None
              else c["val_hard_delta_simultaneous_lo"])
-    return max(differ, key=bound, default=None)
+
+    def nearness(c: dict) -> tuple:
+        # ties on the bound (common: many at +0.0) go to one whose hard-class images lean its way, then to the
+        # better overall bound, then to the more of them fixed, then grid order: a candidate that changed no hard
+        # image at -8.3 pt overall was named beside one at +3.3 hard for nothing (a new-user round)
+        fixed, broken = c.get("val_hard_changed") or (0, 0)
+        return (_score(bound(c)), fixed > broken, _score(c.get("val_overall_delta_simultaneous_lo")), fixed - broken)
+
+    return max(differ, key=nearness, default=None)
 
 
 def signed_points(fraction: float, digits: int = 1) -> str:

@@ -138,12 +138,12 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     # none passed a bound: the closest named with its deltas and its bound (a new-user round: only the demo said it)
     assert ("Bonferroni over the 1). The closest (the highest hard-third lower bound over the 1, -0.2 pt), lr=0.1, "
             "moved the val hard third +2.0 pt [+0.4, +3.6] at overall +0.0 pt [+0.0, +1.0] (within noise); held back "
-            "as its hard-third lower bound, -0.2 pt, is not above 0. This run keeps") in choose_safe([ref, one_of_many], 0)[2]
+            "as its simultaneous hard-third lower bound, -0.2 pt, is not above 0. This run keeps") in choose_safe([ref, one_of_many], 0)[2]
     # and every test it failed, named (a new-user round: +6.2 pt read as a near miss; one image had moved)
     weak = _cand(0.6, 0.062, [0.0, 0.188], 0.019, [0.0, 0.048], val_hard_delta_simultaneous_lo=0.0,
                  val_hard_changed=[1, 0], val_hard_sign_p=1.0, val_overall_delta_simultaneous_lo=-0.01)
-    assert ("; held back as its hard-third lower bound, +0.0 pt, is not above 0; its overall lower bound, -1.0 pt, is "
-            "below +0.0 pt; its changed hard-class images (1 fixed, 0 broken: p = 1 after Bonferroni) do not lean its "
+    assert ("; held back as its simultaneous hard-third lower bound, +0.0 pt, is not above 0; its simultaneous "
+            "overall lower bound, -1.0 pt, is below +0.0 pt; its changed hard-class images (1 fixed, 0 broken: p = 1 after Bonferroni) do not lean its "
             "way beyond chance. This run keeps") in choose_safe([ref, weak], 0)[2]
     same = _cand(0.5, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0], val_hard_delta_simultaneous_lo=0.0)
     assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, same], 0)[2]  # scored as the reference
@@ -215,3 +215,17 @@ def test_the_budget_holds_a_bound_equal_to_it_but_for_rounding():
     ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
     at_budget = _cand(0.1, 0.02, [0.005, 0.035], -0.01, [-0.01, 0.0], val_overall_delta_simultaneous_lo=bound)
     assert choose_safe([ref, at_budget], 0, max_overall_drop=0.01)[:2] == (1, "improved")
+
+
+def test_the_closest_candidate_breaks_ties_on_the_images_it_changed_then_the_overall_bound():
+    """Many candidates at a hard bound of +0.0: the first in grid order, which changed no hard image at -8.3 pt
+    overall, was named "the closest" beside one at +3.3 hard (a new-user round)."""
+    from probe.selection import closest_candidate
+
+    nothing = _cand(0.1, 0.0, [0.0, 0.0], -0.083, [-0.15, 0.0], val_hard_delta_simultaneous_lo=0.0,
+                    val_hard_changed=[0, 0], val_overall_delta_simultaneous_lo=-0.2)
+    leaning = _cand(0.2, 0.033, [0.0, 0.1], 0.0, [-0.02, 0.02], val_hard_delta_simultaneous_lo=0.0,
+                    val_hard_changed=[1, 0], val_overall_delta_simultaneous_lo=-0.03)
+    costly = dict(leaning, lr=0.3, val_overall_delta_simultaneous_lo=-0.1)
+    assert closest_candidate([nothing, costly, leaning]) is leaning
+    assert closest_candidate([nothing, costly]) is costly
