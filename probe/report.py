@@ -737,8 +737,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         summary.overall_ci, summary.group_ci = diagnostics.overall_ci, diagnostics.group_ci
     grouping = _grouping(reference, groups)
     grouping.stability = stability
-    shipped = shipped_worst(per_class, len(evaluations))
-    summary.shipped_worst_class = None if shipped is None else WorstClass(name=shipped[0], accuracy=shipped[1])
+    summary.shipped_worst_class = shipped_worst(per_class, len(evaluations))
     return Report(
         run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), code=code_digest(),
         config=config_dict,
@@ -892,17 +891,19 @@ def shipped_accuracy(row: dict | PerClassRow) -> float | None:
     return seeds[0] if seeds else None
 
 
-def shipped_worst(per_class: list, seeds: int) -> tuple[str, float] | None:
-    """The shipped probe's worst class on test and its accuracy (the lowest :func:`shipped_accuracy` of the
-    ``per_class`` rows, report models or their JSON, ties by class index); None with one seed (``seeds``), where it
-    is the summary's worst class."""
+def shipped_worst(per_class: list, seeds: int) -> WorstClass | None:
+    """The shipped probe's worst class on test (the lowest :func:`shipped_accuracy` of the ``per_class`` rows,
+    report models or their JSON, the first by class index, the others of that accuracy in ``tied_with``: coat and
+    pullover both at 0 read as coat alone, a new-user round); None with one seed (``seeds``), where it is the
+    summary's worst class."""
     rows = [r if isinstance(r, dict) else r.model_dump(include={"index", "name", "accuracy_per_seed"})
             for r in per_class]
-    scored = [(acc, r["index"], r["name"]) for r in rows if (acc := shipped_accuracy(r)) is not None]
+    scored = sorted((acc, r["index"], r["name"]) for r in rows if (acc := shipped_accuracy(r)) is not None)
     if seeds < 2 or not scored:
         return None
-    accuracy, _, name = min(scored)
-    return name, accuracy
+    accuracy, _, name = scored[0]
+    return WorstClass(name=name, accuracy=accuracy,
+                      tied_with=[other for acc, _, other in scored[1:] if same_score(acc, accuracy)])
 
 
 def report_csv(report: Report) -> str:
@@ -1010,7 +1011,7 @@ def shipped_worst_text(per_class: list, seeds: int) -> str:
     """``; of the shipped probe (first seed): bird 16.67 %``, said beside the seed mean's worst class by the terminal
     and Markdown views (:func:`shipped_worst`); "" with one seed."""
     worst = shipped_worst(per_class, seeds)
-    return "" if worst is None else f"; of the shipped probe (first seed): {worst[0]} {_pct(worst[1])} %"
+    return "" if worst is None else f"; of the shipped probe (first seed): {worst.label()} {_pct(worst.accuracy)} %"
 
 
 def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:

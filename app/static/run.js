@@ -98,7 +98,8 @@
     const shipped = isNum((report.calibration || {}).accuracy)
       ? ` (${pct(report.calibration.accuracy)} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
     const worst = report.summary.shipped_worst_class;  // its worst class, beside the mean's in the cards (a review)
-    const worstText = worst ? `, its worst class ${worst.name} at ${pct(worst.accuracy)}` : "";
+    const worstText = worst ? `, its worst class ${worst.name}`
+      + ((worst.tied_with || []).length ? ` (tied with ${worst.tied_with.join(", ")})` : "") + ` at ${pct(worst.accuracy)}` : "";
     return h("p", { class: "muted note", id: "seeds-caption" }, `Test figures on this page (cards, charts, the per-class `
       + `table) are means over the run's ${seeds} seeds, each class's interval over its test images. The probe that ships `
       + `is the first seed's${shipped}${worstText}: its own figures are the per-class table's "shipped" column, "Calibration of the shipped probe", "Score the shipped probe on a cache" `

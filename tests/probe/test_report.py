@@ -54,7 +54,11 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
 
     assert f"Worst class: <strong>{NAMES[0]}</strong> (tied with {NAMES[2]}) (60.00 %)" in \
         report_html(rep.model_dump(mode="json"))
-    assert rep.summary.shipped_worst_class.model_dump() == {"name": NAMES[0], "accuracy": 0.6, "tied_with": []}
+    # the shipped probe's (first seed's) worst class names its ties too (coat and pullover both at 0 read as coat
+    # alone; a new-user round): seed 0 scores cat and car alike here
+    assert rep.summary.shipped_worst_class.model_dump() == {"name": NAMES[0], "accuracy": 0.6,
+                                                            "tied_with": [NAMES[2]]}
+    assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00 %" in format_report(rep)
 
 
 def test_report_keys_and_exact_values():
