@@ -361,7 +361,8 @@ class Calibration(_Model):
         gap = None if self.confidence is None or self.accuracy is None else self.confidence - self.accuracy
         lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
                 f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
-        debiased = "" if self.ece_debiased is None else f", {_pct(self.ece_debiased)}% less its bias,"
+        # "5.00% less its bias" read as "5 % less than its bias" (a new-user round)
+        debiased = "" if self.ece_debiased is None else f", {_pct(self.ece_debiased)}% with its bias taken off,"
         nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
         return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, mean "
                 f"confidence {_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}{nll}")
