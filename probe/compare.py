@@ -455,8 +455,18 @@ def probe_words(report: Report) -> str:
     loss = "ERM (ce)" if config.get("loss") == "ce" else loss_label(config)
     preset = report.selection.preset
     balanced = ", selected on balanced accuracy" if config.get("overall_metric") == "balanced" else ""
+    # what was asked for, where the run kept the reference, and the post-hoc bias: an MR² run and a post-hoc run
+    # that kept ERM both read "ERM (ce), linear head" beside ERM itself (a new-user round)
+    requested = report.selection.requested or {}
+    kept = (f", kept the reference ({requested['loss']} found no safe improvement)"
+            if requested.get("loss") and requested["loss"] != config.get("loss") else "")
+    posthoc = ""
+    if config.get("posthoc_bias"):
+        seeds = report.posthoc.per_seed if report.posthoc is not None else []
+        applied = not seeds or seeds[0].applied is not False
+        posthoc = f", post-hoc bias {'applied' if applied else 'not applied (its guard declined)'}"
     return (f"{loss}, {config.get('head', '?')} head" + (f", preset {preset.name}" if preset is not None else "")
-            + balanced)
+            + balanced + kept + posthoc)
 
 
 def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:

@@ -386,6 +386,13 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
     # two ERM runs selected on two metrics are told apart (a new-user round)
     balanced = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, overall_metric="balanced"))
     assert compare_reports(erm, balanced).probes["other"] == "ERM (ce), linear head, selected on balanced accuracy"
+    # what was asked for where the run kept the reference, and a post-hoc bias's fate (both read as ERM itself)
+    kept = erm.model_copy(deep=True)
+    kept.selection.requested = {"loss": "mr2", "select": "hard"}
+    assert compare_reports(erm, kept).probes["other"] == ("ERM (ce), linear head, kept the reference (mr2 found no "
+                                                          "safe improvement)")
+    posthoc = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, posthoc_bias=True, posthoc_guard=False))
+    assert compare_reports(erm, posthoc).probes["other"] == "ERM (ce), linear head, post-hoc bias applied"
 
 
 def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of_their_own_mean():
