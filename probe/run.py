@@ -51,7 +51,7 @@ from .report import (
     check_run_dir,
     write_run,
 )
-from .selection import delta_sentence, format_delta, select_candidate
+from .selection import delta_sentence, format_delta, same_score, select_candidate
 from .uncertainty import observed_class_accuracy
 
 logger = logging.getLogger(__name__)
@@ -898,6 +898,10 @@ def _worst_outside_hard(report: Report, ranked: np.ndarray, split: str) -> str |
         return None
     kept = (report.grouping.stability or [None] * len(report.class_names))[row.index]
     held = "" if kept is None else f" (it kept its third in {100 * kept:.0f} % of bootstrap resamples)"
+    third_of = {int(i): name for name, members in report.grouping.groups.items() for i in members}
+    if any(i != row.index and third_of.get(i) != row.group and same_score(ranked[i], ranked[row.index])
+           for i in range(len(ranked))):  # its stability is the tie's, which the tie note says (a new-user round)
+        held = " (tied there with a class of another third: the class index decided its third)"
     return (f"{name}, the worst class on test ({100 * row.accuracy:.1f} % {interval_text(row.accuracy_ci)}), is in "
             f"the {row.group} third: the thirds are ranked by {split} accuracy, where it scored "
             f"{100 * ranked[row.index]:.1f} %{held}. A hard selection aims at the hard third, and its verdict says "

@@ -577,6 +577,18 @@ def test_a_worst_test_class_outside_the_hard_third_is_said(data):
     assert note.startswith(f"c0, the worst class on test ({100 * row['accuracy']:.1f} % [") and \
         f"is in the {row['group']} third: the thirds are ranked by validation accuracy, where it scored " \
         f"{100 * report['val']['per_class'][0]:.1f} %" in note and row["group"] != "hard"
+    # tied on validation with a class of another third: its stability is the tie's, not evidence (it read "kept its
+    # third in 100 % of resamples" beside the tie note; a new-user round)
+    from probe.run import _worst_outside_hard
+
+    ranked = np.array(report["val"]["per_class"], dtype=float)
+    other = next(i for i in report["grouping"]["groups"]["hard"])
+    ranked[other] = ranked[0]
+    from probe.report import Report
+
+    tied = _worst_outside_hard(Report.model_validate(report), ranked, "validation")
+    assert "(tied there with a class of another third: the class index decided its third)" in tied
+    assert "bootstrap resamples" not in tied
 
 
 def test_a_loss_whose_priors_the_fit_fills_takes_its_other_options(data):
