@@ -805,6 +805,10 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
              ("to its one seed" if seeds == 1 else f"to all {seeds} seeds") if applied == seeds else
              f"to {applied} of {seeds} seeds; the others keep the unbiased logits")
     budget = f"-{config.max_overall_drop:g} pt" if config.max_overall_drop else "0"
+    if not first["folds"] and applied == 0:  # never tested: "failed its check" said a check had run (a new-user round)
+        return (f"{fitted}; {estimate}, so the guard could not test it: not applied "
+                f"{'to its one seed' if seeds == 1 else f'to any of the {seeds} seeds'}, which keep the unbiased "
+                f"logits (every class needs {POSTHOC_MIN_PER_CLASS} val images).")
     # the rule the guard applies is the decision's (a statistics review: this said "95 % paired intervals" beside
     # a bias refused on its sign test)
     return (f"{fitted}; {estimate}. It is applied only where that is safe by the disparity-aware rule (the hard-third "

@@ -169,3 +169,19 @@ def test_the_guard_needs_ten_val_images_in_every_class():
     logits10[ten == 2, 2] -= 1.2
     check = posthoc_check(PosthocLogitBias("hard", GROUPS), logits10, ten, 3)
     assert check["folds"] == 5 and check["safe"] is True and check["oof_hard_delta"] == 1.0
+
+
+def test_a_bias_the_guard_could_not_test_is_said_untested_not_failed():
+    """Every class under ten val images: the guard never ran, and the reason read "applied only where that is safe
+    by the disparity-aware rule: to none of the 3 seeds", as if each had failed it (a new-user round)."""
+    from types import SimpleNamespace
+
+    from probe import ProbeConfig
+    from probe.run import _posthoc_sentence
+
+    untested = [SimpleNamespace(posthoc={"folds": 0, "applied": False}) for _ in range(3)]
+    text = _posthoc_sentence(ProbeConfig(posthoc_bias=True), untested)
+    assert text.endswith("a class has fewer than 10 val images, too few to estimate its effect out of sample, so the "
+                         "guard could not test it: not applied to any of the 3 seeds, which keep the unbiased logits "
+                         "(every class needs 10 val images).")
+    assert "disparity-aware rule" not in text
