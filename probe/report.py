@@ -811,7 +811,8 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
              "class_names": list(report.class_names), "applied": first.applied is not False,
              "note": "add to the logits of head.safetensors (first seed; after a cosine head's scale) before the "
                      "softmax: the predicted class and its confidence both come from the biased logits (all 0 when "
-                     "not applied: the bias failed its out-of-sample check); head.json's forward.steps"}, indent=2),
+                     "not applied: the bias failed its out-of-sample check, or too few val images to run it); "
+                     "head.json's forward.steps"}, indent=2),
             encoding="utf-8")
     tmp = run_dir / "report.json.tmp"
     tmp.write_text(report_json(report), encoding="utf-8")
