@@ -105,6 +105,9 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
     if ci is not None and rows and rows[0][0] == "overall":
         images = sum(r["n_test"] for r in report["per_class"])
         rows.insert(1, (f"overall: 95 % interval over the {images:,} test images", interval_text(ci)))
+    shipped = (metrics.get("overall") or {}).get("per_seed") or []
+    if len(shipped) > 1 and rows and rows[0][0] == "overall":  # what ships, beside the mean (a new-user round)
+        rows.insert(2 if ci is not None else 1, ("overall: the shipped probe (first seed)", _pct(shipped[0])))
     return rows
 
 

@@ -1047,6 +1047,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     if summary.overall_ci is not None:
         console.print(f"overall {_pct(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
                       f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
+    if len(metrics["overall"].per_seed) > 1:  # what ships, beside the mean (only the calibration line said it)
+        console.print(f"the shipped probe (first seed): overall {_pct(metrics['overall'].per_seed[0])}%")
     if summary.group_ci:
         console.print("95 % intervals over the test images: " + ", ".join(
             f"{key} {NO_CLASSES}" if empty_third(key, getattr(summary, key)) else
