@@ -260,8 +260,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     summary = report.summary.model_dump(mode="json")
-    seeds = report.posthoc.per_seed if report.posthoc is not None else []
-    name = run_name(cfg, report.config, (seeds[0].applied is not False) if seeds else None)
+    name = run_name(cfg, report.config, None if report.posthoc is None else report.posthoc.shipped_applied())
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name,
                             head=report.config.get("head", cfg.head),
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run, path=str(out_dir),

@@ -462,8 +462,7 @@ def probe_words(report: Report) -> str:
             if requested.get("loss") and requested["loss"] != config.get("loss") else "")
     posthoc = ""
     if config.get("posthoc_bias"):
-        seeds = report.posthoc.per_seed if report.posthoc is not None else []
-        applied = not seeds or seeds[0].applied is not False
+        applied = report.posthoc is None or report.posthoc.shipped_applied()
         posthoc = f", post-hoc bias {'applied' if applied else 'not applied (its guard declined)'}"
     return (f"{loss}, {config.get('head', '?')} head" + (f", preset {preset.name}" if preset is not None else "")
             + balanced + kept + posthoc)

@@ -89,7 +89,7 @@ class RunProbe:
             raise ValueError(f"{run_dir}: the head names other classes than the report; the run directory mixes "
                              "files of two runs.")
         posthoc = None
-        if report.posthoc is not None and report.posthoc.per_seed[0].applied is not False:
+        if report.posthoc is not None and report.posthoc.shipped_applied():
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
         return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id)
 

@@ -442,6 +442,11 @@ class Posthoc(_Model):
     guard: Optional[bool] = Field(None, description="config.posthoc_guard: the bias applied only where the "
                                   "out-of-sample check passed (null in older reports: always applied)")
 
+    def shipped_applied(self) -> bool:
+        """Whether the bias is applied in the probe that ships, the first seed's (its ``applied``; null in older
+        reports: applied): what probe.zip, predict, the run's name and compare's probes line say."""
+        return not self.per_seed or self.per_seed[0].applied is not False
+
 
 class Timing(_Model):
     """Where a run's wall time went and what it ran on, so that runs compare by cost as well as by accuracy
@@ -808,7 +813,7 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
         first = report.posthoc.per_seed[0]
         (run_dir / "posthoc_bias.json").write_text(json.dumps(
             {"objective": report.posthoc.objective, "seed": first.seed, "bias": first.bias,
-             "class_names": list(report.class_names), "applied": first.applied is not False,
+             "class_names": list(report.class_names), "applied": report.posthoc.shipped_applied(),
              "note": "add to the logits of head.safetensors (first seed; after a cosine head's scale) before the "
                      "softmax: the predicted class and its confidence both come from the biased logits (all 0 when "
                      "not applied: the bias failed its out-of-sample check, or too few val images to run it); "
