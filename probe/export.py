@@ -231,7 +231,7 @@ def _worst_sentence(report: dict) -> tuple[str, str]:
     """The worst class's name and the rest of its sentence ("(tied with horse) (60.00 %); of the shipped probe
     (first seed): bird 16.67 %"), as the Markdown and HTML exports say it."""
     worst = report["summary"]["worst_class"]
-    tied = WorstClass.model_validate(worst).label().removeprefix(worst["name"])  # " (tied with horse)", or ""
+    tied = WorstClass.model_validate(worst).ties()
     shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
     return worst["name"], f"{tied} ({_pct(worst['accuracy'])} %){shipped}"
 

@@ -219,9 +219,13 @@ class WorstClass(_Model):
                                  "accuracy, in class order: the name is the first of them by class index; empty in "
                                  "older reports")
 
+    def ties(self) -> str:
+        """`` (tied with horse)``, or "": what every view says after its name."""
+        return f" (tied with {', '.join(self.tied_with)})" if self.tied_with else ""
+
     def label(self) -> str:
         """``bird``, or ``bird (tied with horse)``: how every view names it."""
-        return self.name + (f" (tied with {', '.join(self.tied_with)})" if self.tied_with else "")
+        return self.name + self.ties()
 
 
 class GroupValues(_Model):

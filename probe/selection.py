@@ -171,8 +171,15 @@ def hard_gain_holds(c: dict) -> bool:
     """Whether a scored candidate's hard-third gain is evidence (the first and last conditions of
     :func:`choose_safe`): its simultaneous lower bound is above 0 and its changed hard-class images lean its way
     (more fixed than broken, adjusted sign test p ≤ ``SIGN_TEST_ALPHA``)."""
-    fixed, broken = c["val_hard_changed"]
-    return c["val_hard_delta_simultaneous_lo"] > 0 and fixed > broken and c["val_hard_sign_p"] <= SIGN_TEST_ALPHA
+    return c["val_hard_delta_simultaneous_lo"] > 0 and _images_lean(c)
+
+
+def _images_lean(c: dict) -> bool:
+    """Whether a scored candidate's changed hard-class images lean its way beyond chance: more fixed than broken,
+    and the sign test, adjusted over the candidates, p ≤ ``SIGN_TEST_ALPHA`` (no p: no image changed)."""
+    fixed, broken = c.get("val_hard_changed") or (0, 0)
+    p_value = c.get("val_hard_sign_p")
+    return fixed > broken and p_value is not None and p_value <= SIGN_TEST_ALPHA
 
 
 def sign_test_reachable(hard_images: int | None, tests: int) -> str:
@@ -322,9 +329,9 @@ def _held_back(c: dict, max_overall_drop: float, overall: str) -> str:
     if not within_budget(c, max_overall_drop):
         failed.append(f"its simultaneous {overall} lower bound, {signed_points(c['val_overall_delta_simultaneous_lo'])}"
                       f" pt, is below {signed_points(-max_overall_drop)} pt")
-    fixed, broken = c.get("val_hard_changed") or (0, 0)
-    p_value = c.get("val_hard_sign_p")
-    if not (fixed > broken and p_value is not None and p_value <= SIGN_TEST_ALPHA):
+    if not _images_lean(c):
+        fixed, broken = c.get("val_hard_changed") or (0, 0)
+        p_value = c.get("val_hard_sign_p")
         shown = "" if p_value is None else f": p = {p_value:.2g} after Bonferroni"
         failed.append(f"its changed hard-class images ({fixed} fixed, {broken} broken{shown}) do not lean its way "
                       "beyond chance")
