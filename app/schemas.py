@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path, Query
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
-from probe.report import MAX_NAME, UNPRINTABLE, TestCheck, Verdict
+from probe.report import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS, TestCheck, Verdict
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
                       WithJsonSchema, model_validator)
 
@@ -20,7 +19,6 @@ RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 # None of probe.report.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
 # in terminals, logs and pages), as class names; a name of spaces alone is empty once stripped.
 PRINTABLE = rf"^[^{UNPRINTABLE}]+$"
-_UNPRINTABLE_CHARACTER = re.compile(f"[{UNPRINTABLE}]")
 
 
 def _printable(allowed: str = "") -> Any:
@@ -29,7 +27,7 @@ def _printable(allowed: str = "") -> Any:
     keeps the pattern."""
 
     def check(value: str) -> str:
-        for found in _UNPRINTABLE_CHARACTER.finditer(value):
+        for found in UNPRINTABLE_CHARACTERS.finditer(value):
             if found.group() not in allowed:
                 kept = "; line breaks and tabs are allowed" if allowed else ""
                 raise ValueError(f"character U+{ord(found.group()):04X} at position {found.start() + 1} is not "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import re
 import stat
 import tarfile
 import tempfile
@@ -37,7 +36,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from probe.report import UNPRINTABLE
+from probe.report import UNPRINTABLE_CHARACTERS
 
 from .errors import UnsafeArchive
 
@@ -74,7 +73,6 @@ class ArchiveLimits:
         return uncompressed > self.ratio_floor and uncompressed > self.max_ratio * max(compressed, 1)
 
 
-UNPRINTABLE_CHARACTERS = re.compile(f"[{UNPRINTABLE}]")
 # Why a file whose name holds them is skipped: a name with a newline forged lines in the server's log and the job's
 # messages, one with an escape sequence reached the terminal through `mr2probe failures` (an attack round).
 UNPRINTABLE_NAME = "its name holds control or text-direction characters (shown escaped)"

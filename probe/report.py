@@ -870,6 +870,7 @@ UNPRINTABLE = (r"\x00-\x1f\x7f-\x9f\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u
                r"\ufeff\uffa0\ufff0-\ufffb\ufffe\uffff\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
                r"\U0001d173-\U0001d17a\U000e0000-\U000e001f\U000e0080-\U000e00ff\U000e01f0-\U000e0fff"
                r"\U000f0000-\U0010ffff")
+UNPRINTABLE_CHARACTERS = re.compile(f"[{UNPRINTABLE}]")  # one of them (feature_cache's names, the API's fields)
 MAX_NAME = 200  # characters of a class or data set name (a manifest's label of 100,000 characters registered)
 
 # What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
