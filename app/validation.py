@@ -232,9 +232,10 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
         changed_since_registration(dataset, data)  # other classes: refused (images added or removed: a message)
     except (OSError, ValueError) as exc:  # the files changed since registration (DatasetError is a ValueError)
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
+    field = "dataset_id" if default_splits else "options"  # what set these splits
     if problem:
-        raise RequestInvalid("dataset_id" if default_splits else "options", problem)
-    return ("dataset_id" if default_splits else "options"), dataset_counts(data)
+        raise RequestInvalid(field, problem)
+    return field, dataset_counts(data)
 
 
 def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any], probe_field: str,

@@ -77,7 +77,7 @@ def launch_choices() -> dict[str, Any]:
 
 
 # What the launch form says of a second probe trained with a loss of the registry, and of the post-hoc bias: a plain
-# summary first, the rule in full under "What this probe does".
+# summary under the field, the rule in full under "The rule and the evidence, in full".
 _KEPT = ("kept only where it raises the hardest third of the classes beyond noise without costing overall accuracy (or "
          "within your budget), else the run is the ERM reference.")
 _DECISION = ("Trained after the ERM reference with the disparity-aware decision (select='hard'): its configuration "
