@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import Path, Query
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
-from probe.report import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS, TestCheck, Verdict
+from probe.report import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS, TestCheck, Verdict, probe_label
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
-                      WithJsonSchema, model_validator)
+                      WithJsonSchema, computed_field, model_validator)
 
 from .status import JobStatus
 
@@ -313,6 +313,12 @@ class RunOut(BaseModel):
         None, description="for an improved verdict, whether it held on test (report.selection.test_check): holds, "
         "within_noise, reversed; null otherwise")
     created_at: str
+
+    @computed_field(description="the probe the run ships, in words: 'ERM (ce), linear head' (its loss and head; "
+                    "probe.report.probe_label); '' where neither is known")
+    @property
+    def probe(self) -> str:
+        return probe_label(self.loss, self.head)
 
 
 class HealthOut(BaseModel):

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
-from .report import TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table
+from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, loss_label,
+                     probe_label)
 from .selection import SIGN_TEST_ALPHA, signed_points
 from .uncertainty import observed_class_accuracy
 
@@ -449,10 +450,7 @@ def probe_words(report: Report) -> str:
     """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, its
     preset when it had one, and the balanced accuracy it selected on where it did (two ERM runs selected on two
     metrics read alike; a new-user round)."""
-    from .report import loss_label
-
     config = report.config
-    loss = "ERM (ce)" if config.get("loss") == "ce" else loss_label(config)
     preset = report.selection.preset
     balanced = ", selected on balanced accuracy" if config.get("overall_metric") == "balanced" else ""
     # what was asked for, where the run kept the reference, and the post-hoc bias: an MR² run and a post-hoc run
@@ -464,7 +462,8 @@ def probe_words(report: Report) -> str:
     if config.get("posthoc_bias"):
         applied = report.posthoc is None or report.posthoc.shipped_applied()
         posthoc = f", post-hoc bias {'applied' if applied else 'not applied (its guard declined)'}"
-    return (f"{loss}, {config.get('head', '?')} head" + (f", preset {preset.name}" if preset is not None else "")
+    return (probe_label("ce" if config.get("loss") == "ce" else loss_label(config), config.get("head"))
+            + (f", preset {preset.name}" if preset is not None else "")
             + balanced + kept + posthoc)
 
 

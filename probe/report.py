@@ -30,7 +30,7 @@ import re
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional
 
 import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
@@ -48,24 +48,51 @@ __all__ = ["SCHEMA_VERSION", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CL
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
-           "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell"]
+           "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",
+           "TestCheckWords", "TEST_CHECKS", "verdict_label", "probe_label", "loss_label"]
 
 SCHEMA_VERSION = 2
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
 # that selected on overall accuracy).
 Verdict = Literal["improved", "no_safe_improvement", "not_applicable"]
 TestCheck = Literal["holds", "within_noise", "reversed"]
-# How each view names whether an improvement decided on validation held on test (Selection.test_check): the runs
-# list alone showed it, and a run whose gain reversed on test read "verdict (improved)" everywhere else (a
-# statistics review)
-TEST_CHECK_TEXT = {"holds": "held on test", "within_noise": "not confirmed on test: within noise",
-                   "reversed": "reversed on test"}
+class TestCheckWords(NamedTuple):
+    """How every view names one :data:`TestCheck`, whether an improvement decided on validation held on test (the
+    runs list alone showed it, and a run whose gain reversed on test read "verdict (improved)" everywhere else: a
+    statistics review). The dashboard reads these from ``/words.js`` (app.routes.dashboard): its own copy of them
+    had been written apart."""
+
+    text: str  # after the verdict's name in the terminal, Markdown and run page: "improved; reversed on test"
+    short: str  # beside "improved" in the runs list; "" where it held (nothing to flag)
+    detail: str  # what it means, the dashboard's tooltip
+    tone: Literal["pos", "muted", "neg"]  # the dashboard's colour
+
+
+TEST_CHECKS: dict[str, TestCheckWords] = {
+    "holds": TestCheckWords("held on test", "", "on test the hard third's paired interval is above 0 and its images "
+                            "lean that way beyond chance", "pos"),
+    "within_noise": TestCheckWords(
+        "not confirmed on test: within noise", "test: within noise", "on test the hard-third difference to the "
+        "reference holds 0 in its 95 % interval, or its images do not lean one way beyond chance (sign-flip test "
+        "p > 0.05)", "muted"),
+    "reversed": TestCheckWords("reversed on test", "test: worse", "on test the hard third is below the reference's: "
+                               "its interval below 0 and its images leaning that way", "neg"),
+}
 
 
 def verdict_label(verdict: str, test_check: str | None) -> str:
     """``improved; reversed on test``: the verdict's name, and for an improvement what test said of it."""
     label = verdict.replace("_", " ")
-    return f"{label}; {TEST_CHECK_TEXT[test_check]}" if verdict == "improved" and test_check in TEST_CHECK_TEXT else label
+    return f"{label}; {TEST_CHECKS[test_check].text}" if verdict == "improved" and test_check in TEST_CHECKS else label
+
+
+def probe_label(loss: str | None, head: str | None) -> str:
+    """The probe a run ships in a few words, ``ERM (ce), linear head``: its loss (as :func:`loss_label` gives it for
+    a report, or a run row's bare name) and head; "" where neither is known. The runs list (``RunOut.probe``) and
+    compare's probes line (probe.compare.probe_words) both start with it."""
+    if not loss and not head:
+        return ""
+    return f"{'ERM (ce)' if loss == 'ce' else loss or '?'}, {head or '?'} head"
 READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; they read as null / empty
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",

@@ -7,6 +7,7 @@ A Content-Security-Policy of ``'self'`` keeps the browser from loading anything 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,19 @@ def run_page(run_id: str) -> FileResponse:
 @router.get("/launch")
 def launch_page() -> FileResponse:
     return _page()
+
+
+@router.get("/words.js", dependencies=[Depends(known_query_only)])
+def words_script() -> Response:
+    """``window.Words``: what the pages name as the reports do, from the library's one definition of each word
+    (probe.report.TEST_CHECKS), loaded before the pages' scripts; the dashboard had kept a copy of them of its own."""
+    from probe.report import TEST_CHECKS
+
+    words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()}}
+    return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
+                    media_type="text/javascript",
+                    headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                             "Cache-Control": "no-cache"})
 
 
 @router.get("/launch/choices", dependencies=[Depends(known_query_only)])

@@ -75,15 +75,11 @@
   const num = (v, d = 3) => window.Charts.fixed(v, d);
   const signedPt = (d, digits = 1) => (d > 0 ? "+" : "") + window.Charts.fixed(100 * d, digits);
 
-  /** Whether an improvement decided on validation held on test (report.selection.test_check; the terminal's words
-   * are probe.report.TEST_CHECK_TEXT): [class, short label for the runs list, sentence for the run page, tooltip].
-   * One table for both pages (a review found the run page's and the runs list's written apart). */
-  const TEST_CHECKS = {
-    holds: ["pos", "", "Held on test.", "on test the hard third's paired interval is above 0 and its images lean that way beyond chance"],
-    within_noise: ["muted", "test: within noise", "Not confirmed on test: within noise.",
-                   "on test the hard-third difference to the reference holds 0 in its 95 % interval, or its images do not lean one way beyond chance (sign-flip test p > 0.05)"],
-    reversed: ["neg", "test: worse", "Reversed on test.", "on test the hard third is below the reference's: its interval below 0 and its images leaning that way"],
-  };
+  /** Whether an improvement decided on validation held on test (report.selection.test_check): {text, short, detail,
+   * tone} for each, as the reports word it (probe.report.TEST_CHECKS, loaded by /words.js); `sentence` is the run
+   * page's ("Reversed on test."). One table for every page and the terminal (the pages had kept their own copy). */
+  const TEST_CHECKS = window.Words.test_checks;
+  const sentence = (text) => text.charAt(0).toUpperCase() + text.slice(1) + ".";
 
   /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
    * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
@@ -263,6 +259,6 @@
   };
 
   window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, TEST_CHECKS, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

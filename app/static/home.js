@@ -51,17 +51,11 @@
     if (!v) return h("span", { class: "muted" }, "–");
     const cell = h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]);
     const t = verdict === "improved" && testCheck !== "holds" ? Dash.TEST_CHECKS[testCheck] : null;
-    return t ? h("span", {}, cell, " ", h("span", { class: t[0], title: t[3], "data-test-check": testCheck }, t[1])) : cell;
+    return t ? h("span", {}, cell, " ", h("span", { class: t.tone, title: t.detail, "data-test-check": testCheck }, t.short)) : cell;
   }
 
   const runOrder = { col: null, desc: true };  // the runs table's sort, kept across the 2 s refreshes
 
-  /** The probe a run ships, in words: "ERM (ce), linear head"; its loss and head from the run row. */
-  function probeLabel(run) {
-    if (!run.loss && !run.head) return "";
-    const loss = run.loss === "ce" ? "ERM (ce)" : run.loss || "?";
-    return `${loss}, ${run.head || "?"} head`;
-  }
 
   function runRow(run, ctx) {
     const s = run.summary || {};
@@ -77,7 +71,7 @@
       h("td", { class: "name", "data-col": "name" }, run.name,
         // what the probe is, under a name the user gave (a renamed "ERM reference v1" had lost its "ce/linear"), and
         // an ERM run called so (a dashboard-only round read "ce/linear (balanced)" as a class-balanced loss)
-        h("div", { class: "muted ci", "data-col": "probe" }, probeLabel(run)),
+        h("div", { class: "muted ci", "data-col": "probe" }, run.probe || ""),
         run.note ? h("div", { class: "muted ci run-note", title: run.note }, run.note.split("\n")[0].slice(0, 80)
           + (run.note.length > 80 || run.note.includes("\n") ? " …" : "")) : null),
       // the cache under its data set: two runs on one data set's caches of other splits read alike (a new-user round)

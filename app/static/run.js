@@ -25,7 +25,7 @@
       h("ul", {}, items.map((w) => h("li", {}, w))));
   }
 
-  // whether an improvement decided on validation held on test (selection.test_check; probe.report.TEST_CHECK_TEXT):
+  // whether an improvement decided on validation held on test (selection.test_check; probe.report.TEST_CHECKS):
   // the runs list alone said it, and a gain that reversed on test read as an improvement here (a statistics review)
   // Compared with another run than its own reference, the run's verdict is still about that reference: said so (a
   // cosine run's "equals the reference" sat above a comparison with a linear ERM run it differed from; a
@@ -37,7 +37,7 @@
     const elsewhere = compareId && run.reference_run && compareId !== run.reference_run
       ? h("span", { class: "muted", id: "verdict-reference" }, ` (against this run's own reference, run ${run.reference_run}, not the run compared below)`) : null;
     return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text,
-      checked ? h("strong", { class: "test-check " + sel.test_check, title: checked[3], "data-test-check": sel.test_check }, " " + checked[2]) : null,
+      checked ? h("strong", { class: "test-check " + sel.test_check, title: checked.detail, "data-test-check": sel.test_check }, " " + Dash.sentence(checked.text)) : null,
       elsewhere);
   }
 

@@ -1,0 +1,63 @@
+"""One vocabulary for the reports and the pages: ``GET /words.js`` serves the library's words (probe.report) that the
+dashboard's scripts had kept a copy of, and ``RunOut.probe`` names a run's probe as compare's probes line starts."""
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.routes.dashboard import STATIC_DIR
+from app.schemas import RunOut
+from probe.report import TEST_CHECKS, TestCheck, probe_label, verdict_label
+
+from app_testutils import make_settings
+
+
+def test_words_script_is_the_librarys_test_check_words(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        resp = client.get("/words.js")
+        refused = client.get("/words.js", params={"v": "2"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/javascript")
+    assert resp.headers["content-security-policy"].startswith("default-src 'self'")
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    body = re.fullmatch(r"window\.Words = Object\.freeze\((.*)\);\n", resp.text, re.S)
+    assert body is not None, resp.text[:200]
+    words = json.loads(body.group(1))
+    assert words == {"test_checks": {
+        "holds": {"text": "held on test", "short": "", "detail": TEST_CHECKS["holds"].detail, "tone": "pos"},
+        "within_noise": {"text": "not confirmed on test: within noise", "short": "test: within noise",
+                         "detail": TEST_CHECKS["within_noise"].detail, "tone": "muted"},
+        "reversed": {"text": "reversed on test", "short": "test: worse", "detail": TEST_CHECKS["reversed"].detail,
+                     "tone": "neg"}}}
+    assert set(words["test_checks"]) == set(TestCheck.__args__)  # every value a report can hold has its words
+    assert refused.status_code == 422  # like every route, a query parameter it does not take
+
+
+def test_the_pages_load_the_words_before_their_scripts():
+    html = (STATIC_DIR / "index.html").read_text()
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert scripts[0] == "/words.js" and "/static/dash.js" in scripts[1:]
+    # the pages keep no copy of their own (both had drifted once)
+    for script in STATIC_DIR.glob("*.js"):
+        text = script.read_text()
+        assert "within noise." not in text and "test: worse" not in text and '"ERM (ce)"' not in text, script.name
+
+
+def test_verdict_and_probe_labels():
+    assert verdict_label("improved", "reversed") == "improved; reversed on test"
+    assert verdict_label("improved", None) == "improved"
+    assert verdict_label("no_safe_improvement", "holds") == "no safe improvement"
+    assert probe_label("ce", "linear") == "ERM (ce), linear head"
+    assert probe_label("focal (gamma_focal=2)", None) == "focal (gamma_focal=2), ? head"
+    assert probe_label(None, None) == ""
+
+
+def test_a_run_row_names_its_probe():
+    row = dict(id="run_1", job_id=None, cache_id="c", name="mr2/cosine", head="cosine", loss="mr2",
+               reference_run=None, summary={}, created_at="2026-01-01T00:00:00Z")
+    out = RunOut(**row)
+    assert out.probe == "mr2, cosine head" and out.model_dump()["probe"] == "mr2, cosine head"
+    assert RunOut(**{**row, "head": None, "loss": None}).model_dump()["probe"] == ""
+    assert "probe" in RunOut.model_json_schema(mode="serialization")["required"]
