@@ -197,7 +197,11 @@ class MarginCrossEntropy(ProbeLoss):
 
 # -------------------------------------------------------------------------------------------------- baselines
 class FocalLoss(ProbeLoss):
-    """Focal loss (Lin et al., 2017): FL = −(1 − p_y)^{γ_f} log p_y, mean over the batch; γ_f = 0 is CE."""
+    """Focal loss (Lin et al., 2017): FL = −(1 − p_y)^{γ_f} log p_y, mean over the batch; γ_f = 0 is CE.
+
+    1 − p_y is taken as −expm1(log p_y) (exact where p_y is near 1) and floored at the smallest normal float: at
+    p_y = 1 in float32 (a logit gap above about 17) the derivative of x^{γ_f} at 0 is infinite for 0 < γ_f < 1,
+    and every weight of the fit became NaN (a review)."""
 
     def __init__(self, gamma_focal: float = 2.0) -> None:
         super().__init__()
@@ -205,7 +209,8 @@ class FocalLoss(ProbeLoss):
 
     def forward(self, logits, labels, *, gamma=None, features=None):
         logp = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
-        return (-(1.0 - logp.exp()).pow(self.gamma_focal) * logp).mean()
+        miss = (-torch.expm1(logp)).clamp_min(torch.finfo(logp.dtype).tiny)
+        return (-miss.pow(self.gamma_focal) * logp).mean()
 
 
 class GroupDROLoss(ProbeLoss):

@@ -116,6 +116,21 @@ def test_focal_formula():
     assert torch.allclose(create_loss("focal", gamma_focal=0.0)(Z, Y), F.cross_entropy(Z, Y))
 
 
+@pytest.mark.parametrize("gamma_focal", [0.5, 0.25, 1.0, 2.0])
+def test_focal_is_finite_where_the_true_class_is_certain(gamma_focal):
+    """A review: at p_y = 1 in float32 (logit gap 30) the gradient of (1 − p_y)^{γ_f} for γ_f < 1 was NaN, and a fit
+    with gamma_focal 0.5 ended with NaN weights reported as a too-large learning rate."""
+    z = torch.tensor([[30.0, 0.0, 0.0], [200.0, 0.0, -5.0], [1.0, 2.0, 0.5]], requires_grad=True)
+    y = torch.tensor([0, 0, 2])
+    loss = create_loss("focal", gamma_focal=gamma_focal)(z, y)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
+    # the certain rows add nothing; the third is the formula's
+    p = F.softmax(z.detach()[2], 0)[2]
+    assert torch.allclose(loss.detach(), -(1 - p) ** gamma_focal * torch.log(p) / 3, rtol=1e-5)
+    assert torch.allclose(z.grad[:2], torch.zeros(2, 3), atol=1e-6)
+
+
 def test_group_dro_online_weights():
     loss = create_loss("group_dro", eta=0.5)
     per = F.cross_entropy(Z, Y, reduction="none")
