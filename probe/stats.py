@@ -240,7 +240,8 @@ def margins(r2, cbar: float, sharpness: float = 1.0, *, validate: bool = True) -
         cbar: mean margin c̄ > 0.
         sharpness: exponent a >= 0 on the normalised margins.
         validate: check the entries (a host sync); the training loop passes False and relies on
-            :meth:`EmaClassStats` filling unseen classes.
+            :meth:`EmaClassStats` filling the classes it does not know yet (unseen, or a zero statistic); an
+            entry that is still 0 counts as the smallest positive float.
     Returns:
         (K,) γ with mean c̄, same dtype/device as ``r2``.
     Raises:
@@ -382,25 +383,24 @@ class EmaClassStats:
             raise ValueError(f"cannot give {what}: classes {missing} have not been seen in any batch yet.")
 
     def _fill_unseen(self, values: Tensor) -> Tensor:
-        """Unseen classes take the mean of the seen ones (neutral for the normalisation); no host sync."""
-        seen = self._seen.to(values.dtype)
-        fill = (values * seen).sum() / seen.sum().clamp(min=1.0)
-        return torch.where(self._seen, values, fill)
+        """Classes not known yet take the mean of the known ones (neutral for the normalisation); no host sync.
+
+        Known: seen in a batch, with a positive statistic. A class seen once has a spread of exactly 0 (one sample;
+        every step for a class of one training image), which :func:`margins` floors at the smallest float: its γ
+        came out about 2e-13 and its logits were divided by it (loss 8e11; a review), where the exact statistics
+        refuse such a class."""
+        known = self._seen & (values > 0)
+        weight = known.to(values.dtype)
+        fill = (values * weight).sum() / weight.sum().clamp(min=1.0)
+        return torch.where(known, values, fill)
 
     def r2(self, strict: bool = True) -> Tensor:
-        """(K,) current r_k². ``strict`` raises if a class was never seen; otherwise those take the seen mean."""
+        """(K,) current r_k². ``strict`` raises if a class was never seen; otherwise those (and a zero r_k²) take the
+        mean of the others (:meth:`_fill_unseen`)."""
         if strict:
             self._require_seen("r2")
             return self._r2.clone()
         return self._fill_unseen(self._r2)
-
-    def means(self, strict: bool = True) -> Tensor:
-        """(K, d) current class means μ_k (needs ``track_spread``)."""
-        if not self.track_spread:
-            raise ValueError("means are only tracked with track_spread=True.")
-        if strict:
-            self._require_seen("means")
-        return self._mean.clone()
 
     def spread(self, strict: bool = True) -> Tensor:
         """(K,) current ‖s_k‖² = E‖φ‖² − ‖μ_k‖² (clamped at 0; needs ``track_spread``)."""
@@ -416,7 +416,7 @@ class EmaClassStats:
         """(K,) γ = margins(r2, c̄) from the current averages (see :func:`margins`).
 
         With ``strict=False`` (used inside the training loop, where a check would cost a host sync per step),
-        classes not seen yet take the mean r² of the seen ones.
+        classes not known yet take the mean r² of the known ones (:meth:`_fill_unseen`).
         """
         if strict:
             return margins(self.r2(strict=True), cbar, sharpness)

@@ -153,6 +153,25 @@ def test_ema_non_strict_fills_unseen_with_seen_mean():
     assert g.mean().item() == pytest.approx(1.0)
 
 
+def test_ema_spread_of_a_class_seen_once_takes_the_others_mean_not_a_vanishing_margin():
+    """A review: a class of one sample (in the run, or in the first batch) has a spread of exactly 0, and in the
+    training loop (strict=False) its γ came out 2e-13, its logits divided by it; it now counts as not known yet."""
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 5.0], [0.0, 2.0], [0.0, 6.0]])
+    y = torch.tensor([0, 0, 1, 2, 2])
+    ema = EmaClassStats(3, p=2, track_spread=True, num_features=2)
+    ema.update(x, y)
+    spread = ema.spread(strict=False)
+    assert torch.allclose(spread, torch.tensor([1.0, 2.5, 4.0]))  # class 1 (one sample): the mean of 1 and 4
+    gamma = margins(spread, 2.0, validate=False)
+    assert torch.allclose(gamma, margins(torch.tensor([1.0, 2.5, 4.0]), 2.0))
+    assert gamma.min() > 1.0
+    assert torch.equal(ema.spread(strict=True), torch.tensor([1.0, 0.0, 4.0]))  # strict: the statistic as it is
+    # nothing known yet: every class the same margin, c̄
+    lone = EmaClassStats(2, p=2, track_spread=True, num_features=2)
+    lone.update(x[[0, 2]], torch.tensor([0, 1]))
+    assert torch.allclose(margins(lone.spread(strict=False), 3.0, validate=False), torch.tensor([3.0, 3.0]))
+
+
 def _gaussian_classes(seed=0, n_per=400, d=8, k=4):
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(k, d, generator=g) * 2.0
