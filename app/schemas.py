@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import Path, Query
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
-from probe.report import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS, TestCheck, Verdict, probe_label
+from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
+from probe.report import TestCheck, Verdict, probe_label
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
                       WithJsonSchema, computed_field, model_validator)
 
@@ -16,7 +17,7 @@ from .status import JobStatus
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
 MAX_PROBES = 8
 RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-# None of probe.report.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
+# None of probe.names.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
 # in terminals, logs and pages), as class names; a name of spaces alone is empty once stripped.
 PRINTABLE = rf"^[^{UNPRINTABLE}]+$"
 

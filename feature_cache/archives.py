@@ -36,7 +36,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from probe.report import UNPRINTABLE_CHARACTERS
+from probe.names import UNPRINTABLE_CHARACTERS
 
 from .errors import UnsafeArchive
 
@@ -80,7 +80,7 @@ EMPTY_FILE = "empty file (0 bytes)"  # skipped at registration: 400,000 of them 
 
 
 def printable(name: str) -> str:
-    """``name`` with each of ``probe.report.UNPRINTABLE``'s characters escaped (``\\n``, ``\\x1b``, ``\\u202e``):
+    """``name`` with each of ``probe.names.UNPRINTABLE``'s characters escaped (``\\n``, ``\\x1b``, ``\\u202e``):
     how a skipped file's name reaches logs, job messages and terminals."""
     return UNPRINTABLE_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), name)
 

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from probe.report import MAX_NAME
+from probe.names import MAX_NAME
 
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, ArchiveLimits,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
@@ -451,12 +451,12 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
-MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.report.MAX_NAME)
+MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)
 
 
 def _check_printable(path: Path, class_names: list[str]) -> None:
     """DatasetError naming the first class name (folder name or label) longer than :data:`MAX_CLASS_NAME`
-    characters (shortened), else the class names that hold ``probe.report.UNPRINTABLE`` characters, or only spaces
+    characters (shortened), else the class names that hold ``probe.names.UNPRINTABLE`` characters, or only spaces
     (a blank row in every table; found by an outside attack round)."""
     long = next((name for name in class_names if len(name) > MAX_CLASS_NAME), None)
     if long is not None:

@@ -1,0 +1,30 @@
+"""What a name from a data set may be: a class name, a data set's, a run's or a note's words (torch-free).
+
+``feature_cache`` (archives, manifests, data sets) refuses such names as it reads them, and the API's fields
+(``app.schemas``) as they arrive: one definition here for both, outside the report module they once lived in.
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME"]
+
+# Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
+# Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
+# and the zero-width characters of Unicode; and what renders as nothing: the soft hyphen, the combining grapheme
+# joiner, the Mongolian vowel separator, the Hangul fillers, the braille blank, the private-use and tag characters,
+# the other format controls (Arabic letter mark, number signs, Khmer vowels, musical and shorthand format controls)
+# and the noncharacters (attack rounds named runs "\u00ad", "\u2800", "\ue000", "\u061c": runs that look unnamed).
+# Not the joiners and selectors real text needs (a review: Persian's ZWNJ in کتاب‌خانه, Devanagari's and Sinhala's
+# ZWJ, Mongolian's variation selectors and vowel separator, Japanese ideographic variation sequences, emoji ZWJ
+# sequences and tag flags were all refused): U+200C, U+200D, U+180B–U+180F, the tags U+E0020–U+E007F and the
+# variation selectors U+E0100–U+E01EF pass. In a class or data set name
+# they would reach terminals (an escape sequence), reports and pages as they are, show a name reversed, break a
+# line, or make two names look alike.
+UNPRINTABLE = (r"\x00-\x1f\x7f-\x9f\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160"
+               r"\u17b4\u17b5\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u2800\u3164\ue000-\uf8ff\ufdd0-\ufdef"
+               r"\ufeff\uffa0\ufff0-\ufffb\ufffe\uffff\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+               r"\U0001d173-\U0001d17a\U000e0000-\U000e001f\U000e0080-\U000e00ff\U000e01f0-\U000e0fff"
+               r"\U000f0000-\U0010ffff")
+UNPRINTABLE_CHARACTERS = re.compile(f"[{UNPRINTABLE}]")  # one of them (feature_cache's names, the API's fields)
+MAX_NAME = 200  # characters of a class or data set name (a manifest's label of 100,000 characters registered)
