@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
+from probe.constraints import DEVICE_PATTERN
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .threads import MAX_THREADS
 
-DEVICES = ("auto", "cpu", "cuda")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -25,10 +25,8 @@ MAX_PORT = 65535  # the largest TCP port (mr2probe serve's --port checks it too)
 class Settings(BaseSettings):
     """Settings of one service instance.
 
-    Environment variables: ``MR2PROBE_DATA_DIR``, ``MR2PROBE_DATA_ROOT``, ``MR2PROBE_API_TOKEN``,
-    ``MR2PROBE_MAX_UPLOAD_BYTES``, ``MR2PROBE_MAX_JSON_BYTES``, ``MR2PROBE_CPU_JOBS``, ``MR2PROBE_DEVICE``,
-    ``MR2PROBE_HOST``, ``MR2PROBE_PORT``, ``MR2PROBE_ALLOWED_HOSTS``, ``MR2PROBE_EXTRACT_BATCH_SIZE``,
-    ``MR2PROBE_EXTRACT_WORKERS``, ``MR2PROBE_THREADS``.
+    Environment variables: ``MR2PROBE_`` and the field's name in capitals, one for each field below
+    (``MR2PROBE_DATA_DIR``, ``MR2PROBE_MAX_UPLOADS``, ...); README.md's "Configuration" table lists them.
     """
 
     # hide_input_in_errors: a refused token is a secret, and pydantic would repeat it (input_value=...)
@@ -60,7 +58,8 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads of the jobs' numerical work "
                                 "(torch, BLAS), shared by the jobs running at the same time (app.threads); unset: "
                                 "one per core")
-    device: str = Field("auto", description="torch device for extraction and probes: auto, cpu or cuda[:N]")
+    device: str = Field("auto", description="torch device of extraction, and of a probe whose config says "
+                        "device 'auto' (a probe config's device defaults to cpu): auto, cpu, cuda or cuda:N")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=MAX_PORT)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
@@ -71,7 +70,7 @@ class Settings(BaseSettings):
     extract_workers: int | None = Field(None, ge=0, le=64, description="extraction worker processes: on CPU each "
                                         "decodes and encodes its own batches with one thread (default: one per "
                                         "torch thread from 2,000 images); on CUDA they decode while the GPU "
-                                        "encodes (default 2)")
+                                        "encodes (default: one per core but one, from 2 to 8)")
 
     @field_validator("data_dir", "data_root")
     @classmethod
@@ -83,8 +82,8 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value.split(":")[0] not in DEVICES:
-            raise ValueError(f"device must be one of auto, cpu, cuda[:N]; got {value!r}")
+        if not DEVICE_PATTERN.match(value):  # the names probe.devices.resolve_device takes ('cuda:abc' started)
+            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N; got {value!r}")
         return value
 
     @field_validator("api_token")
@@ -153,12 +152,13 @@ class Settings(BaseSettings):
         return list(dict.fromkeys([*LOCAL_HOSTS, bind.lower(), *(h.lower() for h in self.allowed_hosts)]))
 
     def resolved_device(self) -> str:
-        """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
+        """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu`` (:func:`probe.devices.resolve_device`,
+        which imports torch: only when a job needs to know)."""
         if self.device != "auto":
             return self.device
-        import torch  # heavy: only when a job needs to know
+        from probe.devices import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(resolve_device("auto"))
 
 
 def is_loopback(host: str) -> bool:

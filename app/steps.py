@@ -236,6 +236,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
         from .validation import resolve_probe_config
 
         cfg = resolve_probe_config(config, cache.default_head)
+    if cfg.device == "auto":  # the service's device, where the job's slot is (probe_resource): run_probe's own
+        cfg = cfg.model_copy(update={"device": ctx.settings.resolved_device()})  # took a GPU from a "cpu" job
     reference = load_report(ctx.store.get_run(reference_run)["path"]) if reference_run else None
     data = cache.training_data()  # the stored dtype, as mr2probe train reads it (float16: half the memory)
     if "train" not in data or "test" not in data:
@@ -401,7 +403,8 @@ def _discard_unless_in_use(store: Store, job_id: str, target: str) -> None:
 
 
 def probe_resource(request: dict[str, Any], device: str) -> str:
-    """A probe job holds the GPU when its config names a CUDA device (``auto``: the service's device)."""
+    """A probe job holds the GPU when its config names a CUDA device (``auto``: the service's device, which
+    :func:`probe_step` then trains on)."""
     probe_device = str((request.get("config") or {}).get("device") or device)
     if probe_device == "auto":
         probe_device = device

@@ -55,20 +55,11 @@ def describe_invalid(exc: Any) -> str:
 
 
 def check_device(device: str) -> None:
-    """Raise ``ValueError`` unless ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``) exists on this host."""
-    import torch
+    """Raise ``ValueError`` unless ``device`` (``auto``, ``cpu``, ``cuda[:N]``) exists on this host
+    (:func:`probe.devices.resolve_device`, the resolver the probe and the extraction use)."""
+    from probe.devices import resolve_device
 
-    kind, _, index = device.partition(":")
-    if kind in ("auto", "cpu"):
-        return
-    if kind == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (index and int(index) >= count):
-            raise ValueError(f"device {device!r} does not exist on this host ({count} CUDA device(s)); "
-                             "use 'cpu' or 'auto'")
-        return
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} does not exist on this host; use 'cpu' or 'auto'")
+    resolve_device(device)
 
 
 def _probe(field: str, config: ProbeConfig, default_head: str | None, num_features: int | None,

@@ -65,6 +65,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from probe.devices import resolve_device  # the project's one device resolver (re-exported here)
 from probe.precision import cpu_has_native_bf16  # the project's one bfloat16 detection (re-exported here)
 
 from .errors import MissingWeights
@@ -204,19 +205,6 @@ class ImageTransform:
 def build_transform(spec: EncoderSpec) -> ImageTransform:
     """PIL image (any mode) → uint8 tensor (3, image_size, image_size) (:class:`ImageTransform`)."""
     return ImageTransform(spec)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``cpu``; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but CUDA is not available; use 'cpu' or 'auto'.")
-    return resolved
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

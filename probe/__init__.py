@@ -23,8 +23,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["create_adapter", "list_adapters"], "adapters"),
     # params.py, trainer.py (+ checkpoint.py): the estimator, its parameters and saved heads
     **dict.fromkeys(["TRAINER_PARAMS"], "params"),
-    **dict.fromkeys(["ProbeTrainer", "fit_many", "resolve_device", "diverged", "load_probe", "save_probe"],
-                    "trainer"),
+    **dict.fromkeys(["resolve_device"], "devices"),
+    **dict.fromkeys(["ProbeTrainer", "fit_many", "diverged", "load_probe", "save_probe"], "trainer"),
     # groups.py, metrics.py: disparity and margin metrics
     **dict.fromkeys(["GROUP_NAMES", "assign_groups", "group_accuracy", "group_of"], "groups"),
     **dict.fromkeys(["balanced_accuracy", "class_margin_deg", "ideal_class_margin_deg", "ideal_sample_margin",

@@ -715,7 +715,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
 
 def _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources, features) -> Report:
     """:func:`run_probe`'s work, with its arguments."""
-    from .trainer import resolve_device
+    from .devices import resolve_device
 
     clock = _Clock()
     config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .adapters import create_adapter
 from .checkpoint import read_checkpoint, write_checkpoint
-from .constraints import check
+from .devices import resolve_device
 from .heads import LinearHead, create_head, get_head_spec, head_class
 from .optim import OPTIMIZER_CLASSES, SGD, step_all
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
@@ -45,7 +45,7 @@ from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats, m
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeTrainer", "fit_many", "resolve_device", "diverged", "save_probe", "load_probe", "lr_schedule",
+__all__ = ["ProbeTrainer", "fit_many", "diverged", "save_probe", "load_probe", "lr_schedule",
            "JOINT_FIT_SHARED"]
 
 # Inference widens its input to float32 in chunks of at most this many bytes (at least one row): small enough to
@@ -68,31 +68,6 @@ def _chunk_rows(width: int) -> int:
 # 1000-class sweeps 0.4 %), a copy of at most CAST_ONCE_MAX_BYTES; otherwise each batch is cast anew.
 CAST_ONCE_MAX_OUTPUTS = 512
 CAST_ONCE_MAX_BYTES = 1 << 29
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The one device resolver of probe: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
-
-    Raises ValueError for any other value, and for ``cuda`` / ``cuda:N`` on a host without CUDA (or without
-    device N), naming the value and what is accepted.
-    """
-    if isinstance(device, torch.device):
-        device = str(device)
-    check("device", device, TRAINER_PARAMS["device"])
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available on this host; use device='cpu' or "
-                             "'auto'.")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r} but this host has {torch.cuda.device_count()} CUDA device(s); "
-                             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}, 'cpu' or 'auto'.")
-    return torch.device(device)
-
-
-_resolve_device = resolve_device  # the name fit_many calls
 
 
 def _to_features(x, name: str = "features") -> Tensor:
@@ -811,7 +786,7 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
         t._check_params()
     x, y, k = first._inputs(features, labels, num_classes)
     _check_joint(trainers, x.shape[0])
-    device = _resolve_device(first.device)
+    device = resolve_device(first.device)
     n, d = x.shape
     counts = class_counts(y, k)
     p = first._resolved_p()

@@ -38,7 +38,7 @@ def test_a_token_no_http_client_can_send_is_refused_unrepeated(token):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("device", "tpu", "device must be one of auto, cpu, cuda[:N]; got 'tpu'"),
+    ("device", "tpu", "device must be one of auto, cpu, cuda, cuda:N; got 'tpu'"),
     ("cpu_jobs", 0, "greater than or equal to 1"),
     ("max_upload_bytes", 0, "greater than 0"),
 ])

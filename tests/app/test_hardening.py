@@ -148,6 +148,32 @@ def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monk
     assert len(store.list_runs()) == 1
 
 
+def test_a_probe_of_device_auto_trains_on_the_service_device_its_slot_was_chosen_by(service, tmp_path, monkeypatch):
+    """A review: probe_resource queued an ``auto`` probe by the service's device (MR2PROBE_DEVICE=cpu: a CPU slot)
+    while run_probe resolved ``auto`` itself and took the GPU when it saw one."""
+    import probe
+
+    from app.jobs import JobContext
+    from app.steps import probe_resource, probe_step
+
+    cache_id = _synthetic_cache(service, tmp_path)
+    store, settings = service.app.state.store, service.app.state.settings
+    assert settings.device == "cpu"
+    ctx = JobContext(job=store.claim(store.add_job("probe", {})["id"]), store=store, settings=settings)
+    config = probe.ProbeConfig(**dict(FAST_PROBE, device="auto")).model_dump(mode="json")
+    devices = []
+
+    def spy(data, names, cfg, out_dir=None, **kwargs):
+        devices.append(cfg.device)
+        return _report_without_numbers()
+
+    monkeypatch.setattr(probe, "run_probe", spy)
+    probe_step(ctx, cache_id, config, None)
+    assert devices == ["cpu"] and probe_resource({"config": config}, settings.resolved_device()) == "cpu"
+    assert probe_resource({"config": dict(config, device="cuda:1")}, "cpu") == "gpu"
+    assert probe_resource({"config": config}, "cuda") == "gpu"
+
+
 def test_client_messages_replace_every_server_path():
     from app.config import Settings
     from app.messages import ClientMessages

@@ -175,7 +175,7 @@ def test_device_resolver():
     with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, cuda:N, got 'mps'"):
         resolve_device("mps")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="device='cuda:1' but CUDA is not available on this host"):
+        with pytest.raises(ValueError, match="device 'cuda:1' does not exist on this host: CUDA is not available"):
             resolve_device("cuda:1")
 
 
