@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from .datasets import register_dataset
-from .status import JobStatus
+from .status import ACTIVE, JobStatus
 from .schemas import PipelineJob
 from .validation import validate_job
 
@@ -102,7 +102,7 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
             if on_progress is not None and state != last:
                 on_progress(job)
                 last = state
-            if JobStatus(job["status"]) not in (JobStatus.queued, JobStatus.running):
+            if JobStatus(job["status"]) not in ACTIVE:
                 break
             time.sleep(poll)
     finally:

@@ -21,15 +21,13 @@ from typing import Any
 
 from .caches import REGISTERED
 from .config import Settings
-from .status import NOUNS, InvalidTransition, JobStatus
+from .status import NOUNS, OPEN, InvalidTransition
 from .store import Store
 
 logger = logging.getLogger(__name__)
 
 # table -> (the table of its dependents, their column naming it)
 _DEPENDENTS = {"datasets": ("caches", "dataset_id"), "caches": ("runs", "cache_id")}
-# Jobs that will still read the rows they name: a deletion waits for them (or their cancellation).
-HOLDING = (JobStatus.queued, JobStatus.running, JobStatus.interrupted)
 _LISTED = 5  # ids named in a refusal
 
 
@@ -75,9 +73,9 @@ def deletion_plan(store: Store, cascade: bool):
             counts = "; ".join(f"{NOUNS[k]}s {_listing([r['id'] for t, r in doomed[:-1] if t == k])}" for k in kinds)
             raise InvalidTransition(f"{what} has {counts}: delete them first, or send cascade=true to delete them "
                                     "with it")
-        marks = ", ".join("?" for _ in HOLDING)
+        marks = ", ".join("?" for _ in OPEN)
         jobs = store.rows(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY rowid",
-                          tuple(s.value for s in HOLDING), conn)
+                          tuple(s.value for s in OPEN), conn)
         for kind, doomed_row in doomed:
             holders = [j for j in jobs if _uses(j, kind, doomed_row)]
             if holders:

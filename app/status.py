@@ -15,12 +15,14 @@ class JobStatus(str, Enum):
     cancelled = "cancelled"
     interrupted = "interrupted"
 
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
-
-RESUMABLE = (JobStatus.interrupted, JobStatus.failed)
+# The states by what follows them, one definition for the store, the worker, the CLI and the pages (/words.js):
+ACTIVE = (JobStatus.queued, JobStatus.running)  # a worker will run it on: pages poll it, the CLI waits for it
+FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)  # the ends a worker records
+RESUMABLE = (JobStatus.interrupted, JobStatus.failed)  # resume queues it again
+# A job that may still run and read the rows it names: a deletion waits for it, and it can be cancelled (the
+# launch page kept polling an interrupted job, which no worker runs, once a second for ever; a review)
+OPEN = (*ACTIVE, JobStatus.interrupted)
 
 
 # What a user calls a row of each table, in every message that names one (404s, deletions).

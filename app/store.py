@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .status import NOUNS, RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
+from .status import FINISHED, NOUNS, RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ class Store:
                stage: str | None = None) -> dict[str, Any]:
         """running → succeeded / failed / cancelled."""
         status = JobStatus(status)
-        if status not in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled):
+        if status not in FINISHED:
             raise ValueError(f"finish status must be succeeded, failed or cancelled; got {status.value!r}")
         progress = ", progress = 1.0" if status is JobStatus.succeeded else ""
         return self._transition(job_id, (JobStatus.running,), status,

@@ -15,7 +15,7 @@ from probe.allocator import share_main_arena
 from .config import Settings
 from .jobs import JobCancelled, JobContext, JobKind
 from .messages import ClientMessages
-from .status import InvalidTransition, JobStatus, NotFound
+from .status import ACTIVE, InvalidTransition, JobStatus, NotFound
 from .store import Store
 from .threads import limit_threads
 
@@ -181,7 +181,7 @@ class JobRunner:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.store.get_job(job_id)
-            if JobStatus(job["status"]) not in (JobStatus.queued, JobStatus.running):
+            if JobStatus(job["status"]) not in ACTIVE:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id!r} still {job['status']} after {timeout} s")

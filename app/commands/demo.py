@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _progress_printer():
+    from ..status import ACTIVE
+
     width = 30
 
     def show(job: dict) -> None:
@@ -38,7 +40,7 @@ def _progress_printer():
         line = f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * job['progress']:5.1f}%  {job['stage'][:60]:<60}"
         sys.stdout.write(line)
         sys.stdout.flush()
-        if job["status"] not in ("queued", "running"):
+        if job["status"] not in ACTIVE:
             sys.stdout.write("\n")
 
     return show

@@ -57,11 +57,17 @@ def launch_page() -> FileResponse:
 
 @router.get("/words.js", dependencies=[Depends(known_query_only)])
 def words_script() -> Response:
-    """``window.Words``: what the pages name as the reports do, from the library's one definition of each word
-    (probe.report.TEST_CHECKS), loaded before the pages' scripts; the dashboard had kept a copy of them of its own."""
+    """``window.Words``: what the pages name as the reports do, from the one definition of each word, loaded before
+    the pages' scripts (the dashboard had kept copies of its own, and they drifted): ``test_checks``
+    (probe.report.TEST_CHECKS) and ``job_states`` (app.status: ``active`` a worker runs on, ``open`` may still run
+    and can be cancelled, ``resumable``)."""
     from probe.report import TEST_CHECKS
 
-    words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()}}
+    from ..status import ACTIVE, OPEN, RESUMABLE
+
+    words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
+             "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
+                            "resumable": [s.value for s in RESUMABLE]}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",

@@ -3,7 +3,8 @@
 (function () {
   "use strict";
   const TOKEN_KEY = "mr2probe-token";
-  const ACTIVE = new Set(["queued", "running"]);
+  // job states by what follows them (app.status, from /words.js): active ones are polled; open ones can be cancelled
+  const ACTIVE = new Set(window.Words.job_states.active), OPEN = new Set(window.Words.job_states.open);
   const banner = () => document.getElementById("banner");
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
@@ -258,7 +259,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

@@ -17,7 +17,7 @@
   function jobRow(job, ctx) {
     const act = (path, method) => () => api(path, { method }).then(ctx.refresh, (e) => showBanner(e.message, true));
     const actions = h("td", { class: "actions" },
-      ACTIVE.has(job.status) || job.status === "interrupted" ? h("button", { onclick: act(`/api/jobs/${job.id}`, "DELETE") }, "Cancel") : null,
+      Dash.OPEN.has(job.status) ? h("button", { onclick: act(`/api/jobs/${job.id}`, "DELETE") }, "Cancel") : null,
       canResume(job) ? h("button", { onclick: act(`/api/jobs/${job.id}/resume`, "POST") }, "Resume") : null);
     const result = job.result || {};
     const cache = result.cache_id ? ctx.caches[result.cache_id] : null;

@@ -8,7 +8,6 @@
   "use strict";
   const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText } = window.Dash;
   const POLL_MS = 1000;
-  const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
   const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "epochs"];  // across a form rebuild
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
@@ -353,7 +352,7 @@
       let job;
       try { job = await getJSON(`/api/jobs/${enc(jobId)}`); }
       catch (e) { panel.replaceChildren(h("h2", {}, `Job ${jobId}`), h("p", { class: "neg" }, e.message)); return; }
-      if (!FINISHED.has(job.status)) sawActive = true;
+      if (Dash.ACTIVE.has(job.status)) sawActive = true;
       const url = reportUrl(job);
       const result = job.result || {};
       panel.replaceChildren(...[  // replaceChildren would print a null as "null"
@@ -362,7 +361,7 @@
           h("span", { id: "job-progress" }, (100 * job.progress).toFixed(0) + "%"), " ",
           h("span", { class: "muted", id: "job-eta" }, timeLeftText(job)), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),
         job.error ? h("p", { class: "neg", id: "job-error" }, job.error) : null,
-        h("p", {}, !FINISHED.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
+        h("p", {}, Dash.OPEN.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
           job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
           result.cache_id ? h("span", { class: "muted" }, ` cache ${result.cache_id} `) : null,
           // the runs it made (or reused), each a link: only their ids in the log said so (a dashboard-only round)
@@ -375,7 +374,7 @@
       panel.hidden = false;
       panel.dataset.status = job.status;
       if (job.status === "succeeded" && url && sawActive) { location.assign(url); return; }
-      if (!FINISHED.has(job.status)) timer = setTimeout(tick, POLL_MS);
+      if (Dash.ACTIVE.has(job.status)) timer = setTimeout(tick, POLL_MS);  // an interrupted job waits for Resume
     };
     tick();
     return () => clearTimeout(timer);

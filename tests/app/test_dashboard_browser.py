@@ -870,6 +870,28 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     driver.screenshot(tmp_path / "launch_cancelled.png")
 
 
+def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, finished):
+    """A review: the launch page polled an interrupted job (which no worker runs until it is resumed) once a second
+    for as long as it stayed open; the job states come from app.status through /words.js."""
+    import time
+
+    from app.store import new_id, utcnow
+
+    store = finished.client.app.state.store  # a worker runs there: the job is written interrupted, never queued
+    job = store._insert("jobs", dict(id=new_id("job"), kind="probe", status="interrupted", progress=0.5,
+                                     stage="interrupted", messages=[], request={}, result={}, error=None, attempts=1,
+                                     created_at=utcnow(), updated_at=utcnow()))
+    _open(driver, f"{live_server}/launch?job={job['id']}", "launch")
+    wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "interrupted", 30,
+             interval=0.1, what="interrupted job shown")
+    _requested_urls(driver)  # what the page asked for until now
+    time.sleep(3.5)  # three and a half of its 1 s polling periods
+    assert [u for u in _requested_urls(driver) if f"/api/jobs/{job['id']}" in u] == []
+    buttons = driver.js("return Array.from(document.querySelectorAll('#job-watch button')).map(b => b.textContent)")
+    assert buttons == ["Cancel", "Resume"]
+    store.cancel_queued(job["id"])
+
+
 def test_failed_job_without_a_way_to_succeed_offers_no_resume(driver, launch_service):
     from PIL import Image
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.routes.dashboard import STATIC_DIR
 from app.schemas import RunOut
+from app.status import FINISHED, JobStatus
 from probe.report import TEST_CHECKS, TestCheck, probe_label, verdict_label
 
 from app_testutils import make_settings
@@ -25,13 +26,16 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     body = re.fullmatch(r"window\.Words = Object\.freeze\((.*)\);\n", resp.text, re.S)
     assert body is not None, resp.text[:200]
     words = json.loads(body.group(1))
-    assert words == {"test_checks": {
+    assert words["test_checks"] == {
         "holds": {"text": "held on test", "short": "", "detail": TEST_CHECKS["holds"].detail, "tone": "pos"},
         "within_noise": {"text": "not confirmed on test: within noise", "short": "test: within noise",
                          "detail": TEST_CHECKS["within_noise"].detail, "tone": "muted"},
         "reversed": {"text": "reversed on test", "short": "test: worse", "detail": TEST_CHECKS["reversed"].detail,
-                     "tone": "neg"}}}
+                     "tone": "neg"}}
     assert set(words["test_checks"]) == set(TestCheck.__args__)  # every value a report can hold has its words
+    assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"],
+                                   "resumable": ["interrupted", "failed"]}
+    assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 
 
@@ -43,6 +47,8 @@ def test_the_pages_load_the_words_before_their_scripts():
     for script in STATIC_DIR.glob("*.js"):
         text = script.read_text()
         assert "within noise." not in text and "test: worse" not in text and '"ERM (ce)"' not in text, script.name
+        states = "(queued|running|succeeded|failed|cancelled|interrupted)"
+        assert not re.search(f'"{states}", "{states}"', text), script.name  # no list of job states
 
 
 def test_verdict_and_probe_labels():
