@@ -175,7 +175,9 @@ def _check_readable(cache: Any) -> dict[str, int]:
 
 def _split_counts(cache: Any) -> dict[str, int]:
     """Images per split, as a cache row records them (``counts``)."""
-    return {split: int(cache.split_sizes.get(split, 0)) for split in ("train", "val", "test")}
+    from feature_cache.datasets import SPLITS
+
+    return {split: int(cache.split_sizes.get(split, 0)) for split in SPLITS}
 
 
 def _differs(cache: Any, row: dict[str, Any]) -> str | None:

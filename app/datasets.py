@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS  # torch-free
+
 from .status import UploadStalled
 from .store import Store, new_id
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
 class UploadTooLarge(Exception):
@@ -351,7 +352,7 @@ def classes_without(counts: dict[str, list[int]], class_names: list[str],
 def is_test_set(counts: dict[str, list[int]]) -> bool:
     """A labelled test set alone (``feature_cache.open_dataset``: a ``test/`` folder and no other split): new
     images to extract and score shipped probes on, no train or val image to train one."""
-    total = {split: sum(counts.get(split) or []) for split in ("train", "val", "test")}
+    total = {split: sum(counts.get(split) or []) for split in SPLITS}
     return not total["train"] and not total["val"] and bool(total["test"])
 
 

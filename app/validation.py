@@ -236,11 +236,12 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     where it cross-validates, its rows) is past ``ProbeConfig.check_cost``'s bounds: refused under ``probe_field``
     (it stood under the data set's field, and the launch form showed an epochs error by the data set; an attack
     round)."""
+    from feature_cache.datasets import SPLITS
     from probe import ProbeConfig
     from probe.registry import get_loss_spec
     from probe.run import EMPTY_VALIDATION, cv_folds, fewest_training_images, training_rows, validation_images
 
-    sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in ("train", "val", "test"))
+    sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in SPLITS)
     try:  # cross-validating on these splits, each candidate is fitted on every fold too
         ProbeConfig.model_validate(config).check_cost(cv_folds(counts, config["val_fraction"], config["cv"]),
                                                       has_reference, training_rows(counts, config["val_fraction"]))

@@ -53,7 +53,8 @@ from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
 from .manifest import has_manifest_pair, read_manifest, read_manifest_pair
 
-__all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "UNLABELLED"]
+__all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "UNLABELLED",
+           "ARCHIVE_SUFFIXES", "TAR_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,9 @@ def _check_fraction(name: str, value: float) -> None:
 
 Discovery = tuple[Reader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+# the archives a data set may be (TarReader, ZipReader): what the service takes as an upload too (it refused a
+# .tar.xz upload that the same file, registered as a server path, read; a review)
+ARCHIVE_SUFFIXES = (".zip", *TAR_SUFFIXES)
 
 
 def _empty(reader: Reader, name: str) -> bool:

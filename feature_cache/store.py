@@ -64,7 +64,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .datasets import labelled_layout
+from .datasets import SPLITS, labelled_layout
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
 
@@ -82,7 +82,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-SPLITS = ("train", "val", "test")
 JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params")
 DTYPES = ("float16", "float32")
 _STR = h5py.string_dtype("utf-8")

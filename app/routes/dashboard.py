@@ -60,14 +60,16 @@ def words_script() -> Response:
     """``window.Words``: what the pages name as the reports do, from the one definition of each word, loaded before
     the pages' scripts (the dashboard had kept copies of its own, and they drifted): ``test_checks``
     (probe.report.TEST_CHECKS) and ``job_states`` (app.status: ``active`` a worker runs on, ``open`` may still run
-    and can be cancelled, ``resumable``)."""
+    and can be cancelled, ``resumable``) and the ``splits`` in their order (feature_cache.datasets.SPLITS)."""
+    from feature_cache.datasets import SPLITS
     from probe.report import TEST_CHECKS
 
     from ..status import ACTIVE, OPEN, RESUMABLE
 
     words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
-                            "resumable": [s.value for s in RESUMABLE]}}
+                            "resumable": [s.value for s in RESUMABLE]},
+             "splits": list(SPLITS)}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
@@ -80,19 +82,23 @@ def launch_choices() -> dict[str, Any]:
     refused as on the API's routes (it answered 200 to ``?x=1``; an attack round); the pages themselves take the
     ones their scripts read."""
     from feature_cache import ENCODERS
+    from feature_cache.datasets import ARCHIVE_SUFFIXES
     from probe import DEFAULT_CV_FOLDS, HEADS, MAX_CV_FOLDS, MIN_CV_FOLDS, MIN_VAL_PER_CLASS, PRESETS
+    from probe.config import MAX_OVERALL_DROP
     from probe.decision import IMBALANCE_RATIO
     from probe.metrics import OVERALL_METRICS
+    from probe.names import MAX_NAME
 
     return {
         "encoders": [{"name": name, "pattern": e.pattern, "default_head": e.spec.default_head}
                      for name, e in ENCODERS.items()],
         "heads": [{"name": name, "formula": spec.summary} for name, spec in HEADS.items()],
-        "presets": [{"name": name, "why": p.why} for name, p in PRESETS.items()],
         "methods": second_probes(),
         "cv": {"default": DEFAULT_CV_FOLDS, "min": MIN_CV_FOLDS, "max": MAX_CV_FOLDS,
                "min_val_per_class": MIN_VAL_PER_CLASS},
         "overall_metrics": list(OVERALL_METRICS), "imbalance_ratio": IMBALANCE_RATIO,
+        # the form's bounds, as the API's: the archives an upload may be, a name's length, the budget's largest
+        "archives": list(ARCHIVE_SUFFIXES), "max_name": MAX_NAME, "max_overall_drop": MAX_OVERALL_DROP,
     }
 
 

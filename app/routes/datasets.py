@@ -16,11 +16,13 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from probe.names import MAX_NAME
 from pydantic import ValidationError
 
 from ..caches import REGISTERED, cache_problem, register_cache
 from ..config import Settings, get_settings
 from ..datasets import (
+    ARCHIVE_SUFFIXES,
     PathOutsideRoot,
     UploadTooLarge,
     check_in_place,
@@ -53,8 +55,9 @@ _UPLOAD_BODY = {
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
                 "properties": {"file": {"type": "string", "format": "binary",
-                                        "description": "zip / tar / tar.gz of class folders"},
-                               "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                                        "description": f"an archive ({', '.join(ARCHIVE_SUFFIXES)}) of class "
+                                        "folders"},
+                               "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
                                "unlabelled": {"type": "string", "enum": ["true", "false", "1", "0", "on", "off"],
                                               "description": "any folders, no classes: images a finished "
                                               "run's probe predicts (DatasetRegister.unlabelled)"}}}},

@@ -7,7 +7,7 @@
 
   function splitCounts(cache) {
     const c = (cache && cache.counts) || {};
-    return ["train", "val", "test"].filter((s) => s in c).map((s) => `${s} ${count(c[s])}`).join(" · ");
+    return window.Words.splits.filter((s) => s in c).map((s) => `${s} ${count(c[s])}`).join(" · ");
   }
 
   // A failed job is offered Resume only when the server says it can succeed again (`retryable`); an

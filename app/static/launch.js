@@ -116,8 +116,8 @@
           radio("path", "a folder on the server"), radio("cache", "features extracted already")),
         h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
         h("div", { class: "source-pane", "data-source": "upload" },
-          h("input", { type: "file", id: "archive", accept: ".zip,.tar,.tar.gz,.tgz" }),
-          h("div", { class: "hint" }, "zip / tar / tar.gz of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.")),
+          h("input", { type: "file", id: "archive", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
+          h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
         h("div", { class: "source-pane", "data-source": "path" },
           h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
         h("div", { class: "source-pane", "data-source": "cache" },
@@ -128,7 +128,7 @@
           h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
           h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "
             + "images-per-class cap do not apply. A file extracted elsewhere needs its data set registered here first.")),
-        h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: 200 }),
+        h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: choices.max_name }),
           h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
             " unlabelled images (any folders, no classes): extract them, then a finished run predicts them")),
         h("div", { class: "field-error", id: "err-dataset", role: "alert" }),
@@ -141,7 +141,7 @@
         h("div", { class: "fields" },
           field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
           field("Second probe", preset, "preset", presetSummary),
-          field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: 100, step: 0.1, value: 0 }), "budget",
+          field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: choices.max_overall_drop, step: 0.1, value: 0 }), "budget",
                 "The largest drop in validation overall accuracy the second probe may pay for a better hard third; 0: none."),
           overallField(choices.overall_metrics),
           cvField(choices.cv)),
@@ -318,7 +318,7 @@
     try {
       if (source === "upload") {
         const file = document.getElementById("archive").files[0];
-        if (!file) throw new ApiError(0, "choose an archive (.zip, .tar, .tar.gz) to upload");
+        if (!file) throw new ApiError(0, `choose an archive (${document.getElementById("archive").accept.split(",").join(", ")}) to upload`);
         const bar = document.getElementById("upload-progress");
         bar.hidden = false;
         const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });

@@ -24,6 +24,16 @@ def choices(tmp_path_factory):
         return resp.json()
 
 
+def test_the_forms_bounds_are_the_apis(choices):
+    from feature_cache.datasets import ARCHIVE_SUFFIXES
+    from probe.config import MAX_OVERALL_DROP
+    from probe.names import MAX_NAME
+
+    assert choices["archives"] == list(ARCHIVE_SUFFIXES) and ".tar.xz" in choices["archives"]
+    assert (choices["max_name"], choices["max_overall_drop"]) == (MAX_NAME, MAX_OVERALL_DROP)
+    assert "presets" not in choices  # methods[] says everything of each
+
+
 def test_every_preset_every_other_loss_and_the_posthoc_bias_are_offered_once(choices):
     names = [m["name"] for m in choices["methods"]]
     assert names == [*PRESETS, *(name for name in LOSSES if name != "ce"), "posthoc_bias"]

@@ -36,6 +36,7 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"],
                                    "resumable": ["interrupted", "failed"]}
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
+    assert words["splits"] == ["train", "val", "test"]
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 
 
@@ -49,6 +50,7 @@ def test_the_pages_load_the_words_before_their_scripts():
         assert "within noise." not in text and "test: worse" not in text and '"ERM (ce)"' not in text, script.name
         states = "(queued|running|succeeded|failed|cancelled|interrupted)"
         assert not re.search(f'"{states}", "{states}"', text), script.name  # no list of job states
+        assert '"train", "val"' not in text, script.name
 
 
 def test_verdict_and_probe_labels():
