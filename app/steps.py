@@ -170,10 +170,6 @@ def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
             ctx.check_stop()
 
 
-_VERDICT_NOTES = {"no_safe_improvement": "no safe improvement found: the run is the reference (ERM) configuration",
-                  "improved": "hard classes raised beyond noise on validation"}
-
-
 def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_applicable") -> str:
     """The job message of a finished run: its test accuracies, and the disparity-aware decision where one was made
     (so that a run equal to its reference does not read like a copy of it)."""
@@ -181,7 +177,9 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
         value = summary.get(key)
         return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
 
-    note = _VERDICT_NOTES.get(verdict)
+    from probe.report import VERDICT_WORDS
+
+    note = VERDICT_WORDS[verdict].detail if verdict in VERDICT_WORDS else None
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 

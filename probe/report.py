@@ -40,7 +40,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
 from .predictions import PREDICTIONS_FILE
-from .selection import same_score
+from .selection import VERDICTS, same_score
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,12 @@ __all__ = ["SCHEMA_VERSION", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CL
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",
-           "TestCheckWords", "TEST_CHECKS", "verdict_label", "probe_label", "loss_label"]
+           "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "verdict_label", "probe_label", "loss_label"]
 
 SCHEMA_VERSION = 2
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
 # that selected on overall accuracy).
-Verdict = Literal["improved", "no_safe_improvement", "not_applicable"]
+Verdict = Literal[VERDICTS]  # probe.selection.VERDICTS
 TestCheck = Literal["holds", "within_noise", "reversed"]
 class TestCheckWords(NamedTuple):
     """How every view names one :data:`TestCheck`, whether an improvement decided on validation held on test (the
@@ -80,9 +80,24 @@ TEST_CHECKS: dict[str, TestCheckWords] = {
 }
 
 
+class VerdictWords(NamedTuple):
+    """How every view names a disparity-aware decision (:data:`Verdict`) that was made."""
+
+    label: str  # its name: the runs list's verdict column, the terminal's "verdict (...)"
+    detail: str  # what it means: the job's message of the finished run, the dashboard's tooltip
+    tone: Literal["pos", "muted"]  # the dashboard's colour
+
+
+VERDICT_WORDS: dict[str, VerdictWords] = {
+    "improved": VerdictWords("improved", "hard classes raised beyond noise on validation", "pos"),
+    "no_safe_improvement": VerdictWords("no safe improvement", "no safe improvement found: the run is the reference "
+                                        "(ERM) configuration", "muted"),
+}
+
+
 def verdict_label(verdict: str, test_check: str | None) -> str:
     """``improved; reversed on test``: the verdict's name, and for an improvement what test said of it."""
-    label = verdict.replace("_", " ")
+    label = VERDICT_WORDS[verdict].label if verdict in VERDICT_WORDS else verdict.replace("_", " ")
     return f"{label}; {TEST_CHECKS[test_check].text}" if verdict == "improved" and test_check in TEST_CHECKS else label
 
 

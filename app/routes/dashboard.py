@@ -58,15 +58,16 @@ def launch_page() -> FileResponse:
 @router.get("/words.js", dependencies=[Depends(known_query_only)])
 def words_script() -> Response:
     """``window.Words``: what the pages name as the reports do, from the one definition of each word, loaded before
-    the pages' scripts (the dashboard had kept copies of its own, and they drifted): ``test_checks``
-    (probe.report.TEST_CHECKS) and ``job_states`` (app.status: ``active`` a worker runs on, ``open`` may still run
+    the pages' scripts (the dashboard had kept copies of its own, and they drifted): ``test_checks`` and
+    ``verdicts`` (probe.report.TEST_CHECKS, VERDICT_WORDS), ``job_states`` (app.status: ``active`` a worker runs on, ``open`` may still run
     and can be cancelled, ``resumable``) and the ``splits`` in their order (feature_cache.datasets.SPLITS)."""
     from feature_cache.datasets import SPLITS
-    from probe.report import TEST_CHECKS
+    from probe.report import TEST_CHECKS, VERDICT_WORDS
 
     from ..status import ACTIVE, OPEN, RESUMABLE
 
     words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
+             "verdicts": {verdict: w._asdict() for verdict, w in VERDICT_WORDS.items()},
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
                             "resumable": [s.value for s in RESUMABLE]},
              "splits": list(SPLITS)}

@@ -40,16 +40,12 @@
 
   // The disparity-aware decision of a run (report.selection.verdict); "–" where none was made (selection on overall
   // accuracy) or the run was stored before the service kept it.
-  const VERDICTS = {
-    improved: ["pos", "improved", "hard classes raised beyond noise on validation"],
-    no_safe_improvement: ["muted", "no safe improvement", "nothing qualified: the run is the reference (ERM) configuration"],
-  };
   // An improvement is decided on validation; whether it held on test (report.selection.test_check, Dash.TEST_CHECKS)
   // is shown beside it when it did not.
   function verdictCell(verdict, testCheck) {
-    const v = VERDICTS[verdict];
+    const v = window.Words.verdicts[verdict];  // probe.report.VERDICT_WORDS
     if (!v) return h("span", { class: "muted" }, "–");
-    const cell = h("span", { class: v[0], title: v[2], "data-verdict": verdict }, v[1]);
+    const cell = h("span", { class: v.tone, title: v.detail, "data-verdict": verdict }, v.label);
     const t = verdict === "improved" && testCheck !== "holds" ? Dash.TEST_CHECKS[testCheck] : null;
     return t ? h("span", {}, cell, " ", h("span", { class: t.tone, title: t.detail, "data-test-check": testCheck }, t.short)) : cell;
   }

@@ -11,7 +11,7 @@ from app.main import create_app
 from app.routes.dashboard import STATIC_DIR
 from app.schemas import RunOut
 from app.status import FINISHED, JobStatus
-from probe.report import TEST_CHECKS, TestCheck, probe_label, verdict_label
+from probe.report import TEST_CHECKS, VERDICT_WORDS, TestCheck, Verdict, probe_label, verdict_label
 
 from app_testutils import make_settings
 
@@ -37,6 +37,8 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
                                    "resumable": ["interrupted", "failed"]}
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
     assert words["splits"] == ["train", "val", "test"]
+    assert words["verdicts"] == {v: w._asdict() for v, w in VERDICT_WORDS.items()}
+    assert set(words["verdicts"]) == set(Verdict.__args__) - {"not_applicable"}  # every decision made
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 
 
@@ -50,7 +52,7 @@ def test_the_pages_load_the_words_before_their_scripts():
         assert "within noise." not in text and "test: worse" not in text and '"ERM (ce)"' not in text, script.name
         states = "(queued|running|succeeded|failed|cancelled|interrupted)"
         assert not re.search(f'"{states}", "{states}"', text), script.name  # no list of job states
-        assert '"train", "val"' not in text, script.name
+        assert '"train", "val"' not in text and "beyond noise on validation" not in text, script.name
 
 
 def test_verdict_and_probe_labels():
