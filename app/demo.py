@@ -142,8 +142,7 @@ def _closest_setting(other) -> list[str]:
     about a fix: such settings are counted, not shown."""
     from probe.report import FrontierPoint
     from probe.selection import (SIGN_TEST_ALPHA, closest_candidate, describe_params, format_delta, hard_gain_holds,
-                                 scores_as_reference, signed_points)
-    from probe.uncertainty import sign_test
+                                 scores_as_reference, sign_p_alone, signed_points)
 
     tried = [p.model_dump() for p in other.selection.frontier
              if not p.reference and not p.failed and p.val_hard_delta_ci]
@@ -166,7 +165,8 @@ def _closest_setting(other) -> list[str]:
     fixed, broken = best.val_hard_changed  # beyond noise on its own, not once every setting tried is counted
     return lines + [f"Its gain is not evidence: over the {len(tried)} settings tried its hard-third gain's lower "
                     f"bound is {signed_points(best.val_hard_delta_simultaneous_lo)} pt, and its hard-class images "
-                    f"changed {fixed} fixed / {broken} broken (sign test p={sign_test(fixed, broken):.2g} alone, "
+                    f"changed {fixed} fixed / {broken} broken (sign-flip test p={sign_p_alone(best.model_dump()):.2g} "
+                    "alone, "
                     f"{best.val_hard_sign_p:.2g} after Bonferroni over {best.val_hard_sign_family or len(tried)} "
                     f"distinct; {SIGN_TEST_ALPHA:g} needed)."]
 

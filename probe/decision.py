@@ -4,7 +4,8 @@
 configuration's, scores each candidate's difference to the reference on the *same* samples with a paired
 stratified bootstrap (:class:`probe.uncertainty.Bootstrap`), bounds the differences of all candidates together
 (:func:`probe.uncertainty.simultaneous_lower_bounds`: trying many settings is not many chances to look better),
-counts the hard-class images each candidate fixes and breaks (an exact sign test, Bonferroni-adjusted), applies
+tests the hard-class images each candidate scores otherwise (a paired sign-flip test weighing each as the
+hard-third score does, Bonferroni-adjusted), applies
 :func:`probe.selection.choose_safe` under the user's overall-accuracy budget and returns what the report shows:
 the chosen index, the verdict, the reason, the frontier (every candidate's Δ overall / Δ hard with intervals and
 bounds), how stable each class's group is, and plain-language warnings. Pure numpy: the caller trains and predicts.
@@ -19,7 +20,7 @@ from .crossfit import CrossFittedThirds
 from .groups import GROUP_NAMES, assign_groups
 from .selection import choose_safe, describe_params
 from .uncertainty import (DEFAULT_RESAMPLES, MIN_STABILITY_IMAGES, Bootstrap, delta_intervals,
-                          observed_class_accuracy, sign_test, simultaneous_lower_bounds)
+                          observed_class_accuracy, simultaneous_lower_bounds)
 
 __all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "IMBALANCE_RATIO", "Decision", "decide", "small_split_warning",
            "imbalance_warning", "stability_and_warnings"]
@@ -134,21 +135,22 @@ def _frontier_entry(params: dict, scores: dict, delta: dict) -> dict:
             "val_hard_delta_ci": [delta["hard"]["lo"], delta["hard"]["hi"]]}
 
 
-def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[list[int]], family: int,
+def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[tuple[list[int], float]], family: int,
                     hard_images: int) -> None:
     """Add to each scored candidate's frontier entry the simultaneous lower bounds of its hard-third and overall
     differences (:func:`probe.uncertainty.simultaneous_lower_bounds` over all 2m rows of the m candidates),
-    its hard-class changes and their sign test, Bonferroni-adjusted over the ``family`` distinct ones
+    its hard-class changes and their sign-flip test (:meth:`CrossFittedThirds.hard_changes`), Bonferroni-adjusted
+    over the ``family`` distinct ones
     (:func:`_distinct`), and the ``hard_images`` that test reads: what :func:`probe.selection.choose_safe` decides
     on."""
     if not entries:
         return
     m = len(entries)
     bounds, _ = simultaneous_lower_bounds(np.stack([s["hard"] for s in samples] + [s["overall"] for s in samples]))
-    for j, (entry, (fixed, broken)) in enumerate(zip(entries, changes)):
+    for j, (entry, (changed, p_value)) in enumerate(zip(entries, changes)):
         entry.update(val_hard_delta_simultaneous_lo=float(bounds[j]),
-                     val_overall_delta_simultaneous_lo=float(bounds[m + j]), val_hard_changed=[fixed, broken],
-                     val_hard_sign_p=min(1.0, max(family, 1) * sign_test(fixed, broken)),
+                     val_overall_delta_simultaneous_lo=float(bounds[m + j]), val_hard_changed=changed,
+                     val_hard_sign_p=min(1.0, max(family, 1) * p_value), val_hard_sign_p_alone=p_value,
                      val_hard_sign_family=family, val_hard_images=hard_images)
 
 
@@ -174,7 +176,7 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
 
     Args:
         candidates: hyper-parameter dicts in grid order (a ``failed`` key marks a candidate that did not fit).
-        correct: per candidate, (n,) per-sample validation correctness in [0, 1] (``None`` for a failed one).
+        correct: per candidate, (n,) per-sample validation correctness, 0 or 1 (``None`` for a failed one).
         reference_index: the reference (ERM) configuration's position in ``candidates``.
         labels: (n,) validation labels.
         class_names: K names.

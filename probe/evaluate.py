@@ -123,12 +123,12 @@ def posthoc_check(model: PosthocLogitBias, val_logits: np.ndarray, val_labels: n
     out-of-fold predictions against the unbiased ones scored by the disparity decision (``probe.decision.decide``:
     safe when the hard-third gain's lower bound is > 0 and the overall difference's ≥ −``max_overall_drop``
     (bounds holding together at one-sided 97.5 %)
-    points, and the hard images it changes lean its way, exact sign test p ≤ 0.05). The bias fitted on all of val and checked on those same images
+    points, and the hard images it changes lean its way, sign-flip test p ≤ 0.05). The bias fitted on all of val and checked on those same images
     always keeps its floor; this estimate is what it does on images it was not fitted on.
 
     Returns ``{"safe", "folds", "oof_overall_delta", "oof_overall_ci", "oof_hard_delta", "oof_hard_ci",
     "oof_hard_changed", "oof_hard_sign_p"}`` (the decision's rule: simultaneous one-sided 97.5 % bounds of both differences and
-    the exact sign test of the hard images it changes)
+    the sign-flip test of the hard images it changes)
     (``folds`` 0 and no deltas when a class has fewer than ``POSTHOC_MIN_PER_CLASS`` val images: too few to
     estimate, not safe)."""
     from .crossval import stratified_folds

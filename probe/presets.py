@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
         "taken only when, on validation, the paired-bootstrap lower bound of its hard-third gain over the reference "
         "(ERM) configuration is above 0 and that of its overall difference is within max_overall_drop (default 0), "
         "both bounds holding together over every candidate tried (one-sided, as one 97.5 % bound), and the "
-        "hard-class images it scores differently lean its way (exact sign test, Bonferroni over the distinct "
+        "hard-class images it scores differently lean its way (paired sign-flip test, Bonferroni over the distinct "
         "candidates); the hard third is ranked on one half of each class's validation images and measured on the "
         "other (cross-fitted); otherwise the run is ERM. Validation with fewer than 50 images in a class is replaced by k-fold "
         "cross-validation on train + val (cv, 5 folds by default; fewer where a class has fewer images). Evidence "

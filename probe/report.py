@@ -168,7 +168,8 @@ class FrontierPoint(_Model):
     each on its own. What the decision reads (``probe.selection.choose_safe``; null for the reference, a failed
     candidate and reports before they existed): the lower bounds of the two differences that hold together over
     every candidate of the run (``*_simultaneous_lo``), and the hard classes' images the candidate scores higher
-    and lower than the reference (``val_hard_changed``, [fixed, broken]) with their exact sign test,
+    and lower than the reference (``val_hard_changed``, [fixed, broken]) with their paired sign-flip test (each
+    image weighing 1/n of its class half, as the hard score; before stop 57 the exact sign test of the counts),
     Bonferroni-adjusted over the distinct candidates (``val_hard_sign_p``, ``val_hard_sign_family``). Since stop 53
     ``val_hard`` and the hard deltas are the decision's cross-fitted hard third (``probe.crossfit``: ranked on one
     half of each class's images, measured on the other), not the groups' hard third ``Candidate.val_hard`` reads."""
@@ -184,6 +185,8 @@ class FrontierPoint(_Model):
     val_hard_delta_simultaneous_lo: Num = None
     val_hard_changed: Optional[list[int]] = None
     val_hard_sign_p: Num = None
+    val_hard_sign_p_alone: Num = Field(None, description="that test's p before Bonferroni (null in reports before it: "
+                                       "their exact sign test of val_hard_changed)")
     val_hard_sign_family: Optional[NonNegativeInt] = Field(
         None, description="how many tests the sign test's Bonferroni counts: the fitted candidates that score "
         "otherwise than the reference, those scoring exactly alike on every sample counted once (group DRO's small "
@@ -479,7 +482,8 @@ class PosthocSeed(_Model):
     oof_hard_ci: Optional[Interval] = None
     oof_hard_changed: Optional[list[int]] = Field(None, description="[fixed, broken]: the hard-class val images the "
                                                   "out-of-fold bias scores otherwise than the unbiased probe")
-    oof_hard_sign_p: Num = Field(None, description="their exact sign test, what the guard needs at p ≤ 0.05")
+    oof_hard_sign_p: Num = Field(None, description="their paired sign-flip test (each image weighing 1/n of its "
+                                 "class half), what the guard needs at p ≤ 0.05")
 
 
 class Posthoc(_Model):

@@ -788,7 +788,7 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
     if first["folds"]:
         overall = "overall" if config.overall_metric == "accuracy" else "balanced accuracy"
         changed = first.get("oof_hard_changed")
-        images = ("" if not changed else f" ({changed[0]} hard images fixed, {changed[1]} broken: exact sign test "
+        images = ("" if not changed else f" ({changed[0]} hard images fixed, {changed[1]} broken: sign-flip test "
                   f"p = {first['oof_hard_sign_p']:.2g})")
         estimate = (f"out of sample ({first['folds']}-fold cross-fitting on val) the first seed's bias changed "
                     f"{overall} by {format_delta(first['oof_overall_delta'], first['oof_overall_ci'])} and the hard "
@@ -813,7 +813,7 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
     # a bias refused on its sign test)
     return (f"{fitted}; {estimate}. It is applied only where that is safe by the disparity-aware rule (the hard-third "
             f"gain's and the overall difference's lower bounds, holding together at one-sided 97.5 %, above 0 and "
-            f"not below {budget}, and the hard images it changes leaning its way, exact sign test p ≤ 0.05): {where}.")
+            f"not below {budget}, and the hard images it changes leaning its way, sign-flip test p ≤ 0.05): {where}.")
 
 
 def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> list[str]:

@@ -5,7 +5,8 @@ import pytest
 from probe.crossfit import CrossFittedThirds, halves
 from probe.decision import decide
 from probe.groups import assign_groups
-from probe.uncertainty import observed_class_accuracy
+from probe.selection import _images_lean
+from probe.uncertainty import observed_class_accuracy, sign_test
 
 
 def test_halves_split_each_class_evenly_and_by_the_seed():
@@ -30,10 +31,31 @@ def test_scores_are_the_overall_score_and_the_hard_third_of_the_other_half():
     assert scores["hard"] == pytest.approx(np.concatenate(measured).mean())
     point, resampled = fit.paired_delta_samples(cand)
     assert point["overall"] == pytest.approx(cand.mean() - ref.mean()) and resampled["hard"].shape == (50,)
-    fixed, broken = fit.hard_changes(cand)
+    (fixed, broken), p_value = fit.hard_changes(cand)
     read = fit.hard_samples
     assert read.sum() == sum(((labels == k) & (h == 1 - s)).sum() for s in (0, 1) for k in ranked[s])
     assert (fixed, broken) == (int((cand > ref)[read].sum()), int((cand < ref)[read].sum()))
+    # equal class halves (10 images each): the weighted sign-flip test is the exact sign test of the counts
+    assert p_value == pytest.approx(sign_test(fixed, broken))
+
+
+def test_the_hard_images_test_weighs_them_as_the_hard_score_does():
+    """A review: counted equally, the images of a small hard class all fixed against a few broken in a large one
+    read as leaning against a candidate whose hard-third (macro) gain is large: 24 fixed, 30 broken, p = 0.5."""
+    labels = np.concatenate([np.full(24, 0), np.full(400, 1), np.repeat(np.arange(2, 6), 100)])
+    ref = np.ones(labels.size)
+    ref[labels == 0] = 0.0
+    ref[np.flatnonzero(labels == 1)[::2]] = 0.0  # class 1 at 50 %: classes 0 and 1 are hard in either half
+    cand = ref.copy()
+    cand[labels == 0] = 1.0  # every class-0 image fixed
+    cand[np.flatnonzero(labels == 1)[1::2][:30]] = 0.0  # 30 class-1 images broken
+    fit = CrossFittedThirds(labels, 6, ref, seed=0, n_resamples=50)
+    (fixed, broken), p_value = fit.hard_changes(cand)
+    point, _ = fit.paired_delta_samples(cand)
+    assert (fixed, broken) == (24, 30) and sign_test(24, 30) > 0.4
+    assert point["hard"] > 0.4 and p_value < 1e-3
+    assert _images_lean({"val_hard_delta": point["hard"], "val_hard_sign_p": p_value})
+    assert not _images_lean({"val_hard_delta": -point["hard"], "val_hard_sign_p": p_value})
 
 
 def test_with_no_true_difference_the_hard_gain_is_centred_on_zero_and_rarely_chosen():

@@ -180,11 +180,12 @@ def test_four_fixed_images_and_none_broken_are_not_an_improvement_however_tight_
     entry = d.frontier[1]
     assert entry["val_hard_delta_ci"][0] > 0 and entry["val_overall_delta_ci"][0] >= 0  # each interval: "improved"
     assert entry["val_hard_changed"] == [4, 0] and entry["val_hard_sign_p"] == pytest.approx(0.125)
+    assert entry["val_hard_sign_p_alone"] == pytest.approx(0.125)  # one candidate: Bonferroni over 1
     assert d.verdict == "no_safe_improvement"
     more = _fix_hard(cand, labels, [4, 5], 2, rng)  # 8 fixed, 0 broken: p = 2 / 2^8
     d = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, more], 0, labels, NAMES)
     assert d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 / 256) and d.verdict == "improved"
-    assert "hard-class images 8 fixed, 0 broken (sign test p=0.0078, Bonferroni over the 1)" in d.reason
+    assert "hard-class images 8 fixed, 0 broken (sign-flip test p=0.0078, Bonferroni over the 1)" in d.reason
 
 
 
@@ -194,7 +195,7 @@ def test_a_hard_third_too_small_for_the_sign_test_is_said_so():
     from probe.selection import sign_test_reachable
 
     assert sign_test_reachable(8, 14) == (
-        "With 8 validation images of the hard classes no candidate could pass the sign test: all of them fixed and "
+        "With 8 validation images of the hard classes no candidate could pass the sign-flip test: all of them fixed and "
         "none broken gives p = 0.11 after Bonferroni over 14; it takes at least 10 (more validation images of the "
         "hard classes, or fewer candidates). ")
     assert sign_test_reachable(10, 14) == "" and sign_test_reachable(6, 1) == "" and sign_test_reachable(None, 3) == ""
@@ -208,7 +209,7 @@ def test_a_hard_third_too_small_for_the_sign_test_is_said_so():
     d = decide([{"lr": i} for i in range(7)], [ref, *cands], 0, labels, ["a", "b", "c"])
     hard = d.frontier[1]["val_hard_images"]
     assert d.verdict == "no_safe_improvement" and 0 < hard <= 6 and d.frontier[0].get("val_hard_images") is None
-    assert f"With {hard} validation images of the hard classes no candidate could pass the sign test" in d.reason
+    assert f"With {hard} validation images of the hard classes no candidate could pass the sign-flip test" in d.reason
 
 
 def test_the_sign_tests_bonferroni_counts_distinct_candidates_only():
@@ -308,4 +309,4 @@ def test_candidates_that_all_score_as_the_reference_are_said_so():
     rng, labels, ref = _setup(n_per_class=30, seed=4)
     d = decide([{"lr": 0.01}, {"lr": 0.1}, {"lr": 0.2}], [ref, ref.copy(), ref.copy()], 0, labels, NAMES)
     assert d.verdict == "no_safe_improvement" and "Bonferroni over none: every one scores as the reference)" in d.reason
-    assert "the 0 of them" not in d.reason and "could pass the sign test" not in d.reason
+    assert "the 0 of them" not in d.reason and "could pass the sign-flip test" not in d.reason

@@ -103,7 +103,7 @@ def test_choose_safe_requires_intervals_above_zero_and_within_the_budget():
     assert (index, verdict) == (4, "improved")  # costly's and tie's overall lower bounds are below the 0 budget
     assert "lr=0.3 raised the val hard third by +2.0 pt [+0.5, +3.5]" in reason
     assert ("overall +0.4 pt [+0.0, +0.8] (within noise) (budget 0 pt); lower bounds holding together over the 4 "
-            "candidates that fitted: hard +0.5 pt, overall +0.0 pt; hard-class images 30 fixed, 5 broken (sign test "
+            "candidates that fitted: hard +0.5 pt, overall +0.0 pt; hard-class images 30 fixed, 5 broken (sign-flip test "
             "p=1.6e-05, Bonferroni over the 4). 1 of 4 candidates qualified") in reason
     assert choose_safe([ref, tie], 0, max_overall_drop=0.004)[:2] == (1, "improved")
     # A looser budget lets the larger, more certain gain through: highest lower bound of the hard gain wins.
@@ -120,15 +120,16 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     one_of_many = _cand(0.1, 0.02, [0.004, 0.036], 0.0, [0.0, 0.01], val_hard_delta_simultaneous_lo=-0.002)
     few_images = _cand(0.2, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_hard_changed=[4, 0], val_hard_sign_p=0.125)
     costly = _cand(0.3, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_overall_delta_simultaneous_lo=-0.001)
-    wrong_way = _cand(0.4, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_hard_changed=[5, 30])
-    index, verdict, reason = choose_safe([ref, one_of_many, few_images, costly, wrong_way], 0)
+    even = _cand(0.4, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01], val_hard_changed=[16, 14], val_hard_sign_p=0.9)
+    index, verdict, reason = choose_safe([ref, one_of_many, few_images, costly, even], 0)
     assert (index, verdict) == (0, "no_safe_improvement")
     assert ("none of 4 candidates had a lower bound of its val hard-third gain above 0 and one of its overall "
             "difference at or above 0 pt (one-sided bounds holding together at 97.5 % over the 4 that fitted), with "
-            "its changed hard-class images leaning its way (sign test p ≤ 0.05, Bonferroni over the 4)") in reason
+            "its changed hard-class images leaning its way (sign-flip test p ≤ 0.05, Bonferroni over the 4)") in reason
     # which test held back the closest candidates (it read as refused for nothing; a new-user round)
-    assert ("). 2 passed both bounds but not the sign test; the best, lr=0.2, fixed 4 and broke 0 hard-class "
-            "images (p=0.12 alone, 0.12 after Bonferroni over the 4). This run keeps") in reason
+    assert ("). 2 passed both bounds but not the test of the hard-class images they change; the best, lr=0.2, "
+            "fixed 4 and broke 0 of them (paired sign-flip test p = 0.12 alone, 0.12 after Bonferroni over the 4). "
+            "This run keeps") in reason
     reason = choose_safe([ref, one_of_many, costly], 0)[2]
     assert ("). 1 passed the hard-third bound but cost overall accuracy (no budget); the closest, lr=0.3, "
             "has an overall bound of -0.1 pt. This run keeps") in reason

@@ -79,7 +79,7 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     assert "out of sample (5-fold cross-fitting on val) the first seed's bias changed overall by" in reason
     assert reason.endswith("It is applied only where that is safe by the disparity-aware rule (the hard-third gain's "
                            "and the overall difference's lower bounds, holding together at one-sided 97.5 %, above 0 "
-                           "and not below 0, and the hard images it changes leaning its way, exact sign test "
+                           "and not below 0, and the hard images it changes leaning its way, sign-flip test "
                            "p ≤ 0.05): to none of the 2 seeds, which keep the unbiased logits.")  # the rule it applies (a statistics review: 'intervals' alone)
     first = report["posthoc"]["per_seed"][0]
     assert report["posthoc"]["guard"] is True and first["folds"] == 5
