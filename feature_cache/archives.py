@@ -23,6 +23,7 @@ fingerprint) and ``dirs()`` (directory entries, so empty class folders can be re
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
@@ -379,6 +380,44 @@ class FileListReader:
         return str(self.root)
 
 
+# The most memory an .xz stream may ask of its decoder: its dictionary (xz -9 needs 65 MiB). A few bytes can ask
+# for 1.5 GiB, which the decoder then fills as it writes, so that each upload of a small .tar.xz held up to that.
+XZ_MEMORY_LIMIT = 128 * 2**20
+_BLOCK = 1 << 20
+
+
+def _decompressed_blocks(path: Path):
+    """The uncompressed bytes of a gzip, bzip2 or xz file (by its magic number), in blocks of at most 1 MiB; xz
+    streams (one or several, concatenated) decoded under :data:`XZ_MEMORY_LIMIT`."""
+    import bz2
+    import gzip
+    import lzma
+
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+        handle.seek(0)
+        if magic[:6] != b"\xfd7zXZ\x00":
+            with (gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open)(handle, "rb") as source:
+                while block := source.read(_BLOCK):
+                    yield block
+            return
+        decoder, data = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT), b""
+        while True:
+            if decoder.eof:  # a stream ended: another may follow (xz's concatenated streams), or only padding
+                data = (decoder.unused_data + handle.read(_BLOCK)).lstrip(b"\0")  # stream padding: null bytes
+                if not data:
+                    return
+                decoder = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT)
+            elif decoder.needs_input:
+                data = handle.read(_BLOCK)
+                if not data:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            else:
+                data = b""
+            if block := decoder.decompress(data, max_length=_BLOCK):
+                yield block
+
+
 def _remove(path: str, owner: int) -> None:
     if os.getpid() == owner and os.path.exists(path):
         os.unlink(path)
@@ -409,21 +448,16 @@ class TarReader:
         return magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic[:6] == b"\xfd7zXZ\x00"
 
     def _decompress(self) -> Path:
-        import bz2
-        import gzip
         import lzma
 
         lim, label = self.limits, self.path.name
-        with open(self.path, "rb") as handle:
-            magic = handle.read(6)
-        opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic[:3] == b"BZh" else lzma.open
         compressed = max(self.path.stat().st_size, 1)
         fd, name = tempfile.mkstemp(prefix="mr2probe-", suffix=".tar")
         self._finalizer = weakref.finalize(self, _remove, name, os.getpid())
         total = 0
         try:
-            with opener(self.path, "rb") as source, os.fdopen(fd, "wb") as target:
-                while block := source.read(1 << 20):
+            with contextlib.closing(_decompressed_blocks(self.path)) as blocks, os.fdopen(fd, "wb") as target:
+                for block in blocks:
                     total += len(block)
                     if total > lim.max_total_bytes:
                         raise UnsafeArchive(

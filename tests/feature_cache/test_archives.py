@@ -43,7 +43,8 @@ def samples(data):
     return {split: [(s.source, s.label) for s in items] for split, items in data.splits.items()}
 
 
-@pytest.mark.parametrize("suffix,mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".tgz", "w:gz")])
+@pytest.mark.parametrize("suffix,mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"),
+                                         (".tar.xz", "w:xz")])
 def test_tar_reads_like_the_folder(tree, tmp_path, suffix, mode):
     archive = make_tar(tmp_path / f"data{suffix}", [(f"top/{n}", b) for n, b in tree_members(tree)], mode)
     from_tar, from_dir = open_dataset(archive), open_dataset(tree)
@@ -123,6 +124,24 @@ def test_tar_gz_bomb_is_refused_while_decompressing(tmp_path):
         open_dataset(archive)
     with pytest.raises(UnsafeArchive, match=r"more than 1000 bytes uncompressed \(ArchiveLimits.max_total_bytes\)"):
         open_dataset(archive, limits=ArchiveLimits(max_total_bytes=1000))
+
+
+def test_xz_decoding_is_bounded_in_memory_and_reads_concatenated_streams(tree, tmp_path, monkeypatch):
+    """An .xz stream names the dictionary its decoder allocates (up to 1.5 GiB, filled as it writes): decoded under
+    XZ_MEMORY_LIMIT, which xz -6's 8 MiB dictionary passes and a 1 MiB limit refuses; uploads of .tar.xz are taken
+    since stop 57."""
+    import lzma
+
+    import feature_cache.archives as archives
+
+    plain = make_tar(tmp_path / "data.tar", [(f"top/{n}", b) for n, b in tree_members(tree)], "w").read_bytes()
+    packed = tmp_path / "data.tar.xz"
+    half = len(plain) // 2  # two concatenated streams with padding between them, as `xz -c a b` and xz's spec allow
+    packed.write_bytes(lzma.compress(plain[:half], preset=6) + bytes(8) + lzma.compress(plain[half:], preset=6))
+    assert samples(open_dataset(packed)) == samples(open_dataset(tmp_path / "data.tar"))
+    monkeypatch.setattr(archives, "XZ_MEMORY_LIMIT", 1 << 20)
+    with pytest.raises(UnsafeArchive, match=r"data.tar.xz: not a readable compressed tar archive \(Memory usage"):
+        open_dataset(packed)
 
 
 def test_size_and_count_limits(tree, tmp_path):
