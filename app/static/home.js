@@ -139,8 +139,19 @@
   let kept = null;  // { signature, at, lists: [runs, datasets, caches] }
   const jobSignature = (jobs) => jobs.map((j) => [j.id, j.status, j.result.cache_id, j.result.run_ids.join("+")].join(":")).join(",");
 
+  // The newest jobs, and every open one (queued, running, interrupted) older than them: an interrupted job past the
+  // newest 50 could be neither seen nor resumed here (a review).
+  const NEWEST_JOBS = 50;
+  async function listJobs() {
+    const [newest, ...open] = await Promise.all([getJSON(`/api/jobs?limit=${NEWEST_JOBS}`),
+      ...window.Words.job_states.open.map((s) => getJSON(`/api/jobs?status=${s}&limit=1000`))]);
+    const seen = new Set(newest.map((j) => j.id));
+    const older = open.flat().filter((j) => !seen.has(j.id)).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+    return newest.concat(older);
+  }
+
   async function refresh(force) {
-    const jobs = await getJSON("/api/jobs?limit=50");
+    const jobs = await listJobs();
     const signature = jobSignature(jobs);
     if (force === true || !kept || kept.signature !== signature || Date.now() - kept.at > SLOW_MS) {
       const lists = await Promise.all([getJSON("/api/runs"), getJSON("/api/datasets"), getJSON("/api/caches")]);

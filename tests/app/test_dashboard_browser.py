@@ -892,6 +892,33 @@ def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, f
     store.cancel_queued(job["id"])
 
 
+def test_the_home_page_lists_an_open_job_older_than_its_newest_fifty(driver, live_server, finished):
+    """A review: the home page read the 50 newest jobs, so an interrupted job behind them could be neither seen nor
+    resumed from the dashboard."""
+    from app.store import new_id, utcnow
+
+    store = finished.client.app.state.store
+
+    def job(status):
+        return store._insert("jobs", dict(id=new_id("job"), kind="probe", status=status, progress=1.0, stage=status,
+                                          messages=[], request={}, result={}, error=None, attempts=1,
+                                          created_at=utcnow(), updated_at=utcnow()))["id"]
+
+    old = job("interrupted")
+    newer = [job("succeeded") for _ in range(50)]
+    try:
+        _open(driver, live_server + "/", "home")
+        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{old}\"]') !== null"), 30,
+                 interval=0.2, what="the old interrupted job listed")
+        buttons = driver.js(f"return Array.from(document.querySelectorAll('#jobs tr[data-job=\"{old}\"] button'))"
+                            ".map(b => b.textContent)")
+        assert buttons == ["Cancel", "Resume"]
+        assert driver.js("return document.querySelectorAll('#jobs tr[data-job]').length") >= 51
+    finally:
+        marks = ", ".join("?" for _ in [old, *newer])
+        store._conn().execute(f"DELETE FROM jobs WHERE id IN ({marks})", (old, *newer))
+
+
 def test_failed_job_without_a_way_to_succeed_offers_no_resume(driver, launch_service):
     from PIL import Image
 
