@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -58,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"host": "127.0.0.1", "port": args.port, "data_root": data.parent}
     if getattr(args, "threads", None) is not None:  # mr2probe --threads N demo: the flag wins over MR2PROBE_THREADS
         overrides["threads"] = args.threads
-    if args.data_dir is not None:
+    if args.data_dir is not None:  # else MR2PROBE_DATA_DIR, else Settings' ./.mr2probe
         overrides["data_dir"] = args.data_dir
-    elif "MR2PROBE_DATA_DIR" not in os.environ:
-        overrides["data_dir"] = Path(".mr2probe")
     settings = build_settings(**overrides)
     if not args.no_serve:  # a busy port or an open host refused now, not after the job's minutes
         check_start(settings)
