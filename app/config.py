@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
+from feature_cache.defaults import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_WORKERS
 from probe.constraints import DEVICE_PATTERN
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -65,9 +66,9 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
         "always: localhost, 127.0.0.1, [::1] and the bind host")
-    extract_batch_size: int = Field(64, ge=1, le=1024, description="images per extraction chunk (resume granularity)")
-    # le: feature_cache.extract.MAX_WORKERS (not imported here: it would import torch; a test ties the two)
-    extract_workers: int | None = Field(None, ge=0, le=64, description="extraction worker processes: on CPU each "
+    extract_batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="images per extraction "
+                                    "chunk (resume granularity)")
+    extract_workers: int | None = Field(None, ge=0, le=MAX_WORKERS, description="extraction worker processes: on CPU each "
                                         "decodes and encodes its own batches with one thread (default: one per "
                                         "torch thread from 2,000 images); on CUDA they decode while the GPU "
                                         "encodes (default: one per core but one, from 2 to 8)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS  # torch-free
+from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
 from .status import UploadStalled
 from .store import Store, new_id
@@ -272,7 +273,7 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
     Raises PathOutsideRoot for a data set moved since its registration (:func:`check_in_place`)."""
     check_in_place(row)
     data = open_registered(row["path"], is_unlabelled(row), fingerprint,
-                           val_fraction=options.get("val_fraction", 0.1), seed=options.get("seed", 0),
+                           val_fraction=options.get("val_fraction", DEFAULT_VAL_FRACTION), seed=options.get("seed", 0),
                            max_per_class=options.get("max_per_class"))
     return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
 

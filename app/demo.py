@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from feature_cache.defaults import DEFAULT_ENCODER
 
 from .datasets import register_dataset
 from .status import ACTIVE, JobStatus
@@ -22,7 +23,6 @@ from .validation import validate_job
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENCODER = "effnet-lite0"
 DEFAULT_PER_CLASS = 100
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _SHARED_ZIP = Path("shared") / "data" / "cifar10-jpeg.zip"

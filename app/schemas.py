@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path, Query
+from feature_cache.defaults import DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_SEED
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
@@ -152,11 +153,11 @@ MAX_PER_CLASS_HELP = ("at most this many images per class in each given split (t
 
 class ExtractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1, 1.0 not 1 (an attack round)
-    # le: feature_cache.extract.MAX_BATCH_SIZE (not imported here: it would import torch; a test ties the two)
-    batch_size: int | None = Field(None, ge=1, le=1024, description="images per chunk (default: server setting)")
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, allow_inf_nan=False,
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE, description="images per chunk (default: server "
+                                   "setting)")
+    val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=0.0, lt=1.0, allow_inf_nan=False,
                                 description="share of train carved out as val if absent")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     max_per_class: int | None = Field(None, ge=1, le=10**9, description=MAX_PER_CLASS_HELP)
 
 
@@ -166,7 +167,7 @@ class ExtractJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["extract"]
     dataset_id: RowId
-    encoder: EncoderName = Field("effnet-lite0", description="effnet-lite0, openclip:ARCH[:WEIGHTS], mocov2:CHECKPOINT")
+    encoder: EncoderName = Field(DEFAULT_ENCODER, description="effnet-lite0, openclip:ARCH[:WEIGHTS], mocov2:CHECKPOINT")
     options: ExtractOptions = Field(default_factory=ExtractOptions)
 
 
@@ -189,7 +190,7 @@ class PipelineJob(BaseModel):
     dataset_id: RowId | None = Field(None, description="the data set to extract (with encoder and options)")
     cache_id: RowId | None = Field(None, description="instead of dataset_id: train the probes on this cache (one "
                                    "registered by path with POST /api/caches, or extracted before)")
-    encoder: EncoderName = "effnet-lite0"
+    encoder: EncoderName = DEFAULT_ENCODER
     options: ExtractOptions = Field(default_factory=ExtractOptions)
     probes: list[ProbeConfig] = Field(..., min_length=1, max_length=MAX_PROBES)
     reuse_reference: bool = Field(True, description="when a finished run on the same cache trained exactly the first "

@@ -48,6 +48,7 @@ from probe.names import MAX_NAME
 
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, ArchiveLimits,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
+from .defaults import DEFAULT_VAL_FRACTION
 from .errors import DatasetError
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
@@ -480,7 +481,7 @@ def _check_printable(path: Path, class_names: list[str]) -> None:
 def open_dataset(
     path: str | Path,
     *,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     max_per_class: int | None = None,
     limits: ArchiveLimits | None = None,

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from .datasets import SPLITS, LabelledImages, Sample
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION
 from .encoders import Encoder
 from .extract import ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
 from .store import _set_attrs, _write_split, library_versions, open_cache, replacing_file
@@ -98,7 +99,7 @@ def extract_distributed(
     workers: int | None = None,
     device: str = "auto",
     precision: str | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     max_per_class: int | None = None,
     out: str | Path | None = None,
@@ -166,17 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """torchrun entry point (see module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m feature_cache.distributed", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--encoder", default="effnet-lite0")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None)
     where.add_argument("--cache-dir", default=".mr2probe/cache")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes per rank (default: one per torch thread on CPU, each decoding and "
                         "encoding with one thread; on CUDA decoding, the node's cores shared by its ranks, 2 to 8)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-per-class", type=int, default=None)
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled
 from .fingerprint import cache_fingerprint
@@ -247,7 +248,7 @@ def plan_extraction(
     *,
     device: str = "auto",
     precision: str | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     max_per_class: int | None = None,
     out: str | Path | None = None,
@@ -487,10 +488,6 @@ CPU_WORKERS_MIN_IMAGES = 2000
 # (:func:`available_memory`: ``MemAvailable``, or the room under a container's cgroup limit), so a many-core
 # machine does not start more than its memory holds; a larger encoder needs more per worker (set ``workers``).
 CPU_WORKER_MEMORY = 1 << 30
-# The largest extraction batch (images per forward pass and per written chunk). The service's requests take the same
-# bound (app.schemas.ExtractOptions). Throughput stops growing long before it: 64 is the CPU default, and a GPU
-# batch of a few hundred images keeps the device busy.
-MAX_BATCH_SIZE = 1024
 _MEMORY_BATCH = 64  # the batch size CPU_WORKER_MEMORY was measured at
 
 
@@ -554,10 +551,6 @@ def available_memory(root: str | Path = "/") -> int | None:
     return min(found) if found else None
 
 
-# DataLoader worker processes of one extraction: each holds a model and a batch's activations (0.5–0.9 GB on a
-# CPU), so a count far above the cores only exhausts memory (100,000 were accepted and the process was killed,
-# leaving workers behind).
-MAX_WORKERS = 64
 
 
 def resolve_workers(workers: int | None, device: torch.device, images: int | None = None,
@@ -604,7 +597,7 @@ def run_plan(
     plan: ExtractionPlan,
     *,
     splits: dict[str, list[Sample]] | None = None,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -700,11 +693,11 @@ def extract(
     encoder: str | Encoder,
     cache_dir: str | Path | None,
     *,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     device: str = "auto",
     precision: str | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     max_per_class: int | None = None,
     progress: Callable[[int, int], None] | None = None,

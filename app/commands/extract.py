@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from feature_cache.defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
+
 NAME = "extract"
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
 
@@ -22,23 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the images are not labelled: every image file under --data (a folder or .zip/.tar, "
                         "any folders) goes into one test split, for `mr2probe predict` to apply a shipped probe to; "
                         "nothing trains on such a cache")
-    parser.add_argument("--encoder", default="effnet-lite0",
-                        help="effnet-lite0 (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
+                        help=f"{DEFAULT_ENCODER} (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, help="cache file to write (reused when it matches the request)")
     where.add_argument("--cache-dir", default=".mr2probe/cache",
                        help="folder of caches named by fingerprint (default: .mr2probe/cache)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass / chunk (default 64)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"images per forward pass / chunk (default {DEFAULT_BATCH_SIZE}, at most {MAX_BATCH_SIZE})")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader worker processes; on CPU each decodes and encodes its own batches with "
                         "one thread (default: one per torch thread from 2,000 images, else 0: all in the main "
-                        "process); on CUDA they decode while the GPU encodes (default 2)")
+                        "process); on CUDA they decode while the GPU encodes (default: one per core but one, 2 to "
+                        f"8); at most {MAX_WORKERS}")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto",  # checked by feature_cache (PRECISIONS)
                         help="forward-pass precision: auto (default: fp16 on CUDA, bf16 on CPUs with native "
                         "bfloat16, else fp32), fp32, bf16 (autocast) or fp16 (CUDA autocast); recorded in the cache")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="fraction of each class's train images carved into val (default 0.1)")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION})")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
     parser.add_argument("--max-per-class", type=int, default=None,  # the rule of app.schemas.MAX_PER_CLASS_HELP
                         help="keep at most this many images per class in each given split (seeded); a data set "
@@ -54,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_options(args)
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
-    if args.unlabelled and (args.max_per_class is not None or args.val_fraction != 0.1):
+    if args.unlabelled and (args.max_per_class is not None or args.val_fraction is not None):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
                          "in one test split.")
+    if args.val_fraction is None:  # given or not, told apart above (`--val-fraction 0.1 --unlabelled` is refused)
+        args.val_fraction = DEFAULT_VAL_FRACTION
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
@@ -115,11 +121,9 @@ def _check_writable(folder: Path, target: str) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """The extraction options within the bounds the API's ``ExtractOptions`` declares (one definition), and
-    ``--workers`` within :data:`feature_cache.extract.MAX_WORKERS` (it was refused only once the data set was read
+    ``--workers`` within :data:`feature_cache.defaults.MAX_WORKERS` (it was refused only once the data set was read
     and the encoder built, ~8 s; found by the third new-user round), each error naming its option."""
     from pydantic import ValidationError
-
-    from feature_cache.extract import MAX_WORKERS  # here, not at import: it imports torch (`--help` stays fast)
 
     from ..schemas import ExtractOptions
 
@@ -127,8 +131,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--workers should be in 0..{MAX_WORKERS}, got {args.workers}")
 
     try:
-        ExtractOptions(batch_size=args.batch_size, val_fraction=args.val_fraction, seed=args.seed,
-                       max_per_class=args.max_per_class)
+        given = {"val_fraction": args.val_fraction} if args.val_fraction is not None else {}  # else the default
+        ExtractOptions(batch_size=args.batch_size, seed=args.seed, max_per_class=args.max_per_class, **given)
     except ValidationError as exc:
         raise ValueError("; ".join(f"--{'-'.join(map(str, e['loc']))}".replace("_", "-") + " "
                                    + e["msg"].lower().removeprefix("input ") + f", got {e['input']!r}"

