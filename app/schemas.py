@@ -349,7 +349,9 @@ class PredictedOut(BaseModel):
     cache_id: str
     split: str
     images: int = Field(..., description="images in the split")
-    unsure: int = Field(..., description="predictions below 50 % confidence")
+    unsure: int = Field(..., description="predictions below unsure_below's confidence")
+    unsure_below: float = Field(..., description="the confidence under which a prediction counts as unsure "
+                                "(probe.deploy.UNSURE_BELOW, 0.5)")
     predicted: list[PredictedShare] = Field(..., description="every class of the run, most predicted first (ties in "
                                             "class order); the classes never predicted have n = 0")
     warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")

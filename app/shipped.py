@@ -95,10 +95,10 @@ def predicted_summary(probe, got: "CachePredictions") -> dict[str, Any]:
     """How many of the images went to each class (``probe.deploy.predicted_shares``), how many predictions are
     unsure, and what could not be checked: ``mr2probe predict --json`` on unlabelled images and the API's
     ``/predicted`` (which adds where it predicted); the CLI's lacked ``unsure`` and ``warnings`` (a shipping round)."""
-    from probe.deploy import predicted_shares, unsure_note, unsure_predictions
+    from probe.deploy import UNSURE_BELOW, predicted_shares, unsure_note, unsure_predictions
 
     note = unsure_note(len(probe.class_names))
-    return {"images": len(got.predicted), "unsure": unsure_predictions(got.confidence),
+    return {"images": len(got.predicted), "unsure": unsure_predictions(got.confidence), "unsure_below": UNSURE_BELOW,
             "warnings": list(got.warnings) + ([note] if note else []),
             "predicted": predicted_shares(got.predicted, got.confidence, probe.class_names)}
 

@@ -461,7 +461,7 @@
       h("td", { class: "num" }, pct(c.share)), h("td", { class: "num" }, pct(c.mean_confidence))));
     return [
       h("p", { id: "predicted-summary" }, `${count(p.images)} images, nothing to score them against: how many the `
-        + `probe gives each class; ${count(p.unsure)} of them below 50 % confidence.`),
+        + `probe gives each class; ${count(p.unsure)} of them below ${Math.round(100 * p.unsure_below)} % confidence.`),
       ...(p.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       table(["predicted class", ...["images", "share", "mean confidence"].map((x) => h("th", { class: "num" }, x))],
         rows, "No image.", { id: "predicted-table" }),

@@ -78,6 +78,7 @@ def test_predict_on_unlabelled_images_equals_predict_on_them_labelled(shipped, t
     body = json.loads(capsys.readouterr().out)
     assert body["labelled"] is False and body["images"] == 18
     assert body["unsure"] == unsure and body["warnings"] == []  # GET .../predicted's keys (a shipping round)
+    assert body["unsure_below"] == 0.5  # probe.deploy.UNSURE_BELOW, which the run page says
     counts = {name: sum(r["predicted"] == name for r in known) for name in COUNTS}
     assert {s["name"]: s["n"] for s in body["predicted"]} == counts
     assert [s["n"] for s in body["predicted"]] == sorted(counts.values(), reverse=True)  # most predicted first

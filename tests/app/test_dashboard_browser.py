@@ -840,6 +840,8 @@ def test_launch_form_extracts_unlabelled_images_for_a_run(driver, launch_service
     by_csv = Counter(line.split(",")[3] for line in rows[1:])
     assert shown == [[c["name"], c["n"]] for c in counted["predicted"] if c["n"]] and dict(shown) == dict(by_csv)
     assert counted["images"] == 3 and counted["unsure"] == sum(float(line.split(",")[4]) < 0.5 for line in rows[1:])
+    assert driver.js("return document.getElementById('predicted-summary').textContent").endswith(
+        f"of them below {round(100 * counted['unsure_below'])} % confidence.")
     driver.screenshot(tmp_path / "run_unlabelled_cache.png")
 
 
