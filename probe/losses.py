@@ -218,7 +218,7 @@ class GroupDROLoss(ProbeLoss):
 
     Each call is one online step: with L_g the mean CE of the batch samples of class g,
     q_g ← q_g·exp(η·L_g) for the classes present (absent classes keep q_g), q ← q / Σ q, and the loss is
-    Σ_g q_g·L_g. q starts uniform (1/K) and lives in the buffer ``q``; :meth:`reset` restarts it.
+    Σ_g q_g·L_g. q starts uniform (1/K) at the first call and lives in the buffer ``q`` (each fit builds its loss).
 
     Args:
         eta: step size η > 0 of the exponentiated-gradient update of the group weights.
@@ -228,9 +228,6 @@ class GroupDROLoss(ProbeLoss):
         super().__init__()
         self.eta = float(eta)
         self.register_buffer("q", torch.empty(0), persistent=False)
-
-    def reset(self) -> None:
-        self.q = torch.empty(0, device=self.q.device)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
         k = logits.shape[1]

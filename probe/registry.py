@@ -78,6 +78,11 @@ class LossSpec:
     summary: str = ""
     args: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:  # a misspelt ``needs`` read as "none" and the loss lost its margins
+        if self.needs not in NEEDS or self.input not in INPUTS:
+            raise ValueError(f"loss {self.name!r}: needs must be one of {NEEDS} and input one of {INPUTS}, got "
+                             f"{self.needs!r} and {self.input!r}.")
+
     @property
     def defaults(self) -> dict[str, Any]:
         return _options_of(self.options)

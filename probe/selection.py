@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .uncertainty import sign_test
+from .uncertainty import DEFAULT_LEVEL, sign_test
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
            "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA",
@@ -164,7 +164,7 @@ VERDICTS = ("improved", "no_safe_improvement", "not_applicable")
 
 # An improvement also needs the hard classes' images that the two runs score differently to lean its way: a paired
 # sign-flip test at this level (Bonferroni over the candidates), the same 5 % as the bootstrap bounds' two tails.
-SIGN_TEST_ALPHA = 0.05
+SIGN_TEST_ALPHA = round(1.0 - DEFAULT_LEVEL, 12)
 
 
 def hard_gain_holds(c: dict) -> bool:

@@ -106,3 +106,13 @@ def test_unknown_names_in_a_message_are_a_few_and_a_count():
                                          r"\(30,000 in all\) for loss 'ce'; accepted: none\.") as err:
         ProbeConfig(loss_options_grid={f"k{i}": [1] for i in range(30000)})
     assert len(str(err.value)) < 400
+
+
+def test_a_loss_spec_with_a_misspelt_statistic_or_input_is_refused():
+    """A review: ``needs`` and ``input`` were plain strings, so a misspelt ``needs`` read as "none" (no margins)."""
+    from probe.registry import LossSpec
+
+    with pytest.raises(ValueError, match="loss 'x': needs must be one of"):
+        LossSpec(name="x", factory="MarginCrossEntropy", needs="r_2")
+    with pytest.raises(ValueError, match="input one of"):
+        LossSpec(name="x", factory="MarginCrossEntropy", input="cosines")
