@@ -78,7 +78,9 @@
     });
   }
 
-  function buildForm(choices, datasets, caches, cacheId, datasetId) {
+  /** "1 · Images": where the images come from (a registered data set, an upload, a server folder or a cache
+   * extracted already), and the data set picker the imbalance note follows. */
+  function imagesFieldset(choices, datasets, caches, cacheId, datasetId) {
     // /launch?cache=ID (a cache's "train" link on the home page): that cache, picked
     const source = cacheId ? "cache" : datasets.length ? "existing" : "upload";
     const radio = (value, label) => h("label", { class: "radio" },
@@ -94,6 +96,33 @@
     const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
       h("option", { value: d.id, selected: d.id === first ? "selected" : null, disabled: d.problem ? "disabled" : null, title: d.problem || null },
         `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
+    const fieldset = h("fieldset", {}, h("legend", {}, "1 · Images"),
+      h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
+        radio("path", "a folder on the server"), radio("cache", "features extracted already")),
+      h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
+      h("div", { class: "source-pane", "data-source": "upload" },
+        h("input", { type: "file", id: "archive", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
+        h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
+      h("div", { class: "source-pane", "data-source": "path" },
+        h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
+      h("div", { class: "source-pane", "data-source": "cache" },
+        labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
+          labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,
+            disabled: c.problem ? "disabled" : null, title: c.problem || null }, Dash.cacheLabel(c, datasets))))
+          : h("p", { class: "muted" }, "No labelled feature cache yet."),
+        h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
+        h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "
+          + "images-per-class cap do not apply. A file extracted elsewhere needs its data set registered here first.")),
+      h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: choices.max_name }),
+        h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
+          " unlabelled images (any folders, no classes): extract them, then a finished run predicts them")),
+      h("div", { class: "field-error", id: "err-dataset", role: "alert" }),
+      h("div", { id: "upload-progress", hidden: "hidden" }, progressBar(0), h("span", { class: "muted" }, " uploading…")));
+    return { fieldset, datasetSelect };
+  }
+
+  function buildForm(choices, datasets, caches, cacheId, datasetId) {
+    const { fieldset: images, datasetSelect } = imagesFieldset(choices, datasets, caches, cacheId, datasetId);
     const encoder = h("input", { id: "encoder", list: "encoder-list", value: choices.encoders[0].pattern, autocomplete: "off", required: "required" });
     const head = h("select", { id: "head" }, h("option", { value: "" }, "encoder default"),
       choices.heads.map((x) => h("option", { value: x.name }, `${x.name} — ${x.formula}`)));
@@ -111,28 +140,7 @@
     preset.addEventListener("change", syncWhy);
     datasetSelect.addEventListener("change", () => syncImbalance(form, datasets, choices));
     form = h("form", { id: "launch-form", novalidate: "novalidate" },
-      h("fieldset", {}, h("legend", {}, "1 · Images"),
-        h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
-          radio("path", "a folder on the server"), radio("cache", "features extracted already")),
-        h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
-        h("div", { class: "source-pane", "data-source": "upload" },
-          h("input", { type: "file", id: "archive", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
-          h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
-        h("div", { class: "source-pane", "data-source": "path" },
-          h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
-        h("div", { class: "source-pane", "data-source": "cache" },
-          labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
-            labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,
-              disabled: c.problem ? "disabled" : null, title: c.problem || null }, Dash.cacheLabel(c, datasets))))
-            : h("p", { class: "muted" }, "No labelled feature cache yet."),
-          h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
-          h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "
-            + "images-per-class cap do not apply. A file extracted elsewhere needs its data set registered here first.")),
-        h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: choices.max_name }),
-          h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
-            " unlabelled images (any folders, no classes): extract them, then a finished run predicts them")),
-        h("div", { class: "field-error", id: "err-dataset", role: "alert" }),
-        h("div", { id: "upload-progress", hidden: "hidden" }, progressBar(0), h("span", { class: "muted" }, " uploading…"))),
+      images,
       h("fieldset", { class: "extraction-only" }, h("legend", {}, "2 · Encoder"),
         h("datalist", { id: "encoder-list" }, choices.encoders.map((e) => h("option", { value: e.pattern }))),
         h("div", { class: "fields" },
