@@ -15,8 +15,8 @@ from typing import Any
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
-                     empty_third, interval_text, loss_label, shipped_accuracy, shipped_worst_text, verdict_label,
-                     WorstClass, worst_first)
+                     empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy, shipped_worst_text,
+                     verdict_label, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -78,6 +78,7 @@ def _headline(report: dict) -> dict[str, str]:
             "preset": "" if not preset else (f"{preset['name']} ("
                                              + ", ".join(f"{k}={v}" for k, v in preset["settings"].items())
                                              + f"): {preset['why']}"),
+            "posthoc": "" if not report.get("posthoc") else posthoc_text(report["posthoc"], cfg),
             "verdict": ("" if verdict == "not_applicable"
                         else f"{verdict_label(verdict, selection.get('test_check'))}: "
                              f"{selection.get('verdict_text') or ''}".rstrip(": ")),
@@ -172,6 +173,7 @@ def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
     """The (label, text) lines under a report's title, from :func:`_headline`: the disparity-aware verdict first
     (what the terminal view prints as ``verdict (...)``), when the run made one."""
     verdict = [("Verdict", head["verdict"])] if head["verdict"] else []
+    verdict += [("Post-hoc bias", head["posthoc"])] if head["posthoc"] else []
     preset = [("Preset", head["preset"])] if head["preset"] else []
     return [*verdict, *preset, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
             ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),

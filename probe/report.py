@@ -40,7 +40,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
 from .predictions import PREDICTIONS_FILE
-from .selection import VERDICTS, same_score
+from .selection import VERDICTS, format_delta, same_score
 
 logger = logging.getLogger(__name__)
 
@@ -491,6 +491,30 @@ class Posthoc(_Model):
     per_seed: list[PosthocSeed]
     guard: Optional[bool] = Field(None, description="config.posthoc_guard: the bias applied only where the "
                                   "out-of-sample check passed (null in older reports: always applied)")
+    text: Optional[str] = Field(None, description="what the bias does in the probe that ships, in one sentence "
+                                "(describe(); the run page's banner); null in reports before stop 57")
+
+    def describe(self, overall_metric: str = "accuracy") -> str:
+        """Whether the probe that ships (the first seed) applies the bias and what its out-of-sample check on
+        validation said: a post-hoc run had no verdict in any view, only a sentence deep in the selection reason."""
+        if not self.per_seed:
+            return "Post-hoc bias: no seed recorded."
+        first = self.per_seed[0]
+        overall = "overall" if overall_metric == "accuracy" else "balanced accuracy"
+        estimate = ("" if not first.folds or first.oof_hard_delta is None else
+                    f"out of sample on validation ({first.folds}-fold cross-fitting) the hard third "
+                    f"{format_delta(first.oof_hard_delta, first.oof_hard_ci)}, {overall} "
+                    f"{format_delta(first.oof_overall_delta, first.oof_overall_ci)}")
+        if self.guard is False:
+            return ("Post-hoc bias applied to every seed without its out-of-sample check (posthoc_guard off)"
+                    + (f"; {estimate}." if estimate else "."))
+        if self.shipped_applied():
+            return "Post-hoc bias applied to the shipped probe" + (f": {estimate}." if estimate else ".")
+        if not estimate:
+            return ("Post-hoc bias not applied: a class has too few validation images to test it out of sample; "
+                    "the shipped probe is the ERM probe.")
+        return (f"Post-hoc bias not applied: {estimate}, not a hard-third gain beyond noise within the "
+                "overall-accuracy budget; the shipped probe is the ERM probe.")
 
     def shipped_applied(self) -> bool:
         """Whether the bias is applied in the probe that ships, the first seed's (its ``applied``; null in older
@@ -785,6 +809,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     if any(e.posthoc is not None for e in evaluations):
         posthoc = Posthoc(objective=config.posthoc_objective, guard=config.posthoc_guard,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
+        posthoc.text = posthoc.describe(config.overall_metric)
     val_mean = nan_mean([e.val_per_class for e in evaluations])
     per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc, n_val)
     if diagnostics is not None:
@@ -1034,6 +1059,8 @@ def _header(report: Report) -> list[str]:
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
     if selection.verdict_text:
         lines.append(f"verdict ({verdict_label(selection.verdict, selection.test_check)}): {selection.verdict_text}")
+    if report.posthoc is not None:
+        lines.append(f"post-hoc: {posthoc_text(report.posthoc, report.config)}")
     where = "val" if selection.cv is None else selection.cv.describe()
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
@@ -1043,6 +1070,13 @@ def _header(report: Report) -> list[str]:
         lines.append(f"time: {report.timing.describe()}")
     lines += [f"warning: {text}" for text in report.warnings]
     return lines
+
+
+def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:
+    """A run's :meth:`Posthoc.describe` (the one it stored, or worded now for a report from before it) from its
+    ``posthoc`` (model or JSON) and ``config``, for the terminal, Markdown and HTML views."""
+    posthoc = Posthoc.model_validate(posthoc) if isinstance(posthoc, dict) else posthoc
+    return posthoc.text or posthoc.describe(config.get("overall_metric") or "accuracy")
 
 
 def shipped_worst_text(per_class: list, seeds: int) -> str:

@@ -41,6 +41,17 @@
       elsewhere);
   }
 
+  // What the post-hoc bias does in the probe that ships (report.posthoc.text, probe.report.Posthoc.describe): a
+  // post-hoc run had no verdict here, only a sentence deep in the selection reason
+  function posthocBox(report) {
+    const p = report.posthoc;
+    if (!p || !p.text) return null;
+    const applied = !p.per_seed || !p.per_seed.length || p.per_seed[0].applied !== false;
+    const checked = p.guard === false ? "" : applied ? "improved" : "no_safe_improvement";  // unguarded: no colour
+    return h("div", { class: "verdict " + checked, id: "posthoc-verdict",
+                      "data-applied": String(applied) }, p.text);
+  }
+
   // Which method ran and why: the preset's evidence (when a preset was used) and the validation selection reason.
   function selectionNote(report) {
     const sel = report.selection || {};
@@ -703,7 +714,7 @@
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
         .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
-      warningsBox(report, cmp), verdictBox(report, run, compareId),
+      warningsBox(report, cmp), verdictBox(report, run, compareId), posthocBox(report),
       cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
       selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
@@ -740,6 +751,6 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { verdictBox, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
+  window.RunPage = { render, panels: { verdictBox, posthocBox, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
 })();

@@ -1271,6 +1271,21 @@ def test_the_run_page_says_whether_an_improvement_held_on_test(driver, live_serv
                    "within_noise", "Hard third +5.0 pt [+1.0, +9.0]."]
 
 
+def test_the_run_page_says_what_the_post_hoc_bias_does_in_the_shipped_probe(driver, live_server, finished):
+    """A post-hoc run had no verdict on its page (only a sentence deep in the selection reason): the banner is
+    report.posthoc.text (probe.report.Posthoc.describe), coloured by whether the guard applied it."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const box = (posthoc) => RunPage.panels.posthocBox({ posthoc });
+        const shown = (b) => b && [b.textContent, b.className, b.dataset.applied];
+        return [shown(box({ text: 'Post-hoc bias not applied: ...', guard: true, per_seed: [{ applied: false }] })),
+                shown(box({ text: 'Post-hoc bias applied to the shipped probe.', guard: true, per_seed: [{ applied: true }] })),
+                shown(box({ text: 'unchecked', guard: false, per_seed: [{ applied: true }] })),
+                box(null), box({ text: null, per_seed: [] })];""")
+    assert got == [["Post-hoc bias not applied: ...", "verdict no_safe_improvement", "false"],
+                   ["Post-hoc bias applied to the shipped probe.", "verdict improved", "true"],
+                   ["unchecked", "verdict ", "true"], None, None]
+
+
 def test_a_compared_table_shows_the_stability_of_the_groups_it_shows_and_the_frontier_names_its_metric(
         driver, live_server, finished):
     """A dashboard-only round: comparing, the table's groups were the compared run's and its stability column this

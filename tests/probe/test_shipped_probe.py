@@ -84,6 +84,12 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     first = report["posthoc"]["per_seed"][0]
     assert report["posthoc"]["guard"] is True and first["folds"] == 5
     assert first["oof_hard_ci"][0] <= 0 or first["oof_overall_ci"][0] < 0  # what failed the rule
+    # what ships, said in every view (a post-hoc run had no verdict, only the sentence above)
+    text = report["posthoc"]["text"]
+    assert text.startswith("Post-hoc bias not applied: out of sample on validation (5-fold cross-fitting) the hard "
+                           "third ") and text.endswith("not a hard-third gain beyond noise within the overall-accuracy "
+                                                      "budget; the shipped probe is the ERM probe.")
+    _said_in_every_view(guarded_run, text)
 
 
 def test_the_unguarded_bias_says_so(biased_run):
@@ -93,9 +99,28 @@ def test_the_unguarded_bias_says_so(biased_run):
     assert report["posthoc"]["guard"] is False
     assert all(seed["applied"] for seed in report["posthoc"]["per_seed"])
     assert "and applied to every seed unchecked (posthoc_guard off); out of sample" in report["selection"]["reason"]
+    text = report["posthoc"]["text"]
+    assert text.startswith("Post-hoc bias applied to every seed without its out-of-sample check (posthoc_guard off); "
+                           "out of sample on validation (5-fold cross-fitting) the hard third ")
+    _said_in_every_view(biased_run, text)
     shipped = json.loads((biased_run / "posthoc_bias.json").read_text())  # for code that does not read the report
     assert shipped["class_names"] == NAMES and shipped["bias"] == report["posthoc"]["per_seed"][0]["bias"]
     assert "after a cosine head's scale) before the softmax: the predicted class and its confidence" in shipped["note"]
+
+
+def _said_in_every_view(run_dir, text):
+    import json
+
+    from probe import format_report, load_report
+    from probe.export import report_markdown
+    from probe.report import Posthoc, posthoc_text
+
+    report = load_report(run_dir)
+    assert f"post-hoc: {text}" in format_report(report, width=2000).replace("\n", " ")
+    assert f"- **Post-hoc bias:** {text}" in report_markdown(json.loads((run_dir / "report.json").read_text()))
+    # a report from before the text was stored words it the same way
+    old = Posthoc.model_validate({**report.posthoc.model_dump(), "text": None})
+    assert posthoc_text(old, report.config) == text
 
 
 def _without_posthoc(run_dir):
