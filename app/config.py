@@ -21,6 +21,7 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 MAX_PORT = 65535  # the largest TCP port (mr2probe serve's --port checks it too)
+DEFAULT_PORT = 8000  # the service's (MR2PROBE_PORT) and the demo's dashboard
 
 
 class Settings(BaseSettings):
@@ -62,7 +63,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="torch device of extraction, and of a probe whose config says "
                         "device 'auto' (a probe config's device defaults to cpu): auto, cpu, cuda or cuda:N")
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=MAX_PORT)
+    port: int = Field(DEFAULT_PORT, ge=0, le=MAX_PORT)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host header values the server answers (comma-separated; '*': any); "
         "always: localhost, 127.0.0.1, [::1] and the bind host")

@@ -6,6 +6,11 @@ import logging
 import sys
 from pathlib import Path
 
+from feature_cache.defaults import DEFAULT_ENCODER
+
+from ..config import DEFAULT_PORT, MAX_PORT
+from .serve import port_number
+
 NAME = "demo"
 HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train an ERM probe and the recommended "
         "disparity-aware probe (preset 'disparity'), print the disparity comparison and serve the dashboard on "
@@ -20,10 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", type=int, default=None, metavar="N",
                         help="images per class without --full (default 100; in each given split, or in all for a "
                              "data set without split folders)")
-    parser.add_argument("--port", type=int, default=8000, help="dashboard port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"dashboard port on 127.0.0.1, "
+                        f"0..{MAX_PORT} (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory (default MR2PROBE_DATA_DIR or ./.mr2probe)")
-    parser.add_argument("--encoder", default=None, help="encoder (default effnet-lite0)")
+    parser.add_argument("--encoder", default=None, help=f"encoder (default {DEFAULT_ENCODER})")
     parser.add_argument("--epochs", type=int, default=None, help="probe epochs (default: ProbeConfig's)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per probe (default 3)")
     parser.add_argument("--no-serve", action="store_true", help="stop after printing the comparison")

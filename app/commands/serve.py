@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import MAX_PORT
+from ..config import DEFAULT_PORT, MAX_PORT
 
 NAME = "serve"
 HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1 or MR2PROBE_HOST); "
                         "a non-loopback address needs a token")
     parser.add_argument("--port", type=port_number, default=None,
-                        help=f"port, 0..{MAX_PORT} (default 8000 or MR2PROBE_PORT)")
+                        help=f"port, 0..{MAX_PORT} (default {DEFAULT_PORT} or MR2PROBE_PORT)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory: database, uploads, caches, runs (default ./.mr2probe or MR2PROBE_DATA_DIR)")
     parser.add_argument("--data-root", type=Path, default=None,

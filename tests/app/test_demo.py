@@ -159,3 +159,12 @@ def test_demo_refuses_a_busy_port_before_its_job(tmp_path, capsys):
     assert rc == 2
     assert f"mr2probe demo: error: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     assert not (tmp_path / "state" / "mr2probe.sqlite3").exists()
+
+
+def test_demo_takes_the_ports_serve_takes(tmp_path, capsys):
+    """A review: the demo's --port was any integer (serve's is 0..65535), refused only once its job had run."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--port", "99999", "--data-dir", str(tmp_path / "state")])
+    assert exit_.value.code == 2
+    assert "argument --port: must be in 0..65535, got 99999" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
