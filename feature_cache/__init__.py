@@ -15,6 +15,8 @@ import sys
 import types
 from typing import Any
 
+from probe.lazy import lazy_names
+
 # public name -> defining module (relative to this package)
 _EXPORTS: dict[str, str] = {
     "ArchiveLimits": "archives",
@@ -32,17 +34,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'feature_cache' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, globals())
 
 
 class _Package(types.ModuleType):
