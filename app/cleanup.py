@@ -2,7 +2,8 @@
 
 Runs while the job worker holds the data directory and before it dispatches anything (``JobRunner.start``):
 upload directories of no data set (an upload cut off by SIGKILL), partial / lock files of extractions
-that no resumable job will continue, and the temporary file of a cache whose writer was killed while it wrote it.
+that no resumable job will continue, the temporary file of a cache whose writer was killed while it wrote it, and
+an archive decompressed to the temporary folder by a process that was killed.
 Each removal is logged.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ def extractions_in_use(store: Store, besides: str | None = None) -> set[str]:
 def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     """Remove orphaned uploads and stale extraction files; returns what was removed."""
     from feature_cache import discard_partial, orphaned_temporaries
+    from feature_cache.archives import orphaned_decompressions
 
     removed: list[Path] = []
     if settings.uploads_dir.is_dir():
@@ -60,4 +62,8 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             tmp.unlink(missing_ok=True)
             logger.warning("removed %s: a cache file its writer did not finish", tmp)
             removed.append(tmp)
+    for tmp in orphaned_decompressions():  # in the temporary folder: a killed process's decompressed archive
+        tmp.unlink(missing_ok=True)
+        logger.warning("removed %s: a decompressed archive whose process was killed", tmp)
+        removed.append(tmp)
     return removed

@@ -44,7 +44,8 @@ def safe_filename(name: str) -> str:
     """The base name of an uploaded file, reduced to safe characters, keeping its archive suffix."""
     base = re.split(r"[\\/]", name or "")[-1]
     # letters and digits of any script stay ('ünï€😀.zip' was '_n_.zip'; an attack round); nothing else does
-    base = re.sub(r"[^\w.-]+", "_", base).lstrip(".") or "upload"
+    base = re.sub(r"[^\w.-]+", "_", base)
+    base = "upload" + base if base.startswith(".") or not base else base  # a hidden name; ".tar.xz" kept its suffix
     if not base.lower().endswith(ARCHIVE_SUFFIXES):
         raise UploadError(f"uploaded file {name!r} is not an archive; accepted: {', '.join(ARCHIVE_SUFFIXES)}")
     return base[-120:]

@@ -383,6 +383,10 @@ class FileListReader:
 # The most memory an .xz stream may ask of its decoder: its dictionary (xz -9 needs 65 MiB). A few bytes can ask
 # for 1.5 GiB, which the decoder then fills as it writes, so that each upload of a small .tar.xz held up to that.
 XZ_MEMORY_LIMIT = 128 * 2**20
+# Concatenated .xz streams (`xz -c a b > c`; one file is one stream): each new stream copies the rest of the input
+# read so far, so 125,000 empty 32-byte streams in 4 MB took 11 s and grew with the square of the size (an attack
+# round). Real archives hold one, or a few.
+MAX_XZ_STREAMS = 64
 _BLOCK = 1 << 20
 
 
@@ -397,16 +401,23 @@ def _decompressed_blocks(path: Path):
         magic = handle.read(6)
         handle.seek(0)
         if magic[:6] != b"\xfd7zXZ\x00":
+            if magic[:2] == b"\x1f\x8b":
+                _check_gzip_header(handle)
             with (gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open)(handle, "rb") as source:
                 while block := source.read(_BLOCK):
                     yield block
             return
-        decoder, data = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT), b""
+        decoder, data, streams = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT), b"", 1
         while True:
             if decoder.eof:  # a stream ended: another may follow (xz's concatenated streams), or only padding
-                data = (decoder.unused_data + handle.read(_BLOCK)).lstrip(b"\0")  # stream padding: null bytes
-                if not data:
-                    return
+                data = decoder.unused_data.lstrip(b"\0")  # stream padding: null bytes, of any length
+                while not data:
+                    if not (chunk := handle.read(_BLOCK)):
+                        return
+                    data = chunk.lstrip(b"\0")
+                streams += 1
+                if streams > MAX_XZ_STREAMS:
+                    raise EOFError(f"more than {MAX_XZ_STREAMS} concatenated xz streams")
                 decoder = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT)
             elif decoder.needs_input:
                 data = handle.read(_BLOCK)
@@ -416,6 +427,107 @@ def _decompressed_blocks(path: Path):
                 data = b""
             if block := decoder.decompress(data, max_length=_BLOCK):
                 yield block
+
+
+GZIP_HEADER_TEXT = 1 << 16  # the most bytes of a gzip header's file name or comment
+
+
+def _check_gzip_header(handle) -> None:
+    """Refuse a gzip header whose file name or comment (each ends at a NUL byte) is longer than
+    :data:`GZIP_HEADER_TEXT`: Python's gzip reads them a byte at a time, 4.6 s of CPU for a 20 MB name (an attack
+    round). Leaves ``handle`` at the start."""
+    import gzip
+
+    header = handle.read(10 + 2 + 2 * GZIP_HEADER_TEXT + 2)
+    handle.seek(0)
+    flags, at = header[3] if len(header) > 3 else 0, 10
+    if flags & 4 and len(header) >= at + 2:  # FEXTRA: a length, then that many bytes
+        at += 2 + int.from_bytes(header[at:at + 2], "little")
+    for flag in (8, 16):  # FNAME, FCOMMENT
+        if flags & flag:
+            end = header.find(b"\0", at, at + GZIP_HEADER_TEXT + 1)
+            if end < 0:
+                raise gzip.BadGzipFile(f"its gzip header's file name or comment is longer than {GZIP_HEADER_TEXT} "
+                                       "bytes")
+            at = end + 1
+
+
+def _is_bzip2(magic: bytes) -> bool:
+    """A bzip2 stream: "BZh", its block size 1-9, and its first block's magic number (π's digits). A plain tar whose
+    first member's name starts with "BZh" ("BZhang-photos/") was read as bzip2 and refused (an attack round)."""
+    return magic[:3] == b"BZh" and magic[3:4] in b"123456789" and magic[4:10] == b"\x31\x41\x59\x26\x53\x59"
+
+
+# A compressed tar is decompressed to a temporary file (members are read by offset): named by the process that writes
+# it, so that a process killed while it held one leaves a file the next service start removes
+# (:func:`orphaned_decompressions`), and never filling the disk: 64 GiB may come out of a 330 MB upload within the
+# archive limits, more than the disk of the machine it ran on (an attack round).
+TEMPORARY_PREFIX = "mr2probe-"
+MIN_FREE_DISK = 1 << 30  # bytes the decompression leaves free on the temporary folder's disk
+DISK_CHECK_BYTES = 64 << 20  # how often it looks
+
+
+def _check_disk_space(path: str, label: str) -> None:
+    import shutil
+
+    free = shutil.disk_usage(os.path.dirname(path)).free
+    if free < MIN_FREE_DISK:
+        raise UnsafeArchive(f"{label}: decompressing it would leave less than {MIN_FREE_DISK >> 30} GiB free on the "
+                            f"disk of the temporary folder ({free >> 20} MiB left).")
+
+
+def orphaned_decompressions(folder: str | Path | None = None) -> list[Path]:
+    """Decompressed archives in ``folder`` (default: the temporary folder) whose writing process no longer runs."""
+    found = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{TEMPORARY_PREFIX}*-*.tar"):
+        pid = path.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            found.append(path)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+# The most bytes of a pax or GNU long-name header (a path of 4,096 characters is 4 KiB): tarfile reads such a header
+# whole into memory, and a 5.8 MB .tar.xz holding a 1 GiB pax comment took the service from 0.6 to 3.7 GB, at its
+# registration and at each thumbnail (an attack round).
+MAX_EXTENDED_HEADER = 1 << 20
+_EXTENDED = (b"x", b"g", b"L", b"K")  # pax (per member, global), GNU long name, GNU long link name
+
+
+def _check_extended_headers(path: str | Path, label: str) -> None:
+    """Walk a plain tar's 512-byte headers (skipping each member's data) before tarfile reads them, and refuse an
+    extended header longer than :data:`MAX_EXTENDED_HEADER`; a header it cannot read is left to tarfile."""
+    with open(path, "rb") as handle:
+        end, offset = os.fstat(handle.fileno()).st_size, 0
+        while offset + 512 <= end:
+            handle.seek(offset)
+            header = handle.read(512)
+            size = _tar_size(header[124:136])
+            if header == bytes(512) or size is None:
+                return
+            if header[156:157] in _EXTENDED and size > MAX_EXTENDED_HEADER:
+                raise UnsafeArchive(f"{label}: a tar header of {size} bytes (a pax or long-name header; the limit "
+                                    f"is {MAX_EXTENDED_HEADER}).")
+            offset += 512 + -(-size // 512) * 512
+
+
+def _tar_size(field: bytes) -> int | None:
+    """A tar header's size field: octal digits, or GNU's base-256 for large members; None if neither."""
+    if field[:1] and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    try:
+        return int(field.rstrip(b"\0 ").lstrip(b" ") or b"0", 8)
+    except ValueError:
+        return None
 
 
 def _remove(path: str, owner: int) -> None:
@@ -444,20 +556,22 @@ class TarReader:
 
     def _compressed(self) -> bool:
         with open(self.path, "rb") as handle:
-            magic = handle.read(6)
-        return magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic[:6] == b"\xfd7zXZ\x00"
+            magic = handle.read(10)
+        return magic[:2] == b"\x1f\x8b" or _is_bzip2(magic) or magic[:6] == b"\xfd7zXZ\x00"
 
     def _decompress(self) -> Path:
         import lzma
 
         lim, label = self.limits, self.path.name
         compressed = max(self.path.stat().st_size, 1)
-        fd, name = tempfile.mkstemp(prefix="mr2probe-", suffix=".tar")
+        fd, name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=".tar")
         self._finalizer = weakref.finalize(self, _remove, name, os.getpid())
         total = 0
         try:
             with contextlib.closing(_decompressed_blocks(self.path)) as blocks, os.fdopen(fd, "wb") as target:
                 for block in blocks:
+                    if total // DISK_CHECK_BYTES != (total + len(block)) // DISK_CHECK_BYTES:
+                        _check_disk_space(name, label)
                     total += len(block)
                     if total > lim.max_total_bytes:
                         raise UnsafeArchive(
@@ -482,6 +596,7 @@ class TarReader:
         lim, label = self.limits, self.path.name
         total = 0
         count = 0
+        _check_extended_headers(self._plain, label)
         try:
             with tarfile.open(self._plain, "r:") as archive:
                 for info in archive:

@@ -74,8 +74,11 @@ def _refusal(error: dict) -> str:
 def check_start(settings) -> None:
     """Refuse, in one line and before anything starts, what would make the server useless or unsafe: listening on
     a non-loopback address without an API token, a data root that is not a folder (every registration would then
-    be refused), a data directory that is a file, a host that does not resolve and an address already in use
+    be refused), a data directory that is a file, a device this host lacks (MR2PROBE_DEVICE=cuda:99 started a
+    server whose every job failed; an attack round), a host that does not resolve and an address already in use
     (uvicorn said so in its own log format and exited 3)."""
+    from probe.devices import resolve_device
+
     from ..config import is_loopback
 
     if not is_loopback(settings.host) and not settings.token:
@@ -85,6 +88,10 @@ def check_start(settings) -> None:
         raise ValueError(f"the data root {settings.data_root} is not a folder (--data-root, MR2PROBE_DATA_ROOT): "
                          "data sets are registered from under it")
     _check_data_dir(settings.data_dir)
+    try:
+        resolve_device(settings.device)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (MR2PROBE_DEVICE)") from None
     _check_address(settings.host, settings.port)
 
 

@@ -234,6 +234,9 @@ def test_upload_tar_archives(tmp_path, tiny_zip, suffix, mode):
         assert body["name"] == f"my_data{suffix}"  # the stored file name is sanitised
         refused = client.post("/api/datasets", files={"file": ("my data.rar", buf.getvalue())})
         assert refused.status_code == 422 and ", ".join(READ) in refused.text
+        # a file named by its suffix alone kept it (".tar.xz" read as "tar.xz", "not an archive"; an attack round)
+        bare = client.post("/api/datasets", files={"file": (suffix, buf.getvalue())})
+        assert bare.status_code == 200 and bare.json()["id"] == body["id"]  # the same bytes: that data set
 
 
 def test_upload_with_train_test_folders_in_two_places_is_a_422_naming_them(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import io
 import stat
 import tarfile
@@ -613,3 +614,95 @@ def test_a_manifest_path_is_normalised_before_its_escape_check_and_its_labels_ar
                                   "names are at most 200: shorten that folder name (or label).")
     (tree / "long.csv").write_text(f"path,label\ntrain/ant/000.png,ant\ntrain/bee/000.png,{'y' * 200}\n")
     assert open_dataset(tree / "long.csv", val_fraction=0.0, test_fraction=0.0).class_names == ["ant", "y" * 200]
+
+
+def _tar_bytes(members, fmt=tarfile.PAX_FORMAT, pax=None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for i, (name, data) in enumerate(members):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            if pax and i == 0:
+                info.pax_headers = pax
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_huge_pax_or_long_name_header_is_refused_before_tarfile_reads_it(tree, tmp_path, monkeypatch):
+    """An attack round: tarfile reads a pax or GNU long-name header whole, and a 5.8 MB .tar.xz holding a 1 GiB pax
+    comment took the service from 0.6 to 3.7 GB of memory; the headers are walked first (here with a small limit)."""
+    import feature_cache.archives as archives
+
+    members = [(f"top/{n}", b) for n, b in tree_members(tree)]
+    monkeypatch.setattr(archives, "MAX_EXTENDED_HEADER", 4096)
+    (tmp_path / "pax.tar").write_bytes(_tar_bytes(members, pax={"comment": "y" * 5000}))
+    with pytest.raises(UnsafeArchive, match=r"pax.tar: a tar header of \d+ bytes \(a pax or long-name header; the "
+                                            r"limit is 4096\)"):
+        open_dataset(tmp_path / "pax.tar")
+    long_name = [("top/train/a/" + "n" * 5000 + ".png", members[0][1]), *members]
+    (tmp_path / "gnu.tar").write_bytes(_tar_bytes(long_name, fmt=tarfile.GNU_FORMAT))
+    with pytest.raises(UnsafeArchive, match=r"gnu.tar: a tar header of \d+ bytes"):
+        open_dataset(tmp_path / "gnu.tar")
+    (tmp_path / "fine.tar").write_bytes(_tar_bytes(members, pax={"comment": "y" * 100}))  # a small one reads
+    assert samples(open_dataset(tmp_path / "fine.tar"))
+
+
+def test_xz_streams_are_bounded_and_padding_of_any_length_is_read_past(tree, tmp_path):
+    """An attack round: 125,000 empty xz streams in 4 MB took 11 s (the cost grew with the square of the size), and
+    images after more than 1 MiB of padding between two streams were dropped without a word."""
+    import lzma
+
+    from feature_cache.archives import MAX_XZ_STREAMS
+
+    plain = make_tar(tmp_path / "data.tar", [(f"top/{n}", b) for n, b in tree_members(tree)], "w").read_bytes()
+    half = len(plain) // 2
+    padded = tmp_path / "padded.tar.xz"
+    padded.write_bytes(lzma.compress(plain[:half]) + bytes(2 << 20) + lzma.compress(plain[half:]))
+    assert samples(open_dataset(padded)) == samples(open_dataset(tmp_path / "data.tar"))
+    many = tmp_path / "many.tar.xz"
+    many.write_bytes(lzma.compress(plain) + lzma.compress(b"") * MAX_XZ_STREAMS)
+    with pytest.raises(UnsafeArchive, match=f"more than {MAX_XZ_STREAMS} concatenated xz streams"):
+        open_dataset(many)
+
+
+def test_a_long_gzip_file_name_is_refused_and_a_tar_named_bzh_is_plain(tree, tmp_path):
+    """An attack round: Python's gzip reads a header's file name a byte at a time (4.6 s for 20 MB); a plain tar whose
+    first member is under "BZhang-photos/" was taken for bzip2 and refused."""
+    import gzip
+
+    from feature_cache.archives import GZIP_HEADER_TEXT
+
+    members = [(f"BZhang-photos/{n}", b) for n, b in tree_members(tree)]
+    plain = _tar_bytes(members, fmt=tarfile.USTAR_FORMAT)
+    assert plain[:3] == b"BZh"
+    (tmp_path / "bz.tar").write_bytes(plain)
+    assert samples(open_dataset(tmp_path / "bz.tar"))
+    named = io.BytesIO()
+    with gzip.GzipFile(filename="n" * (GZIP_HEADER_TEXT + 1), mode="wb", fileobj=named) as out:
+        out.write(plain)
+    (tmp_path / "named.tgz").write_bytes(named.getvalue())
+    with pytest.raises(UnsafeArchive, match=f"file name or comment is longer than {GZIP_HEADER_TEXT} bytes"):
+        open_dataset(tmp_path / "named.tgz")
+
+
+def test_a_decompression_leaves_the_disk_room_and_a_killed_ones_file_is_found(tree, tmp_path, monkeypatch):
+    """An attack round: 64 GiB may come out of a 330 MB upload within the limits, and a server killed while it
+    decompressed left a 1 GiB file in /tmp that no start removed."""
+    import subprocess
+    import sys
+
+    import feature_cache.archives as archives
+
+    archive = make_tar(tmp_path / "d.tar.gz", [(f"top/{n}", b) for n, b in tree_members(tree)], "w:gz")
+    monkeypatch.setattr(archives, "DISK_CHECK_BYTES", 1)
+    monkeypatch.setattr(archives, "MIN_FREE_DISK", 1 << 62)
+    with pytest.raises(UnsafeArchive, match="d.tar.gz: decompressing it would leave less than"):
+        open_dataset(archive)
+    monkeypatch.undo()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    left = tmp_path / f"{archives.TEMPORARY_PREFIX}{dead}-abc123.tar"
+    left.write_bytes(b"x")
+    mine = tmp_path / f"{archives.TEMPORARY_PREFIX}{os.getpid()}-def456.tar"
+    mine.write_bytes(b"x")
+    assert archives.orphaned_decompressions(tmp_path) == [left]
