@@ -67,7 +67,10 @@
       xhr.addEventListener("load", () => {
         let body;
         try { body = JSON.parse(xhr.responseText); } catch (e) { body = { detail: xhr.statusText || `HTTP ${xhr.status}` }; }
-        if (xhr.status === 201) resolve(body); else reject(new ApiError(xhr.status, body.detail));
+        // 200: the same archive is registered already, and that data set is the one to use (the form had stalled
+        // on it, with an empty error; a new-user round)
+        if (xhr.status === 201 || xhr.status === 200) resolve({ ...body, reused: xhr.status === 200 });
+        else reject(new ApiError(xhr.status, body.detail));
       });
       xhr.addEventListener("error", () => reject(new ApiError(0, "the upload was interrupted (network error)")));
       const form = new FormData();
@@ -331,6 +334,7 @@
         bar.hidden = false;
         const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
         bar.hidden = true;
+        if (ds.reused) showBanner(`This archive is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
         return ds;
       }
       const path = document.getElementById("dataset-path").value.trim();

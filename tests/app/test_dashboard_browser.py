@@ -894,6 +894,29 @@ def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, f
     store.cancel_queued(job["id"])
 
 
+def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, launch_service, tmp_path):
+    """A new-user round: uploading an archive registered already (the API's 200, that data set) stalled the form
+    with an empty error and no job request. Here the job request that follows is refused on its budget, so that
+    the test reads how far the form got without training anything."""
+    base = launch_service.base
+    archive = _shapes_zip(tmp_path / "again.zip")
+    first = httpx.post(base + "/api/datasets", files={"file": ("again.zip", archive.read_bytes())})
+    assert first.status_code == 201
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-upload').click()")
+    driver.send_file("#archive", archive)
+    _value(driver, "budget", "-5")
+    driver.js("document.getElementById('launch-submit').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent"), 60,
+                     interval=0.2, what="the job request sent, and refused on its budget")
+    assert error == "Input should be greater than or equal to 0"
+    assert driver.js("return document.getElementById('err-dataset').textContent") == ""
+    assert driver.js("return document.getElementById('banner').textContent") == (
+        f"This archive is registered already, as data set {first.json()['name']} ({first.json()['id']}): the "
+        "pipeline uses it.")
+    assert driver.js("return document.getElementById('dataset-select').value") == first.json()["id"]
+
+
 def test_the_home_page_lists_an_open_job_older_than_its_newest_fifty(driver, live_server, finished):
     """A review: the home page read the 50 newest jobs, so an interrupted job behind them could be neither seen nor
     resumed from the dashboard."""
