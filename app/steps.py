@@ -170,16 +170,19 @@ def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
             ctx.check_stop()
 
 
-def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_applicable") -> str:
+def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_applicable",
+                  test_check: str | None = None) -> str:
     """The job message of a finished run: its test accuracies, and the disparity-aware decision where one was made
     (so that a run equal to its reference does not read like a copy of it)."""
     def fmt(key: str) -> str:
         value = summary.get(key)
         return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
 
-    from probe.report import VERDICT_WORDS
+    from probe.report import TEST_CHECKS, VERDICT_WORDS
 
     note = VERDICT_WORDS[verdict].detail if verdict in VERDICT_WORDS else None
+    if note and verdict == "improved" and test_check in TEST_CHECKS and test_check != "holds":
+        note += f"; {TEST_CHECKS[test_check].text}"  # the job's line read as a success (a new-user round)
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
@@ -267,7 +270,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                             summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check,
                             cache_stamp=cache_row.get("stamp"))
-    ctx.message(_summary_line(run_id, summary, report.selection.verdict))
+    ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
     ctx.progress(start + span, f"{name} done")
     return row
 

@@ -72,7 +72,7 @@ TEST_CHECKS: dict[str, TestCheckWords] = {
     "holds": TestCheckWords("held on test", "", "on test the hard third's paired interval is above 0 and its images "
                             "lean that way beyond chance", "pos"),
     "within_noise": TestCheckWords(
-        "not confirmed on test: within noise", "test: within noise", "on test the hard-third difference to the "
+        "not confirmed on test (within noise)", "test: within noise", "on test the hard-third difference to the "
         "reference holds 0 in its 95 % interval, or its images do not lean one way beyond chance (sign-flip test "
         "p > 0.05)", "muted"),
     "reversed": TestCheckWords("reversed on test", "test: worse", "on test the hard third is below the reference's: "

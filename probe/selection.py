@@ -278,7 +278,7 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
     return index, "improved", (
         f"{describe_params(c)} raised the val hard third by {format_delta(c['val_hard_delta'], c['val_hard_delta_ci'])} "
         f"at {overall} {format_delta(c['val_overall_delta'], c['val_overall_delta_ci'])} (budget {budget}); lower "
-        f"bounds holding together over the {m} candidates that fitted: hard "
+        f"bounds holding together over the {m} candidate{'s' * (m != 1)} that fitted: hard "
         f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, {overall} "
         f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt; hard-class images {fixed} fixed, "
         f"{broken} broken (sign-flip test p={c['val_hard_sign_p']:.2g}, Bonferroni over {family}). "

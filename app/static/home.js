@@ -45,8 +45,9 @@
   function verdictCell(verdict, testCheck) {
     const v = window.Words.verdicts[verdict];  // probe.report.VERDICT_WORDS
     if (!v) return h("span", { class: "muted" }, "–");
-    const cell = h("span", { class: v.tone, title: v.detail, "data-verdict": verdict }, v.label);
     const t = verdict === "improved" && testCheck !== "holds" ? Dash.TEST_CHECKS[testCheck] : null;
+    // an improvement that did not hold on test is not shown in a success's colour (a new-user round)
+    const cell = h("span", { class: t ? t.tone : v.tone, title: v.detail, "data-verdict": verdict }, v.label);
     return t ? h("span", {}, cell, " ", h("span", { class: t.tone, title: t.detail, "data-test-check": testCheck }, t.short)) : cell;
   }
 

@@ -34,9 +34,15 @@
     const sel = report.selection || {};
     if (!sel.verdict_text) return null;
     const checked = sel.verdict === "improved" && Dash.TEST_CHECKS[sel.test_check];
-    const elsewhere = compareId && run.reference_run && compareId !== run.reference_run
+    const elsewhere = compareId && run && run.reference_run && compareId !== run.reference_run
       ? h("span", { class: "muted", id: "verdict-reference" }, ` (against this run's own reference, run ${run.reference_run}, not the run compared below)`) : null;
-    return h("div", { class: "verdict " + (sel.verdict || ""), id: "verdict", "data-verdict": sel.verdict || "" }, sel.verdict_text,
+    // the verdict by name, and an improvement that did not hold on test in the test's colour, not in a success's
+    // green (a new-user round: a run that lost 6 points overall read as "ship it")
+    const words = window.Words.verdicts[sel.verdict];
+    const tone = checked && sel.test_check !== "holds" ? "test-" + sel.test_check : (sel.verdict || "");
+    return h("div", { class: "verdict " + tone, id: "verdict", "data-verdict": sel.verdict || "" },
+      words ? h("strong", { class: "verdict-label" }, words.label.charAt(0).toUpperCase() + words.label.slice(1) + ": ") : null,
+      sel.verdict_text,
       checked ? h("strong", { class: "test-check " + sel.test_check, title: checked.detail, "data-test-check": sel.test_check }, " " + Dash.sentence(checked.text)) : null,
       elsewhere);
   }

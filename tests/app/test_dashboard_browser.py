@@ -363,8 +363,10 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     # an improvement decided on validation that did not hold on test says so beside it
     checks = driver.js("""return ['holds', 'within_noise', 'reversed'].map(t => {
         const c = Home.verdictCell('improved', t); const s = c.querySelector('[data-test-check]');
-        return [c.textContent, s ? s.className : null]; });""")
-    assert checks == [["improved", None], ["improved test: within noise", "muted"], ["improved test: worse", "neg"]]
+        return [c.textContent, s ? s.className : null, (c.dataset.verdict ? c : c.querySelector('[data-verdict]')).className]; });""")
+    # an improvement that did not hold on test is not green (a new-user round: it read as "ship it")
+    assert checks == [["improved", None, "pos"], ["improved test: within noise", "muted", "muted"],
+                      ["improved test: worse", "neg", "neg"]]
     assert driver.js("return Home.verdictCell('no_safe_improvement', 'reversed').textContent") == "no safe improvement"
     # a header click sorts the runs: a metric largest first, a second click smallest first; the 2 s refresh keeps it
     order = "return Array.from(document.querySelectorAll('#runs tr[data-run]')).map(r => r.dataset.run)"
@@ -990,7 +992,7 @@ FRONTIER = [
      "val_hard_delta": 0.08, "val_overall_delta_ci": [-0.09, -0.03], "val_hard_delta_ci": [0.04, 0.12],
      "chosen": False, "reference": False},
 ]
-VERDICT = "Improved: the hard third gains 6.0 points (interval +2.0 to +9.0) for 0.2 points of overall accuracy."
+VERDICT = "The hard third gains 6.0 points (interval +2.0 to +9.0) for 0.2 points of overall accuracy."
 WARNING = "Only 4 test images per class: each class's accuracy moves in steps of 25 points."
 
 
@@ -1054,7 +1056,7 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert driver.js("return document.getElementById('confused-pairs-note').textContent") == note
     assert driver.js("return document.querySelector('#confusion-heatmap').parentNode.querySelector('p.note').textContent").endswith(note)
     # verdict and warnings
-    assert driver.js("return document.getElementById('verdict').textContent") == VERDICT
+    assert driver.js("return document.getElementById('verdict').textContent") == "Improved: " + VERDICT
     assert driver.js("return document.getElementById('verdict').dataset.verdict") == "improved"
     assert WARNING in driver.js("return document.getElementById('warnings').textContent")
     # frontier: reference at the origin, 3 candidates with error bars, the chosen one marked, the budget line left of 0
@@ -1289,9 +1291,13 @@ def test_the_run_page_says_whether_an_improvement_held_on_test(driver, live_serv
             test_check, verdict_text: 'Hard third +5.0 pt [+1.0, +9.0].' } });
         return [box('improved', 'reversed').textContent, box('improved', 'holds').textContent,
                 box('improved', 'within_noise').querySelector('.test-check').dataset.testCheck,
-                box('no_safe_improvement', null).textContent];""")
-    assert got == ["Hard third +5.0 pt [+1.0, +9.0]. Reversed on test.", "Hard third +5.0 pt [+1.0, +9.0]. Held on test.",
-                   "within_noise", "Hard third +5.0 pt [+1.0, +9.0]."]
+                box('no_safe_improvement', null).textContent,
+                ['reversed', 'within_noise', 'holds'].map((t) => box('improved', t).className)];""")
+    assert got == ["Improved: Hard third +5.0 pt [+1.0, +9.0]. Reversed on test.",
+                   "Improved: Hard third +5.0 pt [+1.0, +9.0]. Held on test.",
+                   "within_noise", "No safe improvement: Hard third +5.0 pt [+1.0, +9.0].",
+                   # not green where it did not hold on test (a new-user round)
+                   ["verdict test-reversed", "verdict test-within_noise", "verdict improved"]]
 
 
 def test_the_run_page_says_what_the_post_hoc_bias_does_in_the_shipped_probe(driver, live_server, finished):

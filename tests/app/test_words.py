@@ -28,7 +28,7 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     words = json.loads(body.group(1))
     assert words["test_checks"] == {
         "holds": {"text": "held on test", "short": "", "detail": TEST_CHECKS["holds"].detail, "tone": "pos"},
-        "within_noise": {"text": "not confirmed on test: within noise", "short": "test: within noise",
+        "within_noise": {"text": "not confirmed on test (within noise)", "short": "test: within noise",
                          "detail": TEST_CHECKS["within_noise"].detail, "tone": "muted"},
         "reversed": {"text": "reversed on test", "short": "test: worse", "detail": TEST_CHECKS["reversed"].detail,
                      "tone": "neg"}}
@@ -71,3 +71,16 @@ def test_a_run_row_names_its_probe():
     assert out.probe == "mr2, cosine head" and out.model_dump()["probe"] == "mr2, cosine head"
     assert RunOut(**{**row, "head": None, "loss": None}).model_dump()["probe"] == ""
     assert "probe" in RunOut.model_json_schema(mode="serialization")["required"]
+
+
+def test_a_jobs_line_for_an_improvement_says_what_test_said():
+    """A new-user round: the job's message said "hard classes raised beyond noise on validation" of a run whose
+    gain was not confirmed on test."""
+    from app.steps import _summary_line
+
+    summary = {"overall": 0.5, "hard": 0.25}
+    assert _summary_line("r", summary, "improved", "within_noise") == (
+        "run r: overall 50.00 %, hard 25.00 % (hard classes raised beyond noise on validation; not confirmed on test "
+        "(within noise))")
+    assert _summary_line("r", summary, "improved", "holds").endswith("(hard classes raised beyond noise on validation)")
+    assert _summary_line("r", summary, "not_applicable") == "run r: overall 50.00 %, hard 25.00 %"
