@@ -56,8 +56,10 @@ PRESETS: dict[str, Preset] = {
         "(about 250 training images).",
         "Group DRO, which weighs the classes a probe gets wrong more, with its step size chosen on validation; kept "
         "only where it raises the hardest third of the classes beyond noise without costing overall accuracy (or "
-        "within your budget), else the run is the ERM reference. It has not harmed in any measured setting; on "
-        "balanced data it found no safe improvement in any (140 subsamples of CIFAR-10 and Fashion-MNIST).",
+        "within your budget), else the run is the ERM reference. On balanced data it found no safe improvement, and "
+        "harmed none, in 140 subsamples of CIFAR-10 and Fashion-MNIST; on long-tailed data with "
+        "overall_metric='balanced' it raised balanced accuracy in 9 of 10 settings and harmed 1 subsample in 5 in "
+        "the smallest (about 250 training images).",
     ),
 }
 
