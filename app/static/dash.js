@@ -86,13 +86,29 @@
    * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
    * [other better, base better]) do not lean that way beyond chance (sign-flip test `p`), which it then says, as the
    * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
+  /** A p-value in two significant digits as the reports print it (Python's f"{p:.2g}"): ties of the exact binary
+   * value round to even (0.125 → 0.12; JavaScript's toPrecision gave 0.13 beside the CLI's 0.12, a new-user
+   * round), and below 1e-4 in exponent form with two exponent digits (1.6e-05). */
+  function pText(p) {
+    if (!isNum(p) || p === 0) return String(p);
+    const digits = Math.abs(p).toPrecision(30).split("e")[0].replace(".", "").replace(/^0+/, "");
+    const tie = digits[2] === "5" && /^0*$/.test(digits.slice(3)) && Number(digits[1]) % 2 === 0;
+    const x = tie ? p * (1 - 1e-12) : p;  // just below the tie: toPrecision rounds it down, to the even digit
+    const [mantissa, exponent] = x.toExponential(1).split("e");
+    const e = Number(exponent);
+    if (e < -4 || e >= 2) {
+      return `${Number(mantissa)}e${e < 0 ? "-" : "+"}${String(Math.abs(e)).padStart(2, "0")}`;
+    }
+    return String(Number(x.toPrecision(2)));
+  }
+
   function deltaSpan(d, ci, beyond, changed, p) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
     const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
     const noise = hasCi && (holdsZero || beyond === false);
     const few = noise && !holdsZero && Array.isArray(changed) && changed.length === 2
-      ? ` (${changed[0]} better, ${changed[1]} worse` + (isNum(p) ? `: p = ${Number(p.toPrecision(2))})` : ")") : "";
+      ? ` (${changed[0]} better, ${changed[1]} worse` + (isNum(p) ? `: p = ${pText(p)})` : ")") : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",
@@ -260,6 +276,6 @@
   };
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, pText, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

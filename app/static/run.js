@@ -190,8 +190,8 @@
     // whether it is miscalibrated is the test's question, not the interval's (a statistics review: a calibrated
     // head's interval left out 0 in 43–74 % of simulated splits of 30 to 5,000 images, bench/ece_calibration.py)
     const test = !isNum(c.calibrated_p) ? "" : c.calibrated_p < 0.05  // probe.report.Calibration.verdict's words
-      ? ` · miscalibrated beyond noise (p = ${Number(c.calibrated_p.toPrecision(2))} if it were calibrated)`
-      : ` · not shown miscalibrated beyond noise on these images (p = ${Number(c.calibrated_p.toPrecision(2))})`;
+      ? ` · miscalibrated beyond noise (p = ${Dash.pText(c.calibrated_p)} if it were calibrated)`
+      : ` · not shown miscalibrated beyond noise on these images (p = ${Dash.pText(c.calibrated_p)})`;
     return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} with its bias taken off)` : ""}` +
       `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""}${test} · mean confidence ${pct(c.confidence)} against accuracy ` +
       `${pct(c.accuracy)}${lean}${isNum(c.nll) ? " · NLL " + num(c.nll, 3) : ""}`;

@@ -1300,6 +1300,14 @@ def test_the_run_page_says_whether_an_improvement_held_on_test(driver, live_serv
                    ["verdict test-reversed", "verdict test-within_noise", "verdict improved"]]
 
 
+def test_p_values_read_as_the_reports_print_them(driver, live_server, finished):
+    """A new-user round: p = 0.125 read 0.13 on the run page and 0.12 in the CLI and the exports (Python's .2g)."""
+    values = [0.125, 0.375, 0.0625, 0.135, 0.145, 0.5, 1.0, 0.031, 1.6e-05, 9.96e-05, 2.5e-07, 0.99996, 0.0001, 0.045,
+              0.00125, 3 / 256, 1 / 3]
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    assert driver.js(f"return {values}.map(Dash.pText)") == [f"{p:.2g}" for p in values]
+
+
 def test_the_run_page_says_what_the_post_hoc_bias_does_in_the_shipped_probe(driver, live_server, finished):
     """A post-hoc run had no verdict on its page (only a sentence deep in the selection reason): the banner is
     report.posthoc.text (probe.report.Posthoc.describe), coloured by whether the guard applied it."""
