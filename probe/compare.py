@@ -407,16 +407,18 @@ def _delta_cell(delta: float | None, interval: list | None, changed: list[int] |
                 beyond: bool | None = None, p_value: float | None = None) -> str:
     """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0, or when the
     images that changed (``changed``, [other better, base better]) do not lean that way beyond chance (``beyond``
-    false, exact test ``p_value``: CompareClass.beyond_noise)."""
+    false, exact test ``p_value``: CompareClass.beyond_noise); beyond noise, those images and their test too."""
     if interval is None or delta is None or None in interval:
         return _pct(delta, signed=True)
     lo, hi = interval
     cell = f"{_pct(delta, True)} [{_pct(lo, True)}, {_pct(hi, True)}]"
     if lo <= 0 <= hi:
         return cell + " within noise"
+    evidence = "" if changed is None else f" ({changed[0]} better, {changed[1]} worse: p = {p_value:.2g})"
     if beyond is False and changed is not None:
-        return cell + f" within noise ({changed[0]} better, {changed[1]} worse: p = {p_value:.2g})"
-    return cell
+        return cell + " within noise" + evidence
+    # beyond noise: the images it rests on too (a class 57 points down had the least said of it; a new-user round)
+    return cell + (evidence if beyond and p_value is not None else "")
 
 
 def _moved_most(rows: list[CompareClass], max_classes: int | None) -> tuple[list[CompareClass], str | None]:

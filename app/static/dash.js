@@ -82,10 +82,6 @@
   const TEST_CHECKS = window.Words.test_checks;
   const sentence = (text) => text.charAt(0).toUpperCase() + text.slice(1) + ".";
 
-  /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
-   * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
-   * [other better, base better]) do not lean that way beyond chance (sign-flip test `p`), which it then says, as the
-   * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
   /** A p-value in two significant digits as the reports print it (Python's f"{p:.2g}"): ties of the exact binary
    * value round to even (0.125 → 0.12; JavaScript's toPrecision gave 0.13 beside the CLI's 0.12, a new-user
    * round), and below 1e-4 in exponent form with two exponent digits (1.6e-05). */
@@ -102,18 +98,25 @@
     return String(Number(x.toPrecision(2)));
   }
 
+  /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
+   * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
+   * [other better, base better]) do not lean that way beyond chance (sign-flip test `p`), which it then says, as the
+   * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
   function deltaSpan(d, ci, beyond, changed, p) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
     const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
     const noise = hasCi && (holdsZero || beyond === false);
-    const few = noise && !holdsZero && Array.isArray(changed) && changed.length === 2
+    // the images the interval's verdict rests on, beyond noise too: a class 57 points down beyond noise had the
+    // least said of it (a new-user round)
+    const evidence = hasCi && !holdsZero && Array.isArray(changed) && changed.length === 2
       ? ` (${changed[0]} better, ${changed[1]} worse` + (isNum(p) ? `: p = ${pText(p)})` : ")") : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",
       hasCi ? h("span", { class: "ci" }, ` [${signedPt(ci[0])}, ${signedPt(ci[1])}]`) : null,
-      noise ? h("span", { class: "noise-tag" }, " within noise" + few) : null);
+      noise ? h("span", { class: "noise-tag" }, " within noise" + evidence)
+        : evidence ? h("span", { class: "evidence muted" }, evidence) : null);
   }
 
   const NUMERIC_HEADERS = new Set(["overall", "balanced", "easy", "medium", "hard", "images", "classes"]);

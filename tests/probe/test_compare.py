@@ -433,3 +433,16 @@ def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of
     assert 0.05 < hard.p_value < 0.07 and hard.beyond_noise is False  # 5 of 5 one way weighs as 1/16 = 0.0625
     assert cmp.verdict_text.endswith("The hard third's interval leaves out 0 only because so few images differ "
                                      f"(sign-flip test of its 35 differing images p = {hard.p_value:.2g}): within noise.")
+
+
+def test_a_class_beyond_noise_shows_the_images_it_rests_on():
+    """A new-user round: a class 57 points down beyond noise read as a bare interval, while the rows within noise
+    named their changed images and their test."""
+    from probe.compare import _delta_cell
+
+    assert _delta_cell(-0.5667, [-0.8333, -0.2667], [0, 6], True, 0.031) == \
+        "-56.67 [-83.33, -26.67] (0 better, 6 worse: p = 0.031)"
+    assert _delta_cell(-0.25, [-0.45, -0.05], [0, 5], False, 0.0625) == \
+        "-25.00 [-45.00, -5.00] within noise (0 better, 5 worse: p = 0.062)"
+    assert _delta_cell(0.01, [-0.01, 0.03], [3, 2], None, 1.0) == "+1.00 [-1.00, +3.00] within noise"
+    assert _delta_cell(0.05, [0.02, 0.08]) == "+5.00 [+2.00, +8.00]"  # no images stored: the interval alone
