@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from feature_cache.datasets import ARCHIVE_SUFFIXES
 from feature_cache.defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 
 NAME = "extract"
@@ -14,14 +15,14 @@ HELP = "encode a labelled image set once with a frozen encoder and cache the fea
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
-                        help="folder or .zip/.tar(.gz) of class folders (train/ and test/ sub-trees or one tree), "
+                        help=f"folder or archive ({', '.join(ARCHIVE_SUFFIXES)}) of class folders (train/ and test/ sub-trees or one tree), "
                         "a CSV manifest or a Fashion-MNIST idx folder. A manifest's header names a path column "
                         "(path, filepath, file_path, file, filename, image, image_path), a label column (label, class, "
                         "class_name, target, category) and optionally a split column (split or subset: train / "
                         "val / test); paths are relative to the CSV file's folder. A folder holding train.csv and "
                         "test.csv is read as one data set (train rows train, test rows test)")
     parser.add_argument("--unlabelled", action="store_true",
-                        help="the images are not labelled: every image file under --data (a folder or .zip/.tar, "
+                        help="the images are not labelled: every image file under --data (a folder or an archive, "
                         "any folders) goes into one test split, for `mr2probe predict` to apply a shipped probe to; "
                         "nothing trains on such a cache")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER,
