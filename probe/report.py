@@ -49,7 +49,8 @@ __all__ = ["SCHEMA_VERSION", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CL
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",
-           "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "verdict_label", "probe_label", "loss_label"]
+           "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "verdict_label", "probe_label",
+           "loss_label", "posthoc_text"]
 
 SCHEMA_VERSION = 2
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
@@ -1079,11 +1080,14 @@ def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:
     return posthoc.text or posthoc.describe(config.get("overall_metric") or "accuracy")
 
 
-def shipped_worst_text(per_class: list, seeds: int) -> str:
+def shipped_worst_text(per_class: list, seeds: int, percent: str = " %") -> str:
     """``; of the shipped probe (first seed): bird 16.67 %``, said beside the seed mean's worst class by the terminal
-    and Markdown views (:func:`shipped_worst`); "" with one seed."""
+    and Markdown views (:func:`shipped_worst`), each with its own ``percent`` sign ("%" in the terminal's line,
+    which read "46.67%; ... 50.00 %"; a new-user round); "" with one seed."""
     worst = shipped_worst(per_class, seeds)
-    return "" if worst is None else f"; of the shipped probe (first seed): {worst.label()} {_pct(worst.accuracy)} %"
+    if worst is None:
+        return ""
+    return f"; of the shipped probe (first seed): {worst.label()} {_pct(worst.accuracy)}{percent}"
 
 
 def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:
@@ -1128,7 +1132,7 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
     console.print(f"worst class (seed mean): {wc.label()} {_pct(wc.accuracy)}%"
-                  f"{shipped_worst_text(report.per_class, len(report.seeds.values))}   "
+                  f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
                   f"spread of the per-class accuracies: std {_pct(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
                   f"hard {_num(gm.hard)}")

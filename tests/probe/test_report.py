@@ -58,7 +58,7 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     # alone; a new-user round): seed 0 scores cat and car alike here
     assert rep.summary.shipped_worst_class.model_dump() == {"name": NAMES[0], "accuracy": 0.6,
                                                             "tied_with": [NAMES[2]]}
-    assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00 %" in format_report(rep)
+    assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
     shipped = rep.seeds.metrics["overall"].per_seed[0]
     assert f"the shipped probe (first seed): overall {100 * shipped:.2f}%" in format_report(rep)
 
