@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.data is not None and Path(args.data).is_file():  # an archive: its members are no paths on disk
+        raise ValueError(f"--data {args.data} is a file, not a folder: give the folder the data set was extracted "
+                         "from, or leave --data out to list the paths inside the data set (an archive's members)")
     report = load_report(args.run_dir)
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     predictions = Predictions.load(args.run_dir, len(report.class_names))

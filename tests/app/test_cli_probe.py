@@ -142,6 +142,10 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert main(["failures", str(out), "--class", "dog", "--limit", "1", "--data", "/srv/d"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "--data DIR" not in lines[0] and lines[1].endswith(f" /srv/d/{rows[0]['source']}")
+    # an archive is no folder: its members joined to its name were paths that exist nowhere (a new-user round)
+    (tmp_path / "set.tar.xz").write_bytes(b"x")
+    assert main(["failures", str(out), "--class", "dog", "--data", str(tmp_path / "set.tar.xz")]) == 2
+    assert "set.tar.xz is a file, not a folder" in capsys.readouterr().err
     assert main(["failures", str(out), "--class", "dog", "--limit", str(total)]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confident first:")
     from probe.predictions import Predictions
