@@ -1073,6 +1073,15 @@ def _header(report: Report) -> list[str]:
     return lines
 
 
+def _val_note(report: Report) -> str:
+    """What the terminal table's "val %" is, and what ranked the groups: a new-user round read this run's val %
+    (Shirt 23.33, out of fold) against the 63.3 % of the reference that ranked the thirds, both called "val"."""
+    where = "out of fold on train + val (cross-validation)" if report.selection.cv else "on the validation split"
+    ranked = ("the reference run's validation accuracy" if report.grouping.source == "reference"
+              else "this run's own val %")
+    return f"val %: this run's accuracy {where}; the groups are ranked by {ranked}."
+
+
 def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:
     """A run's :meth:`Posthoc.describe` (the one it stored, or worded now for a report from before it) from its
     ``posthoc`` (model or JSON) and ``config``, for the terminal, Markdown and HTML views."""
@@ -1153,6 +1162,7 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
         width, caption)
     console.print(pc)
+    console.print(_val_note(report))
     if any(row.precision is not None for row in report.per_class):
         console.print(_failures_table(rows, caption, width))
     return console.export_text()

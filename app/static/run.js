@@ -590,7 +590,11 @@
       + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
       + "output margin: the mean over its test images of its own probability less the largest other. n val: the class's "
       + "validation images, carved from train when none were given: selection scores them, the shipped probe does not "
-      + "train on them: n train + n val are the class's images given for training.");
+      + "train on them: n train + n val are the class's images given for training."
+      // under cross-validation neither selection nor the val column read the n val images alone (a new-user round:
+      // "val 50.0 %" beside "n val 1")
+      + ((report.selection || {}).cv ? " This run cross-validated: selection's scores and the val column are out of "
+        + "fold on train + val, not the n val images alone." : ""));
   }
 
   const VAL_COLUMN = "val (ranked the groups)";

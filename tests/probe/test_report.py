@@ -59,6 +59,17 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     assert rep.summary.shipped_worst_class.model_dump() == {"name": NAMES[0], "accuracy": 0.6,
                                                             "tied_with": [NAMES[2]]}
     assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
+    # what "val %" is and what ranked the groups (a new-user round read this run's out-of-fold val % against the
+    # reference's accuracy that ranked the thirds, both called "val")
+    note = "val %: this run's accuracy on the validation split; the groups are ranked by this run's own val %."
+    assert note in format_report(rep, width=200)
+    from probe.report import CrossValidation
+
+    cv = rep.model_copy(deep=True)
+    cv.selection.cv = CrossValidation(folds=5, samples=140, reason="few")
+    cv.grouping.source = "reference"
+    assert ("val %: this run's accuracy out of fold on train + val (cross-validation); the groups are ranked by the "
+            "reference run's validation accuracy.") in format_report(cv, width=200)
     shipped = rep.seeds.metrics["overall"].per_seed[0]
     assert f"the shipped probe (first seed): overall {100 * shipped:.2f}%" in format_report(rep)
 
