@@ -11,7 +11,7 @@ from probe.deploy import PredictedShare, Scores
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
 from probe.report import TestCheck, Verdict, probe_label
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
-                      WithJsonSchema, computed_field, model_validator)
+                      WithJsonSchema, model_validator)
 
 from .status import JobStatus
 
@@ -315,12 +315,17 @@ class RunOut(BaseModel):
         None, description="for an improved verdict, whether it held on test (report.selection.test_check): holds, "
         "within_noise, reversed; null otherwise")
     created_at: str
+    probe: Annotated[str, BeforeValidator(lambda v: v or "")] = Field(
+        "", description="the probe the run ships, in words, as compare's probes line says it (probe.compare."
+        "probe_words): 'focal (gamma_focal=2), linear head', '..., preset disparity, kept the reference (group_dro "
+        "found no safe improvement)'; its loss and head alone (probe.report.probe_label) for a run whose report "
+        "could not be read")
 
-    @computed_field(description="the probe the run ships, in words: 'ERM (ce), linear head' (its loss and head; "
-                    "probe.report.probe_label); '' where neither is known")
-    @property
-    def probe(self) -> str:
-        return probe_label(self.loss, self.head)
+    @model_validator(mode="after")
+    def _probe_words(self) -> "RunOut":
+        if not self.probe:
+            self.probe = probe_label(self.loss, self.head)
+        return self
 
 
 class HealthOut(BaseModel):

@@ -222,6 +222,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     """
     from feature_cache import open_cache
     from probe import ProbeConfig, load_report, run_probe
+    from probe.compare import probe_words
 
     pending = ctx.result().get("pending_run")
     if pending:
@@ -269,7 +270,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run, path=str(out_dir),
                             summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check,
-                            cache_stamp=cache_row.get("stamp"))
+                            cache_stamp=cache_row.get("stamp"), probe=probe_words(report))
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
     ctx.progress(start + span, f"{name} done")
     return row

@@ -64,6 +64,20 @@ def _from_selection(column: str):
     return fill
 
 
+def _probe_words(conn: sqlite3.Connection) -> None:
+    """The old rows' ``probe``: :func:`probe.compare.probe_words` of each run's report.json (NULL where that file is
+    gone or unreadable: the API then words the row's loss and head)."""
+    from probe.compare import probe_words
+    from probe.report import Report
+
+    for row in conn.execute("SELECT id, path FROM runs").fetchall():
+        try:
+            report = Report.model_validate_json((Path(row["path"]) / "report.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        conn.execute("UPDATE runs SET probe = ? WHERE id = ?", (probe_words(report), row["id"]))
+
+
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
 # database written before one gets it when a Store opens it.
 _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
@@ -75,7 +89,10 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   # (app.caches.file_stamp); NULL for extractions and rows written before it
                   ("caches", "stamp", "TEXT", lambda conn: None),
                   # the stamp of its cache's file when the run read it: a reference is reused only on the same
-                  ("runs", "cache_stamp", "TEXT", lambda conn: None))
+                  ("runs", "cache_stamp", "TEXT", lambda conn: None),
+                  # what the run ships, in words (probe.compare.probe_words): its loss options, preset, a kept
+                  # reference and a post-hoc bias, which the runs list's loss and head alone left out
+                  ("runs", "probe", "TEXT", _probe_words))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -238,11 +255,11 @@ class Store:
     def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
                 verdict: str | None = None, test_check: str | None = None,
-                cache_stamp: str | None = None) -> dict[str, Any]:
+                cache_stamp: str | None = None, probe: str | None = None) -> dict[str, Any]:
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
             reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
-            test_check=test_check, cache_stamp=cache_stamp))
+            test_check=test_check, cache_stamp=cache_stamp, probe=probe))
 
     def update_run(self, run_id: str, **values: str) -> dict[str, Any]:
         """Set a run's ``name`` and / or ``note`` (what the user calls it, and why it matters), in one transaction."""

@@ -423,8 +423,26 @@ def test_caches_and_runs_are_listed(finished):
     assert runs[finished.erm]["loss"] == "ce" and runs[finished.erm]["reference_run"] is None
     assert runs[finished.mr2]["loss"] == "mr2" and runs[finished.mr2]["reference_run"] == finished.erm
     assert finished.client.get(f"/api/runs/{finished.mr2}").json() == runs[finished.mr2]
+    from probe import load_report
+    from probe.compare import probe_words
+
+    store = finished.client.app.state.store
     for run in (finished.erm, finished.mr2):  # each run's disparity-aware decision, as its report has it
         assert runs[run]["verdict"] == finished.client.get(f"/api/reports/{run}").json()["selection"]["verdict"]
+        # and what it ships, in compare's words (the runs list dropped loss options, the preset, a kept reference)
+        assert runs[run]["probe"] == probe_words(load_report(store.get_run(run)["path"]))
+    # a database from before the column: filled from each run's report.json as the service opens it
+    import sqlite3
+
+    from app.store import Store
+
+    old = Path(finished.settings.data_dir) / "copy.sqlite3"
+    with sqlite3.connect(store.path) as source, sqlite3.connect(old) as target:
+        source.backup(target)
+    with sqlite3.connect(old) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN probe")
+    assert Store(old).get_run(finished.mr2)["probe"] == runs[finished.mr2]["probe"]
+    old.unlink()
     # The run's summary is the report's, whose overall accuracy is the share of correct test images.
     report = finished.client.get(f"/api/reports/{finished.mr2}").json()
     assert runs[finished.mr2]["summary"]["overall"] == report["summary"]["overall"]

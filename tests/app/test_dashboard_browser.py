@@ -1365,7 +1365,8 @@ def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server
     # what each probe is, under its name, an ERM run called so (a dashboard-only round)
     probes = driver.js(f"""return ['{finished.erm}', '{finished.mr2}'].map(id =>
         document.querySelector(`tr[data-run="${{id}}"] [data-col=probe]`).textContent)""")
-    assert probes == ["ERM (ce), linear head", "mr2, linear head"]
+    # (with the loss's options, as compare's probes line: the list had dropped them; a new-user round)
+    assert probes == ["ERM (ce), linear head", "mr2 (sharpness=1), linear head"]
 
 
 def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finished):
