@@ -47,6 +47,16 @@
       elsewhere);
   }
 
+  // The comparison's own verdict, unless the run's verdict box says it already: an improvement's verdict is its
+  // test comparison with the reference configuration, and compared with its own reference the page said it twice,
+  // once as "this run / the reference" and once as "other / base" (a new-user round)
+  function compareVerdict(report, run, cmp, compareId) {
+    if (!cmp || !cmp.verdict_text) return null;
+    const sel = report.selection || {};
+    if (sel.test_check && run && compareId === run.reference_run) return null;
+    return h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text);
+  }
+
   // What the post-hoc bias does in the probe that ships (report.posthoc.text, probe.report.Posthoc.describe): a
   // post-hoc run had no verdict here, only a sentence deep in the selection reason
   function posthocBox(report) {
@@ -725,7 +735,7 @@
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
         .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       warningsBox(report, cmp), verdictBox(report, run, compareId), posthocBox(report),
-      cmp && cmp.verdict_text ? h("div", { class: "verdict compare", id: "compare-verdict" }, cmp.verdict_text) : null,
+      compareVerdict(report, run, cmp, compareId),
       selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
   }
@@ -761,6 +771,6 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { verdictBox, posthocBox, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
+  window.RunPage = { render, panels: { verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
 })();

@@ -1300,6 +1300,19 @@ def test_the_run_page_says_whether_an_improvement_held_on_test(driver, live_serv
                    ["verdict test-reversed", "verdict test-within_noise", "verdict improved"]]
 
 
+def test_a_comparison_with_the_runs_own_reference_says_its_verdict_once(driver, live_server, finished):
+    """A new-user round: compared with its own reference, an improved run's page said its test comparison twice, in
+    its verdict box ("this run / the reference") and in the comparison's ("other / base")."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const cmp = { verdict_text: 'Hard third +15.0 pt ...' };
+        const box = (selection, compareId) => RunPage.panels.compareVerdict({ selection }, { reference_run: 'r0' },
+                                                                            cmp, compareId);
+        return [box({ verdict: 'improved', test_check: 'within_noise' }, 'r0'),
+                box({ verdict: 'improved', test_check: 'within_noise' }, 'r9').textContent,
+                box({ verdict: 'no_safe_improvement', test_check: null }, 'r0').textContent];""")
+    assert got == [None, "Hard third +15.0 pt ...", "Hard third +15.0 pt ..."]
+
+
 def test_p_values_read_as_the_reports_print_them(driver, live_server, finished):
     """A new-user round: p = 0.125 read 0.13 on the run page and 0.12 in the CLI and the exports (Python's .2g)."""
     values = [0.125, 0.375, 0.0625, 0.135, 0.145, 0.5, 1.0, 0.031, 1.6e-05, 9.96e-05, 2.5e-07, 0.99996, 0.0001, 0.045,
