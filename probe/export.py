@@ -108,7 +108,9 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
         rows.insert(1, (f"overall: 95 % interval over the {images:,} test images", interval_text(ci)))
     shipped = (metrics.get("overall") or {}).get("per_seed") or []
     if len(shipped) > 1 and rows and rows[0][0] == "overall":  # what ships, beside the mean (a new-user round)
-        rows.insert(2 if ci is not None else 1, ("overall: the shipped probe (first seed)", _pct(shipped[0])))
+        shipped_ci = report["summary"].get("shipped_overall_ci")
+        rows.insert(2 if ci is not None else 1, ("overall: the shipped probe (first seed)", _pct(shipped[0])
+                                                 + (f" (95 % interval {interval_text(shipped_ci)})" if shipped_ci else "")))
     return rows
 
 

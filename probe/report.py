@@ -41,6 +41,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
                       worst_class)
 from .predictions import PREDICTIONS_FILE
 from .selection import VERDICTS, format_delta, same_score
+from .uncertainty import wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +297,9 @@ class Summary(_Model):
         "(seed means; percentile intervals of each class's Jeffreys posterior draws, a third of one class that "
         "class's Wilson interval: probe.uncertainty.group_intervals); null in reports written before it")
     worst_class: WorstClass
+    shipped_overall_ci: Optional[Interval] = Field(
+        None, description="95 % Wilson score interval of the shipped probe's (first seed's) overall test accuracy, "
+        "with more than one seed; null with one (overall_ci is its) and in older reports")
     shipped_worst_class: Optional[WorstClass] = Field(
         None, description="the shipped probe's (first seed's) worst class on test, with more than one seed "
         "(shipped_worst); null with one seed, where it is worst_class, and in older reports")
@@ -820,6 +824,10 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     grouping = _grouping(reference, groups)
     grouping.stability = stability
     summary.shipped_worst_class = shipped_worst(per_class, len(evaluations))
+    images = float(sum(row.n_test for row in per_class))
+    shipped = metrics["overall"].per_seed[0]
+    if len(evaluations) > 1 and images > 0 and shipped is not None:  # what ships had no interval (a new-user round)
+        summary.shipped_overall_ci = [float(v) for v in wilson_interval(np.array(shipped * images), np.array(images))]
     return Report(
         run_id=run_id, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), code=code_digest(),
         config=config_dict,
@@ -1131,7 +1139,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         console.print(f"overall {_pct(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
                       f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
     if len(metrics["overall"].per_seed) > 1:  # what ships, beside the mean (only the calibration line said it)
-        console.print(f"the shipped probe (first seed): overall {_pct(metrics['overall'].per_seed[0])}%")
+        console.print(f"the shipped probe (first seed): overall {_pct(metrics['overall'].per_seed[0])}%"
+                      + (f", 95 % interval {interval_text(summary.shipped_overall_ci)}"
+                         if summary.shipped_overall_ci else ""))
     if summary.group_ci:
         console.print("95 % intervals over the test images: " + ", ".join(
             f"{key} {NO_CLASSES}" if empty_third(key, getattr(summary, key)) else

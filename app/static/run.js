@@ -122,8 +122,9 @@
     if (seeds < 2) return null;
     // the shipped probe's own test accuracy beside the seeds' mean: a user quoted the cards' 70.7 % for the file
     // they downloaded, whose 70.0 % only the calibration panel showed (a dashboard-only round)
+    const shippedCi = ciOk(report.summary.shipped_overall_ci) ? ` ${ciText(report.summary.shipped_overall_ci)}` : "";
     const shipped = isNum((report.calibration || {}).accuracy)
-      ? ` (${pct(report.calibration.accuracy)} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
+      ? ` (${pct(report.calibration.accuracy)}${shippedCi} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
     const worst = report.summary.shipped_worst_class;  // its worst class, beside the mean's in the cards (a review)
     const worstText = worst ? `, its worst class ${worst.name}`
       + ((worst.tied_with || []).length ? ` (tied with ${worst.tied_with.join(", ")})` : "") + ` at ${pct(worst.accuracy)}` : "";

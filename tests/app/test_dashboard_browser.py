@@ -728,7 +728,9 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
     assert (caption is None) == (len(report["seeds"]["values"]) < 2)
     if caption is not None and report.get("calibration"):  # the shipped probe's own accuracy beside the mean
         text = driver.js("return document.getElementById('seeds-caption').textContent")
-        assert f"is the first seed's ({100 * report['calibration']['accuracy']:.1f}% overall on test" in text
+        lo, hi = report["summary"]["shipped_overall_ci"]  # with its interval, as every accuracy (a new-user round)
+        assert (f"is the first seed's ({100 * report['calibration']['accuracy']:.1f}% [{100 * lo:.1f}%, "
+                f"{100 * hi:.1f}%] overall on test") in text
     if caption is not None:  # each class's shipped (first seed) accuracy beside the seeds' mean (a new-user round)
         shipped = driver.js("""const i = Array.from(document.querySelectorAll('#per-class-table th'))
             .map(t => t.textContent).indexOf('shipped');

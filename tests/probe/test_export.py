@@ -137,7 +137,10 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
         expected = ", ".join(f"{c['name']} ({100 * c['rate']:.1f})" for c in r["top_confusions"] if c["rate"] > 0)
         assert row[12] == (_cell(expected) or "—")
     shipped = report["seeds"]["metrics"]["overall"]["per_seed"][0]  # the shipped probe's overall beside the mean
-    assert f"| overall: the shipped probe (first seed) | {100 * shipped:.2f} |" in text
+    from probe.report import interval_text
+
+    assert (f"| overall: the shipped probe (first seed) | {100 * shipped:.2f} (95 % interval "
+            f"{interval_text(report['summary']['shipped_overall_ci'])}) |") in text
     first = min((r["accuracy_per_seed"][0], r["index"], r["name"]) for r in report["per_class"])
     assert f"; of the shipped probe (first seed): {_cell(first[2])} {100 * first[0]:.2f} %." in text
     matrix = _md_table(text, "true / predicted")

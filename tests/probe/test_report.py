@@ -72,6 +72,14 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
             "reference run's validation accuracy.") in format_report(cv, width=200)
     shipped = rep.seeds.metrics["overall"].per_seed[0]
     assert f"the shipped probe (first seed): overall {100 * shipped:.2f}%" in format_report(rep)
+    # with its interval, as the seed mean's (a new-user round: what ships had none)
+    from probe.report import interval_text
+    from probe.uncertainty import wilson_interval
+
+    expected = wilson_interval(np.array(shipped * 30.0), np.array(30.0)).tolist()
+    assert rep.summary.shipped_overall_ci == pytest.approx(expected)
+    assert (f"the shipped probe (first seed): overall {100 * shipped:.2f}%, 95 % interval "
+            f"{interval_text(rep.summary.shipped_overall_ci)}") in format_report(rep, width=200)
 
 
 def test_report_keys_and_exact_values():
