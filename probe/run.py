@@ -664,9 +664,9 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
                            reference_stability=_reference_stability(reference, groups))
     if scorer.plan is not None:
         outcome.selection.split, outcome.selection.cv = "cv", scorer.cross_validation()
-    if fitter.config.overall_metric == "balanced":
-        outcome.selection.reason += (" Overall is balanced accuracy in this selection (the mean of the per-class "
-                                     "accuracies, overall_metric='balanced').")
+    if fitter.config.overall_metric == "balanced":  # said first: after "highest validation overall accuracy" it
+        outcome.selection.reason = ("Overall is balanced accuracy in this selection (the mean of the per-class "
+                                    "accuracies, overall_metric='balanced'). " + outcome.selection.reason)  # came late
     return outcome
 
 

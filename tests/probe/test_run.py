@@ -462,8 +462,9 @@ def test_balanced_overall_metric_scores_selection_and_the_imbalance_warning_poin
     assert balanced["config"]["overall_metric"] == "balanced"
     assert not [w for w in balanced["warnings"] if w.startswith("Imbalanced classes")]
     assert balanced["selection"]["chosen"]["val_overall"] == pytest.approx(np.mean(balanced["val"]["per_class"]))
-    assert balanced["selection"]["reason"].endswith("Overall is balanced accuracy in this selection (the mean of the "
-                                                    "per-class accuracies, overall_metric='balanced').")
+    # said first, before "the highest validation overall accuracy" (a new-user round read that as plain accuracy)
+    assert balanced["selection"]["reason"].startswith("Overall is balanced accuracy in this selection (the mean of the "
+                                                      "per-class accuracies, overall_metric='balanced'). ")
     preset = run_probe(skewed, NAMES, ProbeConfig(**base, preset="disparity", overall_metric="balanced"))
     assert preset["config"]["overall_metric"] == "balanced"  # the reference configuration it may fall back to
     assert "balanced accuracy" in preset["selection"]["verdict_text"]
