@@ -16,7 +16,7 @@ from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, compa
                       metric_title)
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
                      empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy, shipped_worst_text,
-                     verdict_label, WorstClass, worst_first)
+                     verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
@@ -237,7 +237,9 @@ def _worst_sentence(report: dict) -> tuple[str, str]:
     worst = report["summary"]["worst_class"]
     tied = WorstClass.model_validate(worst).ties()
     shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
-    return worst["name"], f"{tied} ({_pct(worst['accuracy'])} %){shipped}"
+    ci = worst_class_ci(report["per_class"], worst["name"])
+    interval = f", 95 % interval {interval_text(ci)}" if ci else ""
+    return worst["name"], f"{tied} ({_pct(worst['accuracy'])} %{interval}){shipped}"
 
 
 def report_html(report: dict) -> str:

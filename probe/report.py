@@ -1052,6 +1052,17 @@ def interval_text(ci: list | None) -> str:
     return "—" if not ci or any(v is None for v in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
+def worst_class_ci(per_class: list, name: str) -> list | None:
+    """The 95 % Wilson interval of the class ``name`` among the ``per_class`` rows (models or their JSON), the worst
+    class's beside its accuracy in the terminal and the exports (a new-user round: "Shirt (33.33 %)" alone); None
+    in reports without intervals."""
+    for row in per_class:
+        row_name, ci = (row["name"], row.get("accuracy_ci")) if isinstance(row, dict) else (row.name, row.accuracy_ci)
+        if row_name == name:
+            return ci
+    return None
+
+
 def confusions_text(top: list[tuple[str, float]]) -> str:
     """A class's most frequent confusions, (name, fraction of its test predictions) pairs, as "name (per cent)";
     "—" when it has none."""
@@ -1150,8 +1161,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     if report.calibration is not None:
         console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
-    console.print(f"worst class (seed mean): {wc.label()} {_pct(wc.accuracy)}%"
-                  f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
+    ci = worst_class_ci(report.per_class, wc.name)
+    console.print(f"worst class (seed mean): {wc.label()} {_pct(wc.accuracy)}%" + (f" {interval_text(ci)}" if ci else "")
+                  + f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
                   f"spread of the per-class accuracies: std {_pct(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
                   f"hard {_num(gm.hard)}")

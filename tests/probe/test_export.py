@@ -141,6 +141,9 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
 
     assert (f"| overall: the shipped probe (first seed) | {100 * shipped:.2f} (95 % interval "
             f"{interval_text(report['summary']['shipped_overall_ci'])}) |") in text
+    worst = report["summary"]["worst_class"]  # with its interval, as its table row (a new-user round: alone)
+    ci = next(r["accuracy_ci"] for r in report["per_class"] if r["name"] == worst["name"])
+    assert f"{100 * worst['accuracy']:.2f} %, 95 % interval {interval_text(ci)})" in text
     first = min((r["accuracy_per_seed"][0], r["index"], r["name"]) for r in report["per_class"])
     assert f"; of the shipped probe (first seed): {_cell(first[2])} {100 * first[0]:.2f} %." in text
     matrix = _md_table(text, "true / predicted")
