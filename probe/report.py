@@ -438,7 +438,7 @@ class PerClassRow(_Model):
 
     index: int
     name: str
-    group: Literal["easy", "medium", "hard"]
+    group: Literal[GROUP_NAMES]  # probe.groups.GROUP_NAMES
     n_train: NonNegativeInt
     n_test: NonNegativeInt
     n_val: Optional[NonNegativeInt] = Field(None, description="the class's validation images (carved from train when "

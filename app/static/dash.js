@@ -119,7 +119,7 @@
         : evidence ? h("span", { class: "evidence muted" }, evidence) : null);
   }
 
-  const NUMERIC_HEADERS = new Set(["overall", "balanced", "easy", "medium", "hard", "images", "classes"]);
+  const NUMERIC_HEADERS = new Set([...window.Words.metrics, "images", "classes"]);  // probe.report.SEED_METRICS
   /** A table; headers are strings (numeric columns right-aligned) or ready <th> nodes; `empty` when no rows. */
   function table(headers, rows, empty, attrs) {
     if (!rows.length) return h("p", { class: "muted empty" }, empty);

@@ -82,7 +82,7 @@
       // estimates alone, a noisy winner read as the one to ship (a new-user round)
       // (overall and balanced under the number, the thirds' in its tooltip: five inline pushed the table out of
       // its card)
-      ["overall", "balanced", "easy", "medium", "hard"].map((k) => {
+      window.Words.metrics.filter((k) => k !== "worst_class").map((k) => {
         const ci = k === "overall" ? s.overall_ci : (s.group_ci || {})[k];
         const shown = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
         const text = shown ? `[${num(100 * ci[0], 1)}, ${num(100 * ci[1], 1)}]` : null;
@@ -172,7 +172,7 @@
     document.getElementById("jobs").replaceChildren(box(
       table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
     document.getElementById("runs").replaceChildren(box(
-      sortable(table(["run", "probe", "data set", "encoder", "images", "overall", "balanced", "easy", "medium", "hard", "worst class", "verdict", "compare"],
+      sortable(table(["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"],
                      runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)));
     document.getElementById("datasets").replaceChildren(box(
       table(["data set", "name", "classes", "images", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),

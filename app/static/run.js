@@ -7,7 +7,7 @@
   "use strict";
   const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
           isNum, TOKEN_KEY } = window.Dash;
-  const GROUPS = ["easy", "medium", "hard"];
+  const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
   const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
@@ -83,7 +83,7 @@
     return sel.cv ? `${sel.cv.folds}-fold cross-validation of train + val, ${sel.cv.samples} images` : "val";
   }
 
-  const KPI_KEYS = ["overall", "balanced", "easy", "medium", "hard", "worst_class"];
+  const KPI_KEYS = window.Words.metrics;  // probe.report.SEED_METRICS
   const worstCi = (report) => (report.per_class.find((r) => r.name === report.summary.worst_class.name) || {}).accuracy_ci;
   function kpis(report, cmp, names, otherReport) {
     const s = report.summary;
@@ -430,7 +430,7 @@
   /** Both runs' shipped probes on the same images (a Comparison with scored_on): the sentence with the deltas'
    * intervals and the discordant images, then each headline metric of both and its paired delta. */
   function shippedNodes(c, names) {
-    const rows = ["overall", "balanced", ...GROUPS, "worst_class"].filter((key) => c.metrics[key]).map((key) => {
+    const rows = KPI_KEYS.filter((key) => c.metrics[key]).map((key) => {
       const m = c.metrics[key];
       return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pct(m.base)),
         h("td", { class: "num" }, pct(m.other)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value)));

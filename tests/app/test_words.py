@@ -36,7 +36,8 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"],
                                    "resumable": ["interrupted", "failed"]}
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
-    assert words["splits"] == ["train", "val", "test"]
+    assert words["splits"] == ["train", "val", "test"] and words["groups"] == ["easy", "medium", "hard"]
+    assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
     assert words["verdicts"] == {v: w._asdict() for v, w in VERDICT_WORDS.items()}
     assert set(words["verdicts"]) == set(Verdict.__args__) - {"not_applicable"}  # every decision made
     assert refused.status_code == 422  # like every route, a query parameter it does not take
@@ -53,6 +54,7 @@ def test_the_pages_load_the_words_before_their_scripts():
         states = "(queued|running|succeeded|failed|cancelled|interrupted)"
         assert not re.search(f'"{states}", "{states}"', text), script.name  # no list of job states
         assert '"train", "val"' not in text and "beyond noise on validation" not in text, script.name
+        assert '"easy", "medium", "hard"' not in text, script.name
 
 
 def test_verdict_and_probe_labels():
