@@ -63,7 +63,11 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             logger.warning("removed %s: a cache file its writer did not finish", tmp)
             removed.append(tmp)
     for tmp in orphaned_decompressions():  # in the temporary folder: a killed process's decompressed archive
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as exc:  # the folder is shared: never a reason not to start
+            logger.warning("could not remove %s, a decompressed archive whose process was killed: %s", tmp, exc)
+            continue
         logger.warning("removed %s: a decompressed archive whose process was killed", tmp)
         removed.append(tmp)
     return removed

@@ -383,42 +383,55 @@ class FileListReader:
 # The most memory an .xz stream may ask of its decoder: its dictionary (xz -9 needs 65 MiB). A few bytes can ask
 # for 1.5 GiB, which the decoder then fills as it writes, so that each upload of a small .tar.xz held up to that.
 XZ_MEMORY_LIMIT = 128 * 2**20
-# Concatenated .xz streams (`xz -c a b > c`; one file is one stream): each new stream copies the rest of the input
-# read so far, so 125,000 empty 32-byte streams in 4 MB took 11 s and grew with the square of the size (an attack
-# round). Real archives hold one, or a few.
-MAX_XZ_STREAMS = 64
+# Concatenated compressed streams (`xz -c a b > c`, `cat a.gz b.gz`; one file is one stream): 125,000 empty xz
+# streams in 4 MB took 11 s, growing with the square of the size, and 16 M empty gzip members in 330 MB would take
+# minutes while nothing comes out to trip the size limits (attack rounds). Real archives hold one, or a few.
+MAX_STREAMS = 64
 _BLOCK = 1 << 20
 
 
+class _GzipMember:
+    """zlib's gzip decoder (its header parsed in C: Python's gzip module read a header's file name a byte at a time,
+    4.6 s of CPU for a 20 MB name, in every member; attack rounds) with lzma's and bz2's decompressor interface."""
+
+    def __init__(self) -> None:
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._tail = b""
+
+    eof = property(lambda self: self._zlib.eof)
+    unused_data = property(lambda self: self._zlib.unused_data)
+    needs_input = property(lambda self: not self._tail)
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        out = self._zlib.decompress(self._tail + data, max_length)
+        self._tail = self._zlib.unconsumed_tail
+        return out
+
+
 def _decompressed_blocks(path: Path):
-    """The uncompressed bytes of a gzip, bzip2 or xz file (by its magic number), in blocks of at most 1 MiB; xz
-    streams (one or several, concatenated) decoded under :data:`XZ_MEMORY_LIMIT`."""
+    """The uncompressed bytes of a gzip, bzip2 or xz file (by its magic number), in blocks of at most 1 MiB: at most
+    :data:`MAX_STREAMS` streams, the null padding between them skipped, xz decoded under :data:`XZ_MEMORY_LIMIT`."""
     import bz2
-    import gzip
     import lzma
 
     with open(path, "rb") as handle:
         magic = handle.read(6)
         handle.seek(0)
-        if magic[:6] != b"\xfd7zXZ\x00":
-            if magic[:2] == b"\x1f\x8b":
-                _check_gzip_header(handle)
-            with (gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open)(handle, "rb") as source:
-                while block := source.read(_BLOCK):
-                    yield block
-            return
-        decoder, data, streams = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT), b"", 1
+        kind, decoder_of = (("xz", lambda: lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT))
+                            if magic[:6] == b"\xfd7zXZ\x00" else ("gzip", _GzipMember) if magic[:2] == b"\x1f\x8b"
+                            else ("bzip2", bz2.BZ2Decompressor))
+        decoder, data, streams = decoder_of(), b"", 1
         while True:
-            if decoder.eof:  # a stream ended: another may follow (xz's concatenated streams), or only padding
+            if decoder.eof:  # a stream ended: another may follow, or only padding
                 data = decoder.unused_data.lstrip(b"\0")  # stream padding: null bytes, of any length
                 while not data:
                     if not (chunk := handle.read(_BLOCK)):
                         return
                     data = chunk.lstrip(b"\0")
                 streams += 1
-                if streams > MAX_XZ_STREAMS:
-                    raise EOFError(f"more than {MAX_XZ_STREAMS} concatenated xz streams")
-                decoder = lzma.LZMADecompressor(memlimit=XZ_MEMORY_LIMIT)
+                if streams > MAX_STREAMS:
+                    raise EOFError(f"more than {MAX_STREAMS} concatenated {kind} streams")
+                decoder = decoder_of()
             elif decoder.needs_input:
                 data = handle.read(_BLOCK)
                 if not data:
@@ -427,29 +440,6 @@ def _decompressed_blocks(path: Path):
                 data = b""
             if block := decoder.decompress(data, max_length=_BLOCK):
                 yield block
-
-
-GZIP_HEADER_TEXT = 1 << 16  # the most bytes of a gzip header's file name or comment
-
-
-def _check_gzip_header(handle) -> None:
-    """Refuse a gzip header whose file name or comment (each ends at a NUL byte) is longer than
-    :data:`GZIP_HEADER_TEXT`: Python's gzip reads them a byte at a time, 4.6 s of CPU for a 20 MB name (an attack
-    round). Leaves ``handle`` at the start."""
-    import gzip
-
-    header = handle.read(10 + 2 + 2 * GZIP_HEADER_TEXT + 2)
-    handle.seek(0)
-    flags, at = header[3] if len(header) > 3 else 0, 10
-    if flags & 4 and len(header) >= at + 2:  # FEXTRA: a length, then that many bytes
-        at += 2 + int.from_bytes(header[at:at + 2], "little")
-    for flag in (8, 16):  # FNAME, FCOMMENT
-        if flags & flag:
-            end = header.find(b"\0", at, at + GZIP_HEADER_TEXT + 1)
-            if end < 0:
-                raise gzip.BadGzipFile(f"its gzip header's file name or comment is longer than {GZIP_HEADER_TEXT} "
-                                       "bytes")
-            at = end + 1
 
 
 def _is_bzip2(magic: bytes) -> bool:
@@ -477,11 +467,18 @@ def _check_disk_space(path: str, label: str) -> None:
 
 
 def orphaned_decompressions(folder: str | Path | None = None) -> list[Path]:
-    """Decompressed archives in ``folder`` (default: the temporary folder) whose writing process no longer runs."""
+    """Decompressed archives in ``folder`` (default: the temporary folder) whose writing process no longer runs: plain
+    files of this user only (the temporary folder is shared: another user's, or a folder of that name, stopped the
+    service's start when it tried to remove them; a review)."""
     found = []
     for path in Path(folder or tempfile.gettempdir()).glob(f"{TEMPORARY_PREFIX}*-*.tar"):
         pid = path.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if (pid.isdigit() and stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+                and not _running(int(pid))):
             found.append(path)
     return found
 
@@ -496,38 +493,38 @@ def _running(pid: int) -> bool:
     return True
 
 
-# The most bytes of a pax or GNU long-name header (a path of 4,096 characters is 4 KiB): tarfile reads such a header
-# whole into memory, and a 5.8 MB .tar.xz holding a 1 GiB pax comment took the service from 0.6 to 3.7 GB, at its
-# registration and at each thumbnail (an attack round).
+# The most bytes of one extended header (pax per member or global, Solaris pax, GNU long name or link; a path of
+# 4,096 characters is 4 KiB), and of all of an archive's together: tarfile reads each whole into memory, and a
+# 5.8 MB .tar.xz holding a 1 GiB pax comment took the service from 0.6 to 3.7 GB, at its registration and at each
+# thumbnail (an attack round). Checked by tarfile's own parser (:func:`_limited_tarinfo`), which follows a pax
+# "size" record where a walk of the ustar headers alone was led astray (a review).
 MAX_EXTENDED_HEADER = 1 << 20
-_EXTENDED = (b"x", b"g", b"L", b"K")  # pax (per member, global), GNU long name, GNU long link name
+MAX_EXTENDED_TOTAL = 64 << 20
 
 
-def _check_extended_headers(path: str | Path, label: str) -> None:
-    """Walk a plain tar's 512-byte headers (skipping each member's data) before tarfile reads them, and refuse an
-    extended header longer than :data:`MAX_EXTENDED_HEADER`; a header it cannot read is left to tarfile."""
-    with open(path, "rb") as handle:
-        end, offset = os.fstat(handle.fileno()).st_size, 0
-        while offset + 512 <= end:
-            handle.seek(offset)
-            header = handle.read(512)
-            size = _tar_size(header[124:136])
-            if header == bytes(512) or size is None:
-                return
-            if header[156:157] in _EXTENDED and size > MAX_EXTENDED_HEADER:
-                raise UnsafeArchive(f"{label}: a tar header of {size} bytes (a pax or long-name header; the limit "
-                                    f"is {MAX_EXTENDED_HEADER}).")
-            offset += 512 + -(-size // 512) * 512
+def _limited_tarinfo(label: str) -> type[tarfile.TarInfo]:
+    """A ``tarinfo`` class for :func:`tarfile.open` that refuses (:class:`UnsafeArchive`) an extended header over
+    :data:`MAX_EXTENDED_HEADER`, or all of them over :data:`MAX_EXTENDED_TOTAL`, before tarfile reads it."""
+    read = [0]
 
+    def check(size: int) -> None:
+        read[0] += size
+        if size > MAX_EXTENDED_HEADER:
+            raise UnsafeArchive(f"{label}: a tar header of {size} bytes (a pax or long-name header; the limit is "
+                                f"{MAX_EXTENDED_HEADER}).")
+        if read[0] > MAX_EXTENDED_TOTAL:
+            raise UnsafeArchive(f"{label}: more than {MAX_EXTENDED_TOTAL} bytes of pax or long-name headers.")
 
-def _tar_size(field: bytes) -> int | None:
-    """A tar header's size field: octal digits, or GNU's base-256 for large members; None if neither."""
-    if field[:1] and field[0] & 0x80:
-        return int.from_bytes(field[1:], "big")
-    try:
-        return int(field.rstrip(b"\0 ").lstrip(b" ") or b"0", 8)
-    except ValueError:
-        return None
+    class LimitedTarInfo(tarfile.TarInfo):
+        def _proc_pax(self, archive):  # x, g and Solaris X headers
+            check(self.size)
+            return super()._proc_pax(archive)
+
+        def _proc_gnulong(self, archive):  # GNU long names and link names
+            check(self.size)
+            return super()._proc_gnulong(archive)
+
+    return LimitedTarInfo
 
 
 def _remove(path: str, owner: int) -> None:
@@ -584,7 +581,7 @@ class TarReader:
                             "possible decompression bomb."
                         )
                     target.write(block)
-        except (OSError, EOFError, lzma.LZMAError) as exc:
+        except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
             self._finalizer()
             raise UnsafeArchive(f"{label}: not a readable compressed tar archive ({exc}).") from exc
         except UnsafeArchive:
@@ -596,9 +593,8 @@ class TarReader:
         lim, label = self.limits, self.path.name
         total = 0
         count = 0
-        _check_extended_headers(self._plain, label)
         try:
-            with tarfile.open(self._plain, "r:") as archive:
+            with tarfile.open(self._plain, "r:", tarinfo=_limited_tarinfo(label)) as archive:
                 for info in archive:
                     count += 1
                     if count > lim.max_members:
