@@ -928,9 +928,12 @@ def load_report(run_dir: str | Path) -> Report:
     if version not in READABLE_VERSIONS:
         raise ValueError(f"{path} has schema_version {version!r}; this version reads {READABLE_VERSIONS}.")
     try:
-        return Report.model_validate(data)
+        report = Report.model_validate(data)
     except ValidationError as err:
         raise ValueError(f"{path} is not a valid report: {err}") from None
+    if report.posthoc is not None and not report.posthoc.text:  # a report from before stop 57: worded now, for
+        report.posthoc.text = posthoc_text(report.posthoc, report.config)  # every reader (the run page's banner)
+    return report
 
 
 # What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
@@ -1096,8 +1099,12 @@ def _val_note(report: Report) -> str:
     """What the terminal table's "val %" is, and what ranked the groups: a new-user round read this run's val %
     (Shirt 23.33, out of fold) against the 63.3 % of the reference that ranked the thirds, both called "val"."""
     where = "out of fold on train + val (cross-validation)" if report.selection.cv else "on the validation split"
-    ranked = ("the reference run's validation accuracy" if report.grouping.source == "reference"
-              else "this run's own val %")
+    if report.grouping.source == "reference":
+        ranked = "the reference run's validation accuracy"
+    elif report.selection.criterion == "hard":  # the decision ranked them on the ERM configuration it trained (a review)
+        ranked = "the validation accuracy of the reference (ERM) configuration this run trained, its first seed's"
+    else:
+        ranked = "this run's validation accuracy, its first seed's (the column is the seeds' mean)"
     return f"val %: this run's accuracy {where}; the groups are ranked by {ranked}."
 
 

@@ -366,8 +366,10 @@ def closest_candidate(candidates: list[dict]) -> dict | None:
         # ties on the bound (common: many at +0.0) go to one whose hard-class images lean its way, then to the
         # better overall bound, then to the more of them fixed, then grid order: a candidate that changed no hard
         # image at -8.3 pt overall was named beside one at +3.3 hard for nothing (a new-user round)
+        # (leaning: the hard-third difference, which weighs the images as the score does, as _images_lean reads it)
         fixed, broken = c.get("val_hard_changed") or (0, 0)
-        return (_score(bound(c)), fixed > broken, _score(c.get("val_overall_delta_simultaneous_lo")), fixed - broken)
+        leans = (c.get("val_hard_delta") or 0) > 0
+        return (_score(bound(c)), leans, _score(c.get("val_overall_delta_simultaneous_lo")), fixed - broken)
 
     return max(differ, key=nearness, default=None)
 

@@ -61,7 +61,8 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
     # what "val %" is and what ranked the groups (a new-user round read this run's out-of-fold val % against the
     # reference's accuracy that ranked the thirds, both called "val")
-    note = "val %: this run's accuracy on the validation split; the groups are ranked by this run's own val %."
+    note = ("val %: this run's accuracy on the validation split; the groups are ranked by this run's validation "
+            "accuracy, its first seed's (the column is the seeds' mean).")
     assert note in format_report(rep, width=200)
     from probe.report import CrossValidation
 
@@ -70,6 +71,9 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     cv.grouping.source = "reference"
     assert ("val %: this run's accuracy out of fold on train + val (cross-validation); the groups are ranked by the "
             "reference run's validation accuracy.") in format_report(cv, width=200)
+    cv.grouping.source, cv.selection.criterion = "self", "hard"  # the decision's ranking (a review)
+    assert ("the groups are ranked by the validation accuracy of the reference (ERM) configuration this run "
+            "trained, its first seed's.") in format_report(cv, width=200)
     shipped = rep.seeds.metrics["overall"].per_seed[0]
     assert f"the shipped probe (first seed): overall {100 * shipped:.2f}%" in format_report(rep)
     # with its interval, as the seed mean's (a new-user round: what ships had none)
