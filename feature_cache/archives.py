@@ -478,12 +478,14 @@ def orphaned_decompressions(folder: str | Path | None = None) -> list[Path]:
         except OSError:
             continue
         if (pid.isdigit() and stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
-                and not _running(int(pid))):
+                and not process_alive(int(pid))):
             found.append(path)
     return found
 
 
-def _running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts): what the files named by their writing
+    process (a decompressed archive here, a cache file's temporary copy in feature_cache.store) are checked by."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -64,6 +64,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .archives import process_alive
 from .datasets import SPLITS, labelled_layout
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
@@ -256,19 +257,9 @@ def orphaned_temporaries(folder: str | Path) -> list[Path]:
     found = []
     for tmp in sorted(Path(folder).rglob(f".*{_TMP_SUFFIX}")):
         pid = tmp.name[: -len(_TMP_SUFFIX)].rpartition(".")[2]
-        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+        if tmp.is_file() and pid.isdigit() and not process_alive(int(pid)):
             found.append(tmp)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 @dataclass
