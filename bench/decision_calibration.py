@@ -20,6 +20,7 @@ Usage::
 
     python bench/decision_calibration.py                  # ~10 min on 2 cores
     python bench/decision_calibration.py --trials 50      # quicker, noisier
+    python bench/decision_calibration.py --imbalanced     # hard classes smallest: the image test weighted vs counted
 """
 from __future__ import annotations
 
@@ -142,6 +143,70 @@ def print_rtm(result: dict) -> None:
               f"{r['product']:>8.3f} {100 * r['product_mean_hard_gain']:>+14.2f}")
 
 
+# --imbalanced: validation splits whose hard classes are the small ones (n_k falls geometrically from n_max to
+# n_min as the true accuracy falls from 0.95 to 0.6), where the decision's test of the changed hard-class images
+# weighs each as the hard-third score does (1/n of its class half, since stop 57). The named baseline, on the
+# same trials: the test as it was, the exact sign test of the counts, the images leaning its way when more were
+# fixed than broken.
+IMBALANCED_CASES = ((10, 300, 30, 6), (10, 150, 15, 24), (30, 200, 20, 18))  # (K, n_max, n_min, candidates m)
+
+
+def counted_choice(d, m: int) -> int:
+    """The decision of ``d`` re-made with the image test as it was before stop 57 (exact sign test of the counts,
+    Bonferroni over the same family, leaning when fixed > broken)."""
+    from probe.selection import choose_safe
+    from probe.uncertainty import sign_test
+
+    scored = []
+    for entry in d.frontier:
+        c = dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"})
+        if c.get("val_hard_changed") is not None:
+            fixed, broken = c["val_hard_changed"]
+            family = max(c.get("val_hard_sign_family") or 1, 1)
+            c["val_hard_sign_p"] = min(1.0, family * sign_test(fixed, broken)) if fixed > broken else 1.0
+        scored.append(c)
+    return choose_safe(scored, 0, 0.0)[0]
+
+
+def imbalanced_rows(trials: int, gain: float, churn: float, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, n_max, n_min, m in IMBALANCED_CASES:
+        sizes = np.rint(np.geomspace(n_max, n_min, k)).astype(int)
+        labels = np.repeat(np.arange(k), sizes)
+        truth = np.linspace(0.95, 0.6, k)[labels]
+        hard = labels >= k - k // 3
+        for g in (0.0, gain):
+            counted = weighted = 0
+            for _ in range(trials):
+                reference = (rng.random(labels.size) < truth).astype(np.float64)
+
+                def redraw(p, share):
+                    return np.where(rng.random(labels.size) < share, rng.random(labels.size) < p,
+                                    reference).astype(np.float64)
+
+                candidates = [redraw(truth + g * hard, np.where(hard, 1.0, churn)) if g and j == 0
+                              else redraw(truth, churn) for j in range(m)]
+                d = decide([{"lr": j} for j in range(m + 1)], [reference, *candidates], 0, labels,
+                           [str(c) for c in range(k)], seed=int(rng.integers(1 << 31)))
+                hit = (lambda i: i == 1) if g else (lambda i: i not in (None, 0))
+                weighted += hit(d.index)
+                counted += hit(counted_choice(d, m))
+            rows.append({"classes": k, "per_class": [int(sizes[0]), int(sizes[-1])], "candidates": m, "gain": g,
+                         "trials": trials, "counted": counted / trials, "weighted": weighted / trials})
+    return rows
+
+
+def print_imbalanced(result: dict) -> None:
+    print("how often 'improved' on imbalanced validation (hard classes smallest): the image test counted (before "
+          "stop 57) and weighted as the hard-third score (since)")
+    print(f"{'K':>4} {'n_k':>9} {'m':>3} {'gain':>5} {'counted':>8} {'weighted':>9}")
+    for r in result["rows"]:
+        sizes = f"{r['per_class'][0]}..{r['per_class'][1]}"
+        print(f"{r['classes']:>4} {sizes:>9} {r['candidates']:>3} {r['gain']:>5} {r['counted']:>8.3f} "
+              f"{r['weighted']:>9.3f}")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200, help="simulated decisions per row (default 200)")
@@ -152,7 +217,16 @@ def main(argv=None) -> dict:
                         "decision_calibration.json, or decision_calibration_rtm.json with --rtm)")
     parser.add_argument("--rtm", action="store_true", help="regression to the mean: flat accuracies, independent "
                         "errors, budgets 0 / 2 / 5 points; the rule before stop 53 beside the product")
+    parser.add_argument("--imbalanced", action="store_true", help="hard classes with the fewest validation images: "
+                        "the image test weighted (since stop 57) beside counted (before)")
     args = parser.parse_args(argv)
+    if args.imbalanced:
+        start = time.perf_counter()
+        result = {"rows": imbalanced_rows(args.trials, args.gain, args.churn, args.seed), "seed": args.seed,
+                  "churn": args.churn}
+        result["seconds"] = time.perf_counter() - start
+        return finish(result, "decision_calibration.py --imbalanced", args.trials, 200,
+                      args.json or str(RESULTS / "decision_calibration_imbalanced.json"), print_imbalanced)
     if args.rtm:
         start = time.perf_counter()
         result = {"rows": rtm_rows(args.trials, args.seed), "seed": args.seed}

@@ -357,7 +357,7 @@
 
   /** Poll the job; on success open its report, unless the job had already finished when watching began. */
   function watch(jobId, panel, launchedHere) {
-    let sawActive = launchedHere, timer = null;
+    let sawActive = launchedHere, timer = null, shown = false;
     const act = (method, path) => api(path, { method }).then(tick, (e) => showBanner(e.message, true));
     const tick = async () => {
       clearTimeout(timer);
@@ -385,6 +385,9 @@
         h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean));
       panel.hidden = false;
       panel.dataset.status = job.status;
+      // the job's progress above the form, in view once it shows (scrolled while still hidden, it stayed out of
+      // view at 800 px, and the user clicked again; a dashboard-only round)
+      if (launchedHere && !shown) { shown = true; panel.scrollIntoView({ block: "start" }); }
       if (job.status === "succeeded" && url && sawActive) { location.assign(url); return; }
       if (Dash.ACTIVE.has(job.status)) timer = setTimeout(tick, POLL_MS);  // an interrupted job waits for Resume
     };
@@ -404,9 +407,11 @@
       form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form, list); });
       return form;
     };
+    let started = false;
     async function submit(form, list) {
       clearErrors();
       const button = document.getElementById("launch-submit");
+      if (button.disabled) return;
       button.disabled = true;
       let datasetId = null;
       try {
@@ -420,7 +425,12 @@
         const accepted = await sendJSON("/api/jobs", "POST", jobBody(datasetId, extractOnly, cacheId));
         history.replaceState(null, "", `/launch?job=${enc(accepted.id)}`);
         stop(); stop = watch(accepted.id, panel, true);
-        panel.scrollIntoView({ block: "start" });  // the form's button is far below the job's progress
+        // started: the button stays off until the form changes, or a double click launched the pipeline twice (a
+        // dashboard-only round)
+        started = true;
+        const label = button.textContent;
+        button.textContent = "Started: see the job above";
+        form.addEventListener("input", () => { started = false; button.disabled = false; button.textContent = label; }, { once: true });
       } catch (e) {
         if (e.status === 401) return;
         if (datasetId && !list.some((d) => d.id === datasetId)) {
@@ -433,7 +443,7 @@
         }
         showErrors(e);
       } finally {
-        document.getElementById("launch-submit").disabled = false;
+        if (!started) document.getElementById("launch-submit").disabled = false;
       }
     }
     const form = mount(datasets);

@@ -564,6 +564,10 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     driver.js("document.getElementById('launch-submit').click()")
     wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') || "
                                "!document.getElementById('job-watch').hidden"), 60, interval=0.1, what="job watched")
+    # started: the button stays off, and a second click starts no second pipeline (a dashboard-only round)
+    state = driver.js("const b = document.getElementById('launch-submit'); if (!b) return null; b.click(); "
+                      "return [b.disabled, b.textContent];")
+    assert state in (None, [True, "Started: see the job above"])  # None: the report opened already
     wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') && "
                                "document.querySelector('main').dataset.ready === 'run'"), 600, interval=0.5,
              what="report page after the pipeline")

@@ -27,3 +27,31 @@ def test_a_cell_counts_false_claims_without_a_gain_and_finds_with_one():
     # a gain no rule can miss: the real candidate gets every hard-third image right
     found = calibration.cell(10, 100, 3, 0.6, 0.15, 3, rng)
     assert found["marginal"] == found["product"] == 1.0
+
+
+def test_the_counted_baseline_is_the_sign_test_of_the_counts_as_before_stop_57():
+    """--imbalanced scores the image test as it was (exact sign test of the counts, leaning when more fixed) beside
+    the product's weighted one, on the same decisions."""
+    from probe.decision import decide
+    from probe.uncertainty import sign_test
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(6), [60, 60, 40, 30, 12, 12])
+    reference = (rng.random(labels.size) < np.linspace(0.95, 0.5, 6)[labels]).astype(float)
+    better = reference.copy()
+    better[labels >= 4] = 1.0  # the two small hard classes all right: a gain either test sees
+    d = decide([{"lr": 0}, {"lr": 1}], [reference, better], 0, labels, [str(c) for c in range(6)], seed=0)
+    fixed, broken = d.frontier[1]["val_hard_changed"]
+    assert broken == 0 and sign_test(fixed, 0) < 0.05
+    assert calibration.counted_choice(d, 1) == d.index == 1
+    # more broken than fixed: the counted test holds it back whatever its bound
+    d.frontier[1]["val_hard_changed"] = [fixed, fixed + 1]
+    assert calibration.counted_choice(d, 1) == 0
+
+
+def test_imbalanced_rows_give_both_rates_for_each_case(monkeypatch):
+    monkeypatch.setattr(calibration, "IMBALANCED_CASES", ((6, 40, 10, 2),))
+    rows = calibration.imbalanced_rows(2, 0.1, 0.15, 0)
+    assert [(r["classes"], r["per_class"], r["candidates"], r["gain"], r["trials"]) for r in rows] == [
+        (6, [40, 10], 2, 0.0, 2), (6, [40, 10], 2, 0.1, 2)]
+    assert all(0 <= r["counted"] <= 1 and 0 <= r["weighted"] <= 1 for r in rows)
