@@ -203,7 +203,7 @@
     const test = !isNum(c.calibrated_p) ? "" : c.calibrated_p < 0.05  // probe.report.Calibration.verdict's words
       ? ` · miscalibrated beyond noise (p = ${Dash.pText(c.calibrated_p)} if it were calibrated)`
       : ` · not shown miscalibrated beyond noise on these images (p = ${Dash.pText(c.calibrated_p)})`;
-    return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} with its bias taken off)` : ""}` +
+    return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} less the estimate's own upward bias)` : ""}` +
       `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""}${test} · mean confidence ${pct(c.confidence)} against accuracy ` +
       `${pct(c.accuracy)}${lean}${isNum(c.nll) ? " · NLL " + num(c.nll, 3) : ""}`;
   }

@@ -1049,7 +1049,7 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert bars == pytest.approx([b["accuracy"] for b in cal["bins"] if b["count"]]) and bars
     name = httpx.get(f"{base}/api/runs/{run}").json()["name"]  # compared: each line names its run
     assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
-        f"{name}: ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% with its bias taken off), 95 % interval "
+        f"{name}: ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% less the estimate's own upward bias), 95 % interval "
         f"[{100 * cal['ece_ci'][0]:.1f}%, ")
     # compared, the other run's calibration is the line beneath
     erm_cal = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["calibration"]
