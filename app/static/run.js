@@ -334,8 +334,11 @@
   function galleryItems(data) {
     const what = data.predicted ? `${data.class} predicted as ${data.predicted}`
       : `${data.total === 1 ? "mistake" : "mistakes"} on ${data.class}`;
-    if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} (first seed).`
-                                                       : `No misclassified test image of class ${data.class}.`);
+    // the gallery shows the shipped probe's (first seed's) mistakes, the confusions count every seed's: a pair clicked
+    // there can be empty here (a dashboard-only round read "No test image ..." beside "frog → cat 1 of 30")
+    const seedsNote = " The confusion counts are over every seed's predictions; another seed made this mistake.";
+    if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} by the first seed, the probe that ships.${seedsNote}`
+                                                       : `No misclassified test image of class ${data.class} by the first seed, the probe that ships.`);
     return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confident first.`),
       h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
         authImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`),

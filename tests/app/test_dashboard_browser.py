@@ -1147,7 +1147,8 @@ def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, li
         assert len(figures) == len(api["items"]) and all(f"→ {pred}" in f for f in figures)
         text = driver.js("return document.getElementById('gallery-body').textContent")
         assert (f"{len(api['items'])} of {api['total']} {true} predicted as {pred} (first seed)" in text if api["items"]
-                else f"No test image of {true} was predicted as {pred} (first seed)." in text)
+                else f"No test image of {true} was predicted as {pred} by the first seed, the probe that ships. The "
+                     "confusion counts are over every seed's predictions; another seed made this mistake." in text)
         return true, pred
 
     notes = driver.js("""const item = { true: 'cat', predicted: 'dog', confidence: .9, source: 'cat/a.png', thumbnail_url: '' };
