@@ -346,8 +346,12 @@ def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reus
     before it is checked to be still there, so that a deletion between the two waits for the job (409) or is seen
     here (a review)."""
     stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
+    passed_over = None
     for run in ctx.store.reference_runs(cache_id) if reuse else ():
-        if run.get("cache_stamp") == stamp and trained_as_reference(ctx.store, run) == config and _current_report(run):
+        if run.get("cache_stamp") == stamp and trained_as_reference(ctx.store, run) == config:
+            if not _current_report(run):
+                passed_over = passed_over or run
+                continue
             ctx.record(run_ids=[run["id"]])
             try:
                 ctx.store.get_run(run["id"])
@@ -359,6 +363,10 @@ def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reus
                         "again)")
             ctx.progress(start + span, f"{run['name']} reused")
             return run
+    if passed_over is not None:  # said: a second identical run had appeared without a word (a dashboard-only round)
+        ctx.message(f"reference: run {passed_over['id']} ({passed_over['name']}) trained this configuration on cache "
+                    f"{cache_id}, but its report was written by other code (before an upgrade) or cannot be read: "
+                    "trained again")
     return probe_step(ctx, cache_id, config, None, start, span)
 
 

@@ -63,8 +63,12 @@ def test_a_reference_whose_report_is_damaged_or_from_other_code_is_trained_again
     assert json.loads(report.read_text())["code"] is not None
     assert _pipeline(client, cache_id=cache_id, probes=[ERM])["result"]["run_ids"] == [first]  # this code's: reused
     report.write_text(json.dumps({**json.loads(report.read_text()), "code": "0123456789abcdef"}))
-    [second] = _pipeline(client, cache_id=cache_id, probes=[ERM])["result"]["run_ids"]
+    job = _pipeline(client, cache_id=cache_id, probes=[ERM])
+    [second] = job["result"]["run_ids"]
     assert second not in (erm, first)
+    # and the job says why (a second identical run had appeared without a word; a dashboard-only round)
+    assert any(m["text"].startswith(f"reference: run {first} (") and "its report was written by other code (before "
+               "an upgrade) or cannot be read: trained again" in m["text"] for m in job["messages"]), job["messages"]
 
 
 def test_a_reference_deleted_while_it_is_being_reused_is_held_or_trained_again(fresh_finished, monkeypatch):
