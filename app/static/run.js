@@ -712,9 +712,17 @@
     const { run, report, cmp, otherRun, cache } = view;
     const ds = cache ? view.datasets.find((d) => d.id === cache.dataset_id) : null;
     const compareId = otherRun ? otherRun.id : "";
+    // the runs on this cache, and the compared one where it is on another (a link to it read "— none —" here, with
+    // nothing said of its other cache; a dashboard-only round)
+    const choices = view.runs.filter((r) => r.id !== run.id && r.cache_id === run.cache_id);
+    const elsewhere = otherRun && otherRun.cache_id !== run.cache_id ? otherRun : null;
+    if (elsewhere) choices.push(elsewhere);
     const select = h("select", { id: "compare-select", onchange: (ev) => { location.search = "?compare=" + enc(ev.target.value); } },
       h("option", { value: "" }, "— none —"),
-      view.runs.filter((r) => r.id !== run.id && r.cache_id === run.cache_id).map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null }, `${r.name} · ${r.id}`)));
+      choices.map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null },
+        `${r.name} · ${r.id}` + (r === elsewhere ? ` · on another cache, ${r.cache_id}` : ""))));
+    const otherCache = elsewhere ? view.caches.find((c) => c.id === elsewhere.cache_id) : null;
+    const otherDs = otherCache ? view.datasets.find((d) => d.id === otherCache.dataset_id) : null;
     // downloads; with a token they are fetched with its header (a plain link would send none)
     const fileLink = (url, filename, id, text) => h("a", { href: url, id, download: filename, onclick: (ev) => {
       if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(url, filename).catch((e) => showBanner(e.message, true)); }
@@ -738,6 +746,8 @@
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
         .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+      elsewhere ? h("p", { class: "muted", id: "compare-elsewhere" }, `The compared run, ${elsewhere.name} (${elsewhere.id}), `
+        + `is on another cache: ${elsewhere.cache_id}${otherDs ? `, of data set ${otherDs.name}` : ""}.`) : null,
       warningsBox(report, cmp), verdictBox(report, run, compareId), posthocBox(report),
       compareVerdict(report, run, cmp, compareId),
       selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
@@ -775,6 +785,6 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
+  window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
 })();

@@ -1320,6 +1320,24 @@ def test_a_comparison_with_the_runs_own_reference_says_its_verdict_once(driver, 
     assert got == [None, "Hard third +15.0 pt ...", "Hard third +15.0 pt ..."]
 
 
+def test_a_run_compared_with_one_on_another_cache_names_it(driver, live_server, finished):
+    """A dashboard-only round: a link comparing with a run on another cache read "— none —" in the compare menu,
+    with nothing said of the other cache."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    got = driver.js("""const report = arguments[0];
+        const run = { id: 'run_a', name: 'ce/linear', cache_id: 'c1' }, other = { id: 'run_b', name: 'focal/linear', cache_id: 'c2' };
+        const view = { run, report, runs: [run, other, { id: 'run_c', name: 'x', cache_id: 'c1' }],
+                       caches: [{ id: 'c2', dataset_id: 'd2', counts: {} }], cache: null,
+                       datasets: [{ id: 'd2', name: 'mini.tar.xz' }], cmp: null, otherRun: other };
+        const node = RunPage.panels.header(view, { main: 'ce/linear', other: 'focal/linear' });
+        const select = node.querySelector('#compare-select');
+        return [Array.from(select.options).map(o => o.textContent), select.value,
+                node.querySelector("#compare-elsewhere").textContent];""", [report])
+    assert got == [["— none —", "x · run_c", "focal/linear · run_b · on another cache, c2"], "run_b",
+                   "The compared run, focal/linear (run_b), is on another cache: c2, of data set mini.tar.xz."]
+
+
 def test_p_values_read_as_the_reports_print_them(driver, live_server, finished):
     """A new-user round: p = 0.125 read 0.13 on the run page and 0.12 in the CLI and the exports (Python's .2g)."""
     values = [0.125, 0.375, 0.0625, 0.135, 0.145, 0.5, 1.0, 0.031, 1.6e-05, 9.96e-05, 2.5e-07, 0.99996, 0.0001, 0.045,
