@@ -48,6 +48,10 @@ def test_every_preset_every_other_loss_and_the_posthoc_bias_are_offered_once(cho
     assert all(m["summary"] and len(m["summary"]) < len(m["why"]) and "Bonferroni" not in m["summary"]
                for m in choices["methods"])
     assert by_name["focal"]["summary"].startswith("Trains with the focal loss; kept only where it raises the hardest")
+    # the post-hoc bias's minimum, said before a run is spent finding it out (a dashboard-only round)
+    from probe.evaluate import POSTHOC_MIN_PER_CLASS
+
+    assert f"It needs {POSTHOC_MIN_PER_CLASS} validation images in every class" in by_name["posthoc_bias"]["summary"]
 
 
 @pytest.mark.parametrize("head", ["linear", "cosine"])
