@@ -2,7 +2,8 @@
 
 ``probe.decision.decide`` compares m candidates with the reference (ERM) configuration on the same validation
 images. Since stop 49 a candidate qualifies on lower bounds that hold together over all m candidates
-(``probe.uncertainty.simultaneous_lower_bounds``) and on an exact sign test of its changed hard-class images,
+(``probe.uncertainty.simultaneous_lower_bounds``) and on a paired sign-flip test of its changed hard-class images
+(the exact sign test where the class halves are equal; weighted as the hard-third score since stop 57),
 Bonferroni-adjusted over the m (``probe.selection.choose_safe``). The named baseline, scored on the same trials:
 the rule before it (**each candidate's own** 95 % interval: hard-third lower end > 0 and overall lower end ≥ 0).
 
