@@ -839,7 +839,8 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                        source=val_source),
         posthoc=posthoc,
         confusion=None if diagnostics is None else Confusion.of(diagnostics.confusion),
-        calibration=None if calibration is None else Calibration(**calibration), timing=timing, features=features, warnings=list(warnings or []),
+        calibration=None if calibration is None else Calibration(**calibration), timing=timing, features=features,
+        warnings=list(warnings or []) + _thirds_out_of_order(summary),
     )
 
 
@@ -1108,6 +1109,18 @@ def _val_note(report: Report) -> str:
     else:
         ranked = "this run's validation accuracy, its first seed's (the column is the seeds' mean)"
     return f"val %: this run's accuracy {where}; the groups are ranked by {ranked}."
+
+
+def _thirds_out_of_order(summary: Summary) -> list[str]:
+    """A warning where the test split ranks the thirds against their names (the hard third above the easy one):
+    the groups, ranked on validation, did not hold there, and a user choosing on "hard third" figures read them
+    with nothing said (hard 90.0 %, easy 80.0 %; a dashboard-only round)."""
+    easy, hard = summary.easy, summary.hard
+    if easy is None or hard is None or not (math.isfinite(easy) and math.isfinite(hard)) or hard <= easy:
+        return []
+    return [f"On test the thirds are out of order: the hard third scores {_pct(hard)} %, the easy one {_pct(easy)} %. "
+            "The groups were ranked on validation and did not hold on these test images: read the thirds' "
+            "accuracies as noisy (the stability column says how firmly each class kept its third)."]
 
 
 def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:

@@ -369,3 +369,18 @@ def test_the_csv_holds_each_class_s_stability_and_confusions_as_the_other_views_
     # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images for
     # the 8 it uploaded: one was carved off for validation)
     assert [int(r["n_val"]) for r in rows] == [50, 50, 50] and [c.n_val for c in report.per_class] == [50, 50, 50]
+
+
+def test_a_test_split_that_ranks_the_thirds_against_their_names_is_warned_of():
+    """A dashboard-only round read hard 90.0 % above easy 80.0 % with nothing said."""
+    in_order = _report()  # easy (car) 95 %, hard (dog) 60 % on test
+    assert not [w for w in in_order.warnings if w.startswith("On test the thirds are out of order")]
+    trainer = SimpleNamespace(r2_=np.array([4.0, 9.0, 1.0]), spread_=np.array([1.0, 2.0, 0.5]), gamma_=None)
+    evals = [_eval(0, [0.8, 0.9, 0.8], [0.7, 0.4, 0.9], 100.0)]  # hard (dog) 90 %, easy (car) 80 %
+    chosen = Candidate(lr=0.01, weight_decay=0.0, val_overall=0.7, val_hard=0.5)
+    rep = build_report(run_id="r", config=ProbeConfig(seeds=[0]), selected={"lr": 0.01, "weight_decay": 0.0},
+                       selection=Selection(criterion="overall", candidates=[chosen], chosen=chosen, reason="x"),
+                       class_names=NAMES, groups=GROUPS, reference=None, evaluations=evals, trainer=trainer,
+                       n_train=np.array([50, 50, 40]))
+    assert ("On test the thirds are out of order: the hard third scores 90.00 %, the easy one 80.00 %. The groups "
+            "were ranked on validation and did not hold on these test images") in rep.warnings[-1]
