@@ -1338,6 +1338,17 @@ def test_a_run_compared_with_one_on_another_cache_names_it(driver, live_server, 
                    "The compared run, focal/linear (run_b), is on another cache: c2, of data set mini.tar.xz."]
 
 
+def test_the_sample_margin_note_says_what_a_margin_means_for_the_head(driver, live_server, finished):
+    """A dashboard-only round: "below 0 the image is misclassified" sat under a linear head's chart, where truck's
+    mean margin was +0.003 with 6 of its 10 test images wrong."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const rows = [{ index: 0, name: 'truck', accuracy: .4, sample_margin_mean: .003, sample_margin_min: -.2 }];
+        const note = (head) => RunPage.panels.marginChart({ config: { head }, per_class: rows }).pop().textContent;
+        return [note('linear'), note('cosine')];""")
+    assert "an image can be misclassified at a margin above 0" in got[0] and "Below 0" not in got[0]
+    assert "Below 0 the image is misclassified." in got[1]
+
+
 def test_p_values_read_as_the_reports_print_them(driver, live_server, finished):
     """A new-user round: p = 0.125 read 0.13 on the run page and 0.12 in the CLI and the exports (Python's .2g)."""
     values = [0.125, 0.375, 0.0625, 0.135, 0.145, 0.5, 1.0, 0.031, 1.6e-05, 9.96e-05, 2.5e-07, 0.99996, 0.0001, 0.045,
