@@ -279,6 +279,26 @@
       `When validation has fewer than ${cv.min_val_per_class} images in some class, hyper-parameters and groups are chosen by k-fold cross-validation on train + val; 0: never, else ${cv.min} to ${cv.max}.`);
   }
 
+  /** The numbers the form checks itself against its inputs' own bounds (from GET /launch/choices), before anything
+   * is uploaded: an archive was stored as a data set, then its job refused on a budget of −3 (a dashboard-only
+   * round). {error key: message}; the API checks them all again. */
+  const NUMBER_FIELDS = [["budget", "budget", "The budget"], ["epochs", "limits", "Training epochs"],
+                         ["max-per-class", "limits-cap", "Images per class"], ["cv", "cv", "Cross-validation folds"]];
+  function numberErrors(form) {
+    const errors = {};
+    for (const [id, key, name] of NUMBER_FIELDS) {
+      const input = form.querySelector("#" + id);
+      if (!input || input.disabled || input.value.trim() === "") continue;
+      const value = Number(input.value), min = input.min === "" ? -Infinity : Number(input.min);
+      const max = input.max === "" ? Infinity : Number(input.max);
+      if (!Number.isFinite(value) || value < min || value > max || (input.step === "1" && !Number.isInteger(value))) {
+        errors[key] = `${name} must be ${input.step === "1" ? "a whole number" : "a number"} `
+          + (max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`) + `; got ${input.value.trim()}.`;
+      }
+    }
+    return errors;
+  }
+
   const intOrNull = (id) => { const v = document.getElementById(id).value.trim(); return v === "" ? null : Number(v); };
 
   /** The POST /api/jobs body: the ERM reference run, then (unless none) the second probe, after the
@@ -412,6 +432,11 @@
       clearErrors();
       const button = document.getElementById("launch-submit");
       if (button.disabled) return;
+      const wrong = Object.entries(numberErrors(form));
+      if (wrong.length) {  // said before any upload
+        for (const [key, text] of wrong) form.querySelector(`#err-${key}`).textContent = text;
+        return;
+      }
       button.disabled = true;
       let datasetId = null;
       try {
@@ -456,5 +481,5 @@
     main.setAttribute("data-ready", "launch");
   }
 
-  window.Launch = { render, jobBody };
+  window.Launch = { numberErrors, render, jobBody };
 })();

@@ -493,12 +493,21 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     driver.send_file("#archive", archive)
     _value(driver, "dataset-name", "shapes")
     _value(driver, "epochs", "3")
-    _value(driver, "budget", "-5")  # refused by the API (4xx): its detail shows next to the budget field
+    _value(driver, "budget", "-5")  # out of the field's bounds: said under it before anything is uploaded
     driver.js("document.getElementById('launch-submit').click()")
     error = wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent"), 60,
                      interval=0.2, what="budget error shown")
-    # under its field the message alone, not the API's field name (a dashboard-only round)
-    assert error == "Input should be greater than or equal to 0" and "max_overall_drop" not in error
+    assert error == f"The budget must be a number from 0 to {choices['max_overall_drop']:g}; got -5."
+    # (an archive was stored, then its job refused on its budget; a dashboard-only round)
+    assert httpx.get(base + "/api/datasets").json() == []
+    # an encoder refused by the API: shown under the encoder, by the detail's "encoder: " prefix (it went under the
+    # data set, whose words "file" and "name" the message used; a new-user round)
+    _value(driver, "budget", "0")
+    _value(driver, "encoder", "openclip:ViT-B-32:laion2b")
+    driver.js("document.getElementById('launch-submit').click()")
+    error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
+                     interval=0.2, what="encoder error shown")
+    assert error.startswith("encoder: ") and driver.js("return document.getElementById('err-dataset').textContent") == ""
     datasets = httpx.get(base + "/api/datasets").json()
     assert [d["name"] for d in datasets] == ["shapes"] and datasets[0]["counts"]["test"] == [4, 4, 4]
     # the upload is kept: the retry uses the registered data set instead of uploading again
@@ -506,14 +515,16 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert driver.js("return document.getElementById('dataset-select').value") == datasets[0]["id"]
     assert driver.js("return document.getElementById('epochs').value") == "3"  # the entries survive the retry
     driver.screenshot(tmp_path / "launch_error.png")
-    # an encoder refused: shown under the encoder, by the detail's "encoder: " prefix (it went under the data set,
-    # whose words "file" and "name" the message used; a new-user round)
-    _value(driver, "budget", "0")
-    _value(driver, "encoder", "openclip:ViT-B-32:laion2b")
+    # a budget the API refuses beyond the form's own check: under its field, the message alone, not the API's
+    # field name (a dashboard-only round)
+    driver.js("document.getElementById('budget').removeAttribute('min')")
+    _value(driver, "encoder", "effnet-lite0")
+    _value(driver, "budget", "-5")
     driver.js("document.getElementById('launch-submit').click()")
-    error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
-                     interval=0.2, what="encoder error shown")
-    assert error.startswith("encoder: ") and driver.js("return document.getElementById('err-dataset').textContent") == ""
+    error = wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent"), 60,
+                     interval=0.2, what="the API's budget error shown")
+    assert error == "Input should be greater than or equal to 0" and "max_overall_drop" not in error
+    assert len(httpx.get(base + "/api/datasets").json()) == 1
     _value(driver, "encoder", "effnet-lite0")
     _value(driver, "budget", "0")
     # the request the form sends: head left to the encoder's default, no budget field at 0
@@ -902,9 +913,25 @@ def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, f
     store.cancel_queued(job["id"])
 
 
+def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service):
+    base = launch_service.base
+    _open(driver, base + "/launch", "launch")
+    cv_max = httpx.get(base + "/launch/choices").json()["cv"]["max"]
+    for field, value in (("epochs", "0"), ("max-per-class", "2.5"), ("cv", str(cv_max + 1)), ("budget", "1e9")):
+        _value(driver, field, value)
+    got = driver.js("return Launch.numberErrors(document.getElementById('launch-form'))")
+    assert got["limits"] == "Training epochs must be a whole number of at least 1; got 0."
+    assert got["limits-cap"] == "Images per class must be a whole number of at least 1; got 2.5."
+    assert got["cv"] == f"Cross-validation folds must be a whole number from 0 to {cv_max}; got {cv_max + 1}."
+    assert got["budget"].startswith("The budget must be a number from 0 to ")
+    for field in ("epochs", "max-per-class", "cv", "budget"):
+        _value(driver, field, "")
+    assert driver.js("return Launch.numberErrors(document.getElementById('launch-form'))") == {}
+
+
 def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, launch_service, tmp_path):
     """A new-user round: uploading an archive registered already (the API's 200, that data set) stalled the form
-    with an empty error and no job request. Here the job request that follows is refused on its budget, so that
+    with an empty error and no job request. Here the job request that follows is refused on its encoder, so that
     the test reads how far the form got without training anything."""
     base = launch_service.base
     archive = _shapes_zip(tmp_path / "again.zip")
@@ -913,11 +940,11 @@ def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, laun
     _open(driver, base + "/launch", "launch")
     driver.js("document.getElementById('source-upload').click()")
     driver.send_file("#archive", archive)
-    _value(driver, "budget", "-5")
+    _value(driver, "encoder", "openclip:ViT-B-32:laion2b")  # refused by the API once the data set is resolved
     driver.js("document.getElementById('launch-submit').click()")
-    error = wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent"), 60,
-                     interval=0.2, what="the job request sent, and refused on its budget")
-    assert error == "Input should be greater than or equal to 0"
+    error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
+                     interval=0.2, what="the job request sent, and refused on its encoder")
+    assert error.startswith("encoder: ")
     assert driver.js("return document.getElementById('err-dataset').textContent") == ""
     assert driver.js("return document.getElementById('banner').textContent") == (
         f"This archive is registered already, as data set {first.json()['name']} ({first.json()['id']}): the "
