@@ -243,6 +243,8 @@ class JobOut(BaseModel):
     updated_at: str
     started_at: str | None
     finished_at: str | None
+    what: str = Field("", description="what it was asked to do, in a line: its data set or cache, encoder and the "
+                      "probes it trains, named as their runs are (app.steps.job_what)")
 
     @classmethod
     def from_row(cls, row: dict[str, Any], clean: Callable[[str], str] | None = None,

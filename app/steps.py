@@ -186,6 +186,24 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
+def job_what(kind: str, request: dict[str, Any]) -> str:
+    """What a job was asked to do, in a line: its data set or cache, its encoder and the probes it trains, by the
+    names their runs get (a cancelled job's page said only its status and three log lines; a dashboard-only
+    round)."""
+    from probe import ProbeConfig
+
+    source = (f"cache {request['cache_id']}" if request.get("cache_id")
+              else f"data set {request['dataset_id']}" if request.get("dataset_id") else "")
+    encoder = f", encoder {request['encoder']}" if kind != "probe" and request.get("encoder") else ""
+    configs = request.get("probes") or ([request["config"]] if isinstance(request.get("config"), dict) else [])
+    try:
+        names = [run_name(ProbeConfig.model_validate(c)) for c in configs]
+    except ValueError:  # a request stored by other code: its probes not named
+        names = []
+    probes = f": {', then '.join(names)}" if names else ""
+    return f"{kind} on {source}{encoder}{probes}" if source else kind
+
+
 def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool | None = None) -> str:
     """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
     apart (a budget, balanced accuracy, the post-hoc bias, epochs and folds set by hand; two disparity runs were

@@ -10,6 +10,7 @@ from ..datasets import resolve_under_root
 from ..deps import get_runner, get_store
 from ..store import Store
 from ..status import RESUMABLE, JobStatus
+from ..steps import job_what
 from ..schemas import ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
 from ..validation import validate_job
 from ..worker import JobRunner
@@ -50,13 +51,15 @@ def get_job(job_id: IdPath, store: Store = Depends(get_store), runner: JobRunner
 def _out(row: dict, store: Store, runner: JobRunner) -> JobOut:
     """A job as a client reads it; whether it can resume looks up the rows it uses (only for one that could)."""
     could = JobStatus(row["status"]) in RESUMABLE
-    return JobOut.from_row(row, runner.messages.clean, could and store.uses_deleted_rows(row))
+    out = JobOut.from_row(row, runner.messages.clean, could and store.uses_deleted_rows(row))
+    return out.model_copy(update={"what": job_what(out.kind, out.request)})
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT},
                summary="Cancel a job (a running one stops at its next chunk; poll until 'cancelled')")
 def cancel_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobOut:
-    return JobOut.from_row(runner.cancel(job_id), runner.messages.clean)
+    out = JobOut.from_row(runner.cancel(job_id), runner.messages.clean)
+    return out.model_copy(update={"what": job_what(out.kind, out.request)})
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,

@@ -389,6 +389,8 @@
       const result = job.result || {};
       panel.replaceChildren(...[  // replaceChildren would print a null as "null"
         h("h2", {}, `Job ${job.id} · ${job.kind}`),
+        // what it was asked to do (a cancelled job's page said only its status; a dashboard-only round)
+        job.what ? h("p", { class: "muted", id: "job-what" }, job.what) : null,
         h("p", { class: "job-line" }, statusChip(job.status), " ", progressBar(job.progress), " ",
           h("span", { id: "job-progress" }, (100 * job.progress).toFixed(0) + "%"), " ",
           h("span", { class: "muted", id: "job-eta" }, timeLeftText(job)), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),

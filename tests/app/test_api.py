@@ -403,6 +403,11 @@ def test_pipeline_job_finishes_with_two_runs(finished):
     assert [p["head"] for p in stored] == ["linear", "linear"] and [p["loss"] for p in stored] == ["ce", "mr2"]
     assert all(p[key] == value for p, sent in zip(stored, (ERM, MR2)) for key, value in sent.items())
     assert job["request"]["encoder"] == "effnet-lite0"
+    # what it was asked to do, in a line, as its runs are named (a dashboard-only round: a cancelled job's page said
+    # only its status)
+    served = finished.client.get(f"/api/jobs/{job['id']}").json()
+    assert served["what"] == (f"pipeline on data set {job['request']['dataset_id']}, encoder effnet-lite0: "
+                              "ce/linear (5 epochs), then mr2/linear (5 epochs)")
     texts = " | ".join(m["text"] for m in job["messages"])
     assert "encoder effnet-lite0 ready (1280-d features" in texts and "groups from reference run" in texts
     listed = finished.client.get("/api/jobs").json()

@@ -888,6 +888,8 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     assert httpx.get(f"{base}/api/jobs/{job['id']}").json()["status"] == "cancelled"
     panel = driver.js("return document.getElementById('job-watch').textContent")
     assert "cancellation requested" in panel and "null" not in panel and "undefined" not in panel
+    assert driver.js("return document.getElementById('job-what').textContent").startswith(
+        f"pipeline on data set {launch_service.launched['dataset']}, encoder effnet-lite0: ce/linear")
     driver.screenshot(tmp_path / "launch_cancelled.png")
 
 
