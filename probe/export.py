@@ -14,8 +14,8 @@ from typing import Any
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
-from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Timing, confusions_text,
-                     empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy, shipped_worst_text,
+from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
+                     confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy, shipped_worst_text,
                      verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
@@ -311,11 +311,24 @@ EXPORT_FORMATS = {"md": report_markdown, "html": report_html}
 PER_CLASS_ORDER = "Per class, those that changed first, largest loss first"  # the order of compare.class_rows
 
 
-def comparison_markdown(comparison: Comparison) -> str:
-    """A comparison as one Markdown document: what was compared, the verdict and cost, then the metrics and
-    every class (accuracies in %, deltas in points with their 95 % paired intervals)."""
+def runs_context(base: Report, other: Report, names: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """What a comparison's export says of its two runs beyond the comparison: each run's name (``names``: run id →
+    words, the service's name, note and data set) and each run's own report warnings (a small validation split,
+    unstable groups, ...): an exported comparison had read more reliable than the page it came from, which showed
+    them (a dashboard-only round)."""
+    facts = [(f"{side} run", names[report.run_id]) for side, report in (("base", base), ("other", other))
+             if names and report.run_id in names]
+    for side, report in (("base", base), ("other", other)):
+        facts += [(f"warning ({side} run)", warning) for warning in report.warnings]
+    return facts
+
+
+def comparison_markdown(comparison: Comparison, context: list[tuple[str, str]] = ()) -> str:
+    """A comparison as one Markdown document: what was compared (and ``context``, :func:`runs_context`), the verdict
+    and cost, then the metrics and every class (accuracies in %, deltas in points with their 95 % paired
+    intervals)."""
     lines = [f"# mr2probe compare: {_md(comparison.base)} vs {_md(comparison.other)}", ""]
-    lines += _md_facts([(label.capitalize(), text) for label, text in comparison_facts(comparison)])
+    lines += _md_facts([(label.capitalize(), text) for label, text in _with_context(comparison, context)])
     lines += ["", f"## {_first_upper(_md(metric_title(comparison)))}", "",
               *_md_table(METRIC_HEADER, metric_rows(comparison))]
     rows, _ = class_rows(comparison)
@@ -323,10 +336,15 @@ def comparison_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_html(comparison: Comparison) -> str:
+def _with_context(comparison: Comparison, context) -> list[tuple[str, str]]:
+    facts = comparison_facts(comparison)
+    return facts[:1] + list(context) + facts[1:]  # after what was compared
+
+
+def comparison_html(comparison: Comparison, context: list[tuple[str, str]] = ()) -> str:
     """A comparison as one self-contained HTML page: the same content as :func:`comparison_markdown`."""
     title = f"mr2probe compare: {comparison.base} vs {comparison.other}"
-    facts = _html_facts([(label.capitalize(), text) for label, text in comparison_facts(comparison)])
+    facts = _html_facts([(label.capitalize(), text) for label, text in _with_context(comparison, context)])
     rows, _ = class_rows(comparison)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from probe import compare_reports, format_comparison, load_report
-    from probe.export import COMPARE_FORMATS
+    from probe.export import COMPARE_FORMATS, runs_context
     from probe.predictions import load_pair
     from probe.report import TERMINAL_CLASSES
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                                                 args.features)
         comparison.warnings = warnings  # in the JSON and every view (comparison_facts)
     if args.format:
-        write_document(COMPARE_FORMATS[args.format](comparison), args.out)
+        write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other)), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
     print(comparison.model_dump_json(indent=2) if args.json

@@ -387,7 +387,24 @@ async def _comparison_file(request: Request, store: Store, base: str, other: str
     from probe.export import COMPARE_FORMATS
 
     comparison = await _in_scoring_slot(request, _comparison, store, base, other, cache, split)
-    return _download(COMPARE_FORMATS[fmt](comparison), fmt, f"{base}_vs_{other}")
+    context = await run_in_threadpool(_runs_context, store, base, other)
+    return _download(COMPARE_FORMATS[fmt](comparison, context), fmt, f"{base}_vs_{other}")
+
+
+def _runs_context(store: Store, base: str, other: str) -> list[tuple[str, str]]:
+    """The two runs as the pages name them (name, note, data set) and their reports' warnings, for an export."""
+    from probe.export import runs_context
+
+    names = {}
+    for run_id in (base, other):
+        row = store.get_run(run_id)
+        try:
+            dataset = store.get_dataset(store.get_cache(row["cache_id"])["dataset_id"])["name"]
+        except KeyError:  # NotFound: a cache or data set deleted since
+            dataset = None
+        names[run_id] = (f"{row['name']} ({run_id})" + (f", data set {dataset}" if dataset else "")
+                         + (f"; note: {row['note']}" if row.get("note") else ""))
+    return runs_context(_report(store, base), _report(store, other), names)
 
 
 @router.get("/compare.html", response_class=Response, summary="A comparison as one self-contained HTML page",

@@ -490,13 +490,23 @@ def test_reports_and_comparisons_download_as_the_cli_exports_them(finished):
         assert resp.status_code == 200 and resp.headers["content-type"].startswith(media)
         assert resp.headers["content-disposition"] == f'attachment; filename="{finished.mr2}_report.{fmt}"'
         assert resp.text == render(report)
-    comparison = compare_reports(load_report(runs / finished.erm), load_report(runs / finished.mr2),
-                                 load_pair(runs / finished.erm, runs / finished.mr2))
+    from probe.export import runs_context
+
+    base, other = load_report(runs / finished.erm), load_report(runs / finished.mr2)
+    comparison = compare_reports(base, other, load_pair(runs / finished.erm, runs / finished.mr2))
+    # with the runs as the pages name them and their reports' warnings (an export read more reliable than its page;
+    # a dashboard-only round)
+    rows = {r["id"]: r for r in client.get("/api/runs").json()}
+    names = {run: f"{rows[run]['name']} ({run}), data set {finished.dataset['name']}" for run in (finished.erm,
+                                                                                              finished.mr2)}
+    context = runs_context(base, other, names)
+    assert context[:2] == [("base run", names[finished.erm]), ("other run", names[finished.mr2])]
+    assert [text for label, text in context if label == "warning (other run)"] == other.warnings
     for fmt, render in (("html", comparison_html), ("md", comparison_markdown)):
         resp = client.get(f"/api/compare.{fmt}", params={"base": finished.erm, "other": finished.mr2})
         assert resp.status_code == 200
         assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_{finished.mr2}.{fmt}"'
-        assert resp.text == render(comparison)
+        assert resp.text == render(comparison, context)
 
 
 def test_compare(finished):
