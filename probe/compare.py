@@ -517,7 +517,8 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:
     """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
-    return [[name, _pct(m.base), _pct(m.other), _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
+    return [[name.replace("_", " "), _pct(m.base), _pct(m.other),  # "worst class", not a field name (a review)
+             _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
             for name, m in comparison.metrics.items()]
 
 
