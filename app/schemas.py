@@ -151,6 +151,9 @@ MAX_PER_CLASS_HELP = ("at most this many images per class in each given split (t
                       "a data set without split folders: in all, before test and val are carved from them")
 
 
+MAX_PER_CLASS = 10**9  # images per class an extraction keeps at most (the launch form reads it from /launch/choices)
+
+
 class ExtractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1, 1.0 not 1 (an attack round)
     batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE, description="images per chunk (default: server "
@@ -158,7 +161,7 @@ class ExtractOptions(BaseModel):
     val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=0.0, lt=1.0, allow_inf_nan=False,
                                 description="share of train carved out as val if absent")
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    max_per_class: int | None = Field(None, ge=1, le=10**9, description=MAX_PER_CLASS_HELP)
+    max_per_class: int | None = Field(None, ge=1, le=MAX_PER_CLASS, description=MAX_PER_CLASS_HELP)
 
 
 class ExtractJob(BaseModel):

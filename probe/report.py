@@ -418,7 +418,7 @@ class Calibration(_Model):
         # "5.00% less its bias" read as "5 % less than its bias" (a new-user round)
         # "its bias" read as a post-hoc logit bias on such a run (a dashboard-only round): the estimate's own
         debiased = ("" if self.ece_debiased is None
-                    else f", {_pct(self.ece_debiased)}% less the estimate's own upward bias,")
+                    else f", {_pct(self.ece_debiased)}% once the estimate's own upward bias is removed,")
         nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
         return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, mean "
                 f"confidence {_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}{nll}")

@@ -89,6 +89,9 @@ def launch_choices() -> dict[str, Any]:
     from feature_cache.datasets import ARCHIVE_SUFFIXES
     from probe import DEFAULT_CV_FOLDS, HEADS, MAX_CV_FOLDS, MIN_CV_FOLDS, MIN_VAL_PER_CLASS, PRESETS
     from probe.config import MAX_OVERALL_DROP
+    from probe.params import MAX_EPOCHS
+
+    from ..schemas import MAX_PER_CLASS
     from probe.decision import IMBALANCE_RATIO
     from probe.metrics import OVERALL_METRICS
     from probe.names import MAX_NAME
@@ -103,6 +106,7 @@ def launch_choices() -> dict[str, Any]:
         "overall_metrics": list(OVERALL_METRICS), "imbalance_ratio": IMBALANCE_RATIO,
         # the form's bounds, as the API's: the archives an upload may be, a name's length, the budget's largest
         "archives": list(ARCHIVE_SUFFIXES), "max_name": MAX_NAME, "max_overall_drop": MAX_OVERALL_DROP,
+        "max_epochs": MAX_EPOCHS, "max_per_class": MAX_PER_CLASS,
     }
 
 

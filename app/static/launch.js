@@ -159,8 +159,8 @@
         h("details", { class: "preset-details" }, h("summary", {}, "The rule and the evidence, in full"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
-          field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, step: 1, placeholder: "all" }), "limits-cap"),
-          field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, step: 1, placeholder: "default" }), "limits"))),
+          field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, max: choices.max_per_class, step: 1, placeholder: "all" }), "limits-cap"),
+          field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, max: choices.max_epochs, step: 1, placeholder: "default" }), "limits"))),
       h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
         h("span", { class: "field-error", id: "err-form", role: "alert" })));
     const sync = () => {
@@ -275,7 +275,7 @@
   /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */
   function cvField(cv) {
     if (!cv) return null;  // a server before the cv option
-    return field("Cross-validation folds (small data)", h("input", { id: "cv", type: "number", min: 0, max: cv.max, step: 1, placeholder: `${cv.default} (default)` }), "cv",
+    return field("Cross-validation folds (small data)", h("input", { id: "cv", type: "number", min: 0, max: cv.max, step: 1, "data-min-nonzero": cv.min, placeholder: `${cv.default} (default)` }), "cv",
       `When validation has fewer than ${cv.min_val_per_class} images in some class, hyper-parameters and groups are chosen by k-fold cross-validation on train + val; 0: never, else ${cv.min} to ${cv.max}.`);
   }
 
@@ -288,12 +288,20 @@
     const errors = {};
     for (const [id, key, name] of NUMBER_FIELDS) {
       const input = form.querySelector("#" + id);
-      if (!input || input.disabled || input.value.trim() === "") continue;
+      if (!input || input.matches(":disabled")) continue;  // a greyed-out fieldset's fields are not sent
+      if (input.validity && input.validity.badInput) {  // "3,5": the browser's value is "", and the default was sent
+        errors[key] = `${name} is not a number.`;
+        continue;
+      }
+      if (input.value.trim() === "") continue;
       const value = Number(input.value), min = input.min === "" ? -Infinity : Number(input.min);
       const max = input.max === "" ? Infinity : Number(input.max);
-      if (!Number.isFinite(value) || value < min || value > max || (input.step === "1" && !Number.isInteger(value))) {
-        errors[key] = `${name} must be ${input.step === "1" ? "a whole number" : "a number"} `
-          + (max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`) + `; got ${input.value.trim()}.`;
+      const floor = input.dataset.minNonzero ? Number(input.dataset.minNonzero) : null;  // folds: 0, or min to max
+      const whole = input.step === "1";
+      if (!Number.isFinite(value) || value < min || value > max || (whole && !Number.isInteger(value))
+          || (floor !== null && value !== 0 && value < floor)) {
+        const range = floor !== null ? `0, or from ${floor} to ${max}` : max === Infinity ? `at least ${min}` : `from ${min} to ${max}`;
+        errors[key] = `${name} must be ${whole ? "a whole number" : "a number"}${floor !== null ? ":" : ""} ${range}; got ${input.value.trim()}.`;
       }
     }
     return errors;

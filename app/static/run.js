@@ -203,7 +203,7 @@
     const test = !isNum(c.calibrated_p) ? "" : c.calibrated_p < 0.05  // probe.report.Calibration.verdict's words
       ? ` · miscalibrated beyond noise (p = ${Dash.pText(c.calibrated_p)} if it were calibrated)`
       : ` · not shown miscalibrated beyond noise on these images (p = ${Dash.pText(c.calibrated_p)})`;
-    return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} less the estimate's own upward bias)` : ""}` +
+    return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} once the estimate's own upward bias is removed)` : ""}` +
       `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""}${test} · mean confidence ${pct(c.confidence)} against accuracy ` +
       `${pct(c.accuracy)}${lean}${isNum(c.nll) ? " · NLL " + num(c.nll, 3) : ""}`;
   }
@@ -244,8 +244,8 @@
         + "vector less the largest cosine with another class's (Zhou et al. 2022), between −2 and 2. "
         // a linear head's scores weigh the vectors' norms and its bias too: there a margin above 0 can be a mistake
         // (a dashboard-only round read truck's +0.003 beside 6 of 10 trucks wrong)
-        + ((report.config || {}).head === "cosine" ? "Below 0 the image is misclassified. "
-          : "It measures the geometry, not the decision: this linear head's scores also weigh the vectors' lengths and its "
+        + ((report.config || {}).head === "cosine" && !report.posthoc ? "Below 0 the image is misclassified. "
+          : "It measures the geometry, not the decision: this probe's scores also weigh the vectors' lengths, or a "
             + "bias, so an image can be misclassified at a margin above 0. ")
         + "Per class, the mean and the minimum over its test images, worst class first.")];
   }
@@ -336,13 +336,13 @@
   }
 
   // ---- failure gallery ------------------------------------------------------------------------------
-  function galleryItems(data) {
+  function galleryItems(data, seeds = 1) {
     const what = data.predicted ? `${data.class} predicted as ${data.predicted}`
       : `${data.total === 1 ? "mistake" : "mistakes"} on ${data.class}`;
     // the gallery shows the shipped probe's (first seed's) mistakes, the confusions count every seed's: a pair clicked
     // there can be empty here (a dashboard-only round read "No test image ..." beside "frog → cat 1 of 30")
-    const seedsNote = " The confusion counts are over every seed's predictions; another seed made this mistake.";
-    if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} by the first seed, the probe that ships.${seedsNote}`
+    const pooled = seeds > 1 ? ` The confusions count all ${seeds} seeds' predictions: another seed may have made it.` : "";
+    if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} by the first seed, the probe that ships.${pooled}`
                                                        : `No misclassified test image of class ${data.class} by the first seed, the probe that ships.`);
     return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confident first.`),
       h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
@@ -525,13 +525,13 @@
 
   /** `load(name, predicted)` filling `body` with the failures GET `url(name, predicted)` lists (galleryItems), or
    * `failed(error)`; of requests in quick succession only the last one's answer is shown (load resolves true). */
-  function failuresInto(body, url, failed) {
+  function failuresInto(body, url, failed, seeds = 1) {
     let latest = 0;
     return async (name, predicted) => {
       const mine = ++latest;
       body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
       let nodes;
-      try { nodes = [galleryItems(await getJSON(url(name, predicted)))].flat(); }
+      try { nodes = [galleryItems(await getJSON(url(name, predicted)), seeds)].flat(); }
       catch (e) { nodes = [failed(e)]; }
       if (mine !== latest) return false;
       body.replaceChildren(...nodes);
@@ -551,7 +551,8 @@
       // FastAPI's bare "Not Found": no such route on this server (a missing run or class names itself).
       (e) => (e.status === 404 && e.message === "Not Found"
         ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
-        : empty("Could not load the failure examples: " + e.message)));
+        : empty("Could not load the failure examples: " + e.message)),
+      ((report.seeds || {}).values || []).length);
     const predictedOptions = (name) => [h("option", { value: "" }, "any class"),
       ...report.class_names.filter((c) => c !== name).map((c) => h("option", { value: c }, c))];
     const predictedSelect = h("select", { id: "gallery-predicted", onchange: () => load(select.value, predictedSelect.value) },

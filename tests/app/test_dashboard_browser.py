@@ -915,20 +915,41 @@ def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, f
     store.cancel_queued(job["id"])
 
 
-def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service):
+def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service, tmp_path):
+    """A dashboard-only round: an archive was stored as a data set, then its job refused on a budget of -3; the
+    form's bounds are the API's (/launch/choices), folds 0 or 2..max as the API takes them (a review)."""
     base = launch_service.base
     _open(driver, base + "/launch", "launch")
-    cv_max = httpx.get(base + "/launch/choices").json()["cv"]["max"]
-    for field, value in (("epochs", "0"), ("max-per-class", "2.5"), ("cv", str(cv_max + 1)), ("budget", "1e9")):
+    choices = httpx.get(base + "/launch/choices").json()
+    cv = choices["cv"]
+    errors = "return Launch.numberErrors(document.getElementById('launch-form'))"
+    for field, value in (("epochs", "0"), ("max-per-class", "2.5"), ("cv", str(cv["max"] + 1)), ("budget", "1e9")):
         _value(driver, field, value)
-    got = driver.js("return Launch.numberErrors(document.getElementById('launch-form'))")
-    assert got["limits"] == "Training epochs must be a whole number of at least 1; got 0."
-    assert got["limits-cap"] == "Images per class must be a whole number of at least 1; got 2.5."
-    assert got["cv"] == f"Cross-validation folds must be a whole number from 0 to {cv_max}; got {cv_max + 1}."
+    got = driver.js(errors)
+    assert got["limits"] == f"Training epochs must be a whole number from 1 to {choices['max_epochs']}; got 0."
+    assert got["limits-cap"] == (f"Images per class must be a whole number from 1 to {choices['max_per_class']}; "
+                                 "got 2.5.")
+    assert got["cv"] == (f"Cross-validation folds must be a whole number: 0, or from {cv['min']} to {cv['max']}; "
+                         f"got {cv['max'] + 1}.")
     assert got["budget"].startswith("The budget must be a number from 0 to ")
+    _value(driver, "cv", "1")  # below the API's least folds, above 0
+    assert driver.js(errors)["cv"].endswith("; got 1.")
+    _value(driver, "epochs", str(choices["max_epochs"] + 1))
+    assert driver.js(errors)["limits"].endswith(f"; got {choices['max_epochs'] + 1}.")
+    # a submit with them: said under the fields, nothing uploaded, no job
+    datasets, jobs = httpx.get(base + "/api/datasets").json(), httpx.get(base + "/api/jobs").json()
+    driver.js("document.getElementById('source-upload').click()")
+    driver.send_file("#archive", _shapes_zip(tmp_path / "numbers.zip"))
+    driver.js("document.getElementById('launch-submit').click()")
+    assert driver.js("return document.getElementById('err-cv').textContent").endswith("; got 1.")
+    assert httpx.get(base + "/api/datasets").json() == datasets and httpx.get(base + "/api/jobs").json() == jobs
+    # a greyed-out fieldset's fields are not sent, so not checked
+    driver.js("document.querySelectorAll('fieldset.probes-only').forEach((f) => { f.disabled = true; })")
+    assert driver.js(errors) == {}
+    driver.js("document.querySelectorAll('fieldset.probes-only').forEach((f) => { f.disabled = false; })")
     for field in ("epochs", "max-per-class", "cv", "budget"):
         _value(driver, field, "")
-    assert driver.js("return Launch.numberErrors(document.getElementById('launch-form'))") == {}
+    assert driver.js(errors) == {}
 
 
 def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, launch_service, tmp_path):
@@ -1078,7 +1099,7 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert bars == pytest.approx([b["accuracy"] for b in cal["bins"] if b["count"]]) and bars
     name = httpx.get(f"{base}/api/runs/{run}").json()["name"]  # compared: each line names its run
     assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
-        f"{name}: ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% less the estimate's own upward bias), 95 % interval "
+        f"{name}: ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% once the estimate's own upward bias is removed), 95 % interval "
         f"[{100 * cal['ece_ci'][0]:.1f}%, ")
     # compared, the other run's calibration is the line beneath
     erm_cal = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["calibration"]
@@ -1177,7 +1198,7 @@ def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, li
         text = driver.js("return document.getElementById('gallery-body').textContent")
         assert (f"{len(api['items'])} of {api['total']} {true} predicted as {pred} (first seed)" in text if api["items"]
                 else f"No test image of {true} was predicted as {pred} by the first seed, the probe that ships. The "
-                     "confusion counts are over every seed's predictions; another seed made this mistake." in text)
+                     "confusions count all 3 seeds' predictions: another seed may have made it." in text)
         return true, pred
 
     notes = driver.js("""const item = { true: 'cat', predicted: 'dog', confidence: .9, source: 'cat/a.png', thumbnail_url: '' };

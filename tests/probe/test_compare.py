@@ -356,8 +356,8 @@ def test_a_comparison_lists_both_runs_calibration():
     cmp = compare_reports(base, other)
     assert cmp.calibration["base"].ece == 0.1 and cmp.calibration["other"].ece == 0.04
     text = format_comparison(cmp, width=400)
-    assert "calibration: base ECE 10.00%, 5.00% less the estimate's own upward bias, 95 % interval [0.0, 10.0]" in text
-    assert "; other ECE 4.00%, 2.00% less the estimate's own upward bias, 95 % interval [0.0, 4.0]" in text
+    assert "calibration: base ECE 10.00%, 5.00% once the estimate's own upward bias is removed, 95 % interval [0.0, 10.0]" in text
+    assert "; other ECE 4.00%, 2.00% once the estimate's own upward bias is removed, 95 % interval [0.0, 4.0]" in text
 
 
 def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denying_its_reference():
