@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, loss_label,
-                     probe_label)
+                     print_table, probe_label)
 from .selection import SIGN_TEST_ALPHA, signed_points
 from .uncertainty import observed_class_accuracy
 
@@ -548,6 +548,6 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
         table.add_row(*row)
     console.print(table)
     rows, caption = class_rows(comparison, max_classes)
-    console.print(class_table("per class", [(col, "left" if col in ("class", "group") else "right")
-                                            for col in CLASS_HEADER], rows, width, caption))
+    print_table(console, class_table("per class", [(col, "left" if col in ("class", "group") else "right")
+                                                   for col in CLASS_HEADER], rows, width, caption), width)
     return console.export_text()

@@ -1099,16 +1099,13 @@ def _header(report: Report) -> list[str]:
 
 
 def _val_note(report: Report) -> str:
-    """What the terminal table's "val %" is, and what ranked the groups: a new-user round read this run's val %
-    (Shirt 23.33, out of fold) against the 63.3 % of the reference that ranked the thirds, both called "val"."""
-    where = "out of fold on train + val (cross-validation)" if report.selection.cv else "on the validation split"
-    if report.grouping.source == "reference":
-        ranked = "the reference run's validation accuracy"
-    elif report.selection.criterion == "hard":  # the decision ranked them on the ERM configuration it trained (a review)
-        ranked = "the validation accuracy of the reference (ERM) configuration this run trained, its first seed's"
-    else:
-        ranked = "this run's validation accuracy, its first seed's (the column is the seeds' mean)"
-    return f"val %: this run's accuracy {where}; the groups are ranked by {ranked}."
+    """What the terminal table's "val %" is, beside what ranked the groups (the report's grouping note, one
+    definition): a new-user round read this run's val % (Shirt 23.33, out of fold) against the 63.3 % of the
+    reference that ranked the thirds, both called "val"."""
+    cv = report.selection.cv
+    column = ("this run's accuracy on the validation split, the seeds' mean" if cv is None else
+              f"this run's out-of-fold accuracy ({cv.describe()}, the chosen configuration's first seed)")
+    return f"val %: {column}; {report.grouping.note}."
 
 
 def _thirds_out_of_order(summary: Summary) -> list[str]:
@@ -1205,10 +1202,10 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
           _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean)]
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
         width, caption)
-    console.print(pc)
+    print_table(console, pc, width)
     console.print(_val_note(report))
     if any(row.precision is not None for row in report.per_class):
-        console.print(_failures_table(rows, caption, width))
+        print_table(console, _failures_table(rows, caption, width), width)
     return console.export_text()
 
 
@@ -1252,7 +1249,22 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
             table.add_column(header, justify=justify, min_width=need[i])
     for row in rows:
         table.add_row(cut_name(row[0], name_width), *row[1:])
+    # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
+    # numbers with no mark (-0.087 read -0.08, 'smp mean' 'sm mea'; a new-user round): print_table widens to it
+    table.needed_width = (name_width + sum(n for i, n in enumerate(need) if i and not prose[i])
+                          + 12 * sum(prose) + 3 * len(columns) + 1)
     return table
+
+
+def print_table(console, table, width: int) -> None:
+    """Print a :func:`class_table` at ``width`` or, where its numbers need more, at their width: a line longer than
+    the terminal wraps, where a cut number would be read as it shows."""
+    kept = console.width  # console.print's own width is capped at the console's
+    console.width = max(width, getattr(table, "needed_width", width))
+    try:
+        console.print(table)
+    finally:
+        console.width = kept
 
 
 def _failures_table(rows: list, caption: str | None, width: int):

@@ -61,19 +61,16 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
     # what "val %" is and what ranked the groups (a new-user round read this run's out-of-fold val % against the
     # reference's accuracy that ranked the thirds, both called "val")
-    note = ("val %: this run's accuracy on the validation split; the groups are ranked by this run's validation "
-            "accuracy, its first seed's (the column is the seeds' mean).")
-    assert note in format_report(rep, width=200)
+    note = (f"val %: this run's accuracy on the validation split, the seeds' mean; {rep.grouping.note}.")
+    assert note in format_report(rep, width=300)
     from probe.report import CrossValidation
 
-    cv = rep.model_copy(deep=True)
-    cv.selection.cv = CrossValidation(folds=5, samples=140, reason="few")
-    cv.grouping.source = "reference"
-    assert ("val %: this run's accuracy out of fold on train + val (cross-validation); the groups are ranked by the "
-            "reference run's validation accuracy.") in format_report(cv, width=200)
-    cv.grouping.source, cv.selection.criterion = "self", "hard"  # the decision's ranking (a review)
-    assert ("the groups are ranked by the validation accuracy of the reference (ERM) configuration this run "
-            "trained, its first seed's.") in format_report(cv, width=200)
+    cv = rep.model_copy(deep=True)  # what ranked the groups: the report's grouping note, one definition (a review
+    cv.selection.cv = CrossValidation(folds=5, samples=140, reason="few")  # found the note's own words wrong)
+    cv.grouping.note = "groups from the reference run r0's validation per-class accuracy"
+    assert ("val %: this run's out-of-fold accuracy (5-fold cross-validation of train + val, 140 images, the chosen "
+            "configuration's first seed); groups from the reference run r0's validation per-class accuracy.") in \
+        format_report(cv, width=300)
     shipped = rep.seeds.metrics["overall"].per_seed[0]
     assert f"the shipped probe (first seed): overall {100 * shipped:.2f}%" in format_report(rep)
     # with its interval, as the seed mean's (a new-user round: what ships had none)
@@ -384,3 +381,13 @@ def test_a_test_split_that_ranks_the_thirds_against_their_names_is_warned_of():
                        n_train=np.array([50, 50, 40]))
     assert ("On test the thirds are out of order: the hard third scores 90.00 %, the easy one 80.00 %. The groups "
             "were ranked on validation and did not hold on these test images") in rep.warnings[-1]
+
+
+def test_a_narrow_terminal_gets_every_number_whole():
+    """A new-user round: at 100 columns rich cut the last columns' numbers with no mark (-0.087 read -0.08, the
+    header 'smp mean' read 'sm mea'); the table is printed as wide as its numbers need."""
+    text = format_report(_report(), width=60)
+    table = text[text.index("per class (test), worst first"):]
+    for value in ("0.300", "0.100", "0.800", "-0.500", "-0.900", "0.100"):  # the sample margins, last columns
+        assert value in table
+    assert "smp" in table and "mean" in table
