@@ -463,7 +463,10 @@ def probe_words(report: Report) -> str:
     posthoc = ""
     if config.get("posthoc_bias"):
         applied = report.posthoc is None or report.posthoc.shipped_applied()
-        posthoc = f", post-hoc bias {'applied' if applied else 'not applied (its guard declined)'}"
+        untested = report.posthoc is not None and bool(report.posthoc.per_seed) and not report.posthoc.per_seed[0].folds
+        # "declined" read as tested and refused where too few validation images kept it from being tested
+        why = "too few validation images to test it" if untested else "its guard declined"
+        posthoc = f", post-hoc bias {'applied' if applied else f'not applied ({why})'}"
     return (probe_label("ce" if config.get("loss") == "ce" else loss_label(config), config.get("head"))
             + (f", preset {preset.name}" if preset is not None else "")
             + balanced + kept + posthoc)

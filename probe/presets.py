@@ -43,8 +43,8 @@ PRESETS: dict[str, Preset] = {
         "other (cross-fitted); otherwise the run is ERM. Validation with fewer than 50 images in a class is replaced by k-fold "
         "cross-validation on train + val (cv, 5 folds by default; fewer where a class has fewer images). Evidence "
         "(README, bench/disparity.py --shots: effnet-lite0 features, CIFAR-10 and Fashion-MNIST, linear and cosine "
-        "heads, n = 10 ... 1000 images per class and the full sets, 5 subsamples each; re-measured in stop 56 with "
-        "this cross-fitted decision): in all 140 subsamples it answered 'no safe improvement' and equals ERM, so it "
+        "heads, n = 10 ... 1000 images per class and the full sets, 5 subsamples each; re-measured with this "
+        "cross-fitted decision): in all 140 subsamples it answered 'no safe improvement' and equals ERM, so it "
         "harmed (test overall < ERM - 0.3 pt or worst class < ERM's - 1.0 pt) in none; before the cross-fitting it "
         "had improved 1 subsample in 5 on the full sets with the cosine head (+0.23 hard), a gain cross-fitting does "
         "not show beyond noise. Measured before the cross-fitting and not re-measured: the post-hoc bias, which "
@@ -57,9 +57,8 @@ PRESETS: dict[str, Preset] = {
         "Group DRO (the group_dro loss, with its step size swept over four values and chosen on validation), which "
         "weighs the classes a probe gets wrong more; kept only where it raises the hardest third of the classes "
         "beyond noise without costing overall accuracy (or within your budget), else the run is the ERM reference: "
-        "recommended because it has rarely cost accuracy where measured, not because it often gains. On balanced "
-        "data it found no safe improvement, and harmed none, in 140 subsamples of CIFAR-10 and Fashion-MNIST; on "
-        "long-tailed data with "
+        "recommended because it has rarely cost accuracy where measured. On balanced data it found no safe "
+        "improvement, and harmed none, in 140 subsamples of CIFAR-10 and Fashion-MNIST; on long-tailed data with "
         "overall_metric='balanced' it raised balanced accuracy in 9 of 10 settings and harmed 1 subsample in 5 in "
         "the smallest (about 250 training images).",
     ),

@@ -391,3 +391,23 @@ def test_a_narrow_terminal_gets_every_number_whole():
     for value in ("0.300", "0.100", "0.800", "-0.500", "-0.900", "0.100"):  # the sample margins, last columns
         assert value in table
     assert "smp" in table and "mean" in table
+
+
+def test_a_post_hoc_bias_too_few_images_could_test_says_so_and_what_to_do():
+    """A new-user round: compare said "its guard declined" of a bias never tested (1 to 3 validation images a
+    class), and the report did not say what would let it be tested."""
+    from probe.compare import probe_words
+    from probe.report import Posthoc, PosthocSeed
+
+    seed = dict(seed=0, bias=[0.0, 0.0, 0.0], scale=1.0, val_overall_before=0.5, val_overall_after=0.5,
+                val_objective_before=0.4, val_objective_after=0.4, applied=False, folds=0)
+    rep = _report()
+    rep.posthoc = Posthoc(objective="hard", guard=True, per_seed=[PosthocSeed(**seed)])
+    rep.config = {**rep.config, "posthoc_bias": True}
+    assert rep.posthoc.describe() == (
+        "Post-hoc bias not applied: it is tested out of sample on the validation split, where every class needs 10 "
+        "images, and some class has fewer (a val/ folder, or a larger val_fraction at extraction, gives them); the "
+        "shipped probe is the ERM probe.")
+    assert probe_words(rep).endswith(", post-hoc bias not applied (too few validation images to test it)")
+    rep.posthoc = Posthoc(objective="hard", guard=True, per_seed=[PosthocSeed(**{**seed, "folds": 5})])
+    assert probe_words(rep).endswith(", post-hoc bias not applied (its guard declined)")
