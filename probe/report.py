@@ -926,6 +926,9 @@ def load_report(run_dir: str | Path) -> Report:
         path = path / "report.json"
     if not path.is_file():
         raise FileNotFoundError(f"no report.json at {path}; is {run_dir} a finished run directory?")
+    with open(path, "rb") as handle:
+        if handle.read(8) == b"\x89HDF\r\n\x1a\n":  # a cache given for a run: "not a JSON report (damaged?)" misled
+            raise ValueError(f"{path} is a feature cache (HDF5), not a run: give the run's folder (train's --out).")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep

@@ -411,3 +411,15 @@ def test_a_post_hoc_bias_too_few_images_could_test_says_so_and_what_to_do():
     assert probe_words(rep).endswith(", post-hoc bias not applied (too few validation images to test it)")
     rep.posthoc = Posthoc(objective="hard", guard=True, per_seed=[PosthocSeed(**{**seed, "folds": 5})])
     assert probe_words(rep).endswith(", post-hoc bias not applied (its guard declined)")
+
+
+def test_a_feature_cache_given_for_a_run_is_named_so(tmp_path):
+    """A new-user round: `mr2probe report cache.h5` said "not a JSON report (damaged or cut short?)"."""
+    import h5py
+
+    from probe import load_report
+
+    with h5py.File(tmp_path / "cache.h5", "w") as f:
+        f["x"] = [1]
+    with pytest.raises(ValueError, match=r"cache.h5 is a feature cache \(HDF5\), not a run: give the run's folder"):
+        load_report(tmp_path / "cache.h5")
