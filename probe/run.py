@@ -327,8 +327,9 @@ class _Fitter:
             for i, params in enumerate(candidates):
                 fitted.append(self.fit(params, seed, f"{label} {i + 1}/{len(candidates)}"))
             return fitted
+        many = len(candidates) != 1  # "(1 candidates, joint fit)" (a new-user round)
         return self._fit_jointly([(params, seed) for params in candidates],
-                                 f"{label} ({len(candidates)} candidates, joint fit)")
+                                 f"{label} ({len(candidates)} candidates, joint fit)" if many else f"{label} (1 candidate)")
 
     def fit_seeds(self, params: dict, seeds: list[int], precision: str | None = None) -> list:
         """Fit ``params`` once per seed: in one pass when the fits are full-batch without an adapter (a seed then
