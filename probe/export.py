@@ -311,6 +311,13 @@ EXPORT_FORMATS = {"md": report_markdown, "html": report_html}
 PER_CLASS_ORDER = "Per class, those that changed first, largest loss first"  # the order of compare.class_rows
 
 
+def _per_class_title(comparison: Comparison) -> str:
+    """The per-class table's heading: its order, or that no class changed ("those that changed first, largest loss
+    first" headed a table of equal runs in class order; a new-user round)."""
+    changed = any(row.delta for row in comparison.per_class if row.delta is not None)
+    return PER_CLASS_ORDER if changed else "Per class (no class's accuracy changed)"
+
+
 def runs_context(base: Report, other: Report, names: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """What a comparison's export says of its two runs beyond the comparison: each run's name (``names``: run id →
     words, the service's name, note and data set) and each run's own report warnings (a small validation split,
@@ -332,7 +339,7 @@ def comparison_markdown(comparison: Comparison, context: list[tuple[str, str]] =
     lines += ["", f"## {_first_upper(_md(metric_title(comparison)))}", "",
               *_md_table(METRIC_HEADER, metric_rows(comparison))]
     rows, _ = class_rows(comparison)
-    lines += ["", f"## {PER_CLASS_ORDER}", "", *_md_table(CLASS_HEADER, rows)]
+    lines += ["", f"## {_per_class_title(comparison)}", "", *_md_table(CLASS_HEADER, rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -350,7 +357,7 @@ def comparison_html(comparison: Comparison, context: list[tuple[str, str]] = ())
             f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'
             f'<h2>{_first_upper(html.escape(metric_title(comparison)))}</h2>'
             f'{_html_table(METRIC_HEADER, metric_rows(comparison))}'
-            f'<h2>{PER_CLASS_ORDER}</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
+            f'<h2>{_per_class_title(comparison)}</h2>{_html_table(CLASS_HEADER, rows)}</body></html>\n')
 
 
 COMPARE_FORMATS = {"md": comparison_markdown, "html": comparison_html}

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from . import check_out_apart, check_out_file, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         check_out_file(args.out, "compare.html")
         check_out_apart(args.out, runs=[args.base, args.other], inputs=[args.features] if args.features else [])
     base, other = load_report(args.base), load_report(args.other)
+    if Path(args.base).resolve() == Path(args.other).resolve():  # it compared alike without a word (a new-user round)
+        print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
     if args.features is None:
         comparison = compare_reports(base, other, load_pair(args.base, args.other,
                                                            (len(base.class_names), len(other.class_names))))
@@ -46,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
                                                 args.features)
         comparison.warnings = warnings  # in the JSON and every view (comparison_facts)
     if args.format:
-        write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other)), args.out)
+        names = {base.run_id: str(args.base), other.run_id: str(args.other)}  # the runs' folders, as given
+        write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other, names)), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
     print(comparison.model_dump_json(indent=2) if args.json

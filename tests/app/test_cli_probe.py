@@ -403,8 +403,14 @@ def test_compare_lists_the_classes_that_moved_most_unless_all_classes(erm_dir, c
 
     monkeypatch.setattr(probe.report, "TERMINAL_CLASSES", 2)
     assert main(["compare", str(erm_dir), str(erm_dir)]) == 0
-    short = capsys.readouterr().out
+    printed = capsys.readouterr()
+    short = printed.out
     assert sum(line.strip().split(" ")[0] in NAMES for line in short.splitlines()) == 0  # a run against itself
+    # said so (a new-user round: a normal comparison, all zeros, without a word)
+    assert f"warning: {erm_dir} is compared with itself: every difference is 0" in printed.err
+    assert main(["compare", str(erm_dir), str(erm_dir), "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "## Per class (no class's accuracy changed)" in md and f"- **Base run:** {erm_dir}" in md
     assert "no class's test accuracy changed, of 4" in " ".join(short.split())
     assert main(["compare", str(erm_dir), str(erm_dir), "--all-classes"]) == 0
     every = capsys.readouterr().out
