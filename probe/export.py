@@ -325,8 +325,10 @@ def runs_context(base: Report, other: Report, names: dict[str, str] | None = Non
     them (a dashboard-only round)."""
     facts = [(f"{side} run", names[report.run_id]) for side, report in (("base", base), ("other", other))
              if names and report.run_id in names]
-    for side, report in (("base", base), ("other", other)):
-        facts += [(f"warning ({side} run)", warning) for warning in report.warnings]
+    # a warning both runs give, once (9 blocks, mostly pairs, stood before the verdict; a new-user round)
+    facts += [("warning (both runs)", w) for w in base.warnings if w in other.warnings]
+    facts += [(f"warning ({side} run)", w) for side, report, rest in (("base", base, other), ("other", other, base))
+              for w in report.warnings if w not in rest.warnings]
     return facts
 
 
@@ -344,8 +346,12 @@ def comparison_markdown(comparison: Comparison, context: list[tuple[str, str]] =
 
 
 def _with_context(comparison: Comparison, context) -> list[tuple[str, str]]:
+    """The comparison's facts with ``context``: the runs' names after what was compared, their warnings last (they
+    stood before the verdict; a new-user round)."""
     facts = comparison_facts(comparison)
-    return facts[:1] + list(context) + facts[1:]  # after what was compared
+    names = [fact for fact in context if not fact[0].startswith("warning")]
+    warnings = [fact for fact in context if fact[0].startswith("warning")]
+    return facts[:1] + names + facts[1:] + warnings
 
 
 def comparison_html(comparison: Comparison, context: list[tuple[str, str]] = ()) -> str:
