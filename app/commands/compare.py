@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
         write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other, names)), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
-    print(comparison.model_dump_json(indent=2) if args.json
-          else format_comparison(comparison, width=terminal_width(110), max_classes=limit))
+    if args.json:
+        print(comparison.model_dump_json(indent=2))
+        return 0
+    print(format_comparison(comparison, width=terminal_width(110), max_classes=limit))
+    # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round)
+    for label, text in runs_context(base, other):
+        print(f"{label}: {text}")
     return 0
