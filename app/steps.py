@@ -196,8 +196,9 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
               else f"data set {request['dataset_id']}" if request.get("dataset_id") else "")
     encoder = f", encoder {request['encoder']}" if kind != "probe" and request.get("encoder") else ""
     configs = request.get("probes") or ([request["config"]] if isinstance(request.get("config"), dict) else [])
-    try:
-        names = [run_name(ProbeConfig.model_validate(c)) for c in configs]
+    try:  # a config stored before heads were resolved at submission has none: "the encoder's head", not linear
+        names = [run_name(ProbeConfig.model_validate(c) if "head" in c else
+                          ProbeConfig.model_validate(c).model_copy(update={"head": "default head"})) for c in configs]
     except ValueError:  # a request stored by other code: its probes not named
         names = []
     probes = f": {', then '.join(names)}" if names else ""

@@ -50,8 +50,9 @@ def test_the_counted_baseline_is_the_sign_test_of_the_counts_as_before_stop_57()
 
 
 def test_imbalanced_rows_give_both_rates_for_each_case(monkeypatch):
-    monkeypatch.setattr(calibration, "IMBALANCED_CASES", ((6, 40, 10, 2),))
-    rows = calibration.imbalanced_rows(2, 0.1, 0.15, 0)
+    monkeypatch.setattr(calibration, "IMBALANCED_CASES", ((6, 200, 80, 1),))
+    rows = calibration.imbalanced_rows(2, 0.45, 0.15, 0)  # a gain no rule can miss, on large hard classes
     assert [(r["classes"], r["per_class"], r["candidates"], r["gain"], r["trials"]) for r in rows] == [
-        (6, [40, 10], 2, 0.0, 2), (6, [40, 10], 2, 0.1, 2)]
-    assert all(0 <= r["counted"] <= 1 and 0 <= r["weighted"] <= 1 for r in rows)
+        (6, [200, 80], 1, 0.0, 2), (6, [200, 80], 1, 0.45, 2)]
+    assert rows[1]["counted"] == rows[1]["weighted"] == 1.0  # found, by both tests
+    assert rows[0]["counted"] <= 0.5 and rows[0]["weighted"] <= 0.5
