@@ -199,7 +199,7 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
     try:  # a config stored before heads were resolved at submission has none: "the encoder's head", not linear
         names = [run_name(ProbeConfig.model_validate(c) if "head" in c else
                           ProbeConfig.model_validate(c).model_copy(update={"head": "default head"})) for c in configs]
-    except ValueError:  # a request stored by other code: its probes not named
+    except (ValueError, TypeError):  # a request stored by other code: its probes not named (never a 500)
         names = []
     probes = f": {', then '.join(names)}" if names else ""
     return f"{kind} on {source}{encoder}{probes}" if source else kind
