@@ -193,6 +193,8 @@ class Scores(BaseModel):
     accuracy: Num
     accuracy_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval over the n images")
     balanced: Num
+    balanced_ci: Optional[NumList] = Field(None, description="95 % interval of balanced accuracy over the scored "
+                                           "images (probe.uncertainty.group_intervals, as a report's)")
     per_class: list[ClassScore] = Field(..., description="the run's classes, in its order")
     unknown: dict[str, int] = Field(default_factory=dict, description="images of classes the run does not have, "
                                     "by class name")
@@ -255,8 +257,16 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     if confidence is not None and n:
         calibration = scored_calibration(np.asarray(confidence)[known], predicted[known], labels[known], k,
                                           None if truth is None else (truth.loss[known], truth.above[known]))
+    balanced_ci = None
+    if n:  # as a report's, from each class's images (a new-user round: predict printed it bare)
+        from .uncertainty import group_intervals
+
+        present, scored = np.unique(labels[known], return_inverse=True)  # a class without images is no draw
+        interval = group_intervals((predicted == labels)[known].astype(float), scored, len(present), {})["balanced"]
+        balanced_ci = [float(v) for v in interval] if all(np.isfinite(interval)) else None
     return Scores(calibration=calibration, n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
-                  balanced=balanced_accuracy(prf["recall"]), per_class=per_class, unknown=unknown,
+                  balanced=balanced_accuracy(prf["recall"]), balanced_ci=balanced_ci, per_class=per_class,
+                  unknown=unknown,
                   unknown_predicted={class_names[j]: int(c) for j, c in enumerate(stray[:k]) if c},
                   confusion=cm.tolist() if k <= SCORED_CONFUSION_CLASSES else None)
 

@@ -158,7 +158,8 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
                      + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + "."
                      + _case_hint(list(scores.unknown), list(probe.class_names)))
     lines.append(f"Accuracy {_pct(scores.accuracy)} % {interval_text(scores.accuracy_ci)} over {scores.n:,} images; "
-                 f"balanced accuracy {_pct(scores.balanced)} %.")
+                 f"balanced accuracy {_pct(scores.balanced)} %"
+                 + (f" {interval_text(scores.balanced_ci)}." if scores.balanced_ci else "."))
     if scores.calibration is not None:
         lines.append(f"Calibration on these images: {scores.calibration.brief()}.")
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))

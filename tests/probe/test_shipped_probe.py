@@ -209,6 +209,12 @@ def test_score_intervals_are_wilson_and_empty_classes_have_none():
     empty = scores.per_class[1]
     assert (empty.n, empty.accuracy, empty.accuracy_ci, empty.recall) == (0, None, None, None)
     assert empty.precision == 0.0 and scores.balanced == pytest.approx(0.8)
+    # balanced accuracy with its interval, as a report's (a new-user round: predict printed it bare), over the
+    # classes with images (the empty one is no draw)
+    from probe.uncertainty import group_intervals
+
+    expected = group_intervals((predicted == labels).astype(float), np.zeros(10, dtype=int), 1, {})["balanced"]
+    assert scores.balanced_ci == pytest.approx(expected) and scores.balanced_ci[0] < 0.8 <= scores.balanced_ci[1]
 
 
 def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, caplog):
