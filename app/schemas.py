@@ -320,6 +320,10 @@ class RunOut(BaseModel):
         None, description="for an improved verdict, whether it held on test (report.selection.test_check): holds, "
         "within_noise, reversed; null otherwise")
     created_at: str
+    posthoc: Optional[Literal["applied", "declined", "untested", "unchecked"]] = Field(
+        None, description="a post-hoc bias run's outcome for the probe that ships (probe.report.Posthoc.outcome): "
+        "applied, declined (tested: no hard-third gain beyond noise), untested (too few validation images), "
+        "unchecked (no guard); null for other runs")
     probe: Annotated[str, BeforeValidator(lambda v: v or "")] = Field(
         "", description="the probe the run ships, in words, as compare's probes line says it (probe.compare."
         "probe_words): 'focal (gamma_focal=2), linear head', '..., preset disparity, kept the reference (group_dro "

@@ -289,7 +289,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run, path=str(out_dir),
                             summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check,
-                            cache_stamp=cache_row.get("stamp"), probe=probe_words(report))
+                            cache_stamp=cache_row.get("stamp"), probe=probe_words(report),
+                            posthoc=None if report.posthoc is None else report.posthoc.outcome())
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
     ctx.progress(start + span, f"{name} done")
     return row

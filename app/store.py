@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .status import FINISHED, NOUNS, RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
 
@@ -64,18 +64,27 @@ def _from_selection(column: str):
     return fill
 
 
-def _probe_words(conn: sqlite3.Connection) -> None:
-    """The old rows' ``probe``: :func:`probe.compare.probe_words` of each run's report.json (NULL where that file is
-    gone or unreadable: the API then words the row's loss and head)."""
-    from probe.compare import probe_words
-    from probe.report import Report
+def _from_report(column: str, value: Callable[[Any], Any]):
+    """How the old rows of a runs column get their value: ``value`` of each run's report.json, as a
+    :class:`probe.report.Report` (left NULL where that file is gone or unreadable)."""
 
-    for row in conn.execute("SELECT id, path FROM runs").fetchall():
-        try:
-            report = Report.model_validate_json((Path(row["path"]) / "report.json").read_bytes())
-        except (OSError, ValueError):
-            continue
-        conn.execute("UPDATE runs SET probe = ? WHERE id = ?", (probe_words(report), row["id"]))
+    def fill(conn: sqlite3.Connection) -> None:
+        from probe.report import Report
+
+        for row in conn.execute("SELECT id, path FROM runs").fetchall():
+            try:
+                report = Report.model_validate_json((Path(row["path"]) / "report.json").read_bytes())
+            except (OSError, ValueError):
+                continue
+            conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value(report), row["id"]))
+
+    return fill
+
+
+def _probe_words(report: Any) -> str:
+    from probe.compare import probe_words
+
+    return probe_words(report)
 
 
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
@@ -92,7 +101,9 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("runs", "cache_stamp", "TEXT", lambda conn: None),
                   # what the run ships, in words (probe.compare.probe_words): its loss options, preset, a kept
                   # reference and a post-hoc bias, which the runs list's loss and head alone left out
-                  ("runs", "probe", "TEXT", _probe_words))
+                  ("runs", "probe", "TEXT", _from_report("probe", _probe_words)),
+                  # a post-hoc bias run's outcome for the probe that ships (probe.report.Posthoc.outcome)
+                  ("runs", "posthoc", "TEXT", _from_report("posthoc", lambda r: r.posthoc and r.posthoc.outcome())))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -255,11 +266,12 @@ class Store:
     def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
                 verdict: str | None = None, test_check: str | None = None,
-                cache_stamp: str | None = None, probe: str | None = None) -> dict[str, Any]:
+                cache_stamp: str | None = None, probe: str | None = None,
+                posthoc: str | None = None) -> dict[str, Any]:
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
             reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
-            test_check=test_check, cache_stamp=cache_stamp, probe=probe))
+            test_check=test_check, cache_stamp=cache_stamp, probe=probe, posthoc=posthoc))
 
     def update_run(self, run_id: str, **values: str) -> dict[str, Any]:
         """Set a run's ``name`` and / or ``note`` (what the user calls it, and why it matters), in one transaction."""

@@ -50,7 +50,7 @@ __all__ = ["SCHEMA_VERSION", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CL
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",
-           "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "verdict_label", "probe_label",
+           "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "POSTHOC_WORDS", "verdict_label", "probe_label",
            "loss_label", "posthoc_text"]
 
 SCHEMA_VERSION = 2
@@ -94,6 +94,21 @@ VERDICT_WORDS: dict[str, VerdictWords] = {
     "improved": VerdictWords("improved", "hard classes raised beyond noise on validation", "pos"),
     "no_safe_improvement": VerdictWords("no safe improvement", "no safe improvement found: the run is the reference "
                                         "(ERM) configuration", "muted"),
+}
+
+
+# What a post-hoc bias run's guard did for the probe that ships (Posthoc.outcome): the runs list's verdict column
+# showed "–" for such a run, its outcome only in its name and banner (a dashboard-only round).
+PosthocOutcome = Literal["applied", "declined", "untested", "unchecked"]
+POSTHOC_WORDS: dict[str, VerdictWords] = {
+    "applied": VerdictWords("bias applied", "the post-hoc bias raised the hard third beyond noise out of sample "
+                            "(cross-fitted on validation) and ships", "pos"),
+    "declined": VerdictWords("bias not applied", "its out-of-sample check found no hard-third gain beyond noise "
+                             "within the budget: the run ships the ERM probe", "muted"),
+    "untested": VerdictWords("bias not applied", "too few validation images in some class to test it: the run ships "
+                             "the ERM probe", "muted"),
+    "unchecked": VerdictWords("bias unchecked", "applied without its out-of-sample check (posthoc_guard off)",
+                              "muted"),
 }
 
 
@@ -525,6 +540,15 @@ class Posthoc(_Model):
                     "larger val_fraction at extraction, gives them); the shipped probe is the ERM probe.")
         return (f"Post-hoc bias not applied: {estimate}, not a hard-third gain beyond noise within the "
                 "overall-accuracy budget; the shipped probe is the ERM probe.")
+
+    def outcome(self) -> str:
+        """What its guard did for the probe that ships (:data:`POSTHOC_WORDS`): applied, declined (tested, no safe
+        gain), untested (too few validation images) or unchecked (no guard)."""
+        if self.guard is False:
+            return "unchecked"
+        if self.shipped_applied():
+            return "applied"
+        return "untested" if self.per_seed and not self.per_seed[0].folds else "declined"
 
     def shipped_applied(self) -> bool:
         """Whether the bias is applied in the probe that ships, the first seed's (its ``applied``; null in older

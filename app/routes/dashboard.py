@@ -65,12 +65,13 @@ def words_script() -> Response:
     (probe.report.SEED_METRICS: the cards, the runs list's columns)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
-    from probe.report import SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
+    from probe.report import POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
 
     from ..status import ACTIVE, OPEN, RESUMABLE
 
     words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
              "verdicts": {verdict: w._asdict() for verdict, w in VERDICT_WORDS.items()},
+             "posthoc": {outcome: w._asdict() for outcome, w in POSTHOC_WORDS.items()},
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
                             "resumable": [s.value for s in RESUMABLE]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS)}

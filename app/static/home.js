@@ -42,12 +42,14 @@
   // accuracy) or the run was stored before the service kept it.
   // An improvement is decided on validation; whether it held on test (report.selection.test_check, Dash.TEST_CHECKS)
   // is shown beside it when it did not.
-  function verdictCell(verdict, testCheck) {
-    const v = window.Words.verdicts[verdict];  // probe.report.VERDICT_WORDS
+  function verdictCell(verdict, testCheck, posthoc) {
+    // a post-hoc bias run: what its guard did for the probe that ships (probe.report.POSTHOC_WORDS; it read "–")
+    const v = window.Words.verdicts[verdict] || window.Words.posthoc[posthoc];  // probe.report.VERDICT_WORDS
     if (!v) return h("span", { class: "muted" }, "–");
     const t = verdict === "improved" && testCheck !== "holds" ? Dash.TEST_CHECKS[testCheck] : null;
     // an improvement that did not hold on test is not shown in a success's colour (a new-user round)
-    const cell = h("span", { class: t ? t.tone : v.tone, title: v.detail, "data-verdict": verdict }, v.label);
+    const cell = h("span", { class: t ? t.tone : v.tone, title: v.detail, "data-verdict": verdict,
+                             "data-posthoc": window.Words.verdicts[verdict] ? null : posthoc }, v.label);
     return t ? h("span", {}, cell, " ", h("span", { class: t.tone, title: t.detail, "data-test-check": testCheck }, t.short)) : cell;
   }
 
@@ -92,7 +94,7 @@
       }),
       h("td", { "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
-      h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check)),
+      h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),
       h("td", { class: "name" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
 

@@ -436,6 +436,7 @@ def test_caches_and_runs_are_listed(finished):
         assert runs[run]["verdict"] == finished.client.get(f"/api/reports/{run}").json()["selection"]["verdict"]
         # and what it ships, in compare's words (the runs list dropped loss options, the preset, a kept reference)
         assert runs[run]["probe"] == probe_words(load_report(store.get_run(run)["path"]))
+        assert runs[run]["posthoc"] is None  # no post-hoc bias
     # a database from before the column: filled from each run's report.json as the service opens it
     import sqlite3
 

@@ -368,6 +368,11 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert checks == [["improved", None, "pos"], ["improved test: within noise", "muted", "muted"],
                       ["improved test: worse", "neg", "neg"]]
     assert driver.js("return Home.verdictCell('no_safe_improvement', 'reversed').textContent") == "no safe improvement"
+    # a post-hoc bias run: what its guard did for the probe that ships (it read "–"; a dashboard-only round)
+    posthoc = driver.js("""return ['applied', 'declined', 'untested', 'unchecked', null].map(p => {
+        const c = Home.verdictCell('not_applicable', null, p); return [c.textContent, c.className]; });""")
+    assert posthoc == [["bias applied", "pos"], ["bias not applied", "muted"], ["bias not applied", "muted"],
+                       ["bias unchecked", "muted"], ["–", "muted"]]
     # a header click sorts the runs: a metric largest first, a second click smallest first; the 2 s refresh keeps it
     order = "return Array.from(document.querySelectorAll('#runs tr[data-run]')).map(r => r.dataset.run)"
     by_hard = sorted(runs, key=lambda r: runs[r]["summary"]["hard"])  # stable: ties keep the API's order

@@ -39,6 +39,9 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert words["splits"] == ["train", "val", "test"] and words["groups"] == ["easy", "medium", "hard"]
     assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
     assert words["verdicts"] == {v: w._asdict() for v, w in VERDICT_WORDS.items()}
+    from probe.report import POSTHOC_WORDS
+
+    assert words["posthoc"] == {o: w._asdict() for o, w in POSTHOC_WORDS.items()}
     assert set(words["verdicts"]) == set(Verdict.__args__) - {"not_applicable"}  # every decision made
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 

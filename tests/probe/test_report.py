@@ -423,3 +423,17 @@ def test_a_feature_cache_given_for_a_run_is_named_so(tmp_path):
         f["x"] = [1]
     with pytest.raises(ValueError, match=r"cache.h5 is a feature cache \(HDF5\), not a run: give the run's folder"):
         load_report(tmp_path / "cache.h5")
+
+
+def test_a_post_hoc_runs_outcome_for_the_probe_that_ships():
+    from probe.report import POSTHOC_WORDS, Posthoc, PosthocSeed
+
+    seed = dict(seed=0, bias=[0.0], scale=1.0, val_overall_before=0.5, val_overall_after=0.5,
+                val_objective_before=0.4, val_objective_after=0.4)
+    posthoc = lambda guard, **first: Posthoc(objective="hard", guard=guard,  # noqa: E731
+                                             per_seed=[PosthocSeed(**{**seed, **first})])
+    assert posthoc(True, applied=True, folds=5).outcome() == "applied"
+    assert posthoc(True, applied=False, folds=5).outcome() == "declined"
+    assert posthoc(True, applied=False, folds=0).outcome() == "untested"
+    assert posthoc(False, applied=True, folds=5).outcome() == "unchecked"
+    assert set(POSTHOC_WORDS) == {"applied", "declined", "untested", "unchecked"}
