@@ -29,6 +29,11 @@ def _printable(allowed: str = "") -> Any:
     keeps the pattern."""
 
     def check(value: str) -> str:
+        # a lone surrogate ("\ud800" in JSON) is no Unicode text: the database refused it with a 500 (an attack round)
+        lone = next((i for i, c in enumerate(value) if 0xD800 <= ord(c) <= 0xDFFF), None)
+        if lone is not None:
+            raise ValueError(f"character U+{ord(value[lone]):04X} at position {lone + 1} is a lone surrogate, not "
+                             "Unicode text")
         for found in UNPRINTABLE_CHARACTERS.finditer(value):
             if found.group() not in allowed:
                 kept = "; line breaks and tabs are allowed" if allowed else ""

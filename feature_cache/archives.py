@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import re
 import os
 import stat
 import tarfile
@@ -76,14 +77,25 @@ class ArchiveLimits:
 
 # Why a file whose name holds them is skipped: a name with a newline forged lines in the server's log and the job's
 # messages, one with an escape sequence reached the terminal through `mr2probe failures` (an attack round).
-UNPRINTABLE_NAME = "its name holds control or text-direction characters (shown escaped)"
+UNPRINTABLE_NAME = "its name holds control or text-direction characters, or bytes that are not UTF-8 (shown escaped)"
+# A name whose bytes are not UTF-8 (a Latin-1 "café.jpg" in a GNU tar or a folder) reads with surrogate escapes, which
+# no UTF-8 text (a fingerprint, a log, the database) can hold: one such image answered 500 to its whole data set's
+# registration (an attack round). Python's re only: pydantic's Rust patterns take no surrogates.
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
+
+
+def unprintable(name: str) -> bool:
+    """Whether ``name`` holds a character of ``probe.names.UNPRINTABLE`` or bytes that are not UTF-8."""
+    return bool(UNPRINTABLE_CHARACTERS.search(name) or _NOT_UTF8.search(name))
 EMPTY_FILE = "empty file (0 bytes)"  # skipped at registration: 400,000 of them counted as images (an attack round)
 
 
 def printable(name: str) -> str:
     """``name`` with each of ``probe.names.UNPRINTABLE``'s characters escaped (``\\n``, ``\\x1b``, ``\\u202e``):
     how a skipped file's name reaches logs, job messages and terminals."""
-    return UNPRINTABLE_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), name)
+    escaped = UNPRINTABLE_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), name)
+    return _NOT_UTF8.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if ord(m.group()) >= 0xDC80
+                         else m.group().encode("unicode_escape").decode("ascii"), escaped)
 
 
 def check_member_name(name: str, archive: str) -> str:
@@ -445,7 +457,9 @@ def _decompressed_blocks(path: Path):
 def _is_bzip2(magic: bytes) -> bool:
     """A bzip2 stream: "BZh", its block size 1-9, and its first block's magic number (π's digits). A plain tar whose
     first member's name starts with "BZh" ("BZhang-photos/") was read as bzip2 and refused (an attack round)."""
-    return magic[:3] == b"BZh" and magic[3:4] in b"123456789" and magic[4:10] == b"\x31\x41\x59\x26\x53\x59"
+    # a block's magic (π), or the end-of-stream one (√π) of an empty first stream (a review: refused as plain)
+    return magic[:3] == b"BZh" and magic[3:4] in b"123456789" and magic[4:10] in (b"\x31\x41\x59\x26\x53\x59",
+                                                                                 b"\x17\x72\x45\x38\x50\x90")
 
 
 # A compressed tar is decompressed to a temporary file (members are read by offset): named by the process that writes
@@ -630,8 +644,12 @@ class TarReader:
                         raise UnsafeArchive(f"{label}: member {name!r} appears twice.")
                     data = archive.extractfile(info).read(info.size)
                     self._members[name] = (info.offset_data, info.size, hashlib.sha256(data).hexdigest())
+        except UnsafeArchive:
+            raise
         except tarfile.TarError as exc:
             raise UnsafeArchive(f"{label}: not a readable tar archive ({exc}).") from exc
+        except (ValueError, OverflowError) as exc:  # malformed pax records tarfile lets through (a GNU sparse map
+            raise UnsafeArchive(f"{label}: not a readable tar archive (a malformed pax header).") from exc  # of junk)
         self._dirs.sort()
 
     def __getstate__(self) -> dict:

@@ -46,7 +46,7 @@ import numpy as np
 
 from probe.names import MAX_NAME
 
-from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, ArchiveLimits,
+from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_NAME, ArchiveLimits, unprintable,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
 from .defaults import DEFAULT_VAL_FRACTION
 from .errors import DatasetError
@@ -315,7 +315,7 @@ def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]
     for name in reader.names():
         if _is_hidden(name):
             skipped.append((printable(name), "hidden or metadata file"))
-        elif UNPRINTABLE_CHARACTERS.search(name):
+        elif unprintable(name):
             skipped.append((printable(name), UNPRINTABLE_NAME))
         elif _empty(reader, name):  # 400,000 empty .png files registered as images (an attack round)
             skipped.append((name, EMPTY_FILE))
@@ -467,11 +467,11 @@ def _check_printable(path: Path, class_names: list[str]) -> None:
     if long is not None:
         raise DatasetError(f"{path}: class name {ascii(long[:60] + '...')} is {len(long)} characters long; class "
                            f"names are at most {MAX_CLASS_NAME}: shorten that folder name (or label).")
-    bad = [name for name in class_names if UNPRINTABLE_CHARACTERS.search(name)]
+    bad = [name for name in class_names if unprintable(name)]
     if bad:
         raise DatasetError(f"{path}: class name(s) {', '.join(ascii(name) for name in bad[:5])} hold control or "
-                           "text-direction characters, which would reach terminals, reports and pages as they are; "
-                           "rename those folders (or labels).")
+                           "text-direction characters, or bytes that are not UTF-8, which would reach terminals, "
+                           "reports and pages as they are; rename those folders (or labels).")
     blank = [name for name in class_names if not name.strip()]
     if blank:
         raise DatasetError(f"{path}: class name(s) {', '.join(map(repr, blank[:5]))} are blank (spaces only); "

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-from .archives import (EMPTY_FILE, NOT_REGULAR, UNPRINTABLE_CHARACTERS, UNPRINTABLE_NAME, FileListReader,
+from .archives import (EMPTY_FILE, NOT_REGULAR, UNPRINTABLE_NAME, FileListReader, unprintable,
                        check_member_name, is_special, not_an_image, printable)
 from .errors import DatasetError, UnsafeArchive
 
@@ -134,7 +134,7 @@ def read_manifest(
                     )
             classes = given.setdefault(row_split, {})
             classes.setdefault(label, [])
-            if UNPRINTABLE_CHARACTERS.search(name):
+            if unprintable(name):
                 skipped.append((printable(name), UNPRINTABLE_NAME))
             elif name in seen:
                 skipped.append((name, "repeated row in the manifest"))

@@ -361,11 +361,13 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
     try:
         reports = _report(store, base), _report(store, other)
         if path is None:
-            return compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
-                                                       tuple(len(r.class_names) for r in reports)))
-        comparison, warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]), path, split,
-                                                f"cache {cache}")
-        comparison.warnings = warnings
+            comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
+                                                             tuple(len(r.class_names) for r in reports)))
+        else:
+            comparison, comparison.warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]), path,
+                                                               split, f"cache {cache}")
+        if base == other:  # as the CLI says it: a normal "no change" read as a result (an attack round)
+            comparison.warnings.append(f"run {base} is compared with itself: every difference is 0")
         return comparison
     except ValueError as exc:  # e.g. the runs have different classes, or the cache other features
         raise HTTPException(422, str(exc)) from None

@@ -515,6 +515,9 @@ def test_reports_and_comparisons_download_as_the_cli_exports_them(finished):
 
 
 def test_compare(finished):
+    # a run compared with itself says so, as the CLI does (an attack round: a normal "no change" read as a result)
+    same = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.erm}).json()
+    assert f"run {finished.erm} is compared with itself: every difference is 0" in same["warnings"]
     resp = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2})
     assert resp.status_code == 200
     body = resp.json()
@@ -846,6 +849,10 @@ def test_a_run_is_renamed_and_noted(fresh_finished):
                  "\U0001F468\u200d\U0001F469\u200d\U0001F467", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"):
         assert client.patch(f"/api/runs/{run_id}", json={"name": name}).status_code == 200, name
     assert client.patch("/api/runs/run_missing", json={"note": "x"}).status_code == 404
+    # a lone surrogate is no Unicode text: 422 naming it (the note answered 500 from the database; an attack round)
+    resp = client.patch(f"/api/runs/{run_id}", content=b'{"note": "a\\ud800b"}',
+                        headers={"content-type": "application/json"})
+    assert resp.status_code == 422 and "U+D800 at position 2 is a lone surrogate" in resp.text
     assert client.get(f"/api/runs/{fresh_finished.erm}").json()["note"] == ""  # another run untouched
     # Windows line breaks are line breaks (CR LF was refused), and a refusal names the character and where, not the
     # pattern's whole character class (580 bytes of escapes; an attack round)

@@ -746,3 +746,38 @@ def test_a_decompression_leaves_the_disk_room_and_a_killed_ones_file_is_found(tr
     (tmp_path / f"{archives.TEMPORARY_PREFIX}{dead}-folder.tar").mkdir()  # not a file: left alone (a review)
     (tmp_path / f"{archives.TEMPORARY_PREFIX}{dead}-link.tar").symlink_to(left)
     assert archives.orphaned_decompressions(tmp_path) == [left]
+
+
+def test_a_name_not_in_utf8_is_skipped_not_a_crash(tree, tmp_path):
+    """An attack round: a Latin-1 "café.jpg" in a GNU tar (or a folder) answered 500 to the whole data set's
+    registration (the fingerprint could not encode its name); it is a skipped file, named escaped."""
+    members = [(f"top/{n}", b) for n, b in tree_members(tree)]
+    latin = b"top/train/" + members[0][0].split("/")[2].encode() + b"/caf\xe9.png"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for name, data in members + [(latin.decode("utf-8", "surrogateescape"), members[0][1])]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    (tmp_path / "latin.tar").write_bytes(buf.getvalue())
+    data = open_dataset(tmp_path / "latin.tar")
+    assert [(s, why) for s, why in data.skipped if "caf" in s] == [
+        (latin.decode("ascii", "backslashreplace"), "its name holds control or text-direction characters, or bytes "
+                                                    "that are not UTF-8 (shown escaped)")]
+    assert samples(data) == samples(open_dataset(make_tar(tmp_path / "plain.tar", members, "w")))
+
+
+def test_junk_in_a_pax_record_and_an_empty_first_bzip2_stream(tree, tmp_path):
+    """An attack round: a GNU sparse map of junk in a pax header answered 500 (tarfile's int() of it); a .tar.bz2
+    whose first stream is empty (`cat empty.bz2 data.tar.bz2`) was taken for a plain tar and refused."""
+    import bz2
+
+    members = [(f"top/{n}", b) for n, b in tree_members(tree)]
+    sparse = _tar_bytes(members, pax={"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                                      "GNU.sparse.name": "top/x.png", "GNU.sparse.realsize": "999999999999"})
+    (tmp_path / "sparse.tar").write_bytes(sparse)
+    with pytest.raises(UnsafeArchive, match="sparse.tar: not a readable tar archive"):
+        open_dataset(tmp_path / "sparse.tar")
+    plain = make_tar(tmp_path / "data.tar", members, "w").read_bytes()
+    (tmp_path / "empty_first.tar.bz2").write_bytes(bz2.compress(b"") + bz2.compress(plain))
+    assert samples(open_dataset(tmp_path / "empty_first.tar.bz2")) == samples(open_dataset(tmp_path / "data.tar"))
