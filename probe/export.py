@@ -228,7 +228,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px auto;color:#222}"
           "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;"
-          "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}")
+          "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}"
+          # a user's note keeps its lines, and a long name wraps in the column (an attack round)
+          "dd{white-space:pre-wrap;overflow-wrap:anywhere}")
 
 
 def _worst_sentence(report: dict) -> tuple[str, str]:

@@ -404,8 +404,9 @@ def _runs_context(store: Store, base: str, other: str) -> list[tuple[str, str]]:
             dataset = store.get_dataset(store.get_cache(row["cache_id"])["dataset_id"])["name"]
         except KeyError:  # NotFound: a cache or data set deleted since
             dataset = None
+        note = " / ".join(line for line in (row.get("note") or "").splitlines() if line.strip())  # one Markdown line
         names[run_id] = (f"{row['name']} ({run_id})" + (f", data set {dataset}" if dataset else "")
-                         + (f"; note: {row['note']}" if row.get("note") else ""))
+                         + (f"; note: {note}" if note else ""))
     return runs_context(_report(store, base), _report(store, other), names)
 
 
