@@ -93,7 +93,8 @@ def _choose_overall(candidates: list[dict], floor: float | None) -> tuple[int, s
     return index, (
         f"Criterion 'overall': {describe_params(c)} has the highest validation overall accuracy "
         f"({_pct(c['val_overall'])}, next best {_pct(runner)}) of {len(candidates)} candidates{tie}; "
-        f"its val hard-third accuracy is {_pct(c['val_hard'])}."
+        f"its val hard-third accuracy is {_pct(c['val_hard'])} (its own thirds, ranked on these validation images: "
+        "a reference run's thirds, where the report shows them, can differ)."
     )
 
 
