@@ -227,6 +227,8 @@ class Comparison(BaseModel):
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
+    worst_classes: Optional[dict[Literal["base", "other"], str]] = Field(
+        None, description="each run's worst class on the images compared, by name (null in comparisons of older code)")
     calibration: Optional[dict[Literal["base", "other"], Calibration]] = Field(
         None, description="each run's shipped head's calibration, side by side: report.calibration (on its test "
         "split), or on the scored images (scored_on, without NLL and top-k); what a probe's probabilities are worth "
@@ -341,11 +343,12 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
     metrics = {key: _metric(*summary[key]) for key in ("overall", "balanced")}
     metrics.update({key: _metric(_finite(ga[key]), _finite(gb[key])) for key in GROUP_NAMES})
     metrics["worst_class"] = _metric(worst_class(a)[1], worst_class(b)[1])
+    worst = {"base": base.class_names[worst_class(a)[0]], "other": base.class_names[worst_class(b)[0]]}
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}
     per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
                  for k, name in enumerate(base.class_names)]
     return Comparison(base=base.run_id, other=other.run_id, grouping=CompareGrouping(groups=groups, note=note),
-                      metrics=metrics, per_class=per_class, cost=_cost(base, other),
+                      metrics=metrics, per_class=per_class, cost=_cost(base, other), worst_classes=worst,
                       probes={"base": probe_words(base), "other": probe_words(other)},
                       calibration=(None if base.calibration is None or other.calibration is None
                                    else {"base": base.calibration, "other": other.calibration}))
@@ -520,9 +523,19 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:
     """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
-    return [[name.replace("_", " "), _pct(m.base), _pct(m.other),  # "worst class", not a field name (a review)
+    return [[_metric_label(comparison, name), _pct(m.base), _pct(m.other),
              _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
             for name, m in comparison.metrics.items()]
+
+
+def _metric_label(comparison: Comparison, name: str) -> str:
+    """A metric row's label: "worst class", not a field name (a review), with whose worst class each run's is
+    (horse against bird read as one class's accuracy; a new-user round)."""
+    worst = comparison.worst_classes
+    if name != "worst_class" or not worst:
+        return name.replace("_", " ")
+    return f"worst class ({worst['base']})" if worst["base"] == worst["other"] else \
+        f"worst class (base {worst['base']}, other {worst['other']})"
 
 
 def class_rows(comparison: Comparison, max_classes: int | None = None) -> tuple[list[list[str]], str | None]:

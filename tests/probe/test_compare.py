@@ -41,6 +41,12 @@ def test_deltas_use_base_groups():
     assert m["easy"]["delta"] == pytest.approx(-0.05)
     assert m["worst_class"] == {"base": 0.5, "other": 0.6, "delta": pytest.approx(0.1), "delta_ci": None,
                                 "changed": None, "p_value": None, "beyond_noise": None}
+    # whose worst class each is, named (a new-user round read horse against bird as one class's accuracy)
+    from probe.compare import metric_rows
+
+    assert cmp["worst_classes"] == {"base": base.class_names[2], "other": base.class_names[1]}
+    assert metric_rows(compare_reports(base, other))[-1][0] == (f"worst class (base {base.class_names[2]}, other "
+                                                              f"{base.class_names[1]})")
     assert cmp["verdict_text"] is None  # no stored predictions: no intervals
     assert m["overall"]["delta"] == pytest.approx(0.0)
     assert [r["group"] for r in cmp["per_class"]] == ["easy", "medium", "hard"]
