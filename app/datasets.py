@@ -121,7 +121,10 @@ class _MultipartSink:
         elif self.name:
             if self.name in self.fields:  # the last one silently won (an attack round): which did the client mean?
                 raise UploadError(f"form field {self.name[:40]!r} is given twice; send it once")
-            self.fields[self.name] = bytes(self.buf).decode("utf-8", "replace")
+            try:  # refused, as the same bytes in JSON are: 'bad\xed\xa0\x80name' was stored mangled (an attack round)
+                self.fields[self.name] = bytes(self.buf).decode("utf-8")
+            except UnicodeDecodeError:
+                raise UploadError(f"form field {self.name[:40]!r} is not UTF-8 text") from None
         self.headers, self.name, self.buf = {}, None, bytearray()
 
     def close(self) -> None:

@@ -559,6 +559,9 @@ class TarReader:
         if not self.path.is_file():
             raise FileNotFoundError(f"archive {path} does not exist.")
         self._plain = self.path
+        with open(self.path, "rb") as handle:
+            if handle.read(4) == b"PK\x03\x04":  # "not a readable tar archive (bad checksum)" of a zip (a review)
+                raise UnsafeArchive(f"{self.path.name} is a zip archive, not a tar: give it a .zip name.")
         if self._compressed():
             self._plain = self._decompress()
         self._members: dict[str, tuple[int, int, str]] = {}  # name -> (offset, size, sha256)

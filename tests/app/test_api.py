@@ -209,6 +209,20 @@ def test_unsafe_and_unusable_archives(tmp_path):
         assert client.get("/api/datasets").json() == []
 
 
+def test_a_form_field_that_is_not_utf8_is_refused(tmp_path, tiny_zip):
+    """An attack round: a multipart name of invalid UTF-8 was stored mangled ('bad\ufffd\ufffd\ufffdname'),
+    where the same bytes in JSON are a 422."""
+    boundary = "xyzzy"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n".encode() + b"bad\xed\xa0\x80name"
+            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.zip\"\r\n"
+              f"Content-Type: application/zip\r\n\r\n".encode() + tiny_zip + f"\r\n--{boundary}--\r\n".encode())
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        resp = client.post("/api/datasets", content=body,
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert resp.status_code == 422 and "form field 'name' is not UTF-8 text" in resp.text
+        assert client.get("/api/datasets").json() == []
+
+
 @pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tar.xz", "w:xz"), (".tbz2", "w:bz2")])
 def test_upload_tar_archives(tmp_path, tiny_zip, suffix, mode):
     """Every archive a data set may be is an upload too: a .tar.xz that read as a server path was refused as an

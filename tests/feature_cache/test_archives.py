@@ -781,3 +781,10 @@ def test_junk_in_a_pax_record_and_an_empty_first_bzip2_stream(tree, tmp_path):
     plain = make_tar(tmp_path / "data.tar", members, "w").read_bytes()
     (tmp_path / "empty_first.tar.bz2").write_bytes(bz2.compress(b"") + bz2.compress(plain))
     assert samples(open_dataset(tmp_path / "empty_first.tar.bz2")) == samples(open_dataset(tmp_path / "data.tar"))
+
+
+def test_a_zip_named_as_a_tar_is_named_a_zip(tree, tmp_path):
+    archive = make_zip(tmp_path / "x.zip", tree_members(tree))
+    (tmp_path / "x.tar.gz").write_bytes(archive.read_bytes())
+    with pytest.raises(UnsafeArchive, match=r"x.tar.gz is a zip archive, not a tar: give it a .zip name"):
+        open_dataset(tmp_path / "x.tar.gz")
