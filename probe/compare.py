@@ -342,8 +342,9 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
     ga, gb = group_accuracy(a, groups), group_accuracy(b, groups)
     metrics = {key: _metric(*summary[key]) for key in ("overall", "balanced")}
     metrics.update({key: _metric(_finite(ga[key]), _finite(gb[key])) for key in GROUP_NAMES})
-    metrics["worst_class"] = _metric(worst_class(a)[1], worst_class(b)[1])
-    worst = {"base": base.class_names[worst_class(a)[0]], "other": base.class_names[worst_class(b)[0]]}
+    worst_a, worst_b = worst_class(a), worst_class(b)
+    metrics["worst_class"] = _metric(worst_a[1], worst_b[1])
+    worst = {"base": base.class_names[worst_a[0]], "other": base.class_names[worst_b[0]]}
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}
     per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
                  for k, name in enumerate(base.class_names)]
@@ -451,6 +452,11 @@ METRIC_HEADER = ["metric", "base", "other", "Δ points [95% interval]"]
 CLASS_HEADER = ["class", "group", "base", "other", "Δ points [95% interval]"]
 
 
+# probe_words' phrase for each Posthoc.outcome() other than applied and unchecked (both ship the bias)
+_POSTHOC_OUTCOME_WORDS = {"untested": "not applied (too few validation images to test it)",
+                          "declined": "not applied (its guard declined)"}
+
+
 def probe_words(report: Report) -> str:
     """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, its
     preset when it had one, and the balanced accuracy it selected on where it did (two ERM runs selected on two
@@ -465,11 +471,10 @@ def probe_words(report: Report) -> str:
             if requested.get("loss") and requested["loss"] != config.get("loss") else "")
     posthoc = ""
     if config.get("posthoc_bias"):
-        applied = report.posthoc is None or report.posthoc.shipped_applied()
-        untested = report.posthoc is not None and bool(report.posthoc.per_seed) and not report.posthoc.per_seed[0].folds
-        # "declined" read as tested and refused where too few validation images kept it from being tested
-        why = "too few validation images to test it" if untested else "its guard declined"
-        posthoc = f", post-hoc bias {'applied' if applied else f'not applied ({why})'}"
+        # the guard's outcome (Posthoc.outcome): "declined" read as tested and refused where too few validation
+        # images kept it from being tested; an unguarded bias is always applied
+        outcome = "applied" if report.posthoc is None else report.posthoc.outcome()
+        posthoc = ", post-hoc bias " + _POSTHOC_OUTCOME_WORDS.get(outcome, "applied")
     return (probe_label("ce" if config.get("loss") == "ce" else loss_label(config), config.get("head"))
             + (f", preset {preset.name}" if preset is not None else "")
             + balanced + kept + posthoc)
