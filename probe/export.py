@@ -15,8 +15,8 @@ from typing import Any
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
-                     confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy, shipped_worst_text,
-                     verdict_label, worst_class_ci, WorstClass, worst_first)
+                     confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
+                     shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS"]
