@@ -26,8 +26,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import re
 import os
+import re
 import stat
 import tarfile
 import tempfile
@@ -87,6 +87,8 @@ _NOT_UTF8 = re.compile("[\ud800-\udfff]")
 def unprintable(name: str) -> bool:
     """Whether ``name`` holds a character of ``probe.names.UNPRINTABLE`` or bytes that are not UTF-8."""
     return bool(UNPRINTABLE_CHARACTERS.search(name) or _NOT_UTF8.search(name))
+
+
 EMPTY_FILE = "empty file (0 bytes)"  # skipped at registration: 400,000 of them counted as images (an attack round)
 
 
@@ -462,6 +464,11 @@ def _is_bzip2(magic: bytes) -> bool:
                                                                                  b"\x17\x72\x45\x38\x50\x90")
 
 
+def _compressed(magic: bytes) -> bool:
+    """Whether a file whose first 10 bytes are ``magic`` is gzip, bzip2 or xz."""
+    return magic[:2] == b"\x1f\x8b" or _is_bzip2(magic) or magic[:6] == b"\xfd7zXZ\x00"
+
+
 # A compressed tar is decompressed to a temporary file (members are read by offset): named by the process that writes
 # it, so that a process killed while it held one leaves a file the next service start removes
 # (:func:`orphaned_decompressions`), and never filling the disk: 64 GiB may come out of a 330 MB upload within the
@@ -560,20 +567,16 @@ class TarReader:
             raise FileNotFoundError(f"archive {path} does not exist.")
         self._plain = self.path
         with open(self.path, "rb") as handle:
-            if handle.read(4) == b"PK\x03\x04":  # "not a readable tar archive (bad checksum)" of a zip (a review)
-                raise UnsafeArchive(f"{self.path.name} is a zip archive, not a tar: give it a .zip name.")
-        if self._compressed():
+            magic = handle.read(10)
+        if magic[:4] == b"PK\x03\x04":  # "not a readable tar archive (bad checksum)" of a zip (a review)
+            raise UnsafeArchive(f"{self.path.name} is a zip archive, not a tar: give it a .zip name.")
+        if _compressed(magic):
             self._plain = self._decompress()
         self._members: dict[str, tuple[int, int, str]] = {}  # name -> (offset, size, sha256)
         self._dirs: list[str] = []
         self._check()
         self._handle = None
         self._pid: int | None = None
-
-    def _compressed(self) -> bool:
-        with open(self.path, "rb") as handle:
-            magic = handle.read(10)
-        return magic[:2] == b"\x1f\x8b" or _is_bzip2(magic) or magic[:6] == b"\xfd7zXZ\x00"
 
     def _decompress(self) -> Path:
         import lzma
