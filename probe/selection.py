@@ -181,7 +181,13 @@ def _images_lean(c: dict) -> bool:
     (counted equally, 4 fixed against 6 broken vetoed a +42.5-point macro gain; a review), and their sign-flip test,
     adjusted over the candidates, p ≤ ``SIGN_TEST_ALPHA`` (no p: no image changed)."""
     p_value = c.get("val_hard_sign_p")
-    return (c.get("val_hard_delta") or 0) > 0 and p_value is not None and p_value <= SIGN_TEST_ALPHA
+    return _leans(c) and p_value is not None and p_value <= SIGN_TEST_ALPHA
+
+
+def _leans(c: dict) -> bool:
+    """Whether a candidate's changed hard-class images, weighed as the hard-third score weighs them, sum above 0:
+    its hard-third difference is positive."""
+    return (c.get("val_hard_delta") or 0) > 0
 
 
 def sign_p_alone(c: dict) -> float:
@@ -367,10 +373,8 @@ def closest_candidate(candidates: list[dict]) -> dict | None:
         # ties on the bound (common: many at +0.0) go to one whose hard-class images lean its way, then to the
         # better overall bound, then to the more of them fixed, then grid order: a candidate that changed no hard
         # image at -8.3 pt overall was named beside one at +3.3 hard for nothing (a new-user round)
-        # (leaning: the hard-third difference, which weighs the images as the score does, as _images_lean reads it)
         fixed, broken = c.get("val_hard_changed") or (0, 0)
-        leans = (c.get("val_hard_delta") or 0) > 0
-        return (_score(bound(c)), leans, _score(c.get("val_overall_delta_simultaneous_lo")), fixed - broken)
+        return (_score(bound(c)), _leans(c), _score(c.get("val_overall_delta_simultaneous_lo")), fixed - broken)
 
     return max(differ, key=nearness, default=None)
 
