@@ -898,26 +898,40 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     driver.screenshot(tmp_path / "launch_cancelled.png")
 
 
+def _job_row(store, status: str, progress: float) -> str:
+    """A probe job written straight into the shared ``finished`` service's store (a worker runs there: written in
+    ``status``, never queued); the test deletes it after (:func:`_delete_jobs`), as the others read that store's
+    job list."""
+    from app.store import new_id, utcnow
+
+    return store._insert("jobs", dict(id=new_id("job"), kind="probe", status=status, progress=progress, stage=status,
+                                      messages=[], request={}, result={}, error=None, attempts=1,
+                                      created_at=utcnow(), updated_at=utcnow()))["id"]
+
+
+def _delete_jobs(store, ids: list[str]) -> None:
+    store._conn().execute(f"DELETE FROM jobs WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids))
+
+
 def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, finished):
     """A review: the launch page polled an interrupted job (which no worker runs until it is resumed) once a second
     for as long as it stayed open; the job states come from app.status through /words.js."""
     import time
 
-    from app.store import new_id, utcnow
-
-    store = finished.client.app.state.store  # a worker runs there: the job is written interrupted, never queued
-    job = store._insert("jobs", dict(id=new_id("job"), kind="probe", status="interrupted", progress=0.5,
-                                     stage="interrupted", messages=[], request={}, result={}, error=None, attempts=1,
-                                     created_at=utcnow(), updated_at=utcnow()))
-    _open(driver, f"{live_server}/launch?job={job['id']}", "launch")
-    wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "interrupted", 30,
-             interval=0.1, what="interrupted job shown")
-    _requested_urls(driver)  # what the page asked for until now
-    time.sleep(3.5)  # three and a half of its 1 s polling periods
-    assert [u for u in _requested_urls(driver) if f"/api/jobs/{job['id']}" in u] == []
-    buttons = driver.js("return Array.from(document.querySelectorAll('#job-watch button')).map(b => b.textContent)")
-    assert buttons == ["Cancel", "Resume"]
-    store.cancel_queued(job["id"])
+    store = finished.client.app.state.store
+    job = _job_row(store, "interrupted", 0.5)
+    try:
+        _open(driver, f"{live_server}/launch?job={job}", "launch")
+        wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "interrupted",
+                 30, interval=0.1, what="interrupted job shown")
+        _requested_urls(driver)  # what the page asked for until now
+        time.sleep(3.5)  # three and a half of its 1 s polling periods
+        assert [u for u in _requested_urls(driver) if f"/api/jobs/{job}" in u] == []
+        buttons = driver.js("return Array.from(document.querySelectorAll('#job-watch button'))"
+                            ".map(b => b.textContent)")
+        assert buttons == ["Cancel", "Resume"]
+    finally:  # left cancelled, it stood in test_api's list of the shared service's jobs when it ran first
+        _delete_jobs(store, [job])
 
 
 def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service, tmp_path):
@@ -983,17 +997,9 @@ def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, laun
 def test_the_home_page_lists_an_open_job_older_than_its_newest_fifty(driver, live_server, finished):
     """A review: the home page read the 50 newest jobs, so an interrupted job behind them could be neither seen nor
     resumed from the dashboard."""
-    from app.store import new_id, utcnow
-
     store = finished.client.app.state.store
-
-    def job(status):
-        return store._insert("jobs", dict(id=new_id("job"), kind="probe", status=status, progress=1.0, stage=status,
-                                          messages=[], request={}, result={}, error=None, attempts=1,
-                                          created_at=utcnow(), updated_at=utcnow()))["id"]
-
-    old = job("interrupted")
-    newer = [job("succeeded") for _ in range(50)]
+    old = _job_row(store, "interrupted", 1.0)
+    newer = [_job_row(store, "succeeded", 1.0) for _ in range(50)]
     try:
         _open(driver, live_server + "/", "home")
         wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{old}\"]') !== null"), 30,
@@ -1003,8 +1009,7 @@ def test_the_home_page_lists_an_open_job_older_than_its_newest_fifty(driver, liv
         assert buttons == ["Cancel", "Resume"]
         assert driver.js("return document.querySelectorAll('#jobs tr[data-job]').length") >= 51
     finally:
-        marks = ", ".join("?" for _ in [old, *newer])
-        store._conn().execute(f"DELETE FROM jobs WHERE id IN ({marks})", (old, *newer))
+        _delete_jobs(store, [old, *newer])
 
 
 def test_failed_job_without_a_way_to_succeed_offers_no_resume(driver, launch_service):
