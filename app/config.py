@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from feature_cache.defaults import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_WORKERS
 from probe.constraints import DEVICE_PATTERN
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .threads import MAX_THREADS
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-
 
 MAX_PORT = 65535  # the largest TCP port (mr2probe serve's --port checks it too)
 DEFAULT_PORT = 8000  # the service's (MR2PROBE_PORT) and the demo's dashboard

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
@@ -19,7 +19,7 @@ from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, Featur
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
-           "comparison_html", "COMPARE_FORMATS"]
+           "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]
 
 GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
 SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy third"),
@@ -320,21 +320,33 @@ def _per_class_title(comparison: Comparison) -> str:
     return PER_CLASS_ORDER if changed else "Per class (no class's accuracy changed)"
 
 
-def runs_context(base: Report, other: Report, names: dict[str, str] | None = None) -> list[tuple[str, str]]:
+class RunsContext(NamedTuple):
+    """What a comparison's export says of its two runs beyond the comparison (:func:`runs_context`): ``names``
+    follow what was compared, ``warnings`` close the facts. Each is a list of (label, text)."""
+
+    names: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
+
+
+NO_CONTEXT = RunsContext([], [])
+
+
+def runs_context(base: Report, other: Report, names: dict[str, str] | None = None) -> RunsContext:
     """What a comparison's export says of its two runs beyond the comparison: each run's name (``names``: run id →
     words, the service's name, note and data set) and each run's own report warnings (a small validation split,
     unstable groups, ...): an exported comparison had read more reliable than the page it came from, which showed
     them (a dashboard-only round)."""
-    facts = [(f"{side} run", names[report.run_id]) for side, report in (("base", base), ("other", other))
+    named = [(f"{side} run", names[report.run_id]) for side, report in (("base", base), ("other", other))
              if names and report.run_id in names]
     # a warning both runs give, once (9 blocks, mostly pairs, stood before the verdict; a new-user round)
-    facts += [("warning (both runs)", w) for w in base.warnings if w in other.warnings]
-    facts += [(f"warning ({side} run)", w) for side, report, rest in (("base", base, other), ("other", other, base))
-              for w in report.warnings if w not in rest.warnings]
-    return facts
+    warnings = [("warning (both runs)", w) for w in base.warnings if w in other.warnings]
+    warnings += [(f"warning ({side} run)", w) for side, report, rest in (("base", base, other),
+                                                                         ("other", other, base))
+                 for w in report.warnings if w not in rest.warnings]
+    return RunsContext(named, warnings)
 
 
-def comparison_markdown(comparison: Comparison, context: list[tuple[str, str]] = ()) -> str:
+def comparison_markdown(comparison: Comparison, context: RunsContext = NO_CONTEXT) -> str:
     """A comparison as one Markdown document: what was compared (and ``context``, :func:`runs_context`), the verdict
     and cost, then the metrics and every class (accuracies in %, deltas in points with their 95 % paired
     intervals)."""
@@ -347,16 +359,14 @@ def comparison_markdown(comparison: Comparison, context: list[tuple[str, str]] =
     return "\n".join(lines) + "\n"
 
 
-def _with_context(comparison: Comparison, context) -> list[tuple[str, str]]:
+def _with_context(comparison: Comparison, context: RunsContext) -> list[tuple[str, str]]:
     """The comparison's facts with ``context``: the runs' names after what was compared, their warnings last (they
     stood before the verdict; a new-user round)."""
     facts = comparison_facts(comparison)
-    names = [fact for fact in context if not fact[0].startswith("warning")]
-    warnings = [fact for fact in context if fact[0].startswith("warning")]
-    return facts[:1] + names + facts[1:] + warnings
+    return facts[:1] + context.names + facts[1:] + context.warnings
 
 
-def comparison_html(comparison: Comparison, context: list[tuple[str, str]] = ()) -> str:
+def comparison_html(comparison: Comparison, context: RunsContext = NO_CONTEXT) -> str:
     """A comparison as one self-contained HTML page: the same content as :func:`comparison_markdown`."""
     title = f"mr2probe compare: {comparison.base} vs {comparison.other}"
     facts = _html_facts([(label.capitalize(), text) for label, text in _with_context(comparison, context)])

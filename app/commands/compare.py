@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_comparison(comparison, width=terminal_width(110), max_classes=limit))
     # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round)
-    for label, text in runs_context(base, other):
+    for label, text in runs_context(base, other).warnings:
         print(f"{label}: {text}")
     return 0

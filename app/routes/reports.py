@@ -7,23 +7,26 @@ import io
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..caches import cache_file
-from ..datasets import is_unlabelled
-from ..deps import get_store, in_slot
-from ..store import Store
 from probe import Comparison, Report
 
+from ..caches import cache_file
 from ..config import Settings, get_settings
+from ..datasets import is_unlabelled
+from ..deps import get_store, in_slot
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
                        RunOut, RunUpdate, ScoresOut)
+from ..store import Store
+
+if TYPE_CHECKING:
+    from probe.export import RunsContext
 
 router = APIRouter(tags=["reports"])
 
@@ -393,7 +396,7 @@ async def _comparison_file(request: Request, store: Store, base: str, other: str
     return _download(COMPARE_FORMATS[fmt](comparison, context), fmt, f"{base}_vs_{other}")
 
 
-def _runs_context(store: Store, base: str, other: str) -> list[tuple[str, str]]:
+def _runs_context(store: Store, base: str, other: str) -> RunsContext:
     """The two runs as the pages name them (name, note, data set) and their reports' warnings, for an export."""
     from probe.export import runs_context
 

@@ -515,11 +515,11 @@ def test_reports_and_comparisons_download_as_the_cli_exports_them(finished):
     names = {run: f"{rows[run]['name']} ({run}), data set {finished.dataset['name']}" for run in (finished.erm,
                                                                                               finished.mr2)}
     context = runs_context(base, other, names)
-    assert context[:2] == [("base run", names[finished.erm]), ("other run", names[finished.mr2])]
+    assert context.names == [("base run", names[finished.erm]), ("other run", names[finished.mr2])]
     # each run's warnings, once where both give one (a new-user round: mostly pairs, before the verdict)
-    both = [text for label, text in context if label == "warning (both runs)"]
+    both = [text for label, text in context.warnings if label == "warning (both runs)"]
     assert both == [w for w in base.warnings if w in other.warnings]
-    assert [text for label, text in context if label == "warning (other run)"] == [w for w in other.warnings
+    assert [text for label, text in context.warnings if label == "warning (other run)"] == [w for w in other.warnings
                                                                                    if w not in both]
     for fmt, render in (("html", comparison_html), ("md", comparison_markdown)):
         resp = client.get(f"/api/compare.{fmt}", params={"base": finished.erm, "other": finished.mr2})
