@@ -518,32 +518,33 @@ class Posthoc(_Model):
 
     def describe(self, overall_metric: str = "accuracy") -> str:
         """Whether the probe that ships (the first seed) applies the bias and what its out-of-sample check on
-        validation said: a post-hoc run had no verdict in any view, only a sentence deep in the selection reason."""
+        validation said, as :meth:`outcome` decides it: a post-hoc run had no verdict in any view, only a sentence
+        deep in the selection reason."""
         if not self.per_seed:
             return "Post-hoc bias: no seed recorded."
-        first = self.per_seed[0]
+        first, outcome = self.per_seed[0], self.outcome()
         overall = "overall" if overall_metric == "accuracy" else "balanced accuracy"
-        estimate = ("" if not first.folds or first.oof_hard_delta is None else
+        estimate = ("" if outcome == "untested" or first.oof_hard_delta is None else
                     f"out of sample on validation ({first.folds}-fold cross-fitting) the hard third "
                     f"{format_delta(first.oof_hard_delta, first.oof_hard_ci)}, {overall} "
                     f"{format_delta(first.oof_overall_delta, first.oof_overall_ci)}")
-        if self.guard is False:
+        if outcome == "unchecked":
             return ("Post-hoc bias applied to every seed without its out-of-sample check (posthoc_guard off)"
                     + (f"; {estimate}." if estimate else "."))
-        if self.shipped_applied():
+        if outcome == "applied":
             return "Post-hoc bias applied to the shipped probe" + (f": {estimate}." if estimate else ".")
-        if not estimate:  # what to do about it too (a new-user round: all five classes had 1 to 3)
+        if outcome == "untested":  # what to do about it too (a new-user round: all five classes had 1 to 3)
             from .evaluate import POSTHOC_MIN_PER_CLASS
 
             return (f"Post-hoc bias not applied: it is tested out of sample on the validation split, where every "
                     f"class needs {POSTHOC_MIN_PER_CLASS} images, and some class has fewer (a val/ folder, or a "
                     "larger val_fraction at extraction, gives them); the shipped probe is the ERM probe.")
-        return (f"Post-hoc bias not applied: {estimate}, not a hard-third gain beyond noise within the "
-                "overall-accuracy budget; the shipped probe is the ERM probe.")
+        return (f"Post-hoc bias not applied: {estimate or 'its out-of-sample check'}, not a hard-third gain beyond "
+                "noise within the overall-accuracy budget; the shipped probe is the ERM probe.")
 
     def outcome(self) -> str:
         """What its guard did for the probe that ships (:data:`POSTHOC_WORDS`): applied, declined (tested, no safe
-        gain), untested (too few validation images) or unchecked (no guard)."""
+        gain), untested (too few validation images) or unchecked (no guard); what :meth:`describe` words."""
         if self.guard is False:
             return "unchecked"
         if self.shipped_applied():
