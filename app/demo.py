@@ -140,9 +140,10 @@ def _closest_setting(other) -> list[str]:
     those that score differently from the reference (and the budget that would let it through). A setting that
     scores exactly as the reference (e.g. group DRO with a tiny η) would always be "closest", with nothing to say
     about a fix: such settings are counted, not shown."""
+    from probe.numbers import signed_points
     from probe.report import FrontierPoint
     from probe.selection import (SIGN_TEST_ALPHA, closest_candidate, describe_params, format_delta, hard_gain_holds,
-                                 scores_as_reference, sign_p_alone, signed_points)
+                                 scores_as_reference, sign_p_alone)
 
     tried = [p.model_dump() for p in other.selection.frontier
              if not p.reference and not p.failed and p.val_hard_delta_ci]

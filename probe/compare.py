@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
+from .numbers import percent, signed_points
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, loss_label,
                      print_table, probe_label)
-from .selection import SIGN_TEST_ALPHA, signed_points
+from .selection import SIGN_TEST_ALPHA
 from .uncertainty import observed_class_accuracy
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
@@ -401,21 +402,15 @@ def _held_back(comparison: Comparison, metric: str) -> str:
                                       metrics[key].beyond_noise) for key, label in named)
 
 
-def _pct(x: float | None, signed: bool = False) -> str:
-    if x is None:
-        return "—"
-    return signed_points(x, 2) if signed else f"{100 * x:.2f}"
-
-
 def _delta_cell(delta: float | None, interval: list | None, changed: list[int] | None = None,
                 beyond: bool | None = None, p_value: float | None = None) -> str:
     """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0, or when the
     images that changed (``changed``, [other better, base better]) do not lean that way beyond chance (``beyond``
     false, exact test ``p_value``: CompareClass.beyond_noise); beyond noise, those images and their test too."""
     if interval is None or delta is None or None in interval:
-        return _pct(delta, signed=True)
+        return signed_points(delta, 2)
     lo, hi = interval
-    cell = f"{_pct(delta, True)} [{_pct(lo, True)}, {_pct(hi, True)}]"
+    cell = f"{signed_points(delta, 2)} [{signed_points(lo, 2)}, {signed_points(hi, 2)}]"
     if lo <= 0 <= hi:
         return cell + " within noise"
     evidence = "" if changed is None else f" ({changed[0]} better, {changed[1]} worse: p = {p_value:.2g})"
@@ -518,7 +513,7 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
     gained = [r for r in beyond if r.delta_ci[0] > 0]
     if not (lost or gained):
         return None
-    named = ", ".join(f"{r.name} {_pct(r.delta, True)}" for r in lost[:shown])
+    named = ", ".join(f"{r.name} {signed_points(r.delta, 2)}" for r in lost[:shown])
     more = f" and {len(lost) - shown} more" if len(lost) > shown else ""
     chance = 0.025 * len(with_ci)
     return (f"{len(lost)} lost beyond noise" + (f" ({named}{more})" if lost else "") + f", {len(gained)} gained; "
@@ -528,7 +523,7 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:
     """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
-    return [[_metric_label(comparison, name), _pct(m.base), _pct(m.other),
+    return [[_metric_label(comparison, name), percent(m.base), percent(m.other),
              _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
             for name, m in comparison.metrics.items()]
 
@@ -547,7 +542,7 @@ def class_rows(comparison: Comparison, max_classes: int | None = None) -> tuple[
     """The rows of the per-class table (``CLASS_HEADER``; every class, or those that changed most past
     ``max_classes``) and its caption."""
     rows, caption = _moved_most(comparison.per_class, max_classes)
-    return [[row.name, row.group or "", _pct(row.base), _pct(row.other),
+    return [[row.name, row.group or "", percent(row.base), percent(row.other),
              _delta_cell(row.delta, row.delta_ci, row.changed, row.beyond_noise, row.p_value)] for row in rows], caption
 
 

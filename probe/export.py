@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
+from .numbers import percent
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
                      confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
@@ -27,10 +28,6 @@ SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy
                 # seeds.metrics.worst_class: each seed's lowest class accuracy, whichever class; summary.worst_class
                 # (the "Worst class: dress" line) is the class lowest on the seed mean, so the two differ
                 ("worst_class", "worst class of each seed"))
-
-
-def _pct(x: float | None, digits: int = 2) -> str:
-    return "—" if x is None else f"{100 * x:.{digits}f}"
 
 
 # What CommonMark would read as HTML: a tag (< then a letter, /, ! or ?) and an entity (&name; or &#...;).
@@ -100,7 +97,7 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
     metrics, ci = report["seeds"]["metrics"], report["summary"].get("overall_ci")
     group_ci = report["summary"].get("group_ci") or {}
     rows = [(label, NO_CLASSES if empty_third(key, metrics[key]["mean"]) else
-             f"{_pct(metrics[key]['mean'])} ± {_pct(metrics[key]['std'])}"
+             f"{percent(metrics[key]['mean'])} ± {percent(metrics[key]['std'])}"
              + (f" (95 % interval {interval_text(group_ci[key])})" if group_ci.get(key) else ""))
             for key, label in SUMMARY_KEYS if key in metrics]
     if ci is not None and rows and rows[0][0] == "overall":
@@ -109,17 +106,17 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
     shipped = (metrics.get("overall") or {}).get("per_seed") or []
     if len(shipped) > 1 and rows and rows[0][0] == "overall":  # what ships, beside the mean (a new-user round)
         shipped_ci = report["summary"].get("shipped_overall_ci")
-        rows.insert(2 if ci is not None else 1, ("overall: the shipped probe (first seed)", _pct(shipped[0])
+        rows.insert(2 if ci is not None else 1, ("overall: the shipped probe (first seed)", percent(shipped[0])
                                                  + (f" (95 % interval {interval_text(shipped_ci)})" if shipped_ci else "")))
     return rows
 
 
 def _per_class_rows(report: dict) -> list[list[str]]:
     rows = worst_first(report["per_class"], lambda r: r["accuracy"])
-    return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), _pct(r["accuracy"]),
-             interval_text(r.get("accuracy_ci")), _pct(r.get("accuracy_std")), _pct(shipped_accuracy(r)),
-             _pct(r.get("val_accuracy")),
-             _pct(r.get("precision")), _pct(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
+    return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
+             interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
+             percent(r.get("val_accuracy")),
+             percent(r.get("precision")), percent(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
 
 
@@ -214,8 +211,8 @@ def _bar_chart(rows: list[tuple[str, float | None, str]], title: str, width: int
         length = 0.0 if value is None else plot * max(0.0, min(1.0, value))
         parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{html.escape(label)}</text>'
                      f'<rect x="{left}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{colour}">'
-                     f'<title>{html.escape(label)}: {_pct(value)} %</title></rect>'
-                     f'<text x="{left + length + 4:.1f}" y="{y + 13}" font-size="10">{_pct(value, 1)}</text>')
+                     f'<title>{html.escape(label)}: {percent(value)} %</title></rect>'
+                     f'<text x="{left + length + 4:.1f}" y="{y + 13}" font-size="10">{percent(value, 1)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -241,7 +238,7 @@ def _worst_sentence(report: dict) -> tuple[str, str]:
     shipped = shipped_worst_text(report["per_class"], len(report["seeds"]["values"]))
     ci = worst_class_ci(report["per_class"], worst["name"])
     interval = f", 95 % interval {interval_text(ci)}" if ci else ""
-    return worst["name"], f"{tied} ({_pct(worst['accuracy'])} %{interval}){shipped}"
+    return worst["name"], f"{tied} ({percent(worst['accuracy'])} %{interval}){shipped}"
 
 
 def report_html(report: dict) -> str:
@@ -271,8 +268,8 @@ def _reliability_rows(report: dict) -> list[list[str]]:
     """The calibration's non-empty confidence bins as (bin, images, mean confidence %, accuracy %) rows."""
     bins = (report.get("calibration") or {}).get("bins") or []
     n = len(bins)
-    return [[f"{100 * (b['upper'] - 1 / n):.0f}–{100 * b['upper']:.0f} %", str(b["count"]), _pct(b["confidence"], 1),
-             _pct(b["accuracy"], 1)] for b in bins if b["count"]]
+    return [[f"{100 * (b['upper'] - 1 / n):.0f}–{100 * b['upper']:.0f} %", str(b["count"]), percent(b["confidence"], 1),
+             percent(b["accuracy"], 1)] for b in bins if b["count"]]
 
 
 RELIABILITY_HEADER = ["top-1 confidence", "test images", "mean confidence %", "accuracy %"]

@@ -40,6 +40,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
 from .predictions import PREDICTIONS_FILE
+from .numbers import percent
 from .selection import VERDICTS, format_delta, same_score
 from .uncertainty import wilson_interval
 
@@ -420,7 +421,7 @@ class Calibration(_Model):
 
     def describe(self) -> str:
         """One line for the terminal, Markdown and HTML views."""
-        top = "" if self.top_k is None else f"; top-{self.top_k} accuracy {_pct(self.top_k_accuracy)}% (seed mean)"
+        top = "" if self.top_k is None else f"; top-{self.top_k} accuracy {percent(self.top_k_accuracy)}% (seed mean)"
         return (f"calibration of the shipped head (the first seed's, what predict gives), over {len(self.bins)} "
                 f"confidence bins: {self.brief()}{top}")
 
@@ -433,10 +434,10 @@ class Calibration(_Model):
         # "5.00% less its bias" read as "5 % less than its bias" (a new-user round)
         # "its bias" read as a post-hoc logit bias on such a run (a dashboard-only round): the estimate's own
         debiased = ("" if self.ece_debiased is None
-                    else f", {_pct(self.ece_debiased)}% once the estimate's own upward bias is removed,")
+                    else f", {percent(self.ece_debiased)}% once the estimate's own upward bias is removed,")
         nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
-        return (f"ECE {_pct(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, mean "
-                f"confidence {_pct(self.confidence)}% against accuracy {_pct(self.accuracy)}%{lean}{nll}")
+        return (f"ECE {percent(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, mean "
+                f"confidence {percent(self.confidence)}% against accuracy {percent(self.accuracy)}%{lean}{nll}")
 
     def verdict(self) -> str:
         """Whether the confidences are calibrated within noise, by :attr:`calibrated_p` ("" in older reports)."""
@@ -1045,10 +1046,6 @@ def empty_third(key: str, value: float | None) -> bool:
     return value is None and key in GROUP_NAMES
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}"
-
-
 def _num(x: float | None, fmt: str = ".3f") -> str:
     return "—" if x is None else format(x, fmt)
 
@@ -1149,7 +1146,7 @@ def _thirds_out_of_order(summary: Summary, selection: Selection, posthoc: Postho
         return []
     if easy is None or hard is None or not (math.isfinite(easy) and math.isfinite(hard)) or hard <= easy:
         return []
-    return [f"On test the thirds are out of order: the hard third scores {_pct(hard)} %, the easy one {_pct(easy)} %. "
+    return [f"On test the thirds are out of order: the hard third scores {percent(hard)} %, the easy one {percent(easy)} %. "
             "The groups were ranked on validation and did not hold on these test images: read the thirds' "
             "accuracies as noisy (the stability column says how firmly each class kept its third)."]
 
@@ -1161,14 +1158,14 @@ def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:
     return posthoc.text or posthoc.describe(config.get("overall_metric") or "accuracy")
 
 
-def shipped_worst_text(per_class: list, seeds: int, percent: str = " %") -> str:
+def shipped_worst_text(per_class: list, seeds: int, unit: str = " %") -> str:
     """``; of the shipped probe (first seed): bird 16.67 %``, said beside the seed mean's worst class by the terminal
-    and Markdown views (:func:`shipped_worst`), each with its own ``percent`` sign ("%" in the terminal's line,
+    and Markdown views (:func:`shipped_worst`), each with its own per-cent sign (``unit``: "%" in the terminal's line,
     which read "46.67%; ... 50.00 %"; a new-user round); "" with one seed."""
     worst = shipped_worst(per_class, seeds)
     if worst is None:
         return ""
-    return f"; of the shipped probe (first seed): {worst.label()} {_pct(worst.accuracy)}{percent}"
+    return f"; of the shipped probe (first seed): {worst.label()} {percent(worst.accuracy, unit=unit)}"
 
 
 def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:
@@ -1196,28 +1193,28 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
     for col in ("overall", "balanced", "easy", "medium", "hard", "worst class of each seed"):
         table.add_column(col, justify="right")
-    table.add_row(*("—" if metrics[key].mean is None else f"{_pct(metrics[key].mean)} ± {_pct(metrics[key].std)}"
+    table.add_row(*("—" if metrics[key].mean is None else f"{percent(metrics[key].mean)} ± {percent(metrics[key].std)}"
                     for key in SEED_METRICS))
     console.print(table)
     if summary.overall_ci is not None:
-        console.print(f"overall {_pct(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
+        console.print(f"overall {percent(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
                       f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
     if len(metrics["overall"].per_seed) > 1:  # what ships, beside the mean (only the calibration line said it)
-        console.print(f"the shipped probe (first seed): overall {_pct(metrics['overall'].per_seed[0])}%"
+        console.print(f"the shipped probe (first seed): overall {percent(metrics['overall'].per_seed[0])}%"
                       + (f", 95 % interval {interval_text(summary.shipped_overall_ci)}"
                          if summary.shipped_overall_ci else ""))
     if summary.group_ci:
         console.print("95 % intervals over the test images: " + ", ".join(
             f"{key} {NO_CLASSES}" if empty_third(key, getattr(summary, key)) else
-            f"{key} {_pct(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
+            f"{key} {percent(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
             for key in ("balanced", *GROUP_NAMES)))
     if report.calibration is not None:
         console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
     ci = worst_class_ci(report.per_class, wc.name)
-    console.print(f"worst class (seed mean): {wc.label()} {_pct(wc.accuracy)}%" + (f" {interval_text(ci)}" if ci else "")
+    console.print(f"worst class (seed mean): {wc.label()} {percent(wc.accuracy)}%" + (f" {interval_text(ci)}" if ci else "")
                   + f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
-                  f"spread of the per-class accuracies: std {_pct(summary.per_class_std)} points (seed mean)")
+                  f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
                   f"hard {_num(gm.hard)}")
     console.print(f"class margin {_num(summary.class_margin_deg, '.2f')}° (ideal "
@@ -1230,8 +1227,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_test", "right"), ("acc %", "right"),
          ("± std", "right"), ("shipped %", "right"), ("val %", "right"), ("r²", "right"), ("spread", "right"),
          ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
-        [[row.name, row.group, str(row.n_train), str(row.n_test), _pct(row.accuracy), _pct(row.accuracy_std),
-          _pct(shipped_accuracy(row)), _pct(row.val_accuracy),
+        [[row.name, row.group, str(row.n_train), str(row.n_test), percent(row.accuracy), percent(row.accuracy_std),
+          percent(shipped_accuracy(row)), percent(row.val_accuracy),
           _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
           _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean)]
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
@@ -1308,7 +1305,7 @@ def _failures_table(rows: list, caption: str | None, width: int):
         "per class (test): where the errors go, worst first",
         (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
          ("recall %", "right"), ("F1", "right"), ("most confused with (% of its test predictions)", "left")),
-        [[row.name, _pct(row.accuracy), interval_text(row.accuracy_ci), _pct(row.precision), _pct(row.recall),
+        [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci), percent(row.precision), percent(row.recall),
           _num(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
          for row in worst_first(rows, lambda r: r.accuracy)],
         width, caption)

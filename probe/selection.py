@@ -17,15 +17,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
+from .numbers import is_missing, percent, signed_points
 from .uncertainty import DEFAULT_LEVEL, sign_test
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
            "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA",
-           "signed_points", "same_score", "within_budget", "SCORE_DECIMALS", "sign_p_alone"]
+           "same_score", "within_budget", "SCORE_DECIMALS", "sign_p_alone"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
 NOTE_KEYS = ("failed", "chosen", "reference")  # notes about a candidate, not hyper-parameters
+# a validation score in words; n/a where it could not be computed (e.g. the hard third of a validation split that
+# holds no image of its classes: null in the report)
+_pct = partial(percent, absent="n/a", unit="%")
 
 
 @dataclass(frozen=True)
@@ -44,16 +49,6 @@ def describe_params(candidate: dict) -> str:
                      if k not in SCORE_KEYS and k not in NOTE_KEYS and not k.startswith("val_"))
 
 
-def _pct(x: float | None) -> str:
-    """A validation score in words; ``n/a`` where it could not be computed (e.g. the hard third of a validation
-    split that holds no image of its classes: null in the report)."""
-    return "n/a" if _missing(x) else f"{100 * x:.2f}%"
-
-
-def _missing(x: float | None) -> bool:
-    return x is None or math.isnan(x)
-
-
 # Scores are rounded to this many decimals before they are ranked or compared: a balanced accuracy is a mean of
 # per-class fractions, and two equal ones summed in another order differ in the last bit (78/120 read
 # 0.6499999999999999 against 0.65, and the rounding, not the documented tie-break, chose; a new-user round).
@@ -62,7 +57,7 @@ SCORE_DECIMALS = 12
 
 def _score(x: float | None) -> float:
     """A score to rank by: a missing one below every real one, rounded to ``SCORE_DECIMALS``."""
-    return -math.inf if _missing(x) else round(x, SCORE_DECIMALS)
+    return -math.inf if is_missing(x) else round(x, SCORE_DECIMALS)
 
 
 def same_score(a: float | None, b: float | None) -> bool:
@@ -377,12 +372,6 @@ def closest_candidate(candidates: list[dict]) -> dict | None:
         return (_score(bound(c)), _leans(c), _score(c.get("val_overall_delta_simultaneous_lo")), fixed - broken)
 
     return max(differ, key=nearness, default=None)
-
-
-def signed_points(fraction: float, digits: int = 1) -> str:
-    """``+2.1`` from 0.021: a signed difference in points; one that rounds to zero reads ``+0.0``, never ``-0.0``."""
-    points = round(100 * fraction, digits)
-    return f"{points or 0.0:+.{digits}f}"  # -0.0 is falsy
 
 
 def format_delta(delta: float | None, interval) -> str:

@@ -13,7 +13,10 @@ import csv
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
+
+from probe.numbers import percent
 
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
 from . import check_out_apart, check_out_file
@@ -24,6 +27,8 @@ _MORE = "--limit N shows more; --out writes every image's prediction"
 NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
         "scored against the cache's labels (or, for unlabelled images, counted per class)")
+
+_pct = partial(percent, digits=1)  # scores of images: one decimal, as interval_text writes their intervals
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:
     """The predictions, one row per image, written to a temporary file renamed over ``path`` (removed again
     when that fails); a ``path`` that is not a regular file (a FIFO, /dev/stdout) is written through, as report
@@ -91,10 +95,6 @@ def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> Non
             target.unlink(missing_ok=True)
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
-
-
 def _title(args: argparse.Namespace, probe, images: str) -> str:
     bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias applied"
     return (f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split "
@@ -107,7 +107,6 @@ _NAME_COLUMN = 40  # the widest class-name column of predict's tables
 def _name_width(names: list[str], least: int) -> int:
     """The class-name column's width: its longest name, between ``least`` and ``_NAME_COLUMN``."""
     return max(least, min(_NAME_COLUMN, max(map(len, names), default=0)))
-
 
 
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:

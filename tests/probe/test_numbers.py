@@ -1,0 +1,28 @@
+"""probe.numbers: the one way every view writes a fraction in per cent or in signed points."""
+import math
+
+import pytest
+
+from probe.numbers import is_missing, percent, signed_points
+
+
+def test_a_difference_that_rounds_to_zero_reads_plus_zero_never_minus_zero():
+    assert [signed_points(x) for x in (0.021, -0.021, -0.0004, 0.0, -0.0)] == ["+2.1", "-2.1", "+0.0", "+0.0", "+0.0"]
+    assert signed_points(-0.00004, 2) == "+0.00" and signed_points(-0.0004, 2) == "-0.04"
+
+
+def test_percent_names_its_precision_and_unit():
+    assert percent(0.12345) == "12.35" and percent(0.12345, 1) == "12.3" and percent(1.0, 0) == "100"
+    assert percent(0.5, unit="%") == "50.00%" and percent(0, 1, unit=" %") == "0.0 %"
+
+
+@pytest.mark.parametrize("value", [None, math.nan])
+def test_a_score_that_could_not_be_computed_reads_absent_not_nan(value):
+    """report.py wrote a NaN score as "nan" (selection.py as "n/a", the others as "—"): one rule now."""
+    assert is_missing(value)
+    assert percent(value) == "—" and percent(value, absent="n/a", unit="%") == "n/a"
+    assert signed_points(value) == "—" and signed_points(value, absent="") == ""
+
+
+def test_a_real_score_is_not_missing():
+    assert not any(is_missing(x) for x in (0.0, -0.0, 1.0, math.inf))
