@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .numbers import percent, signed_points
-from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, loss_label,
-                     print_table, probe_label)
+from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
+                     loss_label, print_table, probe_label)
 from .selection import SIGN_TEST_ALPHA
-from .uncertainty import observed_class_accuracy
+from .uncertainty import class_accuracy_interval, group_intervals, observed_class_accuracy, wilson_interval
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
@@ -36,9 +36,16 @@ _BEYOND = ("the 95 % interval leaves out 0 and the images it counts lean that wa
            "[+100, +100] and are p = 0.25 (a statistics review); null without intervals")
 
 
+_OWN_CI = ("95 % interval of this run's own accuracy, as its report computes it: Wilson's for overall accuracy and a "
+           "class (for the worst class, that class's), from each class's Jeffreys posterior for balanced accuracy and "
+           "a third (probe.uncertainty.group_intervals); null without predictions")
+
+
 class CompareMetric(BaseModel):
     base: Num
     other: Num
+    base_ci: Optional[list[Num]] = Field(None, description=_OWN_CI)
+    other_ci: Optional[list[Num]] = Field(None, description=_OWN_CI)
     delta: Num = Field(..., description="other − base")
     delta_ci: Optional[list[Num]] = Field(None, description="95 % paired bootstrap interval of delta over the "
                                           "test samples (when both runs stored their test predictions)")
@@ -58,6 +65,8 @@ class CompareClass(BaseModel):
     group: Optional[str]
     base: Num
     other: Num
+    base_ci: Optional[list[Num]] = Field(None, description=_OWN_CI)
+    other_ci: Optional[list[Num]] = Field(None, description=_OWN_CI)
     delta: Num
     delta_ci: Optional[list[Num]] = None
     changed: Optional[list[int]] = Field(None, description="[other better, base better]: the class's test images "
@@ -386,10 +395,36 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.delta_ci = interval.tolist()
         row.changed, row.p_value, total = evidence(class_diff, seeds)
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
+    _add_own_intervals(comparison, base, other)
     comparison.discordant = _discordant(base, other, overall.changed, overall.p_value)
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
     comparison.verdict_text += _held_back(comparison, metric)
+
+
+def _add_own_intervals(comparison: Comparison, base, other) -> None:
+    """Each run's own accuracies with their 95 % intervals (:data:`_OWN_CI`), in place: a difference had its
+    interval and the two accuracies it is the difference of had none, so 0.0 % against 16.7 % on 6 images read as
+    sure as on 600."""
+    num_classes, groups = len(comparison.per_class), comparison.grouping.groups
+    for side, predictions in (("base", base), ("other", other)):
+        correct, labels = predictions.correct, predictions.labels
+        classes = class_accuracy_interval(correct, labels, num_classes)
+        own = {"overall": wilson_interval(correct.sum(), correct.size), **group_intervals(correct, labels, num_classes,
+                                                                                             groups)}
+        worst = (comparison.worst_classes or {}).get(side)
+        own["worst_class"] = next((classes[row.index] for row in comparison.per_class if row.name == worst), None)
+        for key, metric in comparison.metrics.items():
+            setattr(metric, f"{side}_ci", _interval(own.get(key)))
+        for row, interval in zip(comparison.per_class, classes):
+            setattr(row, f"{side}_ci", _interval(interval))
+
+
+def _interval(values) -> list[float] | None:
+    """``[lo, hi]`` as floats, or None for none or one not defined (a class without images, an empty third)."""
+    if values is None or not np.all(np.isfinite(values)):
+        return None
+    return [float(v) for v in values]
 
 
 def _held_back(comparison: Comparison, metric: str) -> str:
@@ -523,9 +558,15 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:
     """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
-    return [[_metric_label(comparison, name), percent(m.base), percent(m.other),
+    return [[_metric_label(comparison, name), _with_ci(m.base, m.base_ci), _with_ci(m.other, m.other_ci),
              _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
             for name, m in comparison.metrics.items()]
+
+
+def _with_ci(value: float | None, interval: list | None) -> str:
+    """``85.00 [83.1, 86.8]``: a run's accuracy in per cent with its 95 % interval, as its report's tables show
+    them; alone where it has none (a comparison without predictions)."""
+    return percent(value) if value is None or interval is None else f"{percent(value)} {interval_text(interval)}"
 
 
 def _metric_label(comparison: Comparison, name: str) -> str:
@@ -538,11 +579,14 @@ def _metric_label(comparison: Comparison, name: str) -> str:
         f"worst class (base {worst['base']}, other {worst['other']})"
 
 
-def class_rows(comparison: Comparison, max_classes: int | None = None) -> tuple[list[list[str]], str | None]:
+def class_rows(comparison: Comparison, max_classes: int | None = None, own_intervals: bool = True
+               ) -> tuple[list[list[str]], str | None]:
     """The rows of the per-class table (``CLASS_HEADER``; every class, or those that changed most past
-    ``max_classes``) and its caption."""
+    ``max_classes``) and its caption; ``own_intervals`` false leaves each run's accuracy without its interval (the
+    terminal's table, 120 columns wide with them; its Δ keeps its own)."""
     rows, caption = _moved_most(comparison.per_class, max_classes)
-    return [[row.name, row.group or "", percent(row.base), percent(row.other),
+    own = _with_ci if own_intervals else (lambda value, _: percent(value))
+    return [[row.name, row.group or "", own(row.base, row.base_ci), own(row.other, row.other_ci),
              _delta_cell(row.delta, row.delta_ci, row.changed, row.beyond_noise, row.p_value)] for row in rows], caption
 
 
@@ -563,7 +607,7 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
     for row in metric_rows(comparison):
         table.add_row(*row)
     console.print(table)
-    rows, caption = class_rows(comparison, max_classes)
+    rows, caption = class_rows(comparison, max_classes, own_intervals=False)
     print_table(console, class_table("per class", [(col, "left" if col in ("class", "group") else "right")
                                                    for col in CLASS_HEADER], rows, width, caption), width)
     return console.export_text()

@@ -13,6 +13,8 @@
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
   const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
   const ciText = (ci) => `[${pct(ci[0])}, ${pct(ci[1])}]`;  // a 95 % interval of fractions, in per cent
+  // an accuracy with its 95 % interval where it has one, as a table cell
+  const pctCi = (value, ci) => [pct(value), ciOk(ci) ? h("span", { class: "ci" }, ` ${ciText(ci)}`) : null];
   // A run's name as a numeric column's header: wrapped (style.css th.run-name), the whole name in its tooltip; a
   // long name on one line pushed a two-column table's numbers out of its card.
   const runHead = (name) => h("th", { class: "num run-name", title: name }, name);
@@ -161,8 +163,9 @@
   function groupChart(report, cmp, names) {
     const series = [], sub = [];
     if (cmp) {
-      series.push({ name: names.other, values: GROUPS.map((g) => cmp.metrics[g].base), cls: "base" });
-      series.push({ name: names.main, values: GROUPS.map((g) => cmp.metrics[g].other), cls: "main" });
+      // each run's own interval (null in comparisons without predictions: the bars then stand alone)
+      series.push({ name: names.other, values: GROUPS.map((g) => cmp.metrics[g].base), cls: "base", ci: GROUPS.map((g) => cmp.metrics[g].base_ci) });
+      series.push({ name: names.main, values: GROUPS.map((g) => cmp.metrics[g].other), cls: "main", ci: GROUPS.map((g) => cmp.metrics[g].other_ci) });
       for (const g of GROUPS) {
         const m = cmp.metrics[g];
         const noise = ciOk(m.delta_ci) && ((m.delta_ci[0] <= 0 && m.delta_ci[1] >= 0) || m.beyond_noise === false);
@@ -440,14 +443,14 @@
   function shippedNodes(c, names) {
     const rows = KPI_KEYS.filter((key) => c.metrics[key]).map((key) => {
       const m = c.metrics[key];
-      return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pct(m.base)),
-        h("td", { class: "num" }, pct(m.other)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value)));
+      return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pctCi(m.base, m.base_ci)),
+        h("td", { class: "num" }, pctCi(m.other, m.other_ci)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value)));
     });
     // each class's paired Δ, the largest loss first, as mr2probe compare --features prints them (the panel had the
     // headline metrics only; a new-user round)
     const moved = (c.per_class || []).filter((r) => isNum(r.delta)).sort((a, b) => a.delta - b.delta || a.index - b.index);
     const classRows = moved.slice(0, PER_CLASS_ROWS).map((r) => h("tr", { "data-class": r.name }, h("td", {}, r.name),
-      h("td", { class: "num" }, pct(r.base)), h("td", { class: "num" }, pct(r.other)),
+      h("td", { class: "num" }, pctCi(r.base, r.base_ci)), h("td", { class: "num" }, pctCi(r.other, r.other_ci)),
       h("td", { class: "num" }, deltaSpan(r.delta, r.delta_ci, r.beyond_noise, r.changed, r.p_value))));
     const more = moved.length > classRows.length ? h("p", { class: "muted note" },
       `The ${classRows.length} largest losses of ${count(moved.length)} classes; mr2probe compare --features lists every class.`) : null;
@@ -630,11 +633,11 @@
     const ranker = cmp ? other : report;
     const val = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy])) : {};
     if (ranker && (ranker.grouping || {}).source === "self") cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
-    cols.push(["accuracy", (r) => [pct(r.accuracy), ciOk(r.accuracy_ci) ? h("span", { class: "ci" }, ` ${ciText(r.accuracy_ci)}`) : null]]);
+    cols.push(["accuracy", (r) => pctCi(r.accuracy, r.accuracy_ci)]);
     // the shipped probe's own accuracy (the first seed's) beside the seeds' mean (bird 30.6 % read as what ships, which
     // scored 16.7 %; a new-user round)
     cols.push(["shipped", (r) => pct((r.accuracy_per_seed || [])[0])]);  // as every view shows it, one seed or more
-    if (cmp) cols.push(["compared", (r) => pct((cmpRow[r.index] || {}).base)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
+    if (cmp) cols.push(["compared", (r) => pctCi((cmpRow[r.index] || {}).base, (cmpRow[r.index] || {}).base_ci)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
     if (has("precision")) cols.push(["precision", (r) => pct(r.precision)], ["recall", (r) => pct(r.recall)], ["F1", (r) => num(r.f1, 3)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     // what a user reads first comes first: the confusions and the counts were behind the scroll at 1,400 px, the

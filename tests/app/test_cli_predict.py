@@ -190,6 +190,13 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
         assert comparison["metrics"]["balanced"][side] == pytest.approx(scores[side]["balanced"])
         per_class = {c["name"]: c["accuracy"] for c in scores[side]["per_class"]}
         assert {c["name"]: c[side] for c in comparison["per_class"]} == pytest.approx(per_class)
+        # each probe's own intervals, as predict gives them
+        assert comparison["metrics"]["overall"][f"{side}_ci"] == pytest.approx(scores[side]["accuracy_ci"])
+        assert comparison["metrics"]["balanced"][f"{side}_ci"] == pytest.approx(scores[side]["balanced_ci"])
+        own = sorted([c["name"], *c[f"{side}_ci"]] for c in comparison["per_class"] if c[f"{side}_ci"])
+        given = sorted([c["name"], *c["accuracy_ci"]] for c in scores[side]["per_class"] if c["accuracy_ci"])
+        assert [row[0] for row in own] == [row[0] for row in given] and len(own) == 4  # zebra: no images
+        assert [v for row in own for v in row[1:]] == pytest.approx([v for row in given for v in row[1:]])
         # the calibration is each shipped head's on these images, as predict scores it (it was the runs' test splits')
         for key in ("accuracy", "confidence", "ece", "ece_ci"):
             assert comparison["calibration"][side][key] == pytest.approx(scores[side]["calibration"][key]), key

@@ -1499,6 +1499,15 @@ def test_bars_draw_each_given_interval_as_a_whisker(driver, live_server, finishe
     assert sorted(shown) == sorted([r["name"], *r["accuracy_ci"]] for r in report["per_class"])
     groups = driver.js("return Array.from(document.querySelectorAll('#group-chart g.whisker')).map(g => g.dataset.class)")
     assert groups == [g for g in ("easy", "medium", "hard") if report["summary"]["group_ci"].get(g)]
+    # compared, each run's bars have their own intervals, on the compared run's thirds (GET /api/compare's base_ci,
+    # other_ci: the bars of two runs had none)
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    cmp = httpx.get(f"{live_server}/api/compare", params={"base": finished.erm, "other": finished.mr2}).json()
+    shown = driver.js("""return Array.from(document.querySelectorAll('#group-chart g.whisker')).map(g =>
+        [g.dataset.class, Number(g.dataset.lo), Number(g.dataset.hi)])""")
+    want = [[g, *cmp["metrics"][g][f"{side}_ci"]] for side in ("base", "other") for g in ("easy", "medium", "hard")
+            if cmp["metrics"][g][f"{side}_ci"]]
+    assert want and sorted(shown) == sorted(want)
 
 
 def test_a_report_holding_its_confusion_as_cells_lists_the_same_pairs(driver, live_server, finished):
@@ -1687,7 +1696,11 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
                       "[r.dataset.metric, ...[...r.cells].slice(1, 3).map((c) => c.textContent)])")
     keys = ["overall", "balanced", "easy", "medium", "hard", "worst_class"]  # the worst class too (a new-user round)
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    assert cells == [[k, pct(got["metrics"][k]["base"]), pct(got["metrics"][k]["other"])] for k in keys]
+    # each run's accuracy with its own 95 % interval (the difference had one, the accuracies none)
+    own = lambda m, side: pct(m[side]) + (f" [{pct(m[side + '_ci'][0])}, {pct(m[side + '_ci'][1])}]"  # noqa: E731
+                                          if m[side + "_ci"] else "")
+    assert cells == [[k, own(got["metrics"][k], "base"), own(got["metrics"][k], "other")] for k in keys]
+    assert all(got["metrics"][k]["base_ci"] for k in ("overall", "balanced", "worst_class"))
     # and each class's paired Δ, the largest loss first, as the CLI prints them
     classes = driver.js("return [...document.querySelectorAll('#score-compare-classes tbody tr')].map((r) => "
                         "r.dataset.class)")

@@ -39,7 +39,7 @@ def test_deltas_use_base_groups():
     assert m["hard"]["base"] == pytest.approx(0.5) and m["hard"]["other"] == pytest.approx(0.65)
     assert m["hard"]["delta"] == pytest.approx(0.15)
     assert m["easy"]["delta"] == pytest.approx(-0.05)
-    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "delta": pytest.approx(0.1), "delta_ci": None,
+    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "base_ci": None, "other_ci": None, "delta": pytest.approx(0.1), "delta_ci": None,
                                 "changed": None, "p_value": None, "beyond_noise": None}
     # whose worst class each is, named (a new-user round read horse against bird as one class's accuracy)
     from probe.compare import metric_rows
@@ -452,3 +452,49 @@ def test_a_class_beyond_noise_shows_the_images_it_rests_on():
         "-25.00 [-45.00, -5.00] within noise (0 better, 5 worse: p = 0.062)"
     assert _delta_cell(0.01, [-0.01, 0.03], [3, 2], None, 1.0) == "+1.00 [-1.00, +3.00] within noise"
     assert _delta_cell(0.05, [0.02, 0.08]) == "+5.00 [+2.00, +8.00]"  # no images stored: the interval alone
+
+
+def test_each_run_s_own_accuracies_have_the_intervals_its_report_gives():
+    """A difference had its interval and the two accuracies it is the difference of had none (0.0 % against
+    16.7 % on 6 images read as sure as on 600): each run's own accuracies now carry the interval its report shows
+    (Wilson's for overall and a class, the worst class's its class's; Jeffreys draws for balanced and a third)."""
+    from scipy.stats import binomtest
+
+    from probe.diagnostics import test_diagnostics
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), [6, 40, 100])
+    rng = np.random.default_rng(0)
+    base_pred = np.where(rng.random((3, labels.size)) < 0.7, labels, (labels + 1) % 3)  # 3 seeds
+    other_pred = np.where(rng.random((3, labels.size)) < 0.8, labels, (labels + 2) % 3)
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [2], "medium": [], "hard": [0, 1]}
+    acc = lambda p: [float((p[:, labels == k] == k).mean()) for k in range(3)]  # noqa: E731
+    base = _rep("erm", acc(base_pred), groups, float((base_pred == labels).mean()))
+    other = _rep("dro", acc(other_pred), groups, float((other_pred == labels).mean()))
+    pair = (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf))
+    cmp = compare_reports(base, other, pair)
+    for side, predictions in zip(("base", "other"), pair):
+        own = test_diagnostics(predictions, NAMES, groups)  # what the run's report shows
+        assert getattr(cmp.metrics["overall"], f"{side}_ci") == pytest.approx(own.overall_ci)
+        for key in ("balanced", "easy", "hard"):
+            assert getattr(cmp.metrics[key], f"{side}_ci") == pytest.approx(own.group_ci[key])
+        assert getattr(cmp.metrics["medium"], f"{side}_ci") is None  # an empty third: no interval
+        for row in cmp.per_class:
+            assert getattr(row, f"{side}_ci") == pytest.approx(own.rows[row.index]["accuracy_ci"])
+        worst = next(r.index for r in cmp.per_class if r.name == cmp.worst_classes[side])
+        assert getattr(cmp.metrics["worst_class"], f"{side}_ci") == pytest.approx(own.rows[worst]["accuracy_ci"])
+    # one seed: a class's interval is scipy's Wilson interval of its images
+    one = compare_reports(base, other, (Predictions(labels, base_pred[:1], conf), Predictions(labels, other_pred[:1],
+                                                                                                conf)))
+    right = int((base_pred[0, :6] == 0).sum())
+    wilson = binomtest(right, 6).proportion_ci(0.95, method="wilson")
+    assert one.per_class[0].base_ci == pytest.approx([wilson.low, wilson.high])
+    # the tables show them beside each accuracy
+    from probe.compare import class_rows, metric_rows
+
+    row = next(r for r in class_rows(one)[0] if r[0] == "a")
+    assert row[2] == f"{100 * one.per_class[0].base:.2f} [{100 * wilson.low:.1f}, {100 * wilson.high:.1f}]"
+    overall = next(r for r in metric_rows(one) if r[0] == "overall")
+    lo, hi = one.metrics["overall"].other_ci
+    assert overall[2] == f"{100 * one.metrics['overall'].other:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
