@@ -9,6 +9,7 @@ Every string that comes from the data (class names, reasons) is escaped.
 from __future__ import annotations
 
 import html
+import math
 import re
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ from .numbers import percent
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
                      confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
+from .uncertainty import wilson_interval
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]
@@ -194,8 +196,10 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows)]
 
 
-def _bar_chart(rows: list[tuple[str, float | None, str]], title: str, width: int = 640) -> str:
-    """Horizontal bars in [0, 100] %: ``rows`` of (label, fraction or None, colour); inline SVG."""
+def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: str, width: int = 640) -> str:
+    """Horizontal bars in [0, 100] %: ``rows`` of (label, fraction or None, colour, its 95 % interval or None, drawn
+    as a whisker and said in the bar's tooltip); inline SVG. The bars had no interval where the tables beside them
+    had one, as the dashboard's charts have."""
     bar_h, left, top = 18, 150, 28
     height = top + bar_h * len(rows) + 26
     plot = width - left - 60
@@ -206,13 +210,26 @@ def _bar_chart(rows: list[tuple[str, float | None, str]], title: str, width: int
         x = left + plot * tick / 100
         parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 20}" stroke="#ddd"/>'
                      f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">{tick}%</text>')
-    for i, (label, value, colour) in enumerate(rows):
+
+    def scale(fraction: float) -> float:
+        return plot * max(0.0, min(1.0, fraction))
+
+    for i, (label, value, colour, ci) in enumerate(rows):
         y = top + i * bar_h
-        length = 0.0 if value is None else plot * max(0.0, min(1.0, value))
+        length = 0.0 if value is None else scale(value)
+        ci = ci if value is not None and ci and all(v is not None and math.isfinite(v) for v in ci) else None
+        said = "" if ci is None else f", 95 % interval {interval_text(ci)}"
         parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{html.escape(label)}</text>'
                      f'<rect x="{left}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{colour}">'
-                     f'<title>{html.escape(label)}: {percent(value)} %</title></rect>'
-                     f'<text x="{left + length + 4:.1f}" y="{y + 13}" font-size="10">{percent(value, 1)}</text>')
+                     f'<title>{html.escape(label)}: {percent(value)} %{said}</title></rect>')
+        if ci is not None:
+            lo, hi, mid = left + scale(ci[0]), left + scale(ci[1]), y + bar_h / 2
+            parts.append(f'<g class="whisker" stroke="#333" data-lo="{ci[0]!r}" data-hi="{ci[1]!r}">'
+                         f'<line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}"/>'
+                         f'<line x1="{lo:.1f}" y1="{y + 5}" x2="{lo:.1f}" y2="{y + bar_h - 5}"/>'
+                         f'<line x1="{hi:.1f}" y1="{y + 5}" x2="{hi:.1f}" y2="{y + bar_h - 5}"/></g>')
+        text_x = left + max(length, 0.0 if ci is None else scale(ci[1])) + 4
+        parts.append(f'<text x="{text_x:.1f}" y="{y + 13}" font-size="10">{percent(value, 1)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -245,9 +262,10 @@ def report_html(report: dict) -> str:
     """The report as one self-contained HTML page: headline, summary and per-class tables, SVG charts."""
     head = _headline(report)
     summary = report["seeds"]["metrics"]
-    groups = [(label, summary[key]["mean"], GROUP_COLOURS.get(key, "#5b7db1"))
+    intervals = {"overall": report["summary"].get("overall_ci"), **(report["summary"].get("group_ci") or {})}
+    groups = [(label, summary[key]["mean"], GROUP_COLOURS.get(key, "#5b7db1"), intervals.get(key))
               for key, label in SUMMARY_KEYS if key in summary]
-    per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"))
+    per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"), r.get("accuracy_ci"))
                  for r in worst_first(report["per_class"], lambda r: r["accuracy"])]
     worst, worst_rest = _worst_sentence(report)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
@@ -283,8 +301,8 @@ def _html_reliability(report: dict) -> str:
     if not rows:
         return ""
     bins = [b for b in report["calibration"]["bins"] if b["count"]]
-    bars = [(f"{row[0]} (mean {row[2]} %)", b["accuracy"], "#c8423b" if b["accuracy"] < b["confidence"] else "#5b7db1")
-            for row, b in zip(rows, bins)]
+    bars = [(f"{row[0]} (mean {row[2]} %)", b["accuracy"], "#c8423b" if b["accuracy"] < b["confidence"] else "#5b7db1",
+             wilson_interval(b["accuracy"] * b["count"], b["count"]).tolist()) for row, b in zip(rows, bins)]
     return (f'<h2>Calibration of the shipped head (test)</h2>'
             f'{_bar_chart(bars, "Accuracy per confidence bin (red: below its mean confidence)")}'
             f'{_html_table(RELIABILITY_HEADER, rows)}')

@@ -320,3 +320,25 @@ def test_exports_draw_the_reliability_of_the_shipped_head(report):
     assert "Accuracy per confidence bin" in page and page.count("<svg") == 3
     old = {**report, "calibration": None}  # a report before calibration: no section
     assert "Calibration of the shipped head" not in report_markdown(old) + report_html(old)
+
+
+def test_the_html_bars_draw_the_intervals_the_tables_give(report):
+    """The HTML report's bars had no interval where its tables had one (the dashboard's charts draw them): each
+    class's Wilson interval, overall's, balanced's and each third's, and each confidence bin's (Wilson's of its
+    images), as whiskers with the interval in the bar's tooltip; the worst class of each seed has none."""
+    from scipy.stats import binomtest
+
+    page = report_html(report)
+    whiskers = [(float(lo), float(hi)) for lo, hi in re.findall(r'<g class="whisker" stroke="#333" data-lo="([^"]+)" '
+                                                                r'data-hi="([^"]+)">', page)]
+    summary = report["summary"]
+    groups = [summary["overall_ci"]] + [summary["group_ci"][k] for k in ("balanced", "easy", "medium", "hard")
+                                        if summary["group_ci"].get(k)]
+    order = sorted(report["per_class"], key=lambda r: (r["accuracy"], r["index"]))  # worst first, as the bars
+    classes = [r["accuracy_ci"] for r in order]
+    bins = [binomtest(round(b["accuracy"] * b["count"]), b["count"]).proportion_ci(method="wilson")
+            for b in report["calibration"]["bins"] if b["count"]]
+    want = groups + classes + [[ci.low, ci.high] for ci in bins]
+    assert len(whiskers) == len(want) and [v for w in whiskers for v in w] == pytest.approx([v for w in want for v in w])
+    lo, hi = order[0]["accuracy_ci"]
+    assert f"95 % interval [{100 * lo:.1f}, {100 * hi:.1f}]</title>" in page
