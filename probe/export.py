@@ -286,8 +286,8 @@ def _reliability_rows(report: dict) -> list[list[str]]:
     """The calibration's non-empty confidence bins as (bin, images, mean confidence %, accuracy %) rows."""
     bins = (report.get("calibration") or {}).get("bins") or []
     n = len(bins)
-    return [[f"{100 * (b['upper'] - 1 / n):.0f}–{100 * b['upper']:.0f} %", str(b["count"]), percent(b["confidence"], 1),
-             percent(b["accuracy"], 1)] for b in bins if b["count"]]
+    return [[f"{100 * (b['upper'] - 1 / n):.0f}–{100 * b['upper']:.0f} %", str(b["count"]),
+             percent(b["confidence"], 1), percent(b["accuracy"], 1)] for b in bins if b["count"]]
 
 
 RELIABILITY_HEADER = ["top-1 confidence", "test images", "mean confidence %", "accuracy %"]

@@ -1146,8 +1146,8 @@ def _thirds_out_of_order(summary: Summary, selection: Selection, posthoc: Postho
         return []
     if easy is None or hard is None or not (math.isfinite(easy) and math.isfinite(hard)) or hard <= easy:
         return []
-    return [f"On test the thirds are out of order: the hard third scores {percent(hard)} %, the easy one {percent(easy)} %. "
-            "The groups were ranked on validation and did not hold on these test images: read the thirds' "
+    return [f"On test the thirds are out of order: the hard third scores {percent(hard)} %, the easy one "
+            f"{percent(easy)} %. The groups were ranked on validation and did not hold on these test images: read the thirds' "
             "accuracies as noisy (the stability column says how firmly each class kept its third)."]
 
 
@@ -1193,8 +1193,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
     for col in ("overall", "balanced", "easy", "medium", "hard", "worst class of each seed"):
         table.add_column(col, justify="right")
-    table.add_row(*("—" if metrics[key].mean is None else f"{percent(metrics[key].mean)} ± {percent(metrics[key].std)}"
-                    for key in SEED_METRICS))
+    table.add_row(*("—" if metrics[key].mean is None
+                    else f"{percent(metrics[key].mean)} ± {percent(metrics[key].std)}" for key in SEED_METRICS))
     console.print(table)
     if summary.overall_ci is not None:
         console.print(f"overall {percent(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
@@ -1212,7 +1212,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         console.print(report.calibration.describe())
     wc, gm = summary.worst_class, summary.group_margin
     ci = worst_class_ci(report.per_class, wc.name)
-    console.print(f"worst class (seed mean): {wc.label()} {percent(wc.accuracy)}%" + (f" {interval_text(ci)}" if ci else "")
+    console.print(f"worst class (seed mean): {wc.label()} {percent(wc.accuracy)}%"
+                  + (f" {interval_text(ci)}" if ci else "")
                   + f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
                   f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "

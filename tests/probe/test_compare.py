@@ -39,7 +39,8 @@ def test_deltas_use_base_groups():
     assert m["hard"]["base"] == pytest.approx(0.5) and m["hard"]["other"] == pytest.approx(0.65)
     assert m["hard"]["delta"] == pytest.approx(0.15)
     assert m["easy"]["delta"] == pytest.approx(-0.05)
-    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "base_ci": None, "other_ci": None, "delta": pytest.approx(0.1), "delta_ci": None,
+    assert m["worst_class"] == {"base": 0.5, "other": 0.6, "base_ci": None, "other_ci": None,
+                                "delta": pytest.approx(0.1), "delta_ci": None,
                                 "changed": None, "p_value": None, "beyond_noise": None}
     # whose worst class each is, named (a new-user round read horse against bird as one class's accuracy)
     from probe.compare import metric_rows

@@ -339,6 +339,7 @@ def test_the_html_bars_draw_the_intervals_the_tables_give(report):
     bins = [binomtest(round(b["accuracy"] * b["count"]), b["count"]).proportion_ci(method="wilson")
             for b in report["calibration"]["bins"] if b["count"]]
     want = groups + classes + [[ci.low, ci.high] for ci in bins]
-    assert len(whiskers) == len(want) and [v for w in whiskers for v in w] == pytest.approx([v for w in want for v in w])
+    assert len(whiskers) == len(want)
+    assert [v for w in whiskers for v in w] == pytest.approx([v for w in want for v in w])
     lo, hi = order[0]["accuracy_ci"]
     assert f"95 % interval [{100 * lo:.1f}, {100 * hi:.1f}]</title>" in page
