@@ -418,6 +418,14 @@ class Calibration(_Model):
     top_k_accuracy: Num = Field(None, description="fraction of test images whose class is among the k highest "
                                 "logits, mean over seeds")
     bins: list[ReliabilityBin] = Field(default_factory=list, description="the reliability diagram")
+    text: Optional[str] = Field(None, description="brief() in words, what the dashboard shows: derived from the "
+                                "fields above whenever the model is built or read (a stored one is worded again), "
+                                "so the pages keep no copy of the wording")
+
+    @model_validator(mode="after")
+    def _worded(self) -> "Calibration":
+        self.text = self.brief()
+        return self
 
     def describe(self) -> str:
         """One line for the terminal, Markdown and HTML views."""

@@ -196,20 +196,10 @@
   }
 
   // ---- calibration: can the shipped head's probabilities be read as probabilities? --------------------
-  /** One run's calibration in a line: ECE (less its bias, its interval), confidence against accuracy, NLL. */
-  function calibrationText(c) {
-    const gap = isNum(c.confidence) && isNum(c.accuracy) ? c.confidence - c.accuracy : null;
-    const lean = gap === null ? "" : Math.abs(gap) < 0.005 ? " (as confident as accurate)"
-      : ` (${gap > 0 ? "overconfident" : "underconfident"} by ${num(100 * Math.abs(gap), 1)} points)`;
-    // whether it is miscalibrated is the test's question, not the interval's (a statistics review: a calibrated
-    // head's interval left out 0 in 43–74 % of simulated splits of 30 to 5,000 images, bench/ece_calibration.py)
-    const test = !isNum(c.calibrated_p) ? "" : c.calibrated_p < 0.05  // probe.report.Calibration.verdict's words
-      ? ` · miscalibrated beyond noise (p = ${Dash.pText(c.calibrated_p)} if it were calibrated)`
-      : ` · not shown miscalibrated beyond noise on these images (p = ${Dash.pText(c.calibrated_p)})`;
-    return `ECE ${pct(c.ece)}${isNum(c.ece_debiased) ? ` (${pct(c.ece_debiased)} once the estimate's own upward bias is removed)` : ""}` +
-      `${ciOk(c.ece_ci) ? ", 95 % interval " + ciText(c.ece_ci) : ""}${test} · mean confidence ${pct(c.confidence)} against accuracy ` +
-      `${pct(c.accuracy)}${lean}${isNum(c.nll) ? " · NLL " + num(c.nll, 3) : ""}`;
-  }
+  /** One run's calibration in a line: ECE (less its bias, its interval, whether miscalibrated beyond noise),
+   * confidence against accuracy, NLL, as the CLI and the exports word it (probe.report.Calibration.text, served
+   * with every calibration: the page had its own copy of the wording). */
+  const calibrationText = (c) => c.text || "";
 
   /** The run's calibration; compared, the other run's line beneath (which probe's probabilities to ship; a
    * new-user round). */

@@ -1085,6 +1085,8 @@ def _enrich(report: dict) -> dict:
 def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp_path):
     if not launch_service.launched:
         pytest.skip("needs the runs of test_launch_form_takes_an_upload_to_the_report")
+    from probe.report import Calibration
+
     base, run = launch_service.base, launch_service.launched["disparity"]
     path = launch_service.settings.runs_dir / run / "report.json"
     path.write_text(json.dumps(_enrich(json.loads(path.read_text()))))
@@ -1108,13 +1110,15 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     bars = driver.js("return Array.from(document.querySelectorAll('#reliability-chart rect.bar.main')).map(b => Number(b.dataset.value))")
     assert bars == pytest.approx([b["accuracy"] for b in cal["bins"] if b["count"]]) and bars
     name = httpx.get(f"{base}/api/runs/{run}").json()["name"]  # compared: each line names its run
+    # the line the CLI and the exports give (probe.report.Calibration.text; the page had its own wording)
+    assert cal["text"] == Calibration.model_validate(cal).brief() and cal["text"].startswith(
+        f"ECE {100 * cal['ece']:.2f}%, {100 * cal['ece_debiased']:.2f}% once the estimate's own upward bias is removed, "
+        f"95 % interval [{100 * cal['ece_ci'][0]:.1f}, ")
     assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
-        f"{name}: ECE {100 * cal['ece']:.1f}% ({100 * cal['ece_debiased']:.1f}% once the estimate's own upward bias is removed), 95 % interval "
-        f"[{100 * cal['ece_ci'][0]:.1f}%, ")
+        f"{name}: {cal['text']}")
     # compared, the other run's calibration is the line beneath
     erm_cal = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["calibration"]
-    assert f"ECE {100 * erm_cal['ece']:.1f}%" in driver.js(
-        "return document.getElementById('calibration-other').textContent")
+    assert driver.js("return document.getElementById('calibration-other').textContent").endswith(f": {erm_cal['text']}")
     # the counts are summed over seeds, and both panels say so ("3 of 3" may be one image and three seeds)
     seeds = len(served["seeds"]["values"])
     assert seeds == 3  # the default
@@ -1752,7 +1756,8 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
         # summary, calibration, match, table; matrix, note, gallery
         assert driver.js(state) == [7, run["cache_id"], "Score"]
         assert driver.js("return document.getElementById('score-calibration').textContent").startswith(
-            "Calibration on these images: ECE ")
+            "Calibration on these images: ECE ") and " once the estimate's own upward bias is removed" in driver.js(
+            "return document.getElementById('score-calibration').textContent")
         driver.js(pick.format("score-cache", "ch_unlabelled"))
         assert driver.js(state) == [0, None, "Count predictions"]  # unlabelled: how many went to each class
         driver.screenshot(tmp_path / "score_cleared.png")

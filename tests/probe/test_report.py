@@ -437,3 +437,21 @@ def test_a_post_hoc_runs_outcome_for_the_probe_that_ships():
     assert posthoc(True, applied=False, folds=0).outcome() == "untested"
     assert posthoc(False, applied=True, folds=5).outcome() == "unchecked"
     assert set(POSTHOC_WORDS) == {"applied", "declined", "untested", "unchecked"}
+
+
+def test_a_calibration_carries_its_sentence_worded_again_on_every_read():
+    """The run page had its own copy of the calibration sentence (one decimal, other separators than the CLI's):
+    the model now serves brief() as ``text``, derived on every build and read, so a stored older wording or a
+    hand-edited one never reaches a page."""
+    from probe.report import Calibration
+
+    fields = dict(ece=0.05, ece_debiased=0.032, ece_ci=[0.01, 0.07], calibrated_p=0.2, confidence=0.9,
+                  accuracy=0.8, nll=0.41, bins=[])
+    cal = Calibration(**fields)
+    assert cal.text == cal.brief() == (
+        "ECE 5.00%, 3.20% once the estimate's own upward bias is removed, 95 % interval [1.0, 7.0] (not shown "
+        "miscalibrated beyond noise on these images: p = 0.2), mean confidence 90.00% against accuracy 80.00% "
+        "(overconfident by 10.0 points), NLL 0.410")
+    stored = Calibration.model_validate({**cal.model_dump(), "text": "an old wording", "calibrated_p": 0.01})
+    assert stored.text.startswith("ECE 5.00%") and "miscalibrated beyond noise: p = 0.01 if it were" in stored.text
+    assert Calibration.model_validate({k: v for k, v in fields.items()}).text == cal.text  # a report before it
