@@ -120,6 +120,8 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu", pre
     import torch
 
     pools = [{"api": p["internal_api"], "threads": p["num_threads"]} for p in cap_pools(threads)]
+    # the code the run imports now: read at the end, a run of hours recorded whatever commit had landed meanwhile
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     from probe import ProbeConfig, run_probe
 
     rng = np.random.default_rng(0)
@@ -133,7 +135,6 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu", pre
                        progress=_progress_printer(start)).model_dump(mode="json")
     seconds = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",
               "threads": threads, "pools": pools, "torch_threads": torch.get_num_threads(), "machine": machine(),
               "seconds": seconds, "data_seconds": data_seconds, "peak_rss_gb": peak_gb,
