@@ -18,7 +18,7 @@ from .numbers import percent, signed_points
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
                      loss_label, print_table, probe_label)
 from .selection import SIGN_TEST_ALPHA
-from .uncertainty import class_accuracy_interval, group_intervals, observed_class_accuracy, wilson_interval
+from .uncertainty import observed_class_accuracy, own_intervals
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
@@ -408,12 +408,10 @@ def _add_own_intervals(comparison: Comparison, base, other) -> None:
     sure as on 600."""
     num_classes, groups = len(comparison.per_class), comparison.grouping.groups
     for side, predictions in (("base", base), ("other", other)):
-        correct, labels = predictions.correct, predictions.labels
-        classes = class_accuracy_interval(correct, labels, num_classes)
-        own = {"overall": wilson_interval(correct.sum(), correct.size), **group_intervals(correct, labels, num_classes,
-                                                                                             groups)}
-        worst = (comparison.worst_classes or {}).get(side)
-        own["worst_class"] = next((classes[row.index] for row in comparison.per_class if row.name == worst), None)
+        intervals = own_intervals(predictions.correct, predictions.labels, num_classes, groups)
+        classes, worst = intervals.classes, (comparison.worst_classes or {}).get(side)
+        own = {"overall": intervals.overall, **intervals.groups,
+               "worst_class": next((classes[row.index] for row in comparison.per_class if row.name == worst), None)}
         for key, metric in comparison.metrics.items():
             setattr(metric, f"{side}_ci", _interval(own.get(key)))
         for row, interval in zip(comparison.per_class, classes):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .metrics import precision_recall_f1, top_confusions
 from .predictions import Predictions
-from .uncertainty import class_accuracy_interval, group_intervals, wilson_interval
+from .uncertainty import own_intervals
 
 __all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics"]
 
@@ -38,12 +38,11 @@ def test_diagnostics(predictions: Predictions, class_names: list[str],
     num_classes = len(class_names)
     confusion = predictions.confusion(num_classes)
     prf = precision_recall_f1(confusion)
-    intervals = class_accuracy_interval(predictions.correct, predictions.labels, num_classes)
+    own = own_intervals(predictions.correct, predictions.labels, num_classes, groups)
+    intervals = own.classes
     top = top_confusions(confusion, TOP_CONFUSIONS)
     rows = [{"accuracy_ci": intervals[k].tolist(), "precision": prf["precision"][k], "recall": prf["recall"][k],
              "f1": prf["f1"][k], "support": int(prf["support"][k]) // len(predictions.predicted),
              "top_confusions": [{"index": j, "name": class_names[j], "rate": rate} for j, rate in top[k]]}
             for k in range(num_classes)]
-    correct = predictions.correct
-    group_ci = None if groups is None else group_intervals(correct, predictions.labels, num_classes, groups)
-    return TestDiagnostics(confusion, rows, wilson_interval(correct.sum(), correct.size).tolist(), group_ci)
+    return TestDiagnostics(confusion, rows, own.overall.tolist(), own.groups)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,7 +35,8 @@ from .metrics import nan_mean, overall_score, overall_weights
 
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "Bootstrap", "percentile_interval",
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
-           "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS"]
+           "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
+           "own_intervals"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -519,6 +521,25 @@ def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes
     labels = np.asarray(labels, dtype=np.int64)
     successes = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64), minlength=num_classes)
     return wilson_interval(successes, np.bincount(labels, minlength=num_classes), level)
+
+
+class OwnIntervals(NamedTuple):
+    """The 95 % intervals of a run's own accuracies on one split (:func:`own_intervals`)."""
+    classes: np.ndarray                        # (K, 2): each class's Wilson interval, nan without images
+    overall: np.ndarray                        # (2,): the Wilson interval over every image
+    groups: dict[str, list[float]] | None      # balanced and each third (group_intervals); None without groups
+
+
+def own_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int,
+                  groups: dict[str, list[int]] | None = None, level: float = DEFAULT_LEVEL) -> OwnIntervals:
+    """The intervals a report gives a run's accuracies (``probe.diagnostics.test_diagnostics``) and a comparison
+    gives each of its two runs (``probe.compare``): one definition, so the two pages agree on every interval.
+    Each class's and overall accuracy are proportions (Wilson, :func:`class_accuracy_interval`); balanced accuracy
+    and the thirds are macro means (:func:`group_intervals`), given only with ``groups``."""
+    correct = np.asarray(correct, dtype=np.float64)
+    return OwnIntervals(class_accuracy_interval(correct, labels, num_classes, level),
+                        wilson_interval(correct.sum(), correct.size, level),
+                        None if groups is None else group_intervals(correct, labels, num_classes, groups, level))
 
 
 def observed_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

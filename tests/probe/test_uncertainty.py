@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from probe.groups import assign_groups
-from probe.uncertainty import Bootstrap, class_accuracy_interval, percentile_interval, wilson_interval
+from probe.uncertainty import (Bootstrap, class_accuracy_interval, group_intervals, own_intervals, percentile_interval,
+                               wilson_interval)
 
 
 def _data(n_per_class=(30, 50, 20, 40), seed=0, p=(0.9, 0.7, 0.5, 0.8)):
@@ -116,6 +117,22 @@ def test_class_accuracy_interval_is_scipys_wilson_interval():
                                                              binomtest(8, 10).proportion_ci(0.9, "wilson").high])
     with pytest.raises(ValueError, match="level must lie in"):
         wilson_interval(1, 2, 1.0)
+
+
+def test_own_intervals_are_scipys_wilson_per_class_and_overall_and_the_group_draws():
+    from scipy.stats import binomtest
+
+    labels = np.array([0] * 3 + [1] * 1 + [2] * 40 + [3] * 7)
+    correct = np.concatenate([np.ones(3), np.zeros(1), (np.arange(40) < 31).astype(float), np.zeros(7)])
+    correct[-1] = 1.0  # 35 of 51 right
+    groups = {"easy": [0], "medium": [2], "hard": [1, 3, 4]}
+    own = own_intervals(correct.astype(np.float32), labels, 5, groups)
+    expected = binomtest(35, 51).proportion_ci(confidence_level=0.95, method="wilson")
+    np.testing.assert_allclose(own.overall, [expected.low, expected.high], atol=1e-12)
+    np.testing.assert_array_equal(own.classes, class_accuracy_interval(correct, labels, 5))
+    assert own.groups == group_intervals(correct, labels, 5, groups)
+    assert own.groups["easy"] == pytest.approx([0.43850, 1.0], abs=5e-5)  # a third of one class: its Wilson
+    assert own_intervals(correct, labels, 5).groups is None  # no thirds without a grouping
 
 
 def test_percentile_interval():
