@@ -148,10 +148,13 @@
     const all = byAccuracy(report), rows = all.slice(0, CHART_CLASSES);
     const series = [];
     if (cmp) {  // each run's own intervals too: the compared view is where a probe is chosen (a new-user round)
+      // bars and whiskers from the comparison (its base_ci / other_ci, as the score table's); a comparison without
+      // predictions has none, and its bars are the reports' accuracies: their reports' intervals then
       const other = Object.fromEntries(cmp.per_class.map((r) => [r.index, r]));
-      const baseCi = Object.fromEntries(((otherReport || {}).per_class || []).map((r) => [r.index, r.accuracy_ci]));
-      series.push({ name: names.other, values: rows.map((r) => (other[r.index] || {}).base), cls: "base", ci: rows.map((r) => baseCi[r.index]) });
-      series.push({ name: names.main, values: rows.map((r) => (other[r.index] || {}).other), cls: "main", ci: rows.map((r) => r.accuracy_ci) });
+      const reportCi = Object.fromEntries(((otherReport || {}).per_class || []).map((r) => [r.index, r.accuracy_ci]));
+      const ci = (r, side, fallback) => (other[r.index] || {})[`${side}_ci`] || fallback;
+      series.push({ name: names.other, values: rows.map((r) => (other[r.index] || {}).base), cls: "base", ci: rows.map((r) => ci(r, "base", reportCi[r.index])) });
+      series.push({ name: names.main, values: rows.map((r) => (other[r.index] || {}).other), cls: "main", ci: rows.map((r) => ci(r, "other", r.accuracy_ci)) });
     } else {
       series.push({ name: names.main, values: rows.map((r) => r.accuracy), cls: "main", ci: rows.map((r) => r.accuracy_ci) });
     }
