@@ -132,7 +132,34 @@ def not_an_image(name: str) -> str:
     return f"not an image file (extension {Path(name).suffix or 'none'!r})"
 
 
-class DirectoryReader:
+class _FolderFiles:
+    """Files under a folder on disk, read through :func:`read_inside` (the subclass lists ``_files`` and
+    ``_dirs``, paths relative to ``root``)."""
+
+    root: Path
+    _files: list[str]
+    _dirs: list[str]
+
+    def names(self) -> list[str]:
+        return list(self._files)
+
+    def dirs(self) -> list[str]:
+        return list(self._dirs)
+
+    def read(self, name: str) -> bytes:
+        return read_inside(self.root, name)
+
+    def content_id(self, name: str) -> str:
+        return hashlib.sha256(self.read(name)).hexdigest()
+
+    def size(self, name: str) -> int:
+        return os.stat(self.root / name).st_size
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+
+class DirectoryReader(_FolderFiles):
     """Files under a folder on disk (symlinks resolving outside the folder are skipped, symlinked folders are not
     followed; both are listed in ``unsafe``)."""
 
@@ -167,24 +194,6 @@ class DirectoryReader:
                 self._files.append(rel)
         self._files.sort()
         self._dirs.sort()
-
-    def names(self) -> list[str]:
-        return list(self._files)
-
-    def dirs(self) -> list[str]:
-        return list(self._dirs)
-
-    def read(self, name: str) -> bytes:
-        return read_inside(self.root, name)
-
-    def content_id(self, name: str) -> str:
-        return hashlib.sha256(self.read(name)).hexdigest()
-
-    def size(self, name: str) -> int:
-        return os.stat(self.root / name).st_size
-
-    def __str__(self) -> str:
-        return str(self.root)
 
 
 def read_inside(root: Path, name: str) -> bytes:
@@ -366,7 +375,7 @@ class ZipReader:
 
 
 
-class FileListReader:
+class FileListReader(_FolderFiles):
     """Given files under a folder (paths relative to it, already checked not to escape it)."""
 
     kind = "file-list"
@@ -374,24 +383,7 @@ class FileListReader:
     def __init__(self, root: str | Path, names: list[str]) -> None:
         self.root = Path(root).resolve()
         self._files = sorted(set(names))
-
-    def names(self) -> list[str]:
-        return list(self._files)
-
-    def dirs(self) -> list[str]:
-        return []
-
-    def read(self, name: str) -> bytes:
-        return read_inside(self.root, name)
-
-    def content_id(self, name: str) -> str:
-        return hashlib.sha256(self.read(name)).hexdigest()
-
-    def size(self, name: str) -> int:
-        return os.stat(self.root / name).st_size
-
-    def __str__(self) -> str:
-        return str(self.root)
+        self._dirs: list[str] = []
 
 
 # The most memory an .xz stream may ask of its decoder: its dictionary (xz -9 needs 65 MiB). A few bytes can ask
