@@ -19,7 +19,6 @@ from .numbers import percent
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
                      confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
-from .uncertainty import wilson_interval
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]
@@ -302,7 +301,7 @@ def _html_reliability(report: dict) -> str:
         return ""
     bins = [b for b in report["calibration"]["bins"] if b["count"]]
     bars = [(f"{row[0]} (mean {row[2]} %)", b["accuracy"], "#c8423b" if b["accuracy"] < b["confidence"] else "#5b7db1",
-             wilson_interval(b["accuracy"] * b["count"], b["count"]).tolist()) for row, b in zip(rows, bins)]
+             b.get("accuracy_ci")) for row, b in zip(rows, bins)]
     return (f'<h2>Calibration of the shipped head (test)</h2>'
             f'{_bar_chart(bars, "Accuracy per confidence bin (red: below its mean confidence)")}'
             f'{_html_table(RELIABILITY_HEADER, rows)}')

@@ -387,6 +387,15 @@ class ReliabilityBin(_Model):
     count: NonNegativeInt = Field(..., description="test images whose top-1 confidence falls in the bin")
     confidence: Num = Field(..., description="their mean top-1 confidence (null: no image)")
     accuracy: Num = Field(..., description="their accuracy (null: no image)")
+    accuracy_ci: Optional[Interval] = Field(
+        None, description="95 % Wilson interval of that accuracy over the bin's images (null: no image): derived "
+        "from count and accuracy whenever the model is built or read, so the reliability charts draw one interval")
+
+    @model_validator(mode="after")
+    def _interval(self) -> "ReliabilityBin":
+        known = self.count > 0 and self.accuracy is not None
+        self.accuracy_ci = wilson_interval(self.accuracy * self.count, self.count).tolist() if known else None
+        return self
 
 
 class Calibration(_Model):

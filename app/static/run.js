@@ -213,7 +213,8 @@
     const chart = Charts.bars({
       labels: c.bins.map((b) => `${Math.round(100 * (b.upper - 1 / n))}–${Math.round(100 * b.upper)}%`),
       series: [{ name: "mean confidence", values: c.bins.map((b, i) => shown[i] ? b.confidence : null), cls: "conf" },
-               { name: "accuracy", values: c.bins.map((b, i) => shown[i] ? b.accuracy : null), cls: "main" }],
+               { name: "accuracy", values: c.bins.map((b, i) => shown[i] ? b.accuracy : null), cls: "main",
+                 ci: c.bins.map((b) => b.accuracy_ci) }],  // each bin's Wilson interval, as the HTML report's
       sublabels: c.bins.map((b, i) => shown[i] ? { text: count(b.count), cls: "noise" } : null),
       domain: [0, 1], id: "reliability-chart", title: "reliability: accuracy against confidence, per confidence bin",
       height: 200, legend: true });
@@ -223,7 +224,7 @@
       theirs ? h("p", { id: "calibration-other", class: "muted" }, `${(names || {}).other || "compared run"}: ${calibrationText(theirs)}`) : null,
       chart,
       h("p", { class: "muted note" }, `The shipped head (the first seed's: what predict and predictions.csv give) on the test images, ` +
-        `its top-1 confidence in ${n} equal-width bins (the number over a bin: its images). Where accuracy is below confidence, the ` +
+        `its top-1 confidence in ${n} equal-width bins (the number over a bin: its images; the whisker: its accuracy's 95 % interval). Where accuracy is below confidence, the ` +
         "probe is overconfident there. The plug-in ECE reads high on few images per bin: the report gives it less its bootstrap-estimated bias, " +
         "and a 95 % interval of the true ECE that corrects the bias.")];
   }

@@ -1109,6 +1109,11 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     cal = served["calibration"]
     bars = driver.js("return Array.from(document.querySelectorAll('#reliability-chart rect.bar.main')).map(b => Number(b.dataset.value))")
     assert bars == pytest.approx([b["accuracy"] for b in cal["bins"] if b["count"]]) and bars
+    # each bar's whisker: the bin's Wilson interval as served (the HTML report drew them, the page did not)
+    whiskers = driver.js("""return Array.from(document.querySelectorAll('#reliability-chart g.whisker')).map(g =>
+        [Number(g.dataset.lo), Number(g.dataset.hi)])""")
+    assert [v for w in whiskers for v in w] == pytest.approx([v for b in cal["bins"] if b["count"]
+                                                               for v in b["accuracy_ci"]]) and whiskers
     name = httpx.get(f"{base}/api/runs/{run}").json()["name"]  # compared: each line names its run
     # the line the CLI and the exports give (probe.report.Calibration.text; the page had its own wording)
     assert cal["text"] == Calibration.model_validate(cal).brief() and cal["text"].startswith(

@@ -455,3 +455,18 @@ def test_a_calibration_carries_its_sentence_worded_again_on_every_read():
     stored = Calibration.model_validate({**cal.model_dump(), "text": "an old wording", "calibrated_p": 0.01})
     assert stored.text.startswith("ECE 5.00%") and "miscalibrated beyond noise: p = 0.01 if it were" in stored.text
     assert Calibration.model_validate({k: v for k, v in fields.items()}).text == cal.text  # a report before it
+
+
+def test_a_reliability_bin_carries_its_accuracys_wilson_interval_derived_on_every_read():
+    """The HTML report drew each confidence bin's Wilson interval and the dashboard none (it had no interval to
+    draw): each bin serves ``accuracy_ci``, derived from its count and accuracy when built or read."""
+    from scipy.stats import binomtest
+
+    from probe.report import ReliabilityBin
+
+    expected = binomtest(3, 4).proportion_ci(confidence_level=0.95, method="wilson")
+    b = ReliabilityBin(upper=0.8, count=4, confidence=0.77, accuracy=0.75)
+    assert b.accuracy_ci == pytest.approx([expected.low, expected.high], abs=1e-12)
+    stored = ReliabilityBin.model_validate({**b.model_dump(), "accuracy_ci": [0.0, 1.0]})  # hand-edited or older
+    assert stored.accuracy_ci == b.accuracy_ci
+    assert ReliabilityBin(upper=0.2, count=0, confidence=None, accuracy=None).accuracy_ci is None  # no image
