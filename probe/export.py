@@ -282,14 +282,16 @@ def report_html(report: dict) -> str:
 
 
 def _reliability_rows(report: dict) -> list[list[str]]:
-    """The calibration's non-empty confidence bins as (bin, images, mean confidence %, accuracy %) rows."""
+    """The calibration's non-empty confidence bins as (bin, images, mean confidence %, accuracy %, its 95 %
+    interval) rows."""
     bins = (report.get("calibration") or {}).get("bins") or []
     n = len(bins)
     return [[f"{100 * (b['upper'] - 1 / n):.0f}–{100 * b['upper']:.0f} %", str(b["count"]),
-             percent(b["confidence"], 1), percent(b["accuracy"], 1)] for b in bins if b["count"]]
+             percent(b["confidence"], 1), percent(b["accuracy"], 1), interval_text(b.get("accuracy_ci"))]
+            for b in bins if b["count"]]
 
 
-RELIABILITY_HEADER = ["top-1 confidence", "test images", "mean confidence %", "accuracy %"]
+RELIABILITY_HEADER = ["top-1 confidence", "test images", "mean confidence %", "accuracy %", "95 % interval"]
 
 
 def _html_reliability(report: dict) -> str:

@@ -316,6 +316,8 @@ def test_exports_draw_the_reliability_of_the_shipped_head(report):
     rows = _md_table(text, "top-1 confidence")
     assert [int(r[1]) for r in rows] == [b["count"] for b in bins]
     assert [float(r[3]) for r in rows] == [round(100 * b["accuracy"], 1) for b in bins]
+    # each bin's accuracy with its Wilson interval, as the chart's whiskers
+    assert [r[4] for r in rows] == [f"[{100 * b['accuracy_ci'][0]:.1f}, {100 * b['accuracy_ci'][1]:.1f}]" for b in bins]
     page = report_html(report)
     assert "Accuracy per confidence bin" in page and page.count("<svg") == 3
     old = {**report, "calibration": None}  # a report before calibration: no section
