@@ -383,7 +383,7 @@ def _pooled_forward(model: nn.Module, images: Tensor) -> Tensor:
 def _effnet_lite0_file(spec: EncoderSpec, arg: str | None) -> Path:
     """The weights file an ``effnet-lite0`` encoder loads (checked, nothing built)."""
     if arg:
-        raise ValueError(f"effnet-lite0 takes no ':' argument, got {spec.name!r}.")
+        raise ValueError(f"effnet-lite0 takes no ':' argument, got {_quoted(spec.name)}.")
     path = Path(spec.weights) if spec.weights else _effnet_lite0_weights()
     if not path.is_file():
         raise MissingWeights(f"EfficientNet-Lite0 weights file {path} does not exist.")
@@ -440,6 +440,12 @@ def _clip_forward(model: nn.Module, images: Tensor) -> Tensor:
     return model.encode_image(images, normalize=True)
 
 
+def _quoted(text: str, limit: int = 60) -> str:
+    """``repr(text)``, its first ``limit`` characters only for a longer one (with its length): refusals quote the
+    name they refuse, and a 1,000-character one came back whole in each (an attack round)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
 def _open_clip_tag_file(arch: str, tag: str) -> tuple[Path, dict]:
     """The local file of a pretrained tag (never downloads), and the tag's config."""
     import open_clip
@@ -447,7 +453,7 @@ def _open_clip_tag_file(arch: str, tag: str) -> tuple[Path, dict]:
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         raise MissingWeights(
-            f"openclip:{arch}:{tag}: {tag!r} is neither a file nor a pretrained tag of {arch} "
+            f"openclip:{arch}: {_quoted(tag)} is neither a file nor a pretrained tag of {arch} "
             f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'})."
         )
     looked: list[str] = []
@@ -518,8 +524,20 @@ def unknown_architecture(arch: str, known: list[str], shown: int = 8) -> str:
     import difflib
 
     close = difflib.get_close_matches(arch, known, n=shown, cutoff=0.4) or sorted(known)[:shown]
-    return (f"Unknown open_clip architecture {arch!r}; closest: {', '.join(close)} ({len(known)} in all: "
+    return (f"Unknown open_clip architecture {_quoted(arch)}; closest: {', '.join(close)} ({len(known)} in all: "
             "python -c 'import open_clip; print(open_clip.list_models())').")
+
+
+def _path_kind(name: str) -> str | None:
+    """``"file"``, ``"dir"`` or None (neither, or a name the system cannot even look up: too long, where an
+    open_clip weights argument of 300 characters was a 500 while a pretrained tag was told apart from a path; an
+    attack round) for ``name`` with ``~`` expanded."""
+    try:
+        path = Path(name).expanduser()
+        return "file" if path.is_file() else "dir" if path.is_dir() else None
+    except OSError:
+        return None
+
 
 def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | None, bool, dict[str, Any]]:
     """Resolve ``ARCH[:WEIGHTS]`` without building the model: (arch, weights file or None for random weights,
@@ -532,7 +550,8 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
     except ImportError as exc:
         raise ImportError("openclip encoders need open_clip: pip install open_clip_torch==3.3.0") from exc
     if not arg:
-        raise KeyError(f"Encoder {spec.name!r} needs an architecture: openclip:ARCH[:WEIGHTS], e.g. openclip:ViT-B-32.")
+        raise KeyError(f"Encoder {_quoted(spec.name)} needs an architecture: openclip:ARCH[:WEIGHTS], "
+                       "e.g. openclip:ViT-B-32.")
     arch, _, weights = arg.partition(":")
     if arch not in open_clip.list_models():
         raise KeyError(unknown_architecture(arch, open_clip.list_models()))
@@ -540,12 +559,12 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
     preprocess_override: dict[str, Any] = {}
     path: Path | None = None
     if weights:
-        if Path(weights).expanduser().is_file():
+        if _path_kind(weights) == "file":
             path = check_checkpoint_format(Path(weights).expanduser().resolve(),
                                            f"an open_clip checkpoint of {arch}")
             # OpenAI's checkpoints are TorchScript archives and were trained with QuickGELU.
             quick_gelu = quick_gelu or is_torchscript_archive(path)
-        elif Path(weights).expanduser().is_dir():
+        elif _path_kind(weights) == "dir":
             raise MissingWeights(f"open_clip checkpoint {weights} is a folder; give the checkpoint file in it.")
         elif "/" in weights or "\\" in weights or Path(weights).suffix:
             raise MissingWeights(
@@ -875,11 +894,11 @@ def create_encoder(
 
 def _resolve(name: str, overrides: dict[str, Any]) -> tuple[EncoderEntry, EncoderSpec, str | None]:
     if not isinstance(name, str) or not name:
-        raise KeyError(f"Unknown encoder {name!r}; available: {', '.join(list_encoders())}.")
+        raise KeyError(f"Unknown encoder {_quoted(name)}; available: {', '.join(list_encoders())}.")
     family, _, arg = name.partition(":")
     entry = ENCODERS.get(family)
     if entry is None:
-        raise KeyError(f"Unknown encoder {name!r}; available: {', '.join(list_encoders())}.")
+        raise KeyError(f"Unknown encoder {_quoted(name)}; available: {', '.join(list_encoders())}.")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return entry, dataclasses.replace(entry.spec, name=name, **overrides), arg or None
 
@@ -895,7 +914,7 @@ def weights_file_argument(name: str) -> tuple[str, str] | None:
     if family == "openclip" and arg:
         arch, _, weights = arg.partition(":")
         if weights and ("/" in weights or "\\" in weights or Path(weights).suffix
-                        or Path(weights).expanduser().is_file()):
+                        or _path_kind(weights) == "file"):
             return f"openclip:{arch}:", weights
     return None
 
