@@ -157,9 +157,10 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          "score a probe against; `mr2probe predict RUN --features CACHE --out FILE.csv` lists the "
                          "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
+    sources = cache.sources(split)
     checked = []
     for probe in probes:
-        warnings = probe.check_features(source, cache.num_features) + _own_images(probe, source, split)
+        warnings = probe.check_features(source, cache.num_features) + _seen_images(probe, source, split, sources)
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
         if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
@@ -170,7 +171,6 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
         raise ValueError(f"split {split!r} of {name or path} holds no image" + ("" if labelled else
                          " (an unlabelled cache holds its images in 'test')") + ".")
     names = [cache.class_names[i] if labelled else "" for i in labels]
-    sources = cache.sources(split)
     cells = len(labels) * max(len(p.class_names) for p in probes)
     if probabilities and max_cells is not None and cells > max_cells:
         raise ValueError(f"every class's probability of {len(labels):,} images × {cells // len(labels):,} classes "
@@ -190,10 +190,30 @@ def _own_cache(probe, source) -> bool:
     return probe.features is not None and probe.features.fingerprint == source.fingerprint
 
 
-def _own_images(probe, source, split: str) -> list[str]:
-    """A warning when ``split`` of the cache is the one the probe was trained or selected on: its scores there say
+def _seen_images(probe, source, split: str, sources: list[str]) -> list[str]:
+    """A warning when the scored images are ones the probe was trained or selected on: ``split`` of its own cache
+    (train or val), or, in another cache of the same data set (another extraction: its splits drawn with another
+    seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
+    scored there, a probe read 100 % on its own training images without a word, a new-user round)."""
+    if _own_cache(probe, source):
+        return _own_split(split)
+    dataset = probe.features.dataset if probe.features is not None else None
+    if probe.seen is None or dataset is None or dataset != source.dataset or not sources:
+        return []
+    overlap = {split: n for split, n in probe.seen.overlap(sources).items() if n}
+    if not overlap:
+        return []
+    words = {"train": "among the images it was trained on",
+             "val": "among those its hyper-parameters and thirds were chosen on"}
+    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} {words[name]}" for name, n in overlap.items())
+    return [f"Of the {len(sources):,} images scored here (another cache of the run's data set), {seen}: these scores "
+            "overstate its accuracy on new images; its test split (or images it has not seen) says how it does."]
+
+
+def _own_split(split: str) -> list[str]:
+    """A warning when ``split`` of the probe's own cache is one it was trained or selected on: its scores there say
     little of new images."""
-    if split == "test" or not _own_cache(probe, source):
+    if split == "test":
         return []
     # the shipped probe trains on the train split alone, cross-validated or not (its folds only chose); "and, when
     # it cross-validated, trained on" contradicted the run's own warning (a new-user round)

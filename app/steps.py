@@ -273,7 +273,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     try:
         report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
                            progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop,
-                           test_sources=cache.sources("test"),
+                           sources=cache.training_sources(),
                            features=cache.provenance(cache_id))
         ctx.check_stop()
     except BaseException:

@@ -383,6 +383,11 @@ class FeatureCache:
                                 "to train a probe on; `mr2probe predict RUN --features` applies a trained one.")
         return {split: self.load(split, dtype=None) for split in SPLITS if split in self.splits}
 
+    def training_sources(self) -> dict[str, list[str]]:
+        """``{split: sources}`` of every split :meth:`training_data` gives: ``probe.run_probe``'s ``sources``
+        (test's shown with failing predictions, train's and val's kept as digests to warn of scores on them)."""
+        return {split: self.sources(split) for split in SPLITS if split in self.splits}
+
     def classes_without(self, split: str) -> list[str]:
         """The classes that have no sample in ``split`` (an empty list when every class has one)."""
         counts = np.bincount(self.labels(split), minlength=self.num_classes)

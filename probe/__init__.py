@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Decision", "decide", "MIN_VAL_PER_CLASS"], "decision"),
     **dict.fromkeys(["CVPlan", "plan_cross_validation", "stratified_folds", "out_of_fold"], "crossval"),
     **dict.fromkeys(["Predictions", "paired_test_delta"], "predictions"),
+    **dict.fromkeys(["SeenSources"], "seen"),
     **dict.fromkeys(["test_diagnostics"], "diagnostics"),
     **dict.fromkeys(["report_markdown", "report_html"], "export"),
     # posthoc.py, selection.py, presets.py

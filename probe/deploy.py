@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
 from .report import Calibration, FeatureSource, Num, NumList, load_report
+from .seen import SeenSources
 from .uncertainty import wilson_interval
 
 __all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
@@ -64,13 +65,15 @@ class TrueClass:
 @dataclass
 class RunProbe:
     """A run's shipped probe: the first seed's fitted ``ProbeTrainer``, its post-hoc bias (or None), the class
-    names, and the features it was trained on (``None`` when the run did not record them)."""
+    names, the features it was trained on (``None`` when the run did not record them) and the images it trained
+    and selected on (:class:`probe.seen.SeenSources`; ``None`` when the run did not record them)."""
 
     trainer: Any
     class_names: list[str]
     posthoc: PosthocLogitBias | None = None
     features: FeatureSource | None = None
     run_id: str | None = None
+    seen: SeenSources | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> RunProbe:
@@ -91,7 +94,8 @@ class RunProbe:
         posthoc = None
         if report.posthoc is not None and report.posthoc.shipped_applied():
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
-        return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id)
+        return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id,
+                   SeenSources.load(run_dir))
 
     @property
     def num_features(self) -> int:

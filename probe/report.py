@@ -40,6 +40,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
 from .predictions import PREDICTIONS_FILE
+from .seen import SEEN_FILE
 from .numbers import percent
 from .selection import VERDICTS, format_delta, same_score
 from .uncertainty import wilson_interval
@@ -924,9 +925,10 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
-def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
-    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, and the test
-    predictions ``predictions.npz`` when given) into ``run_dir``."""
+def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
+    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, the test
+    predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
+    :class:`probe.seen.SeenSources`, when given) into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "report.json").exists():  # a run replaced: incomplete until the new report.json is written
@@ -935,12 +937,14 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None) -> None:
     # files of the run replaced that this run does not write would pass for its own (a post-hoc bias a later
     # run without one would ship in probe.zip; another run's test predictions)
     stale = [*(("posthoc_bias.json",) if report.posthoc is None else ()),
-             *((PREDICTIONS_FILE,) if predictions is None else ())]
+             *((PREDICTIONS_FILE,) if predictions is None else ()), *((SEEN_FILE,) if seen is None else ())]
     for name in stale:
         (run_dir / name).unlink(missing_ok=True)
     trainer.save(run_dir / "head.safetensors", class_names=report.class_names)
     if predictions is not None:
         predictions.save(run_dir)
+    if seen is not None:
+        seen.save(run_dir)
     (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8")
     if report.posthoc is not None:
         first = report.posthoc.per_seed[0]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from .report import (
     check_run_dir,
     write_run,
 )
+from .seen import SeenSources
 from .selection import delta_sentence, format_delta, same_score, select_candidate
 from .uncertainty import observed_class_accuracy
 
@@ -674,7 +675,7 @@ def _select(fitter: _Fitter, scorer: _Scorer, reference: Report | None, class_na
 def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str],
               config: ProbeConfig | dict, *, reference: Report | dict | None = None,
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, test_sources: list[str] | None = None,
+              should_stop: Callable[[], bool] | None = None, sources: Mapping[str, Sequence[str]] | None = None,
               features: FeatureSource | dict | None = None, tune_allocator: bool = True) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
@@ -688,8 +689,10 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         out_dir: where to write report.json, per_class.csv, head.safetensors / head.json; None writes nothing.
         progress: ``progress(fraction in [0, 1], stage)``.
         should_stop: polled between fits; True raises :class:`ProbeCancelled`.
-        test_sources: the path of each test sample in its data set, stored with the test predictions
-            (``predictions.npz``) so that failing samples can be shown.
+        sources: the path of each sample in its data set, by split: test's are stored with the test predictions
+            (``predictions.npz``) so that failing samples can be shown; train's and val's as digests
+            (``seen_sources.npz``, :mod:`probe.seen`) so that scores on those images in another cache of the same
+            data set are warned of.
         features: where ``data`` came from (its cache's fingerprint and encoder), recorded in the report; with a
             reference run that recorded other features, the report warns that its groups and floor come from them.
         tune_allocator: keep freed heap memory in the process during the run instead of mapping and unmapping
@@ -708,13 +711,13 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         keep_freed_memory()
     try:
         features = FeatureSource.model_validate(features) if isinstance(features, dict) else features
-        return _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources, features)
+        return _run(data, class_names, config, reference, out_dir, progress, should_stop, sources or {}, features)
     finally:
         if tune_allocator:
             release_freed_memory()
 
 
-def _run(data, class_names, config, reference, out_dir, progress, should_stop, test_sources, features) -> Report:
+def _run(data, class_names, config, reference, out_dir, progress, should_stop, sources, features) -> Report:
     """:func:`run_probe`'s work, with its arguments."""
     from .devices import resolve_device
 
@@ -750,7 +753,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
                           config.overall_metric, guard=config.posthoc_guard,
                           max_overall_drop=config.max_overall_drop, seed=ev.seed)
         outcome.selection.reason += " " + _posthoc_sentence(config, evaluations)
-    predictions = _predictions(evaluations, splits.test[1], test_sources)
+    predictions = _predictions(evaluations, splits.test[1], sources.get("test"))
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")
@@ -774,7 +777,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, t
     _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)
     if out_dir is not None:
-        write_run(Path(out_dir), report, outcome.first, predictions)
+        write_run(Path(out_dir), report, outcome.first, predictions, SeenSources.of(sources) if sources else None)
     if progress is not None:
         progress(1.0, "done")
     return report

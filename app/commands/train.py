@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress,
-                  test_sources=cache.sources("test"),
+                  sources=cache.training_sources(),
                   features=cache.provenance(str(args.features)))
     finally:
         bar.close()

@@ -138,6 +138,41 @@ def test_scores_on_the_runs_own_train_or_val_images_are_flagged(run, capsys):
     assert "warning" not in capsys.readouterr().err  # its own test split: nothing to flag
 
 
+def test_scores_on_the_runs_images_in_another_cache_of_its_data_set_are_flagged(tmp_path, capsys):
+    """Two extractions of one data set (another seed) share images across splits: scored on the other cache's test
+    split, a probe read 100 % on its own training images without a word (a new-user round). The run keeps its
+    train and val sources' digests (seen_sources.npz) and predict counts the scored images among them."""
+    from probe.seen import SEEN_FILE, SeenSources, source_digests
+
+    rng = np.random.default_rng(4)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 10), ("val", 5), ("test", 5))}
+    splits = {s: _split(rng, labels, s) for s, labels in y.items()}
+    own = _cache(tmp_path / "seed0.h5", splits, NAMES, dataset_fingerprint="d" * 64)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(own), "--out", str(out), *FAST]) == 0
+    seen = SeenSources.load(out)
+    assert set(seen.digests) == {"train", "val"}
+    np.testing.assert_array_equal(seen.digests["train"], source_digests(splits["train"][2]))
+    # the other extraction's test split: 7 of the run's train images, 3 of its val images, 2 of its test images
+    picked = [("train", range(7)), ("val", range(3)), ("test", range(2))]
+    x = np.concatenate([splits[s][0][list(r)] for s, r in picked])
+    labels = np.concatenate([splits[s][1][list(r)] for s, r in picked])
+    names = [splits[s][2][i] for s, r in picked for i in r]
+    for dataset, flagged in (("d" * 64, True), ("e" * 64, False)):  # another data set's paths may coincide
+        other = _cache(tmp_path / f"seed1_{dataset[0]}.h5", {"test": (x, labels, names)}, NAMES,
+                       dataset_fingerprint=dataset)
+        capsys.readouterr()
+        assert main(["predict", str(out), "--features", str(other)]) == 0
+        err = capsys.readouterr().err
+        said = ("warning: Of the 12 images scored here (another cache of the run's data set), 7 were among the "
+                "images it was trained on and 3 were among those its hyper-parameters and thirds were chosen on: "
+                "these scores overstate its accuracy on new images")
+        assert (said in err) is flagged, err
+    (out / SEEN_FILE).unlink()  # a run before the digests: no check, no error
+    assert main(["predict", str(out), "--features", str(tmp_path / "seed1_d.h5")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
     cache, out = run
     assert main(["predict", str(out), "--features", str(cache), "--split", "holdout"]) == 2

@@ -220,15 +220,19 @@ def test_score_intervals_are_wilson_and_empty_classes_have_none():
 def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, caplog):
     """A second run into the same folder replaces the first: without a post-hoc bias of its own it leaves no
     posthoc_bias.json of the first behind (probe.zip ships that file), and its report.json is written last."""
+    from probe.seen import SEEN_FILE
+
     out = tmp_path / "run"
+    sources = {split: [f"{split}/{i}" for i in range(len(data[split][1]))] for split in data}
     run_probe(data, NAMES, ProbeConfig(**{**FAST, "posthoc_bias": True, "posthoc_guard": False, "wd_grid": [0.0]}),
-              out_dir=out)
-    assert (out / "posthoc_bias.json").exists()
+              out_dir=out, sources=sources)
+    assert (out / "posthoc_bias.json").exists() and (out / SEEN_FILE).exists()
     with caplog.at_level("WARNING", logger="probe.report"):
         second = run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.0]}), out_dir=out)
     assert f"replacing the run in {out}" in caplog.text
-    assert second.posthoc is None and not (out / "posthoc_bias.json").exists()
-    assert RunProbe.load(out).posthoc is None
+    # nor the images the first one saw, which would flag scores on images the second never saw
+    assert second.posthoc is None and not (out / "posthoc_bias.json").exists() and not (out / SEEN_FILE).exists()
+    assert RunProbe.load(out).posthoc is None and RunProbe.load(out).seen is None
 
 
 
