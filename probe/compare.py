@@ -10,7 +10,7 @@ import math
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PositiveInt
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
@@ -89,6 +89,9 @@ class CompareDiscordant(BaseModel):
                            "other_better against base_better)")
     seeds: int = Field(1, ge=1, description="the most seeds either run scored each image with (1 in comparisons "
                        "made before it was kept)")
+    seed_counts: Optional[list[PositiveInt]] = Field(
+        None, min_length=2, max_length=2, description="[base, other]: each run's seeds (null in comparisons made "
+        "before it was kept); where they differ the sentence names both")
 
 
 def discordance(base, other) -> CompareDiscordant:
@@ -100,7 +103,8 @@ def discordance(base, other) -> CompareDiscordant:
 def _discordant(base, other, changed: list[int], p_value: float) -> CompareDiscordant:
     """:class:`CompareDiscordant` of the test images' ``changed`` counts and their test (:func:`evidence`)."""
     return CompareDiscordant(images=int(base.labels.size), other_better=changed[0], base_better=changed[1],
-                             p_value=p_value, seeds=max(len(base.predicted), len(other.predicted)))
+                             p_value=p_value, seeds=max(len(base.predicted), len(other.predicted)),
+                             seed_counts=[len(base.predicted), len(other.predicted)])
 
 
 def paired_seeds(base, other) -> int:
@@ -172,6 +176,9 @@ def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str =
     # With several seeds an image is better for the run more of whose seeds get it right: 1 image better with
     # 2 of 3 seeds is +0.84 pt of 79, not 1/79 (a new-user round read the two as a contradiction).
     by = f", by the share of their {d.seeds} seeds right on each" if d.seeds > 1 else ""
+    if d.seed_counts is not None and d.seed_counts[0] != d.seed_counts[1]:  # "their 3 seeds" where one had 2
+        by = (f", by the share of each run's seeds right on each ({other} {d.seed_counts[1]}, "
+              f"{base} {d.seed_counts[0]})")
     head = (f"The runs differ on {differ:,} of {d.images:,} {images} ({other} better on {d.other_better:,}, "
             f"{base} on {d.base_better:,}{by})")
     test = "exact sign test" if d.seeds == 1 else "exact paired sign-flip test of the seed means"

@@ -91,7 +91,8 @@ def test_paired_intervals_with_stored_predictions():
     assert cmp.verdict_text.startswith("Hard third +30.0 pt [")
     # 30 images the other run gets right and the base run wrong, none the other way: p = 2 / 2³⁰
     assert cmp.discordant.model_dump() == {"images": 300, "other_better": 30, "base_better": 0,
-                                           "p_value": pytest.approx(2 / 2 ** 30, rel=1e-9), "seeds": 1}
+                                           "p_value": pytest.approx(2 / 2 ** 30, rel=1e-9), "seeds": 1,
+                                           "seed_counts": [1, 1]}
     assert cmp.verdict_text.endswith("The runs differ on 30 of 300 test images (other better on 30, base on 0); "
                                      "exact sign test p = 1.9e-09.")
     text = format_comparison(cmp)
@@ -230,6 +231,12 @@ def test_a_difference_of_a_few_images_is_called_too_few_to_tell_apart():
     many = CompareDiscordant(images=10000, other_better=1978, base_better=845, p_value=1.5e-103)
     assert discordance_sentence(many) == ("The runs differ on 2,823 of 10,000 test images (other better on 1,978, "
                                           "base on 845); exact sign test p = 1.5e-103.")
+    # runs of 3 and 2 seeds: "their 3 seeds" misnamed the other's (a new-user round); each run's count is said
+    two = compare_reports(base, other, (Predictions(labels, base_pred, conf),
+                                        Predictions(labels, other_pred[:2], conf))).discordant
+    assert (two.seeds, two.seed_counts) == (3, [3, 2])
+    assert "(other better on 0, base on 4, by the share of each run's seeds right on each (other 2, base 3)): " in \
+        discordance_sentence(two)
 
 
 def test_sign_test_is_scipys_exact_binomial_test():
