@@ -34,6 +34,28 @@ def extractions_in_use(store: Store, besides: str | None = None) -> set[str]:
     return keep
 
 
+def queued_heir(store: Store, job_id: str) -> str | None:
+    """A queued job that has not started yet (no ``extraction`` recorded: its file is known only once it builds
+    its encoder) and asks for the same extraction as job ``job_id`` (the same data set, encoder and split options,
+    so the same file), or None. Cancelling the first of two such jobs removed the partial file the second would
+    have resumed from (an attack round: it encoded all 180 images again)."""
+    mine = _extraction_request(store.get_job(job_id)["request"])
+    if mine is None:
+        return None
+    return next((job["id"] for job in store.list_jobs(JobStatus.queued, limit=1_000_000)
+                 if job["id"] != job_id and not job["result"].get("extraction")
+                 and _extraction_request(job["request"]) == mine), None)
+
+
+def _extraction_request(request: dict) -> tuple | None:
+    """What decides an extraction's file in a job's request (data set, encoder, split options; not the batch
+    size), or None for a job that extracts nothing (a probe, a pipeline on a cache)."""
+    if not request.get("dataset_id"):
+        return None
+    options = {k: v for k, v in (request.get("options") or {}).items() if k != "batch_size"}
+    return request["dataset_id"], request.get("encoder"), sorted(options.items())
+
+
 def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     """Remove orphaned uploads and stale extraction files; returns what was removed."""
     from feature_cache import discard_partial, orphaned_temporaries

@@ -21,7 +21,7 @@ from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .status import JobStatus, NotFound
 from .store import new_id
-from .cleanup import extractions_in_use
+from .cleanup import extractions_in_use, queued_heir
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -119,7 +119,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             should_stop=ctx.should_stop, show_progress=False))
     except ExtractionCancelled as exc:
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
-            _discard_unless_in_use(ctx.store, ctx.job_id, str(plan.path))
+            _discard_cancelled(ctx.store, ctx.job_id, str(plan.path))
         raise JobCancelled(ctx.stop_reason or "cancel") from exc
     # a cancel that landed once the file was written or found (a reuse takes a moment) is honoured: the job ended
     # succeeded after "cancellation requested" (an attack round); the finished file stays, for a later extraction
@@ -418,7 +418,19 @@ def discard_extraction(job: dict[str, Any], store: Store, settings: Settings) ->
     """On cancelling a queued or interrupted job: remove the partial file of the extraction it started."""
     target = job["result"].get("extraction")
     if target and "cache_id" not in job["result"]:
-        _discard_unless_in_use(store, job["id"], target)
+        _discard_cancelled(store, job["id"], target)
+
+
+def _discard_cancelled(store: Store, job_id: str, target: str) -> None:
+    """A cancelled job's partial extraction: handed to a queued job of the same extraction that has not started
+    (recorded as its own: it resumes from it, and a cancel of it removes it), else
+    :func:`_discard_unless_in_use`."""
+    heir = queued_heir(store, job_id)
+    if heir is None:
+        _discard_unless_in_use(store, job_id, target)
+    else:
+        store.update_result(heir, extraction=target)
+        logger.info("job %s: %s left to queued job %s of the same extraction", job_id, target, heir)
 
 
 def _discard_unless_in_use(store: Store, job_id: str, target: str) -> None:

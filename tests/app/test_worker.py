@@ -265,6 +265,34 @@ def test_cancelling_an_interrupted_extraction_removes_its_partial_file_only(tmp_
     assert sorted(p.name for p in cache_dir.iterdir()) == ["x-seed1.h5.partial"]
 
 
+def test_a_cancelled_extraction_hands_its_partial_file_to_a_queued_job_of_the_same_extraction(tmp_path):
+    """Two requests of one extraction: the second waits, without a file of its own yet (it builds its encoder
+    first). Cancelling the first removed the partial file the second would resume from (an attack round: all 180
+    images encoded again); it is now the queued job's, whose own cancel then removes it."""
+    from app.steps import cache_dir_for
+
+    runner, store = make_runner(tmp_path, JOB_KINDS)
+    _registered(store, "ds_1")
+    cache_dir = cache_dir_for(runner.settings, "ds_1", "openclip:ViT-B-32")
+    cache_dir.mkdir(parents=True)
+    target = cache_dir / "x.h5"
+    options = {"batch_size": None, "val_fraction": 0.2, "seed": 0, "max_per_class": None}
+    request = {"dataset_id": "ds_1", "encoder": "openclip:ViT-B-32", "options": options}
+    first = store.add_job("extract", request)
+    store.claim(first["id"])
+    store.update_result(first["id"], extraction=str(target))
+    store.interrupt_running()
+    other_seed = store.add_job("extract", {**request, "options": {**options, "seed": 1}})  # another file
+    same = store.add_job("pipeline", {**request, "options": {**options, "batch_size": 8}, "probes": []})
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(b"half")
+    assert runner.cancel(first["id"])["status"] == "cancelled"
+    assert partial.exists() and store.get_job(same["id"])["result"]["extraction"] == str(target)
+    assert "extraction" not in store.get_job(other_seed["id"])["result"]
+    assert runner.cancel(same["id"])["status"] == "cancelled"
+    assert not partial.exists()  # no job left that would resume from it
+
+
 def test_cache_dirs_of_long_encoder_names_fit_the_file_system(tmp_path):
     from app.steps import cache_dir_for
 
