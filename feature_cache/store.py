@@ -495,9 +495,9 @@ def _malformed_split(h5: h5py.File, split: str) -> str | None:
             # float128 features passed and every scoring route answered 500 (torch has no such type); big-endian
             # features and integer-array names passed and every job on them failed (attack rounds)
             return f"{split}/{name} is a {member.ndim}-d {member.dtype} array"
-    rows = {group[name].shape[0] for name in kinds}
-    if len(rows) != 1:
-        return f"{split}'s features, labels and sources have {', '.join(str(r) for r in sorted(rows))} rows"
+    rows = {name: group[name].shape[0] for name in kinds}
+    if len(set(rows.values())) != 1:  # each named: "have 5, 15 rows" left which had which (an attack round)
+        return f"{split}'s rows differ: " + ", ".join(f"{n:,} {name}" for name, n in rows.items())
     return None
 
 

@@ -250,7 +250,7 @@ def test_a_damaged_or_foreign_file_is_named_for_what_it_is(service):
         del h5["train/labels"]
         h5["train/labels"] = np.zeros(5, dtype=np.int64)
     resp = service.post("/api/caches", json={"path": "short.h5"})
-    assert resp.status_code == 422 and "train's features, labels and sources have 5, 15 rows" in resp.json()["detail"]
+    assert resp.status_code == 422 and "train's rows differ: 15 features, 5 labels, 15 sources" in resp.json()["detail"]
 
 
 def test_a_reference_run_of_another_data_set_is_refused(service):
