@@ -273,6 +273,10 @@ class ProbeConfig(BaseModel):
     def _consistent(self) -> "ProbeConfig":
         check_trainer_params({"head": self.head, "head_options": self.head_options, "loss": self.loss,
                               "loss_options": self.loss_options, "lam": self.lam or 0.0, "adapter": self.adapter})
+        # a null option (checked known above) is its registry default (probe.registry.check_options): stored as
+        # null, the request and report.json said other than what ran (an attack round)
+        self.head_options = {k: v for k, v in self.head_options.items() if v is not None}
+        self.loss_options = {k: v for k, v in self.loss_options.items() if v is not None}
         self._check_loss_grid()
         if self.adapter_rank is not None and self.adapter not in ("lowrank", "mlp"):
             raise ValueError(f"adapter_rank={self.adapter_rank} applies to adapter 'lowrank' or 'mlp', "

@@ -126,6 +126,20 @@ def test_loss_and_head_options_are_typed_and_bounded(fields, words):
     assert words in _error(**fields)
 
 
+def test_a_null_option_is_its_default_and_is_not_stored():
+    """``{"eta": null}`` trained with eta's default and was stored as null in the request and report.json (an
+    attack round): the config keeps the options given a value; a null unknown option is still refused."""
+    from probe.registry import LOSSES
+
+    config = ProbeConfig(loss="group_dro", loss_options={"eta": None}, head="cosine",
+                         head_options={"logit_scale": None, "learnable_scale": False})
+    assert config.loss_options == {} and config.head_options == {"learnable_scale": False}
+    resolved = config.resolved(1000)
+    assert resolved.trainer_params(resolved.candidates()[0], seed=0)["loss_options"] is None  # the defaults
+    assert LOSSES["group_dro"].defaults["eta"] > 0  # what the fit then uses
+    assert "Unknown loss_options 'nonsense'" in _error(loss="group_dro", loss_options={"nonsense": None})
+
+
 @pytest.mark.parametrize("trainer_kwargs, config_kwargs, words", [
     ({"epochs": MAX_EPOCHS + 1}, {"epochs": MAX_EPOCHS + 1}, "epochs must be an integer in [1, 10000]"),
     ({"cbar": float("nan")}, {"cbar": float("nan")}, "finite number"),  # pydantic: "cbar\n Input should be a ..."
