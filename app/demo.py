@@ -184,7 +184,9 @@ def kept_reference_summary(erm, other) -> str:
 
     lines = [f"{other.run_id} (no safe improvement): {other.selection.verdict_text}", *_closest_setting(other)]
     if erm.summary.overall_ci is not None:
-        lines.append(f"The probe ({erm.run_id}): overall test accuracy {100 * erm.summary.overall:.1f} % "
+        # "(seed mean)": beside a warning about the shipped head (the first seed's) another figure read as a
+        # contradiction (a new-user round)
+        lines.append(f"The probe ({erm.run_id}): overall test accuracy (seed mean) {100 * erm.summary.overall:.1f} % "
                      f"{interval_text(erm.summary.overall_ci)} over {sum(r.n_test for r in erm.per_class):,} test "
                      "images (95 % interval).")
     lines.append(f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:")

@@ -35,18 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-serve", action="store_true", help="stop after printing the comparison")
 
 
-def _progress_printer():
+def _progress_printer(stream=None):
+    """The job's progress: one bar redrawn in place on a terminal; piped or redirected (``make demo | tee``),
+    where each redraw was kept as a frame, one line per stage and per 10 % instead."""
     from ..status import ACTIVE
 
-    width = 30
+    stream = stream or sys.stdout
+    width, in_place, last = 30, stream.isatty(), {"stage": None, "tenth": -1}
 
     def show(job: dict) -> None:
-        filled = int(width * job["progress"])
-        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * job['progress']:5.1f}%  {job['stage'][:60]:<60}"
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        if job["status"] not in ACTIVE:
-            sys.stdout.write("\n")
+        done, stage = job["progress"], job["stage"][:60]
+        if in_place:
+            filled = int(width * done)
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * done:5.1f}%  {stage:<60}")
+            if job["status"] not in ACTIVE:
+                stream.write("\n")
+        elif stage != last["stage"] or int(10 * done) > last["tenth"] or job["status"] not in ACTIVE:
+            stream.write(f"{100 * done:5.1f}%  {stage}\n")
+            last.update(stage=stage, tenth=int(10 * done))
+        stream.flush()
 
     return show
 

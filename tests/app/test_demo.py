@@ -40,6 +40,10 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
     [dataset] = store.list_datasets()
     assert dataset["source"] == "path" and dataset["path"] == str(data.resolve())
     assert "100.0%" in out  # the progress line reached the end
+    # not a terminal: a line per stage and per 10 %, not every redraw of a bar kept as a frame (a new-user round)
+    assert "\r" not in out and "[#" not in out
+    progress = re.findall(r"^ *(\d+\.\d)%  (.*)$", out, re.MULTILINE)
+    assert progress and len(progress) <= 11 + len({stage for _, stage in progress}) and progress[-1][0] == "100.0"
     for name in ("airplane", "cat", "ship"):
         assert name in out  # per-class rows of the comparison table (or of the classes ERM fails on)
 
@@ -51,11 +55,33 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
         lo, hi = erm_report.summary.overall_ci
         images = sum(row.n_test for row in erm_report.per_class)
         assert images == 3 * len(CLASSES)
-        assert (f"The probe ({erm}): overall test accuracy {100 * erm_report.summary.overall:.1f} % "
+        assert (f"The probe ({erm}): overall test accuracy (seed mean) {100 * erm_report.summary.overall:.1f} % "
                 f"[{100 * lo:.1f}, {100 * hi:.1f}] over {images} test images (95 % interval).") in out
         assert "Δ points" not in out
     else:
         assert verdict == "improved" and f"{preset} (improved): Hard third " in out
+
+
+def test_the_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from app.commands.demo import _progress_printer
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    jobs = [{"status": "running", "progress": p / 100, "stage": stage} for p, stage in
+            [(0, "opening"), (1, "extract"), (2, "extract"), (15, "extract"), (16, "extract"), (40, "train")]]
+    jobs.append({"status": "succeeded", "progress": 1.0, "stage": "done"})
+    terminal, piped = Terminal(), io.StringIO()
+    for stream in (terminal, piped):
+        show = _progress_printer(stream)
+        for job in jobs:
+            show(job)
+    assert terminal.getvalue().count("\r") == len(jobs) and terminal.getvalue().endswith("\n")
+    assert piped.getvalue().splitlines() == ["  0.0%  opening", "  1.0%  extract", " 15.0%  extract",
+                                             " 40.0%  train", "100.0%  done"]
 
 
 def test_demo_data_lookup(tmp_path, monkeypatch):
