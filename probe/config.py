@@ -309,9 +309,12 @@ class ProbeConfig(BaseModel):
         batches of 1 for hours more; attack rounds)."""
         candidates, seeds = self.n_candidates(), len(self.seeds)
         if candidates * seeds > MAX_GRID_CANDIDATES:
+            # not "fits": the run fits the candidates, then the seeds (the next bound's count; a user read the two
+            # counts as contradicting each other, an attack round)
             raise ValueError(f"the selection grid has {candidates} candidates × {seeds} seed{'s' * (seeds != 1)} = "
-                             f"{candidates * seeds} fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} per run "
-                             "(shorten lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or seeds).")
+                             f"{candidates * seeds}; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} candidates × "
+                             "seeds per run (shorten lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or "
+                             "seeds).")
         fits, epochs = self.total_fits(folds, has_reference), self.epochs or AUTO_EPOCH_BOUNDS[1]
         if fits * epochs > MAX_FIT_EPOCHS:
             crossed = f", {folds}-fold cross-validation" if folds else ""

@@ -72,10 +72,10 @@ def test_bounds_name_the_field(fields, field, words):
 def test_grid_candidates_times_seeds_is_bounded():
     # 33 lr × 16 wd = 528 candidates (> 512) even with one seed; 10 × 10 × 6 seeds = 600 fits
     message = _error(lr_grid=[0.01 * (i + 1) for i in range(33)], wd_grid=[float(i) for i in range(16)], seeds=[0])
-    assert f"528 candidates × 1 seed = 528 fits; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES}" in message
+    assert f"528 candidates × 1 seed = 528; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} candidates" in message
     lrs, wds = [0.01 * (i + 1) for i in range(16)], [1e-5 * i for i in range(16)]
     message = _error(lr_grid=lrs[:10], wd_grid=wds[:10], seeds=list(range(6)))
-    assert "100 candidates × 6 seeds = 600 fits" in message
+    assert "100 candidates × 6 seeds = 600; at most" in message
     assert ProbeConfig(lr_grid=lrs, wd_grid=wds, seeds=[0, 1]).n_candidates() == 256  # 512 fits: ok
     # a repeated value is the same candidate again (an attack round)
     assert "wd_grid must be distinct values; repeated: 0.0, 1e-05." in _error(wd_grid=[0.0, 1e-5, 0.0, 1e-5, 0.0])
