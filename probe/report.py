@@ -464,7 +464,13 @@ class Calibration(_Model):
         if self.calibrated_p < 0.05:
             return f" (miscalibrated beyond noise: p = {self.calibrated_p:.2g} if it were calibrated)"
         # not "calibrated": on 20 images a head 25 points underconfident can pass (a new-user round)
-        return f" (not shown miscalibrated beyond noise on these images: p = {self.calibrated_p:.2g})"
+        said = f" (not shown miscalibrated beyond noise on these images: p = {self.calibrated_p:.2g}"
+        if self.ece_ci is not None and self.ece_ci[0] is not None and self.ece_ci[0] > 0:
+            # an interval above 0 beside "not shown miscalibrated" read as a contradiction (a new-user round): the
+            # interval resamples the images' outcomes as they fell (10 of 10 right resample to 10 of 10), the test
+            # draws them from the confidences
+            said += "; the interval sizes a miscalibration that may not be there"
+        return said + ")"
 
 
 class PerClassRow(_Model):

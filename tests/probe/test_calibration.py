@@ -129,8 +129,12 @@ def test_the_calibration_test_rejects_a_calibrated_head_at_its_level_and_a_misca
     assert p_ece > 0.1 and calibration_p_value(confidence, correct) == pytest.approx(2 * p_gap) and 2 * p_gap < 0.05
     line = Calibration(ece=0.2, ece_ci=[0.05, 0.3], calibrated_p=0.012, confidence=0.9, accuracy=0.7, nll=1.0).brief()
     assert "95 % interval [5.0, 30.0] (miscalibrated beyond noise: p = 0.012 if it were calibrated)" in line
-    line = Calibration(ece=0.05, ece_ci=[0.01, 0.1], calibrated_p=0.4, confidence=0.9, accuracy=0.88, nll=1.0).brief()
+    line = Calibration(ece=0.05, ece_ci=[0.0, 0.1], calibrated_p=0.4, confidence=0.9, accuracy=0.88, nll=1.0).brief()
     assert "(not shown miscalibrated beyond noise on these images: p = 0.4)" in line
+    # an interval above 0 beside it read as a contradiction (a new-user round): the sentence says what each says
+    line = Calibration(ece=0.05, ece_ci=[0.01, 0.1], calibrated_p=0.4, confidence=0.9, accuracy=0.88, nll=1.0).brief()
+    assert ("95 % interval [1.0, 10.0] (not shown miscalibrated beyond noise on these images: p = 0.4; the interval "
+            "sizes a miscalibration that may not be there)") in line
 
 
 def test_the_debiased_ece_is_never_above_the_ece():

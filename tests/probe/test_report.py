@@ -450,7 +450,8 @@ def test_a_calibration_carries_its_sentence_worded_again_on_every_read():
     cal = Calibration(**fields)
     assert cal.text == cal.brief() == (
         "ECE 5.00%, 3.20% once the estimate's own upward bias is removed, 95 % interval [1.0, 7.0] (not shown "
-        "miscalibrated beyond noise on these images: p = 0.2), mean confidence 90.00% against accuracy 80.00% "
+        "miscalibrated beyond noise on these images: p = 0.2; the interval sizes a miscalibration that may not be "
+        "there), mean confidence 90.00% against accuracy 80.00% "
         "(overconfident by 10.0 points), NLL 0.410")
     stored = Calibration.model_validate({**cal.model_dump(), "text": "an old wording", "calibrated_p": 0.01})
     assert stored.text.startswith("ECE 5.00%") and "miscalibrated beyond noise: p = 0.01 if it were" in stored.text
