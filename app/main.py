@@ -141,7 +141,15 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _jsonable_errors(list(exc.errors()), messages)}, status_code=422)
+        errors = _jsonable_errors(list(exc.errors()), messages)
+        sent = request.headers.get("content-type", "")
+        if sent and "json" not in sent.lower():
+            # a JSON body sent as text/plain got "Input should be a valid dictionary" (an attack round): why, said
+            for error in errors:
+                if error["loc"] == ["body"]:
+                    error["msg"] = (f"the body must be JSON sent as Content-Type: application/json; this request "
+                                    f"sent Content-Type {sent[:100]!r}")
+        return JSONResponse({"detail": errors}, status_code=422)
 
     async def _mapped(request: Request, exc: Exception) -> JSONResponse:
         for kind, (status, prefix) in table.items():

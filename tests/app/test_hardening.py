@@ -300,6 +300,17 @@ def test_a_job_body_json_cannot_read_is_422_naming_why(service, content, why):
     assert "set_int_max_str_digits" not in resp.text
 
 
+def test_a_json_body_sent_as_another_content_type_is_422_saying_so(service):
+    """A JSON body sent as text/plain got "Input should be a valid dictionary or object" (an attack round)."""
+    body = '{"kind": "extract", "dataset_id": "ds_000000000000"}'
+    resp = service.post("/api/jobs", content=body, headers={"Content-Type": "text/plain"})
+    assert resp.status_code == 422 and resp.json()["detail"] == [{
+        "loc": ["body"], "type": "model_attributes_type",
+        "msg": "the body must be JSON sent as Content-Type: application/json; this request sent Content-Type "
+               "'text/plain'"}], resp.text
+    assert service.get("/api/jobs").json() == []
+
+
 def test_nan_in_a_probe_grid_is_422(service, tmp_path):
     cache_id = _synthetic_cache(service, tmp_path)
     body = '{"kind": "probe", "cache_id": "%s", "config": {"lr_grid": [NaN]}}' % cache_id
