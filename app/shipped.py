@@ -200,7 +200,7 @@ def _seen_images(probe, source, split: str, sources: list[str]) -> list[str]:
     dataset = probe.features.dataset if probe.features is not None else None
     if probe.seen is None or dataset is None or dataset != source.dataset or not sources:
         return []
-    overlap = {split: n for split, n in probe.seen.overlap(sources).items() if n}
+    overlap = {name: n for name, n in probe.seen.overlap(sources).items() if n}
     if not overlap:
         return []
     words = {"train": "among the images it was trained on",
