@@ -184,7 +184,9 @@ def confidence_warning(summary: dict) -> str | None:
         return None
     lean = "under" if confidence < accuracy else "over"
     unsure = (" and most predictions read as unsure (below 50 %)" if lean == "under" and confidence < 0.5 else "")
-    return (f"The shipped head is {lean}confident: mean top-1 confidence {100 * confidence:.1f} % against "
-            f"{100 * accuracy:.1f} % accuracy on test{unsure}. Its ranking of the classes is what its accuracy "
+    # "its (the first seed's) accuracy": beside the seeds' mean accuracy another figure read as a contradiction
+    # (a new-user round)
+    return (f"The shipped head is {lean}confident: mean top-1 confidence {100 * confidence:.1f} % against its "
+            f"{100 * accuracy:.1f} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the classes is what its accuracy "
             "says; its probabilities (predict --probabilities, the unsure flag) are not probabilities to read as "
             "such. A strong weight decay flattens them; temperature scaling on validation would fix the values.")

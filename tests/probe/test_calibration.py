@@ -82,8 +82,9 @@ def test_a_head_far_from_calibrated_is_warned_of():
     from probe.calibration import confidence_warning
 
     flat = confidence_warning({"confidence": 0.28, "accuracy": 0.72})
-    assert flat.startswith("The shipped head is underconfident: mean top-1 confidence 28.0 % against 72.0 % "
-                           "accuracy on test and most predictions read as unsure (below 50 %).")
+    assert flat.startswith("The shipped head is underconfident: mean top-1 confidence 28.0 % against its 72.0 % "
+                           "accuracy on test (the first seed's, which ships) and most predictions read as unsure "
+                           "(below 50 %).")
     assert confidence_warning({"confidence": 0.95, "accuracy": 0.7}).startswith("The shipped head is overconfident")
     assert confidence_warning({"confidence": 0.8, "accuracy": 0.7}) is None
     assert confidence_warning({"confidence": None, "accuracy": 0.7}) is None
