@@ -392,9 +392,13 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     overall = comparison.metrics["overall"]
     overall.changed, overall.p_value, total = evidence(diff, seeds)
     overall.beyond_noise = beyond_noise(overall.delta_ci, overall.p_value, total)
-    for g in GROUP_NAMES:
+    # balanced accuracy is the macro mean over every class: its images weighed as a third's (it had an interval and
+    # no test, so -6.7 [-13.3, -0.8] stood unlabelled beside the same overall interval "within noise"; a new-user
+    # round)
+    for g in ("balanced", *GROUP_NAMES):
         row = comparison.metrics[g]
-        row.changed, row.p_value, total = group_evidence(base, other, comparison.grouping.groups.get(g, []))
+        members = list(range(num_classes)) if g == "balanced" else comparison.grouping.groups.get(g, [])
+        row.changed, row.p_value, total = group_evidence(base, other, members)
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
     order = np.argsort(base.labels, kind="stable")
     by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
@@ -436,10 +440,17 @@ def _held_back(comparison: Comparison, metric: str) -> str:
     """:func:`held_back_sentence` of the hard third and overall accuracy, where their intervals leave out 0 but
     their images do not say the same (the hard third's said it bare while its class row said "within noise"; a
     statistics review)."""
-    named = [("hard", "hard third's")] + ([("overall", "overall")] if metric == "accuracy" else [])
+    named = [("hard", "hard third's"), ("overall", "overall") if metric == "accuracy" else ("balanced", "balanced")]
     metrics = comparison.metrics
-    return "".join(held_back_sentence(label, metrics[key].delta_ci, metrics[key].changed, metrics[key].p_value,
+    held = "".join(held_back_sentence(label, metrics[key].delta_ci, metrics[key].changed, metrics[key].p_value,
                                       metrics[key].beyond_noise) for key, label in named)
+    hard = metrics["hard"]
+    if hard.beyond_noise and comparison.discordant is not None and _too_few_to_tell(comparison.discordant):
+        # "too few or too even to tell them apart" of all the images read as of the hard third too, whose own
+        # images do tell them apart (a new-user round)
+        held += (f" The hard third's images do tell them apart (other better on {hard.changed[0]:,}, base on "
+                 f"{hard.changed[1]:,}: sign-flip test p = {hard.p_value:.2g}).")
+    return held
 
 
 def _delta_cell(delta: float | None, interval: list | None, changed: list[int] | None = None,

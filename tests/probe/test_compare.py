@@ -506,3 +506,33 @@ def test_each_run_s_own_accuracies_have_the_intervals_its_report_gives():
     overall = next(r for r in metric_rows(one) if r[0] == "overall")
     lo, hi = one.metrics["overall"].other_ci
     assert overall[2] == f"{100 * one.metrics['overall'].other:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def test_balanced_accuracy_has_its_test_and_a_hard_third_beyond_noise_is_said_beside_an_even_overall():
+    """A new-user round read "-6.7 [-13.3, -0.8]" bare on balanced accuracy beside the same interval on overall
+    "within noise", and "too few or too even to tell them apart" of all the images while the hard third's own
+    images told the runs apart (p = 0.031)."""
+    from probe.compare import group_evidence
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(6), 10)
+    base_pred = labels.copy()
+    other_pred = labels.copy()
+    other_pred[[40, 41, 42, 50, 51, 52]] = 0  # the hard classes 4 and 5 lose 6 images, all one way
+    base_pred[[0, 1, 2, 10, 11]] = 3  # the easy classes: the other run fixes 5 images the base run got wrong
+    conf = np.full(60, 0.9)
+    groups = {"easy": [0, 1], "medium": [2, 3], "hard": [4, 5]}
+    names = list("abcdef")
+    base = _rep("erm", [0.7, 0.8, 1.0, 1.0, 1.0, 1.0], groups, 55 / 60, names=names)
+    other = _rep("x", [1.0, 1.0, 1.0, 1.0, 0.7, 0.7], groups, 54 / 60, names=names)
+    preds = (Predictions(labels, base_pred[None], conf), Predictions(labels, other_pred[None], conf))
+    cmp = compare_reports(base, other, preds)
+    balanced = cmp.metrics["balanced"]
+    changed, p_value, _ = group_evidence(*preds, list(range(6)))
+    assert (balanced.changed, balanced.p_value) == (changed, p_value) == ([5, 6], pytest.approx(1.0))
+    assert balanced.beyond_noise is False
+    hard = cmp.metrics["hard"]
+    assert hard.changed == [0, 6] and hard.p_value == pytest.approx(2 / 2 ** 6) and hard.beyond_noise
+    assert "too few or too even to tell them apart" in cmp.verdict_text
+    assert cmp.verdict_text.endswith("The hard third's images do tell them apart (other better on 0, base on 6: "
+                                     "sign-flip test p = 0.031).")
