@@ -28,10 +28,12 @@
   }
 
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-  /** Fixed decimals without the "-0.00" of a tiny negative number. */
+  /** Fixed decimals without the "-0.00" of a tiny negative number; rounded to 12 significant digits first, so that
+   * two computations of one value (67/80 and a mean of class accuracies, 0.83749999…) print alike (83.8 % and 83.7 %
+   * side by side: a dashboard round), as probe.numbers.percent does. */
   function fixed(v, digits) {
     if (!isNum(v)) return "–";
-    const s = v.toFixed(digits);
+    const s = Number(v.toPrecision(12)).toFixed(digits);
     return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
   }
   const pct = (v) => isNum(v) ? fixed(100 * v, 1) + "%" : "–";

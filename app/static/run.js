@@ -101,7 +101,7 @@
         // round); a third's is of this run's own groups, not the compared run's the deltas use
         key === "overall" && ciOk(s.overall_ci)
           ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
-            `${ciText(s.overall_ci)} over ${report.per_class.reduce((a, r) => a + (r.n_test || 0), 0)} test images`)
+            `${ciText(s.overall_ci)} over ${count(report.per_class.reduce((a, r) => a + (r.n_test || 0), 0))} test images`)
           : (!m || key === "balanced") && s.group_ci && ciOk(s.group_ci[key])
             ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (each class's accuracy drawn from its Jeffreys posterior)" },
               ciText(s.group_ci[key]))

@@ -1251,7 +1251,7 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     images = sum(r["n_test"] for r in report["per_class"])
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")  # the reference run: nothing to compare with
     assert driver.js("return document.getElementById('overall-ci').textContent") == \
-        f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {images} test images"
+        f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {images:,} test images"
     assert driver.js("return document.getElementById('export-link').getAttribute('href')") == \
         f"/api/reports/{finished.erm}.html"
     for key in ("balanced", "easy", "medium", "hard"):  # the other KPIs' intervals (Jeffreys draws)

@@ -26,3 +26,12 @@ def test_a_score_that_could_not_be_computed_reads_absent_not_nan(value):
 
 def test_a_real_score_is_not_missing():
     assert not any(is_missing(x) for x in (0.0, -0.0, 1.0, math.inf))
+
+
+def test_two_computations_of_one_value_print_alike():
+    """67/80 and the mean of four class accuracies are both 0.8375, the second 0.83749999… in floating point: 83.8
+    and 83.7 side by side (a dashboard round; the dashboard's Charts.fixed rounds to 12 digits first too)."""
+    macro = (0.55 + 0.85 + 0.95 + 1.0) / 4
+    assert macro != 67 / 80 and abs(macro - 67 / 80) < 1e-15
+    assert percent(macro, 1) == percent(67 / 80, 1)
+    assert percent(0.123449, 2) == "12.34" and percent(0.0001234, 4) == "0.0123"  # digits, not 12 significant
