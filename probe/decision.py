@@ -18,6 +18,7 @@ import numpy as np
 
 from .crossfit import CrossFittedThirds
 from .groups import GROUP_NAMES, assign_groups
+from .numbers import percent
 from .selection import choose_safe, describe_params
 from .uncertainty import (DEFAULT_RESAMPLES, MIN_STABILITY_IMAGES, Bootstrap, delta_intervals,
                           observed_class_accuracy, simultaneous_lower_bounds)
@@ -297,7 +298,8 @@ def _warnings(labels: np.ndarray, class_names: list[str], groups: dict, stabilit
                       key=lambda i: (stability[i], i))
     if unstable:
         group_of = {i: name for name in GROUP_NAMES for i in groups.get(name, [])}
-        named = ", ".join(f"{class_names[i]} ({group_of.get(i, '?')}, {100 * stability[i]:.0f} %)"
+        # one decimal, as the per-class table: 0.799 read "80 %" under "fewer than 80 %" (a dashboard round)
+        named = ", ".join(f"{class_names[i]} ({group_of.get(i, '?')}, {percent(stability[i], 1)} %)"
                           for i in unstable[:UNSTABLE_NAMED])
         more = len(unstable) - UNSTABLE_NAMED
         rest = f"; {more} more in grouping.stability" if more > 0 else ""

@@ -36,6 +36,7 @@ from .diagnostics import test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
+from .numbers import percent
 from .predictions import Predictions, paired_test_delta
 from .registry import get_loss_spec
 from .report import (
@@ -905,7 +906,7 @@ def _worst_outside_hard(report: Report, ranked: np.ndarray, split: str) -> str |
     if row is None or row.group == "hard" or len(report.class_names) < 3 or np.isnan(ranked[row.index]):
         return None
     kept = (report.grouping.stability or [None] * len(report.class_names))[row.index]
-    held = "" if kept is None else f" (it kept its third in {100 * kept:.0f} % of bootstrap resamples)"
+    held = "" if kept is None else f" (it kept its third in {percent(kept, 1)} % of bootstrap resamples)"
     third_of = {int(i): name for name, members in report.grouping.groups.items() for i in members}
     if any(i != row.index and third_of.get(i) != row.group and same_score(ranked[i], ranked[row.index])
            for i in range(len(ranked))):  # its stability is the tie's, which the tie note says (a new-user round)

@@ -96,13 +96,17 @@ def test_the_unstable_groups_warning_names_the_ten_least_stable_and_counts_the_r
     [text] = _warnings(labels, names, groups, stability, [])
     assert UNSTABLE_NAMED == 10
     assert text.startswith("Unstable groups: 15 classes keep their third in fewer than 80 % of bootstrap resamples "
-                           "of the validation split, least stable first: k14 (medium, 10 %), k13 (medium, 15 %), ")
-    assert text.endswith("k05 (easy, 54 %); 5 more in grouping.stability.")
+                           "of the validation split, least stable first: k14 (medium, 10.0 %), k13 (medium, 14.9 %), ")
+    assert text.endswith("k05 (easy, 54.4 %); 5 more in grouping.stability.")
     assert "k04" not in text and "k15" not in text
     stability[:15] = 0.95
     stability[[3, 25]] = 0.5
     [few] = _warnings(labels, names, groups, stability, [])
-    assert few.endswith("split, least stable first: k03 (easy, 50 %), k25 (hard, 50 %).")
+    assert few.endswith("split, least stable first: k03 (easy, 50.0 %), k25 (hard, 50.0 %).")
+    # one decimal, as the per-class table: 79.9 % read "80 %" under "fewer than 80 %" (a dashboard round)
+    stability[3] = 0.799
+    [close] = _warnings(labels, names, groups, stability, [])
+    assert "k03 (easy, 79.9 %)" in close
 
 
 def test_a_class_of_one_validation_image_has_no_stability_and_is_said_so():
