@@ -151,8 +151,11 @@ def _notes(store: Store, doomed: list[tuple[str, dict]]) -> list[str]:
             users = [r["id"] for r in store.rows("SELECT id FROM runs WHERE reference_run = ? ORDER BY rowid",
                                                  (row["id"],))]
             if users:
-                notes.append(f"run {_listing(users)} took run {row['id']!r} as its reference: it keeps its report "
-                             "and groups; the comparison with it is gone")
+                # "run 'a', 'b' took ... as its reference: it keeps its report" (a dashboard round)
+                who, whose, keeps = ("run", "its", "it keeps its report") if len(users) == 1 else (
+                    "runs", "their", "they keep their reports")
+                notes.append(f"{who} {_listing(users)} took run {row['id']!r} as {whose} reference: {keeps} and "
+                             "groups; the comparison with it is gone")
     return notes
 
 

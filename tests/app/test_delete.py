@@ -221,3 +221,15 @@ def test_a_dry_run_answers_what_would_go_and_deletes_nothing(service, tmp_path):
     assert client.delete(f"/api/caches/{cache['id']}", params={"dry_run": "true"}).status_code == 409
     resp = client.delete("/api/runs/run_d")
     assert resp.status_code == 200 and resp.json()["dry_run"] is False and not run_dir.exists()
+
+
+def test_a_deleted_reference_of_several_runs_is_said_in_the_plural():
+    from app.removal import _notes
+
+    class Runs:
+        def rows(self, sql, args):
+            return [{"id": "run_a"}, {"id": "run_b"}]
+
+    assert _notes(Runs(), [("runs", {"id": "run_erm"})]) == [
+        "runs 'run_a', 'run_b' took run 'run_erm' as their reference: they keep their reports and groups; the "
+        "comparison with it is gone"]
