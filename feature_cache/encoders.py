@@ -523,8 +523,10 @@ def unknown_architecture(arch: str, known: list[str], shown: int = 8) -> str:
     all; every one of ~130 names had filled the launch form's field (a dashboard-only round)."""
     import difflib
 
-    close = difflib.get_close_matches(arch, known, n=shown, cutoff=0.4) or sorted(known)[:shown]
-    return (f"Unknown open_clip architecture {_quoted(arch)}; closest: {', '.join(close)} ({len(known)} in all: "
+    close = difflib.get_close_matches(arch, known, n=shown, cutoff=0.4)
+    # none close: the first names, called so ("closest: EVA01-g-14, ..." for NotAnArch; a dashboard round)
+    listed = f"closest: {', '.join(close)}" if close else f"e.g. {', '.join(sorted(known)[:shown])}"
+    return (f"Unknown open_clip architecture {_quoted(arch)}; {listed} ({len(known)} in all: "
             "python -c 'import open_clip; print(open_clip.list_models())').")
 
 

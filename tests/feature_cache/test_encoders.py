@@ -108,6 +108,9 @@ def test_registry_lists_the_patterns():
     with pytest.raises(KeyError, match=r"Unknown open_clip architecture 'ViT-Q-99'; closest: ViT-.* in all: ") as err:
         create_encoder("openclip:ViT-Q-99")
     assert len(err.value.args[0]) < 300
+    # nothing close: the names listed are examples, not "closest" (a dashboard round)
+    with pytest.raises(KeyError, match=r"Unknown open_clip architecture 'qqqqqqqqqq'; e\.g\. [^;]* in all: "):
+        create_encoder("openclip:qqqqqqqqqq")
     with pytest.raises(ValueError, match="effnet-lite0 takes no ':' argument"):
         create_encoder("effnet-lite0:x")
 
