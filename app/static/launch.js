@@ -391,7 +391,11 @@
       clearTimeout(timer);
       let job;
       try { job = await getJSON(`/api/jobs/${enc(jobId)}`); }
-      catch (e) { panel.replaceChildren(h("h2", {}, `Job ${jobId}`), h("p", { class: "neg" }, e.message)); return; }
+      catch (e) {  // shown: written into the hidden panel, an unknown or deleted job's page was the bare form
+        panel.replaceChildren(h("h2", {}, `Job ${jobId}`), h("p", { class: "neg", id: "job-error" }, e.message));
+        panel.hidden = false;
+        return;
+      }
       if (Dash.ACTIVE.has(job.status)) sawActive = true;
       const url = reportUrl(job);
       const result = job.result || {};
@@ -411,7 +415,8 @@
           job.kind === "extract" && job.status === "succeeded" ? h("span", { class: "muted", id: "job-next" },
             "Predict its images with a finished run of this encoder: on the run's page, pick this cache under "
             + "\"Score the shipped probe on a cache\" and download \"Predictions (.csv)\".") : null,
-          url ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
+          // once the job is done: while a pipeline trained its second probe, this opened its first (reused) run
+          url && job.status === "succeeded" ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
         h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean));
       panel.hidden = false;
       panel.dataset.status = job.status;

@@ -887,15 +887,24 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     _open(driver, f"{base}/launch?job={job['id']}", "launch")
     wait_for(lambda: driver.js("return document.getElementById('job-cancel') !== null"), 30, interval=0.1,
              what="cancel button")
+    # no "Open the report" before the job is done: it opened a pipeline's first (reused) run while the second
+    # probe trained (a dashboard round)
+    assert driver.js("return document.getElementById('job-report')") is None
     driver.js("document.getElementById('job-cancel').click()")
     wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "cancelled", 120,
              interval=0.3, what="job cancelled")
     assert httpx.get(f"{base}/api/jobs/{job['id']}").json()["status"] == "cancelled"
     panel = driver.js("return document.getElementById('job-watch').textContent")
     assert "cancellation requested" in panel and "null" not in panel and "undefined" not in panel
+    assert driver.js("return document.getElementById('job-report')") is None
     assert driver.js("return document.getElementById('job-what').textContent").startswith(
         f"pipeline on data set {launch_service.launched['dataset']}, encoder effnet-lite0: ce/linear")
     driver.screenshot(tmp_path / "launch_cancelled.png")
+    # an unknown (or deleted) job: its page says so (the error went into a hidden panel: the bare form showed)
+    _open(driver, f"{base}/launch?job=job_000000000000", "launch")
+    wait_for(lambda: driver.js("const p = document.getElementById('job-watch'); return !p.hidden && "
+                               "document.getElementById('job-error') !== null"), 30, interval=0.1, what="error shown")
+    assert "not found" in driver.js("return document.getElementById('job-error').textContent")
 
 
 def _job_row(store, status: str, progress: float) -> str:
