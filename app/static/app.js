@@ -24,7 +24,11 @@
     const done = run ? window.RunPage.render(main, decodeURIComponent(run[1]))
       : /^\/launch\/?$/.test(path) ? window.Launch.render(main) : window.Home.render(main);
     Promise.resolve(done).catch((e) => {
-      if (e.status === 401) return;
+      if (e.status === 401) {  // the banner asks for the token; nothing of the page stays (or "Loading…")
+        main.replaceChildren(window.Dash.h("section", { class: "card" }, window.Dash.needsToken()));
+        main.setAttribute("data-ready", "needs-token");
+        return;
+      }
       showBanner("Could not load: " + e.message, true);
       // the page's "Loading…" stayed under the banner of a deleted run (a new-user round): say what is not there
       main.replaceChildren(window.Dash.h("section", { class: "card" }, window.Dash.h("p", { class: "muted", id: "load-failed" },

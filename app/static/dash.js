@@ -52,6 +52,11 @@
     return JSON.stringify(detail);
   }
 
+  /** What a page shows in place of its content when the server refused the request for want of a token (the
+   * banner above asks for it): a page said "Loading…" for ever, and a report stayed on screen after "Forget" (a
+   * dashboard round). */
+  const needsToken = () => h("p", { class: "muted", id: "needs-token" }, "Nothing shown without the API token (see above).");
+
   async function api(path, options) {
     const opts = options || {};
     const resp = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
@@ -278,7 +283,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, pText, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

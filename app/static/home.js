@@ -198,11 +198,16 @@
         if (!classes.contains("error") && !classes.contains("notice")) showBanner("");
       }
       catch (e) {
-        if (e.status !== 401) showBanner("Could not load: " + e.message, true);
-        else {  // it said "Loading…" for ever: the banner above asks for the token, this says why nothing shows
-          const jobs = document.getElementById("jobs");
-          if (jobs.textContent === "Loading…") jobs.replaceChildren(h("p", { class: "muted", id: "needs-token" }, "Nothing shown without the API token (see above)."));
+        if (e.status === 401) {
+          // it said "Loading…" for ever: the banner above asks for the token, this says why nothing shows; the
+          // lists a forgotten token had shown go, and no request is sent until a token is (it polled every 2 s
+          // for 401s; a dashboard round): entering one routes the page again
+          document.getElementById("jobs").replaceChildren(window.Dash.needsToken());
+          for (const id of ["runs", "datasets"]) document.getElementById(id).replaceChildren();
+          main.setAttribute("data-ready", "home");
+          return;
         }
+        showBanner("Could not load: " + e.message, true);
       }
       main.setAttribute("data-ready", "home");
       timer = setTimeout(tick, POLL_MS);

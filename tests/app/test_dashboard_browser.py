@@ -408,10 +408,17 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
         driver.get(f"{base}/")  # the home page said "Loading…" for ever without the token
         wait_for(lambda: driver.js("const n = document.getElementById('needs-token'); return n && n.textContent")
                  == "Nothing shown without the API token (see above).", 60, interval=0.2, what="home without token")
+        _requested_urls(driver)  # drain: it then polled /api/jobs every 2 s for 401s (a dashboard round)
+        time.sleep(4.5)
+        assert [u for u in _requested_urls(driver) if "/api/" in u] == []
         driver.get(f"{base}/runs/{finished.mr2}")
         wait_for(lambda: "needs an API token" in driver.js("return document.getElementById('banner').textContent"),
                  60, interval=0.2, what="token banner")
         assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 0
+        # the page says why it is empty ("Loading…" stayed under the banner; a dashboard round)
+        wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready") == "needs-token", 60,
+                 interval=0.2, what="run page without token")
+        assert driver.js("return document.querySelector('main #needs-token') !== null")
         # a wrong token is said to be refused (the banner asked for a token as if none had been given)
         driver.js("""document.getElementById('token-input').value = 'wrong-token';
                      document.querySelector('#token-form button[type=submit]').click();""")
@@ -425,6 +432,15 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
         assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 6
         assert driver.js("return sessionStorage.getItem('mr2probe-token')") == "dash-token"
         assert driver.js("return localStorage.length") == 0  # never persisted beyond the tab
+        # "Forget" takes the report off the page with the token (it stayed on screen; a dashboard round)
+        driver.js("document.getElementById('token-clear').click()")
+        wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready") == "needs-token", 60,
+                 interval=0.2, what="report gone with the token")
+        assert driver.js("return document.querySelectorAll('#per-class-chart rect.bar').length") == 0
+        driver.js("""document.getElementById('token-input').value = 'dash-token';
+                     document.querySelector('#token-form button[type=submit]').click();""")
+        wait_for(lambda: driver.js("return document.querySelector('main').dataset.ready === 'run'"), 60,
+                 interval=0.2, what="run page rendered with the token again")
         # thumbnails need the token too (the API refuses requests without it): fetched with the header, on the
         # ERM run of the fixture, which gets some test images wrong
         driver.get(f"{base}/runs/{finished.erm}")
