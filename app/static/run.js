@@ -595,10 +595,14 @@
 
   // ---- per-class table ------------------------------------------------------------------------------
   /** What the per-class table's columns a user cannot guess are (a new-user round: their tooltips said only "sort"). */
-  function perClassNote(report) {
+  function perClassNote(report, compared) {
     const seeds = ((report.seeds || {}).values || []).length;
     return h("p", { class: "muted note", id: "per-class-note" },
-      `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
+      // compared, the group, val and stability columns are the compared run's (the thirds every delta uses), not
+      // this run's own, which its warnings name: the two read as contradicting each other (a dashboard round)
+      (compared ? `Group, val and stability: those of ${compared}, the compared run, whose thirds every delta on `
+        + "this page uses; this run's own thirds (its warnings, its report) can differ. " : "")
+      + `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
       + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
       + "definitions). "
       + "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give)"
@@ -778,7 +782,7 @@
       card("Calibration of the shipped probe (test)", calibrationPanel(report, cmp ? other : null, names)),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
-      card("Per class", perClassTable(report, cmp, other), perClassNote(report)));
+      card("Per class", perClassTable(report, cmp, other), perClassNote(report, cmp ? names.other : null)));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
       const pair = ev.target.closest("#confused-pairs li[data-true], #confusion-heatmap rect.cell[data-true]:not(.diag)");

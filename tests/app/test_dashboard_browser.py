@@ -212,6 +212,10 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     for chart in ("group-chart", "r-scatter", "margin-chart"):
         assert driver.js(f"return document.getElementById('{chart}') !== null"), chart
     assert driver.js("return document.querySelectorAll('#r-scatter circle').length") == 6
+    # compared, the table's thirds are the compared run's, and its note says so (beside this run's own thirds in its
+    # warnings they read as a contradiction; a dashboard round)
+    assert driver.js("return document.getElementById('per-class-note').textContent").startswith(
+        f"Group, val and stability: those of {runs[finished.erm]}, the compared run, whose thirds every delta")
     kpi = driver.js("return document.querySelector('.kpi[data-metric=overall] .value').textContent")
     assert kpi == f"{100 * report['summary']['overall']:.1f}%"
     assert driver.js("return document.getElementById('csv-link').getAttribute('href')") == \
