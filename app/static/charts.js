@@ -98,12 +98,21 @@
   /**
    * Vertical bars per category, one or more series side by side, growing from zero (negative values downward).
    * opts: {labels, series: [{name, values, cls}], domain: [lo, hi] (default: the data and 0), fmt, id, title,
-   *        sublabels: [{text, cls}], width (target px, default 1200), height, legend (default: when > 1 series)}
+   *        sublabels: [{text, cls}], width (target px, default the page's: pageWidth), height, legend (default: when > 1 series)}
    */
+  /** The drawing width of a chart that spans a card: the page's, so that its 11 px text shows at 11 px. Drawn at
+   * 1,200 and shrunk to ~720 px on an 800 px window, its labels read 6–7 px (a dashboard round); below 560 it
+   * keeps 560 and scrolls in its card. */
+  function pageWidth() {
+    const main = document.getElementById("main");
+    const inner = main && main.clientWidth ? main.clientWidth - 70 : 1200;  // the main's and a card's padding
+    return Math.round(Math.max(560, Math.min(1200, inner)));
+  }
+
   function bars(opts) {
     const labels = opts.labels, series = opts.series, n = Math.max(labels.length, 1);
     const fmt = opts.fmt || pct;
-    const width = opts.width || 1200, plotH = opts.height || 220;
+    const width = opts.width || pageWidth(), plotH = opts.height || 220;
     const values = series.flatMap((s) => s.values.filter(isNum));
     const dataLo = Math.min(0, ...values), dataHi = Math.max(0, ...values);
     const scale = niceTicks(opts.domain ? opts.domain[0] : dataLo, opts.domain ? opts.domain[1] : dataHi, 5);

@@ -131,6 +131,9 @@ class WebDriver:
     def js(self, script: str, args: list | None = None):
         return self._cmd("POST", "/execute/sync", {"script": script, "args": args or []})
 
+    def window(self, width: int, height: int) -> None:
+        self._cmd("POST", "/window/rect", {"width": width, "height": height})
+
     def log(self, kind: str) -> list[dict]:
         return self._cmd("POST", "/se/log", {"type": kind})
 
@@ -332,6 +335,18 @@ def test_run_page_charts_are_legible(driver, live_server, finished):
     heads = driver.js("""return Array.from(document.querySelectorAll('#per-class-table th')).map(
         th => [th.textContent, getComputedStyle(th).textTransform]);""")
     assert ["rₖ", "none"] in heads and ["γₖ", "none"] in heads
+    # on an 800 px window the full-width charts are drawn for it: drawn at 1,200 and shrunk to 720 px their text
+    # read 6-7 px (a dashboard round)
+    driver.window(800, 1800)
+    try:
+        _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+        scales = driver.js("""return ['per-class-chart', 'reliability-chart', 'margin-chart'].map(id => {
+            const svg = document.getElementById(id);
+            return svg.getBoundingClientRect().width / Number(svg.dataset.width); });""")
+        assert all(scale > 0.95 for scale in scales), scales
+        assert driver.js("return document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+    finally:
+        driver.window(1400, 1800)
 
 
 def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
