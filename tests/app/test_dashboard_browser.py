@@ -291,7 +291,7 @@ def _overlap(a, b) -> bool:
     return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
 
 
-def test_run_page_charts_are_legible(driver, live_server, finished):
+def test_run_page_charts_are_legible(driver, live_server, finished, tmp_path):
     """The defects of issue 14: margin bars from zero with a legend, labelled and unclipped scatter, full width."""
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
     report = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
@@ -345,6 +345,7 @@ def test_run_page_charts_are_legible(driver, live_server, finished):
             return svg.getBoundingClientRect().width / Number(svg.dataset.width); });""")
         assert all(scale > 0.95 for scale in scales), scales
         assert driver.js("return document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+        driver.screenshot(tmp_path / "run_800.png")
     finally:
         driver.window(1400, 1800)
 
