@@ -358,8 +358,16 @@
     svg.appendChild(el("rect", { x: left, y: top, width: Math.max(0, bx - left), height: h, class: "over-budget" }));
     svg.appendChild(el("line", { x1: bx, x2: bx, y1: top, y2: top + h, class: "budget", id: opts.id ? opts.id + "-budget" : null,
                                  "data-budget": budget }));
-    svg.appendChild(el("text", { x: bx - 4, y: top + 12, "text-anchor": "end", class: "budget-label" },
+    // at the end of the line away from Δ hard = 0, where the reference and the candidates that equal it sit (it
+    // overlapped them and their "×2" where no candidate gained; a dashboard round)
+    const budgetY = sy(0) - top < h / 2 ? top + h - 6 : top + 12;
+    svg.appendChild(el("text", { x: bx - 4, y: budgetY, "text-anchor": "end", class: "budget-label" },
                        budget ? `budget −${fixed(100 * budget, 2)} pt` : "budget: no overall drop"));
+    // a label right of its point, or left of it where it would leave the plot ("chos" at Δ = 0 on the right edge)
+    const beside = (px, py, text, cls, extra) => {
+      const right = px + 10 + textWidth(text) <= left + w;
+      return el("text", { x: right ? px + 10 : px - 10, y: py, "text-anchor": right ? "start" : "end", class: cls, ...extra }, text);
+    };
     svg.appendChild(el("text", { x: left + w / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" },
                        `Δ ${opts.overall || "overall accuracy"} on val (points, vs reference)`));
     const yTitleX = Math.max(12, left - 14 - Math.max(...ys.ticks.map((t) => textWidth(ptFmt(t, ys.decimals)))));
@@ -387,7 +395,7 @@
       if (p.chosen) mark.setAttribute("data-chosen", "true");
       mark.appendChild(el("title", {}, tip));
       g.appendChild(mark);
-      if (p.chosen) g.appendChild(el("text", { x: sx(x) + 10, y: sy(y) - 8, class: "point-label chosen-label" }, "chosen"));
+      if (p.chosen) g.appendChild(beside(sx(x), sy(y) - 8, "chosen", "point-label chosen-label"));
     }
     // candidates at one point draw as one dot: "none of 8" beside 2 dots read as 6 missing (a new-user round); the
     // count stands beside each shared point (the reference's too, candidates scoring exactly as it)
@@ -400,8 +408,8 @@
       const n = group.filter((p) => !p.reference).length;
       if (n < 2 && !(n === 1 && group.some((p) => p.reference))) continue;
       const x = dx(group[0]), y = dy(group[0]);
-      svg.appendChild(el("text", { x: sx(x) + 9, y: sy(y) + 14, class: "point-label shared-count", "data-count": n },
-                         `×${n}${group.some((p) => p.reference) ? " at the reference" : ""}`));
+      svg.appendChild(beside(sx(x), sy(y) + 14, `×${n}${group.some((p) => p.reference) ? " at the reference" : ""}`,
+                             "point-label shared-count", { "data-count": n }));
     }
     return svg;
   }

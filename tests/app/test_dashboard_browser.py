@@ -1189,6 +1189,19 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         {params: {eta: 5}, val_overall_delta: 0.01, val_hard_delta: 0.02}]});
         return [...svg.querySelectorAll('text.shared-count')].map(t => t.textContent).sort();""")
     assert shared == ["×2", "×2 at the reference"]
+    # labels stay inside the plot ("chos" at Δ overall = 0 on the right edge), and the budget's label away from the
+    # points at Δ hard = 0 where none gained (it overlapped them and their "×2"; a dashboard round)
+    edge = driver.js("""document.body.appendChild(Object.assign(document.createElement('div'), {id: 'edge-test'}));
+        const svg = Charts.frontier({points: [{reference: true, params: {}},
+          {params: {eta: 1}, val_overall_delta: 0, val_hard_delta: -0.02, chosen: true},
+          {params: {eta: 2}, val_overall_delta: -0.01, val_hard_delta: 0}, {params: {eta: 3}, val_overall_delta: -0.01, val_hard_delta: 0}]});
+        document.getElementById('edge-test').appendChild(svg);
+        const box = (e) => e.getBBox(), plot = svg.querySelector('.axis line:last-child').getBBox();
+        const inside = [...svg.querySelectorAll('text.point-label')].every(t => box(t).x + box(t).width <= plot.x + plot.width + 1);
+        const budget = box(svg.querySelector('text.budget-label')), zero = Number(svg.querySelector('line.origin').getAttribute('y1'));
+        document.getElementById('edge-test').remove();
+        return [inside, Math.abs(budget.y + budget.height / 2 - zero)];""")
+    assert edge[0] and edge[1] > 40, edge
     # numbers as the CLI writes them (:g), not every digit of a float (found by an outside round)
     assert driver.js("return document.querySelector('#frontier-chart [data-chosen]').dataset.params") == \
         "eta=0.01, weight_decay=0.0143266"
