@@ -159,11 +159,15 @@ MAX_PER_CLASS_HELP = ("at most this many images per class in each given split (t
 MAX_PER_CLASS = 10**9  # images per class an extraction keeps at most (the launch form reads it from /launch/choices)
 
 
+VAL_FRACTION_BOUNDS = (0.0, 1.0)  # the share of train carved out as val: strictly between
+
+
 class ExtractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1, 1.0 not 1 (an attack round)
     batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE, description="images per chunk (default: server "
                                    "setting)")
-    val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=0.0, lt=1.0, allow_inf_nan=False,
+    val_fraction: float = Field(DEFAULT_VAL_FRACTION, gt=VAL_FRACTION_BOUNDS[0], lt=VAL_FRACTION_BOUNDS[1],
+                                allow_inf_nan=False,
                                 description="share of train carved out as val if absent")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     max_per_class: int | None = Field(None, ge=1, le=MAX_PER_CLASS, description=MAX_PER_CLASS_HELP)

@@ -92,7 +92,9 @@ def launch_choices() -> dict[str, Any]:
     from probe.config import MAX_OVERALL_DROP
     from probe.params import MAX_EPOCHS
 
-    from ..schemas import MAX_PER_CLASS
+    from feature_cache.defaults import DEFAULT_VAL_FRACTION
+
+    from ..schemas import MAX_PER_CLASS, VAL_FRACTION_BOUNDS
     from probe.decision import IMBALANCE_RATIO
     from probe.metrics import OVERALL_METRICS
     from probe.names import MAX_NAME
@@ -108,6 +110,9 @@ def launch_choices() -> dict[str, Any]:
         # the form's bounds, as the API's: the archives an upload may be, a name's length, the budget's largest
         "archives": list(ARCHIVE_SUFFIXES), "max_name": MAX_NAME, "max_overall_drop": MAX_OVERALL_DROP,
         "max_epochs": MAX_EPOCHS, "max_per_class": MAX_PER_CLASS,
+        # the share of train carved out as val where a data set has no val/ (a post-hoc bias that could not be
+        # tested advised "a larger val_fraction", which the form did not offer; a dashboard round)
+        "val_fraction": {"default": DEFAULT_VAL_FRACTION, "min": VAL_FRACTION_BOUNDS[0], "max": VAL_FRACTION_BOUNDS[1]},
     }
 
 

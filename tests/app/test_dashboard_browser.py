@@ -575,10 +575,16 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     _value(driver, "budget", "0.5")
     _value(driver, "head", "cosine")
     _value(driver, "max-per-class", "20")
+    _value(driver, "val-fraction", "0.3")  # the share a post-hoc bias's advice names (the form lacked it)
     assert driver.js("return Launch.jobBody('ds_x')") == {
-        "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0", "options": {"max_per_class": 20},
+        "kind": "pipeline", "dataset_id": "ds_x", "encoder": "effnet-lite0",
+        "options": {"max_per_class": 20, "val_fraction": 0.3},
         "probes": [{"head": "cosine", "epochs": 3, "loss": "ce"},
                    {"head": "cosine", "epochs": 3, "preset": "disparity", "max_overall_drop": 0.5}]}
+    _value(driver, "val-fraction", "")
+    from feature_cache.defaults import DEFAULT_VAL_FRACTION
+
+    assert choices["val_fraction"] == {"default": DEFAULT_VAL_FRACTION, "min": 0.0, "max": 1.0}
     assert driver.js("return Array.from(document.querySelectorAll('#overall-metric option')).map(o => o.value)") == \
         choices["overall_metrics"] == ["accuracy", "balanced"]
     _value(driver, "overall-metric", "balanced")  # both probes select on it: the preset's reference is the ERM run
@@ -987,9 +993,11 @@ def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, 
     choices = httpx.get(base + "/launch/choices").json()
     cv = choices["cv"]
     errors = "return Launch.numberErrors(document.getElementById('launch-form'))"
-    for field, value in (("epochs", "0"), ("max-per-class", "2.5"), ("cv", str(cv["max"] + 1)), ("budget", "1e9")):
+    for field, value in (("epochs", "0"), ("max-per-class", "2.5"), ("cv", str(cv["max"] + 1)), ("budget", "1e9"),
+                         ("val-fraction", "1")):
         _value(driver, field, value)
     got = driver.js(errors)
+    assert got["limits-val"] == "The validation share must be a number from 0.01 to 0.99; got 1."
     assert got["limits"] == f"Training epochs must be a whole number from 1 to {choices['max_epochs']}; got 0."
     assert got["limits-cap"] == (f"Images per class must be a whole number from 1 to {choices['max_per_class']}; "
                                  "got 2.5.")
@@ -1011,7 +1019,7 @@ def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, 
     driver.js("document.querySelectorAll('fieldset.probes-only').forEach((f) => { f.disabled = true; })")
     assert driver.js(errors) == {}
     driver.js("document.querySelectorAll('fieldset.probes-only').forEach((f) => { f.disabled = false; })")
-    for field in ("epochs", "max-per-class", "cv", "budget"):
+    for field in ("epochs", "max-per-class", "cv", "budget", "val-fraction"):
         _value(driver, field, "")
     assert driver.js(errors) == {}
 
