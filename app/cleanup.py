@@ -43,8 +43,8 @@ def queued_heir(store: Store, job_id: str) -> str | None:
     if mine is None:
         return None
     return next((job["id"] for job in store.list_jobs(JobStatus.queued, limit=1_000_000)
-                 if job["id"] != job_id and not job["result"].get("extraction")
-                 and _extraction_request(job["request"]) == mine), None)
+                 if job["id"] != job_id and not job["result"].get("extraction") and "cache_id" not in job["result"]
+                 and _extraction_request(job["request"]) == mine), None)  # with a cache_id it extracts nothing
 
 
 def _extraction_request(request: dict) -> tuple | None:

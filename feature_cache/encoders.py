@@ -537,7 +537,7 @@ def _path_kind(name: str) -> str | None:
     try:
         path = Path(name).expanduser()
         return "file" if path.is_file() else "dir" if path.is_dir() else None
-    except OSError:
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: "~nosuchuser"; ValueError: a NUL byte
         return None
 
 

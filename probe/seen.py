@@ -49,7 +49,12 @@ class SeenSources:
         return cls({split: source_digests(sources[split]) for split in SEEN_SPLITS if split in sources})
 
     def save(self, run_dir: str | Path) -> None:
-        np.savez(Path(run_dir) / SEEN_FILE, **self.digests)
+        """Written whole or not at all (a temporary file renamed): a cut-off write left a file np.load failed on."""
+        path = Path(run_dir) / SEEN_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **self.digests)
+        tmp.replace(path)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> SeenSources | None:
@@ -62,7 +67,7 @@ class SeenSources:
             with np.load(path, allow_pickle=False) as data:
                 return cls({split: np.asarray(data[split], dtype=np.uint64) for split in SEEN_SPLITS
                             if split in data.files})
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
             logger.warning("%s cannot be read (%s): scores on other caches go without the seen-images check",
                            path, exc)
             return None

@@ -49,8 +49,9 @@ def check_out_apart(out, *, runs=(), inputs=()) -> None:
 
     from probe.deploy import PROBE_FILES
     from probe.predictions import PREDICTIONS_FILE
+    from probe.seen import SEEN_FILE
 
-    run_files = {*PROBE_FILES, "per_class.csv", PREDICTIONS_FILE}
+    run_files = {*PROBE_FILES, "per_class.csv", PREDICTIONS_FILE, SEEN_FILE}
 
     target = Path(out).resolve()
     for path in inputs:

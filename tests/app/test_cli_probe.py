@@ -451,6 +451,8 @@ def test_an_out_that_is_an_input_or_a_run_file_is_refused(erm_dir, cache, tmp_pa
             (["predict", str(erm_dir), "--features", str(cache), "--out", str(erm_dir / "head.safetensors")],
              "head.safetensors"),
             (["predict", str(erm_dir), "--features", str(cache), "--out", str(cache)], None),
+            (["predict", str(erm_dir), "--features", str(cache), "--out", str(erm_dir / "seen_sources.npz")],
+             "seen_sources.npz"),
             (["report", str(erm_dir), "--format", "html", "--out", str(erm_dir / "report.json")], "report.json"),
             (["report", str(erm_dir / "report.json"), "--format", "md", "--out", str(erm_dir / "per_class.csv")],
              "per_class.csv"),

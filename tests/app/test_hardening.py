@@ -425,6 +425,7 @@ def test_upload_name_field_is_checked_not_truncated(service):
     # a name the system cannot look up as a file (too long) was a 500, and came back whole in each refusal
     ("encoder", "openclip:ViT-B-32:" + "a" * 300, f"openclip:ViT-B-32: {'a' * 60!r}… (300 characters) is neither"),
     ("encoder", "openclip:" + "A" * 1000, f"architecture {'A' * 60!r}… (1,000 characters); e.g. "),
+    ("encoder", "openclip:ViT-B-32:~nosuchuser", "'~nosuchuser' is neither"),  # a RuntimeError in expanduser: a 500
 ])
 def test_unusable_encoders_are_422_at_submission(service, field, value, fragment):
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()

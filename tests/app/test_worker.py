@@ -283,12 +283,15 @@ def test_a_cancelled_extraction_hands_its_partial_file_to_a_queued_job_of_the_sa
     store.update_result(first["id"], extraction=str(target))
     store.interrupt_running()
     other_seed = store.add_job("extract", {**request, "options": {**options, "seed": 1}})  # another file
+    reused = store.add_job("extract", request)  # queued first, but its step found a registered cache: no extraction
+    store.update_result(reused["id"], cache_id="cache_1")
     same = store.add_job("pipeline", {**request, "options": {**options, "batch_size": 8}, "probes": []})
     partial = target.with_name(target.name + ".partial")
     partial.write_bytes(b"half")
     assert runner.cancel(first["id"])["status"] == "cancelled"
     assert partial.exists() and store.get_job(same["id"])["result"]["extraction"] == str(target)
     assert "extraction" not in store.get_job(other_seed["id"])["result"]
+    assert "extraction" not in store.get_job(reused["id"])["result"]
     assert runner.cancel(same["id"])["status"] == "cancelled"
     assert not partial.exists()  # no job left that would resume from it
 

@@ -25,5 +25,7 @@ def test_overlap_counts_each_scored_image_once_per_split(tmp_path):
     loaded = SeenSources.load(tmp_path)
     assert {k: v.tolist() for k, v in loaded.digests.items()} == {k: v.tolist() for k, v in seen.digests.items()}
     assert SeenSources.load(tmp_path / "none") is None  # a run before them
-    (tmp_path / SEEN_FILE).write_bytes(b"PK\x03\x04 cut off")  # damaged: no check, no error
-    assert SeenSources.load(tmp_path) is None
+    assert not list(tmp_path.glob("*.tmp"))  # written under another name, then renamed
+    for damaged in (b"PK\x03\x04 cut off", b""):  # damaged or empty (an EOFError, a 500 on every score route)
+        (tmp_path / SEEN_FILE).write_bytes(damaged)
+        assert SeenSources.load(tmp_path) is None  # no check, no error
