@@ -72,10 +72,15 @@ def carve_validation(features: np.ndarray, labels: np.ndarray, fraction: float, 
     Returns:
         ``((X_train, y_train), (X_val, y_val))``; the order inside each part follows the original rows.
     """
+    is_val = carved_mask(labels, fraction, seed)
+    return (features[~is_val], labels[~is_val]), (features[is_val], labels[is_val])
+
+
+def carved_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The train rows :func:`carve_validation` takes as val (a boolean mask over ``labels``)."""
     labels = np.asarray(labels, dtype=np.int64)
     rank = within_class_rank(labels, np.random.default_rng(seed))
-    is_val = rank < carved_per_class(np.bincount(labels), fraction)[labels]
-    return (features[~is_val], labels[~is_val]), (features[is_val], labels[is_val])
+    return rank < carved_per_class(np.bincount(labels), fraction)[labels]
 
 
 def carved_per_class(counts, fraction: float) -> np.ndarray:
@@ -149,6 +154,15 @@ class _Splits:
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int
     val_source: str
+    carved: np.ndarray | None = None  # the given train rows carved out as val (a mask), or None: val was given
+
+    def seen(self, sources: Mapping[str, Sequence[str]]) -> SeenSources:
+        """The digests of what this run trained and selected on: val carved from train is val, not train (its
+        images were said to be trained on; a review)."""
+        if self.carved is None or "train" not in sources:
+            return SeenSources.of(sources)
+        train = np.asarray(sources["train"], dtype=object)
+        return SeenSources.of({"train": train[~self.carved], "val": train[self.carved]})
 
 
 def _check_data(data: dict, class_names: list[str]) -> int:
@@ -182,16 +196,18 @@ def _splits(data: dict, class_names: list[str], config: ProbeConfig) -> _Splits:
     data = {split: pair for split, pair in data.items() if len(pair[1]) > 0}
     num_classes = _check_data(data, class_names)
     x_train, y_train = np.asarray(data["train"][0]), np.asarray(data["train"][1], dtype=np.int64)
+    carved = None
     if "val" in data:
         val = (np.asarray(data["val"][0]), np.asarray(data["val"][1], dtype=np.int64))
         val_source = "given"
     else:
-        (x_train, y_train), val = carve_validation(x_train, y_train, config.val_fraction, config.seeds[0])
+        carved = carved_mask(y_train, config.val_fraction, config.seeds[0])
+        (x_train, y_train), val = (x_train[~carved], y_train[~carved]), (x_train[carved], y_train[carved])
         val_source = f"carved from train (stratified, fraction {config.val_fraction}, seed {config.seeds[0]})"
     if len(val[1]) == 0:
         raise ValueError(EMPTY_VALIDATION)
     test = (np.asarray(data["test"][0]), np.asarray(data["test"][1], dtype=np.int64))
-    return _Splits(x_train, y_train, val, test, num_classes, val_source)
+    return _Splits(x_train, y_train, val, test, num_classes, val_source, carved)
 
 
 def _reference_floor(reference: Report, class_names: list[str]) -> tuple[dict[str, list[int]], float]:
@@ -778,7 +794,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)
     if out_dir is not None:
-        write_run(Path(out_dir), report, outcome.first, predictions, SeenSources.of(sources) if sources else None)
+        write_run(Path(out_dir), report, outcome.first, predictions, splits.seen(sources) if sources else None)
     if progress is not None:
         progress(1.0, "done")
     return report

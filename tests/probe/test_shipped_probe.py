@@ -236,6 +236,24 @@ def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, capl
 
 
 
+def test_val_carved_from_train_is_kept_as_val_among_the_images_a_run_saw(data, tmp_path):
+    """Without a val split run_probe carves val out of train: those images were counted as trained on (a review);
+    the seen digests keep them as val, the rest as train."""
+    from probe.run import carved_mask
+    from probe.seen import SeenSources, source_digests
+
+    given = {"train": data["train"], "test": data["test"]}  # no val: carved
+    sources = {split: [f"{split}/{i}" for i in range(len(pair[1]))] for split, pair in given.items()}
+    config = ProbeConfig(**{**FAST, "wd_grid": [0.0]})
+    run_probe(given, NAMES, config, out_dir=tmp_path / "run", sources=sources)
+    carved = carved_mask(given["train"][1], config.val_fraction, config.seeds[0])
+    assert 0 < carved.sum() < len(carved)
+    seen = SeenSources.load(tmp_path / "run")
+    train = np.array(sources["train"])
+    np.testing.assert_array_equal(seen.digests["val"], source_digests(train[carved]))
+    np.testing.assert_array_equal(seen.digests["train"], source_digests(train[~carved]))
+
+
 def test_scores_on_new_images_have_the_nll_and_top_k_of_scikit_learn():
     """A shipping round: scores on new labelled images had no NLL (null) and no top-k, which need the true class's
     logit; TrueClass reads them chunk by chunk, leaving out images of classes the probe does not have."""
