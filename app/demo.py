@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from feature_cache.defaults import DEFAULT_ENCODER
+from probe.numbers import percent
 
 from .datasets import register_dataset
 from .status import ACTIVE, JobStatus
@@ -173,7 +174,7 @@ def _closest_setting(other) -> list[str]:
 
 
 def _budget_line(holds: bool, overall_lo: float) -> list[str]:
-    return [f"It would be chosen with --max-overall-drop {-100 * overall_lo:.1f} (points of overall accuracy you "
+    return [f"It would be chosen with --max-overall-drop {percent(-overall_lo, 1)} (points of overall accuracy you "
             "accept to risk)."] if holds else []
 
 
@@ -186,14 +187,14 @@ def kept_reference_summary(erm, other) -> str:
     if erm.summary.overall_ci is not None:
         # "(seed mean)": beside a warning about the shipped head (the first seed's) another figure read as a
         # contradiction (a new-user round)
-        lines.append(f"The probe ({erm.run_id}): overall test accuracy (seed mean) {100 * erm.summary.overall:.1f} % "
+        lines.append(f"The probe ({erm.run_id}): overall test accuracy (seed mean) {percent(erm.summary.overall, 1)} % "
                      f"{interval_text(erm.summary.overall_ci)} over {sum(r.n_test for r in erm.per_class):,} test "
                      "images (95 % interval).")
     lines.append(f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:")
     for row in sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy):
         interval = f" {interval_text(row.accuracy_ci)}" if row.accuracy_ci else ""
-        confused = ", ".join(f"{c.name} {100 * c.rate:.0f} %" for c in row.top_confusions[:2])
-        accuracy = "n/a" if row.accuracy is None else f"{100 * row.accuracy:.1f} %"
+        confused = ", ".join(f"{c.name} {percent(c.rate, 0)} %" for c in row.top_confusions[:2])
+        accuracy = "n/a" if row.accuracy is None else f"{percent(row.accuracy, 1)} %"
         lines.append(f"  {row.name:<16} {row.group:<7} {accuracy}{interval}"
                      + (f"   confused with {confused}" if confused else ""))
     lines += [f"warning: {text}" for text in erm.warnings]

@@ -174,9 +174,11 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
                   test_check: str | None = None) -> str:
     """The job message of a finished run: its test accuracies, and the disparity-aware decision where one was made
     (so that a run equal to its reference does not read like a copy of it)."""
+    from probe.numbers import percent
+
     def fmt(key: str) -> str:
         value = summary.get(key)
-        return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
+        return f"{percent(value)} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
 
     from probe.report import TEST_CHECKS, VERDICT_WORDS
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import softmax
+from .numbers import percent
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_sums, snap_zero
 
 __all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
@@ -186,7 +187,7 @@ def confidence_warning(summary: dict) -> str | None:
     unsure = (" and most predictions read as unsure (below 50 %)" if lean == "under" and confidence < 0.5 else "")
     # "its (the first seed's) accuracy": beside the seeds' mean accuracy another figure read as a contradiction
     # (a new-user round)
-    return (f"The shipped head is {lean}confident: mean top-1 confidence {100 * confidence:.1f} % against its "
-            f"{100 * accuracy:.1f} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the classes is what its accuracy "
+    return (f"The shipped head is {lean}confident: mean top-1 confidence {percent(confidence, 1)} % against its "
+            f"{percent(accuracy, 1)} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the classes is what its accuracy "
             "says; its probabilities (predict --probabilities, the unsure flag) are not probabilities to read as "
             "such. A strong weight decay flattens them; temperature scaling on validation would fix the values.")

@@ -277,7 +277,7 @@ def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split
                    or any(c[n] == sizes[n] and sum(c.values()) > c[n] for n in GROUP_NAMES if c[n])), reverse=True)
     if not ties:
         return None
-    listed = "; ".join(f"{sum(by_value[v].values())} at {100 * v:.1f} % ("
+    listed = "; ".join(f"{sum(by_value[v].values())} at {percent(v, 1)} % ("
                        + " / ".join(f"{by_value[v][n]} {n}" for n in GROUP_NAMES if by_value[v][n]) + ")"
                        for v in ties[:3])
     return (f"Tied {split} accuracies span thirds ({listed}): the ranking split each tie by class index, so "

@@ -448,7 +448,7 @@ class Calibration(_Model):
         runs lists for each."""
         gap = None if self.confidence is None or self.accuracy is None else self.confidence - self.accuracy
         lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
-                f"{100 * abs(gap):.1f} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
+                f"{percent(abs(gap), 1)} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
         # "5.00% less its bias" read as "5 % less than its bias" (a new-user round)
         # "its bias" read as a post-hoc logit bias on such a run (a dashboard-only round): the estimate's own
         debiased = ("" if self.ece_debiased is None
@@ -1110,7 +1110,7 @@ def confusion_cell(class_names: list[str], true: str, predicted: str | None,
 
 def interval_text(ci: list | None) -> str:
     """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
-    return "—" if not ci or any(v is None for v in ci) else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return "—" if not ci or any(v is None for v in ci) else f"[{percent(ci[0], 1)}, {percent(ci[1], 1)}]"
 
 
 def worst_class_ci(per_class: list, name: str) -> list | None:
@@ -1127,7 +1127,7 @@ def worst_class_ci(per_class: list, name: str) -> list | None:
 def confusions_text(top: list[tuple[str, float]]) -> str:
     """A class's most frequent confusions, (name, fraction of its test predictions) pairs, as "name (per cent)";
     "—" when it has none."""
-    return ", ".join(f"{name} ({100 * rate:.1f})" for name, rate in top if rate > 0) or "—"
+    return ", ".join(f"{name} ({percent(rate, 1)})" for name, rate in top if rate > 0) or "—"
 
 
 def _header(report: Report) -> list[str]:

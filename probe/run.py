@@ -927,9 +927,9 @@ def _worst_outside_hard(report: Report, ranked: np.ndarray, split: str) -> str |
     if any(i != row.index and third_of.get(i) != row.group and same_score(ranked[i], ranked[row.index])
            for i in range(len(ranked))):  # its stability is the tie's, which the tie note says (a new-user round)
         held = " (tied there with a class of another third: the class index decided its third)"
-    return (f"{name}, the worst class on test ({100 * row.accuracy:.1f} % {interval_text(row.accuracy_ci)}), is in "
+    return (f"{name}, the worst class on test ({percent(row.accuracy, 1)} % {interval_text(row.accuracy_ci)}), is in "
             f"the {row.group} third: the thirds are ranked by {split} accuracy, where it scored "
-            f"{100 * ranked[row.index]:.1f} %{held}. A hard selection aims at the hard third, and its verdict says "
+            f"{percent(ranked[row.index], 1)} %{held}. A hard selection aims at the hard third, and its verdict says "
             "nothing of this class; with few images per class the ranks move between splits.")
 
 

@@ -28,13 +28,22 @@
   }
 
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-  /** Fixed decimals without the "-0.00" of a tiny negative number; rounded to 12 significant digits first, so that
-   * two computations of one value (67/80 and a mean of class accuracies, 0.83749999…) print alike (83.8 % and 83.7 %
-   * side by side: a dashboard round), as probe.numbers.percent does. */
+  /** ``digits`` decimals as every view writes a number (probe.numbers.fixed, the same rule): rounded to 12
+   * significant digits, then half away from zero, never "-0.00". 67/80 and a mean of class accuracies
+   * (0.83749999…) printed 83.8 % and 83.7 % side by side (a dashboard round), and toFixed's ties up against
+   * Python's ties to even printed 65/80 as 81.3 % here and 81.2 in the CLI (a review). */
   function fixed(v, digits) {
     if (!isNum(v)) return "–";
-    const s = Number(v.toPrecision(12)).toFixed(digits);
-    return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
+    const p = Math.abs(v).toPrecision(12);
+    let s;
+    if (p.includes("e")) s = Math.abs(v).toFixed(digits);  // below 1e-6 or from 1e21: no tie left to settle
+    else {
+      const [whole, frac = ""] = p.split("."), padded = frac.padEnd(digits + 1, "0");
+      const n = BigInt(whole + padded.slice(0, digits)) + (padded[digits] >= "5" ? 1n : 0n);
+      const t = n.toString().padStart(digits + 1, "0");
+      s = digits > 0 ? `${t.slice(0, -digits)}.${t.slice(-digits)}` : t;
+    }
+    return v < 0 && /[1-9]/.test(s) ? "-" + s : s;
   }
   const pct = (v) => isNum(v) ? fixed(100 * v, 1) + "%" : "–";
   const textWidth = (s) => CHAR_PX * String(s).length;

@@ -35,3 +35,17 @@ def test_two_computations_of_one_value_print_alike():
     assert macro != 67 / 80 and abs(macro - 67 / 80) < 1e-15
     assert percent(macro, 1) == percent(67 / 80, 1)
     assert percent(0.123449, 2) == "12.34" and percent(0.0001234, 4) == "0.0123"  # digits, not 12 significant
+
+
+def test_ties_go_away_from_zero_as_on_the_dashboard():
+    """Python's :.1f ties to even (65/80 → 81.2) where the dashboard's JavaScript ties up (81.3 %): one rule for
+    both, half away from zero after 12 significant digits (tests/app/test_dashboard_browser.py checks the JS)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from probe.numbers import fixed
+
+    assert percent(65 / 80, 1) == "81.3" and f"{100 * 65 / 80:.1f}" == "81.2"
+    assert fixed(1.005, 2) == "1.01" and fixed(2.675, 2) == "2.68"  # their binary values lie just below the tie
+    assert signed_points(-0.0125) == "-1.3" and signed_points(0.0125) == "+1.3" and signed_points(-1e-9) == "+0.0"
+    for k in range(81):  # every k/80: the tie rule of the decimal module
+        assert percent(k / 80, 1) == str(Decimal(str(100 * k / 80)).quantize(Decimal("0.1"), ROUND_HALF_UP))
