@@ -441,15 +441,20 @@ def _held_back(comparison: Comparison, metric: str) -> str:
     their images do not say the same (the hard third's said it bare while its class row said "within noise"; a
     statistics review)."""
     named = [("hard", "hard third's"), ("overall", "overall") if metric == "accuracy" else ("balanced", "balanced")]
+    # (overall's images are those of the discordance sentence: its test is that sentence's)
     metrics = comparison.metrics
     held = "".join(held_back_sentence(label, metrics[key].delta_ci, metrics[key].changed, metrics[key].p_value,
                                       metrics[key].beyond_noise) for key, label in named)
-    hard = metrics["hard"]
-    if hard.beyond_noise and comparison.discordant is not None and _too_few_to_tell(comparison.discordant):
-        # "too few or too even to tell them apart" of all the images read as of the hard third too, whose own
-        # images do tell them apart (a new-user round)
-        held += (f" The hard third's images do tell them apart (other better on {hard.changed[0]:,}, base on "
-                 f"{hard.changed[1]:,}: sign-flip test p = {hard.p_value:.2g}).")
+    if comparison.discordant is None or not _too_few_to_tell(comparison.discordant):
+        return held
+    # "too few or too even to tell them apart" of all the images read as of the hard third too, whose own images
+    # do tell them apart (a new-user round); and of balanced accuracy, whose test weighs each class alike (a review)
+    said = {"hard": "The hard third's images", "balanced": "Weighed class by class (balanced accuracy), the images"}
+    for key, _ in named:
+        row = metrics[key]
+        if row.beyond_noise and key in said:
+            held += (f" {said[key]} do tell them apart (other better on {row.changed[0]:,}, base on "
+                     f"{row.changed[1]:,}: sign-flip test p = {row.p_value:.2g}).")
     return held
 
 

@@ -536,3 +536,29 @@ def test_balanced_accuracy_has_its_test_and_a_hard_third_beyond_noise_is_said_be
     assert "too few or too even to tell them apart" in cmp.verdict_text
     assert cmp.verdict_text.endswith("The hard third's images do tell them apart (other better on 0, base on 6: "
                                      "sign-flip test p = 0.031).")
+
+
+def test_balanced_accuracy_beyond_noise_is_said_beside_images_too_even_overall():
+    """Both runs selected on balanced accuracy, the verdict's leading number: its test weighs each class alike, so
+    6 of 6 images fixed in a small class can tell the runs apart where 6 better and 10 worse over all images do not
+    (a review)."""
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), [6, 200, 50])
+    base_pred = labels.copy()
+    base_pred[:6] = 1  # the base run gets the small class wrong
+    other_pred = labels.copy()
+    other_pred[6:16] = 0  # the other run fixes it and breaks 10 of the large class
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [1], "medium": [2], "hard": [0]}
+    names = list("abc")
+    base = _rep("erm", [0.0, 1.0, 1.0], groups, 250 / 256, names=names)
+    other = _rep("x", [1.0, 0.95, 1.0], groups, 246 / 256, names=names)
+    for report in (base, other):
+        report.config["overall_metric"] = "balanced"
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                        Predictions(labels, other_pred[None], conf)))
+    balanced = cmp.metrics["balanced"]
+    assert balanced.changed == [6, 10] and balanced.beyond_noise and cmp.discordant.p_value > 0.05
+    assert ("Weighed class by class (balanced accuracy), the images do tell them apart (other better on 6, base on "
+            f"10: sign-flip test p = {balanced.p_value:.2g}).") in cmp.verdict_text
