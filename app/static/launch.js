@@ -107,14 +107,17 @@
         h("input", { type: "file", id: "archive", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
         h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
       h("div", { class: "source-pane", "data-source": "path" },
-        h("input", { id: "dataset-path", placeholder: "/data/my-images (under the server's MR2PROBE_DATA_ROOT)", size: 50 })),
+        h("input", { id: "dataset-path", placeholder: "/data/my-images", size: 50 }),
+        h("div", { class: "hint" }, "A folder under the server's MR2PROBE_DATA_ROOT.")),
       h("div", { class: "source-pane", "data-source": "cache" },
         labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
           labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,
             disabled: c.problem ? "disabled" : null, title: c.problem || null }, Dash.cacheLabel(c, datasets))))
           : h("p", { class: "muted" }, "No labelled feature cache yet."),
-        h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract (under the server's MR2PROBE_DATA_ROOT)", size: 50 }),
-        h("div", { class: "hint" }, "The probes train on these features as they are: no extraction, so the encoder and the "
+        // the path's whereabouts in the hint: the placeholder was cut off at "(under the server's" (a dashboard round)
+        h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract", size: 50 }),
+        h("div", { class: "hint" }, "A file path is under the server's MR2PROBE_DATA_ROOT. "
+          + "The probes train on these features as they are: no extraction, so the encoder and the "
           + "images-per-class cap do not apply. A file extracted elsewhere needs its data set registered here first.")),
       h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: choices.max_name }),
         h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
@@ -275,15 +278,16 @@
       + "accuracy over the images favours the frequent ones; balanced weighs every class alike." : "";
   }
 
-  /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */
   /** The share of train carved out as val where the data set has no val/ folder (a post-hoc bias that could not be
-   * tested advised a larger one, which the form did not offer; a dashboard round). */
+   * tested advised a larger one, which the form did not offer; a dashboard round): the API's bounds, both excluded. */
   function valFractionField(bounds) {
     if (!bounds) return null;  // a server before it
-    return field("Validation share of train", h("input", { id: "val-fraction", type: "number", min: 0.01, max: 0.99, step: "any", placeholder: `${bounds.default} (default)` }), "limits-val",
-      "Where the data set has no val/ folder, this share of each class's train images is held out to choose hyper-parameters and groups (between 0 and 1).");
+    return field("Validation share of train", h("input", { id: "val-fraction", type: "number", min: bounds.min, max: bounds.max, step: "any",
+      "data-exclusive": "true", placeholder: `${bounds.default} (default)` }), "limits-val",
+      `Where the data set has no val/ folder, this share of each class's train images is held out to choose hyper-parameters and groups (between ${bounds.min} and ${bounds.max}); a val/ folder is used as it is.`);
   }
 
+  /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */
   function cvField(cv) {
     if (!cv) return null;  // a server before the cv option
     return field("Cross-validation folds (small data)", h("input", { id: "cv", type: "number", min: 0, max: cv.max, step: 1, "data-min-nonzero": cv.min, placeholder: `${cv.default} (default)` }), "cv",
@@ -309,10 +313,11 @@
       const value = Number(input.value), min = input.min === "" ? -Infinity : Number(input.min);
       const max = input.max === "" ? Infinity : Number(input.max);
       const floor = input.dataset.minNonzero ? Number(input.dataset.minNonzero) : null;  // folds: 0, or min to max
-      const whole = input.step === "1";
-      if (!Number.isFinite(value) || value < min || value > max || (whole && !Number.isInteger(value))
-          || (floor !== null && value !== 0 && value < floor)) {
-        const range = floor !== null ? `0, or from ${floor} to ${max}` : max === Infinity ? `at least ${min}` : `from ${min} to ${max}`;
+      const whole = input.step === "1", open = input.dataset.exclusive === "true";  // the share: strictly between
+      if (!Number.isFinite(value) || value < min || value > max || (open && (value === min || value === max))
+          || (whole && !Number.isInteger(value)) || (floor !== null && value !== 0 && value < floor)) {
+        const range = floor !== null ? `0, or from ${floor} to ${max}` : max === Infinity ? `at least ${min}`
+          : open ? `between ${min} and ${max}, both excluded` : `from ${min} to ${max}`;
         errors[key] = `${name} must be ${whole ? "a whole number" : "a number"}${floor !== null ? ":" : ""} ${range}; got ${input.value.trim()}.`;
       }
     }

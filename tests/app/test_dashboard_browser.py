@@ -997,7 +997,7 @@ def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, 
                          ("val-fraction", "1")):
         _value(driver, field, value)
     got = driver.js(errors)
-    assert got["limits-val"] == "The validation share must be a number from 0.01 to 0.99; got 1."
+    assert got["limits-val"] == "The validation share must be a number between 0 and 1, both excluded; got 1."
     assert got["limits"] == f"Training epochs must be a whole number from 1 to {choices['max_epochs']}; got 0."
     assert got["limits-cap"] == (f"Images per class must be a whole number from 1 to {choices['max_per_class']}; "
                                  "got 2.5.")
