@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
-from .numbers import percent
+from .numbers import fixed, percent
 from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
                      confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
@@ -117,7 +117,7 @@ def _per_class_rows(report: dict) -> list[list[str]]:
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
              percent(r.get("val_accuracy")),
-             percent(r.get("precision")), percent(r.get("recall")), "—" if r.get("f1") is None else f"{r['f1']:.3f}",
+             percent(r.get("precision")), percent(r.get("recall")), "—" if r.get("f1") is None else fixed(r["f1"], 3),
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
 
 

@@ -6,7 +6,7 @@ helper (five, with different handling of a missing score); they call these, nami
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 __all__ = ["percent", "signed_points", "is_missing", "fixed"]
 
@@ -21,7 +21,10 @@ def fixed(value: float, digits: int) -> str:
     away from zero, never ``-0.0``; the dashboard's ``Charts.fixed`` is the same rule. 67/80 and a mean of class
     accuracies (0.83749999…) printed 83.8 and 83.7 side by side (a dashboard round), and Python's ties to even
     against JavaScript's ties up printed 65/80 as 81.2 here and 81.3 % on the dashboard (a review)."""
-    rounded = Decimal(f"{abs(value):.12g}").quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    if not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf": as format() wrote them
+    rounded = Decimal(f"{abs(value):.12g}").quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP,
+                                                      context=Context(prec=400))  # any finite float's digits
     text = f"{rounded:f}"
     return "-" + text if value < 0 and rounded != 0 else text
 

@@ -41,7 +41,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
                       worst_class)
 from .predictions import PREDICTIONS_FILE
 from .seen import SEEN_FILE
-from .numbers import percent
+from .numbers import fixed, percent
 from .selection import VERDICTS, format_delta, same_score
 from .uncertainty import wilson_interval
 
@@ -1074,7 +1074,11 @@ def empty_third(key: str, value: float | None) -> bool:
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:
-    return "—" if x is None else format(x, fmt)
+    """``x`` in ``fmt``; fixed decimals (".3f") by the one rule of every view (:func:`probe.numbers.fixed`: an F1 of
+    0.8125 read 0.812 here and 0.813 on the dashboard; a review)."""
+    if x is None:
+        return "—"
+    return fixed(x, int(fmt[1:-1])) if re.fullmatch(r"\.\d+f", fmt) else format(x, fmt)
 
 
 def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:

@@ -16,7 +16,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from probe.numbers import percent
+from probe.numbers import fixed, percent
 
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
 from . import check_out_apart, check_out_file
@@ -167,7 +167,7 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
     lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
                  f"{'F1':>6}")  # F1 a fraction, as mr2probe report shows it (it was in percent here)
     lines += [f"{cut_name(c.name, width):<{width}} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
-              f"{_pct(c.precision):>11} {'—' if c.f1 is None else f'{c.f1:.3f}':>6}" for c in shown]
+              f"{_pct(c.precision):>11} {'—' if c.f1 is None else fixed(c.f1, 3):>6}" for c in shown]
     if len(present) > len(shown):
         lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")
     if check is not None:

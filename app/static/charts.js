@@ -36,7 +36,9 @@
     if (!isNum(v)) return "–";
     const p = Math.abs(v).toPrecision(12);
     let s;
-    if (p.includes("e")) s = Math.abs(v).toFixed(digits);  // below 1e-6 or from 1e21: no tie left to settle
+    // toPrecision writes exponents below 1e-6 and from 1e12: the 12-digit number, then toFixed (a tie there is
+    // settled by its binary value; shown numbers lie far from both ends)
+    if (p.includes("e")) s = Number(p).toFixed(digits);
     else {
       const [whole, frac = ""] = p.split("."), padded = frac.padEnd(digits + 1, "0");
       const n = BigInt(whole + padded.slice(0, digits)) + (padded[digits] >= "5" ? 1n : 0n);

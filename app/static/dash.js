@@ -79,7 +79,11 @@
 
   const pct = (v) => window.Charts.pct(v);
   const num = (v, d = 3) => window.Charts.fixed(v, d);
-  const signedPt = (d, digits = 1) => (d > 0 ? "+" : "") + window.Charts.fixed(100 * d, digits);
+  // "+0.0" as the CLI and exports write a zero difference (probe.numbers.signed_points), never "-0.0"
+  const signedPt = (d, digits = 1) => {
+    const s = window.Charts.fixed(100 * d, digits);
+    return isNum(d) && !s.startsWith("-") ? "+" + s : s;
+  };
 
   /** Whether an improvement decided on validation held on test (report.selection.test_check): {text, short, detail,
    * tone} for each, as the reports word it (probe.report.TEST_CHECKS, loaded by /words.js); `sentence` is the run

@@ -464,7 +464,7 @@
     const rows = s.per_class.filter((c) => c.n > 0 || isNum(c.precision)).sort(worstFirst)
       .map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
         h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)),
-        h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, isNum(c.f1) ? c.f1.toFixed(3) : "–")));
+        h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, num(c.f1, 3))));
     const unknown = Object.entries(s.unknown || {});
     const same = s.matches_report;
     return [

@@ -257,9 +257,9 @@ def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, fi
                        ("hard", "hard"), ("worst_class", "worst class")]:
         assert shown[label] == pytest.approx(cmp["metrics"][key]["delta"], abs=1e-12), key
     sub = driver.js("return Array.from(document.querySelectorAll('#group-chart text.sublabel')).map(t => t.textContent)")
-    assert [t.split(" pt")[0] for t in sub] == [
-        ("+" if cmp["metrics"][g]["delta"] > 0 else "") + f"{100 * cmp['metrics'][g]['delta']:.1f}".replace("-0.0", "0.0")
-        for g in ("easy", "medium", "hard")]
+    from probe.numbers import signed_points  # "+0.0" for no change, as the CLI and exports write it
+
+    assert [t.split(" pt")[0] for t in sub] == [signed_points(cmp["metrics"][g]["delta"]) for g in ("easy", "medium", "hard")]
     rows = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(
         r => [r.dataset.class, Number(r.querySelector('[data-delta]').dataset.delta)]);""")
     assert dict(rows) == pytest.approx({r["name"]: r["delta"] for r in cmp["per_class"]}, abs=1e-12)

@@ -10,6 +10,7 @@ import numpy as np
 
 from probe import ProbeConfig, run_probe
 from probe.export import EXPORT_FORMATS, MATRIX_MAX_CLASSES, report_html, report_markdown
+from probe.numbers import fixed, percent
 
 NAMES = ["cat <b>", "dog|pipe", "car", "ship", "frog", "deer"]  # markup and a pipe must be escaped
 
@@ -62,14 +63,12 @@ def test_markdown_tables_worst_class_first(report):
     report["warnings"] = ["class 'cat' has \"few\" images"]
     assert "- class 'cat' has \"few\" images" in report_markdown(report)  # quotes as written, not &#x27;
     overall = report["seeds"]["metrics"]["overall"]
-    from probe.numbers import percent
-
     # 55.625 is 55.63 (half away from zero, as the dashboard's): Python's :.2f ties to even
     assert f"| overall | {percent(overall['mean'])} ± {percent(overall['std'])} |" in text
     lo, hi = report["summary"]["overall_ci"]
     images = sum(r["n_test"] for r in report["per_class"])
     assert f"| overall | {percent(overall['mean'])} ± {percent(overall['std'])} |\n" \
-           f"| overall: 95 % interval over the {images} test images | [{100 * lo:.1f}, {100 * hi:.1f}] |\n" in text
+           f"| overall: 95 % interval over the {images} test images | [{percent(lo, 1)}, {percent(hi, 1)}] |\n" in text
 
 
 class _Collect(HTMLParser):
@@ -129,8 +128,6 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
     for warning in report["warnings"]:
         assert f"- {_cell(warning)}" in text
         assert f"<li>{html.escape(warning)}</li>" in page
-    from probe.numbers import percent  # the one rule (ties away from zero), as every view and the dashboard
-
     rows = {row[0]: row for row in _md_table(text, "class")}
     for r in report["per_class"]:
         row = rows[_cell(r["name"])]
@@ -150,7 +147,7 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
     ci = next(r["accuracy_ci"] for r in report["per_class"] if r["name"] == worst["name"])
     assert f"{percent(worst['accuracy'])} %, 95 % interval {interval_text(ci)})" in text
     first = min((r["accuracy_per_seed"][0], r["index"], r["name"]) for r in report["per_class"])
-    assert f"; of the shipped probe (first seed): {_cell(first[2])} {100 * first[0]:.2f} %." in text
+    assert f"; of the shipped probe (first seed): {_cell(first[2])} {percent(first[0])} %." in text
     matrix = _md_table(text, "true / predicted")
     assert [[int(c) for c in row[1:]] for row in matrix] == report["confusion"]["counts"]
     assert sum(map(sum, report["confusion"]["counts"])) == 2 * len(NAMES) * 40  # 2 seeds × 240 test images
@@ -183,9 +180,9 @@ def test_terminal_report_shows_where_each_class_errs(report):
     line = next(line for line in text.splitlines() if line.strip().startswith(worst["name"] + " ")
                 and "[" in line)
     lo, hi = worst["accuracy_ci"]
-    confused = ", ".join(f"{c['name']} ({100 * c['rate']:.1f})" for c in worst["top_confusions"] if c["rate"] > 0)
-    cells = [f"{100 * worst['accuracy']:.2f}", f"[{100 * lo:.1f}, {100 * hi:.1f}]", f"{100 * worst['precision']:.2f}",
-             f"{100 * worst['recall']:.2f}", f"{worst['f1']:.3f}", confused]
+    confused = ", ".join(f"{c['name']} ({percent(c['rate'], 1)})" for c in worst["top_confusions"] if c["rate"] > 0)
+    cells = [percent(worst['accuracy']), f"[{percent(lo, 1)}, {percent(hi, 1)}]", percent(worst['precision']),
+             percent(worst['recall']), fixed(worst['f1'], 3), confused]
     assert line.split(worst["name"], 1)[1].split() == " ".join(cells).split()
 
 
@@ -322,7 +319,7 @@ def test_exports_draw_the_reliability_of_the_shipped_head(report):
     assert [int(r[1]) for r in rows] == [b["count"] for b in bins]
     assert [float(r[3]) for r in rows] == [round(100 * b["accuracy"], 1) for b in bins]
     # each bin's accuracy with its Wilson interval, as the chart's whiskers
-    assert [r[4] for r in rows] == [f"[{100 * b['accuracy_ci'][0]:.1f}, {100 * b['accuracy_ci'][1]:.1f}]" for b in bins]
+    assert [r[4] for r in rows] == [f"[{percent(b['accuracy_ci'][0], 1)}, {percent(b['accuracy_ci'][1], 1)}]" for b in bins]
     page = report_html(report)
     assert "Accuracy per confidence bin" in page and page.count("<svg") == 3
     old = {**report, "calibration": None}  # a report before calibration: no section
@@ -349,4 +346,4 @@ def test_the_html_bars_draw_the_intervals_the_tables_give(report):
     assert len(whiskers) == len(want)
     assert [v for w in whiskers for v in w] == pytest.approx([v for w in want for v in w])
     lo, hi = order[0]["accuracy_ci"]
-    assert f"95 % interval [{100 * lo:.1f}, {100 * hi:.1f}]</title>" in page
+    assert f"95 % interval [{percent(lo, 1)}, {percent(hi, 1)}]</title>" in page

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json, run_probe
+from probe.numbers import percent
 from probe.report import Candidate, CrossValidation, Selection
 
 NAMES = ["cat", "dog", "car"]
@@ -72,14 +73,14 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
             "configuration's first seed); groups from the reference run r0's validation per-class accuracy.") in \
         format_report(cv, width=300)
     shipped = rep.seeds.metrics["overall"].per_seed[0]
-    assert f"the shipped probe (first seed): overall {100 * shipped:.2f}%" in format_report(rep)
+    assert f"the shipped probe (first seed): overall {percent(shipped)}%" in format_report(rep)
     # with its interval, as the seed mean's (a new-user round: what ships had none)
     from probe.report import interval_text
     from probe.uncertainty import wilson_interval
 
     expected = wilson_interval(np.array(shipped * 30.0), np.array(30.0)).tolist()
     assert rep.summary.shipped_overall_ci == pytest.approx(expected)
-    assert (f"the shipped probe (first seed): overall {100 * shipped:.2f}%, 95 % interval "
+    assert (f"the shipped probe (first seed): overall {percent(shipped)}%, 95 % interval "
             f"{interval_text(rep.summary.shipped_overall_ci)}") in format_report(rep, width=200)
 
 
@@ -361,7 +362,7 @@ def test_the_csv_holds_each_class_s_stability_and_confusions_as_the_other_views_
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
     assert [float(r["stability"]) for r in rows] == pytest.approx(report.grouping.stability)
     for row, cls in zip(rows, report.per_class):
-        assert row["top_confusions"] == ", ".join(f"{c.name} ({100 * c.rate:.1f})" for c in cls.top_confusions)
+        assert row["top_confusions"] == ", ".join(f"{c.name} ({percent(c.rate, 1)})" for c in cls.top_confusions)
     assert any(row["top_confusions"] for row in rows)
     # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images for
     # the 8 it uploaded: one was carved off for validation)
