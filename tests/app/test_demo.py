@@ -55,8 +55,10 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
         lo, hi = erm_report.summary.overall_ci
         images = sum(row.n_test for row in erm_report.per_class)
         assert images == 3 * len(CLASSES)
-        assert (f"The probe ({erm}): overall test accuracy (seed mean) {100 * erm_report.summary.overall:.1f} % "
-                f"[{100 * lo:.1f}, {100 * hi:.1f}] over {images} test images (95 % interval).") in out
+        from probe.numbers import percent  # the one rule of every view
+
+        assert (f"The probe ({erm}): overall test accuracy (seed mean) {percent(erm_report.summary.overall, 1)} % "
+                f"[{percent(lo, 1)}, {percent(hi, 1)}] over {images} test images (95 % interval).") in out
         assert "Δ points" not in out
     else:
         assert verdict == "improved" and f"{preset} (improved): Hard third " in out
@@ -194,3 +196,16 @@ def test_demo_takes_the_ports_serve_takes(tmp_path, capsys):
     assert exit_.value.code == 2
     assert "argument --port: must be in 0..65535, got 99999" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()
+
+
+def test_the_suggested_budget_is_enough_to_choose_the_closest_setting():
+    """Rounded to the nearest tenth, a drop of 1.234 points read "--max-overall-drop 1.2", which would not choose
+    it (a review): rounded up, and an exact tenth left as it is."""
+    from app.demo import _budget_line
+    from probe.selection import within_budget
+
+    for lo, said in ((-0.01234, "1.3"), (-0.012, "1.2"), (-0.0125, "1.3"), (-0.00001, "0.1"), (-0.3, "30.0")):
+        [line] = _budget_line(True, lo)
+        assert line.startswith(f"It would be chosen with --max-overall-drop {said} ")
+        assert within_budget({"val_overall_delta_simultaneous_lo": lo}, float(said) / 100)
+    assert _budget_line(False, -0.01) == []
