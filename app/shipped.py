@@ -195,19 +195,24 @@ def _seen_images(probe, source, split: str, sources: list[str]) -> list[str]:
     (train or val), or, in another cache of the same data set (another extraction: its splits drawn with another
     seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
     scored there, a probe read 100 % on its own training images without a word, a new-user round)."""
-    if _own_cache(probe, source):
+    own = _own_cache(probe, source)
+    if own and (split != "train" or probe.seen is None):
         return _own_split(split)
     dataset = probe.features.dataset if probe.features is not None else None
-    if probe.seen is None or dataset is None or dataset != source.dataset or not sources:
+    if not own and (probe.seen is None or dataset is None or dataset != source.dataset or not sources):
         return []
     overlap = {name: n for name, n in probe.seen.overlap(sources).items() if n}
+    if own and not overlap.get("val"):  # val was given: these are the train images it trained on, all of them
+        return _own_split(split)
     if not overlap:
         return []
     words = {"train": "among the images it was trained on",
              "val": "among those its hyper-parameters and thirds were chosen on"}
     seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} {words[name]}" for name, n in overlap.items())
-    return [f"Of the {len(sources):,} images scored here (another cache of the run's data set), {seen}: these scores "
-            "overstate its accuracy on new images; its test split (or images it has not seen) says how it does."]
+    # the train split of its own cache holds the val it carved from train too (all "trained on"; a review)
+    where = "the train split of the run's own cache" if own else "another cache of the run's data set"
+    return [f"Of the {len(sources):,} images scored here ({where}), {seen}: these scores overstate its accuracy on "
+            "new images; its test split (or images it has not seen) says how it does."]
 
 
 def _own_split(split: str) -> list[str]:

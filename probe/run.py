@@ -724,6 +724,9 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     """
     if out_dir is not None:
         check_run_dir(out_dir)
+    for split, paths in (sources or {}).items():  # before any fit: a mismatch failed at the end, writing the run
+        if split in data and len(paths) != len(data[split][1]):
+            raise ValueError(f"sources[{split!r}] lists {len(paths):,} paths for {len(data[split][1]):,} samples.")
     if tune_allocator:
         keep_freed_memory()
     try:

@@ -9,6 +9,7 @@ import pytest
 
 from app.cli import main
 from feature_cache import open_cache, write_cache
+from probe.numbers import percent
 from probe.predictions import Predictions
 
 NAMES = ["apple", "bus", "cat", "dog"]
@@ -56,7 +57,7 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     assert [r["source"] for r in rows] == open_cache(cache).sources("test")
     np.testing.assert_allclose([float(r["confidence"]) for r in rows], stored.confidence, atol=5e-7)
     accuracy = np.mean([r["correct"] == "1" for r in rows])
-    assert f"Accuracy {100 * accuracy:.1f} %" in text
+    assert f"Accuracy {percent(accuracy, 1)} %" in text
     report = json.loads((out / "report.json").read_text())
     # F1 as a fraction, as mr2probe report shows it (it was in percent here; a new-user round)
     header = next(line for line in text.splitlines() if line.startswith("class "))
@@ -73,7 +74,7 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     assert (scored["top_k"], scored["top_k_accuracy"]) == (report["calibration"]["top_k"],
                                                            report["calibration"]["top_k_accuracy"])
     assert [b["count"] for b in scored["bins"]] == [b["count"] for b in report["calibration"]["bins"]]
-    assert f"Calibration on these images: ECE {100 * scored['ece']:.2f}%" in text
+    assert f"Calibration on these images: ECE {percent(scored['ece'])}%" in text
 
 
 def test_predict_streams_the_split_in_inference_chunks(run, tmp_path, capsys, monkeypatch):
@@ -171,6 +172,28 @@ def test_scores_on_the_runs_images_in_another_cache_of_its_data_set_are_flagged(
     (out / SEEN_FILE).unlink()  # a run before the digests: no check, no error
     assert main(["predict", str(out), "--features", str(tmp_path / "seed1_d.h5")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_the_train_split_of_a_run_that_carved_its_val_says_which_images_only_chose(tmp_path, capsys):
+    """With no val split the run carves val out of train: scored on its own cache's train split, those images were
+    said to be trained on (a review); the warning counts them apart."""
+    from probe.run import carved_mask
+    from probe import ProbeConfig
+
+    rng = np.random.default_rng(5)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 20), ("test", 5))}
+    splits = {s: _split(rng, labels, s) for s, labels in y.items()}
+    splits["val"] = (np.zeros((0, D), np.float32), np.zeros(0, np.int64), [])
+    own = _cache(tmp_path / "carved.h5", splits, NAMES, dataset_fingerprint="c" * 64)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(own), "--out", str(out), *FAST]) == 0
+    config = ProbeConfig(seeds=[0, 1])
+    val = int(carved_mask(y["train"], config.val_fraction, config.seeds[0]).sum())
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(own), "--split", "train"]) == 0
+    assert (f"warning: Of the 80 images scored here (the train split of the run's own cache), {80 - val} were among "
+            f"the images it was trained on and {val} were among those its hyper-parameters and thirds were chosen "
+            "on: ") in capsys.readouterr().err
 
 
 def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):

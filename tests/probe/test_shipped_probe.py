@@ -252,6 +252,9 @@ def test_val_carved_from_train_is_kept_as_val_among_the_images_a_run_saw(data, t
     train = np.array(sources["train"])
     np.testing.assert_array_equal(seen.digests["val"], source_digests(train[carved]))
     np.testing.assert_array_equal(seen.digests["train"], source_digests(train[~carved]))
+    with pytest.raises(ValueError, match=r"sources\['train'\] lists 3 paths for \d+ samples"):  # before any fit
+        run_probe(given, NAMES, config, out_dir=tmp_path / "bad", sources={**sources, "train": ["a", "b", "c"]})
+    assert not (tmp_path / "bad" / "report.json").exists()
 
 
 def test_scores_on_new_images_have_the_nll_and_top_k_of_scikit_learn():
