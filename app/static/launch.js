@@ -404,7 +404,7 @@
 
   /** Poll the job; on success open its report, unless the job had already finished when watching began. */
   function watch(jobId, panel, launchedHere) {
-    let sawActive = launchedHere, timer = null, shown = false;
+    let sawActive = launchedHere, timer = null, shown = false, cacheGone = null;
     const act = (method, path) => api(path, { method }).then(tick, (e) => showBanner(e.message, true));
     const tick = async () => {
       clearTimeout(timer);
@@ -418,6 +418,12 @@
       if (Dash.ACTIVE.has(job.status)) sawActive = true;
       const url = reportUrl(job);
       const result = job.result || {};
+      // a finished extraction's cache, deleted since: said, not offered (its page suggested picking it; a dashboard
+      // round); asked once, when the job is done
+      if (result.cache_id && cacheGone === null && !Dash.ACTIVE.has(job.status)) {
+        try { await getJSON(`/api/caches/${enc(result.cache_id)}`); cacheGone = false; }
+        catch (e) { cacheGone = e.status === 404; }
+      }
       panel.replaceChildren(...[  // replaceChildren would print a null as "null"
         h("h2", {}, `Job ${job.id} · ${job.kind}`),
         // what it was asked to do (a cancelled job's page said only its status; a dashboard-only round)
@@ -428,10 +434,10 @@
         job.error ? h("p", { class: "neg", id: "job-error" }, job.error) : null,
         h("p", {}, Dash.OPEN.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
           job.status === "interrupted" ? h("button", { onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
-          result.cache_id ? h("span", { class: "muted" }, ` cache ${result.cache_id} `) : null,
+          result.cache_id ? h("span", { class: "muted", id: "job-cache" }, ` cache ${result.cache_id}${cacheGone ? " (deleted)" : ""} `) : null,
           // the runs it made (or reused), each a link: only their ids in the log said so (a dashboard-only round)
           ...(result.run_ids || []).map((id) => h("a", { href: `/runs/${enc(id)}`, class: "job-run" }, ` run ${id} `)),
-          job.kind === "extract" && job.status === "succeeded" ? h("span", { class: "muted", id: "job-next" },
+          job.kind === "extract" && job.status === "succeeded" && !cacheGone ? h("span", { class: "muted", id: "job-next" },
             "Predict its images with a finished run of this encoder: on the run's page, pick this cache under "
             + "\"Score the shipped probe on a cache\" and download \"Predictions (.csv)\".") : null,
           // once the job is done: while a pipeline trained its second probe, this opened its first (reused) run

@@ -909,6 +909,12 @@ def test_launch_form_extracts_unlabelled_images_for_a_run(driver, launch_service
     assert driver.js("return document.getElementById('predicted-summary').textContent").endswith(
         f"of them below {round(100 * counted['unsure_below'])} % confidence.")
     driver.screenshot(tmp_path / "run_unlabelled_cache.png")
+    # the cache deleted, its job's page says so instead of suggesting it (a dashboard round)
+    assert httpx.delete(f"{base}/api/caches/{cache}").status_code == 200
+    _open(driver, f"{base}/launch?job={job['id']}", "launch")
+    wait_for(lambda: driver.js("const c = document.getElementById('job-cache'); return c && c.textContent"
+                               ".includes('(deleted)')"), 30, interval=0.1, what="deleted cache said")
+    assert driver.js("return document.getElementById('job-next')") is None
 
 
 def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path):
