@@ -30,6 +30,7 @@ from fastapi.responses import Response
 from pydantic import SecretStr
 
 from app.main import create_app
+from probe.numbers import percent
 
 from app_testutils import free_port, wait_for
 
@@ -220,7 +221,7 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     assert driver.js("return document.getElementById('per-class-note').textContent").startswith(
         f"Group, val and stability: those of {runs[finished.erm]}, the compared run, whose thirds every delta")
     kpi = driver.js("return document.querySelector('.kpi[data-metric=overall] .value').textContent")
-    assert kpi == f"{100 * report['summary']['overall']:.1f}%"
+    assert kpi == f"{percent(report['summary']['overall'], 1)}%"
     assert driver.js("return document.getElementById('csv-link').getAttribute('href')") == \
         f"/api/reports/{finished.mr2}.csv"
     export = driver.js("return document.getElementById('export-link').getAttribute('href')")
@@ -791,8 +792,8 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
     if caption is not None and report.get("calibration"):  # the shipped probe's own accuracy beside the mean
         text = driver.js("return document.getElementById('seeds-caption').textContent")
         lo, hi = report["summary"]["shipped_overall_ci"]  # with its interval, as every accuracy (a new-user round)
-        assert (f"is the first seed's ({100 * report['calibration']['accuracy']:.1f}% [{100 * lo:.1f}%, "
-                f"{100 * hi:.1f}%] overall on test") in text
+        assert (f"is the first seed's ({percent(report['calibration']['accuracy'], 1)}% [{percent(lo, 1)}%, "
+                f"{percent(hi, 1)}%] overall on test") in text
     if caption is not None:  # each class's shipped (first seed) accuracy beside the seeds' mean (a new-user round)
         shipped = driver.js("""const i = Array.from(document.querySelectorAll('#per-class-table th'))
             .map(t => t.textContent).indexOf('shipped');
@@ -803,7 +804,7 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
             "return document.getElementById('per-class-note').textContent")
         worst = report["summary"]["shipped_worst_class"]  # and its worst class beside the caption's overall
         tied = f" (tied with {', '.join(worst['tied_with'])})" if worst["tied_with"] else ""
-        assert f", its worst class {worst['name']}{tied} at {100 * worst['accuracy']:.1f}%:" in driver.js(
+        assert f", its worst class {worst['name']}{tied} at {percent(worst['accuracy'], 1)}%:" in driver.js(
             "return document.getElementById('seeds-caption').textContent")
     assert driver.js("return document.getElementById('export-md-link').getAttribute('href')") == \
         f"/api/compare.md?base={launched['erm']}&other={launched['disparity']}"
@@ -1176,8 +1177,8 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     name = httpx.get(f"{base}/api/runs/{run}").json()["name"]  # compared: each line names its run
     # the line the CLI and the exports give (probe.report.Calibration.text; the page had its own wording)
     assert cal["text"] == Calibration.model_validate(cal).brief() and cal["text"].startswith(
-        f"ECE {100 * cal['ece']:.2f}%, {100 * cal['ece_debiased']:.2f}% once the estimate's own upward bias is removed, "
-        f"95 % interval [{100 * cal['ece_ci'][0]:.1f}, ")
+        f"ECE {percent(cal['ece'], 2)}%, {percent(cal['ece_debiased'], 2)}% once the estimate's own upward bias is removed, "
+        f"95 % interval [{percent(cal['ece_ci'][0], 1)}, ")
     assert driver.js("return document.getElementById('calibration-summary').textContent").startswith(
         f"{name}: {cal['text']}")
     # compared, the other run's calibration is the line beneath
@@ -1236,12 +1237,12 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         f"{base}/api/reports/{launch_service.launched['erm']}").json()["per_class"]}
     shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r =>
         [r.dataset.class, r.children[2].textContent])""")
-    assert shown and all(text == f"{100 * erm_val[name]:.1f}%" for name, text in shown), (shown, erm_val)
+    assert shown and all(text == f"{percent(erm_val[name], 1)}%" for name, text in shown), (shown, erm_val)
     # precision / recall / support / stability / most confused with
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
     # stability of the groups shown: the compared ERM run's, whose groups these are (this run's 60 % is its own)
     erm_stability = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["grouping"]["stability"]
-    assert "50.0%" in row and f"{100 * erm_stability[1]:.1f}%" in row and f"{names[2]} 50.0%" in row
+    assert "50.0%" in row and f"{percent(erm_stability[1], 1)}%" in row and f"{names[2]} 50.0%" in row
     # gallery: each thumbnail of a class with mistakes loaded (fetched into a blob: URL); a run that gets every
     # test image right says so (the three colours of the launched set are easy)
     expected = _gallery_of_a_failing_class(driver, base, run)
@@ -1323,18 +1324,18 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     images = sum(r["n_test"] for r in report["per_class"])
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")  # the reference run: nothing to compare with
     assert driver.js("return document.getElementById('overall-ci').textContent") == \
-        f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {images:,} test images"
+        f"[{percent(lo, 1)}%, {percent(hi, 1)}%] over {images:,} test images"
     assert driver.js("return document.getElementById('export-link').getAttribute('href')") == \
         f"/api/reports/{finished.erm}.html"
     for key in ("balanced", "easy", "medium", "hard"):  # the other KPIs' intervals (Jeffreys draws)
         g_lo, g_hi = report["summary"]["group_ci"][key]
         assert driver.js(f"return document.querySelector('.kpi [data-ci={key}]').textContent") == \
-            f"[{100 * g_lo:.1f}%, {100 * g_hi:.1f}%]"
+            f"[{percent(g_lo, 1)}%, {percent(g_hi, 1)}%]"
     # the worst class's card shows that class's own interval, as its table row (it had none; a new-user round)
     worst = next(r for r in report["per_class"] if r["name"] == report["summary"]["worst_class"]["name"])
     w_lo, w_hi = worst["accuracy_ci"]
     assert driver.js("return document.querySelector('.kpi [data-ci=worst_class]').textContent") == \
-        f"[{100 * w_lo:.1f}%, {100 * w_hi:.1f}%]"
+        f"[{percent(w_lo, 1)}%, {percent(w_hi, 1)}%]"
     # compared with its reference: the delta, and still the run's own overall and balanced intervals (they do not
     # depend on the groups; they were dropped, where a probe is chosen: a new-user round), no third's
     mr2 = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
@@ -1342,7 +1343,7 @@ def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_se
     assert driver.js("return document.querySelector('.kpi[data-metric=overall] .delta') !== null")
     lo, hi = mr2["summary"]["overall_ci"]
     assert driver.js("return document.getElementById('overall-ci').textContent").startswith(
-        f"[{100 * lo:.1f}%, {100 * hi:.1f}%]")
+        f"[{percent(lo, 1)}%, {percent(hi, 1)}%]")
     assert driver.js("return Array.from(document.querySelectorAll('.kpi [data-ci]')).map(e => e.dataset.ci)") == \
         ["balanced"]
     # the per-class chart: both runs' bars with their own intervals
@@ -1546,10 +1547,10 @@ def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server
     cells = driver.js(f"""return Array.from(document.querySelectorAll('tr[data-run="{finished.erm}"] td[data-ci]'))
         .map(td => [td.dataset.ci, td.title])""")
     lo, hi = report["summary"]["overall_ci"]
-    assert cells[0] == ["overall", f"95 % interval over the test images: [{100 * lo:.1f}, {100 * hi:.1f}] %"]
+    assert cells[0] == ["overall", f"95 % interval over the test images: [{percent(lo, 1)}, {percent(hi, 1)}] %"]
     shown = driver.js(f"""return document.querySelector('tr[data-run="{finished.erm}"] td[data-ci=overall] .ci')
         .textContent""")
-    assert shown == f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert shown == f"[{percent(lo, 1)}, {percent(hi, 1)}]"
     assert [k for k, _ in cells] == ["overall"] + [k for k in ("balanced", "easy", "medium", "hard")
                                                    if report["summary"]["group_ci"].get(k)]
     # what each probe is, under its name, an ERM run called so (a dashboard-only round)
@@ -1721,8 +1722,8 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
              what="scores shown")
     lo, hi = scores["accuracy_ci"]
     assert driver.js("return document.getElementById('score-summary').textContent") == (
-        f"Accuracy {100 * scores['accuracy']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%] over {scores['n']} images; "
-        f"balanced accuracy {100 * scores['balanced']:.1f}%.")
+        f"Accuracy {percent(scores['accuracy'], 1)}% [{percent(lo, 1)}%, {percent(hi, 1)}%] over {scores['n']} images; "
+        f"balanced accuracy {percent(scores['balanced'], 1)}%.")
     worst_first = sorted((c for c in scores["per_class"] if c["n"]), key=lambda c: (c["accuracy"], c["name"]))
     assert driver.js("return [...document.querySelectorAll('#score-table tbody tr')].map((r) => r.dataset.class)") \
         == [c["name"] for c in worst_first]
@@ -1776,7 +1777,7 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
     cells = driver.js("return [...document.querySelectorAll('#score-compare-table tbody tr')].map((r) => "
                       "[r.dataset.metric, ...[...r.cells].slice(1, 3).map((c) => c.textContent)])")
     keys = ["overall", "balanced", "easy", "medium", "hard", "worst_class"]  # the worst class too (a new-user round)
-    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    pct = lambda v: "–" if v is None else f"{percent(v, 1)}%"  # noqa: E731
     # each run's accuracy with its own 95 % interval (the difference had one, the accuracies none)
     own = lambda m, side: pct(m[side]) + (f" [{pct(m[side + '_ci'][0])}, {pct(m[side + '_ci'][1])}]"  # noqa: E731
                                           if m[side + "_ci"] else "")
