@@ -7,6 +7,7 @@ dashboard. Everything goes through the same store and worker as the API.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,8 +177,6 @@ def _closest_setting(other) -> list[str]:
 def _budget_line(holds: bool, overall_lo: float) -> list[str]:
     """The budget that lets the closest setting through: its drop rounded up to a tenth of a point (rounded to the
     nearest, 1.234 points read "1.2", which would not; a review), and an exact tenth left as it is."""
-    import math
-
     budget = max(0.0, math.ceil(round(-1000 * overall_lo, 6)) / 10)  # points
     return [f"It would be chosen with --max-overall-drop {budget:.1f} (points of overall accuracy you "
             "accept to risk)."] if holds else []

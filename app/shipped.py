@@ -196,10 +196,11 @@ def _seen_images(probe, source, split: str, sources: list[str]) -> list[str]:
     seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
     scored there, a probe read 100 % on its own training images without a word, a new-user round)."""
     own = _own_cache(probe, source)
-    if own and (split != "train" or probe.seen is None):
-        return _own_split(split)
-    dataset = probe.features.dataset if probe.features is not None else None
-    if not own and (probe.seen is None or dataset is None or dataset != source.dataset or not sources):
+    if own:
+        if split != "train" or probe.seen is None:
+            return _own_split(split)
+    elif probe.seen is None or not sources or probe.features is None or probe.features.dataset is None \
+            or probe.features.dataset != source.dataset:
         return []
     overlap = {name: n for name, n in probe.seen.overlap(sources).items() if n}
     if own and not overlap.get("val"):  # val was given: these are the train images it trained on, all of them
