@@ -418,7 +418,8 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
         raise DatasetError(problem)
     values = dict(name=name or path.name, source=source, path=str(path),
                   class_names=list(data.class_names), counts=counts, fingerprint=getattr(data, "fingerprint", None),
-                  skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id)
+                  skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id,
+                  val_given=bool(getattr(data, "val_given", False)))
     # the same content is one data set (its caches are reused); an upload's the same archive bytes too: a zip's
     # fingerprint reads the CRC32 and size its own index claims, so a crafted zip of other images matched one
     # uploaded before and its copy was removed (an attack round)

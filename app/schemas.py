@@ -102,6 +102,9 @@ class DatasetOut(BaseModel):
     imbalance: float | None = Field(None, description="largest / smallest class among the train + val images "
                                     "(every split but test; probe.decision.imbalance_ratio); null with < 2 "
                                     "classes")
+    val_given: bool | None = Field(None, description="whether its val split is its own (a val/ folder or manifest "
+                                   "val rows), used as it is: a `val_fraction` does nothing on it; else val is carved "
+                                   "from train. Null for data sets registered before it was recorded")
     num_images: int
     skipped: int = Field(..., description="files left out when the data set was registered (not an image file by "
                          "its extension, hidden, unsafe); an image that fails to decode is found when it is "

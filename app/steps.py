@@ -85,6 +85,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
+    from feature_cache.datasets import unused_val_share
+    from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
     dataset = ctx.store.get_dataset(dataset_id)
     cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)
@@ -96,6 +98,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     changed = changed_since_registration(dataset, data)
     if changed:
         ctx.message(changed)
+    if getattr(data, "val_given", False) and options.get("val_fraction", DEFAULT_VAL_FRACTION) != DEFAULT_VAL_FRACTION:
+        ctx.message(f"options.val_fraction {options['val_fraction']} is unused: {unused_val_share(data)}")
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

@@ -103,7 +103,9 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   # reference and a post-hoc bias, which the runs list's loss and head alone left out
                   ("runs", "probe", "TEXT", _from_report("probe", _probe_words)),
                   # a post-hoc bias run's outcome for the probe that ships (probe.report.Posthoc.outcome)
-                  ("runs", "posthoc", "TEXT", _from_report("posthoc", lambda r: r.posthoc and r.posthoc.outcome())))
+                  ("runs", "posthoc", "TEXT", _from_report("posthoc", lambda r: r.posthoc and r.posthoc.outcome())),
+                  # whether a data set's val split is its own (LabelledImages.val_given); NULL: registered before
+                  ("datasets", "val_given", "INTEGER", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -193,9 +195,10 @@ class Store:
     # -- data sets, caches, runs ------------------------------------------------------------------
     @staticmethod
     def _dataset_row(*, name: str, source: str, path: str, class_names: list[str], counts: dict[str, list[int]],
-                     fingerprint: str | None, skipped: int, dataset_id: str | None = None) -> dict[str, Any]:
+                     fingerprint: str | None, skipped: int, dataset_id: str | None = None,
+                     val_given: bool | None = None) -> dict[str, Any]:
         return dict(id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
-                    counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow())
+                    counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow(), val_given=val_given)
 
     def add_dataset(self, **values: Any) -> dict[str, Any]:
         """A new data set row (:meth:`_dataset_row`'s arguments)."""

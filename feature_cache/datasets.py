@@ -102,6 +102,8 @@ class LabelledImages:
         fingerprint: hex digest of the data set's content (before subsetting / splitting).
         params: the subsetting / splitting parameters (part of the cache fingerprint).
         reader: where the bytes come from (picklable into DataLoader workers).
+        location: the path it was opened from.
+        given_splits: the splits the data set itself holds (folders or manifest rows), before any is carved.
     """
 
     class_names: list[str]
@@ -111,10 +113,16 @@ class LabelledImages:
     params: dict[str, Any]
     reader: Any = field(repr=False)
     location: str = ""
+    given_splits: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def val_given(self) -> bool:
+        """Whether its ``val`` split is its own (a val/ folder, manifest rows), not carved: ``val_fraction`` unused."""
+        return "val" in self.given_splits
 
     @property
     def labelled(self) -> bool:
@@ -456,6 +464,12 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
+def unused_val_share(data: LabelledImages) -> str:
+    """Why a ``val_fraction`` asked for does nothing on ``data``, whose val split is its own (``val_given``)."""
+    return (f"the data set has a val split of its own ({len(data.splits['val']):,} images), used as it is; no share "
+            "of train is carved out")
+
+
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)
 
 
@@ -492,7 +506,8 @@ def open_dataset(
 
     Args:
         path: folder, .zip or .tar(.gz) archive of class folders, .csv manifest, or folder of idx files.
-        val_fraction: fraction of each class's train samples carved into ``val`` (when none is given).
+        val_fraction: fraction of each class's train samples carved into ``val`` (when none is given; unused and
+            recorded as :data:`DEFAULT_VAL_FRACTION` in ``params`` otherwise).
         seed: seed of every random choice (subsetting, carving).
         max_per_class: keep at most this many samples per class in each given split.
         limits: archive safety limits (defaults: :class:`ArchiveLimits`).
@@ -526,7 +541,9 @@ def open_dataset(
     splits = _split(pools, max_per_class, val_fraction, test_fraction, np.random.default_rng(seed))
     params = {
         "layout": layout,
-        "val_fraction": val_fraction,
+        # unused where the data set gives its val split: recorded as the default then, so that a share asked for in
+        # vain names no other extraction (the cache fingerprint; caches written before keep theirs)
+        "val_fraction": DEFAULT_VAL_FRACTION if "val" in given else val_fraction,
         "test_fraction": test_fraction if "test" not in given else None,
         "seed": seed,
         "max_per_class": max_per_class,
@@ -535,7 +552,8 @@ def open_dataset(
         "data set %s: %d classes, %s, %d skipped",
         path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),
     )
-    return LabelledImages(class_names, splits, skipped, digest, params, reader, str(path))
+    return LabelledImages(class_names, splits, skipped, digest, params, reader, str(path),
+                          tuple(split for split in SPLITS if split in given))
 
 
 def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> LabelledImages:
@@ -564,4 +582,4 @@ def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> Lab
         [UNLABELLED], {"test": [(s.source, s.label, reader.content_id(s.source)) for s in samples]})
     logger.info("unlabelled images %s: %d, %d skipped", path, len(samples), len(skipped))
     return LabelledImages([UNLABELLED], {"train": [], "val": [], "test": samples}, skipped, fingerprint,
-                          {"layout": UNLABELLED_LAYOUT}, reader, str(path))
+                          {"layout": UNLABELLED_LAYOUT}, reader, str(path), ("test",))

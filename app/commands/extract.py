@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="forward-pass precision: auto (default: fp16 on CUDA, bf16 on CPUs with native "
                         "bfloat16, else fp32), fp32, bf16 (autocast) or fp16 (CUDA autocast); recorded in the cache")
     parser.add_argument("--val-fraction", type=float, default=None,
-                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION})")
+                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION}); "
+                        "unused where the data set has a val/ folder (or manifest val rows)")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
     parser.add_argument("--max-per-class", type=int, default=None,  # the rule of app.schemas.MAX_PER_CLASS_HELP
                         help="keep at most this many images per class in each given split (seeded); a data set "
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
+    from feature_cache.datasets import unused_val_share
     from probe.decision import lookalike_names_warning
 
     _check_options(args)
@@ -62,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
     if args.unlabelled and (args.max_per_class is not None or args.val_fraction is not None):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
                          "in one test split.")
-    if args.val_fraction is None:  # given or not, told apart above (`--val-fraction 0.1 --unlabelled` is refused)
+    share = args.val_fraction  # None where not given: `--val-fraction 0.1 --unlabelled` was refused above
+    if share is None:
         args.val_fraction = DEFAULT_VAL_FRACTION
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
+    if share is not None and data.val_given:
+        warned.append(f"warning: --val-fraction {share} is unused: {unused_val_share(data)}")
     alike = None if args.unlabelled else lookalike_names_warning(list(data.class_names))
     warned += [f"warning: {alike}"] if alike else []
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data

@@ -173,11 +173,10 @@
       // features extracted already: nothing to extract, so no encoder and no cap on the images per class
       form.querySelectorAll("fieldset.extraction-only").forEach((f) => { f.disabled = value === "cache"; });
       form.querySelector("#max-per-class").disabled = value === "cache";
-      const share = form.querySelector("#val-fraction");
-      if (share) share.disabled = value === "cache";
+      syncValShare(form, datasets);
     };
     form.addEventListener("change", (ev) => { if (ev.target.name === "source") sync(); });
-    form.addEventListener("change", () => syncUnlabelled(form, datasets));
+    form.addEventListener("change", () => { syncUnlabelled(form, datasets); syncValShare(form, datasets); });
     // the head the probes get (picked, or the encoder's default) greys out the losses that need another
     form.addEventListener("change", (ev) => {
       // another second probe clears the note of a replaced one (syncHead writes it after its own change event)
@@ -284,7 +283,20 @@
     if (!bounds) return null;  // a server before it
     return field("Validation share of train", h("input", { id: "val-fraction", type: "number", min: bounds.min, max: bounds.max, step: "any",
       "data-exclusive": "true", placeholder: `${bounds.default} (default)` }), "limits-val",
-      `Where the data set has no val/ folder, this share of each class's train images is held out to choose hyper-parameters and groups (between ${bounds.min} and ${bounds.max}); a val/ folder is used as it is.`);
+      h("span", {}, `Where the data set has no val/ folder, this share of each class's train images is held out to choose hyper-parameters and groups (between ${bounds.min} and ${bounds.max}); a val/ folder is used as it is. `,
+        h("strong", { id: "val-given", hidden: "hidden" }, "This data set has a val/ folder of its own: no share of train is carved out.")));
+  }
+
+  /** The validation share greyed out where it would do nothing: features extracted already, or a data set whose
+   * val split is its own (`val_given` of GET /api/datasets; null for one registered before it was recorded). */
+  function syncValShare(form, datasets) {
+    const share = form.querySelector("#val-fraction");
+    if (!share) return;
+    const source = form.querySelector("input[name=source]:checked").value;
+    const id = (form.querySelector("#dataset-select") || {}).value;
+    const given = source === "existing" && (datasets.find((d) => d.id === id) || {}).val_given === true;
+    share.disabled = source === "cache" || given;
+    form.querySelector("#val-given").hidden = !given;
   }
 
   /** Folds of the cross-validation that replaces a small validation split (bounds from GET /launch/choices). */
@@ -334,7 +346,7 @@
     const budget = Number(document.getElementById("budget").value || 0);  // points
     const epochs = intOrNull("epochs"), cap = intOrNull("max-per-class"), share = document.getElementById("val-fraction");
     const options = { ...(cap !== null ? { max_per_class: cap } : {}),
-                      ...(share && share.value.trim() !== "" ? { val_fraction: Number(share.value) } : {}) };
+                      ...(share && !share.disabled && share.value.trim() !== "" ? { val_fraction: Number(share.value) } : {}) };
     const common = {};
     if (headName) common.head = headName;
     if (epochs !== null) common.epochs = epochs;

@@ -299,6 +299,7 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
         assert resp.status_code == 201, resp.text
         body = resp.json()
         assert body["source"] == "path" and body["class_names"] == sorted(CLASSES) and body["counts"]["test"] == [3, 3, 3]
+        assert body["val_given"] is False  # train/ and test/: val is carved from train
         # The same directory again is the same data set (200: nothing created), without a name or with its own;
         # under another name it is refused, naming the registration to use (it kept its name, silently)
         for again in ({"path": str(root / "tiny")}, {"path": "tiny", "name": "on disk"}):
@@ -326,6 +327,30 @@ def test_register_server_side_directory(tmp_path, tiny_zip):
     with TestClient(create_app(make_settings(tmp_path / "state2"))) as client:
         resp = client.post("/api/datasets", json={"path": str(root / "tiny")})
         assert resp.status_code == 403 and "MR2PROBE_DATA_ROOT" in resp.json()["detail"]
+
+
+def test_a_val_share_on_a_data_set_with_its_own_val_does_nothing_and_says_so(tmp_path, tiny_zip):
+    """A val/ folder is used as it is: the data set says so (the launch form greys the share out), and a job asking
+    for a share extracts the same features as one without (the share named another extraction), with a message."""
+    import shutil
+
+    root = tmp_path / "root"
+    unzip(tiny_zip, root)
+    shutil.copytree(root / "tiny" / "test", root / "tiny" / "val")
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        dataset = client.post("/api/datasets", json={"path": "tiny"}).json()
+        assert dataset["val_given"] is True and dataset["counts"]["val"] == [3, 3, 3]
+        assert client.get("/api/datasets").json()[0]["val_given"] is True
+        jobs = [wait_job(client, client.post("/api/jobs", json={
+            "kind": "extract", "dataset_id": dataset["id"], "encoder": "effnet-lite0", **extra}).json()["id"])
+            for extra in ({}, {"options": {"val_fraction": 0.3}})]
+        assert [job["status"] for job in jobs] == ["succeeded"] * 2
+        assert jobs[1]["result"]["cache_id"] == jobs[0]["result"]["cache_id"]
+        texts = [m["text"] for m in jobs[1]["messages"]]
+        assert ("options.val_fraction 0.3 is unused: the data set has a val split of its own (9 images), used as it "
+                "is; no share of train is carved out") in texts
+        assert not any("unused" in m["text"] for m in jobs[0]["messages"])
+        assert len(client.get("/api/caches").json()) == 1
 
 
 def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip):

@@ -19,9 +19,9 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
-def make_tree(root: Path) -> Path:
+def make_tree(root: Path, splits=("train", "test")) -> Path:
     rng = np.random.default_rng(0)
-    for split in ("train", "test"):
+    for split in splits:
         for label, name in enumerate(["cat", "dog", "eel"]):
             for i in range(2):
                 pixels = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
@@ -55,6 +55,23 @@ def test_extract_then_reuse(tmp_path, capsys):
     assert command.run(parse(argv)) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["reused"] is True and second["encoded"] == 0 and second["fingerprint"] == first["fingerprint"]
+
+
+def test_a_val_share_on_a_data_set_with_its_own_val_is_a_warning_and_no_new_extraction(tmp_path, capsys):
+    """A val/ folder is used as it is: ``--val-fraction`` there is said to do nothing, and the features extracted
+    without it are reused (the share named another cache of the same features before)."""
+    data = make_tree(tmp_path / "data", splits=("train", "val", "test"))
+    argv = ["--data", str(data), "--cache-dir", str(tmp_path / "caches"), "--batch-size", "8", "--workers", "0",
+            "--device", "cpu", "--no-progress"]
+    assert command.run(parse(argv)) == 0
+    first = capsys.readouterr()
+    assert "unused" not in first.err and json.loads(first.out)["counts"] == {"train": 6, "val": 6, "test": 6}
+    assert command.run(parse(argv + ["--val-fraction", "0.3"])) == 0
+    second = capsys.readouterr()
+    assert ("warning: --val-fraction 0.3 is unused: the data set has a val split of its own (6 images), used as it "
+            "is; no share of train is carved out") in second.err.splitlines()
+    assert json.loads(second.out)["reused"] is True
+    assert json.loads(second.out)["fingerprint"] == json.loads(first.out)["fingerprint"]
 
 
 @pytest.mark.parametrize("option, value, message", [

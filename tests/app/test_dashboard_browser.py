@@ -480,16 +480,16 @@ def test_token_field_unlocks_a_protected_server(driver, finished):
 
 
 # -- the launch form, on a service of its own (worker running) ------------------------------------------
-def _shapes_zip(path: Path, n_train: int | dict[str, int] = 8, n_test: int = 4) -> Path:
+def _shapes_zip(path: Path, n_train: int | dict[str, int] = 8, n_test: int = 4, n_val: int = 0) -> Path:
     """A tiny generated data set: 32×32 PNGs of three colours with noise, in train/ and test/ class folders
-    (``n_train`` images per class, or per colour name)."""
+    (``n_train`` images per class, or per colour name), and val/ ones with ``n_val``."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     colours = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200)}
     with zipfile.ZipFile(path, "w") as zf:
-        for split, n_of in (("train", n_train), ("test", n_test)):
+        for split, n_of in (("train", n_train), ("test", n_test), ("val", n_val)):
             for name, rgb in colours.items():
                 for i in range(n_of[name] if isinstance(n_of, dict) else n_of):
                     pixels = np.clip(np.array(rgb) + rng.normal(0, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
@@ -850,6 +850,33 @@ def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_
     choose(resp.json()["id"])
     driver.js("document.getElementById('source-upload').click()")  # an archive not yet read: nothing to say
     assert driver.js(hint)[0] is True
+
+
+def test_launch_form_greys_out_the_val_share_of_a_data_set_with_its_own_val(driver, launch_service, tmp_path):
+    """A val/ folder is used as it is: the form said so in its hint but let a share be typed and sent for it."""
+    base = launch_service.base
+    with _shapes_zip(tmp_path / "own_val.zip", n_train=4, n_test=2, n_val=2).open("rb") as f:
+        own = httpx.post(base + "/api/datasets", files={"file": ("own_val.zip", f)}, data={"name": "own val"}).json()
+    with _shapes_zip(tmp_path / "no_val.zip", n_train=7, n_test=2).open("rb") as f:
+        carved = httpx.post(base + "/api/datasets", files={"file": ("no_val.zip", f)}, data={"name": "no val"}).json()
+    assert (own["val_given"], carved["val_given"]) == (True, False)
+    _open(driver, base + "/launch", "launch")
+    state = ("const s = document.getElementById('val-fraction'), n = document.getElementById('val-given'); "
+             "return [s.disabled, n.hidden, n.textContent]")
+    _change(driver, "dataset-select", own["id"])
+    assert driver.js(state) == [True, False, "This data set has a val/ folder of its own: no share of train is "
+                                             "carved out."]
+    _value(driver, "val-fraction", "0.3")
+    assert "val_fraction" not in driver.js(f"return Launch.jobBody({json.dumps(own['id'])})")["options"]
+    driver.screenshot(tmp_path / "launch_val_given.png")
+    _change(driver, "dataset-select", carved["id"])
+    assert driver.js(state)[:2] == [False, True]
+    assert driver.js(f"return Launch.jobBody({json.dumps(carved['id'])})")["options"] == {"val_fraction": 0.3}
+    driver.js("document.getElementById('source-upload').click()")  # an archive not yet read: the share is asked
+    assert driver.js(state)[:2] == [False, True]
+    _value(driver, "val-fraction", "")
+    for dataset in (own, carved):  # the module's later tests choose the first data set listed
+        assert httpx.delete(f"{base}/api/datasets/{dataset['id']}").status_code == 200
 
 
 def test_launch_form_extracts_unlabelled_images_for_a_run(driver, launch_service, tmp_path):

@@ -139,6 +139,7 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     conn.close()
     store = Store(path)
     assert store.get_cache("cache_1")["source"] == "extraction"  # caches.source came later too
+    assert store.get_dataset("ds_1")["val_given"] is None  # datasets.val_given too: unknown for old rows
     assert store.get_run("run_old")["verdict"] is None  # kept; its report.json (/r) is gone: no verdict
     assert store.get_run("run_dro")["verdict"] == "improved"  # read from its report.json once, as the column came
     assert store.get_run("run_dro")["test_check"] == "within_noise" and store.get_run("run_old")["test_check"] is None

@@ -144,6 +144,23 @@ def test_train_and_val_folders_without_test(tmp_path):
     assert data.params["test_fraction"] == 0.2
 
 
+def test_a_given_val_split_leaves_the_share_unused_and_its_extraction_one(tree, tmp_path):
+    """A data set's own val split is used as it is: a val share asked for does nothing, is recorded as the default
+    (the cache fingerprint's split params), so that asking for it names no other extraction of the same features."""
+    from feature_cache.datasets import unused_val_share
+    from feature_cache.defaults import DEFAULT_VAL_FRACTION
+
+    carved = open_dataset(tree, val_fraction=0.5)
+    assert carved.given_splits == ("train", "test") and not carved.val_given and carved.params["val_fraction"] == 0.5
+    root = make_tree(tmp_path / "tvt", {"x": 4, "y": 4}, splits=("train", "val", "test"))
+    given = open_dataset(root, val_fraction=0.5)
+    assert given.given_splits == ("train", "val", "test") and given.val_given
+    assert given.params == open_dataset(root).params and given.params["val_fraction"] == DEFAULT_VAL_FRACTION
+    assert per_class(given.splits["val"]) == {0: 4, 1: 4} and per_class(given.splits["train"]) == {0: 4, 1: 4}
+    assert unused_val_share(given) == ("the data set has a val split of its own (8 images), used as it is; no "
+                                       "share of train is carved out")
+
+
 def test_open_images_takes_every_image_unlabelled(tmp_path):
     """Any folders, no classes: one test split of every image in source order, in a folder or a zip alike."""
     from feature_cache import UNLABELLED, open_images
