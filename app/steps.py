@@ -37,8 +37,11 @@ def _slug(text: str) -> str:
 
 
 def cache_dir_for(settings: Settings, dataset_id: str, encoder_name: str) -> Path:
-    """Where the caches of one data set and encoder live (one folder each)."""
-    return settings.caches_dir / dataset_id / _slug(encoder_name)
+    """Where the caches of one data set and encoder live (one folder each; a weights file's path left out of the
+    name, ``feature_cache.fingerprint.extractor_name``: its caches are told apart by their weights' fingerprint)."""
+    from feature_cache.fingerprint import extractor_name
+
+    return settings.caches_dir / dataset_id / _slug(extractor_name(encoder_name))
 
 
 def _extract_progress(ctx: JobContext, start: float, span: float) -> Callable[[int, int], None]:

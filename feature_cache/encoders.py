@@ -67,8 +67,10 @@ from torch import Tensor, nn
 
 from probe.devices import resolve_device  # the project's one device resolver (re-exported here)
 from probe.precision import cpu_has_native_bf16  # the project's one bfloat16 detection (re-exported here)
+from probe.registry import HEADS  # the one list of head names, which an encoder's default head is one of
 
 from .errors import MissingWeights
+from .fingerprint import TAGGED_FAMILIES, looks_like_path, weights_field
 from .fusion import Fused, fuse_convolutions
 
 __all__ = [
@@ -89,7 +91,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("linear", "cosine")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 RESIZE_MODES = ("squash", "shortest")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -568,7 +569,7 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
             quick_gelu = quick_gelu or is_torchscript_archive(path)
         elif _path_kind(weights) == "dir":
             raise MissingWeights(f"open_clip checkpoint {weights} is a folder; give the checkpoint file in it.")
-        elif "/" in weights or "\\" in weights or Path(weights).suffix:
+        elif looks_like_path(weights):
             raise MissingWeights(
                 f"open_clip checkpoint {weights} does not exist; give an existing file "
                 "(openclip:ARCH:/path/to/checkpoint) or a pretrained tag already in the local cache."
@@ -799,7 +800,9 @@ class EncoderEntry:
     """One registry entry: the defaults of a family and the helper that builds it.
 
     ``pattern`` is the name syntax shown to users (``openclip:ARCH[:WEIGHTS]``); the part after the first
-    ``:`` is passed to ``build`` as ``arg``.
+    ``:`` is passed to ``build`` as ``arg``. A field that names a weights file (``CHECKPOINT``, ``WEIGHTS``) must
+    be listed in ``feature_cache.fingerprint.WEIGHTS_FILE_FIELD`` (a service keeps such paths under its data root,
+    :func:`weights_file_argument`; the fingerprints count the file by content): a test checks the two agree.
     """
 
     pattern: str
@@ -910,15 +913,13 @@ def weights_file_argument(name: str) -> tuple[str, str] | None:
     ``mocov2:PATH`` → ``("mocov2:", PATH)``, ``openclip:ARCH:PATH`` → ``("openclip:ARCH:", PATH)`` (a path, not
     a pretrained tag: it holds a separator or a file suffix, or is a file, as the builder tells them apart) — else
     None; for a service to keep such paths under its data root. Nothing is opened."""
-    family, _, arg = name.partition(":") if isinstance(name, str) else ("", "", "")
-    if family == "mocov2" and arg:
-        return "mocov2:", arg
-    if family == "openclip" and arg:
-        arch, _, weights = arg.partition(":")
-        if weights and ("/" in weights or "\\" in weights or Path(weights).suffix
-                        or _path_kind(weights) == "file"):
-            return f"openclip:{arch}:", weights
-    return None
+    found = weights_field(name)
+    if found is None:
+        return None
+    prefix, weights = found
+    if prefix.split(":")[0] in TAGGED_FAMILIES and not (looks_like_path(weights) or _path_kind(weights) == "file"):
+        return None  # a pretrained tag
+    return found
 
 
 def check_encoder(name: str, **overrides: Any) -> EncoderSpec:

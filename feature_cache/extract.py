@@ -47,7 +47,7 @@ from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled
-from .fingerprint import cache_fingerprint
+from .fingerprint import cache_fingerprint, extractor_name
 from .partial import PartialCache
 from .store import SCHEMA_VERSION, library_versions, open_cache
 
@@ -277,7 +277,7 @@ def plan_extraction(
         )
     spec = encoder.spec
     fingerprint = _fingerprint(data, encoder, dtype, encoder.precision)
-    name = lambda fp: f"{_slug(spec.name)}-{fp[:16]}.h5"  # noqa: E731
+    name = lambda fp: f"{_slug(extractor_name(spec.name))}-{fp[:16]}.h5"  # noqa: E731
     path = Path(out) if out is not None else Path(cache_dir) / name(fingerprint)
     reusable: tuple[tuple[Path, str], ...] = ()
     if encoder.precision != "fp32":

@@ -12,15 +12,54 @@
   they hold: the encoder, its weights, the preprocessing and the feature kind / normalisation (not the
   stored dtype nor the compute precision: bf16 features approximate fp32 ones). A probe trained on one
   cache applies to another cache's features only when the two agree (``probe.deploy``).
+
+Both take the encoder by :func:`extractor_name`: a weights file named by path (``mocov2:PATH``,
+``openclip:ARCH:PATH``) counts by its content (``weights_sha256``), not where it lies, so the same checkpoint
+at another path (a relative path, the server's resolved one, a moved file) is the same extractor and cache.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
-__all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint"]
+__all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint", "extractor_name", "WEIGHTS_FILE_FIELD"]
+
+# Encoder families whose name carries a weights file's path, and which ':'-separated field of the name it is
+# (``mocov2:PATH``, ``openclip:ARCH:PATH``): the one list (feature_cache.encoders.weights_file_argument, which keeps
+# such paths under a service's data root, reads it too).
+WEIGHTS_FILE_FIELD = {"mocov2": 1, "openclip": 2}
+TAGGED_FAMILIES = frozenset({"openclip"})  # where that field may name a pretrained tag instead of a file
+WEIGHTS_FILE = "<weights file>"  # what stands for the path in :func:`extractor_name`
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether an encoder name's field reads as a file path by its spelling (a separator or a file suffix), not a
+    pretrained tag: the rule that needs no file system (:func:`extractor_name` gives the same on every machine)."""
+    return "/" in text or "\\" in text or bool(PurePosixPath(text).suffix)
+
+
+def weights_field(encoder: str) -> tuple[str, str] | None:
+    """``(prefix, field)`` of an encoder name whose family takes a weights file (:data:`WEIGHTS_FILE_FIELD`):
+    ``mocov2:PATH`` → ``("mocov2:", PATH)``, ``openclip:ARCH:X`` → ``("openclip:ARCH:", X)`` (X a path or, for
+    :data:`TAGGED_FAMILIES`, a pretrained tag); else None."""
+    fields = encoder.split(":") if isinstance(encoder, str) else []
+    at = WEIGHTS_FILE_FIELD.get(fields[0]) if fields else None
+    if at is None or len(fields) <= at or not ":".join(fields[at:]):
+        return None
+    return ":".join(fields[:at]) + ":", ":".join(fields[at:])  # a Windows drive letter's ':' stays in the path
+
+
+def extractor_name(encoder: str) -> str:
+    """``encoder`` with the weights file's path it names replaced by :data:`WEIGHTS_FILE` (``mocov2:/a/m.pth`` →
+    ``mocov2:<weights file>``; an open_clip pretrained tag stays): what the fingerprints take, with the weights'
+    sha256 beside it."""
+    found = weights_field(encoder)
+    if found is None or (found[0].split(":")[0] in TAGGED_FAMILIES and not looks_like_path(found[1])):
+        return encoder
+    return found[0] + WEIGHTS_FILE
 
 
 def _canonical(value: Any) -> bytes:
@@ -56,7 +95,7 @@ def cache_fingerprint(
     """Hex sha256 of everything that decides a cache's contents (``precision`` counted unless ``fp32``)."""
     payload = {
         "dataset": dataset,
-        "encoder": encoder,
+        "encoder": extractor_name(encoder),
         "weights_sha256": weights_sha256,
         "preprocess": dict(preprocess),
         "feature_kind": feature_kind,
@@ -71,8 +110,10 @@ def cache_fingerprint(
 
 
 def extractor_fingerprint(*, encoder: str, weights_sha256: str, preprocess: Mapping[str, Any], feature_kind: str,
-                          normalized: bool) -> str:
-    """Hex sha256 of the feature extractor alone: encoder, weights, preprocessing, feature kind and normalisation."""
-    payload = {"encoder": encoder, "weights_sha256": weights_sha256, "preprocess": dict(preprocess),
+                          normalized: bool, as_named: bool = False) -> str:
+    """Hex sha256 of the feature extractor alone: encoder (:func:`extractor_name`; with ``as_named``, the name as
+    given, weights path and all, as reports recorded it before), weights, preprocessing, feature kind and
+    normalisation."""
+    payload = {"encoder": encoder if as_named else extractor_name(encoder), "weights_sha256": weights_sha256, "preprocess": dict(preprocess),
                "feature_kind": feature_kind, "normalized": bool(normalized)}
     return hashlib.sha256(_canonical(payload)).hexdigest()

@@ -318,10 +318,13 @@ class FeatureCache:
         """Fingerprint of the features' extractor (encoder, weights, preprocessing, feature kind): equal for two
         caches of other images whose features a probe can share (``extractor_fingerprint``); None for a cache
         that does not record them all (one written by ``write_cache`` outside an extraction)."""
+        return self._extractor()
+
+    def _extractor(self, as_named: bool = False) -> str | None:
         keys = ("encoder", "weights_sha256", "preprocess", "feature_kind", "normalized")
         if any(key not in self.attrs for key in keys):
             return None
-        return extractor_fingerprint(**{key: self.attrs[key] for key in keys})
+        return extractor_fingerprint(**{key: self.attrs[key] for key in keys}, as_named=as_named)
 
     def _group(self, h5: h5py.File, split: str) -> h5py.Group:
         if split not in self.split_sizes:
@@ -398,7 +401,9 @@ class FeatureCache:
         """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint,
         encoder and extractor, the fingerprint of its data set's content, ``name``, the cache as the caller knows
         it (a path, the service's cache id), and how its features are computed (weights, preprocessing, kind)."""
+        as_named = self._extractor(as_named=True)
         return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name,
+                "extractor_as_named": None if as_named == self.extractor else as_named,
                 "dataset": self.attrs.get("dataset_fingerprint") or None,
                 "warning": self.attrs.get("encoder_warning") or None,
                 **{key: self.attrs.get(key) for key in ("weights_sha256", "preprocess", "feature_kind",

@@ -153,7 +153,8 @@ class RunProbe:
             return ["The run did not record its features' extractor: nothing checks that these features come from "
                     "the same encoder, weights and preprocessing."]
         if mine.extractor and source.extractor:
-            if mine.extractor != source.extractor:
+            # a run recorded before a weights file's path was left out of the fingerprint: its extractor as named
+            if mine.extractor not in (source.extractor, source.extractor_as_named):
                 raise ValueError(f"these features come from another extractor ({source.encoder}, extractor "
                                  f"{source.extractor[:12]}) than the run's ({mine.encoder}, extractor "
                                  f"{mine.extractor[:12]}): other weights, preprocessing or feature kind; the head "

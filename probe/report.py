@@ -617,6 +617,10 @@ class FeatureSource(_Model):
     extractor: Optional[str] = Field(None, description="fingerprint of the extractor alone (encoder, weights, "
                                      "preprocessing, feature kind): another cache with the same one holds features "
                                      "the run's probe applies to (null in older reports)")
+    extractor_as_named: Optional[str] = Field(None, description="where the encoder's name holds a weights file's "
+                                              "path: the extractor fingerprint with that path counted, as reports "
+                                              "recorded `extractor` before the path was left out (an older run's "
+                                              "probe applies where its `extractor` is this one); null otherwise")
     cache: Optional[str] = Field(None, description="the path given to mr2probe train, or the service's cache id")
     dataset: Optional[str] = Field(None, description="fingerprint of the content of the data set the cache was "
                                    "extracted from (feature_cache.dataset_fingerprint): runs with other ones were "

@@ -300,8 +300,11 @@ def test_cache_dirs_of_long_encoder_names_fit_the_file_system(tmp_path):
     from app.steps import cache_dir_for
 
     settings = Settings(data_dir=tmp_path)
-    assert cache_dir_for(settings, "ds_1", "mocov2:/w/moco.pth").name == "mocov2_w_moco.pth"  # unchanged
-    long_a, long_b = "mocov2:/" + "a" * 900 + "/x.pth", "mocov2:/" + "a" * 900 + "/y.pth"
+    # a weights file's path is left out: one folder for the family, its caches told apart by their fingerprint
+    assert cache_dir_for(settings, "ds_1", "mocov2:/w/moco.pth").name == "mocov2_weights_file"
+    assert cache_dir_for(settings, "ds_1", "mocov2:/" + "a" * 900 + "/x.pth").name == "mocov2_weights_file"
+    assert cache_dir_for(settings, "ds_1", "openclip:ViT-B-32:laion2b").name == "openclip_ViT-B-32_laion2b"
+    long_a, long_b = "openclip:ViT-B-32:" + "a" * 900 + "x", "openclip:ViT-B-32:" + "a" * 900 + "y"  # tags
     dir_a, dir_b = cache_dir_for(settings, "ds_1", long_a), cache_dir_for(settings, "ds_1", long_b)
     assert dir_a != dir_b and len(dir_a.name) == 117
     dir_a.mkdir(parents=True)

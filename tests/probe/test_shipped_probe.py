@@ -153,6 +153,12 @@ def test_check_features(biased_run):
         probe.check_features(SOURCE, d + 1)
     with pytest.raises(ValueError, match="another extractor"):
         probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64}), d)
+    # a run recorded before a weights file's path was left out of the extractor: its fingerprint as named matches
+    # the cache's `extractor_as_named` (the same checkpoint at the same path), and nothing else
+    assert probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64, "extractor_as_named": "e" * 64}),
+                                d) == []
+    with pytest.raises(ValueError, match="another extractor"):
+        probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64, "extractor_as_named": "d" * 64}), d)
     # a cache that predates the extractor fingerprint: the encoder's name is all that can be checked
     older = SOURCE.model_copy(update={"extractor": None})
     assert "Only the encoder's name" in probe.check_features(older, d)[0]
