@@ -464,6 +464,32 @@ def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fracti
     return {name: splits[name] for name in SPLITS}
 
 
+# PIL modes of more than 8 bits a channel (16-bit PNG and TIFF greyscale, 32-bit integers and floats): their
+# convert("RGB") clips every value above 255, which left a 16-bit image white (an outside round)
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_rgb(image):
+    """A PIL image of any mode as 8-bit RGB. 16-bit and 32-bit integer greyscale are read as 16-bit values and
+    scaled by 255/65535 (as torchvision's ``to_dtype`` scales a 16-bit PNG), floats as 0..1 when they lie there
+    (else as 0..255), both clipped; alpha and palette transparency are dropped, not composited (PIL's
+    ``convert``); the EXIF orientation is not applied (the pixels as stored, as torchvision's readers give them)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode not in _WIDE_MODES:
+        return image.convert("RGB")
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if image.mode == "F" and (finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)):
+        values = values * 255.0
+    elif image.mode != "F":
+        values = values * (255.0 / 65535.0)
+    grey = np.clip(np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
 def unused_val_share(data: LabelledImages) -> str:
     """Why a ``val_fraction`` asked for does nothing on ``data``, whose val split is its own (``val_given``)."""
     return (f"the data set has a val split of its own ({len(data.splits['val']):,} images), used as it is; no share "

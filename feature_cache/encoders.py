@@ -69,6 +69,7 @@ from probe.devices import resolve_device  # the project's one device resolver (r
 from probe.precision import cpu_has_native_bf16  # the project's one bfloat16 detection (re-exported here)
 from probe.registry import HEADS  # the one list of head names, which an encoder's default head is one of
 
+from .datasets import to_rgb
 from .errors import MissingWeights
 from .fingerprint import TAGGED_FAMILIES, looks_like_path, weights_field
 from .fusion import Fused, fuse_convolutions
@@ -176,10 +177,6 @@ class EncoderSpec:
         }
 
 
-def _to_rgb(image):  # module level so the transform pickles into DataLoader workers
-    return image.convert("RGB") if image.mode != "RGB" else image
-
-
 class ImageTransform:
     """PIL image (any mode) → uint8 tensor (3, image_size, image_size): RGB, resized (and centre-cropped) as
     ``spec`` says with torchvision's antialiased tensor resize (:data:`RESAMPLER`). Normalisation is left to
@@ -198,7 +195,7 @@ class ImageTransform:
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as TF
 
-        x = TF.pil_to_tensor(_to_rgb(image))
+        x = TF.pil_to_tensor(to_rgb(image))
         x = TF.resize(x, self.size, interpolation=InterpolationMode(self.interpolation), antialias=True)
         return x if self.crop is None else TF.center_crop(x, self.crop)
 

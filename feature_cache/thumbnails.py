@@ -10,7 +10,7 @@ import io
 import threading
 from collections import OrderedDict
 
-from .datasets import LabelledImages, Sample
+from .datasets import LabelledImages, Sample, to_rgb
 
 __all__ = ["THUMBNAIL_SIZE", "MAX_PREVIEW_PIXELS", "Thumbnailer"]
 
@@ -70,7 +70,7 @@ class Thumbnailer:
         width, height = image.size
         if width * height > MAX_PREVIEW_PIXELS:
             raise OSError(f"{width} × {height} pixels, over the {MAX_PREVIEW_PIXELS:,} a preview decodes")
-        image = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+        image = image if image.mode == "L" else to_rgb(image)
         image.thumbnail((size, size))
         buf = io.BytesIO()
         image.save(buf, format="PNG")

@@ -358,3 +358,30 @@ def test_open_clip_cache_records_cosine_head_and_normalisation(tiny_clip, tree, 
     in_workers = extract(tree, f"openclip:{tiny_clip}", None, out=tmp_path / "w.h5", workers=2, show_progress=False)
     assert open_cache(in_workers.path).fingerprint == cache.fingerprint
     np.testing.assert_allclose(open_cache(in_workers.path).load("train")[0], features, rtol=0, atol=1e-3)
+
+
+def test_images_of_more_than_8_bits_a_channel_are_scaled_not_clipped(tmp_path):
+    """A 16-bit greyscale PNG or TIFF (medical, microscopy, depth) became white: PIL's convert("RGB") clips every
+    value above 255 (an outside round; cosine 0.25 to the 8-bit image's features). Scaled as torchvision scales a
+    16-bit PNG (255/65535), a float image in 0..1 by 255; the encoder's transform and the previews alike."""
+    import numpy as np
+    from PIL import Image
+
+    from feature_cache.datasets import to_rgb
+    from feature_cache.encoders import ImageTransform
+
+    grey = np.random.default_rng(0).integers(0, 256, (40, 30)).astype(np.uint8)
+    eight = Image.fromarray(grey, mode="L")
+    wide = {"png16": (grey.astype(np.uint16) * 257, "png"), "tif16": (grey.astype(np.uint16) * 257, "tiff"),
+            "tif32": (grey.astype(np.int32) * 257, "tiff"), "float": (grey.astype(np.float32) / 255, "tiff")}
+    transform = ImageTransform(ENCODERS["effnet-lite0"].spec)
+    for name, (values, kind) in wide.items():
+        Image.fromarray(values).save(tmp_path / f"{name}.{kind}")
+        image = Image.open(tmp_path / f"{name}.{kind}")
+        assert image.mode in ("I;16", "I", "F"), (name, image.mode)
+        assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(eight.convert("RGB"))), name
+        assert torch.equal(transform(image), transform(eight)), name
+    # floats over 1 are 0..255 values; NaN reads as 0; values past the range are clipped
+    odd = Image.fromarray(np.array([[0.0, 128.4, 300.0, np.nan]], dtype=np.float32), mode="F")
+    assert np.asarray(to_rgb(odd))[0, :, 0].tolist() == [0, 128, 255, 0]
+    assert to_rgb(eight.convert("RGB")).mode == "RGB" and np.asarray(to_rgb(eight))[..., 1].tolist() == grey.tolist()
