@@ -140,13 +140,16 @@ def extract_distributed(
             partial_path=own.with_name(own.name + ".partial"),
             show_progress=show_progress and rank == 0,
         )
-        partial.finalize(own, {"created_at": "", "versions": library_versions()})
+        # this rank's decode failures: what check_decodable and the merged cache's `skipped` read of every shard
+        partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped})
     total = torch.tensor([encoded], dtype=torch.int64)
     dist.all_reduce(total)
     skipped_by_rank: list[Any] = [None] * world
     dist.all_gather_object(skipped_by_rank, open_cache(own).attrs.get("skipped", []))
-    check_decodable(plan.data, [s for rank_skipped in skipped_by_rank for s in rank_skipped])
+    # every rank knows every shard's failures and leaves the collective together, to raise the same error or to
+    # merge: a rank that raised straight after all_gather_object aborted ("terminate called") under load
     dist.barrier()
+    check_decodable(plan.data, [s for rank_skipped in skipped_by_rank for s in rank_skipped])
     if rank == 0:
         from datetime import datetime, timezone
 

@@ -83,9 +83,16 @@ def distributed_worker(rank: int, world_size: int, port: int, data: str, out: st
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        result = extract_distributed(data, tiny_encoder(), None, out=out, batch_size=4, workers=0,
-                                     show_progress=False)
+        from feature_cache import DatasetError
+
+        try:
+            result = extract_distributed(data, tiny_encoder(), None, out=out, batch_size=4, workers=0,
+                                         show_progress=False)
+        except DatasetError as exc:  # what every rank raised
+            Path(results, f"rank{rank}.json").write_text(json.dumps({"error": str(exc)}))
+            return
         Path(results, f"rank{rank}.json").write_text(json.dumps(
-            {"encoded": result.encoded, "counts": result.counts, "reused": result.reused, "path": str(result.path)}))
+            {"encoded": result.encoded, "counts": result.counts, "reused": result.reused, "path": str(result.path),
+             "skipped": sorted(map(list, result.skipped))}))
     finally:
         dist.destroy_process_group()

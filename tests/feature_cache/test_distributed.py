@@ -53,6 +53,30 @@ def test_two_process_gloo_extraction_equals_single_process(tree, tmp_path):
     assert again.reused and again.encoded == 0
 
 
+def test_images_that_fail_to_decode_count_on_every_rank_as_in_one_process(tree, tmp_path):
+    """Each shard was finalised without its decode failures: the merged cache listed none of them, and a class whose
+    every train image failed was written without it (one process refuses it; an outside round)."""
+    (tree / "train" / "ant" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    (tree / "test" / "cat" / "empty.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    single = extract(tree, tiny_encoder(), None, out=tmp_path / "single.h5", workers=0, batch_size=4,
+                     show_progress=False)
+    out = tmp_path / "multi.h5"
+    mp.spawn(distributed_worker, args=(2, free_port(), str(tree), str(out), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1] and ranks[0]["counts"] == dict(single.counts)
+    assert ranks[0]["skipped"] == sorted(map(list, single.skipped))
+    assert {source for source, _ in single.skipped} == {"train/ant/broken.jpg", "test/cat/empty.png"}
+    assert sorted(map(list, open_cache(out).attrs["skipped"])) == ranks[0]["skipped"]
+    # every train image of a class failing: refused on every rank, no cache written
+    for image in (tree / "train" / "bee").iterdir():
+        image.write_bytes(b"broken")
+    refused = tmp_path / "refused.h5"
+    mp.spawn(distributed_worker, args=(2, free_port(), str(tree), str(refused), str(tmp_path)), nprocs=2, join=True)
+    errors = [json.loads((tmp_path / f"rank{r}.json").read_text()).get("error") for r in range(2)]
+    assert errors[0] == errors[1] and "'bee'" in errors[0] and "train" in errors[0]
+    assert not refused.exists()
+
+
 def test_merge_keeps_shard_order(tree, tmp_path):
     data = open_dataset(tree)
     plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
