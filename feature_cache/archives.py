@@ -295,22 +295,23 @@ class ZipReader:
             )
         total = 0
         for info in infos:
-            name = check_member_name(zip_member_name(info), label)
+            member = zip_member_name(info)  # as the listing reads it (UTF-8 names flagged or not), in every message
+            name = check_member_name(member, label)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise UnsafeArchive(f"{label}: member {info.filename!r} is a symbolic link; links are not allowed.")
+                raise UnsafeArchive(f"{label}: member {member!r} is a symbolic link; links are not allowed.")
             if info.is_dir():
                 if name:
                     self._dirs.append(name)
                 continue
             if info.file_size > lim.max_member_bytes:
                 raise UnsafeArchive(
-                    f"{label}: member {info.filename!r} is {info.file_size} bytes uncompressed, over the limit "
+                    f"{label}: member {member!r} is {info.file_size} bytes uncompressed, over the limit "
                     f"of {lim.max_member_bytes} (ArchiveLimits.max_member_bytes)."
                 )
             if lim.expands_too_much(info.file_size, info.compress_size):
                 raise UnsafeArchive(
-                    f"{label}: member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
+                    f"{label}: member {member!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
                     f"(limit {lim.max_ratio:.0f}x, ArchiveLimits.max_ratio): possible decompression bomb."
                 )
             total += info.file_size

@@ -112,6 +112,22 @@ def test_symlink_member_in_zip_is_refused(tree, tmp_path):
         open_dataset(archive)
 
 
+def test_a_refused_zip_member_is_named_with_its_characters(tree, tmp_path):
+    """A link in a class folder named 猫, zipped by Info-ZIP (UTF-8 bytes, no flag), was named 'train/τî½/...' in
+    the refusal: zipfile's cp437 reading, where the listing reads the name right (an outside round)."""
+    utf8 = "猫".encode("utf-8")
+    stand_in = "X" * len(utf8)
+    archive = make_zip(tmp_path / "s.zip", tree_members(tree))
+    with zipfile.ZipFile(archive, "a") as zf:
+        info = zipfile.ZipInfo(f"train/{stand_in}/link.png")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "../ant/000.png")
+    archive.write_bytes(archive.read_bytes().replace(stand_in.encode(), utf8))
+    with pytest.raises(UnsafeArchive) as refused:
+        open_dataset(archive)
+    assert "member 'train/猫/link.png' is a symbolic link" in str(refused.value)
+
+
 def test_zip_bomb_member_ratio_is_refused(tree, tmp_path):
     members = tree_members(tree) + [("train/ant/bomb.png", bytes(4 * 2**20))]
     archive = make_zip(tmp_path / "b.zip", members, compression=zipfile.ZIP_DEFLATED)
