@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -1107,7 +1108,10 @@ def confusion_cell(class_names: list[str], true: str, predicted: str | None,
                    fields: tuple[str, str] = ("class", "predicted")) -> tuple[int, int | None]:
     """The indices of a true class and, when given, of a predicted one other than it: the mistakes to list
     (``mr2probe failures``, ``GET /api/runs/{id}/failures``). ValueError naming the argument (``fields``, as the
-    caller spells them) that names no class of the run, or a predicted class equal to the true one."""
+    caller spells them) that names no class of the run, or a predicted class equal to the true one. A name typed or
+    pasted in decomposed Unicode (NFD, as macOS writes file names) is the composed class name the data set gave
+    (``feature_cache`` composes folder names; an outside round's 'Überschall' was refused beside itself)."""
+    true, predicted = (None if name is None else unicodedata.normalize("NFC", name) for name in (true, predicted))
     for field, name in zip(fields, (true, predicted)):
         if name is not None and name not in class_names:
             raise ValueError(f"{field} {unknown_class_text(name, class_names)}")

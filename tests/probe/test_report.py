@@ -245,6 +245,12 @@ def test_a_confusion_cell_is_two_class_indices_or_an_error_naming_the_argument()
         confusion_cell(names, "dog", "cow", ("class:", "predicted:"))
     with pytest.raises(ValueError, match=r"^predicted names the class itself"):
         confusion_cell(names, "dog", "dog")
+    # a name in decomposed Unicode (NFD: macOS) is the composed class name a data set's folder gave
+    import unicodedata
+
+    composed = ["cat", "Überschall", "čaj"]
+    assert confusion_cell(composed, unicodedata.normalize("NFD", "Überschall"),
+                          unicodedata.normalize("NFD", "čaj")) == (1, 2)
 
 
 def test_report_json_puts_each_list_of_numbers_on_one_line():
