@@ -160,7 +160,8 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     sources = cache.sources(split)
     checked = []
     for probe in probes:
-        warnings = probe.check_features(source, cache.num_features) + _seen_images(probe, source, split, sources)
+        warnings = probe.check_features(source, cache.num_features) + _seen_images(
+            probe, source, split, sources, list(cache.class_names) == list(probe.class_names))
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
         if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
@@ -190,30 +191,46 @@ def _own_cache(probe, source) -> bool:
     return probe.features is not None and probe.features.fingerprint == source.fingerprint
 
 
-def _seen_images(probe, source, split: str, sources: list[str]) -> list[str]:
+def _seen_images(probe, source, split: str, sources: list[str], same_classes: bool) -> list[str]:
     """A warning when the scored images are ones the probe was trained or selected on: ``split`` of its own cache
     (train or val), or, in another cache of the same data set (another extraction: its splits drawn with another
     seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
-    scored there, a probe read 100 % on its own training images without a word, a new-user round)."""
+    scored there, a probe read 100 % on its own training images without a word, a new-user round). In a cache of
+    another data set with the run's classes (``same_classes``), the same paths are said to be the same images if
+    they are: the same folder zipped (another content fingerprint) or changed since went unflagged (an outside
+    round), where a data set of other images named alike would be a false alarm."""
     own = _own_cache(probe, source)
     if own:
         if split != "train" or probe.seen is None:
             return _own_split(split)
-    elif probe.seen is None or not sources or probe.features is None or probe.features.dataset is None \
-            or probe.features.dataset != source.dataset:
+    elif probe.seen is None or not sources or probe.features is None or probe.features.dataset is None:
+        return []
+    kin = own or probe.features.dataset == source.dataset  # the same data set: the same path is the same image
+    if not (kin or same_classes):
         return []
     overlap = {name: n for name, n in probe.seen.overlap(sources).items() if n}
     if own and not overlap.get("val"):  # val was given: these are the train images it trained on, all of them
         return _own_split(split)
     if not overlap:
         return []
-    words = {"train": "among the images it was trained on",
-             "val": "among those its hyper-parameters and thirds were chosen on"}
-    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} {words[name]}" for name, n in overlap.items())
+    return [_seen_words(len(sources), overlap, "the train split of the run's own cache" if own else
+                        "another cache of the run's data set" if kin else None)]
+
+
+def _seen_words(scored: int, overlap: dict[str, int], where: str | None) -> str:
+    """The warning of :func:`_seen_images`: ``where`` the scored images lie, None for a cache of another data set
+    with the run's classes (the same paths, perhaps other images)."""
+    words = {"train": "the images it was trained on", "val": "those its hyper-parameters and thirds were chosen on"}
+    if where is None:
+        seen = " and ".join(f"{n:,} {'has' if n == 1 else 'have'} the path of one of {words[name]}"
+                            for name, n in overlap.items())
+        return (f"Of the {scored:,} images scored here (a cache of another data set with the run's classes), {seen}: "
+                "if they are the same images (its data set copied, zipped or changed since), these scores overstate "
+                "its accuracy on new images; its test split (or images it has not seen) says how it does.")
+    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} among {words[name]}" for name, n in overlap.items())
     # the train split of its own cache holds the val it carved from train too (all "trained on"; a review)
-    where = "the train split of the run's own cache" if own else "another cache of the run's data set"
-    return [f"Of the {len(sources):,} images scored here ({where}), {seen}: these scores overstate its accuracy on "
-            "new images; its test split (or images it has not seen) says how it does."]
+    return (f"Of the {scored:,} images scored here ({where}), {seen}: these scores overstate its accuracy on new "
+            "images; its test split (or images it has not seen) says how it does.")
 
 
 def _own_split(split: str) -> list[str]:
