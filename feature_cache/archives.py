@@ -7,13 +7,14 @@ fingerprint) and ``dirs()`` (directory entries, so empty class folders can be re
 - :class:`DirectoryReader` — a folder on disk; symlinks that leave the folder are refused.
 - :class:`ZipReader` — members are read **directly from the archive** with :mod:`zipfile` (nothing is
   extracted to disk). The central directory is validated when the reader is built: no absolute paths,
-  no ``..`` components, no symlink members, and the :class:`ArchiveLimits` on member count, total
+  no ``..`` components (symlink members are skipped, never followed), and the :class:`ArchiveLimits` on member count, total
   uncompressed size, per-member size and compression ratio (decompression bombs); reads are bounded by
   the declared size, and the CRC is checked by :mod:`zipfile`. A breach raises
   :class:`~feature_cache.errors.UnsafeArchive`. Each process opens its own handle, so the reader can be
   shared with DataLoader workers.
 - :class:`TarReader` — ``.tar``, ``.tar.gz`` / ``.tgz`` (also ``.bz2`` / ``.xz``). Only regular files and
-  folders are accepted: symlinks, hard links and device / FIFO members raise ``UnsafeArchive``, as do
+  folders are read: symlinks and hard links are skipped (listed in ``unsafe``, never followed), device / FIFO
+  members raise ``UnsafeArchive``, as do
   absolute or ``..`` names and the :class:`ArchiveLimits`. A compressed tar cannot be read at random, so
   it is first **decompressed (not extracted)** into one temporary ``.tar`` file next to the system temp
   folder — streaming, and aborted as soon as the size or ratio limit is crossed — and members are then
@@ -114,6 +115,13 @@ def check_member_name(name: str, archive: str) -> str:
 
 
 SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
+
+
+def archive_link(kind: str, target: str | None = None) -> str:
+    """Why a link member of an archive is skipped: never followed, whatever it points to (an archive made of a
+    folder de-duplicated with hard links was refused whole, where the folder itself was read; an outside round)."""
+    to = "" if target is None else f" to {target[:120]!r}"
+    return f"{kind} link{to} inside the archive, not followed (put the file itself in)"
 # Opening a FIFO for reading waits for a writer, forever; a socket or a device is no image either.
 NOT_REGULAR = "not a regular file (a FIFO, socket, device or folder)"
 
@@ -277,6 +285,7 @@ class ZipReader:
             raise UnsafeArchive(f"{self.path.name}: not a readable zip archive ({exc}).") from exc
         self._infos: dict[str, zipfile.ZipInfo] = {}
         self._dirs: list[str] = []
+        self.unsafe: list[tuple[str, str]] = []  # link members: skipped, listed with why
         try:
             self._check(archive.infolist())
         except BaseException:
@@ -299,7 +308,8 @@ class ZipReader:
             name = check_member_name(member, label)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise UnsafeArchive(f"{label}: member {member!r} is a symbolic link; links are not allowed.")
+                self.unsafe.append((name or member, archive_link("symbolic")))
+                continue
             if info.is_dir():
                 if name:
                     self._dirs.append(name)
@@ -567,6 +577,7 @@ class TarReader:
             self._plain = self._decompress()
         self._members: dict[str, tuple[int, int, str]] = {}  # name -> (offset, size, sha256)
         self._dirs: list[str] = []
+        self.unsafe: list[tuple[str, str]] = []  # link members: skipped, listed with why
         self._check()
         self._handle = None
         self._pid: int | None = None
@@ -618,10 +629,8 @@ class TarReader:
                         )
                     name = check_member_name(info.name, label)
                     if info.issym() or info.islnk():
-                        raise UnsafeArchive(
-                            f"{label}: member {info.name!r} is a {'symbolic' if info.issym() else 'hard'} link "
-                            f"to {info.linkname!r}; links are not allowed."
-                        )
+                        self.unsafe.append((name, archive_link("symbolic" if info.issym() else "hard", info.linkname)))
+                        continue
                     if info.isdir():
                         if name:
                             self._dirs.append(name)

@@ -74,7 +74,7 @@ def skipped_summary(skipped, examples: int = 3) -> str:
         named = ", ".join(failed[:examples]) + (", ..." if len(failed) > examples else "")
         parts.append(f"{len(failed)} failed to decode ({named})")
     # links and special files by their reason: "1 non-image or metadata file" hid a skipped symlink (an attack round)
-    links = [(source, reason) for source, reason in skipped if "symlink" in reason or "not a regular file" in reason]
+    links = [(source, reason) for source, reason in skipped if "link" in reason or "not a regular file" in reason]
     if links:
         named = ", ".join(f"{source} ({reason})" for source, reason in links[:examples])
         parts.append(f"{len(links)} unsafe or unreadable link{'s' * (len(links) != 1)} or special file"

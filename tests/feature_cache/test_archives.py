@@ -92,40 +92,43 @@ def test_path_escapes_are_refused(tree, tmp_path, name):
             open_dataset(archive)
 
 
-def test_links_in_tars_are_refused(tree, tmp_path):
-    for kind, message in ((tarfile.SYMTYPE, "is a symbolic link to '/etc/passwd'"),
-                          (tarfile.LNKTYPE, "is a hard link to '/etc/passwd'")):
-        link = tarfile.TarInfo("train/ant/link.png")
-        link.type, link.linkname = kind, "/etc/passwd"
-        archive = make_tar(tmp_path / "l.tar", tree_members(tree), extra=[link])
-        with pytest.raises(UnsafeArchive, match=f"member 'train/ant/link.png' {message}; links are not allowed"):
-            open_dataset(archive)
-
-
-def test_symlink_member_in_zip_is_refused(tree, tmp_path):
+def test_links_in_archives_are_skipped_never_followed(tree, tmp_path):
+    """A link member is skipped with why, whatever it points to (/etc/passwd, or another member: a folder
+    de-duplicated with hard links, then tarred, was refused whole where the folder itself was read; an outside
+    round); the other images are read as from the folder."""
+    folder = open_dataset(tree)
+    for kind, target, why in ((tarfile.SYMTYPE, "/etc/passwd", "symbolic link to '/etc/passwd'"),
+                              (tarfile.LNKTYPE, "train/ant/000.png", "hard link to 'train/ant/000.png'")):
+        link = tarfile.TarInfo("test/ant/link.png")
+        link.type, link.linkname = kind, target
+        data = open_dataset(make_tar(tmp_path / "l.tar", tree_members(tree), extra=[link]))
+        assert data.skipped == [("test/ant/link.png", f"{why} inside the archive, not followed (put the file "
+                                 "itself in)")]
+        assert {k: [x.source for x in v] for k, v in data.splits.items()} == \
+            {k: [x.source for x in v] for k, v in folder.splits.items()}
     archive = make_zip(tmp_path / "s.zip", tree_members(tree))
     with zipfile.ZipFile(archive, "a") as zf:
         info = zipfile.ZipInfo("train/ant/link.png")
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(info, "/etc/passwd")
-    with pytest.raises(UnsafeArchive, match="'train/ant/link.png' is a symbolic link"):
-        open_dataset(archive)
+    data = open_dataset(archive)
+    assert data.skipped == [("train/ant/link.png", "symbolic link inside the archive, not followed (put the file "
+                             "itself in)")]
+    assert len(data.splits["train"]) + len(data.splits["val"]) == 18
 
 
 def test_a_refused_zip_member_is_named_with_its_characters(tree, tmp_path):
-    """A link in a class folder named 猫, zipped by Info-ZIP (UTF-8 bytes, no flag), was named 'train/τî½/...' in
+    """A member in a class folder named 猫, zipped by Info-ZIP (UTF-8 bytes, no flag), was named 'train/τî½/...' in
     the refusal: zipfile's cp437 reading, where the listing reads the name right (an outside round)."""
+    from feature_cache import ArchiveLimits
+
     utf8 = "猫".encode("utf-8")
     stand_in = "X" * len(utf8)
-    archive = make_zip(tmp_path / "s.zip", tree_members(tree))
-    with zipfile.ZipFile(archive, "a") as zf:
-        info = zipfile.ZipInfo(f"train/{stand_in}/link.png")
-        info.external_attr = (stat.S_IFLNK | 0o777) << 16
-        zf.writestr(info, "../ant/000.png")
+    archive = make_zip(tmp_path / "s.zip", tree_members(tree) + [(f"train/{stand_in}/big.png", bytes(4096))])
     archive.write_bytes(archive.read_bytes().replace(stand_in.encode(), utf8))
     with pytest.raises(UnsafeArchive) as refused:
-        open_dataset(archive)
-    assert "member 'train/猫/link.png' is a symbolic link" in str(refused.value)
+        open_dataset(archive, limits=ArchiveLimits(max_member_bytes=2048))
+    assert "member 'train/猫/big.png' is 4096 bytes uncompressed" in str(refused.value)
 
 
 def test_zip_bomb_member_ratio_is_refused(tree, tmp_path):
