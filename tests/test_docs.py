@@ -44,3 +44,27 @@ def test_the_api_schema_speaks_to_users_not_of_how_a_defect_was_found(tmp_path):
 
     spec = json.dumps(create_app(Settings(data_dir=tmp_path)).openapi())
     assert re.findall(r"[^\"]{0,60}\b(?:attack|new-user|dashboard-only|scale|README|statistics) round\b", spec) == []
+
+
+def test_every_encoder_pattern_is_named_where_users_pick_one():
+    """The encoder families are written by hand in the CLI's help, the API's field, the README and ARCHITECTURE.md
+    (they must stay torch-free): a family added to feature_cache.encoders.ENCODERS and to none of them passed every
+    test (a maintainer round)."""
+    import argparse
+
+    from app.commands import extract
+    from app.schemas import ExtractJob, PipelineJob
+    from feature_cache import list_encoders
+    from feature_cache.defaults import ENCODER_PATTERNS
+
+    assert tuple(list_encoders()) == ENCODER_PATTERNS  # the torch-free copy the CLI and the API read
+
+    parser = argparse.ArgumentParser()
+    extract.add_arguments(parser)
+    places = {"mr2probe extract --help": parser.format_help(),
+              "ExtractJob.encoder": ExtractJob.model_fields["encoder"].description,
+              "PipelineJob.encoder": PipelineJob.model_fields["encoder"].description,
+              "README.md": (ROOT / "README.md").read_text(encoding="utf-8"),
+              "docs/ARCHITECTURE.md": (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")}
+    assert not [(where, pattern) for pattern in list_encoders() for where, text in places.items()
+                if pattern not in " ".join((text or "").split())]

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from feature_cache.datasets import ARCHIVE_SUFFIXES
-from feature_cache.defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
+from feature_cache.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE,
+                                     MAX_WORKERS)
 
 NAME = "extract"
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "any folders) goes into one test split, for `mr2probe predict` to apply a shipped probe to; "
                         "nothing trains on such a cache")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER,
-                        help=f"{DEFAULT_ENCODER} (default), openclip:ARCH[:WEIGHTS] or mocov2:CHECKPOINT")
+                        help=ENCODER_HELP)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, help="cache file to write (reused when it matches the request)")
     where.add_argument("--cache-dir", default=".mr2probe/cache",
