@@ -478,3 +478,15 @@ def test_a_reliability_bin_carries_its_accuracys_wilson_interval_derived_on_ever
     stored = ReliabilityBin.model_validate({**b.model_dump(), "accuracy_ci": [0.0, 1.0]})  # hand-edited or older
     assert stored.accuracy_ci == b.accuracy_ci
     assert ReliabilityBin(upper=0.2, count=0, confidence=None, accuracy=None).accuracy_ci is None  # no image
+
+
+def test_per_class_csv_has_a_column_for_every_field_of_a_per_class_row():
+    """A field added to PerClassRow and not to PER_CLASS_COLUMNS was silently left out of per_class.csv, while the
+    CSV test compared the header with a copy of the constant (a maintainer round)."""
+    from probe.report import PER_CLASS_COLUMNS, PerClassRow
+
+    # written otherwise: the interval as its two ends, the per-seed accuracies as accuracy and accuracy_std
+    otherwise = {"accuracy_ci": ("accuracy_ci_lo", "accuracy_ci_hi"), "accuracy_per_seed": ("accuracy_std",)}
+    missing = [field for field in PerClassRow.model_fields
+               if field not in PER_CLASS_COLUMNS and not set(otherwise.get(field, ("-",))) <= set(PER_CLASS_COLUMNS)]
+    assert missing == []
