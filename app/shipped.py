@@ -2,7 +2,9 @@
 ``mr2probe predict``, ``mr2probe compare --features`` and the API's scoring of a run on another cache share."""
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +149,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS, TrueClass
     from probe.report import FeatureSource
+    from probe.seen import common_folder
 
     cache = open_cache(path)
     if split not in cache.splits:
@@ -158,10 +161,11 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     sources = cache.sources(split)
+    shared = functools.cache(lambda: common_folder(p for s in cache.splits for p in cache.sources(s)))
     checked = []
     for probe in probes:
         warnings = probe.check_features(source, cache.num_features) + _seen_images(
-            probe, source, split, sources, list(cache.class_names) == list(probe.class_names))
+            probe, source, split, sources, list(cache.class_names) == list(probe.class_names), shared)
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
         if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
@@ -191,14 +195,16 @@ def _own_cache(probe, source) -> bool:
     return probe.features is not None and probe.features.fingerprint == source.fingerprint
 
 
-def _seen_images(probe, source, split: str, sources: list[str], same_classes: bool) -> list[str]:
+def _seen_images(probe, source, split: str, sources: list[str], same_classes: bool,
+                 shared: Callable[[], str]) -> list[str]:
     """A warning when the scored images are ones the probe was trained or selected on: ``split`` of its own cache
     (train or val), or, in another cache of the same data set (another extraction: its splits drawn with another
     seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
     scored there, a probe read 100 % on its own training images without a word, a new-user round). In a cache of
     another data set with the run's classes (``same_classes``), the same paths are said to be the same images if
     they are: the same folder zipped (another content fingerprint) or changed since went unflagged (an outside
-    round), where a data set of other images named alike would be a false alarm."""
+    round), where a data set of other images named alike would be a false alarm. ``shared()``: the folders every
+    path of the scored cache shares (``probe.seen.common_folder``), read only when needed."""
     own = _own_cache(probe, source)
     if own:
         if split != "train" or probe.seen is None:
@@ -208,7 +214,7 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     kin = own or probe.features.dataset == source.dataset  # the same data set: the same path is the same image
     if not (kin or same_classes):
         return []
-    overlap = {name: n for name, n in probe.seen.overlap(sources).items() if n}
+    overlap = {name: n for name, n in probe.seen.overlap(sources, shared()).items() if n}
     if own and not overlap.get("val"):  # val was given: these are the train images it trained on, all of them
         return _own_split(split)
     if not overlap:

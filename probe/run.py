@@ -52,7 +52,7 @@ from .report import (
     check_run_dir,
     write_run,
 )
-from .seen import SeenSources
+from .seen import SeenSources, common_folder
 from .selection import delta_sentence, format_delta, same_score, select_candidate
 from .uncertainty import observed_class_accuracy
 
@@ -159,10 +159,11 @@ class _Splits:
     def seen(self, sources: Mapping[str, Sequence[str]]) -> SeenSources:
         """The digests of what this run trained and selected on: val carved from train is val, not train (its
         images were said to be trained on; a review)."""
+        shared = common_folder(path for paths in sources.values() for path in paths)
         if self.carved is None or "train" not in sources:
-            return SeenSources.of(sources)
+            return SeenSources.of(sources, shared)
         train = np.asarray(sources["train"], dtype=object)
-        return SeenSources.of({"train": train[~self.carved], "val": train[self.carved]})
+        return SeenSources.of({"train": train[~self.carved], "val": train[self.carved]}, shared)
 
 
 def _check_data(data: dict, class_names: list[str]) -> int:

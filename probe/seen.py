@@ -8,12 +8,16 @@ cache's sources are the images' paths inside their data set, so within one data 
 ``dataset_fingerprint``) the same path is the same image.
 
 Each split's sources are kept as sorted, unique 64-bit BLAKE2b digests: 8 bytes an image (10 MB for 1.28M), and
-the paths themselves stay out of the run directory.
+the paths themselves stay out of the run directory. A path is taken below the folders every path of its cache shares
+(:func:`common_folder`: a zip made with its top folder, ``data/train/cat/0.png``, names the folder's
+``train/cat/0.png``), so the same images zipped or unzipped have the same keys; runs written before that keep their
+whole paths (``relative`` False).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SeenSources", "source_digests"]
+__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SeenSources", "common_folder", "source_digests"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +42,40 @@ def source_digests(sources: Iterable[str]) -> np.ndarray:
     return np.unique(digests)
 
 
+def common_folder(paths: Iterable[str]) -> str:
+    """The leading folders all ``paths`` share, with its trailing '/' ('data/' when every path starts 'data/…'; ''
+    when none is shared). The common prefix of the smallest and the largest path is every path's."""
+    low = high = None
+    for path in paths:
+        low = path if low is None or path < low else low
+        high = path if high is None or path > high else high
+    if low is None:
+        return ""
+    shared = os.path.commonprefix([low, high])
+    return shared[:shared.rfind("/") + 1]
+
+
 @dataclass
 class SeenSources:
-    """Each of :data:`SEEN_SPLITS`' sources as :func:`source_digests`."""
+    """Each of :data:`SEEN_SPLITS`' sources as :func:`source_digests`, below their cache's :func:`common_folder`
+    where ``relative`` (whole paths in runs written before it)."""
 
     digests: dict[str, np.ndarray]
+    relative: bool = True
 
     @classmethod
-    def of(cls, sources: Mapping[str, Iterable[str]]) -> SeenSources:
-        return cls({split: source_digests(sources[split]) for split in SEEN_SPLITS if split in sources})
+    def of(cls, sources: Mapping[str, Iterable[str]], shared: str = "") -> SeenSources:
+        """The digests of ``sources`` (train and val) below ``shared``, the :func:`common_folder` of every split of
+        their cache."""
+        return cls({split: source_digests(_below(sources[split], shared)) for split in SEEN_SPLITS
+                    if split in sources})
 
     def save(self, run_dir: str | Path) -> None:
         """Written whole or not at all (a temporary file renamed): a cut-off write left a file np.load failed on."""
         path = Path(run_dir) / SEEN_FILE
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, **self.digests)
+            np.savez(f, **self.digests, relative=np.array(self.relative))
         tmp.replace(path)
 
     @classmethod
@@ -66,14 +88,19 @@ class SeenSources:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return cls({split: np.asarray(data[split], dtype=np.uint64) for split in SEEN_SPLITS
-                            if split in data.files})
+                            if split in data.files}, bool(data["relative"]) if "relative" in data.files else False)
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
             logger.warning("%s cannot be read (%s): scores on other caches go without the seen-images check",
                            path, exc)
             return None
 
-    def overlap(self, sources: Iterable[str]) -> dict[str, int]:
-        """How many of ``sources`` (each counted once) each split holds: ``{"train": n, "val": m}``."""
-        given = source_digests(sources)
+    def overlap(self, sources: Iterable[str], shared: str = "") -> dict[str, int]:
+        """How many of ``sources`` (each counted once) each split holds: ``{"train": n, "val": m}``; ``shared``:
+        the :func:`common_folder` of every split of their cache."""
+        given = source_digests(_below(sources, shared) if self.relative else sources)
         return {split: int(np.isin(given, digests, assume_unique=True).sum())
                 for split, digests in self.digests.items()}
+
+
+def _below(paths: Iterable[str], shared: str) -> Iterable[str]:
+    return (path[len(shared):] if shared and path.startswith(shared) else path for path in paths)

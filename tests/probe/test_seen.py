@@ -29,3 +29,26 @@ def test_overlap_counts_each_scored_image_once_per_split(tmp_path):
     for damaged in (b"PK\x03\x04 cut off", b""):  # damaged or empty (an EOFError, a 500 on every score route)
         (tmp_path / SEEN_FILE).write_bytes(damaged)
         assert SeenSources.load(tmp_path) is None  # no check, no error
+
+
+def test_paths_are_keyed_below_the_folders_their_cache_shares(tmp_path):
+    """A folder's `train/cat/0.png` is `data/train/cat/0.png` in the zip made with its top folder: exact paths found
+    no image in common (a review); runs written before keep their whole paths and match as they did."""
+    from probe.seen import common_folder
+
+    assert common_folder(["data/train/cat/0.png", "data/test/dog/1.png", "data/train/cat/10.png"]) == "data/"
+    assert common_folder(["train/cat/0.png", "test/cat/0.png"]) == ""
+    assert common_folder(["a/b/x.png", "a/b/y.png"]) == "a/b/" and common_folder([]) == ""
+    assert common_folder(["data/cat/1.png", "data/cats/2.png"]) == "data/"  # a folder, not a name's prefix
+    folder = {"train": ["train/cat/0.png", "train/cat/1.png"], "val": ["train/cat/2.png"], "test": ["test/cat/0.png"]}
+    seen = SeenSources.of(folder, common_folder(p for paths in folder.values() for p in paths))
+    zipped = ["data/train/cat/0.png", "data/train/cat/2.png", "data/test/cat/0.png"]
+    assert seen.overlap(zipped, common_folder(zipped)) == {"train": 1, "val": 1}
+    seen.save(tmp_path)
+    assert SeenSources.load(tmp_path).relative is True
+    older = SeenSources({split: source_digests(folder[split]) for split in ("train", "val")}, relative=False)
+    older.save(tmp_path)
+    with np.load(tmp_path / SEEN_FILE) as data:  # as runs before it wrote the file: no "relative"
+        np.savez(tmp_path / SEEN_FILE, **{k: data[k] for k in ("train", "val")})
+    loaded = SeenSources.load(tmp_path)
+    assert loaded.relative is False and loaded.overlap(folder["train"], "train/") == {"train": 2, "val": 0}
