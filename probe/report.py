@@ -1111,13 +1111,17 @@ def confusion_cell(class_names: list[str], true: str, predicted: str | None,
     caller spells them) that names no class of the run, or a predicted class equal to the true one. A name typed or
     pasted in decomposed Unicode (NFD, as macOS writes file names) is the composed class name the data set gave
     (``feature_cache`` composes folder names; an outside round's 'Überschall' was refused beside itself)."""
-    true, predicted = (None if name is None else unicodedata.normalize("NFC", name) for name in (true, predicted))
+    composed = {unicodedata.normalize("NFC", name): i for i, name in reversed(list(enumerate(class_names)))}
+    found = []
     for field, name in zip(fields, (true, predicted)):
-        if name is not None and name not in class_names:
+        index = None if name is None else class_names.index(name) if name in class_names else \
+            composed.get(unicodedata.normalize("NFC", name))  # the exact name first, then composed alike
+        if name is not None and index is None:
             raise ValueError(f"{field} {unknown_class_text(name, class_names)}")
-    if predicted == true:
+        found.append(index)
+    if found[1] == found[0]:
         raise ValueError(f"{fields[1]} names the class itself: its images predicted as it are not mistakes.")
-    return class_names.index(true), None if predicted is None else class_names.index(predicted)
+    return found[0], found[1]
 
 
 def interval_text(ci: list | None) -> str:

@@ -251,6 +251,10 @@ def test_a_confusion_cell_is_two_class_indices_or_an_error_naming_the_argument()
     composed = ["cat", "Überschall", "čaj"]
     assert confusion_cell(composed, unicodedata.normalize("NFD", "Überschall"),
                           unicodedata.normalize("NFD", "čaj")) == (1, 2)
+    # a run whose class names are decomposed (a manifest's labels, a cache written elsewhere): typed either way
+    decomposed = ["cat", unicodedata.normalize("NFD", "Überschall")]
+    assert confusion_cell(decomposed, decomposed[1], None) == (1, None)
+    assert confusion_cell(decomposed, "Überschall", "cat") == (1, 0)
 
 
 def test_report_json_puts_each_list_of_numbers_on_one_line():
