@@ -117,6 +117,15 @@ def check_member_name(name: str, archive: str) -> str:
 SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
 
 
+_LINK_STARTS = ("symlink", "symbolic link", "hard link")  # how every reason for a skipped link starts
+
+
+def is_link_or_special(reason: str) -> bool:
+    """Whether a skipped file's ``reason`` is one of the readers' for a link or a special file (not a user's folder
+    name that holds the word: "outside the split folders (weblinks/...)" was counted as a link; a review)."""
+    return reason.startswith(_LINK_STARTS) or reason == NOT_REGULAR
+
+
 def archive_link(kind: str, target: str | None = None) -> str:
     """Why a link member of an archive is skipped: never followed, whatever it points to (an archive made of a
     folder de-duplicated with hard links was refused whole, where the folder itself was read; an outside round)."""

@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
+from .archives import is_link_or_special
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
@@ -74,7 +75,7 @@ def skipped_summary(skipped, examples: int = 3) -> str:
         named = ", ".join(failed[:examples]) + (", ..." if len(failed) > examples else "")
         parts.append(f"{len(failed)} failed to decode ({named})")
     # links and special files by their reason: "1 non-image or metadata file" hid a skipped symlink (an attack round)
-    links = [(source, reason) for source, reason in skipped if "link" in reason or "not a regular file" in reason]
+    links = [(source, reason) for source, reason in skipped if is_link_or_special(reason)]
     if links:
         named = ", ".join(f"{source} ({reason})" for source, reason in links[:examples])
         parts.append(f"{len(links)} unsafe or unreadable link{'s' * (len(links) != 1)} or special file"
