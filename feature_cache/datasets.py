@@ -470,23 +470,30 @@ _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def to_rgb(image):
-    """A PIL image of any mode as 8-bit RGB. 16-bit and 32-bit integer greyscale are read as 16-bit values and
-    scaled by 255/65535 (as torchvision's ``to_dtype`` scales a 16-bit PNG), floats as 0..1 when they lie there
-    (else as 0..255), both clipped; alpha and palette transparency are dropped, not composited (PIL's
-    ``convert``); the EXIF orientation is not applied (the pixels as stored, as torchvision's readers give them)."""
+    """A PIL image of any mode as 8-bit RGB. By a fixed rule per mode, whatever the image's values: 16-bit and
+    32-bit integer greyscale are 16-bit values scaled by 255/65535 (as torchvision's ``to_dtype`` scales a 16-bit
+    PNG; 32-bit ones clipped to 0..65535 first), floats are 0..1 scaled by 255 (NaN as 0), both rounded and clipped;
+    alpha and palette transparency are dropped, not composited (PIL's ``convert``); the EXIF orientation is not
+    applied (the pixels as stored, as torchvision's readers give them). Integer arithmetic, floats in float32 in
+    place: a 16-megapixel 16-bit image costs a few times its own size, not 16 times."""
     if image.mode == "RGB":
         return image
     if image.mode not in _WIDE_MODES:
         return image.convert("RGB")
     from PIL import Image
 
-    values = np.asarray(image, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if image.mode == "F" and (finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)):
-        values = values * 255.0
-    elif image.mode != "F":
-        values = values * (255.0 / 65535.0)
-    grey = np.clip(np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0), 0, 255).round().astype(np.uint8)
+    values = np.asarray(image)
+    if image.mode == "F":
+        scaled = np.multiply(values, 255.0, dtype=np.float32)
+        np.nan_to_num(scaled, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        np.clip(scaled, 0.0, 255.0, out=scaled)
+        grey = np.rint(scaled, out=scaled).astype(np.uint8)
+    else:  # 16-bit (any byte order) or 32-bit integers: round(v * 255 / 65535) in 32-bit integers
+        wide = np.clip(values, 0, 65535).astype(np.int32) if values.dtype.itemsize > 2 else values.astype(np.int32)
+        wide *= 255
+        wide += 32767
+        wide //= 65535
+        grey = wide.astype(np.uint8)
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 

@@ -381,7 +381,10 @@ def test_images_of_more_than_8_bits_a_channel_are_scaled_not_clipped(tmp_path):
         assert image.mode in ("I;16", "I", "F"), (name, image.mode)
         assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(eight.convert("RGB"))), name
         assert torch.equal(transform(image), transform(eight)), name
-    # floats over 1 are 0..255 values; NaN reads as 0; values past the range are clipped
-    odd = Image.fromarray(np.array([[0.0, 128.4, 300.0, np.nan]], dtype=np.float32), mode="F")
-    assert np.asarray(to_rgb(odd))[0, :, 0].tolist() == [0, 128, 255, 0]
+    # one rule per mode, whatever the values (a review: floats past 1 read as 0..255 scaled two images 255x apart):
+    # floats are 0..1, clipped, NaN as 0; 32-bit integers are 16-bit values, clipped
+    odd = Image.fromarray(np.array([[0.0, 0.5, 1.0, 3.0, -1.0, np.nan]], dtype=np.float32), mode="F")
+    assert np.asarray(to_rgb(odd))[0, :, 0].tolist() == [0, 128, 255, 255, 0, 0]
+    ints = Image.fromarray(np.array([[-5, 0, 257, 32896, 65535, 70000]], dtype=np.int32))
+    assert ints.mode == "I" and np.asarray(to_rgb(ints))[0, :, 0].tolist() == [0, 0, 1, 128, 255, 255]
     assert to_rgb(eight.convert("RGB")).mode == "RGB" and np.asarray(to_rgb(eight))[..., 1].tolist() == grey.tolist()
