@@ -13,8 +13,8 @@ fingerprint) and ``dirs()`` (directory entries, so empty class folders can be re
   :class:`~feature_cache.errors.UnsafeArchive`. Each process opens its own handle, so the reader can be
   shared with DataLoader workers.
 - :class:`TarReader` — ``.tar``, ``.tar.gz`` / ``.tgz`` (also ``.bz2`` / ``.xz``). Only regular files and
-  folders are read: symlinks and hard links are skipped (listed in ``unsafe``, never followed), device / FIFO
-  members raise ``UnsafeArchive``, as do
+  folders are read, and a hard link to a regular member listed before it, as that member: other links are skipped
+  (listed in ``unsafe``, never followed), device / FIFO members raise ``UnsafeArchive``, as do
   absolute or ``..`` names and the :class:`ArchiveLimits`. A compressed tar cannot be read at random, so
   it is first **decompressed (not extracted)** into one temporary ``.tar`` file next to the system temp
   folder — streaming, and aborted as soon as the size or ratio limit is crossed — and members are then
@@ -624,6 +624,18 @@ class TarReader:
             raise
         return Path(name)
 
+    def _hard_link_target(self, info: tarfile.TarInfo, label: str) -> str | None:
+        """The member a hard link names when it is a regular file listed before it (a tar's hard links always name
+        an earlier member: a folder de-duplicated with hard links, then tarred), else None (skipped, not followed:
+        a symbolic link, a link to a folder, to nothing in the archive, or out of it)."""
+        if not info.islnk():
+            return None
+        try:
+            target = check_member_name(info.linkname, label)
+        except UnsafeArchive:
+            return None
+        return target if target in self._members else None
+
     def _check(self) -> None:
         lim, label = self.limits, self.path.name
         total = 0
@@ -637,6 +649,16 @@ class TarReader:
                             f"{label}: more than {lim.max_members} members (ArchiveLimits.max_members)."
                         )
                     name = check_member_name(info.name, label)
+                    target = self._hard_link_target(info, label)
+                    if target is not None:  # a hard link to a file listed before: that member's bytes, read again
+                        if name in self._members:
+                            raise UnsafeArchive(f"{label}: member {name!r} appears twice.")
+                        self._members[name] = self._members[target]
+                        total += self._members[target][1]
+                        if total > lim.max_total_bytes:
+                            raise UnsafeArchive(f"{label}: more than {lim.max_total_bytes} bytes in its members "
+                                                "(ArchiveLimits.max_total_bytes).")
+                        continue
                     if info.issym() or info.islnk():
                         self.unsafe.append((name, archive_link("symbolic" if info.issym() else "hard", info.linkname)))
                         continue

@@ -98,7 +98,9 @@ def test_links_in_archives_are_skipped_never_followed(tree, tmp_path):
     round); the other images are read as from the folder."""
     folder = open_dataset(tree)
     for kind, target, why in ((tarfile.SYMTYPE, "/etc/passwd", "symbolic link to '/etc/passwd'"),
-                              (tarfile.LNKTYPE, "train/ant/000.png", "hard link to 'train/ant/000.png'")):
+                              (tarfile.SYMTYPE, "train/ant/000.png", "symbolic link to 'train/ant/000.png'"),
+                              (tarfile.LNKTYPE, "/etc/passwd", "hard link to '/etc/passwd'"),
+                              (tarfile.LNKTYPE, "../x.png", "hard link to '../x.png'")):
         link = tarfile.TarInfo("test/ant/link.png")
         link.type, link.linkname = kind, target
         data = open_dataset(make_tar(tmp_path / "l.tar", tree_members(tree), extra=[link]))
@@ -106,6 +108,19 @@ def test_links_in_archives_are_skipped_never_followed(tree, tmp_path):
                                  "itself in)")]
         assert {k: [x.source for x in v] for k, v in data.splits.items()} == \
             {k: [x.source for x in v] for k, v in folder.splits.items()}
+    # a hard link to a member before it (a folder de-duplicated with hard links, then tarred): that member's bytes,
+    # read as the folder's second name of the file is
+    (tree / "test" / "ant" / "dup.png").hardlink_to(tree / "train" / "ant" / "000.png")
+    tarred = tmp_path / "dedup.tar"
+    with tarfile.open(tarred, "w") as tf:
+        tf.add(tree, arcname="data")
+    with tarfile.open(tarred) as tf:  # the second of the two names archived is the link
+        assert [m.name for m in tf.getmembers() if m.islnk()] == ["data/train/ant/000.png"]
+    data, folder = open_dataset(tarred), open_dataset(tree)
+    assert data.skipped == []
+    for split in ("train", "val", "test"):
+        assert [s.source for s in data.splits[split]] == ["data/" + s.source for s in folder.splits[split]]
+    assert data.reader.read("data/train/ant/000.png") == (tree / "test" / "ant" / "dup.png").read_bytes()
     archive = make_zip(tmp_path / "s.zip", tree_members(tree))
     with zipfile.ZipFile(archive, "a") as zf:
         info = zipfile.ZipInfo("train/ant/link.png")
@@ -114,7 +129,7 @@ def test_links_in_archives_are_skipped_never_followed(tree, tmp_path):
     data = open_dataset(archive)
     assert data.skipped == [("train/ant/link.png", "symbolic link inside the archive, not followed (put the file "
                              "itself in)")]
-    assert len(data.splits["train"]) + len(data.splits["val"]) == 18
+    assert len(data.splits["train"]) + len(data.splits["val"]) == 18 and len(data.splits["test"]) == 10
 
 
 def test_a_refused_zip_member_is_named_with_its_characters(tree, tmp_path):
