@@ -221,6 +221,9 @@ class Store:
                 anywhere = new["source"] == "upload"
                 if (row["class_names"] == new["class_names"] and (anywhere or row["path"] == new["path"])
                         and (same is None or same(row))):
+                    if row.get("val_given") is None and new["val_given"] is not None:  # registered before it was
+                        conn.execute("UPDATE datasets SET val_given = ? WHERE id = ?", (new["val_given"], row["id"]))
+                        row = {**row, "val_given": new["val_given"]}
                     return row, False
             self._insert_in(conn, "datasets", new)
         return self._get("datasets", new["id"]), True

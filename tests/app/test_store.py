@@ -140,6 +140,10 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     store = Store(path)
     assert store.get_cache("cache_1")["source"] == "extraction"  # caches.source came later too
     assert store.get_dataset("ds_1")["val_given"] is None  # datasets.val_given too: unknown for old rows
+    # until the same data set is registered again: its row learns it (a review: it stayed unknown for good)
+    row, created = store.find_or_add_dataset(name="d", source="path", path="/x", class_names=[], counts={},
+                                             fingerprint=None, skipped=0, val_given=True)
+    assert not created and row["id"] == "ds_1" and row["val_given"] and Store(path).get_dataset("ds_1")["val_given"]
     assert store.get_run("run_old")["verdict"] is None  # kept; its report.json (/r) is gone: no verdict
     assert store.get_run("run_dro")["verdict"] == "improved"  # read from its report.json once, as the column came
     assert store.get_run("run_dro")["test_check"] == "within_noise" and store.get_run("run_old")["test_check"] is None
