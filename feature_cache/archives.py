@@ -4,7 +4,7 @@ Every reader exposes ``names()`` (posix paths of the regular files, relative to 
 ``read(name) -> bytes``, ``content_id(name) -> str`` (a cheap content digest used by the data set
 fingerprint) and ``dirs()`` (directory entries, so empty class folders can be reported).
 
-- :class:`DirectoryReader` — a folder on disk; symlinks that leave the folder are refused.
+- :class:`DirectoryReader` — a folder on disk; symlinks that leave the folder are skipped and listed (``unsafe``).
 - :class:`ZipReader` — members are read **directly from the archive** with :mod:`zipfile` (nothing is
   extracted to disk). The central directory is validated when the reader is built: no absolute paths,
   no ``..`` components (symlink members are skipped, never followed), and the :class:`ArchiveLimits` on member count, total

@@ -26,8 +26,8 @@ import h5py
 import torch
 import torch.distributed as dist
 
-from .datasets import SPLITS, LabelledImages, Sample
-from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION
+from .datasets import SPLITS, LabelledImages, Sample, open_dataset, unused_val_share
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP
 from .encoders import Encoder
 from .extract import ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
 from .store import _set_attrs, _write_split, library_versions, open_cache, replacing_file
@@ -169,8 +169,9 @@ def extract_distributed(
 def main(argv: Sequence[str] | None = None) -> int:
     """torchrun entry point (see module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m feature_cache.distributed", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    parser.add_argument("--data", required=True, help="a folder or archive of class folders, a CSV manifest or an "
+                        "idx folder, as `mr2probe extract --data`")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER, help=ENCODER_HELP)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None)
     where.add_argument("--cache-dir", default=".mr2probe/cache")
@@ -180,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "encoding with one thread; on CUDA decoding, the node's cores shared by its ranks, 2 to 8)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
-    parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION}); "
+                        "unused where the data set has a val/ folder (or manifest val rows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-per-class", type=int, default=None)
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
@@ -190,10 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend=backend)
     try:
+        data = open_dataset(args.data, val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None
+                            else args.val_fraction, seed=args.seed, max_per_class=args.max_per_class)
+        if args.val_fraction is not None and data.val_given and dist.get_rank() == 0:
+            print(f"warning: --val-fraction {args.val_fraction} is unused: {unused_val_share(data)}", file=sys.stderr)
         result = extract_distributed(
-            args.data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
-            workers=args.workers, device=args.device, precision=args.precision, val_fraction=args.val_fraction,
-            seed=args.seed, max_per_class=args.max_per_class, out=args.out, dtype=args.dtype,
+            data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, precision=args.precision,
+            out=args.out, dtype=args.dtype,
         )
         if dist.get_rank() == 0:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,

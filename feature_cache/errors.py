@@ -20,7 +20,8 @@ class DatasetError(ValueError):
 
 
 class UnsafeArchive(ValueError):
-    """An archive breaks a safety rule (path escape, link, size / member-count / ratio limit)."""
+    """An archive breaks a safety rule (path escape, a member that is not a file, folder or link, size /
+    member-count / ratio limit); link members are skipped, not refused."""
 
 
 class CacheMismatch(ValueError):
