@@ -120,6 +120,11 @@ class CacheOut(BaseModel):
     id: str
     dataset_id: str
     encoder: str
+    extractor: Optional[str] = Field(None, description="the fingerprint of the features' extractor (encoder, weights, "
+                                     "preprocessing; feature_cache.extractor_fingerprint), as a run's report "
+                                     "records it: a run's probe applies to the caches of its own (of one checkpoint "
+                                     "at any path), which its page offers to score it on; null where the file "
+                                     "could not be read")
     fingerprint: str | None
     num_features: int | None
     class_names: list[str]

@@ -87,6 +87,19 @@ def _probe_words(report: Any) -> str:
     return probe_words(report)
 
 
+def _extractor_from_file(conn: sqlite3.Connection) -> None:
+    """How the old cache rows get their extractor: read from each file; NULL where it cannot be read now (gone,
+    moved, not written by an extraction)."""
+    from feature_cache import open_cache
+
+    for row in conn.execute("SELECT id, path FROM caches").fetchall():
+        try:
+            value = open_cache(row["path"]).extractor
+        except (OSError, ValueError, KeyError):
+            continue
+        conn.execute("UPDATE caches SET extractor = ? WHERE id = ?", (value, row["id"]))
+
+
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
 # database written before one gets it when a Store opens it.
 _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
@@ -105,7 +118,9 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   # a post-hoc bias run's outcome for the probe that ships (probe.report.Posthoc.outcome)
                   ("runs", "posthoc", "TEXT", _from_report("posthoc", lambda r: r.posthoc and r.posthoc.outcome())),
                   # whether a data set's val split is its own (LabelledImages.val_given); NULL: registered before
-                  ("datasets", "val_given", "INTEGER", lambda conn: None))
+                  ("datasets", "val_given", "INTEGER", lambda conn: None),
+                  # a cache's extractor fingerprint (feature_cache.FeatureCache.extractor), read from each file
+                  ("caches", "extractor", "TEXT", _extractor_from_file))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -237,7 +252,7 @@ class Store:
     def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
                   num_features: int | None, class_names: list[str], counts: dict[str, int],
                   job_id: str | None, source: str = "extraction", same_path: bool = True,
-                  stamp: str | None = None) -> dict[str, Any]:
+                  stamp: str | None = None, extractor: str | None = None) -> dict[str, Any]:
         """Record a finished cache; the same file recorded again returns the existing row (with ``same_path``
         False, the same file of the same fingerprint: a file registered by path that now holds other features is
         another cache). Looked up and inserted in one transaction: two registrations of one file at once made two
@@ -245,7 +260,7 @@ class Store:
         where, args = ("path = ?", (path,)) if same_path else ("path = ? AND fingerprint = ?", (path, fingerprint))
         values = dict(id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
                       num_features=num_features, class_names=class_names, counts=counts, job_id=job_id,
-                      source=source, stamp=stamp, created_at=utcnow())
+                      source=source, stamp=stamp, extractor=extractor, created_at=utcnow())
         with self._tx() as conn:
             row = conn.execute(f"SELECT id FROM caches WHERE {where} ORDER BY rowid", args).fetchone()
             if row is None and conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone() is None:

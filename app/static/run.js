@@ -352,11 +352,14 @@
   /** "Score on a cache": the run's shipped probe (first seed, with its applied post-hoc bias) on a registered cache's
    * split (GET /api/runs/{id}/scores): accuracy with its interval, and the classes worst first. With a compared run,
    * both shipped probes on the same images, paired (GET /api/compare?cache=): which of the two to ship there. Caches
-   * of the run's encoder are offered; the server refuses other features (422) and says why. */
+   * of the run's extractor are offered (its `extractor` fingerprint: the same checkpoint at any path, not another
+   * checkpoint of the family; the encoder's name where a cache has none); the server refuses other features (422)
+   * and says why. */
   function scorePanel(view) {
     const { run, caches, datasets, otherRun } = view;
-    const encoder = view.cache ? view.cache.encoder : null;
-    const offered = (caches || []).filter((c) => !encoder || c.encoder === encoder);
+    const mine = view.cache;
+    const same = (c) => (mine.extractor && c.extractor ? c.extractor === mine.extractor : c.encoder === mine.encoder);
+    const offered = (caches || []).filter((c) => !mine || same(c));
     if (!offered.length) return [empty("No registered cache of this run's encoder.")];
     const label = (c) => {
       const ds = datasets.find((d) => d.id === c.dataset_id);
@@ -793,5 +796,5 @@
   }
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
-                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel } };
+                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel } };
 })();

@@ -462,6 +462,12 @@ def test_caches_and_runs_are_listed(finished):
     assert caches[0]["num_features"] == 1280 and caches[0]["encoder"] == "effnet-lite0"
     assert caches[0]["class_names"] == sorted(CLASSES)
     assert Path(finished.client.app.state.store.get_cache(caches[0]["id"])["path"]).is_file()
+    # the extractor the run page matches caches on: the runs' own, as their reports record it
+    from feature_cache import open_cache
+
+    path = finished.client.app.state.store.get_cache(caches[0]["id"])["path"]
+    report = finished.client.get(f"/api/reports/{finished.erm}").json()
+    assert caches[0]["extractor"] == open_cache(path).extractor == report["features"]["extractor"] is not None
     runs = {r["id"]: r for r in finished.client.get("/api/runs").json()}
     assert set(runs) == {finished.erm, finished.mr2}
     assert runs[finished.erm]["loss"] == "ce" and runs[finished.erm]["reference_run"] is None

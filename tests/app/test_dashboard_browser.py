@@ -1736,6 +1736,23 @@ def test_a_running_job_shows_the_time_left_at_its_current_rate(driver, live_serv
     assert got[12:] == ["45 s", "12 min", "2 h 05 min"]
 
 
+def test_the_score_panel_offers_caches_of_the_runs_checkpoint_wherever_it_lies(driver, live_server, finished):
+    """Caches were offered by the encoder's name as given: one of the same checkpoint at another path was hidden,
+    while the server scores it (a review); by the extractor fingerprint now, another checkpoint's left out."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    cache = lambda i, encoder, extractor: {"id": i, "dataset_id": "ds", "encoder": encoder,  # noqa: E731
+                                           "extractor": extractor, "labelled": True, "problem": None}
+    view = {"run": {"id": "r", "cache_id": "c1"}, "datasets": [], "otherRun": None,
+            "cache": cache("c1", "mocov2:/a/m.pth", "e1"),
+            "caches": [cache("c1", "mocov2:/a/m.pth", "e1"), cache("c2", "mocov2:m.pth", "e1"),
+                       cache("c4", "mocov2:/a/other.pth", "e2"),  # another checkpoint of the family: not offered
+                       cache("c3", "effnet-lite0", "e3")]}
+    offered = driver.js(f"const d = document.createElement('div'); RunPage.panels.scorePanel({json.dumps(view)})"
+                        ".forEach((n) => d.append(n)); return [...d.querySelectorAll('#score-cache option')]"
+                        ".map((o) => o.value)")
+    assert offered == ["c1", "c2"]
+
+
 def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, finished, tmp_path):
     """'Score the shipped probe on a cache': the chosen cache's split through GET /api/runs/{id}/scores, the
     accuracy and its interval as the API gives them, the classes worst first, the reproduction note on the run's

@@ -128,6 +128,15 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     conn.executescript(SCHEMA[:SCHEMA.index("CREATE TABLE IF NOT EXISTS runs")] + old_runs)
     conn.execute("INSERT INTO datasets VALUES ('ds_1', 'd', 'path', '/x', '[]', '{}', NULL, 0, 't')")
     conn.execute("INSERT INTO caches VALUES ('cache_1', 'ds_1', 'e', '/c', NULL, 4, '[]', '{}', NULL, 't')")
+    import numpy as np
+
+    from feature_cache import open_cache, write_cache
+
+    attrs = dict(fingerprint="f" * 64, encoder="mocov2:/w/m.pth", weights_sha256="a" * 64, preprocess={"s": 1},
+                 feature_kind="pooled", normalized=False)
+    real = write_cache(tmp_path / "real.h5", {s: (np.ones((2, 4), np.float32), np.array([0, 1]), ["a", "b"])
+                                              for s in ("train", "val", "test")}, ["x", "y"], attrs)
+    conn.execute("INSERT INTO caches VALUES ('cache_2', 'ds_1', 'e', ?, NULL, 4, '[]', '{}', NULL, 't')", (str(real),))
     conn.execute("INSERT INTO runs VALUES ('run_old', NULL, 'cache_1', 'ce/linear', 'linear', 'ce', NULL, '/r', "
                  "'{}', 't')")
     (tmp_path / "dro").mkdir()
@@ -140,6 +149,8 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     store = Store(path)
     assert store.get_cache("cache_1")["source"] == "extraction"  # caches.source came later too
     assert store.get_dataset("ds_1")["val_given"] is None  # datasets.val_given too: unknown for old rows
+    assert store.get_cache("cache_1")["extractor"] is None  # caches.extractor: read from its file, gone here
+    assert store.get_cache("cache_2")["extractor"] == open_cache(real).extractor is not None
     # until the same data set is registered again: its row learns it (a review: it stayed unknown for good)
     row, created = store.find_or_add_dataset(name="d", source="path", path="/x", class_names=[], counts={},
                                              fingerprint=None, skipped=0, val_given=True)
