@@ -27,10 +27,14 @@ lower-precision cache.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import math
 import os
 import re
+import signal
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,6 +88,25 @@ def skipped_summary(skipped, examples: int = 3) -> str:
     if other:
         parts.append(f"{other} non-image or metadata file{'s' * (other != 1)}")
     return f"{len(skipped)} file{'s' * (len(skipped) != 1)} skipped: {', '.join(parts)}"
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that made it ends
+
+
+def _worker_start(_worker_id: int, *, parent: int, tune_allocator: bool) -> None:
+    """DataLoader ``worker_init_fn``: the allocator settings (``probe.allocator.worker_init``), and on Linux the
+    worker ended when its parent dies. A server killed with SIGKILL mid-extraction left its forked workers alive,
+    holding its listening socket and the data directory's job lock: no server could start again until they were
+    killed by hand (an operator round)."""
+    if tune_allocator:
+        worker_init(_worker_id)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the workers end with the DataLoader, as before
+        return
+    if os.getppid() != parent:  # the parent died before the line above: nothing would signal this worker
+        os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -643,7 +666,8 @@ def run_plan(
         batch_sampler=indices,
         collate_fn=EncodingCollate(encoder) if encode_in_workers else collate_images,
         num_workers=workers,
-        worker_init_fn=worker_init if tune_allocator and workers else None,
+        worker_init_fn=functools.partial(_worker_start, parent=os.getpid(), tune_allocator=tune_allocator)
+        if workers else None,
     )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)

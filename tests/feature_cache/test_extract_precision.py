@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CU
                                    MAX_WORKERS, EncodingCollate, available_memory, check_batch_size, collate_images,
                                    cpu_batch_memory, resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
-from probe.allocator import worker_init
 from fc_testutils import make_tree, tiny_encoder
 
 NO_BF16 = "this CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 is emulated here, not what users run"
@@ -146,7 +146,10 @@ def test_workers_default_on_a_cpu_is_one_encoding_process_per_thread(tree, tmp_p
     assert "27 images in 8 batches: decoding and encoding in this process (2 threads)" in caplog.messages
     monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "CPU_WORKERS_MIN_IMAGES", 27)
     result = extract(tree, tiny_encoder(seed=1), tmp_path, batch_size=4, show_progress=False)
-    assert made[1]["num_workers"] == 2 and made[1]["worker_init_fn"] is worker_init
+    start = made[1]["worker_init_fn"]  # the allocator's settings, and the workers' end with this process
+    assert made[1]["num_workers"] == 2 and start.func.__name__ == "_worker_start"
+    assert start.keywords == {"parent": os.getpid(), "tune_allocator": True} and made[1].get("multiprocessing_context") in (
+        "fork", None)
     assert isinstance(made[1]["collate_fn"], EncodingCollate)
     assert result.counts == {"train": 15, "val": 3, "test": 9}
     assert "27 images in 8 batches: 2 worker processes decoding and encoding (1 thread each)" in caplog.messages
