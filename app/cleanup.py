@@ -9,6 +9,7 @@ Each removal is logged.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,25 @@ def extractions_in_use(store: Store, besides: str | None = None) -> set[str]:
             if job["id"] != besides and job["result"].get("extraction") and "cache_id" not in job["result"]:
                 keep.add(job["result"]["extraction"])
     return keep
+
+
+_RUN_NAME = re.compile(r"run_[0-9a-f]{12}")  # app.store.new_id("run"): a folder the service made, nothing else
+
+
+def abandoned_runs(store: Store, settings: Settings) -> list[Path]:
+    """Run folders that jobs started (``pending_run``) and left unrecorded when they ended: a cancelled job's,
+    kept for good before its cancel removed it (an operator round). Only such folders: a folder no run row
+    names may be a user's (a CLI run beside the service's), or a newer run's behind a restored database; and every
+    run row counts, not the newest 500 a list shows (a review: the first version deleted older runs' reports)."""
+    if not settings.runs_dir.is_dir():
+        return []
+    ended = (JobStatus.cancelled, JobStatus.succeeded)  # failed and interrupted jobs resume from theirs
+    left = {job["result"]["pending_run"] for status in ended for job in store.list_jobs(status, limit=-1)
+            if isinstance(job["result"].get("pending_run"), str)}
+    left = {name for name in left if _RUN_NAME.fullmatch(name)}
+    recorded = {Path(path).name for path in store.run_paths()}
+    return [settings.runs_dir / name for name in sorted(left - recorded)
+            if (settings.runs_dir / name).is_symlink() or (settings.runs_dir / name).exists()]
 
 
 def queued_heir(store: Store, job_id: str) -> str | None:
@@ -84,6 +104,13 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             tmp.unlink(missing_ok=True)
             logger.warning("removed %s: a cache file its writer did not finish", tmp)
             removed.append(tmp)
+    for folder in abandoned_runs(store, settings):
+        if folder.is_symlink() or not folder.is_dir():
+            folder.unlink(missing_ok=True)  # the link alone, never what it points to
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        logger.warning("removed run folder %s: a cancelled job's run that did not finish", folder)
+        removed.append(folder)
     for tmp in orphaned_decompressions():  # in the temporary folder: a killed process's decompressed archive
         try:
             tmp.unlink(missing_ok=True)

@@ -430,6 +430,31 @@ def discard_extraction(job: dict[str, Any], store: Store, settings: Settings) ->
         _discard_cancelled(store, job["id"], target)
 
 
+def discard_pending_run(job: dict[str, Any], store: Store, settings: Settings) -> None:
+    """On cancelling a queued or interrupted job: the run it had started (``pending_run``). Half-written (no run
+    row: left for a resume, which the cancel gives up), its folder is removed; recorded just before the stop (its
+    report and head complete), it is kept and listed in the job's ``run_ids``. A cancelled job kept its folder for
+    good, and one whose run was recorded did not list it (an operator round)."""
+    pending = job["result"].get("pending_run")
+    if not pending:
+        return
+    try:
+        store.get_run(pending)
+    except KeyError:
+        shutil.rmtree(settings.runs_dir / pending, ignore_errors=True)
+        store.update_result(job["id"], pending_run=None)
+        return
+    run_ids = list(job["result"].get("run_ids") or [])
+    store.update_result(job["id"], run_ids=run_ids + [pending] * (pending not in run_ids), pending_run=None)
+    store.add_message(job["id"], f"run {pending} was recorded before the job stopped: kept, with its report")
+
+
+def discard_pipeline(job: dict[str, Any], store: Store, settings: Settings) -> None:
+    """On cancelling a queued or interrupted pipeline: its extraction's partial file and its started run."""
+    discard_extraction(job, store, settings)
+    discard_pending_run(job, store, settings)
+
+
 def _discard_cancelled(store: Store, job_id: str, target: str) -> None:
     """A cancelled job's partial extraction: handed to a queued job of the same extraction that has not started
     (recorded as its own: it resumes from it, and a cancel of it removes it), else
@@ -464,6 +489,6 @@ def probe_resource(request: dict[str, Any], device: str) -> str:
 
 JOB_KINDS: dict[str, JobKind] = {
     "extract": JobKind(handle_extract, default_resource, discard_extraction),
-    "probe": JobKind(handle_probe, probe_resource),
-    "pipeline": JobKind(handle_pipeline, default_resource, discard_extraction),
+    "probe": JobKind(handle_probe, probe_resource, discard_pending_run),
+    "pipeline": JobKind(handle_pipeline, default_resource, discard_pipeline),
 }

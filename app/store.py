@@ -309,6 +309,10 @@ class Store:
     def list_runs(self) -> list[dict[str, Any]]:
         return self._list("runs")
 
+    def run_paths(self) -> list[str]:
+        """Every run's folder (no limit: what a sweep must keep)."""
+        return [row["path"] for row in self._conn().execute("SELECT path FROM runs").fetchall()]
+
     def reference_runs(self, cache_id: str) -> list[dict[str, Any]]:
         """The runs on ``cache_id`` trained without a reference run (the ERM references), newest first."""
         return self._list("runs", "WHERE cache_id = ? AND reference_run IS NULL", (cache_id,))

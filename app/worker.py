@@ -149,6 +149,7 @@ class JobRunner:
                 kind = self.handlers.get(cancelled["kind"])
                 if kind is not None:
                     kind.discard(cancelled, self.store, self.settings)
+                    return self.store.get_job(job_id)  # what the discard recorded (a kept run listed)
                 return cancelled
             except InvalidTransition:
                 job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile

@@ -265,6 +265,72 @@ def test_cancelling_an_interrupted_extraction_removes_its_partial_file_only(tmp_
     assert sorted(p.name for p in cache_dir.iterdir()) == ["x-seed1.h5.partial"]
 
 
+@pytest.mark.parametrize("kind", ["probe", "pipeline"])
+def test_cancelling_an_interrupted_probe_removes_its_half_written_run_and_lists_a_recorded_one(tmp_path, kind):
+    """A probe killed mid-write, its job then cancelled, kept its run folder for good; one killed between its run's
+    row and the job's record kept a run its cancelled job did not list (an operator round). A start-up sweep removes
+    a run folder that no run and no job in progress holds."""
+    from app.cleanup import sweep_data_dir
+
+    runner, store = make_runner(tmp_path, JOB_KINDS)
+    settings = runner.settings
+    half, whole, other = (settings.runs_dir / name for name in ("run_half", "run_whole", "run_other"))
+    for folder in (half, whole, other):
+        folder.mkdir(parents=True)
+        (folder / "report.json").write_text("{}")
+    _registered(store, "ds_1")
+    cache = store.add_cache(dataset_id="ds_1", encoder="e", path=str(tmp_path / "c.h5"), fingerprint="f",
+                            num_features=4, class_names=["a"], counts={}, job_id=None)
+    store.add_run(run_id="run_whole", job_id=None, cache_id=cache["id"], name="ce/linear", head="linear", loss="ce",
+                  reference_run=None, path=str(whole), summary={})
+    jobs = []
+    for pending in ("run_half", "run_whole", "run_other"):
+        job = store.add_job(kind, {"cache_id": cache["id"], "config": {}, "probes": []})
+        store.claim(job["id"])
+        store.update_result(job["id"], pending_run=pending, run_ids=[])  # recorded before the run's folder
+        jobs.append(job["id"])
+    store.interrupt_running()
+    first = runner.cancel(jobs[0])
+    assert first["status"] == "cancelled" and "pending_run" not in {k for k, v in first["result"].items() if v}
+    assert not half.exists() and whole.exists() and other.exists()  # only that job's own folder
+    second = runner.cancel(jobs[1])
+    assert second["result"]["run_ids"] == ["run_whole"] and whole.exists()
+    assert "run run_whole was recorded before the job stopped: kept, with its report" in \
+        [m["text"] for m in second["messages"]]
+    # a job cancelled before its cancel removed its run (its pending_run kept): the start-up sweep removes that
+    # folder, and nothing else: not a resumable job's, not a folder no job names (a user's, a CLI run's, a newer
+    # run's behind a restored database)
+    stale = store.add_job(kind, {"cache_id": cache["id"], "config": {}, "probes": []})
+    store.update_result(stale["id"], pending_run="run_0123456789ab")
+    store.cancel_queued(stale["id"])
+    for name in ("run_0123456789ab", "run_00000000cafe"):
+        (settings.runs_dir / name).mkdir()
+    (settings.runs_dir / "notes.txt").write_text("mine")
+    assert sweep_data_dir(store, settings) == [settings.runs_dir / "run_0123456789ab"]  # run_other's job may resume
+    assert sorted(p.name for p in settings.runs_dir.iterdir()) == ["notes.txt", "run_00000000cafe", "run_other",
+                                                                   "run_whole"]
+
+
+def test_the_start_up_sweep_keeps_every_run_however_many(tmp_path):
+    """The first version kept only the folders of the newest 500 runs a list shows, and deleted older runs'
+    reports at every start (a review)."""
+    from app.cleanup import abandoned_runs
+
+    runner, store = make_runner(tmp_path, JOB_KINDS)
+    _registered(store, "ds_1")
+    cache = store.add_cache(dataset_id="ds_1", encoder="e", path=str(tmp_path / "c.h5"), fingerprint="f",
+                            num_features=4, class_names=["a"], counts={}, job_id=None)
+    for i in range(502):
+        name = f"run_{i:012x}"
+        (runner.settings.runs_dir / name).mkdir(parents=True)
+        store.add_run(run_id=name, job_id=None, cache_id=cache["id"], name="ce", head="linear", loss="ce",
+                      reference_run=None, path=str(runner.settings.runs_dir / name), summary={})
+        job = store.add_job("probe", {"cache_id": cache["id"], "config": {}})
+        store.update_result(job["id"], pending_run=name)  # recorded, then the job succeeded with it
+        store.cancel_queued(job["id"])
+    assert len(store.run_paths()) == 502 and abandoned_runs(store, runner.settings) == []
+
+
 def test_a_cancelled_extraction_hands_its_partial_file_to_a_queued_job_of_the_same_extraction(tmp_path):
     """Two requests of one extraction: the second waits, without a file of its own yet (it builds its encoder
     first). Cancelling the first removed the partial file the second would resume from (an attack round: all 180
