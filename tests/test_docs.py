@@ -52,16 +52,19 @@ def test_every_encoder_pattern_is_named_where_users_pick_one():
     test (a maintainer round)."""
     import argparse
 
-    from app.commands import extract
+    from app.commands import demo, extract
     from app.schemas import ExtractJob, PipelineJob
     from feature_cache import list_encoders
     from feature_cache.defaults import ENCODER_PATTERNS
 
     assert tuple(list_encoders()) == ENCODER_PATTERNS  # the torch-free copy the CLI and the API read
 
-    parser = argparse.ArgumentParser()
-    extract.add_arguments(parser)
-    places = {"mr2probe extract --help": parser.format_help(),
+    helps = {}
+    for command in (extract, demo):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        helps[f"mr2probe {command.NAME} --help"] = parser.format_help()
+    places = {**helps,
               "ExtractJob.encoder": ExtractJob.model_fields["encoder"].description,
               "PipelineJob.encoder": PipelineJob.model_fields["encoder"].description,
               "README.md": (ROOT / "README.md").read_text(encoding="utf-8"),

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from feature_cache.defaults import DEFAULT_ENCODER
+from feature_cache.defaults import ENCODER_HELP
 
 from ..config import DEFAULT_PORT, MAX_PORT
 from .serve import port_number
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"0..{MAX_PORT} (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory (default MR2PROBE_DATA_DIR or ./.mr2probe)")
-    parser.add_argument("--encoder", default=None, help=f"encoder (default {DEFAULT_ENCODER})")
+    parser.add_argument("--encoder", default=None, help=ENCODER_HELP)
     parser.add_argument("--epochs", type=int, default=None, help="probe epochs (default: ProbeConfig's)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per probe (default 3)")
     parser.add_argument("--no-serve", action="store_true", help="stop after printing the comparison")
