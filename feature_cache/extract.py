@@ -35,6 +35,7 @@ import math
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -668,6 +669,10 @@ def run_plan(
         num_workers=workers,
         worker_init_fn=functools.partial(_worker_start, parent=os.getpid(), tune_allocator=tune_allocator)
         if workers else None,
+        # forked from this process, as Linux's default was before Python 3.14 made it forkserver (whose workers'
+        # parent is the fork server: _worker_start's check would end them all, and their death signal would wait
+        # for the fork server, not this process)
+        multiprocessing_context="fork" if workers and sys.platform.startswith("linux") else None,
     )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)

@@ -72,6 +72,27 @@ def test_dataloader_workers_end_when_their_parent_is_killed(tmp_path):
                 pass
 
 
+def test_extraction_forks_its_workers_whatever_the_default_start_method(tmp_path, monkeypatch):
+    """Python 3.14 makes forkserver Linux's default: its workers' parent is the fork server, and the parent check
+    ended every one of them (a review). The extraction's DataLoader asks for fork, whatever the default."""
+    import importlib
+
+    from fc_testutils import make_tree, tiny_encoder
+
+    module = importlib.import_module("feature_cache.extract")  # the package's `extract` is the function
+    real, contexts = module.DataLoader, []
+
+    def recording(*args, **kwargs):
+        contexts.append(kwargs.get("multiprocessing_context"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "DataLoader", recording)
+    data = make_tree(tmp_path / "data", {"a": 3, "b": 3})
+    result = module.extract(data, tiny_encoder(), None, out=tmp_path / "c.h5", workers=2, batch_size=2,
+                            show_progress=False)
+    assert contexts == ["fork"] and result.encoded == 12
+
+
 def test_a_worker_whose_parent_is_gone_before_it_starts_exits(monkeypatch):
     from feature_cache.extract import _worker_start
 
