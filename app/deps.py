@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .config import Settings, get_settings
@@ -84,3 +85,27 @@ async def in_slot(request: Request, name: str, slots: int, fn: Callable[..., Any
         limiter = anyio.CapacityLimiter(slots)
         setattr(request.app.state, name, limiter)
     return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+
+
+LIST_LIMIT = 500  # rows a listing returns unless asked: the newest first
+MAX_LIST_LIMIT = 5000
+# the OpenAPI of a listing's header
+TOTAL_COUNT = {"X-Total-Count": {"schema": {"type": "integer"}, "description": "every row the list holds, whatever "
+                                 "its limit and offset"}}
+
+
+@dataclass(frozen=True)
+class Page:
+    """A listing's window, newest first (``?limit=&offset=``); the route sets ``X-Total-Count``, every row's count:
+    a listing cut at 500 rows said nothing of the older ones (an operator round with 512 runs)."""
+
+    limit: int
+    offset: int
+
+    def total(self, response: Response, store: Store, table: str) -> None:
+        response.headers["X-Total-Count"] = str(store.count(table))
+
+
+def page(limit: int = Query(LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT, description="rows to return, newest first"),
+         offset: int = Query(0, ge=0, le=10**9, description="rows to skip, newest first")) -> Page:
+    return Page(limit, offset)

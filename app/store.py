@@ -188,9 +188,16 @@ class Store:
             raise NotFound(table, row_id)
         return self._row(row)
 
-    def _list(self, table: str, where: str = "", args: tuple = (), limit: int = 500) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM {table} {where} ORDER BY rowid DESC LIMIT ?"
-        return [self._row(r) for r in self._conn().execute(sql, (*args, limit)).fetchall()]
+    def _list(self, table: str, where: str = "", args: tuple = (), limit: int = 500,
+              offset: int = 0) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM {table} {where} ORDER BY rowid DESC LIMIT ? OFFSET ?"
+        return [self._row(r) for r in self._conn().execute(sql, (*args, limit, offset)).fetchall()]
+
+    def count(self, table: str) -> int:
+        """Rows of ``table`` (``datasets``, ``caches``, ``runs``, ``jobs``): the total a listing's page is of."""
+        if table not in ("datasets", "caches", "runs", "jobs"):
+            raise ValueError(f"unknown table {table!r}")
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def _insert(self, table: str, values: dict[str, Any], before=None) -> dict[str, Any]:
         """Insert a row (``before(conn)`` first, in the same transaction: a check that may refuse it)."""
@@ -246,8 +253,8 @@ class Store:
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._get("datasets", dataset_id)
 
-    def list_datasets(self) -> list[dict[str, Any]]:
-        return self._list("datasets")
+    def list_datasets(self, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+        return self._list("datasets", limit=limit, offset=offset)
 
     def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
                   num_features: int | None, class_names: list[str], counts: dict[str, int],
@@ -281,8 +288,8 @@ class Store:
     def get_cache(self, cache_id: str) -> dict[str, Any]:
         return self._get("caches", cache_id)
 
-    def list_caches(self) -> list[dict[str, Any]]:
-        return self._list("caches")
+    def list_caches(self, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+        return self._list("caches", limit=limit, offset=offset)
 
     def add_run(self, *, run_id: str, job_id: str | None, cache_id: str, name: str, head: str | None,
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
@@ -306,8 +313,8 @@ class Store:
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._get("runs", run_id)
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        return self._list("runs")
+    def list_runs(self, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+        return self._list("runs", limit=limit, offset=offset)
 
     def run_paths(self) -> list[str]:
         """Every run's folder (no limit: what a sweep must keep)."""

@@ -26,12 +26,15 @@ router = APIRouter(include_in_schema=False)
 
 class StaticWithPolicy(StaticFiles):
     """``/static``: the pages' files with the pages' Content-Security-Policy, since ``/static/index.html`` is the
-    whole dashboard too, and ``nosniff`` so that no file is read as another type."""
+    whole dashboard too, ``nosniff`` so that no file is read as another type, and ``no-cache`` (checked again on
+    each load, a 304 while unchanged): after an upgrade a browser's cached old script beside a new one left a blank
+    page (a review)."""
 
     async def get_response(self, path: str, scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"
         return response
 
 

@@ -37,7 +37,7 @@ from ..datasets import (
     upload_flag,
     upload_name,
 )
-from ..deps import get_store, in_slot
+from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..messages import ClientMessages
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, CacheRegister, DatasetOut,
@@ -177,9 +177,13 @@ async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: in
         yield chunk
 
 
-@router.get("/datasets", response_model=list[DatasetOut], summary="Registered data sets, newest first")
-def list_datasets(store: Store = Depends(get_store)) -> list[DatasetOut]:
-    return [_dataset_out(r) for r in store.list_datasets()]
+@router.get("/datasets", response_model=list[DatasetOut],
+            summary="Registered data sets, newest first (X-Total-Count: all of them)",
+            responses={200: {"headers": TOTAL_COUNT}})
+def list_datasets(response: Response, window: Page = Depends(page),
+                  store: Store = Depends(get_store)) -> list[DatasetOut]:
+    window.total(response, store, "datasets")
+    return [_dataset_out(r) for r in store.list_datasets(window.limit, window.offset)]
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERROR_RESPONSES,
@@ -290,10 +294,19 @@ async def create_cache(request: Request, body: CacheRegister, response: Response
     return _cache_out(row, settings)
 
 
-@router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first")
-def list_caches(store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> list[CacheOut]:
+LISTING_SLOTS = 2  # cache listings checking their files at once (a registered file is opened to be checked)
+
+
+@router.get("/caches", response_model=list[CacheOut], summary="Feature caches, newest first (X-Total-Count: all of them)",
+            responses={200: {"headers": TOTAL_COUNT}})
+async def list_caches(request: Request, response: Response, window: Page = Depends(page),
+                      store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> list[CacheOut]:
+    window.total(response, store, "caches")
     messages = ClientMessages(settings)  # once per listing, not per row (a review)
-    return [_cache_out(r, settings, messages) for r in store.list_caches()]
+    rows = store.list_caches(window.limit, window.offset)
+    # each registered file is opened and checked: up to 5,000 of them in bounded slots, never every worker thread
+    return await in_slot(request, "listing_limiter", LISTING_SLOTS,
+                         lambda: [_cache_out(r, settings, messages) for r in rows])
 
 
 @router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES,

@@ -19,7 +19,7 @@ from probe import Comparison, Report
 from ..caches import cache_file
 from ..config import Settings, get_settings
 from ..datasets import is_unlabelled
-from ..deps import get_store, in_slot
+from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
                        RunOut, RunUpdate, ScoresOut)
@@ -55,9 +55,11 @@ def _report(store: Store, run_id: str) -> Report:
     return report
 
 
-@router.get("/runs", response_model=list[RunOut], summary="Probe runs, newest first")
-def list_runs(store: Store = Depends(get_store)) -> list[RunOut]:
-    return [RunOut(**{k: r[k] for k in RunOut.model_fields}) for r in store.list_runs()]
+@router.get("/runs", response_model=list[RunOut], summary="Probe runs, newest first (X-Total-Count: all of them)",
+            responses={200: {"headers": TOTAL_COUNT}})
+def list_runs(response: Response, window: Page = Depends(page), store: Store = Depends(get_store)) -> list[RunOut]:
+    window.total(response, store, "runs")
+    return [RunOut(**{k: r[k] for k in RunOut.model_fields}) for r in store.list_runs(window.limit, window.offset)]
 
 
 MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures

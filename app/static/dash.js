@@ -74,6 +74,22 @@
     return resp;
   }
   const getJSON = async (path) => (await api(path)).json();
+  /** A listing (GET /api/runs, /api/datasets, /api/caches): the API's most rows, newest first, with `total`, every
+   * row it holds (X-Total-Count). The pages read the API's default 500 of 512 runs without a word (an operator
+   * round). */
+  const LISTED = 5000;  // app.deps.MAX_LIST_LIMIT
+  async function listAll(path) {
+    let response;
+    try {
+      response = await api(`${path}?limit=${LISTED}`);
+    } catch (e) {  // a server before ?limit= refuses it (422): its whole list, as it gave it
+      if (!(e instanceof ApiError) || e.status !== 422) throw e;
+      response = await api(path);
+    }
+    const rows = await response.json();
+    rows.total = Number(response.headers.get("X-Total-Count") || rows.length);
+    return rows;
+  }
   const sendJSON = async (path, method, body) =>
     (await api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
 
@@ -287,7 +303,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, pText, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

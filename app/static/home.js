@@ -157,10 +157,16 @@
     const jobs = await listJobs();
     const signature = jobSignature(jobs);
     if (force === true || !kept || kept.signature !== signature || Date.now() - kept.at > SLOW_MS) {
-      const lists = await Promise.all([getJSON("/api/runs"), getJSON("/api/datasets"), getJSON("/api/caches")]);
+      const lists = await Promise.all(["/api/runs", "/api/datasets", "/api/caches"].map(window.Dash.listAll));
       kept = { signature, at: Date.now(), lists };
     }
     return show(jobs, ...kept.lists);
+  }
+
+  /** Under a list cut at the API's most: how many it holds and how to read the others. */
+  function cutNote(rows, noun, path) {
+    return rows.total > rows.length ? h("p", { class: "muted note", "data-cut": noun },
+      `The newest ${count(rows.length)} of ${count(rows.total)} ${noun} are listed; GET ${path}?offset=${rows.length}&limit=5000 lists the next ones.`) : null;
   }
 
   function show(jobs, runs, datasets, caches) {
@@ -173,12 +179,14 @@
     const box = (node) => h("div", { class: "table-scroll" }, node);
     document.getElementById("jobs").replaceChildren(box(
       table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
-    document.getElementById("runs").replaceChildren(box(
+    document.getElementById("runs").replaceChildren(...[box(
       sortable(table(["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"],
-                     runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)));
-    document.getElementById("datasets").replaceChildren(box(
+                     runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)),
+      cutNote(runs, "runs", "/api/runs")].filter(Boolean));
+    document.getElementById("datasets").replaceChildren(...[box(
       table(["data set", "name", "classes", "images", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
-            "No data sets yet: upload one from the launch page.")));
+            "No data sets yet: upload one from the launch page.")),
+      cutNote(datasets, "data sets", "/api/datasets"), cutNote(caches, "feature caches", "/api/caches")].filter(Boolean));
     return jobs.some((j) => ACTIVE.has(j.status));
   }
 
@@ -215,5 +223,5 @@
     tick();
   }
 
-  window.Home = { render, refresh, stop: () => clearTimeout(timer), verdictCell };
+  window.Home = { render, refresh, stop: () => clearTimeout(timer), verdictCell, cutNote };
 })();

@@ -470,8 +470,8 @@
   // ---- page -----------------------------------------------------------------------------------------
   async function render(main) {
     const params = new URLSearchParams(location.search);
-    const [choices, datasets, caches] = await Promise.all([getJSON("/launch/choices"), getJSON("/api/datasets"),
-      getJSON("/api/caches")]);
+    const [choices, datasets, caches] = await Promise.all([getJSON("/launch/choices"), window.Dash.listAll("/api/datasets"),
+      window.Dash.listAll("/api/caches")]);
     const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
     let stop = () => {};
     const mount = (list, picked) => {

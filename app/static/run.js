@@ -674,16 +674,21 @@
   async function load(runId) {
     const params = new URLSearchParams(location.search);
     const [run, report, runs, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
-      getJSON("/api/runs"), getJSON("/api/caches"), getJSON("/api/datasets")]);
+      window.Dash.listAll("/api/runs"), window.Dash.listAll("/api/caches"), window.Dash.listAll("/api/datasets")]);
     // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run, while it
     // exists (a deleted reference showed an error banner on every visit; a review)
-    const reference = runs.some((r) => r.id === run.reference_run) ? run.reference_run : null;
+    // a run or cache past a list's cut (its newest 5,000) is asked for by id: one older was said deleted (a review)
+    const exists = async (id) => runs.some((r) => r.id === id)
+      || window.Dash.api(`/api/runs/${enc(id)}`).then(() => true, () => false);
+    const reference = run.reference_run && await exists(run.reference_run) ? run.reference_run : null;
     let compareId = params.has("compare") ? params.get("compare") : reference;
-    if (compareId && !runs.some((r) => r.id === compareId)) {  // a link made before that run was deleted
+    if (compareId && !(await exists(compareId))) {  // a link made before that run was deleted
       showBanner(`Run ${compareId} is not on this server any more: this run is shown without a comparison.`);
       compareId = null;
     }
-    const view = { run, report, runs, caches, cache: caches.find((c) => c.id === run.cache_id), datasets, cmp: null, other: null, otherRun: null };
+    const cache = caches.find((c) => c.id === run.cache_id)
+      || await getJSON(`/api/caches/${enc(run.cache_id)}`).catch(() => undefined);
+    const view = { run, report, runs, caches, cache, datasets, cmp: null, other: null, otherRun: null };
     if (compareId) {
       try {
         [view.otherRun, view.cmp, view.other] = await Promise.all([getJSON(`/api/runs/${enc(compareId)}`),

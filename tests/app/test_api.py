@@ -470,6 +470,15 @@ def test_caches_and_runs_are_listed(finished):
     assert caches[0]["extractor"] == open_cache(path).extractor == report["features"]["extractor"] is not None
     runs = {r["id"]: r for r in finished.client.get("/api/runs").json()}
     assert set(runs) == {finished.erm, finished.mr2}
+    # a window of the listing, newest first, and every row's count (a listing cut at 500 said nothing of the rest)
+    for path, total in (("/api/runs", 2), ("/api/caches", 1), ("/api/datasets", 1)):
+        got = finished.client.get(path, params={"limit": 1})
+        assert got.headers["X-Total-Count"] == str(total) and len(got.json()) == 1
+    newest, older = (finished.client.get("/api/runs", params={"limit": 1, "offset": k}).json() for k in (0, 1))
+    assert [newest[0]["id"], older[0]["id"]] == [finished.mr2, finished.erm]
+    assert finished.client.get("/api/runs", params={"offset": 2}).json() == []
+    for bad in ({"limit": 0}, {"limit": 5001}, {"offset": -1}):
+        assert finished.client.get("/api/runs", params=bad).status_code == 422
     assert runs[finished.erm]["loss"] == "ce" and runs[finished.erm]["reference_run"] is None
     assert runs[finished.mr2]["loss"] == "mr2" and runs[finished.mr2]["reference_run"] == finished.erm
     assert finished.client.get(f"/api/runs/{finished.mr2}").json() == runs[finished.mr2]
@@ -757,7 +766,7 @@ def test_unexpected_errors_are_json_500_without_trace(tmp_path, caplog):
     app = create_app(make_settings(tmp_path))
 
     class Broken:
-        def list_runs(self):
+        def count(self, table):
             raise RuntimeError("disk on fire at /secret/path")
 
     app.dependency_overrides[get_store] = lambda: Broken()
@@ -781,6 +790,7 @@ def test_dashboard_pages_are_served_offline(finished):
         # /static/index.html is the whole dashboard too: the same policy on every static file
         assert resp.headers["content-security-policy"] == finished.client.get("/").headers["content-security-policy"]
         assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["cache-control"] == "no-cache"  # checked again after an upgrade, never a stale script
         text = resp.text.replace('"http://www.w3.org/2000/svg"', "")  # the SVG namespace name, not a URL fetched
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
 

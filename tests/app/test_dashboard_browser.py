@@ -351,6 +351,17 @@ def test_run_page_charts_are_legible(driver, live_server, finished, tmp_path):
         driver.window(1400, 1800)
 
 
+def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server, finished):
+    """The home page showed the API's newest 500 of 512 runs without a word (an operator round): it asks for the
+    API's most and says when a list holds more."""
+    _open(driver, live_server + "/", "home")
+    note = "const rows = [1, 2]; rows.total = {}; const n = Home.cutNote(rows, 'runs', '/api/runs'); return n && n.textContent"
+    assert driver.js(note.format(7)) == ("The newest 2 of 7 runs are listed; GET /api/runs?offset=2&limit=5000 "
+                                         "lists the next ones.")
+    assert driver.js(note.format(2)) is None
+    assert driver.js("return document.querySelector('[data-cut]')") is None  # 2 runs: nothing cut
+
+
 def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     driver.get(live_server + "/")
     wait_for(lambda: driver.js("return document.querySelectorAll('#runs tr[data-run]').length") == len(
@@ -1392,10 +1403,11 @@ def test_the_home_page_polls_jobs_and_fetches_the_lists_again_only_when_a_job_ch
     time.sleep(5)  # two or three polls (2 s apart), no job changing
     urls = _requested_urls(driver)
     assert sum("/api/jobs?limit=50" in u for u in urls) >= 2
-    assert not [u for u in urls if "/api/datasets" in u or "/api/caches" in u or u.endswith("/api/runs")], urls
+    assert not [u for u in urls if "/api/datasets" in u or "/api/caches" in u or "/api/runs?" in u], urls
     driver.js("return window.Home.refresh(true).then(() => true)")
     urls = _requested_urls(driver)
-    assert sum(u.endswith("/api/datasets") for u in urls) == 1 and sum(u.endswith("/api/caches") for u in urls) == 1
+    assert [sum(u.endswith(f"/api/{name}?limit=5000") for u in urls) for name in ("datasets", "caches", "runs")] == \
+        [1, 1, 1]
 
 
 def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_class(driver, live_server, finished):
@@ -1863,7 +1875,7 @@ def test_a_new_score_selection_clears_the_previous_results(driver, live_server, 
     """Scored on a labelled cache, then an unlabelled cache picked: the buttons were disabled but the previous
     cache's table stayed under the new selection (found by the third new-user round). A new cache or split clears
     the results, and an answer that lands after the selection changed is dropped."""
-    add_unlabelled = """(path, data) => path === "/api/caches"
+    add_unlabelled = """(path, data) => path.split("?")[0] === "/api/caches"
         ? [...data, { ...data[0], id: "ch_unlabelled", labelled: false }] : data"""
     slow_scores = '(path) => (path.includes("/scores?") ? 700 : 0)'
     state = """const b = document.getElementById('score-body');
@@ -2068,7 +2080,7 @@ def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_s
 
 def test_the_launch_form_starts_on_the_newest_labelled_data_set(driver, live_server, finished):
     """The form chose the newest data set, an unlabelled one, and greyed out the probes (a new-user round)."""
-    newest_unlabelled = """(path, data) => path === "/api/datasets"
+    newest_unlabelled = """(path, data) => path.split("?")[0] === "/api/datasets"
         ? [{ ...data[0], id: "ds_unlabelled", name: "incoming", labelled: false }, ...data] : data"""
     with _fetch_rewritten(driver, newest_unlabelled):
         _open(driver, f"{live_server}/launch", "launch")
