@@ -76,6 +76,23 @@ def _extraction_request(request: dict) -> tuple | None:
     return request["dataset_id"], request.get("encoder"), sorted(options.items())
 
 
+def _fill_extractors(store: Store) -> None:
+    """Each cache row without an extractor (written before the column) gets its file's, read as a job would read it
+    (``app.caches.cache_file``'s checks); one that cannot be read now stays NULL, to be tried at the next start."""
+    from feature_cache import open_cache
+
+    from .caches import cache_file
+
+    for row in store.caches_without_extractor():
+        try:
+            extractor = open_cache(cache_file(row)).extractor
+        except Exception as exc:  # a gone, moved or damaged file: never a reason not to start
+            logger.info("cache %s: its extractor is unknown for now (%s)", row["id"], type(exc).__name__)
+            continue
+        if extractor is not None:
+            store.set_cache_extractor(row["id"], extractor)
+
+
 def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     """Remove orphaned uploads and stale extraction files; returns what was removed."""
     from feature_cache import discard_partial, orphaned_temporaries
@@ -104,6 +121,7 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             tmp.unlink(missing_ok=True)
             logger.warning("removed %s: a cache file its writer did not finish", tmp)
             removed.append(tmp)
+    _fill_extractors(store)
     for folder in abandoned_runs(store, settings):
         if folder.is_symlink() or not folder.is_dir():
             folder.unlink(missing_ok=True)  # the link alone, never what it points to

@@ -87,19 +87,6 @@ def _probe_words(report: Any) -> str:
     return probe_words(report)
 
 
-def _extractor_from_file(conn: sqlite3.Connection) -> None:
-    """How the old cache rows get their extractor: read from each file; NULL where it cannot be read now (gone,
-    moved, not written by an extraction)."""
-    from feature_cache import open_cache
-
-    for row in conn.execute("SELECT id, path FROM caches").fetchall():
-        try:
-            value = open_cache(row["path"]).extractor
-        except (OSError, ValueError, KeyError):
-            continue
-        conn.execute("UPDATE caches SET extractor = ? WHERE id = ?", (value, row["id"]))
-
-
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
 # database written before one gets it when a Store opens it.
 _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
@@ -119,8 +106,9 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("runs", "posthoc", "TEXT", _from_report("posthoc", lambda r: r.posthoc and r.posthoc.outcome())),
                   # whether a data set's val split is its own (LabelledImages.val_given); NULL: registered before
                   ("datasets", "val_given", "INTEGER", lambda conn: None),
-                  # a cache's extractor fingerprint (feature_cache.FeatureCache.extractor), read from each file
-                  ("caches", "extractor", "TEXT", _extractor_from_file))
+                  # a cache's extractor fingerprint (feature_cache.FeatureCache.extractor): NULL for rows written
+                  # before it, filled by the job server's start-up sweep (app.cleanup), outside this transaction
+                  ("caches", "extractor", "TEXT", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -276,6 +264,15 @@ class Store:
             if row is None:
                 self._insert_in(conn, "caches", values)
         return self.get_cache(values["id"] if row is None else row["id"])
+
+    def caches_without_extractor(self) -> list[dict[str, Any]]:
+        """The cache rows whose extractor is unknown (written before the column), every one of them."""
+        return [self._row(r) for r in self._conn().execute("SELECT * FROM caches WHERE extractor IS NULL").fetchall()]
+
+    def set_cache_extractor(self, cache_id: str, extractor: str | None) -> None:
+        """A cache row's extractor where it has none (a row written before the column; a file read since)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE caches SET extractor = ? WHERE id = ? AND extractor IS NULL", (extractor, cache_id))
 
     def move_cache(self, cache_id: str, path: str, source: str, stamp: str | None = None) -> dict[str, Any]:
         """Read a cache's features at ``path`` from now on (the same fingerprint, registered again, elsewhere or

@@ -322,8 +322,9 @@ class FeatureCache:
 
     def _extractor(self, as_named: bool = False) -> str | None:
         keys = ("encoder", "weights_sha256", "preprocess", "feature_kind", "normalized")
-        if any(key not in self.attrs for key in keys):
-            return None
+        if any(key not in self.attrs for key in keys) or not isinstance(self.attrs["preprocess"], dict) \
+                or not isinstance(self.attrs["encoder"], str):
+            return None  # a hand-written cache's null preprocess was a TypeError in every caller (a review)
         return extractor_fingerprint(**{key: self.attrs[key] for key in keys}, as_named=as_named)
 
     def _group(self, h5: h5py.File, split: str) -> h5py.Group:

@@ -149,8 +149,23 @@ def test_a_database_written_before_the_runs_verdict_column_gets_it(tmp_path):
     store = Store(path)
     assert store.get_cache("cache_1")["source"] == "extraction"  # caches.source came later too
     assert store.get_dataset("ds_1")["val_given"] is None  # datasets.val_given too: unknown for old rows
-    assert store.get_cache("cache_1")["extractor"] is None  # caches.extractor: read from its file, gone here
+    # caches.extractor: NULL as the column comes (no file opened under the schema's lock); the job server's start-up
+    # sweep reads each file as a job would (a file gone, damaged or hand-written with a null preprocess stays NULL)
+    assert store.get_cache("cache_1")["extractor"] is None and store.get_cache("cache_2")["extractor"] is None
+    import h5py
+
+    from app.cleanup import sweep_data_dir
+    from app.config import Settings
+
+    odd = write_cache(tmp_path / "odd.h5", {s: (np.ones((2, 4), np.float32), np.array([0, 1]), ["a", "b"])
+                                            for s in ("train", "val", "test")}, ["x", "y"], attrs)
+    with h5py.File(odd, "r+") as f:
+        f.attrs["preprocess"] = "null"
+    store.add_cache(dataset_id="ds_1", encoder="e", path=str(odd), fingerprint="f" * 64, num_features=4,
+                    class_names=["x", "y"], counts={}, job_id=None)
+    sweep_data_dir(store, Settings(data_dir=tmp_path / "state"))
     assert store.get_cache("cache_2")["extractor"] == open_cache(real).extractor is not None
+    assert store.get_cache("cache_1")["extractor"] is None and open_cache(odd).extractor is None
     # until the same data set is registered again: its row learns it (a review: it stayed unknown for good)
     row, created = store.find_or_add_dataset(name="d", source="path", path="/x", class_names=[], counts={},
                                              fingerprint=None, skipped=0, val_given=True)
