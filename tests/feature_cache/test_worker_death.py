@@ -29,7 +29,8 @@ _PARENT = textwrap.dedent("""
             return os.getpid(), np.zeros(1 << 20, np.uint8)  # a full pipe blocked the workers' exit for good
 
     loader = DataLoader(Encoded(), batch_size=None, num_workers=2, collate_fn=lambda item: item,
-                        worker_init_fn=functools.partial(_worker_start, parent=os.getpid(), tune_allocator=False))
+                        worker_init_fn=functools.partial(_worker_start, parent=os.getpid(), tune_allocator=False),
+                        multiprocessing_context="fork")  # as run_plan's, whatever the default start method
     pids, batches = set(), iter(loader)  # the iterator kept: its workers live while it does
     while len(pids) < 2:
         pids.add(next(batches)[0])
