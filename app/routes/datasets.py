@@ -301,12 +301,13 @@ LISTING_SLOTS = 2  # cache listings checking their files at once (a registered f
             responses={200: {"headers": TOTAL_COUNT}})
 async def list_caches(request: Request, response: Response, window: Page = Depends(page),
                       store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> list[CacheOut]:
-    window.total(response, store, "caches")
     messages = ClientMessages(settings)  # once per listing, not per row (a review)
-    rows = store.list_caches(window.limit, window.offset)
-    # each registered file is opened and checked: up to 5,000 of them in bounded slots, never every worker thread
-    return await in_slot(request, "listing_limiter", LISTING_SLOTS,
-                         lambda: [_cache_out(r, settings, messages) for r in rows])
+
+    def listing() -> list[CacheOut]:  # each registered file is opened and checked: in bounded slots, off the loop
+        window.total(response, store, "caches")
+        return [_cache_out(r, settings, messages) for r in store.list_caches(window.limit, window.offset)]
+
+    return await in_slot(request, "listing_limiter", LISTING_SLOTS, listing)
 
 
 @router.get("/caches/{cache_id}", response_model=CacheOut, responses=ERROR_RESPONSES,

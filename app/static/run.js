@@ -671,6 +671,16 @@
   }
 
   // ---- page -----------------------------------------------------------------------------------------
+  /** The cache `id` from the listing `caches`, else asked for by id and added to it (past the list's cut, the
+   * run's own cache was missing from the score panel; a review); undefined when it is gone. */
+  async function listedCache(caches, id) {
+    const found = caches.find((c) => c.id === id);
+    if (found || !id) return found;
+    const fetched = await getJSON(`/api/caches/${enc(id)}`).catch(() => undefined);
+    if (fetched) caches.push(fetched);
+    return fetched;
+  }
+
   async function load(runId) {
     const params = new URLSearchParams(location.search);
     const [run, report, runs, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
@@ -678,21 +688,22 @@
     // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run, while it
     // exists (a deleted reference showed an error banner on every visit; a review)
     // a run or cache past a list's cut (its newest 5,000) is asked for by id: one older was said deleted (a review)
-    const exists = async (id) => runs.some((r) => r.id === id)
-      || window.Dash.api(`/api/runs/${enc(id)}`).then(() => true, () => false);
+    const exists = async (id) => runs.some((r) => r.id === id) || window.Dash.api(`/api/runs/${enc(id)}`).then(() => true,
+      (e) => { if (e instanceof window.Dash.ApiError && e.status === 404) return false; throw e; });  // gone; else an error
     const reference = run.reference_run && await exists(run.reference_run) ? run.reference_run : null;
     let compareId = params.has("compare") ? params.get("compare") : reference;
     if (compareId && !(await exists(compareId))) {  // a link made before that run was deleted
       showBanner(`Run ${compareId} is not on this server any more: this run is shown without a comparison.`);
       compareId = null;
     }
-    const cache = caches.find((c) => c.id === run.cache_id)
-      || await getJSON(`/api/caches/${enc(run.cache_id)}`).catch(() => undefined);
+    const cache = await listedCache(caches, run.cache_id);
     const view = { run, report, runs, caches, cache, datasets, cmp: null, other: null, otherRun: null };
     if (compareId) {
       try {
         [view.otherRun, view.cmp, view.other] = await Promise.all([getJSON(`/api/runs/${enc(compareId)}`),
           getJSON(`/api/compare?base=${enc(compareId)}&other=${enc(runId)}`), getJSON(`/api/reports/${enc(compareId)}`)]);
+        if (!runs.some((r) => r.id === compareId)) runs.push(view.otherRun);  // past the list's cut: a choice too
+        await listedCache(caches, view.otherRun.cache_id);
       } catch (e) {
         view.cmp = view.other = view.otherRun = null;
         showBanner(`Could not compare with run ${compareId}: ${e.message}`, true);

@@ -2078,6 +2078,19 @@ def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_s
             f"class's precision counts them): zebra (3); predicted as {names[0]} (2), {names[1]} (1).")
 
 
+def test_the_run_page_finds_its_reference_and_cache_past_the_lists_cut(driver, live_server, finished):
+    """Lists hold the newest 5,000 rows: a reference run or the run's own cache older than that were taken for
+    deleted (the comparison dropped, the score panel without its cache; a review). They are asked for by id."""
+    cut = """(path, data) => ["/api/runs", "/api/caches"].includes(path.split("?")[0]) ? [] : data"""
+    with _fetch_rewritten(driver, cut):
+        _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+        got = driver.js("""return [document.getElementById('compare-select').value,
+            [...document.querySelectorAll('#score-cache option')].map((o) => o.value),
+            document.getElementById('banner').textContent];""")
+    cache_id = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()["cache_id"]
+    assert got[0] == finished.erm and got[1] == [cache_id] and "not on this server" not in got[2]
+
+
 def test_the_launch_form_starts_on_the_newest_labelled_data_set(driver, live_server, finished):
     """The form chose the newest data set, an unlabelled one, and greyed out the probes (a new-user round)."""
     newest_unlabelled = """(path, data) => path.split("?")[0] === "/api/datasets"
