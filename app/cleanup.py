@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 
 from .config import Settings
@@ -98,16 +97,15 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     from feature_cache import discard_partial, orphaned_temporaries
     from feature_cache.archives import orphaned_decompressions
 
+    from .removal import remove_under
+
     removed: list[Path] = []
     if settings.uploads_dir.is_dir():
         for folder in sorted(settings.uploads_dir.iterdir()):
             try:
                 store.get_dataset(folder.name)
             except NotFound:
-                if folder.is_symlink():  # the link alone, never what it points to (rmtree refused it, said removed)
-                    folder.unlink()
-                else:
-                    shutil.rmtree(folder, ignore_errors=True)
+                remove_under(folder, settings.uploads_dir)  # a link alone, never what it points to
                 logger.warning("removed upload %s: no data set uses it (an upload that did not finish)", folder)
                 removed.append(folder)
     keep = extractions_in_use(store)
@@ -123,10 +121,7 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             removed.append(tmp)
     _fill_extractors(store)
     for folder in abandoned_runs(store, settings):
-        if folder.is_symlink() or not folder.is_dir():
-            folder.unlink(missing_ok=True)  # the link alone, never what it points to
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_under(folder, settings.runs_dir)  # a link alone, never what it points to
         logger.warning("removed run folder %s: a cancelled job's run that did not finish", folder)
         removed.append(folder)
     for tmp in orphaned_decompressions():  # in the temporary folder: a killed process's decompressed archive

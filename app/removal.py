@@ -94,7 +94,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _remove(path: Path, folder: Path) -> None:
+def remove_under(path: Path, folder: Path) -> None:
     """Remove ``path`` (a file or a folder), only when it lies under the service's ``folder``; a symbolic link
     there is removed itself, never what it points to (it was left dangling; an attack round)."""
     if path.is_symlink():
@@ -112,7 +112,7 @@ def _remove(path: Path, folder: Path) -> None:
 
 def _remove_cache_file(path: Path, caches_dir: Path) -> None:
     for suffix in ("", ".damaged"):
-        _remove(path.with_name(path.name + suffix), caches_dir)
+        remove_under(path.with_name(path.name + suffix), caches_dir)
     for parent in path.parents:  # the folders of its data set and encoder, once empty
         if parent.resolve() == caches_dir.resolve() or not _inside(parent, caches_dir):
             break
@@ -128,14 +128,14 @@ def remove_files(settings: Settings, doomed: list[tuple[str, dict]]) -> None:
     for table, row in doomed:
         try:
             if table == "runs":
-                _remove(Path(row["path"]), settings.runs_dir)
+                remove_under(Path(row["path"]), settings.runs_dir)
             elif table == "caches":
                 if row.get("source") != REGISTERED:
                     _remove_cache_file(Path(row["path"]), settings.caches_dir)
             else:
-                _remove(settings.caches_dir / row["id"], settings.caches_dir)  # left over: damaged, cancelled files
+                remove_under(settings.caches_dir / row["id"], settings.caches_dir)  # left over: damaged, cancelled files
                 if row["source"] == "upload":
-                    _remove(settings.uploads_dir / row["id"], settings.uploads_dir)
+                    remove_under(settings.uploads_dir / row["id"], settings.uploads_dir)
         except OSError as exc:
             logger.warning("deleted %s %s; its files could not all be removed: %s", NOUNS[table], row["id"], exc)
 

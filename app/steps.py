@@ -253,11 +253,9 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     from probe.compare import probe_words
 
     pending = ctx.result().get("pending_run")
-    if pending:
-        try:
-            return ctx.store.get_run(pending)  # recorded just before the last attempt stopped
-        except KeyError:
-            shutil.rmtree(ctx.settings.runs_dir / pending, ignore_errors=True)  # half-written: start again
+    recorded = pending and _recorded_or_removed(ctx.store, ctx.settings, pending)
+    if recorded:
+        return recorded  # recorded just before the last attempt stopped; half-written, removed: start again
     cache_row = ctx.store.get_cache(cache_id)
     cache = open_cache(cache_file(cache_row))
     if "head" in config:
@@ -430,6 +428,17 @@ def discard_extraction(job: dict[str, Any], store: Store, settings: Settings) ->
         _discard_cancelled(store, job["id"], target)
 
 
+def _recorded_or_removed(store: Store, settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """The run ``run_id`` a job started: its row when it was recorded, else None, its half-written folder removed."""
+    from .removal import remove_under
+
+    try:
+        return store.get_run(run_id)
+    except KeyError:
+        remove_under(settings.runs_dir / run_id, settings.runs_dir)
+        return None
+
+
 def discard_pending_run(job: dict[str, Any], store: Store, settings: Settings) -> None:
     """On cancelling a queued or interrupted job: the run it had started (``pending_run``). Half-written (no run
     row: left for a resume, which the cancel gives up), its folder is removed; recorded just before the stop (its
@@ -438,10 +447,7 @@ def discard_pending_run(job: dict[str, Any], store: Store, settings: Settings) -
     pending = job["result"].get("pending_run")
     if not pending:
         return
-    try:
-        store.get_run(pending)
-    except KeyError:
-        shutil.rmtree(settings.runs_dir / pending, ignore_errors=True)
+    if _recorded_or_removed(store, settings, pending) is None:
         store.update_result(job["id"], pending_run=None)
         return
     run_ids = list(job["result"].get("run_ids") or [])
