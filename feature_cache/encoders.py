@@ -71,7 +71,7 @@ from probe.registry import HEADS  # the one list of head names, which an encoder
 
 from .datasets import to_rgb
 from .errors import MissingWeights
-from .fingerprint import TAGGED_FAMILIES, looks_like_path, weights_field
+from .fingerprint import looks_like_path, spelled_as_tag, weights_field
 from .fusion import Fused, fuse_convolutions
 
 __all__ = [
@@ -911,10 +911,7 @@ def weights_file_argument(name: str) -> tuple[str, str] | None:
     a pretrained tag: it holds a separator or a file suffix, or is a file, as the builder tells them apart) — else
     None; for a service to keep such paths under its data root. Nothing is opened."""
     found = weights_field(name)
-    if found is None:
-        return None
-    prefix, weights = found
-    if prefix.split(":")[0] in TAGGED_FAMILIES and not (looks_like_path(weights) or _path_kind(weights) == "file"):
+    if found is None or (spelled_as_tag(*found) and _path_kind(found[1]) != "file"):
         return None  # a pretrained tag
     return found
 

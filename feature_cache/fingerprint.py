@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-__all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint", "extractor_name", "WEIGHTS_FILE_FIELD"]
+__all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint", "extractor_name",
+           "WEIGHTS_FILE_FIELD"]
 
 # Encoder families whose name carries a weights file's path, and which ':'-separated field of the name it is
 # (``mocov2:PATH``, ``openclip:ARCH:PATH``): the one list (feature_cache.encoders.weights_file_argument, which keeps
@@ -52,12 +53,18 @@ def weights_field(encoder: str) -> tuple[str, str] | None:
     return ":".join(fields[:at]) + ":", ":".join(fields[at:])  # a Windows drive letter's ':' stays in the path
 
 
+def spelled_as_tag(prefix: str, field: str) -> bool:
+    """Whether a :func:`weights_field` reads as a pretrained tag by its spelling: a family of
+    :data:`TAGGED_FAMILIES` and no path's look (``feature_cache.encoders`` also reads an existing file as a path)."""
+    return prefix.split(":")[0] in TAGGED_FAMILIES and not looks_like_path(field)
+
+
 def extractor_name(encoder: str) -> str:
     """``encoder`` with the weights file's path it names replaced by :data:`WEIGHTS_FILE` (``mocov2:/a/m.pth`` →
     ``mocov2:<weights file>``; an open_clip pretrained tag stays): what the fingerprints take, with the weights'
     sha256 beside it."""
     found = weights_field(encoder)
-    if found is None or (found[0].split(":")[0] in TAGGED_FAMILIES and not looks_like_path(found[1])):
+    if found is None or spelled_as_tag(*found):
         return encoder
     return found[0] + WEIGHTS_FILE
 
@@ -114,6 +121,6 @@ def extractor_fingerprint(*, encoder: str, weights_sha256: str, preprocess: Mapp
     """Hex sha256 of the feature extractor alone: encoder (:func:`extractor_name`; with ``as_named``, the name as
     given, weights path and all, as reports recorded it before), weights, preprocessing, feature kind and
     normalisation."""
-    payload = {"encoder": encoder if as_named else extractor_name(encoder), "weights_sha256": weights_sha256, "preprocess": dict(preprocess),
-               "feature_kind": feature_kind, "normalized": bool(normalized)}
+    payload = {"encoder": encoder if as_named else extractor_name(encoder), "weights_sha256": weights_sha256,
+               "preprocess": dict(preprocess), "feature_kind": feature_kind, "normalized": bool(normalized)}
     return hashlib.sha256(_canonical(payload)).hexdigest()

@@ -402,9 +402,9 @@ class FeatureCache:
         """What a run records of the features it used (``probe.report.FeatureSource``): this cache's fingerprint,
         encoder and extractor, the fingerprint of its data set's content, ``name``, the cache as the caller knows
         it (a path, the service's cache id), and how its features are computed (weights, preprocessing, kind)."""
-        as_named = self._extractor(as_named=True)
-        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": self.extractor, "cache": name,
-                "extractor_as_named": None if as_named == self.extractor else as_named,
+        extractor, as_named = self.extractor, self._extractor(as_named=True)
+        return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": extractor, "cache": name,
+                "extractor_as_named": None if as_named == extractor else as_named,
                 "dataset": self.attrs.get("dataset_fingerprint") or None,
                 "warning": self.attrs.get("encoder_warning") or None,
                 **{key: self.attrs.get(key) for key in ("weights_sha256", "preprocess", "feature_kind",
