@@ -161,7 +161,8 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     sources = cache.sources(split)
-    shared = functools.cache(lambda: common_folder(p for s in cache.splits for p in cache.sources(s)))
+    shared = functools.cache(lambda: common_folder(p for s in cache.splits  # the scored split's read once
+                                                   for p in (sources if s == split else cache.sources(s))))
     checked = []
     for probe in probes:
         warnings = probe.check_features(source, cache.num_features) + _seen_images(

@@ -101,8 +101,10 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     changed = changed_since_registration(dataset, data)
     if changed:
         ctx.message(changed)
-    if getattr(data, "val_given", False) and options.get("val_fraction", DEFAULT_VAL_FRACTION) != DEFAULT_VAL_FRACTION:
-        ctx.message(f"options.val_fraction {options['val_fraction']} is unused: {unused_val_share(data)}")
+    share = options.get("val_fraction", DEFAULT_VAL_FRACTION)  # the request's, with its default filled in
+    unused = unused_val_share(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share)
+    if unused:
+        ctx.message(unused)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

@@ -497,10 +497,13 @@ def to_rgb(image):
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 
-def unused_val_share(data: LabelledImages) -> str:
-    """Why a ``val_fraction`` asked for does nothing on ``data``, whose val split is its own (``val_given``)."""
-    return (f"the data set has a val split of its own ({len(data.splits['val']):,} images), used as it is; no share "
-            "of train is carved out")
+def unused_val_share(data: LabelledImages, option: str, value: float | None) -> str | None:
+    """The warning for a val share asked for (``option`` set to ``value``; None: not asked) that does nothing on
+    ``data``, whose val split is its own (``val_given``), else None: the CLI's, torchrun's and a job's words."""
+    if value is None or not data.val_given:
+        return None
+    return (f"{option} {value} is unused: the data set has a val split of its own ({len(data.splits['val']):,} "
+            "images), used as it is; no share of train is carved out")
 
 
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)

@@ -195,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data = open_dataset(args.data, val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None
                             else args.val_fraction, seed=args.seed, max_per_class=args.max_per_class)
-        if args.val_fraction is not None and data.val_given and dist.get_rank() == 0:
-            print(f"warning: --val-fraction {args.val_fraction} is unused: {unused_val_share(data)}", file=sys.stderr)
+        unused = unused_val_share(data, "--val-fraction", args.val_fraction)
+        if unused and dist.get_rank() == 0:
+            print(f"warning: {unused}", file=sys.stderr)
         result = extract_distributed(
             data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
             workers=args.workers, device=args.device, precision=args.precision,

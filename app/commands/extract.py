@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
-    if share is not None and data.val_given:
-        warned.append(f"warning: --val-fraction {share} is unused: {unused_val_share(data)}")
+    unused = None if args.unlabelled else unused_val_share(data, "--val-fraction", share)
+    warned += [f"warning: {unused}"] if unused else []
     alike = None if args.unlabelled else lookalike_names_warning(list(data.class_names))
     warned += [f"warning: {alike}"] if alike else []
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data

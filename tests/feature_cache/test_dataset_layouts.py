@@ -157,8 +157,11 @@ def test_a_given_val_split_leaves_the_share_unused_and_its_extraction_one(tree, 
     assert given.given_splits == ("train", "val", "test") and given.val_given
     assert given.params == open_dataset(root).params and given.params["val_fraction"] == DEFAULT_VAL_FRACTION
     assert per_class(given.splits["val"]) == {0: 4, 1: 4} and per_class(given.splits["train"]) == {0: 4, 1: 4}
-    assert unused_val_share(given) == ("the data set has a val split of its own (8 images), used as it is; no "
-                                       "share of train is carved out")
+    assert unused_val_share(given, "--val-fraction", 0.5) == (
+        "--val-fraction 0.5 is unused: the data set has a val split of its own (8 images), used as it is; no share "
+        "of train is carved out")
+    assert unused_val_share(given, "--val-fraction", None) is None  # not asked for
+    assert unused_val_share(carved, "--val-fraction", 0.5) is None  # carved: the share did its work
 
 
 def test_open_images_takes_every_image_unlabelled(tmp_path):
