@@ -90,6 +90,15 @@
     rows.total = Number(response.headers.get("X-Total-Count") || rows.length);
     return rows;
   }
+  /** The row `id` of a listing `rows` (listAll's of `path`), else asked for by id (`path/id`) and added to it: one
+   * past the list's cut was missing from the pages' pickers (a review); undefined when it is gone. */
+  async function listedRow(rows, path, id) {
+    const found = rows.find((r) => r.id === id);
+    if (found || !id) return found;
+    const fetched = await getJSON(`${path}/${enc(id)}`).catch(() => undefined);
+    if (fetched) rows.push(fetched);
+    return fetched;
+  }
   const sendJSON = async (path, method, body) =>
     (await api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
 
@@ -303,7 +312,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, pText, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

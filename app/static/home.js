@@ -166,7 +166,7 @@
   /** Under a list cut at the API's most: how many it holds and how to read the others. */
   function cutNote(rows, noun, path) {
     return rows.total > rows.length ? h("p", { class: "muted note", "data-cut": noun },
-      `The newest ${count(rows.length)} of ${count(rows.total)} ${noun} are listed; GET ${path}?offset=${rows.length}&limit=5000 lists the next ones.`) : null;
+      `The newest ${count(rows.length)} of ${count(rows.total)} ${noun} are listed; GET ${path}?offset=${rows.length}&limit=${window.Dash.LISTED} lists the next ones.`) : null;
   }
 
   function show(jobs, runs, datasets, caches) {

@@ -473,10 +473,8 @@
     const [choices, datasets, caches] = await Promise.all([getJSON("/launch/choices"), window.Dash.listAll("/api/datasets"),
       window.Dash.listAll("/api/caches")]);
     const asked = params.get("cache");  // past the list's cut: asked for by id, else the first cache was picked instead
-    if (asked && !caches.some((c) => c.id === asked)) {
-      const found = await getJSON(`/api/caches/${encodeURIComponent(asked)}`).catch(() => null);
-      if (found) caches.push(found);
-      else showBanner(`Cache ${asked} is not on this server any more: choose another.`, true);
+    if (asked && !(await window.Dash.listedRow(caches, "/api/caches", asked))) {
+      showBanner(`Cache ${asked} is not on this server any more: choose another.`, true);
     }
     const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
     let stop = () => {};

@@ -671,16 +671,6 @@
   }
 
   // ---- page -----------------------------------------------------------------------------------------
-  /** The cache `id` from the listing `caches`, else asked for by id and added to it (past the list's cut, the
-   * run's own cache was missing from the score panel; a review); undefined when it is gone. */
-  async function listedCache(caches, id) {
-    const found = caches.find((c) => c.id === id);
-    if (found || !id) return found;
-    const fetched = await getJSON(`/api/caches/${enc(id)}`).catch(() => undefined);
-    if (fetched) caches.push(fetched);
-    return fetched;
-  }
-
   async function load(runId) {
     const params = new URLSearchParams(location.search);
     const [run, report, runs, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
@@ -696,14 +686,14 @@
       showBanner(`Run ${compareId} is not on this server any more: this run is shown without a comparison.`);
       compareId = null;
     }
-    const cache = await listedCache(caches, run.cache_id);
+    const cache = await window.Dash.listedRow(caches, "/api/caches", run.cache_id);
     const view = { run, report, runs, caches, cache, datasets, cmp: null, other: null, otherRun: null };
     if (compareId) {
       try {
         [view.otherRun, view.cmp, view.other] = await Promise.all([getJSON(`/api/runs/${enc(compareId)}`),
           getJSON(`/api/compare?base=${enc(compareId)}&other=${enc(runId)}`), getJSON(`/api/reports/${enc(compareId)}`)]);
         if (!runs.some((r) => r.id === compareId)) runs.push(view.otherRun);  // past the list's cut: a choice too
-        await listedCache(caches, view.otherRun.cache_id);
+        await window.Dash.listedRow(caches, "/api/caches", view.otherRun.cache_id);
       } catch (e) {
         view.cmp = view.other = view.otherRun = null;
         showBanner(`Could not compare with run ${compareId}: ${e.message}`, true);
