@@ -115,8 +115,8 @@ def check_member_name(name: str, archive: str) -> str:
 
 
 SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
-
-
+# Opening a FIFO for reading waits for a writer, forever; a socket or a device is no image either.
+NOT_REGULAR = "not a regular file (a FIFO, socket, device or folder)"
 _LINK_STARTS = ("symlink", "symbolic link", "hard link")  # how every reason for a skipped link starts
 
 
@@ -131,8 +131,6 @@ def archive_link(kind: str, target: str | None = None) -> str:
     folder de-duplicated with hard links was refused whole, where the folder itself was read; an outside round)."""
     to = "" if target is None else f" to {target[:120]!r}"
     return f"{kind} link{to} inside the archive, not followed (put the file itself in)"
-# Opening a FIFO for reading waits for a writer, forever; a socket or a device is no image either.
-NOT_REGULAR = "not a regular file (a FIFO, socket, device or folder)"
 
 
 def is_special(path: Path) -> bool:
