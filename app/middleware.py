@@ -16,6 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 
+def media_type(headers: Headers) -> str:
+    """A request's media type: its ``Content-Type`` without parameters, lower-cased (RFC 9110 media types are
+    case-insensitive; 'Application/JSON' was read as multipart by the upload route, and 'Multipart/Form-Data' was held
+    to the JSON body limit here)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def _reply(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -34,7 +41,7 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope) if scope["type"] == "http" else None
         if headers is None or ((scope["method"], scope["path"]) in self.streamed
-                               and headers.get("content-type", "").startswith("multipart/form-data")):
+                               and media_type(headers) == "multipart/form-data"):
             await self.app(scope, receive, send)
             return
         too_large = (f"request body over the limit of {self.limit} bytes (MR2PROBE_MAX_JSON_BYTES); "

@@ -39,6 +39,7 @@ from ..datasets import (
 )
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..messages import ClientMessages
+from ..middleware import media_type
 from ..removal import delete
 from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, CacheRegister, DatasetOut,
                        DatasetRegister, DeletedOut, ErrorOut, IdPath)
@@ -91,9 +92,7 @@ def _dataset_out(row: dict) -> DatasetOut:
 )
 async def create_dataset(request: Request, response: Response, store: Store = Depends(get_store),
                          settings: Settings = Depends(get_settings)) -> DatasetOut:
-    # the media type, case-insensitive and without parameters: 'Application/JSON' was read as multipart and
-    # 'application/jsonx' as JSON (an attack round)
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+    if media_type(request.headers) == "application/json":  # 'application/jsonx' was read as JSON (an attack round)
         row, created = await register_path(request, store, settings)
     else:
         row, created = await upload_archive(request, store, settings)

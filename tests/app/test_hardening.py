@@ -353,6 +353,13 @@ def test_only_the_upload_streams_a_multipart_body_past_the_limit(tmp_path):
         archive = tiny_zip_bytes(6, 3)
         assert len(archive) > 10_000
         assert client.post("/api/datasets", files={"file": ("t.zip", archive)}).status_code == 201
+        # media types are case-insensitive: a client that capitalises one was held to the JSON limit (a review)
+        request = client.build_request("POST", "/api/datasets", files={"file": ("u.zip", tiny_zip_bytes(7, 3))},
+                                       data={"name": "capitalised"})
+        sent = request.headers["content-type"].replace("multipart/form-data", "Multipart/Form-Data")
+        assert sent.startswith("Multipart/Form-Data; boundary=")
+        resp = client.post("/api/datasets", content=request.read(), headers={"Content-Type": sent})
+        assert resp.status_code == 201, resp.text
 
 
 def test_a_20mb_encoder_is_refused_and_jobs_stay_small(service):
