@@ -1,7 +1,7 @@
 """The `mr2probe` command line: one sub-command per module in `app.commands`.
 
-Each command module exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
-adding a command is one entry in ``COMMANDS``.
+Each command module exposes ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; adding a command is one
+entry in ``COMMANDS``, the module's name, which is the command's.
 """
 from __future__ import annotations
 
@@ -18,17 +18,8 @@ from typing import NoReturn
 from . import __version__
 from .threads import MAX_THREADS, check_threads, limit_threads
 
-# name -> module under app.commands (imported lazily so `mr2probe --help` stays fast).
-COMMANDS: dict[str, str] = {
-    "extract": "extract",
-    "train": "train",
-    "compare": "compare",
-    "report": "report",
-    "failures": "failures",
-    "predict": "predict",
-    "serve": "serve",
-    "demo": "demo",
-}
+# the sub-commands, each a module under app.commands of its name, in `mr2probe --help`'s order
+COMMANDS: tuple[str, ...] = ("extract", "train", "compare", "report", "failures", "predict", "serve", "demo")
 
 
 def _thread_count(text: str) -> int:
@@ -60,8 +51,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     after.add_argument("--threads", type=_thread_count, default=argparse.SUPPRESS, metavar="N", help=threads_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules: dict[str, object] = {}
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f".commands.{module_name}", package=__package__)
+    for name in COMMANDS:
+        module = importlib.import_module(f".commands.{name}", package=__package__)
         modules[name] = module
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[after])
         module.add_arguments(command_parser)

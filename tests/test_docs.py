@@ -63,7 +63,7 @@ def test_every_encoder_pattern_is_named_where_users_pick_one():
     for command in (extract, demo):
         parser = argparse.ArgumentParser()
         command.add_arguments(parser)
-        helps[f"mr2probe {command.NAME} --help"] = parser.format_help()
+        helps[f"mr2probe {command.__name__.rpartition('.')[2]} --help"] = parser.format_help()
     places = {**helps,
               "ExtractJob.encoder": ExtractJob.model_fields["encoder"].description,
               "PipelineJob.encoder": PipelineJob.model_fields["encoder"].description,

@@ -8,7 +8,6 @@ from pathlib import Path
 from . import check_out_apart, check_out_file, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
-NAME = "compare"
 HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
 
 

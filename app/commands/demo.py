@@ -11,7 +11,6 @@ from feature_cache.defaults import ENCODER_HELP
 from ..config import DEFAULT_PORT, MAX_PORT
 from .serve import port_number
 
-NAME = "demo"
 HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train an ERM probe and the recommended "
         "disparity-aware probe (preset 'disparity'), print the disparity comparison and serve the dashboard on "
         "127.0.0.1.")

@@ -10,7 +10,6 @@ from feature_cache.datasets import ARCHIVE_SUFFIXES
 from feature_cache.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP,
                                      MAX_BATCH_SIZE, MAX_WORKERS)
 
-NAME = "extract"
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
 
 

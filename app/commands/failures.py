@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-NAME = "failures"
 HELP = "list a class's misclassified test images of a run (first seed), most confident mistakes first"
 
 

@@ -24,7 +24,6 @@ from . import check_out_apart, check_out_file
 # What a summary cut at --limit classes says of the rest.
 _MORE = "--limit N shows more; --out writes every image's prediction"
 
-NAME = "predict"
 HELP = ("apply a run's probe (first seed, with its post-hoc bias) to a feature cache's split: predictions as CSV, "
         "scored against the cache's labels (or, for unlabelled images, counted per class)")
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from . import check_out_apart, check_out_file, terminal_width
 
-NAME = "report"
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..config import DEFAULT_PORT, MAX_PORT
 
-NAME = "serve"
 HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
 
 

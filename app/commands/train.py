@@ -13,7 +13,6 @@ from probe.registry import HEADS, LOSSES
 
 from . import same_file, terminal_width
 
-NAME = "train"
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
 
 

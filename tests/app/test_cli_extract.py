@@ -31,7 +31,7 @@ def make_tree(root: Path, splits=("train", "test")) -> Path:
 
 
 def test_module_contract():
-    assert command.NAME == "extract" and command.HELP
+    assert command.__name__ == "app.commands.extract" and command.HELP
     args = parse(["--data", "x.zip"])
     assert (args.encoder, args.batch_size, args.workers, args.device) == ("effnet-lite0", 64, None, "auto")
     # --val-fraction unset is None (0.1 when the run starts: it tells a given 0.1 from the default)
