@@ -568,7 +568,7 @@ class Posthoc(_Model):
         return (f"Post-hoc bias not applied: {estimate or 'its out-of-sample check'}, not a hard-third gain beyond "
                 "noise within the overall-accuracy budget; the shipped probe is the ERM probe.")
 
-    def outcome(self) -> str:
+    def outcome(self) -> PosthocOutcome:
         """What its guard did for the probe that ships (:data:`POSTHOC_WORDS`): applied, declined (tested, no safe
         gain), untested (too few validation images) or unchecked (no guard); what :meth:`describe` words."""
         if self.guard is False:

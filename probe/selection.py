@@ -38,7 +38,6 @@ class SelectionCriterion:
     """A named selection rule: ``choose(candidates, floor) -> (index, reason)``."""
 
     name: str
-    description: str
     choose: Callable[[list[dict], float | None], tuple[int, str]]
 
 
@@ -124,10 +123,8 @@ def _choose_hard(candidates: list[dict], floor: float | None) -> tuple[int, str]
 
 
 SELECTION_CRITERIA: dict[str, SelectionCriterion] = {
-    "overall": SelectionCriterion("overall", "highest validation overall accuracy", _choose_overall),
-    "hard": SelectionCriterion(
-        "hard", "highest validation hard-third accuracy with overall >= the reference (ERM) run's", _choose_hard
-    ),
+    "overall": SelectionCriterion("overall", _choose_overall),
+    "hard": SelectionCriterion("hard", _choose_hard),
 }
 
 

@@ -62,21 +62,21 @@ def launch_page() -> FileResponse:
 def words_script() -> Response:
     """``window.Words``: what the pages name as the reports do, from the one definition of each word, loaded before
     the pages' scripts (the dashboard had kept copies of its own, and they drifted): ``test_checks`` and
-    ``verdicts`` (probe.report.TEST_CHECKS, VERDICT_WORDS), ``job_states`` (app.status: ``active`` a worker runs on, ``open`` may still run
-    and can be cancelled, ``resumable``), the ``splits`` and the ``groups`` in their order
-    (feature_cache.datasets.SPLITS, probe.groups.GROUP_NAMES) and the summary's ``metrics``
-    (probe.report.SEED_METRICS: the cards, the runs list's columns)."""
+    ``verdicts`` (probe.report.TEST_CHECKS, VERDICT_WORDS), ``posthoc`` (POSTHOC_WORDS), ``job_states`` (app.status:
+    ``active`` a worker runs on, ``open`` may still run and can be cancelled; whether a job can be resumed is its own
+    ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
+    probe.groups.GROUP_NAMES) and the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
+    columns)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
     from probe.report import POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
 
-    from ..status import ACTIVE, OPEN, RESUMABLE
+    from ..status import ACTIVE, OPEN
 
     words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
              "verdicts": {verdict: w._asdict() for verdict, w in VERDICT_WORDS.items()},
              "posthoc": {outcome: w._asdict() for outcome, w in POSTHOC_WORDS.items()},
-             "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
-                            "resumable": [s.value for s in RESUMABLE]},
+             "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS)}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",

@@ -425,5 +425,5 @@
     return svg;
   }
 
-  window.Charts = { bars, scatter, heatmap, frontier, pct, fixed, niceTicks };
+  window.Charts = { bars, scatter, heatmap, frontier, pct, fixed };
 })();

@@ -33,8 +33,7 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
         "reversed": {"text": "reversed on test", "short": "test: worse", "detail": TEST_CHECKS["reversed"].detail,
                      "tone": "neg"}}
     assert set(words["test_checks"]) == set(TestCheck.__args__)  # every value a report can hold has its words
-    assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"],
-                                   "resumable": ["interrupted", "failed"]}
+    assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"]}
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
     assert words["splits"] == ["train", "val", "test"] and words["groups"] == ["easy", "medium", "hard"]
     assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
