@@ -107,9 +107,12 @@ class JobRunner:
         with self._cond:
             self._stopping = True
             running = list(self._running.values())
+            for ctx, _, _ in running:
+                # a cancel the user asked for stays one: it ended interrupted, resumable, its partial cache kept,
+                # when the server stopped before the job's next check (an operator round)
+                ctx.stop_reason = ctx.stop_reason or "shutdown"
             self._cond.notify_all()
         for ctx, _, _ in running:
-            ctx.stop_reason = "shutdown"
             ctx.stop_event.set()
         for _, thread, _ in running:
             thread.join(timeout)
@@ -157,10 +160,11 @@ class JobRunner:
         if status is JobStatus.running:
             with self._cond:
                 entry = self._running.get(job_id)
+                if entry is not None:  # under the lock stop() sets "shutdown" under, where it finds no cancel
+                    entry[0].stop_reason = "cancel"
             if entry is None:
                 raise InvalidTransition(f"job {job_id!r} is running in another process; it cannot be cancelled here")
             ctx = entry[0]
-            ctx.stop_reason = "cancel"
             ctx.stop_event.set()
             self.store.add_message(job_id, "cancellation requested")
             return self.store.get_job(job_id)

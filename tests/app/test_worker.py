@@ -97,6 +97,41 @@ def test_cancel_running_and_queued_jobs(tmp_path):
         runner.stop()
 
 
+class _SecondSet(threading.Event):
+    """A stop event that says when it is set a second time: the server's stop after the user's cancel."""
+
+    def __init__(self):
+        super().__init__()
+        self.sets, self.again = 0, threading.Event()
+
+    def set(self):
+        self.sets += 1
+        if self.sets == 2:
+            self.again.set()
+        super().set()
+
+
+def test_a_cancel_stays_a_cancel_when_the_server_stops_before_the_jobs_next_check(tmp_path):
+    """An accepted cancel ended interrupted (resumable, its partial cache kept) when the server stopped before the
+    job noticed it: stop() wrote "shutdown" over the reason (an operator round)."""
+    def slow_to_notice(ctx):
+        while not ctx.should_stop():
+            ctx.stop_event.wait(0.02)
+        ctx.stop_event.again.wait(30)  # the job's next check comes after the server's stop
+        raise JobCancelled(ctx.stop_reason)
+
+    runner, store = make_runner(tmp_path, {"extract": slow_to_notice})
+    runner.start()
+    job = runner.submit("extract", {})
+    wait_for(lambda: _status(store, job["id"]) == "running", 30, what="running")
+    with runner._cond:
+        runner._running[job["id"]][0].stop_event = _SecondSet()
+    runner.cancel(job["id"])
+    runner.stop()
+    assert _status(store, job["id"]) == "cancelled"
+    assert [m["text"] for m in store.get_job(job["id"])["messages"]][-1] == "cancelled"
+
+
 def test_failure_is_recorded_without_trace(tmp_path):
     def boom(ctx):
         raise ValueError("cbar must be > 0, got -1.")
