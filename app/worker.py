@@ -244,6 +244,7 @@ class JobRunner:
         except BaseException as exc:  # noqa: BLE001 - every outcome must be written down
             self._record_failure(ctx, exc)
         finally:
+            self.store.close_thread_connection()  # the job's thread ends here
             with self._cond:
                 self._busy[resource] -= 1
                 self._running.pop(job_id, None)
