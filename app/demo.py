@@ -90,13 +90,14 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
         RuntimeError: the job did not succeed (its error is in the message).
     """
     store, runner = app.state.store, app.state.runner
-    dataset, _ = register_dataset(store, data, name=None, source="path")
-    request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
-                          options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
-    payload = validate_job(request, store)
+    # the data directory held first: a server running its jobs is refused before its database gets the data set
+    # (registered from outside that server's data root; an operator round)
     runner.start()
     try:
-        job = runner.submit("pipeline", payload)
+        dataset, _ = register_dataset(store, data, name=None, source="path")
+        request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
+                              options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
+        job = runner.submit("pipeline", validate_job(request, store))
         last = None
         while True:
             job = store.get_job(job["id"])

@@ -74,11 +74,12 @@ def check_start(settings) -> None:
     """Refuse, in one line and before anything starts, what would make the server useless or unsafe: listening on
     a non-loopback address without an API token, a data root that is not a folder (every registration would then
     be refused), a data directory that is a file, a device this host lacks (MR2PROBE_DEVICE=cuda:99 started a
-    server whose every job failed; an attack round), a host that does not resolve and an address already in use
-    (uvicorn said so in its own log format and exited 3)."""
+    server whose every job failed; an attack round), a host that does not resolve, an address already in use
+    (uvicorn said so in its own log format and exited 3) and a data directory another server runs the jobs of."""
     from probe.devices import resolve_device
 
     from ..config import is_loopback
+    from ..worker import lock_data_dir
 
     if not is_loopback(settings.host) and not settings.token:
         raise ValueError(f"refusing to listen on {settings.host!r} without an API token: set MR2PROBE_API_TOKEN "
@@ -92,6 +93,7 @@ def check_start(settings) -> None:
     except ValueError as exc:
         raise ValueError(f"{exc} (MR2PROBE_DEVICE)") from None
     _check_address(settings.host, settings.port)
+    lock_data_dir(settings.data_dir).close()  # DataDirBusy now, not once the server (or the demo's job) has begun
 
 
 def _check_data_dir(data_dir: Path) -> None:

@@ -189,6 +189,29 @@ def test_demo_refuses_a_busy_port_before_its_job(tmp_path, capsys):
     assert not (tmp_path / "state" / "mr2probe.sqlite3").exists()
 
 
+@pytest.mark.parametrize("serve", [False, True])
+def test_demo_refuses_a_data_dir_a_server_runs_before_writing_to_it(tmp_path, capsys, serve):
+    """The demo registered its data set in a running server's database (from outside that server's data root, and
+    the server then extracted it) before it found the data directory busy (an operator round)."""
+    from app.config import Settings
+    from app.worker import JobRunner
+
+    data = tmp_path / "tiny.zip"
+    data.write_bytes(tiny_zip_bytes(6, 3))
+    settings = Settings(data_dir=tmp_path / "state", device="cpu")
+    store = Store(settings.db_path)
+    server = JobRunner(store, settings, handlers={})
+    server.start()
+    try:
+        rc = main(["demo", "--data", str(data), "--port", "0", "--data-dir", str(settings.data_dir),
+                   *([] if serve else ["--no-serve"])])
+    finally:
+        server.stop()
+    assert rc == 1
+    assert f"error: another mr2probe server is running the jobs of {settings.data_dir}" in capsys.readouterr().err
+    assert store.list_datasets() == [] and store.list_jobs() == []
+
+
 def test_demo_takes_the_ports_serve_takes(tmp_path, capsys):
     """A review: the demo's --port was any integer (serve's is 0..65535), refused only once its job had run."""
     with pytest.raises(SystemExit) as exit_:
