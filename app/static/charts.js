@@ -244,9 +244,10 @@
                                  "text-anchor": "middle", class: "axis-title" }, opts.yLabel || "y"));
     if (opts.legend) legend(svg, opts.legend.map((l) => ({ ...l, shape: "circle", cls: `dot ${l.cls}` })), left, 16);
     for (const p of pts) { p.sx = sx(p.x); p.sy = sy(p.y); }
-    const bySeries = {};
-    for (const p of pts) (bySeries[p.label] = bySeries[p.label] || []).push(p);
-    for (const group of Object.values(bySeries)) {
+    // A Map: in an object a class named "constructor" or "__proto__" found Object.prototype's (a 1,000-class round)
+    const bySeries = new Map();
+    for (const p of pts) bySeries.set(p.label, [...(bySeries.get(p.label) || []), p]);
+    for (const group of bySeries.values()) {
       const base = group.find((p) => p.cls === "base"), mainPt = group.find((p) => p.cls !== "base");
       if (!base || !mainPt) continue;
       // Both runs on the same spot (same rₖ and accuracy): one dot, ringed, one label naming both.

@@ -1436,6 +1436,20 @@ def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_
     assert got[5] == 300 and got[6] is None
 
 
+def test_classes_named_like_javascripts_own_keys_are_charted(driver, live_server, finished):
+    """A class named "constructor" or "__proto__" stopped the run page ("bySeries[p.label].push is not a function";
+    a 1,000-class round): the scatter's pairs are keyed in a Map."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const names = ['constructor', '__proto__', 'toString', 'hasOwnProperty'];
+        const points = names.flatMap((label, i) => [{ x: i, y: .5, label, cls: 'base' },
+                                                    { x: i + .5, y: .7, label, cls: 'main' }]);
+        const svg = Charts.scatter({ points });
+        return [svg.querySelectorAll('line.pair').length,
+                Array.from(svg.querySelectorAll('g.labels text')).map(t => t.textContent).sort()];""")
+    assert got[0] == 4
+    assert set(got[1]) >= {"constructor", "__proto__", "toString", "hasOwnProperty"}
+
+
 def test_at_200_classes_the_charts_keep_their_labels_apart_and_inside_and_the_table_scrolls_in_view(
         driver, live_server, finished):
     """A scale round at K = 200: the margin chart drew all 200 classes (3 px bars, 208 overlapping label pairs), the
