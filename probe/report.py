@@ -277,16 +277,38 @@ class Grouping(_Model):
                                          "run's, measured on the images that ranked them")
 
 
+TIES_LISTED = 10  # the worst class's ties named; the others counted (209 of 1,000 classes tied at 0: 117 lines)
+
+
 class WorstClass(_Model):
     name: str
     accuracy: Num
-    tied_with: list[str] = Field(default_factory=list, description="the other classes of the same (seed-mean) "
-                                 "accuracy, in class order: the name is the first of them by class index; empty in "
-                                 "older reports")
+    tied_with: list[str] = Field(default_factory=list, description=f"the other classes of the same (seed-mean) "
+                                 f"accuracy, in class order, the first {TIES_LISTED} of them (tied_count says how "
+                                 "many): the name is the first of them by class index; empty in older reports")
+    tied_count: Optional[NonNegativeInt] = Field(None, description="how many other classes have that accuracy; null "
+                                                 "in reports written before it (tied_with lists them all there)")
+    text: Optional[str] = Field(None, description="label() in words, what the pages show: derived from the fields "
+                                "above whenever the model is built or read")
+
+    @classmethod
+    def of(cls, name: str, accuracy: float, tied: list[str]) -> "WorstClass":
+        """The worst class ``name`` at ``accuracy`` and the other classes ``tied`` with it, the first
+        :data:`TIES_LISTED` of them named."""
+        return cls(name=name, accuracy=accuracy, tied_with=tied[:TIES_LISTED], tied_count=len(tied))
+
+    @model_validator(mode="after")
+    def _worded(self) -> "WorstClass":
+        self.text = self.label()
+        return self
 
     def ties(self) -> str:
-        """`` (tied with horse)``, or "": what every view says after its name."""
-        return f" (tied with {', '.join(self.tied_with)})" if self.tied_with else ""
+        """`` (tied with horse)``, `` (tied with a, ..., j and 199 more)`` or "": what every view says after its
+        name."""
+        if not self.tied_with:
+            return ""
+        more = (self.tied_count or 0) - len(self.tied_with)
+        return f" (tied with {', '.join(self.tied_with)}{f' and {more} more' if more > 0 else ''})"
 
     def label(self) -> str:
         """``bird``, or ``bird (tied with horse)``: how every view names it."""
@@ -801,9 +823,9 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
     num_classes = len(class_names)
     summary = Summary(
         **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
-        worst_class=WorstClass(name=class_names[worst], accuracy=worst_acc,
-                               tied_with=[class_names[i] for i, v in enumerate(mean_acc)
-                                          if i != worst and np.isfinite(v) and same_score(v, worst_acc)]),
+        worst_class=WorstClass.of(class_names[worst], worst_acc, [class_names[i] for i, v in enumerate(mean_acc)
+                                                                  if i != worst and np.isfinite(v)
+                                                                  and same_score(v, worst_acc)]),
         per_class_std=float(np.mean(stds)),
         group_margin=GroupValues(**{name: float(nan_mean([m[name] for m in group_margins]))
                                     for name in GROUP_NAMES}),
@@ -1044,8 +1066,7 @@ def shipped_worst(per_class: list, seeds: int) -> WorstClass | None:
     if seeds < 2 or not scored:
         return None
     accuracy, _, name = scored[0]
-    return WorstClass(name=name, accuracy=accuracy,
-                      tied_with=[other for acc, _, other in scored[1:] if same_score(acc, accuracy)])
+    return WorstClass.of(name, accuracy, [other for acc, _, other in scored[1:] if same_score(acc, accuracy)])
 
 
 def report_csv(report: Report) -> str:

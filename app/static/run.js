@@ -94,8 +94,7 @@
       const value = key === "worst_class" ? s.worst_class.accuracy : s[key];
       const m = cmp && cmp.metrics[key];
       return h("div", { class: "kpi", "data-metric": label },
-        h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.name}`
-          + ((s.worst_class.tied_with || []).length ? ` (tied with ${s.worst_class.tied_with.join(", ")})` : "") : label),
+        h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.text || s.worst_class.name}` : label),
         h("div", { class: "value" }, pct(m ? m.other : value)),
         // overall and balanced accuracy do not depend on the groups: their intervals show compared too (a new-user
         // round); a third's is of this run's own groups, not the compared run's the deltas use
@@ -128,8 +127,7 @@
     const shipped = isNum((report.calibration || {}).accuracy)
       ? ` (${pct(report.calibration.accuracy)}${shippedCi} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
     const worst = report.summary.shipped_worst_class;  // its worst class, beside the mean's in the cards (a review)
-    const worstText = worst ? `, its worst class ${worst.name}`
-      + ((worst.tied_with || []).length ? ` (tied with ${worst.tied_with.join(", ")})` : "") + ` at ${pct(worst.accuracy)}` : "";
+    const worstText = worst ? `, its worst class ${worst.text || worst.name} at ${pct(worst.accuracy)}` : "";  // ties named
     return h("p", { class: "muted note", id: "seeds-caption" }, `Test figures on this page (cards, charts, the per-class `
       + `table) are means over the run's ${seeds} seeds, each class's interval over its test images. The probe that ships `
       + `is the first seed's${shipped}${worstText}: its own figures are the per-class table's "shipped" column, "Calibration of the shipped probe", "Score the shipped probe on a cache" `

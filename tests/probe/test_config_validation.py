@@ -290,7 +290,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                       "grouping": {**old["grouping"], "stability": None},
                       "summary": {**old["summary"], "overall_ci": None, "group_ci": None, "shipped_worst_class": None,
                                   "shipped_overall_ci": None,
-                                  "worst_class": {**old["summary"]["worst_class"], "tied_with": []}},
+                                  "worst_class": {**old["summary"]["worst_class"], "tied_with": [], "tied_count": None,
+                                                  "text": old["summary"]["worst_class"]["name"]}},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
                       "confusion": None, "calibration": None, "timing": None, "features": None, "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "text": "Post-hoc bias applied to the shipped probe.", "per_seed": [

@@ -58,7 +58,8 @@ def test_a_tie_for_the_worst_class_is_named_in_every_view():
     # the shipped probe's (first seed's) worst class names its ties too (coat and pullover both at 0 read as coat
     # alone; a new-user round): seed 0 scores cat and car alike here
     assert rep.summary.shipped_worst_class.model_dump() == {"name": NAMES[0], "accuracy": 0.6,
-                                                            "tied_with": [NAMES[2]]}
+                                                            "tied_with": [NAMES[2]], "tied_count": 1,
+                                                            "text": f"{NAMES[0]} (tied with {NAMES[2]})"}
     assert f"; of the shipped probe (first seed): {NAMES[0]} (tied with {NAMES[2]}) 60.00%" in format_report(rep)
     # what "val %" is and what ranked the groups (a new-user round read this run's out-of-fold val % against the
     # reference's accuracy that ranked the thirds, both called "val")
@@ -94,7 +95,8 @@ def test_report_keys_and_exact_values():
     s = rep["summary"]
     assert s["overall"] == pytest.approx((0.7667 + 0.7333) / 2, abs=1e-3)
     assert s["hard"] == pytest.approx(0.6) and s["easy"] == pytest.approx(0.95) and s["medium"] == pytest.approx(0.7)
-    assert s["worst_class"] == {"name": "dog", "accuracy": pytest.approx(0.6), "tied_with": []}
+    assert s["worst_class"] == {"name": "dog", "accuracy": pytest.approx(0.6), "tied_with": [], "tied_count": 0,
+                                "text": "dog"}
     assert s["class_margin_deg"] == pytest.approx(105.0)
     assert s["ideal_class_margin_deg"] == pytest.approx(120.0)
     assert s["ideal_sample_margin"] == pytest.approx(1.5)
@@ -482,6 +484,21 @@ def test_a_reliability_bin_carries_its_accuracys_wilson_interval_derived_on_ever
     stored = ReliabilityBin.model_validate({**b.model_dump(), "accuracy_ci": [0.0, 1.0]})  # hand-edited or older
     assert stored.accuracy_ci == b.accuracy_ci
     assert ReliabilityBin(upper=0.2, count=0, confidence=None, accuracy=None).accuracy_ci is None  # no image
+
+
+def test_a_worst_class_tied_with_hundreds_names_ten_and_counts_the_rest():
+    """209 of 1,000 classes tied at 0 %: `train` printed 117 lines of names, twice, and each run's summary held them
+    all (69 KB a run in the runs list; a 1,000-class round)."""
+    from probe.report import TIES_LISTED, WorstClass
+
+    names = [f"c{i}" for i in range(209)]
+    worst = WorstClass.of(names[0], 0.0, names[1:])
+    assert (worst.tied_with, worst.tied_count) == (names[1:1 + TIES_LISTED], 208)
+    assert worst.label() == worst.text == f"c0 (tied with {', '.join(names[1:11])} and 198 more)"
+    assert WorstClass.of("a", 0.5, ["b"]).text == "a (tied with b)" and WorstClass.of("a", 0.5, []).text == "a"
+    older = WorstClass.model_validate({"name": "a", "accuracy": 0.0, "tied_with": names[1:20]})  # every tie listed
+    assert older.text == f"a (tied with {', '.join(names[1:20])})"
+    assert WorstClass.model_validate({**worst.model_dump(), "text": "edited"}).text == worst.text  # worded again
 
 
 def test_per_class_csv_has_a_column_for_every_field_of_a_per_class_row():
