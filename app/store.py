@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .relocation import follow_data_dir
 from .status import FINISHED, NOUNS, RESUMABLE, InvalidTransition, JobStatus, NotFound, QueueFull
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,11 @@ class Store:
                 if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     fill(conn)
+        with self._tx() as conn:  # a data directory moved or copied: its runs', caches' and uploads' paths follow
+            moved = follow_data_dir(conn, self.path.parent.resolve())
+        if moved:
+            logger.warning("the data directory moved from %s to %s: %d rows' paths now lie under it", moved[0],
+                           self.path.parent.resolve(), moved[1])
 
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -243,3 +243,46 @@ def test_a_cache_of_a_data_set_deleted_meanwhile_is_not_found_not_a_foreign_key_
         store.add_cache(dataset_id="ds_gone", encoder="effnet-lite0", path="/x.h5", fingerprint="f", num_features=8,
                         class_names=["a", "b"], counts={"train": 1}, job_id=None, source="path", same_path=False)
     assert store.list_caches() == []
+
+
+def test_a_moved_data_directory_takes_its_paths_along(tmp_path):
+    """A data directory moved (a new disk, a Docker volume) kept absolute paths under its old place: every report a
+    404, every probe on its caches a 422 (an upgrade round). A database lies in the directory it describes: opened
+    elsewhere, the paths under its old place follow it, files registered outside it keep theirs."""
+    import shutil
+
+    old = (tmp_path / "old").resolve()
+    store = Store(old / "mr2probe.sqlite3")
+    ds = store.add_dataset(name="d", source="upload", path=str(old / "uploads" / "ds_1" / "t.zip"), class_names=["a"],
+                           counts={}, fingerprint="f", skipped=0, dataset_id="ds_1")
+    outside = store.add_dataset(name="o", source="path", path="/elsewhere/images", class_names=["a"], counts={},
+                                fingerprint="g", skipped=0, dataset_id="ds_2")
+    cache = store.add_cache(dataset_id=ds["id"], encoder="e", path=str(old / "caches" / "ds_1" / "e" / "c.h5"),
+                            fingerprint="h", num_features=4, class_names=["a"], counts={}, job_id=None)
+    store.add_run(run_id="run_1", job_id=None, cache_id=cache["id"], name="r", head="linear", loss="ce",
+                  reference_run=None, path=str(old / "runs" / "run_1"), summary={})
+    job = store.add_job("extract", {"dataset_id": "ds_1"})
+    store.update_result(job["id"], extraction=str(old / "caches" / "ds_1" / "e" / "c.h5"), cache_id=cache["id"])
+    del store
+    new = (tmp_path / "moved" / "here").resolve()
+    new.parent.mkdir()
+    shutil.move(old, new)
+    for opened in range(2):  # the first open moves them, the second finds nothing to move
+        moved = Store(new / "mr2probe.sqlite3")
+        assert moved.get_dataset("ds_1")["path"] == str(new / "uploads" / "ds_1" / "t.zip")
+        assert moved.get_dataset(outside["id"])["path"] == "/elsewhere/images"
+        assert moved.get_cache(cache["id"])["path"] == str(new / "caches" / "ds_1" / "e" / "c.h5")
+        assert moved.get_run("run_1")["path"] == str(new / "runs" / "run_1")
+        assert moved.get_job(job["id"])["result"] == {"extraction": str(new / "caches" / "ds_1" / "e" / "c.h5"),
+                                                      "cache_id": cache["id"]}
+    # a database written before the data directory was recorded: found from where its runs lie
+    conn = sqlite3.connect(new / "mr2probe.sqlite3")
+    conn.execute("DROP TABLE meta")
+    conn.commit()
+    conn.close()
+    copy = (tmp_path / "copy").resolve()
+    shutil.copytree(new, copy)
+    assert Store(copy / "mr2probe.sqlite3").get_run("run_1")["path"] == str(copy / "runs" / "run_1")
+    original = sqlite3.connect(new / "mr2probe.sqlite3")
+    assert original.execute("SELECT path FROM runs").fetchone()[0] == str(new / "runs" / "run_1")  # untouched
+    original.close()
