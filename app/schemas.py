@@ -270,15 +270,21 @@ class JobOut(BaseModel):
     def from_row(cls, row: dict[str, Any], clean: Callable[[str], str] | None = None,
                  deleted_rows: bool = False) -> "JobOut":
         """The row as a client reads it; ``clean`` (``app.messages.ClientMessages.clean``) rewrites the request's
-        encoder name, which holds a weights file's resolved server path (``mocov2:/srv/data/moco.pth``);
-        ``deleted_rows``: something the job uses was deleted since (``Store.uses_deleted_rows``), so it cannot
-        resume (it said resumable, and resume answered 409; an attack round)."""
+        encoder name, which holds a weights file's resolved server path (``mocov2:/srv/data/moco.pth``), and the
+        error and messages (written cleaned, but not by older versions: a data directory upgraded showed their
+        server paths; an upgrade round); ``deleted_rows``: something the job uses was deleted since
+        (``Store.uses_deleted_rows``), so it cannot resume (it said resumable, and resume answered 409; an attack
+        round)."""
         failed = row["status"] == JobStatus.failed.value
-        request = row["request"]
-        if clean is not None and isinstance(request.get("encoder"), str):
-            request = {**request, "encoder": clean(request["encoder"])}
+        request, texts = row["request"], {}
+        if clean is not None:
+            if isinstance(request.get("encoder"), str):
+                request = {**request, "encoder": clean(request["encoder"])}
+            texts = {"error": row["error"] and clean(row["error"]),
+                     "messages": [{**m, "text": clean(m["text"])} if isinstance(m.get("text"), str) else m
+                                  for m in row.get("messages") or []]}
         resumable = (failed or row["status"] == JobStatus.interrupted.value) and not deleted_rows
-        return cls(**{**row, "request": request}, resumable=resumable,
+        return cls(**{**row, "request": request, **texts}, resumable=resumable,
                    retryable=resumable and failed and (row.get("result") or {}).get("retryable") is True)
 
 

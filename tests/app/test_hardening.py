@@ -209,6 +209,24 @@ def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatc
                             "<server path>"), job["error"]
 
 
+def test_a_jobs_error_and_messages_written_by_an_older_version_are_cleaned_as_read(service):
+    """An older version wrote a job's error and messages with the server's paths in them (a data directory
+    upgraded showed them in the API and the dashboard; an upgrade round): cleaned when read too."""
+    import json
+
+    store, data_dir = service.app.state.store, service.app.state.settings.data_dir
+    message = {"at": "2026-11-20T10:00:00.000+00:00",
+               "text": f"extracting {data_dir}/caches/ds_x/e/c.h5 from /srv/elsewhere/images"}
+    with store._tx() as conn:  # as an older version left it (the worker writes an error cleaned)
+        conn.execute("INSERT INTO jobs (id, kind, status, messages, request, error, created_at, updated_at) VALUES "
+                     "('job_0123456789ab', 'extract', 'failed', ?, ?, ?, ?, ?)",
+                     (json.dumps([message]), json.dumps({"dataset_id": "ds_x"}),
+                      "MoCo v2 checkpoint /srv/w/nope.pth does not exist", message["at"], message["at"]))
+    for shown in (service.get("/api/jobs/job_0123456789ab").json(), service.get("/api/jobs").json()[0]):
+        assert shown["error"] == "MoCo v2 checkpoint <server path> does not exist"
+        assert shown["messages"][-1]["text"] == "extracting <data dir>/caches/ds_x/e/c.h5 from <server path>"
+
+
 @pytest.mark.parametrize("error,retry", [(MemoryError("out of memory"), True), (OSError(28, "No space left"), True),
                                          (ValueError("every candidate diverged"), False),
                                          (FileNotFoundError("cache file gone"), False)])
