@@ -253,6 +253,24 @@ def stability_and_warnings(correct: np.ndarray, labels: np.ndarray, class_names:
                                                     resampled=resampled)
 
 
+def unranked_note(accuracy: np.ndarray, groups: dict[str, list[int]], split: str = "validation") -> str | None:
+    """A note where classes without a ``split`` accuracy (no image there) were ranked: they rank hardest
+    (``probe.groups.assign_groups``), so the hard third holds them for want of a measurement (300 classes of 1,000
+    without a validation image made 300 of the hard third's 333, 100 of them at 75 % on test, and the hard third's
+    accuracy was mostly theirs without a word; a 1,000-class round). ``accuracy`` must be what ranked ``groups``;
+    None when every class was measured."""
+    unranked = {int(i) for i in np.flatnonzero(np.isnan(np.asarray(accuracy, dtype=np.float64)))}
+    if not unranked:
+        return None
+    members = {name: set(map(int, groups.get(name, []))) for name in ("hard", "medium", "easy")}
+    held = ", ".join(f"{len(unranked & m)} of {len(m)} in the {name} third" for name, m in members.items()
+                     if unranked & m)
+    many = len(unranked) > 1
+    return (f"{len(unranked)} class{'es' if many else ''} without any {split} image {'were' if many else 'was'} "
+            f"ranked hardest, unmeasured ({held}): the thirds' accuracies, and any gain on the hard third, are "
+            f"partly about {'them' if many else 'it'}, not about classes measured to be hard.")
+
+
 def tied_across_thirds(accuracy: np.ndarray, groups: dict[str, list[int]], split: str = "validation") -> str | None:
     """A note where classes of one accuracy fall in two thirds: the ranking breaks the tie by class index
     (``probe.groups.assign_groups``), so their thirds, and their instability, come from the tie, not from a

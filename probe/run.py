@@ -895,14 +895,15 @@ def _tie_note(report: Report, reference: Report | None, groups: dict[str, list[i
     accuracies named ties the ranking had told apart, a review), and a worst test class outside the hard third
     (:func:`_worst_outside_hard`). Where neither run's accuracies ranked them (a hard selection ranking its own
     reference configuration), the decision said it."""
-    from .decision import tied_across_thirds
+    from .decision import tied_across_thirds, unranked_note
 
     ranked = _ranking(report, reference, groups)
     if ranked is None:
         return
     split = "out-of-fold" if report.grouping.split == "cv" else "validation"
     note = None if any(w.startswith("Tied ") for w in report.warnings) else tied_across_thirds(ranked, groups, split)
-    report.warnings += [text for text in (note, _worst_outside_hard(report, ranked, split)) if text]
+    report.warnings += [text for text in (unranked_note(ranked, groups, split), note,
+                                          _worst_outside_hard(report, ranked, split)) if text]
 
 
 def _ranking(report: Report, reference: Report | None, groups: dict[str, list[int]]) -> np.ndarray | None:

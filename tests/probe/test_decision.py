@@ -308,6 +308,25 @@ def test_tied_accuracies_split_between_thirds_are_said():
         "Tied validation accuracies span thirds (3 at 100.0 % (2 easy / 1 medium))")
 
 
+def test_classes_ranked_without_a_measurement_are_said():
+    """300 classes of 1,000 without a validation image were 300 of the hard third's 333 without a word (a 1,000-class
+    round): the note counts them in each third they fell in."""
+    from probe.decision import unranked_note
+    from probe.groups import assign_groups
+
+    accuracy = np.r_[np.linspace(1.0, 0.5, 8), np.nan, np.nan, np.nan, np.nan]  # 12 classes: thirds of 4
+    assert unranked_note(accuracy, assign_groups(accuracy)) == (
+        "4 classes without any validation image were ranked hardest, unmeasured (4 of 4 in the hard third): the "
+        "thirds' accuracies, and any gain on the hard third, are partly about them, not about classes measured to "
+        "be hard.")
+    five = np.r_[np.linspace(1.0, 0.5, 7), np.full(5, np.nan)]
+    assert "(4 of 4 in the hard third, 1 of 4 in the medium third)" in unranked_note(five, assign_groups(five))
+    one = np.array([0.9, np.nan, 0.5])
+    assert unranked_note(one, assign_groups(one), "out-of-fold").startswith(
+        "1 class without any out-of-fold image was ranked hardest, unmeasured (1 of 1 in the hard third): ")
+    assert unranked_note(np.linspace(0, 1, 6), assign_groups(np.linspace(0, 1, 6))) is None
+
+
 def test_candidates_that_all_score_as_the_reference_are_said_so():
     """'Bonferroni over the 0 of them that score otherwise', then 'over 1' (a statistics review)."""
     rng, labels, ref = _setup(n_per_class=30, seed=4)

@@ -542,6 +542,18 @@ def test_the_tie_note_reads_the_accuracies_that_ranked_the_groups():
     assert expected is not None  # the data make the tie (all at 100 %), so the check above is not vacuous
 
 
+def test_a_run_says_which_of_its_hard_classes_had_no_validation_image(data):
+    """The thirds rank a class without validation images hardest: the run's warnings say so (a 1,000-class round)."""
+    x, y = data["val"]
+    keep = y != 2
+    report = run_probe({**data, "val": (x[keep], y[keep])}, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "cv": 0}))
+    assert 2 in report["grouping"]["groups"]["hard"]
+    assert [w for w in report["warnings"] if "ranked hardest, unmeasured" in w] == [
+        "1 class without any validation image was ranked hardest, unmeasured (1 of "
+        f"{len(report['grouping']['groups']['hard'])} in the hard third): the thirds' accuracies, and any gain on the "
+        "hard third, are partly about it, not about classes measured to be hard."]
+
+
 def test_calibration_is_that_of_the_saved_head_on_test(erm, data):
     """The report's calibration reads the head a run ships (the first seed's) on the test split."""
     from sklearn.metrics import log_loss
