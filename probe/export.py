@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .numbers import fixed, percent
-from .report import (NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
+from .report import (CHART_CLASSES, NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
                      confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
@@ -199,7 +199,7 @@ def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: st
     """Horizontal bars in [0, 100] %: ``rows`` of (label, fraction or None, colour, its 95 % interval or None, drawn
     as a whisker and said in the bar's tooltip); inline SVG. The bars had no interval where the tables beside them
     had one, as the dashboard's charts have."""
-    bar_h, left, top = 18, 150, 28
+    bar_h, left, top, label_chars = 18, 150, 28, 24
     height = top + bar_h * len(rows) + 26
     plot = width - left - 60
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
@@ -218,7 +218,8 @@ def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: st
         length = 0.0 if value is None else scale(value)
         ci = ci if value is not None and ci and all(v is not None and math.isfinite(v) for v in ci) else None
         said = "" if ci is None else f", 95 % interval {interval_text(ci)}"
-        parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{html.escape(label)}</text>'
+        shown = label if len(label) <= label_chars else label[:label_chars - 1].rstrip() + "…"  # whole in its tooltip
+        parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{html.escape(shown)}</text>'
                      f'<rect x="{left}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{colour}">'
                      f'<title>{html.escape(label)}: {percent(value)} %{said}</title></rect>')
         if ci is not None:
@@ -243,7 +244,7 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px aut
           "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;"
           "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}"
           # a user's note keeps its lines, and a long name wraps in the column (an attack round)
-          "dd{white-space:pre-wrap;overflow-wrap:anywhere}")
+          "dd{white-space:pre-wrap;overflow-wrap:anywhere}td{overflow-wrap:anywhere}")
 
 
 def _worst_sentence(report: dict) -> tuple[str, str]:
@@ -265,7 +266,9 @@ def report_html(report: dict) -> str:
     groups = [(label, summary[key]["mean"], GROUP_COLOURS.get(key, "#5b7db1"), intervals.get(key))
               for key, label in SUMMARY_KEYS if key in summary]
     per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"), r.get("accuracy_ci"))
-                 for r in worst_first(report["per_class"], lambda r: r["accuracy"])]
+                 for r in worst_first(report["per_class"], lambda r: r["accuracy"])[:CHART_CLASSES]]
+    drawn = len(report["per_class"])
+    drawn = "" if drawn <= CHART_CLASSES else f": the {CHART_CLASSES} worst of {drawn} (the table lists every one)"
     worst, worst_rest = _worst_sentence(report)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
@@ -276,7 +279,7 @@ def report_html(report: dict) -> str:
             f'<p>Worst class: <strong>{html.escape(worst)}</strong>{html.escape(worst_rest)}.</p>'
             f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
             f'<h2>Per class (test), worst first</h2>'
-            f'{_bar_chart(per_class, "Per-class test accuracy, coloured by group")}'
+            f'{_bar_chart(per_class, f"Per-class test accuracy, coloured by group{drawn}")}'
             f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}{_html_confusion(report)}'
             f'{_html_reliability(report)}</body></html>\n')
 

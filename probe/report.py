@@ -48,7 +48,7 @@ from .uncertainty import wilson_interval
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA_VERSION", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
+__all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
@@ -138,6 +138,9 @@ SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 # (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
 # comparison's JSON and the exports keep every class.
 TERMINAL_CLASSES = 40
+# The per-class charts (the dashboard's, the HTML export's) draw the worst this many: 1,000 bars made an SVG 18,036 px
+# tall (a 1,000-class round); their tables list every class.
+CHART_CLASSES = 60
 
 
 def _finite_or_none(value: Any) -> Any:

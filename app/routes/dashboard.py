@@ -65,11 +65,12 @@ def words_script() -> Response:
     ``verdicts`` (probe.report.TEST_CHECKS, VERDICT_WORDS), ``posthoc`` (POSTHOC_WORDS), ``job_states`` (app.status:
     ``active`` a worker runs on, ``open`` may still run and can be cancelled; whether a job can be resumed is its own
     ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
-    probe.groups.GROUP_NAMES) and the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
-    columns)."""
+    probe.groups.GROUP_NAMES), the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
+    columns) and ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
+    export's)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
-    from probe.report import POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
+    from probe.report import CHART_CLASSES, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
 
     from ..status import ACTIVE, OPEN
 
@@ -77,7 +78,8 @@ def words_script() -> Response:
              "verdicts": {verdict: w._asdict() for verdict, w in VERDICT_WORDS.items()},
              "posthoc": {outcome: w._asdict() for outcome, w in POSTHOC_WORDS.items()},
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
-             "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS)}
+             "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
+             "chart_classes": CHART_CLASSES}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",

@@ -138,7 +138,7 @@
   // Past this many classes the per-class chart draws the worst ones (1,000 rotated labels overlapped into noise) and
   // the per-class table lists the worst PER_CLASS_ROWS until asked for every class (a 5,000-class page built 161k
   // nodes in 17 s; a scale round).
-  const CHART_CLASSES = 60, PER_CLASS_ROWS = 100;
+  const CHART_CLASSES = window.Words.chart_classes, PER_CLASS_ROWS = 100;
   const worstNote = (shown, total, rest) => h("p", { class: "muted note", "data-shown": shown },
     `The ${shown} worst of ${count(total)} classes by test accuracy; ${rest}.`);
 

@@ -37,6 +37,7 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
     assert words["splits"] == ["train", "val", "test"] and words["groups"] == ["easy", "medium", "hard"]
     assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
+    assert words["chart_classes"] == 60  # probe.report.CHART_CLASSES: the dashboard's charts draw what the export's do
     assert words["verdicts"] == {v: w._asdict() for v, w in VERDICT_WORDS.items()}
     from probe.report import POSTHOC_WORDS
 

@@ -84,6 +84,25 @@ class _Collect(HTMLParser):
         self.urls += [v for k, v in attrs.items() if k in ("src", "href") and v]
 
 
+def test_the_html_per_class_chart_draws_the_worst_and_shortens_long_names(report):
+    """1,000 classes drew 1,000 bars in an SVG 18,036 px tall, each long name cut at the chart's left edge (a
+    1,000-class round): the chart draws the CHART_CLASSES worst, as the dashboard's, with names shortened there and
+    whole in the tooltip and the table."""
+    from probe.report import CHART_CLASSES
+
+    names = [f"class {i:04d} of a rather long and descriptive name" for i in range(150)]
+    rows = [{**report["per_class"][0], "index": i, "name": name, "accuracy": (i * 37 % 150) / 150}
+            for i, name in enumerate(names)]
+    page = report_html({**report, "class_names": names, "per_class": rows})
+    chart = page[page.index("Per-class test accuracy"):]
+    chart = chart[:chart.index("</svg>")]
+    assert chart.startswith(f"Per-class test accuracy, coloured by group: the {CHART_CLASSES} worst of 150 (the "
+                            "table lists every one)")
+    assert chart.count("<rect") == CHART_CLASSES
+    assert ">class 0000 of a rather…</text>" in chart and f"<title>{names[0]}: 0.00 %" in chart  # the worst
+    assert all(f"<td>{name}</td>" in page for name in names)
+
+
 def test_html_is_self_contained_with_charts(report):
     page = report_html(report)
     parser = _Collect()
