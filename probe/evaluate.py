@@ -47,6 +47,7 @@ class SeedEvaluation:
     sample_margin_min: np.ndarray      # per class, test
     sample_margin_mean: np.ndarray
     class_margin_deg: float
+    weight_dim: int | None = None  # d of the class vectors: the ideal margins hold for d ≥ K−1
     val_logits: np.ndarray | None = None  # (n_val, K), kept for the post-hoc bias
     test_logits: np.ndarray | None = None  # (n_test, K)
     posthoc: dict[str, Any] | None = None
@@ -82,7 +83,7 @@ def evaluate_seed(trainer, seed: int, val: tuple[np.ndarray, np.ndarray], test: 
         seed=seed, val_per_class=v.per_class, val_overall=v.overall, test_per_class=t.per_class,
         test_overall=t.overall, output_margin_mean=out_margin, test_counts=t.counts,
         sample_margin_min=sm_min, sample_margin_mean=sm_mean, class_margin_deg=class_margin_deg(weights),
-        val_logits=v.logits, test_logits=t.logits,
+        weight_dim=weights.shape[1], val_logits=v.logits, test_logits=t.logits,
     )
 
 

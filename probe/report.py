@@ -824,6 +824,8 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
     metrics = {k: _mean_std(v) for k, v in per_seed.items()}
     worst, worst_acc = worst_class(mean_acc)
     num_classes = len(class_names)
+    dims = [e.weight_dim for e in evaluations if e.weight_dim is not None]
+    dim = min(dims) if dims else None
     summary = Summary(
         **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
         worst_class=WorstClass.of(class_names[worst], worst_acc, [class_names[i] for i, v in enumerate(mean_acc)
@@ -832,8 +834,9 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
         per_class_std=float(np.mean(stds)),
         group_margin=GroupValues(**{name: float(nan_mean([m[name] for m in group_margins]))
                                     for name in GROUP_NAMES}),
-        class_margin_deg=float(np.mean(class_margins)), ideal_class_margin_deg=ideal_class_margin_deg(num_classes),
-        min_sample_margin=float(np.mean(min_sample)), ideal_sample_margin=ideal_sample_margin(num_classes),
+        class_margin_deg=float(np.mean(class_margins)),
+        ideal_class_margin_deg=ideal_class_margin_deg(num_classes, dim),
+        min_sample_margin=float(np.mean(min_sample)), ideal_sample_margin=ideal_sample_margin(num_classes, dim),
     )
     return summary, metrics
 

@@ -256,8 +256,9 @@
       h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
         h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "", { id: "margin-table" }),
       h("p", { class: "muted note", id: "margin-note" }, "Class margin: the smallest angle between two classes' weight "
-        + "vectors (ideal: K vectors spread evenly, arccos(−1/(K−1))). Min sample margin: the smallest sample margin of a "
-        + "test image (see the chart below; ideal K/(K−1)). Output margin of a third: its test images' mean of the own "
+        + "vectors (ideal: K vectors spread evenly, arccos(−1/(K−1)), where their width d is at least K−1; 90° for "
+        + "K/2 ≤ d < K−1; none shown below). Min sample margin: the smallest sample margin of a "
+        + "test image (see the chart below; ideal K/(K−1), for d ≥ K−1). Output margin of a third: its test images' mean of the own "
         + "class's probability less the largest other, between −1 and 1. Larger is better for all three.")];
   }
 
