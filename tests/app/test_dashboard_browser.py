@@ -1436,6 +1436,24 @@ def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_
     assert got[5] == 300 and got[6] is None
 
 
+def test_a_class_of_a_very_long_name_keeps_the_gallerys_selects_in_their_card(driver, live_server, finished):
+    """A select is as wide as its longest option: a 190-character class name ran the failure gallery's off its card
+    (a 1,000-class round)."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    wait_for(lambda: driver.js("return !!document.getElementById('gallery-class')"), 30, what="the gallery")
+    got = driver.js("""const long = 'x'.repeat(190);
+        const out = [];
+        for (const id of ['gallery-class', 'gallery-predicted']) {
+          const select = document.getElementById(id), option = document.createElement('option');
+          option.textContent = long; select.appendChild(option);
+          const card = select.closest('.card') || select.closest('section');
+          out.push(select.getBoundingClientRect().right <= card.getBoundingClientRect().right + 0.5);
+          option.remove();
+        }
+        return out;""")
+    assert got == [True, True]
+
+
 def test_classes_named_like_javascripts_own_keys_are_charted(driver, live_server, finished):
     """A class named "constructor" or "__proto__" stopped the run page ("bySeries[p.label].push is not a function";
     a 1,000-class round): the scatter's pairs are keyed in a Map."""
