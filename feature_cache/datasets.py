@@ -184,10 +184,9 @@ def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, 
     roots = _split_roots(image_names)
     if len(roots) > 1:
         kinds = "train/test" if "train" in roots[0][1] else "test"
-        places = ", ".join("/".join(prefix) or "the top folder" for prefix, _ in roots[:5])
-        more = f" and {len(roots) - 5} more" if len(roots) > 5 else ""
+        places = _some(["/".join(prefix) or "the top folder" for prefix, _ in roots], 5)
         raise DatasetError(
-            f"{reader}: found {kinds} folders in {len(roots)} places ({places}{more}): register one of them, or "
+            f"{reader}: found {kinds} folders in {len(roots)} places ({places}): register one of them, or "
             f"arrange the images in one tree (train/<class>/…, test/<class>/…)."
         )
     return roots[0] if roots else None
@@ -403,6 +402,12 @@ def _skipped_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
     return f" Skipped {len(skipped):,}: {reasons}."
 
 
+def _some(names: list[str], shown: int = 10, sep: str = ", ") -> str:
+    """The first ``shown`` of ``names`` joined by ``sep``, then how many more: a message naming 300 empty class
+    folders was one line of 18 KB (a 1,000-class round)."""
+    return sep.join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
                  skipped: list[tuple[str, str]] = ()) -> list[str]:
     """Class names of the discovered splits, checked: training images (or a test split alone), ≥ 2 classes, no
@@ -428,8 +433,8 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
         for name in (c for c, files in classes.items() if not files):
             empty.setdefault(name, []).append(split)
     if empty:
-        where = "; ".join(f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
-                          for name, splits in sorted(empty.items()))
+        where = _some([f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
+                       for name, splits in sorted(empty.items())], sep="; ")
         linked = sorted(source for source, reason in skipped if reason == SYMLINKED_FOLDER)
         manifest = layout.startswith("manifest") or path.suffix.lower() == ".csv"  # a manifest has no class folders
         what = ("class(es) {where} have no images in the manifest's rows; add rows or images" if manifest
@@ -440,8 +445,8 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     missing = [c for c in class_names if "train" in given and c not in given["train"]]
     if missing:
         untested = [c for c in class_names if "test" in given and c not in given["test"]]
-        raise DatasetError(f"{path}: class(es) {', '.join(missing)} have no training images."
-                           + (f" Class(es) {', '.join(untested)} have no test images either." if untested else ""))
+        raise DatasetError(f"{path}: class(es) {_some(missing)} have no training images."
+                           + (f" Class(es) {_some(untested)} have no test images either." if untested else ""))
     return class_names
 
 

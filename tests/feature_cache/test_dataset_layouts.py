@@ -107,6 +107,18 @@ def test_empty_class_is_a_clear_error(tree):
         open_dataset(tree)
 
 
+def test_hundreds_of_empty_class_folders_are_named_ten_and_counted(tree):
+    """300 empty class folders made a one-line message of 18 KB (a 1,000-class round): ten named, the rest counted."""
+    for i in range(300):
+        (tree / "train" / f"class{i:03d}").mkdir(parents=True)
+    with pytest.raises(DatasetError) as refused:
+        open_dataset(tree)
+    message = str(refused.value)
+    assert "'class009' (in 'train'); 'class010' (in 'train')" not in message and len(message) < 600
+    assert "'class000' (in 'train'); 'class001' (in 'train')" in message
+    assert "'class009' (in 'train') and 290 more contain no images; add images or remove the folder." in message
+
+
 def test_class_without_training_images_is_an_error(tree):
     write_image(tree / "test" / "eel" / "0.png", 5, 0)
     with pytest.raises(DatasetError, match=r"eel have no training images\.$"):
