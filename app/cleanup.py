@@ -34,6 +34,17 @@ def extractions_in_use(store: Store, besides: str | None = None) -> set[str]:
     return keep
 
 
+def unrecorded_extractions(store: Store) -> set[str]:
+    """The data sets (their folders under ``caches/``) of open jobs that extract and have not recorded their file: a job
+    queued by an older version that never recorded it, interrupted mid-extraction. The sweep keeps the partial files
+    there (it removed one such job's with "no resumable job extracts it", and the job, resumed, began again from the
+    first image; an upgrade round)."""
+    return {job["request"]["dataset_id"] for status in (JobStatus.queued, JobStatus.running, *RESUMABLE)
+            for job in store.list_jobs(status, limit=-1)
+            if isinstance(job["request"].get("dataset_id"), str) and not job["result"].get("extraction")
+            and "cache_id" not in job["result"]}
+
+
 _RUN_NAME = re.compile(r"run_[0-9a-f]{12}")  # app.store.new_id("run"): a folder the service made, nothing else
 
 
@@ -108,10 +119,14 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
                 remove_under(folder, settings.uploads_dir)  # a link alone, never what it points to
                 logger.warning("removed upload %s: no data set uses it (an upload that did not finish)", folder)
                 removed.append(folder)
-    keep = extractions_in_use(store)
+    keep, unrecorded = extractions_in_use(store), unrecorded_extractions(store)
     if settings.caches_dir.is_dir():
         stale = {str(p)[: -len(suffix)] for suffix in _SUFFIXES for p in settings.caches_dir.rglob(f"*{suffix}")}
         for final in sorted(stale - keep):
+            if Path(final).relative_to(settings.caches_dir).parts[0] in unrecorded:
+                logger.warning("kept the partial file of %s: a job of its data set that has not recorded its file "
+                               "may resume from it", final)
+                continue
             if discard_partial(final):
                 logger.warning("removed the partial / lock files of %s: no resumable job extracts it", final)
                 removed.append(Path(final))

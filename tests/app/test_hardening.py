@@ -636,6 +636,25 @@ def test_startup_sweeps_orphans_and_keeps_resumable_work(tmp_path, caplog):
     assert f"removed upload {orphan}" in caplog.text and str(dead) in caplog.text
 
 
+def test_the_sweep_keeps_the_partial_file_of_an_older_versions_job_that_did_not_record_it(tmp_path, caplog):
+    """A job an older version ran (no ``extraction`` in its result), killed mid-extraction: the sweep removed its
+    partial file "no resumable job extracts it", and resumed it began again (an upgrade round). Its data set's
+    partial files are kept; another data set's are not."""
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+        store = client.app.state.store
+    ours, other = (settings.caches_dir / name / "effnet-lite0" / "c.h5" for name in (ds["id"], "ds_000000000000"))
+    for final in (ours, other):
+        final.parent.mkdir(parents=True)
+        final.with_name(final.name + ".partial").write_bytes(b"half")
+    store.claim(store.add_job("extract", {"dataset_id": ds["id"], "encoder": "effnet-lite0", "options": {}})["id"])
+    with TestClient(create_app(settings)):
+        pass
+    assert ours.with_name("c.h5.partial").is_file() and not other.with_name("c.h5.partial").exists()
+    assert f"kept the partial file of {ours}: a job of its data set that has not recorded its file" in caplog.text
+
+
 def test_client_messages_hide_server_paths(tmp_path):
     root = tmp_path / "secret-root"
     (root / "one").mkdir(parents=True)
