@@ -155,10 +155,16 @@ class RunProbe:
         if mine.extractor and source.extractor:
             # a run recorded before a weights file's path was left out of the fingerprint: its extractor as named
             if mine.extractor not in (source.extractor, source.extractor_as_named):
+                # one encoder name, two extractors: other weights, or the preprocessing of another version, which
+                # "extract them with the run's encoder settings" could not give (an upgrade round)
+                fix = ("Extract them with the run's encoder settings." if mine.encoder != source.encoder else
+                       "Extract them as the run's cache was (the same weights file and preprocessing; a cache "
+                       "another version extracted may have preprocessed otherwise), or train the probe again on "
+                       "features of this extractor.")
                 raise ValueError(f"these features come from another extractor ({source.encoder}, extractor "
                                  f"{source.extractor[:12]}) than the run's ({mine.encoder}, extractor "
                                  f"{mine.extractor[:12]}): other weights, preprocessing or feature kind; the head "
-                                 "means nothing there. Extract them with the run's encoder settings.")
+                                 f"means nothing there. {fix}")
             return []
         if mine.encoder != source.encoder:
             raise ValueError(f"these features come from encoder {source.encoder}; the run's from {mine.encoder}.")

@@ -151,8 +151,16 @@ def test_check_features(biased_run):
     assert probe.check_features(SOURCE.model_copy(update={"fingerprint": "b" * 64, "cache": "new.h5"}), d) == []
     with pytest.raises(ValueError, match=f"takes {d}-d features; these have {d + 1}"):
         probe.check_features(SOURCE, d + 1)
-    with pytest.raises(ValueError, match="another extractor"):
+    with pytest.raises(ValueError, match="another extractor") as other:
         probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64}), d)
+    # the same encoder's name: "extract them with the run's encoder settings" cannot help where another version's
+    # preprocessing made the run's cache (an upgrade round)
+    assert str(other.value).endswith("Extract them as the run's cache was (the same weights file and preprocessing; "
+                                     "a cache another version extracted may have preprocessed otherwise), or train "
+                                     "the probe again on features of this extractor.")
+    with pytest.raises(ValueError, match="another extractor") as named:
+        probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64, "encoder": "other"}), d)
+    assert str(named.value).endswith("Extract them with the run's encoder settings.")
     # a run recorded before a weights file's path was left out of the extractor: its fingerprint as named matches
     # the cache's `extractor_as_named` (the same checkpoint at the same path), and nothing else
     assert probe.check_features(SOURCE.model_copy(update={"extractor": "f" * 64, "extractor_as_named": "e" * 64}),
