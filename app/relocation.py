@@ -4,9 +4,13 @@ The rows of runs, extracted caches and uploaded data sets record absolute paths 
 result may: the cache file it extracts). A directory moved to a new disk, or into a Docker volume at ``/data``, kept
 its rows with none of their files found (every report a 404, every probe on its caches a 422; an upgrade round).
 The database lies in the data directory it describes, so when a :class:`app.store.Store` opens one whose recorded
-directory (the ``meta`` table; for a database written before it, the folder above its runs or caches) is not the
-folder it lies in, the paths under the old directory are rewritten to the same paths under this one. Files registered
-where they lie, outside the data directory, keep their paths.
+directory (the ``meta`` table; for a database written before it, the folder above the service's own runs, caches or
+uploads) is not the folder it lies in, the paths under the old directory are rewritten to the same paths under this
+one. Files registered where they lie, outside the data directory, keep their paths.
+
+Only while no server runs the directory's jobs (its ``worker.lock`` free): a process opening a live directory by
+another path (a bind mount, a Docker volume's host path) rewrote the running server's rows to paths it could not
+read (a review).
 """
 from __future__ import annotations
 
@@ -17,25 +21,39 @@ from typing import Any
 
 META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 DATA_DIR_KEY = "data_dir"
+LOCK_FILE = "worker.lock"  # app.worker.lock_data_dir's
 # (table, column) of the paths a data directory's own files are recorded at; jobs' request / result are JSON
 _PATH_COLUMNS = (("runs", "path"), ("caches", "path"), ("datasets", "path"))
 _JSON_COLUMNS = (("jobs", "request"), ("jobs", "result"))
-# where the data directory's own files lie: runs/<run id>, caches/<data set>/<encoder>/<file>, uploads/<data set>/...
-_OWN_FOLDERS = {"runs": "runs", "caches": "caches", "datasets": "uploads"}
+
+
+def _own_folder(table: str, row_id: str, dataset_id: str | None, path: str) -> Path | None:
+    """The data directory a row's path lies in when the row is the service's own file, else None: a run at
+    ``runs/<run id>``, an extracted cache at ``caches/<its data set>/<encoder>/<file>``, an upload under
+    ``uploads/<its id>/``. A file registered where it lies is none of these (a review: a registered
+    ``…/datasets/caches/x.h5`` was taken for the data directory's cache and every row moved there)."""
+    parts = Path(path).parts
+    if table == "runs":
+        return Path(*parts[:-2]) if len(parts) > 2 and parts[-2:] == ("runs", row_id) else None
+    if table == "caches":
+        return Path(*parts[:-4]) if len(parts) > 4 and parts[-4:-2] == ("caches", dataset_id) else None
+    pairs = [i for i in range(len(parts) - 1) if parts[i:i + 2] == ("uploads", row_id)]
+    return Path(*parts[:pairs[0]]) if pairs and pairs[0] > 0 else None
 
 
 def recorded_data_dir(conn: sqlite3.Connection) -> str | None:
     """The data directory the database was last opened in: the ``meta`` row, else (a database written before it)
-    the folder its first run, extracted cache or upload lies under, else None (nothing recorded there yet)."""
+    the folder the service's own first run, extracted cache or upload lies in (:func:`_own_folder`), else None."""
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (DATA_DIR_KEY,)).fetchone()
     if row is not None:
         return row[0]
-    for table, folder in _OWN_FOLDERS.items():
-        for (path,) in conn.execute(f"SELECT path FROM {table}"):
-            parts = Path(path).parts
-            if folder in parts[:-1]:
-                at = len(parts) - 1 - parts[::-1].index(folder)
-                return str(Path(*parts[:at]))
+    queries = (("runs", "SELECT id, NULL, path FROM runs"), ("caches", "SELECT id, dataset_id, path FROM caches"),
+               ("datasets", "SELECT id, NULL, path FROM datasets"))
+    for table, sql in queries:
+        for row_id, dataset_id, path in conn.execute(sql):
+            folder = _own_folder(table, row_id, dataset_id, path)
+            if folder is not None:
+                return str(folder)
     return None
 
 
@@ -67,13 +85,38 @@ def relocate(conn: sqlite3.Connection, old: str, new: str) -> int:
     return changed
 
 
+def _unheld(here: Path) -> Any | None:
+    """The open lock file of data directory ``here`` under an exclusive ``flock`` when no process holds it (close
+    it to release), else None: a server runs the directory's jobs."""
+    import fcntl
+
+    handle = open(here / LOCK_FILE, "a+")  # noqa: SIM115 - closed by the caller
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
 def follow_data_dir(conn: sqlite3.Connection, here: Path) -> tuple[str, int] | None:
     """Record ``here`` as the database's data directory, first moving the paths under the one it recorded when that
-    differs: ``(the old directory, rows changed)``, or None when nothing moved. In ``conn``'s transaction."""
+    differs: ``(the old directory, rows changed)``, or None when nothing moved. In ``conn``'s transaction; nothing
+    is changed while a server holds the directory (:data:`LOCK_FILE`)."""
     conn.execute(META_SCHEMA)
     was, now = recorded_data_dir(conn), str(here)
-    moved = None
-    if was is not None and was != now:
+    record = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+    if was == now:
+        return None
+    if was is None:  # nothing of its own recorded yet: nothing to move
+        conn.execute(record, (DATA_DIR_KEY, now))
+        return None
+    lock = _unheld(here)
+    if lock is None:
+        return None
+    try:
         moved = (was, relocate(conn, was, now))
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (DATA_DIR_KEY, now))
+        conn.execute(record, (DATA_DIR_KEY, now))
+    finally:
+        lock.close()
     return moved

@@ -133,16 +133,18 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
+        # a data directory moved or copied: its runs', caches' and uploads' paths follow it, before the columns
+        # below read the runs' reports where they lie (a review: moved, they were filled with nothing, for good)
+        with self._tx() as conn:
+            moved = follow_data_dir(conn, self.path.parent.resolve())
+        if moved:
+            logger.warning("the data directory moved from %s to %s: %d rows' paths now lie under it", moved[0],
+                           self.path.parent.resolve(), moved[1])
         for table, column, kind, fill in _ADDED_COLUMNS:
             with self._tx() as conn:  # under the write lock: a second process opening the database waits, then sees it
                 if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     fill(conn)
-        with self._tx() as conn:  # a data directory moved or copied: its runs', caches' and uploads' paths follow
-            moved = follow_data_dir(conn, self.path.parent.resolve())
-        if moved:
-            logger.warning("the data directory moved from %s to %s: %d rows' paths now lie under it", moved[0],
-                           self.path.parent.resolve(), moved[1])
 
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

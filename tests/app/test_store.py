@@ -286,3 +286,54 @@ def test_a_moved_data_directory_takes_its_paths_along(tmp_path):
     original = sqlite3.connect(new / "mr2probe.sqlite3")
     assert original.execute("SELECT path FROM runs").fetchone()[0] == str(new / "runs" / "run_1")  # untouched
     original.close()
+
+
+def test_a_data_directory_is_found_from_its_own_files_only_and_moved_only_while_no_server_runs_it(tmp_path):
+    """A review of the move: a database written before the directory was recorded, with no runs, took a file
+    registered where it lies (``…/datasets/caches/x.h5``) for its own and moved every row into the wrong folder; a
+    moved directory's new run columns were filled before the move, from reports not found, for good; and a process
+    opening a live directory by another path moved the running server's rows."""
+    import json
+    import shutil
+
+    from app.worker import lock_data_dir
+
+    here = (tmp_path / "data").resolve()
+    store = Store(here / "mr2probe.sqlite3")
+    registered = str(tmp_path / "datasets" / "caches" / "x.h5")
+    ds = store.add_dataset(name="d", source="path", path=str(tmp_path / "datasets" / "uploads" / "imgs"),
+                           class_names=["a"], counts={}, fingerprint="f", skipped=0, dataset_id="ds_1")
+    cache = store.add_cache(dataset_id=ds["id"], encoder="e", path=registered, fingerprint="h", num_features=4,
+                            class_names=["a"], counts={}, job_id=None, source="path")
+    del store
+    conn = sqlite3.connect(here / "mr2probe.sqlite3")
+    conn.execute("DROP TABLE meta")  # as a version before it left the database
+    conn.commit()
+    conn.close()
+    again = Store(here / "mr2probe.sqlite3")
+    assert again.get_cache(cache["id"])["path"] == registered  # not the data directory's own: left where it is
+    assert again.get_dataset("ds_1")["path"] == str(tmp_path / "datasets" / "uploads" / "imgs")
+    # a run of the service, its verdict column added after it: moved, the column is read from the moved report
+    run_dir = here / "runs" / "run_1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.json").write_text(json.dumps({"selection": {"verdict": "improved"}}))
+    again.add_run(run_id="run_1", job_id=None, cache_id=cache["id"], name="r", head="linear", loss="ce",
+                  reference_run=None, path=str(run_dir), summary={})
+    del again
+    conn = sqlite3.connect(here / "mr2probe.sqlite3")
+    conn.execute("DROP TABLE meta")
+    conn.execute("ALTER TABLE runs DROP COLUMN verdict")
+    conn.commit()
+    conn.close()
+    moved = (tmp_path / "moved").resolve()
+    shutil.move(here, moved)
+    row = Store(moved / "mr2probe.sqlite3").get_run("run_1")
+    assert (row["path"], row["verdict"]) == (str(moved / "runs" / "run_1"), "improved")
+    again = (tmp_path / "again").resolve()
+    shutil.move(moved, again)
+    held = lock_data_dir(again)  # a server runs it: another process opening it moves nothing
+    try:
+        assert Store(again / "mr2probe.sqlite3").get_run("run_1")["path"] == str(moved / "runs" / "run_1")
+    finally:
+        held.close()
+    assert Store(again / "mr2probe.sqlite3").get_run("run_1")["path"] == str(again / "runs" / "run_1")
