@@ -35,14 +35,14 @@ def extractions_in_use(store: Store, besides: str | None = None) -> set[str]:
 
 
 def unrecorded_extractions(store: Store) -> set[str]:
-    """The data sets (their folders under ``caches/``) of open jobs that extract and have not recorded their file: a job
-    queued by an older version that never recorded it, interrupted mid-extraction. The sweep keeps the partial files
-    there (it removed one such job's with "no resumable job extracts it", and the job, resumed, began again from the
-    first image; an upgrade round)."""
-    return {job["request"]["dataset_id"] for status in (JobStatus.queued, JobStatus.running, *RESUMABLE)
-            for job in store.list_jobs(status, limit=-1)
-            if isinstance(job["request"].get("dataset_id"), str) and not job["result"].get("extraction")
-            and "cache_id" not in job["result"]}
+    """The data sets (their folders under ``caches/``) of interrupted jobs that ran and extract without having
+    recorded their file: jobs of an older version, which did not record it, killed mid-extraction. The sweep keeps
+    the partial files there (it removed one such job's with "no resumable job extracts it", and the job, resumed,
+    began again from the first image; an upgrade round). A job of this version records its file before writing it,
+    and a failed one never wrote (a review: keeping every partial of a data set for any failed or queued job)."""
+    return {job["request"]["dataset_id"] for job in store.list_jobs(JobStatus.interrupted, limit=-1)
+            if job["attempts"] and isinstance(job["request"].get("dataset_id"), str)
+            and not job["result"].get("extraction") and "cache_id" not in job["result"]}
 
 
 _RUN_NAME = re.compile(r"run_[0-9a-f]{12}")  # app.store.new_id("run"): a folder the service made, nothing else

@@ -640,18 +640,26 @@ def test_the_sweep_keeps_the_partial_file_of_an_older_versions_job_that_did_not_
     """A job an older version ran (no ``extraction`` in its result), killed mid-extraction: the sweep removed its
     partial file "no resumable job extracts it", and resumed it began again (an upgrade round). Its data set's
     partial files are kept; another data set's are not."""
+    from app.status import JobStatus
+
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings)) as client:
         ds = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+        failed = client.post("/api/datasets", files={"file": ("u.zip", tiny_zip_bytes(3, 1))}).json()
         store = client.app.state.store
-    ours, other = (settings.caches_dir / name / "effnet-lite0" / "c.h5" for name in (ds["id"], "ds_000000000000"))
-    for final in (ours, other):
+    ours, theirs, other = (settings.caches_dir / name / "effnet-lite0" / "c.h5"
+                           for name in (ds["id"], failed["id"], "ds_000000000000"))
+    for final in (ours, theirs, other):
         final.parent.mkdir(parents=True)
         final.with_name(final.name + ".partial").write_bytes(b"half")
     store.claim(store.add_job("extract", {"dataset_id": ds["id"], "encoder": "effnet-lite0", "options": {}})["id"])
+    # a job of this version that failed before it recorded its file never wrote one: nothing kept for it (a review)
+    job = store.claim(store.add_job("extract", {"dataset_id": failed["id"], "encoder": "effnet-lite0"})["id"])
+    store.finish(job["id"], JobStatus.failed, error="FileNotFoundError: no weights", stage="failed")
     with TestClient(create_app(settings)):
         pass
     assert ours.with_name("c.h5.partial").is_file() and not other.with_name("c.h5.partial").exists()
+    assert not theirs.with_name("c.h5.partial").exists()
     assert f"kept the partial file of {ours}: a job of its data set that has not recorded its file" in caplog.text
 
 
