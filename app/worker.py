@@ -88,14 +88,19 @@ class JobRunner:
             RuntimeError: another live process already runs the jobs of this data directory.
         """
         self._lock_data_dir()
-        # Jobs run in threads: from the main heap their large buffers are kept between batches and steps
-        # (probe.allocator); from an arena of their own, glibc would map every block over 64 MiB afresh.
-        share_main_arena()
-        if self.settings.threads is not None:
-            limit_threads(self.settings.threads)
-        self.store.interrupt_running()
-        if prepare is not None:
-            prepare()
+        try:
+            # Jobs run in threads: from the main heap their large buffers are kept between batches and steps
+            # (probe.allocator); from an arena of their own, glibc would map every block over 64 MiB afresh.
+            share_main_arena()
+            if self.settings.threads is not None:
+                limit_threads(self.settings.threads)
+            self.store.interrupt_running()
+            if prepare is not None:
+                prepare()
+        except BaseException:  # the data directory is not held by a runner that did not start (a review)
+            self._lock_file.close()
+            self._lock_file = None
+            raise
         self._stopping = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="mr2probe-dispatch", daemon=True)
         self._dispatcher.start()

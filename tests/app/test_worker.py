@@ -281,6 +281,14 @@ def test_one_worker_per_data_dir(tmp_path):
     second.start()  # free again once the first one stopped
     second.stop()
 
+    def broken():
+        raise OSError("database is locked")
+
+    with pytest.raises(OSError, match="locked"):  # a start that fails after locking releases the lock (a review)
+        first.start(prepare=broken)
+    second.start()
+    second.stop()
+
 
 def test_serve_refuses_a_data_dir_another_server_runs_in_one_line(tmp_path, capsys, monkeypatch):
     import uvicorn
