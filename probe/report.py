@@ -310,8 +310,9 @@ class WorstClass(_Model):
         name."""
         if not self.tied_with:
             return ""
-        more = (self.tied_count or 0) - len(self.tied_with)
-        return f" (tied with {', '.join(self.tied_with)}{f' and {more} more' if more > 0 else ''})"
+        # a report written before tied_count lists every tie: named as far as TIES_LISTED there too (a review)
+        more = max(self.tied_count or 0, len(self.tied_with)) - TIES_LISTED
+        return f" (tied with {', '.join(self.tied_with[:TIES_LISTED])}{f' and {more} more' if more > 0 else ''})"
 
     def label(self) -> str:
         """``bird``, or ``bird (tied with horse)``: how every view names it."""
