@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Match
 
 from . import __version__
@@ -19,7 +18,7 @@ from .config import Settings, get_settings
 from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import known_query_only, require_token
 from .messages import ClientMessages
-from .middleware import BodyLimit, HeadAsGet, SameOriginOnly, TrustedHosts
+from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES
 from .status import InvalidTransition, NotFound, QueueFull, UploadsBusy, UploadStalled
@@ -80,7 +79,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     # Added last = runs first: the Host check, HEAD as GET, then the origin check, the body limit, and gzip.
     # A client that accepts gzip gets bodies over 1 KB compressed (a 1,000-class report.json was 777 KB and the
     # lists of data sets and caches 300 KB, each row holding its class names; a 1,000-class round); images are not.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(GZipUnlessRefused, minimum_size=1024)
     # only the data set upload streams a multipart body past the limit (to disk, under its own limit)
     app.add_middleware(BodyLimit, limit=settings.max_json_bytes,
                        streamed=(("POST", app.url_path_for("create_dataset")),))

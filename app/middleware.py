@@ -11,6 +11,7 @@ import json
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
@@ -130,6 +131,31 @@ class TrustedHosts:
         host = Headers(scope=scope).get("host", "")
         await _reply(send, 400, f"Host header {host[:100]!r} is not a host this server answers to; the trusted "
                                 "hosts are the listening host, localhost and MR2PROBE_ALLOWED_HOSTS")
+
+
+def refuses_gzip(headers: Headers) -> bool:
+    """Whether ``Accept-Encoding`` names gzip with ``q=0``, which refuses it (RFC 9110 §12.5.3); Starlette's
+    ``GZipMiddleware`` looks for the word alone and gzipped for ``gzip;q=0`` (an operator round)."""
+    for item in headers.get("accept-encoding", "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            weights = [p.strip()[2:] for p in params.split(";") if p.strip().lower().startswith("q=")]
+            try:
+                return bool(weights) and float(weights[0]) == 0.0
+            except ValueError:
+                return False
+    return False
+
+
+class GZipUnlessRefused(GZipMiddleware):
+    """Starlette's ``GZipMiddleware`` for a client that accepts gzip: bodies of ``minimum_size`` bytes or more
+    gzipped (images excepted), nothing for one whose ``Accept-Encoding`` gives gzip ``q=0``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and refuses_gzip(Headers(scope=scope)):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class HeadAsGet:

@@ -90,6 +90,9 @@ def test_json_and_pages_are_gzipped_for_a_client_that_accepts_it(finished):
         with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as raw:
             wire = b"".join(raw.iter_raw())
         assert gzip.decompress(wire) == plain.content == packed.content and len(wire) < len(plain.content), path
+        for refused in ("gzip;q=0", "deflate, gzip; q=0.0, identity"):  # q=0 refuses it (an operator round)
+            assert "content-encoding" not in client.get(path, headers={"Accept-Encoding": refused}).headers, refused
+        assert client.get(path, headers={"Accept-Encoding": "br, gzip;q=0.5"}).headers["content-encoding"] == "gzip"
 
 
 @pytest.mark.parametrize("source", ["../../etc/passwd", "/etc/passwd", "tiny/train/../../secret.png",
