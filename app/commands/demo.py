@@ -60,6 +60,7 @@ def _progress_printer(stream=None):
 def run(args: argparse.Namespace) -> int:
     from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
     from ..main import create_app
+    from ..worker import lock_data_dir
     from .serve import build_settings, check_start, serve
 
     if args.full and args.per_class is not None:
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(**overrides)
     if not args.no_serve:  # a busy port or an open host refused now, not after the job's minutes
         check_start(settings)
+    else:  # a data directory a server runs, before its database is opened (an operator round)
+        lock_data_dir(settings.data_dir).close()
     encoder = args.encoder or DEFAULT_ENCODER
     print(f"mr2probe demo: {data} · encoder {encoder} · "
           f"{'all images' if per_class is None else f'{per_class} images per class (per given split)'} · "

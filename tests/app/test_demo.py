@@ -190,7 +190,7 @@ def test_demo_refuses_a_busy_port_before_its_job(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("serve", [False, True])
-def test_demo_refuses_a_data_dir_a_server_runs_before_writing_to_it(tmp_path, capsys, serve):
+def test_demo_refuses_a_data_dir_a_server_runs_before_writing_to_it(tmp_path, capsys, monkeypatch, serve):
     """The demo registered its data set in a running server's database (from outside that server's data root, and
     the server then extracted it) before it found the data directory busy (an operator round)."""
     from app.config import Settings
@@ -202,6 +202,8 @@ def test_demo_refuses_a_data_dir_a_server_runs_before_writing_to_it(tmp_path, ca
     store = Store(settings.db_path)
     server = JobRunner(store, settings, handlers={})
     server.start()
+    opened = []  # refused before the service, and so its database, is opened: through another path (a bind mount)
+    monkeypatch.setattr("app.main.create_app", lambda *a, **k: opened.append(a))  # it moved the server's rows
     try:
         rc = main(["demo", "--data", str(data), "--port", "0", "--data-dir", str(settings.data_dir),
                    *([] if serve else ["--no-serve"])])
@@ -209,7 +211,7 @@ def test_demo_refuses_a_data_dir_a_server_runs_before_writing_to_it(tmp_path, ca
         server.stop()
     assert rc == 1
     assert f"error: another mr2probe server is running the jobs of {settings.data_dir}" in capsys.readouterr().err
-    assert store.list_datasets() == [] and store.list_jobs() == []
+    assert store.list_datasets() == [] and store.list_jobs() == [] and opened == []
 
 
 def test_demo_takes_the_ports_serve_takes(tmp_path, capsys):
