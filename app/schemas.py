@@ -11,7 +11,7 @@ from probe.deploy import PredictedShare, Scores
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
 from probe.report import TestCheck, Verdict, probe_label
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
-                      WithJsonSchema, model_validator)
+                      ValidationError, WithJsonSchema, field_validator, model_validator)
 
 from .status import JobStatus
 
@@ -335,6 +335,22 @@ class RunOut(BaseModel):
                              "configuration (no safe improvement; its name says what was tried)")
     reference_run: str | None
     summary: dict[str, Any]
+
+    @field_validator("summary")
+    @classmethod
+    def _ties_cut(cls, summary: dict[str, Any]) -> dict[str, Any]:
+        """The worst classes as a report reads them (``probe.report.WorstClass``: ten ties named, the rest counted):
+        a run stored before that listed 998 ties in the runs list (137 KB a run; a re-test)."""
+        from probe.report import WorstClass
+
+        cut = dict(summary)
+        for key in ("worst_class", "shipped_worst_class"):
+            try:
+                cut[key] = WorstClass.model_validate(summary[key]).model_dump()
+            except (KeyError, ValidationError):  # absent, or not a worst class: as stored
+                pass
+        return cut
+
     verdict: Optional[Verdict] = Field(
         None, description="the disparity-aware decision (report.selection.verdict): improved, no_safe_improvement, "
         "or not_applicable for a run that selected on overall accuracy; null only for a run stored before the "

@@ -302,6 +302,8 @@ class WorstClass(_Model):
 
     @model_validator(mode="after")
     def _worded(self) -> "WorstClass":
+        if self.tied_count is None and len(self.tied_with) > TIES_LISTED:  # a report written before tied_count
+            self.tied_count, self.tied_with = len(self.tied_with), self.tied_with[:TIES_LISTED]  # (a re-test)
         self.text = self.label()
         return self
 
@@ -310,9 +312,8 @@ class WorstClass(_Model):
         name."""
         if not self.tied_with:
             return ""
-        # a report written before tied_count lists every tie: named as far as TIES_LISTED there too (a review)
-        more = max(self.tied_count or 0, len(self.tied_with)) - TIES_LISTED
-        return f" (tied with {', '.join(self.tied_with[:TIES_LISTED])}{f' and {more} more' if more > 0 else ''})"
+        more = (self.tied_count or 0) - len(self.tied_with)
+        return f" (tied with {', '.join(self.tied_with)}{f' and {more} more' if more > 0 else ''})"
 
     def label(self) -> str:
         """``bird``, or ``bird (tied with horse)``: how every view names it."""

@@ -920,3 +920,18 @@ def test_a_run_is_renamed_and_noted(fresh_finished):
     assert "character U+000A at position 2 is not printable" in resp.text and "\\x00" not in resp.text
     resp = client.patch(f"/api/runs/{run_id}", json={"note": "a\u202eb"})
     assert "character U+202E at position 2 is not printable" in resp.text and "line breaks and tabs are allowed" in resp.text
+
+
+def test_the_runs_list_names_ten_of_a_stored_worst_classs_ties():
+    """A run stored before the ties were cut listed all 998 in the runs list (137 KB a run; a re-test)."""
+    from app.schemas import RunOut
+
+    names = [f"c{i}" for i in range(999)]
+    row = {"id": "run_1", "job_id": None, "cache_id": "cache_1", "name": "r", "head": "linear", "loss": "ce",
+           "reference_run": None, "created_at": "2026-12-01T00:00:00.000+00:00",
+           "summary": {"overall": 0.5, "worst_class": {"name": "c0", "accuracy": 1.0, "tied_with": names[1:]},
+                       "shipped_worst_class": None}}
+    summary = RunOut(**row).summary
+    assert summary["worst_class"]["tied_with"] == names[1:11] and summary["worst_class"]["tied_count"] == 998
+    assert summary["worst_class"]["text"].endswith("and 988 more)")
+    assert summary["shipped_worst_class"] is None and summary["overall"] == 0.5

@@ -498,6 +498,7 @@ def test_a_worst_class_tied_with_hundreds_names_ten_and_counts_the_rest():
     assert WorstClass.of("a", 0.5, ["b"]).text == "a (tied with b)" and WorstClass.of("a", 0.5, []).text == "a"
     older = WorstClass.model_validate({"name": "a", "accuracy": 0.0, "tied_with": names[1:20]})  # every tie listed
     assert older.text == f"a (tied with {', '.join(names[1:11])} and 9 more)"
+    assert (older.tied_with, older.tied_count) == (names[1:11], 19)  # its stored list cut as it is read (a re-test)
     assert WorstClass.model_validate({**worst.model_dump(), "text": "edited"}).text == worst.text  # worded again
 
 
