@@ -244,7 +244,10 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px aut
           "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;"
           "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}"
           # a user's note keeps its lines, and a long name wraps in the column (an attack round)
-          "dd{white-space:pre-wrap;overflow-wrap:anywhere}td{overflow-wrap:anywhere}")
+          "dd{white-space:pre-wrap;overflow-wrap:anywhere}"
+          # a long class name wraps in its column; numbers and words elsewhere stay whole (every cell wrapping
+          # anywhere squeezed the per-class table to 62 px names and "0./00/0"; a re-test)
+          "td:first-child{overflow-wrap:anywhere;min-width:10em}")
 
 
 def _worst_sentence(report: dict) -> tuple[str, str]:

@@ -101,6 +101,8 @@ def test_the_html_per_class_chart_draws_the_worst_and_shortens_long_names(report
     assert chart.count("<rect") == CHART_CLASSES
     assert ">class 0000 of a rather…</text>" in chart and f"<title>{names[0]}: 0.00 %" in chart  # the worst
     assert all(f"<td>{name}</td>" in page for name in names)
+    # the name column wraps a long name; other cells never break a number (a re-test: "0./00/0")
+    assert "td:first-child{overflow-wrap:anywhere;min-width:10em}" in page and "td{overflow-wrap" not in page
 
 
 def test_html_is_self_contained_with_charts(report):
