@@ -1290,8 +1290,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
                   f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
                   f"hard {_num(gm.hard)}")
+    ideal = summary.ideal_class_margin_deg  # none where the simplex does not fit: "—", no degree sign (a re-test)
     console.print(f"class margin {_num(summary.class_margin_deg, '.2f')}° (ideal "
-                  f"{_num(summary.ideal_class_margin_deg, '.2f')}°), min sample margin "
+                  f"{_num(ideal, '.2f')}{'' if ideal is None else '°'}), min sample margin "
                   f"{_num(summary.min_sample_margin)} (ideal {_num(summary.ideal_sample_margin)})")
 
     rows, caption = _shown_classes(report, max_classes)

@@ -249,12 +249,13 @@
     const s = report.summary, o = other ? other.summary : {};
     const rows = [["class margin (min pairwise angle, °)", s.class_margin_deg, o.class_margin_deg, s.ideal_class_margin_deg, 1],
                   ["min sample margin", s.min_sample_margin, o.min_sample_margin, s.ideal_sample_margin, 3]];
-    for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], null, 3]);
+    // an output margin has no ideal (blank); a class or sample margin without one (the simplex does not fit) "—"
+    for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], undefined, 3]);
     const heads = ["margin", runHead(names.main), runHead(other ? names.other : ""), h("th", { class: "num" }, "ideal")];
     // what each margin is (a new-user round: "ideal 101.5" and "1.200" beside numbers without a word)
     return [table(heads, rows.map(([l, v, ov, ideal, d]) =>
       h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
-        h("td", { class: "num" }, ideal === null ? "" : num(ideal, d)))), "", { id: "margin-table" }),
+        h("td", { class: "num" }, ideal === undefined ? "" : ideal === null ? "—" : num(ideal, d)))), "", { id: "margin-table" }),
       h("p", { class: "muted note", id: "margin-note" }, "Class margin: the smallest angle between two classes' weight "
         + "vectors (ideal: K vectors spread evenly, arccos(−1/(K−1)), where their width d is at least K−1; 90° for "
         + "K/2 ≤ d < K−1; none shown below). Min sample margin: the smallest sample margin of a "

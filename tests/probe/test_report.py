@@ -185,6 +185,9 @@ def test_format_report_is_readable():
     assert "time:" not in text  # no timing given to build_report
     assert "run run_a" in text and "worst class (seed mean): dog 60.00%" in text
     assert "class margin 105.00° (ideal 120.00°)" in text
+    unfit = _report()  # class vectors too narrow for the simplex: no ideal, and no degree sign after its dash
+    unfit.summary.ideal_class_margin_deg = unfit.summary.ideal_sample_margin = None
+    assert "class margin 105.00° (ideal —), min sample margin" in format_report(unfit)
     assert "cat" in text and "hard" in text
     header = next(line for line in text.splitlines() if "n_train" in line)
     assert header.split()[:4] == ["class", "group", "n_train", "n_test"]  # why a class fails: its training images
