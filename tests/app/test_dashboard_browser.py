@@ -1452,6 +1452,18 @@ def test_a_class_of_a_very_long_name_keeps_the_gallerys_selects_in_their_card(dr
         }
         return out;""")
     assert got == [True, True]
+    # and a long name in a warning or in the gallery's empty state breaks inside its box (a re-test)
+    got = driver.js("""const card = document.createElement('section'); card.className = 'card';
+        card.style.width = '600px'; document.body.appendChild(card);
+        const box = document.createElement('div'); box.className = 'warning-box';
+        box.innerHTML = '<ul><li>Unstable groups: ' + 'x'.repeat(190) + ' moved</li></ul>';
+        const empty = document.createElement('p'); empty.className = 'empty';
+        empty.textContent = 'No test image of ' + 'a'.repeat(190) + ' was predicted as it.';
+        card.append(box, empty);
+        const inside = [box.querySelector('li'), empty].map((e) => e.scrollWidth <= e.clientWidth + 1);
+        card.remove();
+        return inside;""")
+    assert got == [True, True]
 
 
 def test_classes_named_like_javascripts_own_keys_are_charted(driver, live_server, finished):
