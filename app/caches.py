@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.names import listed
+
 from .datasets import PathOutsideRoot
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ def _dataset_of(store: Store, cache: Any) -> dict[str, Any]:
     for row in store.rows("SELECT * FROM datasets WHERE fingerprint = ? ORDER BY rowid", (fingerprint,)):
         if list(row["class_names"]) == classes:
             return row
-    shown = ", ".join(classes[:_SHOWN]) + (f" and {len(classes) - _SHOWN} more" if len(classes) > _SHOWN else "")
+    shown = listed(classes, _SHOWN)
     kind = ("unlabelled images: register their folder or archive with \"unlabelled\": true"
             if not cache.labelled else f"{len(classes)} classes: {shown}")
     raise DatasetError(f"{cache.path.name} was extracted from a data set that is not registered here (content "

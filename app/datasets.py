@@ -16,6 +16,7 @@ from typing import Any
 
 from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS  # torch-free
 from feature_cache.defaults import DEFAULT_VAL_FRACTION
+from probe.names import listed
 
 from .status import UploadStalled
 from .store import Store, new_id
@@ -436,8 +437,7 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
 
 
 def _names(classes: list[str], shown: int = 5) -> str:
-    more = f" and {len(classes) - shown} more" if len(classes) > shown else ""
-    return ", ".join(map(repr, classes[:shown])) + more
+    return listed([repr(c) for c in classes], shown)
 
 
 def _split_sizes(counts: dict[str, list[int]], class_names: list[str], classes: list[str], shown: int = 5) -> str:

@@ -19,6 +19,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from probe.names import listed
+
 from .caches import REGISTERED
 from .config import Settings
 from .status import NOUNS, OPEN, InvalidTransition
@@ -58,8 +60,7 @@ def _with_dependents(store: Store, conn: sqlite3.Connection, table: str, row: di
 
 
 def _listing(ids: list[str], quoted: bool = True) -> str:
-    more = f" and {len(ids) - _LISTED} more" if len(ids) > _LISTED else ""
-    return ", ".join(repr(i) if quoted else i for i in ids[:_LISTED]) + more
+    return listed([repr(i) if quoted else i for i in ids], _LISTED)
 
 
 def deletion_plan(store: Store, cascade: bool):

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from probe.names import MAX_NAME
+from probe.names import MAX_NAME, listed
 
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_NAME, ArchiveLimits, unprintable,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
@@ -184,7 +184,7 @@ def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, 
     roots = _split_roots(image_names)
     if len(roots) > 1:
         kinds = "train/test" if "train" in roots[0][1] else "test"
-        places = _some(["/".join(prefix) or "the top folder" for prefix, _ in roots], 5)
+        places = listed(["/".join(prefix) or "the top folder" for prefix, _ in roots], 5)
         raise DatasetError(
             f"{reader}: found {kinds} folders in {len(roots)} places ({places}): register one of them, or "
             f"arrange the images in one tree (train/<class>/…, test/<class>/…)."
@@ -402,10 +402,7 @@ def _skipped_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
     return f" Skipped {len(skipped):,}: {reasons}."
 
 
-def _some(names: list[str], shown: int = 10, sep: str = ", ") -> str:
-    """The first ``shown`` of ``names`` joined by ``sep``, then how many more: a message naming 300 empty class
-    folders was one line of 18 KB (a 1,000-class round)."""
-    return sep.join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+_NAMED = 10  # the classes a refusal names; the rest counted (probe.names.listed)
 
 
 def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
@@ -433,8 +430,8 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
         for name in (c for c, files in classes.items() if not files):
             empty.setdefault(name, []).append(split)
     if empty:
-        where = _some([f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
-                       for name, splits in sorted(empty.items())], sep="; ")
+        where = listed([f"{name!r} (in {' and '.join(repr(s) for s in sorted(splits, key=SPLITS.index))})"
+                        for name, splits in sorted(empty.items())], _NAMED, sep="; ")
         linked = sorted(source for source, reason in skipped if reason == SYMLINKED_FOLDER)
         manifest = layout.startswith("manifest") or path.suffix.lower() == ".csv"  # a manifest has no class folders
         what = ("class(es) {where} have no images in the manifest's rows; add rows or images" if manifest
@@ -445,8 +442,8 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     missing = [c for c in class_names if "train" in given and c not in given["train"]]
     if missing:
         untested = [c for c in class_names if "test" in given and c not in given["test"]]
-        raise DatasetError(f"{path}: class(es) {_some(missing)} have no training images."
-                           + (f" Class(es) {_some(untested)} have no test images either." if untested else ""))
+        raise DatasetError(f"{path}: class(es) {listed(missing, _NAMED)} have no training images."
+                           + (f" Class(es) {listed(untested, _NAMED)} have no test images either." if untested else ""))
     return class_names
 
 

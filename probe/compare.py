@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, PositiveInt
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
+from .names import listed
 from .numbers import percent, signed_points
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
                      loss_label, print_table, probe_label)
@@ -569,10 +570,9 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
     gained = [r for r in beyond if r.delta_ci[0] > 0]
     if not (lost or gained):
         return None
-    named = ", ".join(f"{r.name} {signed_points(r.delta, 2)}" for r in lost[:shown])
-    more = f" and {len(lost) - shown} more" if len(lost) > shown else ""
+    named = listed([f"{r.name} {signed_points(r.delta, 2)}" for r in lost], shown)
     chance = 0.025 * len(with_ci)
-    return (f"{len(lost)} lost beyond noise" + (f" ({named}{more})" if lost else "") + f", {len(gained)} gained; "
+    return (f"{len(lost)} lost beyond noise" + (f" ({named})" if lost else "") + f", {len(gained)} gained; "
             f"by chance alone about {chance:.1f} of {len(with_ci)} classes' 95 % intervals would leave out 0 each "
             "way, and fewer pass the exact test too (none of 5 or fewer test images can: 5 of 5 is p = 0.0625)")
 

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME"]
+__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -28,3 +29,9 @@ UNPRINTABLE = (r"\x00-\x1f\x7f-\x9f\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u
                r"\U000f0000-\U0010ffff")
 UNPRINTABLE_CHARACTERS = re.compile(f"[{UNPRINTABLE}]")  # one of them (feature_cache's names, the API's fields)
 MAX_NAME = 200  # characters of a class or data set name (a manifest's label of 100,000 characters registered)
+
+
+def listed(names: Sequence[str], shown: int, sep: str = ", ") -> str:
+    """The first ``shown`` of ``names`` joined by ``sep``, then `` and N more`` for the rest: how a message names a
+    long list (one naming 300 empty class folders was a line of 18 KB; a 1,000-class round)."""
+    return sep.join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
