@@ -90,10 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    """``feature_cache.ExtractionBusy`` or ``app.worker.DataDirBusy``, without importing feature_cache (and torch)
+    """``feature_cache.ExtractionBusy`` or ``app.datadir.DataDirBusy``, without importing feature_cache (and torch)
     to find out: an exception of a module not imported yet cannot have been raised."""
     busy = [getattr(sys.modules.get(module), name, None)
-            for module, name in (("feature_cache.errors", "ExtractionBusy"), ("app.worker", "DataDirBusy"))]
+            for module, name in (("feature_cache.errors", "ExtractionBusy"), ("app.datadir", "DataDirBusy"))]
     return any(kind is not None and isinstance(exc, kind) for kind in busy)
 
 

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from feature_cache.defaults import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_WORKERS
 from probe.constraints import DEVICE_PATTERN
 
+from .datadir import LOCK_FILE
 from .threads import MAX_THREADS
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -145,7 +146,7 @@ class Settings(BaseSettings):
         registered in caches/ went with its data set's deletion; an attack round). The rest of the data folder
         may hold a data root (``--data-root /srv/mr2/datasets`` beside ``--data-dir /srv/mr2``; a review)."""
         database = [self.db_path.with_name(self.db_path.name + end) for end in ("", "-wal", "-shm", "-journal")]
-        return (self.uploads_dir, self.caches_dir, self.runs_dir, *database, self.data_dir / "worker.lock")
+        return (self.uploads_dir, self.caches_dir, self.runs_dir, *database, self.data_dir / LOCK_FILE)
 
     @property
     def trusted_hosts(self) -> list[str]:

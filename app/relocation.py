@@ -19,9 +19,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from .datadir import DataDirBusy, lock_data_dir
+
 META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 DATA_DIR_KEY = "data_dir"
-LOCK_FILE = "worker.lock"  # app.worker.lock_data_dir's
 # (table, column) of the paths a data directory's own files are recorded at; jobs' request / result are JSON
 _PATH_COLUMNS = (("runs", "path"), ("caches", "path"), ("datasets", "path"))
 _JSON_COLUMNS = (("jobs", "request"), ("jobs", "result"))
@@ -85,24 +86,10 @@ def relocate(conn: sqlite3.Connection, old: str, new: str) -> int:
     return changed
 
 
-def _unheld(here: Path) -> Any | None:
-    """The open lock file of data directory ``here`` under an exclusive ``flock`` when no process holds it (close
-    it to release), else None: a server runs the directory's jobs."""
-    import fcntl
-
-    handle = open(here / LOCK_FILE, "a+")  # noqa: SIM115 - closed by the caller
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    return handle
-
-
 def follow_data_dir(conn: sqlite3.Connection, here: Path) -> tuple[str, int] | None:
     """Record ``here`` as the database's data directory, first moving the paths under the one it recorded when that
     differs: ``(the old directory, rows changed)``, or None when nothing moved. In ``conn``'s transaction; nothing
-    is changed while a server holds the directory (:data:`LOCK_FILE`)."""
+    is changed while a server holds the directory (:func:`app.datadir.lock_data_dir`)."""
     conn.execute(META_SCHEMA)
     was, now = recorded_data_dir(conn), str(here)
     record = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
@@ -111,8 +98,9 @@ def follow_data_dir(conn: sqlite3.Connection, here: Path) -> tuple[str, int] | N
     if was is None:  # nothing of its own recorded yet: nothing to move
         conn.execute(record, (DATA_DIR_KEY, now))
         return None
-    lock = _unheld(here)
-    if lock is None:
+    try:
+        lock = lock_data_dir(here)
+    except DataDirBusy:  # a server runs it, perhaps under another path: its rows are its own
         return None
     try:
         moved = (was, relocate(conn, was, now))

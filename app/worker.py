@@ -13,6 +13,7 @@ from typing import Any
 from probe.allocator import share_main_arena
 
 from .config import Settings
+from .datadir import lock_data_dir
 from .jobs import JobCancelled, JobContext, JobKind
 from .messages import ClientMessages
 from .status import ACTIVE, InvalidTransition, JobStatus, NotFound
@@ -20,28 +21,6 @@ from .store import Store
 from .threads import limit_threads
 
 logger = logging.getLogger(__name__)
-
-
-class DataDirBusy(RuntimeError):
-    """Another mr2probe server runs the jobs of this data directory."""
-
-
-def lock_data_dir(data_dir) -> Any:
-    """The open ``<data dir>/worker.lock`` under an exclusive ``flock``, held until it is closed; the OS drops it when
-    the process dies, so a killed server never blocks its successor. Raises :class:`DataDirBusy` when another
-    process holds it."""
-    import fcntl
-
-    path = data_dir / "worker.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held by the caller
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise DataDirBusy(f"another mr2probe server is running the jobs of {data_dir}; stop it first, or use "
-                          "another --data-dir") from None
-    return handle
 
 
 def retryable(exc: BaseException) -> bool:

@@ -60,7 +60,7 @@ def _progress_printer(stream=None):
 def run(args: argparse.Namespace) -> int:
     from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
     from ..main import create_app
-    from ..worker import lock_data_dir
+    from ..datadir import lock_data_dir
     from .serve import build_settings, check_start, serve
 
     if args.full and args.per_class is not None:

@@ -79,7 +79,7 @@ def check_start(settings) -> None:
     from probe.devices import resolve_device
 
     from ..config import is_loopback
-    from ..worker import lock_data_dir
+    from ..datadir import lock_data_dir
 
     if not is_loopback(settings.host) and not settings.token:
         raise ValueError(f"refusing to listen on {settings.host!r} without an API token: set MR2PROBE_API_TOKEN "
@@ -130,11 +130,11 @@ def serve(app, settings) -> None:
     """Run ``app`` on uvicorn until Ctrl-C (the app's lifespan starts and stops the job worker); the caller has
     passed :func:`check_start` before it built the app.
 
-    A data directory that another server runs is refused here, in one line (:class:`app.worker.DataDirBusy`), before
+    A data directory that another server runs is refused here, in one line (:class:`app.datadir.DataDirBusy`), before
     uvicorn would print the lifespan's trace; the worker takes the lock for itself at start-up."""
     import uvicorn
 
-    from ..worker import lock_data_dir
+    from ..datadir import lock_data_dir
 
     lock_data_dir(settings.data_dir).close()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)

@@ -296,7 +296,7 @@ def test_a_data_directory_is_found_from_its_own_files_only_and_moved_only_while_
     import json
     import shutil
 
-    from app.worker import lock_data_dir
+    from app.datadir import lock_data_dir
 
     here = (tmp_path / "data").resolve()
     store = Store(here / "mr2probe.sqlite3")
