@@ -296,14 +296,16 @@ class WorstClass(_Model):
 
     @classmethod
     def of(cls, name: str, accuracy: float, tied: list[str]) -> "WorstClass":
-        """The worst class ``name`` at ``accuracy`` and the other classes ``tied`` with it, the first
-        :data:`TIES_LISTED` of them named."""
-        return cls(name=name, accuracy=accuracy, tied_with=tied[:TIES_LISTED], tied_count=len(tied))
+        """The worst class ``name`` at ``accuracy`` and the other classes ``tied`` with it (named as far as
+        :data:`TIES_LISTED` by the model)."""
+        return cls(name=name, accuracy=accuracy, tied_with=tied, tied_count=len(tied))
 
     @model_validator(mode="after")
     def _worded(self) -> "WorstClass":
-        if self.tied_count is None and len(self.tied_with) > TIES_LISTED:  # a report written before tied_count
-            self.tied_count, self.tied_with = len(self.tied_with), self.tied_with[:TIES_LISTED]  # (a re-test)
+        # the ties named as far as TIES_LISTED and counted, in a report written before tied_count too (a re-test)
+        if len(self.tied_with) > TIES_LISTED:
+            self.tied_count = max(self.tied_count or 0, len(self.tied_with))
+            self.tied_with = self.tied_with[:TIES_LISTED]
         self.text = self.label()
         return self
 
