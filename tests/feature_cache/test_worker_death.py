@@ -3,7 +3,6 @@ left its forked workers alive, holding its listening socket and the data directo
 start again until they were killed by hand (an operator round)."""
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
