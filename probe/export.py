@@ -270,8 +270,8 @@ def report_html(report: dict) -> str:
               for key, label in SUMMARY_KEYS if key in summary]
     per_class = [(r["name"], r["accuracy"], GROUP_COLOURS.get(r["group"], "#5b7db1"), r.get("accuracy_ci"))
                  for r in worst_first(report["per_class"], lambda r: r["accuracy"])[:CHART_CLASSES]]
-    drawn = len(report["per_class"])
-    drawn = "" if drawn <= CHART_CLASSES else f": the {CHART_CLASSES} worst of {drawn} (the table lists every one)"
+    classes = len(report["per_class"])
+    drawn = "" if classes <= CHART_CLASSES else f": the {CHART_CLASSES} worst of {classes} (the table lists every one)"
     worst, worst_rest = _worst_sentence(report)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mr2probe report '
             f'{html.escape(head["run"])}</title><style>{_STYLE}</style></head><body>'
