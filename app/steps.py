@@ -218,7 +218,7 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
 
 def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool | None = None) -> str:
     """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
-    apart (a budget, balanced accuracy, the post-hoc bias, epochs and folds set by hand; two disparity runs were
+    apart (a budget, balanced accuracy, the post-hoc bias, temperature scaling, epochs and folds set by hand; two disparity runs were
     both "ce/linear (kept: ...)", and a post-hoc bias run and ERM runs of other epochs all "ce/linear"; new-user and
     dashboard-only rounds). ``kept``: the configuration the run ended as (its report's ``config``), where it kept
     the reference's: its loss and head are named, and what was tried (a runs list naming only the loss, or the
@@ -235,6 +235,7 @@ def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool
     if cfg.posthoc_bias:
         notes += ["unguarded" if not cfg.posthoc_guard else "guard: applied" if posthoc_applied
                   else "guard: not applied" if posthoc_applied is False else "guarded"]
+    notes += ["temperature-scaled"] if cfg.temperature_scaling else []
     notes += [f"budget {cfg.max_overall_drop:g} pt"] if cfg.max_overall_drop else []
     notes += ["balanced"] if cfg.overall_metric == "balanced" else []
     notes += [f"{cfg.epochs} epochs"] if cfg.epochs else []

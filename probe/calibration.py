@@ -28,6 +28,14 @@ run reports, on its test split:
 * the **top-k accuracy** (k = :data:`TOP_K` when the run has more classes than that; the mean over seeds): the
   fraction of images whose class is among the k highest logits (scikit-learn's ``top_k_accuracy_score`` where no
   two logits of an image tie; on a tie this counts the class in).
+
+**Temperature scaling** (``ProbeConfig.temperature_scaling``, opt-in; Guo et al. 2017): the shipped head's logits
+z (with its post-hoc bias) are divided by one temperature T > 0 before the softmax, T minimising the mean NLL of
+the validation images (:func:`fit_temperature`; scikit-learn's ``CalibratedClassifierCV(method="temperature")``
+fits the same T, tested). Dividing by T > 0 changes no argmax, so no prediction and no accuracy moves: only the
+confidences. T is searched in :data:`TEMPERATURE_BOUNDS`; where the optimum is at a bound (validation images all
+right by a wide margin: the NLL falls without end as T → 0), no finite T is sized by them and none is applied.
+The report then gives the calibration with T and, beside it, the test figures without it.
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ from .metrics import softmax
 from .numbers import percent
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_sums, snap_zero
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "confidence_bins", "expected_calibration_error",
+__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll", "temperature_fit", "confidence_bins", "expected_calibration_error",
            "reliability", "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
            "confidence_warning"]
 
@@ -99,18 +107,79 @@ def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(true_class_terms(logits, labels)[1] < k))
 
 
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # T searched in [lo, hi]: 20× sharper to 20× flatter than the head's logits
+_NLL_CHUNK = 1 << 22  # logits per chunk of scaled_nll (no (n, K) float64 temporaries of a large split)
+
+
+def scaled_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean −log softmax(logits / temperature)_y (natural log), one chunk of rows at a time."""
+    logits, labels = np.asarray(logits), np.asarray(labels, dtype=np.int64)
+    rows = max(1, _NLL_CHUNK // max(logits.shape[1], 1))
+    total = 0.0
+    for start in range(0, len(labels), rows):
+        z = np.asarray(logits[start:start + rows], dtype=np.float64) / temperature
+        total += float(true_class_terms(z, labels[start:start + rows])[0].sum())
+    return total / max(len(labels), 1)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+                    ) -> tuple[float, bool]:
+    """The temperature T in ``bounds`` minimising :func:`scaled_nll` of ``logits`` (n, K) against ``labels`` (n,),
+    and whether it lies on a bound (then no T inside them fits these images). The NLL is convex in 1/T, so it has
+    one minimum over log T, which bounded Brent search finds (to 1e-10 in log T)."""
+    from scipy.optimize import minimize_scalar
+
+    logits, labels = np.asarray(logits), np.asarray(labels, dtype=np.int64)
+    if logits.ndim != 2 or len(labels) != len(logits) or len(labels) == 0:
+        raise ValueError(f"temperature scaling needs (n, K) logits of n ≥ 1 labelled images; got {logits.shape} "
+                         f"logits and {len(labels)} labels.")
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    found = minimize_scalar(lambda t: scaled_nll(logits, labels, float(np.exp(t))), bounds=(lo, hi),
+                            method="bounded", options={"xatol": 1e-10})
+    best = float(found.fun)
+    # on a bound, or no better than one: validation all right by margins whose NLL underflows to 0 is flat there
+    at_bound = any(scaled_nll(logits, labels, t) <= best + 1e-12 * max(1.0, best) for t in bounds)
+    return float(np.exp(found.x)), bool(at_bound)
+
+
+def temperature_fit(val_logits: np.ndarray, val_labels: np.ndarray) -> dict:
+    """The report's ``calibration.temperature_scaling`` less ``before`` (``probe.report.TemperatureScaling``): the
+    temperature fitted on the shipped head's validation logits (:func:`fit_temperature`), applied unless it lies
+    on a bound (then ``temperature`` 1), with the validation NLL without and with it."""
+    fitted, at_bound = fit_temperature(val_logits, val_labels)
+    temperature = 1.0 if at_bound else fitted
+    return {"temperature": temperature, "fitted": fitted, "applied": not at_bound, "val_images": len(val_labels),
+            "val_nll_before": scaled_nll(val_logits, val_labels, 1.0),
+            "val_nll_after": scaled_nll(val_logits, val_labels, temperature)}
+
+
 def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_classes: int, *, seed: int = 0,
-                        n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
+                        n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL,
+                        temperature: dict | None = None) -> dict:
     """The report's ``calibration`` (``probe.report.Calibration``) of a run whose seeds gave ``test_logits`` (each
     (n, K), the first the shipped head's) on test images of classes ``labels``: ECE with its interval, reliability
-    bins, confidence, accuracy and NLL of the first seed's head; the top-k accuracy as a mean over seeds."""
+    bins, confidence, accuracy and NLL of the first seed's head, divided by ``temperature["temperature"]`` when
+    given (:func:`temperature_fit`; then also the test figures without it, ``temperature_scaling.before``); the
+    top-k accuracy as a mean over seeds (no temperature moves it)."""
     labels = np.asarray(labels, dtype=np.int64)
     first = np.asarray(test_logits[0], dtype=np.float64)
-    out = confidence_calibration(softmax(first).max(axis=1), first.argmax(axis=1) == labels, labels, num_classes,
-                                 seed=seed, n_bins=n_bins, level=level)
+    scale = 1.0 if temperature is None else float(temperature["temperature"])
+    out = _head_calibration(first / scale, labels, num_classes, seed=seed, n_bins=n_bins, level=level)
     k = TOP_K if num_classes > TOP_K else None
     top = None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits]))
-    return {**out, "nll": log_loss(first, labels), "top_k": k, "top_k_accuracy": top}
+    if temperature is not None:
+        before = (_head_calibration(first, labels, num_classes, seed=seed, n_bins=n_bins, level=level)
+                  if temperature["applied"] else None)
+        out["temperature_scaling"] = {**temperature, "before": before and {
+            key: before[key] for key in ("ece", "ece_debiased", "ece_ci", "calibrated_p", "confidence", "nll")}}
+    return {**out, "top_k": k, "top_k_accuracy": top}
+
+
+def _head_calibration(logits: np.ndarray, labels: np.ndarray, num_classes: int, **options) -> dict:
+    """:func:`confidence_calibration` of the softmax of ``logits`` (n, K), with their NLL."""
+    out = confidence_calibration(softmax(logits).max(axis=1), logits.argmax(axis=1) == labels, labels, num_classes,
+                                 **options)
+    return {**out, "nll": log_loss(logits, labels)}
 
 
 CALIBRATION_TEST_DRAWS = 1000  # label draws of the consistency-resampling test (calibration_p_value)
@@ -187,7 +256,14 @@ def confidence_warning(summary: dict) -> str | None:
     unsure = (" and most predictions read as unsure (below 50 %)" if lean == "under" and confidence < 0.5 else "")
     # "its (the first seed's) accuracy": beside the seeds' mean accuracy another figure read as a contradiction
     # (a new-user round)
+    scaling = summary.get("temperature_scaling")
+    if scaling is not None and scaling["applied"]:  # validation and test disagree: no temperature fixes that
+        fix = (f"Temperature scaling was applied (T = {scaling['temperature']:.3g}, fitted on {scaling['val_images']} "
+               "validation images) and did not close the gap on test: validation's images do not behave like test's.")
+    else:
+        fix = ("A strong weight decay flattens them; temperature scaling fitted on validation (temperature_scaling: "
+               "true; train --temperature-scaling) would fix the values without changing a prediction.")
     return (f"The shipped head is {lean}confident: mean top-1 confidence {percent(confidence, 1)} % against its "
-            f"{percent(accuracy, 1)} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the classes is what its accuracy "
-            "says; its probabilities (predict --probabilities, the unsure flag) are not probabilities to read as "
-            "such. A strong weight decay flattens them; temperature scaling on validation would fix the values.")
+            f"{percent(accuracy, 1)} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the "
+            "classes is what its accuracy says; its probabilities (predict --probabilities, the unsure flag) are not "
+            f"probabilities to read as such. {fix}")

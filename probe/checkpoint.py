@@ -95,6 +95,7 @@ def _forward(state: dict[str, Any]) -> dict[str, Any]:
         steps.append(adapter_forward(state["adapter"]["name"]))
     steps += [head_forward(state["head"]["name"]),
               "logits = logits + bias of posthoc_bias.json, where the run ships one (after the head's scale)",
+              "logits = logits / temperature of temperature.json, where the run ships one (after the bias)",
               "probabilities = softmax(logits) over the classes in class_names order; predicted = argmax, "
               "confidence = its probability"]
     out: dict[str, Any] = {"steps": steps}

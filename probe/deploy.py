@@ -2,8 +2,9 @@
 
 What a run's report describes is its first seed's head (+ adapter), ``head.safetensors`` / ``head.json``, and,
 when the run applied one, that seed's post-hoc per-class logit bias (``report.posthoc.per_seed[0].bias``, also
-written to ``posthoc_bias.json``). ``ProbeTrainer.load`` restores the head alone; :class:`RunProbe` applies the
-bias too, so that on the run's own test split it predicts exactly what ``predictions.npz`` holds for the first
+written to ``posthoc_bias.json``), and when the run fitted one, its temperature (``report.calibration
+.temperature_scaling``, also ``temperature.json``). ``ProbeTrainer.load`` restores the head alone; :class:`RunProbe`
+applies the bias and the temperature too, so that on the run's own test split it predicts exactly what ``predictions.npz`` holds for the first
 seed (tested), names the classes, and refuses features the head was not trained on: another width, or another
 extractor (encoder, weights, preprocessing, feature kind: ``feature_cache.extractor_fingerprint``).
 
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
-from .report import Calibration, FeatureSource, Num, NumList, load_report
+from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, load_report
 from .seen import SeenSources
 from .uncertainty import wilson_interval
 
@@ -33,8 +34,9 @@ __all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions",
 
 UNKNOWN_CLASS = -1  # label_map's index of a class name the run does not have
 # The files a run's probe ships in (GET /api/runs/{id}/probe.zip): RunProbe.load needs the first three;
-# posthoc_bias.json (only with a post-hoc bias) holds the bias for code that does not read the report.
-PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json")
+# posthoc_bias.json (only with a post-hoc bias) and temperature.json (only with temperature scaling) hold them for
+# code that does not read the report.
+PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class RunProbe:
     features: FeatureSource | None = None
     run_id: str | None = None
     seen: SeenSources | None = None
+    temperature: float = 1.0  # the logits' divisor before the softmax (report.calibration.temperature_scaling)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> RunProbe:
@@ -94,17 +97,20 @@ class RunProbe:
         posthoc = None
         if report.posthoc is not None and report.posthoc.shipped_applied():
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
+        scaling = None if report.calibration is None else report.calibration.temperature_scaling
         return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id,
-                   SeenSources.load(run_dir))
+                   SeenSources.load(run_dir), 1.0 if scaling is None else scaling.temperature)
 
     @property
     def num_features(self) -> int:
         return int(self.trainer.n_features_in_)
 
     def decision_function(self, features) -> np.ndarray:
-        """Logits (n, K) in float64, as the run scored them: the head's, plus the post-hoc bias when it has one."""
+        """Logits (n, K) in float64, as the run scored them: the head's, plus the post-hoc bias when it has one,
+        divided by the temperature when the run fitted one (which moves no argmax)."""
         logits = np.asarray(self.trainer.decision_function(features), dtype=np.float64)
-        return logits if self.posthoc is None else self.posthoc.decision_function(logits)
+        logits = logits if self.posthoc is None else self.posthoc.decision_function(logits)
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def predict_proba(self, features) -> np.ndarray:
         """Softmax of :meth:`decision_function` (n, K): the report's ``confidence`` is its row maximum."""

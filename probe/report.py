@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
                       field_validator, model_validator)
 
+from .calibration import TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
@@ -49,7 +50,7 @@ from .uncertainty import wilson_interval
 logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
-           "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
+           "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",
@@ -57,6 +58,7 @@ __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_V
            "loss_label", "posthoc_text"]
 
 SCHEMA_VERSION = 2
+TEMPERATURE_FILE = "temperature.json"  # the shipped head's temperature, for code that does not read the report
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
 # that selected on overall accuracy).
 Verdict = Literal[VERDICTS]  # probe.selection.VERDICTS
@@ -429,6 +431,49 @@ class ReliabilityBin(_Model):
         return self
 
 
+class UnscaledCalibration(_Model):
+    """The shipped head's test calibration without its temperature (``Calibration``'s fields of the same names)."""
+
+    ece: Num
+    ece_debiased: Num = None
+    ece_ci: Optional[Interval] = None
+    calibrated_p: Num = None
+    confidence: Num
+    nll: Num
+
+
+class TemperatureScaling(_Model):
+    """config.temperature_scaling: one temperature T dividing the shipped head's logits (after its post-hoc bias)
+    before the softmax, fitted on validation by NLL (``probe.calibration.fit_temperature``). No prediction moves:
+    only the confidences."""
+
+    temperature: float = Field(..., gt=0, description="the T applied: probabilities = softmax(logits / T); 1 when "
+                               "not applied")
+    fitted: float = Field(..., gt=0, description="the T minimising the validation NLL within "
+                          "probe.calibration.TEMPERATURE_BOUNDS")
+    applied: bool = Field(..., description="false when the fitted T lies on a bound: no temperature inside them is "
+                          "sized by these validation images (all right by wide margins, typically)")
+    val_images: NonNegativeInt = Field(..., description="the validation images T was fitted on")
+    val_nll_before: Num = Field(..., description="their mean NLL without T")
+    val_nll_after: Num = Field(..., description="their mean NLL with T")
+    before: Optional[UnscaledCalibration] = Field(None, description="the test figures of the head without T, beside "
+                                                  "the calibration's with it (null when T was not applied)")
+
+    def brief(self) -> str:
+        """What T did, in words: after the calibration's own figures."""
+        if not self.applied:
+            low, high = TEMPERATURE_BOUNDS
+            return (f"temperature scaling not applied: the validation NLL was lowest at a bound of [{low:g}, "
+                    f"{high:g}] (T = {self.fitted:.3g}), so {self.val_images} validation images size no temperature")
+        b = self.before
+        said = (f"temperature T = {self.temperature:.3g} fitted on {self.val_images} validation images (their NLL "
+                f"{_num(self.val_nll_before)} → {_num(self.val_nll_after)})")
+        if b is None:
+            return said
+        return (f"{said}; on test without it: ECE {percent(b.ece)}%, 95 % interval {interval_text(b.ece_ci)}, mean "
+                f"confidence {percent(b.confidence)}%, NLL {_num(b.nll)}")
+
+
 class Calibration(_Model):
     """How far the shipped head's probabilities (the first seed's softmax, with its post-hoc bias where applied:
     what ``predict --probabilities`` gives) can be read as probabilities, on the test split (``probe.calibration``);
@@ -458,6 +503,9 @@ class Calibration(_Model):
     top_k_accuracy: Num = Field(None, description="fraction of test images whose class is among the k highest "
                                 "logits, mean over seeds")
     bins: list[ReliabilityBin] = Field(default_factory=list, description="the reliability diagram")
+    temperature_scaling: Optional[TemperatureScaling] = Field(
+        None, description="the temperature the figures above include (config.temperature_scaling), and those "
+        "figures without it; null when the run did not scale, and in reports before it")
     text: Optional[str] = Field(None, description="brief() in words, what the dashboard shows: derived from the "
                                 "fields above whenever the model is built or read (a stored one is worded again), "
                                 "so the pages keep no copy of the wording")
@@ -484,8 +532,12 @@ class Calibration(_Model):
         debiased = ("" if self.ece_debiased is None
                     else f", {percent(self.ece_debiased)}% once the estimate's own upward bias is removed,")
         nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
-        return (f"ECE {percent(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, mean "
-                f"confidence {percent(self.confidence)}% against accuracy {percent(self.accuracy)}%{lean}{nll}")
+        scaled = self.temperature_scaling
+        lead = "with its temperature: " if scaled is not None and scaled.applied else ""
+        tail = "" if scaled is None else f" ({scaled.brief()})"
+        return (f"{lead}ECE {percent(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, "
+                f"mean confidence {percent(self.confidence)}% against accuracy {percent(self.accuracy)}%{lean}{nll}"
+                f"{tail}")
 
     def verdict(self) -> str:
         """Whether the confidences are calibrated within noise, by :attr:`calibrated_p` ("" in older reports)."""
@@ -969,7 +1021,7 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
-    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, the test
+    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, temperature.json, the test
     predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
     :class:`probe.seen.SeenSources`, when given) into ``run_dir``."""
     run_dir = Path(run_dir)
@@ -979,7 +1031,9 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=Non
         (run_dir / "report.json").unlink()
     # files of the run replaced that this run does not write would pass for its own (a post-hoc bias a later
     # run without one would ship in probe.zip; another run's test predictions)
+    scaling = None if report.calibration is None else report.calibration.temperature_scaling
     stale = [*(("posthoc_bias.json",) if report.posthoc is None else ()),
+             *((TEMPERATURE_FILE,) if scaling is None else ()),
              *((PREDICTIONS_FILE,) if predictions is None else ()), *((SEEN_FILE,) if seen is None else ())]
     for name in stale:
         (run_dir / name).unlink(missing_ok=True)
@@ -999,6 +1053,12 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=Non
                      "not applied: the bias failed its out-of-sample check, or too few val images to run it); "
                      "head.json's forward.steps"}, indent=2),
             encoding="utf-8")
+    if scaling is not None:
+        (run_dir / TEMPERATURE_FILE).write_text(json.dumps(
+            {"temperature": scaling.temperature, "applied": scaling.applied, "seed": report.config.get("seeds", [0])[0],
+             "note": "divide the logits of head.safetensors (first seed; after the post-hoc bias of posthoc_bias.json "
+                     "where there is one) by it before the softmax: the confidences change, the predicted class does "
+                     "not (1 when not applied); head.json's forward.steps"}, indent=2), encoding="utf-8")
     tmp = run_dir / "report.json.tmp"
     tmp.write_text(report_json(report), encoding="utf-8")
     tmp.replace(run_dir / "report.json")  # report.json last and atomic: its presence marks a complete run

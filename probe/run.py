@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
-from .calibration import calibration_summary, confidence_warning
+from .calibration import calibration_summary, confidence_warning, temperature_fit
 from .compare import beyond_noise, discordance, discordance_sentence, group_evidence, held_back_sentence
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
@@ -531,11 +531,13 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple
     return trainers[0], evaluations
 
 
-def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sources=None) -> Predictions:
-    """Test predictions of every seed and the first seed's confidence (``probe.predictions``)."""
+def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sources=None,
+                 temperature: float = 1.0) -> Predictions:
+    """Test predictions of every seed and the first seed's confidence (``probe.predictions``): the softmax of its
+    logits divided by ``temperature`` (the shipped head's, ``config.temperature_scaling``)."""
     first = evaluations[0].test_logits
     return Predictions(test_labels, np.stack([e.test_logits.argmax(axis=1) for e in evaluations]),
-                       softmax(first).max(axis=1), sources)
+                       softmax(first / temperature).max(axis=1), sources)
 
 
 def _preset_info(config: ProbeConfig) -> PresetInfo | None:
@@ -774,12 +776,15 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                           config.overall_metric, guard=config.posthoc_guard,
                           max_overall_drop=config.max_overall_drop, seed=ev.seed)
         outcome.selection.reason += " " + _posthoc_sentence(config, evaluations)
-    predictions = _predictions(evaluations, splits.test[1], sources.get("test"))
+    # the shipped head's temperature, on its validation logits (after its post-hoc bias)
+    temperature = temperature_fit(evaluations[0].val_logits, splits.val[1]) if config.temperature_scaling else None
+    predictions = _predictions(evaluations, splits.test[1], sources.get("test"),
+                               1.0 if temperature is None else temperature["temperature"])
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")
     calibration = calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes,
-                                      seed=config.seeds[0])
+                                      seed=config.seeds[0], temperature=temperature)
     report = build_report(
         run_id=Path(out_dir).name if out_dir is not None else None, config=outcome.config, selected=outcome.params,
         selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,

@@ -96,6 +96,7 @@ def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> Non
 
 def _title(args: argparse.Namespace, probe, images: str) -> str:
     bias = "with its post-hoc bias" if probe.posthoc is not None else "no post-hoc bias applied"
+    bias += f", temperature {probe.temperature:.3g}" if probe.temperature != 1.0 else ""
     return (f"Run {probe.run_id or args.run_dir} (first seed's head, {bias}) on {args.features}, split "
             f"{args.split}: {images}.")
 

@@ -111,6 +111,10 @@ def _add_posthoc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-posthoc-guard", dest="posthoc_guard", action="store_false", default=None,
                         help="with --posthoc-bias: apply the bias to every seed without that check (the unguarded "
                         "baseline, checked on the images it was fitted on)")
+    parser.add_argument("--temperature-scaling", action="store_true",
+                        help="divide the shipped head's logits by one temperature fitted on val (by NLL) before the "
+                        "softmax: calibrated probabilities (predict --probabilities, the unsure flag), the same "
+                        "predictions")
 
 
 def _config_default(name: str) -> Any:
@@ -190,6 +194,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "cv": args.cv,
         "posthoc_bias": args.posthoc_bias or None,
         "posthoc_guard": args.posthoc_guard,
+        "temperature_scaling": args.temperature_scaling or None,
         "device": args.device,
         "precision": args.precision,
     }

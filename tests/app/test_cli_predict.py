@@ -413,3 +413,23 @@ def test_a_reader_that_leaves_the_pipe_ends_the_command_quietly(run, tmp_path):
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
     assert "Broken pipe" not in done.stderr and "error" not in done.stderr, done.stderr
     assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports a command its pipe closed
+
+
+def test_a_temperature_scaled_run_predicts_its_own_calibration(run, tmp_path, capsys):
+    """train --temperature-scaling: predict applies the run's temperature, so its scores of the run's own test
+    split are the report's calibration (which differs from the unscaled run's), and its title says so."""
+    cache, plain = run
+    out = tmp_path / "scaled"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--posthoc-bias", "--no-posthoc-guard",
+                 "--temperature-scaling", *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    scaling = report["config"]["temperature_scaling"], report["calibration"]["temperature_scaling"]
+    assert scaling[0] is True and scaling[1]["applied"] and scaling[1]["temperature"] != 1.0
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["calibration"]
+    assert scored["ece"] == pytest.approx(report["calibration"]["ece"], abs=1e-5)
+    assert scored["nll"] == pytest.approx(report["calibration"]["nll"], rel=1e-5)
+    assert scored["nll"] != pytest.approx(json.loads((plain / "report.json").read_text())["calibration"]["nll"])
+    assert main(["predict", str(out), "--features", str(cache)]) == 0
+    assert f"with its post-hoc bias, temperature {scaling[1]['temperature']:.3g})" in capsys.readouterr().out

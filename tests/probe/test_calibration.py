@@ -150,3 +150,100 @@ def test_the_debiased_ece_is_never_above_the_ece():
     correct = (rng.random(n) < 0.45).astype(float)  # every image 99 % sure, right 45 % of the time
     out = confidence_calibration(confidence, correct, labels, 4)
     assert out["ece_debiased"] <= out["ece"] and out["ece"] > 0.5
+
+
+def _same(a, b) -> bool:
+    """Equal, NaN equal to NaN (empty reliability bins)."""
+    import json
+
+    return json.dumps(a, sort_keys=True, default=float) == json.dumps(b, sort_keys=True, default=float)
+
+
+def _calibrated(seed: int, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (n, k) and labels drawn from their softmax: calibrated at temperature 1 by construction."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, (n, k))
+    labels = np.minimum((rng.random(n)[:, None] > softmax(logits).cumsum(axis=1)).sum(axis=1), k - 1)
+    return logits, labels
+
+
+@pytest.mark.parametrize("k", [2, 10, 40])
+def test_the_temperature_is_scikit_learns(k):
+    """fit_temperature's T is the one scikit-learn's CalibratedClassifierCV(method="temperature") fits on the same
+    logits (its inverse temperature beta_), and the NLL is lowest there."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from probe.calibration import fit_temperature, scaled_nll
+
+    class Logits(ClassifierMixin, BaseEstimator):  # a fitted classifier whose decision function is its input
+        def fit(self, x, y):
+            self.classes_ = np.arange(k)
+            return self
+
+        def decision_function(self, x):  # two classes: scikit-learn's (-d, d), the same softmax as (z0, z1)
+            return x if k > 2 else (x[:, 1] - x[:, 0]) / 2
+
+        def predict(self, x):
+            return x.argmax(axis=1)
+
+    logits, labels = _calibrated(k, 800, k)
+    logits = 3 * logits + 0.5  # overconfident: T near 3
+    temperature, at_bound = fit_temperature(logits, labels)
+    fitted = CalibratedClassifierCV(FrozenEstimator(Logits().fit(logits, labels)), method="temperature")
+    beta = fitted.fit(logits, labels).calibrated_classifiers_[0].calibrators[0].beta_
+    assert not at_bound and temperature == pytest.approx(1 / float(beta), rel=1e-6)
+    assert 2 < temperature < 4.5
+    best = scaled_nll(logits, labels, temperature)
+    assert best < scaled_nll(logits, labels, temperature * 1.01) and best < scaled_nll(logits, labels, temperature / 1.01)
+    assert scaled_nll(logits, labels, 1.0) == pytest.approx(sk_log_loss(labels, softmax(logits), labels=range(k)))
+
+
+def test_temperature_scaling_finds_the_temperature_an_overconfident_head_was_sharpened_by():
+    """Logits 4x those of a calibrated head: T ≈ 4 from 20,000 images, and the scaled head's test ECE is the
+    calibrated one's, with the figures without it beside (accuracy and top-k unchanged)."""
+    from probe.calibration import temperature_fit
+
+    logits, labels = _calibrated(5, 20_000, 10)
+    val, test = slice(0, 10_000), slice(10_000, None)
+    fit = temperature_fit(4 * logits[val], labels[val])
+    assert fit["applied"] and fit["temperature"] == pytest.approx(4.0, rel=0.05) and fit["val_images"] == 10_000
+    assert fit["val_nll_after"] < fit["val_nll_before"]
+    scaled = calibration_summary([4 * logits[test]], labels[test], 10, temperature=fit)
+    plain = calibration_summary([4 * logits[test]], labels[test], 10)
+    exact = calibration_summary([4 * logits[test] / fit["temperature"]], labels[test], 10)
+    assert scaled["ece"] == exact["ece"] and scaled["nll"] == exact["nll"] and _same(scaled["bins"], exact["bins"])
+    assert scaled["ece"] < 0.02 < 0.1 < plain["ece"]
+    assert scaled["accuracy"] == plain["accuracy"] and scaled["top_k_accuracy"] == plain["top_k_accuracy"]
+    before = scaled["temperature_scaling"]["before"]
+    assert {key: before[key] for key in before} == {key: plain[key] for key in before}
+
+
+def test_validation_all_right_by_wide_margins_sizes_no_temperature():
+    """Every validation image right by a margin whose NLL underflows to 0: the NLL is flat down to the lower
+    bound, no temperature is sized by them, and none is applied (T = 1)."""
+    from probe.calibration import TEMPERATURE_BOUNDS, fit_temperature, temperature_fit
+
+    logits, labels = 10 * np.eye(3)[[0, 1, 2] * 5], np.array([0, 1, 2] * 5)
+    assert fit_temperature(logits, labels)[1] is True
+    fit = temperature_fit(logits, labels)
+    assert not fit["applied"] and fit["temperature"] == 1.0 and fit["val_nll_after"] == fit["val_nll_before"]
+    out = calibration_summary([logits], labels, 3, temperature=fit)
+    assert out["temperature_scaling"]["before"] is None and _same(out, {**calibration_summary([logits], labels, 3),
+                                                                        "temperature_scaling": {**fit, "before": None}})
+    # a head that ranks the true class last: the NLL falls towards the upper bound
+    assert fit_temperature(-logits, labels)[1] is True
+    assert TEMPERATURE_BOUNDS[0] < 1 < TEMPERATURE_BOUNDS[1]
+    with pytest.raises(ValueError, match="labelled images"):
+        fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int))
+
+
+def test_the_confidence_warning_says_what_temperature_scaling_did():
+    from probe.calibration import confidence_warning
+
+    advice = confidence_warning({"confidence": 0.95, "accuracy": 0.7})
+    assert "temperature_scaling: true; train --temperature-scaling" in advice
+    scaled = confidence_warning({"confidence": 0.95, "accuracy": 0.7, "temperature_scaling": {
+        "applied": True, "temperature": 2.5, "val_images": 300}})
+    assert "Temperature scaling was applied (T = 2.5, fitted on 300 validation images) and did not close" in scaled

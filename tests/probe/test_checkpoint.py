@@ -183,8 +183,9 @@ def test_the_documented_forward_of_the_saved_files_gives_the_probes_probabilitie
     meta = json.loads((tmp_path / "head.json").read_text())
     tensors = load_file(str(tmp_path / "head.safetensors"))
     described = meta["forward"]["steps"]
-    assert len(described) == steps + 3 and described[0].startswith("x = the features (n, d) as float32")
-    assert described[-2].startswith("logits = logits + bias of posthoc_bias.json")
+    assert len(described) == steps + 4 and described[0].startswith("x = the features (n, d) as float32")
+    assert described[-3].startswith("logits = logits + bias of posthoc_bias.json")
+    assert described[-2].startswith("logits = logits / temperature of temperature.json")
     assert described[-1].startswith("probabilities = softmax(logits) over the classes in class_names order")
     assert ("logit_scale" in meta["forward"]) == (kwargs["head"] == "cosine")
     xt, _ = _data(seed=1)

@@ -6,6 +6,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from probe import ProbeConfig, ProbeTrainer, run_probe
 from probe.deploy import UNKNOWN_CLASS, RunProbe, score_predictions
+from probe.numbers import percent
 from probe.predictions import Predictions
 from probe.report import FeatureSource
 
@@ -38,12 +39,19 @@ def guarded_run(data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def scaled_run(data, tmp_path_factory):
+    """biased_run's configuration with temperature scaling: the same heads and bias, a temperature after them."""
+    return _run(data, tmp_path_factory, "scaled", posthoc_bias=True, posthoc_guard=False, wd_grid=[0.0],
+                temperature_scaling=True)
+
+
+@pytest.fixture(scope="module")
 def adapter_run(data, tmp_path_factory):
     return _run(data, tmp_path_factory, "adapter", loss="mr2", adapter="lowrank", adapter_rank=4, cbar_grid=[2.0],
                 lam_grid=[0.1], seeds=[0])
 
 
-@pytest.mark.parametrize("which", ["biased_run", "guarded_run", "adapter_run"])
+@pytest.mark.parametrize("which", ["biased_run", "guarded_run", "adapter_run", "scaled_run"])
 def test_predictions_equal_the_runs_first_seed(which, data, request):
     run_dir = request.getfixturevalue(which)
     probe = RunProbe.load(run_dir)
@@ -64,6 +72,43 @@ def test_the_post_hoc_bias_is_applied(biased_run, data):
     head_only = np.asarray(ProbeTrainer.load(biased_run).decision_function(x), dtype=np.float64)
     np.testing.assert_allclose(probe.decision_function(x), head_only + bias, rtol=0, atol=1e-12)
     assert RunProbe.load(_without_posthoc(biased_run)).posthoc is None
+
+
+def test_the_temperature_divides_the_biased_logits_and_moves_no_prediction(scaled_run, biased_run, data):
+    """The shipped probabilities are softmax((head + bias) / T): from RunProbe, from the run's stored confidences,
+    and from the files alone as head.json's forward.steps say; every prediction and score is the unscaled run's."""
+    import json
+
+    from probe import load_report
+    from probe.report import TEMPERATURE_FILE
+
+    probe, unscaled = RunProbe.load(scaled_run), RunProbe.load(biased_run)
+    report, plain = load_report(scaled_run), load_report(biased_run)
+    scaling = report.calibration.temperature_scaling
+    assert scaling.applied and probe.temperature == scaling.temperature != 1.0 and unscaled.temperature == 1.0
+    x = data["test"][0]
+    np.testing.assert_allclose(probe.decision_function(x), unscaled.decision_function(x) / scaling.temperature,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(Predictions.load(scaled_run).predicted, Predictions.load(biased_run).predicted)
+    assert (report.summary, report.per_class, report.confusion, report.seeds) == (
+        plain.summary, plain.per_class, plain.confusion, plain.seeds)
+    assert report.calibration.accuracy == plain.calibration.accuracy
+    assert report.calibration.nll <= plain.calibration.nll + 0.01  # T was fitted on val; on test it hardly hurts
+    assert scaling.before.ece == plain.calibration.ece and scaling.before.nll == plain.calibration.nll
+    assert scaling.val_nll_after < scaling.val_nll_before and scaling.val_images == len(data["val"][1])
+    shipped = json.loads((scaled_run / TEMPERATURE_FILE).read_text())  # for code that does not read the report
+    assert shipped["temperature"] == scaling.temperature and shipped["applied"] is True
+    bias = np.asarray(json.loads((scaled_run / "posthoc_bias.json").read_text())["bias"])
+    head = np.asarray(ProbeTrainer.load(scaled_run).decision_function(x), dtype=np.float64)
+    from probe.metrics import softmax
+
+    np.testing.assert_allclose(softmax((head + bias) / shipped["temperature"]), probe.predict_proba(x), rtol=1e-9)
+    said = report.calibration.text
+    assert said.startswith("with its temperature: ECE ") and (
+        f"(temperature T = {scaling.temperature:.3g} fitted on {scaling.val_images} validation images (their NLL "
+        in said) and f"on test without it: ECE {percent(scaling.before.ece)}%" in said
+    assert "temperature-scaled" not in plain.calibration.text and plain.calibration.temperature_scaling is None
+    assert not (biased_run / TEMPERATURE_FILE).exists()
 
 
 def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
@@ -234,18 +279,20 @@ def test_score_intervals_are_wilson_and_empty_classes_have_none():
 def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, caplog):
     """A second run into the same folder replaces the first: without a post-hoc bias of its own it leaves no
     posthoc_bias.json of the first behind (probe.zip ships that file), and its report.json is written last."""
+    from probe.report import TEMPERATURE_FILE
     from probe.seen import SEEN_FILE
 
     out = tmp_path / "run"
     sources = {split: [f"{split}/{i}" for i in range(len(data[split][1]))] for split in data}
-    run_probe(data, NAMES, ProbeConfig(**{**FAST, "posthoc_bias": True, "posthoc_guard": False, "wd_grid": [0.0]}),
-              out_dir=out, sources=sources)
-    assert (out / "posthoc_bias.json").exists() and (out / SEEN_FILE).exists()
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, "posthoc_bias": True, "posthoc_guard": False, "wd_grid": [0.0],
+                                          "temperature_scaling": True}), out_dir=out, sources=sources)
+    assert (out / "posthoc_bias.json").exists() and (out / SEEN_FILE).exists() and (out / TEMPERATURE_FILE).exists()
     with caplog.at_level("WARNING", logger="probe.report"):
         second = run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.0]}), out_dir=out)
     assert f"replacing the run in {out}" in caplog.text
     # nor the images the first one saw, which would flag scores on images the second never saw
     assert second.posthoc is None and not (out / "posthoc_bias.json").exists() and not (out / SEEN_FILE).exists()
+    assert not (out / TEMPERATURE_FILE).exists()  # the first run's own, when it had one (below)
     assert RunProbe.load(out).posthoc is None and RunProbe.load(out).seen is None
 
 
