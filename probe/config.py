@@ -10,6 +10,7 @@ schemas, so a bad request is a 422 naming the field.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -114,10 +115,42 @@ def _distinct(name: str, values: list) -> None:
         raise ValueError(f"{name} must be distinct values; repeated: {some(repeated)}.")
 
 
+def _preset_fields() -> set[str]:
+    """The fields some preset fills."""
+    return {name for preset in PRESETS.values() for name in preset.settings}
+
+
+def _schema_without_preset_defaults(schema: dict[str, Any]) -> None:
+    """The published schema gives no default to a field a preset fills: a client generated from it sends every
+    default it reads, a field the request sets overrides the preset, and such a client's preset='disparity' ran
+    ERM (loss='ce', select='overall' sent as defaults; an OpenAPI-client round). Their defaults are in the
+    descriptions."""
+    for name in _preset_fields():
+        field = schema.get("properties", {}).get(name)
+        if field is not None and "default" in field:
+            field["description"] = (f"{field.get('description', '')} (default {json.dumps(field.pop('default'))}, or "
+                                    "the preset's where one is given)").lstrip()
+
+
+def _preset_overridden(name: str, settings: dict[str, Any], data: dict[str, Any]) -> None:
+    """Refuse a request that sets every field its preset fills, each to another value: the preset would do
+    nothing, and the run would be named after a method it is not."""
+    mine = {k: data[k] for k in settings if k in data and data[k] != settings[k]}
+    if "loss" in mine:  # another loss drops the preset's options of its own loss (ProbeConfig._apply_preset)
+        mine.update({k: data.get(k) for k in ("loss_options", "loss_options_grid") if k in settings and k not in mine})
+    if settings and set(mine) >= set(settings):
+        theirs = ", ".join(f"{k}={settings[k]!r}" for k in settings)
+        yours = ", ".join(f"{k}={v!r}" for k, v in mine.items() if v is not None)
+        raise ValueError(f"preset {name!r} sets {theirs}; this request sets each of them itself ({yours}), so the "
+                         "preset would do nothing: leave those fields out to use it (a client generated from the "
+                         "OpenAPI schema: do not send their defaults), or leave out the preset.")
+
+
 class ProbeConfig(BaseModel):
     """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True,
+                              json_schema_extra=_schema_without_preset_defaults)
 
     preset: _Name | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
                                  "disparity-aware method): fills the fields this request leaves unset")
@@ -224,7 +257,9 @@ class ProbeConfig(BaseModel):
         if isinstance(data, dict) and data.get("preset") is not None:
             check("preset", data["preset"], [Name("preset", lambda: list(PRESETS))])
             settings = dict(get_preset(data["preset"]).settings)
-            if "loss" in data:  # another loss: the preset's options of its own loss do not apply
+            _preset_overridden(data["preset"], settings, data)
+            if data.get("loss", settings.get("loss")) != settings.get("loss"):  # another loss: the preset's
+                # options of its own loss do not apply (its own loss, sent again, kept them: a generated client's)
                 settings = {k: v for k, v in settings.items() if k not in ("loss_options", "loss_options_grid")}
             data = {**settings, **data}
         return data

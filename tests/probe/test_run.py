@@ -295,6 +295,26 @@ def test_loss_options_grid_is_selected_on_validation(data):
         ProbeConfig(loss="group_dro", loss_options_grid={"eta": []})
 
 
+def _preset_and_a_generated_client(preset):
+    """A client generated from the OpenAPI schema sends every default it reads, and the fields a request sets win
+    over the preset: its preset='disparity' ran ERM, 202 and no word (an OpenAPI-client round). The fields a preset
+    fills publish no default; a request that sets every one of them to another value is refused (the preset would
+    do nothing); the preset's own loss sent again keeps its options."""
+    properties = ProbeConfig.model_json_schema()["properties"]
+    assert [name for name in preset.settings if "default" in properties[name]] == []
+    assert 'default "ce", or the preset\'s where one is given' in properties["loss"]["description"]
+    assert "default" in properties["head"] and "default" in properties["epochs"]
+    for sent in ({"loss": "ce", "select": "overall"}, {"loss": "ce", "select": "overall", "loss_options_grid": {}},
+                 {"loss": "focal", "select": "overall"}):
+        with pytest.raises(ValueError, match="preset 'disparity' sets loss='group_dro', loss_options_grid=.*, "
+                                             "select='hard'; this request sets each of them itself .*so the preset "
+                                             "would do nothing"):
+            ProbeConfig(preset="disparity", **sent)
+    assert ProbeConfig(preset="disparity", loss="group_dro", select="hard").loss_options_grid == \
+        preset.settings["loss_options_grid"]
+    assert ProbeConfig(preset="disparity", loss="ce").select == "hard"  # the preset still decides
+
+
 def test_preset_fills_unset_fields_and_the_report_says_why(data):
     from probe import PRESETS
 
@@ -308,6 +328,7 @@ def test_preset_fills_unset_fields_and_the_report_says_why(data):
     with pytest.raises(ValueError, match="Unknown preset 'fair'; available: disparity"):
         ProbeConfig(preset="fair")
     erm = run_probe(data, NAMES, ProbeConfig(**FAST))
+    _preset_and_a_generated_client(preset)
     report = run_probe(data, NAMES, ProbeConfig(**FAST, preset="disparity"), reference=erm)
     # The request as given: the report's config, or, when the run kept the reference configuration, `requested`.
     requested = report["selection"]["requested"] or report["config"]
