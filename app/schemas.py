@@ -357,7 +357,7 @@ class RunOut(BaseModel):
         "service kept verdicts whose report.json is gone")
     test_check: Optional[TestCheck] = Field(
         None, description="for an improved verdict, whether it held on test (report.selection.test_check): holds, "
-        "within_noise, reversed; null otherwise")
+        "within_noise, reversed, overall_lost; null otherwise")
     created_at: str
     posthoc: Optional[Literal["applied", "declined", "untested", "unchecked"]] = Field(
         None, description="a post-hoc bias run's outcome for the probe that ships (probe.report.Posthoc.outcome): "

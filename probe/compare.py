@@ -24,7 +24,8 @@ from .uncertainty import observed_class_accuracy, own_intervals
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
-           "evidence", "group_evidence", "beyond_noise", "held_back_sentence", "paired_seeds",
+           "evidence", "group_evidence", "metric_evidence", "metric_discordance", "beyond_noise",
+           "lost_beyond_budget", "held_back_sentence", "paired_seeds",
            "METRIC_HEADER", "CLASS_HEADER"]
 
 
@@ -93,6 +94,8 @@ class CompareDiscordant(BaseModel):
     seed_counts: Optional[list[PositiveInt]] = Field(
         None, min_length=2, max_length=2, description="[base, other]: each run's seeds (null in comparisons made "
         "before it was kept); where they differ the sentence names both")
+    weighted: bool = Field(False, description="the test weighs each image 1/n of its class, as balanced accuracy "
+                           "does (a verdict on overall_metric='balanced'); false: every image alike")
 
 
 def discordance(base, other) -> CompareDiscordant:
@@ -101,11 +104,26 @@ def discordance(base, other) -> CompareDiscordant:
     return _discordant(base, other, changed, p_value)
 
 
-def _discordant(base, other, changed: list[int], p_value: float) -> CompareDiscordant:
+def _discordant(base, other, changed: list[int], p_value: float, weighted: bool = False) -> CompareDiscordant:
     """:class:`CompareDiscordant` of the test images' ``changed`` counts and their test (:func:`evidence`)."""
     return CompareDiscordant(images=int(base.labels.size), other_better=changed[0], base_better=changed[1],
                              p_value=p_value, seeds=max(len(base.predicted), len(other.predicted)),
-                             seed_counts=[len(base.predicted), len(other.predicted)])
+                             seed_counts=[len(base.predicted), len(other.predicted)], weighted=weighted)
+
+
+def metric_evidence(base, other, metric: str) -> tuple[list[int], float, float]:
+    """:func:`evidence` of every test image, weighed as the overall ``metric`` weighs them: alike for accuracy, each
+    1/n of its class for balanced accuracy (a balanced gain's verdict cited the unweighted test, p = 7e-05 for
+    the reference; a consistency round)."""
+    if metric == "balanced":
+        return group_evidence(base, other, np.unique(base.labels).tolist())
+    return evidence(other.correct - base.correct, paired_seeds(base, other))
+
+
+def metric_discordance(base, other, metric: str) -> CompareDiscordant:
+    """:class:`CompareDiscordant` of :func:`metric_evidence`: what a verdict on ``metric`` cites."""
+    changed, p_value, _ = metric_evidence(base, other, metric)
+    return _discordant(base, other, changed, p_value, weighted=metric == "balanced")
 
 
 def paired_seeds(base, other) -> int:
@@ -134,6 +152,14 @@ def group_evidence(base, other, classes: list[int]) -> tuple[list[int], float, f
     :class:`probe.predictions.Predictions`: what compare's third rows and a run's ``test_check`` read."""
     mask = np.isin(base.labels, classes)
     return evidence((other.correct - base.correct)[mask], paired_seeds(base, other), base.labels[mask])
+
+
+def lost_beyond_budget(interval: list | None, p_value: float, total: float, budget: float) -> bool:
+    """Whether a difference's 95 % interval lies wholly below ``-budget`` (a fraction) with its images leaning
+    that way beyond chance: an overall cost past what the decision was allowed, beyond noise."""
+    if interval is None or not all(v is not None and math.isfinite(v) for v in interval):
+        return False
+    return interval[1] < -budget and total < 0 and p_value <= SIGN_TEST_ALPHA
 
 
 def beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
@@ -183,6 +209,8 @@ def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str =
     head = (f"The runs differ on {differ:,} of {d.images:,} {images} ({other} better on {d.other_better:,}, "
             f"{base} on {d.base_better:,}{by})")
     test = "exact sign test" if d.seeds == 1 else "exact paired sign-flip test of the seed means"
+    if d.weighted:
+        test = "paired sign-flip test, each image weighed 1/n of its class as balanced accuracy weighs it,"
     if _too_few_to_tell(d):
         return f"{head}: too few or too even to tell them apart ({test} p = {d.p_value:.2g})."
     return f"{head}; {test} p = {d.p_value:.2g}."
@@ -409,9 +437,12 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
     _add_own_intervals(comparison, base, other)
     comparison.discordant = _discordant(base, other, overall.changed, overall.p_value)
+    weighed = comparison.metrics["balanced"]  # the test of the verdict's metric (metric_evidence)
+    cited = (comparison.discordant if metric != "balanced"
+             else _discordant(base, other, weighed.changed, weighed.p_value, weighted=True))
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
-                               f"{discordance_sentence(comparison.discordant, images=images)}")
-    comparison.verdict_text += _held_back(comparison, metric)
+                               f"{discordance_sentence(cited, images=images)}")
+    comparison.verdict_text += _held_back(comparison, metric, cited)
 
 
 def _add_own_intervals(comparison: Comparison, base, other) -> None:
@@ -437,20 +468,20 @@ def _interval(values) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def _held_back(comparison: Comparison, metric: str) -> str:
+def _held_back(comparison: Comparison, metric: str, cited: CompareDiscordant) -> str:
     """:func:`held_back_sentence` of the hard third and overall accuracy, where their intervals leave out 0 but
     their images do not say the same (the hard third's said it bare while its class row said "within noise"; a
-    statistics review)."""
+    statistics review). ``cited``: the test the verdict's sentence gave."""
     named = [("hard", "hard third's"), ("overall", "overall") if metric == "accuracy" else ("balanced", "balanced")]
     # (overall's images are those of the discordance sentence: its test is that sentence's)
     metrics = comparison.metrics
     held = "".join(held_back_sentence(label, metrics[key].delta_ci, metrics[key].changed, metrics[key].p_value,
                                       metrics[key].beyond_noise) for key, label in named)
-    if comparison.discordant is None or not _too_few_to_tell(comparison.discordant):
+    if not _too_few_to_tell(cited):
         return held
     # "too few or too even to tell them apart" of all the images read as of the hard third too, whose own images
-    # do tell them apart (a new-user round); and of balanced accuracy, whose test weighs each class alike (a review)
-    said = {"hard": "The hard third's images", "balanced": "Weighed class by class (balanced accuracy), the images"}
+    # do tell them apart (a new-user round)
+    said = {"hard": "The hard third's images"}
     for key, _ in named:
         row = metrics[key]
         if row.beyond_noise and key in said:

@@ -62,7 +62,7 @@ TEMPERATURE_FILE = "temperature.json"  # the shipped head's temperature, for cod
 # The disparity-aware decision's outcome (selection.verdict): improved, no safe improvement, or not applicable (a run
 # that selected on overall accuracy).
 Verdict = Literal[VERDICTS]  # probe.selection.VERDICTS
-TestCheck = Literal["holds", "within_noise", "reversed"]
+TestCheck = Literal["holds", "within_noise", "reversed", "overall_lost"]
 class TestCheckWords(NamedTuple):
     """How every view names one :data:`TestCheck`, whether an improvement decided on validation held on test (the
     runs list alone showed it, and a run whose gain reversed on test read "verdict (improved)" everywhere else: a
@@ -84,6 +84,10 @@ TEST_CHECKS: dict[str, TestCheckWords] = {
         "p > 0.05)", "muted"),
     "reversed": TestCheckWords("reversed on test", "test: worse", "on test the hard third is below the reference's: "
                                "its interval below 0 and its images leaning that way", "neg"),
+    "overall_lost": TestCheckWords(
+        "overall lost beyond the budget on test", "test: overall lost", "on test the overall difference to the "
+        "reference (by overall_metric) lies wholly below minus the overall-accuracy budget in its 95 % interval, its "
+        "images leaning that way beyond chance: the improvement cost more than was allowed", "neg"),
 }
 
 
@@ -261,8 +265,10 @@ class Selection(_Model):
     test_check: Optional[TestCheck] = Field(
         None, description="for an improved verdict (decided on validation), the paired test difference of the hard "
         "third against the reference configuration: holds (its 95 % interval above 0 and its images' exact "
-        "sign-flip test p ≤ 0.05 that way), reversed (likewise below 0), else within_noise; null otherwise and in "
-        "reports written before it")
+        "sign-flip test p ≤ 0.05 that way), reversed (likewise below 0), overall_lost (the hard third not reversed, "
+        "but the overall difference, by overall_metric, wholly below -max_overall_drop in its 95 % interval with "
+        "its images leaning that way: a cost past the budget), else within_noise; null otherwise and in reports "
+        "written before it")
     frontier: list[FrontierPoint] = Field(default_factory=list)
     requested: Optional[dict[str, Any]] = None
     cv: Optional[CrossValidation] = None

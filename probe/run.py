@@ -28,7 +28,8 @@ import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
 from .calibration import calibration_summary, confidence_warning, temperature_fit
-from .compare import beyond_noise, discordance, discordance_sentence, group_evidence, held_back_sentence
+from .compare import (beyond_noise, discordance_sentence, group_evidence, held_back_sentence, lost_beyond_budget,
+                      metric_discordance, metric_evidence)
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
@@ -36,7 +37,7 @@ from .diagnostics import test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
-from .numbers import percent
+from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_delta
 from .registry import get_loss_spec
 from .report import (
@@ -959,15 +960,32 @@ def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) 
         row.val_accuracy = value
 
 
-def verdict_on_test(interval: list[float], p_value: float, total: float) -> str:
+def verdict_on_test(interval: list[float], p_value: float, total: float,
+                    overall: tuple[list[float], float, float] | None = None, budget: float = 0.0) -> str:
     """Whether a validation improvement held on test, by compare's ``beyond_noise`` rule for the hard third: its
     paired test interval ``[lo, hi]`` and the sign-flip test of its images (``p_value``, their class-weighted
     difference ``total``; ``probe.compare.evidence``): ``holds`` (above 0, the images leaning that way beyond
     chance), ``reversed`` (below, likewise), else ``within_noise`` (3 hard test images fixed were "holds" beside a
-    verdict saying p = 0.25; a statistics review)."""
-    if beyond_noise(interval, p_value, total):
-        return "holds" if interval[0] > 0 else "reversed"
-    return "within_noise"
+    verdict saying p = 0.25; a statistics review). ``overall``, the overall metric's (interval, p, total) on test:
+    where it lies wholly below ``-budget`` (a fraction) beyond noise (``probe.compare.lost_beyond_budget``) the
+    check is ``overall_lost`` unless the hard third reversed (a hard gain that held read "held on test" beside an
+    overall loss of 3.0 [1.7, 4.4] points on a budget of 0; a consistency round)."""
+    hard = beyond_noise(interval, p_value, total)
+    if hard and interval[0] < 0:
+        return "reversed"
+    if overall is not None and lost_beyond_budget(*overall, budget):
+        return "overall_lost"
+    return "holds" if hard else "within_noise"
+
+
+def past_budget_sentence(test_check: str, delta: float, budget: float, metric: str) -> str:
+    """What a verdict adds where the overall ``delta`` on test (a fraction, by ``metric``) is past the ``budget``
+    (points) without being beyond noise of it (:func:`verdict_on_test` said nothing of it: -3.02 points on a
+    budget of 3 read "held on test" bare; a consistency round), else ""."""
+    if test_check == "overall_lost" or delta >= -budget / 100:
+        return ""
+    return (f" The {'balanced accuracy' if metric == 'balanced' else 'overall'} difference on test, "
+            f"{signed_points(delta)} pt, is past the {budget:g}-point budget, but not beyond noise of it.")
 
 
 def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, splits: _Splits,
@@ -986,8 +1004,12 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
         changed, p_value, total = group_evidence(reference, predictions, groups.get("hard", []))
         interval = [delta["hard"]["lo"], delta["hard"]["hi"]]
-        outcome.selection.test_check = verdict_on_test(interval, p_value, total)
+        on_metric = delta["balanced" if metric == "balanced" else "overall"]
+        overall = ([on_metric["lo"], on_metric["hi"]], *metric_evidence(reference, predictions, metric)[1:])
+        budget = outcome.config.max_overall_drop
+        outcome.selection.test_check = verdict_on_test(interval, p_value, total, overall, budget / 100)
         held = held_back_sentence("hard third's", interval, changed, p_value, beyond_noise(interval, p_value, total))
+        held += past_budget_sentence(outcome.selection.test_check, on_metric["delta"], budget, metric)
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
-                                          + discordance_sentence(discordance(reference, predictions), "this run",
-                                                                 "the reference") + held)
+                                          + discordance_sentence(metric_discordance(reference, predictions, metric),
+                                                                 "this run", "the reference") + held)

@@ -31,7 +31,9 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
         "within_noise": {"text": "not confirmed on test (within noise)", "short": "test: within noise",
                          "detail": TEST_CHECKS["within_noise"].detail, "tone": "muted"},
         "reversed": {"text": "reversed on test", "short": "test: worse", "detail": TEST_CHECKS["reversed"].detail,
-                     "tone": "neg"}}
+                     "tone": "neg"},
+        "overall_lost": {"text": "overall lost beyond the budget on test", "short": "test: overall lost",
+                         "detail": TEST_CHECKS["overall_lost"].detail, "tone": "neg"}}
     assert set(words["test_checks"]) == set(TestCheck.__args__)  # every value a report can hold has its words
     assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"]}
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)

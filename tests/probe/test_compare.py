@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from probe import Report, compare_reports, format_comparison
+from probe.selection import format_delta
 
 NAMES = ["a", "b", "c"]
 
@@ -92,7 +93,7 @@ def test_paired_intervals_with_stored_predictions():
     # 30 images the other run gets right and the base run wrong, none the other way: p = 2 / 2³⁰
     assert cmp.discordant.model_dump() == {"images": 300, "other_better": 30, "base_better": 0,
                                            "p_value": pytest.approx(2 / 2 ** 30, rel=1e-9), "seeds": 1,
-                                           "seed_counts": [1, 1]}
+                                           "seed_counts": [1, 1], "weighted": False}
     assert cmp.verdict_text.endswith("The runs differ on 30 of 300 test images (other better on 30, base on 0); "
                                      "exact sign test p = 1.9e-09.")
     text = format_comparison(cmp)
@@ -560,5 +561,12 @@ def test_balanced_accuracy_beyond_noise_is_said_beside_images_too_even_overall()
                                         Predictions(labels, other_pred[None], conf)))
     balanced = cmp.metrics["balanced"]
     assert balanced.changed == [6, 10] and balanced.beyond_noise and cmp.discordant.p_value > 0.05
-    assert ("Weighed class by class (balanced accuracy), the images do tell them apart (other better on 6, base on "
-            f"10: sign-flip test p = {balanced.p_value:.2g}).") in cmp.verdict_text
+    # the verdict on balanced accuracy cites its own test, and names the accuracy over the images beside it (it
+    # cited the unweighted test, which can lean the other way: a consistency round)
+    overall = cmp.metrics["overall"]
+    assert (f", accuracy over the images {format_delta(overall.delta, overall.delta_ci)}."
+            in cmp.verdict_text)
+    assert cmp.verdict_text.endswith(
+        "The runs differ on 16 of 256 test images (other better on 6, base on 10); paired sign-flip test, each image "
+        f"weighed 1/n of its class as balanced accuracy weighs it, p = {balanced.p_value:.2g}.")
+    assert cmp.discordant.weighted is False and cmp.discordant.p_value != balanced.p_value

@@ -153,3 +153,25 @@ def test_an_improvement_is_checked_on_test_by_its_hard_third_interval_and_its_im
     assert verdict_on_test([0.2, 1.0], 0.25, 3.0) == "within_noise"
     assert verdict_on_test([-1.0, -0.2], 0.25, -3.0) == "within_noise"
     assert verdict_on_test([0.2, 1.0], 0.01, -1.0) == "within_noise"  # a macro mean and the images' sum part
+    # the overall half of the rule: a hard gain that held beside an overall loss of 3.0 [1.7, 4.4] points, its
+    # images leaning that way, read "held on test" on a budget of 0 (a consistency round)
+    lost = ([-0.044, -0.017], 7e-5, -30.0)
+    assert verdict_on_test([0.08, 0.3], 0.001, 10.0, lost, budget=0.0) == "overall_lost"
+    assert verdict_on_test([0.08, 0.3], 0.001, 10.0, lost, budget=0.03) == "holds"  # within a 3-point budget
+    assert verdict_on_test([0.08, 0.3], 0.001, 10.0, ([-0.044, -0.017], 0.2, -30.0)) == "holds"  # too few images
+    assert verdict_on_test([-0.1, 0.3], 0.5, 1.0, lost) == "overall_lost"
+    assert verdict_on_test([-0.1, -0.01], 0.01, -5.0, lost) == "reversed"
+    assert verdict_on_test([0.08, 0.3], 0.001, 10.0, ([-0.01, 0.02], 0.5, 1.0)) == "holds"
+
+
+def test_an_overall_cost_past_the_budget_within_noise_is_said():
+    """-3.02 points on test on a budget of 3 read "held on test" bare (a consistency round): the verdict says the
+    cost is past the budget but not beyond noise of it; within the budget, or already overall_lost, nothing."""
+    from probe.run import past_budget_sentence
+
+    assert past_budget_sentence("holds", -0.0302, 3.0, "accuracy") == (
+        " The overall difference on test, -3.0 pt, is past the 3-point budget, but not beyond noise of it.")
+    assert past_budget_sentence("within_noise", -0.004, 0.0, "balanced").startswith(
+        " The balanced accuracy difference on test, -0.4 pt, is past the 0-point budget")
+    assert past_budget_sentence("holds", -0.029, 3.0, "accuracy") == ""
+    assert past_budget_sentence("overall_lost", -0.05, 3.0, "accuracy") == ""
