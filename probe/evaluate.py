@@ -128,7 +128,7 @@ def posthoc_check(model: PosthocLogitBias, val_logits: np.ndarray, val_labels: n
     always keeps its floor; this estimate is what it does on images it was not fitted on.
 
     Returns ``{"safe", "folds", "oof_overall_delta", "oof_overall_ci", "oof_hard_delta", "oof_hard_ci",
-    "oof_hard_changed", "oof_hard_sign_p"}`` (the decision's rule: simultaneous one-sided 97.5 % bounds of both differences and
+    "oof_hard_changed", "oof_hard_sign_p", "oof_hard_joint_lo", "oof_overall_joint_lo"}`` (the decision's rule: simultaneous one-sided 97.5 % bounds of both differences and
     the sign-flip test of the hard images it changes)
     (``folds`` 0 and no deltas when a class has fewer than ``POSTHOC_MIN_PER_CLASS`` val images: too few to
     estimate, not safe)."""
@@ -149,4 +149,6 @@ def posthoc_check(model: PosthocLogitBias, val_logits: np.ndarray, val_labels: n
     return {"safe": decision.verdict == "improved", "folds": POSTHOC_FOLDS,
             "oof_overall_delta": entry["val_overall_delta"], "oof_overall_ci": entry["val_overall_delta_ci"],
             "oof_hard_delta": entry["val_hard_delta"], "oof_hard_ci": entry["val_hard_delta_ci"],
-            "oof_hard_changed": entry.get("val_hard_changed"), "oof_hard_sign_p": entry.get("val_hard_sign_p")}
+            "oof_hard_changed": entry.get("val_hard_changed"), "oof_hard_sign_p": entry.get("val_hard_sign_p"),
+            "oof_hard_joint_lo": entry.get("val_hard_delta_simultaneous_lo"),
+            "oof_overall_joint_lo": entry.get("val_overall_delta_simultaneous_lo")}

@@ -43,7 +43,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
                       worst_class)
 from .predictions import PREDICTIONS_FILE
 from .seen import SEEN_FILE
-from .numbers import fixed, percent
+from .numbers import fixed, percent, signed_points
 from .selection import VERDICTS, format_delta, same_score
 from .uncertainty import wilson_interval
 
@@ -112,8 +112,9 @@ PosthocOutcome = Literal["applied", "declined", "untested", "unchecked"]
 POSTHOC_WORDS: dict[str, VerdictWords] = {
     "applied": VerdictWords("bias applied", "the post-hoc bias raised the hard third beyond noise out of sample "
                             "(cross-fitted on validation) and ships", "pos"),
-    "declined": VerdictWords("bias not applied", "its out-of-sample check found no hard-third gain beyond noise "
-                             "within the budget: the run ships the ERM probe", "muted"),
+    "declined": VerdictWords("bias not applied", "its out-of-sample check did not pass the rule (a hard-third gain "
+                             "beyond noise within the overall-accuracy budget; the run's post-hoc line says which "
+                             "part failed): the run ships the ERM probe", "muted"),
     "untested": VerdictWords("bias not applied", "too few validation images in some class to test it: the run ships "
                              "the ERM probe", "muted"),
     "unchecked": VerdictWords("bias unchecked", "applied without its out-of-sample check (posthoc_guard off)",
@@ -619,6 +620,30 @@ class PosthocSeed(_Model):
                                                   "out-of-fold bias scores otherwise than the unbiased probe")
     oof_hard_sign_p: Num = Field(None, description="their paired sign-flip test (each image weighing 1/n of its "
                                  "class half), what the guard needs at p ≤ 0.05")
+    oof_hard_joint_lo: Num = Field(None, description="the hard-third difference's lower bound holding together with "
+                                   "the overall one's (one-sided 97.5 % for both): what the guard needs above 0; null "
+                                   "in reports before stop 62")
+    oof_overall_joint_lo: Num = Field(None, description="the overall difference's lower bound, likewise: what the "
+                                      "guard needs at -max_overall_drop or above; null in reports before stop 62")
+
+    def failed_check(self, budget: float, overall: str = "overall") -> str | None:
+        """Which part of the guard's rule this seed's bias failed, in words (``budget``: max_overall_drop, points),
+        or None (passed, or a report before the joint bounds were kept): the declined text named the rule, and
+        every number it showed met it (a consistency round)."""
+        from .selection import SIGN_TEST_ALPHA
+
+        if self.oof_hard_joint_lo is None or self.oof_overall_joint_lo is None:
+            return None
+        if self.oof_hard_joint_lo <= 0:
+            return (f"the hard third's lower bound, {signed_points(self.oof_hard_joint_lo)} pt, is not above 0 (the "
+                    "two bounds holding together)")
+        if self.oof_overall_joint_lo < -budget / 100:
+            return (f"the {overall} lower bound, {signed_points(self.oof_overall_joint_lo)} pt, is below the "
+                    f"{budget:g}-point budget (the two bounds holding together)")
+        if self.oof_hard_sign_p is not None and self.oof_hard_sign_p > SIGN_TEST_ALPHA:
+            return (f"the hard-class images it changes do not lean its way beyond chance (sign-flip test p = "
+                    f"{self.oof_hard_sign_p:.2g})")
+        return None
 
 
 class Posthoc(_Model):
@@ -629,7 +654,7 @@ class Posthoc(_Model):
     text: Optional[str] = Field(None, description="what the bias does in the probe that ships, in one sentence "
                                 "(describe(); the run page's banner); null in reports before stop 57")
 
-    def describe(self, overall_metric: str = "accuracy") -> str:
+    def describe(self, overall_metric: str = "accuracy", budget: float = 0.0) -> str:
         """Whether the probe that ships (the first seed) applies the bias and what its out-of-sample check on
         validation said, as :meth:`outcome` decides it: a post-hoc run had no verdict in any view, only a sentence
         deep in the selection reason."""
@@ -652,8 +677,11 @@ class Posthoc(_Model):
             return (f"Post-hoc bias not applied: it is tested out of sample on the validation split, where every "
                     f"class needs {POSTHOC_MIN_PER_CLASS} images, and some class has fewer (a val/ folder, or a "
                     "larger val_fraction at extraction, gives them); the shipped probe is the ERM probe.")
-        return (f"Post-hoc bias not applied: {estimate or 'its out-of-sample check'}, not a hard-third gain beyond "
-                "noise within the overall-accuracy budget; the shipped probe is the ERM probe.")
+        failed = first.failed_check(budget, overall)
+        why = (f"; {failed}" if failed else
+               ", not a hard-third gain beyond noise within the overall-accuracy budget")
+        return (f"Post-hoc bias not applied: {estimate or 'its out-of-sample check'}{why}; the shipped probe is the "
+                "ERM probe.")
 
     def outcome(self) -> PosthocOutcome:
         """What its guard did for the probe that ships (:data:`POSTHOC_WORDS`): applied, declined (tested, no safe
@@ -964,7 +992,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     if any(e.posthoc is not None for e in evaluations):
         posthoc = Posthoc(objective=config.posthoc_objective, guard=config.posthoc_guard,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
-        posthoc.text = posthoc.describe(config.overall_metric)
+        posthoc.text = posthoc.describe(config.overall_metric, config.max_overall_drop)
     val_mean = nan_mean([e.val_per_class for e in evaluations])
     per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc, n_val)
     if diagnostics is not None:
@@ -1295,7 +1323,8 @@ def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:
     """A run's :meth:`Posthoc.describe` (the one it stored, or worded now for a report from before it) from its
     ``posthoc`` (model or JSON) and ``config``, for the terminal, Markdown and HTML views."""
     posthoc = Posthoc.model_validate(posthoc) if isinstance(posthoc, dict) else posthoc
-    return posthoc.text or posthoc.describe(config.get("overall_metric") or "accuracy")
+    return posthoc.text or posthoc.describe(config.get("overall_metric") or "accuracy",
+                                            config.get("max_overall_drop") or 0.0)
 
 
 def shipped_worst_text(per_class: list, seeds: int, unit: str = " %") -> str:

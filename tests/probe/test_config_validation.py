@@ -297,7 +297,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                       "posthoc": {**old["posthoc"], "guard": None, "text": "Post-hoc bias applied to the shipped probe.", "per_seed": [
                           {**seed, "applied": None, "folds": None, "oof_overall_delta": None, "oof_overall_ci": None,
                            "oof_hard_delta": None, "oof_hard_ci": None, "oof_hard_changed": None,
-                           "oof_hard_sign_p": None} for seed in old["posthoc"]["per_seed"]]}}
+                           "oof_hard_sign_p": None, "oof_hard_joint_lo": None, "oof_overall_joint_lo": None}
+                          for seed in old["posthoc"]["per_seed"]]}}
     (tmp_path / "report.json").write_text(json.dumps({**old, "summary": {**old["summary"], "overall": "high"}}))
     with pytest.raises(ValueError, match="summary.overall"):
         load_report(tmp_path)

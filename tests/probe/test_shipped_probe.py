@@ -6,7 +6,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from probe import ProbeConfig, ProbeTrainer, run_probe
 from probe.deploy import UNKNOWN_CLASS, RunProbe, score_predictions
-from probe.numbers import percent
+from probe.numbers import percent, signed_points
 from probe.predictions import Predictions
 from probe.report import FeatureSource
 
@@ -132,8 +132,11 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     # what ships, said in every view (a post-hoc run had no verdict, only the sentence above)
     text = report["posthoc"]["text"]
     assert text.startswith("Post-hoc bias not applied: out of sample on validation (5-fold cross-fitting) the hard "
-                           "third ") and text.endswith("not a hard-third gain beyond noise within the overall-accuracy "
-                                                      "budget; the shipped probe is the ERM probe.")
+                           "third ") and text.endswith(
+        f"; the hard third's lower bound, {signed_points(first['oof_hard_joint_lo'])} pt, is not above 0 (the two "
+        "bounds holding together); the shipped probe is the ERM probe.")  # what failed, not the rule (a round)
+    assert first["oof_hard_joint_lo"] <= first["oof_hard_ci"][0] and first["oof_overall_joint_lo"] <= \
+        first["oof_overall_ci"][0]
     _said_in_every_view(guarded_run, text)
 
 
@@ -340,3 +343,32 @@ def test_scores_on_new_images_have_the_nll_and_top_k_of_scikit_learn():
         top_k_accuracy_score(labels[known], logits[known], k=5, labels=range(7)))
     assert score_predictions(labels, logits.argmax(axis=1), list("abcdefg"), None, proba.max(axis=1)
                              ).calibration.nll is None  # the top-1 confidence alone: no NLL
+
+
+def test_a_declined_bias_names_the_bound_that_failed():
+    """Every number a declined bias's text showed met the rule it named (hard +24.5 [+18.0, +30.5], overall
+    [-2.8, +3.0] on a budget of 3): the joint overall bound, -3.2, had failed, and was stored nowhere (a
+    consistency round). The text names the failing part of the rule; a report before the bounds keeps the rule."""
+    from probe.report import Posthoc, PosthocSeed
+
+    def declined(**oof):
+        seed = PosthocSeed(seed=0, bias=[0.0, 0.0], scale=1.0, val_overall_before=0.8, val_overall_after=0.8,
+                           val_objective_before=0.5, val_objective_after=0.7, applied=False, folds=5,
+                           oof_overall_delta=0.0, oof_overall_ci=[-0.028, 0.03], oof_hard_delta=0.245,
+                           oof_hard_ci=[0.18, 0.305], oof_hard_changed=[64, 15], oof_hard_sign_p=2.3e-8, **oof)
+        return Posthoc(objective="hard", guard=True, per_seed=[seed])
+
+    text = declined(oof_hard_joint_lo=0.16, oof_overall_joint_lo=-0.032).describe("accuracy", 3.0)
+    assert text.endswith("; the overall lower bound, -3.2 pt, is below the 3-point budget (the two bounds holding "
+                         "together); the shipped probe is the ERM probe.")
+    assert "is below the" not in declined(oof_hard_joint_lo=0.16, oof_overall_joint_lo=-0.032).describe(
+        "accuracy", 5.0)
+    assert "balanced accuracy lower bound, -3.2 pt" in declined(
+        oof_hard_joint_lo=0.16, oof_overall_joint_lo=-0.032).describe("balanced", 3.0)
+    assert "hard third's lower bound, -0.5 pt, is not above 0" in declined(
+        oof_hard_joint_lo=-0.005, oof_overall_joint_lo=0.0).describe()
+    unsure = declined(oof_hard_joint_lo=0.01, oof_overall_joint_lo=0.0)
+    unsure.per_seed[0].oof_hard_sign_p = 0.2
+    assert "do not lean its way beyond chance (sign-flip test p = 0.2)" in unsure.describe()
+    assert declined().describe().endswith("not a hard-third gain beyond noise within the overall-accuracy budget; "
+                                          "the shipped probe is the ERM probe.")  # a report from before stop 62
