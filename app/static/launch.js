@@ -12,7 +12,8 @@
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
   const FIELD_OF = { dataset_id: "dataset", cache_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
-                     head: "head", preset: "preset", loss: "preset", select: "preset", posthoc_bias: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", val_fraction: "limits-val", epochs: "limits" };
+                     head: "head", preset: "preset", loss: "preset", select: "preset", posthoc_bias: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", val_fraction: "limits-val", epochs: "limits",
+                     temperature_scaling: "calibration" };
 
   function field(label, input, key, hint) {
     return h("div", { class: "field" }, h("label", { for: input.id }, label), input,
@@ -158,7 +159,9 @@
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: choices.max_overall_drop, step: 0.1, value: 0 }), "budget",
                 "The largest drop in validation overall accuracy the second probe may pay for a better hard third; 0: none."),
           overallField(choices.overall_metrics),
-          cvField(choices.cv)),
+          cvField(choices.cv),
+          field("Calibrated probabilities", h("input", { id: "temperature-scaling", type: "checkbox" }), "calibration",
+                "Divide each probe's scores by one temperature fitted on validation: its confidences (the unsure flag, the probability columns) become calibrated; no prediction changes.")),
         h("details", { class: "preset-details" }, h("summary", {}, "The rule and the evidence, in full"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
@@ -352,6 +355,7 @@
     if (epochs !== null) common.epochs = epochs;
     const cv = intOrNull("cv");  // only when set: servers before the cv option refuse unknown fields
     if (cv !== null) common.cv = cv;
+    if ((document.getElementById("temperature-scaling") || {}).checked) common.temperature_scaling = true;  // only when set
     const metric = (document.getElementById("overall-metric") || {}).value;  // only when not the default
     if (metric && metric !== "accuracy") common.overall_metric = metric;
     const probes = [{ ...common, loss: "ce" }];
@@ -518,6 +522,7 @@
           // The data set is registered now: a retry should not upload it again.
           const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list], datasetId);
           for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
+          fresh.querySelector("#temperature-scaling").checked = form.querySelector("#temperature-scaling").checked;
           form.replaceWith(fresh);
           fresh.querySelector("#head").dispatchEvent(new Event("change", { bubbles: true }));
           fresh.querySelector("#preset").dispatchEvent(new Event("change"));

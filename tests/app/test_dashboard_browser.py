@@ -602,6 +602,10 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     _value(driver, "overall-metric", "balanced")  # both probes select on it: the preset's reference is the ERM run
     assert [p.get("overall_metric") for p in driver.js("return Launch.jobBody('ds_x')")["probes"]] == ["balanced"] * 2
     _value(driver, "overall-metric", "accuracy")
+    driver.click("#temperature-scaling")  # calibrated probabilities: both probes, only when ticked
+    assert [p.get("temperature_scaling") for p in driver.js("return Launch.jobBody('ds_x')")["probes"]] == [True] * 2
+    driver.click("#temperature-scaling")
+    assert "temperature_scaling" not in str(driver.js("return Launch.jobBody('ds_x')"))
     # the second probe: any method GET /launch/choices offers, with the request fields it adds
     assert driver.js("return Array.from(document.querySelectorAll('#preset option')).map(o => o.value)") == \
         [m["name"] for m in choices["methods"]] + [""]
@@ -631,6 +635,7 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     _value(driver, "budget", "0")
     _value(driver, "head", "")
     _value(driver, "max-per-class", "")
+    driver.click("#temperature-scaling")  # the pipeline runs with it: its reports say what T did
     driver.js("document.getElementById('launch-submit').click()")
     wait_for(lambda: driver.js("return location.pathname.startsWith('/runs/') || "
                                "!document.getElementById('job-watch').hidden"), 60, interval=0.1, what="job watched")
@@ -647,7 +652,9 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     assert driver.url() == f"{base}/runs/{disparity}?compare={erm}"
     probes = jobs[0]["request"]["probes"]
     assert probes[0]["loss"] == "ce" and probes[1]["preset"] == "disparity"
-    assert [p["epochs"] for p in probes] == [3, 3]
+    assert [p["epochs"] for p in probes] == [3, 3] and [p["temperature_scaling"] for p in probes] == [True, True]
+    scaled = httpx.get(f"{base}/api/reports/{disparity}").json()["calibration"]
+    assert scaled["temperature_scaling"]["val_images"] > 0 and "temperature" in scaled["text"]
     assert jobs[0]["request"]["dataset_id"] == datasets[0]["id"]
     assert _outside(_requested_urls(driver), base) == []
     driver.screenshot(tmp_path / "launch_report.png")
