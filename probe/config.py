@@ -120,6 +120,44 @@ def _preset_fields() -> set[str]:
     return {name for preset in PRESETS.values() for name in preset.settings}
 
 
+VAL_FRACTION_BOUND = Interval(float, 0, 1, "neither")  # ProbeConfig.val_fraction
+# The fields whose published bounds come from TRAINER_PARAMS: a field, or each value of a list field (its grid)
+_BOUNDED = {"cbar": "cbar", "p": "p", "lam": "lam", "adapter_rank": "adapter_rank", "epochs": "epochs",
+            "batch_size": "batch_size", "tol": "tol", "warmup_epochs": "warmup_epochs", "seeds": "random_state",
+            "cbar_grid": "cbar", "lr_grid": "lr", "wd_grid": "weight_decay", "lam_grid": "lam"}
+
+
+def _bounds(name: str) -> dict[str, float]:
+    """The JSON Schema bounds of a ProbeConfig field, from the one declaration of its constraint."""
+    if name == "val_fraction":
+        return VAL_FRACTION_BOUND.json_schema()
+    if name == "cv":  # 0 or MIN..MAX: the schema gives the range, the description the gap
+        return {"minimum": 0, "maximum": MAX_CV_FOLDS}
+    interval = next(c for c in TRAINER_PARAMS[_BOUNDED[name]] if isinstance(c, Interval))
+    return interval.json_schema()
+
+
+def _bounded_branch(field: dict[str, Any]) -> dict[str, Any]:
+    """The part of a property's schema that holds its numbers (or its list): itself, or its non-null branch."""
+    for branch in field.get("anyOf", [field]):
+        if branch.get("type") in ("number", "integer", "array"):
+            return branch
+    return field
+
+
+def _published_schema(schema: dict[str, Any]) -> None:
+    """ProbeConfig's published schema: the bounds every field is checked against (a client generated from it
+    validated none of them: an OpenAPI-client round), and :func:`_schema_without_preset_defaults`."""
+    properties = schema.get("properties", {})
+    for name in (*_BOUNDED, "val_fraction", "cv"):
+        branch = _bounded_branch(properties[name])
+        if branch.get("type") == "array":  # at least one value, no repeats (ProbeConfig._grid, _seeds)
+            branch.update(minItems=1, uniqueItems=True)
+            branch = branch["items"]
+        branch.update(_bounds(name))
+    _schema_without_preset_defaults(schema)
+
+
 def _schema_without_preset_defaults(schema: dict[str, Any]) -> None:
     """The published schema gives no default to a field a preset fills: a client generated from it sends every
     default it reads, a field the request sets overrides the preset, and such a client's preset='disparity' ran
@@ -150,7 +188,7 @@ class ProbeConfig(BaseModel):
     """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True,
-                              json_schema_extra=_schema_without_preset_defaults)
+                              json_schema_extra=_published_schema)
 
     preset: _Name | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "
                                  "disparity-aware method): fills the fields this request leaves unset")
@@ -307,7 +345,7 @@ class ProbeConfig(BaseModel):
     @field_validator("val_fraction")
     @classmethod
     def _fraction(cls, value: float) -> float:
-        return check("val_fraction", value, [Interval(float, 0, 1, "neither")])
+        return check("val_fraction", value, [VAL_FRACTION_BOUND])
 
     @model_validator(mode="after")
     def _consistent(self) -> "ProbeConfig":

@@ -65,6 +65,17 @@ class Interval:
             return False
         return self.high is None or (value <= self.high if right else value < self.high)
 
+    def json_schema(self) -> dict[str, float]:
+        """The bounds as JSON Schema keywords (``minimum`` / ``exclusiveMinimum``, ``maximum`` /
+        ``exclusiveMaximum``): what a published request schema says of the field."""
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        out: dict[str, float] = {}
+        if self.low is not None:
+            out["minimum" if left else "exclusiveMinimum"] = self.low
+        if self.high is not None:
+            out["maximum" if right else "exclusiveMaximum"] = self.high
+        return out
+
     def describe(self) -> str:
         kind = "an integer " if self.type is int else ""
         left, right = self.closed in ("both", "left"), self.closed in ("both", "right")

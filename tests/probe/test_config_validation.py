@@ -394,3 +394,45 @@ def test_numbers_are_numbers_not_strings_or_booleans():
             ProbeConfig(**fields)
     assert ProbeConfig(lr_grid=[1], epochs=5).lr_grid == [1.0]
     assert ProbeConfig.model_validate_json('{"epochs": 5, "lr_grid": [1, 0.1], "batch_size": "auto"}').epochs == 5
+
+
+def test_the_published_schema_carries_every_bound_the_request_is_checked_against():
+    """A client generated from the OpenAPI schema validated none of the request's bounds (epochs 1..10,000, seeds
+    in [0, 2³²−1], lr in (0, 100], ...: an OpenAPI-client round). Each bound the schema publishes is the check's:
+    the value at it accepted (or refused, where exclusive), one step past it refused."""
+    schema = ProbeConfig.model_json_schema()["properties"]
+    # every bounded field means something here, and 10,000 epochs stay within the cost bounds
+    base = {"loss": "mr2", "adapter": "lowrank", "epochs": 5, "seeds": [0], "lr_grid": [0.05], "wd_grid": [0.0]}
+    checked = 0
+    for name, field in schema.items():
+        branch = next((b for b in field.get("anyOf", [field]) if b.get("type") in ("number", "integer", "array")),
+                      None)
+        if branch is None:
+            continue
+        listed = branch.get("type") == "array"
+        if listed:
+            assert branch["minItems"] == 1 and branch["uniqueItems"] is True, name
+            with pytest.raises(ValueError):
+                ProbeConfig(**{**base, name: []})
+            branch = branch["items"]
+        step = 1 if branch["type"] == "integer" else 1e-9 * max(1.0, abs(branch.get("maximum", 1)))
+        bounds = [(k, v) for k, v in branch.items() if k.endswith(("imum", "Minimum", "Maximum"))]
+        for keyword, bound in bounds:
+            at_ok = not keyword.startswith("exclusive")
+            past = bound - step if keyword.endswith(("minimum", "Minimum")) else bound + step
+            for value, ok in ((bound, at_ok), (past, False)):
+                if name == "cv" and value == 1:
+                    continue  # 0 or 2..20: the gap the description gives
+                request = {**base, name: [value] if listed else value}
+                if name == "warmup_epochs":  # below the epochs, which are chosen later when not given
+                    request.pop("epochs")
+                if name == "max_overall_drop":  # the decision's budget
+                    request["select"] = "hard"
+                try:
+                    ProbeConfig(**request)
+                    accepted = True
+                except ValueError:
+                    accepted = False
+                assert accepted == ok, (name, keyword, value)
+                checked += 1
+    assert checked >= 40
