@@ -87,7 +87,9 @@ probe.check_features(cache.provenance(), cache.num_features)   # raises on other
 predicted, confidence = probe.predict_with_confidence(cache.load("test")[0])  # indices into probe.class_names
 ```
 
-`head.json` holds the forward pass step by step (`forward.steps`) and the class names, for code without mr2probe;
+`head.json` holds the forward pass step by step (`forward.steps`) and the class names, for code without mr2probe
+(with `posthoc_bias.json` and `temperature.json` where this zip has them: the bias added to the logits, then the
+temperature they are divided by, before the softmax; `RunProbe` applies both);
 `report.json` the run's figures (its means are over seeds; this head is the first seed's, whose test accuracy is
 `seeds.metrics.overall.per_seed[0]`).
 """

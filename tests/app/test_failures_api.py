@@ -149,6 +149,7 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
             assert "It takes features of the encoder effnet-lite0" in usage
             assert f"mr2probe predict {run_id} --features new.h5 --out predictions.csv" in usage
             assert f"probe = RunProbe.load('{run_id}')" in usage
+            assert "`temperature.json` where this zip has them: the bias added to the logits, then the\ntemperature" in usage
             archive.extractall(tmp_path)
         probe = RunProbe.load(tmp_path / run_id)
         (path,) = finished.settings.caches_dir.rglob("*.h5")  # the pipeline's one cache
