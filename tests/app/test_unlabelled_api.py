@@ -7,10 +7,13 @@ import io
 import json
 import zipfile
 
+from fastapi.testclient import TestClient
+
 from app.cli import main
+from app.main import create_app
 from feature_cache import UNLABELLED
 
-from app_testutils import ERM, wait_job
+from app_testutils import ERM, make_settings, wait_job
 from testdata import image_bytes
 
 # any folders, one level, none and deeper; a file that is not an image is skipped
@@ -103,6 +106,22 @@ def test_unlabelled_upload_extract_and_predictions_csv(fresh_finished, tmp_path,
                                            "options": {"max_per_class": 2}})
     assert split.status_code == 422 and split.json()["detail"].startswith("options.max_per_class: ")
     assert len(client.get("/api/jobs").json()) == jobs
+
+
+def test_split_options_at_their_defaults_are_taken_on_unlabelled_images(tmp_path):
+    """A client generated from /openapi.json sends every option's default (val_fraction 0.1, seed 0): the
+    extraction of unlabelled images was refused as though it split them (an integration round). A value that would
+    split them otherwise is still refused."""
+    with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
+        ds = _upload(client, unlabelled="true").json()
+        for options in ({}, {"val_fraction": 0.1, "seed": 0}, {"val_fraction": 0.1, "max_per_class": None, "seed": 3}):
+            resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": options})
+            assert resp.status_code == 202, (options, resp.text)
+        for options, field in (({"val_fraction": 0.2}, "val_fraction"), ({"max_per_class": 5}, "max_per_class"),
+                               ({"val_fraction": 0.1, "max_per_class": 5}, "max_per_class")):
+            resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": options})
+            assert resp.status_code == 422 and resp.json()["detail"].startswith(
+                f"options.{field}: splits a labelled data set; data set {ds['id']!r} holds unlabelled images"), resp.text
 
 
 def test_unlabelled_flag_is_checked_before_anything_is_stored(fresh_finished):
