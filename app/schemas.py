@@ -210,7 +210,8 @@ class PipelineJob(BaseModel):
     dataset_id: RowId | None = Field(None, description="the data set to extract (with encoder and options)")
     cache_id: RowId | None = Field(None, description="instead of dataset_id: train the probes on this cache (one "
                                    "registered by path with POST /api/caches, or extracted before)")
-    encoder: EncoderName = Field(DEFAULT_ENCODER, description=f"with dataset_id: {ENCODER_HELP}")
+    encoder: EncoderName = Field(DEFAULT_ENCODER, description=f"with dataset_id: {ENCODER_HELP}. With cache_id, "
+                                 "leave it out (the default, or the cache's own encoder, is taken; another is refused)")
     options: ExtractOptions = Field(default_factory=ExtractOptions)
     probes: list[ProbeConfig] = Field(..., min_length=1, max_length=MAX_PROBES)
     reuse_reference: bool = Field(True, description="when a finished run on the same cache trained exactly the first "
@@ -222,10 +223,11 @@ class PipelineJob(BaseModel):
         if (self.dataset_id is None) == (self.cache_id is None):
             raise ValueError("give dataset_id (extract, then the probes) or cache_id (the probes on a cache), "
                              "exactly one of them")
-        extraction = sorted(self.model_fields_set & {"encoder", "options"})
-        if self.cache_id is not None and extraction:
-            raise ValueError(f"{extraction[0]} describes an extraction; with cache_id the cache's features are "
-                             "used as they are: leave it out")
+        # options at their defaults change nothing (a generated client sends them); the encoder is checked against
+        # the cache's own (app.validation.validate_job)
+        if self.cache_id is not None and self.options.model_dump() != ExtractOptions().model_dump():
+            raise ValueError("options describes an extraction; with cache_id the cache's features are used as they "
+                             "are: leave it out")
         return self
 
 

@@ -286,6 +286,17 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     return configs
 
 
+def _check_cache_encoder(encoder: str, cache_row: dict[str, Any]) -> None:
+    """A pipeline on a cache uses its features as they are: an encoder named with it must be the schema's default
+    (a generated client sends it) or the cache's own; another would not be the encoder of the run's features."""
+    from feature_cache.defaults import DEFAULT_ENCODER
+
+    if encoder not in (DEFAULT_ENCODER, cache_row["encoder"]):
+        raise RequestInvalid("encoder", f"cache {cache_row['id']!r} holds features of encoder "
+                             f"{cache_row['encoder']!r}; with cache_id the cache's features are used as they are: "
+                             "leave encoder out")
+
+
 def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
@@ -303,6 +314,7 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                               job.reference_run)
         return {"cache_id": job.cache_id, "config": config, "reference_run": job.reference_run}
     if job.kind == "pipeline" and job.cache_id is not None:  # the first probe is the others' reference
+        _check_cache_encoder(job.encoder, store.get_cache(job.cache_id))
         probes = _on_cache(store, job.cache_id, [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)])
         return {"cache_id": job.cache_id, "probes": probes, "reuse_reference": job.reuse_reference}
     dataset = store.get_dataset(job.dataset_id)

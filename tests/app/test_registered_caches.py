@@ -13,7 +13,7 @@ from app.commands import extract as extract_command
 from app.main import create_app
 from feature_cache import open_cache
 
-from app_testutils import ERM, MR2, make_settings, tiny_zip_bytes, wait_job
+from app_testutils import ERM, MR2, make_settings, synthetic_cache, tiny_zip_bytes, wait_job
 
 
 def _extract(data, out, *extra: str) -> None:
@@ -187,11 +187,31 @@ def test_what_is_not_a_finished_cache_under_the_data_root_is_refused(service, pa
 def test_a_pipeline_names_a_data_set_or_a_cache_and_a_cache_takes_no_extraction_options(service):
     for body, message in (({}, "give dataset_id (extract, then the probes) or cache_id"),
                           ({"dataset_id": "ds_x", "cache_id": "cache_x"}, "exactly one of them"),
-                          ({"cache_id": "cache_x", "encoder": "effnet-lite0"}, "encoder describes an extraction")):
+                          ({"cache_id": "cache_x", "options": {"seed": 1}}, "options describes an extraction")):
         resp = service.post("/api/jobs", json={"kind": "pipeline", "probes": [ERM], **body})
         assert resp.status_code == 422 and message in str(resp.json()["detail"]), body
     resp = service.post("/api/jobs", json={"kind": "pipeline", "cache_id": "cache_x", "probes": [ERM]})
     assert resp.status_code == 404
+
+
+def test_a_pipeline_on_a_cache_takes_the_default_encoder_and_options_a_generated_client_sends(tmp_path):
+    """The schema's encoder default ('effnet-lite0') and options defaults, which a client generated from
+    /openapi.json always sends, were refused with cache_id (an integration round): the default or the cache's own
+    encoder is taken; another encoder, or options that would extract otherwise, are refused."""
+    with TestClient(create_app(make_settings(tmp_path / "svc"), start_worker=False)) as client:
+        cache = synthetic_cache(client.app.state.store, tmp_path / "data")
+        for extra in ({}, {"encoder": "effnet-lite0", "options": {"val_fraction": 0.1, "seed": 0}},
+                      {"encoder": "synthetic"}):
+            resp = client.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache["id"], "probes": [ERM], **extra})
+            assert resp.status_code == 202, (extra, resp.text)
+        resp = client.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache["id"], "probes": [ERM],
+                                              "encoder": "openclip:ViT-B-32"})
+        assert resp.status_code == 422 and resp.json()["detail"] == (
+            f"encoder: cache {cache['id']!r} holds features of encoder 'synthetic'; with cache_id the cache's "
+            "features are used as they are: leave encoder out"), resp.text
+        resp = client.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache["id"], "probes": [ERM],
+                                              "options": {"val_fraction": 0.2}})
+        assert resp.status_code == 422 and "options describes an extraction" in str(resp.json()["detail"])
 
 
 def test_registering_again_repoints_a_moved_cache_and_a_changed_file_is_another_cache(service):
