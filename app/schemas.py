@@ -302,17 +302,29 @@ MAX_NOTE = 2000  # characters of a run's note
 NOTE_TEXT = rf"^(?:[\r\n\t]|[^{UNPRINTABLE}])*$"
 
 
+def _left_out(schema: dict[str, Any]) -> None:
+    """The JSON schema of an optional field a client may leave out but not send as null: its string alone, no null
+    and no ``default: null`` (not ``SkipJsonSchema[None]``: it makes None a union member, and a refused name's 422
+    then lists a second error, 'Input should be None')."""
+    schema.pop("default", None)
+    (string,) = [member for member in schema.pop("anyOf") if member.get("type") != "null"]
+    schema.update(string)
+
+
 class RunUpdate(BaseModel):
-    """What a user calls a run and why it matters (``PATCH /api/runs/{id}``): the name in the lists, a free note."""
+    """What a user calls a run and why it matters (``PATCH /api/runs/{id}``): the name in the lists, a free note.
+    Null is refused (a run always has a name; an empty note is ""), so the schema documents plain strings: it said
+    ``anyOf: [string, null]`` (an integration round)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Name | None = None
+    name: Name | None = Field(None, description="leave it out to keep the name", json_schema_extra=_left_out)
     # Windows line breaks (CR LF, or a lone CR) are line breaks: stored as LF (CR LF was refused; an attack round)
     note: Annotated[str, BeforeValidator(lambda v: v.replace("\r\n", "\n").replace("\r", "\n") if isinstance(v, str)
                                          else v),
                     StringConstraints(max_length=MAX_NOTE), _printable("\n\t"),
                     WithJsonSchema({"type": "string", "maxLength": MAX_NOTE, "pattern": NOTE_TEXT})] | None = Field(
-        None, description="free text shown with the run (line breaks allowed); an empty string clears it")
+        None, description="free text shown with the run (line breaks allowed); an empty string clears it",
+        json_schema_extra=_left_out)
 
     @model_validator(mode="after")
     def _something(self) -> "RunUpdate":
