@@ -20,7 +20,7 @@ from .deps import known_query_only, require_token
 from .messages import ClientMessages
 from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
-from .schemas import ERROR_RESPONSES
+from .schemas import ERROR_RESPONSES, HOST_REFUSED
 from .status import InvalidTransition, NotFound, QueueFull, UploadsBusy, UploadStalled
 from .steps import JOB_KINDS
 from .store import Store
@@ -68,9 +68,10 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.dependency_overrides[get_settings] = lambda: settings
 
     protected = {"dependencies": [Depends(require_token), Depends(known_query_only)],
-                 "responses": {401: ERROR_RESPONSES[401]}}
+                 "responses": {401: ERROR_RESPONSES[401], **HOST_REFUSED}}
     # open: the docker healthcheck calls it without a token
-    app.include_router(health.router, prefix="/api", dependencies=[Depends(known_query_only)])
+    app.include_router(health.router, prefix="/api", dependencies=[Depends(known_query_only)],
+                       responses=HOST_REFUSED)
     app.include_router(datasets.router, prefix="/api", **protected)
     app.include_router(jobs.router, prefix="/api", **protected)
     app.include_router(reports.router, prefix="/api", **protected)

@@ -64,6 +64,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {401: "missing or wrong bearer token", 404: "no such id",
                        422: "invalid request"}.items()
 }
+# What the middleware at the service's edge (app.middleware) answers before a route runs, documented on the
+# operations it reaches: an untrusted Host header on every one (app.main adds it to every router), a body over
+# MR2PROBE_MAX_JSON_BYTES on every one that takes a JSON body (they were answered, not documented: an integration
+# round, whose generated client knew no 400 or 413)
+HOST_REFUSED: dict[int | str, dict[str, Any]] = {400: {
+    "model": ErrorOut, "description": "Host header not one this server answers to (the listening host, localhost and "
+    "MR2PROBE_ALLOWED_HOSTS)"}}
+BODY_TOO_LARGE: dict[int | str, dict[str, Any]] = {413: {
+    "model": ErrorOut, "description": "request body over MR2PROBE_MAX_JSON_BYTES (checked before it is parsed)"}}
 # DELETE /api/datasets|caches|runs/{id}?dry_run= (app.removal) and its answers.
 DRY_RUN = Query(False, description="delete nothing: answer with what the request would delete now (or its 409)")
 DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -41,8 +41,8 @@ from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..messages import ClientMessages
 from ..middleware import media_type
 from ..removal import delete
-from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, CacheOut, CacheRegister, DatasetOut,
-                       DatasetRegister, DeletedOut, ErrorOut, IdPath)
+from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, HOST_REFUSED, CacheOut,
+                       CacheRegister, DatasetOut, DatasetRegister, DeletedOut, ErrorOut, IdPath)
 from ..status import NotFound, UploadsBusy, UploadStalled
 from ..store import Store
 
@@ -84,11 +84,17 @@ def _dataset_out(row: dict) -> DatasetOut:
     responses={**ERROR_RESPONSES, 200: {"model": DatasetOut, "description": "the folder, with the same content, "
                                         "registered already, or an archive of the same content and classes "
                                         "uploaded already (its new copy removed): that data set"},
-               400: {"model": ErrorOut, "description": "archive or manifest refused: unsafe or unreadable"},
+               400: {"model": ErrorOut, "description": "archive or manifest refused: unsafe or unreadable; or "
+                     + HOST_REFUSED[400]["description"]},
+               408: {"model": ErrorOut, "description": "the upload stalled (nothing for "
+                     "MR2PROBE_UPLOAD_IDLE_SECONDS, too slow, or past MR2PROBE_UPLOAD_MAX_SECONDS): nothing kept"},
                403: {"model": ErrorOut, "description": "path outside the data root"},
                409: {"model": ErrorOut, "description": "the folder or archive, with the same content, is registered "
                      "already under another name (200 and that data set when no name or its name is given)"},
-               413: {"model": ErrorOut, "description": "upload or JSON body over the size limit"}},
+               413: {"model": ErrorOut, "description": "upload over MR2PROBE_MAX_UPLOAD_BYTES, or a JSON body over "
+                     "MR2PROBE_MAX_JSON_BYTES"},
+               429: {"model": ErrorOut, "description": "MR2PROBE_MAX_UPLOADS uploads are streaming already: try again "
+                     "when one has ended"}},
 )
 async def create_dataset(request: Request, response: Response, store: Store = Depends(get_store),
                          settings: Settings = Depends(get_settings)) -> DatasetOut:
@@ -281,7 +287,7 @@ async def thumbnail(request: Request, dataset_id: IdPath,
     summary="Register a finished feature cache file on the server (extracted elsewhere, e.g. by mr2probe extract)",
     responses={**ERROR_RESPONSES, 200: {"model": CacheOut, "description": "the same file, or a cache of the same "
                                         "fingerprint (the same features), registered already: that cache"},
-               403: {"model": ErrorOut, "description": "path outside the data root"}},
+               403: {"model": ErrorOut, "description": "path outside the data root"}, **BODY_TOO_LARGE},
 )
 async def create_cache(request: Request, body: CacheRegister, response: Response, store: Store = Depends(get_store),
                        settings: Settings = Depends(get_settings)) -> CacheOut:

@@ -11,7 +11,7 @@ from ..deps import get_runner, get_store
 from ..store import Store
 from ..status import RESUMABLE, JobStatus
 from ..steps import job_what
-from ..schemas import ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
+from ..schemas import BODY_TOO_LARGE, ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
 from ..validation import validate_job
 from ..worker import JobRunner
 
@@ -23,7 +23,8 @@ _FULL = {429: {"model": ErrorOut, "description": "the queue holds MR2PROBE_MAX_Q
 
 
 @router.post("/jobs", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
-             summary="Queue an extract, probe or pipeline job; returns at once", responses={**ERROR_RESPONSES, **_FULL})
+             summary="Queue an extract, probe or pipeline job; returns at once", responses={**ERROR_RESPONSES, **_FULL,
+                                                                                           **BODY_TOO_LARGE})
 def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner),
                settings: Settings = Depends(get_settings)) -> JobAccepted:
     """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job; an

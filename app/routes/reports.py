@@ -21,7 +21,7 @@ from ..config import Settings, get_settings
 from ..datasets import is_unlabelled
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..removal import delete
-from ..schemas import (DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
+from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
                        RunOut, RunUpdate, ScoresOut)
 from ..store import Store
 
@@ -279,7 +279,7 @@ def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
     return RunOut(**{k: row[k] for k in RunOut.model_fields})
 
 
-@router.patch("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES,
+@router.patch("/runs/{run_id}", response_model=RunOut, responses={**ERROR_RESPONSES, **BODY_TOO_LARGE},
               summary="Rename a run or set its note (what it is called in the lists, and why it matters)")
 def update_run(run_id: IdPath, body: RunUpdate, store: Store = Depends(get_store)) -> RunOut:
     row = store.update_run(run_id, **body.model_dump(exclude_unset=True))

@@ -750,6 +750,31 @@ def test_token_protects_every_api_route_but_health(tmp_path):
         assert client.get("/").status_code == 200  # the page itself; its data calls need the token
 
 
+def test_the_middlewares_refusals_are_documented_where_they_are_answered(tmp_path):
+    """An untrusted Host header (400, every route) and a body over MR2PROBE_MAX_JSON_BYTES (413, every operation
+    taking a JSON body) were answered but not documented (an integration round: a generated client knew neither)."""
+    app = create_app(make_settings(tmp_path, max_json_bytes=64), start_worker=False)
+    with TestClient(app) as client:
+        error = {"$ref": "#/components/schemas/ErrorOut"}
+        with_body = 0
+        for path, item in app.openapi()["paths"].items():
+            for method, op in item.items():
+                url = path.replace("{", "").replace("}", "")
+                documented = op["responses"]
+                assert documented["400"]["content"]["application/json"]["schema"] == error, (method, path)
+                resp = client.request(method, url, headers={"Host": "evil.example"})
+                assert resp.status_code == 400 and "is not a host this server answers to" in resp.text, (method, path)
+                if "application/json" not in op.get("requestBody", {}).get("content", {}):
+                    continue
+                with_body += 1
+                assert documented["413"]["content"]["application/json"]["schema"] == error, (method, path)
+                resp = client.request(method, url, json={"name": "x" * 100})
+                assert resp.status_code == 413 and "MR2PROBE_MAX_JSON_BYTES" in resp.text, (method, path)
+        assert with_body == 4  # POST /api/datasets (by path), POST /api/caches, POST /api/jobs, PATCH /api/runs/{id}
+        upload = app.openapi()["paths"]["/api/datasets"]["post"]["responses"]
+        assert "MR2PROBE_MAX_UPLOADS" in upload["429"]["description"] and upload["429"]["content"]
+
+
 def test_health_and_openapi(finished):
     health = finished.client.get("/api/health").json()
     assert health["status"] == "ok" and health["auth_required"] is False and health["jobs"]["succeeded"] >= 1
