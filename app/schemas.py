@@ -1,6 +1,7 @@
 """Request and response models of the REST API (the OpenAPI schema is generated from these)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -18,9 +19,14 @@ from .status import JobStatus
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
 MAX_PROBES = 8
 RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-# None of probe.names.UNPRINTABLE (control, text-direction, separator and zero-width characters: names are shown
-# in terminals, logs and pages), as class names; a name of spaces alone is empty once stripped.
-PRINTABLE = rf"^[^{UNPRINTABLE}]+$"
+# The published patterns' class of refused characters: probe.names.UNPRINTABLE and the lone surrogates
+# (:func:`_printable` refuses both) in ECMA-262, JSON Schema's dialect, which has no \UXXXXXXXX escape (Ajv and
+# node threw on it, or without the u flag refused "abc"; an integration round): an astral character stands as
+# itself, one code point under the u flag that JSON Schema validators use, and Python's re reads it alike.
+_REFUSED = re.sub(r"\\U([0-9a-fA-F]{8})", lambda m: chr(int(m[1], 16)), UNPRINTABLE) + r"\ud800-\udfff"
+# None of them (control, text-direction, separator and zero-width characters: names are shown in terminals, logs
+# and pages), as class names; a name of spaces alone is empty once stripped.
+PRINTABLE = rf"^[^{_REFUSED}]+$"
 
 
 def _printable(allowed: str = "") -> Any:
@@ -308,7 +314,7 @@ class JobAccepted(BaseModel):
 # -- runs and reports (the report and comparison documents are probe.Report and probe.Comparison) -------
 MAX_NOTE = 2000  # characters of a run's note
 # a note may hold line breaks and tabs, no other control, direction or zero-width character
-NOTE_TEXT = rf"^(?:[\r\n\t]|[^{UNPRINTABLE}])*$"
+NOTE_TEXT = rf"^(?:[\r\n\t]|[^{_REFUSED}])*$"
 
 
 def _left_out(schema: dict[str, Any]) -> None:

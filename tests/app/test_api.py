@@ -775,6 +775,77 @@ def test_the_middlewares_refusals_are_documented_where_they_are_answered(tmp_pat
         assert "MR2PROBE_MAX_UPLOADS" in upload["429"]["description"] and upload["429"]["content"]
 
 
+# Names a client may send: ones the server takes and ones it refuses (control, text-direction, astral format and
+# private-use characters, a lone surrogate), and the joiners, selectors and tags real text needs.
+SAMPLE_NAMES = ("abc", "Run 1", "my run", "a\x01b", "a\U000110bdb", "a\u202eb", "a\nb", "a\tb", "a\u200db", "😀",
+                "葛\U000e0100", "🏴\U000e0067\U000e0062\U000e007f", "\U000e0001x", "x\U0010fffd", "x\U0001d173",
+                "\ud800x", "x\udfff")
+_NODE_MATCH = ("const {patterns, samples} = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+               "process.stdout.write(JSON.stringify(patterns.map(p => { const r = new RegExp(p, 'u');"
+               " return samples.map(s => r.test(s)); })));")
+
+
+def _patterns(node, where=""):
+    """``(where, pattern)`` of every ``pattern`` in a JSON Schema document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield where, value
+            else:
+                yield from _patterns(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _patterns(value, f"{where}/{i}")
+
+
+def test_every_published_pattern_is_ecma_262_and_means_what_the_server_checks(tmp_path):
+    """JSON Schema's patterns are ECMA-262: the name patterns held Python's \\U000110bd escapes, on which node and
+    Ajv threw under the u flag (and without it refused "abc"; an integration round). Each compiles with node, and
+    on sample names the name, encoder and note patterns answer as the server's own checks do."""
+    import json
+    import shutil
+    import subprocess
+
+    from app.schemas import DatasetRegister, ExtractJob, RunUpdate
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
+        spec = client.get("/openapi.json").json()
+    found = dict(_patterns(spec))
+    assert len(found) >= 15
+    patterns = sorted(set(found.values()))
+    out = subprocess.run(["node", "-e", _NODE_MATCH], input=json.dumps({"patterns": patterns,
+                                                                       "samples": SAMPLE_NAMES}),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    node = dict(zip(patterns, json.loads(out.stdout)))
+
+    def server_takes(build):
+        try:
+            build()
+            return True
+        except ValueError:
+            return False
+
+    schemas = spec["components"]["schemas"]
+    fields = {
+        "data set name": (found["/paths//api/datasets/post/requestBody/content/application/json/schema/properties/"
+                                "name/anyOf/0"], lambda s: DatasetRegister(path="x", name=s)),
+        "encoder": (schemas["ExtractJob"]["properties"]["encoder"]["pattern"],
+                    lambda s: ExtractJob(kind="extract", dataset_id="d", encoder=s)),
+        "run name": (schemas["RunUpdate"]["properties"]["name"]["pattern"], lambda s: RunUpdate(name=s)),
+        "note": (schemas["RunUpdate"]["properties"]["note"]["pattern"], lambda s: RunUpdate(note=s)),
+    }
+    for what, (pattern, build) in fields.items():
+        wanted = [server_takes(lambda: build(sample)) for sample in SAMPLE_NAMES]
+        assert node[pattern] == wanted, (what, [ascii(s) for s, a, b in zip(SAMPLE_NAMES, node[pattern], wanted)
+                                                if a != b])
+        assert wanted[:3] == [True] * 3 and wanted[3:6] == [False] * 3  # the samples do tell them apart
+    for pattern in patterns:  # and Python's re (the schema's other readers: schemathesis, hypothesis) reads them alike
+        assert node[pattern] == [re.search(pattern, sample) is not None for sample in SAMPLE_NAMES], pattern
+
+
 def test_health_and_openapi(finished):
     health = finished.client.get("/api/health").json()
     assert health["status"] == "ok" and health["auth_required"] is False and health["jobs"]["succeeded"] >= 1
