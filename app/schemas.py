@@ -70,6 +70,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {401: "missing or wrong bearer token", 404: "no such id",
                        422: "invalid request"}.items()
 }
+
+
+def download(media_type: str, description: str) -> dict[str, Any]:
+    """The 200 of a route answering a file of ``media_type``, with the schema of its body (it had none: a generated
+    client could not type it; an integration round): bytes for an image or archive, text for a text/ type."""
+    body = {"type": "string"} if media_type.startswith("text/") else {"type": "string", "format": "binary"}
+    return {"content": {media_type: {"schema": body}}, "description": description}
+
+
 # What the middleware at the service's edge (app.middleware) answers before a route runs, documented on the
 # operations it reaches: an untrusted Host header on every one (app.main adds it to every router), a body over
 # MR2PROBE_MAX_JSON_BYTES on every one that takes a JSON body (they were answered, not documented: an integration

@@ -42,7 +42,7 @@ from ..messages import ClientMessages
 from ..middleware import media_type
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, HOST_REFUSED, CacheOut,
-                       CacheRegister, DatasetOut, DatasetRegister, DeletedOut, ErrorOut, IdPath)
+                       CacheRegister, DatasetOut, DatasetRegister, DeletedOut, ErrorOut, IdPath, download)
 from ..status import NotFound, UploadsBusy, UploadStalled
 from ..store import Store
 
@@ -270,7 +270,7 @@ def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes
 
 
 @router.get("/datasets/{dataset_id}/thumbnail", response_class=Response, responses={
-    **ERROR_RESPONSES, 200: {"content": {"image/png": {}}, "description": "a PNG, longest side <= size"}},
+    **ERROR_RESPONSES, 200: download("image/png", "a PNG, longest side <= size")},
     summary="A small PNG of one sample the data set lists (only listed sources; anything else is a 404)")
 async def thumbnail(request: Request, dataset_id: IdPath,
                     source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),

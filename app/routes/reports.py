@@ -21,8 +21,8 @@ from ..config import Settings, get_settings
 from ..datasets import is_unlabelled
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..removal import delete
-from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath, PredictedOut,
-                       RunOut, RunUpdate, ScoresOut)
+from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
+                       PredictedOut, RunOut, RunUpdate, ScoresOut, download)
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -143,10 +143,9 @@ def _dataset_of(store: Store, run: dict) -> str | None:
 
 
 @router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
-    **ERROR_RESPONSES, 200: {"content": {"application/zip": {}},
-                             "description": "report.json, head.safetensors, head.json (and posthoc_bias.json) and "
-                             "USAGE.md in a folder named after the run: probe.deploy.RunProbe.load(folder) "
-                             "applies it"}},
+    **ERROR_RESPONSES, 200: download("application/zip", "report.json, head.safetensors, head.json (and "
+                                     "posthoc_bias.json) and USAGE.md in a folder named after the run: "
+                                     "probe.deploy.RunProbe.load(folder) applies it")},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe.deploy import PROBE_FILES
@@ -181,7 +180,7 @@ async def run_scores(request: Request, run_id: IdPath, cache: str = CacheQuery, 
 
 
 @router.get("/runs/{run_id}/predictions.csv", response_class=Response,
-            responses={**ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per image"}},
+            responses={**ERROR_RESPONSES, 200: download("text/csv", "one row per image")},
             summary="The run's shipped probe's prediction of every image of a registered cache's split, as CSV "
             "(mr2probe predict --out): index, source, true, predicted, confidence, correct (true and correct "
             "empty for unlabelled images); with probabilities=true a column p(<class>) per class")
@@ -295,7 +294,7 @@ def delete_run(run_id: IdPath, dry_run: bool = DRY_RUN, store: Store = Depends(g
 
 # Declared before /reports/{run_id}: that pattern would also match "abc.csv".
 @router.get("/reports/{run_id}.csv", response_class=Response, summary="The report's per-class table as CSV",
-            responses={**ERROR_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "one row per class"}})
+            responses={**ERROR_RESPONSES, 200: download("text/csv", "one row per class")})
 async def report_csv(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe import report_csv as to_csv
 
@@ -315,7 +314,7 @@ def _download(document: str, fmt: str, filename: str) -> Response:
 
 def _export_responses(what: str, fmt: str) -> dict:
     """The responses of one export route: its own media type only (each declared both; a new-user round)."""
-    return {**ERROR_RESPONSES, 200: {"content": {_MEDIA[fmt].split(";")[0]: {}}, "description": what}}
+    return {**ERROR_RESPONSES, 200: download(_MEDIA[fmt].split(";")[0], what)}
 
 
 async def _report_file(store: Store, run_id: str, fmt: str) -> Response:

@@ -971,6 +971,24 @@ def test_every_operation_says_what_it_does(tmp_path):
     assert list(html) == ["text/html"]
 
 
+def test_every_download_documents_its_body(tmp_path):
+    """The downloads (probe.zip, the thumbnail PNG, CSV, HTML, Markdown) declared their media type with no schema:
+    a generated client could not type their bodies (an integration round). Bytes for an archive or image, text for
+    a text/ type."""
+    spec = create_app(make_settings(tmp_path), start_worker=False).openapi()
+    downloads = {}
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for media, body in op["responses"].get("200", {}).get("content", {}).items():
+                if media != "application/json":
+                    downloads[(path, media)] = body.get("schema")
+    assert len(downloads) == 8 and {media for _, media in downloads} == {
+        "application/zip", "image/png", "text/csv", "text/html", "text/markdown"}
+    for (path, media), schema in downloads.items():
+        wanted = {"type": "string"} if media.startswith("text/") else {"type": "string", "format": "binary"}
+        assert schema == wanted, (path, media, schema)
+
+
 def test_a_compare_split_without_a_cache_is_refused(finished):
     """split=train without a cache compared the test predictions without a word (an attack round)."""
     client = finished.client
