@@ -114,7 +114,8 @@ def scores_summary(run_dir, probe, got: "CachePredictions", split: str) -> tuple
     where it scored)."""
     from probe.deploy import score_predictions
 
-    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence, got.truth)
+    scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence, got.truth,
+                               probe.scaling)
     return scores, {"images": len(got.labels), "warnings": list(got.warnings),
                     "matches_report": reproduces(run_dir, probe, got, split)}
 

@@ -33,8 +33,8 @@ run reports, on its test split:
 z (with its post-hoc bias) are divided by one temperature T > 0 before the softmax, T minimising the mean NLL of
 the validation images (:func:`fit_temperature`; scikit-learn's ``CalibratedClassifierCV(method="temperature")``
 fits the same T, tested). Dividing by T > 0 changes no argmax, so no prediction and no accuracy moves: only the
-confidences. T is searched in :data:`TEMPERATURE_BOUNDS`; where the optimum is at a bound (validation images all
-right by a wide margin: the NLL falls without end as T → 0), no finite T is sized by them and none is applied.
+confidences. T is searched in :data:`TEMPERATURE_BOUNDS`; where the optimum is at a bound (every validation image
+right: the NLL falls without end as T → 0), no finite T is sized by them and none is applied.
 The report then gives the calibration with T and, beside it, the test figures without it.
 """
 from __future__ import annotations
@@ -260,6 +260,10 @@ def confidence_warning(summary: dict) -> str | None:
     if scaling is not None and scaling["applied"]:  # validation and test disagree: no temperature fixes that
         fix = (f"Temperature scaling was applied (T = {scaling['temperature']:.3g}, fitted on {scaling['val_images']} "
                "validation images) and did not close the gap on test: validation's images do not behave like test's.")
+    elif scaling is not None:  # asked for and not applied: advising it again read as if it had not been (a review)
+        fix = (f"Temperature scaling was asked for and not applied: the {scaling['val_images']} validation images' NLL "
+               f"was lowest at a bound (T = {scaling['fitted']:.3g}; every one of them right, typically), so they "
+               "size no temperature; more validation images would.")
     else:
         fix = ("A strong weight decay flattens them; temperature scaling fitted on validation (temperature_scaling: "
                "true; train --temperature-scaling) would fix the values without changing a prediction.")

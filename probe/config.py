@@ -274,8 +274,8 @@ class ProbeConfig(BaseModel):
     temperature_scaling: bool = Field(False, description="divide the shipped head's logits (after its post-hoc "
                                       "bias) by one temperature fitted on validation by NLL before the softmax "
                                       "(Guo et al. 2017; probe.calibration.fit_temperature): its probabilities "
-                                      "(predict --probabilities, the unsure flag, the report's calibration) become "
-                                      "calibrated on validation; no prediction and no accuracy changes")
+                                      "(predict --probabilities, the unsure flag, the report's calibration) are fitted "
+                                      "to validation; no prediction and no accuracy changes")
     cv: int = Field(DEFAULT_CV_FOLDS, description=f"folds of the stratified k-fold cross-validation on train + val "
                     "that selects and groups instead of the validation split when validation holds fewer than "
                     "probe.decision.MIN_VAL_PER_CLASS images in some class (probe.crossval); 0: never, else "

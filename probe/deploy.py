@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
-from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, load_report
+from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, TemperatureScaling, load_report
 from .seen import SeenSources
 from .uncertainty import wilson_interval
 
@@ -76,7 +76,12 @@ class RunProbe:
     features: FeatureSource | None = None
     run_id: str | None = None
     seen: SeenSources | None = None
-    temperature: float = 1.0  # the logits' divisor before the softmax (report.calibration.temperature_scaling)
+    scaling: TemperatureScaling | None = None  # report.calibration.temperature_scaling: its T divides the logits
+
+    @property
+    def temperature(self) -> float:
+        """The logits' divisor before the softmax: the run's fitted temperature where it applied one, else 1."""
+        return 1.0 if self.scaling is None else self.scaling.temperature
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> RunProbe:
@@ -99,7 +104,7 @@ class RunProbe:
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
         scaling = None if report.calibration is None else report.calibration.temperature_scaling
         return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id,
-                   SeenSources.load(run_dir), 1.0 if scaling is None else scaling.temperature)
+                   SeenSources.load(run_dir), scaling)
 
     @property
     def num_features(self) -> int:
@@ -232,12 +237,16 @@ def _ci(successes: float, trials: int) -> list[float] | None:
 
 
 def scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray, num_classes: int,
-                        truth: tuple[np.ndarray, np.ndarray] | None) -> Calibration:
+                        truth: tuple[np.ndarray, np.ndarray] | None,
+                        scaling: TemperatureScaling | None = None) -> Calibration:
     """The calibration of predictions on images of known classes: from the top-1 ``confidence``, and NLL and top-k
-    from ``truth``, :class:`TrueClass`'s ``(loss, above)`` of the same rows, when given."""
+    from ``truth``, :class:`TrueClass`'s ``(loss, above)`` of the same rows, when given; ``scaling``, the run's
+    temperature (its report's) the confidences include, is said with them (without the test split's figures
+    without it, which are not of these images): scores said nothing of it (a review round)."""
     from .calibration import TOP_K, confidence_calibration
 
     out = confidence_calibration(confidence, predicted == labels, labels, num_classes)
+    out["temperature_scaling"] = None if scaling is None else scaling.model_copy(update={"before": None})
     if truth is None:
         return Calibration(**out, nll=None)
     k = TOP_K if num_classes > TOP_K else None
@@ -247,12 +256,13 @@ def scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np
 
 def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
                       unknown_names: list[str] | None = None, confidence: np.ndarray | None = None,
-                      truth: TrueClass | None = None) -> Scores:
+                      truth: TrueClass | None = None, scaling: TemperatureScaling | None = None) -> Scores:
     """Score ``predicted`` (n,) class indices against ``labels`` (n,) indices into ``class_names``, where
     ``UNKNOWN_CLASS`` marks an image of a class the probe does not know; ``unknown_names`` (n,) name those
     images' classes (for :attr:`Scores.unknown`); with the top-1 ``confidence`` (n,), the calibration on the
     images of known classes (a new-user round: scores on new images had none), with NLL and top-k from ``truth``
-    (filled by :meth:`RunProbe.predict_with_confidence` on the same rows)."""
+    (filled by :meth:`RunProbe.predict_with_confidence` on the same rows) and the run's temperature ``scaling``
+    (:meth:`RunProbe.scaling`) said beside them."""
     labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     known = labels != UNKNOWN_CLASS
     unknown: dict[str, int] = {}
@@ -273,7 +283,8 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     calibration = None
     if confidence is not None and n:
         calibration = scored_calibration(np.asarray(confidence)[known], predicted[known], labels[known], k,
-                                          None if truth is None else (truth.loss[known], truth.above[known]))
+                                          None if truth is None else (truth.loss[known], truth.above[known]),
+                                          scaling)
     balanced_ci = None
     if n:  # as a report's, from each class's images (a new-user round: predict printed it bare)
         from .uncertainty import group_intervals

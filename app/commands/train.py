@@ -113,7 +113,7 @@ def _add_posthoc_arguments(parser: argparse.ArgumentParser) -> None:
                         "baseline, checked on the images it was fitted on)")
     parser.add_argument("--temperature-scaling", action="store_true",
                         help="divide the shipped head's logits by one temperature fitted on val (by NLL) before the "
-                        "softmax: calibrated probabilities (predict --probabilities, the unsure flag), the same "
+                        "softmax: probabilities fitted to val (predict --probabilities, the unsure flag), the same "
                         "predictions")
 
 

@@ -161,7 +161,7 @@
           overallField(choices.overall_metrics),
           cvField(choices.cv),
           field("Calibrated probabilities", h("input", { id: "temperature-scaling", type: "checkbox" }), "calibration",
-                "Divide each probe's scores by one temperature fitted on validation: its confidences (the unsure flag, the probability columns) become calibrated; no prediction changes.")),
+                "Divide each probe's scores by one temperature fitted to the validation images (by NLL) before its probabilities (the unsure flag, the probability columns); no prediction changes. The report gives their calibration on test with and without it.")),
         h("details", { class: "preset-details" }, h("summary", {}, "The rule and the evidence, in full"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },

@@ -237,7 +237,7 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     cache, out = run
     other = tmp_path / "other"
     assert main(["train", "--features", str(cache), "--out", str(other), *FAST[:-3], "--seeds", "1",
-                 "--no-progress"]) == 0
+                 "--temperature-scaling", "--no-progress"]) == 0
     rng = np.random.default_rng(5)
     names = ["dog", "zebra", "apple", "bus", "cat"]
     labels = np.repeat(np.arange(5), 8)
@@ -267,6 +267,9 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
         # the calibration is each shipped head's on these images, as predict scores it (it was the runs' test splits')
         for key in ("accuracy", "confidence", "ece", "ece_ci"):
             assert comparison["calibration"][side][key] == pytest.approx(scores[side]["calibration"][key]), key
+        # and the temperature each run's confidences include, as predict says it
+        scaled = comparison["calibration"][side]["temperature_scaling"]
+        assert scaled == scores[side]["calibration"]["temperature_scaling"] and (scaled is None) == (side == "base")
     assert comparison["discordant"]["images"] == 32 and comparison["metrics"]["overall"]["delta_ci"] is not None
     assert f"scored on {new}, split test (32 images)" in comparison["grouping"]["note"]
     assert comparison["scored_on"] == f"{new}, split test (32 images)"
@@ -431,5 +434,9 @@ def test_a_temperature_scaled_run_predicts_its_own_calibration(run, tmp_path, ca
     assert scored["ece"] == pytest.approx(report["calibration"]["ece"], abs=1e-5)
     assert scored["nll"] == pytest.approx(report["calibration"]["nll"], rel=1e-5)
     assert scored["nll"] != pytest.approx(json.loads((plain / "report.json").read_text())["calibration"]["nll"])
+    # the scores say the temperature their confidences include (they said nothing of it: a review round)
+    said = scored["temperature_scaling"]
+    assert said["temperature"] == scaling[1]["temperature"] and said["before"] is None
+    assert scored["text"].startswith("with its temperature: ECE ")
     assert main(["predict", str(out), "--features", str(cache)]) == 0
     assert f"with its post-hoc bias, temperature {scaling[1]['temperature']:.3g})" in capsys.readouterr().out

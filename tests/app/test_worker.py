@@ -549,3 +549,5 @@ def test_run_names_tell_two_runs_of_one_data_set_apart():
     assert run_name(ProbeConfig(epochs=30, cv=3)) == "ce/linear (30 epochs; cv 3)"
     assert run_name(ProbeConfig(cv=0)) == "ce/linear (no cross-validation)"
     assert run_name(ProbeConfig(temperature_scaling=True, epochs=30)) == "ce/linear (temperature-scaled; 30 epochs)"
+    assert run_name(ProbeConfig(temperature_scaling=True), None, None, False) == "ce/linear (temperature: not applied)"
+    assert run_name(ProbeConfig(temperature_scaling=True), None, None, True) == "ce/linear (temperature-scaled)"

@@ -247,3 +247,9 @@ def test_the_confidence_warning_says_what_temperature_scaling_did():
     scaled = confidence_warning({"confidence": 0.95, "accuracy": 0.7, "temperature_scaling": {
         "applied": True, "temperature": 2.5, "val_images": 300}})
     assert "Temperature scaling was applied (T = 2.5, fitted on 300 validation images) and did not close" in scaled
+    # asked for, not applied: not advised again as if it had not been (a review round)
+    unsized = confidence_warning({"confidence": 0.135, "accuracy": 0.718, "temperature_scaling": {
+        "applied": False, "temperature": 1.0, "fitted": 0.05, "val_images": 10}})
+    assert unsized.endswith("Temperature scaling was asked for and not applied: the 10 validation images' NLL was "
+                            "lowest at a bound (T = 0.05; every one of them right, typically), so they size no "
+                            "temperature; more validation images would.") and "train --temperature" not in unsized
