@@ -178,8 +178,9 @@ def _preset_overridden(name: str, settings: dict[str, Any], data: dict[str, Any]
         mine.update({k: data.get(k) for k in ("loss_options", "loss_options_grid") if k in settings and k not in mine})
     if settings and set(mine) >= set(settings):
         theirs = ", ".join(f"{k}={settings[k]!r}" for k in settings)
-        yours = ", ".join(f"{k}={v!r}" for k, v in mine.items() if v is not None)
-        raise ValueError(f"preset {name!r} sets {theirs}; this request sets each of them itself ({yours}), so the "
+        yours = ", ".join(f"{k}={v!r}" if v is not None else f"{k} dropped with the preset's loss"
+                          for k, v in mine.items())
+        raise ValueError(f"preset {name!r} sets {theirs}; this request replaces each of them ({yours}), so the "
                          "preset would do nothing: leave those fields out to use it (a client generated from the "
                          "OpenAPI schema: do not send their defaults), or leave out the preset.")
 

@@ -307,9 +307,12 @@ def _preset_and_a_generated_client(preset):
     for sent in ({"loss": "ce", "select": "overall"}, {"loss": "ce", "select": "overall", "loss_options_grid": {}},
                  {"loss": "focal", "select": "overall"}):
         with pytest.raises(ValueError, match="preset 'disparity' sets loss='group_dro', loss_options_grid=.*, "
-                                             "select='hard'; this request sets each of them itself .*so the preset "
+                                             "select='hard'; this request replaces each of them .*so the preset "
                                              "would do nothing"):
             ProbeConfig(preset="disparity", **sent)
+    with pytest.raises(ValueError, match=r"\(loss='ce', select='overall', loss_options_grid dropped with the "
+                                         r"preset's loss\)"):
+        ProbeConfig(preset="disparity", loss="ce", select="overall")
     assert ProbeConfig(preset="disparity", loss="group_dro", select="hard").loss_options_grid == \
         preset.settings["loss_options_grid"]
     assert ProbeConfig(preset="disparity", loss="ce").select == "hard"  # the preset still decides
