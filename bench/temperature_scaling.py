@@ -46,7 +46,10 @@ def run_one(pool: tuple, test: tuple, class_names: list[str], n: int | None, see
             "accuracy": cal.accuracy,
             "ece_before": before.ece, "ece_before_ci": before.ece_ci, "nll_before": before.nll,
             "confidence_before": before.confidence,
-            "ece_after": cal.ece, "ece_after_ci": cal.ece_ci, "nll_after": cal.nll, "confidence_after": cal.confidence}
+            "ece_after": cal.ece, "ece_after_ci": cal.ece_ci, "nll_after": cal.nll, "confidence_after": cal.confidence,
+            # with T minus without, and the paired interval (none where T was not applied)
+            **{key: getattr(scaled.before, key, None) if scaled.before is not None else None
+               for key in ("ece_delta", "ece_delta_ci", "nll_delta", "nll_delta_ci")}}
 
 
 def markdown_table(runs: list[dict]) -> str:
@@ -100,7 +103,19 @@ def main(argv: list[str]) -> int:
             print(json.dumps(result["runs"][-1]), flush=True)
             path.write_text(json.dumps(result, indent=1))
     print(markdown_table(result["runs"]))
+    print(effect_counts(result["runs"]))
     return 0
+
+
+def effect_counts(runs: list[dict]) -> str:
+    """How many runs' paired intervals put the ECE and NLL change below 0, above 0, or around it."""
+    parts = []
+    for key in ("ece", "nll"):
+        cis = [r[f"{key}_delta_ci"] for r in runs if r.get(f"{key}_delta_ci")]
+        down, up = sum(hi < 0 for lo, hi in cis), sum(lo > 0 for lo, hi in cis)
+        parts.append(f"{key.upper()}: lower beyond noise in {down}, higher in {up}, within noise in "
+                     f"{len(cis) - down - up} of {len(cis)} applied")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

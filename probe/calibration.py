@@ -45,7 +45,7 @@ from .metrics import softmax
 from .numbers import percent
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_sums, snap_zero
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll", "temperature_fit", "confidence_bins", "expected_calibration_error",
+__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll", "temperature_fit", "temperature_effect", "confidence_bins", "expected_calibration_error",
            "reliability", "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
            "confidence_warning"]
 
@@ -172,7 +172,36 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
                   if temperature["applied"] else None)
         out["temperature_scaling"] = {**temperature, "before": before and {
             key: before[key] for key in ("ece", "ece_debiased", "ece_ci", "calibrated_p", "confidence", "nll")}}
+        if before is not None:
+            out["temperature_scaling"]["before"].update(temperature_effect(first, first / scale, labels, num_classes,
+                                                                           seed=seed, n_bins=n_bins, level=level))
     return {**out, "top_k": k, "top_k_accuracy": top}
+
+
+def temperature_effect(before: np.ndarray, after: np.ndarray, labels: np.ndarray, num_classes: int, *,
+                       seed: int = 0, n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
+    """What a temperature did on test, with its uncertainty: ECE and mean NLL of the logits ``after`` (divided by
+    it) minus those of ``before`` (each (n, K), the same images of classes ``labels``), each with the basic
+    bootstrap interval of the difference over the stratified resamples both figures share (paired): the report
+    gave the two ECEs, each with its own interval, and no interval of what T changed."""
+    labels = np.asarray(labels, dtype=np.int64)
+    boot = Bootstrap(labels, num_classes, seed=seed)  # one seed: every call below reads the same resamples
+    n = max(labels.size, 1)
+    ece, nll = [], []
+    for logits in (before, after):
+        confidence = softmax(logits).max(axis=1)
+        gap = confidence - (logits.argmax(axis=1) == labels)
+        bins = confidence_bins(confidence, n_bins)
+        ece.append((expected_calibration_error(confidence, logits.argmax(axis=1) == labels, n_bins),
+                    np.abs(boot.bin_sums(gap, bins, n_bins)).sum(axis=1) / n))
+        terms = true_class_terms(logits, labels)[0]
+        nll.append((float(terms.mean()), boot.bin_sums(terms, np.zeros(labels.size, dtype=np.int64), 1)[:, 0] / n))
+    out = {}
+    for name, ((was, was_r), (now, now_r)) in (("ece", ece), ("nll", nll)):
+        delta = now - was
+        lo, hi = snap_zero(2 * delta - percentile_interval(now_r - was_r, level)[::-1])
+        out[f"{name}_delta"], out[f"{name}_delta_ci"] = float(snap_zero(delta)), [float(lo), float(hi)]
+    return out
 
 
 def _head_calibration(logits: np.ndarray, labels: np.ndarray, num_classes: int, **options) -> dict:

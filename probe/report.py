@@ -447,6 +447,21 @@ class UnscaledCalibration(_Model):
     calibrated_p: Num = None
     confidence: Num
     nll: Num
+    ece_delta: Num = Field(None, description="the ECE with the temperature minus this one (a fraction): what T "
+                           "changed on test; null in reports before stop 62")
+    ece_delta_ci: Optional[Interval] = Field(None, description="its 95 % interval: the basic bootstrap interval of "
+                                             "the difference over the stratified test resamples both ECEs share")
+    nll_delta: Num = Field(None, description="the mean NLL with the temperature minus this one")
+    nll_delta_ci: Optional[Interval] = Field(None, description="its 95 % interval, likewise (paired resamples)")
+
+    def change(self) -> str:
+        """What the temperature changed on test, with the intervals ("" in reports before them)."""
+        if self.ece_delta is None or self.ece_delta_ci is None or self.nll_delta_ci is None:
+            return ""
+        lo, hi = self.nll_delta_ci
+        nll = f"{self.nll_delta:+.3f} [{lo:+.3f}, {hi:+.3f}]" + (" (within noise)" if lo <= 0 <= hi else "")
+        return (f"; with it minus without, paired over the test images: ECE "
+                f"{format_delta(self.ece_delta, self.ece_delta_ci)}, NLL {nll}")
 
 
 class TemperatureScaling(_Model):
@@ -478,7 +493,7 @@ class TemperatureScaling(_Model):
         if b is None:
             return said
         return (f"{said}; on test without it: ECE {percent(b.ece)}%, 95 % interval {interval_text(b.ece_ci)}, mean "
-                f"confidence {percent(b.confidence)}%, NLL {_num(b.nll)}")
+                f"confidence {percent(b.confidence)}%, NLL {_num(b.nll)}{b.change()}")
 
 
 class Calibration(_Model):

@@ -217,7 +217,24 @@ def test_temperature_scaling_finds_the_temperature_an_overconfident_head_was_sha
     assert scaled["ece"] < 0.02 < 0.1 < plain["ece"]
     assert scaled["accuracy"] == plain["accuracy"] and scaled["top_k_accuracy"] == plain["top_k_accuracy"]
     before = scaled["temperature_scaling"]["before"]
-    assert {key: before[key] for key in before} == {key: plain[key] for key in before}
+    shared = [key for key in before if not key.endswith(("_delta", "_delta_ci"))]
+    assert {key: before[key] for key in shared} == {key: plain[key] for key in shared}
+    # what T changed, with the interval of the paired difference: beyond noise on 10,000 images
+    assert before["ece_delta"] == pytest.approx(scaled["ece"] - plain["ece"], abs=1e-12)
+    assert before["nll_delta"] == pytest.approx(scaled["nll"] - plain["nll"], abs=1e-12)
+    for key in ("ece", "nll"):
+        lo, hi = before[f"{key}_delta_ci"]
+        assert lo <= before[f"{key}_delta"] <= hi < 0, key
+
+
+def test_the_temperatures_effect_interval_is_paired():
+    """A temperature of 1 changes nothing: both differences and their intervals are exactly 0, which unpaired
+    resamples of the two ECEs would not give."""
+    from probe.calibration import temperature_effect
+
+    logits, labels = _calibrated(7, 600, 5)
+    same = temperature_effect(logits, logits, labels, 5)
+    assert same == {"ece_delta": 0.0, "ece_delta_ci": [0.0, 0.0], "nll_delta": 0.0, "nll_delta_ci": [0.0, 0.0]}
 
 
 def test_validation_all_right_by_wide_margins_sizes_no_temperature():
