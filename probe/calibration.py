@@ -45,9 +45,10 @@ from .metrics import softmax
 from .numbers import percent
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_sums, snap_zero
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll", "temperature_fit", "temperature_effect", "confidence_bins", "expected_calibration_error",
-           "reliability", "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary", "confidence_calibration",
-           "confidence_warning"]
+__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll",
+           "temperature_fit", "temperature_effect", "confidence_bins", "expected_calibration_error", "reliability",
+           "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary",
+           "confidence_calibration", "confidence_warning"]
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
 TOP_K = 5

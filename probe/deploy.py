@@ -3,10 +3,11 @@
 What a run's report describes is its first seed's head (+ adapter), ``head.safetensors`` / ``head.json``, and,
 when the run applied one, that seed's post-hoc per-class logit bias (``report.posthoc.per_seed[0].bias``, also
 written to ``posthoc_bias.json``), and when the run fitted one, its temperature (``report.calibration
-.temperature_scaling``, also ``temperature.json``). ``ProbeTrainer.load`` restores the head alone; :class:`RunProbe`
-applies the bias and the temperature too, so that on the run's own test split it predicts exactly what ``predictions.npz`` holds for the first
-seed (tested), names the classes, and refuses features the head was not trained on: another width, or another
-extractor (encoder, weights, preprocessing, feature kind: ``feature_cache.extractor_fingerprint``).
+.temperature_scaling``, also ``temperature.json``). ``ProbeTrainer.load`` restores the head alone;
+:class:`RunProbe` applies the bias and the temperature too, so that on the run's own test split it predicts
+exactly what ``predictions.npz`` holds for the first seed (tested), names the classes, and refuses features the
+head was not trained on: another width, or another extractor (encoder, weights, preprocessing, feature kind:
+``feature_cache.extractor_fingerprint``).
 
 :func:`score_predictions` scores predictions on labelled new data the way the report scores the test split:
 accuracy with its 95 % Wilson interval over the images, balanced accuracy, and per class accuracy (with its
@@ -262,7 +263,7 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     images' classes (for :attr:`Scores.unknown`); with the top-1 ``confidence`` (n,), the calibration on the
     images of known classes (a new-user round: scores on new images had none), with NLL and top-k from ``truth``
     (filled by :meth:`RunProbe.predict_with_confidence` on the same rows) and the run's temperature ``scaling``
-    (:meth:`RunProbe.scaling`) said beside them."""
+    (:attr:`RunProbe.scaling`) said beside them."""
     labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     known = labels != UNKNOWN_CLASS
     unknown: dict[str, int] = {}

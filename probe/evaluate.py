@@ -128,8 +128,9 @@ def posthoc_check(model: PosthocLogitBias, val_logits: np.ndarray, val_labels: n
     always keeps its floor; this estimate is what it does on images it was not fitted on.
 
     Returns ``{"safe", "folds", "oof_overall_delta", "oof_overall_ci", "oof_hard_delta", "oof_hard_ci",
-    "oof_hard_changed", "oof_hard_sign_p", "oof_hard_joint_lo", "oof_overall_joint_lo"}`` (the decision's rule: simultaneous one-sided 97.5 % bounds of both differences and
-    the sign-flip test of the hard images it changes)
+    "oof_hard_changed", "oof_hard_sign_p", "oof_hard_joint_lo", "oof_overall_joint_lo"}`` (the decision's rule:
+    simultaneous one-sided 97.5 % bounds of both differences, the joint ones, and the sign-flip test of the hard
+    images it changes)
     (``folds`` 0 and no deltas when a class has fewer than ``POSTHOC_MIN_PER_CLASS`` val images: too few to
     estimate, not safe)."""
     from .crossval import stratified_folds

@@ -50,7 +50,8 @@ from .uncertainty import wilson_interval
 logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
-           "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration", "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
+           "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration",
+           "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",

@@ -144,8 +144,8 @@ def _dataset_of(store: Store, run: dict) -> str | None:
 
 @router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
     **ERROR_RESPONSES, 200: download("application/zip", "report.json, head.safetensors, head.json (and "
-                                     "posthoc_bias.json, temperature.json) and USAGE.md in a folder named after the run: "
-                                     "probe.deploy.RunProbe.load(folder) applies it")},
+                                     "posthoc_bias.json, temperature.json) and USAGE.md in a folder named after "
+                                     "the run: probe.deploy.RunProbe.load(folder) applies it")},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
     from probe.deploy import PROBE_FILES
