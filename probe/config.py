@@ -43,7 +43,8 @@ __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DE
            "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
            "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE",
            "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
-           "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS"]
+           "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS",
+           "AFTER_TRAINING_FIELDS"]
 
 MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
 # k-fold cross-validation on small data (probe.crossval): 0 turns it off, else MIN_CV_FOLDS..MAX_CV_FOLDS folds.
@@ -155,6 +156,9 @@ def _published_schema(schema: dict[str, Any]) -> None:
             branch.update(minItems=1, uniqueItems=True)
             branch = branch["items"]
         branch.update(_bounds(name))
+    # each loss option's grid: at least one value, no repeats (ProbeConfig._check_loss_grid); its range is the
+    # loss's (probe.LOSSES), named in the refusal
+    properties["loss_options_grid"]["additionalProperties"].update(minItems=1, uniqueItems=True)
     _schema_without_preset_defaults(schema)
 
 
@@ -445,6 +449,16 @@ class ProbeConfig(BaseModel):
         kept = {name: getattr(self, name) for name in REFERENCE_FIELDS}
         return ProbeConfig(**kept, loss="ce", select="overall")
 
+    def kept_for(self, requested: "ProbeConfig") -> "ProbeConfig":
+        """This configuration (a reference's), kept by a run that ``requested`` another, with what that request
+        applies to the trained probe whichever configuration it keeps (:data:`AFTER_TRAINING_FIELDS`, and the
+        budget of a guarded post-hoc bias): a run that fell back to ERM applied its temperature and bias while its
+        report's config said neither (an integration round)."""
+        update = {name: getattr(requested, name) for name in AFTER_TRAINING_FIELDS}
+        if requested.posthoc_bias and requested.posthoc_guard:
+            update["max_overall_drop"] = requested.max_overall_drop
+        return ProbeConfig.model_validate({**self.model_dump(), **update})
+
     def resolved(self, n_train: int) -> "ProbeConfig":
         """This request with ``batch_size="auto"``, ``epochs=None`` and the default grids resolved for ``n_train``
         training rows (:func:`auto_batch_size`, then :func:`auto_epochs`; :func:`default_grids`), as the report
@@ -509,6 +523,8 @@ class ProbeConfig(BaseModel):
 
 
 # What the reference (ERM) configuration shares with the request it is compared with.
+# What a run applies to its trained probe whichever configuration it keeps (ProbeConfig.kept_for)
+AFTER_TRAINING_FIELDS = ("posthoc_bias", "posthoc_objective", "posthoc_guard", "temperature_scaling")
 REFERENCE_FIELDS = ("head", "head_options", "p", "lr_grid", "wd_grid", "epochs", "batch_size", "tol",
                     "optimizer", "warmup_epochs", "seeds", "cv", "val_fraction", "device", "precision",
                     "overall_metric")

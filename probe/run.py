@@ -641,8 +641,8 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
             f"against the reference run's {ref_fitter.config.head} head, so the run is that reference configuration, "
             f"a {ref_fitter.config.head} head. Train a {config.head} ERM reference to compare {config.head} settings "
             f"with {config.head}."])  # the head changed without a word (found by a new-user round)
-        return _Outcome(ref_fitter.config, ref_params, ref_model, ref_fitter, selection, d.groups, d.stability,
-                        [*kept_head, *d.warnings], chosen_correct=ref_correct)
+        return _Outcome(ref_fitter.config.kept_for(config), ref_params, ref_model, ref_fitter, selection, d.groups,
+                        d.stability, [*kept_head, *d.warnings], chosen_correct=ref_correct)
     i = d.index - 1
     selection = Selection(**common, chosen=sweep.scored[i])
     return _Outcome(config, sweep.candidates[i], sweep.fitted[i], fitter, selection, d.groups, d.stability,

@@ -673,3 +673,21 @@ def test_a_run_s_own_thirds_are_resampled_from_what_ranked_them(data, monkeypatc
     labels, correct = seen[-1]
     assert np.allclose(uncertainty.observed_class_accuracy(correct, labels, K), report.val.per_class)
     assert not np.isin(correct, [0.0, 1.0]).all()  # the seeds disagree on some images: their mean, not one seed
+
+
+def test_a_run_that_keeps_the_reference_reports_what_it_applied_after_training(data):
+    """A disparity run that fell back to ERM applied its temperature and post-hoc bias while its report's config
+    said neither (the reference configuration's defaults; an integration round): the kept configuration carries
+    what the request applies to the trained probe, and the guarded bias's budget."""
+    from probe.config import AFTER_TRAINING_FIELDS
+
+    request = ProbeConfig(**{**FAST, "loss": "group_dro", "select": "hard", "loss_options_grid": {"eta": [0.01]},
+                             "posthoc_bias": True, "max_overall_drop": 2.0, "temperature_scaling": True})
+    report = run_probe(data, NAMES, request)
+    assert report["selection"]["verdict"] == "no_safe_improvement" and report["config"]["loss"] == "ce"
+    assert {k: report["config"][k] for k in AFTER_TRAINING_FIELDS} == {k: getattr(request, k)
+                                                                      for k in AFTER_TRAINING_FIELDS}
+    assert report["config"]["max_overall_drop"] == 2.0 and report["config"]["select"] == "overall"
+    assert report["calibration"]["temperature_scaling"] is not None and report["posthoc"] is not None
+    ProbeConfig.model_validate({k: v for k, v in report["config"].items()
+                                if k in ProbeConfig.model_fields})  # a reference for later runs: still valid
