@@ -27,6 +27,9 @@ _REFUSED = re.sub(r"\\U([0-9a-fA-F]{8})", lambda m: chr(int(m[1], 16)), UNPRINTA
 # None of them (control, text-direction, separator and zero-width characters: names are shown in terminals, logs
 # and pages), as class names; a name of spaces alone is empty once stripped.
 PRINTABLE = rf"^[^{_REFUSED}]+$"
+# A name's: one of them at least is not white space, which the server strips (" " passed the schema and was
+# refused as empty; an integration round)
+NAME_TEXT = rf"^[^{_REFUSED}]*[^{_REFUSED}\s][^{_REFUSED}]*$"
 
 
 def _printable(allowed: str = "") -> Any:
@@ -52,7 +55,7 @@ def _printable(allowed: str = "") -> Any:
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME), _printable(),
-                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": PRINTABLE})]
+                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NAME_TEXT})]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
 EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024), _printable(),

@@ -779,7 +779,7 @@ def test_the_middlewares_refusals_are_documented_where_they_are_answered(tmp_pat
 # private-use characters, a lone surrogate), and the joiners, selectors and tags real text needs.
 SAMPLE_NAMES = ("abc", "Run 1", "my run", "a\x01b", "a\U000110bdb", "a\u202eb", "a\nb", "a\tb", "a\u200db", "😀",
                 "葛\U000e0100", "🏴\U000e0067\U000e0062\U000e007f", "\U000e0001x", "x\U0010fffd", "x\U0001d173",
-                "\ud800x", "x\udfff")
+                "\ud800x", "x\udfff", " ", "\u3000", " a\u00a0")
 _NODE_MATCH = ("const {patterns, samples} = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
                "process.stdout.write(JSON.stringify(patterns.map(p => { const r = new RegExp(p, 'u');"
                " return samples.map(s => r.test(s)); })));")

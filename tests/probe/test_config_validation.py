@@ -436,3 +436,8 @@ def test_the_published_schema_carries_every_bound_the_request_is_checked_against
                 assert accepted == ok, (name, keyword, value)
                 checked += 1
     assert checked >= 40
+    grid = schema["loss_options_grid"]["additionalProperties"]
+    assert grid["minItems"] == 1 and grid["uniqueItems"] is True
+    for refused in ([], [0.01, 0.01]):
+        with pytest.raises(ValueError):
+            ProbeConfig(loss="group_dro", loss_options_grid={"eta": refused})
