@@ -211,7 +211,8 @@ class ProbeConfig(BaseModel):
         default_factory=dict, description="loss options selected on validation, e.g. {'eta': [0.003, 0.01, 0.03]} "
         "for group_dro or {'gamma_focal': [1, 2]} for focal; each value list joins the selection grid")
     cbar: float | None = Field(None, description="mean margin c̄; None selects it from cbar_grid on validation")
-    cbar_grid: _Grid = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="c̄ candidates (MR²)")
+    cbar_grid: _Grid = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="c̄ candidates (MR²; the "
+                             f"grids' product × seeds: at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES})")
     p: float | None = Field(None, description="exponent of r_k² = mean ‖φ‖_p²; None: the head's default "
                             "(probe.HEADS: 2 linear, 3 cosine)")
     r2_mode: _Name = Field(
@@ -219,10 +220,12 @@ class ProbeConfig(BaseModel):
         "(decay 0.9, per batch); with an adapter the trainer always uses the EMA",
         json_schema_extra={"enum": list(R2_MODES)})
     lam: float | None = Field(None, description="weight λ of the representation margin ℓ_s̄ (adapter only)")
-    lam_grid: _Grid = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates")
+    lam_grid: _Grid = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="λ candidates (the grids' "
+                            f"product × seeds: at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES})")
     adapter: _Name | None = Field(None, description="trainable map before the head (needed for ℓ_s̄); None: none")
     adapter_rank: int | None = Field(None, description=f"rank (lowrank) or bottleneck width (mlp) of the adapter, "
-                                     f"1..{MAX_ADAPTER_RANK}; None: the adapter's default")
+                                     f"1..{MAX_ADAPTER_RANK} and at most the features' width (checked against the "
+                                     "cache before a job exists); None: the adapter's default")
     lr_grid: _Grid | None = Field(None, description="learning-rate candidates; None: the optimiser's default "
                                   "(default_grids): " + "; ".join(f"{name} {_grid_text(lrs)}" for name, lrs in
                                                                  DEFAULT_LR_GRIDS.items())
@@ -251,7 +254,7 @@ class ProbeConfig(BaseModel):
     optimizer: _Name = Field("adam", description="the optimiser (probe.optim): adam, weight decay as an L2 penalty "
                              "(the default); adamw, decoupled weight decay; sgd with momentum, L2 penalty",
                              json_schema_extra={"enum": list(OPTIMIZERS)})
-    warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule")
+    warmup_epochs: int = Field(0, description="linear warm-up epochs before the cosine schedule; fewer than epochs")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], max_length=MAX_SEEDS,
                              description=f"seeds (at most {MAX_SEEDS}, each in [0, {MAX_SEED}]); the first one "
                              "selects")
