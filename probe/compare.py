@@ -18,7 +18,7 @@ from .names import listed
 from .numbers import percent, signed_points
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
                      loss_label, print_table, probe_label)
-from .selection import SIGN_TEST_ALPHA
+from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import observed_class_accuracy, own_intervals
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
@@ -159,7 +159,7 @@ def lost_beyond_budget(interval: list | None, p_value: float, total: float, budg
     that way beyond chance: an overall cost past what the decision was allowed, beyond noise."""
     if interval is None or not all(v is not None and math.isfinite(v) for v in interval):
         return False
-    return interval[1] < -budget and total < 0 and p_value <= SIGN_TEST_ALPHA
+    return past_budget(interval[1], budget) and total < 0 and p_value <= SIGN_TEST_ALPHA
 
 
 def beyond_noise(interval: list | None, p_value: float, total: float) -> bool | None:
@@ -259,7 +259,9 @@ class Comparison(BaseModel):
                                         "intervals in one sentence ('within noise' where an interval holds 0), "
                                         "then the images the runs differ on (discordance_sentence)")
     discordant: Optional[CompareDiscordant] = Field(None, description="the test images the runs differ on, with "
-                                                    "their exact sign test (when both stored their predictions)")
+                                                    "the sign test of the overall metric the verdict names (each "
+                                                    "image weighed 1/n of its class for balanced accuracy: "
+                                                    "weighted), when both stored their predictions")
     cost: Optional[CompareCost] = Field(None, description="the two runs' wall times and their ratio (null when a "
                                         "report predates its timing)")
     features: Optional[str] = Field(None, description="each run's features where they differ (other caches: "
@@ -438,13 +440,13 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.changed, row.p_value, total = evidence(class_diff, seeds)
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
     _add_own_intervals(comparison, base, other)
-    comparison.discordant = _discordant(base, other, overall.changed, overall.p_value)
-    weighed = comparison.metrics["balanced"]  # the test of the verdict's metric (metric_evidence)
-    cited = (comparison.discordant if metric != "balanced"
-             else _discordant(base, other, weighed.changed, weighed.p_value, weighted=True))
+    # the test of the verdict's metric (metric_evidence): what the sentence cites is what the API serves (the
+    # weighted one was built for the sentence alone, and discordant.p_value disagreed with it; a review)
+    row = comparison.metrics["balanced" if metric == "balanced" else "overall"]
+    comparison.discordant = _discordant(base, other, row.changed, row.p_value, weighted=metric == "balanced")
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
-                               f"{discordance_sentence(cited, images=images)}")
-    comparison.verdict_text += _held_back(comparison, metric, cited)
+                               f"{discordance_sentence(comparison.discordant, images=images)}")
+    comparison.verdict_text += _held_back(comparison, metric)
 
 
 def _add_own_intervals(comparison: Comparison, base, other) -> None:
@@ -470,16 +472,16 @@ def _interval(values) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def _held_back(comparison: Comparison, metric: str, cited: CompareDiscordant) -> str:
+def _held_back(comparison: Comparison, metric: str) -> str:
     """:func:`held_back_sentence` of the hard third and overall accuracy, where their intervals leave out 0 but
     their images do not say the same (the hard third's said it bare while its class row said "within noise"; a
-    statistics review). ``cited``: the test the verdict's sentence gave."""
+    statistics review)."""
     named = [("hard", "hard third's"), ("overall", "overall") if metric == "accuracy" else ("balanced", "balanced")]
     # (overall's images are those of the discordance sentence: its test is that sentence's)
     metrics = comparison.metrics
     held = "".join(held_back_sentence(label, metrics[key].delta_ci, metrics[key].changed, metrics[key].p_value,
                                       metrics[key].beyond_noise) for key, label in named)
-    if not _too_few_to_tell(cited):
+    if comparison.discordant is None or not _too_few_to_tell(comparison.discordant):
         return held
     # "too few or too even to tell them apart" of all the images read as of the hard third too, whose own images
     # do tell them apart (a new-user round)

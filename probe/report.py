@@ -44,7 +44,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
 from .predictions import PREDICTIONS_FILE
 from .seen import SEEN_FILE
 from .numbers import fixed, percent, signed_points
-from .selection import VERDICTS, format_delta, same_score
+from .selection import VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import wilson_interval
 
 logger = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ POSTHOC_WORDS: dict[str, VerdictWords] = {
     "applied": VerdictWords("bias applied", "the post-hoc bias raised the hard third beyond noise out of sample "
                             "(cross-fitted on validation) and ships", "pos"),
     "declined": VerdictWords("bias not applied", "its out-of-sample check did not pass the rule (a hard-third gain "
-                             "beyond noise within the overall-accuracy budget; the run's post-hoc line says which "
-                             "part failed): the run ships the ERM probe", "muted"),
+                             "beyond noise within the overall-accuracy budget; the run's post-hoc line gives its "
+                             "figures): the run ships the ERM probe", "muted"),
     "untested": VerdictWords("bias not applied", "too few validation images in some class to test it: the run ships "
                              "the ERM probe", "muted"),
     "unchecked": VerdictWords("bias unchecked", "applied without its out-of-sample check (posthoc_guard off)",
@@ -475,7 +475,8 @@ class TemperatureScaling(_Model):
     fitted: float = Field(..., gt=0, description="the T minimising the validation NLL within "
                           "probe.calibration.TEMPERATURE_BOUNDS")
     applied: bool = Field(..., description="false when the fitted T lies on a bound: no temperature inside them is "
-                          "sized by these validation images (every one right: the NLL keeps falling as T → 0)")
+                          "sized by these validation images (at the lower bound every one of them is right, the NLL falling as T → 0; "
+                          "at the upper the head ranks their true classes low)")
     val_images: NonNegativeInt = Field(..., description="the validation images T was fitted on")
     val_nll_before: Num = Field(..., description="their mean NLL without T")
     val_nll_after: Num = Field(..., description="their mean NLL with T")
@@ -653,7 +654,7 @@ class PosthocSeed(_Model):
         if self.oof_hard_joint_lo <= 0:
             return (f"the hard third's lower bound, {signed_points(self.oof_hard_joint_lo)} pt, is not above 0 (the "
                     "two bounds holding together)")
-        if self.oof_overall_joint_lo < -budget / 100:
+        if past_budget(self.oof_overall_joint_lo, budget / 100):
             return (f"the {overall} lower bound, {signed_points(self.oof_overall_joint_lo)} pt, is below the "
                     f"{budget:g}-point budget (the two bounds holding together)")
         if self.oof_hard_sign_p is not None and self.oof_hard_sign_p > SIGN_TEST_ALPHA:

@@ -54,7 +54,7 @@ from .report import (
     write_run,
 )
 from .seen import SeenSources, common_folder
-from .selection import delta_sentence, format_delta, same_score, select_candidate
+from .selection import delta_sentence, format_delta, past_budget, same_score, select_candidate
 from .uncertainty import observed_class_accuracy
 
 logger = logging.getLogger(__name__)
@@ -978,11 +978,11 @@ def verdict_on_test(interval: list[float], p_value: float, total: float,
     return "holds" if hard else "within_noise"
 
 
-def past_budget_sentence(test_check: str, delta: float, budget: float, metric: str) -> str:
+def past_budget_sentence(lost: bool, delta: float, budget: float, metric: str) -> str:
     """What a verdict adds where the overall ``delta`` on test (a fraction, by ``metric``) is past the ``budget``
-    (points) without being beyond noise of it (:func:`verdict_on_test` said nothing of it: -3.02 points on a
+    (points) without being beyond noise of it (``lost``: ``probe.compare.lost_beyond_budget``; -3.02 points on a
     budget of 3 read "held on test" bare; a consistency round), else ""."""
-    if test_check == "overall_lost" or delta >= -budget / 100:
+    if lost or not past_budget(delta, budget / 100):
         return ""
     return (f" The {'balanced accuracy' if metric == 'balanced' else 'overall'} difference on test, "
             f"{signed_points(delta)} pt, is past the {budget:g}-point budget, but not beyond noise of it.")
@@ -1009,7 +1009,7 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         budget = outcome.config.max_overall_drop
         outcome.selection.test_check = verdict_on_test(interval, p_value, total, overall, budget / 100)
         held = held_back_sentence("hard third's", interval, changed, p_value, beyond_noise(interval, p_value, total))
-        held += past_budget_sentence(outcome.selection.test_check, on_metric["delta"], budget, metric)
+        held += past_budget_sentence(lost_beyond_budget(*overall, budget / 100), on_metric["delta"], budget, metric)
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
                                           + discordance_sentence(metric_discordance(reference, predictions, metric),
                                                                  "this run", "the reference") + held)

@@ -23,7 +23,7 @@ from .numbers import is_missing, percent, signed_points
 from .uncertainty import DEFAULT_LEVEL, sign_test
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
-           "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA",
+           "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA", "past_budget",
            "same_score", "within_budget", "SCORE_DECIMALS", "sign_p_alone"]
 
 SCORE_KEYS = ("val_overall", "val_hard")
@@ -65,10 +65,16 @@ def same_score(a: float | None, b: float | None) -> bool:
     return _score(a) == _score(b)
 
 
+def past_budget(difference: float, budget: float) -> bool:
+    """Whether a difference (a fraction) lies below −``budget`` (a fraction), compared as scores are (0.57 − 0.60 is
+    −0.030000000000000027, past a budget of exactly 3 pt unrounded; a review)."""
+    return _score(difference) < _score(-budget)
+
+
 def within_budget(c: dict, max_overall_drop: float) -> bool:
     """Whether a candidate's simultaneous lower bound of its overall difference is at or above −``max_overall_drop``,
     compared as scores are (0.57 − 0.58 is −0.010000000000000009, past a budget of exactly 1 pt; a review)."""
-    return _score(c["val_overall_delta_simultaneous_lo"]) >= _score(-max_overall_drop)
+    return not past_budget(c["val_overall_delta_simultaneous_lo"], max_overall_drop)
 
 
 def _best(candidates: list[dict], indices: list[int], primary: str, secondary: str) -> int:

@@ -169,9 +169,15 @@ def test_an_overall_cost_past_the_budget_within_noise_is_said():
     cost is past the budget but not beyond noise of it; within the budget, or already overall_lost, nothing."""
     from probe.run import past_budget_sentence
 
-    assert past_budget_sentence("holds", -0.0302, 3.0, "accuracy") == (
+    assert past_budget_sentence(False, -0.0302, 3.0, "accuracy") == (
         " The overall difference on test, -3.0 pt, is past the 3-point budget, but not beyond noise of it.")
-    assert past_budget_sentence("within_noise", -0.004, 0.0, "balanced").startswith(
+    assert past_budget_sentence(False, -0.004, 0.0, "balanced").startswith(
         " The balanced accuracy difference on test, -0.4 pt, is past the 0-point budget")
-    assert past_budget_sentence("holds", -0.029, 3.0, "accuracy") == ""
-    assert past_budget_sentence("overall_lost", -0.05, 3.0, "accuracy") == ""
+    assert past_budget_sentence(False, -0.029, 3.0, "accuracy") == ""
+    assert past_budget_sentence(True, -0.05, 3.0, "accuracy") == ""  # beyond noise: overall_lost, or reversed
+    # compared as the decision compares a budget: 0.57 - 0.60 is exactly the 3-point budget, not past it (a review)
+    assert past_budget_sentence(False, 0.57 - 0.60, 3.0, "accuracy") == ""
+    from probe.compare import lost_beyond_budget
+
+    assert not lost_beyond_budget([-0.05, 0.57 - 0.60], 0.001, -5.0, 0.03)
+    assert lost_beyond_budget([-0.05, -0.031], 0.001, -5.0, 0.03)
