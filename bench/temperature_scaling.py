@@ -54,7 +54,7 @@ def run_one(pool: tuple, test: tuple, class_names: list[str], n: int | None, see
 
 def markdown_table(runs: list[dict]) -> str:
     """Per n: the runs, T's range, and the mean (min..max) of ECE and NLL without and with T, in points / nats."""
-    lines = ["| n / class | runs | T (applied) | accuracy | ECE without T | ECE with T | NLL without T | NLL with T |",
+    lines = ["| n / class | runs | T fitted (applied) | accuracy | ECE without T | ECE with T | NLL without T | NLL with T |",
              "|---|---|---|---|---|---|---|---|"]
     for key in dict.fromkeys(r["n"] for r in runs):
         these = [r for r in runs if r["n"] == key]

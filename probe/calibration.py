@@ -126,21 +126,28 @@ def scaled_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> fl
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
                     ) -> tuple[float, bool]:
     """The temperature T in ``bounds`` minimising :func:`scaled_nll` of ``logits`` (n, K) against ``labels`` (n,),
-    and whether it lies on a bound (then no T inside them fits these images). The NLL is convex in 1/T, so it has
-    one minimum over log T, which bounded Brent search finds (to 1e-10 in log T)."""
+    and whether it lies on a bound (then no T inside them fits these images, and the bound is returned: the lower
+    where every image is right, the NLL falling as T → 0; the upper where the head ranks the true classes low).
+    The NLL is convex in 1/T, so it has one minimum over log T, which bounded Brent search finds (to 1e-10 in
+    log T). Raises ValueError on logits that are not all finite (a diverged head: no temperature means anything)."""
     from scipy.optimize import minimize_scalar
 
     logits, labels = np.asarray(logits), np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or len(labels) != len(logits) or len(labels) == 0:
         raise ValueError(f"temperature scaling needs (n, K) logits of n ≥ 1 labelled images; got {logits.shape} "
                          f"logits and {len(labels)} labels.")
+    if not np.isfinite(logits).all():  # one NaN made every comparison below false: "applied", T arbitrary (a review)
+        raise ValueError("temperature scaling needs finite validation logits; the head gave NaN or infinite ones.")
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
     found = minimize_scalar(lambda t: scaled_nll(logits, labels, float(np.exp(t))), bounds=(lo, hi),
                             method="bounded", options={"xatol": 1e-10})
     best = float(found.fun)
-    # on a bound, or no better than one: validation all right by margins whose NLL underflows to 0 is flat there
-    at_bound = any(scaled_nll(logits, labels, t) <= best + 1e-12 * max(1.0, best) for t in bounds)
-    return float(np.exp(found.x)), bool(at_bound)
+    # on a bound, or no better than one: an NLL that underflows to 0 (every image right) is flat near the lower
+    # bound, where Brent stops anywhere (it reported T = 0.206 "at a bound" of [0.05, 20]; a review)
+    for bound in bounds:
+        if scaled_nll(logits, labels, bound) <= best + 1e-12 * max(1.0, best):
+            return float(bound), True
+    return float(np.exp(found.x)), False
 
 
 def temperature_fit(val_logits: np.ndarray, val_labels: np.ndarray) -> dict:
@@ -291,9 +298,10 @@ def confidence_warning(summary: dict) -> str | None:
         fix = (f"Temperature scaling was applied (T = {scaling['temperature']:.3g}, fitted on {scaling['val_images']} "
                "validation images) and did not close the gap on test: validation's images do not behave like test's.")
     elif scaling is not None:  # asked for and not applied: advising it again read as if it had not been (a review)
+        why = ("every one of them right" if scaling["fitted"] <= 1 else "the head ranks their true classes low")
         fix = (f"Temperature scaling was asked for and not applied: the {scaling['val_images']} validation images' NLL "
-               f"was lowest at a bound (T = {scaling['fitted']:.3g}; every one of them right, typically), so they "
-               "size no temperature; more validation images would.")
+               f"was lowest at a bound (T = {scaling['fitted']:.3g}: {why}), so they size no temperature"
+               + ("; more validation images would." if scaling["fitted"] <= 1 else "."))
     else:
         fix = ("A strong weight decay flattens them; temperature scaling fitted on validation (temperature_scaling: "
                "true; train --temperature-scaling) would fix the values without changing a prediction.")

@@ -525,9 +525,9 @@ class ProbeConfig(BaseModel):
                     precision=self.precision, random_state=seed)
 
 
-# What the reference (ERM) configuration shares with the request it is compared with.
 # What a run applies to its trained probe whichever configuration it keeps (ProbeConfig.kept_for)
 AFTER_TRAINING_FIELDS = ("posthoc_bias", "posthoc_objective", "posthoc_guard", "temperature_scaling")
+# What the reference (ERM) configuration shares with the request it is compared with.
 REFERENCE_FIELDS = ("head", "head_options", "p", "lr_grid", "wd_grid", "epochs", "batch_size", "tol",
                     "optimizer", "warmup_epochs", "seeds", "cv", "val_fraction", "device", "precision",
                     "overall_metric")

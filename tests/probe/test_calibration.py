@@ -243,14 +243,16 @@ def test_validation_all_right_by_wide_margins_sizes_no_temperature():
     from probe.calibration import TEMPERATURE_BOUNDS, fit_temperature, temperature_fit
 
     logits, labels = 10 * np.eye(3)[[0, 1, 2] * 5], np.array([0, 1, 2] * 5)
-    assert fit_temperature(logits, labels)[1] is True
+    assert fit_temperature(logits, labels) == (TEMPERATURE_BOUNDS[0], True)  # the bound, not where Brent stopped
     fit = temperature_fit(logits, labels)
     assert not fit["applied"] and fit["temperature"] == 1.0 and fit["val_nll_after"] == fit["val_nll_before"]
     out = calibration_summary([logits], labels, 3, temperature=fit)
     assert out["temperature_scaling"]["before"] is None and _same(out, {**calibration_summary([logits], labels, 3),
                                                                         "temperature_scaling": {**fit, "before": None}})
     # a head that ranks the true class last: the NLL falls towards the upper bound
-    assert fit_temperature(-logits, labels)[1] is True
+    assert fit_temperature(-logits, labels) == (TEMPERATURE_BOUNDS[1], True)
+    with pytest.raises(ValueError, match="finite validation logits"):  # one NaN read as "applied" (a review)
+        fit_temperature(np.where(np.arange(45).reshape(15, 3) == 4, np.nan, logits), labels)
     assert TEMPERATURE_BOUNDS[0] < 1 < TEMPERATURE_BOUNDS[1]
     with pytest.raises(ValueError, match="labelled images"):
         fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int))
@@ -268,5 +270,5 @@ def test_the_confidence_warning_says_what_temperature_scaling_did():
     unsized = confidence_warning({"confidence": 0.135, "accuracy": 0.718, "temperature_scaling": {
         "applied": False, "temperature": 1.0, "fitted": 0.05, "val_images": 10}})
     assert unsized.endswith("Temperature scaling was asked for and not applied: the 10 validation images' NLL was "
-                            "lowest at a bound (T = 0.05; every one of them right, typically), so they size no "
+                            "lowest at a bound (T = 0.05: every one of them right), so they size no "
                             "temperature; more validation images would.") and "train --temperature" not in unsized

@@ -109,7 +109,7 @@ def test_the_temperature_divides_the_biased_logits_and_moves_no_prediction(scale
         in said) and f"on test without it: ECE {percent(scaling.before.ece)}%" in said
     assert "; with it minus without, paired over the test images: ECE " in said and scaling.before.ece_delta == \
         pytest.approx(report.calibration.ece - plain.calibration.ece, abs=1e-12)
-    assert "temperature-scaled" not in plain.calibration.text and plain.calibration.temperature_scaling is None
+    assert "temperature" not in plain.calibration.text and plain.calibration.temperature_scaling is None
     assert not (biased_run / TEMPERATURE_FILE).exists()
 
 
