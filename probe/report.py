@@ -475,8 +475,8 @@ class TemperatureScaling(_Model):
     fitted: float = Field(..., gt=0, description="the T minimising the validation NLL within "
                           "probe.calibration.TEMPERATURE_BOUNDS")
     applied: bool = Field(..., description="false when the fitted T lies on a bound: no temperature inside them is "
-                          "sized by these validation images (at the lower bound every one of them is right, the NLL falling as T → 0; "
-                          "at the upper the head ranks their true classes low)")
+                          "sized by these validation images (at the lower bound every one of them is right, the NLL "
+                          "falling as T → 0; at the upper the head ranks their true classes low)")
     val_images: NonNegativeInt = Field(..., description="the validation images T was fitted on")
     val_nll_before: Num = Field(..., description="their mean NLL without T")
     val_nll_after: Num = Field(..., description="their mean NLL with T")
