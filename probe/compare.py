@@ -59,6 +59,9 @@ class CompareMetric(BaseModel):
     p_value: Optional[float] = Field(None, description="paired sign-flip test of those images' differences (exact on "
                                      "equal weights; a third of unequal classes by 20,000 draws past 16 images)")
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
+    weighted: bool = Field(False, description="the test weighs each image 1/n of its class, as the metric does "
+                           "(balanced accuracy and the thirds): 10 images better against 20 worse can then lean "
+                           "the metric's way, which the views say beside the counts")
 
 
 class CompareClass(BaseModel):
@@ -433,6 +436,7 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         members = list(range(num_classes)) if g == "balanced" else comparison.grouping.groups.get(g, [])
         row.changed, row.p_value, total = group_evidence(base, other, members)
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
+        row.weighted = True
     order = np.argsort(base.labels, kind="stable")
     by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
     for row, interval, class_diff in zip(comparison.per_class, classes, by_class):
@@ -495,7 +499,7 @@ def _held_back(comparison: Comparison, metric: str) -> str:
 
 
 def _delta_cell(delta: float | None, interval: list | None, changed: list[int] | None = None,
-                beyond: bool | None = None, p_value: float | None = None) -> str:
+                beyond: bool | None = None, p_value: float | None = None, weighted: bool = False) -> str:
     """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0, or when the
     images that changed (``changed``, [other better, base better]) do not lean that way beyond chance (``beyond``
     false, exact test ``p_value``: CompareClass.beyond_noise); beyond noise, those images and their test too."""
@@ -505,7 +509,10 @@ def _delta_cell(delta: float | None, interval: list | None, changed: list[int] |
     cell = f"{signed_points(delta, 2)} [{signed_points(lo, 2)}, {signed_points(hi, 2)}]"
     if lo <= 0 <= hi:
         return cell + " within noise"
-    evidence = "" if changed is None else f" ({changed[0]} better, {changed[1]} worse: p = {p_value:.2g})"
+    # "10 better, 20 worse" beside a gain read as a contradiction where the test weighs each image 1/n of its
+    # class (a consistency round)
+    weighed = ", weighed by class" if weighted else ""
+    evidence = "" if changed is None else f" ({changed[0]} better, {changed[1]} worse{weighed}: p = {p_value:.2g})"
     if beyond is False and changed is not None:
         return cell + " within noise" + evidence
     # beyond noise: the images it rests on too (a class 57 points down had the least said of it; a new-user round)
@@ -615,7 +622,7 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
 def metric_rows(comparison: Comparison) -> list[list[str]]:
     """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
     return [[_metric_label(comparison, name), _with_ci(m.base, m.base_ci), _with_ci(m.other, m.other_ci),
-             _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value)]
+             _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value, m.weighted)]
             for name, m in comparison.metrics.items()]
 
 

@@ -136,7 +136,7 @@
    * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
    * [other better, base better]) do not lean that way beyond chance (sign-flip test `p`), which it then says, as the
    * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
-  function deltaSpan(d, ci, beyond, changed, p) {
+  function deltaSpan(d, ci, beyond, changed, p, weighted) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
     const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
@@ -144,7 +144,8 @@
     // the images the interval's verdict rests on, beyond noise too: a class 57 points down beyond noise had the
     // least said of it (a new-user round)
     const evidence = hasCi && !holdsZero && Array.isArray(changed) && changed.length === 2
-      ? ` (${changed[0]} better, ${changed[1]} worse` + (isNum(p) ? `: p = ${pText(p)})` : ")") : "";
+      ? ` (${changed[0]} better, ${changed[1]} worse` + (weighted ? ", weighed by class" : "")  // CompareMetric.weighted
+        + (isNum(p) ? `: p = ${pText(p)})` : ")") : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",

@@ -109,7 +109,7 @@
                 ciText(worstCi(report)))
               : null,
         // the other run's worst class is its own: named, or "vs 63.3 %" read as this class's (a new-user round)
-        m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value),
+        m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value, m.weighted),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other}`
                   + (key === "worst_class" && otherReport ? `: its worst, ${otherReport.summary.worst_class.name})` : ")"))) : null);
     }));
@@ -441,7 +441,7 @@
     const rows = KPI_KEYS.filter((key) => c.metrics[key]).map((key) => {
       const m = c.metrics[key];
       return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pctCi(m.base, m.base_ci)),
-        h("td", { class: "num" }, pctCi(m.other, m.other_ci)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value)));
+        h("td", { class: "num" }, pctCi(m.other, m.other_ci)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value, m.weighted)));
     });
     // each class's paired Δ, the largest loss first, as mr2probe compare --features prints them (the panel had the
     // headline metrics only; a new-user round)

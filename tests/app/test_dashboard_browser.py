@@ -1724,10 +1724,12 @@ def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server,
         const m = (base, other, ci, extra) => ({ base, other, delta: other - base, delta_ci: ci, ...extra });
         const cmp = { metrics: { overall: m(.8, .8, [0, 0]), balanced: m(.8, .8, null), easy: m(.9, .9, [0, 0]),
                                  medium: m(.8, .8, [0, 0]), worst_class: m(.4, .4, null),
-                                 hard: m(1, .4, [-1, -.2], { beyond_noise: false, changed: [0, 3], p_value: .25 }) } };
+                                 hard: m(1, .4, [-1, -.2], { beyond_noise: false, changed: [0, 3], p_value: .25,
+                                                             weighted: true }) } };
         const node = RunPage.panels.kpis(report, cmp, { main: 'a', other: 'b' });
         return Array.from(node.querySelectorAll('.kpi'))[4].querySelector('.delta-value').textContent;""")
-    assert kpi == "-60.0 pt [-100.0, -20.0] within noise (0 better, 3 worse: p = 0.25)"
+    # (a third's test weighs each image 1/n of its class: said beside the counts, CompareMetric.weighted)
+    assert kpi == "-60.0 pt [-100.0, -20.0] within noise (0 better, 3 worse, weighed by class: p = 0.25)"
 
 
 def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(driver, live_server, finished):

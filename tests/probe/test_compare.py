@@ -42,7 +42,7 @@ def test_deltas_use_base_groups():
     assert m["easy"]["delta"] == pytest.approx(-0.05)
     assert m["worst_class"] == {"base": 0.5, "other": 0.6, "base_ci": None, "other_ci": None,
                                 "delta": pytest.approx(0.1), "delta_ci": None,
-                                "changed": None, "p_value": None, "beyond_noise": None}
+                                "changed": None, "p_value": None, "beyond_noise": None, "weighted": False}
     # whose worst class each is, named (a new-user round read horse against bird as one class's accuracy)
     from probe.compare import metric_rows
 
@@ -537,6 +537,13 @@ def test_balanced_accuracy_has_its_test_and_a_hard_third_beyond_noise_is_said_be
     assert "too few or too even to tell them apart" in cmp.verdict_text
     assert cmp.verdict_text.endswith("The hard third's images do tell them apart (other better on 0, base on 6: "
                                      "sign-flip test p = 0.031).")
+    # the thirds' and balanced accuracy's tests weigh each image 1/n of its class: their rows say so beside the
+    # counts (10 better against 20 worse beside a gain read as a contradiction; a consistency round)
+    from probe.compare import metric_rows
+
+    rows = {row[0]: row[3] for row in metric_rows(cmp)}
+    assert rows["hard"].endswith("(0 better, 6 worse, weighed by class: p = 0.031)") and hard.weighted
+    assert not cmp.metrics["overall"].weighted and "weighed" not in rows["overall"]
 
 
 def test_balanced_accuracy_beyond_noise_is_said_beside_images_too_even_overall():
