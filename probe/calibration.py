@@ -167,22 +167,24 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     """The report's ``calibration`` (``probe.report.Calibration``) of a run whose seeds gave ``test_logits`` (each
     (n, K), the first the shipped head's) on test images of classes ``labels``: ECE with its interval, reliability
     bins, confidence, accuracy and NLL of the first seed's head, divided by ``temperature["temperature"]`` when
-    given (:func:`temperature_fit`; then also the test figures without it, ``temperature_scaling.before``); the
-    top-k accuracy as a mean over seeds (no temperature moves it)."""
+    given (:func:`temperature_fit`; then also the test figures without it, ``temperature_scaling.before``, and
+    what it changed, :func:`temperature_effect`); the top-k accuracy as a mean over seeds (no temperature moves
+    it)."""
     labels = np.asarray(labels, dtype=np.int64)
     first = np.asarray(test_logits[0], dtype=np.float64)
     scale = 1.0 if temperature is None else float(temperature["temperature"])
-    out = _head_calibration(first / scale, labels, num_classes, seed=seed, n_bins=n_bins, level=level)
+    after = _logit_parts(first / scale, labels, num_classes, seed, n_bins)
+    out = _head_calibration(after, seed=seed, n_bins=n_bins, level=level)
     k = TOP_K if num_classes > TOP_K else None
     top = None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits]))
     if temperature is not None:
-        before = (_head_calibration(first, labels, num_classes, seed=seed, n_bins=n_bins, level=level)
-                  if temperature["applied"] else None)
-        out["temperature_scaling"] = {**temperature, "before": before and {
-            key: before[key] for key in ("ece", "ece_debiased", "ece_ci", "calibrated_p", "confidence", "nll")}}
-        if before is not None:
-            out["temperature_scaling"]["before"].update(temperature_effect(first, first / scale, labels, num_classes,
-                                                                           seed=seed, n_bins=n_bins, level=level))
+        out["temperature_scaling"] = {**temperature, "before": None}
+        if temperature["applied"]:  # the figures without it, and the change, from the parts both share
+            before = _logit_parts(first, labels, num_classes, seed, n_bins)
+            unscaled = _head_calibration(before, seed=seed, n_bins=n_bins, level=level)
+            out["temperature_scaling"]["before"] = {
+                **{key: unscaled[key] for key in ("ece", "ece_debiased", "ece_ci", "calibrated_p", "confidence", "nll")},
+                **_effect(before, after, labels, num_classes, seed, level)}
     return {**out, "top_k": k, "top_k_accuracy": top}
 
 
@@ -193,30 +195,58 @@ def temperature_effect(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     bootstrap interval of the difference over the stratified resamples both figures share (paired): the report
     gave the two ECEs, each with its own interval, and no interval of what T changed."""
     labels = np.asarray(labels, dtype=np.int64)
-    boot = Bootstrap(labels, num_classes, seed=seed)  # one seed: every call below reads the same resamples
-    n = max(labels.size, 1)
-    ece, nll = [], []
-    for logits in (before, after):
-        confidence = softmax(logits).max(axis=1)
-        gap = confidence - (logits.argmax(axis=1) == labels)
-        bins = confidence_bins(confidence, n_bins)
-        ece.append((expected_calibration_error(confidence, logits.argmax(axis=1) == labels, n_bins),
-                    np.abs(boot.bin_sums(gap, bins, n_bins)).sum(axis=1) / n))
-        terms = true_class_terms(logits, labels)[0]
-        nll.append((float(terms.mean()), boot.bin_sums(terms, np.zeros(labels.size, dtype=np.int64), 1)[:, 0] / n))
+    return _effect(*(_logit_parts(np.asarray(z, dtype=np.float64), labels, num_classes, seed, n_bins)
+                     for z in (before, after)), labels, num_classes, seed, level)
+
+
+def _logit_parts(logits: np.ndarray, labels: np.ndarray, num_classes: int, seed: int, n_bins: int) -> dict:
+    """What the calibration of logits (n, K) and a temperature's effect read of them: top-1 ``confidence``,
+    ``correct`` (0/1), the ``ece``, the ECE of each stratified resample of ``Bootstrap(seed=seed)``
+    (``resampled``; one seed, so two logits' resamples pair) and each image's NLL (``terms``)."""
+    confidence = softmax(logits).max(axis=1)
+    correct = (logits.argmax(axis=1) == labels).astype(np.float64)
+    return {"confidence": confidence, "correct": correct,
+            "ece": expected_calibration_error(confidence, correct, n_bins),
+            "resampled": _resampled_ece(Bootstrap(labels, num_classes, seed=seed), confidence, correct, n_bins),
+            "terms": true_class_terms(logits, labels)[0]}
+
+
+def _effect(before: dict, after: dict, labels: np.ndarray, num_classes: int, seed: int, level: float) -> dict:
+    """``after`` minus ``before`` (:func:`_logit_parts` of the same images) in ECE and mean NLL, each with the basic
+    bootstrap interval of the paired difference (:func:`temperature_effect`)."""
+    boot = Bootstrap(labels, num_classes, seed=seed)  # the resamples of the parts' ECEs
+
+    def nll(parts: dict) -> tuple[float, np.ndarray]:
+        terms = parts["terms"]
+        return float(terms.mean()), boot.bin_sums(terms, np.zeros(terms.size, dtype=np.int64), 1)[:, 0] / max(
+            terms.size, 1)
+
     out = {}
-    for name, ((was, was_r), (now, now_r)) in (("ece", ece), ("nll", nll)):
+    for name, ((was, was_r), (now, now_r)) in (("ece", ((before["ece"], before["resampled"]),
+                                                          (after["ece"], after["resampled"]))),
+                                                 ("nll", (nll(before), nll(after)))):
         delta = now - was
-        lo, hi = snap_zero(2 * delta - percentile_interval(now_r - was_r, level)[::-1])
+        lo, hi = _basic_interval(delta, now_r - was_r, level)
         out[f"{name}_delta"], out[f"{name}_delta_ci"] = float(snap_zero(delta)), [float(lo), float(hi)]
     return out
 
 
-def _head_calibration(logits: np.ndarray, labels: np.ndarray, num_classes: int, **options) -> dict:
-    """:func:`confidence_calibration` of the softmax of ``logits`` (n, K), with their NLL."""
-    out = confidence_calibration(softmax(logits).max(axis=1), logits.argmax(axis=1) == labels, labels, num_classes,
-                                 **options)
-    return {**out, "nll": log_loss(logits, labels)}
+def _head_calibration(parts: dict, **options) -> dict:
+    """:func:`confidence_calibration` of :func:`_logit_parts`, with the logits' NLL."""
+    figures = _calibration_figures(parts["confidence"], parts["correct"], parts["ece"], parts["resampled"], **options)
+    return {**figures, "nll": float(np.mean(parts["terms"]))}
+
+
+def _resampled_ece(boot: Bootstrap, confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> np.ndarray:
+    """(B,): the ECE of each of ``boot``'s resamples of the images."""
+    sums = boot.bin_sums(confidence - correct, confidence_bins(confidence, n_bins), n_bins)
+    return np.abs(sums).sum(axis=1) / max(confidence.size, 1)
+
+
+def _basic_interval(estimate: float, resampled: np.ndarray, level: float) -> np.ndarray:
+    """The basic bootstrap interval [2θ − q_hi, 2θ − q_lo] of an estimate θ from its resampled values; rounding
+    noise (1e-14 on an all-confident, all-correct run) is 0 (an attack round)."""
+    return snap_zero(2 * estimate - percentile_interval(resampled, level)[::-1])
 
 
 CALIBRATION_TEST_DRAWS = 1000  # label draws of the consistency-resampling test (calibration_p_value)
@@ -264,13 +294,16 @@ def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: 
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    resampled = _resampled_ece(Bootstrap(labels, num_classes, seed=seed), confidence, correct, n_bins)
+    return _calibration_figures(confidence, correct, expected_calibration_error(confidence, correct, n_bins),
+                                resampled, seed=seed, n_bins=n_bins, level=level)
+
+
+def _calibration_figures(confidence: np.ndarray, correct: np.ndarray, ece: float, resampled: np.ndarray, *,
+                         seed: int = 0, n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
+    """:func:`confidence_calibration` of images whose ECE and resampled ECEs (:func:`_resampled_ece`) are known."""
     bins = reliability(confidence, correct, n_bins)
-    sums = Bootstrap(labels, num_classes, seed=seed).bin_sums(confidence - correct,
-                                                              confidence_bins(confidence, n_bins), n_bins)
-    resampled = np.abs(sums).sum(axis=1) / max(labels.size, 1)
-    ece = expected_calibration_error(confidence, correct, n_bins)
-    # the basic bootstrap interval; rounding noise (1e-14 on an all-confident, all-correct run) is 0 (an attack round)
-    lo, hi = np.clip(snap_zero(2 * ece - percentile_interval(resampled, level)[::-1]), 0.0, 1.0)
+    lo, hi = np.clip(_basic_interval(ece, resampled, level), 0.0, 1.0)
     ece = float(snap_zero(ece))
     return {
         # at most the ECE itself: its bias is upward, so a resampled mean below it is noise, and "50.64 % once the
