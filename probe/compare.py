@@ -123,9 +123,9 @@ def metric_evidence(base, other, metric: str) -> tuple[list[int], float, float]:
     return evidence(other.correct - base.correct, paired_seeds(base, other))
 
 
-def metric_discordance(base, other, metric: str) -> CompareDiscordant:
-    """:class:`CompareDiscordant` of :func:`metric_evidence`: what a verdict on ``metric`` cites."""
-    changed, p_value, _ = metric_evidence(base, other, metric)
+def metric_discordance(base, other, metric: str, changed: list[int], p_value: float) -> CompareDiscordant:
+    """:class:`CompareDiscordant` of the test of the overall ``metric`` (:func:`metric_evidence`'s ``changed`` and
+    ``p_value``): what a verdict on ``metric`` cites, weighted for balanced accuracy."""
     return _discordant(base, other, changed, p_value, weighted=metric == "balanced")
 
 
@@ -447,7 +447,7 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     # the test of the verdict's metric (metric_evidence): what the sentence cites is what the API serves (the
     # weighted one was built for the sentence alone, and discordant.p_value disagreed with it; a review)
     row = comparison.metrics["balanced" if metric == "balanced" else "overall"]
-    comparison.discordant = _discordant(base, other, row.changed, row.p_value, weighted=metric == "balanced")
+    comparison.discordant = metric_discordance(base, other, metric, row.changed, row.p_value)
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
     comparison.verdict_text += _held_back(comparison, metric)

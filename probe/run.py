@@ -1005,11 +1005,12 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         changed, p_value, total = group_evidence(reference, predictions, groups.get("hard", []))
         interval = [delta["hard"]["lo"], delta["hard"]["hi"]]
         on_metric = delta["balanced" if metric == "balanced" else "overall"]
-        overall = ([on_metric["lo"], on_metric["hi"]], *metric_evidence(reference, predictions, metric)[1:])
+        overall_changed, *overall_test = metric_evidence(reference, predictions, metric)  # its sign-flip test, once
+        overall = ([on_metric["lo"], on_metric["hi"]], *overall_test)
         budget = outcome.config.max_overall_drop
         outcome.selection.test_check = verdict_on_test(interval, p_value, total, overall, budget / 100)
         held = held_back_sentence("hard third's", interval, changed, p_value, beyond_noise(interval, p_value, total))
         held += past_budget_sentence(lost_beyond_budget(*overall, budget / 100), on_metric["delta"], budget, metric)
+        cited = metric_discordance(reference, predictions, metric, overall_changed, overall_test[0])
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
-                                          + discordance_sentence(metric_discordance(reference, predictions, metric),
-                                                                 "this run", "the reference") + held)
+                                          + discordance_sentence(cited, "this run", "the reference") + held)
