@@ -174,12 +174,12 @@ def _schema_without_preset_defaults(schema: dict[str, Any]) -> None:
                                     "the preset's where one is given)").lstrip()
 
 
-def _preset_overridden(name: str, settings: dict[str, Any], data: dict[str, Any]) -> None:
-    """Refuse a request that sets every field its preset fills, each to another value: the preset would do
-    nothing, and the run would be named after a method it is not."""
+def _preset_overridden(name: str, settings: dict[str, Any], kept: dict[str, Any], data: dict[str, Any]) -> None:
+    """Refuse a request that sets every field its preset fills (``settings``), each to another value, or drops it
+    (``kept``: the settings that apply, ProbeConfig._apply_preset): the preset would do nothing, and the run would
+    be named after a method it is not."""
     mine = {k: data[k] for k in settings if k in data and data[k] != settings[k]}
-    if "loss" in mine:  # another loss drops the preset's options of its own loss (ProbeConfig._apply_preset)
-        mine.update({k: data.get(k) for k in ("loss_options", "loss_options_grid") if k in settings and k not in mine})
+    mine.update({k: None for k in settings if k not in kept and k not in mine})  # dropped with the preset's loss
     if settings and set(mine) >= set(settings):
         theirs = ", ".join(f"{k}={settings[k]!r}" for k in settings)
         yours = ", ".join(f"{k}={v!r}" if v is not None else f"{k} dropped with the preset's loss"
@@ -303,11 +303,12 @@ class ProbeConfig(BaseModel):
         if isinstance(data, dict) and data.get("preset") is not None:
             check("preset", data["preset"], [Name("preset", lambda: list(PRESETS))])
             settings = dict(get_preset(data["preset"]).settings)
-            _preset_overridden(data["preset"], settings, data)
+            kept = settings
             if data.get("loss", settings.get("loss")) != settings.get("loss"):  # another loss: the preset's
                 # options of its own loss do not apply (its own loss, sent again, kept them: a generated client's)
-                settings = {k: v for k, v in settings.items() if k not in ("loss_options", "loss_options_grid")}
-            data = {**settings, **data}
+                kept = {k: v for k, v in settings.items() if k not in ("loss_options", "loss_options_grid")}
+            _preset_overridden(data["preset"], settings, kept, data)
+            data = {**kept, **data}
         return data
 
     @field_validator("head", "loss", "adapter", "cbar", "p", "lam", "r2_mode", "adapter_rank", "epochs",
