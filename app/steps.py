@@ -219,9 +219,9 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
 def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool | None = None,
              temperature_applied: bool | None = None) -> str:
     """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
-    apart (a budget, balanced accuracy, the post-hoc bias, temperature scaling, epochs and folds set by hand; two disparity runs were
-    both "ce/linear (kept: ...)", and a post-hoc bias run and ERM runs of other epochs all "ce/linear"; new-user and
-    dashboard-only rounds). ``kept``: the configuration the run ended as (its report's ``config``), where it kept
+    apart (a budget, balanced accuracy, the post-hoc bias, temperature scaling, epochs and folds set by hand; two
+    disparity runs were both "ce/linear (kept: ...)", and a post-hoc bias run and ERM runs of other epochs all
+    "ce/linear"; new-user and dashboard-only rounds). ``kept``: the configuration the run ended as (its report's ``config``), where it kept
     the reference's: its loss and head are named, and what was tried (a runs list naming only the loss, or the
     head, it tried read as if the run were that probe; outside rounds). ``posthoc_applied``: whether the shipped
     (first) seed's post-hoc bias was applied (None: not known yet, before the run); ``temperature_applied``,
@@ -296,7 +296,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     summary = report.summary.model_dump(mode="json")
-    scaling = None if report.calibration is None else report.calibration.temperature_scaling
+    scaling = report.temperature_scaling
     name = run_name(cfg, report.config, None if report.posthoc is None else report.posthoc.shipped_applied(),
                     None if scaling is None else scaling.applied)
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name,

@@ -361,8 +361,7 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
     comparison.scored_on = where
     # each shipped head's calibration on these images, not the reports' on their test splits (a new-user round)
     comparison.calibration = {name: scored_calibration(p.confidence, p.predicted[0], p.labels, k, None,
-                                                       None if r.calibration is None
-                                                       else r.calibration.temperature_scaling)
+                                                       r.temperature_scaling)
                               for name, p, r in (("base", one, base), ("other", two, other))}
     _add_intervals(comparison, one, two, metric=_overall_metric(base, other), images="images")
     return comparison

@@ -103,9 +103,8 @@ class RunProbe:
         posthoc = None
         if report.posthoc is not None and report.posthoc.shipped_applied():
             posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
-        scaling = None if report.calibration is None else report.calibration.temperature_scaling
         return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id,
-                   SeenSources.load(run_dir), scaling)
+                   SeenSources.load(run_dir), report.temperature_scaling)
 
     @property
     def num_features(self) -> int:

@@ -44,7 +44,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
 from .predictions import PREDICTIONS_FILE
 from .seen import SEEN_FILE
 from .numbers import fixed, percent, signed_points
-from .selection import VERDICTS, format_delta, past_budget, same_score
+from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import wilson_interval
 
 logger = logging.getLogger(__name__)
@@ -647,8 +647,6 @@ class PosthocSeed(_Model):
         """Which part of the guard's rule this seed's bias failed, in words (``budget``: max_overall_drop, points),
         or None (passed, or a report before the joint bounds were kept): the declined text named the rule, and
         every number it showed met it (a consistency round)."""
-        from .selection import SIGN_TEST_ALPHA
-
         if self.oof_hard_joint_lo is None or self.oof_overall_joint_lo is None:
             return None
         if self.oof_hard_joint_lo <= 0:
@@ -817,6 +815,12 @@ class Report(_Model):
                                               "gave arrays, or in reports written before it was recorded)")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
+
+    @property
+    def temperature_scaling(self) -> TemperatureScaling | None:
+        """The temperature its shipped head's probabilities include (``calibration.temperature_scaling``): what
+        RunProbe applies, temperature.json ships and the run's name says; None where the run did not scale."""
+        return None if self.calibration is None else self.calibration.temperature_scaling
 
     @field_validator("config")
     @classmethod
@@ -1072,8 +1076,8 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
-    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, temperature.json, the test
-    predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
+    """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, temperature.json,
+    the test predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
     :class:`probe.seen.SeenSources`, when given) into ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -1082,7 +1086,7 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=Non
         (run_dir / "report.json").unlink()
     # files of the run replaced that this run does not write would pass for its own (a post-hoc bias a later
     # run without one would ship in probe.zip; another run's test predictions)
-    scaling = None if report.calibration is None else report.calibration.temperature_scaling
+    scaling = report.temperature_scaling
     stale = [*(("posthoc_bias.json",) if report.posthoc is None else ()),
              *((TEMPERATURE_FILE,) if scaling is None else ()),
              *((PREDICTIONS_FILE,) if predictions is None else ()), *((SEEN_FILE,) if seen is None else ())]

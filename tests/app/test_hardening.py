@@ -45,7 +45,7 @@ def _report_without_numbers():
                       group_margin={"easy": None, "medium": None, "hard": None})
     return SimpleNamespace(summary=summary, selection=Selection(criterion="overall", split="val", candidates=[],
                                                                 chosen={"lr": 0.01, "weight_decay": 0.0}, reason=""),
-                           config={}, posthoc=None, calibration=None)
+                           config={}, posthoc=None, temperature_scaling=None)
 
 
 def _detail(resp) -> str:
