@@ -207,6 +207,13 @@ class ExtractOptions(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     max_per_class: int | None = Field(None, ge=1, le=MAX_PER_CLASS, description=MAX_PER_CLASS_HELP)
 
+    def changed(self) -> list[str]:
+        """The options whose value is not their default, in field order: what changes an extraction. A value sent
+        equal to its default changes nothing (a client generated from the schema sends every default; an
+        integration round)."""
+        return [name for name, field in type(self).model_fields.items()
+                if getattr(self, name) != field.get_default(call_default_factory=True)]
+
 
 class ExtractJob(BaseModel):
     """Extract (or reuse) the feature cache of a data set with one encoder."""
@@ -252,7 +259,7 @@ class PipelineJob(BaseModel):
                              "exactly one of them")
         # options at their defaults change nothing (a generated client sends them); the encoder is checked against
         # the cache's own (app.validation.validate_job)
-        if self.cache_id is not None and self.options.model_dump() != ExtractOptions().model_dump():
+        if self.cache_id is not None and self.options.changed():
             raise ValueError("options describes an extraction; with cache_id the cache's features are used as they "
                              "are: leave it out")
         return self

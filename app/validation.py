@@ -202,8 +202,8 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "(GET /api/runs/{id}/predictions.csv?cache=...)")
     # a value equal to the schema's default changes nothing: a generated client sends the defaults (an
     # integration round refused its every extraction of unlabelled images)
-    defaults = type(job.options)()
-    split = [key for key in ("max_per_class", "val_fraction") if getattr(job.options, key) != getattr(defaults, key)]
+    changed = job.options.changed()
+    split = [key for key in ("max_per_class", "val_fraction") if key in changed]
     if split:
         raise RequestInvalid(f"options.{split[0]}", f"splits a labelled data set; data set {dataset_id!r} "
                              "holds unlabelled images, every one of them is extracted")
