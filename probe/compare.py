@@ -412,15 +412,13 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     accuracy in each resample, whichever class it is) and the verdict sentence, in place; the sentence's overall
     is balanced accuracy when ``metric`` is (both runs selected on it), and ``images`` what the runs were scored
     on."""
-    from .predictions import paired_test_delta
+    from .predictions import paired_test_intervals
     from .selection import delta_sentence
-    from .uncertainty import Bootstrap
 
     num_classes = len(comparison.per_class)
-    delta = paired_test_delta(base, other, num_classes, comparison.grouping.groups)
+    delta, classes = paired_test_intervals(base, other, num_classes, comparison.grouping.groups)
     for key, value in delta.items():
         comparison.metrics[key].delta_ci = [value["lo"], value["hi"]]
-    classes = Bootstrap(base.labels, num_classes).paired_class_delta_interval(other.correct, base.correct)
     diff, seeds = other.correct - base.correct, paired_seeds(base, other)
     # every row whose images are one set (a class, a third, all) gets the same rule: interval and exact test, of
     # the mean its interval estimates (a third's: the macro mean of its classes)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
-__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "load_pair"]
+__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair"]
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -126,6 +126,24 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
     Raises:
         ValueError: the two runs were not scored on the same test split.
     """
+    boot = _paired_bootstrap(base, other, num_classes, n_resamples, seed)
+    return boot.paired_delta(other.correct, base.correct, groups)
+
+
+def paired_test_intervals(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
+                          *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+                          ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """:func:`paired_test_delta` and the (K, 2) 95 % interval of each class's difference, on the same resamples
+    (:meth:`probe.uncertainty.Bootstrap.paired_intervals`): what a comparison shows, each run's classes resampled
+    once where the two apart resampled them twice. Raises ValueError as :func:`paired_test_delta` does."""
+    boot = _paired_bootstrap(base, other, num_classes, n_resamples, seed)
+    return boot.paired_intervals(other.correct, base.correct, groups)
+
+
+def _paired_bootstrap(base: Predictions, other: Predictions, num_classes: int, n_resamples: int, seed: int
+                      ) -> Bootstrap:
+    """The resamples of two runs' test split, once they are checked to be the same test samples (ValueError
+    otherwise: other labels, or sources that name other images)."""
     if base.labels.shape != other.labels.shape or not np.array_equal(base.labels, other.labels):
         raise ValueError("the two runs were scored on different test splits (different caches); a paired "
                          "comparison needs the same test samples.")
@@ -135,8 +153,7 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
         raise ValueError(f"the two runs were scored on different test samples with the same labels: test sample "
                          f"{mismatch} is {one!r} in one and {two!r} in the other; a paired comparison needs the same "
                          "test samples.")
-    boot = Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed)
-    return boot.paired_delta(other.correct, base.correct, groups)
+    return Bootstrap(base.labels, num_classes, n_resamples=n_resamples, seed=seed)
 
 
 def _first_other_sample(a: np.ndarray | None, b: np.ndarray | None) -> int | None:
