@@ -70,8 +70,13 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np
         raise ValueError(f"level must lie in (0, 1), got {level}.")
     tail = 100.0 * (1.0 - level) / 2.0
     samples = np.asarray(samples, dtype=np.float64)
-    if samples.shape[0] == 0 or np.all(np.isnan(samples)):
+    missing = np.isnan(samples)
+    if samples.shape[0] == 0 or np.all(missing):
         return np.full((2, *samples.shape[1:]), np.nan)
+    if not missing.any():
+        # np.nanpercentile's values without nan, at once: it takes each column's in a Python loop (0.1 s of a
+        # comparison of 1,000 classes)
+        return snap_zero(np.percentile(samples, [tail, 100.0 - tail], axis=0))
     with np.errstate(all="ignore"), warnings.catch_warnings():  # a column all nan (a class without images): nan
         warnings.simplefilter("ignore", RuntimeWarning)
         interval = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
