@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
-from .calibration import calibration_summary, confidence_warning, temperature_fit
+from .calibration import calibration_summary, confidence_warning, temperature_fit, temperature_warning
 from .compare import (beyond_noise, discordance_sentence, group_evidence, held_back_sentence, lost_beyond_budget,
                       metric_discordance, metric_evidence)
 from .config import ProbeConfig
@@ -799,7 +799,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
-                  *filter(None, [lookalike_names_warning(class_names), confidence_warning(calibration)])])
+                  *filter(None, [lookalike_names_warning(class_names), confidence_warning(calibration),
+                                  temperature_warning(calibration)])])
     _grouping_note(report, config, reference, scorer)
     _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)

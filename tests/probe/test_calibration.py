@@ -272,3 +272,53 @@ def test_the_confidence_warning_says_what_temperature_scaling_did():
     assert unsized.endswith("Temperature scaling was asked for and not applied: the 10 validation images' NLL was "
                             "lowest at a bound (T = 0.05: every one of them right), so they size no "
                             "temperature; more validation images would.") and "train --temperature" not in unsized
+
+
+def test_a_temperature_that_made_test_worse_is_warned_of():
+    """T fitted on validation logits 4x sharper than test's: on test it flattens a calibrated head, and the report
+    warns with the change and its interval; a temperature that helped, or did nothing beyond noise, is not."""
+    from probe.calibration import temperature_fit, temperature_warning
+
+    logits, labels = _calibrated(11, 8_000, 10)
+    val, test = slice(0, 4_000), slice(4_000, None)
+    fit = temperature_fit(4 * logits[val], labels[val])
+    hurt = calibration_summary([logits[test]], labels[test], 10, temperature=fit)
+    before = hurt["temperature_scaling"]["before"]
+    assert before["ece_delta_ci"][0] > 0 and before["nll_delta_ci"][0] > 0
+    (ece_lo, ece_hi), (nll_lo, nll_hi) = before["ece_delta_ci"], before["nll_delta_ci"]
+    assert temperature_warning(hurt) == (
+        f"Temperature scaling made the shipped head's probabilities worse on test: ECE "
+        f"+{100 * before['ece_delta']:.1f} points [+{100 * ece_lo:.1f}, +{100 * ece_hi:.1f}] and NLL "
+        f"+{before['nll_delta']:.3f} [+{nll_lo:.3f}, +{nll_hi:.3f}] with T = {fit['temperature']:.3g} against "
+        "without it (paired 95 % intervals). The 4000 validation images it was fitted on did not size it for test's: "
+        "ship the probe without it (temperature_scaling: false; train without --temperature-scaling), or fit it on "
+        "more validation images. No prediction changes either way.")
+    helped = calibration_summary([4 * logits[test]], labels[test], 10, temperature=fit)
+    assert temperature_warning(helped) is None
+    one = {**fit, "temperature": 1.0}  # a T that changes nothing: both intervals exactly 0
+    assert temperature_warning(calibration_summary([logits[test]], labels[test], 10, temperature=one)) is None
+    assert temperature_warning(calibration_summary([logits[test]], labels[test], 10)) is None  # not asked for
+    unsized = {**fit, "temperature": 1.0, "applied": False}
+    assert temperature_warning(calibration_summary([logits[test]], labels[test], 10, temperature=unsized)) is None
+
+
+def test_a_run_whose_temperature_hurt_on_test_says_so():
+    """End to end: validation images unlike test's (test's labels a third noise) size a T that sharpens the head;
+    the report's warnings say what it did on test."""
+    from probe import ProbeConfig, run_probe
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 1.0, (4, 16))
+
+    def split(n: int, noise: float):
+        y = rng.integers(0, 4, n)
+        x = (centres[y] + rng.normal(0, 1.2, (n, 16))).astype(np.float32)
+        flipped = rng.random(n) < noise
+        return x, np.where(flipped, rng.integers(0, 4, n), y)
+
+    data = {"train": split(800, 0.0), "val": split(400, 0.0), "test": split(2_000, 0.5)}
+    report = run_probe(data, ["a", "b", "c", "d"], ProbeConfig(seeds=[0], temperature_scaling=True, epochs=30))
+    scaling = report.temperature_scaling
+    assert scaling.applied and scaling.before.nll_delta_ci[0] > 0
+    assert [w for w in report.warnings if w.startswith("Temperature scaling made the shipped head's probabilities "
+                                                       f"worse on test")] != []
