@@ -336,8 +336,12 @@ def confidence_warning(summary: dict) -> str | None:
                f"was lowest at a bound (T = {scaling['fitted']:.3g}: {why}), so they size no temperature"
                + ("; more validation images would." if scaling["fitted"] <= 1 else "."))
     else:
-        fix = ("A strong weight decay flattens them; temperature scaling fitted on validation (temperature_scaling: "
-               "true; train --temperature-scaling) would fix the values without changing a prediction.")
+        # the cause only where it is one: "a strong weight decay flattens them" was said of a head chosen with none,
+        # flat because its fit ended before it settled (a new-user round), and of overconfident heads
+        scaling = ("temperature scaling fitted on validation (temperature_scaling: true; train --temperature-scaling) "
+                   "would fix the values without changing a prediction.")
+        fix = ("Weights kept small (a strong weight decay, or a fit ended early) flatten them; " + scaling
+               if lean == "under" else "Temperature scaling" + scaling.removeprefix("temperature scaling"))
     return (f"The shipped head is {lean}confident: mean top-1 confidence {percent(confidence, 1)} % against its "
             f"{percent(accuracy, 1)} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the "
             "classes is what its accuracy says; its probabilities (predict --probabilities, the unsure flag) are not "
