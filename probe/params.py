@@ -27,8 +27,8 @@ MAX_ADAPTER_RANK = 4096       # rank / bottleneck width of an adapter
 MAX_SEEDS = 20                # seeds of one run
 MAX_GRID_VALUES = 64          # values in one grid (lr_grid, wd_grid, cbar_grid, lam_grid, each loss_options_grid)
 MAX_GRID_CANDIDATES = 512     # selection candidates × seeds of one run (its work: MAX_FIT_EPOCHS)
-# fits × epochs of one run (auto epochs count as AUTO_EPOCH_BOUNDS' upper end): a request of 512 candidates,
-# 12 folds and 10,000 epochs each held a worker for ~7.5 h (an attack round)
+# fits × epochs of one run (auto epochs count as auto_epochs' count, or its upper end before the data is known):
+# a request of 512 candidates, 12 folds and 10,000 epochs each held a worker for ~7.5 h (an attack round)
 MAX_FIT_EPOCHS = 512_000
 # fits × epochs × batches per epoch (optimiser steps) of one run, once its training rows are known: 44 fits of
 # 10,000 epochs in batches of 1 over 54 images passed MAX_FIT_EPOCHS and held a worker ~2 h a probe (an attack

@@ -53,8 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rank (lowrank) or bottleneck width (mlp) of the adapter (default: the adapter's)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0); it is used for selection")
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds: seed .. seed+N-1 (default 3)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: ProbeConfig's)")
-    from probe.config import L2_STRENGTHS  # torch-free
+    from probe.config import AUTO_FULL_BATCH_ROWS, AUTO_MIN_STEPS, L2_STRENGTHS  # torch-free
+
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"epochs per fit, at most (--tol ends a fit sooner once its loss settles; default: enough for "
+                        f"{AUTO_MIN_STEPS} optimiser steps: {AUTO_MIN_STEPS} full-batch epochs up to "
+                        f"{AUTO_FULL_BATCH_ROWS} training rows, 10 at 50,000 in batches of 1024)")
 
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help=f"optimiser (default: ProbeConfig's, {_config_default('optimizer')}: weight decay as an "

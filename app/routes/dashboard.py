@@ -94,7 +94,7 @@ def launch_choices() -> dict[str, Any]:
     from feature_cache import ENCODERS
     from feature_cache.datasets import ARCHIVE_SUFFIXES
     from probe import DEFAULT_CV_FOLDS, HEADS, MAX_CV_FOLDS, MIN_CV_FOLDS, MIN_VAL_PER_CLASS, PRESETS
-    from probe.config import MAX_OVERALL_DROP
+    from probe.config import AUTO_FULL_BATCH_ROWS, AUTO_MIN_STEPS, MAX_OVERALL_DROP
     from probe.params import MAX_EPOCHS
 
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
@@ -115,6 +115,9 @@ def launch_choices() -> dict[str, Any]:
         # the form's bounds, as the API's: the archives an upload may be, a name's length, the budget's largest
         "archives": list(ARCHIVE_SUFFIXES), "max_name": MAX_NAME, "max_overall_drop": MAX_OVERALL_DROP,
         "max_epochs": MAX_EPOCHS, "max_per_class": MAX_PER_CLASS,
+        # what the epochs field's "default" is (probe.config.auto_epochs): the form said only "default" (a new-user
+        # round)
+        "auto_epochs": {"steps": AUTO_MIN_STEPS, "full_batch_rows": AUTO_FULL_BATCH_ROWS},
         # the share of train carved out as val where a data set has no val/ (a post-hoc bias that could not be
         # tested advised "a larger val_fraction", which the form did not offer; a dashboard round)
         "val_fraction": {"default": DEFAULT_VAL_FRACTION, "min": VAL_FRACTION_BOUNDS[0], "max": VAL_FRACTION_BOUNDS[1]},

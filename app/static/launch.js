@@ -167,7 +167,8 @@
         h("div", { class: "fields" },
           field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, max: choices.max_per_class, step: 1, placeholder: "all" }), "limits-cap"),
           valFractionField(choices.val_fraction),
-          field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, max: choices.max_epochs, step: 1, placeholder: "default" }), "limits"))),
+          field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, max: choices.max_epochs, step: 1, placeholder: "automatic" }), "limits",
+                `At most this many passes over the training images per fit; a fit ends sooner once its loss settles. Automatic: enough for ${choices.auto_epochs.steps} optimiser steps (${choices.auto_epochs.steps} full-batch epochs up to ${choices.auto_epochs.full_batch_rows.toLocaleString("en")} training images, 10 at 50,000).`))),
       h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
         h("span", { class: "field-error", id: "err-form", role: "alert" })));
     const sync = () => {

@@ -32,6 +32,12 @@ def test_the_forms_bounds_are_the_apis(choices):
     assert choices["archives"] == list(ARCHIVE_SUFFIXES) and ".tar.xz" in choices["archives"]
     assert (choices["max_name"], choices["max_overall_drop"]) == (MAX_NAME, MAX_OVERALL_DROP)
     assert "presets" not in choices  # methods[] says everything of each
+    from probe.config import AUTO_FULL_BATCH_ROWS, AUTO_MIN_STEPS, auto_epochs
+
+    # what the epochs field says its automatic count is: auto_epochs' own constants
+    auto = choices["auto_epochs"]
+    assert auto == {"steps": AUTO_MIN_STEPS, "full_batch_rows": AUTO_FULL_BATCH_ROWS}
+    assert auto_epochs(auto["full_batch_rows"], None) == auto["steps"] and auto_epochs(50_000, 1024) == 10
 
 
 def test_every_preset_every_other_loss_and_the_posthoc_bias_are_offered_once(choices):

@@ -359,7 +359,8 @@ def test_ema_class_statistics_agree_with_exact(data):
 def test_auto_epochs_rule(data):
     assert auto_epochs(50_000, 1024) == 10  # 49 steps per epoch → ceil(450 / 49)
     assert auto_epochs(6_000, 1024) == 75
-    assert auto_epochs(600, None) == 100 and auto_epochs(600, 1024) == 100
+    assert auto_epochs(600, None) == 450 and auto_epochs(600, 1024) == 450  # full batch: 450 steps as well
+    assert auto_epochs(3_000, 2_048) == 225
     assert auto_epochs(10_000_000, 1024) == 10
     cfg = ProbeConfig(**{k: v for k, v in FAST.items() if k != "epochs"}, batch_size=64)
     assert cfg.epochs is None
@@ -373,7 +374,7 @@ def test_auto_batch_size_is_full_batch_for_small_sets(data):
     assert ProbeConfig().batch_size == "auto"
     assert auto_batch_size(4096) is None and auto_batch_size(4097) == 1024 and auto_batch_size(45_000) == 1024
     small, large = ProbeConfig().resolved(2_700), ProbeConfig().resolved(45_000)
-    assert (small.batch_size, small.epochs) == (None, 100) and (large.batch_size, large.epochs) == (1024, 11)
+    assert (small.batch_size, small.epochs) == (None, 450) and (large.batch_size, large.epochs) == (1024, 11)
     assert ProbeConfig(batch_size=64, epochs=3).resolved(2_700).batch_size == 64  # explicit values are kept
     with pytest.raises(ValueError, match=r"batch_size='auto' depends on the training-set size"):
         ProbeConfig().trainer_params({"lr": 0.1, "weight_decay": 0.0}, seed=0)
