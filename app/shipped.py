@@ -152,7 +152,8 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS, TrueClass
     from probe.report import FeatureSource
-    from probe.seen import common_folder
+    from feature_cache.datasets import SPLIT_FOLDERS
+    from probe.seen import common_folder, repeated_rests
 
     cache = open_cache(path)
     if split not in cache.splits:
@@ -164,12 +165,13 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     sources = cache.sources(split)
-    shared = functools.cache(lambda: common_folder(p for s in cache.splits  # the scored split's read once
-                                                   for p in (sources if s == split else cache.sources(s))))
+    every = lambda: (p for s in cache.splits for p in (sources if s == split else cache.sources(s)))  # noqa: E731
+    shared = functools.cache(lambda: common_folder(every()))  # the scored split's read once
+    repeated = functools.cache(lambda: repeated_rests(every(), shared(), SPLIT_FOLDERS))
     checked = []
     for probe in probes:
         warnings = probe.check_features(source, cache.num_features) + _seen_images(
-            probe, source, split, sources, list(cache.class_names) == list(probe.class_names), shared)
+            probe, source, split, sources, list(cache.class_names) == list(probe.class_names), shared, repeated)
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
         if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
@@ -200,15 +202,19 @@ def _own_cache(probe, source) -> bool:
 
 
 def _seen_images(probe, source, split: str, sources: list[str], same_classes: bool,
-                 shared: Callable[[], str]) -> list[str]:
+                 shared: Callable[[], str], repeated: Callable[[], Any]) -> list[str]:
     """A warning when the scored images are ones the probe was trained or selected on: ``split`` of its own cache
     (train or val), or, in another cache of the same data set (another extraction: its splits drawn with another
     seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
     scored there, a probe read 100 % on its own training images without a word, a new-user round). In a cache of
     another data set with the run's classes (``same_classes``), the same paths are said to be the same images if
     they are: the same folder zipped (another content fingerprint) or changed since went unflagged (an outside
-    round), where a data set of other images named alike would be a false alarm. ``shared()``: the folders every
-    path of the scored cache shares (``probe.seen.common_folder``), read only when needed."""
+    round), where a data set of other images named alike would be a false alarm. In another cache, a path also
+    matches with its leading split folder changed or gone (the same files in a flat folder went unflagged, a
+    new-user round; ``SeenSources.moved``). ``shared()``: the folders every path of the scored cache shares
+    (``probe.seen.common_folder``), ``repeated()``: its ``probe.seen.repeated_rests``; read only when needed."""
+    from feature_cache.datasets import SPLIT_FOLDERS
+
     own = _own_cache(probe, source)
     if own:
         if split != "train" or probe.seen is None:
@@ -221,23 +227,34 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     overlap = {name: n for name, n in probe.seen.overlap(sources, shared()).items() if n}
     if own and not overlap.get("val"):  # val was given: these are the train images it trained on, all of them
         return _own_split(split)
+    # its own cache holds each image under one path: another split folder there is another image
+    moved = {} if own else probe.seen.moved(sources, shared(), SPLIT_FOLDERS, repeated())
+    moved = {name: n for name, n in moved.items() if n}
+    overlap = {name: overlap.get(name, 0) + moved.get(name, 0) for name in probe.seen.digests
+               if overlap.get(name) or moved.get(name)}
     if not overlap:
         return []
     return [_seen_words(len(sources), overlap, "the train split of the run's own cache" if own else
-                        "another cache of the run's data set" if kin else None)]
+                        "another cache of the run's data set" if kin else None, moved)]
 
 
-def _seen_words(scored: int, overlap: dict[str, int], where: str | None) -> str:
+def _seen_words(scored: int, overlap: dict[str, int], where: str | None, moved: dict[str, int]) -> str:
     """The warning of :func:`_seen_images`: ``where`` the scored images lie, None for a cache of another data set
-    with the run's classes (the same paths, perhaps other images)."""
+    with the run's classes (the same paths, perhaps other images); ``moved``: how many of ``overlap`` matched only
+    with their leading split folder changed or gone."""
     words = {"train": "the images it was trained on", "val": "those its hyper-parameters and thirds were chosen on"}
+
+    total, m = sum(overlap.values()), sum(moved.values())
+    how = "" if not m else (f" ({'all' if m == total else f'{m:,} of them'} matched on class folder and file name "
+                            "alone, a leading split folder such as train/ set aside)")
     if where is None:
         seen = " and ".join(f"{n:,} {'has' if n == 1 else 'have'} the path of one of {words[name]}"
-                            for name, n in overlap.items())
+                            for name, n in overlap.items()) + how
         return (f"Of the {scored:,} images scored here (a cache of another data set with the run's classes), {seen}: "
                 "if they are the same images (its data set copied, zipped or changed since), these scores overstate "
                 "its accuracy on new images; its test split (or images it has not seen) says how it does.")
-    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} among {words[name]}" for name, n in overlap.items())
+    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} among {words[name]}"
+                        for name, n in overlap.items()) + how
     # the train split of its own cache holds the val it carved from train too (all "trained on"; a review)
     return (f"Of the {scored:,} images scored here ({where}), {seen}: these scores overstate its accuracy on new "
             "images; its test split (or images it has not seen) says how it does.")

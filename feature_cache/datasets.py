@@ -54,8 +54,8 @@ from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
 from .manifest import has_manifest_pair, read_manifest, read_manifest_pair
 
-__all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "UNLABELLED",
-           "ARCHIVE_SUFFIXES", "TAR_SUFFIXES"]
+__all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "SPLIT_FOLDERS",
+           "UNLABELLED", "ARCHIVE_SUFFIXES", "TAR_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
-_SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+# A folder read as a split (any case) -> the split; shipped probes also read it to match the same file moved from one
+# split folder to another (probe.seen)
+SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
 # The one class name of an unlabelled image set (open_images): a shipped probe predicts its images, nothing trains on
 # them. Parentheses keep it apart from any folder name a labelled set could give a class.
 UNLABELLED = "(unlabelled)"
@@ -162,7 +164,7 @@ def _split_roots(names: list[str]) -> list[tuple[tuple[str, ...], dict[str, str]
     for name in names:
         parts = name.split("/")
         for depth, part in enumerate(parts[:-2]):  # a split folder must hold class folders
-            split = _SPLIT_ALIASES.get(part.lower())
+            split = SPLIT_FOLDERS.get(part.lower())
             if split:
                 candidates[tuple(parts[:depth])].setdefault(split, part)
     found = [(prefix, splits) for prefix, splits in candidates.items()

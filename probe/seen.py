@@ -12,6 +12,11 @@ the paths themselves stay out of the run directory. A path is taken below the fo
 (:func:`common_folder`: a zip made with its top folder, ``data/train/cat/0.png``, names the folder's
 ``train/cat/0.png``), so the same images zipped or unzipped have the same keys; runs written before that keep their
 whole paths (``relative`` False).
+
+The same files arranged in another layout (a data set's train/ and test/ folders copied into one flat folder of class
+folders, or images moved from one split folder to another) keep their class folder and file name and lose or change
+only their leading split folder: :meth:`SeenSources.moved` counts those, so that 283 of 359 scored images that the
+probe trained or selected on no longer go without a word (a new-user round).
 """
 from __future__ import annotations
 
@@ -19,13 +24,13 @@ import hashlib
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SeenSources", "common_folder", "source_digests"]
+__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SeenSources", "common_folder", "repeated_rests", "source_digests"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +41,24 @@ SEEN_SPLITS = ("train", "val")  # what the probe trained on, and what chose its 
 def source_digests(sources: Iterable[str]) -> np.ndarray:
     """Sorted unique uint64 digests of the paths ``sources`` (BLAKE2b, 8 bytes; a path that is not valid UTF-8
     keeps its bytes through ``surrogateescape``)."""
-    digests = np.fromiter((int.from_bytes(hashlib.blake2b(str(s).encode("utf-8", "surrogateescape"),
-                                                          digest_size=8).digest(), "little") for s in sources),
-                          dtype=np.uint64)
-    return np.unique(digests)
+    return np.unique(_digests(sources))
+
+
+def _digests(paths: Iterable[str]) -> np.ndarray:
+    """Each path's digest (see :func:`source_digests`), in order, repeats kept."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(str(s).encode("utf-8", "surrogateescape"),
+                                                       digest_size=8).digest(), "little") for s in paths),
+                       dtype=np.uint64)
+
+
+def repeated_rests(paths: Iterable[str], shared: str, split_folders: Collection[str]) -> np.ndarray:
+    """The digests of the paths below a split folder (:func:`_rest`) that more than one of ``paths`` (every path of
+    a cache, ``shared`` its :func:`common_folder`) has: a data set numbering each split's files afresh has
+    ``train/cat/0.png`` and ``test/cat/0.png``, other images, which :meth:`SeenSources.moved` must not call one."""
+    folders = {f.lower() for f in split_folders}
+    rests = _digests(rest for rest in (_rest(path, folders) for path in _below(paths, shared)) if rest)
+    digests, counts = np.unique(rests, return_counts=True)
+    return digests[counts > 1]
 
 
 def common_folder(paths: Iterable[str]) -> str:
@@ -100,6 +119,43 @@ class SeenSources:
         given = source_digests(_below(sources, shared) if self.relative else sources)
         return {split: int(np.isin(given, digests, assume_unique=True).sum())
                 for split, digests in self.digests.items()}
+
+
+    def moved(self, sources: Iterable[str], shared: str, split_folders: Collection[str],
+              repeated: np.ndarray) -> dict[str, int]:
+        """How many of ``sources`` (each counted once) that :meth:`overlap` does not find each split holds with
+        another leading split folder or none: the same class folder and file name, ``cat/0.png`` scored and
+        ``train/cat/0.png`` trained on, or ``test/cat/0.png`` and ``val/cat/0.png``. ``split_folders``: the folder
+        names read as splits (any case; tried lower-case and capitalised); ``repeated``: :func:`repeated_rests` of
+        the scored cache, left out. Runs keeping whole paths (``relative`` False) match none."""
+        if not self.relative:  # their first folder is the data set's own, not a split folder
+            return {split: 0 for split in self.digests}
+        folders = {f.lower() for f in split_folders}
+        spellings = sorted(folders | {f.capitalize() for f in folders})
+        given = list(dict.fromkeys(_below(sources, shared)))
+        digests = _digests(given)
+        found = np.zeros(len(given), dtype=bool)
+        for seen in self.digests.values():
+            found |= np.isin(digests, seen)
+        rests = [None if hit else _rest(path, folders) for path, hit in zip(given, found)]
+        free = np.isin(_digests(rest or "" for rest in rests), repeated, invert=True)
+        rows, keys = [], []
+        for row, (path, rest) in enumerate(zip(given, rests)):
+            if rest and free[row]:
+                tried = {rest, *(f"{folder}/{rest}" for folder in spellings)} - {path}
+                rows += [row] * len(tried)
+                keys += tried
+        rows, keys = np.asarray(rows, dtype=np.int64), _digests(keys)
+        return {split: len(np.unique(rows[np.isin(keys, seen)])) for split, seen in self.digests.items()}
+
+
+def _rest(path: str, folders: Collection[str]) -> str | None:
+    """``path`` below its leading split folder (one of ``folders``, lower-case), or whole when it has none; None
+    when no class folder is left to match (a split folder holds class folders, as ``feature_cache`` reads it)."""
+    head, _, rest = path.partition("/")
+    if head.lower() in folders and "/" in rest:
+        return rest
+    return path if "/" in path else None
 
 
 def _below(paths: Iterable[str], shared: str) -> Iterable[str]:

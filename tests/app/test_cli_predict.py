@@ -183,6 +183,38 @@ def test_scores_on_the_runs_images_in_another_cache_of_its_data_set_are_flagged(
     assert "warning" not in capsys.readouterr().err
 
 
+def test_the_runs_images_in_another_folder_layout_are_flagged(tmp_path, capsys):
+    """A run trained on train/ and test/ folders, scored on the same files copied into one folder of class folders
+    (digits: 283 of 359 scored images were ones it trained or selected on, only the leading split folder differed)
+    went without a word (a new-user round). A file of the same name in another class folder is another image."""
+    rng = np.random.default_rng(6)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 10), ("val", 5), ("test", 5))}
+    splits = {}
+    for s, labels in y.items():
+        x, _, _ = _split(rng, labels, s)
+        folder = "test" if s == "test" else "train"  # val drawn from the train/ folder, as extraction does
+        splits[s] = (x, labels, [f"data/{folder}/{NAMES[c]}/{s}{i}.png" for i, c in enumerate(labels)])
+    own = _cache(tmp_path / "tt.h5", splits, NAMES, dataset_fingerprint="a" * 64)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(own), "--out", str(out), *FAST]) == 0
+    train, val, test = (splits[s][2] for s in ("train", "val", "test"))
+    flat = [p.replace("data/train/", "flat/").replace("data/test/", "flat/") for p in train[:6] + val[:2] + test[:3]]
+    # the same file names in another class folder: other images
+    elsewhere = [p.replace(f"/{NAMES[0]}/", f"/{NAMES[1]}/") for p in flat if f"/{NAMES[0]}/" in p]
+    rows = flat + elsewhere
+    labels = np.array([NAMES.index(p.split("/")[1]) for p in rows])
+    x = MEANS[labels] + rng.normal(0, 1, (len(rows), D))
+    other = _cache(tmp_path / "flat.h5", {"test": (x.astype(np.float32), labels, rows)}, NAMES,
+                   dataset_fingerprint="b" * 64)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(other)]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: Of the {len(rows)} images scored here (a cache of another data set with the run's classes), 6 "
+            "have the path of one of the images it was trained on and 2 have the path of one of those its "
+            "hyper-parameters and thirds were chosen on (all matched on class folder and file name alone, a leading "
+            "split folder such as train/ set aside): ") in err, err
+
+
 def test_the_train_split_of_a_run_that_carved_its_val_says_which_images_only_chose(tmp_path, capsys):
     """With no val split the run carves val out of train: scored on its own cache's train split, those images were
     said to be trained on (a review); the warning counts them apart."""

@@ -52,3 +52,27 @@ def test_paths_are_keyed_below_the_folders_their_cache_shares(tmp_path):
         np.savez(tmp_path / SEEN_FILE, **{k: data[k] for k in ("train", "val")})
     loaded = SeenSources.load(tmp_path)
     assert loaded.relative is False and loaded.overlap(folder["train"], "train/") == {"train": 2, "val": 0}
+
+
+def test_moved_matches_the_same_class_folder_and_file_name_under_another_split_folder():
+    """The same files in another layout (train/ and test/ folders copied flat, or moved to another split folder)
+    matched no path (a new-user round): moved() sets the leading split folder aside, keeps the class folder, and
+    leaves out names its cache repeats across split folders (each split numbered afresh: other images)."""
+    from probe.seen import repeated_rests
+
+    folders = ("train", "val", "valid", "validation", "test")
+    seen = SeenSources.of({"train": ["train/cat/0.png", "train/dog/1.png"], "val": ["train/cat/2.png"],
+                           "test": ["test/cat/3.png"]})
+    flat = ["cat/0.png", "dog/1.png", "cat/2.png", "cat/3.png", "dog/0.png", "cat/9.png"]
+    assert seen.overlap(flat) == {"train": 0, "val": 0}
+    assert seen.moved(flat, "", folders, repeated_rests(flat, "", folders)) == {"train": 2, "val": 1}
+    scored = ["Test/cat/0.png", "val/cat/2.png", "train/dog/1.png"]  # another split folder, any case; one exact
+    assert seen.moved(scored, "", folders, repeated_rests(scored, "", folders)) == {"train": 1, "val": 1}
+    renumbered = ["train/cat/0.png", "test/cat/0.png", "test/dog/1.png"]  # test/cat/0.png: another image
+    repeated = repeated_rests(renumbered, "", folders)
+    assert seen.moved(renumbered, "", folders, repeated) == {"train": 1, "val": 0}  # test/dog/1.png; cat/0 exact
+    trained_flat = SeenSources.of({"train": ["data/cat/0.png", "data/dog/5.png"]}, "data/")
+    split = ["top/test/cat/0.png", "top/train/dog/5.png", "top/test/dog/0.png"]
+    assert trained_flat.moved(split, "top/", folders, repeated_rests(split, "top/", folders)) == {"train": 2}
+    whole = SeenSources({"train": source_digests(["train/cat/0.png"])}, relative=False)  # whole paths: none
+    assert whole.moved(flat, "", folders, repeated_rests(flat, "", folders)) == {"train": 0}
