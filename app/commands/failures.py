@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 HELP = "list a class's misclassified test images of a run (first seed), most confident mistakes first"
 
@@ -21,8 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from feature_cache.archives import printable
     from probe import load_report
     from probe.predictions import Predictions
@@ -38,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     predictions = Predictions.load(args.run_dir, len(report.class_names))
     rows = predictions.failure_rows(index, report.class_names, args.limit, predicted)
     if args.data is not None:
-        rows = [{**row, "source": None if row["source"] is None else str(Path(args.data, row["source"]))}
-                for row in rows]
+        root = _data_root(Path(args.data), [row["source"] for row in rows if row["source"] is not None])
+        rows = [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -54,3 +53,22 @@ def run(args: argparse.Namespace) -> int:
         where = printable(row["source"]) if row["source"] is not None else f"test row {row['index']}"
         print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20} {where}")
     return 0
+
+
+def _data_root(data: Path, sources: list[str]) -> Path:
+    """The folder the listed ``sources`` (paths inside the data set) lie under: ``data``, or its parent where they
+    start with its own name (a zip made from the folder keeps it as its top folder; ``--data`` naming that folder
+    printed .../digits_tt/digits_tt/test/9/img.png, a path that exists nowhere, a new-user round). Otherwise
+    ``data``, with one warning on stderr naming the files missing there and the folder they need."""
+    import sys
+
+    missing = [source for source in sources if not (data / source).is_file()]
+    if not missing:
+        return data
+    if all(source.startswith(f"{data.name}/") and (data.parent / source).is_file() for source in sources):
+        return data.parent
+    first = missing[0]
+    print(f"warning: {len(missing)} of the {len(sources)} listed files do not exist under --data {data} (such as "
+          f"{data / first}): --data must be the folder these paths start in, the one holding "
+          f"{first.split('/')[0]} (the cache records paths inside the data set, such as {first})", file=sys.stderr)
+    return data

@@ -2,6 +2,7 @@
 cache (classes matched by name, unknown ones kept apart), and refusals of features it was not trained on."""
 import csv
 import json
+import os
 import re
 
 import numpy as np
@@ -472,3 +473,36 @@ def test_a_temperature_scaled_run_predicts_its_own_calibration(run, tmp_path, ca
     assert scored["text"].startswith("with its temperature: ECE ")
     assert main(["predict", str(out), "--features", str(cache)]) == 0
     assert f"with its post-hoc bias, temperature {scaling[1]['temperature']:.3g})" in capsys.readouterr().out
+
+
+def test_failures_data_resolves_the_folder_a_zip_was_made_from(tmp_path, capsys):
+    """A cache of a zip made with its top folder records `digits/test/cat/0.png`: `failures --data .../digits` (the
+    folder the zip was made from) printed .../digits/digits/test/cat/0.png, which exists nowhere (a new-user round).
+    Its parent is taken where the paths start with the folder's name and lie there; elsewhere one warning says the
+    files are missing and which folder the paths start in."""
+    rng = np.random.default_rng(7)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 10), ("test", 10))}
+    splits = {}
+    for s, labels in y.items():
+        x, _, _ = _split(rng, labels, s)
+        splits[s] = (x, labels, [f"digits/{s}/{NAMES[c]}/{i}.png" for i, c in enumerate(labels)])
+    splits["val"] = (np.zeros((0, D), np.float32), np.zeros(0, np.int64), [])
+    for path in splits["test"][2]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(_cache(tmp_path / "zip.h5", splits, NAMES)), "--out", str(out),
+                 "--epochs", "1", "--lr", "0.05", "--wd", "0", "--seeds", "1", "--no-progress"]) == 0
+    listed = {}
+    for data in (tmp_path, tmp_path / "digits", tmp_path / "digits" / "test"):
+        capsys.readouterr()
+        assert main(["failures", str(out), "--class", "cat", "--limit", "50", "--json", "--data", str(data)]) == 0
+        captured = capsys.readouterr()
+        listed[data] = [row["source"] for row in json.loads(captured.out)]
+        assert listed[data], "no mistake to list"
+        assert ("warning" in captured.err) == (data.name == "test"), captured.err
+    assert listed[tmp_path / "digits"] == listed[tmp_path] and all(os.path.isfile(p) for p in listed[tmp_path])
+    wrong = tmp_path / "digits" / "test"
+    assert (f"warning: {len(listed[wrong])} of the {len(listed[wrong])} listed files do not exist under --data "
+            f"{wrong} (such as {listed[wrong][0]}): --data must be the folder these paths start in, the one holding "
+            "digits (the cache records paths inside the data set, such as digits/test/") in captured.err
