@@ -410,9 +410,13 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
         feature_cache.UnsafeArchive, feature_cache.DatasetError: the data set is refused.
         AlreadyRegistered: the same directory and content under another name than the ``name`` given.
     """
-    from feature_cache import DatasetError
+    from feature_cache import DatasetError, NoClassFolders
 
-    data = open_registered(path, unlabelled)
+    try:
+        data = open_registered(path, unlabelled)
+    except NoClassFolders as exc:  # the library names its CLI flag; a client of the service asks with its own
+        raise NoClassFolders(f"{exc} Here: unlabelled=true with the upload or registration (the dashboard's "
+                             "\"unlabelled images\" box) extracts them for a finished run to predict.") from None
     counts = dataset_counts(data)
     problem = classes_without_message(counts, list(data.class_names), training=False)
     if problem:

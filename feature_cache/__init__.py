@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["ENCODERS", "Encoder", "EncoderSpec", "check_encoder", "create_encoder", "list_encoders",
                      "weights_file_argument"], "encoders"),
     **dict.fromkeys(["CacheMismatch", "DatasetError", "ExtractionBusy", "ExtractionCancelled", "MissingWeights",
-                     "UnsafeArchive"], "errors"),
+                     "NoClassFolders", "UnsafeArchive"], "errors"),
     "extractor_fingerprint": "fingerprint",
     **dict.fromkeys(["ExtractionPlan", "ExtractResult", "discard_partial", "extract", "plan_extraction",
                      "skipped_summary"], "extract"),

@@ -49,7 +49,7 @@ from probe.names import MAX_NAME, listed
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_NAME, ArchiveLimits, unprintable,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
 from .defaults import DEFAULT_VAL_FRACTION
-from .errors import DatasetError
+from .errors import DatasetError, NoClassFolders
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
 from .manifest import has_manifest_pair, read_manifest, read_manifest_pair
@@ -421,11 +421,18 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     _check_printable(path, class_names)  # before any message names them; a folder of skipped files reads empty
     if len(class_names) < 2:
         manifests = sorted(p.name for p in path.glob("*.csv")) if path.is_dir() else []
-        raise DatasetError(
+        # images in no class folder, or directly in the one top folder ('incoming/a.png': that folder zipped)
+        loose = layout == "single-tree" and (not class_names or any(
+            f.split("/")[:-1] == class_names for classes in given.values() for f in classes[class_names[0]]))
+        # a zip of new images to predict, uploaded without its unlabelled flag, read as a one-class data set with no
+        # word of how to read it (a new-user round)
+        raise (NoClassFolders if loose else DatasetError)(
             f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
             "a probe needs at least 2 classes."
             # a folder holding its manifest was read as class folders, the CSV unmentioned (a new-user round)
             + (f" A manifest here is read only when named itself: {path / manifests[0]}." if manifests else "")
+            + (" If these are unlabelled images, for a trained probe to predict, read them as such (`mr2probe "
+               "extract --unlabelled`)." if loose else "")
         )
     empty: dict[str, list[str]] = {}  # class → the splits where its folder holds no image
     for split, classes in given.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "DatasetError",
+    "NoClassFolders",
     "UnsafeArchive",
     "CacheMismatch",
     "ExtractionCancelled",
@@ -17,6 +18,11 @@ __all__ = [
 
 class DatasetError(ValueError):
     """The data set cannot be used as given (empty class, a single class, unknown layout, ...)."""
+
+
+class NoClassFolders(DatasetError):
+    """Fewer than 2 classes where the images sit in no class folder or all directly in one folder: perhaps unlabelled
+    images, which ``open_images`` reads. The service adds how its clients ask for that (an upload's flag)."""
 
 
 class UnsafeArchive(ValueError):

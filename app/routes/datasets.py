@@ -139,14 +139,22 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
 
 async def _stream_upload(request: Request, store: Store, settings: Settings, content_type: str) -> tuple[dict, bool]:
     """The upload itself (:func:`upload_archive`), its body read with an idle timeout."""
+    from feature_cache import DatasetError, UnsafeArchive
+
     dataset_id, upload_dir = new_upload_dir(settings.uploads_dir)
     try:
         body = _until_idle(request.stream(), settings.upload_idle_seconds, settings.upload_min_rate,
                            settings.upload_max_seconds)
         path, fields = await stream_multipart_file(content_type, body, upload_dir, settings.max_upload_bytes)
         unlabelled = upload_flag("unlabelled", fields.get("unlabelled"))
-        row, created = await run_in_threadpool(register_dataset, store, path, name=upload_name(fields.get("name")),
-                                               source="upload", dataset_id=dataset_id, unlabelled=unlabelled)
+        try:
+            row, created = await run_in_threadpool(register_dataset, store, path,
+                                                   name=upload_name(fields.get("name")), source="upload",
+                                                   dataset_id=dataset_id, unlabelled=unlabelled)
+        except (DatasetError, UnsafeArchive) as exc:
+            # they name the server's copy, '<data dir>/uploads/<id of a data set never created>/x.zip' to the
+            # client (a new-user round): the file name it uploaded instead
+            raise type(exc)(str(exc).replace(str(path), path.name)) from None
     except BaseException:
         discard(upload_dir)
         raise

@@ -209,6 +209,29 @@ def test_unsafe_and_unusable_archives(tmp_path):
         assert client.get("/api/datasets").json() == []
 
 
+def test_an_unusable_upload_is_named_as_uploaded_and_loose_images_get_the_unlabelled_hint(tmp_path):
+    """A one-class upload's 422 read '<data dir>/uploads/ds_<id>/oneclass.zip: found 1 class folder(s)': a server
+    path and the id of a data set never created; a zip of images in no class folder, sent without unlabelled=true,
+    got no word of it (a new-user round)."""
+    hint = ("Here: unlabelled=true with the upload or registration (the dashboard's \"unlabelled images\" box) "
+            "extracts them for a finished run to predict.")
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        resp = client.post("/api/datasets", files={"file": ("oneclass.zip", _zip({"test/5/1.jpg": b"x"}))})
+        assert resp.status_code == 422
+        assert resp.json()["detail"] == ("oneclass.zip: found 1 class folder(s) (5); a probe needs at least 2 "
+                                         "classes.")  # class folders under a split folder: labelled, no hint
+        for members, found in (({"incoming/1.jpg": b"x", "incoming/2.jpg": b"x"}, "1 class folder(s) (incoming)"),
+                               ({"1.jpg": b"x", "2.jpg": b"x"}, "0 class folder(s) (none)")):
+            resp = client.post("/api/datasets", files={"file": ("new-images.zip", _zip(members))})
+            detail = resp.json()["detail"]
+            assert resp.status_code == 422 and detail.startswith(f"new-images.zip: found {found}; "), detail
+            assert "`mr2probe extract --unlabelled`" in detail and detail.endswith(hint), detail
+        nested = client.post("/api/datasets", files={"file": ("d.zip", _zip({"d/only/1.jpg": b"x"}))}).json()
+        assert nested["detail"] == "d.zip: found 1 class folder(s) (only); a probe needs at least 2 classes."
+        assert client.get("/api/datasets").json() == []
+        assert not any(p.is_file() for p in tmp_path.rglob("*.zip"))  # nothing kept
+
+
 def test_a_form_field_that_is_not_utf8_is_refused(tmp_path, tiny_zip):
     """An attack round: a multipart name of invalid UTF-8 was stored mangled ('bad\ufffd\ufffd\ufffdname'),
     where the same bytes in JSON are a 422."""
