@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from feature_cache.defaults import DEFAULT_ENCODER
 from probe.numbers import percent
+from probe.uncertainty import p_text
 
 from .datasets import register_dataset
 from .status import ACTIVE, JobStatus
@@ -167,11 +168,11 @@ def _closest_setting(other) -> list[str]:
     if best.val_hard_delta_ci[0] <= 0:
         return lines
     fixed, broken = best.val_hard_changed  # beyond noise on its own, not once every setting tried is counted
+    family = best.val_hard_sign_family or len(tried)
     return lines + [f"Its gain is not evidence: over the {len(tried)} settings tried its hard-third gain's lower "
                     f"bound is {signed_points(best.val_hard_delta_simultaneous_lo)} pt, and its hard-class images "
-                    f"changed {fixed} fixed / {broken} broken (sign-flip test p={sign_p_alone(best.model_dump()):.2g} "
-                    "alone, "
-                    f"{best.val_hard_sign_p:.2g} after Bonferroni over {best.val_hard_sign_family or len(tried)} "
+                    f"changed {fixed} fixed / {broken} broken (sign-flip test "
+                    f"{p_text(sign_p_alone(best.model_dump()))} alone, {p_text(best.val_hard_sign_p, family)} after Bonferroni over {family} "
                     f"distinct; {SIGN_TEST_ALPHA:g} needed)."]
 
 

@@ -19,7 +19,7 @@ from .numbers import percent, signed_points
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
                      loss_label, print_table, probe_label)
 from .selection import SIGN_TEST_ALPHA, past_budget
-from .uncertainty import observed_class_accuracy, own_intervals
+from .uncertainty import observed_class_accuracy, own_intervals, p_text
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
@@ -202,7 +202,7 @@ def held_back_sentence(label: str, interval: list | None, changed: list[int], p_
     else:  # the test passes the other way: the class-mean interval and the images' sum part (a review)
         why = "but its images lean the other way"
     return (f" The {label} interval leaves out 0 {why} (sign-flip test of its {sum(changed):,} differing images "
-            f"p = {p_value:.2g}): within noise.")
+            f"{p_text(p_value)}): within noise.")
 
 
 def _too_few_to_tell(d: CompareDiscordant) -> bool:
@@ -231,8 +231,8 @@ def discordance_sentence(d: CompareDiscordant, other: str = "other", base: str =
     if d.weighted:
         test = "paired sign-flip test, each image weighed 1/n of its class as balanced accuracy weighs it,"
     if _too_few_to_tell(d):
-        return f"{head}: too few or too even to tell them apart ({test} p = {d.p_value:.2g})."
-    return f"{head}; {test} p = {d.p_value:.2g}."
+        return f"{head}: too few or too even to tell them apart ({test} {p_text(d.p_value)})."
+    return f"{head}; {test} {p_text(d.p_value)}."
 
 
 class CompareGrouping(BaseModel):
@@ -508,7 +508,7 @@ def _held_back(comparison: Comparison, metric: str) -> str:
         row = metrics[key]
         if row.beyond_noise and key in said:
             held += (f" {said[key]} do tell them apart (other better on {row.changed[0]:,}, base on "
-                     f"{row.changed[1]:,}: sign-flip test p = {row.p_value:.2g}).")
+                     f"{row.changed[1]:,}: sign-flip test {p_text(row.p_value)}).")
     return held
 
 
@@ -526,7 +526,7 @@ def _delta_cell(delta: float | None, interval: list | None, changed: list[int] |
     # "10 better, 20 worse" beside a gain read as a contradiction where the test weighs each image 1/n of its
     # class (a consistency round)
     weighed = ", weighed by class" if weighted else ""
-    evidence = "" if changed is None else f" ({changed[0]} better, {changed[1]} worse{weighed}: p = {p_value:.2g})"
+    evidence = "" if changed is None else f" ({changed[0]} better, {changed[1]} worse{weighed}: {p_text(p_value)})"
     if beyond is False and changed is not None:
         return cell + " within noise" + evidence
     # beyond noise: the images it rests on too (a class 57 points down had the least said of it; a new-user round)

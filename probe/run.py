@@ -55,7 +55,7 @@ from .report import (
 )
 from .seen import SeenSources, common_folder
 from .selection import delta_sentence, format_delta, past_budget, same_score, select_candidate
-from .uncertainty import observed_class_accuracy
+from .uncertainty import observed_class_accuracy, p_text
 
 logger = logging.getLogger(__name__)
 
@@ -821,7 +821,7 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
         overall = "overall" if config.overall_metric == "accuracy" else "balanced accuracy"
         changed = first.get("oof_hard_changed")
         images = ("" if not changed else f" ({changed[0]} hard images fixed, {changed[1]} broken: sign-flip test "
-                  f"p = {first['oof_hard_sign_p']:.2g})")
+                  f"{p_text(first['oof_hard_sign_p'])})")
         estimate = (f"out of sample ({first['folds']}-fold cross-fitting on val) the first seed's bias changed "
                     f"{overall} by {format_delta(first['oof_overall_delta'], first['oof_overall_ci'])} and the hard "
                     f"third by {format_delta(first['oof_hard_delta'], first['oof_hard_ci'])}{images}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .numbers import is_missing, percent, signed_points
-from .uncertainty import DEFAULT_LEVEL, sign_test
+from .uncertainty import DEFAULT_LEVEL, p_text, sign_test
 
 __all__ = ["SELECTION_CRITERIA", "SelectionCriterion", "select_candidate", "describe_params", "VERDICTS",
            "choose_safe", "format_delta", "delta_sentence", "hard_gain_holds", "SIGN_TEST_ALPHA", "past_budget",
@@ -286,7 +286,7 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
         f"bounds holding together over the {m} candidate{'s' * (m != 1)} that fitted: hard "
         f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, {overall} "
         f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt; hard-class images {fixed} fixed, "
-        f"{broken} broken (sign-flip test p={c['val_hard_sign_p']:.2g}, Bonferroni over {family}). "
+        f"{broken} broken (sign-flip test {p_text(c['val_hard_sign_p'], max(tests, 1))}, Bonferroni over {family}). "
         f"{len(qualifying)} of {tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
 
@@ -346,7 +346,7 @@ def _held_back(c: dict, max_overall_drop: float, overall: str) -> str:
     if not _images_lean(c):
         fixed, broken = c.get("val_hard_changed") or (0, 0)
         p_value = c.get("val_hard_sign_p")
-        shown = "" if p_value is None else f": p = {p_value:.2g} after Bonferroni"
+        shown = "" if p_value is None else f": {p_text(p_value, c.get('val_hard_sign_family') or 1)} after Bonferroni"
         failed.append(f"its changed hard-class images ({fixed} fixed, {broken} broken{shown}) do not lean its way "
                       "beyond chance")
     return "held back as " + "; ".join(failed)

@@ -36,7 +36,7 @@ from .metrics import nan_mean, overall_score, overall_weights
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "Bootstrap", "percentile_interval",
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
-           "own_intervals"]
+           "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -380,6 +380,10 @@ def _binomial_half(n: int) -> np.ndarray:
 # (1 + hits) / (1 + draws) holds its level; the normal approximation it replaced read 0.039 for an exact 0.064)
 SIGN_FLIP_ENUMERATED = 16
 SIGN_FLIP_DRAWS = 20_000
+# The least p the draws can give, (1 + 0) / (1 + draws): a bound, not a value. No exact path reaches it: those give
+# multiples of 1/2^c (c differing images, enumerated or convolved), 1/20,001 being none (20,001 is odd), or a
+# normal approximation's continuous value: either would have to land on this one float to its last bit.
+SIGN_FLIP_FLOOR = 1 / (1 + SIGN_FLIP_DRAWS)
 
 
 def sign_flip_test(diff: np.ndarray, seeds: int = 1, weights: np.ndarray | None = None, seed: int = 0) -> float:
@@ -481,6 +485,15 @@ def _weighted_sign_flip(terms: np.ndarray, seed: int) -> float:
         up = rng.binomial(counts, 0.5, size=(min(2_000, SIGN_FLIP_DRAWS - start), counts.size))
         hits += int((np.abs((2 * up - counts) @ values) >= observed).sum())
     return (1 + hits) / (1 + SIGN_FLIP_DRAWS)
+
+
+def p_text(p: float, tests: int = 1) -> str:
+    """A sign-flip p-value as every view writes it: "p = 0.047", or "p ≤ 5e-05" at the floor of the Monte Carlo
+    test (:data:`SIGN_FLIP_FLOOR`; ``tests`` times it after a Bonferroni adjustment over ``tests``), which no draw
+    beat, so the true p may be far smaller (a weighted test read "p = 5e-05" as if exact; a new-user round). The
+    dashboard's ``Dash.pSay`` is the same rule."""
+    at_floor = tests * SIGN_FLIP_FLOOR
+    return f"p ≤ {p:.2g}" if p == at_floor and at_floor < 1 else f"p = {p:.2g}"
 
 
 # Draws of each class's accuracy behind the interval of a macro mean (group_intervals): 4,000 move a percentile

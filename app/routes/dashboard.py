@@ -66,11 +66,13 @@ def words_script() -> Response:
     ``active`` a worker runs on, ``open`` may still run and can be cancelled; whether a job can be resumed is its own
     ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
     probe.groups.GROUP_NAMES), the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
-    columns) and ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
-    export's)."""
+    columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
+    export's), and ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
+    (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
     from probe.report import CHART_CLASSES, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
+    from probe.uncertainty import SIGN_FLIP_FLOOR
 
     from ..status import ACTIVE, OPEN
 
@@ -79,7 +81,7 @@ def words_script() -> Response:
              "posthoc": {outcome: w._asdict() for outcome, w in POSTHOC_WORDS.items()},
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
-             "chart_classes": CHART_CLASSES}
+             "chart_classes": CHART_CLASSES, "sign_flip_floor": SIGN_FLIP_FLOOR}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",

@@ -132,6 +132,12 @@
     return String(Number(x.toPrecision(2)));
   }
 
+  /** "p = 0.047", or "p ≤ 5e-05" at the floor of the Monte Carlo sign-flip test, which no draw beat
+   * (probe.uncertainty.p_text, the same rule; its floor served as Words.sign_flip_floor). */
+  function pSay(p) {
+    return (p === window.Words.sign_flip_floor ? "p ≤ " : "p = ") + pText(p);
+  }
+
   /** Δ in points with its interval; "within noise" when the interval contains 0, or when `beyond === false` (a
    * row's beyond_noise: a class, a third, overall) though the interval leaves out 0: its changed images (`changed`,
    * [other better, base better]) do not lean that way beyond chance (sign-flip test `p`), which it then says, as the
@@ -145,7 +151,7 @@
     // least said of it (a new-user round)
     const evidence = hasCi && !holdsZero && Array.isArray(changed) && changed.length === 2
       ? ` (${changed[0]} better, ${changed[1]} worse` + (weighted ? ", weighed by class" : "")  // CompareMetric.weighted
-        + (isNum(p) ? `: p = ${pText(p)})` : ")") : "";
+        + (isNum(p) ? `: ${pSay(p)})` : ")") : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",
@@ -314,6 +320,6 @@
   };
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, pText, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
 })();

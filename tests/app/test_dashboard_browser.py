@@ -1589,6 +1589,19 @@ def test_p_values_read_as_the_reports_print_them(driver, live_server, finished):
     assert driver.js(f"return {values}.map(Dash.pText)") == [f"{p:.2g}" for p in values]
 
 
+def test_a_p_value_at_the_monte_carlo_floor_reads_at_most_on_the_page(driver, live_server, finished):
+    """A new-user round: a weighted test's "p = 5e-05" is the floor of its 20,000 draws; the page writes it as
+    probe.uncertainty.p_text does."""
+    from probe.uncertainty import SIGN_FLIP_FLOOR, p_text
+
+    values = [SIGN_FLIP_FLOOR, 24 * SIGN_FLIP_FLOOR, 4.9e-05, 0.047, 2.5e-10]
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    assert driver.js(f"return {values}.map(Dash.pSay)") == ["p ≤ 5e-05", "p = 0.0012", "p = 4.9e-05", "p = 0.047",
+                                                           "p = 2.5e-10"] == [p_text(p) for p in values]
+    got = driver.js(f"return Dash.deltaSpan(0.1, [0.05, 0.15], true, [67, 16], {SIGN_FLIP_FLOOR}, true).textContent")
+    assert got == "+10.0 pt [+5.0, +15.0] (67 better, 16 worse, weighed by class: p ≤ 5e-05)"
+
+
 def test_the_run_page_says_what_the_post_hoc_bias_does_in_the_shipped_probe(driver, live_server, finished):
     """A post-hoc run had no verdict on its page (only a sentence deep in the selection reason): the banner is
     report.posthoc.text (probe.report.Posthoc.describe), coloured by whether the guard applied it."""

@@ -579,3 +579,19 @@ def test_balanced_accuracy_beyond_noise_is_said_beside_images_too_even_overall()
     # the API serves the test the sentence cites (it served the unweighted one beside it; a review)
     assert cmp.discordant.weighted is True and cmp.discordant.p_value == balanced.p_value
     assert cmp.metrics["overall"].p_value != balanced.p_value
+
+
+def test_a_weighted_test_at_its_monte_carlo_floor_reads_at_most():
+    """A new-user round: a balanced verdict printed "p = 5e-05", the floor of the weighted test's 20,000 draws; the
+    exact sign test of the same counts keeps "="."""
+    from probe.compare import CompareDiscordant, discordance_sentence
+    from probe.uncertainty import SIGN_FLIP_FLOOR
+
+    drawn = CompareDiscordant(images=449, other_better=67, base_better=16, p_value=SIGN_FLIP_FLOOR, seeds=3,
+                              weighted=True)
+    assert discordance_sentence(drawn, "this run", "the reference") == (
+        "The runs differ on 83 of 449 test images (this run better on 67, the reference on 16, by the share of their 3 "
+        "seeds right on each); paired sign-flip test, each image weighed 1/n of its class as balanced accuracy weighs "
+        "it, p ≤ 5e-05.")
+    exact = drawn.model_copy(update={"weighted": False, "p_value": 2.5e-10})
+    assert discordance_sentence(exact).endswith("; exact paired sign-flip test of the seed means p = 2.5e-10.")

@@ -104,7 +104,7 @@ def test_choose_safe_requires_intervals_above_zero_and_within_the_budget():
     assert "lr=0.3 raised the val hard third by +2.0 pt [+0.5, +3.5]" in reason
     assert ("overall +0.4 pt [+0.0, +0.8] (within noise) (budget 0 pt); lower bounds holding together over the 4 "
             "candidates that fitted: hard +0.5 pt, overall +0.0 pt; hard-class images 30 fixed, 5 broken (sign-flip test "
-            "p=1.6e-05, Bonferroni over the 4). 1 of 4 candidates qualified") in reason
+            "p = 1.6e-05, Bonferroni over the 4). 1 of 4 candidates qualified") in reason
     assert choose_safe([ref, tie], 0, max_overall_drop=0.004)[:2] == (1, "improved")
     # A looser budget lets the larger, more certain gain through: highest lower bound of the hard gain wins.
     assert choose_safe([ref, lucky, costly, safe], 0, max_overall_drop=0.02)[:2] == (2, "improved")

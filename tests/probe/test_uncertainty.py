@@ -379,3 +379,20 @@ def test_the_sign_flip_test_of_unequal_weights_and_of_long_lattices():
     exact = uncertainty._characteristic_fft(magnitudes, counts, span)
     values = np.arange(exact.size) - span
     assert sign_flip_test(diff, 380) == pytest.approx(exact[np.abs(values) >= abs(scaled.sum())].sum(), abs=0.005)
+
+
+def test_a_p_value_at_the_floor_of_the_monte_carlo_test_reads_at_most():
+    """A new-user round: a weighted sign-flip test printed "p = 5e-05", the least (1 + 0) / (1 + 20,000) its draws
+    can give, as if exact; the exact paths keep "=", even below the floor."""
+    from probe.uncertainty import SIGN_FLIP_FLOOR, p_text, sign_flip_test
+
+    labels = np.r_[np.zeros(5, int), np.ones(60, int)]
+    weights = 1.0 / np.bincount(labels)[labels]
+    drawn = sign_flip_test(np.ones(65), 1, weights)  # 65 images, unequal weights: the draws, none as far out
+    assert drawn == SIGN_FLIP_FLOOR == 1 / 20_001
+    assert p_text(drawn) == "p ≤ 5e-05"
+    assert p_text(min(1.0, 24 * drawn), tests=24) == "p ≤ 0.0012"  # Bonferroni over 24: 24 times the floor
+    exact = sign_flip_test(np.ones(65))  # equal weights: exact, 2 · 2⁻⁶⁵
+    assert exact == pytest.approx(2.0 ** -64) and p_text(exact) == "p = 5.4e-20"
+    assert p_text(sign_flip_test(np.ones(14), 1, weights[:14])) == "p = 0.00012"  # unequal, enumerated: 2 · 2⁻¹⁴
+    assert p_text(0.047) == "p = 0.047" and p_text(1.0, tests=30_000) == "p = 1"
