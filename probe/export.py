@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .numbers import fixed, percent
-from .report import (CHART_CLASSES, NO_CLASSES, Calibration, Confusion, CrossValidation, FeatureSource, Report, Timing,
-                     confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
+from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
+                     FeatureSource, Report, Timing, confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
@@ -123,7 +123,7 @@ def _per_class_rows(report: dict) -> list[list[str]]:
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
                     "shipped (first seed) %",
-                    "val accuracy %", "precision %", "recall %", "F1", "most confused with (% of its test predictions)"]
+                    "val accuracy %", "precision %", "recall %", "F1", CONFUSIONS_HEADER]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.
 MATRIX_MAX_CLASSES = 20

@@ -54,7 +54,8 @@ __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_V
            "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
-           "confusions_text", "worst_first", "Verdict", "unknown_class_text", "confusion_cell", "TestCheck",
+           "confusions_text", "CONFUSIONS_HEADER", "worst_first", "Verdict", "unknown_class_text", "confusion_cell",
+           "TestCheck",
            "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "POSTHOC_WORDS", "verdict_label", "probe_label",
            "loss_label", "posthoc_text"]
 
@@ -382,7 +383,13 @@ class Seeds(_Model):
 class ConfusedWith(_Model):
     index: int
     name: str
-    rate: float = Field(..., description="fraction of the class's test predictions (all seeds) that went here")
+    rate: float = Field(..., description="fraction of the class's test images predicted as this class (each image "
+                        "once per seed)")
+
+
+# The header of a class's top_confusions wherever they are a column: "% of its test predictions" read as the share of
+# the predictions of X, a precision (a new-user round); it is the share of the class's own test images.
+CONFUSIONS_HEADER = "most often predicted as (% of its test images)"
 
 
 # Up to this many classes report.json holds the confusion matrix as K × K counts; beyond, as its non-zero cells (a
@@ -1197,7 +1204,7 @@ def shipped_worst(per_class: list, seeds: int) -> WorstClass | None:
 def report_csv(report: Report) -> str:
     """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null, names made
     safe for spreadsheets (:func:`csv_cell`); with the class's ``grouping.stability`` and its ``top_confusions`` as
-    the other views show them ("cat (12.0), dog (5.0)": names and per cent of its test predictions; a scale round
+    the other views show them ("cat (12.0), dog (5.0)": names and per cent of its test images predicted as each; a scale round
     found the CSV without either)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_COLUMNS), lineterminator="\n")
@@ -1287,8 +1294,8 @@ def worst_class_ci(per_class: list, name: str) -> list | None:
 
 
 def confusions_text(top: list[tuple[str, float]]) -> str:
-    """A class's most frequent confusions, (name, fraction of its test predictions) pairs, as "name (per cent)";
-    "—" when it has none."""
+    """A class's most frequent confusions, (name, fraction of its test images predicted as it) pairs, as "name (per
+    cent)" (:data:`CONFUSIONS_HEADER`); "—" when it has none."""
     return ", ".join(f"{name} ({percent(rate, 1)})" for name, rate in top if rate > 0) or "—"
 
 
@@ -1496,7 +1503,7 @@ def _failures_table(rows: list, caption: str | None, width: int):
     return class_table(
         "per class (test): where the errors go, worst first",
         (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
-         ("recall %", "right"), ("F1", "right"), ("most confused with (% of its test predictions)", "left")),
+         ("recall %", "right"), ("F1", "right"), (CONFUSIONS_HEADER, "left")),
         [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci), percent(row.precision), percent(row.recall),
           _num(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
          for row in worst_first(rows, lambda r: r.accuracy)],

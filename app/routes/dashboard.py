@@ -67,11 +67,12 @@ def words_script() -> Response:
     ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
     probe.groups.GROUP_NAMES), the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
     columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
-    export's), and ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
+    export's), ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
+    ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
     (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
-    from probe.report import CHART_CLASSES, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
+    from probe.report import CHART_CLASSES, CONFUSIONS_HEADER, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
     from probe.uncertainty import SIGN_FLIP_FLOOR
 
     from ..status import ACTIVE, OPEN
@@ -81,7 +82,8 @@ def words_script() -> Response:
              "posthoc": {outcome: w._asdict() for outcome, w in POSTHOC_WORDS.items()},
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
-             "chart_classes": CHART_CLASSES, "sign_flip_floor": SIGN_FLIP_FLOOR}
+             "chart_classes": CHART_CLASSES, "confusions_header": CONFUSIONS_HEADER,
+             "sign_flip_floor": SIGN_FLIP_FLOOR}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",

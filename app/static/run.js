@@ -8,6 +8,8 @@
   const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
           isNum, TOKEN_KEY } = window.Dash;
   const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
+  // the confusions' column (probe.report.CONFUSIONS_HEADER): "% of its test predictions" read as a precision
+  const CONFUSED = window.Words.confusions_header;
   const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
@@ -285,7 +287,7 @@
     if (!cells) return empty("No confusion matrix in this report (reports written before it was added lack it).");
     if (K > HEATMAP_MAX_CLASSES) {
       return empty(`${K} classes: a ${K} × ${K} heat map is not drawn here (beyond ${HEATMAP_MAX_CLASSES} classes its `
-        + "cells are too small to read). The most confused pairs below and the per-class table's “most confused with” "
+        + `cells are too small to read). The most confused pairs below and the per-class table's “${CONFUSED}” `
         + `column name each class's confusions; report.json holds the matrix (${c.counts ? "confusion.counts" : "confusion.cells, its non-zero cells"}).`);
     }
     const counts = report.class_names.map(() => new Array(K).fill(0));
@@ -643,7 +645,7 @@
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     // what a user reads first comes first: the confusions and the counts were behind the scroll at 1,400 px, the
     // margins and statistics in view (a dashboard-only round)
-    if (has("top_confusions")) cols.push(["most confused with", (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
+    if (has("top_confusions")) cols.push([CONFUSED, (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
     cols.push(["n train", (r) => count(r.n_train)], ["n val", (r) => (isNum(r.n_val) ? count(r.n_val) : "–")],
               ["n test", (r) => count(r.n_test)]);
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);
@@ -657,7 +659,7 @@
       "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };
     const all = byAccuracy(report), shown = everyClass ? all : all.slice(0, PER_CLASS_ROWS);
     const rows = shown.map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
-      class: numeric.has(name) ? "num" : name === "most confused with" || name === "class" ? "wrap" : "",
+      class: numeric.has(name) ? "num" : name === CONFUSED || name === "class" ? "wrap" : "",
       "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r)))));
     const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal

@@ -1283,7 +1283,7 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r =>
         [r.dataset.class, r.children[2].textContent])""")
     assert shown and all(text == f"{percent(erm_val[name], 1)}%" for name, text in shown), (shown, erm_val)
-    # precision / recall / support / stability / most confused with
+    # precision / recall / support / stability / most often predicted as
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
     # stability of the groups shown: the compared ERM run's, whose groups these are (this run's 60 % is its own)
     erm_stability = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["grouping"]["stability"]
@@ -1587,6 +1587,14 @@ def test_p_values_read_as_the_reports_print_them(driver, live_server, finished):
               0.00125, 3 / 256, 1 / 3]
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     assert driver.js(f"return {values}.map(Dash.pText)") == [f"{p:.2g}" for p in values]
+
+
+def test_the_confusions_column_says_its_shares_are_of_the_class_s_own_images(driver, live_server, finished):
+    """A new-user round read "% of its test predictions" as a precision; the column is probe.report.CONFUSIONS_HEADER,
+    each share of the class's own test images."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent)")
+    assert "most often predicted as (% of its test images)" in heads and "most confused with" not in heads
 
 
 def test_a_p_value_at_the_monte_carlo_floor_reads_at_most_on_the_page(driver, live_server, finished):

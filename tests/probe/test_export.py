@@ -207,6 +207,22 @@ def test_terminal_report_shows_where_each_class_errs(report):
     assert line.split(worst["name"], 1)[1].split() == " ".join(cells).split()
 
 
+def test_the_confusions_column_says_they_are_shares_of_the_class_s_own_images(report):
+    """A new-user round read "most confused with (% of its test predictions)" as a precision (of the images predicted
+    as the class, how many were another): each share is of the class's own test images, a row of the matrix."""
+    from probe import format_report
+    from probe.report import Report
+
+    header = "most often predicted as (% of its test images)"
+    terminal = format_report(Report.model_validate(report), width=250)
+    assert f"| F1 | {header} |" in report_markdown(report) and f"<th>{header}</th>" in report_html(report)
+    assert header in terminal and "test predictions" not in terminal
+    counts = np.array(report["confusion"]["counts"])
+    for r in report["per_class"]:  # a row of the confusion matrix (true class r), not a column
+        for c in r["top_confusions"]:
+            assert c["rate"] == pytest.approx(counts[r["index"], c["index"]] / counts[r["index"]].sum())
+
+
 def test_terminal_report_of_many_classes_lists_the_worst_and_says_where_the_rest_are(report):
     """Above ``max_classes`` both terminal tables list the same worst classes and say how many more the files
     hold (a 300-class run had printed 600 rows); None lists every class."""
