@@ -54,8 +54,9 @@ class CompareMetric(BaseModel):
     changed: Optional[list[int]] = Field(None, description="[other better, base better]: the test images it counts "
                                          "that the runs score differently, counted, not weighed: with several seeds "
                                          "an image a third of a seed better counts as one, so these can lean "
-                                         "against delta, which weighs them (overall and the thirds; null for "
-                                         "balanced accuracy and the worst class, whose images are not one set)")
+                                         "against delta, which weighs them (overall, balanced accuracy and the "
+                                         "thirds; the worst class's where both runs' worst class is the same class, "
+                                         "that class's; null where they are two classes, whose images are no pairs)")
     p_value: Optional[float] = Field(None, description="paired sign-flip test of those images' differences (exact on "
                                      "equal weights; a third of unequal classes by 20,000 draws past 16 images)")
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
@@ -452,11 +453,14 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.weighted = True
     order = np.argsort(base.labels, kind="stable")
     by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
+    totals = []
     for row, interval, (changed, p_value, total) in zip(comparison.per_class, classes,
                                                         _class_evidence(by_class, seeds)):
         row.delta_ci = interval.tolist()
         row.changed, row.p_value = changed, p_value
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
+        totals.append(total)
+    _add_worst_class_test(comparison, totals)
     _add_own_intervals(comparison, base, other)
     # the test of the verdict's metric (metric_evidence): what the sentence cites is what the API serves (the
     # weighted one was built for the sentence alone, and discordant.p_value disagreed with it; a review)
@@ -465,6 +469,20 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
     comparison.verdict_text = (f"{delta_sentence(delta, overall_metric=metric)} "
                                f"{discordance_sentence(comparison.discordant, images=images)}")
     comparison.verdict_text += _held_back(comparison, metric)
+
+
+def _add_worst_class_test(comparison: Comparison, totals: list[float]) -> None:
+    """The worst-class row's test, in place: where both runs' worst class is the same class, that class's paired test
+    (its row's counts and p-value; ``totals``, each class's summed difference) beside the row's own interval; where
+    they are two classes, none, their images being no pairs (:func:`metric_rows` says so). The row had an interval
+    and no test where every other row had one (a new-user round)."""
+    worst = comparison.worst_classes or {}
+    if worst.get("base") is None or worst["base"] != worst.get("other"):
+        return
+    row = next(r for r in comparison.per_class if r.name == worst["base"])
+    metric = comparison.metrics["worst_class"]
+    metric.changed, metric.p_value = row.changed, row.p_value
+    metric.beyond_noise = beyond_noise(metric.delta_ci, row.p_value, totals[row.index])
 
 
 def _add_own_intervals(comparison: Comparison, base, other) -> None:
@@ -634,10 +652,22 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
 
 
 def metric_rows(comparison: Comparison) -> list[list[str]]:
-    """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals."""
+    """The rows of the metrics table (``METRIC_HEADER``): accuracies in %, deltas in points with their intervals,
+    and the test of the images each counts, or why the worst class has none (two classes: no pairs)."""
     return [[_metric_label(comparison, name), _with_ci(m.base, m.base_ci), _with_ci(m.other, m.other_ci),
-             _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value, m.weighted)]
+             _delta_cell(m.delta, m.delta_ci, m.changed, m.beyond_noise, m.p_value, m.weighted)
+             + (_TWO_WORST if name == "worst_class" and _two_worst_classes(comparison) and m.delta_ci else "")]
             for name, m in comparison.metrics.items()]
+
+
+_TWO_WORST = " (two different classes: no paired test applies)"
+
+
+def _two_worst_classes(comparison: Comparison) -> bool:
+    """Whether the two runs' worst classes are two classes, so the worst-class row compares them and no paired test
+    of images applies (:func:`_add_worst_class_test`)."""
+    worst = comparison.worst_classes
+    return bool(worst) and worst["base"] != worst["other"]
 
 
 def _with_ci(value: float | None, interval: list | None) -> str:

@@ -595,3 +595,35 @@ def test_a_weighted_test_at_its_monte_carlo_floor_reads_at_most():
         "it, p ≤ 5e-05.")
     exact = drawn.model_copy(update={"weighted": False, "p_value": 2.5e-10})
     assert discordance_sentence(exact).endswith("; exact paired sign-flip test of the seed means p = 2.5e-10.")
+
+
+def test_the_worst_class_row_has_its_class_s_test_or_says_two_classes_have_none():
+    """A new-user round: "worst class (3) … +60.74 [+46.67, +72.23]" had no counts and no test where every other row
+    had them. The same class in both runs: that class's paired test; two classes: no pairs, said so."""
+    from probe.compare import metric_rows
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 20)
+    groups = {"easy": [2], "medium": [1], "hard": [0]}
+
+    def compared(base_right: list[int], other_right: list[int]):
+        def predicted(right):  # the first `right` images of each class right, the rest called c (class 2)
+            out = labels.copy()
+            for k, n in enumerate(right):
+                out[np.flatnonzero(labels == k)[n:]] = 2 if k != 2 else 0
+            return out[None, :]
+        runs = [_rep(run_id, [n / 20 for n in right], groups, sum(right) / 60)
+                for run_id, right in (("erm", base_right), ("x", other_right))]
+        return compare_reports(*runs, tuple(Predictions(labels, predicted(r), np.full(60, 0.9))
+                                            for r in (base_right, other_right)))
+
+    same = compared([0, 20, 20], [12, 20, 20])  # a is the worst class of both
+    worst = same.metrics["worst_class"]
+    assert (worst.changed, worst.p_value, worst.beyond_noise) == ([12, 0], 2 / 2 ** 12, True)
+    assert dict((row[0], row[3]) for row in metric_rows(same))["worst class (a)"].endswith(
+        "] (12 better, 0 worse: p = 0.00049)")
+    two = compared([5, 20, 20], [20, 15, 20])  # a (25 %) against b (75 %): two classes' images, no pairs
+    worst = two.metrics["worst_class"]
+    assert (worst.changed, worst.p_value, worst.beyond_noise) == (None, None, None)
+    cell = dict((row[0], row[3]) for row in metric_rows(two))["worst class (base a, other b)"]
+    assert cell.startswith("+50.00 [") and cell.endswith("] (two different classes: no paired test applies)")
