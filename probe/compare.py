@@ -25,7 +25,7 @@ __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "Compar
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "evidence", "group_evidence", "metric_evidence", "metric_discordance", "beyond_noise",
-           "lost_beyond_budget", "held_back_sentence", "paired_seeds",
+           "lost_beyond_budget", "held_back_sentence", "paired_seeds", "class_evidence", "lost_on_test",
            "METRIC_HEADER", "CLASS_HEADER"]
 
 
@@ -165,6 +165,44 @@ def _class_evidence(by_class: list[np.ndarray], seeds: int) -> list[tuple[list[i
         changed, p_value = tested[key]
         out.append((list(changed), p_value, float(diff.sum())))
     return out
+
+
+def class_evidence(base, other, intervals) -> list[tuple[list[int], float, float, bool | None]]:
+    """Each class's ([other better, base better], p_value, summed difference, :func:`beyond_noise`) of two runs'
+    :class:`probe.predictions.Predictions`, ``intervals`` (K, 2) its paired 95 % intervals: what compare's class
+    rows and a run's verdict (:func:`lost_on_test`) read, one rule for both."""
+    diff, num_classes = other.correct - base.correct, len(intervals)
+    order = np.argsort(base.labels, kind="stable")
+    by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
+    return [(changed, p_value, total, beyond_noise(list(interval), p_value, total))
+            for interval, (changed, p_value, total) in zip(intervals, _class_evidence(by_class, paired_seeds(base,
+                                                                                                          other)))]
+
+
+def lost_on_test(base, other, groups: dict[str, list[int]], delta: dict, intervals, class_names: list[str],
+                 shown: int = 5) -> str:
+    """What a run's verdict adds where, on test against its reference (``base``; ``delta`` and ``intervals`` from
+    :func:`probe.predictions.paired_test_intervals`), the easy or medium third or a class lost beyond noise by
+    compare's rule (:func:`beyond_noise`, :func:`group_evidence`, :func:`class_evidence`), else "". The hard third
+    is the verdict's own first clause. An improved run's report gave its hard, balanced and overall deltas and hid a
+    class 9 points down beyond noise that ``mr2probe compare`` of the same runs listed (a new-user round)."""
+    said = []
+    for g in ("easy", "medium"):
+        interval = [delta[g]["lo"], delta[g]["hi"]]
+        if interval[1] < 0 and beyond_noise(interval, *group_evidence(base, other, groups.get(g, []))[1:]):
+            said.append(f"the {g} third {signed_points(delta[g]['delta'])} pt")
+    k = len(class_names)
+    change = (observed_class_accuracy(other.correct, other.labels, k)
+              - observed_class_accuracy(base.correct, base.labels, k))
+    lost = sorted((change[i], i) for i, (*_, beyond) in enumerate(class_evidence(base, other, intervals))
+                  if beyond and intervals[i][1] < 0)
+    if lost:
+        names = listed([f"{class_names[i]} {signed_points(d)} pt" for d, i in lost], shown)
+        said.append(f"{len(lost)} class{'es' * (len(lost) != 1)} ({names})")
+    if not said:
+        return ""
+    return (f" Lost beyond noise on test against the reference: {'; '.join(said)} (mr2probe compare of the two runs "
+            "lists every class).")
 
 
 def group_evidence(base, other, classes: list[int]) -> tuple[list[int], float, float]:
@@ -451,16 +489,11 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
         row.changed, row.p_value, total = group_evidence(base, other, members)
         row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
         row.weighted = True
-    order = np.argsort(base.labels, kind="stable")
-    by_class = np.split(diff[order], np.cumsum(np.bincount(base.labels, minlength=num_classes))[:-1])
-    totals = []
-    for row, interval, (changed, p_value, total) in zip(comparison.per_class, classes,
-                                                        _class_evidence(by_class, seeds)):
+    tested = class_evidence(base, other, classes)
+    for row, interval, (changed, p_value, _, beyond) in zip(comparison.per_class, classes, tested):
         row.delta_ci = interval.tolist()
-        row.changed, row.p_value = changed, p_value
-        row.beyond_noise = beyond_noise(row.delta_ci, row.p_value, total)
-        totals.append(total)
-    _add_worst_class_test(comparison, totals)
+        row.changed, row.p_value, row.beyond_noise = changed, p_value, beyond
+    _add_worst_class_test(comparison, [total for _, _, total, _ in tested])
     _add_own_intervals(comparison, base, other)
     # the test of the verdict's metric (metric_evidence): what the sentence cites is what the API serves (the
     # weighted one was built for the sentence alone, and discordant.p_value disagreed with it; a review)

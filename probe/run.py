@@ -29,7 +29,7 @@ import numpy as np
 from .allocator import keep_freed_memory, release_freed_memory
 from .calibration import calibration_summary, confidence_warning, temperature_fit, temperature_warning
 from .compare import (beyond_noise, discordance_sentence, group_evidence, held_back_sentence, lost_beyond_budget,
-                      metric_discordance, metric_evidence)
+                      lost_on_test, metric_discordance, metric_evidence)
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
@@ -38,7 +38,7 @@ from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, eval
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
 from .numbers import percent, signed_points
-from .predictions import Predictions, paired_test_delta
+from .predictions import Predictions, paired_test_intervals
 from .registry import get_loss_spec
 from .report import (
     Candidate,
@@ -1002,7 +1002,8 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         _, ref_evaluations = _train_seeds(ref_fitter, ref_params, ref_model, splits)
         reference = _predictions(ref_evaluations, splits.test[1])
         metric = outcome.config.overall_metric
-        delta = paired_test_delta(reference, predictions, splits.num_classes, groups, seed=outcome.config.seeds[0])
+        delta, classes = paired_test_intervals(reference, predictions, splits.num_classes, groups,
+                                               seed=outcome.config.seeds[0])
         changed, p_value, total = group_evidence(reference, predictions, groups.get("hard", []))
         interval = [delta["hard"]["lo"], delta["hard"]["hi"]]
         on_metric = delta["balanced" if metric == "balanced" else "overall"]
@@ -1014,4 +1015,5 @@ def _finish_outcome(outcome: _Outcome, groups: dict, predictions: Predictions, s
         held += past_budget_sentence(lost_beyond_budget(*overall, budget / 100), on_metric["delta"], budget, metric)
         cited = metric_discordance(reference, predictions, metric, overall_changed, overall_test[0])
         outcome.selection.verdict_text = (f"{delta_sentence(delta, outcome.selection.verdict, metric)} "
-                                          + discordance_sentence(cited, "this run", "the reference") + held)
+                                          + discordance_sentence(cited, "this run", "the reference") + held
+                                          + lost_on_test(reference, predictions, groups, delta, classes, class_names))

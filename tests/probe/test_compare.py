@@ -627,3 +627,31 @@ def test_the_worst_class_row_has_its_class_s_test_or_says_two_classes_have_none(
     assert (worst.changed, worst.p_value, worst.beyond_noise) == (None, None, None)
     cell = dict((row[0], row[3]) for row in metric_rows(two))["worst class (base a, other b)"]
     assert cell.startswith("+50.00 [") and cell.endswith("] (two different classes: no paired test applies)")
+
+
+def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compare_does():
+    """A new-user round: an improved run's verdict gave its hard, balanced and overall deltas, and hid class 6 down
+    8.97 points beyond noise that ``mr2probe compare`` of the same two runs listed: the run's verdict now says which
+    by compare's rule (probe.compare.lost_on_test, appended in probe.run's test check)."""
+    from probe.compare import lost_on_test
+    from probe.predictions import Predictions, paired_test_intervals
+
+    labels = np.repeat(np.arange(3), 20)
+    groups = {"easy": [2], "medium": [1], "hard": [0]}
+
+    def run(right):  # the first `right` images of each class right, the rest called c (or a, for c's)
+        out = labels.copy()
+        for k, n in enumerate(right):
+            out[np.flatnonzero(labels == k)[n:]] = 2 if k != 2 else 0
+        return Predictions(labels, out[None, :], np.full(60, 0.9))
+
+    reference, fair = run([0, 20, 20]), run([20, 10, 20])  # hard a +100 pt, medium b −50 pt
+    delta, classes = paired_test_intervals(reference, fair, 3, groups)
+    assert lost_on_test(reference, fair, groups, delta, classes, list("abc")) == (
+        " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt) "
+        "(mr2probe compare of the two runs lists every class).")
+    assert compare_reports(_rep("erm", [0, 1, 1], groups, 2 / 3), _rep("fair", [1, 0.5, 1], groups, 5 / 6),
+                           (reference, fair)).per_class[1].beyond_noise is True  # the rule compare's row uses
+    few = run([0, 17, 20])  # b −15 pt on 3 images: within noise (3 of 3 one way is p = 0.25), said by neither
+    delta, classes = paired_test_intervals(reference, few, 3, groups)
+    assert lost_on_test(reference, few, groups, delta, classes, list("abc")) == ""

@@ -181,3 +181,34 @@ def test_an_overall_cost_past_the_budget_within_noise_is_said():
 
     assert not lost_beyond_budget([-0.05, 0.57 - 0.60], 0.001, -5.0, 0.03)
     assert lost_beyond_budget([-0.05, -0.031], 0.001, -5.0, 0.03)
+
+
+def test_an_improved_run_s_verdict_names_what_it_lost_beyond_noise_against_its_reference(monkeypatch):
+    """A new-user round: "verdict (improved; held on test)" gave the hard, balanced and overall deltas, and class 6
+    down 8.97 points beyond noise against the reference was said by ``mr2probe compare`` alone. The run's test check
+    has the reference's test predictions: its verdict names the thirds and classes lost (probe.compare.lost_on_test)."""
+    from types import SimpleNamespace
+
+    from probe import run as run_module
+
+    labels = np.repeat(np.arange(3), 20)
+
+    def predictions(right):  # the first `right` images of each class right, the rest called c (or a, for c's)
+        out = labels.copy()
+        for k, n in enumerate(right):
+            out[np.flatnonzero(labels == k)[n:]] = 2 if k != 2 else 0
+        return Predictions(labels, out[None, :], np.full(60, 0.9))
+
+    reference, fair = predictions([0, 20, 20]), predictions([20, 10, 20])  # hard a +100 pt, medium b −50 pt
+    monkeypatch.setattr(run_module, "_train_seeds", lambda *args: (None, []))
+    monkeypatch.setattr(run_module, "_predictions", lambda *args: reference)
+    outcome = SimpleNamespace(val_labels=None, reference=(None, None, None),
+                              config=SimpleNamespace(overall_metric="accuracy", seeds=[0], max_overall_drop=100.0),
+                              selection=SimpleNamespace(verdict="improved", test_check=None, verdict_text=None))
+    splits = SimpleNamespace(test=(None, labels), num_classes=3)
+    run_module._finish_outcome(outcome, {"easy": [2], "medium": [1], "hard": [0]}, fair, splits, list("abc"))
+    assert outcome.selection.test_check == "holds"
+    assert outcome.selection.verdict_text.startswith("Hard third +100.0 pt [")
+    assert outcome.selection.verdict_text.endswith(
+        " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt) "
+        "(mr2probe compare of the two runs lists every class).")
