@@ -120,7 +120,6 @@ class SeenSources:
         return {split: int(np.isin(given, digests, assume_unique=True).sum())
                 for split, digests in self.digests.items()}
 
-
     def moved(self, sources: Iterable[str], shared: str, split_folders: Collection[str],
               repeated: np.ndarray) -> dict[str, int]:
         """How many of ``sources`` (each counted once) that :meth:`overlap` does not find each split holds with
