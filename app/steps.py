@@ -88,7 +88,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
-    from feature_cache.datasets import unused_val_share
+    from feature_cache.datasets import carved_test_note, unused_val_share
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
     dataset = ctx.store.get_dataset(dataset_id)
@@ -105,6 +105,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     unused = unused_val_share(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share)
     if unused:
         ctx.message(unused)
+    carved = carved_test_note(data) if data.labelled else None
+    if carved:
+        ctx.message(carved)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

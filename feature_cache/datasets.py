@@ -517,6 +517,19 @@ def unused_val_share(data: LabelledImages, option: str, value: float | None) -> 
             "images), used as it is; no share of train is carved out")
 
 
+def carved_test_note(data: LabelledImages) -> str | None:
+    """What a labelled ``data`` without a test split of its own (no test/ folder or manifest rows) gets instead: a
+    share of each class carved out as test, which the extraction said nowhere (a new-user round: 4 test images of a
+    36-image set, the report's every test figure on them); None when its test split is its own, or unlabelled."""
+    fraction = data.params.get("test_fraction")
+    if not data.labelled or "test" in data.given_splits or fraction is None:
+        return None
+    source = "its train/ folder" if data.params.get("layout") == "split-folders" else "its images"
+    return (f"the data set has no test split of its own: {len(data.splits.get('test', [])):,} images, "
+            f"{fraction:g} of each class of {source} (seed {data.params.get('seed')}), are carved out as test, "
+            "where every test figure of a run on it is measured; give it a test/ folder to choose them")
+
+
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)
 
 

@@ -376,6 +376,26 @@ def test_a_val_share_on_a_data_set_with_its_own_val_does_nothing_and_says_so(tmp
         assert len(client.get("/api/caches").json()) == 1
 
 
+def test_an_extraction_job_says_when_its_test_split_is_carved_out(tmp_path, tiny_zip):
+    """A data set without a test/ folder gets a share of train as test: the job's messages say so (a new-user round:
+    the extraction said nowhere that every test figure would rest on 4 images carved out of train)."""
+    import shutil
+
+    root = tmp_path / "root"
+    unzip(tiny_zip, root)
+    shutil.rmtree(root / "tiny" / "test")
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        dataset = client.post("/api/datasets", json={"path": "tiny"}).json()
+        job = wait_job(client, client.post("/api/jobs", json={
+            "kind": "extract", "dataset_id": dataset["id"], "encoder": "effnet-lite0"}).json()["id"])
+        assert job["status"] == "succeeded"
+        carved = [m["text"] for m in job["messages"] if "no test split of its own" in m["text"]]
+        test = client.get(f"/api/caches/{job['result']['cache_id']}").json()["counts"]["test"]
+        assert carved == [f"the data set has no test split of its own: {test} images, 0.2 "
+                          "of each class of its images (seed 0), are carved out as test, where every test figure of "
+                          "a run on it is measured; give it a test/ folder to choose them"]
+
+
 def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip):
     """Uploaded twice, one archive made two data sets, extracted twice (a new-user round): as a folder registered
     again, it is the data set already there (200, the new copy removed), and under another name a 409."""

@@ -192,3 +192,25 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path,
     # an --out without a suffix is a file too: its folder is checked, no folder of its name is made
     assert main(["extract", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "plain")]) == 2
     assert not (tmp_path / "plain").exists()
+
+
+def test_a_test_split_carved_out_is_said_before_the_extraction(tmp_path, capsys):
+    """train/ + val/ without test/: a share of train becomes test, which the extraction said nowhere (a new-user
+    round); with a test/ folder, nothing is said."""
+    data = make_tree(tmp_path / "tv", splits=("train", "val"))
+    for name in ("cat", "dog", "eel"):  # 2 more train images per class: 4 in all, round(0.2 · 4) = 1 carved of each
+        for i in range(2):
+            (data / "train" / name / f"{i}.png").rename(data / "train" / name / f"more{i}.png")
+    make_tree(data, splits=("train",))
+    argv = ["--data", str(data), "--out", str(tmp_path / "tv.h5"), "--batch-size", "8", "--workers", "0",
+            "--device", "cpu", "--no-progress"]
+    assert command.run(parse(argv)) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["counts"]["test"] == 3
+    assert ("note: the data set has no test split of its own: 3 images, 0.2 of each class of its train/ folder "
+            "(seed 0), are carved out as test, where every test figure of a run on it is measured; give it a test/ "
+            "folder to choose them") in printed.err.splitlines()
+    given = make_tree(tmp_path / "tt")
+    assert command.run(parse(["--data", str(given), "--out", str(tmp_path / "tt.h5"), "--batch-size", "8",
+                              "--workers", "0", "--device", "cpu", "--no-progress"])) == 0
+    assert "note:" not in capsys.readouterr().err
