@@ -89,19 +89,20 @@ def test_auto_trains_in_bf16_where_the_features_are_cast_once(monkeypatch, batch
     x, y = gaussian_features(n_per=200, d=256, k=10)
     assert len(y) * 256 * 10 >= BF16_MIN_FULL_BATCH_MACS and BF16_MIN_CAST_ONCE_OUTPUTS <= 10 < BF16_MIN_OUTPUTS
     inputs, copies = [], []
-    original = ConstantProduct.__call__
+    original = ConstantProduct._operands
 
-    def spy(self, w):
-        out = original(self, w)
-        inputs.append(self.x)
+    def spy(self):  # every product reads its operands here: the closed-form step's calls no __call__ (ERM heads)
+        out = original(self)
+        inputs.append(out[0])
         return out
 
-    monkeypatch.setattr(ConstantProduct, "__call__", spy)
+    monkeypatch.setattr(ConstantProduct, "_operands", spy)
     monkeypatch.setattr(trainer_module, "cast_rows", lambda *a: copies.append(a[0].shape) or cast_rows(*a))
     m = ProbeTrainer(epochs=3, batch_size=batch_size, **kwargs).fit(x, y)
     assert m.precision_ == expected
     if cast == "constant":
-        assert len(inputs) == 3 and {t.dtype for t in inputs} == {torch.bfloat16} and copies == []
+        # 3 full-batch steps, each reading the features for its logits and its weight gradient
+        assert len(inputs) == 6 and {t.dtype for t in inputs} == {torch.bfloat16} and copies == []
         assert all(t.data_ptr() == inputs[0].data_ptr() for t in inputs)  # one cast, reused
     else:
         assert inputs == [] and copies == ([x.shape] if cast == "rows" else [])
