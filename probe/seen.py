@@ -126,7 +126,8 @@ class SeenSources:
         another leading split folder or none: the same class folder and file name, ``cat/0.png`` scored and
         ``train/cat/0.png`` trained on, or ``test/cat/0.png`` and ``val/cat/0.png``. ``split_folders``: the folder
         names read as splits (any case; tried lower-case and capitalised); ``repeated``: :func:`repeated_rests` of
-        the scored cache, left out. Runs keeping whole paths (``relative`` False) match none."""
+        the scored cache, left out, as is a source matching more than one of the run's paths (its data set repeats
+        the name under two split folders: other images). Runs keeping whole paths (``relative`` False) match none."""
         if not self.relative:  # their first folder is the data set's own, not a split folder
             return {split: 0 for split in self.digests}
         folders = {f.lower() for f in split_folders}
@@ -145,7 +146,13 @@ class SeenSources:
                 rows += [row] * len(tried)
                 keys += tried
         rows, keys = np.asarray(rows, dtype=np.int64), _digests(keys)
-        return {split: len(np.unique(rows[np.isin(keys, seen)])) for split, seen in self.digests.items()}
+        hits = {split: np.isin(keys, seen) for split, seen in self.digests.items()}
+        # one image, one match: where the run's own splits hold its class folder and file name under two split
+        # folders (train/cat/0.png and val/cat/0.png, each split numbered afresh) it is neither, and was counted as
+        # both (4 + 4 of 4 test images never trained on; a review)
+        matched = np.bincount(rows[np.logical_or.reduce([*hits.values(), np.zeros(len(keys), dtype=bool)])],
+                              minlength=len(given)) == 1
+        return {split: int(matched[rows[hit]].sum()) for split, hit in hits.items()}
 
 
 def _rest(path: str, folders: Collection[str]) -> str | None:

@@ -76,3 +76,19 @@ def test_moved_matches_the_same_class_folder_and_file_name_under_another_split_f
     assert trained_flat.moved(split, "top/", folders, repeated_rests(split, "top/", folders)) == {"train": 2}
     whole = SeenSources({"train": source_digests(["train/cat/0.png"])}, relative=False)  # whole paths: none
     assert whole.moved(flat, "", folders, repeated_rests(flat, "", folders)) == {"train": 0}
+
+
+def test_a_name_the_run_holds_under_two_split_folders_is_neither_of_them():
+    """A review: a run whose data set numbers each split afresh (train/cat/0.png, val/cat/0.png: other images) had
+    its own test/ folder, scored as another data set, counted as trained on and as selected on, 4 + 4 of 4 images."""
+    from probe.seen import common_folder, repeated_rests
+
+    folders = ("train", "val", "valid", "validation", "test")
+    run = {"train": [f"train/{c}/{i}.png" for c in ("cat", "dog") for i in range(8)],
+           "val": [f"val/{c}/{i}.png" for c in ("cat", "dog") for i in range(2)]}
+    seen = SeenSources.of(run, common_folder([*run["train"], *run["val"]]))
+    scored = ["test/cat/0.png", "test/cat/1.png", "test/dog/0.png", "test/dog/1.png"]
+    shared = common_folder(scored)
+    assert seen.moved(scored, shared, folders, repeated_rests(scored, shared, folders)) == {"train": 0, "val": 0}
+    once = ["test/cat/5.png", "test/dog/7.png"]  # only train/ holds these names: one match each, counted once
+    assert seen.moved(once, "", folders, repeated_rests(once, "", folders)) == {"train": 2, "val": 0}
