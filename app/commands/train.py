@@ -53,12 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rank (lowrank) or bottleneck width (mlp) of the adapter (default: the adapter's)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0); it is used for selection")
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds: seed .. seed+N-1 (default 3)")
-    from probe.config import AUTO_FULL_BATCH_ROWS, AUTO_MIN_STEPS, L2_STRENGTHS  # torch-free
+    from probe.config import L2_STRENGTHS  # torch-free
 
-    parser.add_argument("--epochs", type=int, default=None,
-                        help=f"epochs per fit, at most (--tol ends a fit sooner once its loss settles; default: enough for "
-                        f"{AUTO_MIN_STEPS} optimiser steps: {AUTO_MIN_STEPS} full-batch epochs up to "
-                        f"{AUTO_FULL_BATCH_ROWS} training rows, 10 at 50,000 in batches of 1024)")
+    parser.add_argument("--epochs", type=int, default=None, help=_epochs_help())
 
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help=f"optimiser (default: ProbeConfig's, {_config_default('optimizer')}: weight decay as an "
@@ -119,6 +116,16 @@ def _add_posthoc_arguments(parser: argparse.ArgumentParser) -> None:
                         help="divide the shipped head's logits by one temperature fitted on val (by NLL) before the "
                         "softmax: probabilities fitted to val (predict --probabilities, the unsure flag), the same "
                         "predictions")
+
+
+def _epochs_help() -> str:
+    """--epochs' help: what the automatic count is (probe.config.auto_epochs), from its own constants."""
+    from probe.config import AUTO_BATCH_SIZE, AUTO_FULL_BATCH_ROWS, AUTO_MIN_STEPS, auto_epochs  # torch-free
+
+    return (f"epochs per fit, at most (--tol ends a fit sooner once its loss settles; default: enough for "
+            f"{AUTO_MIN_STEPS} optimiser steps: {auto_epochs(AUTO_FULL_BATCH_ROWS, None)} full-batch epochs up to "
+            f"{AUTO_FULL_BATCH_ROWS} training rows, {auto_epochs(50_000, AUTO_BATCH_SIZE)} at 50,000 in batches of "
+            f"{AUTO_BATCH_SIZE})")
 
 
 def _config_default(name: str) -> Any:
