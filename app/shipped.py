@@ -152,8 +152,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS, TrueClass
     from probe.report import FeatureSource
-    from feature_cache.datasets import SPLIT_FOLDERS
-    from probe.seen import common_folder, repeated_rests
+    from probe.seen import SPLIT_FOLDERS, common_folder, repeated_rests
 
     cache = open_cache(path)
     if split not in cache.splits:
@@ -213,7 +212,7 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     matches with its leading split folder changed or gone (the same files in a flat folder went unflagged, a
     new-user round; ``SeenSources.moved``). ``shared()``: the folders every path of the scored cache shares
     (``probe.seen.common_folder``), ``repeated()``: its ``probe.seen.repeated_rests``; read only when needed."""
-    from feature_cache.datasets import SPLIT_FOLDERS
+    from probe.seen import SPLIT_FOLDERS
 
     own = _own_cache(probe, source)
     if own:

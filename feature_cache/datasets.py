@@ -45,6 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from probe.names import MAX_NAME, listed
+from probe.seen import SPLIT_FOLDERS
 
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_NAME, ArchiveLimits, unprintable,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
@@ -65,7 +66,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 # A folder read as a split (any case) -> the split; shipped probes also read it to match the same file moved from one
 # split folder to another (probe.seen)
-SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+# SPLIT_FOLDERS: the split folders' names (probe.seen's, which sets them aside to match moved files)
 # The one class name of an unlabelled image set (open_images): a shipped probe predicts its images, nothing trains on
 # them. Parentheses keep it apart from any folder name a labelled set could give a class.
 UNLABELLED = "(unlabelled)"

@@ -164,7 +164,8 @@ class _Splits:
         if self.carved is None or "train" not in sources:
             return SeenSources.of(sources, shared)
         train = np.asarray(sources["train"], dtype=object)
-        return SeenSources.of({"train": train[~self.carved], "val": train[self.carved]}, shared)
+        return SeenSources.of({"train": train[~self.carved], "val": train[self.carved]}, shared,
+                              every=(path for paths in sources.values() for path in paths))
 
 
 def _check_data(data: dict, class_names: list[str]) -> int:

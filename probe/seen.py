@@ -25,17 +25,21 @@ import logging
 import os
 import zipfile
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SeenSources", "common_folder", "repeated_rests", "source_digests"]
+__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SPLIT_FOLDERS", "SeenSources", "common_folder", "repeated_rests",
+           "source_digests"]
 
 logger = logging.getLogger(__name__)
 
 SEEN_FILE = "seen_sources.npz"
 SEEN_SPLITS = ("train", "val")  # what the probe trained on, and what chose its hyper-parameters and thirds
+# The folder names a data set's split folders may have, any case (→ the split; feature_cache reads data sets by
+# them): one definition for the reader and for :meth:`SeenSources.moved`, which sets them aside to match files.
+SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
 
 
 def source_digests(sources: Iterable[str]) -> np.ndarray:
@@ -81,20 +85,28 @@ class SeenSources:
 
     digests: dict[str, np.ndarray]
     relative: bool = True
+    # :func:`repeated_rests` of every path of the run's own cache, test included: names its data set holds under
+    # two split folders, other images (each split numbered afresh), which :meth:`moved` must not match: its own
+    # test/cat/0.png, scored as another data set, read as train/cat/0.png "trained on" (a review). Empty in runs
+    # written before it.
+    ambiguous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
 
     @classmethod
-    def of(cls, sources: Mapping[str, Iterable[str]], shared: str = "") -> SeenSources:
+    def of(cls, sources: Mapping[str, Iterable[str]], shared: str = "",
+           every: Iterable[str] | None = None) -> SeenSources:
         """The digests of ``sources`` (train and val) below ``shared``, the :func:`common_folder` of every split of
-        their cache."""
+        their cache, and its ``ambiguous`` names from ``every`` path of that cache (None: those of ``sources``)."""
+        sources = {split: list(paths) for split, paths in sources.items()}
+        every = [path for paths in sources.values() for path in paths] if every is None else every
         return cls({split: source_digests(_below(sources[split], shared)) for split in SEEN_SPLITS
-                    if split in sources})
+                    if split in sources}, ambiguous=repeated_rests(every, shared, SPLIT_FOLDERS))
 
     def save(self, run_dir: str | Path) -> None:
         """Written whole or not at all (a temporary file renamed): a cut-off write left a file np.load failed on."""
         path = Path(run_dir) / SEEN_FILE
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, **self.digests, relative=np.array(self.relative))
+            np.savez(f, **self.digests, relative=np.array(self.relative), ambiguous=self.ambiguous)
         tmp.replace(path)
 
     @classmethod
@@ -106,8 +118,10 @@ class SeenSources:
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
+                ambiguous = np.asarray(data["ambiguous"] if "ambiguous" in data.files else [], dtype=np.uint64)
                 return cls({split: np.asarray(data[split], dtype=np.uint64) for split in SEEN_SPLITS
-                            if split in data.files}, bool(data["relative"]) if "relative" in data.files else False)
+                            if split in data.files}, bool(data["relative"]) if "relative" in data.files else False,
+                           ambiguous)
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
             logger.warning("%s cannot be read (%s): scores on other caches go without the seen-images check",
                            path, exc)
@@ -126,7 +140,8 @@ class SeenSources:
         another leading split folder or none: the same class folder and file name, ``cat/0.png`` scored and
         ``train/cat/0.png`` trained on, or ``test/cat/0.png`` and ``val/cat/0.png``. ``split_folders``: the folder
         names read as splits (any case; tried lower-case and capitalised); ``repeated``: :func:`repeated_rests` of
-        the scored cache, left out, as is a source matching more than one of the run's paths (its data set repeats
+        the scored cache, left out, as are the run's own ``ambiguous`` names and a source matching more than one of
+        the run's paths (its data set repeats
         the name under two split folders: other images). Runs keeping whole paths (``relative`` False) match none."""
         if not self.relative:  # their first folder is the data set's own, not a split folder
             return {split: 0 for split in self.digests}
@@ -138,7 +153,7 @@ class SeenSources:
         for seen in self.digests.values():
             found |= np.isin(digests, seen)
         rests = [None if hit else _rest(path, folders) for path, hit in zip(given, found)]
-        free = np.isin(_digests(rest or "" for rest in rests), repeated, invert=True)
+        free = np.isin(_digests(rest or "" for rest in rests), np.union1d(repeated, self.ambiguous), invert=True)
         rows, keys = [], []
         for row, (path, rest) in enumerate(zip(given, rests)):
             if rest and free[row]:

@@ -92,3 +92,28 @@ def test_a_name_the_run_holds_under_two_split_folders_is_neither_of_them():
     assert seen.moved(scored, shared, folders, repeated_rests(scored, shared, folders)) == {"train": 0, "val": 0}
     once = ["test/cat/5.png", "test/dog/7.png"]  # only train/ holds these names: one match each, counted once
     assert seen.moved(once, "", folders, repeated_rests(once, "", folders)) == {"train": 2, "val": 0}
+
+
+def test_the_runs_own_test_folder_scored_apart_is_not_trained_on(tmp_path):
+    """A run on train/ and test/ folders, each numbered afresh, val carved from train: its test/ folder scored as
+    another data set matched train/cat/0.png by name (a review). The run stores the names its whole cache repeats
+    across split folders (``ambiguous``, test included) and leaves them out; a run stored before them does not."""
+    import numpy as np
+
+    from probe.seen import SPLIT_FOLDERS, repeated_rests
+
+    cache = {"train": ["d/train/cat/0.png", "d/train/cat/1.png", "d/train/dog/0.png"],
+             "test": ["d/test/cat/0.png", "d/test/dog/5.png"]}
+    seen = SeenSources.of({"train": cache["train"][1:], "val": cache["train"][:1]}, "d/",
+                          every=[p for paths in cache.values() for p in paths])
+    scored = ["test/cat/0.png", "test/dog/5.png"]  # its own test images, zipped apart
+    assert seen.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 0}
+    flat = ["cat/1.png", "dog/0.png"]  # train images copied flat are still found
+    assert seen.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 2, "val": 0}
+    seen.save(tmp_path)
+    again = SeenSources.load(tmp_path)
+    assert np.array_equal(again.ambiguous, seen.ambiguous) and again.ambiguous.size == 1
+    np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True))  # a run before them
+    older = SeenSources.load(tmp_path)
+    assert older.ambiguous.size == 0
+    assert older.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 1}
