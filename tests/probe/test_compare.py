@@ -648,7 +648,8 @@ def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compa
     reference, fair = run([0, 20, 20]), run([20, 10, 20])  # hard a +100 pt, medium b −50 pt
     delta, classes = paired_test_intervals(reference, fair, 3, groups)
     assert lost_on_test(reference, fair, groups, delta, classes, list("abc")) == (
-        " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt) "
+        " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt; by "
+        "chance alone about 0.1 of 3 would leave out 0 this way) "
         "(mr2probe compare of the two runs lists every class).")
     assert compare_reports(_rep("erm", [0, 1, 1], groups, 2 / 3), _rep("fair", [1, 0.5, 1], groups, 5 / 6),
                            (reference, fair)).per_class[1].beyond_noise is True  # the rule compare's row uses
