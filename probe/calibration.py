@@ -45,7 +45,7 @@ from .metrics import softmax
 from .numbers import percent, signed_points
 from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_sums, snap_zero
 
-__all__ = ["CALIBRATION_BINS", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll",
+__all__ = ["CALIBRATION_BINS", "CALIBRATION_P_FLOOR", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll",
            "temperature_fit", "temperature_effect", "confidence_bins", "expected_calibration_error", "reliability",
            "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary",
            "confidence_calibration", "confidence_warning", "temperature_warning"]
@@ -250,6 +250,8 @@ def _basic_interval(estimate: float, resampled: np.ndarray, level: float) -> np.
 
 
 CALIBRATION_TEST_DRAWS = 1000  # label draws of the consistency-resampling test (calibration_p_value)
+# its smallest p-value, no draw as far from calibrated as the head (Bonferroni over its two statistics): "p ≤" there
+CALIBRATION_P_FLOOR = 2 / (1 + CALIBRATION_TEST_DRAWS)
 CALIBRATION_TEST_IMAGES = 200_000  # predictions the test reads, a seeded sample beyond (1.5 s; 200 k took 3.9 s
 #                                    with the report's other figures, growing with the test split: a review)
 

@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
                       field_validator, model_validator)
 
-from .calibration import TEMPERATURE_BOUNDS
+from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
@@ -45,7 +45,7 @@ from .predictions import PREDICTIONS_FILE
 from .seen import SEEN_FILE
 from .numbers import fixed, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
-from .uncertainty import wilson_interval
+from .uncertainty import p_text, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -575,7 +575,9 @@ class Calibration(_Model):
         if self.calibrated_p is None:
             return ""
         if self.calibrated_p < 0.05:
-            return f" (miscalibrated beyond noise: p = {self.calibrated_p:.2g} if it were calibrated)"
+            # at the test's floor no draw of a calibrated head was as far off: "p ≤", not "p =" (a new-user round)
+            return (f" (miscalibrated beyond noise: {p_text(self.calibrated_p, floor=CALIBRATION_P_FLOOR)} if it were "
+                    "calibrated)")
         # not "calibrated": on 20 images a head 25 points underconfident can pass (a new-user round)
         said = f" (not shown miscalibrated beyond noise on these images: p = {self.calibrated_p:.2g}"
         if self.ece_ci is not None and self.ece_ci[0] is not None and self.ece_ci[0] > 0:

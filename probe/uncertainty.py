@@ -487,19 +487,18 @@ def _weighted_sign_flip(terms: np.ndarray, seed: int) -> float:
     return (1 + hits) / (1 + SIGN_FLIP_DRAWS)
 
 
-def p_text(p: float, tests: int = 1) -> str:
-    """A sign-flip p-value as every view writes it: "p = 0.047", or "p ≤ 5e-05" at the floor of the Monte Carlo
-    test (:data:`SIGN_FLIP_FLOOR`; ``tests`` times it after a Bonferroni adjustment over ``tests``), which no draw
-    beat, so the true p may be far smaller (a weighted test read "p = 5e-05" as if exact; a new-user round). The
-    dashboard's ``Dash.pSay`` is the same rule."""
-    at_floor = tests * SIGN_FLIP_FLOOR
+def p_text(p: float, tests: int = 1, floor: float = SIGN_FLIP_FLOOR) -> str:
+    """A Monte Carlo p-value as every view writes it: "p = 0.047", or "p ≤ 5e-05" at the floor of its test
+    (``floor``, the sign-flip test's :data:`SIGN_FLIP_FLOOR` unless given; ``tests`` times it after a Bonferroni
+    adjustment over ``tests``), which no draw beat, so the true p may be far smaller (a weighted test read
+    "p = 5e-05" as if exact; a new-user round). The dashboard's ``Dash.pSay`` is the same rule."""
+    at_floor = tests * floor
     return f"p ≤ {p:.2g}" if p == at_floor and at_floor < 1 else f"p = {p:.2g}"
 
 
 # Draws of each class's accuracy behind the interval of a macro mean (group_intervals): 4,000 move a percentile
 # bound by well under 0.1 point from one seed to another at the sizes users bring.
 GROUP_DRAWS = 4000
-
 
 
 def _SPREAD(n: np.ndarray) -> np.ndarray:

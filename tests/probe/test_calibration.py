@@ -138,6 +138,13 @@ def test_the_calibration_test_rejects_a_calibrated_head_at_its_level_and_a_misca
     assert p_ece > 0.1 and calibration_p_value(confidence, correct) == pytest.approx(2 * p_gap) and 2 * p_gap < 0.05
     line = Calibration(ece=0.2, ece_ci=[0.05, 0.3], calibrated_p=0.012, confidence=0.9, accuracy=0.7, nll=1.0).brief()
     assert "95 % interval [5.0, 30.0] (miscalibrated beyond noise: p = 0.012 if it were calibrated)" in line
+    # no draw as far off as the head: the test's floor, an upper bound of p (a new-user round read "p = 0.002")
+    from probe.calibration import CALIBRATION_P_FLOOR
+
+    floor = calibration_p_value(np.full(500, 0.99), np.zeros(500))
+    assert floor == CALIBRATION_P_FLOOR
+    line = Calibration(ece=0.9, ece_ci=[0.8, 1.0], calibrated_p=floor, confidence=0.99, accuracy=0.0, nll=5.0).brief()
+    assert "(miscalibrated beyond noise: p ≤ 0.002 if it were calibrated)" in line
     line = Calibration(ece=0.05, ece_ci=[0.0, 0.1], calibrated_p=0.4, confidence=0.9, accuracy=0.88, nll=1.0).brief()
     assert "(not shown miscalibrated beyond noise on these images: p = 0.4)" in line
     # an interval above 0 beside it read as a contradiction (a new-user round): the sentence says what each says
