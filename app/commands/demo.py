@@ -10,6 +10,7 @@ from feature_cache.defaults import ENCODER_HELP
 
 from ..config import DEFAULT_PORT, MAX_PORT
 from .serve import port_number
+from .train import epochs_help
 
 HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train an ERM probe and the recommended "
         "disparity-aware probe (preset 'disparity'), print the disparity comparison and serve the dashboard on "
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory (default MR2PROBE_DATA_DIR or ./.mr2probe)")
     parser.add_argument("--encoder", default=None, help=ENCODER_HELP)
-    parser.add_argument("--epochs", type=int, default=None, help="probe epochs (default: ProbeConfig's)")
+    parser.add_argument("--epochs", type=int, default=None, help="probe " + epochs_help())
     parser.add_argument("--seeds", type=int, default=3, help="seeds per probe (default 3)")
     parser.add_argument("--no-serve", action="store_true", help="stop after printing the comparison")
 

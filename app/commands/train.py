@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeds: seed .. seed+N-1 (default 3)")
     from probe.config import L2_STRENGTHS  # torch-free
 
-    parser.add_argument("--epochs", type=int, default=None, help=_epochs_help())
+    parser.add_argument("--epochs", type=int, default=None, help=epochs_help())
 
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help=f"optimiser (default: ProbeConfig's, {_config_default('optimizer')}: weight decay as an "
@@ -118,11 +118,11 @@ def _add_posthoc_arguments(parser: argparse.ArgumentParser) -> None:
                         "predictions")
 
 
-def _epochs_help() -> str:
+def epochs_help() -> str:
     """--epochs' help: what the automatic count is (probe.config.auto_epochs), from its own constants."""
     from probe.config import AUTO_BATCH_SIZE, AUTO_FULL_BATCH_ROWS, AUTO_MIN_STEPS, auto_epochs  # torch-free
 
-    return (f"epochs per fit, at most (--tol ends a fit sooner once its loss settles; default: enough for "
+    return (f"epochs per fit, at most (a fit ends sooner once its loss settles within tol; default: enough for "
             f"{AUTO_MIN_STEPS} optimiser steps: {auto_epochs(AUTO_FULL_BATCH_ROWS, None)} full-batch epochs up to "
             f"{AUTO_FULL_BATCH_ROWS} training rows, {auto_epochs(50_000, AUTO_BATCH_SIZE)} at 50,000 in batches of "
             f"{AUTO_BATCH_SIZE})")
