@@ -634,18 +634,13 @@ def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compa
     8.97 points beyond noise that ``mr2probe compare`` of the same two runs listed: the run's verdict now says which
     by compare's rule (probe.compare.lost_on_test, appended in probe.run's test check)."""
     from probe.compare import lost_on_test
-    from probe.predictions import Predictions, paired_test_intervals
+    from probe.predictions import paired_test_intervals
+    from testdata import first_right
 
     labels = np.repeat(np.arange(3), 20)
     groups = {"easy": [2], "medium": [1], "hard": [0]}
 
-    def run(right):  # the first `right` images of each class right, the rest called c (or a, for c's)
-        out = labels.copy()
-        for k, n in enumerate(right):
-            out[np.flatnonzero(labels == k)[n:]] = 2 if k != 2 else 0
-        return Predictions(labels, out[None, :], np.full(60, 0.9))
-
-    reference, fair = run([0, 20, 20]), run([20, 10, 20])  # hard a +100 pt, medium b −50 pt
+    reference, fair = first_right(labels, [0, 20, 20]), first_right(labels, [20, 10, 20])  # hard a +100 pt, medium b −50 pt
     delta, classes = paired_test_intervals(reference, fair, 3, groups)
     assert lost_on_test(reference, fair, groups, delta, classes, list("abc")) == (
         " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt; by "
@@ -653,6 +648,6 @@ def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compa
         "(mr2probe compare of the two runs lists every class).")
     assert compare_reports(_rep("erm", [0, 1, 1], groups, 2 / 3), _rep("fair", [1, 0.5, 1], groups, 5 / 6),
                            (reference, fair)).per_class[1].beyond_noise is True  # the rule compare's row uses
-    few = run([0, 17, 20])  # b −15 pt on 3 images: within noise (3 of 3 one way is p = 0.25), said by neither
+    few = first_right(labels, [0, 17, 20])  # b −15 pt on 3 images: within noise (3 of 3 one way is p = 0.25), said by neither
     delta, classes = paired_test_intervals(reference, few, 3, groups)
     assert lost_on_test(reference, few, groups, delta, classes, list("abc")) == ""

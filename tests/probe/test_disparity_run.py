@@ -190,16 +190,11 @@ def test_an_improved_run_s_verdict_names_what_it_lost_beyond_noise_against_its_r
     from types import SimpleNamespace
 
     from probe import run as run_module
+    from testdata import first_right
 
     labels = np.repeat(np.arange(3), 20)
-
-    def predictions(right):  # the first `right` images of each class right, the rest called c (or a, for c's)
-        out = labels.copy()
-        for k, n in enumerate(right):
-            out[np.flatnonzero(labels == k)[n:]] = 2 if k != 2 else 0
-        return Predictions(labels, out[None, :], np.full(60, 0.9))
-
-    reference, fair = predictions([0, 20, 20]), predictions([20, 10, 20])  # hard a +100 pt, medium b −50 pt
+    # the first n images of each class right: hard a +100 pt, medium b −50 pt
+    reference, fair = first_right(labels, [0, 20, 20]), first_right(labels, [20, 10, 20])
     monkeypatch.setattr(run_module, "_train_seeds", lambda *args: (None, []))
     monkeypatch.setattr(run_module, "_predictions", lambda *args: reference)
     outcome = SimpleNamespace(val_labels=None, reference=(None, None, None),
