@@ -204,7 +204,7 @@ def lost_on_test(base, other, groups: dict[str, list[int]], delta: dict, interva
         # with many classes some lose by chance: a verdict naming 12 of 1,000 classes as lost needs the count that
         # noise alone gives beside it, as compare's class line says (classes_beyond_noise)
         said.append(f"{len(lost)} class{'es' * (len(lost) != 1)} ({names}; by chance alone about "
-                    f"{CHANCE_SHARE * k:.1f} of {k} would leave out 0 this way)")
+                    f"{CHANCE_SHARE * k:.2g} of {k} would leave out 0 this way)")
     if not said:
         return ""
     return (f" Lost beyond noise on test against the reference: {'; '.join(said)} (mr2probe compare of the two runs "
@@ -686,7 +686,7 @@ def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None
     named = listed([f"{r.name} {signed_points(r.delta, 2)}" for r in lost], shown)
     chance = CHANCE_SHARE * len(with_ci)
     return (f"{len(lost)} lost beyond noise" + (f" ({named})" if lost else "") + f", {len(gained)} gained; "
-            f"by chance alone about {chance:.1f} of {len(with_ci)} classes' 95 % intervals would leave out 0 each "
+            f"by chance alone about {chance:.2g} of {len(with_ci)} classes' 95 % intervals would leave out 0 each "
             "way, and fewer pass the exact test too (none of 5 or fewer test images can: 5 of 5 is p = 0.0625)")
 
 

@@ -282,7 +282,7 @@ def test_classes_that_moved_beyond_noise_are_counted_beside_what_chance_gives():
     rows = [row(0, -0.7, [-1.0, -0.4]), row(1, 0.1, [-0.1, 0.3]), row(2, -0.3, [-0.5, -0.1]),
             row(3, 0.2, [0.05, 0.35]), *[row(i, 0.0, [-0.1, 0.1]) for i in range(4, 40)]]
     assert classes_beyond_noise(rows) == ("2 lost beyond noise (c0 -70.00, c2 -30.00), 1 gained; by chance alone "
-                                          "about 1.0 of 40 classes' 95 % intervals would leave out 0 each way, and "
+                                          "about 1 of 40 classes' 95 % intervals would leave out 0 each way, and "
                                           "fewer pass the exact test too (none of 5 or fewer test images can: 5 of 5 "
                                           "is p = 0.0625)")
     assert classes_beyond_noise(rows[4:]) is None
@@ -644,7 +644,7 @@ def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compa
     delta, classes = paired_test_intervals(reference, fair, 3, groups)
     assert lost_on_test(reference, fair, groups, delta, classes, list("abc")) == (
         " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt; by "
-        "chance alone about 0.1 of 3 would leave out 0 this way) "
+        "chance alone about 0.075 of 3 would leave out 0 this way) "
         "(mr2probe compare of the two runs lists every class).")
     assert compare_reports(_rep("erm", [0, 1, 1], groups, 2 / 3), _rep("fair", [1, 0.5, 1], groups, 5 / 6),
                            (reference, fair)).per_class[1].beyond_noise is True  # the rule compare's row uses

@@ -206,5 +206,5 @@ def test_an_improved_run_s_verdict_names_what_it_lost_beyond_noise_against_its_r
     assert outcome.selection.verdict_text.startswith("Hard third +100.0 pt [")
     assert outcome.selection.verdict_text.endswith(
         " Lost beyond noise on test against the reference: the medium third -50.0 pt; 1 class (b -50.0 pt; by "
-        "chance alone about 0.1 of 3 would leave out 0 this way) "
+        "chance alone about 0.075 of 3 would leave out 0 this way) "
         "(mr2probe compare of the two runs lists every class).")
