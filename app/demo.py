@@ -171,7 +171,7 @@ def _closest_setting(other) -> list[str]:
     family = best.val_hard_sign_family or len(tried)
     return lines + [f"Its gain is not evidence: over the {len(tried)} settings tried its hard-third gain's lower "
                     f"bound is {signed_points(best.val_hard_delta_simultaneous_lo)} pt, and its hard-class images "
-                    f"changed {fixed} fixed / {broken} broken (sign-flip test "
+                    f"changed {fixed} fixed / {broken} broken, weighed by class (sign-flip test "
                     f"{p_text(sign_p_alone(best.model_dump()))} alone, {p_text(best.val_hard_sign_p, family)} after Bonferroni over {family} "
                     f"distinct; {SIGN_TEST_ALPHA:g} needed)."]
 

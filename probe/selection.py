@@ -286,7 +286,8 @@ def choose_safe(candidates: list[dict], reference_index: int, max_overall_drop: 
         f"bounds holding together over the {m} candidate{'s' * (m != 1)} that fitted: hard "
         f"{signed_points(c['val_hard_delta_simultaneous_lo'])} pt, {overall} "
         f"{signed_points(c['val_overall_delta_simultaneous_lo'])} pt; hard-class images {fixed} fixed, "
-        f"{broken} broken (sign-flip test {p_text(c['val_hard_sign_p'], max(tests, 1))}, Bonferroni over {family}). "
+        f"{broken} broken, weighed by class (sign-flip test {p_text(c['val_hard_sign_p'], max(tests, 1))}, "
+        f"Bonferroni over {family}). "
         f"{len(qualifying)} of {tried} candidates qualified and it has the highest lower bound of the hard-third gain."
     )
 
@@ -310,7 +311,8 @@ def _closest_miss(candidates: list[dict], reference_index: int, max_overall_drop
         c = max(past_bounds, key=_bound_key)
         fixed, broken = c["val_hard_changed"]
         return (f"{len(past_bounds)} passed both bounds but not the test of the hard-class images they change; the "
-                f"best, {describe_params(c)}, fixed {fixed} and broke {broken} of them (paired sign-flip test p = "
+                f"best, {describe_params(c)}, fixed {fixed} and broke {broken} of them (paired sign-flip test, "
+                f"each image weighed by class, p = "
                 f"{sign_p_alone(c):.2g} alone, {c['val_hard_sign_p']:.2g} after Bonferroni over {family}). ")
     hard_only = [c for c in fitted if c["val_hard_delta_simultaneous_lo"] > 0]
     if hard_only:
@@ -347,8 +349,8 @@ def _held_back(c: dict, max_overall_drop: float, overall: str) -> str:
         fixed, broken = c.get("val_hard_changed") or (0, 0)
         p_value = c.get("val_hard_sign_p")
         shown = "" if p_value is None else f": {p_text(p_value, c.get('val_hard_sign_family') or 1)} after Bonferroni"
-        failed.append(f"its changed hard-class images ({fixed} fixed, {broken} broken{shown}) do not lean its way "
-                      "beyond chance")
+        failed.append(f"its changed hard-class images ({fixed} fixed, {broken} broken, weighed by class{shown}) do not "
+                      "lean its way beyond chance")
     return "held back as " + "; ".join(failed)
 
 

@@ -168,8 +168,8 @@ def test_the_closest_setting_is_judged_on_the_bounds_that_hold_over_every_settin
                    **dict(evidence, val_hard_delta_simultaneous_lo=-0.06, val_hard_sign_p=1.0))
     lines = demo._closest_setting(_kept([reference, lucky, other]))
     assert lines[1] == ("Its gain is not evidence: over the 2 settings tried its hard-third gain's lower bound is "
-                        "-0.2 pt, and its hard-class images changed 6 fixed / 1 broken (sign-flip test p = 0.13 alone, "
-                        "p = 0.25 after Bonferroni over 2 distinct; 0.05 needed).")
+                        "-0.2 pt, and its hard-class images changed 6 fixed / 1 broken, weighed by class (sign-flip test "
+                        "p = 0.13 alone, p = 0.25 after Bonferroni over 2 distinct; 0.05 needed).")
     # (a capped adjusted p=1 alone confused a new user)
 
 

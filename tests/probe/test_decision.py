@@ -189,7 +189,8 @@ def test_four_fixed_images_and_none_broken_are_not_an_improvement_however_tight_
     more = _fix_hard(cand, labels, [4, 5], 2, rng)  # 8 fixed, 0 broken: p = 2 / 2^8
     d = decide([{"lr": 0.01}, {"lr": 0.1}], [ref, more], 0, labels, NAMES)
     assert d.frontier[1]["val_hard_sign_p"] == pytest.approx(2 / 256) and d.verdict == "improved"
-    assert "hard-class images 8 fixed, 0 broken (sign-flip test p = 0.0078, Bonferroni over the 1)" in d.reason
+    assert ("hard-class images 8 fixed, 0 broken, weighed by class (sign-flip test p = 0.0078, Bonferroni over the "
+            "1)") in d.reason
 
 
 

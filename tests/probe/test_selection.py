@@ -103,8 +103,8 @@ def test_choose_safe_requires_intervals_above_zero_and_within_the_budget():
     assert (index, verdict) == (4, "improved")  # costly's and tie's overall lower bounds are below the 0 budget
     assert "lr=0.3 raised the val hard third by +2.0 pt [+0.5, +3.5]" in reason
     assert ("overall +0.4 pt [+0.0, +0.8] (within noise) (budget 0 pt); lower bounds holding together over the 4 "
-            "candidates that fitted: hard +0.5 pt, overall +0.0 pt; hard-class images 30 fixed, 5 broken (sign-flip test "
-            "p = 1.6e-05, Bonferroni over the 4). 1 of 4 candidates qualified") in reason
+            "candidates that fitted: hard +0.5 pt, overall +0.0 pt; hard-class images 30 fixed, 5 broken, weighed by "
+            "class (sign-flip test p = 1.6e-05, Bonferroni over the 4). 1 of 4 candidates qualified") in reason
     assert choose_safe([ref, tie], 0, max_overall_drop=0.004)[:2] == (1, "improved")
     # A looser budget lets the larger, more certain gain through: highest lower bound of the hard gain wins.
     assert choose_safe([ref, lucky, costly, safe], 0, max_overall_drop=0.02)[:2] == (2, "improved")
@@ -128,8 +128,8 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
             "its changed hard-class images leaning its way (sign-flip test p ≤ 0.05, Bonferroni over the 4)") in reason
     # which test held back the closest candidates (it read as refused for nothing; a new-user round)
     assert ("). 2 passed both bounds but not the test of the hard-class images they change; the best, lr=0.2, "
-            "fixed 4 and broke 0 of them (paired sign-flip test p = 0.12 alone, 0.12 after Bonferroni over the 4). "
-            "This run keeps") in reason
+            "fixed 4 and broke 0 of them (paired sign-flip test, each image weighed by class, p = 0.12 alone, 0.12 "
+            "after Bonferroni over the 4). This run keeps") in reason
     reason = choose_safe([ref, one_of_many, costly], 0)[2]
     assert ("). 1 passed the hard-third bound but cost overall accuracy (no budget); the closest, lr=0.3, "
             "has an overall bound of -0.1 pt. This run keeps") in reason
@@ -144,8 +144,9 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
     weak = _cand(0.6, 0.062, [0.0, 0.188], 0.019, [0.0, 0.048], val_hard_delta_simultaneous_lo=0.0,
                  val_hard_changed=[1, 0], val_hard_sign_p=1.0, val_overall_delta_simultaneous_lo=-0.01)
     assert ("; held back as its simultaneous hard-third lower bound, +0.0 pt, is not above 0; its simultaneous "
-            "overall lower bound, -1.0 pt, is below +0.0 pt; its changed hard-class images (1 fixed, 0 broken: p = 1 after Bonferroni) do not lean its "
-            "way beyond chance. This run keeps") in choose_safe([ref, weak], 0)[2]
+            "overall lower bound, -1.0 pt, is below +0.0 pt; its changed hard-class images (1 fixed, 0 broken, "
+            "weighed by class: p = 1 after Bonferroni) do not lean its way beyond chance. This run keeps") in choose_safe(
+                [ref, weak], 0)[2]
     same = _cand(0.5, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0], val_hard_delta_simultaneous_lo=0.0)
     assert "Bonferroni over the 1). This run keeps" in choose_safe([ref, same], 0)[2]  # scored as the reference
     assert choose_safe([ref, costly], 0, max_overall_drop=0.001)[:2] == (1, "improved")
