@@ -408,7 +408,17 @@ class FeatureCache:
                 "dataset": self.attrs.get("dataset_fingerprint") or None,
                 "warning": self.attrs.get("encoder_warning") or None,
                 **{key: self.attrs.get(key) for key in ("weights_sha256", "preprocess", "feature_kind",
-                                                        "normalized")}}
+                                                        "normalized")},
+                "test_carved": self._test_carved()}
+
+    def _test_carved(self) -> float | None:
+        """The share of each class carved out as test where the data set had no test split (open_dataset's split
+        params), else None; None too for a value no extraction writes (a file made by hand must not fail a run's
+        report)."""
+        params = self.attrs.get("split_params")
+        share = params.get("test_fraction") if isinstance(params, dict) and self.labelled else None
+        ok = isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share < 1
+        return float(share) if ok else None
 
     def sources(self, split: str) -> list[str]:
         """Path of every sample of ``split`` inside the data set."""

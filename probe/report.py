@@ -777,6 +777,9 @@ class FeatureSource(_Model):
     feature_kind: Optional[str] = Field(None, description="pooled (the encoder's pooled output before any "
                                         "classifier) or embedding (a CLIP image embedding)")
     normalized: Optional[bool] = Field(None, description="whether the features were L2-normalised when stored")
+    test_carved: Optional[float] = Field(None, gt=0, lt=1, description="the share of each class carved out as the "
+                                         "test split where the data set had none of its own (no test/ folder or "
+                                         "manifest rows); null where it had, and in reports before it")
 
     def describe(self) -> str:
         shown = self.fingerprint if len(self.fingerprint) <= 12 else self.fingerprint[:12] + "…"  # cut, said so

@@ -797,6 +797,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         calibration=calibration,
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         warnings=[*([features.warning] if features is not None and features.warning else []),
+                  *_carved_test(features, splits, class_names),
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
@@ -847,6 +848,21 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
     return (f"{fitted}; {estimate}. It is applied only where that is safe by the disparity-aware rule (the hard-third "
             f"gain's and the overall difference's lower bounds, holding together at one-sided 97.5 %, above 0 and "
             f"not below {budget}, and the hard images it changes leaning its way, sign-flip test p ≤ 0.05): {where}.")
+
+
+def _carved_test(features, splits: _Splits, class_names: list[str]) -> list[str]:
+    """A warning, as a list, when the cache's test split was carved out of a data set without one
+    (``FeatureSource.test_carved``): the extraction said so, the run page and report did not, and every test
+    figure of a 20-image-per-class upload rested on 4 images per class carved from it (a dashboard round)."""
+    share = None if features is None else features.test_carved
+    if not share:
+        return []
+    counts = np.bincount(splits.test[1], minlength=len(class_names))
+    each = (f"{counts.min():,} per class" if counts.min() == counts.max()
+            else f"{counts.min():,} to {counts.max():,} per class")
+    return [f"The test split was carved out of the data set, which had none of its own (no test/ folder): "
+            f"{share:g} of each class's images, {counts.sum():,} in all ({each}). Every test figure here is measured "
+            "on them; give the data set a test/ folder to choose the images a probe is judged on."]
 
 
 def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> list[str]:

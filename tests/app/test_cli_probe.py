@@ -48,7 +48,8 @@ def test_train_writes_run_directory(erm_dir, cache, capsys):
     assert report["class_names"] == NAMES
     assert report["features"] == {"fingerprint": "t", "encoder": "synthetic", "extractor": None,
                                   "extractor_as_named": None, "cache": str(cache), "dataset": None, "warning": None, "weights_sha256": None,
-                                  "preprocess": None, "feature_kind": None, "normalized": False}
+                                  "preprocess": None, "feature_kind": None, "normalized": False,
+                                  "test_carved": None}
     assert report["config"]["head"] == "linear" and report["config"]["loss"] == "ce"
     assert report["config"]["seeds"] == [0, 1] and report["config"]["lr_grid"] == [0.05]
     assert [r["n_test"] for r in report["per_class"]] == [40] * K
@@ -501,3 +502,25 @@ def test_a_folder_for_out_is_named_before_any_work_by_every_exporting_command(er
         assert main([*argv, "--out", str(tmp_path / "nowhere" / "x.md")]) == 2
         assert f"the folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
     assert not any(folder.iterdir())
+
+
+def test_a_run_on_a_test_split_carved_out_of_its_data_set_says_so(cache, erm_dir, tmp_path):
+    """The extraction said that a data set without a test/ folder had its test split carved out of it; the run's
+    report and page did not, and every test figure of a small upload rested on those images (a dashboard round)."""
+    import h5py
+
+    carved = tmp_path / "carved.h5"
+    shutil.copy(cache, carved)
+    with h5py.File(carved, "r+") as f:  # what open_dataset records of a data set without a test split
+        f.attrs["split_params"] = json.dumps({"layout": "split-folders", "val_fraction": 0.1, "test_fraction": 0.2,
+                                              "seed": 0, "max_per_class": None})
+    assert open_cache(carved).provenance()["test_carved"] == 0.2
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(carved), "--out", str(out), *FAST]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["features"]["test_carved"] == 0.2
+    assert (f"The test split was carved out of the data set, which had none of its own (no test/ folder): 0.2 of each "
+            f"class's images, {40 * K} in all (40 per class). Every test figure here is measured on them; give the "
+            "data set a test/ folder to choose the images a probe is judged on.") in report["warnings"]
+    assert open_cache(cache).provenance()["test_carved"] is None  # a test split of its own: nothing said
+    assert not any("carved" in w for w in json.loads((erm_dir / "report.json").read_text())["warnings"])

@@ -236,7 +236,8 @@ def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path)
                                       "extractor_as_named": None, "cache": "a.h5", "dataset": "cd" * 32, "warning": None,
                                       # how such features are computed: what a user's own inference needs
                                       "weights_sha256": "ab" * 32, "preprocess": {"resize": [16, 16]},
-                                      "feature_kind": "pooled", "normalized": True}
+                                      "feature_kind": "pooled", "normalized": True,
+                                      "test_carved": None}
     assert two.provenance()["dataset"] == "00" * 32  # other images: what compare refuses to pair
     changes = [{"encoder": "tiny2"}, {"weights_sha256": "ac" * 32}, {"preprocess": {"resize": [32, 32]}},
                {"feature_kind": "tokens"}, {"normalized": False}]
