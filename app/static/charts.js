@@ -316,7 +316,9 @@
         if (showText && counts[i][j]) {
           const dark = diag ? rate > 0.55 : rate / maxOff > 0.6;
           svg.appendChild(el("text", { x: x + cell / 2, y: y + cell / 2 + 4, "text-anchor": "middle",
-                                       class: "cell-text" + (dark ? " on-dark" : "") }, fixed(100 * rate, 0)));
+                                       class: "cell-text" + (dark ? " on-dark" : "") },
+                                       // a cell with images is never "0": under half a per cent reads "<1"
+                                       100 * rate < 0.5 ? "<1" : fixed(100 * rate, 0)));
         }
       }
     }

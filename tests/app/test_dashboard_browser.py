@@ -2198,3 +2198,12 @@ def test_the_dashboard_writes_numbers_by_the_rule_of_the_other_views(driver, liv
     for digits in (0, 1, 2):
         shown = driver.js(f"return arguments[0].map(v => Charts.fixed(v, {digits}))", [values])
         assert shown == [fixed(v, digits) for v in values], digits
+
+
+def test_a_heat_map_cell_with_images_never_reads_0(driver, live_server, finished):
+    """1 of 300 predictions (0.3 %) was drawn as a cell labelled "0" (a dashboard round): under half a per cent it
+    reads "<1"; an empty cell has no label."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const svg = Charts.heatmap({ labels: ['a', 'b'], counts: [[299, 1], [0, 10]], id: 'h', title: 't' });
+        return Array.from(svg.querySelectorAll('text.cell-text')).map(t => t.textContent);""")
+    assert got == ["100", "<1", "100"]
