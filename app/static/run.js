@@ -453,7 +453,10 @@
       h("td", { class: "num" }, deltaSpan(r.delta, r.delta_ci, r.beyond_noise, r.changed, r.p_value))));
     const more = moved.length > classRows.length ? h("p", { class: "muted note" },
       `The ${classRows.length} largest losses of ${count(moved.length)} classes; mr2probe compare --features lists every class.`) : null;
-    return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes on ${c.scored_on}; groups of ${names.other}.`),
+    // the first seed of each run, where the verdict above the page is the seeds' mean: the two read other deltas on
+    // the same test split without a word (a dashboard round)
+    return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes (each run's first seed, not the `
+      + `seeds' mean the run's verdict reads) on ${c.scored_on}; groups of ${names.other}.`),
       c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
       ...(c.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       table(["metric", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
