@@ -208,8 +208,8 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     scored there, a probe read 100 % on its own training images without a word, a new-user round). In a cache of
     another data set with the run's classes (``same_classes``), the same paths are said to be the same images if
     they are: the same folder zipped (another content fingerprint) or changed since went unflagged (an outside
-    round), where a data set of other images named alike would be a false alarm. In another cache, a path also
-    matches with its leading split folder changed or gone (the same files in a flat folder went unflagged, a
+    round), where a data set of other images named alike would be a false alarm. In a cache of another data set, a
+    path also matches with its leading split folder changed or gone (the same files in a flat folder went unflagged, a
     new-user round; ``SeenSources.moved``). ``shared()``: the folders every path of the scored cache shares
     (``probe.seen.common_folder``), ``repeated()``: its ``probe.seen.repeated_rests``; read only when needed."""
     from probe.seen import SPLIT_FOLDERS
@@ -226,8 +226,10 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     overlap = {name: n for name, n in probe.seen.overlap(sources, shared()).items() if n}
     if own and not overlap.get("val"):  # val was given: these are the train images it trained on, all of them
         return _own_split(split)
-    # its own cache holds each image under one path: another split folder there is another image
-    moved = {} if own else probe.seen.moved(sources, shared(), SPLIT_FOLDERS, repeated())
+    # a cache of its own data set (its own or another extraction: the same content fingerprint) holds each image
+    # under one path: another split folder there is another image (another extraction's test/cat/1.png, never
+    # trained on, was said to be train/cat/1.png where the data set numbers each split afresh; an attack round)
+    moved = {} if kin else probe.seen.moved(sources, shared(), SPLIT_FOLDERS, repeated())
     moved = {name: n for name, n in moved.items() if n}
     overlap = {name: overlap.get(name, 0) + moved.get(name, 0) for name in probe.seen.digests
                if overlap.get(name) or moved.get(name)}

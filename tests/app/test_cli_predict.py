@@ -216,6 +216,35 @@ def test_the_runs_images_in_another_folder_layout_are_flagged(tmp_path, capsys):
             "split folder such as train/ set aside): ") in err, err
 
 
+def test_another_extraction_of_the_runs_data_set_is_not_matched_by_file_name_alone(tmp_path, capsys):
+    """An attack round: a data set numbering each split afresh (train/cat/0.png and test/cat/0.png are other
+    images), extracted twice with max_per_class and other seeds: scored on the second cache's test split, 20 of 20
+    images the run never saw were said to be "among the images it was trained on (all matched on class folder and
+    file name alone)". Its own data set holds each image under one path: no moved file to look for there."""
+    rng = np.random.default_rng(7)
+
+    def split(paths):
+        labels = np.array([NAMES.index(p.split("/")[1]) for p in paths])
+        return (MEANS[labels] + rng.normal(0, 1, (len(paths), D))).astype(np.float32), labels, paths
+
+    own = _cache(tmp_path / "own.h5", {
+        "train": split([f"train/{c}/{i}.png" for c in NAMES for i in range(0, 5)]),
+        "val": split([f"train/{c}/{i}.png" for c in NAMES for i in range(5, 7)]),
+        "test": split([f"test/{c}/{i}.png" for c in NAMES for i in range(5, 10)])}, NAMES,
+        dataset_fingerprint="a" * 64)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(own), "--out", str(out), *FAST]) == 0
+    other = _cache(tmp_path / "other.h5", {  # another subset of the same data set: test 0-4, never trained on
+        "train": split([f"train/{c}/{i}.png" for c in NAMES for i in range(10, 15)]),
+        "test": split([f"test/{c}/{i}.png" for c in NAMES for i in range(0, 5)])}, NAMES,
+        dataset_fingerprint="a" * 64)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(other)]) == 0
+    assert "images scored here" not in capsys.readouterr().err
+    assert main(["predict", str(out), "--features", str(other), "--split", "train"]) == 0  # 10-14: not seen either
+    assert "images scored here" not in capsys.readouterr().err
+
+
 def test_the_train_split_of_a_run_that_carved_its_val_says_which_images_only_chose(tmp_path, capsys):
     """With no val split the run carves val out of train: scored on its own cache's train split, those images were
     said to be trained on (a review); the warning counts them apart."""
