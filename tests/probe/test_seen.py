@@ -117,3 +117,15 @@ def test_the_runs_own_test_folder_scored_apart_is_not_trained_on(tmp_path):
     older = SeenSources.load(tmp_path)
     assert older.ambiguous.size == 0
     assert older.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 1}
+
+
+def test_moved_matches_a_run_whose_split_folders_are_upper_case():
+    """An attack round: a data set of TRAIN/ VAL/ TEST/ folders (read as splits in any case) copied flat went
+    unflagged, 0 of 4 trained and selected on: only lower-case and capitalised split folders were tried."""
+    from probe.seen import SPLIT_FOLDERS, common_folder, repeated_rests
+
+    run = {"train": ["TRAIN/cat/0.png", "TRAIN/dog/0.png"], "val": ["VAL/cat/1.png", "VAL/dog/1.png"],
+           "test": ["TEST/cat/2.png", "TEST/dog/2.png"]}
+    seen = SeenSources.of(run, common_folder([p for paths in run.values() for p in paths]))
+    flat = ["cat/0.png", "dog/0.png", "cat/1.png", "dog/1.png", "cat/9.png"]
+    assert seen.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 2, "val": 2}
