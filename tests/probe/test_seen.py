@@ -129,3 +129,35 @@ def test_moved_matches_a_run_whose_split_folders_are_upper_case():
     seen = SeenSources.of(run, common_folder([p for paths in run.values() for p in paths]))
     flat = ["cat/0.png", "dog/0.png", "cat/1.png", "dog/1.png", "cat/9.png"]
     assert seen.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 2, "val": 2}
+
+
+def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_split_folder(tmp_path, monkeypatch):
+    """An attack round: 200,000 images of a cache of another data set with the run's classes took 8 s of the
+    seen-images check (each name digested under all 16 spellings of a split folder) beside 0.8 s of scoring. The run
+    keeps its paths below their split folder too (``tails``): a name that is none of them is digested once."""
+    import numpy as np
+
+    import probe.seen as seen_module
+    from probe.seen import SPLIT_FOLDERS, repeated_rests
+
+    run = {"train": [f"train/c{i % 5}/{i}.png" for i in range(100)], "val": [f"val/c{i % 5}/{i}.png" for i in range(100, 110)]}
+    seen = SeenSources.of(run)
+    scored = [f"c{i % 5}/new{i}.png" for i in range(1000)] + ["c0/0.png", "c1/1.png", "c0/100.png"]
+    repeated = repeated_rests(scored, "", SPLIT_FOLDERS)
+    hashed, digests = [], seen_module._digests
+
+    def count(paths):
+        paths = list(paths)
+        hashed.append(len(paths))
+        return digests(paths)
+
+    monkeypatch.setattr(seen_module, "_digests", count)
+    assert seen.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 2, "val": 1}
+    # each path and its name once (it was not found as it is; its name), the 3 that can match under each spelling
+    assert sum(hashed) <= 2 * len(scored) + 3 * 16
+    seen.save(tmp_path)  # kept with the run; a run before them tries every name under every spelling, as before
+    again = SeenSources.load(tmp_path)
+    assert np.array_equal(again.tails, seen.tails)
+    np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True), ambiguous=seen.ambiguous)
+    older = SeenSources.load(tmp_path)
+    assert older.tails is None and older.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 2, "val": 1}
