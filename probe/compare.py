@@ -456,6 +456,12 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
     metrics = {key: _metric(*summary[key]) for key in ("overall", "balanced")}
     metrics.update({key: _metric(_finite(ga[key]), _finite(gb[key])) for key in GROUP_NAMES})
     worst_a, worst_b = worst_class(a), worst_class(b)
+    # a tie names the class the other run's worst is too, where it is one: [50, 50, 100] against [75, 50, 100] read
+    # "base a, other b: no paired test applies", b being the base run's worst as much as a (an attack round)
+    if a[worst_b[0]] == worst_a[1]:
+        worst_a = (worst_b[0], worst_a[1])
+    elif b[worst_a[0]] == worst_b[1]:
+        worst_b = (worst_a[0], worst_b[1])
     metrics["worst_class"] = _metric(worst_a[1], worst_b[1])
     worst = {"base": base.class_names[worst_a[0]], "other": base.class_names[worst_b[0]]}
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}

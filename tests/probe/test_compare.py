@@ -622,6 +622,11 @@ def test_the_worst_class_row_has_its_class_s_test_or_says_two_classes_have_none(
     assert (worst.changed, worst.p_value, worst.beyond_noise) == ([12, 0], 2 / 2 ** 12, True)
     assert dict((row[0], row[3]) for row in metric_rows(same))["worst class (a)"].endswith(
         "] (12 better, 0 worse: p = 0.00049)")
+    # a tie: a and b both the base run's worst (50 %), b the other's: b's paired test (an attack round read
+    # "worst class (base a, other b) ... two different classes: no paired test applies")
+    tie = compared([10, 10, 20], [15, 10, 20])
+    assert tie.worst_classes == {"base": "b", "other": "b"} and tie.metrics["worst_class"].changed == [0, 0]
+    assert compared([15, 10, 20], [10, 10, 20]).worst_classes == {"base": "b", "other": "b"}
     two = compared([5, 20, 20], [20, 15, 20])  # a (25 %) against b (75 %): two classes' images, no pairs
     worst = two.metrics["worst_class"]
     assert (worst.changed, worst.p_value, worst.beyond_noise) == (None, None, None)
