@@ -65,8 +65,13 @@ def _data_root(data: Path, sources: list[str]) -> Path:
     missing = [source for source in sources if not (data / source).is_file()]
     if not missing:
         return data
-    if all(source.startswith(f"{data.name}/") and (data.parent / source).is_file() for source in sources):
-        return data.parent
+    try:  # a symlink to that folder under another name ('ln -s digits_tt dl') names it too (an attack round)
+        named = dict.fromkeys([data, data.resolve()])
+    except (OSError, RuntimeError):  # a symlink loop
+        named = {data: None}
+    for folder in named:
+        if all(source.startswith(f"{folder.name}/") and (folder.parent / source).is_file() for source in sources):
+            return folder.parent
     first = missing[0]
     print(f"warning: {len(missing)} of the {len(sources)} listed files do not exist under --data {data} (such as "
           f"{data / first}): --data must be the folder these paths start in, the one holding "

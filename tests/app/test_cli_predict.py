@@ -530,8 +530,16 @@ def test_failures_data_resolves_the_folder_a_zip_was_made_from(tmp_path, capsys)
         listed[data] = [row["source"] for row in json.loads(captured.out)]
         assert listed[data], "no mistake to list"
         assert ("warning" in captured.err) == (data.name == "test"), captured.err
-    assert listed[tmp_path / "digits"] == listed[tmp_path] and all(os.path.isfile(p) for p in listed[tmp_path])
     wrong = tmp_path / "digits" / "test"
+    assert listed[tmp_path / "digits"] == listed[tmp_path] and all(os.path.isfile(p) for p in listed[tmp_path])
+    (tmp_path / "link").symlink_to(tmp_path / "digits")  # the folder by a symlink of another name (an attack round)
+    assert main(["failures", str(out), "--class", "cat", "--limit", "50", "--json", "--data",
+                 str(tmp_path / "link")]) == 0
+    linked = capsys.readouterr()
+    assert "warning" not in linked.err and all(os.path.isfile(row["source"]) for row in json.loads(linked.out))
+    capsys.readouterr()
+    assert main(["failures", str(out), "--class", "cat", "--limit", "50", "--json", "--data", str(wrong)]) == 0
+    captured = capsys.readouterr()
     assert (f"warning: {len(listed[wrong])} of the {len(listed[wrong])} listed files do not exist under --data "
             f"{wrong} (such as {listed[wrong][0]}): --data must be the folder these paths start in, the one holding "
             "digits (the cache records paths inside the data set, such as digits/test/") in captured.err
