@@ -148,10 +148,10 @@ class SeenSources:
         """How many of ``sources`` (each counted once) that :meth:`overlap` does not find each split holds with
         another leading split folder or none: the same class folder and file name, ``cat/0.png`` scored and
         ``train/cat/0.png`` trained on, or ``test/cat/0.png`` and ``val/cat/0.png``. ``split_folders``: the folder
-        names read as splits (any case; tried lower-case, capitalised and upper-case); ``repeated``: :func:`repeated_rests` of
-        the scored cache, left out, as are the run's own ``ambiguous`` names and a source matching more than one of
-        the run's paths (its data set repeats
-        the name under two split folders: other images). Runs keeping whole paths (``relative`` False) match none."""
+        names read as splits (any case; tried lower-case, capitalised and upper-case); ``repeated``:
+        :func:`repeated_rests` of the scored cache, left out, as are the run's own ``ambiguous`` names and a source
+        matching more than one of the run's paths (its data set repeats the name under two split folders: other
+        images). Runs keeping whole paths (``relative`` False) match none."""
         if not self.relative:  # their first folder is the data set's own, not a split folder
             return {split: 0 for split in self.digests}
         folders = {f.lower() for f in split_folders}

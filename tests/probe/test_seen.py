@@ -140,7 +140,8 @@ def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_spli
     import probe.seen as seen_module
     from probe.seen import SPLIT_FOLDERS, repeated_rests
 
-    run = {"train": [f"train/c{i % 5}/{i}.png" for i in range(100)], "val": [f"val/c{i % 5}/{i}.png" for i in range(100, 110)]}
+    run = {"train": [f"train/c{i % 5}/{i}.png" for i in range(100)],
+           "val": [f"val/c{i % 5}/{i}.png" for i in range(100, 110)]}
     seen = SeenSources.of(run)
     scored = [f"c{i % 5}/new{i}.png" for i in range(1000)] + ["c0/0.png", "c1/1.png", "c0/100.png"]
     repeated = repeated_rests(scored, "", SPLIT_FOLDERS)
