@@ -169,8 +169,9 @@ class SeenSources:
             free &= np.isin(named, np.union1d(self.tails, np.concatenate([np.zeros(0, np.uint64),
                                                                           *self.digests.values()])))
         rows, keys = [], []
-        for row, (path, rest) in enumerate(zip(given, rests)):
-            if rest and free[row]:
+        for row in np.flatnonzero(free).tolist():  # the rows left, not a Python test of every row's numpy bool
+            path, rest = given[row], rests[row]
+            if rest:
                 tried = {rest, *(f"{folder}/{rest}" for folder in spellings)} - {path}
                 rows += [row] * len(tried)
                 keys += tried
