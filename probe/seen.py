@@ -87,13 +87,14 @@ class SeenSources:
     relative: bool = True
     # :func:`repeated_rests` of every path of the run's own cache, test included: names its data set holds under
     # two split folders, other images (each split numbered afresh), which :meth:`moved` must not match: its own
-    # test/cat/0.png, scored as another data set, read as train/cat/0.png "trained on" (a review). Empty in runs
-    # written before it.
+    # test/cat/0.png, scored as another data set, read as train/cat/0.png "trained on" (a review). Runs written
+    # before it (no tails either) are not matched by moved() at all.
     ambiguous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     # the digests of train's and val's paths below their leading split folder (:func:`_tails`): a name that is
     # neither one of these nor one of the paths themselves can match nothing in :meth:`moved`, which tries only the
     # others under each split folder's spellings (16 digests a scored image: 200,000 images of a cache of another
-    # data set took 8 s of the seen-images check beside 0.8 s of scoring; an attack round). None in runs before it.
+    # data set took 8 s of the seen-images check beside 0.8 s of scoring; an attack round). None in runs before it,
+    # which moved() then leaves alone.
     tails: np.ndarray | None = None
 
     @classmethod
@@ -151,8 +152,10 @@ class SeenSources:
         names read as splits (any case; tried lower-case, capitalised and upper-case); ``repeated``:
         :func:`repeated_rests` of the scored cache, left out, as are the run's own ``ambiguous`` names and a source
         matching more than one of the run's paths (its data set repeats the name under two split folders: other
-        images). Runs keeping whole paths (``relative`` False) match none."""
-        if not self.relative:  # their first folder is the data set's own, not a split folder
+        images). Runs keeping whole paths (``relative`` False) match none, nor do runs written before ``tails`` and
+        ``ambiguous`` were stored: without the names their own data set repeats across split folders, their own
+        test/cat/0.png would read as train/cat/0.png, a false alarm where before there was none."""
+        if not self.relative or self.tails is None:  # whole paths: their first folder is the data set's own
             return {split: 0 for split in self.digests}
         folders = {f.lower() for f in split_folders}
         # a data set's split folders are read in any case (feature_cache): TRAIN/ and TEST/ as often as Train/
@@ -165,9 +168,8 @@ class SeenSources:
         rests = [None if hit else _rest(path, folders) for path, hit in zip(given, found)]
         named = _digests(rest or "" for rest in rests)
         free = np.isin(named, np.union1d(repeated, self.ambiguous), invert=True)
-        if self.tails is not None:  # a name the run holds under no split folder nor as a whole path matches nothing
-            free &= np.isin(named, np.union1d(self.tails, np.concatenate([np.zeros(0, np.uint64),
-                                                                          *self.digests.values()])))
+        # a name the run holds under no split folder nor as a whole path matches nothing
+        free &= np.isin(named, np.union1d(self.tails, np.concatenate([np.zeros(0, np.uint64), *self.digests.values()])))
         rows, keys = [], []
         for row in np.flatnonzero(free).tolist():  # the rows left, not a Python test of every row's numpy bool
             path, rest = given[row], rests[row]

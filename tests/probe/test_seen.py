@@ -114,9 +114,10 @@ def test_the_runs_own_test_folder_scored_apart_is_not_trained_on(tmp_path):
     again = SeenSources.load(tmp_path)
     assert np.array_equal(again.ambiguous, seen.ambiguous) and again.ambiguous.size == 1
     np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True))  # a run before them
-    older = SeenSources.load(tmp_path)
-    assert older.ambiguous.size == 0
-    assert older.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 1}
+    older = SeenSources.load(tmp_path)  # without the names its data set repeats: no layout matching at all
+    assert older.ambiguous.size == 0 and older.tails is None
+    assert older.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 0}
+    assert older.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 0, "val": 0}
 
 
 def test_moved_matches_a_run_whose_split_folders_are_upper_case():
@@ -156,9 +157,9 @@ def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_spli
     assert seen.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 2, "val": 1}
     # each path and its name once (it was not found as it is; its name), the 3 that can match under each spelling
     assert sum(hashed) <= 2 * len(scored) + 3 * 16
-    seen.save(tmp_path)  # kept with the run; a run before them tries every name under every spelling, as before
+    seen.save(tmp_path)  # kept with the run; a run before them is not matched by layout (no false alarms)
     again = SeenSources.load(tmp_path)
     assert np.array_equal(again.tails, seen.tails)
     np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True), ambiguous=seen.ambiguous)
     older = SeenSources.load(tmp_path)
-    assert older.tails is None and older.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 2, "val": 1}
+    assert older.tails is None and older.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 0, "val": 0}
