@@ -225,8 +225,9 @@ def _effect(before: dict, after: dict, labels: np.ndarray, num_classes: int, see
     for name, ((was, was_r), (now, now_r)) in (("ece", ((before["ece"], before["resampled"]),
                                                           (after["ece"], after["resampled"]))),
                                                  ("nll", (nll(before), nll(after)))):
-        delta = now - was
-        lo, hi = _basic_interval(delta, now_r - was_r, level)
+        with np.errstate(invalid="ignore"):  # an infinite logit's NLL: inf − inf is no number, and says so (NaN)
+            delta, resampled = now - was, now_r - was_r
+        lo, hi = _basic_interval(delta, resampled, level)
         out[f"{name}_delta"], out[f"{name}_delta_ci"] = float(snap_zero(delta)), [float(lo), float(hi)]
     return out
 
@@ -362,11 +363,13 @@ def temperature_warning(summary: dict) -> str | None:
     before = scaling.get("before")
     if not scaling.get("applied") or not before or before.get("ece_delta_ci") is None:
         return None
-    worse = [text for text, ci in (
-        (f"ECE {signed_points(before['ece_delta'])} points [{signed_points(before['ece_delta_ci'][0])}, "
-         f"{signed_points(before['ece_delta_ci'][1])}]", before["ece_delta_ci"]),
-        (f"NLL {before['nll_delta']:+.3f} [{before['nll_delta_ci'][0]:+.3f}, {before['nll_delta_ci'][1]:+.3f}]",
-         before["nll_delta_ci"])) if ci is not None and ci[0] > 0]
+    worse = []
+    for name, say in (("ece", lambda v: f"{signed_points(v)}"), ("nll", lambda v: f"{v:+.3f}")):
+        delta, ci = before.get(f"{name}_delta"), before.get(f"{name}_delta_ci") or [None, None]
+        # an infinite logit leaves no number (NaN, or null once stored; an attack round): nothing to say of it
+        if all(isinstance(v, (int, float)) and np.isfinite(v) for v in (delta, *ci)) and ci[0] > 0:
+            worse.append(f"{name.upper()} {say(delta)}{' points' if name == 'ece' else ''} [{say(ci[0])}, "
+                         f"{say(ci[1])}]")
     if not worse:
         return None
     return (f"Temperature scaling made the shipped head's probabilities worse on test: {' and '.join(worse)} with "

@@ -467,7 +467,10 @@ class UnscaledCalibration(_Model):
         if self.ece_delta is None or self.ece_delta_ci is None or self.nll_delta_ci is None:
             return ""
         lo, hi = self.nll_delta_ci
-        nll = f"{self.nll_delta:+.3f} [{lo:+.3f}, {hi:+.3f}]" + (" (within noise)" if lo <= 0 <= hi else "")
+        if self.nll_delta is None or lo is None or hi is None:  # an infinite logit's NLL: no number (an attack round)
+            nll = "not measured (a logit is not finite)"
+        else:
+            nll = f"{self.nll_delta:+.3f} [{lo:+.3f}, {hi:+.3f}]" + (" (within noise)" if lo <= 0 <= hi else "")
         return (f"; with it minus without, paired over the test images: ECE "
                 f"{format_delta(self.ece_delta, self.ece_delta_ci)}, NLL {nll}")
 

@@ -337,3 +337,27 @@ def test_a_run_whose_temperature_hurt_on_test_says_so():
     assert scaling.applied and scaling.before.nll_delta_ci[0] > 0
     assert [w for w in report.warnings if w.startswith("Temperature scaling made the shipped head's probabilities "
                                                        f"worse on test")] != []
+
+
+def test_an_infinite_logit_leaves_the_nll_unmeasured_and_nothing_fails():
+    """A head with a logit of −inf (a class it never gives) has an NLL of no number: the report's text and the
+    temperature warning said "+nan" or raised (TypeError on the stored null; an attack round); they say what is
+    measured."""
+    import json
+
+    from probe.calibration import temperature_warning
+    from probe.report import Calibration
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    logits = np.tile([0.0, -np.inf, 0.0], (60, 1)) + rng.normal(size=(60, 3))
+    scaling = {"temperature": 0.05, "applied": True, "fitted": 0.05, "val_images": 3, "val_nll_before": 1.0,
+               "val_nll_after": 0.9}
+    summary = calibration_summary([logits], labels, 3, temperature=scaling)
+    stored = Calibration.model_validate(json.loads(json.dumps(summary, default=float).replace("NaN", "null")))
+    assert stored.temperature_scaling.before.nll_delta is None
+    assert "NLL not measured (a logit is not finite)" in stored.temperature_scaling.brief()
+    for given in (summary, stored.model_dump()):
+        said = temperature_warning(given)
+        assert said.startswith("Temperature scaling made the shipped head's probabilities worse on test: ECE +")
+        assert "NLL" not in said.split(" with T = ")[0]
