@@ -192,7 +192,26 @@ def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, 
             f"{reader}: found {kinds} folders in {len(roots)} places ({places}): register one of them, or "
             f"arrange the images in one tree (train/<class>/…, test/<class>/…)."
         )
+    if roots:
+        _check_one_folder_per_split(reader, image_names, roots[0][0])
     return roots[0] if roots else None
+
+
+def _check_one_folder_per_split(reader: Reader, image_names: list[str], prefix: tuple[str, ...]) -> None:
+    """DatasetError where two folders of one split root name the same split (``Train/`` and ``train/``, ``val/``
+    and ``validation/``): the images of all but the first were skipped, counted and not named, and the data set
+    registered with what was left (an attack round: 1 training image per class)."""
+    folders: dict[str, set[str]] = defaultdict(set)
+    depth = len(prefix)
+    for name in image_names:
+        parts = name.split("/")
+        if len(parts) > depth + 2 and tuple(parts[:depth]) == prefix and SPLIT_FOLDERS.get(parts[depth].lower()):
+            folders[SPLIT_FOLDERS[parts[depth].lower()]].add(parts[depth])
+    doubled = {split: sorted(names) for split, names in folders.items() if len(names) > 1}
+    if doubled:
+        split, names = next(iter(sorted(doubled.items())))
+        raise DatasetError(f"{reader}: folders {' and '.join(f'{n}/' for n in names)} both name the {split} split: "
+                           "merge them into one folder (only one of them would be read).")
 
 
 def _common_root(names: list[str]) -> tuple[str, ...]:

@@ -410,3 +410,23 @@ def test_a_data_set_whose_images_were_all_skipped_says_why(tmp_path):
     with pytest.raises(DatasetError, match=r"no image files found \(accepted extensions: .*\)\. Skipped 2: symlinked "
                        r"folder, not followed \(copy the images in\): 2 \(e\.g\. 'a'\)\."):
         open_dataset(tmp_path / "links")
+
+
+def test_two_folders_naming_one_split_are_refused_not_half_read(tmp_path):
+    """Train/ and train/ (or val/ and validation/) in one archive: only the first was read, the other's images
+    skipped with a count, and the data set registered with 1 training image per class (an attack round)."""
+    for split in ("Train", "train", "test"):
+        for label, name in enumerate(("a", "b")):
+            for i in range(2):
+                write_image(tmp_path / "d" / split / name / f"{split}{i}.png", label, i)
+    with pytest.raises(DatasetError, match=r"folders Train/ and train/ both name the train split: merge them"):
+        open_dataset(tmp_path / "d")
+    archive = tmp_path / "d.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted((tmp_path / "d").rglob("*.png")):
+            z.write(path, "top/" + path.relative_to(tmp_path / "d").as_posix())
+    with pytest.raises(DatasetError, match=r"folders Train/ and train/ both name the train split"):
+        open_dataset(archive)
+    for path in (tmp_path / "d" / "Train").rglob("*.png"):  # one folder a split: read as before
+        path.rename(tmp_path / "d" / "train" / path.parent.name / path.name)
+    assert sum(open_dataset(tmp_path / "d").counts().values()) == 12
