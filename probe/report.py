@@ -43,6 +43,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
                       worst_class)
 from .predictions import PREDICTIONS_FILE
 from .seen import SEEN_FILE
+from .names import listed
 from .numbers import fixed, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
@@ -673,6 +674,25 @@ class PosthocSeed(_Model):
         return None
 
 
+def _short_of_validation(classes: list[tuple[str, int, int]] | None, shown: int = 3) -> tuple[str, str]:
+    """Which classes have fewer validation images than the post-hoc bias's test needs (``classes``: name, its
+    validation images, its train + val images), and which of those are too small to give them and keep as many to
+    train on: "a larger val_fraction" was advised for a class of 15 images, which would need 0.67 of them (a
+    dashboard round). ("some class has fewer", "") where the counts are unknown."""
+    from .evaluate import POSTHOC_MIN_PER_CLASS
+
+    few = sorted((n_val, name, total) for name, n_val, total in classes or [] if n_val < POSTHOC_MIN_PER_CLASS)
+    if not few:
+        return "some class has fewer", ""
+    named = listed([f"{name!r} {n_val} of its {total}" for n_val, name, total in few], shown)
+    small = [repr(name) for _, name, total in few if total < 2 * POSTHOC_MIN_PER_CLASS]
+    many = len(few) != 1
+    return (f"{len(few)} class{'es' * many} {'have' if many else 'has'} fewer ({named})",
+            "" if not small else f"; {listed(small, shown)} {'have' if len(small) != 1 else 'has'} too few images in "
+            f"all to give {POSTHOC_MIN_PER_CLASS} and keep as many to train on: more images of "
+            f"{'them' if len(small) != 1 else 'it'} would")
+
+
 class Posthoc(_Model):
     objective: str
     per_seed: list[PosthocSeed]
@@ -681,7 +701,8 @@ class Posthoc(_Model):
     text: Optional[str] = Field(None, description="what the bias does in the probe that ships, in one sentence "
                                 "(describe(); the run page's banner); null in reports before stop 57")
 
-    def describe(self, overall_metric: str = "accuracy", budget: float = 0.0) -> str:
+    def describe(self, overall_metric: str = "accuracy", budget: float = 0.0,
+                 short: list[tuple[str, int, int]] | None = None) -> str:
         """Whether the probe that ships (the first seed) applies the bias and what its out-of-sample check on
         validation said, as :meth:`outcome` decides it: a post-hoc run had no verdict in any view, only a sentence
         deep in the selection reason."""
@@ -701,9 +722,10 @@ class Posthoc(_Model):
         if outcome == "untested":  # what to do about it too (a new-user round: all five classes had 1 to 3)
             from .evaluate import POSTHOC_MIN_PER_CLASS
 
+            few, small = _short_of_validation(short)
             return (f"Post-hoc bias not applied: it is tested out of sample on the validation split, where every "
-                    f"class needs {POSTHOC_MIN_PER_CLASS} images, and some class has fewer (a val/ folder, or a "
-                    "larger val_fraction at extraction, gives them); the shipped probe is the ERM probe.")
+                    f"class needs {POSTHOC_MIN_PER_CLASS} images, and {few} (a val/ folder, or a larger val_fraction "
+                    f"at extraction, gives them{small}); the shipped probe is the ERM probe.")
         failed = first.failed_check(budget, overall)
         why = (f"; {failed}" if failed else
                ", not a hard-third gain beyond noise within the overall-accuracy budget")
@@ -1028,7 +1050,9 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     if any(e.posthoc is not None for e in evaluations):
         posthoc = Posthoc(objective=config.posthoc_objective, guard=config.posthoc_guard,
                           per_seed=[PosthocSeed(seed=e.seed, **e.posthoc) for e in evaluations])
-        posthoc.text = posthoc.describe(config.overall_metric, config.max_overall_drop)
+        short = None if n_val is None else [(class_names[k], int(n_val[k]), int(n_train[k] + n_val[k]))
+                                            for k in range(len(class_names))]
+        posthoc.text = posthoc.describe(config.overall_metric, config.max_overall_drop, short)
     val_mean = nan_mean([e.val_per_class for e in evaluations])
     per_class = _per_class(evaluations, class_names, groups, trainer, n_train, mean_acc, n_val)
     if diagnostics is not None:
