@@ -375,8 +375,12 @@
     // at the end of the line away from Δ hard = 0, where the reference and the candidates that equal it sit (it
     // overlapped them and their "×2" where no candidate gained; a dashboard round)
     const budgetY = sy(0) - top < h / 2 ? top + h - 6 : top + 12;
-    svg.appendChild(el("text", { x: bx - 4, y: budgetY, "text-anchor": "end", class: "budget-label" },
-                       budget ? `budget −${fixed(100 * budget, 2)} pt` : "budget: no overall drop"));
+    const budgetText = budget ? `budget −${fixed(100 * budget, 2)} pt` : "budget: no overall drop";
+    // left of the line, or right of it where the plot has no room left of it: at the plot's left edge (no
+    // candidate lost overall) the label ran over the tick labels and out of the chart, "budget:" cut (a dashboard round)
+    const leftRoom = bx - 4 - textWidth(budgetText) >= left;
+    svg.appendChild(el("text", { x: leftRoom ? bx - 4 : bx + 4, y: budgetY, "text-anchor": leftRoom ? "end" : "start",
+                                 class: "budget-label" }, budgetText));
     // a label right of its point, or left of it where it would leave the plot ("chos" at Δ = 0 on the right edge)
     const beside = (px, py, text, cls, extra) => {
       const right = px + 10 + textWidth(text) <= left + w;

@@ -1262,6 +1262,17 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         document.getElementById('edge-test').remove();
         return [inside, Math.abs(budget.y + budget.height / 2 - zero)];""")
     assert edge[0] and edge[1] > 40, edge
+    # no candidate lost overall: the budget line at the plot's left edge, its label inside the plot, right of the line
+    # (it ran over the tick labels and out of the chart, "budget:" cut; a dashboard round)
+    inside = driver.js("""document.body.appendChild(Object.assign(document.createElement('div'), {id: 'edge-test'}));
+        const svg = Charts.frontier({points: [{reference: true, params: {}},
+          {params: {eta: 1}, val_overall_delta: 0.05, val_hard_delta: 0.08, val_overall_delta_ci: [0.0, 0.08],
+           val_hard_delta_ci: [0.03, 0.15], chosen: true}]});
+        document.getElementById('edge-test').appendChild(svg);
+        const label = svg.querySelector('text.budget-label').getBBox(), line = svg.querySelector('line.budget');
+        document.getElementById('edge-test').remove();
+        return [label.x >= Number(line.getAttribute('x1')), label.x + label.width <= Number(svg.dataset.width)];""")
+    assert inside == [True, True]
     # numbers as the CLI writes them (:g), not every digit of a float (found by an outside round)
     assert driver.js("return document.querySelector('#frontier-chart [data-chosen]').dataset.params") == \
         "eta=0.01, weight_decay=0.0143266"
