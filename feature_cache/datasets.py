@@ -64,9 +64,8 @@ SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
-# A folder read as a split (any case) -> the split; shipped probes also read it to match the same file moved from one
-# split folder to another (probe.seen)
-# SPLIT_FOLDERS: the split folders' names (probe.seen's, which sets them aside to match moved files)
+# A folder read as a split is one of SPLIT_FOLDERS (any case; probe.seen's, which sets them aside to match the same
+# file moved from one split folder to another)
 # The one class name of an unlabelled image set (open_images): a shipped probe predicts its images, nothing trains on
 # them. Parentheses keep it apart from any folder name a labelled set could give a class.
 UNLABELLED = "(unlabelled)"
@@ -157,23 +156,25 @@ class LabelledImages:
 # ------------------------------------------------------------------------------------ layout
 
 
-def _split_roots(names: list[str]) -> list[tuple[tuple[str, ...], dict[str, str]]]:
-    """The prefixes P with P/train/… and P/test/… (or P/val/…) files → [(P, {split: folder name})], shallowest
-    first, leaving out one inside another's split folder (``train/cat/test/`` is a class's subfolder); else
-    those with P/test/… alone (a labelled test set: new images to score a shipped probe on)."""
-    candidates: dict[tuple[str, ...], dict[str, str]] = defaultdict(dict)
+def _split_roots(names: list[str]) -> list[tuple[tuple[str, ...], dict[str, set[str]]]]:
+    """The prefixes P with P/train/… and P/test/… (or P/val/…) files → [(P, {split: its folders' names})],
+    shallowest first, leaving out one inside another's split folder (``train/cat/test/`` is a class's subfolder);
+    else those with P/test/… alone (a labelled test set: new images to score a shipped probe on). A split has more
+    than one folder where names differ in case or alias (``Train/`` and ``train/``, ``val/`` and ``validation/``)."""
+    candidates: dict[tuple[str, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for name in names:
         parts = name.split("/")
         for depth, part in enumerate(parts[:-2]):  # a split folder must hold class folders
             split = SPLIT_FOLDERS.get(part.lower())
             if split:
-                candidates[tuple(parts[:depth])].setdefault(split, part)
+                candidates[tuple(parts[:depth])][split].add(part)
     found = [(prefix, splits) for prefix, splits in candidates.items()
              if "train" in splits and ({"test", "val"} & set(splits))]
     found = found or [(prefix, splits) for prefix, splits in candidates.items() if set(splits) == {"test"}]
     found.sort(key=lambda item: (len(item[0]), item[0]))
+    inside = {outer + (folder,) for outer, folders in found for names in folders.values() for folder in names}
     return [(prefix, splits) for prefix, splits in found
-            if not any(prefix[:len(outer) + 1] in _split_dirs(outer, folders) for outer, folders in found)]
+            if not any(prefix[:depth] in inside for depth in range(1, len(prefix) + 1))]
 
 
 def _split_dirs(prefix: tuple[str, ...], folders: dict[str, str]) -> list[tuple[str, ...]]:
@@ -182,8 +183,10 @@ def _split_dirs(prefix: tuple[str, ...], folders: dict[str, str]) -> list[tuple[
 
 
 def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, ...], dict[str, str]] | None:
-    """The split root of a reader's images (see :func:`_split_roots`), or None for a single tree. Split folders
-    in several places are refused: taking one would drop the others' images and classes without a word."""
+    """The split root of a reader's images (see :func:`_split_roots`) with its one folder per split, or None for a
+    single tree. Split folders in several places are refused: taking one would drop the others' images and classes
+    without a word; so are two folders of one split (only the first was read, the others' images skipped, counted
+    and not named, and the data set registered with what was left: an attack round, 1 training image per class)."""
     roots = _split_roots(image_names)
     if len(roots) > 1:
         kinds = "train/test" if "train" in roots[0][1] else "test"
@@ -192,26 +195,14 @@ def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, 
             f"{reader}: found {kinds} folders in {len(roots)} places ({places}): register one of them, or "
             f"arrange the images in one tree (train/<class>/…, test/<class>/…)."
         )
-    if roots:
-        _check_one_folder_per_split(reader, image_names, roots[0][0])
-    return roots[0] if roots else None
-
-
-def _check_one_folder_per_split(reader: Reader, image_names: list[str], prefix: tuple[str, ...]) -> None:
-    """DatasetError where two folders of one split root name the same split (``Train/`` and ``train/``, ``val/``
-    and ``validation/``): the images of all but the first were skipped, counted and not named, and the data set
-    registered with what was left (an attack round: 1 training image per class)."""
-    folders: dict[str, set[str]] = defaultdict(set)
-    depth = len(prefix)
-    for name in image_names:
-        parts = name.split("/")
-        if len(parts) > depth + 2 and tuple(parts[:depth]) == prefix and SPLIT_FOLDERS.get(parts[depth].lower()):
-            folders[SPLIT_FOLDERS[parts[depth].lower()]].add(parts[depth])
-    doubled = {split: sorted(names) for split, names in folders.items() if len(names) > 1}
-    if doubled:
-        split, names = next(iter(sorted(doubled.items())))
-        raise DatasetError(f"{reader}: folders {' and '.join(f'{n}/' for n in names)} both name the {split} split: "
-                           "merge them into one folder (only one of them would be read).")
+    if not roots:
+        return None
+    prefix, folders = roots[0]
+    for split, names in sorted(folders.items()):
+        if len(names) > 1:
+            raise DatasetError(f"{reader}: folders {' and '.join(f'{n}/' for n in sorted(names))} both name the "
+                               f"{split} split: merge them into one folder (only one of them would be read).")
+    return prefix, {split: next(iter(names)) for split, names in folders.items()}
 
 
 def _common_root(names: list[str]) -> tuple[str, ...]:
