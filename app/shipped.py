@@ -152,7 +152,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS, TrueClass
     from probe.report import FeatureSource
-    from probe.seen import SPLIT_FOLDERS, common_folder, repeated_rests
+    from probe.seen import common_folder, repeated_rests
 
     cache = open_cache(path)
     if split not in cache.splits:
@@ -166,7 +166,7 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     sources = cache.sources(split)
     every = lambda: (p for s in cache.splits for p in (sources if s == split else cache.sources(s)))  # noqa: E731
     shared = functools.cache(lambda: common_folder(every()))  # the scored split's read once
-    repeated = functools.cache(lambda: repeated_rests(every(), shared(), SPLIT_FOLDERS))
+    repeated = functools.cache(lambda: repeated_rests(every(), shared()))
     checked = []
     for probe in probes:
         warnings = probe.check_features(source, cache.num_features) + _seen_images(
@@ -212,8 +212,6 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     path also matches with its leading split folder changed or gone (the same files in a flat folder went unflagged, a
     new-user round; ``SeenSources.moved``). ``shared()``: the folders every path of the scored cache shares
     (``probe.seen.common_folder``), ``repeated()``: its ``probe.seen.repeated_rests``; read only when needed."""
-    from probe.seen import SPLIT_FOLDERS
-
     own = _own_cache(probe, source)
     if own:
         if split != "train" or probe.seen is None:
@@ -229,7 +227,7 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     # a cache of its own data set (its own or another extraction: the same content fingerprint) holds each image
     # under one path: another split folder there is another image (another extraction's test/cat/1.png, never
     # trained on, was said to be train/cat/1.png where the data set numbers each split afresh; an attack round)
-    moved = {} if kin else probe.seen.moved(sources, shared(), SPLIT_FOLDERS, repeated())
+    moved = {} if kin else probe.seen.moved(sources, shared(), repeated())
     moved = {name: n for name, n in moved.items() if n}
     overlap = {name: overlap.get(name, 0) + moved.get(name, 0) for name in probe.seen.digests
                if overlap.get(name) or moved.get(name)}

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import zipfile
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,9 @@ SEEN_SPLITS = ("train", "val")  # what the probe trained on, and what chose its 
 # The folder names a data set's split folders may have, any case (→ the split; feature_cache reads data sets by
 # them): one definition for the reader and for :meth:`SeenSources.moved`, which sets them aside to match files.
 SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+# each spelled as moved() tries it: a data set's split folders are read in any case (feature_cache), TRAIN/ and
+# TEST/ as often as Train/
+_SPELLINGS = sorted({spelling for f in SPLIT_FOLDERS for spelling in (f, f.capitalize(), f.upper())})
 
 
 def source_digests(sources: Iterable[str]) -> np.ndarray:
@@ -55,12 +58,11 @@ def _digests(paths: Iterable[str]) -> np.ndarray:
                        dtype=np.uint64)
 
 
-def repeated_rests(paths: Iterable[str], shared: str, split_folders: Collection[str]) -> np.ndarray:
+def repeated_rests(paths: Iterable[str], shared: str) -> np.ndarray:
     """The digests of the paths below a split folder (:func:`_rest`) that more than one of ``paths`` (every path of
     a cache, ``shared`` its :func:`common_folder`) has: a data set numbering each split's files afresh has
     ``train/cat/0.png`` and ``test/cat/0.png``, other images, which :meth:`SeenSources.moved` must not call one."""
-    folders = {f.lower() for f in split_folders}
-    rests = _digests(rest for rest in (_rest(path, folders) for path in _below(paths, shared)) if rest)
+    rests = _digests(rest for rest in (_rest(path) for path in _below(paths, shared)) if rest)
     digests, counts = np.unique(rests, return_counts=True)
     return digests[counts > 1]
 
@@ -106,8 +108,8 @@ class SeenSources:
         every = [path for paths in sources.values() for path in paths] if every is None else every
         kept = {split: list(_below(sources[split], shared)) for split in SEEN_SPLITS if split in sources}
         return cls({split: source_digests(paths) for split, paths in kept.items()},
-                   ambiguous=repeated_rests(every, shared, SPLIT_FOLDERS),
-                   tails=source_digests(_tails((p for paths in kept.values() for p in paths), SPLIT_FOLDERS)))
+                   ambiguous=repeated_rests(every, shared),
+                   tails=source_digests(_tails(p for paths in kept.values() for p in paths)))
 
     def save(self, run_dir: str | Path) -> None:
         """Written whole or not at all (a temporary file renamed): a cut-off write left a file np.load failed on."""
@@ -144,12 +146,11 @@ class SeenSources:
         return {split: int(np.isin(given, digests, assume_unique=True).sum())
                 for split, digests in self.digests.items()}
 
-    def moved(self, sources: Iterable[str], shared: str, split_folders: Collection[str],
-              repeated: np.ndarray) -> dict[str, int]:
+    def moved(self, sources: Iterable[str], shared: str, repeated: np.ndarray) -> dict[str, int]:
         """How many of ``sources`` (each counted once) that :meth:`overlap` does not find each split holds with
         another leading split folder or none: the same class folder and file name, ``cat/0.png`` scored and
-        ``train/cat/0.png`` trained on, or ``test/cat/0.png`` and ``val/cat/0.png``. ``split_folders``: the folder
-        names read as splits (any case; tried lower-case, capitalised and upper-case); ``repeated``:
+        ``train/cat/0.png`` trained on, or ``test/cat/0.png`` and ``val/cat/0.png`` (split folders: :data:`SPLIT_FOLDERS`,
+        any case; tried lower-case, capitalised and upper-case); ``repeated``:
         :func:`repeated_rests` of the scored cache, left out, as are the run's own ``ambiguous`` names and a source
         matching more than one of the run's paths (its data set repeats the name under two split folders: other
         images). Runs keeping whole paths (``relative`` False) match none, nor do runs written before ``tails`` and
@@ -157,15 +158,12 @@ class SeenSources:
         test/cat/0.png would read as train/cat/0.png, a false alarm where before there was none."""
         if not self.relative or self.tails is None:  # whole paths: their first folder is the data set's own
             return {split: 0 for split in self.digests}
-        folders = {f.lower() for f in split_folders}
-        # a data set's split folders are read in any case (feature_cache): TRAIN/ and TEST/ as often as Train/
-        spellings = sorted(folders | {f.capitalize() for f in folders} | {f.upper() for f in folders})
         given = list(dict.fromkeys(_below(sources, shared)))
         digests = _digests(given)
         found = np.zeros(len(given), dtype=bool)
         for seen in self.digests.values():
             found |= np.isin(digests, seen)
-        rests = [None if hit else _rest(path, folders) for path, hit in zip(given, found)]
+        rests = [None if hit else _rest(path) for path, hit in zip(given, found)]
         named = _digests(rest or "" for rest in rests)
         free = np.isin(named, np.union1d(repeated, self.ambiguous), invert=True)
         # a name the run holds under no split folder nor as a whole path matches nothing
@@ -174,7 +172,7 @@ class SeenSources:
         for row in np.flatnonzero(free).tolist():  # the rows left, not a Python test of every row's numpy bool
             path, rest = given[row], rests[row]
             if rest:
-                tried = {rest, *(f"{folder}/{rest}" for folder in spellings)} - {path}
+                tried = {rest, *(f"{folder}/{rest}" for folder in _SPELLINGS)} - {path}
                 rows += [row] * len(tried)
                 keys += tried
         rows, keys = np.asarray(rows, dtype=np.int64), _digests(keys)
@@ -187,23 +185,19 @@ class SeenSources:
         return {split: int(matched[rows[hit]].sum()) for split, hit in hits.items()}
 
 
-def _rest(path: str, folders: Collection[str]) -> str | None:
-    """``path`` below its leading split folder (one of ``folders``, lower-case), or whole when it has none; None
-    when no class folder is left to match (a split folder holds class folders, as ``feature_cache`` reads it)."""
+def _rest(path: str) -> str | None:
+    """``path`` below its leading split folder (one of :data:`SPLIT_FOLDERS`, any case), or whole when it has none;
+    None when no class folder is left to match (a split folder holds class folders, as ``feature_cache`` reads it)."""
     head, _, rest = path.partition("/")
-    if head.lower() in folders and "/" in rest:
+    if head.lower() in SPLIT_FOLDERS and "/" in rest:
         return rest
     return path if "/" in path else None
 
 
-def _tails(paths: Iterable[str], split_folders: Collection[str]) -> Iterable[str]:
-    """Each of ``paths`` whose first folder is one of ``split_folders`` (any case) without that folder: every
-    name :meth:`SeenSources.moved` can find such a path by, under one of its spellings."""
-    folders = {f.lower() for f in split_folders}
-    for path in paths:
-        head, _, rest = path.partition("/")
-        if rest and head.lower() in folders:
-            yield rest
+def _tails(paths: Iterable[str]) -> Iterable[str]:
+    """Each of ``paths`` under a split folder without it (:func:`_rest`): every name :meth:`SeenSources.moved` can
+    find such a path by, under one of the folder's spellings."""
+    return (rest for path in paths if (rest := _rest(path)) not in (None, path))
 
 
 def _below(paths: Iterable[str], shared: str) -> Iterable[str]:

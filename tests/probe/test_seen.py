@@ -60,22 +60,21 @@ def test_moved_matches_the_same_class_folder_and_file_name_under_another_split_f
     leaves out names its cache repeats across split folders (each split numbered afresh: other images)."""
     from probe.seen import repeated_rests
 
-    folders = ("train", "val", "valid", "validation", "test")
     seen = SeenSources.of({"train": ["train/cat/0.png", "train/dog/1.png"], "val": ["train/cat/2.png"],
                            "test": ["test/cat/3.png"]})
     flat = ["cat/0.png", "dog/1.png", "cat/2.png", "cat/3.png", "dog/0.png", "cat/9.png"]
     assert seen.overlap(flat) == {"train": 0, "val": 0}
-    assert seen.moved(flat, "", folders, repeated_rests(flat, "", folders)) == {"train": 2, "val": 1}
+    assert seen.moved(flat, "", repeated_rests(flat, "")) == {"train": 2, "val": 1}
     scored = ["Test/cat/0.png", "val/cat/2.png", "train/dog/1.png"]  # another split folder, any case; one exact
-    assert seen.moved(scored, "", folders, repeated_rests(scored, "", folders)) == {"train": 1, "val": 1}
+    assert seen.moved(scored, "", repeated_rests(scored, "")) == {"train": 1, "val": 1}
     renumbered = ["train/cat/0.png", "test/cat/0.png", "test/dog/1.png"]  # test/cat/0.png: another image
-    repeated = repeated_rests(renumbered, "", folders)
-    assert seen.moved(renumbered, "", folders, repeated) == {"train": 1, "val": 0}  # test/dog/1.png; cat/0 exact
+    repeated = repeated_rests(renumbered, "")
+    assert seen.moved(renumbered, "", repeated) == {"train": 1, "val": 0}  # test/dog/1.png; cat/0 exact
     trained_flat = SeenSources.of({"train": ["data/cat/0.png", "data/dog/5.png"]}, "data/")
     split = ["top/test/cat/0.png", "top/train/dog/5.png", "top/test/dog/0.png"]
-    assert trained_flat.moved(split, "top/", folders, repeated_rests(split, "top/", folders)) == {"train": 2}
+    assert trained_flat.moved(split, "top/", repeated_rests(split, "top/")) == {"train": 2}
     whole = SeenSources({"train": source_digests(["train/cat/0.png"])}, relative=False)  # whole paths: none
-    assert whole.moved(flat, "", folders, repeated_rests(flat, "", folders)) == {"train": 0}
+    assert whole.moved(flat, "", repeated_rests(flat, "")) == {"train": 0}
 
 
 def test_a_name_the_run_holds_under_two_split_folders_is_neither_of_them():
@@ -83,15 +82,14 @@ def test_a_name_the_run_holds_under_two_split_folders_is_neither_of_them():
     its own test/ folder, scored as another data set, counted as trained on and as selected on, 4 + 4 of 4 images."""
     from probe.seen import common_folder, repeated_rests
 
-    folders = ("train", "val", "valid", "validation", "test")
     run = {"train": [f"train/{c}/{i}.png" for c in ("cat", "dog") for i in range(8)],
            "val": [f"val/{c}/{i}.png" for c in ("cat", "dog") for i in range(2)]}
     seen = SeenSources.of(run, common_folder([*run["train"], *run["val"]]))
     scored = ["test/cat/0.png", "test/cat/1.png", "test/dog/0.png", "test/dog/1.png"]
     shared = common_folder(scored)
-    assert seen.moved(scored, shared, folders, repeated_rests(scored, shared, folders)) == {"train": 0, "val": 0}
+    assert seen.moved(scored, shared, repeated_rests(scored, shared)) == {"train": 0, "val": 0}
     once = ["test/cat/5.png", "test/dog/7.png"]  # only train/ holds these names: one match each, counted once
-    assert seen.moved(once, "", folders, repeated_rests(once, "", folders)) == {"train": 2, "val": 0}
+    assert seen.moved(once, "", repeated_rests(once, "")) == {"train": 2, "val": 0}
 
 
 def test_the_runs_own_test_folder_scored_apart_is_not_trained_on(tmp_path):
@@ -100,36 +98,36 @@ def test_the_runs_own_test_folder_scored_apart_is_not_trained_on(tmp_path):
     across split folders (``ambiguous``, test included) and leaves them out; a run stored before them does not."""
     import numpy as np
 
-    from probe.seen import SPLIT_FOLDERS, repeated_rests
+    from probe.seen import repeated_rests
 
     cache = {"train": ["d/train/cat/0.png", "d/train/cat/1.png", "d/train/dog/0.png"],
              "test": ["d/test/cat/0.png", "d/test/dog/5.png"]}
     seen = SeenSources.of({"train": cache["train"][1:], "val": cache["train"][:1]}, "d/",
                           every=[p for paths in cache.values() for p in paths])
     scored = ["test/cat/0.png", "test/dog/5.png"]  # its own test images, zipped apart
-    assert seen.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 0}
+    assert seen.moved(scored, "", repeated_rests(scored, "")) == {"train": 0, "val": 0}
     flat = ["cat/1.png", "dog/0.png"]  # train images copied flat are still found
-    assert seen.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 2, "val": 0}
+    assert seen.moved(flat, "", repeated_rests(flat, "")) == {"train": 2, "val": 0}
     seen.save(tmp_path)
     again = SeenSources.load(tmp_path)
     assert np.array_equal(again.ambiguous, seen.ambiguous) and again.ambiguous.size == 1
     np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True))  # a run before them
     older = SeenSources.load(tmp_path)  # without the names its data set repeats: no layout matching at all
     assert older.ambiguous.size == 0 and older.tails is None
-    assert older.moved(scored, "", SPLIT_FOLDERS, repeated_rests(scored, "", SPLIT_FOLDERS)) == {"train": 0, "val": 0}
-    assert older.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 0, "val": 0}
+    assert older.moved(scored, "", repeated_rests(scored, "")) == {"train": 0, "val": 0}
+    assert older.moved(flat, "", repeated_rests(flat, "")) == {"train": 0, "val": 0}
 
 
 def test_moved_matches_a_run_whose_split_folders_are_upper_case():
     """An attack round: a data set of TRAIN/ VAL/ TEST/ folders (read as splits in any case) copied flat went
     unflagged, 0 of 4 trained and selected on: only lower-case and capitalised split folders were tried."""
-    from probe.seen import SPLIT_FOLDERS, common_folder, repeated_rests
+    from probe.seen import common_folder, repeated_rests
 
     run = {"train": ["TRAIN/cat/0.png", "TRAIN/dog/0.png"], "val": ["VAL/cat/1.png", "VAL/dog/1.png"],
            "test": ["TEST/cat/2.png", "TEST/dog/2.png"]}
     seen = SeenSources.of(run, common_folder([p for paths in run.values() for p in paths]))
     flat = ["cat/0.png", "dog/0.png", "cat/1.png", "dog/1.png", "cat/9.png"]
-    assert seen.moved(flat, "", SPLIT_FOLDERS, repeated_rests(flat, "", SPLIT_FOLDERS)) == {"train": 2, "val": 2}
+    assert seen.moved(flat, "", repeated_rests(flat, "")) == {"train": 2, "val": 2}
 
 
 def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_split_folder(tmp_path, monkeypatch):
@@ -139,13 +137,13 @@ def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_spli
     import numpy as np
 
     import probe.seen as seen_module
-    from probe.seen import SPLIT_FOLDERS, repeated_rests
+    from probe.seen import repeated_rests
 
     run = {"train": [f"train/c{i % 5}/{i}.png" for i in range(100)],
            "val": [f"val/c{i % 5}/{i}.png" for i in range(100, 110)]}
     seen = SeenSources.of(run)
     scored = [f"c{i % 5}/new{i}.png" for i in range(1000)] + ["c0/0.png", "c1/1.png", "c0/100.png"]
-    repeated = repeated_rests(scored, "", SPLIT_FOLDERS)
+    repeated = repeated_rests(scored, "")
     hashed, digests = [], seen_module._digests
 
     def count(paths):
@@ -154,7 +152,7 @@ def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_spli
         return digests(paths)
 
     monkeypatch.setattr(seen_module, "_digests", count)
-    assert seen.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 2, "val": 1}
+    assert seen.moved(scored, "", repeated) == {"train": 2, "val": 1}
     # each path and its name once (it was not found as it is; its name), the 3 that can match under each spelling
     assert sum(hashed) <= 2 * len(scored) + 3 * 16
     seen.save(tmp_path)  # kept with the run; a run before them is not matched by layout (no false alarms)
@@ -162,4 +160,4 @@ def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_spli
     assert np.array_equal(again.tails, seen.tails)
     np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True), ambiguous=seen.ambiguous)
     older = SeenSources.load(tmp_path)
-    assert older.tails is None and older.moved(scored, "", SPLIT_FOLDERS, repeated) == {"train": 0, "val": 0}
+    assert older.tails is None and older.moved(scored, "", repeated) == {"train": 0, "val": 0}
