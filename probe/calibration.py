@@ -173,18 +173,19 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     labels = np.asarray(labels, dtype=np.int64)
     first = np.asarray(test_logits[0], dtype=np.float64)
     scale = 1.0 if temperature is None else float(temperature["temperature"])
-    after = _logit_parts(first / scale, labels, num_classes, seed, n_bins)
+    boot = Bootstrap(labels, num_classes, seed=seed)  # one set of resamples: with T and without pair on them
+    after = _logit_parts(first / scale, labels, boot, n_bins)
     out = _head_calibration(after, seed=seed, n_bins=n_bins, level=level)
     k = TOP_K if num_classes > TOP_K else None
     top = None if k is None else float(np.mean([top_k_accuracy(z, labels, k) for z in test_logits]))
     if temperature is not None:
         out["temperature_scaling"] = {**temperature, "before": None}
         if temperature["applied"]:  # the figures without it, and the change, from the parts both share
-            before = _logit_parts(first, labels, num_classes, seed, n_bins)
+            before = _logit_parts(first, labels, boot, n_bins)
             unscaled = _head_calibration(before, seed=seed, n_bins=n_bins, level=level)
             out["temperature_scaling"]["before"] = {
                 **{key: unscaled[key] for key in ("ece", "ece_debiased", "ece_ci", "calibrated_p", "confidence", "nll")},
-                **_effect(before, after, labels, num_classes, seed, level)}
+                **_effect(before, after, boot, level)}
     return {**out, "top_k": k, "top_k_accuracy": top}
 
 
@@ -195,26 +196,27 @@ def temperature_effect(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     bootstrap interval of the difference over the stratified resamples both figures share (paired): the report
     gave the two ECEs, each with its own interval, and no interval of what T changed."""
     labels = np.asarray(labels, dtype=np.int64)
-    return _effect(*(_logit_parts(np.asarray(z, dtype=np.float64), labels, num_classes, seed, n_bins)
-                     for z in (before, after)), labels, num_classes, seed, level)
+    boot = Bootstrap(labels, num_classes, seed=seed)
+    return _effect(*(_logit_parts(np.asarray(z, dtype=np.float64), labels, boot, n_bins) for z in (before, after)),
+                   boot, level)
 
 
-def _logit_parts(logits: np.ndarray, labels: np.ndarray, num_classes: int, seed: int, n_bins: int) -> dict:
+def _logit_parts(logits: np.ndarray, labels: np.ndarray, boot: Bootstrap, n_bins: int) -> dict:
     """What the calibration of logits (n, K) and a temperature's effect read of them: top-1 ``confidence``,
-    ``correct`` (0/1), the ``ece``, the ECE of each stratified resample of ``Bootstrap(seed=seed)``
-    (``resampled``; one seed, so two logits' resamples pair) and each image's NLL (``terms``)."""
+    ``correct`` (0/1), the ``ece``, the ECE of each of ``boot``'s stratified resamples of the images
+    (``resampled``; two logits' parts of one ``boot`` pair) and each image's NLL (``terms``)."""
     confidence = softmax(logits).max(axis=1)
     correct = (logits.argmax(axis=1) == labels).astype(np.float64)
     return {"confidence": confidence, "correct": correct,
             "ece": expected_calibration_error(confidence, correct, n_bins),
-            "resampled": _resampled_ece(Bootstrap(labels, num_classes, seed=seed), confidence, correct, n_bins),
+            "resampled": _resampled_ece(boot, confidence, correct, n_bins),
             "terms": true_class_terms(logits, labels)[0]}
 
 
-def _effect(before: dict, after: dict, labels: np.ndarray, num_classes: int, seed: int, level: float) -> dict:
+def _effect(before: dict, after: dict, boot: Bootstrap, level: float) -> dict:
     """``after`` minus ``before`` (:func:`_logit_parts` of the same images) in ECE and mean NLL, each with the basic
-    bootstrap interval of the paired difference (:func:`temperature_effect`)."""
-    boot = Bootstrap(labels, num_classes, seed=seed)  # the resamples of the parts' ECEs
+    bootstrap interval of the paired difference over ``boot``'s resamples, the parts' own
+    (:func:`temperature_effect`)."""
 
     def nll(parts: dict) -> tuple[float, np.ndarray]:
         terms = parts["terms"]
@@ -364,12 +366,11 @@ def temperature_warning(summary: dict) -> str | None:
     if not scaling.get("applied") or not before or before.get("ece_delta_ci") is None:
         return None
     worse = []
-    for name, say in (("ece", lambda v: f"{signed_points(v)}"), ("nll", lambda v: f"{v:+.3f}")):
+    for name, say, unit in (("ece", signed_points, " points"), ("nll", lambda v: f"{v:+.3f}", "")):
         delta, ci = before.get(f"{name}_delta"), before.get(f"{name}_delta_ci") or [None, None]
         # an infinite logit leaves no number (NaN, or null once stored; an attack round): nothing to say of it
         if all(isinstance(v, (int, float)) and np.isfinite(v) for v in (delta, *ci)) and ci[0] > 0:
-            worse.append(f"{name.upper()} {say(delta)}{' points' if name == 'ece' else ''} [{say(ci[0])}, "
-                         f"{say(ci[1])}]")
+            worse.append(f"{name.upper()} {say(delta)}{unit} [{say(ci[0])}, {say(ci[1])}]")
     if not worse:
         return None
     return (f"Temperature scaling made the shipped head's probabilities worse on test: {' and '.join(worse)} with "
