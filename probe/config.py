@@ -402,16 +402,15 @@ class ProbeConfig(BaseModel):
                              f"{candidates * seeds}; at most MAX_GRID_CANDIDATES = {MAX_GRID_CANDIDATES} candidates × "
                              "seeds per run (shorten lr_grid, wd_grid, cbar_grid, lam_grid, loss_options_grid or "
                              "seeds).")
-        fits = self.total_fits(folds, has_reference)
-        epochs = self.epochs or (self.resolved(n_train).epochs if n_train else AUTO_EPOCH_BOUNDS[1])
+        fits, resolved = self.total_fits(folds, has_reference), self.resolved(n_train) if n_train else None
+        epochs = resolved.epochs if resolved is not None else self.epochs or AUTO_EPOCH_BOUNDS[1]
         if fits * epochs > MAX_FIT_EPOCHS:
             crossed = f", {folds}-fold cross-validation" if folds else ""
             raise ValueError(f"this run fits {fits} probes ({candidates} candidates, {seeds} seed"
                              f"{'s' * (seeds != 1)}{crossed}) × {epochs:,} epochs = {fits * epochs:,} epochs of "
                              f"training; at most MAX_FIT_EPOCHS = {MAX_FIT_EPOCHS:,} per run (fewer epochs, "
                              f"candidates or seeds{', or lower cv' if folds else ''}).")
-        if n_train:
-            resolved = self.resolved(n_train)
+        if resolved is not None:
             batches = math.ceil(n_train / resolved.batch_size) if resolved.batch_size else 1
             steps = fits * resolved.epochs * batches
             if steps > MAX_FIT_STEPS:
