@@ -105,7 +105,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     unused = unused_val_share(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share)
     if unused:
         ctx.message(unused)
-    carved = carved_test_note(data) if data.labelled else None
+    carved = carved_test_note(data)  # None for unlabelled images
     if carved:
         ctx.message(carved)
     if problem:

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     warned += [f"warning: {unused}"] if unused else []
     alike = None if args.unlabelled else lookalike_names_warning(list(data.class_names))
     warned += [f"warning: {alike}"] if alike else []
-    carved = None if args.unlabelled else carved_test_note(data)
+    carved = carved_test_note(data)  # None for unlabelled images
     warned += [f"note: {carved}"] if carved else []
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data
         print(line, file=sys.stderr)
