@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from disparity import RESULTS_DIR  # bench/, this script's folder
-from shots import load_pool, n_key, parse_n, subsample_per_class
+from shots import load_pool, mean_span, n_key, parse_n, subsample_per_class
 
 BASELINE_EPOCHS = 100  # auto_epochs' count for a full-batch fit before stop 63
 LOSSES = ("ce", "mr2")
@@ -53,12 +53,11 @@ def summary_table(results: dict[str, dict]) -> str:
             these = [r for r in runs if (r["n"], r["loss"]) == key]
             base = np.array([r["baseline"]["overall"] for r in these]) * 100
             auto = np.array([r["auto"]["overall"] for r in these]) * 100
-            diff = auto - base
             worst = [np.mean([r[side]["worst"] for r in these]) * 100 for side in ("baseline", "auto")]
             secs = [np.mean([r[side]["seconds"] for r in these]) for side in ("baseline", "auto")]
             lines.append(f"| {name}, {key[0]} | {key[1]} | {len(these)} | {these[0]['auto']['epochs']} | "
-                         f"{base.mean():.2f} | {auto.mean():.2f} | {diff.mean():+.2f} ({diff.min():+.2f}.."
-                         f"{diff.max():+.2f}) | {worst[0]:.1f} → {worst[1]:.1f} | {secs[0]:.1f} → {secs[1]:.1f} |")
+                         f"{base.mean():.2f} | {auto.mean():.2f} | {mean_span(auto - base, '+.2f')} | "
+                         f"{worst[0]:.1f} → {worst[1]:.1f} | {secs[0]:.1f} → {secs[1]:.1f} |")
     return "\n".join(lines)
 
 

@@ -121,6 +121,13 @@ def subsample_per_class(labels: np.ndarray, n: int | None, seed: int, imbalance:
     return np.flatnonzero(within_class_rank(labels, rng) < want[labels])
 
 
+def mean_span(values, fmt: str) -> str:
+    """``mean (min..max)`` of ``values``, each formatted with ``fmt`` (e.g. ``".2f"``, ``"+.2f"``): a table cell of
+    what several subsamples gave."""
+    values = np.asarray(values, dtype=np.float64)
+    return f"{values.mean():{fmt}} ({values.min():{fmt}}..{values.max():{fmt}})"
+
+
 def load_pool(cache) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(the training pool: train + val of an open cache, its test split), as (features, int64 labels) pairs."""
     parts = [cache.load(split) for split in ("train", "val")]

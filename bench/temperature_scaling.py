@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from disparity import RESULTS_DIR  # bench/, this script's folder
-from shots import load_pool, n_key, parse_n, subsample_per_class
+from shots import load_pool, mean_span, n_key, parse_n, subsample_per_class
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -127,8 +127,7 @@ def markdown_table(runs: list[dict]) -> str:
         these = [r for r in runs if r["n"] == key]
 
         def span(name: str, scale: float = 100.0, digits: int = 2) -> str:
-            values = np.array([r[name] for r in these]) * scale
-            return f"{values.mean():.{digits}f} ({values.min():.{digits}f}..{values.max():.{digits}f})"
+            return mean_span(np.array([r[name] for r in these]) * scale, f".{digits}f")
 
         temps = [r["temperature"] for r in these]
         lines.append(f"| {key} | {len(these)} | {min(temps):.2f}..{max(temps):.2f} "
