@@ -411,7 +411,8 @@ def _skipped_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
         return ""
     counts = Counter(reason for _, reason in skipped)
     example = {reason: name for name, reason in reversed(skipped)}
-    reasons = "; ".join(f"{reason}: {n:,} (e.g. {example[reason]!r})" for reason, n in counts.most_common(shown))
+    # the names are escaped already (archives.printable): repr() wrote 'ca\\x07t' for a folder ca\x07t (a round)
+    reasons = "; ".join(f"{reason}: {n:,} (e.g. '{example[reason]}')" for reason, n in counts.most_common(shown))
     return f" Skipped {len(skipped):,}: {reasons}."
 
 

@@ -267,6 +267,20 @@ def test_files_named_with_control_characters_are_skipped_and_shown_escaped(tmp_p
         assert all(name.isprintable() for name, _ in data.skipped)
 
 
+def test_a_refusal_shows_a_skipped_name_escaped_once(tmp_path):
+    """A zip whose class folders all hold control characters is refused naming one file as the skipped list shows it
+    (escaped once): repr() of the escaped name wrote 'ca\\\\x07t/0.png' for the folder ca\\x07t (a round)."""
+    archive = tmp_path / "u.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for cls in ("ca\x07t", "do\x1bg"):
+            for i in range(2):
+                write_image(tmp_path / "img.png", 5, i)
+                zf.write(tmp_path / "img.png", f"{cls}/{i}.png")
+    with pytest.raises(DatasetError) as refused:
+        open_dataset(archive)
+    assert str(refused.value).endswith("(shown escaped): 4 (e.g. 'ca\\x07t/0.png').")
+
+
 @pytest.mark.parametrize("name", [" ", "   "])
 def test_blank_class_names_are_refused(tree, name):
     """A class folder named with spaces alone was a blank row in every table (found by an outside attack round)."""
