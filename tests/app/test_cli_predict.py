@@ -140,6 +140,28 @@ def test_scores_on_the_runs_own_train_or_val_images_are_flagged(run, capsys):
     assert "warning" not in capsys.readouterr().err  # its own test split: nothing to flag
 
 
+def test_scores_on_val_name_the_bias_and_temperature_fitted_there(run, tmp_path, capsys):
+    """The post-hoc bias and the temperature are fitted on the validation images: scored there, the warning said
+    only that hyper-parameters and thirds were chosen on them (an audit round), never that the shipped bias and
+    temperature were fitted on the very images scored."""
+    cache, out = run
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--split", "val"]) == 0
+    err = capsys.readouterr().err
+    assert "thirds were chosen on them, and its post-hoc bias was fitted on them)" in err
+    scaled = tmp_path / "scaled"
+    assert main(["train", "--features", str(cache), "--out", str(scaled), "--temperature-scaling", *FAST]) == 0
+    assert json.loads((scaled / "report.json").read_text())["calibration"]["temperature_scaling"]["applied"]
+    capsys.readouterr()
+    assert main(["predict", str(scaled), "--features", str(cache), "--split", "val"]) == 0
+    assert "thirds were chosen on them, and its temperature was fitted on them)" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["train", "--features", str(cache), "--out", str(plain), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(plain), "--features", str(cache), "--split", "val"]) == 0
+    assert "thirds were chosen on them), so these scores" in capsys.readouterr().err  # nothing fitted there
+
+
 def test_scores_on_the_runs_images_in_another_cache_of_its_data_set_are_flagged(tmp_path, capsys):
     """Two extractions of one data set (another seed) share images across splits: scored on the other cache's test
     split, a probe read 100 % on its own training images without a word (a new-user round). The run keeps its
