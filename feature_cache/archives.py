@@ -509,14 +509,13 @@ def orphaned_decompressions(folder: str | Path | None = None) -> list[Path]:
         except OSError:
             continue
         if (pid.isdigit() and stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
-                and not process_alive(int(pid))):
+                and not writer_alive(int(pid), path)):
             found.append(path)
     return found
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (another user's counts): what the files named by their writing
-    process (a decompressed archive here, a cache file's temporary copy in feature_cache.store) are checked by."""
+    """Whether process ``pid`` runs on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -524,6 +523,39 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+# Seconds a file may seem older than the process that wrote it: /proc/stat's boot time is whole seconds, and the
+# kernel stamps files from a coarse clock.
+START_SLACK = 2.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started, in seconds since the epoch (Linux ``/proc``), or None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks after boot
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def writer_alive(pid: int, path: str | Path) -> bool:
+    """Whether the process ``pid`` that named ``path`` after itself (a decompressed archive here, a cache file's
+    temporary copy in feature_cache.store) may still be writing it: a process of that id runs and started before
+    the file was last written. A process that started later only reuses the id: a server in a container is PID 1
+    after every restart, and its start-up sweep kept for good the files a killed PID 1 had left (a crash round)."""
+    if not process_alive(pid):
+        return False
+    started = process_start_time(pid)
+    if started is None:
+        return True
+    try:
+        written = os.lstat(path).st_mtime
+    except OSError:
+        return True
+    return written >= started - START_SLACK
 
 
 # The most bytes of one extended header (pax per member or global, Solaris pax, GNU long name or link; a path of

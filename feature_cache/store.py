@@ -65,7 +65,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .archives import process_alive
+from .archives import writer_alive
 from .datasets import SPLITS, labelled_layout
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
@@ -254,11 +254,12 @@ def replacing_file(path: str | Path, **kwargs: Any) -> Iterator[h5py.File]:
 
 def orphaned_temporaries(folder: str | Path) -> list[Path]:
     """The temporary files of :func:`replacing_file` (``.<name>.<pid>.tmp``) under ``folder`` whose writing process
-    is gone: a process killed while it wrote a cache file leaves one behind, as large as the cache."""
+    is gone (:func:`feature_cache.archives.writer_alive`: a process that reuses its id, started since, is not it): a
+    process killed while it wrote a cache file leaves one behind, as large as the cache."""
     found = []
     for tmp in sorted(Path(folder).rglob(f".*{_TMP_SUFFIX}")):
         pid = tmp.name[: -len(_TMP_SUFFIX)].rpartition(".")[2]
-        if tmp.is_file() and pid.isdigit() and not process_alive(int(pid)):
+        if tmp.is_file() and pid.isdigit() and not writer_alive(int(pid), tmp):
             found.append(tmp)
     return found
 

@@ -152,6 +152,20 @@ def test_orphaned_temporaries_are_those_of_dead_writers(tmp_path):
     assert orphaned_temporaries(tmp_path) == [dead]
 
 
+def test_a_temporary_older_than_the_process_of_its_id_is_orphaned(tmp_path):
+    """A crash round: a server in a container is PID 1 after every restart, so the temporary file a killed PID 1
+    left (``.<name>.1.tmp``, as large as the cache) was taken for the new server's own and kept for good. A file
+    last written before the process now holding that id started is not that process's."""
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("no /proc: a process's start time is unknown here")
+    left = tmp_path / f".c.h5.{os.getpid()}.tmp"  # this id's previous holder, killed while it wrote
+    mine = tmp_path / f".d.h5.{os.getpid()}.tmp"  # being written by this process
+    for path in (left, mine):
+        path.write_bytes(b"x")
+    os.utime(left, (0, 0))  # written in 1970: before this process started
+    assert orphaned_temporaries(tmp_path) == [left]
+
+
 def test_missing_split_is_written_empty(tmp_path):
     rng = np.random.default_rng(2)
     data = splits(rng)
