@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
 import logging
 import math
 import os
@@ -227,6 +228,21 @@ def _exclusive(final: Path):
     finally:
         lock.unlink(missing_ok=True)
         handle.close()
+
+
+def _remove_orphaned_copies(final: Path) -> None:
+    """Remove the temporary copies of ``final`` (``.<name>.<pid>.tmp``, as large as the cache) that an extraction
+    killed while it copied its partial file into ``final`` left, their writer gone; called under ``final``'s lock.
+    The service's start-up sweep found them in its data directory, but beside a CLI ``--out`` each kill left one for
+    good (a crash round)."""
+    from .archives import writer_alive
+    from .store import _TMP_SUFFIX
+
+    for tmp in final.parent.glob(f".{glob.escape(final.name)}.*{_TMP_SUFFIX}"):
+        pid = tmp.name[len(final.name) + 2: -len(_TMP_SUFFIX)]
+        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not writer_alive(int(pid), tmp):
+            tmp.unlink(missing_ok=True)
+            logger.warning("removed %s: a copy of %s that a killed extraction did not finish", tmp, final.name)
 
 
 def discard_partial(final: str | Path) -> bool:
@@ -782,6 +798,7 @@ def extract(
         found = _existing(plan)  # another process may have finished it just before we locked
         if found is not None:
             return found
+        _remove_orphaned_copies(plan.path)
         logger.info("extracting %s with %s into %s", plan.data.location, plan.encoder, plan.path)
         partial, encoded = run_plan(
             plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,

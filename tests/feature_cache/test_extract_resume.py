@@ -125,6 +125,27 @@ def test_sigkilled_job_resumes_from_its_last_chunk(tree, tmp_path):
     assert_same_cache(all_splits(out), reference)
 
 
+def test_a_killed_extractions_copy_beside_out_is_removed_when_it_is_extracted_again(tree, tmp_path):
+    """A crash round: ``mr2probe extract --out c.h5`` killed while it copied its partial file into the cache left
+    ``.c.h5.<pid>.tmp`` (as large as the cache) beside it; every run after resumed and finished, and the copy stayed
+    for good (only the service's start-up sweep looked for such files, in its own data directory)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        left = tmp_path / f".c.h5.{dead}.tmp"  # the killed extraction's
+        writing = tmp_path / f".c.h5.{alive.pid}.tmp"  # a live writer's: not ours to remove
+        other = tmp_path / f".d.h5.{dead}.tmp"  # another cache's: another extraction's business
+        for path in (left, writing, other):
+            path.write_bytes(b"x")
+        run(tree, None, out=tmp_path / "c.h5")
+        assert not left.exists()
+        assert writing.exists() and other.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 def test_partial_of_another_request_is_discarded(tree, tmp_path):
     out = tmp_path / "p.h5"
     with pytest.raises(ExtractionCancelled):
