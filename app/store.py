@@ -505,13 +505,18 @@ class Store:
         return self._transition(job_id, (JobStatus.running,), JobStatus.interrupted, ", stage = 'interrupted'")
 
     def interrupt_running(self) -> list[str]:
-        """On start-up: every job left ``running`` by a dead process becomes ``interrupted``."""
+        """On start-up: every job left ``running`` by a dead process becomes ``interrupted``, its messages ending
+        with what became of it, as a graceful stop's do (a job of a killed server ended on "encoder ready" or
+        "training probe ...", as if still running; a crash round)."""
         now = utcnow()
         with self._tx() as conn:
             ids = [r["id"] for r in conn.execute(
                 "SELECT id FROM jobs WHERE status = ?", (JobStatus.running.value,)).fetchall()]
             conn.execute("UPDATE jobs SET status = ?, updated_at = ?, stage = 'interrupted' WHERE status = ?",
                          (JobStatus.interrupted.value, now, JobStatus.running.value))
+            for job_id in ids:
+                self._append_message(conn, job_id, "interrupted: the server stopped without finishing it (killed or "
+                                     f"crashed); POST /api/jobs/{job_id}/resume continues it")
         for job_id in ids:
             logger.warning("job %s was running when the server stopped: marked interrupted", job_id)
         return ids

@@ -50,6 +50,9 @@ def test_interrupted_jobs_resume_with_their_results(store):
     assert store.interrupt_running() == [job["id"]]
     row = store.get_job(job["id"])
     assert row["status"] == "interrupted" and row["result"] == {"cache_id": cache["id"]}
+    # its messages say what became of it, as a graceful stop's do (a killed server's job ended on its last step)
+    assert row["messages"][-1]["text"] == ("interrupted: the server stopped without finishing it (killed or "
+                                           f"crashed); POST /api/jobs/{job['id']}/resume continues it")
     resumed = store.resume(job["id"])
     assert resumed["status"] == "queued" and resumed["result"] == {"cache_id": cache["id"]}
     assert store.claim(job["id"])["attempts"] == 2
