@@ -111,6 +111,9 @@ _POSITIVE = Interval(float, 0, MAX_OPTION, "right")
 _NONNEG = Interval(float, 0, MAX_OPTION, "both")
 _SCALE = (Interval(float, 0, MAX_SCALE, "right"),)
 _SHARPNESS = Option(1.0, (_NONNEG,))
+# Class frequencies (or counts) of the training set: the trainer fills the option named ``priors`` of a loss whose
+# ``needs`` is "priors" (logit_adjust, ldam) from the training counts when the caller leaves it unset.
+_PRIORS = Option(None, (Numbers(Interval(float, 0, None, "left")),))
 
 HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in [
     HeadSpec("linear", "LinearHead", {"bias": Option(True, (Boolean(),))}, 2.0, "z = Wφ + b"),
@@ -140,7 +143,7 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
              "at each step (Sagawa et al., 2020)"),
     LossSpec("logit_adjust", "LogitAdjustedLoss",
              {"tau": Option(1.0, (Interval(float, -MAX_OPTION, MAX_OPTION),)),
-              "priors": Option(None, (Numbers(Interval(float, 0, None, "left")),))}, "priors", "logits",
+              "priors": _PRIORS}, "priors", "logits",
              "logit-adjusted CE: −log softmax(z + τ·log π)_y, π the training class frequencies unless priors are given "
              "(Menon et al., 2021)"),
     LossSpec("label_smoothing", "LabelSmoothingLoss", {"smoothing": Option(0.1, (Interval(float, 0, 1, "left"),))},
@@ -153,6 +156,11 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
     LossSpec("arcface", "ArcFaceLoss", {"scale": Option(16.0, _SCALE),
                                         "margin": Option(0.5, (Interval(float, 0, math.pi / 2, "left"),))},
              "none", "cosine", "ArcFace: CE of s·cos θ_j with θ_y + m for the true class (Deng et al., 2019); needs head='cosine'"),
+    LossSpec("ldam", "LDAMLoss", {"scale": Option(16.0, _SCALE),
+                                  "max_margin": Option(0.5, (Interval(float, 0, 2),)),
+                                  "priors": _PRIORS}, "priors", "cosine",
+             "LDAM: CE of s·(cos θ_j − Δ_y·[j = y]), Δ_k = C / n_k^{1/4} with C such that max_k Δ_k = max_margin, "
+             "n_k the training class counts unless priors are given (Cao et al., 2019); needs head='cosine'"),
 ]}
 
 ADAPTERS: dict[str, AdapterSpec] = {spec.name: spec for spec in [

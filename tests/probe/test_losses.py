@@ -89,10 +89,11 @@ def test_class_margins_per_source():
 
 
 def test_needs_and_input_flags():
-    assert {n: LOSSES[n].needs for n in ("ce", "uniform", "mr2", "mr2_spread", "mr2_valerr", "logit_adjust")} == {
+    assert {n: LOSSES[n].needs for n in ("ce", "uniform", "mr2", "mr2_spread", "mr2_valerr", "logit_adjust",
+                                         "ldam")} == {
         "ce": "none", "uniform": "cbar", "mr2": "r2", "mr2_spread": "spread", "mr2_valerr": "val_error",
-        "logit_adjust": "priors"}
-    assert {n for n in list_losses() if LOSSES[n].input == "cosine"} == {"lm_softmax", "cosface", "arcface"}
+        "logit_adjust": "priors", "ldam": "priors"}
+    assert {n for n in list_losses() if LOSSES[n].input == "cosine"} == {"lm_softmax", "cosface", "arcface", "ldam"}
     assert create_loss("cosface").input == "cosine"
 
 
@@ -190,6 +191,120 @@ def test_cosface_and_arcface_formulas():
     assert torch.allclose(arc, F.cross_entropy(s * adjusted, CY), atol=1e-5)
     # m = 0 is plain scaled softmax
     assert torch.allclose(create_loss("arcface", scale=s, margin=0.0)(COS, CY), F.cross_entropy(s * COS, CY), atol=1e-5)
+
+
+# LDAM (Cao et al., 2019) on four classes of very different sizes: 1000, 100, 10 and 1 training images
+LDAM_COUNTS = np.array([1000.0, 100.0, 10.0, 1.0])
+LDAM_COS = torch.tensor([[0.9, 0.1, -0.5, 0.3], [0.2, -0.3, 0.4, 0.1], [0.0, 0.7, 0.6, -0.2],
+                         [-0.4, 0.2, 0.1, 0.5], [0.3, 0.3, 0.3, 0.3]])
+LDAM_Y = torch.tensor([0, 2, 1, 3, 3])
+
+
+def _ldam_numpy(cos: np.ndarray, y: np.ndarray, counts: np.ndarray, s: float, max_margin: float) -> float:
+    """The paper's formula written out in float64: Δ_j = C / n_j^{1/4}, C so that max_j Δ_j = max_margin, and
+    L = −log(e^{s(z_y − Δ_y)} / (e^{s(z_y − Δ_y)} + Σ_{j≠y} e^{s z_j})), averaged over the rows."""
+    c = max_margin / np.max(counts ** -0.25)
+    delta = c * counts ** -0.25
+    losses = []
+    for z, t in zip(cos.astype(np.float64), y):
+        target = math.exp(s * (z[t] - delta[t]))
+        others = sum(math.exp(s * z[j]) for j in range(len(z)) if j != t)
+        losses.append(-math.log(target / (target + others)))
+    return float(np.mean(losses))
+
+
+def test_ldam_margins_are_c_over_the_fourth_root_of_the_counts():
+    from probe.losses import ldam_margins
+
+    # C = 0.5 · 1^{1/4}: the single-image class gets max_margin, the others 0.5 / n^{1/4}
+    expected = [0.5 / 1000 ** 0.25, 0.5 / 100 ** 0.25, 0.5 / 10 ** 0.25, 0.5]
+    assert ldam_margins(LDAM_COUNTS, 0.5).tolist() == pytest.approx(expected, rel=1e-7)
+    assert ldam_margins(LDAM_COUNTS, 0.5).tolist() == pytest.approx([0.088914, 0.158114, 0.281171, 0.5], abs=1e-6)
+    # frequencies give the counts' margins (only their ratios count), and the loss keeps them as its buffer
+    assert ldam_margins(LDAM_COUNTS / LDAM_COUNTS.sum(), 0.5).tolist() == pytest.approx(expected, rel=1e-6)
+    assert create_loss("ldam", priors=LDAM_COUNTS, max_margin=0.5).delta.tolist() == pytest.approx(expected, rel=1e-6)
+    # balanced classes: every margin is max_margin; a class without training images gets max_margin, not ∞
+    assert ldam_margins([7, 7, 7], 0.3).tolist() == pytest.approx([0.3] * 3)
+    assert ldam_margins([16, 0, 1], 0.4).tolist() == pytest.approx([0.2, 0.4, 0.4])
+    with pytest.raises(ValueError, match="not all zero"):
+        ldam_margins([0, 0], 0.5)
+
+
+@pytest.mark.parametrize("s, max_margin", [(16.0, 0.5), (30.0, 0.5), (4.0, 1.2), (8.0, 0.0)])
+def test_ldam_formula_against_numpy(s, max_margin):
+    expected = _ldam_numpy(LDAM_COS.numpy(), LDAM_Y.numpy(), LDAM_COUNTS, s, max_margin)
+    loss = create_loss("ldam", scale=s, max_margin=max_margin, priors=LDAM_COUNTS)
+    assert loss(LDAM_COS, LDAM_Y).item() == pytest.approx(expected, rel=1e-6)
+    assert loss(LDAM_COS.double(), LDAM_Y).item() == pytest.approx(expected, rel=1e-7)  # Δ held in float32
+
+
+def test_ldam_is_cosface_with_max_margin_on_balanced_classes():
+    m, s = 0.35, 8.0
+    assert torch.allclose(create_loss("ldam", scale=s, max_margin=m, priors=[20, 20, 20])(COS, CY),
+                          create_loss("cosface", scale=s, margin=m)(COS, CY))
+    # max_margin 0: the scaled cosine softmax
+    assert torch.allclose(create_loss("ldam", scale=s, max_margin=0.0, priors=[1, 50, 3])(COS, CY),
+                          F.cross_entropy(s * COS, CY))
+
+
+def test_ldam_gradient_is_the_softmax_minus_onehot_and_passes_gradcheck():
+    s, m = 6.0, 0.5
+    loss = create_loss("ldam", scale=s, max_margin=m, priors=LDAM_COUNTS)
+    z = LDAM_COS.double().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda cos: loss(cos, LDAM_Y), (z,))
+    loss(z, LDAM_Y).backward()
+    # ∂L/∂cos = s·(softmax(s(cos − Δ_y·onehot)) − onehot) / n, Δ from the same float32 buffer
+    onehot = F.one_hot(LDAM_Y, 4).double()
+    shifted = s * (LDAM_COS.double() - loss.delta.double()[LDAM_Y, None] * onehot)
+    expected = s * (torch.softmax(shifted, dim=1) - onehot) / len(LDAM_Y)
+    assert torch.allclose(z.grad, expected, rtol=1e-12, atol=1e-14)
+    # the rare class's margin makes its own sample's gradient larger than plain scaled softmax would
+    plain = s * (torch.softmax(s * LDAM_COS.double(), dim=1) - onehot) / len(LDAM_Y)
+    assert z.grad[3, 3] < plain[3, 3] < 0
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"max_margin": -0.1}, r"loss 'ldam' option max_margin must be in \[0, 2\], got -0.1"),
+    ({"max_margin": 2.5}, r"loss 'ldam' option max_margin must be in \[0, 2\], got 2.5"),
+    ({"scale": 0.0}, r"loss 'ldam' option scale must be in \(0, 1000\], got 0.0"),
+    ({"scale": 1001.0}, r"loss 'ldam' option scale must be in \(0, 1000\], got 1001.0"),
+    ({"priors": [1.0, -1.0]}, r"loss 'ldam' option priors must be a non-empty list of numbers, each >= 0"),
+])
+def test_ldam_option_bounds_are_refused_naming_the_option(options, match):
+    from probe import ProbeConfig
+
+    with pytest.raises(ValueError, match=match):
+        create_loss("ldam", **{"priors": [1.0, 2.0], **options})
+    # the request is refused the same way, before any job (a 422 in the service)
+    with pytest.raises(ValueError, match=match.replace("loss 'ldam' option ", "")):
+        ProbeConfig(loss="ldam", head="cosine", loss_options=options)
+
+
+def test_ldam_needs_priors_and_the_cosine_head():
+    from probe import ProbeConfig
+
+    with pytest.raises(ValueError, match="loss 'ldam' needs priors"):
+        create_loss("ldam")
+    with pytest.raises(ValueError, match="requires head='cosine'"):
+        ProbeConfig(loss="ldam", head="linear")
+    with pytest.raises(ValueError, match="priors have 4 classes, logits have 3"):
+        create_loss("ldam", priors=LDAM_COUNTS)(COS, CY)
+
+
+def test_ldam_takes_its_margins_from_the_training_counts():
+    """The trainer fills priors with the training frequencies (as for logit_adjust): Δ follows the counts."""
+    from probe import ProbeTrainer
+    from probe.losses import ldam_margins
+
+    counts = np.array([40, 10, 5])
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), counts)
+    x = (rng.normal(0, 1, (len(y), 5)) + 2.0 * np.eye(3, 5)[y]).astype(np.float32)
+    m = ProbeTrainer(head="cosine", loss="ldam", epochs=3).fit(x, y)
+    assert m.loss_options_["priors"] == pytest.approx((counts / counts.sum()).tolist())
+    assert m.loss_.delta.tolist() == pytest.approx(ldam_margins(counts, 0.5).tolist(), rel=1e-6)
+    assert m.loss_.delta.tolist() == pytest.approx([0.5 * (5 / 40) ** 0.25, 0.5 * (5 / 10) ** 0.25, 0.5], rel=1e-6)
+    assert np.isfinite(m.history_).all()
 
 
 def _simplex(k):

@@ -8,7 +8,8 @@ from probe import ADAPTERS, HEADS, LOSSES, ProbeTrainer, create_adapter, create_
 K, D, N = 4, 6, 24
 
 # options a loss cannot run without (filled by the caller or the trainer)
-REQUIRED = {"mr2_valerr": {"val_error": [0.1, 0.2, 0.3, 0.0]}, "logit_adjust": {"priors": [0.25] * 4}}
+REQUIRED = {"mr2_valerr": {"val_error": [0.1, 0.2, 0.3, 0.0]}, "logit_adjust": {"priors": [0.25] * 4},
+            "ldam": {"priors": [0.4, 0.3, 0.2, 0.1]}}
 
 
 def _batch(seed=0):
