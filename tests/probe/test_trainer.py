@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from probe import ProbeTrainer, class_r2, create_adapter, margins, representation_margin
+from probe import LOSSES, ProbeTrainer, class_r2, create_adapter, margins, representation_margin
 import probe.trainer as trainer_module
 from probe.trainer import fit_many, lr_schedule
 
@@ -391,7 +391,9 @@ def test_cosine_only_losses_and_regularisers():
     x, y = gaussian_features(n_per=30)
     with pytest.raises(ValueError, match="requires head='cosine'"):
         ProbeTrainer(loss="lm_softmax").fit(x, y)
-    for loss in ("lm_softmax", "cosface", "arcface"):
+    cosine_losses = [name for name, spec in LOSSES.items() if spec.input == "cosine"]  # ldam was missing here
+    assert {"lm_softmax", "cosface", "arcface", "ldam"} <= set(cosine_losses)
+    for loss in cosine_losses:
         m = ProbeTrainer(head="cosine", loss=loss, epochs=20, lr=0.05).fit(x, y)
         assert m.score(x, y) > 0.9, loss
     m = ProbeTrainer(loss="ce", sm_weight=0.5, zc_weight=0.5, epochs=5).fit(x, y)
