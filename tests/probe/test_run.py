@@ -692,3 +692,28 @@ def test_a_run_that_keeps_the_reference_reports_what_it_applied_after_training(d
     assert report["calibration"]["temperature_scaling"] is not None and report["posthoc"] is not None
     ProbeConfig.model_validate({k: v for k, v in report["config"].items()
                                 if k in ProbeConfig.model_fields})  # a reference for later runs: still valid
+
+
+def test_an_ldam_run_on_imbalanced_classes_takes_its_margins_from_the_training_counts(data, tmp_path):
+    """End to end with the registry's ldam (Cao et al., 2019) on the cosine head: the trainer fills the training
+    frequencies, the report records the scalar options it trained with, and the run writes its files."""
+    from probe import ProbeTrainer
+    from probe.losses import ldam_margins
+
+    x, y = data["train"]
+    counts = np.array([60, 40, 25, 15, 10, 6])  # long-tailed train split; val and test as made
+    keep = np.concatenate([np.flatnonzero(y == k)[:n] for k, n in enumerate(counts)])
+    imbalanced = {**data, "train": (x[keep], y[keep])}
+    config = ProbeConfig(**dict(FAST, seeds=[0], wd_grid=[0.0]), head="cosine", loss="ldam")
+    report = run_probe(imbalanced, NAMES, config, out_dir=tmp_path / "ldam")
+    assert report["config"]["loss"] == "ldam" and report["config"]["head"] == "cosine"
+    assert report["config"]["loss_options_used"] == {"scale": 16.0, "max_margin": 0.5}  # priors: filled per class
+    assert [r["n_train"] for r in report["per_class"]] == counts.tolist()
+    written = {path.name for path in (tmp_path / "ldam").iterdir()}
+    assert {"report.json", "per_class.csv", "head.safetensors", "head.json"} <= written
+    assert report["summary"]["overall"] > 1 / K  # it learnt something
+    # the margins of that fit: 0.5·(6 / n_k)^{1/4}, the rarest class 0.5
+    resolved = config.resolved(len(keep))
+    m = ProbeTrainer(**resolved.trainer_params(resolved.candidates()[0], seed=0)).fit(*imbalanced["train"])
+    assert m.loss_.delta.tolist() == pytest.approx((0.5 * (6 / counts) ** 0.25).tolist(), rel=1e-6)
+    assert m.loss_.delta.tolist() == pytest.approx(ldam_margins(counts, 0.5).tolist(), rel=1e-6)
