@@ -362,20 +362,22 @@ def ldam_margins(priors, max_margin: float) -> Tensor:
 
 class LDAMLoss(ProbeLoss):
     """LDAM, label-distribution-aware margin loss (Cao et al., NeurIPS 2019):
-    L = −log[e^{s(cos θ_y − Δ_y)} / (e^{s(cos θ_y − Δ_y)} + Σ_{j≠y} e^{s·cos θ_j})], Δ_k = C / n_k^{1/4}
-    (:func:`ldam_margins`): rarer classes get larger margins. Works on cosines (``input = "cosine"``), as the
-    authors' code applies it to a normalised linear layer (their s = 30; 16 here, the scale of the other cosine
-    losses and the cosine head's initial logit scale, so the shipped head scores on the scale it was trained at).
+    L = −log[e^{s(z_y − Δ_y)} / (e^{s(z_y − Δ_y)} + Σ_{j≠y} e^{s·z_j})], Δ_k = C / n_k^{1/4}
+    (:func:`ldam_margins`): rarer classes get larger margins.
+
+    On the head's logits z (``input = "logits"``: any head), s = 1 by default: the margins are in logit units, as
+    in the paper's analysis. The authors' code applies it to cosines with a fixed s = 30; here a fixed scale
+    starves the fit (the cosine head's learnt scale reaches about 80 on these features) and the shipped cosine
+    head would score at its own scale, not s, so the loss takes the head's logits, learnt scale included.
 
     ``priors`` (K,): the training class counts or frequencies; the trainer fills the training frequencies when
     not given (``needs = "priors"``, as for ``logit_adjust``). The deferred re-weighting (LDAM-DRW) of the paper
     is a training schedule, not part of this loss.
     """
 
-    input = "cosine"
     needs = "priors"
 
-    def __init__(self, scale: float = 16.0, max_margin: float = 0.5, priors=None) -> None:
+    def __init__(self, scale: float = 1.0, max_margin: float = 0.5, priors=None) -> None:
         super().__init__()
         if priors is None:
             raise ValueError("loss 'ldam' needs priors=(K,) class counts or frequencies (the trainer passes the "

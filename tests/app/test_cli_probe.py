@@ -172,20 +172,16 @@ def test_posthoc_flag(cache, tmp_path):
     assert json.loads((out / "report.json").read_text())["config"]["posthoc_bias"] is True
 
 
-def test_ldam_from_the_cli_needs_the_cosine_head_and_reports_its_options(cache, tmp_path, capsys):
+def test_ldam_from_the_cli_reports_its_options_and_refuses_a_bound(cache, tmp_path, capsys):
     out = tmp_path / "ldam"
-    # the cache's default head is linear: the loss's need is said before any fit
-    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "ldam", *FAST]) == 2
-    assert "loss 'ldam' works on normalised features and prototypes and requires head='cosine'" in \
-        capsys.readouterr().err
-    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "ldam", "--head", "cosine",
-                 "--loss-option", "max_margin=0.3", *FAST]) == 0
-    assert "loss=ldam (scale=16, max_margin=0.3)" in capsys.readouterr().out
+    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "ldam",
+                 "--loss-option", "max_margin=2", *FAST]) == 0
+    assert "head=linear loss=ldam (scale=1, max_margin=2)" in capsys.readouterr().out
     config = json.loads((out / "report.json").read_text())["config"]
-    assert (config["loss"], config["loss_options_used"]) == ("ldam", {"scale": 16.0, "max_margin": 0.3})
-    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "x"), "--loss", "ldam", "--head",
-                 "cosine", "--loss-option", "max_margin=3", *FAST]) == 2
-    assert "max_margin must be in [0, 2], got 3" in capsys.readouterr().err
+    assert (config["loss"], config["loss_options_used"]) == ("ldam", {"scale": 1.0, "max_margin": 2.0})
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "x"), "--loss", "ldam",
+                 "--loss-option", "max_margin=-1", *FAST]) == 2
+    assert "max_margin must be in [0, 100], got -1" in capsys.readouterr().err
 
 
 def test_overall_metric_flag(cache, tmp_path, capsys):

@@ -51,7 +51,7 @@ def test_every_preset_every_other_loss_and_the_posthoc_bias_are_offered_once(cho
     assert by_name["posthoc_bias"]["probe"] == {"loss": "ce", "posthoc_bias": True}
     # the losses that work on cosines, read from the registry (a hand-written set here failed when ldam was added)
     cosine_losses = {name for name, spec in LOSSES.items() if spec.input == "cosine"}
-    assert {"lm_softmax", "cosface", "arcface", "ldam"} <= cosine_losses
+    assert {"lm_softmax", "cosface", "arcface"} <= cosine_losses
     assert {m["name"]: m["head"] for m in choices["methods"] if m["head"]} == dict.fromkeys(cosine_losses, "cosine")
     # a plain sentence for each, beside the rule in full (250 words of statistics alone; a dashboard-only round)
     assert all(m["summary"] and len(m["summary"]) < len(m["why"]) and "Bonferroni" not in m["summary"]

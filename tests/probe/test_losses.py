@@ -93,7 +93,7 @@ def test_needs_and_input_flags():
                                          "ldam")} == {
         "ce": "none", "uniform": "cbar", "mr2": "r2", "mr2_spread": "spread", "mr2_valerr": "val_error",
         "logit_adjust": "priors", "ldam": "priors"}
-    assert {n for n in list_losses() if LOSSES[n].input == "cosine"} == {"lm_softmax", "cosface", "arcface", "ldam"}
+    assert {n for n in list_losses() if LOSSES[n].input == "cosine"} == {"lm_softmax", "cosface", "arcface"}
     assert create_loss("cosface").input == "cosine"
 
 
@@ -193,7 +193,8 @@ def test_cosface_and_arcface_formulas():
     assert torch.allclose(create_loss("arcface", scale=s, margin=0.0)(COS, CY), F.cross_entropy(s * COS, CY), atol=1e-5)
 
 
-# LDAM (Cao et al., 2019) on four classes of very different sizes: 1000, 100, 10 and 1 training images
+# LDAM (Cao et al., 2019) on four classes of very different sizes: 1000, 100, 10 and 1 training images; logits in
+# [−1, 1], as the authors' cosines (the loss takes any head's logits)
 LDAM_COUNTS = np.array([1000.0, 100.0, 10.0, 1.0])
 LDAM_COS = torch.tensor([[0.9, 0.1, -0.5, 0.3], [0.2, -0.3, 0.4, 0.1], [0.0, 0.7, 0.6, -0.2],
                          [-0.4, 0.2, 0.1, 0.5], [0.3, 0.3, 0.3, 0.3]])
@@ -230,7 +231,7 @@ def test_ldam_margins_are_c_over_the_fourth_root_of_the_counts():
         ldam_margins([0, 0], 0.5)
 
 
-@pytest.mark.parametrize("s, max_margin", [(16.0, 0.5), (30.0, 0.5), (4.0, 1.2), (8.0, 0.0)])
+@pytest.mark.parametrize("s, max_margin", [(1.0, 0.5), (30.0, 0.5), (4.0, 1.2), (8.0, 0.0), (1.0, 5.0)])
 def test_ldam_formula_against_numpy(s, max_margin):
     expected = _ldam_numpy(LDAM_COS.numpy(), LDAM_Y.numpy(), LDAM_COUNTS, s, max_margin)
     loss = create_loss("ldam", scale=s, max_margin=max_margin, priors=LDAM_COUNTS)
@@ -238,7 +239,11 @@ def test_ldam_formula_against_numpy(s, max_margin):
     assert loss(LDAM_COS.double(), LDAM_Y).item() == pytest.approx(expected, rel=1e-7)  # Δ held in float32
 
 
-def test_ldam_is_cosface_with_max_margin_on_balanced_classes():
+def test_ldam_defaults_and_cosface_with_max_margin_on_balanced_classes():
+    loss = create_loss("ldam", priors=LDAM_COUNTS)
+    assert (loss.scale, loss.max_margin, loss.input, loss.needs) == (1.0, 0.5, "logits", "priors")
+    assert loss(LDAM_COS, LDAM_Y).item() == pytest.approx(
+        _ldam_numpy(LDAM_COS.numpy(), LDAM_Y.numpy(), LDAM_COUNTS, 1.0, 0.5), rel=1e-6)
     m, s = 0.35, 8.0
     assert torch.allclose(create_loss("ldam", scale=s, max_margin=m, priors=[20, 20, 20])(COS, CY),
                           create_loss("cosface", scale=s, margin=m)(COS, CY))
@@ -264,8 +269,8 @@ def test_ldam_gradient_is_the_softmax_minus_onehot_and_passes_gradcheck():
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"max_margin": -0.1}, r"loss 'ldam' option max_margin must be in \[0, 2\], got -0.1"),
-    ({"max_margin": 2.5}, r"loss 'ldam' option max_margin must be in \[0, 2\], got 2.5"),
+    ({"max_margin": -0.1}, r"loss 'ldam' option max_margin must be in \[0, 100\], got -0.1"),
+    ({"max_margin": 101.0}, r"loss 'ldam' option max_margin must be in \[0, 100\], got 101.0"),
     ({"scale": 0.0}, r"loss 'ldam' option scale must be in \(0, 1000\], got 0.0"),
     ({"scale": 1001.0}, r"loss 'ldam' option scale must be in \(0, 1000\], got 1001.0"),
     ({"priors": [1.0, -1.0]}, r"loss 'ldam' option priors must be a non-empty list of numbers, each >= 0"),
@@ -277,16 +282,15 @@ def test_ldam_option_bounds_are_refused_naming_the_option(options, match):
         create_loss("ldam", **{"priors": [1.0, 2.0], **options})
     # the request is refused the same way, before any job (a 422 in the service)
     with pytest.raises(ValueError, match=match.replace("loss 'ldam' option ", "")):
-        ProbeConfig(loss="ldam", head="cosine", loss_options=options)
+        ProbeConfig(loss="ldam", loss_options=options)
 
 
-def test_ldam_needs_priors_and_the_cosine_head():
+def test_ldam_needs_priors_and_takes_either_head():
     from probe import ProbeConfig
 
     with pytest.raises(ValueError, match="loss 'ldam' needs priors"):
         create_loss("ldam")
-    with pytest.raises(ValueError, match="requires head='cosine'"):
-        ProbeConfig(loss="ldam", head="linear")
+    assert [ProbeConfig(loss="ldam", head=head).head for head in ("linear", "cosine")] == ["linear", "cosine"]
     with pytest.raises(ValueError, match="priors have 4 classes, logits have 3"):
         create_loss("ldam", priors=LDAM_COUNTS)(COS, CY)
 
@@ -300,7 +304,7 @@ def test_ldam_takes_its_margins_from_the_training_counts():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), counts)
     x = (rng.normal(0, 1, (len(y), 5)) + 2.0 * np.eye(3, 5)[y]).astype(np.float32)
-    m = ProbeTrainer(head="cosine", loss="ldam", epochs=3).fit(x, y)
+    m = ProbeTrainer(loss="ldam", epochs=3).fit(x, y)
     assert m.loss_options_["priors"] == pytest.approx((counts / counts.sum()).tolist())
     assert m.loss_.delta.tolist() == pytest.approx(ldam_margins(counts, 0.5).tolist(), rel=1e-6)
     assert m.loss_.delta.tolist() == pytest.approx([0.5 * (5 / 40) ** 0.25, 0.5 * (5 / 10) ** 0.25, 0.5], rel=1e-6)

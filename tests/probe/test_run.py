@@ -695,8 +695,8 @@ def test_a_run_that_keeps_the_reference_reports_what_it_applied_after_training(d
 
 
 def test_an_ldam_run_on_imbalanced_classes_takes_its_margins_from_the_training_counts(data, tmp_path):
-    """End to end with the registry's ldam (Cao et al., 2019) on the cosine head: the trainer fills the training
-    frequencies, the report records the scalar options it trained with, and the run writes its files."""
+    """End to end with the registry's ldam (Cao et al., 2019) on the default (linear) head: the trainer fills the
+    training frequencies, the report records the scalar options it trained with, and the run writes its files."""
     from probe import ProbeTrainer
     from probe.losses import ldam_margins
 
@@ -704,10 +704,10 @@ def test_an_ldam_run_on_imbalanced_classes_takes_its_margins_from_the_training_c
     counts = np.array([60, 40, 25, 15, 10, 6])  # long-tailed train split; val and test as made
     keep = np.concatenate([np.flatnonzero(y == k)[:n] for k, n in enumerate(counts)])
     imbalanced = {**data, "train": (x[keep], y[keep])}
-    config = ProbeConfig(**dict(FAST, seeds=[0], wd_grid=[0.0]), head="cosine", loss="ldam")
+    config = ProbeConfig(**dict(FAST, seeds=[0], wd_grid=[0.0]), loss="ldam")
     report = run_probe(imbalanced, NAMES, config, out_dir=tmp_path / "ldam")
-    assert report["config"]["loss"] == "ldam" and report["config"]["head"] == "cosine"
-    assert report["config"]["loss_options_used"] == {"scale": 16.0, "max_margin": 0.5}  # priors: filled per class
+    assert report["config"]["loss"] == "ldam" and report["config"]["head"] == "linear"
+    assert report["config"]["loss_options_used"] == {"scale": 1.0, "max_margin": 0.5}  # priors: filled per class
     assert [r["n_train"] for r in report["per_class"]] == counts.tolist()
     written = {path.name for path in (tmp_path / "ldam").iterdir()}
     assert {"report.json", "per_class.csv", "head.safetensors", "head.json"} <= written
