@@ -274,6 +274,55 @@ class LogitAdjustedLoss(ProbeLoss):
         return F.cross_entropy(logits + self.tau * self.log_priors.to(logits.dtype), labels)
 
 
+def ldam_margins(priors, max_margin: float) -> Tensor:
+    """Δ_k = C / n_k^{1/4} with C such that max_k Δ_k = max_margin (LDAM, Cao et al., 2019).
+
+    ``priors`` (K,): the training class counts n_k or their frequencies (Δ depends on their ratios only):
+    Δ_k = max_margin · (n_min / n_k)^{1/4}, n_min the smallest positive count. A class without training samples
+    (n_k = 0) is never a target in the fit; it gets max_margin rather than an infinite margin. Returns (K,) float32.
+    """
+    n = as_tensor(priors, dtype=torch.float64)
+    positive = n > 0
+    if n.dim() != 1 or not bool((torch.isfinite(n) & (n >= 0)).all()) or not bool(positive.any()):
+        raise ValueError("priors must be a 1-D array of non-negative class counts or frequencies (finite, not all "
+                         f"zero), got {n.tolist()}.")
+    quarter = n.clamp(min=torch.finfo(torch.float64).tiny).pow(-0.25)
+    delta = max_margin * quarter / quarter[positive].max()
+    return torch.where(positive, delta, torch.full_like(delta, max_margin)).to(torch.float32)
+
+
+class LDAMLoss(ProbeLoss):
+    """LDAM, label-distribution-aware margin loss (Cao et al., NeurIPS 2019):
+    L = −log[e^{s(z_y − Δ_y)} / (e^{s(z_y − Δ_y)} + Σ_{j≠y} e^{s·z_j})], Δ_k = C / n_k^{1/4}
+    (:func:`ldam_margins`): rarer classes get larger margins.
+
+    On the head's logits z (``input = "logits"``: any head), s = 1 by default: the margins are in logit units, as
+    in the paper's analysis. The authors' code applies it to cosines with a fixed s = 30; here a fixed scale
+    starves the fit (the cosine head's learnt scale reaches about 80 on these features) and the shipped cosine
+    head would score at its own scale, not s, so the loss takes the head's logits, learnt scale included.
+
+    ``priors`` (K,): the training class counts or frequencies; the trainer fills the training frequencies when
+    not given (``needs = "priors"``, as for ``logit_adjust``). The deferred re-weighting (LDAM-DRW) of the paper
+    is a training schedule, not part of this loss.
+    """
+
+    needs = "priors"
+
+    def __init__(self, scale: float = 1.0, max_margin: float = 0.5, priors=None) -> None:
+        super().__init__()
+        if priors is None:
+            raise ValueError("loss 'ldam' needs priors=(K,) class counts or frequencies (the trainer passes the "
+                             "training class frequencies).")
+        self.scale, self.max_margin = float(scale), float(max_margin)
+        self.register_buffer("delta", ldam_margins(priors, self.max_margin))
+
+    def forward(self, logits, labels, *, gamma=None, features=None):
+        if self.delta.numel() != logits.shape[1]:
+            raise ValueError(f"priors have {self.delta.numel()} classes, logits have {logits.shape[1]}.")
+        shift = self.delta.to(logits.dtype)[labels].unsqueeze(1) * F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+        return F.cross_entropy(self.scale * (logits - shift), labels)
+
+
 class LabelSmoothingLoss(ProbeLoss):
     """Cross-entropy with label smoothing ε (Szegedy et al., 2016)."""
 
@@ -341,55 +390,6 @@ class ArcFaceLoss(ProbeLoss):
         phi = torch.where(cos > math.cos(math.pi - m), phi, cos - m * math.sin(m))
         adjusted = logits.scatter(1, labels.unsqueeze(1), phi.unsqueeze(1).to(logits.dtype))
         return F.cross_entropy(self.scale * adjusted, labels)
-
-
-def ldam_margins(priors, max_margin: float) -> Tensor:
-    """Δ_k = C / n_k^{1/4} with C such that max_k Δ_k = max_margin (LDAM, Cao et al., 2019).
-
-    ``priors`` (K,): the training class counts n_k or their frequencies (Δ depends on their ratios only):
-    Δ_k = max_margin · (n_min / n_k)^{1/4}, n_min the smallest positive count. A class without training samples
-    (n_k = 0) is never a target in the fit; it gets max_margin rather than an infinite margin. Returns (K,) float32.
-    """
-    n = as_tensor(priors, dtype=torch.float64)
-    positive = n > 0
-    if n.dim() != 1 or not bool((torch.isfinite(n) & (n >= 0)).all()) or not bool(positive.any()):
-        raise ValueError("priors must be a 1-D array of non-negative class counts or frequencies (finite, not all "
-                         f"zero), got {n.tolist()}.")
-    quarter = n.clamp(min=torch.finfo(torch.float64).tiny).pow(-0.25)
-    delta = max_margin * quarter / quarter[positive].max()
-    return torch.where(positive, delta, torch.full_like(delta, max_margin)).to(torch.float32)
-
-
-class LDAMLoss(ProbeLoss):
-    """LDAM, label-distribution-aware margin loss (Cao et al., NeurIPS 2019):
-    L = −log[e^{s(z_y − Δ_y)} / (e^{s(z_y − Δ_y)} + Σ_{j≠y} e^{s·z_j})], Δ_k = C / n_k^{1/4}
-    (:func:`ldam_margins`): rarer classes get larger margins.
-
-    On the head's logits z (``input = "logits"``: any head), s = 1 by default: the margins are in logit units, as
-    in the paper's analysis. The authors' code applies it to cosines with a fixed s = 30; here a fixed scale
-    starves the fit (the cosine head's learnt scale reaches about 80 on these features) and the shipped cosine
-    head would score at its own scale, not s, so the loss takes the head's logits, learnt scale included.
-
-    ``priors`` (K,): the training class counts or frequencies; the trainer fills the training frequencies when
-    not given (``needs = "priors"``, as for ``logit_adjust``). The deferred re-weighting (LDAM-DRW) of the paper
-    is a training schedule, not part of this loss.
-    """
-
-    needs = "priors"
-
-    def __init__(self, scale: float = 1.0, max_margin: float = 0.5, priors=None) -> None:
-        super().__init__()
-        if priors is None:
-            raise ValueError("loss 'ldam' needs priors=(K,) class counts or frequencies (the trainer passes the "
-                             "training class frequencies).")
-        self.scale, self.max_margin = float(scale), float(max_margin)
-        self.register_buffer("delta", ldam_margins(priors, self.max_margin))
-
-    def forward(self, logits, labels, *, gamma=None, features=None):
-        if self.delta.numel() != logits.shape[1]:
-            raise ValueError(f"priors have {self.delta.numel()} classes, logits have {logits.shape[1]}.")
-        shift = self.delta.to(logits.dtype)[labels].unsqueeze(1) * F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-        return F.cross_entropy(self.scale * (logits - shift), labels)
 
 
 # --------------------------------------------------------------------------------------- add-on regularisers
