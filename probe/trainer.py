@@ -349,6 +349,12 @@ class ProbeTrainer:
             head = create_head(self.head, d, k, **(self.head_options or {}))
             adapter = create_adapter(self.adapter, d, rank=self.adapter_rank) if self.adapter else None
         loss_fn = create_loss(self.loss, **loss_options)
+        if spec_loss.input == "cosine" and hasattr(head, "log_scale") and hasattr(loss_fn, "scale"):
+            # such a loss scores the cosines at its own scale s and the head's scale gets no gradient: the head
+            # ships at s, as the loss trained it (cosface at s = 64 shipped at the head's 16: its probabilities 44
+            # points underconfident on digits; a maintainer round)
+            with torch.no_grad():
+                head.log_scale.fill_(math.log(loss_fn.scale))
         head.to(device)
         if adapter is not None:
             adapter.to(device)

@@ -400,6 +400,23 @@ def test_cosine_only_losses_and_regularisers():
     assert np.isfinite(m.history_).all()
 
 
+@pytest.mark.parametrize("learnable", [True, False])
+def test_a_cosine_loss_ships_its_head_at_the_losss_scale(learnable):
+    """A loss on the cosines (cosface, arcface, lm_softmax) scores them at its own scale s, and the head's scale gets
+    no gradient: the trained head scores s·cos, so its probabilities are those the loss fitted (cosface at s = 64
+    shipped at the head's 16: 44 points underconfident on digits; a maintainer round)."""
+    x, y = gaussian_features(n_per=30)
+    for loss in [name for name, spec in LOSSES.items() if spec.input == "cosine"]:
+        m = ProbeTrainer(head="cosine", head_options={"learnable_scale": learnable}, loss=loss,
+                         loss_options={"scale": 64.0}, epochs=3).fit(x, y)
+        cosines = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1) @ \
+            torch.nn.functional.normalize(m.head_.weight.detach(), dim=1).T
+        assert float(m.head_.scale.detach()) == pytest.approx(64.0, rel=1e-6), loss
+        assert np.allclose(m.decision_function(x), 64.0 * cosines.numpy(), rtol=1e-4, atol=1e-4), loss
+    fixed = ProbeTrainer(head="cosine", head_options={"learnable_scale": False}, loss="ce", epochs=1).fit(x, y)
+    assert float(fixed.head_.scale) == pytest.approx(16.0, rel=1e-6)  # a loss of the logits: the head's own scale
+
+
 @pytest.mark.parametrize(
     "kwargs, features, labels, match",
     [
