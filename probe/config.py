@@ -248,7 +248,8 @@ class ProbeConfig(BaseModel):
     # On 2.7k×1280 (10 classes) tol=1e-3 halved the sweep's time at the same selection and test accuracy
     # (bench/README.md, Probe speed); ProbeTrainer's own default stays None (every epoch).
     tol: float | None = Field(1e-3, description="end a fit once its epoch objective (loss, plus the L2 penalty for "
-                              "adam and sgd) has not improved by more than tol for n_iter_no_change epochs: its "
+                              "adam and sgd) has stayed within tol of its best, not beating it by more than tol, for n_iter_no_change "
+                              "epochs (epochs above best + tol do not count): its "
                               "learning rate then falls to 0 over anneal_epochs (ProbeTrainer.tol); epochs is then a "
                               "cap; None or 0: every epoch")
     optimizer: _Name = Field("adam", description="the optimiser (probe.optim): adam, weight decay as an L2 penalty "
