@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from probe.names import listed
 
-from .datasets import PathOutsideRoot
+from .datasets import PathOutsideRoot, resolves_elsewhere
 
 if TYPE_CHECKING:
     from .store import Store
@@ -279,7 +279,7 @@ def cache_file(row: dict[str, Any]) -> str:
         return row["path"]
     again = ("register it again where it is now (POST /api/caches with its path: the same features keep this cache "
              "and its runs)")
-    if stored.resolve() != stored:
+    if resolves_elsewhere(stored):
         raise PathOutsideRoot(f"cache {row['id']!r} is no longer where it was registered: its file (or a folder "
                               f"above it) is now a symlink; {again}")
     if not stored.is_file():

@@ -234,6 +234,15 @@ def open_registered(path: str | Path, unlabelled: bool, fingerprint: bool = True
     return open_images(path) if unlabelled else open_dataset(path, fingerprint=fingerprint, **split)
 
 
+def resolves_elsewhere(stored: Path) -> bool:
+    """Whether the resolved path ``stored`` (as registered) now resolves to another path, or to none: a folder or
+    file replaced by a symlink, or by a symlink loop (Path.resolve's RuntimeError was a 500; a new-user round)."""
+    try:
+        return stored.resolve() != stored
+    except (OSError, RuntimeError):
+        return True
+
+
 def check_in_place(row: dict[str, Any]) -> None:
     """A data set registered by path is still where it was registered: its path was stored resolved under the data
     root, so a path that now resolves elsewhere has had its folder (or one above it) replaced by a symlink, which
@@ -243,7 +252,7 @@ def check_in_place(row: dict[str, Any]) -> None:
     if row.get("source") != "path":
         return
     stored = Path(row["path"])
-    if stored.resolve() != stored:
+    if resolves_elsewhere(stored):
         raise PathOutsideRoot(f"data set {row['id']!r} is no longer where it was registered: its folder (or one above "
                               "it) is now a symlink; register the data set again")
 
@@ -323,6 +332,8 @@ def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] =
         exists, usable = resolved.exists(), resolved.is_file() or resolved.is_dir()
     except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
         raise PathMissing(f"path {path[:200]!r} cannot be opened here ({type(exc).__name__})") from None
+    except RuntimeError:  # a symlink loop (Python < 3.13): a 500 (a new-user round)
+        raise PathMissing(f"path {path[:200]!r} cannot be opened here (a symlink loop)") from None
     if resolved != root and root not in resolved.parents:
         raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
     owned = [Path(p).resolve() for p in managed]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import hashlib
 import os
 import re
@@ -197,11 +198,8 @@ class DirectoryReader(_FolderFiles):
             for f in filenames:
                 rel = f if rel_dir == "." else f"{rel_dir}/{f}"
                 full = Path(current) / f
-                if full.is_symlink() and not full.resolve().is_relative_to(self.root):
-                    self.unsafe.append((rel, "symlink pointing outside the data folder"))
-                    continue
-                if full.is_symlink() and not full.exists():  # an editor's leftover: a 500 at registration (an attack round)
-                    self.unsafe.append((rel, "symlink to nothing (its target does not exist)"))
+                if full.is_symlink() and (problem := _symlink_problem(full, self.root)):
+                    self.unsafe.append((rel, problem))
                     continue
                 if is_special(full):
                     self.unsafe.append((rel, NOT_REGULAR))
@@ -211,11 +209,34 @@ class DirectoryReader(_FolderFiles):
         self._dirs.sort()
 
 
+SYMLINK_LOOP = "symlink loop (it leads back to itself), not followed"
+
+
+def _symlink_problem(link: Path, root: Path) -> str | None:
+    """Why the symlink ``link`` under the resolved folder ``root`` is not read, or None when it leads to a file in it.
+    A link that leads back to itself (``a.png`` → ``b.png`` → ``a.png``) made ``Path.resolve`` raise RuntimeError
+    (Python < 3.13): a trace from `mr2probe extract` and a 500 at the data set's registration (a new-user round)."""
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):
+        return SYMLINK_LOOP
+    if not target.is_relative_to(root):
+        return "symlink pointing outside the data folder"
+    try:
+        os.stat(link)
+    except OSError as exc:  # an editor's leftover: a 500 at registration (an attack round)
+        return SYMLINK_LOOP if exc.errno == errno.ELOOP else "symlink to nothing (its target does not exist)"
+    return None
+
+
 def read_inside(root: Path, name: str) -> bytes:
     """The bytes of the file ``name`` under the resolved folder ``root``, refused (PermissionError) where the path
     now leads outside it: a listed folder or file replaced by a symlink after the listing (a listing is kept,
     e.g. for thumbnails, and an extraction reads for hours) would otherwise serve any file on the machine."""
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except RuntimeError:  # a symlink loop made since the listing (Python < 3.13)
+        raise OSError(f"{name!r} is now a {SYMLINK_LOOP}; it is not read") from None
     if root not in path.parents:
         raise PermissionError(f"{name!r} now leads outside the data folder (replaced by a symlink since it was "
                               "listed); it is not read")

@@ -1050,6 +1050,39 @@ def test_a_data_set_folder_swapped_for_a_symlink_leads_nowhere(service, tmp_path
     assert str(tmp_path) not in resp.text
 
 
+LOOP = "symlink loop (it leads back to itself), not followed"  # feature_cache.archives.SYMLINK_LOOP
+
+
+def test_a_symlink_loop_is_no_500_where_a_path_is_registered_or_listed(service, tmp_path):
+    """A symlink that leads back to itself, as the path registered or as a file in the folder, made Path.resolve
+    raise RuntimeError: a 500 for POST /api/datasets and /api/caches (a new-user round). The path is a 422 now, a
+    loop inside the folder a skipped file, named with why."""
+    unzip(tiny_zip_bytes(2, 2), tmp_path / "root")
+    (tmp_path / "root" / "loop").symlink_to("loop")
+    for route in ("/api/datasets", "/api/caches"):
+        resp = service.post(route, json={"path": "loop"})
+        assert resp.status_code == 422 and "symlink loop" in resp.json()["detail"], (route, resp.text)
+    cat = tmp_path / "root" / "tiny" / "train" / "cat"
+    (cat / "zz-a.png").symlink_to("zz-b.png")
+    (cat / "zz-b.png").symlink_to("zz-a.png")
+    resp = service.post("/api/datasets", json={"path": "tiny"})
+    assert resp.status_code == 201, resp.text
+    from feature_cache import open_dataset
+
+    skipped = open_dataset(tmp_path / "root" / "tiny").skipped
+    assert ("train/cat/zz-a.png", LOOP) in skipped and ("train/cat/zz-b.png", LOOP) in skipped
+    assert resp.json()["skipped"] == 2, resp.text
+    (tmp_path / "root" / "tiny").rename(tmp_path / "root" / "tiny-moved")  # the registered folder, now a loop
+    (tmp_path / "root" / "tiny").symlink_to("tiny")
+    listed = service.get("/api/datasets")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()[0]["problem"], listed.text
+    ds = listed.json()[0]["id"]
+    for resp in (service.get(f"/api/datasets/{ds}/thumbnail", params={"source": "train/cat/zz-a.png"}),
+                 service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds})):
+        assert 400 <= resp.status_code < 500, resp.text
+
+
 def test_a_job_request_lists_a_path_data_set_without_reading_its_images(service, tmp_path, monkeypatch):
     """Checking a data set registered by path before its job (its classes now) read every file whole for the content
     digest: 120 MB for 400 images, per request (a review). The listing alone."""

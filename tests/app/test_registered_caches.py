@@ -100,6 +100,19 @@ def test_a_registered_file_that_changed_or_moved_is_refused_where_it_is_used(ser
     assert service.get("/api/jobs").json() == []
 
 
+def test_a_registered_file_now_a_symlink_loop_is_refused_not_a_500(service):
+    """The registered cache file replaced by a link that leads back to itself: Path.resolve raised RuntimeError, a
+    500 for every job request on the cache (a new-user round). Refused as a file that moved."""
+    service.post("/api/datasets", json={"path": "images.zip"})
+    features = service.root / "features" / "images.h5"
+    cache = service.post("/api/caches", json={"path": "features/images.h5"}).json()
+    os.replace(features, service.root / "moved.h5")
+    features.symlink_to(features.name)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM})
+    assert resp.status_code == 403 and "no longer where it was registered" in resp.json()["detail"], resp.text
+    assert service.get("/api/caches").json()[0]["problem"], service.get("/api/caches").text
+
+
 def test_a_registered_file_written_over_in_place_is_checked_again_before_a_job(service):
     """NaN written into a registered file, its fingerprint kept: a job on it was accepted, then failed after its
     queue wait (an attack round). Its size or modification time changed since its values were checked: refused,

@@ -448,6 +448,24 @@ def test_a_symlink_to_nothing_is_skipped_and_named(tree):
     assert "train/ant/dangling.png" not in {s.source for split in data.splits.values() for s in split}
 
 
+LOOP = "symlink loop (it leads back to itself), not followed"  # archives.SYMLINK_LOOP
+
+
+def test_a_symlink_loop_is_skipped_and_named(tree):
+    """Links that lead back to themselves (a.png → b.png → a.png, self.png → self.png) made Path.resolve raise
+    RuntimeError: a trace from `mr2probe extract` and a 500 at the folder's registration (a new-user round)."""
+    from feature_cache import open_images
+
+    ant = tree / "train" / "ant"
+    (ant / "a.png").symlink_to("b.png")
+    (ant / "b.png").symlink_to("a.png")
+    (ant / "self.png").symlink_to("self.png")
+    for data in (open_dataset(tree), open_images(tree)):
+        for name in ("a.png", "b.png", "self.png"):
+            assert (f"train/ant/{name}", LOOP) in data.skipped
+            assert f"train/ant/{name}" not in {s.source for split in data.splits.values() for s in split}
+
+
 def test_a_symlinked_folder_is_named_as_not_followed(tree, tmp_path):
     """os.walk does not follow it: its class folder is empty, and the error now says why."""
     import shutil
