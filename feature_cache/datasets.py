@@ -206,7 +206,11 @@ def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, 
 
 
 def _common_root(names: list[str]) -> tuple[str, ...]:
-    """Deepest folder that contains every file, stopping so that files still sit in class folders."""
+    """Deepest folder that contains every file, stopping so that files still sit in class folders. Images loose in
+    that folder beside two or more folders of images (``photos/cover.jpg`` beside ``photos/cat/``, ``photos/dog/``)
+    leave it the root, those images skipped as not inside a class folder: going up a level made ``photos`` the one
+    class, and a zip of such a folder was refused as one class folder, "if these are unlabelled images, ..."
+    (a new-user round), where the folder itself read as cat and dog."""
     split = [name.split("/") for name in names]
     prefix: list[str] = []
     for column in zip(*[parts[:-1] for parts in split]):
@@ -215,6 +219,8 @@ def _common_root(names: list[str]) -> tuple[str, ...]:
         prefix.append(column[0])
     # Files must be at least one folder (the class) below the root.
     while prefix and any(len(parts) - 1 <= len(prefix) for parts in split):
+        if len({parts[len(prefix)] for parts in split if len(parts) - 1 > len(prefix)}) >= 2:
+            break
         prefix.pop()
     return tuple(prefix)
 

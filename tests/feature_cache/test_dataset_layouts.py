@@ -89,6 +89,25 @@ def test_non_image_files_are_skipped_and_listed(tree):
     assert sum(len(v) for v in data.splits.values()) == 27
 
 
+def test_an_image_loose_beside_the_class_folders_of_a_zipped_folder_is_skipped(tmp_path):
+    """A folder of class folders with one image beside them (a cover picture), zipped with its top folder: the image
+    made the top folder the one class, refused as "1 class folder(s) (photos) ... if these are unlabelled images"
+    (a new-user round), where the folder itself read as its classes. Both read alike now, the image skipped."""
+    root = make_tree(tmp_path / "photos", {"cat": 5, "dog": 5}, splits=())
+    write_image(root / "cover.png", 1, 0)
+    from_dir = open_dataset(root)
+    from_zip = open_dataset(zip_dir(root, tmp_path / "photos.zip", prefix="photos/"))
+    for data, loose in ((from_dir, "cover.png"), (from_zip, "photos/cover.png")):
+        assert data.class_names == ["cat", "dog"]
+        assert sum(len(v) for v in data.splits.values()) == 10
+        assert (loose, "not inside a class folder") in data.skipped
+    # images loose in a zipped folder with at most one subfolder stay one class: the unlabelled hint
+    flat = make_tree(tmp_path / "incoming", {"dup": 2}, splits=())
+    write_image(flat / "a.png", 1, 0)
+    with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(incoming\).*--unlabelled"):
+        open_dataset(zip_dir(flat, tmp_path / "incoming.zip", prefix="incoming/"))
+
+
 def test_single_class_is_a_clear_error(tmp_path):
     root = make_tree(tmp_path / "one", {"only": 3})
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(only\); a probe needs at least 2"):
