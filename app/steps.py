@@ -88,7 +88,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
-    from feature_cache.datasets import carved_test_note, unused_val_share
+    from feature_cache.datasets import carved_test_note, nested_classes_warning, unused_val_share
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
     dataset = ctx.store.get_dataset(dataset_id)
@@ -108,6 +108,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     carved = carved_test_note(data)  # None for unlabelled images
     if carved:
         ctx.message(carved)
+    nested = nested_classes_warning(data)
+    if nested:
+        ctx.message(nested)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

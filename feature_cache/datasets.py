@@ -548,6 +548,36 @@ def carved_test_note(data: LabelledImages) -> str | None:
             "where every test figure of a run on it is measured; give it a test/ folder to choose them")
 
 
+def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:
+    """A caution when every class folder holds the same two or more subfolders and no image of its own
+    (``batch1/cat/``, ``batch1/dog/``, ``batch2/cat/``, ``batch2/dog/``): the classes are then likely those
+    subfolders, one level down, and the images are labelled by the wrong folder (batch1, batch2) without a word
+    (class folders are read recursively; a new-user round); None otherwise, and for an unlabelled set."""
+    if not data.labelled or data.num_classes < 2:
+        return None
+    samples = [s for split in data.splits.values() for s in split]
+    parts = [s.source.split("/") for s in samples]
+    if not parts:
+        return None
+    names = [data.class_names[s.label] for s in samples]
+    depth = next((i for i in range(min(map(len, parts)) - 1)
+                  if all(_class_name(p[i]) == name for p, name in zip(parts, names))), None)
+    if depth is None:  # a manifest's labels are no folders
+        return None
+    inner: dict[str, set[str]] = {}
+    for p, name in zip(parts, names):
+        if len(p) <= depth + 2:  # an image in the class folder itself
+            return None
+        inner.setdefault(name, set()).add(_class_name(p[depth + 1]))
+    folders = set.union(*inner.values())
+    if len(inner) < data.num_classes or len(folders) < 2 or any(f != folders for f in inner.values()):
+        return None
+    return (f"every class folder ({listed(sorted(inner), shown)}) holds the same subfolders "
+            f"({listed(sorted(folders), shown)}) and no image of its own: if those subfolders are the classes, "
+            "each image is labelled by the folder above them instead; arrange the images as <class>/<images> "
+            "(class folders are read with all their subfolders)")
+
+
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)
 
 

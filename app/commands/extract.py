@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
-    from feature_cache.datasets import carved_test_note, unused_val_share
+    from feature_cache.datasets import carved_test_note, nested_classes_warning, unused_val_share
     from probe.decision import lookalike_names_warning
 
     _check_options(args)
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     warned += [f"warning: {unused}"] if unused else []
     alike = None if args.unlabelled else lookalike_names_warning(list(data.class_names))
     warned += [f"warning: {alike}"] if alike else []
+    nested = nested_classes_warning(data)  # None for unlabelled images
+    warned += [f"warning: {nested}"] if nested else []
     carved = carved_test_note(data)  # None for unlabelled images
     warned += [f"note: {carved}"] if carved else []
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data

@@ -214,3 +214,27 @@ def test_a_test_split_carved_out_is_said_before_the_extraction(tmp_path, capsys)
     assert command.run(parse(["--data", str(given), "--out", str(tmp_path / "tt.h5"), "--batch-size", "8",
                               "--workers", "0", "--device", "cpu", "--no-progress"])) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_class_folders_that_all_hold_the_same_subfolders_are_a_warning_before_the_extraction(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """batch1/{cat,dog,eel}/ and batch2/{cat,dog,eel}/ were extracted as the classes batch1 and batch2, without a
+    word (class folders are read with their subfolders; a new-user round): said before the extraction."""
+    import feature_cache
+
+    for batch in ("batch1", "batch2"):
+        make_tree(tmp_path / "data" / batch, splits=("",))
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):  # what the user read before the first image was encoded
+        seen.append(capsys.readouterr().err)
+        raise Stop
+
+    monkeypatch.setattr(feature_cache, "extract", stop)
+    with pytest.raises(Stop):
+        command.run(parse(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
+    assert ("warning: every class folder (batch1, batch2) holds the same subfolders (cat, dog, eel) and no image of "
+            "its own: if those subfolders are the classes") in seen[0], seen

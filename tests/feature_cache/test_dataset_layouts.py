@@ -108,6 +108,33 @@ def test_an_image_loose_beside_the_class_folders_of_a_zipped_folder_is_skipped(t
         open_dataset(zip_dir(flat, tmp_path / "incoming.zip", prefix="incoming/"))
 
 
+def test_class_folders_that_all_hold_the_same_subfolders_are_warned_of(tmp_path):
+    """batch1/{cat,dog}/ and batch2/{cat,dog}/: class folders are read with their subfolders, so the images were
+    labelled batch1 and batch2, without a word (a new-user round). A warning names both levels; a class folder with
+    images of its own, or subfolders that differ, gets none."""
+    from feature_cache.datasets import nested_classes_warning
+
+    root = tmp_path / "batches"
+    for batch in ("batch1", "batch2"):
+        make_tree(root / batch, {"cat": 3, "dog": 3}, splits=())
+    warning = ("every class folder (batch1, batch2) holds the same subfolders (cat, dog) and no image of its own: "
+               "if those subfolders are the classes, each image is labelled by the folder above them instead")
+    for data in (open_dataset(root), open_dataset(zip_dir(root, tmp_path / "b.zip", prefix="top/"))):
+        assert data.class_names == ["batch1", "batch2"]
+        assert nested_classes_warning(data).startswith(warning)
+    split = tmp_path / "split"
+    for name in ("train", "test"):
+        make_tree(split / name / "batch1", {"cat": 3, "dog": 3}, splits=())
+        make_tree(split / name / "batch2", {"cat": 3, "dog": 3}, splits=())
+    assert nested_classes_warning(open_dataset(split)).startswith(warning)
+    write_image(root / "batch1" / "loose.png", 0, 9)  # an image of its own: batch1 is a class
+    assert nested_classes_warning(open_dataset(root)) is None
+    (root / "batch1" / "loose.png").unlink()
+    make_tree(root / "batch1", {"bird": 3}, splits=())  # other subfolders than batch2's
+    assert nested_classes_warning(open_dataset(root)) is None
+    assert nested_classes_warning(open_dataset(make_tree(tmp_path / "flat", {"a": 3, "b": 3}, splits=()))) is None
+
+
 def test_single_class_is_a_clear_error(tmp_path):
     root = make_tree(tmp_path / "one", {"only": 3})
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(only\); a probe needs at least 2"):
