@@ -143,9 +143,19 @@ def is_special(path: Path) -> bool:
         return False
 
 
+# Photo formats that cameras and phones write and that are not read here: "not an image file" of an iPhone's .HEIC
+# photos misled (a new-user round); they are named as images to convert.
+UNREAD_IMAGE_FORMATS = frozenset({".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+                                  ".raw", ".psd", ".svg", ".jxl"})
+UNREAD_IMAGE = "an image format that is not read"  # how the reason for one of them starts
+
+
 def not_an_image(name: str) -> str:
-    """Why a file whose extension is no image format is skipped (every layout says it the same way)."""
-    return f"not an image file (extension {Path(name).suffix or 'none'!r})"
+    """Why a file whose extension is no image format read here is skipped (every layout says it the same way)."""
+    suffix = Path(name).suffix
+    if suffix.lower() in UNREAD_IMAGE_FORMATS:
+        return f"{UNREAD_IMAGE} (extension {suffix!r}): convert it to JPEG or PNG"
+    return f"not an image file (extension {suffix or 'none'!r})"
 
 
 class _FolderFiles:

@@ -61,8 +61,12 @@ __all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXT
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+# .jfif and .jpe are JPEG files under the names browsers on Windows save them with, .apng a PNG, .avif what browsers
+# save now: each was skipped as "not an image file" while Pillow reads it (a new-user round, half of a class of web
+# downloads gone). An AVIF that this Pillow cannot decode is listed as such, with the decoder's words.
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".gif", ".webp", ".avif", ".tif", ".tiff", ".ppm",
+     ".pgm", ".pbm", ".pnm"}
 )
 # A folder read as a split is one of SPLIT_FOLDERS (any case; probe.seen's, which sets them aside to match the same
 # file moved from one split folder to another)
@@ -351,7 +355,9 @@ def _listed(reader: Reader) -> tuple[list[str], list[str], list[tuple[str, str]]
     if not image_names:
         raise DatasetError(
             f"{reader}: no image files found (accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})."
-            + _skipped_summary(skipped)  # class folders that are symlinks said no more (a README round)
+            # class folders that are symlinks said no more (a README round); nor did a folder of .HEIC photos, or a
+            # zip of zips, name a file it holds (a new-user round)
+            + _skipped_summary(skipped + [(name, not_an_image(name)) for name in names])
         )
     return names, image_names, skipped
 

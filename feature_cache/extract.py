@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
-from .archives import is_link_or_special
+from .archives import UNREAD_IMAGE, is_link_or_special
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
@@ -86,7 +86,12 @@ def skipped_summary(skipped, examples: int = 3) -> str:
         named = ", ".join(f"{source} ({reason})" for source, reason in links[:examples])
         parts.append(f"{len(links)} unsafe or unreadable link{'s' * (len(links) != 1)} or special file"
                      f"{'s' * (len(links) != 1)} ({named}{', ...' if len(links) > examples else ''})")
-    other = len(skipped) - len(failed) - len(links)
+    unread = [source for source, reason in skipped if reason.startswith(UNREAD_IMAGE)]
+    if unread:  # an iPhone's .HEIC photos counted among "non-image or metadata files" (a new-user round)
+        named = ", ".join(unread[:examples]) + (", ..." if len(unread) > examples else "")
+        parts.append(f"{len(unread)} image{'s' * (len(unread) != 1)} in a format not read, to convert to JPEG or "
+                     f"PNG ({named})")
+    other = len(skipped) - len(failed) - len(links) - len(unread)
     if other:
         parts.append(f"{other} non-image or metadata file{'s' * (other != 1)}")
     return f"{len(skipped)} file{'s' * (len(skipped) != 1)} skipped: {', '.join(parts)}"

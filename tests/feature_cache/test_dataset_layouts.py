@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from feature_cache import DatasetError, open_dataset
+from feature_cache.datasets import Sample
 
 from fc_testutils import make_tree, write_image
 
@@ -133,6 +134,33 @@ def test_class_folders_that_all_hold_the_same_subfolders_are_warned_of(tmp_path)
     make_tree(root / "batch1", {"bird": 3}, splits=())  # other subfolders than batch2's
     assert nested_classes_warning(open_dataset(root)) is None
     assert nested_classes_warning(open_dataset(make_tree(tmp_path / "flat", {"a": 3, "b": 3}, splits=()))) is None
+
+
+def test_jpeg_png_and_avif_files_named_as_browsers_save_them_are_read_and_heic_photos_named(tmp_path):
+    """.jfif / .jpe (JPEG as Chrome on Windows saves it), .apng and .avif were skipped as "not an image file" though
+    Pillow reads them, and an iPhone's .HEIC photos were called the same (a new-user round)."""
+    from PIL import Image, features
+
+    root = make_tree(tmp_path / "web", {"cat": 2, "dog": 2}, splits=())
+    formats = {"a.jfif": "JPEG", "b.JPE": "JPEG", "c.apng": "PNG", **({"d.avif": "AVIF"} if features.check("avif")
+                                                                     else {})}
+    for name, fmt in formats.items():
+        Image.new("RGB", (12, 12), (200, 10, 10)).save(root / "cat" / name, fmt)
+    (root / "dog" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    data = open_dataset(root)
+    sources = {s.source for split in data.splits.values() for s in split}
+    assert {f"cat/{name}" for name in formats} <= sources and len(sources) == 4 + len(formats)
+    for name in formats:
+        assert data.load_image(Sample(f"cat/{name}", 0)).size == (12, 12)
+    assert data.skipped == [("dog/IMG_0001.HEIC", "an image format that is not read (extension '.HEIC'): convert it "
+                                                  "to JPEG or PNG")]
+    only = tmp_path / "phone"
+    for name in ("cat", "dog"):
+        (only / name).mkdir(parents=True)
+        (only / name / "IMG_1.HEIC").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=r"no image files found .*Skipped 2: an image format that is not read "
+                                           r"\(extension '.HEIC'\)"):
+        open_dataset(only)
 
 
 def test_single_class_is_a_clear_error(tmp_path):

@@ -341,6 +341,19 @@ def test_class_with_no_decodable_test_image_is_an_error(tmp_path):
     assert run(root, None, out=tmp_path / "c.h5").counts["test"] == 2 + 1 + 2
 
 
+def test_skipped_summary_names_photos_in_a_format_not_read_apart_from_metadata():
+    """An iPhone's .HEIC photos were "N non-image or metadata files" in an extraction job's messages, with .DS_Store,
+    and never named (a new-user round)."""
+    from feature_cache import skipped_summary
+    from feature_cache.archives import not_an_image
+
+    skipped = [(f"cat/IMG_{i}.HEIC", not_an_image(f"cat/IMG_{i}.HEIC")) for i in range(4)]
+    skipped += [("cat/.DS_Store", "hidden or metadata file")]
+    assert skipped_summary(skipped) == ("5 files skipped: 4 images in a format not read, to convert to JPEG or PNG "
+                                        "(cat/IMG_0.HEIC, cat/IMG_1.HEIC, cat/IMG_2.HEIC, ...), 1 non-image or "
+                                        "metadata file")
+
+
 def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
     from feature_cache import skipped_summary
 
