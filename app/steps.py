@@ -111,6 +111,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     nested = nested_classes_warning(data)
     if nested:
         ctx.message(nested)
+    if getattr(data, "duplicates", None):
+        ctx.message(data.duplicates)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

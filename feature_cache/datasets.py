@@ -110,6 +110,8 @@ class LabelledImages:
         reader: where the bytes come from (picklable into DataLoader workers).
         location: the path it was opened from.
         given_splits: the splits the data set itself holds (folders or manifest rows), before any is carved.
+        duplicates: a warning of files with the same content in test and in train or val, or under two classes
+            (:func:`duplicates_warning`); None when there are none, or no content was read (``fingerprint=False``).
     """
 
     class_names: list[str]
@@ -120,6 +122,7 @@ class LabelledImages:
     reader: Any = field(repr=False)
     location: str = ""
     given_splits: tuple[str, ...] = ()
+    duplicates: str | None = None  # duplicates_warning's, from the content ids of the fingerprint (None without it)
 
     @property
     def num_classes(self) -> int:
@@ -554,6 +557,44 @@ def carved_test_note(data: LabelledImages) -> str | None:
             "where every test figure of a run on it is measured; give it a test/ folder to choose them")
 
 
+def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], contents: dict[str, Any],
+                       shown: int = 3) -> str | None:
+    """A caution naming files of the same content (``contents``: source → a key of its content id, the
+    fingerprint's: a folder file's sha256, a zip member's CRC-32 and size, a tar member's sha256) that sit in
+    ``test`` and in ``train`` or ``val`` (the test figures then score images the probe trained or was selected on),
+    or under two classes (one image, two labels); None when there are none. Only the samples of ``splits`` are
+    looked at (what ``max_per_class`` kept). A test/ folder copied from train/ read 100 % without a word (a
+    new-user round)."""
+    where: dict[Any, list[tuple[str, Sample]]] = defaultdict(list)
+    for split, samples in splits.items():
+        for sample in samples:
+            where[contents[sample.source]].append((split, sample))
+    leaked: list[str] = []
+    mixed: list[str] = []
+    for group in where.values():
+        if len(group) < 2:
+            continue
+        in_test = [s for split, s in group if split == "test"]
+        if in_test and len(in_test) < len(group):
+            seen = next(s for split, s in group if split != "test")
+            leaked.extend(f"{s.source} = {seen.source}" for s in in_test)
+        if len({s.label for _, s in group}) > 1:
+            mixed.append(" = ".join(f"{s.source} ({class_names[s.label]})" for _, s in group[:shown]))
+    if not leaked and not mixed:
+        return None
+    parts = []
+    if leaked:
+        test = len(splits.get("test", []))
+        parts.append(f"{len(leaked):,} of the {test:,} test images {'has' if len(leaked) == 1 else 'have'} the same "
+                     "content as a train or val image "
+                     f"({listed(sorted(leaked), shown, sep='; ')}): test figures on them measure images the probe "
+                     "trained or was selected on")
+    if mixed:
+        parts.append(f"{len(mixed):,} file content(s) sit under more than one class "
+                     f"({listed(sorted(mixed), shown, sep='; ')}): one image, two labels")
+    return "; ".join(parts) + "; remove the copies"
+
+
 def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:
     """A caution when every class folder holds the same two or more subfolders and no image of its own
     (``batch1/cat/``, ``batch1/dog/``, ``batch2/cat/``, ``batch2/dog/``): the classes are then likely those
@@ -648,11 +689,19 @@ def open_dataset(
         )
         for split, classes in given.items()
     }
+    contents: dict[str, int] = {}  # source → a 64-bit key of its content id, for duplicates_warning
+
+    def content_ids(samples: list[Sample]):
+        for sample in samples:
+            content = reader.content_id(sample.source)
+            contents[sample.source] = hash(content)
+            yield sample.source, sample.label, content
+
     digest = "" if not fingerprint else dataset_fingerprint(
-        class_names,
-        {split: [(s.source, s.label, reader.content_id(s.source)) for s in samples] for split, samples in pools.items()},
-    )
+        class_names, {split: content_ids(samples) for split, samples in pools.items()})
     splits = _split(pools, max_per_class, val_fraction, test_fraction, np.random.default_rng(seed))
+    duplicates = duplicates_warning(class_names, splits, contents) if contents else None
+    del contents
     params = {
         "layout": layout,
         # unused where the data set gives its val split: recorded as the default then, so that a share asked for in
@@ -667,7 +716,7 @@ def open_dataset(
         path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),
     )
     return LabelledImages(class_names, splits, skipped, digest, params, reader, str(path),
-                          tuple(split for split in SPLITS if split in given))
+                          tuple(split for split in SPLITS if split in given), duplicates)
 
 
 def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> LabelledImages:

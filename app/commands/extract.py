@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     warned += [f"warning: {alike}"] if alike else []
     nested = nested_classes_warning(data)  # None for unlabelled images
     warned += [f"warning: {nested}"] if nested else []
+    warned += [f"warning: {data.duplicates}"] if data.duplicates else []
     carved = carved_test_note(data)  # None for unlabelled images
     warned += [f"note: {carved}"] if carved else []
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data

@@ -238,3 +238,27 @@ def test_class_folders_that_all_hold_the_same_subfolders_are_a_warning_before_th
         command.run(parse(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
     assert ("warning: every class folder (batch1, batch2) holds the same subfolders (cat, dog, eel) and no image of "
             "its own: if those subfolders are the classes") in seen[0], seen
+
+
+def test_test_images_copied_from_train_are_a_warning_before_the_extraction(tmp_path, capsys, monkeypatch):
+    """test/ copied from train/ scored 100 % without a word (a new-user round): said before the extraction."""
+    import shutil
+
+    import feature_cache
+
+    data = make_tree(tmp_path / "data", splits=("train",))
+    shutil.copytree(data / "train", data / "test")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        seen.append(capsys.readouterr().err)
+        raise Stop
+
+    monkeypatch.setattr(feature_cache, "extract", stop)
+    with pytest.raises(Stop):
+        command.run(parse(["--data", str(data), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
+    assert ("warning: 6 of the 6 test images have the same content as a train or val image (test/cat/0.png = "
+            "train/cat/0.png;") in seen[0], seen

@@ -163,6 +163,30 @@ def test_jpeg_png_and_avif_files_named_as_browsers_save_them_are_read_and_heic_p
         open_dataset(only)
 
 
+def test_test_images_that_are_copies_of_training_images_or_one_image_under_two_classes_are_warned_of(tmp_path):
+    """A test/ folder copied from train/ scored 100 % without a word, and an image copied into two class folders
+    trained both labels (a new-user round): the content ids of the fingerprint name them, in a folder and a zip."""
+    import shutil
+
+    root = make_tree(tmp_path / "copied", {"cat": 4, "dog": 4}, splits=("train",))
+    shutil.copytree(root / "train", root / "test")
+    shutil.copy(root / "train" / "cat" / "000.png", root / "train" / "dog" / "cat.png")
+    for data in (open_dataset(root), open_dataset(zip_dir(root, tmp_path / "copied.zip"))):
+        assert data.duplicates.startswith("8 of the 8 test images have the same content as a train or val image "
+                                          "(test/cat/000.png = train/cat/000.png; test/cat/001.png = "
+                                          "train/cat/001.png; test/cat/002.png = train/cat/002.png and 5 more): test figures on them measure "
+                                          "images the probe trained or was selected on; 1 file content(s) sit under "
+                                          "more than one class ("), data.duplicates
+        assert "train/dog/cat.png (dog)" in data.duplicates and data.duplicates.endswith("remove the copies")
+    # a copy inside one class and one split is no leak and no second label; nothing read, nothing said
+    shutil.rmtree(root / "test")
+    (root / "train" / "dog" / "cat.png").unlink()
+    shutil.copy(root / "train" / "cat" / "000.png", root / "train" / "cat" / "copy.png")
+    make_tree(root, {"cat": 4, "dog": 4}, splits=("test",))
+    assert open_dataset(root).duplicates is None
+    assert open_dataset(root, fingerprint=False).duplicates is None
+
+
 def test_single_class_is_a_clear_error(tmp_path):
     root = make_tree(tmp_path / "one", {"only": 3})
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(only\); a probe needs at least 2"):
