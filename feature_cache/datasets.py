@@ -236,8 +236,16 @@ def _is_under(name: str, folder: tuple[str, ...]) -> bool:
     return tuple(name.split("/")[:len(folder)]) == folder
 
 
+# Folders that file systems, NAS boxes and archivers add beside a user's own (any case): macOS's resource forks in a
+# zip, a Synology's thumbnails in every folder (@eaDir/IMG_1.JPG/SYNOPHOTO_THUMB_XL.jpg: each photo again, under
+# its class, counted as training and test images without a word; a new-user round), a QNAP's and a Synology's
+# recycle bins, Windows's recycle bin and volume information on a USB stick (each became a class of its own).
+METADATA_FOLDERS = frozenset({"__macosx", "@eadir", "#recycle", "#snapshot", "@recycle", "$recycle.bin",
+                              "system volume information"})
+
+
 def _is_hidden(name: str) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+    return any(part.startswith(".") or part.lower() in METADATA_FOLDERS for part in name.split("/"))
 
 
 def _class_folders(

@@ -187,6 +187,22 @@ def test_test_images_that_are_copies_of_training_images_or_one_image_under_two_c
     assert open_dataset(root, fingerprint=False).duplicates is None
 
 
+def test_nas_thumbnails_and_recycle_bins_are_skipped_as_metadata(tmp_path):
+    """A Synology's @eaDir/ thumbnails in every class folder were read as more images of the class (each photo twice,
+    in train and test), and a recycle bin at the top became a class (a new-user round): skipped as metadata."""
+    root = make_tree(tmp_path / "nas", {"cat": 3, "dog": 3}, splits=())
+    for name in ("cat", "dog"):
+        write_image(root / name / "@eaDir" / "000.png" / "SYNOPHOTO_THUMB_XL.jpg", 0, 1, fmt="JPEG")
+    write_image(root / "$RECYCLE.BIN" / "S-1-5-21" / "$RAB12.png", 1, 2)
+    write_image(root / "System Volume Information" / "x.png", 1, 3)
+    write_image(root / "#recycle" / "y.png", 1, 4)
+    data = open_dataset(root)
+    assert data.class_names == ["cat", "dog"]
+    assert sum(len(v) for v in data.splits.values()) == 6
+    assert ("cat/@eaDir/000.png/SYNOPHOTO_THUMB_XL.jpg", "hidden or metadata file") in data.skipped
+    assert ("$RECYCLE.BIN/S-1-5-21/$RAB12.png", "hidden or metadata file") in data.skipped
+
+
 def test_single_class_is_a_clear_error(tmp_path):
     root = make_tree(tmp_path / "one", {"only": 3})
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(only\); a probe needs at least 2"):
