@@ -89,6 +89,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
     from feature_cache.datasets import carved_test_note, nested_classes_warning, unused_val_share
+    from probe.decision import lookalike_names_warning
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
     dataset = ctx.store.get_dataset(dataset_id)
@@ -111,6 +112,10 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     nested = nested_classes_warning(data)
     if nested:
         ctx.message(nested)
+    # 'Cat' and 'cat' were said by `mr2probe extract` before its extraction, by a job only in its runs' reports
+    alike = lookalike_names_warning(list(data.class_names)) if getattr(data, "labelled", True) else None
+    if alike:
+        ctx.message(alike)
     if getattr(data, "duplicates", None):
         ctx.message(data.duplicates)
     if problem:

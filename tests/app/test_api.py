@@ -1105,3 +1105,22 @@ def test_the_runs_list_names_ten_of_a_stored_worst_classs_ties():
     assert summary["worst_class"]["tied_with"] == names[1:11] and summary["worst_class"]["tied_count"] == 998
     assert summary["worst_class"]["text"].endswith("and 988 more)")
     assert summary["shipped_worst_class"] is None and summary["overall"] == 0.5
+
+
+def test_an_extraction_job_says_what_the_cli_says_of_the_data_set_before_it_extracts(tmp_path):
+    """Class names alike but for case ('Cat' and 'cat'), test images copied from train and class folders that all
+    hold the same subfolders were said by `mr2probe extract` before its extraction, and by an extraction job not
+    at all, or only in its runs' reports (a new-user round)."""
+    from app_testutils import wait_job
+    from testdata import image_bytes
+
+    members = {f"{split}/{name}/{i}.png": image_bytes(label, i, 12, "PNG") for split in ("train", "test")
+               for label, name in enumerate(("Cat", "cat")) for i in range(2)}
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        ds = client.post("/api/datasets", files={"file": ("alike.zip", _zip(members))}).json()
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+        texts = [m["text"] for m in job["messages"]]
+        assert job["status"] == "succeeded", job
+        assert any(t.startswith("Class names that differ only in case, spacing or Unicode form: 'Cat' and 'cat'.")
+                   for t in texts), texts
+        assert any(t.startswith("4 of the 4 test images have the same content as a train or val image") for t in texts)
