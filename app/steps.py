@@ -88,7 +88,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
-    from feature_cache.datasets import carved_test_note, nested_classes_warning, unused_val_share
+    from feature_cache.datasets import (carved_test_note, nested_classes_warning, split_named_classes_warning,
+                                        unused_val_share)
     from probe.decision import lookalike_names_warning
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
@@ -112,6 +113,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     nested = nested_classes_warning(data)
     if nested:
         ctx.message(nested)
+    split_like = split_named_classes_warning(list(data.class_names)) if getattr(data, "labelled", True) else None
+    if split_like:
+        ctx.message(split_like)
     # 'Cat' and 'cat' were said by `mr2probe extract` before its extraction, by a job only in its runs' reports
     alike = lookalike_names_warning(list(data.class_names)) if getattr(data, "labelled", True) else None
     if alike:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -601,6 +602,26 @@ def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], 
         parts.append(f"{len(mixed):,} file content(s) sit under more than one class "
                      f"({listed(sorted(mixed), shown, sep='; ')}): one image, two labels")
     return "; ".join(parts) + "; remove the copies"
+
+
+# Folder names of a split that the reader does not take as one (it takes SPLIT_FOLDERS): read as class folders, they
+# made a probe tell training from test images (Kaggle's cats and dogs: training_set/training_set/cats/, a new-user
+# round). Compared lower-case, "-" and " " read as "_".
+SPLIT_LIKE_NAMES = frozenset({"training", "testing", "train_set", "training_set", "test_set", "testing_set",
+                              "val_set", "valid_set", "validation_set", "train_data", "test_data", "train_images",
+                              "test_images", "trainset", "testset", "valset"})
+
+
+def split_named_classes_warning(class_names: list[str]) -> str | None:
+    """A caution when class folders are named like splits (``training_set/``, ``test_set/``, ``testing/``), which the
+    reader does not take as split folders (only train, test, val, valid, validation): their images are labelled by
+    the split they sit in; None otherwise."""
+    named = [name for name in class_names if re.sub(r"[-\s]", "_", name.strip().lower()) in SPLIT_LIKE_NAMES]
+    if not named:
+        return None
+    return (f"class folder(s) {', '.join(map(repr, named[:5]))} are named like splits, which are read only as train/, "
+            "val/ (valid/, validation/) and test/: their images are labelled by the folder's name; rename the split "
+            "folders train/ and test/, with a folder per class in each (and no folder between)")
 
 
 def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
-    from feature_cache.datasets import carved_test_note, nested_classes_warning, unused_val_share
+    from feature_cache.datasets import (carved_test_note, nested_classes_warning, split_named_classes_warning,
+                                        unused_val_share)
     from probe.decision import lookalike_names_warning
 
     _check_options(args)
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     warned += [f"warning: {alike}"] if alike else []
     nested = nested_classes_warning(data)  # None for unlabelled images
     warned += [f"warning: {nested}"] if nested else []
+    split_like = None if args.unlabelled else split_named_classes_warning(list(data.class_names))
+    warned += [f"warning: {split_like}"] if split_like else []
     warned += [f"warning: {data.duplicates}"] if data.duplicates else []
     carved = carved_test_note(data)  # None for unlabelled images
     warned += [f"note: {carved}"] if carved else []

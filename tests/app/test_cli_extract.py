@@ -238,6 +238,11 @@ def test_class_folders_that_all_hold_the_same_subfolders_are_a_warning_before_th
         command.run(parse(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
     assert ("warning: every class folder (batch1, batch2) holds the same subfolders (cat, dog, eel) and no image of "
             "its own: if those subfolders are the classes") in seen[0], seen
+    for batch in ("batch1", "batch2"):  # split folders under names the reader does not take as splits
+        (tmp_path / "data" / batch).rename(tmp_path / "data" / {"batch1": "training", "batch2": "testing"}[batch])
+    with pytest.raises(Stop):
+        command.run(parse(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
+    assert "warning: class folder(s) 'testing', 'training' are named like splits, which are read only" in seen[1]
 
 
 def test_test_images_copied_from_train_are_a_warning_before_the_extraction(tmp_path, capsys, monkeypatch):

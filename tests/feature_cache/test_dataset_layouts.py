@@ -203,6 +203,23 @@ def test_nas_thumbnails_and_recycle_bins_are_skipped_as_metadata(tmp_path):
     assert ("$RECYCLE.BIN/S-1-5-21/$RAB12.png", "hidden or metadata file") in data.skipped
 
 
+def test_class_folders_named_like_splits_are_warned_of(tmp_path):
+    """Kaggle's cats and dogs (training_set/training_set/cats/, test_set/test_set/cats/) were read as the classes
+    test_set and training_set: a probe telling training from test images, without a word (a new-user round)."""
+    from feature_cache.datasets import split_named_classes_warning
+
+    root = tmp_path / "kaggle"
+    for split in ("training_set", "test_set"):
+        make_tree(root / split / split, {"cats": 2, "dogs": 2}, splits=())
+    data = open_dataset(root)
+    assert data.class_names == ["test_set", "training_set"]
+    assert split_named_classes_warning(data.class_names).startswith(
+        "class folder(s) 'test_set', 'training_set' are named like splits, which are read only as train/, val/ "
+        "(valid/, validation/) and test/: their images are labelled by the folder's name")
+    assert split_named_classes_warning(["Training", "Testing data"]) is not None  # "Testing data": test_data
+    assert split_named_classes_warning(["cats", "dogs", "trains"]) is None
+
+
 def test_single_class_is_a_clear_error(tmp_path):
     root = make_tree(tmp_path / "one", {"only": 3})
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(only\); a probe needs at least 2"):
