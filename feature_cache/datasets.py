@@ -34,6 +34,7 @@ raises :class:`~feature_cache.errors.DatasetError`; so does, at extraction, a cl
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
@@ -566,23 +567,36 @@ def carved_test_note(data: LabelledImages) -> str | None:
             "where every test figure of a run on it is measured; give it a test/ folder to choose them")
 
 
+def _same_bytes(groups, read) -> list[list]:
+    """``groups`` of (split, sample) pairs whose content ids match, each split again by the sha256 of its files'
+    bytes (``read``: source → bytes): a zip's content id is a CRC-32 and a size, which distinct images share by
+    chance once there are hundreds of thousands; only the candidates are read."""
+    confirmed = []
+    for group in groups:
+        by_bytes: dict[bytes, list] = defaultdict(list)
+        for split, sample in group:
+            by_bytes[hashlib.sha256(read(sample.source)).digest()].append((split, sample))
+        confirmed.extend(g for g in by_bytes.values() if len(g) > 1)
+    return confirmed
+
+
 def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], contents: dict[str, Any],
-                       shown: int = 3) -> str | None:
+                       shown: int = 3, read=None) -> str | None:
     """A caution naming files of the same content (``contents``: source → a key of its content id, the
     fingerprint's: a folder file's sha256, a zip member's CRC-32 and size, a tar member's sha256) that sit in
     ``test`` and in ``train`` or ``val`` (the test figures then score images the probe trained or was selected on),
     or under two classes (one image, two labels); None when there are none. Only the samples of ``splits`` are
-    looked at (what ``max_per_class`` kept). A test/ folder copied from train/ read 100 % without a word (a
-    new-user round)."""
+    looked at (what ``max_per_class`` kept). ``read`` (source → bytes), when given, confirms the matches by the
+    files' bytes (:func:`_same_bytes`). A test/ folder copied from train/ read 100 % without a word (a new-user
+    round)."""
     where: dict[Any, list[tuple[str, Sample]]] = defaultdict(list)
     for split, samples in splits.items():
         for sample in samples:
             where[contents[sample.source]].append((split, sample))
     leaked: list[str] = []
     mixed: list[str] = []
-    for group in where.values():
-        if len(group) < 2:
-            continue
+    candidates = [group for group in where.values() if len(group) > 1]
+    for group in candidates if read is None else _same_bytes(candidates, read):
         in_test = [s for split, s in group if split == "test"]
         if in_test and len(in_test) < len(group):
             seen = next(s for split, s in group if split != "test")
@@ -729,7 +743,7 @@ def open_dataset(
     digest = "" if not fingerprint else dataset_fingerprint(
         class_names, {split: content_ids(samples) for split, samples in pools.items()})
     splits = _split(pools, max_per_class, val_fraction, test_fraction, np.random.default_rng(seed))
-    duplicates = duplicates_warning(class_names, splits, contents) if contents else None
+    duplicates = duplicates_warning(class_names, splits, contents, read=reader.read) if contents else None
     del contents
     params = {
         "layout": layout,

@@ -187,6 +187,18 @@ def test_test_images_that_are_copies_of_training_images_or_one_image_under_two_c
     assert open_dataset(root, fingerprint=False).duplicates is None
 
 
+def test_files_whose_content_ids_match_by_chance_are_no_copies():
+    """A zip member's content id is its CRC-32 and size, which distinct images share by chance in a large zip: the
+    warning reads the candidates' bytes and names only true copies."""
+    from feature_cache.datasets import Sample, duplicates_warning
+
+    splits = {"train": [Sample("train/cat/a.png", 0)], "test": [Sample("test/cat/b.png", 0)]}
+    contents = {"train/cat/a.png": 7, "test/cat/b.png": 7}  # one content id for both
+    assert duplicates_warning(["cat"], splits, contents, read=lambda name: name.encode()) is None
+    assert duplicates_warning(["cat"], splits, contents, read=lambda name: b"same").startswith(
+        "1 of the 1 test images has the same content as a train or val image (test/cat/b.png = train/cat/a.png)")
+
+
 def test_nas_thumbnails_and_recycle_bins_are_skipped_as_metadata(tmp_path):
     """A Synology's @eaDir/ thumbnails in every class folder were read as more images of the class (each photo twice,
     in train and test), and a recycle bin at the top became a class (a new-user round): skipped as metadata."""
