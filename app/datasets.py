@@ -292,6 +292,25 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
     return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
 
 
+def cautions(data: Any, option: str, share: float | None) -> list[tuple[str, str]]:
+    """What an extraction says of an opened data set before it starts, the CLI's ``mr2probe extract`` and a job's
+    alike (each said a different subset; a new-user round): ``(kind, text)`` pairs, kind ``warning`` or ``note``.
+    ``option`` names the validation share where it would go unused (``--val-fraction``, ``options.val_fraction``),
+    ``share`` is the share asked for (None: the default)."""
+    from feature_cache.datasets import (carved_test_note, nested_classes_warning, split_named_classes_warning,
+                                        unused_val_share)
+    from probe.decision import lookalike_names_warning
+
+    labelled = getattr(data, "labelled", True)
+    found = [("warning", unused_val_share(data, option, share) if labelled else None),
+             ("warning", lookalike_names_warning(list(data.class_names)) if labelled else None),
+             ("warning", nested_classes_warning(data)),  # None for unlabelled images
+             ("warning", split_named_classes_warning(list(data.class_names)) if labelled else None),
+             ("warning", getattr(data, "duplicates", None)),
+             ("note", carved_test_note(data))]  # None for unlabelled images
+    return [(kind, text) for kind, text in found if text]
+
+
 def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
     """What changed in a data set's files since its registration (``row``), as a job message, or None; a change of
     its classes raises ``feature_cache.DatasetError``: a request was checked against the registered classes (a

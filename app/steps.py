@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .caches import cache_file, cache_problem
-from .datasets import changed_since_registration, open_for_extraction
+from .datasets import cautions, changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .status import JobStatus, NotFound
 from .store import new_id
@@ -88,9 +88,6 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
-    from feature_cache.datasets import (carved_test_note, nested_classes_warning, split_named_classes_warning,
-                                        unused_val_share)
-    from probe.decision import lookalike_names_warning
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
 
     dataset = ctx.store.get_dataset(dataset_id)
@@ -104,24 +101,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     if changed:
         ctx.message(changed)
     share = options.get("val_fraction", DEFAULT_VAL_FRACTION)  # the request's, with its default filled in
-    unused = unused_val_share(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share)
-    if unused:
-        ctx.message(unused)
-    carved = carved_test_note(data)  # None for unlabelled images
-    if carved:
-        ctx.message(carved)
-    nested = nested_classes_warning(data)
-    if nested:
-        ctx.message(nested)
-    split_like = split_named_classes_warning(list(data.class_names)) if getattr(data, "labelled", True) else None
-    if split_like:
-        ctx.message(split_like)
-    # 'Cat' and 'cat' were said by `mr2probe extract` before its extraction, by a job only in its runs' reports
-    alike = lookalike_names_warning(list(data.class_names)) if getattr(data, "labelled", True) else None
-    if alike:
-        ctx.message(alike)
-    if getattr(data, "duplicates", None):
-        ctx.message(data.duplicates)
+    for _, text in cautions(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share):
+        ctx.message(text)
     if problem:
         raise DatasetError(problem)
     ctx.check_stop()

@@ -56,9 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache import extract, open_dataset, open_images
-    from feature_cache.datasets import (carved_test_note, nested_classes_warning, split_named_classes_warning,
-                                        unused_val_share)
-    from probe.decision import lookalike_names_warning
+
+    from ..datasets import cautions
 
     _check_options(args)
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
@@ -71,17 +70,7 @@ def run(args: argparse.Namespace) -> int:
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
-    unused = None if args.unlabelled else unused_val_share(data, "--val-fraction", share)
-    warned += [f"warning: {unused}"] if unused else []
-    alike = None if args.unlabelled else lookalike_names_warning(list(data.class_names))
-    warned += [f"warning: {alike}"] if alike else []
-    nested = nested_classes_warning(data)  # None for unlabelled images
-    warned += [f"warning: {nested}"] if nested else []
-    split_like = None if args.unlabelled else split_named_classes_warning(list(data.class_names))
-    warned += [f"warning: {split_like}"] if split_like else []
-    warned += [f"warning: {data.duplicates}"] if data.duplicates else []
-    carved = carved_test_note(data)  # None for unlabelled images
-    warned += [f"note: {carved}"] if carved else []
+    warned += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
     for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data
         print(line, file=sys.stderr)
     result = extract(
