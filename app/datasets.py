@@ -18,6 +18,7 @@ from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS  # torch-free
 from feature_cache.defaults import DEFAULT_VAL_FRACTION
 from probe.names import listed
 
+from .skipped import group_reasons, recorded_files
 from .status import UploadStalled
 from .store import Store, new_id
 
@@ -451,10 +452,11 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     problem = classes_without_message(counts, list(data.class_names), training=False)
     if problem:
         raise DatasetError(problem)
+    skipped = list(getattr(data, "skipped", []) or [])
     values = dict(name=name or path.name, source=source, path=str(path),
                   class_names=list(data.class_names), counts=counts, fingerprint=getattr(data, "fingerprint", None),
-                  skipped=len(getattr(data, "skipped", []) or []), dataset_id=dataset_id,
-                  val_given=bool(getattr(data, "val_given", False)))
+                  skipped=len(skipped), dataset_id=dataset_id, val_given=bool(getattr(data, "val_given", False)),
+                  skipped_reasons=group_reasons(skipped), skipped_files=recorded_files(skipped))
     # the same content is one data set (its caches are reused); an upload's the same archive bytes too: a zip's
     # fingerprint reads the CRC32 and size its own index claims, so a crafted zip of other images matched one
     # uploaded before and its copy was removed (an attack round)

@@ -135,12 +135,45 @@ class DatasetOut(BaseModel):
     num_images: int
     skipped: int = Field(..., description="files left out when the data set was registered (not an image file by "
                          "its extension, hidden, unsafe); an image that fails to decode is found when it is "
-                         "extracted: the extraction job's messages and the cache's 'skipped' list count it")
+                         "extracted: the extraction job's messages and the cache's 'skipped' list count it); which "
+                         "files and why: GET /api/datasets/{id}/skipped")
     fingerprint: str | None
     problem: Optional[str] = Field(None, description="why no job can read its files now (gone from the server, "
                                    "moved behind a symlink), else null: a job on it is refused with this; classes "
                                    "changed since its registration are found when a job is requested")
     created_at: str
+
+
+class SkippedReason(BaseModel):
+    reason: str = Field(..., description="why, as the reader says it: 'not an image file (extension '.txt')', "
+                        "'an image format that is not read (extension '.HEIC'): convert it to JPEG or PNG', 'not "
+                        "inside a class folder', 'hidden or metadata file', ...")
+    count: int = Field(..., description="files skipped for it")
+    examples: list[str] = Field(..., description="the first few of them (up to 3), as named in the data set")
+
+
+class SkippedFile(BaseModel):
+    name: str = Field(..., description="the file, relative to the data set (control characters and bytes that are "
+                      "not UTF-8 escaped)")
+    reason: str
+
+
+class SkippedOut(BaseModel):
+    """Which files a data set's registration left out, and why (an image that fails to decode is found later, when
+    it is extracted: the extraction job's messages name it)."""
+
+    dataset_id: str
+    total: int = Field(..., description="files skipped at registration (the data set's `skipped`)")
+    recorded: bool = Field(..., description="false for a data set registered before the files were recorded: "
+                           "`total` alone, `note` says how to record them")
+    reasons: list[SkippedReason] = Field(..., description="the reasons, the most frequent first, each with its count "
+                                         "over every skipped file and examples (at most 50 reasons)")
+    kept: int = Field(..., description="skipped files recorded (the first 5,000 found), which `items` pages through")
+    limit: int
+    offset: int
+    items: list[SkippedFile] = Field(..., description="the recorded files from `offset`, in the order found")
+    note: Optional[str] = Field(None, description="what is not listed (files past the first 5,000, reasons past "
+                                "the 50 most frequent), or why nothing is (registered before); null when all is")
 
 
 class CacheOut(BaseModel):

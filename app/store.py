@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS runs (
     head TEXT, loss TEXT, reference_run TEXT, path TEXT NOT NULL, summary TEXT NOT NULL,
     created_at TEXT NOT NULL, verdict TEXT, test_check TEXT
 );
+CREATE TABLE IF NOT EXISTS skipped_files (
+    dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, position INTEGER NOT NULL,
+    name TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (dataset_id, position)
+) WITHOUT ROWID;
 """
 
 
@@ -109,7 +113,10 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("datasets", "val_given", "INTEGER", lambda conn: None),
                   # a cache's extractor fingerprint (feature_cache.FeatureCache.extractor): NULL for rows written
                   # before it, filled by the job server's start-up sweep (app.cleanup), outside this transaction
-                  ("caches", "extractor", "TEXT", lambda conn: None))
+                  ("caches", "extractor", "TEXT", lambda conn: None),
+                  # a data set's skipped files grouped by reason (app.skipped.group_reasons, JSON; its files in the
+                  # table skipped_files): NULL for data sets registered before, which only counted them
+                  ("datasets", "skipped_reasons", "TEXT", lambda conn: None))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -223,24 +230,57 @@ class Store:
     @staticmethod
     def _dataset_row(*, name: str, source: str, path: str, class_names: list[str], counts: dict[str, list[int]],
                      fingerprint: str | None, skipped: int, dataset_id: str | None = None,
-                     val_given: bool | None = None) -> dict[str, Any]:
+                     val_given: bool | None = None,
+                     skipped_reasons: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return dict(id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
-                    counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow(), val_given=val_given)
+                    counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow(), val_given=val_given,
+                    skipped_reasons=None if skipped_reasons is None else json.dumps(skipped_reasons))
 
-    def add_dataset(self, **values: Any) -> dict[str, Any]:
-        """A new data set row (:meth:`_dataset_row`'s arguments)."""
-        return self._insert("datasets", self._dataset_row(**values))
+    def add_dataset(self, *, skipped_files: list[tuple[str, str]] = (), **values: Any) -> dict[str, Any]:
+        """A new data set row (:meth:`_dataset_row`'s arguments) and its ``skipped_files`` ((name, reason) pairs,
+        bounded by the caller: ``app.skipped.recorded_files``)."""
+        row = self._dataset_row(**values)
+        with self._tx() as conn:
+            self._insert_in(conn, "datasets", row)
+            self._insert_skipped(conn, row["id"], skipped_files)
+        return self._get("datasets", row["id"])
+
+    @staticmethod
+    def _insert_skipped(conn: sqlite3.Connection, dataset_id: str, files: list[tuple[str, str]]) -> None:
+        conn.executemany("INSERT INTO skipped_files (dataset_id, position, name, reason) VALUES (?, ?, ?, ?)",
+                         [(dataset_id, i, name, reason) for i, (name, reason) in enumerate(files)])
+
+    def skipped_files(self, dataset_id: str, limit: int,
+                      offset: int) -> tuple[int, list[dict[str, Any]] | None, int, list[tuple[str, str]]]:
+        """A data set's skipped files: ``(total, reasons, kept, page)``: how many were skipped, its reasons grouped
+        (None: registered before they were recorded), how many files it keeps and ``limit`` of them from
+        ``offset``, in the order found; in one read transaction, so that a registration again that records them
+        is seen whole or not at all."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT skipped, skipped_reasons FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+            if row is None:
+                raise NotFound("datasets", dataset_id)
+            kept = conn.execute("SELECT COUNT(*) FROM skipped_files WHERE dataset_id = ?", (dataset_id,)).fetchone()[0]
+            page = conn.execute("SELECT name, reason FROM skipped_files WHERE dataset_id = ? ORDER BY position "
+                                "LIMIT ? OFFSET ?", (dataset_id, limit, offset)).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        reasons = None if row["skipped_reasons"] is None else json.loads(row["skipped_reasons"])
+        return int(row["skipped"]), reasons, int(kept), [(r["name"], r["reason"]) for r in page]
 
     _SAME_CONTENT = "SELECT * FROM datasets WHERE source = ? AND fingerprint IS ? ORDER BY rowid"
 
     def find_or_add_dataset(self, same: Callable[[dict[str, Any]], bool] | None = None,
-                            **values: Any) -> tuple[dict[str, Any], bool]:
+                            skipped_files: list[tuple[str, str]] = (), **values: Any) -> tuple[dict[str, Any], bool]:
         """The data set of the same content and classes registered from the same place (a folder: the same path;
         an upload: any upload, each has its own folder), else a new one (``add_dataset``'s arguments): ``(row,
         created)``, looked up in the transaction that would insert it. Looked up apart, two registrations at once
         both inserted, and one beside a deletion answered with the deleted id (an attack round); the same archive
         uploaded twice made two data sets, extracted twice (a new-user round). ``same(row)``, when given, must
-        also hold for a row to be the one (an upload: the same archive bytes)."""
+        also hold for a row to be the one (an upload: the same archive bytes). A row found that was registered
+        before its skipped files were recorded gets them (``skipped_files``, ``skipped_reasons``)."""
         new = self._dataset_row(**values)
         with self._tx() as conn:
             for found in conn.execute(self._SAME_CONTENT, (new["source"], new["fingerprint"])).fetchall():
@@ -251,8 +291,15 @@ class Store:
                     if row.get("val_given") is None and new["val_given"] is not None:  # registered before it was
                         conn.execute("UPDATE datasets SET val_given = ? WHERE id = ?", (new["val_given"], row["id"]))
                         row = {**row, "val_given": new["val_given"]}
+                    if row.get("skipped_reasons") is None and new["skipped_reasons"] is not None:  # the same
+                        conn.execute("UPDATE datasets SET skipped_reasons = ?, skipped = ? WHERE id = ?",
+                                     (new["skipped_reasons"], new["skipped"], row["id"]))
+                        conn.execute("DELETE FROM skipped_files WHERE dataset_id = ?", (row["id"],))
+                        self._insert_skipped(conn, row["id"], skipped_files)
+                        row = {**row, "skipped_reasons": new["skipped_reasons"], "skipped": new["skipped"]}
                     return row, False
             self._insert_in(conn, "datasets", new)
+            self._insert_skipped(conn, new["id"], skipped_files)
         return self._get("datasets", new["id"]), True
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:

@@ -42,7 +42,8 @@ from ..messages import ClientMessages
 from ..middleware import media_type
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, HOST_REFUSED, CacheOut,
-                       CacheRegister, DatasetOut, DatasetRegister, DeletedOut, ErrorOut, IdPath, download)
+                       CacheRegister, DatasetOut, DatasetRegister, DeletedOut, ErrorOut, IdPath, SkippedOut, download)
+from ..skipped import MAX_KEPT, skipped_note
 from ..status import NotFound, UploadsBusy, UploadStalled
 from ..store import Store
 
@@ -203,6 +204,18 @@ def list_datasets(response: Response, window: Page = Depends(page),
             summary="One registered data set")
 def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store)) -> DatasetOut:
     return _dataset_out(store.get_dataset(dataset_id))
+
+
+@router.get("/datasets/{dataset_id}/skipped", response_model=SkippedOut, responses=ERROR_RESPONSES,
+            summary="The files the data set's registration left out, grouped by reason, and a page of them")
+def skipped_files(dataset_id: IdPath,
+                  limit: int = Query(100, ge=1, le=1000, description="files to list, in the order found"),
+                  offset: int = Query(0, ge=0, le=MAX_KEPT, description="files to pass over first"),
+                  store: Store = Depends(get_store)) -> SkippedOut:
+    total, reasons, kept, items = store.skipped_files(dataset_id, limit, offset)
+    return SkippedOut(dataset_id=dataset_id, total=total, recorded=reasons is not None, reasons=reasons or [],
+                      kept=kept, limit=limit, offset=offset, items=[{"name": n, "reason": r} for n, r in items],
+                      note=skipped_note(total, reasons, kept))
 
 
 _CASCADE = Query(False, description="also delete what depends on it (a data set's caches, a cache's runs); "
