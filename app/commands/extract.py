@@ -55,11 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_cache import extract, open_dataset, open_images
+    from feature_cache import check_encoder, extract, open_dataset, open_images
 
     from ..datasets import cautions
 
     _check_options(args)
+    check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
     if args.unlabelled and (args.max_per_class is not None or args.val_fraction is not None):
         raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
     warned += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
-    for line in warned:  # before the extraction, which can take hours: the user may stop it and fix the data
-        print(line, file=sys.stderr)
+    for line in [found(data), *warned]:  # before the extraction, which can take hours: the user may stop it and
+        print(line, file=sys.stderr)  # fix the data
     result = extract(
         data,
         args.encoder,
@@ -106,6 +107,24 @@ def run(args: argparse.Namespace) -> int:
         if line not in warned:  # a class whose every image of a split failed to decode
             print(line, file=sys.stderr)
     return 0
+
+
+CLASSES_LISTED = 20  # class names the line before an extraction names; the rest counted (probe.names.listed)
+
+
+def found(data) -> str:
+    """What the extraction is about to read, in a line: its classes, named, and its images per split. A wrong
+    layout (the classes batch1 and batch2, a class per photographer) went unseen until a run's report."""
+    from probe.names import listed
+
+    sizes = {split: len(samples) for split, samples in data.splits.items() if samples}
+    total = sum(sizes.values())
+    per_split = ", ".join(f"{split} {n:,}" for split, n in sizes.items())
+    images = f"{total:,} image{'s' * (total != 1)} ({per_split})"
+    if not getattr(data, "labelled", True):
+        return f"found {images}, unlabelled"
+    names = listed([repr(name) for name in data.class_names], CLASSES_LISTED)
+    return f"found {len(data.class_names)} class{'es' * (len(data.class_names) != 1)}: {names}; {images}"
 
 
 def _check_writable(folder: Path, target: str) -> None:

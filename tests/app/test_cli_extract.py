@@ -168,11 +168,43 @@ def test_a_class_without_test_images_is_a_warning_before_the_extraction(tmp_path
     monkeypatch.setattr(feature_cache, "extract", extract_after_the_warning)
     assert command.run(parse(["--data", str(data), "--out", str(out), "--batch-size", "8", "--workers", "0",
                               "--device", "cpu", "--no-progress"])) == 0
-    assert seen == [warning + "\n"]
+    assert seen == ["found 3 classes: 'cat', 'dog', 'eel'; 10 images (train 3, val 3, test 4)\n" + warning + "\n"]
     err = capsys.readouterr().err
     assert warning not in err and "without any train image" not in err
     cache = open_cache(out)
     assert cache.classes_without("test") == ["eel"] and cache.classes_without("train") == []
+
+
+def test_the_classes_found_are_named_on_stderr_before_the_extraction(tmp_path, capsys, monkeypatch):
+    """batch1/ and batch2/ read as the classes went unseen (a user round): the classes found, and the images per
+    split, are the first line on stderr, before any image is encoded; stdout keeps its one JSON line."""
+    import feature_cache
+
+    for batch in ("batch1", "batch2"):
+        make_tree(tmp_path / "data" / batch, splits=("",))
+    seen = []
+    extract = feature_cache.extract
+
+    def extract_after_the_notes(*args, **kwargs):
+        seen.append(capsys.readouterr())
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(feature_cache, "extract", extract_after_the_notes)
+    assert command.run(parse(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.h5"), "--batch-size", "8",
+                              "--workers", "0", "--device", "cpu", "--no-progress"])) == 0
+    assert seen[0].out == ""
+    assert seen[0].err.splitlines()[0] == "found 2 classes: 'batch1', 'batch2'; 12 images (train 8, val 2, test 2)"
+    assert json.loads(capsys.readouterr().out)["encoded"] == 12
+    many = tmp_path / "many"
+    for k in range(23):  # named up to 20, the rest counted (probe.names.listed)
+        for i in range(2):
+            (many / f"c{k:02d}").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (4, 4)).save(many / f"c{k:02d}" / f"{i}.png")
+    monkeypatch.setattr(feature_cache, "extract", lambda *a, **k: seen.append(capsys.readouterr()) or exit(3))
+    with pytest.raises(SystemExit):
+        command.run(parse(["--data", str(many), "--out", str(tmp_path / "m.h5"), "--no-progress"]))
+    names = ", ".join(f"'c{k:02d}'" for k in range(20))
+    assert seen[1].err.splitlines()[0] == f"found 23 classes: {names} and 3 more; 46 images (train 23, test 23)"
 
 
 def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
