@@ -117,11 +117,54 @@
       : "It was registered by path: its files (a folder or an archive) stay on the server as they are; only the registration and what was made from it go.");
   }
 
+  // What a data set's registration left out (GET /api/datasets/{id}/skipped): "N files skipped", opened to the reasons
+  // with a few files each. Fetched when opened, and kept (open, with its answer) across the 2 s refreshes that rebuild
+  // the table: a list read by the user closed under them otherwise.
+  const skippedShown = new Map();  // data set id → the API's answer, or null while it is fetched
+
+  function skippedReasons(s) {
+    const many = (r) => r.count > r.examples.length ? ", …" : "";
+    return [
+      s.reasons.length ? h("ul", { class: "skipped-reasons" }, s.reasons.map((r) => h("li", { "data-reason": r.reason },
+        h("strong", {}, count(r.count)), ` ${r.reason}`,
+        h("div", { class: "muted ci" }, "e.g. " + r.examples.join(", ") + many(r))))) : null,
+      s.note ? h("p", { class: "muted note" }, s.note) : null,
+      s.kept ? h("p", { class: "muted note" }, `Every file: GET /api/datasets/${s.dataset_id}/skipped?limit=1000`) : null];
+  }
+
+  function skippedCell(d) {
+    if (!d.skipped) return h("span", { class: "muted" }, "none");
+    const body = h("div", { class: "skipped-body" });
+    const shown = skippedShown.get(d.id);
+    if (shown) body.replaceChildren(...skippedReasons(shown).filter(Boolean));
+    else if (shown === null) body.replaceChildren(h("span", { class: "muted" }, "Loading…"));
+    const details = h("details", { class: "skipped", "data-skipped": d.id, open: skippedShown.has(d.id) ? "open" : null },
+      h("summary", {}, `${count(d.skipped)} file${d.skipped === 1 ? "" : "s"} skipped`), body);
+    details.addEventListener("toggle", () => {
+      if (!details.open) { skippedShown.delete(d.id); return; }
+      if (skippedShown.has(d.id)) return;  // shown already, or on its way
+      skippedShown.set(d.id, null);
+      body.replaceChildren(h("span", { class: "muted" }, "Loading…"));
+      const into = () => document.querySelector(`details[data-skipped="${CSS.escape(d.id)}"] .skipped-body`);
+      getJSON(`/api/datasets/${enc(d.id)}/skipped?limit=1`).then((s) => {
+        skippedShown.set(d.id, s);
+        const node = into();
+        if (node) node.replaceChildren(...skippedReasons(s).filter(Boolean));
+      }, (e) => {
+        skippedShown.delete(d.id);
+        const node = into();
+        if (node) node.replaceChildren(h("span", { class: "neg" }, "Could not load: " + e.message));
+      });
+    });
+    return details;
+  }
+
   function datasetRow(d, ctx) {
     const used = Object.values(ctx.caches).filter((c) => c.dataset_id === d.id);
     return h("tr", { "data-dataset": d.id },
       h("td", {}, d.id), h("td", {}, d.name), h("td", { class: "num" }, d.labelled === false ? "unlabelled" : String(d.class_names.length)),
       h("td", { class: "num", "data-col": "images" }, count(d.num_images)),
+      h("td", { "data-col": "skipped" }, skippedCell(d)),
       h("td", { "data-col": "used" }, used.length ? used.map((c, i) => [i ? "; " : "",
         h("span", { "data-cache": c.id, class: c.problem ? "neg" : null,
                     title: splitCounts(c) + (c.file ? ` · ${c.file}, registered by path` : "") + (c.problem ? ` · ${c.problem}` : "") },
@@ -184,7 +227,7 @@
                      runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)),
       cutNote(runs, "runs", "/api/runs")].filter(Boolean));
     document.getElementById("datasets").replaceChildren(...[box(
-      table(["data set", "name", "classes", "images", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
+      table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
             "No data sets yet: upload one from the launch page.")),
       cutNote(datasets, "data sets", "/api/datasets"), cutNote(caches, "feature caches", "/api/caches")].filter(Boolean));
     return jobs.some((j) => ACTIVE.has(j.status));
@@ -197,7 +240,8 @@
         h("div", { id: "jobs" }, h("p", { class: "muted" }, "Loading…"))),
       h("section", { class: "card" }, h("h2", {}, "Runs"), h("div", { id: "runs" })),
       h("section", { class: "card" }, h("h2", {}, "Data sets"),
-        h("p", { class: "muted note" }, "images: in the data set; encoded: the images each feature cache holds (after max per class)."),
+        h("p", { class: "muted note" }, "images: in the data set; skipped: the files its registration left out, and why (open "
+          + "it); encoded: the images each feature cache holds (after max per class)."),
         h("div", { id: "datasets" })));
     const tick = async () => {
       try {
@@ -223,5 +267,5 @@
     tick();
   }
 
-  window.Home = { render, refresh, stop: () => clearTimeout(timer), verdictCell, cutNote };
+  window.Home = { render, refresh, stop: () => clearTimeout(timer), verdictCell, cutNote, skippedReasons };
 })();

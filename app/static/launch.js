@@ -382,6 +382,20 @@
   }
 
   /** The data set the request is about (the API's DatasetOut): the one picked, or an archive or folder registered now. */
+  /** What an upload left out, said once it is registered (the home page's data sets list names every file): a zip's
+   *  .HEIC photos or the files beside its class folders went without a word. */
+  async function saySkipped(ds) {
+    const files = `${count(ds.skipped)} file${ds.skipped === 1 ? "" : "s"}`;
+    let why = "";
+    try {
+      const s = await getJSON(`/api/datasets/${enc(ds.id)}/skipped?limit=1`);
+      why = ": " + s.reasons.slice(0, 3).map((r) => `${count(r.count)} ${r.reason} (e.g. ${r.examples[0]})`).join("; ")
+        + (s.reasons.length > 3 ? `; and ${s.reasons.length - 3} more reasons` : "");
+    } catch (e) { /* the count alone */ }
+    showBanner(`Data set ${ds.name} (${ds.id}) registered without ${files} of the archive${why}. The home page's data `
+      + "sets list names them.");
+  }
+
   async function resolveDataset(form, list) {
     const source = form.querySelector("input[name=source]:checked").value;
     const name = document.getElementById("dataset-name").value.trim() || null;
@@ -399,6 +413,7 @@
         const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
         bar.hidden = true;
         if (ds.reused) showBanner(`This archive is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
+        else if (ds.skipped) await saySkipped(ds);
         return ds;
       }
       const path = document.getElementById("dataset-path").value.trim();

@@ -2221,3 +2221,78 @@ def test_a_heat_map_cell_with_images_never_reads_0(driver, live_server, finished
     got = driver.js("""const svg = Charts.heatmap({ labels: ['a', 'b'], counts: [[299, 1], [0, 10]], id: 'h', title: 't' });
         return Array.from(svg.querySelectorAll('text.cell-text')).map(t => t.textContent);""")
     assert got == ["100", "<1", "100"]
+
+
+def test_the_home_page_says_which_files_a_data_set_skipped_and_why(driver, tmp_path):
+    """A zip's .HEIC photos, its README and macOS metadata were counted and never named (a user round): the data set
+    list says "N files skipped", which opens to each reason with its count and examples, and stays open across the
+    page's refreshes; a data set registered before the files were recorded says so."""
+    from app_testutils import make_settings, tiny_zip_bytes
+
+    settings = make_settings(tmp_path / "state")
+    app = create_app(settings, start_worker=False)
+    server, thread, base = _serve(app)
+    try:
+        extra = {**{f"train/cat/IMG_{i}.HEIC": b"x" for i in range(1, 5)}, "README.txt": b"x", ".DS_Store": b"x"}
+        upload = lambda name, data: httpx.post(base + "/api/datasets", files={"file": (name, data)}).json()  # noqa: E731
+        photos = upload("photos.zip", tiny_zip_bytes(2, 1, extra=extra))
+        clean = upload("clean.zip", tiny_zip_bytes(2, 1, classes=("a", "b")))
+        old = upload("old.zip", tiny_zip_bytes(2, 1, classes=("c", "d"), extra={"notes.txt": b"x"}))
+        with app.state.store._tx() as conn:  # as a version before the files were recorded left it
+            conn.execute("UPDATE datasets SET skipped_reasons = NULL WHERE id = ?", (old["id"],))
+            conn.execute("DELETE FROM skipped_files WHERE dataset_id = ?", (old["id"],))
+        _open(driver, base + "/", "home")
+        cell = "return document.querySelector('#datasets tr[data-dataset=\"{}\"] [data-col=skipped]')"
+        assert [driver.js(cell.format(d["id"]) + ".textContent") for d in (photos, clean, old)] == [
+            "6 files skipped", "none", "1 file skipped"]
+        assert "skipped" in driver.js("return Array.from(document.querySelectorAll('#datasets th')).map(t => t.textContent)")
+        driver.click(f"tr[data-dataset='{photos['id']}'] details.skipped summary")
+        reasons = cell.format(photos["id"]) + ".querySelectorAll('li[data-reason]')"
+        wait_for(lambda: driver.js(reasons + ".length") == 3, 30, interval=0.2, what="the reasons shown")
+        texts = f"return Array.from({reasons[len('return '):]}).map(li => li.textContent)"
+        expected = [
+            "4 an image format that is not read (extension '.HEIC'): convert it to JPEG or PNG"
+            "e.g. tiny/train/cat/IMG_1.HEIC, tiny/train/cat/IMG_2.HEIC, tiny/train/cat/IMG_3.HEIC, …",
+            "1 hidden or metadata filee.g. tiny/.DS_Store",
+            "1 outside the split folders (tiny/train, tiny/test)e.g. tiny/README.txt"]
+        assert driver.js(texts) == expected
+        driver.js(f"window.shownSkipped = {cell.format(photos['id'])[len('return '):]}.querySelector('details')")
+        wait_for(lambda: driver.js(f"return {cell.format(photos['id'])[len('return '):]}.querySelector('details') "
+                                   "!== window.shownSkipped"), 10, interval=0.2, what="the table rebuilt by a refresh")
+        assert driver.js(cell.format(photos["id"]) + ".querySelector('details').open") is True
+        assert driver.js(texts) == expected
+        driver.click(f"tr[data-dataset='{old['id']}'] details.skipped summary")
+        note = cell.format(old["id"]) + ".querySelector('.skipped-body').textContent"
+        wait_for(lambda: driver.js(note) not in ("", "Loading…"), 30, interval=0.2, what="the note shown")
+        assert driver.js(note) == ("1 file skipped, but this data set was registered before the service recorded "
+                                   "which: register the same folder, or upload the same archive, again to record "
+                                   "them (its id, caches and runs stay)")
+        assert [e["message"] for e in driver.log("browser") if "Uncaught" in e.get("message", "")] == []
+        driver.screenshot(tmp_path / "home_skipped.png")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_the_launch_form_says_what_an_upload_left_out(driver, launch_service, tmp_path):
+    """An upload's skipped files are said once it is registered, reasons first; the job request that follows is
+    refused on its encoder here, so that nothing trains."""
+    base = launch_service.base
+    archive = _shapes_zip(tmp_path / "with_photos.zip", n_train=3, n_test=2)
+    with zipfile.ZipFile(archive, "a") as zf:
+        for name in ("shapes/train/red/IMG_1.HEIC", "shapes/train/red/IMG_2.HEIC", "shapes/README.txt"):
+            zf.writestr(name, b"x")
+    _open(driver, base + "/launch", "launch")
+    driver.js("document.getElementById('source-upload').click()")
+    driver.send_file("#archive", archive)
+    _value(driver, "encoder", "openclip:ViT-B-32:laion2b")  # refused by the API once the data set is registered
+    driver.js("document.getElementById('launch-submit').click()")
+    wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60, interval=0.2,
+             what="the job request sent, and refused on its encoder")
+    ds = next(d for d in httpx.get(base + "/api/datasets").json() if d["name"] == "with_photos.zip")
+    assert ds["skipped"] == 3
+    assert driver.js("return document.getElementById('banner').textContent") == (
+        f"Data set with_photos.zip ({ds['id']}) registered without 3 files of the archive: 2 an image format that is "
+        "not read (extension '.HEIC'): convert it to JPEG or PNG (e.g. shapes/train/red/IMG_1.HEIC); 1 outside the "
+        "split folders (shapes/train, shapes/test) (e.g. shapes/README.txt). The home page's data sets list names "
+        "them.")
