@@ -1,7 +1,8 @@
 """Loss registry: ERM, MR² margin losses and their variants, baselines, largest-margin losses, regularisers.
 
-Every loss is an ``nn.Module`` called as ``loss(logits, labels, *, gamma=None, features=None) -> scalar`` and
-carries two flags the trainer reads:
+Every loss is an ``nn.Module`` called as ``loss(logits, labels, *, gamma=None, features=None) -> scalar``; its
+registry entry (:class:`LossSpec`, attached as ``loss.spec`` by :func:`create_loss`, read as ``loss.needs`` and
+``loss.input``) says two things the trainer reads:
 
 - ``needs``: which class statistic its margins γ come from — ``"none"`` (no class margins), ``"cbar"`` (γ_k = c̄),
   ``"r2"`` (the paper's r_k²), ``"spread"`` (‖s_k‖²), ``"val_error"`` (per-class validation error of a reference
@@ -38,10 +39,23 @@ __all__ = ["LOSSES", "LossSpec", "ProbeLoss", "create_loss", "cross_entropy", "g
 
 # ----------------------------------------------------------------------------------------------- base class
 class ProbeLoss(nn.Module):
-    """Base class: ``forward(logits, labels, *, gamma=None, features=None) -> scalar`` (mean over the batch)."""
+    """Base class: ``forward(logits, labels, *, gamma=None, features=None) -> scalar`` (mean over the batch).
 
-    needs: str = "none"
-    input: str = "logits"
+    ``needs`` and ``input`` are the registry entry's (``spec``, which :func:`create_loss` attaches): written once, in
+    ``probe.registry.LOSSES``, not on the class as well (a maintainer round found both copies, the class's
+    overwritten by the spec's)."""
+
+    spec: LossSpec  # attached by create_loss, the one builder of these classes
+
+    @property
+    def needs(self) -> str:
+        """The class statistic its margins γ come from (``spec.needs``)."""
+        return self.spec.needs
+
+    @property
+    def input(self) -> str:
+        """What it is computed on, ``"logits"`` or ``"cosine"`` (``spec.input``)."""
+        return self.spec.input
 
     def class_margins(
         self,
@@ -157,7 +171,7 @@ class MarginCrossEntropy(ProbeLoss):
         super().__init__()
         if source not in ("none", "cbar", "r2", "spread", "val_error"):
             raise ValueError(f"Unknown margin source {source!r}; accepted: none, cbar, r2, spread, val_error.")
-        self.needs = source
+        self.source = source  # the registry entry's ``needs`` (its args; tests/probe/test_registry_contract.py)
         self.sharpness = float(sharpness)
         self.power = float(power)
         self.eps = float(eps)
@@ -172,23 +186,23 @@ class MarginCrossEntropy(ProbeLoss):
             margins_from_error(self.val_error, 1.0, self.power, self.eps)  # validate now, at the factory
 
     def class_margins(self, cbar, num_classes, *, r2=None, spread=None, validate=True):
-        if self.needs == "none":
+        if self.source == "none":
             return None
-        if self.needs == "cbar":
+        if self.source == "cbar":
             if not float(cbar) > 0:
                 raise ValueError(f"cbar must be > 0, got {cbar}.")
             device = r2.device if r2 is not None else None
             return torch.full((int(num_classes),), float(cbar), device=device)
-        if self.needs == "val_error":
+        if self.source == "val_error":
             if self.val_error.numel() != int(num_classes):
                 raise ValueError(
                     f"val_error has {self.val_error.numel()} entries but the probe has {num_classes} classes."
                 )
             gamma = margins_from_error(self.val_error, cbar, self.power, self.eps)
             return gamma.to(r2.device) if r2 is not None else gamma
-        stat = r2 if self.needs == "r2" else spread
+        stat = r2 if self.source == "r2" else spread
         if stat is None:
-            raise ValueError(f"loss with margin source {self.needs!r} needs the {self.needs} class statistic.")
+            raise ValueError(f"loss with margin source {self.source!r} needs the {self.source} class statistic.")
         return margins(stat, cbar, self.sharpness, validate=validate)
 
     def forward(self, logits, labels, *, gamma=None, features=None):
@@ -250,8 +264,6 @@ class LogitAdjustedLoss(ProbeLoss):
     On balanced data the shift is constant across classes and the loss equals CE.
     """
 
-    needs = "priors"
-
     def __init__(self, tau: float = 1.0, priors=None) -> None:
         super().__init__()
         if priors is None:
@@ -306,8 +318,6 @@ class LDAMLoss(ProbeLoss):
     is a training schedule, not part of this loss.
     """
 
-    needs = "priors"
-
     def __init__(self, scale: float = 1.0, max_margin: float = 0.5, priors=None) -> None:
         super().__init__()
         if priors is None:
@@ -342,8 +352,6 @@ class LMSoftmaxLoss(ProbeLoss):
     The true class is excluded from the denominator, so the loss keeps pushing w_yᵀz − w_jᵀz apart.
     """
 
-    input = "cosine"
-
     def __init__(self, scale: float = 16.0) -> None:
         super().__init__()
         self.scale = float(scale)
@@ -357,8 +365,6 @@ class LMSoftmaxLoss(ProbeLoss):
 
 class CosFaceLoss(ProbeLoss):
     """CosFace / large-margin cosine loss (Wang et al., 2018): CE(s·(cos θ_j − m·[j = y]), y). Needs cosines."""
-
-    input = "cosine"
 
     def __init__(self, scale: float = 16.0, margin: float = 0.35) -> None:
         super().__init__()
@@ -375,8 +381,6 @@ class ArcFaceLoss(ProbeLoss):
     As in the reference implementation, where θ_y + m would exceed π (cos θ_y < cos(π − m)) the target logit is
     cos θ_y − m·sin m instead, keeping it monotone in θ_y. Needs cosines.
     """
-
-    input = "cosine"
 
     def __init__(self, scale: float = 16.0, margin: float = 0.5) -> None:
         super().__init__()
@@ -464,8 +468,7 @@ def create_loss(name: str, **options) -> ProbeLoss:
     spec = get_loss_spec(name)
     resolved = check_options(spec, options, "loss")
     loss = globals()[spec.factory](**spec.args, **resolved)
-    loss.needs, loss.input = spec.needs, spec.input
-    loss.spec = spec
+    loss.spec = spec  # its needs and input
     loss.options = {k: (v.tolist() if isinstance(v, (np.ndarray, Tensor)) else v) for k, v in resolved.items()}
     logger.debug("built loss %s with options %s", name, loss.options)
     return loss

@@ -117,3 +117,18 @@ def test_a_loss_spec_with_a_misspelt_statistic_or_input_is_refused():
         LossSpec(name="x", factory="MarginCrossEntropy", needs="r_2")
     with pytest.raises(ValueError, match="input one of"):
         LossSpec(name="x", factory="MarginCrossEntropy", input="cosines")
+
+
+@pytest.mark.parametrize("loss_name", list_losses())
+def test_a_loss_reads_needs_and_input_from_its_registry_entry_alone(loss_name):
+    """``needs`` and ``input`` were written twice, on the spec and on some classes (create_loss overwrote the
+    class's): the registry is the one definition, and MarginCrossEntropy's margin source (its spec's ``args``)
+    is its ``needs`` (a maintainer round)."""
+    import probe.losses as losses
+
+    spec = LOSSES[loss_name]
+    loss = create_loss(loss_name, **REQUIRED.get(loss_name, {}))
+    assert (loss.spec, loss.needs, loss.input) == (spec, spec.needs, spec.input)
+    assert not [name for name in ("needs", "input") if name in vars(type(loss)) or name in vars(loss)]
+    assert isinstance(vars(losses.ProbeLoss)["needs"], property)
+    assert getattr(loss, "source", spec.needs) == spec.needs
