@@ -36,7 +36,7 @@ from .params import (
 )
 from .metrics import OVERALL_METRICS
 from .presets import PRESETS, get_preset
-from .registry import HEADS, LOSSES, check_options, get_head_spec, get_loss_spec, some
+from .registry import HEADS, LOSSES, NEEDS, check_options, get_head_spec, get_loss_spec, some
 
 __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DEFAULT_LR_GRIDS", "DECOUPLED_WD_GRID",
            "L2_STRENGTHS", "SCALE_INVARIANT_GRID", "AUTO_MIN_STEPS", "AUTO_EPOCH_BOUNDS", "AUTO_FULL_BATCH_ROWS",
@@ -103,7 +103,7 @@ _GRID_PARAM = {"cbar_grid": "cbar", "lr_grid": "lr", "wd_grid": "weight_decay", 
 
 def _loss_uses_cbar(loss: str) -> bool:
     """Whether a registered loss builds margins γ from c̄ (then c̄ is selected on validation when not fixed)."""
-    return get_loss_spec(loss).needs not in ("none", "priors")
+    return NEEDS[get_loss_spec(loss).needs].uses_cbar
 
 
 def _distinct(name: str, values: list) -> None:

@@ -18,10 +18,32 @@ from typing import Any
 
 from .constraints import Boolean, Interval, Numbers, check
 
-__all__ = ["Option", "HeadSpec", "LossSpec", "AdapterSpec", "HEADS", "LOSSES", "ADAPTERS", "NEEDS", "INPUTS",
-           "get_head_spec", "get_loss_spec", "get_adapter_spec", "check_options"]
+__all__ = ["Option", "Need", "HeadSpec", "LossSpec", "AdapterSpec", "HEADS", "LOSSES", "ADAPTERS", "NEEDS",
+           "INPUTS", "get_head_spec", "get_loss_spec", "get_adapter_spec", "check_options"]
 
-NEEDS = ("none", "cbar", "r2", "spread", "val_error", "priors")
+
+@dataclass(frozen=True)
+class Need:
+    """A kind of ``needs``: the class statistic a loss's margins γ come from, and what follows from it where the
+    config and the trainer read it (not a list of names at each place: a maintainer round found one there)."""
+
+    name: str
+    # γ is built with the mean margin c̄ (γ_k = c̄, or normalised to mean c̄): c̄ is selected on validation when not
+    # fixed (probe.config), and is no hyper-parameter of the loss otherwise
+    uses_cbar: bool = False
+    # γ comes from a statistic of the training features of every class (r_k², ‖s_k‖²): each class needs training
+    # samples, and with an adapter or an EMA γ moves with the batches (probe.trainer)
+    statistic: bool = False
+
+
+NEEDS: dict[str, Need] = {need.name: need for need in [
+    Need("none"),
+    Need("cbar", uses_cbar=True),
+    Need("r2", uses_cbar=True, statistic=True),
+    Need("spread", uses_cbar=True, statistic=True),
+    Need("val_error", uses_cbar=True),   # γ ∝ (e_k + ε)^a with mean c̄ (probe.stats.margins_from_error)
+    Need("priors"),                      # no γ: the loss shifts or margins its logits by the class priors itself
+]}
 INPUTS = ("logits", "cosine")
 
 
@@ -80,7 +102,7 @@ class LossSpec:
 
     def __post_init__(self) -> None:  # a misspelt ``needs`` read as "none" and the loss lost its margins
         if self.needs not in NEEDS or self.input not in INPUTS:
-            raise ValueError(f"loss {self.name!r}: needs must be one of {NEEDS} and input one of {INPUTS}, got "
+            raise ValueError(f"loss {self.name!r}: needs must be one of {tuple(NEEDS)} and input one of {INPUTS}, got "
                              f"{self.needs!r} and {self.input!r}.")
 
     @property

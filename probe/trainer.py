@@ -41,6 +41,7 @@ from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
 from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
     rows_product, widen
+from .registry import NEEDS
 from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats, mean_spread
 
 logger = logging.getLogger(__name__)
@@ -336,7 +337,7 @@ class ProbeTrainer:
     def _start(self, k: int, d: int, counts: Tensor, device: torch.device) -> "_Run":
         """This trainer's head, adapter, loss and optimiser for one fit (margins come from :meth:`_Run.margins`)."""
         spec_loss = get_loss_spec(self.loss)
-        if spec_loss.needs in ("r2", "spread") and bool((counts == 0).any()):
+        if NEEDS[spec_loss.needs].statistic and bool((counts == 0).any()):
             missing = torch.nonzero(counts == 0).flatten().tolist()
             raise ValueError(f"classes {missing} have no training samples; loss {self.loss!r} needs class "
                              f"statistics for every class.")
@@ -659,7 +660,7 @@ class _Run:
             self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=self.r2, spread=self.spread)
             return
         self.ema = EmaClassStats(k, p=p, decay=t.ema_decay, track_spread=True, num_features=d, device=device)
-        if self.loss_fn.needs not in ("r2", "spread"):  # margins that do not depend on the statistics: once
+        if not NEEDS[self.loss_fn.needs].statistic:  # margins that do not depend on the statistics: once
             self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=torch.ones(k, device=device))
 
     @property
@@ -688,7 +689,7 @@ class _Run:
         t = self.trainer
         if self.ema is not None:
             self.ema.update(hb, yb)
-            if self.loss_fn.needs in ("r2", "spread"):
+            if NEEDS[self.loss_fn.needs].statistic:
                 self.gamma = self.loss_fn.class_margins(t.cbar, k, r2=self.ema.r2(strict=False),
                                                         spread=self.ema.spread(strict=False), validate=False)
         out = raw if self.cosine_input else self.head.score_from(raw)

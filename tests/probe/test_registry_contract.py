@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from probe import ADAPTERS, HEADS, LOSSES, ProbeTrainer, create_adapter, create_head, create_loss, list_losses
+from probe.registry import NEEDS
 
 K, D, N = 4, 6, 24
 
@@ -42,7 +43,7 @@ def test_adapter_interface(name):
 @pytest.mark.parametrize("loss_name", list_losses())
 def test_loss_interface(head_name, loss_name):
     spec = LOSSES[loss_name]
-    assert spec.needs in ("none", "cbar", "r2", "spread", "val_error", "priors")
+    assert spec.needs in NEEDS
     assert spec.input in ("logits", "cosine")
     if spec.input == "cosine" and head_name != "cosine":
         pytest.skip(f"{loss_name} requires the cosine head (checked by the trainer)")
@@ -52,10 +53,13 @@ def test_loss_interface(head_name, loss_name):
     out = head.cosine(x) if spec.input == "cosine" else head(x)
     r2 = torch.tensor([1.0, 2.0, 3.0, 4.0])
     gamma = loss.class_margins(2.0, K, r2=r2, spread=r2.flip(0))
-    if spec.needs in ("none", "priors"):
+    if not NEEDS[spec.needs].uses_cbar:  # what ProbeConfig reads to select c̄ or not (probe.config)
         assert gamma is None
     else:
         assert gamma.shape == (K,) and gamma.mean().item() == pytest.approx(2.0)
+        # what the trainer reads to require every class's samples and to move γ with an EMA (probe.trainer)
+        moved = loss.class_margins(2.0, K, r2=r2.flip(0), spread=r2)
+        assert NEEDS[spec.needs].statistic == (not torch.allclose(moved, gamma))
     value = loss(out, y, gamma=gamma, features=head.input_features(x))
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
