@@ -34,6 +34,9 @@ class Need:
     # γ comes from a statistic of the training features of every class (r_k², ‖s_k‖²): each class needs training
     # samples, and with an adapter or an EMA γ moves with the batches (probe.trainer)
     statistic: bool = False
+    # the per-class option (Option.per_class) that carries the statistic, filled from the data when the caller
+    # leaves it unset; every loss with this ``needs`` declares it (LossSpec.__post_init__)
+    option: str | None = None
 
 
 NEEDS: dict[str, Need] = {need.name: need for need in [
@@ -41,8 +44,11 @@ NEEDS: dict[str, Need] = {need.name: need for need in [
     Need("cbar", uses_cbar=True),
     Need("r2", uses_cbar=True, statistic=True),
     Need("spread", uses_cbar=True, statistic=True),
-    Need("val_error", uses_cbar=True),   # γ ∝ (e_k + ε)^a with mean c̄ (probe.stats.margins_from_error)
-    Need("priors"),                      # no γ: the loss shifts or margins its logits by the class priors itself
+    # γ ∝ (e_k + ε)^a with mean c̄ (probe.stats.margins_from_error), e_k filled by probe.run from the reference run
+    Need("val_error", uses_cbar=True, option="val_error"),
+    # no γ: the loss shifts or margins its logits by the priors itself, filled by the trainer from the training
+    # class frequencies
+    Need("priors", option="priors"),
 ]}
 INPUTS = ("logits", "cosine")
 
@@ -53,6 +59,9 @@ class Option:
 
     default: Any
     accepts: tuple = ()
+    # K numbers, one per class (priors, val_error): the data's class count checks their length (probe.run), and the
+    # report and the divergence message, which list a run's settings, leave them out
+    per_class: bool = False
 
     def check(self, owner: str, name: str, value: Any) -> Any:
         """``value`` if accepted (None keeps the default); ValueError naming ``owner``'s option otherwise."""
@@ -104,6 +113,10 @@ class LossSpec:
         if self.needs not in NEEDS or self.input not in INPUTS:
             raise ValueError(f"loss {self.name!r}: needs must be one of {tuple(NEEDS)} and input one of {INPUTS}, got "
                              f"{self.needs!r} and {self.input!r}.")
+        option = NEEDS[self.needs].option
+        if option is not None and not (option in self.options and self.options[option].per_class):
+            raise ValueError(f"loss {self.name!r} needs {self.needs!r}: it must declare the per-class option "
+                             f"{option!r} (Option(..., per_class=True)) that the data fills.")
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -133,9 +146,9 @@ _POSITIVE = Interval(float, 0, MAX_OPTION, "right")
 _NONNEG = Interval(float, 0, MAX_OPTION, "both")
 _SCALE = (Interval(float, 0, MAX_SCALE, "right"),)
 _SHARPNESS = Option(1.0, (_NONNEG,))
-# Class frequencies (or counts) of the training set: the trainer fills the option named ``priors`` of a loss whose
-# ``needs`` is "priors" (logit_adjust, ldam) from the training counts when the caller leaves it unset.
-_PRIORS = Option(None, (Numbers(Interval(float, 0, None, "left")),))
+# Class frequencies (or counts) of the training set: the trainer fills this option of a loss whose ``needs`` is
+# "priors" (logit_adjust, ldam) from the training counts when the caller leaves it unset (NEEDS["priors"].option).
+_PRIORS = Option(None, (Numbers(Interval(float, 0, None, "left")),), per_class=True)
 
 HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in [
     HeadSpec("linear", "LinearHead", {"bias": Option(True, (Boolean(),))}, 2.0, "z = Wφ + b"),
@@ -153,7 +166,7 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
     LossSpec("mr2_spread", "MarginCrossEntropy", {"sharpness": _SHARPNESS}, "spread", "logits",
              "ℓ_γ,ce with γ_k ∝ (‖s_k‖²)^{a/3}, ‖s_k‖² the within-class spread mean ‖φ − μ_k‖² (a = sharpness)", {"source": "spread"}),
     LossSpec("mr2_valerr", "MarginCrossEntropy",
-             {"val_error": Option(None, (Numbers(Interval(float, 0, 1)),)),
+             {"val_error": Option(None, (Numbers(Interval(float, 0, 1)),), per_class=True),
               "power": Option(1.0, (_NONNEG,)),
               "eps": Option(0.01, (Interval(float, 0, 1, "right"),))}, "val_error", "logits",
              "ℓ_γ,ce with γ_k ∝ (e_k + ε)^a (mean c̄), e_k the reference run's per-class validation error, a = power",

@@ -42,6 +42,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
                       worst_class)
 from .predictions import PREDICTIONS_FILE
+from .registry import get_loss_spec
 from .seen import SEEN_FILE
 from .names import listed
 from .numbers import fixed, percent, signed_points
@@ -1011,10 +1012,12 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
     ]
 
 
-def _scalar_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The loss options a run trained with, defaults included (``ProbeTrainer.loss_options_``), but those the
-    trainer fills per class (``val_error``, ``priors``: K numbers, from the reference run or the training counts)."""
-    return {name: value for name, value in options.items() if isinstance(value, (bool, int, float, str))}
+def _scalar_options(options: dict[str, Any], loss: str) -> dict[str, Any]:
+    """The options loss ``loss`` trained with, defaults included (``ProbeTrainer.loss_options_``), but its per-class
+    ones (``Option.per_class`` in probe.registry: K numbers, such as the priors or the reference run's validation
+    error the run fills)."""
+    declared = get_loss_spec(loss).options
+    return {name: value for name, value in options.items() if not declared[name].per_class}
 
 
 def loss_label(config: dict[str, Any]) -> str:
@@ -1042,7 +1045,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
     config_dict = config.model_dump(mode="json")
     config_dict["p"] = config.resolved_p
-    config_dict["loss_options_used"] = _scalar_options(getattr(trainer, "loss_options_", None) or {})
+    config_dict["loss_options_used"] = _scalar_options(getattr(trainer, "loss_options_", None) or {}, config.loss)
     config_dict["selected"] = {"lr": selected.get("lr"), "weight_decay": selected.get("weight_decay"),
                                "cbar": selected.get("cbar"), "lam": selected.get("lam"),
                                **{name: selected.get(name) for name in config.loss_options_grid}}

@@ -39,7 +39,7 @@ from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
 from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_intervals
-from .registry import get_loss_spec
+from .registry import NEEDS, get_loss_spec
 from .report import (
     Candidate,
     CrossValidation,
@@ -231,28 +231,31 @@ def check_class_options(config: ProbeConfig, num_classes: int, has_reference: bo
     length, values the loss refuses (priors that sum to 0), or a loss that needs a reference run's validation
     error without one. Raises ValueError naming the option."""
     spec, options = get_loss_spec(config.loss), config.loss_options
-    if spec.needs == "val_error" and options.get("val_error") is None and not has_reference:
+    filled = NEEDS[spec.needs].option  # the per-class option the data fills when unset, if any
+    if spec.needs == "val_error" and options.get(filled) is None and not has_reference:
         raise ValueError(f"loss {config.loss!r} needs the per-class validation error of a reference (ERM) run: "
-                         "pass reference= (CLI --reference RUN_DIR) or loss_options['val_error'].")
-    for name in ("priors", "val_error"):
-        if options.get(name) is not None and np.size(options[name]) != num_classes:
+                         f"pass reference= (CLI --reference RUN_DIR) or loss_options[{filled!r}].")
+    for name, option in spec.options.items():
+        if option.per_class and options.get(name) is not None and np.size(options[name]) != num_classes:
             raise ValueError(f"loss_options.{name} has {np.size(options[name])} entries but the data has "
                              f"{num_classes} classes")
-    if options and (spec.needs != "val_error" or options.get("val_error") is not None):
+    if options and (spec.needs != "val_error" or options.get(filled) is not None):
         from .losses import create_loss
 
-        if spec.needs == "priors" and options.get("priors") is None:  # the fit fills the training frequencies
-            options = {**options, "priors": np.full(num_classes, 1.0 / num_classes)}
+        if filled is not None and options.get(filled) is None:  # the fit fills the training frequencies (priors)
+            options = {**options, filled: np.full(num_classes, 1.0 / num_classes)}
         create_loss(config.loss, **options)  # what the fit builds: a refused value fails here, not after training
 
 
 def _run_loss_options(config: ProbeConfig, reference: Report | None) -> dict[str, Any]:
     """Loss options the run adds: the reference's per-class validation error for losses that need it (a reference
     is there: :func:`check_class_options` ran first)."""
-    if get_loss_spec(config.loss).needs != "val_error" or config.loss_options.get("val_error") is not None:
+    needs = get_loss_spec(config.loss).needs
+    filled = NEEDS[needs].option
+    if needs != "val_error" or config.loss_options.get(filled) is not None:
         return {}
     ref_acc = np.array(reference.val.per_class, dtype=float)
-    return {"val_error": np.nan_to_num(1.0 - ref_acc, nan=1.0).tolist()}
+    return {filled: np.nan_to_num(1.0 - ref_acc, nan=1.0).tolist()}
 
 
 # what a user can change when fits diverge: the learning rate most often, else a setting the failure names

@@ -342,8 +342,9 @@ class ProbeTrainer:
             raise ValueError(f"classes {missing} have no training samples; loss {self.loss!r} needs class "
                              f"statistics for every class.")
         loss_options = dict(self.loss_options or {})
-        if spec_loss.needs == "priors" and loss_options.get("priors") is None:
-            loss_options["priors"] = (counts / counts.sum()).numpy()
+        filled = NEEDS[spec_loss.needs].option
+        if spec_loss.needs == "priors" and loss_options.get(filled) is None:  # the training class frequencies
+            loss_options[filled] = (counts / counts.sum()).numpy()
         with torch.random.fork_rng(devices=[]):
             # the CPU generator only (heads are built on the CPU): torch.manual_seed also queues a seed for each
             # accelerator backend, recording a stack trace per backend, ~1.3 ms per fit on a machine without one
@@ -560,8 +561,9 @@ def diverged(trainer: ProbeTrainer) -> str | None:
     """Why a fitted trainer cannot be trusted, or None: a non-finite training loss (the first epoch where it
     happened) or non-finite weights after training. Checked after the fit, so the training loop stays as is."""
     trainer._check_fitted()
+    options = get_loss_spec(trainer.loss).options
     settings = ", ".join([f"lr={trainer.lr}", f"weight_decay={trainer.weight_decay}", f"loss={trainer.loss}"]
-                         + [f"{k}={v}" for k, v in (trainer.loss_options or {}).items() if k != "val_error"])
+                         + [f"{k}={v}" for k, v in (trainer.loss_options or {}).items() if not options[k].per_class])
     bad = [i for i, v in enumerate(trainer.history_) if not math.isfinite(v)]
     if bad:
         return f"diverged: non-finite loss at epoch {bad[0] + 1} of {len(trainer.history_)} ({settings})"

@@ -136,3 +136,19 @@ def test_a_loss_reads_needs_and_input_from_its_registry_entry_alone(loss_name):
     assert not [name for name in ("needs", "input") if name in vars(type(loss)) or name in vars(loss)]
     assert isinstance(vars(losses.ProbeLoss)["needs"], property)
     assert getattr(loss, "source", spec.needs) == spec.needs
+
+
+def test_a_loss_whose_statistic_the_data_fills_declares_that_option_per_class():
+    """The options the trainer or the run fill from the data (the training priors, the reference run's validation
+    error) are declared in the registry (``Need.option``, ``Option.per_class``), not named at each place that
+    checks their length or leaves them out of the report (a maintainer round found them hard-coded there)."""
+    from probe.registry import LossSpec, Option
+
+    with pytest.raises(ValueError, match="loss 'x' needs 'priors': it must declare the per-class option 'priors'"):
+        LossSpec(name="x", factory="LDAMLoss", needs="priors")
+    with pytest.raises(ValueError, match="per-class option 'val_error'"):
+        LossSpec(name="x", factory="MarginCrossEntropy", options={"val_error": Option(None)}, needs="val_error")
+    filled = {name: NEEDS[spec.needs].option for name, spec in LOSSES.items() if NEEDS[spec.needs].option}
+    assert filled == {"mr2_valerr": "val_error", "logit_adjust": "priors", "ldam": "priors"}
+    assert {(name, option) for name, spec in LOSSES.items() for option, declared in spec.options.items()
+            if declared.per_class} == set(filled.items())
