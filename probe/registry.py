@@ -5,10 +5,22 @@ Each entry is a frozen spec; the module that builds the thing (``probe.heads``, 
 plus the options. :class:`probe.ProbeConfig` validates a request against these same specs without importing torch,
 so a head's default p, an option's default and its bounds are written only here.
 
-Adding a loss (or a head, an adapter): one :class:`LossSpec` entry here (its ``summary`` says what it computes)
-and its class in ``probe/losses.py``; then ``python -m probe.registry`` prints the README's table "Heads, losses and
-adapters" (names, formulas, options, defaults and bounds) to paste in its place (``tests/test_docs.py`` fails while
-the README's copy differs), and a test of the loss's exact value goes in ``tests/probe/test_losses.py``.
+Adding a loss (or a head, an adapter):
+
+1. One :class:`LossSpec` entry in ``LOSSES``: its ``summary`` says what it computes, its options their defaults and
+   bounds, ``needs`` (a kind in ``NEEDS``) and ``input`` where its margins come from and what it is computed on.
+   An option of K numbers is ``Option(..., per_class=True)``; the one the data fills (the training priors, a
+   reference run's validation error) is the ``Need.option`` of its ``needs``. A new kind of ``needs`` is a
+   :class:`Need` in ``NEEDS`` (does γ use c̄, does it come from a class statistic, which option carries it).
+2. Its class in ``probe/losses.py``, a ``ProbeLoss`` built by ``create_loss`` alone: ``needs`` and ``input`` are
+   read from the spec it attaches (``loss.spec``), never set on the class.
+3. ``python -m probe.registry`` prints the README's table "Heads, losses and adapters" (names, formulas, options,
+   defaults and bounds) to paste in its place, and the README's paragraph "Losses (``--loss``, ...)" in "Command
+   line" names it: ``tests/test_docs.py`` fails while either is stale.
+4. A test of the loss's exact value in ``tests/probe/test_losses.py``; where it cannot be built from its defaults
+   alone (a per-class option the trainer or run fills), that option's value in ``REQUIRED`` of
+   ``tests/probe/test_registry_contract.py`` (the contract tests, over every loss and head, fail without it).
+5. Optionally a method in ``bench/disparity.py``'s ``METHODS``, to compare it with ERM and MR² on the benchmark.
 """
 from __future__ import annotations
 
