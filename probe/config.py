@@ -251,7 +251,8 @@ class ProbeConfig(BaseModel):
                               "adam and sgd) has stayed within tol of its best, not beating it by more than tol, for n_iter_no_change "
                               "epochs (epochs above best + tol do not count): its "
                               "learning rate then falls to 0 over anneal_epochs (ProbeTrainer.tol); epochs is then a "
-                              "cap; None or 0: every epoch")
+                              "cap; None or 0: every epoch. In cross-entropy units: lm_softmax, a loss divided by its "
+                              "scale s, compares tol / s")
     optimizer: _Name = Field("adam", description="the optimiser (probe.optim): adam, weight decay as an L2 penalty "
                              "(the default); adamw, decoupled weight decay; sgd with momentum, L2 penalty",
                              json_schema_extra={"enum": list(OPTIMIZERS)})

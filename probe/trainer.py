@@ -168,10 +168,12 @@ class ProbeTrainer:
             ``tol`` of the best so far (best − tol < loss ≤ best + tol) for ``n_iter_no_change`` epochs since
             it last beat the best by more than ``tol`` (an epoch above best + tol, a loss still rising, neither
             counts nor resets the count). None or 0 always runs ``epochs``; ``history_`` holds the
-            epochs actually run. The cosine schedule is laid out over ``epochs`` either way. The epoch's objective
-            is the mean training loss of its batches, plus, for the L2 optimisers (``adam``, ``sgd``), the
-            penalty weight_decay/2·‖W‖² of the weights at the epoch's end: the loss alone rises as the penalty
-            shrinks the weights, and stopped such fits after a few epochs (synthetic 30 per class: 12 of 100).
+            epochs actually run. ``tol`` is in cross-entropy units: for a loss divided by its scale s
+            (``lm_softmax``) the objective is compared with tol / s (``ProbeLoss.tol_unit``). The cosine schedule
+            is laid out over ``epochs`` either way. The epoch's objective is the mean training loss of its
+            batches, plus, for the L2 optimisers (``adam``, ``sgd``), the penalty weight_decay/2·‖W‖² of the
+            weights at the epoch's end: the loss alone rises as the penalty shrinks the weights, and stopped such
+            fits after a few epochs (synthetic 30 per class: 12 of 100).
         n_iter_no_change: consecutive epochs without improvement before stopping (with ``tol``).
         anneal_epochs: once ``tol`` is met, the fit runs this many more epochs (at most to ``epochs``) while its
             learning rate falls linearly towards 0, then stops; 0 stops at once (scikit-learn's rule).
@@ -612,15 +614,15 @@ class _Run:
         taken as settled and stopped at epoch 16 (digits at lr 0.1: 42–58 % against 92 %; a maintainer round); an
         epoch above best + tol now neither counts nor resets the count."""
         self.epochs_run += 1
-        tol = self.trainer.tol
-        if not tol:
+        if not self.trainer.tol:
             return
         if self.stop_after is not None:
             self.active = self.epochs_run < self.stop_after
             return
-        if loss <= self.best_loss - float(tol):
+        tol = float(self.trainer.tol) * self.loss_fn.tol_unit  # in the loss's units (lm_softmax: tol / s)
+        if loss <= self.best_loss - tol:
             self.stale_epochs = 0
-        elif loss <= self.best_loss + float(tol):
+        elif loss <= self.best_loss + tol:
             self.stale_epochs += 1
         self.best_loss = min(self.best_loss, loss)
         if self.stale_epochs >= self.trainer.n_iter_no_change:

@@ -179,6 +179,17 @@ def test_lm_softmax_formula():
     assert create_loss("lm_softmax", scale=s)(COS, CY).item() == pytest.approx(np.mean(expected), rel=1e-6)
 
 
+
+def test_the_stopping_tolerance_is_in_cross_entropy_units():
+    """lm_softmax is divided by its scale s: ProbeConfig's tol = 1e-3 on its raw value ended digits fits after
+    about 50 of 450 epochs, 3–10 points below (a maintainer round); the trainer compares tol·tol_unit, tol / s."""
+    filled = {"val_error": [0.1] * 3, "priors": [1.0] * 3}
+    units = {name: create_loss(name, **{k: v for k, v in filled.items() if k in LOSSES[name].options}).tol_unit
+             for name in list_losses()}
+    assert units == {**dict.fromkeys(list_losses(), 1.0), "lm_softmax": 1 / 16}
+    assert create_loss("lm_softmax", scale=4.0).tol_unit == 0.25
+
+
 def test_cosface_and_arcface_formulas():
     s, m = 8.0, 0.3
     onehot = F.one_hot(CY, 3).float()
