@@ -84,6 +84,13 @@ METHODS: dict[str, dict] = {
                                   overall_metric="balanced"),
     "logit_adjust_tau_balanced": dict(loss="logit_adjust", loss_options_grid={"tau": [0.5, 1.0, 1.5, 2.0]},
                                       select="hard", overall_metric="balanced"),
+    # LDAM (Cao et al., 2019): margins Δ_k ∝ n_k^(-1/4) from the training counts, the largest selected on validation
+    "ldam_margin": dict(loss="ldam", loss_options_grid={"max_margin": [0.5, 1.0, 2.0]}, select="hard"),
+    "ldam_margin_balanced": dict(loss="ldam", loss_options_grid={"max_margin": [0.5, 1.0, 2.0]}, select="hard",
+                                 overall_metric="balanced"),
+    # the paper's margin 0.5 is in cosine units at s = 30: 15 in logit units; wider margins on the logits
+    "ldam_wide_balanced": dict(loss="ldam", loss_options_grid={"max_margin": [2.0, 6.0, 18.0]}, select="hard",
+                               overall_metric="balanced"),
     # The cosine head's logit scale fixed at 16 (the default before these results; it is learnable now): ERM and
     # the focal loss that looked like a disparity fix against that under-fitted ERM.
     "erm_fixed_scale": dict(loss="ce", head_options={"learnable_scale": False}, select="overall",
@@ -149,6 +156,8 @@ LABELS = {
     "logit_adjust_tau": "logit-adjusted CE, τ selected", "erm_balanced": "ERM, balanced selection",
     "posthoc_bias_balanced": "post-hoc logit bias, balanced floor",
     "logit_adjust_tau_balanced": "logit-adjusted CE, τ selected, balanced",
+    "ldam_margin": "LDAM, largest margin selected", "ldam_margin_balanced": "LDAM, largest margin selected, balanced",
+    "ldam_wide_balanced": "LDAM, largest margin in {2, 6, 18} selected, balanced",
     "lm_softmax": "LM-Softmax (s = 16)", "cosface": "CosFace (s = 16, m = 0.35)", "arcface": "ArcFace (s = 16, m = 0.5)",
 }
 

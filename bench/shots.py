@@ -56,7 +56,7 @@ logger = logging.getLogger("shots")
 SHOT_METHODS: dict[str, dict] = {
     **{m: METHODS[m] for m in ("erm", "mr2", "group_dro_eta", "posthoc_bias", "posthoc_bias_guarded",
                                "logit_adjust_tau", "erm_balanced", "posthoc_bias_balanced",
-                               "logit_adjust_tau_balanced")},
+                               "logit_adjust_tau_balanced", "ldam_margin", "ldam_margin_balanced", "ldam_wide_balanced")},
     "preset": dict(preset="disparity"),
     "preset_balanced": dict(preset="disparity", overall_metric="balanced"),
 }
