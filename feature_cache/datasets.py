@@ -580,6 +580,13 @@ def _same_bytes(groups, read) -> list[list]:
     return confirmed
 
 
+def _worth_naming(group) -> bool:
+    """Whether (split, sample) pairs of one content would be named: in test and in train or val, or under two
+    classes."""
+    in_test = sum(split == "test" for split, _ in group)
+    return 0 < in_test < len(group) or len({sample.label for _, sample in group}) > 1
+
+
 def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], contents: dict[str, Any],
                        shown: int = 3, read=None) -> str | None:
     """A caution naming files of the same content (``contents``: source → a key of its content id, the
@@ -595,7 +602,9 @@ def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], 
             where[contents[sample.source]].append((split, sample))
     leaked: list[str] = []
     mixed: list[str] = []
-    candidates = [group for group in where.values() if len(group) > 1]
+    # only a group that would be named is read: copies inside one split and one class (no leak, no second label)
+    # are left unread, as a large zip's many of them were each decompressed for nothing
+    candidates = [group for group in where.values() if len(group) > 1 and _worth_naming(group)]
     for group in candidates if read is None else _same_bytes(candidates, read):
         in_test = [s for split, s in group if split == "test"]
         if in_test and len(in_test) < len(group):

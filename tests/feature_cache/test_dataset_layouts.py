@@ -587,3 +587,18 @@ def test_two_folders_naming_one_split_are_refused_not_half_read(tmp_path):
     for path in (tmp_path / "d" / "Train").rglob("*.png"):  # one folder a split: read as before
         path.rename(tmp_path / "d" / "train" / path.parent.name / path.name)
     assert sum(open_dataset(tmp_path / "d").counts().values()) == 12
+
+
+def test_copies_inside_one_split_and_class_are_not_read_to_confirm_them():
+    """Only the content-id groups that the warning would name are confirmed by their bytes: copies within one split
+    and one class (no leak, no second label) were read for nothing, each member of a large zip decompressed."""
+    from feature_cache.datasets import Sample, duplicates_warning
+
+    splits = {"train": [Sample("train/cat/a.png", 0), Sample("train/cat/b.png", 0), Sample("train/dog/c.png", 1)],
+              "test": [Sample("test/dog/d.png", 1)]}
+    contents = {"train/cat/a.png": 1, "train/cat/b.png": 1, "train/dog/c.png": 2, "test/dog/d.png": 2}
+    read = []
+    warning = duplicates_warning(["cat", "dog"], splits, contents, read=lambda name: read.append(name) or b"same")
+    assert warning.startswith("1 of the 1 test images has the same content as a train or val image "
+                              "(test/dog/d.png = train/dog/c.png)")
+    assert sorted(read) == ["test/dog/d.png", "train/dog/c.png"]  # not a.png nor b.png
