@@ -611,7 +611,11 @@ def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], 
             seen = next(s for split, s in group if split != "test")
             leaked.extend(f"{s.source} = {seen.source}" for s in in_test)
         if len({s.label for _, s in group}) > 1:
-            mixed.append(" = ".join(f"{s.source} ({class_names[s.label]})" for _, s in group[:shown]))
+            # one file of each class: the group's first few could all be of one class, naming no second label
+            each: dict[int, Sample] = {}
+            for _, s in group:
+                each.setdefault(s.label, s)
+            mixed.append(" = ".join(f"{s.source} ({class_names[s.label]})" for s in list(each.values())[:shown]))
     if not leaked and not mixed:
         return None
     parts = []

@@ -602,3 +602,16 @@ def test_copies_inside_one_split_and_class_are_not_read_to_confirm_them():
     assert warning.startswith("1 of the 1 test images has the same content as a train or val image "
                               "(test/dog/d.png = train/dog/c.png)")
     assert sorted(read) == ["test/dog/d.png", "train/dog/c.png"]  # not a.png nor b.png
+
+
+def test_one_content_under_two_classes_is_named_with_both_classes():
+    """The example of one image under two labels named the group's first three files, all of one class when the
+    copy of the other class came fourth: "a (cat) = b (cat) = c (cat)", no second label named."""
+    from feature_cache.datasets import Sample, duplicates_warning
+
+    train = [Sample("train/cat/a.png", 0), Sample("train/cat/b.png", 0), Sample("train/cat/c.png", 0),
+             Sample("train/dog/d.png", 1)]
+    warning = duplicates_warning(["cat", "dog"], {"train": train}, {s.source: 1 for s in train},
+                                 read=lambda name: b"same")
+    assert warning == ("1 file content(s) sit under more than one class (train/cat/a.png (cat) = train/dog/d.png "
+                       "(dog)): one image, two labels; remove the copies")
