@@ -815,6 +815,32 @@ def test_a_decompression_older_than_the_process_of_its_id_is_orphaned(tmp_path):
     assert archives.orphaned_decompressions(tmp_path) == [left]
 
 
+def test_a_file_written_half_a_second_before_its_pids_process_started_is_orphaned(tmp_path):
+    """A review: the start time counted from /proc/stat's whole-second boot time, less 2 s of slack, kept a file a
+    killed PID 1 wrote up to ~3 s before the restarted server began: the start is read to the clock tick."""
+    import subprocess
+    import sys
+    import time
+
+    import feature_cache.archives as archives
+
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("no /proc: a process's start time is unknown here")
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        left = tmp_path / f".c.h5.{child.pid}.tmp"
+        left.write_bytes(b"x")
+        os.utime(left, (before - 0.5, before - 0.5))
+        assert archives.process_start_time(child.pid) == pytest.approx(before, abs=0.5)
+        assert not archives.writer_alive(child.pid, left)
+        left.write_bytes(b"y")  # written now, while it runs: its own
+        assert archives.writer_alive(child.pid, left)
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_name_not_in_utf8_is_skipped_not_a_crash(tree, tmp_path):
     """An attack round: a Latin-1 "café.jpg" in a GNU tar (or a folder) answered 500 to the whole data set's
     registration (the fingerprint could not encode its name); it is a skipped file, named escaped."""
