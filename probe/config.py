@@ -248,8 +248,9 @@ class ProbeConfig(BaseModel):
     # On 2.7k×1280 (10 classes) tol=1e-3 halved the sweep's time at the same selection and test accuracy
     # (bench/README.md, Probe speed); ProbeTrainer's own default stays None (every epoch).
     tol: float | None = Field(1e-3, description="end a fit once its epoch objective (loss, plus the L2 penalty for "
-                              "adam and sgd) has stayed within tol of its best, not beating it by more than tol, for n_iter_no_change "
-                              "epochs (epochs above best + tol do not count): its "
+                              "adam and sgd) has not beaten its best by more than tol for n_iter_no_change epochs near it (at most "
+                              "max(tol, 5 % of the best) above it; epochs further above, a fit still moving, do not "
+                              "count): its "
                               "learning rate then falls to 0 over anneal_epochs (ProbeTrainer.tol); epochs is then a "
                               "cap; None or 0: every epoch. In cross-entropy units: lm_softmax, a loss divided by its "
                               "scale s, compares tol / s")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from probe import LOSSES, ProbeTrainer, class_r2, create_adapter, margins, representation_margin
+from probe import LOSSES, ProbeTrainer, class_r2, create_adapter, create_loss, margins, representation_margin
 import probe.trainer as trainer_module
 from probe.trainer import fit_many, lr_schedule
 
@@ -529,13 +529,13 @@ def test_cuda_default_sweep_selects_as_the_cpu_does(dtype):
 
 
 def _first_settled(history, tol, n):
-    """The epoch (1-based) at which ``n`` epochs have stayed within ``tol`` of the best objective so far without
-    beating it by more than ``tol`` (epochs above best + tol neither count nor reset the count), or None."""
+    """The epoch (1-based) at which ``n`` epochs since the objective last beat its best by more than ``tol`` have
+    stayed at most max(tol, 5 % of the best) above it (epochs further above neither count nor reset), or None."""
     best, stale = math.inf, 0
     for epoch, loss in enumerate(history, 1):
         if loss <= best - tol:
             stale = 0
-        elif loss <= best + tol:
+        elif loss <= best + max(tol, 0.05 * abs(best)):
             stale += 1
         best = min(best, loss)
         if stale >= n:
@@ -547,13 +547,33 @@ def test_a_loss_that_rises_before_it_falls_is_not_settled():
     """At lr = 1 the full-batch loss leaps up after the first epoch (2.3 → 7.9) and falls for many epochs after:
     counted as epochs without improvement, tol stopped the fit at epoch 16 (1 + 5 + the 10 annealing) at 49.5 %
     against 58 % run to the end; digits at lr = 0.1 stopped there at 42–58 % against 92 % (a maintainer round).
-    Only epochs within tol of the best count."""
+    Only epochs near the best count (at most max(tol, 5 % of it) above)."""
     x, y = gaussian_features(n_per=60, d=64, k=10, mean_norm=1.0)
     stopped = ProbeTrainer(loss="ce", lr=1.0, epochs=300, tol=1e-3, random_state=0).fit(x, y)
     full = ProbeTrainer(loss="ce", lr=1.0, epochs=300, tol=None, random_state=0).fit(x, y)
     assert stopped.history_[1] > 3 * stopped.history_[0]  # the leap this test is about
     assert 16 < stopped.n_epochs_ < 300
     assert stopped.score(x, y) >= full.score(x, y) - 0.01
+
+
+@pytest.mark.parametrize("losses, settled_at", [
+    # mini-batch noise: epochs wander up to 1 % above the best (more than tol): settled after 5 of them
+    ([1.0, 0.9, 0.905, 0.902, 0.908, 0.903, 0.906, 0.904], 7),
+    # a leap after the first epoch and a long fall above the best: not settled while it falls
+    ([2.3, 7.9, 6.7, 6.2, 5.9, 5.6, 5.2, 4.9, 4.5, 4.1], None),
+])
+def test_epochs_near_the_best_count_towards_tol_and_a_fit_still_moving_does_not(losses, settled_at):
+    """Counting only epochs within tol of the best made mini-batch fits with weight decay run 12–19 epochs longer at
+    the same accuracy (CIFAR-10 6k: 35 -> 47; a review round): a rise within 5 % of the best is noise and counts,
+    a larger one is a fit still moving (bench/tol_rule.py)."""
+    trainer = ProbeTrainer(tol=1e-3, n_iter_no_change=5, anneal_epochs=0, epochs=len(losses))
+    run = trainer_module._Run(trainer, None, None, create_loss("ce"), None, False, torch.zeros(len(losses)))
+    stopped = None
+    for epoch, loss in enumerate(losses, 1):
+        run.end_epoch(loss)
+        if not run.active and stopped is None:
+            stopped = epoch
+    assert stopped == settled_at == _first_settled(losses, 1e-3, 5)
 
 
 def test_tol_stops_a_converged_fit_before_the_epoch_cap():
