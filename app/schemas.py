@@ -135,7 +135,7 @@ class DatasetOut(BaseModel):
     num_images: int
     skipped: int = Field(..., description="files left out when the data set was registered (not an image file by "
                          "its extension, hidden, unsafe); an image that fails to decode is found when it is "
-                         "extracted: the extraction job's messages and the cache's 'skipped' list count it); which "
+                         "extracted: the extraction job's messages and the cache's 'skipped' list count it; which "
                          "files and why: GET /api/datasets/{id}/skipped")
     fingerprint: str | None
     problem: Optional[str] = Field(None, description="why no job can read its files now (gone from the server, "

@@ -129,7 +129,7 @@
         h("strong", {}, count(r.count)), ` ${r.reason}`,
         h("div", { class: "muted ci" }, "e.g. " + r.examples.join(", ") + many(r))))) : null,
       s.note ? h("p", { class: "muted note" }, s.note) : null,
-      s.kept ? h("p", { class: "muted note" }, `Every file: GET /api/datasets/${s.dataset_id}/skipped?limit=1000`) : null];
+      s.kept ? h("p", { class: "muted note" }, `Every file: GET /api/datasets/${s.dataset_id}/skipped?limit=1000&offset=0, then offset=1000, ... (${s.kept.toLocaleString("en")} recorded)`) : null];
   }
 
   function skippedCell(d) {

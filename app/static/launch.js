@@ -381,7 +381,6 @@
     }
   }
 
-  /** The data set the request is about (the API's DatasetOut): the one picked, or an archive or folder registered now. */
   /** What an upload left out, said once it is registered (the home page's data sets list names every file): a zip's
    *  .HEIC photos or the files beside its class folders went without a word. */
   async function saySkipped(ds) {
@@ -396,6 +395,7 @@
       + "sets list names them.");
   }
 
+  /** The data set the request is about (the API's DatasetOut): the one picked, or an archive or folder registered now. */
   async function resolveDataset(form, list) {
     const source = form.querySelector("input[name=source]:checked").value;
     const name = document.getElementById("dataset-name").value.trim() || null;
