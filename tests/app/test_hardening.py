@@ -861,6 +861,23 @@ def test_a_data_set_is_indexed_once_for_a_burst_of_its_first_thumbnails(service,
     assert len(codes) == 6 and codes == [200] * 6 and len(built) == 1 and routes._INDEXING == {}
 
 
+def test_a_thumbnail_index_reads_no_files_content(service, monkeypatch):
+    """The index behind thumbnails lists the data set without the content digest of every file (a folder's is the
+    sha256 of each whole file), which no thumbnail reads."""
+    from app.routes import datasets as routes
+
+    routes._thumbnailer.cache_clear()
+    opened = []
+    real = routes.open_registered
+    monkeypatch.setattr(routes, "open_registered", lambda *a, **kw: opened.append(kw) or real(*a, **kw))
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    with zipfile.ZipFile(service.app.state.store.get_dataset(ds["id"])["path"]) as archive:
+        source = next(name for name in archive.namelist() if not name.endswith("/"))
+    assert service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source}).status_code == 200
+    assert [kw.get("fingerprint") for kw in opened] == [False]
+    routes._thumbnailer.cache_clear()
+
+
 def test_splits_without_a_validation_image_are_refused_before_a_job_exists(service, tmp_path):
     """A probe selects on validation images. Two images per class and no split folders register (one train, one
     test image each) but leave none to validate on, as does a split option of one image per class, or a cache
