@@ -174,7 +174,8 @@ class ProbeTrainer:
             batches, plus, for the L2 optimisers (``adam``, ``sgd``), the penalty weight_decay/2·‖W‖² of the
             weights at the epoch's end: the loss alone rises as the penalty shrinks the weights, and stopped such
             fits after a few epochs (synthetic 30 per class: 12 of 100).
-        n_iter_no_change: consecutive epochs without improvement before stopping (with ``tol``).
+        n_iter_no_change: epochs near the best since the objective last beat it by more than ``tol`` before
+            stopping (with ``tol``; not consecutive: an epoch further above neither counts nor resets the count).
         anneal_epochs: once ``tol`` is met, the fit runs this many more epochs (at most to ``epochs``) while its
             learning rate falls linearly towards 0, then stops; 0 stops at once (scikit-learn's rule).
         optimizer: ``adam`` (weight decay as the L2 penalty weight_decay/2·‖W‖² of the objective), ``adamw``
@@ -619,7 +620,7 @@ class _Run:
         not below best − tol: a loss that leaps up after the first epochs and then falls for many (Adam at a large
         learning rate) was taken as settled and stopped at epoch 16 (digits at lr 0.1: 42–58 % against 92 %; a
         maintainer round). Counting only epochs within tol of the best then made mini-batch fits with weight
-        decay, whose epoch losses wander a little above the best, run 12–19 epochs longer at the same accuracy (a
+        decay, whose epoch losses wander a little above the best, run 10–19 epochs longer at the same accuracy (a
         review round): a rise within ``RISE_TOLERANCE`` of the best is such noise and counts."""
         self.epochs_run += 1
         if not self.trainer.tol:
