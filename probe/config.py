@@ -201,7 +201,8 @@ class ProbeConfig(BaseModel):
                         json_schema_extra={"enum": list(HEADS)})
     head_options: dict[_Name, Any] = Field(
         default_factory=dict, description="options of the head over its registry defaults (probe.HEADS), e.g. "
-        "{'learnable_scale': False, 'logit_scale': 16} for a fixed cosine scale")
+        "{'learnable_scale': False, 'logit_scale': 16} for a fixed cosine scale (under lm_softmax, cosface and "
+        "arcface the cosine head takes the loss's own scale, which trained it)")
     loss: _Name = Field("ce", description="a name of probe.LOSSES: " + "; ".join(
         f"{name}: {spec.summary}" for name, spec in LOSSES.items()), json_schema_extra={"enum": list(LOSSES)})
     loss_options: dict[_Name, Any] = Field(default_factory=dict, description="options of the loss over its registry "

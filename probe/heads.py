@@ -9,7 +9,9 @@ Logit scale of the cosine head: learnable by default (stored as log s, initialis
 weight decay), as in CLIP. Cosines are bounded by 1, so s sets how peaked the softmax can get, and a fixed s
 under-fits: on the README's effnet-lite0 features a fixed s = 16 cost 3.7 points (CIFAR-10) and 3.1 points
 (Fashion-MNIST) of ERM test accuracy against a learnable s, and let a loss that merely re-weights confident
-samples (focal) look like a disparity fix. ``learnable_scale=False`` keeps s fixed at ``logit_scale``.
+samples (focal) look like a disparity fix. ``learnable_scale=False`` keeps s fixed at ``logit_scale``. Under a
+loss on cosines (``lm_softmax``, ``cosface``, ``arcface``), which scores them at its own ``scale`` and leaves s
+without a gradient, the trainer sets s to that scale, so the head ships as the loss trained it.
 """
 from __future__ import annotations
 
