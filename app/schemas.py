@@ -134,9 +134,10 @@ class DatasetOut(BaseModel):
                                    "from train. Null for data sets registered before it was recorded")
     num_images: int
     skipped: int = Field(..., description="files left out when the data set was registered (not an image file by "
-                         "its extension, hidden, unsafe); an image that fails to decode is found when it is "
-                         "extracted: the extraction job's messages and the cache's 'skipped' list count it; which "
-                         "files and why: GET /api/datasets/{id}/skipped")
+                         "its extension, or a photo format not read, such as .heic; outside the class or split "
+                         "folders; hidden, metadata or empty; unsafe links or special files); an image that fails "
+                         "to decode is found when it is extracted: the extraction job's messages and the cache's "
+                         "'skipped' list count it; which files and why: GET /api/datasets/{id}/skipped")
     fingerprint: str | None
     problem: Optional[str] = Field(None, description="why no job can read its files now (gone from the server, "
                                    "moved behind a symlink), else null: a job on it is refused with this; classes "
