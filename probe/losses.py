@@ -313,8 +313,8 @@ class LDAMLoss(ProbeLoss):
 
     On the head's logits z (``input = "logits"``: any head), s = 1 by default: the margins are in logit units, as
     in the paper's analysis. The authors' code applies it to cosines with a fixed s = 30; here a fixed scale
-    starves the fit (the cosine head's learnt scale reaches about 80 on these features) and the shipped cosine
-    head would score at its own scale, not s, so the loss takes the head's logits, learnt scale included.
+    starves the fit (the cosine head's learnt scale reaches about 80 on these features), so the loss takes the
+    head's logits, learnt scale included.
 
     ``priors`` (K,): the training class counts or frequencies; the trainer fills the training frequencies when
     not given (``needs = "priors"``, as for ``logit_adjust``). The deferred re-weighting (LDAM-DRW) of the paper
