@@ -100,7 +100,8 @@ def _forward(state: dict[str, Any]) -> dict[str, Any]:
               "confidence = its probability"]
     out: dict[str, Any] = {"steps": steps}
     log_scale = state["head"]["tensors"].get("log_scale")
-    if log_scale is not None:  # the cosine head's scale as trained (head.options.logit_scale is where it began)
+    if log_scale is not None:  # the cosine head's scale as shipped (head.options.logit_scale is where it began, or a
+        # cosine loss's own scale replaced it: probe.trainer)
         out["logit_scale"] = float(math.exp(float(log_scale)))
     return out
 
