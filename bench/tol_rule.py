@@ -1,7 +1,7 @@
 """Which epochs count towards ``tol``'s stop: three rules on the fits that tell them apart.
 
 ``ProbeTrainer(tol=)`` ends a fit once ``n_iter_no_change`` epochs since its objective last beat the best by more
-than tol have been "settled". The rules compared (``probe.trainer._Run.end_epoch``):
+than tol have been "settled". The rules compared (``probe.trainer.near_best``):
 
 - ``sklearn``: every epoch not below best − tol counts (scikit-learn's ``SGDClassifier``; the trainer before stop 64);
 - ``within_tol``: only epochs within tol of the best count (stop 64's first fix);
@@ -33,27 +33,11 @@ from feature_cache import open_cache  # noqa: E402
 from probe import ProbeTrainer  # noqa: E402
 from probe.config import auto_epochs  # noqa: E402
 
-PRODUCT_RULE = trainer_module._Run.end_epoch
-
-
-def counting(rule: str):
-    """An ``end_epoch`` that counts an epoch by ``rule`` (``sklearn`` or ``within_tol``)."""
-    def end_epoch(self, loss: float) -> None:
-        self.epochs_run += 1
-        if not self.trainer.tol:
-            return
-        if self.stop_after is not None:
-            self.active = self.epochs_run < self.stop_after
-            return
-        tol = float(self.trainer.tol) * self.loss_fn.tol_unit
-        if loss <= self.best_loss - tol:
-            self.stale_epochs = 0
-        elif rule == "sklearn" or loss <= self.best_loss + tol:
-            self.stale_epochs += 1
-        self.best_loss = min(self.best_loss, loss)
-        if self.stale_epochs >= self.trainer.n_iter_no_change:
-            self._decay_and_stop()
-    return end_epoch
+PRODUCT_RULE = trainer_module.near_best
+RULES = {  # which epochs that did not beat the best by more than tol count towards the stop
+    "sklearn": lambda loss, best, tol: True,
+    "within_tol": lambda loss, best, tol: loss <= best + tol,
+}
 
 
 def subsample(path: str, n: int | None, seed: int = 0):
@@ -89,17 +73,16 @@ def main() -> None:
     parser.add_argument("--rise", nargs="+", type=float, default=[trainer_module.RISE_TOLERANCE])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rules = [("sklearn", counting("sklearn")), ("within_tol", counting("within_tol"))]
-    rules += [(f"product {rise:g}", rise) for rise in args.rise]
+    rules = [(name, rule) for name, rule in RULES.items()] + [(f"product {rise:g}", rise) for rise in args.rise]
     print("| case | " + " | ".join(f"{name} ({loss})" for name, _ in rules for loss in ("ce", "mr2")) + " |")
     print("|---" * (1 + 2 * len(rules)) + "|")
     for name, (x, y, xt, yt), kw in cases(args):
         cells = []
         for _, rule in rules:
             if isinstance(rule, float):
-                trainer_module.RISE_TOLERANCE, trainer_module._Run.end_epoch = rule, PRODUCT_RULE
+                trainer_module.RISE_TOLERANCE, trainer_module.near_best = rule, PRODUCT_RULE
             else:
-                trainer_module._Run.end_epoch = rule
+                trainer_module.near_best = rule
             for loss in ("ce", "mr2"):
                 fit = ProbeTrainer(head="linear", loss=loss, tol=1e-3, random_state=0, **kw).fit(x, y)
                 cells.append(f"{fit.n_epochs_} ep, {100 * float((fit.predict(xt) == yt).mean()):.2f} %")

@@ -566,6 +566,12 @@ def load_probe(path, device: str = "cpu") -> ProbeTrainer:
 RISE_TOLERANCE = 0.05
 
 
+def near_best(loss: float, best: float, tol: float) -> bool:
+    """Whether an epoch's objective ``loss`` that did not beat ``best`` by more than ``tol`` counts towards tol's
+    stop: at most max(tol, ``RISE_TOLERANCE``·|best|) above the best (``bench/tol_rule.py`` puts other rules here)."""
+    return loss <= best + max(tol, RISE_TOLERANCE * abs(best))
+
+
 def diverged(trainer: ProbeTrainer) -> str | None:
     """Why a fitted trainer cannot be trusted, or None: a non-finite training loss (the first epoch where it
     happened) or non-finite weights after training. Checked after the fit, so the training loop stays as is."""
@@ -631,7 +637,7 @@ class _Run:
         tol = float(self.trainer.tol) * self.loss_fn.tol_unit  # in the loss's units (lm_softmax: tol / s)
         if loss <= self.best_loss - tol:
             self.stale_epochs = 0
-        elif loss <= self.best_loss + max(tol, RISE_TOLERANCE * abs(self.best_loss)):
+        elif near_best(loss, self.best_loss, tol):
             self.stale_epochs += 1
         self.best_loss = min(self.best_loss, loss)
         if self.stale_epochs >= self.trainer.n_iter_no_change:
