@@ -383,7 +383,7 @@
 
   /** What an upload left out, said once it is registered (the home page's data sets list names every file): a zip's
    *  .HEIC photos or the files beside its class folders went without a word. */
-  async function saySkipped(ds) {
+  async function saySkipped(ds, what = "archive") {
     const files = `${count(ds.skipped)} file${ds.skipped === 1 ? "" : "s"}`;
     let why = "";
     try {
@@ -391,7 +391,7 @@
       why = ": " + s.reasons.slice(0, 3).map((r) => `${count(r.count)} ${r.reason} (e.g. ${r.examples[0]})`).join("; ")
         + (s.reasons.length > 3 ? `; and ${s.reasons.length - 3} more reasons` : "");
     } catch (e) { /* the count alone */ }
-    showBanner(`Data set ${ds.name} (${ds.id}) registered without ${files} of the archive${why}. The home page's data `
+    showBanner(`Data set ${ds.name} (${ds.id}) registered without ${files} of the ${what}${why}. The home page's data `
       + "sets list names them.");
   }
 
@@ -419,7 +419,13 @@
       const path = document.getElementById("dataset-path").value.trim();
       if (!path) throw new ApiError(0, "enter the folder's path on the server");
       const unlabelled = document.getElementById("unlabelled").checked;
-      return await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) });
+      // a folder's skipped files and a folder registered already are said as an upload's are (a folder's .HEIC
+      // photos and loose files went without a word on the form; a dashboard-only round)
+      const before = new Set(list.map((d) => d.id));
+      const ds = await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) });
+      if (before.has(ds.id)) showBanner(`This folder is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
+      else if (ds.skipped) await saySkipped(ds, "folder");
+      return ds;
     } catch (e) {
       document.getElementById("upload-progress").hidden = true;
       throw Object.assign(e, { step: "dataset" });

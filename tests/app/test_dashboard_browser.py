@@ -1099,6 +1099,39 @@ def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, laun
     assert driver.js("return document.getElementById('dataset-select').value") == first.json()["id"]
 
 
+def test_the_launch_form_says_what_a_registered_folder_left_out(driver, launch_service, tmp_path):
+    """A new-user round: a folder registered from the form with a README, a .DS_Store and .HEIC photos beside its
+    images said nothing of them on the form (an uploaded archive's were said), nor that the folder was registered
+    already. The job request that follows is refused on its encoder, so that nothing trains."""
+    base, root = launch_service.base, launch_service.settings.data_root
+    with zipfile.ZipFile(_shapes_zip(tmp_path / "loose.zip", n_train=4, n_test=2)) as zf:
+        zf.extractall(root / "loose")
+    folder = root / "loose" / "shapes"
+    (folder / "README.txt").write_text("my shapes")
+    (folder / "train" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "train" / "red" / "IMG_0001.HEIC").write_bytes(b"not read")
+
+    def register() -> str:
+        _open(driver, base + "/launch", "launch")
+        driver.js("document.getElementById('source-path').click()")
+        _value(driver, "dataset-path", "loose/shapes")
+        _value(driver, "dataset-name", "loose shapes")
+        _value(driver, "encoder", "openclip:ViT-B-32:laion2b")  # refused by the API once the data set is resolved
+        driver.js("document.getElementById('launch-submit').click()")
+        error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
+                         interval=0.2, what="the job request sent, and refused on its encoder")
+        assert error.startswith("encoder: ")
+        return driver.js("return document.getElementById('banner').textContent")
+
+    banner = register()
+    ds = next(d for d in httpx.get(base + "/api/datasets").json() if d["name"] == "loose shapes")
+    assert ds["skipped"] == 3
+    assert banner.startswith(f"Data set loose shapes ({ds['id']}) registered without 3 files of the folder: ")
+    assert ".HEIC" in banner and "README.txt" in banner and banner.endswith("The home page's data sets list names them.")
+    assert register() == (f"This folder is registered already, as data set loose shapes ({ds['id']}): the pipeline "
+                          "uses it.")
+
+
 def test_the_home_page_lists_an_open_job_older_than_its_newest_fifty(driver, live_server, finished):
     """A review: the home page read the 50 newest jobs, so an interrupted job behind them could be neither seen nor
     resumed from the dashboard."""
