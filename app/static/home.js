@@ -126,7 +126,7 @@
     const many = (r) => r.count > r.examples.length ? ", …" : "";
     return [
       s.reasons.length ? h("ul", { class: "skipped-reasons" }, s.reasons.map((r) => h("li", { "data-reason": r.reason },
-        h("strong", {}, count(r.count)), ` ${r.reason}`,
+        `${r.reason}: `, h("strong", {}, count(r.count)),
         h("div", { class: "muted ci" }, "e.g. " + r.examples.join(", ") + many(r))))) : null,
       s.note ? h("p", { class: "muted note" }, s.note) : null,
       s.kept ? h("p", { class: "muted note" }, `Every file: GET /api/datasets/${s.dataset_id}/skipped?limit=1000&offset=0, then offset=1000, ... (${s.kept.toLocaleString("en")} recorded)`) : null];

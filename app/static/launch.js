@@ -388,7 +388,7 @@
     let why = "";
     try {
       const s = await getJSON(`/api/datasets/${enc(ds.id)}/skipped?limit=1`);
-      why = ": " + s.reasons.slice(0, 3).map((r) => `${count(r.count)} ${r.reason} (e.g. ${r.examples[0]})`).join("; ")
+      why = ": " + s.reasons.slice(0, 3).map((r) => `${r.reason}: ${count(r.count)} (e.g. ${r.examples[0]})`).join("; ")
         + (s.reasons.length > 3 ? `; and ${s.reasons.length - 3} more reasons` : "");
     } catch (e) { /* the count alone */ }
     showBanner(`Data set ${ds.name} (${ds.id}) registered without ${files} of the ${what}${why}. The home page's data `

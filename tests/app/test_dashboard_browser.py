@@ -2284,10 +2284,10 @@ def test_the_home_page_says_which_files_a_data_set_skipped_and_why(driver, tmp_p
         wait_for(lambda: driver.js(reasons + ".length") == 3, 30, interval=0.2, what="the reasons shown")
         texts = f"return Array.from({reasons[len('return '):]}).map(li => li.textContent)"
         expected = [
-            "4 an image format that is not read (extension '.HEIC'): convert it to JPEG or PNG"
+            "an image format that is not read (extension '.heic'): convert it to JPEG or PNG: 4"
             "e.g. tiny/train/cat/IMG_1.HEIC, tiny/train/cat/IMG_2.HEIC, tiny/train/cat/IMG_3.HEIC, …",
-            "1 hidden or metadata filee.g. tiny/.DS_Store",
-            "1 outside the split folders (tiny/train, tiny/test)e.g. tiny/README.txt"]
+            "hidden or metadata file: 1e.g. tiny/.DS_Store",
+            "outside the split folders (tiny/train, tiny/test): 1e.g. tiny/README.txt"]
         assert driver.js(texts) == expected
         driver.js(f"window.shownSkipped = {cell.format(photos['id'])[len('return '):]}.querySelector('details')")
         wait_for(lambda: driver.js(f"return {cell.format(photos['id'])[len('return '):]}.querySelector('details') "
@@ -2325,7 +2325,7 @@ def test_the_launch_form_says_what_an_upload_left_out(driver, launch_service, tm
     ds = next(d for d in httpx.get(base + "/api/datasets").json() if d["name"] == "with_photos.zip")
     assert ds["skipped"] == 3
     assert driver.js("return document.getElementById('banner').textContent") == (
-        f"Data set with_photos.zip ({ds['id']}) registered without 3 files of the archive: 2 an image format that is "
-        "not read (extension '.HEIC'): convert it to JPEG or PNG (e.g. shapes/train/red/IMG_1.HEIC); 1 outside the "
-        "split folders (shapes/train, shapes/test) (e.g. shapes/README.txt). The home page's data sets list names "
+        f"Data set with_photos.zip ({ds['id']}) registered without 3 files of the archive: an image format that is "
+        "not read (extension '.heic'): convert it to JPEG or PNG: 2 (e.g. shapes/train/red/IMG_1.HEIC); outside the "
+        "split folders (shapes/train, shapes/test): 1 (e.g. shapes/README.txt). The home page's data sets list names "
         "them.")

@@ -13,7 +13,7 @@ from app.store import SCHEMA, Store
 
 from app_testutils import make_settings, tiny_zip_bytes, unzip
 
-HEIC = "an image format that is not read (extension '.HEIC'): convert it to JPEG or PNG"
+HEIC = "an image format that is not read (extension '.heic'): convert it to JPEG or PNG"
 EXTRA = {"train/cat/IMG_1.HEIC": b"x", "train/cat/IMG_2.HEIC": b"x", "train/cat/IMG_3.HEIC": b"x",
          "train/cat/IMG_4.HEIC": b"x", "train/notes.txt": b"x", "README.txt": b"x", ".DS_Store": b"x"}
 

@@ -152,14 +152,14 @@ def test_jpeg_png_and_avif_files_named_as_browsers_save_them_are_read_and_heic_p
     assert {f"cat/{name}" for name in formats} <= sources and len(sources) == 4 + len(formats)
     for name in formats:
         assert data.load_image(Sample(f"cat/{name}", 0)).size == (12, 12)
-    assert data.skipped == [("dog/IMG_0001.HEIC", "an image format that is not read (extension '.HEIC'): convert it "
+    assert data.skipped == [("dog/IMG_0001.HEIC", "an image format that is not read (extension '.heic'): convert it "
                                                   "to JPEG or PNG")]
     only = tmp_path / "phone"
     for name in ("cat", "dog"):
         (only / name).mkdir(parents=True)
         (only / name / "IMG_1.HEIC").write_bytes(b"x")
     with pytest.raises(DatasetError, match=r"no image files found .*Skipped 2: an image format that is not read "
-                                           r"\(extension '.HEIC'\)"):
+                                           r"\(extension '.heic'\)"):
         open_dataset(only)
 
 
