@@ -351,8 +351,11 @@
     const ciOf = (p, key, v) => (Array.isArray(p[key]) && p[key].every(isNum) ? p[key] : [v, v]);
     const xsAll = [0, -budget], ysAll = [0];
     for (const p of pts) { xsAll.push(...ciOf(p, "val_overall_delta_ci", dx(p))); ysAll.push(...ciOf(p, "val_hard_delta_ci", dy(p))); }
-    const xs = niceTicks(100 * Math.min(...xsAll), 100 * Math.max(...xsAll), 5);
-    const ys = niceTicks(100 * Math.min(...ysAll), 100 * Math.max(...ysAll), 5);
+    // a margin of 4 % of the span beyond the outermost point, so that none sits on the plot's border: candidates at
+    // Δ hard = 0, the top when none gained, were drawn on it, under the reference's square (a dashboard round)
+    const padded = (vs) => { const lo = 100 * Math.min(...vs), hi = 100 * Math.max(...vs), pad = 0.04 * (hi - lo);
+      return niceTicks(lo - pad, hi + pad, 5); };
+    const xs = padded(xsAll), ys = padded(ysAll);
     const sx = (v) => linear(xs.lo, xs.hi, left, left + w)(100 * v), sy = (v) => linear(ys.lo, ys.hi, top + h, top)(100 * v);
     const grid = svg.appendChild(el("g", { class: "grid" })), axis = svg.appendChild(el("g", { class: "axis" }));
     const ptFmt = (v, d) => (v > 0 ? "+" : "") + fixed(v, d);

@@ -2329,3 +2329,18 @@ def test_the_launch_form_says_what_an_upload_left_out(driver, launch_service, tm
         "not read (extension '.heic'): convert it to JPEG or PNG: 2 (e.g. shapes/train/red/IMG_1.HEIC); outside the "
         "split folders (shapes/train, shapes/test): 1 (e.g. shapes/README.txt). The home page's data sets list names "
         "them.")
+
+
+def test_the_frontier_draws_no_candidate_on_the_plots_border(driver, live_server, finished):
+    """Where no candidate gained on the hard third, the top of the plot was Δ hard = 0 and a candidate there sat on
+    its border, half hidden (a dashboard round): the plot reaches beyond its outermost points."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const pts = [{ reference: true, params: {} },
+            { val_overall_delta: 0.007, val_hard_delta: 0, val_overall_delta_ci: [-0.01, 0.02], val_hard_delta_ci: [0, 0], params: {lr: 0.1} },
+            { val_overall_delta: -0.3, val_hard_delta: -0.5, params: {lr: 0.01} }];
+        const svg = Charts.frontier({ points: pts, budget: 0, id: 'f', title: 't' });
+        const frame = Array.from(svg.querySelectorAll('g.axis line')).map(l => [+l.getAttribute('y1'), +l.getAttribute('y2')]);
+        const top = Math.min(...frame.flat()), bottom = Math.max(...frame.flat());
+        const dots = Array.from(svg.querySelectorAll('circle.dot.cand')).map(c => +c.getAttribute('cy'));
+        return { top, bottom, dots };""")
+    assert len(got["dots"]) == 2 and all(got["top"] + 3 < cy < got["bottom"] - 3 for cy in got["dots"]), got
