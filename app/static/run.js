@@ -765,6 +765,8 @@
       noteBox(run),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
+        // the launch form's word of them was gone once the page moved here (a dashboard round)
+        ds && ds.skipped ? `${count(ds.skipped)} file${ds.skipped === 1 ? "" : "s"} skipped at registration (the home page lists them)` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
         .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       elsewhere ? h("p", { class: "muted", id: "compare-elsewhere" }, `The compared run, ${elsewhere.name} (${elsewhere.id}), `

@@ -2344,3 +2344,16 @@ def test_the_frontier_draws_no_candidate_on_the_plots_border(driver, live_server
         const dots = Array.from(svg.querySelectorAll('circle.dot.cand')).map(c => +c.getAttribute('cy'));
         return { top, bottom, dots };""")
     assert len(got["dots"]) == 2 and all(got["top"] + 3 < cy < got["bottom"] - 3 for cy in got["dots"]), got
+
+
+def test_the_run_page_says_how_many_files_its_data_set_left_out(driver, live_server, finished):
+    """The launch form said what an upload left out, but the page moved on to the run at once (a dashboard round):
+    the run page's line about its data set says it too."""
+    skipped = """(path, data) => path.startsWith("/api/datasets") && Array.isArray(data)
+        ? data.map((d) => ({ ...d, skipped: 7 })) : data"""
+    with _fetch_rewritten(driver, skipped):
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    meta = driver.js("return document.querySelector('p.meta').textContent")
+    assert "images · 7 files skipped at registration (the home page lists them) · " in meta, meta
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    assert "skipped" not in driver.js("return document.querySelector('p.meta').textContent")
