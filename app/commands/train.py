@@ -68,10 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"L2 strengths α / n_train, α in {', '.join(f'{a:g}' for a in L2_STRENGTHS)}: scikit-learn's "
                         "C = 1/α)")
     parser.add_argument("--tol", type=float, default=None,
-                        help=f"stop a fit once its epoch objective has not beaten its best by more than this for 5 "
-                        "epochs near it (epochs more than max(this, 5%% of the best) above it, a fit still moving, do "
-                        "not count; in cross-entropy units: lm_softmax compares this / its scale) (default: "
-                        f"ProbeConfig's, {_config_default('tol')}); 0: every epoch")
+                        help=f"stop a fit once its objective has not beaten its best by more than this for 5 epochs "
+                        "near it (at most max(this, 5%% of the best) above; in cross-entropy units: lm_softmax "
+                        f"compares this / its scale) (default: ProbeConfig's, {_config_default('tol')}); 0: all epochs")
     from probe.config import AUTO_BATCH_SIZE, AUTO_FULL_BATCH_ROWS  # torch-free, as _config_default
 
     batch_size = _config_default("batch_size")
