@@ -30,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import glob
 import logging
 import math
 import os
@@ -240,14 +239,11 @@ def _remove_orphaned_copies(final: Path) -> None:
     killed while it copied its partial file into ``final`` left, their writer gone; called under ``final``'s lock.
     The service's start-up sweep found them in its data directory, but beside a CLI ``--out`` each kill left one for
     good (a crash round)."""
-    from .archives import writer_alive
-    from .store import _TMP_SUFFIX
+    from .store import orphaned_temporaries
 
-    for tmp in final.parent.glob(f".{glob.escape(final.name)}.*{_TMP_SUFFIX}"):
-        pid = tmp.name[len(final.name) + 2: -len(_TMP_SUFFIX)]
-        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not writer_alive(int(pid), tmp):
-            tmp.unlink(missing_ok=True)
-            logger.warning("removed %s: a copy of %s that a killed extraction did not finish", tmp, final.name)
+    for tmp in orphaned_temporaries(final.parent, of=final.name):
+        tmp.unlink(missing_ok=True)
+        logger.warning("removed %s: a copy of %s that a killed extraction did not finish", tmp, final.name)
 
 
 def discard_partial(final: str | Path) -> bool:

@@ -52,6 +52,7 @@ complete. :func:`open_cache` refuses ``*.partial`` files.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -252,16 +253,19 @@ def replacing_file(path: str | Path, **kwargs: Any) -> Iterator[h5py.File]:
         tmp.unlink(missing_ok=True)
 
 
-def orphaned_temporaries(folder: str | Path) -> list[Path]:
+def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path]:
     """The temporary files of :func:`replacing_file` (``.<name>.<pid>.tmp``) under ``folder`` whose writing process
     is gone (:func:`feature_cache.archives.writer_alive`: a process that reuses its id, started since, is not it): a
-    process killed while it wrote a cache file leaves one behind, as large as the cache."""
-    found = []
-    for tmp in sorted(Path(folder).rglob(f".*{_TMP_SUFFIX}")):
+    process killed while it wrote a cache file leaves one behind, as large as the cache. ``of``: only the copies of
+    the file of that name in ``folder`` itself (an extraction's, under its lock). A symlink is none of them."""
+    folder = Path(folder)
+    found = folder.glob(f".{glob.escape(of)}.*{_TMP_SUFFIX}") if of else folder.rglob(f".*{_TMP_SUFFIX}")
+    orphaned = []
+    for tmp in sorted(found):
         pid = tmp.name[: -len(_TMP_SUFFIX)].rpartition(".")[2]
-        if tmp.is_file() and pid.isdigit() and not writer_alive(int(pid), tmp):
-            found.append(tmp)
-    return found
+        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not writer_alive(int(pid), tmp):
+            orphaned.append(tmp)
+    return orphaned
 
 
 @dataclass
