@@ -6,9 +6,10 @@ The names come escaped already (``feature_cache.archives.printable``) and relati
 """
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+
+from feature_cache.datasets import group_skipped  # torch-free
 
 __all__ = ["MAX_KEPT", "MAX_REASONS", "EXAMPLES", "group_reasons", "recorded_files", "skipped_note"]
 
@@ -18,28 +19,22 @@ EXAMPLES = 3  # file names recorded with each reason
 MAX_TEXT = 1024  # characters of a name or reason recorded (the thumbnail route's bound on a source): cut with "…"
 
 
-def _clipped(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
+def _clipped(skipped: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each name and reason cut to :data:`MAX_TEXT` characters, "…" at the cut."""
+    cut = lambda text: text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"  # noqa: E731
+    return [(cut(str(name)), cut(str(reason))) for name, reason in skipped]
 
 
 def group_reasons(skipped: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """``(name, reason)`` pairs → ``[{"reason", "count", "examples"}]``, the most frequent reason first (ties: the
-    first found first), at most :data:`MAX_REASONS` of them, each with the first :data:`EXAMPLES` names."""
-    skipped = [(_clipped(str(name)), _clipped(str(reason))) for name, reason in skipped]
-    counts = Counter(reason for _, reason in skipped)
-    examples: dict[str, list[str]] = {}
-    for name, reason in skipped:
-        named = examples.setdefault(reason, [])
-        if len(named) < EXAMPLES:
-            named.append(name)
-    order = sorted(examples, key=lambda reason: -counts[reason])  # stable: ties keep the order found
-    return [{"reason": reason, "count": counts[reason], "examples": examples[reason]}
-            for reason in order[:MAX_REASONS]]
+    """``(name, reason)`` pairs, each cut to :data:`MAX_TEXT` → ``[{"reason", "count", "examples"}]``, the most
+    frequent reason first (ties: the first found first), at most :data:`MAX_REASONS` of them, each with the first
+    :data:`EXAMPLES` names (``feature_cache.datasets.group_skipped``)."""
+    return group_skipped(_clipped(skipped), EXAMPLES, MAX_REASONS)
 
 
 def recorded_files(skipped: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """The skipped files a data set row keeps: the first :data:`MAX_KEPT`, as ``(name, reason)``."""
-    return [(_clipped(str(name)), _clipped(str(reason))) for name, reason in skipped[:MAX_KEPT]]
+    return _clipped(skipped[:MAX_KEPT])
 
 
 def skipped_note(total: int, reasons: list[dict[str, Any]] | None, kept: int) -> str | None:

@@ -426,18 +426,32 @@ def _discover(path: Path, limits: ArchiveLimits | None) -> Discovery:
     )
 
 
+def group_skipped(skipped: list[tuple[str, str]], examples: int = 3,
+                  most: int | None = None) -> list[dict[str, Any]]:
+    """``(name, reason)`` pairs of skipped files → ``[{"reason", "count", "examples"}]``, the most frequent reason
+    first (ties: the first found first), at most ``most`` of them (None: all), each with the first ``examples``
+    names: what a refusal says (:func:`_skipped_summary`) and the service records (``app.skipped``)."""
+    from collections import Counter
+
+    counts = Counter(reason for _, reason in skipped)
+    named: dict[str, list[str]] = {}
+    for name, reason in skipped:
+        first = named.setdefault(reason, [])
+        if len(first) < examples:
+            first.append(name)
+    order = sorted(named, key=lambda reason: -counts[reason])  # stable: ties keep the order found
+    return [{"reason": reason, "count": counts[reason], "examples": named[reason]} for reason in order[:most]]
+
+
 def _skipped_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
     """Why files were skipped, the most frequent reasons first with a count and an example each, or "": an empty
     class whose images were all skipped (symlinks out of a manifest's folder) said only that it had none (a README
     round)."""
-    from collections import Counter
-
     if not skipped:
         return ""
-    counts = Counter(reason for _, reason in skipped)
-    example = {reason: name for name, reason in reversed(skipped)}
     # the names are escaped already (archives.printable): repr() wrote 'ca\\x07t' for a folder ca\x07t (a round)
-    reasons = "; ".join(f"{reason}: {n:,} (e.g. '{example[reason]}')" for reason, n in counts.most_common(shown))
+    reasons = "; ".join(f"{g['reason']}: {g['count']:,} (e.g. '{g['examples'][0]}')"
+                        for g in group_skipped(skipped, examples=1, most=shown))
     return f" Skipped {len(skipped):,}: {reasons}."
 
 
