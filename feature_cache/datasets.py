@@ -219,19 +219,32 @@ def _common_root(names: list[str]) -> tuple[str, ...]:
     that folder beside two or more folders of images (``photos/cover.jpg`` beside ``photos/cat/``, ``photos/dog/``)
     leave it the root, those images skipped as not inside a class folder: going up a level made ``photos`` the one
     class, and a zip of such a folder was refused as one class folder, "if these are unlabelled images, ..."
-    (a new-user round), where the folder itself read as cat and dog."""
+    (a new-user round), where the folder itself read as cat and dog. Beside one folder that holds the class folders
+    (``photos/cover.jpg`` beside ``photos/images/cat/``, ``photos/images/dog/``) the root is that folder's: it was
+    ``photos``'s parent, ``photos`` the one class and the data set refused."""
     split = [name.split("/") for name in names]
     prefix: list[str] = []
     for column in zip(*[parts[:-1] for parts in split]):
         if len(set(column)) != 1:
             break
         prefix.append(column[0])
+    below = [parts for parts in split if len(parts) - 1 > len(prefix)]
+    if len(below) < len(split) and len({parts[len(prefix)] for parts in below}) == 1:
+        inner = _common_root(["/".join(parts) for parts in below])
+        if _folders_below(below, inner) >= 2:
+            return inner
     # Files must be at least one folder (the class) below the root.
     while prefix and any(len(parts) - 1 <= len(prefix) for parts in split):
-        if len({parts[len(prefix)] for parts in split if len(parts) - 1 > len(prefix)}) >= 2:
+        if _folders_below(split, tuple(prefix)) >= 2:
             break
         prefix.pop()
     return tuple(prefix)
+
+
+def _folders_below(split: list[list[str]], root: tuple[str, ...]) -> int:
+    """How many folders directly in ``root`` hold files (``split``: the files' path parts)."""
+    return len({parts[len(root)] for parts in split
+                if len(parts) - 1 > len(root) and tuple(parts[:len(root)]) == root})
 
 
 def _is_under(name: str, folder: tuple[str, ...]) -> bool:
@@ -388,7 +401,9 @@ def _class_folder_layout(reader: Reader) -> Discovery:
         reason = f"outside the split folders ({', '.join('/'.join(folder) for folder in used)})"
         skipped += [(name, reason) for name in names if not any(_is_under(name, folder) for folder in used)]
         return reader, given, skipped, "split-folders"
-    given["train"] = _class_folders(reader, names, _common_root(image_names), skipped)
+    root = _common_root(image_names)
+    skipped += [(name, "not inside a class folder") for name in names if not _is_under(name, root)]
+    given["train"] = _class_folders(reader, names, root, skipped)
     return reader, given, skipped, "single-tree"
 
 

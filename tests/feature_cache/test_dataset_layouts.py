@@ -109,6 +109,31 @@ def test_an_image_loose_beside_the_class_folders_of_a_zipped_folder_is_skipped(t
         open_dataset(zip_dir(flat, tmp_path / "incoming.zip", prefix="incoming/"))
 
 
+def test_an_image_loose_beside_the_one_folder_of_the_class_folders_is_skipped(tmp_path):
+    """photos/cover.png beside photos/images/{cat,dog}/: the image made the data set's folder the root, photos the
+    one class, and the data set was refused as one class folder; the root is images/ now, the cover skipped. Its
+    archive reads alike, and so does a deeper loose image (photos/cover.png beside photos/2019/images/...)."""
+    root = tmp_path / "photos"
+    make_tree(root / "images", {"cat": 5, "dog": 5}, splits=())
+    write_image(root / "cover.png", 1, 0)
+    (root / "notes.txt").write_text("about these photos")
+    from_dir = open_dataset(root)
+    from_zip = open_dataset(zip_dir(root, tmp_path / "photos.zip", prefix="photos/"))
+    for data, top in ((from_dir, ""), (from_zip, "photos/")):
+        assert data.class_names == ["cat", "dog"]
+        assert sum(len(v) for v in data.splits.values()) == 10
+        assert {(f"{top}cover.png", "not inside a class folder"),
+                (f"{top}notes.txt", "not inside a class folder")} <= set(data.skipped)
+        assert all(s.source.startswith(f"{top}images/") for v in data.splits.values() for s in v)
+    deeper = tmp_path / "deeper"
+    make_tree(deeper / "2019" / "images", {"cat": 3, "dog": 3}, splits=())
+    write_image(deeper / "cover.png", 1, 0)
+    write_image(deeper / "2019" / "banner.png", 2, 0)
+    data = open_dataset(deeper)
+    assert data.class_names == ["cat", "dog"]
+    assert {s for s, _ in data.skipped} == {"cover.png", "2019/banner.png"}
+
+
 def test_class_folders_that_all_hold_the_same_subfolders_are_warned_of(tmp_path):
     """batch1/{cat,dog}/ and batch2/{cat,dog}/: class folders are read with their subfolders, so the images were
     labelled batch1 and batch2, without a word (a new-user round). A warning names both levels; a class folder with
