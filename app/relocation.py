@@ -26,6 +26,7 @@ DATA_DIR_KEY = "data_dir"
 # (table, column) of the paths a data directory's own files are recorded at; jobs' request / result are JSON
 _PATH_COLUMNS = (("runs", "path"), ("caches", "path"), ("datasets", "path"))
 _JSON_COLUMNS = (("jobs", "request"), ("jobs", "result"))
+_OWN_FOLDERS = ("runs", "caches", "uploads")
 
 
 def _own_folder(table: str, row_id: str, dataset_id: str | None, path: str) -> Path | None:
@@ -48,21 +49,39 @@ def recorded_data_dir(conn: sqlite3.Connection) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (DATA_DIR_KEY,)).fetchone()
     if row is not None:
         return row[0]
+    return next(iter(_own_folders(conn)), None)
+
+
+def _own_folders(conn: sqlite3.Connection, relative: bool = False) -> list[str]:
+    """The data directories the service's own runs, extracted caches and uploads lie in (:func:`_own_folder`), in
+    the order first met; with ``relative``, only relative ones: an older version under a relative --data-dir (the
+    default ``.mr2probe``) recorded its files relative to the folder it was started in, which a server started
+    anywhere else, and every path-following after the directory was recorded, missed (an upgrade round)."""
     queries = (("runs", "SELECT id, NULL, path FROM runs"), ("caches", "SELECT id, dataset_id, path FROM caches"),
                ("datasets", "SELECT id, NULL, path FROM datasets"))
+    folders: dict[str, None] = {}
     for table, sql in queries:
         for row_id, dataset_id, path in conn.execute(sql):
             folder = _own_folder(table, row_id, dataset_id, path)
-            if folder is not None:
-                return str(folder)
-    return None
+            if folder is not None and not (relative and folder.is_absolute()):
+                folders[str(folder)] = None
+    return list(folders)
+
+
+def _under(path: Path, old: Path) -> bool:
+    """Whether ``path`` lies under the data directory ``old``: an absolute one, or for a relative ``old`` (an older
+    version's relative --data-dir) a relative path that names one of its own folders under it."""
+    if path.is_absolute() != old.is_absolute() or not path.is_relative_to(old):
+        return False
+    rest = path.relative_to(old).parts
+    return old.is_absolute() or (len(rest) > 1 and rest[0] in _OWN_FOLDERS)
 
 
 def _moved(value: Any, old: Path, new: Path) -> Any:
     """``value`` with every string path under ``old`` put under ``new`` (through lists and dicts)."""
     if isinstance(value, str):
         path = Path(value)
-        return str(new / path.relative_to(old)) if path.is_absolute() and path.is_relative_to(old) else value
+        return str(new / path.relative_to(old)) if _under(path, old) else value
     if isinstance(value, list):
         return [_moved(v, old, new) for v in value]
     if isinstance(value, dict):
@@ -93,17 +112,19 @@ def follow_data_dir(conn: sqlite3.Connection, here: Path) -> tuple[str, int] | N
     conn.execute(META_SCHEMA)
     was, now = recorded_data_dir(conn), str(here)
     record = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
-    if was == now:
-        return None
-    if was is None:  # nothing of its own recorded yet: nothing to move
-        conn.execute(record, (DATA_DIR_KEY, now))
+    # an absolute directory recorded elsewhere, and every relative one the rows still name, lie here now
+    olds = [*((was,) if was is not None and was != now and Path(was).is_absolute() else ()),
+            *_own_folders(conn, relative=True)]
+    if not olds:
+        if was is None:  # nothing of its own recorded yet: nothing to move
+            conn.execute(record, (DATA_DIR_KEY, now))
         return None
     try:
         lock = lock_data_dir(here)
     except DataDirBusy:  # a server runs it, perhaps under another path: its rows are its own
         return None
     try:
-        moved = (was, relocate(conn, was, now))
+        moved = (", ".join(olds), sum(relocate(conn, old, now) for old in olds))
         conn.execute(record, (DATA_DIR_KEY, now))
     finally:
         lock.close()

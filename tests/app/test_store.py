@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -340,3 +341,41 @@ def test_a_data_directory_is_found_from_its_own_files_only_and_moved_only_while_
     finally:
         held.close()
     assert Store(again / "mr2probe.sqlite3").get_run("run_1")["path"] == str(again / "runs" / "run_1")
+
+
+@pytest.mark.parametrize("meta", ["dropped", "recorded"])
+def test_relative_paths_of_an_older_version_become_absolute_under_the_data_directory(tmp_path, monkeypatch, meta):
+    """Versions before 2026-12-04 under a relative --data-dir (the default ``.mr2probe``) recorded their runs', caches'
+    and uploads' paths relative to the folder the server started in: opened by this version from another folder,
+    every report was a 404 ('missing on disk (.mr2probe/runs/...)'), and once the directory was recorded ("recorded":
+    a database this version had opened from the same folder) nothing made them absolute again (an upgrade round)."""
+    here = (tmp_path / "project" / ".mr2probe").resolve()
+    monkeypatch.chdir(tmp_path)
+    store = Store(here / "mr2probe.sqlite3")
+    rel = Path("project") / ".mr2probe"
+    ds = store.add_dataset(name="d", source="upload", path=str(rel / "uploads" / "ds_1" / "t.zip"), class_names=["a"],
+                           counts={}, fingerprint="f", skipped=0, dataset_id="ds_1")
+    cache = store.add_cache(dataset_id=ds["id"], encoder="e", path=str(rel / "caches" / "ds_1" / "e" / "c.h5"),
+                            fingerprint="h", num_features=4, class_names=["a"], counts={}, job_id=None)
+    store.add_run(run_id="run_1", job_id=None, cache_id=cache["id"], name="r", head="linear", loss="ce",
+                  reference_run=None, path=str(rel / "runs" / "run_1"), summary={})
+    job = store.add_job("probe", {"cache_id": cache["id"], "config": {"loss": "ce"}, "name": "runs"})
+    store.update_result(job["id"], extraction=str(rel / "caches" / "ds_1" / "e" / "c.h5"), run_ids=["run_1"])
+    del store
+    conn = sqlite3.connect(here / "mr2probe.sqlite3")
+    if meta == "dropped":  # as the older version left it
+        conn.execute("DROP TABLE meta")
+    else:  # opened by this version before: the directory recorded, the rows still relative
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'data_dir'", (str(here),))
+    conn.commit()
+    conn.close()
+    monkeypatch.chdir(here)  # a server started elsewhere, with the directory's absolute path
+    for opened in range(2):
+        again = Store(here / "mr2probe.sqlite3")
+        assert again.get_run("run_1")["path"] == str(here / "runs" / "run_1")
+        assert again.get_cache(cache["id"])["path"] == str(here / "caches" / "ds_1" / "e" / "c.h5")
+        assert again.get_dataset("ds_1")["path"] == str(here / "uploads" / "ds_1" / "t.zip")
+        assert again.get_job(job["id"])["result"] == {"extraction": str(here / "caches" / "ds_1" / "e" / "c.h5"),
+                                                      "run_ids": ["run_1"]}
+        assert again.get_job(job["id"])["request"] == {"cache_id": cache["id"], "config": {"loss": "ce"},
+                                                       "name": "runs"}  # words, not paths: left as they are
