@@ -16,6 +16,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed
 from .numbers import percent, signed_points
+from .predictions import PREDICTIONS_FILE
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
                      loss_label, print_table, probe_label)
 from .selection import SIGN_TEST_ALPHA, past_budget
@@ -330,9 +331,10 @@ class Comparison(BaseModel):
                                         "report predates its timing)")
     features: Optional[str] = Field(None, description="each run's features where they differ (other caches: "
                                     "encoders, preprocessing or data); null when they match or a report lacks them")
-    warnings: list[str] = Field(default_factory=list, description="what limits a comparison on other images "
-                                "(scored_on): images of classes the runs lack, the runs' own train or val images, "
-                                "features checked by encoder name only")
+    warnings: list[str] = Field(default_factory=list, description="what limits the comparison: a run without "
+                                "stored test predictions (no intervals, verdict or differing images); on other "
+                                "images (scored_on): images of classes the runs lack, the runs' own train or val "
+                                "images, features checked by encoder name only")
     probes: Optional[dict[Literal["base", "other"], str]] = Field(
         None, description="what each run's probe is, in words ('ERM (ce), linear head'; 'group_dro (eta=0.01), "
         "linear head, preset disparity'), so that an export read by someone else names more than run ids")
@@ -371,6 +373,13 @@ def first_class_difference(a: list[str], b: list[str]) -> str:
     return f"{len(a)} against {len(b)} classes; the first difference is class {i}: {first} against {second}"
 
 
+# What a comparison without both runs' stored test predictions lacks, and why (an upgrade round: an older run
+# compared with a new one showed "Δ points [95% interval]" columns without an interval, and no verdict)
+NO_PREDICTIONS = ("no 95 % intervals, verdict or count of the test images the runs differ on: they need both runs' "
+                  f"stored test predictions ({PREDICTIONS_FILE}), which a run written before they were stored lacks; "
+                  "train it again to get them")
+
+
 def compare_reports(base: Report, other: Report, predictions: tuple | None = None) -> Comparison:
     """Per-group and per-class deltas of ``other`` against ``base``, on base's groups.
 
@@ -388,6 +397,8 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     if predictions is not None:
         check_same_images(base, other)
         _add_intervals(comparison, *predictions, metric=_overall_metric(base, other))
+    else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
+        comparison.warnings.append(NO_PREDICTIONS)
     return comparison
 
 

@@ -656,3 +656,22 @@ def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compa
     few = first_right(labels, [0, 17, 20])  # b −15 pt on 3 images: within noise (3 of 3 one way is p = 0.25), said by neither
     delta, classes = paired_test_intervals(reference, few, 3, groups)
     assert lost_on_test(reference, few, groups, delta, classes, list("abc")) == ""
+
+
+def test_a_comparison_without_stored_predictions_says_what_it_lacks_and_why():
+    """A run written before test predictions were stored, compared with a new one (an upgrade round): the tables'
+    'Δ points [95% interval]' columns stood without an interval and no verdict was given, with no word of why."""
+    from probe.compare import NO_PREDICTIONS, comparison_facts
+    from probe.predictions import Predictions
+
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("old", [1.0, 1.0, 0.5], groups, 5 / 6), _rep("new", [1.0, 1.0, 0.8], groups, 14 / 15)
+    unpaired = compare_reports(base, other)
+    assert unpaired.metrics["hard"].delta_ci is None and unpaired.verdict_text is None
+    assert unpaired.warnings == [NO_PREDICTIONS] and ("warning", NO_PREDICTIONS) in comparison_facts(unpaired)
+    assert "predictions.npz" in NO_PREDICTIONS and "train it again" in NO_PREDICTIONS
+    assert "stored test predictions (predictions.npz)" in " ".join(format_comparison(unpaired, width=400).split())
+    labels = np.repeat(np.arange(3), 10)
+    paired = compare_reports(base, other, (Predictions(labels, labels[None], np.full(30, 0.9)),
+                                           Predictions(labels, labels[None], np.full(30, 0.9))))
+    assert paired.warnings == []
