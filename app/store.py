@@ -121,6 +121,18 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
 
+# A running job's message when a user asks to cancel it (app.worker.JobRunner.cancel); "resumed" starts an attempt
+CANCEL_REQUESTED = "cancellation requested"
+RESUMED = "resumed"
+
+
+def cancel_asked(messages: list[dict[str, Any]]) -> bool:
+    """Whether a cancellation was asked for the job's latest attempt (``messages``: its messages): a server that
+    stopped before the job's next check left it running, and it came back interrupted and resumable."""
+    texts = [m.get("text") for m in messages]
+    return CANCEL_REQUESTED in texts[max((i for i, t in enumerate(texts) if t == RESUMED), default=-1) + 1:]
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -521,7 +533,7 @@ class Store:
             self._check_still_there(conn, job_id)
 
         return self._transition(job_id, RESUMABLE, JobStatus.queued,
-                                ", stage = 'queued (resumed)', finished_at = NULL", before=before, message="resumed")
+                                ", stage = 'queued (resumed)', finished_at = NULL", before=before, message=RESUMED)
 
     @classmethod
     def _check_still_there(cls, conn: sqlite3.Connection, job_id: str) -> None:
@@ -557,13 +569,15 @@ class Store:
         "training probe ...", as if still running; a crash round)."""
         now = utcnow()
         with self._tx() as conn:
-            ids = [r["id"] for r in conn.execute(
-                "SELECT id FROM jobs WHERE status = ?", (JobStatus.running.value,)).fetchall()]
+            rows = conn.execute("SELECT id, messages FROM jobs WHERE status = ?", (JobStatus.running.value,)).fetchall()
+            ids = [r["id"] for r in rows]
             conn.execute("UPDATE jobs SET status = ?, updated_at = ?, stage = 'interrupted' WHERE status = ?",
                          (JobStatus.interrupted.value, now, JobStatus.running.value))
-            for job_id in ids:
-                self._append_message(conn, job_id, "interrupted: the server stopped without finishing it (killed or "
-                                     f"crashed); POST /api/jobs/{job_id}/resume continues it")
+            for row in rows:
+                then = ("its cancellation had not taken effect" if cancel_asked(json.loads(row["messages"]))
+                        else f"POST /api/jobs/{row['id']}/resume continues it")
+                self._append_message(conn, row["id"], "interrupted: the server stopped without finishing it (killed "
+                                     f"or crashed); {then}")
         for job_id in ids:
             logger.warning("job %s was running when the server stopped: marked interrupted", job_id)
         return ids

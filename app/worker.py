@@ -17,7 +17,7 @@ from .datadir import lock_data_dir
 from .jobs import JobCancelled, JobContext, JobKind
 from .messages import ClientMessages
 from .status import ACTIVE, InvalidTransition, JobStatus, NotFound
-from .store import Store
+from .store import CANCEL_REQUESTED, Store, cancel_asked
 from .threads import limit_threads
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class JobRunner:
             if self.settings.threads is not None:
                 limit_threads(self.settings.threads)
             self.store.interrupt_running()
+            self._cancel_what_was_cancelled()
             if prepare is not None:
                 prepare()
         except BaseException:  # the data directory is not held by a runner that did not start (a review)
@@ -126,6 +127,14 @@ class JobRunner:
         self.wake()
         return job
 
+    def _cancel_what_was_cancelled(self) -> None:
+        """Interrupted jobs whose latest attempt a user cancelled end cancelled (their partial files and runs go, as
+        any cancelled job's): left running by a killed server, or interrupted by an older version's stop, they came
+        back resumable, 'resume continues it', as if no one had asked (an upgrade round)."""
+        for job in self.store.list_jobs(JobStatus.interrupted, limit=-1):
+            if cancel_asked(job["messages"]):
+                self.cancel(job["id"])
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued, interrupted or running job (a running one stops at its next check)."""
         job = self.store.get_job(job_id)
@@ -150,7 +159,7 @@ class JobRunner:
                 raise InvalidTransition(f"job {job_id!r} is running in another process; it cannot be cancelled here")
             ctx = entry[0]
             ctx.stop_event.set()
-            self.store.add_message(job_id, "cancellation requested")
+            self.store.add_message(job_id, CANCEL_REQUESTED)
             return self.store.get_job(job_id)
         raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
 

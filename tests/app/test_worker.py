@@ -551,3 +551,40 @@ def test_run_names_tell_two_runs_of_one_data_set_apart():
     assert run_name(ProbeConfig(temperature_scaling=True, epochs=30)) == "ce/linear (temperature-scaled; 30 epochs)"
     assert run_name(ProbeConfig(temperature_scaling=True), None, None, False) == "ce/linear (temperature: not applied)"
     assert run_name(ProbeConfig(temperature_scaling=True), None, None, True) == "ce/linear (temperature-scaled)"
+
+
+def test_a_job_whose_cancellation_a_stopped_server_left_pending_starts_cancelled_not_resumable(tmp_path):
+    """A running job a user cancelled, its server killed (or stopped past its join timeout, or an older version
+    stopped) before the job's next check: it came back interrupted, 'POST .../resume continues it', its partial cache
+    kept for a resume nobody wanted (an upgrade round). A cancellation asked before a later resume does not count."""
+    from app.steps import cache_dir_for
+
+    runner, store = make_runner(tmp_path, JOB_KINDS)
+    _registered(store, "ds_1")
+    cache_dir = cache_dir_for(runner.settings, "ds_1", "openclip:ViT-B-32")
+    cache_dir.mkdir(parents=True)
+    final = cache_dir / "x-seed0.h5"
+    cancelled, resumed, older = (store.add_job("extract", {"dataset_id": "ds_1", "encoder": "openclip:ViT-B-32",
+                                                           "options": {}}) for _ in range(3))
+    for job in (cancelled, resumed, older):
+        store.claim(job["id"])
+        store.add_message(job["id"], "cancellation requested")  # what cancel() records
+    store.interrupt(older["id"])  # as an older version's stop left a job it had been asked to cancel
+    store.update_result(cancelled["id"], extraction=str(final))
+    final.with_name(final.name + ".partial").write_bytes(b"half")
+    store.interrupt(resumed["id"])  # the other one: cancelled, interrupted anyway, then resumed by the user
+    store.resume(resumed["id"])
+    store.claim(resumed["id"])
+    runner.start()
+    try:
+        job = store.get_job(cancelled["id"])
+        assert job["status"] == "cancelled"
+        texts = [m["text"] for m in job["messages"]]
+        assert "its cancellation had not taken effect" in texts[-2] and "resume" not in texts[-2]
+        assert list(cache_dir.iterdir()) == []  # its partial file went with it
+        assert store.get_job(older["id"])["status"] == "cancelled"
+        job = store.get_job(resumed["id"])
+        assert job["status"] == "interrupted"
+        assert job["messages"][-1]["text"].endswith(f"POST /api/jobs/{resumed['id']}/resume continues it")
+    finally:
+        runner.stop()
