@@ -36,7 +36,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -363,11 +363,43 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
             return ExtractResult(path, fingerprint, True, skipped, dict(cache.split_sizes), 0)
     if plan.path.exists():
         cache = open_cache(plan.path)
+        differ = cache_differences(cache.attrs, plan.attrs)
         raise CacheMismatch(
             f"{plan.path} holds another cache (encoder {cache.encoder!r}, fingerprint {cache.fingerprint[:16]}…, "
-            f"requested {plan.fingerprint[:16]}…); choose another --out or delete the file."
+            f"requested {plan.fingerprint[:16]}…{'; it differs in ' + '; '.join(differ) if differ else ''}); "
+            "choose another --out or delete the file."
         )
     return None
+
+
+# The cache attributes of the settings a cache's fingerprint covers (feature_cache.fingerprint.cache_fingerprint),
+# with the value a file written before the attribute holds
+_FINGERPRINTED = (("dataset_fingerprint", None), ("encoder", None), ("weights_sha256", None), ("preprocess", {}),
+                  ("feature_kind", None), ("normalized", None), ("split_params", {}), ("precision", "fp32"))
+
+
+def cache_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Where a cache's attributes ``held`` differ from a request's ``wanted`` among the fingerprinted settings, as
+    'name (there X, requested Y)', a dict's keys one by one: a cache an older version wrote (preprocess without its
+    resampler) was refused as 'another cache' of the same encoder and data, with nothing said of why (an upgrade
+    round)."""
+    def shown(value: Any) -> str:
+        return "absent" if value is _ABSENT else repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "…"
+
+    found = []
+    for key, before in _FINGERPRINTED:
+        there, asked = held.get(key, before), wanted.get(key, before)
+        if key == "precision" and there == "fp32":  # full precision answers any request (plan_extraction's reusable)
+            continue
+        if isinstance(there, dict) and isinstance(asked, dict):
+            found += [f"{key}.{k} (there {shown(there.get(k, _ABSENT))}, requested {shown(asked.get(k, _ABSENT))})"
+                      for k in sorted(there.keys() | asked.keys()) if there.get(k, _ABSENT) != asked.get(k, _ABSENT)]
+        elif there != asked:
+            found.append(f"{key} (there {shown(there)}, requested {shown(asked)})")
+    return found
+
+
+_ABSENT = object()
 
 
 def _move_aside(path: Path) -> Path:

@@ -226,3 +226,24 @@ def test_a_damaged_cache_of_a_cache_dir_is_moved_aside_and_extracted_again(tree,
     with pytest.raises(CacheMismatch):
         run(tree, None, out=out)
     assert out.read_bytes() == b"not a cache"
+
+
+def test_out_holding_another_cache_says_in_which_settings_it_differs(tree, tmp_path):
+    """A cache an older version wrote (its preprocess without the resampler, 2026-12-01) was refused as 'another
+    cache' of the same encoder and data, with nothing of why (an upgrade round): the refusal names each setting."""
+    import json
+
+    import h5py
+
+    out = tmp_path / "mine.h5"
+    run(tree, None, out=out)
+    with pytest.raises(CacheMismatch, match=r"it differs in split_params.seed \(there 0, requested 1\)\); choose"):
+        run(tree, None, seed=1, out=out)
+    with h5py.File(out, "r+") as h5:  # as an older version wrote it
+        preprocess = json.loads(h5.attrs["preprocess"])
+        resampler = preprocess.pop("resampler")
+        h5.attrs["preprocess"] = json.dumps(preprocess)
+        h5.attrs["fingerprint"] = "0" * 64  # its fingerprint covered that preprocess
+    with pytest.raises(CacheMismatch, match=r"differs in preprocess.resampler \(there absent, requested "
+                                            + repr(resampler) + r"\)\); choose"):
+        run(tree, None, out=out)
