@@ -119,6 +119,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.progress(start + span, "features ready")
         return registered
     _record_extraction(ctx, str(plan.path))
+    _say_why_not_reused(ctx, dataset_id, encoder_name, plan)
     try:
         result = _when_free(ctx, lambda: extract(
             data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
@@ -143,6 +144,30 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.message(skipped_summary(result.skipped))
     ctx.progress(start + span, "features ready")
     return row
+
+
+EARLIER_CACHES_NAMED = 3  # at most this many earlier caches of a data set and encoder are said not to be reused
+
+
+def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, plan: Any) -> None:
+    """Before extracting, name the earlier caches of the data set and encoder it does not reuse and the settings
+    they differ in (:func:`feature_cache.extract.cache_differences`): after an upgrade that changed the
+    preprocessing, a pipeline encoded every image again beside the old cache with nothing said of why."""
+    from feature_cache import CacheMismatch, open_cache
+    from feature_cache.extract import cache_differences
+
+    if plan.path.exists():  # its own file: reused
+        return
+    rows = ctx.store.rows("SELECT id, path FROM caches WHERE dataset_id = ? AND encoder = ? AND fingerprint != ? "
+                          "ORDER BY rowid DESC", (dataset_id, encoder_name, plan.fingerprint))
+    for row in rows[:EARLIER_CACHES_NAMED]:
+        try:
+            differ = cache_differences(open_cache(row["path"]).attrs, plan.attrs)
+        except (OSError, CacheMismatch):  # gone or damaged: nothing it could have answered
+            continue
+        if differ:
+            ctx.message(f"cache {row['id']} of this data set and encoder is not reused: it differs in "
+                        + "; ".join(differ))
 
 
 def _registered_cache(store: Store, fingerprint: str) -> dict[str, Any] | None:

@@ -267,6 +267,22 @@ def test_an_extraction_reuses_a_registered_file_of_the_same_features(service):
     assert [c["id"] for c in service.get("/api/caches").json()] == [cache["id"]]
 
 
+def test_an_extraction_beside_an_earlier_cache_of_other_settings_says_why_it_is_not_reused(service):
+    """After an upgrade that changed the preprocessing, a pipeline on a data set encoded every image again beside its
+    old cache with nothing said of why (an upgrade round): the job names the cache and the settings it differs in."""
+    dataset = service.post("/api/datasets", json={"path": "images.zip"}).json()
+    seed1 = service.post("/api/caches", json={"path": "features/other.h5"}).json()  # split seed 1
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": dataset["id"], "probes": [ERM]})
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["cache_id"] != seed1["id"]
+    texts = [m["text"] for m in job["messages"]]
+    assert (f"cache {seed1['id']} of this data set and encoder is not reused: it differs in split_params.seed "
+            "(there 1, requested 0)") in texts
+    again = wait_job(service, service.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"]}
+                                           ).json()["id"])
+    assert not any("not reused" in m["text"] for m in again["messages"])  # its own cache now answers
+
+
 def test_a_damaged_or_foreign_file_is_named_for_what_it_is(service):
     import h5py
     import numpy as np
