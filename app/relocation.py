@@ -59,9 +59,10 @@ def _own_folders(conn: sqlite3.Connection, relative: bool = False) -> list[str]:
     anywhere else, and every path-following after the directory was recorded, missed (an upgrade round)."""
     queries = (("runs", "SELECT id, NULL, path FROM runs"), ("caches", "SELECT id, dataset_id, path FROM caches"),
                ("datasets", "SELECT id, NULL, path FROM datasets"))
+    only = " WHERE path NOT LIKE '/%'" if relative else ""  # every open asks: absolute rows are not read
     folders: dict[str, None] = {}
     for table, sql in queries:
-        for row_id, dataset_id, path in conn.execute(sql):
+        for row_id, dataset_id, path in conn.execute(sql + only):
             folder = _own_folder(table, row_id, dataset_id, path)
             if folder is not None and not (relative and folder.is_absolute()):
                 folders[str(folder)] = None
