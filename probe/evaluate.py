@@ -51,6 +51,7 @@ class SeedEvaluation:
     val_logits: np.ndarray | None = None  # (n_val, K), kept for the post-hoc bias
     test_logits: np.ndarray | None = None  # (n_test, K)
     posthoc: dict[str, Any] | None = None
+    precision: str | None = None  # what the seed's fit ran at (fp32, bf16): report.environment
 
 
 def score_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> SplitScores:

@@ -17,7 +17,7 @@ from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, compa
                       metric_title)
 from .numbers import fixed, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
-                     FeatureSource, Report, Timing, confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
+                     Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
@@ -88,7 +88,9 @@ def _headline(report: dict) -> dict[str, str]:
             "features": (FeatureSource.model_validate(report["features"]).describe() if report.get("features")
                          else "not recorded"),
             "calibration": (Calibration.model_validate(report["calibration"]).describe()
-                            if report.get("calibration") else "not recorded")}
+                            if report.get("calibration") else "not recorded"),
+            "environment": (Environment.model_validate(report["environment"]).describe()
+                            if report.get("environment") else "not recorded")}
 
 
 def _summary_rows(report: dict) -> list[tuple[str, str]]:
@@ -177,7 +179,7 @@ def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
     preset = [("Preset", head["preset"])] if head["preset"] else []
     return [*verdict, *preset, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
             ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),
-            ("Calibration", head["calibration"]), ("Time", head["time"])]
+            ("Calibration", head["calibration"]), ("Time", head["time"]), ("Environment", head["environment"])]
 
 
 def _md_facts(facts: list[tuple[str, str]]) -> list[str]:

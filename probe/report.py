@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration",
            "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
-           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
+           "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource", "Environment", "run_environment",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "CONFUSIONS_HEADER", "worst_first", "Verdict", "unknown_class_text", "confusion_cell",
            "TestCheck",
@@ -774,6 +774,70 @@ class Timing(_Model):
                 f"seeds {self.seeds_seconds:.1f} s) on {self.setting}")
 
 
+class Environment(_Model):
+    """What a run ran with, beyond its request (``config``) and its features (``features``): what a user needs to
+    re-run it and to tell why a re-run on another machine differs. On one machine a run is reproducible bit for
+    bit (the same command gives the same heads, predictions and numbers, whatever ``--threads``); ``precision``
+    ``auto`` resolves per fit from the CPU (bf16 where it computes bfloat16 natively, fp32 elsewhere), so the
+    same command on a CPU without native bfloat16 trains other heads: ``fit_precisions`` and ``cpu_native_bf16``
+    say which this run had (a reproducibility audit: the report said only ``auto``)."""
+
+    mr2probe: Optional[str] = Field(None, description="the installed mr2probe package version")
+    python: Optional[str] = Field(None, description="the Python version")
+    torch: Optional[str] = Field(None, description="the torch version")
+    numpy: Optional[str] = Field(None, description="the numpy version")
+    platform: Optional[str] = Field(None, description="operating system and machine (platform.platform())")
+    cpu_native_bf16: Optional[bool] = Field(None, description="whether the CPU computes bfloat16 natively "
+                                            "(AVX512-BF16 or AMX): where precision auto trains in bf16")
+    fit_precisions: list[str] = Field(default_factory=list, description="the precisions the run's fits ran at "
+                                      "(fp32, bf16), what precision auto resolved to")
+    seed_precisions: list[str] = Field(default_factory=list, description="the precision of each seed's model, "
+                                       "in config.seeds order (the first is the shipped head's)")
+    command: Optional[list[str]] = Field(None, description="the command line that ran it (mr2probe train: "
+                                         "argv, to run again from cwd); null for a service job, whose request the "
+                                         "job records, or a run_probe call")
+    cwd: Optional[str] = Field(None, description="the working directory of command")
+
+    def describe(self) -> str:
+        """One line: ``mr2probe 0.1.0, torch 2.5.1, numpy 2.1.3, Python 3.11.2; fits in bf16``."""
+        parts = [f"{name} {value}" for name, value in (("mr2probe", self.mr2probe), ("torch", self.torch),
+                                                          ("numpy", self.numpy), ("Python", self.python)) if value]
+        if self.fit_precisions:
+            parts.append("fits in " + " and ".join(self.fit_precisions))
+        text = ", ".join(parts)
+        if self.command:
+            import shlex
+
+            text += f"; ran as: {shlex.join(self.command)}" + (f" (in {self.cwd})" if self.cwd else "")
+        return text
+
+
+def run_environment(fit_precisions: list[str] = (), seed_precisions: list[str] = (),
+                    command: list[str] | None = None, cwd: str | None = None) -> Environment:
+    """The :class:`Environment` of a run in this process."""
+    import platform as _platform
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    try:
+        import torch
+
+        from .precision import cpu_has_native_bf16
+
+        torch_version, native = str(torch.__version__), cpu_has_native_bf16()
+    except ImportError:  # pragma: no cover - torch is a dependency of every run
+        torch_version, native = None, None
+    return Environment(mr2probe=version("mr2probe"), python=_platform.python_version(), torch=torch_version,
+                       numpy=np.__version__, platform=_platform.platform(), cpu_native_bf16=native,
+                       fit_precisions=sorted(set(fit_precisions)), seed_precisions=list(seed_precisions),
+                       command=None if command is None else [str(a) for a in command], cwd=cwd)
+
+
 class FeatureSource(_Model):
     """The features a run was trained and scored on: their cache's fingerprint (encoder, weights, preprocessing,
     data), its encoder, and the cache as the caller named it."""
@@ -851,8 +915,21 @@ class Report(_Model):
     timing: Optional[Timing] = None
     features: Optional[FeatureSource] = Field(None, description="the features the run used (null when the caller "
                                               "gave arrays, or in reports written before it was recorded)")
+    environment: Optional[Environment] = Field(None, description="versions, platform, the precision the fits ran "
+                                               "at and the command line (null in reports written before it was "
+                                               "recorded)")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
+
+    def probe_config(self):
+        """The run's request as a :class:`probe.ProbeConfig`, to train it again: ``config`` less what the run
+        added (``selected``, ``loss_options_used``). ``run_probe`` on the same cache (``features.cache``, checked
+        by ``features.fingerprint``) with it, the same reference and the same ``environment.fit_precisions``
+        gives the same heads, predictions and numbers (tested; README, "Reproducing a run")."""
+        from .config import ProbeConfig
+
+        return ProbeConfig.model_validate({k: v for k, v in self.config.items()
+                                           if k not in ("selected", "loss_options_used")})
 
     @property
     def temperature_scaling(self) -> TemperatureScaling | None:
@@ -1033,7 +1110,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                  n_train: np.ndarray, val_source: str = "given", diagnostics=None, n_val: np.ndarray | None = None,
                  stability: list[float] | None = None, warnings: list[str] | None = None,
                  timing: Timing | None = None, features: FeatureSource | None = None,
-                 calibration: dict | None = None) -> Report:
+                 calibration: dict | None = None, environment: Environment | None = None) -> Report:
     """Assemble the :class:`Report` from the per-seed evaluations of ``probe.run``.
 
     ``diagnostics`` (:class:`probe.diagnostics.TestDiagnostics`) adds the confusion matrix and the per-class
@@ -1079,7 +1156,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         posthoc=posthoc,
         confusion=None if diagnostics is None else Confusion.of(diagnostics.confusion),
         calibration=None if calibration is None else Calibration(**calibration), timing=timing, features=features,
-        warnings=list(warnings or []) + _thirds_out_of_order(summary, selection, posthoc),
+        environment=environment, warnings=list(warnings or []) + _thirds_out_of_order(summary, selection, posthoc),
     )
 
 
@@ -1353,6 +1430,8 @@ def _header(report: Report) -> list[str]:
         lines.append(f"features: {report.features.describe()}")
     if report.timing is not None:
         lines.append(f"time: {report.timing.describe()}")
+    if report.environment is not None:
+        lines.append(f"environment: {report.environment.describe()}")
     lines += [f"warning: {text}" for text in report.warnings]
     return lines
 

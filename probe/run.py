@@ -18,6 +18,7 @@ selected on the same validation split, scored on the same groups and reported in
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,7 @@ from .report import (
     Selection,
     Timing,
     build_report,
+    run_environment,
     check_run_dir,
     write_run,
 )
@@ -268,6 +270,12 @@ class _Progress:
 
     def __init__(self, total: int, progress: Callable | None, should_stop: Callable | None) -> None:
         self.total, self.done, self.progress, self.should_stop = total, 0, progress, should_stop
+        self.precisions: set[str] = set()  # what every fit of the run ran at (report.environment.fit_precisions)
+
+    def fitted(self, trainers: list) -> list:
+        """Note the precision each fitted trainer ran at; returns them."""
+        self.precisions.update(str(t.precision_) for t in trainers if getattr(t, "precision_", None))
+        return trainers
 
     def tick(self, stage: str) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -376,13 +384,14 @@ class _Fitter:
         fitted = fit_many(trainers, self.x, self.splits.y_train, num_classes=self.splits.num_classes,
                           class_stats=self.stats)
         self.steps.done += len(fits)
-        return [t.set_params(progress=None) for t in fitted]
+        return self.steps.fitted([t.set_params(progress=None) for t in fitted])
 
     def fit(self, params: dict, seed: int, stage: str, precision: str | None = None):
         self.steps.tick(stage)
         trainer = self.make(params, seed, self.steps.hook(stage), precision).fit(
             self.x, self.splits.y_train, num_classes=self.splits.num_classes, class_stats=self.stats)
         self.steps.done += 1
+        self.steps.fitted([trainer])
         return trainer.set_params(progress=None)  # the hook is a closure over this run: not part of the model
 
 
@@ -533,6 +542,7 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple
         if failure is not None:
             raise ValueError(f"seed {seed} with the selected {chosen} {failure}; {_DIVERGED_ADVICE}.")
         evaluations.append(evaluate_seed(trainer, seed, splits.val, splits.test, splits.num_classes))
+        evaluations[-1].precision = getattr(trainer, "precision_", None)
     return trainers[0], evaluations
 
 
@@ -701,7 +711,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
               config: ProbeConfig | dict, *, reference: Report | dict | None = None,
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None, sources: Mapping[str, Sequence[str]] | None = None,
-              features: FeatureSource | dict | None = None, tune_allocator: bool = True) -> Report:
+              features: FeatureSource | dict | None = None, tune_allocator: bool = True,
+              command: Sequence[str] | None = None) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
     Args:
@@ -723,6 +734,8 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         tune_allocator: keep freed heap memory in the process during the run instead of mapping and unmapping
             every step's large temporaries (:func:`probe.allocator.keep_freed_memory`, for the rest of the
             process), and hand it back at the end (``malloc_trim``).
+        command: the command line that asked for the run (``mr2probe train``'s argv), recorded with the working
+            directory in ``report.environment`` beside the versions and the precision the fits ran at.
 
     Raises:
         ValueError: malformed data or reference, a class without train or test samples, a device this host
@@ -739,13 +752,15 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         keep_freed_memory()
     try:
         features = FeatureSource.model_validate(features) if isinstance(features, dict) else features
-        return _run(data, class_names, config, reference, out_dir, progress, should_stop, sources or {}, features)
+        return _run(data, class_names, config, reference, out_dir, progress, should_stop, sources or {}, features,
+                    command)
     finally:
         if tune_allocator:
             release_freed_memory()
 
 
-def _run(data, class_names, config, reference, out_dir, progress, should_stop, sources, features) -> Report:
+def _run(data, class_names, config, reference, out_dir, progress, should_stop, sources, features,
+         command=None) -> Report:
     """:func:`run_probe`'s work, with its arguments."""
     from .devices import resolve_device
 
@@ -799,6 +814,9 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         diagnostics=test_diagnostics(predictions, class_names, groups),
         calibration=calibration,
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
+        environment=run_environment(
+            sorted(steps.precisions), [str(getattr(e, "precision", "") or "") for e in evaluations], command,
+            os.getcwd() if command is not None else None),
         warnings=[*([features.warning] if features is not None and features.warning else []),
                   *_carved_test(features, splits, class_names),
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),

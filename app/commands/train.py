@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress,
                   sources=cache.training_sources(),
-                  features=cache.provenance(str(args.features)))
+                  features=cache.provenance(str(args.features)), command=getattr(args, "argv", None))
     finally:
         bar.close()
     print(format_report(load_report(args.out), width=terminal_width(120)))

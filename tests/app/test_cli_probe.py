@@ -52,6 +52,10 @@ def test_train_writes_run_directory(erm_dir, cache, capsys):
                                   "test_carved": None}
     assert report["config"]["head"] == "linear" and report["config"]["loss"] == "ce"
     assert report["config"]["seeds"] == [0, 1] and report["config"]["lr_grid"] == [0.05]
+    # the command line that ran it, to run it again (a reproducibility audit: the report had no way back to it)
+    assert report["environment"]["command"] == ["mr2probe", "train", "--features", str(cache), "--out", str(erm_dir),
+                                                *FAST]
+    assert report["environment"]["cwd"] == os.getcwd() and report["environment"]["fit_precisions"]
     assert [r["n_test"] for r in report["per_class"]] == [40] * K
     rows = list(csv.DictReader((erm_dir / "per_class.csv").open()))
     assert [r["name"] for r in rows] == NAMES

@@ -293,7 +293,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                                   "worst_class": {**old["summary"]["worst_class"], "tied_with": [], "tied_count": None,
                                                   "text": old["summary"]["worst_class"]["name"]}},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
-                      "confusion": None, "calibration": None, "timing": None, "features": None, "warnings": [],
+                      "confusion": None, "calibration": None, "timing": None, "features": None, "environment": None,
+                      "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "text": "Post-hoc bias applied to the shipped probe.", "per_seed": [
                           {**seed, "applied": None, "folds": None, "oof_overall_delta": None, "oof_overall_ci": None,
                            "oof_hard_delta": None, "oof_hard_ci": None, "oof_hard_changed": None,
