@@ -77,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # goes to /dev/null so that the interpreter's flush at exit does not fail again (Python's signal docs)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command a pipe closed
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, not the trace of wherever the main process was waiting (45 lines out of the DataLoader
+        # in an extraction, which then read as a crash; a reproducibility audit). An extraction keeps its encoded
+        # batches in CACHE.partial and the same command resumes from them (README, "HDF5 feature cache").
+        resume = "; the images encoded so far are kept: the same command resumes" if args.command == "extract" else ""
+        print(f"mr2probe {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C stopped
     except (ValueError, KeyError, FileNotFoundError) as exc:
         # Caller mistakes: one clear line, no stack trace (a KeyError's str() is its message in quotes).
         message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc

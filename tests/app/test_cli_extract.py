@@ -299,3 +299,18 @@ def test_test_images_copied_from_train_are_a_warning_before_the_extraction(tmp_p
         command.run(parse(["--data", str(data), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
     assert ("warning: 6 of the 6 test images have the same content as a train or val image (test/cat/0.png = "
             "train/cat/0.png;") in seen[0], seen
+
+
+def test_ctrl_c_is_one_line_that_says_the_same_command_resumes(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in an extraction printed the 45-line trace of the DataLoader the main process waited on, which read as
+    a crash; the encoded batches stay in CACHE.partial and the same command resumes (tests/feature_cache/
+    test_extract_resume.py). A reproducibility audit."""
+    from app.cli import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "run", interrupted)
+    assert main(["extract", "--data", str(tmp_path), "--out", str(tmp_path / "c.h5")]) == 130
+    assert capsys.readouterr().err == ("mr2probe extract: interrupted; the images encoded so far are kept: the same "
+                                       "command resumes\n")
