@@ -761,7 +761,9 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    # markup off: a class name is text, not rich markup ('crane [bird]' lost its '[bird]', and 'x [/] y' ended
+    # train and report in a MarkupError after the run was written; a many-classes round)
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False)
     for label, text in comparison_facts(comparison):
         console.print(text if label == "compared" else f"{label}: {text}")
     table = Table(title=metric_title(comparison), box=box.SIMPLE)

@@ -1497,7 +1497,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    # markup off: a class name is text, not rich markup ('crane [bird]' lost its '[bird]', and 'x [/] y' ended
+    # train and report in a MarkupError after the run was written; a many-classes round)
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False)
     for line in _header(report):
         console.print(line)
     summary, metrics = report.summary, report.seeds.metrics

@@ -336,6 +336,20 @@ def test_terminal_tables_keep_numbers_whole_and_cut_long_names_in_the_middle():
     assert all(any(f"#{i} " in line for line in lines) for i in range(3))  # the distinguishing end kept
 
 
+def test_class_names_in_square_brackets_are_printed_as_they_are():
+    """Rich read a class name as markup: 'crane [bird]' lost its '[bird]', and 'x [/] y' ended mr2probe train (after
+    the run was written) and report in a MarkupError (a many-classes round)."""
+    from probe import Report
+
+    names = ["crane [bird]", "crane [machine]", "x [/] y"]
+    data = _report().model_dump(mode="json")
+    data["class_names"] = names
+    for row in data["per_class"]:
+        row["name"] = names[row["index"]]
+    text = format_report(Report.model_validate(data), width=200)
+    assert all(f"  {name}  " in text for name in names)
+
+
 def test_the_report_records_the_loss_options_a_run_trained_with_defaults_included():
     """A maintainer round: a loss left at its defaults (focal's γ = 2, label smoothing's 0.1) was recorded nowhere,
     and the headers named the loss alone. The per-class options the trainer fills (priors) are left out."""
