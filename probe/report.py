@@ -1559,13 +1559,29 @@ NAME_COLUMN = 30  # the widest class-name column of a terminal table; a longer n
 
 
 def cut_name(name: str, width: int = NAME_COLUMN) -> str:
-    """``name`` in at most ``width`` characters, cut in the middle ('n01447017 goldfish, Carassius auratus #17' →
-    'n01447017 goldf…us auratus #17'): the end tells apart names alike at the start (a scale round), and cut at
-    the end a name read as whole ('n01443537 goldfish,'; an earlier one)."""
-    if len(name) <= width:
+    """``name`` in at most ``width`` terminal cells, cut in the middle ('n01447017 goldfish, Carassius auratus #17'
+    → 'n01447017 goldf…us auratus #17'): the end tells apart names alike at the start (a scale round), and cut at
+    the end a name read as whole ('n01443537 goldfish,'; an earlier one). Cells, not characters: a CJK character or
+    an emoji takes two, and a name cut by characters overflowed its column, which rich then cut at its end too
+    ('北京烤鸭 P……' for every '北京烤鸭 Peking duck … #0158' of a 1,000-class run; a many-classes round)."""
+    from rich.cells import cell_len
+
+    if cell_len(name) <= width:
         return name
     head = width // 2
-    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+    return _fit_cells(name, head) + "…" + _fit_cells(name[::-1], width - 1 - head)[::-1]
+
+
+def _fit_cells(text: str, cells: int) -> str:
+    """The longest start of ``text`` that fits in ``cells`` terminal cells."""
+    from rich.cells import get_character_cell_size
+
+    used = 0
+    for i, char in enumerate(text):
+        used += get_character_cell_size(char)
+        if used > cells:
+            return text[:i]
+    return text
 
 
 def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None):
@@ -1576,11 +1592,12 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
     column 7 characters beside roomy number columns, every name wrapped onto up to ten lines, and cut 'Pullover' to
     'Pullov…' at 120 columns (new-user and scale rounds)."""
     from rich import box
+    from rich.cells import cell_len
     from rich.table import Table
 
     prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
              enumerate(columns)]
-    need = [max([len(row[i]) for row in rows] + [max(map(len, header.split()))]) for i, (header, _) in
+    need = [max([cell_len(row[i]) for row in rows] + [max(map(cell_len, header.split()))]) for i, (header, _) in
             enumerate(columns)]
     # three characters a column (padding on either side, a separator), one at the edge
     left = width - 3 * len(columns) - 1 - sum(n for i, n in enumerate(need) if i and not prose[i]) - 12 * any(prose)

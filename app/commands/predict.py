@@ -105,20 +105,31 @@ _NAME_COLUMN = 40  # the widest class-name column of predict's tables
 
 
 def _name_width(names: list[str], least: int) -> int:
-    """The class-name column's width: its longest name, between ``least`` and ``_NAME_COLUMN``."""
-    return max(least, min(_NAME_COLUMN, max(map(len, names), default=0)))
+    """The class-name column's width in terminal cells: its longest name, between ``least`` and ``_NAME_COLUMN``."""
+    from rich.cells import cell_len
+
+    return max(least, min(_NAME_COLUMN, max(map(cell_len, names), default=0)))
+
+
+def _name_cell(name: str, width: int) -> str:
+    """``name`` cut to ``width`` terminal cells (:func:`probe.report.cut_name`) and padded to them: a CJK name or an
+    emoji takes two cells a character, so padding by characters put the numbers beside it out of line."""
+    from rich.cells import cell_len
+
+    from probe.report import cut_name
+
+    cut = cut_name(name, width)
+    return cut + " " * (width - cell_len(cut))
 
 
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:
     """How many unlabelled images each predicted class got, most first (at most ``--limit`` classes), with the
     mean confidence; the classes never predicted; how many predictions are unsure (below 50 %)."""
-    from probe.report import cut_name
-
     predicted = [s for s in shares if s.n]
     width = _name_width([s.name for s in predicted[:args.limit]], len("predicted class"))
     lines = [_title(args, probe, f"{len(confidence):,} unlabelled images, nothing to score them against"),
              f"{'predicted class':<{width}} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
-    lines += [f"{cut_name(s.name, width):<{width}} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
+    lines += [f"{_name_cell(s.name, width)} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]
     if len(predicted) > args.limit:
         lines.append(f"… {len(predicted) - args.limit} more classes ({_MORE}).")
@@ -148,7 +159,7 @@ def _case_hint(unknown: list[str], class_names: list[str]) -> str:
 
 
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
-    from probe.report import cut_name, interval_text
+    from probe.report import interval_text
 
     lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
@@ -166,7 +177,7 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
     width = _name_width([c.name for c in shown], 20)
     lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
                  f"{'F1':>6}")  # F1 a fraction, as mr2probe report shows it (it was in percent here)
-    lines += [f"{cut_name(c.name, width):<{width}} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
+    lines += [f"{_name_cell(c.name, width)} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
               f"{_pct(c.precision):>11} {'—' if c.f1 is None else fixed(c.f1, 3):>6}" for c in shown]
     if len(present) > len(shown):
         lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")

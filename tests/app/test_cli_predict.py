@@ -471,6 +471,15 @@ def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
     long = "n01447017 goldfish, Carassius auratus, a longer Latin name #17"
     assert _name_width([long], 20) == 40 and cut_name(long, 40) == long[:20] + "…" + long[-19:]
     assert _name_width(["a"], 20) == 20
+    # a CJK character or an emoji takes two cells: the column is measured, cut and padded in cells, so the numbers
+    # beside such a name stay in line (a many-classes round)
+    from app.commands.predict import _name_cell
+    from rich.cells import cell_len
+
+    wide = ["北京烤鸭 Peking duck served with pancakes and scallions #0158", "orca 🐋", "cat"]
+    width = _name_width(wide, 20)
+    assert width == 40 and all(cell_len(_name_cell(n, width)) == width for n in wide)
+    assert _name_cell(wide[0], width).endswith("#0158") and _name_width(["北京烤鸭"], 5) == 8
 
 
 def test_probabilities_keep_seven_significant_digits():

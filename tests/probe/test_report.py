@@ -336,6 +336,28 @@ def test_terminal_tables_keep_numbers_whole_and_cut_long_names_in_the_middle():
     assert all(any(f"#{i} " in line for line in lines) for i in range(3))  # the distinguishing end kept
 
 
+def test_names_of_wide_characters_are_cut_to_their_cells_and_keep_their_end():
+    """A CJK character or an emoji takes two terminal cells: cut by characters, '北京烤鸭 Peking duck … #0158' overflowed
+    its column and rich cut its end too, so every such class of a 1,000-class run read '北京烤鸭 P……' (a many-classes
+    round). Cut by cells, the distinguishing end stays and the row fits its column."""
+    from probe.report import class_table, cut_name
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    name = "北京烤鸭 Peking duck served with pancakes and scallions, restaurant #0158"
+    for width in (12, 13, 30):
+        cut = cut_name(name, width)
+        assert cell_len(cut) <= width and cell_len(cut) >= width - 1 and cut.endswith("58") and "…" in cut
+    assert cut_name("Großer Schwertwal (Orcinus orca) 🐋 #0042", 20).endswith("🐋 #0042")
+    assert cut_name("北京烤鸭", 8) == "北京烤鸭"  # 8 cells: whole
+    names = [f"北京烤鸭 Peking duck served with pancakes and scallions, restaurant #{i:04d}" for i in range(3)]
+    console = Console(file=io.StringIO(), width=120, record=True, color_system=None)
+    rows = [[n, *(f"{-1.5 + i:.3f}" for i in range(11))] for n in names]
+    console.print(class_table("t", [("class", "left"), *((f"m{i}", "right") for i in range(11))], rows, 120))
+    lines = console.export_text().splitlines()
+    assert all(any(f"#{i:04d} " in line for line in lines) for i in range(3)) and "……" not in "".join(lines)
+
+
 def test_class_names_in_square_brackets_are_printed_as_they_are():
     """Rich read a class name as markup: 'crane [bird]' lost its '[bird]', and 'x [/] y' ended mr2probe train (after
     the run was written) and report in a MarkupError (a many-classes round)."""
