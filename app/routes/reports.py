@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -299,7 +302,7 @@ async def report_csv(run_id: IdPath, store: Store = Depends(get_store)) -> Respo
     from probe import report_csv as to_csv
 
     report = await run_in_threadpool(_report, store, run_id)
-    return Response(to_csv(report), media_type="text/csv; charset=utf-8",
+    return Response(await run_in_threadpool(to_csv, report), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{run_id}_per_class.csv"'})
 
 
@@ -321,7 +324,9 @@ async def _report_file(store: Store, run_id: str, fmt: str) -> Response:
     from probe.export import EXPORT_FORMATS
 
     report = await run_in_threadpool(_report, store, run_id)
-    return _download(EXPORT_FORMATS[fmt](report.model_dump(mode="json")), fmt, f"{run_id}_report")
+    # rendered in a worker thread: 0.2-0.3 s at 1,000 classes that held up every other request (a many-classes round)
+    document = await run_in_threadpool(lambda: EXPORT_FORMATS[fmt](report.model_dump(mode="json")))
+    return _download(document, fmt, f"{run_id}_report")
 
 
 @router.get("/reports/{run_id}.html", response_class=Response, summary="The report as one self-contained HTML page",
@@ -351,6 +356,50 @@ OnCache = Query(None, min_length=1, max_length=64, description="a cache id: comp
                 "(first seed) on its images instead of their own test split (mr2probe compare --features)")
 
 
+class _Kept:
+    """The last ``size`` values by key (least recently used out), safe across the service's threads."""
+
+    def __init__(self, size: int):
+        self.size, self._values, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: tuple | None) -> Any:
+        with self._lock:
+            if key is None or key not in self._values:
+                return None
+            self._values.move_to_end(key)
+            return self._values[key]
+
+    def put(self, key: tuple | None, value: Any) -> None:
+        with self._lock:
+            if key is not None:
+                self._values[key] = value
+                self._values.move_to_end(key)
+                while len(self._values) > self.size:
+                    self._values.popitem(last=False)
+
+
+# Two runs' comparison on their own test predictions is a function of their files, and the run page asks for it on
+# every view of a run with a reference, its exports again: 3.4-5.2 s each at 1,000 classes on 2 CPU cores (the
+# Monte Carlo intervals of the thirds, linear in K; a many-classes round). The last few are kept, keyed by the
+# files' identity, so a file rewritten (train --force) is compared afresh.
+_COMPARISONS = _Kept(8)
+_COMPARED_FILES = ("report.json", "predictions.npz")
+
+
+def _files_key(base: str, other: str, *run_dirs: str) -> tuple | None:
+    """(base, other, each compared file's path, inode, size and mtime); None where a file cannot be read."""
+    key: list = [base, other]
+    for run_dir in run_dirs:
+        for name in _COMPARED_FILES:
+            path = os.path.join(run_dir, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            key.append((path, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(key)
+
+
 def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test") -> Comparison:
     from probe import compare_reports
     from probe.predictions import load_pair
@@ -365,8 +414,13 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
     try:
         reports = _report(store, base), _report(store, other)
         if path is None:
-            comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
-                                                             tuple(len(r.class_names) for r in reports)))
+            key = _files_key(base, other, runs[0]["path"], runs[1]["path"])
+            comparison = _COMPARISONS.get(key)
+            if comparison is None:
+                comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
+                                                                 tuple(len(r.class_names) for r in reports)))
+                _COMPARISONS.put(key, comparison)
+            comparison = comparison.model_copy(deep=True)  # the caller adds its warnings to its own copy
         else:
             comparison, comparison.warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]), path,
                                                                split, f"cache {cache}")
@@ -394,7 +448,7 @@ async def _comparison_file(request: Request, store: Store, base: str, other: str
 
     comparison = await _in_scoring_slot(request, _comparison, store, base, other, cache, split)
     context = await run_in_threadpool(_runs_context, store, base, other)
-    return _download(COMPARE_FORMATS[fmt](comparison, context), fmt, f"{base}_vs_{other}")
+    return _download(await run_in_threadpool(COMPARE_FORMATS[fmt], comparison, context), fmt, f"{base}_vs_{other}")
 
 
 def _runs_context(store: Store, base: str, other: str) -> RunsContext:

@@ -632,6 +632,30 @@ def test_compare(finished):
     assert finished.client.get("/api/compare", params={"base": finished.erm}).status_code == 422
 
 
+def test_a_comparison_is_computed_once_until_a_run_s_files_change(fresh_finished, monkeypatch):
+    """The run page asks for its comparison on every view and the exports again: 3.4-5.2 s each at 1,000 classes
+    (a many-classes round). The service keeps the last few, keyed by the files' identity: the same answer, computed
+    once, a warning added to one answer not kept for the next, a rewritten report compared afresh."""
+    import os
+
+    import probe
+
+    finished, calls, real = fresh_finished, [], probe.compare_reports
+    monkeypatch.setattr(probe, "compare_reports", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pair = {"base": finished.erm, "other": finished.mr2}
+    first = finished.client.get("/api/compare", params=pair).json()
+    assert finished.client.get("/api/compare", params=pair).json() == first and len(calls) == 1
+    assert finished.client.get("/api/compare.md", params=pair).status_code == 200 and len(calls) == 1
+    for _ in range(2):  # the self-comparison's warning is added to a copy, once
+        same = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.erm}).json()
+        assert same["warnings"].count(f"run {finished.erm} is compared with itself: every difference is 0") == 1
+    assert len(calls) == 2
+    report = finished.settings.runs_dir / finished.mr2 / "report.json"
+    stat = report.stat()
+    os.utime(report, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert finished.client.get("/api/compare", params=pair).json() == first and len(calls) == 3
+
+
 def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     finished = fresh_finished
     client = finished.client
