@@ -17,7 +17,8 @@ from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, compa
                       metric_title)
 from .numbers import fixed, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
-                     Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text, loss_label, posthoc_text, shipped_accuracy,
+                     Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text,
+                     loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",

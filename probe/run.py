@@ -51,8 +51,8 @@ from .report import (
     Selection,
     Timing,
     build_report,
-    run_environment,
     check_run_dir,
+    run_environment,
     write_run,
 )
 from .seen import SeenSources, common_folder
