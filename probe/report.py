@@ -122,8 +122,8 @@ POSTHOC_WORDS: dict[str, VerdictWords] = {
                              "figures): the run ships the ERM probe", "muted"),
     "untested": VerdictWords("bias not applied", "too few validation images in some class to test it: the run ships "
                              "the ERM probe", "muted"),
-    "unchecked": VerdictWords("bias unchecked", "applied without its out-of-sample check (posthoc_guard off)",
-                              "muted"),
+    "unchecked": VerdictWords("bias unchecked", "applied without its out-of-sample check (posthoc_guard off, or a "
+                              "run from before the check)", "muted"),
 }
 
 
@@ -717,7 +717,8 @@ class Posthoc(_Model):
                     f"{format_delta(first.oof_hard_delta, first.oof_hard_ci)}, {overall} "
                     f"{format_delta(first.oof_overall_delta, first.oof_overall_ci)}")
         if outcome == "unchecked":
-            return ("Post-hoc bias applied to every seed without its out-of-sample check (posthoc_guard off)"
+            why = "posthoc_guard off" if self.guard is False else "a run from before the check existed"
+            return (f"Post-hoc bias applied to every seed without its out-of-sample check ({why})"
                     + (f"; {estimate}." if estimate else "."))
         if outcome == "applied":
             return "Post-hoc bias applied to the shipped probe" + (f": {estimate}." if estimate else ".")
@@ -736,8 +737,9 @@ class Posthoc(_Model):
 
     def outcome(self) -> PosthocOutcome:
         """What its guard did for the probe that ships (:data:`POSTHOC_WORDS`): applied, declined (tested, no safe
-        gain), untested (too few validation images) or unchecked (no guard); what :meth:`describe` words."""
-        if self.guard is False:
+        gain), untested (too few validation images) or unchecked (no guard: switched off, or a report from before
+        the guard, whose bias every seed applied unchecked; it read "applied", which says the check passed)."""
+        if not self.guard:
             return "unchecked"
         if self.shipped_applied():
             return "applied"

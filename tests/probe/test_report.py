@@ -496,6 +496,12 @@ def test_a_post_hoc_runs_outcome_for_the_probe_that_ships():
     assert posthoc(True, applied=False, folds=5).outcome() == "declined"
     assert posthoc(True, applied=False, folds=0).outcome() == "untested"
     assert posthoc(False, applied=True, folds=5).outcome() == "unchecked"
+    # a report from before the guard (guard and applied null) applied the bias unchecked: it read "applied", which
+    # says its out-of-sample check passed (an upgrade round)
+    old = posthoc(None, applied=None)
+    assert old.outcome() == "unchecked" and old.describe() == (
+        "Post-hoc bias applied to every seed without its out-of-sample check (a run from before the check existed).")
+    assert posthoc(False, applied=True).describe().endswith("check (posthoc_guard off).")
     assert set(POSTHOC_WORDS) == {"applied", "declined", "untested", "unchecked"}
 
 
