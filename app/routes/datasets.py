@@ -241,10 +241,16 @@ THUMBNAIL_SLOTS = 4
 def _thumbnailer(path: str, modified: float, unlabelled: bool):
     """One indexed data set per (path, modification time): opening a large archive is paid once, and without the
     content digest of every file (``fingerprint=False``), which a thumbnail never reads: a folder's is the sha256
-    of each whole file (digits' 1,797 PNGs: 0.14 -> 0.05 s)."""
+    of each whole file (digits' 1,797 PNGs: 0.14 -> 0.05 s). A data set that no longer reads as one (a class folder
+    emptied since its registration) is kept as its error, for the same modification time: each tile of a failure
+    gallery listed the whole folder again to fail alike (a many-classes round)."""
+    from feature_cache import DatasetError
     from feature_cache.thumbnails import Thumbnailer
 
-    return Thumbnailer(open_registered(path, unlabelled, fingerprint=False, val_fraction=0.0))
+    try:
+        return Thumbnailer(open_registered(path, unlabelled, fingerprint=False, val_fraction=0.0))
+    except DatasetError as exc:
+        return exc
 
 
 _INDEXING: dict[tuple, threading.Lock] = {}  # a lock per data set being indexed, while it is
@@ -280,6 +286,8 @@ def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes
         thumbs = _indexed(path, os.stat(path).st_mtime, unlabelled)
     except OSError:  # the data set left the disk
         raise NotFound("samples", source) from None
+    if isinstance(thumbs, DatasetError):  # kept by _thumbnailer: raised afresh, without the last raise's trace
+        raise thumbs.with_traceback(None)
     try:
         return thumbs.png(source, size)
     except KeyError:  # not a listed sample

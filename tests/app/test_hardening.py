@@ -861,6 +861,28 @@ def test_a_data_set_is_indexed_once_for_a_burst_of_its_first_thumbnails(service,
     assert len(codes) == 6 and codes == [200] * 6 and len(built) == 1 and routes._INDEXING == {}
 
 
+def test_a_data_set_that_no_longer_opens_is_listed_once_for_its_thumbnails(service, monkeypatch):
+    """A folder that no longer reads as a data set (a class folder emptied since its registration): every tile of a
+    failure gallery listed the whole folder again to fail alike. Its error is kept for the same modification time:
+    each thumbnail is the same 422, the folder listed once."""
+    from app.routes import datasets as routes
+    from feature_cache import DatasetError
+
+    routes._thumbnailer.cache_clear()
+    opened = []
+
+    def broken(*args, **kwargs):
+        opened.append(args)
+        raise DatasetError("<data root>/x: class folder(s) 'cat' (in 'train') contain no images")
+
+    monkeypatch.setattr(routes, "open_registered", broken)
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    answers = [service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": f"x{i}.png"}) for i in range(3)]
+    assert [a.status_code for a in answers] == [422] * 3 and len(opened) == 1
+    assert all("contain no images" in a.json()["detail"] for a in answers)
+    routes._thumbnailer.cache_clear()
+
+
 def test_a_thumbnail_index_reads_no_files_content(service, monkeypatch):
     """The index behind thumbnails lists the data set without the content digest of every file (a folder's is the
     sha256 of each whole file), which no thumbnail reads."""
