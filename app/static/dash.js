@@ -251,13 +251,19 @@
     return seconds === null ? "" : `about ${duration(seconds)} left at the current rate`;
   }
 
-  /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. */
+  /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. One that cannot be had says
+   *  so in a few words, the server's reason on hover: the reason in its text filled every tile of a gallery with the
+   *  data set's whole error, 60 words a tile (a many-classes round). */
   function authImage(url, alt) {
     const img = h("img", { alt, class: "thumb", loading: "lazy" });
     api(url).then((r) => r.blob()).then((blob) => {
       img.src = URL.createObjectURL(blob);
       img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
-    }).catch((e) => { img.alt = `${alt} (image unavailable: ${e.message})`; img.classList.add("broken"); });
+    }).catch((e) => {
+      img.alt = `${alt} (image unavailable)`;
+      img.title = `image unavailable: ${e.message}`;
+      img.classList.add("broken");
+    });
     return img;
   }
 

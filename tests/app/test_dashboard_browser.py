@@ -1517,6 +1517,19 @@ def test_a_class_of_a_very_long_name_keeps_the_gallerys_selects_in_their_card(dr
     assert got == [True, True]
 
 
+def test_an_image_that_cannot_be_had_says_so_in_a_few_words_and_why_on_hover(driver, live_server, finished):
+    """A gallery's thumbnails of a data set that no longer opened each showed the server's whole error in its text,
+    60 words a tile (a many-classes round): the tile says "image unavailable", the reason is its title."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    driver.js("""const img = Dash.authImage('/api/datasets/ds_missing/thumbnail?source=a.png', 'cat predicted as dog');
+        img.id = 'probe-thumb'; document.body.appendChild(img);""")
+    wait_for(lambda: driver.js("return document.getElementById('probe-thumb').classList.contains('broken')"), 30,
+             interval=0.1, what="the thumbnail refused")
+    alt, title = driver.js("const img = document.getElementById('probe-thumb'); return [img.alt, img.title]")
+    assert alt == "cat predicted as dog (image unavailable)"
+    assert title.startswith("image unavailable: ") and "ds_missing" in title
+
+
 def test_classes_named_like_javascripts_own_keys_are_charted(driver, live_server, finished):
     """A class named "constructor" or "__proto__" stopped the run page ("bySeries[p.label].push is not a function";
     a 1,000-class round): the scatter's pairs are keyed in a Map."""
