@@ -154,7 +154,7 @@ def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, pla
     they differ in (:func:`feature_cache.extract.cache_differences`): after an upgrade that changed the
     preprocessing, a pipeline encoded every image again beside the old cache with nothing said of why."""
     from feature_cache import CacheMismatch, open_cache
-    from feature_cache.extract import cache_differences
+    from feature_cache.extract import plan_differences
 
     if plan.path.exists():  # its own file: reused
         return
@@ -162,7 +162,7 @@ def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, pla
                           "ORDER BY rowid DESC", (dataset_id, encoder_name, plan.fingerprint))
     for row in rows[:EARLIER_CACHES_NAMED]:
         try:
-            differ = cache_differences(open_cache(row["path"]).attrs, plan.attrs)
+            differ = plan_differences(open_cache(row["path"]), plan)
         except (OSError, CacheMismatch):  # gone or damaged: nothing it could have answered
             continue
         if differ:

@@ -363,7 +363,7 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
             return ExtractResult(path, fingerprint, True, skipped, dict(cache.split_sizes), 0)
     if plan.path.exists():
         cache = open_cache(plan.path)
-        differ = cache_differences(cache.attrs, plan.attrs)
+        differ = plan_differences(cache, plan)
         raise CacheMismatch(
             f"{plan.path} holds another cache (encoder {cache.encoder!r}, fingerprint {cache.fingerprint[:16]}…, "
             f"requested {plan.fingerprint[:16]}…{'; it differs in ' + '; '.join(differ) if differ else ''}); "
@@ -375,7 +375,8 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
 # The cache attributes of the settings a cache's fingerprint covers (feature_cache.fingerprint.cache_fingerprint),
 # with the value a file written before the attribute holds
 _FINGERPRINTED = (("dataset_fingerprint", None), ("encoder", None), ("weights_sha256", None), ("preprocess", {}),
-                  ("feature_kind", None), ("normalized", None), ("split_params", {}), ("precision", "fp32"))
+                  ("feature_kind", None), ("normalized", None), ("split_params", {}), ("precision", "fp32"),
+                  ("dtype", None))
 
 
 def cache_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -400,6 +401,13 @@ def cache_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> lis
 
 
 _ABSENT = object()
+
+
+def plan_differences(cache: Any, plan: ExtractionPlan) -> list[str]:
+    """:func:`cache_differences` of the cache ``cache`` (a :class:`FeatureCache`) and the request ``plan``, the
+    stored feature dtype included: the fingerprint covers it and no attribute records it, so a cache of
+    ``--dtype float32`` refused for a float16 request named no difference at all."""
+    return cache_differences({**cache.attrs, "dtype": cache.dtype}, {**plan.attrs, "dtype": plan.dtype})
 
 
 def _move_aside(path: Path) -> Path:

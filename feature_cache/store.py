@@ -297,6 +297,15 @@ class FeatureCache:
         return [s for s in SPLITS if s in self.split_sizes]
 
     @property
+    def dtype(self) -> str | None:
+        """The stored features' dtype (``float16`` or ``float32``; None without a split): the fingerprint covers it,
+        no root attribute records it."""
+        if not self.splits:
+            return None
+        with self.reading(self.splits[0]) as features:
+            return str(features.dtype)
+
+    @property
     def labelled(self) -> bool:
         """False for a cache of unlabelled images (``mr2probe extract --unlabelled``: one ``test`` split whose
         images a shipped probe predicts; nothing to train or score on)."""

@@ -247,3 +247,13 @@ def test_out_holding_another_cache_says_in_which_settings_it_differs(tree, tmp_p
     with pytest.raises(CacheMismatch, match=r"differs in preprocess.resampler \(there absent, requested "
                                             + repr(resampler) + r"\)\); choose"):
         run(tree, None, out=out)
+
+
+def test_out_holding_a_cache_of_another_dtype_names_the_dtype(tree, tmp_path):
+    """The fingerprint covers the stored dtype, which no root attribute records: a float16 cache refused for a
+    ``--dtype float32`` request was 'another cache' with no difference named (a review)."""
+    out = tmp_path / "mine.h5"
+    run(tree, None, out=out)
+    assert open_cache(out).dtype == "float16"
+    with pytest.raises(CacheMismatch, match=r"it differs in dtype \(there 'float16', requested 'float32'\)\); choose"):
+        run(tree, None, out=out, dtype="float32")
