@@ -412,9 +412,11 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
     runs = store.get_run(base), store.get_run(other)
     path = None if cache is None else _cache_path(store, cache, scored=True)
     try:
+        # the files' identity taken before they are read: taken after, a run rewritten in between kept what was
+        # read before under its new identity, for good (a review)
+        key = None if path is not None else _files_key(base, other, runs[0]["path"], runs[1]["path"])
         reports = _report(store, base), _report(store, other)
         if path is None:
-            key = _files_key(base, other, runs[0]["path"], runs[1]["path"])
             comparison = _COMPARISONS.get(key)
             if comparison is None:
                 comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],

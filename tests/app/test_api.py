@@ -656,6 +656,32 @@ def test_a_comparison_is_computed_once_until_a_run_s_files_change(fresh_finished
     assert finished.client.get("/api/compare", params=pair).json() == first and len(calls) == 3
 
 
+def test_a_run_rewritten_while_its_comparison_reads_it_is_compared_afresh_next_time(fresh_finished, monkeypatch):
+    """The comparison kept was keyed by the files' identity taken after their reading: a report rewritten in between
+    was kept under its new identity with what had been read before, and served stale from then on (a review)."""
+    import json
+
+    import app.routes.reports as reports
+
+    finished, real, rewritten = fresh_finished, reports._report, []
+    path = finished.settings.runs_dir / finished.mr2 / "report.json"
+
+    def read_then_rewrite(store, run_id):
+        report = real(store, run_id)
+        if run_id == finished.mr2 and not rewritten:  # train --force into it, between the reading and the keying
+            data = json.loads(path.read_text())
+            data["timing"]["total_seconds"] = 12345.0
+            path.write_text(json.dumps(data))
+            rewritten.append(1)
+        return report
+
+    monkeypatch.setattr(reports, "_report", read_then_rewrite)
+    pair = {"base": finished.erm, "other": finished.mr2}
+    first = finished.client.get("/api/compare", params=pair).json()
+    assert rewritten and first["cost"]["other_seconds"] != 12345.0
+    assert finished.client.get("/api/compare", params=pair).json()["cost"]["other_seconds"] == 12345.0
+
+
 def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     finished = fresh_finished
     client = finished.client
