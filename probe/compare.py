@@ -5,7 +5,6 @@ count as hard; group accuracies are macro means of the seed-mean per-class test 
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Literal, Optional
 
@@ -18,7 +17,7 @@ from .names import listed
 from .numbers import percent, signed_points
 from .predictions import PREDICTIONS_FILE
 from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
-                     loss_label, print_table, probe_label)
+                     loss_label, print_table, probe_label, text_console)
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import observed_class_accuracy, own_intervals, p_text
 
@@ -758,12 +757,9 @@ def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: 
     paired intervals when the runs stored their test predictions); the per-class table lists every class up to
     ``max_classes``, else those whose accuracy changed most (None: every class)."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    # markup off: a class name is text, not rich markup ('crane [bird]' lost its '[bird]', and 'x [/] y' ended
-    # train and report in a MarkupError after the run was written; a many-classes round)
-    console = Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False)
+    console = text_console(width)
     for label, text in comparison_facts(comparison):
         console.print(text if label == "compared" else f"{label}: {text}")
     table = Table(title=metric_title(comparison), box=box.SIMPLE)

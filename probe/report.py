@@ -1493,16 +1493,23 @@ def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str |
                    f"{len(rows) - max_classes} are in per_class.csv")
 
 
+def text_console(width: int):
+    """A rich console recording plain text ``width`` cells wide that prints class names as they are: markup off
+    ('crane [bird]' lost its '[bird]', and 'x [/] y' ended train and report in a MarkupError after the run was
+    written; a many-classes round) and emoji codes off ('animal:cat:1' printed as 'animal🐱1', 'hot :dog: stand' as
+    'hot 🐶 stand'; a review)."""
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False, emoji=False)
+
+
 def format_report(report: Report, *, width: int = 120, max_classes: int | None = TERMINAL_CLASSES) -> str:
     """A readable terminal view: header, summary with mean ± std over seeds, margins, per-class tables (every class
     up to ``max_classes``, else the worst ``max_classes``; None: every class)."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    # markup off: a class name is text, not rich markup ('crane [bird]' lost its '[bird]', and 'x [/] y' ended
-    # train and report in a MarkupError after the run was written; a many-classes round)
-    console = Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False)
+    console = text_console(width)
     for line in _header(report):
         console.print(line)
     summary, metrics = report.summary, report.seeds.metrics

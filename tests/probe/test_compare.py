@@ -680,8 +680,9 @@ def test_a_comparison_without_stored_predictions_says_what_it_lacks_and_why():
 def test_class_names_in_square_brackets_are_text_not_rich_markup():
     """'crane [bird]' lost its '[bird]' in the terminal tables, and a name with '[/]' ended compare (and train and
     report: tests/probe/test_report.py) in a MarkupError (a many-classes round)."""
-    names = ["crane [bird]", "crane [machine]", "x [/] y"]
-    groups = {"easy": [0], "medium": [1], "hard": [2]}
-    base, other = (_rep(run, [0.9, 0.7, 0.5], groups, 0.7, names=names) for run in ("erm", "mr2"))
-    text = format_comparison(compare_reports(base, other), width=200)
-    assert all(name in text for name in names)
+    for names in (["crane [bird]", "crane [machine]", "x [/] y"],
+                  ["animal:cat:1", "hot :dog: stand", "plain"]):  # nor emoji codes (they printed 'animal🐱1')
+        groups = {"easy": [0], "medium": [1], "hard": [2]}
+        base, other = (_rep(run, [0.9, 0.7, 0.5], groups, 0.7, names=names) for run in ("erm", "mr2"))
+        text = format_comparison(compare_reports(base, other), width=200)
+        assert all(name in text for name in names)

@@ -372,6 +372,20 @@ def test_class_names_in_square_brackets_are_printed_as_they_are():
     assert all(f"  {name}  " in text for name in names)
 
 
+def test_class_names_with_emoji_codes_are_printed_as_they_are():
+    """Rich replaced ':cat:' and ':dog:' in a class name by emoji, markup off or not: 'animal:cat:1' printed as
+    'animal🐱1' in the terminal report (a review)."""
+    from probe import Report
+
+    names = ["animal:cat:1", "hot :dog: stand", "plain"]
+    data = _report().model_dump(mode="json")
+    data["class_names"] = names
+    for row in data["per_class"]:
+        row["name"] = names[row["index"]]
+    text = format_report(Report.model_validate(data), width=200)
+    assert all(f"  {name}  " in text for name in names) and "🐱" not in text
+
+
 def test_the_report_records_the_loss_options_a_run_trained_with_defaults_included():
     """A maintainer round: a loss left at its defaults (focal's γ = 2, label smoothing's 0.1) was recorded nowhere,
     and the headers named the loss alone. The per-class options the trainer fills (priors) are left out."""
