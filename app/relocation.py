@@ -60,13 +60,28 @@ def _own_folders(conn: sqlite3.Connection, relative: bool = False) -> list[str]:
     queries = (("runs", "SELECT id, NULL, path FROM runs"), ("caches", "SELECT id, dataset_id, path FROM caches"),
                ("datasets", "SELECT id, NULL, path FROM datasets"))
     only = " WHERE path NOT LIKE '/%'" if relative else ""  # every open asks: absolute rows are not read
+    rows = [(table, *row) for table, sql in queries for row in conn.execute(sql + only)]
     folders: dict[str, None] = {}
-    for table, sql in queries:
-        for row_id, dataset_id, path in conn.execute(sql + only):
-            folder = _own_folder(table, row_id, dataset_id, path)
-            if folder is not None and not (relative and folder.is_absolute()):
-                folders[str(folder)] = None
+    for table, row_id, dataset_id, path in [*rows, *_extractions(conn, relative)]:
+        folder = _own_folder(table, row_id, dataset_id, path)
+        if folder is not None and not (relative and folder.is_absolute()):
+            folders[str(folder)] = None
     return list(folders)
+
+
+def _extractions(conn: sqlite3.Connection, relative: bool) -> list[tuple[str, None, str, str]]:
+    """The cache files jobs' extractions write (``jobs.result.extraction``, under ``caches/<data set>/``) as cache
+    rows for :func:`_own_folder`: a data set registered where it lies, its extraction interrupted, left the job's
+    file the one relative path an older version wrote, which stayed relative, and the resumed job discarded the
+    partial file as 'the images to extract changed' (a review)."""
+    sql = "SELECT request, result FROM jobs WHERE result LIKE '%\"extraction\": \"%'"  # as json.dumps writes it
+    found = []
+    # every open asks: the jobs whose file is absolute are not read
+    for request, result in conn.execute(sql + (" AND result NOT LIKE '%\"extraction\": \"/%'" if relative else "")):
+        target, dataset_id = json.loads(result).get("extraction"), json.loads(request).get("dataset_id")
+        if isinstance(target, str) and isinstance(dataset_id, str):
+            found.append(("caches", None, dataset_id, target))
+    return found
 
 
 def _under(path: Path, old: Path) -> bool:

@@ -379,3 +379,27 @@ def test_relative_paths_of_an_older_version_become_absolute_under_the_data_direc
                                                       "run_ids": ["run_1"]}
         assert again.get_job(job["id"])["request"] == {"cache_id": cache["id"], "config": {"loss": "ce"},
                                                        "name": "runs"}  # words, not paths: left as they are
+
+
+def test_an_older_version_s_relative_extraction_in_a_job_alone_becomes_absolute(tmp_path):
+    """A data set registered where it lies (an absolute path) and its extraction interrupted: the job's recorded
+    partial extraction was the only relative path an older version under a relative --data-dir left, and it stayed
+    relative for good (the directory recorded at the first open), so the resumed job planned another file and
+    discarded the partial one as 'the images to extract changed' (a review)."""
+    here = (tmp_path / "project" / ".mr2probe").resolve()
+    store = Store(here / "mr2probe.sqlite3")
+    outside = tmp_path / "photos"
+    store.add_dataset(name="d", source="path", path=str(outside), class_names=["a"], counts={}, fingerprint="f",
+                      skipped=0, dataset_id="ds_1")
+    job = store.add_job("extract", {"dataset_id": "ds_1", "encoder": "e", "options": {}})
+    relative = str(Path(".mr2probe") / "caches" / "ds_1" / "e" / "c.h5")
+    store.update_result(job["id"], extraction=relative)
+    del store
+    conn = sqlite3.connect(here / "mr2probe.sqlite3")
+    conn.execute("DROP TABLE meta")  # as the older version left it
+    conn.commit()
+    conn.close()
+    for _ in range(2):
+        again = Store(here / "mr2probe.sqlite3")
+        assert again.get_job(job["id"])["result"] == {"extraction": str(here / "caches" / "ds_1" / "e" / "c.h5")}
+        assert again.get_dataset("ds_1")["path"] == str(outside)  # registered where it lies: kept
