@@ -133,7 +133,10 @@ class JobRunner:
         back resumable, 'resume continues it', as if no one had asked (an upgrade round)."""
         for job in self.store.list_jobs(JobStatus.interrupted, limit=-1):
             if cancel_asked(job["messages"]):
-                self.cancel(job["id"])
+                try:
+                    self.cancel(job["id"])
+                except OSError:  # its files could not be removed: the server starts all the same (a review)
+                    logger.exception("job %s: removing the files of its cancellation failed", job["id"])
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued, interrupted or running job (a running one stops at its next check)."""

@@ -588,3 +588,22 @@ def test_a_job_whose_cancellation_a_stopped_server_left_pending_starts_cancelled
         assert job["messages"][-1]["text"].endswith(f"POST /api/jobs/{resumed['id']}/resume continues it")
     finally:
         runner.stop()
+
+
+def test_a_cancellation_at_start_up_whose_files_cannot_be_removed_does_not_keep_the_server_from_starting(tmp_path):
+    """A job cancelled before its server was killed is cancelled when the next one starts; its partial file could
+    not be removed (here: a file where its folder should be), and the error ended JobRunner.start: the server did
+    not start, again at every try (a review)."""
+    runner, store = make_runner(tmp_path, JOB_KINDS)
+    _registered(store, "ds_1")
+    (tmp_path / "not-a-folder").write_text("x")
+    job = store.add_job("extract", {"dataset_id": "ds_1", "encoder": "openclip:ViT-B-32", "options": {}})
+    store.claim(job["id"])
+    store.add_message(job["id"], "cancellation requested")
+    store.update_result(job["id"], extraction=str(tmp_path / "not-a-folder" / "x-seed0.h5"))
+    runner.start()
+    try:
+        assert store.get_job(job["id"])["status"] == "cancelled"
+        assert runner._dispatcher is not None and runner._dispatcher.is_alive()  # started: it dispatches jobs
+    finally:
+        runner.stop()
