@@ -35,12 +35,15 @@ def _own_folder(table: str, row_id: str, dataset_id: str | None, path: str) -> P
     ``uploads/<its id>/``. A file registered where it lies is none of these (a review: a registered
     ``…/datasets/caches/x.h5`` was taken for the data directory's cache and every row moved there)."""
     parts = Path(path).parts
+    # a relative path may start with the folder itself: an older version under --data-dir . ('runs/<run id>'; a
+    # review); an absolute one names a folder below the root
+    least = 1 if Path(path).is_absolute() else 0
     if table == "runs":
-        return Path(*parts[:-2]) if len(parts) > 2 and parts[-2:] == ("runs", row_id) else None
+        return Path(*parts[:-2]) if len(parts) >= 2 + least and parts[-2:] == ("runs", row_id) else None
     if table == "caches":
-        return Path(*parts[:-4]) if len(parts) > 4 and parts[-4:-2] == ("caches", dataset_id) else None
+        return Path(*parts[:-4]) if len(parts) >= 4 + least and parts[-4:-2] == ("caches", dataset_id) else None
     pairs = [i for i in range(len(parts) - 1) if parts[i:i + 2] == ("uploads", row_id)]
-    return Path(*parts[:pairs[0]]) if pairs and pairs[0] > 0 else None
+    return Path(*parts[:pairs[0]]) if pairs and pairs[0] >= least else None
 
 
 def recorded_data_dir(conn: sqlite3.Connection) -> str | None:

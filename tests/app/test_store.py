@@ -403,3 +403,27 @@ def test_an_older_version_s_relative_extraction_in_a_job_alone_becomes_absolute(
         again = Store(here / "mr2probe.sqlite3")
         assert again.get_job(job["id"])["result"] == {"extraction": str(here / "caches" / "ds_1" / "e" / "c.h5")}
         assert again.get_dataset("ds_1")["path"] == str(outside)  # registered where it lies: kept
+
+
+def test_relative_paths_of_an_older_version_under_data_dir_dot_become_absolute(tmp_path):
+    """``--data-dir .`` (the server started in the data directory itself): an older version recorded 'runs/run_1',
+    'caches/ds_1/e/c.h5', 'uploads/ds_1/t.zip', with no folder before them, which were not taken for the data
+    directory's own files and stayed relative: opened from anywhere else, every report was a 404 (a review)."""
+    here = (tmp_path / "data").resolve()
+    store = Store(here / "mr2probe.sqlite3")
+    ds = store.add_dataset(name="d", source="upload", path="uploads/ds_1/t.zip", class_names=["a"], counts={},
+                           fingerprint="f", skipped=0, dataset_id="ds_1")
+    cache = store.add_cache(dataset_id=ds["id"], encoder="e", path="caches/ds_1/e/c.h5", fingerprint="h",
+                            num_features=4, class_names=["a"], counts={}, job_id=None)
+    store.add_run(run_id="run_1", job_id=None, cache_id=cache["id"], name="r", head="linear", loss="ce",
+                  reference_run=None, path="runs/run_1", summary={})
+    del store
+    conn = sqlite3.connect(here / "mr2probe.sqlite3")
+    conn.execute("DROP TABLE meta")  # as the older version left it
+    conn.commit()
+    conn.close()
+    for _ in range(2):
+        again = Store(here / "mr2probe.sqlite3")
+        assert again.get_run("run_1")["path"] == str(here / "runs" / "run_1")
+        assert again.get_cache(cache["id"])["path"] == str(here / "caches" / "ds_1" / "e" / "c.h5")
+        assert again.get_dataset("ds_1")["path"] == str(here / "uploads" / "ds_1" / "t.zip")
