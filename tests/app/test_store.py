@@ -249,6 +249,14 @@ def test_a_cache_of_a_data_set_deleted_meanwhile_is_not_found_not_a_foreign_key_
     assert store.list_caches() == []
 
 
+def _as_before_the_meta_table(database: Path) -> None:
+    """The database as a version before the data directory was recorded left it: no meta table."""
+    conn = sqlite3.connect(database)
+    conn.execute("DROP TABLE meta")
+    conn.commit()
+    conn.close()
+
+
 def test_a_moved_data_directory_takes_its_paths_along(tmp_path):
     """A data directory moved (a new disk, a Docker volume) kept absolute paths under its old place: every report a
     404, every probe on its caches a 422 (an upgrade round). A database lies in the directory it describes: opened
@@ -280,10 +288,7 @@ def test_a_moved_data_directory_takes_its_paths_along(tmp_path):
         assert moved.get_job(job["id"])["result"] == {"extraction": str(new / "caches" / "ds_1" / "e" / "c.h5"),
                                                       "cache_id": cache["id"]}
     # a database written before the data directory was recorded: found from where its runs lie
-    conn = sqlite3.connect(new / "mr2probe.sqlite3")
-    conn.execute("DROP TABLE meta")
-    conn.commit()
-    conn.close()
+    _as_before_the_meta_table(new / "mr2probe.sqlite3")
     copy = (tmp_path / "copy").resolve()
     shutil.copytree(new, copy)
     assert Store(copy / "mr2probe.sqlite3").get_run("run_1")["path"] == str(copy / "runs" / "run_1")
@@ -310,10 +315,7 @@ def test_a_data_directory_is_found_from_its_own_files_only_and_moved_only_while_
     cache = store.add_cache(dataset_id=ds["id"], encoder="e", path=registered, fingerprint="h", num_features=4,
                             class_names=["a"], counts={}, job_id=None, source="path")
     del store
-    conn = sqlite3.connect(here / "mr2probe.sqlite3")
-    conn.execute("DROP TABLE meta")  # as a version before it left the database
-    conn.commit()
-    conn.close()
+    _as_before_the_meta_table(here / "mr2probe.sqlite3")
     again = Store(here / "mr2probe.sqlite3")
     assert again.get_cache(cache["id"])["path"] == registered  # not the data directory's own: left where it is
     assert again.get_dataset("ds_1")["path"] == str(tmp_path / "datasets" / "uploads" / "imgs")
@@ -395,10 +397,7 @@ def test_an_older_version_s_relative_extraction_in_a_job_alone_becomes_absolute(
     relative = str(Path(".mr2probe") / "caches" / "ds_1" / "e" / "c.h5")
     store.update_result(job["id"], extraction=relative)
     del store
-    conn = sqlite3.connect(here / "mr2probe.sqlite3")
-    conn.execute("DROP TABLE meta")  # as the older version left it
-    conn.commit()
-    conn.close()
+    _as_before_the_meta_table(here / "mr2probe.sqlite3")
     for _ in range(2):
         again = Store(here / "mr2probe.sqlite3")
         assert again.get_job(job["id"])["result"] == {"extraction": str(here / "caches" / "ds_1" / "e" / "c.h5")}
@@ -418,10 +417,7 @@ def test_relative_paths_of_an_older_version_under_data_dir_dot_become_absolute(t
     store.add_run(run_id="run_1", job_id=None, cache_id=cache["id"], name="r", head="linear", loss="ce",
                   reference_run=None, path="runs/run_1", summary={})
     del store
-    conn = sqlite3.connect(here / "mr2probe.sqlite3")
-    conn.execute("DROP TABLE meta")  # as the older version left it
-    conn.commit()
-    conn.close()
+    _as_before_the_meta_table(here / "mr2probe.sqlite3")
     for _ in range(2):
         again = Store(here / "mr2probe.sqlite3")
         assert again.get_run("run_1")["path"] == str(here / "runs" / "run_1")

@@ -358,32 +358,20 @@ def test_names_of_wide_characters_are_cut_to_their_cells_and_keep_their_end():
     assert all(any(f"#{i:04d} " in line for line in lines) for i in range(3)) and "……" not in "".join(lines)
 
 
-def test_class_names_in_square_brackets_are_printed_as_they_are():
-    """Rich read a class name as markup: 'crane [bird]' lost its '[bird]', and 'x [/] y' ended mr2probe train (after
-    the run was written) and report in a MarkupError (a many-classes round)."""
+@pytest.mark.parametrize("names", [["crane [bird]", "crane [machine]", "x [/] y"],
+                                   ["animal:cat:1", "hot :dog: stand", "plain"]], ids=["markup", "emoji"])
+def test_class_names_are_printed_as_they_are(names):
+    """Rich read a class name as markup and emoji codes: 'crane [bird]' lost its '[bird]', 'x [/] y' ended mr2probe
+    train (after the run was written) and report in a MarkupError (a many-classes round), and 'animal:cat:1'
+    printed as 'animal🐱1' (a review)."""
     from probe import Report
 
-    names = ["crane [bird]", "crane [machine]", "x [/] y"]
     data = _report().model_dump(mode="json")
     data["class_names"] = names
     for row in data["per_class"]:
         row["name"] = names[row["index"]]
     text = format_report(Report.model_validate(data), width=200)
-    assert all(f"  {name}  " in text for name in names)
-
-
-def test_class_names_with_emoji_codes_are_printed_as_they_are():
-    """Rich replaced ':cat:' and ':dog:' in a class name by emoji, markup off or not: 'animal:cat:1' printed as
-    'animal🐱1' in the terminal report (a review)."""
-    from probe import Report
-
-    names = ["animal:cat:1", "hot :dog: stand", "plain"]
-    data = _report().model_dump(mode="json")
-    data["class_names"] = names
-    for row in data["per_class"]:
-        row["name"] = names[row["index"]]
-    text = format_report(Report.model_validate(data), width=200)
-    assert all(f"  {name}  " in text for name in names) and "🐱" not in text
+    assert all(f"  {name}  " in text for name in names) and "🐱" not in text and "🐶" not in text
 
 
 def test_the_report_records_the_loss_options_a_run_trained_with_defaults_included():
