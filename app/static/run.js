@@ -767,7 +767,9 @@
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         // the launch form's word of them was gone once the page moved here (a dashboard round)
         ds && ds.skipped ? `${count(ds.skipped)} file${ds.skipped === 1 ? "" : "s"} skipped at registration (the home page lists them)` : null,
-        report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null]
+        report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null,
+        // the arithmetic its fits ran at and the versions: what a re-run elsewhere needs to match (a reproducibility round)
+        environmentText(report.environment)]
         .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
       elsewhere ? h("p", { class: "muted", id: "compare-elsewhere" }, `The compared run, ${elsewhere.name} (${elsewhere.id}), `
         + `is on another cache: ${elsewhere.cache_id}${otherDs ? `, of data set ${otherDs.name}` : ""}.`) : null,
@@ -775,6 +777,13 @@
       compareVerdict(report, run, cmp, compareId),
       selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
+  }
+
+  /** "fits in bf16 (torch 2.14.1, mr2probe 0.1.0)", or null for a report before report.environment. */
+  function environmentText(env) {
+    if (!env || !env.fit_precisions || !env.fit_precisions.length) return null;
+    const versions = [["torch", env.torch], ["mr2probe", env.mr2probe]].filter(([, v]) => v).map(([n, v]) => `${n} ${v}`);
+    return `fits in ${env.fit_precisions.join(" and ")}` + (versions.length ? ` (${versions.join(", ")})` : "");
   }
 
   async function render(main, runId) {

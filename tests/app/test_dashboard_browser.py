@@ -238,6 +238,8 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     timing = report["timing"]
     seconds = re.search(rf"trained in (\d+\.\d) s \({timing['fits']} fits\) on {timing['device']}", meta)
     assert seconds and abs(float(seconds.group(1)) - timing["total_seconds"]) <= 0.051, meta
+    env = report["environment"]  # the arithmetic the fits ran at, and the versions (a reproducibility round)
+    assert f"fits in {' and '.join(env['fit_precisions'])} (torch {env['torch']}, mr2probe {env['mr2probe']})" in meta
     urls = _requested_urls(driver)
     assert any(u.endswith(f"/api/reports/{finished.mr2}") for u in urls)
     outside = [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))]
