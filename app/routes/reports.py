@@ -145,12 +145,17 @@ def _dataset_of(store: Store, run: dict) -> str | None:
         return None
 
 
+STANDALONE_FILE = "apply_probe.py"  # probe/standalone.py in probe.zip
+
+
 @router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
     **ERROR_RESPONSES, 200: download("application/zip", "report.json, head.safetensors, head.json (and "
-                                     "posthoc_bias.json, temperature.json) and USAGE.md in a folder named after "
-                                     "the run: probe.deploy.RunProbe.load(folder) applies it")},
+                                     "posthoc_bias.json, temperature.json), USAGE.md and apply_probe.py (numpy and "
+                                     "safetensors alone) in a folder named after the run: "
+                                     "probe.deploy.RunProbe.load(folder) applies it")},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
+    from probe import standalone
     from probe.deploy import PROBE_FILES
 
     from ..shipped import usage_text
@@ -169,6 +174,8 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
             for name in files:
                 archive.write(folder / name, f"{run_id}/{name}")
             archive.writestr(f"{run_id}/USAGE.md", usage_text(run_id, _report(store, run_id)))
+            # the loader for serving code without mr2probe (numpy + safetensors), copied as it is
+            archive.write(standalone.__file__, f"{run_id}/{STANDALONE_FILE}")
     except FileNotFoundError:  # deleted while it was zipped: a 500 and a dropped connection (an attack round)
         raise HTTPException(404, f"run {run_id!r} was removed while its probe was zipped") from None
     return Response(buffer.getvalue(), media_type="application/zip",

@@ -142,8 +142,9 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
         assert resp.status_code == 200 and resp.headers["content-type"] == "application/zip"
         assert resp.headers["content-disposition"] == f'attachment; filename="{run_id}_probe.zip"'
         with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
-            assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("USAGE.md", "head.json",
-                                                                           "head.safetensors", "report.json")]
+            assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("USAGE.md", "apply_probe.py",
+                                                                           "head.json", "head.safetensors",
+                                                                           "report.json")]
             # what the probe takes and how to apply it (a dashboard-only round found no word of either)
             usage = archive.read(f"{run_id}/USAGE.md").decode()
             assert "It takes features of the encoder effnet-lite0" in usage
@@ -159,6 +160,25 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
         stored = Predictions.load(finished.settings.runs_dir / run_id)
         np.testing.assert_array_equal(predicted, stored.predicted[0])
         np.testing.assert_array_equal(confidence, stored.confidence)
+        _apply_probe_py_predicts_the_same(tmp_path, run_id, cache.load("test")[0], stored)
+
+
+def _apply_probe_py_predicts_the_same(folder, run_id, features, stored):
+    """The zip's apply_probe.py, run alone from the unpacked folder (no mr2probe on the path), prints each image's
+    class and confidence as the run stored them (a shipping round: the zip held no code for serving without
+    mr2probe, only a description of the forward pass)."""
+    import os
+    import subprocess
+    import sys
+
+    np.save(folder / "x.npy", features)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-I", f"{run_id}/apply_probe.py", run_id, "x.npy"], cwd=folder, env=env,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    names, confidence = zip(*(line.split("\t") for line in out))
+    report = load_report(folder / run_id)
+    assert list(names) == [report.class_names[k] for k in stored.predicted[0]]
+    np.testing.assert_allclose(np.array(confidence, dtype=float), stored.confidence, rtol=0, atol=2e-6)
 
 
 def test_probe_zip_of_a_missing_run_or_file_is_404(finished, tmp_path):

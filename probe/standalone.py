@@ -1,0 +1,128 @@
+"""Apply a shipped probe without mr2probe: numpy and safetensors only (``pip install numpy safetensors``).
+
+This file is copied as it is into every ``probe.zip`` (``GET /api/runs/{id}/probe.zip``) as ``apply_probe.py``,
+beside the files it reads: ``head.safetensors`` and ``head.json`` (the head, an adapter, the class names and
+``forward.steps``, which this code follows step by step), ``posthoc_bias.json`` and ``temperature.json`` where the
+run ships them. It imports nothing of mr2probe, so it can be vendored into serving code as it is::
+
+    from apply_probe import load_probe
+    probe = load_probe("RUN_FOLDER")            # the folder holding head.safetensors + head.json
+    probabilities = probe.predict_proba(x)     # x: (n, d) features of the run's extractor (report.json features)
+    names = [probe.class_names[k] for k in probabilities.argmax(axis=1)]
+
+or from a shell: ``python apply_probe.py RUN_FOLDER features.npy`` prints each row's class and confidence.
+The features must come from the encoder and preprocessing the run's ``report.json`` ``features`` names (README,
+"Shipping the chosen probe"); nothing here can check that, as ``mr2probe predict`` does.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["StandaloneProbe", "load_probe"]
+
+
+def _normalize(a: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm (a zero row stays zero), as the cosine head does."""
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _gelu(a: np.ndarray) -> np.ndarray:
+    """The exact (erf) GELU of the ``mlp`` adapter."""
+    return (0.5 * a * (1.0 + _erf(a / math.sqrt(2.0)))).astype(a.dtype)
+
+
+def _adapt(name: str, t: dict, x: np.ndarray) -> np.ndarray:
+    """head.json's adapter step (``probe.adapters`` ``FORWARD``)."""
+    if name == "linear":
+        return x + x @ t["adapter.A"].T
+    if name == "lowrank":
+        return x + (x @ t["adapter.V"].T) @ t["adapter.U"].T
+    if name == "mlp":
+        return x + _gelu(x @ t["adapter.down.weight"].T + t["adapter.down.bias"]) @ t["adapter.U"].T
+    raise ValueError(f"adapter {name!r} is not one this loader knows (linear, lowrank, mlp)")
+
+
+@dataclass
+class StandaloneProbe:
+    """A run's shipped probe read from its files: :meth:`predict_proba` is ``mr2probe predict``'s probabilities."""
+
+    tensors: dict
+    class_names: list
+    head: str
+    adapter: str | None
+    bias: np.ndarray | None = None  # posthoc_bias.json's (all zeros where not applied)
+    temperature: float = 1.0  # temperature.json's (1 where not applied)
+
+    def logits(self, features) -> np.ndarray:
+        """(n, K) float64: the head's logits (after the adapter), plus the post-hoc bias, divided by T."""
+        x, t = np.asarray(features, dtype=np.float32), self.tensors
+        if x.ndim != 2 or x.shape[1] != t["head.weight"].shape[1]:
+            raise ValueError(f"the probe takes (n, {t['head.weight'].shape[1]}) features, got {x.shape}")
+        if self.adapter is not None:
+            x = _adapt(self.adapter, t, x)
+        if self.head == "linear":
+            z = x @ t["head.weight"].T + (t["head.bias"] if "head.bias" in t else 0)
+        elif self.head == "cosine":
+            z = np.exp(t["head.log_scale"]) * _normalize(x) @ _normalize(t["head.weight"]).T
+        else:
+            raise ValueError(f"head {self.head!r} is not one this loader knows (linear, cosine)")
+        z = z.astype(np.float64)
+        return (z if self.bias is None else z + self.bias) / self.temperature
+
+    def predict_proba(self, features) -> np.ndarray:
+        """(n, K) softmax of :meth:`logits`, columns in :attr:`class_names` order."""
+        z = self.logits(features)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, features) -> np.ndarray:
+        """Predicted class indices (n,) into :attr:`class_names`."""
+        return self.logits(features).argmax(axis=1)
+
+
+def load_probe(folder) -> StandaloneProbe:
+    """Read ``head.safetensors`` + ``head.json`` (and ``posthoc_bias.json``, ``temperature.json``) from ``folder``."""
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / "head.safetensors"))
+    names = meta.get("class_names") or [str(c) for c in meta["classes"]]
+    bias_file, temperature_file = folder / "posthoc_bias.json", folder / "temperature.json"
+    bias = None
+    if bias_file.is_file():
+        shipped = json.loads(bias_file.read_text(encoding="utf-8"))
+        if shipped.get("class_names", names) != names:
+            raise ValueError(f"{bias_file} names other classes than head.json: files of two runs")
+        bias = np.asarray(shipped["bias"], dtype=np.float64)
+    temperature = 1.0
+    if temperature_file.is_file():
+        temperature = float(json.loads(temperature_file.read_text(encoding="utf-8"))["temperature"])
+    adapter = meta.get("adapter")
+    return StandaloneProbe(tensors, list(names), meta["head"]["name"], adapter and adapter["name"], bias,
+                           temperature)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python apply_probe.py RUN_FOLDER FEATURES.npy", file=sys.stderr)
+        return 2
+    probe = load_probe(argv[0])
+    probabilities = probe.predict_proba(np.load(argv[1]))
+    for row in probabilities:
+        k = int(row.argmax())
+        print(f"{probe.class_names[k]}\t{row[k]:.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,57 @@
+"""probe.standalone, shipped in probe.zip as apply_probe.py: the run's files applied with numpy and safetensors
+alone give what RunProbe (mr2probe predict) gives, for every head, adapter, post-hoc bias and temperature."""
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probe.deploy import RunProbe
+from probe.predictions import Predictions
+from probe.standalone import load_probe
+
+from test_shipped_probe import _run, adapter_run, data, scaled_run  # noqa: F401 - fixtures
+
+
+@pytest.fixture(scope="module")
+def cosine_mlp_run(data, tmp_path_factory):  # noqa: F811
+    """A cosine head behind an mlp adapter, with a post-hoc bias and a temperature: every step of forward.steps."""
+    return _run(data, tmp_path_factory, "cosine-mlp", head="cosine", loss="mr2", adapter="mlp", adapter_rank=4,
+                cbar_grid=[2.0], lam_grid=[0.1], seeds=[0], posthoc_bias=True, posthoc_guard=False,
+                temperature_scaling=True)
+
+
+@pytest.mark.parametrize("which", ["scaled_run", "adapter_run", "cosine_mlp_run"])
+def test_the_standalone_loader_predicts_what_the_run_shipped(which, data, request):  # noqa: F811
+    run_dir = request.getfixturevalue(which)
+    x = data["test"][0]
+    shipped, standalone = RunProbe.load(run_dir), load_probe(run_dir)
+    assert standalone.class_names == shipped.class_names
+    assert standalone.temperature == shipped.temperature
+    assert (standalone.bias is None) == (shipped.posthoc is None)
+    np.testing.assert_allclose(standalone.predict_proba(x), shipped.predict_proba(x), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(standalone.predict(x), Predictions.load(run_dir).predicted[0])
+    np.testing.assert_allclose(standalone.predict_proba(x).max(axis=1), Predictions.load(run_dir).confidence,
+                               rtol=0, atol=1e-5)
+
+
+def test_the_cosine_mlp_run_uses_every_step(cosine_mlp_run):
+    probe = load_probe(cosine_mlp_run)
+    assert (probe.head, probe.adapter) == ("cosine", "mlp") and probe.temperature != 1.0
+    assert np.abs(probe.bias).max() > 0
+
+
+def test_the_standalone_loader_imports_nothing_of_mr2probe():
+    """It is copied alone into probe.zip: an import of the package (or of torch) would fail where it is used."""
+    tree = ast.parse(Path(__import__("probe.standalone").standalone.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]
+    assert imported <= {"__future__", "json", "math", "sys", "dataclasses", "pathlib", "numpy", "safetensors"}
+
+
+def test_features_of_another_width_are_refused(adapter_run):  # noqa: F811
+    with pytest.raises(ValueError, match="features"):
+        load_probe(adapter_run).predict_proba(np.zeros((2, 3), dtype=np.float32))
