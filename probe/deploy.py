@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
 from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, TemperatureScaling, load_report
-from .seen import SeenSources
+from .seen import SEEN_FILE, SeenSources
 from .uncertainty import wilson_interval
 
 __all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
@@ -36,8 +36,9 @@ __all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions",
 UNKNOWN_CLASS = -1  # label_map's index of a class name the run does not have
 # The files a run's probe ships in (GET /api/runs/{id}/probe.zip): RunProbe.load needs the first three;
 # posthoc_bias.json (only with a post-hoc bias) and temperature.json (only with temperature scaling) hold them for
-# code that does not read the report.
-PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE)
+# code that does not read the report; seen_sources.npz lets the unpacked probe warn on images it trained or selected
+# on (without it, mr2probe predict on the zip's folder lost that check).
+PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE, SEEN_FILE)
 
 
 @dataclass

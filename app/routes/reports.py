@@ -150,7 +150,8 @@ STANDALONE_FILE = "apply_probe.py"  # probe/standalone.py in probe.zip
 
 @router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
     **ERROR_RESPONSES, 200: download("application/zip", "report.json, head.safetensors, head.json (and "
-                                     "posthoc_bias.json, temperature.json), USAGE.md and apply_probe.py (numpy and "
+                                     "posthoc_bias.json, temperature.json, seen_sources.npz), USAGE.md and "
+                                     "apply_probe.py (numpy and "
                                      "safetensors alone) in a folder named after the run: "
                                      "probe.deploy.RunProbe.load(folder) applies it")},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")

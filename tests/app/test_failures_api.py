@@ -144,7 +144,7 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
         with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
             assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("USAGE.md", "apply_probe.py",
                                                                            "head.json", "head.safetensors",
-                                                                           "report.json")]
+                                                                           "report.json", "seen_sources.npz")]
             # what the probe takes and how to apply it (a dashboard-only round found no word of either)
             usage = archive.read(f"{run_id}/USAGE.md").decode()
             assert "It takes features of the encoder effnet-lite0" in usage
@@ -153,6 +153,11 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
             assert "`temperature.json` where this zip has them: the bias added to the logits, then the\ntemperature" in usage
             archive.extractall(tmp_path)
         probe = RunProbe.load(tmp_path / run_id)
+        # the images it trained and selected on travel with it: mr2probe predict on the unpacked folder warns on
+        # them as on the run's own (the zip left seen_sources.npz behind, and the check with it)
+        own = RunProbe.load(finished.settings.runs_dir / run_id).seen
+        assert probe.seen is not None and probe.seen.digests.keys() == own.digests.keys()
+        assert all(np.array_equal(probe.seen.digests[split], own.digests[split]) for split in own.digests)
         (path,) = finished.settings.caches_dir.rglob("*.h5")  # the pipeline's one cache
         cache = open_cache(path)
         assert probe.check_features(probe.features, cache.num_features) == []
