@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["StandaloneProbe", "load_probe"]
+__all__ = ["StandaloneProbe", "load_probe", "HEADS", "ADAPTERS"]
+
+# What this loader applies: every head and adapter of mr2probe's registry (probe.registry HEADS, ADAPTERS; a test
+# keeps the two alike, so that a head or adapter added there is added here too)
+HEADS = ("linear", "cosine")
+ADAPTERS = ("linear", "lowrank", "mlp")
 
 
 def _normalize(a: np.ndarray) -> np.ndarray:
@@ -48,7 +53,7 @@ def _adapt(name: str, t: dict, x: np.ndarray) -> np.ndarray:
         return x + (x @ t["adapter.V"].T) @ t["adapter.U"].T
     if name == "mlp":
         return x + _gelu(x @ t["adapter.down.weight"].T + t["adapter.down.bias"]) @ t["adapter.U"].T
-    raise ValueError(f"adapter {name!r} is not one this loader knows (linear, lowrank, mlp)")
+    raise ValueError(f"adapter {name!r} is not one this loader knows ({', '.join(ADAPTERS)})")
 
 
 @dataclass
@@ -74,7 +79,7 @@ class StandaloneProbe:
         elif self.head == "cosine":
             z = np.exp(t["head.log_scale"]) * _normalize(x) @ _normalize(t["head.weight"]).T
         else:
-            raise ValueError(f"head {self.head!r} is not one this loader knows (linear, cosine)")
+            raise ValueError(f"head {self.head!r} is not one this loader knows ({', '.join(HEADS)})")
         z = z.astype(np.float64)
         return (z if self.bias is None else z + self.bias) / self.temperature
 

@@ -55,3 +55,12 @@ def test_the_standalone_loader_imports_nothing_of_mr2probe():
 def test_features_of_another_width_are_refused(adapter_run):  # noqa: F811
     with pytest.raises(ValueError, match="features"):
         load_probe(adapter_run).predict_proba(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_the_standalone_loader_knows_every_head_and_adapter_of_the_registry():
+    """A head or adapter added to the registry must be added to apply_probe.py too: shipped without it, a probe of
+    the new kind would be refused by the loader its zip carries."""
+    from probe import standalone
+    from probe.registry import ADAPTERS, HEADS
+
+    assert set(standalone.HEADS) == set(HEADS) and set(standalone.ADAPTERS) == set(ADAPTERS)
