@@ -23,6 +23,7 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 MAX_PORT = 65535  # the largest TCP port (mr2probe serve's --port checks it too)
 DEFAULT_PORT = 8000  # the service's (MR2PROBE_PORT) and the demo's dashboard
+DATABASE_FILE = "mr2probe.sqlite3"  # in the data directory
 
 
 class Settings(BaseSettings):
@@ -126,7 +127,7 @@ class Settings(BaseSettings):
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "mr2probe.sqlite3"
+        return self.data_dir / DATABASE_FILE
 
     @property
     def uploads_dir(self) -> Path:

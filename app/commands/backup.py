@@ -1,0 +1,93 @@
+"""`mr2probe backup`: a consistent copy of a data directory, while its server runs.
+
+The database runs in WAL mode: its rows live in ``mr2probe.sqlite3`` and ``mr2probe.sqlite3-wal`` until a
+checkpoint, so ``cp -r`` of a running directory could copy the two at different moments (a database that does not
+open, or misses rows), and a copy of ``mr2probe.sqlite3`` alone missed every row not yet checkpointed (an operator
+round: a server's first jobs were all in the WAL). The database is copied with SQLite's online backup API (a
+snapshot of one moment, which the running server's writes do not tear), checked, then the service's own folders
+(uploads, caches, runs). The copy is a data directory: ``mr2probe serve --data-dir BACKUP`` serves it, anywhere
+(its paths follow it, :mod:`app.relocation`).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+from pathlib import Path
+
+from ..config import DATABASE_FILE as DATABASE
+
+HELP = "copy a data directory (database, uploads, caches, runs) consistently, also while its server runs"
+
+_FOLDERS = ("uploads", "caches", "runs")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dest", metavar="DEST", type=Path, help="a new folder (or an empty one) for the copy, outside "
+                        "the data directory")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the data directory to copy (default ./.mr2probe or MR2PROBE_DATA_DIR)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .serve import build_settings
+
+    settings = build_settings(**({"data_dir": args.data_dir} if args.data_dir is not None else {}))
+    summary = backup(settings.data_dir, args.dest)
+    print(f"backup of {settings.data_dir} written to {Path(args.dest).resolve()}: {summary}")
+    return 0
+
+
+def backup(data_dir: Path, dest: Path) -> str:
+    """Copy ``data_dir`` to ``dest``: the database by the online backup API first, then the folders its rows name
+    (a file added meanwhile is copied too, a file removed meanwhile is left out and counted). Returns a summary
+    line. Raises ValueError for a data directory without a database or a destination that is not new."""
+    data_dir, dest = Path(data_dir).resolve(), Path(dest).resolve()
+    source = data_dir / DATABASE
+    if not source.is_file():
+        raise ValueError(f"{data_dir} holds no {DATABASE}: not a mr2probe data directory (--data-dir)")
+    if dest == data_dir or data_dir in dest.parents:
+        raise ValueError(f"the backup {dest} lies in the data directory {data_dir}; choose a folder outside it")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"the backup folder {dest} exists and is not empty; choose a new folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = _copy_database(source, dest / DATABASE)
+    vanished = 0
+    for name in _FOLDERS:
+        if (data_dir / name).is_dir():
+            vanished += _copy_tree(data_dir / name, dest / name)
+    gone = f"; {vanished} file(s) removed by the server while copying left out" if vanished else ""
+    return f"{rows} job(s), database checked{gone}"
+
+
+def _copy_database(source: Path, target: Path) -> int:
+    """The database at one moment, into ``target`` (written as ``target.tmp``, renamed once it checks out); its
+    number of jobs."""
+    partial = target.with_name(target.name + ".tmp")
+    src = sqlite3.connect(source, timeout=30.0)  # read-only by use: mode=ro needs the -shm file WAL makes
+    try:
+        dst = sqlite3.connect(partial)
+        try:
+            src.backup(dst)
+            check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+            if check != "ok":
+                raise RuntimeError(f"the copied database fails its integrity check: {check}")
+            jobs = dst.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    partial.replace(target)
+    return int(jobs)
+
+
+def _copy_tree(source: Path, target: Path) -> int:
+    """``shutil.copytree`` that tolerates files the running server removes while it copies; how many it left out."""
+    try:
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2)
+    except shutil.Error as exc:
+        missing = [error for error in exc.args[0] if "No such file" in str(error[-1])]
+        if len(missing) != len(exc.args[0]):
+            raise
+        return len(missing)
+    return 0

@@ -1,0 +1,86 @@
+"""`mr2probe backup`: a copy of a data directory taken while its server writes opens, whole and consistent."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from app.cli import main
+from app.config import DATABASE_FILE
+from app.store import Store
+
+
+def _dataset(store: Store) -> dict:
+    return store.add_dataset(name="d", source="path", path="/d", class_names=["a"], counts={}, fingerprint=None,
+                             skipped=0, dataset_id="ds_1")
+
+
+def test_a_backup_taken_while_jobs_write_is_consistent_and_opens(tmp_path):
+    data = tmp_path / "data"
+    store = Store(data / DATABASE_FILE)
+    _dataset(store)
+    (data / "runs" / "run_1").mkdir(parents=True)
+    (data / "runs" / "run_1" / "report.json").write_text("{}")
+    stop = threading.Event()
+    written: list[int] = []
+
+    def write() -> None:  # a worker's writes: jobs queued, each with progress updates, in the WAL
+        while not stop.is_set():
+            job = store.add_job("extract", {"dataset_id": "ds_1"})
+            for step in range(5):
+                store.update_progress(job["id"], step / 5, f"step {step}")
+            written.append(1)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while len(written) < 20:
+            stop.wait(0.01)
+        for n in range(3):
+            assert main(["backup", "--data-dir", str(data), str(tmp_path / f"backup{n}")]) == 0
+    finally:
+        stop.set()
+        writer.join()
+    total = store.count("jobs")
+    for n in range(3):
+        copy = tmp_path / f"backup{n}"
+        conn = sqlite3.connect(copy / DATABASE_FILE)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+        assert not (copy / (DATABASE_FILE + "-wal")).exists()  # the rows are in the database file itself
+        restored = Store(copy / DATABASE_FILE)  # opens as a data directory of its own
+        assert 20 <= restored.count("jobs") <= total
+        assert restored.get_dataset("ds_1")["name"] == "d"
+        assert (copy / "runs" / "run_1" / "report.json").read_text() == "{}"
+
+
+def test_a_backup_refuses_a_folder_that_is_not_new_or_lies_in_the_data_directory(tmp_path, capsys):
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("kept")
+    assert main(["backup", "--data-dir", str(data), str(tmp_path / "full")]) == 2
+    assert main(["backup", "--data-dir", str(data), str(data / "copy")]) == 2
+    assert main(["backup", "--data-dir", str(tmp_path / "none"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "lies in the data directory" in err and "not a mr2probe data directory" in err
+    assert (tmp_path / "full" / "x").read_text() == "kept"
+    assert not (data / "copy").exists() and not (tmp_path / "b").exists()
+
+
+def test_files_the_server_removes_while_the_backup_copies_are_left_out_and_counted(tmp_path, monkeypatch):
+    from app.commands import backup
+
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    (data / "caches").mkdir()
+    (data / "caches" / "gone").write_text("x")
+    (data / "caches" / "kept").write_text("y")
+    real_copy = backup.shutil.copy2
+
+    def copy_after_removal(src, dst, **kw):  # the server deleted the file between listing and copying
+        (data / "caches" / "gone").unlink(missing_ok=True)
+        return real_copy(src, dst, **kw)
+
+    monkeypatch.setattr(backup.shutil, "copy2", copy_after_removal)
+    assert "1 file(s) removed by the server while copying left out" in backup.backup(data, tmp_path / "b")
+    assert (tmp_path / "b" / "caches" / "kept").read_text() == "y"
