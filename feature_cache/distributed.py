@@ -30,7 +30,7 @@ from .datasets import SPLITS, LabelledImages, Sample, open_dataset, unused_val_s
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP
 from .encoders import Encoder
 from .extract import ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
-from .store import _set_attrs, _write_split, library_versions, open_cache, replacing_file
+from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
 
@@ -68,7 +68,9 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
         for split in SPLITS:
             totals[split] += cache.split_sizes.get(split, 0)
         skipped += cache.attrs.get("skipped", [])
-    with replacing_file(final) as out:
+    with h5py.File(shards[0], "r") as src:
+        stored = src[SPLITS[0]]["features"].dtype  # every split's, as write_cache writes them
+    with replacing_file(final, needs=cache_bytes(totals, d, stored)) as out:
         _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped})
         for split in SPLITS:
             with h5py.File(shards[0], "r") as src:

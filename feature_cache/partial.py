@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import ExtractionBusy
-from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _set_attrs, _write_split, replacing_file
+from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _set_attrs, _write_split, cache_bytes, replacing_file
 
 __all__ = ["PartialCache", "MAGIC"]
 
@@ -210,12 +210,14 @@ class PartialCache:
 
     def finalize(self, final: Path, attrs: Mapping[str, Any]) -> Path:
         """Write the chunks into the cache file ``final`` (atomically), stamped with ``attrs``; remove the log."""
-        with replacing_file(final) as h5:
-            _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **self.attrs, **attrs})
-            for split in SPLITS:
-                _write_split(h5, split, self.num_features, self.dtype.name, self.progress(split)[1],
-                             self._split_blocks(split))
-        self.close()
+        rows = {split: self.progress(split)[1] for split in SPLITS}
+        try:
+            with replacing_file(final, needs=cache_bytes(rows, self.num_features, self.dtype)) as h5:
+                _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **self.attrs, **attrs})
+                for split in SPLITS:
+                    _write_split(h5, split, self.num_features, self.dtype.name, rows[split], self._split_blocks(split))
+        finally:
+            self.close()  # its lock too, on a failure (a full disk): the job resumed in this process is not 'busy'
         self.path.unlink()
         return final
 

@@ -52,10 +52,12 @@ complete. :func:`open_cache` refuses ``*.partial`` files.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -220,7 +222,8 @@ def write_cache(
         **attrs,
         "class_names": list(class_names),
     }
-    with replacing_file(path) as h5:
+    rows = {split: len(splits[split][1]) for split in splits}
+    with replacing_file(path, needs=cache_bytes(rows, d, dtype)) as h5:
         _set_attrs(h5, root_attrs)
         for split in SPLITS:
             features, labels, sources = splits.get(split, (np.zeros((0, d)), np.zeros(0), []))
@@ -237,13 +240,42 @@ def write_cache(
     return Path(path)
 
 
+# Per row of a cache file beyond its features: an int64 label, a variable-length string's reference (16 bytes) and
+# its heap entry (the source name); and the file's own structure. Generous: an estimate too low crashes the process.
+_ROW_OVERHEAD_BYTES = 8 + 16 + 256
+_FILE_OVERHEAD_BYTES = 1 << 20
+
+
+def cache_bytes(rows: Mapping[str, int], num_features: int, dtype: str | np.dtype) -> int:
+    """An upper estimate of the size of a cache file of ``rows`` rows per split (:func:`_create_split`'s layout:
+    a split of more than CHUNK_ROWS rows takes whole chunks)."""
+    total = _FILE_OVERHEAD_BYTES
+    for n in rows.values():
+        stored = n if n <= CHUNK_ROWS else -(-n // CHUNK_ROWS) * CHUNK_ROWS
+        total += stored * (num_features * np.dtype(dtype).itemsize + _ROW_OVERHEAD_BYTES)
+    return total
+
+
+def check_free_space(folder: Path, needs: int, what: str) -> None:
+    """Raise ``OSError(ENOSPC)`` when ``folder``'s disk has less than ``needs`` bytes free: HDF5 (2.0) that runs out
+    of space while writing crashes the whole process (a segmentation fault as it closes the file; an operator round:
+    a server on a full disk died mid-extraction, every request then refused), so its writers look first."""
+    free = shutil.disk_usage(folder).free
+    if free < needs:
+        raise OSError(errno.ENOSPC, f"not enough disk space to write {what}: it needs about {needs / 2**20:.1f} MiB, "
+                      f"{free / 2**20:.1f} MiB free on the disk of {folder}")
+
+
 @contextmanager
-def replacing_file(path: str | Path, **kwargs: Any) -> Iterator[h5py.File]:
+def replacing_file(path: str | Path, needs: int = 0, **kwargs: Any) -> Iterator[h5py.File]:
     """A new HDF5 file written at a temporary name beside ``path`` (``kwargs`` go to ``h5py.File``) and moved onto
     ``path`` with ``os.replace`` only when the block succeeds: ``path`` is never seen half written, and a failure
-    leaves what was there untouched."""
+    leaves what was there untouched. ``needs``: the bytes it will take (:func:`cache_bytes`), checked free first
+    (:func:`check_free_space`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if needs:
+        check_free_space(path.parent, needs, path.name)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
     try:
         with h5py.File(tmp, "w", **kwargs) as h5:

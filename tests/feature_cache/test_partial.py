@@ -152,3 +152,39 @@ def test_extraction_resumes_after_a_write_torn_by_a_kill(tree, tmp_path):
     resumed = run(tree, None, tiny_encoder(counter=count), out=out)
     assert count == [TOTAL - 12] and resumed.encoded == TOTAL - 12 and not partial.exists()
     assert_same_cache(all_splits(out), reference)
+
+
+def test_a_cache_file_too_big_for_the_disk_is_refused_before_hdf5_writes_and_the_partial_is_kept(tmp_path,
+                                                                                                   monkeypatch):
+    """HDF5 that hits ENOSPC crashes the process as it closes the file (a segmentation fault that took the server
+    down); the writer checks the free space first: an OSError(ENOSPC), no temporary file, the chunks kept."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    for i in range(3):
+        partial.append("train", *chunk(i), next_index=5 * (i + 1))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(1 << 30, (1 << 30) - 4096, 4096))
+    with pytest.raises(OSError) as refused:
+        partial.finalize(tmp_path / "c.h5", {"created_at": "now"})
+    assert refused.value.errno == errno.ENOSPC and "MiB free" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5.partial"]
+    monkeypatch.undo()
+    partial = open_partial(path)  # its lock released: a resume in the same server is not 'busy'
+    assert partial.progress("train") == (15, 15)
+    assert open_cache(partial.finalize(tmp_path / "c.h5", {"created_at": "now"})).split_sizes["train"] == 15
+
+
+@pytest.mark.parametrize("rows", [{"train": 3000, "val": 10, "test": 700}, {"train": 1, "val": 0, "test": 1}])
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_the_size_estimate_of_a_cache_file_is_above_its_size(tmp_path, rows, dtype):
+    from feature_cache.store import cache_bytes, write_cache
+
+    d = 384
+    splits = {split: (np.ones((n, d)), np.zeros(n), [f"{split}/class_{i % 7}/image_{i:08d}.jpeg" for i in range(n)])
+              for split, n in rows.items()}
+    out = write_cache(tmp_path / "c.h5", splits, ["a"], {"encoder": "x"}, dtype=dtype)
+    assert out.stat().st_size <= cache_bytes(rows, d, dtype)
