@@ -6,6 +6,7 @@ what ``open_dataset`` found.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import shutil
@@ -19,7 +20,7 @@ from feature_cache.defaults import DEFAULT_VAL_FRACTION
 from probe.names import listed
 
 from .skipped import group_reasons, recorded_files
-from .status import UploadStalled
+from .status import NoSpace, UploadStalled
 from .store import Store, new_id
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,12 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
         parser.finalize()
     except (UploadTooLarge, UploadError, UploadStalled):
         raise
+    except OSError as exc:  # writing the file: not the body's fault (a full disk was a 422 'malformed multipart body')
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        logger.warning("upload to %s failed after %d bytes: %s", dest_dir, received, exc)
+        raise NoSpace(f"the server's disk is full: the upload could not be stored ({received:,} bytes received, "
+                      "nothing kept); try again once space is freed") from None
     except Exception as exc:  # python_multipart raises its own errors on malformed bodies
         raise UploadError(f"malformed multipart body: {exc}") from exc
     finally:

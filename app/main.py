@@ -21,7 +21,7 @@ from .messages import ClientMessages
 from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES, HOST_REFUSED
-from .status import InvalidTransition, NotFound, QueueFull, UploadsBusy, UploadStalled
+from .status import InvalidTransition, NoSpace, NotFound, QueueFull, UploadsBusy, UploadStalled
 from .steps import JOB_KINDS
 from .store import Store
 from .cleanup import sweep_data_dir
@@ -104,6 +104,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
         AlreadyRegistered: (409, ""),
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),
+        NoSpace: (507, ""),
         UnsafeArchive: (400, "refused: "),  # an archive or manifest: unsafe (a bomb, a path out) or unreadable
         UploadError: (422, ""),
         DatasetError: (422, ""),

@@ -48,6 +48,10 @@ class UploadStalled(RuntimeError):
     """An upload sent nothing for ``Settings.upload_idle_seconds`` (the API answers 408)."""
 
 
+class NoSpace(OSError):
+    """The disk of the data directory is full: an upload could not be stored (the API answers 507)."""
+
+
 class QueueFull(RuntimeError):
     """The job queue holds ``Settings.max_queued_jobs`` jobs already (the API answers 429)."""
 

@@ -95,7 +95,8 @@ def _dataset_out(row: dict) -> DatasetOut:
                413: {"model": ErrorOut, "description": "upload over MR2PROBE_MAX_UPLOAD_BYTES, or a JSON body over "
                      "MR2PROBE_MAX_JSON_BYTES"},
                429: {"model": ErrorOut, "description": "MR2PROBE_MAX_UPLOADS uploads are streaming already: try again "
-                     "when one has ended"}},
+                     "when one has ended"},
+               507: {"model": ErrorOut, "description": "the server's disk is full: the upload was not stored"}},
 )
 async def create_dataset(request: Request, response: Response, store: Store = Depends(get_store),
                          settings: Settings = Depends(get_settings)) -> DatasetOut:

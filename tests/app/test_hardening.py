@@ -1331,3 +1331,31 @@ def test_an_unknown_query_parameter_is_refused_and_a_static_405_names_its_method
     resp = service.delete("/static/app.js")
     assert resp.status_code == 405 and resp.headers["allow"] == "GET, HEAD"
     assert resp.json()["detail"] == "DELETE is not a method of /static/app.js; it answers GET, HEAD"
+
+
+def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monkeypatch, caplog):
+    """ENOSPC while the archive streams to disk was a 422 'malformed multipart body: [Errno 28] ...': the client was
+    told its body was wrong (an operator round, the data dir on a full tmpfs). A 507, logged; no data set, no file."""
+    import builtins
+    import errno
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 100:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    monkeypatch.setattr("app.datasets.open", lambda *a, **k: FullDisk(builtins.open(*a, **k)), raising=False)
+    resp = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1), "application/zip")})
+    assert resp.status_code == 507, resp.text
+    assert resp.json()["detail"].startswith("the server's disk is full: the upload could not be stored")
+    assert any(r.levelname == "WARNING" and "No space left" in r.getMessage() for r in caplog.records)
+    assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
+    assert service.get("/api/datasets").json() == []
