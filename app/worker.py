@@ -56,6 +56,8 @@ class JobRunner:
         self._dispatcher: threading.Thread | None = None
         self._device: str | None = None
         self._lock_file = None
+        # outcomes the database could not take (its disk full): written again by the dispatcher until it does
+        self._unrecorded: list[tuple[JobContext, BaseException]] = []
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self, prepare: Callable[[], None] | None = None) -> None:
@@ -200,6 +202,7 @@ class JobRunner:
                 if self._stopping:
                     return
             try:
+                self._record_unrecorded()
                 self._dispatch_once()
             except Exception:  # the loop must survive a bad row or a locked database
                 logger.exception("job dispatcher error")
@@ -247,20 +250,43 @@ class JobRunner:
                 self._cond.notify_all()
 
     def _record_failure(self, ctx: JobContext, exc: BaseException) -> None:
-        job_id = ctx.job_id
+        if not (ctx.should_stop() or isinstance(exc, JobCancelled)):
+            logger.error("job %s failed", ctx.job_id, exc_info=exc)
         try:
-            # the messages end with what became of the job (a cancelled one ended on "encoder ready"; a new-user
-            # round)
-            if ctx.should_stop() and ctx.stop_reason == "shutdown":
-                self.store.interrupt(job_id)
-                ctx.message(f"interrupted: the server stopped; POST /api/jobs/{job_id}/resume continues it")
-            elif ctx.should_stop() or isinstance(exc, JobCancelled):
-                self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
-                ctx.message("cancelled")
-            else:
-                logger.error("job %s failed", job_id, exc_info=exc)
-                error = self.messages.clean(f"{type(exc).__name__}: {exc}")  # the log above keeps the paths
-                ctx.record(retryable=retryable(exc))
-                self.store.finish(job_id, JobStatus.failed, error=error, stage="failed")
+            self._write_outcome(ctx, exc)
         except Exception:
-            logger.exception("could not record the outcome of job %s", job_id)
+            # a full disk refuses the database's write too: the job stayed 'running' with no thread, neither
+            # cancellable nor resumable until a restart (an operator round); the dispatcher writes it again
+            logger.exception("could not record the outcome of job %s; trying again every second", ctx.job_id)
+            with self._cond:
+                self._unrecorded.append((ctx, exc))
+
+    def _write_outcome(self, ctx: JobContext, exc: BaseException) -> None:
+        """The job's end, in the database: interrupted (the server stops), cancelled or failed."""
+        job_id = ctx.job_id
+        # the messages end with what became of the job (a cancelled one ended on "encoder ready"; a new-user round)
+        if ctx.should_stop() and ctx.stop_reason == "shutdown":
+            self.store.interrupt(job_id)
+            ctx.message(f"interrupted: the server stopped; POST /api/jobs/{job_id}/resume continues it")
+        elif ctx.should_stop() or isinstance(exc, JobCancelled):
+            self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
+            ctx.message("cancelled")
+        else:
+            error = self.messages.clean(f"{type(exc).__name__}: {exc}")  # the log keeps the paths
+            ctx.record(retryable=retryable(exc))
+            self.store.finish(job_id, JobStatus.failed, error=error, stage="failed")
+
+    def _record_unrecorded(self) -> None:
+        """Write the outcomes :meth:`_record_failure` could not, now that the database may take them."""
+        with self._cond:
+            pending, self._unrecorded = self._unrecorded, []
+        for ctx, exc in pending:
+            try:
+                self._write_outcome(ctx, exc)
+            except InvalidTransition:
+                pass  # its status was written, its message not: done
+            except Exception:
+                with self._cond:
+                    self._unrecorded.append((ctx, exc))
+                continue
+            logger.info("job %s: its outcome is recorded now", ctx.job_id)

@@ -607,3 +607,34 @@ def test_a_cancellation_at_start_up_whose_files_cannot_be_removed_does_not_keep_
         assert runner._dispatcher is not None and runner._dispatcher.is_alive()  # started: it dispatches jobs
     finally:
         runner.stop()
+
+
+def test_a_failure_the_full_database_disk_could_not_record_is_recorded_once_it_can(tmp_path, monkeypatch):
+    """On a full disk the job failed with ENOSPC and its 'failed' could not be written either ('database or disk is
+    full'): the job stayed 'running' with no thread, neither cancellable nor resumable until a restart (an operator
+    round). The worker writes the outcome again until the database takes it."""
+    import errno
+    import sqlite3
+
+    def fill_disk(ctx):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    runner, store = make_runner(tmp_path, {"extract": fill_disk})
+    real_finish, refused = store.finish, []
+
+    def finish(job_id, status, **kwargs):
+        if status == JobStatus.failed and len(refused) < 3:
+            refused.append(job_id)
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_finish(job_id, status, **kwargs)
+
+    monkeypatch.setattr(store, "finish", finish)
+    runner.start()
+    try:
+        job = runner.submit("extract", {})
+        wait_for(lambda: _status(store, job["id"]) == "failed", 30, what="the failure recorded")
+        row = store.get_job(job["id"])
+        assert len(refused) == 3 and row["error"] == "OSError: [Errno 28] No space left on device"
+        assert store.resume(job["id"])["status"] == "queued"
+    finally:
+        runner.stop()
