@@ -137,7 +137,10 @@ def serve(app, settings) -> None:
     from ..datadir import lock_data_dir
 
     lock_data_dir(settings.data_dir).close()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    # one line per request in the service's own log format (uvicorn's loggers propagate to the root logger that
+    # mr2probe configures): the server logged no request at all, so an operator could not see who called what, nor
+    # a client's 401s (an operator round). Method, path, query and status: never a header, so never the token.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None, access_log=True)
 
 
 def run(args: argparse.Namespace) -> int:

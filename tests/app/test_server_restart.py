@@ -17,15 +17,17 @@ pytestmark = pytest.mark.slow
 
 
 class Server:
-    def __init__(self, data_dir: Path, log: Path):
+    def __init__(self, data_dir: Path, log: Path, token: str | None = None):
         self.port = free_port()
-        self.data_dir, self.log = data_dir, log
+        self.data_dir, self.log, self.token = data_dir, log, token
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> httpx.Client:
         env = {**os.environ, "MR2PROBE_EXTRACT_WORKERS": "0", "MR2PROBE_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
                "PYTHONPATH": str(REPO_ROOT)}
         env.pop("MR2PROBE_API_TOKEN", None)
+        if self.token:
+            env["MR2PROBE_API_TOKEN"] = self.token
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -116,3 +118,22 @@ def test_sigkill_during_extraction_then_restart_and_resume(tmp_path, tiny_zip):
         client.close()
     finally:
         server.kill()
+
+
+def test_the_server_logs_one_line_per_request_without_the_token(tmp_path):
+    """The server logged no request (uvicorn's access log was off): an operator saw neither who called what nor
+    the 401s of a client with an old token (an operator round). One line each, in the service's format."""
+    token = "rotated-secret-token-42"
+    server = Server(tmp_path / "data", tmp_path / "server.log", token=token)
+    client = server.start()
+    try:
+        assert client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert client.get("/api/datasets?limit=3", headers={"Authorization": "Bearer old-token"}).status_code == 401
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(60)
+    log = server.log.read_text()
+    timestamped = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO uvicorn.access: 127\.0\.0\.1:\d+ - "
+    assert len(re.findall(timestamped + r'"GET /api/jobs HTTP/1\.1" 200$', log, re.M)) == 1
+    assert len(re.findall(timestamped + r'"GET /api/datasets\?limit=3 HTTP/1\.1" 401$', log, re.M)) == 1
+    assert token not in log and "old-token" not in log
