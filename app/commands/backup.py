@@ -84,7 +84,10 @@ def _copy_database(source: Path, target: Path) -> int:
 def _copy_tree(source: Path, target: Path) -> int:
     """``shutil.copytree`` that tolerates files the running server removes while it copies; how many it left out."""
     try:
-        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2)
+        # a cache file being written (feature_cache.store.replacing_file's '.<name>.<pid>.tmp'): half a file, of
+        # no use to a restore, whose writer's pid may be alive there and keep it from the start-up clean-up
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2,
+                        ignore=shutil.ignore_patterns(".*.tmp"))
     except shutil.Error as exc:
         missing = [error for error in exc.args[0] if "No such file" in str(error[-1])]
         if len(missing) != len(exc.args[0]):

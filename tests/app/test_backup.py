@@ -67,7 +67,7 @@ def test_a_backup_refuses_a_folder_that_is_not_new_or_lies_in_the_data_directory
     assert not (data / "copy").exists() and not (tmp_path / "b").exists()
 
 
-def test_files_the_server_removes_while_the_backup_copies_are_left_out_and_counted(tmp_path, monkeypatch):
+def test_files_the_server_removes_while_the_backup_copies_and_cache_files_being_written_are_left_out(tmp_path, monkeypatch):
     from app.commands import backup
 
     data = tmp_path / "data"
@@ -75,6 +75,7 @@ def test_files_the_server_removes_while_the_backup_copies_are_left_out_and_count
     (data / "caches").mkdir()
     (data / "caches" / "gone").write_text("x")
     (data / "caches" / "kept").write_text("y")
+    (data / "caches" / ".c.h5.4242.tmp").write_text("half a cache file being written")
     real_copy = backup.shutil.copy2
 
     def copy_after_removal(src, dst, **kw):  # the server deleted the file between listing and copying
@@ -83,4 +84,4 @@ def test_files_the_server_removes_while_the_backup_copies_are_left_out_and_count
 
     monkeypatch.setattr(backup.shutil, "copy2", copy_after_removal)
     assert "1 file(s) removed by the server while copying left out" in backup.backup(data, tmp_path / "b")
-    assert (tmp_path / "b" / "caches" / "kept").read_text() == "y"
+    assert [p.name for p in (tmp_path / "b" / "caches").iterdir()] == ["kept"]
