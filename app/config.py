@@ -24,6 +24,7 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 MAX_PORT = 65535  # the largest TCP port (mr2probe serve's --port checks it too)
 DEFAULT_PORT = 8000  # the service's (MR2PROBE_PORT) and the demo's dashboard
 DATABASE_FILE = "mr2probe.sqlite3"  # in the data directory
+MAX_CPU_JOBS = 64  # MR2PROBE_CPU_JOBS's largest
 
 
 class Settings(BaseSettings):
@@ -56,7 +57,8 @@ class Settings(BaseSettings):
                                       "a 2 GiB upload takes at 16 KiB/s")
     max_json_bytes: int = Field(1024**2, gt=0, description="largest accepted request body other than an upload "
                                 "(JSON; 413 above, checked before parsing)")
-    cpu_jobs: int = Field(1, ge=1, description="CPU jobs that may run at the same time")
+    cpu_jobs: int = Field(1, ge=1, le=MAX_CPU_JOBS, description="CPU jobs that may run at the same time (each a "
+                          "thread with its own data in memory: 100,000 was taken; an operator round)")
     max_queued_jobs: int = Field(100, ge=1, le=100_000, description="jobs that may wait in the queue; a job request "
                                  "(or a resume) beyond them is a 429 until some have run or been cancelled")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads of the jobs' numerical work "
