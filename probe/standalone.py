@@ -117,12 +117,39 @@ def load_probe(folder) -> StandaloneProbe:
                            temperature)
 
 
+def _load_features(path: str, width: int) -> np.ndarray:
+    """The (n, d) array of a .npy file, or a ValueError that says what the file holds instead."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (ValueError, OSError):
+        raise ValueError(f"{path} is not a .npy file of numbers (np.save of an (n, {width}) array)") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        raise ValueError(f"{path} is an .npz archive: save the (n, {width}) features alone with np.save")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{path} holds {x.dtype} values, not numbers: (n, {width}) features are expected")
+    if x.ndim == 1 and x.shape[0] == width:
+        raise ValueError(f"{path} holds one vector of shape ({width},): the probe takes rows, (n, {width}); "
+                         f"save x[None] (or x.reshape(1, -1)) for one image")
+    return x
+
+
 def main(argv: list[str]) -> int:
+    """``python apply_probe.py RUN_FOLDER FEATURES.npy``: one line per row; a bad argument is one line, exit 1."""
     if len(argv) != 2:
         print("usage: python apply_probe.py RUN_FOLDER FEATURES.npy", file=sys.stderr)
         return 2
-    probe = load_probe(argv[0])
-    probabilities = probe.predict_proba(np.load(argv[1]))
+    folder = Path(argv[0])
+    try:
+        if not (folder / "head.json").is_file() or not (folder / "head.safetensors").is_file():
+            raise ValueError(f"{folder} is not a probe's folder: it needs head.json and head.safetensors "
+                             f"(a run folder, or probe.zip unpacked)")
+        probe = load_probe(folder)
+        probabilities = probe.predict_proba(_load_features(argv[1], probe.tensors["head.weight"].shape[1]))
+    except (ValueError, OSError) as e:
+        print(f"apply_probe.py: error: {e}", file=sys.stderr)
+        return 1
     for row in probabilities:
         k = int(row.argmax())
         print(f"{probe.class_names[k]}\t{row[k]:.6f}")

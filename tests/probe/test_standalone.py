@@ -64,3 +64,39 @@ def test_the_standalone_loader_knows_every_head_and_adapter_of_the_registry():
     from probe.registry import ADAPTERS, HEADS
 
     assert set(standalone.HEADS) == set(HEADS) and set(standalone.ADAPTERS) == set(ADAPTERS)
+
+
+@pytest.mark.parametrize("what, expected", [
+    ("missing folder", "is not a probe's folder: it needs head.json"),
+    ("missing file", "no such file"),
+    ("other width", r"takes \(n, \d+\) features, got \(2, 3\)"),
+    ("one vector", r"one vector of shape \(\d+,\): the probe takes rows"),
+    ("text file", "is not a .npy file of numbers"),
+    ("npz", "is an .npz archive"),
+    ("strings", "not numbers"),
+])
+def test_the_shell_command_says_what_is_wrong_in_one_line(adapter_run, tmp_path, capsys, what, expected):  # noqa: F811
+    """``python apply_probe.py RUN_FOLDER features.npy`` with a wrong argument: one line, exit 1, no traceback."""
+    from probe.standalone import main
+
+    d = load_probe(adapter_run).tensors["head.weight"].shape[1]
+    features, folder = tmp_path / "x.npy", adapter_run
+    if what == "missing folder":
+        folder, features = tmp_path / "nope", tmp_path / "ok.npy"
+        np.save(features, np.zeros((2, d), dtype=np.float32))
+    elif what == "other width":
+        np.save(features, np.zeros((2, 3), dtype=np.float32))
+    elif what == "one vector":
+        np.save(features, np.zeros(d, dtype=np.float32))
+    elif what == "text file":
+        features = tmp_path / "x.txt"
+        features.write_text("0.1 0.2\n")
+    elif what == "npz":
+        features = tmp_path / "x.npz"
+        np.savez(features, x=np.zeros((2, d), dtype=np.float32))
+    elif what == "strings":
+        np.save(features, np.array(["a", "b"]))
+    assert main([str(folder), str(features)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("apply_probe.py: error: ") and __import__("re").search(expected, err), err
