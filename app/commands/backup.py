@@ -48,7 +48,9 @@ def backup(data_dir: Path, dest: Path) -> str:
         raise ValueError(f"{data_dir} holds no {DATABASE}: not a mr2probe data directory (--data-dir)")
     if dest == data_dir or data_dir in dest.parents:
         raise ValueError(f"the backup {dest} lies in the data directory {data_dir}; choose a folder outside it")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"the backup {dest} is a file, not a folder; choose a new folder")
+    if dest.exists() and any(dest.iterdir()):
         raise ValueError(f"the backup folder {dest} exists and is not empty; choose a new folder")
     dest.mkdir(parents=True, exist_ok=True)
     rows = _copy_database(source, dest / DATABASE)

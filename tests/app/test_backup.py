@@ -67,6 +67,17 @@ def test_a_backup_refuses_a_folder_that_is_not_new_or_lies_in_the_data_directory
     assert not (data / "copy").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_backup_onto_a_file_says_it_is_a_file(tmp_path, capsys):
+    """It said 'the backup folder FILE exists and is not empty': neither a folder nor, for an empty file, true."""
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    (tmp_path / "afile").write_text("")
+    assert main(["backup", "--data-dir", str(data), str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "not empty" not in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "afile").read_text() == ""
+
+
 def test_files_the_server_removes_while_the_backup_copies_and_cache_files_being_written_are_left_out(tmp_path, monkeypatch):
     from app.commands import backup
 
