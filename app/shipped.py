@@ -91,8 +91,9 @@ predicted, confidence = probe.predict_with_confidence(cache.load("test")[0])  # 
 (with `posthoc_bias.json` and `temperature.json` where this zip has them: the bias added to the logits, then the
 temperature they are divided by, before the softmax; `RunProbe` applies both);
 `apply_probe.py` applies them with numpy and safetensors alone (`pip install numpy safetensors`), for serving
-code without mr2probe (`from apply_probe import load_probe; probabilities = load_probe({run_id!r}).predict_proba(x)`,
-`x` the features as above; or `python apply_probe.py {run_id} features.npy`), and nothing checks the features there;
+code without mr2probe (from the folder this zip unpacks into: `sys.path.insert(0, {run_id!r})`, then
+`from apply_probe import load_probe; probabilities = load_probe({run_id!r}).predict_proba(x)`, `x` the features as
+above; or `python {run_id}/apply_probe.py {run_id} features.npy`), and nothing checks the features there;
 `report.json` the run's figures (its means are over seeds; this head is the first seed's, whose test accuracy is
 `seeds.metrics.overall.per_seed[0]`).
 """

@@ -176,10 +176,20 @@ def _apply_probe_py_predicts_the_same(folder, run_id, features, stored):
     import subprocess
     import sys
 
-    np.save(folder / "x.npy", features)
+    np.save(folder / "features.npy", features)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-I", f"{run_id}/apply_probe.py", run_id, "x.npy"], cwd=folder, env=env,
+    # the command USAGE.md gives, as it gives it, from the folder the zip unpacked into (it said 'python
+    # apply_probe.py RUN features.npy', a file that is not there: apply_probe.py lies in the run's folder)
+    usage = (folder / run_id / "USAGE.md").read_text(encoding="utf-8")
+    command = f"python {run_id}/apply_probe.py {run_id} features.npy"
+    assert f"`{command}`" in usage
+    out = subprocess.run([sys.executable, "-I", *command.split()[1:]], cwd=folder, env=env,
                          capture_output=True, text=True, check=True).stdout.splitlines()
+    code = usage.split("code without mr2probe (from the folder this zip unpacks into: `")[1]
+    code = code.replace("`, then\n`", "\n").split("`, `x` the features")[0].replace("; ", "\n")
+    script = f"import sys, numpy as np\nx = np.load('features.npy')\n{code}\nprint(probabilities.shape)"
+    assert subprocess.run([sys.executable, "-I", "-c", script], cwd=folder, env=env, capture_output=True,
+                          text=True, check=True).stdout.strip() == f"{features.shape[0], len(load_report(folder / run_id).class_names)}"
     names, confidence = zip(*(line.split("\t") for line in out))
     report = load_report(folder / run_id)
     assert list(names) == [report.class_names[k] for k in stored.predicted[0]]
