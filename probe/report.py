@@ -1242,6 +1242,16 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=Non
     logger.info("run written to %s", run_dir)
 
 
+def _no_report(run_dir: Path, path: Path) -> str:
+    """Why ``load_report`` finds no report: a folder that holds a run's other files is one whose writing was
+    interrupted (Ctrl-C, a kill, a full disk) before report.json, which :func:`write_run` writes last."""
+    left = sorted(p.name for p in run_dir.iterdir() if p.is_file()) if run_dir.is_dir() else []
+    if set(left) & {"head.safetensors", "head.json", "per_class.csv", "predictions.npz", "report.json.tmp"}:
+        return (f"{run_dir} holds no report.json, only files of an unfinished run ({', '.join(left[:6])}): it was "
+                f"interrupted or failed while it was written; train it again to that --out")
+    return f"no report.json at {path}; is {run_dir} a finished run directory?"
+
+
 def load_report(run_dir: str | Path) -> Report:
     """Read and validate ``report.json`` from a run directory (or the file itself).
 
@@ -1252,7 +1262,7 @@ def load_report(run_dir: str | Path) -> Report:
     if path.is_dir():
         path = path / "report.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no report.json at {path}; is {run_dir} a finished run directory?")
+        raise FileNotFoundError(_no_report(Path(run_dir), path))
     with open(path, "rb") as handle:
         if handle.read(8) == b"\x89HDF\r\n\x1a\n":  # a cache given for a run: "not a JSON report (damaged?)" misled
             raise ValueError(f"{path} is a feature cache (HDF5), not a run: give the run's folder (train's --out).")

@@ -154,6 +154,20 @@ def test_json_is_strict_and_roundtrips(tmp_path):
         load_report(tmp_path)
 
 
+def test_a_run_folder_whose_writing_was_interrupted_says_so(tmp_path):
+    """Ctrl-C (or a kill, a full disk) while write_run wrote: the head and tables, no report.json (written last).
+    It said 'no report.json at RUN/report.json; is RUN a finished run directory?', as of any folder."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "head.safetensors").write_bytes(b"x")
+    (run / "head.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"holds no report.json, only files of an unfinished run "
+                                                r"\(head.json, head.safetensors\): it was interrupted or failed"):
+        load_report(run)
+    with pytest.raises(FileNotFoundError, match="is .*empty a finished run directory"):
+        load_report(tmp_path / "empty")
+
+
 def test_csv_header_and_rows():
     rep = _report()
     rows = list(csv.reader(io.StringIO(report_csv(rep))))
