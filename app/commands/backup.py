@@ -52,12 +52,21 @@ def backup(data_dir: Path, dest: Path) -> str:
         raise ValueError(f"the backup {dest} is a file, not a folder; choose a new folder")
     if dest.exists() and any(dest.iterdir()):
         raise ValueError(f"the backup folder {dest} exists and is not empty; choose a new folder")
+    existed = dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    rows = _copy_database(source, dest / DATABASE)
-    vanished = 0
-    for name in _FOLDERS:
-        if (data_dir / name).is_dir():
-            vanished += _copy_tree(data_dir / name, dest / name)
+    try:
+        rows = _copy_database(source, dest / DATABASE)
+        vanished = 0
+        for name in _FOLDERS:
+            if (data_dir / name).is_dir():
+                vanished += _copy_tree(data_dir / name, dest / name)
+    except BaseException:
+        # Ctrl-C, a full disk: the database without the folders would pass for a backup (it serves, its runs'
+        # files missing) and the folder, no longer empty, refuses the same command again. It was new or empty.
+        shutil.rmtree(dest, ignore_errors=True)
+        if existed:
+            dest.mkdir(exist_ok=True)
+        raise
     gone = f"; {vanished} file(s) removed by the server while copying left out" if vanished else ""
     return f"{rows} job(s), database checked{gone}"
 

@@ -96,3 +96,26 @@ def test_files_the_server_removes_while_the_backup_copies_and_cache_files_being_
     monkeypatch.setattr(backup.shutil, "copy2", copy_after_removal)
     assert "1 file(s) removed by the server while copying left out" in backup.backup(data, tmp_path / "b")
     assert [p.name for p in (tmp_path / "b" / "caches").iterdir()] == ["kept"]
+
+
+def test_an_interrupted_backup_leaves_no_half_copy(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or a full disk) after the database was copied left DEST/mr2probe.sqlite3 alone: a data directory
+    that serves, its runs' files missing, and that the same command then refused as 'not empty'."""
+    from app.commands import backup
+
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    (data / "runs" / "run_1").mkdir(parents=True)
+    (data / "runs" / "run_1" / "report.json").write_text("{}")
+
+    def interrupted(source, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "_copy_tree", interrupted)
+    (tmp_path / "empty").mkdir()
+    for dest in (tmp_path / "new", tmp_path / "empty"):
+        assert main(["backup", "--data-dir", str(data), str(dest)]) == 130
+    assert not (tmp_path / "new").exists() and list((tmp_path / "empty").iterdir()) == []
+    monkeypatch.undo()
+    assert main(["backup", "--data-dir", str(data), str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "runs" / "run_1" / "report.json").read_text() == "{}"
