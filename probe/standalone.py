@@ -72,6 +72,10 @@ class StandaloneProbe:
         x, t = np.asarray(features, dtype=np.float32), self.tensors
         if x.ndim != 2 or x.shape[1] != t["head.weight"].shape[1]:
             raise ValueError(f"the probe takes (n, {t['head.weight'].shape[1]}) features, got {x.shape}")
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if bad.size:  # a NaN row's argmax is class 0, its confidence nan: a prediction that is none
+            raise ValueError(f"{bad.size} of {len(x)} rows hold NaN or infinite values (rows "
+                             f"{', '.join(map(str, bad[:5]))}{', ...' if bad.size > 5 else ''}): features to check")
         if self.adapter is not None:
             x = _adapt(self.adapter, t, x)
         if self.head == "linear":

@@ -57,6 +57,15 @@ def test_features_of_another_width_are_refused(adapter_run):  # noqa: F811
         load_probe(adapter_run).predict_proba(np.zeros((2, 3), dtype=np.float32))
 
 
+def test_features_with_nan_or_inf_are_refused_naming_the_rows(adapter_run):  # noqa: F811
+    """A NaN row was predicted as class 0 with confidence nan (a RuntimeWarning aside), as if a prediction."""
+    probe = load_probe(adapter_run)
+    x = np.zeros((4, probe.tensors["head.weight"].shape[1]), dtype=np.float32)
+    x[1, 0], x[3, 2] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"2 of 4 rows hold NaN or infinite values \(rows 1, 3\)"):
+        probe.predict_proba(x)
+
+
 def test_the_standalone_loader_knows_every_head_and_adapter_of_the_registry():
     """A head or adapter added to the registry must be added to apply_probe.py too: shipped without it, a probe of
     the new kind would be refused by the loader its zip carries."""
