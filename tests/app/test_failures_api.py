@@ -188,8 +188,9 @@ def _apply_probe_py_predicts_the_same(folder, run_id, features, stored):
     code = usage.split("code without mr2probe (from the folder this zip unpacks into: `")[1]
     code = code.replace("`, then\n`", "\n").split("`, `x` the features")[0].replace("; ", "\n")
     script = f"import sys, numpy as np\nx = np.load('features.npy')\n{code}\nprint(probabilities.shape)"
+    shape = (features.shape[0], len(load_report(folder / run_id).class_names))
     assert subprocess.run([sys.executable, "-I", "-c", script], cwd=folder, env=env, capture_output=True,
-                          text=True, check=True).stdout.strip() == f"{features.shape[0], len(load_report(folder / run_id).class_names)}"
+                          text=True, check=True).stdout.strip() == str(shape)
     names, confidence = zip(*(line.split("\t") for line in out))
     report = load_report(folder / run_id)
     assert list(names) == [report.class_names[k] for k in stored.predicted[0]]
