@@ -67,7 +67,7 @@ def _own_folders(conn: sqlite3.Connection, relative: bool = False) -> list[str]:
     folders: dict[str, None] = {}
     for table, row_id, dataset_id, path in [*rows, *_extractions(conn, relative)]:
         folder = _own_folder(table, row_id, dataset_id, path)
-        if folder is not None and not (relative and folder.is_absolute()):
+        if folder is not None:  # with relative, the queries read relative paths only: their folders are too
             folders[str(folder)] = None
     return list(folders)
 

@@ -68,9 +68,7 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
         for split in SPLITS:
             totals[split] += cache.split_sizes.get(split, 0)
         skipped += cache.attrs.get("skipped", [])
-    with h5py.File(shards[0], "r") as src:
-        stored = src[SPLITS[0]]["features"].dtype  # every split's, as write_cache writes them
-    with replacing_file(final, needs=cache_bytes(totals, d, stored)) as out:
+    with replacing_file(final, needs=cache_bytes(totals, d, first.dtype)) as out:  # every split's dtype
         _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped})
         for split in SPLITS:
             with h5py.File(shards[0], "r") as src:
