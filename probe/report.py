@@ -815,7 +815,7 @@ class Environment(_Model):
         return text
 
 
-def run_environment(fit_precisions: list[str] = (), seed_precisions: list[str] = (),
+def run_environment(fit_precisions: set[str] | list[str] = (), seed_precisions: list[str] = (),
                     command: list[str] | None = None, cwd: str | None = None) -> Environment:
     """The :class:`Environment` of a run in this process."""
     import platform as _platform

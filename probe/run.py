@@ -274,7 +274,7 @@ class _Progress:
 
     def fitted(self, trainers: list) -> list:
         """Note the precision each fitted trainer ran at; returns them."""
-        self.precisions.update(str(t.precision_) for t in trainers if getattr(t, "precision_", None))
+        self.precisions.update(t.precision_ for t in trainers)  # fit_many sets it on every trainer
         return trainers
 
     def tick(self, stage: str) -> None:
@@ -542,7 +542,7 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple
         if failure is not None:
             raise ValueError(f"seed {seed} with the selected {chosen} {failure}; {_DIVERGED_ADVICE}.")
         evaluations.append(evaluate_seed(trainer, seed, splits.val, splits.test, splits.num_classes))
-        evaluations[-1].precision = getattr(trainer, "precision_", None)
+        evaluations[-1].precision = trainer.precision_
     return trainers[0], evaluations
 
 
@@ -815,7 +815,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         calibration=calibration,
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         environment=run_environment(
-            sorted(steps.precisions), [str(getattr(e, "precision", "") or "") for e in evaluations], command,
+            steps.precisions, [e.precision or "" for e in evaluations], command,
             os.getcwd() if command is not None else None),
         warnings=[*([features.warning] if features is not None and features.warning else []),
                   *_carved_test(features, splits, class_names),
