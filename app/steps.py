@@ -159,8 +159,9 @@ def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, pla
     if plan.path.exists():  # its own file: reused
         return
     rows = ctx.store.rows("SELECT id, path FROM caches WHERE dataset_id = ? AND encoder = ? AND fingerprint != ? "
-                          "ORDER BY rowid DESC", (dataset_id, encoder_name, plan.fingerprint))
-    for row in rows[:EARLIER_CACHES_NAMED]:
+                          "ORDER BY rowid DESC LIMIT ?", (dataset_id, encoder_name, plan.fingerprint,
+                                                          EARLIER_CACHES_NAMED))
+    for row in rows:
         try:
             differ = plan_differences(open_cache(row["path"]), plan)
         except (OSError, CacheMismatch):  # gone or damaged: nothing it could have answered
