@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import unicodedata
 from collections import Counter
 from datetime import datetime, timezone
@@ -1197,23 +1198,52 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
+RUN_FILES = ("report.json", "per_class.csv", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE,
+             PREDICTIONS_FILE, SEEN_FILE)  # what write_run writes (report.json last); a run replaced loses the rest
+STAGING_DIR = ".writing"  # inside the run folder: the new run's files until all are written (same file system)
+
+
 def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
     """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, temperature.json,
     the test predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
-    :class:`probe.seen.SeenSources`, when given) into ``run_dir``."""
+    :class:`probe.seen.SeenSources`, when given) into ``run_dir``.
+
+    Every file is written first into ``run_dir/.writing`` and moved in only once all are complete, report.json
+    last: a run replaced (``train --force``) stays whole when the writing is interrupted or fails (a kill, Ctrl-C,
+    a full disk), where it was lost before stop 66. Files in ``run_dir`` that are not a run's are kept."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "report.json").exists():  # a run replaced: incomplete until the new report.json is written
+    staging = run_dir / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)  # what an earlier writing killed outright left
+    staging.mkdir()
+    try:
+        _write_run_files(staging, report, trainer, predictions, seen)
+        _move_run_in(staging, run_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("run written to %s", run_dir)
+
+
+def _move_run_in(staging: Path, run_dir: Path) -> None:
+    """Replace the run files of ``run_dir`` with the complete set in ``staging``: report.json goes first (the run is
+    incomplete from then) and comes back last, so a folder with a report.json always holds one run's files. A file
+    of the run replaced that this run does not write is removed, or it would pass for this run's (a post-hoc bias a
+    later run without one would ship in probe.zip; another run's test predictions)."""
+    if (run_dir / "report.json").exists():
         logger.warning("replacing the run in %s", run_dir)
         (run_dir / "report.json").unlink()
-    # files of the run replaced that this run does not write would pass for its own (a post-hoc bias a later
-    # run without one would ship in probe.zip; another run's test predictions)
+    written = {p.name for p in staging.iterdir()}
+    for name in RUN_FILES:
+        if name not in written:
+            (run_dir / name).unlink(missing_ok=True)
+    for name in sorted(written - {"report.json"}):
+        (staging / name).replace(run_dir / name)
+    (staging / "report.json").replace(run_dir / "report.json")
+
+
+def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
+    """The files of :func:`write_run` into an empty ``run_dir``."""
     scaling = report.temperature_scaling
-    stale = [*(("posthoc_bias.json",) if report.posthoc is None else ()),
-             *((TEMPERATURE_FILE,) if scaling is None else ()),
-             *((PREDICTIONS_FILE,) if predictions is None else ()), *((SEEN_FILE,) if seen is None else ())]
-    for name in stale:
-        (run_dir / name).unlink(missing_ok=True)
     trainer.save(run_dir / "head.safetensors", class_names=report.class_names)
     if predictions is not None:
         predictions.save(run_dir)
@@ -1236,17 +1266,14 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=Non
              "note": "divide the logits of head.safetensors (first seed; after the post-hoc bias of posthoc_bias.json "
                      "where there is one) by it before the softmax: the confidences change, the predicted class does "
                      "not (1 when not applied); head.json's forward.steps"}, indent=2), encoding="utf-8")
-    tmp = run_dir / "report.json.tmp"
-    tmp.write_text(report_json(report), encoding="utf-8")
-    tmp.replace(run_dir / "report.json")  # report.json last and atomic: its presence marks a complete run
-    logger.info("run written to %s", run_dir)
+    (run_dir / "report.json").write_text(report_json(report), encoding="utf-8")
 
 
 def _no_report(run_dir: Path, path: Path) -> str:
     """Why ``load_report`` finds no report: a folder that holds a run's other files is one whose writing was
     interrupted (Ctrl-C, a kill, a full disk) before report.json, which :func:`write_run` writes last."""
-    left = sorted(p.name for p in run_dir.iterdir() if p.is_file()) if run_dir.is_dir() else []
-    if set(left) & {"head.safetensors", "head.json", "per_class.csv", "predictions.npz", "report.json.tmp"}:
+    left = sorted(p.name for p in run_dir.iterdir() if p.is_file() or p.name == STAGING_DIR) if run_dir.is_dir() else []
+    if set(left) & {"head.safetensors", "head.json", "per_class.csv", "predictions.npz", "report.json.tmp", STAGING_DIR}:
         return (f"{run_dir} holds no report.json, only files of an unfinished run ({', '.join(left[:6])}): it was "
                 f"interrupted or failed while it was written; train it again to that --out")
     return f"no report.json at {path}; is {run_dir} a finished run directory?"

@@ -166,6 +166,12 @@ def test_a_run_folder_whose_writing_was_interrupted_says_so(tmp_path):
         load_report(run)
     with pytest.raises(FileNotFoundError, match="is .*empty a finished run directory"):
         load_report(tmp_path / "empty")
+    killed = tmp_path / "killed"  # a first run's writing killed outright (SIGKILL): only its staging folder
+    (killed / ".writing").mkdir(parents=True)
+    (killed / ".writing" / "head.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"killed holds no report.json, only files of an unfinished run "
+                                                r"\(.writing\)"):
+        load_report(killed)
 
 
 def test_csv_header_and_rows():

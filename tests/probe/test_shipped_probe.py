@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from probe import ProbeConfig, ProbeTrainer, run_probe
+from probe import ProbeConfig, ProbeTrainer, load_report, run_probe
 from probe.deploy import UNKNOWN_CLASS, RunProbe, score_predictions
 from probe.numbers import percent, signed_points
 from probe.predictions import Predictions
@@ -299,6 +299,33 @@ def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, capl
     assert second.posthoc is None and not (out / "posthoc_bias.json").exists() and not (out / SEEN_FILE).exists()
     assert not (out / TEMPERATURE_FILE).exists()  # the first run's own, when it had one (below)
     assert RunProbe.load(out).posthoc is None and RunProbe.load(out).seen is None
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
+def test_a_run_replaced_stays_whole_when_the_new_ones_writing_fails(data, tmp_path, monkeypatch, failure):
+    """`train --force` interrupted (Ctrl-C) or failing (a full disk) while it wrote: the run it replaced was gone
+    (its report.json deleted first, the folder labelled unfinished; a fresh-eyes round). It is now untouched, no
+    staging folder is left, and a file of the user's own in the folder is kept by the replacement that succeeds."""
+    import probe.report as report_module
+
+    out = tmp_path / "run"
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.0], "temperature_scaling": True}), out_dir=out)
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise failure("interrupted while the new run was written")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report_module, "report_csv", fail)  # after the head and predictions are written
+        with pytest.raises(failure):
+            run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.1]}), out_dir=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert load_report(out).temperature_scaling is not None and RunProbe.load(out).temperature is not None
+    second = run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.1]}), out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["head.json", "head.safetensors", "notes.txt",
+                                                            "per_class.csv", "predictions.npz", "report.json"])
+    assert (out / "notes.txt").read_text() == "mine" and load_report(out) == second
 
 
 
