@@ -53,7 +53,10 @@ def backup(data_dir: Path, dest: Path) -> str:
     if dest.exists() and any(dest.iterdir()):
         raise ValueError(f"the backup folder {dest} exists and is not empty; choose a new folder")
     existed = dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # said as '[Errno 20] Not a directory: ...', without naming what could not be made
+        raise ValueError(f"cannot create the backup folder {dest}: {exc.strerror or exc}") from None
     try:
         rows = _copy_database(source, dest / DATABASE)
         vanished = 0

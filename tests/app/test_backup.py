@@ -76,6 +76,10 @@ def test_a_backup_onto_a_file_says_it_is_a_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "not empty" not in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "afile").read_text() == ""
+    # a folder that cannot be made (under that file): it said '[Errno 20] Not a directory: ...', exit 1
+    assert main(["backup", "--data-dir", str(data), str(tmp_path / "afile" / "copy")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the backup folder {tmp_path / 'afile' / 'copy'}: Not a directory" in err
 
 
 def test_files_the_server_removes_while_the_backup_copies_and_cache_files_being_written_are_left_out(tmp_path, monkeypatch):
