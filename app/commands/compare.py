@@ -8,12 +8,15 @@ from pathlib import Path
 from . import check_out_apart, check_out_file, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
-HELP = "compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups"
+HELP = ("compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups, or several against RUN_A (one row "
+        "each)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="RUN_A", help="base run directory (its groups are used)")
-    parser.add_argument("other", metavar="RUN_B", help="run directory compared against the base")
+    parser.add_argument("other", metavar="RUN_B", nargs="+",
+                        help="run directory compared against the base; several: one row each (overall, balanced, "
+                        "hard third, worst class), their tests Holm-corrected over the runs")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the comparison as JSON")
     add_export_arguments(parser, fmt, "with every class")
@@ -27,29 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe import compare_reports, format_comparison, load_report
+    from probe import format_comparison, load_report
     from probe.export import COMPARE_FORMATS, runs_context
-    from probe.predictions import load_pair
     from probe.report import TERMINAL_CLASSES
 
-    from ..shipped import compare_on_cache
-
     check_export_arguments(args)
+    if len(args.other) > 1 and args.format:
+        raise ValueError("--format exports a comparison of two runs; for several use --json or the terminal table")
     if args.out is not None:
         check_out_file(args.out, "compare.html")
-        check_out_apart(args.out, runs=[args.base, args.other], inputs=[args.features] if args.features else [])
-    base, other = load_report(args.base), load_report(args.other)
-    if Path(args.base).resolve() == Path(args.other).resolve():  # it compared alike without a word (a new-user round)
-        print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
-    if args.features is None:
-        comparison = compare_reports(base, other, load_pair(args.base, args.other,
-                                                           (len(base.class_names), len(other.class_names))))
-    else:
-        comparison, warnings = compare_on_cache(base, other, (args.base, args.other), args.features, args.split,
-                                                args.features)
-        comparison.warnings = warnings  # in the JSON and every view (comparison_facts)
+        check_out_apart(args.out, runs=[args.base, *args.other], inputs=[args.features] if args.features else [])
+    base = load_report(args.base)
+    if len(args.other) > 1:
+        return _many(args, base)
+    other = load_report(args.other[0])
+    comparison = _compare(args, base, args.other[0], other)
     if args.format:
-        names = {base.run_id: str(args.base), other.run_id: str(args.other)}  # the runs' folders, as given
+        names = {base.run_id: str(args.base), other.run_id: str(args.other[0])}  # the runs' folders, as given
         write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other, names)), args.out)
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
@@ -60,4 +57,40 @@ def run(args: argparse.Namespace) -> int:
     # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round)
     for label, text in runs_context(base, other).warnings:
         print(f"{label}: {text}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, base, other_dir: str, other):
+    """The comparison of the run in ``other_dir`` (its report ``other``) against ``base``, on their test split or,
+    with ``--features``, on that cache's images."""
+    from probe import compare_reports
+    from probe.predictions import load_pair
+
+    from ..shipped import compare_on_cache
+
+    if Path(args.base).resolve() == Path(other_dir).resolve():  # it compared alike without a word (a new-user round)
+        print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
+    if args.features is None:
+        return compare_reports(base, other, load_pair(args.base, other_dir,
+                                                      (len(base.class_names), len(other.class_names))))
+    comparison, warnings = compare_on_cache(base, other, (args.base, other_dir), args.features, args.split,
+                                            args.features)
+    comparison.warnings = warnings  # in the JSON and every view (comparison_facts)
+    return comparison
+
+
+def _many(args: argparse.Namespace, base) -> int:
+    """Several runs against the base: one row each (:mod:`probe.compare_many`), then each run's warnings."""
+    from probe import load_report
+    from probe.compare_many import compare_many, format_many
+
+    comparisons = [_compare(args, base, other_dir, load_report(other_dir)) for other_dir in args.other]
+    many = compare_many(comparisons)
+    if args.json:
+        print(many.model_dump_json(indent=2))
+        return 0
+    print(format_many(many, width=terminal_width(110)))
+    for other_dir, comparison in zip(args.other, comparisons):
+        for warning in comparison.warnings:
+            print(f"{other_dir}: warning: {warning}")
     return 0

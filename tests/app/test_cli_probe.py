@@ -540,3 +540,54 @@ def test_a_run_on_a_test_split_carved_out_of_its_data_set_says_so(cache, erm_dir
             "data set a test/ folder to choose the images a probe is judged on.") in report["warnings"]
     assert open_cache(cache).provenance()["test_carved"] is None  # a test split of its own: nothing said
     assert not any("carved" in w for w in json.loads((erm_dir / "report.json").read_text())["warnings"])
+
+
+def test_compare_several_runs_gives_one_row_each_with_holm_corrected_tests(erm_dir, cache, tmp_path, capsys):
+    """`compare RUN_A RUN_B RUN_C`: which of several probes to ship took one pairwise comparison per run, each
+    with its own 5 % chance of a gain by noise. Each row is that pairwise comparison's deltas and intervals; its
+    word (gain / loss / within noise) uses the sign-flip p-values Holm-corrected over the runs."""
+    from probe.compare_many import holm
+    from probe.selection import SIGN_TEST_ALPHA
+
+    runs = []
+    untrained = ["--epochs", "1", "--lr", "0.00001", "--wd", "0", "--seeds", "2", "--no-progress"]
+    for name, flags in (("focal", ["--loss", "focal", *FAST]),
+                        ("mr2", ["--loss", "mr2", "--reference", str(erm_dir), *FAST]), ("short", untrained)):
+        out = tmp_path / name
+        assert main(["train", "--features", str(cache), "--out", str(out), *flags]) == 0
+        runs.append(out)
+    capsys.readouterr()
+    assert main(["compare", str(erm_dir), *map(str, runs), "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert [row["run"] for row in many["rows"]] == ["focal", "mr2", "short"] and many["base"] == "erm"
+    pairwise = []
+    for run in runs:
+        assert main(["compare", str(erm_dir), str(run), "--json"]) == 0
+        pairwise.append(json.loads(capsys.readouterr().out))
+    assert many["comparisons"] == pairwise
+    for key in ("overall", "balanced", "hard", "worst_class"):
+        expected = holm([p["metrics"][key]["p_value"] for p in pairwise])
+        for row, pair, holm_p in zip(many["rows"], pairwise, expected):
+            cell, metric = row["metrics"][key], pair["metrics"][key]
+            assert (cell["delta"], cell["delta_ci"], cell["p_value"]) == (metric["delta"], metric["delta_ci"],
+                                                                          metric["p_value"])
+            assert cell["holm_p"] == holm_p
+            if metric["beyond_noise"] is not None:
+                assert cell["beyond_noise"] == (metric["beyond_noise"] and holm_p <= SIGN_TEST_ALPHA)
+    short = many["rows"][2]["metrics"]["overall"]
+    assert short["delta"] < 0 and short["beyond_noise"]  # one epoch at lr 1e-5: a loss the table shows
+    assert main(["compare", str(erm_dir), *map(str, runs)]) == 0
+    text = capsys.readouterr().out
+    assert "3 runs, each against the base erm" in text and "Holm" in text
+    line = next(line for line in text.splitlines() if line.lstrip().startswith("short "))
+    assert line.count(" loss") == 3  # overall, balanced and the hard third; the worst classes are two classes
+    assert "short: ERM (ce), linear head" in text and "base erm: overall " in text
+    assert main(["compare", str(erm_dir), *map(str, runs), "--format", "md"]) == 2
+    assert "--format exports a comparison of two runs" in capsys.readouterr().err
+
+
+def test_holm_adjusts_a_family_and_leaves_untested_members_out():
+    from probe.compare_many import holm
+
+    assert holm([0.01, 0.04, 0.03, None, 0.5]) == pytest.approx([0.04, 0.09, 0.09, None, 0.5])
+    assert holm([0.6, 0.4]) == [0.8, 0.8] and holm([None]) == [None] and holm([]) == []

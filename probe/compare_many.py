@@ -1,0 +1,138 @@
+"""Several runs against one base run (``mr2probe compare RUN_A RUN_B RUN_C ...``): one row per run.
+
+Each row is the pairwise :func:`probe.compare.compare_reports` of that run against the base, on the base run's
+groups: overall and balanced accuracy, the hard third and the worst class, each delta with its 95 % paired
+interval. Compared with m runs at once, the base has m chances to look beaten by noise alone, so each metric's
+paired sign-flip p-values are Holm-corrected over the m runs (Holm, 1979: step-down, the chance of any false
+claim among them held at 5 %), and a delta reads as a gain or a loss only where the pairwise rule
+(:func:`probe.compare.beyond_noise`: its interval leaves out 0, its images lean that way, their test passes)
+holds with the corrected p-value. The intervals stay 95 % each, uncorrected, as every other view shows them.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+from .compare import Comparison, metric_title
+from .numbers import percent, signed_points
+from .report import Num, print_table, text_console
+from .selection import SIGN_TEST_ALPHA
+from .uncertainty import p_text
+
+SUMMARY_METRICS = ("overall", "balanced", "hard", "worst_class")
+
+
+class ManyCell(BaseModel):
+    delta: Num = Field(..., description="this run − the base run, a fraction")
+    delta_ci: Optional[list[Num]] = Field(None, description="95 % paired bootstrap interval of delta (uncorrected)")
+    p_value: Optional[float] = Field(None, description="the pairwise paired sign-flip test of the images it counts")
+    holm_p: Optional[float] = Field(None, description="p_value Holm-corrected over the runs compared with the base")
+    beyond_noise: Optional[bool] = Field(None, description="the pairwise rule with holm_p for p_value; null without "
+                                         "an interval")
+
+
+class ManyRow(BaseModel):
+    run: Optional[str]
+    probe: Optional[str] = Field(None, description="what the run's probe is, in words (probe.compare.probe_words)")
+    metrics: dict[str, ManyCell]
+    time_ratio: Optional[float] = Field(None, description="this run's wall time / the base run's (null when a "
+                                        "report predates its timing)")
+
+
+class ManyComparison(BaseModel):
+    """``mr2probe compare RUN_A RUN_B RUN_C ... --json``: ``rows`` summarise ``comparisons``, the pairwise ones."""
+
+    base: Optional[str]
+    base_probe: Optional[str]
+    base_scores: dict[str, Num] = Field(..., description="the base run's own accuracies (fractions) on the images "
+                                        "compared, for the metrics of the rows")
+    title: str = Field(..., description="what was scored: the runs' test split, seed means, or other images")
+    rows: list[ManyRow]
+    note: str
+    comparisons: list[Comparison]
+
+
+def holm(p_values: list[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjusted p-values of a family (None: a member without a test, left out of the family):
+    the i-th smallest of m becomes max over j ≤ i of min(1, (m − j + 1) p_(j))."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[Optional[float]] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def _cells(comparisons: list[Comparison], key: str) -> list[ManyCell]:
+    metrics = [c.metrics.get(key) for c in comparisons]
+    corrected = holm([m.p_value if m is not None else None for m in metrics])
+    cells = []
+    for m, holm_p in zip(metrics, corrected):
+        if m is None:
+            cells.append(ManyCell(delta=None))
+            continue
+        beyond = None if m.beyond_noise is None else bool(m.beyond_noise and holm_p is not None
+                                                          and holm_p <= SIGN_TEST_ALPHA)
+        cells.append(ManyCell(delta=m.delta, delta_ci=m.delta_ci, p_value=m.p_value, holm_p=holm_p,
+                              beyond_noise=beyond))
+    return cells
+
+
+def compare_many(comparisons: list[Comparison]) -> ManyComparison:
+    """The rows of several pairwise comparisons with one base run (each :func:`probe.compare.compare_reports` of a
+    run against the same base, in the order given)."""
+    if not comparisons:
+        raise ValueError("compare_many needs at least one comparison")
+    columns = {key: _cells(comparisons, key) for key in SUMMARY_METRICS}
+    rows = [ManyRow(run=c.other, probe=(c.probes or {}).get("other"),
+                    metrics={key: columns[key][i] for key in SUMMARY_METRICS},
+                    time_ratio=c.cost.ratio if c.cost is not None else None)
+            for i, c in enumerate(comparisons)]
+    first = comparisons[0]
+    note = (f"{len(comparisons)} runs, each against the base {first.base}: {first.grouping.note}. Each delta in "
+            f"points with its 95 % paired interval; 'gain' or 'loss': beyond noise, its images' sign-flip test "
+            f"Holm-corrected over the {len(comparisons)} runs (the intervals are not). The worst class is each run's "
+            "own; where they are two classes no paired test applies. Every class and each pair's own tests: "
+            "mr2probe compare RUN_A RUN_X")
+    return ManyComparison(base=first.base, base_probe=(first.probes or {}).get("base"), title=metric_title(first),
+                          base_scores={key: first.metrics[key].base for key in SUMMARY_METRICS if key in first.metrics},
+                          rows=rows, note=note, comparisons=comparisons)
+
+
+def many_cell(cell: ManyCell) -> str:
+    """A delta in points and, on a second line, its 95 % interval: ``-8.44 loss`` over ``[-14.1, -2.8]``, with
+    ``gain`` or ``loss`` where it is beyond noise after Holm (:class:`ManyCell`)."""
+    if cell.delta is None:
+        return "–"
+    text = signed_points(cell.delta, 2)
+    if cell.delta_ci is None or None in cell.delta_ci:
+        return text
+    word = (" gain" if cell.delta > 0 else " loss") if cell.beyond_noise else ""
+    lo, hi = cell.delta_ci
+    return f"{text}{word}\n[{signed_points(lo, 1)}, {signed_points(hi, 1)}]"
+
+
+def format_many(many: ManyComparison, *, width: int = 110) -> str:
+    """Terminal table of :func:`compare_many`: the probes, then one row per run with its deltas against the base."""
+    from rich import box
+    from rich.table import Table
+
+    console = text_console(width)
+    console.print(many.note)
+    console.print(f"probes: base {many.base}: {many.base_probe or '?'}")
+    for row in many.rows:
+        console.print(f"        {row.run}: {row.probe or '?'}")
+    table = Table(title=f"Δ points against {many.base} [95 % interval]; {many.title}", box=box.SIMPLE)
+    for col in ("run", *(key.replace("_", " ") for key in SUMMARY_METRICS), "time ×"):
+        table.add_column(col, justify="left" if col == "run" else "right", overflow="fold")
+    for row in many.rows:
+        table.add_row(row.run or "", *(many_cell(row.metrics[key]) for key in SUMMARY_METRICS),
+                      "–" if row.time_ratio is None else f"{row.time_ratio:.2f}", end_section=True)
+    print_table(console, table, width)
+    worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
+    console.print(f"base {many.base}: " + ", ".join(
+        f"{key.replace('_', ' ')} {percent(value)} %" + (worst if key == "worst_class" else "")
+        for key, value in many.base_scores.items()))
+    return console.export_text()
