@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,17 +29,19 @@ def get_runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
-def _query_names(dependant: Any) -> frozenset[str]:
-    """The query parameters a route takes: its own and those of its dependencies (FastAPI's ``Dependant`` tree)."""
-    names = {param.alias for param in dependant.query_params}
+def _query_names(dependant: Any, lists: bool = False) -> frozenset[str]:
+    """The query parameters a route takes: its own and those of its dependencies (FastAPI's ``Dependant`` tree);
+    ``lists``: only those that take a list (``other=a&other=b``), which may repeat."""
+    names = {param.alias for param in dependant.query_params
+             if not lists or typing.get_origin(param.field_info.annotation) in (list, tuple, set)}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
+        names |= _query_names(sub, lists)
     return frozenset(names)
 
 
 def known_query_only(request: Request) -> None:
     """Refuse (422, as a validation error naming each) a query parameter the route does not take, and one given
-    more than once: FastAPI ignores the first (``DELETE /api/caches/{id}?dryRun=true`` deleted for real) and keeps
+    more than once unless it takes a list: FastAPI ignores the first (``DELETE /api/caches/{id}?dryRun=true`` deleted for real) and keeps
     the last value of the second (``?dry_run=true&dry_run=false`` deleted; attack rounds)."""
     from collections import Counter
 
@@ -52,7 +55,7 @@ def known_query_only(request: Request) -> None:
     takes = ", ".join(sorted(known)) or "none"
     errors = [{"loc": ("query", key[:100]), "type": "repeated_parameter",
                "msg": f"query parameter {key[:100]!r} is given {n} times: give each parameter once"}
-              for key, n in given.items() if n > 1]
+              for key, n in given.items() if n > 1 and key not in _query_names(dependant, lists=True)]
     errors += [{"loc": ("query", key[:100]), "type": "unknown_parameter",
                 "msg": f"unknown query parameter {key[:100]!r}: this route takes {takes}"}
                for key in sorted(set(given) - known)]

@@ -10,14 +10,16 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from pydantic import StringConstraints
 
 from probe import Comparison, Report
+from probe.compare_many import ManyComparison
 
 from ..caches import cache_file
 from ..config import Settings, get_settings
@@ -491,3 +493,27 @@ async def compare_html(request: Request, base: str = BaseRun, other: str = Other
 async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRun, cache: str | None = OnCache,
                      split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
     return await _comparison_file(request, store, base, other, "md", cache, split)
+
+
+MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a pairwise comparison each (~1 s at K = 1000)
+
+
+@router.get("/compare/many", response_model=ManyComparison, responses=ERROR_RESPONSES,
+            summary="Several runs against one base (mr2probe compare RUN_A RUN_B RUN_C ...): one row per run, each "
+            "metric's sign-flip tests Holm-corrected over the runs, and every pairwise comparison")
+async def compare_many_runs(
+        request: Request, base: str = BaseRun,
+        other: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Query(
+            ..., min_length=1, max_length=MAX_COMPARED_RUNS, description="the runs compared with the base, in the "
+            f"order of the rows, each once: other=a&other=b (1 to {MAX_COMPARED_RUNS})"),
+        cache: str | None = OnCache, split: str = SplitQuery, store: Store = Depends(get_store)) -> ManyComparison:
+    twice = sorted({run_id for run_id in other if other.count(run_id) > 1})
+    if twice:
+        raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
+    return await _in_scoring_slot(request, _many, store, base, other, cache, split)
+
+
+def _many(store: Store, base: str, others: list[str], cache: str | None, split: str) -> ManyComparison:
+    from probe.compare_many import compare_many
+
+    return compare_many([_comparison(store, base, run_id, cache, split) for run_id in others])

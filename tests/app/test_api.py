@@ -632,6 +632,34 @@ def test_compare(finished):
     assert finished.client.get("/api/compare", params={"base": finished.erm}).status_code == 422
 
 
+def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
+    """GET /api/compare/many (mr2probe compare RUN_A RUN_B RUN_C): one row per run, each the pairwise comparison's
+    delta and interval, the sign-flip tests Holm-corrected over the runs; every pairwise comparison as /api/compare
+    gives it. Bounded and checked before any work: 422 for no run, a run named twice, more than 12 runs."""
+    from probe.compare_many import holm
+
+    client = finished.client
+    resp = client.get("/api/compare/many", params={"base": finished.erm, "other": [finished.mr2, finished.erm]})
+    assert resp.status_code == 200
+    body = resp.json()
+    pairwise = [client.get("/api/compare", params={"base": finished.erm, "other": run}).json()
+                for run in (finished.mr2, finished.erm)]
+    assert body["comparisons"] == pairwise and [row["run"] for row in body["rows"]] == [finished.mr2, finished.erm]
+    assert body["base"] == finished.erm and body["base_scores"]["overall"] == pairwise[0]["metrics"]["overall"]["base"]
+    corrected = holm([pair["metrics"]["hard"]["p_value"] for pair in pairwise])
+    for row, pair, holm_p in zip(body["rows"], pairwise, corrected):
+        assert row["metrics"]["hard"]["delta_ci"] == pair["metrics"]["hard"]["delta_ci"]
+        assert row["metrics"]["hard"]["holm_p"] == holm_p
+    assert body["rows"][1]["metrics"]["overall"]["delta"] == 0  # the base against itself
+    for params, says in (({"base": finished.erm}, "other"),
+                         ({"base": finished.erm, "other": [finished.mr2, finished.mr2]}, "more than once"),
+                         ({"base": finished.erm, "other": [f"run_{i}" for i in range(13)]}, "12"),
+                         ({"base": finished.erm, "other": ["x" * 65]}, "64")):
+        resp = client.get("/api/compare/many", params=params)
+        assert resp.status_code == 422 and says in resp.text
+    assert client.get("/api/compare/many", params={"base": finished.erm, "other": ["run_missing"]}).status_code == 404
+
+
 def test_a_comparison_is_computed_once_until_a_run_s_files_change(fresh_finished, monkeypatch):
     """The run page asks for its comparison on every view and the exports again: 3.4-5.2 s each at 1,000 classes
     (a many-classes round). The service keeps the last few, keyed by the files' identity: the same answer, computed
