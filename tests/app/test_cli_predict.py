@@ -366,6 +366,15 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     md = tmp_path / "cmp.md"
     assert main(["compare", str(out), str(other), "--features", str(new), "--format", "md", "--out", str(md)]) == 0
     assert f"## Accuracy (%) of the shipped probes (first seed) on {new}" in md.read_text()  # the path as it is
+    # several runs on the same images: each row the pairwise comparison on them, each run's warnings after the table
+    capsys.readouterr()
+    assert main(["compare", str(out), str(other), str(out), "--features", str(new), "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert many["comparisons"][0] == comparison and many["title"].startswith("accuracy (%) of the shipped probes")
+    assert main(["compare", str(out), str(other), str(out), "--features", str(new)]) == 0
+    captured = capsys.readouterr()
+    assert f"{other}: warning: 8 images of classes the runs do not have are left out." in captured.out
+    assert "is compared with itself" in captured.err
 
 
 def test_compare_on_a_cache_refuses_runs_of_other_classes(run, tmp_path, capsys):
