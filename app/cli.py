@@ -19,7 +19,8 @@ from . import __version__
 from .threads import MAX_THREADS, check_threads, limit_threads
 
 # the sub-commands, each a module under app.commands of its name, in `mr2probe --help`'s order
-COMMANDS: tuple[str, ...] = ("extract", "train", "compare", "report", "failures", "predict", "serve", "demo", "backup")
+COMMANDS: tuple[str, ...] = ("extract", "train", "compare", "report", "failures", "predict", "export", "serve", "demo",
+                             "backup")
 
 
 def _thread_count(text: str) -> int:

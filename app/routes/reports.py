@@ -148,13 +148,22 @@ def _dataset_of(store: Store, run: dict) -> str | None:
 
 
 STANDALONE_FILE = "apply_probe.py"  # probe/standalone.py in probe.zip
+ONNX_FILE = "probe.onnx"  # probe.onnx_export's graph of the shipped probe, in probe.zip
+
+
+def _onnx_bytes(store: Store, run_id: str, folder: Path) -> bytes:
+    """The shipped probe as one ONNX graph (:func:`probe.onnx_export.probe_model`), its features in the metadata."""
+    from probe.onnx_export import probe_model
+
+    features = _report(store, run_id).features
+    return probe_model(folder, features.model_dump(mode="json") if features is not None else None).SerializeToString()
 
 
 @router.get("/runs/{run_id}/probe.zip", response_class=Response, responses={
     **ERROR_RESPONSES, 200: download("application/zip", "report.json, head.safetensors, head.json (and "
-                                     "posthoc_bias.json, temperature.json, seen_sources.npz), USAGE.md and "
-                                     "apply_probe.py (numpy and "
-                                     "safetensors alone) in a folder named after the run: "
+                                     "posthoc_bias.json, temperature.json, seen_sources.npz), USAGE.md, "
+                                     "apply_probe.py (numpy and safetensors alone) and probe.onnx (the probe as "
+                                     "one ONNX graph) in a folder named after the run: "
                                      "probe.deploy.RunProbe.load(folder) applies it")},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
@@ -179,6 +188,7 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
             archive.writestr(f"{run_id}/USAGE.md", usage_text(run_id, _report(store, run_id)))
             # the loader for serving code without mr2probe (numpy + safetensors), copied as it is
             archive.write(standalone.__file__, f"{run_id}/{STANDALONE_FILE}")
+            archive.writestr(f"{run_id}/{ONNX_FILE}", _onnx_bytes(store, run_id, folder))
     except FileNotFoundError:  # deleted while it was zipped: a 500 and a dropped connection (an attack round)
         raise HTTPException(404, f"run {run_id!r} was removed while its probe was zipped") from None
     return Response(buffer.getvalue(), media_type="application/zip",

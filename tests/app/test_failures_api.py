@@ -144,7 +144,8 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
         with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
             assert sorted(archive.namelist()) == [f"{run_id}/{n}" for n in ("USAGE.md", "apply_probe.py",
                                                                            "head.json", "head.safetensors",
-                                                                           "report.json", "seen_sources.npz")]
+                                                                           "probe.onnx", "report.json",
+                                                                           "seen_sources.npz")]
             # what the probe takes and how to apply it (a dashboard-only round found no word of either)
             usage = archive.read(f"{run_id}/USAGE.md").decode()
             assert "It takes features of the encoder effnet-lite0" in usage
@@ -166,6 +167,26 @@ def test_probe_zip_predicts_what_the_run_stored(finished, tmp_path):
         np.testing.assert_array_equal(predicted, stored.predicted[0])
         np.testing.assert_array_equal(confidence, stored.confidence)
         _apply_probe_py_predicts_the_same(tmp_path, run_id, cache.load("test")[0], stored)
+        _probe_onnx_predicts_the_same(tmp_path / run_id, cache.load("test")[0], stored)
+
+
+def _probe_onnx_predicts_the_same(folder, features, stored):
+    """The zip's probe.onnx in ONNX Runtime: the stored predictions and confidences, its metadata the run's classes
+    and features (a serving stack that runs the encoder in ONNX took the probe as Python code only)."""
+    import json
+
+    import onnx
+    import onnxruntime
+
+    model = onnx.load(str(folder / "probe.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    report = load_report(folder)
+    assert json.loads(meta["class_names"]) == report.class_names
+    assert json.loads(meta["features"])["fingerprint"] == report.features.fingerprint
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    probabilities, _ = session.run(None, {"features": np.asarray(features, dtype=np.float32)})
+    np.testing.assert_array_equal(probabilities.argmax(axis=1), stored.predicted[0])
+    np.testing.assert_allclose(probabilities.max(axis=1), stored.confidence, rtol=0, atol=2e-5)
 
 
 def _apply_probe_py_predicts_the_same(folder, run_id, features, stored):

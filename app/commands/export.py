@@ -1,0 +1,29 @@
+"""`mr2probe export`: a run's shipped probe as one ONNX graph (``probe.onnx_export``)."""
+from __future__ import annotations
+
+import argparse
+
+from . import check_out_apart, check_out_file
+
+HELP = "write a run's shipped probe (first seed, with its post-hoc bias and temperature) as one ONNX graph"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    parser.add_argument("--out", required=True, metavar="FILE.onnx",
+                        help="the ONNX file to write: input 'features' (n, d) float32, outputs 'probabilities' and "
+                        "'logits' (n, K); the class names and the run's features in its metadata")
+
+
+def run(args: argparse.Namespace) -> int:
+    from probe import load_report
+    from probe.onnx_export import export_onnx
+
+    check_out_file(args.out, "probe.onnx")
+    check_out_apart(args.out, runs=[args.run_dir])
+    report = load_report(args.run_dir)  # a finished run, named so where it is not one
+    features = report.features.model_dump(mode="json") if report.features is not None else None
+    path = export_onnx(args.run_dir, args.out, features)
+    print(f"wrote {path}: input 'features' (n, d) float32; outputs 'probabilities' and 'logits' "
+          f"(n, {len(report.class_names)}), columns in the class order of its metadata's class_names")
+    return 0
