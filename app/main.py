@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
         yield
         if start_worker:
             runner.stop()
+        store.close()  # the WAL checkpointed and removed: the data directory is whole without its -wal file
 
     # Swagger UI and ReDoc from the assets bundled in the fastapi-offline wheel: /docs works with no network.
     app = FastAPIOffline(

@@ -151,6 +151,8 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._open: set[sqlite3.Connection] = set()  # every thread's connection, for close()
+        self._open_lock = threading.Lock()
         self._conn().executescript(SCHEMA)
         # a data directory moved or copied: its runs', caches' and uploads' paths follow it, before the columns
         # below read the runs' reports where they lie (a review: moved, they were filled with nothing, for good)
@@ -168,14 +170,28 @@ class Store:
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or conn not in self._open:  # none yet, or closed by close()
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
+            with self._open_lock:
+                self._open.add(conn)
         return conn
+
+    def close(self) -> None:
+        """Close every thread's connection, at the server's stop: the last one to close checkpoints the WAL into the
+        database and removes the -wal and -shm files, which stayed after every graceful stop (the request threads'
+        connections were never closed; an operator round). A later call opens a connection again."""
+        with self._open_lock:
+            connections, self._open = list(self._open), set()
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - a connection in use by a thread that outlived the stop
+                logger.warning("a database connection could not be closed at the stop", exc_info=True)
 
     def close_thread_connection(self) -> None:
         """Close the calling thread's connection (a later call opens another): what a thread that ends calls. The
@@ -184,6 +200,8 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._local.conn = None
+            with self._open_lock:
+                self._open.discard(conn)
             conn.close()
 
     @contextmanager

@@ -638,3 +638,31 @@ def test_a_failure_the_full_database_disk_could_not_record_is_recorded_once_it_c
         assert store.resume(job["id"])["status"] == "queued"
     finally:
         runner.stop()
+
+
+def test_a_graceful_stop_leaves_no_wal_file_and_every_row_in_the_database(tmp_path, tiny_zip):
+    """The request threads' and the worker's connections stayed open to the end: after every graceful stop the
+    -wal and -shm files stayed beside the database (an operator round). The stop now closes them; the last close
+    checkpoints the WAL into the database, which then holds every row alone."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    from app_testutils import make_settings
+
+    settings = make_settings(tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip, "application/zip")},
+                           data={"name": "tiny images"})
+        assert resp.status_code == 201, resp.text
+        assert client.get("/api/datasets").status_code == 200  # a request thread's connection too
+        assert settings.db_path.with_name(settings.db_path.name + "-wal").exists()
+    for suffix in ("-wal", "-shm"):
+        assert not settings.db_path.with_name(settings.db_path.name + suffix).exists(), suffix
+    conn = sqlite3.connect(settings.db_path)
+    try:
+        assert conn.execute("SELECT name FROM datasets").fetchall() == [("tiny images",)]
+    finally:
+        conn.close()
