@@ -84,7 +84,12 @@ def _many(args: argparse.Namespace, base) -> int:
     from probe import load_report
     from probe.compare_many import compare_many, format_many
 
-    comparisons = [_compare(args, base, other_dir, load_report(other_dir)) for other_dir in args.other]
+    comparisons = []
+    for other_dir in args.other:
+        try:
+            comparisons.append(_compare(args, base, other_dir, load_report(other_dir)))
+        except ValueError as exc:  # other classes or images: which of the runs
+            raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
     many = compare_many(comparisons)
     if args.json:
         print(many.model_dump_json(indent=2))

@@ -387,6 +387,8 @@ def test_compare_on_a_cache_refuses_runs_of_other_classes(run, tmp_path, capsys)
     capsys.readouterr()
     assert main(["compare", str(out), str(other), "--features", str(cache)]) == 2
     assert "runs have different classes and cannot be compared" in capsys.readouterr().err
+    assert main(["compare", str(out), str(out), str(other)]) == 2  # which of several runs
+    assert f"{other} against {out}: " in capsys.readouterr().err
 
 
 def test_compare_refuses_runs_on_two_data_sets_with_the_same_file_names(tmp_path, capsys):
