@@ -101,9 +101,9 @@ def compare_many(comparisons: list[Comparison]) -> ManyComparison:
                           rows=rows, note=note, comparisons=comparisons)
 
 
-def many_cell(cell: ManyCell) -> str:
-    """A delta in points and, on a second line, its 95 % interval: ``-8.44 loss`` over ``[-14.1, -2.8]``, with
-    ``gain`` or ``loss`` where it is beyond noise after Holm (:class:`ManyCell`)."""
+def many_cell(cell: ManyCell, between: str = "\n") -> str:
+    """A delta in points and, after ``between`` (a second line), its 95 % interval: ``-8.44 loss`` over
+    ``[-14.1, -2.8]``, with ``gain`` or ``loss`` where it is beyond noise after Holm (:class:`ManyCell`)."""
     if cell.delta is None:
         return "–"
     text = signed_points(cell.delta, 2)
@@ -111,28 +111,45 @@ def many_cell(cell: ManyCell) -> str:
         return text
     word = (" gain" if cell.delta > 0 else " loss") if cell.beyond_noise else ""
     lo, hi = cell.delta_ci
-    return f"{text}{word}\n[{signed_points(lo, 1)}, {signed_points(hi, 1)}]"
+    return f"{text}{word}{between}[{signed_points(lo, 1)}, {signed_points(hi, 1)}]"
+
+
+MANY_HEADER = ["run", *(key.replace("_", " ") for key in SUMMARY_METRICS), "time ×"]
+
+
+def many_rows(many: ManyComparison, between: str = "\n") -> list[list[str]]:
+    """The rows of the table (``MANY_HEADER``), each cell :func:`many_cell`."""
+    return [[row.run or "", *(many_cell(row.metrics[key], between) for key in SUMMARY_METRICS),
+             "–" if row.time_ratio is None else f"{row.time_ratio:.2f}"] for row in many.rows]
+
+
+def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
+    """The lines around the table, as (label, text): what was compared, each run's probe, the base's accuracies."""
+    worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
+    base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + (worst if key == "worst_class" else "")
+                     for key, value in many.base_scores.items())
+    return [("compared", many.note), ("probes", "; ".join([f"base {many.base}: {many.base_probe or '?'}"]
+                                                          + [f"{row.run}: {row.probe or '?'}" for row in many.rows])),
+            (f"base {many.base}", base)]
 
 
 def format_many(many: ManyComparison, *, width: int = 110) -> str:
-    """Terminal table of :func:`compare_many`: the probes, then one row per run with its deltas against the base."""
+    """Terminal table of :func:`compare_many`: what was compared and the probes, then one row per run with its
+    deltas against the base, then the base's own accuracies."""
     from rich import box
     from rich.table import Table
 
     console = text_console(width)
-    console.print(many.note)
+    facts = many_facts(many)
+    console.print(facts[0][1])
     console.print(f"probes: base {many.base}: {many.base_probe or '?'}")
-    for row in many.rows:
+    for row in many.rows:  # one a line, under the base's
         console.print(f"        {row.run}: {row.probe or '?'}")
     table = Table(title=f"Δ points against {many.base} [95 % interval]; {many.title}", box=box.SIMPLE)
-    for col in ("run", *(key.replace("_", " ") for key in SUMMARY_METRICS), "time ×"):
+    for col in MANY_HEADER:
         table.add_column(col, justify="left" if col == "run" else "right", overflow="fold")
-    for row in many.rows:
-        table.add_row(row.run or "", *(many_cell(row.metrics[key]) for key in SUMMARY_METRICS),
-                      "–" if row.time_ratio is None else f"{row.time_ratio:.2f}", end_section=True)
+    for row in many_rows(many):
+        table.add_row(*row, end_section=True)
     print_table(console, table, width)
-    worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
-    console.print(f"base {many.base}: " + ", ".join(
-        f"{key.replace('_', ' ')} {percent(value)} %" + (worst if key == "worst_class" else "")
-        for key, value in many.base_scores.items()))
+    console.print(f"{facts[2][0]}: {facts[2][1]}")
     return console.export_text()

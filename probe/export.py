@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
+from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
 from .numbers import fixed, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
                      Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text,
@@ -404,3 +405,26 @@ def comparison_html(comparison: Comparison, context: RunsContext = NO_CONTEXT) -
 
 
 COMPARE_FORMATS = {"md": comparison_markdown, "html": comparison_html}
+
+
+def many_markdown(many: ManyComparison) -> str:
+    """Several runs against one base (:mod:`probe.compare_many`) as one Markdown document: what was compared, the
+    probes and the base's accuracies, then one row per run."""
+    lines = [f"# mr2probe compare: {_md(many.base)} vs {len(many.rows)} runs", ""]
+    lines += _md_facts([(label[0].upper() + label[1:], text) for label, text in many_facts(many)])
+    lines += ["", f"## Δ points against {_md(many.base)} [95 % interval]; {_md(many.title)}", "",
+              *_md_table(MANY_HEADER, many_rows(many, " "))]
+    return "\n".join(lines) + "\n"
+
+
+def many_html(many: ManyComparison) -> str:
+    """Several runs against one base as one self-contained HTML page: the content of :func:`many_markdown`."""
+    title = f"mr2probe compare: {many.base} vs {len(many.rows)} runs"
+    facts = _html_facts([(label[0].upper() + label[1:], text) for label, text in many_facts(many)])
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'
+            f'<h2>Δ points against {html.escape(str(many.base))} [95 % interval]; {html.escape(many.title)}</h2>'
+            f'{_html_table(MANY_HEADER, many_rows(many, " "))}</body></html>\n')
+
+
+MANY_FORMATS = {"md": many_markdown, "html": many_html}

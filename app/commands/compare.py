@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from probe.report import TERMINAL_CLASSES
 
     check_export_arguments(args)
-    if len(args.other) > 1 and args.format:
-        raise ValueError("--format exports a comparison of two runs; for several use --json or the terminal table")
     if args.out is not None:
         check_out_file(args.out, "compare.html")
         check_out_apart(args.out, runs=[args.base, *args.other], inputs=[args.features] if args.features else [])
@@ -91,6 +89,11 @@ def _many(args: argparse.Namespace, base) -> int:
         except ValueError as exc:  # other classes or images: which of the runs
             raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
     many = compare_many(comparisons)
+    if args.format:
+        from probe.export import MANY_FORMATS
+
+        write_document(MANY_FORMATS[args.format](many), args.out)
+        return 0
     if args.json:
         print(many.model_dump_json(indent=2))
         return 0

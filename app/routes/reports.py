@@ -508,22 +508,50 @@ async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRu
 MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a pairwise comparison each (~1 s at K = 1000)
 
 
+OtherRuns = Query(..., min_length=1, max_length=MAX_COMPARED_RUNS, description="the runs compared with the base, in "
+                  f"the order of the rows, each once: other=a&other=b (1 to {MAX_COMPARED_RUNS})")
+RunIds = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]]
+
+
 @router.get("/compare/many", response_model=ManyComparison, responses=ERROR_RESPONSES,
             summary="Several runs against one base (mr2probe compare RUN_A RUN_B RUN_C ...): one row per run, each "
             "metric's sign-flip tests Holm-corrected over the runs, and every pairwise comparison")
-async def compare_many_runs(
-        request: Request, base: str = BaseRun,
-        other: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Query(
-            ..., min_length=1, max_length=MAX_COMPARED_RUNS, description="the runs compared with the base, in the "
-            f"order of the rows, each once: other=a&other=b (1 to {MAX_COMPARED_RUNS})"),
-        cache: str | None = OnCache, split: str = SplitQuery, store: Store = Depends(get_store)) -> ManyComparison:
-    twice = sorted({run_id for run_id in other if other.count(run_id) > 1})
-    if twice:
-        raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
+async def compare_many_runs(request: Request, base: str = BaseRun, other: RunIds = OtherRuns,
+                            cache: str | None = OnCache, split: str = SplitQuery,
+                            store: Store = Depends(get_store)) -> ManyComparison:
     return await _in_scoring_slot(request, _many, store, base, other, cache, split)
 
 
 def _many(store: Store, base: str, others: list[str], cache: str | None, split: str) -> ManyComparison:
     from probe.compare_many import compare_many
 
+    twice = sorted({run_id for run_id in others if others.count(run_id) > 1})
+    if twice:
+        raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
     return compare_many([_comparison(store, base, run_id, cache, split) for run_id in others])
+
+
+async def _many_file(request: Request, store: Store, base: str, others: list[str], fmt: str, cache: str | None,
+                     split: str) -> Response:
+    from probe.export import MANY_FORMATS
+
+    many = await _in_scoring_slot(request, _many, store, base, others, cache, split)
+    return _download(await run_in_threadpool(MANY_FORMATS[fmt], many), fmt, f"{base}_vs_{len(others)}_runs")
+
+
+@router.get("/compare/many.html", response_class=Response, summary="Several runs against one base as one HTML page",
+            responses=_export_responses("the rows as one self-contained HTML page (mr2probe compare RUN_A RUN_B "
+                                        "RUN_C --format html)", "html"))
+async def compare_many_html(request: Request, base: str = BaseRun, other: RunIds = OtherRuns,
+                            cache: str | None = OnCache, split: str = SplitQuery,
+                            store: Store = Depends(get_store)) -> Response:
+    return await _many_file(request, store, base, other, "html", cache, split)
+
+
+@router.get("/compare/many.md", response_class=Response, summary="Several runs against one base as Markdown",
+            responses=_export_responses("the rows as Markdown (mr2probe compare RUN_A RUN_B RUN_C --format md)",
+                                        "md"))
+async def compare_many_md(request: Request, base: str = BaseRun, other: RunIds = OtherRuns,
+                          cache: str | None = OnCache, split: str = SplitQuery,
+                          store: Store = Depends(get_store)) -> Response:
+    return await _many_file(request, store, base, other, "md", cache, split)

@@ -658,6 +658,13 @@ def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
         resp = client.get("/api/compare/many", params=params)
         assert resp.status_code == 422 and says in resp.text
     assert client.get("/api/compare/many", params={"base": finished.erm, "other": ["run_missing"]}).status_code == 404
+    # the same rows as a file for a pull request (mr2probe compare RUN_A RUN_B RUN_C --format md / html)
+    resp = client.get("/api/compare/many.md", params={"base": finished.erm, "other": [finished.mr2, finished.erm]})
+    assert resp.status_code == 200 and resp.text.startswith(f"# mr2probe compare: {finished.erm} vs 2 runs\n")
+    assert f"| {finished.mr2} | " in resp.text
+    assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_2_runs.md"'
+    resp = client.get("/api/compare/many.html", params={"base": finished.erm, "other": [finished.mr2]})
+    assert resp.status_code == 200 and resp.text.startswith("<!DOCTYPE html>") and f"<td>{finished.mr2}</td>" in resp.text
 
 
 def test_a_comparison_is_computed_once_until_a_run_s_files_change(fresh_finished, monkeypatch):
@@ -1103,7 +1110,7 @@ def test_every_download_documents_its_body(tmp_path):
             for media, body in op["responses"].get("200", {}).get("content", {}).items():
                 if media != "application/json":
                     downloads[(path, media)] = body.get("schema")
-    assert len(downloads) == 8 and {media for _, media in downloads} == {
+    assert len(downloads) == 10 and {media for _, media in downloads} == {
         "application/zip", "image/png", "text/csv", "text/html", "text/markdown"}
     for (path, media), schema in downloads.items():
         wanted = {"type": "string"} if media.startswith("text/") else {"type": "string", "format": "binary"}

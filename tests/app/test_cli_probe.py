@@ -582,8 +582,13 @@ def test_compare_several_runs_gives_one_row_each_with_holm_corrected_tests(erm_d
     line = next(line for line in text.splitlines() if line.lstrip().startswith("short "))
     assert line.count(" loss") == 3  # overall, balanced and the hard third; the worst classes are two classes
     assert "short: ERM (ce), linear head" in text and "base erm: overall " in text
-    assert main(["compare", str(erm_dir), *map(str, runs), "--format", "md"]) == 2
-    assert "--format exports a comparison of two runs" in capsys.readouterr().err
+    assert main(["compare", str(erm_dir), *map(str, runs), "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("# mr2probe compare: erm vs 3 runs\n") and "| run | overall | balanced | hard |" in md
+    assert next(line for line in md.splitlines() if line.startswith("| short |")).count(" loss [") == 3
+    out = tmp_path / "many.html"
+    assert main(["compare", str(erm_dir), *map(str, runs), "--format", "html", "--out", str(out)]) == 0
+    assert "<td>short</td>" in out.read_text() and "Holm" in out.read_text()
 
 
 def test_holm_adjusts_a_family_and_leaves_untested_members_out():
