@@ -91,9 +91,10 @@ def compare_many(comparisons: list[Comparison]) -> ManyComparison:
                     time_ratio=c.cost.ratio if c.cost is not None else None)
             for i, c in enumerate(comparisons)]
     first = comparisons[0]
-    note = (f"{len(comparisons)} runs, each against the base {first.base}: {first.grouping.note}. Each delta in "
+    runs = f"{len(comparisons)} run{'s' if len(comparisons) > 1 else ''}"
+    note = (f"{runs}, each against the base {first.base}: {first.grouping.note}. Each delta in "
             f"points with its 95 % paired interval; 'gain' or 'loss': beyond noise, its images' sign-flip test "
-            f"Holm-corrected over the {len(comparisons)} runs (the intervals are not). The worst class is each run's "
+            f"Holm-corrected over the {runs} (the intervals are not). The worst class is each run's "
             "own; where they are two classes no paired test applies. Every class and each pair's own tests: "
             "mr2probe compare RUN_A RUN_X")
     return ManyComparison(base=first.base, base_probe=(first.probes or {}).get("base"), title=metric_title(first),

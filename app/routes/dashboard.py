@@ -58,6 +58,12 @@ def launch_page() -> FileResponse:
     return _page()
 
 
+@router.get("/compare")
+def compare_page() -> FileResponse:
+    """Several runs against one base (``?base=&other=&other=``, read by the page from /api/compare/many)."""
+    return _page()
+
+
 @router.get("/words.js", dependencies=[Depends(known_query_only)])
 def words_script() -> Response:
     """``window.Words``: what the pages name as the reports do, from the one definition of each word, loaded before

@@ -1,5 +1,5 @@
 /* mr2probe dashboard router: "/" jobs, runs and data sets (home.js); "/runs/{id}?compare={id}" one report
-   (run.js); "/launch" the launch form (launch.js). The API token (when the server has one) is kept in this
+   (run.js); "/launch" the launch form (launch.js); "/compare?base={id}&other={id}..." several runs (compare.js). The API token (when the server has one) is kept in this
    tab's sessionStorage (dash.js). */
 (function () {
   "use strict";
@@ -22,7 +22,8 @@
     const run = path.match(/^\/runs\/([^/]+)\/?$/);
     document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === (run ? "/" : path)));
     const done = run ? window.RunPage.render(main, decodeURIComponent(run[1]))
-      : /^\/launch\/?$/.test(path) ? window.Launch.render(main) : window.Home.render(main);
+      : /^\/launch\/?$/.test(path) ? window.Launch.render(main)
+      : /^\/compare\/?$/.test(path) ? window.ComparePage.render(main) : window.Home.render(main);
     Promise.resolve(done).catch((e) => {
       if (e.status === 401) {  // the banner asks for the token; nothing of the page stays (or "Loading…")
         main.replaceChildren(window.Dash.h("section", { class: "card" }, window.Dash.needsToken()));

@@ -273,6 +273,11 @@
     document.body.append(a); a.click(); a.remove();
   }
 
+  /** A download link: with a token the file is fetched with its header (a plain link would send none). */
+  const fileLink = (url, filename, id, text) => h("a", { href: url, id, download: filename, onclick: (ev) => {
+    if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(url, filename).catch((e) => showBanner(e.message, true)); }
+  } }, text);
+
   const count = (n) => (isNum(n) ? n.toLocaleString("en-US") : "–");
   const enc = encodeURIComponent;
 
@@ -327,5 +332,5 @@
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
-                  duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel };
+                  duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink };
 })();

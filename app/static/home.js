@@ -54,6 +54,36 @@
   }
 
   const runOrder = { col: null, desc: true };  // the runs table's sort, kept across the 2 s refreshes
+  const picked = new Set();  // the runs ticked for /compare, kept across the refreshes
+
+  /** The base of the ticked runs: the one most of the others name as their reference (an ERM run), else the
+   * oldest; the others in the table's order. */
+  function comparePlan(runs) {
+    const chosen = runs.filter((r) => picked.has(r.id));
+    const named = (r) => chosen.filter((o) => o.reference_run === r.id).length;
+    const base = chosen.slice().sort((a, b) => named(b) - named(a) || String(a.created_at).localeCompare(String(b.created_at)))[0];
+    return base ? { base, others: chosen.filter((r) => r !== base) } : null;
+  }
+
+  function compareBar(runs) {
+    const plan = comparePlan(runs);
+    const ready = plan && plan.others.length > 0;
+    const href = ready ? "/compare?" + new URLSearchParams([["base", plan.base.id], ...plan.others.map((r) => ["other", r.id])]) : null;
+    return h("p", { class: "muted", id: "compare-bar" },
+      ready ? h("a", { href, id: "compare-picked" }, `Compare ${plan.others.length} run${plan.others.length === 1 ? "" : "s"} against ${plan.base.name} (${plan.base.id})`)
+        : "Tick two runs or more to compare them side by side (against their reference, else the oldest).",
+      picked.size ? [" · ", h("button", { type: "button", id: "compare-clear", onclick: () => {
+        picked.clear();
+        document.querySelectorAll("#runs-table input.pick").forEach((box) => { box.checked = false; });
+        redrawBar(runs);
+      } }, "clear")] : null);
+  }
+
+  /** The bar again after a tick, without reading the lists again. */
+  function redrawBar(runs) {
+    const bar = document.getElementById("compare-bar");
+    if (bar) bar.replaceWith(compareBar(runs));
+  }
 
 
   function runRow(run, ctx) {
@@ -64,7 +94,12 @@
     const link = `/runs/${enc(run.id)}` + (ref ? `?compare=${enc(ref)}` : "");
     return h("tr", { "data-run": run.id },
       // long run names ("ce/linear (kept: group_dro found no safe improvement)") wrap: the table stays in its card
-      h("td", { class: "actions" }, h("a", { href: link }, run.id), h("br"),
+      h("td", { class: "actions" }, h("input", { type: "checkbox", class: "pick", "aria-label": `compare run ${run.id}`,
+        checked: picked.has(run.id), onchange: (ev) => {
+          if (ev.target.checked) picked.add(run.id); else picked.delete(run.id);
+          redrawBar(Object.values(ctx.runs));
+        } }),
+        h("a", { href: link }, run.id), h("br"),
         h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
         deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×")),
       h("td", { class: "name", "data-col": "name" }, run.name,
@@ -225,7 +260,7 @@
     document.getElementById("runs").replaceChildren(...[box(
       sortable(table(["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"],
                      runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)),
-      cutNote(runs, "runs", "/api/runs")].filter(Boolean));
+      runs.length > 1 ? compareBar(runs) : null, cutNote(runs, "runs", "/api/runs")].filter(Boolean));
     document.getElementById("datasets").replaceChildren(...[box(
       table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
             "No data sets yet: upload one from the launch page.")),

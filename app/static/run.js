@@ -6,7 +6,7 @@
 (function () {
   "use strict";
   const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
-          isNum, TOKEN_KEY } = window.Dash;
+          isNum } = window.Dash;
   const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
   // the confusions' column (probe.report.CONFUSIONS_HEADER): "% of its test predictions" read as a precision
   const CONFUSED = window.Words.confusions_header;
@@ -744,10 +744,7 @@
         `${r.name} · ${r.id}` + (r === elsewhere ? ` · on another cache, ${r.cache_id}` : ""))));
     const otherCache = elsewhere ? view.caches.find((c) => c.id === elsewhere.cache_id) : null;
     const otherDs = otherCache ? view.datasets.find((d) => d.id === otherCache.dataset_id) : null;
-    // downloads; with a token they are fetched with its header (a plain link would send none)
-    const fileLink = (url, filename, id, text) => h("a", { href: url, id, download: filename, onclick: (ev) => {
-      if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(url, filename).catch((e) => showBanner(e.message, true)); }
-    } }, text);
+    const fileLink = window.Dash.fileLink;  // downloads, with the token where there is one
     const csvLink = fileLink(`/api/reports/${enc(run.id)}.csv`, `${run.id}_per_class.csv`, "csv-link", "Download per-class CSV");
     const htmlLink = cmp
       ? fileLink(`/api/compare.html?base=${enc(otherRun.id)}&other=${enc(run.id)}`, `${otherRun.id}_vs_${run.id}.html`,

@@ -2372,3 +2372,39 @@ def test_the_run_page_says_how_many_files_its_data_set_left_out(driver, live_ser
     assert "images · 7 files skipped at registration (the home page lists them) · " in meta, meta
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     assert "skipped" not in driver.js("return document.querySelector('p.meta').textContent")
+
+
+def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_server, finished, tmp_path):
+    """Choosing among several probes took one run page per pair. Ticking runs on the home page offers their
+    comparison against their reference (/compare, GET /api/compare/many): one row per run, every cell the API's
+    delta and interval, a loss or gain only beyond noise after Holm, the base's own accuracies, the downloads."""
+    _open(driver, live_server + "/", "home")
+    wait_for(lambda: driver.js("return document.querySelectorAll('#runs tr[data-run]').length") >= 2, 60,
+             interval=0.2, what="runs listed")
+    assert driver.js("return document.getElementById('compare-picked')") is None
+    for run in (finished.mr2, finished.erm):  # the base is the run the other names as its reference, not the first
+        driver.js(f"document.querySelector('#runs tr[data-run=\"{run}\"] input.pick').click()")
+    link = driver.js("return document.getElementById('compare-picked').getAttribute('href')")
+    assert link == f"/compare?base={finished.erm}&other={finished.mr2}"
+    assert driver.js("return document.getElementById('compare-picked').textContent").startswith("Compare 1 run against ")
+    driver.js("window.before = document.getElementById('runs-table')")
+    wait_for(lambda: driver.js("return document.getElementById('runs-table') !== window.before"), 10, interval=0.2,
+             what="the runs table rebuilt by the next refresh")
+    assert driver.js(f"return document.querySelector('#runs tr[data-run=\"{finished.mr2}\"] input.pick').checked")
+    _open(driver, live_server + link, "compare")
+    many = httpx.get(f"{live_server}/api/compare/many", params={"base": finished.erm, "other": [finished.mr2]}).json()
+    cells = driver.js("""return Array.from(document.querySelectorAll('#many-table tr[data-run] .delta-value')).map(
+        s => [Number(s.dataset.delta), s.dataset.noise === 'true', s.textContent]);""")
+    row = many["rows"][0]["metrics"]
+    assert [c[0] for c in cells] == pytest.approx([row[k]["delta"] for k in ("overall", "balanced", "hard", "worst_class")])
+    for (_, noise, text), key in zip(cells, ("overall", "balanced", "hard", "worst_class")):
+        lo, hi = row[key]["delta_ci"]
+        assert f"[{100 * lo:+.1f}, {100 * hi:+.1f}]".replace("+-", "-") in text.replace("−", "-")
+        assert noise == (lo <= 0 <= hi or row[key]["beyond_noise"] is False)
+    assert driver.js("return document.getElementById('many-note').textContent") == many["note"]
+    assert f"{finished.erm} itself: overall " in driver.js("return document.getElementById('many-base').textContent")
+    assert driver.js("return document.getElementById('many-md-link').getAttribute('href')") == \
+        f"/api/compare/many.md?base={finished.erm}&other={finished.mr2}"
+    driver.screenshot(tmp_path / "compare.png")
+    _open(driver, live_server + "/compare", "compare")  # nothing chosen: where to choose
+    assert "home page" in driver.js("return document.getElementById('compare-empty').textContent")

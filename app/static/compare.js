@@ -1,0 +1,64 @@
+/* "/compare?base={id}&other={id}&other={id}": several runs against one base (GET /api/compare/many, as
+   `mr2probe compare RUN_A RUN_B RUN_C` prints it): what each probe is, one row per run with each metric's Δ and its
+   95 % paired interval ("gain" / "loss" where it is beyond noise with the sign-flip tests Holm-corrected over the
+   runs), the base's own accuracies, and the rows as Markdown or HTML. Exposes window.ComparePage. */
+(function () {
+  "use strict";
+  const { h, getJSON, enc, deltaSpan, pct, pSay, fileLink } = window.Dash;
+  const METRICS = ["overall", "balanced", "hard", "worst_class"];
+  const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
+
+  /** A row's cell: the pairwise Δ and interval; beyond noise after Holm, the corrected p beside it; a pair beyond
+   * noise on its own but not after Holm reads "within noise" (deltaSpan's beyond === false). */
+  function cell(c) {
+    const span = deltaSpan(c.delta, c.delta_ci, c.beyond_noise === null ? undefined : c.beyond_noise);
+    return h("td", { class: "num", "data-sort": c.delta === null ? "" : c.delta, "data-beyond": c.beyond_noise ? "true" : null },
+      span, c.beyond_noise ? h("div", { class: "muted ci" }, `${c.delta > 0 ? "gain" : "loss"} (${pSay(c.holm_p)}, Holm)`) : null);
+  }
+
+  function rowsTable(many, base, names) {
+    const rows = many.rows.map((row) => h("tr", { "data-run": row.run },
+      h("td", { class: "name" }, h("a", { href: `/runs/${enc(row.run)}?compare=${enc(base)}` }, names[row.run] || row.run),
+        h("div", { class: "muted ci" }, (names[row.run] ? `${row.run} · ` : "") + (row.probe || ""))),
+      METRICS.map((key) => cell(row.metrics[key])),
+      h("td", { class: "num" }, row.time_ratio === null ? "–" : `${row.time_ratio.toFixed(2)}×`)));
+    return window.Dash.table(["run", ...METRICS.map((k) => k.replace("_", " ")), "time ×"], rows, "No runs to compare.",
+      { id: "many-table" });
+  }
+
+  function baseLine(many) {
+    const worst = many.comparisons[0] && many.comparisons[0].worst_classes;
+    return METRICS.filter((k) => k in many.base_scores).map((k) => `${k.replace("_", " ")} ${pct(many.base_scores[k])}`
+      + (k === "worst_class" && worst ? ` (${worst.base})` : "")).join(", ");
+  }
+
+  async function render(main) {
+    const params = new URLSearchParams(location.search);
+    const base = params.get("base"), others = params.getAll("other");
+    if (!base || !others.length) {
+      main.replaceChildren(card("Compare runs", h("p", { class: "muted", id: "compare-empty" },
+        "Choose a base run and the runs to compare with it on the home page (the runs table's boxes)."),
+        h("a", { href: "/" }, "All jobs and runs")));
+      main.setAttribute("data-ready", "compare");
+      return;
+    }
+    const query = new URLSearchParams([["base", base], ...others.map((o) => ["other", o])]).toString();
+    const [many, runs] = await Promise.all([getJSON(`/api/compare/many?${query}`), window.Dash.listAll("/api/runs")]);
+    const names = Object.fromEntries(runs.map((r) => [r.id, r.name]));  // the names the home page shows
+    const called = (id) => (names[id] ? `${names[id]} (${id})` : id);
+    const md = fileLink(`/api/compare/many.md?${query}`, `${base}_vs_${others.length}_runs.md`, "many-md-link", "Markdown");
+    const html = fileLink(`/api/compare/many.html?${query}`, `${base}_vs_${others.length}_runs.html`, "many-html-link",
+      "the rows as one HTML file");
+    main.replaceChildren(
+      card(`${others.length} run${others.length === 1 ? "" : "s"} against ${called(base)}`,
+        h("p", { class: "muted meta" }, `base ${called(base)}: ${many.base_probe || ""}`, " · ", html, " (", md, ") · ",
+          h("a", { href: "/" }, "all runs")),
+        h("p", { id: "many-note", class: "note" }, many.note),
+        h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
+        h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: ${baseLine(many)}.`)));
+    document.title = `mr2probe · ${others.length} runs vs ${base}`;
+    main.setAttribute("data-ready", "compare");
+  }
+
+  window.ComparePage = { render };
+})();
