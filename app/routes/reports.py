@@ -402,7 +402,8 @@ class _Kept:
 # every view of a run with a reference, its exports again: 3.4-5.2 s each at 1,000 classes on 2 CPU cores (the
 # Monte Carlo intervals of the thirds, linear in K; a many-classes round). The last few are kept, keyed by the
 # files' identity, so a file rewritten (train --force) is compared afresh.
-_COMPARISONS = _Kept(8)
+MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a pairwise comparison each (~1 s at K = 1000)
+_COMPARISONS = _Kept(MAX_COMPARED_RUNS + 4)  # a page of several runs viewed again, and a few pairs besides
 _COMPARED_FILES = ("report.json", "predictions.npz")
 
 
@@ -504,8 +505,6 @@ async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRu
                      split: str = SplitQuery, store: Store = Depends(get_store)) -> Response:
     return await _comparison_file(request, store, base, other, "md", cache, split)
 
-
-MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a pairwise comparison each (~1 s at K = 1000)
 
 
 OtherRuns = Query(..., min_length=1, max_length=MAX_COMPARED_RUNS, description="the runs compared with the base, in "
