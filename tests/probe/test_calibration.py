@@ -361,3 +361,22 @@ def test_an_infinite_logit_leaves_the_nll_unmeasured_and_nothing_fails():
         said = temperature_warning(given)
         assert said.startswith("Temperature scaling made the shipped head's probabilities worse on test: ECE +")
         assert "NLL" not in said.split(" with T = ")[0]
+
+
+def test_a_test_split_of_one_image_per_class_still_sizes_the_ece():
+    """120 classes of one test image each (an extremes round): a bootstrap stratified by class draws each such image
+    in every resample, so the ECE read '49.95 %, 95 % interval [49.9, 49.9]' and nothing of its upward bias was
+    removed; the images of one-image classes are resampled together."""
+    from probe.calibration import confidence_calibration, temperature_effect
+
+    rng = np.random.default_rng(5)
+    k = 120
+    labels = np.arange(k)
+    logits = rng.normal(0, 3, (k, k))
+    summary = calibration_summary([logits], labels, k)
+    lo, hi = summary["ece_ci"]
+    assert hi - lo > 0.05 and summary["ece_debiased"] < summary["ece"]
+    confidence, correct = softmax(logits).max(axis=1), (logits.argmax(axis=1) == labels).astype(float)
+    assert confidence_calibration(confidence, correct, labels, k)["ece_ci"] == [lo, hi]
+    effect = temperature_effect(logits, logits / 2, labels, k)
+    assert effect["nll_delta_ci"][1] - effect["nll_delta_ci"][0] > 0.01
