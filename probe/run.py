@@ -465,6 +465,29 @@ def _scorer(splits: _Splits, class_names: list[str], config: ProbeConfig) -> _Sc
     return _Scorer(splits, plan, pool, warnings, config.overall_metric)
 
 
+def _check_spread_classes(config: ProbeConfig, scorer: _Scorer, class_names: list[str]) -> None:
+    """A loss whose margins come from each class's within-class spread ‖s_k‖² (``needs == "spread"``) on a class
+    that some fit of the run trains on one image of: its spread is 0 and the sweep stopped on "classes [3, 4] have
+    [0.0, 0.0]", indices the user never saw (an extremes round). Refused before any fit, naming the classes: the
+    train split's images, and under cross-validation each fold's (the others of train + val)."""
+    if get_loss_spec(config.loss).needs != "spread":
+        return
+    num_classes = scorer.splits.num_classes
+    fewest = np.bincount(scorer.splits.y_train, minlength=num_classes)
+    in_fold = np.zeros(num_classes, dtype=bool)
+    for fold in range(scorer.folds):
+        counts = np.bincount(scorer.pool[1][scorer.plan.folds != fold], minlength=num_classes)
+        in_fold |= counts < np.minimum(fewest, 2)
+        fewest = np.minimum(fewest, counts)
+    short = np.flatnonzero(fewest < 2)
+    if short.size:
+        listed = ", ".join(f"{class_names[k]!r} ({fewest[k]}{' in a cross-validation fold' if in_fold[k] else ''})"
+                           for k in short[:10]) + (f" and {short.size - 10} more" if short.size > 10 else "")
+        raise ValueError(f"loss {config.loss!r} sets each class's margin from the spread of its training images, 0 "
+                         f"for a class of one training image: {listed}. Every class needs 2 or more training images "
+                         f"in every fit (add images of it, or choose loss 'mr2', whose r_k² one image gives).")
+
+
 def _scores(correct: np.ndarray, scorer: _Scorer, groups: dict | None) -> tuple[float, float]:
     """(overall, hard-third) accuracy of a per-sample correctness vector on the scorer's samples (overall: the
     scorer's ``overall_metric``); ``groups`` None ranks the classes by this vector's own per-class accuracy."""
@@ -773,6 +796,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)
+    _check_spread_classes(config, scorer, class_names)
     # the folds and rows are known now (a service checked them too, before the job)
     config.check_cost(scorer.folds, reference is not None, len(splits.y_train))
     steps = _Progress(config.total_fits(scorer.folds, reference is not None), progress, should_stop)

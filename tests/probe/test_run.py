@@ -272,6 +272,28 @@ def test_input_errors(data):
         run_probe(data, NAMES, ProbeConfig(**{**FAST, "loss": "mr2_valerr"}))
 
 
+def test_a_class_of_one_training_image_is_refused_by_the_spread_margin_loss_by_name(data):
+    """mr2_spread's margin is the class's within-class spread, 0 for one image: a run stopped in its sweep on
+    'classes [3, 4] have [0.0, 0.0] (... a spread of a single sample?)', indices the user never sees (an extremes
+    round); it is refused before any fit, naming the classes, in each fit the run makes (a cross-validation fold
+    trains on the other folds)."""
+    x, y = data["train"]
+    keep = (y != 3) | (np.cumsum(y == 3) <= 1)  # class c3: one training image
+    few = {**data, "train": (x[keep], y[keep])}
+    steps = []
+    with pytest.raises(ValueError, match=r"loss 'mr2_spread' .* 0 for a class of one training image: 'c3' \(1\)"):
+        run_probe(few, NAMES, ProbeConfig(**{**FAST, "loss": "mr2_spread"}), progress=lambda *a: steps.append(a))
+    assert steps == []
+    # two training images and none in val: 2 folds of train + val, each fit on one image of it
+    keep = (y != 3) | (np.cumsum(y == 3) <= 2)
+    xv, yv = data["val"]
+    val = yv != 3
+    fold = {**data, "train": (x[keep], y[keep]), "val": (xv[val], yv[val])}
+    with pytest.raises(ValueError, match=r"'c3' \(1 in a cross-validation fold\)"):
+        run_probe(fold, NAMES, ProbeConfig(**{**FAST, "loss": "mr2_spread", "cv": 5}))
+    assert run_probe(fold, NAMES, ProbeConfig(**{**FAST, "loss": "mr2"}))["config"]["loss"] == "mr2"
+
+
 def test_config_messages():
     with pytest.raises(ValueError, match="Unknown loss 'nope'; available"):
         ProbeConfig(loss="nope")
