@@ -157,6 +157,28 @@ def _case_hint(unknown: list[str], class_names: list[str]) -> str:
             + " (rename the labels or folders).")
 
 
+def _predicted_absent(scores) -> list[str]:
+    """A line naming the classes without an image here that images were predicted as, with how many where the
+    confusion matrix is given: the table lists the classes with images, so those mistakes went nowhere it showed
+    (an extremes round: 93.3 % over 30 val images, every precision listed 100 %, 2 images called a class absent
+    from val). A class predicted at least once has a precision; without images of its own, every one is wrong."""
+    names = [c.name for c in scores.per_class]
+    absent = [c.name for c in scores.per_class if not c.n and c.precision is not None]
+    if not absent:
+        return []
+
+    def count(name: str) -> str:
+        if scores.confusion is None:
+            return ""
+        j = names.index(name)
+        return f" ({sum(row[j] for row in scores.confusion) + scores.unknown_predicted.get(name, 0):,})"
+
+    return [f"Images predicted as {'classes' if len(absent) > 1 else 'a class'} without images here (every one wrong, "
+            f"precision 0 %): "
+            + ", ".join(name + count(name) for name in absent[:10])
+            + (f" and {len(absent) - 10} more" if len(absent) > 10 else "") + "."]
+
+
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
     from probe.report import interval_text
 
@@ -180,6 +202,7 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
               f"{_pct(c.precision):>11} {'—' if c.f1 is None else fixed(c.f1, 3):>6}" for c in shown]
     if len(present) > len(shown):
         lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")
+    lines += _predicted_absent(scores)
     if check is not None:
         same = check["equal"] == check["images"]
         lines.append(f"This is the run's own test split: the predictions equal the report's first seed on "
