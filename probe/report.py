@@ -719,7 +719,11 @@ class Posthoc(_Model):
                     f"{format_delta(first.oof_overall_delta, first.oof_overall_ci)}")
         if outcome == "unchecked":
             why = "posthoc_guard off" if self.guard is False else "a run from before the check existed"
-            return (f"Post-hoc bias applied to every seed without its out-of-sample check ({why})"
+            # a bias of 0 changes no logit: "applied" alone said the shipped predictions moved (an extremes round)
+            zero = ("" if any(b for seed in self.per_seed for b in seed.bias if b is not None) else
+                    f"; it came out 0 for every class of every seed (no shift raised the val {self.objective} "
+                    f"accuracy without lowering its val {overall}), so no prediction changed")
+            return (f"Post-hoc bias applied to every seed without its out-of-sample check ({why}){zero}"
                     + (f"; {estimate}." if estimate else "."))
         if outcome == "applied":
             return "Post-hoc bias applied to the shipped probe" + (f": {estimate}." if estimate else ".")

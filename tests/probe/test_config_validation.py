@@ -295,7 +295,10 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
                       "confusion": None, "calibration": None, "timing": None, "features": None, "environment": None,
                       "warnings": [],
-                      "posthoc": {**old["posthoc"], "guard": None, "text": "Post-hoc bias applied to every seed without its out-of-sample check (a run from before the check existed).", "per_seed": [
+                      "posthoc": {**old["posthoc"], "guard": None, "text": (
+                          "Post-hoc bias applied to every seed without its out-of-sample check (a run from before the "
+                          "check existed); it came out 0 for every class of every seed (no shift raised the val hard "
+                          "accuracy without lowering its val overall), so no prediction changed."), "per_seed": [
                           {**seed, "applied": None, "folds": None, "oof_overall_delta": None, "oof_overall_ci": None,
                            "oof_hard_delta": None, "oof_hard_ci": None, "oof_hard_changed": None,
                            "oof_hard_sign_p": None, "oof_hard_joint_lo": None, "oof_overall_joint_lo": None}

@@ -520,10 +520,15 @@ def test_a_post_hoc_runs_outcome_for_the_probe_that_ships():
     assert posthoc(False, applied=True, folds=5).outcome() == "unchecked"
     # a report from before the guard (guard and applied null) applied the bias unchecked: it read "applied", which
     # says its out-of-sample check passed (an upgrade round)
-    old = posthoc(None, applied=None)
+    old = posthoc(None, applied=None, bias=[0.3])
     assert old.outcome() == "unchecked" and old.describe() == (
         "Post-hoc bias applied to every seed without its out-of-sample check (a run from before the check existed).")
-    assert posthoc(False, applied=True).describe().endswith("check (posthoc_guard off).")
+    assert posthoc(False, applied=True, bias=[0.3]).describe().endswith("check (posthoc_guard off).")
+    # a bias fitted as 0 everywhere changes nothing, and says so (an extremes round: 'applied' alone, at 1 val image)
+    assert posthoc(False, applied=True).describe() == (
+        "Post-hoc bias applied to every seed without its out-of-sample check (posthoc_guard off); it came out 0 for "
+        "every class of every seed (no shift raised the val hard accuracy without lowering its val overall), so no "
+        "prediction changed.")
     assert set(POSTHOC_WORDS) == {"applied", "declined", "untested", "unchecked"}
 
 
