@@ -134,17 +134,22 @@ def cv_folds(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
 
 
 def fewest_training_images(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
-    """The fewest training images any class has in any fit of a run on splits of ``counts``: the final fits (on
-    train, less what is carved for val where the val split is empty) and, where the run cross-validates
-    (:func:`cv_folds`), each fold's (a stratified fold holds out at most ⌈n/k⌉ of a class's n). A statistic of a
-    class's spread needs 2 (``mr2_spread``; a service checks it before a job exists)."""
+    """The fewest training images any class has in any fit of a run on splits of ``counts``
+    (:func:`fewest_training_per_class`). A statistic of a class's spread needs 2 (``mr2_spread``; a service checks
+    it before a job exists)."""
+    return int(fewest_training_per_class(counts, fraction, cv).min())
+
+
+def fewest_training_per_class(counts: dict[str, list[int]], fraction: float, cv: int) -> np.ndarray:
+    """(K,) the fewest training images of each class in any fit of a run on splits of ``counts``: the final fits
+    (on train, less what is carved for val where the val split is empty) and, where the run cross-validates
+    (:func:`cv_folds`), each fold's (a stratified fold holds out at most ⌈n/k⌉ of a class's n)."""
     train, val = _per_class_splits(counts, fraction)
-    fewest = int(train.min())
     folds = cv_folds(counts, fraction, cv)
-    if folds:
-        pool = train + val
-        fewest = min(fewest, int((pool - np.ceil(pool / folds)).min()))
-    return fewest
+    if not folds:
+        return train
+    pool = train + val
+    return np.minimum(train, pool - np.ceil(pool / folds).astype(np.int64))
 
 
 @dataclass
@@ -465,22 +470,19 @@ def _scorer(splits: _Splits, class_names: list[str], config: ProbeConfig) -> _Sc
     return _Scorer(splits, plan, pool, warnings, config.overall_metric)
 
 
-def _check_spread_classes(config: ProbeConfig, scorer: _Scorer, class_names: list[str]) -> None:
+def _check_spread_classes(config: ProbeConfig, data: dict, class_names: list[str]) -> None:
     """A loss whose margins come from each class's within-class spread ‖s_k‖² (``needs == "spread"``) on a class
-    that some fit of the run trains on one image of: its spread is 0 and the sweep stopped on "classes [3, 4] have
-    [0.0, 0.0]", indices the user never saw (an extremes round). Refused before any fit, naming the classes: the
-    train split's images, and under cross-validation each fold's (the others of train + val)."""
+    that some fit of the run trains on one image of (:func:`fewest_training_per_class`): its spread is 0, and the
+    sweep stopped on "classes [3, 4] have [0.0, 0.0]", indices the user never saw (an extremes round). Refused
+    before any fit, naming the classes."""
     if get_loss_spec(config.loss).needs != "spread":
         return
-    num_classes = scorer.splits.num_classes
-    fewest = np.bincount(scorer.splits.y_train, minlength=num_classes)
-    in_fold = np.zeros(num_classes, dtype=bool)
-    for fold in range(scorer.folds):
-        counts = np.bincount(scorer.pool[1][scorer.plan.folds != fold], minlength=num_classes)
-        in_fold |= counts < np.minimum(fewest, 2)
-        fewest = np.minimum(fewest, counts)
+    counts = {split: np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names)).tolist()
+              for split, (_, labels) in data.items()}
+    fewest = fewest_training_per_class(counts, config.val_fraction, config.cv)
     short = np.flatnonzero(fewest < 2)
     if short.size:
+        in_fold = fewest < _per_class_splits(counts, config.val_fraction)[0]  # fewer than the final fits have
         listed = ", ".join(f"{class_names[k]!r} ({fewest[k]}{' in a cross-validation fold' if in_fold[k] else ''})"
                            for k in short[:10]) + (f" and {short.size - 10} more" if short.size > 10 else "")
         raise ValueError(f"loss {config.loss!r} sets each class's margin from the spread of its training images, 0 "
@@ -793,10 +795,10 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     class_names = [str(c) for c in class_names]
     check_class_options(config, len(class_names), reference is not None)
     splits = _splits(data, class_names, config)
+    _check_spread_classes(config, {split: pair for split, pair in data.items() if len(pair[1])}, class_names)
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)
-    _check_spread_classes(config, scorer, class_names)
     # the folds and rows are known now (a service checked them too, before the job)
     config.check_cost(scorer.folds, reference is not None, len(splits.y_train))
     steps = _Progress(config.total_fits(scorer.folds, reference is not None), progress, should_stop)
