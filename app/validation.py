@@ -242,7 +242,7 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     from feature_cache.datasets import SPLITS
     from probe import ProbeConfig
     from probe.registry import get_loss_spec
-    from probe.run import EMPTY_VALIDATION, cv_folds, fewest_training_images, training_rows, validation_images
+    from probe.run import cv_folds, empty_validation, fewest_training_images, training_rows, validation_images
 
     sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in SPLITS)
     try:  # cross-validating on these splits, each candidate is fitted on every fold too
@@ -251,9 +251,7 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     except ValueError as exc:
         raise RequestInvalid(probe_field, str(exc)) from None
     if validation_images(counts, config["val_fraction"]) == 0:
-        raise RequestInvalid(field, f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and "
-                             "no class has the 2 train images one is carved from; give the data set a val/ folder or "
-                             "more images per class")
+        raise RequestInvalid(field, empty_validation(sizes))
     if get_loss_spec(config["loss"]).needs == "spread":
         fewest = fewest_training_images(counts, config["val_fraction"], config["cv"])
         if fewest < 2:  # its margins would fail on a zero spread after the queue wait (an attack round)

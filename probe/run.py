@@ -97,6 +97,14 @@ def carved_per_class(counts, fraction: float) -> np.ndarray:
 EMPTY_VALIDATION = "the validation split is empty; selection needs validation samples."
 
 
+def empty_validation(sizes: str) -> str:
+    """:data:`EMPTY_VALIDATION` with why and what to do, for splits of ``sizes`` images ("train 5, val 0, test 5"):
+    what the service answers before a job exists and a run raises (the CLI said the bare sentence; an extremes
+    round: five classes of one train image each)."""
+    return (f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and no class has the 2 train "
+            "images one is carved from; give the data set a val/ folder or more images per class")
+
+
 def validation_images(counts: dict[str, list[int]], fraction: float) -> int:
     """Validation images a run gets from splits of ``counts`` (split → images per class): the given val split's,
     or where it is empty those carved from train (:func:`carve_validation`). 0: the run fails with
@@ -215,7 +223,8 @@ def _splits(data: dict, class_names: list[str], config: ProbeConfig) -> _Splits:
         (x_train, y_train), val = (x_train[~carved], y_train[~carved]), (x_train[carved], y_train[carved])
         val_source = f"carved from train (stratified, fraction {config.val_fraction}, seed {config.seeds[0]})"
     if len(val[1]) == 0:
-        raise ValueError(EMPTY_VALIDATION)
+        raise ValueError(empty_validation(", ".join(f"{split} {len(data[split][1]) if split in data else 0}"
+                                                    for split in ("train", "val", "test"))) + ".")
     test = (np.asarray(data["test"][0]), np.asarray(data["test"][1], dtype=np.int64))
     return _Splits(x_train, y_train, val, test, num_classes, val_source, carved)
 

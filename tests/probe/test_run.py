@@ -272,6 +272,18 @@ def test_input_errors(data):
         run_probe(data, NAMES, ProbeConfig(**{**FAST, "loss": "mr2_valerr"}))
 
 
+def test_no_validation_image_to_carve_says_why(data):
+    """One train image per class and no val split: the run said only 'the validation split is empty; selection needs
+    validation samples.' (an extremes round); it says why, and what to do, as the service does."""
+    x, y = data["train"]
+    first = np.flatnonzero(np.diff(np.concatenate([[-1], y])) != 0)  # one train image of each class
+    one = {"train": (x[first], y[first]), "test": data["test"]}
+    with pytest.raises(ValueError, match=r"^the validation split is empty; selection needs validation samples: these splits hold no validation image "
+                       r"\(train 6, val 0, test 360\) and no class has the 2 train images one is carved from; give "
+                       r"the data set a val/ folder or more images per class\.$"):
+        run_probe(one, NAMES, ProbeConfig(**FAST))
+
+
 def test_a_class_of_one_training_image_is_refused_by_the_spread_margin_loss_by_name(data):
     """mr2_spread's margin is the class's within-class spread, 0 for one image: a run stopped in its sweep on
     'classes [3, 4] have [0.0, 0.0] (... a spread of a single sample?)', indices the user never sees (an extremes
