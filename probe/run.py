@@ -29,8 +29,8 @@ import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
 from .calibration import calibration_summary, confidence_warning, temperature_fit, temperature_warning
-from .compare import (beyond_noise, discordance_sentence, group_evidence, held_back_sentence, lost_beyond_budget,
-                      lost_on_test, metric_discordance, metric_evidence)
+from .compare import (beyond_noise, discordance_sentence, first_class_difference, group_evidence, held_back_sentence,
+                      lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
@@ -234,7 +234,7 @@ def _reference_floor(reference: Report, class_names: list[str]) -> tuple[dict[st
     it cross-validated) and its val overall (the floor)."""
     if list(reference.class_names) != list(class_names):
         raise ValueError("reference run has different classes than this run: "
-                         f"{list(reference.class_names)[:5]}... vs {list(class_names)[:5]}...")
+                         + first_class_difference(reference.class_names, class_names))
     if reference.grouping.split == "cv":
         return {k: list(v) for k, v in reference.grouping.groups.items()}, reference.val.overall
     per_class = np.array(reference.val.per_class, dtype=float)  # None → nan

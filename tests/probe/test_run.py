@@ -155,6 +155,16 @@ def test_a_report_records_what_it_ran_with_and_reruns_from_its_config(data, tmp_
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+def test_a_reference_of_other_class_order_names_the_first_difference(data, erm):
+    """Classes in another order past the fifth: the refusal printed the first five of each, the same two lists
+    ("['k0', ..., 'k4']... vs ['k0', ..., 'k4']...", an extremes round); it names where they part, as compare does."""
+    ref, _ = erm
+    swapped = NAMES[:4] + [NAMES[5], NAMES[4]]
+    with pytest.raises(ValueError, match=r"reference run has different classes than this run: 6 against 6 classes; "
+                       r"the first difference is class 4: 'c4' against 'c5'"):
+        run_probe(data, swapped, ProbeConfig(**FAST), reference=ref)
+
+
 def test_mr2_gamma_follows_spread_and_reference_groups(data, erm):
     ref, _ = erm
     cfg = ProbeConfig(**{**FAST, "loss": "mr2", "wd_grid": [0.0]})
