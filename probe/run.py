@@ -38,6 +38,7 @@ from .diagnostics import test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
+from .names import listed
 from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_intervals
 from .registry import NEEDS, get_loss_spec
@@ -492,10 +493,10 @@ def _check_spread_classes(config: ProbeConfig, data: dict, class_names: list[str
     short = np.flatnonzero(fewest < 2)
     if short.size:
         in_fold = fewest < _per_class_splits(counts, config.val_fraction)[0]  # fewer than the final fits have
-        listed = ", ".join(f"{class_names[k]!r} ({fewest[k]}{' in a cross-validation fold' if in_fold[k] else ''})"
-                           for k in short[:10]) + (f" and {short.size - 10} more" if short.size > 10 else "")
+        named = listed([f"{class_names[k]!r} ({fewest[k]}{' in a cross-validation fold' if in_fold[k] else ''})"
+                        for k in short], 10)
         raise ValueError(f"loss {config.loss!r} sets each class's margin from the spread of its training images, 0 "
-                         f"for a class of one training image: {listed}. Every class needs 2 or more training images "
+                         f"for a class of one training image: {named}. Every class needs 2 or more training images "
                          f"in every fit (add images of it, or choose loss 'mr2', whose r_k² one image gives).")
 
 

@@ -162,6 +162,8 @@ def _predicted_absent(scores) -> list[str]:
     confusion matrix is given: the table lists the classes with images, so those mistakes went nowhere it showed
     (an extremes round: 93.3 % over 30 val images, every precision listed 100 %, 2 images called a class absent
     from val). A class predicted at least once has a precision; without images of its own, every one is wrong."""
+    from probe.names import listed
+
     names = [c.name for c in scores.per_class]
     absent = [c.name for c in scores.per_class if not c.n and c.precision is not None]
     if not absent:
@@ -175,8 +177,7 @@ def _predicted_absent(scores) -> list[str]:
 
     return [f"Images predicted as {'classes' if len(absent) > 1 else 'a class'} without images here (every one wrong, "
             f"precision 0 %): "
-            + ", ".join(name + count(name) for name in absent[:10])
-            + (f" and {len(absent) - 10} more" if len(absent) > 10 else "") + "."]
+            + listed([name + count(name) for name in absent], 10) + "."]
 
 
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
