@@ -39,7 +39,6 @@ import io
 import logging
 import os
 import re
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from probe.names import MAX_NAME, listed
+from probe.names import MAX_NAME, class_name, listed
 from probe.seen import SPLIT_FOLDERS
 
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_NAME, ArchiveLimits, unprintable,
@@ -285,7 +284,7 @@ def _class_folders(
     for directory in reader.dirs():
         parts = directory.split("/")
         if len(parts) == depth + 1 and tuple(parts[:depth]) == prefix and not _is_hidden(directory):
-            classes.setdefault(_class_name(parts[depth]), [])
+            classes.setdefault(class_name(parts[depth]), [])
     for name in names:
         parts = name.split("/")
         if tuple(parts[:depth]) != prefix:
@@ -296,14 +295,8 @@ def _class_folders(
         if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append((name, not_an_image(name)))
             continue
-        classes.setdefault(_class_name(parts[depth]), []).append(name)
+        classes.setdefault(class_name(parts[depth]), []).append(name)
     return {k: sorted(v) for k, v in classes.items()}
-
-
-def _class_name(folder: str) -> str:
-    """A class folder's name in Unicode NFC: macOS writes names decomposed (NFD: "kávé" as a + U+0301), other
-    systems composed, and a data set put together on both had the same class twice under names that look alike."""
-    return unicodedata.normalize("NFC", folder)
 
 
 # ------------------------------------------------------------------------------ subsetting
@@ -709,7 +702,7 @@ def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:
     for sample in samples:
         p, name = sample.source.split("/"), data.class_names[sample.label]
         levels = range(len(p) - 1) if depths is None else [i for i in depths if i < len(p) - 1]
-        depths = {i for i in levels if _class_name(p[i]) == name}
+        depths = {i for i in levels if class_name(p[i]) == name}
         if not depths:  # a manifest's labels are no folders
             return None
     depth = min(depths)
@@ -718,7 +711,7 @@ def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:
         p, name = sample.source.split("/"), data.class_names[sample.label]
         if len(p) <= depth + 2:  # an image in the class folder itself
             return None
-        inner.setdefault(name, set()).add(_class_name(p[depth + 1]))
+        inner.setdefault(name, set()).add(class_name(p[depth + 1]))
     folders = set.union(*inner.values())
     if len(inner) < data.num_classes or len(folders) < 2 or any(f != folders for f in inner.values()):
         return None

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+from probe.names import class_name
+
 from .archives import (EMPTY_FILE, NOT_REGULAR, UNPRINTABLE_NAME, FileListReader, unprintable,
                        check_member_name, is_special, not_an_image, printable)
 from .errors import DatasetError, UnsafeArchive
@@ -116,7 +118,7 @@ def read_manifest(
                 continue
             if len(row) < len(header):
                 raise DatasetError(f"{path}: row {line} has {len(row)} columns, the header has {len(header)}.")
-            raw, label = row[col_path].strip(), row[col_label].strip()
+            raw, label = row[col_path].strip(), class_name(row[col_label].strip())
             try:  # normalised first: 'train/cat/../cat/x.jpg' stays inside, 'cat/../../x.jpg' is still refused
                 name = check_member_name(posixpath.normpath(raw.replace("\\", "/")) if raw else raw, path.name)
             except UnsafeArchive as exc:

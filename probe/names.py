@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed"]
+__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -35,3 +36,11 @@ def listed(names: Sequence[str], shown: int, sep: str = ", ") -> str:
     """The first ``shown`` of ``names`` joined by ``sep``, then `` and N more`` for the rest: how a message names a
     long list (one naming 300 empty class folders was a line of 18 KB; a 1,000-class round)."""
     return sep.join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def class_name(text: str) -> str:
+    """A class's name as a data set gives it (a class folder's name, a manifest's label) in Unicode NFC: macOS
+    writes names decomposed (NFD: "kávé" as a + U+0301), other systems composed, and a data set put together on
+    both had the same class twice under names that look alike; a manifest's labels too (an extremes round: 'café'
+    in both forms were two classes in a CSV, one class in folders)."""
+    return unicodedata.normalize("NFC", text)

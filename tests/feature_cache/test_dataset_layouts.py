@@ -659,3 +659,21 @@ def test_the_nested_classes_caution_does_not_hold_every_path_split_at_once():
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2**20, f"{peak / 2**20:.0f} MiB"  # the list of samples is 1.6 MB; the split paths were ~70
+
+
+def test_manifest_labels_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
+    """A manifest's labels, as class folders: 'kávé' decomposed (NFD: a train.csv made from macOS folder names) and
+    composed in the same CSV were two classes, one without test images, where the same folders are one class (an
+    extremes round)."""
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "kávé"), unicodedata.normalize("NFD", "kávé")
+    rows = []
+    for label, (name, split) in enumerate(((nfd, "train"), (nfc, "test"), ("tea", "train"), ("tea", "test"))):
+        for i in range(3):
+            write_image(tmp_path / f"{label}_{i}.png", label // 2, i)
+            rows.append(f"{label}_{i}.png,{name},{split}")
+    (tmp_path / "m.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    data = open_dataset(tmp_path / "m.csv", val_fraction=0.0)
+    assert data.class_names == sorted([nfc, "tea"])
+    assert per_class(data.splits["train"]) == per_class(data.splits["test"]) == {0: 3, 1: 3}
