@@ -233,7 +233,7 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
 
 
 def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any], probe_field: str,
-                      has_reference: bool) -> None:
+                      has_reference: bool, class_names: list[str]) -> None:
     """A probe selects on validation images: splits that give it none (``probe.run.validation_images``) fail the
     run after its queue wait, so the request is refused now; so is a run whose work on these splits (its folds
     where it cross-validates, its rows) is past ``ProbeConfig.check_cost``'s bounds: refused under ``probe_field``
@@ -241,8 +241,7 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
     round)."""
     from feature_cache.datasets import SPLITS
     from probe import ProbeConfig
-    from probe.registry import get_loss_spec
-    from probe.run import cv_folds, empty_validation, fewest_training_images, training_rows, validation_images
+    from probe.run import cv_folds, empty_validation, spread_problem, training_rows, validation_images
 
     sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in SPLITS)
     try:  # cross-validating on these splits, each candidate is fitted on every fold too
@@ -252,12 +251,10 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
         raise RequestInvalid(probe_field, str(exc)) from None
     if validation_images(counts, config["val_fraction"]) == 0:
         raise RequestInvalid(field, empty_validation(sizes))
-    if get_loss_spec(config["loss"]).needs == "spread":
-        fewest = fewest_training_images(counts, config["val_fraction"], config["cv"])
-        if fewest < 2:  # its margins would fail on a zero spread after the queue wait (an attack round)
-            raise RequestInvalid(field, f"loss {config['loss']!r} sets each class's margin from its within-class "
-                                 f"spread, which needs 2 training images of every class in every fit; these splits "
-                                 f"({sizes}) leave {fewest} of some class in a fit: add images, or use loss 'mr2'")
+    # its margins would fail on a zero spread after the queue wait (an attack round)
+    problem = spread_problem(config["loss"], counts, config["val_fraction"], config["cv"], class_names)
+    if problem:
+        raise RequestInvalid(field, problem)
 
 
 def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, bool]],
@@ -280,7 +277,7 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
     for (field, _, referenced), config in zip(probes, configs):
-        _check_validation("cache_id", counts, config, field, referenced)
+        _check_validation("cache_id", counts, config, field, referenced, cache_row["class_names"])
     return configs
 
 
@@ -334,6 +331,6 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
                                     len(dataset["class_names"]), i > 0)  # the first probe is the others' reference
                              for i, p in enumerate(job.probes)]
         for i, probe in enumerate(payload["probes"]):
-            _check_validation(split_field, counts, probe, f"probes[{i}]", i > 0)
+            _check_validation(split_field, counts, probe, f"probes[{i}]", i > 0, dataset["class_names"])
         payload["reuse_reference"] = job.reuse_reference
     return payload

@@ -142,17 +142,11 @@ def cv_folds(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
     return folds if folds >= 2 else 0
 
 
-def fewest_training_images(counts: dict[str, list[int]], fraction: float, cv: int) -> int:
-    """The fewest training images any class has in any fit of a run on splits of ``counts``
-    (:func:`fewest_training_per_class`). A statistic of a class's spread needs 2 (``mr2_spread``; a service checks
-    it before a job exists)."""
-    return int(fewest_training_per_class(counts, fraction, cv).min())
-
-
 def fewest_training_per_class(counts: dict[str, list[int]], fraction: float, cv: int) -> np.ndarray:
     """(K,) the fewest training images of each class in any fit of a run on splits of ``counts``: the final fits
     (on train, less what is carved for val where the val split is empty) and, where the run cross-validates
-    (:func:`cv_folds`), each fold's (a stratified fold holds out at most ⌈n/k⌉ of a class's n)."""
+    (:func:`cv_folds`), each fold's (a stratified fold holds out at most ⌈n/k⌉ of a class's n). A statistic of a
+    class's spread needs 2 (``mr2_spread``, :func:`spread_problem`; a service checks it before a job exists)."""
     train, val = _per_class_splits(counts, fraction)
     folds = cv_folds(counts, fraction, cv)
     if not folds:
@@ -480,24 +474,25 @@ def _scorer(splits: _Splits, class_names: list[str], config: ProbeConfig) -> _Sc
     return _Scorer(splits, plan, pool, warnings, config.overall_metric)
 
 
-def _check_spread_classes(config: ProbeConfig, data: dict, class_names: list[str]) -> None:
-    """A loss whose margins come from each class's within-class spread ‖s_k‖² (``needs == "spread"``) on a class
-    that some fit of the run trains on one image of (:func:`fewest_training_per_class`): its spread is 0, and the
-    sweep stopped on "classes [3, 4] have [0.0, 0.0]", indices the user never saw (an extremes round). Refused
-    before any fit, naming the classes."""
-    if get_loss_spec(config.loss).needs != "spread":
-        return
-    counts = {split: np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names)).tolist()
-              for split, (_, labels) in data.items()}
-    fewest = fewest_training_per_class(counts, config.val_fraction, config.cv)
+def spread_problem(loss: str, counts: dict[str, list[int]], fraction: float, cv: int, class_names: list[str]
+                   ) -> str | None:
+    """Why a run of ``loss`` on splits of ``counts`` (split → images per class) cannot fit, or None: a loss whose
+    margins come from each class's within-class spread ‖s_k‖² (``needs == "spread"``) on a class that some fit
+    trains on one image of (:func:`fewest_training_per_class`): its spread is 0. The sweep stopped on "classes
+    [3, 4] have [0.0, 0.0]", indices the user never saw, and the service's refusal named no class (an extremes
+    round); a run raises it before any fit and the service answers it before a job exists."""
+    if get_loss_spec(loss).needs != "spread":
+        return None
+    fewest = fewest_training_per_class(counts, fraction, cv)
     short = np.flatnonzero(fewest < 2)
-    if short.size:
-        in_fold = fewest < _per_class_splits(counts, config.val_fraction)[0]  # fewer than the final fits have
-        named = listed([f"{class_names[k]!r} ({fewest[k]}{' in a cross-validation fold' if in_fold[k] else ''})"
-                        for k in short], 10)
-        raise ValueError(f"loss {config.loss!r} sets each class's margin from the spread of its training images, 0 "
-                         f"for a class of one training image: {named}. Every class needs 2 or more training images "
-                         f"in every fit (add images of it, or choose loss 'mr2', whose r_k² one image gives).")
+    if not short.size:
+        return None
+    in_fold = fewest < _per_class_splits(counts, fraction)[0]  # fewer than the final fits have
+    named = listed([f"{class_names[k]!r} ({fewest[k]}{' in a cross-validation fold' if in_fold[k] else ''})"
+                    for k in short], 10)
+    return (f"loss {loss!r} sets each class's margin from the spread of its training images, 0 for a class of one "
+            f"training image: {named}. Every class needs 2 or more training images in every fit (add images of it, "
+            "or choose loss 'mr2', whose r_k² one image gives)")
 
 
 def _scores(correct: np.ndarray, scorer: _Scorer, groups: dict | None) -> tuple[float, float]:
@@ -805,7 +800,12 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     class_names = [str(c) for c in class_names]
     check_class_options(config, len(class_names), reference is not None)
     splits = _splits(data, class_names, config)
-    _check_spread_classes(config, {split: pair for split, pair in data.items() if len(pair[1])}, class_names)
+    problem = spread_problem(config.loss, {split: np.bincount(np.asarray(labels, dtype=np.int64),
+                                                               minlength=len(class_names)).tolist()
+                                            for split, (_, labels) in data.items() if len(labels)},
+                             config.val_fraction, config.cv, class_names)
+    if problem:
+        raise ValueError(problem + ".")
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)

@@ -956,9 +956,9 @@ def test_a_spread_margin_probe_without_two_training_images_of_a_class_in_every_f
     resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "mr2_spread"}})
     assert resp.status_code == 422, resp.text
     assert resp.json()["detail"] == (
-        "cache_id: loss 'mr2_spread' sets each class's margin from its within-class spread, which needs 2 training "
-        "images of every class in every fit; these splits (train 3, val 12, test 6) leave 1 of some class in a fit: "
-        "add images, or use loss 'mr2'")
+        "cache_id: loss 'mr2_spread' sets each class's margin from the spread of its training images, 0 for a class "
+        "of one training image: 'a' (1), 'b' (1), 'c' (1). Every class needs 2 or more training images in every fit "
+        "(add images of it, or choose loss 'mr2', whose r_k² one image gives)")
     assert service.get("/api/jobs").json() == []
     resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": {"loss": "mr2"}})
     assert resp.status_code == 202, resp.text
