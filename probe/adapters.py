@@ -29,7 +29,8 @@ class ResidualLinearAdapter(nn.Module):
     name = "linear"
     FORWARD = "x = x + x @ adapter.A.T"  # in terms of the saved tensors (head.json's "forward")
 
-    def __init__(self, num_features: int, rank: int | None = None) -> None:
+    def __init__(self, num_features: int, rank: int | None = None, *,
+                 generator: torch.Generator | None = None) -> None:  # noqa: ARG002 - A starts at zero
         super().__init__()
         if rank is not None:
             raise TypeError("adapter 'linear' is full rank; use adapter 'lowrank' for rank=.")
@@ -46,13 +47,14 @@ class LowRankAdapter(nn.Module):
     name = "lowrank"
     FORWARD = "x = x + (x @ adapter.V.T) @ adapter.U.T"
 
-    def __init__(self, num_features: int, rank: int | None = None) -> None:
+    def __init__(self, num_features: int, rank: int | None = None, *,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         rank = min(64, int(num_features)) if rank is None else int(rank)
         if not 1 <= rank <= int(num_features):
             raise ValueError(f"rank must be in [1, num_features={num_features}], got {rank}.")
         self.num_features, self.rank = int(num_features), rank
-        self.V = nn.Parameter(torch.randn(rank, self.num_features) / math.sqrt(self.num_features))
+        self.V = nn.Parameter(torch.randn(rank, self.num_features, generator=generator) / math.sqrt(self.num_features))
         self.U = nn.Parameter(torch.zeros(self.num_features, rank))
 
     def forward(self, features: Tensor) -> Tensor:
@@ -66,13 +68,18 @@ class BottleneckMLPAdapter(nn.Module):
     FORWARD = ("x = x + gelu(x @ adapter.down.weight.T + adapter.down.bias) @ adapter.U.T, gelu the exact (erf) "
                "GELU")
 
-    def __init__(self, num_features: int, rank: int | None = None) -> None:
+    def __init__(self, num_features: int, rank: int | None = None, *,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         rank = min(128, int(num_features)) if rank is None else int(rank)
         if rank < 1:
             raise ValueError(f"rank (bottleneck width) must be >= 1, got {rank}.")
         self.num_features, self.rank = int(num_features), rank
         self.down = nn.Linear(self.num_features, rank)
+        if generator is not None:  # nn.Linear's own initialisation (reset_parameters), drawn from the generator
+            nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(self.num_features)
+            nn.init.uniform_(self.down.bias, -bound, bound, generator=generator)
         self.U = nn.Parameter(torch.zeros(self.num_features, rank))
 
     def forward(self, features: Tensor) -> Tensor:
@@ -88,13 +95,15 @@ def forward_text(name: str) -> str:
     return globals()[get_adapter_spec(name).factory].FORWARD
 
 
-def create_adapter(name: str, num_features: int, rank: int | None = None) -> nn.Module:
+def create_adapter(name: str, num_features: int, rank: int | None = None, *,
+                   generator: torch.Generator | None = None) -> nn.Module:
     """Build adapter ``name`` for d = ``num_features``; ``rank`` is the rank (``lowrank``, default min(64, d)) or
-    the bottleneck width (``mlp``, default min(128, d)); ``linear`` is full rank and takes none."""
+    the bottleneck width (``mlp``, default min(128, d)); ``linear`` is full rank and takes none. Its random weights
+    are drawn from ``generator`` (None: torch's global generator)."""
     spec = get_adapter_spec(name)
     if int(num_features) < 1:
         raise ValueError(f"num_features must be >= 1, got {num_features}.")
-    adapter = globals()[spec.factory](int(num_features), rank)
+    adapter = globals()[spec.factory](int(num_features), rank, generator=generator)
     adapter.spec = spec
     adapter.options = {"rank": getattr(adapter, "rank", None)}
     return adapter

@@ -37,10 +37,11 @@ class LinearHead(nn.Module):
     name = "linear"
     normalizes = False
 
-    def __init__(self, num_features: int, num_classes: int, bias: bool = True) -> None:
+    def __init__(self, num_features: int, num_classes: int, bias: bool = True, *,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.num_features, self.num_classes = int(num_features), int(num_classes)
-        self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features) * 0.01)
+        self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features, generator=generator) * 0.01)
         self.bias = nn.Parameter(torch.zeros(self.num_classes)) if bias else None
 
     def input_features(self, features: Tensor) -> Tensor:
@@ -84,11 +85,11 @@ class CosineHead(nn.Module):
     normalizes = True
 
     def __init__(self, num_features: int, num_classes: int, logit_scale: float = 16.0,
-                 learnable_scale: bool = True) -> None:
+                 learnable_scale: bool = True, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         HEADS["cosine"].options["logit_scale"].check("head 'cosine'", "logit_scale", logit_scale)  # bounds: registry
         self.num_features, self.num_classes = int(num_features), int(num_classes)
-        self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features) * 0.01)
+        self.weight = nn.Parameter(torch.randn(self.num_classes, self.num_features, generator=generator) * 0.01)
         log_s = torch.tensor(math.log(float(logit_scale)))
         if learnable_scale:
             self.log_scale = nn.Parameter(log_s)
@@ -157,8 +158,10 @@ def _check_dims(num_features: int, num_classes: int) -> None:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
 
 
-def create_head(name: str, num_features: int, num_classes: int, **options) -> nn.Module:
-    """Build head ``name`` for d = ``num_features`` and K = ``num_classes`` (options over registry defaults).
+def create_head(name: str, num_features: int, num_classes: int, *, generator: torch.Generator | None = None,
+                **options) -> nn.Module:
+    """Build head ``name`` for d = ``num_features`` and K = ``num_classes`` (options over registry defaults), its
+    random weights drawn from ``generator`` (None: torch's global generator, which every thread shares).
 
     The options and their bounds are declared in ``probe.registry.HEADS``. Raises KeyError (unknown head),
     TypeError (unknown option), ValueError (bad dimension or value).
@@ -166,6 +169,6 @@ def create_head(name: str, num_features: int, num_classes: int, **options) -> nn
     spec = get_head_spec(name)
     _check_dims(num_features, num_classes)
     resolved = check_options(spec, options, "head")
-    head = head_class(name)(int(num_features), int(num_classes), **resolved)
+    head = head_class(name)(int(num_features), int(num_classes), **resolved, generator=generator)
     head.spec, head.options = spec, resolved
     return head

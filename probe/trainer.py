@@ -348,12 +348,13 @@ class ProbeTrainer:
         filled = NEEDS[spec_loss.needs].option
         if spec_loss.needs == "priors" and loss_options.get(filled) is None:  # the training class frequencies
             loss_options[filled] = (counts / counts.sum()).numpy()
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only (heads are built on the CPU): torch.manual_seed also queues a seed for each
-            # accelerator backend, recording a stack trace per backend, ~1.3 ms per fit on a machine without one
-            torch.default_generator.manual_seed(int(self.random_state))
-            head = create_head(self.head, d, k, **(self.head_options or {}))
-            adapter = create_adapter(self.adapter, d, rank=self.adapter_rank) if self.adapter else None
+        # A generator of this fit's own, seeded as torch's global one was (the same weights): the service trains
+        # the jobs of MR2PROBE_CPU_JOBS > 1 in threads of one process, and a head drawn from the global generator
+        # between this seed and its draw took another job's seed (a fit of the same seed gave other weights).
+        generator = torch.Generator().manual_seed(int(self.random_state))
+        head = create_head(self.head, d, k, generator=generator, **(self.head_options or {}))
+        adapter = (create_adapter(self.adapter, d, rank=self.adapter_rank, generator=generator) if self.adapter
+                   else None)
         loss_fn = create_loss(self.loss, **loss_options)
         if spec_loss.input == "cosine" and hasattr(head, "log_scale") and hasattr(loss_fn, "scale"):
             # such a loss scores the cosines at its own scale s and the head's scale gets no gradient: the head

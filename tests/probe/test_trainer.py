@@ -300,6 +300,36 @@ def test_fit_is_bit_identical_for_a_fixed_seed_on_cpu():
     assert torch.equal(torch.rand(1), before)
 
 
+@pytest.mark.parametrize("head,adapter", [("linear", None), ("cosine", "mlp")])
+def test_a_fit_draws_its_initial_weights_from_its_own_seed_whatever_other_threads_draw(head, adapter):
+    """The service trains MR2PROBE_CPU_JOBS jobs in threads of one process: a head seeded through torch's global
+    generator took whatever another thread had drawn or seeded between the seed and its draw, and a job's run of
+    a fixed seed got other initial weights (and other results) when another job ran beside it."""
+    import threading
+
+    x, y = gaussian_features(n_per=20, d=64)
+    kw = dict(head=head, adapter=adapter, loss="ce", epochs=1, lr=1e-9, random_state=3)
+    alone = ProbeTrainer(**kw).fit(x, y)
+    stop = threading.Event()
+
+    def other_job():  # another job seeding and drawing from the global generator, as fits and data loaders do
+        while not stop.is_set():
+            torch.manual_seed(0)
+            torch.randn(4096)
+
+    thread = threading.Thread(target=other_job, daemon=True)
+    thread.start()
+    try:
+        beside = [ProbeTrainer(**kw).fit(x, y) for _ in range(30)]
+    finally:
+        stop.set()
+        thread.join()
+    expected = alone.head_.state_dict() | (alone.adapter_.state_dict() if adapter else {})
+    for fit in beside:
+        got = fit.head_.state_dict() | (fit.adapter_.state_dict() if adapter else {})
+        assert all(torch.equal(got[name], value) for name, value in expected.items())
+
+
 def test_ema_mode_agrees_with_exact_mode():
     x, y = gaussian_features(n_per=300)
     exact = ProbeTrainer(loss="mr2", cbar=2.0, epochs=1).fit(x, y)
