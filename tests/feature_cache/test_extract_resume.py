@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feature_cache import CacheMismatch, ExtractionCancelled, extract, open_cache, open_dataset
+from feature_cache import CacheMismatch, DatasetError, ExtractionCancelled, extract, open_cache, open_dataset
 from fc_testutils import tiny_encoder, write_image
 
 HERE = Path(__file__).resolve().parent
@@ -155,6 +155,26 @@ def test_partial_of_another_request_is_discarded(tree, tmp_path):
     result = run(tree, None, tiny_encoder(counter=count), out=out)
     assert count == [TOTAL] and result.encoded == TOTAL
     assert open_cache(out).attrs["encoder"] == "tiny-0"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_removed_while_extracting_stops_it_and_once_back_the_extraction_resumes_whole(tree, tmp_path, workers):
+    """An isolation round: files moved away by another user while a job extracted their data set were skipped as
+    'failed to decode', and the cache was written under the fingerprint of the data set that holds them; once they
+    were back, the next job reused it (20 test images short, saying they failed to decode) instead of encoding
+    them."""
+    reference = all_splits(run(tree, tmp_path / "ref").path)
+    data = open_dataset(tree)  # listed (and fingerprinted) with every file, as a job opens it before extracting
+    gone = tree / data.splits["test"][1].source
+    moved = gone.rename(tmp_path / "moved.png")
+    out = tmp_path / "c.h5"
+    with pytest.raises(DatasetError, match=r"1 file of the data set \(test/[a-z]+/\d+\.png\) was removed or moved"):
+        run(data, None, out=out, workers=workers)
+    assert not out.exists() and (tmp_path / "c.h5.partial").exists()  # train and val written: kept to resume
+    moved.rename(gone)
+    resumed = run(tree, None, out=out, workers=workers)
+    assert resumed.encoded == TOTAL - 18 and resumed.skipped == [] and resumed.counts["test"] == 9
+    assert_same_cache(all_splits(out), reference)
 
 
 def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
