@@ -1359,3 +1359,40 @@ def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monk
     assert any(r.levelname == "WARNING" and "No space left" in r.getMessage() for r in caplog.records)
     assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
     assert service.get("/api/datasets").json() == []
+
+
+def test_a_file_moved_away_mid_extraction_fails_the_job_and_once_back_a_new_job_has_every_image(tmp_path, monkeypatch):
+    """An isolation round: a file another user moved away while a job extracted its data set was skipped as 'failed
+    to decode' into a cache named by the fingerprint of the data set that holds it, and once the file was back the
+    next job reused that cache, an image short. Now the job fails naming the file, and its partial file waits for
+    the file to come back (tests/feature_cache/test_extract_resume.py: the resume)."""
+    import feature_cache
+
+    root = tmp_path / "root"
+    unzip(tiny_zip_bytes(3, 2), root)
+    settings = make_settings(tmp_path / "state", data_root=root)
+    victim = sorted((root / "tiny" / "test").rglob("*.*"))[0]
+    moved = tmp_path / "moved"
+    build, calls = feature_cache.create_encoder, []
+
+    def move_then_build(*args, **kwargs):  # after the first job listed (fingerprinted) the data set, before it reads
+        if not moved.exists() and not calls:
+            victim.rename(moved)
+        calls.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(feature_cache, "create_encoder", move_then_build)
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", json={"path": "tiny"}).json()
+        request = {"kind": "extract", "dataset_id": ds["id"], "encoder": "effnet-lite0"}
+        failed = wait_job(client, client.post("/api/jobs", json=request).json()["id"])
+        assert failed["status"] == "failed" and failed["resumable"]
+        assert failed["error"].startswith(f"DatasetError: 1 file of the data set (test/{victim.parent.name}/"
+                                          f"{victim.name}) was removed or moved while its features were extracted")
+        assert not client.get("/api/caches").json()
+        moved.rename(victim)
+        done = wait_job(client, client.post("/api/jobs", json=request).json()["id"])
+        assert done["status"] == "succeeded", done["error"]
+        cache = client.get(f"/api/caches/{done['result']['cache_id']}").json()
+        assert cache["counts"]["test"] == sum(ds["counts"]["test"])  # every test image, the one moved included
+        assert not any("skipped" in m["text"] for m in done["messages"])
