@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ class JobContext:
     settings: Settings
     stop_event: threading.Event = field(default_factory=threading.Event)
     stop_reason: str | None = None  # "cancel" (user) or "shutdown" (server stopping)
+    # ``with ctx.idle():`` around a wait on another job: its worker slot runs a queued job meanwhile (the runner's)
+    idle: Callable[[], AbstractContextManager] = nullcontext
     _last_write: float = 0.0
     _last_stage: str | None = None
 

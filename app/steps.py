@@ -199,7 +199,10 @@ def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
             if not waiting:
                 ctx.message("another job is extracting these features; waiting for it, to reuse its cache")
                 waiting = True
-            ctx.stop_event.wait(BUSY_POLL_SECONDS)  # a cancel or an interrupt wakes it at once
+            # its slot runs a queued job meanwhile: a probe queued behind the waiting job waited for the whole
+            # extraction, a slot of MR2PROBE_CPU_JOBS doing nothing (an isolation round)
+            with ctx.idle():
+                ctx.stop_event.wait(BUSY_POLL_SECONDS)  # a cancel or an interrupt wakes it at once
             ctx.check_stop()
 
 

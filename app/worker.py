@@ -5,9 +5,11 @@ marks jobs that a dead process left ``running`` as ``interrupted``; ``resume`` q
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from probe.allocator import share_main_arena
@@ -50,6 +52,7 @@ class JobRunner:
         self.handlers = {kind: h if isinstance(h, JobKind) else JobKind(h) for kind, h in handlers.items()}
         self._limits = {"gpu": 1, "cpu": settings.cpu_jobs}
         self._busy = {"gpu": 0, "cpu": 0}
+        self._reclaiming = {"gpu": 0, "cpu": 0}  # idle jobs waiting to take their slot back (first, before the queue)
         self._running: dict[str, tuple[JobContext, threading.Thread, str]] = {}
         self._cond = threading.Condition()
         self._stopping = False
@@ -217,19 +220,37 @@ class JobRunner:
                 continue
             resource = self.handlers[job["kind"]].resource(job["request"], self._device_name())
             with self._cond:
-                if self._stopping or self._busy[resource] >= self._limits[resource]:
+                if self._stopping or self._busy[resource] + self._reclaiming[resource] >= self._limits[resource]:
                     continue
                 try:
                     job = self.store.claim(job["id"])
                 except (InvalidTransition, NotFound):
                     continue
                 ctx = JobContext(job=job, store=self.store, settings=self.settings)
+                ctx.idle = functools.partial(self._idle, resource, ctx)
                 thread = threading.Thread(target=self._run, args=(ctx, resource),
                                           name=f"mr2probe-{job['id']}", daemon=True)
                 self._busy[resource] += 1
                 self._running[job["id"]] = (ctx, thread, resource)
                 # Started under the lock, so stop() never sees (and joins) a thread that has not started.
                 thread.start()
+
+    @contextmanager
+    def _idle(self, resource: str, ctx: JobContext) -> Iterator[None]:
+        """``JobContext.idle``: a running job that waits on another gives its slot to a queued job meanwhile, and
+        takes it back as soon as one is free, before the queue does (or at once when it is asked to stop)."""
+        with self._cond:
+            self._busy[resource] -= 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._reclaiming[resource] += 1
+                while self._busy[resource] >= self._limits[resource] and not (self._stopping or ctx.should_stop()):
+                    self._cond.wait(timeout=1.0)
+                self._reclaiming[resource] -= 1
+                self._busy[resource] += 1
 
     def _run(self, ctx: JobContext, resource: str) -> None:
         job_id = ctx.job_id

@@ -1180,6 +1180,38 @@ def test_an_extraction_busy_elsewhere_is_waited_for_not_a_failure(service, monke
     assert sum("waiting for it, to reuse its cache" in m["text"] for m in job["messages"]) == 1
 
 
+def test_a_job_waiting_on_another_extraction_lets_a_queued_job_run_in_its_slot(service, tmp_path, monkeypatch):
+    """An isolation round: a job waiting for another's extraction of the same features held its worker slot for
+    the whole extraction, and a probe queued behind it (a second of work) waited as long."""
+    import feature_cache
+
+    import app.steps as steps
+
+    real, released = feature_cache.extract, threading.Event()
+
+    def busy_until_released(*args, **kwargs):
+        if not released.is_set():
+            raise feature_cache.ExtractionBusy("x.h5 is being extracted by another process")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(feature_cache, "extract", busy_until_released)
+    monkeypatch.setattr(steps, "BUSY_POLL_SECONDS", 0.1)
+    assert service.app.state.settings.cpu_jobs == 1
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+    waiting = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"]
+    wait_for(lambda: any("waiting for it" in m["text"] for m in service.get(f"/api/jobs/{waiting}").json()["messages"]),
+             120, what="the extraction waiting")
+    probe = service.post("/api/jobs", json={"kind": "probe", "cache_id": _synthetic_cache(service, tmp_path),
+                                             "config": ERM}).json()["id"]
+    try:
+        wait_for(lambda: service.get(f"/api/jobs/{probe}").json()["status"] == "succeeded", 120,
+                 what="the probe queued behind the waiting job")
+        assert service.get(f"/api/jobs/{waiting}").json()["status"] == "running"  # still waiting meanwhile
+    finally:
+        released.set()
+    assert wait_job(service, waiting)["status"] == "succeeded"
+
+
 def test_a_labelled_test_set_alone_registers_and_extracts_but_trains_nothing(service):
     """New labelled images to score shipped probes on (a test/ folder alone) were re-split, most of them into
     train (found by an outside round). Now all of them are test images: the data set registers and extracts, and

@@ -241,9 +241,9 @@ def test_worker_is_generic(tmp_path):
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     # probe.allocator: the process's heap setting for the job threads (share_main_arena), no probe code;
     # threads: the process's thread pools (MR2PROBE_THREADS); messages: a failed job's error as clients read it;
-    # datadir: the data directory's lock
-    assert imported == {"__future__", "collections.abc", "typing", "config", "datadir", "jobs", "status", "store",
-                        "threads", "messages", "probe.allocator"}
+    # datadir: the data directory's lock; contextlib: JobContext.idle's slot hand-over
+    assert imported == {"__future__", "collections.abc", "contextlib", "typing", "config", "datadir", "jobs", "status",
+                        "store", "threads", "messages", "probe.allocator"}
     assert "pending_run" not in ast.unparse(tree)  # the probe step's own bookkeeping stays in the step
     discarded = []
     kind = JobKind(run=lambda ctx: {}, resource=lambda request, device: "cpu",
