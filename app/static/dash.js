@@ -205,6 +205,36 @@
     return tableEl;
   }
 
+  // ---- the keyboard focus across a rebuild: the home page's lists are built again every 2 s and a watched job's
+  // panel every second, and a focused link or button went with them, the focus back on the page's body (a
+  // keyboard-only round: the runs list could not be tabbed through, a job's Cancel not reached)
+  const FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
+  const KEYED = ["id", "data-job", "data-run", "data-dataset", "data-cache"];  // what names a row, a cell, a control
+
+  /** Where `node` (focused, inside `container`) stands: the nearest element of it or above it that names itself
+   * (KEYED), and the control by its tag, text and place among its likes there. */
+  function focusKey(node, container) {
+    let anchor = node;
+    while (anchor !== container && !KEYED.some((a) => anchor.hasAttribute(a))) anchor = anchor.parentElement;
+    const attr = KEYED.find((a) => anchor !== container && anchor.hasAttribute(a));
+    const likes = (root) => [root, ...root.querySelectorAll(FOCUSABLE)].filter((n) => n.matches(FOCUSABLE)
+      && n.tagName === node.tagName && n.textContent === node.textContent);
+    return { selector: attr ? `[${attr}="${CSS.escape(anchor.getAttribute(attr))}"]` : null, likes,
+             nth: likes(anchor).indexOf(node) };
+  }
+
+  /** `rebuild()`, then the focus back on the control of the new nodes that stands where the focused one stood
+   * (focusKey): the same row's Cancel, not another job's; nowhere when it is gone. */
+  function keepFocus(container, rebuild) {
+    const active = document.activeElement;
+    const key = active && active !== container && container.contains(active) ? focusKey(active, container) : null;
+    rebuild();
+    if (!key || active.isConnected) return;
+    const anchor = key.selector ? container.querySelector(key.selector) : container;
+    const again = anchor && key.likes(anchor)[key.nth];
+    if (again) again.focus({ preventScroll: true });
+  }
+
   /** A number cell's sort key for `sortable`: a missing value sorts below every number. */
   const sortKey = (v) => (typeof v === "number" && isFinite(v) ? String(v) : "-Infinity");
 
@@ -331,6 +361,6 @@
   };
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink };
 })();

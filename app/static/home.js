@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
-          when, deleteButton, isNum, num, cacheImages, cacheState } = window.Dash;
+          when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus } = window.Dash;
   const POLL_MS = 2000;
 
   function splitCounts(cache) {
@@ -255,13 +255,15 @@
     // each table in a box of its own: on a narrow window its sideways scrollbar sat at the bottom of the card, under
     // the whole list (a dashboard-only round at 800 px)
     const box = (node) => h("div", { class: "table-scroll" }, node);
-    document.getElementById("jobs").replaceChildren(box(
+    // each list built again, the focus kept on its control (Dash.keepFocus)
+    const into = (id, ...nodes) => keepFocus(document.getElementById(id), () => document.getElementById(id).replaceChildren(...nodes));
+    into("jobs", box(
       table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
-    document.getElementById("runs").replaceChildren(...[box(
+    into("runs", ...[box(
       sortable(table(["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"],
                      runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)),
       runs.length > 1 ? compareBar(runs) : null, cutNote(runs, "runs", "/api/runs")].filter(Boolean));
-    document.getElementById("datasets").replaceChildren(...[box(
+    into("datasets", ...[box(
       table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
             "No data sets yet: upload one from the launch page.")),
       cutNote(datasets, "data sets", "/api/datasets"), cutNote(caches, "feature caches", "/api/caches")].filter(Boolean));

@@ -6,7 +6,7 @@
    The choices (encoders, heads, second probes) come from GET /launch/choices, i.e. from the registries. */
 (function () {
   "use strict";
-  const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText } = window.Dash;
+  const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText, keepFocus } = window.Dash;
   const POLL_MS = 1000;
   const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "val-fraction", "epochs"];  // across a form rebuild
 
@@ -462,7 +462,8 @@
         try { await getJSON(`/api/caches/${enc(result.cache_id)}`); cacheGone = false; }
         catch (e) { cacheGone = e.status === 404; }
       }
-      panel.replaceChildren(...[  // replaceChildren would print a null as "null"
+      // built again every second: the focus stays on its button (Dash.keepFocus; Cancel could not be reached)
+      keepFocus(panel, () => panel.replaceChildren(...[  // replaceChildren would print a null as "null"
         h("h2", {}, `Job ${job.id} · ${job.kind}`),
         // what it was asked to do (a cancelled job's page said only its status; a dashboard-only round)
         job.what ? h("p", { class: "muted", id: "job-what" }, job.what) : null,
@@ -480,7 +481,7 @@
             + "\"Score the shipped probe on a cache\" and download \"Predictions (.csv)\".") : null,
           // once the job is done: while a pipeline trained its second probe, this opened its first (reused) run
           url && job.status === "succeeded" ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
-        h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean));
+        h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean)));
       panel.hidden = false;
       panel.dataset.status = job.status;
       // the job's progress above the form, in view once it shows (scrolled while still hidden, it stayed out of

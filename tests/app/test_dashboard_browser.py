@@ -2408,3 +2408,45 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
     driver.screenshot(tmp_path / "compare.png")
     _open(driver, live_server + "/compare", "compare")  # nothing chosen: where to choose
     assert "home page" in driver.js("return document.getElementById('compare-empty').textContent")
+
+
+def _rebuilt(driver: WebDriver, css: str) -> None:
+    """Wait until the page's periodic refresh has built `css` again (a new node in its place)."""
+    driver.js(f"window.beforeRebuild = document.querySelector({json.dumps(css)})")
+    wait_for(lambda: driver.js(f"const n = document.querySelector({json.dumps(css)}); "
+                               "return n !== null && n !== window.beforeRebuild"), 20, interval=0.2, what=f"{css} rebuilt")
+
+
+FOCUSED = """const a = document.activeElement, row = a.closest('tr');
+    return [a.tagName, a.textContent, a.isConnected, row ? (row.dataset.job || row.dataset.run || null) : null];"""
+
+
+def test_the_focus_stays_on_its_control_when_the_lists_and_a_watched_job_are_built_again(driver, live_server, finished):
+    """A keyboard-only round: the home page builds its lists again every 2 s and a watched job's panel every
+    second, and the focused link or button went with them, the focus back on the page's body: the runs list could
+    not be tabbed through, nor a running job's Cancel reached."""
+    store = finished.client.app.state.store
+    job = _job_row(store, "running", 0.3)
+    try:
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job}\"] button') !== null"),
+                 30, interval=0.2, what="the running job listed")
+        # the reference run's delete button (each run row has one, all alike): the same row's after the refresh
+        driver.js(f"document.querySelector('#runs tr[data-run=\"{finished.erm}\"] button[data-delete]').focus()")
+        _rebuilt(driver, "#runs-table")
+        assert driver.js(FOCUSED) == ["BUTTON", "×", True, finished.erm]
+        driver.js(f"document.querySelector('#runs tr[data-run=\"{finished.mr2}\"] a').focus()")
+        _rebuilt(driver, "#runs-table")
+        assert driver.js(FOCUSED) == ["A", finished.mr2, True, finished.mr2]
+        driver.js(f"document.querySelector('#jobs tr[data-job=\"{job}\"] button').focus()")
+        _rebuilt(driver, "#jobs table")
+        assert driver.js(FOCUSED) == ["BUTTON", "Cancel", True, job]
+        # the watched job's Cancel, its panel built again every second
+        _open(driver, f"{live_server}/launch?job={job}", "launch")
+        wait_for(lambda: driver.js("return document.getElementById('job-cancel') !== null"), 30, interval=0.1,
+                 what="cancel button")
+        driver.js("document.getElementById('job-cancel').focus()")
+        _rebuilt(driver, "#job-cancel")
+        assert driver.js("return document.activeElement.id") == "job-cancel"
+    finally:
+        _delete_jobs(store, [job])
