@@ -194,6 +194,11 @@
     ths.forEach((th, i) => {
       th.classList.add("sortable");
       th.title = "sort by this column";
+      // a keyboard sorts too: Tab to a header, Enter or Space (a keyboard-only round: the headers took clicks only)
+      th.tabIndex = 0;
+      th.addEventListener("keydown", (ev) => {
+        if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); th.click(); }
+      });
       th.addEventListener("click", () => {
         const first = tableEl.tBodies[0].rows[0], numeric = first && first.cells[i] && first.cells[i].dataset.sort !== undefined;
         state.desc = state.col === i ? !state.desc : Boolean(numeric);

@@ -151,6 +151,13 @@ class WebDriver:
         element = self._cmd("POST", "/element", {"using": "css selector", "value": css})
         self._cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
 
+    def keys(self, *keys: str) -> None:
+        """Press and release each key in turn, as a user at the keyboard does (trusted events, to the focused
+        element): "\ue004" Tab, "\ue007" Enter, " " Space."""
+        actions = [a for k in keys for a in ({"type": "keyDown", "value": k}, {"type": "keyUp", "value": k})]
+        self._cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})
+        self._cmd("DELETE", "/actions")
+
     def screenshot(self, path: Path) -> Path:
         """A PNG of the whole page (not just the window)."""
         height = int(self.js("return document.documentElement.scrollHeight"))
@@ -2450,3 +2457,32 @@ def test_the_focus_stays_on_its_control_when_the_lists_and_a_watched_job_are_bui
         assert driver.js("return document.activeElement.id") == "job-cancel"
     finally:
         _delete_jobs(store, [job])
+
+
+TAB, ENTER = "\ue004", "\ue007"
+
+
+def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finished):
+    """A keyboard-only round: the per-class table's and the runs list's headers sorted on a click only, and could
+    not be reached with Tab."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    report = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
+    order = "return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r => r.dataset.class)"
+    by_recall = [r["name"] for r in sorted(report["per_class"], key=lambda r: (-r["recall"], r["accuracy"], r["index"]))]
+    # Tab from the cell before the headers reaches them, one after the other
+    driver.js("const t = document.getElementById('per-class-table'); t.closest('section.card').querySelector('h2')"
+              ".setAttribute('tabindex', '-1'); t.closest('section.card').querySelector('h2').focus()")
+    driver.keys(TAB)
+    assert driver.js("return document.activeElement.textContent") == "class"
+    driver.js("Array.from(document.querySelectorAll('#per-class-table th')).find(t => t.textContent === 'recall').focus()")
+    driver.keys(ENTER)
+    assert driver.js("return document.querySelector('#per-class-table th[aria-sort=descending]').textContent") == "recall"
+    assert driver.js(order) == by_recall
+    driver.keys(" ")
+    assert driver.js("return document.querySelector('#per-class-table th[aria-sort=ascending]').textContent") == "recall"
+    _open(driver, f"{live_server}/", "home")
+    wait_for(lambda: driver.js("return document.querySelector('#runs-table') !== null"), 30, interval=0.2,
+             what="runs listed")
+    driver.js("Array.from(document.querySelectorAll('#runs-table th')).find(t => t.textContent === 'hard').focus()")
+    driver.keys(ENTER)
+    assert driver.js("return document.querySelector('#runs-table th[aria-sort=descending]').textContent") == "hard"
