@@ -84,6 +84,8 @@
 
   /** "1 · Images": where the images come from (a registered data set, an upload, a server folder or a cache
    * extracted already), and the data set picker the imbalance note follows. */
+  // (each control of a source has a name of its own, "aria-label": the radio above names the source, and a screen
+  // reader read the data set and cache pickers and the file input as bare controls; a keyboard-only round)
   function imagesFieldset(choices, datasets, caches, cacheId, datasetId) {
     // /launch?cache=ID (a cache's "train" link on the home page): that cache, picked
     const source = cacheId ? "cache" : datasets.length ? "existing" : "upload";
@@ -97,7 +99,7 @@
     // caches a probe trains on: labelled images with a train split (not unlabelled ones, not a test set alone)
     const labelledCaches = caches.filter((c) => c.labelled !== false && Number((c.counts || {}).train) > 0);
     const firstUsable = (labelledCaches.find((c) => !c.problem) || {}).id;
-    const datasetSelect = h("select", { id: "dataset-select" }, datasets.map((d) =>
+    const datasetSelect = h("select", { id: "dataset-select", "aria-label": "registered data set" }, datasets.map((d) =>
       h("option", { value: d.id, selected: d.id === first ? "selected" : null, disabled: d.problem ? "disabled" : null, title: d.problem || null },
         `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
     const fieldset = h("fieldset", {}, h("legend", {}, "1 · Images"),
@@ -105,22 +107,22 @@
         radio("path", "a folder on the server"), radio("cache", "features extracted already")),
       h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
       h("div", { class: "source-pane", "data-source": "upload" },
-        h("input", { type: "file", id: "archive", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
+        h("input", { type: "file", id: "archive", "aria-label": "archive to upload", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
         h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
       h("div", { class: "source-pane", "data-source": "path" },
-        h("input", { id: "dataset-path", placeholder: "/data/my-images", size: 50 }),
+        h("input", { id: "dataset-path", "aria-label": "folder on the server", placeholder: "/data/my-images", size: 50 }),
         h("div", { class: "hint" }, "A folder under the server's MR2PROBE_DATA_ROOT.")),
       h("div", { class: "source-pane", "data-source": "cache" },
-        labelledCaches.length ? h("select", { id: "cache-select" }, h("option", { value: "" }, "a cache file on the server (below)"),
+        labelledCaches.length ? h("select", { id: "cache-select", "aria-label": "feature cache" }, h("option", { value: "" }, "a cache file on the server (below)"),
           labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,
             disabled: c.problem ? "disabled" : null, title: c.problem || null }, Dash.cacheLabel(c, datasets))))
           : h("p", { class: "muted" }, "No labelled feature cache yet."),
         // the path's whereabouts in the hint: the placeholder was cut off at "(under the server's" (a dashboard round)
-        h("input", { id: "cache-path", placeholder: "or a .h5 file from mr2probe extract", size: 50 }),
+        h("input", { id: "cache-path", "aria-label": "cache file on the server", placeholder: "or a .h5 file from mr2probe extract", size: 50 }),
         h("div", { class: "hint" }, "A file path is under the server's MR2PROBE_DATA_ROOT. "
           + "The probes train on these features as they are: no extraction, so the encoder and the "
           + "images-per-class cap do not apply. A file extracted elsewhere needs its data set registered here first.")),
-      h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", placeholder: "name (optional)", maxlength: choices.max_name }),
+      h("div", { class: "source-pane", "data-source": "upload path" }, h("input", { id: "dataset-name", "aria-label": "data set name (optional)", placeholder: "name (optional)", maxlength: choices.max_name }),
         h("label", { class: "checkbox" }, h("input", { type: "checkbox", id: "unlabelled" }),
           " unlabelled images (any folders, no classes): extract them, then a finished run predicts them")),
       h("div", { class: "field-error", id: "err-dataset", role: "alert" }),

@@ -431,7 +431,8 @@
     return [h("p", { class: "muted note" },
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
       h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
-      " score them; a cache of unlabelled images gets its predictions only. Cache ", cacheSelect, " split ", splitSelect, " ",
+      " score them; a cache of unlabelled images gets its predictions only. ", h("label", { for: "score-cache" }, "Cache"), " ", cacheSelect,
+      " ", h("label", { for: "score-split" }, "split"), " ", splitSelect, " ",
       scoreButton, " ", csvButton, " ", h("label", { title: "a column p(<class>) per class: every class's probability" },
         probabilities, " with probabilities"),
       both ? " " : "", both || ""), body];
@@ -574,7 +575,9 @@
       load(name, predicted);
       body.scrollIntoView({ block: "nearest" });
     };
-    return { nodes: [h("p", {}, "Class ", select, " predicted as ", predictedSelect,
+    // the words before each select are its label: a screen reader read both as a bare "combo box" (a keyboard-only round)
+    return { nodes: [h("p", {}, h("label", { for: "gallery-class" }, "Class"), " ", select, " ",
+                       h("label", { for: "gallery-predicted" }, "predicted as"), " ", predictedSelect,
                        h("span", { class: "muted" }, " — the test images of this class the probe got wrong (click a confused pair or a "
                          + "confusion-matrix cell to see its images).")), body], show };
   }
@@ -767,7 +770,7 @@
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null,
         // the arithmetic its fits ran at and the versions: what a re-run elsewhere needs to match (a reproducibility round)
         environmentText(report.environment)]
-        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · compare with ", select, " · ", h("a", { href: "/" }, "all runs")),
+        .filter(Boolean).join(" · "), " · ", csvLink, " · ", htmlLink, " (", mdLink, ") · ", probeLink, " · ", h("label", { for: "compare-select" }, "compare with"), " ", select, " · ", h("a", { href: "/" }, "all runs")),
       elsewhere ? h("p", { class: "muted", id: "compare-elsewhere" }, `The compared run, ${elsewhere.name} (${elsewhere.id}), `
         + `is on another cache: ${elsewhere.cache_id}${otherDs ? `, of data set ${otherDs.name}` : ""}.`) : null,
       warningsBox(report, cmp), verdictBox(report, run, compareId), posthocBox(report),

@@ -151,6 +151,14 @@ class WebDriver:
         element = self._cmd("POST", "/element", {"using": "css selector", "value": css})
         self._cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
 
+    def labels(self, css: str) -> dict[str, str]:
+        """The accessible name (what a screen reader says) of each element `css` selects and the page shows, by
+        its id."""
+        found = self._cmd("POST", "/elements", {"using": "css selector", "value": css})
+        refs = [ref for ref in (next(iter(e.values())) for e in found) if self._cmd("GET", f"/element/{ref}/displayed")]
+        return {self._cmd("GET", f"/element/{ref}/attribute/id"): self._cmd("GET", f"/element/{ref}/computedlabel")
+                for ref in refs}
+
     def keys(self, *keys: str) -> None:
         """Press and release each key in turn, as a user at the keyboard does (trusted events, to the focused
         element): "\ue004" Tab, "\ue007" Enter, " " Space."""
@@ -2486,3 +2494,23 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     driver.js("Array.from(document.querySelectorAll('#runs-table th')).find(t => t.textContent === 'hard').focus()")
     driver.keys(ENTER)
     assert driver.js("return document.querySelector('#runs-table th[aria-sort=descending]').textContent") == "hard"
+
+
+CONTROLS = "select, textarea, input:not([type=hidden]):not([type=radio]):not([type=checkbox])"
+
+
+def test_every_form_control_has_a_name_a_screen_reader_says(driver, live_server, finished):
+    """A keyboard-only round: the compare, gallery and score selects of the run page and the data set and cache
+    pickers and file input of the launch form had no label: a screen reader said "combo box" and nothing else."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    names = driver.labels(f"main {CONTROLS}")
+    assert {"compare-select", "gallery-class", "gallery-predicted", "score-cache", "score-split"} <= set(names)
+    assert [k for k, v in names.items() if not v.strip()] == []
+    assert (names["gallery-class"], names["gallery-predicted"], names["score-cache"]) == ("Class", "predicted as", "Cache")
+    _open(driver, f"{live_server}/launch", "launch")
+    seen = {}
+    for source in ("existing", "upload", "path", "cache"):  # each source shows its own controls
+        driver.click(f"#source-{source}")
+        seen.update(driver.labels(f"main {CONTROLS}"))
+    assert {"dataset-select", "archive", "dataset-path", "dataset-name", "cache-select", "cache-path"} <= set(seen)
+    assert [k for k, v in seen.items() if not v.strip()] == []
