@@ -245,10 +245,19 @@
 
   function statusChip(status) { return h("span", { class: "status " + status, "data-status": status }, status); }
 
+  /** A progress bar, its per cent said to a screen reader too (role progressbar; it was a bare coloured box). */
   function progressBar(fraction) {
-    const fill = h("span", {});
-    fill.style.width = (100 * (fraction || 0)).toFixed(0) + "%";  // CSSOM, allowed by the CSP (style attributes are not)
-    return h("span", { class: "progress" }, fill);
+    const bar = h("span", { class: "progress", role: "progressbar", "aria-label": "progress", "aria-valuemin": "0", "aria-valuemax": "100" },
+      h("span", {}));
+    return setProgress(bar, fraction);
+  }
+
+  /** A progressBar's fill and value at `fraction` (0 to 1). */
+  function setProgress(bar, fraction) {
+    const percent = (100 * (fraction || 0)).toFixed(0);
+    bar.firstChild.style.width = percent + "%";  // CSSOM, allowed by the CSP (style attributes are not)
+    bar.setAttribute("aria-valuenow", percent);
+    return bar;
   }
 
   // ---- time left of a running job at its current rate: its progress over the last minute this page watched it
@@ -366,6 +375,6 @@
   };
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, authImage, download, count, enc, isNum, timeLeft,
+                  deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink };
 })();

@@ -412,7 +412,7 @@
         if (!file) throw new ApiError(0, `choose an archive (${document.getElementById("archive").accept.split(",").join(", ")}) to upload`);
         const bar = document.getElementById("upload-progress");
         bar.hidden = false;
-        const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { bar.querySelector(".progress > span").style.width = (100 * f).toFixed(0) + "%"; });
+        const ds = await uploadArchive(file, name, document.getElementById("unlabelled").checked, (f) => { Dash.setProgress(bar.querySelector(".progress"), f); });
         bar.hidden = true;
         if (ds.reused) showBanner(`This archive is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
         else if (ds.skipped) await saySkipped(ds);
@@ -445,13 +445,22 @@
   /** Poll the job; on success open its report, unless the job had already finished when watching began. */
   function watch(jobId, panel, launchedHere) {
     let sawActive = launchedHere, timer = null, shown = false, cacheGone = null;
+    // the job's state said to a screen reader as it changes (running, cancelled, failed and why): a region of its
+    // own, kept while the rest is built again each second (the panel changed without a word; a keyboard-only round)
+    const content = h("div", {}), said = h("p", { class: "sr-only", role: "status", id: "job-said" });
+    panel.replaceChildren(content, said);
+    const say = (job) => {
+      const text = `Job ${job.id} ${job.status}` + (job.error ? `: ${job.error}` : ".");
+      if (said.dataset.status !== job.status) { said.textContent = text; said.dataset.status = job.status; }
+    };
     const act = (method, path) => api(path, { method }).then(tick, (e) => showBanner(e.message, true));
     const tick = async () => {
       clearTimeout(timer);
       let job;
       try { job = await getJSON(`/api/jobs/${enc(jobId)}`); }
       catch (e) {  // shown: written into the hidden panel, an unknown or deleted job's page was the bare form
-        panel.replaceChildren(h("h2", {}, `Job ${jobId}`), h("p", { class: "neg", id: "job-error" }, e.message));
+        content.replaceChildren(h("h2", {}, `Job ${jobId}`), h("p", { class: "neg", id: "job-error" }, e.message));
+        said.textContent = `Job ${jobId}: ${e.message}`;
         panel.hidden = false;
         return;
       }
@@ -465,7 +474,7 @@
         catch (e) { cacheGone = e.status === 404; }
       }
       // built again every second: the focus stays on its button (Dash.keepFocus; Cancel could not be reached)
-      keepFocus(panel, () => panel.replaceChildren(...[  // replaceChildren would print a null as "null"
+      keepFocus(content, () => content.replaceChildren(...[  // replaceChildren would print a null as "null"
         h("h2", {}, `Job ${job.id} · ${job.kind}`),
         // what it was asked to do (a cancelled job's page said only its status; a dashboard-only round)
         job.what ? h("p", { class: "muted", id: "job-what" }, job.what) : null,
@@ -486,6 +495,7 @@
         h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean)));
       panel.hidden = false;
       panel.dataset.status = job.status;
+      say(job);
       // the job's progress above the form, in view once it shows (scrolled while still hidden, it stayed out of
       // view at 800 px, and the user clicked again; a dashboard-only round)
       if (launchedHere && !shown) { shown = true; panel.scrollIntoView({ block: "start" }); }

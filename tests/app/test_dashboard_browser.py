@@ -2514,3 +2514,35 @@ def test_every_form_control_has_a_name_a_screen_reader_says(driver, live_server,
         seen.update(driver.labels(f"main {CONTROLS}"))
     assert {"dataset-select", "archive", "dataset-path", "dataset-name", "cache-select", "cache-path"} <= set(seen)
     assert [k for k, v in seen.items() if not v.strip()] == []
+
+
+def test_a_watched_jobs_state_and_progress_are_said_to_a_screen_reader(driver, live_server, finished):
+    """A keyboard-only round: the watched job's panel changed its status without a word to a screen reader (no live
+    region; the panel is built again every second), and its progress bars were bare coloured boxes."""
+    from app.status import JobStatus
+
+    store = finished.client.app.state.store
+    job = _job_row(store, "running", 0.3)
+    try:
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job}\"]') !== null"), 30,
+                 interval=0.2, what="the running job listed")
+        bar = driver.js(f"const b = document.querySelector('#jobs tr[data-job=\"{job}\"] .progress'); "
+                        "return [b.getAttribute('role'), b.getAttribute('aria-valuenow')]")
+        assert bar == ["progressbar", "30"]
+        _open(driver, f"{live_server}/launch?job={job}", "launch")
+        wait_for(lambda: driver.js("return document.getElementById('job-cancel') !== null"), 30, interval=0.1,
+                 what="the job watched")
+        region = "const r = document.querySelector('#job-watch [role=status]'); return r && r.textContent"
+        assert driver.js(region) == f"Job {job} running."
+        said = driver.js("window.said = document.querySelector('#job-watch [role=status]'); "
+                         "return document.querySelector('#job-watch .progress').getAttribute('aria-valuenow')")
+        assert said == "30"
+        store.finish(job, JobStatus.failed, error="the features ran out", stage="failed")
+        wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "failed", 30,
+                 interval=0.1, what="the failure shown")
+        # the same region (one built anew each second is not read), now saying what happened
+        assert driver.js(region) == f"Job {job} failed: the features ran out"
+        assert driver.js("return document.querySelector('#job-watch [role=status]') === window.said")
+    finally:
+        _delete_jobs(store, [job])
