@@ -322,7 +322,10 @@
     if (!pairs.length) return empty(confusionCells(report) ? "No test image was misclassified." : "No confusion data in this report.");
     const note = pairs[0].count !== undefined && seedsNote(report);
     return [h("ol", { class: "pairs", id: "confused-pairs" }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
-      h("span", { class: "pair-names" }, h("strong", {}, p.true), " → ", p.pred),
+      // a button (styled as the names it holds): a keyboard reaches it and opens the pair's images with Enter, as a
+      // click does (the pairs took clicks only; a keyboard-only round)
+      h("button", { type: "button", class: "pair-names", title: "show these images in the failure gallery" },
+        h("strong", {}, p.true), " → ", p.pred),
       h("span", { class: "rate-bar" }, rateFill(p.rate)),
       h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null)))),
       note ? h("p", { class: "muted note", id: "confused-pairs-note" }, note.trim()) : null];

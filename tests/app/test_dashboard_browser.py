@@ -2546,3 +2546,25 @@ def test_a_watched_jobs_state_and_progress_are_said_to_a_screen_reader(driver, l
         assert driver.js("return document.querySelector('#job-watch [role=status]') === window.said")
     finally:
         _delete_jobs(store, [job])
+
+
+def test_a_confused_pair_opens_its_images_from_the_keyboard(driver, live_server, finished):
+    """A keyboard-only round: the most confused pairs opened their images in the gallery on a click only; a
+    keyboard could not reach them."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    # the fixture run may confuse no class: the panel drawn for its classes with one confusion, in its place
+    true, pred = driver.js("""const names = document.querySelector('#gallery-class').options;
+        const report = { class_names: Array.from(names).map(o => o.value), per_class: [], seeds: {} };
+        const K = report.class_names.length;
+        report.confusion = { counts: report.class_names.map((_, i) => report.class_names.map((_, j) => i === j ? 5 : (i === 0 && j === 1 ? 2 : 0))) };
+        const [list] = RunPage.panels.confusedList(report);
+        document.getElementById('confused-pairs').replaceWith(list);
+        return [report.class_names[0], report.class_names[1]];""")
+    driver.js("const h = document.getElementById('confused-pairs').closest('section.card').querySelector('h2'); "
+              "h.setAttribute('tabindex', '-1'); h.focus();")
+    driver.keys(TAB)
+    assert driver.js("return document.activeElement.closest('#confused-pairs li').dataset.pred") == pred
+    driver.keys(ENTER)
+    wait_for(lambda: driver.js("const b = document.getElementById('gallery-body'); "
+                               "return [b.dataset.class, b.dataset.predicted, b.textContent.includes('Loading')]")
+             == [true, pred, False], 30, interval=0.2, what="the gallery showing the pair")
