@@ -272,7 +272,9 @@
 
   let timer = null;
   function render(main) {
+    document.title = "mr2probe · jobs and runs";
     main.replaceChildren(
+      h("h1", { class: "sr-only" }, "Jobs, runs and data sets"),  // the page's heading, over its cards' h2s
       h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Jobs"), h("a", { href: "/launch", class: "button primary" }, "Launch a job")),
         h("div", { id: "jobs" }, h("p", { class: "muted" }, "Loading…"))),
       h("section", { class: "card" }, h("h2", {}, "Runs"), h("div", { id: "runs" })),

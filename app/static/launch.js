@@ -496,6 +496,7 @@
       panel.hidden = false;
       panel.dataset.status = job.status;
       say(job);
+      document.title = `mr2probe · job ${job.id} ${job.status}`;  // the tab says which job, and how it stands
       // the job's progress above the form, in view once it shows (scrolled while still hidden, it stayed out of
       // view at 800 px, and the user clicked again; a dashboard-only round)
       if (launchedHere && !shown) { shown = true; panel.scrollIntoView({ block: "start" }); }
@@ -570,9 +571,12 @@
     const form = mount(datasets);
     main.replaceChildren(
       panel,  // the watched job first: progress stays in view after a submit
-      h("section", { class: "card" }, h("h2", {}, "Launch a pipeline"),
+      h("section", { class: "card" }, h("h1", {}, "Launch a pipeline"),
         h("p", { class: "muted" }, "Extracts the images' features once (reused when the data set and encoder were already extracted), "
           + "trains the ERM reference probe, then the second probe you choose, and opens the comparison."), form));
+    // each page its own title (the home page, this form and a job's page were all "mr2probe dashboard"; a
+    // keyboard-only round): a job's, once watched, its id and status
+    document.title = "mr2probe · launch a pipeline";
     if (params.get("job")) stop = watch(params.get("job"), panel, false);
     main.setAttribute("data-ready", "launch");
   }

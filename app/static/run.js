@@ -764,7 +764,9 @@
       "the probe (.zip)");
     const grouping = (cmp && cmp.grouping) || report.grouping || {};
     return h("section", { class: "card" },
-      h("h2", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
+      // the page's heading (h1): every page had h2s only, a screen reader's list of headings without a top (a
+      // keyboard-only round)
+      h("h1", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
       noteBox(run),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,

@@ -2071,7 +2071,7 @@ def test_long_run_names_keep_the_margins_numbers_in_their_panel(driver, live_ser
     with _fetch_rewritten(driver, rename):
         _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
     panel = driver.js("""const card = [...document.querySelectorAll('section.card')].find(
-            (c) => c.querySelector('h2').textContent === 'Margins');
+            (c) => c.querySelector('h1, h2').textContent === 'Margins');
         const box = card.getBoundingClientRect();
         const cells = [...card.querySelectorAll('td.num, th')].map((c) => c.getBoundingClientRect().right);
         return [card.scrollWidth - card.clientWidth, Math.max(...cells) - box.right, window.innerWidth];""")
@@ -2568,3 +2568,23 @@ def test_a_confused_pair_opens_its_images_from_the_keyboard(driver, live_server,
     wait_for(lambda: driver.js("const b = document.getElementById('gallery-body'); "
                                "return [b.dataset.class, b.dataset.predicted, b.textContent.includes('Loading')]")
              == [true, pred, False], 30, interval=0.2, what="the gallery showing the pair")
+
+
+def test_each_page_has_its_own_title_and_one_top_heading(driver, live_server, finished):
+    """A keyboard-only round: the home page, the launch form and a job's page were all titled "mr2probe dashboard"
+    (a screen reader's and a tab's only word of which page it is), and no page had a level-one heading."""
+    heads = "return Array.from(document.querySelectorAll('h1')).map(h => h.textContent)"
+    style = "return ['h1', 'h2'].map(t => getComputedStyle(document.querySelector('section.card ' + t)).fontSize)"
+    _open(driver, f"{live_server}/", "home")
+    assert (driver.js("return document.title"), driver.js(heads)) == ("mr2probe · jobs and runs", ["Jobs, runs and data sets"])
+    _open(driver, f"{live_server}/launch", "launch")
+    assert (driver.js("return document.title"), driver.js(heads)) == ("mr2probe · launch a pipeline", ["Launch a pipeline"])
+    job = finished.job["id"]
+    _open(driver, f"{live_server}/launch?job={job}", "launch")
+    wait_for(lambda: driver.js("return document.title") == f"mr2probe · job {job} succeeded", 30, interval=0.1,
+             what="the job's title")
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare=", "run")  # ?compare=: compared with nothing
+    run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
+    assert driver.js(heads) == [f"Run {run['id']} · {run['name']}"]
+    size = driver.js(style)
+    assert size[0] == size[1]  # the run's heading looks as the cards' do
