@@ -27,6 +27,17 @@
     return svg;
   }
 
+  /** `svg` with its data in words, its <desc>: the tooltips of its marks (`marks`, a selector), one after the other.
+   * The chart is one image to a screen reader (role img), its marks' tooltips hidden with it: the reliability bins,
+   * the sample margins and the frontier's candidates, written nowhere else on the page, were its title alone (a
+   * keyboard-only round). */
+  function described(svg, marks) {
+    const words = Array.from(svg.querySelectorAll(marks), (m) => m.querySelector(":scope > title"))
+      .filter(Boolean).map((t) => t.textContent.replace(/\n/g, ", "));
+    if (words.length) svg.insertBefore(el("desc", {}, words.join("; ")), svg.firstChild);
+    return svg;
+  }
+
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
   /** ``digits`` decimals as every view writes a number (probe.numbers.fixed, the same rule): rounded to 12
    * significant digits, then half away from zero, never "-0.00". 67/80 and a mean of class accuracies
@@ -178,7 +189,7 @@
                                             "text-anchor": "middle", class: "sublabel " + (sub.cls || "") }, sub.text));
     });
     xAxisLabels(svg, labels, left, slot, top + plotH + 6, rotate);
-    return svg;
+    return described(svg, "rect.bar");
   }
 
   /** Greedy label placement: right, left, above, below of the point; dropped (tooltip only) when all collide. */
@@ -275,7 +286,7 @@
       if (label) { label.setAttribute("data-class", p.label); labels.appendChild(label); }
     }
     svg.appendChild(labels);  // labels above every dot
-    return svg;
+    return described(svg, "circle.dot");
   }
 
   /** Colour of a heat-map cell: green on the diagonal (correct), red off it (confusions), by intensity t ∈ [0, 1]. */
@@ -330,7 +341,7 @@
     svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "true class"));
     svg.appendChild(el("text", { x: left, y: height - 12, class: "axis-title" }, xTitle));
-    return svg;
+    return described(svg, "rect.cell:not([data-count='0'])");  // the cells with images
   }
 
   /**
@@ -432,7 +443,7 @@
       svg.appendChild(beside(sx(x), sy(y) + 14, `×${n}${group.some((p) => p.reference) ? " at the reference" : ""}`,
                              "point-label shared-count", { "data-count": n }));
     }
-    return svg;
+    return described(svg, "[data-params]");
   }
 
   window.Charts = { bars, scatter, heatmap, frontier, pct, fixed };

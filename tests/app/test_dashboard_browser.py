@@ -159,6 +159,15 @@ class WebDriver:
         return {self._cmd("GET", f"/element/{ref}/attribute/id"): self._cmd("GET", f"/element/{ref}/computedlabel")
                 for ref in refs}
 
+    def ax(self, css: str) -> dict[str, str]:
+        """The accessible name and description of the element `css` selects, from the browser's accessibility tree
+        (what a screen reader reads)."""
+        cdp = lambda cmd, **params: self._cmd("POST", "/goog/cdp/execute", {"cmd": cmd, "params": params})  # noqa: E731
+        root = cdp("DOM.getDocument")["root"]["nodeId"]
+        node = cdp("DOM.querySelector", nodeId=root, selector=css)["nodeId"]
+        found = cdp("Accessibility.getPartialAXTree", nodeId=node, fetchRelatives=False)["nodes"][0]
+        return {k: (found.get(k) or {}).get("value", "") for k in ("role", "name", "description")}
+
     def keys(self, *keys: str) -> None:
         """Press and release each key in turn, as a user at the keyboard does (trusted events, to the focused
         element): "\ue004" Tab, "\ue007" Enter, " " Space."""
@@ -2588,3 +2597,30 @@ def test_each_page_has_its_own_title_and_one_top_heading(driver, live_server, fi
     assert driver.js(heads) == [f"Run {run['id']} · {run['name']}"]
     size = driver.js(style)
     assert size[0] == size[1]  # the run's heading looks as the cards' do
+
+
+def test_a_chart_says_its_data_to_a_screen_reader(driver, live_server, finished):
+    """A keyboard-only round: a chart is one image to a screen reader, its marks' tooltips hidden with it, and its
+    name was its title alone: the reliability bins, the sample margins and the frontier's candidates are written
+    nowhere else on the page. Each chart's description now holds its marks' tooltips."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare=", "run")
+    # the fixture's runs selected on overall accuracy: a frontier of two candidates drawn beside the page's charts
+    driver.js("""document.getElementById('main').append(Charts.frontier({ id: 'frontier-chart', title: 'selection frontier',
+        budget: 0.01, points: [{ reference: true, params: {} },
+          { params: { cbar: 2 }, val_overall_delta: -0.004, val_hard_delta: 0.03, chosen: true,
+            val_overall_delta_ci: [-0.01, 0.002], val_hard_delta_ci: [0.01, 0.05] }] }));""")
+    assert "cbar=2, Δ overall accuracy -0.40 pt [-1.00, +0.20], Δ hard +3.00 pt [+1.00, +5.00]" in driver.ax(
+        "#frontier-chart")["description"]
+    for chart in ("reliability-chart", "margin-chart", "per-class-chart", "group-chart", "r-scatter", "frontier-chart",
+                  "confusion-heatmap"):
+        said = driver.ax(f"#{chart}")
+        tips = driver.js(f"""const svg = document.getElementById('{chart}');
+            return Array.from(svg.querySelectorAll('rect > title, circle > title'))
+              .filter(t => t.parentNode.dataset.count !== '0').map(t => t.textContent.replace(/\\n/g, ', '));""")
+        assert said["role"] == "image" and said["name"] == driver.js(
+            f"return document.getElementById('{chart}').getAttribute('aria-label')"), chart
+        assert tips and said["description"] == "; ".join(tips), chart
+    # e.g. a reliability bin: its confidence, its accuracy and its interval, as its bar's tooltip says them
+    report = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
+    full = next(b for b in report["calibration"]["bins"] if b["count"])
+    assert f": {percent(full['accuracy'], 1, unit='%')} (95 % interval " in driver.ax("#reliability-chart")["description"]
