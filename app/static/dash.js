@@ -337,11 +337,12 @@
   /** A button that asks the server what DELETE `path` would remove now (dry_run), asks `question` with that list
    * (a count from the page's last listing could miss a run made since; an attack round), then sends it
    * (app.removal); the server's notes (what it left as it was) or its refusal (a job uses it) show in the banner,
-   * then `done()` (a refresh). */
-  function deleteButton(question, path, done, label = "Delete") {
+   * then `done()` (a refresh). `what` it deletes names it to a screen reader ("delete run run_…"): a list of
+   * runs was a column of buttons all named "delete" (a keyboard-only round). */
+  function deleteButton(question, path, done, label = "Delete", what = "") {
     const small = label === "×";  // in a crowded table: its title names it
     const named = (items) => items.map((d) => `${d.kind} ${d.name || d.id}`).join(", ");
-    return h("button", { class: small ? "danger small" : "danger", "data-delete": path, "aria-label": "delete",
+    return h("button", { class: small ? "danger small" : "danger", "data-delete": path, "aria-label": `delete ${what}`.trim(),
                          title: "delete from the server", onclick: async (ev) => {
       const button = ev.currentTarget;
       let plan;

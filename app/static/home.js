@@ -17,8 +17,9 @@
   function jobRow(job, ctx) {
     const act = (path, method) => () => api(path, { method }).then(ctx.refresh, (e) => showBanner(e.message, true));
     const actions = h("td", { class: "actions" },
-      Dash.OPEN.has(job.status) ? h("button", { onclick: act(`/api/jobs/${job.id}`, "DELETE") }, "Cancel") : null,
-      canResume(job) ? h("button", { onclick: act(`/api/jobs/${job.id}/resume`, "POST") }, "Resume") : null);
+      // each named with its job to a screen reader: a column of buttons all "Cancel" (a keyboard-only round)
+      Dash.OPEN.has(job.status) ? h("button", { onclick: act(`/api/jobs/${job.id}`, "DELETE"), "aria-label": `Cancel job ${job.id}` }, "Cancel") : null,
+      canResume(job) ? h("button", { onclick: act(`/api/jobs/${job.id}/resume`, "POST"), "aria-label": `Resume job ${job.id}` }, "Resume") : null);
     const result = job.result || {};
     const cache = result.cache_id ? ctx.caches[result.cache_id] : null;
     const made = [];
@@ -101,7 +102,7 @@
         } }),
         h("a", { href: link }, run.id), h("br"),
         h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
-        deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×")),
+        deleteButton(runQuestion(run, ctx), `/api/runs/${enc(run.id)}`, ctx.refresh, "×", `run ${run.id}`)),
       h("td", { class: "name", "data-col": "name" }, run.name,
         // what the probe is, under a name the user gave (a renamed "ERM reference v1" had lost its "ce/linear"), and
         // an ERM run called so (a dashboard-only round read "ce/linear (balanced)" as a class-balanced loss)
@@ -143,7 +144,7 @@
   function cacheDelete(c, ctx) {
     const file = c.source === "path" ? " Its file was registered by path: it stays on the server as it is." : "";
     return deleteButton(`Delete feature cache ${c.id} (${c.encoder}, ${count(cacheImages(c))} images) and the runs on it?${file}`,
-      `/api/caches/${enc(c.id)}?cascade=true`, ctx.refresh, "×");
+      `/api/caches/${enc(c.id)}?cascade=true`, ctx.refresh, "×", `feature cache ${c.id}`);
   }
 
   function datasetQuestion(d) {
@@ -210,7 +211,8 @@
           cacheDelete(c, ctx))]).flat()
         : h("span", { class: "muted" }, "not extracted yet")),
       h("td", {}, d.source), h("td", { "data-col": "registered" }, when(d.created_at)),
-      h("td", { class: "actions" }, deleteButton(datasetQuestion(d), `/api/datasets/${enc(d.id)}?cascade=true`, ctx.refresh)));
+      h("td", { class: "actions" }, deleteButton(datasetQuestion(d), `/api/datasets/${enc(d.id)}?cascade=true`, ctx.refresh, "Delete",
+        `data set ${d.name}`)));
   }
 
   // Runs, data sets and caches change when a job does (its status, the cache or runs it made) or when this page

@@ -151,13 +151,13 @@ class WebDriver:
         element = self._cmd("POST", "/element", {"using": "css selector", "value": css})
         self._cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
 
-    def labels(self, css: str) -> dict[str, str]:
-        """The accessible name (what a screen reader says) of each element `css` selects and the page shows, by
-        its id."""
+    def labels(self, css: str) -> list[tuple[str | None, str]]:
+        """The id and the accessible name (what a screen reader says) of each element `css` selects and the page
+        shows."""
         found = self._cmd("POST", "/elements", {"using": "css selector", "value": css})
         refs = [ref for ref in (next(iter(e.values())) for e in found) if self._cmd("GET", f"/element/{ref}/displayed")]
-        return {self._cmd("GET", f"/element/{ref}/attribute/id"): self._cmd("GET", f"/element/{ref}/computedlabel")
-                for ref in refs}
+        return [(self._cmd("GET", f"/element/{ref}/attribute/id"), self._cmd("GET", f"/element/{ref}/computedlabel"))
+                for ref in refs]
 
     def ax(self, css: str) -> dict[str, str]:
         """The accessible name and description of the element `css` selects, from the browser's accessibility tree
@@ -2512,7 +2512,7 @@ def test_every_form_control_has_a_name_a_screen_reader_says(driver, live_server,
     """A keyboard-only round: the compare, gallery and score selects of the run page and the data set and cache
     pickers and file input of the launch form had no label: a screen reader said "combo box" and nothing else."""
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
-    names = driver.labels(f"main {CONTROLS}")
+    names = dict(driver.labels(f"main {CONTROLS}"))
     assert {"compare-select", "gallery-class", "gallery-predicted", "score-cache", "score-split"} <= set(names)
     assert [k for k, v in names.items() if not v.strip()] == []
     assert (names["gallery-class"], names["gallery-predicted"], names["score-cache"]) == ("Class", "predicted as", "Cache")
@@ -2520,7 +2520,7 @@ def test_every_form_control_has_a_name_a_screen_reader_says(driver, live_server,
     seen = {}
     for source in ("existing", "upload", "path", "cache"):  # each source shows its own controls
         driver.click(f"#source-{source}")
-        seen.update(driver.labels(f"main {CONTROLS}"))
+        seen.update(dict(driver.labels(f"main {CONTROLS}")))
     assert {"dataset-select", "archive", "dataset-path", "dataset-name", "cache-select", "cache-path"} <= set(seen)
     assert [k for k, v in seen.items() if not v.strip()] == []
 
@@ -2624,3 +2624,22 @@ def test_a_chart_says_its_data_to_a_screen_reader(driver, live_server, finished)
     report = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()
     full = next(b for b in report["calibration"]["bins"] if b["count"])
     assert f": {percent(full['accuracy'], 1, unit='%')} (95 % interval " in driver.ax("#reliability-chart")["description"]
+
+
+def test_the_lists_buttons_name_what_they_act_on(driver, live_server, finished):
+    """A keyboard-only round: the runs list's delete buttons were all named "delete" to a screen reader (and the data
+    sets' and caches' too), the jobs' all "Cancel": a list of buttons that did not say which run or job."""
+    store = finished.client.app.state.store
+    job = _job_row(store, "running", 0.3)
+    try:
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job}\"] button') !== null"),
+                 30, interval=0.2, what="the running job listed")
+        cache = finished.job["result"]["cache_id"]
+        said = [name for _, name in driver.labels("#jobs button, #runs button, #datasets button")]
+        assert f"Cancel job {job}" in said
+        assert {f"delete run {finished.erm}", f"delete run {finished.mr2}", f"delete feature cache {cache}",
+                f"delete data set {finished.dataset['name']}"} <= set(said)
+        assert len(said) == len(set(said)), said  # no two alike
+    finally:
+        _delete_jobs(store, [job])
