@@ -2643,3 +2643,26 @@ def test_the_lists_buttons_name_what_they_act_on(driver, live_server, finished):
         assert len(said) == len(set(said)), said  # no two alike
     finally:
         _delete_jobs(store, [job])
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG 2's contrast ratio of two CSS colours "rgb(r, g, b)"."""
+    def luminance(css: str) -> float:
+        c = [int(v) / 255 for v in re.findall(r"\d+", css)[:3]]
+        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_group_chips_text_is_readable_on_its_colour(driver, live_server, finished):
+    """A keyboard-only round (axe): the per-class table's group chips wrote white on medium's orange (2.5:1) and easy's
+    green (3.4:1), below WCAG's 4.5:1 for their 12 px text."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    chips = driver.js("""return ['easy', 'medium', 'hard'].map(g => {
+        const c = document.createElement('span'); c.className = 'chip ' + g; c.textContent = g;
+        document.getElementById('main').append(c); const s = getComputedStyle(c);
+        return [s.color, s.backgroundColor]; });""")
+    assert [_contrast(fg, bg) >= 4.5 for fg, bg in chips] == [True] * 3, chips
+    # the groups keep their colours (the charts' bars)
+    assert [bg for _, bg in chips] == ["rgb(59, 156, 90)", "rgb(216, 154, 27)", "rgb(200, 66, 59)"]
