@@ -722,7 +722,9 @@
     const form = h("form", { id: "run-edit", hidden: "hidden" }, h("label", { for: "run-name-input" }, "Name "), name, h("br"),
       h("label", { for: "run-note-input" }, "Note "), note, h("br"),
       h("button", { type: "submit", class: "primary" }, "Save"), " ",
-      h("button", { type: "button", onclick: () => { form.hidden = true; } }, "Cancel"), " ", error);
+      // the focus back on the button that opened the form (hidden with it, it fell to the page's body; a keyboard-only
+      // round)
+      h("button", { type: "button", onclick: () => { form.hidden = true; open.focus(); } }, "Cancel"), " ", error);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       try {

@@ -2666,3 +2666,16 @@ def test_the_group_chips_text_is_readable_on_its_colour(driver, live_server, fin
     assert [_contrast(fg, bg) >= 4.5 for fg, bg in chips] == [True] * 3, chips
     # the groups keep their colours (the charts' bars)
     assert [bg for _, bg in chips] == ["rgb(59, 156, 90)", "rgb(216, 154, 27)", "rgb(200, 66, 59)"]
+
+
+def test_cancelling_a_runs_note_form_gives_the_focus_back_to_its_button(driver, live_server, finished):
+    """A keyboard-only round: Cancel hid the rename form with the focus in it, the focus falling to the page's body
+    (the next Tab started again from the top of the page)."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare=", "run")
+    driver.js("document.getElementById('run-edit-open').focus()")
+    driver.keys(ENTER)
+    assert driver.js("return document.activeElement.id") == "run-name-input"
+    driver.js("Array.from(document.querySelectorAll('#run-edit button')).find(b => b.textContent === 'Cancel').focus()")
+    driver.keys(ENTER)
+    assert driver.js("return [document.getElementById('run-edit').hidden, document.activeElement.id]") == [
+        True, "run-edit-open"]
