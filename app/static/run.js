@@ -746,10 +746,11 @@
     const choices = view.runs.filter((r) => r.id !== run.id && r.cache_id === run.cache_id);
     const elsewhere = otherRun && otherRun.cache_id !== run.cache_id ? otherRun : null;
     if (elsewhere) choices.push(elsewhere);
-    const select = h("select", { id: "compare-select", onchange: (ev) => { location.search = "?compare=" + enc(ev.target.value); } },
+    const select = h("select", { id: "compare-select" },
       h("option", { value: "" }, "— none —"),
       choices.map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null },
         `${r.name} · ${r.id}` + (r === elsewhere ? ` · on another cache, ${r.cache_id}` : ""))));
+    choosing(select, (value) => { if (value !== compareId) location.search = "?compare=" + enc(value); });
     const otherCache = elsewhere ? view.caches.find((c) => c.id === elsewhere.cache_id) : null;
     const otherDs = otherCache ? view.datasets.find((d) => d.id === otherCache.dataset_id) : null;
     const fileLink = window.Dash.fileLink;  // downloads, with the token where there is one
@@ -784,6 +785,23 @@
       compareVerdict(report, run, cmp, compareId),
       selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
+  }
+
+  /** A select whose choice opens a page (`open(value)`): at once on a pick from its list, and from the keyboard on
+   * Enter or on leaving the select; its arrow keys (and type-ahead) step through the choices without opening each.
+   * The compare select opened the run the first arrow key reached, and the user's next one from the top of that
+   * page (a keyboard-only round). */
+  function choosing(select, open) {
+    let stepped = false;  // moved by its keys since it last opened one
+    const stepping = (ev) => !ev.altKey && !ev.ctrlKey && !ev.metaKey
+      && (/^(Arrow(Up|Down|Left|Right)|Home|End|Page(Up|Down))$/.test(ev.key) || (ev.key.length === 1 && ev.key !== " "));
+    const go = () => { stepped = false; open(select.value); };
+    select.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") { ev.preventDefault(); go(); } else if (stepping(ev)) stepped = true;
+    });
+    select.addEventListener("change", () => { if (!stepped) go(); });
+    select.addEventListener("blur", () => { if (stepped) go(); });
+    return select;
   }
 
   /** "fits in bf16 (torch 2.14.1, mr2probe 0.1.0)", or null for a report before report.environment. */

@@ -2679,3 +2679,27 @@ def test_cancelling_a_runs_note_form_gives_the_focus_back_to_its_button(driver, 
     driver.keys(ENTER)
     assert driver.js("return [document.getElementById('run-edit').hidden, document.activeElement.id]") == [
         True, "run-edit-open"]
+
+
+ARROW_DOWN = "\ue015"
+
+
+def test_the_compare_select_steps_through_runs_from_the_keyboard_and_opens_one_on_enter(driver, live_server, finished):
+    """A keyboard-only round: an arrow key on the compare select opened the comparison with the first run it reached
+    (the select's change), the user's next key landing on the top of that new page: the runs could not be gone
+    through. Arrow keys step through them; Enter opens the one chosen; a pick from the opened list at once."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare=", "run")
+    driver.js("window.samePage = true; document.getElementById('compare-select').focus()")
+    driver.keys(ARROW_DOWN)
+    assert driver.js("return [window.samePage, location.search, document.getElementById('compare-select').value, "
+                     "document.activeElement.id]") == [True, "?compare=", finished.erm, "compare-select"]
+    driver.keys(ENTER)
+    wait_for(lambda: driver.js("return location.search === '?compare=" + finished.erm + "' && "
+                               "document.querySelector('main').dataset.ready === 'run'"), 30, interval=0.2,
+             what="the comparison opened")
+    assert driver.js("return document.getElementById('compare-select').value") == finished.erm
+    # a choice made otherwise than with its keys (a pick from the list) opens at once, as before
+    driver.js("const s = document.getElementById('compare-select'); s.value = ''; s.dispatchEvent(new Event('change'));")
+    wait_for(lambda: driver.js("return location.search === '?compare=' && "
+                               "document.querySelector('main').dataset.ready === 'run'"), 30, interval=0.2,
+             what="the comparison closed")
