@@ -19,11 +19,19 @@
     return node;
   }
 
+  /** The banner under the header: `text` (none: hidden), an error's in red. Said to a screen reader too, an error
+   * at once (role alert), a notice when it is free (role status): regions of their own in the page (index.html),
+   * always there; the banner alone, shown and hidden, said nothing ("Deleted run …", "Not deleted: …"; a
+   * keyboard-only round). */
   function showBanner(text, isError) {
     const b = banner();
     b.hidden = !text;
     b.textContent = text || "";
     b.className = "banner" + (isError ? " error" : "");
+    for (const [id, mine] of [["said-alert", isError], ["said-status", !isError]]) {
+      const region = document.getElementById(id), words = (mine && text) || "";
+      if (region && region.textContent !== words) region.textContent = words;  // the same words again: not said again
+    }
   }
 
   function authHeaders() {

@@ -2564,8 +2564,8 @@ def test_a_confused_pair_opens_its_images_from_the_keyboard(driver, live_server,
     # the fixture run may confuse no class: the panel drawn for its classes with one confusion, in its place
     true, pred = driver.js("""const names = document.querySelector('#gallery-class').options;
         const report = { class_names: Array.from(names).map(o => o.value), per_class: [], seeds: {} };
-        const K = report.class_names.length;
-        report.confusion = { counts: report.class_names.map((_, i) => report.class_names.map((_, j) => i === j ? 5 : (i === 0 && j === 1 ? 2 : 0))) };
+        const cell = (i, j) => (i === j ? 5 : i === 0 && j === 1 ? 2 : 0);  // class 0 taken twice for class 1
+        report.confusion = { counts: report.class_names.map((_, i) => report.class_names.map((_, j) => cell(i, j))) };
         const [list] = RunPage.panels.confusedList(report);
         document.getElementById('confused-pairs').replaceWith(list);
         return [report.class_names[0], report.class_names[1]];""")
@@ -2585,9 +2585,11 @@ def test_each_page_has_its_own_title_and_one_top_heading(driver, live_server, fi
     heads = "return Array.from(document.querySelectorAll('h1')).map(h => h.textContent)"
     style = "return ['h1', 'h2'].map(t => getComputedStyle(document.querySelector('section.card ' + t)).fontSize)"
     _open(driver, f"{live_server}/", "home")
-    assert (driver.js("return document.title"), driver.js(heads)) == ("mr2probe · jobs and runs", ["Jobs, runs and data sets"])
+    assert driver.js("return document.title") == "mr2probe · jobs and runs"
+    assert driver.js(heads) == ["Jobs, runs and data sets"]
     _open(driver, f"{live_server}/launch", "launch")
-    assert (driver.js("return document.title"), driver.js(heads)) == ("mr2probe · launch a pipeline", ["Launch a pipeline"])
+    assert driver.js("return document.title") == "mr2probe · launch a pipeline"
+    assert driver.js(heads) == ["Launch a pipeline"]
     job = finished.job["id"]
     _open(driver, f"{live_server}/launch?job={job}", "launch")
     wait_for(lambda: driver.js("return document.title") == f"mr2probe · job {job} succeeded", 30, interval=0.1,
@@ -2703,3 +2705,18 @@ def test_the_compare_select_steps_through_runs_from_the_keyboard_and_opens_one_o
     wait_for(lambda: driver.js("return location.search === '?compare=' && "
                                "document.querySelector('main').dataset.ready === 'run'"), 30, interval=0.2,
              what="the comparison closed")
+
+
+def test_the_banner_is_said_to_a_screen_reader(driver, live_server, finished):
+    """A keyboard-only round: the banner under the header ("Deleted run …", "Not deleted: …", "Could not load: …") was
+    shown and hidden without a word to a screen reader. A notice is said when the reader is free (status), an error
+    at once (alert), by regions the page always has."""
+    said = "return ['banner', 'said-status', 'said-alert'].map(id => document.getElementById(id).textContent)"
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare=run_000000000000", "run")
+    notice = "Run run_000000000000 is not on this server any more: this run is shown without a comparison."
+    assert driver.js(said) == [notice, notice, ""]
+    assert driver.ax("#said-status")["role"] == "status"
+    _open(driver, f"{live_server}/runs/run_000000000000", "error")
+    error = driver.js("return document.getElementById('banner').textContent")
+    assert error.startswith("Could not load: ") and driver.js(said) == [error, "", error]
+    assert driver.ax("#said-alert")["role"] == "alert"
