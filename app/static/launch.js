@@ -16,8 +16,21 @@
                      temperature_scaling: "calibration" };
 
   function field(label, input, key, hint) {
+    // its hint and its error describe it to a screen reader, read with the field (the hints were read with nothing,
+    // an error once as it came; a keyboard-only round)
+    input.setAttribute("aria-describedby", [hint ? `hint-${key}` : null, `err-${key}`].filter(Boolean).join(" "));
     return h("div", { class: "field" }, h("label", { for: input.id }, label), input,
-      hint ? h("div", { class: "hint" }, hint) : null, h("div", { class: "field-error", id: `err-${key}`, role: "alert" }));
+      hint ? h("div", { class: "hint", id: `hint-${key}` }, hint) : null, h("div", { class: "field-error", id: `err-${key}`, role: "alert" }));
+  }
+
+  /** `text` under the field `key`, its control marked invalid (red, and aria-invalid), else on the form's line. */
+  function sayError(key, text) {
+    const box = document.getElementById(`err-${key}`) || document.getElementById("err-form");
+    box.textContent = text;
+    const wrong = box.closest(".field");
+    if (!wrong) return;
+    wrong.classList.add("invalid");
+    wrong.querySelectorAll("input, select").forEach((c) => c.setAttribute("aria-invalid", "true"));
   }
 
   function showErrors(err) {
@@ -45,16 +58,13 @@
         || Object.keys(FIELD_OF).find((k) => new RegExp(`\\b${k}\\b`).test(text) || (k === "dataset_id" && /data ?set/i.test(text)));
       add(key ? FIELD_OF[key] : "form", text);
     }
-    for (const [key, texts] of Object.entries(byField)) {
-      const box = document.getElementById(`err-${key}`) || document.getElementById("err-form");
-      box.textContent = texts.join(" · ");
-      box.closest(".field") && box.closest(".field").classList.add("invalid");
-    }
+    for (const [key, texts] of Object.entries(byField)) sayError(key, texts.join(" · "));
   }
 
   function clearErrors() {
     document.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
     document.querySelectorAll(".field.invalid").forEach((e) => e.classList.remove("invalid"));
+    document.querySelectorAll("[aria-invalid]").forEach((e) => e.removeAttribute("aria-invalid"));
   }
 
   /** Multipart upload with progress (XMLHttpRequest: fetch cannot report upload progress). */
@@ -530,7 +540,7 @@
       if (button.disabled) return;
       const wrong = Object.entries(numberErrors(form));
       if (wrong.length) {  // said before any upload
-        for (const [key, text] of wrong) form.querySelector(`#err-${key}`).textContent = text;
+        for (const [key, text] of wrong) sayError(key, text);
         return;
       }
       button.disabled = true;

@@ -2720,3 +2720,30 @@ def test_the_banner_is_said_to_a_screen_reader(driver, live_server, finished):
     error = driver.js("return document.getElementById('banner').textContent")
     assert error.startswith("Could not load: ") and driver.js(said) == [error, "", error]
     assert driver.ax("#said-alert")["role"] == "alert"
+
+
+def test_a_launch_fields_hint_and_error_describe_it_to_a_screen_reader(driver, live_server, finished):
+    """A keyboard-only round: the launch form's hints (what the budget is, what "automatic" epochs are) were read with
+    no field, and an error under a field once as it came (role alert), not when the user went back to the field;
+    a number's error did not mark its field invalid (no red border, no aria-invalid) as the server's errors do."""
+    _open(driver, f"{live_server}/launch", "launch")
+    hint = driver.js("return document.querySelector('#budget').closest('.field').querySelector('.hint').textContent")
+    assert hint.startswith("The largest drop in validation overall accuracy")
+    assert driver.ax("#budget")["description"] == hint
+    driver.js("const b = document.getElementById('budget'); b.value = '1e9'; b.dispatchEvent(new Event('input'));")
+    driver.click("#launch-submit")
+    wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent") != "", 10, interval=0.1,
+             what="the budget's error")
+    error = driver.js("return document.getElementById('err-budget').textContent")
+    assert error.startswith("The budget must be a number from 0 to ")
+    assert driver.ax("#budget")["description"] == f"{hint} {error}"
+    assert driver.js("const b = document.getElementById('budget'); "
+                     "return [b.getAttribute('aria-invalid'), b.closest('.field').classList.contains('invalid')]") == [
+        "true", True]
+    # put right, the next submit's check clears the mark
+    driver.js("const b = document.getElementById('budget'); b.value = '1'; b.dispatchEvent(new Event('input'));"
+              "document.getElementById('epochs').value = '0';")
+    driver.click("#launch-submit")
+    wait_for(lambda: driver.js("return document.getElementById('err-limits').textContent") != "", 10, interval=0.1,
+             what="the epochs' error")
+    assert driver.js("return document.getElementById('budget').getAttribute('aria-invalid')") is None
