@@ -676,7 +676,13 @@
     const body = h("div", { class: "table-scroll" }, sortable(table(heads, rows, "", { id: "per-class-table" }), { col: null, desc: true }));
     if (shown.length === all.length) return body;
     const box = h("div", {}, worstNote(shown.length, all.length, "a header sorts these, and the per-class CSV has every class"),
-      h("button", { id: "every-class", onclick: () => box.replaceWith(perClassTable(report, cmp, other, true)) },
+      // the focus on the whole table's first header, where the button was (gone with it, it fell to the page's body;
+      // a keyboard-only round)
+      h("button", { id: "every-class", onclick: () => {
+        const every = perClassTable(report, cmp, other, true);
+        box.replaceWith(every);
+        every.querySelector("th").focus();
+      } },
         `Show all ${count(all.length)} classes`), body);
     return box;
   }

@@ -2747,3 +2747,18 @@ def test_a_launch_fields_hint_and_error_describe_it_to_a_screen_reader(driver, l
     wait_for(lambda: driver.js("return document.getElementById('err-limits').textContent") != "", 10, interval=0.1,
              what="the epochs' error")
     assert driver.js("return document.getElementById('budget').getAttribute('aria-invalid')") is None
+
+
+def test_showing_every_class_keeps_the_focus_in_the_per_class_table(driver, live_server, finished):
+    """A keyboard-only round: "Show all N classes" replaced itself with the whole table, and the focus fell to the
+    page's body: the next Tab started from the top of the page, above a table of hundreds of rows."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    driver.js("""const K = 150, names = Array.from({length: K}, (_, i) => 'class ' + i);
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+            { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2 })) };
+        const table = document.getElementById('per-class-table').closest('.table-scroll');
+        table.replaceWith(RunPage.panels.perClassTable(report, null, null));
+        document.getElementById('every-class').focus();""")
+    driver.keys(ENTER)
+    assert driver.js("const a = document.activeElement; return [a.tagName, a.textContent, "
+                     "a.closest('#per-class-table').querySelectorAll('tbody tr').length]") == ["TH", "class", 150]
