@@ -249,6 +249,10 @@
       `The newest ${count(rows.length)} of ${count(rows.total)} ${noun} are listed; GET ${path}?offset=${rows.length}&limit=${window.Dash.LISTED} lists the next ones.`) : null;
   }
 
+  // the buttons' column: named to a screen reader, blank on the page (an empty header read as nothing; a keyboard-only
+  // round)
+  const actionsHead = () => h("th", {}, h("span", { class: "sr-only" }, "actions"));
+
   function show(jobs, runs, datasets, caches) {
     const refresh = () => window.Home.refresh(true);  // after a deletion: everything again
     const byId = (rows) => Object.fromEntries(rows.map((r) => [r.id, r]));
@@ -260,13 +264,13 @@
     // each list built again, the focus kept on its control (Dash.keepFocus)
     const into = (id, ...nodes) => keepFocus(document.getElementById(id), () => document.getElementById(id).replaceChildren(...nodes));
     into("jobs", box(
-      table(["job", "kind", "queued", "status", "progress", "stage", "made", ""], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
+      table(["job", "kind", "queued", "status", "progress", "stage", "made", actionsHead()], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
     into("runs", ...[box(
       sortable(table(["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"],
                      runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)),
       runs.length > 1 ? compareBar(runs) : null, cutNote(runs, "runs", "/api/runs")].filter(Boolean));
     into("datasets", ...[box(
-      table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", ""], datasets.map((d) => datasetRow(d, ctx)),
+      table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", actionsHead()], datasets.map((d) => datasetRow(d, ctx)),
             "No data sets yet: upload one from the launch page.")),
       cutNote(datasets, "data sets", "/api/datasets"), cutNote(caches, "feature caches", "/api/caches")].filter(Boolean));
     return jobs.some((j) => ACTIVE.has(j.status));

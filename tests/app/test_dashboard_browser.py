@@ -2762,3 +2762,17 @@ def test_showing_every_class_keeps_the_focus_in_the_per_class_table(driver, live
     driver.keys(ENTER)
     assert driver.js("const a = document.activeElement; return [a.tagName, a.textContent, "
                      "a.closest('#per-class-table').querySelectorAll('tbody tr').length]") == ["TH", "class", 150]
+
+
+def test_the_lists_button_columns_are_named_to_a_screen_reader(driver, live_server, finished):
+    """A keyboard-only round (axe's empty-table-header): the jobs' and data sets' columns of buttons had an empty
+    header, read as nothing where a screen reader names a cell's column."""
+    _open(driver, f"{live_server}/", "home")
+    wait_for(lambda: driver.js("return document.querySelector('#datasets th') !== null"), 30, interval=0.2,
+             what="the lists")
+    heads = driver.js("return ['jobs', 'datasets'].map(id => Array.from(document.querySelectorAll('#' + id + ' th'))"
+                      ".pop().textContent)")
+    assert heads == ["actions", "actions"]
+    # on the page the header stays blank: its words are the screen reader's only (style.css .sr-only)
+    assert driver.js("return Array.from(document.querySelectorAll('#jobs th:last-child span, #datasets th:last-child span'))"
+                     ".map(s => s.getBoundingClientRect().width)") == [1, 1]
