@@ -321,14 +321,18 @@
     const pairs = confusedPairs(report, 10);
     if (!pairs.length) return empty(confusionCells(report) ? "No test image was misclassified." : "No confusion data in this report.");
     const note = pairs[0].count !== undefined && seedsNote(report);
-    return [h("ol", { class: "pairs", id: "confused-pairs" }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
-      // a button (styled as the names it holds): a keyboard reaches it and opens the pair's images with Enter, as a
-      // click does (the pairs took clicks only; a keyboard-only round)
-      h("button", { type: "button", class: "pair-names", title: "show these images in the failure gallery" },
-        h("strong", {}, p.true), " → ", p.pred),
-      h("span", { class: "rate-bar" }, rateFill(p.rate)),
-      h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null)))),
+    return [pairList(pairs, "confused-pairs", "show these images in the failure gallery"),
       note ? h("p", { class: "muted note", id: "confused-pairs-note" }, note.trim()) : null];
+  }
+
+  /** Confused pairs (confusedPairs) as a list `id`, each with its rate and count; a pair's names are a button
+   * (styled as the names it holds, `title` what it does): a keyboard reaches it and opens the pair's images with
+   * Enter, as a click does (the pairs took clicks only; a keyboard-only round). */
+  function pairList(pairs, id, title) {
+    return h("ol", { class: "pairs", id }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
+      h("button", { type: "button", class: "pair-names", title }, h("strong", {}, p.true), " → ", p.pred),
+      h("span", { class: "rate-bar" }, rateFill(p.rate)),
+      h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
   }
 
   function rateFill(rate) {
@@ -524,12 +528,19 @@
     const load = failuresInto(gallery, (name, pred) => `/api/runs/${enc(s.run_id)}/scores/failures?cache=${enc(s.cache_id)}`
       + `&split=${enc(s.split)}&class=${enc(name)}&predicted=${enc(pred)}&limit=12`,
       (e) => empty("Could not load these images: " + e.message));
-    map.addEventListener("click", async (ev) => {
-      const cell = ev.target.closest("rect.cell[data-true]:not(.diag)");
+    // its most confused pairs listed too, as the report's: the cells take clicks only, and these images could not
+    // be reached from the keyboard (a keyboard-only round)
+    const pairs = confusedPairs({ class_names: names, confusion: { counts: c } }, 10);
+    const list = pairs.length ? pairList(pairs, "score-pairs", "show these images below") : null;
+    const open = async (ev) => {
+      const cell = ev.target.closest("rect.cell[data-true]:not(.diag), li[data-true]");
       if (cell && await load(cell.dataset.true, cell.dataset.pred)) gallery.scrollIntoView({ block: "nearest" });
-    });
+    };
+    map.addEventListener("click", open);
+    if (list) list.addEventListener("click", open);
     return [map, h("p", { class: "muted note" }, "Rows: the true class, normalised to 100 %; the shipped probe (first "
-              + "seed), each image once. Hover a cell for its count; click a confusion to see its images."), gallery];
+              + "seed), each image once. Hover a cell for its count; click a confusion, or a pair below, to see its images."),
+            list, gallery].filter(Boolean);
   }
 
   /** `load(name, predicted)` filling `body` with the failures GET `url(name, predicted)` lists (galleryItems), or

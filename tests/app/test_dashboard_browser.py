@@ -2776,3 +2776,30 @@ def test_the_lists_button_columns_are_named_to_a_screen_reader(driver, live_serv
     # on the page the header stays blank: its words are the screen reader's only (style.css .sr-only)
     assert driver.js("return Array.from(document.querySelectorAll('#jobs th:last-child span, #datasets th:last-child span'))"
                      ".map(s => s.getBoundingClientRect().width)") == [1, 1]
+
+
+def test_a_scored_confusion_opens_its_images_from_the_keyboard(driver, live_server, finished):
+    """A keyboard-only round: the score panel's confusions opened their images on a click on a heat-map cell only,
+    out of a keyboard's reach; its most confused pairs are listed as the report's are, each a button."""
+    run = httpx.get(f"{live_server}/api/runs/{finished.erm}").json()
+    scores = httpx.get(f"{live_server}/api/runs/{finished.erm}/scores", params={"cache": run["cache_id"]}).json()
+    names, counts = [c["name"] for c in scores["per_class"]], scores["confusion"]
+    rate = {(names[i], names[j]): counts[i][j] / sum(counts[i]) for i in range(len(names)) for j in range(len(names))
+            if i != j and counts[i][j]}
+    assert rate, "the fixture's ERM run makes no mistake"
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    driver.js("document.getElementById('score-button').click()")
+    wait_for(lambda: driver.js("return document.getElementById('score-heatmap') !== null"), 30, interval=0.2,
+             what="scored confusion matrix")
+    listed = driver.js("return Array.from(document.querySelectorAll('#score-pairs li')).map(l => [l.dataset.true, "
+                       "l.dataset.pred])")
+    assert len(listed) == min(10, len(rate)) and {tuple(p) for p in listed} <= set(rate)
+    assert [rate[tuple(p)] for p in listed] == sorted((rate[tuple(p)] for p in listed), reverse=True)
+    true, pred = listed[-1]
+    driver.js("document.querySelector('#score-pairs li:last-child button').focus()")
+    driver.keys(ENTER)
+    expected = min(counts[names.index(true)][names.index(pred)], 12)
+    wait_for(lambda: driver.js(f"""const g = document.getElementById('score-gallery');
+        return g.dataset.class === {json.dumps(true)} && g.dataset.predicted === {json.dumps(pred)}
+               && g.querySelectorAll('img.thumb').length === {expected};"""), 30, interval=0.2,
+             what="the pair's images")
