@@ -28,10 +28,17 @@
     b.hidden = !text;
     b.textContent = text || "";
     b.className = "banner" + (isError ? " error" : "");
-    for (const [id, mine] of [["said-alert", isError], ["said-status", !isError]]) {
+    for (const [id, mine] of [["said-alert", isError], ["said-status", !isError]]) {  // (say: the status one)
       const region = document.getElementById(id), words = (mine && text) || "";
       if (region && region.textContent !== words) region.textContent = words;  // the same words again: not said again
     }
+  }
+
+  /** `text` said to a screen reader when it is free (the page's status region, index.html): what a user's action
+   * brought to the page out of view of the reader, as scores or a gallery's images (a keyboard-only round). */
+  function say(text) {
+    const region = document.getElementById("said-status");
+    if (region) region.textContent = text || "";
   }
 
   function authHeaders() {
@@ -383,7 +390,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink };
 })();

@@ -402,6 +402,8 @@
       if (mine !== asked) return;
       body.replaceChildren(...shown);
       body.setAttribute("data-cache", cache);
+      // its first line said to a screen reader (the accuracy, the counts, or why not): the results came without a word
+      window.Dash.say((shown.find((n) => n.tagName === "P") || {}).textContent);
     };
     const scoreLabelled = fetchInto(`/api/runs/${enc(run.id)}/scores?`, scoreNodes);
     const countPredicted = fetchInto(`/api/runs/${enc(run.id)}/predicted?`, predictedNodes);
@@ -543,11 +545,13 @@
             list, gallery].filter(Boolean);
   }
 
-  /** `load(name, predicted)` filling `body` with the failures GET `url(name, predicted)` lists (galleryItems), or
-   * `failed(error)`; of requests in quick succession only the last one's answer is shown (load resolves true). */
+  /** `load(name, predicted, quiet)` filling `body` with the failures GET `url(name, predicted)` lists (galleryItems),
+   * or `failed(error)`; of requests in quick succession only the last one's answer is shown (load resolves true).
+   * Its first line ("3 of 5 cat predicted as dog …") is said to a screen reader, unless `quiet` (the page's own first
+   * load): a pair opened from the keyboard changed the gallery without a word (a keyboard-only round). */
   function failuresInto(body, url, failed, seeds = 1) {
     let latest = 0;
-    return async (name, predicted) => {
+    return async (name, predicted, quiet = false) => {
       const mine = ++latest;
       body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
       let nodes;
@@ -557,6 +561,7 @@
       body.replaceChildren(...nodes);
       body.setAttribute("data-class", name);
       body.setAttribute("data-predicted", predicted || "");
+      if (!quiet) window.Dash.say(nodes[0].textContent);
       return true;
     };
   }
@@ -581,7 +586,7 @@
       predictedSelect.replaceChildren(...predictedOptions(select.value));
       load(select.value, "");
     } }, byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${r.name} (${pct(r.accuracy)})`)));
-    load(worst, "");
+    load(worst, "", true);
     const show = (name, predicted) => {
       select.value = name;
       predictedSelect.replaceChildren(...predictedOptions(name));

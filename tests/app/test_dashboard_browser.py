@@ -2803,3 +2803,25 @@ def test_a_scored_confusion_opens_its_images_from_the_keyboard(driver, live_serv
         return g.dataset.class === {json.dumps(true)} && g.dataset.predicted === {json.dumps(pred)}
                && g.querySelectorAll('img.thumb').length === {expected};"""), 30, interval=0.2,
              what="the pair's images")
+
+
+def test_scores_and_a_gallery_opened_by_the_user_are_said_to_a_screen_reader(driver, live_server, finished):
+    """A keyboard-only round: Score and a confused pair filled their panels without a word to a screen reader, whose
+    user pressed a button and heard nothing; their first line is said (the page's status region), the gallery's
+    first load with the page is not."""
+    status = "return document.getElementById('said-status').textContent"
+    _open(driver, f"{live_server}/runs/{finished.erm}?compare=", "run")
+    wait_for(lambda: driver.js("return document.querySelector('#gallery-body p') !== null && "
+                               "!document.getElementById('gallery-body').textContent.includes('Loading')"), 30,
+             interval=0.2, what="the gallery's first load")
+    assert driver.js(status) == ""
+    driver.js("document.getElementById('score-button').focus()")
+    driver.keys(ENTER)
+    wait_for(lambda: driver.js("return document.getElementById('score-summary') !== null"), 30, interval=0.2,
+             what="the scores")
+    summary = driver.js("return document.getElementById('score-summary').textContent")
+    assert summary.startswith("Accuracy ") and driver.js(status) == summary
+    driver.js("document.querySelector('#score-pairs button').focus()")  # the scored images' pairs
+    driver.keys(ENTER)
+    wait_for(lambda: driver.js(status) != summary, 30, interval=0.2, what="the pair's images said")
+    assert driver.js(status) == driver.js("return document.querySelector('#score-gallery p').textContent")
