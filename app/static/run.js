@@ -402,8 +402,7 @@
       if (mine !== asked) return;
       body.replaceChildren(...shown);
       body.setAttribute("data-cache", cache);
-      // its first line said to a screen reader (the accuracy, the counts, or why not): the results came without a word
-      window.Dash.say((shown.find((n) => n.tagName === "P") || {}).textContent);
+      window.Dash.say((shown.find((n) => n.tagName === "P") || {}).textContent);  // its first line, to a screen reader
     };
     const scoreLabelled = fetchInto(`/api/runs/${enc(run.id)}/scores?`, scoreNodes);
     const countPredicted = fetchInto(`/api/runs/${enc(run.id)}/predicted?`, predictedNodes);
@@ -440,10 +439,9 @@
     return [h("p", { class: "muted note" },
       "The probe this run ships (first seed, with its post-hoc bias when applied) on another cache's labelled images, as ",
       h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
-      " score them; a cache of unlabelled images gets its predictions only. ", h("label", { for: "score-cache" }, "Cache"), " ", cacheSelect,
-      " ", h("label", { for: "score-split" }, "split"), " ", splitSelect, " ",
-      scoreButton, " ", csvButton, " ", h("label", { title: "a column p(<class>) per class: every class's probability" },
-        probabilities, " with probabilities"),
+      " score them; a cache of unlabelled images gets its predictions only. ", h("label", { for: "score-cache" }, "Cache"), " ",
+      cacheSelect, " ", h("label", { for: "score-split" }, "split"), " ", splitSelect, " ", scoreButton, " ", csvButton, " ",
+      h("label", { title: "a column p(<class>) per class: every class's probability" }, probabilities, " with probabilities"),
       both ? " " : "", both || ""), body];
   }
 
