@@ -261,8 +261,13 @@
     // each table in a box of its own: on a narrow window its sideways scrollbar sat at the bottom of the card, under
     // the whole list (a dashboard-only round at 800 px)
     const box = (node) => h("div", { class: "table-scroll" }, node);
-    // each list built again, the focus kept on its control (Dash.keepFocus)
-    const into = (id, ...nodes) => keepFocus(document.getElementById(id), () => document.getElementById(id).replaceChildren(...nodes));
+    // each list built again, the focus kept on its control (Dash.keepFocus); one that reads as it did is left as it
+    // is: put back every 2 s, a selected run id went before it could be copied, and a screen reader's place with it
+    // (a keyboard-only round)
+    const into = (id, ...nodes) => {
+      const box = document.getElementById(id);
+      if (box.innerHTML !== nodes.map((n) => n.outerHTML).join("")) keepFocus(box, () => box.replaceChildren(...nodes));
+    };
     into("jobs", box(
       table(["job", "kind", "queued", "status", "progress", "stage", "made", actionsHead()], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
     into("runs", ...[box(
