@@ -253,10 +253,11 @@
                   ["min sample margin", s.min_sample_margin, o.min_sample_margin, s.ideal_sample_margin, 3]];
     // an output margin has no ideal (blank); a class or sample margin without one (the simplex does not fit) "—"
     for (const g of GROUPS) rows.push([`${g} output margin`, (s.group_margin || {})[g], (o.group_margin || {})[g], undefined, 3]);
-    const heads = ["margin", runHead(names.main), runHead(other ? names.other : ""), h("th", { class: "num" }, "ideal")];
+    // the compared run's column only with one (blank, with an empty header, it was read as nothing; a keyboard-only round)
+    const heads = ["margin", runHead(names.main), other ? runHead(names.other) : null, h("th", { class: "num" }, "ideal")].filter(Boolean);
     // what each margin is (a new-user round: "ideal 101.5" and "1.200" beside numbers without a word)
     return [table(heads, rows.map(([l, v, ov, ideal, d]) =>
-      h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), h("td", { class: "num" }, other ? num(ov, d) : ""),
+      h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), other ? h("td", { class: "num" }, num(ov, d)) : null,
         h("td", { class: "num" }, ideal === undefined ? "" : ideal === null ? "—" : num(ideal, d)))), "", { id: "margin-table" }),
       h("p", { class: "muted note", id: "margin-note" }, "Class margin: the smallest angle between two classes' weight "
         + "vectors (ideal: K vectors spread evenly, arccos(−1/(K−1)), where their width d is at least K−1; 90° for "

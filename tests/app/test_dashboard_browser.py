@@ -2849,3 +2849,16 @@ def test_a_run_id_selected_in_the_list_stays_selected_across_its_refresh(driver,
     wait_for(refreshed_twice, 20, interval=0.3, what="two refreshes")
     assert driver.js("return [getSelection().toString(), document.getElementById('runs-table') === window.listed]") == [
         finished.erm, True]
+
+
+def test_the_margins_of_a_run_compared_with_none_have_no_blank_column(driver, live_server, finished):
+    """A keyboard-only round (axe's empty-table-header): compared with no run, the margins table kept the compared
+    run's column, blank under an empty header, read by a screen reader as a column of nothing."""
+    cols = """return Array.from(document.querySelectorAll('#margin-table tr')).map(r => Array.from(r.cells)
+        .map(c => c.textContent));"""
+    _open(driver, f"{live_server}/runs/{finished.erm}?compare=", "run")
+    run = httpx.get(f"{live_server}/api/runs/{finished.erm}").json()
+    rows = driver.js(cols)
+    assert rows[0] == ["margin", run["name"], "ideal"] and {len(r) for r in rows} == {3}
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    assert {len(r) for r in driver.js(cols)} == {4}  # compared: both runs' columns
