@@ -6,7 +6,8 @@
   "use strict";
   const { h, getJSON, enc, deltaSpan, pct, pSay, fileLink } = window.Dash;
   const METRICS = ["overall", "balanced", "hard", "worst_class"];
-  const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
+  // the page's one level-one heading is its card's (styled as the cards' h2s, as the run page's)
+  const card = (title, ...body) => h("section", { class: "card" }, h("h1", {}, title), ...body);
 
   /** A row's cell: the pairwise Δ and interval; beyond noise after Holm, the corrected p beside it; a pair beyond
    * noise on its own but not after Holm reads "within noise" (deltaSpan's beyond === false). */
@@ -39,6 +40,7 @@
       main.replaceChildren(card("Compare runs", h("p", { class: "muted", id: "compare-empty" },
         "Choose a base run and the runs to compare with it on the home page (the runs table's boxes)."),
         h("a", { href: "/" }, "All jobs and runs")));
+      document.title = "mr2probe · compare runs";
       main.setAttribute("data-ready", "compare");
       return;
     }
@@ -56,7 +58,7 @@
         h("p", { id: "many-note", class: "note" }, many.note),
         h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
         h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: ${baseLine(many)}.`)));
-    document.title = `mr2probe · ${others.length} runs vs ${base}`;
+    document.title = `mr2probe · ${others.length} run${others.length === 1 ? "" : "s"} vs ${base}`;
     main.setAttribute("data-ready", "compare");
   }
 

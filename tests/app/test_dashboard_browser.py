@@ -2602,6 +2602,10 @@ def test_each_page_has_its_own_title_and_one_top_heading(driver, live_server, fi
     assert driver.js(heads) == [f"Run {run['id']} · {run['name']}"]
     size = driver.js(style)
     assert size[0] == size[1]  # the run's heading looks as the cards' do
+    _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+    assert driver.js("return document.title") == f"mr2probe · 1 run vs {finished.erm}"
+    erm = httpx.get(f"{live_server}/api/runs/{finished.erm}").json()
+    assert driver.js(heads) == [f"1 run against {erm['name']} ({finished.erm})"]
 
 
 def test_a_chart_says_its_data_to_a_screen_reader(driver, live_server, finished):
