@@ -2452,12 +2452,7 @@ def test_the_focus_stays_on_its_control_when_the_lists_and_a_watched_job_are_bui
     """A keyboard-only round: the home page builds its lists again every 2 s and a watched job's panel every
     second, and the focused link or button went with them, the focus back on the page's body: the runs list could
     not be tabbed through, nor a running job's Cancel reached."""
-    store = finished.client.app.state.store
-    job = _job_row(store, "running", 0.3)
-    try:
-        _open(driver, f"{live_server}/", "home")
-        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job}\"] button') !== null"),
-                 30, interval=0.2, what="the running job listed")
+    with _home_with_a_running_job(driver, live_server, finished) as job:
         # the reference run's delete button (each run row has one, all alike): the same row's after the refresh
         driver.js(f"document.querySelector('#runs tr[data-run=\"{finished.erm}\"] button[data-delete]').focus()")
         _rebuilt(driver, "#runs-table")
@@ -2475,6 +2470,18 @@ def test_the_focus_stays_on_its_control_when_the_lists_and_a_watched_job_are_bui
         driver.js("document.getElementById('job-cancel').focus()")
         _rebuilt(driver, "#job-cancel")
         assert driver.js("return document.activeElement.id") == "job-cancel"
+
+
+@contextlib.contextmanager
+def _home_with_a_running_job(driver: WebDriver, live_server: str, finished):
+    """The home page open with a running job listed (a row of the store's, removed after); yields its id."""
+    store = finished.client.app.state.store
+    job = _job_row(store, "running", 0.3)
+    try:
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job}\"] button') !== null"),
+                 30, interval=0.2, what="the running job listed")
+        yield job
     finally:
         _delete_jobs(store, [job])
 
@@ -2638,20 +2645,13 @@ def test_a_chart_says_its_data_to_a_screen_reader(driver, live_server, finished)
 def test_the_lists_buttons_name_what_they_act_on(driver, live_server, finished):
     """A keyboard-only round: the runs list's delete buttons were all named "delete" to a screen reader (and the data
     sets' and caches' too), the jobs' all "Cancel": a list of buttons that did not say which run or job."""
-    store = finished.client.app.state.store
-    job = _job_row(store, "running", 0.3)
-    try:
-        _open(driver, f"{live_server}/", "home")
-        wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{job}\"] button') !== null"),
-                 30, interval=0.2, what="the running job listed")
+    with _home_with_a_running_job(driver, live_server, finished) as job:
         cache = finished.job["result"]["cache_id"]
         said = [name for _, name in driver.labels("#jobs button, #runs button, #datasets button")]
         assert f"Cancel job {job}" in said
         assert {f"delete run {finished.erm}", f"delete run {finished.mr2}", f"delete feature cache {cache}",
                 f"delete data set {finished.dataset['name']}"} <= set(said)
         assert len(said) == len(set(said)), said  # no two alike
-    finally:
-        _delete_jobs(store, [job])
 
 
 def _contrast(fg: str, bg: str) -> float:
