@@ -17,6 +17,7 @@ selected on the same validation split, scored on the same groups and reported in
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import time
@@ -62,7 +63,7 @@ from .uncertainty import observed_class_accuracy, p_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeCancelled", "run_probe", "carve_validation"]
+__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes"]
 
 
 class ProbeCancelled(Exception):
@@ -178,6 +179,33 @@ class _Splits:
                               every=(path for paths in sources.values() for path in paths))
 
 
+def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]] | None, class_names: list[str],
+                    drop: Sequence[str]) -> tuple[dict, dict | None, list[str]]:
+    """``data`` (``{split: (features, labels)}``), its ``sources`` and ``class_names`` without the classes named in
+    ``drop``: their images left out of every split and the other classes numbered again in their order. A class
+    without test images (or too few to train on) made a whole cache untrainable, re-extracted without it (an
+    extremes round). Raises ValueError naming a class that is not one of ``class_names``, or when fewer than two
+    classes would be left."""
+    unknown = [name for name in drop if name not in class_names]
+    if unknown:
+        close = [difflib.get_close_matches(name, class_names, n=1) for name in unknown]
+        hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
+        raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
+                         f"{listed(class_names, 10)}")
+    kept = [k for k, name in enumerate(class_names) if name not in set(drop)]
+    if len(kept) < 2:
+        raise ValueError(f"leaving out {listed([repr(n) for n in drop], 5)} leaves {len(kept)} class; a probe needs 2")
+    new_index = np.full(len(class_names), -1, dtype=np.int64)
+    new_index[kept] = np.arange(len(kept))
+    out, out_sources = {}, None if sources is None else {}
+    for split, (x, y) in data.items():
+        rows = np.flatnonzero(new_index[np.asarray(y, dtype=np.int64)] >= 0)
+        out[split] = (x[rows] if len(rows) < len(y) else x, new_index[np.asarray(y, dtype=np.int64)[rows]])
+        if out_sources is not None and split in sources:
+            out_sources[split] = [sources[split][i] for i in rows]
+    return out, out_sources, [class_names[k] for k in kept]
+
+
 def _check_data(data: dict, class_names: list[str]) -> int:
     if "train" not in data or "test" not in data:
         raise ValueError(f"data needs 'train' and 'test' splits (and optionally 'val'); got {sorted(data)}.")
@@ -200,7 +228,7 @@ def _check_data(data: dict, class_names: list[str]) -> int:
         empty = [class_names[k] for k in np.flatnonzero(counts == 0)]
         if empty:
             raise ValueError(f"classes {empty} have no {split} samples; every class needs {split} samples "
-                             f"(drop the class or add samples).")
+                             f"(leave the class out, e.g. mr2probe train --drop-class NAME, or add samples).")
     return num_classes
 
 

@@ -22,6 +22,9 @@ def _add_io_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run directory to write; one that already holds a run is refused unless --force")
     parser.add_argument("--force", action="store_true",
                         help="replace the run already in --out (its files go; the new run is written whole)")
+    parser.add_argument("--drop-class", action="append", default=None, metavar="NAME",
+                        help="leave this class's images out of every split (a class without test images, or not "
+                        "wanted in the probe); repeatable")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -249,7 +252,12 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ValueError(describe_invalid(exc)) from None
     reference = load_report(args.reference) if args.reference else None
-    data = cache.training_data()
+    data, names, sources = cache.training_data(), list(cache.class_names), cache.training_sources()
+    if args.drop_class:
+        from probe.run import without_classes
+
+        data, sources, names = without_classes(data, sources, names, args.drop_class)
+        print(f"left out: {', '.join(args.drop_class)} ({len(names)} classes trained on)", file=sys.stderr)
     bar = tqdm(total=100, desc="train", unit="%", disable=args.no_progress, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 
@@ -260,8 +268,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(100 * fraction - bar.n)
 
     try:
-        run_probe(data, list(cache.class_names), config, reference=reference, out_dir=args.out, progress=progress,
-                  sources=cache.training_sources(),
+        run_probe(data, names, config, reference=reference, out_dir=args.out, progress=progress, sources=sources,
                   features=cache.provenance(str(args.features)), command=getattr(args, "argv", None))
     finally:
         bar.close()

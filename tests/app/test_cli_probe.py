@@ -596,3 +596,34 @@ def test_holm_adjusts_a_family_and_leaves_untested_members_out():
 
     assert holm([0.01, 0.04, 0.03, None, 0.5]) == pytest.approx([0.04, 0.09, 0.09, None, 0.5])
     assert holm([0.6, 0.4]) == [0.8, 0.8] and holm([None]) == [None] and holm([]) == []
+
+
+def test_a_class_without_test_images_is_left_out_with_drop_class(cache, tmp_path, capsys):
+    """A class without test images made a whole cache untrainable ('drop the class or add samples'), with no way
+    to drop it but extracting again without it (an extremes round). --drop-class leaves its images out of every
+    split; the run is of the other classes, numbered again in their order."""
+    source = open_cache(cache)
+    splits = {}
+    for split in ("train", "val", "test"):
+        x, y = source.load(split)
+        keep = (y != NAMES.index("cat")) if split == "test" else np.ones(len(y), dtype=bool)
+        splits[split] = (x[keep], y[keep], [s for s, k in zip(source.sources(split), keep) if k])
+    lacking = tmp_path / "lacking.h5"
+    write_cache(lacking, splits, NAMES, {"encoder": "synthetic", "default_head": "linear", "normalized": False,
+                                         "fingerprint": "u"}, dtype="float32")
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(lacking), "--out", str(out), *FAST]) == 2
+    assert "e.g. mr2probe train --drop-class NAME" in capsys.readouterr().err
+    assert main(["train", "--features", str(lacking), "--out", str(out), "--drop-class", "cat", *FAST]) == 0
+    assert "left out: cat (3 classes trained on)" in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["class_names"] == ["apple", "bus", "dog"]
+    expected = {name: int((splits["test"][1] == NAMES.index(name)).sum()) for name in report["class_names"]}
+    assert {row["name"]: row["n_test"] for row in report["per_class"]} == expected
+    train = {name: int((splits["train"][1] == NAMES.index(name)).sum()) for name in report["class_names"]}
+    assert {row["name"]: row["n_train"] for row in report["per_class"]} == train
+    for drop, says in ((["Cat"], "no class named 'Cat' to leave out (did you mean 'cat'?)"),
+                       (["apple", "bus", "cat"], "leaves 1 class; a probe needs 2")):
+        assert main(["train", "--features", str(lacking), "--out", str(tmp_path / "x"), "--force",
+                     *[f"--drop-class={name}" for name in drop], *FAST]) == 2
+        assert says in capsys.readouterr().err
