@@ -25,6 +25,14 @@ def same_file(path, other) -> bool:
     return path == other or (path.is_file() and other.is_file() and os.path.samefile(path, other))
 
 
+def run_folder(run):
+    """The resolved folder of a run given on the command line: the folder, or the folder of its report.json."""
+    from pathlib import Path
+
+    folder = Path(run).resolve()
+    return folder.parent if folder.is_file() else folder  # a run given as its report.json
+
+
 def check_out_file(out, example: str) -> None:
     """Before any work: ``--out`` must name a file in an existing folder (``example``: a file name to suggest).
     report --out FOLDER ended in '[Errno 21] Is a directory' after its work, where predict named the problem (a
@@ -58,8 +66,7 @@ def check_out_apart(out, *, runs=(), inputs=()) -> None:
         if same_file(Path(path).resolve(), target):
             raise ValueError(f"--out {out} is the file this command reads; write to another file.")
     for run in runs:
-        folder = Path(run).resolve()
-        folder = folder.parent if folder.is_file() else folder  # a run given as its report.json
+        folder = run_folder(run)
         for name in run_files:
             if same_file(folder / name, target):
                 raise ValueError(f"--out {out} is the run's own {name}; write to another file.")

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from . import check_out_apart, check_out_file, terminal_width
+from . import check_out_apart, check_out_file, run_folder, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
 HELP = ("compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups, or several against RUN_A (one row "
@@ -66,7 +65,7 @@ def _compare(args: argparse.Namespace, base, other_dir: str, other):
 
     from ..shipped import compare_on_cache
 
-    if Path(args.base).resolve() == Path(other_dir).resolve():  # it compared alike without a word (a new-user round)
+    if run_folder(args.base) == run_folder(other_dir):  # it compared alike without a word (a new-user round)
         print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
     if args.features is None:
         return compare_reports(base, other, load_pair(args.base, other_dir,
@@ -82,6 +81,12 @@ def _many(args: argparse.Namespace, base) -> int:
     from probe import load_report
     from probe.compare_many import compare_many, format_many
 
+    seen: dict = {}
+    for other_dir in args.other:  # one row each, as GET /api/compare/many: a run twice counted twice in Holm's family
+        folder = run_folder(other_dir)
+        if folder in seen:
+            raise ValueError(f"{other_dir} is the run {seen[folder]} again: give each run once (each is one row)")
+        seen[folder] = other_dir
     comparisons = []
     for other_dir in args.other:
         try:

@@ -591,6 +591,16 @@ def test_compare_several_runs_gives_one_row_each_with_holm_corrected_tests(erm_d
     assert "<td>short</td>" in out.read_text() and "Holm" in out.read_text()
 
 
+def test_compare_several_runs_refuses_a_run_given_twice(erm_dir, capsys):
+    """A run named twice (its folder, then its report.json) was two rows, and Holm's family counted it twice: each
+    run is one row, as GET /api/compare/many refuses an ``other`` given twice."""
+    capsys.readouterr()
+    assert main(["compare", str(erm_dir), str(erm_dir), str(erm_dir / "report.json")]) == 2
+    captured = capsys.readouterr()
+    assert f"{erm_dir / 'report.json'} is the run {erm_dir} again: give each run once" in captured.err
+    assert captured.out == ""
+
+
 def test_holm_adjusts_a_family_and_leaves_untested_members_out():
     from probe.compare_many import holm
 
