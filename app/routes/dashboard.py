@@ -75,13 +75,15 @@ def words_script() -> Response:
     columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
     export's), ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
     ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
-    (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text)."""
+    (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text), and ``compared_runs``, the most runs one
+    comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
     from probe.report import CHART_CLASSES, CONFUSIONS_HEADER, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
     from probe.uncertainty import SIGN_FLIP_FLOOR
 
     from ..status import ACTIVE, OPEN
+    from .reports import MAX_COMPARED_RUNS
 
     words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
              "verdicts": {verdict: w._asdict() for verdict, w in VERDICT_WORDS.items()},
@@ -89,7 +91,7 @@ def words_script() -> Response:
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
              "chart_classes": CHART_CLASSES, "confusions_header": CONFUSIONS_HEADER,
-             "sign_flip_floor": SIGN_FLIP_FLOOR}
+             "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",

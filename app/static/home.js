@@ -67,11 +67,15 @@
   }
 
   function compareBar(runs) {
-    const plan = comparePlan(runs);
-    const ready = plan && plan.others.length > 0;
+    const plan = comparePlan(runs), most = window.Words.compared_runs;
+    // past the most GET /api/compare/many takes, the link opened an error (422): how many to untick instead
+    const over = plan ? plan.others.length - most : 0;
+    const ready = plan && plan.others.length > 0 && over <= 0;
     const href = ready ? "/compare?" + new URLSearchParams([["base", plan.base.id], ...plan.others.map((r) => ["other", r.id])]) : null;
     return h("p", { class: "muted", id: "compare-bar" },
       ready ? h("a", { href, id: "compare-picked" }, `Compare ${plan.others.length} run${plan.others.length === 1 ? "" : "s"} against ${plan.base.name} (${plan.base.id})`)
+        : over > 0 ? h("span", { id: "compare-too-many" }, `${plan.others.length} runs are ticked besides the base ${plan.base.name} (${plan.base.id}); `
+          + `at most ${most} are compared with one base: untick ${over}.`)
         : "Tick two runs or more to compare them side by side (against their reference, else the oldest).",
       picked.size ? [" · ", h("button", { type: "button", id: "compare-clear", onclick: () => {
         picked.clear();

@@ -2435,6 +2435,29 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
     assert "home page" in driver.js("return document.getElementById('compare-empty').textContent")
 
 
+def test_more_runs_ticked_than_one_comparison_takes_say_how_many_to_untick(driver, live_server, finished):
+    """Ticked past the most runs GET /api/compare/many compares with one base (12), the bar's link opened a page of
+    a 422 ("List should have at most 12 items"): it says how many to untick, and links again once they are."""
+    from app.routes.reports import MAX_COMPARED_RUNS
+
+    clones = """(path, data) => !path.startsWith('/api/runs?') ? data : data.concat(Array.from({ length: 13 }, (_, i) =>
+        Object.assign({}, data[0], { id: `run_clone${i}`, name: `clone ${i}`, reference_run: null })))"""
+    with _fetch_rewritten(driver, clones):
+        _open(driver, live_server + "/", "home")
+        wait_for(lambda: driver.js("return document.querySelectorAll('#runs tr[data-run]').length") >= 15, 60,
+                 interval=0.2, what="runs listed")
+        ticked = driver.js("const boxes = [...document.querySelectorAll('#runs input.pick')]; "
+                           "boxes.forEach((b) => b.click()); return boxes.length")
+        over = ticked - 1 - MAX_COMPARED_RUNS
+        assert driver.js("return document.getElementById('compare-picked')") is None
+        assert f"at most {MAX_COMPARED_RUNS} are compared with one base: untick {over}." in \
+            driver.js("return document.getElementById('compare-too-many').textContent")
+        driver.js(f"[...document.querySelectorAll('#runs input.pick')].slice(-{over}).forEach((b) => b.click())")
+        link = driver.js("return document.getElementById('compare-picked').getAttribute('href')")
+        assert link.count("other=") == MAX_COMPARED_RUNS
+        assert driver.js("return document.getElementById('compare-too-many')") is None
+
+
 def _rebuilt(driver: WebDriver, css: str) -> None:
     """Wait until the page's periodic refresh has built `css` again (a new node in its place); marked first, it
     reads otherwise than the refresh's nodes, which a list left as it reads would keep."""
