@@ -527,7 +527,15 @@ def _many(store: Store, base: str, others: list[str], cache: str | None, split: 
     twice = sorted({run_id for run_id in others if others.count(run_id) > 1})
     if twice:
         raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
-    return compare_many([_comparison(store, base, run_id, cache, split) for run_id in others])
+    comparisons = []
+    for run_id in others:
+        try:
+            comparisons.append(_comparison(store, base, run_id, cache, split))
+        except HTTPException as exc:  # other classes or images: which of the runs (as the CLI names it)
+            if exc.status_code != 422:
+                raise
+            raise HTTPException(422, f"run {run_id!r} against {base!r}: {exc.detail}") from None
+    return compare_many(comparisons)
 
 
 async def _many_file(request: Request, store: Store, base: str, others: list[str], fmt: str, cache: str | None,

@@ -274,6 +274,22 @@ def test_scores_on_features_of_another_encoder_are_422(fresh_finished, tmp_path)
     assert client.get("/api/jobs").json()[0]["id"] == fresh_finished.job["id"]  # no job was made
 
 
+def test_several_runs_compared_name_the_one_that_cannot_be(fresh_finished, tmp_path):
+    """GET /api/compare/many with a run of other classes among the others said "runs have different classes" and
+    not which of the runs it was, where mr2probe compare RUN_A RUN_B RUN_C names it."""
+    from app_testutils import ERM, synthetic_cache, wait_job
+
+    client = fresh_finished.client
+    other = synthetic_cache(client.app.state.store, tmp_path)  # classes a, b, c
+    job = client.post("/api/jobs", json={"kind": "probe", "cache_id": other["id"], "config": ERM}).json()
+    (odd,) = wait_job(client, job["id"])["result"]["run_ids"]
+    for path in ("/api/compare/many", "/api/compare/many.md"):
+        resp = client.get(path, params={"base": fresh_finished.erm, "other": [fresh_finished.mr2, odd]})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"].startswith(f"run {odd!r} against {fresh_finished.erm!r}: runs have different "
+                                                "classes and cannot be compared")
+
+
 def test_scores_on_a_cache_removed_from_disk_are_404(fresh_finished, tmp_path):
     from app_testutils import synthetic_cache
 
