@@ -1240,9 +1240,17 @@ def _move_run_in(staging: Path, run_dir: Path) -> None:
     for name in RUN_FILES:
         if name not in written:
             (run_dir / name).unlink(missing_ok=True)
-    for name in sorted(written - {"report.json"}):
-        (staging / name).replace(run_dir / name)
-    (staging / "report.json").replace(run_dir / "report.json")
+    moves = [*sorted(written - {"report.json"}), "report.json"]
+    try:
+        for name in moves:
+            (staging / name).replace(run_dir / name)
+    except BaseException:
+        # interrupted between the first move and the last (Ctrl-C): the old run is gone already and the new one is
+        # complete, so it is moved in whole; write_run's clean-up deleted the rest, both runs lost
+        for name in moves:
+            if (staging / name).exists():
+                (staging / name).replace(run_dir / name)
+        raise
 
 
 def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:

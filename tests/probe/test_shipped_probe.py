@@ -328,6 +328,31 @@ def test_a_run_replaced_stays_whole_when_the_new_ones_writing_fails(data, tmp_pa
     assert (out / "notes.txt").read_text() == "mine" and load_report(out) == second
 
 
+def test_a_run_replaced_interrupted_while_its_files_are_moved_in_is_the_new_run_whole(data, tmp_path, monkeypatch):
+    """Ctrl-C between the first and the last of the files moved from .writing into the folder: the old run's
+    report.json was deleted already and the new run's files not moved yet were deleted with the staging folder, so
+    the folder held neither run (files of both, no report.json). The new run, complete, is moved in whole."""
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.0], "temperature_scaling": True}), out_dir=out)
+    real, moved = Path.replace, []
+
+    def interrupted_once(self, target):
+        moved.append(self.name)
+        if len(moved) == 2:  # the second file moved in
+            raise KeyboardInterrupt
+        return real(self, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "replace", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.1]}), out_dir=out)
+    assert moved[1] != "report.json"  # interrupted in the middle of the moves
+    assert load_report(out).config["wd_grid"] == [0.1] and RunProbe.load(out).scaling is None
+    assert sorted(p.name for p in out.iterdir()) == sorted(["head.json", "head.safetensors", "per_class.csv",
+                                                            "predictions.npz", "report.json"])
+
 
 def test_val_carved_from_train_is_kept_as_val_among_the_images_a_run_saw(data, tmp_path):
     """Without a val split run_probe carves val out of train: those images were counted as trained on (a review);
