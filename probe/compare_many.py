@@ -40,6 +40,11 @@ class ManyRow(BaseModel):
                                         "report predates its timing)")
 
 
+class ManyWarning(BaseModel):
+    text: str
+    runs: list[Optional[str]] = Field(..., description="the runs whose pairwise comparison with the base warns it")
+
+
 class ManyComparison(BaseModel):
     """``mr2probe compare RUN_A RUN_B RUN_C ... --json``: ``rows`` summarise ``comparisons``, the pairwise ones."""
 
@@ -50,6 +55,8 @@ class ManyComparison(BaseModel):
     title: str = Field(..., description="what was scored: the runs' test split, seed means, or other images")
     rows: list[ManyRow]
     note: str
+    warnings: list[ManyWarning] = Field(default_factory=list, description="the pairwise comparisons' warnings, once "
+                                        "each, with the runs they are of")
     comparisons: list[Comparison]
 
 
@@ -97,9 +104,15 @@ def compare_many(comparisons: list[Comparison]) -> ManyComparison:
             f"Holm-corrected over the {runs} (the intervals are not). The worst class is each run's "
             "own; where they are two classes no paired test applies. Every class and each pair's own tests: "
             "mr2probe compare RUN_A RUN_X")
+    runs_of: dict[str, list[Optional[str]]] = {}
+    for comparison in comparisons:
+        for warning in comparison.warnings:
+            runs_of.setdefault(warning, []).append(comparison.other)
     return ManyComparison(base=first.base, base_probe=(first.probes or {}).get("base"), title=metric_title(first),
                           base_scores={key: first.metrics[key].base for key in SUMMARY_METRICS if key in first.metrics},
-                          rows=rows, note=note, comparisons=comparisons)
+                          rows=rows, note=note, warnings=[ManyWarning(text=text, runs=runs)
+                                                          for text, runs in runs_of.items()],
+                          comparisons=comparisons)
 
 
 def many_cell(cell: ManyCell, between: str = "\n") -> str:
@@ -125,13 +138,16 @@ def many_rows(many: ManyComparison, between: str = "\n") -> list[list[str]]:
 
 
 def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
-    """The lines around the table, as (label, text): what was compared, each run's probe, the base's accuracies."""
+    """The lines around the table, as (label, text): what was compared, each run's probe, the base's accuracies,
+    then the pairwise comparisons' warnings (``ManyComparison.warnings``; the Markdown and HTML pages had none of
+    them: "the probe was trained on these images" among them, which the terminal prints)."""
     worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
     base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + (worst if key == "worst_class" else "")
                      for key, value in many.base_scores.items())
     return [("compared", many.note), ("probes", "; ".join([f"base {many.base}: {many.base_probe or '?'}"]
                                                           + [f"{row.run}: {row.probe or '?'}" for row in many.rows])),
-            (f"base {many.base}", base)]
+            (f"base {many.base}", base),
+            *((f"warning ({', '.join(run or '?' for run in w.runs)})", w.text) for w in many.warnings)]
 
 
 def format_many(many: ManyComparison, *, width: int = 110) -> str:

@@ -1,7 +1,8 @@
 /* "/compare?base={id}&other={id}&other={id}": several runs against one base (GET /api/compare/many, as
    `mr2probe compare RUN_A RUN_B RUN_C` prints it): what each probe is, one row per run with each metric's Δ and its
    95 % paired interval ("gain" / "loss" where it is beyond noise with the sign-flip tests Holm-corrected over the
-   runs), the base's own accuracies, and the rows as Markdown or HTML. Exposes window.ComparePage. */
+   runs), the pairwise comparisons' warnings, the base's own accuracies, and the rows as Markdown or HTML. Exposes
+   window.ComparePage. */
 (function () {
   "use strict";
   const { h, getJSON, enc, deltaSpan, pct, pSay, fileLink } = window.Dash;
@@ -56,6 +57,10 @@
         h("p", { class: "muted meta" }, `base ${called(base)}: ${many.base_probe || ""}`, " · ", html, " (", md, ") · ",
           h("a", { href: "/" }, "all runs")),
         h("p", { id: "many-note", class: "note" }, many.note),
+        // the pairwise comparisons' warnings, each with its runs ("compared with itself", no stored predictions)
+        (many.warnings || []).length ? h("div", { class: "warning-box", id: "warnings" },
+          h("strong", {}, many.warnings.length === 1 ? "Warning" : "Warnings"),
+          h("ul", {}, many.warnings.map((w) => h("li", {}, `${w.runs.map((r) => names[r] || r).join(", ")}: ${w.text}`)))) : null,
         h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
         h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: ${baseLine(many)}.`)));
     document.title = `mr2probe · ${others.length} run${others.length === 1 ? "" : "s"} vs ${base}`;

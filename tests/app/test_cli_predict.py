@@ -375,6 +375,12 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"{other}: warning: 8 images of classes the runs do not have are left out." in captured.out
     assert "is compared with itself" in captured.err
+    # the rows as Markdown or HTML say the same warnings, once each with the runs they are of (they had none)
+    for fmt in ("md", "html"):
+        assert main(["compare", str(out), str(other), str(out), "--features", str(new), "--format", fmt]) == 0
+        document = capsys.readouterr().out
+        said = re.sub(r"</dt><dd>", ": ", re.sub(r"\*\*", "", document))  # a label and its text, as Markdown
+        assert "Warning (other, run): 8 images of classes the runs do not have are left out." in said
 
 
 def test_compare_on_a_cache_refuses_runs_of_other_classes(run, tmp_path, capsys):

@@ -2435,6 +2435,18 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
     assert "home page" in driver.js("return document.getElementById('compare-empty').textContent")
 
 
+def test_the_compare_page_says_the_pairwise_comparisons_warnings(driver, live_server, finished):
+    """/compare showed none of its pairwise comparisons' warnings (GET /api/compare/many has them; the CLI prints
+    them after its table): the base among the runs read as a row of zeros, no word of why."""
+    _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}&other={finished.erm}", "compare")
+    many = httpx.get(f"{live_server}/api/compare/many", params={"base": finished.erm,
+                                                                "other": [finished.mr2, finished.erm]}).json()
+    itself = f"run {finished.erm} is compared with itself: every difference is 0"
+    assert {"text": itself, "runs": [finished.erm]} in many["warnings"]
+    shown = driver.js("return [...document.querySelectorAll('#warnings li')].map((li) => li.textContent)")
+    assert len(shown) == len(many["warnings"]) and any(line.endswith(f": {itself}") for line in shown), shown
+
+
 def test_more_runs_ticked_than_one_comparison_takes_say_how_many_to_untick(driver, live_server, finished):
     """Ticked past the most runs GET /api/compare/many compares with one base (12), the bar's link opened a page of
     a 422 ("List should have at most 12 items"): it says how many to untick, and links again once they are."""
