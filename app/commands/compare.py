@@ -93,17 +93,32 @@ def _many(args: argparse.Namespace, base) -> int:
             comparisons.append(_compare(args, base, other_dir, load_report(other_dir)))
         except ValueError as exc:  # other classes or images: which of the runs
             raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
-    many = compare_many(comparisons)
+    if args.json:  # the runs by their ids, as GET /api/compare/many gives them
+        print(compare_many(comparisons).model_dump_json(indent=2))
+        return 0
+    many = _as_given(comparisons, args.base, args.other)
     if args.format:
         from probe.export import MANY_FORMATS
 
         write_document(MANY_FORMATS[args.format](many), args.out)
-        return 0
-    if args.json:
-        print(many.model_dump_json(indent=2))
         return 0
     print(format_many(many, width=terminal_width(110)))
     for other_dir, comparison in zip(args.other, comparisons):
         for warning in comparison.warnings:
             print(f"{other_dir}: warning: {warning}")
     return 0
+
+
+def _as_given(comparisons: list, base_dir: str, other_dirs: list[str]):
+    """:func:`probe.compare_many.compare_many` of the comparisons, the runs named by their ids; where two folders
+    hold runs of one id (two sweeps' ``erm``), by their folders as given, as the pairwise ``--format`` names them:
+    they were two rows ``erm`` beside a base ``erm``."""
+    from probe.compare_many import compare_many
+
+    folders: dict = {}
+    for run_id, run_dir in zip([comparisons[0].base, *(c.other for c in comparisons)], [base_dir, *other_dirs]):
+        folders.setdefault(run_id, set()).add(run_folder(run_dir))
+    if all(len(found) == 1 for found in folders.values()):
+        return compare_many(comparisons)
+    return compare_many([c.model_copy(update={"base": str(base_dir), "other": str(other_dir)})
+                         for c, other_dir in zip(comparisons, other_dirs)])

@@ -601,6 +601,28 @@ def test_compare_several_runs_refuses_a_run_given_twice(erm_dir, capsys):
     assert captured.out == ""
 
 
+def test_compare_several_runs_names_each_by_its_folder_as_given(erm_dir, tmp_path, capsys):
+    """Two sweeps' runs of one name (sweep_a/erm, sweep_b/erm) were two rows 'erm' beside a base 'erm' in the table
+    and its Markdown (named by the run id report.json keeps): where run ids are alike, each run is named by its
+    folder as given, as the pairwise --format names the two runs; the JSON keeps the run ids, as GET
+    /api/compare/many."""
+    import shutil
+
+    copies = [tmp_path / sweep / "erm" for sweep in ("sweep_a", "sweep_b")]
+    for copy in copies:
+        shutil.copytree(erm_dir, copy)
+    capsys.readouterr()
+    assert main(["compare", str(erm_dir), *map(str, copies), "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    for copy in copies:
+        assert f"| {copy} | " in md
+    assert main(["compare", str(erm_dir), *map(str, copies)]) == 0
+    text = capsys.readouterr().out
+    assert all(f"{copy}: ERM (ce)" in text for copy in copies) and f"base {erm_dir}: overall" in text
+    assert main(["compare", str(erm_dir), *map(str, copies), "--json"]) == 0
+    assert [row["run"] for row in json.loads(capsys.readouterr().out)["rows"]] == ["erm", "erm"]
+
+
 def test_holm_adjusts_a_family_and_leaves_untested_members_out():
     from probe.compare_many import holm
 
