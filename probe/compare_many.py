@@ -59,6 +59,10 @@ class ManyComparison(BaseModel):
                                         "each, with the runs they are of")
     comparisons: list[Comparison]
 
+    def runs_text(self) -> str:
+        """``"1 run"``, ``"3 runs"``: the runs compared with the base."""
+        return f"{len(self.rows)} run{'s' if len(self.rows) != 1 else ''}"
+
 
 def holm(p_values: list[Optional[float]]) -> list[Optional[float]]:
     """Holm's step-down adjusted p-values of a family (None: a member without a test, left out of the family):

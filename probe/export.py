@@ -410,7 +410,7 @@ COMPARE_FORMATS = {"md": comparison_markdown, "html": comparison_html}
 def many_markdown(many: ManyComparison) -> str:
     """Several runs against one base (:mod:`probe.compare_many`) as one Markdown document: what was compared, the
     probes and the base's accuracies, then one row per run."""
-    lines = [f"# mr2probe compare: {_md(many.base)} vs {len(many.rows)} runs", ""]
+    lines = [f"# mr2probe compare: {_md(many.base)} vs {many.runs_text()}", ""]
     lines += _md_facts([(label[0].upper() + label[1:], text) for label, text in many_facts(many)])
     lines += ["", f"## Δ points against {_md(many.base)} [95 % interval]; {_md(many.title)}", "",
               *_md_table(MANY_HEADER, many_rows(many, " "))]
@@ -419,7 +419,7 @@ def many_markdown(many: ManyComparison) -> str:
 
 def many_html(many: ManyComparison) -> str:
     """Several runs against one base as one self-contained HTML page: the content of :func:`many_markdown`."""
-    title = f"mr2probe compare: {many.base} vs {len(many.rows)} runs"
+    title = f"mr2probe compare: {many.base} vs {many.runs_text()}"
     facts = _html_facts([(label[0].upper() + label[1:], text) for label, text in many_facts(many)])
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'

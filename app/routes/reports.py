@@ -543,7 +543,7 @@ async def _many_file(request: Request, store: Store, base: str, others: list[str
     from probe.export import MANY_FORMATS
 
     many = await _in_scoring_slot(request, _many, store, base, others, cache, split)
-    return _download(await run_in_threadpool(MANY_FORMATS[fmt], many), fmt, f"{base}_vs_{len(others)}_runs")
+    return _download(await run_in_threadpool(MANY_FORMATS[fmt], many), fmt, f"{base}_vs_{many.runs_text().replace(' ', '_')}")
 
 
 @router.get("/compare/many.html", response_class=Response, summary="Several runs against one base as one HTML page",

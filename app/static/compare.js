@@ -49,8 +49,9 @@
     const [many, runs] = await Promise.all([getJSON(`/api/compare/many?${query}`), window.Dash.listAll("/api/runs")]);
     const names = Object.fromEntries(runs.map((r) => [r.id, r.name]));  // the names the home page shows
     const called = (id) => (names[id] ? `${names[id]} (${id})` : id);
-    const md = fileLink(`/api/compare/many.md?${query}`, `${base}_vs_${others.length}_runs.md`, "many-md-link", "Markdown");
-    const html = fileLink(`/api/compare/many.html?${query}`, `${base}_vs_${others.length}_runs.html`, "many-html-link",
+    const file = `${base}_vs_${others.length}_run${others.length === 1 ? "" : "s"}`;  // as the API names the download
+    const md = fileLink(`/api/compare/many.md?${query}`, `${file}.md`, "many-md-link", "Markdown");
+    const html = fileLink(`/api/compare/many.html?${query}`, `${file}.html`, "many-html-link",
       "the rows as one HTML file");
     main.replaceChildren(
       card(`${others.length} run${others.length === 1 ? "" : "s"} against ${called(base)}`,

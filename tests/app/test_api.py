@@ -665,6 +665,8 @@ def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
     assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_2_runs.md"'
     resp = client.get("/api/compare/many.html", params={"base": finished.erm, "other": [finished.mr2]})
     assert resp.status_code == 200 and resp.text.startswith("<!DOCTYPE html>") and f"<td>{finished.mr2}</td>" in resp.text
+    assert f"<title>mr2probe compare: {finished.erm} vs 1 run</title>" in resp.text  # one run, not "1 runs"
+    assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_1_run.html"'
 
 
 def test_a_comparison_is_computed_once_until_a_run_s_files_change(fresh_finished, monkeypatch):
