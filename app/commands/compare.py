@@ -84,6 +84,8 @@ def _many(args: argparse.Namespace, base) -> int:
     seen: dict = {}
     for other_dir in args.other:  # one row each, as GET /api/compare/many: a run twice counted twice in Holm's family
         folder = run_folder(other_dir)
+        if folder == run_folder(args.base):  # a row of zeros, p = 1, that made Holm's correction of the others stricter
+            raise ValueError(f"{other_dir} is the base run {args.base}: leave it out of the runs compared with it")
         if folder in seen:
             raise ValueError(f"{other_dir} is the run {seen[folder]} again: give each run once (each is one row)")
         seen[folder] = other_dir

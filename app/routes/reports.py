@@ -527,6 +527,8 @@ def _many(store: Store, base: str, others: list[str], cache: str | None, split: 
     twice = sorted({run_id for run_id in others if others.count(run_id) > 1})
     if twice:
         raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
+    if base in others:  # a row of zeros, p = 1, that made Holm's correction of the others stricter (a review)
+        raise HTTPException(422, f"other names the base run {base!r}: leave it out of the runs compared with it")
     comparisons = []
     for run_id in others:
         try:

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -367,20 +368,24 @@ def test_compare_two_runs_on_another_cache(run, tmp_path, capsys):
     assert main(["compare", str(out), str(other), "--features", str(new), "--format", "md", "--out", str(md)]) == 0
     assert f"## Accuracy (%) of the shipped probes (first seed) on {new}" in md.read_text()  # the path as it is
     # several runs on the same images: each row the pairwise comparison on them, each run's warnings after the table
+    # (a copy of the other run in a folder of its own: the base itself is no row, refused)
     capsys.readouterr()
-    assert main(["compare", str(out), str(other), str(out), "--features", str(new), "--json"]) == 0
+    third = tmp_path / "third"
+    shutil.copytree(other, third)
+    assert main(["compare", str(out), str(other), str(third), "--features", str(new), "--json"]) == 0
     many = json.loads(capsys.readouterr().out)
     assert many["comparisons"][0] == comparison and many["title"].startswith("accuracy (%) of the shipped probes")
-    assert main(["compare", str(out), str(other), str(out), "--features", str(new)]) == 0
+    assert main(["compare", str(out), str(other), str(third), "--features", str(new)]) == 0
     captured = capsys.readouterr()
     assert f"{other}: warning: 8 images of classes the runs do not have are left out." in captured.out
-    assert "is compared with itself" in captured.err
+    assert main(["compare", str(out), str(other), str(out), "--features", str(new)]) == 2
+    assert f"{out} is the base run {out}: leave it out of the runs compared with it" in capsys.readouterr().err
     # the rows as Markdown or HTML say the same warnings, once each with the runs they are of (they had none)
     for fmt in ("md", "html"):
-        assert main(["compare", str(out), str(other), str(out), "--features", str(new), "--format", fmt]) == 0
+        assert main(["compare", str(out), str(other), str(third), "--features", str(new), "--format", fmt]) == 0
         document = capsys.readouterr().out
         said = re.sub(r"</dt><dd>", ": ", re.sub(r"\*\*", "", document))  # a label and its text, as Markdown
-        assert "Warning (other, run): 8 images of classes the runs do not have are left out." in said
+        assert f"Warning ({other}, {third}): 8 images of classes the runs do not have are left out." in said, said
 
 
 def test_compare_on_a_cache_refuses_runs_of_other_classes(run, tmp_path, capsys):

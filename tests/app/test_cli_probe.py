@@ -591,14 +591,21 @@ def test_compare_several_runs_gives_one_row_each_with_holm_corrected_tests(erm_d
     assert "<td>short</td>" in out.read_text() and "Holm" in out.read_text()
 
 
-def test_compare_several_runs_refuses_a_run_given_twice(erm_dir, capsys):
+def test_compare_several_runs_refuses_a_run_given_twice(erm_dir, tmp_path, capsys):
     """A run named twice (its folder, then its report.json) was two rows, and Holm's family counted it twice: each
-    run is one row, as GET /api/compare/many refuses an ``other`` given twice."""
+    run is one row, as GET /api/compare/many refuses an ``other`` given twice. The base among the others, a row of
+    zeros that only made Holm's correction of the others stricter, is refused too."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(erm_dir, base)
     capsys.readouterr()
-    assert main(["compare", str(erm_dir), str(erm_dir), str(erm_dir / "report.json")]) == 2
+    assert main(["compare", str(base), str(erm_dir), str(erm_dir / "report.json")]) == 2
     captured = capsys.readouterr()
     assert f"{erm_dir / 'report.json'} is the run {erm_dir} again: give each run once" in captured.err
     assert captured.out == ""
+    assert main(["compare", str(erm_dir), str(base), str(erm_dir / "report.json")]) == 2
+    assert f"{erm_dir / 'report.json'} is the base run {erm_dir}: leave it out" in capsys.readouterr().err
 
 
 def test_compare_several_runs_names_each_by_its_folder_as_given(erm_dir, tmp_path, capsys):
