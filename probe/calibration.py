@@ -12,7 +12,8 @@ run reports, on its test split:
   plug-in value is biased upward (each bin's |gap| adds its noise), more so with few images per bin: a perfectly
   calibrated head read 6 % on 200 images. So the report adds the bootstrap's bias correction and interval, from
   the stratified bootstrap over test images every other interval uses (:meth:`probe.uncertainty.Bootstrap.bin_sums`;
-  the images of classes of one test image resampled together, :func:`_bootstrap`):
+  the images of classes of one test image resampled together, as there: 120 classes of one test image each gave
+  the ECE an interval of zero width, [49.9, 49.9], and no bias correction; an extremes round):
   ``ece_debiased`` = 2·ECE − mean of the resampled ECEs (at most the ECE), and ``ece_ci`` the basic bootstrap
   interval [2·ECE − q97.5, 2·ECE − q2.5], both clipped at 0. The percentile interval of the resampled ECEs, which adds the
   bias once more, covered the true ECE of a calibrated head 0 % of the time (a statistics review); this one covers
@@ -174,7 +175,7 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     labels = np.asarray(labels, dtype=np.int64)
     first = np.asarray(test_logits[0], dtype=np.float64)
     scale = 1.0 if temperature is None else float(temperature["temperature"])
-    boot = _bootstrap(labels, num_classes, seed)  # one set of resamples: with T and without pair on them
+    boot = Bootstrap(labels, num_classes, seed=seed)  # one set of resamples: with T and without pair on them
     after = _logit_parts(first / scale, labels, boot, n_bins)
     out = _head_calibration(after, seed=seed, n_bins=n_bins, level=level)
     k = TOP_K if num_classes > TOP_K else None
@@ -197,18 +198,9 @@ def temperature_effect(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     bootstrap interval of the difference over the stratified resamples both figures share (paired): the report
     gave the two ECEs, each with its own interval, and no interval of what T changed."""
     labels = np.asarray(labels, dtype=np.int64)
-    boot = _bootstrap(labels, num_classes, seed)
+    boot = Bootstrap(labels, num_classes, seed=seed)
     return _effect(*(_logit_parts(np.asarray(z, dtype=np.float64), labels, boot, n_bins) for z in (before, after)),
                    boot, level)
-
-
-def _bootstrap(labels: np.ndarray, num_classes: int, seed: int) -> Bootstrap:
-    """The stratified resamples of test images a calibration reads: each class of two or more images is its own
-    stratum, and the images of the classes of one image are resampled together, as one more stratum. A class of
-    one image is that image in every resample of its own, so 120 classes of one test image each gave the ECE a
-    95 % interval of zero width ([49.9, 49.9]) and no bias correction (an extremes round)."""
-    single = np.bincount(labels, minlength=num_classes)[labels] == 1
-    return Bootstrap(np.where(single, num_classes, labels), num_classes + 1, seed=seed)
 
 
 def _logit_parts(logits: np.ndarray, labels: np.ndarray, boot: Bootstrap, n_bins: int) -> dict:
@@ -304,12 +296,12 @@ def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, labels: 
                            seed: int = 0, n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL) -> dict:
     """What top-1 ``confidence`` (n,) and ``correct`` (n,) alone give of a calibration (``probe.report
     .Calibration`` without NLL and top-k, which need every class's probability): ECE, ``ece_debiased`` and the
-    basic bootstrap ``ece_ci`` (stratified by ``labels``, :func:`_bootstrap`), confidence, accuracy, the reliability bins. Scored
+    basic bootstrap ``ece_ci`` (stratified by ``labels``, :class:`probe.uncertainty.Bootstrap`), confidence, accuracy, the reliability bins. Scored
     images of another cache have these (a new-user round)."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    resampled = _resampled_ece(_bootstrap(labels, num_classes, seed), confidence, correct, n_bins)
+    resampled = _resampled_ece(Bootstrap(labels, num_classes, seed=seed), confidence, correct, n_bins)
     return _calibration_figures(confidence, correct, expected_calibration_error(confidence, correct, n_bins),
                                 resampled, seed=seed, n_bins=n_bins, level=level)
 

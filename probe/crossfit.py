@@ -10,9 +10,11 @@ it was chosen in up to 54 % of simulated trials (a statistics review; ``bench/de
 thirds on the reference's accuracy in each half and measures the hard third of one half on the other: the
 hard-third score is the mean accuracy over the pseudo-classes (class k, half h) whose class is hard in the ranking
 of half 1 − h. Each image is measured once, by a ranking it took no part in, so under no difference the gain has
-mean 0. The paired bootstrap resamples within each (class, half), the same resamples for every candidate; the
-overall score is computed from the same resamples (each class's accuracy its halves weighted by their images), so
-the two differences stay joint for :func:`probe.uncertainty.simultaneous_lower_bounds`.
+mean 0. The paired bootstrap resamples within each (class, half), the same resamples for every candidate, the
+(class, half) pairs of one image together (:class:`probe.uncertainty.Bootstrap`: a class of 3 validation images
+has one, and each was that image in every resample); the overall score is computed from the same resamples (each
+class's accuracy its halves weighted by their images), so the two differences stay joint for
+:func:`probe.uncertainty.simultaneous_lower_bounds`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from .groups import assign_groups
 from .metrics import overall_weights
-from .uncertainty import DEFAULT_RESAMPLES, ZERO_TOLERANCE, Bootstrap, observed_class_accuracy
+from .uncertainty import DEFAULT_RESAMPLES, ZERO_TOLERANCE, Bootstrap, class_mean, observed_class_accuracy
 
 __all__ = ["CrossFittedThirds", "halves"]
 
@@ -79,16 +81,26 @@ class CrossFittedThirds:
         """``(on the split, in every resample)``: overall score and cross-fitted hard-third accuracy (without
         ``resample``, the second is empty)."""
         point = observed_class_accuracy(correct, self.strata, 2 * self.num_classes)[None, :]
-        out = []
-        for acc in (point, self.boot.class_accuracy(correct)) if resample else (point,):
-            halves_acc = acc.reshape(len(acc), self.num_classes, 2)
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():  # a class without samples: nan, weight 0
-                warnings.simplefilter("ignore", RuntimeWarning)  # a hard set without samples: nan, never above 0
-                per_class = np.nansum(halves_acc * self.counts, axis=2) / self.counts.sum(axis=1)
-                hard = (np.nanmean(acc[:, self.hard], axis=1) if self.hard.size
-                        else np.full(len(acc), np.nan))
-            out.append({"overall": np.nansum(np.nan_to_num(per_class) * self.weights, axis=1), "hard": hard})
-        return {k: float(v[0]) for k, v in out[0].items()}, (out[1] if resample else {})
+        scored = self._rows(point, None)
+        resampled = self._rows(self.boot.class_accuracy(correct), self.boot.multiplicity()) if resample else {}
+        return {k: float(v[0]) for k, v in scored.items()}, resampled
+
+    def _rows(self, acc: np.ndarray, times: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Overall score and hard-third accuracy of each row of (R, 2K) pseudo-class accuracies, each pseudo-class
+        in each row as many times as ``times`` (R, 2K) says (a pooled one of one image:
+        :meth:`probe.uncertainty.Bootstrap.multiplicity`; None: once)."""
+        halves_acc = acc.reshape(len(acc), self.num_classes, 2)
+        counts = self.counts if times is None else self.counts * times.reshape(halves_acc.shape)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():  # a class without samples: nan, weight 0
+            warnings.simplefilter("ignore", RuntimeWarning)  # a hard set without samples: nan, never above 0
+            per_class = np.nansum(halves_acc * counts, axis=2) / counts.sum(axis=-1)
+            hard = class_mean(acc, self.hard, times) if self.hard.size else np.full(len(acc), np.nan)
+            if times is None:
+                overall = np.nansum(np.nan_to_num(per_class) * self.weights, axis=1)
+            else:  # each class weighs by the share of its images the row holds, and the weights are renormalised
+                weights = self.weights * np.nan_to_num(counts.sum(axis=-1) / self.counts.sum(axis=1))
+                overall = np.nansum(np.nan_to_num(per_class) * weights, axis=1) / weights.sum(axis=1)
+        return {"overall": overall, "hard": hard}
 
     def scores(self, correct: np.ndarray) -> dict[str, float]:
         """The overall score and the cross-fitted hard-third accuracy of ``correct`` on the split (no resamples:

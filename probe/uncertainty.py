@@ -8,7 +8,10 @@ cancels in their difference).
 
 Resampling is stratified by class: each resample draws, with replacement, ``n_k`` samples from the ``n_k``
 samples of class k. Class counts stay fixed, so a per-class accuracy is defined in every resample and a
-macro-averaged group accuracy (the hard third, :func:`probe.groups.group_accuracy`) never loses a class.
+macro-averaged group accuracy (the hard third, :func:`probe.groups.group_accuracy`) never loses a class. The
+classes of one sample are the exception: a class of one sample would be that sample in every resample, so where
+there are two or more they are resampled together, as one more stratum (:class:`Bootstrap`), and a class's own
+difference on one sample gets :func:`one_sample_delta_interval`.
 Intervals are percentile intervals (2.5 % and 97.5 % for ``level=0.95``). Everything is numpy and vectorised
 over resamples: no Python loop over resamples.
 
@@ -36,7 +39,8 @@ from .metrics import nan_mean, overall_score, overall_weights
 __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "Bootstrap", "percentile_interval",
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
-           "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text"]
+           "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text", "class_mean",
+           "one_sample_delta_interval"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -99,14 +103,24 @@ MIN_STABILITY_IMAGES = 2
 class Bootstrap:
     """Stratified resamples of one labelled split, shared by every quantity computed on that split.
 
+    Each class of two or more samples is a stratum: each resample draws n_k of its samples. The classes of one
+    sample are pooled, where there are two or more of them, as one stratum: each resample draws as many samples as
+    it has classes from all of their samples. On its own, such a class is its one sample in every resample and
+    adds no variance: 120 classes of one test image gave a comparison's overall difference the interval
+    [+1.39, +1.39] (an extremes round). A pooled class is then in a resample as many times as its sample was drawn
+    (:meth:`multiplicity`; its accuracy that sample's, nan where not drawn); every weighted mean over classes
+    counts it as many times. The draws of the other classes' samples are the same with or without the pool, so
+    are their resampled accuracies. A class's own difference cannot be resampled from one sample:
+    :func:`one_sample_delta_interval` gives it.
+
     Args:
         labels: (n,) class index of each sample of the split.
         num_classes: K. Classes without samples get ``nan`` accuracies.
         n_resamples: B, at least 1 (1,000 or more for a 95 % interval).
         seed: the resamples depend only on it (and on ``labels``).
         overall: what ``overall`` is (``probe.metrics.OVERALL_METRICS``): accuracy over the samples, or balanced
-            accuracy; class counts are fixed in every resample, so each class keeps its weight. ``balanced`` is
-            also given on its own either way.
+            accuracy; class counts are fixed in every resample (the pool's in all), so each class keeps its weight
+            (a pooled class: its weight times its multiplicity). ``balanced`` is also given on its own either way.
     """
 
     def __init__(self, labels: np.ndarray, num_classes: int, *, n_resamples: int = DEFAULT_RESAMPLES,
@@ -126,21 +140,28 @@ class Bootstrap:
         self._order = np.argsort(labels, kind="stable")
         self._starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
         self._sorted_labels = labels[self._order]
+        # The classes of one sample, where there are two or more, are one stratum (the class docstring)
+        single = np.flatnonzero(self.counts == 1)
+        self.pooled = single if single.size >= 2 else single[:0]
         # Resamples are drawn block by block (bounded memory), each block from its own seeded generator, so
         # every call sees exactly the same resamples: differences between two runs are paired.
         self._block = max(1, _BLOCK_ELEMENTS // max(1, labels.size))
-        self._ref_key, self._ref_summary = None, None
+        self._ref_key, self._ref_summary, self._multiplicity = None, None, None
 
     def _index_blocks(self):
         """Yield ``(first resample, (b, n) positions)`` chunk by chunk: resample r, position i (of class k) is a
-        uniform draw among the n_k positions of class k. The positions are a reused buffer, valid until the next
-        chunk is drawn."""
+        uniform draw among the n_k positions of class k, or, for a pooled class, among the positions of the pooled
+        classes (the other positions' draws are those of a split without them). The positions are a reused buffer,
+        valid until the next chunk is drawn."""
         n = self.labels.size
-        counts = self.counts[self._sorted_labels]
-        scale, last, base = counts.astype(np.float64), counts - 1, self._starts[self._sorted_labels]
+        counts, base = self.counts[self._sorted_labels], self._starts[self._sorted_labels]
+        pool = self._starts[self.pooled]  # the sorted positions of the pooled classes' samples
+        counts[pool], base[pool] = pool.size, n  # drawn as n + j, then the j-th pooled position (lookup)
+        lookup = np.concatenate([np.arange(n), pool]) if pool.size else None
+        scale, last = counts.astype(np.float64), counts - 1
         rows = max(1, _CHUNK_ELEMENTS // max(1, n))
         draws, scaled = np.empty((rows, n), dtype=np.float32), np.empty((rows, n))
-        positions = np.empty((rows, n), dtype=np.int64)
+        positions, drawn = np.empty((rows, n), dtype=np.int64), np.empty((rows, n), dtype=np.int64)
         for block, lo in enumerate(range(0, self.n_resamples, self._block)):
             rng = np.random.default_rng([self.seed, block])
             end = min(lo + self._block, self.n_resamples)
@@ -150,7 +171,7 @@ class Bootstrap:
                 np.multiply(rng.random(dtype=np.float32, out=draws[:size]), scale, out=scaled[:size])
                 np.copyto(index, scaled[:size], casting="unsafe")  # truncation: floor of a value >= 0
                 np.add(np.minimum(index, last, out=index), base, out=index)
-                yield first, index
+                yield first, (index if lookup is None else np.take(lookup, index, out=drawn[:size]))
 
     def _check(self, correct: np.ndarray) -> np.ndarray:
         correct = np.asarray(correct, dtype=np.float32)
@@ -171,6 +192,34 @@ class Bootstrap:
             buffer = buffer if len(buffer) >= len(index) else np.empty(index.shape)
             sums = np.add.reduceat(np.take(values, index, out=buffer[:len(index)]), starts, axis=1)
             out[lo:lo + len(index), present] = sums / self.counts[present]
+        if self.pooled.size:  # a pooled class's position holds any pooled sample: its own sample's score, if drawn
+            drawn = self._pool_draws() > 0
+            out[:, self.pooled] = np.where(drawn, values[self._starts[self.pooled]][None, :], np.nan)
+        return out
+
+    def _pool_draws(self) -> np.ndarray:
+        """(B, m): how many of each resample's draws from the pool fell on each pooled class's sample (1 on
+        average), computed once."""
+        if self._multiplicity is None:
+            m, positions = self.pooled.size, self._starts[self.pooled]
+            slot = np.zeros(self.labels.size, dtype=np.int64)  # sorted position -> its place among the pooled
+            slot[positions] = np.arange(m)
+            self._multiplicity = np.empty((self.n_resamples, m))
+            for lo, index in self._index_blocks():
+                rows = len(index)
+                keys = (np.arange(rows)[:, None] * m + slot[index[:, positions]]).ravel()
+                self._multiplicity[lo:lo + rows] = np.bincount(keys, minlength=rows * m).reshape(rows, m)
+        return self._multiplicity
+
+    def multiplicity(self) -> np.ndarray | None:
+        """(B, K): how many times each class is in each resample, as a class: 1 for a class of two or more
+        samples (its n_k draws), 0 for a class without samples, and for a pooled class the number of the pool's
+        draws that fell on its sample (0, 1, 2, ...; 1 on average). None where no class is pooled: every class
+        with samples once in every resample, as its fixed count."""
+        if not self.pooled.size:
+            return None
+        out = np.repeat((self.counts > 0).astype(np.float64)[None, :], self.n_resamples, axis=0)
+        out[:, self.pooled] = self._pool_draws()
         return out
 
     def bin_sums(self, values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
@@ -190,11 +239,13 @@ class Bootstrap:
     def summary(self, correct: np.ndarray, groups: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
         """Per-resample ``overall`` (B,), ``balanced`` (B,), ``worst_class`` (B,: the lowest class accuracy,
         whichever class it is), per-class ``per_class`` (B, K) and, with groups, each group's (B,)."""
-        per_class = self.class_accuracy(correct)
-        out = {"per_class": per_class, "overall": np.nansum(per_class * self._weights[self.overall], axis=1),
-               "balanced": np.nansum(per_class * self._weights["balanced"], axis=1),
+        per_class, times = self.class_accuracy(correct), self.multiplicity()
+        # a pooled class weighs as often as it was drawn: the pool's draws keep its classes' total weight
+        weights = {key: w if times is None else w * times for key, w in self._weights.items()}
+        out = {"per_class": per_class, "overall": np.nansum(per_class * weights[self.overall], axis=1),
+               "balanced": np.nansum(per_class * weights["balanced"], axis=1),
                "worst_class": _worst(per_class)}
-        return {**out, **(_group_means(per_class, groups) if groups else {})}
+        return {**out, **(_group_means(per_class, groups, times) if groups else {})}
 
     def _reference_summary(self, reference: np.ndarray, groups: dict[str, list[int]] | None) -> dict:
         """:meth:`summary` of the reference, kept for the next call: a sweep compares every candidate with the
@@ -231,7 +282,8 @@ class Bootstrap:
         summary = self.summary(correct, groups)
         point, resampled = self._paired_samples(summary, correct, reference, groups)
         classes = summary["per_class"] - self._reference_summary(reference, groups)["per_class"]
-        return delta_intervals(point, resampled, level), percentile_interval(classes, level).T
+        return delta_intervals(point, resampled, level), self._class_delta_interval(classes, correct, reference,
+                                                                                     level)
 
     def _paired_samples(self, summary: dict[str, np.ndarray], correct: np.ndarray, reference: np.ndarray,
                         groups: dict[str, list[int]] | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -247,8 +299,22 @@ class Bootstrap:
 
     def paired_class_delta_interval(self, correct: np.ndarray, reference: np.ndarray,
                                     level: float = DEFAULT_LEVEL) -> np.ndarray:
-        """(K, 2): ``[lo, hi]`` of each class's accuracy difference ``correct − reference`` (same resamples)."""
-        return percentile_interval(self.class_accuracy(correct) - self.class_accuracy(reference), level).T
+        """(K, 2): ``[lo, hi]`` of each class's accuracy difference ``correct − reference`` (same resamples; a
+        class of one sample: :func:`one_sample_delta_interval`)."""
+        return self._class_delta_interval(self.class_accuracy(correct) - self.class_accuracy(reference), correct,
+                                          reference, level)
+
+    def _class_delta_interval(self, resampled: np.ndarray, correct: np.ndarray, reference: np.ndarray,
+                              level: float) -> np.ndarray:
+        """(K, 2): the percentile interval of each class's resampled difference (B, K), but for a class of one
+        sample, whose difference no resample moves: :func:`one_sample_delta_interval` of its sample."""
+        single = np.flatnonzero(self.counts == 1)
+        resampled[:, single] = 0.0  # (in place) not nan where undrawn: one percentile call, not a column loop
+        out = percentile_interval(resampled, level).T
+        sample = self._order[self._starts[single]]  # each such class's sample
+        out[single] = one_sample_delta_interval(np.asarray(correct, dtype=np.float64)[sample],
+                                                np.asarray(reference, dtype=np.float64)[sample], level)
+        return out
 
     def group_stability(self, correct: np.ndarray, groups: dict[str, list[int]]) -> np.ndarray:
         """(K,): the fraction of resamples in which each class falls in the group ``groups`` gives it; ``nan`` for
@@ -259,6 +325,9 @@ class Bootstrap:
         (descending accuracy, ties by class index, ``nan`` hardest), vectorised over resamples.
         """
         per_class = self.class_accuracy(correct)
+        # a pooled class ranks by its one sample in every resample, drawn or not (its own stability is nan): the
+        # other classes' ranks are those of a split without pooling
+        per_class[:, self.pooled] = self._check(correct)[self._starts[self.pooled]]
         key = np.where(np.isnan(per_class), -np.inf, per_class)
         order = np.argsort(-key, axis=1, kind="stable")  # easiest first; stable keeps index order on ties
         rank = np.empty_like(order)
@@ -572,6 +641,21 @@ def _group_draw_means(successes: np.ndarray, trials: np.ndarray, groups: dict[st
     return means
 
 
+def one_sample_delta_interval(correct: np.ndarray, reference: np.ndarray, level: float = DEFAULT_LEVEL
+                              ) -> np.ndarray:
+    """(n, 2): the interval of ``correct − reference`` for classes of one sample each (their samples' scores, in
+    [0, 1]): Newcombe's square-and-add interval of a difference of proportions from each proportion's Wilson
+    interval (:func:`wilson_interval`, n = 1). Newcombe's interval for paired proportions (1998, method 10) subtracts
+    a correlation term, which one sample leaves undefined (taken as 0 there), so on one sample it is this one. A
+    bootstrap cannot move one sample: a class lost on its only image read −100 [−100, −100]; this reads
+    [−100, +12.2], and a class both runs get right [−79.3, +79.3]."""
+    a, b = np.asarray(correct, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    wa, wb = wilson_interval(a, np.ones_like(a), level), wilson_interval(b, np.ones_like(b), level)
+    lo = a - b - np.sqrt((a - wa[..., 0]) ** 2 + (wb[..., 1] - b) ** 2)
+    hi = a - b + np.sqrt((wa[..., 1] - a) ** 2 + (b - wb[..., 0]) ** 2)
+    return np.clip(np.stack([lo, hi], axis=-1), -1.0, 1.0)
+
+
 def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes: int,
                             level: float = DEFAULT_LEVEL) -> np.ndarray:
     """(K, 2): the Wilson score interval of each class's accuracy (module docstring); ``nan`` for a class
@@ -621,11 +705,24 @@ def _point_summary(correct: np.ndarray, labels: np.ndarray, num_classes: int,
     return out
 
 
-def _group_means(per_class: np.ndarray, groups: dict[str, list[int]]) -> dict[str, np.ndarray]:
-    """Each group's accuracy in each row of (B, K) per-class accuracies: the mean over its classes, classes
-    without samples (nan) left out; nan in every row for an empty group."""
-    return {name: nan_mean(per_class[:, np.asarray(groups.get(name, []), dtype=np.int64)], axis=1)
+def _group_means(per_class: np.ndarray, groups: dict[str, list[int]], times: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+    """Each group's accuracy in each row of (B, K) per-class accuracies: :func:`class_mean` over its classes;
+    nan in every row for an empty group."""
+    return {name: class_mean(per_class, np.asarray(groups.get(name, []), dtype=np.int64), times)
             for name in GROUP_NAMES}
+
+
+def class_mean(per_class: np.ndarray, columns: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+    """(B,): the mean of each row of (B, K) per-class accuracies over ``columns``, classes without samples (nan)
+    left out, each class counted as many times as ``times`` (B, K) says it is in that resample
+    (:meth:`Bootstrap.multiplicity`; None: once); nan for a row without any."""
+    values = per_class[:, columns]
+    if times is None:
+        return nan_mean(values, axis=1)
+    weight = np.where(np.isnan(values), 0.0, times[:, columns])
+    with np.errstate(all="ignore"):
+        return np.nansum(values * weight, axis=1) / weight.sum(axis=1)
 
 
 def _worst(per_class: np.ndarray) -> np.ndarray:

@@ -100,3 +100,29 @@ def test_one_validation_image_per_class_leaves_nothing_to_measure_and_says_so():
     assert d.verdict == "no_safe_improvement" and d.frontier[1]["val_hard_images"] == 0
     assert "No validation image of the hard classes was left to measure them on once the thirds were ranked" in d.reason
     assert "nan" not in d.reason
+
+
+def test_classes_of_one_validation_image_move_the_resampled_scores():
+    """A class of one or three validation images has a (class, half) of one image, which was that image in every
+    resample: 60 classes of one validation image gave the decision's overall difference no spread at all. Pooled,
+    each resample's overall accuracy is the mean over the images it drew; a candidate right everywhere still reads
+    exactly 100 % in every resample, balanced or not."""
+    rng = np.random.default_rng(3)
+    labels = np.concatenate([np.arange(60), np.repeat(np.arange(60, 70), 3)])
+    reference = (rng.random(labels.size) < 0.6).astype(float)
+    candidate = reference.copy()
+    candidate[:10] = 1 - candidate[:10]
+    fit = CrossFittedThirds(labels, 70, reference, seed=1, n_resamples=300)
+    _, resampled = fit.paired_delta_samples(candidate)
+    assert resampled["overall"].std() > 0.01  # was 0 in every resample
+    # each resample's overall accuracy: the mean over the images it drew (a pooled pair's as often as drawn)
+    accuracy, times = fit.boot.class_accuracy(candidate), fit.boot.multiplicity()
+    images = fit.counts.reshape(-1) * times
+    assert np.allclose(images.sum(axis=1), labels.size) and times[:, fit.counts.reshape(-1) == 1].std() > 0
+    own = np.nansum(accuracy * images, axis=1) / labels.size
+    assert np.allclose(resampled["overall"], own - fit._reference_scores[1]["overall"], atol=1e-12)
+    everywhere = np.ones(labels.size)
+    for metric in ("accuracy", "balanced"):
+        balanced = CrossFittedThirds(labels, 70, reference, seed=1, n_resamples=300, overall_metric=metric)
+        _, right = balanced.paired_delta_samples(everywhere)
+        assert np.allclose(right["overall"] + balanced._reference_scores[1]["overall"], 1.0)

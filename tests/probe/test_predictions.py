@@ -65,3 +65,31 @@ def test_paired_test_delta_refuses_other_images_with_the_same_labels():
     with pytest.raises(ValueError, match=r"test sample 7 is 'test/c\d/0007.png' in one and 'test/c\d/9999.png'"):
         paired_test_delta(with_sources, Predictions(base.labels, base.predicted, base.confidence, other_images), 4,
                           groups)
+
+
+def test_a_comparison_of_classes_of_one_test_image_has_intervals_of_width():
+    """120 classes of one test image each: ``mr2probe compare`` read overall +1.39 [+1.39, +1.39] and a class
+    -100.00 [-100.00, -100.00] (an extremes round): each image was itself in every resample. The images of such
+    classes are resampled together, and a class's own difference on one image gets the square-and-add interval
+    of its two Wilson intervals: within noise."""
+    from probe.groups import assign_groups
+    from probe.predictions import paired_test_intervals
+
+    rng = np.random.default_rng(0)
+    k = 120
+    labels = np.arange(k)
+    base_right = rng.random(k) < 0.6
+    other_right = base_right.copy()
+    other_right[:8] = [True] * 6 + [False] * 2  # the first 8 wrong in one run, right in the other, or the reverse
+    base_right[:8] = ~other_right[:8]
+    wrong = (labels + 1) % k
+    base, other = (Predictions(labels, np.where(right, labels, wrong)[None, :], np.full(k, 0.5))
+                   for right in (base_right, other_right))
+    groups = assign_groups(base.correct)
+    delta, classes = paired_test_intervals(base, other, k, groups)
+    overall = delta["overall"]
+    assert overall["delta"] == pytest.approx(4 / 120)
+    assert overall["lo"] < 0 < overall["hi"] and overall["hi"] - overall["lo"] > 0.05  # was [+3.33, +3.33]
+    assert np.allclose(classes[6], [-1.0, 0.1221087], atol=1e-6)  # lost on its one image: was [-100, -100]
+    assert np.allclose(classes[0], [-0.1221087, 1.0], atol=1e-6)
+    assert np.allclose(classes[100], [-0.7934507, 0.7934507], atol=1e-6)  # the same in both runs: was [0, 0]

@@ -396,3 +396,78 @@ def test_a_p_value_at_the_floor_of_the_monte_carlo_test_reads_at_most():
     assert exact == pytest.approx(2.0 ** -64) and p_text(exact) == "p = 5.4e-20"
     assert p_text(sign_flip_test(np.ones(14), 1, weights[:14])) == "p = 0.00012"  # unequal, enumerated: 2 · 2⁻¹⁴
     assert p_text(0.047) == "p = 0.047" and p_text(1.0, tests=30_000) == "p = 1"
+
+
+def _one_image_classes(k=120, differing=8, seed=0):
+    """``k`` classes of one sample each: a reference right on about 60 % of them, a candidate that differs on
+    ``differing`` of them (with these seeds, 6 gained and 2 lost of 8)."""
+    rng = np.random.default_rng(seed)
+    reference = (rng.random(k) < 0.6).astype(np.float64)
+    candidate = reference.copy()
+    flipped = rng.choice(k, differing, replace=False)
+    candidate[flipped] = 1 - candidate[flipped]
+    return np.arange(k), reference, candidate, flipped
+
+
+def test_classes_of_one_sample_are_resampled_together():
+    """120 classes of one test image each: a class was its one image in every resample, so a comparison read overall
+    +1.39 [+1.39, +1.39] (an extremes round). Pooled, each resample draws 120 of their images."""
+    labels, reference, candidate, _ = _one_image_classes()
+    boot = Bootstrap(labels, 120, n_resamples=400, seed=2)
+    assert np.array_equal(boot.pooled, np.arange(120))
+    times = boot.multiplicity()
+    assert times.shape == (400, 120) and np.all(times.sum(axis=1) == 120) and 0.9 < times.mean(axis=0).mean() < 1.1
+    accuracy = boot.class_accuracy(candidate)  # a class's own sample where drawn, nan where not
+    assert np.array_equal(np.isnan(accuracy), times == 0)
+    assert np.array_equal(np.where(times > 0, accuracy, 0), np.where(times > 0, candidate[None, :], 0))
+    # the overall and balanced accuracy of each resample: the mean over its 120 drawn images
+    summary = boot.summary(candidate)
+    expected = (times * candidate).sum(axis=1) / 120
+    assert np.allclose(summary["overall"], expected, atol=1e-12) and np.allclose(summary["balanced"], expected)
+    delta = boot.paired_delta(candidate, reference)["overall"]
+    assert delta["delta"] == pytest.approx((candidate - reference).mean())
+    assert delta["delta"] == pytest.approx(4 / 120)  # 6 images gained, 2 lost
+    assert delta["hi"] - delta["lo"] > 0.05 and delta["lo"] < 0 < delta["hi"]  # was [+3.33, +3.33]
+
+
+def test_a_group_mean_counts_each_pooled_class_as_often_as_it_was_drawn():
+    labels, reference, _, _ = _one_image_classes(k=30)
+    groups = {"easy": list(range(10)), "medium": list(range(10, 20)), "hard": list(range(20, 30))}
+    boot = Bootstrap(labels, 30, n_resamples=200, seed=1)
+    times, hard = boot.multiplicity(), np.arange(20, 30)
+    got = boot.summary(reference, groups)["hard"]
+    with np.errstate(all="ignore"):
+        expected = (times[:, hard] * reference[hard]).sum(axis=1) / times[:, hard].sum(axis=1)
+    assert np.allclose(got, expected, equal_nan=True) and np.nanstd(got) > 0
+
+
+def test_pooling_leaves_the_other_classes_draws_as_they_were():
+    """Classes 0 and 1 of one sample each are pooled; the classes of two or more draw what they drew without a
+    pool (here: class 1's sample relabelled to class 0, which then has two and no pool is made)."""
+    labels = np.concatenate([[0, 1], np.repeat(np.arange(2, 6), [3, 7, 2, 5])])
+    correct = np.random.default_rng(4).random(labels.size).round()
+    pooled, plain = Bootstrap(labels, 6, n_resamples=300, seed=7), Bootstrap(np.where(labels == 1, 0, labels), 6,
+                                                                            n_resamples=300, seed=7)
+    assert pooled.pooled.tolist() == [0, 1] and plain.pooled.size == 0 and plain.multiplicity() is None
+    assert np.array_equal(pooled.class_accuracy(correct)[:, 2:], plain.class_accuracy(correct)[:, 2:])
+    assert Bootstrap(np.array([0, 1, 1, 2, 2]), 3).pooled.size == 0  # one class of one sample: nothing to pool
+
+
+def test_a_class_of_one_sample_gets_the_square_and_add_interval_of_its_difference():
+    """No resample moves a one-image class's difference: it read -100 [-100, -100]. Newcombe's square-and-add of
+    the two Wilson intervals (n = 1): lost on its image [-100, +12.2], right in both [-79.3, +79.3]."""
+    from probe.uncertainty import one_sample_delta_interval
+
+    z2 = 1.959963984540054 ** 2
+    reach = z2 / (1 + z2)  # the Wilson interval of 1 of 1 is [1 − reach, 1], of 0 of 1 [0, reach]
+    got = one_sample_delta_interval(np.array([0.0, 1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0, 0.0]))
+    assert np.allclose(got, [[-1, -1 + np.sqrt(2) * reach], [1 - np.sqrt(2) * reach, 1], [-reach, reach],
+                             [-reach, reach]], atol=1e-12)
+    assert reach == pytest.approx(0.79345, abs=1e-5)
+    labels, reference, candidate, flipped = _one_image_classes()
+    boot = Bootstrap(labels, 120, n_resamples=200, seed=0)
+    _, classes = boot.paired_intervals(candidate, reference)
+    expected = one_sample_delta_interval(candidate, reference)
+    assert np.array_equal(classes, expected)
+    assert np.array_equal(boot.paired_class_delta_interval(candidate, reference), expected)
+    assert np.all(classes[flipped, 0] < 0) and np.all(classes[flipped, 1] > 0)  # one image: never beyond noise
