@@ -146,7 +146,7 @@ class Bootstrap:
         # Resamples are drawn block by block (bounded memory), each block from its own seeded generator, so
         # every call sees exactly the same resamples: differences between two runs are paired.
         self._block = max(1, _BLOCK_ELEMENTS // max(1, labels.size))
-        self._ref_key, self._ref_summary, self._multiplicity = None, None, None
+        self._ref_key, self._ref_summary, self._pool_counts = None, None, None
 
     def _index_blocks(self):
         """Yield ``(first resample, (b, n) positions)`` chunk by chunk: resample r, position i (of class k) is a
@@ -200,16 +200,16 @@ class Bootstrap:
     def _pool_draws(self) -> np.ndarray:
         """(B, m): how many of each resample's draws from the pool fell on each pooled class's sample (1 on
         average), computed once."""
-        if self._multiplicity is None:
+        if self._pool_counts is None:
             m, positions = self.pooled.size, self._starts[self.pooled]
             slot = np.zeros(self.labels.size, dtype=np.int64)  # sorted position -> its place among the pooled
             slot[positions] = np.arange(m)
-            self._multiplicity = np.empty((self.n_resamples, m))
+            self._pool_counts = np.empty((self.n_resamples, m))
             for lo, index in self._index_blocks():
                 rows = len(index)
                 keys = (np.arange(rows)[:, None] * m + slot[index[:, positions]]).ravel()
-                self._multiplicity[lo:lo + rows] = np.bincount(keys, minlength=rows * m).reshape(rows, m)
-        return self._multiplicity
+                self._pool_counts[lo:lo + rows] = np.bincount(keys, minlength=rows * m).reshape(rows, m)
+        return self._pool_counts
 
     def multiplicity(self) -> np.ndarray | None:
         """(B, K): how many times each class is in each resample, as a class: 1 for a class of two or more
