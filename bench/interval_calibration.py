@@ -39,7 +39,8 @@ CLASS_SIZES = (1, 3, 5, 10, 30, 100, 1000)
 ACCURACIES = (0.5, 0.8, 0.95)
 # (classes K, images per class n_k, discordant fraction q) of the paired cases
 PAIRED_CASES = ((6, 3, 0.2), (6, 5, 0.2), (10, 10, 0.1), (10, 10, 0.2), (10, 30, 0.1), (10, 100, 0.05),
-                (100, 5, 0.1), (30, 3, 0.2), (100, 3, 0.2))  # the last two: a statistics review (stop 55)
+                (100, 5, 0.1), (30, 3, 0.2), (100, 3, 0.2),  # these two: a statistics review (stop 55)
+                (120, 1, 0.1))  # classes of one image, resampled together (each was itself in every resample)
 
 
 def class_coverage(n: int, p: float, trials: int, rng: np.random.Generator, resamples: int) -> dict:
