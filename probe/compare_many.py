@@ -38,6 +38,8 @@ class ManyRow(BaseModel):
     metrics: dict[str, ManyCell]
     time_ratio: Optional[float] = Field(None, description="this run's wall time / the base run's (null when a "
                                         "report predates its timing)")
+    time_comparable: Optional[bool] = Field(None, description="false when the two ran in another setting (device "
+                                            "or threads: the ratio mixes both; shown with a *); null without a ratio")
 
 
 class ManyWarning(BaseModel):
@@ -91,6 +93,14 @@ def _cells(comparisons: list[Comparison], key: str) -> list[ManyCell]:
     return cells
 
 
+def _time_note(comparisons: list[Comparison]) -> str:
+    """What the ``time ×`` column is and, where a run ran in another setting than the base (a 43× that was one
+    thread against two, shown as the same-setting ratios were: a new-user round), that its ratio mixes both."""
+    other = [f"{c.other} ({c.cost.setting})" for c in comparisons if c.cost is not None and not c.cost.comparable]
+    return ("time ×: the run's wall time over the base's" + (f"; * not the same setting, the ratio mixes both: "
+                                                             f"{', '.join(other)}" if other else "") + ".")
+
+
 def compare_many(comparisons: list[Comparison]) -> ManyComparison:
     """The rows of several pairwise comparisons with one base run (each :func:`probe.compare.compare_reports` of a
     run against the same base, in the order given)."""
@@ -99,7 +109,8 @@ def compare_many(comparisons: list[Comparison]) -> ManyComparison:
     columns = {key: _cells(comparisons, key) for key in SUMMARY_METRICS}
     rows = [ManyRow(run=c.other, probe=(c.probes or {}).get("other"),
                     metrics={key: columns[key][i] for key in SUMMARY_METRICS},
-                    time_ratio=c.cost.ratio if c.cost is not None else None)
+                    time_ratio=c.cost.ratio if c.cost is not None else None,
+                    time_comparable=c.cost.comparable if c.cost is not None else None)
             for i, c in enumerate(comparisons)]
     first = comparisons[0]
     runs = f"{len(comparisons)} run{'s' if len(comparisons) > 1 else ''}"
@@ -107,7 +118,7 @@ def compare_many(comparisons: list[Comparison]) -> ManyComparison:
             f"points with its 95 % paired interval; 'gain' or 'loss': beyond noise, its images' sign-flip test "
             f"Holm-corrected over the {runs} (the intervals are not). The worst class is each run's "
             "own; where they are two classes no paired test applies. Every class and each pair's own tests: "
-            "mr2probe compare RUN_A RUN_X")
+            "mr2probe compare RUN_A RUN_X. " + _time_note(comparisons))
     runs_of: dict[str, list[Optional[str]]] = {}
     for comparison in comparisons:
         for warning in comparison.warnings:
@@ -138,7 +149,8 @@ MANY_HEADER = ["run", *(key.replace("_", " ") for key in SUMMARY_METRICS), "time
 def many_rows(many: ManyComparison, between: str = "\n") -> list[list[str]]:
     """The rows of the table (``MANY_HEADER``), each cell :func:`many_cell`."""
     return [[row.run or "", *(many_cell(row.metrics[key], between) for key in SUMMARY_METRICS),
-             "–" if row.time_ratio is None else f"{row.time_ratio:.2f}"] for row in many.rows]
+             "–" if row.time_ratio is None else f"{row.time_ratio:.2f}{'*' if row.time_comparable is False else ''}"]
+            for row in many.rows]
 
 
 def many_facts(many: ManyComparison) -> list[tuple[str, str]]:

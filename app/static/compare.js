@@ -23,7 +23,10 @@
       h("td", { class: "name" }, h("a", { href: `/runs/${enc(row.run)}?compare=${enc(base)}` }, names[row.run] || row.run),
         h("div", { class: "muted ci" }, (names[row.run] ? `${row.run} · ` : "") + (row.probe || ""))),
       METRICS.map((key) => cell(row.metrics[key])),
-      h("td", { class: "num" }, row.time_ratio === null ? "–" : `${row.time_ratio.toFixed(2)}×`)));
+      // a ratio of runs in another setting (threads, device) is marked as the note explains (a new-user round)
+      h("td", { class: "num", "data-sort": row.time_ratio === null ? "" : row.time_ratio,
+                title: row.time_comparable === false ? "not the same setting as the base: the ratio mixes both" : null },
+        row.time_ratio === null ? "–" : `${row.time_ratio.toFixed(2)}×${row.time_comparable === false ? "*" : ""}`)));
     return window.Dash.table(["run", ...METRICS.map((k) => k.replace("_", " ")), "time ×"], rows, "No runs to compare.",
       { id: "many-table" });
   }

@@ -666,3 +666,30 @@ def test_a_class_without_test_images_is_left_out_with_drop_class(cache, tmp_path
         assert main(["train", "--features", str(lacking), "--out", str(tmp_path / "x"), "--force",
                      *[f"--drop-class={name}" for name in drop], *FAST]) == 2
         assert says in capsys.readouterr().err
+
+
+def test_compare_several_runs_marks_a_time_ratio_of_another_setting(erm_dir, tmp_path, capsys):
+    """`compare RUN_A RUN_B RUN_C` showed each run's time over the base's as a bare number, unexplained, and a run
+    trained with other threads read 43× slower alongside the same-setting ratios (the pairwise comparison says
+    'not the same setting'): the column is explained and such a ratio is marked, in every view."""
+    runs = []
+    for name, threads in (("same", None), ("other", 7)):
+        out = tmp_path / name
+        shutil.copytree(erm_dir, out)
+        report = json.loads((out / "report.json").read_text())
+        report["run_id"] = name
+        report["timing"]["threads"] = threads or report["timing"]["threads"]
+        (out / "report.json").write_text(json.dumps(report))
+        runs.append(str(out))
+    capsys.readouterr()
+    assert main(["compare", str(erm_dir), *runs, "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert [row["time_comparable"] for row in many["rows"]] == [True, False]
+    setting = json.loads((erm_dir / "report.json").read_text())["timing"]
+    base_setting = f"cpu, {setting['threads']} thread{'s' * (setting['threads'] != 1)}"
+    assert many["note"].endswith(f"time ×: the run's wall time over the base's; * not the same setting, the ratio "
+                                 f"mixes both: other ({base_setting} vs cpu, 7 threads).")
+    assert main(["compare", str(erm_dir), *runs, "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert [next(line for line in md.splitlines() if line.startswith(f"| {name} |")).rstrip(" |").endswith("*")
+            for name in ("same", "other")] == [False, True]
