@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from .compare import Comparison, metric_title
 from .numbers import percent, signed_points
-from .report import Num, print_table, text_console
+from .report import Num, Report, print_table, text_console
 from .selection import SIGN_TEST_ALPHA
 from .uncertainty import p_text
 
@@ -47,6 +47,21 @@ class ManyWarning(BaseModel):
     runs: list[Optional[str]] = Field(..., description="the runs whose pairwise comparison with the base warns it")
 
 
+class RunWarning(BaseModel):
+    run: Optional[str] = Field(None, description="the run whose report gives it; null: every run's report does")
+    text: str
+
+
+def run_warnings(base: tuple[str, Report], others: list[tuple[str, Report]]) -> list[RunWarning]:
+    """The runs' own report warnings (a small validation split, a miscalibrated shipped head, ...), as the pairwise
+    exports carry them (``probe.export.runs_context``): one that every run gives once, then each run's others, the
+    base first. ``base`` and ``others``: (the name its row goes by, its report)."""
+    reports = [report for _, report in (base, *others)]
+    shared = [w for w in base[1].warnings if all(w in report.warnings for report in reports)]
+    return [RunWarning(text=w) for w in shared] + [RunWarning(run=name, text=w) for name, report in (base, *others)
+                                                    for w in report.warnings if w not in shared]
+
+
 class ManyComparison(BaseModel):
     """``mr2probe compare RUN_A RUN_B RUN_C ... --json``: ``rows`` summarise ``comparisons``, the pairwise ones."""
 
@@ -59,6 +74,8 @@ class ManyComparison(BaseModel):
     note: str
     warnings: list[ManyWarning] = Field(default_factory=list, description="the pairwise comparisons' warnings, once "
                                         "each, with the runs they are of")
+    run_warnings: list[RunWarning] = Field(default_factory=list, description="the runs' own report warnings, "
+                                            "which the rows do not show (a shipped head miscalibrated, ...)")
     comparisons: list[Comparison]
 
     def runs_text(self) -> str:
@@ -101,9 +118,9 @@ def _time_note(comparisons: list[Comparison]) -> str:
                                                              f"{', '.join(other)}" if other else "") + ".")
 
 
-def compare_many(comparisons: list[Comparison]) -> ManyComparison:
+def compare_many(comparisons: list[Comparison], warnings: Optional[list[RunWarning]] = None) -> ManyComparison:
     """The rows of several pairwise comparisons with one base run (each :func:`probe.compare.compare_reports` of a
-    run against the same base, in the order given)."""
+    run against the same base, in the order given), with the runs' ``warnings`` (:func:`run_warnings`)."""
     if not comparisons:
         raise ValueError("compare_many needs at least one comparison")
     columns = {key: _cells(comparisons, key) for key in SUMMARY_METRICS}
@@ -127,7 +144,7 @@ def compare_many(comparisons: list[Comparison]) -> ManyComparison:
                           base_scores={key: first.metrics[key].base for key in SUMMARY_METRICS if key in first.metrics},
                           rows=rows, note=note, warnings=[ManyWarning(text=text, runs=runs)
                                                           for text, runs in runs_of.items()],
-                          comparisons=comparisons)
+                          run_warnings=warnings or [], comparisons=comparisons)
 
 
 def many_cell(cell: ManyCell, between: str = "\n") -> str:
@@ -163,7 +180,8 @@ def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
     return [("compared", many.note), ("probes", "; ".join([f"base {many.base}: {many.base_probe or '?'}"]
                                                           + [f"{row.run}: {row.probe or '?'}" for row in many.rows])),
             (f"base {many.base}", base),
-            *((f"warning ({', '.join(run or '?' for run in w.runs)})", w.text) for w in many.warnings)]
+            *((f"warning ({', '.join(run or '?' for run in w.runs)})", w.text) for w in many.warnings),
+            *((f"warning ({'every run' if w.run is None else w.run})", w.text) for w in many.run_warnings)]
 
 
 def format_many(many: ManyComparison, *, width: int = 110) -> str:
@@ -184,5 +202,6 @@ def format_many(many: ManyComparison, *, width: int = 110) -> str:
     for row in many_rows(many):
         table.add_row(*row, end_section=True)
     print_table(console, table, width)
-    console.print(f"{facts[2][0]}: {facts[2][1]}")
+    for label, text in facts[2:]:  # the base's accuracies, then the runs' warnings
+        console.print(f"{label}: {text}")
     return console.export_text()

@@ -79,7 +79,7 @@ def _compare(args: argparse.Namespace, base, other_dir: str, other):
 def _many(args: argparse.Namespace, base) -> int:
     """Several runs against the base: one row each (:mod:`probe.compare_many`), then each run's warnings."""
     from probe import load_report
-    from probe.compare_many import compare_many, format_many
+    from probe.compare_many import format_many
 
     seen: dict = {}
     for other_dir in args.other:  # one row each, as GET /api/compare/many: a run twice counted twice in Holm's family
@@ -89,38 +89,42 @@ def _many(args: argparse.Namespace, base) -> int:
         if folder in seen:
             raise ValueError(f"{other_dir} is the run {seen[folder]} again: give each run once (each is one row)")
         seen[folder] = other_dir
-    comparisons = []
-    for other_dir in args.other:
+    comparisons, reports = [], [load_report(other_dir) for other_dir in args.other]
+    for other_dir, other in zip(args.other, reports):
         try:
-            comparisons.append(_compare(args, base, other_dir, load_report(other_dir)))
+            comparisons.append(_compare(args, base, other_dir, other))
         except ValueError as exc:  # other classes or images: which of the runs
             raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
     if args.json:  # the runs by their ids, as GET /api/compare/many gives them
-        print(compare_many(comparisons).model_dump_json(indent=2))
+        print(_with_warnings(comparisons, base, reports).model_dump_json(indent=2))
         return 0
-    many = _as_given(comparisons, args.base, args.other)
+    many = _with_warnings(_as_given(comparisons, args.base, args.other), base, reports)
     if args.format:
         from probe.export import MANY_FORMATS
 
         write_document(MANY_FORMATS[args.format](many), args.out)
         return 0
-    print(format_many(many, width=terminal_width(110)))
-    for other_dir, comparison in zip(args.other, comparisons):
-        for warning in comparison.warnings:
-            print(f"{other_dir}: warning: {warning}")
+    print(format_many(many, width=terminal_width(110)))  # the warnings under the table
     return 0
 
 
-def _as_given(comparisons: list, base_dir: str, other_dirs: list[str]):
-    """:func:`probe.compare_many.compare_many` of the comparisons, the runs named by their ids; where two folders
-    hold runs of one id (two sweeps' ``erm``), by their folders as given, as the pairwise ``--format`` names them:
-    they were two rows ``erm`` beside a base ``erm``."""
-    from probe.compare_many import compare_many
+def _with_warnings(comparisons: list, base, reports: list):
+    """:func:`probe.compare_many.compare_many` of the comparisons with the runs' own report warnings, each run
+    named as its row is."""
+    from probe.compare_many import compare_many, run_warnings
 
+    return compare_many(comparisons, run_warnings((comparisons[0].base, base),
+                                                  [(c.other, report) for c, report in zip(comparisons, reports)]))
+
+
+def _as_given(comparisons: list, base_dir: str, other_dirs: list[str]) -> list:
+    """The comparisons with the runs named by their ids; where two folders hold runs of one id (two sweeps'
+    ``erm``), by their folders as given, as the pairwise ``--format`` names them: they were two rows ``erm`` beside a
+    base ``erm``."""
     folders: dict = {}
     for run_id, run_dir in zip([comparisons[0].base, *(c.other for c in comparisons)], [base_dir, *other_dirs]):
         folders.setdefault(run_id, set()).add(run_folder(run_dir))
     if all(len(found) == 1 for found in folders.values()):
-        return compare_many(comparisons)
-    return compare_many([c.model_copy(update={"base": str(base_dir), "other": str(other_dir)})
-                         for c, other_dir in zip(comparisons, other_dirs)])
+        return comparisons
+    return [c.model_copy(update={"base": str(base_dir), "other": str(other_dir)})
+            for c, other_dir in zip(comparisons, other_dirs)]

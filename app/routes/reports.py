@@ -522,7 +522,7 @@ async def compare_many_runs(request: Request, base: str = BaseRun, other: RunIds
 
 
 def _many(store: Store, base: str, others: list[str], cache: str | None, split: str) -> ManyComparison:
-    from probe.compare_many import compare_many
+    from probe.compare_many import compare_many, run_warnings
 
     twice = sorted({run_id for run_id in others if others.count(run_id) > 1})
     if twice:
@@ -537,7 +537,8 @@ def _many(store: Store, base: str, others: list[str], cache: str | None, split: 
             if exc.status_code != 422:
                 raise
             raise HTTPException(422, f"run {run_id!r} against {base!r}: {exc.detail}") from None
-    return compare_many(comparisons)
+    return compare_many(comparisons, run_warnings((base, _report(store, base)),
+                                                  [(run_id, _report(store, run_id)) for run_id in others]))
 
 
 async def _many_file(request: Request, store: Store, base: str, others: list[str], fmt: str, cache: str | None,

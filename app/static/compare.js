@@ -37,6 +37,15 @@
       + (k === "worst_class" && worst ? ` (${worst.base})` : "")).join(", ");
   }
 
+  /** The runs' own report warnings (a shipped head miscalibrated, a small validation split), which the rows do not
+   * show: the run pages and the pairwise exports said them, the table alone read cleaner (a new-user round). */
+  function warningsBox(many, names) {
+    const items = many.run_warnings || [];
+    if (!items.length) return null;
+    return h("div", { class: "warning-box", id: "many-warnings" }, h("strong", {}, "The runs' own warnings"),
+      h("ul", {}, items.map((w) => h("li", { "data-run": w.run }, h("strong", {}, w.run === null ? "every run" : names[w.run] || w.run), ": ", w.text))));
+  }
+
   async function render(main) {
     const params = new URLSearchParams(location.search);
     const base = params.get("base"), others = params.getAll("other");
@@ -66,7 +75,8 @@
           h("strong", {}, many.warnings.length === 1 ? "Warning" : "Warnings"),
           h("ul", {}, many.warnings.map((w) => h("li", {}, `${w.runs.map((r) => names[r] || r).join(", ")}: ${w.text}`)))) : null,
         h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
-        h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: ${baseLine(many)}.`)));
+        h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: ${baseLine(many)}.`),
+        warningsBox(many, names)));
     document.title = `mr2probe · ${others.length} run${others.length === 1 ? "" : "s"} vs ${base}`;
     main.setAttribute("data-ready", "compare");
   }

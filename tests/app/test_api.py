@@ -650,6 +650,12 @@ def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
     for row, pair, holm_p in zip(body["rows"], pairwise, corrected):
         assert row["metrics"]["hard"]["delta_ci"] == pair["metrics"]["hard"]["delta_ci"]
         assert row["metrics"]["hard"]["holm_p"] == holm_p == pair["metrics"]["hard"]["p_value"]
+    # the runs' own warnings, which the rows do not show (a new-user round): those every run gives, once
+    reports = {run: client.get(f"/api/reports/{run}").json()["warnings"] for run in (finished.erm, finished.mr2)}
+    shared = [w for w in reports[finished.erm] if w in reports[finished.mr2]]
+    assert body["run_warnings"] == ([{"run": None, "text": w} for w in shared]
+                                    + [{"run": run, "text": w} for run in (finished.erm, finished.mr2)
+                                       for w in reports[run] if w not in shared])
     for params, says in (({"base": finished.erm}, "other"),
                          ({"base": finished.erm, "other": [finished.mr2, finished.mr2]}, "more than once"),
                          ({"base": finished.erm, "other": [f"run_{i}" for i in range(13)]}, "12"),

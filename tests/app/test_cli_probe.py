@@ -693,3 +693,34 @@ def test_compare_several_runs_marks_a_time_ratio_of_another_setting(erm_dir, tmp
     md = capsys.readouterr().out
     assert [next(line for line in md.splitlines() if line.startswith(f"| {name} |")).rstrip(" |").endswith("*")
             for name in ("same", "other")] == [False, True]
+
+
+def test_compare_several_runs_carries_the_runs_own_warnings_in_every_view(erm_dir, tmp_path, capsys):
+    """Choosing which probe to ship from `compare RUN_A RUN_B RUN_C`, a run whose report warned (its shipped head
+    underconfident, 66 % confidence at 91 % accuracy) read as clean as the others: the table and its md / html
+    had none of the runs' own warnings, which the pairwise comparison and its exports carry."""
+    from probe import load_report
+    from probe.export import _md
+
+    shared = load_report(erm_dir).warnings
+    assert shared  # the fixture's small validation split
+    runs = []
+    for name in ("plain", "warned"):
+        out = tmp_path / name
+        shutil.copytree(erm_dir, out)
+        report = json.loads((out / "report.json").read_text())
+        report["run_id"] = name
+        report["warnings"] += ["The shipped head is underconfident."] if name == "warned" else []
+        (out / "report.json").write_text(json.dumps(report))
+        runs.append(str(out))
+    capsys.readouterr()
+    assert main(["compare", str(erm_dir), *runs, "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert many["run_warnings"] == ([{"run": None, "text": w} for w in shared]
+                                    + [{"run": "warned", "text": "The shipped head is underconfident."}])
+    assert main(["compare", str(erm_dir), *runs]) == 0
+    assert "warning (warned): The shipped head is underconfident." in capsys.readouterr().out
+    assert main(["compare", str(erm_dir), *runs, "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "- **Warning (warned):** The shipped head is underconfident." in md
+    assert f"- **Warning (every run):** {_md(shared[0])}" in md

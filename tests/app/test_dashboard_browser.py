@@ -2428,6 +2428,11 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
         assert noise == (lo <= 0 <= hi or row[key]["beyond_noise"] is False)
     assert driver.js("return document.getElementById('many-note').textContent") == many["note"]
     assert f"{finished.erm} itself: overall " in driver.js("return document.getElementById('many-base').textContent")
+    # the runs' own warnings, which the rows do not show, each under the name of its run (a new-user round)
+    assert many["run_warnings"]
+    shown = driver.js("""return Array.from(document.querySelectorAll('#many-warnings li')).map(li => li.textContent);""")
+    names = {run["id"]: run["name"] for run in httpx.get(f"{live_server}/api/runs").json()}
+    assert shown == [f"{'every run' if w['run'] is None else names[w['run']]}: {w['text']}" for w in many["run_warnings"]]
     assert driver.js("return document.getElementById('many-md-link').getAttribute('href')") == \
         f"/api/compare/many.md?base={finished.erm}&other={finished.mr2}"
     driver.screenshot(tmp_path / "compare.png")
