@@ -657,8 +657,20 @@ def probe_words(report: Report) -> str:
         outcome = "applied" if report.posthoc is None else report.posthoc.outcome()
         posthoc = ", post-hoc bias " + _POSTHOC_OUTCOME_WORDS.get(outcome, "applied")
     return (probe_label("ce" if config.get("loss") == "ce" else loss_label(config), config.get("head"))
-            + (f", preset {preset.name}" if preset is not None else "")
+            + _adapter_words(report) + (f", preset {preset.name}" if preset is not None else "")
             + balanced + kept + posthoc)
+
+
+def _adapter_words(report: Report) -> str:
+    """``, lowrank adapter (rank 64), λ 0.1`` of a run with an adapter (it read "ERM (ce), linear head" as ERM
+    itself does, in every comparison and the runs list: a new-user round), else nothing."""
+    config = report.config
+    if not config.get("adapter"):
+        return ""
+    rank = f" (rank {config['adapter_rank']})" if config.get("adapter_rank") else ""
+    lam = getattr(report.selection.chosen, "lam", None)  # a candidate's extra key where λ was selected
+    lam = config.get("lam") if lam is None else lam
+    return f", {config['adapter']} adapter{rank}" + (f", λ {lam:g}" if lam else "")
 
 
 def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:

@@ -408,6 +408,13 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
                                                           "safe improvement)")
     posthoc = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, posthoc_bias=True, posthoc_guard=False))
     assert compare_reports(erm, posthoc).probes["other"] == "ERM (ce), linear head, post-hoc bias applied"
+    # an adapter before the head, λ selected or given (it read "ERM (ce), linear head", as ERM itself: a new-user
+    # round choosing among six probes)
+    adapted = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, adapter="lowrank", adapter_rank=2,
+                                                 lam_grid=[0.3], wd_grid=[0.0]))
+    assert compare_reports(erm, adapted).probes["other"] == "ERM (ce), linear head, lowrank adapter (rank 2), λ 0.3"
+    given = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, adapter="mlp", lam=0.5, wd_grid=[0.0]))
+    assert compare_reports(erm, given).probes["other"] == "ERM (ce), linear head, mlp adapter, λ 0.5"
 
 
 def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of_their_own_mean():
