@@ -72,6 +72,8 @@ class ManyComparison(BaseModel):
     title: str = Field(..., description="what was scored: the runs' test split, seed means, or other images")
     rows: list[ManyRow]
     note: str
+    names: dict[str, str] = Field(default_factory=dict, description="run → what the views call it where that is "
+                                  "more than its id (the service: 'focal/linear (run_…)'); the JSON keeps the ids")
     warnings: list[ManyWarning] = Field(default_factory=list, description="the pairwise comparisons' warnings, once "
                                         "each, with the runs they are of")
     run_warnings: list[RunWarning] = Field(default_factory=list, description="the runs' own report warnings, "
@@ -163,9 +165,14 @@ def many_cell(cell: ManyCell, between: str = "\n") -> str:
 MANY_HEADER = ["run", *(key.replace("_", " ") for key in SUMMARY_METRICS), "time ×"]
 
 
+def many_name(many: ManyComparison, run: Optional[str]) -> str:
+    """A run as the views name it: its name and id where ``many.names`` has one (the service's), else its id."""
+    return many.names.get(run or "", run or "")
+
+
 def many_rows(many: ManyComparison, between: str = "\n") -> list[list[str]]:
     """The rows of the table (``MANY_HEADER``), each cell :func:`many_cell`."""
-    return [[row.run or "", *(many_cell(row.metrics[key], between) for key in SUMMARY_METRICS),
+    return [[many_name(many, row.run), *(many_cell(row.metrics[key], between) for key in SUMMARY_METRICS),
              "–" if row.time_ratio is None else f"{row.time_ratio:.2f}{'*' if row.time_comparable is False else ''}"]
             for row in many.rows]
 
@@ -177,11 +184,13 @@ def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
     worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
     base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + (worst if key == "worst_class" else "")
                      for key, value in many.base_scores.items())
-    return [("compared", many.note), ("probes", "; ".join([f"base {many.base}: {many.base_probe or '?'}"]
-                                                          + [f"{row.run}: {row.probe or '?'}" for row in many.rows])),
+    probes = [f"base {many_name(many, many.base)}: {many.base_probe or '?'}"]
+    return [("compared", many.note), ("probes", "; ".join(probes + [f"{many_name(many, row.run)}: {row.probe or '?'}"
+                                                                     for row in many.rows])),
             (f"base {many.base}", base),
-            *((f"warning ({', '.join(run or '?' for run in w.runs)})", w.text) for w in many.warnings),
-            *((f"warning ({'every run' if w.run is None else w.run})", w.text) for w in many.run_warnings)]
+            *((f"warning ({', '.join(many_name(many, run) or '?' for run in w.runs)})", w.text) for w in many.warnings),
+            *((f"warning ({'every run' if w.run is None else many_name(many, w.run)})", w.text)
+              for w in many.run_warnings)]
 
 
 def format_many(many: ManyComparison, *, width: int = 110) -> str:
@@ -193,9 +202,9 @@ def format_many(many: ManyComparison, *, width: int = 110) -> str:
     console = text_console(width)
     facts = many_facts(many)
     console.print(facts[0][1])
-    console.print(f"probes: base {many.base}: {many.base_probe or '?'}")
+    console.print(f"probes: base {many_name(many, many.base)}: {many.base_probe or '?'}")
     for row in many.rows:  # one a line, under the base's
-        console.print(f"        {row.run}: {row.probe or '?'}")
+        console.print(f"        {many_name(many, row.run)}: {row.probe or '?'}")
     table = Table(title=f"Δ points against {many.base} [95 % interval]; {many.title}", box=box.SIMPLE)
     for col in MANY_HEADER:
         table.add_column(col, justify="left" if col == "run" else "right", overflow="fold")

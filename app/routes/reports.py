@@ -537,8 +537,11 @@ def _many(store: Store, base: str, others: list[str], cache: str | None, split: 
             if exc.status_code != 422:
                 raise
             raise HTTPException(422, f"run {run_id!r} against {base!r}: {exc.detail}") from None
-    return compare_many(comparisons, run_warnings((base, _report(store, base)),
+    many = compare_many(comparisons, run_warnings((base, _report(store, base)),
                                                   [(run_id, _report(store, run_id)) for run_id in others]))
+    # the md / html name each run as the pages do: ids alone read 'run_4da32e8b1df3' in a pull request
+    many.names = {run_id: f"{store.get_run(run_id)['name']} ({run_id})" for run_id in (base, *others)}
+    return many
 
 
 async def _many_file(request: Request, store: Store, base: str, others: list[str], fmt: str, cache: str | None,

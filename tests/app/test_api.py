@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import importlib
 import io
 import re
@@ -668,10 +669,14 @@ def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
     # the same rows as a file for a pull request (mr2probe compare RUN_A RUN_B RUN_C --format md / html)
     resp = client.get("/api/compare/many.md", params={"base": finished.mr2, "other": [finished.erm]})
     assert resp.status_code == 200 and resp.text.startswith(f"# mr2probe compare: {finished.mr2} vs 1 run\n")
-    assert f"| {finished.erm} | " in resp.text
+    # each run named as the pages name it, not by its id alone (a new-user round: 'run_4da32e8b1df3' in a PR)
+    names = {run: client.get(f"/api/runs/{run}").json()["name"] for run in (finished.erm, finished.mr2)}
+    assert f"| {names[finished.erm]} ({finished.erm}) | " in resp.text
+    assert f"base {names[finished.mr2]} ({finished.mr2}): " in resp.text
     assert resp.headers["content-disposition"] == f'attachment; filename="{finished.mr2}_vs_1_run.md"'
     resp = client.get("/api/compare/many.html", params={"base": finished.erm, "other": [finished.mr2]})
-    assert resp.status_code == 200 and resp.text.startswith("<!DOCTYPE html>") and f"<td>{finished.mr2}</td>" in resp.text
+    assert resp.status_code == 200 and resp.text.startswith("<!DOCTYPE html>")
+    assert f"<td>{html.escape(names[finished.mr2])} ({finished.mr2})</td>" in resp.text
     assert f"<title>mr2probe compare: {finished.erm} vs 1 run</title>" in resp.text  # one run, not "1 runs"
     assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_1_run.html"'
 
