@@ -410,21 +410,31 @@ COMPARE_FORMATS = {"md": comparison_markdown, "html": comparison_html}
 def many_markdown(many: ManyComparison) -> str:
     """Several runs against one base (:mod:`probe.compare_many`) as one Markdown document: what was compared, the
     probes and the base's accuracies, then one row per run."""
-    lines = [f"# mr2probe compare: {_md(many.base)} vs {many.runs_text()}", ""]
-    lines += _md_facts([(label[0].upper() + label[1:], text) for label, text in many_facts(many)])
+    facts, warnings = _many_facts(many)
+    lines = [f"# mr2probe compare: {_md(many.base)} vs {many.runs_text()}", "", *_md_facts(facts)]
     lines += ["", f"## Δ points against {_md(many.base)} [95 % interval]; {_md(many.title)}", "",
               *_md_table(MANY_HEADER, many_rows(many, " "))]
+    lines += ["", "## Warnings", "", *_md_facts(warnings)] if warnings else []
     return "\n".join(lines) + "\n"
+
+
+def _many_facts(many: ManyComparison) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """:func:`many_facts` capitalised, split into what stands above the table and the warnings (the pairwise
+    comparisons' and the runs' own), below it (a warning per run above pushed the table off the first screen at six
+    runs)."""
+    facts = [(label[0].upper() + label[1:], text) for label, text in many_facts(many)]
+    return facts[:3], facts[3:]
 
 
 def many_html(many: ManyComparison) -> str:
     """Several runs against one base as one self-contained HTML page: the content of :func:`many_markdown`."""
     title = f"mr2probe compare: {many.base} vs {many.runs_text()}"
-    facts = _html_facts([(label[0].upper() + label[1:], text) for label, text in many_facts(many)])
+    facts, warnings = _many_facts(many)
+    below = f"<h2>Warnings</h2>{_html_facts(warnings)}" if warnings else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{facts}'
+            f'<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{_html_facts(facts)}'
             f'<h2>Δ points against {html.escape(str(many.base))} [95 % interval]; {html.escape(many.title)}</h2>'
-            f'{_html_table(MANY_HEADER, many_rows(many, " "))}</body></html>\n')
+            f'{_html_table(MANY_HEADER, many_rows(many, " "))}{below}</body></html>\n')
 
 
 MANY_FORMATS = {"md": many_markdown, "html": many_html}

@@ -724,3 +724,4 @@ def test_compare_several_runs_carries_the_runs_own_warnings_in_every_view(erm_di
     md = capsys.readouterr().out
     assert "- **Warning (warned):** The shipped head is underconfident." in md
     assert f"- **Warning (every run):** {_md(shared[0])}" in md
+    assert md.index("| run | overall |") < md.index("## Warnings") < md.index("**Warning (")
