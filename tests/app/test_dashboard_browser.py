@@ -2442,14 +2442,18 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
 
 def test_the_compare_page_says_the_pairwise_comparisons_warnings(driver, live_server, finished):
     """/compare showed none of its pairwise comparisons' warnings (GET /api/compare/many has them; the CLI prints
-    them after its table): the base among the runs read as a row of zeros, no word of why."""
-    _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}&other={finished.erm}", "compare")
-    many = httpx.get(f"{live_server}/api/compare/many", params={"base": finished.erm,
-                                                                "other": [finished.mr2, finished.erm]}).json()
-    itself = f"run {finished.erm} is compared with itself: every difference is 0"
-    assert {"text": itself, "runs": [finished.erm]} in many["warnings"]
-    shown = driver.js("return [...document.querySelectorAll('#warnings li')].map((li) => li.textContent)")
-    assert len(shown) == len(many["warnings"]) and any(line.endswith(f": {itself}") for line in shown), shown
+    them after its table). Each is listed with the runs it is of, by the names the home page shows. The base among
+    the runs compared with it is refused, and the page says why."""
+    text = "run has no stored test predictions"
+    warned = ("(path, data) => !path.startsWith('/api/compare/many?') ? data : "
+              f"Object.assign(data, {{ warnings: [{{ text: '{text}', runs: [data.rows[0].run] }}] }})")
+    with _fetch_rewritten(driver, warned):
+        _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+        shown = driver.js("return [...document.querySelectorAll('#warnings li')].map((li) => li.textContent)")
+    name = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()["name"]
+    assert shown == [f"{name}: {text}"]
+    _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}&other={finished.erm}", "error")
+    assert "leave it out of the runs compared with it" in driver.js("return document.getElementById('banner').textContent")
 
 
 def test_more_runs_ticked_than_one_comparison_takes_say_how_many_to_untick(driver, live_server, finished):
