@@ -143,6 +143,23 @@ def csv_rows(got: "CachePredictions", class_names: list[str]):
         yield row if proba is None else row + [f"{v:.7g}" for v in proba[i]]
 
 
+def check_scored_cache(path: str, split: str, unlabelled: bool = False, name: str | None = None):
+    """The cache at ``path`` opened, once it is one probes can be scored on: it has ``split``, and labels unless
+    ``unlabelled``. Raises ValueError naming the cache as ``name`` (else its path): what is wrong with the cache
+    itself, said once before any run is loaded (several runs compared on an unlabelled cache blamed the first
+    pair; a new-user round)."""
+    from feature_cache import open_cache
+
+    cache = open_cache(path)
+    if split not in cache.splits:
+        raise ValueError(f"{name or path} has no split {split!r}; it has {', '.join(cache.splits)}.")
+    if not (cache.labelled or unlabelled):
+        raise ValueError(f"{name or path} holds unlabelled images (mr2probe extract --unlabelled): no labels to "
+                         "score a probe against; `mr2probe predict RUN --features CACHE --out FILE.csv` lists the "
+                         "predictions.")
+    return cache
+
+
 def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                   name: str | None = None, probabilities: bool = False,
                   max_cells: int | None = None) -> list[CachePredictions]:
@@ -156,19 +173,12 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     ``max_cells`` n × K (the service's bound)."""
     import numpy as np
 
-    from feature_cache import open_cache
     from probe.deploy import UNKNOWN_CLASS, TrueClass
     from probe.report import FeatureSource
     from probe.seen import common_folder, repeated_rests
 
-    cache = open_cache(path)
-    if split not in cache.splits:
-        raise ValueError(f"{name or path} has no split {split!r}; it has {', '.join(cache.splits)}.")
+    cache = check_scored_cache(path, split, unlabelled, name)
     labelled = cache.labelled
-    if not (labelled or unlabelled):
-        raise ValueError(f"{name or path} holds unlabelled images (mr2probe extract --unlabelled): no labels to "
-                         "score a probe against; `mr2probe predict RUN --features CACHE --out FILE.csv` lists the "
-                         "predictions.")
     source = FeatureSource.model_validate(cache.provenance(str(path)))
     sources = cache.sources(split)
     every = lambda: (p for s in cache.splits for p in (sources if s == split else cache.sources(s)))  # noqa: E731

@@ -89,6 +89,10 @@ def _many(args: argparse.Namespace, base) -> int:
         if folder in seen:
             raise ValueError(f"{other_dir} is the run {seen[folder]} again: give each run once (each is one row)")
         seen[folder] = other_dir
+    if args.features is not None:  # the cache's own problems, once, not as the first pair's
+        from ..shipped import check_scored_cache
+
+        check_scored_cache(args.features, args.split)
     comparisons, reports = [], [load_report(other_dir) for other_dir in args.other]
     for other_dir, other in zip(args.other, reports):
         try:

@@ -98,6 +98,13 @@ def test_nothing_trains_scores_or_compares_on_unlabelled_images(shipped, tmp_pat
     assert not (tmp_path / "r").exists()
     assert main(["compare", str(run), str(run), "--features", str(out)]) == 2
     assert "no labels to score a probe against" in capsys.readouterr().err
+    # several runs: the cache's own problem, said of the cache, not of the first pair (a new-user round)
+    copies = [tmp_path / name for name in ("a", "b")]
+    for copy in copies:
+        shutil.copytree(run, copy)
+    assert main(["compare", str(run), *map(str, copies), "--features", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mr2probe compare: error: {out} holds unlabelled images") and " against " not in err
     assert main(["predict", str(run), "--features", str(out), "--split", "train"]) == 2
     assert "split 'train' of" in (err := capsys.readouterr().err) and "holds no image (an unlabelled cache holds" in err
 
