@@ -640,8 +640,8 @@ _POSTHOC_OUTCOME_WORDS = {"untested": "not applied (too few validation images to
 
 def probe_words(report: Report) -> str:
     """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, its
-    preset when it had one, and the balanced accuracy it selected on where it did (two ERM runs selected on two
-    metrics read alike; a new-user round)."""
+    preset when it had one, the balanced accuracy it selected on where it did (two ERM runs selected on two
+    metrics read alike; a new-user round), its post-hoc bias and its temperature."""
     config = report.config
     preset = report.selection.preset
     balanced = ", selected on balanced accuracy" if config.get("overall_metric") == "balanced" else ""
@@ -656,9 +656,13 @@ def probe_words(report: Report) -> str:
         # images kept it from being tested; an unguarded bias is always applied
         outcome = "applied" if report.posthoc is None else report.posthoc.outcome()
         posthoc = ", post-hoc bias " + _POSTHOC_OUTCOME_WORDS.get(outcome, "applied")
+    # the confidences it ships: a temperature-scaled run read as the same probe without (a new-user round)
+    scaling = report.temperature_scaling
+    temperature = ("" if scaling is None else f", temperature {scaling.temperature:.3g}" if scaling.applied
+                   else ", temperature not applied (its fit lay on a bound)")
     return (probe_label("ce" if config.get("loss") == "ce" else loss_label(config), config.get("head"))
             + _adapter_words(report) + (f", preset {preset.name}" if preset is not None else "")
-            + balanced + kept + posthoc)
+            + balanced + kept + posthoc + temperature)
 
 
 def _adapter_words(report: Report) -> str:

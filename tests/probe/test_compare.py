@@ -415,6 +415,17 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
     assert compare_reports(erm, adapted).probes["other"] == "ERM (ce), linear head, lowrank adapter (rank 2), λ 0.3"
     given = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, adapter="mlp", lam=0.5, wd_grid=[0.0]))
     assert compare_reports(erm, given).probes["other"] == "ERM (ce), linear head, mlp adapter, λ 0.5"
+    # the temperature its confidences ship with (a temperature-scaled run read as the same probe without it)
+    scaled = run_probe(data, NAMES, ProbeConfig(epochs=2, seeds=[0], cv=0, temperature_scaling=True))
+    scaling = scaled.temperature_scaling
+    expected = (f", temperature {scaling.temperature:.3g}" if scaling.applied
+                else ", temperature not applied (its fit lay on a bound)")
+    assert compare_reports(erm, scaled).probes["other"] == "ERM (ce), linear head" + expected
+    on_bound = scaled.model_copy(deep=True)
+    on_bound.temperature_scaling.applied = not scaling.applied
+    on_bound.temperature_scaling.temperature = 1.0 if scaling.applied else 2.5
+    assert compare_reports(erm, on_bound).probes["other"] == "ERM (ce), linear head" + (
+        ", temperature not applied (its fit lay on a bound)" if scaling.applied else ", temperature 2.5")
 
 
 def test_runs_of_other_seed_counts_and_thirds_of_unequal_classes_get_the_test_of_their_own_mean():
