@@ -93,7 +93,8 @@ temperature they are divided by, before the softmax; `RunProbe` applies both);
 `apply_probe.py` applies them with numpy and safetensors alone (`pip install numpy safetensors`), for serving
 code without mr2probe (from the folder this zip unpacks into: `sys.path.insert(0, {run_id!r})`, then
 `from apply_probe import load_probe; probabilities = load_probe({run_id!r}).predict_proba(x)`, `x` the features as
-above; or `python {run_id}/apply_probe.py {run_id} features.npy`), and nothing checks the features there;
+above; or `python {run_id}/apply_probe.py {run_id} features.npy`, which prints a line per row of features.npy:
+the predicted class, a tab, its confidence), and nothing checks the features there;
 `probe.onnx` is the same probe as one ONNX graph (opset 17) for ONNX Runtime, Triton or TensorRT: input
 `features` (n, d) float32, outputs `probabilities` and `logits` (n, K), columns in the order of its metadata's
 `class_names` (rows of NaN features give NaN there: check them first; `mr2probe export` writes it from a run folder);

@@ -140,7 +140,8 @@ def _load_features(path: str, width: int) -> np.ndarray:
 
 
 def main(argv: list[str]) -> int:
-    """``python apply_probe.py RUN_FOLDER FEATURES.npy``: one line per row; a bad argument is one line, exit 1."""
+    """``python apply_probe.py RUN_FOLDER FEATURES.npy``: one line per row, the predicted class, a tab, its
+    confidence (no header: ``cut -f1`` gives the classes); a bad argument is one line, exit 1."""
     if len(argv) != 2:
         print("usage: python apply_probe.py RUN_FOLDER FEATURES.npy", file=sys.stderr)
         return 2

@@ -204,6 +204,7 @@ def _apply_probe_py_predicts_the_same(folder, run_id, features, stored):
     usage = (folder / run_id / "USAGE.md").read_text(encoding="utf-8")
     command = f"python {run_id}/apply_probe.py {run_id} features.npy"
     assert f"`{command}`" in usage
+    assert f"`{command}`, which prints a line per row of features.npy:\nthe predicted class, a tab, its confidence)" in usage
     out = subprocess.run([sys.executable, "-I", *command.split()[1:]], cwd=folder, env=env,
                          capture_output=True, text=True, check=True).stdout.splitlines()
     code = usage.split("code without mr2probe (from the folder this zip unpacks into: `")[1]
