@@ -132,10 +132,10 @@
                          title: shown ? `95 % interval over the test images: ${text} %` : null }, pct(s[k]),
           shown && (k === "overall" || k === "balanced") ? h("div", { class: "muted ci" }, text) : null);
       }),
-      h("td", { "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
+      h("td", { "data-col": "worst", "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),
-      h("td", { class: "name" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
+      h("td", { class: "name", "data-col": "compare" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
 
   function runQuestion(run, ctx) {
