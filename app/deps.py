@@ -41,8 +41,9 @@ def _query_names(dependant: Any, lists: bool = False) -> frozenset[str]:
 
 def known_query_only(request: Request) -> None:
     """Refuse (422, as a validation error naming each) a query parameter the route does not take, and one given
-    more than once unless it takes a list: FastAPI ignores the first (``DELETE /api/caches/{id}?dryRun=true`` deleted for real) and keeps
-    the last value of the second (``?dry_run=true&dry_run=false`` deleted; attack rounds)."""
+    more than once unless it takes a list: FastAPI ignores the first (``DELETE /api/caches/{id}?dryRun=true``
+    deleted for real) and keeps the last value of the second (``?dry_run=true&dry_run=false`` deleted; attack
+    rounds)."""
     from collections import Counter
 
     from fastapi.exceptions import RequestValidationError

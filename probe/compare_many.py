@@ -82,7 +82,11 @@ class ManyComparison(BaseModel):
 
     def runs_text(self) -> str:
         """``"1 run"``, ``"3 runs"``: the runs compared with the base."""
-        return f"{len(self.rows)} run{'s' if len(self.rows) != 1 else ''}"
+        return _runs_text(len(self.rows))
+
+
+def _runs_text(count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''}"
 
 
 def holm(p_values: list[Optional[float]]) -> list[Optional[float]]:
@@ -132,7 +136,7 @@ def compare_many(comparisons: list[Comparison], warnings: Optional[list[RunWarni
                     time_comparable=c.cost.comparable if c.cost is not None else None)
             for i, c in enumerate(comparisons)]
     first = comparisons[0]
-    runs = f"{len(comparisons)} run{'s' if len(comparisons) > 1 else ''}"
+    runs = _runs_text(len(comparisons))
     note = (f"{runs}, each against the base {first.base}: {first.grouping.note}. Each delta in "
             f"points with its 95 % paired interval; 'gain' or 'loss': beyond noise, its images' sign-flip test "
             f"Holm-corrected over the {runs} (the intervals are not). The worst class is each run's "

@@ -402,7 +402,7 @@ class _Kept:
 # every view of a run with a reference, its exports again: 3.4-5.2 s each at 1,000 classes on 2 CPU cores (the
 # Monte Carlo intervals of the thirds, linear in K; a many-classes round). The last few are kept, keyed by the
 # files' identity, so a file rewritten (train --force) is compared afresh.
-MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a pairwise comparison each (~1 s at K = 1000)
+MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a comparison each (~1 s at K = 1000)
 _COMPARISONS = _Kept(MAX_COMPARED_RUNS + 4)  # a page of several runs viewed again, and a few pairs besides
 _COMPARED_FILES = ("report.json", "predictions.npz")
 
@@ -436,17 +436,18 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
         # the files' identity taken before they are read: taken after, a run rewritten in between kept what was
         # read before under its new identity, for good (a review)
         key = None if path is not None else _files_key(base, other, runs[0]["path"], runs[1]["path"])
-        reports = _report(store, base), _report(store, other)
-        if path is None:
-            comparison = _COMPARISONS.get(key)
-            if comparison is None:
+        comparison = _COMPARISONS.get(key)  # kept: its reports are not read again (a review)
+        if comparison is None:
+            reports = _report(store, base), _report(store, other)
+            if path is None:
                 comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
                                                                  tuple(len(r.class_names) for r in reports)))
                 _COMPARISONS.put(key, comparison)
+            else:
+                comparison, comparison.warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]),
+                                                                   path, split, f"cache {cache}")
+        if path is None:
             comparison = comparison.model_copy(deep=True)  # the caller adds its warnings to its own copy
-        else:
-            comparison, comparison.warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]), path,
-                                                               split, f"cache {cache}")
         if base == other:  # as the CLI says it: a normal "no change" read as a result (an attack round)
             comparison.warnings.append(f"run {base} is compared with itself: every difference is 0")
         return comparison
@@ -506,7 +507,6 @@ async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRu
     return await _comparison_file(request, store, base, other, "md", cache, split)
 
 
-
 OtherRuns = Query(..., min_length=1, max_length=MAX_COMPARED_RUNS, description="the runs compared with the base, in "
                   f"the order of the rows, each once: other=a&other=b (1 to {MAX_COMPARED_RUNS})")
 RunIds = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]]
@@ -549,7 +549,8 @@ async def _many_file(request: Request, store: Store, base: str, others: list[str
     from probe.export import MANY_FORMATS
 
     many = await _in_scoring_slot(request, _many, store, base, others, cache, split)
-    return _download(await run_in_threadpool(MANY_FORMATS[fmt], many), fmt, f"{base}_vs_{many.runs_text().replace(' ', '_')}")
+    return _download(await run_in_threadpool(MANY_FORMATS[fmt], many), fmt,
+                     f"{base}_vs_{many.runs_text().replace(' ', '_')}")
 
 
 @router.get("/compare/many.html", response_class=Response, summary="Several runs against one base as one HTML page",
