@@ -151,11 +151,11 @@ STANDALONE_FILE = "apply_probe.py"  # probe/standalone.py in probe.zip
 ONNX_FILE = "probe.onnx"  # probe.onnx_export's graph of the shipped probe, in probe.zip
 
 
-def _onnx_bytes(store: Store, run_id: str, folder: Path) -> bytes:
+def _onnx_bytes(folder: Path, report: Report) -> bytes:
     """The shipped probe as one ONNX graph (:func:`probe.onnx_export.probe_model`), its features in the metadata."""
     from probe.onnx_export import probe_model
 
-    features = _report(store, run_id).features
+    features = report.features
     return probe_model(folder, features.model_dump(mode="json") if features is not None else None).SerializeToString()
 
 
@@ -185,10 +185,11 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name in files:
                 archive.write(folder / name, f"{run_id}/{name}")
-            archive.writestr(f"{run_id}/USAGE.md", usage_text(run_id, _report(store, run_id)))
+            report = _report(store, run_id)  # read once: USAGE.md and the graph's metadata
+            archive.writestr(f"{run_id}/USAGE.md", usage_text(run_id, report))
             # the loader for serving code without mr2probe (numpy + safetensors), copied as it is
             archive.write(standalone.__file__, f"{run_id}/{STANDALONE_FILE}")
-            archive.writestr(f"{run_id}/{ONNX_FILE}", _onnx_bytes(store, run_id, folder))
+            archive.writestr(f"{run_id}/{ONNX_FILE}", _onnx_bytes(folder, report))
     except FileNotFoundError:  # deleted while it was zipped: a 500 and a dropped connection (an attack round)
         raise HTTPException(404, f"run {run_id!r} was removed while its probe was zipped") from None
     return Response(buffer.getvalue(), media_type="application/zip",
