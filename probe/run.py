@@ -192,15 +192,17 @@ def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[st
         hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
         raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
                          f"{listed(class_names, 10)}")
-    kept = [k for k, name in enumerate(class_names) if name not in set(drop)]
+    dropped = set(drop)
+    kept = [k for k, name in enumerate(class_names) if name not in dropped]
     if len(kept) < 2:
         raise ValueError(f"leaving out {listed([repr(n) for n in drop], 5)} leaves {len(kept)} class; a probe needs 2")
     new_index = np.full(len(class_names), -1, dtype=np.int64)
     new_index[kept] = np.arange(len(kept))
     out, out_sources = {}, None if sources is None else {}
     for split, (x, y) in data.items():
-        rows = np.flatnonzero(new_index[np.asarray(y, dtype=np.int64)] >= 0)
-        out[split] = (x[rows] if len(rows) < len(y) else x, new_index[np.asarray(y, dtype=np.int64)[rows]])
+        labels = new_index[np.asarray(y, dtype=np.int64)]  # -1: a class left out
+        rows = np.flatnonzero(labels >= 0)
+        out[split] = (x[rows] if len(rows) < len(labels) else x, labels[rows])
         if out_sources is not None and split in sources:
             out_sources[split] = [sources[split][i] for i in rows]
     return out, out_sources, [class_names[k] for k in kept]
