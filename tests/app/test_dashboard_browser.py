@@ -2724,6 +2724,18 @@ def test_the_group_chips_text_is_readable_on_its_colour(driver, live_server, fin
     assert [bg for _, bg in chips] == ["rgb(59, 156, 90)", "rgb(216, 154, 27)", "rgb(200, 66, 59)"]
 
 
+def test_muted_text_is_readable_on_the_page_and_on_a_card(driver, live_server, finished):
+    """A keyboard-only round (axe): the footer's grey on the page's background was 4.48:1, below WCAG's 4.5:1 for its
+    small text; the same grey is every muted note's, on the cards' white."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    pairs = driver.js("""const bg = (e) => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+            if (c !== 'rgba(0, 0, 0, 0)') return c; } return 'rgb(255, 255, 255)'; };
+        const note = document.querySelector('section.card .muted');
+        return [document.querySelector('footer'), note].map(e => [getComputedStyle(e).color, bg(e)]);""")
+    assert [_contrast(fg, bg) >= 4.5 for fg, bg in pairs] == [True, True], pairs
+    assert pairs[1][1] == "rgb(255, 255, 255)" and pairs[0][1] != pairs[1][1]  # the page's grey, a card's white
+
+
 def test_cancelling_a_runs_note_form_gives_the_focus_back_to_its_button(driver, live_server, finished):
     """A keyboard-only round: Cancel hid the rename form with the focus in it, the focus falling to the page's body
     (the next Tab started again from the top of the page)."""
