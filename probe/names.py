@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name"]
+__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -44,3 +44,13 @@ def class_name(text: str) -> str:
     both had the same class twice under names that look alike; a manifest's labels too (an extremes round: 'café'
     in both forms were two classes in a CSV, one class in folders)."""
     return unicodedata.normalize("NFC", text)
+
+
+def class_index(name: str, class_names: Sequence[str]) -> int | None:
+    """The index of the class ``name`` names among ``class_names``, or None: the exact name first, then the name
+    composed (:func:`class_name`) against each class name composed, so that a name typed or pasted in decomposed
+    Unicode (NFD, as macOS writes file names) is the composed class name a data set gave."""
+    if name in class_names:
+        return list(class_names).index(name)
+    composed = class_name(name)
+    return next((i for i, other in enumerate(class_names) if class_name(other) == composed), None)

@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shutil
-import unicodedata
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +44,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .seen import SEEN_FILE
-from .names import listed
+from .names import class_index, listed
 from .numbers import fixed, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
@@ -1428,11 +1427,9 @@ def confusion_cell(class_names: list[str], true: str, predicted: str | None,
     caller spells them) that names no class of the run, or a predicted class equal to the true one. A name typed or
     pasted in decomposed Unicode (NFD, as macOS writes file names) is the composed class name the data set gave
     (``feature_cache`` composes folder names; an outside round's 'Überschall' was refused beside itself)."""
-    composed = {unicodedata.normalize("NFC", name): i for i, name in reversed(list(enumerate(class_names)))}
     found = []
     for field, name in zip(fields, (true, predicted)):
-        index = None if name is None else class_names.index(name) if name in class_names else \
-            composed.get(unicodedata.normalize("NFC", name))  # the exact name first, then composed alike
+        index = None if name is None else class_index(name, class_names)
         if name is not None and index is None:
             raise ValueError(f"{field} {unknown_class_text(name, class_names)}")
         found.append(index)

@@ -39,7 +39,7 @@ from .diagnostics import test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
-from .names import listed
+from .names import class_index, listed
 from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_intervals
 from .registry import NEEDS, get_loss_spec
@@ -186,14 +186,15 @@ def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[st
     without test images (or too few to train on) made a whole cache untrainable, re-extracted without it (an
     extremes round). Raises ValueError naming a class that is not one of ``class_names``, or when fewer than two
     classes would be left."""
-    unknown = [name for name in drop if name not in class_names]
+    found = [class_index(name, class_names) for name in drop]  # a decomposed (NFD) name is its composed class
+    unknown = [name for name, index in zip(drop, found) if index is None]
     if unknown:
         close = [difflib.get_close_matches(name, class_names, n=1) for name in unknown]
         hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
         raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
                          f"{listed(class_names, 10)}")
-    dropped = set(drop)
-    kept = [k for k, name in enumerate(class_names) if name not in dropped]
+    dropped = set(found)
+    kept = [k for k in range(len(class_names)) if k not in dropped]
     if len(kept) < 2:
         raise ValueError(f"leaving out {listed([repr(n) for n in drop], 5)} leaves {len(kept)} class; a probe needs 2")
     new_index = np.full(len(class_names), -1, dtype=np.int64)

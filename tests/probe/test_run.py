@@ -784,3 +784,20 @@ def test_an_ldam_run_on_imbalanced_classes_takes_its_margins_from_the_training_c
     m = ProbeTrainer(**resolved.trainer_params(resolved.candidates()[0], seed=0)).fit(*imbalanced["train"])
     assert m.loss_.delta.tolist() == pytest.approx((0.5 * (6 / counts) ** 0.25).tolist(), rel=1e-6)
     assert m.loss_.delta.tolist() == pytest.approx(ldam_margins(counts, 0.5).tolist(), rel=1e-6)
+
+
+def test_a_class_left_out_by_its_decomposed_name_is_the_composed_class():
+    """``without_classes`` matched names exactly: 'café' typed decomposed (NFD, as macOS writes it) was "no class
+    named" beside the class 'café' the data set gave composed; confusion_cell's lookup already composed names."""
+    import unicodedata
+
+    from probe.run import without_classes
+
+    names = ["café", "thé", "eau"]
+    x, y = np.arange(12, dtype=np.float32).reshape(6, 2), np.array([0, 1, 2, 0, 1, 2])
+    data, sources, kept = without_classes({"test": (x, y)}, {"test": list("abcdef")}, names,
+                                          [unicodedata.normalize("NFD", "café")])
+    assert kept == ["thé", "eau"] and data["test"][1].tolist() == [0, 1, 0, 1] and sources["test"] == list("bcef")
+    assert np.array_equal(data["test"][0], x[[1, 2, 4, 5]])
+    with pytest.raises(ValueError, match=r"no class named 'cafe' to leave out \(did you mean 'café'\?\)"):
+        without_classes({"test": (x, y)}, None, names, ["cafe"])
