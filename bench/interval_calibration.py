@@ -15,6 +15,11 @@ Two questions, each against a named baseline in the same run:
   by the second scoring), and which run gets which scoring is a coin flip per sample (both runs then have the
   same expected accuracy, 0.7 − 0.2·q). The decision rule claims a hard-third gain
   when the interval's lower end is above 0, nominally 2.5 % of such splits (``claims_gain``).
+* **One class's paired difference** (``mr2probe compare``'s per-class ``delta_ci``): the coverage of the true
+  difference of two runs' accuracies on a class of n images by the product's interval
+  (``Bootstrap.paired_intervals``: Newcombe's paired score interval below ``SMALL_CLASS_IMAGES``, since stop 67)
+  and by the bootstrap's percentile interval it replaced there. Each image is right in both runs, only in the
+  first, only in the second, or in neither, with the probabilities of a case (``DIFFERENCE_CASES``).
 
 Results go to ``bench/results/interval_calibration.json``; bench/README.md ("Interval calibration") has the table.
 
@@ -41,6 +46,9 @@ ACCURACIES = (0.5, 0.8, 0.95)
 PAIRED_CASES = ((6, 3, 0.2), (6, 5, 0.2), (10, 10, 0.1), (10, 10, 0.2), (10, 30, 0.1), (10, 100, 0.05),
                 (100, 5, 0.1), (30, 3, 0.2), (100, 3, 0.2),  # these two: a statistics review (stop 55)
                 (120, 1, 0.1))  # classes of one image, resampled together (each was itself in every resample)
+DIFFERENCE_SIZES = (2, 3, 5, 10, 30, 100)
+# (right in both, only in the first, only in the second): the true difference is the second minus the third
+DIFFERENCE_CASES = ((0.75, 0.05, 0.05), (0.6, 0.2, 0.0), (0.65, 0.15, 0.05), (0.8, 0.1, 0.0))
 
 
 def class_coverage(n: int, p: float, trials: int, rng: np.random.Generator, resamples: int) -> dict:
@@ -84,13 +92,34 @@ def paired_false_rates(k: int, n_k: int, q: float, trials: int, rng: np.random.G
             "claims_gain": gains / trials}
 
 
+def difference_coverage(n: int, case: tuple, trials: int, rng: np.random.Generator, resamples: int) -> dict:
+    """Coverage of a class's true paired difference by the product's and the percentile interval, over ``trials``
+    classes of n images each (one :class:`Bootstrap` of all of them: its strata are the classes)."""
+    both, first, second = case
+    labels = np.repeat(np.arange(trials), n)
+    u = rng.random(labels.size)
+    a = (u < both + first).astype(np.float64)
+    b = ((u < both) | ((u >= both + first) & (u < both + first + second))).astype(np.float64)
+    boot = Bootstrap(labels, trials, n_resamples=resamples, seed=int(rng.integers(1 << 31)))
+    _, product = boot.paired_intervals(a, b)
+    percentile = percentile_interval(boot.class_accuracy(a) - boot.class_accuracy(b)).T
+    truth = first - second
+    out = {"n": n, "both": both, "first_only": first, "second_only": second, "trials": trials}
+    for name, ci in (("product", product), ("percentile", percentile)):
+        out[f"{name}_coverage"] = float(np.mean((ci[:, 0] <= truth + 1e-12) & (truth - 1e-12 <= ci[:, 1])))
+        out[f"{name}_mean_width"] = float(np.mean(ci[:, 1] - ci[:, 0]))
+    return out
+
+
 def run(trials: int, paired_trials: int, resamples: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     classes = [class_coverage(n, p, trials, rng, resamples) for n in CLASS_SIZES for p in ACCURACIES]
     paired = [paired_false_rates(k, n_k, q, paired_trials, rng, resamples) for k, n_k, q in PAIRED_CASES]
+    differences = [difference_coverage(n, case, trials, rng, resamples) for n in DIFFERENCE_SIZES
+                   for case in DIFFERENCE_CASES]
     return {"level": 0.95, "resamples": resamples, "seed": seed, "class_accuracy": classes, "paired_null": paired,
-            "seconds": time.perf_counter() - start}
+            "class_difference": differences, "seconds": time.perf_counter() - start}
 
 
 def print_result(result: dict) -> None:
@@ -104,6 +133,12 @@ def print_result(result: dict) -> None:
     for row in result["paired_null"]:
         print(f"{row['classes']:>4} {row['per_class']:>4} {row['discordant']:>5} {row['excludes_0_overall']:>8.3f}"
               f" {row['excludes_0_hard']:>6.3f} {row['claims_gain']:>6.3f}")
+    print("one class's paired difference: coverage of the true difference (mean width, points)")
+    print(f"{'n':>5} {'both':>5} {'first':>6} {'second':>6} {'product':>16} {'percentile':>16}")
+    for row in result.get("class_difference", []):
+        print(f"{row['n']:>5} {row['both']:>5} {row['first_only']:>6} {row['second_only']:>6}"
+              f" {row['product_coverage']:>8.3f} ({100 * row['product_mean_width']:5.1f})"
+              f" {row['percentile_coverage']:>8.3f} ({100 * row['percentile_mean_width']:5.1f})")
 
 
 def main(argv=None) -> dict:

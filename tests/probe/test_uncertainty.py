@@ -1,6 +1,8 @@
 """The stratified paired bootstrap: equal to a plain loop over resamples, paired, seeded, and calibrated."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -455,19 +457,76 @@ def test_pooling_leaves_the_other_classes_draws_as_they_were():
 
 def test_a_class_of_one_sample_gets_the_square_and_add_interval_of_its_difference():
     """No resample moves a one-image class's difference: it read -100 [-100, -100]. Newcombe's square-and-add of
-    the two Wilson intervals (n = 1): lost on its image [-100, +12.2], right in both [-79.3, +79.3]."""
-    from probe.uncertainty import one_sample_delta_interval
+    the two Wilson intervals (n = 1, where a marginal is 0 and φ with it): lost on its image [-100, +12.2], right
+    in both [-79.3, +79.3]."""
+    from probe.uncertainty import paired_class_delta_interval
 
     z2 = 1.959963984540054 ** 2
     reach = z2 / (1 + z2)  # the Wilson interval of 1 of 1 is [1 − reach, 1], of 0 of 1 [0, reach]
-    got = one_sample_delta_interval(np.array([0.0, 1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0, 0.0]))
+    got = paired_class_delta_interval(np.array([0.0, 1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0, 0.0]),
+                                      np.arange(4), 4)
     assert np.allclose(got, [[-1, -1 + np.sqrt(2) * reach], [1 - np.sqrt(2) * reach, 1], [-reach, reach],
                              [-reach, reach]], atol=1e-12)
     assert reach == pytest.approx(0.79345, abs=1e-5)
     labels, reference, candidate, flipped = _one_image_classes()
-    boot = Bootstrap(labels, 120, n_resamples=200, seed=0)
-    _, classes = boot.paired_intervals(candidate, reference)
-    expected = one_sample_delta_interval(candidate, reference)
-    assert np.array_equal(classes, expected)
-    assert np.array_equal(boot.paired_class_delta_interval(candidate, reference), expected)
+    _, classes = Bootstrap(labels, 120, n_resamples=200, seed=0).paired_intervals(candidate, reference)
+    assert np.array_equal(classes, paired_class_delta_interval(candidate, reference, labels, 120))
     assert np.all(classes[flipped, 0] < 0) and np.all(classes[flipped, 1] > 0)  # one image: never beyond noise
+
+
+def _paired_table(both: int, first: int, second: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two scorings of a 2 × 2 table's samples: right in both, only the first, only the second, in neither."""
+    sizes = [both, first, second, neither]
+    return np.repeat([1.0, 1.0, 0.0, 0.0], sizes), np.repeat([1.0, 0.0, 1.0, 0.0], sizes)
+
+
+@pytest.mark.parametrize("table", [(1, 1, 7, 12), (59, 6, 16, 80), (30, 2, 1, 3), (5, 0, 3, 0)])
+def test_a_class_difference_is_newcombes_paired_score_interval(table):
+    """Newcombe (1998, method 10), step by step from scipy's Wilson intervals of the two accuracies: φ from the
+    table, less n/2 when ad − bc > n/2, 0 from 0 to n/2, as it is below 0; square-and-add less 2φ times the two
+    arms. The tables: Bentur et al. (2009) and Cavo et al. (2012), the examples of Fagerland, Lydersen & Laake's
+    paired 2 × 2 chapter; one with ad − bc > n/2, one with a marginal 0."""
+    from scipy.stats import binomtest
+
+    from probe.uncertainty import paired_class_delta_interval
+
+    a, b, c, d = table
+    n = a + b + c + d
+    p1, p2 = (a + b) / n, (a + c) / n
+    (l1, u1), (l2, u2) = (tuple(binomtest(k, n).proportion_ci(0.95, method="wilson")) for k in (a + b, a + c))
+    cross, margins = a * d - b * c, (a + b) * (c + d) * (a + c) * (b + d)
+    phi = 0.0 if margins == 0 else (cross - n / 2 if cross > n / 2 else min(cross, 0)) / math.sqrt(margins)
+    lo = p1 - p2 - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2))
+    hi = p1 - p2 + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2))
+    first, second = _paired_table(*table)
+    # the class among others, its samples shuffled: counted by label, not by position
+    order = np.random.default_rng(0).permutation(n + 3)
+    labels = np.concatenate([np.full(n, 1), [0, 0, 2]])[order]
+    x, y = np.concatenate([first, [1, 0, 1]])[order], np.concatenate([second, [1, 1, 1]])[order]
+    got = paired_class_delta_interval(x, y, labels, 4)
+    assert got[1] == pytest.approx([max(lo, -1.0), min(hi, 1.0)], abs=1e-12)
+    assert np.isnan(got[3]).all()  # a class without samples
+    if table == (1, 1, 7, 12):  # -28.6 [-50.7, -2.6]
+        assert got[1] == pytest.approx([-0.50692, -0.02556], abs=1e-5)
+
+
+def test_a_class_of_two_images_lost_on_both_is_not_certain():
+    """The percentile bootstrap resampled 2 images lost on both to -100 every time: [-100, -100]. Newcombe's
+    interval reads -100 [-100, -7.0]; one lost of two reaches past 0; at 300 images it agrees with the bootstrap's
+    percentile interval of that class's difference to a point."""
+    from probe.uncertainty import paired_class_delta_interval
+
+    labels = np.repeat([0, 1], [2, 2])
+    got = paired_class_delta_interval(np.array([0.0, 0.0, 0.0, 1.0]), np.ones(4), labels, 2)
+    assert got[0] == pytest.approx([-1.0, -0.0700], abs=1e-4) and got[1, 0] < 0 < got[1, 1]
+    _, classes = Bootstrap(labels, 2, n_resamples=200, seed=0).paired_intervals(np.array([0.0, 0.0, 0.0, 1.0]),
+                                                                                 np.ones(4))
+    assert np.array_equal(classes, got)  # what a comparison shows
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 300)
+    y = (rng.random(600) < 0.7).astype(float)
+    x = np.where(rng.random(600) < 0.15, 1.0 - y, y)
+    newcombe = paired_class_delta_interval(x, y, labels, 2)
+    boot = Bootstrap(labels, 2, n_resamples=2000, seed=3)
+    resampled = boot.class_accuracy(x) - boot.class_accuracy(y)
+    assert np.abs(newcombe - percentile_interval(resampled).T).max() < 0.01
