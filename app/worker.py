@@ -28,7 +28,12 @@ logger = logging.getLogger(__name__)
 def retryable(exc: BaseException) -> bool:
     """Whether the same request may succeed when resumed: a failure of the machine (memory, the file system or a
     device, an extraction of the same file in progress elsewhere), not of the request's input (a data set, cache
-    or setting that fails the same way again: ValueError, KeyError, TypeError, a missing file, ...)."""
+    or setting that fails the same way again: ValueError, KeyError, TypeError, a missing file, ...). An exception
+    may say so itself (its ``retryable``): a data set whose files went away mid-extraction resumes once they are back
+    (``feature_cache.DatasetChanged``; its message says so, and the job showed no Resume)."""
+    said = getattr(exc, "retryable", None)
+    if isinstance(said, bool):
+        return said
     if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return False
     return isinstance(exc, (MemoryError, OSError, RuntimeError, TimeoutError))

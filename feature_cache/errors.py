@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "DatasetError",
     "NoClassFolders",
+    "DatasetChanged",
     "UnsafeArchive",
     "CacheMismatch",
     "ExtractionCancelled",
@@ -23,6 +24,13 @@ class DatasetError(ValueError):
 class NoClassFolders(DatasetError):
     """Fewer than 2 classes where the images sit in no class folder or all directly in one folder: perhaps unlabelled
     images, which ``open_images`` reads. The service adds how its clients ask for that (an upload's flag)."""
+
+
+class DatasetChanged(DatasetError):
+    """Files of the data set were removed or moved while its features were extracted: the extraction stopped,
+    keeping what it wrote; with the files back, the same request resumes it (a service job's Resume)."""
+
+    retryable = True  # app.worker.retryable reads it: the job may succeed when resumed
 
 
 class UnsafeArchive(ValueError):

@@ -52,7 +52,7 @@ from .archives import UNREAD_IMAGE, is_link_or_special
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
-from .errors import CacheMismatch, DatasetError, ExtractionBusy, ExtractionCancelled
+from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled
 from .fingerprint import cache_fingerprint, extractor_name
 from .partial import PartialCache
 from .store import SCHEMA_VERSION, library_versions, open_cache
@@ -555,7 +555,7 @@ class _ChunkWriter:
                 if reason.startswith(FILE_GONE)]
         if gone:  # skipped, the cache would lack them under the fingerprint of the data set that holds them
             many = len(gone) != 1
-            raise DatasetError(
+            raise DatasetChanged(
                 f"{len(gone)} file{'s' * many} of the data set ({gone[0]}{', ...' * many}) {'were' if many else 'was'} "
                 "removed or moved while its features were extracted: the extraction stopped, keeping the images "
                 "written so far. Put them back and extract again to resume, or register the data set again as it "

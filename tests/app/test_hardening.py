@@ -1393,11 +1393,12 @@ def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monk
     assert service.get("/api/datasets").json() == []
 
 
-def test_a_file_moved_away_mid_extraction_fails_the_job_and_once_back_a_new_job_has_every_image(tmp_path, monkeypatch):
+def test_a_file_gone_mid_extraction_fails_resumably_and_resuming_once_back_gives_every_image(tmp_path, monkeypatch):
     """An isolation round: a file another user moved away while a job extracted its data set was skipped as 'failed
     to decode' into a cache named by the fingerprint of the data set that holds it, and once the file was back the
     next job reused that cache, an image short. Now the job fails naming the file, and its partial file waits for
-    the file to come back (tests/feature_cache/test_extract_resume.py: the resume)."""
+    the file to come back: the job says it can be resumed (retryable), and resumed once the file is back it finishes
+    with every image (tests/feature_cache/test_extract_resume.py: the resume of the file)."""
     import feature_cache
 
     root = tmp_path / "root"
@@ -1418,12 +1419,14 @@ def test_a_file_moved_away_mid_extraction_fails_the_job_and_once_back_a_new_job_
         ds = client.post("/api/datasets", json={"path": "tiny"}).json()
         request = {"kind": "extract", "dataset_id": ds["id"], "encoder": "effnet-lite0"}
         failed = wait_job(client, client.post("/api/jobs", json=request).json()["id"])
-        assert failed["status"] == "failed" and failed["resumable"]
-        assert failed["error"].startswith(f"DatasetError: 1 file of the data set (test/{victim.parent.name}/"
+        # resumable and retryable: the dashboard offers Resume (it showed none: the same request seemed doomed)
+        assert (failed["status"], failed["resumable"], failed["retryable"]) == ("failed", True, True)
+        assert failed["error"].startswith(f"DatasetChanged: 1 file of the data set (test/{victim.parent.name}/"
                                           f"{victim.name}) was removed or moved while its features were extracted")
         assert not client.get("/api/caches").json()
         moved.rename(victim)
-        done = wait_job(client, client.post("/api/jobs", json=request).json()["id"])
+        assert client.post(f"/api/jobs/{failed['id']}/resume").status_code == 202
+        done = wait_job(client, failed["id"])
         assert done["status"] == "succeeded", done["error"]
         cache = client.get(f"/api/caches/{done['result']['cache_id']}").json()
         assert cache["counts"]["test"] == sum(ds["counts"]["test"])  # every test image, the one moved included
