@@ -641,7 +641,7 @@ _POSTHOC_OUTCOME_WORDS = {"untested": "not applied (too few validation images to
 def probe_words(report: Report) -> str:
     """What a run's probe is, in words: its loss (ERM for ``ce``) with the options it trained with, its head, its
     preset when it had one, the balanced accuracy it selected on where it did (two ERM runs selected on two
-    metrics read alike; a new-user round), its post-hoc bias and its temperature."""
+    metrics read alike; a new-user round), its post-hoc bias, its temperature and the classes it left out."""
     config = report.config
     preset = report.selection.preset
     balanced = ", selected on balanced accuracy" if config.get("overall_metric") == "balanced" else ""
@@ -660,9 +660,12 @@ def probe_words(report: Report) -> str:
     scaling = report.temperature_scaling
     temperature = ("" if scaling is None else f", temperature {scaling.temperature:.3g}" if scaling.applied
                    else ", temperature not applied (its fit lay on a bound)")
+    # the classes it left out: a run of 9 classes read as the 10-class runs of the same cache
+    dropped = config.get("drop_classes") or []
+    without = f", without {listed(dropped, 3)}" if dropped else ""
     return (probe_label("ce" if config.get("loss") == "ce" else loss_label(config), config.get("head"))
             + _adapter_words(report) + (f", preset {preset.name}" if preset is not None else "")
-            + balanced + kept + posthoc + temperature)
+            + balanced + kept + posthoc + temperature + without)
 
 
 def _adapter_words(report: Report) -> str:

@@ -17,10 +17,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .constraints import MAX_NAME_LENGTH, Interval, Name, check
+from .names import MAX_NAME, class_name
 from .params import (
     L2_OPTIMIZERS,
     MAX_ADAPTER_RANK,
     MAX_BATCH_SIZE,
+    MAX_DROPPED_CLASSES,
     MAX_EPOCHS,
     MAX_FIT_EPOCHS,
     MAX_FIT_STEPS,
@@ -97,6 +99,7 @@ def _grid_text(values) -> str:
 
 _Name = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
 _Grid = Annotated[list[float], Field(max_length=MAX_GRID_VALUES)]
+_ClassName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 # A grid field and the trainer parameter whose constraint each of its values must meet.
 _GRID_PARAM = {"cbar_grid": "cbar", "lr_grid": "lr", "wd_grid": "weight_decay", "lam_grid": "lam"}
 
@@ -159,6 +162,7 @@ def _published_schema(schema: dict[str, Any]) -> None:
     # each loss option's grid: at least one value, no repeats (ProbeConfig._check_loss_grid); its range is the
     # loss's (probe.LOSSES), named in the refusal
     properties["loss_options_grid"]["additionalProperties"].update(minItems=1, uniqueItems=True)
+    properties["drop_classes"].update(uniqueItems=True)  # none, or names without repeats (ProbeConfig._drop_classes)
     _schema_without_preset_defaults(schema)
 
 
@@ -293,6 +297,10 @@ class ProbeConfig(BaseModel):
                     "probe.decision.MIN_VAL_PER_CLASS images in some class (probe.crossval); 0: never, else "
                     f"{MIN_CV_FOLDS}..{MAX_CV_FOLDS}")
     val_fraction: float = Field(0.1, description="share of train carved (stratified) as val when none is given")
+    drop_classes: list[_ClassName] = Field(
+        default_factory=list, max_length=MAX_DROPPED_CLASSES, description="classes whose images are left out of "
+        "every split before anything is trained (a class without test images, or one not wanted), by name; the "
+        "run is of the other classes, in their order; at least 2 must be left")
     device: _Name = Field("cpu", description="auto, cpu, cuda or cuda:N")
     precision: _Name = Field(
         "auto", description="training precision: fp32; bf16 (matrix products under bfloat16 autocast, float32 "
@@ -345,6 +353,12 @@ class ProbeConfig(BaseModel):
         _distinct("seeds", value)
         for seed in value:
             check("seeds value", seed, TRAINER_PARAMS["random_state"])
+        return value
+
+    @field_validator("drop_classes")
+    @classmethod
+    def _drop_classes(cls, value: list[str]) -> list[str]:
+        _distinct("drop_classes", [class_name(name) for name in value])  # 'café' twice, composed and not, is one
         return value
 
     @field_validator("cv")

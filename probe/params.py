@@ -19,7 +19,7 @@ from .registry import ADAPTERS, HEADS, LOSSES, check_options, get_head_spec, get
 __all__ = ["TRAINER_PARAMS", "check_trainer_params", "R2_MODES", "OPTIMIZERS", "L2_OPTIMIZERS", "MAX_EPOCHS",
            "MAX_BATCH_SIZE", "MAX_ADAPTER_RANK", "MAX_SEEDS", "TRAINING_PRECISIONS", "MAX_GRID_VALUES",
            "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS",
-           "MAX_SEED", "MAX_CBAR", "MAX_P", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_LAM"]
+           "MAX_SEED", "MAX_CBAR", "MAX_P", "MAX_LR", "MAX_WEIGHT_DECAY", "MAX_LAM", "MAX_DROPPED_CLASSES"]
 
 MAX_EPOCHS = 10_000           # epochs (and warm-up epochs) of one fit
 MAX_BATCH_SIZE = 1_000_000    # samples per mini-batch
@@ -34,6 +34,7 @@ MAX_FIT_EPOCHS = 512_000
 # 10,000 epochs in batches of 1 over 54 images passed MAX_FIT_EPOCHS and held a worker ~2 h a probe (an attack
 # round); the 1.28M-row MR² sweep on CPU takes ~300,000
 MAX_FIT_STEPS = 10_000_000
+MAX_DROPPED_CLASSES = 1_000   # classes one run leaves out (drop_classes; each a name of at most probe.names.MAX_NAME)
 MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
 # Numbers past these are no setting of a linear probe (c̄ 1–3 in the paper, p 2 or 3, lr ≤ 0.1, α/n ≤ 1000/n):
 # c̄ = 1e300 made every γ_k infinite and "succeeded" at chance, wd = 1e300 diverged blaming the learning rate.

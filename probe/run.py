@@ -63,7 +63,7 @@ from .uncertainty import observed_class_accuracy, p_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes"]
+__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes", "kept_classes"]
 
 
 class ProbeCancelled(Exception):
@@ -182,21 +182,12 @@ class _Splits:
 def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]] | None, class_names: list[str],
                     drop: Sequence[str]) -> tuple[dict, dict | None, list[str]]:
     """``data`` (``{split: (features, labels)}``), its ``sources`` and ``class_names`` without the classes named in
-    ``drop``: their images left out of every split and the other classes numbered again in their order. A class
-    without test images (or too few to train on) made a whole cache untrainable, re-extracted without it (an
-    extremes round). Raises ValueError naming a class that is not one of ``class_names``, or when fewer than two
-    classes would be left."""
-    found = [class_index(name, class_names) for name in drop]  # a decomposed (NFD) name is its composed class
-    unknown = [name for name, index in zip(drop, found) if index is None]
-    if unknown:
-        close = [difflib.get_close_matches(name, class_names, n=1) for name in unknown]
-        hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
-        raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
-                         f"{listed(class_names, 10)}")
-    dropped = set(found)
-    kept = [k for k in range(len(class_names)) if k not in dropped]
-    if len(kept) < 2:
-        raise ValueError(f"leaving out {listed([repr(n) for n in drop], 5)} leaves {len(kept)} class; a probe needs 2")
+    ``drop`` (:func:`kept_classes`): their images left out of every split and the other classes numbered again in
+    their order. A class without test images (or too few to train on) made a whole cache untrainable, re-extracted
+    without it (an extremes round). Raises ValueError as :func:`kept_classes` does."""
+    if not drop:
+        return dict(data), None if sources is None else dict(sources), list(class_names)
+    kept = kept_classes(drop, class_names)
     new_index = np.full(len(class_names), -1, dtype=np.int64)
     new_index[kept] = np.arange(len(kept))
     out, out_sources = {}, None if sources is None else {}
@@ -207,6 +198,25 @@ def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[st
         if out_sources is not None and split in sources:
             out_sources[split] = [sources[split][i] for i in rows]
     return out, out_sources, [class_names[k] for k in kept]
+
+
+def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
+    """The indices of the classes of ``class_names`` that ``drop`` (``ProbeConfig.drop_classes``) does not name, in
+    order; a name in decomposed Unicode names its composed class (:func:`probe.names.class_index`). Raises
+    ValueError naming a class that is not one of ``class_names``, or when fewer than two classes would be left."""
+    found = [class_index(name, class_names) for name in drop]
+    unknown = [name for name, index in zip(drop, found) if index is None]
+    if unknown:
+        close = [[c for c in class_names if c.casefold() == name.casefold()]  # 'B' for 'b': no difflib ratio
+                 or difflib.get_close_matches(name, class_names, n=1) for name in unknown]
+        hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
+        raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
+                         f"{listed(list(class_names), 10)}")
+    dropped = set(found)
+    kept = [k for k in range(len(class_names)) if k not in dropped]
+    if len(kept) < 2:
+        raise ValueError(f"leaving out {listed([repr(n) for n in drop], 5)} leaves {len(kept)} class; a probe needs 2")
+    return kept
 
 
 def _check_data(data: dict, class_names: list[str]) -> int:
@@ -828,7 +838,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     clock = _Clock()
     config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
-    class_names = [str(c) for c in class_names]
+    # before anything is counted or trained: the run is of the classes it does not leave out
+    data, sources, class_names = without_classes(data, sources, [str(c) for c in class_names], config.drop_classes)
     check_class_options(config, len(class_names), reference is not None)
     splits = _splits(data, class_names, config)
     problem = spread_problem(config.loss, {split: np.bincount(np.asarray(labels, dtype=np.int64),

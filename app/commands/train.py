@@ -212,6 +212,7 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "temperature_scaling": args.temperature_scaling or None,
         "device": args.device,
         "precision": args.precision,
+        "drop_classes": args.drop_class,
     }
     return resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
 
@@ -253,11 +254,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(describe_invalid(exc)) from None
     reference = load_report(args.reference) if args.reference else None
     data, names, sources = cache.training_data(), list(cache.class_names), cache.training_sources()
-    if args.drop_class:
-        from probe.run import without_classes
+    if config.drop_classes:  # checked here, before the progress bar: run_probe leaves them out
+        from probe.run import kept_classes
 
-        data, sources, names = without_classes(data, sources, names, args.drop_class)
-        print(f"left out: {', '.join(args.drop_class)} ({len(names)} classes trained on)", file=sys.stderr)
+        kept = kept_classes(config.drop_classes, names)
+        print(f"left out: {', '.join(config.drop_classes)} ({len(kept)} classes trained on)", file=sys.stderr)
     bar = tqdm(total=100, desc="train", unit="%", disable=args.no_progress, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 

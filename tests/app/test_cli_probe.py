@@ -656,7 +656,7 @@ def test_a_class_without_test_images_is_left_out_with_drop_class(cache, tmp_path
     assert main(["train", "--features", str(lacking), "--out", str(out), "--drop-class", "cat", *FAST]) == 0
     assert "left out: cat (3 classes trained on)" in capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    assert report["class_names"] == ["apple", "bus", "dog"]
+    assert report["class_names"] == ["apple", "bus", "dog"] and report["config"]["drop_classes"] == ["cat"]
     expected = {name: int((splits["test"][1] == NAMES.index(name)).sum()) for name in report["class_names"]}
     assert {row["name"]: row["n_test"] for row in report["per_class"]} == expected
     train = {name: int((splits["train"][1] == NAMES.index(name)).sum()) for name in report["class_names"]}

@@ -414,6 +414,8 @@ def test_the_published_schema_carries_every_bound_the_request_is_checked_against
         if branch is None:
             continue
         listed = branch.get("type") == "array"
+        if listed and branch["items"].get("type") == "string":  # names (drop_classes): below
+            continue
         if listed:
             assert branch["minItems"] == 1 and branch["uniqueItems"] is True, name
             with pytest.raises(ValueError):
@@ -445,3 +447,15 @@ def test_the_published_schema_carries_every_bound_the_request_is_checked_against
     for refused in ([], [0.01, 0.01]):
         with pytest.raises(ValueError):
             ProbeConfig(loss="group_dro", loss_options_grid={"eta": refused})
+    # the classes left out: names, none by default, no repeats, at most MAX_DROPPED_CLASSES of MAX_NAME characters
+    from probe.names import MAX_NAME
+    from probe.params import MAX_DROPPED_CLASSES
+
+    drop = schema["drop_classes"]
+    assert drop["uniqueItems"] is True and "minItems" not in drop and drop["maxItems"] == MAX_DROPPED_CLASSES
+    assert drop["items"] == {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+    assert ProbeConfig(drop_classes=[]).drop_classes == [] and ProbeConfig(drop_classes=["x" * MAX_NAME])
+    too_many = [str(k) for k in range(MAX_DROPPED_CLASSES + 1)]
+    for refused in (["a", "a"], ["caf\u00e9", "cafe\u0301"], [""], ["x" * (MAX_NAME + 1)], too_many):
+        with pytest.raises(ValueError):
+            ProbeConfig(drop_classes=refused)
