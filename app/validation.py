@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.names import class_name
+
 from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
     classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
@@ -148,9 +150,10 @@ def _dataset_fingerprint(cache_row: dict[str, Any]) -> str | None:
     return _read_cache(cache_row, lambda cache: cache.attrs.get("dataset_fingerprint") or None)
 
 
-def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
-    """A reference run must be readable and have the cache's classes, in order (its groups and floor are per
-    class): otherwise the job would fail after its queue wait."""
+def _check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str]) -> None:
+    """A reference run must be readable and have the classes the probe is trained on (``class_names``: the cache's,
+    less those it leaves out), in order (its groups and floor are per class): otherwise the job would fail after
+    its queue wait."""
     from probe import load_report
     from probe.compare import first_class_difference
 
@@ -165,15 +168,16 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
         raise RequestInvalid("reference_run", f"run {run['id']!r} was trained on another data set than cache "
                              f"{cache_row['id']!r} (other images): the reference's groups and the comparison with "
                              "it need the same images; train the ERM reference on this cache")
-    if theirs != list(cache_row["class_names"]):
-        raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r} "
-                             f"({first_class_difference(theirs, cache_row['class_names'])}): its groups and floor "
+    if theirs != class_names:
+        left_out = "" if class_names == list(cache_row["class_names"]) else " less the classes this probe leaves out"
+        raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r}"
+                             f"{left_out} ({first_class_difference(theirs, class_names)}): its groups and floor "
                              "cannot apply")
     if run["cache_id"] != cache_row["id"]:
-        _check_same_test_split(run, cache_row)
+        _check_same_test_split(run, cache_row, class_names)
 
 
-def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any]) -> None:
+def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str]) -> None:
     """A reference trained on another cache of the same images must have been scored on the same test split: the
     run page compares with it by default, and a reference of another split (another cap per class) opened on the
     comparison's 422 (an attack round). A reference without stored predictions cannot be checked, and passes."""
@@ -186,6 +190,9 @@ def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any]) -> No
     except (OSError, ValueError):
         return
     labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), cache.sources("test")))
+    number = {k: class_names.index(name) for k, name in enumerate(cache_row["class_names"]) if name in class_names}
+    kept = np.flatnonzero(np.isin(labels, list(number)))  # the test images of the classes the probe keeps
+    labels, sources = np.array([number[k] for k in labels[kept]], dtype=np.int64), [sources[i] for i in kept]
     same = np.array_equal(labels, theirs.labels) and (theirs.sources is None or list(theirs.sources) == sources)
     if not same:
         raise RequestInvalid("reference_run", f"run {run['id']!r} was scored on another test split than cache "
@@ -232,6 +239,32 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
     return field, dataset_counts(data)
 
 
+def _kept(field: str, drop: list[str], counts: dict[str, list[int]], class_names: list[str]
+          ) -> tuple[dict[str, list[int]], list[str]]:
+    """Images per class of each split and the class names without the classes ``drop`` leaves out (a probe's
+    ``drop_classes``): what its run trains and is scored on. RequestInvalid under ``field`` naming a class that is not
+    one of ``class_names``, or when fewer than two would be left."""
+    from probe.run import kept_classes
+
+    try:
+        kept = kept_classes(drop, class_names)
+    except ValueError as exc:
+        raise RequestInvalid(f"{field}.drop_classes", str(exc)) from None
+    return {split: [c[k] for k in kept] for split, c in counts.items()}, [class_names[k] for k in kept]
+
+
+def _one_drop(probes: list[tuple[str, ProbeConfig, bool]]) -> list[str]:
+    """The classes a job's probes leave out, the same for each: a pipeline's first probe is the others' reference,
+    whose groups and floor are per class."""
+    drops = [config.drop_classes for _, config, _ in probes]
+    for (field, _, _), drop in zip(probes[1:], drops[1:]):
+        if [class_name(n) for n in drop] != [class_name(n) for n in drops[0]]:
+            raise RequestInvalid(f"{field}.drop_classes", f"leaves out {drop or 'no class'}, the first probe "
+                                 f"{drops[0] or 'no class'}: every probe of a pipeline leaves out the same classes "
+                                 "(the first probe's run gives the others their groups)")
+    return list(drops[0])
+
+
 def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any], probe_field: str,
                       has_reference: bool, class_names: list[str]) -> None:
     """A probe selects on validation images: splits that give it none (``probe.run.validation_images``) fail the
@@ -267,17 +300,18 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} holds unlabelled images: nothing to train "
                              f"on; a finished run predicts them (GET /api/runs/{{id}}/predictions.csv?cache="
                              f"{cache_row['id']})")
+    drop = _one_drop(probes)
+    counts, names = _kept(probes[0][0], drop, _class_counts(cache_row), list(cache_row["class_names"]))
     if reference_run:
-        _check_reference(store.get_run(reference_run), cache_row)
+        _check_reference(store.get_run(reference_run), cache_row, names)
     head = _cache_default_head(cache_row)
-    configs = [_probe(field, config, head, cache_row["num_features"], len(cache_row["class_names"]), referenced)
+    configs = [_probe(field, config, head, cache_row["num_features"], len(names), referenced)
                for field, config, referenced in probes]
-    counts = _class_counts(cache_row)
-    problem = classes_without_message(counts, cache_row["class_names"])
+    problem = classes_without_message(counts, names)
     if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
     for (field, _, referenced), config in zip(probes, configs):
-        _check_validation("cache_id", counts, config, field, referenced, cache_row["class_names"])
+        _check_validation("cache_id", counts, config, field, referenced, names)
     return configs
 
 
@@ -327,10 +361,11 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
-        payload["probes"] = [_probe(f"probes[{i}]", p, spec.default_head, spec.num_features,
-                                    len(dataset["class_names"]), i > 0)  # the first probe is the others' reference
-                             for i, p in enumerate(job.probes)]
-        for i, probe in enumerate(payload["probes"]):
-            _check_validation(split_field, counts, probe, f"probes[{i}]", i > 0, dataset["class_names"])
+        fields = [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)]  # the first: the others' reference
+        counts, names = _kept("probes[0]", _one_drop(fields), counts, list(dataset["class_names"]))
+        payload["probes"] = [_probe(field, p, spec.default_head, spec.num_features, len(names), referenced)
+                             for field, p, referenced in fields]
+        for (field, _, referenced), probe in zip(fields, payload["probes"]):
+            _check_validation(split_field, counts, probe, field, referenced, names)
         payload["reuse_reference"] = job.reuse_reference
     return payload

@@ -8,12 +8,12 @@
   "use strict";
   const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText, keepFocus } = window.Dash;
   const POLL_MS = 1000;
-  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "val-fraction", "epochs"];  // across a form rebuild
+  const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "val-fraction", "epochs", "drop-classes"];  // across a form rebuild
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
   const FIELD_OF = { dataset_id: "dataset", cache_id: "dataset", path: "dataset", file: "dataset", name: "dataset", encoder: "encoder",
                      head: "head", preset: "preset", loss: "preset", select: "preset", posthoc_bias: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", val_fraction: "limits-val", epochs: "limits",
-                     temperature_scaling: "calibration" };
+                     temperature_scaling: "calibration", drop_classes: "drop-classes" };
 
   function field(label, input, key, hint) {
     // its hint and its error describe it to a screen reader, read with the field (the hints were read with nothing,
@@ -180,7 +180,9 @@
           field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, max: choices.max_per_class, step: 1, placeholder: "all" }), "limits-cap"),
           valFractionField(choices.val_fraction),
           field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, max: choices.max_epochs, step: 1, placeholder: "automatic" }), "limits",
-                `At most this many passes over the training images per fit; a fit ends sooner once its loss settles. Automatic: enough for ${choices.auto_epochs.steps} optimiser steps (${choices.auto_epochs.steps} full-batch epochs up to ${choices.auto_epochs.full_batch_rows.toLocaleString("en")} training images, 10 at 50,000).`))),
+                `At most this many passes over the training images per fit; a fit ends sooner once its loss settles. Automatic: enough for ${choices.auto_epochs.steps} optimiser steps (${choices.auto_epochs.steps} full-batch epochs up to ${choices.auto_epochs.full_batch_rows.toLocaleString("en")} training images, 10 at 50,000).`),
+          field("Leave out classes", h("input", { id: "drop-classes", type: "text", placeholder: "none", autocomplete: "off" }), "drop-classes",
+                "Class names, separated by commas: their images are left out of every split (a class without test images, or one not wanted), and both probes are of the other classes."))),
       h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
         h("span", { class: "field-error", id: "err-form", role: "alert" })));
     const sync = () => {
@@ -369,6 +371,9 @@
     const cv = intOrNull("cv");  // only when set: servers before the cv option refuse unknown fields
     if (cv !== null) common.cv = cv;
     if ((document.getElementById("temperature-scaling") || {}).checked) common.temperature_scaling = true;  // only when set
+    // only when set, the same for both probes (the first is the second's reference)
+    const drop = document.getElementById("drop-classes").value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (drop.length) common.drop_classes = drop;
     const metric = (document.getElementById("overall-metric") || {}).value;  // only when not the default
     if (metric && metric !== "accuracy") common.overall_metric = metric;
     const probes = [{ ...common, loss: "ce" }];

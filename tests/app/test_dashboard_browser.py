@@ -2925,3 +2925,22 @@ def test_the_margins_of_a_run_compared_with_none_have_no_blank_column(driver, li
     assert rows[0] == ["margin", run["name"], "ideal"] and {len(r) for r in rows} == {3}
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
     assert {len(r) for r in driver.js(cols)} == {4}  # compared: both runs' columns
+
+
+def test_the_launch_form_leaves_classes_out_of_both_probes(driver, live_server, finished):
+    """drop_classes from the form: names separated by commas, sent with both probes (the first is the second's
+    reference); a name that is no class is the server's 422 under its field, and no job."""
+    cache = finished.job["result"]["cache_id"]
+    _open(driver, f"{live_server}/launch?cache={cache}", "launch")
+    _value(driver, "drop-classes", " cat ,, ship ")
+    body = driver.js("return Launch.jobBody(null, false, 'cache_x')")
+    assert [p.get("drop_classes") for p in body["probes"]] == [["cat", "ship"], ["cat", "ship"]]
+    _value(driver, "drop-classes", " ")
+    assert all("drop_classes" not in p for p in driver.js("return Launch.jobBody(null, false, 'c')")["probes"])
+    jobs = httpx.get(f"{live_server}/api/jobs").json()
+    _value(driver, "drop-classes", "plane")
+    driver.js("document.getElementById('launch-submit').click()")
+    said = wait_for(lambda: driver.js("return document.getElementById('err-drop-classes').textContent"), 30,
+                    what="the refusal under the field")
+    assert "no class named 'plane' to leave out (did you mean 'airplane'?)" in said
+    assert httpx.get(f"{live_server}/api/jobs").json() == jobs

@@ -1,0 +1,105 @@
+"""A probe that leaves classes out (``drop_classes``): through the service, checked before a job exists (422 naming
+the field), trained on the other classes, named and reproducible from its report."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app_testutils import ERM, MR2, make_settings, synthetic_cache, wait_job
+
+
+@pytest.fixture
+def service(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path / "state"))) as client:
+        yield client
+
+
+def _refused(client, body: dict) -> str:
+    before = client.get("/api/jobs").json()
+    resp = client.post("/api/jobs", json=body)
+    assert resp.status_code == 422, resp.text
+    assert client.get("/api/jobs").json() == before  # no job
+    return json.dumps(resp.json()["detail"])
+
+
+def test_a_pipeline_on_a_cache_leaves_a_class_out_of_both_probes(service, tmp_path):
+    """drop_classes was the CLI's --drop-class alone: a service user could not train without a class. Both runs are
+    of the two other classes, the first the second's reference; their words say which class they left out, and the
+    report's request reproduces the run."""
+    from feature_cache import open_cache
+    from probe import load_report, run_probe
+
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    probes = [dict(ERM, drop_classes=["b"]), dict(MR2, drop_classes=["b"])]
+    resp = service.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache["id"], "probes": probes})
+    assert resp.status_code == 202, resp.text
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    erm, mr2 = (service.get(f"/api/runs/{run}").json() for run in job["result"]["run_ids"])
+    paths = {run: service.app.state.store.get_run(run)["path"] for run in job["result"]["run_ids"]}
+    assert mr2["reference_run"] == erm["id"]
+    for run in (erm, mr2):
+        report = load_report(paths[run["id"]])
+        assert report.class_names == ["a", "c"] and report.config["drop_classes"] == ["b"]
+        assert [row.n_test for row in report.per_class] == [5, 5]  # the synthetic cache's 5 test rows per class
+        assert run["probe"].endswith(", without b"), run["probe"]
+    # the reference is reused by a pipeline that leaves out the same class, not by one that keeps every class
+    for drop, reused in ((["b"], True), ([], False)):
+        body = {"kind": "pipeline", "cache_id": cache["id"], "probes": [dict(ERM, drop_classes=drop)]}
+        first = wait_job(service, service.post("/api/jobs", json=body).json()["id"])["result"]["run_ids"][0]
+        assert (first == erm["id"]) is reused
+    again = run_probe(open_cache(cache["path"]).training_data(), ["a", "b", "c"],
+                      load_report(paths[erm["id"]]).probe_config())
+    assert again.class_names == ["a", "c"] and again.summary.overall == load_report(paths[erm["id"]]).summary.overall
+
+
+@pytest.mark.parametrize("probes,field,says", [
+    ([dict(ERM, drop_classes=["B"])], "probes[0].drop_classes", "no class named 'B' to leave out (did you mean 'b'?)"),
+    ([dict(ERM, drop_classes=["a", "b"])], "probes[0].drop_classes", "leaves 1 class; a probe needs 2"),
+    ([dict(ERM, drop_classes=["b"]), MR2], "probes[1].drop_classes",
+     "every probe of a pipeline leaves out the same classes"),
+    ([dict(ERM, drop_classes=["b", "b"])], "probes", "drop_classes must be distinct values; repeated: 'b'"),
+])
+def test_a_drop_that_cannot_run_is_refused_before_a_job_exists(service, tmp_path, probes, field, says):
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    detail = _refused(service, {"kind": "pipeline", "cache_id": cache["id"], "probes": probes})
+    assert field in detail and says in detail, detail
+
+
+def test_a_reference_run_of_every_class_is_refused_for_a_probe_that_leaves_one_out(service, tmp_path):
+    """Its groups and floor are per class: a reference of three classes cannot rank the two this probe keeps."""
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": ERM})
+    reference = wait_job(service, resp.json()["id"])["result"]["run_ids"][0]
+    body = {"kind": "probe", "cache_id": cache["id"], "config": dict(MR2, drop_classes=["c"]),
+            "reference_run": reference}
+    detail = _refused(service, body)
+    assert "reference_run" in detail and "has other classes than cache" in detail
+    assert "less the classes this probe leaves out" in detail
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"],
+                                           "config": dict(ERM, drop_classes=["c"])})
+    kept = wait_job(service, resp.json()["id"])["result"]["run_ids"][0]
+    resp = service.post("/api/jobs", json={**body, "reference_run": kept})  # a reference of the same two classes
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+
+
+def test_a_pipeline_on_a_data_set_leaves_a_class_out(service, tmp_path):
+    """Extraction, then probes of the other classes: the request is checked on the data set's counts less the class
+    left out."""
+    from app_testutils import tiny_zip_bytes
+
+    ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(4, 2))}).json()
+    body = {"kind": "pipeline", "dataset_id": ds["id"], "encoder": "effnet-lite0",
+            "probes": [dict(ERM, drop_classes=["ship"])]}
+    job = wait_job(service, service.post("/api/jobs", json=body).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    run = service.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
+    assert run["probe"] == "ERM (ce), linear head, without ship"
+    report = service.get(f"/api/reports/{run['id']}").json()
+    assert report["class_names"] == ["airplane", "cat"]
+    body["probes"] = [dict(ERM, drop_classes=["plane"])]
+    assert "no class named 'plane' to leave out (did you mean 'airplane'?)" in _refused(service, body)
