@@ -473,6 +473,9 @@ class FailureItem(BaseModel):
     true: str
     predicted: str
     confidence: float = Field(..., description="softmax probability of the (wrong) prediction, first seed")
+    label_probability: Optional[float] = Field(None, description="the first seed's probability of the image's own "
+                                               "label: the items are ordered by it, lowest (likeliest wrong label) "
+                                               "first; null for runs that did not store it (ordered by confidence)")
     thumbnail_url: Optional[str] = None
 
 
@@ -506,7 +509,8 @@ class ScoresOut(Scores):
 
 
 class FailuresOut(BaseModel):
-    """A class's misclassified test samples (first seed), most confident mistakes first."""
+    """A class's misclassified test samples (first seed), most confidently wrong first (lowest probability of their
+    own label)."""
 
     model_config = ConfigDict(populate_by_name=True)
     run_id: str

@@ -40,8 +40,10 @@ class CachePredictions:
         from probe.predictions import Predictions
 
         rows = np.flatnonzero(self.labels >= 0)
+        # the probability of each image's label, exp(−NLL) as the run stored it (probe.run): lowest first in failures
+        p_label = None if self.truth is None else np.exp(-self.truth.loss[rows])
         return rows, Predictions(self.labels[rows], self.predicted[rows][None, :], self.confidence[rows],
-                                 [self.sources[i] for i in rows])
+                                 [self.sources[i] for i in rows], label_probability=p_label)
 
 
 def usage_text(run_id: str, report: Any) -> str:

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
-from .calibration import calibration_summary, confidence_warning, temperature_fit, temperature_warning
+from .calibration import (calibration_summary, confidence_warning, temperature_fit, temperature_warning,
+                          true_class_terms)
 from .compare import (beyond_noise, discordance_sentence, first_class_difference, group_evidence, held_back_sentence,
                       lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
 from .config import ProbeConfig
@@ -619,11 +620,14 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: _Splits) -> tuple
 
 def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sources=None,
                  temperature: float = 1.0) -> Predictions:
-    """Test predictions of every seed and the first seed's confidence (``probe.predictions``): the softmax of its
-    logits divided by ``temperature`` (the shipped head's, ``config.temperature_scaling``)."""
-    first = evaluations[0].test_logits
+    """Test predictions of every seed and the first seed's confidence and probability of each sample's label
+    (``probe.predictions``): the softmax of its logits divided by ``temperature`` (the shipped head's,
+    ``config.temperature_scaling``)."""
+    first = evaluations[0].test_logits / temperature
+    # p(label) = exp(−NLL), as the scores of a shipped probe on new images have it (app.shipped)
     return Predictions(test_labels, np.stack([e.test_logits.argmax(axis=1) for e in evaluations]),
-                       softmax(first / temperature).max(axis=1), sources)
+                       softmax(first).max(axis=1), sources,
+                       label_probability=np.exp(-true_class_terms(first, test_labels)[0]))
 
 
 def _preset_info(config: ProbeConfig) -> PresetInfo | None:

@@ -1,11 +1,13 @@
-"""`mr2probe failures`: a class's misclassified test samples of a run, most confident mistakes first."""
+"""`mr2probe failures`: a class's misclassified test samples of a run, most confidently wrong first (the lowest
+probability of their own label: the likeliest wrong labels)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-HELP = "list a class's misclassified test images of a run (first seed), most confident mistakes first"
+HELP = ("list a class's misclassified test images of a run (first seed), most confidently wrong first: the lowest "
+        "probability of their own label (the likeliest wrong labels)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,15 +45,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     total = len(predictions.failures(index, predicted=predicted))
-    shown = ("." if not rows else ":" if total == 1 else f"; the {len(rows)} most confident mistakes:"
-             if len(rows) < total else ", most confident first:")
+    ranked = rows and rows[0]["label_probability"] is not None  # a run that stored p(label) (or by confidence)
+    shown = ("." if not rows else ":" if total == 1 else f"; the {len(rows)} most confidently wrong:"
+             if len(rows) < total else ", most confidently wrong first:")
     what = "misclassified" if predicted is None else f"predicted as {args.predicted}"
     inside = "" if args.data is not None or not rows else " (paths inside the data set; --data DIR prints them whole)"
     print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images {what} "
           f"(first seed){inside}{shown}")
     for row in rows:  # escaped: a cache written before such file names were skipped may hold them
         where = printable(row["source"]) if row["source"] is not None else f"test row {row['index']}"
-        print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20} {where}")
+        label = f"  p(label) {row['label_probability']:6.1%}" if ranked else ""
+        print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20}{label}  {where}")
     return 0
 
 

@@ -77,7 +77,8 @@ CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g.
 
 
 @router.get("/runs/{run_id}/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
-            summary="A class's misclassified test samples (first seed), most confident mistakes first")
+            summary="A class's misclassified test samples (first seed), most confidently wrong first: the lowest "
+                    "probability of their own label first")
 def failures(run_id: IdPath, class_name: str = ClassQuery, predicted: str | None = PredictedQuery,
              limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
     from probe.predictions import Predictions
@@ -117,7 +118,7 @@ def _with_thumbnails(rows: list[dict], dataset_id: str | None) -> list[dict]:
 
 @router.get("/runs/{run_id}/scores/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
             summary="A class's misclassified images of a registered cache's split under the run's shipped probe "
-            "(first seed), most confident first: the failure gallery of new images")
+            "(first seed), lowest probability of their label first: the failure gallery of new images")
 async def scored_failures(request: Request, run_id: IdPath, cache: str = CacheQuery, split: str = SplitQuery,
                           class_name: str = ClassQuery, predicted: str | None = PredictedQuery,
                           limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:

@@ -351,11 +351,12 @@
     const pooled = seeds > 1 ? ` The confusions count all ${seeds} seeds' predictions: another seed may have made it.` : "";
     if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} by the first seed, the probe that ships.${pooled}`
                                                        : `No misclassified test image of class ${data.class} by the first seed, the probe that ships.`);
-    return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confident first.`),
+    return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confidently wrong first${data.items.length && data.items[0].label_probability != null ? " (lowest probability of their label)" : ""}.`),
       h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
         authImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`),
         h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
-          h("span", { class: "conf" }, ` ${pct(it.confidence)} confident`),
+          h("span", { class: "conf" }, ` ${pct(it.confidence)} confident`
+            + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "")),
           h("span", { class: "src muted", title: it.source }, it.source.split("/").pop())))))];
   }
 

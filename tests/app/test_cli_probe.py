@@ -133,13 +133,14 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert main(["failures", str(out), "--class", "dog", "--limit", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert 0 < len(rows) <= 3 and all(r["true"] == "dog" and r["predicted"] != "dog" for r in rows)
-    assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
+    # the likeliest wrong labels first: the lowest probability of their own label, the run's stored one
+    assert [r["label_probability"] for r in rows] == sorted(r["label_probability"] for r in rows)
     assert all(r["source"] for r in rows)  # the cache's test sources are stored with the predictions
     assert main(["failures", str(out), "--class", "dog", "--limit", "1"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     total = int(re.match(r"dog: (\d+) of \d+ test images misclassified \(first seed\) \(paths inside the data "
                          r"set; --data DIR prints them whole\)", header).group(1))
-    assert header.endswith(":" if total == 1 else "; the 1 most confident mistakes:")
+    assert header.endswith(":" if total == 1 else "; the 1 most confidently wrong:")
     # --data: each path in full (a new-user round: paths relative to a root never printed)
     assert main(["failures", str(out), "--class", "dog", "--limit", "3", "--json", "--data", str(tmp_path / "imgs")]) == 0
     assert [r["source"] for r in json.loads(capsys.readouterr().out)] == [str(tmp_path / "imgs" / r["source"])
@@ -152,7 +153,7 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert main(["failures", str(out), "--class", "dog", "--data", str(tmp_path / "set.tar.xz")]) == 2
     assert "set.tar.xz is a file, not a folder" in capsys.readouterr().err
     assert main(["failures", str(out), "--class", "dog", "--limit", str(total)]) == 0
-    assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confident first:")
+    assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confidently wrong first:")
     from probe.predictions import Predictions
 
     names = report["class_names"]

@@ -1415,9 +1415,9 @@ def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, li
     notes = driver.js("""const item = { true: 'cat', predicted: 'dog', confidence: .9, source: 'cat/a.png', thumbnail_url: '' };
         return [[1, null], [3, null], [2, 'dog']].map(([total, predicted]) => RunPage.panels.galleryItems(
             { class: 'cat', predicted, total, items: [item] })[0].textContent);""")
-    assert notes == ["1 of 1 mistake on cat (first seed), most confident first.",
-                     "1 of 3 mistakes on cat (first seed), most confident first.",
-                     "1 of 2 cat predicted as dog (first seed), most confident first."]
+    assert notes == ["1 of 1 mistake on cat (first seed), most confidently wrong first.",
+                     "1 of 3 mistakes on cat (first seed), most confidently wrong first.",
+                     "1 of 2 cat predicted as dog (first seed), most confidently wrong first."]
     if driver.js("return document.querySelector('#confused-pairs li') === null"):
         pytest.skip("the fixture run confused no class")
     gallery_after_click("#confused-pairs li")

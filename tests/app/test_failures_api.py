@@ -28,7 +28,10 @@ def test_failures_are_a_class_s_most_confident_mistakes(finished):
         body = resp.json()
         wrong = np.flatnonzero((stored.labels == k) & (stored.predicted[0] != k))
         assert body["class"] == name and body["total"] == len(wrong) == len(body["items"])
-        assert [i["index"] for i in body["items"]] == sorted(wrong, key=lambda i: -stored.confidence[i])
+        assert [i["index"] for i in body["items"]] == sorted(wrong, key=lambda i: (stored.label_probability[i],
+                                                                                  -stored.confidence[i]))
+        assert [i["label_probability"] for i in body["items"]] == pytest.approx(stored.label_probability[
+            [i["index"] for i in body["items"]]].tolist())
         for item in body["items"]:
             assert item["true"] == name and item["predicted"] != name
             assert item["thumbnail_url"].startswith(f"/api/datasets/{finished.dataset['id']}/thumbnail?source=")

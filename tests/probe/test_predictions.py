@@ -93,3 +93,49 @@ def test_a_comparison_of_classes_of_one_test_image_has_intervals_of_width():
     assert np.allclose(classes[6], [-1.0, 0.1221087], atol=1e-6)  # lost on its one image: was [-100, -100]
     assert np.allclose(classes[0], [-0.1221087, 1.0], atol=1e-6)
     assert np.allclose(classes[100], [-0.7934507, 0.7934507], atol=1e-6)  # the same in both runs: was [0, 0]
+
+
+def test_failures_least_likely_label_first_and_stored(tmp_path):
+    """A mistake whose probability the probe splits among other classes, its own label's near 0, is a likelier wrong
+    label than one predicted a little surer than its label: the lowest p(label) first (cleanlab's self-confidence),
+    ties by confidence, kept through save and load; by confidence where p(label) was not stored (older runs)."""
+    labels = np.array([0, 0, 0, 0])
+    predicted = np.array([[1, 2, 0, 1]])
+    confidence = np.array([0.6, 0.5, 0.9, 0.6])
+    p = Predictions(labels, predicted, confidence, label_probability=np.array([0.35, 0.05, 0.9, 0.05]))
+    assert p.failures(0).tolist() == [3, 1, 0]  # equal p(label): the surer prediction first
+    assert [r["label_probability"] for r in p.failure_rows(0, ["a", "b", "c"])] == pytest.approx([0.05, 0.05, 0.35])
+    p.save(tmp_path)
+    assert Predictions.load(tmp_path).failures(0).tolist() == [3, 1, 0]
+    older = Predictions(labels, predicted, confidence)
+    assert older.failures(0).tolist() == [0, 3, 1] and older.failure_rows(0, ["a", "b", "c"])[0]["label_probability"] is None
+    with pytest.raises(ValueError, match="label_probability"):
+        Predictions(labels, predicted, confidence, label_probability=np.array([0.1, 0.2, np.nan, 0.3]))
+
+
+def test_run_ranks_a_wrong_test_label_above_a_hard_image(tmp_path):
+    """A run's stored failures of a class put its wrong test labels first: images of the other two classes, half way
+    between them, labelled class 0 (the probe splits them between 1 and 2, near 50 % each, class 0 near 0) before
+    class 0's own images past the boundary with class 2 (predicted 2 at about 75 %, class 0 at about 20 %). Ordered
+    by the prediction's confidence, the three hard images came first and the three wrong labels last."""
+    from probe import ProbeConfig, run_probe
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 4.0], [-4.0, -2.0], [4.0, -2.0]])
+
+    def split(n):
+        y = np.repeat(np.arange(3), n)
+        return (centres[y] + rng.normal(size=(len(y), 2))).astype(np.float32), y
+
+    data = {"train": split(100), "val": split(40)}
+    x, y = split(20)
+    hard = np.array([[2.6, 0.4], [2.8, 0.3], [2.7, 0.6]], np.float32)
+    wrong_label = np.array([[0.0, -2.0], [0.2, -2.2], [-0.2, -1.9]], np.float32)
+    data["test"] = (np.vstack([x, hard, wrong_label]), np.concatenate([y, np.zeros(6, np.int64)]))
+    config = ProbeConfig(epochs=40, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0)
+    run_probe(data, ["a", "b", "c"], config, out_dir=tmp_path)
+    stored = Predictions.load(tmp_path)
+    n = len(y)
+    assert sorted(stored.failures(0).tolist()[:3]) == [n + 3, n + 4, n + 5]
+    assert set(stored.failures(0).tolist()[3:]) >= {n, n + 1, n + 2}
+    assert stored.label_probability[n + 3:].max() < stored.label_probability[n:n + 3].min()
