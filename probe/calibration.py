@@ -50,7 +50,8 @@ from .uncertainty import DEFAULT_LEVEL, Bootstrap, percentile_interval, row_bin_
 __all__ = ["CALIBRATION_BINS", "CALIBRATION_P_FLOOR", "TOP_K", "CONFIDENCE_GAP", "TEMPERATURE_BOUNDS", "fit_temperature", "scaled_nll",
            "temperature_fit", "temperature_effect", "confidence_bins", "expected_calibration_error", "reliability",
            "calibration_p_value", "true_class_terms", "log_loss", "top_k_accuracy", "calibration_summary",
-           "confidence_calibration", "confidence_warning", "temperature_warning"]
+           "confidence_calibration", "confidence_and_accuracy", "confidence_warning",
+           "temperature_warning"]
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, and torchmetrics' CalibrationError default
 TOP_K = 5
@@ -323,25 +324,41 @@ def _calibration_figures(confidence: np.ndarray, correct: np.ndarray, ece: float
     }
 
 
-def confidence_warning(summary: dict) -> str | None:
+def confidence_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, int] | None:
+    """Mean top-1 confidence, accuracy and count of a head's ``logits`` (n, K) on images of classes ``labels``; None
+    without an image. :func:`confidence_warning`'s ``validation``."""
+    if len(labels) == 0:
+        return None
+    logits = np.asarray(logits, dtype=np.float64)
+    return (float(softmax(logits).max(axis=1).mean()), float(np.mean(logits.argmax(axis=1) == np.asarray(labels))),
+            len(labels))
+
+
+def confidence_warning(summary: dict, validation: tuple[float, float, int] | None = None) -> str | None:
     """A report warning when the shipped head's mean confidence is :data:`CONFIDENCE_GAP` or more from its accuracy
-    (``summary``: :func:`calibration_summary`'s); else None."""
+    (``summary``: :func:`calibration_summary`'s); else None. ``validation``: the shipped head's
+    :func:`confidence_and_accuracy` on the validation images, which tell a head whose scale is off from validation
+    and test that disagree (:func:`_validation_disagrees`)."""
     confidence, accuracy = summary.get("confidence"), summary.get("accuracy")
     if confidence is None or accuracy is None or abs(confidence - accuracy) < CONFIDENCE_GAP:
         return None
     lean = "under" if confidence < accuracy else "over"
     unsure = (" and most predictions read as unsure (below 50 %)" if lean == "under" and confidence < 0.5 else "")
+    disagree = _validation_disagrees(validation, accuracy, lean)
     # "its (the first seed's) accuracy": beside the seeds' mean accuracy another figure read as a contradiction
     # (a new-user round)
     scaling = summary.get("temperature_scaling")
     if scaling is not None and scaling["applied"]:  # validation and test disagree: no temperature fixes that
         fix = (f"Temperature scaling was applied (T = {scaling['temperature']:.3g}, fitted on {scaling['val_images']} "
-               "validation images) and did not close the gap on test: validation's images do not behave like test's.")
+               "validation images) and did not close the gap on test: validation's images do not behave like test's."
+               + ("" if disagree is None else " " + disagree))
     elif scaling is not None:  # asked for and not applied: advising it again read as if it had not been (a review)
         why = ("every one of them right" if scaling["fitted"] <= 1 else "the head ranks their true classes low")
         fix = (f"Temperature scaling was asked for and not applied: the {scaling['val_images']} validation images' NLL "
                f"was lowest at a bound (T = {scaling['fitted']:.3g}: {why}), so they size no temperature"
                + ("; more validation images would." if scaling["fitted"] <= 1 else "."))
+    elif disagree is not None:  # "weights kept small flatten them; temperature scaling would fix" was said of a head
+        fix = disagree          # trained on 30 % wrong labels, calibrated on validation (a noisy-labels round)
     else:
         # the cause only where it is one: "a strong weight decay flattens them" was said of a head chosen with none,
         # flat because its fit ended before it settled (a new-user round), and of overconfident heads
@@ -353,6 +370,26 @@ def confidence_warning(summary: dict) -> str | None:
             f"{percent(accuracy, 1)} % accuracy on test (the first seed's, which ships){unsure}. Its ranking of the "
             "classes is what its accuracy says; its probabilities (predict --probabilities, the unsure flag) are not "
             f"probabilities to read as such. {fix}")
+
+
+def _validation_disagrees(validation: tuple[float, float, int] | None, accuracy: float, lean: str) -> str | None:
+    """Where the head is about as confident as it is right on its validation images (within half
+    :data:`CONFIDENCE_GAP`: the 17 points of a CIFAR-10 head trained on 30 % wrong labels is no "about") and
+    its test accuracy lies beyond its confidence the way it leans, the sentence saying that validation and test
+    disagree, not the head's scale: labels wrong more often on one side than the other (the head learns how often a
+    label is right), or other images; a temperature fitted on validation cannot close that. Else None."""
+    if validation is None:
+        return None
+    confidence, right, n = validation
+    if abs(confidence - right) >= CONFIDENCE_GAP / 2 or (accuracy > right) != (lean == "under"):
+        return None
+    gap, side = abs(accuracy - right), "below" if accuracy > right else "above"
+    cause = ("Training and validation labels that are wrong more often than test's make this (a head learns how "
+             "often a label is right)" if side == "below" else "Test labels that are wrong more often than "
+             "validation's, or test images unlike the training images, make this")
+    return (f"On its {n:,} validation images it is about as confident as it is right ({percent(confidence, 1)} % "
+            f"against {percent(right, 1)} %), {percent(gap, 1)} points {side} its test accuracy: validation and test "
+            f"disagree, not the head's scale. {cause}; a temperature fitted on validation does not close it.")
 
 
 def temperature_warning(summary: dict) -> str | None:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
-from .calibration import (calibration_summary, confidence_warning, temperature_fit, temperature_warning,
-                          true_class_terms)
+from .calibration import (calibration_summary, confidence_and_accuracy, confidence_warning, temperature_fit,
+                          temperature_warning, true_class_terms)
 from .compare import (beyond_noise, discordance_sentence, first_class_difference, group_evidence, held_back_sentence,
                       lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
 from .config import ProbeConfig
@@ -630,6 +630,16 @@ def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sou
                        label_probability=np.exp(-true_class_terms(first, test_labels)[0]))
 
 
+def _calibration_warnings(calibration: dict, first: SeedEvaluation, val_labels: np.ndarray,
+                          temperature: dict | None) -> list[str]:
+    """The report's warnings of the shipped head's calibration (``probe.calibration``), its confidence warning told
+    the head's mean confidence and accuracy on the validation images (its post-hoc bias and temperature applied,
+    as on test): what tells a head whose scale is off from validation and test that disagree."""
+    validation = None if first.val_logits is None else confidence_and_accuracy(
+        first.val_logits / (1.0 if temperature is None else temperature["temperature"]), val_labels)
+    return [w for w in (confidence_warning(calibration, validation), temperature_warning(calibration)) if w]
+
+
 def _preset_info(config: ProbeConfig) -> PresetInfo | None:
     if config.preset is None:
         return None
@@ -904,8 +914,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
-                  *filter(None, [lookalike_names_warning(class_names), confidence_warning(calibration),
-                                  temperature_warning(calibration)])])
+                  *filter(None, [lookalike_names_warning(class_names)]),
+                  *_calibration_warnings(calibration, evaluations[0], splits.val[1], temperature)])
     _grouping_note(report, config, reference, scorer)
     _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)

@@ -380,3 +380,41 @@ def test_a_test_split_of_one_image_per_class_still_sizes_the_ece():
     assert confidence_calibration(confidence, correct, labels, k)["ece_ci"] == [lo, hi]
     effect = temperature_effect(logits, logits / 2, labels, k)
     assert effect["nll_delta_ci"][1] - effect["nll_delta_ci"][0] > 0.01
+
+
+def test_a_head_calibrated_on_validation_is_not_told_its_scale_is_off():
+    """A head trained on 30 % wrong labels is as confident on validation (whose labels are as wrong) as it is right
+    there, and underconfident on clean test labels: the warning blamed small weights and promised that temperature
+    scaling on validation would fix it (T came out 1.01, nothing changed; a noisy-labels round). Calibrated on
+    validation, it says validation and test disagree; flattened on validation too, the old advice stands."""
+    from probe.calibration import confidence_warning
+
+    noisy = confidence_warning({"confidence": 0.555, "accuracy": 0.853}, validation=(0.562, 0.612, 2000))
+    assert "Weights kept small" not in noisy and "would fix" not in noisy
+    assert noisy.endswith("On its 2,000 validation images it is about as confident as it is right (56.2 % against "
+                          "61.2 %), 24.1 points below its test accuracy: validation and test disagree, not the head's "
+                          "scale. Training and validation labels that are wrong more often than test's make this (a "
+                          "head learns how often a label is right); a temperature fitted on validation does not "
+                          "close it.")
+    flat = confidence_warning({"confidence": 0.28, "accuracy": 0.72}, validation=(0.29, 0.71, 500))
+    assert "Weights kept small (a strong weight decay, or a fit ended early) flatten them" in flat
+    wrong_test = confidence_warning({"confidence": 0.95, "accuracy": 0.7}, validation=(0.95, 0.94, 300))
+    assert "24.0 points above its test accuracy" in wrong_test and "Test labels that are wrong more often" in wrong_test
+    # test accuracy on the other side of validation's than the lean: no disagreement claimed
+    assert "disagree" not in confidence_warning({"confidence": 0.5, "accuracy": 0.8}, validation=(0.88, 0.9, 300))
+
+
+def test_a_run_on_wrong_training_labels_says_validation_and_test_disagree():
+    """End to end: 40 % of the training and validation labels flipped, test labels right. The shipped head is
+    underconfident on test and its warning names the disagreement of validation and test, not weight decay."""
+    from probe import ProbeConfig, run_probe
+    from testdata import gaussian_splits
+
+    data = gaussian_splits(4, {"train": 150, "val": 100, "test": 100}, spread=4.0, dim=8)
+    rng = np.random.default_rng(1)
+    for split in ("train", "val"):
+        x, y = data[split]
+        data[split] = (x, np.where(rng.random(len(y)) < 0.4, (y + rng.integers(1, 4, len(y))) % 4, y))
+    report = run_probe(data, list("abcd"), ProbeConfig(epochs=40, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0))
+    warning = next(w for w in report.warnings if w.startswith("The shipped head is underconfident"))
+    assert "validation and test disagree" in warning and "Weights kept small" not in warning
