@@ -114,6 +114,9 @@ class LabelledImages:
         given_splits: the splits the data set itself holds (folders or manifest rows), before any is carved.
         duplicates: a warning of files with the same content in test and in train or val, or under two classes
             (:func:`duplicates_warning`); None when there are none, or no content was read (``fingerprint=False``).
+        test_fingerprint: hex digest of the content of the test split the data set gives (its own test folder or
+            manifest rows): two versions of a data set that differ only in train or val have the same one; "" where
+            test is carved out of the data set, or no content was read.
     """
 
     class_names: list[str]
@@ -125,6 +128,7 @@ class LabelledImages:
     location: str = ""
     given_splits: tuple[str, ...] = ()
     duplicates: str | None = None  # duplicates_warning's, from the content ids of the fingerprint (None without it)
+    test_fingerprint: str = ""  # the digest of the given test split alone; "" where test is carved or none read
 
     @property
     def num_classes(self) -> int:
@@ -786,15 +790,19 @@ def open_dataset(
         for split, classes in given.items()
     }
     contents: dict[str, int] = {}  # source → a 64-bit key of its content id, for duplicates_warning
+    given_test: list[tuple[str, int, str]] = []  # the given test split's rows of the digest: its own digest
 
-    def content_ids(samples: list[Sample]):
+    def content_ids(samples: list[Sample], keep: list | None = None):
         for sample in samples:
             content = reader.content_id(sample.source)
             contents[sample.source] = hash(content)
+            if keep is not None:
+                keep.append((sample.source, sample.label, content))
             yield sample.source, sample.label, content
 
-    digest = "" if not fingerprint else dataset_fingerprint(
-        class_names, {split: content_ids(samples) for split, samples in pools.items()})
+    digest = "" if not fingerprint else dataset_fingerprint(class_names, {
+        split: content_ids(samples, given_test if split == "test" else None) for split, samples in pools.items()})
+    test_digest = dataset_fingerprint(class_names, {"test": given_test}) if given_test else ""
     splits = _split(pools, max_per_class, val_fraction, test_fraction, np.random.default_rng(seed))
     duplicates = duplicates_warning(class_names, splits, contents, read=reader.read) if contents else None
     del contents
@@ -812,7 +820,7 @@ def open_dataset(
         path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),
     )
     return LabelledImages(class_names, splits, skipped, digest, params, reader, str(path),
-                          tuple(split for split in SPLITS if split in given), duplicates)
+                          tuple(split for split in SPLITS if split in given), duplicates, test_digest)
 
 
 def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> LabelledImages:

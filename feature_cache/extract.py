@@ -339,6 +339,7 @@ def plan_extraction(
         "default_head": spec.default_head,
         "class_names": data.class_names,
         "dataset_fingerprint": data.fingerprint,
+        "test_fingerprint": data.test_fingerprint,
         "fingerprint": fingerprint,
         "split_params": data.params,
         "precision": encoder.precision,

@@ -24,6 +24,8 @@ class_names          JSON     list of class names; a label is an index into it (
                               ``mr2probe extract --unlabelled``: ``["(unlabelled)"]``, every label 0, every
                               image in ``/test``, ``split_params`` ``{"layout": "unlabelled"}``)
 dataset_fingerprint  str      sha256 of the data set content (see ``feature_cache.fingerprint``)
+test_fingerprint     str      sha256 of the content of the test split the data set gives (the same digest over
+                              it alone), empty where test was carved from it; absent in older caches
 fingerprint          str      sha256 of everything that decides the contents (cache identity)
 created_at           str      ISO-8601 UTC time the cache was finalised
 versions             JSON     ``{"torch", "timm", "open_clip", "h5py", "mr2probe"}`` versions
@@ -452,6 +454,7 @@ class FeatureCache:
         return {"fingerprint": self.fingerprint, "encoder": self.encoder, "extractor": extractor, "cache": name,
                 "extractor_as_named": None if as_named == extractor else as_named,
                 "dataset": self.attrs.get("dataset_fingerprint") or None,
+                "test_dataset": self.attrs.get("test_fingerprint") or None,
                 "warning": self.attrs.get("encoder_warning") or None,
                 **{key: self.attrs.get(key) for key in ("weights_sha256", "preprocess", "feature_kind",
                                                         "normalized")},
@@ -474,8 +477,8 @@ class FeatureCache:
 
 MAX_ATTR_CHARS = 4096  # a text root attribute (an encoder name, a warning); the API takes encoder names of 1,024
 # Root attributes that are text (README "HDF5 feature cache").
-_TEXT_ATTRS = ("encoder", "weights_sha256", "feature_kind", "default_head", "dataset_fingerprint", "fingerprint",
-               "created_at", "precision", "encoder_warning")
+_TEXT_ATTRS = ("encoder", "weights_sha256", "feature_kind", "default_head", "dataset_fingerprint", "test_fingerprint",
+               "fingerprint", "created_at", "precision", "encoder_warning")
 
 
 def _external(dataset: h5py.Dataset) -> bool:

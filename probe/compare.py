@@ -406,8 +406,11 @@ def check_same_images(base: Report, other: Report) -> None:
     (:meth:`FeatureSource.other_images`): their test images differ, whatever their names, and pairing them would
     turn two data sets' difference into a difference of the probes."""
     if FeatureSource.other_images(base.features, other.features):
-        a, b = base.features.dataset, other.features.dataset
-        raise ValueError(f"the runs were scored on the test images of two different data sets (content fingerprints "
+        one, two = base.features, other.features
+        by_test = None not in (one.test_dataset, two.test_dataset)
+        a, b = (one.test_dataset, two.test_dataset) if by_test else (one.dataset, two.dataset)
+        what = "test splits of other content" if by_test else "the test images of two different data sets"
+        raise ValueError(f"the runs were scored on {what} (content fingerprints "
                          f"{a[:12]} and {b[:12]}), even where file names and labels agree; a paired comparison needs "
                          "the same test images. (The same images read from a folder and from an archive count as two "
                          "data sets: extract both caches from one of them.)")

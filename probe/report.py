@@ -862,6 +862,10 @@ class FeatureSource(_Model):
     dataset: Optional[str] = Field(None, description="fingerprint of the content of the data set the cache was "
                                    "extracted from (feature_cache.dataset_fingerprint): runs with other ones were "
                                    "not scored on the same test images (null in older reports)")
+    test_dataset: Optional[str] = Field(None, description="fingerprint of the content of the test split the data set "
+                                        "gives (its test folder or rows): runs of two versions of a data set that "
+                                        "differ only in train or val (labels fixed) share it and pair on test; null "
+                                        "where test was carved from the data set, and in older reports")
     warning: Optional[str] = Field(None, description="what the encoder warned of when it extracted these features "
                                    "(random weights: they mean nothing for a probe); null when nothing")
     # how to compute such features for new images outside this package (the cache's root attributes; an outside
@@ -891,9 +895,15 @@ class FeatureSource(_Model):
     @staticmethod
     def other_images(a: "FeatureSource | None", b: "FeatureSource | None") -> bool:
         """Whether two runs' features come from data sets of other content, so that their test images differ
-        even where their file names and labels agree (two versions of a data set): False when a run did not
-        record it."""
-        return a is not None and b is not None and None not in (a.dataset, b.dataset) and a.dataset != b.dataset
+        even where their file names and labels agree (two versions of a data set): by the content of the test
+        split the data sets give where both recorded it (versions that differ only in train or val, such as
+        training labels fixed, share their test images), else of the whole data sets; False when a run did not
+        record either."""
+        if a is None or b is None:
+            return False
+        if None not in (a.test_dataset, b.test_dataset):
+            return a.test_dataset != b.test_dataset
+        return None not in (a.dataset, b.dataset) and a.dataset != b.dataset
 
 
 class Report(_Model):

@@ -421,6 +421,26 @@ def test_compare_refuses_runs_on_two_data_sets_with_the_same_file_names(tmp_path
         capsys.readouterr().err
 
 
+def test_compare_pairs_runs_on_two_versions_of_a_data_set_with_the_same_test_split(tmp_path, capsys):
+    """Training labels fixed (another data set, the same test folder): the runs before and after pair on their test
+    images, whose content fingerprint (`test_fingerprint`) is the same; another test split's is refused, naming it."""
+    rng = np.random.default_rng(7)
+    y = {name: np.repeat(np.arange(len(NAMES)), 10) for name in ("train", "val", "test")}
+    test = _split(rng, y["test"], "test")
+    runs = []
+    for version, test_version in (("1", "a"), ("2", "a"), ("3", "b")):
+        splits = {s: _split(rng, labels, s) for s, labels in y.items() if s != "test"}
+        cache = _cache(tmp_path / f"v{version}.h5", {**splits, "test": test}, NAMES, dataset_fingerprint=version * 64,
+                       test_fingerprint=test_version * 64)
+        runs.append(tmp_path / f"run{version}")
+        assert main(["train", "--features", str(cache), "--out", str(runs[-1]), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(runs[0]), str(runs[1]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["overall"]["delta_ci"] is not None
+    assert main(["compare", str(runs[0]), str(runs[2])]) == 2
+    assert "test splits of other content (content fingerprints aaaaaaaaaaaa and bbbbbbbbbbbb)" in capsys.readouterr().err
+
+
 def test_labels_that_differ_from_the_runs_classes_only_in_case_get_a_hint():
     """'3 images of classes the run does not have: Bird (3)' left the user guessing (a new-user round)."""
     from app.commands.predict import _case_hint

@@ -677,3 +677,24 @@ def test_manifest_labels_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
     data = open_dataset(tmp_path / "m.csv", val_fraction=0.0)
     assert data.class_names == sorted([nfc, "tea"])
     assert per_class(data.splits["train"]) == per_class(data.splits["test"]) == {0: 3, 1: 3}
+
+
+def test_the_test_split_has_a_content_fingerprint_of_its_own(tmp_path):
+    """Fixing wrong training labels (an image moved to its right class folder) makes another data set, and `compare`
+    refused the runs before and after as scored on other test images (a noisy-labels round): the test split the
+    data set gives has its own digest, the same while train changes, another when a test image does; "" where test
+    is carved out of the data set."""
+    import shutil
+
+    one = make_tree(tmp_path / "one", {"cat": 4, "dog": 4})
+    fixed = tmp_path / "fixed"
+    shutil.copytree(one, fixed)
+    (fixed / "train" / "cat" / "000.png").rename(fixed / "train" / "dog" / "moved.png")
+    other_test = tmp_path / "other_test"
+    shutil.copytree(one, other_test)
+    write_image(other_test / "test" / "cat" / "000.png", 1, 999)
+    a, b, c = (open_dataset(root, val_fraction=0.25) for root in (one, fixed, other_test))
+    assert len({a.fingerprint, b.fingerprint, c.fingerprint}) == 3
+    assert a.test_fingerprint and a.test_fingerprint == b.test_fingerprint != c.test_fingerprint
+    assert open_dataset(make_tree(tmp_path / "flat", {"cat": 5, "dog": 5}, splits=())).test_fingerprint == ""
+    assert open_dataset(one, fingerprint=False).test_fingerprint == ""
