@@ -71,15 +71,18 @@ class Predictions:
                            minlength=num_classes * num_classes)
         return flat.reshape(num_classes, num_classes).astype(np.int64)
 
-    def failures(self, class_index: int, limit: int | None = None, predicted: int | None = None) -> np.ndarray:
-        """Indices of the first seed's mistakes on true class ``class_index`` (only those predicted as class
-        ``predicted`` when given: one cell of the confusion matrix), most confidently wrong first: the lowest
-        probability of their own label first (cleanlab's self-confidence; the likeliest wrong labels), ties by the
-        prediction's confidence; by that confidence alone where the label's probability was not stored. A mistake
-        whose probability is split among classes is surer to be wrong than one whose prediction is barely surer
-        than its label: on test labels flipped at random it put 173 of 200 flips in the classes' top 20 where the
-        prediction's confidence put 137 (CIFAR-10, 300 test images a class)."""
-        wrong = (self.labels == class_index) & (self.predicted[0] != class_index)
+    def failures(self, class_index: int | None, limit: int | None = None, predicted: int | None = None
+                 ) -> np.ndarray:
+        """Indices of the first seed's mistakes on true class ``class_index`` (on every class where None; only those
+        predicted as class ``predicted`` when given: one cell of the confusion matrix), most confidently wrong
+        first: the lowest probability of their own label first (cleanlab's self-confidence; the likeliest wrong
+        labels), ties by the prediction's confidence; by that confidence alone where the label's probability was
+        not stored. A mistake whose probability is split among classes is surer to be wrong than one whose
+        prediction is barely surer than its label: on test labels flipped at random it put 173 of 200 flips in the
+        classes' top 20 where the prediction's confidence put 137 (CIFAR-10, 300 test images a class)."""
+        wrong = self.predicted[0] != self.labels
+        if class_index is not None:
+            wrong &= self.labels == class_index
         if predicted is not None:
             wrong &= self.predicted[0] == predicted
         wrong = np.flatnonzero(wrong)
@@ -88,7 +91,7 @@ class Predictions:
             keys.append(self.label_probability[wrong])
         return wrong[np.lexsort(keys)][:limit]
 
-    def failure_rows(self, class_index: int, class_names: list[str], limit: int | None = None,
+    def failure_rows(self, class_index: int | None, class_names: list[str], limit: int | None = None,
                      predicted: int | None = None) -> list[dict]:
         """The first seed's mistakes on a class (predicted as ``predicted`` when given) as rows (index, source,
         true, predicted, confidence, label_probability), in :meth:`failures`' order; ``source`` and

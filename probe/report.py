@@ -1430,10 +1430,10 @@ def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> st
     return f"{name!r} is not a class of this run, one of {len(class_names)} (report.json class_names){hint}"
 
 
-def confusion_cell(class_names: list[str], true: str, predicted: str | None,
-                   fields: tuple[str, str] = ("class", "predicted")) -> tuple[int, int | None]:
-    """The indices of a true class and, when given, of a predicted one other than it: the mistakes to list
-    (``mr2probe failures``, ``GET /api/runs/{id}/failures``). ValueError naming the argument (``fields``, as the
+def confusion_cell(class_names: list[str], true: str | None, predicted: str | None,
+                   fields: tuple[str, str] = ("class", "predicted")) -> tuple[int | None, int | None]:
+    """The indices of a true class and of a predicted one other than it, each when given (None: every class): the
+    mistakes to list (``mr2probe failures``, ``GET /api/runs/{id}/failures``). ValueError naming the argument (``fields``, as the
     caller spells them) that names no class of the run, or a predicted class equal to the true one. A name typed or
     pasted in decomposed Unicode (NFD, as macOS writes file names) is the composed class name the data set gave
     (``feature_cache`` composes folder names; an outside round's 'Überschall' was refused beside itself)."""
@@ -1443,7 +1443,7 @@ def confusion_cell(class_names: list[str], true: str, predicted: str | None,
         if name is not None and index is None:
             raise ValueError(f"{field} {unknown_class_text(name, class_names)}")
         found.append(index)
-    if found[1] == found[0]:
+    if found[1] is not None and found[1] == found[0]:
         raise ValueError(f"{fields[1]} names the class itself: its images predicted as it are not mistakes.")
     return found[0], found[1]
 

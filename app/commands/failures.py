@@ -6,14 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = ("list a class's misclassified test images of a run (first seed), most confidently wrong first: the lowest "
-        "probability of their own label (the likeliest wrong labels)")
+HELP = ("list a class's (or every class's) misclassified test images of a run (first seed), most confidently wrong "
+        "first: the lowest probability of their own label (the likeliest wrong labels)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
-    parser.add_argument("--class", dest="class_name", required=True, metavar="NAME",
-                        help='class name (one that starts with "-": --class=-name)')
+    parser.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                        help='class name (one that starts with "-": --class=-name); without it, the mistakes on every '
+                             "class, the likeliest wrong labels of the test split first")
     parser.add_argument("--predicted", metavar="NAME", default=None,
                         help="only the mistakes predicted as this class (one cell of the confusion matrix)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many samples (default 20)")
@@ -50,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
              if len(rows) < total else ", most confidently wrong first:")
     what = "misclassified" if predicted is None else f"predicted as {args.predicted}"
     inside = "" if args.data is not None or not rows else " (paths inside the data set; --data DIR prints them whole)"
-    print(f"{args.class_name}: {total} of {int((predictions.labels == index).sum())} test images {what} "
+    of = len(predictions.labels) if index is None else int((predictions.labels == index).sum())
+    print(f"{'every class' if index is None else args.class_name}: {total} of {of} test images {what} "
           f"(first seed){inside}{shown}")
     for row in rows:  # escaped: a cache written before such file names were skipped may hold them
         where = printable(row["source"]) if row["source"] is not None else f"test row {row['index']}"
         label = f"  p(label) {row['label_probability']:6.1%}" if ranked else ""
-        print(f"  {row['confidence']:6.1%}  predicted {row['predicted']:<20}{label}  {where}")
+        true = "" if index is not None else f"labelled {row['true']:<20} "
+        print(f"  {row['confidence']:6.1%}  {true}predicted {row['predicted']:<20}{label}  {where}")
     return 0
 
 

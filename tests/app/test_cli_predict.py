@@ -579,6 +579,33 @@ def test_a_temperature_scaled_run_predicts_its_own_calibration(run, tmp_path, ca
     assert f"with its post-hoc bias, temperature {scaling[1]['temperature']:.3g})" in capsys.readouterr().out
 
 
+def test_failures_of_every_class_put_the_wrong_test_labels_first(tmp_path, capsys):
+    """`failures` without --class: the mistakes on every class, the likeliest wrong labels of the test split first
+    (a noisy-labels round had to ask class by class): 6 test labels flipped to another class on well-separated
+    features are the first 6 rows; --predicted alone lists what went to that class."""
+    rng = np.random.default_rng(3)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 40), ("val", 20), ("test", 30))}
+    splits = {s: (4 * MEANS[labels] + rng.normal(0, 1, (len(labels), D)), labels, [f"{s}/{i}.jpg" for i in
+                                                                                    range(len(labels))])
+              for s, labels in y.items()}  # classes far apart: no image of one lies near another
+    x, labels, sources = splits["test"]
+    flipped = rng.choice(len(labels), 6, replace=False)
+    splits["test"] = (x, np.where(np.isin(np.arange(len(labels)), flipped), (labels + 1) % 4, labels), sources)
+    cache = _cache(tmp_path / "flipped.h5", splits, NAMES)
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "run"), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["failures", str(tmp_path / "run"), "--limit", "6", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["index"] for r in rows) == sorted(flipped.tolist())
+    assert [r["true"] for r in rows] == [NAMES[(labels[r["index"]] + 1) % 4] for r in rows]
+    assert main(["failures", str(tmp_path / "run"), "--limit", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.match(r"every class: \d+ of 120 test images misclassified \(first seed\)", lines[0])
+    assert f"labelled {rows[0]['true']}" in lines[1] and f"predicted {rows[0]['predicted']}" in lines[1]
+    assert main(["failures", str(tmp_path / "run"), "--predicted", "cat", "--json"]) == 0
+    assert {r["predicted"] for r in json.loads(capsys.readouterr().out)} == {"cat"}
+
+
 def test_failures_data_resolves_the_folder_a_zip_was_made_from(tmp_path, capsys):
     """A cache of a zip made with its top folder records `digits/test/cat/0.png`: `failures --data .../digits` (the
     folder the zip was made from) printed .../digits/digits/test/cat/0.png, which exists nowhere (a new-user round).
