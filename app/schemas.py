@@ -514,9 +514,10 @@ class FailuresOut(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
     run_id: str
-    class_name: str = Field(..., alias="class")
+    class_name: Optional[str] = Field(..., alias="class", description="the true class of the mistakes (null: every "
+                                      "class's, GET /api/runs/{id}/failures without class)")
     predicted: Optional[str] = Field(None, description="the predicted class the mistakes were filtered to (null: "
                                      "every mistake)")
-    total: int = Field(..., description="mistakes on this class in the test split (first seed; predicted as "
-                       "`predicted` when given)")
+    total: int = Field(..., description="mistakes on this class (every class without one) in the test split (first "
+                       "seed; predicted as `predicted` when given)")
     items: list[FailureItem]

@@ -69,6 +69,8 @@ def list_runs(response: Response, window: Page = Depends(page), store: Store = D
 
 MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures
 ClassQuery = Query(..., alias="class", min_length=1, max_length=200, description="class name, as in the report")
+EveryClassQuery = Query(None, alias="class", min_length=1, max_length=200,
+                        description="class name, as in the report; without it, every class's mistakes in one ranking")
 PredictedQuery = Query(None, min_length=1, max_length=200,
                        description="only the mistakes predicted as this class (one cell of the confusion matrix)")
 LimitQuery = Query(24, ge=1, le=MAX_FAILURES)
@@ -77,9 +79,9 @@ CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g.
 
 
 @router.get("/runs/{run_id}/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
-            summary="A class's misclassified test samples (first seed), most confidently wrong first: the lowest "
-                    "probability of their own label first")
-def failures(run_id: IdPath, class_name: str = ClassQuery, predicted: str | None = PredictedQuery,
+            summary="A class's (without class, every class's) misclassified test samples (first seed), most "
+                    "confidently wrong first: the lowest probability of their own label first")
+def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted: str | None = PredictedQuery,
              limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
     from probe.predictions import Predictions
 
@@ -98,7 +100,7 @@ def failures(run_id: IdPath, class_name: str = ClassQuery, predicted: str | None
                        total=len(predictions.failures(index, predicted=target)), items=rows)
 
 
-def _cell(class_names: list[str], class_name: str, predicted: str | None) -> tuple[int, int | None]:
+def _cell(class_names: list[str], class_name: str | None, predicted: str | None) -> tuple[int | None, int | None]:
     """``probe.report.confusion_cell`` of the query's class names; 422 naming the one that is not a class."""
     from probe.report import confusion_cell
 

@@ -106,6 +106,25 @@ def test_thumbnails_of_unlisted_sources_are_refused(finished, source):
     assert resp.status_code == (422 if len(source) > 1024 else 404)
 
 
+def test_failures_of_every_class_in_one_ranking(finished):
+    """Without `class`: every class's mistakes, the likeliest wrong labels first, as `mr2probe failures RUN` lists
+    them (a noisy-labels round had to ask class by class); with `predicted` alone, what went to that class."""
+    client = finished.client
+    stored = Predictions.load(finished.settings.runs_dir / finished.erm)
+    names = client.get(f"/api/reports/{finished.erm}").json()["class_names"]
+    body = client.get(f"/api/runs/{finished.erm}/failures", params={"limit": 200}).json()
+    wrong = np.flatnonzero(stored.predicted[0] != stored.labels)
+    assert body["class"] is None and body["total"] == len(wrong) > 0
+    assert [i["index"] for i in body["items"]] == sorted(wrong, key=lambda i: (stored.label_probability[i],
+                                                                              -stored.confidence[i]))[:200]
+    assert body["total"] == sum(client.get(f"/api/runs/{finished.erm}/failures", params={"class": n}).json()["total"]
+                                for n in names)
+    to = names[int(stored.predicted[0][wrong[0]])]
+    cell = client.get(f"/api/runs/{finished.erm}/failures", params={"predicted": to}).json()
+    assert cell["total"] == int(((stored.predicted[0] == names.index(to)) & (stored.labels != names.index(to))).sum())
+    assert {i["predicted"] for i in cell["items"]} == {to}
+
+
 def test_failures_errors(finished):
     client = finished.client
     unknown = client.get(f"/api/runs/{finished.erm}/failures", params={"class": "unicorn"})
