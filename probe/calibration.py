@@ -392,9 +392,11 @@ def _validation_disagrees(validation: tuple[float, float, int] | None, accuracy:
             f"disagree, not the head's scale. {cause}; a temperature fitted on validation does not close it.")
 
 
-def temperature_warning(summary: dict) -> str | None:
+def temperature_warning(summary: dict, validation: tuple[float, float, int] | None = None) -> str | None:
     """A report warning when the applied temperature made the shipped head's test ECE or NLL worse beyond noise (the
     lower end of the paired interval of the change above 0; ``summary``: :func:`calibration_summary`'s), else None.
+    Where validation and test disagree (:func:`_validation_disagrees` of ``validation``, as in
+    :func:`confidence_warning`), more validation images are not advised: more of them size T the same.
     T is sized by the validation images alone, and few of them can size it wrong: on Fashion-MNIST features one
     validation image per class gave T = 0.49 and a test NLL 0.75 higher than without it. No rule on validation alone
     told those apart from the temperatures that helped (a held-out check by folds of the validation images missed
@@ -412,8 +414,13 @@ def temperature_warning(summary: dict) -> str | None:
             worse.append(f"{name.upper()} {say(delta)}{unit} [{say(ci[0])}, {say(ci[1])}]")
     if not worse:
         return None
+    confidence, accuracy = summary.get("confidence"), summary.get("accuracy")
+    disagree = None if None in (confidence, accuracy) else _validation_disagrees(
+        validation, accuracy, "under" if confidence < accuracy else "over")
+    more = ("; more validation images like these would size it the same, as validation and test disagree"
+            if disagree else ", or fit it on more validation images")
     return (f"Temperature scaling made the shipped head's probabilities worse on test: {' and '.join(worse)} with "
             f"T = {scaling['temperature']:.3g} against without it (paired 95 % intervals). The "
             f"{scaling['val_images']} validation images it was fitted on did not size it for test's: ship the probe "
-            "without it (temperature_scaling: false; train without --temperature-scaling), or fit it on more "
-            "validation images. No prediction changes either way.")
+            f"without it (temperature_scaling: false; train without --temperature-scaling){more}. No prediction "
+            "changes either way.")

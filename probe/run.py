@@ -637,7 +637,7 @@ def _calibration_warnings(calibration: dict, first: SeedEvaluation, val_labels: 
     as on test): what tells a head whose scale is off from validation and test that disagree."""
     validation = None if first.val_logits is None else confidence_and_accuracy(
         first.val_logits / (1.0 if temperature is None else temperature["temperature"]), val_labels)
-    return [w for w in (confidence_warning(calibration, validation), temperature_warning(calibration)) if w]
+    return [w for w in (confidence_warning(calibration, validation), temperature_warning(calibration, validation)) if w]
 
 
 def _preset_info(config: ProbeConfig) -> PresetInfo | None:
