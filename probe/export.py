@@ -19,7 +19,7 @@ from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
 from .numbers import fixed, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
                      Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text,
-                     loss_label, posthoc_text, shipped_accuracy,
+                     left_out_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
@@ -83,6 +83,7 @@ def _headline(report: dict) -> dict[str, str]:
                         else f"{verdict_label(verdict, selection.get('test_check'))}: "
                              f"{selection.get('verdict_text') or ''}".rstrip(": ")),
             "probe": f"head {cfg.get('head')}, loss {loss_label(cfg)}, seeds {report['seeds']['values']}",
+            "left_out": left_out_text(cfg),
             "selected": selected or "—",
             "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",
             "grouping": report["grouping"].get("note", ""),
@@ -179,7 +180,8 @@ def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
     verdict = [("Verdict", head["verdict"])] if head["verdict"] else []
     verdict += [("Post-hoc bias", head["posthoc"])] if head["posthoc"] else []
     preset = [("Preset", head["preset"])] if head["preset"] else []
-    return [*verdict, *preset, ("Probe", head["probe"]), ("Selected on validation", head["selected"]),
+    left_out = [("Left out", head["left_out"])] if head["left_out"] else []
+    return [*verdict, *preset, ("Probe", head["probe"]), *left_out, ("Selected on validation", head["selected"]),
             ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),
             ("Calibration", head["calibration"]), ("Time", head["time"]), ("Environment", head["environment"])]
 

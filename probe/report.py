@@ -58,6 +58,7 @@ __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_V
            "Environment", "run_environment",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
            "confusions_text", "CONFUSIONS_HEADER", "worst_first", "Verdict", "unknown_class_text", "confusion_cell",
+           "left_out_text",
            "TestCheck",
            "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "POSTHOC_WORDS", "verdict_label", "probe_label",
            "loss_label", "posthoc_text"]
@@ -1470,11 +1471,20 @@ def confusions_text(top: list[tuple[str, float]]) -> str:
     return ", ".join(f"{name} ({percent(rate, 1)})" for name, rate in top if rate > 0) or "—"
 
 
+def left_out_text(config: dict) -> str:
+    """The classes a run left out (``ProbeConfig.drop_classes``) in words, "" where none: a report of 9 classes of a
+    10-class cache said nothing of the tenth."""
+    dropped = config.get("drop_classes") or []
+    return f"{listed(dropped, 10)} (their images in no split: the run is of the other classes)" if dropped else ""
+
+
 def _header(report: Report) -> list[str]:
     cfg, selection = report.config, report.selection
     chosen = ", ".join(f"{k}={v:g}" for k, v in cfg.get("selected", {}).items() if v is not None)
     lines = [f"run {report.run_id or '(unnamed)'}: head={cfg['head']} loss={loss_label(cfg)} p={cfg.get('p')} "
              f"seeds={report.seeds.values} selected: {chosen}"]
+    if left_out_text(cfg):
+        lines.append(f"left out: {left_out_text(cfg)}")
     if selection.preset is not None:
         settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")

@@ -794,7 +794,10 @@
       h("h1", {}, cmp ? `Run ${run.id} · ${names.main} compared with ${names.other}` : `Run ${run.id} · ${run.name}`),
       noteBox(run),
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
-        `${report.class_names.length} classes`, cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
+        `${report.class_names.length} classes`,
+        // the classes it left out (drop_classes): 2 classes of a 3-class cache read as the whole of it
+        ((report.config || {}).drop_classes || []).length ? `left out: ${report.config.drop_classes.join(", ")}` : null,
+        cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         // the launch form's word of them was gone once the page moved here (a dashboard round)
         ds && ds.skipped ? `${count(ds.skipped)} file${ds.skipped === 1 ? "" : "s"} skipped at registration (the home page lists them)` : null,
         report.timing ? `trained in ${report.timing.total_seconds.toFixed(1)} s (${report.timing.fits} fits) on ${report.timing.device}` : null,

@@ -655,7 +655,15 @@ def test_a_class_without_test_images_is_left_out_with_drop_class(cache, tmp_path
     assert main(["train", "--features", str(lacking), "--out", str(out), *FAST]) == 2
     assert "e.g. mr2probe train --drop-class NAME" in capsys.readouterr().err
     assert main(["train", "--features", str(lacking), "--out", str(out), "--drop-class", "cat", *FAST]) == 0
-    assert "left out: cat (3 classes trained on)" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "left out: cat (3 classes trained on)" in said.err
+    # the report says so in each of its views (it read as a report of the whole cache)
+    assert "left out: cat (their images in no split: the run is of the other classes)" in said.out
+    from probe.export import report_html, report_markdown
+
+    saved = json.loads((out / "report.json").read_text())
+    assert "- **Left out:** cat (their images in no split" in report_markdown(saved)
+    assert "<dt>Left out</dt><dd>cat (their images in no split" in report_html(saved)
     report = json.loads((out / "report.json").read_text())
     assert report["class_names"] == ["apple", "bus", "dog"] and report["config"]["drop_classes"] == ["cat"]
     expected = {name: int((splits["test"][1] == NAMES.index(name)).sum()) for name in report["class_names"]}

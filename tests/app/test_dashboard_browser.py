@@ -2944,3 +2944,15 @@ def test_the_launch_form_leaves_classes_out_of_both_probes(driver, live_server, 
                     what="the refusal under the field")
     assert "no class named 'plane' to leave out (did you mean 'airplane'?)" in said
     assert httpx.get(f"{live_server}/api/jobs").json() == jobs
+
+
+def test_the_run_page_says_which_classes_the_run_left_out(driver, live_server, finished):
+    """A run of 2 classes of a 3-class cache (drop_classes) read "2 classes" and nothing of the third."""
+    drop = """(path, data) => path.startsWith("/api/reports/")
+        ? { ...data, config: { ...data.config, drop_classes: ["ship"] } } : data"""
+    with _fetch_rewritten(driver, drop):
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        meta = driver.js("return document.querySelector('p.meta').textContent")
+    assert "left out: ship" in meta
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    assert "left out" not in driver.js("return document.querySelector('p.meta').textContent")
