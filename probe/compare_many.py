@@ -18,7 +18,7 @@ from .compare import Comparison, metric_title
 from .numbers import percent, signed_points
 from .report import Num, Report, print_table, text_console
 from .selection import SIGN_TEST_ALPHA
-from .uncertainty import p_text
+from .uncertainty import holm, p_text
 
 SUMMARY_METRICS = ("overall", "balanced", "hard", "worst_class")
 
@@ -87,18 +87,6 @@ class ManyComparison(BaseModel):
 
 def _runs_text(count: int) -> str:
     return f"{count} run{'s' if count != 1 else ''}"
-
-
-def holm(p_values: list[Optional[float]]) -> list[Optional[float]]:
-    """Holm's step-down adjusted p-values of a family (None: a member without a test, left out of the family):
-    the i-th smallest of m becomes max over j ≤ i of min(1, (m − j + 1) p_(j))."""
-    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    adjusted: list[Optional[float]] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - rank) * p))
-        adjusted[i] = running
-    return adjusted
 
 
 def _cells(comparisons: list[Comparison], key: str) -> list[ManyCell]:

@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "B
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
            "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text", "class_mean",
-           "paired_class_delta_interval", "SMALL_CLASS_IMAGES"]
+           "paired_class_delta_interval", "SMALL_CLASS_IMAGES", "holm"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -407,6 +407,18 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
         centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
         half = np.sqrt(z2 * p * (1 - p) / trials + z2 * z2 / (4 * trials * trials)) / (1 + z2 / trials)
     return np.clip(np.stack([centre - half, centre + half], axis=-1), 0.0, 1.0)
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values of a family (None: a member without a test, left out of the family):
+    the i-th smallest of m becomes max over j ≤ i of min(1, (m − j + 1) p_(j))."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def sign_test(up: int, down: int) -> float:

@@ -547,7 +547,7 @@ def test_compare_several_runs_gives_one_row_each_with_holm_corrected_tests(erm_d
     """`compare RUN_A RUN_B RUN_C`: which of several probes to ship took one pairwise comparison per run, each
     with its own 5 % chance of a gain by noise. Each row is that pairwise comparison's deltas and intervals; its
     word (gain / loss / within noise) uses the sign-flip p-values Holm-corrected over the runs."""
-    from probe.compare_many import holm
+    from probe.uncertainty import holm
     from probe.selection import SIGN_TEST_ALPHA
 
     runs = []
@@ -632,7 +632,7 @@ def test_compare_several_runs_names_each_by_its_folder_as_given(erm_dir, tmp_pat
 
 
 def test_holm_adjusts_a_family_and_leaves_untested_members_out():
-    from probe.compare_many import holm
+    from probe.uncertainty import holm
 
     assert holm([0.01, 0.04, 0.03, None, 0.5]) == pytest.approx([0.04, 0.09, 0.09, None, 0.5])
     assert holm([0.6, 0.4]) == [0.8, 0.8] and holm([None]) == [None] and holm([]) == []
