@@ -36,7 +36,7 @@ from .compare import (beyond_noise, discordance_sentence, first_class_difference
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
-from .diagnostics import test_diagnostics
+from .diagnostics import split_disagreement_warning, test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
@@ -916,9 +916,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                   *_imbalance(splits, class_names, config.overall_metric),
                   *filter(None, [lookalike_names_warning(class_names)]),
                   *_calibration_warnings(calibration, evaluations[0], splits.val[1], temperature)])
-    _grouping_note(report, config, reference, scorer)
-    _out_of_fold_validation(report, outcome, scorer)
-    _tie_note(report, reference, groups)
+    _notes(report, config, reference, scorer, outcome, groups)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions, splits.seen(sources) if sources else None)
     if progress is not None:
@@ -961,6 +959,19 @@ def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) ->
     return (f"{fitted}; {estimate}. It is applied only where that is safe by the disparity-aware rule (the hard-third "
             f"gain's and the overall difference's lower bounds, holding together at one-sided 97.5 %, above 0 and "
             f"not below {budget}, and the hard images it changes leaning its way, sign-flip test p ≤ 0.05): {where}.")
+
+
+def _notes(report: Report, config: ProbeConfig, reference: Report | None, scorer, outcome, groups) -> None:
+    """What the report says of its grouping, its validation accuracies and its ties, and where validation and test
+    disagree on a class (:func:`probe.diagnostics.split_disagreement_warning`, once the validation accuracies are
+    final: out of fold under cross-validation), in place."""
+    _grouping_note(report, config, reference, scorer)
+    _out_of_fold_validation(report, outcome, scorer)
+    _tie_note(report, reference, groups)
+    posthoc = report.posthoc is not None and report.posthoc.shipped_applied()
+    warning = split_disagreement_warning(report.per_class, posthoc)
+    if warning:
+        report.warnings.append(warning)
 
 
 def _carved_test(features, splits: _Splits, class_names: list[str]) -> list[str]:

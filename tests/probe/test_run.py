@@ -801,3 +801,55 @@ def test_a_class_left_out_by_its_decomposed_name_is_the_composed_class():
     assert np.array_equal(data["test"][0], x[[1, 2, 4, 5]])
     with pytest.raises(ValueError, match=r"no class named 'cafe' to leave out \(did you mean 'café'\?\)"):
         without_classes({"test": (x, y)}, None, names, ["cafe"])
+
+
+def test_a_class_whose_test_labels_are_partly_another_class_is_named(data, erm):
+    """Validation and test disagreeing on a class beyond chance is said (a noisy-label round: the report called such
+    a class hard, nothing said of its labels): 30 of class 0's 60 test images labelled class 1 make class 1's test
+    accuracy fall (90 images, a third of them class 0's), not the others'."""
+    from probe.diagnostics import split_disagreement_warning
+
+    assert not any("validation and test disagree" in w for w in erm[0]["warnings"])  # the clean run: nothing
+    x, y = data["test"]
+    flipped = y.copy()
+    flipped[np.flatnonzero(y == 0)[:30]] = 1
+    report = _run_probe({**data, "test": (x, flipped)}, NAMES, ProbeConfig(**FAST))
+    said = [w for w in report.warnings if w.startswith("validation and test disagree")]
+    row = report.per_class[1]
+    assert said == [split_disagreement_warning(report.per_class)]
+    assert said[0].startswith(f"validation and test disagree on 1 class beyond chance and by 10 points or more "
+                              f"(Fisher's exact test of each class's two accuracies, Holm-adjusted over {K} classes): "
+                              f"{NAMES[1]} {row.val_accuracy * 100:.1f} % of 30 on validation, "
+                              f"{row.accuracy * 100:.1f} % of 90 on test (p = ")
+    assert row.accuracy < 0.75 and row.val_accuracy > 0.9
+
+
+def test_split_disagreement_is_holm_adjusted_fisher_and_needs_ten_points():
+    """Each class's validation and test counts by Fisher's exact test (scipy), Holm over the classes tested; named
+    where the adjusted p is at most 0.05 and the accuracies 10 points apart, the largest gap first."""
+    from types import SimpleNamespace
+
+    from scipy.stats import fisher_exact
+
+    from probe.diagnostics import split_disagreement_warning
+
+    def row(name, val, n_val, test, n_test):
+        return SimpleNamespace(name=name, val_accuracy=val / n_val if n_val else None, n_val=n_val,
+                               accuracy=test / n_test, n_test=n_test)
+
+    rows = [row("a", 90, 100, 60, 100), row("b", 95, 100, 84, 100), row("c", 500, 1000, 560, 1000),
+            row("d", 7, 10, 3, 10), row("e", 0, 0, 5, 10)]
+    p = [fisher_exact([[r.val_accuracy * r.n_val, r.n_val - r.val_accuracy * r.n_val],
+                       [r.accuracy * r.n_test, r.n_test - r.accuracy * r.n_test]])[1] for r in rows[:4]]
+    order = np.argsort(p)  # Holm over the 4 tested classes ("e" has no validation image)
+    adjusted = np.maximum.accumulate([min(1.0, (4 - rank) * p[i]) for rank, i in enumerate(order)])
+    holm = dict(zip((rows[i].name for i in order), adjusted))
+    text = split_disagreement_warning(rows)
+    # a: 30 points, p tiny; b: 11 points and p < 0.05 after Holm; c: 6 points (p small, gap too small); d: 40 points
+    # on 10 images, p > 0.05 after Holm
+    assert holm["b"] <= 0.05 and holm["c"] <= 0.05 and holm["d"] > 0.05
+    assert "on 2 classes beyond chance" in text and "over 4 classes" in text
+    assert f"a 90.0 % of 100 on validation, 60.0 % of 100 on test (p = {holm['a']:.2g}); b 95.0 % of 100" in text
+    assert ", or validation fitted to" not in text and ", or validation fitted to (this run's post-hoc bias was)" in \
+        split_disagreement_warning(rows, posthoc=True)
+    assert split_disagreement_warning([rows[2], rows[3]]) is None
