@@ -107,9 +107,18 @@ class Page:
     offset: int
 
     def total(self, response: Response, store: Store, table: str) -> None:
-        response.headers["X-Total-Count"] = str(store.count(table))
+        set_total(response, store.count(table))
+
+
+def set_total(response: Response, total: int) -> None:
+    """A listing's ``X-Total-Count``: every row it holds (of the filter asked), whatever its limit and offset."""
+    response.headers["X-Total-Count"] = str(total)
+
+
+# a listing's ?offset= (the rows to skip, newest first), bounded as every other parameter
+OffsetQuery = Query(0, ge=0, le=10**9, description="rows to skip, newest first")
 
 
 def page(limit: int = Query(LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT, description="rows to return, newest first"),
-         offset: int = Query(0, ge=0, le=10**9, description="rows to skip, newest first")) -> Page:
+         offset: int = OffsetQuery) -> Page:
     return Page(limit, offset)

@@ -235,11 +235,12 @@ class Store:
         sql = f"SELECT * FROM {table} {where} ORDER BY rowid DESC LIMIT ? OFFSET ?"
         return [self._row(r) for r in self._conn().execute(sql, (*args, limit, offset)).fetchall()]
 
-    def count(self, table: str) -> int:
-        """Rows of ``table`` (``datasets``, ``caches``, ``runs``, ``jobs``): the total a listing's page is of."""
+    def count(self, table: str, where: str = "", args: tuple = ()) -> int:
+        """Rows of ``table`` (``datasets``, ``caches``, ``runs``, ``jobs``; ``where``: those of a filter): the total a
+        listing's page is of."""
         if table not in ("datasets", "caches", "runs", "jobs"):
             raise ValueError(f"unknown table {table!r}")
-        return int(self._conn().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM {table} {where}", args).fetchone()[0])
 
     def _insert(self, table: str, values: dict[str, Any], before=None) -> dict[str, Any]:
         """Insert a row (``before(conn)`` first, in the same transaction: a check that may refuse it)."""
@@ -483,10 +484,17 @@ class Store:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._get("jobs", job_id)
 
-    def list_jobs(self, status: JobStatus | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        if status is None:
-            return self._list("jobs", limit=limit)
-        return self._list("jobs", "WHERE status = ?", (JobStatus(status).value,), limit=limit)
+    @staticmethod
+    def _job_filter(status: JobStatus | None) -> tuple[str, tuple]:
+        return ("", ()) if status is None else ("WHERE status = ?", (JobStatus(status).value,))
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+        """Jobs (of ``status``), newest first: ``limit`` of them from ``offset``."""
+        return self._list("jobs", *self._job_filter(status), limit=limit, offset=offset)
+
+    def count_jobs(self, status: JobStatus | None = None) -> int:
+        """Jobs (of ``status``): the total a page of :meth:`list_jobs` is of."""
+        return self.count("jobs", *self._job_filter(status))
 
     def next_queued(self) -> list[dict[str, Any]]:
         """Queued jobs, oldest first (the worker's scheduling order)."""

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from ..config import Settings, get_settings
 from ..datasets import resolve_under_root
-from ..deps import get_runner, get_store
+from ..deps import TOTAL_COUNT, OffsetQuery, get_runner, get_store, set_total
 from ..store import Store
 from ..status import RESUMABLE, JobStatus
 from ..steps import job_what
@@ -37,10 +37,15 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
 
 
-@router.get("/jobs", response_model=list[JobOut], summary="Jobs, newest first")
-def list_jobs(status_: JobStatus | None = Query(None, alias="status"), limit: int = Query(200, ge=1, le=1000),
-              store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner)) -> list[JobOut]:
-    return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit)]
+@router.get("/jobs", response_model=list[JobOut], responses={200: {"headers": TOTAL_COUNT}},
+            summary="Jobs, newest first (X-Total-Count: all of them, of the status asked)")
+def list_jobs(response: Response, status_: JobStatus | None = Query(None, alias="status"),
+              limit: int = Query(200, ge=1, le=1000), offset: int = OffsetQuery, store: Store = Depends(get_store),
+              runner: JobRunner = Depends(get_runner)) -> list[JobOut]:
+    """A window of the jobs (``?limit=&offset=``): the jobs past the newest 1,000 could not be listed (an operator
+    round with 1,115 jobs)."""
+    set_total(response, store.count_jobs(status_))
+    return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit, offset=offset)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES,
