@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS runs (
     head TEXT, loss TEXT, reference_run TEXT, path TEXT NOT NULL, summary TEXT NOT NULL,
     created_at TEXT NOT NULL, verdict TEXT, test_check TEXT
 );
+-- a cache's runs (the runs list of one cache, a cache's deletion, a pipeline's reference) and a data set's caches
+-- (its deletion): each was a scan of the whole table
+CREATE INDEX IF NOT EXISTS runs_cache ON runs(cache_id);
+CREATE INDEX IF NOT EXISTS caches_dataset ON caches(dataset_id);
 CREATE TABLE IF NOT EXISTS skipped_files (
     dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, position INTEGER NOT NULL,
     name TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (dataset_id, position)
@@ -405,8 +409,17 @@ class Store:
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._get("runs", run_id)
 
-    def list_runs(self, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
-        return self._list("runs", limit=limit, offset=offset)
+    @staticmethod
+    def _run_filter(cache_id: str | None) -> tuple[str, tuple]:
+        return ("", ()) if cache_id is None else ("WHERE cache_id = ?", (cache_id,))
+
+    def list_runs(self, limit: int = 500, offset: int = 0, cache_id: str | None = None) -> list[dict[str, Any]]:
+        """Runs (on ``cache_id``), newest first: ``limit`` of them from ``offset``."""
+        return self._list("runs", *self._run_filter(cache_id), limit=limit, offset=offset)
+
+    def count_runs(self, cache_id: str | None = None) -> int:
+        """Runs (on ``cache_id``): the total a page of :meth:`list_runs` is of."""
+        return self.count("runs", *self._run_filter(cache_id))
 
     def run_paths(self) -> list[str]:
         """Every run's folder (no limit: what a sweep must keep)."""

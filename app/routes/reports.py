@@ -24,7 +24,7 @@ from probe.compare_many import ManyComparison
 from ..caches import cache_file
 from ..config import Settings, get_settings
 from ..datasets import is_unlabelled
-from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
+from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
                        PredictedOut, RunOut, RunUpdate, ScoresOut, download)
@@ -60,11 +60,18 @@ def _report(store: Store, run_id: str) -> Report:
     return report
 
 
-@router.get("/runs", response_model=list[RunOut], summary="Probe runs, newest first (X-Total-Count: all of them)",
-            responses={200: {"headers": TOTAL_COUNT}})
-def list_runs(response: Response, window: Page = Depends(page), store: Store = Depends(get_store)) -> list[RunOut]:
-    window.total(response, store, "runs")
-    return [RunOut(**{k: r[k] for k in RunOut.model_fields}) for r in store.list_runs(window.limit, window.offset)]
+RunsOfCache = Query(None, min_length=1, max_length=64, description="only the runs on this cache (its id)")
+
+
+@router.get("/runs", response_model=list[RunOut], responses={200: {"headers": TOTAL_COUNT}},
+            summary="Probe runs, newest first (X-Total-Count: all of them, on the cache asked)")
+def list_runs(response: Response, window: Page = Depends(page), cache_id: str | None = RunsOfCache,
+              store: Store = Depends(get_store)) -> list[RunOut]:
+    """``?cache_id=``: the runs a run can be compared with (its cache's), which the run page read out of every run
+    of the server, cut at the newest 5,000 (an operator round)."""
+    set_total(response, store.count_runs(cache_id))
+    return [RunOut(**{k: r[k] for k in RunOut.model_fields})
+            for r in store.list_runs(window.limit, window.offset, cache_id)]
 
 
 MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures

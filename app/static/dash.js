@@ -96,7 +96,7 @@
   async function listAll(path) {
     let response;
     try {
-      response = await api(`${path}?limit=${LISTED}`);
+      response = await api(`${path}${path.includes("?") ? "&" : "?"}limit=${LISTED}`);  // a filter kept
     } catch (e) {  // a server before ?limit= refuses it (422): its whole list, as it gave it
       if (!(e instanceof ApiError) || e.status !== 422) throw e;
       response = await api(path);

@@ -706,8 +706,11 @@
   // ---- page -----------------------------------------------------------------------------------------
   async function load(runId) {
     const params = new URLSearchParams(location.search);
-    const [run, report, runs, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
-      window.Dash.listAll("/api/runs"), window.Dash.listAll("/api/caches"), window.Dash.listAll("/api/datasets")]);
+    const [run, report, caches, datasets] = await Promise.all([getJSON(`/api/runs/${enc(runId)}`), getJSON(`/api/reports/${enc(runId)}`),
+      window.Dash.listAll("/api/caches"), window.Dash.listAll("/api/datasets")]);
+    // the runs it can be compared with: its cache's, not every run of the server (5,000 of them read for a few; a
+    // run of its cache older than the newest 5,000 was no choice; an operator round)
+    const runs = await window.Dash.listAll(`/api/runs?cache_id=${enc(run.cache_id)}`);
     // ?compare= (empty) means "compare with nothing"; no parameter at all: the run's reference (ERM) run, while it
     // exists (a deleted reference showed an error banner on every visit; a review)
     // a run or cache past a list's cut (its newest 5,000) is asked for by id: one older was said deleted (a review)

@@ -273,6 +273,18 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     driver.screenshot(tmp_path / "run_compare.png")
 
 
+def test_run_page_reads_only_its_caches_runs(driver, live_server, finished):
+    """The run page lists the runs of its own cache (GET /api/runs?cache_id=) for its comparison picker, not every
+    run of the server (~500 read for a few, and a run of its cache past the newest 5,000 was no choice; an operator
+    round)."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    cache = finished.job["result"]["cache_id"]
+    listed = [u for u in _requested_urls(driver) if "/api/runs?" in u]
+    assert listed == [f"{live_server}/api/runs?cache_id={cache}&limit=5000"], listed
+    options = driver.js("return Array.from(document.querySelectorAll('#compare-select option')).map(o => o.value)")
+    assert options == ["", finished.erm]
+
+
 def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, finished, tmp_path):
     """KPI, group and per-class deltas are /api/compare's (both runs on the base run's groups), not recomputed."""
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
