@@ -93,10 +93,10 @@
    * row it holds (X-Total-Count). The pages read the API's default 500 of 512 runs without a word (an operator
    * round). */
   const LISTED = 5000;  // app.deps.MAX_LIST_LIMIT
-  async function listAll(path) {
+  async function listAll(path, limit = LISTED) {
     let response;
     try {
-      response = await api(`${path}${path.includes("?") ? "&" : "?"}limit=${LISTED}`);  // a filter kept
+      response = await api(`${path}${path.includes("?") ? "&" : "?"}limit=${limit}`);  // a filter kept
     } catch (e) {  // a server before ?limit= refuses it (422): its whole list, as it gave it
       if (!(e instanceof ApiError) || e.status !== 422) throw e;
       response = await api(path);

@@ -237,12 +237,30 @@
     return newest.concat(older);
   }
 
+  // After a job's change, the runs list is the newest runs put before the kept ones when they are all that changed
+  // (the count says so: nothing deleted meanwhile), else the whole list again: each job that finished read every
+  // run again, 1.5 MB at 1,300 runs, every 2 s while a queue ran (an operator round)
+  const NEWEST_RUNS = 50;
+  async function newRuns(old) {
+    const head = await window.Dash.listAll("/api/runs", NEWEST_RUNS);
+    const known = new Set(old.map((r) => r.id));
+    const fresh = head.filter((r) => !known.has(r.id));
+    const joined = fresh.length < head.length && head.slice(fresh.length).every((r) => known.has(r.id))
+      && head.total === old.total + fresh.length;
+    if (!joined) return window.Dash.listAll("/api/runs");
+    const runs = fresh.concat(old).slice(0, window.Dash.LISTED);
+    runs.total = head.total;
+    return runs;
+  }
+
   async function refresh(force) {
     const jobs = await listJobs();
     const signature = jobSignature(jobs);
     if (force === true || !kept || kept.signature !== signature || Date.now() - kept.at > SLOW_MS) {
-      const lists = await Promise.all(["/api/runs", "/api/datasets", "/api/caches"].map(window.Dash.listAll));
-      kept = { signature, at: Date.now(), lists };
+      const whole = force === true || !kept || Date.now() - kept.at > SLOW_MS;  // else: only new runs, if that is all
+      const lists = await Promise.all([whole ? window.Dash.listAll("/api/runs") : newRuns(kept.lists[0]),
+        window.Dash.listAll("/api/datasets"), window.Dash.listAll("/api/caches")]);
+      kept = { signature, at: whole ? Date.now() : kept.at, lists };
     }
     return show(jobs, ...kept.lists);
   }
