@@ -235,9 +235,10 @@ class Store:
         return self._row(row)
 
     def _list(self, table: str, where: str = "", args: tuple = (), limit: int = 500,
-              offset: int = 0) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM {table} {where} ORDER BY rowid DESC LIMIT ? OFFSET ?"
-        return [self._row(r) for r in self._conn().execute(sql, (*args, limit, offset)).fetchall()]
+              offset: int = 0, order: str = "", order_args: tuple = ()) -> list[dict[str, Any]]:
+        """Rows of ``table`` (``where``), newest first after ``order`` (an ORDER BY term with ``order_args``)."""
+        sql = f"SELECT * FROM {table} {where} ORDER BY {order + ', ' if order else ''}rowid DESC LIMIT ? OFFSET ?"
+        return [self._row(r) for r in self._conn().execute(sql, (*args, *order_args, limit, offset)).fetchall()]
 
     def count(self, table: str, where: str = "", args: tuple = ()) -> int:
         """Rows of ``table`` (``datasets``, ``caches``, ``runs``, ``jobs``; ``where``: those of a filter): the total a
@@ -413,9 +414,13 @@ class Store:
     def _run_filter(cache_id: str | None) -> tuple[str, tuple]:
         return ("", ()) if cache_id is None else ("WHERE cache_id = ?", (cache_id,))
 
-    def list_runs(self, limit: int = 500, offset: int = 0, cache_id: str | None = None) -> list[dict[str, Any]]:
-        """Runs (on ``cache_id``), newest first: ``limit`` of them from ``offset``."""
-        return self._list("runs", *self._run_filter(cache_id), limit=limit, offset=offset)
+    def list_runs(self, limit: int = 500, offset: int = 0, cache_id: str | None = None,
+                  best: str | None = None) -> list[dict[str, Any]]:
+        """Runs (on ``cache_id``), newest first, or highest first by ``best`` (a JSON path into their summary, e.g.
+        ``$.overall``; runs without it last): ``limit`` of them from ``offset``."""
+        order, order_args = ("json_extract(summary, ?) DESC NULLS LAST", (best,)) if best else ("", ())
+        return self._list("runs", *self._run_filter(cache_id), limit=limit, offset=offset, order=order,
+                          order_args=order_args)
 
     def count_runs(self, cache_id: str | None = None) -> int:
         """Runs (on ``cache_id``): the total a page of :meth:`list_runs` is of."""

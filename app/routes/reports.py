@@ -10,7 +10,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import StringConstraints
 
 from probe import Comparison, Report
+from probe.report import SEED_METRICS
 from probe.compare_many import ManyComparison
 
 from ..caches import cache_file
@@ -61,17 +62,27 @@ def _report(store: Store, run_id: str) -> Report:
 
 
 RunsOfCache = Query(None, min_length=1, max_length=64, description="only the runs on this cache (its id)")
+NEWEST = "newest"
+RunOrder = Literal[(NEWEST, *SEED_METRICS)]
+SortQuery = Query(NEWEST, description="newest first, or the highest test accuracy of a summary metric first (the "
+                  "worst class: its accuracy), runs without it last: the best runs of a server past a listing's cut")
+
+
+def _summary_path(metric: str) -> str | None:
+    """The JSON path of a runs list's sort metric in a run's summary (None: newest first)."""
+    return None if metric == NEWEST else "$.worst_class.accuracy" if metric == "worst_class" else f"$.{metric}"
 
 
 @router.get("/runs", response_model=list[RunOut], responses={200: {"headers": TOTAL_COUNT}},
-            summary="Probe runs, newest first (X-Total-Count: all of them, on the cache asked)")
+            summary="Probe runs, newest first or best first (X-Total-Count: all of them, on the cache asked)")
 def list_runs(response: Response, window: Page = Depends(page), cache_id: str | None = RunsOfCache,
-              store: Store = Depends(get_store)) -> list[RunOut]:
+              sort: RunOrder = SortQuery, store: Store = Depends(get_store)) -> list[RunOut]:
     """``?cache_id=``: the runs a run can be compared with (its cache's), which the run page read out of every run
-    of the server, cut at the newest 5,000 (an operator round)."""
+    of the server, cut at the newest 5,000 (an operator round). ``?sort=``: the best runs by a metric, which only a
+    read of every page found (the dashboard sorts the rows it holds)."""
     set_total(response, store.count_runs(cache_id))
     return [RunOut(**{k: r[k] for k in RunOut.model_fields})
-            for r in store.list_runs(window.limit, window.offset, cache_id)]
+            for r in store.list_runs(window.limit, window.offset, cache_id, _summary_path(sort))]
 
 
 MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures
