@@ -336,6 +336,23 @@ def test_the_home_page_reads_only_the_new_runs_when_a_job_finishes(driver, tmp_p
         thread.join(30)
 
 
+def test_the_home_page_s_poll_builds_the_runs_only_when_they_were_read_again(driver, live_server, finished):
+    """The home page's poll every 2 s built every run's row and compared the list's HTML, though its runs had not been
+    read again: 1,600 runs held the page's thread ~1.4 s a poll (an operator round). A poll that read no list builds
+    the jobs alone (a list that reads otherwise than it was built is built again: the tests of the focus); a refresh
+    that reads them builds the runs again."""
+    _open(driver, live_server + "/", "home")
+    built = """const made = [], real = document.createElement.bind(document);
+        document.createElement = (tag, ...rest) => { const node = real(tag, ...rest); made.push(node); return node; };
+        return Home.refresh(arguments[0]).then(() => { document.createElement = real;
+          return made.filter((n) => n.tagName === 'TR' && n.dataset.run).map((n) => n.dataset.run); });"""
+    driver.js("Home.stop()")
+    assert driver.js(built, [False]) == []  # nothing read again: no run row built
+    listed = "return Array.from(document.querySelectorAll('#runs-table tbody tr')).map((tr) => tr.dataset.run)"
+    assert sorted(driver.js(listed)) == sorted([finished.erm, finished.mr2])  # still shown
+    assert sorted(driver.js(built, [True])) == sorted([finished.erm, finished.mr2])  # read again: built again
+
+
 def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, finished, tmp_path):
     """KPI, group and per-class deltas are /api/compare's (both runs on the base run's groups), not recomputed."""
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
