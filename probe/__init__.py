@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Bootstrap", "percentile_interval"], "uncertainty"),
     **dict.fromkeys(["Decision", "decide", "MIN_VAL_PER_CLASS"], "decision"),
     **dict.fromkeys(["CVPlan", "plan_cross_validation", "stratified_folds", "out_of_fold"], "crossval"),
+    # label_issues.py: likely wrong training labels, out of fold
+    **dict.fromkeys(["out_of_fold_probabilities", "label_issue_predictions"], "label_issues"),
     **dict.fromkeys(["Predictions", "paired_test_delta"], "predictions"),
     **dict.fromkeys(["SeenSources"], "seen"),
     **dict.fromkeys(["test_diagnostics"], "diagnostics"),

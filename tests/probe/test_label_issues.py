@@ -1,0 +1,88 @@
+"""probe.label_issues: out-of-fold probabilities of each sample's own label, and the likeliest wrong labels."""
+import re
+
+import numpy as np
+import pytest
+
+from probe import ProbeConfig, ProbeTrainer, label_issue_predictions, out_of_fold_probabilities
+
+K = 4
+PARAMS = {"lr": 0.05, "weight_decay": 0.0}
+
+
+def _config(**kw) -> ProbeConfig:
+    return ProbeConfig(head="linear", loss="ce", epochs=kw.pop("epochs", 60), batch_size=kw.pop("batch_size", 64),
+                       lr_grid=[0.05], wd_grid=[0.0], seeds=[0], device="cpu", precision="fp32", **kw)
+
+
+def _memorisable(n_per_class: int = 30):
+    """One feature dimension per sample (one-hot rows): a probe fitted on a sample can fit any label it has, and a
+    probe that did not see it has nothing of it (its dimension was 0 in every row it trained on)."""
+    y = np.repeat(np.arange(K), n_per_class)
+    return np.eye(len(y), dtype=np.float32) * 4.0, y
+
+
+def test_each_sample_is_scored_by_a_model_that_did_not_train_on_it():
+    x, y = _memorisable()
+    config = _config()
+    in_sample = ProbeTrainer(**config.trainer_params(PARAMS, seed=0)).fit(x, y, num_classes=K).predict_proba(x)
+    oof = out_of_fold_probabilities(x, y, K, config, PARAMS, folds=5)
+    rows = np.arange(len(y))
+    assert oof.shape == (len(y), K) and np.allclose(oof.sum(axis=1), 1.0)
+    assert in_sample[rows, y].min() > 0.9  # memorised
+    # unseen: only the bias speaks, and the classes are balanced in every fold: about 1/K each
+    assert oof[rows, y].max() < 0.5
+
+
+def test_a_systematic_flip_is_found_out_of_fold_and_missed_in_sample():
+    rng = np.random.default_rng(0)
+    n, d = 60, 120  # few samples per dimension: a linear probe fits the flipped labels it trains on
+    means = rng.normal(0, 1, (K, d)) * 0.5
+    y_true = np.repeat(np.arange(K), n)
+    x = (means[y_true] + rng.normal(0, 1, (len(y_true), d))).astype(np.float32)
+    flipped = rng.permutation(np.flatnonzero(y_true == 2))[: int(0.3 * n)]  # 30 % of class 2 labelled 0
+    y = y_true.copy()
+    y[flipped] = 0
+    config = _config(epochs=200)
+    truth = np.zeros(len(y), bool)
+    truth[flipped] = True
+    k = len(flipped)
+    trainer = ProbeTrainer(**config.trainer_params(PARAMS, seed=0)).fit(x, y, num_classes=K)
+    in_hits = truth[label_issue_predictions(trainer.predict_proba(x), y).failures(None, k)].sum()
+    oof = out_of_fold_probabilities(x, y, K, config, PARAMS)
+    oof_hits = truth[label_issue_predictions(oof, y).failures(None, k)].sum()
+    # in sample the probe has fitted the flipped labels: none of them is among its mistakes' top k (13 of 18 out of fold)
+    assert in_hits <= 0.2 * k and oof_hits >= 0.6 * k, (oof_hits, in_hits, k)
+
+
+def test_issues_are_the_mistakes_lowest_probability_of_their_label_first():
+    probabilities = np.array([[0.7, 0.2, 0.1],    # right
+                              [0.1, 0.8, 0.1],    # labelled 0, p(label) 0.1
+                              [0.3, 0.6, 0.1],    # labelled 0, p(label) 0.3
+                              [0.05, 0.9, 0.05],  # labelled 2, p(label) 0.05
+                              [0.2, 0.2, 0.6]])   # right
+    labels = np.array([0, 0, 0, 2, 2])
+    found = label_issue_predictions(probabilities, labels, sources=[f"img{i}.png" for i in range(5)])
+    assert found.failures(None).tolist() == [3, 1, 2]
+    assert found.failures(0).tolist() == [1, 2]
+    rows = found.failure_rows(None, ["a", "b", "c"], limit=2)
+    assert [(r["source"], r["true"], r["predicted"]) for r in rows] == [("img3.png", "c", "b"), ("img1.png", "a", "b")]
+    assert rows[0]["label_probability"] == pytest.approx(0.05) and rows[0]["confidence"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("folds, message", [(1, "folds must be an integer in [2, 20], got 1"),
+                                            (21, "got 21"), (True, "got True"), (2.5, "got 2.5"),
+                                            (7, "class 'c' has 6 image(s) in train + val")])
+def test_folds_out_of_bounds_are_refused_before_any_fit(folds, message):
+    y = np.concatenate([np.repeat([0, 1], 10), np.full(6, 2)])
+    x = np.zeros((len(y), 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        out_of_fold_probabilities(x, y, 3, _config(), PARAMS, folds=folds, class_names=["a", "b", "c"])
+
+
+def test_the_same_seed_gives_the_same_probabilities_and_another_seed_other_folds():
+    x, y = _memorisable(10)
+    config = _config(epochs=5)
+    first = out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3)
+    assert np.array_equal(first, out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3))
+    assert not np.array_equal(first, out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3, seed=1))
