@@ -1,7 +1,7 @@
 """The `mr2probe` command line: one sub-command per module in `app.commands`.
 
 Each command module exposes ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; adding a command is one
-entry in ``COMMANDS``, the module's name, which is the command's.
+entry in ``COMMANDS``, the module's name, which is the command's (an underscore a hyphen: label_issues is label-issues).
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from . import __version__
 from .threads import MAX_THREADS, check_threads, limit_threads
 
 # the sub-commands, each a module under app.commands of its name, in `mr2probe --help`'s order
-COMMANDS: tuple[str, ...] = ("extract", "train", "compare", "report", "failures", "predict", "export", "serve", "demo",
-                             "backup")
+# (a module label_issues is the command label-issues)
+COMMANDS: tuple[str, ...] = ("extract", "train", "compare", "report", "failures", "label_issues", "predict", "export",
+                             "serve", "demo", "backup")
 
 
 def _thread_count(text: str) -> int:
@@ -54,8 +55,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     modules: dict[str, object] = {}
     for name in COMMANDS:
         module = importlib.import_module(f".commands.{name}", package=__package__)
-        modules[name] = module
-        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[after])
+        command = name.replace("_", "-")
+        modules[command] = module
+        command_parser = sub.add_parser(command, help=module.HELP, description=module.HELP, parents=[after])
         module.add_arguments(command_parser)
     return parser, modules
 

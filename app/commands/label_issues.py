@@ -1,0 +1,68 @@
+"""`mr2probe label-issues`: the likeliest wrong labels among a run's train + val images, found out of fold (the run's
+chosen configuration fitted k-fold on its cache; ``app.label_issues``)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = ("list the likeliest wrong labels among a run's train + val images: its chosen configuration fitted k-fold "
+        "on its cache (first seed, no sweep), each image scored by the fold model that did not train on it; those "
+        "predicted otherwise than labelled, lowest probability of their label first")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from probe.config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS
+
+    from ..label_issues import MAX_LIMIT
+
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    parser.add_argument("--features", metavar="CACHE.h5", default=None,
+                        help="the cache the run was trained on (default: the one its report names); checked by its "
+                             "fingerprint")
+    parser.add_argument("--folds", type=int, default=DEFAULT_CV_FOLDS,
+                        help=f"stratified folds of train + val, {MIN_CV_FOLDS}..{MAX_CV_FOLDS} (default "
+                             f"{DEFAULT_CV_FOLDS}): one fit each")
+    parser.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                        help="only images labelled NAME (one that starts with \"-\": --class=-name)")
+    parser.add_argument("--limit", type=int, default=20, help=f"at most this many images, 1..{MAX_LIMIT} (default 20)")
+    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from feature_cache.archives import printable
+    from probe import load_report
+    from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
+    from probe.report import confusion_cell
+
+    from ..label_issues import MAX_LIMIT, find_label_issues
+
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise ValueError(f"--limit must be in [1, {MAX_LIMIT}], got {args.limit}")
+    if not MIN_CV_FOLDS <= args.folds <= MAX_CV_FOLDS:
+        raise ValueError(f"--folds must be in [{MIN_CV_FOLDS}, {MAX_CV_FOLDS}], got {args.folds}")
+    report = load_report(args.run_dir)  # the class checked before any fit
+    index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"))
+    found = find_label_issues(args.run_dir, args.features, args.folds)
+    rows = found.rows_of(index, args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    predictions = found.predictions
+    total = len(predictions.failures(index))
+    of = len(predictions.labels) if index is None else int((predictions.labels == index).sum())
+    chosen = ", ".join(f"{k}={v:g}" for k, v in found.params.items())
+    shown = ("." if not rows else f"; the {len(rows)} likeliest wrong labels:" if len(rows) < total
+             else ", likeliest wrong labels first:")
+    print(f"{'every class' if index is None else args.class_name}: {total} of {of} train + val images predicted "
+          f"otherwise than labelled, out of fold ({found.folds} folds of the run's configuration, {chosen}, "
+          f"first seed; paths inside the data set){shown}")
+    for row in rows:  # escaped, as failures prints them
+        where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"
+        print(f"  p(label) {_share(row['label_probability'])}  labelled {row['true']:<20} predicted "
+              f"{row['predicted']:<20} {_share(row['confidence'])}  {row['split']:<5}  {where}")
+    return 0
+
+
+def _share(p: float) -> str:
+    """A probability in six columns: one decimal of a per cent, "<0.1%" below (the order is the exact values')."""
+    return f"{p:6.1%}" if p >= 0.0005 else " <0.1%"

@@ -1,0 +1,117 @@
+"""Likely wrong labels of a run's train + val images: its chosen configuration fitted k-fold on its own cache, each
+image scored out of fold (``probe.label_issues``); what ``mr2probe label-issues`` prints."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MAX_LIMIT", "PoolIssues", "run_cache", "find_label_issues"]
+
+MAX_LIMIT = 100_000  # rows one listing returns at most
+
+
+@dataclass
+class PoolIssues:
+    """Out-of-fold predictions of a run's train + val pool (train rows first, then val) and where each row is."""
+
+    predictions: object          # probe.Predictions over the pool
+    class_names: list[str]
+    splits: np.ndarray           # (n,) "train" / "val"
+    rows: np.ndarray             # (n,) the row of each image in its split of the cache
+    folds: int
+    params: dict
+
+    def rows_of(self, class_index: int | None, limit: int | None) -> list[dict]:
+        """The pool's images predicted otherwise than labelled (of true class ``class_index``; every class where
+        None), lowest out-of-fold probability of their label first (``Predictions.failure_rows``), each with its
+        ``split`` and ``row`` besides."""
+        rows = self.predictions.failure_rows(class_index, self.class_names, limit)
+        return [{**row, "split": str(self.splits[row["index"]]), "row": int(self.rows[row["index"]])} for row in rows]
+
+
+def run_cache(report, run_dir: str | Path, features: str | Path | None = None):
+    """The run's feature cache: ``features``, or the cache path its report recorded (relative to the folder it was
+    trained from), checked to hold the features it trained on (``report.features.fingerprint``).
+
+    Raises:
+        ValueError: no cache given and none recorded (or not a file here: moved, or a service cache id), or a run
+            that recorded no fingerprint, or a cache with another fingerprint. FileNotFoundError: no such file.
+    """
+    from feature_cache import open_cache
+
+    name = Path(run_dir).name
+    recorded = None if report.features is None else report.features.cache
+    if features is None:
+        if recorded is None:
+            raise ValueError(f"run {name} records no cache file: give the cache it was trained on, --features CACHE.h5")
+        path = Path(recorded)
+        cwd = report.environment.cwd if report.environment is not None else None
+        if not path.is_absolute() and cwd:
+            path = Path(cwd) / path
+        if not path.is_file():
+            raise ValueError(f"run {name}'s cache {recorded!r} is not a file here (moved, or a service cache id): "
+                             "give it as --features CACHE.h5")
+        features = path
+    cache = open_cache(features)
+    if report.features is None:
+        raise ValueError(f"run {name} records no features fingerprint: nothing to check {features} against")
+    if cache.fingerprint != report.features.fingerprint:
+        raise ValueError(f"--features {features} holds other features (fingerprint {cache.fingerprint[:12]}…) than "
+                         f"run {name} was trained on ({report.features.fingerprint[:12]}…): give the run's own cache")
+    return cache
+
+
+def _check_loss(config) -> None:
+    """A loss the run filled from its reference run (``mr2_valerr``'s ``val_error``) cannot be refitted from the
+    report alone: ValueError naming it."""
+    from probe.registry import NEEDS, get_loss_spec
+
+    needs = get_loss_spec(config.loss).needs
+    option = NEEDS[needs].option
+    if needs == "val_error" and config.loss_options.get(option) is None:
+        raise ValueError(f"run's loss {config.loss!r} took {option} from its reference run, which the report does "
+                         "not keep: label issues need a run whose loss the report describes whole (e.g. ERM)")
+
+
+def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
+                      progress=None) -> PoolIssues:
+    """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on its cache's
+    train + val, less the classes it left out, and predict each image out of fold. Raises ValueError as
+    :func:`run_cache` and :func:`probe.label_issues.out_of_fold_probabilities` do."""
+    from probe import load_report
+    from probe.devices import resolve_device
+    from probe.label_issues import label_issue_predictions, out_of_fold_probabilities
+    from probe.run import without_classes
+
+    report = load_report(run_dir)
+    config = report.probe_config()
+    _check_loss(config)
+    cache = run_cache(report, run_dir, features)
+    given = cache.training_data()
+    data, sources, names = without_classes(given, cache.training_sources(), list(cache.class_names),
+                                           config.drop_classes)
+    if names != list(report.class_names):
+        raise ValueError(f"the cache's classes {names[:5]} are not the run's {list(report.class_names)[:5]}")
+    pool = [split for split in ("train", "val") if split in data and len(data[split][1])]
+    x = np.concatenate([np.asarray(data[split][0]) for split in pool])
+    y = np.concatenate([np.asarray(data[split][1], dtype=np.int64) for split in pool])
+    params = {k: v for k, v in (report.config.get("selected") or {}).items() if v is not None}
+    seed_precisions = report.environment.seed_precisions if report.environment is not None else []
+    probabilities = out_of_fold_probabilities(
+        x, y, len(names), config, params, folds=folds, device=resolve_device(config.device),
+        precision=seed_precisions[0] if seed_precisions else None, class_names=names, progress=progress)
+    paths = [path for split in pool for path in (sources or {}).get(split, [])]
+    return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), names,
+                      np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
+                      np.concatenate([_kept_rows(given[s][1], cache.class_names, config.drop_classes) for s in pool]),
+                      folds, params)
+
+
+def _kept_rows(labels: np.ndarray, class_names: list[str], drop: list[str]) -> np.ndarray:
+    """The rows of a cache split whose class a run keeps (``probe.run.without_classes`` keeps them in order)."""
+    from probe.run import kept_classes
+
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.flatnonzero(np.isin(labels, kept_classes(drop, list(class_names)))) if drop else np.arange(len(labels))

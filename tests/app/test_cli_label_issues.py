@@ -1,0 +1,119 @@
+"""`mr2probe label-issues`: a run's likeliest wrong train + val labels, out of fold, through app.cli.main."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from feature_cache import open_cache, write_cache
+
+K, D = 4, 16
+NAMES = ["apple", "bus", "cat", "dog"]
+FAST = ["--epochs", "40", "--lr", "0.05", "--wd", "0", "--seeds", "1", "--no-progress"]
+CAT, DOG = 2, 3
+
+
+def _write(path, fingerprint="t", seed=0):
+    """A cache whose train and val label 25 % of the cats as dogs; returns the (split, row) of each flip."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 1, (K, D))
+    means *= 5.0 / np.linalg.norm(means, axis=1, keepdims=True)
+    splits, flips = {}, set()
+    for name, m in (("train", 60), ("val", 20), ("test", 30)):
+        y = np.repeat(np.arange(K), m)
+        x = (means[y] + rng.normal(0, 1, (len(y), D))).astype(np.float32)
+        if name != "test":
+            rows = rng.permutation(np.flatnonzero(y == CAT))[: m // 4]
+            y[rows] = DOG
+            flips |= {(name, int(r)) for r in rows}
+        splits[name] = (x, y, [f"{name}/{i}.jpg" for i in range(len(y))])
+    write_cache(path, splits, NAMES, {"encoder": "synthetic", "default_head": "linear", "normalized": False,
+                                      "fingerprint": fingerprint}, dtype="float32")
+    return flips
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("noisy")
+    flips = _write(folder / "feats.h5")
+    out = folder / "erm"
+    assert main(["train", "--features", str(folder / "feats.h5"), "--out", str(out), *FAST]) == 0
+    return folder / "feats.h5", out, flips
+
+
+def _rows(capsys, *args) -> list[dict]:
+    capsys.readouterr()
+    assert main(["label-issues", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_flipped_labels_come_first_each_row_named_in_its_cache(noisy, capsys):
+    cache_path, run, flips = noisy
+    rows = _rows(capsys, run, "--limit", "1000")
+    assert rows and all(row["predicted"] != row["true"] for row in rows)
+    probabilities = [row["label_probability"] for row in rows]
+    assert probabilities == sorted(probabilities)
+    cache = open_cache(cache_path)
+    for row in rows:  # each row is the image of its split and row in the cache, with its given label
+        assert row["source"] == cache.sources(row["split"])[row["row"]]
+        assert row["true"] == NAMES[int(cache.labels(row["split"])[row["row"]])]
+    top = [(row["split"], row["row"]) for row in rows[:len(flips)]]
+    assert sum(place in flips for place in top) >= 0.5 * len(flips)
+    assert {row["predicted"] for row in rows[:len(flips)] if (row["split"], row["row"]) in flips} == {"cat"}
+
+
+def test_class_limit_and_the_table(noisy, capsys):
+    _, run, _ = noisy
+    dogs = _rows(capsys, run, "--class", "dog", "--limit", "1000")
+    assert dogs and {row["true"] for row in dogs} == {"dog"}
+    assert len(_rows(capsys, run, "--class", "dog", "--limit", "2")) == 2
+    assert main(["label-issues", str(run), "--class", "dog", "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"dog: {len(dogs)} of 100 train + val images predicted otherwise than labelled, out "
+                               "of fold (5 folds of the run's configuration, lr=0.05, weight_decay=0, first seed")
+    assert len(lines) == 4 and all("labelled dog" in line and "predicted" in line for line in lines[1:])
+    assert dogs[0]["source"] in lines[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "1"], "--folds must be in [2, 20], got 1"),
+    (["--folds", "21"], "--folds must be in [2, 20], got 21"),
+    (["--limit", "0"], "--limit must be in [1, 100000], got 0"),
+    (["--class", "unicorn"], "--class"),
+])
+def test_parameters_out_of_bounds_are_one_line(noisy, capsys, args, message):
+    _, run, _ = noisy
+    assert main(["label-issues", str(run), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mr2probe label-issues: error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_cache_of_other_features_is_refused(noisy, tmp_path, capsys):
+    _, run, _ = noisy
+    _write(tmp_path / "other.h5", fingerprint="other")
+    assert main(["label-issues", str(run), "--features", str(tmp_path / "other.h5")]) == 2
+    assert "holds other features (fingerprint other…) than run erm was trained on (t…)" in capsys.readouterr().err
+
+
+def test_a_run_whose_cache_moved_needs_features(noisy, tmp_path, capsys):
+    cache_path, _, _ = noisy
+    moved = tmp_path / "moved.h5"
+    shutil.copy(cache_path, moved)
+    assert main(["train", "--features", str(moved), "--out", str(tmp_path / "run"), *FAST]) == 0
+    moved.unlink()
+    assert main(["label-issues", str(tmp_path / "run")]) == 2
+    assert f"run run's cache '{moved}' is not a file here" in capsys.readouterr().err
+    assert _rows(capsys, tmp_path / "run", "--features", cache_path)  # the same features elsewhere
+
+
+def test_the_classes_a_run_left_out_stay_out(noisy, tmp_path, capsys):
+    cache_path, _, flips = noisy
+    out = tmp_path / "no-apple"
+    assert main(["train", "--features", str(cache_path), "--out", str(out), "--drop-class", "apple", *FAST]) == 0
+    rows = _rows(capsys, out, "--limit", "1000")
+    cache = open_cache(cache_path)
+    assert rows and "apple" not in {row["true"] for row in rows} | {row["predicted"] for row in rows}
+    for row in rows:  # rows of the cache, not of the run's reduced splits
+        assert row["source"] == cache.sources(row["split"])[row["row"]]
+        assert row["true"] == NAMES[int(cache.labels(row["split"])[row["row"]])]
