@@ -2,7 +2,7 @@
 flips.
 
 For each noisy cache NAME (``DATA/NAME.h5`` with its flip record ``DATA/NAME.flips.npz``: ``train_flipped`` and
-``val_flipped``, one boolean per cache row, as /tmp/r67/noise/make_noisy.py writes them) it trains an ERM run
+``val_flipped``, one boolean per cache row, as bench/noisy_labels.py writes them) it trains an ERM run
 (``mr2probe train --head linear --loss ce``) into ``RUNS/NAME`` unless one is there, then ranks the run's train +
 val images two ways, both by the same rule (``probe.label_issue_predictions(...).failures``: the images predicted
 otherwise than labelled, lowest probability of their label first):
@@ -14,7 +14,7 @@ otherwise than labelled, lowest probability of their label first):
 and prints precision@k against the flipped rows, k = the number of flips and smaller, with how many images each
 lists. Every figure comes from the CLI as a user runs it (subprocesses); nothing is timed for an assertion.
 
-    PYTHONPATH=. .venv/bin/python bench/label_issues.py --data /tmp/r67/noise/data --runs /tmp/r67/labels/runs \\
+    PYTHONPATH=. .venv/bin/python bench/label_issues.py --data DATA --runs RUNS \\
         --names fm-u10 fm-shirt40 c300-u30 --out bench/results/label_issues.json
 """
 from __future__ import annotations
