@@ -373,3 +373,22 @@ def test_representation_margin_no_overflow_on_far_points():
     x = torch.tensor([[0.0] * 4, [100.0] * 4])
     out = representation_margin(x, torch.tensor([0, 0]), 0.0)
     assert torch.isfinite(out) and out.item() == pytest.approx(40000.0, rel=1e-5)
+
+
+def test_arcface_past_pi_takes_the_reference_implementations_linear_target():
+    """Where θ_y + m would pass π (cos θ_y < cos(π − m)) the target logit is cos θ_y − m·sin m (the ArcFace
+    reference code's ``cosine - mm``, mm = sin(π − m)·m), not cos(θ_y + m) and not cos θ_y − m: written out here in
+    float64 on rows whose true-class cosine lies on either side of that edge. The other tests' cosines never
+    reached the edge, so the branch could have been anything."""
+    s, m = 8.0, 0.5
+    cos = torch.tensor([[-0.95, 0.2, 0.1], [0.3, -0.99, -0.2], [0.6, 0.1, -0.4]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 0])
+    edge = math.cos(math.pi - m)
+    rows = []
+    for i in range(3):
+        c = cos[i, y[i]].item()
+        target = math.cos(math.acos(c) + m) if c > edge else c - m * math.sin(m)
+        z = [s * (target if j == y[i] else cos[i, j].item()) for j in range(3)]
+        rows.append(-(z[y[i]] - math.log(sum(math.exp(v) for v in z))))
+    assert [cos[i, y[i]].item() < edge for i in range(3)] == [True, True, False]
+    assert create_loss("arcface", scale=s, margin=m)(cos, y).item() == pytest.approx(np.mean(rows), rel=1e-6)

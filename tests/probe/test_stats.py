@@ -206,3 +206,35 @@ def test_ema_full_batch_equals_exact():
         ema.update(x, y)
     assert torch.allclose(ema.r2(), class_r2(x, y, 4, p=2), rtol=1e-5)
     assert torch.allclose(ema.spread(), class_spread(x, y, 4), rtol=1e-4, atol=1e-5)
+
+
+def test_mean_spread_is_the_mean_over_classes_of_the_spread():
+    """s̄ of ℓ_s̄ (what the trainer passes to representation_margin) is mean_k ‖s_k‖², not their sum: here
+    (1.25 + 4.5) / 2."""
+    from probe import mean_spread
+
+    assert mean_spread(class_spread(X, Y, 2)).item() == pytest.approx((1.25 + 4.5) / 2)
+    assert mean_spread(np.array([1.0, 2.0, 6.0])).item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+def test_class_statistics_count_every_row_at_a_chunk_edge(extra):
+    """The float64 sums run over row chunks: every row counts also where the row count is a chunk boundary ± 1
+    (513 rows: the last chunk holds one row). r_k² (p = 2 and p = 3), ‖s_k‖² and μ_k against numpy in float64."""
+    import probe.stats as stats
+    from probe.stats import exact_class_stats
+
+    n, k = 2 * stats._STATS_CHUNK + 1 + extra, 3
+    rng = np.random.default_rng(extra + 5)
+    x = rng.normal(1.0, 2.0, (n, 6))
+    y = np.arange(n) % k
+    y[-1] = 2  # the last row, alone in its chunk at 2·chunk + 1 rows
+    x[-1] = 40.0  # large enough that leaving it out moves every statistic of class 2
+    got = exact_class_stats(torch.from_numpy(x), torch.from_numpy(y), k, p=3.0)
+    members = [x[y == c] for c in range(k)]
+    np.testing.assert_allclose(got.r2.numpy(), [(np.sum(np.abs(m) ** 3, 1) ** (2 / 3)).mean() for m in members],
+                               rtol=1e-10)
+    np.testing.assert_allclose(got.spread.numpy(), [((m - m.mean(0)) ** 2).sum(1).mean() for m in members],
+                               rtol=1e-10)
+    np.testing.assert_allclose(class_r2(x, y, k, p=2).numpy(), [(m ** 2).sum(1).mean() for m in members], rtol=1e-10)
+    np.testing.assert_allclose(class_means(x, y, k).numpy(), [m.mean(0) for m in members], rtol=1e-10)
