@@ -530,3 +530,66 @@ def test_a_class_of_two_images_lost_on_both_is_not_certain():
     boot = Bootstrap(labels, 2, n_resamples=2000, seed=3)
     resampled = boot.class_accuracy(x) - boot.class_accuracy(y)
     assert np.abs(newcombe - percentile_interval(resampled).T).max() < 0.01
+
+
+def test_the_normal_approximation_of_a_long_lattice_is_two_sided_with_its_continuity_correction():
+    """Past 10⁸ terms the sign-flip test of equal weights is the normal approximation of the sum's distribution:
+    two-sided, with the lattice's continuity correction, p = 2·Φ̄((|S| − 1)/σ), σ² = Σ m²; checked against
+    scipy's normal tail and, on a difference near 0 (a p far from 0), against the exact characteristic-function
+    distribution. A one-sided tail (half of it) or a missing correction passed the test with a p near 0."""
+    from scipy.stats import norm
+
+    from probe import uncertainty
+    from probe.uncertainty import sign_flip_test
+
+    rng = np.random.default_rng(2)
+    diff = np.rint((rng.integers(0, 19, 3_000) / 19 - rng.integers(0, 20, 3_000) / 20) * 380) / 380
+    scaled = np.rint(diff * 380).astype(np.int64)
+    magnitudes, counts = np.unique(np.abs(scaled[scaled != 0]), return_counts=True)
+    span = int((magnitudes * counts).sum())
+    assert magnitudes.size > 8 and span * magnitudes.size > 25_000_000  # the branch under test
+    observed = abs(int(scaled.sum()))
+    sigma = math.sqrt(float((magnitudes.astype(np.float64) ** 2 * counts).sum()))
+    p = sign_flip_test(diff, 380)
+    assert 0.05 < p < 0.95  # a p that a one-sided tail would halve
+    assert p == pytest.approx(2 * norm.sf((observed - 1) / sigma), rel=1e-9)
+    exact = uncertainty._characteristic_fft(magnitudes, counts, span)
+    values = np.arange(exact.size) - span
+    assert p == pytest.approx(exact[np.abs(values) >= observed].sum(), abs=0.002)
+
+
+@pytest.mark.parametrize("num_classes", [5, 8])
+def test_group_stability_is_the_share_of_resamples_whose_thirds_keep_each_class(num_classes):
+    """Each class's stability is the fraction of resamples in which probe.groups.assign_groups, applied to that
+    resample's class accuracies, puts it in its given third: checked resample by resample, at class counts whose
+    thirds round up (5 → 2/1/2, 8 → 3/2/3), where a floor of K/3 for the edge thirds passed the other tests."""
+    rng = np.random.default_rng(num_classes)
+    labels = np.repeat(np.arange(num_classes), 30)
+    p = np.linspace(0.95, 0.45, num_classes)
+    correct = (rng.random(labels.size) < p[labels]).astype(float)
+    groups = assign_groups(np.bincount(labels, weights=correct) / 30)
+    boot = Bootstrap(labels, num_classes, n_resamples=300, seed=1)
+    stability = boot.group_stability(correct, groups)
+    given = {k: name for name, members in groups.items() for k in members}
+    kept = np.zeros(num_classes)
+    for per_class in boot.class_accuracy(correct):
+        resampled = assign_groups(per_class)
+        for name, members in resampled.items():
+            kept[[k for k in members if given[k] == name]] += 1
+    np.testing.assert_allclose(stability, kept / 300, rtol=0, atol=1e-12)
+
+
+def test_the_worst_class_leaves_out_a_class_without_images():
+    """A class without images in the split (nan accuracy) is not the worst class: in every resample and on the split
+    itself the worst is the lowest accuracy among the classes present."""
+    labels = np.repeat([0, 1, 3], [20, 20, 20])  # class 2: no image
+    correct = np.r_[np.ones(20), (np.arange(20) < 15).astype(float), (np.arange(20) < 12).astype(float)]
+    boot = Bootstrap(labels, 4, n_resamples=200, seed=0)
+    summary = boot.summary(correct)
+    assert np.isnan(summary["per_class"][:, 2]).all()
+    np.testing.assert_array_equal(summary["worst_class"], np.nanmin(summary["per_class"], axis=1))
+    assert summary["worst_class"].min() > 0
+    better = correct.copy()
+    better[40:60] = 1.0  # class 3: 12 → 20 of 20 right; the worst becomes class 1 at 15 of 20
+    delta = boot.paired_delta(better, correct)["worst_class"]
+    assert delta["delta"] == pytest.approx(15 / 20 - 12 / 20)
