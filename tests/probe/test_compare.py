@@ -706,3 +706,37 @@ def test_class_names_in_square_brackets_are_text_not_rich_markup():
         base, other = (_rep(run, [0.9, 0.7, 0.5], groups, 0.7, names=names) for run in ("erm", "mr2"))
         text = format_comparison(compare_reports(base, other), width=200)
         assert all(name in text for name in names)
+
+
+@pytest.mark.parametrize("interval, p_value, total, expected", [
+    ([0.02, 0.10], 0.01, 3.0, True),     # above 0, images lean up, test passes
+    ([-0.10, -0.02], 0.01, -3.0, True),  # below 0, images lean down
+    ([0.0, 0.10], 0.01, 3.0, False),     # a bound exactly at 0 (snap_zero makes them so) does not leave out 0
+    ([-0.10, 0.0], 0.01, -3.0, False),
+    ([0.02, 0.10], 0.01, -1.0, False),   # the interval above 0 but the (weighted) images lean down: a macro mean
+    ([-0.10, -0.02], 0.01, 2.0, False),  # and an image sum can part
+    ([0.02, 0.10], 0.01, 0.0, False),    # no lean at all
+    ([0.02, 0.10], 0.051, 3.0, False),   # the test does not pass
+    ([0.02, 0.10], 0.05, 3.0, True),     # at the level, it does (p ≤ 0.05)
+    (None, 0.01, 3.0, None),
+    ([float("nan"), float("nan")], 0.01, 3.0, None),
+])
+def test_beyond_noise_needs_an_interval_leaving_out_zero_images_leaning_its_way_and_the_test(interval, p_value, total,
+                                                                                          expected):
+    """probe.compare.beyond_noise, condition by condition (each the rule's docstring states): dropping the lean
+    condition, or reading an interval whose bound is exactly 0 as leaving out 0, passed every other test."""
+    from probe.compare import beyond_noise
+
+    assert beyond_noise(interval, p_value, total) is expected
+
+
+def test_a_loss_past_the_budget_needs_its_interval_below_it_images_leaning_down_and_the_test():
+    """probe.compare.lost_beyond_budget: the interval wholly below −budget, the images' (weighted) sum below 0, and
+    p ≤ 0.05; an interval below the budget whose images lean up is no loss beyond noise."""
+    from probe.compare import lost_beyond_budget
+
+    assert lost_beyond_budget([-0.08, -0.03], 0.01, -4.0, 0.02)
+    assert not lost_beyond_budget([-0.08, -0.03], 0.01, 1.0, 0.02)    # images lean up
+    assert not lost_beyond_budget([-0.08, -0.03], 0.2, -4.0, 0.02)    # test does not pass
+    assert not lost_beyond_budget([-0.08, -0.01], 0.01, -4.0, 0.02)   # the interval reaches past −budget
+    assert not lost_beyond_budget(None, 0.01, -4.0, 0.02)
