@@ -334,3 +334,51 @@ def test_candidates_that_all_score_as_the_reference_are_said_so():
     d = decide([{"lr": 0.01}, {"lr": 0.1}, {"lr": 0.2}], [ref, ref.copy(), ref.copy()], 0, labels, NAMES)
     assert d.verdict == "no_safe_improvement" and "Bonferroni over none: every one scores as the reference)" in d.reason
     assert "the 0 of them" not in d.reason and "could pass the sign-flip test" not in d.reason
+
+
+def test_the_frontier_bounds_hold_together_over_every_candidate_not_each_alone():
+    """Each candidate's simultaneous lower bounds are taken over all 2m rows at once (hard and overall of the m
+    candidates): at or below each one's own 95 % interval's lower end, and strictly below where the rows have
+    spread. Bounds taken row by row equal those lower ends, and passed every other test."""
+    from probe.uncertainty import DEFAULT_LEVEL
+
+    rng, labels, ref = _setup(n_per_class=60, seed=3)
+    cands = []
+    for _ in range(4):
+        churn = ref.copy()
+        flip = rng.choice(labels.size, 40, replace=False)
+        churn[flip] = 1 - churn[flip]
+        cands.append(churn)
+    d = decide([{"lr": i} for i in range(5)], [ref, *cands], 0, labels, NAMES, n_resamples=400)
+    for key in ("hard", "overall"):
+        own = np.array([e[f"val_{key}_delta_ci"][0] for e in d.frontier[1:]])
+        joint = np.array([e[f"val_{key}_delta_simultaneous_lo"] for e in d.frontier[1:]])
+        assert (joint <= own + 1e-12).all()
+        assert (joint < own - 1e-6).all(), (key, joint, own)
+    assert DEFAULT_LEVEL == 0.95
+
+
+def test_a_class_exactly_at_the_unstable_threshold_is_not_named_unstable():
+    """"fewer than 80 % of resamples": a class that keeps its third in exactly 80 % is not unstable."""
+    from probe.decision import UNSTABLE_GROUP, _warnings
+
+    names = [f"k{i}" for i in range(6)]
+    groups = {"easy": [0, 1], "medium": [2, 3], "hard": [4, 5]}
+    labels = np.repeat(np.arange(6), 60)
+    stability = np.array([0.95, UNSTABLE_GROUP, 0.95, 0.95, 0.95, 0.7999])
+    [text] = _warnings(labels, names, groups, stability, [])
+    assert "Unstable groups: 1 classes" in text and "k5 (hard, 80.0 %)" in text and "k1 " not in text
+
+
+def test_the_imbalance_warning_compares_the_mixes_by_their_total_variation_distance():
+    """The test-split sentence appears where the class shares of train + val and of test differ by a total
+    variation distance (half the summed absolute differences) of 0.1 or more: shares 0.6/0.2/0.2 against
+    0.52/0.24/0.24 are 0.08 apart (summed differences 0.16), no sentence; against 0.48/0.26/0.26, 0.12 apart."""
+    from probe.decision import imbalance_warning
+
+    names = ["a", "b", "c"]
+    counts = np.array([600, 200, 200])
+    close = imbalance_warning(counts, np.array([52, 24, 24]), names)
+    assert close is not None and "test split" not in close
+    assert "The test split holds the classes in other proportions" in imbalance_warning(counts, np.array([48, 26, 26]),
+                                                                                         names)

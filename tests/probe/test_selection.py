@@ -229,3 +229,42 @@ def test_the_closest_candidate_breaks_ties_on_the_images_it_changed_then_the_ove
     costly = dict(leaning, lr=0.3, val_overall_delta_simultaneous_lo=-0.1)
     assert closest_candidate([nothing, costly, leaning]) is leaning
     assert closest_candidate([nothing, costly]) is costly
+
+
+def test_the_hard_criterion_keeps_a_candidate_exactly_at_the_reference_floor():
+    """The floor is "val overall ≥ the reference's": a candidate equal to it (the reference configuration itself,
+    whose score is the floor) is feasible, and here the best hard third among the feasible."""
+    at_floor = [{"lr": 1.0, "val_overall": 0.90, "val_hard": 0.80}, {"lr": 2.0, "val_overall": 0.91, "val_hard": 0.70}]
+    index, reason = select_candidate(at_floor, "hard", floor=0.90)
+    assert index == 0 and "among 2 of 2 candidates" in reason
+
+
+def test_choose_safe_needs_a_bound_strictly_above_zero_and_images_leaning_its_way():
+    """hard_gain_holds: a simultaneous lower bound of exactly 0 (snap_zero makes near-zero bounds so) is no gain,
+    and a passing sign test of changed images whose weighted sum leans the other way (val_hard_delta ≤ 0) is no
+    evidence for the candidate."""
+    from probe.selection import choose_safe, hard_gain_holds
+
+    ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
+    at_zero = _cand(0.1, 0.02, [0.0, 0.04], 0.0, [0.0, 0.01])
+    assert at_zero["val_hard_delta_simultaneous_lo"] == 0.0 and not hard_gain_holds(at_zero)
+    assert choose_safe([ref, at_zero], 0)[:2] == (0, "no_safe_improvement")
+    leans_down = _cand(0.2, -0.01, [0.005, 0.035], 0.0, [0.0, 0.01])
+    assert not hard_gain_holds(leans_down)
+    assert choose_safe([ref, leans_down], 0)[:2] == (0, "no_safe_improvement")
+    assert hard_gain_holds(_cand(0.3, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01]))
+
+
+def test_choose_safe_takes_the_highest_lower_bound_not_the_highest_point_gain_then_grid_order():
+    """Among candidates that qualify, the most certain gain wins (highest simultaneous lower bound of the hard-third
+    gain), not the luckiest point estimate; equal bounds → the higher overall bound → the earlier in grid order."""
+    from probe.selection import choose_safe
+
+    ref = _cand(0.01, 0.0, [0.0, 0.0], 0.0, [0.0, 0.0])
+    lucky = _cand(0.1, 0.09, [0.004, 0.17], 0.0, [0.0, 0.01])    # larger point gain, lower bound +0.4
+    certain = _cand(0.2, 0.03, [0.02, 0.04], 0.0, [0.0, 0.01])   # smaller point gain, lower bound +2.0
+    assert choose_safe([ref, lucky, certain], 0)[:2] == (2, "improved")
+    twin = dict(certain, lr=0.3)
+    assert choose_safe([ref, certain, twin], 0)[0] == 1 and choose_safe([ref, twin, certain], 0)[0] == 1
+    better_overall = dict(certain, lr=0.4, val_overall_delta_simultaneous_lo=0.005)
+    assert choose_safe([ref, certain, better_overall], 0)[0] == 2
