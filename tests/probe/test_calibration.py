@@ -424,3 +424,30 @@ def test_a_run_on_wrong_training_labels_says_validation_and_test_disagree():
     report = run_probe(data, list("abcd"), ProbeConfig(epochs=40, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0))
     warning = next(w for w in report.warnings if w.startswith("The shipped head is underconfident"))
     assert "validation and test disagree" in warning and "Weights kept small" not in warning
+
+
+def test_a_split_every_resample_of_which_is_the_split_has_a_zero_width_ece_interval():
+    """Two classes whose images are each alike (class 0: confidence 0.9, right; class 1: confidence 0.6, wrong):
+    every stratified resample is the split itself, so each resampled ECE is the ECE, Σ_b |Σ gaps| / n =
+    (30·0.1 + 10·0.6) / 40, and the basic interval and the debiased ECE are that value exactly."""
+    from probe.calibration import confidence_calibration
+
+    labels = np.repeat([0, 1], [30, 10])
+    confidence = np.repeat([0.9, 0.6], [30, 10])
+    correct = np.repeat([1.0, 0.0], [30, 10])
+    out = confidence_calibration(confidence, correct, labels, 2)
+    ece = (30 * 0.1 + 10 * 0.6) / 40
+    assert out["ece"] == pytest.approx(ece, abs=1e-12)
+    assert out["ece_ci"] == pytest.approx([ece, ece], abs=1e-12)
+    assert out["ece_debiased"] == pytest.approx(ece, abs=1e-12)
+
+
+def test_top_k_counts_the_logits_strictly_above_the_labels():
+    """top_k_accuracy: a row is a hit when fewer than k logits lie strictly above its label's (the rule its
+    docstring gives); a logit tied with the label's is not above it."""
+    logits = np.array([[1.0, 1.0, 0.0], [2.0, 2.0, 2.0], [0.0, 3.0, 1.0], [0.5, 0.5, 1.0]])
+    labels = np.array([0, 2, 0, 1])
+    # logits above the label's: 0, 0, 2, 1
+    assert top_k_accuracy(logits, labels, 1) == pytest.approx(2 / 4)
+    assert top_k_accuracy(logits, labels, 2) == pytest.approx(3 / 4)
+    assert top_k_accuracy(logits, labels, 3) == pytest.approx(1.0)

@@ -185,3 +185,18 @@ def test_a_bias_the_guard_could_not_test_is_said_untested_not_failed():
                          "guard could not test it: not applied to any of the 3 seeds, which keep the unbiased logits "
                          "(every class needs 10 val images).")
     assert "disparity-aware rule" not in text
+
+
+def test_the_bias_grid_is_in_units_of_the_logits_standard_deviation():
+    """The grid is scale · linspace(−max_shift, max_shift, n_steps) with scale = std of the validation logits:
+    the fit is the same on logits ten times larger, with a bias ten times larger (a linear and a scaled cosine head
+    alike)."""
+    rows = [([2, 0, 1], 0)] * 4 + [([0, 2, 0], 1)] * 4 + [([1, 0, 0.8], 2)] * 2 + [([0, 0, 1], 2)] * 2
+    logits, labels = _data(rows)
+    small = PosthocLogitBias("hard", GROUPS).fit(logits, labels)
+    large = PosthocLogitBias("hard", GROUPS).fit(10 * logits, labels)
+    assert small.scale_ == pytest.approx(np.std(logits)) and large.scale_ == pytest.approx(10 * np.std(logits))
+    grid = np.std(logits) * np.linspace(-1.0, 1.0, 41)
+    assert all(np.isclose(grid, b).any() for b in small.bias_)
+    np.testing.assert_allclose(large.bias_, 10 * small.bias_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(large.predict(10 * logits), small.predict(logits))
