@@ -47,6 +47,17 @@ def test_cosine_head_statistics_on_normalised_features_with_p3():
     assert ProbeTrainer(head="cosine", loss="mr2", p=2, epochs=1).fit(x, y).p_ == 2.0
 
 
+def test_the_ema_statistics_of_a_cosine_head_use_its_p3_too():
+    """r2_mode="ema" tracks r_k² with the head's p (3 for cosine) on the normalised features: over full batches of
+    constant features the EMA is the exact statistic. With p = 2 every normalised row has ‖φ‖² = 1, every r_k² is 1
+    and the margins uniform; that mutation passed the other tests."""
+    x, y = gaussian_features()
+    m = ProbeTrainer(head="cosine", loss="mr2", cbar=1.0, r2_mode="ema", batch_size=len(x), epochs=3).fit(x, y)
+    assert m.stats_mode_ == "ema" and m.p_ == 3.0
+    xn = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
+    assert np.allclose(m.r2_, class_r2(xn, torch.from_numpy(y), 4, p=3).numpy(), rtol=1e-5)
+
+
 @pytest.mark.parametrize("head", ["linear", "cosine"])
 def test_inference_in_chunks_equals_one_chunk(monkeypatch, head):
     """Inference widens float16 input chunk by chunk (``_CHUNK_BYTES``): logits, transform and the sample
