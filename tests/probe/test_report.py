@@ -592,3 +592,34 @@ def test_per_class_csv_has_a_column_for_every_field_of_a_per_class_row():
     missing = [field for field in PerClassRow.model_fields
                if field not in PER_CLASS_COLUMNS and not set(otherwise.get(field, ("-",))) <= set(PER_CLASS_COLUMNS)]
     assert missing == []
+
+
+def test_the_summary_averages_each_seeds_figures_and_weighs_group_margins_by_images():
+    """Summary figures of several seeds, against numpy by hand: per_class_std is the mean over seeds of each seed's
+    population std of its per-class accuracies (not the std of the seed-mean accuracies), min_sample_margin the mean
+    over seeds of each seed's smallest sample margin (not the smallest of all), and a third's output margin the mean
+    over its images (each class's mean weighed by its test images), averaged over seeds."""
+    names = ["a", "b", "c", "d"]
+    groups = {"easy": [3], "medium": [1, 2], "hard": [0]}
+    counts = np.array([10, 10, 30, 20])
+
+    def seed(s, acc, margin, smin):
+        return SeedEvaluation(seed=s, val_per_class=np.array(acc), val_overall=float(np.mean(acc)),
+                              test_per_class=np.array(acc), test_overall=float(np.mean(acc)),
+                              output_margin_mean=np.array(margin), test_counts=counts,
+                              sample_margin_min=np.array(smin), sample_margin_mean=np.zeros(4), class_margin_deg=90.0)
+
+    evals = [seed(0, [0.5, 0.9, 0.6, 1.0], [0.1, 0.4, -0.2, 0.7], [-0.5, -0.9, 0.1, 0.2]),
+             seed(1, [0.7, 0.5, 0.8, 0.9], [0.3, 0.0, 0.2, 0.5], [-0.3, -0.2, -0.4, 0.3])]
+    trainer = SimpleNamespace(r2_=np.ones(4), spread_=np.ones(4), gamma_=None)
+    chosen = Candidate(lr=0.01, weight_decay=0.0, val_overall=0.7, val_hard=0.5)
+    rep = build_report(run_id="r", config=ProbeConfig(seeds=[0, 1]), selected={"lr": 0.01, "weight_decay": 0.0},
+                       selection=Selection(criterion="overall", candidates=[chosen], chosen=chosen, reason="-"),
+                       class_names=names, groups=groups, reference=None, evaluations=evals, trainer=trainer,
+                       n_train=np.full(4, 50))
+    s = rep.summary
+    assert s.per_class_std == pytest.approx(np.mean([np.std([0.5, 0.9, 0.6, 1.0]), np.std([0.7, 0.5, 0.8, 0.9])]))
+    assert s.min_sample_margin == pytest.approx(np.mean([-0.9, -0.4]))
+    medium = [(10 * 0.4 + 30 * -0.2) / 40, (10 * 0.0 + 30 * 0.2) / 40]
+    assert s.group_margin.medium == pytest.approx(np.mean(medium))
+    assert (s.group_margin.easy, s.group_margin.hard) == (pytest.approx(0.6), pytest.approx(0.2))
