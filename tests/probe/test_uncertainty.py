@@ -593,3 +593,25 @@ def test_the_worst_class_leaves_out_a_class_without_images():
     better[40:60] = 1.0  # class 3: 12 → 20 of 20 right; the worst becomes class 1 at 15 of 20
     delta = boot.paired_delta(better, correct)["worst_class"]
     assert delta["delta"] == pytest.approx(15 / 20 - 12 / 20)
+
+
+def test_every_pooled_class_is_drawn_about_once_per_resample():
+    """Each of a resample's draws from the pool is uniform over all the pooled samples: every pooled class is drawn
+    1 time per resample on average (Binomial(m, 1/m)), the last one included. Drawing among all but the last kept
+    the resample sizes and the overall mean and passed the pooling tests."""
+    labels, _, _, _ = _one_image_classes(k=40)
+    boot = Bootstrap(labels, 40, n_resamples=1000, seed=5)
+    per_class = boot.multiplicity().mean(axis=0)
+    assert per_class.min() > 0.8 and per_class.max() < 1.2, per_class
+
+
+def test_a_class_of_two_images_has_a_group_stability_and_a_class_of_one_has_none():
+    """MIN_STABILITY_IMAGES = 2: two images can move a class's accuracy, so it gets a stability; one cannot (nan)."""
+    from probe.uncertainty import MIN_STABILITY_IMAGES
+
+    labels = np.repeat(np.arange(4), [1, 2, 30, 30])
+    correct = np.r_[1.0, 1.0, 0.0, (np.arange(30) < 20).astype(float), (np.arange(30) < 10).astype(float)]
+    groups = assign_groups(np.bincount(labels, weights=correct) / np.bincount(labels))
+    stability = Bootstrap(labels, 4, n_resamples=300, seed=0).group_stability(correct, groups)
+    assert MIN_STABILITY_IMAGES == 2
+    assert np.isnan(stability[0]) and np.isfinite(stability[1:]).all()
