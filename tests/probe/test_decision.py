@@ -382,3 +382,12 @@ def test_the_imbalance_warning_compares_the_mixes_by_their_total_variation_dista
     assert close is not None and "test split" not in close
     assert "The test split holds the classes in other proportions" in imbalance_warning(counts, np.array([48, 26, 26]),
                                                                                          names)
+
+
+def test_the_test_split_sentence_appears_at_a_total_variation_of_exactly_a_tenth():
+    """60/20/20 % in train + val against 50/25/25 % in test are 0.1 apart, the threshold; unrounded the sum read
+    0.09999999999999998 and the sentence was left out."""
+    from probe.decision import imbalance_warning
+
+    text = imbalance_warning(np.array([600, 200, 200]), np.array([50, 25, 25]), ["a", "b", "c"])
+    assert "The test split holds the classes in other proportions (25 to 50 images per class)" in text
