@@ -740,3 +740,31 @@ def test_a_loss_past_the_budget_needs_its_interval_below_it_images_leaning_down_
     assert not lost_beyond_budget([-0.08, -0.03], 0.2, -4.0, 0.02)    # test does not pass
     assert not lost_beyond_budget([-0.08, -0.01], 0.01, -4.0, 0.02)   # the interval reaches past −budget
     assert not lost_beyond_budget(None, 0.01, -4.0, 0.02)
+
+
+def test_class_evidence_is_each_classs_own_test_on_shuffled_labels():
+    """class_evidence gives each class the counts and sign-flip test of its own images' differences, as evidence()
+    of that class's mask does, with the test images in any order (not sorted by class), and two classes whose
+    differences sum alike but differ (+1, +1, −1, −1 against four 0s) keep their own counts and p."""
+    from probe.compare import class_evidence, evidence
+    from probe.predictions import Predictions
+
+    rng = np.random.default_rng(8)
+    labels = np.repeat(np.arange(4), [12, 4, 4, 10])
+    base_right = np.ones(labels.size, dtype=bool)
+    other_right = base_right.copy()
+    other_right[np.flatnonzero(labels == 0)[:9]] = False          # class 0: 9 broken
+    base_right[np.flatnonzero(labels == 1)[:2]] = False           # class 1: 2 fixed, 2 broken (sum 0)
+    other_right[np.flatnonzero(labels == 1)[2:]] = False
+    base_right[np.flatnonzero(labels == 3)[:7]] = False           # class 3: 7 fixed; class 2: unchanged (sum 0)
+    order = rng.permutation(labels.size)
+    labels, base_right, other_right = labels[order], base_right[order], other_right[order]
+    wrong = (labels + 1) % 4
+    base = Predictions(labels, np.where(base_right, labels, wrong)[None, :], np.ones(labels.size))
+    other = Predictions(labels, np.where(other_right, labels, wrong)[None, :], np.ones(labels.size))
+    got = class_evidence(base, other, np.tile([-1.0, 1.0], (4, 1)))
+    diff = other.correct - base.correct
+    for k in range(4):
+        changed, p_value, total = evidence(diff[labels == k], 1)
+        assert got[k][:3] == (changed, p_value, total), k
+    assert [g[0] for g in got] == [[0, 9], [2, 2], [0, 0], [7, 0]]
