@@ -966,10 +966,10 @@ def _notes(report: Report, config: ProbeConfig, reference: Report | None, scorer
     disagree on a class (:func:`probe.diagnostics.split_disagreement_warning`, once the validation accuracies are
     final: out of fold under cross-validation), in place."""
     _grouping_note(report, config, reference, scorer)
-    _out_of_fold_validation(report, outcome, scorer)
+    out_of_fold = _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)
     posthoc = report.posthoc is not None and report.posthoc.shipped_applied()
-    warning = split_disagreement_warning(report.per_class, posthoc)
+    warning = split_disagreement_warning(report.per_class, posthoc, out_of_fold)
     if warning:
         report.warnings.append(warning)
 
@@ -1086,12 +1086,13 @@ def _worst_outside_hard(report: Report, ranked: np.ndarray, split: str) -> str |
             "nothing of this class; with few images per class the ranks move between splits.")
 
 
-def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) -> None:
+def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) -> bool:
     """Under cross-validation, the report's validation accuracies (``val``, each row's ``val_accuracy``) are the
     chosen configuration's out-of-fold ones on train + val, what selected and grouped: the seeds' accuracy on a
-    validation split of a few images per class (one, in a new-user round's run) sat beside groups it contradicted."""
+    validation split of a few images per class (one, in a new-user round's run) sat beside groups it contradicted.
+    Whether it replaced them (each row's then rests on its ``n_train + n_val`` images)."""
     if scorer.plan is None or outcome.chosen_correct is None:
-        return
+        return False
     num_classes = scorer.splits.num_classes
     per_class = observed_class_accuracy(outcome.chosen_correct, scorer.labels, num_classes)
     report.val.per_class = [None if np.isnan(v) else float(v) for v in per_class]
@@ -1100,6 +1101,7 @@ def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) 
                          "configuration's first seed")
     for row, value in zip(report.per_class, report.val.per_class):
         row.val_accuracy = value
+    return True
 
 
 def verdict_on_test(interval: list[float], p_value: float, total: float,

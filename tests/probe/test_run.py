@@ -853,3 +853,30 @@ def test_split_disagreement_is_holm_adjusted_fisher_and_needs_ten_points():
     assert ", or validation fitted to" not in text and ", or validation fitted to (this run's post-hoc bias was)" in \
         split_disagreement_warning(rows, posthoc=True)
     assert split_disagreement_warning([rows[2], rows[3]]) is None
+
+
+def test_split_disagreement_counts_out_of_fold_validation_on_train_and_val(data):
+    """Under cross-validation each row's validation accuracy is out of fold on its train + val images: the warning
+    tests and names it on those (it took them as the n_val images of the validation split: a CIFAR-10 run of 30 %
+    wrong labels named 1 of its 10 classes, '56.0 % of 31 on validation', where 167 of 298 named all 10)."""
+    from types import SimpleNamespace
+
+    from scipy.stats import fisher_exact
+
+    from probe.diagnostics import split_disagreement_warning
+
+    row = SimpleNamespace(name="a", n_train=290, n_val=10, val_accuracy=0.5, n_test=300, accuracy=0.7)
+    assert split_disagreement_warning([row]) is None  # 5 of 10 against 210 of 300: chance
+    text = split_disagreement_warning([row], out_of_fold=True)
+    p = fisher_exact([[150, 150], [210, 90]])[1]
+    assert f"a 50.0 % of 300 out of fold on train + val, 70.0 % of 300 on test (p = {p:.2g})" in text
+    x, y = data["test"]
+    flipped = y.copy()
+    flipped[np.flatnonzero(y == 0)[:30]] = 1
+    report = _run_probe({**data, "test": (x, flipped)}, NAMES, ProbeConfig(**{**FAST, "cv": 3}))
+    assert report.val.source.startswith("out of fold")
+    said = [w for w in report.warnings if w.startswith("validation and test disagree")]
+    row = report.per_class[1]
+    assert said == [split_disagreement_warning(report.per_class, out_of_fold=True)]
+    assert f"{NAMES[1]} {row.val_accuracy * 100:.1f} % of {row.n_train + row.n_val} out of fold on train + val" \
+        in said[0]
