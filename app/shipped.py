@@ -309,7 +309,9 @@ def _names(names: list[str], at_most: int = 5) -> str:
 
 def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None:
     """On the run's own test split (same cache fingerprint): on how many images ``got`` equals the report's first
-    seed (``predictions.npz``), ``{"equal", "images"}``; None elsewhere, or when the run stored no predictions."""
+    seed (``predictions.npz``), ``{"equal", "images"}``, of the images of the classes the run has (a run that left
+    classes out stored its predictions of theirs alone: its whole test split read "0 of 449 images, the head or the
+    cache changed"); None elsewhere, or when the run stored no predictions."""
     from probe.predictions import Predictions
 
     if split != "test" or not _own_cache(probe, got.source):
@@ -318,8 +320,9 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
         stored = Predictions.load(run_dir, len(probe.class_names))
     except (FileNotFoundError, ValueError):  # none stored, or damaged on disk: the scores stand without it
         return None
-    images = len(got.predicted)
-    equal = int((stored.predicted[0] == got.predicted).sum()) if stored.predicted.shape[1] == images else 0
+    rows, _ = got.known()
+    images = len(rows)
+    equal = int((stored.predicted[0] == got.predicted[rows]).sum()) if stored.predicted.shape[1] == images else 0
     return {"equal": equal, "images": images}
 
 

@@ -664,3 +664,16 @@ def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_pat
     assert to_bus >= 2 and {r["predicted"] for r in rows} <= {"dog", "apple", "bus"}
     assert (f"\nImages predicted as a class without images here (every one wrong, precision 0 %): bus ({to_bus})."
             in text)
+
+
+def test_a_run_that_left_a_class_out_reproduces_its_report_on_its_own_test_split(run, tmp_path, capsys):
+    """A run trained with --drop-class stored predictions of the other classes' test images alone: on its own cache
+    the check compares those images (it read '0 of 120 images — the head or the cache changed since the run')."""
+    cache, _ = run
+    out = tmp_path / "without-cat"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--drop-class", "cat", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache)]) == 0
+    text = capsys.readouterr().out
+    assert "30 images of classes the run does not have, not scored: cat (30)." in text
+    assert "equal the report's first seed on 90 of 90 images." in text and "changed since the run" not in text
