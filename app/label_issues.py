@@ -83,7 +83,7 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     from probe import load_report
     from probe.devices import resolve_device
     from probe.label_issues import label_issue_predictions, out_of_fold_probabilities
-    from probe.run import without_classes
+    from probe.run import kept_rows, without_classes
 
     report = load_report(run_dir)
     config = report.probe_config()
@@ -105,13 +105,6 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     paths = [path for split in pool for path in (sources or {}).get(split, [])]
     return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), names,
                       np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
-                      np.concatenate([_kept_rows(given[s][1], cache.class_names, config.drop_classes) for s in pool]),
+                      np.concatenate([kept_rows(given[s][1], cache.class_names, config.drop_classes) for s in pool]),
                       folds, params)
 
-
-def _kept_rows(labels: np.ndarray, class_names: list[str], drop: list[str]) -> np.ndarray:
-    """The rows of a cache split whose class a run keeps (``probe.run.without_classes`` keeps them in order)."""
-    from probe.run import kept_classes
-
-    labels = np.asarray(labels, dtype=np.int64)
-    return np.flatnonzero(np.isin(labels, kept_classes(drop, list(class_names)))) if drop else np.arange(len(labels))

@@ -64,7 +64,7 @@ from .uncertainty import observed_class_accuracy, p_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes", "kept_classes"]
+__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes", "kept_classes", "kept_rows"]
 
 
 class ProbeCancelled(Exception):
@@ -218,6 +218,13 @@ def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
     if len(kept) < 2:
         raise ValueError(f"leaving out {listed([repr(n) for n in drop], 5)} leaves {len(kept)} class; a probe needs 2")
     return kept
+
+
+def kept_rows(labels: np.ndarray, class_names: Sequence[str], drop: Sequence[str]) -> np.ndarray:
+    """The rows of a split (its ``labels`` among ``class_names``) whose class ``drop`` does not leave out, in order:
+    row ``i`` of the split :func:`without_classes` leaves is row ``kept_rows(...)[i]`` of the given one."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.flatnonzero(np.isin(labels, kept_classes(drop, class_names))) if drop else np.arange(len(labels))
 
 
 def _check_data(data: dict, class_names: list[str]) -> int:

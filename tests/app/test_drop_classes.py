@@ -103,3 +103,23 @@ def test_a_pipeline_on_a_data_set_leaves_a_class_out(service, tmp_path):
     assert report["class_names"] == ["airplane", "cat"]
     body["probes"] = [dict(ERM, drop_classes=["plane"])]
     assert "no class named 'plane' to leave out (did you mean 'airplane'?)" in _refused(service, body)
+
+
+def test_the_failures_of_a_run_that_left_a_class_out_name_rows_of_the_cache_test_split(service, tmp_path):
+    """GET /api/runs/{id}/failures gives each mistake's row of the cache's test split: a run without class 'a'
+    stored predictions of the other classes' test images alone, and gave their positions among those (row 0 for
+    the cache's row 5)."""
+    from feature_cache import open_cache
+
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    body = {"kind": "pipeline", "cache_id": cache["id"], "probes": [dict(ERM, drop_classes=["a"])]}
+    job = wait_job(service, service.post("/api/jobs", json=body).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    run = job["result"]["run_ids"][0]
+    items = service.get(f"/api/runs/{run}/failures").json()["items"]
+    assert items  # the synthetic classes overlap: mistakes to list
+    test = open_cache(cache["path"])
+    sources, labels = test.sources("test"), test.labels("test")
+    for item in items:
+        assert sources[item["index"]] == item["source"] == f"{item['index']}.png"
+        assert test.class_names[labels[item["index"]]] == item["true"] != "a"
