@@ -880,3 +880,16 @@ def test_split_disagreement_counts_out_of_fold_validation_on_train_and_val(data)
     assert said == [split_disagreement_warning(report.per_class, out_of_fold=True)]
     assert f"{NAMES[1]} {row.val_accuracy * 100:.1f} % of {row.n_train + row.n_val} out of fold on train + val" \
         in said[0]
+
+
+def test_split_disagreement_of_out_of_fold_accuracies_does_not_blame_the_posthoc_bias(data):
+    """A cross-validated run's validation accuracies are the chosen configuration's out of fold, without the post-hoc
+    bias fitted on the validation split: the warning does not say validation was fitted to by it (it did)."""
+    x, y = data["test"]
+    flipped = y.copy()
+    flipped[np.flatnonzero(y == 0)[:30]] = 1
+    config = ProbeConfig(**{**FAST, "cv": 3, "posthoc_bias": True, "posthoc_guard": False})
+    report = _run_probe({**data, "test": (x, flipped)}, NAMES, config)
+    assert report.val.source.startswith("out of fold") and report.posthoc.shipped_applied()
+    said = [w for w in report.warnings if w.startswith("validation and test disagree")]
+    assert len(said) == 1 and "out of fold on train + val" in said[0] and "post-hoc bias" not in said[0]
