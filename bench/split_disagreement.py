@@ -47,9 +47,10 @@ def main(argv=None) -> dict:
     for path, report in _runs(args.folders):
         total += 1
         rows = [SimpleNamespace(**row) for row in report["per_class"]]
-        posthoc = bool(report.get("posthoc")) and report["config"].get("posthoc_bias", False)
-        # under cross-validation the validation accuracies are out of fold on train + val (report.val.source)
+        # under cross-validation the validation accuracies are out of fold on train + val (report.val.source), no
+        # post-hoc bias fitted to them
         out_of_fold = str((report.get("val") or {}).get("source") or "").startswith("out of fold")
+        posthoc = not out_of_fold and bool(report.get("posthoc")) and report["config"].get("posthoc_bias", False)
         text = split_disagreement_warning(rows, posthoc, out_of_fold)
         if text:
             named.append({"run": str(path.parent), "warning": text})
