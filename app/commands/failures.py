@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     report = load_report(args.run_dir)
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     predictions = Predictions.load(args.run_dir, len(report.class_names))
-    rows = predictions.failure_rows(index, report.class_names, args.limit, predicted)
+    rows = _cache_rows(report, args.run_dir, predictions.failure_rows(index, report.class_names, args.limit,
+                                                                      predicted))
     if args.data is not None:
         root = _data_root(Path(args.data), [row["source"] for row in rows if row["source"] is not None])
         rows = [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
@@ -84,3 +85,24 @@ def _data_root(data: Path, sources: list[str]) -> Path:
           f"{data / first}): --data must be the folder these paths start in, the one holding "
           f"{first.split('/')[0]} (the cache records paths inside the data set, such as {first})", file=sys.stderr)
     return data
+
+
+def _cache_rows(report, run_dir: str, rows: list[dict]) -> list[dict]:
+    """The rows with each ``index`` as its row of the cache's test split: a run that left classes out stored
+    predictions of the other classes' test images alone, whose positions (``probe.run.kept_rows``) named other rows
+    of its cache ('test row 337' for row 377). Its cache unreadable here (moved, a service cache id): as they are,
+    their sources naming the images."""
+    drop = report.config.get("drop_classes") or []
+    if not drop or not rows:
+        return rows
+    from probe.run import kept_rows
+
+    from ..label_issues import run_cache
+
+    try:
+        cache = run_cache(report, run_dir)
+        rows_of = kept_rows(cache.labels("test"), list(cache.class_names), drop)
+    except (OSError, ValueError):
+        return rows
+    return [{**row, "index": int(rows_of[row["index"]])} for row in rows]
+

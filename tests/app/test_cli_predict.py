@@ -677,3 +677,18 @@ def test_a_run_that_left_a_class_out_reproduces_its_report_on_its_own_test_split
     text = capsys.readouterr().out
     assert "30 images of classes the run does not have, not scored: cat (30)." in text
     assert "equal the report's first seed on 90 of 90 images." in text and "changed since the run" not in text
+
+
+def test_failures_of_a_run_that_left_a_class_out_name_rows_of_its_cache_test_split(run, tmp_path, capsys):
+    """failures --json gives each mistake's row of the cache's test split: a run without 'apple' stored predictions
+    of the other classes' test images alone, and gave their positions among those (30 rows early)."""
+    cache, _ = run
+    out = tmp_path / "without-apple"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--drop-class", "apple", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["failures", str(out), "--limit", "200", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows  # the classes overlap: mistakes to list
+    sources, labels = open_cache(cache).sources("test"), open_cache(cache).labels("test")
+    assert all(sources[row["index"]] == row["source"] and NAMES[labels[row["index"]]] == row["true"] != "apple"
+               for row in rows)
