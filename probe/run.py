@@ -975,8 +975,7 @@ def _notes(report: Report, config: ProbeConfig, reference: Report | None, scorer
     _grouping_note(report, config, reference, scorer)
     out_of_fold = _out_of_fold_validation(report, outcome, scorer)
     _tie_note(report, reference, groups)
-    # out-of-fold accuracies are the chosen configuration's without a bias: none was fitted to them
-    posthoc = not out_of_fold and report.posthoc is not None and report.posthoc.shipped_applied()
+    posthoc = report.posthoc is not None and report.posthoc.shipped_applied()
     warning = split_disagreement_warning(report.per_class, posthoc, out_of_fold)
     if warning:
         report.warnings.append(warning)
