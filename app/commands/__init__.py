@@ -25,6 +25,12 @@ def same_file(path, other) -> bool:
     return path == other or (path.is_file() and other.is_file() and os.path.samefile(path, other))
 
 
+def share(p: float) -> str:
+    """A probability in six columns: one decimal of a per cent, "<0.1%" below (the order is the exact values'), as
+    `mr2probe failures` and `mr2probe label-issues` print p(label) and the predicted class's probability."""
+    return f"{p:6.1%}" if p >= 0.0005 else " <0.1%"
+
+
 def run_folder(run):
     """The resolved folder of a run given on the command line: the folder, or the folder of its report.json."""
     from pathlib import Path

@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from probe.predictions import Predictions
     from probe.report import confusion_cell
 
+    from . import share
+
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.data is not None and Path(args.data).is_file():  # an archive: its members are no paths on disk
@@ -57,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
           f"(first seed){inside}{shown}")
     for row in rows:  # escaped: a cache written before such file names were skipped may hold them
         where = printable(row["source"]) if row["source"] is not None else f"test row {row['index']}"
-        label = f"  p(label) {row['label_probability']:6.1%}" if ranked else ""
+        # p(label) first and the predicted class's probability after its name, as label-issues prints them (a bare
+        # leading per cent read as the share labelled so, a new-user round)
+        label = f"p(label) {share(row['label_probability'])}  " if ranked else ""
         true = "" if index is not None else f"labelled {row['true']:<20} "
-        print(f"  {row['confidence']:6.1%}  {true}predicted {row['predicted']:<20}{label}  {where}")
+        print(f"  {label}{true}predicted {row['predicted']:<20} {share(row['confidence'])}  {where}")
     return 0
 
 

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from probe.report import confusion_cell
 
     from ..label_issues import MAX_LIMIT, find_label_issues
+    from . import share
 
     if not 1 <= args.limit <= MAX_LIMIT:
         raise ValueError(f"--limit must be in [1, {MAX_LIMIT}], got {args.limit}")
@@ -58,11 +59,6 @@ def run(args: argparse.Namespace) -> int:
           f"first seed; paths inside the data set){shown}")
     for row in rows:  # escaped, as failures prints them
         where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"
-        print(f"  p(label) {_share(row['label_probability'])}  labelled {row['true']:<20} predicted "
-              f"{row['predicted']:<20} {_share(row['confidence'])}  {row['split']:<5}  {where}")
+        print(f"  p(label) {share(row['label_probability'])}  labelled {row['true']:<20} predicted "
+              f"{row['predicted']:<20} {share(row['confidence'])}  {row['split']:<5}  {where}")
     return 0
-
-
-def _share(p: float) -> str:
-    """A probability in six columns: one decimal of a per cent, "<0.1%" below (the order is the exact values')."""
-    return f"{p:6.1%}" if p >= 0.0005 else " <0.1%"

@@ -734,3 +734,21 @@ def test_compare_several_runs_carries_the_runs_own_warnings_in_every_view(erm_di
     assert "- **Warning (warned):** The shipped head is underconfident." in md
     assert f"- **Warning (every run):** {_md(shared[0])}" in md
     assert md.index("| run | overall |") < md.index("## Warnings") < md.index("**Warning (")
+
+
+def test_failures_lines_name_p_label_first_and_the_predicted_class_s_probability_after_it(erm_dir, capsys):
+    """Each row leads with p(label) and gives the predicted class's probability after its name, as label-issues
+    does: a bare leading per cent ("45.6%  labelled 1  predicted 7") read as a share labelled 1 (a new-user round)."""
+    assert main(["failures", str(erm_dir), "--limit", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert main(["failures", str(erm_dir), "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == len(rows) > 0
+    for line, row in zip(lines, rows):
+        fields = line.split()
+        assert fields[:2] == ["p(label)", f"{row['label_probability']:.1%}"]
+        at = fields.index("predicted")
+        assert fields[at + 1:at + 3] == [row["predicted"], f"{row['confidence']:.1%}"]
+    assert main(["failures", str(erm_dir), "--class", rows[0]["true"], "--limit", "1"]) == 0
+    line = capsys.readouterr().out.splitlines()[1].split()
+    assert line[0] == "p(label)" and line[2] == "predicted" and line[4].endswith("%")
