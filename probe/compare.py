@@ -409,11 +409,16 @@ def check_same_images(base: Report, other: Report) -> None:
         one, two = base.features, other.features
         by_test = None not in (one.test_dataset, two.test_dataset)
         a, b = (one.test_dataset, two.test_dataset) if by_test else (one.dataset, two.dataset)
-        what = "test splits of other content" if by_test else "the test images of two different data sets"
-        raise ValueError(f"the runs were scored on {what} (content fingerprints "
-                         f"{a[:12]} and {b[:12]}), even where file names and labels agree; a paired comparison needs "
-                         "the same test images. (The same images read from a folder and from an archive count as two "
-                         "data sets: extract both caches from one of them.)")
+        # the test fingerprint covers each test image's file name, label and content: 'of other content' misled
+        # where only test labels had been fixed (images moved between class folders, a new-user round)
+        what = ("test splits that differ in their file names, labels or image content (test fingerprints "
+                if by_test else "the test images of two different data sets (content fingerprints ")
+        agree = "" if by_test else ", even where file names and labels agree"
+        raise ValueError(f"the runs were scored on {what}{a[:12]} and {b[:12]}){agree}; a paired comparison needs "
+                         "the same test images and labels. To compare the two probes on one test split, score both on "
+                         "one cache: mr2probe compare BASE OTHER --features CACHE.h5 (the API: cache=ID), such as the "
+                         "cache with the corrected test labels. (The same images read from a folder and from an "
+                         "archive count as two data sets: extract both caches from one of them.)")
 
 
 def compare_on_images(base: Report, other: Report, predictions: tuple, where: str) -> Comparison:
