@@ -752,3 +752,19 @@ def test_failures_lines_name_p_label_first_and_the_predicted_class_s_probability
     assert main(["failures", str(erm_dir), "--class", rows[0]["true"], "--limit", "1"]) == 0
     line = capsys.readouterr().out.splitlines()[1].split()
     assert line[0] == "p(label)" and line[2] == "predicted" and line[4].endswith("%")
+
+
+def test_failures_of_every_class_predicted_as_one_count_its_mistakes_only(erm_dir, capsys):
+    """Without --class, --predicted NAME lists the images of other classes predicted as NAME: the header says they
+    are misclassified as NAME, not that they are all the test images predicted as NAME (a new-user round read "9 of
+    449 test images predicted as 7" where the probe predicted 48 as 7)."""
+    from probe.predictions import Predictions
+
+    predictions = Predictions.load(erm_dir)
+    labels, first = predictions.labels, predictions.predicted[0]
+    k = max(range(K), key=lambda c: ((first == c) & (labels != c)).sum())  # the class most mistaken for
+    name, wrong = NAMES[k], int(((first == k) & (labels != k)).sum())
+    assert 0 < wrong < int((first == k).sum())
+    assert main(["failures", str(erm_dir), "--predicted", name, "--limit", "1"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith(f"every class: {wrong} of {len(labels)} test images misclassified as {name} (first seed)")
