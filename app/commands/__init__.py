@@ -31,6 +31,53 @@ def share(p: float) -> str:
     return f"{p:6.1%}" if p >= 0.0005 else " <0.1%"
 
 
+def add_data_argument(parser) -> None:
+    """``--data DIR`` of `mr2probe failures` and `mr2probe label-issues`: the rows' paths in full."""
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="the data set folder the run's cache was extracted from: each image's path in full "
+                             "(the cache records paths inside the data set)")
+
+
+def check_data_folder(data) -> None:
+    """Refuse a ``--data`` that names a file (an archive: its members are no paths on disk)."""
+    from pathlib import Path
+
+    if data is not None and Path(data).is_file():
+        raise ValueError(f"--data {data} is a file, not a folder: give the folder the data set was extracted "
+                         "from, or leave --data out to list the paths inside the data set (an archive's members)")
+
+
+def full_paths(rows: list[dict], data) -> list[dict]:
+    """``rows`` with each ``source`` (a path inside the data set) joined to the data set folder ``data``
+    (:func:`_data_root`); as they are without ``data``."""
+    from pathlib import Path
+
+    if data is None:
+        return rows
+    root = _data_root(Path(data), [row["source"] for row in rows if row["source"] is not None])
+    return [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
+def _data_root(data: Path, sources: list[str]) -> Path:
+    """The folder the listed ``sources`` (paths inside the data set) lie under: ``data``, or its parent where they
+    start with its own name (a zip made from the folder keeps it as its top folder; ``--data`` naming that folder
+    printed .../digits_tt/digits_tt/test/9/img.png, a path that exists nowhere, a new-user round). Otherwise
+    ``data``, with one warning on stderr naming the files missing there and the folder they need."""
+    missing = [source for source in sources if not (data / source).is_file()]
+    if not missing:
+        return data
+    try:  # a symlink to that folder under another name ('ln -s digits_tt dl') names it too (an attack round)
+        named = dict.fromkeys([data, data.resolve()])
+    except (OSError, RuntimeError):  # a symlink loop
+        named = {data: None}
+    for folder in named:
+        if all(source.startswith(f"{folder.name}/") and (folder.parent / source).is_file() for source in sources):
+            return folder.parent
+    first = missing[0]
+    print(f"warning: {len(missing)} of the {len(sources)} listed files do not exist under --data {data} (such as "
+          f"{data / first}): --data must be the folder these paths start in, the one holding "
+          f"{first.split('/')[0]} (the cache records paths inside the data set, such as {first})", file=sys.stderr)
+    return data
+
+
 def run_folder(run):
     """The resolved folder of a run given on the command line: the folder, or the folder of its report.json."""
     from pathlib import Path

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 HELP = ("list a class's (or every class's) misclassified test images of a run (first seed), most confidently wrong "
         "first: the lowest probability of their own label (the likeliest wrong labels)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from . import add_data_argument
+
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
     parser.add_argument("--class", dest="class_name", default=None, metavar="NAME",
                         help='class name (one that starts with "-": --class=-name); without it, the mistakes on every '
@@ -18,9 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predicted", metavar="NAME", default=None,
                         help="only the mistakes predicted as this class (one cell of the confusion matrix)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many samples (default 20)")
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="the data set folder the run's cache was extracted from: each image's path in full "
-                             "(the cache records paths inside the data set)")
+    add_data_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
 
@@ -30,21 +29,17 @@ def run(args: argparse.Namespace) -> int:
     from probe.predictions import Predictions
     from probe.report import confusion_cell
 
-    from . import share
+    from . import check_data_folder, full_paths, share
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.data is not None and Path(args.data).is_file():  # an archive: its members are no paths on disk
-        raise ValueError(f"--data {args.data} is a file, not a folder: give the folder the data set was extracted "
-                         "from, or leave --data out to list the paths inside the data set (an archive's members)")
+    check_data_folder(args.data)
     report = load_report(args.run_dir)
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     predictions = Predictions.load(args.run_dir, len(report.class_names))
     rows = _cache_rows(report, args.run_dir, predictions.failure_rows(index, report.class_names, args.limit,
                                                                       predicted))
-    if args.data is not None:
-        root = _data_root(Path(args.data), [row["source"] for row in rows if row["source"] is not None])
-        rows = [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
+    rows = full_paths(rows, args.data)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -68,30 +63,6 @@ def run(args: argparse.Namespace) -> int:
         true = "" if index is not None else f"labelled {row['true']:<20} "
         print(f"  {label}{true}predicted {row['predicted']:<20} {share(row['confidence'])}  {where}")
     return 0
-
-
-def _data_root(data: Path, sources: list[str]) -> Path:
-    """The folder the listed ``sources`` (paths inside the data set) lie under: ``data``, or its parent where they
-    start with its own name (a zip made from the folder keeps it as its top folder; ``--data`` naming that folder
-    printed .../digits_tt/digits_tt/test/9/img.png, a path that exists nowhere, a new-user round). Otherwise
-    ``data``, with one warning on stderr naming the files missing there and the folder they need."""
-    import sys
-
-    missing = [source for source in sources if not (data / source).is_file()]
-    if not missing:
-        return data
-    try:  # a symlink to that folder under another name ('ln -s digits_tt dl') names it too (an attack round)
-        named = dict.fromkeys([data, data.resolve()])
-    except (OSError, RuntimeError):  # a symlink loop
-        named = {data: None}
-    for folder in named:
-        if all(source.startswith(f"{folder.name}/") and (folder.parent / source).is_file() for source in sources):
-            return folder.parent
-    first = missing[0]
-    print(f"warning: {len(missing)} of the {len(sources)} listed files do not exist under --data {data} (such as "
-          f"{data / first}): --data must be the folder these paths start in, the one holding "
-          f"{first.split('/')[0]} (the cache records paths inside the data set, such as {first})", file=sys.stderr)
-    return data
 
 
 def _cache_rows(report, run_dir: str, rows: list[dict]) -> list[dict]:

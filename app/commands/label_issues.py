@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from probe.config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS
 
     from ..label_issues import MAX_LIMIT
+    from . import add_data_argument
 
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
     parser.add_argument("--features", metavar="CACHE.h5", default=None,
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class", dest="class_name", default=None, metavar="NAME",
                         help="only images labelled NAME (one that starts with \"-\": --class=-name)")
     parser.add_argument("--limit", type=int, default=20, help=f"at most this many images, 1..{MAX_LIMIT} (default 20)")
+    add_data_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
 
@@ -35,16 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from probe.report import confusion_cell
 
     from ..label_issues import MAX_LIMIT, find_label_issues
-    from . import share
+    from . import check_data_folder, full_paths, share
 
     if not 1 <= args.limit <= MAX_LIMIT:
         raise ValueError(f"--limit must be in [1, {MAX_LIMIT}], got {args.limit}")
     if not MIN_CV_FOLDS <= args.folds <= MAX_CV_FOLDS:
         raise ValueError(f"--folds must be in [{MIN_CV_FOLDS}, {MAX_CV_FOLDS}], got {args.folds}")
+    check_data_folder(args.data)
     report = load_report(args.run_dir)  # the class checked before any fit
     index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"))
     found = find_label_issues(args.run_dir, args.features, args.folds)
-    rows = found.rows_of(index, args.limit)
+    rows = full_paths(found.rows_of(index, args.limit), args.data)  # the paths to fix the folders by
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -52,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
     total = len(predictions.failures(index))
     of = len(predictions.labels) if index is None else int((predictions.labels == index).sum())
     chosen = ", ".join(f"{k}={v:g}" for k, v in found.params.items())
+    inside = "" if args.data is not None else "; paths inside the data set, --data DIR prints them whole"
     shown = ("." if not rows else f"; the {len(rows)} likeliest wrong labels:" if len(rows) < total
              else ", likeliest wrong labels first:")
     print(f"{'every class' if index is None else args.class_name}: {total} of {of} train + val images predicted "
           f"otherwise than labelled, out of fold ({found.folds} folds of the run's configuration, {chosen}, "
-          f"first seed; paths inside the data set){shown}")
+          f"first seed{inside}){shown}")
     for row in rows:  # escaped, as failures prints them
         where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"
         print(f"  p(label) {share(row['label_probability'])}  labelled {row['true']:<20} predicted "

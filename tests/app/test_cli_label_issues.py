@@ -117,3 +117,24 @@ def test_the_classes_a_run_left_out_stay_out(noisy, tmp_path, capsys):
     for row in rows:  # rows of the cache, not of the run's reduced splits
         assert row["source"] == cache.sources(row["split"])[row["row"]]
         assert row["true"] == NAMES[int(cache.labels(row["split"])[row["row"]])]
+
+
+def test_data_prints_each_path_in_full_to_fix_the_folders_by(noisy, tmp_path, capsys):
+    """--data DIR joins each row's path to the data set folder, as `mr2probe failures --data` does: the paths to
+    move the wrongly labelled files by (a new-user round had only the paths inside the data set)."""
+    _, run, _ = noisy
+    rows = _rows(capsys, run, "--class", "dog", "--limit", "3")
+    for row in rows:  # the files exist there: no warning
+        (tmp_path / "set" / row["source"]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "set" / row["source"]).write_bytes(b"x")
+    full = _rows(capsys, run, "--class", "dog", "--limit", "3", "--data", tmp_path / "set")
+    assert [row["source"] for row in full] == [str(tmp_path / "set" / row["source"]) for row in rows]
+    assert [{**row, "source": None} for row in full] == [{**row, "source": None} for row in rows]
+    assert main(["label-issues", str(run), "--class", "dog", "--limit", "1", "--data", str(tmp_path / "set")]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert "paths inside the data set" not in lines[0] and lines[1].endswith(f" {tmp_path / 'set' / rows[0]['source']}")
+    assert err == ""
+    (tmp_path / "set.zip").write_bytes(b"x")  # an archive's members are no paths on disk: refused before any fit
+    assert main(["label-issues", str(run), "--data", str(tmp_path / "set.zip")]) == 2
+    assert "set.zip is a file, not a folder" in capsys.readouterr().err
