@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     of = len(predictions.labels) if index is None else int((predictions.labels == index).sum())
     chosen = ", ".join(f"{k}={v:g}" for k, v in found.params.items())
     inside = "" if args.data is not None else "; paths inside the data set, --data DIR prints them whole"
-    shown = ("." if not rows else f"; the {len(rows)} likeliest wrong labels:" if len(rows) < total
+    shown = ("." if not rows else "; the likeliest wrong label:" if len(rows) == 1 < total  # not 'the 1 ... labels'
+             else f"; the {len(rows)} likeliest wrong labels:" if len(rows) < total
              else ", likeliest wrong labels first:")
     print(f"{'every class' if index is None else args.class_name}: {total} of {of} train + val images predicted "
           f"otherwise than labelled, out of fold ({found.folds} folds of the run's configuration, {chosen}, "

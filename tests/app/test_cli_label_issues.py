@@ -73,6 +73,8 @@ def test_class_limit_and_the_table(noisy, capsys):
     assert lines[0].startswith(f"dog: {len(dogs)} of 100 train + val images predicted otherwise than labelled, out "
                                "of fold (5 folds of the run's configuration, lr=0.05, weight_decay=0, first seed")
     assert len(lines) == 4 and all("labelled dog" in line and "predicted" in line for line in lines[1:])
+    assert main(["label-issues", str(run), "--class", "dog", "--limit", "1"]) == 0  # one row: one label, no '1 ...s'
+    assert capsys.readouterr().out.splitlines()[0].endswith("; the likeliest wrong label:")
     assert dogs[0]["source"] in lines[1]
 
 
