@@ -1248,16 +1248,20 @@ def test_jobs_are_listed_page_by_page_with_their_total(tmp_path):
             assert client.get("/api/jobs", params=bad).status_code == 422
 
 
+def _two_caches(store, tmp_path) -> list[str]:
+    """The ids of two caches of one data set, rows alone (no file): what the runs listings filter and sort by."""
+    dataset = store.add_dataset(name="d", source="path", path=str(tmp_path), class_names=["a"],
+                                counts={"train": [1], "test": [1]}, fingerprint="f", skipped=0)
+    return [store.add_cache(dataset_id=dataset["id"], encoder="e", path=str(tmp_path / f"{i}.h5"), fingerprint=str(i),
+                            num_features=2, class_names=["a"], counts={}, job_id=None)["id"] for i in range(2)]
+
+
 def test_runs_are_listed_by_cache(tmp_path):
     """GET /api/runs?cache_id= lists one cache's runs (X-Total-Count: theirs), through an index: the run page read
     every run of the server for the few it can be compared with (an operator round with ~500 runs)."""
     with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
         store = client.app.state.store
-        dataset = store.add_dataset(name="d", source="path", path=str(tmp_path), class_names=["a"],
-                                    counts={"train": [1], "test": [1]}, fingerprint="f", skipped=0)
-        caches = [store.add_cache(dataset_id=dataset["id"], encoder="e", path=str(tmp_path / f"{i}.h5"),
-                                  fingerprint=str(i), num_features=2, class_names=["a"], counts={}, job_id=None)["id"]
-                  for i in range(2)]
+        caches = _two_caches(store, tmp_path)
         runs = [store.add_run(run_id=f"run_{i}", job_id=None, cache_id=caches[i % 2], name="r", head="linear",
                               loss="ce", reference_run=None, path=str(tmp_path / f"run_{i}"), summary={})["id"]
                 for i in range(5)]
@@ -1285,11 +1289,7 @@ def test_runs_are_listed_best_first_by_a_metric(tmp_path):
     round with 1,291 runs, 500 a page)."""
     with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
         store = client.app.state.store
-        dataset = store.add_dataset(name="d", source="path", path=str(tmp_path), class_names=["a"],
-                                    counts={"train": [1], "test": [1]}, fingerprint="f", skipped=0)
-        caches = [store.add_cache(dataset_id=dataset["id"], encoder="e", path=str(tmp_path / f"{i}.h5"),
-                                  fingerprint=str(i), num_features=2, class_names=["a"], counts={}, job_id=None)["id"]
-                  for i in range(2)]
+        caches = _two_caches(store, tmp_path)
         summaries = [{"overall": 0.5, "hard": 0.2, "worst_class": {"name": "a", "accuracy": 0.4}},
                      {"overall": 0.9, "hard": 0.1, "worst_class": {"name": "a", "accuracy": 0.1}}, {},
                      {"overall": 0.7, "hard": 0.3, "worst_class": {"name": "a", "accuracy": 0.2}}]
