@@ -18,7 +18,7 @@ from .compare import Comparison, metric_title
 from .numbers import percent, signed_points
 from .report import Num, Report, print_table, text_console
 from .selection import SIGN_TEST_ALPHA
-from .uncertainty import holm, p_text
+from .uncertainty import holm
 
 SUMMARY_METRICS = ("overall", "balanced", "hard", "worst_class")
 

@@ -56,6 +56,8 @@ def full_paths(rows: list[dict], data) -> list[dict]:
         return rows
     root = _data_root(Path(data), [row["source"] for row in rows if row["source"] is not None])
     return [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
+
+
 def _data_root(data: Path, sources: list[str]) -> Path:
     """The folder the listed ``sources`` (paths inside the data set) lie under: ``data``, or its parent where they
     start with its own name (a zip made from the folder keeps it as its top folder; ``--data`` naming that folder

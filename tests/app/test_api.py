@@ -638,7 +638,7 @@ def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
     delta and interval, the sign-flip tests Holm-corrected over the runs; every pairwise comparison as /api/compare
     gives it. Bounded and checked before any work: 422 for no run, a run named twice, the base among them, more
     than 12 runs."""
-    from probe.compare_many import holm
+    from probe.uncertainty import holm
 
     client = finished.client
     resp = client.get("/api/compare/many", params={"base": finished.erm, "other": [finished.mr2]})

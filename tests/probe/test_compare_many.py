@@ -3,7 +3,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from probe.compare_many import _cells, holm
+from probe.compare_many import _cells
+from probe.uncertainty import holm
 
 
 def _comparison(p_value, beyond=True, delta=0.05):
