@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probe.names import class_name
+from probe.names import class_name, listed
 
 from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
@@ -259,9 +259,10 @@ def _one_drop(probes: list[tuple[str, ProbeConfig, bool]]) -> list[str]:
     drops = [config.drop_classes for _, config, _ in probes]
     for (field, _, _), drop in zip(probes[1:], drops[1:]):
         if [class_name(n) for n in drop] != [class_name(n) for n in drops[0]]:
-            raise RequestInvalid(f"{field}.drop_classes", f"leaves out {drop or 'no class'}, the first probe "
-                                 f"{drops[0] or 'no class'}: every probe of a pipeline leaves out the same classes "
-                                 "(the first probe's run gives the others their groups)")
+            said = [listed([repr(n) for n in d], 10) if d else "no class" for d in (drop, drops[0])]
+            raise RequestInvalid(f"{field}.drop_classes", f"leaves out {said[0]}, the first probe {said[1]}: every "
+                                 "probe of a pipeline leaves out the same classes (the first probe's run gives the "
+                                 "others their groups)")
     return list(drops[0])
 
 

@@ -447,10 +447,15 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
 
 
 def check_same_classes(base: Report, other: Report) -> None:
-    """Raise ValueError, naming the first difference, when two runs do not have the same classes in order."""
+    """Raise ValueError, naming the first difference, when two runs do not have the same classes in order, and the
+    classes either left out (``drop_classes``): a run of 8 digits against one of 10 on the same cache read as two
+    data sets (a review)."""
     if list(base.class_names) != list(other.class_names):
+        dropped = [(name, run.config.get("drop_classes") or []) for name, run in (("base", base), ("other", other))]
+        why = "; ".join(f"the {name} run left out {listed(drop, 10)}" for name, drop in dropped if drop)
         raise ValueError("runs have different classes and cannot be compared: "
-                         + first_class_difference(base.class_names, other.class_names))
+                         + first_class_difference(base.class_names, other.class_names)
+                         + (f" ({why}: compare it with a run that left out the same classes)" if why else ""))
 
 
 def _overall_metric(base: Report, other: Report) -> str:

@@ -60,7 +60,7 @@ def test_a_pipeline_on_a_cache_leaves_a_class_out_of_both_probes(service, tmp_pa
     ([dict(ERM, drop_classes=["B"])], "probes[0].drop_classes", "no class named 'B' to leave out (did you mean 'b'?)"),
     ([dict(ERM, drop_classes=["a", "b"])], "probes[0].drop_classes", "leaves 1 class; a probe needs 2"),
     ([dict(ERM, drop_classes=["b"]), MR2], "probes[1].drop_classes",
-     "every probe of a pipeline leaves out the same classes"),
+     "leaves out no class, the first probe 'b': every probe of a pipeline leaves out the same classes"),
     ([dict(ERM, drop_classes=["b", "b"])], "probes", "drop_classes must be distinct values; repeated: 'b'"),
 ])
 def test_a_drop_that_cannot_run_is_refused_before_a_job_exists(service, tmp_path, probes, field, says):
@@ -123,3 +123,16 @@ def test_the_failures_of_a_run_that_left_a_class_out_name_rows_of_the_cache_test
     for item in items:
         assert sources[item["index"]] == item["source"] == f"{item['index']}.png"
         assert test.class_names[labels[item["index"]]] == item["true"] != "a"
+
+
+def test_a_run_that_left_a_class_out_is_not_compared_with_one_of_every_class_and_says_why(service, tmp_path):
+    """Two runs of one cache, one of them without a class: "runs have different classes" named their first
+    difference alone, as if they were of two data sets (a review)."""
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    runs = []
+    for drop in ([], ["b"]):
+        body = {"kind": "probe", "cache_id": cache["id"], "config": dict(ERM, drop_classes=drop)}
+        runs.append(wait_job(service, service.post("/api/jobs", json=body).json()["id"])["result"]["run_ids"][0])
+    resp = service.get("/api/compare", params={"base": runs[0], "other": runs[1]})
+    assert resp.status_code == 422
+    assert "(the other run left out b: compare it with a run that left out the same classes)" in resp.text
