@@ -16,6 +16,7 @@ or when a round changes nothing. Every step keeps the floor, so the result never
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -84,8 +85,10 @@ class PosthocLogitBias:
             per_class = (correct @ onehot) / counts  # (G, K); nan for classes without samples
         # accuracy as the mean over samples: exactly equal for equal totals, so ties stay ties (the tie-break below)
         overall = correct.mean(axis=1) if self.overall == "accuracy" else np.nan_to_num(per_class) @ weights
-        if self.objective == "hard":
-            objective = np.nanmean(per_class[:, np.asarray(self.groups["hard"], dtype=np.int64)], axis=1)
+        if self.objective == "hard":  # nan where no hard class has a validation image: numpy's warning unsaid
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+                objective = np.nanmean(per_class[:, np.asarray(self.groups["hard"], dtype=np.int64)], axis=1)
         else:
             objective = np.nanmin(per_class, axis=1)
         return objective, overall
