@@ -140,7 +140,7 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     header = capsys.readouterr().out.splitlines()[0]
     total = int(re.match(r"dog: (\d+) of \d+ test images misclassified \(first seed\) \(paths inside the data "
                          r"set; --data DIR prints them whole\)", header).group(1))
-    assert header.endswith(":" if total == 1 else "; the 1 most confidently wrong:")
+    assert header.endswith(":" if total == 1 else "; the most confidently wrong one:")
     # --data: each path in full (a new-user round: paths relative to a root never printed)
     assert main(["failures", str(out), "--class", "dog", "--limit", "3", "--json", "--data", str(tmp_path / "imgs")]) == 0
     assert [r["source"] for r in json.loads(capsys.readouterr().out)] == [str(tmp_path / "imgs" / r["source"])
