@@ -32,14 +32,20 @@ class CachePredictions:
     probabilities: Any = None  # (n, K) float32 every class's softmax probability, when asked for
     truth: Any = None  # probe.deploy.TrueClass of labelled images: NLL and top-k of the scores
 
+    def known_rows(self) -> Any:
+        """The rows of the images of classes the run has (the others are no one's mistakes and no pair's)."""
+        import numpy as np
+
+        return np.flatnonzero(self.labels >= 0)
+
     def known(self) -> tuple[Any, Any]:
-        """``(rows, predictions)``: the rows of the images of classes the run has (the others are no one's mistakes
-        and no pair's) and their ``probe.predictions.Predictions``, whose index ``i`` is the split's row ``rows[i]``."""
+        """``(rows, predictions)``: :meth:`known_rows` and their ``probe.predictions.Predictions``, whose index ``i``
+        is the split's row ``rows[i]``."""
         import numpy as np
 
         from probe.predictions import Predictions
 
-        rows = np.flatnonzero(self.labels >= 0)
+        rows = self.known_rows()
         # the probability of each image's label, exp(−NLL) as the run stored it (probe.run): lowest first in failures
         p_label = None if self.truth is None else np.exp(-self.truth.loss[rows])
         return rows, Predictions(self.labels[rows], self.predicted[rows][None, :], self.confidence[rows],
@@ -320,7 +326,7 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
         stored = Predictions.load(run_dir, len(probe.class_names))
     except (FileNotFoundError, ValueError):  # none stored, or damaged on disk: the scores stand without it
         return None
-    rows, _ = got.known()
+    rows = got.known_rows()  # the rows alone: no Predictions (sources, p(label)) built to be dropped
     images = len(rows)
     equal = int((stored.predicted[0] == got.predicted[rows]).sum()) if stored.predicted.shape[1] == images else 0
     return {"equal": equal, "images": images}
