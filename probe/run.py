@@ -64,7 +64,8 @@ from .uncertainty import observed_class_accuracy, p_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes", "kept_classes", "kept_rows"]
+__all__ = ["ProbeCancelled", "run_probe", "carve_validation", "without_classes", "kept_classes", "kept_rows",
+           "given_rows"]
 
 
 class ProbeCancelled(Exception):
@@ -225,6 +226,14 @@ def kept_rows(labels: np.ndarray, class_names: Sequence[str], drop: Sequence[str
     row ``i`` of the split :func:`without_classes` leaves is row ``kept_rows(...)[i]`` of the given one."""
     labels = np.asarray(labels, dtype=np.int64)
     return np.flatnonzero(np.isin(labels, kept_classes(drop, class_names))) if drop else np.arange(len(labels))
+
+
+def given_rows(rows: list[dict], labels: np.ndarray, class_names: Sequence[str], drop: Sequence[str]) -> list[dict]:
+    """``rows`` (``Predictions.failure_rows``' of a run that left ``drop`` out) with each ``index`` as its row of the
+    given split (its ``labels`` among ``class_names``, :func:`kept_rows`): the run's predictions hold the other
+    classes' images alone, whose positions named other rows of its cache ('test row 337' for row 377; a review)."""
+    rows_of = kept_rows(labels, class_names, drop)
+    return [{**row, "index": int(rows_of[row["index"]])} for row in rows]
 
 
 def _check_data(data: dict, class_names: list[str]) -> int:

@@ -68,20 +68,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _cache_rows(report, run_dir: str, rows: list[dict]) -> list[dict]:
     """The rows with each ``index`` as its row of the cache's test split: a run that left classes out stored
-    predictions of the other classes' test images alone, whose positions (``probe.run.kept_rows``) named other rows
-    of its cache ('test row 337' for row 377). Its cache unreadable here (moved, a service cache id): as they are,
+    predictions of the other classes' test images alone (``probe.run.given_rows``). Its cache unreadable here (moved, a service cache id): as they are,
     their sources naming the images."""
     drop = report.config.get("drop_classes") or []
     if not drop or not rows:
         return rows
-    from probe.run import kept_rows
+    from probe.run import given_rows
 
     from ..label_issues import run_cache
 
     try:
         cache = run_cache(report, run_dir)
-        rows_of = kept_rows(cache.labels("test"), list(cache.class_names), drop)
+        return given_rows(rows, cache.labels("test"), list(cache.class_names), drop)
     except (OSError, ValueError):
         return rows
-    return [{**row, "index": int(rows_of[row["index"]])} for row in rows]
 
