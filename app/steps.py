@@ -9,6 +9,7 @@ step leaves on disk is recorded in its own job's result first (``extraction``: t
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -390,46 +391,81 @@ def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | 
         job = store.get_job(run["job_id"]) if run.get("job_id") else None
     except NotFound:
         return None
-    if job is None or job["status"] != JobStatus.succeeded.value:
+    if job is None:
         return None
     request, made = job["request"], job["result"].get("run_ids") or []
     if job["kind"] == "probe":
-        return request.get("config") if not request.get("reference_run") else None
+        succeeded = job["status"] == JobStatus.succeeded.value
+        return request.get("config") if succeeded and not request.get("reference_run") else None
+    # a pipeline's first run is its reference once recorded, whatever the job's later probes do (a pipeline waiting
+    # for another's reference reuses it while that one trains its second probe)
     return (request.get("probes") or [None])[0] if job["kind"] == "pipeline" and made[:1] == [run["id"]] else None
 
 
 def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reuse: bool, start: float,
                     span: float) -> dict[str, Any]:
-    """A pipeline's reference run: the newest finished run on this cache that its job trained with this very
-    configuration as its reference (relaunching a pipeline with another second probe trained an identical ERM run
-    each time), when ``reuse``, it read the cache's file as it is now (``cache_stamp``: a registered file written
-    over with other values and registered again kept its cache and runs; an attack round) and its report loads
-    and was written by this code (``probe.report.code_digest``); else a new one. The run is recorded as this job's
-    before it is checked to be still there, so that a deletion between the two waits for the job (409) or is seen
-    here (a review)."""
+    """A pipeline's reference run: when ``reuse``, one an earlier job trained (:func:`_reusable_reference`), or
+    one another running pipeline is training now with the same configuration on the same cache (this job waits
+    for it: two pipelines started together, ``MR2PROBE_CPU_JOBS`` > 1, each trained the same ERM run), else a new
+    one."""
+    passed_over: list[dict[str, Any]] = []
+    waiting = False
+    while reuse:
+        run = _reusable_reference(ctx, cache_id, config, passed_over)
+        if run is not None:
+            ctx.progress(start + span, f"{run['name']} reused")
+            return run
+        holder = ctx.store.claim_result(ctx.job_id, "training_reference", _reference_key(ctx, cache_id, config))
+        if holder is None:
+            break
+        if not waiting:
+            ctx.message(f"reference: job {holder} is training this configuration on cache {cache_id}; waiting for "
+                        "it, to reuse its run")
+            waiting = True
+        with ctx.idle():  # its slot runs a queued job meanwhile
+            ctx.stop_event.wait(BUSY_POLL_SECONDS)
+        ctx.check_stop()
+    if passed_over:  # said: a second identical run had appeared without a word (a dashboard-only round)
+        ctx.message(f"reference: run {passed_over[0]['id']} ({passed_over[0]['name']}) trained this configuration on "
+                    f"cache {cache_id}, but its report was written by other code (before an upgrade) or cannot be "
+                    "read: trained again")
+    return probe_step(ctx, cache_id, config, None, start, span)
+
+
+def _reference_key(ctx: JobContext, cache_id: str, config: dict[str, Any]) -> str:
+    """What a pipeline training a reference claims (``Store.claim_result``): the cache, its file's stamp and the
+    configuration."""
+    stamp = ctx.store.get_cache(cache_id).get("stamp")
+    text = json.dumps([cache_id, stamp, config], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _reusable_reference(ctx: JobContext, cache_id: str, config: dict[str, Any],
+                        passed_over: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest finished run on this cache that its job trained with this very configuration as its reference
+    (relaunching a pipeline with another second probe trained an identical ERM run each time), it read the cache's
+    file as it is now (``cache_stamp``: a registered file written over with other values and registered again kept
+    its cache and runs; an attack round) and its report loads and was written by this code
+    (``probe.report.code_digest``; one that does not is added to ``passed_over``). The run is recorded as this
+    job's before it is checked to be still there, so that a deletion between the two waits for the job (409) or is
+    seen here (a review)."""
     stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
-    passed_over = None
-    for run in ctx.store.reference_runs(cache_id) if reuse else ():
+    for run in ctx.store.reference_runs(cache_id):
         if run.get("cache_stamp") == stamp and trained_as_reference(ctx.store, run) == config:
             if not _current_report(run):
-                passed_over = passed_over or run
+                passed_over.extend([run] if run not in passed_over else [])
                 continue
             ctx.record(run_ids=[run["id"]])
             try:
                 ctx.store.get_run(run["id"])
             except NotFound:  # deleted before it was recorded: train one
                 ctx.record(run_ids=[])
-                break
+                return None
             ctx.message(f"reference: run {run['id']} ({run['name']}) trained this configuration on cache {cache_id} "
                         "already: reused, not trained again (a job request with reuse_reference=false trains it "
                         "again)")
-            ctx.progress(start + span, f"{run['name']} reused")
             return run
-    if passed_over is not None:  # said: a second identical run had appeared without a word (a dashboard-only round)
-        ctx.message(f"reference: run {passed_over['id']} ({passed_over['name']}) trained this configuration on cache "
-                    f"{cache_id}, but its report was written by other code (before an upgrade) or cannot be read: "
-                    "trained again")
-    return probe_step(ctx, cache_id, config, None, start, span)
+    return None
 
 
 def _current_report(run: dict[str, Any]) -> bool:

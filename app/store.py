@@ -662,6 +662,23 @@ class Store:
                          (json.dumps(result), utcnow(), job_id))
         return result
 
+    def claim_result(self, job_id: str, key: str, value: str) -> str | None:
+        """Record ``value`` under ``key`` in the job's result unless another running job's result holds it already;
+        returns that job's id (nothing recorded), else None. One transaction: of two jobs claiming together, one
+        sees the other's claim (two pipelines started together each trained the same ERM reference)."""
+        with self._tx() as conn:
+            holder = conn.execute("SELECT id FROM jobs WHERE status = ? AND id != ? AND json_extract(result, ?) = ? "
+                                  "ORDER BY rowid LIMIT 1",
+                                  (JobStatus.running.value, job_id, f"$.{key}", value)).fetchone()
+            if holder is not None:
+                return holder["id"]
+            row = conn.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound("jobs", job_id)
+            conn.execute("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?",
+                         (json.dumps({**json.loads(row["result"]), key: value}), utcnow(), job_id))
+        return None
+
     def job_counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {r["status"]: r["n"] for r in rows}

@@ -108,3 +108,42 @@ def test_a_reference_deleted_while_it_is_being_reused_is_held_or_trained_again(f
     monkeypatch.setattr(steps.JobContext, "record", record_then_delete)
     job = _pipeline(client, cache_id=cache_id, probes=[ERM, dict(FAST_PROBE, loss="focal", select="hard")])
     assert job["result"]["run_ids"][0] == first and refused and "is used by job" in refused[0]
+
+
+def test_two_pipelines_started_together_train_one_reference(tmp_path, tiny_zip, monkeypatch):
+    """With two CPU slots, two pipelines on one cache each trained the same ERM reference (a state round): the
+    second waits for the first's and reuses it."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    import app.steps as steps
+    from app.main import create_app
+    from app_testutils import make_settings, wait_for
+
+    real, release, calls = steps.probe_step, threading.Event(), []
+
+    def held_first(ctx, *args, **kwargs):
+        calls.append(ctx.job_id)
+        if len(calls) == 1:
+            assert release.wait(120), "never released"
+        return real(ctx, *args, **kwargs)
+
+    with TestClient(create_app(make_settings(tmp_path, cpu_jobs=2))) as client:
+        dataset = client.post("/api/datasets", files={"file": ("tiny.zip", tiny_zip, "application/zip")}).json()
+        extract = client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"],
+                                                 "encoder": "effnet-lite0"}).json()["id"]
+        cache_id = wait_job(client, extract)["result"]["cache_id"]
+        monkeypatch.setattr(steps, "probe_step", held_first)
+        first = client.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache_id, "probes": [ERM]}).json()["id"]
+        wait_for(lambda: calls, 60, what="the first pipeline training its reference")
+        second = client.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache_id,
+                                                "probes": [ERM, dict(FAST_PROBE, loss="focal")]}).json()["id"]
+        wait_for(lambda: client.get(f"/api/jobs/{second}").json()["status"] not in ("queued", "running")
+                 or any(f"job {first} is training this configuration" in m["text"]
+                        for m in client.get(f"/api/jobs/{second}").json()["messages"]), 120,
+                 what="the second pipeline waiting (or, unfixed, finished)")
+        release.set()
+        made = [wait_job(client, job)["result"]["run_ids"] for job in (first, second)]
+    assert made[1][0] == made[0][0] and len(made[1]) == 2
+    assert calls == [first, second]  # the reference trained once, the focal probe by the second pipeline
