@@ -58,6 +58,28 @@ def _progress_printer(stream=None):
     return show
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """--seeds, --epochs and --per-class within the bounds `mr2probe train` and `extract` check (one definition
+    each), each refusal naming its flag, before the data set is read: they were refused by the pipeline job's
+    pydantic report, naming `probes.0.seeds`, and --per-class 0 ran on the default 100 images per class."""
+    from pydantic import ValidationError
+
+    from probe.constraints import check
+    from probe.params import TRAINER_PARAMS
+
+    from ..schemas import ExtractOptions
+    from .extract import options_refused
+    from .train import check_seed_count
+
+    check_seed_count(args.seeds)
+    if args.epochs is not None:
+        check("--epochs", args.epochs, TRAINER_PARAMS["epochs"])
+    try:
+        ExtractOptions(max_per_class=args.per_class)
+    except ValidationError as exc:
+        raise ValueError(options_refused(exc, {"max_per_class": "--per-class"})) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
     from ..main import create_app
@@ -66,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.full and args.per_class is not None:
         raise ValueError("--full and --per-class exclude each other")
+    _check_numbers(args)
     data = find_demo_data(args.data)
     per_class = None if args.full else (args.per_class or DEFAULT_PER_CLASS)
     overrides = {"host": "127.0.0.1", "port": args.port, "data_root": data.parent}

@@ -156,9 +156,15 @@ def _check_options(args: argparse.Namespace) -> None:
         given = {"val_fraction": args.val_fraction} if args.val_fraction is not None else {}  # else the default
         ExtractOptions(batch_size=args.batch_size, seed=args.seed, max_per_class=args.max_per_class, **given)
     except ValidationError as exc:
-        raise ValueError("; ".join(f"--{'-'.join(map(str, e['loc']))}".replace("_", "-") + " "
-                                   + e["msg"].lower().removeprefix("input ") + f", got {e['input']!r}"
-                                   for e in exc.errors())) from None
+        raise ValueError(options_refused(exc)) from None
+
+
+def options_refused(exc, flags: dict[str, str] | None = None) -> str:
+    """An ``ExtractOptions`` ``ValidationError`` as one line naming each option by its flag (``--max-per-class
+    should be greater than or equal to 1, got 0``); ``flags`` renames a field's flag (the demo's ``--per-class``)."""
+    flags = flags or {}
+    return "; ".join(flags.get(str(e["loc"][0]), f"--{'-'.join(map(str, e['loc']))}".replace("_", "-")) + " "
+                     + e["msg"].lower().removeprefix("input ") + f", got {e['input']!r}" for e in exc.errors())
 
 
 def _data_set_gaps(data) -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
+from probe.config import MAX_CV_FOLDS, MAX_SEEDS, MIN_CV_FOLDS
 from probe.decision import MIN_VAL_PER_CLASS
 from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
@@ -173,15 +173,19 @@ def parse_head_options(items: list[str] | None) -> dict[str, float | bool]:
     return dict(_assignments(items, "--head-option", "NAME=VALUE with a number, true or false", _number_or_bool))
 
 
+def check_seed_count(count: int) -> None:
+    """``--seeds N`` in 1..MAX_SEEDS, checked before its list of seeds is built (10**20 seeds was a traceback; an
+    attack round)."""
+    if not 1 <= count <= MAX_SEEDS:
+        raise ValueError(f"--seeds must be an integer in [1, {MAX_SEEDS}], got {count}.")
+
+
 def build_config(args: argparse.Namespace, default_head: str | None):
     """ProbeConfig from the command-line arguments (unset options keep ProbeConfig's defaults; the head defaults
     to ``default_head``, the cache's), with the precedence of :func:`app.validation.resolve_probe_config`."""
     from ..validation import resolve_probe_config
 
-    from probe import MAX_SEEDS
-
-    if not 1 <= args.seeds <= MAX_SEEDS:  # before the list is built (10**20 seeds was a traceback; an attack round)
-        raise ValueError(f"--seeds must be an integer in [1, {MAX_SEEDS}], got {args.seeds}.")
+    check_seed_count(args.seeds)
     loss_options, loss_options_grid = parse_loss_options(args.loss_option)
     fields = {
         "loss_options": loss_options or None,

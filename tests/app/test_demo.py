@@ -235,3 +235,24 @@ def test_the_suggested_budget_is_enough_to_choose_the_closest_setting():
         assert line.startswith(f"It would be chosen with --max-overall-drop {said} ")
         assert within_budget({"val_overall_delta_simultaneous_lo": lo}, float(said) / 100)
     assert _budget_line(False, -0.01) == []
+
+
+@pytest.mark.parametrize("flags, refusal", [
+    (["--seeds", "0"], "--seeds must be an integer in [1, 20], got 0."),
+    (["--seeds", "99"], "--seeds must be an integer in [1, 20], got 99."),
+    (["--epochs", "0"], "--epochs must be an integer in [1, 10000], got 0."),
+    (["--per-class", "0"], "--per-class should be greater than or equal to 1, got 0"),
+    (["--per-class", "-5"], "--per-class should be greater than or equal to 1, got -5"),
+])
+def test_demo_refuses_its_numbers_as_train_and_extract_do(tmp_path, capsys, flags, refusal):
+    """A README round: `mr2probe demo --seeds 0` (or 99, or --epochs 0) ended in pydantic's report of eight lines
+    naming `probes.0.seeds`, not the flag, after the data set line; --per-class 0 ran the demo on 100 images per
+    class. Each is refused in one line naming the flag, as `mr2probe train` and `extract` refuse them, before
+    anything is read or written."""
+    data = tmp_path / "tiny.zip"
+    data.write_bytes(tiny_zip_bytes(6, 3))
+    rc = main(["demo", "--data", str(data), "--no-serve", "--data-dir", str(tmp_path / "state"), *flags])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.err == f"mr2probe demo: error: {refusal}\n"
+    assert captured.out == "" and not (tmp_path / "state").exists()
