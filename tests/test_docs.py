@@ -80,3 +80,21 @@ def test_every_encoder_pattern_is_named_where_users_pick_one():
               "docs/ARCHITECTURE.md": (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")}
     assert not [(where, pattern) for pattern in list_encoders() for where, text in places.items()
                 if pattern not in " ".join((text or "").split())]
+
+
+def test_the_architecture_names_every_command_and_every_report_field():
+    """docs/ARCHITECTURE.md's app layout listed the CLI's commands without export and backup, and its report.json
+    outline had no `environment` (a README round): each name of app.cli.COMMANDS is in that listing, and each field
+    of probe.Report, and of its features, is in the outline."""
+    import re
+
+    from app.cli import COMMANDS
+    from probe.report import FeatureSource, Report
+
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    start = text.index("demo.py, cli.py, commands/")
+    listing = " ".join(text[start:text.index("\n", text.index("\n", start) + 1)].split())
+    assert not [name for name in COMMANDS if not re.search(rf"\b{name.replace('_', '-')}\b", listing)]
+    start = text.index("### `report.json`")
+    outline = text[text.index("```\n{", start):text.index("\n}\n```", start)]
+    assert not [name for name in [*Report.model_fields, *FeatureSource.model_fields] if f'"{name}"' not in outline]
