@@ -1,5 +1,6 @@
 """The hand-written docs name what the registries hold: a loss, head or error added to the code and not to the
 README or docs/ARCHITECTURE.md fails here (a maintainer round found the lists and the error table stale)."""
+import argparse
 from pathlib import Path
 
 from probe.registry import HEADS, LOSSES
@@ -98,3 +99,64 @@ def test_the_architecture_names_every_command_and_every_report_field():
     start = text.index("### `report.json`")
     outline = text[text.index("```\n{", start):text.index("\n}\n```", start)]
     assert not [name for name in [*Report.model_fields, *FeatureSource.model_fields] if f'"{name}"' not in outline]
+
+
+def _readme_commands() -> list[tuple[str, str]]:
+    """(command, flag) for each --flag of each `mr2probe COMMAND ...` of the README's bash blocks and of its comments
+    (`predict --split` there is predict's): a line ending in a backslash, or an indented one that starts with `[--`
+    or `#`, continues the one before."""
+    import re
+
+    from app.cli import COMMANDS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands: list[list[str]] = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        current, joined = None, False  # the mr2probe command being read, whether the line before continues
+        for line in block.splitlines():
+            code = line.rstrip()
+            if joined or code.lstrip().startswith(("[--", "#")) and code[:1] == " ":
+                if current is not None:
+                    current.append(code)
+            else:
+                current = [code] if code.startswith("mr2probe ") else None
+                if current is not None:
+                    commands.append(current)
+            joined = code.split("#")[0].rstrip().endswith("\\")
+    names = {name.replace("_", "-") for name in COMMANDS}
+    found = []
+    for parts in commands:
+        text = re.sub(r"^mr2probe (--threads \S+ )?", "", " ".join(parts))
+        command = text.split()[0]
+        found += [(before if before in names else command, flag)
+                  for before, flag in re.findall(r"(?:([a-z-]+) )?(?<![\w-])(--[a-z][a-z0-9-]*)", text)]
+    return found
+
+
+def test_every_flag_of_a_readme_command_is_one_of_that_command():
+    """A README round read every `mr2probe ...` line of the README against `--help`: a flag renamed or dropped in
+    the parser and not in the README fails here."""
+    from app.cli import build_parser
+
+    parser, _ = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    found = _readme_commands()
+    assert len(found) >= 60 and {"extract", "train", "compare", "predict", "serve", "backup"} <= {c for c, _ in found}
+    assert not [(command, flag) for command, flag in found
+                if flag not in commands[command]._option_string_actions and flag not in parser._option_string_actions]
+
+
+def test_every_api_route_the_readme_names_is_in_the_openapi_schema(tmp_path):
+    """Every `/api/...` path of the README (ids in braces, query strings dropped) is one the service declares."""
+    import re
+
+    from app.config import Settings
+    from app.main import create_app
+
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    declared = {shape(path) for path in create_app(Settings(data_dir=tmp_path)).openapi()["paths"]}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = {shape(m.rstrip("/.")) for m in re.findall(r"/api/[A-Za-z0-9_{}/.-]+", readme)} - {"/api"}  # /api/...
+    assert len(named) >= 20 and not sorted(named - declared)
