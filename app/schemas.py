@@ -364,6 +364,14 @@ class JobAccepted(BaseModel):
     url: str
 
 
+class JobsRemovedOut(BaseModel):
+    """The job records a removal deleted (``DELETE /api/jobs/{id}/record``, ``DELETE /api/jobs?older_than_days=``);
+    the runs and caches the jobs made stay."""
+
+    removed: list[str] = Field(..., description="the ids of the job records removed (with dry_run: those it would)")
+    dry_run: bool = Field(False, description="true: nothing was removed")
+
+
 # -- runs and reports (the report and comparison documents are probe.Report and probe.Comparison) -------
 MAX_NOTE = 2000  # characters of a run's note
 # a note may hold line breaks and tabs, no other control, direction or zero-width character

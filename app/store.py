@@ -514,6 +514,25 @@ class Store:
         """Jobs (of ``status``): the total a page of :meth:`list_jobs` is of."""
         return self.count("jobs", *self._job_filter(status))
 
+    _FINISHED_MARKS = ", ".join("?" for _ in FINISHED)
+
+    def finished_jobs(self, before: str) -> list[dict[str, Any]]:
+        """Finished jobs (succeeded, failed, cancelled) that ended before ``before`` (an ISO time; a job of an older
+        version without ``finished_at``: its last change), oldest first: what a purge of old job records removes."""
+        return self.rows(f"SELECT * FROM jobs WHERE status IN ({self._FINISHED_MARKS}) AND "
+                         "COALESCE(finished_at, updated_at) < ? ORDER BY rowid", (*(s.value for s in FINISHED), before))
+
+    def remove_finished_jobs(self, job_ids: list[str]) -> list[str]:
+        """Delete the rows of those of ``job_ids`` that are still finished, in one transaction (a job resumed
+        meanwhile stays); returns the ids deleted. The runs and caches the jobs made are rows of their own and stay."""
+        removed: list[str] = []
+        with self._tx() as conn:
+            for job_id in job_ids:
+                if conn.execute(f"DELETE FROM jobs WHERE id = ? AND status IN ({self._FINISHED_MARKS})",
+                                (job_id, *(s.value for s in FINISHED))).rowcount:
+                    removed.append(job_id)
+        return removed
+
     def next_queued(self) -> list[dict[str, Any]]:
         """Queued jobs, oldest first (the worker's scheduling order)."""
         rows = self._conn().execute(

@@ -18,7 +18,7 @@ from .config import Settings
 from .datadir import lock_data_dir
 from .jobs import JobCancelled, JobContext, JobKind
 from .messages import ClientMessages
-from .status import ACTIVE, InvalidTransition, JobStatus, NotFound
+from .status import ACTIVE, FINISHED, InvalidTransition, JobStatus, NotFound
 from .store import CANCEL_REQUESTED, Store, cancel_asked
 from .threads import limit_threads
 
@@ -175,6 +175,37 @@ class JobRunner:
             self.store.add_message(job_id, CANCEL_REQUESTED)
             return self.store.get_job(job_id)
         raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
+
+    def remove(self, job_id: str, dry_run: bool = False) -> dict[str, Any]:
+        """Remove a finished job's record (``DELETE /api/jobs/{id}/record``); returns its row. A queued, running or
+        interrupted job is refused (InvalidTransition, a 409): it is cancelled first."""
+        job = self.store.get_job(job_id)
+        status = JobStatus(job["status"])
+        if status not in FINISHED:
+            raise InvalidTransition(f"job {job_id!r} is {status.value}; only a finished job (succeeded, failed or "
+                                    f"cancelled) can be removed: cancel it first (DELETE /api/jobs/{job_id})")
+        if not dry_run and not self._remove([job]):
+            raise InvalidTransition(f"job {job_id!r} is {self.store.get_job(job_id)['status']} now; only a finished "
+                                    "job can be removed")
+        return job
+
+    def purge(self, before: str, dry_run: bool = False) -> list[str]:
+        """Remove the records of every job that finished before ``before`` (an ISO time); returns their ids."""
+        jobs = self.store.finished_jobs(before)
+        return [job["id"] for job in jobs] if dry_run else self._remove(jobs)
+
+    def _remove(self, jobs: list[dict[str, Any]]) -> list[str]:
+        """Delete finished jobs' rows, first what they left that only a resume or the start-up sweep would find
+        (the kind's ``discard``: a failed job's partial extraction and half-written run, which no row would name
+        afterwards); the runs and caches they made stay. Returns the ids deleted (not one resumed meanwhile)."""
+        for job in jobs:
+            kind = self.handlers.get(job["kind"])
+            if kind is not None:
+                kind.discard(job, self.store, self.settings)
+        removed = self.store.remove_finished_jobs([job["id"] for job in jobs])
+        if removed:
+            logger.info("removed %d finished job record(s): %s", len(removed), ", ".join(removed[:5]))
+        return removed
 
     def resume(self, job_id: str) -> dict[str, Any]:
         job = self.store.resume(job_id, self.settings.max_queued_jobs)  # "resumed" added with the change

@@ -1,6 +1,7 @@
-"""``/api/jobs``: submit (202), list, inspect, cancel and resume background jobs."""
+"""``/api/jobs``: submit (202), list, inspect, cancel and resume background jobs, and remove finished ones' records."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -11,7 +12,8 @@ from ..deps import TOTAL_COUNT, OffsetQuery, get_runner, get_store, set_total
 from ..store import Store
 from ..status import RESUMABLE, JobStatus
 from ..steps import job_what
-from ..schemas import BODY_TOO_LARGE, ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut
+from ..schemas import (BODY_TOO_LARGE, DRY_RUN, ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut,
+                       JobsRemovedOut)
 from ..validation import validate_job
 from ..worker import JobRunner
 
@@ -74,3 +76,25 @@ def cancel_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobOu
 def resume_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobAccepted:
     row = runner.resume(job_id)
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
+
+
+_UNFINISHED = {409: {"model": ErrorOut, "description": "the job is queued, running or interrupted: cancel it first"}}
+
+
+@router.delete("/jobs/{job_id}/record", response_model=JobsRemovedOut, responses={**ERROR_RESPONSES, **_UNFINISHED},
+               summary="Remove a finished job's record (succeeded, failed or cancelled); its runs and caches stay")
+def remove_job(job_id: IdPath, dry_run: bool = DRY_RUN, runner: JobRunner = Depends(get_runner)) -> JobsRemovedOut:
+    """The jobs table otherwise grew for ever (``DELETE /api/jobs/{id}`` cancels; an operator round)."""
+    return JobsRemovedOut(removed=[runner.remove(job_id, dry_run)["id"]], dry_run=dry_run)
+
+
+OlderThanQuery = Query(..., ge=0, le=100_000, description="remove the records of the jobs that finished (succeeded, "
+                       "failed or cancelled) more than this many days ago; 0: every finished job")
+
+
+@router.delete("/jobs", response_model=JobsRemovedOut, responses=ERROR_RESPONSES,
+               summary="Remove the records of finished jobs older than a bound; open jobs, runs and caches stay")
+def purge_jobs(older_than_days: float = OlderThanQuery, dry_run: bool = DRY_RUN,
+               runner: JobRunner = Depends(get_runner)) -> JobsRemovedOut:
+    before = (datetime.now(timezone.utc) - timedelta(days=older_than_days)).isoformat(timespec="milliseconds")
+    return JobsRemovedOut(removed=runner.purge(before, dry_run), dry_run=dry_run)

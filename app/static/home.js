@@ -19,7 +19,11 @@
     const actions = h("td", { class: "actions" },
       // each named with its job to a screen reader: a column of buttons all "Cancel" (a keyboard-only round)
       Dash.OPEN.has(job.status) ? h("button", { onclick: act(`/api/jobs/${job.id}`, "DELETE"), "aria-label": `Cancel job ${job.id}` }, "Cancel") : null,
-      canResume(job) ? h("button", { onclick: act(`/api/jobs/${job.id}/resume`, "POST"), "aria-label": `Resume job ${job.id}` }, "Resume") : null);
+      canResume(job) ? h("button", { onclick: act(`/api/jobs/${job.id}/resume`, "POST"), "aria-label": `Resume job ${job.id}` }, "Resume") : null,
+      // a finished job's record only (DELETE /api/jobs/{id}/record): the list grew for ever (an operator round)
+      Dash.OPEN.has(job.status) ? null : h("button", { class: "small", "data-remove-job": job.id, "aria-label": `Remove the record of job ${job.id}`,
+        onclick: () => window.confirm(`Remove the record of job ${job.id}? The runs and caches it made stay.`
+          + (job.resumable ? " It can no longer be resumed." : "")) && act(`/api/jobs/${enc(job.id)}/record`, "DELETE")() }, "Remove"));
     const result = job.result || {};
     const cache = result.cache_id ? ctx.caches[result.cache_id] : null;
     const made = [];

@@ -1327,7 +1327,7 @@ def test_a_fifo_inside_a_registered_folder_never_blocks_registration_nor_a_thumb
 def test_a_405_names_every_method_the_path_answers(service):
     """Starlette's Allow named the first route matching the path only: PUT /api/jobs said 'Allow: POST' though
     GET /api/jobs is served (RFC 9110: the methods the target supports). A static file's 405 is StaticFiles' own."""
-    for method, path, allowed in (("PUT", "/api/jobs", "GET, HEAD, POST"),
+    for method, path, allowed in (("PUT", "/api/jobs", "GET, HEAD, POST, DELETE"),
                                   ("PATCH", "/api/jobs/job_x", "GET, HEAD, DELETE"), ("POST", "/api/runs", "GET, HEAD"), ("GET", "/api/jobs/job_x/resume", "POST"),
                                   ("HEAD", "/api/jobs/job_x/resume", "POST"), ("DELETE", "/api/health", "GET, HEAD")):
         resp = service.request(method, path)

@@ -1,0 +1,88 @@
+"""Removing finished jobs' records (DELETE /api/jobs/{id}/record, DELETE /api/jobs?older_than_days=): the jobs table
+grew for ever; open jobs are refused, and the runs and caches the jobs made stay."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.status import JobStatus
+
+from app_testutils import make_settings, synthetic_cache
+
+
+@pytest.fixture
+def service(tmp_path):
+    settings = make_settings(tmp_path / "svc")
+    with TestClient(create_app(settings, start_worker=False)) as client:
+        yield client, client.app.state.store, settings
+
+
+def _job(store, cache: dict, end: JobStatus | None = None, interrupt: bool = False, **result) -> str:
+    job = store.add_job("probe", {"cache_id": cache["id"], "config": {}})
+    if end is not None or interrupt:
+        store.claim(job["id"])
+        if result:
+            store.update_result(job["id"], **result)
+        if interrupt:
+            store.interrupt(job["id"])
+        else:
+            store.finish(job["id"], end)
+    return job["id"]
+
+
+def test_a_finished_job_record_is_removed_and_what_it_made_stays(service, tmp_path):
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    run_dir = settings.runs_dir / "run_0123456789ab"
+    run_dir.mkdir(parents=True)
+    done = _job(store, cache, JobStatus.succeeded, run_ids=["run_0123456789ab"])
+    store.add_run(run_id="run_0123456789ab", job_id=done, cache_id=cache["id"], name="ce/linear", head="linear",
+                  loss="ce", reference_run=None, path=str(run_dir), summary={})
+    half = settings.runs_dir / "run_aaaaaaaaaaaa"  # a failed job's half-written run: nothing names it once it goes
+    half.mkdir()
+    failed = _job(store, cache, JobStatus.failed, pending_run="run_aaaaaaaaaaaa")
+    queued, interrupted = _job(store, cache), _job(store, cache, interrupt=True)
+
+    for job_id, status in ((queued, "queued"), (interrupted, "interrupted")):
+        resp = client.delete(f"/api/jobs/{job_id}/record")
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["detail"] == (f"job {job_id!r} is {status}; only a finished job (succeeded, failed or "
+                                         f"cancelled) can be removed: cancel it first (DELETE /api/jobs/{job_id})")
+    resp = client.delete(f"/api/jobs/{done}/record", params={"dry_run": "true"})
+    assert resp.status_code == 200 and resp.json() == {"removed": [done], "dry_run": True}
+    assert client.get(f"/api/jobs/{done}").status_code == 200
+
+    for job_id in (done, failed):
+        resp = client.delete(f"/api/jobs/{job_id}/record")
+        assert resp.status_code == 200 and resp.json() == {"removed": [job_id], "dry_run": False}, resp.text
+        assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert client.delete(f"/api/jobs/{done}/record").status_code == 404
+    assert client.get("/api/runs/run_0123456789ab").status_code == 200 and (run_dir / ".").is_dir()
+    assert client.get(f"/api/caches/{cache['id']}").status_code == 200
+    assert not half.exists()
+    resp = client.get("/api/jobs")
+    assert [j["id"] for j in resp.json()] == [interrupted, queued] and resp.headers["X-Total-Count"] == "2"
+
+
+def test_a_purge_removes_only_finished_jobs_older_than_its_bound(service, tmp_path):
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    old = [_job(store, cache, status) for status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)]
+    recent = _job(store, cache, JobStatus.succeeded)
+    open_ = [_job(store, cache), _job(store, cache, interrupt=True)]
+    with store._tx() as conn:  # finished 40 days ago; the open ones queued then too
+        conn.execute("UPDATE jobs SET finished_at = '2000-01-01T00:00:00.000+00:00', "
+                     "updated_at = '2000-01-01T00:00:00.000+00:00', created_at = '2000-01-01T00:00:00.000+00:00' "
+                     f"WHERE id IN ({', '.join('?' for _ in old + open_)})", (*old, *open_))
+
+    assert client.delete("/api/jobs").status_code == 422  # no bound: nothing removed by mistake
+    resp = client.delete("/api/jobs", params={"older_than_days": 30, "dry_run": "true"})
+    assert resp.status_code == 200 and resp.json() == {"removed": old, "dry_run": True}
+    assert client.get("/api/jobs").headers["X-Total-Count"] == "6"
+    resp = client.delete("/api/jobs", params={"older_than_days": 30})
+    assert resp.status_code == 200 and resp.json() == {"removed": old, "dry_run": False}
+    assert {j["id"] for j in client.get("/api/jobs").json()} == {recent, *open_}
+    resp = client.delete("/api/jobs", params={"older_than_days": 0})
+    assert resp.json()["removed"] == [recent]
+    assert {j["id"] for j in client.get("/api/jobs").json()} == set(open_)
