@@ -341,7 +341,36 @@
     svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "true class"));
     svg.appendChild(el("text", { x: left, y: height - 12, class: "axis-title" }, xTitle));
+    keyboardCells(svg, Array.from(svg.querySelectorAll("rect.cell:not(.diag):not([data-count='0'])")));
     return described(svg, "rect.cell:not([data-count='0'])");  // the cells with images
+  }
+
+  /** The confusion cells a click opens (the pages' click handlers) reached from the keyboard too: one tab stop for
+   * the map, the arrow keys (Home, End) from cell to cell, Enter or Space a click on it; the cells took clicks
+   * only (a keyboard-only round). */
+  function keyboardCells(svg, cells) {
+    cells.forEach((cell, i) => {
+      cell.setAttribute("tabindex", i ? "-1" : "0");
+      cell.setAttribute("role", "button");
+      cell.setAttribute("aria-label", `${cell.querySelector("title").textContent}: show these images`);
+    });
+    const steps = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+    svg.addEventListener("keydown", (ev) => {
+      const at = cells.indexOf(ev.target);
+      if (at < 0) return;
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();  // Space scrolled the page
+        ev.target.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+        return;
+      }
+      const to = ev.key in steps ? at + steps[ev.key] : ev.key === "Home" ? 0 : ev.key === "End" ? cells.length - 1 : null;
+      if (to === null) return;
+      ev.preventDefault();
+      const next = cells[Math.max(0, Math.min(cells.length - 1, to))];
+      cells[at].setAttribute("tabindex", "-1");
+      next.setAttribute("tabindex", "0");
+      next.focus();
+    });
   }
 
   /**

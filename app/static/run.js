@@ -295,7 +295,8 @@
     for (const [i, j, v] of cells) counts[i][j] += v;
     return [Charts.heatmap({ labels: report.class_names, counts, id: "confusion-heatmap", title: "confusion matrix" }),
             h("p", { class: "muted note" }, `${c.split || "test"} split; rows: the true class, normalised to 100 %; `
-              + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count." + seedsNote(report))];
+              + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count; a click (or Tab "
+              + "to the map, the arrow keys, then Enter) shows a confusion's images." + seedsNote(report))];
   }
 
   /** Confusion counts are summed over the run's seeds (probe.report.Confusion): with several, say so, or "3 of 3"

@@ -2717,6 +2717,37 @@ def test_a_confused_pair_opens_its_images_from_the_keyboard(driver, live_server,
              == [true, pred, False], 30, interval=0.2, what="the gallery showing the pair")
 
 
+def test_the_confusion_matrix_cells_open_their_images_from_the_keyboard(driver, live_server, finished):
+    """A keyboard-only round: the heat map's cells took clicks only. One tab stop for the map, the arrow keys from
+    confusion to confusion, Enter a click on it, and the focused cell outlined."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    names = driver.js("""const names = Array.from(document.querySelector('#gallery-class').options, o => o.value);
+        const counts = names.map((_, i) => names.map((_, j) => (i === j ? 5 : i === 0 && j === 1 ? 2 : i === 2 && j === 0 ? 1 : 0)));
+        const [map] = RunPage.panels.confusionPanel({ class_names: names, confusion: { counts }, seeds: {} });
+        const card = document.getElementById('confusion-heatmap').closest('section.card');
+        card.querySelector('#confusion-heatmap').replaceWith(map);
+        const h = card.querySelector('h2'); h.setAttribute('tabindex', '-1'); h.focus();
+        return names;""")
+    assert driver.js("return document.querySelectorAll('#confusion-heatmap rect.cell[tabindex]').length") == 2
+    focused = "const a = document.activeElement; return [a.dataset.true, a.dataset.pred, a.getAttribute('role'), " \
+              "getComputedStyle(a).strokeWidth];"
+    driver.keys(TAB)
+    assert driver.js(focused) == [names[0], names[1], "button", "3px"]
+    driver.keys("\ue014")  # ArrowRight: the next confusion, the only tab stop now
+    assert driver.js(focused)[:2] == [names[2], names[0]]
+    assert driver.js("return Array.from(document.querySelectorAll('#confusion-heatmap rect.cell[tabindex=\"0\"]'), "
+                     "c => c.dataset.true)") == [names[2]]
+    driver.keys(ENTER)
+    wait_for(lambda: driver.js("const b = document.getElementById('gallery-body'); "
+                               "return [b.dataset.class, b.dataset.predicted, b.textContent.includes('Loading')]")
+             == [names[2], names[0], False], 30, interval=0.2, what="the gallery showing the cell's images")
+    driver.js("document.querySelector('#confusion-heatmap rect.cell[tabindex=\"0\"]').focus()")
+    driver.keys("\ue012", " ")  # ArrowLeft, then Space
+    wait_for(lambda: driver.js("const b = document.getElementById('gallery-body'); "
+                               "return [b.dataset.class, b.dataset.predicted, b.textContent.includes('Loading')]")
+             == [names[0], names[1], False], 30, interval=0.2, what="the gallery showing the other cell's images")
+
+
 def test_each_page_has_its_own_title_and_one_top_heading(driver, live_server, finished):
     """A keyboard-only round: the home page, the launch form and a job's page were all titled "mr2probe dashboard"
     (a screen reader's and a tab's only word of which page it is), and no page had a level-one heading."""
