@@ -1,6 +1,7 @@
 """Request and response models of the REST API (the OpenAPI schema is generated from these)."""
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
@@ -458,6 +459,11 @@ class RunOut(BaseModel):
         "probe_words): 'focal (gamma_focal=2), linear head', '..., preset disparity, kept the reference (group_dro "
         "found no safe improvement)'; its loss and head alone (probe.report.probe_label) for a run whose report "
         "could not be read")
+
+    left_out: Annotated[Optional[list[str]], BeforeValidator(lambda v: json.loads(v) if isinstance(v, str) else v)] = \
+        Field(None, description="the classes the run left out (its config's drop_classes), sorted: a run is compared "
+              "only with runs of its cache that left out the same ones (GET /api/compare answers 422 otherwise); null "
+              "where its report could not be read")
 
     @model_validator(mode="after")
     def _probe_words(self) -> "RunOut":

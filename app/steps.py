@@ -21,7 +21,7 @@ from .caches import cache_file, cache_problem
 from .datasets import cautions, changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource
 from .status import JobStatus, NotFound
-from .store import new_id
+from .store import left_out_json, new_id
 from .cleanup import extractions_in_use, queued_heir
 
 if TYPE_CHECKING:
@@ -333,7 +333,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                             summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check,
                             cache_stamp=cache_row.get("stamp"), probe=probe_words(report),
-                            posthoc=None if report.posthoc is None else report.posthoc.outcome())
+                            posthoc=None if report.posthoc is None else report.posthoc.outcome(),
+                            left_out=left_out_json(report.config))
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
     ctx.progress(start + span, f"{name} done")
     return row

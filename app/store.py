@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS skipped_files (
 """
 
 
+def left_out_json(config: dict[str, Any]) -> str:
+    """The runs column ``left_out`` of a run's config: its ``drop_classes``, sorted, as JSON."""
+    return json.dumps(sorted(config.get("drop_classes") or []))
+
+
 def _from_selection(column: str):
     """How the old rows of a runs column get their value: the report's ``selection[column]``, read from each run's
     report.json (left NULL where that file is gone or unreadable, or has no such key)."""
@@ -120,7 +125,10 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("caches", "extractor", "TEXT", lambda conn: None),
                   # a data set's skipped files grouped by reason (app.skipped.group_reasons, JSON; its files in the
                   # table skipped_files): NULL for data sets registered before, which only counted them
-                  ("datasets", "skipped_reasons", "TEXT", lambda conn: None))
+                  ("datasets", "skipped_reasons", "TEXT", lambda conn: None),
+                  # the classes a run left out (its config's drop_classes), sorted, JSON: which runs of a cache it can
+                  # be compared with; NULL where its report could not be read
+                  ("runs", "left_out", "TEXT", _from_report("left_out", lambda r: left_out_json(r.config))))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -392,11 +400,12 @@ class Store:
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
                 verdict: str | None = None, test_check: str | None = None,
                 cache_stamp: str | None = None, probe: str | None = None,
-                posthoc: str | None = None) -> dict[str, Any]:
+                posthoc: str | None = None, left_out: str | None = None) -> dict[str, Any]:
+        """Record a run; ``left_out``: :func:`left_out_json` of its config (None: not known)."""
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
             reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
-            test_check=test_check, cache_stamp=cache_stamp, probe=probe, posthoc=posthoc))
+            test_check=test_check, cache_stamp=cache_stamp, probe=probe, posthoc=posthoc, left_out=left_out))
 
     def update_run(self, run_id: str, **values: str) -> dict[str, Any]:
         """Set a run's ``name`` and / or ``note`` (what the user calls it, and why it matters), in one transaction."""

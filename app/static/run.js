@@ -772,10 +772,17 @@
     const choices = view.runs.filter((r) => r.id !== run.id && r.cache_id === run.cache_id);
     const elsewhere = otherRun && otherRun.cache_id !== run.cache_id ? otherRun : null;
     if (elsewhere) choices.push(elsewhere);
+    // a run of its cache that left out other classes cannot be compared with it (GET /api/compare: 422): offered, it
+    // opened an error; greyed out, with why (an operator round). Unknown (null: its report unread): offered.
+    const mine = (report.config.drop_classes || []).slice().sort().join("\n");
+    const unlike = (r) => Array.isArray(r.left_out) && r !== elsewhere && r.left_out.join("\n") !== mine;
+    const classesOf = (r) => (r.left_out.length ? `left out ${r.left_out.join(", ")}` : "every class");
     const select = h("select", { id: "compare-select" },
       h("option", { value: "" }, "— none —"),
-      choices.map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null },
-        `${r.name} · ${r.id}` + (r === elsewhere ? ` · on another cache, ${r.cache_id}` : ""))));
+      choices.map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null,
+                                       disabled: unlike(r) && r.id !== compareId ? "disabled" : null },
+        `${r.name} · ${r.id}` + (r === elsewhere ? ` · on another cache, ${r.cache_id}` : "")
+          + (unlike(r) ? ` · other classes (${classesOf(r)}): cannot be compared` : ""))));
     choosing(select, (value) => { if (value !== compareId) location.search = "?compare=" + enc(value); });
     const otherCache = elsewhere ? view.caches.find((c) => c.id === elsewhere.cache_id) : null;
     const otherDs = otherCache ? view.datasets.find((d) => d.id === otherCache.dataset_id) : null;

@@ -1738,6 +1738,24 @@ def test_a_run_compared_with_one_on_another_cache_names_it(driver, live_server, 
                    "The compared run, focal/linear (run_b), is on another cache: c2, of data set mini.tar.xz."]
 
 
+def test_the_compare_menu_greys_out_the_runs_of_other_classes_and_says_why(driver, live_server, finished):
+    """An operator round: the menu offered every run of the cache, and one that left out other classes opened a 422
+    (GET /api/compare: "runs have different classes"). Such a run is named, greyed out, with the classes it kept."""
+    left_out = """(path, data) => path.startsWith("/api/runs?cache_id=")
+        ? data.map((r) => ({ ...r, left_out: r.id === %s ? ["ship"] : r.left_out })) : data""" % json.dumps(finished.mr2)
+    with _fetch_rewritten(driver, left_out):
+        _open(driver, f"{live_server}/runs/{finished.erm}?compare=", "run")
+        options = driver.js("return Array.from(document.querySelectorAll('#compare-select option'), "
+                            "o => [o.value, o.disabled, o.textContent])")
+    mr2 = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
+    assert mr2["left_out"] == []  # the served run keeps every class: the menu offers it
+    assert options == [["", False, "— none —"], [finished.mr2, True, f"{mr2['name']} · {finished.mr2} · other classes "
+                                                                      "(left out ship): cannot be compared"]]
+    _open(driver, f"{live_server}/runs/{finished.erm}?compare=", "run")
+    assert driver.js("return Array.from(document.querySelectorAll('#compare-select option'), o => o.disabled)") == \
+        [False, False]
+
+
 def test_the_sample_margin_note_says_what_a_margin_means_for_the_head(driver, live_server, finished):
     """A dashboard-only round: "below 0 the image is misclassified" sat under a linear head's chart, where truck's
     mean margin was +0.003 with 6 of its 10 test images wrong."""

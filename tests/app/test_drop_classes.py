@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.store import Store
 from app_testutils import ERM, MR2, make_settings, synthetic_cache, wait_job
 
 
@@ -54,6 +55,16 @@ def test_a_pipeline_on_a_cache_leaves_a_class_out_of_both_probes(service, tmp_pa
     again = run_probe(open_cache(cache["path"]).training_data(), ["a", "b", "c"],
                       load_report(paths[erm["id"]]).probe_config())
     assert again.class_names == ["a", "c"] and again.summary.overall == load_report(paths[erm["id"]]).summary.overall
+
+    # the runs list says which classes each run left out: the runs of its cache it can be compared with (the run
+    # page offered the others, and GET /api/compare refused them with a 422); a database of before it reads them
+    # from the reports
+    store = service.app.state.store
+    listed = {run["id"]: run["left_out"] for run in service.get("/api/runs", params={"cache_id": cache["id"]}).json()}
+    assert listed[erm["id"]] == listed[mr2["id"]] == ["b"] and sorted(listed.values()) == [[], ["b"], ["b"]]
+    with store._tx() as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN left_out")
+    assert Store(store.path).get_run(mr2["id"])["left_out"] == '["b"]'
 
 
 @pytest.mark.parametrize("probes,field,says", [
