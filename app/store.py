@@ -424,10 +424,11 @@ class Store:
         return ("", ()) if cache_id is None else ("WHERE cache_id = ?", (cache_id,))
 
     def list_runs(self, limit: int = 500, offset: int = 0, cache_id: str | None = None,
-                  best: str | None = None) -> list[dict[str, Any]]:
+                  best: str | None = None, lowest: bool = False) -> list[dict[str, Any]]:
         """Runs (on ``cache_id``), newest first, or highest first by ``best`` (a JSON path into their summary, e.g.
-        ``$.overall``; runs without it last): ``limit`` of them from ``offset``."""
-        order, order_args = ("json_extract(summary, ?) DESC NULLS LAST", (best,)) if best else ("", ())
+        ``$.overall``; ``lowest``: lowest first; runs without it last): ``limit`` of them from ``offset``."""
+        direction = "ASC" if lowest else "DESC"
+        order, order_args = (f"json_extract(summary, ?) {direction} NULLS LAST", (best,)) if best else ("", ())
         return self._list("runs", *self._run_filter(cache_id), limit=limit, offset=offset, order=order,
                           order_args=order_args)
 

@@ -68,6 +68,10 @@ SortQuery = Query(NEWEST, description="newest first, or the highest test accurac
                   "worst class: its accuracy), runs without it last: the best runs of a server past a listing's cut")
 
 
+OrderQuery = Query("desc", description="with a metric's sort: desc, the highest first, or asc, the lowest first (runs "
+                  "without it last either way); newest first ignores it")
+
+
 def _summary_path(metric: str) -> str | None:
     """The JSON path of a runs list's sort metric in a run's summary (None: newest first)."""
     return None if metric == NEWEST else "$.worst_class.accuracy" if metric == "worst_class" else f"$.{metric}"
@@ -76,13 +80,14 @@ def _summary_path(metric: str) -> str | None:
 @router.get("/runs", response_model=list[RunOut], responses={200: {"headers": TOTAL_COUNT}},
             summary="Probe runs, newest first or best first (X-Total-Count: all of them, on the cache asked)")
 def list_runs(response: Response, window: Page = Depends(page), cache_id: str | None = RunsOfCache,
-              sort: RunOrder = SortQuery, store: Store = Depends(get_store)) -> list[RunOut]:
+              sort: RunOrder = SortQuery, order: Literal["desc", "asc"] = OrderQuery,
+              store: Store = Depends(get_store)) -> list[RunOut]:
     """``?cache_id=``: the runs a run can be compared with (its cache's), which the run page read out of every run
     of the server, cut at the newest 5,000 (an operator round). ``?sort=``: the best runs by a metric, which only a
-    read of every page found (the dashboard sorts the rows it holds)."""
+    read of every page found; ``?order=asc``: the worst first (the dashboard's sort of a list past its cut)."""
     set_total(response, store.count_runs(cache_id))
     return [RunOut(**{k: r[k] for k in RunOut.model_fields})
-            for r in store.list_runs(window.limit, window.offset, cache_id, _summary_path(sort))]
+            for r in store.list_runs(window.limit, window.offset, cache_id, _summary_path(sort), order == "asc")]
 
 
 MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures

@@ -232,13 +232,33 @@
 
   // The newest jobs, and every open one (queued, running, interrupted) older than them: an interrupted job past the
   // newest 50 could be neither seen nor resumed here (a review).
-  const NEWEST_JOBS = 50;
+  const NEWEST_JOBS = 50, OPEN_JOBS = 1000;  // OPEN_JOBS: the most GET /api/jobs lists at once
   async function listJobs() {
-    const [newest, ...open] = await Promise.all([getJSON(`/api/jobs?limit=${NEWEST_JOBS}`),
-      ...window.Words.job_states.open.map((s) => getJSON(`/api/jobs?status=${s}&limit=1000`))]);
+    const states = window.Words.job_states.open;
+    const [newest, ...open] = await Promise.all([window.Dash.listAll("/api/jobs", NEWEST_JOBS),
+      ...states.map((s) => window.Dash.listAll(`/api/jobs?status=${s}`, OPEN_JOBS))]);
     const seen = new Set(newest.map((j) => j.id));
     const older = open.flat().filter((j) => !seen.has(j.id)).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
-    return newest.concat(older);
+    const jobs = newest.concat(older);
+    // what the list leaves out, said under it: past 1,000 queued jobs the oldest were left out without a word (an
+    // operator round)
+    jobs.total = newest.total;
+    jobs.newest = newest.length;
+    // [status, how many, how many listed] of each open state that the list does not hold whole
+    jobs.cut = states.map((s, i) => [s, open[i].total, jobs.filter((j) => j.status === s).length])
+      .filter(([, total, listed]) => listed < total);
+    return jobs;
+  }
+
+  /** Under the jobs list: how many jobs it leaves out, and how to read them. */
+  function jobsNote(jobs) {
+    const parts = jobs.total > jobs.newest ? [`The newest ${count(jobs.newest)} of ${count(jobs.total)} jobs are listed, with `
+      + `the open ones older than them (GET /api/jobs?offset=${jobs.newest}&limit=${OPEN_JOBS} lists the others)`] : [];
+    for (const [status, total, listed] of jobs.cut || []) {
+      parts.push(`${parts.length ? "of" : "Of"} the ${count(total)} ${status} jobs, only the newest ${count(listed)} are `
+        + `listed (GET /api/jobs?status=${status}&offset=${listed}&limit=${OPEN_JOBS} lists the next ones)`);
+    }
+    return parts.length ? h("p", { class: "muted note", "data-cut": "jobs" }, parts.join("; ") + ".") : null;
   }
 
   // After a job's change, the runs list is the newest runs put before the kept ones when they are all that changed
@@ -260,19 +280,52 @@
   async function refresh(force) {
     const jobs = await listJobs();
     const signature = jobSignature(jobs);
-    if (force === true || !kept || kept.signature !== signature || Date.now() - kept.at > SLOW_MS) {
-      const whole = force === true || !kept || Date.now() - kept.at > SLOW_MS;  // else: only new runs, if that is all
-      const lists = await Promise.all([whole ? window.Dash.listAll("/api/runs") : newRuns(kept.lists[0]),
+    const query = runsQuery();
+    if (force === true || !kept || kept.signature !== signature || Date.now() - kept.at > SLOW_MS || kept.query !== query) {
+      // else only new runs, if that is all (never into a list sorted by a metric)
+      const whole = force === true || !kept || Date.now() - kept.at > SLOW_MS || query !== "" || kept.query !== query;
+      const lists = await Promise.all([whole ? window.Dash.listAll("/api/runs" + (query ? "?" + query : "")) : newRuns(kept.lists[0]),
         window.Dash.listAll("/api/datasets"), window.Dash.listAll("/api/caches")]);
-      kept = { signature, at: whole ? Date.now() : kept.at, lists };
+      kept = { signature, at: whole ? Date.now() : kept.at, lists, query };
     }
     return show(jobs, ...kept.lists);
   }
 
-  /** Under a list cut at the API's most: how many it holds and how to read the others. */
-  function cutNote(rows, noun, path) {
+  /** Under a list cut at the API's most: how many it holds and how to read the others; `order`: the list's order
+   * and `query` the API's for it (else the newest first), `here`: a sort of the page over the listed rows alone. */
+  function cutNote(rows, noun, path, order = null, query = "", here = null) {
+    const which = order ? `first ${count(rows.length)} of ${count(rows.total)} ${noun} by ${order},` : `newest ${count(rows.length)} of ${count(rows.total)} ${noun}`;
     return rows.total > rows.length ? h("p", { class: "muted note", "data-cut": noun },
-      `The newest ${count(rows.length)} of ${count(rows.total)} ${noun} are listed; GET ${path}?offset=${rows.length}&limit=${window.Dash.LISTED} lists the next ones.`) : null;
+      `The ${which} are listed` + (here ? `, sorted by ${here} among themselves only` : "")
+      + `; GET ${path}?${query ? query + "&" : ""}offset=${rows.length}&limit=${window.Dash.LISTED} lists the next ones.`) : null;
+  }
+
+  // The runs table's columns after run, probe, data set, encoder and images are the summary's metrics, in order: a
+  // list cut at the API's most, sorted by one of them, is read sorted by the API (GET /api/runs?sort=&order=), over
+  // every run; sorted here, the newest 5,000 alone were sorted, and the best older runs never shown (an operator round)
+  const FIRST_METRIC_COLUMN = 5;
+  const metricAt = (col) => (Number.isInteger(col) && window.Words.metrics[col - FIRST_METRIC_COLUMN]) || null;
+  const isCut = (rows) => Boolean(rows) && rows.total > rows.length;
+  function runsQuery() {
+    const metric = metricAt(runOrder.col);
+    return metric && kept && isCut(kept.lists[0]) ? `sort=${metric}&order=${runOrder.desc ? "desc" : "asc"}` : "";
+  }
+  function runsCutNote(runs, query) {
+    const header = runHeaders()[runOrder.col];
+    if (query) return cutNote(runs, "runs", "/api/runs", `${header}, ${runOrder.desc ? "highest" : "lowest"} first`, query);
+    return cutNote(runs, "runs", "/api/runs", null, "", header || null);
+  }
+  const runHeaders = () => ["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"];
+
+  /** A click on a runs header that changes the list's query (a metric of a cut list) reads it again at once. */
+  function sortsOnTheServer(tableEl) {
+    if (!tableEl.tHead) return tableEl;
+    for (const th of tableEl.tHead.rows[0].cells) {
+      th.addEventListener("click", () => {
+        if (kept && runsQuery() !== kept.query) refresh().catch((e) => showBanner("Could not load: " + e.message, true));
+      });
+    }
+    return tableEl;
   }
 
   // the buttons' column: named to a screen reader, blank on the page (an empty header read as nothing; a keyboard-only
@@ -295,8 +348,9 @@
       const box = document.getElementById(id);
       if (box.innerHTML !== nodes.map((n) => n.outerHTML).join("")) keepFocus(box, () => box.replaceChildren(...nodes));
     };
-    into("jobs", box(
-      table(["job", "kind", "queued", "status", "progress", "stage", "made", actionsHead()], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])));
+    into("jobs", ...[box(
+      table(["job", "kind", "queued", "status", "progress", "stage", "made", actionsHead()], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])),
+      jobsNote(jobs)].filter(Boolean));
     // the runs and data sets (they show nothing of the jobs) are built only from lists read again, or where they read
     // otherwise than they were built: built and compared at every 2 s poll, 1,600 runs held the page's thread ~1.4 s
     // a poll (an operator round)
@@ -305,9 +359,8 @@
     const html = same ? shown.html : {};
     const boxes = {
       runs: () => [box(
-        sortable(table(["run", "probe", "data set", "encoder", "images", ...window.Words.metrics.map((k) => k.replace("_", " ")), "verdict", "compare"],
-                       runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder)),
-        runs.length > 1 ? compareBar(runs) : null, cutNote(runs, "runs", "/api/runs")],
+        sortsOnTheServer(sortable(table(runHeaders(), runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder))),
+        runs.length > 1 ? compareBar(runs) : null, runsCutNote(runs, kept.query)],
       datasets: () => [box(
         table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", actionsHead()], datasets.map((d) => datasetRow(d, ctx)),
               "No data sets yet: upload one from the launch page.")),
@@ -360,5 +413,5 @@
     tick();
   }
 
-  window.Home = { render, refresh, stop: () => clearTimeout(timer), verdictCell, cutNote, skippedReasons };
+  window.Home = { render, refresh, stop: () => clearTimeout(timer), verdictCell, cutNote, jobsNote, skippedReasons };
 })();

@@ -1308,3 +1308,6 @@ def test_runs_are_listed_best_first_by_a_metric(tmp_path):
         assert ids(sort="overall", cache_id=caches[1]) == ["run_1", "run_3"]
         assert ids() == ids(sort="newest") == ["run_3", "run_2", "run_1", "run_0"]
         assert client.get("/api/runs", params={"sort": "name"}).status_code == 422
+        # the lowest first (the dashboard's second click on a column of a list past its cut), those without it last
+        assert ids(sort="overall", order="asc") == ["run_0", "run_3", "run_1", "run_2"]
+        assert ids(sort="worst_class", order="asc", limit=1) == ["run_1"]

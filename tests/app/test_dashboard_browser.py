@@ -468,6 +468,82 @@ def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server,
     assert driver.js("return document.querySelector('[data-cut]')") is None  # 2 runs: nothing cut
 
 
+@contextlib.contextmanager
+def _lists_cut(driver: WebDriver, *cuts: tuple[str, int, int]):
+    """Pages opened inside ask the API for ``limit=small`` where they ask ``path?...limit=big`` (each of ``cuts``:
+    (path, big, small)): a list past the API's most (5,000 runs, 1,000 jobs of a state) with a few rows, the API's
+    own X-Total-Count kept."""
+    script = f"""(() => {{ const real = window.fetch, cuts = {json.dumps(cuts)};
+      window.fetch = (url, opts) => {{
+        let u = String(url);
+        for (const [path, big, small] of cuts) if (u.split("?")[0] === path) u = u.replace(new RegExp(`([?&]limit=)${{big}}(?![0-9])`), `$1${{small}}`);
+        return real(u, opts);
+      }};
+    }})();"""
+    cdp = "/goog/cdp/execute"
+    added = driver._cmd("POST", cdp, {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": script}})
+    try:
+        yield
+    finally:
+        driver._cmd("POST", cdp, {"cmd": "Page.removeScriptToEvaluateOnNewDocument",
+                                  "params": {"identifier": added["identifier"]}})
+
+
+def test_a_cut_list_says_so_sorts_over_every_run_and_a_finished_job_is_removed(driver, tmp_path):
+    """An operator round: past 1,000 queued jobs the oldest were left out without a word, and a click on a metric's
+    header sorted the newest 5,000 runs alone (the best older runs never shown). Sorted by a metric, the list is the
+    API's (GET /api/runs?sort=&order=); sorted by another column, the note says the sort is of the listed runs. A
+    finished job's record is removed from its row (the list grew for ever)."""
+    from app_testutils import make_settings, synthetic_cache
+
+    app = create_app(make_settings(tmp_path / "svc"), start_worker=False)
+    server, thread, base = _serve(app)
+    try:
+        store = app.state.store
+        cache = synthetic_cache(store, tmp_path / "data")
+        overall = [0.99, 0.5, 0.2, 0.6, 0.7, 0.4]  # the oldest run the best, the third the worst
+        for i, value in enumerate(overall):
+            store.add_run(run_id=f"run_{i}", job_id=None, cache_id=cache["id"], name=f"r{i}", head="linear", loss="ce",
+                          reference_run=None, path=str(tmp_path / f"run_{i}"), summary={"overall": value})
+        queued = [store.add_job("probe", {"cache_id": cache["id"], "config": {}})["id"] for _ in range(4)]
+        done = store.add_job("probe", {"cache_id": cache["id"], "config": {}})["id"]
+        store.claim(done)
+        store.finish(done, "succeeded")
+        rows = "return Array.from(document.querySelectorAll('#runs-table tbody tr'), r => r.dataset.run)"
+        note = "const n = document.querySelector('#%s [data-cut]'); return n && n.textContent"
+        with _lists_cut(driver, ("/api/runs", 5000, 3), ("/api/jobs", 50, 2), ("/api/jobs", 1000, 2)):
+            _open(driver, base + "/", "home")
+            assert driver.js(rows) == ["run_5", "run_4", "run_3"]
+            assert driver.js(note % "runs") == ("The newest 3 of 6 runs are listed; GET /api/runs?offset=3&limit=5000 "
+                                                "lists the next ones.")
+            assert driver.js(note % "jobs") == (
+                "The newest 2 of 5 jobs are listed, with the open ones older than them (GET /api/jobs?offset=2&limit=1000"
+                " lists the others); of the 4 queued jobs, only the newest 2 are listed (GET /api/jobs?status=queued&"
+                "offset=2&limit=1000 lists the next ones).")
+            header = "document.querySelectorAll('#runs-table thead th')[%d].click()"
+            driver.js(header % 5)  # overall: the highest of every run first
+            wait_for(lambda: driver.js(rows) == ["run_0", "run_4", "run_3"], 30, interval=0.2, what="best first")
+            assert driver.js(note % "runs") == ("The first 3 of 6 runs by overall, highest first, are listed; GET "
+                                                "/api/runs?sort=overall&order=desc&offset=3&limit=5000 lists the next ones.")
+            driver.js(header % 5)
+            wait_for(lambda: driver.js(rows) == ["run_2", "run_5", "run_1"], 30, interval=0.2, what="worst first")
+            driver.js(header % 3)  # encoder: not the API's; the newest runs, sorted among themselves, and said so
+            wait_for(lambda: sorted(driver.js(rows)) == ["run_3", "run_4", "run_5"], 30, interval=0.2, what="newest")
+            assert driver.js(note % "runs") == ("The newest 3 of 6 runs are listed, sorted by encoder among themselves "
+                                                "only; GET /api/runs?offset=3&limit=5000 lists the next ones.")
+            driver.js("window.confirm = () => true")
+            driver.js(f"document.querySelector('#jobs [data-remove-job=\"{done}\"]').click()")
+            wait_for(lambda: driver.js(f"return document.querySelector('#jobs tr[data-job=\"{done}\"]') === null"), 30,
+                     interval=0.2, what="the removed job gone from the list")
+        assert httpx.get(f"{base}/api/jobs/{done}").status_code == 404
+        assert httpx.get(f"{base}/api/jobs").headers["X-Total-Count"] == "4"
+        assert not driver.js(f"return Array.from(document.querySelectorAll('#jobs tr[data-job=\"{queued[0]}\"] button'), "
+                             "b => b.textContent).includes('Remove')")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     driver.log("performance")  # drop what earlier pages logged (a page of another test's service, still polling)
     driver.get(live_server + "/")
