@@ -200,8 +200,11 @@ class JobRunner:
         afterwards); the runs and caches they made stay. Returns the ids deleted (not one resumed meanwhile)."""
         for job in jobs:
             kind = self.handlers.get(job["kind"])
-            if kind is not None:
-                kind.discard(job, self.store, self.settings)
+            try:
+                if kind is not None:
+                    kind.discard(job, self.store, self.settings)
+            except OSError:  # its files could not all be removed: the record goes all the same (as at a start)
+                logger.exception("job %s: removing the files it left failed", job["id"])
         removed = self.store.remove_finished_jobs([job["id"] for job in jobs])
         if removed:
             logger.info("removed %d finished job record(s): %s", len(removed), ", ".join(removed[:5]))

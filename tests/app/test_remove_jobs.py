@@ -86,3 +86,21 @@ def test_a_purge_removes_only_finished_jobs_older_than_its_bound(service, tmp_pa
     resp = client.delete("/api/jobs", params={"older_than_days": 0})
     assert resp.json()["removed"] == [recent]
     assert {j["id"] for j in client.get("/api/jobs").json()} == set(open_)
+
+
+def test_a_job_whose_files_cannot_be_removed_loses_its_record_all_the_same(service, tmp_path, monkeypatch, caplog):
+    """A file system that refuses a removal answered 500 and kept the record."""
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    failed = _job(store, cache, JobStatus.failed, pending_run="run_aaaaaaaaaaaa")
+    runner = client.app.state.runner
+
+    def refuse(job, store, settings):
+        raise PermissionError(13, "Permission denied", "runs/run_aaaaaaaaaaaa")
+
+    monkeypatch.setitem(runner.handlers, "probe", runner.handlers["probe"].__class__(
+        runner.handlers["probe"].run, runner.handlers["probe"].resource, refuse))
+    resp = client.delete(f"/api/jobs/{failed}/record")
+    assert resp.status_code == 200 and resp.json()["removed"] == [failed], resp.text
+    assert client.get(f"/api/jobs/{failed}").status_code == 404
+    assert f"job {failed}: removing the files it left failed" in caplog.text
