@@ -79,6 +79,13 @@ def default_resource(request: dict[str, Any], device: str) -> str:
     return "gpu" if device.startswith("cuda") else "cpu"
 
 
+def device_resource(job_device: str | None, device: str) -> str:
+    """The slot of a job that trains on ``job_device`` (a probe config's ``device``; None or ``auto``: the service's
+    resolved ``device``): ``"gpu"`` for a CUDA device, else ``"cpu"``."""
+    chosen = str(job_device or device)
+    return "gpu" if (device if chosen == "auto" else chosen).startswith("cuda") else "cpu"
+
+
 def _nothing_to_discard(job: dict[str, Any], store: Store, settings: Settings) -> None:
     return None
 

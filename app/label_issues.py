@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MAX_LIMIT", "PoolIssues", "run_cache", "find_label_issues"]
+__all__ = ["MAX_LIMIT", "PoolIssues", "check_loss", "run_cache", "find_label_issues"]
 
 MAX_LIMIT = 100_000  # rows one listing returns at most
 
@@ -31,9 +31,10 @@ class PoolIssues:
         return [{**row, "split": str(self.splits[row["index"]]), "row": int(self.rows[row["index"]])} for row in rows]
 
 
-def run_cache(report, run_dir: str | Path, features: str | Path | None = None):
+def run_cache(report, run_dir: str | Path, features: str | Path | None = None, named: str | None = None):
     """The run's feature cache: ``features``, or the cache path its report recorded (relative to the folder it was
-    trained from), checked to hold the features it trained on (``report.features.fingerprint``).
+    trained from), checked to hold the features it trained on (``report.features.fingerprint``). ``named``: how the
+    errors call the cache (default ``--features PATH``; the service names its cache id, not a server path).
 
     Raises:
         ValueError: no cache given and none recorded (or not a file here: moved, or a service cache id), or a run
@@ -55,15 +56,17 @@ def run_cache(report, run_dir: str | Path, features: str | Path | None = None):
                              "give it as --features CACHE.h5")
         features = path
     cache = open_cache(features)
+    what = named or f"--features {features}"
     if report.features is None:
-        raise ValueError(f"run {name} records no features fingerprint: nothing to check {features} against")
+        raise ValueError(f"run {name} records no features fingerprint: nothing to check {what} against")
     if cache.fingerprint != report.features.fingerprint:
-        raise ValueError(f"--features {features} holds other features (fingerprint {cache.fingerprint[:12]}…) than "
-                         f"run {name} was trained on ({report.features.fingerprint[:12]}…): give the run's own cache")
+        raise ValueError(f"{what} holds other features (fingerprint {cache.fingerprint[:12]}…) than run {name} was "
+                         f"trained on ({report.features.fingerprint[:12]}…)" + ("" if named else
+                                                                              ": give the run's own cache"))
     return cache
 
 
-def _check_loss(config) -> None:
+def check_loss(config) -> None:
     """A loss the run filled from its reference run (``mr2_valerr``'s ``val_error``) cannot be refitted from the
     report alone: ValueError naming it."""
     from probe.registry import NEEDS, get_loss_spec
@@ -87,7 +90,7 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
 
     report = load_report(run_dir)
     config = report.probe_config()
-    _check_loss(config)
+    check_loss(config)
     cache = run_cache(report, run_dir, features)
     given = cache.training_data()
     data, sources, names = without_classes(given, cache.training_sources(), list(cache.class_names),

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from fastapi import Path, Query
 from feature_cache.defaults import DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_SEED
 from probe import ProbeConfig
+from probe.config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.deploy import PredictedShare, Scores
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
 from probe.report import TestCheck, Verdict, probe_label
@@ -300,7 +301,20 @@ class PipelineJob(BaseModel):
         return self
 
 
-JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob], Field(discriminator="kind")]
+class LabelIssuesJob(BaseModel):
+    """Find the likeliest wrong train + val labels of a finished run (``mr2probe label-issues``): its chosen
+    configuration fitted ``folds``-fold on its cache, each image scored by the fold model that did not train on it;
+    the result is read with GET /api/runs/{run_id}/label-issues."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["label_issues"]
+    run_id: RowId
+    folds: int = Field(DEFAULT_CV_FOLDS, ge=MIN_CV_FOLDS, le=MAX_CV_FOLDS,
+                       description="stratified folds of the run's train + val images, one fit each; at most the "
+                       "smallest class's images there")
+
+
+JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob, LabelIssuesJob], Field(discriminator="kind")]
 
 
 class JobMessage(BaseModel):
@@ -535,3 +549,36 @@ class FailuresOut(BaseModel):
     total: int = Field(..., description="mistakes on this class (every class without one) in the test split (first "
                        "seed; predicted as `predicted` when given)")
     items: list[FailureItem]
+
+
+class LabelIssueItem(BaseModel):
+    split: Literal["train", "val"] = Field(..., description="the image's split in the run's cache")
+    row: int = Field(..., description="the image's row in that split of the cache")
+    source: Optional[str] = Field(None, description="path of the image in its data set (null where the cache "
+                                  "records none)")
+    true: str = Field(..., description="its label")
+    predicted: str = Field(..., description="the out-of-fold prediction (another class than its label)")
+    confidence: float = Field(..., description="out-of-fold probability of the prediction")
+    label_probability: float = Field(..., description="out-of-fold probability of its label: the items are "
+                                     "ordered by it, lowest (likeliest wrong label) first")
+    thumbnail_url: Optional[str] = None
+
+
+class LabelIssuesOut(BaseModel):
+    """A run's likeliest wrong train + val labels, found by its newest succeeded ``label_issues`` job: its chosen
+    configuration fitted ``folds``-fold on its cache (first seed, no sweep), each image scored by the fold model that
+    did not train on it (``mr2probe label-issues``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    run_id: str
+    job_id: str = Field(..., description="the label_issues job that found them")
+    finished_at: Optional[str] = Field(None, description="when that job finished")
+    folds: int
+    params: dict[str, float] = Field(..., description="the run's chosen hyper-parameters, fitted as they are")
+    class_name: Optional[str] = Field(..., alias="class", description="the label the images were filtered to (null: "
+                                      "every class's)")
+    images: int = Field(..., description="train + val images (of that label) scored out of fold")
+    total: int = Field(..., description="of them, those predicted otherwise than labelled")
+    limit: int
+    offset: int
+    items: list[LabelIssueItem]

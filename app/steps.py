@@ -1,4 +1,5 @@
-"""The service's job kinds (extract, probe, pipeline) and the steps they are made of.
+"""The service's job kinds (extract, probe, pipeline; label_issues, :mod:`app.label_issues_job`) and the steps they
+are made of.
 
 A handler records each finished step with ``ctx.record`` as it goes, so a job resumed after an interruption
 skips what is already done; extraction itself resumes from its last chunk through the resumable
@@ -19,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from .caches import cache_file, cache_problem
 from .datasets import cautions, changed_since_registration, open_for_extraction
-from .jobs import JobCancelled, JobContext, JobKind, default_resource
+from .jobs import JobCancelled, JobContext, JobKind, default_resource, device_resource
 from .status import JobStatus, NotFound
 from .store import left_out_json, new_id
 from .cleanup import extractions_in_use, queued_heir
+from .label_issues_job import KIND as LABEL_ISSUES
+from .label_issues_job import discard_label_issues, handle_label_issues, label_issues_resource
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -231,6 +234,8 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
     round)."""
     from probe import ProbeConfig
 
+    if kind == LABEL_ISSUES and isinstance(request.get("run_id"), str):
+        return f"likely wrong labels of run {request['run_id']} ({request.get('folds')} folds)"
     source = (f"cache {request['cache_id']}" if request.get("cache_id")
               else f"data set {request['dataset_id']}" if request.get("dataset_id") else "")
     encoder = f", encoder {request['encoder']}" if kind != "probe" and request.get("encoder") else ""
@@ -559,14 +564,12 @@ def _discard_unless_in_use(store: Store, job_id: str, target: str) -> None:
 def probe_resource(request: dict[str, Any], device: str) -> str:
     """A probe job holds the GPU when its config names a CUDA device (``auto``: the service's device, which
     :func:`probe_step` then trains on)."""
-    probe_device = str((request.get("config") or {}).get("device") or device)
-    if probe_device == "auto":
-        probe_device = device
-    return "gpu" if probe_device.startswith("cuda") else "cpu"
+    return device_resource((request.get("config") or {}).get("device"), device)
 
 
 JOB_KINDS: dict[str, JobKind] = {
     "extract": JobKind(handle_extract, default_resource, discard_extraction),
     "probe": JobKind(handle_probe, probe_resource, discard_pending_run),
     "pipeline": JobKind(handle_pipeline, default_resource, discard_pipeline),
+    LABEL_ISSUES: JobKind(handle_label_issues, label_issues_resource, discard_label_issues),
 }

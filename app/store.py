@@ -493,7 +493,7 @@ class Store:
 
     # The rows a job's request names: a job is queued only while they exist (one deleted between the request's
     # checks and its queueing is a 404, not a job that fails when it starts).
-    _NAMED = (("dataset_id", "datasets"), ("cache_id", "caches"), ("reference_run", "runs"))
+    _NAMED = (("dataset_id", "datasets"), ("cache_id", "caches"), ("reference_run", "runs"), ("run_id", "runs"))
 
     @classmethod
     def _check_named(cls, conn: sqlite3.Connection, request: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, 
 if TYPE_CHECKING:
     from probe import ProbeConfig
 
-    from .schemas import ExtractJob, PipelineJob, ProbeJob
+    from .schemas import ExtractJob, LabelIssuesJob, PipelineJob, ProbeJob
     from .store import Store
 
 class RequestInvalid(ValueError):
@@ -327,7 +327,48 @@ def _check_cache_encoder(encoder: str, cache_row: dict[str, Any]) -> None:
                              "leave encoder out")
 
 
-def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
+def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
+    """A label-issues job's request, checked as :func:`app.label_issues.find_label_issues` and
+    :func:`probe.label_issues.check_folds` would check it after the job's queue wait: a run whose report reads and
+    describes its loss whole, on its registered cache's file as it was (its fingerprint), with at least ``folds``
+    train + val images of every class it kept. Stores the run's device (the job's slot, as a probe job's)."""
+    from feature_cache import CacheMismatch
+    from probe import load_report
+    from probe.label_issues import check_folds
+
+    from .label_issues import check_loss, run_cache
+
+    run = store.get_run(job.run_id)
+    cache_row = store.get_cache(run["cache_id"])
+    try:
+        report = load_report(run["path"])
+        config = report.probe_config()
+        check_loss(config)
+    except (OSError, ValueError) as exc:
+        raise RequestInvalid("run_id", f"run {job.run_id!r} cannot be refitted: {exc}") from None
+    try:
+        run_cache(report, run["path"], cache_file(cache_row), f"its cache {cache_row['id']!r}")  # by fingerprint
+    except PathOutsideRoot:
+        raise
+    except (CacheMismatch, OSError, ValueError) as exc:
+        raise RequestInvalid("run_id", f"run {job.run_id!r}: {exc}") from None
+    try:
+        check_device(config.device)
+    except ValueError as exc:
+        raise RequestInvalid("run_id", f"run {job.run_id!r} trained on device {config.device!r}: {exc}") from None
+    counts, names = _kept("run_id", list(config.drop_classes or []), _class_counts(cache_row),
+                          list(cache_row["class_names"]))
+    if names != list(report.class_names):
+        raise RequestInvalid("run_id", f"cache {cache_row['id']!r} has other classes than run {job.run_id!r}")
+    pool = [sum(counts.get(split, [0] * len(names))[k] for split in ("train", "val")) for k in range(len(names))]
+    try:
+        check_folds(pool, job.folds, names)
+    except ValueError as exc:
+        raise RequestInvalid("folds", str(exc)) from None
+    return {"run_id": job.run_id, "folds": job.folds, "device": config.device}
+
+
+def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, store: Store,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
 
@@ -339,6 +380,8 @@ def validate_job(job: ExtractJob | PipelineJob | ProbeJob, store: Store,
         app.datasets.PathOutsideRoot: a weights path outside the service's data root (403).
         RequestInvalid: anything else that would make the job fail (422).
     """
+    if job.kind == "label_issues":
+        return _label_issues(job, store)
     if job.kind == "probe":
         (config,) = _on_cache(store, job.cache_id, [("config", job.config, job.reference_run is not None)],
                               job.reference_run)

@@ -22,18 +22,19 @@ from .crossval import stratified_folds
 from .metrics import softmax
 from .predictions import Predictions
 
-__all__ = ["out_of_fold_probabilities", "label_issue_predictions"]
+__all__ = ["check_folds", "out_of_fold_probabilities", "label_issue_predictions"]
 
 logger = logging.getLogger(__name__)
 
 
-def _check_folds(labels: np.ndarray, num_classes: int, folds: int, class_names: list[str] | None) -> None:
+def check_folds(counts, folds: int, class_names: list[str] | None = None) -> None:
     """ValueError naming ``folds`` outside MIN_CV_FOLDS..MAX_CV_FOLDS, or above the smallest class's image count
-    (each fold needs an image of every class)."""
+    (``counts``: train + val images per class; each fold needs an image of every class). The one check of the CLI,
+    the service's job request (checked before the job exists) and the fits."""
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or \
             not MIN_CV_FOLDS <= folds <= MAX_CV_FOLDS:
         raise ValueError(f"folds must be an integer in [{MIN_CV_FOLDS}, {MAX_CV_FOLDS}], got {folds!r}.")
-    counts = np.bincount(labels, minlength=num_classes)
+    counts = np.asarray(counts, dtype=np.int64)
     rare = int(np.argmin(counts))
     if counts[rare] < folds:
         name = repr(class_names[rare]) if class_names is not None else str(rare)
@@ -70,7 +71,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_clas
     from .trainer import ProbeTrainer, diverged
 
     labels = np.asarray(labels, dtype=np.int64)
-    _check_folds(labels, num_classes, folds, class_names)
+    check_folds(np.bincount(labels, minlength=num_classes), folds, class_names)
     seed = config.seeds[0] if seed is None else seed
     kwargs = config.trainer_params(params, seed=seed, device=device, loss_options=loss_options)
     if precision:

@@ -25,8 +25,8 @@ _FULL = {429: {"model": ErrorOut, "description": "the queue holds MR2PROBE_MAX_Q
 
 
 @router.post("/jobs", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,
-             summary="Queue an extract, probe or pipeline job; returns at once", responses={**ERROR_RESPONSES, **_FULL,
-                                                                                           **BODY_TOO_LARGE})
+             summary="Queue an extract, probe, pipeline or label_issues job; returns at once",
+             responses={**ERROR_RESPONSES, **_FULL, **BODY_TOO_LARGE})
 def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRunner = Depends(get_runner),
                settings: Settings = Depends(get_settings)) -> JobAccepted:
     """The request is checked completely first (ids, encoder, devices, probe configs): 404 / 422, no job; an

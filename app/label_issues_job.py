@@ -1,0 +1,136 @@
+"""The ``label_issues`` job kind: :func:`app.label_issues.find_label_issues` (``mr2probe label-issues``) run by the
+worker, never inside a request (its ``folds`` fits take seconds to minutes), and its stored result.
+
+The request (``app.validation``) names a finished run and the folds, checked before the job exists. The job writes
+its ranked rows to ``label_issues/<job id>.json`` in the run's folder: a file of its own, which no other job writes
+and which the run's deletion removes with it. It is written to a temporary name and renamed once complete, after
+the last fit; a job that fails, or is cancelled or interrupted (it stops between folds), removes both, so that no
+half-written result is ever read. ``GET /api/runs/{id}/label-issues`` reads the newest succeeded job's file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .caches import cache_file
+from .jobs import JobCancelled, JobContext, device_resource
+from .status import JobStatus, NotFound
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .store import Store
+
+KIND = "label_issues"
+RESULTS_DIR = "label_issues"  # in a run's folder
+FORMAT = 1  # the result file's layout
+
+
+def result_file(run_dir: str | Path, job_id: str) -> Path:
+    """Where job ``job_id`` writes its result, in the run's folder."""
+    return Path(run_dir) / RESULTS_DIR / f"{job_id}.json"
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _remove(settings: Settings, path: Path) -> None:
+    """The result file and its temporary one, only under the service's runs folder."""
+    from .removal import remove_under
+
+    for each in (path, _partial(path)):
+        remove_under(each, settings.runs_dir)
+
+
+def _fold_progress(ctx: JobContext):
+    """``find_label_issues`` calls ``progress(folds_done, folds)`` after each fit: reported, and a stop honoured."""
+
+    def hook(done: int, total: int) -> None:
+        ctx.progress(0.05 + 0.9 * done / total, f"fold {done}/{total} fitted")
+        ctx.check_stop()
+
+    return hook
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    """``document`` as JSON at ``path``, whole or not at all (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial(path)
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(document, out)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+
+
+def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
+    """Fit the run's configuration ``folds``-fold on its cache and store every train + val image predicted
+    otherwise than labelled out of fold, the lowest probability of its label first."""
+    import numpy as np
+
+    from .label_issues import find_label_issues
+
+    req = ctx.request
+    run = ctx.store.get_run(req["run_id"])
+    cache_row = ctx.store.get_cache(run["cache_id"])
+    target = result_file(run["path"], ctx.job_id)
+    ctx.progress(0.0, "reading the run and its cache")
+    ctx.message(f"fitting run {run['id']}'s configuration {req['folds']}-fold on the train + val images of cache "
+                f"{cache_row['id']}, each image scored by the fold model that did not train on it")
+    try:
+        found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx))
+        ctx.check_stop()
+        labels = np.asarray(found.predictions.labels)
+        rows = found.rows_of(None, None)
+        _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
+                        "params": found.params, "class_names": found.class_names,
+                        "images": np.bincount(labels, minlength=len(found.class_names)).tolist(), "rows": rows})
+        ctx.check_stop()
+    except BaseException:
+        _remove(ctx.settings, target)  # never a half-written or a cancelled job's result
+        if ctx.should_stop():
+            raise JobCancelled(ctx.stop_reason or "cancel") from None
+        raise
+    ctx.message(f"{len(rows)} of {len(labels)} train + val images predicted otherwise than labelled, out of fold: "
+                f"GET /api/runs/{run['id']}/label-issues lists them")
+    ctx.progress(1.0, "done")
+    return {"label_issues": str(target.relative_to(run["path"]))}
+
+
+def discard_label_issues(job: dict[str, Any], store: Store, settings: Settings) -> None:
+    """On cancelling a queued or interrupted job: whatever a killed attempt left of its result."""
+    try:
+        run = store.get_run(job["request"]["run_id"])
+    except (NotFound, KeyError):  # the run went with its folder
+        return
+    _remove(settings, result_file(run["path"], job["id"]))
+
+
+def label_issues_resource(request: dict[str, Any], device: str) -> str:
+    """The GPU when the run trained on one (its stored ``device``), as a probe job of its configuration
+    (``app.steps.probe_resource``)."""
+    return device_resource(request.get("device"), device)
+
+
+def newest_result(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The newest succeeded label-issues job of ``run_id`` and its result document.
+
+    Raises:
+        LookupError: none finished, or its file is gone (the message says how to start one).
+    """
+    start = (f'POST /api/jobs {{"kind": "{KIND}", "run_id": "{run_id}"}} finds them (or the run page\'s "Likely '
+             'wrong labels")')
+    rows = store.rows("SELECT * FROM jobs WHERE kind = ? AND status = ? AND json_extract(request, '$.run_id') = ? "
+                      "ORDER BY finished_at DESC, rowid DESC LIMIT 1", (KIND, JobStatus.succeeded.value, run_id))
+    if not rows:
+        raise LookupError(f"run {run_id!r} has no likely wrong labels found yet: {start}")
+    job, run = rows[0], store.get_run(run_id)
+    path = Path(run["path"]) / str(job["result"].get("label_issues") or "")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise LookupError(f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or "
+                          f"damaged: {start}") from None
+    return job, document

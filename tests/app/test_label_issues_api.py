@@ -1,0 +1,138 @@
+"""Likely wrong labels through the service: a ``label_issues`` job (POST /api/jobs) fits a finished run's
+configuration k-fold in the worker and stores its ranked rows; GET /api/runs/{id}/label-issues reads them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app_testutils import wait_job
+
+
+def _start(client, run_id, **fields):
+    return client.post("/api/jobs", json={"kind": "label_issues", "run_id": run_id, **fields})
+
+
+def _rows(found):
+    """``app.label_issues.find_label_issues``'s ranked rows as the API lists them (no pool index)."""
+    return [{k: v for k, v in row.items() if k != "index"} for row in found.rows_of(None, None)]
+
+
+def test_a_label_issues_job_stores_what_find_label_issues_finds(fresh_finished):
+    """The job's result is the CLI's ranking for the same run and folds, every row, each with its thumbnail; the
+    listing filters by class and pages; before any job the GET is a 404 that says how to start one."""
+    from app.label_issues import find_label_issues
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    none = client.get(f"/api/runs/{run['id']}/label-issues")
+    assert none.status_code == 404 and '"kind": "label_issues"' in none.json()["detail"]
+    resp = _start(client, run["id"], folds=3)
+    assert resp.status_code == 202, resp.text
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1.0 and job["what"] == f"likely wrong labels of run {run['id']} (3 folds)"
+    found = find_label_issues(run["path"], store.get_cache(run["cache_id"])["path"], 3)
+    expected = _rows(found)
+    assert expected, "the fixture run's folds mistake no image: this test would prove nothing"
+    body = client.get(f"/api/runs/{run['id']}/label-issues", params={"limit": 200}).json()
+    assert body["job_id"] == job["id"] and body["folds"] == 3 and body["params"] == found.params
+    assert body["total"] == len(expected) and body["images"] == len(found.predictions.labels)
+    items = body["items"]
+    assert [{k: v for k, v in item.items() if k != "thumbnail_url"} for item in items] == expected
+    assert all(item["thumbnail_url"].startswith(f"/api/datasets/{fresh_finished.dataset['id']}/thumbnail?source=")
+               for item in items)
+    name = expected[0]["true"]
+    one = client.get(f"/api/runs/{run['id']}/label-issues", params={"class": name, "limit": 1, "offset": 0}).json()
+    mine = [row for row in expected if row["true"] == name]
+    assert one["class"] == name and one["total"] == len(mine) and len(one["items"]) == 1
+    assert one["items"][0]["row"] == mine[0]["row"] and one["items"][0]["split"] == mine[0]["split"]
+    assert client.get(f"/api/runs/{run['id']}/label-issues", params={"offset": len(expected)}).json()["items"] == []
+    assert client.get(f"/api/runs/{run['id']}/label-issues", params={"class": "unicorn"}).status_code == 422
+    assert client.get(f"/api/runs/{run['id']}/label-issues", params={"limit": 201}).status_code == 422
+    assert client.get("/api/runs/run_nope/label-issues").status_code == 404
+    deleted = client.delete(f"/api/runs/{run['id']}")  # the run's results go with its folder
+    assert deleted.status_code == 200 and not Path(run["path"]).exists()
+    assert client.get(f"/api/runs/{run['id']}/label-issues").status_code == 404
+
+
+def _jobs(client) -> int:
+    return int(client.get("/api/jobs").headers["X-Total-Count"])
+
+
+def test_a_label_issues_request_is_checked_before_a_job_exists(fresh_finished):
+    """Unknown run: 404; folds out of bounds or above a class's train + val images, unknown fields, a run whose
+    cache file is gone or holds other features than the run trained on: 422 naming the problem, and no job."""
+    import json
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    jobs = _jobs(client)
+    unknown = _start(client, "run_nope")
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "run 'run_nope' not found"
+    for folds in (1, 21, True, 2.5):
+        resp = _start(client, run["id"], folds=folds)
+        assert resp.status_code == 422 and "folds" in json.dumps(resp.json()["detail"]), (folds, resp.text)
+    many = _start(client, run["id"], folds=7)  # 6 train + val images a class
+    assert many.status_code == 422 and many.json()["detail"] == (
+        "folds: folds=7: class 'airplane' has 6 image(s) in train + val, and each fold needs one of every class; "
+        "use at most 6 folds.")
+    extra = _start(client, run["id"], limit=5)
+    assert extra.status_code == 422 and "limit" in json.dumps(extra.json()["detail"])
+    report_file = Path(run["path"]) / "report.json"
+    report = json.loads(report_file.read_text())
+    report_file.write_text(json.dumps({**report, "features": {**report["features"], "fingerprint": "0" * 64}}))
+    other = _start(client, run["id"])
+    assert other.status_code == 422 and other.json()["detail"].startswith(
+        f"run_id: run {run['id']!r}: its cache {run['cache_id']!r} holds other features"), other.text
+    cache = Path(store.get_cache(run["cache_id"])["path"])
+    cache.rename(cache.with_name("moved.h5"))
+    gone = _start(client, run["id"])
+    assert gone.status_code == 422 and "its file is gone" in gone.json()["detail"], gone.text
+    assert _jobs(client) == jobs
+
+
+@pytest.mark.parametrize("when", ["between folds", "after the last fold"])
+def test_a_cancelled_label_issues_job_leaves_no_result(fresh_finished, monkeypatch, when):
+    """A cancel between two folds stops the fits; one that lands once they are done (the result about to be
+    written) is honoured too: the job ends cancelled, no file is left in the run's folder, and the GET is a 404."""
+    import app.label_issues
+    import probe.label_issues
+
+    from app.status import JobStatus
+
+    client = fresh_finished.client
+    store, runner = client.app.state.store, client.app.state.runner
+    run = store.get_run(fresh_finished.erm)
+
+    def cancel_running():
+        for job in store.list_jobs(JobStatus.running):
+            runner.cancel(job["id"])
+
+    if when == "between folds":
+        real = probe.label_issues.out_of_fold_probabilities
+
+        def folds(*args, progress, **kwargs):
+            def cancel_then_report(done, total):
+                cancel_running()
+                progress(done, total)
+
+            return real(*args, progress=cancel_then_report, **kwargs)
+
+        monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", folds)
+    else:
+        real = app.label_issues.find_label_issues
+
+        def find_then_cancel(*args, **kwargs):
+            found = real(*args, **kwargs)
+            cancel_running()
+            return found
+
+        monkeypatch.setattr(app.label_issues, "find_label_issues", find_then_cancel)
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "cancelled", job
+    if when == "between folds":
+        assert "fold 1/3 fitted" in job["stage"] or job["progress"] < 1.0
+    results = Path(run["path"]) / "label_issues"
+    assert not results.exists() or list(results.iterdir()) == []
+    assert client.get(f"/api/runs/{run['id']}/label-issues").status_code == 404
