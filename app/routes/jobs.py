@@ -40,14 +40,18 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
 
 
 @router.get("/jobs", response_model=list[JobOut], responses={200: {"headers": TOTAL_COUNT}},
-            summary="Jobs, newest first (X-Total-Count: all of them, of the status asked)")
+            summary="Jobs, newest first (X-Total-Count: all of them, of the status, kind and run asked)")
 def list_jobs(response: Response, status_: JobStatus | None = Query(None, alias="status"),
+              kind: str | None = Query(None, min_length=1, max_length=64, description="only jobs of this kind"),
+              run_id: str | None = Query(None, min_length=1, max_length=64,
+                                         description="only jobs whose request names this run (label_issues)"),
               limit: int = Query(200, ge=1, le=1000), offset: int = OffsetQuery, store: Store = Depends(get_store),
               runner: JobRunner = Depends(get_runner)) -> list[JobOut]:
     """A window of the jobs (``?limit=&offset=``): the jobs past the newest 1,000 could not be listed (an operator
-    round with 1,115 jobs)."""
-    set_total(response, store.count_jobs(status_))
-    return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit, offset=offset)]
+    round with 1,115 jobs). ``?kind=label_issues&run_id=``: a run page's label_issues jobs, running or finished."""
+    set_total(response, store.count_jobs(status_, kind, run_id))
+    return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit, offset=offset, kind=kind,
+                                                           run_id=run_id)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES,

@@ -6,6 +6,7 @@
 (function () {
   "use strict";
   const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
+          statusChip, progressBar,
           isNum } = window.Dash;
   const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
   // the confusions' column (probe.report.CONFUSIONS_HEADER): "% of its test predictions" read as a precision
@@ -602,6 +603,88 @@
                          + "confusion-matrix cell to see its images).")), body], show };
   }
 
+  // ---- likely wrong labels --------------------------------------------------------------------------
+  const LABEL_ISSUES_POLL_MS = 1000;
+  const LABEL_ISSUES_SHOWN = 24;
+
+  /** The images of a GET /api/runs/{id}/label-issues answer, likeliest wrong label first, each with its thumbnail. */
+  function labelIssueItems(data) {
+    const of = data.class == null ? "train + val images" : `train + val images labelled ${data.class}`;
+    const params = Object.entries(data.params || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+    const line = `${count(data.total)} of ${count(data.images)} ${of} predicted otherwise than labelled, out of fold `
+      + `(${data.folds} folds of the run's configuration${params ? `, ${params}` : ""}; job ${data.job_id})`
+      + (data.items.length ? (data.items.length < data.total ? `; the ${data.items.length} likeliest wrong labels:` : ", likeliest wrong label first:") : ".");
+    return [h("p", { class: "muted note", id: "label-issues-summary" }, line),
+      h("div", { class: "gallery", id: "label-issues-gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source || "",
+          "data-split": it.split, "data-row": String(it.row) },
+        it.thumbnail_url ? authImage(it.thumbnail_url, `labelled ${it.true}, predicted ${it.predicted}`) : null,
+        h("figcaption", {}, h("span", { class: "pred" }, `labelled ${it.true} → `, h("strong", {}, it.predicted)),
+          h("span", { class: "conf" }, ` ${pct(it.label_probability)} its label, ${pct(it.confidence)} ${it.predicted}`),
+          h("span", { class: "src muted", title: it.source || "" }, it.source ? it.source.split("/").pop() : `${it.split} row ${it.row}`)))))];
+  }
+
+  /** "Likely wrong labels": a button that starts a label_issues job on the run (POST /api/jobs; the k-fold fits run in
+   * the worker), its progress while it runs (a job of this run already queued or running is watched on opening), then
+   * the images its newest finished job found (GET /api/runs/{id}/label-issues), filtered by label. */
+  function labelIssuesPanel(report, runId) {
+    const body = h("div", { id: "label-issues-body" }, h("p", { class: "muted" }, "Loading…"));
+    const watch = h("div", { id: "label-issues-job", "aria-live": "polite" });
+    const folds = h("input", { id: "label-issues-folds", type: "number", min: "2", max: "20", value: "5", size: 3 });
+    let found = false;  // a label_issues job of the run succeeded: there is a listing to filter
+    const select = h("select", { id: "label-issues-class", onchange: () => { if (found) show(); } },
+      h("option", { value: "" }, "every class"), report.class_names.map((c) => h("option", { value: c }, c)));
+    let timer = null;
+    const notYet = () => empty("Not looked for yet: Find them fits the run's configuration on its train + val images, one fit per "
+      + "fold, each image scored by the fold model that did not train on it.");
+    const show = async () => {
+      const cls = select.value;
+      try {
+        const data = await getJSON(`/api/runs/${enc(runId)}/label-issues?limit=${LABEL_ISSUES_SHOWN}` + (cls ? `&class=${enc(cls)}` : ""));
+        body.replaceChildren(...labelIssueItems(data));
+      } catch (e) {
+        body.replaceChildren(e.status === 404 && e.message !== "Not Found" ? notYet()
+          : empty("Could not load the likely wrong labels: " + e.message));
+      }
+    };
+    const follow = async (jobId) => {
+      clearTimeout(timer);
+      let job;
+      try { job = await getJSON(`/api/jobs/${enc(jobId)}`); }
+      catch (e) { watch.replaceChildren(h("p", { class: "field-error" }, e.message)); return; }
+      const active = window.Dash.ACTIVE.has(job.status);
+      watch.dataset.status = job.status;
+      watch.replaceChildren(h("p", { class: "job-line" }, statusChip(job.status), " ", progressBar(job.progress), " ",
+        h("span", {}, `${(100 * job.progress).toFixed(0)}% ${job.stage || ""}`), " ",
+        active ? h("button", { type: "button", id: "label-issues-cancel", onclick: async () => {
+          try { await sendJSON(`/api/jobs/${enc(job.id)}`, "DELETE"); } catch (e) { showBanner(e.message, true); }
+          follow(job.id);
+        } }, "Cancel") : null),
+        ...(job.error ? [h("p", { class: "field-error" }, job.error)] : []));
+      start.disabled = active;
+      if (active) timer = setTimeout(() => follow(jobId), LABEL_ISSUES_POLL_MS);
+      else if (job.status === "succeeded") { found = true; window.Dash.say("Likely wrong labels found"); show(); }
+    };
+    const start = h("button", { type: "button", id: "label-issues-start", class: "primary", onclick: async () => {
+      try {
+        const accepted = await sendJSON("/api/jobs", "POST", { kind: "label_issues", run_id: runId, folds: Number(folds.value) });
+        follow(accepted.id);
+      } catch (e) { watch.replaceChildren(h("p", { class: "field-error", role: "alert" }, e.message)); }
+    } }, "Find likely wrong labels");
+    // the run's label_issues jobs, newest first (GET /api/jobs?kind=&run_id=): one still queued or running (started
+    // in another tab, or through the API) is watched as if started here; without a succeeded one nothing is asked
+    getJSON(`/api/jobs?kind=label_issues&run_id=${enc(runId)}&limit=100`).then((jobs) => {
+      const open = jobs.find((j) => window.Dash.ACTIVE.has(j.status));
+      if (open) follow(open.id);
+      found = found || jobs.some((j) => j.status === "succeeded");
+      if (found) show();
+      else body.replaceChildren(notYet());
+    }, (e) => body.replaceChildren(empty("Could not list this run's label_issues jobs: " + e.message)));
+    return [h("p", {}, start, " ", h("label", { for: "label-issues-folds" }, "folds"), " ", folds, " · ",
+      h("label", { for: "label-issues-class" }, "labelled"), " ", select,
+      h("span", { class: "muted" }, " — the train + val images whose label the run's configuration, fitted without them, "
+        + "finds least likely (mr2probe label-issues).")), watch, body];
+  }
+
   // ---- selection frontier ---------------------------------------------------------------------------
   function frontierPanel(report) {
     const sel = report.selection || {}, fr = sel.frontier;
@@ -862,6 +945,7 @@
         card("Confusion matrix", confusionPanel(report)),
         card("Most confused pairs", confusedList(report))),
       card("Failure gallery", gallery.nodes),
+      card("Likely wrong labels", labelIssuesPanel(report, run.id)),
       h("div", { class: "grid2" },
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),
@@ -879,5 +963,5 @@
   }
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
-                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel } };
+                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel } };
 })();

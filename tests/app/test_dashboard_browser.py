@@ -3162,3 +3162,40 @@ def test_the_run_page_says_which_classes_the_run_left_out(driver, live_server, f
     assert "left out: ship" in meta
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     assert "left out" not in driver.js("return document.querySelector('p.meta').textContent")
+
+
+def test_run_page_finds_likely_wrong_labels_through_a_job(driver, fresh_finished, tmp_path):
+    """The run page's "Likely wrong labels": Not looked for yet, then its button starts a label_issues job (the fits run
+    in the worker), shows the job's progress, and once it succeeded the images it found, as the API lists them, each
+    with its thumbnail."""
+    app = create_app(fresh_finished.settings, start_worker=False)  # the fixture's worker runs the job
+    server, thread, base = _serve(app)
+    try:
+        run = fresh_finished.erm
+        _open(driver, f"{base}/runs/{run}", "run")
+        wait_for(lambda: driver.js("return document.querySelector('#label-issues-body [data-empty]') !== null"), 30,
+                 interval=0.2, what="not looked for yet")
+        assert "Not looked for yet" in driver.js("return document.getElementById('label-issues-body').textContent")
+        driver.js("""const f = document.getElementById('label-issues-folds'); f.value = '3';
+                     document.getElementById('label-issues-start').click();""")
+        wait_for(lambda: driver.js("return document.getElementById('label-issues-job').dataset.status") == "succeeded",
+                 240, interval=0.3, what="label_issues job succeeded")
+        listed = httpx.get(f"{base}/api/runs/{run}/label-issues", params={"limit": 24}).json()
+        assert listed["folds"] == 3 and listed["items"], "the fixture run's folds mistake no image: nothing to show"
+        wait_for(lambda: driver.js("return document.querySelectorAll('#label-issues-gallery figure').length")
+                 == len(listed["items"]), 30, interval=0.2, what="likely wrong labels shown")
+        shown = driver.js("""return Array.from(document.querySelectorAll('#label-issues-gallery figure')).map(
+            f => [f.dataset.split, Number(f.dataset.row)]);""")
+        assert shown == [[item["split"], item["row"]] for item in listed["items"]]
+        summary = driver.js("return document.getElementById('label-issues-summary').textContent")
+        assert summary.startswith(f"{listed['total']} of {listed['images']} train + val images predicted otherwise")
+        wait_for(lambda: driver.js("""const imgs = Array.from(document.querySelectorAll('#label-issues-gallery img.thumb'));
+            return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"""), 60, interval=0.2,
+                 what="thumbnails loaded")
+        panel = driver.js("return document.getElementById('label-issues-job').textContent + ' ' + "
+                          "document.getElementById('label-issues-body').textContent")
+        assert "null" not in panel and "undefined" not in panel
+        driver.screenshot(tmp_path / "label_issues.png")
+    finally:
+        server.should_exit = True
+        thread.join(10)

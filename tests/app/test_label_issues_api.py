@@ -32,6 +32,9 @@ def test_a_label_issues_job_stores_what_find_label_issues_finds(fresh_finished):
     job = wait_job(client, resp.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["progress"] == 1.0 and job["what"] == f"likely wrong labels of run {run['id']} (3 folds)"
+    listed = client.get("/api/jobs", params={"kind": "label_issues", "run_id": run["id"]})  # a run page's jobs
+    assert [j["id"] for j in listed.json()] == [job["id"]] and listed.headers["X-Total-Count"] == "1"
+    assert client.get("/api/jobs", params={"kind": "label_issues", "run_id": fresh_finished.mr2}).json() == []
     found = find_label_issues(run["path"], store.get_cache(run["cache_id"])["path"], 3)
     expected = _rows(found)
     assert expected, "the fixture run's folds mistake no image: this test would prove nothing"
