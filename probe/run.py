@@ -647,12 +647,13 @@ def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sou
 
 
 def _calibration_warnings(calibration: dict, first: SeedEvaluation, val_labels: np.ndarray,
-                          temperature: dict | None) -> list[str]:
+                          temperature: dict | None, test_labels: np.ndarray) -> list[str]:
     """The report's warnings of the shipped head's calibration (``probe.calibration``), its confidence warning told
     the head's mean confidence and accuracy on the validation images (its post-hoc bias and temperature applied,
-    as on test): what tells a head whose scale is off from validation and test that disagree."""
+    as on test), also weighed as ``test_labels`` weigh the classes: what tells a head whose scale is off from
+    validation and test that disagree, or that hold the classes in other proportions."""
     validation = None if first.val_logits is None else confidence_and_accuracy(
-        first.val_logits / (1.0 if temperature is None else temperature["temperature"]), val_labels)
+        first.val_logits / (1.0 if temperature is None else temperature["temperature"]), val_labels, test_labels)
     return [w for w in (confidence_warning(calibration, validation), temperature_warning(calibration, validation)) if w]
 
 
@@ -931,7 +932,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
                   *filter(None, [lookalike_names_warning(class_names)]),
-                  *_calibration_warnings(calibration, evaluations[0], splits.val[1], temperature)])
+                  *_calibration_warnings(calibration, evaluations[0], splits.val[1], temperature,
+                                         splits.test[1])])
     _notes(report, config, reference, scorer, outcome, groups)
     if out_dir is not None:
         write_run(Path(out_dir), report, outcome.first, predictions, splits.seen(sources) if sources else None)

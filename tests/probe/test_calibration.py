@@ -451,3 +451,67 @@ def test_top_k_counts_the_logits_strictly_above_the_labels():
     assert top_k_accuracy(logits, labels, 1) == pytest.approx(2 / 4)
     assert top_k_accuracy(logits, labels, 2) == pytest.approx(3 / 4)
     assert top_k_accuracy(logits, labels, 3) == pytest.approx(1.0)
+
+
+def test_validation_weighed_as_test_weighs_the_classes():
+    """confidence_and_accuracy(..., like=test labels): each validation image weighs its class's share of test over
+    its class's validation images. Class 0: 8 images, right at 0.9; class 1: 2 images, wrong at 0.8; test holds
+    the two equally, so the weighed figures are the classes' means averaged: confidence 0.85, accuracy 0.5. A
+    class of test without validation images is left out and counted."""
+    from probe.calibration import confidence_and_accuracy
+
+    def logits_for(labels, predicted, confidence):  # two classes: softmax max = confidence
+        margin = np.log(confidence / (1 - confidence))
+        out = np.zeros((len(labels), 3))
+        out[np.arange(len(labels)), predicted] = margin
+        out[:, 2] = -50.0
+        return out
+
+    labels = np.repeat([0, 1], [8, 2])
+    logits = logits_for(labels, np.repeat([0, 0], [8, 2]), np.repeat([0.9, 0.8], [8, 2]))
+    plain = confidence_and_accuracy(logits, labels)
+    assert plain == pytest.approx((0.88, 0.8, 10))
+    confidence, right, n, mixed = confidence_and_accuracy(logits, labels, np.repeat([0, 1], [50, 50]))
+    assert (confidence, right, n) == pytest.approx(plain)
+    assert mixed == pytest.approx((0.85, 0.5, 2, 2))
+    *_, mixed = confidence_and_accuracy(logits, labels, np.repeat([0, 1, 2], [50, 50, 50]))
+    assert mixed == pytest.approx((0.85, 0.5, 2, 3))
+
+
+def test_a_long_tailed_validation_is_not_told_test_labels_are_wrong():
+    """A head calibrated on its validation images, which hold the rare classes as rarely as training does, is
+    overconfident on a class-balanced test split: weighed as test weighs the classes, validation is overconfident
+    too. The warning blamed test labels or test images ("validation and test disagree, not the head's scale"; a
+    long-tailed round: CIFAR-10, whose test labels are clean); it names the class mix."""
+    from probe.calibration import confidence_warning
+
+    mixed = confidence_warning({"confidence": 0.793, "accuracy": 0.507},
+                               validation=(0.929, 0.891, 202, (0.806, 0.536, 10, 10)))
+    assert "Test labels that are wrong" not in mixed and "not the head's scale" not in mixed
+    assert mixed.endswith("On its 202 validation images it is about as confident as it is right (92.9 % against "
+                          "89.1 %), 38.4 points above its test accuracy, but they hold the classes in other "
+                          "proportions than test: weighed as test weighs the classes, they give 80.6 % confidence "
+                          "against 53.6 % accuracy, overconfident as on test. The head is overconfident on the "
+                          "classes test holds more of than validation (the rare ones of an imbalanced training set); "
+                          "a temperature fitted on validation, which weighs the classes as validation holds them, "
+                          "does not close it.")
+    # weighed as test, validation is calibrated too: the splits' images or labels disagree, as before
+    same_mix = confidence_warning({"confidence": 0.95, "accuracy": 0.7}, validation=(0.95, 0.94, 300,
+                                                                                      (0.95, 0.93, 4, 4)))
+    assert "Test labels that are wrong more often" in same_mix and "other proportions" not in same_mix
+
+
+def test_a_long_tailed_run_names_the_class_mix_in_its_confidence_warning():
+    """End to end: 600 training images of two classes, 6 of two others, validation carved alike, a balanced test
+    split; overlapping clusters, so the rare classes are lost to the frequent ones on test."""
+    from probe import ProbeConfig, run_probe
+    from testdata import gaussian_splits
+
+    data = gaussian_splits(4, {"train": 600, "val": 150, "test": 150}, spread=1.0, dim=8)
+    for split, counts in {"train": [600, 600, 6, 6], "val": [150, 150, 2, 2]}.items():
+        x, y = data[split]
+        rows = np.concatenate([np.flatnonzero(y == k)[:n] for k, n in enumerate(counts)])
+        data[split] = (x[rows], y[rows])
+    report = run_probe(data, list("abcd"), ProbeConfig(epochs=40, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0))
+    warning = next(w for w in report.warnings if w.startswith("The shipped head is overconfident"))
+    assert "in other proportions than test" in warning and "Test labels that are wrong" not in warning
