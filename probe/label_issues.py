@@ -20,6 +20,7 @@ import numpy as np
 from .config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS, ProbeConfig
 from .crossval import stratified_folds
 from .metrics import softmax
+from .names import listed
 from .predictions import Predictions
 
 __all__ = ["check_folds", "out_of_fold_probabilities", "label_issue_predictions"]
@@ -38,9 +39,18 @@ def check_folds(counts, folds: int, class_names: list[str] | None = None) -> Non
     rare = int(np.argmin(counts))
     if counts[rare] < folds:
         name = repr(class_names[rare]) if class_names is not None else str(rare)
-        raise ValueError(f"folds={folds}: class {name} has {int(counts[rare])} image(s) in train + val, and each "
-                         f"fold needs one of every class; use at most {int(counts[rare])} folds"
-                         + (" (or leave the class out)." if counts[rare] < MIN_CV_FOLDS else "."))
+        start = (f"folds={folds}: class {name} has {int(counts[rare])} image(s) in train + val, and each fold needs "
+                 "one of every class")
+        if counts[rare] >= MIN_CV_FOLDS:
+            raise ValueError(f"{start}; use at most {int(counts[rare])} folds (--folds {int(counts[rare])}).")
+        # "use at most 1 folds (or leave the class out)" offered a count the bound refuses, and no way to leave
+        # a class out of label-issues (a long-tailed round: a class of one image)
+        few = [repr(class_names[k]) if class_names is not None else str(k)
+               for k in np.flatnonzero(counts < MIN_CV_FOLDS)]
+        raise ValueError(f"{start}; no fold count ({MIN_CV_FOLDS} to {MAX_CV_FOLDS}) holds out a class of fewer than "
+                         f"{MIN_CV_FOLDS} images and trains on it. Train the run without "
+                         f"{'it' if len(few) == 1 else 'them'} ({listed(few, 5)}: mr2probe train --drop-class NAME, "
+                         "the API's drop_classes) and list the other classes' likely wrong labels from that run.")
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,

@@ -86,3 +86,24 @@ def test_the_same_seed_gives_the_same_probabilities_and_another_seed_other_folds
     first = out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3)
     assert np.array_equal(first, out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3))
     assert not np.array_equal(first, out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3, seed=1))
+
+
+def test_a_class_of_one_image_is_told_how_to_leave_it_out_not_to_use_one_fold():
+    """A long-tailed set's class of one image: no fold count holds it out and trains on it. The error said "use at
+    most 1 folds (or leave the class out)", a count the bound refuses and a way label-issues does not have; it names
+    every such class and how to train without them. A class of 3 images: at most 3 folds, and the option."""
+    y = np.concatenate([np.repeat([0, 1], 10), [2], [3]])
+    x = np.zeros((len(y), 3), dtype=np.float32)
+    with pytest.raises(ValueError) as error:
+        out_of_fold_probabilities(x, y, 4, _config(), PARAMS, folds=5, class_names=["a", "b", "c", "d"])
+    assert str(error.value) == (
+        "folds=5: class 'c' has 1 image(s) in train + val, and each fold needs one of every class; no fold count (2 to "
+        "20) holds out a class of fewer than 2 images and trains on it. Train the run without them ('c', 'd': "
+        "mr2probe train --drop-class NAME, the API's drop_classes) and list the other classes' likely wrong labels "
+        "from that run.")
+    assert "use at most 1" not in str(error.value)
+    y = np.concatenate([np.repeat([0, 1], 10), np.full(3, 2)])
+    with pytest.raises(ValueError, match=re.escape("class 'c' has 3 image(s) in train + val, and each fold needs one "
+                                                   "of every class; use at most 3 folds (--folds 3).")):
+        out_of_fold_probabilities(np.zeros((len(y), 3), dtype=np.float32), y, 3, _config(), PARAMS, folds=5,
+                                  class_names=["a", "b", "c"])
