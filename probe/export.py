@@ -122,13 +122,21 @@ def _per_class_rows(report: dict) -> list[list[str]]:
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
              percent(r.get("val_accuracy")),
-             percent(r.get("precision")), percent(r.get("recall")), "—" if r.get("f1") is None else fixed(r["f1"], 3),
-             confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []])] for r in rows]
+             percent(r.get("precision")), percent(r.get("recall")), _fixed3(r.get("f1")),
+             confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []]),
+             # the class statistics MR² sizes its margins from, and the margins (a long-tailed round: the terminal
+             # view and the dashboard gave γ_k, the file to attach to a pull request did not)
+             "—" if r.get("r2") is None else format(r["r2"], ".4g"), _fixed3(r.get("gamma")),
+             _fixed3(r.get("output_margin"))] for r in rows]
+
+
+def _fixed3(value: float | None) -> str:
+    return "—" if value is None else fixed(value, 3)
 
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
                     "shipped (first seed) %",
-                    "val accuracy %", "precision %", "recall %", "F1", CONFUSIONS_HEADER]
+                    "val accuracy %", "precision %", "recall %", "F1", CONFUSIONS_HEADER, "r²", "γ", "output margin"]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.
 MATRIX_MAX_CLASSES = 20

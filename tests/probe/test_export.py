@@ -186,7 +186,7 @@ def test_exports_leave_a_large_matrix_in_the_json_and_old_reports_without_diagno
                                                                    "top_confusions")} for r in report["per_class"]]}
     text = report_markdown(old)
     assert "Confusion matrix" not in text and "## Warnings" not in text
-    assert all(row[5] == "—" and row[9:] == ["—"] * 4 for row in _md_table(text, "class"))
+    assert all(row[5] == "—" and row[9:13] == ["—"] * 4 for row in _md_table(text, "class"))
     assert "Confusion matrix" not in report_html(old)
 
 
@@ -384,3 +384,20 @@ def test_the_html_bars_draw_the_intervals_the_tables_give(report):
     assert [v for w in whiskers for v in w] == pytest.approx([v for w in want for v in w])
     lo, hi = order[0]["accuracy_ci"]
     assert f"95 % interval [{percent(lo, 1)}, {percent(hi, 1)}]</title>" in page
+
+
+def test_the_exports_give_each_class_s_r2_and_margin_gamma(report):
+    """The shareable files list what MR² sizes its margins from (r²_k) and the margins (γ_k), as the terminal view
+    and the dashboard do: an MR² run on a long-tailed set exported its accuracies without its γ_k (a long-tailed
+    round). A report without them (an old one) shows "—"."""
+    mr2 = {**report, "per_class": [{**r, "gamma": 0.9 + 0.05 * r["index"], "r2": 200.0 + r["index"]}
+                                   for r in report["per_class"]]}
+    header = next(line for line in report_markdown(mr2).splitlines() if line.startswith("| class |"))
+    assert header.endswith("| r² | γ | output margin |")
+    rows = _md_table(report_markdown(mr2), "class")  # worst class first: each class's r² beside its γ
+    assert sorted(row[-3:-1] for row in rows) == sorted([f"{r['r2']:.4g}", f"{r['gamma']:.3f}"]
+                                                         for r in mr2["per_class"])
+    assert ">γ</th>" in report_html(mr2) and f">{mr2['per_class'][1]['gamma']:.3f}</td>" in report_html(mr2)
+    bare = {**report, "per_class": [{k: v for k, v in r.items() if k not in ("gamma", "r2", "output_margin")}
+                                    for r in report["per_class"]]}
+    assert all(row[-3:] == ["—"] * 3 for row in _md_table(report_markdown(bare), "class"))
