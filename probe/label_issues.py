@@ -42,7 +42,7 @@ def check_folds(counts, folds: int, class_names: list[str] | None = None) -> Non
         start = (f"folds={folds}: class {name} has {int(counts[rare])} image(s) in train + val, and each fold needs "
                  "one of every class")
         if counts[rare] >= MIN_CV_FOLDS:
-            raise ValueError(f"{start}; use at most {int(counts[rare])} folds (--folds {int(counts[rare])}).")
+            raise ValueError(f"{start}; use at most {int(counts[rare])} folds.")
         # "use at most 1 folds (or leave the class out)" offered a count the bound refuses, and no way to leave
         # a class out of label-issues (a long-tailed round: a class of one image)
         few = [repr(class_names[k]) if class_names is not None else str(k)

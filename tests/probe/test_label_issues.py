@@ -104,6 +104,6 @@ def test_a_class_of_one_image_is_told_how_to_leave_it_out_not_to_use_one_fold():
     assert "use at most 1" not in str(error.value)
     y = np.concatenate([np.repeat([0, 1], 10), np.full(3, 2)])
     with pytest.raises(ValueError, match=re.escape("class 'c' has 3 image(s) in train + val, and each fold needs one "
-                                                   "of every class; use at most 3 folds (--folds 3).")):
+                                                   "of every class; use at most 3 folds.")):
         out_of_fold_probabilities(np.zeros((len(y), 3), dtype=np.float32), y, 3, _config(), PARAMS, folds=5,
                                   class_names=["a", "b", "c"])
