@@ -918,3 +918,21 @@ def test_the_overall_choice_says_how_far_the_next_best_lies_and_whether_beyond_n
     assert f"scored: {signed_points(scores[0] - scores[1])} pt [+" in far and "within noise" not in far
     single = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "wd_grid": [0.0]}))["selection"]["reason"]
     assert "next best" not in single
+
+
+def test_a_balanced_choice_on_a_validation_split_without_a_class_says_so(data):
+    """--overall-metric balanced with --cv 0 and a class without validation images averaged the other classes and
+    said nothing of it (a long-tailed round); with every class there, or under accuracy, no such warning."""
+    x, y = data["val"]
+    keep = y != 2
+    without = {**data, "val": (x[keep], y[keep])}
+    base = dict(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0)
+    said = [w for w in run_probe(without, NAMES, ProbeConfig(**base, overall_metric="balanced"))["warnings"]
+            if w.startswith("The configuration was chosen on the balanced accuracy")]
+    assert said == [f"The configuration was chosen on the balanced accuracy of {K - 1} of the {K} classes: "
+                    f"{NAMES[2]} has no validation image, so its accuracy played no part in the choice (balanced "
+                    "accuracy averages the classes a split holds); the test figures average every class the test "
+                    "split holds."]
+    for split, metric in ((without, "accuracy"), (data, "balanced")):
+        assert not any("played no part in the choice" in w
+                       for w in run_probe(split, NAMES, ProbeConfig(**base, overall_metric=metric))["warnings"])
