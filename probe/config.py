@@ -507,6 +507,24 @@ class ProbeConfig(BaseModel):
         return [("lr", list(self.lr_grid)), ("weight_decay", list(self.wd_grid)), ("cbar", cbars), ("lam", lams),
                 *((name, list(values)) for name, values in self.loss_options_grid.items())]
 
+    def grid_edges(self, selected: dict[str, float]) -> list[tuple[str, str, float, str, list[float]]]:
+        """(parameter, grid field, chosen value, ``"largest"`` or ``"smallest"``, its values sorted) of each axis of three
+        values or more whose ``selected`` value lies at an end of its grid: the best may lie beyond it (a long-tailed
+        round: group DRO's η and a disparity preset's weight decay at the top of theirs, said nowhere). A smallest
+        value of 0 (no penalty, no adjustment) is a bound of its own, and c̄'s grid is the paper's {1, 2, 3}: not
+        listed. Needs a resolved configuration (:meth:`resolved`)."""
+        fields = {name: field for field, name in _GRID_PARAM.items()}
+        edges = []
+        for name, values in self._grid_axes():
+            grid = sorted({float(v) for v in values if v is not None})
+            chosen = selected.get(name)
+            if len(grid) < 3 or chosen is None or name == "cbar":
+                continue
+            side = "largest" if chosen == grid[-1] else "smallest" if chosen == grid[0] and chosen > 0 else None
+            if side:
+                edges.append((name, fields.get(name, f"loss_options_grid.{name}"), float(chosen), side, grid))
+        return edges
+
     def n_candidates(self) -> int:
         """Number of selection candidates (the product of the grid lengths), without building them; the default
         grids count at their length (they depend on the training-set size only through their values)."""

@@ -954,7 +954,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
                   *_imbalance(splits, class_names, config.overall_metric),
-                  *_balanced_without_classes(splits, class_names, config.overall_metric, scorer.plan is not None),
+                  *_choice_warnings(splits, class_names, outcome, scorer.plan is not None),
                   *filter(None, [lookalike_names_warning(class_names)]),
                   *_calibration_warnings(calibration, evaluations[0], splits.val[1], temperature,
                                          splits.test[1])])
@@ -1039,6 +1039,12 @@ def _imbalance(splits: _Splits, class_names: list[str], overall_metric: str) -> 
     return [warning] if warning else []
 
 
+def _choice_warnings(splits: _Splits, class_names: list[str], outcome: Any, cross_validated: bool) -> list[str]:
+    """What the report says of how far the chosen configuration can be trusted as the best of its grid."""
+    return (_balanced_without_classes(splits, class_names, outcome.config.overall_metric, cross_validated)
+            + _grid_edges(outcome.config, outcome.params))
+
+
 def _balanced_without_classes(splits: _Splits, class_names: list[str], overall_metric: str,
                               cross_validated: bool) -> list[str]:
     """A warning when the configuration was chosen on the balanced accuracy of the validation split and a class
@@ -1053,6 +1059,17 @@ def _balanced_without_classes(splits: _Splits, class_names: list[str], overall_m
             f"{len(class_names)} classes: {listed(empty, 5)} {'has' if one else 'have'} no validation image, so "
             f"{'its' if one else 'their'} accuracy played no part in the choice (balanced accuracy averages the "
             "classes a split holds); the test figures average every class the test split holds."]
+
+
+def _grid_edges(config: ProbeConfig, selected: dict[str, float]) -> list[str]:
+    """A warning naming each swept value chosen at an end of its grid (:meth:`ProbeConfig.grid_edges`)."""
+    edges = config.grid_edges(selected)
+    if not edges:
+        return []
+    named = "; ".join(f"{name} {value:g}, the {side} of {field} ({grid[0]:g} to {grid[-1]:g}, {len(grid)} values)"
+                      for name, field, value, side, grid in edges)
+    return [f"Chosen at the end of its grid: {named}. The best value may lie beyond it: widen the grid past that end "
+            "and train again to know."]
 
 
 def _other_features(reference: Report | None, features: FeatureSource | None) -> list[str]:

@@ -936,3 +936,24 @@ def test_a_balanced_choice_on_a_validation_split_without_a_class_says_so(data):
     for split, metric in ((without, "accuracy"), (data, "balanced")):
         assert not any("played no part in the choice" in w
                        for w in run_probe(split, NAMES, ProbeConfig(**base, overall_metric=metric))["warnings"])
+
+
+def test_a_value_chosen_at_the_end_of_its_grid_is_said(data):
+    """A long-tailed round: group DRO's η and the preset's weight decay chosen at the top of their grids, said
+    nowhere. The largest of three learning rates (the two below cannot learn in 5 epochs) is named with its grid;
+    a weight decay of 0, the smallest of its grid, is a bound of its own and not named; c̄'s grid is the paper's."""
+    cfg = ProbeConfig(epochs=5, lr_grid=[1e-7, 1e-6, 0.05], wd_grid=[0.0], seeds=[0], cv=0)
+    report = run_probe(data, NAMES, cfg)
+    assert report["config"]["selected"]["lr"] == 0.05
+    edges = [w for w in report["warnings"] if w.startswith("Chosen at the end of its grid")]
+    assert edges == ["Chosen at the end of its grid: lr 0.05, the largest of lr_grid (1e-07 to 0.05, 3 values). The "
+                     "best value may lie beyond it: widen the grid past that end and train again to know."]
+    resolved = ProbeConfig(loss="mr2", lr_grid=[0.01], wd_grid=[0.0, 0.1, 1.0], cbar_grid=[1.0, 2.0, 3.0],
+                           loss_options_grid={}).resolved(100)
+    assert resolved.grid_edges({"lr": 0.01, "weight_decay": 0.0, "cbar": 3.0}) == []
+    assert resolved.grid_edges({"lr": 0.01, "weight_decay": 1.0, "cbar": 1.0}) == [
+        ("weight_decay", "wd_grid", 1.0, "largest", [0.0, 0.1, 1.0])]
+    focal = ProbeConfig(loss="focal", lr_grid=[0.01], wd_grid=[0.0],
+                        loss_options_grid={"gamma_focal": [0.5, 1.0, 2.0]}).resolved(100)
+    assert focal.grid_edges({"lr": 0.01, "weight_decay": 0.0, "gamma_focal": 0.5}) == [
+        ("gamma_focal", "loss_options_grid.gamma_focal", 0.5, "smallest", [0.5, 1.0, 2.0])]
