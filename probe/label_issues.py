@@ -8,6 +8,16 @@ fold model that did not train on it. The images whose out-of-fold prediction dif
 probability of their label first, are the likeliest wrong labels (:meth:`probe.predictions.Predictions.failures`
 ranks them, as it ranks a run's test mistakes).
 
+That listing is the method ``predicted-neq-given`` (cleanlab's ``filter_by='predicted_neq_given'``). The other,
+``confident-learning``, is cleanlab's default filter (``cleanlab.filter.find_label_issues`` with
+``filter_by='prune_by_noise_rate'``; Northcutt et al., "Confident Learning", JAIR 2021), on the same out-of-fold
+probabilities: the confident joint counts, per pair (given label i, true label j), the images labelled i whose p(j)
+reaches class j's threshold t_j (the mean p(j) over the images labelled j), calibrated to the label counts; from the
+images labelled i it then lists, for each j != i, as many as that count, those of the largest margin p(j) - p(i),
+less those whose prediction is their label. Both are ranked the same way, by self-confidence (p(label)), lowest
+first. :func:`confident_learning_issues` equals cleanlab 2.7.1's mask (tests/probe/test_confident_learning.py, on
+arrays cleanlab wrote: tests/probe/data/confident_learning.npz).
+
 Arrays only: the caller loads the features (``app.label_issues`` reads a run and its cache).
 """
 from __future__ import annotations
@@ -23,9 +33,29 @@ from .metrics import softmax
 from .names import listed
 from .predictions import Predictions
 
-__all__ = ["check_folds", "out_of_fold_probabilities", "label_issue_predictions"]
+__all__ = ["METHODS", "DEFAULT_METHOD", "check_method", "check_folds", "out_of_fold_probabilities",
+           "label_issue_predictions", "confident_thresholds", "confident_joint", "confident_learning_issues",
+           "label_issue_mask"]
+
+PREDICTED_NEQ_GIVEN, CONFIDENT_LEARNING = "predicted-neq-given", "confident-learning"
+# the one list of the methods' names (CLI --method, the service's job request), each with what it lists
+METHODS = {
+    PREDICTED_NEQ_GIVEN: "predicted otherwise than labelled",
+    CONFIDENT_LEARNING: "flagged by confident learning (cleanlab's prune_by_noise_rate: per pair of labels, as many "
+                        "as the calibrated confident joint counts)",
+}
+DEFAULT_METHOD = PREDICTED_NEQ_GIVEN
+_FLOAT_EPSILON = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
+_MISSING_CLASS_THRESHOLD = 2.0  # cleanlab's threshold of a class no image is labelled (never reached)
 
 logger = logging.getLogger(__name__)
+
+
+def check_method(method: str) -> str:
+    """``method`` when it is one of :data:`METHODS`; ValueError naming them otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
+    return method
 
 
 def check_folds(counts, folds: int, class_names: list[str] | None = None) -> None:
@@ -111,3 +141,94 @@ def label_issue_predictions(probabilities: np.ndarray, labels: np.ndarray, sourc
     rows = np.arange(labels.shape[0])
     return Predictions(labels, predicted[None, :], np.clip(probabilities[rows, predicted], 0.0, 1.0), sources,
                        label_probability=np.clip(probabilities[rows, labels], 0.0, 1.0))
+
+
+def confident_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(K,) t_j: the mean p(j) over the samples labelled j (2, never reached, for a class none is labelled),
+    at least 2e-6, as cleanlab's ``count.get_confident_thresholds``."""
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    thresholds = [np.mean(probabilities[labels == k, k]) if np.any(labels == k) else _MISSING_CLASS_THRESHOLD
+                  for k in range(probabilities.shape[1])]
+    return np.clip(thresholds, 2 * _FLOAT_EPSILON, None)
+
+
+def _round_preserving_sum(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to integers of the same (rounded) sum, the largest remainders adjusted first (cleanlab's
+    ``internal.util.round_preserving_sum``, step for step, so that ties fall alike)."""
+    floats = np.asarray(values, dtype=float)
+    ints = floats.round()
+    total, int_sum = np.sum(floats).round(), np.sum(ints).round()
+    while abs(int_sum - total) > _FLOAT_EPSILON:
+        diff = np.round(total - int_sum)
+        increment = -1 if int(diff < 0.0) else 1
+        changes = min(int(abs(diff)), len(values))
+        for i in np.argsort(floats - ints)[::-increment][:changes]:
+            ints[i] = ints[i] + increment
+        int_sum = np.sum(ints).round()
+    return ints.astype(int)
+
+
+def confident_joint(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(K, K) integer counts, row = given label i, column = true label j: the samples labelled i confidently of
+    class j (p(j) >= t_j - 1e-6, :func:`confident_thresholds`; of several such classes, the most probable), at
+    least 1 on the diagonal, then calibrated: each row scaled to its label's count, the whole to n, rounded keeping
+    the rows' totals. cleanlab's ``count.compute_confident_joint(labels, pred_probs)`` (calibrate=True)."""
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    k = probabilities.shape[1]
+    confident = probabilities >= confident_thresholds(probabilities, labels) - _FLOAT_EPSILON
+    bins = confident.sum(axis=1)
+    guess = np.where(bins > 1, probabilities.argmax(axis=1), confident.argmax(axis=1))
+    some = bins > 0
+    # transposed (true, given) counts, as cleanlab's confusion_matrix(...).T: np.sum of the calibrated joint then
+    # adds in its order, and rounding ties fall as its fall
+    joint = np.bincount(guess[some] * k + labels[some], minlength=k * k).reshape(k, k).T
+    np.fill_diagonal(joint, joint.diagonal().clip(min=1))
+    counts = np.bincount(labels, minlength=k)
+    calibrated = (joint.T / np.clip(joint.sum(axis=1), 1e-100, None) * counts).T
+    calibrated = calibrated / np.clip(np.sum(calibrated), 1e-100, None) * sum(counts)
+    return np.apply_along_axis(_round_preserving_sum, 1, calibrated).astype(int)
+
+
+def _prune_counts(joint: np.ndarray) -> np.ndarray:
+    """The transposed confident joint with every diagonal count at least 1, what it took spread over the column's
+    other non-zero counts (cleanlab's ``filter._keep_at_least_n_per_class``, n=1, frac_noise=1)."""
+    counts = joint.T.astype(float)
+    diagonal = np.diagonal(counts)
+    kept = np.maximum(diagonal, 1)
+    spread = np.maximum(np.count_nonzero(counts, axis=0) - 1.0, 1.0)
+    counts = counts - (kept - diagonal) / spread
+    counts[counts < 0] = 0
+    np.fill_diagonal(counts, kept)
+    return np.apply_along_axis(_round_preserving_sum, 1, counts.astype(int)).astype(int)
+
+
+def confident_learning_issues(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) bool: cleanlab's ``filter.find_label_issues(labels, pred_probs)`` (``filter_by='prune_by_noise_rate'``,
+    min_examples_per_class=1, frac_noise=1): among the samples labelled i (more than one), for each class j != i,
+    the C[i, j] of largest p(j) - p(i) (C: :func:`confident_joint`), less every sample whose prediction, its own
+    label's probability raised by 1e-6, is its label."""
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    prune = _prune_counts(confident_joint(probabilities, labels))
+    issues = np.zeros(labels.shape[0], dtype=bool)
+    for given in range(probabilities.shape[1]):
+        members = np.flatnonzero(labels == given)
+        if members.size <= 1:
+            continue
+        of_class = probabilities[members]
+        mask = np.zeros(members.size, dtype=bool)
+        for true in range(probabilities.shape[1]):
+            if true != given and prune[true, given] > 0:
+                order = np.argsort(-(of_class[:, true] - of_class[:, given]))
+                mask[order[:prune[true, given]]] = True
+        issues[members] = mask
+    raised = probabilities.copy()
+    raised[np.arange(labels.shape[0]), labels] += _FLOAT_EPSILON
+    issues[raised.argmax(axis=1) == labels] = False
+    return issues
+
+
+def label_issue_mask(probabilities: np.ndarray, labels: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """(n,) bool: the samples ``method`` (of :data:`METHODS`) lists, from out-of-fold ``probabilities``."""
+    if check_method(method) == CONFIDENT_LEARNING:
+        return confident_learning_issues(probabilities, labels)
+    return np.asarray(probabilities).argmax(axis=1) != np.asarray(labels)

@@ -71,16 +71,19 @@ class Predictions:
                            minlength=num_classes * num_classes)
         return flat.reshape(num_classes, num_classes).astype(np.int64)
 
-    def failures(self, class_index: int | None, limit: int | None = None, predicted: int | None = None
-                 ) -> np.ndarray:
+    def failures(self, class_index: int | None, limit: int | None = None, predicted: int | None = None,
+                 among: np.ndarray | None = None) -> np.ndarray:
         """Indices of the first seed's mistakes on true class ``class_index`` (on every class where None; only those
         predicted as class ``predicted`` when given: one cell of the confusion matrix), most confidently wrong
         first: the lowest probability of their own label first (cleanlab's self-confidence; the likeliest wrong
         labels), ties by the prediction's confidence; by that confidence alone where the label's probability was
         not stored. A mistake whose probability is split among classes is surer to be wrong than one whose
         prediction is barely surer than its label: on test labels flipped at random it put 173 of 200 flips in the
-        classes' top 20 where the prediction's confidence put 137 (CIFAR-10, 300 test images a class)."""
+        classes' top 20 where the prediction's confidence put 137 (CIFAR-10, 300 test images a class). ``among``:
+        (n,) bool, only the mistakes it marks (a filter's label issues, ``probe.label_issues.label_issue_mask``)."""
         wrong = self.predicted[0] != self.labels
+        if among is not None:
+            wrong &= np.asarray(among, dtype=bool)
         if class_index is not None:
             wrong &= self.labels == class_index
         if predicted is not None:
@@ -92,16 +95,16 @@ class Predictions:
         return wrong[np.lexsort(keys)][:limit]
 
     def failure_rows(self, class_index: int | None, class_names: list[str], limit: int | None = None,
-                     predicted: int | None = None) -> list[dict]:
-        """The first seed's mistakes on a class (predicted as ``predicted`` when given) as rows (index, source,
-        true, predicted, confidence, label_probability), in :meth:`failures`' order; ``source`` and
+                     predicted: int | None = None, among: np.ndarray | None = None) -> list[dict]:
+        """The first seed's mistakes on a class (predicted as ``predicted`` when given, among ``among``) as rows
+        (index, source, true, predicted, confidence, label_probability), in :meth:`failures`' order; ``source`` and
         ``label_probability`` are None when the run did not store them."""
         p_label = self.label_probability
         return [{"index": int(i), "source": None if self.sources is None else str(self.sources[i]),
                  "true": class_names[int(self.labels[i])], "predicted": class_names[int(self.predicted[0, i])],
                  "confidence": float(self.confidence[i]),
                  "label_probability": None if p_label is None else float(p_label[i])}
-                for i in self.failures(class_index, limit, predicted)]
+                for i in self.failures(class_index, limit, predicted, among)]
 
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREDICTIONS_FILE
