@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from probe.label_issues import DEFAULT_METHOD
+
 __all__ = ["MAX_LIMIT", "PoolIssues", "check_loss", "run_cache", "find_label_issues"]
 
 MAX_LIMIT = 100_000  # rows one listing returns at most
@@ -22,12 +24,18 @@ class PoolIssues:
     rows: np.ndarray             # (n,) the row of each image in its split of the cache
     folds: int
     params: dict
+    method: str                  # of probe.label_issues.METHODS
+    listed: np.ndarray           # (n,) bool: the images the method lists (probe.label_issues.label_issue_mask)
+
+    def total(self, class_index: int | None) -> int:
+        """How many images the method lists (labelled ``class_index``; of every class where None)."""
+        return len(self.predictions.failures(class_index, among=self.listed))
 
     def rows_of(self, class_index: int | None, limit: int | None) -> list[dict]:
-        """The pool's images predicted otherwise than labelled (of true class ``class_index``; every class where
-        None), lowest out-of-fold probability of their label first (``Predictions.failure_rows``), each with its
-        ``split`` and ``row`` besides."""
-        rows = self.predictions.failure_rows(class_index, self.class_names, limit)
+        """The pool's images the method lists (of true class ``class_index``; every class where None), lowest
+        out-of-fold probability of their label first (``Predictions.failure_rows``: cleanlab's self-confidence),
+        each with its ``split`` and ``row`` besides."""
+        rows = self.predictions.failure_rows(class_index, self.class_names, limit, among=self.listed)
         return [{**row, "split": str(self.splits[row["index"]]), "row": int(self.rows[row["index"]])} for row in rows]
 
 
@@ -79,13 +87,16 @@ def check_loss(config) -> None:
 
 
 def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
-                      progress=None) -> PoolIssues:
+                      progress=None, method: str = DEFAULT_METHOD) -> PoolIssues:
     """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on its cache's
-    train + val, less the classes it left out, and predict each image out of fold. Raises ValueError as
-    :func:`run_cache` and :func:`probe.label_issues.out_of_fold_probabilities` do."""
+    train + val, less the classes it left out, predict each image out of fold, and mark those ``method`` lists.
+    Raises ValueError as :func:`run_cache` and :func:`probe.label_issues.out_of_fold_probabilities` do, and for a
+    method not in :data:`probe.label_issues.METHODS`."""
     from probe import load_report
     from probe.devices import resolve_device
-    from probe.label_issues import label_issue_predictions, out_of_fold_probabilities
+    from probe.label_issues import check_method, label_issue_mask, label_issue_predictions, out_of_fold_probabilities
+
+    check_method(method)
     from probe.run import kept_rows, without_classes
 
     report = load_report(run_dir)
@@ -109,5 +120,5 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), names,
                       np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
                       np.concatenate([kept_rows(given[s][1], cache.class_names, config.drop_classes) for s in pool]),
-                      folds, params)
+                      folds, params, method, label_issue_mask(probabilities, y, method))
 

@@ -7,11 +7,13 @@ import json
 
 HELP = ("list the likeliest wrong labels among a run's train + val images: its chosen configuration fitted k-fold "
         "on its cache (first seed, no sweep), each image scored by the fold model that did not train on it; those "
-        "predicted otherwise than labelled, lowest probability of their label first")
+        "predicted otherwise than labelled (or, --method confident-learning, cleanlab's confident-learning filter), "
+        "lowest probability of their label first")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from probe.config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS
+    from probe.label_issues import DEFAULT_METHOD, METHODS
 
     from ..label_issues import MAX_LIMIT
     from . import add_data_argument
@@ -23,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=DEFAULT_CV_FOLDS,
                         help=f"stratified folds of train + val, {MIN_CV_FOLDS}..{MAX_CV_FOLDS} (default "
                              f"{DEFAULT_CV_FOLDS}): one fit each")
+    parser.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
+                        help="which images to list: predicted-neq-given, every image whose out-of-fold prediction "
+                             "is not its label; confident-learning, cleanlab's find_label_issues (prune_by_noise_rate: "
+                             "per pair of labels as many as the calibrated confident joint counts, of the largest "
+                             f"margin), fewer and surer (default {DEFAULT_METHOD}); either ranked by p(label)")
     parser.add_argument("--class", dest="class_name", default=None, metavar="NAME",
                         help="only images labelled NAME (one that starts with \"-\": --class=-name)")
     parser.add_argument("--limit", type=int, default=20, help=f"at most this many images, 1..{MAX_LIMIT} (default 20)")
@@ -34,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
     from probe import load_report
     from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
+    from probe.label_issues import METHODS
     from probe.report import confusion_cell
 
     from ..label_issues import MAX_LIMIT, find_label_issues
@@ -46,21 +54,21 @@ def run(args: argparse.Namespace) -> int:
     check_data_folder(args.data)
     report = load_report(args.run_dir)  # the class checked before any fit
     index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"))
-    found = find_label_issues(args.run_dir, args.features, args.folds)
+    found = find_label_issues(args.run_dir, args.features, args.folds, method=args.method)
     rows = full_paths(found.rows_of(index, args.limit), args.data)  # the paths to fix the folders by
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     predictions = found.predictions
-    total = len(predictions.failures(index))
+    total = found.total(index)
     of = len(predictions.labels) if index is None else int((predictions.labels == index).sum())
     chosen = ", ".join(f"{k}={v:g}" for k, v in found.params.items())
     inside = "" if args.data is not None else "; paths inside the data set, --data DIR prints them whole"
     shown = ("." if not rows else "; the likeliest wrong label:" if len(rows) == 1 < total  # not 'the 1 ... labels'
              else f"; the {len(rows)} likeliest wrong labels:" if len(rows) < total
              else ", likeliest wrong labels first:")
-    print(f"{'every class' if index is None else args.class_name}: {total} of {of} train + val images predicted "
-          f"otherwise than labelled, out of fold ({found.folds} folds of the run's configuration, {chosen}, "
+    print(f"{'every class' if index is None else args.class_name}: {total} of {of} train + val images "
+          f"{METHODS[found.method]}, out of fold ({found.folds} folds of the run's configuration, {chosen}, "
           f"first seed{inside}){shown}")
     for row in rows:  # escaped, as failures prints them
         where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"

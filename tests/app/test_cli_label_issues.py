@@ -140,3 +140,26 @@ def test_data_prints_each_path_in_full_to_fix_the_folders_by(noisy, tmp_path, ca
     (tmp_path / "set.zip").write_bytes(b"x")  # an archive's members are no paths on disk: refused before any fit
     assert main(["label-issues", str(run), "--data", str(tmp_path / "set.zip")]) == 2
     assert "set.zip is a file, not a folder" in capsys.readouterr().err
+
+
+def test_confident_learning_lists_cleanlabs_issues_of_the_same_folds_ranked_alike(noisy, capsys):
+    from app.label_issues import find_label_issues
+
+    _, run, _ = noisy
+    every = _rows(capsys, run, "--limit", "1000")
+    confident = _rows(capsys, run, "--limit", "1000", "--method", "confident-learning")
+    found = find_label_issues(run, folds=5, method="confident-learning")
+    predictions = found.predictions
+    # fewer than the mistakes, each a mistake, in the mistakes' order (p(label), lowest first)
+    assert found.method == "confident-learning" and found.listed.sum() == len(confident) < len(every)
+    places = [(row["split"], row["row"]) for row in every]
+    assert [(row["split"], row["row"]) for row in confident] == [p for p in places
+                                                                 if p in {(r["split"], r["row"]) for r in confident}]
+    assert not (found.listed & (predictions.predicted[0] == predictions.labels)).any()
+    assert main(["label-issues", str(run), "--method", "confident-learning", "--limit", "2"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.startswith(f"every class: {len(confident)} of 320 train + val images flagged by confident learning "
+                           "(cleanlab's prune_by_noise_rate")
+    with pytest.raises(SystemExit):
+        main(["label-issues", str(run), "--method", "prune_by_noise_rate"])
+    assert "invalid choice: 'prune_by_noise_rate'" in capsys.readouterr().err
