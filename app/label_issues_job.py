@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.label_issues import DEFAULT_METHOD, METHODS
+
 from .caches import cache_file
 from .jobs import JobCancelled, JobContext, device_resource
 from .status import JobStatus, NotFound
@@ -65,9 +67,15 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def request_method(request: dict[str, Any]) -> str:
+    """The job's method (:data:`probe.label_issues.METHODS`; a job queued before there was a choice: the default)."""
+    return request.get("method") or DEFAULT_METHOD
+
+
 def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
-    """Fit the run's configuration ``folds``-fold on its cache and store every train + val image predicted
-    otherwise than labelled out of fold, the lowest probability of its label first."""
+    """Fit the run's configuration ``folds``-fold on its cache and store every train + val image its method lists
+    out of fold (predicted otherwise than labelled, or flagged by confident learning), the lowest probability of
+    its label first."""
     import numpy as np
 
     from .label_issues import find_label_issues
@@ -76,16 +84,18 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
     run = ctx.store.get_run(req["run_id"])
     cache_row = ctx.store.get_cache(run["cache_id"])
     target = result_file(run["path"], ctx.job_id)
+    method = request_method(req)
     ctx.progress(0.0, "reading the run and its cache")
     ctx.message(f"fitting run {run['id']}'s configuration {req['folds']}-fold on the train + val images of cache "
                 f"{cache_row['id']}, each image scored by the fold model that did not train on it")
     try:
-        found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx))
+        found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx),
+                                  method=method)
         ctx.check_stop()
         labels = np.asarray(found.predictions.labels)
         rows = found.rows_of(None, None)
         _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
-                        "params": found.params, "class_names": found.class_names,
+                        "method": found.method, "params": found.params, "class_names": found.class_names,
                         "images": np.bincount(labels, minlength=len(found.class_names)).tolist(), "rows": rows})
         ctx.check_stop()
     except BaseException:
@@ -93,8 +103,8 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
-    ctx.message(f"{len(rows)} of {len(labels)} train + val images predicted otherwise than labelled, out of fold: "
-                f"GET /api/runs/{run['id']}/label-issues lists them")
+    ctx.message(f"{len(rows)} of {len(labels)} train + val images {METHODS[method]}, out of fold: "
+                f"GET /api/runs/{run['id']}/label-issues?method={method} lists them")
     ctx.progress(1.0, "done")
     return {"label_issues": str(target.relative_to(run["path"]))}
 
@@ -114,18 +124,23 @@ def label_issues_resource(request: dict[str, Any], device: str) -> str:
     return device_resource(request.get("device"), device)
 
 
-def newest_result(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The newest succeeded label-issues job of ``run_id`` and its result document.
+def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The newest succeeded label-issues job of ``run_id`` (of ``method`` when given; a job that named none ran
+    the default) and its result document, whose ``method`` is filled in for results written before it was stored.
 
     Raises:
         LookupError: none finished, or its file is gone (the message says how to start one).
     """
-    start = (f'POST /api/jobs {{"kind": "{KIND}", "run_id": "{run_id}"}} finds them (or the run page\'s "Likely '
-             'wrong labels")')
+    asked = "" if method is None else f', "method": "{method}"'
+    start = (f'POST /api/jobs {{"kind": "{KIND}", "run_id": "{run_id}"{asked}}} finds them (or the run page\'s '
+             '"Likely wrong labels")')
     rows = store.rows("SELECT * FROM jobs WHERE kind = ? AND status = ? AND json_extract(request, '$.run_id') = ? "
-                      "ORDER BY finished_at DESC, rowid DESC LIMIT 1", (KIND, JobStatus.succeeded.value, run_id))
+                      "AND (? IS NULL OR COALESCE(json_extract(request, '$.method'), ?) = ?) "
+                      "ORDER BY finished_at DESC, rowid DESC LIMIT 1",
+                      (KIND, JobStatus.succeeded.value, run_id, method, DEFAULT_METHOD, method))
     if not rows:
-        raise LookupError(f"run {run_id!r} has no likely wrong labels found yet: {start}")
+        of = "" if method is None else f" by {method}"
+        raise LookupError(f"run {run_id!r} has no likely wrong labels found{of} yet: {start}")
     job, run = rows[0], store.get_run(run_id)
     path = Path(run["path"]) / str(job["result"].get("label_issues") or "")
     try:
@@ -133,4 +148,5 @@ def newest_result(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, 
     except (OSError, ValueError):
         raise LookupError(f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or "
                           f"damaged: {start}") from None
+    document.setdefault("method", request_method(job["request"]))
     return job, document

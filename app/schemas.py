@@ -11,6 +11,7 @@ from feature_cache.defaults import DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODE
 from probe import ProbeConfig
 from probe.config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.deploy import PredictedShare, Scores
+from probe.label_issues import DEFAULT_METHOD, METHODS
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
 from probe.report import TestCheck, Verdict, probe_label
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
@@ -301,6 +302,11 @@ class PipelineJob(BaseModel):
         return self
 
 
+LabelIssuesMethod = Literal[tuple(METHODS)]  # probe.label_issues.METHODS, the CLI's --method
+METHOD_DESCRIPTION = ("which images to list, each ranked by its out-of-fold p(label), lowest first: "
+                      + "; ".join(f"{name}, those {what}" for name, what in METHODS.items()))
+
+
 class LabelIssuesJob(BaseModel):
     """Find the likeliest wrong train + val labels of a finished run (``mr2probe label-issues``): its chosen
     configuration fitted ``folds``-fold on its cache, each image scored by the fold model that did not train on it;
@@ -312,6 +318,7 @@ class LabelIssuesJob(BaseModel):
     folds: int = Field(DEFAULT_CV_FOLDS, ge=MIN_CV_FOLDS, le=MAX_CV_FOLDS,
                        description="stratified folds of the run's train + val images, one fit each; at most the "
                        "smallest class's images there")
+    method: LabelIssuesMethod = Field(DEFAULT_METHOD, description=METHOD_DESCRIPTION)
 
 
 JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob, LabelIssuesJob], Field(discriminator="kind")]
@@ -574,11 +581,12 @@ class LabelIssuesOut(BaseModel):
     job_id: str = Field(..., description="the label_issues job that found them")
     finished_at: Optional[str] = Field(None, description="when that job finished")
     folds: int
+    method: LabelIssuesMethod = Field(..., description=METHOD_DESCRIPTION)
     params: dict[str, float] = Field(..., description="the run's chosen hyper-parameters, fitted as they are")
     class_name: Optional[str] = Field(..., alias="class", description="the label the images were filtered to (null: "
                                       "every class's)")
     images: int = Field(..., description="train + val images (of that label) scored out of fold")
-    total: int = Field(..., description="of them, those predicted otherwise than labelled")
+    total: int = Field(..., description="of them, those the method lists")
     limit: int
     offset: int
     items: list[LabelIssueItem]

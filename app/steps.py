@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.label_issues import DEFAULT_METHOD
+
 from .caches import cache_file, cache_problem
 from .datasets import cautions, changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource, device_resource
@@ -235,7 +237,9 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
     from probe import ProbeConfig
 
     if kind == LABEL_ISSUES and isinstance(request.get("run_id"), str):
-        return f"likely wrong labels of run {request['run_id']} ({request.get('folds')} folds)"
+        method = request.get("method")
+        return (f"likely wrong labels of run {request['run_id']} ({request.get('folds')} folds"
+                + (f", {method})" if method not in (None, DEFAULT_METHOD) else ")"))
     source = (f"cache {request['cache_id']}" if request.get("cache_id")
               else f"data set {request['dataset_id']}" if request.get("dataset_id") else "")
     encoder = f", encoder {request['encoder']}" if kind != "probe" and request.get("encoder") else ""

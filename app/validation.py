@@ -365,7 +365,7 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
         check_folds(pool, job.folds, names)
     except ValueError as exc:
         raise RequestInvalid("folds", str(exc)) from None
-    return {"run_id": job.run_id, "folds": job.folds, "device": config.device}
+    return {"run_id": job.run_id, "folds": job.folds, "method": job.method, "device": config.device}
 
 
 def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, store: Store,

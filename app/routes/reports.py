@@ -28,7 +28,7 @@ from ..datasets import is_unlabelled
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
-                       LabelIssuesOut, PredictedOut, RunOut, RunUpdate, ScoresOut, download)
+                       LabelIssuesMethod, LabelIssuesOut, PredictedOut, RunOut, RunUpdate, ScoresOut, download)
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -188,27 +188,30 @@ LabelIssuesClassQuery = Query(None, alias="class", min_length=1, max_length=200,
                               description="only the images labelled this class (as in the report); without it, "
                               "every class's in one ranking")
 LabelIssuesOffsetQuery = Query(0, ge=0, le=10**9, description="items to skip, likeliest wrong label first")
+LabelIssuesMethodQuery = Query(None, description="the newest job of this method (its request's `method`); without "
+                               "it, the newest job of either")
 
 
 @router.get("/runs/{run_id}/label-issues", response_model=LabelIssuesOut, responses=ERROR_RESPONSES,
             summary="The likeliest wrong train + val labels of a run, found by its newest succeeded label_issues job "
                     "(POST /api/jobs kind label_issues), lowest out-of-fold probability of their label first")
 def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery, limit: int = LimitQuery,
-                 offset: int = LabelIssuesOffsetQuery, store: Store = Depends(get_store)) -> LabelIssuesOut:
+                 offset: int = LabelIssuesOffsetQuery, method: LabelIssuesMethod | None = LabelIssuesMethodQuery,
+                 store: Store = Depends(get_store)) -> LabelIssuesOut:
     """Reads the stored result (the fits ran in the job); 404 for an unknown run or one without a finished
     label_issues job (the message says how to start one), 422 for a class the run does not have."""
     from ..label_issues_job import newest_result
 
     run = store.get_run(run_id)
     try:
-        job, found = newest_result(store, run_id)
+        job, found = newest_result(store, run_id, method)
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
     index, _ = _cell(list(found["class_names"]), class_name, None)
     rows = [row for row in found["rows"] if class_name is None or row["true"] == class_name]
     images = found["images"]
     return LabelIssuesOut(run_id=run_id, job_id=job["id"], finished_at=job["finished_at"], folds=found["folds"],
-                          params=found["params"], class_name=class_name,
+                          method=found["method"], params=found["params"], class_name=class_name,
                           images=sum(images) if index is None else images[index], total=len(rows), limit=limit,
                           offset=offset, items=_with_thumbnails(rows[offset:offset + limit], _dataset_of(store, run)))
 

@@ -139,3 +139,38 @@ def test_a_cancelled_label_issues_job_leaves_no_result(fresh_finished, monkeypat
     results = Path(run["path"]) / "label_issues"
     assert not results.exists() or list(results.iterdir()) == []
     assert client.get(f"/api/runs/{run['id']}/label-issues").status_code == 404
+
+
+def test_a_confident_learning_job_stores_its_listing_and_each_method_reads_its_own(fresh_finished):
+    """method confident-learning (the CLI's --method): its rows are find_label_issues' with that method; GET
+    ?method= reads the newest job of that method (a job that named none ran the default), without it the newest of
+    either; an unknown method is a 422 before any job exists."""
+    import json
+
+    from app.label_issues import find_label_issues
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    jobs = _jobs(client)
+    for bad in ("prune_by_noise_rate", "", None, 1):
+        resp = _start(client, run["id"], method=bad)
+        assert resp.status_code == 422 and "method" in json.dumps(resp.json()["detail"]), (bad, resp.text)
+    assert client.get(f"/api/runs/{run['id']}/label-issues", params={"method": "cl"}).status_code == 422
+    assert _jobs(client) == jobs
+    default = wait_job(client, _start(client, run["id"], folds=3).json()["id"])  # no method: the default
+    confident = wait_job(client, _start(client, run["id"], folds=3, method="confident-learning").json()["id"])
+    assert default["status"] == confident["status"] == "succeeded", (default, confident)
+    assert confident["what"] == f"likely wrong labels of run {run['id']} (3 folds, confident-learning)"
+    path = store.get_cache(run["cache_id"])["path"]
+    expected = _rows(find_label_issues(run["path"], path, 3, method="confident-learning"))
+    every = _rows(find_label_issues(run["path"], path, 3))
+    assert len(expected) < len(every), "confident learning lists fewer here: else this test would prove nothing"
+    url = f"/api/runs/{run['id']}/label-issues"
+    newest = client.get(url, params={"limit": 200}).json()
+    mine = client.get(url, params={"limit": 200, "method": "confident-learning"}).json()
+    assert newest["job_id"] == mine["job_id"] == confident["id"] and mine["method"] == "confident-learning"
+    assert [{k: v for k, v in item.items() if k != "thumbnail_url"} for item in mine["items"]] == expected
+    assert mine["total"] == len(expected) and mine["images"] == newest["images"]
+    plain = client.get(url, params={"limit": 200, "method": "predicted-neq-given"}).json()
+    assert plain["job_id"] == default["id"] and plain["method"] == "predicted-neq-given"
+    assert [{k: v for k, v in item.items() if k != "thumbnail_url"} for item in plain["items"]] == every
