@@ -113,7 +113,8 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     queries = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"], **scored},
                "/scores/failures": {**cell, **scored}, "/failures": cell,
                "/thumbnail": {"source": existing_ids["source"]}, "/scores": scored, "/predictions": scored,
-               "/predicted": scored, "/label-issues": {"class": existing_ids["class"]}}
+               "/predicted": scored,  # the label_issues job named no method: it ran the default
+               "/label-issues": {"class": existing_ids["class"], "method": "predicted-neq-given"}}
     if operation.path.endswith("/label-issues"):
         _find_label_issues(existing_ids["run_id"])
     path = operation.path.rsplit(".", 1)[0]  # /compare.html as /compare
