@@ -4,10 +4,13 @@ flips.
 For each noisy cache NAME (``DATA/NAME.h5`` with its flip record ``DATA/NAME.flips.npz``: ``train_flipped`` and
 ``val_flipped``, one boolean per cache row, as bench/noisy_labels.py writes them) it trains an ERM run
 (``mr2probe train --head linear --loss ce``) into ``RUNS/NAME`` unless one is there, then ranks the run's train +
-val images two ways, both by the same rule (``probe.label_issue_predictions(...).failures``: the images predicted
-otherwise than labelled, lowest probability of their label first):
+val images three ways, all ranked by the same rule (``probe.label_issue_predictions(...).failures``: lowest
+probability of their label first):
 
-- out of fold: ``mr2probe label-issues RUN --json --limit 100000 [--folds K]``;
+- out of fold: ``mr2probe label-issues RUN --json --limit 100000 [--folds K]`` (the images predicted otherwise than
+  labelled, ``--method predicted-neq-given``);
+- confident learning: the same with ``--method confident-learning`` (cleanlab's prune_by_noise_rate filter on the
+  same out-of-fold probabilities: the same folds and fits, so a subset of the first listing);
 - in sample (the baseline): ``mr2probe predict RUN --features NAME.h5 --split train|val --probabilities --out CSV``,
   the run's own probe on the images it trained (and selected) on.
 
@@ -51,9 +54,14 @@ def flipped_places(record: Path) -> set[tuple[str, int]]:
         return {(split, int(row)) for split in ("train", "val") for row in np.flatnonzero(flips[f"{split}_flipped"])}
 
 
-def out_of_fold(run: Path, folds: int) -> list[tuple[str, int, str]]:
-    """(split, row, given label) of the images label-issues lists, in its order."""
-    rows = json.loads(cli("label-issues", str(run), "--json", "--limit", "100000", "--folds", str(folds)))
+METHODS = {"out_of_fold": "predicted-neq-given", "confident_learning": "confident-learning"}  # way: --method
+WAYS = (*METHODS, "in_sample")
+
+
+def out_of_fold(run: Path, folds: int, method: str = METHODS["out_of_fold"]) -> list[tuple[str, int, str]]:
+    """(split, row, given label) of the images label-issues lists with ``--method method``, in its order."""
+    rows = json.loads(cli("label-issues", str(run), "--json", "--limit", "100000", "--folds", str(folds),
+                          "--method", method))
     return [(row["split"], row["row"], row["true"]) for row in rows]
 
 
@@ -98,6 +106,8 @@ def scores(rankings: dict[str, list], flips: set) -> dict:
     ks = sorted({len(flips), len(flips) // 2, len(flips) // 4, min(50, len(flips))}, reverse=True)
     return {"flips": len(flips), "listed": {way: len(ranked) for way, ranked in rankings.items()},
             "recall_of_list": {way: sum(p[:2] in flips for p in ranked) / len(flips) for way, ranked in rankings.items()},
+            "precision_of_list": {way: sum(p[:2] in flips for p in ranked) / max(len(ranked), 1)
+                                  for way, ranked in rankings.items()},
             "precision_at": {str(k): {way: precision_at(ranked, flips, k) for way, ranked in rankings.items()}
                              for k in ks if k > 0}}
 
@@ -107,9 +117,11 @@ def measure(name: str, data: Path, runs: Path, folds: int) -> list[dict]:
     if not (run / "report.json").is_file():
         cli("train", "--features", str(cache), "--head", "linear", "--loss", "ce", "--out", str(run), "--no-progress")
     flips = flipped_places(data / f"{name}.flips.npz")
-    start = time.perf_counter()
-    rankings = {"out_of_fold": out_of_fold(run, folds)}
-    seconds = {"out_of_fold": round(time.perf_counter() - start, 1)}
+    rankings, seconds = {}, {}
+    for way, method in METHODS.items():
+        start = time.perf_counter()
+        rankings[way] = out_of_fold(run, folds, method)
+        seconds[way] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     rankings["in_sample"] = in_sample(run, cache)
     seconds["in_sample"] = round(time.perf_counter() - start, 1)
@@ -122,16 +134,20 @@ def measure(name: str, data: Path, runs: Path, folds: int) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| cache | listing | flips | k | precision@k out of fold | in sample | ratio | listed (oof / in) | "
-             "flips listed (oof / in) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """precision@k of the three ways, one row per cache, listing and k; how many each lists, the share of the
+    flips its whole listing holds and the share of its listing that is flips."""
+    lines = ["| cache | listing | flips | k | precision@k out of fold | confident learning | in sample | "
+             "listed (oof / cl / in) | flips listed (oof / cl / in) | listing's precision (oof / cl / in) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         listing = "every class" if r["class"] is None else f"--class {r['class']}"
-        recall = r["recall_of_list"]
+        listed = " / ".join(str(r["listed"][way]) for way in WAYS)
+        recall = " / ".join(f"{r['recall_of_list'][way]:.0%}" for way in WAYS)
+        precision = " / ".join(f"{r['precision_of_list'][way]:.2f}" for way in WAYS)
         for k, p in r["precision_at"].items():
-            ratio = f"{p['out_of_fold'] / p['in_sample']:.2f}×" if p["in_sample"] else "—"
-            lines.append(f"| {r['name']} | {listing} | {r['flips']} | {k} | {p['out_of_fold']:.3f} | "
-                         f"{p['in_sample']:.3f} | {ratio} | {r['listed']['out_of_fold']} / {r['listed']['in_sample']} | "
-                         f"{recall['out_of_fold']:.0%} / {recall['in_sample']:.0%} |")
+            figures = " | ".join(f"{p[way]:.3f}" for way in WAYS)
+            lines.append(f"| {r['name']} | {listing} | {r['flips']} | {k} | {figures} | {listed} | {recall} | "
+                         f"{precision} |")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""bench/label_issues.py: precision@k against a flip record, out of fold and in sample, end to end on a tiny cache."""
+"""bench/label_issues.py: precision@k against a flip record, out of fold (every mistake, and confident learning's)
+and in sample, end to end on a tiny cache."""
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def test_precision_counts_a_short_list_as_misses():
     assert li.precision_at(ranked, flips, 4) == 0.25
 
 
-def test_both_rankings_are_measured_for_every_class_and_for_the_class_the_flips_went_to(tmp_path):
+def test_the_rankings_are_measured_for_every_class_and_for_the_class_the_flips_went_to(tmp_path):
     flips = _noisy(tmp_path)
     out = tmp_path / "r.json"
     results = li.main(["--data", str(tmp_path), "--runs", str(tmp_path / "runs"), "--names", "noisy", "--folds", "3",
@@ -49,7 +50,9 @@ def test_both_rankings_are_measured_for_every_class_and_for_the_class_the_flips_
     assert list(whole["precision_at"]) == ["15", "7", "3"]
     for row in results:
         for k, p in row["precision_at"].items():
-            assert set(p) == {"out_of_fold", "in_sample"} and all(0 <= v <= 1 for v in p.values())
+            assert set(p) == {"out_of_fold", "confident_learning", "in_sample"} and all(0 <= v <= 1 for v in p.values())
+        # confident learning lists some of the same folds' mistakes
+        assert row["listed"]["confident_learning"] <= row["listed"]["out_of_fold"]
     # the class's listing is the whole listing's images labelled c
     assert of_class["listed"]["out_of_fold"] <= whole["listed"]["out_of_fold"]
     assert whole["precision_at"]["15"]["out_of_fold"] >= 0.5  # separable classes: the flips are found
