@@ -75,10 +75,13 @@ def words_script() -> Response:
     columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
     export's), ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
     ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
-    (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text), and ``compared_runs``, the most runs one
-    comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS)."""
+    (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text), ``compared_runs``, the most runs one
+    comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS), and
+    ``label_issue_methods``, the likely-wrong-label methods with what each lists, and the default
+    (probe.label_issues.METHODS, DEFAULT_METHOD)."""
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
+    from probe.label_issues import DEFAULT_METHOD, METHODS
     from probe.report import CHART_CLASSES, CONFUSIONS_HEADER, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
     from probe.uncertainty import SIGN_FLIP_FLOOR
 
@@ -91,7 +94,8 @@ def words_script() -> Response:
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
              "chart_classes": CHART_CLASSES, "confusions_header": CONFUSIONS_HEADER,
-             "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS}
+             "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
+             "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",

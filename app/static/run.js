@@ -606,12 +606,14 @@
   // ---- likely wrong labels --------------------------------------------------------------------------
   const LABEL_ISSUES_POLL_MS = 1000;
   const LABEL_ISSUES_SHOWN = 24;
+  const LABEL_ISSUE_METHODS = window.Words.label_issue_methods;  // probe.label_issues.METHODS: name -> what it lists
 
   /** The images of a GET /api/runs/{id}/label-issues answer, likeliest wrong label first, each with its thumbnail. */
   function labelIssueItems(data) {
     const of = data.class == null ? "train + val images" : `train + val images labelled ${data.class}`;
     const params = Object.entries(data.params || {}).map(([k, v]) => `${k}=${v}`).join(", ");
-    const line = `${count(data.total)} of ${count(data.images)} ${of} predicted otherwise than labelled, out of fold `
+    const listed = LABEL_ISSUE_METHODS.listed[data.method] || data.method;
+    const line = `${count(data.total)} of ${count(data.images)} ${of} ${listed}, out of fold `
       + `(${data.folds} folds of the run's configuration${params ? `, ${params}` : ""}; job ${data.job_id})`
       + (data.items.length ? (data.items.length < data.total ? `; the ${data.items.length} likeliest wrong labels:` : ", likeliest wrong label first:") : ".");
     return [h("p", { class: "muted note", id: "label-issues-summary" }, line),
@@ -625,11 +627,16 @@
 
   /** "Likely wrong labels": a button that starts a label_issues job on the run (POST /api/jobs; the k-fold fits run in
    * the worker), its progress while it runs (a job of this run already queued or running is watched on opening), then
-   * the images its newest finished job found (GET /api/runs/{id}/label-issues), filtered by label. */
+   * the images its newest finished job of the chosen method found (GET /api/runs/{id}/label-issues?method=), filtered
+   * by label. */
   function labelIssuesPanel(report, runId) {
     const body = h("div", { id: "label-issues-body" }, h("p", { class: "muted" }, "Loading…"));
     const watch = h("div", { id: "label-issues-job", "aria-live": "polite" });
     const folds = h("input", { id: "label-issues-folds", type: "number", min: "2", max: "20", value: "5", size: 3 });
+    // which images a job lists (its request's method); the listing shown is the newest job's of the method chosen
+    const method = h("select", { id: "label-issues-method", onchange: () => { if (found) show(); } },
+      Object.keys(LABEL_ISSUE_METHODS.listed).map((m) => h("option", { value: m, title: LABEL_ISSUE_METHODS.listed[m],
+        selected: m === LABEL_ISSUE_METHODS.default ? "selected" : null }, m)));
     let found = false;  // a label_issues job of the run succeeded: there is a listing to filter
     const select = h("select", { id: "label-issues-class", onchange: () => { if (found) show(); } },
       h("option", { value: "" }, "every class"), report.class_names.map((c) => h("option", { value: c }, c)));
@@ -639,7 +646,8 @@
     const show = async () => {
       const cls = select.value;
       try {
-        const data = await getJSON(`/api/runs/${enc(runId)}/label-issues?limit=${LABEL_ISSUES_SHOWN}` + (cls ? `&class=${enc(cls)}` : ""));
+        const data = await getJSON(`/api/runs/${enc(runId)}/label-issues?limit=${LABEL_ISSUES_SHOWN}&method=${enc(method.value)}`
+          + (cls ? `&class=${enc(cls)}` : ""));
         body.replaceChildren(...labelIssueItems(data));
       } catch (e) {
         body.replaceChildren(e.status === 404 && e.message !== "Not Found" ? notYet()
@@ -666,7 +674,8 @@
     };
     const start = h("button", { type: "button", id: "label-issues-start", class: "primary", onclick: async () => {
       try {
-        const accepted = await sendJSON("/api/jobs", "POST", { kind: "label_issues", run_id: runId, folds: Number(folds.value) });
+        const accepted = await sendJSON("/api/jobs", "POST", { kind: "label_issues", run_id: runId, folds: Number(folds.value),
+          method: method.value });
         follow(accepted.id);
       } catch (e) { watch.replaceChildren(h("p", { class: "field-error", role: "alert" }, e.message)); }
     } }, "Find likely wrong labels");
@@ -674,12 +683,15 @@
     // in another tab, or through the API) is watched as if started here; without a succeeded one nothing is asked
     getJSON(`/api/jobs?kind=label_issues&run_id=${enc(runId)}&limit=100`).then((jobs) => {
       const open = jobs.find((j) => window.Dash.ACTIVE.has(j.status));
+      const done = jobs.find((j) => j.status === "succeeded");  // the newest: its method is the one shown first
+      if (done && !found) method.value = done.request.method || LABEL_ISSUE_METHODS.default;
       if (open) follow(open.id);
-      found = found || jobs.some((j) => j.status === "succeeded");
+      found = found || Boolean(done);
       if (found) show();
       else body.replaceChildren(notYet());
     }, (e) => body.replaceChildren(empty("Could not list this run's label_issues jobs: " + e.message)));
     return [h("p", {}, start, " ", h("label", { for: "label-issues-folds" }, "folds"), " ", folds, " · ",
+      h("label", { for: "label-issues-method" }, "method"), " ", method, " · ",
       h("label", { for: "label-issues-class" }, "labelled"), " ", select,
       h("span", { class: "muted" }, " — the train + val images whose label the run's configuration, fitted without them, "
         + "finds least likely (mr2probe label-issues).")), watch, body];

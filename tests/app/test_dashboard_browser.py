@@ -3196,6 +3196,24 @@ def test_run_page_finds_likely_wrong_labels_through_a_job(driver, fresh_finished
                           "document.getElementById('label-issues-body').textContent")
         assert "null" not in panel and "undefined" not in panel
         driver.screenshot(tmp_path / "label_issues.png")
+        # the other method: a job of its own; the listing shown is its newest job's, said in the summary
+        assert driver.js("return document.getElementById('label-issues-method').value") == "predicted-neq-given"
+        driver.js("""const m = document.getElementById('label-issues-method'); m.value = 'confident-learning';
+                     m.dispatchEvent(new Event('change'));""")
+        wait_for(lambda: driver.js("return document.querySelector('#label-issues-body [data-empty]') !== null"), 30,
+                 interval=0.2, what="not looked for yet by confident learning")
+        driver.js("document.getElementById('label-issues-start').click();")
+        wait_for(lambda: httpx.get(f"{base}/api/runs/{run}/label-issues",
+                                   params={"method": "confident-learning"}).status_code == 200, 240, interval=0.3,
+                 what="confident-learning job succeeded")
+        confident = httpx.get(f"{base}/api/runs/{run}/label-issues",
+                              params={"limit": 24, "method": "confident-learning"}).json()
+        wait_for(lambda: (driver.js("return document.getElementById('label-issues-summary')?.textContent || ''")
+                          .startswith(f"{confident['total']} of {confident['images']} train + val images flagged by "
+                                      "confident learning")), 30, interval=0.2, what="confident learning's listing")
+        shown = driver.js("""return Array.from(document.querySelectorAll('#label-issues-gallery figure')).map(
+            f => [f.dataset.split, Number(f.dataset.row)]);""")
+        assert shown == [[item["split"], item["row"]] for item in confident["items"]]
     finally:
         server.should_exit = True
         thread.join(10)

@@ -47,6 +47,10 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
 
     assert words["posthoc"] == {o: w._asdict() for o, w in POSTHOC_WORDS.items()}
     assert set(words["verdicts"]) == set(Verdict.__args__) - {"not_applicable"}  # every decision made
+    from probe.label_issues import DEFAULT_METHOD, METHODS
+
+    assert words["label_issue_methods"] == {"listed": METHODS, "default": DEFAULT_METHOD}  # the run page's choice
+    assert list(METHODS) == ["predicted-neq-given", "confident-learning"] and DEFAULT_METHOD == "predicted-neq-given"
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 
 
