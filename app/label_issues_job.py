@@ -124,12 +124,39 @@ def label_issues_resource(request: dict[str, Any], device: str) -> str:
     return device_resource(request.get("device"), device)
 
 
+def _stored(text: str) -> dict[str, Any]:
+    """A result file's document, checked to be of this layout (:data:`FORMAT`) whole: ValueError otherwise (a file
+    damaged or written over by hand, or by another version, answered a 500 where it was read)."""
+    from typing import Literal
+
+    from pydantic import BaseModel, model_validator
+
+    from .schemas import LabelIssueItem
+
+    class Stored(BaseModel):
+        format: Literal[FORMAT]  # type: ignore[valid-type]
+        folds: int
+        params: dict[str, float]
+        class_names: list[str]
+        images: list[int]
+        rows: list[LabelIssueItem]
+
+        @model_validator(mode="after")
+        def _a_count_per_class(self) -> "Stored":
+            if len(self.images) != len(self.class_names):
+                raise ValueError(f"{len(self.images)} image counts for {len(self.class_names)} classes")
+            return self
+
+    return Stored.model_validate_json(text).model_dump()
+
+
 def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest succeeded label-issues job of ``run_id`` (of ``method`` when given; a job that named none ran
     the default) and its result document, whose ``method`` is filled in for results written before it was stored.
 
     Raises:
-        LookupError: none finished, or its file is gone (the message says how to start one).
+        LookupError: none finished, or its file is gone or is not a result of this layout (the message says how
+            to start one).
     """
     asked = "" if method is None else f', "method": "{method}"'
     start = (f'POST /api/jobs {{"kind": "{KIND}", "run_id": "{run_id}"{asked}}} finds them (or the run page\'s '
@@ -144,7 +171,7 @@ def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple
     job, run = rows[0], store.get_run(run_id)
     path = Path(run["path"]) / str(job["result"].get("label_issues") or "")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = _stored(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise LookupError(f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or "
                           f"damaged: {start}") from None

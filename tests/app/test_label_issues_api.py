@@ -174,3 +174,26 @@ def test_a_confident_learning_job_stores_its_listing_and_each_method_reads_its_o
     plain = client.get(url, params={"limit": 200, "method": "predicted-neq-given"}).json()
     assert plain["job_id"] == default["id"] and plain["method"] == "predicted-neq-given"
     assert [{k: v for k, v in item.items() if k != "thumbnail_url"} for item in plain["items"]] == every
+
+
+def test_a_damaged_result_file_is_a_404_saying_so(fresh_finished):
+    """A result file written over by hand (valid JSON of another shape, another layout, class counts that do not
+    match its classes) is a 404 naming the job and how to start one, as a file that is gone: it answered a 500."""
+    import json
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    job = wait_job(client, _start(client, run["id"], folds=2).json()["id"])
+    assert job["status"] == "succeeded", job
+    path = Path(run["path"]) / store.get_job(job["id"])["result"]["label_issues"]
+    good = json.loads(path.read_text())
+    name = good["class_names"][0]
+    for damaged in ({}, None, [], {**good, "format": 2}, {**good, "images": good["images"][:1]},
+                    {**good, "rows": [{"true": name}]}, {**good, "class_names": None}):
+        path.write_text(json.dumps(damaged))
+        for params in ({}, {"class": name}):
+            resp = client.get(f"/api/runs/{run['id']}/label-issues", params=params)
+            assert resp.status_code == 404, (damaged, resp.text)
+            assert f"the result of job {job['id']!r}" in resp.json()["detail"] and "damaged" in resp.json()["detail"]
+    path.write_text(json.dumps(good))
+    assert client.get(f"/api/runs/{run['id']}/label-issues").json()["total"] == len(good["rows"])
