@@ -5,7 +5,8 @@ The request (``app.validation``) names a finished run and the folds, checked bef
 its ranked rows to ``label_issues/<job id>.json`` in the run's folder: a file of its own, which no other job writes
 and which the run's deletion removes with it. It is written to a temporary name and renamed once complete, after
 the last fit; a job that fails, or is cancelled or interrupted (it stops between folds), removes both, so that no
-half-written result is ever read. ``GET /api/runs/{id}/label-issues`` reads the newest succeeded job's file.
+half-written result is ever read. ``GET /api/runs/{id}/label-issues`` reads the newest succeeded job's file; a
+removal of the job's record leaves it (it goes with the run).
 """
 from __future__ import annotations
 
@@ -110,7 +111,12 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
 
 
 def discard_label_issues(job: dict[str, Any], store: Store, settings: Settings) -> None:
-    """On cancelling a queued or interrupted job: whatever a killed attempt left of its result."""
+    """On cancelling a queued or interrupted job: whatever a killed attempt left of its result. A succeeded job's
+    result stays when its record is removed (``DELETE /api/jobs/{id}/record``, a purge): it is the run's, read by
+    :func:`newest_result`, and goes with the run (a purge of old job records deleted every run's likely wrong
+    labels)."""
+    if job.get("status") == JobStatus.succeeded.value:
+        return
     try:
         run = store.get_run(job["request"]["run_id"])
     except (NotFound, KeyError):  # the run went with its folder
@@ -150,9 +156,47 @@ def _stored(text: str) -> dict[str, Any]:
     return Stored.model_validate_json(text).model_dump()
 
 
+def _method_of(path: Path) -> str | None:
+    """The method a result file records (the default for one written before there was a choice); None where it
+    cannot be read (:func:`newest_result` then says it is damaged, if it is the newest)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document.get("method") or DEFAULT_METHOD if isinstance(document, dict) else None
+
+
+def _of_removed_jobs(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results in the run's folder whose job's record was removed, each as the job's ``id``, ``finished_at``
+    (the file's last change: it was renamed complete as the job ended), ``request`` (its ``method``, read from the
+    file) and ``result``."""
+    from datetime import datetime, timezone
+
+    try:
+        files = {path.name[:-len(".json")]: path for path in (Path(run["path"]) / RESULTS_DIR).glob("*.json")}
+    except OSError:
+        return []
+    if not files:
+        return []
+    marks = ", ".join("?" for _ in files)
+    known = {row["id"] for row in store.rows(f"SELECT id FROM jobs WHERE id IN ({marks})", tuple(files))}
+    found = []
+    for job_id, path in files.items():
+        try:
+            changed = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        except OSError:
+            continue
+        if job_id not in known:
+            found.append({"id": job_id, "finished_at": changed.isoformat(timespec="milliseconds"),
+                          "request": {"method": _method_of(path)},
+                          "result": {"label_issues": str(path.relative_to(run["path"]))}})
+    return found
+
+
 def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest succeeded label-issues job of ``run_id`` (of ``method`` when given; a job that named none ran
-    the default) and its result document, whose ``method`` is filled in for results written before it was stored.
+    the default; one whose record was removed too: its result stays) and its result document, whose ``method`` is
+    filled in for results written before it was stored.
 
     Raises:
         LookupError: none finished, or its file is gone or is not a result of this layout (the message says how
@@ -161,14 +205,16 @@ def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple
     asked = "" if method is None else f', "method": "{method}"'
     start = (f'POST /api/jobs {{"kind": "{KIND}", "run_id": "{run_id}"{asked}}} finds them (or the run page\'s '
              '"Likely wrong labels")')
+    run = store.get_run(run_id)
     rows = store.rows("SELECT * FROM jobs WHERE kind = ? AND status = ? AND json_extract(request, '$.run_id') = ? "
                       "AND (? IS NULL OR COALESCE(json_extract(request, '$.method'), ?) = ?) "
                       "ORDER BY finished_at DESC, rowid DESC LIMIT 1",
                       (KIND, JobStatus.succeeded.value, run_id, method, DEFAULT_METHOD, method))
+    rows += [row for row in _of_removed_jobs(store, run) if method is None or row["request"]["method"] == method]
     if not rows:
         of = "" if method is None else f" by {method}"
         raise LookupError(f"run {run_id!r} has no likely wrong labels found{of} yet: {start}")
-    job, run = rows[0], store.get_run(run_id)
+    job = max(rows, key=lambda row: row["finished_at"] or "")
     path = Path(run["path"]) / str(job["result"].get("label_issues") or "")
     try:
         document = _stored(path.read_text(encoding="utf-8"))

@@ -104,3 +104,31 @@ def test_a_job_whose_files_cannot_be_removed_loses_its_record_all_the_same(servi
     assert resp.status_code == 200 and resp.json()["removed"] == [failed], resp.text
     assert client.get(f"/api/jobs/{failed}").status_code == 404
     assert f"job {failed}: removing the files it left failed" in caplog.text
+
+
+def test_removing_a_label_issues_jobs_record_keeps_what_it_found(fresh_finished):
+    """A succeeded label_issues job's result is the run's: removing the job's record, or a purge of every finished
+    record, leaves it, and GET /api/runs/{id}/label-issues still reads the newest (it deleted the file, a 404 after);
+    the run's deletion removes it."""
+    from pathlib import Path
+
+    from app_testutils import wait_job
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    jobs = [wait_job(client, client.post("/api/jobs", json={"kind": "label_issues", "run_id": run["id"],
+                                                              "folds": folds}).json()["id"]) for folds in (2, 3)]
+    assert [job["status"] for job in jobs] == ["succeeded", "succeeded"], jobs
+    before = client.get(f"/api/runs/{run['id']}/label-issues", params={"limit": 200}).json()
+    assert before["job_id"] == jobs[1]["id"] and before["folds"] == 3
+    removed = client.delete(f"/api/jobs/{jobs[1]['id']}/record")
+    assert removed.status_code == 200 and removed.json()["removed"] == [jobs[1]["id"]]
+    after = client.get(f"/api/runs/{run['id']}/label-issues", params={"limit": 200})
+    assert after.status_code == 200, after.text
+    assert {k: v for k, v in after.json().items() if k != "finished_at"} == {
+        k: v for k, v in before.items() if k != "finished_at"}
+    assert client.delete("/api/jobs", params={"older_than_days": 0}).status_code == 200
+    assert client.get(f"/api/jobs/{jobs[0]['id']}").status_code == 404
+    assert client.get(f"/api/runs/{run['id']}/label-issues").json()["job_id"] == jobs[1]["id"]
+    assert client.delete(f"/api/runs/{run['id']}").status_code == 200 and not Path(run["path"]).exists()
+    assert client.get(f"/api/runs/{run['id']}/label-issues").status_code == 404
