@@ -87,11 +87,12 @@ def check_loss(config) -> None:
 
 
 def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
-                      progress=None, method: str = DEFAULT_METHOD) -> PoolIssues:
+                      progress=None, method: str = DEFAULT_METHOD, device: str | None = None) -> PoolIssues:
     """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on its cache's
-    train + val, less the classes it left out, predict each image out of fold, and mark those ``method`` lists.
-    Raises ValueError as :func:`run_cache` and :func:`probe.label_issues.out_of_fold_probabilities` do, and for a
-    method not in :data:`probe.label_issues.METHODS`."""
+    train + val, less the classes it left out, on ``device`` (None: the run's), predict each image out of fold, and
+    mark those ``method`` lists. Raises ValueError as :func:`run_cache` and
+    :func:`probe.label_issues.out_of_fold_probabilities` do, and for a method not in
+    :data:`probe.label_issues.METHODS`."""
     from probe import load_report
     from probe.devices import resolve_device
     from probe.label_issues import check_method, label_issue_mask, label_issue_predictions, out_of_fold_probabilities
@@ -114,7 +115,7 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     params = {k: v for k, v in (report.config.get("selected") or {}).items() if v is not None}
     seed_precisions = report.environment.seed_precisions if report.environment is not None else []
     probabilities = out_of_fold_probabilities(
-        x, y, len(names), config, params, folds=folds, device=resolve_device(config.device),
+        x, y, len(names), config, params, folds=folds, device=resolve_device(device or config.device),
         precision=seed_precisions[0] if seed_precisions else None, class_names=names, progress=progress)
     paths = [path for split in pool for path in (sources or {}).get(split, [])]
     return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), names,

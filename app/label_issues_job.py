@@ -91,7 +91,7 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
                 f"{cache_row['id']}, each image scored by the fold model that did not train on it")
     try:
         found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx),
-                                  method=method)
+                                  method=method, device=req.get("device"))
         ctx.check_stop()
         labels = np.asarray(found.predictions.labels)
         rows = found.rows_of(None, None)

@@ -319,6 +319,9 @@ class LabelIssuesJob(BaseModel):
                        description="stratified folds of the run's train + val images, one fit each; at most the "
                        "smallest class's images there")
     method: LabelIssuesMethod = Field(DEFAULT_METHOD, description=METHOD_DESCRIPTION)
+    device: Optional[str] = Field(None, max_length=16, description="where the folds are fitted: auto (the service's "
+                                  "device), cpu, cuda or cuda:N; default the device the run trained on (a run "
+                                  "trained on a GPU, its data directory moved to a host without one: cpu)")
 
 
 JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob, LabelIssuesJob], Field(discriminator="kind")]

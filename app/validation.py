@@ -331,7 +331,9 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
     """A label-issues job's request, checked as :func:`app.label_issues.find_label_issues` and
     :func:`probe.label_issues.check_folds` would check it after the job's queue wait: a run whose report reads and
     describes its loss whole, on its registered cache's file as it was (its fingerprint), with at least ``folds``
-    train + val images of every class it kept. Stores the run's device (the job's slot, as a probe job's)."""
+    train + val images of every class it kept. Stores the device the folds are fitted on (the job's slot, as a
+    probe job's): the request's, else the run's (refused on a host without it, with no way round: a run trained on
+    a GPU, its data directory moved to a CPU host)."""
     from feature_cache import CacheMismatch
     from probe import load_report
     from probe.label_issues import check_folds
@@ -352,10 +354,14 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
         raise
     except (CacheMismatch, OSError, ValueError) as exc:
         raise RequestInvalid("run_id", f"run {job.run_id!r}: {exc}") from None
+    device = job.device or config.device
     try:
-        check_device(config.device)
+        check_device(device)
     except ValueError as exc:
-        raise RequestInvalid("run_id", f"run {job.run_id!r} trained on device {config.device!r}: {exc}") from None
+        if job.device is not None:
+            raise RequestInvalid("device", str(exc)) from None
+        raise RequestInvalid("run_id", f"run {job.run_id!r} trained on device {device!r}: {str(exc).rstrip('.')} "
+                             "(the request's \"device\"; default the run's)") from None
     counts, names = _kept("run_id", list(config.drop_classes or []), _class_counts(cache_row),
                           list(cache_row["class_names"]))
     if names != list(report.class_names):
@@ -365,7 +371,7 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
         check_folds(pool, job.folds, names)
     except ValueError as exc:
         raise RequestInvalid("folds", str(exc)) from None
-    return {"run_id": job.run_id, "folds": job.folds, "method": job.method, "device": config.device}
+    return {"run_id": job.run_id, "folds": job.folds, "method": job.method, "device": device}
 
 
 def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, store: Store,

@@ -197,3 +197,29 @@ def test_a_damaged_result_file_is_a_404_saying_so(fresh_finished):
             assert f"the result of job {job['id']!r}" in resp.json()["detail"] and "damaged" in resp.json()["detail"]
     path.write_text(json.dumps(good))
     assert client.get(f"/api/runs/{run['id']}/label-issues").json()["total"] == len(good["rows"])
+
+
+def test_a_run_trained_on_a_device_this_host_lacks_is_refitted_where_the_request_says(fresh_finished):
+    """A run trained on a GPU, read on a host without one (a data directory moved; here its report says cuda:7):
+    without ``device`` the request is a 422 naming the field to send (it said "use 'cpu' or 'auto'", and the request
+    had no field to say so); with ``"device": "cpu"`` the job fits there and succeeds; a device the host lacks is a
+    422 on ``device``."""
+    import json
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    report_file = Path(run["path"]) / "report.json"
+    report = json.loads(report_file.read_text())
+    report_file.write_text(json.dumps({**report, "config": {**report["config"], "device": "cuda:7"}}))
+    refused = _start(client, run["id"], folds=2)
+    assert refused.status_code == 422 and refused.json()["detail"].startswith(
+        f"run_id: run {run['id']!r} trained on device 'cuda:7': device 'cuda:7' does not exist on this host"), refused.text
+    assert 'the request\'s "device"' in refused.json()["detail"]
+    absent = _start(client, run["id"], folds=2, device="cuda:7")
+    assert absent.status_code == 422 and absent.json()["detail"].startswith("device: device 'cuda:7' does not exist")
+    assert _start(client, run["id"], folds=2, device="gpu").status_code == 422
+    resp = _start(client, run["id"], folds=2, device="cpu")
+    assert resp.status_code == 202, resp.text
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert client.get(f"/api/runs/{run['id']}/label-issues").json()["job_id"] == job["id"]
