@@ -223,3 +223,15 @@ def test_a_run_trained_on_a_device_this_host_lacks_is_refitted_where_the_request
     job = wait_job(client, resp.json()["id"])
     assert job["status"] == "succeeded", job
     assert client.get(f"/api/runs/{run['id']}/label-issues").json()["job_id"] == job["id"]
+
+
+def test_the_jobs_list_refuses_a_kind_the_service_does_not_run(finished):
+    """GET /api/jobs?kind= takes the service's job kinds: another (a typo of label_issues) is a 422 naming them, not
+    an empty list that read as a run without such jobs."""
+    client = finished.client
+    typo = client.get("/api/jobs", params={"kind": "labelissues", "run_id": finished.erm})
+    assert typo.status_code == 422, typo.text
+    assert "'extract', 'probe', 'pipeline' or 'label_issues'" in typo.json()["detail"][0]["msg"]
+    pipelines = client.get("/api/jobs", params={"kind": "pipeline"})
+    assert [job["id"] for job in pipelines.json()] == [finished.job["id"]]
+    assert pipelines.headers["X-Total-Count"] == "1"
