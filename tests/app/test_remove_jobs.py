@@ -132,3 +132,14 @@ def test_removing_a_label_issues_jobs_record_keeps_what_it_found(fresh_finished)
     assert client.get(f"/api/runs/{run['id']}/label-issues").json()["job_id"] == jobs[1]["id"]
     assert client.delete(f"/api/runs/{run['id']}").status_code == 200 and not Path(run["path"]).exists()
     assert client.get(f"/api/runs/{run['id']}/label-issues").status_code == 404
+
+
+@pytest.mark.parametrize("days", ["nan", "NaN", "inf", "-inf"])
+def test_a_purge_bound_that_is_not_a_number_is_refused_as_such(service, days):
+    """older_than_days=nan was refused as "less than or equal to 100000", a bound it does not break: it is not a
+    finite number, and nothing is removed."""
+    client, _, _ = service
+    resp = client.delete("/api/jobs", params={"older_than_days": days})
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["query", "older_than_days"]
+    assert resp.json()["detail"][0]["msg"] == "Input should be a finite number"
