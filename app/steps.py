@@ -343,7 +343,8 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
                             verdict=report.selection.verdict, test_check=report.selection.test_check,
                             cache_stamp=cache_row.get("stamp"), probe=probe_words(report),
                             posthoc=None if report.posthoc is None else report.posthoc.outcome(),
-                            left_out=left_out_json(report.config))
+                            left_out=left_out_json(report.config),
+                            reference_config=config if reference_run is None else None)
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
     ctx.progress(start + span, f"{name} done")
     return row
@@ -396,7 +397,11 @@ def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
 
 def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | None:
     """The stored configuration ``run`` was trained with as its job's reference (a probe job without a reference
-    run, or a pipeline's first probe); None when its job is gone or the run was not one."""
+    run, or a pipeline's first probe), as its row records it (``reference_config``: a removal of the job's record
+    keeps it), else as its job's record says (a run of before that column, whose job's record is gone: None);
+    None where the run was not one."""
+    if run.get("reference_config"):
+        return json.loads(run["reference_config"])
     try:
         job = store.get_job(run["job_id"]) if run.get("job_id") else None
     except NotFound:

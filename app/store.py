@@ -101,6 +101,17 @@ def _probe_words(report: Any) -> str:
     return probe_words(report)
 
 
+def _reference_configs(conn: sqlite3.Connection) -> None:
+    """The ``reference_config`` of the runs recorded before it, from their jobs' records where they are still
+    there: a succeeded probe job without a reference run (its config), a pipeline whose first run it is (its first
+    probe)."""
+    conn.execute("""UPDATE runs SET reference_config = COALESCE(
+        (SELECT json_extract(j.request, '$.config') FROM jobs j WHERE j.id = runs.job_id AND j.kind = 'probe'
+         AND j.status = 'succeeded' AND json_extract(j.request, '$.reference_run') IS NULL),
+        (SELECT json_extract(j.request, '$.probes[0]') FROM jobs j WHERE j.id = runs.job_id AND j.kind = 'pipeline'
+         AND json_extract(j.result, '$.run_ids[0]') = runs.id))""")
+
+
 # Columns added after a table's first release: (table, column, SQL type, how its old rows get their values). A
 # database written before one gets it when a Store opens it.
 _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
@@ -128,7 +139,11 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   ("datasets", "skipped_reasons", "TEXT", lambda conn: None),
                   # the classes a run left out (its config's drop_classes), sorted, JSON: which runs of a cache it can
                   # be compared with; NULL where its report could not be read
-                  ("runs", "left_out", "TEXT", _from_report("left_out", lambda r: left_out_json(r.config))))
+                  ("runs", "left_out", "TEXT", _from_report("left_out", lambda r: left_out_json(r.config))),
+                  # the stored configuration (JSON) its job trained it with as its reference (a probe job without a
+                  # reference run, a pipeline's first probe), NULL otherwise: what a pipeline reuses it by, which
+                  # the job's record told alone, and removing finished jobs' records lost (an attack round)
+                  ("runs", "reference_config", "TEXT", _reference_configs))
 
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
@@ -400,12 +415,15 @@ class Store:
                 loss: str | None, reference_run: str | None, path: str, summary: dict,
                 verdict: str | None = None, test_check: str | None = None,
                 cache_stamp: str | None = None, probe: str | None = None,
-                posthoc: str | None = None, left_out: str | None = None) -> dict[str, Any]:
-        """Record a run; ``left_out``: :func:`left_out_json` of its config (None: not known)."""
+                posthoc: str | None = None, left_out: str | None = None,
+                reference_config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record a run; ``left_out``: :func:`left_out_json` of its config (None: not known); ``reference_config``:
+        the stored configuration its job trained it with as its reference (None: not a reference)."""
         return self._insert("runs", dict(
             id=run_id, job_id=job_id, cache_id=cache_id, name=name, head=head, loss=loss,
             reference_run=reference_run, path=path, summary=summary, created_at=utcnow(), verdict=verdict,
-            test_check=test_check, cache_stamp=cache_stamp, probe=probe, posthoc=posthoc, left_out=left_out))
+            test_check=test_check, cache_stamp=cache_stamp, probe=probe, posthoc=posthoc, left_out=left_out,
+            reference_config=None if reference_config is None else json.dumps(reference_config)))
 
     def update_run(self, run_id: str, **values: str) -> dict[str, Any]:
         """Set a run's ``name`` and / or ``note`` (what the user calls it, and why it matters), in one transaction."""

@@ -147,3 +147,35 @@ def test_two_pipelines_started_together_train_one_reference(tmp_path, tiny_zip, 
         made = [wait_job(client, job)["result"]["run_ids"] for job in (first, second)]
     assert made[1][0] == made[0][0] and len(made[1]) == 2
     assert calls == [first, second]  # the reference trained once, the focal probe by the second pipeline
+
+
+def test_a_reference_is_reused_after_its_jobs_record_is_removed(fresh_finished):
+    """Removing finished jobs' records (DELETE /api/jobs?older_than_days=0) lost what a run was trained as, which
+    only the job's record told: the next pipeline trained an identical ERM run (an attack round). The run's row
+    records it; a database of before gets it from the jobs' records still there when it is opened."""
+    import json
+    import sqlite3
+
+    from app.store import Store
+
+    client, erm = fresh_finished.client, fresh_finished.erm
+    cache_id = client.get(f"/api/runs/{erm}").json()["cache_id"]
+    store = client.app.state.store
+    assert json.loads(store.get_run(erm)["reference_config"]) == fresh_finished.job["request"]["probes"][0]
+    assert store.get_run(fresh_finished.mr2)["reference_config"] is None
+    job = _pipeline(client, cache_id=cache_id, probes=[dict(ERM, epochs=4), dict(FAST_PROBE, loss="focal")])
+    first, second = job["result"]["run_ids"]
+    old = fresh_finished.settings.data_dir / "old.db"  # a database of before the column, its jobs' records there
+    with sqlite3.connect(old) as conn:
+        with sqlite3.connect(store.path) as source:
+            source.backup(conn)
+        conn.execute("ALTER TABLE runs DROP COLUMN reference_config")
+
+    assert client.delete("/api/jobs", params={"older_than_days": 0}).status_code == 200
+    assert client.get(f"/api/jobs/{fresh_finished.job['id']}").status_code == 404
+    assert _pipeline(client, cache_id=cache_id, probes=[ERM])["result"]["run_ids"] == [erm]
+
+    reopened = Store(old)  # filled from the jobs' records when opened
+    assert json.loads(reopened.get_run(first)["reference_config"]) == job["request"]["probes"][0]
+    assert json.loads(reopened.get_run(erm)["reference_config"]) == fresh_finished.job["request"]["probes"][0]
+    assert reopened.get_run(second)["reference_config"] is None
