@@ -70,28 +70,49 @@
     return base ? { base, others: chosen.filter((r) => r !== base) } : null;
   }
 
-  function compareBar(runs) {
+  /** The classes a run was trained on, as a key: its cache's less those it left out (null where its cache is not
+   * listed). GET /api/compare refuses runs of other classes (a 422). */
+  function classKey(run, caches) {
+    const cache = caches[run.cache_id];
+    if (!cache || !cache.class_names) return null;
+    const out = new Set(run.left_out || []);
+    return JSON.stringify(cache.class_names.filter((c) => !out.has(c)));
+  }
+
+  /** The ticked runs of other classes than the base, each with why (ticking one opened a page of the API's 422). */
+  function otherClasses(plan, caches) {
+    const base = classKey(plan.base, caches);
+    return base === null ? [] : plan.others.filter((r) => { const k = classKey(r, caches); return k !== null && k !== base; })
+      .map((r) => `${r.name} (${r.id})` + (r.left_out && r.left_out.length ? `, which left out ${r.left_out.join(", ")}`
+        : r.cache_id !== plan.base.cache_id ? `, on cache ${r.cache_id}` : ""));
+  }
+
+  function compareBar(runs, caches) {
     const plan = comparePlan(runs), most = window.Words.compared_runs;
     // past the most GET /api/compare/many takes, the link opened an error (422): how many to untick instead
     const over = plan ? plan.others.length - most : 0;
-    const ready = plan && plan.others.length > 0 && over <= 0;
+    const other = plan ? otherClasses(plan, caches) : [];
+    const ready = plan && plan.others.length > 0 && over <= 0 && !other.length;
     const href = ready ? "/compare?" + new URLSearchParams([["base", plan.base.id], ...plan.others.map((r) => ["other", r.id])]) : null;
     return h("p", { class: "muted", id: "compare-bar" },
       ready ? h("a", { href, id: "compare-picked" }, `Compare ${plan.others.length} run${plan.others.length === 1 ? "" : "s"} against ${plan.base.name} (${plan.base.id})`)
+        : other.length ? h("span", { id: "compare-other-classes" }, `${other.join("; ")}: other classes than the base `
+          + `${plan.base.name} (${plan.base.id})${plan.base.left_out && plan.base.left_out.length ? `, which left out ${plan.base.left_out.join(", ")}` : ""}; `
+          + "runs are compared on the same classes only: untick " + (other.length === 1 ? "it." : "them."))
         : over > 0 ? h("span", { id: "compare-too-many" }, `${plan.others.length} runs are ticked besides the base ${plan.base.name} (${plan.base.id}); `
           + `at most ${most} are compared with one base: untick ${over}.`)
         : "Tick two runs or more to compare them side by side (against their reference, else the oldest).",
       picked.size ? [" · ", h("button", { type: "button", id: "compare-clear", onclick: () => {
         picked.clear();
         document.querySelectorAll("#runs-table input.pick").forEach((box) => { box.checked = false; });
-        redrawBar(runs);
+        redrawBar(runs, caches);
       } }, "clear")] : null);
   }
 
   /** The bar again after a tick, without reading the lists again. */
-  function redrawBar(runs) {
+  function redrawBar(runs, caches) {
     const bar = document.getElementById("compare-bar");
-    if (bar) bar.replaceWith(compareBar(runs));
+    if (bar) bar.replaceWith(compareBar(runs, caches));
   }
 
 
@@ -106,7 +127,7 @@
       h("td", { class: "actions" }, h("input", { type: "checkbox", class: "pick", "aria-label": `compare run ${run.id}`,
         checked: picked.has(run.id), onchange: (ev) => {
           if (ev.target.checked) picked.add(run.id); else picked.delete(run.id);
-          redrawBar(Object.values(ctx.runs));
+          redrawBar(Object.values(ctx.runs), ctx.caches);
         } }),
         h("a", { href: link }, run.id), h("br"),
         h("small", { class: "muted", "data-col": "created" }, when(run.created_at)),
@@ -360,7 +381,7 @@
     const boxes = {
       runs: () => [box(
         sortsOnTheServer(sortable(table(runHeaders(), runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder))),
-        runs.length > 1 ? compareBar(runs) : null, runsCutNote(runs, kept.query)],
+        runs.length > 1 ? compareBar(runs, ctx.caches) : null, runsCutNote(runs, kept.query)],
       datasets: () => [box(
         table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", actionsHead()], datasets.map((d) => datasetRow(d, ctx)),
               "No data sets yet: upload one from the launch page.")),

@@ -2657,6 +2657,26 @@ def test_more_runs_ticked_than_one_comparison_takes_say_how_many_to_untick(drive
         assert driver.js("return document.getElementById('compare-too-many')") is None
 
 
+def test_runs_of_other_classes_ticked_together_say_so_instead_of_a_link_to_a_refusal(driver, live_server, finished):
+    """Ticking a run that left a class out beside one of every class linked to /compare, which showed the API's 422
+    (a service round): the bar names the run of other classes and offers no link until it is unticked."""
+    left = f"""(path, data) => !path.startsWith('/api/runs?') ? data : data.map((r) =>
+        r.id === '{finished.mr2}' ? Object.assign({{}}, r, {{ left_out: ['ship'] }}) : r)"""
+    with _fetch_rewritten(driver, left):
+        _open(driver, live_server + "/", "home")
+        wait_for(lambda: driver.js("return document.querySelectorAll('#runs tr[data-run]').length") >= 2, 60,
+                 interval=0.2, what="runs listed")
+        for run in (finished.mr2, finished.erm):
+            driver.js(f"document.querySelector('#runs tr[data-run=\"{run}\"] input.pick').click()")
+        assert driver.js("return document.getElementById('compare-picked')") is None
+        said = driver.js("return document.getElementById('compare-other-classes').textContent")
+        names = {run["id"]: run["name"] for run in httpx.get(f"{live_server}/api/runs").json()}
+        assert said == (f"{names[finished.mr2]} ({finished.mr2}), which left out ship: other classes than the base "
+                        f"{names[finished.erm]} ({finished.erm}); runs are compared on the same classes only: untick it.")
+        driver.js(f"document.querySelector('#runs tr[data-run=\"{finished.mr2}\"] input.pick').click()")
+        assert driver.js("return document.getElementById('compare-other-classes')") is None
+
+
 def _rebuilt(driver: WebDriver, css: str) -> None:
     """Wait until the page's periodic refresh has built `css` again (a new node in its place); marked first, it
     reads otherwise than the refresh's nodes, which a list left as it reads would keep."""
