@@ -508,11 +508,11 @@ class ProbeConfig(BaseModel):
                 *((name, list(values)) for name, values in self.loss_options_grid.items())]
 
     def grid_edges(self, selected: dict[str, float]) -> list[tuple[str, str, float, str, list[float]]]:
-        """(parameter, grid field, chosen value, ``"largest"`` or ``"smallest"``, its values sorted) of each axis of three
-        values or more whose ``selected`` value lies at an end of its grid: the best may lie beyond it (a long-tailed
-        round: group DRO's η and a disparity preset's weight decay at the top of theirs, said nowhere). A smallest
-        value of 0 (no penalty, no adjustment) is a bound of its own, and c̄'s grid is the paper's {1, 2, 3}: not
-        listed. Needs a resolved configuration (:meth:`resolved`)."""
+        """(parameter, grid field, chosen value, ``"largest"`` or ``"smallest"``, its values sorted) of each axis
+        of three values or more whose ``selected`` value lies at an end of its grid: the best may lie beyond it (a
+        long-tailed round: group DRO's η and a disparity preset's weight decay at the top of theirs, said nowhere).
+        A smallest value of 0 (no penalty, no adjustment) is a bound of its own, and c̄'s grid is the paper's
+        {1, 2, 3}: not listed. Needs a resolved configuration (:meth:`resolved`)."""
         fields = {name: field for field, name in _GRID_PARAM.items()}
         edges = []
         for name, values in self._grid_axes():

@@ -97,8 +97,9 @@ def remove_job(job_id: IdPath, dry_run: bool = DRY_RUN, runner: JobRunner = Depe
     return JobsRemovedOut(removed=[runner.remove(job_id, dry_run)["id"]], dry_run=dry_run)
 
 
-OlderThanQuery = Query(..., ge=0, le=100_000, allow_inf_nan=False, description="remove the records of the jobs that finished (succeeded, "
-                       "failed or cancelled) more than this many days ago; 0: every finished job")
+OlderThanQuery = Query(..., ge=0, le=100_000, allow_inf_nan=False,
+                       description="remove the records of the jobs that finished (succeeded, failed or cancelled) "
+                       "more than this many days ago; 0: every finished job")
 
 
 @router.delete("/jobs", response_model=JobsRemovedOut, responses=ERROR_RESPONSES,
