@@ -133,14 +133,15 @@ def label_issues_resource(request: dict[str, Any], device: str) -> str:
 def _stored(text: str) -> dict[str, Any]:
     """A result file's document, checked to be of this layout (:data:`FORMAT`) whole: ValueError otherwise (a file
     damaged or written over by hand, or by another version, answered a 500 where it was read)."""
-    from typing import Literal
+    from typing import Literal, Optional
 
     from pydantic import BaseModel, model_validator
 
-    from .schemas import LabelIssueItem
+    from .schemas import LabelIssueItem, LabelIssuesMethod
 
     class Stored(BaseModel):
         format: Literal[FORMAT]  # type: ignore[valid-type]
+        method: Optional[LabelIssuesMethod] = None  # type: ignore[valid-type]  # None: written before the choice
         folds: int
         params: dict[str, float]
         class_names: list[str]
@@ -221,5 +222,5 @@ def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple
     except (OSError, ValueError):
         raise LookupError(f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or "
                           f"damaged: {start}") from None
-    document.setdefault("method", request_method(job["request"]))
+    document["method"] = document["method"] or request_method(job["request"])
     return job, document

@@ -235,3 +235,25 @@ def test_the_jobs_list_refuses_a_kind_the_service_does_not_run(finished):
     pipelines = client.get("/api/jobs", params={"kind": "pipeline"})
     assert [job["id"] for job in pipelines.json()] == [finished.job["id"]]
     assert pipelines.headers["X-Total-Count"] == "1"
+
+
+def test_a_removed_jobs_result_file_naming_an_unknown_method_is_a_404_saying_so(fresh_finished):
+    """A result file whose job's record was removed tells its method itself: one naming a method the service does
+    not have (written over by hand, or by another version) is a 404 saying it is damaged, as any damaged file (it
+    answered a 500: the response's method failed its check)."""
+    import json
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    job = wait_job(client, _start(client, run["id"], folds=2).json()["id"])
+    assert job["status"] == "succeeded", job
+    path = Path(run["path"]) / store.get_job(job["id"])["result"]["label_issues"]
+    assert client.delete(f"/api/jobs/{job['id']}/record").status_code == 200
+    good = json.loads(path.read_text())
+    for method in ("prune_by_noise_rate", 3, ["confident-learning"]):
+        path.write_text(json.dumps({**good, "method": method}))
+        resp = client.get(f"/api/runs/{run['id']}/label-issues")
+        assert resp.status_code == 404, (method, resp.text)
+        assert f"the result of job {job['id']!r}" in resp.json()["detail"] and "damaged" in resp.json()["detail"]
+    path.write_text(json.dumps({**good, "method": "confident-learning"}))
+    assert client.get(f"/api/runs/{run['id']}/label-issues").json()["method"] == "confident-learning"
