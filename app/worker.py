@@ -66,6 +66,9 @@ class JobRunner:
         self._lock_file = None
         # outcomes the database could not take (its disk full): written again by the dispatcher until it does
         self._unrecorded: list[tuple[JobContext, BaseException]] = []
+        # held by a removal of finished jobs' records and by a resume: a failed job resumed while a removal discarded
+        # what it left lost the half-written run it resumes from (a review)
+        self._removing = threading.Lock()
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self, prepare: Callable[[], None] | None = None) -> None:
@@ -197,7 +200,20 @@ class JobRunner:
     def _remove(self, jobs: list[dict[str, Any]]) -> list[str]:
         """Delete finished jobs' rows, first what they left that only a resume or the start-up sweep would find
         (the kind's ``discard``: a failed job's partial extraction and half-written run, which no row would name
-        afterwards); the runs and caches they made stay. Returns the ids deleted (not one resumed meanwhile)."""
+        afterwards); the runs and caches they made stay. Each is read again under a lock a resume takes too: one
+        resumed since it was read keeps its record and what it resumes from. Returns the ids deleted."""
+        with self._removing:
+            return self._remove_finished([job for job in map(self._still_finished, jobs) if job is not None])
+
+    def _still_finished(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """``job``'s row read again, None where it is gone or no longer finished (resumed since it was read)."""
+        try:
+            row = self.store.get_job(job["id"])
+        except NotFound:
+            return None
+        return row if JobStatus(row["status"]) in FINISHED else None
+
+    def _remove_finished(self, jobs: list[dict[str, Any]]) -> list[str]:
         for job in jobs:
             kind = self.handlers.get(job["kind"])
             try:
@@ -211,7 +227,8 @@ class JobRunner:
         return removed
 
     def resume(self, job_id: str) -> dict[str, Any]:
-        job = self.store.resume(job_id, self.settings.max_queued_jobs)  # "resumed" added with the change
+        with self._removing:  # not while a removal discards what the job left
+            job = self.store.resume(job_id, self.settings.max_queued_jobs)  # "resumed" added with the change
         self.wake()
         return job
 

@@ -143,3 +143,35 @@ def test_a_purge_bound_that_is_not_a_number_is_refused_as_such(service, days):
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["loc"] == ["query", "older_than_days"]
     assert resp.json()["detail"][0]["msg"] == "Input should be a finite number"
+
+
+@pytest.mark.parametrize("how", ["record", "purge"])
+def test_a_failed_job_resumed_while_its_record_is_removed_keeps_what_it_resumes_from(service, tmp_path, monkeypatch,
+                                                                                     how):
+    """A failed job is resumable: a resume that lands after the removal read the job, before it discarded what the
+    job left, queued the job again, and the removal then deleted its half-written run (a 409 said the job was queued
+    now, its files gone all the same). The removal checks each job again, a resume waiting for it: the job stays
+    queued with what it resumes from."""
+    client, store, settings = service
+    cache = synthetic_cache(store, tmp_path / "data")
+    half = settings.runs_dir / "run_aaaaaaaaaaaa"
+    half.mkdir(parents=True)
+    failed = _job(store, cache, JobStatus.failed, pending_run="run_aaaaaaaaaaaa")
+    get_job = store.get_job
+    read = get_job if how == "record" else store.finished_jobs
+
+    def read_then_resumed(*args, **kwargs):  # the removal's read, then the resume that lands before its discard
+        got = read(*args, **kwargs)
+        if get_job(failed)["status"] == JobStatus.failed.value:
+            store.resume(failed)
+        return got
+
+    monkeypatch.setattr(store, "get_job" if how == "record" else "finished_jobs", read_then_resumed)
+    if how == "record":
+        resp = client.delete(f"/api/jobs/{failed}/record")
+        assert resp.status_code == 409, resp.text
+    else:
+        resp = client.delete("/api/jobs", params={"older_than_days": 0})
+        assert resp.status_code == 200 and resp.json()["removed"] == [], resp.text
+    assert store.get_job(failed)["status"] == "queued" and half.is_dir()
+    assert store.get_job(failed)["result"]["pending_run"] == "run_aaaaaaaaaaaa"
