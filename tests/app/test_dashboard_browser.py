@@ -469,6 +469,19 @@ def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server,
 
 
 @contextlib.contextmanager
+def _on_new_documents(driver: WebDriver, script: str):
+    """Every page opened inside runs ``script`` before its own (Chrome DevTools' addScriptToEvaluateOnNewDocument),
+    removed on leaving."""
+    cdp = "/goog/cdp/execute"
+    added = driver._cmd("POST", cdp, {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": script}})
+    try:
+        yield
+    finally:
+        driver._cmd("POST", cdp, {"cmd": "Page.removeScriptToEvaluateOnNewDocument",
+                                  "params": {"identifier": added["identifier"]}})
+
+
+@contextlib.contextmanager
 def _lists_cut(driver: WebDriver, *cuts: tuple[str, int, int]):
     """Pages opened inside ask the API for ``limit=small`` where they ask ``path?...limit=big`` (each of ``cuts``:
     (path, big, small)): a list past the API's most (5,000 runs, 1,000 jobs of a state) with a few rows, the API's
@@ -480,13 +493,8 @@ def _lists_cut(driver: WebDriver, *cuts: tuple[str, int, int]):
         return real(u, opts);
       }};
     }})();"""
-    cdp = "/goog/cdp/execute"
-    added = driver._cmd("POST", cdp, {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": script}})
-    try:
+    with _on_new_documents(driver, script):
         yield
-    finally:
-        driver._cmd("POST", cdp, {"cmd": "Page.removeScriptToEvaluateOnNewDocument",
-                                  "params": {"identifier": added["identifier"]}})
 
 
 def test_a_cut_list_says_so_sorts_over_every_run_and_a_finished_job_is_removed(driver, tmp_path):
@@ -2201,13 +2209,8 @@ def _fetch_rewritten(driver: WebDriver, rewrite: str, delay: str = "() => 0"):
                             {{ status: resp.status, headers: {{ "content-type": "application/json" }} }});
       }};
     }})();"""
-    cdp = "/goog/cdp/execute"
-    added = driver._cmd("POST", cdp, {"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": script}})
-    try:
+    with _on_new_documents(driver, script):
         yield
-    finally:
-        driver._cmd("POST", cdp, {"cmd": "Page.removeScriptToEvaluateOnNewDocument",
-                                  "params": {"identifier": added["identifier"]}})
 
 
 def test_a_new_score_selection_clears_the_previous_results(driver, live_server, finished, tmp_path):
