@@ -9,6 +9,7 @@ import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -498,7 +499,9 @@ def _files_key(base: str, other: str, *run_dirs: str) -> tuple | None:
     return tuple(key)
 
 
-def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test") -> Comparison:
+def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test",
+                read: Callable[[str], Report] | None = None) -> Comparison:
+    """``read(run_id)``: the run's report (:func:`_report`; several runs against one base read the base once)."""
     from probe import compare_reports
     from probe.predictions import load_pair
 
@@ -515,7 +518,8 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
         key = None if path is not None else _files_key(base, other, runs[0]["path"], runs[1]["path"])
         comparison = _COMPARISONS.get(key)  # kept: its reports are not read again (a review)
         if comparison is None:
-            reports = _report(store, base), _report(store, other)
+            read = read or partial(_report, store)
+            reports = read(base), read(other)
             if path is None:
                 comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
                                                                  tuple(len(r.class_names) for r in reports)))
@@ -606,16 +610,15 @@ def _many(store: Store, base: str, others: list[str], cache: str | None, split: 
         raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
     if base in others:  # a row of zeros, p = 1, that made Holm's correction of the others stricter (a review)
         raise HTTPException(422, f"other names the base run {base!r}: leave it out of the runs compared with it")
-    comparisons = []
+    comparisons, read = [], lru_cache(maxsize=None)(partial(_report, store))  # each read once: the base was 1 + N
     for run_id in others:
         try:
-            comparisons.append(_comparison(store, base, run_id, cache, split))
+            comparisons.append(_comparison(store, base, run_id, cache, split, read))
         except HTTPException as exc:  # other classes or images: which of the runs (as the CLI names it)
             if exc.status_code != 422:
                 raise
             raise HTTPException(422, f"run {run_id!r} against {base!r}: {exc.detail}") from None
-    many = compare_many(comparisons, run_warnings((base, _report(store, base)),
-                                                  [(run_id, _report(store, run_id)) for run_id in others]))
+    many = compare_many(comparisons, run_warnings((base, read(base)), [(run_id, read(run_id)) for run_id in others]))
     # the md / html name each run as the pages do: ids alone read 'run_4da32e8b1df3' in a pull request
     many.names = {run_id: f"{store.get_run(run_id)['name']} ({run_id})" for run_id in (base, *others)}
     return many

@@ -1311,3 +1311,20 @@ def test_runs_are_listed_best_first_by_a_metric(tmp_path):
         # the lowest first (the dashboard's second click on a column of a list past its cut), those without it last
         assert ids(sort="overall", order="asc") == ["run_0", "run_3", "run_1", "run_2"]
         assert ids(sort="worst_class", order="asc", limit=1) == ["run_1"]
+
+
+def test_several_runs_against_one_base_read_each_report_once(fresh_finished, monkeypatch):
+    """GET /api/compare/many read the base's report once per run compared and again for the runs' warnings, and
+    each other run's twice: each is read once a request."""
+    import app.routes.reports as reports
+
+    client, base = fresh_finished.client, fresh_finished.erm
+    cache_id = client.get(f"/api/runs/{base}").json()["cache_id"]
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "reference_run": base,
+                                          "config": dict(FAST_PROBE, loss="focal")})
+    focal = wait_job(client, resp.json()["id"])["result"]["run_ids"][0]
+    real, read = reports._report, []
+    monkeypatch.setattr(reports, "_report", lambda store, run_id: read.append(run_id) or real(store, run_id))
+    resp = client.get("/api/compare/many", params={"base": base, "other": [fresh_finished.mr2, focal]})
+    assert resp.status_code == 200, resp.text
+    assert sorted(read) == sorted([base, fresh_finished.mr2, focal])
