@@ -194,6 +194,18 @@ def _of_removed_jobs(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def stored_methods(store: Store, run: dict[str, Any]) -> list[str]:
+    """The methods whose likely wrong labels of ``run`` are stored, newest first: its succeeded jobs' and the
+    results of jobs whose record was removed (the run page offered to look for them again after a purge; a
+    review)."""
+    rows = store.rows("SELECT request, finished_at FROM jobs WHERE kind = ? AND status = ? "
+                      "AND json_extract(request, '$.run_id') = ?", (KIND, JobStatus.succeeded.value, run["id"]))
+    found = [(row["finished_at"] or "", request_method(row["request"])) for row in rows]
+    found += [(row["finished_at"], row["request"]["method"]) for row in _of_removed_jobs(store, run)
+              if row["request"]["method"]]
+    return list(dict.fromkeys(method for _, method in sorted(found, reverse=True)))
+
+
 def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest succeeded label-issues job of ``run_id`` (of ``method`` when given; a job that named none ran
     the default; one whose record was removed too: its result stays) and its result document, whose ``method`` is

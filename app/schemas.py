@@ -496,6 +496,15 @@ class RunOut(BaseModel):
         return self
 
 
+
+class RunDetailOut(RunOut):
+    """One run (``GET /api/runs/{id}``): a runs list's row and what only it says."""
+
+    label_issues: list[str] = Field(default_factory=list, description="the methods whose likely wrong train + val "
+                                    "labels of the run are stored (GET /api/runs/{id}/label-issues?method= lists "
+                                    "them), newest first; [] where none was looked for")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     version: str

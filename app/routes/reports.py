@@ -29,7 +29,8 @@ from ..datasets import is_unlabelled
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
-                       LabelIssuesMethod, LabelIssuesOut, PredictedOut, RunOut, RunUpdate, ScoresOut, download)
+                       LabelIssuesMethod, LabelIssuesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate, ScoresOut,
+                       download)
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -373,10 +374,12 @@ def _shipped(run: dict):
         raise HTTPException(422, f"run {run['id']!r} cannot be applied: {exc}") from None
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=ERROR_RESPONSES, summary="One probe run")
-def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunOut:
+@router.get("/runs/{run_id}", response_model=RunDetailOut, responses=ERROR_RESPONSES, summary="One probe run")
+def get_run(run_id: IdPath, store: Store = Depends(get_store)) -> RunDetailOut:
+    from ..label_issues_job import stored_methods
+
     row = store.get_run(run_id)
-    return RunOut(**{k: row[k] for k in RunOut.model_fields})
+    return RunDetailOut(**{k: row[k] for k in RunOut.model_fields}, label_issues=stored_methods(store, row))
 
 
 @router.patch("/runs/{run_id}", response_model=RunOut, responses={**ERROR_RESPONSES, **BODY_TOO_LARGE},

@@ -629,7 +629,7 @@
    * the worker), its progress while it runs (a job of this run already queued or running is watched on opening), then
    * the images its newest finished job of the chosen method found (GET /api/runs/{id}/label-issues?method=), filtered
    * by label. */
-  function labelIssuesPanel(report, runId) {
+  function labelIssuesPanel(report, runId, stored = []) {
     const body = h("div", { id: "label-issues-body" }, h("p", { class: "muted" }, "Loading…"));
     const watch = h("div", { id: "label-issues-job", "aria-live": "polite" });
     const folds = h("input", { id: "label-issues-folds", type: "number", min: "2", max: "20", value: "5", size: 3 });
@@ -684,9 +684,11 @@
     getJSON(`/api/jobs?kind=label_issues&run_id=${enc(runId)}&limit=100`).then((jobs) => {
       const open = jobs.find((j) => window.Dash.ACTIVE.has(j.status));
       const done = jobs.find((j) => j.status === "succeeded");  // the newest: its method is the one shown first
-      if (done && !found) method.value = done.request.method || LABEL_ISSUE_METHODS.default;
+      // results whose job's record was removed (a purge) are the run's still (GET /api/runs/{id}: label_issues)
+      const kept = !done && stored.length ? stored[0] : null;
+      if ((done || kept) && !found) method.value = kept || done.request.method || LABEL_ISSUE_METHODS.default;
       if (open) follow(open.id);
-      found = found || Boolean(done);
+      found = found || Boolean(done || kept);
       if (found) show();
       else body.replaceChildren(notYet());
     }, (e) => body.replaceChildren(empty("Could not list this run's label_issues jobs: " + e.message)));
@@ -957,7 +959,7 @@
         card("Confusion matrix", confusionPanel(report)),
         card("Most confused pairs", confusedList(report))),
       card("Failure gallery", gallery.nodes),
-      card("Likely wrong labels", labelIssuesPanel(report, run.id)),
+      card("Likely wrong labels", labelIssuesPanel(report, run.id, run.label_issues || [])),
       h("div", { class: "grid2" },
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),

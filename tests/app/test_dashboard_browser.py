@@ -3237,6 +3237,14 @@ def test_run_page_finds_likely_wrong_labels_through_a_job(driver, fresh_finished
         shown = driver.js("""return Array.from(document.querySelectorAll('#label-issues-gallery figure')).map(
             f => [f.dataset.split, Number(f.dataset.row)]);""")
         assert shown == [[item["split"], item["row"]] for item in confident["items"]]
+        # the jobs' records removed (a purge), their results stay the run's: its page lists them, not "not looked
+        # for yet" (a review)
+        assert httpx.delete(f"{base}/api/jobs", params={"older_than_days": 0}).status_code == 200
+        _open(driver, f"{base}/runs/{run}", "run")
+        wait_for(lambda: (driver.js("return document.getElementById('label-issues-summary')?.textContent || ''")
+                          .startswith(f"{confident['total']} of {confident['images']} train + val images flagged by "
+                                      "confident learning")), 30, interval=0.2, what="the newest listing after a purge")
+        assert driver.js("return document.getElementById('label-issues-method').value") == "confident-learning"
     finally:
         server.should_exit = True
         thread.join(10)

@@ -116,6 +116,7 @@ def test_removing_a_label_issues_jobs_record_keeps_what_it_found(fresh_finished)
 
     client, store = fresh_finished.client, fresh_finished.client.app.state.store
     run = store.get_run(fresh_finished.erm)
+    assert client.get(f"/api/runs/{run['id']}").json()["label_issues"] == []
     jobs = [wait_job(client, client.post("/api/jobs", json={"kind": "label_issues", "run_id": run["id"],
                                                               "folds": folds}).json()["id"]) for folds in (2, 3)]
     assert [job["status"] for job in jobs] == ["succeeded", "succeeded"], jobs
@@ -130,6 +131,8 @@ def test_removing_a_label_issues_jobs_record_keeps_what_it_found(fresh_finished)
     assert client.delete("/api/jobs", params={"older_than_days": 0}).status_code == 200
     assert client.get(f"/api/jobs/{jobs[0]['id']}").status_code == 404
     assert client.get(f"/api/runs/{run['id']}/label-issues").json()["job_id"] == jobs[1]["id"]
+    # the run says they are there (its page offered to look for them again: no job of it was listed any more)
+    assert client.get(f"/api/runs/{run['id']}").json()["label_issues"] == ["predicted-neq-given"]
     assert client.delete(f"/api/runs/{run['id']}").status_code == 200 and not Path(run["path"]).exists()
     assert client.get(f"/api/runs/{run['id']}/label-issues").status_code == 404
 
