@@ -210,9 +210,18 @@ def test_format_report_is_readable():
     assert "class margin 105.00° (ideal —), min sample margin" in format_report(unfit)
     assert "cat" in text and "hard" in text
     header = next(line for line in text.splitlines() if "n_train" in line)
-    assert header.split()[:4] == ["class", "group", "n_train", "n_test"]  # why a class fails: its training images
+    # why a class fails: its training images; and how many validation images its val % rests on (a long-tailed round)
+    assert header.split()[:5] == ["class", "group", "n_train", "n_val", "n_test"]
     car = next(line for line in text.splitlines() if line.split()[:1] == ["car"])  # the first table's row
-    assert car.split()[2:4] == ["40", "10"]
+    assert car.split()[2:5] == ["40", "—", "10"]  # built without validation counts
+    trainer = SimpleNamespace(r2_=np.array([4.0, 9.0, 1.0]), spread_=np.array([1.0, 2.0, 0.5]), gamma_=None)
+    evals = [_eval(0, [0.8, 0.5, 1.0], [0.7, 0.4, 0.9], 100.0), _eval(1, [0.6, 0.7, 0.9], [0.8, 0.6, 1.0], 110.0)]
+    counted = build_report(run_id="run_a", config=ProbeConfig(seeds=[0, 1]), selected={"lr": 0.01, "weight_decay": 0.0},
+                           selection=_report().selection, class_names=NAMES, groups=GROUPS, reference=None,
+                           evaluations=evals,
+                           trainer=trainer, n_train=np.array([50, 50, 40]), n_val=np.array([5, 6, 1]))
+    car = next(line for line in format_report(counted).splitlines() if line.split()[:1] == ["car"])
+    assert car.split()[2:5] == ["40", "1", "10"]
     assert "where the errors go" not in text  # no test predictions given to build_report: no diagnostics
     # worst first, as the second table and the caption of a truncated one (it listed best first; a scale round)
     lines = text.splitlines()
