@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
@@ -26,6 +24,7 @@ from probe.compare_many import ManyComparison
 from ..caches import cache_file
 from ..config import Settings, get_settings
 from ..datasets import is_unlabelled
+from ..kept import Kept, file_identity
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
@@ -215,7 +214,9 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
     return LabelIssuesOut(run_id=run_id, job_id=job["id"], finished_at=job["finished_at"], folds=found["folds"],
                           method=found["method"], params=found["params"], class_name=class_name,
                           images=sum(images) if index is None else images[index], total=len(rows), limit=limit,
-                          offset=offset, items=_with_thumbnails(rows[offset:offset + limit], _dataset_of(store, run)))
+                          offset=offset,
+                          items=_with_thumbnails([dict(row) for row in rows[offset:offset + limit]],
+                                                 _dataset_of(store, run)))
 
 
 def _dataset_of(store: Store, run: dict) -> str | None:
@@ -457,34 +458,12 @@ OnCache = Query(None, min_length=1, max_length=64, description="a cache id: comp
                 "(first seed) on its images instead of their own test split (mr2probe compare --features)")
 
 
-class _Kept:
-    """The last ``size`` values by key (least recently used out), safe across the service's threads."""
-
-    def __init__(self, size: int):
-        self.size, self._values, self._lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key: tuple | None) -> Any:
-        with self._lock:
-            if key is None or key not in self._values:
-                return None
-            self._values.move_to_end(key)
-            return self._values[key]
-
-    def put(self, key: tuple | None, value: Any) -> None:
-        with self._lock:
-            if key is not None:
-                self._values[key] = value
-                self._values.move_to_end(key)
-                while len(self._values) > self.size:
-                    self._values.popitem(last=False)
-
-
 # Two runs' comparison on their own test predictions is a function of their files, and the run page asks for it on
 # every view of a run with a reference, its exports again: 3.4-5.2 s each at 1,000 classes on 2 CPU cores (the
 # Monte Carlo intervals of the thirds, linear in K; a many-classes round). The last few are kept, keyed by the
 # files' identity, so a file rewritten (train --force) is compared afresh.
 MAX_COMPARED_RUNS = 12  # runs one /api/compare/many compares with its base: a comparison each (~1 s at K = 1000)
-_COMPARISONS = _Kept(MAX_COMPARED_RUNS + 4)  # a page of several runs viewed again, and a few pairs besides
+_COMPARISONS = Kept(MAX_COMPARED_RUNS + 4)  # a page of several runs viewed again, and a few pairs besides
 _COMPARED_FILES = ("report.json", "predictions.npz")
 
 
@@ -493,12 +472,10 @@ def _files_key(base: str, other: str, *run_dirs: str) -> tuple | None:
     key: list = [base, other]
     for run_dir in run_dirs:
         for name in _COMPARED_FILES:
-            path = os.path.join(run_dir, name)
-            try:
-                stat = os.stat(path)
-            except OSError:
+            identity = file_identity(os.path.join(run_dir, name))
+            if identity is None:
                 return None
-            key.append((path, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+            key.append(identity)
     return tuple(key)
 
 

@@ -241,6 +241,13 @@ def test_a_removed_jobs_result_file_naming_an_unknown_method_is_a_404_saying_so(
     """A result file whose job's record was removed tells its method itself: one naming a method the service does
     not have (written over by hand, or by another version) is a 404 saying it is damaged, as any damaged file (it
     answered a 500: the response's method failed its check)."""
+
+
+def test_a_result_file_is_read_once_while_it_is_unchanged(fresh_finished, monkeypatch):
+    """Paging through a run's likely wrong labels reads its result file once while the file is unchanged (each GET
+    read, parsed and checked the whole file: 30 ms a page of 24 at CIFAR-10's 9,051 rows, bench/README.md), and
+    every page is the same as before, thumbnails included; so are the files of jobs whose record was removed. A file
+    replaced (renamed over, as a job writes it) is read again."""
     import json
 
     client, store = fresh_finished.client, fresh_finished.client.app.state.store
@@ -257,3 +264,30 @@ def test_a_removed_jobs_result_file_naming_an_unknown_method_is_a_404_saying_so(
         assert f"the result of job {job['id']!r}" in resp.json()["detail"] and "damaged" in resp.json()["detail"]
     path.write_text(json.dumps({**good, "method": "confident-learning"}))
     assert client.get(f"/api/runs/{run['id']}/label-issues").json()["method"] == "confident-learning"
+
+
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "succeeded", job
+    path = Path(run["path"]) / store.get_job(job["id"])["result"]["label_issues"]
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self) or read_text(self, *a, **k))
+    url = f"/api/runs/{run['id']}/label-issues"
+    whole = client.get(url, params={"limit": 200}).json()
+    assert whole["total"], "the fixture's folds mistake no image: this test would prove nothing"
+    pages = [client.get(url, params={"limit": 1, "offset": i}).json()["items"] for i in range(whole["total"])]
+    assert pages == [[item] for item in whole["items"]] and all("thumbnail_url" in item for item in whole["items"])
+    name = whole["items"][0]["true"]
+    assert client.get(url, params={"class": name}).json()["items"] == [
+        item for item in whole["items"] if item["true"] == name]
+    assert reads.count(path) == 1
+    assert client.delete(f"/api/jobs/{job['id']}/record").status_code == 200  # read from the run's folder now
+    for _ in range(3):
+        assert client.get(url, params={"limit": 200}).json()["items"] == whole["items"]
+    assert reads.count(path) == 2  # the method its file records, once; the document is still the one read
+    good = json.loads(read_text(path))
+    twice = path.with_name("replacing.tmp")
+    twice.write_text(json.dumps({**good, "rows": good["rows"] * 2}))
+    twice.replace(path)
+    again = client.get(url, params={"limit": 200}).json()
+    assert again["total"] == 2 * whole["total"] and again["items"] == whole["items"] * 2
