@@ -47,6 +47,7 @@ METHODS = {
 DEFAULT_METHOD = PREDICTED_NEQ_GIVEN
 _FLOAT_EPSILON = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
 _MISSING_CLASS_THRESHOLD = 2.0  # cleanlab's threshold of a class no image is labelled (never reached)
+_BLOCK_ELEMENTS = 1 << 20  # probabilities copied at a time (8 MB of float64)
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +144,19 @@ def label_issue_predictions(probabilities: np.ndarray, labels: np.ndarray, sourc
                        label_probability=np.clip(probabilities[rows, labels], 0.0, 1.0))
 
 
+def _members(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    """(K,) the indices of the samples labelled k, ascending: ``np.flatnonzero(labels == k)`` for every k, from one
+    stable sort (a pass over n per class was O(n K): 1.2 G comparisons at ImageNet's 1.28 M images, 1,000 classes)."""
+    order = np.argsort(labels, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(labels, minlength=num_classes))[:-1])
+
+
 def confident_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(K,) t_j: the mean p(j) over the samples labelled j (2, never reached, for a class none is labelled),
     at least 2e-6, as cleanlab's ``count.get_confident_thresholds``."""
     probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.int64)
-    thresholds = [np.mean(probabilities[labels == k, k]) if np.any(labels == k) else _MISSING_CLASS_THRESHOLD
-                  for k in range(probabilities.shape[1])]
+    thresholds = [np.mean(probabilities[members, k]) if members.size else _MISSING_CLASS_THRESHOLD
+                  for k, members in enumerate(_members(labels, probabilities.shape[1]))]
     return np.clip(thresholds, 2 * _FLOAT_EPSILON, None)
 
 
@@ -210,21 +218,33 @@ def confident_learning_issues(probabilities: np.ndarray, labels: np.ndarray) -> 
     probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     prune = _prune_counts(confident_joint(probabilities, labels))
     issues = np.zeros(labels.shape[0], dtype=bool)
-    for given in range(probabilities.shape[1]):
-        members = np.flatnonzero(labels == given)
+    for given, members in enumerate(_members(labels, probabilities.shape[1])):
         if members.size <= 1:
             continue
         of_class = probabilities[members]
         mask = np.zeros(members.size, dtype=bool)
-        for true in range(probabilities.shape[1]):
+        for true in np.flatnonzero(prune[:, given]):  # the pairs to prune only: a loop over K² was 1 M steps
             if true != given and prune[true, given] > 0:
                 order = np.argsort(-(of_class[:, true] - of_class[:, given]))
                 mask[order[:prune[true, given]]] = True
         issues[members] = mask
-    raised = probabilities.copy()
-    raised[np.arange(labels.shape[0]), labels] += _FLOAT_EPSILON
-    issues[raised.argmax(axis=1) == labels] = False
+    issues[_predicted_as_labelled(probabilities, labels)] = False
     return issues
+
+
+def _predicted_as_labelled(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) bool: the samples whose most probable class, their own label's probability raised by 1e-6, is their
+    label; a block of rows at a time (a raised copy of the whole (n, K) array doubled its memory: 10 GB more at
+    1.28 M images and 1,000 classes)."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, probabilities.shape[1]))
+    agrees = np.zeros(labels.shape[0], dtype=bool)
+    for start in range(0, labels.shape[0], step):
+        raised = probabilities[start:start + step].copy()
+        given = labels[start:start + step]
+        raised[np.arange(given.shape[0]), given] += _FLOAT_EPSILON
+        agrees[start:start + step] = raised.argmax(axis=1) == given
+        del raised  # before the next block's copy: one block in memory, not two
+    return agrees
 
 
 def label_issue_mask(probabilities: np.ndarray, labels: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
