@@ -3187,6 +3187,73 @@ def test_the_run_page_says_which_classes_the_run_left_out(driver, live_server, f
     assert "left out" not in driver.js("return document.querySelector('p.meta').textContent")
 
 
+
+
+
+
+def _label_issues_shown(driver) -> list:
+    return driver.js("""return Array.from(document.querySelectorAll('#label-issues-gallery figure')).map(
+        f => [f.dataset.split, Number(f.dataset.row)]);""")
+
+
+def test_run_page_shows_the_likely_wrong_labels_of_a_job_whose_record_was_removed(driver, fresh_finished):
+    """A label_issues job's result stays when its record is removed, and the API still lists it: the run page shows
+    it too (it asked only when the jobs list held a succeeded job, and said "Not looked for yet")."""
+    from app_testutils import wait_job
+
+    client, run = fresh_finished.client, fresh_finished.erm
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "label_issues", "run_id": run, "folds": 3}).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert client.delete(f"/api/jobs/{job['id']}/record").status_code == 200
+    listed = client.get(f"/api/runs/{run}/label-issues", params={"limit": 24}).json()
+    assert listed["items"], "the fixture run's folds mistake no image: nothing to show"
+    app = create_app(fresh_finished.settings, start_worker=False)
+    server, thread, base = _serve(app)
+    try:
+        _open(driver, f"{base}/runs/{run}", "run")
+        wait_for(lambda: driver.js("return document.querySelectorAll('#label-issues-gallery figure').length")
+                 == len(listed["items"]), 30, interval=0.2, what="likely wrong labels shown")
+        assert _label_issues_shown(driver) == [[item["split"], item["row"]] for item in listed["items"]]
+        assert "Not looked for yet" not in driver.js("return document.getElementById('label-issues-body').textContent")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_run_page_pages_through_every_likely_wrong_label(driver, fresh_finished):
+    """The panel shows the first 24 likely wrong labels and a button that adds the next ones, in the API's order,
+    until every listed image is shown (it showed the first 24 and had no way to the others)."""
+    import json
+
+    from probe import load_report
+
+    store, run = fresh_finished.client.app.state.store, fresh_finished.erm
+    names = list(load_report(store.get_run(run)["path"]).class_names)
+    rows = [{"split": "train", "row": i, "source": None, "true": names[0], "predicted": names[1], "confidence": 0.9,
+             "label_probability": i / 100} for i in range(30)]
+    folder = Path(store.get_run(run)["path"]) / "label_issues"  # a result whose job's record was removed
+    folder.mkdir(exist_ok=True)
+    (folder / "job_handwritten.json").write_text(json.dumps({
+        "format": 1, "folds": 3, "method": "predicted-neq-given", "params": {}, "class_names": names,
+        "images": [40] * len(names), "rows": rows}))
+    app = create_app(fresh_finished.settings, start_worker=False)
+    server, thread, base = _serve(app)
+    try:
+        _open(driver, f"{base}/runs/{run}", "run")
+        wait_for(lambda: len(_label_issues_shown(driver)) == 24, 30, interval=0.2, what="the first 24 shown")
+        summary = driver.js("return document.getElementById('label-issues-summary').textContent")
+        assert summary.startswith("30 of 120 train + val images") and "the 24 likeliest wrong labels:" in summary
+        assert driver.js("return document.getElementById('label-issues-more').textContent") == "Show the next 6"
+        driver.js("document.getElementById('label-issues-more').click();")
+        wait_for(lambda: len(_label_issues_shown(driver)) == 30, 30, interval=0.2, what="the next 6 shown")
+        assert _label_issues_shown(driver) == [["train", i] for i in range(30)]
+        assert driver.js("return document.getElementById('label-issues-more').hidden") is True
+        assert "likeliest wrong label first:" in driver.js(
+            "return document.getElementById('label-issues-summary').textContent")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
 def test_run_page_finds_likely_wrong_labels_through_a_job(driver, fresh_finished, tmp_path):
     """The run page's "Likely wrong labels": Not looked for yet, then its button starts a label_issues job (the fits run
     in the worker), shows the job's progress, and once it succeeded the images it found, as the API lists them, each
