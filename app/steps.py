@@ -23,7 +23,7 @@ from probe.label_issues import DEFAULT_METHOD
 from .caches import cache_file, cache_problem
 from .datasets import cautions, changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource, device_resource
-from .status import JobStatus, NotFound
+from .status import NotFound
 from .store import left_out_json, new_id
 from .cleanup import extractions_in_use, queued_heir
 from .label_issues_job import KIND as LABEL_ISSUES
@@ -395,26 +395,12 @@ def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
     return {"cache_id": cache_id, "run_ids": run_ids}
 
 
-def trained_as_reference(store: Store, run: dict[str, Any]) -> dict[str, Any] | None:
+def trained_as_reference(run: dict[str, Any]) -> dict[str, Any] | None:
     """The stored configuration ``run`` was trained with as its job's reference (a probe job without a reference
-    run, or a pipeline's first probe), as its row records it (``reference_config``: a removal of the job's record
-    keeps it), else as its job's record says (a run of before that column, whose job's record is gone: None);
-    None where the run was not one."""
-    if run.get("reference_config"):
-        return json.loads(run["reference_config"])
-    try:
-        job = store.get_job(run["job_id"]) if run.get("job_id") else None
-    except NotFound:
-        return None
-    if job is None:
-        return None
-    request, made = job["request"], job["result"].get("run_ids") or []
-    if job["kind"] == "probe":
-        succeeded = job["status"] == JobStatus.succeeded.value
-        return request.get("config") if succeeded and not request.get("reference_run") else None
-    # a pipeline's first run is its reference once recorded, whatever the job's later probes do (a pipeline waiting
-    # for another's reference reuses it while that one trains its second probe)
-    return (request.get("probes") or [None])[0] if job["kind"] == "pipeline" and made[:1] == [run["id"]] else None
+    run, or a pipeline's first probe), as its row records it (``reference_config``, which a removal of the job's
+    record keeps; filled for the rows of an older database from their jobs' records when it is opened); None where
+    the run was not one."""
+    return json.loads(run["reference_config"]) if run.get("reference_config") else None
 
 
 def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reuse: bool, start: float,
@@ -466,7 +452,7 @@ def _reusable_reference(ctx: JobContext, cache_id: str, config: dict[str, Any],
     seen here (a review)."""
     stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
     for run in ctx.store.reference_runs(cache_id):
-        if run.get("cache_stamp") == stamp and trained_as_reference(ctx.store, run) == config:
+        if run.get("cache_stamp") == stamp and trained_as_reference(run) == config:
             if not _current_report(run):
                 passed_over.extend([run] if run not in passed_over else [])
                 continue

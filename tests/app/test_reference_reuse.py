@@ -83,9 +83,9 @@ def test_a_reference_deleted_while_it_is_being_reused_is_held_or_trained_again(f
     cache_id = client.get(f"/api/runs/{erm}").json()["cache_id"]
     real, refused = steps.trained_as_reference, []
 
-    def decided_then_deleted(store_, run):
-        config = real(store_, run)
-        delete(store_, settings, "runs", run["id"])  # another request, between the decision and the record
+    def decided_then_deleted(run):
+        config = real(run)
+        delete(store, settings, "runs", run["id"])  # another request, between the decision and the record
         return config
 
     monkeypatch.setattr(steps, "trained_as_reference", decided_then_deleted)
