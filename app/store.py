@@ -707,13 +707,16 @@ class Store:
     def update_result(self, job_id: str, **values: Any) -> dict[str, Any]:
         """Merge ``values`` into the job's result (steps done so far, so a resumed job skips them)."""
         with self._tx() as conn:
-            row = conn.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound("jobs", job_id)
-            result = json.loads(row["result"])
-            result.update(values)
-            conn.execute("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?",
-                         (json.dumps(result), utcnow(), job_id))
+            return self._merge_result(conn, job_id, values)
+
+    @staticmethod
+    def _merge_result(conn: sqlite3.Connection, job_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``values`` into the job's result on ``conn`` (inside a transaction); returns the result."""
+        row = conn.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound("jobs", job_id)
+        result = {**json.loads(row["result"]), **values}
+        conn.execute("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?", (json.dumps(result), utcnow(), job_id))
         return result
 
     def claim_result(self, job_id: str, key: str, value: str) -> str | None:
@@ -726,11 +729,7 @@ class Store:
                                   (JobStatus.running.value, job_id, f"$.{key}", value)).fetchone()
             if holder is not None:
                 return holder["id"]
-            row = conn.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound("jobs", job_id)
-            conn.execute("UPDATE jobs SET result = ?, updated_at = ? WHERE id = ?",
-                         (json.dumps({**json.loads(row["result"]), key: value}), utcnow(), job_id))
+            self._merge_result(conn, job_id, {key: value})
         return None
 
     def job_counts(self) -> dict[str, int]:
