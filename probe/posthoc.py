@@ -16,11 +16,10 @@ or when a round changes nothing. Every step keeps the floor, so the result never
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
-from .metrics import overall_weights
+from .metrics import nan_mean, overall_weights
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +85,7 @@ class PosthocLogitBias:
         # accuracy as the mean over samples: exactly equal for equal totals, so ties stay ties (the tie-break below)
         overall = correct.mean(axis=1) if self.overall == "accuracy" else np.nan_to_num(per_class) @ weights
         if self.objective == "hard":  # nan where no hard class has a validation image: numpy's warning unsaid
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
-                objective = np.nanmean(per_class[:, np.asarray(self.groups["hard"], dtype=np.int64)], axis=1)
+            objective = nan_mean(per_class[:, np.asarray(self.groups["hard"], dtype=np.int64)], axis=1)
         else:
             objective = np.nanmin(per_class, axis=1)
         return objective, overall
