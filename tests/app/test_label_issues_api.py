@@ -241,13 +241,6 @@ def test_a_removed_jobs_result_file_naming_an_unknown_method_is_a_404_saying_so(
     """A result file whose job's record was removed tells its method itself: one naming a method the service does
     not have (written over by hand, or by another version) is a 404 saying it is damaged, as any damaged file (it
     answered a 500: the response's method failed its check)."""
-
-
-def test_a_result_file_is_read_once_while_it_is_unchanged(fresh_finished, monkeypatch):
-    """Paging through a run's likely wrong labels reads its result file once while the file is unchanged (each GET
-    read, parsed and checked the whole file: 30 ms a page of 24 at CIFAR-10's 9,051 rows, bench/README.md), and
-    every page is the same as before, thumbnails included; so are the files of jobs whose record was removed. A file
-    replaced (renamed over, as a job writes it) is read again."""
     import json
 
     client, store = fresh_finished.client, fresh_finished.client.app.state.store
@@ -266,6 +259,15 @@ def test_a_result_file_is_read_once_while_it_is_unchanged(fresh_finished, monkey
     assert client.get(f"/api/runs/{run['id']}/label-issues").json()["method"] == "confident-learning"
 
 
+def test_a_result_file_is_read_once_while_it_is_unchanged(fresh_finished, monkeypatch):
+    """Paging through a run's likely wrong labels reads its result file once while the file is unchanged (each GET
+    read, parsed and checked the whole file: 30 ms a page of 24 at CIFAR-10's 9,051 rows, bench/README.md), and
+    every page is the same as before, thumbnails included; so are the files of jobs whose record was removed. A file
+    replaced (renamed over, as a job writes it) is read again."""
+    import json
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
     job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
     assert job["status"] == "succeeded", job
     path = Path(run["path"]) / store.get_job(job["id"])["result"]["label_issues"]
