@@ -181,7 +181,8 @@ def _method_of(path: Path) -> str | None:
     """The method a result file records (the default for one written before there was a choice); None where it
     cannot be read (:func:`newest_result` then says it is damaged, if it is the newest)."""
     key = file_identity(path)
-    method = _METHODS.get(key)
+    kept = _DOCUMENTS.get(key)  # read whole by a page already: its method is in it
+    method = _METHODS.get(key) if kept is None else kept["method"] or DEFAULT_METHOD
     if method is not None:
         return method
     try:
@@ -209,14 +210,15 @@ def _of_removed_jobs(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
     known = {row["id"] for row in store.rows(f"SELECT id FROM jobs WHERE id IN ({marks})", tuple(files))}
     found = []
     for job_id, path in files.items():
+        if job_id in known:
+            continue
         try:
             changed = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         except OSError:
             continue
-        if job_id not in known:
-            found.append({"id": job_id, "finished_at": changed.isoformat(timespec="milliseconds"),
-                          "request": {"method": _method_of(path)},
-                          "result": {"label_issues": str(path.relative_to(run["path"]))}})
+        found.append({"id": job_id, "finished_at": changed.isoformat(timespec="milliseconds"),
+                      "request": {"method": _method_of(path)},
+                      "result": {"label_issues": str(path.relative_to(run["path"]))}})
     return found
 
 
@@ -224,16 +226,17 @@ def stored_methods(store: Store, run: dict[str, Any]) -> list[str]:
     """The methods whose likely wrong labels of ``run`` are stored, newest first: its succeeded jobs' and the
     results of jobs whose record was removed (the run page offered to look for them again after a purge; a
     review)."""
-    rows = store.rows("SELECT request, finished_at FROM jobs WHERE kind = ? AND status = ? "
-                      "AND json_extract(request, '$.run_id') = ?", (KIND, JobStatus.succeeded.value, run["id"]))
+    where, args = store.job_filter(JobStatus.succeeded, KIND, run["id"])
+    rows = store.rows(f"SELECT request, finished_at FROM jobs {where}", args)
     found = [(row["finished_at"] or "", request_method(row["request"])) for row in rows]
     found += [(row["finished_at"], row["request"]["method"]) for row in _of_removed_jobs(store, run)
               if row["request"]["method"]]
     return list(dict.fromkeys(method for _, method in sorted(found, reverse=True)))
 
 
-def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The newest succeeded label-issues job of ``run_id`` (of ``method`` when given; a job that named none ran
+def newest_result(store: Store, run: dict[str, Any], method: str | None = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The newest succeeded label-issues job of ``run`` (of ``method`` when given; a job that named none ran
     the default; one whose record was removed too: its result stays) and its result document, whose ``method`` is
     filled in for results written before it was stored.
 
@@ -241,14 +244,13 @@ def newest_result(store: Store, run_id: str, method: str | None = None) -> tuple
         LookupError: none finished, or its file is gone or is not a result of this layout (the message says how
             to start one).
     """
+    run_id = run["id"]
     asked = "" if method is None else f', "method": "{method}"'
     start = (f'POST /api/jobs {{"kind": "{KIND}", "run_id": "{run_id}"{asked}}} finds them (or the run page\'s '
              '"Likely wrong labels")')
-    run = store.get_run(run_id)
-    rows = store.rows("SELECT * FROM jobs WHERE kind = ? AND status = ? AND json_extract(request, '$.run_id') = ? "
-                      "AND (? IS NULL OR COALESCE(json_extract(request, '$.method'), ?) = ?) "
-                      "ORDER BY finished_at DESC, rowid DESC LIMIT 1",
-                      (KIND, JobStatus.succeeded.value, run_id, method, DEFAULT_METHOD, method))
+    where, args = store.job_filter(JobStatus.succeeded, KIND, run_id)
+    rows = store.rows(f"SELECT * FROM jobs {where} AND (? IS NULL OR COALESCE(json_extract(request, '$.method'), ?) "
+                      "= ?) ORDER BY finished_at DESC, rowid DESC LIMIT 1", (*args, method, DEFAULT_METHOD, method))
     rows += [row for row in _of_removed_jobs(store, run) if method is None or row["request"]["method"] == method]
     if not rows:
         of = "" if method is None else f" by {method}"

@@ -531,7 +531,7 @@ class Store:
         return self._get("jobs", job_id)
 
     @staticmethod
-    def _job_filter(status: JobStatus | None, kind: str | None = None, run_id: str | None = None
+    def job_filter(status: JobStatus | None, kind: str | None = None, run_id: str | None = None
                     ) -> tuple[str, tuple]:
         """The WHERE clause of the jobs of ``status``, ``kind`` and whose request names run ``run_id`` (None: any)."""
         terms = [(term, value) for term, value in (("status = ?", None if status is None else JobStatus(status).value),
@@ -543,11 +543,11 @@ class Store:
     def list_jobs(self, status: JobStatus | None = None, limit: int = 500, offset: int = 0, kind: str | None = None,
                   run_id: str | None = None) -> list[dict[str, Any]]:
         """Jobs (of ``status``, ``kind``, on run ``run_id``), newest first: ``limit`` of them from ``offset``."""
-        return self._list("jobs", *self._job_filter(status, kind, run_id), limit=limit, offset=offset)
+        return self._list("jobs", *self.job_filter(status, kind, run_id), limit=limit, offset=offset)
 
     def count_jobs(self, status: JobStatus | None = None, kind: str | None = None, run_id: str | None = None) -> int:
         """Jobs (of ``status``, ``kind``, on run ``run_id``): the total a page of :meth:`list_jobs` is of."""
-        return self.count("jobs", *self._job_filter(status, kind, run_id))
+        return self.count("jobs", *self.job_filter(status, kind, run_id))
 
     _FINISHED_MARKS = ", ".join("?" for _ in FINISHED)
 

@@ -205,7 +205,7 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
 
     run = store.get_run(run_id)
     try:
-        job, found = newest_result(store, run_id, method)
+        job, found = newest_result(store, run, method)
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
     index, _ = _cell(list(found["class_names"]), class_name, None)
