@@ -412,11 +412,12 @@ def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reus
     passed_over: list[dict[str, Any]] = []
     waiting = False
     while reuse:
-        run = _reusable_reference(ctx, cache_id, config, passed_over)
+        stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
+        run = _reusable_reference(ctx, cache_id, stamp, config, passed_over)
         if run is not None:
             ctx.progress(start + span, f"{run['name']} reused")
             return run
-        holder = ctx.store.claim_result(ctx.job_id, "training_reference", _reference_key(ctx, cache_id, config))
+        holder = ctx.store.claim_result(ctx.job_id, "training_reference", _reference_key(cache_id, stamp, config))
         if holder is None:
             break
         if not waiting:
@@ -433,24 +434,22 @@ def _reference_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reus
     return probe_step(ctx, cache_id, config, None, start, span)
 
 
-def _reference_key(ctx: JobContext, cache_id: str, config: dict[str, Any]) -> str:
+def _reference_key(cache_id: str, stamp: str | None, config: dict[str, Any]) -> str:
     """What a pipeline training a reference claims (``Store.claim_result``): the cache, its file's stamp and the
     configuration."""
-    stamp = ctx.store.get_cache(cache_id).get("stamp")
     text = json.dumps([cache_id, stamp, config], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _reusable_reference(ctx: JobContext, cache_id: str, config: dict[str, Any],
+def _reusable_reference(ctx: JobContext, cache_id: str, stamp: str | None, config: dict[str, Any],
                         passed_over: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest finished run on this cache that its job trained with this very configuration as its reference
     (relaunching a pipeline with another second probe trained an identical ERM run each time), it read the cache's
-    file as it is now (``cache_stamp``: a registered file written over with other values and registered again kept
-    its cache and runs; an attack round) and its report loads and was written by this code
+    file as it is now (its ``cache_stamp`` is ``stamp``: a registered file written over with other values and
+    registered again kept its cache and runs; an attack round) and its report loads and was written by this code
     (``probe.report.code_digest``; one that does not is added to ``passed_over``). The run is recorded as this
     job's before it is checked to be still there, so that a deletion between the two waits for the job (409) or is
     seen here (a review)."""
-    stamp = ctx.store.get_cache(cache_id).get("stamp")  # a file registered again with other values: not reused
     for run in ctx.store.reference_runs(cache_id):
         if run.get("cache_stamp") == stamp and trained_as_reference(run) == config:
             if not _current_report(run):
