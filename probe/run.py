@@ -602,32 +602,32 @@ def _select_overall(sweep: _Sweep, config: ProbeConfig, floor: float | None, sco
                      ) -> tuple[int, str]:
     """The named criterion of ``probe.selection`` over the viable candidates; returns (index, reason)."""
     viable = sweep.viable
-    index, reason = select_candidate([{**sweep.candidates[i], "val_overall": sweep.scored[i].val_overall,
-                                       "val_hard": sweep.scored[i].val_hard} for i in viable], config.select,
-                                     floor=floor)
+    entries = [{**sweep.candidates[i], "val_overall": sweep.scored[i].val_overall,
+                "val_hard": sweep.scored[i].val_hard} for i in viable]
+    index, reason = select_candidate(entries, config.select, floor=floor)
     if len(viable) < len(sweep.scored):
         reason += (f" {len(sweep.scored) - len(viable)} candidate(s) diverged and were left out (see "
                    "selection.candidates[].failed).")
-    return viable[index], reason + _runner_up_note(sweep, viable[index], scorer, config)
+    return viable[index], reason + _runner_up_note(sweep, entries, index, scorer, config)
 
 
-def _runner_up_note(sweep: _Sweep, index: int, scorer: _Scorer, config: ProbeConfig) -> str:
+def _runner_up_note(sweep: _Sweep, entries: list[dict], index: int, scorer: _Scorer, config: ProbeConfig) -> str:
     """How far the chosen candidate's validation score lies from the next best's, paired on the images both were
     scored on (the bootstrap of the decision's, ``probe.uncertainty.Bootstrap``, seeded by the first seed): with 1
     to 5 validation images in the rare classes of a long-tailed set, the winner led by 0.5 points of 2,730
     out-of-fold images (an interval of about ±1 point) and nothing said the choice was a toss-up (a long-tailed
-    round). "" under the hard criterion (the decision gives its own intervals) or without a second candidate."""
+    round). ``entries``: the viable candidates as :func:`_select_overall` ranked them, ``index`` the chosen's
+    among them; "" without a second candidate. (The hard criterion's decision gives its own intervals.)"""
     from .selection import describe_params
     from .uncertainty import Bootstrap
 
-    others = [i for i in sweep.viable if i != index]
-    if config.select != "overall" or not others:
+    others = [i for i in range(len(entries)) if i != index]
+    if not others:
         return ""
-    entries = [{**sweep.candidates[i], "val_overall": sweep.scored[i].val_overall,
-                "val_hard": sweep.scored[i].val_hard} for i in others]
-    runner = others[select_candidate(entries, "overall")[0]]
+    runner = others[select_candidate([entries[i] for i in others], "overall")[0]]
+    chosen, runner = sweep.viable[index], sweep.viable[runner]
     delta = Bootstrap(scorer.labels, scorer.splits.num_classes, seed=config.seeds[0],
-                      overall=scorer.overall_metric).paired_delta(sweep.correct[index], sweep.correct[runner])
+                      overall=scorer.overall_metric).paired_delta(sweep.correct[chosen], sweep.correct[runner])
     delta = delta["overall"]
     return (f" Against the next best ({describe_params(sweep.candidates[runner])}), paired on the "
             f"{len(scorer.labels):,} images scored: {format_delta(delta['delta'], (delta['lo'], delta['hi']))}.")
