@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
-from .numbers import fixed, percent
+from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
                      Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text,
                      left_out_text, loss_label, posthoc_text, shipped_accuracy,
@@ -122,16 +122,12 @@ def _per_class_rows(report: dict) -> list[list[str]]:
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
              percent(r.get("val_accuracy")),
-             percent(r.get("precision")), percent(r.get("recall")), _fixed3(r.get("f1")),
+             percent(r.get("precision")), percent(r.get("recall")), number_text(r.get("f1")),
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []]),
              # the class statistics MR² sizes its margins from, and the margins (a long-tailed round: the terminal
              # view and the dashboard gave γ_k, the file to attach to a pull request did not)
-             "—" if r.get("r2") is None else format(r["r2"], ".4g"), _fixed3(r.get("gamma")),
-             _fixed3(r.get("output_margin"))] for r in rows]
-
-
-def _fixed3(value: float | None) -> str:
-    return "—" if value is None else fixed(value, 3)
+             number_text(r.get("r2"), ".4g"), number_text(r.get("gamma")),
+             number_text(r.get("output_margin"))] for r in rows]
 
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",

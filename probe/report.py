@@ -45,7 +45,7 @@ from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .seen import SEEN_FILE
 from .names import class_index, listed
-from .numbers import fixed, percent, signed_points
+from .numbers import number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
 
@@ -505,11 +505,11 @@ class TemperatureScaling(_Model):
                     f"{high:g}] (T = {self.fitted:.3g}), so {self.val_images} validation images size no temperature")
         b = self.before
         said = (f"temperature T = {self.temperature:.3g} fitted on {self.val_images} validation images (their NLL "
-                f"{_num(self.val_nll_before)} → {_num(self.val_nll_after)})")
+                f"{number_text(self.val_nll_before)} → {number_text(self.val_nll_after)})")
         if b is None:
             return said
         return (f"{said}; on test without it: ECE {percent(b.ece)}%, 95 % interval {interval_text(b.ece_ci)}, mean "
-                f"confidence {percent(b.confidence)}%, NLL {_num(b.nll)}{b.change()}")
+                f"confidence {percent(b.confidence)}%, NLL {number_text(b.nll)}{b.change()}")
 
 
 class Calibration(_Model):
@@ -569,7 +569,7 @@ class Calibration(_Model):
         # "its bias" read as a post-hoc logit bias on such a run (a dashboard-only round): the estimate's own
         debiased = ("" if self.ece_debiased is None
                     else f", {percent(self.ece_debiased)}% once the estimate's own upward bias is removed,")
-        nll = "" if self.nll is None else f", NLL {_num(self.nll)}"  # none on scored images (no probabilities)
+        nll = "" if self.nll is None else f", NLL {number_text(self.nll)}"  # none on scored images (no probabilities)
         scaled = self.temperature_scaling
         lead = "with its temperature: " if scaled is not None and scaled.applied else ""
         tail = "" if scaled is None else f" ({scaled.brief()})"
@@ -1405,14 +1405,6 @@ def empty_third(key: str, value: float | None) -> bool:
     return value is None and key in GROUP_NAMES
 
 
-def _num(x: float | None, fmt: str = ".3f") -> str:
-    """``x`` in ``fmt``; fixed decimals (".3f") by the one rule of every view (:func:`probe.numbers.fixed`: an F1 of
-    0.8125 read 0.812 here and 0.813 on the dashboard; a review)."""
-    if x is None:
-        return "—"
-    return fixed(x, int(fmt[1:-1])) if re.fullmatch(r"\.\d+f", fmt) else format(x, fmt)
-
-
 def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:
     """Per-class rows ordered by test accuracy, worst first; classes without one (no test image) last."""
     return sorted(rows, key=lambda row: 2.0 if accuracy(row) is None else accuracy(row))
@@ -1605,12 +1597,12 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
                   + (f" {interval_text(ci)}" if ci else "")
                   + f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
                   f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
-    console.print(f"output margin P(y|x) − max P(y'|x): easy {_num(gm.easy)}, medium {_num(gm.medium)}, "
-                  f"hard {_num(gm.hard)}")
+    console.print(f"output margin P(y|x) − max P(y'|x): easy {number_text(gm.easy)}, medium {number_text(gm.medium)}, "
+                  f"hard {number_text(gm.hard)}")
     ideal = summary.ideal_class_margin_deg  # none where the simplex does not fit: "—", no degree sign (a re-test)
-    console.print(f"class margin {_num(summary.class_margin_deg, '.2f')}° (ideal "
-                  f"{_num(ideal, '.2f')}{'' if ideal is None else '°'}), min sample margin "
-                  f"{_num(summary.min_sample_margin)} (ideal {_num(summary.ideal_sample_margin)})")
+    console.print(f"class margin {number_text(summary.class_margin_deg, '.2f')}° (ideal "
+                  f"{number_text(ideal, '.2f')}{'' if ideal is None else '°'}), min sample margin "
+                  f"{number_text(summary.min_sample_margin)} (ideal {number_text(summary.ideal_sample_margin)})")
 
     rows, caption = _shown_classes(report, max_classes)
     pc = class_table(
@@ -1623,8 +1615,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         [[row.name, row.group, str(row.n_train), "—" if row.n_val is None else str(row.n_val), str(row.n_test),
           percent(row.accuracy), percent(row.accuracy_std),
           percent(shipped_accuracy(row)), percent(row.val_accuracy),
-          _num(row.r2, ".4g"), _num(row.spread, ".4g"), _num(row.gamma),
-          _num(row.output_margin), _num(row.sample_margin_min), _num(row.sample_margin_mean)]
+          number_text(row.r2, ".4g"), number_text(row.spread, ".4g"), number_text(row.gamma),
+          number_text(row.output_margin), number_text(row.sample_margin_min), number_text(row.sample_margin_mean)]
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
         width, caption)
     print_table(console, pc, width)
@@ -1717,6 +1709,6 @@ def _failures_table(rows: list, caption: str | None, width: int):
         (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
          ("recall %", "right"), ("F1", "right"), (CONFUSIONS_HEADER, "left")),
         [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci), percent(row.precision), percent(row.recall),
-          _num(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
+          number_text(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
          for row in worst_first(rows, lambda r: r.accuracy)],
         width, caption)
