@@ -236,6 +236,21 @@ def given_rows(rows: list[dict], labels: np.ndarray, class_names: Sequence[str],
     return [{**row, "index": int(rows_of[row["index"]])} for row in rows]
 
 
+def cache_test_rows(rows: list[dict], config: dict, cache: Callable[[], Any]) -> list[dict]:
+    """:func:`given_rows` of a run's failure ``rows`` on its cache's test split where the run (its report's
+    ``config``) left classes out, the cache opened by ``cache()`` then only; a cache that cannot be read (moved,
+    gone, not registered) leaves them as they are: their sources still name the images. The one mapping of the
+    CLI's ``failures`` and of ``GET /api/runs/{id}/failures``."""
+    drop = config.get("drop_classes") or []
+    if not drop or not rows:
+        return rows
+    try:
+        opened = cache()
+        return given_rows(rows, opened.labels("test"), list(opened.class_names), drop)
+    except (KeyError, OSError, ValueError):
+        return rows
+
+
 def _check_data(data: dict, class_names: list[str]) -> int:
     if "train" not in data or "test" not in data:
         raise ValueError(f"data needs 'train' and 'test' splits (and optionally 'val'); got {sorted(data)}.")

@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from probe import load_report
     from probe.predictions import Predictions
     from probe.report import confusion_cell
+    from probe.run import cache_test_rows
 
+    from ..label_issues import run_cache
     from . import check_data_folder, full_paths, share
 
     if args.limit < 1:
@@ -37,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     report = load_report(args.run_dir)
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     predictions = Predictions.load(args.run_dir, len(report.class_names))
-    rows = _cache_rows(report, args.run_dir, predictions.failure_rows(index, report.class_names, args.limit,
-                                                                      predicted))
+    rows = cache_test_rows(predictions.failure_rows(index, report.class_names, args.limit, predicted), report.config,
+                           lambda: run_cache(report, args.run_dir))
     rows = full_paths(rows, args.data)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -64,22 +66,3 @@ def run(args: argparse.Namespace) -> int:
         true = "" if index is not None else f"labelled {row['true']:<20} "
         print(f"  {label}{true}predicted {row['predicted']:<20} {share(row['confidence'])}  {where}")
     return 0
-
-
-def _cache_rows(report, run_dir: str, rows: list[dict]) -> list[dict]:
-    """The rows with each ``index`` as its row of the cache's test split: a run that left classes out stored
-    predictions of the other classes' test images alone (``probe.run.given_rows``). Its cache unreadable here (moved, a service cache id): as they are,
-    their sources naming the images."""
-    drop = report.config.get("drop_classes") or []
-    if not drop or not rows:
-        return rows
-    from probe.run import given_rows
-
-    from ..label_issues import run_cache
-
-    try:
-        cache = run_cache(report, run_dir)
-        return given_rows(rows, cache.labels("test"), list(cache.class_names), drop)
-    except (OSError, ValueError):
-        return rows
-

@@ -107,7 +107,9 @@ CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g.
                     "confidently wrong first: the lowest probability of their own label first")
 def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted: str | None = PredictedQuery,
              limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
+    from feature_cache import open_cache
     from probe.predictions import Predictions
+    from probe.run import cache_test_rows
 
     run = store.get_run(run_id)
     report = _report(store, run_id)
@@ -119,27 +121,11 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
                                  "re-run it to browse its failures") from None
     except ValueError as exc:  # damaged on disk
         raise HTTPException(422, str(exc)) from None
-    rows = _cache_rows(store, run, report, predictions.failure_rows(index, report.class_names, limit, target))
+    rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
+                           lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
     rows = _with_thumbnails(rows, _dataset_of(store, run))
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(predictions.failures(index, predicted=target)), items=rows)
-
-
-def _cache_rows(store: Store, run: dict, report: Report, rows: list[dict]) -> list[dict]:
-    """The failure rows with each ``index`` as its row of the cache's test split: a run that left classes out
-    stored predictions of the other classes' test images alone (``probe.run.given_rows``). A cache the service
-    cannot read (gone, not registered) leaves them as they are: the listing's sources still name the images."""
-    drop = report.config.get("drop_classes") or []
-    if not drop or not rows:
-        return rows
-    from feature_cache import open_cache
-    from probe.run import given_rows
-
-    try:
-        cache = open_cache(cache_file(store.get_cache(run["cache_id"])))
-        return given_rows(rows, cache.labels("test"), list(cache.class_names), drop)
-    except (KeyError, OSError, ValueError):
-        return rows
 
 
 def _cell(class_names: list[str], class_name: str | None, predicted: str | None) -> tuple[int | None, int | None]:
