@@ -150,10 +150,11 @@ def _dataset_fingerprint(cache_row: dict[str, Any]) -> str | None:
     return _read_cache(cache_row, lambda cache: cache.attrs.get("dataset_fingerprint") or None)
 
 
-def _check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str]) -> None:
+def _check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str],
+                     drop: list[str]) -> None:
     """A reference run must be readable and have the classes the probe is trained on (``class_names``: the cache's,
-    less those it leaves out), in order (its groups and floor are per class): otherwise the job would fail after
-    its queue wait."""
+    less those it leaves out, ``drop``), in order (its groups and floor are per class): otherwise the job would fail
+    after its queue wait."""
     from probe import load_report
     from probe.compare import first_class_difference
 
@@ -174,25 +175,27 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names
                              f"{left_out} ({first_class_difference(theirs, class_names)}): its groups and floor "
                              "cannot apply")
     if run["cache_id"] != cache_row["id"]:
-        _check_same_test_split(run, cache_row, class_names)
+        _check_same_test_split(run, cache_row, drop)
 
 
-def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str]) -> None:
-    """A reference trained on another cache of the same images must have been scored on the same test split: the
-    run page compares with it by default, and a reference of another split (another cap per class) opened on the
-    comparison's 422 (an attack round). A reference without stored predictions cannot be checked, and passes."""
+def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any], drop: list[str]) -> None:
+    """A reference trained on another cache of the same images must have been scored on the same test split (the
+    cache's, less the classes the probe leaves out, ``drop``: ``probe.run.without_classes``): the run page compares
+    with it by default, and a reference of another split (another cap per class) opened on the comparison's 422 (an
+    attack round). A reference without stored predictions cannot be checked, and passes."""
     import numpy as np
 
     from probe.predictions import Predictions
+    from probe.run import without_classes
 
     try:
         theirs = Predictions.load(run["path"])
     except (OSError, ValueError):
         return
-    labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), cache.sources("test")))
-    number = {k: class_names.index(name) for k, name in enumerate(cache_row["class_names"]) if name in class_names}
-    kept = np.flatnonzero(np.isin(labels, list(number)))  # the test images of the classes the probe keeps
-    labels, sources = np.array([number[k] for k in labels[kept]], dtype=np.int64), [sources[i] for i in kept]
+    labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), list(cache.sources("test"))))
+    kept, kept_sources, _ = without_classes({"test": (np.empty((len(labels), 0)), labels)}, {"test": sources},
+                                            list(cache_row["class_names"]), drop)
+    labels, sources = kept["test"][1], kept_sources["test"]
     same = np.array_equal(labels, theirs.labels) and (theirs.sources is None or list(theirs.sources) == sources)
     if not same:
         raise RequestInvalid("reference_run", f"run {run['id']!r} was scored on another test split than cache "
@@ -304,7 +307,7 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     drop = _one_drop(probes)
     counts, names = _kept(probes[0][0], drop, _class_counts(cache_row), list(cache_row["class_names"]))
     if reference_run:
-        _check_reference(store.get_run(reference_run), cache_row, names)
+        _check_reference(store.get_run(reference_run), cache_row, names, drop)
     head = _cache_default_head(cache_row)
     configs = [_probe(field, config, head, cache_row["num_features"], len(names), referenced)
                for field, config, referenced in probes]
