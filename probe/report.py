@@ -1475,8 +1475,8 @@ def _header(report: Report) -> list[str]:
     chosen = ", ".join(f"{k}={v:g}" for k, v in cfg.get("selected", {}).items() if v is not None)
     lines = [f"run {report.run_id or '(unnamed)'}: head={cfg['head']} loss={loss_label(cfg)} p={cfg.get('p')} "
              f"seeds={report.seeds.values} selected: {chosen}"]
-    if left_out_text(cfg):
-        lines.append(f"left out: {left_out_text(cfg)}")
+    if left := left_out_text(cfg):
+        lines.append(f"left out: {left}")
     if selection.preset is not None:
         settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())
         lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
