@@ -115,8 +115,12 @@ def set_total(response: Response, total: int) -> None:
     response.headers["X-Total-Count"] = str(total)
 
 
-# a listing's ?offset= (the rows to skip, newest first), bounded as every other parameter
-OffsetQuery = Query(0, ge=0, le=10**9, description="rows to skip, newest first")
+def offset_query(description: str = "rows to skip, newest first"):
+    """A listing's ``?offset=`` (the rows to skip), bounded as every other parameter."""
+    return Query(0, ge=0, le=10**9, description=description)
+
+
+OffsetQuery = offset_query()
 
 
 def page(limit: int = Query(LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT, description="rows to return, newest first"),

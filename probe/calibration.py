@@ -164,6 +164,11 @@ def temperature_fit(val_logits: np.ndarray, val_labels: np.ndarray) -> dict:
             "val_nll_after": scaled_nll(val_logits, val_labels, temperature)}
 
 
+def temperature_of(temperature: dict | None) -> float:
+    """The divisor of the logits that a :func:`temperature_fit` result stands for (1 without one)."""
+    return 1.0 if temperature is None else float(temperature["temperature"])
+
+
 def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_classes: int, *, seed: int = 0,
                         n_bins: int = CALIBRATION_BINS, level: float = DEFAULT_LEVEL,
                         temperature: dict | None = None) -> dict:
@@ -175,7 +180,7 @@ def calibration_summary(test_logits: list[np.ndarray], labels: np.ndarray, num_c
     it)."""
     labels = np.asarray(labels, dtype=np.int64)
     first = np.asarray(test_logits[0], dtype=np.float64)
-    scale = 1.0 if temperature is None else float(temperature["temperature"])
+    scale = temperature_of(temperature)
     boot = Bootstrap(labels, num_classes, seed=seed)  # one set of resamples: with T and without pair on them
     after = _logit_parts(first / scale, labels, boot, n_bins)
     out = _head_calibration(after, seed=seed, n_bins=n_bins, level=level)

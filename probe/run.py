@@ -30,7 +30,7 @@ import numpy as np
 
 from .allocator import keep_freed_memory, release_freed_memory
 from .calibration import (calibration_summary, confidence_and_accuracy, confidence_warning, temperature_fit,
-                          temperature_warning, true_class_terms)
+                          temperature_of, temperature_warning, true_class_terms)
 from .compare import (beyond_noise, discordance_sentence, first_class_difference, group_evidence, held_back_sentence,
                       lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
 from .config import ProbeConfig
@@ -691,7 +691,7 @@ def _calibration_warnings(calibration: dict, first: SeedEvaluation, val_labels: 
     as on test), also weighed as ``test_labels`` weigh the classes: what tells a head whose scale is off from
     validation and test that disagree, or that hold the classes in other proportions."""
     validation = None if first.val_logits is None else confidence_and_accuracy(
-        first.val_logits / (1.0 if temperature is None else temperature["temperature"]), val_labels, test_labels)
+        first.val_logits / temperature_of(temperature), val_labels, test_labels)
     return [w for w in (confidence_warning(calibration, validation), temperature_warning(calibration, validation)) if w]
 
 
@@ -945,8 +945,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         outcome.selection.reason += " " + _posthoc_sentence(config, evaluations)
     # the shipped head's temperature, on its validation logits (after its post-hoc bias)
     temperature = temperature_fit(evaluations[0].val_logits, splits.val[1]) if config.temperature_scaling else None
-    predictions = _predictions(evaluations, splits.test[1], sources.get("test"),
-                               1.0 if temperature is None else temperature["temperature"])
+    predictions = _predictions(evaluations, splits.test[1], sources.get("test"), temperature_of(temperature))
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")

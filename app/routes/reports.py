@@ -25,7 +25,7 @@ from ..caches import cache_file
 from ..config import Settings, get_settings
 from ..datasets import is_unlabelled
 from ..kept import Kept, file_identity
-from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page, set_total
+from ..deps import TOTAL_COUNT, Page, get_store, in_slot, offset_query, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
                        LabelIssuesMethod, LabelIssuesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate, ScoresOut,
@@ -174,7 +174,7 @@ def _scored_failures(store: Store, run_id: str, cache: str, split: str, class_na
 LabelIssuesClassQuery = Query(None, alias="class", min_length=1, max_length=200,
                               description="only the images labelled this class (as in the report); without it, "
                               "every class's in one ranking")
-LabelIssuesOffsetQuery = Query(0, ge=0, le=10**9, description="items to skip, likeliest wrong label first")
+LabelIssuesOffsetQuery = offset_query("items to skip, likeliest wrong label first")
 LabelIssuesMethodQuery = Query(None, description="the newest job of this method (its request's `method`); without "
                                "it, the newest job of either")
 
