@@ -21,7 +21,8 @@ from .status import JobStatus
 
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
 MAX_PROBES = 8
-RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+ID_PATTERN = r"^[A-Za-z0-9_.-]+$"  # every id the service makes (run_…, job_…, ds_…, cache_…)
+RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 # The published patterns' class of refused characters: probe.names.UNPRINTABLE and the lone surrogates
 # (:func:`_printable` refuses both) in ECMA-262, JSON Schema's dialect, which has no \UXXXXXXXX escape (Ajv and
 # node threw on it, or without the u flag refused "abc"; an integration round): an astral character stands as
@@ -60,7 +61,8 @@ def _printable(allowed: str = "") -> Any:
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME), _printable(),
                  WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NAME_TEXT})]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
-IdPath = Annotated[str, Path(max_length=64, description="an id as returned by the API")]
+IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN,
+                             description="an id as returned by the API")]
 EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024), _printable(),
                         WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": PRINTABLE})]
 

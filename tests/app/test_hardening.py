@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.schemas import MAX_PROBES
+from app.schemas import ID_PATTERN, MAX_PROBES
 
 from app_testutils import (ERM, FAST_PROBE, MR2, make_settings, synthetic_cache, tiny_zip_bytes, unzip, wait_for,
                            wait_job)
@@ -398,6 +398,20 @@ def test_head_is_answered_like_get_without_a_body_and_ids_are_bounded(service):
                  f"/api/compare?base={long}&other=x"):
         resp = service.get(path)
         assert resp.status_code == 422 and long not in resp.text, path
+
+
+def test_ids_in_paths_take_the_ids_character_set(service):
+    """An id in a path is what the service makes (README's bounds: ``[A-Za-z0-9_.-]``): anything else is a 422
+    naming the path parameter, and the OpenAPI schema publishes the pattern so that clients can check it first."""
+    for odd in ("run%20x", "run%3Bx", "r%C3%A9sum%C3%A9", "run%00"):
+        for route in ("/api/runs/", "/api/jobs/", "/api/caches/", "/api/datasets/", "/api/reports/"):
+            resp = service.get(route + odd)
+            assert resp.status_code == 422, (route, odd, resp.status_code)
+            assert resp.json()["detail"][0]["loc"][0] == "path", (route, odd)
+    assert service.get("/api/runs/run_missing.1-x").status_code == 404  # the set's own characters: looked up
+    params = [p for item in service.get("/openapi.json").json()["paths"].values() for op in item.values()
+              for p in op.get("parameters", []) if p["in"] == "path"]
+    assert params and all(p["schema"]["pattern"] == ID_PATTERN for p in params if p["name"].endswith("_id"))
 
 
 def test_an_archive_under_another_field_name_is_named(service):
