@@ -14,8 +14,8 @@ from probe.deploy import PredictedShare, Scores
 from probe.label_issues import DEFAULT_METHOD, METHODS
 from probe.names import MAX_NAME, UNPRINTABLE, UNPRINTABLE_CHARACTERS
 from probe.report import TestCheck, Verdict, probe_label
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
-                      ValidationError, WithJsonSchema, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
+                      StringConstraints, ValidationError, WithJsonSchema, field_validator, model_validator)
 
 from .status import JobStatus
 
@@ -317,7 +317,7 @@ class LabelIssuesJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["label_issues"]
     run_id: RowId
-    folds: int = Field(DEFAULT_CV_FOLDS, ge=MIN_CV_FOLDS, le=MAX_CV_FOLDS,
+    folds: StrictInt = Field(DEFAULT_CV_FOLDS, ge=MIN_CV_FOLDS, le=MAX_CV_FOLDS,  # "3" is not 3 (as ExtractOptions)
                        description="stratified folds of the run's train + val images, one fit each; at most the "
                        "smallest class's images there")
     method: LabelIssuesMethod = Field(DEFAULT_METHOD, description=METHOD_DESCRIPTION)

@@ -73,7 +73,7 @@ def test_a_label_issues_request_is_checked_before_a_job_exists(fresh_finished):
     jobs = _jobs(client)
     unknown = _start(client, "run_nope")
     assert unknown.status_code == 404 and unknown.json()["detail"] == "run 'run_nope' not found"
-    for folds in (1, 21, True, 2.5):
+    for folds in (1, 21, True, 2.5, "3", 3.0):  # strict, as ExtractOptions and ProbeConfig: "3" is not 3
         resp = _start(client, run["id"], folds=folds)
         assert resp.status_code == 422 and "folds" in json.dumps(resp.json()["detail"]), (folds, resp.text)
     many = _start(client, run["id"], folds=7)  # 6 train + val images a class
