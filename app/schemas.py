@@ -287,7 +287,7 @@ class PipelineJob(BaseModel):
                                  "leave it out (the default, or the cache's own encoder, is taken; another is refused)")
     options: ExtractOptions = Field(default_factory=ExtractOptions)
     probes: list[ProbeConfig] = Field(..., min_length=1, max_length=MAX_PROBES)
-    reuse_reference: bool = Field(True, description="when a finished run on the same cache trained exactly the first "
+    reuse_reference: StrictBool = Field(True, description="when a finished run on the same cache trained exactly the first "
                                   "probe's configuration as its job's reference (an ERM run of another pipeline), "
                                   "take it as the reference instead of training it again; false: train it again")
 

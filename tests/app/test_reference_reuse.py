@@ -179,3 +179,17 @@ def test_a_reference_is_reused_after_its_jobs_record_is_removed(fresh_finished):
     assert json.loads(reopened.get_run(first)["reference_config"]) == job["request"]["probes"][0]
     assert json.loads(reopened.get_run(erm)["reference_config"]) == fresh_finished.job["request"]["probes"][0]
     assert reopened.get_run(second)["reference_config"] is None
+
+
+def test_reuse_reference_is_a_strict_boolean(fresh_finished):
+    """As ExtractOptions and ProbeConfig: "false", 0 and "no" are 422s naming the field, before a job exists (lax,
+    "no" read as false and trained the reference again)."""
+    client = fresh_finished.client
+    cache_id = client.get(f"/api/runs/{fresh_finished.erm}").json()["cache_id"]
+    jobs = client.get("/api/jobs").headers["X-Total-Count"]
+    for value in ("false", 0, "no", None):
+        resp = client.post("/api/jobs", json={"kind": "pipeline", "cache_id": cache_id, "probes": [ERM],
+                                              "reuse_reference": value})
+        assert resp.status_code == 422, (value, resp.text)
+        assert [e["loc"][-1] for e in resp.json()["detail"]] == ["reuse_reference"], (value, resp.text)
+    assert client.get("/api/jobs").headers["X-Total-Count"] == jobs
