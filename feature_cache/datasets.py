@@ -11,7 +11,8 @@ Layouts (class folders, in a folder or a .zip archive):
   ``cifar10/train/<class>/NNNN.jpg``): the folder holding ``train`` and ``test`` (or ``val``) is used, and
   files beside its split folders are listed in ``skipped``. Split folders in two places (``partA/train`` and
   ``partB/train``) raise :class:`~feature_cache.errors.DatasetError` naming them: which to use is the user's
-  choice. With ``train`` + ``val`` only, ``test`` is carved from ``train`` (``test_fraction``).
+  choice. With ``train`` + ``val`` only, ``test`` is carved from ``train`` (``test_fraction``); ``val`` + ``test``
+  without ``train`` is refused (no training images), as a manifest of val and test rows is.
 - ``ROOT/<class>/…`` without a split: the product carves ``test`` (``test_fraction``) stratified and
   seeded.
 - ``ROOT/test/<class>/…`` alone (no ``train`` or ``val``; or a manifest whose split column says ``test`` on every
@@ -181,8 +182,8 @@ def _split_roots(names: list[str]) -> list[tuple[tuple[str, ...], dict[str, set[
             split = SPLIT_FOLDERS.get(part.lower())
             if split:
                 candidates[tuple(parts[:depth])][split].add(part)
-    found = [(prefix, splits) for prefix, splits in candidates.items()
-             if "train" in splits and ({"test", "val"} & set(splits))]
+    # two split folders of any kind: val/ and test/ without train/ read as the classes "test" and "val" (a review)
+    found = [(prefix, splits) for prefix, splits in candidates.items() if len(splits) >= 2]
     found = found or [(prefix, splits) for prefix, splits in candidates.items() if set(splits) == {"test"}]
     found.sort(key=lambda item: (len(item[0]), item[0]))
     inside = {outer + (folder,) for outer, folders in found for names in folders.values() for folder in names}
@@ -202,7 +203,7 @@ def _one_split_root(reader: Reader, image_names: list[str]) -> tuple[tuple[str, 
     and not named, and the data set registered with what was left: an attack round, 1 training image per class)."""
     roots = _split_roots(image_names)
     if len(roots) > 1:
-        kinds = "train/test" if "train" in roots[0][1] else "test"
+        kinds = "train/test" if "train" in roots[0][1] else "/".join(sorted(roots[0][1], key=SPLITS.index))
         places = listed(["/".join(prefix) or "the top folder" for prefix, _ in roots], 5)
         raise DatasetError(
             f"{reader}: found {kinds} folders in {len(roots)} places ({places}): register one of them, or "
@@ -488,7 +489,9 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     """Class names of the discovered splits, checked: training images (or a test split alone), ≥ 2 classes, no
     empty class folder."""
     if "train" not in given and set(given) != {"test"}:
-        raise DatasetError(f"{path}: no training images found.")
+        folders = f" ({' and '.join(f'{split}/' for split in SPLITS if split in given)} folders, no train/ folder)"
+        raise DatasetError(f"{path}: no training images found{folders if layout == 'split-folders' else ''}; a "
+                           "labelled set to score a trained probe on goes in a test/ folder alone.")
     found = set().union(*[set(c) for c in given.values()])
     if layout == "idx":  # keep the label order of the files (T-shirt/top = 0, ...)
         class_names = [c for c in _idx_order(given) if c in found]

@@ -698,3 +698,18 @@ def test_the_test_split_has_a_content_fingerprint_of_its_own(tmp_path):
     assert a.test_fingerprint and a.test_fingerprint == b.test_fingerprint != c.test_fingerprint
     assert open_dataset(make_tree(tmp_path / "flat", {"cat": 5, "dog": 5}, splits=())).test_fingerprint == ""
     assert open_dataset(one, fingerprint=False).test_fingerprint == ""
+
+
+def test_val_and_test_folders_without_train_are_refused_not_read_as_two_classes(tree, tmp_path):
+    """val/<class>/… and test/<class>/… with no train/ were read as one tree of the two classes 'test' and 'val'
+    (a probe taught to tell val images from test images; a review). They are split folders without training
+    images, refused as a manifest of val and test rows is; a test/ folder alone stays a labelled test set."""
+    import shutil
+
+    root = tmp_path / "vt"
+    shutil.copytree(tree / "test", root / "test")
+    shutil.copytree(tree / "train", root / "val")
+    with pytest.raises(DatasetError, match=r"no training images found \(val/ and test/ folders, no train/ folder\)"):
+        open_dataset(root)
+    shutil.rmtree(root / "val")
+    assert open_dataset(root).class_names == ["ant", "bee", "cat"]
