@@ -2,7 +2,9 @@
 
 Every reader exposes ``names()`` (posix paths of the regular files, relative to the reader's root),
 ``read(name) -> bytes``, ``content_id(name) -> str`` (a cheap content digest used by the data set
-fingerprint) and ``dirs()`` (directory entries, so empty class folders can be reported).
+fingerprint) and ``dirs()`` (directory entries, so empty class folders can be reported); the folder, file-list and
+tar readers also ``check(name, data)``, raising :class:`~feature_cache.errors.FileChanged` for bytes that are not
+those the content id counted (an extraction's reads, ``LabelledImages.load_image``).
 
 - :class:`DirectoryReader` — a folder on disk; symlinks that leave the folder are skipped and listed (``unsafe``).
 - :class:`ZipReader` — members are read **directly from the archive** with :mod:`zipfile` (nothing is
@@ -24,6 +26,7 @@ fingerprint) and ``dirs()`` (directory entries, so empty class folders can be re
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import errno
@@ -40,10 +43,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from probe.names import UNPRINTABLE_CHARACTERS
 
-from .errors import UnsafeArchive
+from .errors import FileChanged, UnsafeArchive
 
 __all__ = ["ArchiveLimits", "DirectoryReader", "FileListReader", "TarReader", "ZipReader", "check_member_name"]
 
@@ -161,13 +165,24 @@ def not_an_image(name: str) -> str:
     return f"not an image file (extension {suffix or 'none'!r})"
 
 
+def changed(name: str) -> FileChanged:
+    """The refusal of a read whose bytes are not those the data set's listing counted (its content id)."""
+    return FileChanged(f"{name!r} holds other bytes than when the data set was opened (changed since)")
+
+
 class _FolderFiles:
-    """Files under a folder on disk, read through :func:`read_inside` (the subclass lists ``_files`` and
-    ``_dirs``, paths relative to ``root``)."""
+    """Files under a folder on disk, read through :func:`read_inside` (the subclass lists ``_files``, sorted, and
+    ``_dirs``, paths relative to ``root``).
+
+    :meth:`content_id` (the sha256 the data set's fingerprint counts) keeps the first 8 bytes of each file's digest,
+    8 bytes a file, and :meth:`check` refuses bytes read since that no longer match them (:class:`FileChanged`):
+    an image rewritten while an extraction ran was encoded into the cache named by the fingerprint of its old
+    content (a review)."""
 
     root: Path
     _files: list[str]
     _dirs: list[str]
+    _digests: Any = None  # numpy uint64 per file of ``_files``, 0 where content_id was not read
 
     def names(self) -> list[str]:
         return list(self._files)
@@ -178,14 +193,39 @@ class _FolderFiles:
     def read(self, name: str) -> bytes:
         return read_inside(self.root, name)
 
+    def check(self, name: str, data: bytes) -> None:
+        """Raise :class:`FileChanged` when ``data``, read from ``name``, are not the bytes its content id counted
+        (nothing to check where none was taken)."""
+        at = self._slot(name) if self._digests is not None else None
+        if at is not None and self._digests[at] and self._digests[at] != _short_digest(hashlib.sha256(data)):
+            raise changed(name)
+
     def content_id(self, name: str) -> str:
-        return hashlib.sha256(self.read(name)).hexdigest()
+        digest = hashlib.sha256(read_inside(self.root, name))
+        at = self._slot(name)
+        if at is not None:
+            if self._digests is None:
+                import numpy as np
+
+                self._digests = np.zeros(len(self._files), dtype=np.uint64)
+            self._digests[at] = _short_digest(digest)
+        return digest.hexdigest()
+
+    def _slot(self, name: str) -> int | None:
+        """The index of ``name`` in the sorted ``_files``, or None."""
+        at = bisect.bisect_left(self._files, name)
+        return at if at < len(self._files) and self._files[at] == name else None
 
     def size(self, name: str) -> int:
         return os.stat(self.root / name).st_size
 
     def __str__(self) -> str:
         return str(self.root)
+
+
+def _short_digest(digest: Any) -> int:
+    """The first 8 bytes of a sha256 as an integer: what :class:`_FolderFiles` keeps to check a file's reads."""
+    return int.from_bytes(digest.digest()[:8], "little")
 
 
 class DirectoryReader(_FolderFiles):
@@ -777,6 +817,12 @@ class TarReader:
     def read(self, name: str) -> bytes:
         offset, size, _ = self._members[name]
         return os.pread(self._file().fileno(), size, offset)
+
+    def check(self, name: str, data: bytes) -> None:
+        """Raise :class:`FileChanged` when ``data``, read from ``name``, are not the bytes the listing counted (a
+        plain tar rewritten in place since)."""
+        if hashlib.sha256(data).hexdigest() != self._members[name][2]:
+            raise changed(name)
 
     def content_id(self, name: str) -> str:
         return self._members[name][2]

@@ -149,20 +149,25 @@ class LabelledImages:
         return {name: len(samples) for name, samples in self.splits.items()}
 
     def load_image(self, sample: Sample):
-        """Decode one sample into a PIL image (raises on a corrupt file; callers skip it)."""
-        image = self.open_image(sample)
+        """Decode one sample into a PIL image, as the data set's fingerprint counted it (raises on a corrupt file,
+        which callers skip, and :class:`~feature_cache.errors.FileChanged` for a file rewritten since)."""
+        image = self.open_image(sample, checked=True)
         image.load()
         return image
 
-    def open_image(self, sample: Sample):
+    def open_image(self, sample: Sample, checked: bool = False):
         """One sample as a PIL image whose header is read and whose pixels are not decoded yet (its size known
-        before the cost of decoding it: ``Image.draft`` can still shrink a JPEG's decode)."""
+        before the cost of decoding it: ``Image.draft`` can still shrink a JPEG's decode). ``checked``: its bytes
+        must be those its content id counted (the reader's ``check``, where it has one)."""
         from PIL import Image, UnidentifiedImageError
 
         if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
             return self.reader.image(sample.source)
+        data = self.reader.read(sample.source)
+        if checked and hasattr(self.reader, "check"):
+            self.reader.check(sample.source, data)
         try:
-            return Image.open(io.BytesIO(self.reader.read(sample.source)))
+            return Image.open(io.BytesIO(data))
         except UnidentifiedImageError:  # its message names the BytesIO object, with its memory address
             raise UnidentifiedImageError("not an image format Pillow can read") from None
 

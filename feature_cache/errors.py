@@ -9,6 +9,7 @@ __all__ = [
     "DatasetError",
     "NoClassFolders",
     "DatasetChanged",
+    "FileChanged",
     "UnsafeArchive",
     "CacheMismatch",
     "ExtractionCancelled",
@@ -31,6 +32,11 @@ class DatasetChanged(DatasetError):
     keeping what it wrote; with the files back, the same request resumes it (a service job's Resume)."""
 
     retryable = True  # app.worker.retryable reads it: the job may succeed when resumed
+
+
+class FileChanged(DatasetChanged):
+    """A file of the data set read with other bytes than when the data set was opened and its content counted in the
+    fingerprint (``feature_cache.archives``' folder and tar readers check each read against it)."""
 
 
 class UnsafeArchive(ValueError):

@@ -52,7 +52,7 @@ from .archives import UNREAD_IMAGE, is_link_or_special
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
-from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled
+from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled, FileChanged
 from .fingerprint import cache_fingerprint, extractor_name
 from .partial import PartialCache
 from .store import SCHEMA_VERSION, library_versions, open_cache
@@ -67,8 +67,10 @@ logger = logging.getLogger(__name__)
 # The reason recorded for a file that fails to decode, before the decoder's message.
 DECODE_FAILURE = "cannot decode image"
 # The reason of a file listed when the extraction opened its data set (its content counted in the cache's fingerprint)
-# and gone when it was read: the data set changed under the extraction, which stops (_ChunkWriter), never skipping it
+# and gone when it was read, or read with other bytes (FileChanged): the data set changed under the extraction, which
+# stops (_ChunkWriter), never skipping the file nor encoding other content than the fingerprint counts
 FILE_GONE = "gone since the data set was opened"
+FILE_CHANGED = "changed since the data set was opened"
 
 
 def skipped_summary(skipped, examples: int = 3) -> str:
@@ -180,6 +182,8 @@ class _ImageDataset(Dataset):
             return self.transform(self.data.load_image(sample)), True, ""
         except FileNotFoundError as exc:  # removed or moved since the data set was listed: not a decode failure
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{FILE_GONE}: {exc}"[:300]
+        except FileChanged as exc:  # rewritten since: its features are not those of the content fingerprinted
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{FILE_CHANGED}: {exc}"[:300]
         except Exception as exc:  # noqa: BLE001 - any decode failure skips the file, never the job
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{DECODE_FAILURE}: {exc}"[:300]
 
@@ -552,15 +556,16 @@ class _ChunkWriter:
         if self.should_stop is not None and self.should_stop():
             raise ExtractionCancelled(f"extraction stopped at {split} {start}/{len(self.splits[split])}; "
                                       f"run it again to resume from {self.partial.path}.")
-        gone = [sample.source for sample, reason in zip(self.splits[split][start:end], reasons)
-                if reason.startswith(FILE_GONE)]
-        if gone:  # skipped, the cache would lack them under the fingerprint of the data set that holds them
-            many = len(gone) != 1
-            raise DatasetChanged(
-                f"{len(gone)} file{'s' * many} of the data set ({gone[0]}{', ...' * many}) {'were' if many else 'was'} "
-                "removed or moved while its features were extracted: the extraction stopped, keeping the images "
-                "written so far. Put them back and extract again to resume, or register the data set again as it "
-                "is now.")
+        for kind, how in ((FILE_GONE, "removed or moved"), (FILE_CHANGED, "changed")):
+            gone = [sample.source for sample, reason in zip(self.splits[split][start:end], reasons)
+                    if reason.startswith(kind)]
+            if gone:  # skipped or encoded, the cache would not hold the content its fingerprint names
+                many = len(gone) != 1
+                raise DatasetChanged(
+                    f"{len(gone)} file{'s' * many} of the data set ({gone[0]}{', ...' * many}) "
+                    f"{'were' if many else 'was'} {how} while its features were extracted: the extraction stopped, "
+                    "keeping the images written so far. Put them back as they were and extract again to resume, or "
+                    "register the data set again as it is now.")
         self.encoded += _write_chunk(self.partial, split, self.splits[split][start:end], end, features(), ok,
                                      reasons)
         self.done += end - start

@@ -881,3 +881,50 @@ def test_a_zip_named_as_a_tar_is_named_a_zip(tree, tmp_path):
     (tmp_path / "x.tar.gz").write_bytes(archive.read_bytes())
     with pytest.raises(UnsafeArchive, match=r"x.tar.gz is a zip archive, not a tar: give it a .zip name"):
         open_dataset(tmp_path / "x.tar.gz")
+
+
+def test_folder_and_tar_reads_are_checked_against_the_content_the_listing_counted(tmp_path):
+    """A folder's file, or a plain tar rewritten in place with other bytes at the same offsets, read after its
+    content id (the fingerprint's) was taken gave the new bytes as if they were the fingerprinted ones (a review):
+    the reader's check of such bytes raises FileChanged, which an extraction's read (LabelledImages.load_image)
+    makes; a preview (open_image) shows the file as it is now, and a file whose content id was not taken is not
+    checked."""
+    from feature_cache.archives import DirectoryReader, FileListReader, TarReader
+    from feature_cache.datasets import LabelledImages, Sample
+    from feature_cache.errors import DatasetChanged, FileChanged
+    from fc_testutils import write_image
+
+    folder = tmp_path / "f"
+    write_image(folder / "a.png", 0, 1)
+    write_image(folder / "b.png", 1, 2)
+    for reader in (DirectoryReader(folder), FileListReader(folder, ["a.png", "b.png"])):
+        data = LabelledImages(["x"], {"test": []}, [], "", {}, reader)
+        first = reader.content_id("a.png")
+        reader.check("a.png", reader.read("a.png"))
+        data.load_image(Sample("a.png", 0))
+        original = (folder / "a.png").read_bytes()
+        write_image(folder / "a.png", 2, 3)
+        write_image(folder / "b.png", 2, 4)
+        with pytest.raises(FileChanged, match="'a.png' holds other bytes than when the data set was opened"):
+            data.load_image(Sample("a.png", 0))
+        assert issubclass(FileChanged, DatasetChanged)
+        assert data.open_image(Sample("a.png", 0)).size == (12, 12)  # a preview: the file as it is
+        data.load_image(Sample("b.png", 0))  # never counted: nothing to check it against
+        assert reader.content_id("a.png") != first
+        data.load_image(Sample("a.png", 0))  # counted again: the new content is the one checked
+        (folder / "a.png").write_bytes(original)
+    archive = tmp_path / "t.tar"
+
+    def write_tar(content: bytes) -> None:
+        with tarfile.open(archive, "w") as tf:
+            info = tarfile.TarInfo("c/x.png")
+            info.size = len(content)
+            tf.addfile(info, io.BytesIO(content))
+
+    write_tar(b"first")
+    reader = TarReader(archive)
+    reader.check("c/x.png", reader.read("c/x.png"))
+    write_tar(b"again")
+    assert reader.read("c/x.png") == b"again"
+    with pytest.raises(FileChanged):
+        reader.check("c/x.png", reader.read("c/x.png"))

@@ -177,6 +177,28 @@ def test_a_file_removed_while_extracting_stops_it_and_once_back_the_extraction_r
     assert_same_cache(all_splits(out), reference)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_rewritten_while_extracting_stops_it_and_once_restored_the_extraction_resumes_whole(tree, tmp_path,
+                                                                                                   workers):
+    """A test image overwritten with a training image of another class while the data set was extracted was encoded
+    as it was then, under its first label, into the cache named by the fingerprint of its old content: a request on
+    that content reused the wrong features (a review). The read is checked against the content the fingerprint
+    counted: the extraction stops, keeping its partial file, and resumes once the file is as it was."""
+    reference = all_splits(run(tree, tmp_path / "ref").path)
+    data = open_dataset(tree)
+    victim = tree / data.splits["test"][1].source
+    original = victim.read_bytes()
+    victim.write_bytes((tree / data.splits["train"][-1].source).read_bytes())
+    out = tmp_path / "c.h5"
+    with pytest.raises(DatasetError, match=r"1 file of the data set \(test/[a-z]+/\d+\.png\) was changed while"):
+        run(data, None, out=out, workers=workers)
+    assert not out.exists() and (tmp_path / "c.h5.partial").exists()
+    victim.write_bytes(original)
+    resumed = run(tree, None, out=out, workers=workers)
+    assert resumed.encoded == TOTAL - 18 and resumed.skipped == [] and resumed.counts["test"] == 9
+    assert_same_cache(all_splits(out), reference)
+
+
 def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     (tree / "train" / "ant" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (tree / "test" / "cat" / "002.png").write_bytes(b"not an image")
