@@ -152,8 +152,12 @@ def open_idx(
     if fashion and max(present) >= len(FASHION_MNIST_CLASSES):
         raise DatasetError(f"{folder}: label {max(present)} is out of range for Fashion-MNIST's 10 classes.")
     names = FASHION_MNIST_CLASSES if fashion else tuple(str(i) for i in range(max(present) + 1))
+    # only the classes a split holds: an empty list read as an empty class folder, and a test file without one
+    # class refused ("class folder(s) '2' (in 'test') contain no images; ... remove the folder"; a review) where
+    # class folders without a test folder of one class are read, and warned of
     given = {
-        split: {names[k]: [f"{split}/{i:05d}" for i in np.flatnonzero(split_labels == k)] for k in present}
+        split: {names[k]: [f"{split}/{i:05d}" for i in np.flatnonzero(split_labels == k)]
+                for k in present if (split_labels == k).any()}
         for split, split_labels in labels.items()
     }
     return IdxReader(folder, arrays), given, [], "idx"

@@ -349,6 +349,26 @@ def test_idx_reader_on_written_files(tmp_path):
         open_dataset(folder)
 
 
+def test_idx_files_whose_test_split_lacks_a_class_are_read_as_such_class_folders_are(tmp_path):
+    """A t10k file without one of the training classes was refused: "class folder(s) '2' (in 'test') contain no
+    images; add images or remove the folder", of files that have no folders, where class folders whose test/ lacks
+    a class are read (and the CLI warns of it; a review). A class without training images is still refused."""
+    folder = tmp_path / "mnist-mini"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (12, 28, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(12) % 3)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (6, 28, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(6) % 2)
+    data = open_dataset(folder, val_fraction=0.25)
+    assert data.class_names == ["0", "1", "2"]
+    assert sorted({s.label for s in data.splits["test"]}) == [0, 1] and len(data.splits["test"]) == 6
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(12) % 2)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(6) % 3)
+    with pytest.raises(DatasetError, match=r"class\(es\) 2 have no training images"):
+        open_dataset(folder)
+
+
 def test_an_idx_file_swapped_for_a_fifo_is_refused_without_blocking(tmp_path):
     """An idx file found, then replaced by a FIFO, blocked its read forever (an attack round): refused unread."""
     import os
