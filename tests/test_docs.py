@@ -160,3 +160,22 @@ def test_every_api_route_the_readme_names_is_in_the_openapi_schema(tmp_path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     named = {shape(m.rstrip("/.")) for m in re.findall(r"/api/[A-Za-z0-9_{}/.-]+", readme)} - {"/api"}  # /api/...
     assert len(named) >= 20 and not sorted(named - declared)
+
+
+def test_the_architecture_s_extract_signature_and_result_are_the_code_s():
+    """docs/ARCHITECTURE.md gave ``extract`` without its ``out``, ``dtype``, ``limits`` and ``show_progress`` keywords
+    and ``ExtractResult`` without ``encoded`` (a review): the documented call names every parameter with its default,
+    in order, and the result every field."""
+    import dataclasses
+    import inspect
+    import re
+
+    from feature_cache.extract import ExtractResult, extract
+
+    text = " ".join((ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").split())
+    documented = re.search(r"`extract\((data, encoder, cache_dir, \*, [^`]*)\)`", text).group(1)
+    code = ", ".join(name if p.default is inspect.Parameter.empty else f"{name}={p.default!r}".replace("'", '"')
+                     for name, p in inspect.signature(extract).parameters.items())
+    assert documented == code.replace("cache_dir, batch_size", "cache_dir, *, batch_size")
+    fields = re.search(r"returns `ExtractResult\(([^)`]*)\)`", text).group(1)
+    assert fields.split(", ") == [f.name for f in dataclasses.fields(ExtractResult)]
