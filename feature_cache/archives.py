@@ -223,6 +223,12 @@ class _FolderFiles:
         return str(self.root)
 
 
+def _file_identity(handle: Any) -> tuple[int, int, int, int]:
+    """(device, inode, size, modification time) of an open file: another file, or the same one rewritten, differs."""
+    info = os.fstat(handle.fileno())
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
 def _short_digest(digest: Any) -> int:
     """The first 8 bytes of a sha256 as an integer: what :class:`_FolderFiles` keeps to check a file's reads."""
     return int.from_bytes(digest.digest()[:8], "little")
@@ -376,6 +382,7 @@ class ZipReader:
         # (0.7 s for CIFAR-10's 60,000 members, a tenth of a 1,200-image extraction).
         self._handle: zipfile.ZipFile | None = archive
         self._pid: int | None = os.getpid()
+        self._identity = _file_identity(archive.fp)  # what another process's handle must open (_reopen)
 
     def _check(self, infos: list[zipfile.ZipInfo]) -> None:
         lim, label = self.limits, self.path.name
@@ -432,8 +439,15 @@ class ZipReader:
         if inherited is not None and {"fp", "_fileRefCnt", "_lock", "filelist"} <= vars(inherited).keys():
             handle = copy.copy(inherited)
             handle.fp, handle._fileRefCnt, handle._lock = open(self.path, "rb"), 1, threading.RLock()
-            return handle
-        return zipfile.ZipFile(self.path)
+        else:
+            handle = zipfile.ZipFile(self.path)
+        if _file_identity(handle.fp) != self._identity:
+            # the archive replaced or rewritten since it was listed: its members read at the listing's offsets were
+            # "Bad magic number for file header" in every DataLoader worker, all skipped as failing to decode (a
+            # review); the process that listed it still reads the file it opened
+            handle.close()
+            raise FileChanged(f"{self.path.name} was replaced or rewritten since the data set was opened")
+        return handle
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -36,7 +36,8 @@ class DatasetChanged(DatasetError):
 
 class FileChanged(DatasetChanged):
     """A file of the data set read with other bytes than when the data set was opened and its content counted in the
-    fingerprint (``feature_cache.archives``' folder and tar readers check each read against it)."""
+    fingerprint (``feature_cache.archives``' folder and tar readers check an extraction's reads against it), or an
+    archive replaced since (a zip a DataLoader worker reopens must be the file listed)."""
 
 
 class UnsafeArchive(ValueError):

@@ -199,6 +199,26 @@ def test_a_file_rewritten_while_extracting_stops_it_and_once_restored_the_extrac
     assert_same_cache(all_splits(out), reference)
 
 
+def test_a_zip_replaced_after_it_was_opened_stops_the_extraction_of_its_workers(tree, tmp_path):
+    """A data set's zip replaced between its listing and the extraction (a job builds its encoder meanwhile): each
+    DataLoader worker reopened it by path and read the listing's offsets in the new file, "Bad magic number for
+    file header", every image skipped as failing to decode and the data set refused as holding no decodable image
+    (a review). The workers refuse another file than the one listed: the extraction stops as for a changed file;
+    the process that listed it reads the file it opened, the images as fingerprinted."""
+    import os
+    import shutil
+
+    archive = Path(shutil.make_archive(str(tmp_path / "set"), "zip", tree))
+    reference = all_splits(run(archive, None, out=tmp_path / "ref.h5").path)
+    data = open_dataset(archive)
+    write_image(tree / "test" / "bee" / "000.png", 0, 77)
+    other = Path(shutil.make_archive(str(tmp_path / "other"), "zip", tree))
+    os.replace(other, archive)
+    with pytest.raises(DatasetError, match=r"files of the data set \(train/ant/000\.png, \.\.\.\) were changed while"):
+        run(data, None, out=tmp_path / "w.h5", workers=2)
+    assert_same_cache(all_splits(run(data, None, out=tmp_path / "w.h5", workers=0).path), reference)
+
+
 def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     (tree / "train" / "ant" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (tree / "test" / "cat" / "002.png").write_bytes(b"not an image")
