@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -423,3 +425,26 @@ def test_relative_paths_of_an_older_version_under_data_dir_dot_become_absolute(t
         assert again.get_run("run_1")["path"] == str(here / "runs" / "run_1")
         assert again.get_cache(cache["id"])["path"] == str(here / "caches" / "ds_1" / "e" / "c.h5")
         assert again.get_dataset("ds_1")["path"] == str(here / "uploads" / "ds_1" / "t.zip")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts descriptors in /proc/self/fd")
+def test_the_connections_of_threads_that_ended_are_closed(store):
+    """The server's request threads end when idle and new ones start under load: each one's connection (the database
+    and its WAL) stayed open for good, 93 of them held by 15 threads after 90 s of load (a load round)."""
+    def descriptors() -> int:
+        return sum(1 for fd in Path("/proc/self/fd").iterdir() if str(store.path) in str(fd.resolve()))
+
+    def read() -> None:
+        assert store.list_datasets() == []
+
+    def in_a_thread() -> None:
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+
+    in_a_thread()
+    before = descriptors()
+    for _ in range(30):
+        in_a_thread()
+    # a closed connection's descriptor may stay for SQLite to reuse (POSIX locks are per process): a few, not 2 each
+    assert descriptors() <= before + 2
