@@ -197,8 +197,10 @@ async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: in
             responses={200: {"headers": TOTAL_COUNT}})
 def list_datasets(response: Response, window: Page = Depends(page),
                   store: Store = Depends(get_store)) -> list[DatasetOut]:
-    window.total(response, store, "datasets")
-    return [_dataset_out(r) for r in store.list_datasets(window.limit, window.offset)]
+    with store.snapshot():
+        window.total(response, store, "datasets")
+        rows = store.list_datasets(window.limit, window.offset)
+    return [_dataset_out(r) for r in rows]
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERROR_RESPONSES,
@@ -341,8 +343,10 @@ async def list_caches(request: Request, response: Response, window: Page = Depen
     messages = ClientMessages(settings)  # once per listing, not per row (a review)
 
     def listing() -> list[CacheOut]:  # each registered file is opened and checked: in bounded slots, off the loop
-        window.total(response, store, "caches")
-        return [_cache_out(r, settings, messages) for r in store.list_caches(window.limit, window.offset)]
+        with store.snapshot():
+            window.total(response, store, "caches")
+            rows = store.list_caches(window.limit, window.offset)
+        return [_cache_out(r, settings, messages) for r in rows]
 
     return await in_slot(request, "listing_limiter", LISTING_SLOTS, listing)
 

@@ -54,9 +54,10 @@ def list_jobs(response: Response, status_: JobStatus | None = Query(None, alias=
     """A window of the jobs (``?limit=&offset=``): the jobs past the newest 1,000 could not be listed (an operator
     round with 1,115 jobs). ``?kind=label_issues&run_id=``: a run page's label_issues jobs, running or finished."""
     kind_name = None if kind is None else kind.value
-    set_total(response, store.count_jobs(status_, kind_name, run_id))
-    return [_out(r, store, runner) for r in store.list_jobs(status_, limit=limit, offset=offset, kind=kind_name,
-                                                           run_id=run_id)]
+    with store.snapshot():
+        set_total(response, store.count_jobs(status_, kind_name, run_id))
+        rows = store.list_jobs(status_, limit=limit, offset=offset, kind=kind_name, run_id=run_id)
+    return [_out(r, store, runner) for r in rows]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES,

@@ -86,9 +86,10 @@ def list_runs(response: Response, window: Page = Depends(page), cache_id: str | 
     """``?cache_id=``: the runs a run can be compared with (its cache's), which the run page read out of every run
     of the server, cut at the newest 5,000 (an operator round). ``?sort=``: the best runs by a metric, which only a
     read of every page found; ``?order=asc``: the worst first (the dashboard's sort of a list past its cut)."""
-    set_total(response, store.count_runs(cache_id))
-    return [RunOut(**{k: r[k] for k in RunOut.model_fields})
-            for r in store.list_runs(window.limit, window.offset, cache_id, _summary_path(sort), order == "asc")]
+    with store.snapshot():
+        set_total(response, store.count_runs(cache_id))
+        rows = store.list_runs(window.limit, window.offset, cache_id, _summary_path(sort), order == "asc")
+    return [RunOut(**{k: r[k] for k in RunOut.model_fields}) for r in rows]
 
 
 MAX_FAILURES = 200  # samples per request of /runs/{id}/failures and /runs/{id}/scores/failures

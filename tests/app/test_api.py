@@ -1249,6 +1249,40 @@ def test_jobs_are_listed_page_by_page_with_their_total(tmp_path):
             assert client.get("/api/jobs", params=bad).status_code == 422
 
 
+@pytest.mark.parametrize("table", ["datasets", "caches", "runs", "jobs"])
+def test_a_listing_s_total_and_rows_agree_while_a_row_is_deleted_between_them(tmp_path, monkeypatch, table):
+    """A listing counted its rows (X-Total-Count) and read them in two reads: a run deleted in between gave 30 runs
+    under an X-Total-Count of 29 while clients read the lists under load (a load round). Both are one snapshot."""
+    import sqlite3
+
+    with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
+        store = client.app.state.store
+        datasets = [store.add_dataset(name=f"d{i}", source="path", path=str(tmp_path / f"d{i}"), class_names=["a"],
+                                      counts={"train": [1], "test": [1]}, fingerprint=f"f{i}", skipped=0)["id"]
+                    for i in range(3)]
+        caches = _two_caches(store, tmp_path)
+        for i in range(3):
+            store.add_run(run_id=f"run_{i}", job_id=None, cache_id=caches[0], name="r", head="linear", loss="ce",
+                          reference_run=None, path=str(tmp_path / f"run_{i}"), summary={})
+            store.add_job("extract", {"dataset_id": datasets[0], "encoder": "effnet-lite0"})
+        counted = store.count
+
+        def count_then_another_deletes(*args, **kwargs):
+            total = counted(*args, **kwargs)
+            other = sqlite3.connect(store.path, isolation_level=None)  # another thread's connection, as the worker's
+            try:
+                other.execute(f"DELETE FROM {table} WHERE rowid = (SELECT MAX(rowid) FROM {table})")
+            finally:
+                other.close()
+            return total
+
+        monkeypatch.setattr(store, "count", count_then_another_deletes)
+        got = client.get(f"/api/{table}")
+        assert got.status_code == 200, got.text
+        assert len(got.json()) == int(got.headers["X-Total-Count"]) >= 2
+        assert len(client.get(f"/api/{table}").json()) == int(got.headers["X-Total-Count"]) - 1  # deleted meanwhile
+
+
 def _two_caches(store, tmp_path) -> list[str]:
     """The ids of two caches of one data set, rows alone (no file): what the runs listings filter and sort by."""
     dataset = store.add_dataset(name="d", source="path", path=str(tmp_path), class_names=["a"],
