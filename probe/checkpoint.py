@@ -188,6 +188,8 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
             prefix = f"{part}."
             state[part] = None if meta[part] is None else {
                 **meta[part], "tensors": {n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)}}
+    except FileNotFoundError:  # removed since it was found (a run deleted while read): missing, not damaged
+        raise FileNotFoundError(f"probe file {weights_path} not found (removed while it was read).") from None
     except Exception as exc:  # noqa: BLE001 - safetensors' own error types, a field missing or of another type
         raise ValueError(f"{weights_path.name} / {meta_path.name} cannot be read as a saved probe (damaged or cut "
                          f"short?): {type(exc).__name__}: {str(exc)[:200]}") from None

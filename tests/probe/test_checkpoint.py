@@ -72,6 +72,24 @@ def test_load_errors(tmp_path):
         save_probe(ProbeTrainer(), tmp_path / "x")
 
 
+def test_a_probe_file_removed_while_it_is_read_is_missing_not_damaged(tmp_path, monkeypatch):
+    """A run deleted while the service read its probe (head.json read, head.safetensors gone before it was): "cannot
+    be read as a saved probe (damaged or cut short?)", a 422, where the file was only removed (a load round)."""
+    import safetensors.torch
+
+    x, y = _data()
+    save_probe(ProbeTrainer(epochs=1).fit(x, y), tmp_path)
+    read = safetensors.torch.load_file
+
+    def removed_first(path, *args, **kwargs):
+        (tmp_path / "head.safetensors").unlink()
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", removed_first)
+    with pytest.raises(FileNotFoundError, match="head.safetensors"):
+        load_probe(tmp_path)
+
+
 @pytest.mark.parametrize("damage", ["cut_weights", "json_weights", "list_meta", "cut_meta", "meta_missing_field",
                                     "deep_meta"])
 def test_damaged_probe_files_are_a_value_error_naming_them(tmp_path, damage):
