@@ -31,7 +31,7 @@ from typing import Any
 from .constraints import Boolean, Interval, Numbers, check
 
 __all__ = ["Option", "Need", "HeadSpec", "LossSpec", "AdapterSpec", "HEADS", "LOSSES", "ADAPTERS", "NEEDS",
-           "INPUTS", "get_head_spec", "get_loss_spec", "get_adapter_spec", "check_options"]
+           "INPUTS", "PER_CLASS_OPTIONS", "get_head_spec", "get_loss_spec", "get_adapter_spec", "check_options"]
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,11 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in [
                                         "margin": Option(0.5, (Interval(float, 0, math.pi / 2, "left"),))},
              "none", "cosine", "ArcFace: CE of s·cos θ_j with θ_y + m for the true class (Deng et al., 2019); needs head='cosine'"),
 ]}
+
+# The loss options that take K numbers, one per class (Option.per_class: the priors, a reference run's validation
+# error): on the command line NAME=V1,V2,... is such an option's one list of values, where it is the values of any
+# other option to select from on val (app.commands.train.parse_loss_options).
+PER_CLASS_OPTIONS = frozenset(name for spec in LOSSES.values() for name, opt in spec.options.items() if opt.per_class)
 
 ADAPTERS: dict[str, AdapterSpec] = {spec.name: spec for spec in [
     AdapterSpec("linear", "ResidualLinearAdapter", {}, "φ + Aφ, A (d×d) initialised to 0"),

@@ -9,7 +9,7 @@ from probe.config import MAX_CV_FOLDS, MAX_SEEDS, MIN_CV_FOLDS
 from probe.decision import MIN_VAL_PER_CLASS
 from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
-from probe.registry import HEADS, LOSSES
+from probe.registry import HEADS, LOSSES, PER_CLASS_OPTIONS
 
 from . import same_file, terminal_width
 
@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "adapters', or python -m probe.registry, says what each computes and its options)")
     parser.add_argument("--loss-option", action="append", default=None, metavar="NAME=V[,V...]",
                         help="a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
-                        "selected on val; repeatable")
+                        "selected on val; a per-class option (priors of logit_adjust and ldam, val_error of "
+                        "mr2_valerr) takes one value per class, in the order of the cache's classes less --drop-class; "
+                        "repeatable")
     parser.add_argument("--head-option", action="append", default=None, metavar="NAME=V",
                         help="a head option, e.g. learnable_scale=false or logit_scale=32 for the cosine head "
                         "(see probe.HEADS); repeatable")
@@ -151,13 +153,17 @@ def _assignments(items: list[str] | None, flag: str, usage: str, convert: Callab
             raise ValueError(f"{flag} expects {usage}, got {item!r}.") from None
 
 
-def parse_loss_options(items: list[str] | None) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """``["eta=0.01", "gamma_focal=1,2"]`` → fixed options ``{"eta": 0.01}`` and a grid ``{"gamma_focal": [1, 2]}``."""
-    fixed: dict[str, float] = {}
+def parse_loss_options(items: list[str] | None) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """``["eta=0.01", "gamma_focal=1,2"]`` → fixed options ``{"eta": 0.01}`` and a grid ``{"gamma_focal": [1, 2]}``;
+    a per-class option's values are its one list (``priors=1,2,3`` → ``{"priors": [1, 2, 3]}``): read as a grid,
+    `--loss-option priors=...` was refused, "each >= 0, got 0.1", and no priors could be given on the command line."""
+    fixed: dict[str, Any] = {}
     grid: dict[str, list[float]] = {}
     for name, numbers in _assignments(items, "--loss-option", "NAME=VALUE[,VALUE...] with numbers",
                                       lambda value: [float(v) for v in value.split(",")]):
-        if len(numbers) == 1:
+        if name in PER_CLASS_OPTIONS:
+            fixed[name] = numbers
+        elif len(numbers) == 1:
             fixed[name] = numbers[0]
         else:
             grid[name] = numbers

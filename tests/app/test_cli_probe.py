@@ -250,6 +250,26 @@ def test_loss_options_fixed_and_selected_from_the_cli(cache, tmp_path, capsys):
     assert code == 2 and "--loss-option expects NAME=VALUE" in capsys.readouterr().err
 
 
+def test_a_per_class_loss_option_takes_one_value_per_class_from_the_cli(cache, tmp_path, capsys):
+    """`--loss-option priors=0.4,0.3,0.2,0.1` was read as four values to select from, each refused as a list
+    ("priors must be a non-empty list of numbers, each >= 0, got 0.4"): no priors (nor mr2_valerr's val_error)
+    could be given on the command line. A per-class option's values are its one list, in the classes' order."""
+    out = tmp_path / "ldam"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "ldam",
+                 "--loss-option", "priors=0.4,0.3,0.2,0.1", *FAST]) == 0
+    config = json.loads((out / "report.json").read_text())["config"]
+    assert config["loss_options"] == {"priors": [0.4, 0.3, 0.2, 0.1]} and not config["loss_options_grid"]
+    out = tmp_path / "valerr"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2_valerr",
+                 "--loss-option", "val_error=0.1,0.2,0.3,0.4", "--cbar", "1", *FAST]) == 0
+    assert json.loads((out / "report.json").read_text())["config"]["loss_options"] == {"val_error": [0.1, 0.2, 0.3,
+                                                                                                   0.4]}
+    capsys.readouterr()
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "x"), "--loss", "ldam",
+                 "--loss-option", "priors=1,1", *FAST]) == 2
+    assert "priors has 2 entries but the data has 4 classes" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
 def test_optimizer_and_tol_flags_reach_the_fits(cache, tmp_path, capsys):
     """--optimizer and --tol set ProbeConfig's fields; without --lr / --wd the optimiser's own grids are used
     (adam: L2 strengths α / n_train; adamw: wd {0, 1, 10}), as the report records."""
