@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 from importlib import metadata
 from pathlib import Path
 
@@ -71,10 +71,16 @@ def _floats(a) -> list:
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """``write(tmp)`` to a new file beside ``path``, renamed onto it, with the umask's mode, as the run's other
+    files: mkstemp's 0600 (and safetensors' own, which writes the file anew) left head.safetensors and head.json
+    readable by their owner alone, in a run folder whose report.json anyone could read (a run copied to a server
+    that reads it as another user could not be loaded)."""
+    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp"))
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the mode a new file gets here
+    mode = os.stat(tmp).st_mode & 0o777
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

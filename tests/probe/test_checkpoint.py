@@ -56,6 +56,23 @@ def test_sidecar_contents(tmp_path):
     assert np.array_equal(tensors["head.weight"], m.class_weights())
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_the_saved_head_files_take_the_umask_s_mode_as_the_run_s_other_files(tmp_path, umask, mode):
+    """head.safetensors and head.json were 0600 whatever the umask (written through mkstemp), beside a
+    report.json of 0644: a run folder copied to a server that reads it as another user could not be loaded."""
+    import os
+
+    x, y = _data()
+    m = ProbeTrainer(loss="ce", epochs=2).fit(x, y)
+    old = os.umask(umask)
+    try:
+        save_probe(m, tmp_path)
+        (tmp_path / "report.json").write_text("{}")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"head.safetensors": mode, "head.json": mode, "report.json": mode}
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="head.safetensors"):
         load_probe(tmp_path)
