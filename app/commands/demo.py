@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import DEFAULT_ENCODER, DEFAULT_PER_CLASS, comparison_table, demo_probes, find_demo_data, run_demo_job
     from ..main import create_app
     from ..datadir import lock_data_dir
-    from .serve import build_settings, check_start, serve
+    from .serve import build_settings, check_data_dir, check_start, serve
 
     if args.full and args.per_class is not None:
         raise ValueError("--full and --per-class exclude each other")
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(**overrides)
     if not args.no_serve:  # a busy port or an open host refused now, not after the job's minutes
         check_start(settings)
-    else:  # a data directory a server runs, before its database is opened (an operator round)
+    else:  # a data directory a server runs, before its database is opened (an operator round); one that is a file
+        check_data_dir(settings.data_dir)  # named as serve names it ('[Errno 17] File exists' with --no-serve)
         lock_data_dir(settings.data_dir).close()
     encoder = args.encoder or DEFAULT_ENCODER
     print(f"mr2probe demo: {data} · encoder {encoder} · "

@@ -87,7 +87,7 @@ def check_start(settings) -> None:
     if settings.data_root is not None and not settings.data_root.is_dir():
         raise ValueError(f"the data root {settings.data_root} is not a folder (--data-root, MR2PROBE_DATA_ROOT): "
                          "data sets are registered from under it")
-    _check_data_dir(settings.data_dir)
+    check_data_dir(settings.data_dir)
     try:
         resolve_device(settings.device)
     except ValueError as exc:
@@ -96,7 +96,7 @@ def check_start(settings) -> None:
     lock_data_dir(settings.data_dir).close()  # DataDirBusy now, not once the server (or the demo's job) has begun
 
 
-def _check_data_dir(data_dir: Path) -> None:
+def check_data_dir(data_dir: Path) -> None:
     """A data directory that is a file, or lies under one, refused by name: creating it said only '[Errno 17] File
     exists' (found by the third attack round)."""
     existing = next(folder for folder in (data_dir, *data_dir.parents) if folder.exists())

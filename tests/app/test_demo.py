@@ -215,6 +215,22 @@ def test_demo_refuses_a_data_dir_a_server_runs_before_writing_to_it(tmp_path, ca
     assert store.list_datasets() == [] and store.list_jobs() == [] and opened == []
 
 
+@pytest.mark.parametrize("serve", [False, True])
+def test_demo_names_a_data_dir_that_is_a_file_as_serve_does(tmp_path, capsys, serve):
+    """`mr2probe demo --no-serve --data-dir FILE` said only '[Errno 17] File exists: FILE' (serve, and the demo
+    that serves, name the option and the problem); the file is left as it was."""
+    data = tmp_path / "tiny.zip"
+    data.write_bytes(tiny_zip_bytes(6, 3))
+    a_file = tmp_path / "state.txt"
+    a_file.write_text("x")
+    rc = main(["demo", "--data", str(data), "--port", "0", "--data-dir", str(a_file),
+               *([] if serve else ["--no-serve"])])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err == (f"mr2probe demo: error: the data dir {a_file} is a file, not a folder (--data-dir, "
+                   "MR2PROBE_DATA_DIR): choose a folder for the server's state\n")
+    assert a_file.read_text() == "x"
+
 def test_demo_takes_the_ports_serve_takes(tmp_path, capsys):
     """A review: the demo's --port was any integer (serve's is 0..65535), refused only once its job had run."""
     with pytest.raises(SystemExit) as exit_:
