@@ -88,6 +88,12 @@ def run_folder(run):
     return folder.parent if folder.is_file() else folder  # a run given as its report.json
 
 
+def file_in_the_way(folder):
+    """The file that ``folder`` (a Path), or the nearest of its parents that exists, is, where a folder cannot be
+    made; None where ``folder`` is or can be made a folder. Making it said only '[Errno 17] File exists'."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    return None if existing.is_dir() else existing
+
 def check_out_file(out, example: str) -> None:
     """Before any work: ``--out`` must name a file in an existing folder (``example``: a file name to suggest).
     report --out FOLDER ended in '[Errno 21] Is a directory' after its work, where predict named the problem (a

@@ -133,6 +133,12 @@ def _check_writable(folder: Path, target: str) -> None:
     ('/proc/x.h5.lock'; an outside round)."""
     import tempfile
 
+    from . import file_in_the_way
+
+    existing = file_in_the_way(folder)
+    if existing is not None:  # 'File exists in FOLDER' read as if the cache existed
+        raise ValueError(f"cannot write {target}: {existing} is a file, not a folder; choose another --out (or "
+                         "--cache-dir)")
     try:  # the extraction makes the folder too; a file written and removed is the test that holds (root included)
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()

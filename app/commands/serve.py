@@ -99,8 +99,10 @@ def check_start(settings) -> None:
 def check_data_dir(data_dir: Path) -> None:
     """A data directory that is a file, or lies under one, refused by name: creating it said only '[Errno 17] File
     exists' (found by the third attack round)."""
-    existing = next(folder for folder in (data_dir, *data_dir.parents) if folder.exists())
-    if not existing.is_dir():
+    from . import file_in_the_way
+
+    existing = file_in_the_way(data_dir)
+    if existing is not None:
         where = "is a file" if existing == data_dir else f"is under {existing}, a file"
         raise ValueError(f"the data dir {data_dir} {where}, not a folder (--data-dir, MR2PROBE_DATA_DIR): choose a "
                          "folder for the server's state")

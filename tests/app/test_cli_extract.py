@@ -221,6 +221,13 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"mr2probe extract: error: cannot write {tmp_path / 'afile' / 'x.h5'}: "), err
     assert built == []
+    # a file in the way is named as such ('File exists in .../afile' read as if the cache existed), also deeper
+    for out, flag in ((tmp_path / "afile" / "x.h5", "--out"), (tmp_path / "afile" / "sub" / "x.h5", "--out"),
+                      (tmp_path / "afile", "--cache-dir"), (tmp_path / "afile" / "caches", "--cache-dir")):
+        assert main(["extract", "--data", str(tmp_path), flag, str(out)]) == 2
+        assert capsys.readouterr().err == (f"mr2probe extract: error: cannot write {out}: {tmp_path / 'afile'} is a "
+                                           "file, not a folder; choose another --out (or --cache-dir)\n")
+    assert built == [] and (tmp_path / "afile").read_text() == "x"
     # an --out without a suffix is a file too: its folder is checked, no folder of its name is made
     assert main(["extract", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "plain")]) == 2
     assert not (tmp_path / "plain").exists()
