@@ -38,10 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"loss, ce (ERM) by default: {', '.join(LOSSES)} (the README's table 'Heads, losses and "
                         "adapters', or python -m probe.registry, says what each computes and its options)")
     parser.add_argument("--loss-option", action="append", default=None, metavar="NAME=V[,V...]",
-                        help="a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
-                        "selected on val; a per-class option (priors of logit_adjust and ldam, val_error of "
-                        "mr2_valerr) takes one value per class, in the order of the cache's classes less --drop-class; "
-                        "repeatable")
+                        help=f"a loss option, e.g. eta=0.01 for group_dro; several values (eta=0.003,0.01) are "
+                        f"selected on val, but {' and '.join(sorted(PER_CLASS_OPTIONS))} take one per class; repeatable")
     parser.add_argument("--head-option", action="append", default=None, metavar="NAME=V",
                         help="a head option, e.g. learnable_scale=false or logit_scale=32 for the cosine head "
                         "(see probe.HEADS); repeatable")
