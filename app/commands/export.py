@@ -16,14 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe import load_report
+    from probe.deploy import RunProbe
     from probe.onnx_export import export_onnx
 
     check_out_file(args.out, "probe.onnx")
     check_out_apart(args.out, runs=[args.run_dir])
-    report = load_report(args.run_dir)  # a finished run, named so where it is not one
-    features = report.features.model_dump(mode="json") if report.features is not None else None
+    # a finished run whose probe files read as predict reads them: a damaged head.safetensors or head.json ended
+    # in safetensors' (or an AttributeError's) traceback, or in 'error: classes'
+    probe = RunProbe.load(args.run_dir)
+    features = probe.features.model_dump(mode="json") if probe.features is not None else None
     path = export_onnx(args.run_dir, args.out, features)
     print(f"wrote {path}: input 'features' (n, d) float32; outputs 'probabilities' and 'logits' "
-          f"(n, {len(report.class_names)}), columns in the class order of its metadata's class_names")
+          f"(n, {len(probe.class_names)}), columns in the class order of its metadata's class_names")
     return 0

@@ -69,3 +69,25 @@ def test_export_from_the_cli_writes_the_graph_and_refuses_an_unfinished_run(scal
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "no report.json" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
     assert main(["export", str(scaled_run), "--out", str(scaled_run / "head.json")]) == 2  # a file of the run
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda run: (run / "head.safetensors").write_bytes((run / "head.safetensors").read_bytes()[:100]),
+     "head.safetensors / head.json cannot be read as a saved probe (damaged or cut short?): SafetensorError"),
+    (lambda run: (run / "head.json").write_text("[]"), "head.json is not a saved probe (format 'list'"),
+])
+def test_export_names_a_damaged_head_as_predict_does(scaled_run, tmp_path, capsys, damage, said):  # noqa: F811
+    """`mr2probe export` of a run whose head.safetensors was cut short ended in safetensors' traceback, and one
+    whose head.json is no object in an AttributeError's, where `mr2probe predict` names the file in one line: export
+    reads the probe as predict does (probe.deploy.RunProbe.load) and writes nothing."""
+    import shutil
+
+    from app.cli import main
+
+    run = shutil.copytree(scaled_run, tmp_path / "run")
+    damage(run)
+    out = tmp_path / "probe.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mr2probe export: error: ") and len(err.strip().splitlines()) == 1 and said in err, err
+    assert not out.exists()
