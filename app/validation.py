@@ -77,6 +77,10 @@ def _probe(field: str, config: ProbeConfig, default_head: str | None, num_featur
     except ValidationError as exc:
         raise RequestInvalid(field, describe_invalid(exc)) from None
     try:
+        cfg.check_new_request()
+    except ValueError as exc:
+        raise RequestInvalid(f"{field}.cbar", str(exc)) from None
+    try:
         check_device(cfg.device)
     except ValueError as exc:
         raise RequestInvalid(f"{field}.device", str(exc)) from None

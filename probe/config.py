@@ -447,6 +447,16 @@ class ProbeConfig(BaseModel):
             raise ValueError("posthoc_guard=false switches off the guard of a post-hoc bias; without "
                              "posthoc_bias=true there is none.")
 
+    def check_new_request(self) -> None:
+        """Refuse what a new request sets to no effect that the validator lets pass, so that reports which recorded
+        it still load (``Report.probe_config``, a reference run's config): a fixed ``cbar`` on a loss whose margins
+        have no c̄ (ce, focal, group_dro, ...) trained exactly as without it, while the report said
+        "selected: ..., cbar=3". Called where a request enters (``mr2probe train``, the API's probe fields)."""
+        if self.cbar is not None and not _loss_uses_cbar(self.loss):
+            uses = ", ".join(name for name in LOSSES if _loss_uses_cbar(name))
+            raise ValueError(f"cbar={self.cbar:g} is the mean margin c̄ of the losses {uses}; loss {self.loss!r} has "
+                             "no c̄, so it would do nothing.")
+
     def _check_loss_grid(self) -> None:
         spec = get_loss_spec(self.loss)
         unknown = sorted(set(self.loss_options_grid) - set(spec.options))

@@ -222,7 +222,9 @@ def build_config(args: argparse.Namespace, default_head: str | None):
         "precision": args.precision,
         "drop_classes": args.drop_class,
     }
-    return resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
+    config = resolve_probe_config({k: v for k, v in fields.items() if v is not None}, default_head)
+    config.check_new_request()
+    return config
 
 
 def _check_out(args: argparse.Namespace) -> None:

@@ -270,6 +270,18 @@ def test_a_per_class_loss_option_takes_one_value_per_class_from_the_cli(cache, t
     assert "priors has 2 entries but the data has 4 classes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
+def test_a_fixed_cbar_on_a_loss_without_one_is_refused(cache, tmp_path, capsys):
+    """`mr2probe train --cbar 3` (cross-entropy, no c̄ in its loss) trained exactly as without it, and the run said
+    "selected: lr=..., cbar=3" and recorded config.cbar = 3: refused before any fit, as max_overall_drop is where
+    it would do nothing."""
+    out = tmp_path / "ce"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--cbar", "3", *FAST]) == 2
+    assert capsys.readouterr().err == ("mr2probe train: error: cbar=3 is the mean margin c̄ of the losses uniform, mr2, "
+                                       "mr2_spread, mr2_valerr; loss 'ce' has no c̄, so it would do nothing.\n")
+    assert not out.exists()
+    assert main(["train", "--features", str(cache), "--out", str(out), "--cbar", "3", "--loss", "uniform", *FAST]) == 0
+    assert json.loads((out / "report.json").read_text())["config"]["cbar"] == 3.0
+
 def test_optimizer_and_tol_flags_reach_the_fits(cache, tmp_path, capsys):
     """--optimizer and --tol set ProbeConfig's fields; without --lr / --wd the optimiser's own grids are used
     (adam: L2 strengths α / n_train; adamw: wd {0, 1, 10}), as the report records."""

@@ -86,3 +86,17 @@ def test_batches_of_one_count_as_the_steps_they_are(tmp_path):
         resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": full})
         assert resp.status_code == 202, resp.text
         client.delete(f"/api/jobs/{resp.json()['id']}")
+
+
+@pytest.mark.parametrize("config", [{"cbar": 2.0}, {"loss": "group_dro", "cbar": 3.0}, {"preset": "disparity",
+                                                                                          "cbar": 1.0}])
+def test_a_fixed_cbar_on_a_loss_without_one_is_422_before_a_job_exists(finished, config):
+    """A fixed c̄ on cross-entropy (or group DRO, or the disparity preset's loss) trained exactly as without it,
+    while the run's report said "selected: ..., cbar=2": refused, naming the field, as `mr2probe train` refuses it."""
+    client = finished.client
+    jobs_before = client.get("/api/jobs").json()
+    cache_id = finished.job["result"]["cache_id"]
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": config})
+    assert resp.status_code == 422, resp.text
+    assert "config.cbar" in resp.text and "has no c̄, so it would do nothing" in resp.text
+    assert client.get("/api/jobs").json() == jobs_before
