@@ -584,7 +584,13 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
     arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
     import open_clip
 
-    with _loading_open_clip(path, arch):
+    # random weights are the same at every build (seed 0, the caller's RNG left as it was): drawn anew, each build
+    # had other weights, so other features and fingerprint, and the same extract command was refused on its own
+    # cache ('holds another cache ... weights_sha256') and could not resume
+    seeded = torch.random.fork_rng(devices=[]) if path is None else contextlib.nullcontext()
+    with _loading_open_clip(path, arch), seeded:
+        if path is None:
+            torch.manual_seed(0)
         model = open_clip.create_model(
             arch,
             pretrained=str(path) if path else None,

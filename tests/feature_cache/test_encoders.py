@@ -135,6 +135,21 @@ def test_open_clip_without_weights_warns_that_they_are_random(tiny_clip, tmp_pat
     assert not [r for r in caplog.records if r.name == "feature_cache.encoders" and r.levelname == "WARNING"]
 
 
+def test_open_clip_random_weights_are_the_same_at_every_build(tiny_clip):
+    """openclip:ARCH without weights drew new random weights at each build: every `mr2probe extract --encoder
+    openclip:ARCH` had other features and fingerprint, and the same command was refused on its own --out ('holds
+    another cache ... weights_sha256') and could not resume. Seeded, and the caller's random state untouched."""
+    torch.manual_seed(123)
+    first = create_encoder(f"openclip:{tiny_clip}")
+    after = torch.rand(3)
+    torch.manual_seed(7)
+    second = create_encoder(f"openclip:{tiny_clip}")
+    assert first.weights_sha256 == second.weights_sha256
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # the build drew nothing from the caller's generator
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(first.encode(x), second.encode(x))
+
 def test_open_clip_local_checkpoint_is_loaded(tiny_clip, tmp_path):
     torch.manual_seed(1)
     reference = open_clip.create_model(tiny_clip, pretrained=None).eval()
