@@ -94,6 +94,24 @@ def file_in_the_way(folder):
     existing = next(path for path in (folder, *folder.parents) if path.exists())
     return None if existing.is_dir() else existing
 
+
+def unwritable(folder) -> str | None:
+    """Why nothing can be written in ``folder`` (a Path; made where missing), or None: a file in its way
+    (:func:`file_in_the_way`), or the nearest folder of it that exists refusing a new file (a file written there
+    and removed is the test that holds, root included). Nothing is left behind."""
+    import tempfile
+
+    existing = file_in_the_way(folder)
+    if existing is not None:  # 'File exists in FOLDER' read as if the output existed
+        return f"{existing} is a file, not a folder"
+    nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    try:
+        tempfile.TemporaryFile(dir=nearest).close()
+    except OSError as exc:
+        return f"{exc.strerror or exc} in {nearest}"
+    return None
+
+
 def check_out_file(out, example: str) -> None:
     """Before any work: ``--out`` must name a file in an existing folder (``example``: a file name to suggest).
     report --out FOLDER ended in '[Errno 21] Is a directory' after its work, where predict named the problem (a

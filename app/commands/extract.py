@@ -131,20 +131,11 @@ def _check_writable(folder: Path, target: str) -> None:
     """Refuse an ``--out`` (or cache folder) this process cannot write, ``folder`` being where it goes, before the
     encoder is built and the data listed: the extraction failed only then, naming its own lock file
     ('/proc/x.h5.lock'; an outside round)."""
-    import tempfile
+    from . import unwritable
 
-    from . import file_in_the_way
-
-    existing = file_in_the_way(folder)
-    if existing is not None:  # 'File exists in FOLDER' read as if the cache existed
-        raise ValueError(f"cannot write {target}: {existing} is a file, not a folder; choose another --out (or "
-                         "--cache-dir)")
-    try:  # the extraction makes the folder too; a file written and removed is the test that holds (root included)
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        raise ValueError(f"cannot write {target}: {exc.strerror or exc} in {folder}; choose another --out (or "
-                         "--cache-dir)") from None
+    problem = unwritable(folder)
+    if problem is not None:
+        raise ValueError(f"cannot write {target}: {problem}; choose another --out (or --cache-dir)")
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from probe.metrics import OVERALL_METRICS
 from probe.params import OPTIMIZERS, R2_MODES, TRAINING_PRECISIONS
 from probe.registry import HEADS, LOSSES, PER_CLASS_OPTIONS
 
-from . import same_file, terminal_width
+from . import same_file, terminal_width, unwritable
 
 HELP = "train a linear / cosine probe on cached features and write report.json, per_class.csv and the head"
 
@@ -244,6 +244,9 @@ def _check_out(args: argparse.Namespace) -> None:
     if mine.exists() and not args.force:
         raise ValueError(f"{args.out} already holds a run (report.json): pass --force to replace it, or "
                          "choose another --out.")
+    problem = unwritable(out)  # found only once every fit had run ('/proc/x': minutes of training, then Errno 2)
+    if problem is not None:
+        raise ValueError(f"cannot write a run to {args.out}: {problem}; choose another --out.")
     args.out = str(out)  # written where it was checked, and named after that folder (not '..')
 
 

@@ -282,6 +282,23 @@ def test_a_fixed_cbar_on_a_loss_without_one_is_refused(cache, tmp_path, capsys):
     assert main(["train", "--features", str(cache), "--out", str(out), "--cbar", "3", "--loss", "uniform", *FAST]) == 0
     assert json.loads((out / "report.json").read_text())["config"]["cbar"] == 3.0
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be made")
+def test_an_out_where_no_run_can_be_written_is_refused_before_any_fit(cache, tmp_path, capsys, monkeypatch):
+    """`train --out /proc/x` ran every fit (minutes on real data) and failed only then, '[Errno 2] No such file or
+    directory: /proc/x'; --out under a file said so only after the fits too: both refused first, naming the place."""
+    import probe
+
+    fits = []
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: fits.append(1))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for out, problem in (("/proc/mr2probe-test/run", "No such file or directory in /proc"),
+                         (str(a_file / "run"), f"{a_file} is a file, not a folder")):
+        assert main(["train", "--features", str(cache), "--out", out, *FAST]) == 2
+        assert capsys.readouterr().err == (f"mr2probe train: error: cannot write a run to {out}: {problem}; choose "
+                                           "another --out.\n")
+    assert fits == [] and a_file.read_text() == "x"
+
 def test_optimizer_and_tol_flags_reach_the_fits(cache, tmp_path, capsys):
     """--optimizer and --tol set ProbeConfig's fields; without --lr / --wd the optimiser's own grids are used
     (adam: L2 strengths α / n_train; adamw: wd {0, 1, 10}), as the report records."""
