@@ -98,14 +98,19 @@ def check_start(settings) -> None:
 
 def check_data_dir(data_dir: Path) -> None:
     """A data directory that is a file, or lies under one, refused by name: creating it said only '[Errno 17] File
-    exists' (found by the third attack round)."""
-    from . import file_in_the_way
+    exists' (found by the third attack round); one where nothing can be written ('/proc/x', a read-only folder)
+    said only '[Errno 2] No such file or directory: ...'."""
+    from . import file_in_the_way, unwritable
 
     existing = file_in_the_way(data_dir)
     if existing is not None:
         where = "is a file" if existing == data_dir else f"is under {existing}, a file"
         raise ValueError(f"the data dir {data_dir} {where}, not a folder (--data-dir, MR2PROBE_DATA_DIR): choose a "
                          "folder for the server's state")
+    problem = unwritable(data_dir)
+    if problem is not None:
+        raise ValueError(f"the data dir {data_dir} cannot be written ({problem}; --data-dir, MR2PROBE_DATA_DIR): "
+                         "choose a folder for the server's state")
 
 
 def _check_address(host: str, port: int) -> None:

@@ -1,6 +1,7 @@
 """Settings from the environment, and `mr2probe serve` refusing to expose an open API."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,12 @@ def test_serve_names_an_unresolvable_host_and_a_data_dir_that_is_a_file(monkeypa
         assert f"error: the data dir {data_dir} {what}, not a folder (--data-dir" in err
         assert "Errno" not in err
     assert a_file.read_text() == "x"
+    if os.path.isdir("/proc/self"):  # Linux: nothing can be made in /proc ('[Errno 2] No such file or directory')
+        for command in (["serve", "--port", "0"], ["demo", "--no-serve", "--data", str(tmp_path)]):
+            assert main([*command, "--data-dir", "/proc/mr2probe-test"]) == 2
+            assert capsys.readouterr().err.endswith(
+                "error: the data dir /proc/mr2probe-test cannot be written (No such file or directory in /proc; "
+                "--data-dir, MR2PROBE_DATA_DIR): choose a folder for the server's state\n")
 
 
 @pytest.mark.parametrize("env, flag, said", [
