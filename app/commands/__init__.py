@@ -125,6 +125,9 @@ def check_out_file(out, example: str) -> None:
         raise ValueError(f"--out {path}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise ValueError(f"--out {path}: the folder {path.parent} does not exist")
+    problem = None if path.exists() else unwritable(path.parent)  # a new file ('/proc/x.csv': Errno 2 after the work)
+    if problem is not None:
+        raise ValueError(f"--out {path}: nothing can be written there ({problem})")
 
 
 def check_out_apart(out, *, runs=(), inputs=()) -> None:

@@ -567,6 +567,10 @@ def test_a_folder_for_out_is_named_before_any_work_by_every_exporting_command(er
         assert f"error: --out {folder} is a folder; give a file name, e.g. {folder / example}" in capsys.readouterr().err
         assert main([*argv, "--out", str(tmp_path / "nowhere" / "x.md")]) == 2
         assert f"the folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+        if os.path.isdir("/proc/self"):  # Linux: no file can be made in /proc ('[Errno 2]', exit 1, after the work)
+            assert main([*argv, "--out", "/proc/x.md"]) == 2
+            assert "error: --out /proc/x.md: nothing can be written there (No such file or directory in /proc)" in \
+                capsys.readouterr().err
     assert not any(folder.iterdir())
 
 
