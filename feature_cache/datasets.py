@@ -491,8 +491,8 @@ _NAMED = 10  # the classes a refusal names; the rest counted (probe.names.listed
 
 def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
                  skipped: list[tuple[str, str]] = ()) -> list[str]:
-    """Class names of the discovered splits, checked: training images (or a test split alone), ≥ 2 classes, no
-    empty class folder."""
+    """Class names of the discovered splits, checked: training images (or a test split alone), ≥ 2 classes (one is
+    enough for a test split alone), no empty class folder."""
     if "train" not in given and set(given) != {"test"}:
         folders = f" ({' and '.join(f'{split}/' for split in SPLITS if split in given)} folders, no train/ folder)"
         raise DatasetError(f"{path}: no training images found{folders if layout == 'split-folders' else ''}; a "
@@ -503,7 +503,8 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     else:
         class_names = sorted(found)
     _check_printable(path, class_names)  # before any message names them; a folder of skipped files reads empty
-    if len(class_names) < 2:
+    if len(class_names) < 2 and not (set(given) == {"test"} and class_names):
+        # a labelled test set alone scores a trained probe: new images of the one class it fails on are such a set
         manifests = sorted(p.name for p in path.glob("*.csv")) if path.is_dir() else []
         # images in no class folder, or directly in the one top folder ('incoming/a.png': that folder zipped)
         loose = layout == "single-tree" and (not class_names or any(

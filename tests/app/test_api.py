@@ -217,7 +217,9 @@ def test_an_unusable_upload_is_named_as_uploaded_and_loose_images_get_the_unlabe
     hint = ("Here: unlabelled=true with the upload or registration (the dashboard's \"unlabelled images\" box) "
             "extracts them for a finished run to predict.")
     with TestClient(create_app(make_settings(tmp_path))) as client:
-        resp = client.post("/api/datasets", files={"file": ("oneclass.zip", _zip({"test/5/1.jpg": b"x"}))})
+        # (one class of training images: a test set alone of one class registers, to score runs on)
+        resp = client.post("/api/datasets", files={"file": ("oneclass.zip", _zip({"train/5/1.jpg": b"x",
+                                                                                   "test/5/2.jpg": b"x"}))})
         assert resp.status_code == 422
         assert resp.json()["detail"] == ("oneclass.zip: found 1 class folder(s) (5); a probe needs at least 2 "
                                          "classes.")  # class folders under a split folder: labelled, no hint

