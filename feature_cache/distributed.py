@@ -17,8 +17,10 @@ import argparse
 import json
 import logging
 import os
+import pickle
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ import torch.distributed as dist
 from .datasets import SPLITS, LabelledImages, Sample, open_dataset, unused_val_share
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP
 from .encoders import Encoder
-from .extract import ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
+from .errors import DatasetError, ExtractionBusy
+from .extract import ExtractionPlan, ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -90,6 +93,33 @@ def _shard_blocks(shards: Sequence[Path], split: str, block_rows: int = 8192):
                 yield group["features"][start:end], group["labels"][start:end], group["sources"][start:end]
 
 
+# Set on an exception that every rank raised alike (a refusal rank 0 decided and told the others, a class left
+# without images): main() has rank 0 alone print it
+_EVERY_RANK = "raised_on_every_rank"
+
+
+def _decided_by_rank0(decide: Callable[[], Any], rank: int) -> Any:
+    """``decide()``'s result on rank 0, handed to every rank; an exception it raised (a ``CacheMismatch`` of an
+    ``--out`` file of other settings) is raised on every rank. Rank 0 raising alone left the others waiting in the
+    next collective until torchrun killed them (SIGTERM), and the user read torchrun's failure report."""
+    outcome: list[Any] = [None]
+    if rank == 0:
+        try:
+            outcome[0] = (True, decide())
+        except Exception as exc:  # noqa: BLE001 - handed to every rank, raised there
+            try:
+                pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 - an exception that does not travel: its text does
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            outcome[0] = (False, exc)
+    dist.broadcast_object_list(outcome, src=0)
+    ok, value = outcome[0]
+    if not ok:
+        setattr(value, _EVERY_RANK, True)
+        raise value
+    return value
+
+
 def extract_distributed(
     data: str | Path | LabelledImages,
     encoder: str | Encoder,
@@ -121,12 +151,9 @@ def extract_distributed(
                            seed=seed, max_per_class=max_per_class, out=out, dtype=dtype)
     if workers is None and plan.encoder.device.type == "cuda":  # the node's cores shared by its ranks
         workers = resolve_workers(None, plan.encoder.device, sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-    found = _existing(plan) if rank == 0 else None
-    reused = [found is not None]
-    dist.broadcast_object_list(reused, src=0)
-    if reused[0]:
-        dist.barrier()
-        return found if rank == 0 else _existing(plan)
+    found = _decided_by_rank0(lambda: _existing(plan), rank)
+    if found is not None:
+        return found
     own = shard_path(plan.path, rank, world)
     encoded = 0
     if own.exists() and open_cache(own).fingerprint == plan.fingerprint:
@@ -149,21 +176,27 @@ def extract_distributed(
     # every rank knows every shard's failures and leaves the collective together, to raise the same error or to
     # merge: a rank that raised straight after all_gather_object aborted ("terminate called") under load
     dist.barrier()
-    check_decodable(plan.data, [s for rank_skipped in skipped_by_rank for s in rank_skipped])
-    if rank == 0:
-        from datetime import datetime, timezone
-
-        merge_shards(
-            [shard_path(plan.path, r, world) for r in range(world)],
-            plan.path,
-            {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "versions": library_versions(), "skipped": [list(s) for s in plan.data.skipped]},
-        )
-        logger.info("merged %d shards into %s", world, plan.path)
-    dist.barrier()
+    try:
+        check_decodable(plan.data, [s for rank_skipped in skipped_by_rank for s in rank_skipped])
+    except DatasetError as exc:
+        setattr(exc, _EVERY_RANK, True)
+        raise
+    _decided_by_rank0(lambda: _merge(plan, world), rank)  # a failed merge (a full disk) refused on every rank
     cache = open_cache(plan.path)
     skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
     return ExtractResult(plan.path, plan.fingerprint, False, skipped, dict(cache.split_sizes), int(total.item()))
+
+
+def _merge(plan: ExtractionPlan, world: int) -> None:
+    from datetime import datetime, timezone
+
+    merge_shards(
+        [shard_path(plan.path, r, world) for r in range(world)],
+        plan.path,
+        {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+         "versions": library_versions(), "skipped": [list(s) for s in plan.data.skipped]},
+    )
+    logger.info("merged %d shards into %s", world, plan.path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,9 +239,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if dist.get_rank() == 0:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,
                               "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}))
+    except (ValueError, KeyError, OSError, ExtractionBusy) as exc:
+        # one line, as `mr2probe extract` prints: a caller's mistake (an --out file of other settings, a class left
+        # without images) 2; what the machine refused or an extraction of the same cache running now 1
+        return _refused(parser.prog, exc)
     finally:
         dist.destroy_process_group()
     return 0
+
+
+def _refused(prog: str, exc: BaseException) -> int:
+    """Print ``exc`` in one line (on rank 0 alone when every rank raised it) and return the exit code.
+
+    When every rank raised it, a rank that torchrun stops with SIGTERM (it does so to the others as soon as one
+    process exits non-zero) exits with that code at once: its report then gives every rank the refusal's code, not
+    'Signal 15 (SIGTERM) received' for all but the first to exit."""
+    rank, code = dist.get_rank(), 2 if isinstance(exc, (ValueError, KeyError, FileNotFoundError)) else 1
+    every_rank = getattr(exc, _EVERY_RANK, False)
+    if rank == 0 or not every_rank:
+        message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        where = f" (rank {rank})" if rank else ""
+        print(f"{prog}: error{where}: {message}", file=sys.stderr, flush=True)
+    if every_rank:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
+        dist.barrier()  # every rank's handler set before any of them exits
+    return code
 
 
 if __name__ == "__main__":

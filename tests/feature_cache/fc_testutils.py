@@ -83,16 +83,36 @@ def distributed_worker(rank: int, world_size: int, port: int, data: str, out: st
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        from feature_cache import DatasetError
+        from feature_cache import CacheMismatch, DatasetError, ExtractionBusy
 
         try:
             result = extract_distributed(data, tiny_encoder(), None, out=out, batch_size=4, workers=0,
                                          show_progress=False)
-        except DatasetError as exc:  # what every rank raised
-            Path(results, f"rank{rank}.json").write_text(json.dumps({"error": str(exc)}))
+        except (DatasetError, CacheMismatch, ExtractionBusy) as exc:  # what every rank raised
+            Path(results, f"rank{rank}.json").write_text(json.dumps({"error": str(exc),
+                                                                      "kind": type(exc).__name__}))
             return
         Path(results, f"rank{rank}.json").write_text(json.dumps(
             {"encoded": result.encoded, "counts": result.counts, "reused": result.reused, "path": str(result.path),
              "skipped": sorted(map(list, result.skipped))}))
     finally:
         dist.destroy_process_group()
+
+
+def distributed_main(rank: int, world_size: int, port: int, argv: list[str], results: str) -> None:
+    """torch.multiprocessing.spawn target: ``feature_cache.distributed.main(argv)`` as torchrun starts it (its
+    environment variables), its exit code and what it printed to stderr written to ``results``/rank<r>.json."""
+    import contextlib
+    import io
+    import json
+    import os
+
+    from feature_cache.distributed import main
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    Path(results, f"rank{rank}.json").write_text(json.dumps({"code": code, "stderr": stderr.getvalue()}))

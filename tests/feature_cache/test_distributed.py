@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from feature_cache import extract, open_cache, open_dataset
 from feature_cache.distributed import merge_shards, shard_bounds, shard_splits
 from feature_cache.extract import plan_extraction, run_plan
-from fc_testutils import distributed_worker, tiny_encoder
+from fc_testutils import distributed_main, distributed_worker, tiny_encoder
 
 
 def test_shard_bounds_cover_in_order():
@@ -91,3 +91,32 @@ def test_merge_keeps_shard_order(tree, tmp_path):
         assert merged.load(split)[1].tolist() == [s.label for s in data.splits[split]]
     assert merged.fingerprint == plan.fingerprint
     assert not any(p.exists() for p in shards)
+
+
+def test_an_out_file_of_other_settings_is_refused_on_every_rank(tree, tmp_path):
+    """Rank 0 alone raised CacheMismatch: the other ranks waited in the next collective until torchrun killed them
+    (SIGTERM), and the user read torchrun's failure report (a review)."""
+    out = tmp_path / "other.h5"
+    extract(tree, tiny_encoder(), None, out=out, dtype="float32", workers=0, show_progress=False)
+    before = out.read_bytes()
+    mp.spawn(distributed_worker, args=(2, free_port(), str(tree), str(out), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["kind"] for r in ranks] == ["CacheMismatch", "CacheMismatch"] and ranks[0] == ranks[1]
+    assert "holds another cache" in ranks[0]["error"] and "dtype (there 'float32', requested 'float16')" in \
+        ranks[0]["error"]
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.glob("other.h5*")) == ["other.h5"]
+
+
+def test_the_command_prints_a_refusal_in_one_line_and_every_rank_exits_non_zero(tree, tmp_path):
+    """`python -m feature_cache.distributed` as torchrun runs it: a refusal is one line on rank 0 (as `mr2probe extract:
+    error: ...`), and every rank exits 2 (a caller's mistake), none killed."""
+    out = tmp_path / "other.h5"
+    extract(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
+    argv = ["--data", str(tree), "--out", str(out), "--device", "cpu", "--batch-size", "4", "--backend", "gloo"]
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [2, 2]
+    errors = [[line for line in r["stderr"].splitlines() if ": error" in line] for r in ranks]
+    assert errors[1] == [] and len(errors[0]) == 1
+    assert errors[0][0].startswith("python -m feature_cache.distributed: error: ")
+    assert "holds another cache (encoder 'tiny-0'" in errors[0][0] and "Traceback" not in ranks[0]["stderr"]
