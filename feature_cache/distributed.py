@@ -7,8 +7,10 @@ Run with torchrun (one process per GPU; gloo on CPU)::
 Every rank opens the same data set (the split is seeded, so all ranks see the same sample lists) and
 encodes a contiguous block of each split (:func:`shard_bounds`) into its own shard file
 ``<final>.shard<r>-of-<w>.h5`` (itself written through a resumable ``.partial`` file, so a restarted job
-keeps finished shards and resumes unfinished ones). After a barrier, rank 0 concatenates the shards in
-rank order — which is the original sample order — into the final cache (temp file + ``os.replace``) and
+keeps finished shards and resumes unfinished ones). Rank 0 holds the cache's lock as ``extract`` does
+(``<final>.lock``: another extraction of it, one process or torchrun's, is refused meanwhile) and removes the
+temporary copies a killed merge left. After a barrier, rank 0 concatenates the shards in rank order — which is
+the original sample order — into the final cache (temp file + ``os.replace``) and
 deletes them. An existing final cache with the same fingerprint is reused without encoding anything.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pickle
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,8 @@ from .datasets import SPLITS, LabelledImages, Sample, open_dataset, unused_val_s
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP
 from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
-from .extract import ExtractionPlan, ExtractResult, _existing, check_decodable, plan_extraction, resolve_workers, run_plan
+from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies,
+                      check_decodable, plan_extraction, resolve_workers, run_plan)
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -151,9 +155,31 @@ def extract_distributed(
                            seed=seed, max_per_class=max_per_class, out=out, dtype=dtype)
     if workers is None and plan.encoder.device.type == "cuda":  # the node's cores shared by its ranks
         workers = resolve_workers(None, plan.encoder.device, sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-    found = _decided_by_rank0(lambda: _existing(plan), rank)
+    with ExitStack() as held:  # rank 0 holds the cache's lock until the merge is done
+        found = _decided_by_rank0(lambda: _claim(plan, held), rank)
+        if found is not None:
+            return found
+        return _encode_and_merge(plan, rank, world, batch_size=batch_size, workers=workers,
+                                 show_progress=show_progress)
+
+
+def _claim(plan: ExtractionPlan, held: ExitStack) -> ExtractResult | None:
+    """Rank 0: the finished cache that answers ``plan``, else none, ``plan``'s cache locked in ``held`` as
+    :func:`~feature_cache.extract` locks it (:class:`ExtractionBusy` while another extraction of it runs, one
+    process or torchrun's) and the temporary copies that a killed merge or shard finalisation left removed."""
+    found = _existing(plan)
     if found is not None:
         return found
+    held.enter_context(_exclusive(plan.path))
+    found = _existing(plan)  # another extraction may have finished it just before we locked
+    if found is None:  # the copies ``.<final>.*.tmp``: the shards' (``.<final>.shard0-of-2.h5.<pid>.tmp``) as well
+        _remove_orphaned_copies(plan.path)
+    return found
+
+
+def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size: int, workers: int | None,
+                      show_progress: bool) -> ExtractResult:
+    """Encode this rank's shard (or keep it, finished), then on rank 0 merge every shard into ``plan.path``."""
     own = shard_path(plan.path, rank, world)
     encoded = 0
     if own.exists() and open_cache(own).fingerprint == plan.fingerprint:

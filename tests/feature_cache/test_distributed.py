@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import numpy as np
 import pytest
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from feature_cache import extract, open_cache, open_dataset
+from feature_cache import ExtractionBusy, distributed, extract, open_cache, open_dataset
 from feature_cache.distributed import merge_shards, shard_bounds, shard_splits
-from feature_cache.extract import plan_extraction, run_plan
+from feature_cache.extract import _exclusive, plan_extraction, run_plan
 from fc_testutils import distributed_main, distributed_worker, tiny_encoder
 
 
@@ -120,3 +122,43 @@ def test_the_command_prints_a_refusal_in_one_line_and_every_rank_exits_non_zero(
     assert errors[1] == [] and len(errors[0]) == 1
     assert errors[0][0].startswith("python -m feature_cache.distributed: error: ")
     assert "holds another cache (encoder 'tiny-0'" in errors[0][0] and "Traceback" not in ranks[0]["stderr"]
+
+
+def test_a_cache_another_extraction_is_writing_is_refused_on_every_rank(tree, tmp_path):
+    """The single-process extraction locks its cache (<final>.lock) and torchrun's did not: both wrote the same cache
+    at once, one process and torchrun, or two torchruns (a review)."""
+    out = tmp_path / "multi.h5"
+    with _exclusive(out):  # `mr2probe extract --out multi.h5` (or another torchrun) running now
+        mp.spawn(distributed_worker, args=(2, free_port(), str(tree), str(out), str(tmp_path)), nprocs=2, join=True)
+        ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+        assert [r["kind"] for r in ranks] == ["ExtractionBusy", "ExtractionBusy"]
+        assert f"{out} is being extracted by pid {os.getpid()}" in ranks[0]["error"]
+        assert sorted(p.name for p in tmp_path.glob("multi.h5*")) == ["multi.h5.lock"]  # no shard written
+
+
+def test_torchruns_extraction_holds_the_cache_lock_and_removes_killed_merges_copies(tree, tmp_path, monkeypatch):
+    """While it runs, the single-process extraction of the same cache is refused (ExtractionBusy); the temporary copies
+    that a killed merge (``.<final>.<pid>.tmp``, as large as the cache) or shard finalisation left are removed, as
+    `mr2probe extract` removes its own (a review)."""
+    out = tmp_path / "multi.h5"
+    left = [tmp_path / ".multi.h5.999999.tmp", tmp_path / ".multi.h5.shard0-of-1.h5.999999.tmp"]
+    writing = tmp_path / f".multi.h5.{os.getppid()}.tmp"  # a live writer's: not ours to remove
+    for path in (*left, writing):
+        path.write_bytes(b"x")
+    seen = []
+
+    def merge_under_lock(*args, **kwargs):
+        with pytest.raises(ExtractionBusy, match="is being extracted by"):
+            extract(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
+        seen.append(sorted(p.name for p in tmp_path.glob(".multi.h5*")))
+        return merge_shards(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "merge_shards", merge_under_lock)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        result = distributed.extract_distributed(tree, tiny_encoder(), None, out=out, batch_size=4, workers=0,
+                                                 show_progress=False)
+    finally:
+        dist.destroy_process_group()
+    assert seen == [[writing.name]] and result.counts["train"] == 15
+    assert sorted(p.name for p in tmp_path.glob("*multi.h5*")) == sorted(["multi.h5", writing.name])
