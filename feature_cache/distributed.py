@@ -11,15 +11,18 @@ keeps finished shards and resumes unfinished ones). Rank 0 holds the cache's loc
 (``<final>.lock``: another extraction of it, one process or torchrun's, is refused meanwhile) and removes the
 temporary copies a killed merge left. After a barrier, rank 0 concatenates the shards in rank order — which is
 the original sample order — into the final cache (temp file + ``os.replace``) and
-deletes them. An existing final cache with the same fingerprint is reused without encoding anything.
+deletes them, and the shards of runs with another number of processes as well (:func:`remove_stale_shards`).
+An existing final cache with the same fingerprint is reused without encoding anything.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
 import pickle
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -37,9 +40,11 @@ from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
 from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies,
                       check_decodable, plan_extraction, resolve_workers, run_plan)
+from .partial import _locked
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
-__all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
+__all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "remove_stale_shards", "extract_distributed",
+           "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,25 +161,70 @@ def extract_distributed(
     if workers is None and plan.encoder.device.type == "cuda":  # the node's cores shared by its ranks
         workers = resolve_workers(None, plan.encoder.device, sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     with ExitStack() as held:  # rank 0 holds the cache's lock until the merge is done
-        found = _decided_by_rank0(lambda: _claim(plan, held), rank)
+        found = _decided_by_rank0(lambda: _claim(plan, world, held), rank)
         if found is not None:
             return found
         return _encode_and_merge(plan, rank, world, batch_size=batch_size, workers=workers,
                                  show_progress=show_progress)
 
 
-def _claim(plan: ExtractionPlan, held: ExitStack) -> ExtractResult | None:
+def _claim(plan: ExtractionPlan, world: int, held: ExitStack) -> ExtractResult | None:
     """Rank 0: the finished cache that answers ``plan``, else none, ``plan``'s cache locked in ``held`` as
     :func:`~feature_cache.extract` locks it (:class:`ExtractionBusy` while another extraction of it runs, one
-    process or torchrun's) and the temporary copies that a killed merge or shard finalisation left removed."""
+    process or torchrun's) and the temporary copies that a killed merge or shard finalisation left removed.
+    The shards of ``plan``'s cache that no run resumes once it is finished are removed (:func:`remove_stale_shards`)
+    when it is, and named when it is not."""
     found = _existing(plan)
-    if found is not None:
-        return found
-    held.enter_context(_exclusive(plan.path))
-    found = _existing(plan)  # another extraction may have finished it just before we locked
-    if found is None:  # the copies ``.<final>.*.tmp``: the shards' (``.<final>.shard0-of-2.h5.<pid>.tmp``) as well
-        _remove_orphaned_copies(plan.path)
+    if found is None:
+        held.enter_context(_exclusive(plan.path))
+        found = _existing(plan)  # another extraction may have finished it just before we locked
+        if found is None:  # the copies ``.<final>.*.tmp``: the shards' (``.<final>.shard0-of-2.h5.<pid>.tmp``) too
+            _remove_orphaned_copies(plan.path)
+            _name_other_shards(plan.path, world)
+            return None
+    elif found.path == plan.path:
+        try:
+            held.enter_context(_exclusive(plan.path))
+        except ExtractionBusy:  # its shards are another extraction's business (it is finishing)
+            return found
+    if found.path == plan.path:
+        remove_stale_shards(plan.path)
     return found
+
+
+def _shard_files(final: Path) -> list[tuple[Path, int]]:
+    """(file, world size) of every shard file of ``final``, finished (``.h5``) or not (``.h5.partial``)."""
+    pattern = re.compile(rf"{re.escape(final.name)}\.shard\d+-of-(\d+)\.h5(\.partial)?")
+    found = [(path, pattern.fullmatch(path.name)) for path in final.parent.glob(f"{glob.escape(final.name)}.shard*")]
+    return sorted((path, int(match[1])) for path, match in found if match and path.is_file())
+
+
+def _name_other_shards(final: Path, world: int) -> None:
+    """Log the shard files of ``final`` that a run with another number of processes left: kept, a run with as many
+    resumes from them, until ``final`` is finished."""
+    others = [(path, w) for path, w in _shard_files(final) if w != world]
+    for size in sorted({w for _, w in others}):
+        logger.warning("%s: %d shard files of an unfinished %d-process extraction (%s.shard*-of-%d.h5*) are kept while "
+                       "a %d-process run can resume from them, and removed once this run is finished", final.name,
+                       sum(w == size for _, w in others), size, final.name, size, size)
+
+
+def remove_stale_shards(final: str | Path) -> list[Path]:
+    """Remove the shard files (finished or ``.partial``) of the finished cache ``final`` that runs killed part-way
+    left, of any number of processes: with ``final`` finished, every run reuses it and none resumes them. A
+    ``.partial`` file a process holds open is kept. Call it under ``final``'s lock. Returns the files removed."""
+    removed = []
+    for path, size in _shard_files(Path(final)):
+        if path.suffix == ".partial":
+            try:
+                _locked(path).close()
+            except ExtractionBusy:  # written right now
+                continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        logger.warning("removed %s: a shard of an unfinished %d-process extraction of %s, which is finished now "
+                       "(no run resumes from it)", path, size, Path(final).name)
+    return removed
 
 
 def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size: int, workers: int | None,
@@ -223,6 +273,7 @@ def _merge(plan: ExtractionPlan, world: int) -> None:
          "versions": library_versions(), "skipped": [list(s) for s in plan.data.skipped]},
     )
     logger.info("merged %d shards into %s", world, plan.path)
+    remove_stale_shards(plan.path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

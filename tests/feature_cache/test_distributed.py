@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 from feature_cache import ExtractionBusy, distributed, extract, open_cache, open_dataset
 from feature_cache.distributed import merge_shards, shard_bounds, shard_splits
 from feature_cache.extract import _exclusive, plan_extraction, run_plan
+from feature_cache.partial import _locked
 from fc_testutils import distributed_main, distributed_worker, tiny_encoder
 
 
@@ -154,11 +156,60 @@ def test_torchruns_extraction_holds_the_cache_lock_and_removes_killed_merges_cop
         return merge_shards(*args, **kwargs)
 
     monkeypatch.setattr(distributed, "merge_shards", merge_under_lock)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
-    try:
+    with one_process_group():
         result = distributed.extract_distributed(tree, tiny_encoder(), None, out=out, batch_size=4, workers=0,
                                                  show_progress=False)
-    finally:
-        dist.destroy_process_group()
     assert seen == [[writing.name]] and result.counts["train"] == 15
     assert sorted(p.name for p in tmp_path.glob("*multi.h5*")) == sorted(["multi.h5", writing.name])
+
+
+@contextmanager
+def one_process_group():
+    """A gloo group of this process alone: extract_distributed as torchrun's only rank."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def stale_shards(folder):
+    """Shard files of multi.h5 that a 4-process run killed part-way left."""
+    stale = [folder / "multi.h5.shard0-of-4.h5.partial", folder / "multi.h5.shard2-of-4.h5",
+             folder / "multi.h5.shard3-of-4.h5.partial"]
+    for path in stale:
+        path.write_bytes(b"x")
+    return stale
+
+
+def test_shards_of_a_run_with_another_number_of_processes_are_removed_once_the_cache_is_finished(
+        tree, tmp_path, monkeypatch, caplog):
+    """A 4-process run killed part-way, then a run with another number of processes: its shards stayed on disk for
+    good, which no run resumes once the cache is finished (a review). Kept and named while the new run runs (a
+    4-process run could still resume them); a .partial file a process holds open is never removed."""
+    out = tmp_path / "multi.h5"
+    stale = stale_shards(tmp_path)
+    writing = _locked(tmp_path / "multi.h5.shard1-of-4.h5.partial", create=True)  # held open by a process
+    others = [tmp_path / "other.h5.shard0-of-4.h5", tmp_path / "multi.h5.shard0-of-4.h5.txt"]
+    for path in others:
+        path.write_bytes(b"x")
+    seen = []
+    monkeypatch.setattr(distributed, "merge_shards",
+                        lambda *a, **k: seen.append(all(p.exists() for p in stale)) or merge_shards(*a, **k))
+    try:
+        with one_process_group(), caplog.at_level("WARNING", logger="feature_cache.distributed"):
+            distributed.extract_distributed(tree, tiny_encoder(), None, out=out, batch_size=4, workers=0,
+                                            show_progress=False)
+    finally:
+        writing.close()
+    assert seen == [True]  # until the merge
+    assert "multi.h5: 4 shard files of an unfinished 4-process extraction (multi.h5.shard*-of-4.h5*)" in caplog.text
+    assert "removed" in caplog.text and str(stale[0]) in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("multi.h5")) == [
+        "multi.h5", "multi.h5.shard0-of-4.h5.txt", "multi.h5.shard1-of-4.h5.partial"]
+    assert all(p.exists() for p in others)
+    # a finished cache reused: the shards a killed run left since are removed as well
+    stale = stale_shards(tmp_path)
+    with one_process_group():
+        again = distributed.extract_distributed(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
+    assert again.reused and not any(p.exists() for p in stale)
