@@ -11,18 +11,17 @@ keeps finished shards and resumes unfinished ones). Rank 0 holds the cache's loc
 (``<final>.lock``: another extraction of it, one process or torchrun's, is refused meanwhile) and removes the
 temporary copies a killed merge left. After a barrier, rank 0 concatenates the shards in rank order — which is
 the original sample order — into the final cache (temp file + ``os.replace``) and
-deletes them, and the shards of runs with another number of processes as well (:func:`remove_stale_shards`).
+deletes them, and the shards of runs with another number of processes as well
+(:func:`~feature_cache.extract.remove_stale_shards`).
 An existing final cache with the same fingerprint is reused without encoding anything.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
 import pickle
-import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -38,13 +37,12 @@ from .datasets import SPLITS, LabelledImages, Sample, open_dataset, unused_val_s
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP
 from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
-from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies,
-                      check_decodable, plan_extraction, resolve_workers, run_plan)
-from .partial import _locked
+from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies, _shard_files,
+                      check_decodable, plan_extraction, remove_stale_shards, resolve_workers, run_plan,
+                      shard_path)
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
-__all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "remove_stale_shards", "extract_distributed",
-           "main"]
+__all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +59,6 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 def shard_splits(splits: dict[str, list[Sample]], rank: int, world_size: int) -> dict[str, list[Sample]]:
     """Each split's contiguous block for ``rank``."""
     return {name: samples[slice(*shard_bounds(len(samples), rank, world_size))] for name, samples in splits.items()}
-
-
-def shard_path(final: Path, rank: int, world_size: int) -> Path:
-    return final.with_name(f"{final.name}.shard{rank}-of-{world_size}.h5")
 
 
 def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> Path:
@@ -172,8 +166,8 @@ def _claim(plan: ExtractionPlan, world: int, held: ExitStack) -> ExtractResult |
     """Rank 0: the finished cache that answers ``plan``, else none, ``plan``'s cache locked in ``held`` as
     :func:`~feature_cache.extract` locks it (:class:`ExtractionBusy` while another extraction of it runs, one
     process or torchrun's) and the temporary copies that a killed merge or shard finalisation left removed.
-    The shards of ``plan``'s cache that no run resumes once it is finished are removed (:func:`remove_stale_shards`)
-    when it is, and named when it is not."""
+    The shards of ``plan``'s cache that no run resumes once it is finished are removed
+    (:func:`~feature_cache.extract.remove_stale_shards`) when it is, and named when it is not."""
     found = _existing(plan)
     if found is None:
         held.enter_context(_exclusive(plan.path))
@@ -192,13 +186,6 @@ def _claim(plan: ExtractionPlan, world: int, held: ExitStack) -> ExtractResult |
     return found
 
 
-def _shard_files(final: Path) -> list[tuple[Path, int]]:
-    """(file, world size) of every shard file of ``final``, finished (``.h5``) or not (``.h5.partial``)."""
-    pattern = re.compile(rf"{re.escape(final.name)}\.shard\d+-of-(\d+)\.h5(\.partial)?")
-    found = [(path, pattern.fullmatch(path.name)) for path in final.parent.glob(f"{glob.escape(final.name)}.shard*")]
-    return sorted((path, int(match[1])) for path, match in found if match and path.is_file())
-
-
 def _name_other_shards(final: Path, world: int) -> None:
     """Log the shard files of ``final`` that a run with another number of processes left: kept, a run with as many
     resumes from them, until ``final`` is finished."""
@@ -207,24 +194,6 @@ def _name_other_shards(final: Path, world: int) -> None:
         logger.warning("%s: %d shard files of an unfinished %d-process extraction (%s.shard*-of-%d.h5*) are kept while "
                        "a %d-process run can resume from them, and removed once this run is finished", final.name,
                        sum(w == size for _, w in others), size, final.name, size, size)
-
-
-def remove_stale_shards(final: str | Path) -> list[Path]:
-    """Remove the shard files (finished or ``.partial``) of the finished cache ``final`` that runs killed part-way
-    left, of any number of processes: with ``final`` finished, every run reuses it and none resumes them. A
-    ``.partial`` file a process holds open is kept. Call it under ``final``'s lock. Returns the files removed."""
-    removed = []
-    for path, size in _shard_files(Path(final)):
-        if path.suffix == ".partial":
-            try:
-                _locked(path).close()
-            except ExtractionBusy:  # written right now
-                continue
-        path.unlink(missing_ok=True)
-        removed.append(path)
-        logger.warning("removed %s: a shard of an unfinished %d-process extraction of %s, which is finished now "
-                       "(no run resumes from it)", path, size, Path(final).name)
-    return removed
 
 
 def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size: int, workers: int | None,

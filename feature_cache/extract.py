@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
 import logging
 import math
 import os
@@ -54,11 +55,12 @@ from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, 
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled, FileChanged
 from .fingerprint import cache_fingerprint, extractor_name
-from .partial import PartialCache
+from .partial import PartialCache, _locked
 from .store import SCHEMA_VERSION, library_versions, open_cache
 
 __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "discard_partial", "check_decodable",
-           "resolve_workers", "collate_images", "EncodingCollate", "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
+           "resolve_workers", "shard_path", "remove_stale_shards", "collate_images", "EncodingCollate",
+           "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
            "MAX_WORKERS", "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size",
            "cpu_batch_memory", "skipped_summary"]
 
@@ -253,6 +255,37 @@ def _remove_orphaned_copies(final: Path) -> None:
     for tmp in orphaned_temporaries(final.parent, of=final.name):
         tmp.unlink(missing_ok=True)
         logger.warning("removed %s: a copy of %s that a killed extraction did not finish", tmp, final.name)
+
+
+def shard_path(final: Path, rank: int, world_size: int) -> Path:
+    """The cache file of ``rank``'s shard of a torchrun extraction into ``final`` (:mod:`feature_cache.distributed`)
+    with ``world_size`` processes (written through ``<shard>.partial``)."""
+    return final.with_name(f"{final.name}.shard{rank}-of-{world_size}.h5")
+
+
+def _shard_files(final: Path) -> list[tuple[Path, int]]:
+    """(file, world size) of every shard file of ``final``, finished (``.h5``) or not (``.h5.partial``)."""
+    pattern = re.compile(rf"{re.escape(final.name)}\.shard\d+-of-(\d+)\.h5(\.partial)?")
+    found = [(path, pattern.fullmatch(path.name)) for path in final.parent.glob(f"{glob.escape(final.name)}.shard*")]
+    return sorted((path, int(match[1])) for path, match in found if match and path.is_file())
+
+
+def remove_stale_shards(final: str | Path) -> list[Path]:
+    """Remove the shard files (finished or ``.partial``) of the finished cache ``final`` that runs killed part-way
+    left, of any number of processes: with ``final`` finished, every run reuses it and none resumes them. A
+    ``.partial`` file a process holds open is kept. Call it under ``final``'s lock. Returns the files removed."""
+    removed = []
+    for path, size in _shard_files(Path(final)):
+        if path.suffix == ".partial":
+            try:
+                _locked(path).close()
+            except ExtractionBusy:  # written right now
+                continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        logger.warning("removed %s: a shard of an unfinished %d-process extraction of %s, which is finished now "
+                       "(no run resumes from it)", path, size, Path(final).name)
+    return removed
 
 
 def discard_partial(final: str | Path) -> bool:
@@ -866,5 +899,6 @@ def extract(
             show_progress=show_progress, tune_allocator=tune_allocator,
         )
         skipped, counts = _finish(plan, partial)
+        remove_stale_shards(plan.path)  # those a torchrun extraction of it killed part-way left
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
     return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded)

@@ -213,3 +213,12 @@ def test_shards_of_a_run_with_another_number_of_processes_are_removed_once_the_c
     with one_process_group():
         again = distributed.extract_distributed(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
     assert again.reused and not any(p.exists() for p in stale)
+
+
+def test_the_single_process_extraction_of_the_cache_removes_the_shards_of_a_killed_torchrun(tree, tmp_path):
+    """torchrun's run killed part-way, then `mr2probe extract --out` of the same cache finished it: its shards stayed
+    for good (a review)."""
+    stale = stale_shards(tmp_path)
+    result = extract(tree, tiny_encoder(), None, out=tmp_path / "multi.h5", workers=0, show_progress=False)
+    assert not result.reused and not any(p.exists() for p in stale)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("multi.h5")) == ["multi.h5"]
