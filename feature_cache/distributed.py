@@ -238,7 +238,7 @@ def _merge(plan: ExtractionPlan, world: int) -> None:
     merge_shards(
         [shard_path(plan.path, r, world) for r in range(world)],
         plan.path,
-        {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        {**plan.attrs, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # as extract's _finish
          "versions": library_versions(), "skipped": [list(s) for s in plan.data.skipped]},
     )
     logger.info("merged %d shards into %s", world, plan.path)

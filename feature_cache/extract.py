@@ -820,6 +820,10 @@ def _finish(plan: ExtractionPlan, partial: PartialCache) -> tuple[list[tuple[str
     partial.finalize(
         plan.path,
         {
+            # this run's attributes, not those its partial file was started with: one resumed after a weights file
+            # moved (its path is not in the fingerprint) recorded `encoder` as mocov2:OLD_PATH, which a probe's
+            # USAGE.md then gave as the command to extract new images with
+            **plan.attrs,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions(),
             "skipped": [list(s) for s in skipped],

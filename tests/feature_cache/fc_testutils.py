@@ -47,14 +47,15 @@ def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def tiny_encoder(seed: int = 0, counter: list[int] | None = None, precision: str = "fp32",
-                 device: str = "cpu") -> Encoder:
-    """A deterministic random-weight encoder (8-d features, 16×16 inputs); ``counter[0]`` counts images."""
+                 device: str = "cpu", name: str | None = None) -> Encoder:
+    """A deterministic random-weight encoder (8-d features, 16×16 inputs); ``counter[0]`` counts images. ``name``:
+    its spec's name (default ``tiny-<seed>``), e.g. ``mocov2:PATH``, whose path the fingerprints leave out."""
     torch.manual_seed(seed)
     model = TinyNet()
     digest = hashlib.sha256()
     for value in model.state_dict().values():
         digest.update(value.numpy().tobytes())
-    spec = EncoderSpec(name=f"tiny-{seed}", num_features=8, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3,
+    spec = EncoderSpec(name=name or f"tiny-{seed}", num_features=8, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3,
                        interpolation="bilinear")
     encoder = Encoder(spec, model, _forward, digest.hexdigest(), torch.device(device), precision=precision)
     if counter is not None:

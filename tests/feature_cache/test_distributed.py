@@ -222,3 +222,19 @@ def test_the_single_process_extraction_of_the_cache_removes_the_shards_of_a_kill
     result = extract(tree, tiny_encoder(), None, out=tmp_path / "multi.h5", workers=0, show_progress=False)
     assert not result.reused and not any(p.exists() for p in stale)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("multi.h5")) == ["multi.h5"]
+
+
+
+def test_a_merge_records_this_runs_encoder_not_the_one_a_finished_shard_was_started_with(tree, tmp_path):
+    """A shard finished by a killed run, the MoCo checkpoint moved since (same weights: same fingerprint): the merged
+    cache recorded the shard's mocov2:OLD_PATH (a review)."""
+    out = tmp_path / "multi.h5"
+    old = plan_extraction(tree, tiny_encoder(name="mocov2:/old/moco.pth"), None, out=out)
+    partial, _ = run_plan(old, workers=0, partial_path=tmp_path / "multi.h5.shard0-of-1.h5.partial",
+                          show_progress=False)
+    partial.finalize(tmp_path / "multi.h5.shard0-of-1.h5", {"skipped": []})
+    with one_process_group():
+        result = distributed.extract_distributed(tree, tiny_encoder(name="mocov2:/new/moco.pth"), None, out=out,
+                                                 workers=0, show_progress=False)
+    assert result.encoded == 0 and result.fingerprint == old.fingerprint  # the finished shard kept
+    assert open_cache(out).attrs["encoder"] == "mocov2:/new/moco.pth"

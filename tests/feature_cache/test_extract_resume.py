@@ -92,6 +92,19 @@ def test_should_stop_then_resume_encodes_only_the_rest(tree, tmp_path, workers):
     assert_same_cache(all_splits(out), reference)
 
 
+
+def test_a_resumed_extraction_records_this_runs_encoder_not_the_one_it_was_started_with(tree, tmp_path):
+    """A MoCo checkpoint moved between a cancelled extraction and its resumption (same weights: same fingerprint):
+    the cache recorded `encoder` as mocov2:OLD_PATH, a file no longer there, which a probe's USAGE.md then gave as
+    the command to extract new images with (a review)."""
+    out, stops = tmp_path / "c.h5", []
+    with pytest.raises(ExtractionCancelled):
+        run(tree, None, tiny_encoder(name="mocov2:/old/moco.pth"), out=out,
+            should_stop=lambda: len(stops) > 1 or bool(stops.append(1)))
+    resumed = run(tree, None, tiny_encoder(name="mocov2:/new/moco.pth"), out=out)
+    assert 0 < resumed.encoded < TOTAL  # resumed, not started again
+    assert open_cache(out).attrs["encoder"] == "mocov2:/new/moco.pth"
+
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
