@@ -289,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line, as `mr2probe extract` prints: a caller's mistake (an --out file of other settings, a class left
         # without images) 2; what the machine refused or an extraction of the same cache running now 1
         return _refused(parser.prog, exc)
+    except KeyboardInterrupt:  # Ctrl-C, which torchrun hands to every rank: a trace of each rank's wait, as one line
+        if dist.get_rank() == 0:
+            print(f"{parser.prog}: interrupted; the images encoded so far are kept: the same command with as many "
+                  "processes resumes", file=sys.stderr, flush=True)
+        return 130  # 128 + SIGINT, as `mr2probe extract`
     finally:
         dist.destroy_process_group()
     return 0

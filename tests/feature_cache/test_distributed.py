@@ -238,3 +238,23 @@ def test_a_merge_records_this_runs_encoder_not_the_one_a_finished_shard_was_star
                                                  workers=0, show_progress=False)
     assert result.encoded == 0 and result.fingerprint == old.fingerprint  # the finished shard kept
     assert open_cache(out).attrs["encoder"] == "mocov2:/new/moco.pth"
+
+
+def test_the_command_interrupted_says_so_in_one_line_and_that_it_resumes(tree, tmp_path, monkeypatch, capsys):
+    """Ctrl-C, which torchrun hands to every rank, printed each rank's KeyboardInterrupt trace (a review): one line
+    now, as `mr2probe extract` says it, and 130."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "extract_distributed", interrupted)
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+                        "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        code = distributed.main(["--data", str(tree), "--out", str(tmp_path / "c.h5"), "--backend", "gloo"])
+    except KeyboardInterrupt:
+        pytest.fail("the interruption left main() as a KeyboardInterrupt (each rank's trace)")
+    assert code == 130 and not dist.is_initialized()
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "python -m feature_cache.distributed: interrupted; the images encoded so far are kept: the same command with "
+        "as many processes resumes"]
