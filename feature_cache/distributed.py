@@ -110,17 +110,39 @@ def _decided_by_rank0(decide: Callable[[], Any], rank: int) -> Any:
         try:
             outcome[0] = (True, decide())
         except Exception as exc:  # noqa: BLE001 - handed to every rank, raised there
-            try:
-                pickle.dumps(exc)
-            except Exception:  # noqa: BLE001 - an exception that does not travel: its text does
-                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-            outcome[0] = (False, exc)
+            outcome[0] = (False, _travelling(exc))
     dist.broadcast_object_list(outcome, src=0)
     ok, value = outcome[0]
     if not ok:
         setattr(value, _EVERY_RANK, True)
         raise value
     return value
+
+
+def _done_on_every_rank(step: Callable[[], Any]) -> Any:
+    """``step()`` on every rank (opening the data set, building the encoder); when it fails on any rank, the first
+    such rank's exception is raised on every rank (each rank raising its own, the first to exit had the others
+    killed, and each printed the same error)."""
+    try:
+        value, failure = step(), None
+    except Exception as exc:  # noqa: BLE001 - handed to every rank, raised there
+        value, failure = None, exc
+    failures: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(failures, None if failure is None else _travelling(failure))
+    first = next((exc for exc in failures if exc is not None), None)
+    if first is not None:
+        setattr(first, _EVERY_RANK, True)
+        raise first
+    return value
+
+
+def _travelling(exc: Exception) -> Exception:
+    """``exc``, or where it cannot be pickled (to another rank), a RuntimeError of its text."""
+    try:
+        pickle.dumps(exc)
+    except Exception:  # noqa: BLE001 - an exception that does not travel: its text does
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def extract_distributed(
@@ -150,8 +172,9 @@ def extract_distributed(
     rank, world = dist.get_rank(), dist.get_world_size()
     if device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
-    plan = plan_extraction(data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction,
-                           seed=seed, max_per_class=max_per_class, out=out, dtype=dtype)
+    plan = _done_on_every_rank(lambda: plan_extraction(
+        data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction, seed=seed,
+        max_per_class=max_per_class, out=out, dtype=dtype))
     if workers is None and plan.encoder.device.type == "cuda":  # the node's cores shared by its ranks
         workers = resolve_workers(None, plan.encoder.device, sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     with ExitStack() as held:  # rank 0 holds the cache's lock until the merge is done
@@ -272,8 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend=backend)
     try:
-        data = open_dataset(args.data, val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None
-                            else args.val_fraction, seed=args.seed, max_per_class=args.max_per_class)
+        data = _done_on_every_rank(lambda: open_dataset(
+            args.data, val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
+            seed=args.seed, max_per_class=args.max_per_class))
         unused = unused_val_share(data, "--val-fraction", args.val_fraction)
         if unused and dist.get_rank() == 0:
             print(f"warning: {unused}", file=sys.stderr)

@@ -258,3 +258,15 @@ def test_the_command_interrupted_says_so_in_one_line_and_that_it_resumes(tree, t
     assert capsys.readouterr().err.strip().splitlines() == [
         "python -m feature_cache.distributed: interrupted; the images encoded so far are kept: the same command with "
         "as many processes resumes"]
+
+
+def test_a_data_set_that_does_not_open_is_one_line_on_rank_0_and_every_rank_exits_2(tmp_path):
+    """Each rank raised its own FileNotFoundError: a trace from each, and the rank that exited first had torchrun
+    kill the other (SIGTERM; a review)."""
+    argv = ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.h5"), "--device", "cpu",
+            "--backend", "gloo"]
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [2, 2] and ranks[1]["stderr"] == ""
+    assert ranks[0]["stderr"].splitlines() == [
+        f"python -m feature_cache.distributed: error: data set {tmp_path / 'missing'} does not exist."]
