@@ -96,8 +96,8 @@ def _shard_blocks(shards: Sequence[Path], split: str, block_rows: int = 8192):
                 yield group["features"][start:end], group["labels"][start:end], group["sources"][start:end]
 
 
-# Set on an exception that every rank raised alike (a refusal rank 0 decided and told the others, a class left
-# without images): main() has rank 0 alone print it
+# Set on an exception that every rank raised alike (a refusal rank 0 decided and told the others, a failure of one
+# rank's that all were told, a class left without images): main() has rank 0 alone print it
 _EVERY_RANK = "raised_on_every_rank"
 
 
@@ -166,6 +166,10 @@ def extract_distributed(
     Every rank returns the same :class:`ExtractResult` (``encoded`` summed over ranks). A class left
     without a decodable ``train`` / ``test`` image raises the same ``DatasetError`` on every rank, before
     the merge (the shards are kept: they are complete).
+
+    Raises, on every rank alike (none left waiting for the others): what :func:`plan_extraction` raises on any
+    rank; ``CacheMismatch`` for an ``out`` file of other settings and ``ExtractionBusy`` while another extraction
+    of the cache runs (one process or torchrun's: rank 0 holds the cache's lock as ``extract`` does); a failed merge.
     """
     if not dist.is_initialized():
         raise RuntimeError("extract_distributed needs torch.distributed.init_process_group() first (use torchrun).")
