@@ -326,6 +326,15 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
+def write_idx_set(folder: Path, train_labels: np.ndarray, test_labels: np.ndarray, seed: int) -> None:
+    """Random 28×28 train and t10k images of the given labels, as the four idx files of a Fashion-MNIST folder."""
+    rng = np.random.default_rng(seed)
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (len(train_labels), 28, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (len(test_labels), 28, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_labels)
+
+
 def test_idx_reader_on_written_files(tmp_path):
     folder = tmp_path / "fashion-mini"
     folder.mkdir()
@@ -355,11 +364,7 @@ def test_idx_files_whose_test_split_lacks_a_class_are_read_as_such_class_folders
     a class are read (and the CLI warns of it; a review). A class without training images is still refused."""
     folder = tmp_path / "mnist-mini"
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (12, 28, 28)))
-    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(12) % 3)
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (6, 28, 28)))
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(6) % 2)
+    write_idx_set(folder, np.arange(12) % 3, np.arange(6) % 2, seed=0)
     data = open_dataset(folder, val_fraction=0.25)
     assert data.class_names == ["0", "1", "2"]
     assert sorted({s.label for s in data.splits["test"]}) == [0, 1] and len(data.splits["test"]) == 6
@@ -516,11 +521,7 @@ def test_given_val_folder_is_used_not_carved(tree):
 def test_idx_extraction_end_to_end(tmp_path):
     folder = tmp_path / "fashion-mini"
     folder.mkdir()
-    rng = np.random.default_rng(1)
-    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (8, 28, 28)))
-    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(8) % 2)
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (4, 28, 28)))
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(4) % 2)
+    write_idx_set(folder, np.arange(8) % 2, np.arange(4) % 2, seed=1)
     result = extract(folder, tiny_encoder(), tmp_path / "caches", workers=2, batch_size=3, val_fraction=0.25,
                      show_progress=False)
     cache = open_cache(result.path)
