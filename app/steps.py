@@ -119,7 +119,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.message(f"warning: {encoder.warning}")
     ctx.check_stop()
     plan = plan_extraction(data, encoder, cache_dir)
-    registered = _registered_cache(ctx.store, plan.fingerprint)
+    registered = _registered_cache(ctx.store, _answering(plan))
     if registered is not None:
         ctx.message(f"cache {registered['id']} reused: a file registered by path holds these features")
         ctx.progress(start + span, "features ready")
@@ -164,9 +164,11 @@ def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, pla
 
     if plan.path.exists():  # its own file: reused
         return
-    rows = ctx.store.rows("SELECT id, path FROM caches WHERE dataset_id = ? AND encoder = ? AND fingerprint != ? "
-                          "ORDER BY rowid DESC LIMIT ?", (dataset_id, encoder_name, plan.fingerprint,
-                                                          EARLIER_CACHES_NAMED))
+    answering = _answering(plan)  # a cache of one of them is reused, not named as one that is not
+    marks = ", ".join("?" for _ in answering)
+    rows = ctx.store.rows(f"SELECT id, path FROM caches WHERE dataset_id = ? AND encoder = ? AND fingerprint NOT IN "
+                          f"({marks}) ORDER BY rowid DESC LIMIT ?", (dataset_id, encoder_name, *answering,
+                                                                     EARLIER_CACHES_NAMED))
     for row in rows:
         try:
             differ = plan_differences(open_cache(row["path"]), plan)
@@ -177,14 +179,23 @@ def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, pla
                         + "; ".join(differ))
 
 
-def _registered_cache(store: Store, fingerprint: str) -> dict[str, Any] | None:
-    """A cache registered by path that holds the features an extraction would write (its fingerprint), readable
-    as it: the same request reuses it (an outside round's pipeline encoded the images of a registered
-    torchrun-sharded cache again, into a second cache of the same fingerprint)."""
+def _answering(plan: Any) -> list[str]:
+    """The fingerprints of the caches that answer an extraction's ``plan``: its own, then its ``reusable`` ones (the
+    fp32 cache of a bf16 / fp16 request; one whose split parameters an earlier version recorded as asked)."""
+    return list(dict.fromkeys([plan.fingerprint, *(fingerprint for _, fingerprint in plan.reusable)]))
+
+
+def _registered_cache(store: Store, fingerprints: list[str]) -> dict[str, Any] | None:
+    """A cache registered by path that holds the features an extraction would write (one of its ``fingerprints``,
+    :func:`_answering`), readable as it: the same request reuses it (an outside round's pipeline encoded the images
+    of a registered torchrun-sharded cache again, into a second cache of the same fingerprint)."""
     from .caches import REGISTERED
 
-    rows = store.rows("SELECT * FROM caches WHERE fingerprint = ? AND source = ? ORDER BY rowid",
-                      (fingerprint, REGISTERED))
+    marks = ", ".join("?" for _ in fingerprints)
+    rows = store.rows(f"SELECT * FROM caches WHERE fingerprint IN ({marks}) AND source = ? ORDER BY rowid",
+                      (*fingerprints, REGISTERED))
+    order = {fingerprint: i for i, fingerprint in enumerate(fingerprints)}
+    rows.sort(key=lambda row: order[row["fingerprint"]])  # stable: by rowid within a fingerprint
     return next((row for row in rows if cache_problem(row) is None), None)
 
 
