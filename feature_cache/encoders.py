@@ -586,11 +586,12 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
 
     # random weights are the same at every build (seed 0, the caller's RNG left as it was): drawn anew, each build
     # had other weights, so other features and fingerprint, and the same extract command was refused on its own
-    # cache ('holds another cache ... weights_sha256') and could not resume
+    # cache ('holds another cache ... weights_sha256') and could not resume. The CPU generator alone, which the
+    # model is built with: torch.manual_seed also reseeded every CUDA generator, which fork_rng(devices=[]) keeps
     seeded = torch.random.fork_rng(devices=[]) if path is None else contextlib.nullcontext()
     with _loading_open_clip(path, arch), seeded:
         if path is None:
-            torch.manual_seed(0)
+            torch.random.default_generator.manual_seed(0)
         model = open_clip.create_model(
             arch,
             pretrained=str(path) if path else None,

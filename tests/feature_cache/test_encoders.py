@@ -150,6 +150,16 @@ def test_open_clip_random_weights_are_the_same_at_every_build(tiny_clip):
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(first.encode(x), second.encode(x))
 
+def test_open_clip_random_weights_leave_the_caller_s_cuda_generators_as_they_were(tiny_clip, monkeypatch):
+    """The seeded build of random weights reset every CUDA generator to seed 0 (torch.manual_seed), which its
+    fork_rng(devices=[]) does not restore: on a GPU host the caller's CUDA random state was not left as it was."""
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    first = create_encoder(f"openclip:{tiny_clip}")
+    assert reseeded == []
+    assert create_encoder(f"openclip:{tiny_clip}").weights_sha256 == first.weights_sha256
+
+
 def test_open_clip_local_checkpoint_is_loaded(tiny_clip, tmp_path):
     torch.manual_seed(1)
     reference = open_clip.create_model(tiny_clip, pretrained=None).eval()
