@@ -33,10 +33,16 @@
       showBanner("Could not load: " + e.message, true);
       // the page's "Loading…" stayed under the banner of a deleted run (a new-user round): say what is not there
       main.replaceChildren(window.Dash.h("section", { class: "card" }, window.Dash.h("p", { class: "muted", id: "load-failed" },
-        e.status === 404 ? "Not found: it may have been deleted. " : "This page could not be loaded. "),
+        notFound(e) ? "Not found: it may have been deleted. " : "This page could not be loaded. "),
         window.Dash.h("a", { href: "/" }, "All jobs and runs")));
       main.setAttribute("data-ready", "error");
     });
+  }
+
+  // a 404, or a 422 of the address's id itself (not of the service's form: /runs/run%20x), is a page not there
+  function notFound(e) {
+    return e.status === 404 || (e.status === 422 && Array.isArray(e.detail) && e.detail.length > 0
+      && e.detail.every((d) => Array.isArray(d.loc) && d.loc[0] === "path"));
   }
 
   route();
