@@ -80,6 +80,22 @@ def _data_root(data: Path, sources: list[str]) -> Path:
     return data
 
 
+def run_argument(text: str) -> str:
+    """argparse type of a RUN_DIR: the run's folder, or its report.json given for it (as ``report`` and ``compare``
+    took: ``predict`` and ``export`` looked for 'report.safetensors' beside it); any other file stays as given, for
+    the command to name what it is (a feature cache given for a run)."""
+    from pathlib import Path
+
+    path = Path(text)
+    return str(path.parent) if path.name == "report.json" and path.is_file() else text
+
+
+def add_run_argument(parser) -> None:
+    """The RUN_DIR positional of the commands that read one run (``run_dir``, :func:`run_argument`)."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=run_argument,
+                        help="run directory written by mr2probe train (or its report.json)")
+
+
 def run_folder(run):
     """The resolved folder of a run given on the command line: the folder, or the folder of its report.json."""
     from pathlib import Path

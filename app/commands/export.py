@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from . import check_out_apart, check_out_file
+from . import add_run_argument, check_out_apart, check_out_file
 
 HELP = "write a run's shipped probe (first seed, with its post-hoc bias and temperature) as one ONNX graph"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    add_run_argument(parser)
     parser.add_argument("--out", required=True, metavar="FILE.onnx",
                         help="the ONNX file to write: input 'features' (n, d) float32, outputs 'probabilities' and "
                         "'logits' (n, K); the class names and the run's features in its metadata")

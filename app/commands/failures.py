@@ -10,9 +10,9 @@ HELP = ("list a class's (or every class's) misclassified test images of a run (f
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from . import add_data_argument
+    from . import add_data_argument, add_run_argument
 
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    add_run_argument(parser)
     parser.add_argument("--class", dest="class_name", default=None, metavar="NAME",
                         help='class name (one that starts with "-": --class=-name); without it, the mistakes on every '
                              "class, the likeliest wrong labels of the test split first")

@@ -16,9 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from probe.label_issues import DEFAULT_METHOD, METHODS
 
     from ..label_issues import MAX_LIMIT
-    from . import add_data_argument
+    from . import add_data_argument, add_run_argument
 
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    add_run_argument(parser)
     parser.add_argument("--features", metavar="CACHE.h5", default=None,
                         help="the cache the run was trained on (default: the one its report names); checked by its "
                              "fingerprint")

@@ -19,7 +19,7 @@ from pathlib import Path
 from probe.numbers import fixed, percent
 
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
-from . import check_out_apart, check_out_file
+from . import add_run_argument, check_out_apart, check_out_file
 
 # What a summary cut at --limit classes says of the rest.
 _MORE = "--limit N shows more; --out writes every image's prediction"
@@ -31,7 +31,7 @@ _pct = partial(percent, digits=1)  # scores of images: one decimal, as interval_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    add_run_argument(parser)
     parser.add_argument("--features", required=True, metavar="CACHE.h5",
                         help="feature cache (mr2probe extract) of the run's encoder settings; other images welcome, "
                         "unlabelled ones too (mr2probe extract --unlabelled)")

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import check_out_apart, check_out_file, terminal_width
+from . import add_run_argument, check_out_apart, check_out_file, terminal_width
 
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by mr2probe train")
+    add_run_argument(parser)
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print report.json")
     fmt.add_argument("--csv", action="store_true", help="print the per-class table as CSV")

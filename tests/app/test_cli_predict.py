@@ -699,3 +699,17 @@ def test_failures_of_a_run_that_left_a_class_out_name_rows_of_its_cache_test_spl
     sources, labels = open_cache(cache).sources("test"), open_cache(cache).labels("test")
     assert all(sources[row["index"]] == row["source"] and NAMES[labels[row["index"]]] == row["true"] != "apple"
                for row in rows)
+
+
+def test_a_run_given_as_its_report_json_is_read_as_its_folder(run, tmp_path, capsys):
+    """``report`` and ``compare`` took RUN/report.json for the run; ``predict`` and ``export`` looked for
+    'report.safetensors' beside it (a review): every command of one run reads it as its folder."""
+    cache, out = run
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    by_folder = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(out / "report.json"), "--features", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_folder
+    for command in (["export", "--out", str(tmp_path / "p.onnx")], ["failures", "--limit", "1"], ["report"]):
+        assert main([*command, str(out / "report.json")]) == 0, command
+    assert (tmp_path / "p.onnx").stat().st_size > 0
