@@ -225,22 +225,14 @@ def _name_other_shards(final: Path, world: int) -> None:
 
 def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size: int, workers: int | None,
                       show_progress: bool) -> ExtractResult:
-    """Encode this rank's shard (or keep it, finished), then on rank 0 merge every shard into ``plan.path``."""
+    """Encode this rank's shard (or keep it, finished), then on rank 0 merge every shard into ``plan.path``.
+
+    A rank's failure to encode its shard (a file of the data set moved meanwhile: ``DatasetChanged``) is raised on
+    every rank: the others waited for it in the next collective, which failed when it exited ('Connection closed by
+    peer', a trace of each), and torchrun killed them."""
     own = shard_path(plan.path, rank, world)
-    encoded = 0
-    if own.exists() and open_cache(own).fingerprint == plan.fingerprint:
-        logger.info("rank %d: shard %s already finished", rank, own)
-    else:
-        partial, encoded = run_plan(
-            plan,
-            splits=shard_splits(plan.data.splits, rank, world),
-            batch_size=batch_size,
-            workers=workers,
-            partial_path=own.with_name(own.name + ".partial"),
-            show_progress=show_progress and rank == 0,
-        )
-        # this rank's decode failures: what check_decodable and the merged cache's `skipped` read of every shard
-        partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped})
+    encoded = _done_on_every_rank(lambda: _encode_shard(plan, own, rank, world, batch_size=batch_size,
+                                                        workers=workers, show_progress=show_progress))
     total = torch.tensor([encoded], dtype=torch.int64)
     dist.all_reduce(total)
     skipped_by_rank: list[Any] = [None] * world
@@ -257,6 +249,25 @@ def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size
     cache = open_cache(plan.path)
     skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
     return ExtractResult(plan.path, plan.fingerprint, False, skipped, dict(cache.split_sizes), int(total.item()))
+
+
+def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, batch_size: int, workers: int | None,
+                  show_progress: bool) -> int:
+    """Encode this rank's block of every split into its shard file ``own`` (kept when finished); the images encoded."""
+    if own.exists() and open_cache(own).fingerprint == plan.fingerprint:
+        logger.info("rank %d: shard %s already finished", rank, own)
+        return 0
+    partial, encoded = run_plan(
+        plan,
+        splits=shard_splits(plan.data.splits, rank, world),
+        batch_size=batch_size,
+        workers=workers,
+        partial_path=own.with_name(own.name + ".partial"),
+        show_progress=show_progress and rank == 0,
+    )
+    # this rank's decode failures: what check_decodable and the merged cache's `skipped` read of every shard
+    partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped})
+    return encoded
 
 
 def _merge(plan: ExtractionPlan, world: int) -> None:

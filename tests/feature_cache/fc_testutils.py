@@ -71,14 +71,25 @@ def tiny_encoder(seed: int = 0, counter: list[int] | None = None, precision: str
 
 
 
-def distributed_worker(rank: int, world_size: int, port: int, data: str, out: str, results: str) -> None:
-    """torch.multiprocessing.spawn target: gloo group, sharded extraction with the tiny encoder."""
+def distributed_worker(rank: int, world_size: int, port: int, data: str, out: str, results: str,
+                       failing_rank: int | None = None) -> None:
+    """torch.multiprocessing.spawn target: gloo group, sharded extraction with the tiny encoder. ``failing_rank``:
+    the rank whose encoding of its shard fails (a ``DatasetChanged``, as a file of its block moved meanwhile)."""
     import json
     import os
 
     import torch.distributed as dist
 
+    from feature_cache import distributed
     from feature_cache.distributed import extract_distributed
+
+    if rank == failing_rank:
+        def moved(*args, **kwargs):
+            from feature_cache.errors import DatasetChanged
+
+            raise DatasetChanged(f"a file of rank {rank}'s block was moved")
+
+        distributed.run_plan = moved
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

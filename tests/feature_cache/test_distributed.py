@@ -81,6 +81,18 @@ def test_images_that_fail_to_decode_count_on_every_rank_as_in_one_process(tree, 
     assert not refused.exists()
 
 
+def test_a_rank_that_fails_to_encode_its_shard_has_every_rank_raise_its_error(tree, tmp_path):
+    """Rank 1's DatasetChanged (a file of its block moved) while rank 0 encoded: rank 0 waited for it in the next
+    collective, which failed with a trace of gloo's 'Connection closed by peer', and torchrun killed it (a review)."""
+    out = tmp_path / "multi.h5"
+    mp.spawn(distributed_worker, args=(2, free_port(), str(tree), str(out), str(tmp_path), 1), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["kind"] for r in ranks] == ["DatasetChanged", "DatasetChanged"] and ranks[0] == ranks[1]
+    assert ranks[0]["error"] == "a file of rank 1's block was moved"
+    assert not out.exists() and (tmp_path / "multi.h5.shard0-of-2.h5").exists()  # rank 0's finished shard kept
+    assert not (tmp_path / "multi.h5.lock").exists()  # rank 0 let go of the cache's lock
+
+
 def test_merge_keeps_shard_order(tree, tmp_path):
     data = open_dataset(tree)
     plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
