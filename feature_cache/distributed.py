@@ -18,6 +18,7 @@ An existing final cache with the same fingerprint is reused without encoding any
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -352,6 +353,10 @@ def _refused(prog: str, exc: BaseException) -> int:
         print(f"{prog}: error{where}: {message}", file=sys.stderr, flush=True)
     if every_rank:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
+        # the interpreter's finalisation puts a Python handler back to the default (death by the signal) and keeps
+        # SIG_IGN: a rank that torchrun stopped while it finalised, after the others' exit, was reported killed by
+        # SIGTERM (-15) in most runs; it exits with ``code`` on its own then
+        atexit.register(signal.signal, signal.SIGTERM, signal.SIG_IGN)
         dist.barrier()  # every rank's handler set before any of them exits
     return code
 
