@@ -209,6 +209,9 @@ def _claim(plan: ExtractionPlan, world: int, held: ExitStack) -> ExtractResult |
             held.enter_context(_exclusive(plan.path))
         except ExtractionBusy:  # its shards are another extraction's business (it is finishing)
             return found
+        except OSError as exc:  # a folder this user cannot write (a shared cache): reused as `extract` reuses it
+            logger.info("%s reused without its lock (%s)", plan.path, exc)
+            return found
     if found.path == plan.path:
         remove_stale_shards(plan.path)
     return found

@@ -230,6 +230,22 @@ def test_shards_of_a_run_with_another_number_of_processes_are_removed_once_the_c
     assert again.reused and not any(p.exists() for p in stale)
 
 
+def test_a_finished_cache_in_a_folder_this_user_cannot_write_is_reused(tree, tmp_path, monkeypatch):
+    """Reusing a finished cache took its lock first, to remove stale shards: in a folder the user cannot write (a
+    shared cache) the lock file could not be created and the run was refused, 'error: [Errno 13] Permission denied:
+    CACHE.h5.lock' (a review), where `mr2probe extract` reuses it."""
+    out = tmp_path / "shared.h5"
+    extract(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
+
+    def read_only(final):
+        raise PermissionError(13, "Permission denied", str(final.with_name(final.name + ".lock")))
+
+    monkeypatch.setattr(distributed, "_exclusive", read_only)
+    with one_process_group():
+        again = distributed.extract_distributed(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
+    assert again.reused and again.path == out and again.encoded == 0
+
+
 def test_the_single_process_extraction_of_the_cache_removes_the_shards_of_a_killed_torchrun(tree, tmp_path):
     """torchrun's run killed part-way, then `mr2probe extract --out` of the same cache finished it: its shards stayed
     for good (a review)."""
