@@ -328,9 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if dist.get_rank() == 0:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,
                               "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}))
-    except (ValueError, KeyError, OSError, ExtractionBusy) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
         # one line, as `mr2probe extract` prints: a caller's mistake (an --out file of other settings, a class left
-        # without images) 2; what the machine refused or an extraction of the same cache running now 1
+        # without images) 2; what the machine refused (a CUDA out-of-memory error, a RuntimeError) or an extraction
+        # of the same cache running now (ExtractionBusy) 1
         return _refused(parser.prog, exc)
     except KeyboardInterrupt:  # Ctrl-C, which torchrun hands to every rank: a trace of each rank's wait, as one line
         if dist.get_rank() == 0:

@@ -71,6 +71,16 @@ def tiny_encoder(seed: int = 0, counter: list[int] | None = None, precision: str
 
 
 
+def fail_encoding(exc: BaseException) -> None:
+    """This process's torchrun extraction (``feature_cache.distributed``) fails to encode its shard with ``exc``."""
+    from feature_cache import distributed
+
+    def failing(*args, **kwargs):
+        raise exc
+
+    distributed.run_plan = failing
+
+
 def distributed_worker(rank: int, world_size: int, port: int, data: str, out: str, results: str,
                        failing_rank: int | None = None) -> None:
     """torch.multiprocessing.spawn target: gloo group, sharded extraction with the tiny encoder. ``failing_rank``:
@@ -80,17 +90,11 @@ def distributed_worker(rank: int, world_size: int, port: int, data: str, out: st
 
     import torch.distributed as dist
 
-    from feature_cache import distributed
     from feature_cache.distributed import extract_distributed
+    from feature_cache.errors import DatasetChanged
 
     if rank == failing_rank:
-        def moved(*args, **kwargs):
-            from feature_cache.errors import DatasetChanged
-
-            raise DatasetChanged(f"a file of rank {rank}'s block was moved")
-
-        distributed.run_plan = moved
-
+        fail_encoding(DatasetChanged(f"a file of rank {rank}'s block was moved"))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -111,9 +115,11 @@ def distributed_worker(rank: int, world_size: int, port: int, data: str, out: st
         dist.destroy_process_group()
 
 
-def distributed_main(rank: int, world_size: int, port: int, argv: list[str], results: str) -> None:
+def distributed_main(rank: int, world_size: int, port: int, argv: list[str], results: str,
+                     failure: BaseException | None = None) -> None:
     """torch.multiprocessing.spawn target: ``feature_cache.distributed.main(argv)`` as torchrun starts it (its
-    environment variables), its exit code and what it printed to stderr written to ``results``/rank<r>.json."""
+    environment variables), its exit code and what it printed to stderr written to ``results``/rank<r>.json.
+    ``failure``: what the last rank's encoding of its shard raises (:func:`fail_encoding`)."""
     import contextlib
     import io
     import json
@@ -124,6 +130,8 @@ def distributed_main(rank: int, world_size: int, port: int, argv: list[str], res
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
+    if failure is not None and rank == world_size - 1:
+        fail_encoding(failure)
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         code = main(argv)

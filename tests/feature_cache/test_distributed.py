@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -94,6 +95,21 @@ def test_a_rank_that_fails_to_encode_its_shard_has_every_rank_raise_its_error(tr
     assert ranks[0]["error"] == "a file of rank 1's block was moved"
     assert not out.exists() and (tmp_path / "multi.h5.shard0-of-2.h5").exists()  # rank 0's finished shard kept
     assert not (tmp_path / "multi.h5.lock").exists()  # rank 0 let go of the cache's lock
+
+
+def test_a_runtime_error_of_a_rank_is_one_line_and_exit_1_as_mr2probe_extract_says_it(tree, tmp_path):
+    """A CUDA out-of-memory error (a RuntimeError) of one rank's encoding, raised on every rank: each rank printed
+    its trace, where `mr2probe extract` prints one line and exits 1 (a review)."""
+    argv = ["--data", str(tree), "--out", str(tmp_path / "c.h5"), "--device", "cpu", "--batch-size", "4",
+            "--backend", "gloo"]
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path), oom), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [1, 1]
+    errors = [[line for line in r["stderr"].splitlines() if ": error" in line] for r in ranks]
+    assert errors == [["python -m feature_cache.distributed: error: CUDA out of memory. Tried to allocate 2.00 GiB"],
+                      []]
+    assert not any("Traceback" in r["stderr"] for r in ranks)
 
 
 def test_merge_keeps_shard_order(tree, tmp_path):
