@@ -170,7 +170,8 @@ def extract_distributed(
 
     Raises, on every rank alike (none left waiting for the others): what :func:`plan_extraction` raises on any
     rank; ``CacheMismatch`` for an ``out`` file of other settings and ``ExtractionBusy`` while another extraction
-    of the cache runs (one process or torchrun's: rank 0 holds the cache's lock as ``extract`` does); a failed merge.
+    of the cache runs (one process or torchrun's: rank 0 holds the cache's lock as ``extract`` does); what a rank's
+    encoding of its shard raises (a ``DatasetChanged`` of a file moved meanwhile); a failed merge.
     """
     if not dist.is_initialized():
         raise RuntimeError("extract_distributed needs torch.distributed.init_process_group() first (use torchrun).")
