@@ -130,9 +130,6 @@ class LabelledImages:
     given_splits: tuple[str, ...] = ()
     duplicates: str | None = None  # duplicates_warning's, from the content ids of the fingerprint (None without it)
     test_fingerprint: str = ""  # the digest of the given test split alone; "" where test is carved or none read
-    # the split parameters earlier versions recorded for the same request (the val share and seed as asked): their
-    # caches hold the same rows and answer it too (feature_cache.extract.plan_extraction's reusable)
-    earlier_params: tuple[dict[str, Any], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -839,15 +836,12 @@ def open_dataset(
     duplicates = duplicates_warning(class_names, splits, contents, read=reader.read) if contents else None
     del contents
     params = _split_params(layout, set(given), val_fraction, test_fraction, seed, max_per_class)
-    # as recorded before a setting that decides nothing was its default (the val share where val is given, the seed)
-    earlier = {**params, "val_fraction": DEFAULT_VAL_FRACTION if "val" in given else val_fraction, "seed": seed}
     logger.info(
         "data set %s: %d classes, %s, %d skipped",
         path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),
     )
     return LabelledImages(class_names, splits, skipped, digest, params, reader, str(path),
-                          tuple(split for split in SPLITS if split in given), duplicates, test_digest,
-                          () if earlier == params else (earlier,))
+                          tuple(split for split in SPLITS if split in given), duplicates, test_digest)
 
 
 def open_images(path: str | Path, *, limits: ArchiveLimits | None = None) -> LabelledImages:

@@ -309,8 +309,7 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:48] or "encoder"
 
 
-def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: str,
-                 split_params: Mapping[str, Any] | None = None) -> str:
+def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: str) -> str:
     spec = encoder.spec
     return cache_fingerprint(
         dataset=data.fingerprint,
@@ -319,7 +318,7 @@ def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: 
         preprocess=spec.preprocess(),
         feature_kind=spec.feature_kind,
         normalized=spec.normalized,
-        split_params=data.params if split_params is None else split_params,
+        split_params=data.params,
         dtype=dtype,
         schema_version=SCHEMA_VERSION,
         precision=precision,
@@ -364,12 +363,10 @@ def plan_extraction(
     fingerprint = _fingerprint(data, encoder, dtype, encoder.precision)
     name = lambda fp: f"{_slug(extractor_name(spec.name))}-{fp[:16]}.h5"  # noqa: E731
     path = Path(out) if out is not None else Path(cache_dir) / name(fingerprint)
-    # the fp32 cache of a bf16 / fp16 request, and the caches of the split parameters as recorded before
-    precisions = (encoder.precision, "fp32") if encoder.precision != "fp32" else ("fp32",)
-    others = [_fingerprint(data, encoder, dtype, p, params) for params in (None, *data.earlier_params)
-              for p in precisions]
-    reusable = tuple((path if out is not None else Path(cache_dir) / name(fp), fp)
-                     for fp in dict.fromkeys(others) if fp != fingerprint)
+    reusable: tuple[tuple[Path, str], ...] = ()
+    if encoder.precision != "fp32":
+        reference = _fingerprint(data, encoder, dtype, "fp32")
+        reusable = ((path if out is not None else Path(cache_dir) / name(reference), reference),)
     attrs = {
         "encoder": spec.name,
         "weights_sha256": encoder.weights_sha256,

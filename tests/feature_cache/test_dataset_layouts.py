@@ -746,26 +746,3 @@ def test_val_and_test_folders_without_train_are_refused_not_read_as_two_classes(
         open_dataset(root)
     shutil.rmtree(root / "val")
     assert open_dataset(root).class_names == ["ant", "bee", "cat"]
-
-
-def test_a_cache_written_before_the_settings_that_draw_nothing_were_canonical_answers_its_request(tmp_path):
-    """A cache of train/, val/ and test/ folders extracted with a seed of 7 recorded that seed (and a val share on a
-    labelled test set alone, that share) until such settings were recorded as their defaults: the same extract
-    command was then refused on its own --out ('holds another cache ... split_params.seed (there 7, requested
-    0)'), and a cache folder's file was not reused but extracted again (a review). It answers the request."""
-    import dataclasses
-
-    from feature_cache.extract import extract
-
-    root = make_tree(tmp_path / "tvt", {"x": 4, "y": 4}, splits=("train", "val", "test"))
-    encoder = tiny_encoder()
-    seeded = open_dataset(root, seed=7)
-    before = dataclasses.replace(seeded, params={**seeded.params, "seed": 7})  # as an earlier version recorded it
-    for where in ({"out": tmp_path / "mine.h5"}, {}):
-        written = extract(before, encoder, tmp_path / "caches", show_progress=False, workers=0, **where)
-        again = extract(open_dataset(root, seed=7), encoder, tmp_path / "caches", show_progress=False, workers=0,
-                        **where)
-        assert again.reused and (again.path, again.fingerprint) == (written.path, written.fingerprint)
-    test_only = make_tree(tmp_path / "t", {"x": 4, "y": 4}, splits=("test",))
-    assert open_dataset(test_only, val_fraction=0.3).earlier_params[0]["val_fraction"] == 0.3
-    assert open_dataset(test_only).earlier_params == ()
