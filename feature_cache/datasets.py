@@ -756,26 +756,6 @@ def _check_printable(path: Path, class_names: list[str]) -> None:
                            "rename those folders (or labels).")
 
 
-def _split_params(layout: str, given: set[str], val_fraction: float, test_fraction: float, seed: int,
-                  max_per_class: int | None) -> dict[str, Any]:
-    """``LabelledImages.params`` (the cache's ``split_params``, part of its fingerprint): a setting that decides
-    nothing on a data set of the ``given`` splits is recorded as its default, so that asking for it names no other
-    extraction of the same features (caches written before keep theirs): the val share where the data set gives
-    its val split or has no train split (a labelled test set alone), the test share (None) where it gives its test
-    split, the seed (0) where nothing is drawn: every split given and no ``max_per_class`` (a seed of 7 on train/,
-    val/ and test/ folders extracted them all again, to the same rows; a review)."""
-    val_carved = "val" not in given and given != {"test"}
-    drawn = (max_per_class is not None or (val_carved and val_fraction > 0)
-             or ("test" not in given and test_fraction > 0))
-    return {
-        "layout": layout,
-        "val_fraction": val_fraction if val_carved else DEFAULT_VAL_FRACTION,
-        "test_fraction": test_fraction if "test" not in given else None,
-        "seed": seed if drawn else 0,
-        "max_per_class": max_per_class,
-    }
-
-
 def open_dataset(
     path: str | Path,
     *,
@@ -835,7 +815,15 @@ def open_dataset(
     splits = _split(pools, max_per_class, val_fraction, test_fraction, np.random.default_rng(seed))
     duplicates = duplicates_warning(class_names, splits, contents, read=reader.read) if contents else None
     del contents
-    params = _split_params(layout, set(given), val_fraction, test_fraction, seed, max_per_class)
+    params = {
+        "layout": layout,
+        # unused where the data set gives its val split: recorded as the default then, so that a share asked for in
+        # vain names no other extraction (the cache fingerprint; caches written before keep theirs)
+        "val_fraction": DEFAULT_VAL_FRACTION if "val" in given else val_fraction,
+        "test_fraction": test_fraction if "test" not in given else None,
+        "seed": seed,
+        "max_per_class": max_per_class,
+    }
     logger.info(
         "data set %s: %d classes, %s, %d skipped",
         path, len(class_names), {k: len(v) for k, v in splits.items()}, len(skipped),

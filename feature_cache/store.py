@@ -31,9 +31,7 @@ created_at           str      ISO-8601 UTC time the cache was finalised
 versions             JSON     ``{"torch", "timm", "open_clip", "h5py", "mr2probe"}`` versions
 skipped              JSON     list of ``[source, reason]`` for files left out (corrupt, not images)
 split_params         JSON     ``{"layout", "val_fraction", "test_fraction", "seed", "max_per_class"}``;
-                              a setting that decides nothing is its default: ``val_fraction`` where the data set
-                              gives its val split or has no train split, ``seed`` (0) where every split is given
-                              and no ``max_per_class``
+                              ``val_fraction`` is the default where the data set gives its val split (unused)
 encoder_warning      str      what the encoder warned of when it extracted (random weights), or empty
 precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); absent in
                               caches written before it was recorded (fp32 on a CPU, fp16 on CUDA)

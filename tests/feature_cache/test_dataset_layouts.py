@@ -10,7 +10,7 @@ import pytest
 from feature_cache import DatasetError, open_dataset
 from feature_cache.datasets import Sample
 
-from fc_testutils import make_tree, tiny_encoder, write_image
+from fc_testutils import make_tree, write_image
 
 
 def per_class(samples):
@@ -342,24 +342,6 @@ def test_a_given_val_split_leaves_the_share_unused_and_its_extraction_one(tree, 
         "of train is carved out")
     assert unused_val_share(given, "--val-fraction", None) is None  # not asked for
     assert unused_val_share(carved, "--val-fraction", 0.5) is None  # carved: the share did its work
-
-
-def test_a_seed_or_val_share_that_draws_nothing_names_no_other_extraction(tree, tmp_path):
-    """On train/, val/ and test/ folders with no max per class nothing is drawn: a seed of 7 recorded as such gave
-    another cache fingerprint and extracted the data set again, to the same rows (a review), as a val share on a
-    labelled test set alone did. Such a setting is recorded as its default; where it draws, it counts."""
-    from feature_cache.extract import plan_extraction
-
-    root = make_tree(tmp_path / "tvt", {"x": 4, "y": 4}, splits=("train", "val", "test"))
-    plain, seeded = open_dataset(root), open_dataset(root, seed=7)
-    assert seeded.splits == plain.splits and seeded.params == plain.params and seeded.params["seed"] == 0
-    encoder = tiny_encoder()
-    fingerprints = {plan_extraction(data, encoder, tmp_path).fingerprint for data in (plain, seeded)}
-    assert len(fingerprints) == 1
-    assert open_dataset(root, seed=7, max_per_class=2).params["seed"] == 7  # it subsets
-    assert open_dataset(tree, seed=7).params["seed"] == 7  # it carves val out of train
-    test_only = make_tree(tmp_path / "t", {"x": 4, "y": 4}, splits=("test",))
-    assert open_dataset(test_only, val_fraction=0.3, seed=7).params == open_dataset(test_only).params
 
 
 def test_open_images_takes_every_image_unlabelled(tmp_path):
