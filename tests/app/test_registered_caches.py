@@ -663,35 +663,3 @@ def test_the_listing_opens_a_registered_file_again_only_once_it_changed(service,
     assert opened[before:] == [str(features)]  # opened again, once
     service.get("/api/caches")
     assert len(opened) == before + 1 and cache["id"] == service.get("/api/caches").json()[0]["id"]
-
-
-def test_a_cache_whose_split_settings_an_earlier_version_recorded_as_asked_is_reused(tmp_path):
-    """A seed that draws nothing (train/, val/ and test/ folders) was recorded as asked until it was recorded as its
-    default: a job asking for it again then named such a cache, registered by path, 'not reused: it differs in
-    split_params.seed (there 7, requested 0)' and encoded every image again (a review). It is reused, unnamed."""
-    import dataclasses
-    import io
-    import zipfile
-
-    from feature_cache import create_encoder, open_dataset
-    from feature_cache.extract import extract
-
-    root = tmp_path / "root"
-    (root / "features").mkdir(parents=True)
-    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(6, 3))) as source, zipfile.ZipFile(root / "tvt.zip", "w") as out:
-        for name in source.namelist():
-            out.writestr(name, source.read(name))
-            if "/test/" in name and not name.endswith("/"):  # a val split of its own
-                out.writestr(name.replace("/test/", "/val/"), source.read(name))
-    data = open_dataset(root / "tvt.zip", seed=7)
-    before = dataclasses.replace(data, params={**data.params, "seed": 7})  # as an earlier version recorded it
-    extract(before, create_encoder("effnet-lite0", device="cpu"), None, out=root / "features" / "tvt.h5",
-            workers=0, show_progress=False)
-    with TestClient(create_app(make_settings(tmp_path / "svc", data_root=root))) as client:
-        dataset = client.post("/api/datasets", json={"path": "tvt.zip"}).json()
-        cache = client.post("/api/caches", json={"path": "features/tvt.h5"}).json()
-        resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"], "options": {"seed": 7}})
-        job = wait_job(client, resp.json()["id"])
-        assert job["status"] == "succeeded" and job["result"]["cache_id"] == cache["id"], job
-        assert not any("not reused" in m["text"] for m in job["messages"])
-        assert [c["id"] for c in client.get("/api/caches").json()] == [cache["id"]]
