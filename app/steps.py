@@ -181,7 +181,7 @@ def _say_why_not_reused(ctx: JobContext, dataset_id: str, encoder_name: str, pla
 
 def _answering(plan: Any) -> list[str]:
     """The fingerprints of the caches that answer an extraction's ``plan``: its own, then its ``reusable`` ones (the
-    fp32 cache of a bf16 / fp16 request; one whose split parameters an earlier version recorded as asked)."""
+    fp32 cache of a bf16 / fp16 request)."""
     return list(dict.fromkeys([plan.fingerprint, *(fingerprint for _, fingerprint in plan.reusable)]))
 
 
