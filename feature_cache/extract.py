@@ -183,11 +183,12 @@ class _ImageDataset(Dataset):
         try:
             return self.transform(self.data.load_image(sample)), True, ""
         except FileNotFoundError as exc:  # removed or moved since the data set was listed: not a decode failure
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{FILE_GONE}: {exc}"[:300]
+            reason = f"{FILE_GONE}: {exc}"
         except FileChanged as exc:  # rewritten since: its features are not those of the content fingerprinted
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{FILE_CHANGED}: {exc}"[:300]
+            reason = f"{FILE_CHANGED}: {exc}"
         except Exception as exc:  # noqa: BLE001 - any decode failure skips the file, never the job
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, f"{DECODE_FAILURE}: {exc}"[:300]
+            reason = f"{DECODE_FAILURE}: {exc}"
+        return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, reason[:300]
 
 
 def collate_images(items: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
