@@ -104,10 +104,15 @@ def run_folder(run):
     return folder.parent if folder.is_file() else folder  # a run given as its report.json
 
 
+def _nearest_existing(folder):
+    """``folder`` (a Path), or the nearest of its parents that exists."""
+    return next(path for path in (folder, *folder.parents) if path.exists())
+
+
 def file_in_the_way(folder):
     """The file that ``folder`` (a Path), or the nearest of its parents that exists, is, where a folder cannot be
     made; None where ``folder`` is or can be made a folder. Making it said only '[Errno 17] File exists'."""
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    existing = _nearest_existing(folder)
     return None if existing.is_dir() else existing
 
 
@@ -117,10 +122,9 @@ def unwritable(folder) -> str | None:
     and removed is the test that holds, root included). Nothing is left behind."""
     import tempfile
 
-    existing = file_in_the_way(folder)
-    if existing is not None:  # 'File exists in FOLDER' read as if the output existed
-        return f"{existing} is a file, not a folder"
-    nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    nearest = _nearest_existing(folder)
+    if not nearest.is_dir():  # 'File exists in FOLDER' read as if the output existed (file_in_the_way)
+        return f"{nearest} is a file, not a folder"
     try:
         tempfile.TemporaryFile(dir=nearest).close()
     except OSError as exc:
