@@ -107,19 +107,20 @@ def _unreadable_storage(features: Any) -> str | None:
 
 
 def _nonfinite_rows(features: Any) -> int | None:
-    """The first row of an HDF5 features dataset holding NaN, an infinity or a value beyond float32's range (the
-    trainer's: 1e300 in float64 became inf there), read a block of whole chunks at a time, or None: such a cache was
-    registered and every job on it failed, resumable, after its queue wait (an attack round)."""
-    import numpy as np
+    """The first row of an HDF5 features dataset that no probe trains on (``probe.stats.unusable_rows``: NaN, an
+    infinity or a squared norm past float32's range; 1e300 in float64 became inf in the trainer), read a block of
+    whole chunks at a time, or None: such a cache was registered and every job on it failed, resumable, after its
+    queue wait (an attack round)."""
+    import torch
+
+    from probe.stats import unusable_rows
 
     chunk = features.chunks[0] if features.chunks is not None else 1
     rows = max(chunk, _FEATURE_CHUNK_BYTES // max(1, features.shape[1] * features.dtype.itemsize) // chunk * chunk)
     for start in range(0, features.shape[0], rows):
-        block = features[start:start + rows]
-        with np.errstate(over="ignore"):
-            bad = ~np.isfinite(block.astype(np.float32, copy=False)).all(axis=1)
-        if bad.any():
-            return start + int(np.argmax(bad))
+        bad = unusable_rows(torch.from_numpy(features[start:start + rows]))
+        if len(bad):
+            return start + int(bad[0])
     return None
 
 
@@ -130,6 +131,7 @@ def _check_split(cache: Any, split: str) -> None:
     import h5py
 
     from feature_cache import CacheMismatch
+    from probe.stats import UNUSABLE
 
     with h5py.File(cache.path, "r") as h5:
         group = h5[split]
@@ -141,8 +143,8 @@ def _check_split(cache: Any, split: str) -> None:
             raise CacheMismatch(f"{cache.path.name}: split {split!r} has {costly}")
         row = _nonfinite_rows(group["features"])
         if row is not None:
-            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are NaN, infinite or beyond "
-                                f"float32's range (row {row:,} first): no probe trains on them; extract them again")
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are {UNUSABLE} (row "
+                                f"{row:,} first): no probe trains on them; extract them again")
         names = group["sources"]
         for start in range(0, names.shape[0], _NAMES_CHUNK):
             [name.decode() if isinstance(name, bytes) else str(name) for name in names[start:start + _NAMES_CHUNK]]

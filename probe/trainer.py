@@ -42,7 +42,8 @@ from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
 from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
     rows_product, widen
 from .registry import NEEDS
-from .stats import ClassStats, EmaClassStats, class_counts, exact_class_stats, mean_spread
+from .stats import UNUSABLE, ClassStats, EmaClassStats, class_counts, exact_class_stats, mean_spread, \
+    unusable_rows
 
 logger = logging.getLogger(__name__)
 
@@ -83,35 +84,10 @@ def _to_features(x, name: str = "features") -> Tensor:
         t = t.to(torch.float32)
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows).")
-    bad = _nonfinite_rows(t)
+    bad = len(unusable_rows(t))
     if bad:
-        raise ValueError(f"{name} contain NaN or infinite values in {bad} row(s).")
+        raise ValueError(f"{name} hold values that are {UNUSABLE} in {bad} row(s).")
     return t
-
-
-# Rows per chunk of the finite check: a float16 tensor's sum(dtype=float32) widens its whole input at once (a
-# float32 copy of a 1.28M × 1024 training set is 5.2 GB, the peak of bench/scale.py at that size); chunks bound it.
-# On 45k × 1280 float16 (1 thread) 16,384-row chunks took 137–143 ms (each widened chunk a fresh 84 MB mapping),
-# 1,024-row chunks widened into one reused buffer 12–13 ms; float32 input 10–13 ms.
-_FINITE_CHUNK = 1024
-
-
-def _nonfinite_rows(t: Tensor) -> int:
-    """Number of rows of t (float32 or float16) holding NaN or ±inf. A float32 sum per row chunk is one read-only
-    pass (no n×d mask): NaN/inf propagate into it, and a chunk whose sum is not finite (or merely overflows) is
-    checked element-wise. float16 chunks are widened into one reused buffer: a fresh 4 MB float32 temporary per
-    chunk, freed while the chunk's small sum lived on, left a heap hole each time (+0.8 GB of resident memory
-    for a 200k × 1024 array on 1 thread)."""
-    starts = range(0, t.shape[0], _FINITE_CHUNK)
-    sums = torch.empty(len(starts), dtype=torch.float32, device=t.device)
-    wide = None if t.dtype == torch.float32 else torch.empty(min(_FINITE_CHUNK, t.shape[0]), t.shape[1],
-                                                              dtype=torch.float32, device=t.device)
-    for i, start in enumerate(starts):
-        chunk = t[start:start + _FINITE_CHUNK]
-        sums[i] = (chunk if wide is None else wide[:chunk.shape[0]].copy_(chunk)).sum()
-    suspect = torch.nonzero(~torch.isfinite(sums)).flatten().tolist()  # one host sync for all chunks
-    return sum(int((~torch.isfinite(t[i * _FINITE_CHUNK:(i + 1) * _FINITE_CHUNK])).any(dim=1).sum())
-               for i in suspect)
 
 
 def _to_labels(y, n: int) -> Tensor:

@@ -463,7 +463,7 @@ def test_a_cosine_loss_ships_its_head_at_the_losss_scale(learnable):
     [
         ({}, np.ones((4, 3)), np.array([0, 1, 0]), "4 rows but labels have 3"),
         ({}, np.ones(4), np.array([0, 1, 0, 1]), "must be 2-D"),
-        ({}, np.array([[1.0, np.nan], [0, 1]]), np.array([0, 1]), "NaN or infinite values in 1 row"),
+        ({}, np.array([[1.0, np.nan], [0, 1]]), np.array([0, 1]), "NaN, infinite or too large .* in 1 row"),
         ({}, np.ones((3, 2)), np.array([0, 1, -1]), "labels must be >= 0"),
         ({}, np.ones((3, 2)), np.array([0.5, 1, 0]), "integer class indices"),
         ({"loss": "nope"}, np.ones((3, 2)), np.array([0, 1, 0]), "Unknown loss 'nope'"),
@@ -482,15 +482,25 @@ def test_fit_validation_messages(kwargs, features, labels, match):
         ProbeTrainer(epochs=1, **kwargs).fit(features, labels)
 
 
-def test_nonfinite_rows_are_counted_in_every_chunk_and_overflow_is_not_an_error(monkeypatch):
-    monkeypatch.setattr(trainer_module, "_FINITE_CHUNK", 4)
+def test_unusable_rows_are_counted_in_every_chunk_and_a_squared_norm_past_float32_is_one(monkeypatch):
+    """One 3e38 value in float32 features passed the finite check and made r_k² infinite: every MR² fit failed
+    blaming "a class without samples" (1e20 'succeeded' with r² = 2.5e38)."""
+    from probe import stats
+
+    monkeypatch.setattr(stats, "_FINITE_CHUNK", 4)
     x = np.zeros((10, 3), dtype=np.float16)
     x[9, 0], x[2, 1], x[2, 2] = np.nan, np.inf, -np.inf  # rows 2 and 9, in the first and the last chunk
     y = np.arange(10) % 2
-    with pytest.raises(ValueError, match="NaN or infinite values in 2 row"):
+    with pytest.raises(ValueError, match=r"NaN, infinite or too large for float32 statistics \(a squared norm past "
+                                         r"3.4e\+38\) in 2 row"):
         ProbeTrainer(epochs=1).fit(x, y)
-    big = torch.full((10, 3), 3e38)  # finite, but every chunk's float32 sum overflows to inf
-    assert not torch.isfinite(big[:4].sum()) and trainer_module._nonfinite_rows(big) == 0
+    big = torch.full((10, 3), 1e19)  # ‖φ‖² = 3e38: fits, though every chunk's float32 sum of squares overflows
+    assert stats.unusable_rows(big).tolist() == []
+    big[5, 1], big[8, 0] = 3e38, -2e19  # ‖φ‖² past float32's max, in a finite row
+    assert stats.unusable_rows(big).tolist() == [5, 8]
+    assert stats.unusable_rows(big.double() * 1e300).tolist() == list(range(10))  # float64's own overflow
+    with pytest.raises(ValueError, match="in 1 row"):
+        ProbeTrainer(epochs=1, loss="mr2").fit(np.where(np.arange(10)[:, None] == 4, np.float32(3e38), np.float32(1)), y)
 
 
 def test_float16_features_are_checked_without_a_float32_copy():
