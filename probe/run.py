@@ -90,11 +90,14 @@ def carved_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return rank < carved_per_class(np.bincount(labels), fraction)[labels]
 
 
+MIN_TRAIN_TO_CARVE = 2  # train images of a class from which a validation image is carved (its last one never is)
+
+
 def carved_per_class(counts, fraction: float) -> np.ndarray:
     """Validation images :func:`carve_validation` takes from each class's ``counts`` train images: round(fraction·n),
-    at least 1 where n ≥ 2, and never the class's last image."""
+    at least 1 where n ≥ :data:`MIN_TRAIN_TO_CARVE`, and never the class's last image."""
     counts = np.asarray(counts, dtype=np.int64)
-    n_val = np.where(counts >= 2, np.maximum(1, np.rint(fraction * counts)), 0).astype(np.int64)
+    n_val = np.where(counts >= MIN_TRAIN_TO_CARVE, np.maximum(1, np.rint(fraction * counts)), 0).astype(np.int64)
     return np.minimum(n_val, np.maximum(counts - 1, 0))
 
 
@@ -105,8 +108,9 @@ def empty_validation(sizes: str) -> str:
     """:data:`EMPTY_VALIDATION` with why and what to do, for splits of ``sizes`` images ("train 5, val 0, test 5"):
     what the service answers before a job exists and a run raises (the CLI said the bare sentence; an extremes
     round: five classes of one train image each)."""
-    return (f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and no class has the 2 train "
-            "images one is carved from; give the data set a val/ folder or more images per class")
+    return (f"{EMPTY_VALIDATION[:-1]}: these splits hold no validation image ({sizes}) and no class has the "
+            f"{MIN_TRAIN_TO_CARVE} train images one is carved from; give the data set a val/ folder or more images "
+            "per class")
 
 
 def validation_images(counts: dict[str, list[int]], fraction: float) -> int:

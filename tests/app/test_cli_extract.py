@@ -321,3 +321,44 @@ def test_ctrl_c_is_one_line_that_says_the_same_command_resumes(tmp_path, capsys,
     assert main(["extract", "--data", str(tmp_path), "--out", str(tmp_path / "c.h5")]) == 130
     assert capsys.readouterr().err == ("mr2probe extract: interrupted; the images encoded so far are kept: the same "
                                        "command resumes\n")
+
+
+def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_naming_the_least_cap(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """A loose end: --max-per-class 1 wrote a cache that `mr2probe train` then refused (no validation image: one is
+    carved from a class of 2 train images or more). The cap is refused before any image is encoded, naming the
+    least one that gives train a validation image for the data set's layout; that cap extracts a cache train
+    reads; a data set too small by itself (no cap) is a warning, and its cache still serves predict."""
+    import feature_cache
+    from app.cli import main
+    from probe.run import validation_images
+
+    extract, calls = feature_cache.extract, []
+    monkeypatch.setattr(feature_cache, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
+    given = make_tree(tmp_path / "given")  # train/ and test/, 2 images of each class in each
+    assert main(["extract", "--data", str(given), "--out", str(tmp_path / "one.h5"), "--max-per-class", "1"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mr2probe extract: error: --max-per-class 1 leaves no validation image (train 3, val 0, test 3): mr2probe "
+        "train carves one from a class of 2 train images or more; give --max-per-class 2 or more")
+    assert calls == [] and not (tmp_path / "one.h5").exists()
+    tree = tmp_path / "tree"  # one tree of 3 images a class: test is carved first, then val from what is left
+    rng = np.random.default_rng(1)
+    for name in ("cat", "dog", "eel"):
+        (tree / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)).save(tree / name / f"{i}.png")
+    argv = ["--data", str(tree), "--batch-size", "8", "--workers", "0", "--device", "cpu", "--no-progress"]
+    with pytest.raises(ValueError, match="--max-per-class 2 leaves no validation image .* give --max-per-class 3 or"):
+        command.run(parse([*argv, "--out", str(tmp_path / "two.h5"), "--max-per-class", "2"]))
+    assert command.run(parse([*argv, "--out", str(tmp_path / "three.h5"), "--max-per-class", "3"])) == 0
+    cache = open_cache(tmp_path / "three.h5")
+    counts = {split: np.bincount(cache.labels(split), minlength=3).tolist() for split in cache.splits}
+    assert validation_images(counts, 0.1) == 3 and "warning" not in capsys.readouterr().err
+    for name in ("cat", "dog", "eel"):  # no cap: 1 image a class in train/ is the data set's own size, a warning
+        (given / "train" / name / "1.png").unlink()
+    assert command.run(parse(["--data", str(given), "--out", str(tmp_path / "small.h5"), "--batch-size", "8",
+                              "--workers", "0", "--device", "cpu", "--no-progress"])) == 0
+    assert ("warning: the validation split is empty; selection needs validation samples: these splits hold no "
+            "validation image (train 3, val 0, test 6) and no class has the 2 train images one is carved from; give "
+            "the data set a val/ folder or more images per class: mr2probe train refuses this cache"
+            ) in capsys.readouterr().err.splitlines()
