@@ -41,6 +41,22 @@ UNKNOWN_CLASS = -1  # label_map's index of a class name the run does not have
 PROBE_FILES = ("report.json", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE, SEEN_FILE)
 
 
+def shipped_posthoc(report) -> PosthocLogitBias | None:
+    """The post-hoc bias a run's probe applies, its first seed's where the run applied one, or None: read from
+    report.json by :class:`RunProbe` (``mr2probe predict``) and the ONNX export alike (posthoc_bias.json is its copy
+    for apply_probe.py: export read it, and a hand-edited one ended in a traceback there, a graph with another bias
+    than predict's, or one broadcast over every class)."""
+    if report.posthoc is None or not report.posthoc.shipped_applied():
+        return None
+    return PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
+
+
+def shipped_temperature(scaling: TemperatureScaling | None) -> float:
+    """The logits' divisor before the softmax of a run's probe (its report's ``temperature_scaling``): the run's
+    fitted temperature where it applied one, else 1; temperature.json is its copy for apply_probe.py."""
+    return 1.0 if scaling is None else scaling.temperature
+
+
 @dataclass
 class TrueClass:
     """Each row's true class among a probe's (``UNKNOWN_CLASS``: one it does not have) and, once
@@ -83,7 +99,7 @@ class RunProbe:
     @property
     def temperature(self) -> float:
         """The logits' divisor before the softmax: the run's fitted temperature where it applied one, else 1."""
-        return 1.0 if self.scaling is None else self.scaling.temperature
+        return shipped_temperature(self.scaling)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> RunProbe:
@@ -101,10 +117,7 @@ class RunProbe:
         if names is not None and list(names) != list(report.class_names):
             raise ValueError(f"{run_dir}: the head names other classes than the report; the run directory mixes "
                              "files of two runs.")
-        posthoc = None
-        if report.posthoc is not None and report.posthoc.shipped_applied():
-            posthoc = PosthocLogitBias.with_bias(report.posthoc.per_seed[0].bias, report.posthoc.objective)
-        return cls(trainer, list(report.class_names), posthoc, report.features, report.run_id,
+        return cls(trainer, list(report.class_names), shipped_posthoc(report), report.features, report.run_id,
                    SeenSources.load(run_dir), report.temperature_scaling)
 
     @property

@@ -2,9 +2,10 @@
 
 Serving stacks that run the encoder in ONNX Runtime, Triton or TensorRT take the probe as one more graph instead
 of Python code. The graph follows head.json's ``forward.steps`` as :mod:`probe.standalone` does, reading the run's
-files with its :func:`~probe.standalone.load_probe` (one reader of what ships): the adapter where there is one, the
-head (a cosine head's L2 normalisation of the features in the graph, of its class vectors at export, and its
-scale), the post-hoc bias, the temperature, then the softmax. Everything is float32, so its probabilities match
+head files with its :func:`~probe.standalone.load_head` (one reader of what ships): the adapter where there is one,
+the head (a cosine head's L2 normalisation of the features in the graph, of its class vectors at export, and its
+scale); then the post-hoc bias and the temperature, read from report.json as ``mr2probe predict`` reads them
+(``probe.deploy.shipped_posthoc``, ``shipped_temperature``), then the softmax. Everything is float32, so its probabilities match
 ``mr2probe predict``'s to float32 rounding (about 1e-6). Rows of NaN or infinite features give NaN, where
 ``mr2probe predict`` and ``apply_probe.py`` refuse them: check features before they reach the graph.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .standalone import StandaloneProbe, load_probe
+from .standalone import StandaloneProbe, load_head
 
 OPSET = 17  # ReduceL2 with its axes as an attribute, Softmax over one axis: ONNX Runtime 1.12+, TensorRT 8.5+
 INPUT, OUTPUTS = "features", ("probabilities", "logits")
@@ -100,6 +101,19 @@ def _head(graph: _Graph, probe: StandaloneProbe, x: str) -> str:
     raise ValueError(f"head {probe.head!r} has no ONNX export")
 
 
+def _shipped(run_dir) -> StandaloneProbe:
+    """The run's head (head.safetensors, head.json) with the post-hoc bias and the temperature ``mr2probe predict``
+    applies: report.json's (``RunProbe.load``'s reading), not posthoc_bias.json's and temperature.json's copies."""
+    from .deploy import shipped_posthoc, shipped_temperature
+    from .report import load_report
+
+    report = load_report(run_dir)
+    probe, posthoc = load_head(run_dir), shipped_posthoc(report)
+    probe.bias = None if posthoc is None else posthoc.bias_
+    probe.temperature = shipped_temperature(report.temperature_scaling)
+    return probe
+
+
 def probe_model(run_dir, features: dict | None = None):
     """The ``onnx.ModelProto`` of the probe the run in ``run_dir`` ships (its first seed's head, post-hoc bias and
     temperature: what ``mr2probe predict`` applies); ``features``: report.json's, kept in the metadata. Checked with
@@ -107,7 +121,7 @@ def probe_model(run_dir, features: dict | None = None):
     import onnx
     from onnx import TensorProto, helper
 
-    probe = load_probe(run_dir)
+    probe = _shipped(run_dir)
     d, k = int(probe.tensors["head.weight"].shape[1]), len(probe.class_names)
     graph = _Graph()
     x = _adapter(graph, probe, INPUT) if probe.adapter is not None else INPUT

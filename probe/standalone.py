@@ -98,27 +98,33 @@ class StandaloneProbe:
         return self.logits(features).argmax(axis=1)
 
 
-def load_probe(folder) -> StandaloneProbe:
-    """Read ``head.safetensors`` + ``head.json`` (and ``posthoc_bias.json``, ``temperature.json``) from ``folder``."""
+def load_head(folder) -> StandaloneProbe:
+    """Read ``head.safetensors`` + ``head.json`` from ``folder``: the probe without its post-hoc bias and temperature
+    (what the ONNX export takes from report.json, as ``mr2probe predict`` does)."""
     from safetensors.numpy import load_file
 
     folder = Path(folder)
     meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
     tensors = load_file(str(folder / "head.safetensors"))
     names = meta.get("class_names") or [str(c) for c in meta["classes"]]
+    adapter = meta.get("adapter")
+    return StandaloneProbe(tensors, list(names), meta["head"]["name"], adapter and adapter["name"])
+
+
+def load_probe(folder) -> StandaloneProbe:
+    """Read ``head.safetensors`` + ``head.json`` (and ``posthoc_bias.json``, ``temperature.json``) from ``folder``."""
+    folder = Path(folder)
+    probe = load_head(folder)
+    names = probe.class_names
     bias_file, temperature_file = folder / "posthoc_bias.json", folder / "temperature.json"
-    bias = None
     if bias_file.is_file():
         shipped = json.loads(bias_file.read_text(encoding="utf-8"))
         if shipped.get("class_names", names) != names:
             raise ValueError(f"{bias_file} names other classes than head.json: files of two runs")
-        bias = np.asarray(shipped["bias"], dtype=np.float64)
-    temperature = 1.0
+        probe.bias = np.asarray(shipped["bias"], dtype=np.float64)
     if temperature_file.is_file():
-        temperature = float(json.loads(temperature_file.read_text(encoding="utf-8"))["temperature"])
-    adapter = meta.get("adapter")
-    return StandaloneProbe(tensors, list(names), meta["head"]["name"], adapter and adapter["name"], bias,
-                           temperature)
+        probe.temperature = float(json.loads(temperature_file.read_text(encoding="utf-8"))["temperature"])
+    return probe
 
 
 def _load_features(path: str, width: int) -> np.ndarray:

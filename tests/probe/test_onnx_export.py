@@ -91,3 +91,20 @@ def test_export_names_a_damaged_head_as_predict_does(scaled_run, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("mr2probe export: error: ") and len(err.strip().splitlines()) == 1 and said in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("bias, temperature", [({"a": 1}, [1, 2]), ([0.5], 0), ("{not json", "{not json")])
+def test_the_graph_takes_the_bias_and_temperature_predict_applies_not_their_copies(scaled_run, data, tmp_path,
+                                                                                   bias, temperature):  # noqa: F811
+    """A loose end: export read posthoc_bias.json and temperature.json (apply_probe.py's copies) where predict
+    reads report.json: hand-edited ones ended in a TypeError traceback ({'a': 1}, [1, 2]), or in a graph that
+    broadcast a one-value bias over every class or divided by 0, unlike predict's probabilities."""
+    import shutil
+
+    run_dir = shutil.copytree(scaled_run, tmp_path / "run")
+    for name, key, value in (("posthoc_bias.json", "bias", bias), ("temperature.json", "temperature", temperature)):
+        shipped = json.loads((run_dir / name).read_text())
+        (run_dir / name).write_text(value if value == "{not json" else json.dumps({**shipped, key: value}))
+    x = data["test"][0].astype(np.float32)
+    probabilities, _ = _session(probe_model(run_dir)).run(None, {"features": x})
+    np.testing.assert_allclose(probabilities, RunProbe.load(run_dir).predict_proba(x), rtol=0, atol=2e-5)
