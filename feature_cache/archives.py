@@ -444,10 +444,13 @@ class ZipReader:
         if _file_identity(handle.fp) != self._identity:
             # the archive replaced or rewritten since it was listed: its members read at the listing's offsets were
             # "Bad magic number for file header" in every DataLoader worker, all skipped as failing to decode (a
-            # review); the process that listed it still reads the file it opened
+            # review); the process that listed it still reads the file it opened, unless rewritten in place (read)
             handle.close()
-            raise FileChanged(f"{self.path.name} was replaced or rewritten since the data set was opened")
+            raise self._rewritten()
         return handle
+
+    def _rewritten(self) -> FileChanged:
+        return FileChanged(f"{self.path.name} was replaced or rewritten since the data set was opened")
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -461,9 +464,19 @@ class ZipReader:
         return list(self._dirs)
 
     def read(self, name: str) -> bytes:
-        info = self._infos[name]
-        with self._archive().open(info) as member:
-            data = member.read(info.file_size + 1)  # bounded even if the header lies
+        """The member's bytes, checked by zipfile against the CRC the listing counted (its content id). A read that
+        fails on a handle whose file was rewritten in place since it was opened raises :class:`FileChanged`: the
+        handle of the process that listed the archive (an extraction with ``--workers 0``) is never reopened, and
+        its reads at the listing's offsets were "Bad magic number" or "Bad CRC-32", skipped as undecodable images
+        while the cache was written (a loose end). One ``fstat``, on a failed read only."""
+        info, archive = self._infos[name], self._archive()
+        try:
+            with archive.open(info) as member:
+                data = member.read(info.file_size + 1)  # bounded even if the header lies
+        except Exception:
+            if _file_identity(archive.fp) != self._identity:
+                raise self._rewritten() from None
+            raise
         if len(data) > info.file_size:
             raise UnsafeArchive(f"{self.path.name}: member {name!r} is larger than its declared size.")
         return data

@@ -232,6 +232,30 @@ def test_a_zip_replaced_after_it_was_opened_stops_the_extraction_of_its_workers(
     assert_same_cache(all_splits(run(data, None, out=tmp_path / "w.h5", workers=0).path), reference)
 
 
+def test_a_zip_rewritten_in_place_stops_the_extraction_of_the_process_that_listed_it(tree, tmp_path):
+    """A loose end: a zip rewritten in place (same file, other bytes) while an extraction with --workers 0 ran was
+    read by the handle that listed it, never reopened, at the listing's offsets: "Bad magic number for file header",
+    its images skipped as failing to decode, and the cache written without them. A failed read on a rewritten file
+    is a changed file: the extraction stops as with workers; once the zip is as it was, it resumes whole."""
+    import shutil
+
+    archive = Path(shutil.make_archive(str(tmp_path / "set"), "zip", tree))
+    reference = all_splits(run(archive, None, out=tmp_path / "ref.h5").path)
+    original = archive.read_bytes()
+    data = open_dataset(archive)
+    write_image(tree / "test" / "bee" / "000.png", 0, 77)
+    other = Path(shutil.make_archive(str(tmp_path / "other"), "zip", tree)).read_bytes()
+    with open(archive, "r+b") as handle:  # the same file (inode), rewritten: longer from its second image on
+        handle.write(other[:2000] + b"\0" * 100 + other[2000:])
+        handle.truncate()
+    with pytest.raises(DatasetError, match=r"files? of the data set \(.*\) w(as|ere) changed while"):
+        run(data, None, out=tmp_path / "w.h5", workers=0)
+    archive.write_bytes(original)
+    resumed = run(archive, None, out=tmp_path / "w.h5", workers=0)
+    assert resumed.skipped == []
+    assert_same_cache(all_splits(resumed.path), reference)
+
+
 def test_corrupt_images_are_skipped_and_listed(tree, tmp_path):
     (tree / "train" / "ant" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (tree / "test" / "cat" / "002.png").write_bytes(b"not an image")
