@@ -76,7 +76,7 @@ def class_counts(labels: Tensor, num_classes: int) -> Tensor:
 _FINITE_CHUNK = 1024
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 # what makes a row one of unusable_rows', in the trainer's and a registration's messages
-UNUSABLE = f"NaN, infinite or too large for float32 statistics (a squared norm past {FLOAT32_MAX:.3g})"
+UNUSABLE = f"NaN, infinite or too large for float32 (a squared norm past {FLOAT32_MAX:.3g})"
 
 
 def unusable_rows(t: Tensor) -> Tensor:

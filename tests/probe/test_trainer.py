@@ -491,7 +491,7 @@ def test_unusable_rows_are_counted_in_every_chunk_and_a_squared_norm_past_float3
     x = np.zeros((10, 3), dtype=np.float16)
     x[9, 0], x[2, 1], x[2, 2] = np.nan, np.inf, -np.inf  # rows 2 and 9, in the first and the last chunk
     y = np.arange(10) % 2
-    with pytest.raises(ValueError, match=r"NaN, infinite or too large for float32 statistics \(a squared norm past "
+    with pytest.raises(ValueError, match=r"NaN, infinite or too large for float32 \(a squared norm past "
                                          r"3.4e\+38\) in 2 row"):
         ProbeTrainer(epochs=1).fit(x, y)
     big = torch.full((10, 3), 1e19)  # ‖φ‖² = 3e38: fits, though every chunk's float32 sum of squares overflows
