@@ -713,3 +713,18 @@ def test_a_run_given_as_its_report_json_is_read_as_its_folder(run, tmp_path, cap
     for command in (["export", "--out", str(tmp_path / "p.onnx")], ["failures", "--limit", "1"], ["report"]):
         assert main([*command, str(out / "report.json")]) == 0, command
     assert (tmp_path / "p.onnx").stat().st_size > 0
+
+
+def test_a_cache_with_a_row_whose_squared_norm_overflows_float32_is_one_line(run, tmp_path, capsys):
+    """One finite 3e38 value in a float32 cache was scored, with an NLL of 1.8e35 among the figures: the row is
+    refused as the trainer and a registration refuse it (probe.stats.unusable_rows), in one line, exit 2."""
+    _, out = run
+    rng = np.random.default_rng(5)
+    x, labels, sources = _split(rng, np.repeat(np.arange(len(NAMES)), 3), "test")
+    x[4, 2] = 3e38
+    huge = _cache(tmp_path / "huge.h5", {"test": (x, labels, sources)}, NAMES)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(huge)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mr2probe predict: error: features hold values that are NaN, infinite or too large for float32 (a squared "
+        "norm past 3.4e+38) in 1 row(s).")
