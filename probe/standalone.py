@@ -112,19 +112,44 @@ def load_head(folder) -> StandaloneProbe:
 
 
 def load_probe(folder) -> StandaloneProbe:
-    """Read ``head.safetensors`` + ``head.json`` (and ``posthoc_bias.json``, ``temperature.json``) from ``folder``."""
+    """Read ``head.safetensors`` + ``head.json`` (and ``posthoc_bias.json``, ``temperature.json``) from ``folder``.
+    A bias or temperature file that is not one finite number per class, or one finite positive number, is a
+    ValueError naming it: a hand-edited one was a TypeError traceback, or a bias of one value added to every class,
+    or a temperature of 0 that made every confidence NaN."""
     folder = Path(folder)
     probe = load_head(folder)
     names = probe.class_names
     bias_file, temperature_file = folder / "posthoc_bias.json", folder / "temperature.json"
     if bias_file.is_file():
-        shipped = json.loads(bias_file.read_text(encoding="utf-8"))
+        shipped = _shipped(bias_file, "bias")
         if shipped.get("class_names", names) != names:
             raise ValueError(f"{bias_file} names other classes than head.json: files of two runs")
-        probe.bias = np.asarray(shipped["bias"], dtype=np.float64)
+        bias = shipped["bias"]
+        if not (isinstance(bias, list) and len(bias) == len(names) and all(map(_finite, bias))):
+            raise ValueError(f"{bias_file}: its bias is not {len(names)} finite numbers, one per class of head.json")
+        probe.bias = np.asarray(bias, dtype=np.float64)
     if temperature_file.is_file():
-        probe.temperature = float(json.loads(temperature_file.read_text(encoding="utf-8"))["temperature"])
+        temperature = _shipped(temperature_file, "temperature")["temperature"]
+        if not (_finite(temperature) and temperature > 0):
+            raise ValueError(f"{temperature_file}: its temperature is not a finite number above 0")
+        probe.temperature = float(temperature)
     return probe
+
+
+def _shipped(path: Path, key: str) -> dict:
+    """A shipped JSON file's object, holding ``key``; a ValueError naming the file otherwise."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # not UTF-8, not JSON
+        raise ValueError(f"{path} is not a JSON file: {e}") from None
+    if not isinstance(document, dict) or key not in document:
+        raise ValueError(f"{path} holds no {key!r}: not a file the run wrote")
+    return document
+
+
+def _finite(value) -> bool:
+    """Whether a JSON value is a finite number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _load_features(path: str, width: int) -> np.ndarray:

@@ -109,3 +109,29 @@ def test_the_shell_command_says_what_is_wrong_in_one_line(adapter_run, tmp_path,
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("apply_probe.py: error: ") and __import__("re").search(expected, err), err
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("posthoc_bias.json", '{"bias": {"a": 1}}', r"posthoc_bias.json: its bias is not 6 finite numbers, one per class"),
+    ("posthoc_bias.json", '{"bias": [0.5]}', r"posthoc_bias.json: its bias is not 6 finite numbers"),
+    ("posthoc_bias.json", '{"objective": "hard"}', r"posthoc_bias.json holds no 'bias': not a file the run wrote"),
+    ("posthoc_bias.json", "{not json", r"posthoc_bias.json is not a JSON file: Expecting property name"),
+    ("temperature.json", '{"temperature": [1, 2]}', r"temperature.json: its temperature is not a finite number above 0"),
+    ("temperature.json", '{"temperature": 0}', r"temperature.json: its temperature is not a finite number above 0"),
+    ("temperature.json", '{"temperature": true}', r"temperature.json: its temperature is not a finite number above 0"),
+])
+def test_a_damaged_bias_or_temperature_file_is_one_line(scaled_run, data, tmp_path, capsys, name, text,
+                                                         expected):  # noqa: F811
+    """A hand-edited posthoc_bias.json or temperature.json was a TypeError traceback ({"a": 1}, [1, 2]), or a bias
+    of one value added to every class, or a temperature of 0 that made every confidence NaN, exit 0."""
+    import shutil
+
+    from probe.standalone import main
+
+    folder, features = shutil.copytree(scaled_run, tmp_path / "run"), tmp_path / "x.npy"
+    np.save(features, data["test"][0][:2].astype(np.float32))
+    (folder / name).write_text(text)
+    assert main([str(folder), str(features)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("apply_probe.py: error: ") and __import__("re").search(expected, err), err
