@@ -89,7 +89,7 @@ def unusable_rows(t: Tensor) -> Tensor:
     Read in chunks of ``_FINITE_CHUNK`` rows with no (n, d) temporary: a chunk whose values all lie within
     ±√(max / d) (each row's ‖φ‖² then fits) passes on its minimum and maximum; the others are read row by row in
     float64."""
-    if t.shape[0] == 0:
+    if t.numel() == 0:  # no rows, or rows of no feature (which the trainer refuses after: no aminmax of nothing)
         return torch.zeros(0, dtype=torch.int64)
     starts = range(0, t.shape[0], _FINITE_CHUNK)
     bound = (FLOAT32_MAX / max(1, t.shape[1])) ** 0.5
