@@ -15,7 +15,7 @@ from probe.names import class_name, listed
 
 from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
-    classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
+    classes_without_message, dataset_counts, is_unlabelled, no_validation, open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig
@@ -243,6 +243,9 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
     field = "dataset_id" if default_splits else "options"  # what set these splits
     if problem:
         raise RequestInvalid(field, problem)
+    capped = None if options.max_per_class is None else no_validation(data, options.max_per_class, "max_per_class")
+    if capped:  # an extraction's cache no probe could train on (a pipeline's probe said so; an extract job did not)
+        raise RequestInvalid(field, capped)
     return field, dataset_counts(data)
 
 

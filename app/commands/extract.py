@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feature_cache import check_encoder, extract, open_dataset, open_images
 
-    from ..datasets import cautions
+    from ..datasets import cautions, no_validation
 
     _check_options(args)
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     data = (open_images(args.data) if args.unlabelled else
             open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
-    empty = None if args.unlabelled else _no_validation(data, args.max_per_class)
+    empty = None if args.unlabelled else no_validation(data, args.max_per_class, "--max-per-class")
     if empty and args.max_per_class is not None:  # the cap empties it: refused before any image is encoded
         raise ValueError(empty)
     warned += [f"warning: {empty}"] if empty else []
@@ -174,34 +174,6 @@ def _data_set_gaps(data) -> dict[str, list[str]]:
 
     counts = dataset_counts(data)
     return {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
-
-
-def _no_validation(data, cap: int | None) -> str | None:
-    """Why ``mr2probe train`` would refuse the cache of an opened data set's splits for want of validation images
-    (``probe.run.validation_images``: the val split's, else those carved from a class of 2 train images or more), or
-    None; a labelled test set alone (no train image) is for predict. With a cap per class (``--max-per-class``),
-    the least cap that leaves one, by the same carving: 1 image per class left nothing to carve (a loose end)."""
-    from itertools import count
-
-    from probe.run import MIN_TRAIN_TO_CARVE, carved_per_class, empty_validation, validation_images
-
-    from ..datasets import dataset_counts
-
-    counts, params = dataset_counts(data), data.params
-    if not sum(counts.get("train") or []) or validation_images(counts, params["val_fraction"]):
-        return None
-    sizes = ", ".join(f"{split} {sum(n):,}" for split, n in counts.items())
-    if cap is None:
-        return f"{empty_validation(sizes)}: mr2probe train refuses this cache"
-
-    def splits(n: int) -> dict[str, list[int]]:  # n images of a class capped: what the extraction leaves of them
-        train = n - (int(carved_per_class([n], params["test_fraction"])[0]) if params["test_fraction"] else 0)
-        val = 0 if data.val_given else int(carved_per_class([train], params["val_fraction"])[0])
-        return {"train": [train - val], "val": [val]}
-
-    least = next(n for n in count(cap + 1) if validation_images(splits(n), params["val_fraction"]))
-    return (f"--max-per-class {cap} leaves no validation image ({sizes}): mr2probe train carves one from a class of "
-            f"{MIN_TRAIN_TO_CARVE} train images or more; give --max-per-class {least} or more")
 
 
 def _cache_gaps(path) -> dict[str, list[str]]:

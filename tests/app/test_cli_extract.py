@@ -338,8 +338,8 @@ def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_naming_the_l
     given = make_tree(tmp_path / "given")  # train/ and test/, 2 images of each class in each
     assert main(["extract", "--data", str(given), "--out", str(tmp_path / "one.h5"), "--max-per-class", "1"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "mr2probe extract: error: --max-per-class 1 leaves no validation image (train 3, val 0, test 3): mr2probe "
-        "train carves one from a class of 2 train images or more; give --max-per-class 2 or more")
+        "mr2probe extract: error: --max-per-class 1 leaves no validation image (train 3, val 0, test 3): a probe "
+        "carves one from a class of 2 train images or more; give --max-per-class 2 or more")
     assert calls == [] and not (tmp_path / "one.h5").exists()
     tree = tmp_path / "tree"  # one tree of 3 images a class: test is carved first, then val from what is left
     rng = np.random.default_rng(1)
@@ -360,5 +360,5 @@ def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_naming_the_l
                               "--workers", "0", "--device", "cpu", "--no-progress"])) == 0
     assert ("warning: the validation split is empty; selection needs validation samples: these splits hold no "
             "validation image (train 3, val 0, test 6) and no class has the 2 train images one is carved from; give "
-            "the data set a val/ folder or more images per class: mr2probe train refuses this cache"
+            "the data set a val/ folder or more images per class: a probe refuses this cache"
             ) in capsys.readouterr().err.splitlines()

@@ -944,6 +944,16 @@ def test_splits_without_a_validation_image_are_refused_before_a_job_exists(servi
     resp = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": bigger["id"], "probes": [{"loss": "ce"}],
                                            "options": {"max_per_class": 1}})  # one train image, one test image each
     assert resp.status_code == 422 and resp.json()["detail"].startswith("options: "), resp.text
+    # an extraction alone too (a loose end: its cache was one no probe could train on), naming the least cap
+    jobs = len(service.get("/api/jobs").json())
+    resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": bigger["id"],
+                                           "options": {"max_per_class": 1}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"] == (
+        f"options: max_per_class 1 leaves no validation image (train {len(bigger['class_names'])}, val 0, test "
+        f"{len(bigger['class_names'])}): a probe carves one from a class of 2 train images or more; give "
+        "max_per_class 2 or more")
+    assert len(service.get("/api/jobs").json()) == jobs
     ok = service.post("/api/jobs", json={"kind": "pipeline", "dataset_id": bigger["id"], "probes": [{"loss": "ce"}]})
     assert ok.status_code == 202, ok.text
 
