@@ -34,13 +34,14 @@ import h5py
 import torch
 import torch.distributed as dist
 
-from .datasets import SPLITS, LabelledImages, Sample, open_dataset, unused_val_share
-from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP
+from .datasets import SPLITS, LabelledImages, Sample, unused_val_share
+from .defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
 from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
 from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies, _shard_files,
                       check_decodable, plan_extraction, remove_stale_shards, resolve_workers, run_plan,
                       shard_path)
+from .options import add_extract_arguments, found, open_requested, skipped_lines
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -288,47 +289,43 @@ def _merge(plan: ExtractionPlan, world: int) -> None:
     remove_stale_shards(plan.path)
 
 
+WORKERS_HELP = ("DataLoader worker processes per rank (default: one per torch thread on CPU, each decoding and encoding "
+                f"with one thread; on CUDA decoding, the node's cores shared by its ranks, 2 to 8); at most {MAX_WORKERS}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options: `mr2probe extract`'s (:func:`~feature_cache.options.add_extract_arguments`, the same
+    meaning and defaults) and ``--backend``."""
+    parser = argparse.ArgumentParser(prog="python -m feature_cache.distributed", description=__doc__.split("\n")[0])
+    add_extract_arguments(parser, workers_help=WORKERS_HELP)
+    parser.add_argument("--backend", default=None, help="nccl (default with CUDA) or gloo")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """torchrun entry point (see module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m feature_cache.distributed", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="a folder or archive of class folders, a CSV manifest or an "
-                        "idx folder, as `mr2probe extract --data`")
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER, help=ENCODER_HELP)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None)
-    where.add_argument("--cache-dir", default=".mr2probe/cache")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes per rank (default: one per torch thread on CPU, each decoding and "
-                        "encoding with one thread; on CUDA decoding, the node's cores shared by its ranks, 2 to 8)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (see feature_cache.encoders)")
-    parser.add_argument("--val-fraction", type=float, default=None,
-                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION}); "
-                        "unused where the data set has a val/ folder (or manifest val rows)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-per-class", type=int, default=None)
-    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    parser.add_argument("--backend", default=None, help="nccl (default with CUDA) or gloo")
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend=backend)
     try:
-        data = _done_on_every_rank(lambda: open_dataset(
-            args.data, val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
-            seed=args.seed, max_per_class=args.max_per_class))
+        data = _done_on_every_rank(lambda: open_requested(args))
         unused = unused_val_share(data, "--val-fraction", args.val_fraction)
-        if unused and dist.get_rank() == 0:
-            print(f"warning: {unused}", file=sys.stderr)
+        if dist.get_rank() == 0:  # before the extraction, as `mr2probe extract` says them
+            for line in [found(data), *([f"warning: {unused}"] if unused else [])]:
+                print(line, file=sys.stderr, flush=True)
         result = extract_distributed(
             data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
             workers=args.workers, device=args.device, precision=args.precision,
-            out=args.out, dtype=args.dtype,
+            out=args.out, dtype=args.dtype, show_progress=not args.no_progress,
         )
         if dist.get_rank() == 0:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,
-                              "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}))
+                              "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}),
+                  flush=True)
+            for line in skipped_lines(result.skipped):
+                print(line, file=sys.stderr, flush=True)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         # one line, as `mr2probe extract` prints: a caller's mistake (an --out file of other settings, a class left
         # without images) 2; what the machine refused (a CUDA out-of-memory error, a RuntimeError) or an extraction

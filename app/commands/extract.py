@@ -6,70 +6,28 @@ import json
 import sys
 from pathlib import Path
 
-from feature_cache.datasets import ARCHIVE_SUFFIXES
-from feature_cache.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP,
-                                     MAX_BATCH_SIZE, MAX_WORKERS)
+from feature_cache.defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
+from feature_cache.options import add_extract_arguments, found, open_requested, skipped_lines
 
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True,
-                        help=f"folder or archive ({', '.join(ARCHIVE_SUFFIXES)}) of class folders (train/ and test/ sub-trees or one tree), "
-                        "a CSV manifest or a Fashion-MNIST idx folder. A manifest's header names a path column "
-                        "(path, filepath, file_path, file, filename, image, image_path), a label column (label, class, "
-                        "class_name, target, category) and optionally a split column (split or subset: train / "
-                        "val / test); paths are relative to the CSV file's folder. A folder holding train.csv and "
-                        "test.csv is read as one data set (train rows train, test rows test)")
-    parser.add_argument("--unlabelled", action="store_true",
-                        help="the images are not labelled: every image file under --data (a folder or an archive, "
-                        "any folders) goes into one test split, for `mr2probe predict` to apply a shipped probe to; "
-                        "nothing trains on such a cache")
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
-                        help=ENCODER_HELP)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None, help="cache file to write (reused when it matches the request)")
-    where.add_argument("--cache-dir", default=".mr2probe/cache",
-                       help="folder of caches named by fingerprint (default: .mr2probe/cache)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help=f"images per forward pass / chunk (default {DEFAULT_BATCH_SIZE}, at most {MAX_BATCH_SIZE})")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader worker processes; on CPU each decodes and encodes its own batches with "
-                        "one thread (default: one per torch thread from 2,000 images, else 0: all in the main "
-                        "process); on CUDA they decode while the GPU encodes (default: one per core but one, 2 to "
-                        f"8); at most {MAX_WORKERS}")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto",  # checked by feature_cache (PRECISIONS)
-                        help="forward-pass precision: auto (default: fp16 on CUDA, bf16 on CPUs with native "
-                        "bfloat16, else fp32), fp32, bf16 (autocast) or fp16 (CUDA autocast); recorded in the cache")
-    parser.add_argument("--val-fraction", type=float, default=None,
-                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION}); "
-                        "unused where the data set has a val/ folder (or manifest val rows)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
-    parser.add_argument("--max-per-class", type=int, default=None,  # the rule of app.schemas.MAX_PER_CLASS_HELP
-                        help="keep at most this many images per class in each given split (seeded); a data set "
-                             "without split folders: in all, before test and val are carved from them")
-    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
-                        help="stored feature dtype (default float16)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_extract_arguments(parser)  # torchrun's `python -m feature_cache.distributed` takes the same
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_cache import check_encoder, extract, open_dataset, open_images
+    from feature_cache import check_encoder, extract
 
     from ..datasets import cautions, no_validation
 
     _check_options(args)
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
-    if args.unlabelled and (args.max_per_class is not None or args.val_fraction is not None):
-        raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every image "
-                         "in one test split.")
-    share = args.val_fraction  # None where not given: `--val-fraction 0.1 --unlabelled` was refused above
+    share = args.val_fraction  # None where not given (`--val-fraction 0.1 --unlabelled` is refused)
+    data = open_requested(args)
     if share is None:
         args.val_fraction = DEFAULT_VAL_FRACTION
-    data = (open_images(args.data) if args.unlabelled else
-            open_dataset(args.data, val_fraction=args.val_fraction, seed=args.seed, max_per_class=args.max_per_class))
     warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
     empty = None if args.unlabelled else no_validation(data, args.max_per_class, "--max-per-class")
     if empty and args.max_per_class is not None:  # the cap empties it: refused before any image is encoded
@@ -102,33 +60,12 @@ def run(args: argparse.Namespace) -> int:
         "skipped": len(result.skipped),
     }
     print(json.dumps(summary), file=sys.stdout)
-    for source, reason in result.skipped[:20]:
-        print(f"skipped {source}: {reason}", file=sys.stderr)
-    if len(result.skipped) > 20:
-        print(f"... and {len(result.skipped) - 20} more skipped files (see the cache's 'skipped' attribute)",
-              file=sys.stderr)
+    for line in skipped_lines(result.skipped):
+        print(line, file=sys.stderr)
     for line in _missing_classes(_cache_gaps(result.path), len(data.class_names)) if not args.unlabelled else ():
         if line not in warned:  # a class whose every image of a split failed to decode
             print(line, file=sys.stderr)
     return 0
-
-
-CLASSES_LISTED = 20  # class names the line before an extraction names; the rest counted (probe.names.listed)
-
-
-def found(data) -> str:
-    """What the extraction is about to read, in a line: its classes, named, and its images per split. A wrong
-    layout (the classes batch1 and batch2, a class per photographer) went unseen until a run's report."""
-    from probe.names import listed
-
-    sizes = {split: len(samples) for split, samples in data.splits.items() if samples}
-    total = sum(sizes.values())
-    per_split = ", ".join(f"{split} {n:,}" for split, n in sizes.items())
-    images = f"{total:,} image{'s' * (total != 1)} ({per_split})"
-    if not getattr(data, "labelled", True):
-        return f"found {images}, unlabelled"
-    names = listed([repr(name) for name in data.class_names], CLASSES_LISTED)
-    return f"found {len(data.class_names)} class{'es' * (len(data.class_names) != 1)}: {names}; {images}"
 
 
 def _check_writable(folder: Path, target: str) -> None:

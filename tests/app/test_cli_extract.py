@@ -147,6 +147,17 @@ def test_what_the_machine_refuses_and_a_busy_cache_are_one_line_each(tmp_path, c
     assert main(argv) == 0 and open_cache(out).num_features == 1280  # the lock released: it runs
 
 
+def test_torchruns_command_takes_every_option_of_mr2probe_extract_with_its_meaning_and_default():
+    """torchrun's `python -m feature_cache.distributed` had its own copies of the options, without --unlabelled or
+    --no-progress (a review): both commands read the same options now (feature_cache.options), and --backend."""
+    from feature_cache.distributed import build_parser
+
+    for argv in (["--data", "x"], ["--data", "x", "--unlabelled", "--no-progress", "--cache-dir", "c", "--workers",
+                                   "1", "--precision", "fp32", "--dtype", "float32", "--seed", "3"]):
+        torchrun = vars(build_parser().parse_args(argv))
+        assert torchrun.pop("backend") is None and torchrun == vars(parse(argv))
+
+
 def test_a_class_without_test_images_is_a_warning_before_the_extraction(tmp_path, capsys, monkeypatch):
     """A probe needs train and test images of every class (run_probe refuses the cache): say so before the
     extraction, which can take hours (the user may stop it), and once; the cache still serves predict."""

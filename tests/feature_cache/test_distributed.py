@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,11 +16,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from feature_cache import ExtractionBusy, distributed, extract, open_cache, open_dataset
+from feature_cache import ExtractionBusy, distributed, extract, open_cache, open_dataset, open_images
 from feature_cache.distributed import merge_shards, shard_bounds, shard_splits
 from feature_cache.extract import _exclusive, plan_extraction, run_plan
 from feature_cache.partial import _locked
-from fc_testutils import distributed_main, distributed_worker, tiny_encoder
+from fc_testutils import distributed_main, distributed_worker, make_tree, tiny_encoder
 
 
 def test_shard_bounds_cover_in_order():
@@ -110,6 +111,44 @@ def test_a_runtime_error_of_a_rank_is_one_line_and_exit_1_as_mr2probe_extract_sa
     assert errors == [["python -m feature_cache.distributed: error: CUDA out of memory. Tried to allocate 2.00 GiB"],
                       []]
     assert not any("Traceback" in r["stderr"] for r in ranks)
+
+
+def _said(stderr: str) -> list[str]:
+    """What a rank printed to stderr, its log records (``2026-01-01 12:00:00,000 INFO ...``) left out."""
+    return [line for line in stderr.splitlines() if not re.match(r"\d{4}-\d\d-\d\d \d\d:", line)]
+
+
+def test_the_command_takes_unlabelled_and_no_progress_and_says_what_mr2probe_extract_says_on_rank_0(tmp_path):
+    """torchrun's command had neither --unlabelled nor --no-progress, and printed neither the line of what it found
+    before the extraction nor the files it skipped after it, as `mr2probe extract` does (a review): the same options,
+    the same lines printed once, by rank 0, and the cache of one process row for row."""
+    images = make_tree(tmp_path / "new", {"a": 2, "b": 3}, splits=())
+    (images / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    single = extract(open_images(images), "effnet-lite0", None, out=tmp_path / "single.h5", batch_size=4, workers=0,
+                     device="cpu", show_progress=False)
+    out = tmp_path / "multi.h5"
+    argv = ["--data", str(images), "--unlabelled", "--out", str(out), "--device", "cpu", "--batch-size", "2",
+            "--workers", "0", "--no-progress", "--backend", "gloo"]
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [0, 0] and _said(ranks[1]["stderr"]) == []
+    assert _said(ranks[0]["stderr"]) == [
+        "found 6 images (test 6), unlabelled", f"skipped b/broken.jpg: {dict(single.skipped)['b/broken.jpg']}"]
+    merged, reference = open_cache(out), open_cache(single.path)
+    assert merged.fingerprint == reference.fingerprint and merged.split_sizes["test"] == 5
+    assert merged.attrs["split_params"] == {"layout": "unlabelled"} and merged.attrs["skipped"] == [
+        list(s) for s in single.skipped]
+    np.testing.assert_array_equal(merged.load("test")[0], reference.load("test")[0])
+    assert merged.sources("test") == reference.sources("test")
+    # split options with --unlabelled: refused as `mr2probe extract` refuses them, in one line on rank 0
+    argv = ["--data", str(images), "--unlabelled", "--max-per-class", "2", "--out", str(tmp_path / "r.h5"),
+            "--backend", "gloo"]
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [2, 2] and _said(ranks[1]["stderr"]) == []
+    assert _said(ranks[0]["stderr"]) == ["python -m feature_cache.distributed: error: --max-per-class and "
+                                         "--val-fraction split a labelled set; --unlabelled keeps every image in one "
+                                         "test split."]
 
 
 def test_merge_keeps_shard_order(tree, tmp_path):
@@ -303,6 +342,7 @@ def test_the_command_interrupted_says_so_in_one_line_and_that_it_resumes(tree, t
         pytest.fail("the interruption left main() as a KeyboardInterrupt (each rank's trace)")
     assert code == 130 and not dist.is_initialized()
     assert capsys.readouterr().err.strip().splitlines() == [
+        "found 3 classes: 'ant', 'bee', 'cat'; 27 images (train 15, val 3, test 9)",  # before the extraction
         "python -m feature_cache.distributed: interrupted; the images encoded so far are kept: the same command with "
         "as many processes resumes"]
 

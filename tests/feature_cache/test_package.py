@@ -9,7 +9,8 @@ import feature_cache
 
 
 def test_the_torch_free_modules_load_without_torch():
-    code = ("import sys, feature_cache.datasets, feature_cache.archives, app.datasets, app.routes.dashboard; "
+    code = ("import sys, feature_cache.datasets, feature_cache.archives, feature_cache.options, app.commands.extract, "
+            "app.datasets, app.routes.dashboard; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -1,0 +1,103 @@
+"""What `mr2probe extract` and torchrun's ``python -m feature_cache.distributed`` share: their options (one definition
+of each), how they open the data set the options name, and the lines they print of it (the classes found before the
+extraction, the files skipped after). Torchrun's command had its own copies, without ``--unlabelled`` or
+``--no-progress``, and printed neither line. Torch-free: ``mr2probe extract --help`` does not load torch."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from .datasets import ARCHIVE_SUFFIXES
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_WORKERS
+
+__all__ = ["WORKERS_HELP", "add_extract_arguments", "open_requested", "found", "skipped_lines", "CLASSES_LISTED",
+           "SKIPPED_LISTED"]
+
+WORKERS_HELP = ("DataLoader worker processes; on CPU each decodes and encodes its own batches with one thread "
+                "(default: one per torch thread from 2,000 images, else 0: all in the main process); on CUDA they "
+                f"decode while the GPU encodes (default: one per core but one, 2 to 8); at most {MAX_WORKERS}")
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser, *, workers_help: str = WORKERS_HELP) -> None:
+    """The extraction's options: the data set, how it is split, the encoder, the cache and how it is written.
+    ``workers_help``: the ``--workers`` help of a command that counts them otherwise (torchrun's: per rank)."""
+    parser.add_argument("--data", required=True,
+                        help=f"folder or archive ({', '.join(ARCHIVE_SUFFIXES)}) of class folders (train/ and test/ sub-trees or one tree), "
+                        "a CSV manifest or a Fashion-MNIST idx folder. A manifest's header names a path column "
+                        "(path, filepath, file_path, file, filename, image, image_path), a label column (label, class, "
+                        "class_name, target, category) and optionally a split column (split or subset: train / "
+                        "val / test); paths are relative to the CSV file's folder. A folder holding train.csv and "
+                        "test.csv is read as one data set (train rows train, test rows test)")
+    parser.add_argument("--unlabelled", action="store_true",
+                        help="the images are not labelled: every image file under --data (a folder or an archive, "
+                        "any folders) goes into one test split, for `mr2probe predict` to apply a shipped probe to; "
+                        "nothing trains on such a cache")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
+                        help=ENCODER_HELP)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="cache file to write (reused when it matches the request)")
+    where.add_argument("--cache-dir", default=".mr2probe/cache",
+                       help="folder of caches named by fingerprint (default: .mr2probe/cache)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"images per forward pass / chunk (default {DEFAULT_BATCH_SIZE}, at most {MAX_BATCH_SIZE})")
+    parser.add_argument("--workers", type=int, default=None, help=workers_help)
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto",  # checked by feature_cache (PRECISIONS)
+                        help="forward-pass precision: auto (default: fp16 on CUDA, bf16 on CPUs with native "
+                        "bfloat16, else fp32), fp32, bf16 (autocast) or fp16 (CUDA autocast); recorded in the cache")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help=f"fraction of each class's train images carved into val (default {DEFAULT_VAL_FRACTION}); "
+                        "unused where the data set has a val/ folder (or manifest val rows)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for subsetting and splitting (default 0)")
+    parser.add_argument("--max-per-class", type=int, default=None,  # the rule of app.schemas.MAX_PER_CLASS_HELP
+                        help="keep at most this many images per class in each given split (seeded); a data set "
+                             "without split folders: in all, before test and val are carved from them")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                        help="stored feature dtype (default float16)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def open_requested(args: argparse.Namespace) -> Any:
+    """The data set ``args`` (of :func:`add_extract_arguments`) name, opened: ``--unlabelled`` images (refused with
+    ``--max-per-class`` or ``--val-fraction``, which split a labelled set) or a labelled set, split as asked."""
+    from .datasets import open_dataset, open_images
+
+    if args.unlabelled:
+        if args.max_per_class is not None or args.val_fraction is not None:
+            raise ValueError("--max-per-class and --val-fraction split a labelled set; --unlabelled keeps every "
+                             "image in one test split.")
+        return open_images(args.data)
+    share = DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction
+    return open_dataset(args.data, val_fraction=share, seed=args.seed, max_per_class=args.max_per_class)
+
+
+CLASSES_LISTED = 20  # class names the line before an extraction names; the rest counted (probe.names.listed)
+
+
+def found(data: Any) -> str:
+    """What the extraction is about to read, in a line: its classes, named, and its images per split. A wrong
+    layout (the classes batch1 and batch2, a class per photographer) went unseen until a run's report."""
+    from probe.names import listed
+
+    sizes = {split: len(samples) for split, samples in data.splits.items() if samples}
+    total = sum(sizes.values())
+    per_split = ", ".join(f"{split} {n:,}" for split, n in sizes.items())
+    images = f"{total:,} image{'s' * (total != 1)} ({per_split})"
+    if not getattr(data, "labelled", True):
+        return f"found {images}, unlabelled"
+    names = listed([repr(name) for name in data.class_names], CLASSES_LISTED)
+    return f"found {len(data.class_names)} class{'es' * (len(data.class_names) != 1)}: {names}; {images}"
+
+
+SKIPPED_LISTED = 20  # skipped files named after an extraction; the rest counted
+
+
+def skipped_lines(skipped: Sequence[tuple[str, str]]) -> list[str]:
+    """The files an extraction left out (``ExtractResult.skipped``: source, reason), as the lines printed after it:
+    the first :data:`SKIPPED_LISTED` named, the rest counted."""
+    lines = [f"skipped {source}: {reason}" for source, reason in skipped[:SKIPPED_LISTED]]
+    if len(skipped) > SKIPPED_LISTED:
+        lines.append(f"... and {len(skipped) - SKIPPED_LISTED} more skipped files (see the cache's 'skipped' "
+                     "attribute)")
+    return lines
