@@ -10,12 +10,11 @@ import errno
 import logging
 import re
 import shutil
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS  # torch-free
+from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS, classes_without, dataset_counts  # torch-free
 from feature_cache.defaults import DEFAULT_VAL_FRACTION
 from probe.names import listed
 
@@ -300,25 +299,6 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
     return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
 
 
-def cautions(data: Any, option: str, share: float | None) -> list[tuple[str, str]]:
-    """What an extraction says of an opened data set before it starts, the CLI's ``mr2probe extract`` and a job's
-    alike (each said a different subset; a new-user round): ``(kind, text)`` pairs, kind ``warning`` or ``note``.
-    ``option`` names the validation share where it would go unused (``--val-fraction``, ``options.val_fraction``),
-    ``share`` is the share asked for (None: the default)."""
-    from feature_cache.datasets import (carved_test_note, nested_classes_warning, split_named_classes_warning,
-                                        unused_val_share)
-    from probe.decision import lookalike_names_warning
-
-    labelled = getattr(data, "labelled", True)
-    found = [("warning", unused_val_share(data, option, share) if labelled else None),
-             ("warning", lookalike_names_warning(list(data.class_names)) if labelled else None),
-             ("warning", nested_classes_warning(data)),  # None for unlabelled images
-             ("warning", split_named_classes_warning(list(data.class_names)) if labelled else None),
-             ("warning", getattr(data, "duplicates", None)),
-             ("note", carved_test_note(data))]  # None for unlabelled images
-    return [(kind, text) for kind, text in found if text]
-
-
 def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
     """What changed in a data set's files since its registration (``row``), as a job message, or None; a change of
     its classes raises ``feature_cache.DatasetError``: a request was checked against the registered classes (a
@@ -374,23 +354,6 @@ def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] =
     if not usable:  # a FIFO, a socket, a device: reading one blocks or fails, never a data set
         raise PathMissing(f"path {path[:200]!r} is neither a file nor a folder (a FIFO, socket or device)")
     return resolved
-
-
-def dataset_counts(data: Any) -> dict[str, list[int]]:
-    """Images per class for each split of a ``LabelledImages`` (class order)."""
-    num_classes = len(data.class_names)
-    counts: dict[str, list[int]] = {}
-    for split, samples in data.splits.items():
-        tally = Counter(int(s.label) for s in samples)
-        counts[split] = [tally.get(k, 0) for k in range(num_classes)]
-    return counts
-
-
-def classes_without(counts: dict[str, list[int]], class_names: list[str],
-                    splits: tuple[str, ...] = ("train", "test")) -> list[str]:
-    """Classes with no image in one of ``splits`` (``counts``: split → images per class, in class order)."""
-    return [name for k, name in enumerate(class_names)
-            if any(not counts.get(split) or counts[split][k] == 0 for split in splits)]
 
 
 def is_test_set(counts: dict[str, list[int]]) -> bool:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from probe.label_issues import DEFAULT_METHOD
 
 from .caches import cache_file, cache_problem
-from .datasets import cautions, changed_since_registration, open_for_extraction
+from .datasets import changed_since_registration, open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource, device_resource
 from .status import NotFound
 from .store import left_out_json, new_id
@@ -95,6 +95,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
+    from feature_cache.options import cautions
 
     dataset = ctx.store.get_dataset(dataset_id)
     cache_dir = cache_dir_for(ctx.settings, dataset_id, encoder_name)

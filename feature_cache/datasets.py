@@ -40,7 +40,7 @@ import io
 import logging
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -462,8 +462,6 @@ def group_skipped(skipped: list[tuple[str, str]], examples: int = 3,
     """``(name, reason)`` pairs of skipped files → ``[{"reason", "count", "examples"}]``, the most frequent reason
     first (ties: the first found first), at most ``most`` of them (None: all), each with the first ``examples``
     names: what a refusal says (:func:`_skipped_summary`) and the service records (``app.skipped``)."""
-    from collections import Counter
-
     counts = Counter(reason for _, reason in skipped)
     named: dict[str, list[str]] = {}
     for name, reason in skipped:
@@ -591,6 +589,23 @@ def to_rgb(image):
         wide //= 65535
         grey = wide.astype(np.uint8)
     return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def dataset_counts(data: LabelledImages) -> dict[str, list[int]]:
+    """Images per class for each split of a ``LabelledImages`` (class order)."""
+    num_classes = len(data.class_names)
+    counts: dict[str, list[int]] = {}
+    for split, samples in data.splits.items():
+        tally = Counter(int(s.label) for s in samples)
+        counts[split] = [tally.get(k, 0) for k in range(num_classes)]
+    return counts
+
+
+def classes_without(counts: dict[str, list[int]], class_names: list[str],
+                    splits: tuple[str, ...] = ("train", "test")) -> list[str]:
+    """Classes with no image in one of ``splits`` (``counts``: split → images per class, in class order)."""
+    return [name for k, name in enumerate(class_names)
+            if any(not counts.get(split) or counts[split][k] == 0 for split in splits)]
 
 
 def unused_val_share(data: LabelledImages, option: str, value: float | None) -> str | None:

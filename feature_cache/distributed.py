@@ -34,14 +34,14 @@ import h5py
 import torch
 import torch.distributed as dist
 
-from .datasets import SPLITS, LabelledImages, Sample, unused_val_share
+from .datasets import SPLITS, LabelledImages, Sample
 from .defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
 from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
 from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies, _shard_files,
                       check_decodable, plan_extraction, remove_stale_shards, resolve_workers, run_plan,
                       shard_path)
-from .options import add_extract_arguments, found, open_requested, skipped_lines
+from .options import add_extract_arguments, found, open_requested, said_after, said_before, skipped_lines
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -311,9 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dist.init_process_group(backend=backend)
     try:
         data = _done_on_every_rank(lambda: open_requested(args))
-        unused = unused_val_share(data, "--val-fraction", args.val_fraction)
-        if dist.get_rank() == 0:  # before the extraction, as `mr2probe extract` says them
-            for line in [found(data), *([f"warning: {unused}"] if unused else [])]:
+        warned = said_before(data, args.val_fraction)
+        if dist.get_rank() == 0:  # what `mr2probe extract` says before it starts, once
+            for line in [found(data), *warned]:
                 print(line, file=sys.stderr, flush=True)
         result = extract_distributed(
             data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,
                               "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}),
                   flush=True)
-            for line in skipped_lines(result.skipped):
+            for line in [*skipped_lines(result.skipped), *said_after(result.path, data, warned)]:
                 print(line, file=sys.stderr, flush=True)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         # one line, as `mr2probe extract` prints: a caller's mistake (an --out file of other settings, a class left

@@ -1,7 +1,8 @@
 """What `mr2probe extract` and torchrun's ``python -m feature_cache.distributed`` share: their options (one definition
-of each), how they open the data set the options name, and the lines they print of it (the classes found before the
-extraction, the files skipped after). Torchrun's command had its own copies, without ``--unlabelled`` or
-``--no-progress``, and printed neither line. Torch-free: ``mr2probe extract --help`` does not load torch."""
+of each), how they open the data set the options name, and the lines they print of it (the classes found and the
+data set's warnings before the extraction, the files skipped after). Torchrun's command had its own copies, without
+``--unlabelled`` or ``--no-progress``, and printed none of those lines but an unused ``--val-fraction``. Torch-free:
+``mr2probe extract --help`` does not load torch (:func:`said_after` alone reads a cache)."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,8 @@ from typing import Any
 from .datasets import ARCHIVE_SUFFIXES
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_WORKERS
 
-__all__ = ["WORKERS_HELP", "add_extract_arguments", "open_requested", "found", "skipped_lines", "CLASSES_LISTED",
-           "SKIPPED_LISTED"]
+__all__ = ["WORKERS_HELP", "add_extract_arguments", "open_requested", "found", "cautions", "said_before", "said_after",
+           "skipped_lines", "CLASSES_LISTED", "SKIPPED_LISTED"]
 
 WORKERS_HELP = ("DataLoader worker processes; on CPU each decodes and encodes its own batches with one thread "
                 "(default: one per torch thread from 2,000 images, else 0: all in the main process); on CUDA they "
@@ -88,6 +89,68 @@ def found(data: Any) -> str:
         return f"found {images}, unlabelled"
     names = listed([repr(name) for name in data.class_names], CLASSES_LISTED)
     return f"found {len(data.class_names)} class{'es' * (len(data.class_names) != 1)}: {names}; {images}"
+
+
+def cautions(data: Any, option: str, share: float | None) -> list[tuple[str, str]]:
+    """What an extraction says of an opened data set before it starts, the CLI's ``mr2probe extract`` and a job's
+    alike (each said a different subset; a new-user round): ``(kind, text)`` pairs, kind ``warning`` or ``note``.
+    ``option`` names the validation share where it would go unused (``--val-fraction``, ``options.val_fraction``),
+    ``share`` is the share asked for (None: the default)."""
+    from probe.names import lookalike_names_warning
+
+    from .datasets import carved_test_note, nested_classes_warning, split_named_classes_warning, unused_val_share
+
+    labelled = getattr(data, "labelled", True)
+    said = [("warning", unused_val_share(data, option, share) if labelled else None),
+            ("warning", lookalike_names_warning(list(data.class_names)) if labelled else None),
+            ("warning", nested_classes_warning(data)),  # None for unlabelled images
+            ("warning", split_named_classes_warning(list(data.class_names)) if labelled else None),
+            ("warning", getattr(data, "duplicates", None)),
+            ("note", carved_test_note(data))]  # None for unlabelled images
+    return [(kind, text) for kind, text in said if text]
+
+
+def said_before(data: Any, share: float | None) -> list[str]:
+    """The warnings and notes printed after :func:`found`, before the extraction (which can take hours: the user may
+    stop it and fix the data): a class without train or test images, then :func:`cautions`. ``share``: the
+    ``--val-fraction`` given (None: not given)."""
+    from .datasets import classes_without, dataset_counts
+
+    lines = []
+    if getattr(data, "labelled", True):
+        counts = dataset_counts(data)
+        gaps = {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
+        lines += _missing_classes(gaps, len(data.class_names))
+    return lines + [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
+
+
+def said_after(path: Any, data: Any, before: list[str]) -> list[str]:
+    """The warnings of the finished cache at ``path`` not said ``before`` (:func:`said_before`): a class whose every
+    image of a split failed to decode."""
+    from .store import open_cache
+
+    if not getattr(data, "labelled", True):
+        return []
+    cache = open_cache(path)
+    gaps = {split: cache.classes_without(split) if split in cache.splits else list(cache.class_names)
+            for split in ("train", "test")}
+    return [line for line in _missing_classes(gaps, len(data.class_names)) if line not in before]
+
+
+def _missing_classes(gaps: dict[str, list[str]], num_classes: int) -> list[str]:
+    """A warning per split in which some class has no image: a probe trained on the cache needs both for every
+    class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``."""
+    lines = []
+    if len(gaps["train"]) == num_classes and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
+        return ["note: no train images: a labelled test set, for mr2probe predict --features and compare --features "
+                "(probes are trained on another cache)."]
+    for split, missing in gaps.items():
+        if missing:
+            names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            lines.append(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} without any {split} "
+                         f"image ({names}): a probe needs {split} images of every class; add images or drop "
+                         "the class before training.")
+    return lines
 
 
 SKIPPED_LISTED = 20  # skipped files named after an extraction; the rest counted

@@ -81,26 +81,6 @@ def imbalance_ratio(counts) -> float | None:
     return None if present.size < 2 else float(present.max() / present.min())
 
 
-def lookalike_names_warning(class_names: list[str], shown: int = 3) -> str | None:
-    """A caution when class names differ only in case, spacing or Unicode form ('Cat' and 'cat', 'T-shirt ' and
-    't-shirt'): if they are one class, its images are split between two names (found by an outside round, where
-    such labels became separate classes without a word); None when no two names are alike."""
-    import re
-    import unicodedata
-
-    alike: dict[str, list[str]] = {}
-    for name in class_names:
-        key = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", name)).strip().casefold()
-        alike.setdefault(key, []).append(name)
-    groups = [names for names in alike.values() if len(names) > 1]
-    if not groups:
-        return None
-    listed = "; ".join(" and ".join(map(repr, names)) for names in groups[:shown])
-    more = f" (and {len(groups) - shown} more)" if len(groups) > shown else ""
-    return (f"Class names that differ only in case, spacing or Unicode form: {listed}{more}. Where such names "
-            "are one class, its images are split between them: rename the folders or labels.")
-
-
 def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: list[str],
                       overall_metric: str = "accuracy") -> str | None:
     """A warning when the classes of train + val (``counts`` per class) differ in size by ``IMBALANCE_RATIO`` or

@@ -9,7 +9,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index"]
+__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index",
+           "lookalike_names_warning"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -54,3 +55,20 @@ def class_index(name: str, class_names: Sequence[str]) -> int | None:
         return list(class_names).index(name)
     composed = class_name(name)
     return next((i for i, other in enumerate(class_names) if class_name(other) == composed), None)
+
+
+def lookalike_names_warning(class_names: list[str], shown: int = 3) -> str | None:
+    """A caution when class names differ only in case, spacing or Unicode form ('Cat' and 'cat', 'T-shirt ' and
+    't-shirt'): if they are one class, its images are split between two names (found by an outside round, where
+    such labels became separate classes without a word); None when no two names are alike."""
+    alike: dict[str, list[str]] = {}
+    for name in class_names:
+        key = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", name)).strip().casefold()
+        alike.setdefault(key, []).append(name)
+    groups = [names for names in alike.values() if len(names) > 1]
+    if not groups:
+        return None
+    pairs = "; ".join(" and ".join(map(repr, names)) for names in groups[:shown])
+    more = f" (and {len(groups) - shown} more)" if len(groups) > shown else ""
+    return (f"Class names that differ only in case, spacing or Unicode form: {pairs}{more}. Where such names "
+            "are one class, its images are split between them: rename the folders or labels.")

@@ -35,12 +35,12 @@ from .compare import (beyond_noise, discordance_sentence, first_class_difference
                       lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
 from .config import ProbeConfig
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
-from .decision import decide, imbalance_warning, lookalike_names_warning, stability_and_warnings
+from .decision import decide, imbalance_warning, stability_and_warnings
 from .diagnostics import split_disagreement_warning, test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import nan_mean, overall_score, softmax
-from .names import class_index, listed
+from .names import class_index, listed, lookalike_names_warning
 from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_intervals
 from .registry import NEEDS, get_loss_spec

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from feature_cache.defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
-from feature_cache.options import add_extract_arguments, found, open_requested, skipped_lines
+from feature_cache.options import add_extract_arguments, found, open_requested, said_after, said_before, skipped_lines
 
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
 
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feature_cache import check_encoder, extract
 
-    from ..datasets import cautions, no_validation
+    from ..datasets import no_validation
 
     _check_options(args)
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
@@ -28,12 +28,11 @@ def run(args: argparse.Namespace) -> int:
     data = open_requested(args)
     if share is None:
         args.val_fraction = DEFAULT_VAL_FRACTION
-    warned = [] if args.unlabelled else _missing_classes(_data_set_gaps(data), len(data.class_names))
+    warned = said_before(data, share)
     empty = None if args.unlabelled else no_validation(data, args.max_per_class, "--max-per-class")
     if empty and args.max_per_class is not None:  # the cap empties it: refused before any image is encoded
         raise ValueError(empty)
     warned += [f"warning: {empty}"] if empty else []
-    warned += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
     for line in [found(data), *warned]:  # before the extraction, which can take hours: the user may stop it and
         print(line, file=sys.stderr)  # fix the data
     result = extract(
@@ -62,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary), file=sys.stdout)
     for line in skipped_lines(result.skipped):
         print(line, file=sys.stderr)
-    for line in _missing_classes(_cache_gaps(result.path), len(data.class_names)) if not args.unlabelled else ():
-        if line not in warned:  # a class whose every image of a split failed to decode
-            print(line, file=sys.stderr)
+    for line in said_after(result.path, data, warned):
+        print(line, file=sys.stderr)
     return 0
 
 
@@ -103,36 +101,3 @@ def options_refused(exc, flags: dict[str, str] | None = None) -> str:
     flags = flags or {}
     return "; ".join(flags.get(str(e["loc"][0]), f"--{'-'.join(map(str, e['loc']))}".replace("_", "-")) + " "
                      + e["msg"].lower().removeprefix("input ") + f", got {e['input']!r}" for e in exc.errors())
-
-
-def _data_set_gaps(data) -> dict[str, list[str]]:
-    """The classes of an opened data set without any image, per split (train, test)."""
-    from ..datasets import classes_without, dataset_counts
-
-    counts = dataset_counts(data)
-    return {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
-
-
-def _cache_gaps(path) -> dict[str, list[str]]:
-    """The classes of a finished cache without any image, per split (train, test)."""
-    from feature_cache import open_cache
-
-    cache = open_cache(path)
-    return {split: cache.classes_without(split) if split in cache.splits else list(cache.class_names)
-            for split in ("train", "test")}
-
-
-def _missing_classes(gaps: dict[str, list[str]], num_classes: int) -> list[str]:
-    """A warning per split in which some class has no image: a probe trained on the cache needs both for every
-    class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``."""
-    lines = []
-    if len(gaps["train"]) == num_classes and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
-        return ["note: no train images: a labelled test set, for mr2probe predict --features and compare --features "
-                "(probes are trained on another cache)."]
-    for split, missing in gaps.items():
-        if missing:
-            names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            lines.append(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} without any {split} "
-                         f"image ({names}): a probe needs {split} images of every class; add images or drop "
-                         "the class before training.")
-    return lines

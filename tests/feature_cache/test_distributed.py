@@ -347,6 +347,28 @@ def test_the_command_interrupted_says_so_in_one_line_and_that_it_resumes(tree, t
         "as many processes resumes"]
 
 
+def test_the_command_warns_of_its_data_set_before_the_extraction_as_mr2probe_extract(tmp_path, monkeypatch, capsys):
+    """torchrun's command said nothing of its data set before the extraction but an unused --val-fraction, where
+    `mr2probe extract` warns of a class without test images, class names alike but for case, duplicate images and
+    the rest (a review): the same lines, from the same code (feature_cache.options.said_before)."""
+    data = make_tree(tmp_path / "data", {"Cat": 3, "ant": 3, "cat": 3}, test_counts={"Cat": 0, "ant": 1, "cat": 1})
+
+    def interrupted(*args, **kwargs):  # the lines said before the extraction, and none of it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "extract_distributed", interrupted)
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+                        "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.main(["--data", str(data), "--out", str(tmp_path / "c.h5"), "--backend", "gloo"]) == 130
+    assert capsys.readouterr().err.splitlines()[:-1] == [
+        "found 3 classes: 'Cat', 'ant', 'cat'; 11 images (train 6, val 3, test 2)",
+        "warning: 1 class without any test image (Cat): a probe needs test images of every class; add images or drop "
+        "the class before training.",
+        "warning: Class names that differ only in case, spacing or Unicode form: 'Cat' and 'cat'. Where such names "
+        "are one class, its images are split between them: rename the folders or labels."]
+
+
 def test_a_data_set_that_does_not_open_is_one_line_on_rank_0_and_every_rank_exits_2(tmp_path):
     """Each rank raised its own FileNotFoundError: a trace from each, and the rank that exited first had torchrun
     kill the other (SIGTERM; a review)."""

@@ -271,7 +271,7 @@ def test_the_small_split_warning_gives_a_fraction_of_a_point_where_there_is_one(
 
 def test_class_names_alike_but_for_case_spacing_or_unicode_form_are_named():
     """Labels 'Cat' and 'cat' became two classes without a word (an outside round): the report's warning names them."""
-    from probe.decision import lookalike_names_warning
+    from probe.names import lookalike_names_warning
 
     assert lookalike_names_warning(["Cat", "cat", "dog", "T-shirt ", "t-shirt", "ｄｏｇ"]) == (
         "Class names that differ only in case, spacing or Unicode form: 'Cat' and 'cat'; 'dog' and 'ｄｏｇ'; "
