@@ -52,7 +52,7 @@ from probe.seen import SPLIT_FOLDERS
 
 from .archives import (EMPTY_FILE, SYMLINKED_FOLDER, UNPRINTABLE_NAME, ArchiveLimits, unprintable,
                        DirectoryReader, TarReader, ZipReader, not_an_image, printable)
-from .defaults import DEFAULT_VAL_FRACTION
+from .defaults import DEFAULT_VAL_FRACTION, MAX_SEED
 from .errors import DatasetError, NoClassFolders
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
@@ -803,6 +803,8 @@ def open_dataset(
     _check_fraction("test_fraction", test_fraction)
     if max_per_class is not None and max_per_class < 1:
         raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}.")
+    if not 0 <= seed <= MAX_SEED:  # numpy's 'expected non-negative integer' named neither the seed nor its value
+        raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}.")
     path = Path(path)
     reader, given, skipped, layout = _discover(path, limits)
     class_names = _class_names(path, given, layout, skipped)

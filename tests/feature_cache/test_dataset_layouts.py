@@ -303,6 +303,9 @@ def test_bad_parameters_name_the_value(tree):
         open_dataset(tree, val_fraction=1.5)
     with pytest.raises(ValueError, match="max_per_class must be >= 1 or None, got 0"):
         open_dataset(tree, max_per_class=0)
+    # torchrun's `--seed -5` said numpy's 'expected non-negative integer', naming neither the option nor the value
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2147483647\], got -5\."):
+        open_dataset(tree, seed=-5)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_dataset(tree / "missing")
 
