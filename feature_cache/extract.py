@@ -219,7 +219,10 @@ def _exclusive(final: Path):
     lock = final.with_name(final.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        handle = open(lock, "a+")
+        try:
+            handle = open(lock, "a+")
+        except OSError as exc:  # named the lock file, which the user never gave (torchrun's --out /proc/x.h5)
+            raise type(exc)(exc.errno, exc.strerror, str(final)) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

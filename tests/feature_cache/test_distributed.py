@@ -285,6 +285,15 @@ def test_shards_of_a_run_with_another_number_of_processes_are_removed_once_the_c
     assert again.reused and not any(p.exists() for p in stale)
 
 
+def test_an_out_file_that_cannot_be_written_is_named_not_its_lock_file(tree, tmp_path):
+    """torchrun's --out /proc/x.h5 said "[Errno 2] No such file or directory: '/proc/x.h5.lock'", a file the user never
+    named (`mr2probe extract` checks the folder first; a review)."""
+    with one_process_group(), pytest.raises(FileNotFoundError) as refused:
+        distributed.extract_distributed(tree, tiny_encoder(), None, out=Path("/proc/x.h5"), workers=0,
+                                        show_progress=False)
+    assert str(refused.value) == "[Errno 2] No such file or directory: '/proc/x.h5'"
+
+
 def test_a_finished_cache_in_a_folder_this_user_cannot_write_is_reused(tree, tmp_path, monkeypatch):
     """Reusing a finished cache took its lock first, to remove stale shards: in a folder the user cannot write (a
     shared cache) the lock file could not be created and the run was refused, 'error: [Errno 13] Permission denied:
