@@ -33,6 +33,11 @@ from typing import Any
 import h5py
 import torch
 import torch.distributed as dist
+# torch.distributed.nn's functions default to the default group as it is when the module is first imported
+# (``group=group.WORLD`` arguments). Imported after init_process_group (torchvision imports it, for the encoder's
+# transform), they kept the gloo group alive after destroy_process_group, its threads with it, until the interpreter's
+# teardown; imported before any group exists, they hold None.
+import torch.distributed.nn  # noqa: F401
 
 from .datasets import SPLITS, LabelledImages, Sample
 from .defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS

@@ -390,6 +390,37 @@ def test_a_data_set_that_does_not_open_is_one_line_on_rank_0_and_every_rank_exit
         f"python -m feature_cache.distributed: error: data set {tmp_path / 'missing'} does not exist."]
 
 
+def test_destroy_process_group_frees_the_group_an_extraction_ran_in(tmp_path):
+    """torch.distributed.nn, imported by torchvision during the extraction (after init_process_group), took the
+    default group as its functions' default argument: the gloo group outlived destroy_process_group, with its
+    threads, until the interpreter's teardown (a spawned rank aborted there about once in 35 runs, 'terminate called
+    without an active exception'). A fresh interpreter: this one imported torchvision long ago."""
+    script = f"""
+import gc, socket, sys, weakref
+from pathlib import Path
+sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]
+import torch.distributed as dist
+from feature_cache.distributed import extract_distributed
+from fc_testutils import make_tree, tiny_encoder
+tree = make_tree(Path({str(tmp_path / "data")!r}), {{"a": 2, "b": 2}}, test_counts={{"a": 1, "b": 1}})
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{{port}}", rank=0, world_size=1)
+group = weakref.ref(dist.distributed_c10d._get_default_group())
+assert "torchvision" not in sys.modules
+extract_distributed(tree, tiny_encoder(), None, out={str(tmp_path / "c.h5")!r}, workers=0, show_progress=False)
+dist.destroy_process_group()
+gc.collect()
+print("torchvision" in sys.modules, group() is None)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(distributed.__file__).parents[1]),
+                                                          os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]  # the extraction imported torchvision; the group is gone
+
+
 def test_a_refused_rank_that_torchrun_stops_while_it_finalises_exits_with_the_refusals_code(tmp_path):
     """The SIGTERM handler that gives torchrun's report the refusal's code is a Python one, which the interpreter's
     finalisation puts back to the default: a rank torchrun stopped then (the other rank gone) was reported killed
