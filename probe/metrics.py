@@ -67,6 +67,15 @@ def _labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return labels.astype(np.int64, copy=False)
 
 
+def _same_shape(labels: np.ndarray, predictions) -> np.ndarray:
+    """``predictions`` as an array of ``labels``' shape; another shape (an (n, 1) column, a single prediction) is a
+    ValueError, never broadcast against the labels into a wrong score."""
+    predictions = np.asarray(predictions)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions shape {predictions.shape} does not match labels shape {labels.shape}.")
+    return predictions
+
+
 def per_class_accuracy(
     labels: np.ndarray, predictions: np.ndarray, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +90,7 @@ def per_class_accuracy(
         ``(accuracy (K,) float64, counts (K,) int64)``; accuracy is ``nan`` for classes with no sample.
     """
     labels = _labels(labels, num_classes)
-    predictions = np.asarray(predictions)
-    if predictions.shape != labels.shape:
-        raise ValueError(f"predictions shape {predictions.shape} does not match labels shape {labels.shape}.")
+    predictions = _same_shape(labels, predictions)
     counts = np.bincount(labels, minlength=num_classes)
     correct = np.bincount(labels, weights=(predictions == labels).astype(np.float64), minlength=num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -92,11 +99,13 @@ def per_class_accuracy(
 
 
 def overall_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
-    """Top-1 accuracy over all samples, a fraction in [0, 1] (``nan`` for an empty set)."""
+    """Top-1 accuracy over all samples, a fraction in [0, 1] (``nan`` for an empty set); ``labels`` and
+    ``predictions`` of the same shape (n,), else ValueError."""
     labels = np.asarray(labels)
+    predictions = _same_shape(labels, predictions)
     if labels.size == 0:
         return float("nan")
-    return float(np.mean(np.asarray(predictions) == labels))
+    return float(np.mean(predictions == labels))
 
 
 def nan_mean(values, axis: int = 0) -> np.ndarray:
@@ -271,9 +280,7 @@ def ideal_sample_margin(num_classes: int, dim: int | None = None) -> float | Non
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """(K, K) int64 counts: ``[i, j]`` = samples of true class i predicted as j (rows = true class)."""
     labels = _labels(labels, num_classes)
-    predictions = _labels(predictions, num_classes)
-    if predictions.shape != labels.shape:
-        raise ValueError(f"predictions shape {predictions.shape} does not match labels shape {labels.shape}.")
+    predictions = _labels(_same_shape(labels, predictions), num_classes)
     flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64)
 

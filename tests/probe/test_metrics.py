@@ -161,3 +161,13 @@ def test_overall_score_is_accuracy_or_scikit_learns_balanced_accuracy():
     assert math.isnan(overall_score(np.array([]), np.array([], dtype=int), 2, "balanced"))
     with pytest.raises(ValueError, match="Unknown overall metric 'macro'; accepted: accuracy, balanced"):
         overall_weights(np.array([1, 2]), "macro")
+
+
+@pytest.mark.parametrize("predictions", [np.array([[0], [1], [1], [1], [0]]), np.array([0]), np.array([0, 1, 1])])
+def test_overall_accuracy_refuses_predictions_of_another_shape(predictions):
+    """An (n, 1) column of predictions, or a single one, was broadcast against the labels: 0.4 for predictions that
+    are 60 % right, with no error (a library round); another length raised numpy's broadcast error."""
+    labels = np.array([0, 0, 1, 1, 2])
+    assert overall_accuracy(labels, np.array([0, 1, 1, 1, 0])) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match=r"predictions shape .* does not match labels shape \(5,\)"):
+        overall_accuracy(labels, predictions)
