@@ -40,10 +40,14 @@ __all__ = [
 
 
 def as_tensor(x, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
-    """Convert a numpy array / sequence / tensor to a tensor (no copy when already matching)."""
+    """Convert a numpy array / sequence / tensor to a tensor (no copy when already matching). A numpy view with a
+    negative stride (``x[::-1]``), which torch cannot share, is copied first."""
     if isinstance(x, Tensor):
         return x.to(device=device if device is not None else x.device, dtype=dtype or x.dtype)
-    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+    x = np.asarray(x)
+    if any(stride < 0 for stride in x.strides):
+        x = x.copy()
+    return torch.as_tensor(x, dtype=dtype, device=device)
 
 
 def _check_shapes(features: Tensor, labels: Tensor, num_classes: int) -> None:

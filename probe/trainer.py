@@ -42,7 +42,7 @@ from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
 from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
     rows_product, widen
 from .registry import NEEDS
-from .stats import UNUSABLE, ClassStats, EmaClassStats, class_counts, exact_class_stats, mean_spread, \
+from .stats import UNUSABLE, ClassStats, EmaClassStats, as_tensor, class_counts, exact_class_stats, mean_spread, \
     unusable_rows
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ CAST_ONCE_MAX_BYTES = 1 << 29
 def _to_features(x, name: str = "features") -> Tensor:
     """A 2-D float tensor without copying float32 or float16 input (float16 stays float16: the trainer widens it
     batch by batch); other dtypes are converted to float32."""
-    t = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    t = x.detach() if isinstance(x, Tensor) else as_tensor(x)
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, num_features), got shape {tuple(t.shape)}.")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
@@ -91,7 +91,7 @@ def _to_features(x, name: str = "features") -> Tensor:
 
 
 def _to_labels(y, n: int) -> Tensor:
-    t = y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
+    t = as_tensor(y)
     if t.dim() != 1:
         raise ValueError(f"labels must be 1-D (n_samples,), got shape {tuple(t.shape)}.")
     if t.shape[0] != n:

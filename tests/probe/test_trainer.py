@@ -780,3 +780,16 @@ def test_a_long_epoch_reports_and_can_be_stopped_within_it(monkeypatch):
     with pytest.raises(Stop) as raised:
         ProbeTrainer(epochs=2, batch_size=8, lr=0.1, progress=stop).fit(x, y)
     assert raised.value.args == (3 / 8,)
+
+
+def test_reversed_numpy_views_are_taken_as_their_copies():
+    """``X[::-1]`` (a view with a negative stride) stopped fit and predict with torch's 'At least one stride in the
+    given numpy array is negative' (a library round): they are taken as the arrays they show."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    y = np.arange(40) % 3
+    view = ProbeTrainer(epochs=5).fit(x[::-1], y[::-1])
+    copy = ProbeTrainer(epochs=5).fit(x[::-1].copy(), y[::-1].copy())
+    np.testing.assert_array_equal(view.class_weights(), copy.class_weights())
+    np.testing.assert_array_equal(view.decision_function(x[::-1]), copy.decision_function(x[::-1].copy()))
+    assert view.score(x[::-1], y[::-1]) == copy.score(x[::-1].copy(), y[::-1].copy())
