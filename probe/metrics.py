@@ -33,6 +33,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "integer_labels",
     "OVERALL_METRICS",
     "overall_weights",
     "overall_score",
@@ -55,8 +56,30 @@ __all__ = [
 ]
 
 
+def integer_labels(labels, name: str = "labels") -> np.ndarray:
+    """``labels`` as an int64 array: integer class indices of any integer dtype, or floats that hold integers.
+
+    Raises TypeError naming ``name`` for anything else: class names (strings), booleans, or floats such as 0.5,
+    which a conversion to int64 would have truncated into another class without a word."""
+    values = np.asarray(labels)
+    if values.dtype == object and values.size:  # Python ints (or floats) in an object array: their own dtype
+        try:
+            values = np.asarray(values.tolist())
+        except ValueError:  # ragged
+            pass
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
+    if values.dtype.kind == "f":
+        if values.size and not (np.isfinite(values).all() and (values == np.round(values)).all()):
+            raise TypeError(f"{name} must be integer class indices, got non-integer values.")
+        return values.astype(np.int64)
+    hint = (f"; class names are not labels: map them to indices first, e.g. names, {name.split()[-1]} = "
+            f"np.unique(values, return_inverse=True)" if values.dtype.kind in "USO" else "")
+    raise TypeError(f"{name} must be integer class indices, got dtype {values.dtype}{hint}.")
+
+
 def _labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    labels = np.asarray(labels)
+    labels = integer_labels(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D (n,), got shape {labels.shape}.")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -64,7 +87,7 @@ def _labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
             f"labels must lie in [0, {num_classes - 1}] for num_classes={num_classes}, "
             f"got values in [{labels.min()}, {labels.max()}]."
         )
-    return labels.astype(np.int64, copy=False)
+    return labels
 
 
 def _same_shape(labels: np.ndarray, predictions) -> np.ndarray:

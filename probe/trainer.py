@@ -36,6 +36,7 @@ from .checkpoint import read_checkpoint, write_checkpoint
 from .devices import resolve_device
 from .heads import LinearHead, create_head, get_head_spec, head_class
 from .optim import OPTIMIZER_CLASSES, SGD, step_all
+from .metrics import integer_labels
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, softmax_cross_entropy_grad, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
@@ -91,7 +92,7 @@ def _to_features(x, name: str = "features") -> Tensor:
 
 
 def _to_labels(y, n: int) -> Tensor:
-    t = as_tensor(y)
+    t = as_tensor(y if isinstance(y, Tensor) else integer_labels(y))
     if t.dim() != 1:
         raise ValueError(f"labels must be 1-D (n_samples,), got shape {tuple(t.shape)}.")
     if t.shape[0] != n:

@@ -171,3 +171,16 @@ def test_overall_accuracy_refuses_predictions_of_another_shape(predictions):
     assert overall_accuracy(labels, np.array([0, 1, 1, 1, 0])) == pytest.approx(0.6)
     with pytest.raises(ValueError, match=r"predictions shape .* does not match labels shape \(5,\)"):
         overall_accuracy(labels, predictions)
+
+
+def test_labels_that_are_not_class_indices_are_refused():
+    """Labels 0.5 and 1.7 were truncated to classes 0 and 1 and scored; class names raised numpy's "ufunc 'minimum'
+    did not contain a loop" (a library round). Integer indices of any dtype, and floats holding integers, are
+    taken."""
+    with pytest.raises(TypeError, match="labels must be integer class indices, got non-integer values"):
+        per_class_accuracy(np.array([0.5, 1.7]), np.array([0, 1]), 3)
+    with pytest.raises(TypeError, match="got dtype <U3; class names are not labels: map them to indices first"):
+        per_class_accuracy(np.array(["cat", "dog"]), np.array([0, 0]), 2)
+    for labels in (np.array([0, 2], dtype=np.uint8), np.array([0.0, 2.0]), [0, 2], np.array([0, 2], dtype=object)):
+        acc, counts = per_class_accuracy(labels, np.array([0, 1]), 3)
+        assert counts.tolist() == [1, 0, 1] and acc[0] == 1.0 and acc[2] == 0.0

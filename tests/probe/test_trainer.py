@@ -466,6 +466,7 @@ def test_a_cosine_loss_ships_its_head_at_the_losss_scale(learnable):
         ({}, np.array([[1.0, np.nan], [0, 1]]), np.array([0, 1]), "NaN, infinite or too large .* in 1 row"),
         ({}, np.ones((3, 2)), np.array([0, 1, -1]), "labels must be >= 0"),
         ({}, np.ones((3, 2)), np.array([0.5, 1, 0]), "integer class indices"),
+        ({}, np.ones((3, 2)), np.array(["a", "b", "a"]), "got dtype <U1; class names are not labels"),
         ({"loss": "nope"}, np.ones((3, 2)), np.array([0, 1, 0]), "Unknown loss 'nope'"),
         ({"cbar": 0}, np.ones((3, 2)), np.array([0, 1, 0]), r"cbar must be in \(0, 100\], got 0"),
         ({"r2_mode": "running"}, np.ones((3, 2)), np.array([0, 1, 0]), "r2_mode must be one of exact, ema"),
