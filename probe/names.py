@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 
 __all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index",
-           "lookalike_names_warning"]
+           "lookalike_names_warning", "repeated"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -72,3 +73,9 @@ def lookalike_names_warning(class_names: list[str], shown: int = 3) -> str | Non
     more = f" (and {len(groups) - shown} more)" if len(groups) > shown else ""
     return (f"Class names that differ only in case, spacing or Unicode form: {pairs}{more}. Where such names "
             "are one class, its images are split between them: rename the folders or labels.")
+
+
+def repeated(names: Sequence[str]) -> list[str]:
+    """The names ``names`` holds more than once, sorted: a class by name would be either of them (a report refuses
+    such class names, and ``run_probe`` before it fits anything)."""
+    return sorted(name for name, n in Counter(names).items() if n > 1)  # Counter: K can be 1000s

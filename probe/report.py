@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shutil
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional
@@ -44,7 +43,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .seen import SEEN_FILE
-from .names import class_index, listed
+from .names import class_index, listed, repeated
 from .numbers import number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
@@ -987,7 +986,7 @@ class Report(_Model):
         rows = [row.index for row in self.per_class]
         if rows != list(range(k)) or [row.name for row in self.per_class] != list(self.class_names):
             raise ValueError("per_class rows are not the classes of class_names, in order")
-        twice = sorted(name for name, n in Counter(self.class_names).items() if n > 1)  # Counter: K can be 1000s
+        twice = repeated(self.class_names)
         if twice:  # a class by name would be either of them (scores, failures; an attack round)
             raise ValueError(f"class_names holds {', '.join(map(repr, twice[:5]))} more than once")
         if set(self.grouping.groups) != set(GROUP_NAMES):  # other names: compare failed with a KeyError (a 500)

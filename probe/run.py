@@ -39,8 +39,8 @@ from .decision import decide, imbalance_warning, stability_and_warnings
 from .diagnostics import split_disagreement_warning, test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
-from .metrics import nan_mean, overall_score, softmax
-from .names import class_index, listed, lookalike_names_warning
+from .metrics import integer_labels, nan_mean, overall_score, softmax
+from .names import class_index, listed, lookalike_names_warning, repeated
 from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_intervals
 from .registry import NEEDS, get_loss_spec
@@ -255,23 +255,44 @@ def cache_test_rows(rows: list[dict], config: dict, cache: Callable[[], Any]) ->
         return rows
 
 
-def _check_data(data: dict, class_names: list[str]) -> int:
-    if "train" not in data or "test" not in data:
-        raise ValueError(f"data needs 'train' and 'test' splits (and optionally 'val'); got {sorted(data)}.")
-    num_classes = len(class_names)
-    if num_classes < 2:
-        raise ValueError(f"a probe needs at least 2 classes, got class_names={class_names}.")
+def _check_arrays(data: Mapping, class_names: Sequence[str]) -> None:
+    """What a run needs of its ``data`` and ``class_names``, checked before any class is left out or any model fitted:
+    K ≥ 2 distinct names, each split a pair of features (n, d) and integer labels (n,) in [0, K), every split of one
+    width, every feature finite. Raises ValueError (TypeError for labels that are not class indices) naming the
+    split: a NaN in val or test stopped a run only once every fit was done, without naming the split, and names
+    twice over once the report was built (a library round)."""
+    from .trainer import _to_features
+
+    if len(class_names) < 2:
+        raise ValueError(f"a probe needs at least 2 classes, got class_names={list(class_names)}.")
+    twice = repeated([str(name) for name in class_names])
+    if twice:
+        raise ValueError(f"class_names holds {listed([repr(n) for n in twice], 5)} more than once; each class needs "
+                         "its own name.")
     dims = set()
     for split, pair in data.items():
+        if len(pair) != 2:
+            raise ValueError(f"split {split!r} must be a pair (features, labels), got {len(pair)} items.")
         x, y = pair
         if np.ndim(x) != 2 or np.ndim(y) != 1 or len(x) != len(y):
             raise ValueError(f"split {split!r} must be (features (n, d), labels (n,)), got shapes "
                              f"{np.shape(x)} and {np.shape(y)}.")
-        if len(y) and (np.min(y) < 0 or np.max(y) >= num_classes):
-            raise ValueError(f"split {split!r} has labels outside [0, {num_classes - 1}] for {num_classes} classes.")
+        y = integer_labels(y, f"split {split!r} labels")
+        if len(y) and (y.min() < 0 or y.max() >= len(class_names)):
+            raise ValueError(f"split {split!r} has labels outside [0, {len(class_names) - 1}] for "
+                             f"{len(class_names)} classes.")
+        if len(y):
+            _to_features(x, f"split {split!r} features")  # numeric and finite
         dims.add(np.shape(x)[1])
-    if len(dims) != 1:
+    if len(dims) > 1:
         raise ValueError(f"all splits must share the feature dimension, got {sorted(dims)}.")
+
+
+def _check_data(data: dict, class_names: list[str]) -> int:
+    """K, once every class has train and test samples (``data`` as :func:`_check_arrays` checked it)."""
+    if "train" not in data or "test" not in data:
+        raise ValueError(f"data needs 'train' and 'test' splits (and optionally 'val'); got {sorted(data)}.")
+    num_classes = len(class_names)
     for split in ("train", "test"):  # before any training: an empty class has no accuracy and no statistics
         counts = np.bincount(np.asarray(data[split][1], dtype=np.int64), minlength=num_classes)
         empty = [class_names[k] for k in np.flatnonzero(counts == 0)]
@@ -911,6 +932,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     clock = _Clock()
     config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
+    _check_arrays(data, class_names)
     # before anything is counted or trained: the run is of the classes it does not leave out
     data, sources, class_names = without_classes(data, sources, [str(c) for c in class_names], config.drop_classes)
     check_class_options(config, len(class_names), reference is not None)

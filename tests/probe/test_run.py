@@ -957,3 +957,49 @@ def test_a_value_chosen_at_the_end_of_its_grid_is_said(data):
                         loss_options_grid={"gamma_focal": [0.5, 1.0, 2.0]}).resolved(100)
     assert focal.grid_edges({"lr": 0.01, "weight_decay": 0.0, "gamma_focal": 0.5}) == [
         ("gamma_focal", "loss_options_grid.gamma_focal", 0.5, "smallest", [0.5, 1.0, 2.0])]
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    """Any fit fails the test: what is checked here is refused before the first one."""
+    import probe.trainer
+
+    def fit(*args, **kwargs):
+        raise AssertionError("a probe was fitted")
+
+    monkeypatch.setattr(probe.trainer, "fit_many", fit)
+    monkeypatch.setattr(probe.trainer.ProbeTrainer, "fit", fit)
+
+
+def test_repeated_class_names_are_refused_before_any_fit(data, no_fit):
+    """Two classes of one name trained every fit, then failed building the report with pydantic's error (a library
+    round)."""
+    names = NAMES[:-1] + [NAMES[0]]
+    with pytest.raises(ValueError, match=r"^class_names holds 'c0' more than once; each class needs its own name\.$"):
+        _run_probe(data, names, ProbeConfig(**FAST))
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_non_finite_features_are_refused_before_any_fit_naming_the_split(data, no_fit, split):
+    """A NaN in val or test stopped the run once the selection's fits were done, as 'features contain NaN ...',
+    naming no split (a library round)."""
+    x, y = data[split]
+    x = x.copy()
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match=rf"^split '{split}' features hold values that are NaN, infinite or too "
+                                         r"large for float32 .* in 1 row\(s\)\.$"):
+        _run_probe({**data, split: (x, y)}, NAMES, ProbeConfig(**FAST))
+
+
+@pytest.mark.parametrize("labels, match", [
+    (lambda y: y + 0.5, r"^split 'train' labels must be integer class indices, got non-integer values\.$"),
+    (lambda y: np.array(NAMES)[y], r"^split 'train' labels must be integer class indices, got dtype <U2; class "
+                                   r"names are not labels: map them to indices first, e.g. names, labels = "
+                                   r"np\.unique\(values, return_inverse=True\)\.$"),
+])
+def test_labels_that_are_not_class_indices_are_refused_by_name(data, no_fit, labels, match):
+    """Labels 0.5, 1.5, ... were truncated to 0, 1, ... and trained on without a word; class names as labels raised
+    numpy's "ufunc 'minimum' did not contain a loop with signature matching types" (a library round)."""
+    x, y = data["train"]
+    with pytest.raises(TypeError, match=match):
+        _run_probe({**data, "train": (x, labels(y))}, NAMES, ProbeConfig(**FAST))
