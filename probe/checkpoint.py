@@ -116,9 +116,15 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
                      class_names: list[str] | None = None) -> Path:
     """Write a trainer's parameters and fitted state (``ProbeTrainer._get_fitted_state()``) to ``path`` (a
     ``.safetensors`` file or a directory), with the names of its classes when given (a run's head names them:
-    head.json in probe.zip listed class indices only). Returns the path of the safetensors file."""
+    head.json in probe.zip listed class indices only). Returns the path of the safetensors file.
+
+    Raises ValueError, writing nothing, for ``class_names`` that are not one name per class: such a file could not be
+    read back."""
     from safetensors.torch import save_file
 
+    if class_names is not None and len(class_names) != state["num_classes"]:
+        raise ValueError(f"class_names has {len(class_names)} names for the probe's {state['num_classes']} classes; "
+                         "give one name per class, in class index order.")
     weights_path, meta_path = _paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"{part}.{k}": v for part in ("head", "adapter") if state[part] is not None

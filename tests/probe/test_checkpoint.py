@@ -225,3 +225,15 @@ def test_the_documented_forward_of_the_saved_files_gives_the_probes_probabilitie
     assert ("logit_scale" in meta["forward"]) == (kwargs["head"] == "cosine")
     xt, _ = _data(seed=1)
     assert np.allclose(_documented_forward(tensors, meta, xt), m.predict_proba(xt), atol=1e-5)
+
+
+def test_saving_class_names_of_another_count_is_refused_and_writes_nothing(tmp_path):
+    """``save(path, class_names=["a"])`` on a 3-class probe wrote files that ``ProbeTrainer.load`` then refused as
+    'head.json cannot be read as a saved probe: class_names is not 3 names' (a library round)."""
+    x, y = _data()
+    trainer = ProbeTrainer(epochs=2).fit(x, y)
+    with pytest.raises(ValueError, match=r"^class_names has 1 names for the probe's 3 classes"):
+        trainer.save(tmp_path / "probe", class_names=["a"])
+    assert not (tmp_path / "probe").exists()
+    trainer.save(tmp_path / "probe", class_names=["a", "b", "c"])
+    assert ProbeTrainer.load(tmp_path / "probe").class_names_ == ["a", "b", "c"]
