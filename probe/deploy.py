@@ -24,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .metrics import balanced_accuracy, confusion_matrix, precision_recall_f1, softmax
+from .metrics import balanced_accuracy, confusion_matrix, integer_labels, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
 from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, TemperatureScaling, load_report
 from .seen import SEEN_FILE, SeenSources
@@ -268,6 +268,21 @@ def scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np
                        top_k_accuracy=None if k is None else float(np.mean(truth[1] < k)))
 
 
+def _scored_indices(labels, predicted, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``predicted`` as int64 arrays of one shape (n,), checked against the probe's ``k`` classes: a
+    label of ``k`` or more was scored as an image of an unknown class among the known ones (a library round)."""
+    labels, predicted = integer_labels(labels), integer_labels(predicted, "predicted")
+    if labels.ndim != 1 or predicted.shape != labels.shape:
+        raise ValueError(f"labels {labels.shape} and predicted {predicted.shape} must be two (n,) arrays.")
+    for name, values, low in (("labels", labels, UNKNOWN_CLASS), ("predicted", predicted, 0)):
+        outside = values[(values < low) | (values >= k)]
+        if outside.size:
+            unknown = f" or UNKNOWN_CLASS ({UNKNOWN_CLASS}) for a class the probe does not have" if low < 0 else ""
+            raise ValueError(f"{name} must be class indices in [0, {k - 1}] for the {k} classes{unknown}; got "
+                             f"{int(outside[0])}.")
+    return labels, predicted
+
+
 def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
                       unknown_names: list[str] | None = None, confidence: np.ndarray | None = None,
                       truth: TrueClass | None = None, scaling: TemperatureScaling | None = None) -> Scores:
@@ -277,7 +292,7 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     images of known classes (a new-user round: scores on new images had none), with NLL and top-k from ``truth``
     (filled by :meth:`RunProbe.predict_with_confidence` on the same rows) and the run's temperature ``scaling``
     (:attr:`RunProbe.scaling`) said beside them."""
-    labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
+    labels, predicted = _scored_indices(labels, predicted, len(class_names))
     known = labels != UNKNOWN_CLASS
     unknown: dict[str, int] = {}
     if unknown_names is not None:

@@ -426,3 +426,18 @@ def test_a_declined_bias_names_the_bound_that_failed():
     assert "do not lean its way beyond chance (sign-flip test p = 0.2)" in unsure.describe()
     assert declined().describe().endswith("not a hard-third gain beyond noise within the overall-accuracy budget; "
                                           "the shipped probe is the ERM probe.")  # a report from before stop 62
+
+
+@pytest.mark.parametrize("labels, predicted, match", [
+    ([0, 1, 2, 3], [0, 1, 2, 0], r"^labels must be class indices in \[0, 2\] for the 3 classes or UNKNOWN_CLASS \(-1\) "
+                                 r"for a class the probe does not have; got 3\.$"),
+    ([0, 1, 2, -2], [0, 1, 2, 0], r"^labels must be class indices .*; got -2\.$"),
+    ([0, 1, 2, 1], [0, 1, 2, 5], r"^predicted must be class indices in \[0, 2\] for the 3 classes; got 5\.$"),
+    ([0, 1, 2], [0, 1, 2, 1], r"^labels \(3,\) and predicted \(4,\) must be two \(n,\) arrays\.$"),
+])
+def test_scores_refuse_indices_outside_the_probes_classes(labels, predicted, match):
+    """A label of 3 for a 3-class probe was scored as an image the probe got wrong (n 4, accuracy 0.75 for 3 right
+    of 3); a label of -2 or a prediction of 5 raised 'labels must lie in [0, 3] for num_classes=4', a count the
+    probe does not have (a library round)."""
+    with pytest.raises(ValueError, match=match):
+        score_predictions(np.array(labels), np.array(predicted), ["a", "b", "c"])
