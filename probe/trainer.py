@@ -36,7 +36,7 @@ from .checkpoint import read_checkpoint, write_checkpoint
 from .devices import resolve_device
 from .heads import LinearHead, create_head, get_head_spec, head_class
 from .optim import OPTIMIZER_CLASSES, SGD, step_all
-from .metrics import integer_labels
+from .metrics import integer_labels, overall_accuracy
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, softmax_cross_entropy_grad, zero_centroid_regularizer
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
@@ -438,8 +438,9 @@ class ProbeTrainer:
         return self.classes_[self.decision_function(features).argmax(axis=1)]
 
     def score(self, features, labels) -> float:
-        """Mean accuracy (scikit-learn convention)."""
-        return float((self.predict(features) == np.asarray(labels)).mean())
+        """Mean accuracy (scikit-learn convention) of the predictions against ``labels`` (n,): labels of another
+        shape are a ValueError (:func:`probe.metrics.overall_accuracy`)."""
+        return overall_accuracy(labels, self.predict(features))
 
     def class_weights(self) -> np.ndarray:
         """Class weight vectors w_k of the fitted head, (K, d)."""

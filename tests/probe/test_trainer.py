@@ -794,3 +794,17 @@ def test_reversed_numpy_views_are_taken_as_their_copies():
     np.testing.assert_array_equal(view.class_weights(), copy.class_weights())
     np.testing.assert_array_equal(view.decision_function(x[::-1]), copy.decision_function(x[::-1].copy()))
     assert view.score(x[::-1], y[::-1]) == copy.score(x[::-1].copy(), y[::-1].copy())
+
+
+def test_score_refuses_labels_of_another_shape():
+    """``score(X, y[:, None])`` broadcast an (n, 1) column against the n predictions: 0.33 for a probe right on
+    every sample (a library round)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    x[np.arange(60), y] += 3
+    trainer = ProbeTrainer(epochs=50).fit(x, y)
+    assert trainer.score(x, y) == 1.0
+    for labels in (y[:, None], y[:1]):
+        with pytest.raises(ValueError, match="does not match labels shape"):
+            trainer.score(x, labels)
