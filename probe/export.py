@@ -1,7 +1,7 @@
 """Shareable, self-contained report files: Markdown (tables) and HTML (tables plus inline SVG charts).
 
-``report_markdown(report)`` and ``report_html(report)`` take a report as ``report.json`` holds it (a dict) and
-return one text file a user can attach to a pull request or a ticket: no external stylesheet, script, font or
+``report_markdown(report)`` and ``report_html(report)`` take a report (the :class:`probe.Report` that ``run_probe``
+and ``load_report`` return, or its content as ``report.json`` holds it, a dict) and return one text file a user can attach to a pull request or a ticket: no external stylesheet, script, font or
 image, so it reads the same offline. ``comparison_markdown`` and ``comparison_html`` do the same for a
 :class:`probe.compare.Comparison` (``mr2probe compare --format``): the case for shipping one probe over another.
 Every string that comes from the data (class names, reasons) is escaped.
@@ -155,8 +155,16 @@ def _confusion(report: dict) -> tuple[str, list[str], list[list[str]]] | None:
     return caption, ["true / predicted", *names], [[name, *map(str, row)] for name, row in zip(names, counts)]
 
 
-def report_markdown(report: dict) -> str:
-    """The report as one Markdown document (GitHub-flavoured tables), worst class first."""
+def _report_dict(report: Report | dict) -> dict:
+    """``report`` as ``report.json`` holds it: what the views read (a Report, as ``run_probe`` returns it, raised
+    "'Report' object is not subscriptable"; a library round)."""
+    return report.model_dump(mode="json") if isinstance(report, Report) else report
+
+
+def report_markdown(report: Report | dict) -> str:
+    """The report (a :class:`probe.Report` or its JSON content) as one Markdown document (GitHub-flavoured tables),
+    worst class first."""
+    report = _report_dict(report)
     head = _headline(report)
     lines = [f"# mr2probe report: {_md(head['run'])}", "", *_md_facts(_report_facts(head)), ""]
     if report.get("warnings"):
@@ -271,8 +279,10 @@ def _worst_sentence(report: dict) -> tuple[str, str]:
     return worst["name"], f"{tied} ({percent(worst['accuracy'])} %{interval}){shipped}"
 
 
-def report_html(report: dict) -> str:
-    """The report as one self-contained HTML page: headline, summary and per-class tables, SVG charts."""
+def report_html(report: Report | dict) -> str:
+    """The report (a :class:`probe.Report` or its JSON content) as one self-contained HTML page: headline, summary
+    and per-class tables, SVG charts."""
+    report = _report_dict(report)
     head = _headline(report)
     summary = report["seeds"]["metrics"]
     intervals = {"overall": report["summary"].get("overall_ci"), **(report["summary"].get("group_ci") or {})}

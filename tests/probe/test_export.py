@@ -401,3 +401,13 @@ def test_the_exports_give_each_class_s_r2_and_margin_gamma(report):
     bare = {**report, "per_class": [{k: v for k, v in r.items() if k not in ("gamma", "r2", "output_margin")}
                                     for r in report["per_class"]]}
     assert all(row[-3:] == ["—"] * 3 for row in _md_table(report_markdown(bare), "class"))
+
+
+def test_the_exports_take_the_report_run_probe_returns(report):
+    """``report_markdown(run_probe(...))`` raised "'Report' object is not subscriptable": the views took the JSON
+    content alone (a library round). The model gives the same documents as its content."""
+    from probe import Report
+
+    model = Report.model_validate(report)
+    assert report_markdown(model) == report_markdown(report)
+    assert report_html(model) == report_html(report)
