@@ -931,6 +931,9 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
 
     clock = _Clock()
     config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
+    if not isinstance(config, ProbeConfig):  # None or a preset's name raised AttributeError: 'drop_classes'
+        raise TypeError(f"config must be a ProbeConfig or a dict of its fields, got {type(config).__name__}: "
+                        "ProbeConfig() is ERM, ProbeConfig(preset='disparity') the recommended disparity-aware probe.")
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
     _check_arrays(data, class_names)
     # before anything is counted or trained: the run is of the classes it does not leave out

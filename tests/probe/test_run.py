@@ -1003,3 +1003,12 @@ def test_labels_that_are_not_class_indices_are_refused_by_name(data, no_fit, lab
     x, y = data["train"]
     with pytest.raises(TypeError, match=match):
         _run_probe({**data, "train": (x, labels(y))}, NAMES, ProbeConfig(**FAST))
+
+
+@pytest.mark.parametrize("config", [None, "disparity"])
+def test_a_config_that_is_no_probe_config_is_a_type_error(data, config):
+    """None, or a preset's name, raised "AttributeError: 'NoneType' object has no attribute 'drop_classes'" (a
+    library round)."""
+    with pytest.raises(TypeError, match=r"^config must be a ProbeConfig or a dict of its fields, got "
+                                        rf"{type(config).__name__}: ProbeConfig\(\) is ERM"):
+        _run_probe(data, NAMES, config)
