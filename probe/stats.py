@@ -58,8 +58,17 @@ def _check_shapes(features: Tensor, labels: Tensor, num_classes: int) -> None:
             f"labels must be 1-D with one entry per feature row ({features.shape[0]}), "
             f"got shape {tuple(labels.shape)}."
         )
+    _check_labels(labels, num_classes)
+
+
+def _check_labels(labels: Tensor, num_classes: int) -> None:
+    """Labels in [0, num_classes): one outside was a torch 'index out of bounds' RuntimeError in the class sums, or
+    one more count than classes from :func:`class_counts` (a library round)."""
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= int(num_classes)):
+        raise ValueError(f"labels must lie in [0, {int(num_classes) - 1}] for num_classes={int(num_classes)}, got "
+                         f"values in [{int(labels.min())}, {int(labels.max())}].")
 
 
 def class_counts(labels: Tensor, num_classes: int) -> Tensor:
@@ -71,6 +80,7 @@ def class_counts(labels: Tensor, num_classes: int) -> Tensor:
         (K,) float tensor of counts (float so it can divide sums directly).
     """
     labels = as_tensor(labels).long()
+    _check_labels(labels, num_classes)
     return torch.bincount(labels, minlength=int(num_classes)).to(torch.get_default_dtype())
 
 

@@ -238,3 +238,15 @@ def test_class_statistics_count_every_row_at_a_chunk_edge(extra):
                                rtol=1e-10)
     np.testing.assert_allclose(class_r2(x, y, k, p=2).numpy(), [(m ** 2).sum(1).mean() for m in members], rtol=1e-10)
     np.testing.assert_allclose(class_means(x, y, k).numpy(), [m.mean(0) for m in members], rtol=1e-10)
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 1, 2, 1]), np.array([0, 1, -1, 1])])
+def test_labels_outside_the_classes_are_a_value_error_naming_the_range(labels):
+    """A label of K stopped class_r2 with torch's 'index 2 is out of bounds for dimension 0 with size 2', and
+    class_counts gave K + 1 counts (a library round)."""
+    from probe import class_counts
+
+    x = np.ones((4, 3), dtype=np.float32)
+    for call in (lambda: class_r2(x, labels, 2, 2), lambda: class_spread(x, labels, 2), lambda: class_counts(labels, 2)):
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\] for num_classes=2, got values in "):
+            call()
