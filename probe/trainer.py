@@ -254,6 +254,15 @@ class ProbeTrainer:
             setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's estimator tags: a classifier of 2-D features and integer class labels. scikit-learn 1.6 and
+        later ask every estimator for them, and without them ``cross_val_score``, ``GridSearchCV`` and ``Pipeline``
+        refused the trainer (a library round). Only scikit-learn calls this, so it imports it here."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(), input_tags=InputTags())
+
     def __repr__(self) -> str:
         defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items() if n != "self"}
         changed = [f"{n}={getattr(self, n)!r}" for n, d in defaults.items() if getattr(self, n) is not d

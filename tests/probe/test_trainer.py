@@ -808,3 +808,27 @@ def test_score_refuses_labels_of_another_shape():
     for labels in (y[:, None], y[:1]):
         with pytest.raises(ValueError, match="does not match labels shape"):
             trainer.score(x, labels)
+
+
+def test_scikit_learn_model_selection_takes_the_trainer():
+    """scikit-learn 1.6+ asks an estimator for its tags: cross_val_score, GridSearchCV and a Pipeline raised
+    "'ProbeTrainer' object has no attribute '__sklearn_tags__'" (a library round). Their scores are the trainer's
+    own on each stratified fold."""
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    from sklearn.base import is_classifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    x[np.arange(60), y] += 1.5
+    trainer = ProbeTrainer(epochs=10)
+    assert is_classifier(trainer)
+    scores = model_selection.cross_val_score(trainer, x, y, cv=3)
+    folds = model_selection.StratifiedKFold(3).split(x, y)
+    by_hand = [ProbeTrainer(epochs=10).fit(x[a], y[a]).score(x[b], y[b]) for a, b in folds]
+    np.testing.assert_allclose(scores, by_hand)
+    search = model_selection.GridSearchCV(trainer, {"lr": [0.01, 0.1]}, cv=3).fit(x, y)
+    assert search.best_params_["lr"] in (0.01, 0.1)
+    assert np.isfinite(model_selection.cross_val_score(make_pipeline(StandardScaler(), trainer), x, y, cv=3)).all()
