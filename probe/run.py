@@ -881,10 +881,12 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
     Args:
-        data: ``{"train": (X, y), "val": (X, y), "test": (X, y)}``; a missing ``val`` is carved from train
-            (stratified, ``config.val_fraction``, seed ``config.seeds[0]``).
-        class_names: K names, index = label.
-        config: the request.
+        data: ``{"train": (X, y), "val": (X, y), "test": (X, y)}``: X (n, d) features (float16, float32 or
+            float64, any memory layout; finite), y (n,) integer class indices in [0, K) of any integer dtype (map
+            class names to indices first: ``names, y = np.unique(labels, return_inverse=True)``); a missing
+            ``val`` is carved from train (stratified, ``config.val_fraction``, seed ``config.seeds[0]``).
+        class_names: K distinct names, index = label.
+        config: the request, a :class:`ProbeConfig` or a dict of its fields.
         reference: report of the reference (ERM) run: its val per-class accuracy defines the groups and its
             val overall is the floor of the ``hard`` criterion.
         out_dir: where to write report.json, per_class.csv, head.safetensors / head.json; None writes nothing.
@@ -903,8 +905,11 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
             directory in ``report.environment`` beside the versions and the precision the fits ran at.
 
     Raises:
-        ValueError: malformed data or reference, a class without train or test samples, a device this host
-            lacks, or a fit that diverged for every candidate / a seed. ProbeCancelled: stopped by ``should_stop``.
+        ValueError: malformed data or reference (checked before any fit, naming the split: shapes, widths,
+            NaN / inf features, labels outside [0, K), repeated class names), a class without train or test
+            samples, a device this host lacks, or a fit that diverged for every candidate / a seed.
+        TypeError: labels that are not integer class indices (strings, 0.5), a config that is no ProbeConfig.
+        ProbeCancelled: stopped by ``should_stop``.
         NotADirectoryError, PermissionError: ``out_dir`` cannot be written (:func:`~probe.report.check_run_dir`),
             raised before any fit.
     """
