@@ -201,7 +201,8 @@ def write_cache(
     """Write a complete cache atomically (temp file in the same folder, then ``os.replace``).
 
     Args:
-        splits: ``{split: (features (n, d), labels (n,), sources (n,))}``; missing splits are written empty.
+        splits: ``{split: (features (n, d), labels (n,), sources (n,))}``, labels indices into ``class_names``
+            (else ValueError, nothing written); missing splits are written empty.
         class_names: class names (stored as the ``class_names`` attribute).
         attrs: other root attributes (see module docstring); ``schema_version``, ``class_names``,
             ``created_at`` and ``versions`` are filled in when absent.
@@ -237,6 +238,10 @@ def write_cache(
                 raise ValueError(
                     f"split {split!r}: {n} feature rows, {labels.shape[0]} labels, {len(sources)} sources."
                 )
+            outside = labels[(labels < 0) | (labels >= len(class_names))]
+            if outside.size:  # written, such a cache was refused by every read as damaged (FeatureCache._checked)
+                raise ValueError(f"split {split!r} has {outside.size:,} labels outside 0..{len(class_names) - 1} (the "
+                                 f"{len(class_names)} classes of class_names), e.g. {int(outside[0])}.")
             blocks = [(features, labels, np.asarray(list(sources), dtype=object))] if n else []
             _write_split(h5, split, d, dtype, n, blocks)
     return Path(path)

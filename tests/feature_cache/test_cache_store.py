@@ -289,3 +289,15 @@ def test_a_damaged_attribute_leaves_h5py_usable_from_every_thread(tmp_path):
         h5.create_dataset("train/features", data=np.zeros(4))
     with pytest.raises(CacheMismatch, match="train/features is a 1-d float64 array"):
         open_cache(tmp_path / "flat.h5")
+
+
+@pytest.mark.parametrize("value", [3, -1])
+def test_write_cache_refuses_labels_outside_the_classes_and_writes_nothing(tmp_path, value):
+    """write_cache wrote labels that are no index into class_names, and every read of the file then refused it as
+    'damaged or not written by feature_cache' (a library round)."""
+    data = splits(np.random.default_rng(5))
+    data["test"][1][1] = value
+    with pytest.raises(ValueError, match=rf"^split 'test' has 1 labels outside 0..2 \(the 3 classes of class_names\), "
+                                         rf"e\.g\. {value}\.$"):
+        write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS)
+    assert list(tmp_path.iterdir()) == []
