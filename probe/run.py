@@ -261,7 +261,7 @@ def _check_arrays(data: Mapping, class_names: Sequence[str]) -> None:
     width, every feature finite. Raises ValueError (TypeError for labels that are not class indices) naming the
     split: a NaN in val or test stopped a run only once every fit was done, without naming the split, and names
     twice over once the report was built (a library round)."""
-    from .trainer import _to_features
+    from .trainer import checked_features
 
     if len(class_names) < 2:
         raise ValueError(f"a probe needs at least 2 classes, got class_names={list(class_names)}.")
@@ -282,7 +282,7 @@ def _check_arrays(data: Mapping, class_names: Sequence[str]) -> None:
             raise ValueError(f"split {split!r} has labels outside [0, {len(class_names) - 1}] for "
                              f"{len(class_names)} classes.")
         if len(y):
-            _to_features(x, f"split {split!r} features")  # numeric and finite
+            checked_features(x, f"split {split!r} features")  # numeric and finite, float64 not copied
         dims.add(np.shape(x)[1])
     if len(dims) > 1:
         raise ValueError(f"all splits must share the feature dimension, got {sorted(dims)}.")

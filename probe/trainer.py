@@ -75,14 +75,20 @@ CAST_ONCE_MAX_BYTES = 1 << 29
 
 def _to_features(x, name: str = "features") -> Tensor:
     """A 2-D float tensor without copying float32 or float16 input (float16 stays float16: the trainer widens it
-    batch by batch); other dtypes are converted to float32."""
+    batch by batch); other dtypes are converted to float32 (:func:`checked_features` first)."""
+    t = checked_features(x, name)
+    return t if t.dtype in (torch.float32, torch.float16) else t.to(torch.float32)
+
+
+def checked_features(x, name: str = "features") -> Tensor:
+    """``x`` as a tensor of its own dtype (numpy input shared, not copied), checked: 2-D, numeric, at least one row,
+    no row of :func:`probe.stats.unusable_rows`; else ValueError / TypeError naming ``name``. What ``run_probe`` checks every split with
+    before any fit, without the float32 copy of float64 features that :func:`_to_features` makes."""
     t = x.detach() if isinstance(x, Tensor) else as_tensor(x)
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, num_features), got shape {tuple(t.shape)}.")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise TypeError(f"{name} must be numeric, got dtype {t.dtype}.")
-    if t.dtype not in (torch.float32, torch.float16):
-        t = t.to(torch.float32)
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows).")
     bad = len(unusable_rows(t))

@@ -832,3 +832,18 @@ def test_scikit_learn_model_selection_takes_the_trainer():
     search = model_selection.GridSearchCV(trainer, {"lr": [0.01, 0.1]}, cv=3).fit(x, y)
     assert search.best_params_["lr"] in (0.01, 0.1)
     assert np.isfinite(model_selection.cross_val_score(make_pipeline(StandardScaler(), trainer), x, y, cv=3)).all()
+
+
+def test_the_feature_check_copies_no_float64_array_and_refuses_what_float32_cannot_hold():
+    """run_probe checks every split before any fit: through the trainer's conversion it made a float32 copy of each
+    float64 split only to check it (a library round). The check reads the array as it is, and a float64 value
+    beyond float32's range, infinite in the fit, is refused as before."""
+    from probe.trainer import checked_features
+
+    x = np.random.default_rng(0).normal(size=(3000, 4))
+    checked = checked_features(x, "split 'test' features")
+    assert checked.dtype == torch.float64 and np.shares_memory(checked.numpy(), x)
+    x[2500, 1] = 1e39
+    with pytest.raises(ValueError, match=r"^split 'test' features hold values that are NaN, infinite or too large "
+                                         r"for float32 .* in 1 row\(s\)\.$"):
+        checked_features(x, "split 'test' features")
