@@ -929,16 +929,22 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
             release_freed_memory()
 
 
+def _request(config: ProbeConfig | dict) -> ProbeConfig:
+    """``run_probe``'s ``config`` as a ProbeConfig: None or a preset's name raised AttributeError: 'drop_classes'."""
+    config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
+    if not isinstance(config, ProbeConfig):
+        raise TypeError(f"config must be a ProbeConfig or a dict of its fields, got {type(config).__name__}: "
+                        "ProbeConfig() is ERM, ProbeConfig(preset='disparity') the recommended disparity-aware probe.")
+    return config
+
+
 def _run(data, class_names, config, reference, out_dir, progress, should_stop, sources, features,
          command=None) -> Report:
     """:func:`run_probe`'s work, with its arguments."""
     from .devices import resolve_device
 
     clock = _Clock()
-    config = ProbeConfig.model_validate(config) if isinstance(config, dict) else config
-    if not isinstance(config, ProbeConfig):  # None or a preset's name raised AttributeError: 'drop_classes'
-        raise TypeError(f"config must be a ProbeConfig or a dict of its fields, got {type(config).__name__}: "
-                        "ProbeConfig() is ERM, ProbeConfig(preset='disparity') the recommended disparity-aware probe.")
+    config = _request(config)
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
     _check_arrays(data, class_names)
     # before anything is counted or trained: the run is of the classes it does not leave out
