@@ -136,13 +136,18 @@ def _weight_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[
 class ProbeTrainer:
     """Linear / cosine probe with MR² margins, trained on cached features.
 
+    ``fit(features, labels)``: features (n, d) float16 / float32 / float64 (numpy in any memory layout, a torch
+    tensor or nested lists), labels (n,) integer class indices in [0, K) of any integer dtype (class names are
+    refused: map them with ``np.unique(labels, return_inverse=True)``); ``predict`` returns such indices.
+
     Args:
         head: head name (``linear``, ``cosine``); ``head_options`` are passed to :func:`probe.create_head`.
         loss: loss name (see :func:`probe.list_losses`); ``loss_options`` are passed to :func:`probe.create_loss`.
         cbar: mean margin c̄ for margin losses (``uniform``, ``mr2``…), chosen from {1, 2, 3} on validation.
         p: order of the norm in r_k² = mean ‖φ‖_p²; None means the head's default (2 linear, 3 cosine).
         lam: weight λ of the representation margin ℓ_s̄; needs an ``adapter`` (no gradient on frozen features).
-        adapter: None, ``linear`` or ``lowrank`` (trainable map before the head); ``adapter_rank`` for lowrank.
+        adapter: None, ``linear``, ``lowrank`` or ``mlp`` (trainable map before the head, :func:`probe.create_adapter`);
+            ``adapter_rank`` for lowrank and mlp.
         r2_mode: ``exact`` (class statistics once from the training features) or ``ema`` (the paper's EMA per
             batch, decay ``ema_decay``). With an adapter the EMA is always used (``stats_mode_`` says which ran).
         lr, weight_decay, epochs, batch_size: optimisation; ``batch_size=None`` is full-batch. ``epochs`` is a cap
