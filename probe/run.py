@@ -33,7 +33,8 @@ from .calibration import (calibration_summary, confidence_and_accuracy, confiden
                           temperature_of, temperature_warning, true_class_terms)
 from .compare import (beyond_noise, discordance_sentence, first_class_difference, group_evidence, held_back_sentence,
                       lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
-from .config import ProbeConfig
+from .config import VAL_FRACTION_BOUND, ProbeConfig
+from .constraints import check
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, stability_and_warnings
 from .diagnostics import split_disagreement_warning, test_diagnostics
@@ -78,7 +79,14 @@ def carve_validation(features: np.ndarray, labels: np.ndarray, fraction: float, 
 
     Returns:
         ``((X_train, y_train), (X_val, y_val))``; the order inside each part follows the original rows.
+
+    Raises ValueError for a ``fraction`` outside (0, 1) (``ProbeConfig.val_fraction``'s bounds; 1.5 carved all but
+    one image of each class, 0 one of each) or ``labels`` that are not one per row of ``features``.
     """
+    check("fraction", fraction, [VAL_FRACTION_BOUND])
+    features, labels = np.asarray(features), integer_labels(labels)
+    if labels.shape != (len(features),):
+        raise ValueError(f"labels must be (n,) for the {len(features)} rows of features, got shape {labels.shape}.")
     is_val = carved_mask(labels, fraction, seed)
     return (features[~is_val], labels[~is_val]), (features[is_val], labels[is_val])
 

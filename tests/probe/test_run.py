@@ -1012,3 +1012,21 @@ def test_a_config_that_is_no_probe_config_is_a_type_error(data, config):
     with pytest.raises(TypeError, match=r"^config must be a ProbeConfig or a dict of its fields, got "
                                         rf"{type(config).__name__}: ProbeConfig\(\) is ERM"):
         _run_probe(data, NAMES, config)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.2])
+def test_carve_validation_refuses_a_fraction_outside_0_1(data, fraction):
+    """carve_validation(x, y, 1.5, 0) carved all but one image of each class into val, and 0 or -0.2 one image of
+    each, without a word (a library round): ProbeConfig.val_fraction's bounds."""
+    x, y = data["train"]
+    with pytest.raises(ValueError, match=rf"^fraction must be in \(0, 1\), got {fraction}"):
+        carve_validation(x, y, fraction, seed=0)
+
+
+def test_carve_validation_takes_lists_and_refuses_labels_of_another_length(data):
+    x, y = data["train"]
+    (xt, yt), (xv, yv) = carve_validation(x.tolist(), y.tolist(), 0.2, seed=0)
+    (xt2, _), (xv2, _) = carve_validation(x, y, 0.2, seed=0)
+    np.testing.assert_array_equal(xv, xv2)
+    with pytest.raises(ValueError, match=r"^labels must be \(n,\) for the 360 rows of features, got shape \(359,\)\.$"):
+        carve_validation(x, y[:-1], 0.2, seed=0)
