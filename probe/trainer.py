@@ -340,7 +340,9 @@ class ProbeTrainer:
         if NEEDS[spec_loss.needs].statistic and bool((counts == 0).any()):
             missing = torch.nonzero(counts == 0).flatten().tolist()
             raise ValueError(f"classes {missing} have no training samples; loss {self.loss!r} needs class "
-                             f"statistics for every class.")
+                             f"statistics for every class. Labels are class indices 0..K-1 (K = {k}, num_classes or "
+                             "the largest label + 1): number labels such as [3, 7, 9] as 0, 1, 2 first, e.g. with "
+                             "np.unique(labels, return_inverse=True).")
         loss_options = dict(self.loss_options or {})
         filled = NEEDS[spec_loss.needs].option
         if spec_loss.needs == "priors" and loss_options.get(filled) is None:  # the training class frequencies

@@ -847,3 +847,15 @@ def test_the_feature_check_copies_no_float64_array_and_refuses_what_float32_cann
     with pytest.raises(ValueError, match=r"^split 'test' features hold values that are NaN, infinite or too large "
                                          r"for float32 .* in 1 row\(s\)\.$"):
         checked_features(x, "split 'test' features")
+
+
+def test_labels_that_skip_classes_are_explained_to_a_margin_loss():
+    """Labels 3, 7 and 9 are classes 3, 7 and 9 of 10: mr2 said 'classes [0, 1, 2, 4, 5, 6, 8] have no training
+    samples', which a user with three classes could not place (a library round); it says how labels are read."""
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    y = np.array([3, 7, 9] * 10)
+    with pytest.raises(ValueError, match=r"classes \[0, 1, 2, 4, 5, 6, 8\] have no training samples; .* Labels are "
+                                         r"class indices 0..K-1 \(K = 10, .*np.unique\(labels, return_inverse=True\)"):
+        ProbeTrainer(loss="mr2", epochs=1).fit(x, y)
+    x2, y2 = ProbeTrainer(loss="mr2", epochs=1), np.unique(y, return_inverse=True)[1]
+    assert x2.fit(x, y2).num_classes_ == 3
