@@ -282,15 +282,16 @@ def _check_arrays(data: Mapping, class_names: Sequence[str]) -> None:
         if len(pair) != 2:
             raise ValueError(f"split {split!r} must be a pair (features, labels), got {len(pair)} items.")
         x, y = pair
+        if len(x) == 0 and len(y) == 0:  # an empty split is a missing one (_splits)
+            continue
         if np.ndim(x) != 2 or np.ndim(y) != 1 or len(x) != len(y):
             raise ValueError(f"split {split!r} must be (features (n, d), labels (n,)), got shapes "
                              f"{np.shape(x)} and {np.shape(y)}.")
         y = integer_labels(y, f"split {split!r} labels")
-        if len(y) and (y.min() < 0 or y.max() >= len(class_names)):
+        if y.min() < 0 or y.max() >= len(class_names):
             raise ValueError(f"split {split!r} has labels outside [0, {len(class_names) - 1}] for "
                              f"{len(class_names)} classes.")
-        if len(y):
-            checked_features(x, f"split {split!r} features")  # numeric and finite, float64 not copied
+        checked_features(x, f"split {split!r} features")  # numeric and finite, float64 not copied
         dims.add(np.shape(x)[1])
     if len(dims) > 1:
         raise ValueError(f"all splits must share the feature dimension, got {sorted(dims)}.")

@@ -1030,3 +1030,9 @@ def test_carve_validation_takes_lists_and_refuses_labels_of_another_length(data)
     np.testing.assert_array_equal(xv, xv2)
     with pytest.raises(ValueError, match=r"^labels must be \(n,\) for the 360 rows of features, got shape \(359,\)\.$"):
         carve_validation(x, y[:-1], 0.2, seed=0)
+
+
+def test_an_empty_split_of_any_shape_is_a_missing_one(data):
+    """An empty val is carved from train whatever its arrays' shapes, as before the checks moved before any fit."""
+    report = run_probe({**data, "val": (np.zeros(0), np.zeros(0, dtype=np.int64))}, NAMES, ProbeConfig(**FAST))
+    assert report["val"]["source"].startswith("carved from train")
