@@ -123,9 +123,10 @@ def per_class_accuracy(
 
 def overall_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     """Top-1 accuracy over all samples, a fraction in [0, 1] (``nan`` for an empty set); ``labels`` and
-    ``predictions`` of the same shape (n,), else ValueError."""
-    labels = np.asarray(labels)
-    predictions = _same_shape(labels, predictions)
+    ``predictions`` of the same shape (n,), else ValueError; class indices (:func:`integer_labels`), else TypeError:
+    string labels against integer predictions scored 0.0 without a word."""
+    labels = integer_labels(labels)
+    predictions = _same_shape(labels, integer_labels(predictions, "predictions"))
     if labels.size == 0:
         return float("nan")
     return float(np.mean(predictions == labels))

@@ -184,3 +184,11 @@ def test_labels_that_are_not_class_indices_are_refused():
     for labels in (np.array([0, 2], dtype=np.uint8), np.array([0.0, 2.0]), [0, 2], np.array([0, 2], dtype=object)):
         acc, counts = per_class_accuracy(labels, np.array([0, 1]), 3)
         assert counts.tolist() == [1, 0, 1] and acc[0] == 1.0 and acc[2] == 0.0
+
+
+def test_overall_accuracy_refuses_class_names_for_labels():
+    """ProbeTrainer.score(X, ['0', '1', ...]) compared integer predictions with strings: 0.0 for a probe right on
+    every sample, without a word (a library round)."""
+    with pytest.raises(TypeError, match="labels must be integer class indices, got dtype <U1; class names are not"):
+        overall_accuracy(np.array(["0", "1", "2"]), np.array([0, 1, 2]))
+    assert overall_accuracy([0, 1, 2], np.array([0, 1, 1], dtype=np.uint8)) == pytest.approx(2 / 3)
