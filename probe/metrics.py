@@ -91,9 +91,10 @@ def _labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _same_shape(labels: np.ndarray, predictions) -> np.ndarray:
-    """``predictions`` as an array of ``labels``' shape; another shape (an (n, 1) column, a single prediction) is a
+    """``predictions`` as a class index array (:func:`integer_labels`: strings, never equal to an integer label,
+    scored 0 without a word) of ``labels``' shape; another shape (an (n, 1) column, a single prediction) is a
     ValueError, never broadcast against the labels into a wrong score."""
-    predictions = np.asarray(predictions)
+    predictions = integer_labels(predictions, "predictions")
     if predictions.shape != labels.shape:
         raise ValueError(f"predictions shape {predictions.shape} does not match labels shape {labels.shape}.")
     return predictions
@@ -126,7 +127,7 @@ def overall_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     ``predictions`` of the same shape (n,), else ValueError; class indices (:func:`integer_labels`), else TypeError:
     string labels against integer predictions scored 0.0 without a word."""
     labels = integer_labels(labels)
-    predictions = _same_shape(labels, integer_labels(predictions, "predictions"))
+    predictions = _same_shape(labels, predictions)
     if labels.size == 0:
         return float("nan")
     return float(np.mean(predictions == labels))

@@ -192,3 +192,9 @@ def test_overall_accuracy_refuses_class_names_for_labels():
     with pytest.raises(TypeError, match="labels must be integer class indices, got dtype <U1; class names are not"):
         overall_accuracy(np.array(["0", "1", "2"]), np.array([0, 1, 2]))
     assert overall_accuracy([0, 1, 2], np.array([0, 1, 1], dtype=np.uint8)) == pytest.approx(2 / 3)
+
+
+def test_per_class_accuracy_refuses_class_names_for_predictions():
+    """String predictions against integer labels gave every class accuracy 0 without a word (a library round)."""
+    with pytest.raises(TypeError, match="predictions must be integer class indices, got dtype <U1"):
+        per_class_accuracy(np.array([0, 1, 2]), np.array(["0", "1", "2"]), 3)
