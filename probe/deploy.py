@@ -293,6 +293,9 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     (filled by :meth:`RunProbe.predict_with_confidence` on the same rows) and the run's temperature ``scaling``
     (:attr:`RunProbe.scaling`) said beside them."""
     labels, predicted = _scored_indices(labels, predicted, len(class_names))
+    for name, values in (("unknown_names", unknown_names), ("confidence", confidence)):
+        if values is not None and len(values) != len(labels):  # a boolean mask's IndexError, later
+            raise ValueError(f"{name} has {len(values)} entries for the {len(labels)} labels.")
     known = labels != UNKNOWN_CLASS
     unknown: dict[str, int] = {}
     if unknown_names is not None:

@@ -441,3 +441,12 @@ def test_scores_refuse_indices_outside_the_probes_classes(labels, predicted, mat
     probe does not have (a library round)."""
     with pytest.raises(ValueError, match=match):
         score_predictions(np.array(labels), np.array(predicted), ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("extra", [{"confidence": np.array([0.9, 0.8])}, {"unknown_names": ["x"]}])
+def test_scores_refuse_confidences_or_names_of_another_length(extra):
+    """A confidence or unknown class name per image, of another count than the labels, raised numpy's 'boolean index
+    did not match indexed array' IndexError (a library round)."""
+    name = next(iter(extra))
+    with pytest.raises(ValueError, match=rf"^{name} has {len(extra[name])} entries for the 4 labels\.$"):
+        score_predictions(np.array([0, -1, 2, 1]), np.array([0, 1, 2, 0]), ["a", "b", "c"], **extra)
