@@ -87,6 +87,7 @@ class BottleneckMLPAdapter(nn.Module):
 
 
 def list_adapters() -> list[str]:
+    """Names of the registered adapters (for ``create_adapter`` and ``ProbeTrainer(adapter=)``)."""
     return list(ADAPTERS)
 
 

@@ -138,6 +138,7 @@ class CosineHead(nn.Module):
 
 
 def list_heads() -> list[str]:
+    """Names of the registered heads (for ``create_head`` and ``ProbeTrainer(head=)``)."""
     return list(HEADS)
 
 

@@ -66,6 +66,8 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
+    """The preset of that name (``PRESETS``: its settings and the evidence for them); ValueError naming the
+    available ones for another name."""
     try:
         return PRESETS[name]
     except KeyError:
