@@ -110,7 +110,7 @@ def unusable_rows(t: Tensor) -> Tensor:
     reach = torch.empty(len(starts), dtype=torch.float64, device=t.device)
     for i, start in enumerate(starts):
         low, high = torch.aminmax(t[start:start + _FINITE_CHUNK])  # NaN propagates
-        reach[i] = torch.maximum(-low, high).double()
+        reach[i] = torch.maximum(-low.double(), high.double())  # widened first: -(-2**63) wraps in int64
     suspect = torch.nonzero(~(reach <= bound)).flatten().tolist()  # one host sync for all chunks
     rows = []
     for i in suspect:

@@ -500,6 +500,9 @@ def test_unusable_rows_are_counted_in_every_chunk_and_a_squared_norm_past_float3
     big[5, 1], big[8, 0] = 3e38, -2e19  # ‖φ‖² past float32's max, in a finite row
     assert stats.unusable_rows(big).tolist() == [5, 8]
     assert stats.unusable_rows(big.double() * 1e300).tolist() == list(range(10))  # float64's own overflow
+    wide = torch.zeros((3, 4), dtype=torch.int64)
+    wide[1] = -2**63  # ‖φ‖² = 2**128, past float32's max; its negation wraps in int64
+    assert stats.unusable_rows(wide).tolist() == [1]
     with pytest.raises(ValueError, match="num_features must be >= 1, got 0"):  # not aminmax's RuntimeError
         ProbeTrainer(epochs=1).fit(np.zeros((10, 0), dtype=np.float32), y)
     with pytest.raises(ValueError, match="in 1 row"):
