@@ -498,8 +498,9 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
 
 
 def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy", images: str = "test images") -> None:
-    """Paired intervals of every delta (``probe.uncertainty``; the worst class's is that of the lowest class
-    accuracy in each resample, whichever class it is) and the verdict sentence, in place; the sentence's overall
+    """Paired intervals of every delta (``probe.uncertainty``; the worst class's is that class's where both runs'
+    worst class is one class, else that of the lowest class accuracy in each resample, whichever class it is:
+    :func:`_add_worst_class_test`) and the verdict sentence, in place; the sentence's overall
     is balanced accuracy when ``metric`` is (both runs selected on it), and ``images`` what the runs were scored
     on."""
     from .predictions import paired_test_intervals
@@ -540,15 +541,21 @@ def _add_intervals(comparison: Comparison, base, other, metric: str = "accuracy"
 
 
 def _add_worst_class_test(comparison: Comparison, totals: list[float]) -> None:
-    """The worst-class row's test, in place: where both runs' worst class is the same class, that class's paired test
-    (its row's counts and p-value; ``totals``, each class's summed difference) beside the row's own interval; where
-    they are two classes, none, their images being no pairs (:func:`metric_rows` says so). The row had an interval
-    and no test where every other row had one (a new-user round)."""
+    """The worst-class row's interval and test, in place: where both runs' worst class is the same class, that
+    class's paired interval and test (its row's interval, counts and p-value; ``totals``, each class's summed
+    difference); where they are two classes, the interval of the lowest class accuracy of each resample and no
+    test, their images being no pairs (:func:`metric_rows` says so). The row had an interval and no test where
+    every other row had one (a new-user round); and the same class's difference had two intervals in one table, the
+    row's the bootstrap of the lowest class accuracy, which a class of few images cannot widen: "worst class
+    (Sneaker) +0.00 [+0.00, +19.05]" beside Sneaker's own "+0.00 [-36.44, +36.44]" on its 6 test images (a
+    decision round)."""
     worst = comparison.worst_classes or {}
     if worst.get("base") is None or worst["base"] != worst.get("other"):
         return
     row = next(r for r in comparison.per_class if r.name == worst["base"])
     metric = comparison.metrics["worst_class"]
+    if row.delta_ci is not None:
+        metric.delta_ci = list(row.delta_ci)
     metric.changed, metric.p_value = row.changed, row.p_value
     metric.beyond_noise = beyond_noise(metric.delta_ci, row.p_value, totals[row.index])
 

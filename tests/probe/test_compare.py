@@ -84,8 +84,8 @@ def test_paired_intervals_with_stored_predictions():
                                         Predictions(labels, other_pred[None], conf)))
     lo, hi = cmp.metrics["hard"].delta_ci
     assert 0 < lo < 0.3 < hi and cmp.metrics["easy"].delta_ci == [0.0, 0.0]
-    # the worst class (class 2 in both runs here) has its paired interval too: the lowest class accuracy of each
-    # resample, whichever class it is; its point delta is the reports' worst-class delta
+    # the worst class (class 2 in both runs here) has its paired interval too: that class's, the one class of the
+    # hard third; its point delta is the reports' worst-class delta
     assert cmp.metrics["worst_class"].delta == pytest.approx(0.3)
     assert cmp.metrics["worst_class"].delta_ci == pytest.approx([lo, hi])
     assert cmp.per_class[2].delta_ci[0] > 0 and cmp.per_class[0].delta_ci == [0.0, 0.0]
@@ -652,6 +652,32 @@ def test_the_worst_class_row_has_its_class_s_test_or_says_two_classes_have_none(
     assert (worst.changed, worst.p_value, worst.beyond_noise) == (None, None, None)
     cell = dict((row[0], row[3]) for row in metric_rows(two))["worst class (base a, other b)"]
     assert cell.startswith("+50.00 [") and cell.endswith("] (two different classes: no paired test applies)")
+
+
+def test_the_worst_class_row_gives_the_interval_of_its_class_where_both_runs_share_it():
+    """A decision round: on a long-tailed test split the worst class of both runs (6 test images, 1 right in each run,
+    the same image) read "+0.00 [+0.00, +19.05]" in the worst-class row, the bootstrap of the lowest class accuracy,
+    which resamples the class's identical pairs only, beside "+0.00 [-36.44, +36.44]" in the class's own row: one
+    difference, two intervals, the narrow one saying the other run cannot be worse there. The same class in both
+    runs: the row is that class's, interval and test."""
+    from probe.predictions import Predictions
+
+    labels = np.concatenate([np.zeros(6, dtype=int), np.ones(50, dtype=int), np.full(50, 2)])
+    base_pred = labels.copy()
+    base_pred[1:6] = 1                   # class a: 1 of 6 right, the worst class of both runs
+    base_pred[6:16] = 2                  # class b: 40 of 50
+    other_pred = base_pred.copy()
+    other_pred[16:21] = 2                # b: 35 of 50; a unchanged
+    groups = {"easy": [2], "medium": [1], "hard": [0]}
+    base = _rep("erm", [1 / 6, 0.8, 1.0], groups, 91 / 106)
+    other = _rep("x", [1 / 6, 0.7, 1.0], groups, 86 / 106)
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], np.full(106, 0.9)),
+                                        Predictions(labels, other_pred[None], np.full(106, 0.9))))
+    assert cmp.worst_classes == {"base": "a", "other": "a"}
+    worst, own = cmp.metrics["worst_class"], cmp.per_class[0]
+    assert worst.delta == pytest.approx(0.0) and worst.delta_ci == pytest.approx(own.delta_ci)
+    assert worst.delta_ci[0] < -0.2 and worst.delta_ci[1] > 0.2  # Newcombe's, on 6 images: wide both ways
+    assert worst.beyond_noise is False and worst.changed == [0, 0]
 
 
 def test_a_run_s_verdict_names_the_thirds_and_classes_lost_beyond_noise_as_compare_does():
