@@ -127,12 +127,16 @@ def test_choose_safe_decides_on_the_simultaneous_bounds_and_the_sign_test_not_th
             "difference at or above 0 pt (one-sided bounds holding together at 97.5 % over the 4 that fitted), with "
             "its changed hard-class images leaning its way (sign-flip test p ≤ 0.05, Bonferroni over the 4)") in reason
     # which test held back the closest candidates (it read as refused for nothing; a new-user round)
+    # each named with its differences and their intervals, not a bound or image counts alone (a decision round: "the
+    # closest, eta=0.03, has an overall bound of -2.2 pt", its hard-third gain unsaid)
     assert ("). 2 passed both bounds but not the test of the hard-class images they change; the best, lr=0.2, "
-            "fixed 4 and broke 0 of them (paired sign-flip test, each image weighed by class, p = 0.12 alone, 0.12 "
+            "moved the val hard third +2.0 pt [+0.5, +3.5] at overall +0.0 pt [+0.0, +1.0] (within noise), fixing 4 "
+            "and breaking 0 of those images (paired sign-flip test, each image weighed by class, p = 0.12 alone, 0.12 "
             "after Bonferroni over the 4). This run keeps") in reason
     reason = choose_safe([ref, one_of_many, costly], 0)[2]
     assert ("). 1 passed the hard-third bound but cost overall accuracy (no budget); the closest, lr=0.3, "
-            "has an overall bound of -0.1 pt. This run keeps") in reason
+            "moved the val hard third +2.0 pt [+0.5, +3.5] at overall +0.0 pt [+0.0, +1.0] (within noise); its "
+            "simultaneous overall lower bound is -0.1 pt. This run keeps") in reason
     assert "1 passed the hard-third bound but cost overall accuracy beyond the budget of 0.05 pt; the closest" in \
         choose_safe([ref, one_of_many, _cand(0.3, 0.02, [0.005, 0.035], 0.0, [0.0, 0.01],
                                              val_overall_delta_simultaneous_lo=-0.001 - 0.0005)], 0, 0.0005)[2]
