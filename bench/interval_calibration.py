@@ -17,8 +17,8 @@ Two questions, each against a named baseline in the same run:
   when the interval's lower end is above 0, nominally 2.5 % of such splits (``claims_gain``).
 * **One class's paired difference** (``mr2probe compare``'s per-class ``delta_ci``): the coverage of the true
   difference of two runs' accuracies on a class of n images by the product's interval
-  (``Bootstrap.paired_intervals``: Newcombe's paired score interval below ``SMALL_CLASS_IMAGES``, since stop 67, and below ``FEW_CHANGED_IMAGES`` images
-  the two runs score differently, since a decision round)
+  (``Bootstrap.paired_intervals``: Newcombe's paired score interval below ``SMALL_CLASS_IMAGES``, since stop 67,
+  and below ``FEW_CHANGED_IMAGES`` images the two runs score differently, since a decision round)
   and by the bootstrap's percentile interval it replaced there. Each image is right in both runs, only in the
   first, only in the second, or in neither, with the probabilities of a case (``DIFFERENCE_CASES``).
 
