@@ -363,33 +363,6 @@ def is_test_set(counts: dict[str, list[int]]) -> bool:
     return not total["train"] and not total["val"] and bool(total["test"])
 
 
-def no_validation(data: Any, cap: int | None, flag: str) -> str | None:
-    """Why a probe would refuse the cache of an opened data set's splits for want of validation images
-    (``probe.run.validation_images``: the val split's, else those carved from a class of 2 train images or more), or
-    None; a labelled test set alone (no train image) is for predict. With a cap per class (``cap``, the option
-    ``flag``: ``mr2probe extract``'s ``--max-per-class 1`` wrote a cache that train then refused, a loose end), the
-    least cap that leaves one, by the same carving."""
-    from itertools import count
-
-    from probe.run import MIN_TRAIN_TO_CARVE, carved_per_class, empty_validation, validation_images
-
-    counts, params = dataset_counts(data), data.params
-    if not sum(counts.get("train") or []) or validation_images(counts, params["val_fraction"]):
-        return None
-    sizes = ", ".join(f"{split} {sum(n):,}" for split, n in counts.items())
-    if cap is None:
-        return f"{empty_validation(sizes)}: a probe refuses this cache"
-
-    def splits(n: int) -> dict[str, list[int]]:  # n images of a class capped: what the extraction leaves of them
-        train = n - (int(carved_per_class([n], params["test_fraction"])[0]) if params["test_fraction"] else 0)
-        val = 0 if data.val_given else int(carved_per_class([train], params["val_fraction"])[0])
-        return {"train": [train - val], "val": [val]}
-
-    least = next(n for n in count(cap + 1) if validation_images(splits(n), params["val_fraction"]))
-    return (f"{flag} {cap} leaves no validation image ({sizes}): a probe carves one from a class of "
-            f"{MIN_TRAIN_TO_CARVE} train images or more; give {flag} {least} or more")
-
-
 def classes_without_message(counts: dict[str, list[int]], class_names: list[str],
                             training: bool = True) -> str | None:
     """Why no job can run on a data set whose split ``counts`` leave a class without a train or test image; None if

@@ -11,11 +11,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_cache.options import no_validation
 from probe.names import class_name, listed
 
 from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
-    classes_without_message, dataset_counts, is_unlabelled, no_validation, open_for_extraction
+    classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig

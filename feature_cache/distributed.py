@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dist.init_process_group(backend=backend)
     try:
         data = _done_on_every_rank(lambda: open_requested(args))
-        warned = said_before(data, args.val_fraction)
+        # as `mr2probe extract`: a --max-per-class that leaves no validation image refused before any image is encoded
+        warned = _done_on_every_rank(lambda: said_before(data, args.val_fraction, args.max_per_class))
         if dist.get_rank() == 0:  # what `mr2probe extract` says before it starts, once
             for line in [found(data), *warned]:
                 print(line, file=sys.stderr, flush=True)

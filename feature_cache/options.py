@@ -12,8 +12,8 @@ from typing import Any
 from .datasets import ARCHIVE_SUFFIXES
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_WORKERS
 
-__all__ = ["WORKERS_HELP", "add_extract_arguments", "open_requested", "found", "cautions", "said_before", "said_after",
-           "skipped_lines", "CLASSES_LISTED", "SKIPPED_LISTED"]
+__all__ = ["WORKERS_HELP", "add_extract_arguments", "open_requested", "found", "cautions", "said_before", "no_validation",
+           "said_after", "skipped_lines", "CLASSES_LISTED", "SKIPPED_LISTED"]
 
 WORKERS_HELP = ("DataLoader worker processes; on CPU each decodes and encodes its own batches with one thread "
                 "(default: one per torch thread from 2,000 images, else 0: all in the main process); on CUDA they "
@@ -110,18 +110,53 @@ def cautions(data: Any, option: str, share: float | None) -> list[tuple[str, str
     return [(kind, text) for kind, text in said if text]
 
 
-def said_before(data: Any, share: float | None) -> list[str]:
+def said_before(data: Any, share: float | None, cap: int | None = None) -> list[str]:
     """The warnings and notes printed after :func:`found`, before the extraction (which can take hours: the user may
-    stop it and fix the data): a class without train or test images, then :func:`cautions`. ``share``: the
-    ``--val-fraction`` given (None: not given)."""
+    stop it and fix the data): a class without train or test images, :func:`cautions`, then a data set too small to
+    leave a validation image (:func:`no_validation`). ``share``: the ``--val-fraction`` given (None: not given);
+    ``cap``: the ``--max-per-class`` given. Raises ValueError, before any image is encoded, for a cap that leaves no
+    validation image: both commands refuse it (torchrun's wrote the cache that train then refused)."""
     from .datasets import classes_without, dataset_counts
 
-    lines = []
-    if getattr(data, "labelled", True):
-        counts = dataset_counts(data)
-        gaps = {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
-        lines += _missing_classes(gaps, len(data.class_names))
-    return lines + [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
+    if not getattr(data, "labelled", True):
+        return [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
+    counts = dataset_counts(data)
+    gaps = {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
+    lines = _missing_classes(gaps, len(data.class_names))
+    lines += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
+    empty = no_validation(data, cap, "--max-per-class")
+    if empty and cap is not None:  # the cap empties it
+        raise ValueError(empty)
+    return lines + ([f"warning: {empty}"] if empty else [])
+
+
+def no_validation(data: Any, cap: int | None, flag: str) -> str | None:
+    """Why a probe would refuse the cache of an opened data set's splits for want of validation images
+    (``probe.run.validation_images``: the val split's, else those carved from a class of 2 train images or more), or
+    None; a labelled test set alone (no train image) is for predict. With a cap per class (``cap``, the option
+    ``flag``: ``mr2probe extract``'s ``--max-per-class 1`` wrote a cache that train then refused, a loose end), the
+    least cap that leaves one, by the same carving."""
+    from itertools import count
+
+    from probe.run import MIN_TRAIN_TO_CARVE, carved_per_class, empty_validation, validation_images
+
+    from .datasets import dataset_counts
+
+    counts, params = dataset_counts(data), data.params
+    if not sum(counts.get("train") or []) or validation_images(counts, params["val_fraction"]):
+        return None
+    sizes = ", ".join(f"{split} {sum(n):,}" for split, n in counts.items())
+    if cap is None:
+        return f"{empty_validation(sizes)}: a probe refuses this cache"
+
+    def splits(n: int) -> dict[str, list[int]]:  # n images of a class capped: what the extraction leaves of them
+        train = n - (int(carved_per_class([n], params["test_fraction"])[0]) if params["test_fraction"] else 0)
+        val = 0 if data.val_given else int(carved_per_class([train], params["val_fraction"])[0])
+        return {"train": [train - val], "val": [val]}
+
+    least = next(n for n in count(cap + 1) if validation_images(splits(n), params["val_fraction"]))
+    return (f"{flag} {cap} leaves no validation image ({sizes}): a probe carves one from a class of "
+            f"{MIN_TRAIN_TO_CARVE} train images or more; give {flag} {least} or more")
 
 
 def said_after(path: Any, data: Any, before: list[str]) -> list[str]:

@@ -19,8 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feature_cache import check_encoder, extract
 
-    from ..datasets import no_validation
-
     _check_options(args)
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
@@ -28,11 +26,7 @@ def run(args: argparse.Namespace) -> int:
     data = open_requested(args)
     if share is None:
         args.val_fraction = DEFAULT_VAL_FRACTION
-    warned = said_before(data, share)
-    empty = None if args.unlabelled else no_validation(data, args.max_per_class, "--max-per-class")
-    if empty and args.max_per_class is not None:  # the cap empties it: refused before any image is encoded
-        raise ValueError(empty)
-    warned += [f"warning: {empty}"] if empty else []
+    warned = said_before(data, share, args.max_per_class)  # a cap that leaves no validation image: refused
     for line in [found(data), *warned]:  # before the extraction, which can take hours: the user may stop it and
         print(line, file=sys.stderr)  # fix the data
     result = extract(

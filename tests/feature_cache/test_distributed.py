@@ -378,6 +378,24 @@ def test_the_command_warns_of_its_data_set_before_the_extraction_as_mr2probe_ext
         "are one class, its images are split between them: rename the folders or labels."]
 
 
+def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_before_the_extraction_as_mr2probe_extract(
+        tmp_path, monkeypatch, capsys):
+    """`mr2probe extract --max-per-class 1` is refused (its cache held no validation image, and train refused it);
+    torchrun's command went on and encoded that cache (a review of the merged rounds): the same refusal, exit 2,
+    before any image is encoded."""
+    data = make_tree(tmp_path / "data", {"cat": 2, "dog": 2, "eel": 2})  # train/ and test/, 2 a class in each
+    calls = []
+    monkeypatch.setattr(distributed, "extract_distributed", lambda *a, **k: calls.append(1))
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+                        "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    argv = ["--data", str(data), "--out", str(tmp_path / "c.h5"), "--backend", "gloo", "--max-per-class", "1"]
+    assert distributed.main(argv) == 2 and calls == []
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m feature_cache.distributed: error: --max-per-class 1 leaves no validation image (train 3, val 0, "
+        "test 3): a probe carves one from a class of 2 train images or more; give --max-per-class 2 or more"]
+
+
 def test_a_data_set_that_does_not_open_is_one_line_on_rank_0_and_every_rank_exits_2(tmp_path):
     """Each rank raised its own FileNotFoundError: a trace from each, and the rank that exited first had torchrun
     kill the other (SIGTERM; a review)."""
