@@ -6,8 +6,9 @@ head files with its :func:`~probe.standalone.load_head` (one reader of what ship
 the head (a cosine head's L2 normalisation of the features in the graph, of its class vectors at export, and its
 scale); then the post-hoc bias and the temperature, read from report.json as ``mr2probe predict`` reads them
 (``probe.deploy.shipped_posthoc``, ``shipped_temperature``), then the softmax. Everything is float32, so its probabilities match
-``mr2probe predict``'s to float32 rounding (about 1e-6). Rows of NaN or infinite features give NaN, where
-``mr2probe predict`` and ``apply_probe.py`` refuse them: check features before they reach the graph.
+``mr2probe predict``'s to float32 rounding (about 1e-6). Rows of NaN or infinite features give NaN (rows too
+large for float32, NaN or meaningless values), where ``mr2probe predict`` and ``apply_probe.py`` refuse them: check
+features before they reach the graph.
 
     mr2probe export runs/fair --out fair.onnx        # or probe.zip's probe.onnx (GET /api/runs/{id}/probe.zip)
     session = onnxruntime.InferenceSession("fair.onnx")

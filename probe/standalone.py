@@ -32,6 +32,21 @@ HEADS = ("linear", "cosine")
 ADAPTERS = ("linear", "lowrank", "mlp")
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_ROWS = 4096  # rows widened to float64 at a time
+
+
+def _unusable_rows(x: np.ndarray) -> np.ndarray:
+    """Indices of the rows of ``x`` (n, d) that ``mr2probe predict`` refuses (``probe.stats.unusable_rows``, which
+    this file cannot import): a NaN, an infinity or a squared norm past float32's range. Such a finite row (1e20 in
+    every feature) was scored: a cosine head's float32 norm overflowed, and it read class 0 at 1/K confidence.
+    Values all within ±√(max / d) pass on their minimum and maximum (NaN fails that); else rows are read in float64."""
+    if not x.size or max(-float(x.min()), float(x.max())) <= math.sqrt(_FLOAT32_MAX / x.shape[1]):
+        return np.zeros(0, dtype=np.int64)
+    sq = [np.einsum("ij,ij->i", c, c) for c in (x[i:i + _ROWS].astype(np.float64) for i in range(0, len(x), _ROWS))]
+    return np.flatnonzero(~(np.concatenate(sq) <= _FLOAT32_MAX))
+
+
 def _normalize(a: np.ndarray) -> np.ndarray:
     """Each row divided by its L2 norm (a zero row stays zero), as the cosine head does."""
     return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
@@ -72,10 +87,11 @@ class StandaloneProbe:
         x, t = np.asarray(features, dtype=np.float32), self.tensors
         if x.ndim != 2 or x.shape[1] != t["head.weight"].shape[1]:
             raise ValueError(f"the probe takes (n, {t['head.weight'].shape[1]}) features, got {x.shape}")
-        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        bad = _unusable_rows(x)
         if bad.size:  # a NaN row's argmax is class 0, its confidence nan: a prediction that is none
-            raise ValueError(f"{bad.size} of {len(x)} rows hold NaN or infinite values (rows "
-                             f"{', '.join(map(str, bad[:5]))}{', ...' if bad.size > 5 else ''}): features to check")
+            raise ValueError(f"{bad.size} of {len(x)} rows hold values that are NaN, infinite or too large for float32 "
+                             f"(a squared norm past {_FLOAT32_MAX:.3g}; rows {', '.join(map(str, bad[:5]))}"
+                             f"{', ...' if bad.size > 5 else ''}): features to check")
         if self.adapter is not None:
             x = _adapt(self.adapter, t, x)
         if self.head == "linear":

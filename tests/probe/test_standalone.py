@@ -62,8 +62,24 @@ def test_features_with_nan_or_inf_are_refused_naming_the_rows(adapter_run):  # n
     probe = load_probe(adapter_run)
     x = np.zeros((4, probe.tensors["head.weight"].shape[1]), dtype=np.float32)
     x[1, 0], x[3, 2] = np.nan, np.inf
-    with pytest.raises(ValueError, match=r"2 of 4 rows hold NaN or infinite values \(rows 1, 3\)"):
+    with pytest.raises(ValueError, match=r"2 of 4 rows hold values that are NaN, infinite or too large for float32 "
+                                         r"\(a squared norm past 3\.4e\+38; rows 1, 3\)"):
         probe.predict_proba(x)
+
+
+def test_rows_that_mr2probe_predict_refuses_as_too_large_are_refused_as_it_does(cosine_mlp_run):
+    """`mr2probe predict` refuses a finite row whose squared norm passes float32's range (probe.stats.unusable_rows);
+    apply_probe.py scored it: 1e20 in every feature read class 0 at confidence 1/K under a cosine head, its float32
+    norm infinite (a review). The same rows are refused; a row just within the range is scored."""
+    probe = load_probe(cosine_mlp_run)
+    d = probe.tensors["head.weight"].shape[1]
+    x = np.ones((3, d), dtype=np.float32)
+    x[1] = 1e20
+    with pytest.raises(ValueError, match=r"^1 of 3 rows hold values that are NaN, infinite or too large for float32 "
+                                         r"\(a squared norm past 3\.4e\+38; rows 1\): features to check$"):
+        probe.predict_proba(x)
+    x[1] = np.sqrt(np.finfo(np.float32).max / d) / 2  # a squared norm of a quarter of float32's max
+    assert np.isfinite(probe.predict_proba(x)).all()
 
 
 def test_the_standalone_loader_knows_every_head_and_adapter_of_the_registry():
