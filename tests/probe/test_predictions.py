@@ -45,7 +45,7 @@ def test_paired_test_delta():
     delta = paired_test_delta(base, other, 4, groups)
     gain = other.correct[base.labels == 3].mean() - base.correct[base.labels == 3].mean()
     assert delta["hard"]["delta"] == pytest.approx(gain) and delta["hard"]["lo"] > 0
-    assert delta["easy"] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}
+    assert delta["easy"]["delta"] == 0.0 and delta["easy"]["lo"] == -delta["easy"]["hi"] < 0  # unchanged images
     with pytest.raises(ValueError, match="different test splits"):
         paired_test_delta(base, _preds(seed=1), 4, groups)
 

@@ -65,10 +65,14 @@ def test_resamples_are_seeded_and_paired():
     b = Bootstrap(labels, 4, n_resamples=200, seed=1).class_accuracy(correct)
     c = Bootstrap(labels, 4, n_resamples=200, seed=2).class_accuracy(correct)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    # Paired: a run compared with itself has a zero-width interval at 0.
-    delta = Bootstrap(labels, 4, n_resamples=200).paired_delta(correct, correct, assign_groups(np.arange(4.0)))
+    # Paired: a run compared with itself differs by 0 in every resample; its interval is only what its unchanged
+    # classes may hide (small_class_variance), centred on 0
+    groups = assign_groups(np.arange(4.0))
+    point, resampled = Bootstrap(labels, 4, n_resamples=200).paired_delta_samples(correct, correct, groups)
+    delta = Bootstrap(labels, 4, n_resamples=200).paired_delta(correct, correct, groups)
     for key in ("overall", "easy", "medium", "hard"):
-        assert delta[key] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}
+        assert point[key] == 0.0 and not resampled[key].any()
+        assert delta[key]["delta"] == 0.0 and delta[key]["lo"] == -delta[key]["hi"] < 0
 
 
 def test_paired_delta_point_and_interval():
@@ -81,7 +85,12 @@ def test_paired_delta_point_and_interval():
     assert delta["hard"]["delta"] == pytest.approx(0.10)
     assert delta["overall"]["delta"] == pytest.approx(40 / 1200)
     assert 0 < delta["hard"]["lo"] < 0.10 < delta["hard"]["hi"]
-    assert delta["easy"] == {"delta": 0.0, "lo": 0.0, "hi": 0.0}  # unchanged samples: no noise at all
+    # 400 unchanged images, no resample moves them: the easy third, that one class, gets the class's own interval
+    # (Newcombe's), not [0, 0]; balanced accuracy adds that class's Agresti–Min variance (1/402)/402, weight ⅓
+    from probe.uncertainty import paired_class_delta_interval
+
+    own = paired_class_delta_interval(better, ref, labels, 3)[0]
+    assert delta["easy"] == {"delta": 0.0, "lo": own[0], "hi": own[1]} and own[0] == -own[1] < 0
     # Unpaired noise would be far wider: the paired interval of +10 points is only a few points wide.
     assert delta["hard"]["hi"] - delta["hard"]["lo"] < 0.06
 
@@ -637,3 +646,55 @@ def test_a_class_of_two_images_has_a_group_stability_and_a_class_of_one_has_none
     stability = Bootstrap(labels, 4, n_resamples=300, seed=0).group_stability(correct, groups)
     assert MIN_STABILITY_IMAGES == 2
     assert np.isnan(stability[0]) and np.isfinite(stability[1:]).all()
+
+
+def test_small_class_variance_is_agresti_min_less_the_plug_in_for_small_or_little_changed_classes_only():
+    """Per class: ((Σd² + 1)/(n + 2) − (Σd/(n + 2))²)/(n + 2) − (Σd²/n − (Σd/n)²)/n, at least 0, for a class of
+    fewer than SMALL_CLASS_IMAGES images or FEW_CHANGED_IMAGES changed ones; 0 for the others and for no images."""
+    from probe.uncertainty import small_class_variance
+
+    labels = np.concatenate([np.zeros(4), np.ones(4), np.full(3, 2), np.full(30, 3)]).astype(int)
+    reference = np.ones(labels.size)
+    correct = reference.copy()
+    correct[0] = 1 / 3                       # class 0: one image of d = −2/3 (seed means)
+    correct[8] = 0.0                         # class 2: one image of d = −1 of 3
+    correct[11:17] = 0.0                     # class 3: 30 images, 6 changed: the bootstrap's alone
+    got = small_class_variance(correct, reference, labels, 5)
+    # class 0: Agresti–Min ((4/9 + 1)/6 − (2/3/6)²)/6 = 37/972 less the plug-in (1/9 − 1/36)/4 = 1/48: 67/3888
+    # class 1: unchanged, (1/6)/6 − 0 = 1/36; class 2: 0.072 − 2/27 < 0, so 0; class 4: no images
+    assert got == pytest.approx([67 / 3888, 1 / 36, 0.0, 0.0, 0.0], abs=1e-15)
+
+
+def test_a_third_whose_few_images_none_changed_gets_a_width_beyond_the_bootstraps_zero():
+    """Two runs equal on every image of three classes of 4 images: every resample's difference is 0, and the
+    bootstrap read each third and balanced accuracy +0.00 [+0.00, +0.00], though 4 images say little (real
+    long-tailed test subsamples held a third's population difference in 87–92 %, an easy third of 10 images a class
+    in 50 %). Each class adds Agresti–Min's variance 1/36: the hard third of two classes (weights ½) ±z/√72,
+    balanced and overall accuracy (weights ⅓) ±z/√108; the easy third of one class is that class's own row."""
+    labels = np.repeat([0, 1, 2], 4)
+    correct = np.array([1.0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0])
+    groups = {"easy": [2], "medium": [], "hard": [0, 1]}
+    z = 1.959963984540054
+    (widened, rows), plain = (Bootstrap(labels, 3, seed=1).paired_intervals(correct, correct, groups),
+                              Bootstrap(labels, 3, seed=1).paired_delta(correct, correct, groups))
+    for delta in (widened, plain):
+        for key, half in (("hard", z / math.sqrt(72)), ("balanced", z / math.sqrt(108)),
+                          ("overall", z / math.sqrt(108))):
+            assert delta[key]["delta"] == 0.0
+            assert (delta[key]["lo"], delta[key]["hi"]) == pytest.approx((-half, half), abs=1e-12)
+        assert [delta["easy"]["lo"], delta["easy"]["hi"]] == rows[2].tolist() and rows[2][0] < 0 < rows[2][1]
+        assert math.isnan(delta["medium"]["delta"]) and delta["worst_class"]["lo"] == 0.0
+
+
+def test_groups_of_large_classes_with_enough_changed_images_keep_the_bootstraps_interval():
+    """Classes of 30 images or more, each with 6 changed or more: no widening, the percentile interval itself."""
+    from probe.uncertainty import delta_intervals
+
+    labels, reference = _data((40, 50, 60))
+    correct = reference.copy()
+    for k in range(3):
+        correct[np.flatnonzero(labels == k)[:8]] = 1.0 - reference[np.flatnonzero(labels == k)[:8]]
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    boot = Bootstrap(labels, 3, n_resamples=300, seed=2)
+    assert boot.paired_delta(correct, reference, groups) == delta_intervals(
+        *boot.paired_delta_samples(correct, reference, groups))
