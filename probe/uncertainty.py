@@ -304,9 +304,7 @@ class Bootstrap:
         summary = self.summary(correct, groups)
         point, resampled = self._paired_samples(summary, correct, reference, groups)
         classes = summary["per_class"] - self._reference_summary(reference, groups)["per_class"]
-        changed = np.bincount(self.labels, weights=np.asarray(correct, dtype=np.float64)
-                              != np.asarray(reference, dtype=np.float64), minlength=self.num_classes)
-        small = np.flatnonzero((self.counts < SMALL_CLASS_IMAGES) | (changed < FEW_CHANGED_IMAGES))
+        small = np.flatnonzero(_newcombe_classes(correct, reference, self.labels, self.num_classes))
         classes[:, small] = 0.0  # (in place) not nan where undrawn: one percentile call, not a column loop
         intervals = percentile_interval(classes, level).T
         intervals[small] = paired_class_delta_interval(correct, reference, self.labels, self.num_classes, level)[small]
@@ -710,12 +708,21 @@ def small_class_variance(correct: np.ndarray, reference: np.ndarray, labels: np.
     d = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
     n = np.bincount(labels, minlength=num_classes).astype(np.float64)
     s1, s2 = (np.bincount(labels, weights=w, minlength=num_classes) for w in (d, d * d))
-    changed = np.bincount(labels, weights=d != 0, minlength=num_classes)
     with np.errstate(all="ignore"):
         plain = np.where(n > 0, (s2 / n - (s1 / n) ** 2) / n, 0.0)
     adjusted = ((s2 + 1.0) / (n + 2.0) - (s1 / (n + 2.0)) ** 2) / (n + 2.0)
-    small = (n > 0) & ((n < SMALL_CLASS_IMAGES) | (changed < FEW_CHANGED_IMAGES))
+    small = (n > 0) & _newcombe_classes(correct, reference, labels, num_classes)
     return np.where(small, np.maximum(adjusted - plain, 0.0), 0.0)
+
+
+def _newcombe_classes(correct: np.ndarray, reference: np.ndarray, labels: np.ndarray, num_classes: int
+                      ) -> np.ndarray:
+    """(K,) bool: the classes whose own paired difference gets Newcombe's interval: fewer than
+    :data:`SMALL_CLASS_IMAGES` images, or fewer than :data:`FEW_CHANGED_IMAGES` the two score differently."""
+    labels = np.asarray(labels, dtype=np.int64)
+    changed = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64)
+                          != np.asarray(reference, dtype=np.float64), minlength=num_classes)
+    return (np.bincount(labels, minlength=num_classes) < SMALL_CLASS_IMAGES) | (changed < FEW_CHANGED_IMAGES)
 
 
 def paired_class_delta_interval(correct: np.ndarray, reference: np.ndarray, labels: np.ndarray, num_classes: int,
