@@ -336,7 +336,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
         report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
                            progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop,
                            sources=cache.training_sources(),
-                           features=cache.provenance(cache_id))
+                           features=cache.provenance(cache_id), tune_allocator=True)  # the service's process
         ctx.check_stop()
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # a half-written run directory is never a run

@@ -225,7 +225,7 @@ def evaluate_head(data: dict, class_names: list[str], head: str, methods: list[s
         config = _config(method, head, args)
         logging.info("%s / %s: %s", setting["name"], head, method)
         start = time.perf_counter()
-        report = run_probe(data, class_names, config, reference=erm_report).model_dump(mode="json")
+        report = run_probe(data, class_names, config, reference=erm_report, tune_allocator=True).model_dump(mode="json")
         result["methods"][method] = _method_result(report, time.perf_counter() - start)
         if method == "erm":
             erm_report = report

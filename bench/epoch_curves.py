@@ -154,7 +154,7 @@ def run(args, epochs: int | None) -> dict:
     config = ProbeConfig(seeds=[0], loss=args.loss, cv=0, **extra)
     start = time.perf_counter()
     try:
-        report = run_probe(data, names, config).model_dump(mode="json")
+        report = run_probe(data, names, config, tune_allocator=True).model_dump(mode="json")
     finally:
         restore()
     seconds = time.perf_counter() - start

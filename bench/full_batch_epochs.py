@@ -36,7 +36,7 @@ def run_one(data: dict, class_names: list[str], loss: str, epochs: int | None, s
     from probe import ProbeConfig, run_probe
 
     start = time.perf_counter()
-    report = run_probe(data, class_names, ProbeConfig(loss=loss, seeds=[seed], epochs=epochs))
+    report = run_probe(data, class_names, ProbeConfig(loss=loss, seeds=[seed], epochs=epochs), tune_allocator=True)
     return {"epochs": report.config["epochs"], "batch_size": report.config["batch_size"],
             "seconds": round(time.perf_counter() - start, 2), "overall": report.summary.overall,
             "balanced": report.summary.balanced, "worst": min(row.accuracy for row in report.per_class)}

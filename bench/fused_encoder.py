@@ -76,7 +76,8 @@ def main() -> None:
         cache = open_cache(paths[name])
         splits = {s: cache.load(s, dtype=None) for s in ("train", "val", "test") if s in cache.splits}
         cos = cosines(splits["test"][0], ref_test)
-        report = run_probe(splits, list(cache.class_names), ProbeConfig(loss=args.loss, seeds=args.seeds))
+        report = run_probe(splits, list(cache.class_names), ProbeConfig(loss=args.loss, seeds=args.seeds),
+                           tune_allocator=True)
         acc, worst = 100 * report.summary.overall, 100 * report.summary.worst_class.accuracy
         base = acc if base is None else base
         print(f"{name:<16}{np.median(cos):>11.5f}{np.percentile(cos, 1):>9.5f}{cos.min():>9.5f}{acc:>8.2f}"

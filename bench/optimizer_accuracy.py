@@ -65,7 +65,7 @@ def run_method(method: str, data: dict, names: list[str], seed: int, head: str =
     from probe import ProbeConfig, run_probe
 
     config = ProbeConfig(loss="ce", head=head, optimizer=method, seeds=[seed])
-    report = run_probe(data, names, config).model_dump(mode="json")
+    report = run_probe(data, names, config, tune_allocator=True).model_dump(mode="json")
     selected = report["config"]["selected"]
     return {"test": 100 * report["summary"]["overall"], "seconds": time.perf_counter() - start,
             "chosen": {k: selected[k] for k in ("lr", "weight_decay")}, "epochs": report["config"]["epochs"]}

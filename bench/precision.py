@@ -161,7 +161,8 @@ def real(args) -> None:
             for precision in PRECISIONS:
                 start = time.perf_counter()
                 report = run_probe(data, list(cache.class_names), ProbeConfig(loss=loss, seeds=args.seeds,
-                                                                               precision=precision))
+                                                                               precision=precision),
+                                   tune_allocator=True)
                 summary = report.summary
                 out[precision] = (time.perf_counter() - start, 100 * summary.overall,
                                   100 * summary.worst_class.accuracy)

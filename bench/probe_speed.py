@@ -156,7 +156,7 @@ def bench_ours(data, names, args) -> dict:
     config = ProbeConfig(loss="ce", head="linear", seeds=[0], epochs=args.epochs, device=args.device,
                          **({"lr_grid": args.lr} if args.lr else {}), **({"wd_grid": args.wd} if args.wd else {}))
     start = time.perf_counter()
-    report = run_probe(data, names, config).model_dump(mode="json")
+    report = run_probe(data, names, config, tune_allocator=True).model_dump(mode="json")
     seconds = time.perf_counter() - start
     config = config.model_copy(update={k: report["config"][k] for k in ("epochs", "batch_size")})  # as resolved
     return {"name": "ours (run_probe, ERM, 1 seed)", "seconds": seconds, "test": report["summary"]["overall"],

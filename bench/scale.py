@@ -132,7 +132,7 @@ def child(method: str, n: int, threads: int, out: Path, device: str = "cpu", pre
     config = ProbeConfig(seeds=[0], device=device, precision=precision, **METHODS[method])
     start = time.perf_counter()
     report = run_probe(data, [f"c{k}" for k in range(NUM_CLASSES)], config,
-                       progress=_progress_printer(start)).model_dump(mode="json")
+                       progress=_progress_printer(start), tune_allocator=True).model_dump(mode="json")
     seconds = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     result = {"method": method, "n_train": n, "num_classes": NUM_CLASSES, "dim": DIM, "dtype": "float16",

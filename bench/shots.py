@@ -360,7 +360,7 @@ def _method_config(method: str, head: str, seed: int, args: argparse.Namespace) 
 
 def _run(data: dict, class_names: list[str], config: ProbeConfig, reference: dict | None) -> tuple[dict, float]:
     start = time.perf_counter()
-    report = run_probe(data, class_names, config, reference=reference).model_dump(mode="json")
+    report = run_probe(data, class_names, config, reference=reference, tune_allocator=True).model_dump(mode="json")
     return report, time.perf_counter() - start
 
 

@@ -102,7 +102,8 @@ def run_one(pool: tuple, test: tuple, class_names: list[str], n: int | None, see
     data = {"train": (pool[0][rows], pool[1][rows]), "test": test}
     start, checked = time.perf_counter(), {}
     with heldout_recorded(checked) if heldout else contextlib.nullcontext():
-        report = run_probe(data, class_names, ProbeConfig(loss="ce", seeds=[seed], temperature_scaling=True))
+        report = run_probe(data, class_names, ProbeConfig(loss="ce", seeds=[seed], temperature_scaling=True),
+                           tune_allocator=True)
     cal = report.calibration
     scaled = cal.temperature_scaling
     before = scaled.before if scaled.before is not None else cal  # not applied: the figures are the unscaled ones

@@ -885,7 +885,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
               config: ProbeConfig | dict, *, reference: Report | dict | None = None,
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None, sources: Mapping[str, Sequence[str]] | None = None,
-              features: FeatureSource | dict | None = None, tune_allocator: bool = True,
+              features: FeatureSource | dict | None = None, tune_allocator: bool = False,
               command: Sequence[str] | None = None) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
@@ -908,8 +908,10 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
         features: where ``data`` came from (its cache's fingerprint and encoder), recorded in the report; with a
             reference run that recorded other features, the report warns that its groups and floor come from them.
         tune_allocator: keep freed heap memory in the process during the run instead of mapping and unmapping
-            every step's large temporaries (:func:`probe.allocator.keep_freed_memory`, for the rest of the
-            process), and hand it back at the end (``malloc_trim``).
+            every step's large temporaries (:func:`probe.allocator.keep_freed_memory`, glibc ``mallopt``: for the
+            rest of the process, which glibc cannot undo), and hand it back at the end (``malloc_trim``). Off by
+            default, so a library call leaves its caller's allocator alone; ``mr2probe train``, the service's jobs
+            and the benches pass True (1.10-1.57x an epoch of the 1000-class MR² sweep, bench/README.md).
         command: the command line that asked for the run (``mr2probe train``'s argv), recorded with the working
             directory in ``report.environment`` beside the versions and the precision the fits ran at.
 

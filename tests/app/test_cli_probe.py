@@ -821,3 +821,15 @@ def test_failures_of_every_class_predicted_as_one_count_its_mistakes_only(erm_di
     assert main(["failures", str(erm_dir), "--predicted", name, "--limit", "1"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert header.startswith(f"every class: {wrong} of {len(labels)} test images misclassified as {name} (first seed)")
+
+
+def test_train_keeps_freed_memory_for_its_run(cache, tmp_path, monkeypatch):
+    """mr2probe train is a process of its own: it keeps the measured allocator setting (probe.allocator) that a
+    library call of run_probe leaves off by default."""
+    import probe.run
+
+    calls = []
+    monkeypatch.setattr(probe.run, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(probe.run, "release_freed_memory", lambda: calls.append("release"))
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "run"), *FAST]) == 0
+    assert calls == ["keep", "release"]

@@ -144,7 +144,8 @@ class _FakeReports:
         self.calls: list[tuple[str, bool]] = []
         self.erm_accuracy = erm_accuracy
 
-    def __call__(self, data, class_names, config, reference=None):
+    def __call__(self, data, class_names, config, reference=None, tune_allocator=False):
+        assert tune_allocator  # the bench is a process of its own: the measured allocator setting
         self.calls.append((config.preset or config.loss, reference is not None))
         acc = self.erm_accuracy if config.loss == "ce" and not config.posthoc_bias else 0.6
         report = {"per_class": [{"accuracy": acc, "n_train": 3}, {"accuracy": acc - 0.1, "n_train": 3},

@@ -128,10 +128,37 @@ def test_run_probe_keeps_freed_memory_for_the_run_and_hands_it_back(monkeypatch)
     data = {split: (rng.standard_normal((60, 4)).astype(np.float32) + y[:, None], y) for split in ("train", "val",
                                                                                                    "test")}
     config = ProbeConfig(epochs=2, lr_grid=[0.1], wd_grid=[0.0], seeds=[0], cv=0)
-    run_probe(data, ["a", "b", "c"], config)
+    run_probe(data, ["a", "b", "c"], config, tune_allocator=True)
     assert calls == ["keep", "release"]
-    run_probe(data, ["a", "b", "c"], config, tune_allocator=False)
+    run_probe(data, ["a", "b", "c"], config)  # a library call leaves the caller's allocator alone by default
     assert calls == ["keep", "release"]
     with pytest.raises(ValueError):  # a failed run hands the memory back too
-        run_probe({"train": data["train"]}, ["a", "b", "c"], config)
+        run_probe({"train": data["train"]}, ["a", "b", "c"], config, tune_allocator=True)
     assert calls == ["keep", "release", "keep", "release"]
+
+
+# run_probe called as a library in a fresh process, then the caller's own 64 MiB blocks: their page faults.
+LIBRARY_CALL = MALLOC_FAULTS + textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    import numpy as np
+    from probe import ProbeConfig, run_probe
+    y = np.arange(60) % 3
+    data = {{s: (np.random.default_rng(0).standard_normal((60, 4)).astype(np.float32) + y[:, None], y)
+             for s in ("train", "val", "test")}}
+    run_probe(data, ["a", "b", "c"], ProbeConfig(epochs=2, lr_grid=[0.1], wd_grid=[0.0], seeds=[0], cv=0))
+    print(malloc_faults(64 << 20))
+    """
+)
+
+
+@LINUX
+def test_run_probe_leaves_the_callers_allocator_as_it_was():
+    proc = subprocess.run([sys.executable, "-c", LIBRARY_CALL.format(repo=str(REPO_ROOT))], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 3 × 64 MiB blocks: ~49,000 pages faulted in with glibc's default allocator; < 1,000 had the run left its
+    # mallopt settings in the caller's process
+    assert int(proc.stdout.split()[-1]) > 40_000, proc.stdout
+
