@@ -23,7 +23,8 @@ Names:
   trained with it (the OpenAI weights), for OpenAI TorchScript checkpoint files and for architectures
   named ``*-quickgelu``. Preprocessing (size,
   mean, std, interpolation, resize mode) comes from the model's own ``preprocess_cfg`` merged with the
-  tag's; ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are set so that nothing can download.
+  tag's; ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are set while it is built (then unset again) so
+  that nothing can download.
 - ``mocov2:CHECKPOINT`` — torchvision ResNet-50 (``weights=None``) loaded from the official MoCo v2
   checkpoint format ``{"state_dict": {"module.encoder_q.conv1.weight": ..., "module.encoder_q.fc.*": ...}}``:
   the ``module.encoder_q.`` prefix is stripped, the MLP projection ``fc.*`` dropped, and the 2048-d
@@ -55,6 +56,7 @@ import hashlib
 import logging
 import os
 import pickle
+import threading
 import zipfile
 import warnings
 from collections.abc import Callable
@@ -539,12 +541,39 @@ def _path_kind(name: str) -> str | None:
         return None
 
 
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_offline_lock = threading.Lock()
+_offline_users: list[int] = [0]  # open_clip builds and checks inside _hub_offline now, in any thread
+_offline_set: list[str] = []  # the variables _hub_offline set, to remove when the last of them leaves
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` = 1 while an open_clip encoder is built or checked (no
+    network, ever: the hub libraries open_clip imports read them when first imported, before any request), then
+    the caller's environment as it was: set with ``os.environ.setdefault`` and never removed, they had changed the
+    rest of the caller's process (and every subprocess it started). A variable the caller set is left as it is;
+    the service builds and checks in threads, so they are removed when the last build or check ends."""
+    with _offline_lock:
+        if not _offline_users[0]:
+            _offline_set[:] = [name for name in _OFFLINE_VARIABLES if name not in os.environ]
+            for name in _offline_set:
+                os.environ[name] = "1"
+        _offline_users[0] += 1
+    try:
+        yield
+    finally:
+        with _offline_lock:
+            _offline_users[0] -= 1
+            if not _offline_users[0]:
+                for name in _offline_set:
+                    os.environ.pop(name, None)
+                _offline_set.clear()
+
+
 def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | None, bool, dict[str, Any]]:
     """Resolve ``ARCH[:WEIGHTS]`` without building the model: (arch, weights file or None for random weights,
     quick_gelu, preprocessing overrides of a pretrained tag)."""
-    # No network, ever: the hub libraries honour these before any request.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import open_clip
     except ImportError as exc:
@@ -580,6 +609,7 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
     return arch, path, quick_gelu, preprocess_override
 
 
+@_hub_offline()
 def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, **runtime: Any) -> Encoder:
     arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
     import open_clip
@@ -728,6 +758,7 @@ def _check_effnet_lite0(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
     return spec
 
 
+@_hub_offline()
 def _check_open_clip(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
     arch, path, quick_gelu, _ = _open_clip_weights(spec, arg)
     import open_clip

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -205,6 +206,27 @@ def test_open_clip_never_downloads(tiny_clip):
         create_encoder(f"openclip:{tiny_clip}:/no/such/weights.pt")
     with pytest.raises(MissingWeights, match="'nosuchtag' is neither a file nor a pretrained tag"):
         create_encoder("openclip:RN50:nosuchtag")
+
+
+def test_open_clip_is_built_offline_and_leaves_the_caller_s_environment_as_it_was(tiny_clip, monkeypatch):
+    """The build set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE in the caller's os.environ for good (and so in every
+    subprocess it started later); now only while open_clip builds, and a value the caller set is left alone."""
+    seen = []
+    create_model = open_clip.create_model
+
+    def recording(*args, **kwargs):
+        seen.append((os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE")))
+        return create_model(*args, **kwargs)
+
+    monkeypatch.setattr(open_clip, "create_model", recording)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    create_encoder(f"openclip:{tiny_clip}")
+    assert seen == [("1", "1")]
+    assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    create_encoder(f"openclip:{tiny_clip}")
+    assert seen[-1] == ("0", "1") and os.environ["HF_HUB_OFFLINE"] == "0" and "TRANSFORMERS_OFFLINE" not in os.environ
 
 
 def test_mocov2_checkpoint_is_converted(moco_checkpoint):
