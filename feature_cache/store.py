@@ -70,6 +70,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from probe.names import listed, repeated
+
 from .archives import writer_alive
 from .datasets import SPLITS, labelled_layout
 from .errors import CacheMismatch
@@ -202,8 +204,10 @@ def write_cache(
 
     Args:
         splits: ``{split: (features (n, d), labels (n,), sources (n,))}``, labels indices into ``class_names``
-            (else ValueError, nothing written); missing splits are written empty.
-        class_names: class names (stored as the ``class_names`` attribute).
+            and features that every probe trains on once stored as ``dtype`` (no NaN or infinity:
+            :func:`probe.stats.unusable_rows`) (else ValueError, nothing written); missing splits are written empty.
+        class_names: distinct class names (stored as the ``class_names`` attribute; a repeated one is a
+            ValueError, nothing written: training refuses such a cache).
         attrs: other root attributes (see module docstring); ``schema_version``, ``class_names``,
             ``created_at`` and ``versions`` are filled in when absent.
         dtype: stored feature dtype, ``float16`` or ``float32``.
@@ -216,6 +220,10 @@ def write_cache(
     dims = {np.asarray(f).shape[1] for f, _, _ in splits.values() if np.asarray(f).ndim == 2}
     if len(dims) != 1:
         raise ValueError(f"all splits must have 2-D features with one width, got widths {sorted(dims)}.")
+    twice = repeated([str(name) for name in class_names])
+    if twice:  # written, every run on the cache refused it (run_probe's own check)
+        raise ValueError(f"class_names holds {listed([repr(n) for n in twice], 5)} more than once; each class needs "
+                         "its own name.")
     d = dims.pop()
     root_attrs = {
         "schema_version": SCHEMA_VERSION,
@@ -231,7 +239,8 @@ def write_cache(
         for split in SPLITS:
             features, labels, sources = splits.get(split, (np.zeros((0, d)), np.zeros(0), []))
             # converts only when the dtype differs: a float16 array is written as it is, not copied
-            features = np.asarray(features, dtype=dtype)
+            with np.errstate(over="ignore"):  # a value past float16's range: _check_usable names it
+                features = np.asarray(features, dtype=dtype)
             labels = np.asarray(labels, dtype=np.int64)
             n = features.shape[0]
             if labels.shape != (n,) or len(sources) != n:
@@ -242,9 +251,22 @@ def write_cache(
             if outside.size:  # written, such a cache was refused by every read as damaged (FeatureCache._checked)
                 raise ValueError(f"split {split!r} has {outside.size:,} labels outside 0..{len(class_names) - 1} (the "
                                  f"{len(class_names)} classes of class_names), e.g. {int(outside[0])}.")
+            _check_usable(features, split)
             blocks = [(features, labels, np.asarray(list(sources), dtype=object))] if n else []
             _write_split(h5, split, d, dtype, n, blocks)
     return Path(path)
+
+
+def _check_usable(features: np.ndarray, split: str) -> None:
+    """Features as stored that every probe trains on (:func:`probe.stats.unusable_rows`, the trainer's and a cache
+    registration's check), else ValueError naming the split and the first row: a NaN, an infinity or a float32
+    value past float16's range was written, and every run on the cache failed."""
+    from probe.stats import UNUSABLE, as_tensor, unusable_rows
+
+    bad = unusable_rows(as_tensor(features))
+    if len(bad):
+        raise ValueError(f"split {split!r} features hold values that are {UNUSABLE} once stored as "
+                         f"{features.dtype} in {len(bad):,} row(s), e.g. row {int(bad[0])}; no cache is written.")
 
 
 # Per row of a cache file beyond its features: an int64 label, a variable-length string's reference (16 bytes) and

@@ -301,3 +301,19 @@ def test_write_cache_refuses_labels_outside_the_classes_and_writes_nothing(tmp_p
                                          rf"e\.g\. {value}\.$"):
         write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_cache_refuses_repeated_class_names_and_unusable_features_and_writes_nothing(tmp_path):
+    """write_cache wrote repeated class names and NaN features, and every run on the cache then refused it
+    ('class_names holds 'a' more than once', 'split 'train' features hold values that are NaN ...'; a library round):
+    refused at the write with the same checks (probe.names.repeated, probe.stats.unusable_rows)."""
+    with pytest.raises(ValueError, match=r"^class_names holds 'a' more than once; each class needs its own name\.$"):
+        write_cache(tmp_path / "h.h5", splits(np.random.default_rng(5)), ["a", "b", "a"], ATTRS)
+    assert list(tmp_path.iterdir()) == []
+    for value, dtype in ((np.nan, "float32"), (np.inf, "float32"), (1e5, "float16")):  # 1e5 is inf in float16
+        data = splits(np.random.default_rng(5))
+        data["train"][0][2, 1] = value
+        with pytest.raises(ValueError, match=rf"^split 'train' features hold values that are NaN, infinite .* once "
+                                             rf"stored as {dtype} in 1 row\(s\), e\.g\. row 2; no cache is written\.$"):
+            write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS, dtype=dtype)
+        assert list(tmp_path.iterdir()) == []
