@@ -336,7 +336,13 @@ def top_confusions(confusion: np.ndarray, k: int = 3) -> list[list[tuple[int, fl
     Returns:
         per class a list of ``(predicted class, rate)``, rate = count / samples of the true class, highest
         first; ties go to the lower class index.
+
+    Raises:
+        ValueError: ``k`` is not a count (a negative ``k`` sliced off the last classes instead: k=-1 gave a class
+            every confusion but the one of lowest count).
     """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k must be a count of classes (an integer ≥ 0), got {k!r}.")
     c = np.asarray(confusion, dtype=np.int64)
     off = c.copy()
     np.fill_diagonal(off, 0)

@@ -198,3 +198,15 @@ def test_per_class_accuracy_refuses_class_names_for_predictions():
     """String predictions against integer labels gave every class accuracy 0 without a word (a library round)."""
     with pytest.raises(TypeError, match="predictions must be integer class indices, got dtype <U1"):
         per_class_accuracy(np.array([0, 1, 2]), np.array(["0", "1", "2"]), 3)
+
+
+def test_top_confusions_takes_a_count_of_classes():
+    """top_confusions(k=-1) sliced [:, :-1]: every confusion of a class but its rarest one, as if a count."""
+    from probe.metrics import top_confusions
+
+    confusion = np.array([[5, 3, 1], [2, 6, 0], [0, 4, 4]])
+    assert top_confusions(confusion, 0) == [[], [], []]
+    assert top_confusions(confusion, 2) == [[(1, 3 / 9), (2, 1 / 9)], [(0, 2 / 8)], [(1, 4 / 8)]]
+    for k in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"^k must be a count of classes \(an integer ≥ 0\), got {k!r}\.$"):
+            top_confusions(confusion, k)
