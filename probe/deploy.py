@@ -126,7 +126,12 @@ class RunProbe:
 
     def decision_function(self, features) -> np.ndarray:
         """Logits (n, K) in float64, as the run scored them: the head's, plus the post-hoc bias when it has one,
-        divided by the temperature when the run fitted one (which moves no argmax)."""
+        divided by the temperature when the run fitted one (which moves no argmax). No rows of the probe's width
+        give no logits, (0, K), as :meth:`predict_with_confidence` gives no predictions (the trainer refuses them:
+        ``predict`` raised 'features is empty (0 rows)' where ``predict_with_confidence`` returned empty arrays)."""
+        shape = tuple(features.shape) if hasattr(features, "shape") else np.shape(features)
+        if shape == (0, self.num_features):
+            return np.zeros((0, len(self.class_names)))
         logits = np.asarray(self.trainer.decision_function(features), dtype=np.float64)
         logits = logits if self.posthoc is None else self.posthoc.decision_function(logits)
         return logits if self.temperature == 1.0 else logits / self.temperature

@@ -64,6 +64,19 @@ def test_predictions_equal_the_runs_first_seed(which, data, request):
     assert probe.class_names == NAMES and probe.features == SOURCE
 
 
+def test_no_rows_give_empty_predictions_from_every_method(scaled_run, data):
+    """predict / predict_proba / decision_function on 0 rows raised 'features is empty (0 rows)' where
+    predict_with_confidence returned empty arrays; all give empty results now, and a wrong width is still refused."""
+    probe = RunProbe.load(scaled_run)
+    none = data["test"][0][:0]
+    predicted, confidence = probe.predict_with_confidence(none)
+    assert predicted.shape == confidence.shape == (0,)
+    assert probe.predict(none).shape == (0,) and probe.predict(none).dtype == predicted.dtype
+    assert probe.predict_proba(none).shape == probe.decision_function(none).shape == (0, len(NAMES))
+    with pytest.raises(ValueError):
+        probe.predict(np.zeros((0, probe.num_features + 1), np.float32))
+
+
 def test_the_post_hoc_bias_is_applied(biased_run, data):
     probe = RunProbe.load(biased_run)
     bias = np.asarray(probe.posthoc.bias_)
