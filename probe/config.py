@@ -45,7 +45,7 @@ __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DE
            "AUTO_BATCH_SIZE", "MAX_EPOCHS", "MAX_SEEDS", "MAX_SEED", "MAX_GRID_VALUES",
            "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS", "MAX_ADAPTER_RANK", "MAX_BATCH_SIZE",
            "MAX_NAME_LENGTH", "MAX_OVERALL_DROP",
-           "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "REFERENCE_FIELDS",
+           "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS", "LEAVE_OUT", "REFERENCE_FIELDS",
            "AFTER_TRAINING_FIELDS"]
 
 MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
@@ -53,6 +53,9 @@ MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
 DEFAULT_CV_FOLDS = 5
 MIN_CV_FOLDS = 2  # one fold trains, one scores
 MAX_CV_FOLDS = 20  # each fold is a full sweep: beyond 20 the cost grows and the estimate hardly improves
+
+# How a message says to leave classes out, to every caller: a library one (ProbeConfig), the CLI's and the API's.
+LEAVE_OUT = "ProbeConfig(drop_classes=[NAME, ...]), mr2probe train --drop-class NAME or the API's drop_classes"
 
 # auto_batch_size: full batch up to AUTO_FULL_BATCH_ROWS training rows, mini-batches of AUTO_BATCH_SIZE above.
 # On the 2.7k × 1280 CIFAR-10 cache a full-batch ERM sweep + 3 seeds took 0.6× the time of batches of 1024 at

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS, ProbeConfig
+from .config import DEFAULT_CV_FOLDS, LEAVE_OUT, MAX_CV_FOLDS, MIN_CV_FOLDS, ProbeConfig
 from .crossval import stratified_folds
 from .metrics import softmax
 from .names import listed
@@ -80,8 +80,8 @@ def check_folds(counts, folds: int, class_names: list[str] | None = None) -> Non
                for k in np.flatnonzero(counts < MIN_CV_FOLDS)]
         raise ValueError(f"{start}; no fold count ({MIN_CV_FOLDS} to {MAX_CV_FOLDS}) holds out a class of fewer than "
                          f"{MIN_CV_FOLDS} images and trains on it. Train the run without "
-                         f"{'it' if len(few) == 1 else 'them'} ({listed(few, 5)}: mr2probe train --drop-class NAME, "
-                         "the API's drop_classes) and list the other classes' likely wrong labels from that run.")
+                         f"{'it' if len(few) == 1 else 'them'} ({listed(few, 5)}: {LEAVE_OUT}) and list the other "
+                         "classes' likely wrong labels from that run.")
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,

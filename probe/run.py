@@ -33,7 +33,7 @@ from .calibration import (calibration_summary, confidence_and_accuracy, confiden
                           temperature_of, temperature_warning, true_class_terms)
 from .compare import (beyond_noise, discordance_sentence, first_class_difference, group_evidence, held_back_sentence,
                       lost_beyond_budget, lost_on_test, metric_discordance, metric_evidence)
-from .config import VAL_FRACTION_BOUND, ProbeConfig
+from .config import LEAVE_OUT, VAL_FRACTION_BOUND, ProbeConfig
 from .constraints import check
 from .crossval import CVPlan, out_of_fold, plan_cross_validation, within_class_rank
 from .decision import decide, imbalance_warning, stability_and_warnings
@@ -307,7 +307,7 @@ def _check_data(data: dict, class_names: list[str]) -> int:
         empty = [class_names[k] for k in np.flatnonzero(counts == 0)]
         if empty:
             raise ValueError(f"classes {empty} have no {split} samples; every class needs {split} samples "
-                             f"(leave the class out, e.g. mr2probe train --drop-class NAME, or add samples).")
+                             f"(leave the class out: {LEAVE_OUT}; or add samples).")
     return num_classes
 
 

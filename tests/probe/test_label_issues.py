@@ -99,8 +99,8 @@ def test_a_class_of_one_image_is_told_how_to_leave_it_out_not_to_use_one_fold():
     assert str(error.value) == (
         "folds=5: class 'c' has 1 image(s) in train + val, and each fold needs one of every class; no fold count (2 to "
         "20) holds out a class of fewer than 2 images and trains on it. Train the run without them ('c', 'd': "
-        "mr2probe train --drop-class NAME, the API's drop_classes) and list the other classes' likely wrong labels "
-        "from that run.")
+        "ProbeConfig(drop_classes=[NAME, ...]), mr2probe train --drop-class NAME or the API's drop_classes) and list "
+        "the other classes' likely wrong labels from that run.")
     assert "use at most 1" not in str(error.value)
     y = np.concatenate([np.repeat([0, 1], 10), np.full(3, 2)])
     with pytest.raises(ValueError, match=re.escape("class 'c' has 3 image(s) in train + val, and each fold needs one "

@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import platform
+import re
 import warnings
 
 import numpy as np
@@ -1036,3 +1037,17 @@ def test_an_empty_split_of_any_shape_is_a_missing_one(data):
     """An empty val is carved from train whatever its arrays' shapes, as before the checks moved before any fit."""
     report = run_probe({**data, "val": (np.zeros(0), np.zeros(0, dtype=np.int64))}, NAMES, ProbeConfig(**FAST))
     assert report["val"]["source"].startswith("carved from train")
+
+
+def test_a_class_without_test_samples_is_told_how_to_leave_it_out_from_python(data):
+    """The refusal said 'e.g. mr2probe train --drop-class NAME' to a library caller, who needs
+    ProbeConfig(drop_classes=...); it names all three ways, and ProbeConfig's works."""
+    x, y = data["test"]
+    lacking = {**data, "test": (x[y != 2], y[y != 2])}
+    with pytest.raises(ValueError, match=re.escape(
+            f"classes ['{NAMES[2]}'] have no test samples; every class needs test samples (leave the class out: "
+            "ProbeConfig(drop_classes=[NAME, ...]), mr2probe train --drop-class NAME or the API's drop_classes; or "
+            "add samples).")):
+        run_probe(lacking, NAMES, ProbeConfig(**FAST))
+    report = run_probe(lacking, NAMES, ProbeConfig(**{**FAST, "seeds": [0], "drop_classes": [NAMES[2]]}))
+    assert report["class_names"] == [n for n in NAMES if n != NAMES[2]]
