@@ -354,6 +354,10 @@ def plan_extraction(
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if out is None and cache_dir is None:
         raise ValueError("give cache_dir (a folder, files named by fingerprint) or out (a .h5 path).")
+    if out is None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():  # before the data and encoder: a
+        # bare "[Errno 17] File exists" came from the lock's mkdir once both were ready
+        raise NotADirectoryError(f"cache_dir {cache_dir} is a file, not a folder: give a folder (its caches are named "
+                                 "by fingerprint) or out=PATH.h5.")
     if not isinstance(data, LabelledImages):
         data = open_dataset(data, val_fraction=val_fraction, seed=seed, max_per_class=max_per_class, limits=limits)
     if not isinstance(encoder, Encoder):
@@ -885,6 +889,7 @@ def extract(
 
     Raises:
         CacheMismatch: ``out`` exists and holds a different cache.
+        NotADirectoryError: ``cache_dir`` (without ``out``) is a file, refused before the data set is opened.
         DatasetError: a class has no decodable image in ``train`` or ``test`` (no cache is written).
         ExtractionCancelled: ``should_stop()`` returned True.
         ExtractionBusy: another process is extracting the same cache file right now (a ``RuntimeError``).

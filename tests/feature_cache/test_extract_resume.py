@@ -47,6 +47,17 @@ def test_same_request_is_reused_without_encoding(tree, tmp_path):
     assert first.counts == second.counts == {"train": 15, "val": 3, "test": 9}
 
 
+def test_a_cache_dir_that_is_a_file_is_refused_naming_it(tree, tmp_path):
+    """extract(cache_dir=<a file>) raised a bare '[Errno 17] File exists' from its lock's mkdir, once the data set
+    was listed and the encoder built; now a NotADirectoryError saying what cache_dir must be, the file untouched."""
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    with pytest.raises(NotADirectoryError, match=rf"^cache_dir {target} is a file, not a folder: give a folder "
+                                                 r"\(its caches are named by fingerprint\) or out=PATH\.h5\.$"):
+        run(tree, target)
+    assert target.read_text() == "mine" and [p.name for p in tmp_path.glob("notes*")] == ["notes.txt"]
+
+
 def test_changed_encoder_data_or_split_never_reuses(tree, tmp_path):
     caches = tmp_path / "caches"
     base = run(tree, caches)
