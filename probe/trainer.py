@@ -39,6 +39,7 @@ from .optim import OPTIMIZER_CLASSES, SGD, step_all
 from .metrics import integer_labels, overall_accuracy
 from .losses import LOGSUMEXP_CLASSES, MarginCrossEntropy, create_loss, get_loss_spec, joint_cross_entropy, \
     representation_margin, sample_margin_regularizer, softmax_cross_entropy_grad, zero_centroid_regularizer
+from .config import auto_epochs
 from .params import L2_OPTIMIZERS, TRAINER_PARAMS, check_trainer_params
 from .precision import BatchProduct, ConstantProduct, autocast, cast_rows, per_head_products, resolve_precision, \
     rows_product, widen
@@ -151,7 +152,12 @@ class ProbeTrainer:
         r2_mode: ``exact`` (class statistics once from the training features) or ``ema`` (the paper's EMA per
             batch, decay ``ema_decay``). With an adapter the EMA is always used (``stats_mode_`` says which ran).
         lr, weight_decay, epochs, batch_size: optimisation; ``batch_size=None`` is full-batch. ``epochs`` is a cap
-            when ``tol`` is set.
+            when ``tol`` is set; None (the default) is :func:`probe.config.auto_epochs` of the training rows and
+            ``batch_size`` (``epochs_`` says how many): at least ``AUTO_MIN_STEPS`` = 450 optimiser steps within
+            10..450 epochs, the rule of ``run_probe`` and ``mr2probe train``. A fixed 100 stopped short on small
+            sets: full batch, lr 1e-2, the training loss at 100 epochs was 0.57 / 0.18 / 0.18 on digits / CIFAR-10
+            2,700 / Fashion-MNIST 5,000 against 0.15 / 0.02 / 0.04 at 450, digits 86.4 % test against 92.7 %
+            (scikit-learn's LogisticRegression 91.5 %).
         tol: tolerance of the stopping criterion: training stops after ``n_iter_no_change`` epochs since the
             objective last beat its best by more than ``tol`` that stayed near the best (best − tol < loss ≤
             best + max(tol, ``RISE_TOLERANCE``·|best|)); an epoch further above, a fit still moving, neither counts
@@ -196,7 +202,7 @@ class ProbeTrainer:
         r2_mode: str = "exact",
         lr: float = 1e-2,
         weight_decay: float = 0.0,
-        epochs: int = 100,
+        epochs: int | None = None,
         batch_size: int | None = None,
         tol: float | None = None,
         n_iter_no_change: int = 5,
@@ -284,7 +290,8 @@ class ProbeTrainer:
     def _check_params(self) -> None:
         """Check every parameter against its declaration (``probe.params.TRAINER_PARAMS``, shared with
         ``ProbeConfig``) and the head / loss options against theirs (``probe.registry``)."""
-        check_trainer_params(self.get_params())
+        params = self.get_params()
+        check_trainer_params({k: v for k, v in params.items() if not (k == "epochs" and v is None)})  # None: auto
 
     # ------------------------------------------------------------------------------------------------ fit
     def _inputs(self, features, labels, num_classes: int | None) -> tuple[Tensor, Tensor, int]:
@@ -343,6 +350,8 @@ class ProbeTrainer:
                              f"statistics for every class. Labels are class indices 0..K-1 (K = {k}, num_classes or "
                              "the largest label + 1): number labels such as [3, 7, 9] as 0, 1, 2 first, e.g. with "
                              "np.unique(labels, return_inverse=True).")
+        self.epochs_ = auto_epochs(int(counts.sum()), self.batch_size) if self.epochs is None else int(self.epochs)
+        check_trainer_params({"epochs": self.epochs_, "warmup_epochs": self.warmup_epochs})  # auto's count too
         loss_options = dict(self.loss_options or {})
         filled = NEEDS[spec_loss.needs].option
         if spec_loss.needs == "priors" and loss_options.get(filled) is None:  # the training class frequencies
@@ -370,7 +379,7 @@ class ProbeTrainer:
         opt_class = OPTIMIZER_CLASSES[self.optimizer]
         opt = opt_class(params, lr=float(self.lr), **({"momentum": float(self.momentum)} if opt_class is SGD else {}))
         return _Run(self, head, adapter, loss_fn, opt, cosine_input=spec_loss.input == "cosine",
-                    epoch_loss=torch.zeros(self.epochs, device=device))
+                    epoch_loss=torch.zeros(self.epochs_, device=device))
 
     def _finish(self, run: "_Run", k: int, d: int, p: float, counts: Tensor, seconds: float,
                 device: torch.device) -> None:
@@ -651,8 +660,9 @@ class _Run:
         30-per-class fits lost 1–3 points against running every epoch; the decay recovers them in a fraction of
         the epochs (bench/README.md, The optimiser)."""
         t = self.trainer
-        per_epoch = len(self.schedule) // t.epochs
-        epochs = min(t.anneal_epochs, t.epochs - self.epochs_run)
+        planned = len(self.epoch_loss)  # the fit's epochs (ProbeTrainer.epochs_)
+        per_epoch = len(self.schedule) // planned
+        epochs = min(t.anneal_epochs, planned - self.epochs_run)
         if epochs <= 0:
             self.active = False
             return
@@ -843,7 +853,7 @@ def fit_many(trainers: list[ProbeTrainer], features, labels, num_classes: int | 
     cast_once = castable and precision == "bf16"
     batches = _Batches(x, y, first.batch_size, prepare, device, torch.Generator().manual_seed(int(first.random_state)),
                        precision, cast_once)
-    epochs = first.epochs
+    epochs = first.epochs_
     for t, run in zip(trainers, runs):
         run.schedule = lr_schedule(float(t.lr), epochs * batches.steps_per_epoch,
                                    t.warmup_epochs * batches.steps_per_epoch)
@@ -992,7 +1002,7 @@ def _train(trainers: list[ProbeTrainer], runs: list[_Run], batches: _Batches, k:
            precision: str) -> None:
     """The epochs of a (joint) fit; a run that meets its ``tol`` criterion stops taking part."""
     first = trainers[0]
-    epochs = first.epochs
+    epochs = first.epochs_
     bar = None
     if any(t.progress_bar for t in trainers):
         from tqdm.auto import tqdm

@@ -862,3 +862,19 @@ def test_labels_that_skip_classes_are_explained_to_a_margin_loss():
         ProbeTrainer(loss="mr2", epochs=1).fit(x, y)
     x2, y2 = ProbeTrainer(loss="mr2", epochs=1), np.unique(y, return_inverse=True)[1]
     assert x2.fit(x, y2).num_classes_ == 3
+
+
+def test_default_epochs_follow_run_probes_rule():
+    """ProbeTrainer()'s fixed 100 epochs stopped small full-batch fits short (digits: training loss 0.57 against 0.15
+    at 450, 86.4 % test against 92.7 %); None is auto_epochs of the training rows and batch_size, as run_probe's."""
+    from probe.config import auto_epochs
+
+    x, y = gaussian_features(n_per=25)  # 100 rows
+    full = ProbeTrainer().fit(x, y)
+    assert full.epochs is None and full.epochs_ == auto_epochs(100, None) == 450 == len(full.history_)
+    batched = ProbeTrainer(batch_size=10).fit(x, y)  # 10 steps an epoch
+    assert batched.epochs_ == auto_epochs(100, 10) == 45 == len(batched.history_)
+    assert ProbeTrainer(epochs=7).fit(x, y).n_epochs_ == 7
+    assert ProbeTrainer().get_params()["epochs"] is None
+    with pytest.raises(ValueError, match=r"warmup_epochs must be an integer in \[0, epochs=45\), got 50"):
+        ProbeTrainer(batch_size=10, warmup_epochs=50).fit(x, y)
