@@ -143,8 +143,8 @@ def _check_split(cache: Any, split: str) -> None:
             raise CacheMismatch(f"{cache.path.name}: split {split!r} has {costly}")
         row = _nonfinite_rows(group["features"])
         if row is not None:
-            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are {UNUSABLE} (row "
-                                f"{row:,} first): no probe trains on them; extract them again")
+            raise CacheMismatch(f"{cache.path.name}: split {split!r} has features that are {UNUSABLE}, row "
+                                f"{row:,} first: no probe trains on them; extract them again")
         names = group["sources"]
         for start in range(0, names.shape[0], _NAMES_CHUNK):
             [name.decode() if isinstance(name, bytes) else str(name) for name in names[start:start + _NAMES_CHUNK]]

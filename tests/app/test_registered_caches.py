@@ -510,7 +510,7 @@ def test_files_that_read_outside_themselves_or_hold_what_no_job_can_train_on_are
         "evilhead.h5": (attr("default_head", "evil"), "the root attribute 'default_head' is 'evil', not a head"),
         "longenc.h5": (attr("encoder", "e" * 100_000), "the root attribute 'encoder' is over 4,096 characters"),
         "nan.h5": (nan, "nan.h5: split 'val' has features that are NaN, infinite or too large for float32 "
-                   "(a squared norm past 3.4e+38) (row 1 first)"),
+                   "(a squared norm past 3.4e+38), row 1 first"),
         "chunks.h5": (lambda h5: [replace("test", name, shape=(rows, *shape), dtype=dtype, chunks=(4096, *shape),
                                           compression="gzip")(h5) for name, shape, dtype in
                                   (("features", (1280,), np.float16), ("labels", (), np.int64),
@@ -617,11 +617,11 @@ def test_a_second_attack_round_s_files_are_refused_and_a_scale_offset_file_is_no
                          "val/features is a 2-d >f4 array"),
         "huge64.h5": (_swap("val", "features", lambda g, n, d: g.create_dataset(n, data=d.astype(np.float64) * 1e300
                                                                                     + 1e300)),
-                      "too large for float32 (a squared norm past 3.4e+38) (row 0 first)"),
+                      "too large for float32 (a squared norm past 3.4e+38), row 0 first"),
         # finite float32, but ‖φ‖² past its range: r_k² was infinite and every MR² job failed (a loose end)
         "huge32.h5": (_swap("train", "features", lambda g, n, d: g.create_dataset(
             n, data=np.where(np.arange(d.shape[0])[:, None] == 2, np.float32(3e38), d.astype(np.float32)))),
-                      "too large for float32 (a squared norm past 3.4e+38) (row 2 first)"),
+                      "too large for float32 (a squared norm past 3.4e+38), row 2 first"),
         "zero.h5": (lambda h5: [_swap(s, "features", lambda g, n, d: g.create_dataset(
             n, data=np.zeros((d.shape[0], 0), np.float16)))(h5) for s in ("train", "val", "test")], "is incomplete or malformed"),
         "escape.h5": (lambda h5: h5.attrs.__setitem__("encoder", "effnet\x1b[31m\u202elite0"),
