@@ -244,10 +244,12 @@ def _check_split_options(dataset: dict[str, Any], options: Any,
     field = "dataset_id" if default_splits else "options"  # what set these splits
     if problem:
         raise RequestInvalid(field, problem)
-    capped = None if options.max_per_class is None else no_validation(data, options.max_per_class, "max_per_class")
+    counts = dataset_counts(data)
+    capped = None if options.max_per_class is None else no_validation(data, counts, options.max_per_class,
+                                                                      "max_per_class")
     if capped:  # an extraction's cache no probe could train on (a pipeline's probe said so; an extract job did not)
         raise RequestInvalid(field, capped)
-    return field, dataset_counts(data)
+    return field, counts
 
 
 def _kept(field: str, drop: list[str], counts: dict[str, list[int]], class_names: list[str]

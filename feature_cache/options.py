@@ -124,14 +124,15 @@ def said_before(data: Any, share: float | None, cap: int | None = None) -> list[
     gaps = {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
     lines = _missing_classes(gaps, len(data.class_names))
     lines += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
-    empty = no_validation(data, cap, "--max-per-class")
+    empty = no_validation(data, counts, cap, "--max-per-class")
     if empty and cap is not None:  # the cap empties it
         raise ValueError(empty)
     return lines + ([f"warning: {empty}"] if empty else [])
 
 
-def no_validation(data: Any, cap: int | None, flag: str) -> str | None:
-    """Why a probe would refuse the cache of an opened data set's splits for want of validation images
+def no_validation(data: Any, counts: dict[str, list[int]], cap: int | None, flag: str) -> str | None:
+    """Why a probe would refuse the cache of an opened data set's splits (``counts``, its images per class of each
+    split: ``feature_cache.datasets.dataset_counts``, which its callers have) for want of validation images
     (``probe.run.validation_images``: the val split's, else those carved from a class of 2 train images or more), or
     None; a labelled test set alone (no train image) is for predict. With a cap per class (``cap``, the option
     ``flag``: ``mr2probe extract``'s ``--max-per-class 1`` wrote a cache that train then refused, a loose end), the
@@ -140,9 +141,7 @@ def no_validation(data: Any, cap: int | None, flag: str) -> str | None:
 
     from probe.run import MIN_TRAIN_TO_CARVE, carved_per_class, empty_validation, validation_images
 
-    from .datasets import dataset_counts
-
-    counts, params = dataset_counts(data), data.params
+    params = data.params
     if not sum(counts.get("train") or []) or validation_images(counts, params["val_fraction"]):
         return None
     sizes = ", ".join(f"{split} {sum(n):,}" for split, n in counts.items())
