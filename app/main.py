@@ -149,12 +149,13 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _jsonable_errors(list(exc.errors()), messages)
         sent = request.headers.get("content-type", "")
-        if sent and "json" not in sent.lower():
-            # a JSON body sent as text/plain got "Input should be a valid dictionary" (an attack round): why, said
+        if "json" not in sent.lower():
+            # a JSON body sent as text/plain, or with no Content-Type (FastAPI reads none as JSON: Python's requests
+            # with data=, curl --data-binary without -H), got "Input should be a valid dictionary" (attack rounds)
+            said = f"sent Content-Type {sent[:100]!r}" if sent else "sent no Content-Type"
             for error in errors:
                 if error["loc"] == ["body"]:
-                    error["msg"] = (f"the body must be JSON sent as Content-Type: application/json; this request "
-                                    f"sent Content-Type {sent[:100]!r}")
+                    error["msg"] = f"the body must be JSON sent as Content-Type: application/json; this request {said}"
         return JSONResponse({"detail": errors}, status_code=422)
 
     async def _mapped(request: Request, exc: Exception) -> JSONResponse:

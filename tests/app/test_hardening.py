@@ -329,6 +329,22 @@ def test_a_json_body_sent_as_another_content_type_is_422_saying_so(service):
     assert service.get("/api/jobs").json() == []
 
 
+def test_a_json_body_sent_without_a_content_type_is_422_saying_so(service, tmp_path):
+    """FastAPI reads a body without Content-Type as no JSON (Python's requests with data=, curl --data-binary without
+    -H): POST /api/jobs and PATCH /api/runs/{id} said "Input should be a valid dictionary or object" (an attack
+    round)."""
+    said = "the body must be JSON sent as Content-Type: application/json; this request sent no Content-Type"
+    cache_id = _synthetic_cache(service, tmp_path)
+    body = json.dumps({"kind": "probe", "cache_id": cache_id})
+    resp = service.post("/api/jobs", content=body)
+    assert "content-type" not in resp.request.headers
+    assert resp.status_code == 422 and resp.json()["detail"] == [
+        {"loc": ["body"], "type": "model_attributes_type", "msg": said}], resp.text
+    resp = service.patch("/api/runs/run_000000000000", content=json.dumps({"name": "x"}))
+    assert resp.status_code == 422 and resp.json()["detail"][0]["msg"] == said, resp.text
+    assert service.get("/api/jobs").json() == []
+
+
 def test_nan_in_a_probe_grid_is_422(service, tmp_path):
     cache_id = _synthetic_cache(service, tmp_path)
     body = '{"kind": "probe", "cache_id": "%s", "config": {"lr_grid": [NaN]}}' % cache_id
