@@ -8,12 +8,17 @@ A Content-Security-Policy of ``'self'`` keeps the browser from loading anything 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.staticfiles import NotModifiedResponse
+from starlette.types import Receive, Scope, Send
 
 from ..deps import known_query_only
 
@@ -22,6 +27,30 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 router = APIRouter(include_in_schema=False)
+
+
+class PageFile(FileResponse):
+    """A file of the pages whose ``Range`` Starlette would refuse (malformed: 400; past the file's end: 416) is
+    refused as every request is, a JSON ``{"detail"}`` naming the header: Starlette answered ``text/plain``, the 416
+    with no body at all (an attack round). A range it serves is served as before (206)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._range_refusal(Headers(scope=scope))
+        await (super().__call__ if refusal is None else refusal)(scope, receive, send)
+
+    def _range_refusal(self, headers: Headers) -> JSONResponse | None:
+        asked, if_range = headers.get("range"), headers.get("if-range")
+        if asked is None or self.status_code != 200 or (if_range is not None and not self._should_use_range(if_range)):
+            return None  # Starlette sends the whole file
+        size = (self.stat_result or os.stat(self.path)).st_size
+        try:
+            self._parse_range_header(asked, size)
+        except MalformedRangeHeader as exc:
+            return JSONResponse({"detail": f"Range header {asked[:100]!r} refused: {exc.content}"}, status_code=400)
+        except RangeNotSatisfiable:
+            return JSONResponse({"detail": f"Range {asked[:100]!r} lies past the end of the file ({size} bytes)"},
+                                status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        return None
 
 
 class StaticWithPolicy(StaticFiles):
@@ -37,10 +66,18 @@ class StaticWithPolicy(StaticFiles):
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    def file_response(self, full_path, stat_result: os.stat_result, scope: Scope, status_code: int = 200) -> Response:
+        """Starlette's, a :class:`PageFile` (its Range refusals in JSON)."""
+        response = PageFile(full_path, status_code=status_code, stat_result=stat_result)
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
+        return response
+
 
 def _page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
-                        headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
+    page = STATIC_DIR / "index.html"
+    return PageFile(page, media_type="text/html", stat_result=os.stat(page),
+                    headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
 
 
 @router.get("/")

@@ -1405,6 +1405,25 @@ def test_an_unknown_query_parameter_is_refused_and_a_static_405_names_its_method
     assert resp.json()["detail"] == "DELETE is not a method of /static/app.js; it answers GET, HEAD"
 
 
+@pytest.mark.parametrize("path", ["/", "/launch", "/static/app.js"])
+def test_a_range_the_pages_files_cannot_serve_is_refused_in_json(service, path):
+    """A malformed Range, or one past a page file's end, got Starlette's text/plain 400 'Malformed range header.'
+    and an empty 416 (an attack round); a range within the file is served as before."""
+    size = len(service.get(path).content)
+    resp = service.get(path, headers={"Range": "garbage"})
+    assert resp.status_code == 400 and resp.json() == {
+        "detail": "Range header 'garbage' refused: Malformed range header."}
+    resp = service.get(path, headers={"Range": "bytes=999999999-"})
+    assert resp.status_code == 416 and resp.headers["content-range"] == f"bytes */{size}"
+    assert resp.json() == {"detail": f"Range 'bytes=999999999-' lies past the end of the file ({size} bytes)"}
+    resp = service.head(path, headers={"Range": "bytes=999999999-"})
+    assert resp.status_code == 416 and resp.content == b""
+    resp = service.get(path, headers={"Range": "bytes=0-9"})
+    assert resp.status_code == 206 and len(resp.content) == 10
+    stale = service.get(path, headers={"Range": "garbage", "If-Range": '"not-its-etag"'})
+    assert stale.status_code == 200 and len(stale.content) == size  # If-Range of another version: the whole file
+
+
 def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monkeypatch, caplog):
     """ENOSPC while the archive streams to disk was a 422 'malformed multipart body: [Errno 28] ...': the client was
     told its body was wrong (an operator round, the data dir on a full tmpfs). A 507, logged; no data set, no file."""
