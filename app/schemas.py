@@ -36,17 +36,29 @@ PRINTABLE = rf"^[^{_REFUSED}]+$"
 NAME_TEXT = rf"^[^{_REFUSED}]*[^{_REFUSED}\s][^{_REFUSED}]*$"
 
 
+def _unicode_text(value: str) -> str:
+    """``value``, where it holds no lone surrogate ("\\ud800" in JSON is no Unicode text: the database refused it
+    with a 500; an attack round): ValueError naming it and where otherwise."""
+    lone = next((i for i, c in enumerate(value) if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if lone is not None:
+        raise ValueError(f"character U+{ord(value[lone]):04X} at position {lone + 1} is a lone surrogate, not "
+                         "Unicode text")
+    return value
+
+
+def _note_text(value: Any) -> Any:
+    """A note's Windows line breaks (CR LF, or a lone CR) as LF (CR LF was refused; an attack round), before its
+    length is checked; a lone surrogate named first (the string's own check would call it unparsable data)."""
+    return _unicode_text(value.replace("\r\n", "\n").replace("\r", "\n")) if isinstance(value, str) else value
+
+
 def _printable(allowed: str = "") -> Any:
     """A check that names the first character of ``UNPRINTABLE`` (less ``allowed``) a string holds, and where: the
     pattern's own message printed its whole character class, 580 bytes of escapes (an attack round). The schema
     keeps the pattern."""
 
     def check(value: str) -> str:
-        # a lone surrogate ("\ud800" in JSON) is no Unicode text: the database refused it with a 500 (an attack round)
-        lone = next((i for i, c in enumerate(value) if 0xD800 <= ord(c) <= 0xDFFF), None)
-        if lone is not None:
-            raise ValueError(f"character U+{ord(value[lone]):04X} at position {lone + 1} is a lone surrogate, not "
-                             "Unicode text")
+        _unicode_text(value)
         for found in UNPRINTABLE_CHARACTERS.finditer(value):
             if found.group() not in allowed:
                 kept = "; line breaks and tabs are allowed" if allowed else ""
@@ -421,10 +433,9 @@ class RunUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Name | None = Field(None, description="leave it out to keep the name", json_schema_extra=_left_out)
-    # Windows line breaks (CR LF, or a lone CR) are line breaks: stored as LF (CR LF was refused; an attack round)
-    note: Annotated[str, BeforeValidator(lambda v: v.replace("\r\n", "\n").replace("\r", "\n") if isinstance(v, str)
-                                         else v),
-                    StringConstraints(max_length=MAX_NOTE), _printable("\n\t"),
+    # the length bound next to str, inside the line breaks' validator: after it, pydantic checked it as of a list
+    # ("Value should have at most 2000 items"; an attack round)
+    note: Annotated[str, StringConstraints(max_length=MAX_NOTE), BeforeValidator(_note_text), _printable("\n\t"),
                     WithJsonSchema({"type": "string", "maxLength": MAX_NOTE, "pattern": NOTE_TEXT})] | None = Field(
         None, description="free text shown with the run (line breaks allowed); an empty string clears it",
         json_schema_extra=_left_out)

@@ -345,6 +345,18 @@ def test_a_json_body_sent_without_a_content_type_is_422_saying_so(service, tmp_p
     assert service.get("/api/jobs").json() == []
 
 
+def test_a_note_too_long_is_said_in_characters(service):
+    """A run's note over MAX_NOTE was 'Value should have at most 2000 items after validation' (an attack round);
+    its Windows line breaks still count as one character each."""
+    from app.schemas import MAX_NOTE, RunUpdate
+
+    resp = service.patch("/api/runs/run_000000000000", json={"note": "x" * (MAX_NOTE + 1)})
+    assert resp.status_code == 422 and resp.json()["detail"] == [
+        {"loc": ["body", "note"], "type": "string_too_long",
+         "msg": f"String should have at most {MAX_NOTE} characters"}], resp.text
+    assert RunUpdate(note="a\r\n" * (MAX_NOTE // 2)).note == "a\n" * (MAX_NOTE // 2)
+
+
 def test_nan_in_a_probe_grid_is_422(service, tmp_path):
     cache_id = _synthetic_cache(service, tmp_path)
     body = '{"kind": "probe", "cache_id": "%s", "config": {"lr_grid": [NaN]}}' % cache_id
