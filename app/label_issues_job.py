@@ -5,14 +5,18 @@ The request (``app.validation``) names a finished run and the folds, checked bef
 its ranked rows to ``label_issues/<job id>.json`` in the run's folder: a file of its own, which no other job writes
 and which the run's deletion removes with it. It is written to a temporary name and renamed once complete, after
 the last fit; a job that fails, or is cancelled or interrupted (it stops between folds), removes both, so that no
-half-written result is ever read. ``GET /api/runs/{id}/label-issues`` reads the newest succeeded job's file; a
-removal of the job's record leaves it (it goes with the run).
+half-written result is ever read; then its index (:func:`index_file`), likewise, through which
+``GET /api/runs/{id}/label-issues`` reads a page of the newest succeeded job's file (the file whole where it has
+none). A removal of the job's record leaves them (they go with the run).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +45,16 @@ def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+def index_file(path: Path) -> Path:
+    """The index beside result file ``path`` (``<job id>.index.npz``): where each row's line lies, and its label."""
+    return path.with_name(path.name.removesuffix(".json") + ".index.npz")
+
+
 def _remove(settings: Settings, path: Path) -> None:
-    """The result file and its temporary one, only under the service's runs folder."""
+    """The result file, its index and their temporary ones, only under the service's runs folder."""
     from .removal import remove_under
 
-    for each in (path, _partial(path)):
+    for each in (path, _partial(path), index_file(path), _partial(index_file(path))):
         remove_under(each, settings.runs_dir)
 
 
@@ -59,15 +68,34 @@ def _fold_progress(ctx: JobContext):
     return hook
 
 
-def _write(path: Path, document: dict[str, Any]) -> None:
-    """``document`` as JSON at ``path``, whole or not at all (a temporary file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_replacing(path: Path, write) -> None:
+    """``write(file)`` into a temporary file renamed over ``path`` once complete: whole or not at all."""
     tmp = _partial(path)
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(document, out)
+    with open(tmp, "wb") as out:
+        write(out)
         out.flush()
         os.fsync(out.fileno())
     tmp.replace(path)
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    """``document`` as JSON at ``path``, its rows last, one a line, then its index (:func:`index_file`): each row's
+    byte span and label, and the size and modification time of the file it describes, so that a page reads its own
+    rows alone (:class:`StoredIssues`). A result without its index (killed in between, or an older version's) is
+    read whole."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = json.dumps({**{k: v for k, v in document.items() if k != "rows"}, "rows": []})[:-len("]}")] + "\n"
+    lines = [json.dumps(row) for row in document["rows"]]  # ASCII (ensure_ascii): a character is a byte
+    ends = len(head) + np.cumsum([len(line) + 2 for line in lines], dtype=np.int64) - 2  # each line, then ",\n"
+    _write_replacing(path, lambda out: out.write((head + ",\n".join(lines) + "\n]}").encode("ascii")))
+    written = path.stat()
+    label = {name: i for i, name in enumerate(document["class_names"])}
+    spans = np.stack([ends - [len(line) for line in lines], ends], axis=1).reshape(-1, 2)
+    _write_replacing(index_file(path), lambda out: np.savez(
+        out, spans=spans, labels=np.array([label[row["true"]] for row in document["rows"]], dtype=np.int32),
+        described=np.array([written.st_size, written.st_mtime_ns, len(head)], dtype=np.int64)))
 
 
 def request_method(request: dict[str, Any]) -> str:
@@ -132,12 +160,90 @@ def label_issues_resource(request: dict[str, Any], device: str) -> str:
     return device_resource(request.get("device"), device)
 
 
+@dataclass(frozen=True)
+class StoredIssues:
+    """A stored result: its ``head`` (the document less its rows, checked by :func:`_stored`), each row's label (a
+    class index, rows in rank order) and ``read``, the rows at given positions (of the document read whole, or read
+    from the file line by line through its index); ``damaged``: what a row that cannot be read is said to be."""
+
+    head: dict[str, Any]
+    labels: Any  # numpy int array
+    read: Callable[[Any], list[dict[str, Any]]]
+    damaged: str = "damaged"
+
+    def page(self, class_index: int | None, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many rows are labelled ``class_index`` (of every class where None), and ``limit`` of them from
+        ``offset``. Raises LookupError (:attr:`damaged`) for a row that does not read as one."""
+        import numpy as np
+
+        chosen = np.arange(len(self.labels)) if class_index is None else np.flatnonzero(self.labels == class_index)
+        try:
+            return len(chosen), self.read(chosen[offset:offset + limit])
+        except (OSError, ValueError):
+            raise LookupError(self.damaged) from None
+
+
+def _labels(class_names: list[str], names) -> Any:
+    """The class index of each of ``names``; ValueError for a name that is none of ``class_names``."""
+    import numpy as np
+
+    index = {name: i for i, name in enumerate(class_names)}
+    try:
+        return np.array([index[name] for name in names], dtype=np.int32)
+    except KeyError as exc:
+        raise ValueError(f"a row labelled {exc.args[0]!r}, none of the classes") from None
+
+
+def _whole(text: str) -> StoredIssues:
+    """The result document ``text`` read and checked whole (a file without its index)."""
+    document = _stored(text)
+    rows = document.pop("rows")
+    return StoredIssues(document, _labels(document["class_names"], (row["true"] for row in rows)),
+                        lambda at: [dict(rows[i]) for i in at])
+
+
+def _through_index(path: Path) -> StoredIssues | None:
+    """The result at ``path`` read through its index (:func:`_write`): its head alone, then each page's own rows, each
+    checked as it is read; None where there is no index of this very file (none written, or the file rewritten)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(index_file(path)) as index:
+            spans, labels, (size, changed, head) = index["spans"], index["labels"], index["described"]
+        stat = path.stat()
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if (size, changed) != (stat.st_size, stat.st_mtime_ns) or spans.shape != (len(labels), 2):
+        return None
+    with open(path, "rb") as file:
+        document = _stored(file.read(int(head)).decode("ascii", errors="replace") + "]}")
+    names = document["class_names"]
+    if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
+        raise ValueError("its index labels rows with classes it does not have")
+    row_layout, defaults = _layout()[1:]
+
+    def read(at) -> list[dict[str, Any]]:
+        rows = []
+        with open(path, "rb") as file:
+            for i in at:
+                file.seek(int(spans[i, 0]))
+                row = {**defaults, **row_layout.validate_json(file.read(int(spans[i, 1] - spans[i, 0])))}
+                if row["true"] != names[labels[i]]:
+                    raise ValueError(f"row {i} is not labelled as its index says")
+                rows.append(row)
+        return rows
+
+    return StoredIssues({k: v for k, v in document.items() if k != "rows"}, labels, read)
+
+
 def _stored(text: str) -> dict[str, Any]:
     """A result file's document, checked to be of this layout (:data:`FORMAT`) whole: ValueError otherwise (a file
     damaged or written over by hand, or by another version, answered a 500 where it was read). Its rows are checked
     as plain dicts of ``LabelIssueItem``'s fields, each absent default filled in: a model per row, dumped again, took
     4.1 s and 881 MB of peak resident memory for 344,000 rows (an 84 MB file), 1.4 s and 507 MB so."""
-    layout, defaults = _layout()
+    layout, _, defaults = _layout()
     document = layout.validate_json(text)
     if len(document["images"]) != len(document["class_names"]):
         raise ValueError(f"{len(document['images'])} image counts for {len(document['class_names'])} classes")
@@ -149,9 +255,9 @@ def _stored(text: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _layout() -> tuple[Any, dict[str, Any]]:
+def _layout() -> tuple[Any, Any, dict[str, Any]]:
     """The result file's layout as a pydantic ``TypeAdapter`` of typed dicts (its rows of ``LabelIssueItem``'s
-    fields, one definition), and the defaults of the row fields it may leave out."""
+    fields, one definition), that of one row, and the defaults of the row fields it may leave out."""
     from typing import Literal, Optional
 
     from pydantic import TypeAdapter
@@ -165,43 +271,43 @@ def _layout() -> tuple[Any, dict[str, Any]]:
     document = TypedDict("Document", {
         "format": Literal[FORMAT], "method": NotRequired[Optional[LabelIssuesMethod]],  # type: ignore[valid-type]
         "folds": int, "params": dict[str, float], "class_names": list[str], "images": list[int], "rows": list[row]})
-    return TypeAdapter(document), {name: field.default for name, field in fields.items() if not field.is_required()}
+    return (TypeAdapter(document), TypeAdapter(row),
+            {name: field.default for name, field in fields.items() if not field.is_required()})
 
 
 # Every GET of a run's likely wrong labels (a page of 24) read its result file whole, parsed it and checked every
-# row: 30 ms at CIFAR-10's 9,051 rows, 3 s at 344k rows (71 MB; bench/README.md). The documents read (~155 MB each
-# at 344k rows), and the methods of the files of removed jobs' records, are kept by each file's identity (a job's
-# file is renamed in complete: a new identity).
+# row: 30 ms at CIFAR-10's 9,051 rows, 3 s at 344k rows (71 MB; bench/README.md); kept since, the first GET still
+# did (1.5 s and +400 MB peak at 344k rows). A result with its index is read a page at a time (its head and index
+# kept: ~7 MB at 344k rows); one without (an older version's, or one written by hand) is read whole and kept
+# (~155 MB at 344k rows). Both, and the methods of the files of removed jobs' records, are kept by each file's
+# identity (a job's file is renamed in complete: a new identity).
 _DOCUMENTS = Kept(4)
 _METHODS = Kept(256)
 
 
-def _document(path: Path) -> dict[str, Any]:
-    """:func:`_stored` of the file at ``path`` (a copy of the document kept since its last read while the file is
-    unchanged): OSError or ValueError as reading and :func:`_stored` raise them."""
+def _document(path: Path) -> StoredIssues:
+    """The result at ``path``, through its index where it has one, else read whole (kept since its last read while
+    the file is unchanged): OSError or ValueError as reading and :func:`_stored` raise them."""
     key = file_identity(path)  # taken before the read: a file replaced meanwhile is read again next time
-    document = _DOCUMENTS.get(key)
-    if document is None:
-        document = _stored(path.read_text(encoding="utf-8"))
-        _DOCUMENTS.put(key, document)
-    return dict(document)
+    stored = _DOCUMENTS.get(key)
+    if stored is None:
+        stored = _through_index(path) or _whole(path.read_text(encoding="utf-8"))
+        _DOCUMENTS.put(key, stored)
+    return stored
 
 
 def _method_of(path: Path) -> str | None:
     """The method a result file records (the default for one written before there was a choice); None where it
     cannot be read (:func:`newest_result` then says it is damaged, if it is the newest)."""
     key = file_identity(path)
-    kept = _DOCUMENTS.get(key)  # read whole by a page already: its method is in it
-    method = _METHODS.get(key) if kept is None else kept["method"] or DEFAULT_METHOD
-    if method is not None:
-        return method
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    method = document.get("method") or DEFAULT_METHOD if isinstance(document, dict) else None
-    _METHODS.put(key, method)
-    return method
+    method = _METHODS.get(key)
+    if method is None:
+        try:
+            method = _document(path).head["method"] or DEFAULT_METHOD
+        except (OSError, ValueError):
+            method = ""  # kept too: a damaged file is not read again for each run page
+        _METHODS.put(key, method)
+    return method or None
 
 
 def _of_removed_jobs(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -247,8 +353,8 @@ def stored_methods(store: Store, run: dict[str, Any]) -> list[str]:
 def newest_result(store: Store, run: dict[str, Any], method: str | None = None
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest succeeded label-issues job of ``run`` (of ``method`` when given; a job that named none ran
-    the default; one whose record was removed too: its result stays) and its result document, whose ``method`` is
-    filled in for results written before it was stored.
+    the default; one whose record was removed too: its result stays) and its stored result, whose head's ``method``
+    is filled in for results written before it was stored.
 
     Raises:
         LookupError: none finished, or its file is gone or is not a result of this layout (the message says how
@@ -267,10 +373,10 @@ def newest_result(store: Store, run: dict[str, Any], method: str | None = None
         raise LookupError(f"run {run_id!r} has no likely wrong labels found{of} yet: {start}")
     job = max(rows, key=lambda row: row["finished_at"] or "")
     path = Path(run["path"]) / str(job["result"].get("label_issues") or "")
+    damaged = f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or damaged: {start}"
     try:
-        document = _document(path)
+        stored = _document(path)
     except (OSError, ValueError):
-        raise LookupError(f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or "
-                          f"damaged: {start}") from None
-    document["method"] = document["method"] or request_method(job["request"])
-    return job, document
+        raise LookupError(damaged) from None
+    head = {**stored.head, "method": stored.head["method"] or request_method(job["request"])}
+    return job, dataclasses.replace(stored, head=head, damaged=damaged)

@@ -192,18 +192,17 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
 
     run = store.get_run(run_id)
     try:
-        job, found = newest_result(store, run, method)
+        job, stored = newest_result(store, run, method)
+        found = stored.head
+        index, _ = _cell(list(found["class_names"]), class_name, None)
+        total, rows = stored.page(index, offset, limit)  # the page's rows alone, where the result has its index
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
-    index, _ = _cell(list(found["class_names"]), class_name, None)
-    rows = [row for row in found["rows"] if class_name is None or row["true"] == class_name]
     images = found["images"]
     return LabelIssuesOut(run_id=run_id, job_id=job["id"], finished_at=job["finished_at"], folds=found["folds"],
                           method=found["method"], params=found["params"], class_name=class_name,
-                          images=sum(images) if index is None else images[index], total=len(rows), limit=limit,
-                          offset=offset,
-                          items=_with_thumbnails([dict(row) for row in rows[offset:offset + limit]],
-                                                 _dataset_of(store, run)))
+                          images=sum(images) if index is None else images[index], total=total, limit=limit,
+                          offset=offset, items=_with_thumbnails(rows, _dataset_of(store, run)))
 
 
 def _dataset_of(store: Store, run: dict) -> str | None:
