@@ -1214,6 +1214,8 @@ def _worst_outside_hard(report: Report, ranked: np.ndarray, split: str) -> str |
     row = next((r for r in report.per_class if r.name == name), None)
     if row is None or row.group == "hard" or len(report.class_names) < 3 or np.isnan(ranked[row.index]):
         return None
+    if any(r.group == "hard" and same_score(r.accuracy, row.accuracy) for r in report.per_class):
+        return None  # a hard class as bad on test: "the worst class is in the easy third" read with all at 100 %
     kept = (report.grouping.stability or [None] * len(report.class_names))[row.index]
     held = "" if kept is None else f" (it kept its third in {percent(kept, 1)} % of bootstrap resamples)"
     third_of = {int(i): name for name, members in report.grouping.groups.items() for i in members}

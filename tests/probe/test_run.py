@@ -697,6 +697,26 @@ def test_a_worst_test_class_outside_the_hard_third_is_said(data):
     assert "bootstrap resamples" not in tied
 
 
+def test_no_worst_class_note_when_a_hard_class_ties_it_on_test(data):
+    """Every class at 100 % on test: the report said "BLUE squares, the worst class on test (100.0 %), is in the
+    easy third" beside a hard-third class as bad (a new-user round, 3 classes of 1 to 6 test images). A class of the
+    hard third at the worst class's test accuracy leaves nothing to note."""
+    from probe.report import Report
+    from probe.run import _worst_outside_hard
+
+    x, y = data["test"]
+    moved = x.copy()
+    moved[y == 0] = x[y == 5][: (y == 0).sum()]  # c0, the easiest on validation, fails on test
+    config = ProbeConfig(**{**FAST, "seeds": [0]})
+    report = Report.model_validate(run_probe({**data, "test": (moved, y)}, NAMES, config))
+    ranked = np.array(report.val.per_class, dtype=float)
+    assert _worst_outside_hard(report, ranked, "validation") is not None
+    worst = report.per_class[0]
+    hard = next(r for r in report.per_class if r.group == "hard")
+    hard.accuracy = worst.accuracy
+    assert _worst_outside_hard(report, ranked, "validation") is None
+
+
 def test_a_loss_whose_priors_the_fit_fills_takes_its_other_options(data):
     """--loss logit_adjust --loss-option tau=0.5 was refused before any fit ("needs priors=(K,) class priors"): the
     check built the loss from the request's options alone, where the fit adds the training frequencies (a maintainer
