@@ -457,10 +457,14 @@ class FeatureCache:
         """``{split: (features, labels)}`` of every split the cache has, in the stored dtype: the data
         ``probe.run_probe`` takes, a float16 cache at half the memory of float32 (the trainer widens each batch).
         ``mr2probe train`` and the service's jobs both read it here. Raises CacheMismatch for a cache of unlabelled
-        images (nothing to train on)."""
+        images or for a labelled test set alone (nothing to train on)."""
         if not self.labelled:
             raise CacheMismatch(f"{self.path.name} holds unlabelled images (mr2probe extract --unlabelled): nothing "
                                 "to train a probe on; `mr2probe predict RUN --features` applies a trained one.")
+        if not self.split_sizes.get("train"):  # "data needs 'train' and 'test' splits; got ['test']" (a new user)
+            raise CacheMismatch(f"{self.path.name} holds a labelled test set alone (no train images: test/<class>/ "
+                                "folders only): nothing to train a probe on; `mr2probe predict RUN --features` "
+                                "scores a trained one on it.")
         return {split: self.load(split, dtype=None) for split in SPLITS if split in self.splits}
 
     def training_sources(self) -> dict[str, list[str]]:

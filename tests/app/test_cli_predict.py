@@ -730,3 +730,18 @@ def test_a_cache_with_a_row_whose_squared_norm_overflows_float32_is_one_line(run
     assert capsys.readouterr().err.splitlines()[-1] == (
         "mr2probe predict: error: features hold values that are NaN, infinite or too large for float32 (a squared "
         "norm past 3.4e+38) in 1 row(s).")
+
+
+def test_train_on_a_labelled_test_set_alone_says_what_it_is(tmp_path, capsys):
+    """A cache of test/<class>/ folders alone (new images to score a shipped probe on): `mr2probe train` on it said
+    "data needs 'train' and 'test' splits (and optionally 'val'); got ['test']" (a new-user round). It names the
+    cache as a labelled test set and points at predict; nothing is written."""
+    rng = np.random.default_rng(3)
+    empty = (np.zeros((0, D), np.float32), np.zeros(0, np.int64), [])
+    labels = np.repeat(np.arange(len(NAMES)), 3)
+    cache = _cache(tmp_path / "new.h5", {"train": empty, "val": empty, "test": _split(rng, labels, "test")}, NAMES)
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "r"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mr2probe train: error: new.h5 holds a labelled test set alone (no train images") and \
+        "`mr2probe predict RUN --features` scores a trained one on it." in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
