@@ -1412,8 +1412,10 @@ def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:
 def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> str:
     """Why ``name`` is not a class of a run: its classes when it has at most ``shown``, else how many it has and
     the closest names (a 300-class run's message had listed all 300)."""
-    if len(class_names) <= shown:
-        return f"{name!r} is not a class of this run; its classes: {', '.join(class_names)}"
+    if len(class_names) <= shown:  # the class named but for case: said, as --drop-class says it (a new-user round)
+        same = [c for c in class_names if c.casefold() == name.strip().casefold()]
+        hint = f" (did you mean {same[0]!r}?)" if same else ""
+        return f"{name!r} is not a class of this run{hint}; its classes: {', '.join(class_names)}"
     # names holding it first ('tench' → 'n01440764 tench, Tinca tinca', under difflib's cutoff; a scale round)
     needle = name.strip().casefold()
     holding = [c for c in class_names if needle and needle in c.casefold()]

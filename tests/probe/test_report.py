@@ -256,6 +256,9 @@ def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
     from probe.report import unknown_class_text
 
     assert unknown_class_text("cow", ["cat", "dog"]) == "'cow' is not a class of this run; its classes: cat, dog"
+    # the class but for case ('rare_thing' for 'rare_Thing' said nothing of it; a new-user round)
+    assert unknown_class_text("rare_thing", ["BLUE squares", "rare_Thing"]) == (
+        "'rare_thing' is not a class of this run (did you mean 'rare_Thing'?); its classes: BLUE squares, rare_Thing")
     many = [f"class_{k:03d}" for k in range(300)]
     text = unknown_class_text("clas_155", many)
     assert text.startswith("'clas_155' is not a class of this run, one of 300 (report.json class_names); did you "
