@@ -1512,9 +1512,12 @@ def _thirds_out_of_order(summary: Summary, selection: Selection, posthoc: Postho
     """A warning where the test split ranks the thirds against their names (the hard third above the easy one):
     the groups, ranked on validation, did not hold there, and a user choosing on "hard third" figures read them
     with nothing said (hard 90.0 %, easy 80.0 %; a dashboard-only round). Not for a run built to raise its hard
-    third (a disparity-aware selection, a post-hoc bias), where that can be its own doing (a review)."""
+    third (a disparity-aware selection, a post-hoc bias), where that can be its own doing (a review), unless the
+    selection kept the reference configuration: a preset run equal to ERM, beside ERM's warning, said nothing (a
+    new-user round's compare: "warning (base run): On test the thirds are out of order" of identical runs)."""
     easy, hard = summary.easy, summary.hard
-    if selection.criterion != "overall" or posthoc is not None:
+    changed = selection.criterion != "overall" and selection.verdict != "no_safe_improvement"
+    if changed or posthoc is not None:
         return []
     if easy is None or hard is None or not (math.isfinite(easy) and math.isfinite(hard)) or hard <= easy:
         return []

@@ -467,6 +467,14 @@ def test_a_test_split_that_ranks_the_thirds_against_their_names_is_warned_of():
                        n_train=np.array([50, 50, 40]))
     assert ("On test the thirds are out of order: the hard third scores 90.00 %, the easy one 80.00 %. The groups "
             "were ranked on validation and did not hold on these test images") in rep.warnings[-1]
+    # a disparity-aware selection that kept the reference configuration is that ERM run: warned of alike; one that
+    # changed the probe is not (raising the hard third can be its own doing)
+    for verdict, warned in (("no_safe_improvement", True), ("improved", False)):
+        hard = Selection(criterion="hard", candidates=[chosen], chosen=chosen, reason="x", verdict=verdict)
+        rep = build_report(run_id="r", config=ProbeConfig(seeds=[0]), selected={"lr": 0.01, "weight_decay": 0.0},
+                           selection=hard, class_names=NAMES, groups=GROUPS, reference=None, evaluations=evals,
+                           trainer=trainer, n_train=np.array([50, 50, 40]))
+        assert any(w.startswith("On test the thirds are out of order") for w in rep.warnings) is warned, verdict
 
 
 def test_a_narrow_terminal_gets_every_number_whole():
