@@ -184,6 +184,30 @@ def _budget_line(holds: bool, overall_lo: float) -> list[str]:
             "accept to risk)."] if holds else []
 
 
+def _failing_classes(erm) -> list[str]:
+    """The classes the ERM run misclassifies test images of, worst first, each with its interval and confusions,
+    then those it scores 100 % on, named: they were listed under "fails on" among the others (a new-user round:
+    five classes at 100.0 % there, the name column cut by "Stripes Horizontal")."""
+    from probe.names import listed
+    from probe.report import interval_text
+
+    rows = sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy)
+    failing = [row for row in rows if row.accuracy is None or row.accuracy < 1.0]
+    perfect = [row.name for row in rows if row not in failing]
+    lines = [f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:"
+             if failing else f"The probe ({erm.run_id}) classifies every test image right."]
+    width = max([16] + [len(row.name) for row in failing])
+    for row in failing:
+        interval = f" {interval_text(row.accuracy_ci)}" if row.accuracy_ci else ""
+        confused = ", ".join(f"{c.name} {percent(c.rate, 0)} %" for c in row.top_confusions[:2])
+        accuracy = "n/a" if row.accuracy is None else f"{percent(row.accuracy, 1)} %"
+        lines.append(f"  {row.name:<{width}} {row.group:<7} {accuracy}{interval}"
+                     + (f"   confused with {confused}" if confused else ""))
+    if failing and perfect:
+        lines.append(f"  100 % on test: {listed(perfect, 10)}")
+    return lines
+
+
 def kept_reference_summary(erm, other) -> str:
     """What a user learns when the disparity-aware run kept the ERM configuration: the verdict, the closest
     setting with its intervals (and the budget that would let it through), and the classes ERM fails on."""
@@ -196,12 +220,6 @@ def kept_reference_summary(erm, other) -> str:
         lines.append(f"The probe ({erm.run_id}): overall test accuracy (seed mean) {percent(erm.summary.overall, 1)} % "
                      f"{interval_text(erm.summary.overall_ci)} over {sum(r.n_test for r in erm.per_class):,} test "
                      "images (95 % interval).")
-    lines.append(f"Classes the probe ({erm.run_id}) fails on, test accuracy (seed mean, 95 % interval), worst first:")
-    for row in sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy):
-        interval = f" {interval_text(row.accuracy_ci)}" if row.accuracy_ci else ""
-        confused = ", ".join(f"{c.name} {percent(c.rate, 0)} %" for c in row.top_confusions[:2])
-        accuracy = "n/a" if row.accuracy is None else f"{percent(row.accuracy, 1)} %"
-        lines.append(f"  {row.name:<16} {row.group:<7} {accuracy}{interval}"
-                     + (f"   confused with {confused}" if confused else ""))
+    lines += _failing_classes(erm)
     lines += [f"warning: {text}" for text in erm.warnings]
     return "\n".join(lines)

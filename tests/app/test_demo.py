@@ -50,7 +50,8 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
     verdict = load_report(store.get_run(preset)["path"]).selection.verdict
     if verdict == "no_safe_improvement":  # stated plainly, with what was found, instead of a row of zeros
         assert f"{preset} (no safe improvement): No setting raised the hard classes beyond noise" in out
-        assert "fails on, test accuracy (seed mean, 95 % interval), worst first" in out
+        assert ("fails on, test accuracy (seed mean, 95 % interval), worst first" in out
+                or f"The probe ({erm}) classifies every test image right." in out)
         erm_report = load_report(store.get_run(erm)["path"])
         lo, hi = erm_report.summary.overall_ci
         images = sum(row.n_test for row in erm_report.per_class)
@@ -272,3 +273,24 @@ def test_demo_refuses_its_numbers_as_train_and_extract_do(tmp_path, capsys, flag
     assert rc == 2
     assert captured.err == f"mr2probe demo: error: {refusal}\n"
     assert captured.out == "" and not (tmp_path / "state").exists()
+
+
+def test_the_classes_the_probe_fails_on_leave_out_those_it_scores_100_on():
+    """A new-user round on its own data: "Classes the probe fails on" listed five classes at 100.0 % among the
+    failing ones, and a long name pushed its row out of the column. The failing classes are listed, worst first,
+    in a column as wide as their names; those at 100 % are named after them; none failing is said."""
+    from types import SimpleNamespace
+
+    from app.demo import _failing_classes
+
+    def row(name, accuracy, group="easy"):
+        return SimpleNamespace(name=name, accuracy=accuracy, accuracy_ci=[0.5, 1.0], group=group, top_confusions=[])
+
+    rows = [row("ant", 1.0), row("Stripes Horizontal", 0.9, "hard"), row("rare_Thing", 0.5), row("bee", 1.0)]
+    lines = _failing_classes(SimpleNamespace(run_id="run_x", per_class=rows))
+    assert lines[0] == "Classes the probe (run_x) fails on, test accuracy (seed mean, 95 % interval), worst first:"
+    assert lines[1:] == ["  rare_Thing         easy    50.0 % [50.0, 100.0]",
+                         "  Stripes Horizontal hard    90.0 % [50.0, 100.0]",
+                         "  100 % on test: ant, bee"]
+    perfect = _failing_classes(SimpleNamespace(run_id="run_x", per_class=[row("ant", 1.0), row("bee", 1.0)]))
+    assert perfect == ["The probe (run_x) classifies every test image right."]
