@@ -91,11 +91,13 @@ def found(data: Any) -> str:
     return f"found {len(data.class_names)} class{'es' * (len(data.class_names) != 1)}: {names}; {images}"
 
 
-def cautions(data: Any, option: str, share: float | None) -> list[tuple[str, str]]:
+def cautions(data: Any, option: str, share: float | None, counts: dict[str, list[int]] | None = None
+             ) -> list[tuple[str, str]]:
     """What an extraction says of an opened data set before it starts, the CLI's ``mr2probe extract`` and a job's
     alike (each said a different subset; a new-user round): ``(kind, text)`` pairs, kind ``warning`` or ``note``.
     ``option`` names the validation share where it would go unused (``--val-fraction``, ``options.val_fraction``),
-    ``share`` is the share asked for (None: the default)."""
+    ``share`` is the share asked for (None: the default); ``counts``: the data set's images per class of each split
+    where the caller has them (``feature_cache.datasets.dataset_counts``; counted here otherwise)."""
     from probe.names import lookalike_names_warning
 
     from .datasets import carved_test_note, nested_classes_warning, split_named_classes_warning, unused_val_share
@@ -106,12 +108,12 @@ def cautions(data: Any, option: str, share: float | None) -> list[tuple[str, str
             ("warning", nested_classes_warning(data)),  # None for unlabelled images
             ("warning", split_named_classes_warning(list(data.class_names)) if labelled else None),
             ("warning", getattr(data, "duplicates", None)),
-            ("warning", _imbalance(data) if labelled else None),
+            ("warning", _imbalance(data, counts) if labelled else None),
             ("note", carved_test_note(data))]  # None for unlabelled images
     return [(kind, text) for kind, text in said if text]
 
 
-def _imbalance(data: Any) -> str | None:
+def _imbalance(data: Any, counts: dict[str, list[int]] | None) -> str | None:
     """The report's warning of classes that differ in size (``probe.decision.imbalance_warning``), said of a labelled
     data set as split: a class of 8 images beside one of 153 went unsaid until a run's report (a new-user round),
     where the launch form says it of a registered data set."""
@@ -120,7 +122,7 @@ def _imbalance(data: Any) -> str | None:
 
     from .datasets import dataset_counts
 
-    counts = dataset_counts(data)
+    counts = dataset_counts(data) if counts is None else counts
     none = [0] * len(data.class_names)
     train_val = np.add(counts.get("train", none), counts.get("val", none))
     return imbalance_warning(train_val, np.asarray(counts.get("test", none)), list(data.class_names))
@@ -139,7 +141,7 @@ def said_before(data: Any, share: float | None, cap: int | None = None) -> list[
     counts = dataset_counts(data)
     gaps = {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
     lines = _missing_classes(gaps, len(data.class_names))
-    lines += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
+    lines += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share, counts)]
     empty = no_validation(data, counts, cap, "--max-per-class")
     if empty and cap is not None:  # the cap empties it
         raise ValueError(empty)
