@@ -43,7 +43,8 @@ __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "B
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
            "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text", "class_mean",
-           "paired_class_delta_interval", "small_class_variance", "SMALL_CLASS_IMAGES", "FEW_CHANGED_IMAGES", "holm"]
+           "paired_class_delta_interval", "small_class_variance", "widen_interval", "SMALL_CLASS_IMAGES",
+           "FEW_CHANGED_IMAGES", "holm"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -326,18 +327,17 @@ class Bootstrap:
             members[np.asarray(groups[name], dtype=np.int64)] = True
             members &= present
             weights[name] = members / max(int(members.sum()), 1)
-        z2 = NormalDist().inv_cdf(0.5 + level / 2.0) ** 2
+        z, own = NormalDist().inv_cdf(0.5 + level / 2.0), None
         for key, w in weights.items():
-            entry, add = deltas.get(key), z2 * float(np.sum(w * w * extra))
+            entry, add = deltas.get(key), float(np.sum(w * w * extra))
             if entry is None or not np.isfinite(entry["delta"]) or add == 0.0:
                 continue
             if key in GROUP_NAMES and np.count_nonzero(w) == 1:  # a third of one class: that class's row
-                own = paired_class_delta_interval(correct, reference, self.labels, self.num_classes, level)
+                if own is None:  # once for the thirds of one class (3 of them at K = 3)
+                    own = paired_class_delta_interval(correct, reference, self.labels, self.num_classes, level)
                 entry["lo"], entry["hi"] = (float(v) for v in snap_zero(own[int(np.flatnonzero(w)[0])]))
                 continue
-            delta = entry["delta"]
-            entry["lo"] = float(snap_zero(max(delta - math.hypot(delta - entry["lo"], math.sqrt(add)), -1.0)))
-            entry["hi"] = float(snap_zero(min(delta + math.hypot(entry["hi"] - delta, math.sqrt(add)), 1.0)))
+            entry["lo"], entry["hi"] = widen_interval(entry["delta"], entry["lo"], entry["hi"], z * math.sqrt(add))
         return deltas
 
     def _paired_samples(self, summary: dict[str, np.ndarray], correct: np.ndarray, reference: np.ndarray,
@@ -386,6 +386,14 @@ def delta_intervals(point: dict[str, float], resampled: dict[str, np.ndarray], l
         lo, hi = percentile_interval(resampled[key], level)
         out[key] = {"delta": delta, "lo": float(lo), "hi": float(hi)}
     return out
+
+
+def widen_interval(delta: float, lo: float, hi: float, spread: float) -> tuple[float, float]:
+    """``[lo, hi]`` around ``delta`` with each side's half-width h made √(h² + ``spread``²), clipped to [−1, 1], a
+    bound within ``ZERO_TOLERANCE`` of 0 made 0: a bootstrap interval of a mean over classes widened by what its
+    small classes add beyond the bootstrap (``spread`` = z √(Σ_k w_k² v_k), v_k :func:`small_class_variance`)."""
+    return (float(snap_zero(max(delta - math.hypot(delta - lo, spread), -1.0))),
+            float(snap_zero(min(delta + math.hypot(hi - delta, spread), 1.0))))
 
 
 def simultaneous_lower_bounds(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, float]:
