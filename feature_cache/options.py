@@ -189,19 +189,23 @@ def said_after(path: Any, data: Any, before: list[str]) -> list[str]:
     return [line for line in _missing_classes(gaps, len(data.class_names)) if line not in before]
 
 
+MISSING_NAMED = 10  # classes named in the warning of a split without their images; the rest counted
+
+
 def _missing_classes(gaps: dict[str, list[str]], num_classes: int) -> list[str]:
     """A warning per split in which some class has no image: a probe trained on the cache needs both for every
     class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``."""
+    from probe.names import listed
+
     lines = []
     if len(gaps["train"]) == num_classes and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
         return ["note: no train images: a labelled test set, for mr2probe predict --features and compare --features "
                 "(probes are trained on another cache)."]
     for split, missing in gaps.items():
         if missing:
-            names = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             lines.append(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} without any {split} "
-                         f"image ({names}): a probe needs {split} images of every class; add images or drop "
-                         "the class before training.")
+                         f"image ({listed(missing, MISSING_NAMED)}): a probe needs {split} images of every class; add "
+                         "images or drop the class before training.")
     return lines
 
 

@@ -393,3 +393,15 @@ def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_naming_the_l
             "validation image (train 3, val 0, test 6) and no class has the 2 train images one is carved from; give "
             "the data set a val/ folder or more images per class: a probe refuses this cache"
             ) in capsys.readouterr().err.splitlines()
+
+
+def test_the_warning_of_classes_without_a_split_names_ten_and_counts_the_rest():
+    """The warning named ten classes and ended "...": how many more went unsaid. It is probe.names.listed's form,
+    as every other list of names (one definition)."""
+    from feature_cache.options import _missing_classes
+
+    missing = [f"c{i:02d}" for i in range(12)]
+    lines = _missing_classes({"train": [], "test": missing}, 20)
+    assert lines == ["warning: 12 classes without any test image (c00, c01, c02, c03, c04, c05, c06, c07, c08, c09 "
+                     "and 2 more): a probe needs test images of every class; add images or drop the class before "
+                     "training."]
