@@ -24,7 +24,8 @@ import numpy as np
 
 from .groups import assign_groups
 from .metrics import overall_weights
-from .uncertainty import DEFAULT_RESAMPLES, ZERO_TOLERANCE, Bootstrap, class_mean, observed_class_accuracy
+from .uncertainty import (DEFAULT_RESAMPLES, ZERO_TOLERANCE, Bootstrap, class_mean, observed_class_accuracy,
+                          stratified_variance_missed)
 
 __all__ = ["CrossFittedThirds", "halves"]
 
@@ -112,6 +113,20 @@ class CrossFittedThirds:
         (point, resampled), (ref_point, ref_resampled) = self._scores(np.asarray(correct, dtype=np.float64)), \
             self._reference_scores
         return ({k: point[k] - ref_point[k] for k in point}, {k: resampled[k] - ref_resampled[k] for k in resampled})
+
+    def added_variance(self, correct: np.ndarray) -> dict[str, float]:
+        """``{"overall", "hard"}``: the variance of each difference its stratified bootstrap over the class halves
+        misses (:func:`probe.uncertainty.stratified_variance_missed`, each half weighing as in the score); both 0
+        for a candidate that scores as the reference on every image (its [0, 0] says it changed nothing:
+        ``probe.selection.scores_as_reference``)."""
+        correct = np.asarray(correct, dtype=np.float64)
+        if np.array_equal(correct, self.reference):
+            return {"overall": 0.0, "hard": 0.0}
+        share = self.counts / np.maximum(self.counts.sum(axis=1, keepdims=True), 1)
+        hard = np.zeros(2 * self.num_classes)
+        hard[self.hard] = 1.0 / max(self.hard.size, 1)
+        weights = {"overall": (self.weights[:, None] * share).reshape(-1), "hard": hard}  # a class's split by halves
+        return {key: stratified_variance_missed(correct, self.reference, self.strata, w) for key, w in weights.items()}
 
     def hard_changes(self, correct: np.ndarray) -> tuple[list[int], float]:
         """``([fixed, broken], p)``: the images the hard score reads that ``correct`` (0 or 1 each) scores higher /

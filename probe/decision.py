@@ -12,7 +12,9 @@ bounds), how stable each class's group is, and plain-language warnings. Pure num
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -20,8 +22,8 @@ from .crossfit import CrossFittedThirds
 from .groups import GROUP_NAMES, assign_groups
 from .numbers import percent
 from .selection import SCORE_DECIMALS, choose_safe, describe_params
-from .uncertainty import (DEFAULT_RESAMPLES, MIN_STABILITY_IMAGES, Bootstrap, delta_intervals,
-                          observed_class_accuracy, simultaneous_lower_bounds)
+from .uncertainty import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, MIN_STABILITY_IMAGES, Bootstrap, delta_intervals,
+                          observed_class_accuracy, simultaneous_lower_bounds, widen_interval)
 
 __all__ = ["MIN_VAL_PER_CLASS", "UNSTABLE_GROUP", "IMBALANCE_RATIO", "Decision", "decide", "small_split_warning",
            "imbalance_warning", "stability_and_warnings"]
@@ -118,18 +120,37 @@ def _frontier_entry(params: dict, scores: dict, delta: dict) -> dict:
             "val_hard_delta_ci": [delta["hard"]["lo"], delta["hard"]["hi"]]}
 
 
-def _joint_evidence(entries: list[dict], samples: list[dict], changes: list[tuple[list[int], float]], family: int,
-                    hard_images: int) -> None:
+def _widened(deltas: dict[str, dict[str, float]], added: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``deltas`` (:func:`probe.uncertainty.delta_intervals`) with each 95 % interval widened by the variance its
+    small class halves add beyond the bootstrap (``added``: :meth:`CrossFittedThirds.added_variance`), as a
+    comparison widens its thirds' (:func:`probe.uncertainty.widen_interval`)."""
+    z = NormalDist().inv_cdf(0.5 + DEFAULT_LEVEL / 2.0)
+    for key, entry in deltas.items():
+        if added.get(key) and math.isfinite(entry["delta"]):
+            spread = z * math.sqrt(added[key])
+            entry["lo"], entry["hi"] = widen_interval(entry["delta"], entry["lo"], entry["hi"], spread)
+    return deltas
+
+
+def _joint_evidence(entries: list[dict], samples: list[dict], added: list[dict[str, float]],
+                    changes: list[tuple[list[int], float]], family: int, hard_images: int) -> None:
     """Add to each scored candidate's frontier entry the simultaneous lower bounds of its hard-third and overall
-    differences (:func:`probe.uncertainty.simultaneous_lower_bounds` over all 2m rows of the m candidates),
-    its hard-class changes and their sign-flip test (:meth:`CrossFittedThirds.hard_changes`), Bonferroni-adjusted
-    over the ``family`` distinct ones
+    differences (:func:`probe.uncertainty.simultaneous_lower_bounds` over all 2m rows of the m candidates, each
+    widened as its own interval by ``added``, at the bounds' common tail), its hard-class changes and their
+    sign-flip test (:meth:`CrossFittedThirds.hard_changes`), Bonferroni-adjusted over the ``family`` distinct ones
     (:func:`_distinct`), and the ``hard_images`` that test reads: what :func:`probe.selection.choose_safe` decides
     on."""
     if not entries:
         return
     m = len(entries)
-    bounds, _ = simultaneous_lower_bounds(np.stack([s["hard"] for s in samples] + [s["overall"] for s in samples]))
+    rows = np.stack([s["hard"] for s in samples] + [s["overall"] for s in samples])
+    bounds, tail = simultaneous_lower_bounds(rows)
+    # a tail of 0 is each row's least resample, about its 1 / (B + 1) quantile
+    z = NormalDist().inv_cdf(1.0 - max(tail, 1.0 / (rows.shape[1] + 1)))
+    points = [e["val_hard_delta"] for e in entries] + [e["val_overall_delta"] for e in entries]
+    extra = [a["hard"] for a in added] + [a["overall"] for a in added]
+    bounds = [widen_interval(p, b, p, z * math.sqrt(v))[0] if v and math.isfinite(p) and math.isfinite(b) else b
+              for p, b, v in zip(points, bounds, extra)]
     for j, (entry, (changed, p_value)) in enumerate(zip(entries, changes)):
         entry.update(val_hard_delta_simultaneous_lo=float(bounds[j]),
                      val_overall_delta_simultaneous_lo=float(bounds[m + j]), val_hard_changed=changed,
@@ -185,20 +206,23 @@ def decide(candidates: list[dict], correct: list[np.ndarray | None], reference_i
     # 54 % of simulated trials with a budget); ``groups`` stay the report's thirds and their stability
     fit = CrossFittedThirds(labels, num_classes, reference, seed=seed, n_resamples=n_resamples,
                             overall_metric=overall_metric)
-    frontier, entries, samples, changes, vectors = [], [], [], [], []  # the last four: of the scored candidates
+    frontier, entries, samples, added, changes, vectors = [], [], [], [], [], []  # all but the first: of the scored
     for i, (params, vector) in enumerate(zip(candidates, correct)):
         if vector is None or params.get("failed"):
             frontier.append({"params": params, "failed": params.get("failed", "no predictions")})
             continue
         vector = np.asarray(vector, dtype=np.float64)
         point, resampled = fit.paired_delta_samples(vector)
-        frontier.append(_frontier_entry(params, fit.scores(vector), delta_intervals(point, resampled)))
+        variance = fit.added_variance(vector)
+        frontier.append(_frontier_entry(params, fit.scores(vector), _widened(delta_intervals(point, resampled),
+                                                                             variance)))
         if i != reference_index:
             entries.append(frontier[-1])
             samples.append(resampled)
+            added.append(variance)
             changes.append(fit.hard_changes(vector))
             vectors.append(vector)
-    _joint_evidence(entries, samples, changes, _distinct(vectors, reference), int(fit.hard_samples.sum()))
+    _joint_evidence(entries, samples, added, changes, _distinct(vectors, reference), int(fit.hard_samples.sum()))
     scored = [dict(entry["params"], **{k: v for k, v in entry.items() if k != "params"}) for entry in frontier]
     index, verdict, reason = choose_safe(scored, reference_index, max_overall_drop / 100.0,
                                          "balanced" if overall_metric == "balanced" else "overall")

@@ -43,8 +43,8 @@ __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "B
            "observed_class_accuracy", "wilson_interval", "class_accuracy_interval", "sign_test", "sign_flip_test",
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
            "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text", "class_mean",
-           "paired_class_delta_interval", "small_class_variance", "widen_interval", "SMALL_CLASS_IMAGES",
-           "FEW_CHANGED_IMAGES", "holm"]
+           "paired_class_delta_interval", "small_class_variance", "stratified_variance_missed", "widen_interval",
+           "SMALL_CLASS_IMAGES", "FEW_CHANGED_IMAGES", "holm"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -715,12 +715,48 @@ def small_class_variance(correct: np.ndarray, reference: np.ndarray, labels: np.
     labels = np.asarray(labels, dtype=np.int64)
     d = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
     n = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    s1, s2 = (np.bincount(labels, weights=w, minlength=num_classes) for w in (d, d * d))
-    with np.errstate(all="ignore"):
-        plain = np.where(n > 0, (s2 / n - (s1 / n) ** 2) / n, 0.0)
-    adjusted = ((s2 + 1.0) / (n + 2.0) - (s1 / (n + 2.0)) ** 2) / (n + 2.0)
+    adjusted, plain = _paired_variances(*(np.bincount(labels, weights=w, minlength=num_classes) for w in (d, d * d)), n)
     small = (n > 0) & _newcombe_classes(correct, reference, labels, num_classes)
     return np.where(small, np.maximum(adjusted - plain, 0.0), 0.0)
+
+
+def _paired_variances(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(adjusted, plain)``: Agresti & Min's (2005) variance of the mean of n paired differences dᵢ (half an image
+    added to each cell of their 2 × 2 table), ((Σdᵢ² + 1)/(n + 2) − (Σdᵢ/(n + 2))²)/(n + 2), and the plug-in one
+    (Σdᵢ²/n − (Σdᵢ/n)²)/n (0 where n is 0), from ``s1`` = Σdᵢ and ``s2`` = Σdᵢ² (arrays; n may be an effective
+    count)."""
+    with np.errstate(all="ignore"):
+        plain = np.where(n > 0, (s2 / n - (s1 / n) ** 2) / n, 0.0)
+    return ((s2 + 1.0) / (n + 2.0) - (s1 / (n + 2.0)) ** 2) / (n + 2.0), plain
+
+
+def stratified_variance_missed(correct: np.ndarray, reference: np.ndarray, strata: np.ndarray,
+                               weights: np.ndarray) -> float:
+    """The variance of a weighted mean over strata of paired differences ``correct − reference``, Σ_s w_s d̄_s
+    (``weights`` (S,), w_s ≥ 0 summing to 1; ``strata`` (n,) each image's stratum), that its stratified percentile
+    bootstrap misses (the disparity-aware decision's scores over class halves, ``probe.crossfit``); the sum of:
+
+    - Σ_s w_s² v̂_s / (n_s − 1) over strata of two images or more, v̂_s the plug-in variance of d̄_s the bootstrap
+      resamples: it has (n_s − 1)/n_s of the variance (the rescaling bootstrap's correction), and a class of 5
+      validation images has halves of 2 and 3;
+    - Agresti & Min's variance of the mean beyond its plug-in one (:func:`_paired_variances`, never below 0), on the
+      images it reads pooled, at Kish's effective size 1/Σᵢuᵢ² of the image weights uᵢ = w_s/n_s: a mean whose
+      images were all unchanged read [+0.00, +0.00] whatever the true difference, and half an image a cell for each
+      class half (:func:`small_class_variance`) more than doubled the intervals (bench/decision_coverage.py).
+    """
+    strata = np.asarray(strata, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    d = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    n = np.bincount(strata, minlength=weights.size).astype(np.float64)
+    _, plain = _paired_variances(*(np.bincount(strata, weights=w, minlength=weights.size) for w in (d, d * d)), n)
+    with np.errstate(all="ignore"):
+        rescaled = float(np.sum(np.where(n > 1, weights ** 2 * plain / (n - 1.0), 0.0)))
+        u = (weights / np.maximum(n, 1.0))[strata]
+    if not u.any():
+        return rescaled
+    size = 1.0 / float(np.sum(u * u))
+    adjusted, pooled = _paired_variances(size * np.sum(u * d), size * np.sum(u * d * d), np.float64(size))
+    return rescaled + max(float(adjusted - pooled), 0.0)
 
 
 def _newcombe_classes(correct: np.ndarray, reference: np.ndarray, labels: np.ndarray, num_classes: int

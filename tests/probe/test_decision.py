@@ -391,3 +391,28 @@ def test_the_test_split_sentence_appears_at_a_total_variation_of_exactly_a_tenth
 
     text = imbalance_warning(np.array([600, 200, 200]), np.array([50, 25, 25]), ["a", "b", "c"])
     assert "The test split holds the classes in other proportions (25 to 50 images per class)" in text
+
+
+def test_a_hard_class_whose_images_did_not_change_gets_agresti_mins_interval_not_zero_width():
+    """Three classes of 5 validation images; the candidate breaks two images of the easiest class and changes none of
+    the hard one's. Its cross-fitted hard third is the hard class's halves of 3 and 2 images, each half weighing ½:
+    the percentile bootstrap read [+0.00, +0.00]. Now Agresti & Min's variance of those images pooled at Kish's
+    size 1/(3·(1/6)² + 2·(1/4)²) = 4.8: (1/6.8)/6.8, a half-width of z/6.8 = 28.8 points, the simultaneous bound too
+    (one candidate: its tail is 2.5 %). The reference's own entry, and a candidate scoring as it everywhere, keep
+    [0, 0] (they changed nothing)."""
+    from statistics import NormalDist
+
+    labels = np.repeat(np.arange(3), 5)
+    reference = np.array([1.0] * 10 + [0.0] * 5)  # classes 0, 1 all right, class 2 all wrong: hard in both halves
+    candidate = reference.copy()
+    candidate[:2] = 0.0
+    d = decide([{"lr": 0}, {"lr": 1}, {"lr": 2}], [reference, candidate, reference.copy()], 0, labels,
+               ["a", "b", "c"])
+    half = NormalDist().inv_cdf(0.975) / 6.8
+    entry = d.frontier[1]
+    assert entry["val_hard_delta"] == 0.0
+    assert entry["val_hard_delta_ci"] == pytest.approx([-half, half])
+    assert entry["val_hard_delta_simultaneous_lo"] == pytest.approx(-half)
+    assert entry["val_overall_delta_ci"][1] > 0  # two broken images of 15 do not bound the overall loss away from 0
+    assert d.frontier[0]["val_hard_delta_ci"] == [0, 0] and d.frontier[2]["val_hard_delta_ci"] == [0, 0]
+    assert d.frontier[2]["val_overall_delta_simultaneous_lo"] == 0

@@ -698,3 +698,18 @@ def test_groups_of_large_classes_with_enough_changed_images_keep_the_bootstraps_
     boot = Bootstrap(labels, 3, n_resamples=300, seed=2)
     assert boot.paired_delta(correct, reference, groups) == delta_intervals(
         *boot.paired_delta_samples(correct, reference, groups))
+
+
+def test_stratified_variance_missed_is_agresti_min_for_an_unchanged_mean_and_the_rescaling_for_tiny_strata():
+    """An unchanged class of 5 images: Agresti & Min's half image in each cell of its 2 × 2 table, b' = c' = ½ of
+    n' = 7, so (1/7)/7 = 1/49 (the bootstrap's own is 0). Strata of 3 and 2 images with one change each: each plug-in
+    variance over n_s − 1 (⅓·⅔/3/2 = 1/27, ½·½/2/1 = 1/8), weighted ¼ each; their pooled Agresti–Min variance (Kish
+    size 1/(3/36 + 2/16) = 4.8) is below the plug-in one and adds nothing."""
+    from probe.uncertainty import stratified_variance_missed
+
+    same = np.ones(5)
+    assert stratified_variance_missed(same, same.copy(), np.zeros(5, dtype=int), np.ones(1)) == pytest.approx(1 / 49)
+    reference = np.array([0.0, 1, 1, 1, 0])
+    correct = np.array([1.0, 1, 1, 0, 0])  # stratum 0 (3 images): +1, 0, 0; stratum 1 (2 images): −1, 0
+    got = stratified_variance_missed(correct, reference, np.array([0, 0, 0, 1, 1]), np.array([0.5, 0.5]))
+    assert got == pytest.approx(0.25 / 27 + 0.25 / 8)
