@@ -131,7 +131,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         result = _when_free(ctx, lambda: extract(
             data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
             workers=ctx.settings.extract_workers, device=device, progress=_extract_progress(ctx, start, span),
-            should_stop=ctx.should_stop, show_progress=False))
+            should_stop=ctx.should_stop, show_progress=False, tune_allocator=True))  # the service's process
     except ExtractionCancelled as exc:
         if ctx.stop_reason == "cancel":  # an interrupted extraction keeps its partial file to resume
             _discard_cancelled(ctx.store, ctx.job_id, str(plan.path))

@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     extracted = extract(args.data, args.encoder, args.cache_dir, workers=args.workers, device=args.device,
-                        val_fraction=args.val_fraction, max_per_class=args.max_per_class)
+                        val_fraction=args.val_fraction, max_per_class=args.max_per_class, tune_allocator=True)
     cache = open_cache(extracted.path)
     data = {split: cache.load(split) for split in ("train", "val", "test")}
     setting = {

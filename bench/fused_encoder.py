@@ -44,7 +44,8 @@ def cache_for(args, data, name: str, precision: str, fuse: bool) -> Path:
     if not path.exists():
         encoder = create_encoder(args.encoder, device=args.device, precision=precision, fuse=fuse)
         start = time.perf_counter()
-        result = extract(data, encoder, None, out=path, batch_size=args.batch_size, show_progress=False)
+        result = extract(data, encoder, None, out=path, batch_size=args.batch_size, show_progress=False,
+                         tune_allocator=True)
         print(f"  extracted {name}: {result.encoded} images in {time.perf_counter() - start:.1f} s")
     return path
 

@@ -167,12 +167,14 @@ def extract_distributed(
     out: str | Path | None = None,
     dtype: str = "float16",
     show_progress: bool = True,
+    tune_allocator: bool = False,
 ) -> ExtractResult:
     """:func:`~feature_cache.extract` across the processes of an initialised default process group.
 
     Every rank returns the same :class:`ExtractResult` (``encoded`` summed over ranks). A class left
     without a decodable ``train`` / ``test`` image raises the same ``DatasetError`` on every rank, before
-    the merge (the shards are kept: they are complete).
+    the merge (the shards are kept: they are complete). ``tune_allocator``: as :func:`~feature_cache.extract`'s
+    (off by default; :func:`main`, a process of its own, turns it on).
 
     Raises, on every rank alike (none left waiting for the others): what :func:`plan_extraction` raises on any
     rank; ``CacheMismatch`` for an ``out`` file of other settings and ``ExtractionBusy`` while another extraction
@@ -194,7 +196,7 @@ def extract_distributed(
         if found is not None:
             return found
         return _encode_and_merge(plan, rank, world, batch_size=batch_size, workers=workers,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, tune_allocator=tune_allocator)
 
 
 def _claim(plan: ExtractionPlan, world: int, held: ExitStack) -> ExtractResult | None:
@@ -235,7 +237,7 @@ def _name_other_shards(final: Path, world: int) -> None:
 
 
 def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size: int, workers: int | None,
-                      show_progress: bool) -> ExtractResult:
+                      show_progress: bool, tune_allocator: bool) -> ExtractResult:
     """Encode this rank's shard (or keep it, finished), then on rank 0 merge every shard into ``plan.path``.
 
     A rank's failure to encode its shard (a file of the data set moved meanwhile: ``DatasetChanged``) is raised on
@@ -243,7 +245,8 @@ def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size
     peer', a trace of each), and torchrun killed them."""
     own = shard_path(plan.path, rank, world)
     encoded = _done_on_every_rank(lambda: _encode_shard(plan, own, rank, world, batch_size=batch_size,
-                                                        workers=workers, show_progress=show_progress))
+                                                        workers=workers, show_progress=show_progress,
+                                                        tune_allocator=tune_allocator))
     total = torch.tensor([encoded], dtype=torch.int64)
     dist.all_reduce(total)
     skipped_by_rank: list[Any] = [None] * world
@@ -263,7 +266,7 @@ def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size
 
 
 def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, batch_size: int, workers: int | None,
-                  show_progress: bool) -> int:
+                  show_progress: bool, tune_allocator: bool) -> int:
     """Encode this rank's block of every split into its shard file ``own`` (kept when finished); the images encoded."""
     if own.exists() and open_cache(own).fingerprint == plan.fingerprint:
         logger.info("rank %d: shard %s already finished", rank, own)
@@ -275,6 +278,7 @@ def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, bat
         workers=workers,
         partial_path=own.with_name(own.name + ".partial"),
         show_progress=show_progress and rank == 0,
+        tune_allocator=tune_allocator,
     )
     # this rank's decode failures: what check_decodable and the merged cache's `skipped` read of every shard
     partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped})
@@ -325,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data, args.encoder, None if args.out else args.cache_dir, batch_size=args.batch_size,
             workers=args.workers, device=args.device, precision=args.precision,
             out=args.out, dtype=args.dtype, show_progress=not args.no_progress,
+            tune_allocator=True,  # a process of its own: keep freed memory (probe.allocator)
         )
         if dist.get_rank() == 0:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,

@@ -10,9 +10,9 @@ the workers decode the next batches (it queues a batch's forward and copy back, 
 :func:`_queue_encoding`). The main process appends every batch, in order, to ``<final>.partial``
 (one chunk = one batch), recording progress and flushing after every chunk, and polls ``should_stop`` before each. A
 restarted job resumes after the last written chunk; the finished file is moved onto its final name with
-``os.replace``, so a crash never leaves a cache that looks complete. During extraction glibc keeps freed
-memory instead of unmapping it every batch (:mod:`probe.allocator`), and hands it back at the
-end.
+``os.replace``, so a crash never leaves a cache that looks complete. With ``tune_allocator`` (what the commands
+and the service ask for; a library call's default leaves the caller's process alone), glibc keeps freed memory
+during extraction instead of unmapping it every batch (:mod:`probe.allocator`), and hands it back at the end.
 
 Before the cache is finalised, a class whose every image of ``train`` (or of ``test``) failed to
 decode raises :class:`~feature_cache.errors.DatasetError` naming the classes (and the partial file
@@ -746,13 +746,14 @@ def run_plan(
     should_stop: Callable[[], bool] | None = None,
     partial_path: Path | None = None,
     show_progress: bool = True,
-    tune_allocator: bool = True,
+    tune_allocator: bool = False,
 ) -> tuple[PartialCache, int]:
     """Encode every sample of ``splits`` (default: the data set's) into the partial file.
 
     One DataLoader (one worker pool, :func:`resolve_workers`: on a CPU encoder they encode as well) serves all
     splits. ``tune_allocator`` applies
-    :func:`~probe.allocator.keep_freed_memory` for the process (and its workers).
+    :func:`~probe.allocator.keep_freed_memory` for the process (and its workers); off by default, as for
+    :func:`extract`.
     Returns the still-open :class:`PartialCache` and the number of images encoded by this call.
     Raises :class:`ExtractionCancelled` (after closing the partial file) when ``should_stop()`` is true.
     """
@@ -858,7 +859,7 @@ def extract(
     dtype: str = "float16",
     limits: Any = None,
     show_progress: bool = True,
-    tune_allocator: bool = True,
+    tune_allocator: bool = False,
 ) -> ExtractResult:
     """Extract features of ``data`` with ``encoder`` into a cache, or return the matching cache.
 
@@ -885,7 +886,10 @@ def extract(
         out: explicit cache file path.
         dtype: stored feature dtype (``float16`` default, or ``float32``).
         limits: :class:`~feature_cache.archives.ArchiveLimits` for archives.
-        tune_allocator: keep freed memory in the process while encoding (:mod:`probe.allocator`).
+        tune_allocator: keep freed memory in the process (and its workers) while encoding (:mod:`probe.allocator`,
+            glibc ``mallopt``: the setting holds for the rest of the process). Off by default, so a library call
+            leaves its caller's allocator alone; ``mr2probe extract``, the service's jobs, torchrun's
+            ``python -m feature_cache.distributed`` and the benches, each a process of its own, turn it on.
 
     Raises:
         CacheMismatch: ``out`` exists and holds a different cache.

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         dtype=args.dtype,
         show_progress=not args.no_progress,
+        tune_allocator=True,  # a process of its own: keep freed memory (probe.allocator)
     )
     summary = {
         "path": str(result.path),

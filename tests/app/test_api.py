@@ -379,6 +379,24 @@ def test_a_val_share_on_a_data_set_with_its_own_val_does_nothing_and_says_so(tmp
         assert len(client.get("/api/caches").json()) == 1
 
 
+def test_an_extraction_job_keeps_freed_memory_for_its_run(tmp_path, tiny_zip, monkeypatch):
+    """The service is a process of its own: its extraction keeps the measured allocator setting (probe.allocator),
+    as its probe runs do, where a library call of feature_cache.extract leaves it off by default."""
+    import importlib
+
+    module = importlib.import_module("feature_cache.extract")  # the module, not the function feature_cache exports
+    calls = []
+    monkeypatch.setattr(module, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(module, "release_freed_memory", lambda: calls.append("release"))
+    root = tmp_path / "root"
+    unzip(tiny_zip, root)
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        dataset = client.post("/api/datasets", json={"path": "tiny"}).json()
+        job = wait_job(client, client.post("/api/jobs", json={
+            "kind": "extract", "dataset_id": dataset["id"], "encoder": "effnet-lite0"}).json()["id"])
+        assert job["status"] == "succeeded" and calls == ["keep", "release"]
+
+
 def test_an_extraction_job_says_when_its_test_split_is_carved_out(tmp_path, tiny_zip):
     """A data set without a test/ folder gets a share of train as test: the job's messages say so (a new-user round:
     the extraction said nowhere that every test figure would rest on 4 images carved out of train)."""

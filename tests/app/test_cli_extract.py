@@ -405,3 +405,18 @@ def test_the_warning_of_classes_without_a_split_names_ten_and_counts_the_rest():
     assert lines == ["warning: 12 classes without any test image (c00, c01, c02, c03, c04, c05, c06, c07, c08, c09 "
                      "and 2 more): a probe needs test images of every class; add images or drop the class before "
                      "training."]
+
+
+def test_extract_keeps_freed_memory_for_its_run(tmp_path, capsys, monkeypatch):
+    """mr2probe extract is a process of its own: it keeps the measured allocator setting (probe.allocator) that a
+    library call of feature_cache.extract leaves off by default."""
+    import importlib
+
+    module = importlib.import_module("feature_cache.extract")  # the module, not the function feature_cache exports
+    calls = []
+    monkeypatch.setattr(module, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(module, "release_freed_memory", lambda: calls.append("release"))
+    argv = ["--data", str(make_tree(tmp_path / "data")), "--out", str(tmp_path / "c.h5"), "--workers", "0",
+            "--device", "cpu", "--no-progress"]
+    assert command.run(parse(argv)) == 0
+    assert calls == ["keep", "release"] and json.loads(capsys.readouterr().out)["encoded"] == 12

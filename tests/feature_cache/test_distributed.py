@@ -457,3 +457,28 @@ print(code, signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["2", "True"]
+
+
+def test_the_command_keeps_freed_memory_where_a_library_call_leaves_the_callers_allocator_alone(tree, tmp_path,
+                                                                                                  monkeypatch):
+    """torchrun's command is a process of its own: it keeps the measured allocator setting (probe.allocator) that a
+    library call of extract_distributed, as of feature_cache.extract, leaves off by default."""
+    tuned = []
+    real = distributed.run_plan
+    monkeypatch.setattr(distributed, "run_plan", lambda *a, **k: tuned.append(k["tune_allocator"]) or real(*a, **k))
+    with one_process_group():
+        distributed.extract_distributed(tree, tiny_encoder(), None, out=tmp_path / "a.h5", workers=0,
+                                        show_progress=False)
+    assert tuned == [False]
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+                        "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    asked = []
+
+    def interrupted(*args, **kwargs):  # what main asks for, and none of the extraction
+        asked.append(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "extract_distributed", interrupted)
+    assert distributed.main(["--data", str(tree), "--out", str(tmp_path / "b.h5"), "--backend", "gloo"]) == 130
+    assert asked[0]["tune_allocator"] is True

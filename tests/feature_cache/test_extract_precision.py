@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from feature_cache.extract import (CPU_WORKER_MEMORY, CPU_WORKERS_MIN_IMAGES, CU
                                    cpu_batch_memory, resolve_workers)
 from feature_cache.fingerprint import cache_fingerprint
 from fc_testutils import make_tree, tiny_encoder
+from testdata import MALLOC_FAULTS, REPO_ROOT
 
 NO_BF16 = "this CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 is emulated here, not what users run"
 
@@ -145,7 +149,7 @@ def test_workers_default_on_a_cpu_is_one_encoding_process_per_thread(tree, tmp_p
     assert made[0]["collate_fn"] is collate_images
     assert "27 images in 8 batches: decoding and encoding in this process (2 threads)" in caplog.messages
     monkeypatch.setattr(importlib.import_module("feature_cache.extract"), "CPU_WORKERS_MIN_IMAGES", 27)
-    result = extract(tree, tiny_encoder(seed=1), tmp_path, batch_size=4, show_progress=False)
+    result = extract(tree, tiny_encoder(seed=1), tmp_path, batch_size=4, show_progress=False, tune_allocator=True)
     start = made[1]["worker_init_fn"]  # the allocator's settings, and the workers' end with this process
     assert made[1]["num_workers"] == 2 and start.func.__name__ == "_worker_start"
     assert start.keywords == {"parent": os.getpid(), "tune_allocator": True} and made[1].get("multiprocessing_context") in (
@@ -377,3 +381,43 @@ def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
     assert skipped_summary([("t/l.png", archive_link("hard", "t/0.png")), *others]) == (
         "3 files skipped: 1 failed to decode (dog/9.jpg), 1 unsafe or unreadable link or special file (t/l.png (hard "
         "link to 't/0.png' inside the archive, not followed (put the file itself in))), 1 non-image or metadata file")
+
+
+def test_a_library_call_leaves_the_callers_allocator_alone(tree, tmp_path, made, monkeypatch):
+    """extract's allocator setting (probe.allocator: mallopt, for the rest of the process) is the caller's to ask
+    for, as run_probe's: it was on by default, and a plain library call changed its caller's process for good."""
+    module = importlib.import_module("feature_cache.extract")
+    calls = []
+    monkeypatch.setattr(module, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(module, "release_freed_memory", lambda: calls.append("release"))
+    run(tree, tmp_path / "a", workers=1)
+    assert calls == [] and made[0]["worker_init_fn"].keywords["tune_allocator"] is False
+    run(tree, tmp_path / "b", workers=1, tune_allocator=True)
+    assert calls == ["keep", "release"] and made[1]["worker_init_fn"].keywords["tune_allocator"] is True
+
+
+# extract called as a library in a fresh process, then the caller's own 64 MiB blocks: their page faults.
+LIBRARY_CALL = MALLOC_FAULTS + textwrap.dedent(
+    """
+    import sys
+    sys.path[:0] = [{repo!r}, {tests!r}, {here!r}]
+    from pathlib import Path
+    from feature_cache import extract
+    from fc_testutils import make_tree, tiny_encoder
+    tree = make_tree(Path({data!r}), {{"a": 3, "b": 3}}, test_counts={{"a": 1, "b": 1}})
+    extract(tree, tiny_encoder(), {caches!r}, workers=0, batch_size=4, show_progress=False)
+    print(malloc_faults(64 << 20))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
+def test_a_library_call_leaves_the_callers_malloc_settings_as_they_were(tmp_path):
+    script = LIBRARY_CALL.format(repo=str(REPO_ROOT), tests=str(REPO_ROOT / "tests"), here=str(REPO_ROOT / "tests"
+                                 / "feature_cache"), data=str(tmp_path / "data"), caches=str(tmp_path / "caches"))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 3 × 64 MiB blocks: ~49,000 pages faulted in with glibc's default allocator; < 1,000 had the extraction left
+    # its mallopt settings in the caller's process (tests/probe/test_allocator.py)
+    assert int(proc.stdout.split()[-1]) > 40_000, proc.stdout
