@@ -23,7 +23,7 @@ Names:
   trained with it (the OpenAI weights), for OpenAI TorchScript checkpoint files and for architectures
   named ``*-quickgelu``. Preprocessing (size,
   mean, std, interpolation, resize mode) comes from the model's own ``preprocess_cfg`` merged with the
-  tag's; ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are set while it is built (then unset again) so
+  tag's; huggingface_hub's offline mode is on while it is built (then as it was: :func:`_hub_offline`) so
   that nothing can download.
 - ``mocov2:CHECKPOINT`` — torchvision ResNet-50 (``weights=None``) loaded from the official MoCo v2
   checkpoint format ``{"state_dict": {"module.encoder_q.conv1.weight": ..., "module.encoder_q.fc.*": ...}}``:
@@ -541,24 +541,29 @@ def _path_kind(name: str) -> str | None:
         return None
 
 
-_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _offline_lock = threading.Lock()
 _offline_users: list[int] = [0]  # open_clip builds and checks inside _hub_offline now, in any thread
-_offline_set: list[str] = []  # the variables _hub_offline set, to remove when the last of them leaves
+_offline_restore: list[tuple[Any, bool]] = []  # (huggingface_hub.constants, its HF_HUB_OFFLINE before the first)
 
 
 @contextlib.contextmanager
 def _hub_offline():
-    """``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` = 1 while an open_clip encoder is built or checked (no
-    network, ever: the hub libraries open_clip imports read them when first imported, before any request), then
-    the caller's environment as it was: set with ``os.environ.setdefault`` and never removed, they had changed the
-    rest of the caller's process (and every subprocess it started). A variable the caller set is left as it is;
-    the service builds and checks in threads, so they are removed when the last build or check ends."""
+    """huggingface_hub's offline mode on while an open_clip encoder is built or checked (no network, ever: every
+    request it makes is refused while ``huggingface_hub.constants.HF_HUB_OFFLINE`` is true), then as the caller
+    had it. huggingface_hub reads the ``HF_HUB_OFFLINE`` variable once, when first imported: setting the variable
+    for the build instead made a process whose first import happened then offline for good (a later hub call of
+    the caller's refused), and where it was imported before, left the build online. The flag itself is set, and
+    put back; the service builds and checks in threads, so when the last build or check ends. Without
+    huggingface_hub, open_clip cannot reach the hub and is only ever given local files."""
     with _offline_lock:
         if not _offline_users[0]:
-            _offline_set[:] = [name for name in _OFFLINE_VARIABLES if name not in os.environ]
-            for name in _offline_set:
-                os.environ[name] = "1"
+            try:
+                from huggingface_hub import constants
+            except ImportError:
+                constants = None
+            if constants is not None:
+                _offline_restore[:] = [(constants, constants.HF_HUB_OFFLINE)]
+                constants.HF_HUB_OFFLINE = True
         _offline_users[0] += 1
     try:
         yield
@@ -566,9 +571,9 @@ def _hub_offline():
         with _offline_lock:
             _offline_users[0] -= 1
             if not _offline_users[0]:
-                for name in _offline_set:
-                    os.environ.pop(name, None)
-                _offline_set.clear()
+                for constants, offline in _offline_restore:
+                    constants.HF_HUB_OFFLINE = offline
+                _offline_restore.clear()
 
 
 def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | None, bool, dict[str, Any]]:

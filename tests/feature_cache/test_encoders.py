@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -210,23 +212,72 @@ def test_open_clip_never_downloads(tiny_clip):
 
 def test_open_clip_is_built_offline_and_leaves_the_caller_s_environment_as_it_was(tiny_clip, monkeypatch):
     """The build set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE in the caller's os.environ for good (and so in every
-    subprocess it started later); now only while open_clip builds, and a value the caller set is left alone."""
+    subprocess it started later), then while open_clip built, which left the build online where huggingface_hub
+    was imported before (it reads them once, when imported): now its offline flag, for the build alone, and the
+    caller's environment and flag left as they were."""
+    from huggingface_hub import constants
+
     seen = []
     create_model = open_clip.create_model
 
     def recording(*args, **kwargs):
-        seen.append((os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE")))
+        seen.append((constants.is_offline_mode(), os.environ.get("HF_HUB_OFFLINE")))
         return create_model(*args, **kwargs)
 
     monkeypatch.setattr(open_clip, "create_model", recording)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     create_encoder(f"openclip:{tiny_clip}")
-    assert seen == [("1", "1")]
+    assert seen == [(True, None)] and constants.is_offline_mode() is False
     assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # a caller offline of its own stays so
     create_encoder(f"openclip:{tiny_clip}")
-    assert seen[-1] == ("0", "1") and os.environ["HF_HUB_OFFLINE"] == "0" and "TRANSFORMERS_OFFLINE" not in os.environ
+    assert seen[-1] == (True, None) and constants.is_offline_mode() is True
+
+
+# A fresh process builds openclip:tiny-vit-test (random weights), huggingface_hub imported before (argv "before") or
+# first by the build ("inside": the tiny config registered as open_clip is first imported, in the build); prints
+# whether the hub was offline during the build and after it.
+HUB_ORDER = """
+import json, os, sys, tempfile
+sys.path.insert(0, {repo!r})
+folder = tempfile.mkdtemp()
+with open(os.path.join(folder, "tiny-vit-test.json"), "w") as f:
+    json.dump({tiny!r}, f)
+if sys.argv[1] == "before":
+    import huggingface_hub.constants
+assert ("huggingface_hub.constants" in sys.modules) == (sys.argv[1] == "before")
+from feature_cache import create_encoder
+import feature_cache.encoders as encoders
+during = []
+weights = encoders._open_clip_weights
+
+def registering(*args, **kwargs):
+    import open_clip
+    from huggingface_hub import constants
+    open_clip.add_model_config(folder)
+    during.append(constants.is_offline_mode())
+    return weights(*args, **kwargs)
+
+encoders._open_clip_weights = registering
+create_encoder("openclip:tiny-vit-test", device="cpu")
+from huggingface_hub import constants
+print(during, constants.is_offline_mode(), "HF_HUB_OFFLINE" in os.environ)
+"""
+
+
+@pytest.mark.parametrize("order", ["before", "inside"])
+def test_the_hub_is_offline_for_the_build_alone_whenever_it_was_first_imported(order):
+    """huggingface_hub reads HF_HUB_OFFLINE once, when first imported: set for the build, the variable left a process
+    whose first import was the build's offline for good (a later hub call refused), and the build of one that
+    imported it before online."""
+    script = HUB_ORDER.format(repo=str(Path(encoders_module.__file__).parents[1]), tiny=TINY)
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc = subprocess.run([sys.executable, "-c", script, order], capture_output=True, text=True, timeout=300,
+                          env={**env, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["[True]", "False", "False"]
 
 
 def test_mocov2_checkpoint_is_converted(moco_checkpoint):
