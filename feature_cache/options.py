@@ -9,11 +9,15 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from .datasets import ARCHIVE_SUFFIXES
-from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE, MAX_WORKERS
+from probe.constraints import Interval, check
 
-__all__ = ["WORKERS_HELP", "add_extract_arguments", "open_requested", "found", "cautions", "said_before", "no_validation",
-           "said_after", "skipped_lines", "CLASSES_LISTED", "SKIPPED_LISTED"]
+from .datasets import ARCHIVE_SUFFIXES
+from .defaults import (DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE,
+                       MAX_PER_CLASS, MAX_SEED, MAX_WORKERS, VAL_FRACTION_BOUNDS)
+
+__all__ = ["WORKERS_HELP", "add_extract_arguments", "OPTION_CONSTRAINTS", "check_options", "option_flag",
+           "open_requested", "found", "cautions", "said_before", "no_validation", "said_after", "skipped_lines",
+           "CLASSES_LISTED", "SKIPPED_LISTED"]
 
 WORKERS_HELP = ("DataLoader worker processes; on CPU each decodes and encodes its own batches with one thread "
                 "(default: one per torch thread from 2,000 images, else 0: all in the main process); on CUDA they "
@@ -57,6 +61,35 @@ def add_extract_arguments(parser: argparse.ArgumentParser, *, workers_help: str 
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                         help="stored feature dtype (default float16)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+# What each numeric option accepts (the bounds the API's ExtractOptions declares too): both commands refuse a value
+# outside with the same line (check_options). mr2probe extract said pydantic's "--batch-size should be greater than
+# or equal to 1, got 0" and torchrun's command the library's "batch_size must be in [1, 1024], got 0", and took
+# --val-fraction 0, which the other refused (a loose end).
+OPTION_CONSTRAINTS = {
+    "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
+    "workers": [Interval(int, 0, MAX_WORKERS)],
+    "val_fraction": [Interval(float, *VAL_FRACTION_BOUNDS, closed="neither")],
+    "seed": [Interval(int, 0, MAX_SEED)],
+    "max_per_class": [Interval(int, 1, MAX_PER_CLASS)],
+}
+
+
+def option_flag(name: str) -> str:
+    """The flag of the option ``name`` as the user types it: ``max_per_class`` → ``--max-per-class``."""
+    return "--" + name.replace("_", "-")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse the first option of ``args`` (of :func:`add_extract_arguments`) outside :data:`OPTION_CONSTRAINTS`,
+    before the data set is read or the encoder built: a ValueError naming its flag, the value and what is accepted
+    (``--batch-size must be an integer in [1, 1024], got 0.``; ``probe.constraints.check``). An option not given
+    (None) is left to its default."""
+    for name, constraints in OPTION_CONSTRAINTS.items():
+        value = getattr(args, name)
+        if value is not None:
+            check(option_flag(name), value, constraints)
 
 
 def open_requested(args: argparse.Namespace) -> Any:

@@ -62,22 +62,17 @@ def _check_numbers(args: argparse.Namespace) -> None:
     """--seeds, --epochs and --per-class within the bounds `mr2probe train` and `extract` check (one definition
     each), each refusal naming its flag, before the data set is read: they were refused by the pipeline job's
     pydantic report, naming `probes.0.seeds`, and --per-class 0 ran on the default 100 images per class."""
-    from pydantic import ValidationError
-
+    from feature_cache.options import OPTION_CONSTRAINTS
     from probe.constraints import check
     from probe.params import TRAINER_PARAMS
 
-    from ..schemas import ExtractOptions
-    from .extract import options_refused
     from .train import check_seed_count
 
     check_seed_count(args.seeds)
     if args.epochs is not None:
         check("--epochs", args.epochs, TRAINER_PARAMS["epochs"])
-    try:
-        ExtractOptions(max_per_class=args.per_class)
-    except ValidationError as exc:
-        raise ValueError(options_refused(exc, {"max_per_class": "--per-class"})) from None
+    if args.per_class is not None:  # extract's --max-per-class, in its words (feature_cache.options.check_options)
+        check("--per-class", args.per_class, OPTION_CONSTRAINTS["max_per_class"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from feature_cache.defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
-from feature_cache.options import add_extract_arguments, found, open_requested, said_after, said_before, skipped_lines
+from feature_cache.defaults import DEFAULT_VAL_FRACTION
+from feature_cache.options import (add_extract_arguments, check_options, found, open_requested, said_after, said_before,
+                                   skipped_lines)
 
 HELP = "encode a labelled image set once with a frozen encoder and cache the features to HDF5"
 
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feature_cache import check_encoder, extract
 
-    _check_options(args)
+    check_options(args)  # torchrun's command checks the same, in the same words
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
     _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
     share = args.val_fraction  # None where not given (`--val-fraction 0.1 --unlabelled` is refused)
@@ -70,29 +71,3 @@ def _check_writable(folder: Path, target: str) -> None:
     problem = unwritable(folder)
     if problem is not None:
         raise ValueError(f"cannot write {target}: {problem}; choose another --out (or --cache-dir)")
-
-
-def _check_options(args: argparse.Namespace) -> None:
-    """The extraction options within the bounds the API's ``ExtractOptions`` declares (one definition), and
-    ``--workers`` within :data:`feature_cache.defaults.MAX_WORKERS` (it was refused only once the data set was read
-    and the encoder built, ~8 s; found by the third new-user round), each error naming its option."""
-    from pydantic import ValidationError
-
-    from ..schemas import ExtractOptions
-
-    if args.workers is not None and not 0 <= args.workers <= MAX_WORKERS:
-        raise ValueError(f"--workers should be in 0..{MAX_WORKERS}, got {args.workers}")
-
-    try:
-        given = {"val_fraction": args.val_fraction} if args.val_fraction is not None else {}  # else the default
-        ExtractOptions(batch_size=args.batch_size, seed=args.seed, max_per_class=args.max_per_class, **given)
-    except ValidationError as exc:
-        raise ValueError(options_refused(exc)) from None
-
-
-def options_refused(exc, flags: dict[str, str] | None = None) -> str:
-    """An ``ExtractOptions`` ``ValidationError`` as one line naming each option by its flag (``--max-per-class
-    should be greater than or equal to 1, got 0``); ``flags`` renames a field's flag (the demo's ``--per-class``)."""
-    flags = flags or {}
-    return "; ".join(flags.get(str(e["loc"][0]), f"--{'-'.join(map(str, e['loc']))}".replace("_", "-")) + " "
-                     + e["msg"].lower().removeprefix("input ") + f", got {e['input']!r}" for e in exc.errors())

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from app.commands import extract as command
+from app_testutils import free_port
 from feature_cache import open_cache
 
 
@@ -75,21 +76,36 @@ def test_a_val_share_on_a_data_set_with_its_own_val_is_a_warning_and_no_new_extr
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--val-fraction", "0", "--val-fraction should be greater than 0, got 0.0"),
-    ("--val-fraction", "nan", "--val-fraction should be a finite number, got nan"),
-    ("--seed", "-5", "--seed should be greater than or equal to 0, got -5"),
-    ("--max-per-class", "0", "--max-per-class should be greater than or equal to 1, got 0"),
-    ("--batch-size", "5000", "--batch-size should be less than or equal to 1024, got 5000"),
-    ("--workers", "-3", "--workers should be in 0..64, got -3"),  # feature_cache.extract.MAX_WORKERS
-    ("--workers", "100000", "--workers should be in 0..64, got 100000"),
+    ("--val-fraction", "0", "--val-fraction must be in (0, 1), got 0.0."),
+    ("--val-fraction", "nan", "--val-fraction must be a finite number, got nan."),
+    ("--seed", "-5", "--seed must be an integer in [0, 2147483647], got -5."),
+    ("--max-per-class", "0", "--max-per-class must be an integer in [1, 1000000000], got 0."),
+    ("--batch-size", "0", "--batch-size must be an integer in [1, 1024], got 0."),
+    ("--batch-size", "5000", "--batch-size must be an integer in [1, 1024], got 5000."),
+    ("--workers", "-3", "--workers must be an integer in [0, 64], got -3."),  # feature_cache.defaults.MAX_WORKERS
+    ("--workers", "100000", "--workers must be an integer in [0, 64], got 100000."),
 ])
-def test_options_take_the_apis_bounds_and_errors_name_them(tmp_path, option, value, message):
+def test_options_are_refused_in_the_same_words_by_both_commands(tmp_path, capsys, monkeypatch, option, value,
+                                                                 message):
     """The same bounds as the API's ExtractOptions (which refused --val-fraction 0 that the CLI took), and --workers
     within feature_cache's MAX_WORKERS (refused only after the data set and the encoder loaded; found by the third
-    new-user round), checked before the data set is read."""
+    new-user round), checked before the data set is read. torchrun's command said the library's "batch_size must be
+    in [1, 1024], got 0" where this one said pydantic's "--batch-size should be greater than or equal to 1, got 0",
+    and encoded a cache with --val-fraction 0: one definition (feature_cache.options.check_options), one line, 2."""
+    from app.cli import main
+    from feature_cache import distributed
+
+    argv = ["--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.h5"), option, value]
     with pytest.raises(ValueError) as raised:
-        command.run(parse(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.h5"), option, value]))
+        command.run(parse(argv))
     assert str(raised.value) == message
+    assert main(["extract", *argv]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"mr2probe extract: error: {message}"]
+    for name, setting in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+                          "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, setting)
+    assert distributed.main([*argv, "--backend", "gloo"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"python -m feature_cache.distributed: error: {message}"]
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path):

@@ -258,8 +258,8 @@ def test_the_suggested_budget_is_enough_to_choose_the_closest_setting():
     (["--seeds", "0"], "--seeds must be an integer in [1, 20], got 0."),
     (["--seeds", "99"], "--seeds must be an integer in [1, 20], got 99."),
     (["--epochs", "0"], "--epochs must be an integer in [1, 10000], got 0."),
-    (["--per-class", "0"], "--per-class should be greater than or equal to 1, got 0"),
-    (["--per-class", "-5"], "--per-class should be greater than or equal to 1, got -5"),
+    (["--per-class", "0"], "--per-class must be an integer in [1, 1000000000], got 0."),
+    (["--per-class", "-5"], "--per-class must be an integer in [1, 1000000000], got -5."),
 ])
 def test_demo_refuses_its_numbers_as_train_and_extract_do(tmp_path, capsys, flags, refusal):
     """A README round: `mr2probe demo --seeds 0` (or 99, or --epochs 0) ended in pydantic's report of eight lines
