@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 import pickle
 import threading
 import zipfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -735,10 +735,8 @@ def _mocov2_resnet(path: Path, device: str) -> nn.Module:
     with torch.device(device):
         model = resnet50(weights=None)
     model.fc = nn.Identity()
-    if device == "meta":  # BatchNorm's default num_batches_tracked, a CPU tensor, copied into meta
-        _quiet_meta_copies()
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+    try:  # into meta, assigned: BatchNorm's default num_batches_tracked, a CPU tensor, copied in warns (_assigning)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=device == "meta")
     except RuntimeError as exc:  # size mismatches, or values that are no tensors
         raise ValueError(f"{path}: MoCo v2 state dict does not fit torchvision resnet50: {_first_misfits(exc)}") \
             from None
@@ -789,18 +787,18 @@ def _check_open_clip_fit(arch: str, path: Path, quick_gelu: bool) -> None:
     with torch.device("meta"):
         model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, pretrained_image=False,
                                        pretrained_text=False, device="meta")
-    if path.suffix == ".safetensors":  # read on the CPU: each tensor's copy into the meta model warns
-        _quiet_meta_copies()
-    with _loading_open_clip(path, arch):
-        open_clip.load_checkpoint(model, str(path), device="cpu" if path.suffix == ".safetensors" else "meta")
+    with _loading_open_clip(path, arch):  # safetensors are read on the CPU: assigned into the meta model
+        open_clip.load_checkpoint(_assigning(model), str(path),
+                                  device="cpu" if path.suffix == ".safetensors" else "meta")
 
 
-def _quiet_meta_copies() -> None:
-    """Silence, for the process, torch's warning that a tensor copied into a meta-device model is a no-op: the
-    weights checks load into such models on purpose, and it came once per tensor. A filter, not
-    ``warnings.catch_warnings`` (not thread-safe: the service checks requests in threads)."""
-    warnings.filterwarnings("ignore", ".*copying from a non-meta parameter in the checkpoint to a meta parameter",
-                            UserWarning)
+def _assigning(model: nn.Module) -> nn.Module:
+    """``model`` (on the meta device), its ``load_state_dict`` assigning the checkpoint's tensors instead of copying
+    them in, shapes checked alike: torch warns of each copy of a CPU tensor into a meta one (a no-op), once per
+    tensor, and the filter that silenced it was added for the rest of the caller's process (a loose end; not
+    ``warnings.catch_warnings``, which is not thread-safe: the service checks requests in threads)."""
+    model.load_state_dict = functools.partial(model.load_state_dict, assign=True)  # this model's, for open_clip
+    return model
 
 
 @contextlib.contextmanager

@@ -486,3 +486,24 @@ def test_images_of_more_than_8_bits_a_channel_are_scaled_not_clipped(tmp_path):
     ints = Image.fromarray(np.array([[-5, 0, 257, 32896, 65535, 70000]], dtype=np.int32))
     assert ints.mode == "I" and np.asarray(to_rgb(ints))[0, :, 0].tolist() == [0, 0, 1, 128, 255, 255]
     assert to_rgb(eight.convert("RGB")).mode == "RGB" and np.asarray(to_rgb(eight))[..., 1].tolist() == grey.tolist()
+
+
+def test_the_weights_checks_leave_the_callers_warnings_filters_as_they_were(tiny_clip, moco_checkpoint, tmp_path,
+                                                                            recwarn):
+    """The checks of a MoCo v2 checkpoint and of open_clip safetensors load CPU tensors into a meta-device model, and
+    torch warns of each copy (a no-op): a warnings filter added for the rest of the caller's process silenced it, the
+    caller's own such warnings with it. The checks assign the tensors instead (no copy, no warning, no filter)."""
+    import warnings
+
+    from safetensors.torch import save_file
+
+    from feature_cache import check_encoder
+
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in open_clip.create_model(tiny_clip).state_dict().items()}, weights)
+    before = list(warnings.filters)
+    recwarn.clear()
+    assert check_encoder(f"mocov2:{moco_checkpoint[0]}").num_features == 2048
+    assert check_encoder(f"openclip:{tiny_clip}:{weights}").num_features == TINY["embed_dim"]
+    assert warnings.filters == before
+    assert not [w for w in recwarn if "meta parameter" in str(w.message)]
