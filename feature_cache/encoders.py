@@ -23,8 +23,8 @@ Names:
   trained with it (the OpenAI weights), for OpenAI TorchScript checkpoint files and for architectures
   named ``*-quickgelu``. Preprocessing (size,
   mean, std, interpolation, resize mode) comes from the model's own ``preprocess_cfg`` merged with the
-  tag's; huggingface_hub's offline mode is on while it is built (then as it was: :func:`_hub_offline`) so
-  that nothing can download.
+  tag's; huggingface_hub's offline mode is on while it is built (then as it was: :func:`_open_clip_window`)
+  so that nothing can download.
 - ``mocov2:CHECKPOINT`` — torchvision ResNet-50 (``weights=None``) loaded from the official MoCo v2
   checkpoint format ``{"state_dict": {"module.encoder_q.conv1.weight": ..., "module.encoder_q.fc.*": ...}}``:
   the ``module.encoder_q.`` prefix is stripped, the MLP projection ``fc.*`` dropped, and the 2048-d
@@ -541,39 +541,65 @@ def _path_kind(name: str) -> str | None:
         return None
 
 
-_offline_lock = threading.Lock()
-_offline_users: list[int] = [0]  # open_clip builds and checks inside _hub_offline now, in any thread
-_offline_restore: list[tuple[Any, bool]] = []  # (huggingface_hub.constants, its HF_HUB_OFFLINE before the first)
+_window_lock = threading.Lock()
+_window_users: list[int] = [0]  # open_clip builds and checks inside _open_clip_window now, in any thread
+_window_restores: list[Callable[[], None]] = []  # what puts the caller's process back when the last of them ends
 
 
 @contextlib.contextmanager
-def _hub_offline():
-    """huggingface_hub's offline mode on while an open_clip encoder is built or checked (no network, ever: every
-    request it makes is refused while ``huggingface_hub.constants.HF_HUB_OFFLINE`` is true), then as the caller
-    had it. huggingface_hub reads the ``HF_HUB_OFFLINE`` variable once, when first imported: setting the variable
-    for the build instead made a process whose first import happened then offline for good (a later hub call of
-    the caller's refused), and where it was imported before, left the build online. The flag itself is set, and
-    put back; the service builds and checks in threads, so when the last build or check ends. Without
-    huggingface_hub, open_clip cannot reach the hub and is only ever given local files."""
-    with _offline_lock:
-        if not _offline_users[0]:
-            try:
-                from huggingface_hub import constants
-            except ImportError:
-                constants = None
-            if constants is not None:
-                _offline_restore[:] = [(constants, constants.HF_HUB_OFFLINE)]
-                constants.HF_HUB_OFFLINE = True
-        _offline_users[0] += 1
+def _open_clip_window():
+    """While an open_clip encoder is built or checked: huggingface_hub offline (:func:`_hub_offline`) and the root
+    logger kept from open_clip's logging (:func:`_root_logger_kept`); then the caller's process as it was. The
+    service builds and checks in threads: the first to start sets the window up, the last to end puts it back."""
+    with _window_lock:
+        if not _window_users[0]:
+            _window_restores[:] = [_hub_offline(), _root_logger_kept()]
+        _window_users[0] += 1
     try:
         yield
     finally:
-        with _offline_lock:
-            _offline_users[0] -= 1
-            if not _offline_users[0]:
-                for constants, offline in _offline_restore:
-                    constants.HF_HUB_OFFLINE = offline
-                _offline_restore.clear()
+        with _window_lock:
+            _window_users[0] -= 1
+            if not _window_users[0]:
+                for restore in _window_restores:
+                    restore()
+                _window_restores.clear()
+
+
+def _hub_offline() -> Callable[[], None]:
+    """Turn huggingface_hub's offline mode on (no network, ever: every request it makes is refused while
+    ``huggingface_hub.constants.HF_HUB_OFFLINE`` is true); returns what puts the caller's value back.
+    huggingface_hub reads the ``HF_HUB_OFFLINE`` variable once, when first imported: setting the variable for the
+    build instead made a process whose first import happened then offline for good (a later hub call of the
+    caller's refused), and where it was imported before, left the build online. Without huggingface_hub,
+    open_clip cannot reach the hub and is only ever given local files."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return lambda: None
+    offline = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+
+    def restore() -> None:
+        constants.HF_HUB_OFFLINE = offline
+
+    return restore
+
+
+def _root_logger_kept() -> Callable[[], None]:
+    """What removes the handlers the root logger gains meanwhile where it has none now. open_clip logs with
+    logging's module-level functions (``logging.info``), which call ``logging.basicConfig()`` in a process that has
+    not configured logging: a build left a stderr handler on the root logger for good, and the caller's own
+    ``logging.basicConfig(...)`` was then a no-op."""
+    root = logging.getLogger()
+    configured = bool(root.handlers)
+
+    def restore() -> None:
+        if not configured:
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+
+    return restore
 
 
 def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | None, bool, dict[str, Any]]:
@@ -614,7 +640,7 @@ def _open_clip_weights(spec: EncoderSpec, arg: str | None) -> tuple[str, Path | 
     return arch, path, quick_gelu, preprocess_override
 
 
-@_hub_offline()
+@_open_clip_window()
 def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, **runtime: Any) -> Encoder:
     arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
     import open_clip
@@ -761,7 +787,7 @@ def _check_effnet_lite0(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
     return spec
 
 
-@_hub_offline()
+@_open_clip_window()
 def _check_open_clip(spec: EncoderSpec, arg: str | None) -> EncoderSpec:
     arch, path, quick_gelu, _ = _open_clip_weights(spec, arg)
     import open_clip

@@ -507,3 +507,32 @@ def test_the_weights_checks_leave_the_callers_warnings_filters_as_they_were(tiny
     assert check_encoder(f"openclip:{tiny_clip}:{weights}").num_features == TINY["embed_dim"]
     assert warnings.filters == before
     assert not [w for w in recwarn if "meta parameter" in str(w.message)]
+
+
+# A fresh process, logging not configured, builds openclip:tiny-vit-test (random weights), then configures its own
+# logging; prints the root logger's handlers after the build, then logs a record of its own at INFO.
+ROOT_LOGGER = """
+import json, logging, os, sys, tempfile
+sys.path.insert(0, {repo!r})
+import open_clip
+folder = tempfile.mkdtemp()
+with open(os.path.join(folder, "tiny-vit-test.json"), "w") as f:
+    json.dump({tiny!r}, f)
+open_clip.add_model_config(folder)
+from feature_cache import create_encoder
+create_encoder("openclip:tiny-vit-test", device="cpu")
+print(logging.getLogger().handlers)
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="caller: %(message)s")
+logging.getLogger("caller").info("configured")
+"""
+
+
+def test_an_open_clip_build_leaves_the_callers_root_logger_as_it_was():
+    """open_clip logs with logging's module-level functions, which give the root logger a stderr handler
+    (logging.basicConfig) in a process that has none: a build left it there for good, and the caller's own
+    logging.basicConfig was then a no-op (its INFO records never shown)."""
+    script = ROOT_LOGGER.format(repo=str(Path(encoders_module.__file__).parents[1]), tiny=TINY)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["[]", "caller: configured"]
