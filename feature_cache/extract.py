@@ -792,6 +792,7 @@ def run_plan(
         # parent is the fork server: _worker_start's check would end them all, and their death signal would wait
         # for the fork server, not this process)
         multiprocessing_context="fork" if workers and sys.platform.startswith("linux") else None,
+        generator=torch.Generator(),  # the workers' base seed: from torch's global one, it moved the caller's RNG
     )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)

@@ -421,3 +421,14 @@ def test_a_library_call_leaves_the_callers_malloc_settings_as_they_were(tmp_path
     # 3 × 64 MiB blocks: ~49,000 pages faulted in with glibc's default allocator; < 1,000 had the extraction left
     # its mallopt settings in the caller's process (tests/probe/test_allocator.py)
     assert int(proc.stdout.split()[-1]) > 40_000, proc.stdout
+
+
+def test_an_extraction_leaves_the_callers_random_numbers_as_they_were(tree, tmp_path):
+    """The DataLoader drew its workers' base seed from torch's global generator, with or without workers: a caller's
+    random numbers after an extraction differed from those after the same call that reused the cache."""
+    for workers in (0, 2):
+        encoder = tiny_encoder(seed=workers)  # seeds torch itself
+        torch.manual_seed(123)
+        state = torch.random.get_rng_state()
+        assert not run(tree, tmp_path / str(workers), encoder, workers=workers).reused
+        assert torch.equal(torch.random.get_rng_state(), state)
