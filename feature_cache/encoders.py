@@ -645,12 +645,11 @@ def _build_open_clip(spec: EncoderSpec, arg: str | None, device: torch.device, *
     arch, path, quick_gelu, preprocess_override = _open_clip_weights(spec, arg)
     import open_clip
 
-    # random weights are the same at every build (seed 0, the caller's RNG left as it was): drawn anew, each build
-    # had other weights, so other features and fingerprint, and the same extract command was refused on its own
-    # cache ('holds another cache ... weights_sha256') and could not resume. The CPU generator alone, which the
-    # model is built with: torch.manual_seed also reseeded every CUDA generator, which fork_rng(devices=[]) keeps
-    seeded = torch.random.fork_rng(devices=[]) if path is None else contextlib.nullcontext()
-    with _loading_open_clip(path, arch), seeded:
+    # random weights are the same at every build (seed 0; create_encoder puts the caller's RNG back): drawn anew,
+    # each build had other weights, so other features and fingerprint, and the same extract command was refused on
+    # its own cache ('holds another cache ... weights_sha256') and could not resume. The CPU generator alone, which
+    # the model is built with: torch.manual_seed also reseeded every CUDA generator
+    with _loading_open_clip(path, arch):
         if path is None:
             torch.random.default_generator.manual_seed(0)
         model = open_clip.create_model(
@@ -957,8 +956,10 @@ def create_encoder(
     entry, spec, arg = _resolve(name, overrides)
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)  # fail before building anything
-    return entry.build(spec, arg, resolved, precision=precision, channels_last=channels_last,
-                       fuse=fuse)
+    # every model is made with random weights before the file's are loaded: drawn from torch's CPU generator,
+    # which the caller's random numbers come from, so it is put back as it was (models are built on the CPU)
+    with torch.random.fork_rng(devices=[]):
+        return entry.build(spec, arg, resolved, precision=precision, channels_last=channels_last, fuse=fuse)
 
 
 def _resolve(name: str, overrides: dict[str, Any]) -> tuple[EncoderEntry, EncoderSpec, str | None]:

@@ -536,3 +536,17 @@ def test_an_open_clip_build_leaves_the_callers_root_logger_as_it_was():
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == ["[]", "caller: configured"]
+
+
+def test_a_build_leaves_the_callers_random_numbers_as_they_were(tiny_clip, moco_checkpoint, tmp_path):
+    """Every family builds its model with random initial weights before it loads the file's: the build drew them
+    from torch's global generator, and the caller's random numbers after it differed (openclip without weights alone
+    kept them)."""
+    path = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model(tiny_clip).state_dict(), path)
+    for name in ("effnet-lite0", f"mocov2:{moco_checkpoint[0]}", f"openclip:{tiny_clip}:{path}",
+                 f"openclip:{tiny_clip}"):
+        torch.manual_seed(7)
+        state = torch.random.get_rng_state()
+        create_encoder(name, precision="fp32")
+        assert torch.equal(torch.random.get_rng_state(), state), name
