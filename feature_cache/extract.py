@@ -55,6 +55,7 @@ from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, 
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled, FileChanged
 from .fingerprint import cache_fingerprint, extractor_name
+from .options import data_warnings
 from .partial import PartialCache, _locked
 from .store import SCHEMA_VERSION, library_versions, open_cache
 
@@ -389,6 +390,7 @@ def plan_extraction(
         "split_params": data.params,
         "precision": encoder.precision,
         "encoder_warning": encoder.warning,
+        "data_warnings": data_warnings(data),  # not fingerprinted: what runs on the cache say of the data set
     }
     return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype, reusable, named_by_fingerprint=out is None)
 

@@ -16,8 +16,8 @@ from .defaults import (DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION
                        MAX_PER_CLASS, MAX_SEED, MAX_WORKERS, VAL_FRACTION_BOUNDS)
 
 __all__ = ["WORKERS_HELP", "add_extract_arguments", "OPTION_CONSTRAINTS", "check_options", "option_flag",
-           "open_requested", "found", "cautions", "said_before", "no_validation", "said_after", "skipped_lines",
-           "CLASSES_LISTED", "SKIPPED_LISTED"]
+           "open_requested", "found", "cautions", "data_warnings", "said_before", "no_validation", "said_after",
+           "skipped_lines", "CLASSES_LISTED", "SKIPPED_LISTED"]
 
 WORKERS_HELP = ("DataLoader worker processes; on CPU each decodes and encodes its own batches with one thread "
                 "(default: one per torch thread from 2,000 images, else 0: all in the main process); on CUDA they "
@@ -133,17 +133,30 @@ def cautions(data: Any, option: str, share: float | None, counts: dict[str, list
     where the caller has them (``feature_cache.datasets.dataset_counts``; counted here otherwise)."""
     from probe.names import lookalike_names_warning
 
-    from .datasets import carved_test_note, nested_classes_warning, split_named_classes_warning, unused_val_share
+    from .datasets import carved_test_note, unused_val_share
 
     labelled = getattr(data, "labelled", True)
     said = [("warning", unused_val_share(data, option, share) if labelled else None),
             ("warning", lookalike_names_warning(list(data.class_names)) if labelled else None),
-            ("warning", nested_classes_warning(data)),  # None for unlabelled images
-            ("warning", split_named_classes_warning(list(data.class_names)) if labelled else None),
-            ("warning", getattr(data, "duplicates", None)),
+            *(("warning", text) for text in data_warnings(data)),
             ("warning", _imbalance(data, counts) if labelled else None),
             ("note", carved_test_note(data))]  # None for unlabelled images
     return [(kind, text) for kind, text in said if text]
+
+
+def data_warnings(data: Any) -> list[str]:
+    """The warnings of an opened data set's files that its features cannot tell (nested or split-named class folders,
+    files of one content in test and train or under two classes): :func:`cautions` says them before an extraction,
+    and the cache keeps them (its ``data_warnings`` attribute) for every run trained on it to say. A run finds the
+    others itself in its own splits (lookalike class names, imbalance, as its selection metric weighs it)."""
+    from .archives import printable
+    from .datasets import nested_classes_warning, split_named_classes_warning
+
+    labelled = getattr(data, "labelled", True)
+    said = [nested_classes_warning(data),  # None for unlabelled images
+            split_named_classes_warning(list(data.class_names)) if labelled else None,
+            getattr(data, "duplicates", None)]
+    return [printable(text) for text in said if text]  # a file's name not in UTF-8 could not be stored
 
 
 def _imbalance(data: Any, counts: dict[str, list[int]] | None) -> str | None:

@@ -33,6 +33,10 @@ skipped              JSON     list of ``[source, reason]`` for files left out (c
 split_params         JSON     ``{"layout", "val_fraction", "test_fraction", "seed", "max_per_class"}``;
                               ``val_fraction`` is the default where the data set gives its val split (unused)
 encoder_warning      str      what the encoder warned of when it extracted (random weights), or empty
+data_warnings        JSON     list of what the extraction warned of the data set's files (nested or split-named
+                              class folders, test images identical to train images, a file under two classes:
+                              ``feature_cache.options.data_warnings``), said by every run trained on the cache; not
+                              in the fingerprint; absent in older caches (read as none)
 precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); absent in
                               caches written before it was recorded (fp32 on a CPU, fp16 on CUDA)
 ==================== ======== ===================================================================
@@ -91,7 +95,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params")
+JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params", "data_warnings")
 DTYPES = ("float16", "float32")
 _STR = h5py.string_dtype("utf-8")
 CHUNK_ROWS = 1024
@@ -158,7 +162,8 @@ def _decode_attr(path: Path, key: str, value: Any) -> Any:
 
 
 # What each JSON root attribute decodes to (README "HDF5 feature cache").
-_JSON_KINDS = {"preprocess": dict, "class_names": list, "versions": dict, "skipped": list, "split_params": dict}
+_JSON_KINDS = {"preprocess": dict, "class_names": list, "versions": dict, "skipped": list, "split_params": dict,
+               "data_warnings": list}
 
 
 def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -486,10 +491,19 @@ class FeatureCache:
                 "extractor_as_named": None if as_named == extractor else as_named,
                 "dataset": self.attrs.get("dataset_fingerprint") or None,
                 "test_dataset": self.attrs.get("test_fingerprint") or None,
-                "warning": self.attrs.get("encoder_warning") or None,
+                "warning": self.attrs.get("encoder_warning") or None, "data_warnings": self.data_warnings,
                 **{key: self.attrs.get(key) for key in ("weights_sha256", "preprocess", "feature_kind",
                                                         "normalized")},
                 "test_carved": self._test_carved()}
+
+    @property
+    def data_warnings(self) -> list[str]:
+        """What the extraction warned of the data set's files (the ``data_warnings`` attribute), each printable and
+        at most :data:`MAX_ATTR_CHARS` characters; none for a cache written before it was kept."""
+        from .archives import printable
+
+        return [printable(text[:MAX_ATTR_CHARS]) for text in self.attrs.get("data_warnings") or []
+                if isinstance(text, str) and text]
 
     def _test_carved(self) -> float | None:
         """The share of each class carved out as test where the data set had no test split (open_dataset's split

@@ -845,6 +845,9 @@ def run_environment(fit_precisions: set[str] | list[str] = (), seed_precisions: 
                        command=None if command is None else [str(a) for a in command], cwd=cwd)
 
 
+DATA_SET_SAID = "the data set: "  # before each warning a run's report repeats from its cache's extraction
+
+
 class FeatureSource(_Model):
     """The features a run was trained and scored on: their cache's fingerprint (encoder, weights, preprocessing,
     data), its encoder, and the cache as the caller named it."""
@@ -868,6 +871,10 @@ class FeatureSource(_Model):
                                         "where test was carved from the data set, and in older reports")
     warning: Optional[str] = Field(None, description="what the encoder warned of when it extracted these features "
                                    "(random weights: they mean nothing for a probe); null when nothing")
+    data_warnings: list[str] = Field(default_factory=list, description="what the extraction warned of the data "
+                                     "set's files (nested or split-named class folders, test images identical to "
+                                     "train images, a file under two classes), kept with the cache; the report's "
+                                     "warnings say each after DATA_SET_SAID (empty in older reports)")
     # how to compute such features for new images outside this package (the cache's root attributes; an outside
     # round shipping a probe found them nowhere in the run, and timm's own preprocessing flipped a third of its
     # predictions): null in older reports
@@ -881,6 +888,10 @@ class FeatureSource(_Model):
     test_carved: Optional[float] = Field(None, gt=0, lt=1, description="the share of each class carved out as the "
                                          "test split where the data set had none of its own (no test/ folder or "
                                          "manifest rows); null where it had, and in reports before it")
+
+    def said_of_data(self) -> list[str]:
+        """:attr:`data_warnings` as a run's report warnings say them, each after :data:`DATA_SET_SAID`."""
+        return [f"{DATA_SET_SAID}{text}" for text in self.data_warnings]
 
     def describe(self) -> str:
         shown = self.fingerprint if len(self.fingerprint) <= 12 else self.fingerprint[:12] + "…"  # cut, said so

@@ -1014,7 +1014,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         environment=run_environment(
             steps.precisions, [e.precision or "" for e in evaluations], command,
             os.getcwd() if command is not None else None),
-        warnings=[*([features.warning] if features is not None and features.warning else []),
+        warnings=[*_feature_warnings(features),
                   *_carved_test(features, splits, class_names),
                   *scorer.warnings, *outcome.warnings, *_other_features(reference, features),
                   *_other_metric(reference, config),
@@ -1029,6 +1029,14 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     if progress is not None:
         progress(1.0, "done")
     return report
+
+
+def _feature_warnings(features: FeatureSource | None) -> list[str]:
+    """What the run's features came with: the encoder's warning (random weights), then what the extraction warned of
+    the data set's files (:meth:`FeatureSource.said_of_data`)."""
+    if features is None:
+        return []
+    return [*([features.warning] if features.warning else []), *features.said_of_data()]
 
 
 def _posthoc_sentence(config: ProbeConfig, evaluations: list[SeedEvaluation]) -> str:

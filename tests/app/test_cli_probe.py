@@ -47,7 +47,7 @@ def test_train_writes_run_directory(erm_dir, cache, capsys):
     report = json.loads((erm_dir / "report.json").read_text())
     assert report["class_names"] == NAMES
     assert report["features"] == {"fingerprint": "t", "encoder": "synthetic", "extractor": None,
-                                  "extractor_as_named": None, "cache": str(cache), "dataset": None, "test_dataset": None, "warning": None, "weights_sha256": None,
+                                  "extractor_as_named": None, "cache": str(cache), "dataset": None, "test_dataset": None, "warning": None, "data_warnings": [], "weights_sha256": None,
                                   "preprocess": None, "feature_kind": None, "normalized": False,
                                   "test_carved": None}
     assert report["config"]["head"] == "linear" and report["config"]["loss"] == "ce"

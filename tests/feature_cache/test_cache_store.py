@@ -248,7 +248,7 @@ def test_extractor_fingerprint_ignores_the_images_and_the_stored_dtype(tmp_path)
         normalized=True)
     assert one.provenance("a.h5") == {"fingerprint": "ef" * 32, "encoder": "tiny", "extractor": one.extractor,
                                       "extractor_as_named": None, "cache": "a.h5", "dataset": "cd" * 32,
-                                      "test_dataset": None, "warning": None,
+                                      "test_dataset": None, "warning": None, "data_warnings": [],
                                       # how such features are computed: what a user's own inference needs
                                       "weights_sha256": "ab" * 32, "preprocess": {"resize": [16, 16]},
                                       "feature_kind": "pooled", "normalized": True,

@@ -1,0 +1,42 @@
+"""What an extraction warns of a data set's files is kept with its cache, for every run trained on it to say."""
+from __future__ import annotations
+
+import shutil
+
+import h5py
+
+from feature_cache import extract, open_cache, open_dataset
+from fc_testutils import make_tree, tiny_encoder
+from probe import ProbeConfig, run_probe
+
+
+def _copied_test(tmp_path):
+    """2 classes whose test/ folder is a copy of train/: every test image is a train image."""
+    root = make_tree(tmp_path / "data", {"ant": 6, "bee": 6}, splits=("train",))
+    shutil.copytree(root / "train", root / "test")
+    return root
+
+
+def test_the_extractions_data_warnings_are_kept_in_the_cache_and_said_by_a_run_on_it(tmp_path):
+    root = _copied_test(tmp_path)
+    duplicates = open_dataset(root).duplicates
+    assert duplicates.startswith("12 of the 12 test images have the same content as a train or val image")
+    result = extract(root, tiny_encoder(), None, out=tmp_path / "c.h5", workers=0, show_progress=False)
+    cache = open_cache(result.path)
+    assert cache.data_warnings == [duplicates]
+    report = run_probe(cache.training_data(), cache.class_names,
+                       ProbeConfig(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0),
+                       features=cache.provenance("c.h5"))
+    assert report.features.data_warnings == [duplicates]
+    assert f"the data set: {duplicates}" in report.warnings
+
+
+def test_a_cache_written_before_the_warnings_were_kept_reads_as_none_and_is_reused(tmp_path):
+    root = _copied_test(tmp_path)
+    path = extract(root, tiny_encoder(), None, out=tmp_path / "c.h5", workers=0, show_progress=False).path
+    with h5py.File(path, "a") as h5:
+        del h5.attrs["data_warnings"]
+    cache = open_cache(path)
+    assert cache.data_warnings == [] and cache.provenance()["data_warnings"] == []
+    again = extract(root, tiny_encoder(), None, out=path, workers=0, show_progress=False)
+    assert again.reused  # the warnings are not in the fingerprint
