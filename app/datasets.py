@@ -426,7 +426,8 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     values = dict(name=name or path.name, source=source, path=str(path),
                   class_names=list(data.class_names), counts=counts, fingerprint=getattr(data, "fingerprint", None),
                   skipped=len(skipped), dataset_id=dataset_id, val_given=bool(getattr(data, "val_given", False)),
-                  skipped_reasons=group_reasons(skipped), skipped_files=recorded_files(skipped))
+                  skipped_reasons=group_reasons(skipped), skipped_files=recorded_files(skipped),
+                  data_warnings=registration_warnings(data, counts))
     # the same content is one data set (its caches are reused); an upload's the same archive bytes too: a zip's
     # fingerprint reads the CRC32 and size its own index claims, so a crafted zip of other images matched one
     # uploaded before and its copy was removed (an attack round)
@@ -440,6 +441,15 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     logger.info("data set %s %s: %d classes, %s", row["id"], "registered" if created else "already registered",
                 len(row["class_names"]), {k: sum(v) for k, v in counts.items()})
     return row, created
+
+
+def registration_warnings(data: Any, counts: dict[str, list[int]]) -> list[str]:
+    """What an extraction of a data set as registered (the default split) warns of it before it starts
+    (``feature_cache.options.cautions``' warnings): the registration answer carries them, for the launch form to
+    show before a job is launched; they were said only in the extraction job's messages."""
+    from feature_cache.options import cautions
+
+    return [text for kind, text in cautions(data, "options.val_fraction", None, counts) if kind == "warning"]
 
 
 def _names(classes: list[str], shown: int = 5) -> str:

@@ -157,6 +157,10 @@ class DatasetOut(BaseModel):
                          "to decode is found when it is extracted: the extraction job's messages and the cache's "
                          "'skipped' list count it; which files and why: GET /api/datasets/{id}/skipped")
     fingerprint: str | None
+    warnings: list[str] = Field(default_factory=list, description="what an extraction of it warns of before it "
+                                "starts (feature_cache.options.cautions: lookalike class names, nested or split-named "
+                                "class folders, test images identical to train images, a file under two classes, "
+                                "imbalanced classes), as registered; empty for data sets registered before")
     problem: Optional[str] = Field(None, description="why no job can read its files now (gone from the server, "
                                    "moved behind a symlink), else null: a job on it is refused with this; classes "
                                    "changed since its registration are found when a job is requested")

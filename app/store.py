@@ -137,6 +137,9 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   # a data set's skipped files grouped by reason (app.skipped.group_reasons, JSON; its files in the
                   # table skipped_files): NULL for data sets registered before, which only counted them
                   ("datasets", "skipped_reasons", "TEXT", lambda conn: None),
+                  # what its registration warned of it (feature_cache.options.cautions' warnings, JSON): NULL for
+                  # data sets registered before, read as none
+                  ("datasets", "data_warnings", "TEXT", lambda conn: None),
                   # the classes a run left out (its config's drop_classes), sorted, JSON: which runs of a cache it can
                   # be compared with; NULL where its report could not be read
                   ("runs", "left_out", "TEXT", _from_report("left_out", lambda r: left_out_json(r.config))),
@@ -309,11 +312,12 @@ class Store:
     @staticmethod
     def _dataset_row(*, name: str, source: str, path: str, class_names: list[str], counts: dict[str, list[int]],
                      fingerprint: str | None, skipped: int, dataset_id: str | None = None,
-                     val_given: bool | None = None,
-                     skipped_reasons: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                     val_given: bool | None = None, skipped_reasons: list[dict[str, Any]] | None = None,
+                     data_warnings: list[str] | None = None) -> dict[str, Any]:
         return dict(id=dataset_id or new_id("ds"), name=name, source=source, path=path, class_names=class_names,
                     counts=counts, fingerprint=fingerprint, skipped=skipped, created_at=utcnow(), val_given=val_given,
-                    skipped_reasons=None if skipped_reasons is None else json.dumps(skipped_reasons))
+                    skipped_reasons=None if skipped_reasons is None else json.dumps(skipped_reasons),
+                    data_warnings=None if data_warnings is None else json.dumps(data_warnings))
 
     def add_dataset(self, *, skipped_files: list[tuple[str, str]] = (), **values: Any) -> dict[str, Any]:
         """A new data set row (:meth:`_dataset_row`'s arguments) and its ``skipped_files`` ((name, reason) pairs,
@@ -370,6 +374,10 @@ class Store:
                     if row.get("val_given") is None and new["val_given"] is not None:  # registered before it was
                         conn.execute("UPDATE datasets SET val_given = ? WHERE id = ?", (new["val_given"], row["id"]))
                         row = {**row, "val_given": new["val_given"]}
+                    if row.get("data_warnings") is None and new["data_warnings"] is not None:  # the same
+                        conn.execute("UPDATE datasets SET data_warnings = ? WHERE id = ?",
+                                     (new["data_warnings"], row["id"]))
+                        row = {**row, "data_warnings": new["data_warnings"]}
                     if row.get("skipped_reasons") is None and new["skipped_reasons"] is not None:  # the same
                         conn.execute("UPDATE datasets SET skipped_reasons = ?, skipped = ? WHERE id = ?",
                                      (new["skipped_reasons"], new["skipped"], row["id"]))

@@ -2,6 +2,7 @@
 or registered by path; list, delete)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -75,6 +76,7 @@ def _dataset_out(row: dict) -> DatasetOut:
     training = [sum(per) for per in zip(*(v for split, v in row["counts"].items() if split != "test"))]
     return DatasetOut(**{k: row[k] for k in DatasetOut.model_fields if k in row}, labelled=not is_unlabelled(row),
                       num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training),
+                      warnings=json.loads(row.get("data_warnings") or "[]"),
                       problem=dataset_problem(row))  # its messages name the data set's id, never its path
 
 

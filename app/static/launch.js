@@ -116,6 +116,7 @@
       h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
         radio("path", "a folder on the server"), radio("cache", "features extracted already")),
       h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
+      h("div", { class: "warning-box", id: "dataset-warnings", role: "status", hidden: "hidden" }),
       h("div", { class: "source-pane", "data-source": "upload" },
         h("input", { type: "file", id: "archive", "aria-label": "archive to upload", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
         h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
@@ -157,7 +158,7 @@
     };
     let form = null;
     preset.addEventListener("change", syncWhy);
-    datasetSelect.addEventListener("change", () => syncImbalance(form, datasets, choices));
+    datasetSelect.addEventListener("change", () => { syncImbalance(form, datasets, choices); syncDataWarnings(form, datasets); });
     form = h("form", { id: "launch-form", novalidate: "novalidate" },
       images,
       h("fieldset", { class: "extraction-only" }, h("legend", {}, "2 · Encoder"),
@@ -203,7 +204,10 @@
     });
     encoder.addEventListener("input", () => syncHead(form, choices, caches));
     sync(); syncWhy(); syncHead(form, choices, caches); syncImbalance(form, datasets, choices); syncUnlabelled(form, datasets);
-    form.addEventListener("change", (ev) => { if (ev.target.name === "source") syncImbalance(form, datasets, choices); });
+    syncDataWarnings(form, datasets);
+    form.addEventListener("change", (ev) => {
+      if (ev.target.name === "source") { syncImbalance(form, datasets, choices); syncDataWarnings(form, datasets); }
+    });
     return form;
   }
 
@@ -293,6 +297,25 @@
     hint.hidden = !show;
     hint.textContent = show ? `This data set's classes differ ${ratio.toFixed(0)}× in size among the train + val images: `
       + "accuracy over the images favours the frequent ones; balanced weighs every class alike." : "";
+  }
+
+  /** Under the images: what an extraction of the picked data set warns of it (`warnings` of GET /api/datasets: a
+   * test image identical to a train image, lookalike or nested class folders, ...), said before a launch; they were
+   * said only in the extraction job's messages (a new-user round). */
+  function syncDataWarnings(form, datasets) {
+    const existing = form.querySelector("#source-existing");
+    const id = (form.querySelector("#dataset-select") || {}).value;
+    showDataWarnings(form, existing && existing.checked ? datasets.find((d) => d.id === id) : null);
+  }
+
+  /** The warnings box filled with `dataset`'s warnings (the API's DatasetOut; none: hidden). */
+  function showDataWarnings(form, dataset) {
+    const box = form.querySelector("#dataset-warnings");
+    if (!box) return;
+    const items = (dataset && dataset.warnings) || [];
+    box.hidden = !items.length;
+    box.replaceChildren(...(items.length ? [h("strong", {}, `What the extraction will warn of data set ${dataset.name}`),
+      h("ul", {}, items.map((text) => h("li", {}, text)))] : []));
   }
 
   /** The share of train carved out as val where the data set has no val/ folder (a post-hoc bias that could not be
@@ -431,6 +454,7 @@
         bar.hidden = true;
         if (ds.reused) showBanner(`This archive is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
         else if (ds.skipped) await saySkipped(ds);
+        showDataWarnings(form, ds);
         return ds;
       }
       const path = document.getElementById("dataset-path").value.trim();
@@ -442,6 +466,7 @@
       const ds = await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) });
       if (before.has(ds.id)) showBanner(`This folder is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
       else if (ds.skipped) await saySkipped(ds, "folder");
+      showDataWarnings(form, ds);
       return ds;
     } catch (e) {
       document.getElementById("upload-progress").hidden = true;

@@ -476,6 +476,35 @@ def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
         assert client.get("/api/jobs").json() == []
 
 
+def test_the_registration_answer_carries_what_an_extraction_would_warn_of_the_data_set(tmp_path, tiny_zip):
+    """A test/ folder copied from train/ was warned of only in the extraction job's messages: the registration
+    answer (which the launch form shows) and the data sets list now carry the extraction's warnings; a data set
+    registered before has none, and gets them when registered again."""
+    import shutil
+    import sqlite3
+
+    from feature_cache import open_dataset
+    from feature_cache.options import cautions
+
+    root = tmp_path / "root"
+    unzip(tiny_zip, root)
+    shutil.rmtree(root / "tiny" / "test")
+    shutil.copytree(root / "tiny" / "train", root / "tiny" / "test")
+    data = open_dataset(root / "tiny")
+    expected = [text for kind, text in cautions(data, "options.val_fraction", None) if kind == "warning"]
+    assert data.duplicates in expected
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        body = client.post("/api/datasets", json={"path": "tiny"}).json()
+        assert body["warnings"] == expected
+        assert client.get(f"/api/datasets/{body['id']}").json()["warnings"] == expected
+        with sqlite3.connect(settings.db_path) as conn:  # as a data set registered before the warnings were kept
+            conn.execute("UPDATE datasets SET data_warnings = NULL")
+        assert client.get(f"/api/datasets/{body['id']}").json()["warnings"] == []
+        again = client.post("/api/datasets", json={"path": "tiny"})
+        assert again.status_code == 200 and again.json()["warnings"] == expected
+
+
 def test_a_data_set_that_lost_a_class_after_registration_is_refused_before_a_job(tmp_path):
     """The files under a registered path changed (class 'ship' lost its test images): the request is refused with
     the registration's message naming the class (the job was accepted, then failed; an attack round), and no

@@ -1066,6 +1066,37 @@ def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_
     assert driver.js(hint)[0] is True
 
 
+def test_launch_form_shows_what_the_extraction_will_warn_of_the_chosen_data_set(driver, launch_service, tmp_path):
+    """A test image identical to a train image was said only in the extraction job's messages (a new-user round):
+    the form shows the registered data set's warnings (DatasetOut.warnings) when it is picked, none for another."""
+    base = launch_service.base
+    copied = _shapes_zip(tmp_path / "copied.zip", n_train=4, n_test=2)
+    with zipfile.ZipFile(copied, "a") as zf:
+        zf.writestr("shapes/test/red/copy.png", zf.read("shapes/train/red/0.png"))
+    with copied.open("rb") as f:
+        leaked = httpx.post(base + "/api/datasets", files={"file": ("copied.zip", f)}, data={"name": "leaked"}).json()
+    with _shapes_zip(tmp_path / "clean.zip", n_train=5, n_test=3).open("rb") as f:
+        clean = httpx.post(base + "/api/datasets", files={"file": ("clean.zip", f)}, data={"name": "clean"}).json()
+    assert any("the same content as a train or val image" in text for text in leaked["warnings"])
+    assert clean["warnings"] == []
+    _open(driver, base + "/launch", "launch")
+    box = "const b = document.getElementById('dataset-warnings'); return [b.hidden, b.textContent]"
+
+    def choose(dataset_id: str) -> None:
+        driver.js(f"const s = document.getElementById('dataset-select'); s.value = {json.dumps(dataset_id)};"
+                  "s.dispatchEvent(new Event('change', {bubbles: true}));")
+
+    choose(leaked["id"])
+    hidden, text = driver.js(box)
+    assert not hidden and text.startswith("What the extraction will warn of data set leaked")
+    assert "shapes/test/red/copy.png = shapes/train/red/0.png" in text
+    choose(clean["id"])
+    assert driver.js(box) == [True, ""]
+    choose(leaked["id"])
+    driver.js("document.getElementById('source-upload').click()")  # an archive not yet read: nothing to say
+    assert driver.js(box)[0] is True
+
+
 def test_launch_form_greys_out_the_val_share_of_a_data_set_with_its_own_val(driver, launch_service, tmp_path):
     """A val/ folder is used as it is: the form said so in its hint but let a share be typed and sent for it."""
     base = launch_service.base
