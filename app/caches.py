@@ -135,7 +135,8 @@ def _check_split(cache: Any, split: str) -> None:
 
     with h5py.File(cache.path, "r") as h5:
         group = h5[split]
-        missing = next(filter(None, (_unwritten(group[name]) for name in ("features", "labels", "sources"))), None)
+        members = ("features", "labels", "sources", *(["digests"] if "digests" in group else []))
+        missing = next(filter(None, (_unwritten(group[name]) for name in members)), None)
         if missing:
             raise CacheMismatch(f"{cache.path.name}: split {split!r} has {missing}: the cache is incomplete")
         costly = _unreadable_storage(group["features"])

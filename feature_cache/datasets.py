@@ -151,25 +151,50 @@ class LabelledImages:
     def load_image(self, sample: Sample):
         """Decode one sample into a PIL image, as the data set's fingerprint counted it (raises on a corrupt file,
         which callers skip, and :class:`~feature_cache.errors.FileChanged` for a file rewritten since)."""
-        image = self.open_image(sample, checked=True)
+        return self.load_with_digest(sample)[0]
+
+    def load_with_digest(self, sample: Sample) -> tuple[Any, bytes]:
+        """:meth:`load_image`'s image and the :func:`content_digest` of the bytes it was decoded from (of its pixels
+        for readers holding decoded pixels: idx), read once: what an extraction records of each row."""
+        if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
+            image = self.reader.image(sample.source)
+            return image, content_digest(image.tobytes())
+        data = self.reader.read(sample.source)
+        if hasattr(self.reader, "check"):
+            self.reader.check(sample.source, data)
+        image = _image_of(data)
         image.load()
-        return image
+        return image, content_digest(data)
 
     def open_image(self, sample: Sample, checked: bool = False):
         """One sample as a PIL image whose header is read and whose pixels are not decoded yet (its size known
         before the cost of decoding it: ``Image.draft`` can still shrink a JPEG's decode). ``checked``: its bytes
         must be those its content id counted (the reader's ``check``, where it has one)."""
-        from PIL import Image, UnidentifiedImageError
-
         if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
             return self.reader.image(sample.source)
         data = self.reader.read(sample.source)
         if checked and hasattr(self.reader, "check"):
             self.reader.check(sample.source, data)
-        try:
-            return Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:  # its message names the BytesIO object, with its memory address
-            raise UnidentifiedImageError("not an image format Pillow can read") from None
+        return _image_of(data)
+
+
+CONTENT_DIGEST_SIZE = 16  # bytes of an image's content digest (BLAKE2b), a cache's ``digests`` row
+
+
+def content_digest(data: bytes) -> bytes:
+    """The BLAKE2b digest (:data:`CONTENT_DIGEST_SIZE` bytes) of an image file's bytes: the same image, whatever
+    its name or data set, has the same one (a cache's ``digests``)."""
+    return hashlib.blake2b(data, digest_size=CONTENT_DIGEST_SIZE).digest()
+
+
+def _image_of(data: bytes):
+    """A PIL image of an image file's bytes, its header read (not yet decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:  # its message names the BytesIO object, with its memory address
+        raise UnidentifiedImageError("not an image format Pillow can read") from None
 
 
 # ------------------------------------------------------------------------------------ layout

@@ -74,8 +74,10 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
     d = first.num_features
     totals = {s: 0 for s in SPLITS}
     skipped: list[list[str]] = []
+    digested = True  # every shard keeps its rows' content digests (one resumed from an older partial file: not)
     for path in shards:
         cache = open_cache(path)
+        digested = digested and all(cache.digests(split) is not None for split in cache.splits)
         if cache.num_features != d or cache.fingerprint != first.fingerprint:
             raise ValueError(f"shard {path} does not belong with {shards[0]} (width or fingerprint differs).")
         for split in SPLITS:
@@ -86,21 +88,23 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
         for split in SPLITS:
             with h5py.File(shards[0], "r") as src:
                 dtype = src[split]["features"].dtype
-            _write_split(out, split, d, str(dtype), totals[split], _shard_blocks(shards, split))
+            _write_split(out, split, d, str(dtype), totals[split], _shard_blocks(shards, split), digested=digested)
     for path in shards:
         path.unlink()
     return final
 
 
 def _shard_blocks(shards: Sequence[Path], split: str, block_rows: int = 8192):
-    """(features, labels, sources) of ``split`` of every shard in order, ``block_rows`` rows at a time."""
+    """(features, labels, sources, content digests or None) of ``split`` of every shard in order, ``block_rows`` rows
+    at a time."""
     for path in shards:
         with h5py.File(path, "r") as src:
             group = src[split]
             n = group["features"].shape[0]
             for start in range(0, n, block_rows):
                 end = min(n, start + block_rows)
-                yield group["features"][start:end], group["labels"][start:end], group["sources"][start:end]
+                yield (group["features"][start:end], group["labels"][start:end], group["sources"][start:end],
+                       group["digests"][start:end] if "digests" in group else None)
 
 
 # Set on an exception that every rank raised alike (a refusal rank 0 decided and told the others, a failure of one

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
 from .archives import UNREAD_IMAGE, is_link_or_special
-from .datasets import SPLITS, LabelledImages, Sample, open_dataset
+from .datasets import CONTENT_DIGEST_SIZE, SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled, FileChanged
@@ -182,19 +182,24 @@ class _ImageDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         try:
-            return self.transform(self.data.load_image(sample)), True, ""
+            image, digest = self.data.load_with_digest(sample)
+            return self.transform(image), True, "", digest
         except FileNotFoundError as exc:  # removed or moved since the data set was listed: not a decode failure
             reason = f"{FILE_GONE}: {exc}"
         except FileChanged as exc:  # rewritten since: its features are not those of the content fingerprinted
             reason = f"{FILE_CHANGED}: {exc}"
         except Exception as exc:  # noqa: BLE001 - any decode failure skips the file, never the job
             reason = f"{DECODE_FAILURE}: {exc}"
-        return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, reason[:300]
+        return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, reason[:300], _NO_DIGEST
 
 
-def collate_images(items: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+_NO_DIGEST = bytes(CONTENT_DIGEST_SIZE)  # the digest of a file that failed to decode (no row is written for it)
+
+
+def collate_images(items: list[tuple[torch.Tensor, bool, str, bytes]]
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[str], np.ndarray]:
     """DataLoader ``collate_fn`` of :class:`_ImageDataset`: (images (n, 3, H, W) uint8 in channels-last memory,
-    ok (n,) bool, reasons).
+    ok (n,) bool, reasons, content digests (n, CONTENT_DIGEST_SIZE) uint8).
 
     The transform's images are (3, H, W) views of height × width × channel memory (what PIL decodes and
     torchvision's uint8 resize keeps), so they are stacked in that order, one copy of contiguous bytes per
@@ -203,9 +208,10 @@ def collate_images(items: list[tuple[torch.Tensor, bool, str]]) -> tuple[torch.T
     transposes them back: 0.12–0.14 → 0.02 ms per 224² image for the collation and 0.29–0.32 → 0.14–0.17 ms
     for the normalisation (64-image batches, 2 threads).
     """
-    images, ok, reasons = zip(*items)
+    images, ok, reasons, digests = zip(*items)
     hwc = torch.stack([image.permute(1, 2, 0) for image in images])
-    return hwc.permute(0, 3, 1, 2), torch.tensor(ok, dtype=torch.bool), list(reasons)
+    rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(items), CONTENT_DIGEST_SIZE)
+    return hwc.permute(0, 3, 1, 2), torch.tensor(ok, dtype=torch.bool), list(reasons), rows
 
 
 @contextmanager
@@ -549,7 +555,7 @@ def _encode_kept(encoder: Encoder, images: torch.Tensor, ok: torch.Tensor) -> np
 
 class EncodingCollate:
     """DataLoader ``collate_fn`` of a CPU extraction with worker processes: each worker stacks its batch
-    (:func:`collate_images`) and encodes it itself, so it returns (features (kept, d) float32, ok, reasons).
+    (:func:`collate_images`) and encodes it itself, so it returns (features (kept, d) float32, ok, reasons, digests).
 
     PyTorch runs every DataLoader worker with one thread (``torch.set_num_threads(1)``), so W workers are W
     single-threaded forward passes side by side: on a CPU that beats one forward pass over W threads, whose
@@ -559,15 +565,16 @@ class EncodingCollate:
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
 
-    def __call__(self, items: list[tuple[torch.Tensor, bool, str]]) -> tuple[np.ndarray, torch.Tensor, list[str]]:
-        images, ok, reasons = collate_images(items)
-        return _encode_kept(self.encoder, images, ok), ok, reasons
+    def __call__(self, items: list[tuple[torch.Tensor, bool, str, bytes]]
+                 ) -> tuple[np.ndarray, torch.Tensor, list[str], np.ndarray]:
+        images, ok, reasons, digests = collate_images(items)
+        return _encode_kept(self.encoder, images, ok), ok, reasons, digests
 
 
 def _write_chunk(partial: PartialCache, split: str, batch: list[Sample], end: int, features: np.ndarray,
-                 ok: torch.Tensor, reasons: list[str]) -> int:
-    """Append one batch as one chunk, its (kept, d) ``features`` with its labels and sources; returns how many
-    images the chunk kept."""
+                 ok: torch.Tensor, reasons: list[str], digests: np.ndarray) -> int:
+    """Append one batch as one chunk, its (kept, d) ``features`` with its labels, sources and content digests;
+    returns how many images the chunk kept."""
     keep = ok.nonzero().flatten().tolist()
     bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
     for source, reason in bad:
@@ -579,6 +586,7 @@ def _write_chunk(partial: PartialCache, split: str, batch: list[Sample], end: in
         [batch[i].source for i in keep],
         next_index=end,
         skipped=bad,
+        digests=digests[keep],
     )
     return len(keep)
 
@@ -594,7 +602,7 @@ class _ChunkWriter:
         self.done, self.total, self.encoded = done, total, 0
 
     def write(self, where: tuple[str, int, int], features: Callable[[], np.ndarray], ok: torch.Tensor,
-              reasons: list[str]) -> None:
+              reasons: list[str], digests: np.ndarray) -> None:
         split, start, end = where
         if self.should_stop is not None and self.should_stop():
             raise ExtractionCancelled(f"extraction stopped at {split} {start}/{len(self.splits[split])}; "
@@ -610,7 +618,7 @@ class _ChunkWriter:
                     "keeping the images written so far. Put them back as they were and extract again to resume, or "
                     "register the data set again as it is now.")
         self.encoded += _write_chunk(self.partial, split, self.splits[split][start:end], end, features(), ok,
-                                     reasons)
+                                     reasons, digests)
         self.done += end - start
         self.bar.update(end - start)
         if self.progress is not None:
@@ -801,12 +809,12 @@ def run_plan(
     writer = _ChunkWriter(partial, splits, bar, progress, should_stop, done, total)
     try:
         pending = None  # the batch whose features are still on their way: written once the next one is queued
-        for (split, start, end), (payload, ok, reasons) in zip(batches, loader):
+        for (split, start, end), (payload, ok, reasons, digests) in zip(batches, loader):
             features = ((lambda f=payload: f) if isinstance(payload, np.ndarray)  # encoded by a worker
                         else _queue_encoding(encoder, payload, ok))
             if pending is not None:
                 writer.write(*pending)
-            pending = ((split, start, end), features, ok, reasons)
+            pending = ((split, start, end), features, ok, reasons, digests)
         if pending is not None:
             writer.write(*pending)
     except BaseException:

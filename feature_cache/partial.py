@@ -8,8 +8,9 @@ partial file is not HDF5. It is a log that is only ever appended to, in records:
     MAGIC
     record 0:  header  JSON {"attrs": {...}, "num_features": d, "dtype": "float16"}
     record i:  one chunk (one batch of images): u32 meta length, meta JSON
-               {"split", "rows", "next_index", "sources", "skipped"}, features (rows × d, ``dtype``, C order),
-               labels (rows, int64)
+               {"split", "rows", "next_index", "sources", "skipped", "digests"}, features (rows × d, ``dtype``,
+               C order), labels (rows, int64), then where ``digests`` is true each row's content digest
+               (rows × CONTENT_DIGEST_SIZE bytes; chunks written before digests were kept have none)
     each record = u64 payload length, u32 CRC-32 of the payload, payload (little-endian)
 
 A record is appended with one write and flushed before the progress it carries counts, so a restart continues from
@@ -34,6 +35,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import ExtractionBusy
+from .datasets import CONTENT_DIGEST_SIZE
 from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _set_attrs, _write_split, cache_bytes, replacing_file
 
 __all__ = ["PartialCache", "MAGIC"]
@@ -85,6 +87,7 @@ class PartialCache:
         self._progress = {split: (0, 0) for split in SPLITS}
         self._skipped: list[list[str]] = []
         self._chunks: list[tuple[str, int]] = []  # (split, offset of the record's payload)
+        self.digested = True  # every chunk holds its rows' content digests (a log resumed from an older one: not)
 
     @classmethod
     def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str) -> "PartialCache":
@@ -145,6 +148,7 @@ class PartialCache:
         self._progress[split] = (int(meta["next_index"]), self._progress[split][1] + int(meta["rows"]))
         self._skipped += [list(s) for s in meta["skipped"]]
         self._chunks.append((split, offset))
+        self.digested = self.digested and bool(meta.get("digests"))
 
     def progress(self, split: str) -> tuple[int, int]:
         """(next_index, rows) of ``split``."""
@@ -162,24 +166,28 @@ class PartialCache:
         sources: Sequence[str],
         next_index: int,
         skipped: Sequence[tuple[str, str]] = (),
+        digests: np.ndarray | None = None,
     ) -> None:
-        """Append one chunk (one record, one write), flush it, then count its progress."""
+        """Append one chunk (one record, one write), flush it, then count its progress. ``digests``: each row's
+        content digest, (n, CONTENT_DIGEST_SIZE) uint8 (None: none known; the cache then keeps none)."""
         n = len(labels)
         features = np.ascontiguousarray(features, dtype=self.dtype).reshape(n, self.num_features)
         if len(sources) != n:
             raise ValueError(f"{n} labels but {len(sources)} sources.")
+        if digests is not None:
+            digests = np.ascontiguousarray(digests, dtype=np.uint8).reshape(n, CONTENT_DIGEST_SIZE)
         meta = {"split": split, "rows": n, "next_index": int(next_index), "sources": list(sources),
-                "skipped": [list(s) for s in skipped]}
+                "skipped": [list(s) for s in skipped], "digests": digests is not None}
         encoded = json.dumps(meta, ensure_ascii=False).encode()
         payload = b"".join((_META.pack(len(encoded)), encoded, features.tobytes(),
-                            np.asarray(labels, dtype=_LABELS).tobytes()))
+                            np.asarray(labels, dtype=_LABELS).tobytes(), b"" if digests is None else digests.tobytes()))
         offset = self.f.seek(0, 2) + _RECORD.size
         self.f.write(_record(payload))
         self.f.flush()
         self._account(meta, offset)
 
-    def _split_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-        """(features, labels, sources) of each chunk of ``split``, in order."""
+    def _split_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]]:
+        """(features, labels, sources, content digests or None) of each chunk of ``split``, in order."""
         row_bytes = self.num_features * self.dtype.itemsize
         for chunk_split, offset in self._chunks:
             if chunk_split != split:
@@ -192,12 +200,14 @@ class PartialCache:
             n, start = int(meta["rows"]), _META.size + _META.unpack_from(payload)[0]
             features = np.frombuffer(payload, self.dtype, n * self.num_features, start).reshape(n, self.num_features)
             labels = np.frombuffer(payload, _LABELS, n, start + n * row_bytes)
-            yield features, labels, meta["sources"]
+            digests = (np.frombuffer(payload, np.uint8, n * CONTENT_DIGEST_SIZE, start + n * (row_bytes + 8))
+                       .reshape(n, CONTENT_DIGEST_SIZE) if meta.get("digests") else None)
+            yield features, labels, meta["sources"], digests
 
-    def _split_blocks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _split_blocks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
         """The chunks of ``split`` joined into blocks of at least ``BLOCK_ROWS`` rows (the last one may be shorter):
         one HDF5 write per block instead of three per 64-image chunk (60,000 rows: 1.1 → 0.3 s)."""
-        pending: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+        pending: list[tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]] = []
         rows = 0
         for chunk in self._split_chunks(split):
             pending.append(chunk)
@@ -215,7 +225,8 @@ class PartialCache:
             with replacing_file(final, needs=cache_bytes(rows, self.num_features, self.dtype)) as h5:
                 _set_attrs(h5, {"schema_version": SCHEMA_VERSION, **self.attrs, **attrs})
                 for split in SPLITS:
-                    _write_split(h5, split, self.num_features, self.dtype.name, rows[split], self._split_blocks(split))
+                    _write_split(h5, split, self.num_features, self.dtype.name, rows[split], self._split_blocks(split),
+                                 digested=self.digested)
         finally:
             self.close()  # its lock too, on a failure (a full disk): the job resumed in this process is not 'busy'
         self.path.unlink()
@@ -226,9 +237,11 @@ class PartialCache:
             self.f.close()  # releases the lock
 
 
-def _join(chunks: list[tuple[np.ndarray, np.ndarray, list[str]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    features, labels, sources = zip(*chunks)
-    return np.concatenate(features), np.concatenate(labels), np.array([s for c in sources for s in c], dtype=object)
+def _join(chunks: list[tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]]
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    features, labels, sources, digests = zip(*chunks)
+    return (np.concatenate(features), np.concatenate(labels), np.array([s for c in sources for s in c], dtype=object),
+            None if any(d is None for d in digests) else np.concatenate(digests))
 
 
 def _chunk_meta(payload: bytes) -> dict[str, Any]:

@@ -46,9 +46,13 @@ One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split 
 - ``features``: (N, d) ``float16`` (default) or ``float32``, chunked by rows (``chunks=(min(N, 1024), d)``;
   caches extracted before the partial log was written with ``(1024, d)``), resizable along rows, no compression;
 - ``labels``: (N,) ``int64`` class indices;
-- ``sources``: (N,) variable-length UTF-8 strings, the path of each sample inside the data set.
+- ``sources``: (N,) variable-length UTF-8 strings, the path of each sample inside the data set;
+- ``digests``: (N, 16) ``uint8``, the BLAKE2b digest of each sample's file bytes
+  (``feature_cache.datasets.content_digest``; of its pixels for an idx data set): the same image under any name has
+  the same one. Not in the fingerprint; absent in caches written before it (and in a cache resumed from a partial
+  file written before it, or written by ``write_cache`` without digests).
 
-Row i of ``features``, ``labels`` and ``sources`` describe the same sample; rows follow the split's
+Row i of ``features``, ``labels``, ``sources`` and ``digests`` describe the same sample; rows follow the split's
 sorted source order, minus skipped files.
 
 While extraction runs, its rows go to ``<final>.partial``, an append-only log of checksummed chunks that survives
@@ -77,7 +81,7 @@ import numpy as np
 from probe.names import listed, repeated
 
 from .archives import writer_alive
-from .datasets import SPLITS, labelled_layout
+from .datasets import CONTENT_DIGEST_SIZE, SPLITS, labelled_layout
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
 
@@ -171,7 +175,7 @@ def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         node.attrs[key] = _encode_attr(key, value)
 
 
-def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 0) -> None:
+def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 0, digested: bool = False) -> None:
     # Resizable along rows, as every cache has been (the HDF5 partial file of earlier versions appended to it);
     # chunks of up to CHUNK_ROWS rows.
     chunk = (max(1, min(rows, CHUNK_ROWS)) if rows else CHUNK_ROWS, num_features)
@@ -179,21 +183,27 @@ def _create_split(group: h5py.Group, num_features: int, dtype: str, rows: int = 
                          dtype=dtype, chunks=chunk)
     group.create_dataset("labels", shape=(rows,), maxshape=(None,), dtype="int64", chunks=(chunk[0],))
     group.create_dataset("sources", shape=(rows,), maxshape=(None,), dtype=_STR, chunks=(chunk[0],))
+    if digested:
+        group.create_dataset("digests", shape=(rows, CONTENT_DIGEST_SIZE), maxshape=(None, CONTENT_DIGEST_SIZE),
+                             dtype="uint8", chunks=(chunk[0], CONTENT_DIGEST_SIZE))
 
 
 def _write_split(h5: h5py.File, split: str, num_features: int, dtype: str, rows: int,
-                 blocks: Iterable[tuple[Any, Any, Any]]) -> None:
+                 blocks: Iterable[tuple[Any, ...]], digested: bool = False) -> None:
     """Group ``split`` of ``rows`` rows (:func:`_create_split`), filled in order from ``blocks`` of (features,
-    labels, sources): the one writer of :func:`write_cache`, the partial log's copy and the merge of shards."""
+    labels, sources[, content digests]): the one writer of :func:`write_cache`, the partial log's copy and the merge
+    of shards. ``digested``: every block holds its rows' digests, kept in ``digests``."""
     group = h5.create_group(split)
-    _create_split(group, num_features, dtype, rows=rows)
+    _create_split(group, num_features, dtype, rows=rows, digested=digested)
     features_out, labels_out, sources_out = group["features"], group["labels"], group["sources"]
     row = 0
-    for features, labels, sources in blocks:
+    for features, labels, sources, *digests in blocks:
         end = row + len(labels)
         features_out[row:end] = features
         labels_out[row:end] = labels
         sources_out[row:end] = sources
+        if digested:
+            group["digests"][row:end] = digests[0]
         row = end
 
 
@@ -276,7 +286,7 @@ def _check_usable(features: np.ndarray, split: str) -> None:
 
 # Per row of a cache file beyond its features: an int64 label, a variable-length string's reference (16 bytes) and
 # its heap entry (the source name); and the file's own structure. Generous: an estimate too low crashes the process.
-_ROW_OVERHEAD_BYTES = 8 + 16 + 256
+_ROW_OVERHEAD_BYTES = 8 + 16 + 256 + CONTENT_DIGEST_SIZE
 _FILE_OVERHEAD_BYTES = 1 << 20
 
 
@@ -477,6 +487,13 @@ class FeatureCache:
         (test's shown with failing predictions, train's and val's kept as digests to warn of scores on them)."""
         return {split: self.sources(split) for split in SPLITS if split in self.splits}
 
+    def training_digests(self) -> dict[str, np.ndarray] | None:
+        """``{split: content digests}`` of every split :meth:`training_data` gives (``probe.run_probe``'s
+        ``contents``: train's and val's kept to warn of scores on the same images under other names); None where a
+        split keeps none (a cache written before they were recorded)."""
+        digests = {split: self.digests(split) for split in SPLITS if split in self.splits}
+        return None if any(rows is None for rows in digests.values()) else digests
+
     def classes_without(self, split: str) -> list[str]:
         """The classes that have no sample in ``split`` (an empty list when every class has one)."""
         counts = np.bincount(self.labels(split), minlength=self.num_classes)
@@ -518,6 +535,17 @@ class FeatureCache:
         """Path of every sample of ``split`` inside the data set."""
         with h5py.File(self.path, "r") as h5:
             return [s.decode() if isinstance(s, bytes) else s for s in self._group(h5, split)["sources"][()]]
+
+    def digests(self, split: str) -> np.ndarray | None:
+        """The content digest of every sample of ``split`` (n, CONTENT_DIGEST_SIZE) uint8, row-aligned with its
+        sources; None for a cache that keeps none (written before they were recorded), or whose digests are not one
+        per row (a file changed by hand: never matched against the wrong rows)."""
+        with h5py.File(self.path, "r") as h5:
+            group = self._group(h5, split)
+            digests = group.get("digests")
+            if digests is None or digests.shape[0] != self.split_sizes[split]:
+                return None
+            return digests[()]
 
 
 MAX_ATTR_CHARS = 4096  # a text root attribute (an encoder name, a warning); the API takes encoder names of 1,024
@@ -571,7 +599,7 @@ def _linked_members(h5: h5py.File) -> list[str]:
         if not isinstance(group, h5py.HardLink):
             found.append(f"the group {split}")
             continue
-        for name in ("features", "labels", "sources"):
+        for name in ("features", "labels", "sources", "digests"):
             link = h5[split].get(name, getlink=True)
             if link is not None and (not isinstance(link, h5py.HardLink) or (
                     isinstance(h5[split][name], h5py.Dataset) and _external(h5[split][name]))):
@@ -606,6 +634,11 @@ def _malformed_split(h5: h5py.File, split: str) -> str | None:
             # float128 features passed and every scoring route answered 500 (torch has no such type); big-endian
             # features and integer-array names passed and every job on them failed (attack rounds)
             return f"{split}/{name} is a {member.ndim}-d {member.dtype} array"
+    digests = group.get("digests")
+    if digests is not None and not (isinstance(digests, h5py.Dataset) and digests.dtype == np.uint8
+                                    and digests.shape[1:] == (CONTENT_DIGEST_SIZE,)):
+        shape = digests.shape if isinstance(digests, h5py.Dataset) else "not a dataset"
+        return f"{split}/digests is {shape}, not ({CONTENT_DIGEST_SIZE}-byte) uint8 rows"
     rows = {name: group[name].shape[0] for name in kinds}
     if len(set(rows.values())) != 1:  # each named: "have 5, 15 rows" left which had which (an attack round)
         return f"{split}'s rows differ: " + ", ".join(f"{n:,} {name}" for name, n in rows.items())

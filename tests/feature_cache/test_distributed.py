@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from feature_cache import ExtractionBusy, distributed, extract, open_cache, open_dataset, open_images
+from feature_cache.datasets import content_digest
 from feature_cache.distributed import merge_shards, shard_bounds, shard_splits
 from feature_cache.extract import _exclusive, plan_extraction, run_plan
 from feature_cache.partial import _locked
@@ -56,6 +57,7 @@ def test_two_process_gloo_extraction_equals_single_process(tree, tmp_path):
         np.testing.assert_array_equal(merged.load(split)[0], reference.load(split)[0])
         np.testing.assert_array_equal(merged.load(split)[1], reference.load(split)[1])
         assert merged.sources(split) == reference.sources(split)
+        np.testing.assert_array_equal(merged.digests(split), reference.digests(split))  # row-aligned, kept
     assert sorted(p.name for p in tmp_path.glob("multi.h5*")) == ["multi.h5"]  # shards removed
     # The merged cache is found again by its fingerprint.
     again = extract(tree, tiny_encoder(), None, out=out, workers=0, show_progress=False)
@@ -151,7 +153,7 @@ def test_the_command_takes_unlabelled_and_no_progress_and_says_what_mr2probe_ext
                                          "test split."]
 
 
-def test_merge_keeps_shard_order(tree, tmp_path):
+def test_merge_keeps_shard_order_and_each_rows_digest(tree, tmp_path):
     data = open_dataset(tree)
     plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
     shards = []
@@ -163,6 +165,9 @@ def test_merge_keeps_shard_order(tree, tmp_path):
     for split in ("train", "val", "test"):
         assert merged.sources(split) == [s.source for s in data.splits[split]]
         assert merged.load(split)[1].tolist() == [s.label for s in data.splits[split]]
+        # each row's content digest stays beside its source through the shards and their merge
+        assert [bytes(d) for d in merged.digests(split)] == [content_digest((tree / s.source).read_bytes())
+                                                             for s in data.splits[split]]
     assert merged.fingerprint == plan.fingerprint
     assert not any(p.exists() for p in shards)
 
@@ -482,3 +487,18 @@ def test_the_command_keeps_freed_memory_where_a_library_call_leaves_the_callers_
     monkeypatch.setattr(distributed, "extract_distributed", interrupted)
     assert distributed.main(["--data", str(tree), "--out", str(tmp_path / "b.h5"), "--backend", "gloo"]) == 130
     assert asked[0]["tune_allocator"] is True
+
+
+def test_a_merge_of_shards_one_of_which_keeps_no_digests_keeps_none(tree, tmp_path):
+    """A shard finished from an older partial file keeps no digests: the merged cache keeps none, not misaligned."""
+    data = open_dataset(tree)
+    plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
+    shards = []
+    for rank in range(2):
+        partial, _ = run_plan(plan, splits=shard_splits(data.splits, rank, 2), workers=0,
+                              partial_path=tmp_path / f"s{rank}.partial", show_progress=False)
+        partial.digested = rank == 0
+        shards.append(partial.finalize(tmp_path / f"s{rank}.h5", {}))
+    merged = open_cache(merge_shards(shards, tmp_path / "final.h5", {"skipped": []}))
+    assert all(merged.digests(split) is None for split in ("train", "val", "test"))
+    assert merged.sources("train") == [s.source for s in data.splits["train"]]

@@ -297,9 +297,12 @@ def test_collate_stacks_images_in_channels_last_memory_with_the_default_collatio
     assert decoded[0].permute(1, 2, 0).is_contiguous()  # the transform's HWC memory, which the collation keeps
     cropped = torch.from_numpy(rng.integers(0, 256, (20, 18, 3), dtype=np.uint8)).permute(2, 0, 1)[:, 2:18, 1:17]
     failed = torch.zeros(3, 16, 16, dtype=torch.uint8)  # what _ImageDataset yields for an undecodable file
-    items = [(decoded[0], True, ""), (cropped, True, ""), (failed, False, "cannot decode"), (decoded[2], True, "")]
-    images, ok, reasons = collate_images(items)
-    expected, expected_ok, expected_reasons = default_collate(items)
+    digests = [bytes([i]) * 16 for i in range(4)]  # each file's content digest (zeros for one that failed)
+    items = [(decoded[0], True, "", digests[0]), (cropped, True, "", digests[1]),
+             (failed, False, "cannot decode", digests[2]), (decoded[2], True, "", digests[3])]
+    images, ok, reasons, rows = collate_images(items)
+    expected, expected_ok, expected_reasons, _ = default_collate(items)
+    assert rows.dtype == np.uint8 and [bytes(row) for row in rows] == digests
     assert images.dtype == torch.uint8 and images.shape == (4, 3, 16, 16)
     assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
     assert torch.equal(images, expected) and not torch.equal(images[0], images[3])

@@ -26,14 +26,17 @@ def run(data, cache_dir, encoder=None, **kwargs):
 
 def all_splits(path):
     cache = open_cache(path)
-    return {s: (*cache.load(s), cache.sources(s)) for s in cache.splits}
+    return {s: (*cache.load(s), cache.sources(s), cache.digests(s)) for s in cache.splits}
 
 
 def assert_same_cache(a, b):
+    """Features, labels, sources and content digests alike, row for row (digests kept by both)."""
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(a[split][0], b[split][0])
         np.testing.assert_array_equal(a[split][1], b[split][1])
         assert a[split][2] == b[split][2]
+        assert a[split][3] is not None and b[split][3] is not None
+        np.testing.assert_array_equal(a[split][3], b[split][3])
 
 
 def test_same_request_is_reused_without_encoding(tree, tmp_path):
@@ -367,3 +370,38 @@ def test_out_holding_a_cache_of_another_dtype_names_the_dtype(tree, tmp_path):
     assert open_cache(out).dtype == "float16"
     with pytest.raises(CacheMismatch, match=r"it differs in dtype \(there 'float16', requested 'float32'\)\); choose"):
         run(tree, None, out=out, dtype="float32")
+
+
+def test_each_row_keeps_the_content_digest_of_its_files_bytes_and_the_fingerprint_ignores_them(tree, tmp_path):
+    """``mr2probe predict`` could tell a probe's training images only by their paths: each row now keeps the BLAKE2b
+    digest of its file's bytes, row-aligned with its sources; a cache without them (written before) is reused."""
+    from feature_cache.datasets import content_digest
+
+    import h5py
+
+    path = run(tree, None, out=tmp_path / "c.h5").path
+    cache = open_cache(path)
+    for split in cache.splits:
+        expected = [content_digest((tree / source).read_bytes()) for source in cache.sources(split)]
+        assert [bytes(row) for row in cache.digests(split)] == expected and expected
+    with h5py.File(path, "a") as h5:
+        for split in cache.splits:
+            del h5[split]["digests"]
+        h5["train"].create_dataset("digests", data=np.zeros((1, 16), dtype=np.uint8))  # not one per row: unused
+    assert all(open_cache(path).digests(split) is None for split in cache.splits)
+    assert run(tree, None, out=path).reused  # not in the fingerprint
+
+
+def test_a_partial_file_written_before_digests_were_kept_finishes_a_cache_without_them(tree, tmp_path, monkeypatch):
+    """Chunks of an older partial log hold no digests: the finished cache keeps none rather than rows of zeros."""
+    from feature_cache.partial import PartialCache
+
+    out, stops = tmp_path / "c.h5", []
+    append = PartialCache.append
+    monkeypatch.setattr(PartialCache, "append", lambda self, *a, digests=None, **k: append(self, *a, **k))
+    with pytest.raises(ExtractionCancelled):
+        run(tree, None, out=out, should_stop=lambda: len(stops) > 1 or bool(stops.append(1)))
+    monkeypatch.setattr(PartialCache, "append", append)
+    resumed = run(tree, None, out=out)
+    assert 0 < resumed.encoded < TOTAL
+    assert all(open_cache(out).digests(split) is None for split in ("train", "val", "test"))
