@@ -193,10 +193,12 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
     every = lambda: (p for s in cache.splits for p in (sources if s == split else cache.sources(s)))  # noqa: E731
     shared = functools.cache(lambda: common_folder(every()))  # the scored split's read once
     repeated = functools.cache(lambda: repeated_rests(every(), shared()))
+    digests = functools.cache(lambda: cache.digests(split))
     checked = []
     for probe in probes:
         warnings = probe.check_features(source, cache.num_features) + _seen_images(
-            probe, source, split, sources, list(cache.class_names) == list(probe.class_names), shared, repeated)
+            probe, source, split, sources, list(cache.class_names) == list(probe.class_names), shared, repeated,
+            digests)
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
         if labelled and (mapping == UNKNOWN_CLASS).all():
             raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
@@ -227,7 +229,7 @@ def _own_cache(probe, source) -> bool:
 
 
 def _seen_images(probe, source, split: str, sources: list[str], same_classes: bool,
-                 shared: Callable[[], str], repeated: Callable[[], Any]) -> list[str]:
+                 shared: Callable[[], str], repeated: Callable[[], Any], digests: Callable[[], Any]) -> list[str]:
     """A warning when the scored images are ones the probe was trained or selected on: ``split`` of its own cache
     (train or val), or, in another cache of the same data set (another extraction: its splits drawn with another
     seed or validation fraction), images whose paths its run kept among its train and val ones (``probe.seen``;
@@ -237,11 +239,17 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
     round), where a data set of other images named alike would be a false alarm. In a cache of another data set, a
     path also matches with its leading split folder changed or gone (the same files in a flat folder went unflagged, a
     new-user round; ``SeenSources.moved``). ``shared()``: the folders every path of the scored cache shares
-    (``probe.seen.common_folder``), ``repeated()``: its ``probe.seen.repeated_rests``; read only when needed."""
+    (``probe.seen.common_folder``), ``repeated()``: its ``probe.seen.repeated_rests``; read only when needed. Where
+    the run kept its images' contents and the scored cache its content digests (``digests()``), another cache's
+    images are matched by their bytes alone, whatever their names (new images named like the training ones,
+    img_000.jpg, were said to be training images by their paths; a new-user round)."""
     own = _own_cache(probe, source)
     if own:
         if split != "train" or probe.seen is None:
             return _own_split(split, probe)
+    elif probe.seen is not None and probe.seen.contents is not None and digests() is not None:
+        same = {name: n for name, n in probe.seen.same_content(digests()).items() if n}
+        return [_same_bytes_words(len(sources), same)] if same else []
     elif probe.seen is None or not sources or probe.features is None or probe.features.dataset is None:
         return []
     kin = own or probe.features.dataset == source.dataset  # the same data set: the same path is the same image
@@ -263,11 +271,23 @@ def _seen_images(probe, source, split: str, sources: list[str], same_classes: bo
                         "another cache of the run's data set" if kin else None, moved)]
 
 
+_SEEN_WORDS = {"train": "the images it was trained on", "val": "those its hyper-parameters and thirds were chosen on"}
+
+
+def _same_bytes_words(scored: int, same: dict[str, int]) -> str:
+    """The warning of :func:`_seen_images` for scored images that hold the bytes of the run's own (``same``: how many
+    for each of its splits)."""
+    seen = " and ".join(f"{n:,} {'is' if n == 1 else 'are'} byte-identical to one of {_SEEN_WORDS[name]}"
+                        for name, n in same.items())
+    return (f"Of the {scored:,} images scored here, {seen}: these scores overstate its accuracy on new images; its "
+            "test split (or images it has not seen) says how it does.")
+
+
 def _seen_words(scored: int, overlap: dict[str, int], where: str | None, moved: dict[str, int]) -> str:
     """The warning of :func:`_seen_images`: ``where`` the scored images lie, None for a cache of another data set
     with the run's classes (the same paths, perhaps other images); ``moved``: how many of ``overlap`` matched only
     with their leading split folder changed or gone."""
-    words = {"train": "the images it was trained on", "val": "those its hyper-parameters and thirds were chosen on"}
+    words = _SEEN_WORDS
 
     total, m = sum(overlap.values()), sum(moved.values())
     how = "" if not m else (f" ({'all' if m == total else f'{m:,} of them'} matched on class folder and file name "

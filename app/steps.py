@@ -335,7 +335,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     try:
         report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
                            progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop,
-                           sources=cache.training_sources(),
+                           sources=cache.training_sources(), contents=cache.training_digests(),
                            features=cache.provenance(cache_id), tune_allocator=True)  # the service's process
         ctx.check_stop()
     except BaseException:

@@ -182,15 +182,19 @@ class _Splits:
     val_source: str
     carved: np.ndarray | None = None  # the given train rows carved out as val (a mask), or None: val was given
 
-    def seen(self, sources: Mapping[str, Sequence[str]]) -> SeenSources:
-        """The digests of what this run trained and selected on: val carved from train is val, not train (its
-        images were said to be trained on; a review)."""
+    def seen(self, sources: Mapping[str, Sequence[str]], contents: Mapping[str, np.ndarray] | None = None
+             ) -> SeenSources:
+        """The digests of what this run trained and selected on (``contents``: each split's content digests,
+        row-aligned with ``sources``, or None): val carved from train is val, not train (its images were said to be
+        trained on; a review)."""
         shared = common_folder(path for paths in sources.values() for path in paths)
         if self.carved is None or "train" not in sources:
-            return SeenSources.of(sources, shared)
+            return SeenSources.of(sources, shared, contents=contents)
         train = np.asarray(sources["train"], dtype=object)
+        rows = None if not contents or "train" not in contents else np.asarray(contents["train"])
+        carved = None if rows is None else {"train": rows[~self.carved], "val": rows[self.carved]}
         return SeenSources.of({"train": train[~self.carved], "val": train[self.carved]}, shared,
-                              every=(path for paths in sources.values() for path in paths))
+                              every=(path for paths in sources.values() for path in paths), contents=carved)
 
 
 def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]] | None, class_names: list[str],
@@ -212,6 +216,17 @@ def without_classes(data: Mapping[str, tuple], sources: Mapping[str, Sequence[st
         if out_sources is not None and split in sources:
             out_sources[split] = [sources[split][i] for i in rows]
     return out, out_sources, [class_names[k] for k in kept]
+
+
+def _kept_contents(contents: Mapping[str, np.ndarray] | None, data: Mapping[str, tuple], class_names: list[str],
+                   drop: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """``contents`` (each split's content digests, row-aligned with ``data``'s labels) without the rows of the classes
+    ``drop`` leaves out, as :func:`without_classes` leaves them out of ``data``."""
+    if not contents or not drop:
+        return None if contents is None else dict(contents)
+    kept = kept_classes(drop, class_names)
+    return {split: np.asarray(rows)[np.isin(np.asarray(data[split][1], dtype=np.int64), kept)]
+            for split, rows in contents.items() if split in data}
 
 
 def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
@@ -886,7 +901,7 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
               out_dir: str | Path | None = None, progress: Callable[[float, str], None] | None = None,
               should_stop: Callable[[], bool] | None = None, sources: Mapping[str, Sequence[str]] | None = None,
               features: FeatureSource | dict | None = None, tune_allocator: bool = False,
-              command: Sequence[str] | None = None) -> Report:
+              command: Sequence[str] | None = None, contents: Mapping[str, np.ndarray] | None = None) -> Report:
     """Select on val, train every seed, evaluate, write the run directory; returns the :class:`Report`.
 
     Args:
@@ -905,6 +920,9 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
             (``predictions.npz``) so that failing samples can be shown; train's and val's as digests
             (``seen_sources.npz``, :mod:`probe.seen`) so that scores on those images in another cache of the same
             data set are warned of.
+        contents: each sample's content digest by split, (n, 16) uint8 rows aligned with ``sources``
+            (``feature_cache``'s ``digests``; None where the cache keeps none): train's and val's are kept in
+            ``seen_sources.npz`` too, so that scores on the same images under other names are warned of.
         features: where ``data`` came from (its cache's fingerprint and encoder), recorded in the report; with a
             reference run that recorded other features, the report warns that its groups and floor come from them.
         tune_allocator: keep freed heap memory in the process during the run instead of mapping and unmapping
@@ -926,15 +944,17 @@ def run_probe(data: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[
     """
     if out_dir is not None:
         check_run_dir(out_dir)
-    for split, paths in (sources or {}).items():  # before any fit: a mismatch failed at the end, writing the run
-        if split in data and len(paths) != len(data[split][1]):
-            raise ValueError(f"sources[{split!r}] lists {len(paths):,} paths for {len(data[split][1]):,} samples.")
+    for name, given in (("sources", sources), ("contents", contents)):  # before any fit: a mismatch failed at the
+        for split, rows in (given or {}).items():  # end, writing the run
+            if split in data and len(rows) != len(data[split][1]):
+                raise ValueError(f"{name}[{split!r}] lists {len(rows):,} {'paths' if name == 'sources' else 'digests'}"
+                                 f" for {len(data[split][1]):,} samples.")
     if tune_allocator:
         keep_freed_memory()
     try:
         features = FeatureSource.model_validate(features) if isinstance(features, dict) else features
         return _run(data, class_names, config, reference, out_dir, progress, should_stop, sources or {}, features,
-                    command)
+                    command, contents)
     finally:
         if tune_allocator:
             release_freed_memory()
@@ -950,7 +970,7 @@ def _request(config: ProbeConfig | dict) -> ProbeConfig:
 
 
 def _run(data, class_names, config, reference, out_dir, progress, should_stop, sources, features,
-         command=None) -> Report:
+         command=None, contents=None) -> Report:
     """:func:`run_probe`'s work, with its arguments."""
     from .devices import resolve_device
 
@@ -959,15 +979,11 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     reference = Report.model_validate(reference) if isinstance(reference, dict) else reference
     _check_arrays(data, class_names)
     # before anything is counted or trained: the run is of the classes it does not leave out
+    contents = _kept_contents(contents, data, [str(c) for c in class_names], config.drop_classes)
     data, sources, class_names = without_classes(data, sources, [str(c) for c in class_names], config.drop_classes)
     check_class_options(config, len(class_names), reference is not None)
     splits = _splits(data, class_names, config)
-    problem = spread_problem(config.loss, {split: np.bincount(np.asarray(labels, dtype=np.int64),
-                                                               minlength=len(class_names)).tolist()
-                                            for split, (_, labels) in data.items() if len(labels)},
-                             config.val_fraction, config.cv, class_names)
-    if problem:
-        raise ValueError(problem + ".")
+    _check_spread(config, data, class_names)
     device = resolve_device(config.device)
     config = config.resolved(len(splits.y_train))  # the report records the batch size and epochs actually used
     scorer = _scorer(splits, class_names, config)
@@ -1025,10 +1041,21 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
                                          splits.test[1])])
     _notes(report, config, reference, scorer, outcome, groups)
     if out_dir is not None:
-        write_run(Path(out_dir), report, outcome.first, predictions, splits.seen(sources) if sources else None)
+        seen = splits.seen(sources, contents) if sources else None
+        write_run(Path(out_dir), report, outcome.first, predictions, seen)
     if progress is not None:
         progress(1.0, "done")
     return report
+
+
+def _check_spread(config: ProbeConfig, data: Mapping[str, tuple], class_names: list[str]) -> None:
+    """ValueError where a class's spread statistic cannot be computed in some fit (:func:`spread_problem`)."""
+    problem = spread_problem(config.loss, {split: np.bincount(np.asarray(labels, dtype=np.int64),
+                                                               minlength=len(class_names)).tolist()
+                                            for split, (_, labels) in data.items() if len(labels)},
+                             config.val_fraction, config.cv, class_names)
+    if problem:
+        raise ValueError(problem + ".")
 
 
 def _feature_warnings(features: FeatureSource | None) -> list[str]:

@@ -13,6 +13,12 @@ the paths themselves stay out of the run directory. A path is taken below the fo
 ``train/cat/0.png``), so the same images zipped or unzipped have the same keys; runs written before that keep their
 whole paths (``relative`` False).
 
+Where the run's cache kept each image's content digest (a BLAKE2b of its file's bytes, ``feature_cache``'s
+``digests``), its train and val images are kept by content too (``contents``: the first 8 bytes of each, sorted,
+unique): scored images are then matched by their bytes alone (:meth:`SeenSources.same_content`), whatever their names, where
+the scored cache keeps digests as well; new images named like the training ones (``img_000.jpg``) were said to be
+training images by their paths (a new-user round).
+
 The same files arranged in another layout (a data set's train/ and test/ folders copied into one flat folder of class
 folders, or images moved from one split folder to another) keep their class folder and file name and lose or change
 only their leading split folder: :meth:`SeenSources.moved` counts those, so that 283 of 359 scored images that the
@@ -30,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SPLIT_FOLDERS", "SeenSources", "common_folder", "repeated_rests",
-           "source_digests"]
+__all__ = ["SEEN_FILE", "SEEN_SPLITS", "SPLIT_FOLDERS", "SeenSources", "common_folder", "content_keys",
+           "repeated_rests", "source_digests"]
 
 logger = logging.getLogger(__name__)
 
 SEEN_FILE = "seen_sources.npz"
+_CONTENT = "content_"  # before a split's name: its content keys in SEEN_FILE
 SEEN_SPLITS = ("train", "val")  # what the probe trained on, and what chose its hyper-parameters and thirds
 # The folder names a data set's split folders may have, any case (→ the split; feature_cache reads data sets by
 # them): one definition for the reader and for :meth:`SeenSources.moved`, which sets them aside to match files.
@@ -49,6 +56,14 @@ def source_digests(sources: Iterable[str]) -> np.ndarray:
     """Sorted unique uint64 digests of the paths ``sources`` (BLAKE2b, 8 bytes; a path that is not valid UTF-8
     keeps its bytes through ``surrogateescape``)."""
     return np.unique(_digests(sources))
+
+
+def content_keys(digests: np.ndarray) -> np.ndarray:
+    """Sorted unique uint64 keys of content digests ((n, k ≥ 8) uint8 rows: the first 8 bytes of each)."""
+    rows = np.asarray(digests, dtype=np.uint8)
+    if not len(rows):
+        return np.zeros(0, dtype=np.uint64)
+    return np.unique(np.ascontiguousarray(rows.reshape(len(rows), -1)[:, :8]).view("<u8").ravel().astype(np.uint64))
 
 
 def _digests(paths: Iterable[str]) -> np.ndarray:
@@ -98,18 +113,24 @@ class SeenSources:
     # data set took 8 s of the seen-images check beside 0.8 s of scoring; an attack round). None in runs before it,
     # which moved() then leaves alone.
     tails: np.ndarray | None = None
+    # train's and val's :func:`content_keys`, where the run's cache kept content digests; None otherwise (and in runs
+    # before them): scored images are then matched by path alone
+    contents: dict[str, np.ndarray] | None = None
 
     @classmethod
-    def of(cls, sources: Mapping[str, Iterable[str]], shared: str = "",
-           every: Iterable[str] | None = None) -> SeenSources:
+    def of(cls, sources: Mapping[str, Iterable[str]], shared: str = "", every: Iterable[str] | None = None,
+           contents: Mapping[str, np.ndarray] | None = None) -> SeenSources:
         """The digests of ``sources`` (train and val) below ``shared``, the :func:`common_folder` of every split of
-        their cache, and its ``ambiguous`` names from ``every`` path of that cache (None: those of ``sources``)."""
+        their cache, and its ``ambiguous`` names from ``every`` path of that cache (None: those of ``sources``);
+        ``contents``: each split's content digests, row-aligned with ``sources`` (None: not kept)."""
         sources = {split: list(paths) for split, paths in sources.items()}
         every = [path for paths in sources.values() for path in paths] if every is None else every
         kept = {split: list(_below(sources[split], shared)) for split in SEEN_SPLITS if split in sources}
+        known = contents is not None and all(split in contents for split in kept)
         return cls({split: source_digests(paths) for split, paths in kept.items()},
                    ambiguous=repeated_rests(every, shared),
-                   tails=source_digests(_tails(p for paths in kept.values() for p in paths)))
+                   tails=source_digests(_tails(p for paths in kept.values() for p in paths)),
+                   contents={split: content_keys(contents[split]) for split in kept} if known else None)
 
     def save(self, run_dir: str | Path) -> None:
         """Written whole or not at all (a temporary file renamed): a cut-off write left a file np.load failed on."""
@@ -117,7 +138,8 @@ class SeenSources:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             np.savez(f, **self.digests, relative=np.array(self.relative), ambiguous=self.ambiguous,
-                     **({} if self.tails is None else {"tails": self.tails}))
+                     **({} if self.tails is None else {"tails": self.tails}),
+                     **{f"{_CONTENT}{split}": keys for split, keys in (self.contents or {}).items()})
         tmp.replace(path)
 
     @classmethod
@@ -131,9 +153,11 @@ class SeenSources:
             with np.load(path, allow_pickle=False) as data:
                 ambiguous = np.asarray(data["ambiguous"] if "ambiguous" in data.files else [], dtype=np.uint64)
                 tails = np.asarray(data["tails"], dtype=np.uint64) if "tails" in data.files else None
-                return cls({split: np.asarray(data[split], dtype=np.uint64) for split in SEEN_SPLITS
-                            if split in data.files}, bool(data["relative"]) if "relative" in data.files else False,
-                           ambiguous, tails)
+                splits = [split for split in SEEN_SPLITS if split in data.files]
+                contents = ({split: np.asarray(data[f"{_CONTENT}{split}"], dtype=np.uint64) for split in splits}
+                            if all(f"{_CONTENT}{split}" in data.files for split in splits) else None)
+                return cls({split: np.asarray(data[split], dtype=np.uint64) for split in splits},
+                           bool(data["relative"]) if "relative" in data.files else False, ambiguous, tails, contents)
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
             logger.warning("%s cannot be read (%s): scores on other caches go without the seen-images check",
                            path, exc)
@@ -145,6 +169,14 @@ class SeenSources:
         given = source_digests(_below(sources, shared) if self.relative else sources)
         return {split: int(np.isin(given, digests, assume_unique=True).sum())
                 for split, digests in self.digests.items()}
+
+    def same_content(self, digests: np.ndarray) -> dict[str, int] | None:
+        """How many of the scored images (their content digests, (n, 16) uint8; each content counted once) hold the
+        bytes of one of each split's images; None where the run kept no contents (match by path then)."""
+        if self.contents is None:
+            return None
+        given = content_keys(digests)
+        return {split: int(np.isin(given, keys, assume_unique=True).sum()) for split, keys in self.contents.items()}
 
     def moved(self, sources: Iterable[str], shared: str, repeated: np.ndarray) -> dict[str, int]:
         """How many of ``sources`` (each counted once) that :meth:`overlap` does not find each split holds with

@@ -208,6 +208,52 @@ def test_scores_on_the_runs_images_in_another_cache_of_its_data_set_are_flagged(
     assert "warning" not in capsys.readouterr().err
 
 
+def _digested(path, digests):
+    """The cache at ``path`` with each split's content digests (``{split: (n, 16) uint8}``), as extraction keeps."""
+    with h5py.File(path, "a") as h5:
+        for split, rows in digests.items():
+            h5[split].create_dataset("digests", data=np.asarray(rows, dtype=np.uint8))
+    return path
+
+
+def test_new_images_named_like_the_training_ones_are_matched_by_their_bytes_where_both_caches_keep_digests(
+        tmp_path, capsys):
+    """New images named like the training ones (img_000.jpg) were said to "have the path of one of the images it was
+    trained on" (a new-user round): the cache keeps each image's content digest, the run its train and val images',
+    and predict compares the bytes where both have them, naming how many are byte-identical; paths otherwise."""
+    from probe.seen import SeenSources
+
+    rng = np.random.default_rng(5)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 10), ("val", 5), ("test", 5))}
+    splits = {s: _split(rng, labels, s) for s, labels in y.items()}
+    contents = {s: rng.integers(0, 256, (len(labels), 16), dtype=np.uint8) for s, labels in y.items()}
+    own = _digested(_cache(tmp_path / "own.h5", splits, NAMES, dataset_fingerprint="d" * 64), contents)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(own), "--out", str(out), *FAST]) == 0
+    assert SeenSources.load(out).contents is not None
+    picked = [("train", range(7)), ("val", range(3)), ("test", range(2))]
+    x = np.concatenate([splits[s][0][list(r)] for s, r in picked])
+    labels = np.concatenate([splits[s][1][list(r)] for s, r in picked])
+    names = [splits[s][2][i] for s, r in picked for i in r]  # the training images' names
+    new = rng.integers(0, 256, (len(names), 16), dtype=np.uint8)  # other bytes: new images
+    same = np.concatenate([contents[s][list(r)] for s, r in picked])  # the run's own images' bytes
+    said = ("warning: Of the 12 images scored here, 7 are byte-identical to one of the images it was trained on "
+            "and 3 are byte-identical to one of those its hyper-parameters and thirds were chosen on: these scores "
+            "overstate")
+    for kept, warned in ((new, None), (same, said)):
+        other = tmp_path / f"other{len(list(tmp_path.glob('other*')))}.h5"
+        _digested(_cache(other, {"test": (x, labels, names)}, NAMES, dataset_fingerprint="e" * 64), {"test": kept})
+        capsys.readouterr()
+        assert main(["predict", str(out), "--features", str(other)]) == 0
+        err = capsys.readouterr().err
+        assert (warned in err) if warned else "images scored here" not in err, err
+    # a cache without digests: the paths, worded as before
+    plain = _cache(tmp_path / "plain.h5", {"test": (x, labels, names)}, NAMES, dataset_fingerprint="e" * 64)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(plain)]) == 0
+    assert "7 have the path of one of the images it was trained on" in capsys.readouterr().err
+
+
 def test_the_runs_images_in_another_folder_layout_are_flagged(tmp_path, capsys):
     """A run trained on train/ and test/ folders, scored on the same files copied into one folder of class folders
     (digits: 283 of 359 scored images were ones it trained or selected on, only the leading split folder differed)

@@ -161,3 +161,38 @@ def test_moved_hashes_each_scored_name_once_where_the_run_holds_it_under_no_spli
     np.savez(tmp_path / "seen_sources.npz", **seen.digests, relative=np.array(True), ambiguous=seen.ambiguous)
     older = SeenSources.load(tmp_path)
     assert older.tails is None and older.moved(scored, "", repeated) == {"train": 0, "val": 0}
+
+
+def _content_of(paths):
+    """Content digests whose first 8 bytes are each path's own digest (source_digests), 16 bytes a row."""
+    rows = [hashlib.blake2b(p.encode(), digest_size=8).digest() + bytes(8) for p in paths]
+    return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(paths), 16)
+
+
+def test_a_run_keeps_its_train_and_val_contents_row_aligned_through_carving_and_dropped_classes(tmp_path):
+    """The contents a run keeps (seen_sources.npz) follow its rows as its sources do: val carved from train is
+    val, a class left out is in neither; a scored image is matched by its bytes (SeenSources.same_content)."""
+    from probe import ProbeConfig, run_probe
+    from probe.seen import content_keys
+
+    rng = np.random.default_rng(0)
+    labels = {"train": np.repeat(np.arange(3), 12), "val": np.zeros(0, dtype=np.int64),
+              "test": np.repeat(np.arange(3), 4)}
+    data = {s: (rng.normal(0, 1, (len(y), 4)).astype(np.float32) + y[:, None], y) for s, y in labels.items()}
+    sources = {s: [f"{s}/{i}.png" for i in range(len(y))] for s, y in labels.items()}
+    contents = {s: _content_of(paths) for s, paths in sources.items()}
+    for drop in ([], ["2"]):
+        out = tmp_path / f"run{len(drop)}"
+        run_probe(data, ["0", "1", "2"], ProbeConfig(epochs=3, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0,
+                                                      drop_classes=drop),
+                  out_dir=out, sources=sources, contents=contents)
+        seen = SeenSources.load(out)
+        assert len(seen.digests["val"]) and len(seen.digests["train"]) + len(seen.digests["val"]) == 36 - 12 * len(drop)
+        for split in ("train", "val"):
+            np.testing.assert_array_equal(seen.contents[split], seen.digests[split])
+        trained = _content_of(sources["train"])[:5]
+        assert seen.same_content(trained)["train"] + seen.same_content(trained)["val"] == 5
+        assert seen.same_content(_content_of(["new/0.png"])) == {"train": 0, "val": 0}
+        left_out = _content_of(sources["train"][24:])  # class "2": trained on unless left out
+        assert sum(seen.same_content(left_out).values()) == (0 if drop else 12)
+    assert content_keys(np.zeros((0, 16), dtype=np.uint8)).shape == (0,)
