@@ -88,6 +88,19 @@
     return sel.cv ? `${sel.cv.folds}-fold cross-validation of train + val, ${sel.cv.samples} images` : "val";
   }
 
+  /** A card's interval, of the value it shows: compared, /api/compare's `other_ci` (a third on the compared run's
+   * groups, which the card's value and delta use; the thirds showed none compared, a dashboard round); alone, the
+   * run's own (a third's Jeffreys interval, the worst class's as its table row). */
+  function kpiCi(key, s, m, report) {
+    const own = () => (key === "worst_class" ? worstCi(report) : (s.group_ci || {})[key]);
+    const ci = m && ciOk(m.other_ci) ? m.other_ci : !m || key === "balanced" ? own() : null;  // balanced: groups aside
+    if (!ciOk(ci)) return null;
+    const title = key === "worst_class" ? "95 % Wilson score interval of this class's test accuracy"
+      : "95 % interval over the test images (each class's accuracy drawn from its Jeffreys posterior)"
+        + (m && key !== "balanced" ? ", on the compared run's groups" : "");
+    return h("div", { class: "muted ci", "data-ci": key, title }, ciText(ci));
+  }
+
   const KPI_KEYS = window.Words.metrics;  // probe.report.SEED_METRICS
   const worstCi = (report) => (report.per_class.find((r) => r.name === report.summary.worst_class.name) || {}).accuracy_ci;
   function kpis(report, cmp, names, otherReport) {
@@ -99,18 +112,10 @@
       return h("div", { class: "kpi", "data-metric": label },
         h("div", { class: "label" }, key === "worst_class" ? `worst class · ${s.worst_class.text || s.worst_class.name}` : label),
         h("div", { class: "value" }, pct(m ? m.other : value)),
-        // overall and balanced accuracy do not depend on the groups: their intervals show compared too (a new-user
-        // round); a third's is of this run's own groups, not the compared run's the deltas use
         key === "overall" && ciOk(s.overall_ci)
           ? h("div", { class: "muted ci", id: "overall-ci", title: "95 % Wilson score interval over the test images" },
             `${ciText(s.overall_ci)} over ${count(report.per_class.reduce((a, r) => a + (r.n_test || 0), 0))} test images`)
-          : (!m || key === "balanced") && s.group_ci && ciOk(s.group_ci[key])
-            ? h("div", { class: "muted ci", "data-ci": key, title: "95 % interval over the test images (each class's accuracy drawn from its Jeffreys posterior)" },
-              ciText(s.group_ci[key]))
-            : !m && key === "worst_class" && ciOk(worstCi(report))  // that class's own interval, as its table row
-              ? h("div", { class: "muted ci", "data-ci": key, title: "95 % Wilson score interval of this class's test accuracy" },
-                ciText(worstCi(report)))
-              : null,
+          : kpiCi(key, s, m, report),
         // the other run's worst class is its own: named, or "vs 63.3 %" read as this class's (a new-user round)
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value, m.weighted),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other}`
