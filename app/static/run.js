@@ -785,7 +785,8 @@
     // the stability of the groups the table shows: the compared run's when comparing (its groups), not this run's
     // (ankle_boot "easy" beside this run's 22 % for its own "medium"; a dashboard-only round)
     const stability = (((cmp ? other : report) || {}).grouping || {}).stability;
-    const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + (cmp ? (cmpRow[r.index] || {}).group : r.group) }, cmp ? (cmpRow[r.index] || {}).group : r.group)]];
+    const groupOf = (r) => (cmp ? (cmpRow[r.index] || {}).group : r.group);
+    const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + groupOf(r) }, groupOf(r))]];
     // the validation accuracy the groups shown were ranked by (out of fold under cross-validation), where that run
     // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong
     const ranker = cmp ? other : report;
@@ -808,7 +809,8 @@
     cols.push(["rₖ", (r) => num(r.r)], ["γₖ", (r) => num(r.gamma)], ["output margin", (r) => num(r.output_margin)]);
     const numeric = new Set([VAL_COLUMN, "accuracy", "shipped", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n val", "n test"]);
     // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
-    const sortBy = { [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, shipped: (r) => (r.accuracy_per_seed || [])[0], compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
+    // the group sorts by difficulty (hardest first, as the table starts), not its name A → Z
+    const sortBy = { group: (r) => GROUPS.indexOf(groupOf(r)), [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, shipped: (r) => (r.accuracy_per_seed || [])[0], compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };

@@ -380,6 +380,13 @@ def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, fi
     assert deltas == sorted(deltas, reverse=True) and sorted(deltas) == sorted(r["delta"] for r in cmp["per_class"])
     assert driver.js(column, ["Δ"]) == sorted(deltas)
     assert driver.js(column, ["class"]) == sorted(r["name"] for r in cmp["per_class"])
+    # the group column sorts by difficulty, hardest first, again easiest first (it sorted A → Z: easy, hard, medium)
+    rank, group_of = {"easy": 0, "medium": 1, "hard": 2}, {r["name"]: r["group"] for r in cmp["per_class"]}
+    classes = "return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r => r.dataset.class)"
+    for hardest_first in (True, False):
+        driver.js(column, ["group"])
+        ranks = [rank[group_of[name]] for name in driver.js(classes)]
+        assert ranks == sorted(ranks, reverse=hardest_first) and len(set(ranks)) > 1, ranks
     assert driver.js("return document.getElementById('grouping-note').textContent") == cmp["grouping"]["note"]
     driver.screenshot(tmp_path / "compare.png")
     # ?compare= (empty) shows the run alone: no deltas, no compare request
