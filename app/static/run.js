@@ -350,6 +350,28 @@
   }
 
   // ---- failure gallery ------------------------------------------------------------------------------
+  const VIEW_SIZE = 512;  // the largest side the thumbnail API gives (GET /api/datasets/{id}/thumbnail?size=)
+
+  /** A thumbnail that opens, on a click (or Enter, Space), a larger copy of its image in a modal dialog with `caption`
+   * (true and predicted label, confidence, source): a failing 8×8 or 32×32 image could not be looked at closer (a
+   * dashboard round). Escape, Close or a click beside it shuts the dialog, the focus back on the thumbnail. */
+  function openableImage(url, alt, caption) {
+    const open = h("button", { type: "button", class: "thumb-open", "aria-label": `open ${alt}`, title: "open larger" },
+      authImage(url, alt));
+    open.addEventListener("click", () => {
+      const close = h("button", { type: "button", class: "view-close" }, "Close");
+      const dialog = h("dialog", { class: "image-view", id: "image-view", "aria-label": alt },
+        authImage(`${url}${url.includes("?") ? "&" : "?"}size=${VIEW_SIZE}`, alt), h("p", { class: "view-caption" }, caption), close);
+      close.addEventListener("click", () => dialog.close());
+      dialog.addEventListener("click", (ev) => { if (ev.target === dialog) dialog.close(); });  // the backdrop
+      dialog.addEventListener("close", () => { dialog.remove(); open.focus(); });
+      document.body.append(dialog);
+      dialog.showModal();
+      close.focus();
+    });
+    return open;
+  }
+
   function galleryItems(data, seeds = 1) {
     const what = data.predicted ? `${data.class} predicted as ${data.predicted}`
       : `${data.total === 1 ? "mistake" : "mistakes"} on ${data.class}`;
@@ -360,7 +382,9 @@
                                                        : `No misclassified test image of class ${data.class} by the first seed, the probe that ships.`);
     return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confidently wrong first${data.items.length && data.items[0].label_probability != null ? " (lowest probability of their label)" : ""}.`),
       h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
-        authImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`),
+        openableImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`, [`true ${it.true} · predicted `,
+          h("strong", {}, it.predicted), ` · ${pct(it.confidence)} confident`
+          + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "") + ` · ${it.source}`]),
         h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
           h("span", { class: "conf" }, ` ${pct(it.confidence)} confident`
             + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "")),
@@ -616,7 +640,9 @@
   /** One image of a GET /api/runs/{id}/label-issues answer, with its thumbnail. */
   function labelIssueFigure(it) {
     return h("figure", { class: "failure", "data-source": it.source || "", "data-split": it.split, "data-row": String(it.row) },
-      it.thumbnail_url ? authImage(it.thumbnail_url, `labelled ${it.true}, predicted ${it.predicted}`) : null,
+      it.thumbnail_url ? openableImage(it.thumbnail_url, `labelled ${it.true}, predicted ${it.predicted}`,
+        [`labelled ${it.true} · predicted `, h("strong", {}, it.predicted), ` · ${pct(it.label_probability)} its label, `
+          + `${pct(it.confidence)} ${it.predicted} · ${it.source || `${it.split} row ${it.row}`}`]) : null,
       h("figcaption", {}, h("span", { class: "pred" }, `labelled ${it.true} → `, h("strong", {}, it.predicted)),
         h("span", { class: "conf" }, ` ${pct(it.label_probability)} its label, ${pct(it.confidence)} ${it.predicted}`),
         h("span", { class: "src muted", title: it.source || "" }, it.source ? it.source.split("/").pop() : `${it.split} row ${it.row}`)));

@@ -1641,6 +1641,29 @@ def test_a_click_on_a_confused_pair_or_a_matrix_cell_shows_its_images(driver, li
              interval=0.2, what="the filter reset")
 
 
+def test_a_failing_image_opens_larger_with_its_true_and_predicted_label(driver, live_server, finished):
+    """A dashboard round: the gallery's thumbnails could not be opened, an 8×8 digit not looked at closer. A click on
+    one opens the thumbnail API's largest copy in a dialog that says the true and predicted label; Escape shuts it
+    and the focus goes back to the thumbnail."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    if not _gallery_of_a_failing_class(driver, live_server, finished.erm):
+        pytest.skip("the fixture run gets every test image right")
+    name = driver.js("return document.getElementById('gallery-body').dataset.class")
+    item = httpx.get(f"{live_server}/api/runs/{finished.erm}/failures", params={"class": name}).json()["items"][0]
+    driver.click("#gallery-body figure button.thumb-open")
+    wait_for(lambda: driver.js("const v = document.getElementById('image-view'); "
+                               "return v !== null && v.open && v.querySelector('img').naturalWidth > 0"),
+             30, interval=0.2, what="the image opened")
+    assert driver.js("return document.querySelector('#image-view .view-caption').textContent") == \
+        (f"true {item['true']} · predicted {item['predicted']} · {percent(item['confidence'], 1)}% confident, "
+         f"{percent(item['label_probability'], 1)}% its label · {item['source']}")
+    assert any(item["thumbnail_url"] + "&size=512" in u for u in _requested_urls(driver))
+    driver.keys("\ue00c")  # Escape
+    wait_for(lambda: driver.js("return document.getElementById('image-view') === null"), 10, interval=0.2,
+             what="the dialog shut")
+    assert driver.js("return document.activeElement.matches('#gallery-body figure button.thumb-open')")
+
+
 def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_server, finished):
     report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
     lo, hi = report["summary"]["overall_ci"]
