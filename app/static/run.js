@@ -700,14 +700,19 @@
     let timer = null;
     const notYet = () => empty("Not looked for yet: Find them fits the run's configuration on its train + val images, one fit per "
       + "fold, each image scored by the fold model that did not train on it.");
+    // the newest listing asked for: an older one answered later is dropped (a class chosen, then another, showed
+    // the first's images under the second's name; a dashboard round)
+    let asked = 0;
     const show = async () => {
-      const cls = select.value;
+      const cls = select.value, mine = ++asked;
       try {
         const url = `/api/runs/${enc(runId)}/label-issues?limit=${LABEL_ISSUES_SHOWN}&method=${enc(method.value)}`
           + (cls ? `&class=${enc(cls)}` : "");
         const data = await getJSON(url);
+        if (mine !== asked) return;
         body.replaceChildren(...labelIssueItems(data, (offset) => getJSON(`${url}&offset=${offset}`)));
       } catch (e) {
+        if (mine !== asked) return;
         body.replaceChildren(e.status === 404 && e.message !== "Not Found" ? notYet()
           : empty("Could not load the likely wrong labels: " + e.message));
       }

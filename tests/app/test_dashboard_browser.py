@@ -3317,6 +3317,28 @@ def test_run_page_pages_through_every_likely_wrong_label(driver, fresh_finished)
         assert driver.js("return document.getElementById('label-issues-more').hidden") is True
         assert "likeliest wrong label first:" in driver.js(
             "return document.getElementById('label-issues-summary').textContent")
+        # a class chosen, then another before the first's listing came: the listing shown is the second's (the
+        # first's, answered later, was shown under the second's name)
+        driver.js("""const real = window.fetch, slow = 'class=' + encodeURIComponent(arguments[0]);
+            let release; window.releaseSlow = new Promise((r) => { release = r; }); window.releaseSlow.go = release;
+            window.fetch = async (url, opts) => {
+              if (!String(url).includes(slow)) return real(url, opts);
+              await window.releaseSlow;
+              const resp = await real(url, opts);
+              setTimeout(() => { window.slowDone = true; }, 200);
+              return resp;
+            };
+            const s = document.getElementById('label-issues-class');
+            s.value = arguments[0]; s.dispatchEvent(new Event('change'));
+            s.value = arguments[1]; s.dispatchEvent(new Event('change'));""", [names[0], names[1]])
+        wait_for(lambda: f"train + val images labelled {names[1]}" in driver.js(
+            "return document.getElementById('label-issues-summary').textContent"), 30, interval=0.2,
+            what="the second class's listing")
+        driver.js("window.releaseSlow.go();")
+        wait_for(lambda: driver.js("return window.slowDone === true"), 30, interval=0.2, what="the first answered")
+        assert driver.js("return document.getElementById('label-issues-summary').textContent").startswith(
+            f"0 of 40 train + val images labelled {names[1]}")
+        assert _label_issues_shown(driver) == []
     finally:
         server.should_exit = True
         thread.join(10)
