@@ -5,6 +5,9 @@
   const TOKEN_KEY = "mr2probe-token";
   // job states by what follows them (app.status, from /words.js): active ones are polled; open ones can be cancelled
   const ACTIVE = new Set(window.Words.job_states.active), OPEN = new Set(window.Words.job_states.open);
+  // A failed job is offered Resume only when the server says it can succeed again (`retryable`); an interrupted one
+  // whenever it can resume (`resumable`: nothing it uses deleted since). The home page's and the launch page's rule.
+  const canResume = (job) => job.resumable && (job.status === "interrupted" || job.retryable === true);
   const banner = () => document.getElementById("banner");
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
@@ -390,7 +393,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, canResume, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink };
 })();

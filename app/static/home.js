@@ -1,7 +1,7 @@
 /* "/": jobs (live), runs (with their data set, encoder and the images actually used) and data sets. */
 (function () {
   "use strict";
-  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
+  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, canResume, enc, timeLeftText,
           when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus } = window.Dash;
   const POLL_MS = 2000;
 
@@ -10,9 +10,6 @@
     return window.Words.splits.filter((s) => s in c).map((s) => `${s} ${count(c[s])}`).join(" · ");
   }
 
-  // A failed job is offered Resume only when the server says it can succeed again (`retryable`); an
-  // interrupted one always (the server stopped, not the job).
-  const canResume = (job) => job.resumable && (job.status === "interrupted" || job.retryable === true);
 
   function jobRow(job, ctx) {
     const act = (path, method) => () => api(path, { method }).then(ctx.refresh, (e) => showBanner(e.message, true));

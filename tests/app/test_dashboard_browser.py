@@ -1235,14 +1235,14 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     assert "not found" in driver.js("return document.getElementById('job-error').textContent")
 
 
-def _job_row(store, status: str, progress: float) -> str:
+def _job_row(store, status: str, progress: float, request: dict | None = None, result: dict | None = None) -> str:
     """A probe job written straight into the shared ``finished`` service's store (a worker runs there: written in
     ``status``, never queued); the test deletes it after (:func:`_delete_jobs`), as the others read that store's
     job list."""
     from app.store import new_id, utcnow
 
     return store._insert("jobs", dict(id=new_id("job"), kind="probe", status=status, progress=progress, stage=status,
-                                      messages=[], request={}, result={}, error=None, attempts=1,
+                                      messages=[], request=request or {}, result=result or {}, error=None, attempts=1,
                                       created_at=utcnow(), updated_at=utcnow()))["id"]
 
 
@@ -1269,6 +1269,24 @@ def test_the_launch_page_stops_polling_an_interrupted_job(driver, live_server, f
         assert buttons == ["Cancel", "Resume"]
     finally:  # left cancelled, it stood in test_api's list of the shared service's jobs when it ran first
         _delete_jobs(store, [job])
+
+
+def test_the_launch_page_offers_resume_where_the_home_page_does(driver, live_server, finished):
+    """A dashboard round: the launch page's job offered Resume for every interrupted job, also one whose cache was
+    deleted since (the resume answered 409), and none for a failed job the server says can succeed again; it now
+    follows the job's `resumable` and `retryable`, as the home page's list does."""
+    store = finished.client.app.state.store
+    retryable = _job_row(store, "failed", 0.5, result={"retryable": True})
+    orphan = _job_row(store, "interrupted", 0.5, request={"cache_id": "cache_000000000000"})  # no such cache
+    try:
+        for job, resumable in ((retryable, True), (orphan, False)):
+            assert httpx.get(f"{live_server}/api/jobs/{job}").json()["resumable"] is resumable
+            _open(driver, f"{live_server}/launch?job={job}", "launch")
+            wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") is not None,
+                     30, interval=0.1, what="the job shown")
+            assert driver.js("return document.getElementById('job-resume') !== null") is resumable, job
+    finally:
+        _delete_jobs(store, [retryable, orphan])
 
 
 def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service, tmp_path):
