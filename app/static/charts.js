@@ -296,6 +296,8 @@
     return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
   }
 
+  const SLANT = 50, TICK_LINE = 13;  // a heat map's column labels' angle (°); the px one needs beside the next (11 px)
+
   /**
    * Row-normalised confusion heat map (rows: true class, columns: predicted class); counts in each cell's tooltip.
    * Off-diagonal colours are scaled to the largest confusion rate so that small confusions stay visible.
@@ -305,7 +307,10 @@
     const names = opts.labels, counts = opts.counts, K = names.length;
     const cell = Math.max(14, Math.min(56, Math.floor(640 / Math.max(K, 1))));
     const longest = Math.max(...names.map(textWidth), 0);
-    const left = 30 + longest, top = 34 + longest * 0.75, showText = cell >= 34;
+    // the column labels slant at 50°, upright where cells are too narrow for slanted ones to clear each other (from
+    // 38 classes they overlapped: a scale round)
+    const upright = cell * Math.sin(SLANT * Math.PI / 180) < TICK_LINE;
+    const left = 30 + longest, top = 34 + longest * (upright ? 1 : 0.75), showText = cell >= 34;
     const xTitle = `predicted class · cells: % of the true class${showText ? "" : " (hover for counts)"}`;
     const width = Math.max(left + K * cell + 20, left + textWidth(xTitle) * 1.1), height = top + K * cell + 40;
     const svg = svgRoot(width, height, { ...opts, natural: true });
@@ -335,8 +340,8 @@
     }
     names.forEach((name, i) => {
       svg.appendChild(el("text", { x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end", class: "tick" }, name));
-      const tx = left + i * cell + cell / 2, ty = top - 6;
-      svg.appendChild(el("text", { x: tx, y: ty, transform: `rotate(-50 ${tx} ${ty})`, class: "tick" }, name));
+      const tx = left + i * cell + cell / 2 + (upright ? 4 : 0), ty = top - 6;  // upright: its glyphs centred
+      svg.appendChild(el("text", { x: tx, y: ty, transform: `rotate(${upright ? -90 : -SLANT} ${tx} ${ty})`, class: "tick" }, name));
     });
     svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "true class"));

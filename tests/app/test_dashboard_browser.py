@@ -2135,6 +2135,21 @@ def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(dri
     assert errors == [], errors
 
 
+def test_a_heat_maps_column_labels_keep_apart_at_sixty_classes(driver, live_server, finished):
+    """A scale round: from 38 classes (14 px cells) the heat map's column labels, slanted at 50°, ran into each other;
+    where the cells are that narrow they stand upright, each clear of the next and above the cells."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    driver.js("""const names = Array.from({length: 60}, (_, i) => 'class_name_' + i);
+        const counts = names.map((_, i) => names.map((_, j) => (i === j ? 9 : j === (i + 1) % 60 ? 1 : 0)));
+        const svg = Charts.heatmap({ labels: names, counts, id: 'sixty', title: 't' });
+        document.querySelector('main').prepend(svg);""")
+    labels = _boxes(driver, "#sixty text.tick[transform]")
+    cells = _boxes(driver, "#sixty rect.cell")
+    assert len(labels) == 60
+    assert not any(_overlap(a, b) for a, b in zip(labels, labels[1:])), labels[:3]
+    assert max(b[3] for b in labels) <= min(c[1] for c in cells)
+
+
 def test_a_bar_chart_of_many_classes_writes_every_label_it_has_room_for(driver, live_server, finished):
     """300 bars in 1200 px: every 5th class is labelled (≥ 16 px apart); each bar keeps its class in a tooltip.
     A 10-class chart labels every class."""
