@@ -461,7 +461,9 @@
       if (p.chosen) mark.setAttribute("data-chosen", "true");
       mark.appendChild(el("title", {}, tip));
       g.appendChild(mark);
-      if (p.chosen) g.appendChild(beside(sx(x), sy(y) - 8, "chosen", "point-label chosen-label"));
+      // on its mark's line, and naming the reference when that is what was chosen: above it, beside the candidate just
+      // over the origin, "chosen" read as that candidate's (a dashboard round, a "no safe improvement" run)
+      if (p.chosen) g.appendChild(beside(sx(x), sy(y) + 4, p.reference ? "chosen: the reference" : "chosen", "point-label chosen-label"));
     }
     // candidates at one point draw as one dot: "none of 8" beside 2 dots read as 6 missing (a new-user round); the
     // count stands beside each shared point (the reference's too, candidates scoring exactly as it)
@@ -474,7 +476,7 @@
       const n = group.filter((p) => !p.reference).length;
       if (n < 2 && !(n === 1 && group.some((p) => p.reference))) continue;
       const x = dx(group[0]), y = dy(group[0]);
-      svg.appendChild(beside(sx(x), sy(y) + 14, `×${n}${group.some((p) => p.reference) ? " at the reference" : ""}`,
+      svg.appendChild(beside(sx(x), sy(y) + 20, `×${n}${group.some((p) => p.reference) ? " at the reference" : ""}`,
                              "point-label shared-count", { "data-count": n }));
     }
     return described(svg, "[data-params]");

@@ -2652,6 +2652,24 @@ def test_the_launch_form_says_what_an_upload_left_out(driver, launch_service, tm
         "them.")
 
 
+def test_the_frontier_labels_the_reference_as_chosen_on_its_own_line(driver, live_server, finished):
+    """A dashboard round: a "no safe improvement" run chose the reference, and "chosen" stood above the origin's
+    square, beside a candidate at +2.8 hard, which read as the chosen one. The label names the reference and sits on
+    the square's line, clear of that candidate."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    driver.js("""const points = [
+          { params: { lr: 0.01 }, chosen: true, reference: true },
+          { params: { eta: 0.03 }, val_overall_delta: -0.0007, val_hard_delta: 0.028, chosen: false, reference: false,
+            val_overall_delta_ci: [-0.009, 0.007], val_hard_delta_ci: [0.013, 0.046] },
+          { params: { eta: 1 }, val_overall_delta: -0.3, val_hard_delta: -0.35, chosen: false, reference: false }];
+        document.querySelector('main').prepend(Charts.frontier({ points, id: 'picked', title: 't' }));""")
+    assert driver.js("return document.querySelector('#picked .chosen-label').textContent") == "chosen: the reference"
+    label, square = _boxes(driver, "#picked .chosen-label")[0], _boxes(driver, "#picked rect.ref[data-params]")[0]
+    dot = _boxes(driver, "#picked circle.dot[data-params='eta=0.03']")[0]
+    assert label[1] < (square[1] + square[3]) / 2 < label[3]  # on the square's line
+    assert not _overlap(label, [dot[0] - 30, dot[1], dot[2] + 1000, dot[3]])  # not level with the candidate
+
+
 def test_the_frontier_draws_no_candidate_on_the_plots_border(driver, live_server, finished):
     """Where no candidate gained on the hard third, the top of the plot was Δ hard = 0 and a candidate there sat on
     its border, half hidden (a dashboard round): the plot reaches beyond its outermost points."""
