@@ -381,14 +381,19 @@
     if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} by the first seed, the probe that ships.${pooled}`
                                                        : `No misclassified test image of class ${data.class} by the first seed, the probe that ships.`);
     return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confidently wrong first${data.items.length && data.items[0].label_probability != null ? " (lowest probability of their label)" : ""}.`),
-      h("div", { class: "gallery" }, data.items.map((it) => h("figure", { class: "failure", "data-source": it.source },
-        openableImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`, [`true ${it.true} · predicted `,
-          h("strong", {}, it.predicted), ` · ${pct(it.confidence)} confident`
-          + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "") + ` · ${it.source}`]),
-        h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
-          h("span", { class: "conf" }, ` ${pct(it.confidence)} confident`
-            + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "")),
-          h("span", { class: "src muted", title: it.source }, it.source.split("/").pop())))))];
+      h("div", { class: "gallery" }, data.items.map(failureFigure))];
+  }
+
+  /** One misclassified image: its thumbnail (which opens larger) where the API gives one, and its source, or its row
+   * where the run stored none (a null source threw, and the whole gallery with it). */
+  function failureFigure(it) {
+    const source = it.source || `row ${it.index}`;
+    const conf = ` ${pct(it.confidence)} confident` + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "");
+    return h("figure", { class: "failure", "data-source": it.source || "" },
+      it.thumbnail_url ? openableImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`,
+        [`true ${it.true} · predicted `, h("strong", {}, it.predicted), ` ·${conf} · ${source}`]) : null,
+      h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)), h("span", { class: "conf" }, conf),
+        h("span", { class: "src muted", title: source }, source.split("/").pop())));
   }
 
   /** "Score on a cache": the run's shipped probe (first seed, with its applied post-hoc bias) on a registered cache's

@@ -1680,6 +1680,12 @@ def test_a_failing_image_opens_larger_with_its_true_and_predicted_label(driver, 
     wait_for(lambda: driver.js("return document.getElementById('image-view') === null"), 10, interval=0.2,
              what="the dialog shut")
     assert driver.js("return document.activeElement.matches('#gallery-body figure button.thumb-open')")
+    # an image the run stored no source for (the API's null source and thumbnail): listed by its row, no thumbnail
+    # (a null source threw, and the gallery with it)
+    assert driver.js("""const [, gallery] = RunPage.panels.galleryItems({ class: 'cat', total: 1, items: [
+        { index: 3, true: 'cat', predicted: 'dog', confidence: 0.9, source: null, thumbnail_url: null }] });
+        return [gallery.querySelectorAll('img, button').length, gallery.querySelector('.src').textContent];""") == \
+        [0, "row 3"]
 
 
 def test_the_overall_kpi_shows_its_interval_over_the_test_images(driver, live_server, finished):
