@@ -341,7 +341,8 @@
     names.forEach((name, i) => {
       svg.appendChild(el("text", { x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end", class: "tick" }, name));
       const tx = left + i * cell + cell / 2 + (upright ? 4 : 0), ty = top - 6;  // upright: its glyphs centred
-      svg.appendChild(el("text", { x: tx, y: ty, transform: `rotate(${upright ? -90 : -SLANT} ${tx} ${ty})`, class: "tick" }, name));
+      const turn = `rotate(${upright ? -90 : -SLANT} ${tx} ${ty})`;
+      svg.appendChild(el("text", { x: tx, y: ty, transform: turn, class: "tick" }, name));
     });
     svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "true class"));
@@ -463,7 +464,8 @@
       g.appendChild(mark);
       // on its mark's line, and naming the reference when that is what was chosen: above it, beside the candidate just
       // over the origin, "chosen" read as that candidate's (a dashboard round, a "no safe improvement" run)
-      if (p.chosen) g.appendChild(beside(sx(x), sy(y) + 4, p.reference ? "chosen: the reference" : "chosen", "point-label chosen-label"));
+      const chosenText = p.reference ? "chosen: the reference" : "chosen";
+      if (p.chosen) g.appendChild(beside(sx(x), sy(y) + 4, chosenText, "point-label chosen-label"));
     }
     // candidates at one point draw as one dot: "none of 8" beside 2 dots read as 6 missing (a new-user round); the
     // count stands beside each shared point (the reference's too, candidates scoring exactly as it)

@@ -1,8 +1,8 @@
 /* "/": jobs (live), runs (with their data set, encoder and the images actually used) and data sets. */
 (function () {
   "use strict";
-  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, canResume, enc, timeLeftText,
-          when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus } = window.Dash;
+  const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
+          canResume, when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus } = window.Dash;
   const POLL_MS = 2000;
 
   function splitCounts(cache) {

@@ -523,7 +523,9 @@
           h("span", { class: "muted", id: "job-eta" }, timeLeftText(job)), " ", h("span", { class: "muted", id: "job-stage" }, job.stage)),
         job.error ? h("p", { class: "neg", id: "job-error" }, job.error) : null,
         h("p", {}, Dash.OPEN.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
-          Dash.canResume(job) ? h("button", { id: "job-resume", onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume") : null,
+          Dash.canResume(job)
+            ? h("button", { id: "job-resume", onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume")
+            : null,
           result.cache_id ? h("span", { class: "muted", id: "job-cache" }, ` cache ${result.cache_id}${cacheGone ? " (deleted)" : ""} `) : null,
           // the runs it made (or reused), each a link: only their ids in the log said so (a dashboard-only round)
           ...(result.run_ids || []).map((id) => h("a", { href: `/runs/${enc(id)}`, class: "job-run" }, ` run ${id} `)),

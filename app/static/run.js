@@ -361,7 +361,8 @@
     open.addEventListener("click", () => {
       const close = h("button", { type: "button", class: "view-close" }, "Close");
       const dialog = h("dialog", { class: "image-view", id: "image-view", "aria-label": alt },
-        authImage(`${url}${url.includes("?") ? "&" : "?"}size=${VIEW_SIZE}`, alt), h("p", { class: "view-caption" }, caption), close);
+        authImage(`${url}${url.includes("?") ? "&" : "?"}size=${VIEW_SIZE}`, alt),
+        h("p", { class: "view-caption" }, caption), close);
       close.addEventListener("click", () => dialog.close());
       dialog.addEventListener("click", (ev) => { if (ev.target === dialog) dialog.close(); });  // the backdrop
       dialog.addEventListener("close", () => { dialog.remove(); open.focus(); });
@@ -388,11 +389,13 @@
    * where the run stored none (a null source threw, and the whole gallery with it). */
   function failureFigure(it) {
     const source = it.source || `row ${it.index}`;
-    const conf = ` ${pct(it.confidence)} confident` + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "");
+    const conf = ` ${pct(it.confidence)} confident`
+      + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "");
     return h("figure", { class: "failure", "data-source": it.source || "" },
       it.thumbnail_url ? openableImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`,
         [`true ${it.true} · predicted `, h("strong", {}, it.predicted), ` ·${conf} · ${source}`]) : null,
-      h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)), h("span", { class: "conf" }, conf),
+      h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
+        h("span", { class: "conf" }, conf),
         h("span", { class: "src muted", title: source }, source.split("/").pop())));
   }
 
@@ -646,7 +649,8 @@
   function labelIssueFigure(it) {
     return h("figure", { class: "failure", "data-source": it.source || "", "data-split": it.split, "data-row": String(it.row) },
       it.thumbnail_url ? openableImage(it.thumbnail_url, `labelled ${it.true}, predicted ${it.predicted}`,
-        [`labelled ${it.true} · predicted `, h("strong", {}, it.predicted), ` · ${pct(it.label_probability)} its label, `
+        [`labelled ${it.true} · predicted `, h("strong", {}, it.predicted),
+          ` · ${pct(it.label_probability)} its label, `
           + `${pct(it.confidence)} ${it.predicted} · ${it.source || `${it.split} row ${it.row}`}`]) : null,
       h("figcaption", {}, h("span", { class: "pred" }, `labelled ${it.true} → `, h("strong", {}, it.predicted)),
         h("span", { class: "conf" }, ` ${pct(it.label_probability)} its label, ${pct(it.confidence)} ${it.predicted}`),
@@ -846,7 +850,8 @@
     const numeric = new Set([VAL_COLUMN, "accuracy", "shipped", "compared", "Δ", "precision", "recall", "F1", "support", "stability", "rₖ", "γₖ", "output margin", "n train", "n val", "n test"]);
     // the number each numeric column sorts by (a header click sorts the table; it starts worst class first)
     // the group sorts by difficulty (hardest first, as the table starts), not its name A → Z
-    const sortBy = { group: (r) => GROUPS.indexOf(groupOf(r)), [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, shipped: (r) => (r.accuracy_per_seed || [])[0], compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
+    const sortBy = { group: (r) => GROUPS.indexOf(groupOf(r)),
+      [VAL_COLUMN]: (r) => val[r.index], accuracy: (r) => r.accuracy, shipped: (r) => (r.accuracy_per_seed || [])[0], compared: (r) => (cmpRow[r.index] || {}).base, "Δ": (r) => (cmpRow[r.index] || {}).delta,
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };
