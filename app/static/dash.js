@@ -188,7 +188,7 @@
   }
 
   /** Click-to-sort for a table built by `table`: a header click sorts the body rows by that column (a cell's
-   * `data-sort` number where it has one, else its text), numeric columns (those with `data-sort`) largest first, a
+   * `data-sort` number where it has one, else its text, numbers in it by value), numeric columns (those with `data-sort`) largest first, a
    * second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order. */
   function sortable(tableEl, state) {
     if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
@@ -204,7 +204,9 @@
       const rows = Array.from(tableEl.tBodies[0].rows);
       rows.sort((a, b) => {
         const x = key(a), y = key(b);
-        const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+        // text by its numbers' values: class 2 before class 10 (A → Z put class_10 before class_2)
+        const order = typeof x === "number" && typeof y === "number" ? x - y
+          : String(x).localeCompare(String(y), undefined, { numeric: true });
         return state.desc ? -order : order;
       });
       tableEl.tBodies[0].append(...rows);

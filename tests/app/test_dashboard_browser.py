@@ -380,6 +380,11 @@ def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, fi
     assert deltas == sorted(deltas, reverse=True) and sorted(deltas) == sorted(r["delta"] for r in cmp["per_class"])
     assert driver.js(column, ["Δ"]) == sorted(deltas)
     assert driver.js(column, ["class"]) == sorted(r["name"] for r in cmp["per_class"])
+    # text sorts with its numbers by value: class_2 before class_10 (A → Z put class_10 first)
+    assert driver.js("""const t = Dash.table([Dash.h('th', {}, 'class')], ['class_10', 'class_2', 'class_1'].map(
+            (n) => Dash.h('tr', {}, Dash.h('td', {}, n))), '');
+        Dash.sortable(t, { col: 0, desc: false });
+        return Array.from(t.tBodies[0].rows, (r) => r.cells[0].textContent);""") == ["class_1", "class_2", "class_10"]
     # the group column sorts by difficulty, hardest first, again easiest first (it sorted A → Z: easy, hard, medium)
     rank, group_of = {"easy": 0, "medium": 1, "hard": 2}, {r["name"]: r["group"] for r in cmp["per_class"]}
     classes = "return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r => r.dataset.class)"
