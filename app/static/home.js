@@ -232,7 +232,9 @@
                     title: splitCounts(c) + (c.file ? ` · ${c.file}, registered by path` : "") + (c.problem ? ` · ${c.problem}` : "") },
           `${c.encoder}: ${count(cacheImages(c))}${cacheState(c)}`,
           c.labelled !== false && Number((c.counts || {}).train) > 0
-            ? h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch", title: "train probes on these features" }, " train a probe")
+            // the space outside the link: inside, it was underlined ("digits.h5_train a probe"; a dashboard round)
+            ? [" ", h("a", { href: `/launch?cache=${enc(c.id)}`, class: "cache-launch",
+                             title: "train probes on these features" }, "train a probe")]
             : null,
           cacheDelete(c, ctx))]).flat()
         : h("span", { class: "muted" }, "not extracted yet")),

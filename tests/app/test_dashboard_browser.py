@@ -955,6 +955,8 @@ def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_servic
     assert run_cache == f"{caches['path']['id']} · elsewhere.h5"  # which cache each run trained on
     link = driver.js(f"return document.querySelector(\"{chip} a.cache-launch\").getAttribute('href')")
     assert link == f"/launch?cache={caches['path']['id']}"
+    # its text only, the space before it outside (underlined, it read "elsewhere.h5_train a probe")
+    assert driver.js(f"return document.querySelector(\"{chip} a.cache-launch\").textContent") == "train a probe"
     _open(driver, base + link, "launch")
     assert driver.js("return document.getElementById('source-cache').checked")
     assert driver.js("return document.getElementById('cache-select').value") == caches["path"]["id"]
