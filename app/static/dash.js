@@ -188,8 +188,8 @@
   }
 
   /** Click-to-sort for a table built by `table`: a header click sorts the body rows by that column (a cell's
-   * `data-sort` number where it has one, else its text, numbers in it by value), numeric columns (those with `data-sort`) largest first, a
-   * second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order. */
+   * `data-sort` number where it has one, else its text, numbers in it by value), numeric columns (those with
+   * `data-sort`) largest first, a second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order. */
   function sortable(tableEl, state) {
     if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
     const ths = Array.from(tableEl.tHead.rows[0].cells);
