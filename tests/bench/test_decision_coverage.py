@@ -28,3 +28,17 @@ def test_a_cell_scores_both_rules_on_the_same_decisions_and_the_product_is_never
         # zero width is left only to a candidate that changed no image (it keeps [0, 0])
         assert product["mean_width"] > percentile["mean_width"] and product["zero_width"] <= percentile["zero_width"]
     assert 0 <= row["percentile_joint"] <= row["product_joint"] <= 1
+    assert row["product_joint"] <= row["product_joint_choosable"] <= 1 and 0 <= row["unchanged"] <= 1
+
+
+def test_a_candidate_that_scored_as_the_reference_misses_all_bounds_but_not_the_choosable_ones():
+    # few changes: true differences below 0, and a candidate unchanged on every image keeps [0, 0] (never chosen)
+    truth = {"overall": -0.0025, "hard": 0.004}
+    unchanged = {"val_overall_delta_ci": [0.0, 0.0], "val_hard_delta_ci": [0.0, 0.0], "truth": truth,
+                 "val_overall_delta_simultaneous_lo": 0.0, "val_hard_delta_simultaneous_lo": 0.0}
+    changed = {"val_overall_delta_ci": [-0.03, 0.02], "val_hard_delta_ci": [-0.1, 0.1], "truth": truth,
+               "val_overall_delta_simultaneous_lo": -0.04, "val_hard_delta_simultaneous_lo": -0.12}
+    assert not decision_coverage.bounds_hold([unchanged, changed])
+    assert decision_coverage.bounds_hold([unchanged, changed], choosable=True)
+    assert not decision_coverage.bounds_hold([changed, dict(changed, val_overall_delta_simultaneous_lo=0.0)],
+                                             choosable=True)
