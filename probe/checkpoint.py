@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import secrets
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -68,24 +69,6 @@ def _jsonable(value):
 
 def _floats(a) -> list:
     return [None if not math.isfinite(float(v)) else float(v) for v in np.asarray(a, dtype=np.float64)]
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a new file beside ``path``, renamed onto it, with the umask's mode, as the run's other
-    files: mkstemp's 0600 (and safetensors' own, which writes the file anew) left head.safetensors and head.json
-    readable by their owner alone, in a run folder whose report.json anyone could read (a run copied to a server
-    that reads it as another user could not be loaded)."""
-    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp"))
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the mode a new file gets here
-    mode = os.stat(tmp).st_mode & 0o777
-    try:
-        write(tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _forward(state: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +139,8 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
         "history": _floats(state["history"]),
         "forward": _forward(state),
     }
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, ensure_ascii=False)))
+    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, ensure_ascii=False)))
     logger.info("saved probe to %s (+ %s)", weights_path, meta_path.name)
     return weights_path
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import write_output
 from .standalone import StandaloneProbe, load_head
 
 OPSET = 17  # ReduceL2 with its axes as an attribute, Softmax over one axis: ONNX Runtime 1.12+, TensorRT 8.5+
@@ -150,7 +151,7 @@ def probe_model(run_dir, features: dict | None = None):
 
 
 def export_onnx(run_dir, out, features: dict | None = None) -> Path:
-    """Write :func:`probe_model` of ``run_dir`` to ``out`` (a ``.onnx`` file); returns its path."""
-    out = Path(out)
-    out.write_bytes(probe_model(run_dir, features).SerializeToString())
-    return out
+    """Write :func:`probe_model` of ``run_dir`` to ``out`` (a ``.onnx`` file), whole or not at all
+    (:func:`probe.files.write_output`); returns its path."""
+    data = probe_model(run_dir, features).SerializeToString()
+    return write_output(out, lambda name: Path(name).write_bytes(data))

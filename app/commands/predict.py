@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -79,19 +78,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:
-    """The predictions, one row per image, written to a temporary file renamed over ``path`` (removed again
-    when that fails); a ``path`` that is not a regular file (a FIFO, /dev/stdout) is written through, as report
-    and compare do: the rename made /dev/full and a FIFO regular files (an attack round)."""
-    through = path.exists() and not path.is_file()
-    target = path if through else path.with_name(f".{path.name}.tmp")
-    try:
-        with open(target, "w", newline="", encoding="utf-8") as f:
+    """The predictions, one row per image, written whole or not at all (``probe.files.write_output``: a
+    temporary file renamed over ``path``; a ``path`` that is not a regular file, a FIFO or /dev/stdout, written
+    through, as report and compare do: the rename made /dev/full and a FIFO regular files, an attack round)."""
+    from probe.files import write_output
+
+    def write(name: str) -> None:
+        with open(name, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(csv_rows(got, class_names))
-        if not through:
-            os.replace(target, path)
-    finally:
-        if not through:
-            target.unlink(missing_ok=True)
+
+    write_output(path, write)
 
 
 def _title(args: argparse.Namespace, probe, images: str) -> str:

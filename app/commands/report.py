@@ -62,5 +62,7 @@ def write_document(document: str, out: Path | None) -> None:
     if out is None:
         print(document, end="")
     else:
-        out.write_text(document, encoding="utf-8")
+        from probe.files import write_output
+
+        write_output(out, lambda name: Path(name).write_text(document, encoding="utf-8"))
         print(f"wrote {out}")

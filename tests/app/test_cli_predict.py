@@ -791,3 +791,49 @@ def test_train_on_a_labelled_test_set_alone_says_what_it_is(tmp_path, capsys):
     assert err.startswith("mr2probe train: error: new.h5 holds a labelled test set alone (no train images") and \
         "`mr2probe predict RUN --features` scores a trained one on it." in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def _half_then_full_disk(write):
+    """``write`` (a Path method) that writes half its data, then fails as a full disk does."""
+    import errno
+
+    def failing(self, data, *args, **kwargs):
+        write(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return failing
+
+
+@pytest.mark.parametrize("command", ["export", "report", "predict"])
+def test_a_failed_write_keeps_the_out_file_that_was_there(run, tmp_path, capsys, monkeypatch, command):
+    """export and report --out wrote over the file in place: a full disk or a file-size limit left half a
+    probe.onnx (or page) under its name, the one there before lost, and the error did not name the file (a
+    failure round). Now the old file stays whole, no temporary file is left, and the one line names the file."""
+    import pathlib
+
+    cache, out = run
+    target = tmp_path / {"export": "probe.onnx", "report": "report.html", "predict": "p.csv"}[command]
+    target.write_text("the file that was there")
+    argv = {"export": ["export", str(out), "--out", str(target)],
+            "report": ["report", str(out), "--format", "html", "--out", str(target)],
+            "predict": ["predict", str(out), "--features", str(cache), "--out", str(target)]}[command]
+    if command == "predict":
+        class Rows:
+            def __init__(self, f):
+                self.f = f
+
+            def writerows(self, rows):
+                self.f.write("index,source\n0,")
+                raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(csv, "writer", Rows)
+    else:
+        method = "write_bytes" if command == "export" else "write_text"
+        monkeypatch.setattr(pathlib.Path, method, _half_then_full_disk(getattr(pathlib.Path, method)))
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"mr2probe {command}: error:" in err and str(target) in err and "No space left on device" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert target.read_text() == "the file that was there"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
