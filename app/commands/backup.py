@@ -20,6 +20,9 @@ from ..config import DATABASE_FILE as DATABASE
 HELP = "copy a data directory (database, uploads, caches, runs) consistently, also while its server runs"
 
 _FOLDERS = ("uploads", "caches", "runs")
+# the database's copy until the folders are copied too: a backup killed meanwhile (SIGKILL, SIGTERM: no clean-up
+# runs) holds no mr2probe.sqlite3, so it cannot pass for a data directory
+UNFINISHED = f".{DATABASE}.unfinished"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +53,9 @@ def backup(data_dir: Path, dest: Path) -> str:
         raise ValueError(f"the backup {dest} lies in the data directory {data_dir}; choose a folder outside it")
     if dest.exists() and not dest.is_dir():
         raise ValueError(f"the backup {dest} is a file, not a folder; choose a new folder")
+    if (dest / UNFINISHED).exists() and not (dest / DATABASE).exists():
+        raise ValueError(f"the backup folder {dest} holds an unfinished backup (interrupted while copying: it has no "
+                         f"{DATABASE}); remove it (rm -r {dest}) or choose a new folder")
     if dest.exists() and any(dest.iterdir()):
         raise ValueError(f"the backup folder {dest} exists and is not empty; choose a new folder")
     existed = dest.exists()
@@ -58,11 +64,12 @@ def backup(data_dir: Path, dest: Path) -> str:
     except OSError as exc:  # said as '[Errno 20] Not a directory: ...', without naming what could not be made
         raise ValueError(f"cannot create the backup folder {dest}: {exc.strerror or exc}") from None
     try:
-        rows = _copy_database(source, dest / DATABASE)
+        rows = _copy_database(source, dest / UNFINISHED)  # the moment the folders' files are copied after
         vanished = 0
         for name in _FOLDERS:
             if (data_dir / name).is_dir():
                 vanished += _copy_tree(data_dir / name, dest / name)
+        (dest / UNFINISHED).replace(dest / DATABASE)  # last: a backup with a database is a whole one
     except BaseException:
         # Ctrl-C, a full disk: the database without the folders would pass for a backup (it serves, its runs'
         # files missing) and the folder, no longer empty, refuses the same command again. It was new or empty.
@@ -74,10 +81,9 @@ def backup(data_dir: Path, dest: Path) -> str:
     return f"{rows} job(s), database checked{gone}"
 
 
-def _copy_database(source: Path, target: Path) -> int:
-    """The database at one moment, into ``target`` (written as ``target.tmp``, renamed once it checks out); its
-    number of jobs."""
-    partial = target.with_name(target.name + ".tmp")
+def _copy_database(source: Path, partial: Path) -> int:
+    """The database at one moment, into ``partial`` (:data:`UNFINISHED`, renamed once the folders are copied too),
+    checked; its number of jobs."""
     src = sqlite3.connect(source, timeout=30.0)  # read-only by use: mode=ro needs the -shm file WAL makes
     try:
         dst = sqlite3.connect(partial)
@@ -91,7 +97,6 @@ def _copy_database(source: Path, target: Path) -> int:
             dst.close()
     finally:
         src.close()
-    partial.replace(target)
     return int(jobs)
 
 

@@ -123,3 +123,31 @@ def test_an_interrupted_backup_leaves_no_half_copy(tmp_path, monkeypatch, capsys
     monkeypatch.undo()
     assert main(["backup", "--data-dir", str(data), str(tmp_path / "new")]) == 0
     assert (tmp_path / "new" / "runs" / "run_1" / "report.json").read_text() == "{}"
+
+
+def test_a_backup_killed_while_it_copies_does_not_pass_for_a_data_directory(tmp_path, monkeypatch, capsys):
+    """SIGKILL or SIGTERM runs no clean-up: a backup killed while it copied the folders left DEST/mr2probe.sqlite3
+    beside half the runs, a data directory that served with their files missing (a failure round). The database
+    is renamed in last; the same command then names the unfinished backup."""
+    from app.commands import backup
+
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    (data / "runs" / "run_1").mkdir(parents=True)
+    (data / "runs" / "run_1" / "report.json").write_text("{}")
+
+    def killed(source, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "_copy_tree", killed)
+    monkeypatch.setattr(backup.shutil, "rmtree", lambda *a, **k: None)  # a kill runs no clean-up
+    dest = tmp_path / "b"
+    assert main(["backup", "--data-dir", str(data), str(dest)]) == 130
+    assert not (dest / DATABASE_FILE).exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["backup", "--data-dir", str(data), str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert f"the backup folder {dest.resolve()} holds an unfinished backup" in err and "rm -r" in err
+    assert main(["backup", "--data-dir", str(data), str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [DATABASE_FILE, "runs"]
