@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -103,8 +104,6 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
 
     Raises ValueError, writing nothing, for ``class_names`` that are not one name per class: such a file could not be
     read back."""
-    from safetensors.torch import save_file
-
     if class_names is not None and len(class_names) != state["num_classes"]:
         raise ValueError(f"class_names has {len(class_names)} names for the probe's {state['num_classes']} classes; "
                          "give one name per class, in class index order.")
@@ -139,10 +138,27 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
         "history": _floats(state["history"]),
         "forward": _forward(state),
     }
-    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(weights_path, lambda tmp: _save_tensors(tensors, tmp, weights_path))
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, ensure_ascii=False)))
     logger.info("saved probe to %s (+ %s)", weights_path, meta_path.name)
     return weights_path
+
+
+def _save_tensors(tensors: dict, tmp: str, path: Path) -> None:
+    """safetensors' ``save_file`` into ``tmp`` (the temporary name of ``path``), whose failure to write (a full disk, a file-size limit) is an OSError naming the
+    file: safetensors raises its own SafetensorError ('I/O error: File too large (os error 27)'), which ended
+    ``mr2probe train`` (and a service job) in a traceback (a failure round)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, tmp, metadata={"format": FORMAT})
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, f"cannot write {path}: {os.strerror(number)}") from None
 
 
 def _array(values) -> np.ndarray:

@@ -237,3 +237,26 @@ def test_saving_class_names_of_another_count_is_refused_and_writes_nothing(tmp_p
     assert not (tmp_path / "probe").exists()
     trainer.save(tmp_path / "probe", class_names=["a", "b", "c"])
     assert ProbeTrainer.load(tmp_path / "probe").class_names_ == ["a", "b", "c"]
+
+
+def test_a_full_disk_while_saving_the_weights_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    """safetensors raises its own SafetensorError when the disk is full or a file-size limit is reached: `mr2probe
+    train` ended in its traceback (a failure round). It is an OSError naming the file, and nothing is left."""
+    import errno
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    x, y = _data()
+    m = ProbeTrainer(epochs=2, progress=lambda e, n: None).fit(x, y)
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError) as caught:
+        m.save(tmp_path / "head.safetensors")
+    assert caught.value.errno == errno.ENOSPC
+    assert f"cannot write {tmp_path / 'head.safetensors'}: No space left on device" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
