@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,6 +91,10 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
     _add_error_handlers(app, settings)
     return app
+
+
+# the words of sqlite3.OperationalError for a database that cannot take a write now (a lock, a read-only or full disk)
+DATABASE_BUSY = ("locked", "readonly", "read-only", "disk is full", "disk I/O error")
 
 
 def _error_table() -> dict[type[BaseException], tuple[int, str]]:
@@ -187,6 +192,18 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
             headers = {**headers, "Allow": _allowed_methods(request) or headers["Allow"]}
             detail = f"{request.method} is not a method of {request.url.path}; it answers {headers['Allow']}"
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        # another process holding the database (sqlite3 ... 'BEGIN EXCLUSIVE', a backup tool), a read-only or full
+        # disk: the request's write was refused whole, after the store's wait; it was a 500 "internal server error
+        # (OperationalError)" that did not say the request may simply be sent again (a failure round)
+        if not any(word in str(exc) for word in DATABASE_BUSY):
+            return await _internal(request, exc)
+        logger.error("%s %s: the database refused the request: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"the service's database refused this request ({exc}: another process holds "
+                                       "it, or its disk is read-only or full); nothing was changed, send it again "
+                                       "later"}, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

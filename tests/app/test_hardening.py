@@ -1502,3 +1502,29 @@ def test_a_file_gone_mid_extraction_fails_resumably_and_resuming_once_back_gives
         cache = client.get(f"/api/caches/{done['result']['cache_id']}").json()
         assert cache["counts"]["test"] == sum(ds["counts"]["test"])  # every test image, the one moved included
         assert not any("skipped" in m["text"] for m in done["messages"])
+
+
+def test_a_database_another_process_holds_is_a_503_that_changes_nothing(tmp_path, monkeypatch):
+    """A write while another process held the database (an open 'BEGIN EXCLUSIVE', a backup tool) waited, then
+    answered 500 "internal server error (OperationalError)" (a failure round). It is a 503 saying so and to send
+    the request again; nothing was stored, and the same request goes through once the lock is gone."""
+    import sqlite3
+
+    import app.store
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(app.store.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "timeout": 0.2}))
+    settings = make_settings(tmp_path / "data")
+    with TestClient(create_app(settings, start_worker=False), raise_server_exceptions=False) as client:
+        cache = synthetic_cache(client.app.state.store, tmp_path)
+        request = {"kind": "probe", "cache_id": cache["id"], "config": FAST_PROBE}
+        other = real_connect(settings.data_dir / "mr2probe.sqlite3", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        resp = client.post("/api/jobs", json=request)
+        assert resp.status_code == 503, resp.text
+        assert "database refused this request (database is locked" in resp.json()["detail"]
+        assert "send it again" in resp.json()["detail"] and resp.headers["Retry-After"] == "30"
+        other.execute("ROLLBACK")
+        other.close()
+        assert client.get("/api/jobs").json() == []
+        assert client.post("/api/jobs", json=request).status_code == 202
