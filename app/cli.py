@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import threading
 import weakref
@@ -22,6 +23,28 @@ from .threads import MAX_THREADS, check_threads, limit_threads
 # (a module label_issues is the command label-issues)
 COMMANDS: tuple[str, ...] = ("extract", "train", "compare", "report", "failures", "label_issues", "predict", "export",
                              "serve", "demo", "backup")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a scheduler's stop), raised in the main thread as Ctrl-C's KeyboardInterrupt is, so
+    that the command's clean-up runs: it ended the process at once, silently (exit 143), its temporary files left
+    and a backup half copied (a failure round)."""
+
+
+def _terminate(signum, frame) -> NoReturn:
+    raise Terminated
+
+
+def _command_with_sigterm(run, args) -> int:
+    """``run(args)`` with SIGTERM raising :class:`Terminated`, restored after; `serve` and `demo`, whose server has
+    its own handling, and a call from another thread (no handler can be set there) run as they are."""
+    if args.command in ("serve", "demo") or threading.current_thread() is not threading.main_thread():
+        return int(run(args) or 0)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(run(args) or 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _thread_count(text: str) -> int:
@@ -78,17 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         limit_threads(args.threads)
     try:
-        return int(modules[args.command].run(args) or 0)
+        return _command_with_sigterm(modules[args.command].run, args)
     except BrokenPipeError:
         # the reader of stdout left (`mr2probe failures ... --json | head`): done, quietly, as head expects; stdout
         # goes to /dev/null so that the interpreter's flush at exit does not fail again (Python's signal docs)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command a pipe closed
-    except KeyboardInterrupt:
-        # Ctrl-C: one line, not the trace of wherever the main process was waiting (45 lines out of the DataLoader
-        # in an extraction, which then read as a crash; a reproducibility audit). An extraction keeps its encoded
+    except KeyboardInterrupt as exc:
+        # Ctrl-C (or SIGTERM, Terminated): one line, not the trace of wherever the main process was waiting (45
+        # lines out of the DataLoader in an extraction, which then read as a crash; a reproducibility audit). An extraction keeps its encoded
         # batches in CACHE.partial and the same command resumes from them (README, "HDF5 feature cache").
         resume = "; the images encoded so far are kept: the same command resumes" if args.command == "extract" else ""
+        if isinstance(exc, Terminated):
+            print(f"mr2probe {args.command}: terminated (SIGTERM){resume}", file=sys.stderr)
+            return 143  # 128 + SIGTERM
         print(f"mr2probe {args.command}: interrupted{resume}", file=sys.stderr)
         return 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C stopped
     except (ValueError, KeyError, FileNotFoundError) as exc:

@@ -85,3 +85,30 @@ def test_ctrl_c_while_the_commands_are_imported_is_one_line_and_130(monkeypatch,
         pytest.fail("the Ctrl-C came out of main as a KeyboardInterrupt (a trace)")
     assert code == 130
     assert capsys.readouterr().err == "mr2probe: interrupted\n"
+
+
+def test_sigterm_runs_the_commands_clean_up_and_says_so(tmp_path):
+    """SIGTERM (`kill PID`) ended a command at once and silently (exit 143): a backup stopped while it copied left
+    its half copy, and the temporary files of a write stayed (a failure round). It now ends the command as Ctrl-C
+    does: its clean-up runs and one line says what stopped it."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from app.cli import main
+        from app.commands import backup
+        from app.store import Store
+
+        Store("data/mr2probe.sqlite3")
+        os.makedirs("data/runs/run_1")
+        open("data/runs/run_1/report.json", "w").write("{}")
+
+        def terminated(source, target):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return 0
+
+        backup._copy_tree = terminated
+        code = main(["backup", "--data-dir", "data", "copy"])
+        print(code, os.path.exists("copy"), signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    """)
+    done = _python(["-c", script], tmp_path)
+    assert done.stdout.split() == ["143", "False", "True"], (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines()[-1] == "mr2probe backup: terminated (SIGTERM)"
