@@ -182,8 +182,12 @@ class PartialCache:
         payload = b"".join((_META.pack(len(encoded)), encoded, features.tobytes(),
                             np.asarray(labels, dtype=_LABELS).tobytes(), b"" if digests is None else digests.tobytes()))
         offset = self.f.seek(0, 2) + _RECORD.size
-        self.f.write(_record(payload))
-        self.f.flush()
+        try:
+            self.f.write(_record(payload))
+            self.f.flush()
+        except OSError as exc:  # a full disk, a file-size limit: '[Errno 27] File too large' named no file
+            raise OSError(exc.errno, f"cannot write {self.path}: {exc.strerror or exc}; the images encoded before "
+                          "are kept in it and the same extraction resumes from them") from None
         self._account(meta, offset)
 
     def _split_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]]:

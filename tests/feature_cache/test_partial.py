@@ -188,3 +188,36 @@ def test_the_size_estimate_of_a_cache_file_is_above_its_size(tmp_path, rows, dty
               for split, n in rows.items()}
     out = write_cache(tmp_path / "c.h5", splits, ["a"], {"encoder": "x"}, dtype=dtype)
     assert out.stat().st_size <= cache_bytes(rows, d, dtype)
+
+
+def test_a_write_the_disk_refuses_names_the_file_and_keeps_the_chunks_before(tmp_path):
+    """A file-size limit or a full disk ended `mr2probe extract` (and an extraction job) with '[Errno 27] File too
+    large', naming no file (a failure round). The error names the partial file and says the extraction resumes
+    from it; the chunks written before are read back, the torn one cut off."""
+    import errno
+
+    class Refusing:  # the file, whose next write gets half its bytes out and then fails as the limit does
+        def __init__(self, f):
+            self.inner = f
+
+        def write(self, data):
+            self.inner.write(data[: len(data) // 2])
+            self.inner.flush()
+            raise OSError(errno.EFBIG, "File too large")
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    partial.append("train", *chunk(0), next_index=5)
+    partial.f = Refusing(partial.f)
+    with pytest.raises(OSError) as caught:
+        partial.append("train", *chunk(1), next_index=10)
+    assert caught.value.errno == errno.EFBIG
+    assert f"cannot write {path}: File too large; the images encoded before are kept" in str(caught.value)
+    partial.f = partial.f.inner
+    partial.close()
+    partial = open_partial(path)
+    assert partial.progress("train") == (5, 5)
+    partial.close()
