@@ -67,6 +67,7 @@ import glob
 import json
 import logging
 import os
+import resource
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -301,13 +302,18 @@ def cache_bytes(rows: Mapping[str, int], num_features: int, dtype: str | np.dtyp
 
 
 def check_free_space(folder: Path, needs: int, what: str) -> None:
-    """Raise ``OSError(ENOSPC)`` when ``folder``'s disk has less than ``needs`` bytes free: HDF5 (2.0) that runs out
+    """Raise ``OSError(ENOSPC)`` when ``folder``'s disk has less than ``needs`` bytes free, ``OSError(EFBIG)`` when
+    the process may write no file that large (``RLIMIT_FSIZE``, a traceback and a segmentation fault before): HDF5 (2.0) that runs out
     of space while writing crashes the whole process (a segmentation fault as it closes the file; an operator round:
     a server on a full disk died mid-extraction, every request then refused), so its writers look first."""
     free = shutil.disk_usage(folder).free
     if free < needs:
         raise OSError(errno.ENOSPC, f"not enough disk space to write {what}: it needs about {needs / 2**20:.1f} MiB, "
                       f"{free / 2**20:.1f} MiB free on the disk of {folder}")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < needs:  # the same crash at the file-size limit (ulimit -f)
+        raise OSError(errno.EFBIG, f"cannot write {what}: it needs about {needs / 2**20:.1f} MiB, over this "
+                      f"process's file-size limit (ulimit -f) of {limit / 2**20:.1f} MiB")
 
 
 @contextmanager

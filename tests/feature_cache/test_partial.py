@@ -221,3 +221,22 @@ def test_a_write_the_disk_refuses_names_the_file_and_keeps_the_chunks_before(tmp
     partial = open_partial(path)
     assert partial.progress("train") == (5, 5)
     partial.close()
+
+
+def test_a_cache_over_the_file_size_limit_is_refused_before_hdf5_writes_it(tmp_path, monkeypatch):
+    """Under a file-size limit (ulimit -f) that the partial log fitted and the cache file did not, HDF5 failed as
+    it closed the file: a RuntimeError's traceback, then a segmentation fault (a failure round). The limit is
+    checked first, as the free space is: an OSError(EFBIG) naming it, no temporary file, the chunks kept."""
+    import errno
+    import resource
+
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    partial.append("train", *chunk(0), next_index=5)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (4096, resource.RLIM_INFINITY))
+    with pytest.raises(OSError) as refused:
+        partial.finalize(tmp_path / "c.h5", {"created_at": "now"})
+    assert refused.value.errno == errno.EFBIG and "file-size limit (ulimit -f) of 0.0 MiB" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5.partial"]
+    monkeypatch.undo()
+    assert open_partial(path).progress("train") == (5, 5)
