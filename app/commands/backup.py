@@ -11,6 +11,7 @@ snapshot of one moment, which the running server's writes do not tear), checked,
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -109,7 +110,12 @@ def _copy_tree(source: Path, target: Path) -> int:
                         ignore=shutil.ignore_patterns(".*.tmp"))
     except shutil.Error as exc:
         missing = [error for error in exc.args[0] if "No such file" in str(error[-1])]
-        if len(missing) != len(exc.args[0]):
-            raise
+        failed = [error for error in exc.args[0] if error not in missing]
+        if failed:  # a full disk: shutil.Error's message was the list of every (source, target, reason) in one line
+            first, why = failed[0][0], str(failed[0][-1])
+            code = re.match(r"\[Errno (\d+)\] ([^:]+)", why)
+            text = (f"cannot copy {first} into the backup: {code.group(2) if code else why} ({len(failed)} file(s) "
+                    "not copied); the unfinished backup is removed")
+            raise (OSError(int(code.group(1)), text) if code else OSError(text)) from None
         return len(missing)
     return 0

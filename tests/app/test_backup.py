@@ -151,3 +151,30 @@ def test_a_backup_killed_while_it_copies_does_not_pass_for_a_data_directory(tmp_
     assert f"the backup folder {dest.resolve()} holds an unfinished backup" in err and "rm -r" in err
     assert main(["backup", "--data-dir", str(data), str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [DATABASE_FILE, "runs"]
+
+
+def test_a_full_disk_while_copying_is_one_line_naming_a_file(tmp_path, monkeypatch, capsys):
+    """A full backup disk ended `mr2probe backup` with shutil.Error's list of every (source, target, reason) as its
+    one 'line', thousands of characters for a data directory of many runs (a failure round). It names the first
+    file, the reason and the count; the unfinished backup is removed."""
+    import errno
+
+    from app.commands import backup
+
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    for run in ("run_1", "run_2"):
+        (data / "runs" / run).mkdir(parents=True)
+        (data / "runs" / run / "report.json").write_text("{}")
+
+    def full(src, dst, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
+
+    monkeypatch.setattr(backup.shutil, "copy2", full)
+    capsys.readouterr()
+    assert main(["backup", "--data-dir", str(data), str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mr2probe backup: error: [Errno 28] cannot copy {data.resolve() / 'runs'}")
+    assert err.endswith("into the backup: No space left on device (2 file(s) not copied); the unfinished backup is "
+                        "removed")
+    assert "\n" not in err and not (tmp_path / "b").exists()
