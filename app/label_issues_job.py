@@ -85,7 +85,11 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     read whole."""
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = path.parent.parent
+    if not run_dir.is_dir():  # made again (parents=True): a removed run's folder held this result alone, the job
+        raise FileNotFoundError(f"the run's folder {run_dir} was removed while this job ran; its result is not "
+                                "stored")  # 'succeeded' (a failure round)
+    path.parent.mkdir(exist_ok=True)
     head = json.dumps({**{k: v for k, v in document.items() if k != "rows"}, "rows": []})[:-len("]}")] + "\n"
     lines = [json.dumps(row) for row in document["rows"]]  # ASCII (ensure_ascii): a character is a byte
     ends = len(head) + np.cumsum([len(line) + 2 for line in lines], dtype=np.int64) - 2  # each line, then ",\n"

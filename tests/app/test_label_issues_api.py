@@ -412,3 +412,14 @@ def test_a_result_file_s_rows_are_checked_as_plain_dicts_at_a_quarter_of_the_pea
                          ({"images": [1]}, "1 image counts for 10 classes"), ({"format": 2}, "format")):
         with pytest.raises(ValueError, match=said):
             _stored(json.dumps({**document, **damage}))
+
+
+def test_a_result_for_a_run_folder_removed_meanwhile_is_not_written(tmp_path):
+    """The run's folder removed (rm -r) while the job fitted its folds: the result was written all the same, into
+    a folder made again that held it alone, and the job 'succeeded' (a failure round). It fails naming the folder."""
+    from app.label_issues_job import _write, result_file
+
+    target = result_file(tmp_path / "run_gone", "job_1")
+    with pytest.raises(FileNotFoundError, match="run_gone was removed while this job ran; its result is not stored"):
+        _write(target, {"class_names": ["a"], "rows": []})
+    assert list(tmp_path.iterdir()) == []
