@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,7 +37,9 @@ def retryable(exc: BaseException) -> bool:
         return said
     if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return False
-    return isinstance(exc, (MemoryError, OSError, RuntimeError, TimeoutError))
+    # sqlite3.OperationalError: the service's database held by another process past the wait, read-only or on a full
+    # disk while the job wrote its progress (not an OSError: such a job showed no Resume; a failure round)
+    return isinstance(exc, (MemoryError, OSError, RuntimeError, TimeoutError, sqlite3.OperationalError))
 
 
 class JobRunner:

@@ -666,3 +666,30 @@ def test_a_graceful_stop_leaves_no_wal_file_and_every_row_in_the_database(tmp_pa
         assert conn.execute("SELECT name FROM datasets").fetchall() == [("tiny images",)]
     finally:
         conn.close()
+
+
+def test_a_job_the_locked_database_stopped_is_resumable(tmp_path):
+    """A job whose progress write the database refused (another process held it past the wait, a read-only or full
+    disk: sqlite3.OperationalError, not an OSError) failed as a mistake of its request, with no Resume (a failure
+    round). It is retryable, and resumes."""
+    import sqlite3
+
+    attempts = []
+
+    def locked_once(ctx):
+        attempts.append(ctx.job_id)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return {}
+
+    runner, store = make_runner(tmp_path, {"probe": locked_once})
+    runner.start()
+    try:
+        job = runner.submit("probe", {})
+        wait_for(lambda: _status(store, job["id"]) == "failed", 30, what="failed")
+        failed = store.get_job(job["id"])
+        assert failed["error"] == "OperationalError: database is locked" and failed["result"]["retryable"] is True
+        runner.resume(job["id"])
+        wait_for(lambda: _status(store, job["id"]) == "succeeded", 30, what="succeeded")
+    finally:
+        runner.stop()
