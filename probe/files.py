@@ -33,6 +33,10 @@ def write_output(path: str | Path, write: Callable[[str], object]) -> Path:
     exists and is not a regular file (a FIFO, /dev/stdout) is written through: a rename would make /dev/full a
     regular file."""
     path = Path(path)
+    if path.is_symlink() and path.exists():
+        # the file it links to is replaced and the link kept, as a write through it did (a rename over the link
+        # made it a file of its own, the file it linked to stale)
+        path = path.resolve()
     through = path.exists() and not path.is_file()
     try:
         write(str(path)) if through else atomic_write(path, write)

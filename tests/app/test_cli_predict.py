@@ -837,3 +837,15 @@ def test_a_failed_write_keeps_the_out_file_that_was_there(run, tmp_path, capsys,
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert target.read_text() == "the file that was there"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_an_out_that_is_a_symlink_replaces_the_file_it_links_to(run, tmp_path):
+    """A symlink given as --out (latest.csv -> the file a dashboard reads) became a file of its own when the CSV was
+    renamed over it, the file it linked to left stale. The file it links to is replaced; the link stays."""
+    cache, out = run
+    target = tmp_path / "served.csv"
+    target.write_text("old")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(link)]) == 0
+    assert link.is_symlink() and target.read_text().splitlines()[0].startswith("index,source,true")
