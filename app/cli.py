@@ -109,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a command a pipe closed
     except KeyboardInterrupt as exc:
         # Ctrl-C (or SIGTERM, Terminated): one line, not the trace of wherever the main process was waiting (45
-        # lines out of the DataLoader in an extraction, which then read as a crash; a reproducibility audit). An extraction keeps its encoded
-        # batches in CACHE.partial and the same command resumes from them (README, "HDF5 feature cache").
+        # lines out of the DataLoader in an extraction, which then read as a crash; a reproducibility audit). An
+        # extraction keeps its encoded batches in CACHE.partial and the same command resumes from them (README,
+        # "HDF5 feature cache").
         resume = "; the images encoded so far are kept: the same command resumes" if args.command == "extract" else ""
         if isinstance(exc, Terminated):
             print(f"mr2probe {args.command}: terminated (SIGTERM){resume}", file=sys.stderr)

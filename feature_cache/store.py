@@ -303,9 +303,10 @@ def cache_bytes(rows: Mapping[str, int], num_features: int, dtype: str | np.dtyp
 
 def check_free_space(folder: Path, needs: int, what: str) -> None:
     """Raise ``OSError(ENOSPC)`` when ``folder``'s disk has less than ``needs`` bytes free, ``OSError(EFBIG)`` when
-    the process may write no file that large (``RLIMIT_FSIZE``, a traceback and a segmentation fault before): HDF5 (2.0) that runs out
-    of space while writing crashes the whole process (a segmentation fault as it closes the file; an operator round:
-    a server on a full disk died mid-extraction, every request then refused), so its writers look first."""
+    the process may write no file that large (``RLIMIT_FSIZE``, a traceback and a segmentation fault before): HDF5
+    (2.0) that runs out of space while writing crashes the whole process (a segmentation fault as it closes the file;
+    an operator round: a server on a full disk died mid-extraction, every request then refused), so its writers look
+    first."""
     free = shutil.disk_usage(folder).free
     if free < needs:
         raise OSError(errno.ENOSPC, f"not enough disk space to write {what}: it needs about {needs / 2**20:.1f} MiB, "

@@ -145,8 +145,8 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
 
 
 def _save_tensors(tensors: dict, tmp: str, path: Path) -> None:
-    """safetensors' ``save_file`` into ``tmp`` (the temporary name of ``path``), whose failure to write (a full disk, a file-size limit) is an OSError naming the
-    file: safetensors raises its own SafetensorError ('I/O error: File too large (os error 27)'), which ended
+    """safetensors' ``save_file`` into ``tmp`` (the temporary name of ``path``), whose failure to write (a full disk,
+    a file-size limit) is an OSError naming the file: safetensors raises its own SafetensorError ('I/O error: File too large (os error 27)'), which ended
     ``mr2probe train`` (and a service job) in a traceback (a failure round)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file

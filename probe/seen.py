@@ -15,8 +15,8 @@ whole paths (``relative`` False).
 
 Where the run's cache kept each image's content digest (a BLAKE2b of its file's bytes, ``feature_cache``'s
 ``digests``), its train and val images are kept by content too (``contents``: the first 8 bytes of each, sorted,
-unique): scored images are then matched by their bytes alone (:meth:`SeenSources.same_content`), whatever their names, where
-the scored cache keeps digests as well; new images named like the training ones (``img_000.jpg``) were said to be
+unique): scored images are then matched by their bytes alone (:meth:`SeenSources.same_content`), whatever their
+names, where the scored cache keeps digests as well; new images named like the training ones (``img_000.jpg``) were said to be
 training images by their paths (a new-user round).
 
 The same files arranged in another layout (a data set's train/ and test/ folders copied into one flat folder of class

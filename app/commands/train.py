@@ -284,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_probe(data, names, config, reference=reference, out_dir=args.out, progress=progress, sources=sources,
                   features=cache.provenance(str(args.features)), command=getattr(args, "argv", None),
-                  contents=cache.training_digests(), tune_allocator=True)  # a process of its own: keep freed memory (probe.allocator)
+                  contents=cache.training_digests(),
+                  tune_allocator=True)  # a process of its own: keep freed memory (probe.allocator)
     finally:
         bar.close()
     print(format_report(load_report(args.out), width=terminal_width(120)))
