@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from .compare import Comparison, metric_title
 from .numbers import percent, signed_points
-from .report import Num, Report, print_table, text_console
+from .report import Num, Report, interval_text, print_table, text_console
 from .selection import SIGN_TEST_ALPHA
 from .uncertainty import holm
 
@@ -69,6 +69,10 @@ class ManyComparison(BaseModel):
     base_probe: Optional[str]
     base_scores: dict[str, Num] = Field(..., description="the base run's own accuracies (fractions) on the images "
                                         "compared, for the metrics of the rows")
+    base_ci: dict[str, Optional[list[Num]]] = Field(
+        default_factory=dict, description="95 % interval of each of base_scores, the base run's own, as its report "
+        "gives it (overall_ci, group_ci, the worst class's accuracy_ci; on other images, the same intervals of "
+        "those: probe.uncertainty.own_intervals); null without stored predictions")
     title: str = Field(..., description="what was scored: the runs' test split, seed means, or other images")
     rows: list[ManyRow]
     note: str
@@ -136,6 +140,7 @@ def compare_many(comparisons: list[Comparison], warnings: Optional[list[RunWarni
             runs_of.setdefault(warning, []).append(comparison.other)
     return ManyComparison(base=first.base, base_probe=(first.probes or {}).get("base"), title=metric_title(first),
                           base_scores={key: first.metrics[key].base for key in SUMMARY_METRICS if key in first.metrics},
+                          base_ci={key: first.metrics[key].base_ci for key in SUMMARY_METRICS if key in first.metrics},
                           rows=rows, note=note, warnings=[ManyWarning(text=text, runs=runs)
                                                           for text, runs in runs_of.items()],
                           run_warnings=warnings or [], comparisons=comparisons)
@@ -169,13 +174,18 @@ def many_rows(many: ManyComparison, between: str = "\n") -> list[list[str]]:
             for row in many.rows]
 
 
+def _ci(interval: Optional[list]) -> str:
+    """`` [90.0, 93.8]``: the base's own 95 % interval after its accuracy, nothing without one."""
+    return "" if not interval or None in interval else f" {interval_text(interval)}"
+
+
 def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
     """The lines around the table, as (label, text): what was compared, each run's probe, the base's accuracies,
     then the pairwise comparisons' warnings (``ManyComparison.warnings``; the Markdown and HTML pages had none of
     them: "the probe was trained on these images" among them, which the terminal prints)."""
     worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
-    base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + (worst if key == "worst_class" else "")
-                     for key, value in many.base_scores.items())
+    base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + _ci(many.base_ci.get(key))
+                     + (worst if key == "worst_class" else "") for key, value in many.base_scores.items())
     probes = [f"base {many_name(many, many.base)}: {many.base_probe or '?'}"]
     return [("compared", many.note), ("probes", "; ".join(probes + [f"{many_name(many, row.run)}: {row.probe or '?'}"
                                                                      for row in many.rows])),

@@ -5,7 +5,7 @@
    window.ComparePage. */
 (function () {
   "use strict";
-  const { h, getJSON, enc, deltaSpan, pct, pSay, fileLink } = window.Dash;
+  const { h, getJSON, enc, deltaSpan, pctCi, pSay, fileLink } = window.Dash;
   const METRICS = ["overall", "balanced", "hard", "worst_class"];
   // the page's one level-one heading is its card's (styled as the cards' h2s, as the run page's)
   const card = (title, ...body) => h("section", { class: "card" }, h("h1", {}, title), ...body);
@@ -31,10 +31,14 @@
       { id: "many-table" });
   }
 
+  /** The base run's own accuracies, each with its 95 % interval (the API's base_ci) as every other value here has
+   * one: "overall 92.1%" stood bare beside the rows' intervals. */
   function baseLine(many) {
     const worst = many.comparisons[0] && many.comparisons[0].worst_classes;
-    return METRICS.filter((k) => k in many.base_scores).map((k) => `${k.replace("_", " ")} ${pct(many.base_scores[k])}`
-      + (k === "worst_class" && worst ? ` (${worst.base})` : "")).join(", ");
+    const cis = many.base_ci || {};
+    return METRICS.filter((k) => k in many.base_scores).flatMap((k, i) => [i ? ", " : null,
+      h("span", { "data-metric": k }, `${k.replace("_", " ")} `, pctCi(many.base_scores[k], cis[k]),
+        k === "worst_class" && worst ? ` (${worst.base})` : "")]);
   }
 
   /** The runs' own report warnings (a shipped head miscalibrated, a small validation split), which the rows do not
@@ -78,7 +82,8 @@
           h("strong", {}, many.warnings.length === 1 ? "Warning" : "Warnings"),
           h("ul", {}, many.warnings.map((w) => h("li", {}, `${w.runs.map((r) => names[r] || r).join(", ")}: ${w.text}`)))) : null,
         h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
-        h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: ${baseLine(many)}.`),
+        h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: `,
+          ...baseLine(many), "."),
         warningsBox(many, names)));
     document.title = `mr2probe · ${others.length} run${others.length === 1 ? "" : "s"} vs ${base}`;
     main.setAttribute("data-ready", "compare");

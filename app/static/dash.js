@@ -121,6 +121,10 @@
     (await api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
 
   const pct = (v) => window.Charts.pct(v);
+  const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+  const ciText = (ci) => `[${pct(ci[0])}, ${pct(ci[1])}]`;  // a 95 % interval of fractions, in per cent
+  // an accuracy with its 95 % interval where it has one (the run page's cells, the compare page's base run)
+  const pctCi = (value, ci) => [pct(value), ciOk(ci) ? h("span", { class: "ci" }, ` ${ciText(ci)}`) : null];
   const num = (v, d = 3) => window.Charts.fixed(v, d);
   // "+0.0" as the CLI and exports write a zero difference (probe.numbers.signed_points), never "-0.0"
   const signedPt = (d, digits = 1) => {
@@ -396,6 +400,7 @@
   };
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+                  ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
                   canResume };

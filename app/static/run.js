@@ -7,17 +7,13 @@
   "use strict";
   const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
           statusChip, progressBar,
-          isNum } = window.Dash;
+          isNum, ciOk, ciText, pctCi } = window.Dash;
   const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
   // the confusions' column (probe.report.CONFUSIONS_HEADER): "% of its test predictions" read as a precision
   const CONFUSED = window.Words.confusions_header;
   const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
-  const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
-  const ciText = (ci) => `[${pct(ci[0])}, ${pct(ci[1])}]`;  // a 95 % interval of fractions, in per cent
-  // an accuracy with its 95 % interval where it has one, as a table cell
-  const pctCi = (value, ci) => [pct(value), ciOk(ci) ? h("span", { class: "ci" }, ` ${ciText(ci)}`) : null];
   // A run's name as a numeric column's header: wrapped (style.css th.run-name), the whole name in its tooltip; a
   // long name on one line pushed a two-column table's numbers out of its card.
   const runHead = (name) => h("th", { class: "num run-name", title: name }, name);

@@ -1412,3 +1412,23 @@ def test_several_runs_against_one_base_read_each_report_once(fresh_finished, mon
     resp = client.get("/api/compare/many", params={"base": base, "other": [fresh_finished.mr2, focal]})
     assert resp.status_code == 200, resp.text
     assert sorted(read) == sorted([base, fresh_finished.mr2, focal])
+
+
+def test_the_base_of_several_runs_compared_has_its_own_intervals(finished):
+    """GET /api/compare/many gave the base run's own accuracies bare (base_scores) where every other value it answers
+    has a 95 % interval: base_ci has the report's own (overall_ci, group_ci, the worst class's accuracy_ci), and
+    the Markdown's line of the base says them."""
+    from probe.report import interval_text
+
+    client = finished.client
+    body = client.get("/api/compare/many", params={"base": finished.erm, "other": [finished.mr2]}).json()
+    report = client.get(f"/api/reports/{finished.erm}").json()
+    summary, worst = report["summary"], body["comparisons"][0]["worst_classes"]["base"]
+    own = {"overall": summary["overall_ci"], "balanced": summary["group_ci"]["balanced"],
+           "hard": summary["group_ci"]["hard"],
+           "worst_class": next(row["accuracy_ci"] for row in report["per_class"] if row["name"] == worst)}
+    assert set(body["base_ci"]) == set(body["base_scores"]) == set(own)
+    for key, interval in own.items():
+        assert interval is not None and body["base_ci"][key] == pytest.approx(interval), key
+    md = client.get("/api/compare/many.md", params={"base": finished.erm, "other": [finished.mr2]}).text
+    assert f" % {interval_text(own['overall'])}, balanced " in md

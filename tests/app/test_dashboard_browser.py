@@ -2740,6 +2740,12 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
         assert noise == (lo <= 0 <= hi or row[key]["beyond_noise"] is False)
     assert driver.js("return document.getElementById('many-note').textContent") == many["note"]
     assert f"{finished.erm} itself: overall " in driver.js("return document.getElementById('many-base').textContent")
+    # the base's own accuracies with their intervals, as every other value on the page (they stood bare)
+    own = driver.js("""return Object.fromEntries(Array.from(document.querySelectorAll('#many-base [data-metric]')).map(
+        s => [s.dataset.metric, s.querySelector('.ci') ? s.querySelector('.ci').textContent : null]));""")
+    assert set(own) == set(many["base_ci"]) == {"overall", "balanced", "hard", "worst_class"}
+    for key, (lo, hi) in many["base_ci"].items():
+        assert own[key] == f" [{100 * lo:.1f}%, {100 * hi:.1f}%]", key
     # the runs' own warnings, which the rows do not show, each under the name of its run (a new-user round)
     assert many["run_warnings"]
     shown = driver.js("""return Array.from(document.querySelectorAll('#many-warnings li')).map(li => li.textContent);""")
