@@ -41,11 +41,12 @@ import threading
 import weakref
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.names import UNPRINTABLE_CHARACTERS
+from probe.names import UNPRINTABLE_CHARACTERS, listed
 
 from .errors import FileChanged, UnsafeArchive
 
@@ -153,6 +154,23 @@ def is_special(path: Path) -> bool:
 UNREAD_IMAGE_FORMATS = frozenset({".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
                                   ".raw", ".psd", ".svg", ".jxl"})
 UNREAD_IMAGE = "an image format that is not read"  # how the reason for one of them starts
+# The reason recorded for a file that fails to decode, before the decoder's message (feature_cache.extract).
+DECODE_FAILURE = "cannot decode image"
+UNDECODED_NAMED = 3  # files named in a cache's line of those that failed to decode; the rest counted
+
+
+def undecoded_line(skipped: Sequence[Any]) -> str | None:
+    """The files of a cache's ``skipped`` attribute (``[source, reason]``) that failed to decode, in one line that
+    every run trained on the cache says (``feature_cache.store.FeatureCache.data_warnings``): the extraction printed
+    them and the runs never did. None when none failed; an entry of another form (a cache made by hand) is passed
+    over."""
+    failed = [str(entry[0]) for entry in skipped if isinstance(entry, (list, tuple)) and len(entry) == 2
+              and str(entry[1]).startswith(DECODE_FAILURE)]
+    if not failed:
+        return None
+    one = len(failed) == 1
+    return (f"{len(failed)} file{'' if one else 's'} could not be decoded and {'is' if one else 'are'} not in the "
+            f"cache: {listed(failed, UNDECODED_NAMED)}")
 
 
 def not_an_image(name: str) -> str:

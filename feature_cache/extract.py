@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
-from .archives import UNREAD_IMAGE, is_link_or_special
+from .archives import DECODE_FAILURE, UNREAD_IMAGE, is_link_or_special
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
 from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
@@ -67,8 +67,6 @@ __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "dis
 
 logger = logging.getLogger(__name__)
 
-# The reason recorded for a file that fails to decode, before the decoder's message.
-DECODE_FAILURE = "cannot decode image"
 # The reason of a file listed when the extraction opened its data set (its content counted in the cache's fingerprint)
 # and gone when it was read, or read with other bytes (FileChanged): the data set changed under the extraction, which
 # stops (_ChunkWriter), never skipping the file nor encoding other content than the fingerprint counts

@@ -522,12 +522,14 @@ class FeatureCache:
 
     @property
     def data_warnings(self) -> list[str]:
-        """What the extraction warned of the data set's files (the ``data_warnings`` attribute), each printable and
-        at most :data:`MAX_ATTR_CHARS` characters; none for a cache written before it was kept."""
-        from .archives import printable
+        """What the extraction warned of the data set's files (the ``data_warnings`` attribute), then the files it
+        could not decode (``skipped``: :func:`feature_cache.archives.undecoded_line`), each printable and at most
+        :data:`MAX_ATTR_CHARS` characters; none for a cache written before the warnings were kept, but those files.
+        A run on a cache that had left images out never said so."""
+        from .archives import printable, undecoded_line
 
-        return [printable(text[:MAX_ATTR_CHARS]) for text in self.attrs.get("data_warnings") or []
-                if isinstance(text, str) and text]
+        said = [*(self.attrs.get("data_warnings") or []), undecoded_line(self.attrs.get("skipped") or [])]
+        return [printable(text[:MAX_ATTR_CHARS]) for text in said if isinstance(text, str) and text]
 
     def _test_carved(self) -> float | None:
         """The share of each class carved out as test where the data set had no test split (open_dataset's split

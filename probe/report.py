@@ -873,7 +873,8 @@ class FeatureSource(_Model):
                                    "(random weights: they mean nothing for a probe); null when nothing")
     data_warnings: list[str] = Field(default_factory=list, description="what the extraction warned of the data "
                                      "set's files (nested or split-named class folders, test images identical to "
-                                     "train images, a file under two classes), kept with the cache; the report's "
+                                     "train images, a file under two classes) and the files it could not decode, "
+                                     "kept with the cache; the report's "
                                      "warnings say each after DATA_SET_SAID (empty in older reports)")
     # how to compute such features for new images outside this package (the cache's root attributes; an outside
     # round shipping a probe found them nowhere in the run, and timm's own preprocessing flipped a third of its

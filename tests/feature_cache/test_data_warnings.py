@@ -40,3 +40,26 @@ def test_a_cache_written_before_the_warnings_were_kept_reads_as_none_and_is_reus
     assert cache.data_warnings == [] and cache.provenance()["data_warnings"] == []
     again = extract(root, tiny_encoder(), None, out=path, workers=0, show_progress=False)
     assert again.reused  # the warnings are not in the fingerprint
+
+
+def test_a_run_on_a_cache_that_left_out_undecodable_files_says_so(tmp_path):
+    """The extraction printed the files it could not decode and kept them in the cache's ``skipped`` attribute, but
+    a run trained on the cache never said its data set had lost images: one line among the cache's data warnings,
+    the first files named and the rest counted, said by the run's report."""
+    root = make_tree(tmp_path / "data", {"ant": 6, "bee": 6})
+    broken = [root / "train" / "ant" / f"00{i}.png" for i in range(5)]
+    for path in broken:
+        path.write_bytes(b"not a png")
+    result = extract(root, tiny_encoder(), None, out=tmp_path / "c.h5", workers=0, show_progress=False)
+    cache = open_cache(result.path)
+    line = ("5 files could not be decoded and are not in the cache: train/ant/000.png, train/ant/001.png, "
+            "train/ant/002.png and 2 more")
+    assert cache.data_warnings == [line] and cache.provenance()["data_warnings"] == [line]
+    report = run_probe(cache.training_data(), cache.class_names,
+                       ProbeConfig(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0),
+                       features=cache.provenance("c.h5"))
+    assert f"the data set: {line}" in report.warnings
+    with h5py.File(result.path, "a") as h5:  # one file; a non-image skipped at opening is no lost image
+        h5.attrs["skipped"] = '[["train/ant/000.png", "cannot decode image: x"], ["notes.txt", "not an image"]]'
+    assert open_cache(result.path).data_warnings == [
+        "1 file could not be decoded and is not in the cache: train/ant/000.png"]
