@@ -215,6 +215,7 @@ def write_cache(
     attrs: Mapping[str, Any],
     *,
     dtype: str = "float16",
+    digests: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a complete cache atomically (temp file in the same folder, then ``os.replace``).
 
@@ -227,6 +228,10 @@ def write_cache(
         attrs: other root attributes (see module docstring); ``schema_version``, ``class_names``,
             ``created_at`` and ``versions`` are filled in when absent.
         dtype: stored feature dtype, ``float16`` or ``float32``.
+        digests: ``{split: (n, CONTENT_DIGEST_SIZE) uint8}``, each row the content digest of that split's row
+            (``feature_cache.datasets.content_digest``), for every split of ``splits`` (else ValueError, nothing
+            written); ``mr2probe predict`` then matches scored images to a run's training images by content, not
+            by path. None: the cache keeps none, as before.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}.")
@@ -250,6 +255,7 @@ def write_cache(
         "class_names": list(class_names),
     }
     rows = {split: len(splits[split][1]) for split in splits}
+    kept = None if digests is None else _checked_digests(digests, rows)
     with replacing_file(path, needs=cache_bytes(rows, d, dtype)) as h5:
         _set_attrs(h5, root_attrs)
         for split in SPLITS:
@@ -268,9 +274,28 @@ def write_cache(
                 raise ValueError(f"split {split!r} has {outside.size:,} labels outside 0..{len(class_names) - 1} (the "
                                  f"{len(class_names)} classes of class_names), e.g. {int(outside[0])}.")
             _check_usable(features, split)
-            blocks = [(features, labels, np.asarray(list(sources), dtype=object))] if n else []
-            _write_split(h5, split, d, dtype, n, blocks)
+            block = (features, labels, np.asarray(list(sources), dtype=object))
+            if kept is not None:
+                block += (kept.get(split, np.zeros((0, CONTENT_DIGEST_SIZE), dtype=np.uint8)),)
+            _write_split(h5, split, d, dtype, n, [block] if n else [], digested=kept is not None)
     return Path(path)
+
+
+def _checked_digests(digests: Mapping[str, np.ndarray], rows: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """:func:`write_cache`'s ``digests``, each split's (rows, CONTENT_DIGEST_SIZE) uint8, one for every split of
+    ``rows`` (its row counts) and no other; else ValueError naming the first that is not."""
+    if set(digests) != set(rows):
+        raise ValueError(f"digests must be given for each split written ({', '.join(sorted(rows))}), got "
+                         f"{', '.join(sorted(digests)) or 'none'}.")
+    kept = {}
+    for split, value in digests.items():
+        value = np.asarray(value)
+        shape = (rows[split], CONTENT_DIGEST_SIZE)
+        if value.dtype != np.uint8 or value.shape != shape:
+            raise ValueError(f"split {split!r} digests must be a {shape} uint8 array (a content digest per row), got "
+                             f"{value.dtype} of shape {value.shape}.")
+        kept[split] = value
+    return kept
 
 
 def _check_usable(features: np.ndarray, split: str) -> None:

@@ -28,8 +28,9 @@ def _split(rng, labels, name, d=D):
     return x.astype(np.float32), labels, [f"{name}/{i}.jpg" for i in range(len(labels))]
 
 
-def _cache(path, splits, names, **attrs):
-    return write_cache(path, splits, names, {**EXTRACTOR, "fingerprint": path.stem, **attrs}, dtype="float32")
+def _cache(path, splits, names, digests=None, **attrs):
+    return write_cache(path, splits, names, {**EXTRACTOR, "fingerprint": path.stem, **attrs}, dtype="float32",
+                       digests=digests)
 
 
 @pytest.fixture(scope="module")
@@ -208,26 +209,19 @@ def test_scores_on_the_runs_images_in_another_cache_of_its_data_set_are_flagged(
     assert "warning" not in capsys.readouterr().err
 
 
-def _digested(path, digests):
-    """The cache at ``path`` with each split's content digests (``{split: (n, 16) uint8}``), as extraction keeps."""
-    with h5py.File(path, "a") as h5:
-        for split, rows in digests.items():
-            h5[split].create_dataset("digests", data=np.asarray(rows, dtype=np.uint8))
-    return path
-
-
 def test_new_images_named_like_the_training_ones_are_matched_by_their_bytes_where_both_caches_keep_digests(
         tmp_path, capsys):
     """New images named like the training ones (img_000.jpg) were said to "have the path of one of the images it was
     trained on" (a new-user round): the cache keeps each image's content digest, the run its train and val images',
-    and predict compares the bytes where both have them, naming how many are byte-identical; paths otherwise."""
+    and predict compares the bytes where both have them, naming how many are byte-identical; paths otherwise.
+    Caches made by hand (write_cache) keep the digests they are given: they fell back to paths."""
     from probe.seen import SeenSources
 
     rng = np.random.default_rng(5)
     y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 10), ("val", 5), ("test", 5))}
     splits = {s: _split(rng, labels, s) for s, labels in y.items()}
     contents = {s: rng.integers(0, 256, (len(labels), 16), dtype=np.uint8) for s, labels in y.items()}
-    own = _digested(_cache(tmp_path / "own.h5", splits, NAMES, dataset_fingerprint="d" * 64), contents)
+    own = _cache(tmp_path / "own.h5", splits, NAMES, contents, dataset_fingerprint="d" * 64)
     out = tmp_path / "run"
     assert main(["train", "--features", str(own), "--out", str(out), *FAST]) == 0
     assert SeenSources.load(out).contents is not None
@@ -242,7 +236,7 @@ def test_new_images_named_like_the_training_ones_are_matched_by_their_bytes_wher
             "overstate")
     for kept, warned in ((new, None), (same, said)):
         other = tmp_path / f"other{len(list(tmp_path.glob('other*')))}.h5"
-        _digested(_cache(other, {"test": (x, labels, names)}, NAMES, dataset_fingerprint="e" * 64), {"test": kept})
+        _cache(other, {"test": (x, labels, names)}, NAMES, {"test": kept}, dataset_fingerprint="e" * 64)
         capsys.readouterr()
         assert main(["predict", str(out), "--features", str(other)]) == 0
         err = capsys.readouterr().err

@@ -317,3 +317,28 @@ def test_write_cache_refuses_repeated_class_names_and_unusable_features_and_writ
                                              rf"stored as {dtype} in 1 row\(s\), e\.g\. row 2; no cache is written\.$"):
             write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS, dtype=dtype)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_write_cache_keeps_the_content_digests_it_is_given_and_refuses_others(tmp_path):
+    """write_cache could not write content digests, so a cache made by hand fell back to path matching in mr2probe
+    predict: given digests (row-aligned, (n, 16) uint8 for each split written) are kept as extraction keeps them;
+    others are a ValueError naming the split, and nothing is written."""
+    data = splits(np.random.default_rng(5))
+    rng = np.random.default_rng(6)
+    digests = {split: rng.integers(0, 256, (len(labels), 16), dtype=np.uint8) for split, (_, labels, _) in data.items()}
+    cache = open_cache(write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS, digests=digests))
+    for split in data:
+        assert np.array_equal(cache.digests(split), digests[split])
+    assert cache.training_digests() is not None
+    assert open_cache(write_cache(tmp_path / "plain.h5", data, ["a", "b", "c"], ATTRS)).digests("test") is None
+    for path in tmp_path.iterdir():
+        path.unlink()
+    n = len(data["test"][1])
+    for bad, says in (({**digests, "test": digests["test"][:-1]}, rf"^split 'test' digests must be a \({n}, 16\) "
+                       rf"uint8 array \(a content digest per row\), got uint8 of shape \({n - 1}, 16\)\.$"),
+                      ({**digests, "test": digests["test"].astype(np.int64)}, r"got int64 of shape"),
+                      ({"test": digests["test"]}, r"^digests must be given for each split written "
+                                                  r"\(test, train, val\), got test\.$")):
+        with pytest.raises(ValueError, match=says):
+            write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS, digests=bad)
+        assert list(tmp_path.iterdir()) == []
