@@ -18,7 +18,8 @@ class JobStatus(str, Enum):
 
 # The states by what follows them, one definition for the store, the worker, the CLI and the pages (/words.js):
 ACTIVE = (JobStatus.queued, JobStatus.running)  # a worker will run it on: pages poll it, the CLI waits for it
-FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)  # the ends a worker records
+UNSUCCESSFUL = (JobStatus.failed, JobStatus.cancelled)  # ended without a result: the launch page offers its settings
+FINISHED = (JobStatus.succeeded, *UNSUCCESSFUL)  # the ends a worker records
 RESUMABLE = (JobStatus.interrupted, JobStatus.failed)  # resume queues it again
 # A job that may still run and read the rows it names: a deletion waits for it, and it can be cancelled (the
 # launch page kept polling an interrupted job, which no worker runs, once a second for ever; a review)

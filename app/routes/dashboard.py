@@ -106,7 +106,8 @@ def words_script() -> Response:
     """``window.Words``: what the pages name as the reports do, from the one definition of each word, loaded before
     the pages' scripts (the dashboard had kept copies of its own, and they drifted): ``test_checks`` and
     ``verdicts`` (probe.report.TEST_CHECKS, VERDICT_WORDS), ``posthoc`` (POSTHOC_WORDS), ``job_states`` (app.status:
-    ``active`` a worker runs on, ``open`` may still run and can be cancelled; whether a job can be resumed is its own
+    ``active`` a worker runs on, ``open`` may still run and can be cancelled, ``unsuccessful`` ended without a result,
+    whose settings the launch page offers back; whether a job can be resumed is its own
     ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
     probe.groups.GROUP_NAMES), the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
     columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
@@ -122,13 +123,14 @@ def words_script() -> Response:
     from probe.report import CHART_CLASSES, CONFUSIONS_HEADER, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
     from probe.uncertainty import SIGN_FLIP_FLOOR
 
-    from ..status import ACTIVE, OPEN
+    from ..status import ACTIVE, OPEN, UNSUCCESSFUL
     from .reports import MAX_COMPARED_RUNS
 
     words = {"test_checks": {check: w._asdict() for check, w in TEST_CHECKS.items()},
              "verdicts": {verdict: w._asdict() for verdict, w in VERDICT_WORDS.items()},
              "posthoc": {outcome: w._asdict() for outcome, w in POSTHOC_WORDS.items()},
-             "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN]},
+             "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
+                            "unsuccessful": [s.value for s in UNSUCCESSFUL]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
              "chart_classes": CHART_CLASSES, "confusions_header": CONFUSIONS_HEADER,
              "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,

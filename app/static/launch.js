@@ -8,6 +8,8 @@
   "use strict";
   const { h, api, getJSON, sendJSON, ApiError, showBanner, statusChip, progressBar, enc, TOKEN_KEY, count, timeLeftText, keepFocus } = window.Dash;
   const POLL_MS = 1000;
+  // a pipeline whose page offers its settings back to the form (app.status.UNSUCCESSFUL, from /words.js)
+  const REFILLED = new Set(window.Words.job_states.unsuccessful);
   const KEPT_FIELDS = ["encoder", "head", "preset", "budget", "overall-metric", "cv", "max-per-class", "val-fraction", "epochs", "drop-classes"];  // across a form rebuild
 
   // Where a 4xx detail is shown: the field its `loc` names, else the form's own error line.
@@ -474,6 +476,71 @@
     }
   }
 
+  // ---- a job's settings back into the form ----------------------------------------------------------
+  /** The form's second-probe option a stored probe config is: the first whose request fields it holds (the preset
+   * before the loss it resolves to); "" for none. */
+  function presetOf(select, probe) {
+    if (!probe) return "";
+    const same = (opt) => Object.entries(JSON.parse(opt.dataset.probe || "{}"))
+      .every(([k, v]) => JSON.stringify(probe[k]) === JSON.stringify(v));
+    const found = Array.from(select.options).find((opt) => opt.value && same(opt));
+    return found ? found.value : "";
+  }
+
+  /** Fill the launch form with a pipeline job's stored request (GET /api/jobs/{id} "request"), not
+   * submitting it: a cancelled or failed job's page said what it was asked, and every field had to be set again
+   * by hand to run it again. Returns what could not be filled, in words: its data set or cache, gone since; a
+   * second probe none of the form's choices is (one sent to the API with its own fields). */
+  function fillForm(form, request) {
+    const set = (id, value) => {
+      const el = form.querySelector("#" + id);
+      if (el) el.value = value === null || value === undefined ? "" : value;
+    };
+    const onCache = Boolean(request.cache_id);
+    const picker = form.querySelector(onCache ? "#cache-select" : "#dataset-select");
+    const id = onCache ? request.cache_id : request.dataset_id;
+    const missing = !picker || !Array.from(picker.options).some((o) => o.value === id && !o.disabled);
+    const unfilled = missing ? [`its ${onCache ? "cache" : "data set"} ${id} is not on this server any more`] : [];
+    const radio = form.querySelector(`#source-${onCache ? "cache" : "existing"}`);
+    radio.checked = true;
+    if (!missing) picker.value = id;
+    if (request.encoder) set("encoder", request.encoder);
+    const options = request.options || {};
+    set("max-per-class", options.max_per_class);
+    set("val-fraction", options.val_fraction);
+    const [first, second] = request.probes || [];
+    if (first) {
+      set("head", first.head);
+      set("epochs", first.epochs);
+      set("cv", first.cv);
+      set("overall-metric", first.overall_metric);
+      set("drop-classes", (first.drop_classes || []).join(", "));
+      const calibrated = form.querySelector("#temperature-scaling");
+      if (calibrated) calibrated.checked = Boolean(first.temperature_scaling);
+      set("preset", presetOf(form.querySelector("#preset"), second));
+      if (second && !form.querySelector("#preset").value) {
+        unfilled.push(`its second probe (${second.loss}) is none of the form's choices`);
+      }
+      set("budget", second ? second.max_overall_drop || 0 : 0);
+    }
+    // the form's own updates, as a user's changes make them (the source's panes, the head's losses, the button)
+    for (const el of [radio, picker, form.querySelector("#head"), form.querySelector("#preset")]) {
+      if (el) el.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    form.dispatchEvent(new Event("input"));
+    return unfilled;
+  }
+
+  /** The watched job's "Run again with these settings": the form filled (fillForm), in view, nothing started. */
+  function refill(job) {
+    const form = document.getElementById("launch-form");
+    const unfilled = fillForm(form, job.request || {});
+    showBanner(`The form holds job ${job.id}'s settings` + (unfilled.length ? ` but ${unfilled.join("; ")}: choose `
+      + "in the form" : ": change what you want") + ", then start the pipeline.", unfilled.length > 0);
+    form.scrollIntoView({ block: "start" });
+    form.querySelector("#launch-submit").focus();
+  }
+
   // ---- watching a job -------------------------------------------------------------------------------
   function reportUrl(job) {
     const ids = (job.result || {}).run_ids || [];
@@ -525,6 +592,10 @@
         h("p", {}, Dash.OPEN.has(job.status) ? h("button", { id: "job-cancel", onclick: () => act("DELETE", `/api/jobs/${enc(job.id)}`) }, "Cancel") : null,
           Dash.canResume(job)
             ? h("button", { id: "job-resume", onclick: () => act("POST", `/api/jobs/${enc(job.id)}/resume`) }, "Resume")
+            : null,
+          REFILLED.has(job.status) && job.kind === "pipeline"
+            ? h("button", { id: "job-refill", type: "button", onclick: () => refill(job) },
+              "Run again with these settings")
             : null,
           result.cache_id ? h("span", { class: "muted", id: "job-cache" }, ` cache ${result.cache_id}${cacheGone ? " (deleted)" : ""} `) : null,
           // the runs it made (or reused), each a link: only their ids in the log said so (a dashboard-only round)
@@ -623,5 +694,5 @@
     main.setAttribute("data-ready", "launch");
   }
 
-  window.Launch = { numberErrors, render, jobBody };
+  window.Launch = { numberErrors, render, jobBody, fillForm };
 })();

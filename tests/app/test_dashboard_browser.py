@@ -1242,13 +1242,14 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     assert "not found" in driver.js("return document.getElementById('job-error').textContent")
 
 
-def _job_row(store, status: str, progress: float, request: dict | None = None, result: dict | None = None) -> str:
-    """A probe job written straight into the shared ``finished`` service's store (a worker runs there: written in
-    ``status``, never queued); the test deletes it after (:func:`_delete_jobs`), as the others read that store's
-    job list."""
+def _job_row(store, status: str, progress: float, request: dict | None = None, result: dict | None = None,
+             kind: str = "probe") -> str:
+    """A job (a probe job unless ``kind``) written straight into the shared ``finished`` service's store (a worker
+    runs there: written in ``status``, never queued); the test deletes it after (:func:`_delete_jobs`), as the
+    others read that store's job list."""
     from app.store import new_id, utcnow
 
-    return store._insert("jobs", dict(id=new_id("job"), kind="probe", status=status, progress=progress, stage=status,
+    return store._insert("jobs", dict(id=new_id("job"), kind=kind, status=status, progress=progress, stage=status,
                                       messages=[], request=request or {}, result=result or {}, error=None, attempts=1,
                                       created_at=utcnow(), updated_at=utcnow()))["id"]
 
@@ -1294,6 +1295,47 @@ def test_the_launch_page_offers_resume_where_the_home_page_does(driver, live_ser
             assert driver.js("return document.getElementById('job-resume') !== null") is resumable, job
     finally:
         _delete_jobs(store, [retryable, orphan])
+
+
+def test_a_cancelled_or_failed_jobs_page_fills_the_form_with_its_settings(driver, live_server, finished):
+    """A cancelled or failed pipeline's page said what it was asked, and every field of the form had to be set again
+    to run it again: "Run again with these settings" fills the form with the job's stored request, without
+    submitting it, so that the form's request is the job's; an interrupted job offers Resume instead."""
+    store = finished.client.app.state.store
+    request = json.loads(json.dumps(finished.job["request"]))
+    for probe in request["probes"]:
+        probe.update(epochs=7, cv=3, temperature_scaling=True)
+    request["probes"][1].update(max_overall_drop=1.5, select="hard")  # the form's mr2: kept on the hard third
+    request["options"]["max_per_class"] = 40
+    jobs = {status: _job_row(store, status, 0.5, request=request, kind="pipeline")
+            for status in ("interrupted", "cancelled", "failed")}  # the last page shown: the failed job's
+    try:
+        for status, job in jobs.items():
+            _open(driver, f"{live_server}/launch?job={job}", "launch")
+            wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == status,
+                     30, interval=0.1, what="the job shown")
+            assert driver.js("return document.getElementById('job-refill') !== null") is (status != "interrupted")
+        before = len(httpx.get(f"{live_server}/api/jobs").json())
+        driver.js("document.getElementById('job-refill').click()")
+        body = driver.js(f"return Launch.jobBody({json.dumps(request['dataset_id'])}, false, null)")
+        assert body["dataset_id"] == request["dataset_id"] and body["encoder"] == request["encoder"]
+        assert body["options"] == {"max_per_class": 40, "val_fraction": request["options"]["val_fraction"]}
+        for sent, stored in zip(body["probes"], request["probes"]):
+            assert {key: stored[key] for key in sent} == sent, (sent, stored)
+        assert [p["loss"] for p in body["probes"]] == [p["loss"] for p in request["probes"]]
+        assert body["probes"][1]["max_overall_drop"] == 1.5 and body["probes"][0]["epochs"] == 7
+        assert driver.js("return document.getElementById('dataset-select').value") == request["dataset_id"]
+        assert len(httpx.get(f"{live_server}/api/jobs").json()) == before  # filled, not submitted
+        assert driver.js("return document.getElementById('banner').textContent") == \
+            f"The form holds job {jobs['failed']}'s settings: change what you want, then start the pipeline."
+        # what the form cannot hold is said, not dropped without a word
+        other = {**request, "dataset_id": "ds_000000000000",
+                 "probes": [request["probes"][0], {**request["probes"][1], "select": "overall"}]}
+        unfilled = driver.js(f"return Launch.fillForm(document.getElementById('launch-form'), {json.dumps(other)})")
+        assert unfilled == ["its data set ds_000000000000 is not on this server any more",
+                            "its second probe (mr2) is none of the form's choices"]
+    finally:
+        _delete_jobs(store, list(jobs.values()))
 
 
 def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service, tmp_path):

@@ -35,7 +35,8 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
         "overall_lost": {"text": "overall lost beyond the budget on test", "short": "test: overall lost",
                          "detail": TEST_CHECKS["overall_lost"].detail, "tone": "neg"}}
     assert set(words["test_checks"]) == set(TestCheck.__args__)  # every value a report can hold has its words
-    assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"]}
+    assert words["job_states"] == {"active": ["queued", "running"], "open": ["queued", "running", "interrupted"],
+                                   "unsuccessful": ["failed", "cancelled"]}
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
     assert words["splits"] == ["train", "val", "test"] and words["groups"] == ["easy", "medium", "hard"]
     assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
