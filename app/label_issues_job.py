@@ -95,10 +95,10 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     ends = len(head) + np.cumsum([len(line) + 2 for line in lines], dtype=np.int64) - 2  # each line, then ",\n"
     _write_replacing(path, lambda out: out.write((head + ",\n".join(lines) + "\n]}").encode("ascii")))
     written = path.stat()
-    label = {name: i for i, name in enumerate(document["class_names"])}
+    labels = _labels(document["class_names"], (row["true"] for row in document["rows"]))
     spans = np.stack([ends - [len(line) for line in lines], ends], axis=1).reshape(-1, 2)
     _write_replacing(index_file(path), lambda out: np.savez(
-        out, spans=spans, labels=np.array([label[row["true"]] for row in document["rows"]], dtype=np.int32),
+        out, spans=spans, labels=labels,
         described=np.array([written.st_size, written.st_mtime_ns, len(head)], dtype=np.int64)))
 
 
