@@ -156,27 +156,25 @@ class LabelledImages:
     def load_with_digest(self, sample: Sample) -> tuple[Any, bytes]:
         """:meth:`load_image`'s image and the :func:`content_digest` of the bytes it was decoded from (of its pixels
         for readers holding decoded pixels: idx), read once: what an extraction records of each row."""
-        if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
-            image = self.reader.image(sample.source)
-            return image, content_digest(image.tobytes())
-        data = self.reader.read(sample.source)
-        if hasattr(self.reader, "check"):
-            self.reader.check(sample.source, data)
-        image = _image_of(data)
+        image, data = self._opened(sample, checked=True)
         image.load()
-        return image, content_digest(data)
+        return image, content_digest(image.tobytes() if data is None else data)
 
     def open_image(self, sample: Sample, checked: bool = False):
         """One sample as a PIL image whose header is read and whose pixels are not decoded yet (its size known
         before the cost of decoding it: ``Image.draft`` can still shrink a JPEG's decode). ``checked``: its bytes
         must be those its content id counted (the reader's ``check``, where it has one)."""
+        return self._opened(sample, checked)[0]
+
+    def _opened(self, sample: Sample, checked: bool) -> tuple[Any, bytes | None]:
+        """:meth:`open_image`'s image and the file bytes it was opened from (None for readers holding decoded
+        pixels: idx)."""
         if hasattr(self.reader, "image"):  # readers holding decoded pixels (idx)
-            return self.reader.image(sample.source)
+            return self.reader.image(sample.source), None
         data = self.reader.read(sample.source)
         if checked and hasattr(self.reader, "check"):
             self.reader.check(sample.source, data)
-        return _image_of(data)
-
+        return _image_of(data), data
 
 CONTENT_DIGEST_SIZE = 16  # bytes of an image's content digest (BLAKE2b), a cache's ``digests`` row
 
