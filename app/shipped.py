@@ -287,18 +287,16 @@ def _seen_words(scored: int, overlap: dict[str, int], where: str | None, moved: 
     """The warning of :func:`_seen_images`: ``where`` the scored images lie, None for a cache of another data set
     with the run's classes (the same paths, perhaps other images); ``moved``: how many of ``overlap`` matched only
     with their leading split folder changed or gone."""
-    words = _SEEN_WORDS
-
     total, m = sum(overlap.values()), sum(moved.values())
     how = "" if not m else (f" ({'all' if m == total else f'{m:,} of them'} matched on class folder and file name "
                             "alone, a leading split folder such as train/ set aside)")
     if where is None:
-        seen = " and ".join(f"{n:,} {'has' if n == 1 else 'have'} the path of one of {words[name]}"
+        seen = " and ".join(f"{n:,} {'has' if n == 1 else 'have'} the path of one of {_SEEN_WORDS[name]}"
                             for name, n in overlap.items()) + how
         return (f"Of the {scored:,} images scored here (a cache of another data set with the run's classes), {seen}: "
                 "if they are the same images (its data set copied, zipped or changed since), these scores overstate "
                 "its accuracy on new images; its test split (or images it has not seen) says how it does.")
-    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} among {words[name]}"
+    seen = " and ".join(f"{n:,} {'was' if n == 1 else 'were'} among {_SEEN_WORDS[name]}"
                         for name, n in overlap.items()) + how
     # the train split of its own cache holds the val it carved from train too (all "trained on"; a review)
     return (f"Of the {scored:,} images scored here ({where}), {seen}: these scores overstate its accuracy on new "
