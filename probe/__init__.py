@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["out_of_fold_probabilities", "label_issue_predictions"], "label_issues"),
     **dict.fromkeys(["Predictions", "paired_test_delta"], "predictions"),
     **dict.fromkeys(["SeenSources"], "seen"),
+    **dict.fromkeys(["nearest_rows", "near_duplicate_pairs", "near_duplicate_threshold"], "near_duplicates"),
     **dict.fromkeys(["test_diagnostics"], "diagnostics"),
     **dict.fromkeys(["report_markdown", "report_html"], "export"),
     # posthoc.py, selection.py, presets.py

@@ -1,0 +1,100 @@
+"""Near-duplicates from cached features: each query row's most similar reference row by cosine similarity, and the
+pairs at or above a threshold.
+
+Byte-identical copies are matched by their content digests (:mod:`probe.seen`, the cache's ``digests``); a copy
+re-encoded, resized, slightly cropped or brightened has other bytes but nearly the same features. Test images that
+nearly duplicate training images inflate test accuracy (leakage), as FiftyOne's brain reports them.
+
+The similarities are computed in blocks of at most ``chunk_rows`` × ``chunk_rows`` float32 products, so memory stays
+bounded whatever the sizes (never an N_query × N_reference matrix at once).
+
+The threshold depends on the encoder (its features' geometry decides how close distinct images come):
+:data:`NEAR_DUPLICATE_THRESHOLDS` holds it per encoder name where it was measured (bench/near_duplicates.py; the
+figures in bench/README.md); other encoders are unmeasured (:func:`near_duplicate_threshold` gives None).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "near_duplicate_pairs",
+           "near_duplicate_threshold", "nearest_rows"]
+
+# cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
+# "Near-duplicates": the share of modified copies found against that of distinct images flagged)
+NEAR_DUPLICATE_THRESHOLDS = {"effnet-lite0": 0.90}
+DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
+
+
+class NearestRows(NamedTuple):
+    """Each query row's most similar reference row: ``index`` (n,) int64 (-1 where there is no reference row) and
+    its cosine ``similarity`` (n,) float32 (nan there)."""
+
+    index: np.ndarray
+    similarity: np.ndarray
+
+
+def near_duplicate_threshold(encoder: str | None) -> float | None:
+    """The measured threshold of ``encoder`` (:data:`NEAR_DUPLICATE_THRESHOLDS`); None where it was not measured."""
+    return NEAR_DUPLICATE_THRESHOLDS.get(encoder or "")
+
+
+def _inverse_norms(features: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """(n,) float32: 1 / ‖x_i‖ of each row, computed a chunk at a time; 0 for a zero row (its similarities are 0)."""
+    out = np.zeros(len(features), dtype=np.float32)
+    for start in range(0, len(features), chunk_rows):
+        block = np.asarray(features[start:start + chunk_rows], dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        out[start:start + chunk_rows] = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return out
+
+
+def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 exclude_self: bool = False) -> NearestRows:
+    """For each row q of ``queries`` (n, d), argmax_r cos(q, r) over the rows r of ``reference`` (m, d), the first on
+    ties, and that cosine (float32 products of float32 rows, a block of at most ``chunk_rows`` × ``chunk_rows`` at a
+    time). ``exclude_self``: ``queries`` is ``reference`` and a row is not its own neighbour (near-duplicates inside
+    one split).
+
+    Raises:
+        ValueError: ``chunk_rows`` < 1, arrays that are not 2-d, or other feature widths.
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}.")
+    if np.ndim(queries) != 2 or np.ndim(reference) != 2 or queries.shape[1] != reference.shape[1]:
+        raise ValueError(f"queries and reference must be (n, d) arrays of one width d, got shapes "
+                         f"{np.shape(queries)} and {np.shape(reference)}.")
+    if exclude_self and len(queries) != len(reference):
+        raise ValueError(f"exclude_self needs queries to be reference, got {len(queries)} and {len(reference)} rows.")
+    index = np.full(len(queries), -1, dtype=np.int64)
+    best = np.full(len(queries), -np.inf, dtype=np.float32)
+    ref_inverse = _inverse_norms(reference, chunk_rows)
+    for q0 in range(0, len(queries), chunk_rows):
+        block = np.asarray(queries[q0:q0 + chunk_rows], dtype=np.float32)
+        block = block * _inverse_norms(block, chunk_rows)[:, None]
+        top, top_at = best[q0:q0 + len(block)], index[q0:q0 + len(block)]  # views: updated in place
+        for r0 in range(0, len(reference), chunk_rows):
+            ref = np.asarray(reference[r0:r0 + chunk_rows], dtype=np.float32)
+            sims = (block @ ref.T) * ref_inverse[r0:r0 + len(ref)]
+            if exclude_self:
+                rows = np.arange(q0, q0 + len(block))
+                inside = (rows >= r0) & (rows < r0 + len(ref))
+                sims[np.flatnonzero(inside), rows[inside] - r0] = -np.inf
+            at = sims.argmax(axis=1)
+            value = sims[np.arange(len(block)), at]
+            better = value > top  # strictly: an earlier reference chunk keeps a tie, as argmax over all rows would
+            top[better], top_at[better] = value[better], at[better] + r0
+    best[index < 0] = np.nan
+    return NearestRows(index, best)
+
+
+def near_duplicate_pairs(queries: np.ndarray, reference: np.ndarray, threshold: float,
+                         chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query rows whose most similar reference row (:func:`nearest_rows`) has cosine ≥ ``threshold``: (query row,
+    reference row, similarity), each (k,), in query order."""
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [-1, 1], got {threshold}.")
+    nearest = nearest_rows(queries, reference, chunk_rows)
+    rows = np.flatnonzero(nearest.similarity >= threshold)
+    return rows, nearest.index[rows], nearest.similarity[rows]

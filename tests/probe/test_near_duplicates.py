@@ -1,0 +1,91 @@
+"""probe.near_duplicates: each query row's most similar reference row by cosine, in bounded blocks."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from probe.near_duplicates import near_duplicate_pairs, near_duplicate_threshold, nearest_rows
+
+
+def _brute_force(queries: np.ndarray, reference: np.ndarray, exclude_self: bool = False):
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    r = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    sims = q.astype(np.float64) @ r.astype(np.float64).T
+    if exclude_self:
+        np.fill_diagonal(sims, -np.inf)
+    at = sims.argmax(axis=1)
+    return at, sims[np.arange(len(q)), at]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64, 10_000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_nearest_rows_equal_a_brute_force_whatever_the_chunks(chunk_rows, dtype):
+    rng = np.random.default_rng(0)
+    queries, reference = rng.normal(size=(37, 12)).astype(dtype), rng.normal(size=(53, 12)).astype(dtype)
+    got = nearest_rows(queries, reference, chunk_rows=chunk_rows)
+    at, sims = _brute_force(queries.astype(np.float64), reference.astype(np.float64))
+    assert got.index.tolist() == at.tolist() and got.index.dtype == np.int64
+    np.testing.assert_allclose(got.similarity, sims, atol=1e-6, rtol=0)
+    assert got.similarity.dtype == np.float32
+    own = nearest_rows(reference, reference, chunk_rows=chunk_rows, exclude_self=True)
+    at, sims = _brute_force(reference.astype(np.float64), reference.astype(np.float64), exclude_self=True)
+    assert own.index.tolist() == at.tolist()  # never the row itself, across chunk boundaries too
+    np.testing.assert_allclose(own.similarity, sims, atol=1e-6, rtol=0)
+
+
+def test_a_scaled_noisy_copy_is_found_and_ties_go_to_the_first_row():
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=(40, 16)).astype(np.float32)
+    reference[30] = reference[5]  # the same row twice: the first is the neighbour, as argmax over all rows gives
+    queries = np.stack([3.0 * reference[5], reference[17] + 0.01 * rng.normal(size=16), rng.normal(size=16)])
+    rows, matched, sims = near_duplicate_pairs(queries, reference, threshold=0.99, chunk_rows=4)
+    assert rows.tolist() == [0, 1] and matched.tolist() == [5, 17]
+    assert sims[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_zero_rows_and_empty_references_give_no_neighbour_that_is_not_there():
+    got = nearest_rows(np.ones((2, 3)), np.zeros((0, 3)))
+    assert got.index.tolist() == [-1, -1] and np.isnan(got.similarity).all()
+    got = nearest_rows(np.zeros((1, 3)), np.eye(3))  # a zero row has cosine 0 with every row
+    assert got.similarity.tolist() == [0.0]
+    assert nearest_rows(np.eye(3)[:1], np.eye(3)[:1], exclude_self=True).index.tolist() == [-1]
+
+
+def test_the_chunk_size_bounds_the_blocks_read_and_the_memory_held():
+    class Recorded(np.ndarray):  # records the rows of each slice taken from it
+        reads: list[int] = []
+
+        def __getitem__(self, key):
+            out = super().__getitem__(key)
+            if isinstance(key, slice):
+                Recorded.reads.append(len(out))
+            return out
+
+    rng = np.random.default_rng(2)
+    queries, reference = (rng.normal(size=(n, 8)).astype(np.float32).view(Recorded) for n in (1500, 1700))
+    nearest_rows(queries, reference, chunk_rows=100)
+    assert Recorded.reads and max(Recorded.reads) == 100
+    tracemalloc.start()
+    try:
+        nearest_rows(np.asarray(queries), np.asarray(reference), chunk_rows=100)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1500 * 1700 * 4 / 10  # a tenth of the whole float32 similarity matrix (10 MB)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_a_bad_chunk_size_or_width_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="chunk_rows must be an integer >= 1"):
+        nearest_rows(np.ones((2, 3)), np.ones((2, 3)), chunk_rows=bad)
+    with pytest.raises(ValueError, match="one width d"):
+        nearest_rows(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="threshold must lie in"):
+        near_duplicate_pairs(np.ones((2, 3)), np.ones((2, 3)), threshold=1.5)
+
+
+def test_the_threshold_is_known_only_for_measured_encoders():
+    assert 0 < near_duplicate_threshold("effnet-lite0") < 1
+    assert near_duplicate_threshold("openclip:ViT-B-32") is None and near_duplicate_threshold(None) is None
