@@ -18,13 +18,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "near_duplicate_pairs",
-           "near_duplicate_threshold", "nearest_rows"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
+           "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
 NEAR_DUPLICATE_THRESHOLDS = {"effnet-lite0": 0.90}
 DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
+# the most multiply-adds (n_test × n_train × d) a run's check takes: ~21 G a second on one thread of the 2-core
+# development machine (bench/README.md "Near-duplicates"), so under a minute; CIFAR-10's 10,000 × 50,000 × 1,280 is
+# 6.4e11. A larger run goes without the check (the report's near_duplicates is null) rather than wait on it.
+MAX_CHECK_PRODUCTS = 10**12
 
 
 class NearestRows(NamedTuple):
@@ -98,3 +102,20 @@ def near_duplicate_pairs(queries: np.ndarray, reference: np.ndarray, threshold: 
     nearest = nearest_rows(queries, reference, chunk_rows)
     rows = np.flatnonzero(nearest.similarity >= threshold)
     return rows, nearest.index[rows], nearest.similarity[rows]
+
+
+def nearest_among(queries: np.ndarray, references: list[np.ndarray], chunk_rows: int = DEFAULT_CHUNK_ROWS
+                  ) -> NearestRows:
+    """:func:`nearest_rows` over the rows of several arrays (train and val) without joining them (a copy of the
+    training features): ``index`` counts the rows of ``references`` one after the other; the earlier array's row
+    on a tie."""
+    index = np.full(len(queries), -1, dtype=np.int64)
+    best = np.full(len(queries), np.nan, dtype=np.float32)
+    offset = 0
+    for reference in references:
+        found = nearest_rows(queries, reference, chunk_rows)
+        better = ~(found.similarity <= best)  # nan (no row yet) is beaten by any row
+        better &= found.index >= 0
+        best[better], index[better] = found.similarity[better], found.index[better] + offset
+        offset += len(reference)
+    return NearestRows(index, best)

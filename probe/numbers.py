@@ -9,7 +9,7 @@ import math
 import re
 from decimal import ROUND_HALF_UP, Context, Decimal
 
-__all__ = ["percent", "signed_points", "is_missing", "fixed", "number_text"]
+__all__ = ["percent", "signed_points", "is_missing", "fixed", "number_text", "interval_text"]
 
 
 def is_missing(x: float | None) -> bool:
@@ -51,3 +51,8 @@ def number_text(x: float | None, fmt: str = ".3f") -> str:
     if x is None:
         return "—"
     return fixed(x, int(fmt[1:-1])) if re.fullmatch(r"\.\d+f", fmt) else format(x, fmt)
+
+
+def interval_text(ci: list | None) -> str:
+    """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
+    return "—" if not ci or any(v is None for v in ci) else f"[{percent(ci[0], 1)}, {percent(ci[1], 1)}]"

@@ -44,7 +44,7 @@ from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .seen import SEEN_FILE
 from .names import class_index, listed, repeated
-from .numbers import number_text, percent, signed_points
+from .numbers import interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
 
@@ -918,6 +918,60 @@ class FeatureSource(_Model):
         return None not in (a.dataset, b.dataset) and a.dataset != b.dataset
 
 
+class NearDuplicatePair(_Model):
+    """A test image and the train or val image it nearly duplicates (paths inside the data set; null where the
+    caller gave no sources)."""
+
+    test: Optional[str]
+    seen: Optional[str]
+    similarity: float
+
+
+class NearDuplicates(_Model):
+    """Test images that duplicate a train or val image (leakage: test figures on them measure images the probe
+    trained or was selected on): byte-different near-duplicates by the cosine of the cached features
+    (``probe.near_duplicates``), byte-identical ones by content digest, counted apart."""
+
+    encoder: str = Field(..., description="the encoder whose features were compared")
+    threshold: float = Field(..., description="the cosine at or above which a test image nearly duplicates a train "
+                             "or val image: the encoder's measured one (probe.near_duplicates."
+                             "NEAR_DUPLICATE_THRESHOLDS, bench/README.md \"Near-duplicates\")")
+    test_images: NonNegativeInt
+    near: NonNegativeInt = Field(..., description="test images, not byte-identical to any train or val image, whose "
+                                 "most similar train or val image has cosine >= threshold")
+    identical: Optional[NonNegativeInt] = Field(None, description="test images byte-identical to a train or val "
+                                                "image (content digests); null where the cache kept no digests")
+    accuracy_duplicates: Num = Field(None, description="test accuracy (seed mean) on the near and identical ones")
+    duplicates_ci: Optional[Interval] = Field(None, description="its 95 % Wilson interval")
+    accuracy_rest: Num = Field(None, description="test accuracy (seed mean) on the other test images")
+    rest_ci: Optional[Interval] = Field(None, description="its 95 % Wilson interval")
+    examples: list[NearDuplicatePair] = Field(default_factory=list, description="the most similar near-duplicate "
+                                              "pairs, up to 3")
+
+    def describe(self) -> str:
+        """One line for the terminal and exports: the counts, and the accuracies where there are duplicates."""
+        identical = "" if self.identical is None else f", {self.identical:,} byte-identical"
+        line = (f"test images duplicating a train or val image: {self.near:,} near-duplicates (cosine ≥ "
+                f"{self.threshold:g} of {self.encoder} features){identical}, of {self.test_images:,}")
+        if self.near + (self.identical or 0) and self.accuracy_rest is not None:
+            line += (f"; test accuracy on them {percent(self.accuracy_duplicates)}% {interval_text(self.duplicates_ci)}"
+                     f", on the rest {percent(self.accuracy_rest)}% {interval_text(self.rest_ci)}")
+        return line
+
+    def warning(self) -> str | None:
+        """The report's warning where there are near-duplicates; None otherwise (byte-identical copies are warned of
+        by the extraction, ``features.data_warnings``)."""
+        if not self.near:
+            return None
+        shown = "; ".join(f"{p.test} ~ {p.seen} ({p.similarity:.3f})" for p in self.examples if p.test and p.seen)
+        return (f"{self.near:,} of the {self.test_images:,} test images nearly duplicate a train or val image "
+                f"(cosine ≥ {self.threshold:g} of the {self.encoder} features{'; ' + shown if shown else ''}): "
+                f"test accuracy on the duplicates {percent(self.accuracy_duplicates)}% "
+                f"{interval_text(self.duplicates_ci)} against {percent(self.accuracy_rest)}% "
+                f"{interval_text(self.rest_ci)} on the rest; the test figures count images the probe trained or was "
+                "selected on: remove them from test")
+
+
 class Report(_Model):
     """``report.json`` (schema_version 2; version 1 files read): the one definition of the report schema. ``build_report`` returns it,
     ``load_report`` parses it and the API declares it as its ``response_model``. ``config`` is the request
@@ -947,6 +1001,10 @@ class Report(_Model):
     environment: Optional[Environment] = Field(None, description="versions, platform, the precision the fits ran "
                                                "at and the command line (null in reports written before it was "
                                                "recorded)")
+    near_duplicates: Optional[NearDuplicates] = Field(None, description="test images that duplicate train or val "
+                                                      "images; null where unchecked: an encoder without a measured "
+                                                      "threshold, arrays without one, a run too large to compare, "
+                                                      "or a report written before it")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
 
@@ -1139,13 +1197,15 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
                  n_train: np.ndarray, val_source: str = "given", diagnostics=None, n_val: np.ndarray | None = None,
                  stability: list[float] | None = None, warnings: list[str] | None = None,
                  timing: Timing | None = None, features: FeatureSource | None = None,
-                 calibration: dict | None = None, environment: Environment | None = None) -> Report:
+                 calibration: dict | None = None, environment: Environment | None = None,
+                 near_duplicates: NearDuplicates | None = None) -> Report:
     """Assemble the :class:`Report` from the per-seed evaluations of ``probe.run``.
 
     ``diagnostics`` (:class:`probe.diagnostics.TestDiagnostics`) adds the confusion matrix and the per-class
     precision / recall / F1 / interval / confusions; ``stability`` the groups' bootstrap stability; ``timing``
     where the run's time went; ``features`` the cache the features came from; ``calibration``
-    (``probe.calibration.calibration_summary``) how far the shipped head's probabilities can be trusted."""
+    (``probe.calibration.calibration_summary``) how far the shipped head's probabilities can be trusted;
+    ``near_duplicates`` the test images that duplicate train or val images (its warning joins ``warnings``)."""
     test_acc = np.stack([e.test_per_class for e in evaluations])
     mean_acc = np.nanmean(test_acc, axis=0) if np.isfinite(test_acc).any() else test_acc[0]
     summary, metrics = _summary(evaluations, groups, class_names, mean_acc)
@@ -1185,7 +1245,9 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         posthoc=posthoc,
         confusion=None if diagnostics is None else Confusion.of(diagnostics.confusion),
         calibration=None if calibration is None else Calibration(**calibration), timing=timing, features=features,
-        environment=environment, warnings=list(warnings or []) + _thirds_out_of_order(summary, selection, posthoc),
+        environment=environment, near_duplicates=near_duplicates,
+        warnings=[*(warnings or []), *filter(None, [near_duplicates and near_duplicates.warning()]),
+                  *_thirds_out_of_order(summary, selection, posthoc)],
     )
 
 
@@ -1454,11 +1516,6 @@ def confusion_cell(class_names: list[str], true: str | None, predicted: str | No
     return found[0], found[1]
 
 
-def interval_text(ci: list | None) -> str:
-    """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
-    return "—" if not ci or any(v is None for v in ci) else f"[{percent(ci[0], 1)}, {percent(ci[1], 1)}]"
-
-
 def worst_class_ci(per_class: list, name: str) -> list | None:
     """The 95 % Wilson interval of the class ``name`` among the ``per_class`` rows (models or their JSON), the worst
     class's beside its accuracy in the terminal and the exports (a new-user round: "Shirt (33.33 %)" alone); None
@@ -1607,6 +1664,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
             for key in ("balanced", *GROUP_NAMES)))
     if report.calibration is not None:
         console.print(report.calibration.describe())
+    if report.near_duplicates is not None:
+        console.print(report.near_duplicates.describe())
     wc, gm = summary.worst_class, summary.group_margin
     ci = worst_class_ci(report.per_class, wc.name)
     console.print(f"worst class (seed mean): {wc.label()} {percent(wc.accuracy)}%"

@@ -50,6 +50,8 @@ from .report import (
     CrossValidation,
     FeatureSource,
     FrontierPoint,
+    NearDuplicatePair,
+    NearDuplicates,
     PresetInfo,
     Report,
     Selection,
@@ -59,9 +61,10 @@ from .report import (
     run_environment,
     write_run,
 )
-from .seen import SeenSources, common_folder
+from .near_duplicates import MAX_CHECK_PRODUCTS, near_duplicate_threshold, nearest_among
+from .seen import SEEN_SPLITS, SeenSources, common_folder, content_keys, row_keys
 from .selection import delta_sentence, format_delta, past_budget, same_score, select_candidate
-from .uncertainty import observed_class_accuracy, p_text
+from .uncertainty import observed_class_accuracy, p_text, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -1025,7 +1028,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         n_val=np.bincount(splits.val[1], minlength=splits.num_classes),
         diagnostics=test_diagnostics(predictions, class_names, groups),
-        calibration=calibration,
+        calibration=calibration, near_duplicates=_near_duplicates(data, sources, contents, features, evaluations),
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         environment=run_environment(
             steps.precisions, [e.precision or "" for e in evaluations], command,
@@ -1056,6 +1059,46 @@ def _check_spread(config: ProbeConfig, data: Mapping[str, tuple], class_names: l
                              config.val_fraction, config.cv, class_names)
     if problem:
         raise ValueError(problem + ".")
+
+
+def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]],
+                     contents: Mapping[str, np.ndarray] | None, features: FeatureSource | None,
+                     evaluations: list[SeedEvaluation]) -> NearDuplicates | None:
+    """The test images that duplicate a train or val image given (before any carving: val carved from train is
+    either): near by the cosine of the features at the encoder's measured threshold, identical by content digest
+    (``contents``), with the test accuracy on them and on the rest; None where the encoder has no measured threshold
+    (or ``features`` is unknown) or the comparison passes :data:`MAX_CHECK_PRODUCTS`."""
+    threshold = near_duplicate_threshold(features.encoder if features is not None else None)
+    test_x, test_y = data["test"]
+    seen = [split for split in SEEN_SPLITS if split in data and len(data[split][1])]
+    products = len(test_y) * sum(len(data[split][1]) for split in seen) * np.shape(test_x)[1]
+    if threshold is None or products > MAX_CHECK_PRODUCTS:
+        logger.info("near-duplicates not checked: %s", "no measured threshold for the encoder" if threshold is None
+                    else f"{products:.2g} products, past {MAX_CHECK_PRODUCTS:.0e}")
+        return None
+    nearest = nearest_among(test_x, [data[split][0] for split in seen])
+    flagged = nearest.similarity >= threshold
+    identical = None
+    if contents and all(split in contents for split in ("test", *seen)):
+        keys = np.concatenate([content_keys(contents[split]) for split in seen]) if seen else np.zeros(0, np.uint64)
+        identical = np.isin(row_keys(contents["test"]), keys)
+    near = flagged & ~identical if identical is not None else flagged
+    duplicate = flagged | identical if identical is not None else flagged
+    correct = np.mean([e.test_logits.argmax(axis=1) == np.asarray(test_y) for e in evaluations], axis=0)
+    (dup_ci, rest_ci) = wilson_interval(np.array([correct[duplicate].sum(), correct[~duplicate].sum()]),
+                                        np.array([duplicate.sum(), (~duplicate).sum()]))
+    seen_sources = [path for split in seen for path in sources.get(split, [None] * len(data[split][1]))]
+    test_sources = sources.get("test", [None] * len(test_y))
+    shown = np.flatnonzero(near)[np.argsort(-nearest.similarity[near], kind="stable")][:3]
+    return NearDuplicates(
+        encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
+        identical=None if identical is None else int(identical.sum()),
+        accuracy_duplicates=correct[duplicate].mean() if duplicate.any() else None,
+        duplicates_ci=dup_ci if duplicate.any() else None,
+        accuracy_rest=correct[~duplicate].mean() if (~duplicate).any() else None,
+        rest_ci=rest_ci if (~duplicate).any() else None,
+        examples=[NearDuplicatePair(test=test_sources[i], seen=seen_sources[nearest.index[i]],
+                                    similarity=float(nearest.similarity[i])) for i in shown])
 
 
 def _feature_warnings(features: FeatureSource | None) -> list[str]:

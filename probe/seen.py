@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SEEN_FILE", "SEEN_SPLITS", "SPLIT_FOLDERS", "SeenSources", "common_folder", "content_keys",
-           "repeated_rests", "source_digests"]
+           "repeated_rests", "row_keys", "source_digests"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,15 @@ def source_digests(sources: Iterable[str]) -> np.ndarray:
 
 def content_keys(digests: np.ndarray) -> np.ndarray:
     """Sorted unique uint64 keys of content digests ((n, k ≥ 8) uint8 rows: the first 8 bytes of each)."""
+    return np.unique(row_keys(digests))
+
+
+def row_keys(digests: np.ndarray) -> np.ndarray:
+    """(n,) uint64: each content digest's key (its first 8 bytes), in order, repeats kept."""
     rows = np.asarray(digests, dtype=np.uint8)
     if not len(rows):
         return np.zeros(0, dtype=np.uint64)
-    return np.unique(np.ascontiguousarray(rows.reshape(len(rows), -1)[:, :8]).view("<u8").ravel().astype(np.uint64))
+    return np.ascontiguousarray(rows.reshape(len(rows), -1)[:, :8]).view("<u8").ravel().astype(np.uint64)
 
 
 def _digests(paths: Iterable[str]) -> np.ndarray:

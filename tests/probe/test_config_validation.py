@@ -294,7 +294,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                                                   "text": old["summary"]["worst_class"]["name"]}},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],
                       "confusion": None, "calibration": None, "timing": None, "features": None, "environment": None,
-                      "warnings": [],
+                      "near_duplicates": None, "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "text": (
                           "Post-hoc bias applied to every seed without its out-of-sample check (a run from before the "
                           "check existed); it came out 0 for every class of every seed (no shift raised the val hard "

@@ -1,0 +1,83 @@
+"""The report's near_duplicates: test images that duplicate train or val images, near (by cosine) and identical
+(by content digest) apart, the accuracy on them against the rest, the warning and the terminal line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from probe import ProbeConfig, Report, format_report, load_report, run_probe
+from probe.near_duplicates import near_duplicate_threshold
+from probe.report import FeatureSource
+from testdata import gaussian_splits
+
+NAMES = ["a", "b", "c"]
+FAST = dict(epochs=20, lr_grid=[0.05], wd_grid=[0.0], seeds=[0, 1], cv=0)
+NEAR, IDENTICAL = [0, 1, 2, 3, 4], [5, 6]  # test rows made copies of train rows 10.. and 20..
+
+
+def _leaky():
+    data = gaussian_splits(3, {"train": 40, "val": 10, "test": 20}, spread=1.0, dim=64, seed=3)
+    rng = np.random.default_rng(0)
+    x_train, x_test = data["train"][0], data["test"][0].copy()
+    y_test = data["test"][1].copy()
+    digests = {split: rng.integers(0, 256, (len(y), 16), dtype=np.uint8) for split, (_, y) in data.items()}
+    for row in NEAR:  # another encoding of a train image: other bytes, features nearly the same
+        x_test[row] = 1.02 * x_train[10 + row] + 0.01 * rng.normal(size=64)
+        y_test[row] = data["train"][1][10 + row]
+    for row in IDENTICAL:  # the same file
+        x_test[row], y_test[row] = x_train[20 + row], data["train"][1][20 + row]
+        digests["test"][row] = digests["train"][20 + row]
+    data["test"] = (x_test, y_test)
+    sources = {split: [f"{split}/{NAMES[k]}/{i}.png" for i, k in enumerate(y)] for split, (_, y) in data.items()}
+    return data, sources, digests
+
+
+@pytest.fixture(scope="module")
+def leaky_run(tmp_path_factory):
+    data, sources, digests = _leaky()
+    out = tmp_path_factory.mktemp("runs") / "leaky"
+    report = run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
+                       features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    return report, out, sources
+
+
+def test_near_and_identical_copies_are_counted_apart_with_the_accuracy_on_them(leaky_run):
+    report, _, sources = leaky_run
+    found = report.near_duplicates
+    assert found is not None and found.threshold == near_duplicate_threshold("effnet-lite0")
+    assert (found.near, found.identical, found.test_images) == (len(NEAR), len(IDENTICAL), 60)
+    assert {(p.test, p.seen) for p in found.examples} <= {(sources["test"][r], sources["train"][10 + r])
+                                                          for r in NEAR}
+    assert len(found.examples) == 3 and all(p.similarity >= 0.99 for p in found.examples)
+    # the two accuracies split the seed-mean overall accuracy by their image counts
+    dup = len(NEAR) + len(IDENTICAL)
+    assert (dup * found.accuracy_duplicates + (60 - dup) * found.accuracy_rest) / 60 == pytest.approx(
+        report.summary.overall, abs=1e-9)
+    assert found.duplicates_ci[0] <= found.accuracy_duplicates <= found.duplicates_ci[1]
+    assert found.rest_ci[0] <= found.accuracy_rest <= found.rest_ci[1]
+    warning = [w for w in report.warnings if "nearly duplicate" in w]
+    assert len(warning) == 1 and warning[0].startswith("5 of the 60 test images nearly duplicate a train or val")
+    text = " ".join(format_report(report).split())  # the terminal wraps at its width
+    assert "5 near-duplicates (cosine ≥ 0.9 of effnet-lite0 features), 2 byte-identical, of 60" in text
+
+
+def test_the_field_is_kept_in_report_json_and_older_reports_without_it_load(leaky_run):
+    report, out, _ = leaky_run
+    assert load_report(out).near_duplicates == report.near_duplicates
+    older = json.loads((out / "report.json").read_text())
+    del older["near_duplicates"]
+    assert Report.model_validate(older).near_duplicates is None
+
+
+def test_no_check_without_a_measured_threshold_or_without_duplicates():
+    data, sources, digests = _leaky()
+    config = ProbeConfig(**{**FAST, "seeds": [0]})
+    unmeasured = run_probe(data, NAMES, config, features=FeatureSource(fingerprint="f" * 64, encoder="openclip:x"))
+    assert unmeasured.near_duplicates is None and not any("nearly duplicate" in w for w in unmeasured.warnings)
+    clean = gaussian_splits(3, {"train": 40, "val": 10, "test": 20}, spread=1.0, dim=64, seed=3)
+    report = run_probe(clean, NAMES, config, features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    assert report.near_duplicates.near == 0 and report.near_duplicates.identical is None  # no digests given
+    assert report.near_duplicates.accuracy_duplicates is None
+    assert not any("nearly duplicate" in w for w in report.warnings)
