@@ -25,10 +25,11 @@ __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLD
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
 NEAR_DUPLICATE_THRESHOLDS = {"effnet-lite0": 0.90}
 DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
-# the most multiply-adds (n_test × n_train × d) a run's check takes: ~21 G a second on one thread of the 2-core
-# development machine (bench/README.md "Near-duplicates"), so under a minute; CIFAR-10's 10,000 × 50,000 × 1,280 is
-# 6.4e11. A larger run goes without the check (the report's near_duplicates is null) rather than wait on it.
-MAX_CHECK_PRODUCTS = 10**12
+# the most multiply-adds (n_test × n_train × d) a run's check takes: ~20 G a second on one thread of the 2-core
+# development machine (bench/README.md "Near-duplicates"), so about 5 s. CIFAR-10's 10,000 × 50,000 × 1,280 is
+# 6.4e11, ~32 s: three times `mr2probe train --loss ce` on it (~9–12 s), so a run that large goes without the check
+# (the report's near_duplicates is null, the log says why) rather than wait on it.
+MAX_CHECK_PRODUCTS = 10**11
 
 
 class NearestRows(NamedTuple):
@@ -45,7 +46,7 @@ def near_duplicate_threshold(encoder: str | None) -> float | None:
 
 
 def _inverse_norms(features: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """(n,) float32: 1 / ‖x_i‖ of each row, computed a chunk at a time; 0 for a zero row (its similarities are 0)."""
+    """(n,) float32: 1 / ‖x_i‖ of each row, a chunk at a time; 0 for a zero row (its similarities are 0)."""
     out = np.zeros(len(features), dtype=np.float32)
     for start in range(0, len(features), chunk_rows):
         block = np.asarray(features[start:start + chunk_rows], dtype=np.float32)

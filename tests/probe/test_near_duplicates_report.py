@@ -81,3 +81,17 @@ def test_no_check_without_a_measured_threshold_or_without_duplicates():
     assert report.near_duplicates.near == 0 and report.near_duplicates.identical is None  # no digests given
     assert report.near_duplicates.accuracy_duplicates is None
     assert not any("nearly duplicate" in w for w in report.warnings)
+
+
+def test_a_run_past_the_products_budget_goes_unchecked(monkeypatch):
+    import probe.run
+
+    data, sources, digests = _leaky()  # 60 test rows × (120 train + 30 val) × 64 = 576,000 products
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 575_999)
+    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
+                       features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    assert report.near_duplicates is None and not any("nearly duplicate" in w for w in report.warnings)
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000)
+    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
+                       features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    assert report.near_duplicates.near == len(NEAR)
