@@ -2,6 +2,7 @@
 log keeps the full text). The API's error answers and the jobs' ``error`` field both go through it."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ class ClientMessages:
     # an absolute path not already under a named root ("<data dir>/runs/x" keeps its tail)
     # ("/etc" alone too: a one-part path is a server path as well); a route of this API ("/api/...") is kept. It
     # starts a message, or follows a space, a quote, a bracket, "=", ":" or ",": a "/" inside a relative name the
-    # user gave ('test/Shirt (plain)/a.png', 'train/Coat ❄/b.png') is no server path
+    # user gave ('test/Shirt (plain)/a.png', 'train/Coat ❄/b.png') is no server path, nor, after a space, one whose
+    # top folder is not on this server (:meth:`_server_path`)
     _ABSOLUTE = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))/(?!api/)(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
 
     def __init__(self, settings: Settings) -> None:
@@ -29,8 +31,22 @@ class ClientMessages:
                             key=lambda item: -len(item[0]))
 
     def clean(self, text: str) -> str:
+        text = self._redact(text)
+        return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "…"
+
+    def _redact(self, text: str) -> str:
         for root, name in self.roots:
             if len(root) > 1:
                 text = text.replace(root, name)
-        text = self._ABSOLUTE.sub("<server path>", text)
-        return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "…"
+        return self._ABSOLUTE.sub(lambda match: self._server_path(match, text), text)
+
+    @staticmethod
+    def _server_path(match: re.Match, text: str) -> str:
+        """What replaces the absolute-looking path ``match``: after a space it may be the rest of a relative name
+        whose folder ends in a space ('train/Cat /a.png'; an extremes round read 'train/Cat <server path>'), so
+        there it is a server path only when its top folder exists on this server."""
+        path = match.group()
+        after_space = match.start() > 0 and text[match.start() - 1].isspace()
+        if after_space and not os.path.lexists("/" + path.strip("/").split("/")[0]):
+            return path
+        return "<server path>"

@@ -191,6 +191,20 @@ def test_client_messages_replace_every_server_path():
     assert clean("(/tmp/a), x=/etc/y, mocov2:/w/x.pth") == "(<server path>), x=<server path>, mocov2:<server path>"
 
 
+def test_client_messages_keep_a_name_whose_folder_ends_in_a_space():
+    """A class folder 'Cat ' put ' /empty.png' after a space, read as a server path: the service said
+    "(e.g. 'hostile/train/Cat <server path>')" (an extremes round). After a space, only a path whose top folder is
+    on this server is one."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    for kept in ("skipped 1: empty file (e.g. 'hostile/train/Cat /empty.png')",
+                 "test/Cat /img 1.png = train/Cat /img 1.png", "'Cat /x.png' cannot be shown"):
+        assert clean(kept) == kept
+    assert clean("train/Cat /etc/passwd and /tmp/x") == "train/Cat <server path> and <server path>"
+
+
 def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatch):
     """The job's error field is what a client reads: cleaned like the API's error answers."""
     import probe
