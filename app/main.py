@@ -18,7 +18,7 @@ from . import __version__
 from .config import Settings, get_settings
 from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import known_query_only, require_token
-from .messages import ClientMessages
+from .messages import ClientMessages, given_spans
 from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES, HOST_REFUSED
@@ -167,9 +167,10 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
         for kind, (status, prefix) in table.items():
             if isinstance(exc, kind):
                 text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-                if messages.clean(text) != text:
+                shown = messages.clean(text, given_spans(exc))
+                if shown != text:
                     logger.info("%s %s: %s %s", request.method, request.url.path, status, text)
-                return JSONResponse({"detail": prefix + messages.clean(text)}, status_code=status)
+                return JSONResponse({"detail": prefix + shown}, status_code=status)
         raise exc  # pragma: no cover - only table entries are registered
 
     for kind in table:

@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from .config import Settings
 
-__all__ = ["ClientMessages", "MAX_DETAIL"]
+__all__ = ["ClientMessages", "MAX_DETAIL", "given_spans"]
 
 MAX_DETAIL = 2000  # characters of an error message a client gets
+
+
+def given_spans(exc: BaseException) -> tuple[str, ...]:
+    """The spans of ``exc``'s message that quote the user's own words (``feature_cache.UnsafeArchive.given``: an
+    absolute member name was shown as '<server path>', an extremes round); none for other errors."""
+    return tuple(getattr(exc, "given", ()))
 
 
 class ClientMessages:
@@ -30,8 +37,13 @@ class ClientMessages:
         self.roots = sorted(((str(Path(r).resolve()), name) for r, name in roots if r is not None),
                             key=lambda item: -len(item[0]))
 
-    def clean(self, text: str) -> str:
-        text = self._redact(text)
+    def clean(self, text: str, given: Sequence[str] = ()) -> str:
+        """``text`` with its server paths replaced, but for the spans ``given``: words of the user's own that the
+        message quotes (an archive's member name '/etc/passwd': an error's ``given``, :func:`given_spans`), which
+        are no server path."""
+        kept = sorted({span for span in given if span and span in text}, key=len, reverse=True)
+        parts = re.split("(" + "|".join(map(re.escape, kept)) + ")", text) if kept else [text]
+        text = "".join(part if i % 2 else self._redact(part) for i, part in enumerate(parts))
         return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "…"
 
     def _redact(self, text: str) -> str:

@@ -111,13 +111,14 @@ def printable(name: str) -> str:
 def check_member_name(name: str, archive: str) -> str:
     """Return the normalised posix member name, or raise ``UnsafeArchive`` on a path escape."""
     if "\x00" in name:
-        raise UnsafeArchive(f"{archive}: member name {name!r} contains a NUL byte.")
+        raise UnsafeArchive(f"{archive}: member name {name!r} contains a NUL byte.", given=(repr(name),))
     posix = name.replace("\\", "/")
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
-        raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path; archives must use relative paths.")
+        raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path; archives must use relative paths.",
+                            given=(repr(name),))
     parts = [p for p in posix.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchive(f"{archive}: member {name!r} escapes the archive root with '..'.")
+        raise UnsafeArchive(f"{archive}: member {name!r} escapes the archive root with '..'.", given=(repr(name),))
     return "/".join(parts)
 
 

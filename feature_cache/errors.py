@@ -42,7 +42,17 @@ class FileChanged(DatasetChanged):
 
 class UnsafeArchive(ValueError):
     """An archive breaks a safety rule (path escape, a member that is not a file, folder or link, size /
-    member-count / ratio limit); link members are skipped, not refused."""
+    member-count / ratio limit); link members are skipped, not refused.
+
+    ``given``: spans of the message that quote the archive's own words (a member name as ``repr`` writes it), no
+    server path even where they look like one ('/etc/passwd'): the service shows them as they are."""
+
+    def __init__(self, message: str, given: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.given = given
+
+    def __reduce__(self):  # pickled (a DataLoader worker's error) with its given spans
+        return type(self), (str(self), self.given)
 
 
 class CacheMismatch(ValueError):

@@ -124,7 +124,8 @@ def read_manifest(
             except UnsafeArchive as exc:
                 # in a manifest's words, not an archive's ("archives must use relative paths"; an attack round)
                 raise UnsafeArchive(f"{path}: row {line}: path {raw!r} escapes the manifest's folder: its paths are "
-                                    "relative to it, with no absolute path, '..' out of it or NUL byte.") from exc
+                                    "relative to it, with no absolute path, '..' out of it or NUL byte.",
+                                    given=(repr(raw),)) from exc
             if not label:
                 raise DatasetError(f"{path}: row {line}: empty label for {raw!r}.")
             row_split = split or "train"

@@ -158,7 +158,9 @@ async def _stream_upload(request: Request, store: Store, settings: Settings, con
         except (DatasetError, UnsafeArchive) as exc:
             # they name the server's copy, '<data dir>/uploads/<id of a data set never created>/x.zip' to the
             # client (a new-user round): the file name it uploaded instead
-            raise type(exc)(str(exc).replace(str(path), path.name)) from None
+            renamed = type(exc)(str(exc).replace(str(path), path.name))
+            renamed.__dict__.update(vars(exc))  # its given spans (UnsafeArchive)
+            raise renamed from None
     except BaseException:
         discard(upload_dir)
         raise

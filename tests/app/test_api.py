@@ -210,6 +210,24 @@ def test_unsafe_and_unusable_archives(tmp_path):
         assert client.get("/api/datasets").json() == []
 
 
+def test_a_refused_archives_absolute_member_name_is_shown_as_it_is(tmp_path):
+    """An absolute member name is the archive's, not a server path: the refusal said "member '<server path>' has an
+    absolute path" (an extremes round); the manifest's server path stays hidden when registered by path."""
+    root = tmp_path / "root"
+    root.mkdir()
+    evil = _zip({"/etc/passwd": b"x", "d/train/a/1.jpg": b"x"})
+    (root / "evil.zip").write_bytes(evil)
+    (root / "m.csv").write_text("path,label\n/etc/shadow.jpg,a\n")
+    with TestClient(create_app(make_settings(tmp_path / "svc", data_root=root))) as client:
+        resp = client.post("/api/datasets", files={"file": ("evil.zip", evil)})
+        assert resp.status_code == 400
+        assert resp.json()["detail"] == ("refused: evil.zip: member '/etc/passwd' has an absolute path; archives "
+                                         "must use relative paths."), resp.json()
+        for name, quoted in (("evil.zip", "member '/etc/passwd'"), ("m.csv", "path '/etc/shadow.jpg'")):
+            detail = client.post("/api/datasets", json={"path": str(root / name)}).json()["detail"]
+            assert quoted in detail and str(root) not in detail and "<server path>" not in detail, detail
+
+
 def test_an_unusable_upload_is_named_as_uploaded_and_loose_images_get_the_unlabelled_hint(tmp_path):
     """A one-class upload's 422 read '<data dir>/uploads/ds_<id>/oneclass.zip: found 1 class folder(s)': a server
     path and the id of a data set never created; a zip of images in no class folder, sent without unlabelled=true,
