@@ -54,6 +54,26 @@ def safe_filename(name: str) -> str:
 
 
 MAX_FIELD_BYTES = 4096  # a text field of the upload form (only ``name`` is read)
+# RFC 6266's extended parameter, filename*=charset'[language]'percent-encoded (RFC 5987/8187), quoted or not
+_EXTENDED_FILENAME = re.compile(rb"""(?:^|;)\s*filename\*\s*=\s*"?([^'";]*)'[^'";]*'([^";\s]*)"?""", re.IGNORECASE)
+
+
+def part_filename(disposition: bytes, plain: bytes | None) -> str | None:
+    """A form part's file name from its Content-Disposition header: ``filename*=`` (RFC 5987 encoded, which
+    RFC 6266 says to prefer) when given, else the plain ``filename`` (python_multipart's reading of it); None when
+    neither. A part with only ``filename*=UTF-8''caf%C3%A9.zip`` was said to have no filename (an extremes
+    round)."""
+    from urllib.parse import unquote_to_bytes
+
+    extended = _EXTENDED_FILENAME.search(disposition)
+    if extended is None:
+        return None if plain is None else plain.decode("utf-8", "replace")
+    charset = extended.group(1).decode("ascii", "replace").strip() or "utf-8"
+    try:
+        return unquote_to_bytes(extended.group(2)).decode(charset, "replace")
+    except LookupError:
+        raise UploadError(f"the file name's filename* gives charset {charset[:40]!r}, which is not known; "
+                          "use UTF-8") from None
 
 
 class _MultipartSink:
@@ -96,7 +116,7 @@ class _MultipartSink:
         if not self.name:  # skipped without a word, as unknown fields were (an attack round)
             raise UploadError("a form part without a name (its Content-Disposition needs name=...): this form takes "
                               f"{self.field}, name, unlabelled")
-        filename = disp.get(b"filename")
+        filename = part_filename(self.headers.get(b"content-disposition", b""), disp.get(b"filename"))
         if filename is not None and self.name != self.field:
             raise UploadError(f"the archive goes in a form part named '{self.field}'; got a file in "
                               f"{self.name[:40]!r}")
@@ -106,7 +126,7 @@ class _MultipartSink:
         if self.name == self.field and filename is not None:
             if self.path is not None:
                 raise UploadError(f"send exactly one '{self.field}' part")
-            self.path = self.dest_dir / safe_filename(filename.decode("utf-8", "replace"))
+            self.path = self.dest_dir / safe_filename(filename)
             self.file = open(self.path, "wb")  # noqa: SIM115 - closed in on_part_end / close()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:

@@ -474,6 +474,22 @@ def test_a_file_part_without_a_filename_and_a_unicode_file_name(service):
     assert resp.json()["name"] == "ünï_.zip"
 
 
+def test_a_file_part_named_by_filename_star_alone_is_a_file_upload(service):
+    """A part whose Content-Disposition gives only the RFC 5987 ``filename*=`` (as some HTTP clients write a
+    non-ASCII name) was said to have no filename (an extremes round); an unknown charset is named."""
+    def upload(disposition: str):
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; " + disposition.encode() +
+                b"\r\nContent-Type: application/zip\r\n\r\n" + tiny_zip_bytes(2, 1) + b"\r\n--b--\r\n")
+        return service.post("/api/datasets", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+
+    resp = upload("filename*=UTF-8''caf%C3%A9%20%F0%9F%98%80.zip")
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["name"] == "café_.zip"
+    resp = upload("filename*=koi9-r''x.zip")
+    assert resp.status_code == 422
+    assert resp.json()["detail"] == "the file name's filename* gives charset 'koi9-r', which is not known; use UTF-8"
+
+
 def test_upload_name_field_is_checked_not_truncated(service):
     archive = tiny_zip_bytes(2, 1)
     # text-direction, separator and zero-width characters and blank names too, as in class names (an attack round)
