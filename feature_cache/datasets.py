@@ -772,6 +772,27 @@ def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:
             "(class folders are read with all their subfolders)")
 
 
+def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:
+    """A caution when one class's images sit in folders whose names are one name in two Unicode forms ('café'
+    composed, NFC, and decomposed, NFD, as macOS writes names): they are read as one class (``probe.names.
+    class_name``) and nothing said so (an extremes round); None otherwise (a manifest's labels are no folders)."""
+    if not data.labelled:
+        return None
+    forms: dict[str, set[str]] = {}
+    for split in data.splits.values():
+        for sample in split:
+            name = data.class_names[sample.label]
+            forms.setdefault(name, set()).update(part for part in sample.source.split("/")[:-1]
+                                                 if class_name(part) == name)
+    merged = [(name, sorted(found)) for name, found in forms.items() if len(found) > 1]
+    if not merged:
+        return None
+    said = "; ".join(f"{' and '.join(map(ascii, found))} as {name!r}" for name, found in merged[:shown])
+    more = f" (and {len(merged) - shown} more)" if len(merged) > shown else ""
+    return (f"class folders named alike in two Unicode forms (composed, and decomposed as macOS writes names) are "
+            f"read as one class: {said}{more}")
+
+
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)
 
 

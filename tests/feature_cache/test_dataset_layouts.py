@@ -391,6 +391,12 @@ def test_class_folders_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
     data = open_dataset(archive, val_fraction=0.0)
     assert data.class_names == sorted([nfc, "tea"])
     assert per_class(data.splits["train"]) == per_class(data.splits["test"]) == {0: 3, 1: 3}
+    # and it is said: two folders became one class without a word (an extremes round)
+    from feature_cache.options import data_warnings
+
+    said = [text for text in data_warnings(data) if "Unicode forms" in text]
+    assert said == ["class folders named alike in two Unicode forms (composed, and decomposed as macOS writes names) "
+                    "are read as one class: 'ka\\u0301ve\\u0301' and 'k\\xe1v\\xe9' as 'kávé'"], said
 
 
 @pytest.mark.parametrize("name", ["a\x1b[31mred", "\u202eevil", "tab\there", "c1\x85", "line\u2028break",
