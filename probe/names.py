@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 __all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index",
-           "lookalike_names_warning", "repeated"]
+           "lookalike_key", "lookalike_names_warning", "repeated"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -58,14 +58,18 @@ def class_index(name: str, class_names: Sequence[str]) -> int | None:
     return next((i for i, other in enumerate(class_names) if class_name(other) == composed), None)
 
 
+def lookalike_key(name: str) -> str:
+    """What two names that look alike share: case, spacing and Unicode form set aside ('Cat ' and 'cat')."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", name)).strip().casefold()
+
+
 def lookalike_names_warning(class_names: list[str], shown: int = 3) -> str | None:
     """A caution when class names differ only in case, spacing or Unicode form ('Cat' and 'cat', 'T-shirt ' and
     't-shirt'): if they are one class, its images are split between two names (found by an outside round, where
     such labels became separate classes without a word); None when no two names are alike."""
     alike: dict[str, list[str]] = {}
     for name in class_names:
-        key = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", name)).strip().casefold()
-        alike.setdefault(key, []).append(name)
+        alike.setdefault(lookalike_key(name), []).append(name)
     groups = [names for names in alike.values() if len(names) > 1]
     if not groups:
         return None

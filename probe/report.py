@@ -43,7 +43,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .seen import SEEN_FILE
-from .names import class_index, listed, repeated
+from .names import class_index, listed, lookalike_key, repeated
 from .numbers import interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
@@ -1487,7 +1487,7 @@ def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> st
     """Why ``name`` is not a class of a run: its classes when it has at most ``shown``, else how many it has and
     the closest names (a 300-class run's message had listed all 300)."""
     if len(class_names) <= shown:  # the class named but for case: said, as --drop-class says it (a new-user round)
-        same = [c for c in class_names if c.casefold() == name.strip().casefold()]
+        same = [c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'Cat ' for 'Cat' too
         hint = f" (did you mean {same[0]!r}?)" if same else ""
         return f"{name!r} is not a class of this run{hint}; its classes: {', '.join(class_names)}"
     # names holding it first ('tench' → 'n01440764 tench, Tinca tinca', under difflib's cutoff; a scale round)

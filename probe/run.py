@@ -41,7 +41,7 @@ from .diagnostics import split_disagreement_warning, test_diagnostics
 from .evaluate import POSTHOC_MIN_PER_CLASS, SeedEvaluation, apply_posthoc, evaluate_seed, evaluate_split
 from .groups import assign_groups, group_accuracy
 from .metrics import integer_labels, nan_mean, overall_score, softmax
-from .names import class_index, listed, lookalike_names_warning, repeated
+from .names import class_index, listed, lookalike_key, lookalike_names_warning, repeated
 from .numbers import percent, signed_points
 from .predictions import Predictions, paired_test_intervals
 from .registry import NEEDS, get_loss_spec
@@ -239,7 +239,7 @@ def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
     found = [class_index(name, class_names) for name in drop]
     unknown = [name for name, index in zip(drop, found) if index is None]
     if unknown:
-        close = [[c for c in class_names if c.casefold() == name.casefold()]  # 'B' for 'b': no difflib ratio
+        close = [[c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'B' for 'b', 'b ' for 'b'
                  or difflib.get_close_matches(name, class_names, n=1) for name in unknown]
         hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
         raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "

@@ -822,6 +822,9 @@ def test_a_class_left_out_by_its_decomposed_name_is_the_composed_class():
     assert np.array_equal(data["test"][0], x[[1, 2, 4, 5]])
     with pytest.raises(ValueError, match=r"no class named 'cafe' to leave out \(did you mean 'café'\?\)"):
         without_classes({"test": (x, y)}, None, names, ["cafe"])
+    # a name that differs only in spacing and case is offered (difflib's ratio was under its cutoff; an extremes round)
+    with pytest.raises(ValueError, match=r"no class named 'cat' to leave out \(did you mean '  CAT  '\?\)"):
+        without_classes({"test": (x, y)}, None, ["  CAT  ", "thé", "eau"], ["cat"])
 
 
 def test_a_class_whose_test_labels_are_partly_another_class_is_named(data, erm):
