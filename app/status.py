@@ -36,6 +36,9 @@ class NotFound(KeyError):
     def __init__(self, table: str, row_id: str):
         super().__init__(f"{NOUNS[table]} {row_id!r} not found")
         self.table, self.row_id = table, row_id
+        # the caller's own words, shown as sent (app.messages.given_spans): a sample '/etc/passwd' asked for was
+        # answered "sample '<server path>' not found" (an extremes round)
+        self.given = (repr(row_id),)
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

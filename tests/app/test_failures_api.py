@@ -134,6 +134,9 @@ def test_failures_errors(finished):
     assert client.get(f"/api/runs/{finished.erm}/failures", params={"class": "x", "limit": 0}).status_code == 422
     assert client.get("/api/runs/run_nope/failures", params={"class": "x"}).status_code == 404
     assert client.get("/api/datasets/ds_nope/thumbnail", params={"source": "a.png"}).status_code == 404
+    # the sample asked for is named as sent, not as a server path (an extremes round)
+    resp = client.get(f"/api/datasets/{finished.dataset['id']}/thumbnail", params={"source": "/etc/passwd"})
+    assert resp.status_code == 404 and resp.json()["detail"] == "sample '/etc/passwd' not found"
 
 
 def test_compare_has_paired_intervals_and_a_verdict(finished):
