@@ -108,18 +108,23 @@ def printable(name: str) -> str:
                          else m.group().encode("unicode_escape").decode("ascii"), escaped)
 
 
-def check_member_name(name: str, archive: str) -> str:
-    """Return the normalised posix member name, or raise ``UnsafeArchive`` on a path escape."""
+# The zip "version made by" systems whose tools write "\\" between folders (MS-DOS / FAT, HPFS, NTFS, VFAT)
+_WINDOWS_ZIP_SYSTEMS = frozenset({0, 6, 11, 14})
+
+
+def check_member_name(name: str, archive: str, backslash_separates: bool = True) -> str:
+    """Return the normalised posix member name, or raise ``UnsafeArchive`` on a path escape (a "\\" read as a
+    separator there, whatever wrote it). ``backslash_separates``: a "\\" in the name returned is a folder separator
+    (a Windows tool's), else a character of the name (a folder 'back\\slash' made on Linux or macOS)."""
     if "\x00" in name:
         raise UnsafeArchive(f"{archive}: member name {name!r} contains a NUL byte.", given=(repr(name),))
     posix = name.replace("\\", "/")
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
         raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path; archives must use relative paths.",
                             given=(repr(name),))
-    parts = [p for p in posix.split("/") if p not in ("", ".")]
-    if ".." in parts:
+    if ".." in posix.split("/"):
         raise UnsafeArchive(f"{archive}: member {name!r} escapes the archive root with '..'.", given=(repr(name),))
-    return "/".join(parts)
+    return "/".join(p for p in (posix if backslash_separates else name).split("/") if p not in ("", "."))
 
 
 SYMLINKED_FOLDER = "symlinked folder, not followed (copy the images in)"
@@ -412,7 +417,8 @@ class ZipReader:
         total = 0
         for info in infos:
             member = zip_member_name(info)  # as the listing reads it (UTF-8 names flagged or not), in every message
-            name = check_member_name(member, label)
+            # a Linux or macOS zip's "\\" is a character of a name ('back\\slash' was read as back/slash)
+            name = check_member_name(member, label, info.create_system in _WINDOWS_ZIP_SYSTEMS)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 self.unsafe.append((name or member, archive_link("symbolic")))

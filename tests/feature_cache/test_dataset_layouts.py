@@ -399,6 +399,24 @@ def test_class_folders_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
                     "are read as one class: 'ka\\u0301ve\\u0301' and 'k\\xe1v\\xe9' as 'kávé'"], said
 
 
+@pytest.mark.parametrize("system,classes", [(3, ["back\\slash", "tea"]), (0, ["back", "tea"])])
+def test_a_backslash_in_a_zip_member_is_a_separator_only_from_windows(tmp_path, system, classes):
+    """A folder 'back\\slash' zipped on Linux or macOS (made by system 3, Unix) was read as back/slash, class 'back'
+    (an extremes round); a Windows tool's zip (made by 0, MS-DOS) writes "\\" between folders, read as "/"."""
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split in ("train", "test"):
+            for cls, label in (("back\\slash", 0), ("tea", 1)):
+                for i in range(3):
+                    image = tmp_path / f"{split}{label}{i}.png"
+                    write_image(image, label, i)
+                    info = zipfile.ZipInfo(f"{split}/{cls}/{i}.png")
+                    info.create_system = system
+                    zf.writestr(info, image.read_bytes())
+    data = open_dataset(archive, val_fraction=0.0)
+    assert data.class_names == classes
+    assert per_class(data.splits["test"]) == {0: 3, 1: 3}
+
 @pytest.mark.parametrize("name", ["a\x1b[31mred", "\u202eevil", "tab\there", "c1\x85", "line\u2028break",
                                   "zero\u200bwidth", "bom\ufeff"])
 def test_class_names_with_control_characters_are_refused(tree, name):
