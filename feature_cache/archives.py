@@ -36,7 +36,6 @@ import re
 import stat
 import tarfile
 import tempfile
-import time
 import threading
 import weakref
 import zipfile
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe.files import process_alive, process_start_time, writer_alive  # noqa: F401 (re-exported)
 from probe.names import UNPRINTABLE_CHARACTERS, listed
 
 from .errors import FileChanged, UnsafeArchive
@@ -638,51 +638,6 @@ def orphaned_decompressions(folder: str | Path | None = None) -> list[Path]:
                 and not writer_alive(int(pid), path)):
             found.append(path)
     return found
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-# Seconds a file may seem older than the process that wrote it: the start time below is in clock ticks (10 ms)
-# and the boot time it is counted from is read from /proc/uptime to the hundredth of a second. /proc/stat's btime,
-# whole seconds rounded down, put a start up to 1 s early and, with 2 s of slack, kept a killed PID 1's files when
-# the container restarted within 3 s (a review).
-START_SLACK = 0.1
-
-
-def process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started, in seconds since the epoch (Linux ``/proc``), or None where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks after boot
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def writer_alive(pid: int, path: str | Path) -> bool:
-    """Whether the process ``pid`` that named ``path`` after itself (a decompressed archive here, a cache file's
-    temporary copy in feature_cache.store) may still be writing it: a process of that id runs and started before
-    the file was last written. A process that started later only reuses the id: a server in a container is PID 1
-    after every restart, and its start-up sweep kept for good the files a killed PID 1 had left (a crash round)."""
-    if not process_alive(pid):
-        return False
-    started = process_start_time(pid)
-    if started is None:
-        return True
-    try:
-        written = os.lstat(path).st_mtime
-    except OSError:
-        return True
-    return written >= started - START_SLACK
 
 
 # The most bytes of one extended header (pax per member or global, Solaris pax, GNU long name or link; a path of

@@ -38,7 +38,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
+from probe.files import exclusive
 from .archives import DECODE_FAILURE, UNREAD_IMAGE, is_link_or_special
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
@@ -214,44 +215,23 @@ def collate_images(items: list[tuple[torch.Tensor, bool, str, bytes]]
 
 @contextmanager
 def _exclusive(final: Path):
-    """Hold an exclusive lock on ``<final>.lock`` so two processes never write the same partial file.
+    """Hold an exclusive lock on ``<final>.lock`` so two processes never write the same partial file
+    (:func:`probe.files.exclusive`: removed on exit, released by a killed process).
 
-    Raises :class:`ExtractionBusy` at once when another process holds it. The lock file is removed on exit;
-    a locker re-checks that the file it locked is still the one on disk (no race with that removal).
+    Raises :class:`ExtractionBusy` at once when another process holds it.
     """
-    import fcntl
-
     lock = final.with_name(final.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
+
+    def busy(owner: str) -> ExtractionBusy:
+        return ExtractionBusy(f"{final} is being extracted by {owner}; wait for it to finish (it will then be reused).")
+
+    with ExitStack() as stack:
         try:
-            handle = open(lock, "a+")
+            stack.enter_context(exclusive(lock, busy))
         except OSError as exc:  # named the lock file, which the user never gave (torchrun's --out /proc/x.h5)
             raise type(exc)(exc.errno, exc.strerror, str(final)) from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise ExtractionBusy(
-                f"{final} is being extracted by {owner}; wait for it to finish (it will then be reused)."
-            ) from None
-        try:
-            same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        handle.close()
-    try:
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
         yield
-    finally:
-        lock.unlink(missing_ok=True)
-        handle.close()
 
 
 def _remove_orphaned_copies(final: Path) -> None:

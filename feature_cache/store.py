@@ -63,7 +63,6 @@ complete. :func:`open_cache` refuses ``*.partial`` files.
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import logging
 import os
@@ -79,9 +78,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from probe.files import orphaned_temporaries, temporary_name  # noqa: F401 (orphaned_temporaries re-exported)
 from probe.names import listed, repeated
 
-from .archives import writer_alive
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, labelled_layout
 from .errors import CacheMismatch
 from .fingerprint import extractor_fingerprint
@@ -104,7 +103,6 @@ JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params"
 DTYPES = ("float16", "float32")
 _STR = h5py.string_dtype("utf-8")
 CHUNK_ROWS = 1024
-_TMP_SUFFIX = ".tmp"
 
 
 def library_versions() -> dict[str, str | None]:
@@ -352,28 +350,13 @@ def replacing_file(path: str | Path, needs: int = 0, **kwargs: Any) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     if needs:
         check_free_space(path.parent, needs, path.name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    tmp = temporary_name(path, unique=False)
     try:
         with h5py.File(tmp, "w", **kwargs) as h5:
             yield h5
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path]:
-    """The temporary files of :func:`replacing_file` (``.<name>.<pid>.tmp``) under ``folder`` whose writing process
-    is gone (:func:`feature_cache.archives.writer_alive`: a process that reuses its id, started since, is not it): a
-    process killed while it wrote a cache file leaves one behind, as large as the cache. ``of``: only the copies of
-    the file of that name in ``folder`` itself (an extraction's, under its lock). A symlink is none of them."""
-    folder = Path(folder)
-    found = folder.glob(f".{glob.escape(of)}.*{_TMP_SUFFIX}") if of else folder.rglob(f".*{_TMP_SUFFIX}")
-    orphaned = []
-    for tmp in sorted(found):
-        pid = tmp.name[: -len(_TMP_SUFFIX)].rpartition(".")[2]
-        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not writer_alive(int(pid), tmp):
-            orphaned.append(tmp)
-    return orphaned
 
 
 @dataclass

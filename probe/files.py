@@ -1,10 +1,41 @@
-"""Files written whole or not at all: a temporary file beside the target, renamed onto it once complete."""
+"""Files written whole or not at all: a temporary file beside the target, renamed onto it once complete; the
+temporary files a killed writer left, found by the process id in their names; an output's lock, which a killed
+process releases."""
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
 import secrets
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+TMP_SUFFIX = ".tmp"
+
+
+def temporary_name(path: Path, unique: bool = True) -> Path:
+    """The hidden temporary file beside ``path`` that this process writes it through: ``.<name>.<pid>-<hex>.tmp``
+    (``.<name>.<pid>.tmp`` without ``unique``), so that the next writer knows whether the process that left one
+    still runs (:func:`orphaned_temporaries`)."""
+    tag = f"{os.getpid()}-{secrets.token_hex(8)}" if unique else str(os.getpid())
+    return path.with_name(f".{path.name}.{tag}{TMP_SUFFIX}")
+
+
+def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path]:
+    """The temporary files of :func:`temporary_name` under ``folder`` whose writing process is gone
+    (:func:`writer_alive`: a process that reuses its id, started since, is not it): a process killed while it wrote
+    leaves one behind. ``of``: only the copies of the file of that name in ``folder`` itself. A symlink is none."""
+    folder = Path(folder)
+    found = folder.glob(f".{glob.escape(of)}.*{TMP_SUFFIX}") if of else folder.rglob(f".*{TMP_SUFFIX}")
+    orphaned = []
+    for tmp in sorted(found):
+        pid = tmp.name[: -len(TMP_SUFFIX)].rpartition(".")[2].partition("-")[0]
+        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not writer_alive(int(pid), tmp):
+            orphaned.append(tmp)
+    return orphaned
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
@@ -44,3 +75,95 @@ def write_output(path: str | Path, write: Callable[[str], object]) -> Path:
         kept = "" if through or not path.exists() else f"; the {path.name} that was there is kept"
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}{kept}") from None
     return path
+
+
+class OutputBusy(RuntimeError):
+    """Another process (or thread) writes the same output right now (:func:`exclusive`)."""
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds → the thread holding it, which may take it again
+
+
+@contextmanager
+def exclusive(lock: Path, busy: Callable[[str], BaseException], wait: bool = False,
+              reentrant: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created, and removed on exit), which a killed process
+    releases with its open files. Raises ``busy(owner)`` at once when another process or thread holds it (``owner``:
+    "pid N", what the holder wrote into it), or waits for it with ``wait``. With ``reentrant``, the thread holding
+    it may take it again. A locker re-checks that the file it locked is still the one on disk (no race with the
+    removal)."""
+    key = os.path.abspath(lock)
+    if reentrant and _HELD.get(key) == threading.get_ident():
+        yield
+        return
+    while True:
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise busy(owner) from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    _HELD[key] = threading.get_ident()
+    try:
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        del _HELD[key]
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+# Seconds a file may seem older than the process that wrote it: the start time below is in clock ticks (10 ms)
+# and the boot time it is counted from is read from /proc/uptime to the hundredth of a second. /proc/stat's btime,
+# whole seconds rounded down, put a start up to 1 s early and, with 2 s of slack, kept a killed PID 1's files when
+# the container restarted within 3 s (a review).
+START_SLACK = 0.1
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started, in seconds since the epoch (Linux ``/proc``), or None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks after boot
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def writer_alive(pid: int, path: str | Path) -> bool:
+    """Whether the process ``pid`` that named ``path`` after itself (a decompressed archive, a temporary copy of
+    :func:`temporary_name`) may still be writing it: a process of that id runs and started before the file was last
+    written. A process that started later only reuses the id: a server in a container is PID 1 after every
+    restart, and its start-up sweep kept for good the files a killed PID 1 had left (a crash round)."""
+    if not process_alive(pid):
+        return False
+    started = process_start_time(pid)
+    if started is None:
+        return True
+    try:
+        written = os.lstat(path).st_mtime
+    except OSError:
+        return True
+    return written >= started - START_SLACK
