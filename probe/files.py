@@ -38,13 +38,22 @@ def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path
     return orphaned
 
 
+def remove_orphaned_temporaries(path: Path) -> None:
+    """Remove the temporary copies of ``path`` that dead writers left (:func:`orphaned_temporaries`): a killed
+    export, predict or report left its ``.NAME.<hex>.tmp`` beside --out for good; a live writer's is kept."""
+    for tmp in orphaned_temporaries(path.parent, of=path.name):
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` to a new file beside ``path``, renamed onto it, with the umask's mode, as the run's other
     files: mkstemp's 0600 (and safetensors' own, which writes the file anew) left head.safetensors and head.json
     readable by their owner alone, in a run folder whose report.json anyone could read (a run copied to a server
     that reads it as another user could not be loaded). A failure removes the temporary file; ``path`` stays as
-    it was."""
-    tmp = str(Path(path).with_name(f".{Path(path).name}.{secrets.token_hex(8)}.tmp"))
+    it was. The temporary files a killed writer of ``path`` left are removed first."""
+    path = Path(path)
+    remove_orphaned_temporaries(path)
+    tmp = str(temporary_name(path))
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the mode a new file gets here
     mode = os.stat(tmp).st_mode & 0o777
     try:

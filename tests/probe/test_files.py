@@ -1,0 +1,46 @@
+"""probe.files: outputs written whole, and the temporary files a killed writer left removed by the next write."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from probe.files import write_output
+
+KILLED_WHILE_WRITING = """
+import os, sys
+from pathlib import Path
+from probe.files import write_output
+
+def write(name):
+    Path(name).write_text("half")
+    os._exit(9)  # SIGKILL's effect: no clean-up runs
+
+write_output(sys.argv[1], write)
+"""
+
+
+def _killed_writer(out: Path) -> Path:
+    """Run a writer of ``out`` that dies half-way (as `mr2probe export` / `predict` / `report` killed) and return
+    the temporary file it left."""
+    before = set(out.parent.iterdir())
+    done = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(out)], env={**os.environ})
+    assert done.returncode == 9
+    (left,) = set(out.parent.iterdir()) - before
+    assert left.name.startswith(f".{out.name}.") and left.read_text() == "half"
+    return left
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_of_that_output(tmp_path):
+    """A killed export / predict / report left its hidden .NAME.<hex>.tmp beside --out for good; the next write of
+    the same output removes it. Another live writer's (this process's), and those of other outputs, are kept."""
+    out = tmp_path / "predictions.csv"
+    out.write_text("old")
+    left = _killed_writer(out)
+    assert out.read_text() == "old"  # the file that was there is whole
+    live = tmp_path / f".predictions.csv.{os.getpid()}-0123456789abcdef.tmp"  # a writer running now
+    live.write_text("writing")
+    other = _killed_writer(tmp_path / "probe.onnx")
+    write_output(out, lambda name: Path(name).write_text("new"))
+    assert out.read_text() == "new" and not left.exists()
+    assert live.read_text() == "writing" and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, other.name])
