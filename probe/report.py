@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional
@@ -42,6 +41,7 @@ from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_ma
                       worst_class)
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
+from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run
 from .seen import SEEN_FILE
 from .names import class_index, listed, lookalike_key, repeated
 from .numbers import interval_text, number_text, percent, signed_points
@@ -1287,7 +1287,6 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 RUN_FILES = ("report.json", "per_class.csv", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE,
              PREDICTIONS_FILE, SEEN_FILE)  # what write_run writes (report.json last); a run replaced loses the rest
-STAGING_DIR = ".writing"  # inside the run folder: the new run's files until all are written (same file system)
 
 
 def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
@@ -1295,45 +1294,13 @@ def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=Non
     the test predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
     :class:`probe.seen.SeenSources`, when given) into ``run_dir``.
 
-    Every file is written first into ``run_dir/.writing`` and moved in only once all are complete, report.json
-    last: a run replaced (``train --force``) stays whole when the writing is interrupted or fails (a kill, Ctrl-C,
-    a full disk), where it was lost before stop 66. Files in ``run_dir`` that are not a run's are kept."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    staging = run_dir / STAGING_DIR
-    shutil.rmtree(staging, ignore_errors=True)  # what an earlier writing killed outright left
-    staging.mkdir()
-    try:
-        _write_run_files(staging, report, trainer, predictions, seen)
-        _move_run_in(staging, run_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    The run replaced (``train --force``) stays whole until the new one is complete, and a kill at any instant leaves
+    one of them whole (:mod:`probe.rundir`): it was lost before stop 66, and both were in the instant the files were
+    moved in. Files in ``run_dir`` that are not a run's are kept; another process writing ``run_dir`` is refused
+    (:class:`probe.files.OutputBusy`)."""
+    replace_run(Path(run_dir), lambda staging: _write_run_files(staging, report, trainer, predictions, seen),
+                RUN_FILES)
     logger.info("run written to %s", run_dir)
-
-
-def _move_run_in(staging: Path, run_dir: Path) -> None:
-    """Replace the run files of ``run_dir`` with the complete set in ``staging``: report.json goes first (the run is
-    incomplete from then) and comes back last, so a folder with a report.json always holds one run's files. A file
-    of the run replaced that this run does not write is removed, or it would pass for this run's (a post-hoc bias a
-    later run without one would ship in probe.zip; another run's test predictions)."""
-    if (run_dir / "report.json").exists():
-        logger.warning("replacing the run in %s", run_dir)
-        (run_dir / "report.json").unlink()
-    written = {p.name for p in staging.iterdir()}
-    for name in RUN_FILES:
-        if name not in written:
-            (run_dir / name).unlink(missing_ok=True)
-    moves = [*sorted(written - {"report.json"}), "report.json"]
-    try:
-        for name in moves:
-            (staging / name).replace(run_dir / name)
-    except BaseException:
-        # interrupted between the first move and the last (Ctrl-C): the old run is gone already and the new one is
-        # complete, so it is moved in whole; write_run's clean-up deleted the rest, both runs lost
-        for name in moves:
-            if (staging / name).exists():
-                (staging / name).replace(run_dir / name)
-        raise
 
 
 def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
@@ -1367,8 +1334,10 @@ def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, s
 def _no_report(run_dir: Path, path: Path) -> str:
     """Why ``load_report`` finds no report: a folder that holds a run's other files is one whose writing was
     interrupted (Ctrl-C, a kill, a full disk) before report.json, which :func:`write_run` writes last."""
-    left = sorted(p.name for p in run_dir.iterdir() if p.is_file() or p.name == STAGING_DIR) if run_dir.is_dir() else []
-    if set(left) & {"head.safetensors", "head.json", "per_class.csv", "predictions.npz", "report.json.tmp", STAGING_DIR}:
+    unfinished = {"head.safetensors", "head.json", "per_class.csv", "predictions.npz", "report.json.tmp", STAGING_DIR,
+                  INCOMING_DIR}
+    left = sorted(p.name for p in run_dir.iterdir() if p.is_file() or p.name in unfinished) if run_dir.is_dir() else []
+    if set(left) & unfinished:
         return (f"{run_dir} holds no report.json, only files of an unfinished run ({', '.join(left[:6])}): it was "
                 f"interrupted or failed while it was written; train it again to that --out")
     return f"no report.json at {path}; is {run_dir} a finished run directory?"
@@ -1382,6 +1351,7 @@ def load_report(run_dir: str | Path) -> Report:
     """
     path = Path(run_dir)
     if path.is_dir():
+        recover_run(path)  # a replacement a killed writer left half done
         path = path / "report.json"
     if not path.is_file():
         raise FileNotFoundError(_no_report(Path(run_dir), path))

@@ -3,12 +3,15 @@ import csv
 import io
 import json
 import math
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from probe import ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json, run_probe
+from probe import (ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json,
+                   run_probe, write_run)
 from probe.numbers import percent
 from probe.report import Candidate, CrossValidation, Selection
 
@@ -646,3 +649,85 @@ def test_the_summary_averages_each_seeds_figures_and_weighs_group_margins_by_ima
     medium = [(10 * 0.4 + 30 * -0.2) / 40, (10 * 0.0 + 30 * 0.2) / 40]
     assert s.group_margin.medium == pytest.approx(np.mean(medium))
     assert (s.group_margin.easy, s.group_margin.hard) == (pytest.approx(0.6), pytest.approx(0.2))
+
+
+
+class _Saved:
+    """The head, or a file of one run only (seen_sources.npz of the old, predictions.npz of the new), holding
+    the run's tag."""
+
+    def __init__(self, tag, name=None):
+        self.tag, self.name = tag, name
+
+    def save(self, path, class_names=None):
+        folder = Path(path) if self.name else Path(path).parent
+        for name in [self.name] if self.name else ["head.safetensors", "head.json"]:
+            (folder / name).write_text(self.tag)
+
+
+def _write_tagged(run_dir, tag):
+    """write_run of a run whose files say ``tag``."""
+    extra = ({"seen": _Saved(tag, "seen_sources.npz")} if tag == "old"
+             else {"predictions": _Saved(tag, "predictions.npz")})
+    report = _report().model_copy(update={"run_id": tag, "created_at": "2026-01-01T00:00:00+00:00"})  # same bytes
+    write_run(run_dir, report, _Saved(tag), **extra)
+
+
+def _write_killed(run_dir, stop):
+    """_write_tagged(run_dir, "new") in a child process killed at its ``stop``-th change of a file (its return
+    code: 9) or finished before it (0)."""
+    import os
+    import pathlib
+
+    pid = os.fork()
+    if pid == 0:  # the child: nothing it does returns to pytest
+        code, steps = 1, [0]
+        try:
+            def counted(real):
+                def step(*args, **kwargs):
+                    steps[0] += 1
+                    if steps[0] == stop:
+                        os._exit(9)  # SIGKILL's effect: nothing more runs
+                    return real(*args, **kwargs)
+                return step
+
+            for name in ("rename", "replace", "unlink", "rmdir", "write_text"):
+                setattr(pathlib.Path, name, counted(getattr(pathlib.Path, name)))
+            shutil.rmtree = counted(shutil.rmtree)
+            _write_tagged(run_dir, "new")
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _files(folder):
+    """Every entry of ``folder``: a file's contents, None for a folder."""
+    return {p.name: p.read_bytes() if p.is_file() else None for p in sorted(folder.iterdir())}
+
+
+def test_a_run_replaced_by_a_writer_killed_at_any_step_is_the_old_run_or_the_new_whole(tmp_path):
+    """SIGKILL between the removal of the old report.json and the move of the new one lost both runs (the folder
+    held files of each, the new run's others were deleted with .writing by the next write). Killed at each step of
+    the replacement in turn: a reader finds the old run whole or the new run whole, and the next write leaves
+    nothing else behind."""
+    expected = {}
+    for tag in ("old", "new"):
+        _write_tagged(tmp_path / tag, tag)
+        (tmp_path / tag / "notes.txt").write_text("mine")  # a file of the user's, kept by every replacement
+        expected[tag] = _files(tmp_path / tag)
+    assert expected["old"].keys() != expected["new"].keys()
+    stop, finished = 0, False
+    while not finished:
+        stop += 1
+        run = tmp_path / f"killed_{stop}"
+        shutil.copytree(tmp_path / "old", run)
+        code = _write_killed(run, stop)
+        assert code in (0, 9), (stop, code)
+        finished = code == 0
+        assert load_report(run).run_id in ("old", "new"), stop  # read as it was left
+        seen = {name: data for name, data in _files(run).items() if not name.startswith(".")}
+        assert seen in (expected["old"], expected["new"]), (stop, sorted(seen))
+        _write_tagged(run, "new")  # the next command
+        assert _files(run) == expected["new"], stop
+    assert stop > 15  # every step was a kill once

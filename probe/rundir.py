@@ -1,0 +1,112 @@
+"""A run folder's files replaced as one: at every instant its complete old run or its complete new one.
+
+The new run is written into ``RUN/.writing``; once complete, with a list of its files and of the old run's files
+it does not replace (``.files``), that folder is renamed ``RUN/.incoming`` in one step (the commit). Its files
+are then moved in, ``report.json`` last, and the folder removed. A process killed before the commit leaves the old
+run untouched (and a ``.writing`` the next writer removes); killed after it, a complete ``.incoming`` that the next
+writer or reader (:func:`recover_run`, which :func:`probe.report.load_report` calls) moves in the same way, each step
+of which may be done again. Writers hold the folder's lock (``RUN/.lock``, :func:`run_lock`) throughout, so two
+never share ``.writing``; a killed writer's lock is released with its process."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from .files import OutputBusy, exclusive
+
+logger = logging.getLogger(__name__)
+
+STAGING_DIR = ".writing"  # inside the run folder: the new run's files until all are written (same file system)
+INCOMING_DIR = ".incoming"  # the new run, complete: moved in by its writer, or by whoever finds it left
+LOCK_FILE = ".lock"
+MANIFEST = ".files"  # in the staging folder: {"files": the new run's, "remove": the old run's it does not replace}
+REPORT = "report.json"
+
+
+@contextmanager
+def run_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
+    """The run folder ``run_dir`` (created) for this process alone while the block runs: another writer of it is
+    refused at once with :class:`probe.files.OutputBusy`, naming its process (two ``train`` on one --out shared
+    ``.writing`` and mixed their files). ``wait``: wait for it instead (a reader finishing a move). A folder it
+    created is removed again when the block leaves it empty."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def busy(owner: str) -> OutputBusy:
+        return OutputBusy(f"{run_dir} is being written by another process ({owner}); wait for it to finish, or "
+                          "write to another folder.")
+
+    try:
+        with exclusive(run_dir / LOCK_FILE, busy, wait=wait, reentrant=True):
+            yield
+    finally:
+        if created:  # a failed first run leaves no empty folder (rmdir leaves one that is not empty)
+            with suppress(OSError):
+                run_dir.rmdir()
+
+
+def replace_run(run_dir: Path, write: Callable[[Path], None], run_files: Iterable[str]) -> None:
+    """``write(folder)`` the new run's files into an empty folder, then replace the run in ``run_dir`` with them
+    (module docstring), under :func:`run_lock`. The files of ``run_files`` (every file a run may have) that the new
+    run lacks are removed from ``run_dir``, or they would pass for the new run's; other files there are kept."""
+    run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        _move_in(run_dir)  # a replacement a killed writer committed
+        staging = run_dir / STAGING_DIR
+        shutil.rmtree(staging, ignore_errors=True)  # what an earlier writing killed before its commit left
+        staging.mkdir()
+        try:
+            write(staging)
+            written = sorted(p.name for p in staging.iterdir())
+            (staging / MANIFEST).write_text(json.dumps(
+                {"files": written, "remove": sorted(set(run_files) - set(written))}), encoding="utf-8")
+            if (run_dir / REPORT).exists():
+                logger.warning("replacing the run in %s", run_dir)
+            staging.rename(run_dir / INCOMING_DIR)  # the commit
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _move_in(run_dir)
+        except BaseException:
+            _move_in(run_dir)  # interrupted (Ctrl-C) in the middle: the new run, complete, is moved in whole
+            raise
+
+
+def recover_run(run_dir: Path) -> None:
+    """Finish the replacement of the run in ``run_dir`` that a killed writer committed (module docstring): its
+    folder held neither run until the next writer. Waits for a live writer moving its files in. A folder this
+    process cannot write is left as it is."""
+    if not (Path(run_dir) / INCOMING_DIR).is_dir():
+        return
+    try:
+        with run_lock(run_dir, wait=True):
+            _move_in(Path(run_dir))
+    except OSError as exc:
+        logger.warning("cannot finish the replacement of the run in %s: %s", run_dir, exc)
+
+
+def _move_in(run_dir: Path) -> None:
+    """Move the committed new run of ``run_dir/.incoming`` in, report.json last, and remove the folder; each step
+    may be done again after a kill (report.json is removed only while the new one waits to move)."""
+    incoming = run_dir / INCOMING_DIR
+    if not incoming.is_dir():
+        return
+    try:
+        manifest = json.loads((incoming / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:  # killed as it removed the emptied folder
+        shutil.rmtree(incoming)
+        return
+    if (incoming / REPORT).exists():
+        (run_dir / REPORT).unlink(missing_ok=True)  # the folder is incomplete from here until the new one is in
+    for name in manifest["remove"]:
+        (run_dir / name).unlink(missing_ok=True)
+    for name in [*(n for n in manifest["files"] if n != REPORT), REPORT]:
+        if (incoming / name).exists():
+            (incoming / name).replace(run_dir / name)
+    (incoming / MANIFEST).unlink()
+    incoming.rmdir()
