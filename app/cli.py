@@ -133,10 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    """``feature_cache.ExtractionBusy`` or ``app.datadir.DataDirBusy``, without importing feature_cache (and torch)
-    to find out: an exception of a module not imported yet cannot have been raised."""
+    """``feature_cache.ExtractionBusy``, ``app.datadir.DataDirBusy`` or ``probe.files.OutputBusy``, without
+    importing feature_cache (and torch) to find out: an exception of a module not imported yet cannot have been
+    raised."""
     busy = [getattr(sys.modules.get(module), name, None)
-            for module, name in (("feature_cache.errors", "ExtractionBusy"), ("app.datadir", "DataDirBusy"))]
+            for module, name in (("feature_cache.errors", "ExtractionBusy"), ("app.datadir", "DataDirBusy"),
+                                 ("probe.files", "OutputBusy"))]
     return any(kind is not None and isinstance(exc, kind) for kind in busy)
 
 

@@ -251,6 +251,17 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from probe.rundir import recover_run, run_lock
+
+    _check_out(args)
+    with run_lock(args.out):  # a second train to this --out is refused at once, naming this process
+        recover_run(args.out)
+        _check_out(args)  # again, under the lock: a run another train finished meanwhile is not replaced unasked
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    """:func:`run`'s work once --out is this process's."""
     from pydantic import ValidationError
     from tqdm import tqdm
 
@@ -259,7 +270,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..validation import describe_invalid
 
-    _check_out(args)
     cache = open_cache(args.features)
     try:
         config = build_config(args, cache.default_head)

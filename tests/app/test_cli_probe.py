@@ -833,3 +833,44 @@ def test_train_keeps_freed_memory_for_its_run(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(probe.run, "release_freed_memory", lambda: calls.append("release"))
     assert main(["train", "--features", str(cache), "--out", str(tmp_path / "run"), *FAST]) == 0
     assert calls == ["keep", "release"]
+
+
+HOLD_THE_LOCK = """
+import fcntl, os, sys
+handle = open(sys.argv[1], "a+")  # what a train writing that --out holds (probe.rundir.run_lock)
+fcntl.flock(handle, fcntl.LOCK_EX)
+handle.write(f"pid {os.getpid()}")
+handle.flush()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_train_to_an_out_being_written_is_refused_at_once_and_a_killed_ones_lock_is_not(cache, tmp_path,
+                                                                                               capsys):
+    """Two trains to one --out at once shared its .writing folder and mixed their files. The second is refused at
+    once (busy: exit 1, as an extraction running), naming the first's process; once that process is killed its
+    lock goes with it, and the .writing and .lock it left do not stop the next train."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".writing").mkdir()
+    (out / ".writing" / "head.json").write_text("the first train's")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(out / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(["train", "--features", str(cache), "--out", str(out), *FAST]) == 1
+        err = capsys.readouterr().err
+        assert err == (f"mr2probe train: error: {out} is being written by another process (pid {holder.pid}); wait "
+                       "for it to finish, or write to another folder.\n")
+        assert (out / ".writing" / "head.json").read_text() == "the first train's"  # left alone
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / ".lock").read_text() == f"pid {holder.pid}"  # as a killed process leaves it
+    assert main(["train", "--features", str(cache), "--out", str(out), *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["head.json", "head.safetensors", "per_class.csv",
+                                                     "predictions.npz", "report.json", "seen_sources.npz"]
