@@ -463,3 +463,27 @@ def test_scores_refuse_confidences_or_names_of_another_length(extra):
     name = next(iter(extra))
     with pytest.raises(ValueError, match=rf"^{name} has {len(extra[name])} entries for the 4 labels\.$"):
         score_predictions(np.array([0, -1, 2, 1]), np.array([0, 1, 2, 0]), ["a", "b", "c"], **extra)
+
+
+def test_a_run_replaced_while_it_is_loaded_is_read_again_whole(data, tmp_path, monkeypatch):
+    """predict / export while a `train --force` to the folder finished read the old run's report.json and the new
+    run's head (the same classes: nothing noticed it), and applied the old temperature to the new head. A run
+    replaced while it is read is read again: all of it the new run's."""
+    import probe.trainer as trainer_module
+
+    out = tmp_path / "run"
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.0], "temperature_scaling": True}), out_dir=out)
+    real, loads = trainer_module.ProbeTrainer.load, []
+
+    def replaced_meanwhile(path, *args, **kwargs):
+        loads.append(path)
+        if len(loads) == 1:  # after the report was read, before the head: the new run moved in
+            run_probe(data, NAMES, ProbeConfig(**{**FAST, "wd_grid": [0.1]}), out_dir=out)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.ProbeTrainer, "load", staticmethod(replaced_meanwhile))
+    probe = RunProbe.load(out)
+    assert load_report(out).config["wd_grid"] == [0.1] and probe.scaling is None  # the new run's report
+    head = real(out)
+    np.testing.assert_array_equal(probe.trainer.decision_function(data["test"][0]),
+                                  head.decision_function(data["test"][0]))
