@@ -53,6 +53,8 @@ __all__ = [
     "confusion_matrix",
     "precision_recall_f1",
     "top_confusions",
+    "most_confused_classes",
+    "confusion_submatrix",
 ]
 
 
@@ -328,6 +330,33 @@ def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
         recall = np.where(support > 0, tp / support, np.nan)
         f1 = np.where(predicted + support > 0, 2 * tp / (predicted + support), np.nan)
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def most_confused_classes(confusion: np.ndarray, limit: int) -> np.ndarray:
+    """The ≤ ``limit`` classes in the most confusions, most first: e_k = Σ_{j≠k} C[k,j] + Σ_{i≠k} C[i,k] (its
+    images predicted as another class plus other classes' images predicted as it); ties go to the lower index and
+    classes without any confusion are left out. Returns their indices (n,) int64."""
+    off = np.asarray(confusion, dtype=np.int64).copy()
+    np.fill_diagonal(off, 0)
+    errors = off.sum(axis=1) + off.sum(axis=0)
+    order = np.argsort(-errors, kind="stable")[:limit]
+    return order[errors[order] > 0].astype(np.int64)
+
+
+def confusion_submatrix(confusion: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(n + 1, n + 1) int64: the rows and columns of ``classes`` (n,), in their order, plus a last row and column
+    "other classes", so that each row sums to its class's images, as in the full matrix: ``[i, n]`` = images of
+    classes[i] predicted as a class outside ``classes``, ``[n, j]`` = images of those classes predicted as
+    classes[j], ``[n, n]`` = those classes' images predicted among themselves (correct or not)."""
+    c = np.asarray(confusion, dtype=np.int64)
+    classes = np.asarray(classes, dtype=np.int64)
+    out = np.zeros((len(classes) + 1, len(classes) + 1), dtype=np.int64)
+    out[:-1, :-1] = c[np.ix_(classes, classes)]
+    rows, cols = c[classes].sum(axis=1), c[:, classes].sum(axis=0)
+    out[:-1, -1] = rows - out[:-1, :-1].sum(axis=1)
+    out[-1, :-1] = cols - out[:-1, :-1].sum(axis=0)
+    out[-1, -1] = c.sum() - rows.sum() - out[-1, :-1].sum()
+    return out
 
 
 def top_confusions(confusion: np.ndarray, k: int = 3) -> list[list[tuple[int, float]]]:

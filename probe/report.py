@@ -37,8 +37,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegative
 
 from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
-from .metrics import (balanced_accuracy, ideal_class_margin_deg, ideal_sample_margin, nan_mean, per_class_std,
-                      worst_class)
+from .metrics import (balanced_accuracy, confusion_submatrix, ideal_class_margin_deg, ideal_sample_margin,
+                      most_confused_classes, nan_mean, per_class_std, worst_class)
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration",
-           "ReliabilityBin", "ConfusedWith", "Grouping", "Summary",
+           "ReliabilityBin", "HEATMAP_CLASSES", "ConfusionFocus", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "Environment", "run_environment",
            "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
@@ -398,6 +398,21 @@ CONFUSIONS_HEADER = "most often predicted as (% of its test images)"
 # Up to this many classes report.json holds the confusion matrix as K × K counts; beyond, as its non-zero cells (a
 # 5,000-class report held 25 M numbers, 80 MB, and the service read all of it for every page, score and export).
 DENSE_CONFUSION_MAX = 100
+# Up to this many classes the dashboard draws the whole K × K heat map (cells of at least 14 px: 840 px at 60); beyond,
+# Confusion.focus holds the sub-matrix of this many most confused classes that it draws instead.
+HEATMAP_CLASSES = 60
+
+
+class ConfusionFocus(_Model):
+    """Beyond ``HEATMAP_CLASSES`` classes, the sub-matrix of the most confused ones (probe.metrics
+    .most_confused_classes, .confusion_submatrix): derived from the matrix whenever the report is built or read."""
+
+    classes: list[NonNegativeInt] = Field(..., description="the shown classes' indices, most confused first: the "
+                                          f"≤ {HEATMAP_CLASSES} classes with the most test images predicted as "
+                                          "another class plus other classes' images predicted as them")
+    counts: list[list[NonNegativeInt]] = Field(..., description="(n + 1) × (n + 1): their rows and columns, in that "
+                                               "order, and a last row and column for all other classes (each row sums "
+                                               "to its class's test images, as in the full matrix)")
 
 
 class Confusion(_Model):
@@ -408,6 +423,8 @@ class Confusion(_Model):
     counts: Optional[list[list[NonNegativeInt]]] = None
     cells: Optional[list[Annotated[list[NonNegativeInt], Field(min_length=3, max_length=3)]]] = Field(
         None, description="beyond DENSE_CONFUSION_MAX classes: the non-zero cells, [true, predicted, count]")
+    focus: Optional[ConfusionFocus] = Field(None, description=f"beyond {HEATMAP_CLASSES} classes: the most confused "
+                                            "classes' sub-matrix (derived on reading; null up to it)")
 
     @model_validator(mode="after")
     def _one_form(self) -> "Confusion":
@@ -428,9 +445,20 @@ class Confusion(_Model):
         if self.counts is not None:
             return np.asarray(self.counts, dtype=np.int64).reshape(num_classes, num_classes)
         out = np.zeros((num_classes, num_classes), dtype=np.int64)
-        for true, predicted, count in self.cells:
-            out[true, predicted] += count
+        cells = np.asarray(self.cells, dtype=np.int64).reshape(-1, 3)
+        np.add.at(out, (cells[:, 0], cells[:, 1]), cells[:, 2])
         return out
+
+    def with_focus(self, num_classes: int) -> "Confusion":
+        """Itself with ``focus`` derived from the matrix: the most confused classes' sub-matrix beyond
+        ``HEATMAP_CLASSES`` classes, else None."""
+        self.focus = None
+        if num_classes > HEATMAP_CLASSES:
+            matrix = self.dense(num_classes)
+            classes = most_confused_classes(matrix, HEATMAP_CLASSES)
+            self.focus = ConfusionFocus(classes=classes.tolist(),
+                                        counts=confusion_submatrix(matrix, classes).tolist())
+        return self
 
 
 class ReliabilityBin(_Model):
@@ -1070,6 +1098,8 @@ class Report(_Model):
             raise ValueError(f"a class index of confusion.cells lies outside 0..{k - 1}")
         if any(not 0 <= c.index < k for row in self.per_class for c in row.top_confusions):
             raise ValueError(f"a class index of top_confusions lies outside 0..{k - 1}")
+        if self.confusion is not None:
+            self.confusion.with_focus(k)
         return self
 
 

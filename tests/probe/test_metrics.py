@@ -210,3 +210,38 @@ def test_top_confusions_takes_a_count_of_classes():
     for k in (-1, 1.5, True):
         with pytest.raises(ValueError, match=rf"^k must be a count of classes \(an integer ≥ 0\), got {k!r}\.$"):
             top_confusions(confusion, k)
+
+
+def _plain_submatrix(c: np.ndarray, limit: int) -> tuple[list[int], np.ndarray]:
+    """The most confused classes and their sub-matrix, one class and one cell at a time."""
+    k = len(c)
+    errors = [sum(c[i, j] + c[j, i] for j in range(k) if j != i) for i in range(k)]
+    classes = sorted((i for i in range(k) if errors[i] > 0), key=lambda i: (-errors[i], i))[:limit]
+    slot = {cls: n for n, cls in enumerate(classes)}
+    out = np.zeros((len(classes) + 1, len(classes) + 1), dtype=np.int64)
+    for i in range(k):
+        for j in range(k):
+            out[slot.get(i, len(classes)), slot.get(j, len(classes))] += c[i, j]
+    return classes, out
+
+
+def test_the_most_confused_classes_sub_matrix_matches_a_plain_computation():
+    """Beyond 60 classes the dashboard drew no confusion matrix at all (a many-classes round): it draws the
+    sub-matrix of the classes in the most confusions, with an "other classes" row and column that keep each row's
+    sum the class's image count."""
+    from probe.metrics import confusion_submatrix, most_confused_classes
+
+    rng = np.random.default_rng(3)
+    for k, limit in ((300, 60), (80, 60), (12, 5), (5, 60)):
+        c = np.zeros((k, k), dtype=np.int64)
+        np.add.at(c, (rng.integers(0, k, 4 * k), rng.integers(0, k, 4 * k)), 1)
+        c[np.arange(k), np.arange(k)] += rng.integers(0, 6, k)
+        c[0] = 0  # a class without images
+        classes = most_confused_classes(c, limit)
+        expected_classes, expected = _plain_submatrix(c, limit)
+        assert classes.tolist() == expected_classes
+        sub = confusion_submatrix(c, classes)
+        assert np.array_equal(sub, expected)
+        assert sub[:-1].sum(axis=1).tolist() == c[classes].sum(axis=1).tolist() and sub.sum() == c.sum()
+    assert most_confused_classes(np.diag([3, 4, 5]), 60).tolist() == []  # no confusion: no class to show
+    assert confusion_submatrix(np.diag([3, 4, 5]), np.array([], dtype=np.int64)).tolist() == [[12]]

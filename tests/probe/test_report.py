@@ -12,6 +12,7 @@ import pytest
 
 from probe import (ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json,
                    run_probe, write_run)
+from probe.groups import GROUP_NAMES
 from probe.numbers import percent
 from probe.report import Candidate, CrossValidation, Selection
 
@@ -313,6 +314,42 @@ def test_report_json_puts_each_list_of_numbers_on_one_line():
     assert not any(re.fullmatch(r"\s*-?[\d.]+,?", line) for line in lines)  # no number on a line of its own
     assert any(re.fullmatch(r'\s*"accuracy_per_seed": \[[\d., ]+\],?', line) for line in lines)
     assert len(lines) < len(report.model_dump_json(indent=2).splitlines())
+
+
+def _many_classes(k: int, confusion: dict) -> dict:
+    """_report()'s report.json widened to ``k`` classes, with ``confusion`` as given."""
+    data = _report().model_dump(mode="json")
+    names = [f"class {i}" for i in range(k)]
+    thirds = np.array_split(np.arange(k), 3)
+    return {**data, "class_names": names, "confusion": confusion,
+            "per_class": [{**data["per_class"][0], "index": i, "name": n, "top_confusions": []}
+                          for i, n in enumerate(names)],
+            "val": {**data["val"], "per_class": [0.5] * k},
+            "grouping": {**data["grouping"], "stability": None,
+                         "groups": {g: t.tolist() for g, t in zip(GROUP_NAMES, thirds)}}}
+
+
+def test_a_report_of_many_classes_carries_the_most_confused_classes_sub_matrix():
+    """Beyond HEATMAP_CLASSES classes the dashboard showed a note instead of a confusion matrix (a many-classes
+    round): the report's confusion carries the sub-matrix of the most confused classes that it draws, derived on
+    reading, so that a report written before it (no "focus") has it too; up to the limit it is null."""
+    from probe.metrics import confusion_submatrix, most_confused_classes
+    from probe.report import HEATMAP_CLASSES, Confusion, Report
+
+    rng = np.random.default_rng(1)
+    for k in (HEATMAP_CLASSES, HEATMAP_CLASSES + 1, 300):
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (rng.integers(0, k, 3 * k), rng.integers(0, k, 3 * k)), 1)
+        old = Confusion.of(matrix).model_dump(mode="json", exclude={"focus"})
+        focus = Report.model_validate(_many_classes(k, old)).confusion.focus
+        if k <= HEATMAP_CLASSES:
+            assert focus is None
+            continue
+        classes = most_confused_classes(matrix, HEATMAP_CLASSES)
+        assert focus.classes == classes.tolist() and len(focus.classes) == HEATMAP_CLASSES
+        assert focus.counts == confusion_submatrix(matrix, classes).tolist()
+        forged = {**old, "focus": {"classes": [0], "counts": [[1, 0], [0, 1]]}}  # derived, not read
+        assert Report.model_validate(_many_classes(k, forged)).confusion.focus == focus
 
 
 def test_a_confusion_of_more_than_100_classes_is_held_as_its_non_zero_cells(tmp_path):
