@@ -111,7 +111,8 @@ def words_script() -> Response:
     ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
     probe.groups.GROUP_NAMES), the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
     columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
-    export's), ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
+    export's), ``heatmap_classes``, the classes the confusion heat map draws (probe.report.HEATMAP_CLASSES),
+    ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
     ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
     (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text), ``compared_runs``, the most runs one
     comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS), and
@@ -120,7 +121,8 @@ def words_script() -> Response:
     from feature_cache.datasets import SPLITS
     from probe.groups import GROUP_NAMES
     from probe.label_issues import DEFAULT_METHOD, METHODS
-    from probe.report import CHART_CLASSES, CONFUSIONS_HEADER, POSTHOC_WORDS, SEED_METRICS, TEST_CHECKS, VERDICT_WORDS
+    from probe.report import (CHART_CLASSES, CONFUSIONS_HEADER, HEATMAP_CLASSES, POSTHOC_WORDS, SEED_METRICS,
+                              TEST_CHECKS, VERDICT_WORDS)
     from probe.uncertainty import SIGN_FLIP_FLOOR
 
     from ..status import ACTIVE, OPEN, UNSUCCESSFUL
@@ -132,7 +134,7 @@ def words_script() -> Response:
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
                             "unsuccessful": [s.value for s in UNSUCCESSFUL]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
-             "chart_classes": CHART_CLASSES, "confusions_header": CONFUSIONS_HEADER,
+             "chart_classes": CHART_CLASSES, "heatmap_classes": HEATMAP_CLASSES, "confusions_header": CONFUSIONS_HEADER,
              "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
              "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",

@@ -298,13 +298,18 @@
 
   const SLANT = 50, TICK_LINE = 13;  // a heat map's column labels' angle (°); the px one needs beside the next (11 px)
 
+  const OTHER_FILL = "#e4e4e4";  // a sub-matrix's "other classes" cells: counts, not one confusion
+
   /**
    * Row-normalised confusion heat map (rows: true class, columns: predicted class); counts in each cell's tooltip.
    * Off-diagonal colours are scaled to the largest confusion rate so that small confusions stay visible.
-   * opts: {labels: [K names], counts: K×K, id, title}
+   * opts: {labels: [K names], counts: K×K (with other: (K+1)×(K+1)), other, id, title}
    */
   function heatmap(opts) {
-    const names = opts.labels, counts = opts.counts, K = names.length;
+    // opts.other: the name of a last row and column that sum the classes not shown (a sub-matrix): drawn grey, no
+    // diagonal and no click there (its cells are no one confusion)
+    const names = opts.other ? [...opts.labels, opts.other] : opts.labels, counts = opts.counts, K = names.length;
+    const isOther = (i) => Boolean(opts.other) && i === K - 1;
     const cell = Math.max(14, Math.min(56, Math.floor(640 / Math.max(K, 1))));
     const longest = Math.max(...names.map(textWidth), 0);
     // the column labels slant at 50°, upright where cells are too narrow for slanted ones to clear each other (from
@@ -318,19 +323,23 @@
     const rows = counts.map((row) => { const n = row.reduce((a, b) => a + b, 0); return row.map((c) => (n ? c / n : 0)); });
     // a loop, not Math.max(...): K² arguments overflow the call stack (a 1000-class matrix has 10⁶)
     let maxOff = 1e-9;
-    rows.forEach((row, i) => row.forEach((rate, j) => { if (j !== i && rate > maxOff) maxOff = rate; }));
+    rows.forEach((row, i) => row.forEach((rate, j) => {
+      if (j !== i && !isOther(i) && !isOther(j) && rate > maxOff) maxOff = rate;
+    }));
     for (let i = 0; i < K; i++) {
       const n = counts[i].reduce((a, b) => a + b, 0);
       for (let j = 0; j < K; j++) {
-        const rate = rows[i][j], diag = i === j;
+        const rate = rows[i][j], other = isOther(i) || isOther(j), diag = i === j && !other;
         const x = left + j * cell, y = top + i * cell;
-        const rect = el("rect", { x, y, width: cell - 1, height: cell - 1, class: "cell" + (diag ? " diag" : ""),
-                                  fill: cellColour(diag ? rate : rate / maxOff, diag),
-                                  "data-true": names[i], "data-pred": names[j], "data-count": counts[i][j], "data-rate": rate });
+        const rect = el("rect", { x, y, width: cell - 1, height: cell - 1,
+                                  class: "cell" + (diag ? " diag" : "") + (other ? " other" : ""),
+                                  fill: other ? OTHER_FILL : cellColour(diag ? rate : rate / maxOff, diag),
+                                  ...(other ? {} : { "data-true": names[i], "data-pred": names[j] }),
+                                  "data-count": counts[i][j], "data-rate": rate });
         rect.appendChild(el("title", {}, `true ${names[i]} → predicted ${names[j]}: ${counts[i][j]} of ${n} (${pct(rate)})`));
         svg.appendChild(rect);
         if (showText && counts[i][j]) {
-          const dark = diag ? rate > 0.55 : rate / maxOff > 0.6;
+          const dark = !other && (diag ? rate > 0.55 : rate / maxOff > 0.6);
           svg.appendChild(el("text", { x: x + cell / 2, y: y + cell / 2 + 4, "text-anchor": "middle",
                                        class: "cell-text" + (dark ? " on-dark" : "") },
                                        // a cell with images is never "0": under half a per cent reads "<1"
@@ -347,7 +356,7 @@
     svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "true class"));
     svg.appendChild(el("text", { x: left, y: height - 12, class: "axis-title" }, xTitle));
-    keyboardCells(svg, Array.from(svg.querySelectorAll("rect.cell:not(.diag):not([data-count='0'])")));
+    keyboardCells(svg, Array.from(svg.querySelectorAll("rect.cell:not(.diag):not(.other):not([data-count='0'])")));
     return described(svg, "rect.cell:not([data-count='0'])");  // the cells with images
   }
 

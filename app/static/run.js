@@ -269,9 +269,9 @@
   }
 
   // ---- confusions -----------------------------------------------------------------------------------
-  // Up to this many classes the confusion panel draws the K × K heat map (cells of at least 14 px: 840 px at 60);
-  // beyond, 3,600+ cells are unreadable and slow (300 classes: 90,000 SVG cells, 1.2 s to build).
-  const HEATMAP_MAX_CLASSES = 60;
+  // Up to this many classes the confusion panel draws the K × K heat map; beyond, the sub-matrix of this many most
+  // confused classes the report carries (probe.report.HEATMAP_CLASSES, Confusion.focus)
+  const HEATMAP_CLASSES = window.Words.heatmap_classes;
   const validConfusion = (report) => {
     const c = report.confusion, K = report.class_names.length;
     return c && Array.isArray(c.counts) && c.counts.length === K && c.counts.every((r) => Array.isArray(r) && r.length === K) ? c : null;
@@ -285,20 +285,60 @@
     return ok ? c.cells : null;
   }
 
+  const HEATMAP_NOTE = "rows: the true class, normalised to 100 %; green: correct, red: confusions (scaled to the "
+    + "largest). Hover a cell for its count; a click (or Tab to the map, the arrow keys, then Enter) shows a "
+    + "confusion's images.";
+
   function confusionPanel(report) {
     const c = report.confusion, K = report.class_names.length, cells = confusionCells(report);
     if (!cells) return empty("No confusion matrix in this report (reports written before it was added lack it).");
-    if (K > HEATMAP_MAX_CLASSES) {
-      return empty(`${K} classes: a ${K} × ${K} heat map is not drawn here (beyond ${HEATMAP_MAX_CLASSES} classes its `
-        + `cells are too small to read). The most confused pairs below and the per-class table's “${CONFUSED}” `
-        + `column name each class's confusions; report.json holds the matrix (${c.counts ? "confusion.counts" : "confusion.cells, its non-zero cells"}).`);
-    }
+    if (K > HEATMAP_CLASSES) return [...focusMap(report), classConfusions(report, cells)];
     const counts = report.class_names.map(() => new Array(K).fill(0));
     for (const [i, j, v] of cells) counts[i][j] += v;
     return [Charts.heatmap({ labels: report.class_names, counts, id: "confusion-heatmap", title: "confusion matrix" }),
-            h("p", { class: "muted note" }, `${c.split || "test"} split; rows: the true class, normalised to 100 %; `
-              + "green: correct, red: confusions (scaled to the largest). Hover a cell for its count; a click (or Tab "
-              + "to the map, the arrow keys, then Enter) shows a confusion's images." + seedsNote(report))];
+            h("p", { class: "muted note" }, `${c.split || "test"} split; ${HEATMAP_NOTE}${seedsNote(report)}`)];
+  }
+
+  /** Beyond HEATMAP_CLASSES classes: the sub-matrix of the most confused classes (report.confusion.focus) with its
+   * "other classes" row and column, and a note saying which classes it shows and why. */
+  function focusMap(report) {
+    const f = report.confusion.focus, K = report.class_names.length;
+    if (!f || !Array.isArray(f.classes)) return [empty(`${K} classes: no sub-matrix of the most confused classes.`)];
+    if (!f.classes.length) return [empty("No test image was misclassified.")];
+    const n = f.classes.length, names = f.classes.map((i) => report.class_names[i]);
+    const shown = n < HEATMAP_CLASSES ? `all ${n} classes with a confusion` : `the ${n} classes in the most confusions`;
+    return [Charts.heatmap({ labels: names, counts: f.counts, other: "other classes", id: "confusion-heatmap",
+                             title: `confusion matrix of the ${n} most confused of ${K} classes` }),
+            h("p", { class: "muted note", id: "confusion-focus-note" }, `${K} classes: the heat map shows ${shown} `
+              + "(their test images predicted as another class plus other classes' images predicted as them), most "
+              + `first; the grey “other classes” row and column sum the other ${K - n}, so each row holds all its `
+              + "class's images. "
+              + `${report.confusion.split || "test"} split; ${HEATMAP_NOTE} Pick any class below for its confusions.`
+              + seedsNote(report))];
+  }
+
+  /** Any class's confusions, picked from all K: its images predicted as other classes (its row) and other classes'
+   * images predicted as it (its column), the most first; a click shows a pair's images. */
+  function classConfusions(report, cells) {
+    const names = report.class_names, rows = new Array(names.length).fill(0);
+    for (const [i, , v] of cells) rows[i] += v;
+    const out = h("div", { id: "class-confusions" });
+    const show = (k) => {
+      const mine = cells.filter(([i, j]) => i !== j && (i === k || j === k));
+      const pair = (i, j, v) => ({ true: names[i], pred: names[j], rate: v / rows[i], count: v, n: rows[i] });
+      const row = mine.filter(([i]) => i === k).map(([i, j, v]) => pair(i, j, v));
+      const col = mine.filter(([, j]) => j === k).map(([i, j, v]) => pair(i, j, v));
+      const list = (pairs, id) => (pairs.length ? pairList(pairs.sort((a, b) => b.count - a.count || b.rate - a.rate)
+        .slice(0, 10), id, "show these images in the failure gallery") : empty("none"));
+      out.replaceChildren(h("h4", {}, `${names[k]} (${rows[k]} test images) predicted as`),
+                          list(row, "class-row-pairs"),
+                          h("h4", {}, `predicted as ${names[k]}, true class`), list(col, "class-col-pairs"));
+    };
+    const select = h("select", { id: "confusion-class", "aria-label": "class",
+                                 onchange: () => show(Number(select.value)) },
+                     names.map((name, i) => h("option", { value: i }, name)));
+    show(0);
+    return h("div", { class: "class-confusions" }, h("label", {}, "A class's confusions (any of them): ", select), out);
   }
 
   /** Confusion counts are summed over the run's seeds (probe.report.Confusion): with several, say so, or "3 of 3"
@@ -559,7 +599,7 @@
    * on a confusion cell shows its images below it (GET /api/runs/{id}/scores/failures). */
   function scoredConfusion(s) {
     const names = s.per_class.map((c) => c.name), K = names.length, c = s.confusion;
-    if (!Array.isArray(c) || c.length !== K || K > HEATMAP_MAX_CLASSES || !s.n) return [];
+    if (!Array.isArray(c) || c.length !== K || K > HEATMAP_CLASSES || !s.n) return [];
     const map = Charts.heatmap({ labels: names, counts: c, id: "score-heatmap", title: "confusion matrix of these images" });
     const gallery = h("div", { id: "score-gallery" });
     const load = failuresInto(gallery, (name, pred) => `/api/runs/${enc(s.run_id)}/scores/failures?cache=${enc(s.cache_id)}`
@@ -1040,7 +1080,8 @@
       card("Per class", perClassTable(report, cmp, other), perClassNote(report, cmp ? names.other : null)));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
-      const pair = ev.target.closest("#confused-pairs li[data-true], #confusion-heatmap rect.cell[data-true]:not(.diag)");
+      const pair = ev.target.closest("#confused-pairs li[data-true], #class-confusions li[data-true], "
+        + "#confusion-heatmap rect.cell[data-true]:not(.diag)");
       if (pair) gallery.show(pair.dataset.true, pair.dataset.pred);
     };
     document.title = `mr2probe · ${run.name} ${run.id}` + (cmp ? ` vs ${names.other}` : "");

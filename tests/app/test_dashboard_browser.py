@@ -2163,22 +2163,51 @@ def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server,
     assert kpi == "-60.0 pt [-100.0, -20.0] within noise (0 better, 3 worse, weighed by class: p = 0.25)"
 
 
-def test_a_run_of_many_classes_gets_a_note_instead_of_an_unreadable_heat_map(driver, live_server, finished):
-    """Past 60 classes the confusion panel explains where the confusions are instead of drawing K × K cells (a
-    1000-class matrix had thrown 'Maximum call stack size exceeded'); the heat map itself scales its colours
-    without spreading K² arguments, so a large one still draws."""
+def test_a_run_of_many_classes_draws_its_most_confused_classes_and_any_class_s_confusions(
+        driver, live_server, finished):
+    """Past 60 classes the confusion panel drew only a note (a many-classes round): it draws the sub-matrix the report
+    carries (probe.report.Confusion.focus) with a grey "other classes" row and column, says which classes it shows
+    and how they were chosen, and lists any picked class's confusions, its row and its column (a 1000-class matrix
+    had thrown 'Maximum call stack size exceeded'); the heat map itself scales its colours without spreading K²
+    arguments, so a large one still draws."""
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    got = driver.js("""const K = 1000, names = Array.from({length: K}, (_, i) => 'c' + i);
+        const cells = [[5, 5, 6], [5, 9, 2], [9, 9, 7], [9, 5, 1], [700, 700, 3], [700, 5, 2], [700, 9, 1],
+                       [300, 700, 4], [300, 300, 1], [800, 800, 5]];
+        // as probe.report.Confusion.focus derives it: 700 (7 confusions), 5 (5), 9 (4), 300 (4); 800 among the others
+        const focus = { classes: [700, 5, 9, 300], counts: [[3, 2, 1, 0, 0], [0, 6, 2, 0, 0], [0, 1, 7, 0, 0],
+                                                            [4, 0, 0, 1, 0], [0, 0, 0, 0, 5]] };
+        const report = { class_names: names, per_class: [], confusion: { split: 'test', cells, focus } };
+        const panel = RunPage.panels.confusionPanel(report);
+        const box = document.createElement('div'); box.append(...panel); document.body.appendChild(box);
+        const map = box.querySelector('#confusion-heatmap');
+        const other = Array.from(map.querySelectorAll('rect.cell.other'));
+        const pick = box.querySelector('#confusion-class');
+        pick.value = '700'; pick.dispatchEvent(new Event('change'));
+        const pairs = (id) => Array.from(box.querySelectorAll('#' + id + ' li')).map(li => [li.dataset.true,
+            li.dataset.pred, li.querySelector('.num').textContent]);
+        const result = [map.querySelectorAll('rect.cell').length, other.length,
+                        other.every(c => !c.dataset.true && !c.classList.contains('diag')),
+                        Array.from(map.querySelectorAll('text.tick')).map(t => t.textContent)
+                            .filter((t, i) => i % 2 === 0),
+                        box.querySelector('#confusion-focus-note').textContent, pick.options.length,
+                        pairs('class-row-pairs'), pairs('class-col-pairs'),
+                        map.querySelectorAll('rect.cell[tabindex]').length];
+        box.remove();
+        return result;""")
+    assert got[:4] == [25, 9, True, ["c700", "c5", "c9", "c300", "other classes"]]
+    assert got[4].startswith("1000 classes: the heat map shows all 4 classes with a confusion (their test images "
+                             "predicted as another class plus other classes' images predicted as them), most first; "
+                             "the grey “other classes” row and column sum the other 996")
+    assert got[5] == 1000
+    assert got[6] == [["c700", "c5", "33.3% (2 of 6)"], ["c700", "c9", "16.7% (1 of 6)"]]
+    assert got[7] == [["c300", "c700", "80.0% (4 of 5)"]]
+    assert got[8] == 5  # the keyboard reaches the five confusions, not the "other classes" cells
     script = """const K = arguments[0]; const names = Array.from({length: K}, (_, i) => 'c' + i);
         const counts = names.map((_, i) => names.map((_, j) => i === j ? 8 : (j === (i + 1) % K ? 2 : 0)));
-        const report = { class_names: names, confusion: { split: 'test', counts } };
-        const panel = RunPage.panels.confusionPanel(report);
-        const nodes = Array.isArray(panel) ? panel : [panel];
-        return [nodes.map(n => n.textContent).join(' '), nodes.some(n => n.querySelector && n.querySelector('rect.cell'))];"""
-    note, drawn = driver.js(script, [1000])
-    assert not drawn and note.startswith("1000 classes: a 1000 × 1000 heat map is not drawn here")
-    assert "report.json holds the matrix (confusion.counts)" in note
-    note, drawn = driver.js(script, [60])
-    assert drawn
+        const panel = RunPage.panels.confusionPanel({ class_names: names, confusion: { split: 'test', counts } });
+        return (Array.isArray(panel) ? panel : [panel]).some(n => n.querySelector && n.querySelector('rect.cell'));"""
+    assert driver.js(script, [60])
     # 400 classes: 160,000 rates, more arguments than Math.max(...) takes; every confusion is the largest (20 %)
     cells = driver.js("""const K = 400; const names = Array.from({length: K}, (_, i) => 'c' + i);
         const counts = names.map((_, i) => names.map((_, j) => i === j ? 8 : (j === (i + 1) % K ? 2 : 0)));
