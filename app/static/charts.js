@@ -221,7 +221,7 @@
   /**
    * Scatter plot; points of the same label in two series are joined by a thin line (base → main).
    * opts: {points: [{x, y, label, cls, series}], legend: [{name, cls}], xLabel, yLabel, yFmt, yDomain, id, title,
-   *        width, height}
+   *        width, height, labelled: a Set of the labels to place (default every one; the others: tooltip only)}
    */
   function scatter(opts) {
     const pts = opts.points.filter((p) => isNum(p.x) && isNum(p.y));
@@ -282,7 +282,7 @@
                                "data-class": p.label, "data-series": p.series || "" });
       c.appendChild(el("title", {}, p.both ? `${tip(p)}\n${tip(p.both)}` : tip(p)));
       svg.appendChild(c);
-      const label = p.label ? placeLabel(p, taken, bounds) : null;
+      const label = p.label && (!opts.labelled || opts.labelled.has(p.label)) ? placeLabel(p, taken, bounds) : null;
       if (label) { label.setAttribute("data-class", p.label); labels.appendChild(label); }
     }
     svg.appendChild(labels);  // labels above every dot

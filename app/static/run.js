@@ -194,10 +194,17 @@
       pts.push(...other.per_class.map((r) => ({ x: r.r, y: r.accuracy, label: r.name, cls: "base", series: names.other })));
       legend.unshift({ name: names.other, cls: "base" });
     }
+    // past CHART_CLASSES classes the worst that many are labelled, as the per-class chart draws them: 1,000 labels
+    // tried against every one placed took 0.3-0.7 s and named arbitrary classes (a many-classes round)
+    const many = report.per_class.length > CHART_CLASSES;
+    const labelled = many ? new Set(byAccuracy(report).slice(0, CHART_CLASSES).map((r) => r.name)) : null;
     const svg = Charts.scatter({ points: pts, legend, xLabel: "rₖ (feature radius of class k)", yLabel: "test accuracy",
-                                 xName: "rₖ", yName: "accuracy", yDomain: [0, 1], id: "r-scatter", title: "rₖ against accuracy" });
+                                 xName: "rₖ", yName: "accuracy", yDomain: [0, 1], id: "r-scatter",
+                                 title: "rₖ against accuracy", labelled });
     const note = other && !sameHead ? h("p", { class: "muted note" }, `${names.other} uses another head (rₖ is not comparable): not overlaid.`) : null;
-    return [svg, note];
+    const cut = many ? h("p", { class: "muted note", id: "r-scatter-note" }, `${report.per_class.length} classes: the `
+      + `${CHART_CLASSES} worst by test accuracy are named where there is room; hover a dot for any class.`) : null;
+    return [svg, note, cut];
   }
 
   // ---- calibration: can the shipped head's probabilities be read as probabilities? --------------------

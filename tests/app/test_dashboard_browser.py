@@ -1822,6 +1822,28 @@ def test_a_run_of_many_classes_charts_and_lists_its_worst_until_asked_for_every_
     assert got[5] == 300 and got[6] is None
 
 
+def test_a_scatter_of_many_classes_names_its_worst_classes_only(driver, live_server, finished):
+    """At 1,000 classes (two runs: 2,000 dots) the rₖ scatter tried a label for every dot against every one placed,
+    0.3-0.7 s of the run page's render, and named whichever classes came first (a many-classes round): it names the
+    CHART_CLASSES worst by test accuracy, as the per-class chart draws them, and says so; every dot keeps its
+    tooltip."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const K = 1000, names = Array.from({length: K}, (_, i) => 'class ' + i);
+        // the 60 worst (the last classes) spread below 30 %, the others packed in 90-100 %
+        const rows = (shift) => names.map((name, i) => ({ index: i, name, r: 1 + ((i * 13 + shift) % 97) / 50,
+            accuracy: i >= K - 60 ? (i - K + 60) / 200 : 0.9 + (i % 10) / 100 }));
+        const config = { head: 'linear' }, report = { per_class: rows(0), config }, other = { per_class: rows(3), config };
+        const nodes = RunPage.panels.scatterChart(report, other, { main: 'a', other: 'b' }).filter(Boolean);
+        const svg = nodes[0], worst = [...report.per_class].sort((a, b) => a.accuracy - b.accuracy).slice(0, 60)
+            .map(r => r.name);
+        const labels = Array.from(svg.querySelectorAll('text.point-label')).map(t => t.dataset.class);
+        return [labels.length, labels.filter(l => !worst.includes(l)), svg.querySelectorAll('circle.dot title').length,
+                nodes.map(n => n.textContent).slice(1)];""")
+    assert 0 < got[0] <= 2 * 60 and got[1] == [] and got[2] == 2000
+    assert got[3] == ["1000 classes: the 60 worst by test accuracy are named where there is room; hover a dot for any "
+                      "class."]
+
+
 def test_a_class_of_a_very_long_name_keeps_the_gallerys_selects_in_their_card(driver, live_server, finished):
     """A select is as wide as its longest option: a 190-character class name ran the failure gallery's off its card
     (a 1,000-class round)."""
