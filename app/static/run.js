@@ -279,6 +279,7 @@
   // Up to this many classes the confusion panel draws the K × K heat map; beyond, the sub-matrix of this many most
   // confused classes the report carries (probe.report.HEATMAP_CLASSES, Confusion.focus)
   const HEATMAP_CLASSES = window.Words.heatmap_classes;
+  const HALF_CARD_PX = 560;  // what a card of a two-column row (.grid2) holds at a 1,400 px window
   const validConfusion = (report) => {
     const c = report.confusion, K = report.class_names.length;
     return c && Array.isArray(c.counts) && c.counts.length === K && c.counts.every((r) => Array.isArray(r) && r.length === K) ? c : null;
@@ -346,6 +347,16 @@
                      names.map((name, i) => h("option", { value: i }, name)));
     show(0);
     return h("div", { class: "class-confusions" }, h("label", {}, "A class's confusions (any of them): ", select), out);
+  }
+
+  /** The confusion matrix's and the most confused pairs' cards, side by side; a heat map wider than half a card
+   * gets the page's width, the pairs beneath it: in half of it, 60 classes' 14 px cells were drawn at 7 px under
+   * 5 px labels (a many-classes round). */
+  function confusionCards(report) {
+    const confusion = card("Confusion matrix", confusionPanel(report));
+    const pairs = card("Most confused pairs", confusedList(report)), map = confusion.querySelector("svg.chart");
+    const wide = map && Number(map.dataset.width) > HALF_CARD_PX;
+    return wide ? [confusion, pairs] : [h("div", { class: "grid2" }, confusion, pairs)];
   }
 
   /** Confusion counts are summed over the run's seeds (probe.report.Confusion): with several, say so, or "3 of 3"
@@ -1073,9 +1084,7 @@
       h("div", { class: "grid2" },
         card("Easy / medium / hard" + (cmp ? ` with deltas (groups of ${names.other})` : ""), groupChart(report, cmp, names)),
         card("Feature radius rₖ against accuracy", scatterChart(report, other, names))),
-      h("div", { class: "grid2" },
-        card("Confusion matrix", confusionPanel(report)),
-        card("Most confused pairs", confusedList(report))),
+      ...confusionCards(report),
       card("Failure gallery", gallery.nodes),
       card("Likely wrong labels", labelIssuesPanel(report, run.id, run.label_issues || [])),
       h("div", { class: "grid2" },
@@ -1096,5 +1105,5 @@
   }
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
-                                       confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel } };
+                                       confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel } };
 })();

@@ -2250,6 +2250,23 @@ def test_a_run_of_many_classes_draws_its_most_confused_classes_and_any_class_s_c
     assert errors == [], errors
 
 
+def test_a_heat_map_of_sixty_classes_gets_the_page_s_width(driver, live_server, finished):
+    """In half of the page (beside the most confused pairs) a 60-class heat map's 14 px cells were drawn at 7 px
+    under 5 px labels (a many-classes round): a heat map wider than half a card gets the page's width, drawn at its
+    own size; a small one stays beside the pairs."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    script = """const K = arguments[0], names = Array.from({length: K}, (_, i) => 'class_name_' + i);
+        const counts = names.map((_, i) => names.map((_, j) => (i === j ? 9 : j === (i + 1) % K ? 1 : 0)));
+        const nodes = RunPage.panels.confusionCards({ class_names: names, per_class: [], confusion: { counts } });
+        const box = document.createElement('div'); box.append(...nodes); document.querySelector('main').prepend(box);
+        const map = box.querySelector('#confusion-heatmap');
+        const got = [nodes.length, Math.round(100 * map.getBoundingClientRect().width / Number(map.dataset.width)) / 100];
+        box.remove();
+        return got;"""
+    assert driver.js(script, [60]) == [2, 1]
+    assert driver.js(script, [3]) == [1, 1]
+
+
 def test_a_heat_maps_column_labels_keep_apart_at_sixty_classes(driver, live_server, finished):
     """A scale round: from 38 classes (14 px cells) the heat map's column labels, slanted at 50°, ran into each other;
     where the cells are that narrow they stand upright, each clear of the next and above the cells."""
