@@ -289,16 +289,15 @@
     return described(svg, "circle.dot");
   }
 
-  /** Colour of a heat-map cell: green on the diagonal (correct), red off it (confusions), by intensity t ∈ [0, 1]. */
-  function cellColour(t, diagonal) {
-    const [r, g, b] = diagonal ? [47, 143, 87] : [200, 66, 59];
+  /** Colour of a heat-map cell: green on the diagonal (correct), red off it (confusions), grey for a sub-matrix's
+   * "other classes" (several classes' counts), by intensity t ∈ [0, 1]. */
+  function cellColour(t, diagonal, other) {
+    const [r, g, b] = other ? [110, 110, 110] : diagonal ? [47, 143, 87] : [200, 66, 59];
     const mix = (c) => Math.round(255 + (c - 255) * Math.max(0, Math.min(1, t)));
     return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
   }
 
   const SLANT = 50, TICK_LINE = 13;  // a heat map's column labels' angle (°); the px one needs beside the next (11 px)
-
-  const OTHER_FILL = "#e4e4e4";  // a sub-matrix's "other classes" cells: counts, not one confusion
 
   /**
    * Row-normalised confusion heat map (rows: true class, columns: predicted class); counts in each cell's tooltip.
@@ -333,7 +332,9 @@
         const x = left + j * cell, y = top + i * cell;
         const rect = el("rect", { x, y, width: cell - 1, height: cell - 1,
                                   class: "cell" + (diag ? " diag" : "") + (other ? " other" : ""),
-                                  fill: other ? OTHER_FILL : cellColour(diag ? rate : rate / maxOff, diag),
+                                  // "other classes" by the row's share: a class confused only with classes not
+                                  // shown read as a row without images (one flat grey; a many-classes round)
+                                  fill: cellColour(diag || other ? rate : rate / maxOff, diag, other),
                                   ...(other ? {} : { "data-true": names[i], "data-pred": names[j] }),
                                   "data-count": counts[i][j], "data-rate": rate });
         rect.appendChild(el("title", {}, `true ${names[i]} → predicted ${names[j]}: ${counts[i][j]} of ${n} (${pct(rate)})`));

@@ -2223,7 +2223,8 @@ def test_a_run_of_many_classes_draws_its_most_confused_classes_and_any_class_s_c
                             .filter((t, i) => i % 2 === 0),
                         box.querySelector('#confusion-focus-note').textContent, pick.options.length,
                         pairs('class-row-pairs'), pairs('class-col-pairs'),
-                        map.querySelectorAll('rect.cell[tabindex]').length];
+                        map.querySelectorAll('rect.cell[tabindex]').length,
+                        other.map(c => [Number(c.dataset.count), c.getAttribute('fill')])];
         box.remove();
         return result;""")
     assert got[:4] == [25, 9, True, ["c700", "c5", "c9", "c300", "other classes"]]
@@ -2234,6 +2235,8 @@ def test_a_run_of_many_classes_draws_its_most_confused_classes_and_any_class_s_c
     assert got[6] == [["c700", "c5", "33.3% (2 of 6)"], ["c700", "c9", "16.7% (1 of 6)"]]
     assert got[7] == [["c300", "c700", "80.0% (4 of 5)"]]
     assert got[8] == 5  # the keyboard reaches the five confusions, not the "other classes" cells
+    # the "other classes" cells in grey by their share of the row: none of a shown class's images went to them
+    assert got[9] == [[0, "rgb(255,255,255)"]] * 8 + [[5, "rgb(110,110,110)"]]
     script = """const K = arguments[0]; const names = Array.from({length: K}, (_, i) => 'c' + i);
         const counts = names.map((_, i) => names.map((_, j) => i === j ? 8 : (j === (i + 1) % K ? 2 : 0)));
         const panel = RunPage.panels.confusionPanel({ class_names: names, confusion: { split: 'test', counts } });
