@@ -53,6 +53,7 @@ __all__ = [
     "confusion_matrix",
     "precision_recall_f1",
     "top_confusions",
+    "confusion_cells",
     "most_confused_classes",
     "confusion_submatrix",
 ]
@@ -332,30 +333,36 @@ def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
-def most_confused_classes(confusion: np.ndarray, limit: int) -> np.ndarray:
-    """The ≤ ``limit`` classes in the most confusions, most first: e_k = Σ_{j≠k} C[k,j] + Σ_{i≠k} C[i,k] (its
-    images predicted as another class plus other classes' images predicted as it); ties go to the lower index and
-    classes without any confusion are left out. Returns their indices (n,) int64."""
-    off = np.asarray(confusion, dtype=np.int64).copy()
-    np.fill_diagonal(off, 0)
-    errors = off.sum(axis=1) + off.sum(axis=0)
+def confusion_cells(confusion: np.ndarray) -> np.ndarray:
+    """(m, 3) int64: the non-zero cells ``[true, predicted, count]`` of a (K, K) count matrix, row by row."""
+    c = np.asarray(confusion, dtype=np.int64)
+    true, predicted = np.nonzero(c)
+    return np.stack([true, predicted, c[true, predicted]], axis=1)
+
+
+def most_confused_classes(cells: np.ndarray, num_classes: int, limit: int) -> np.ndarray:
+    """The ≤ ``limit`` classes in the most confusions, most first, from the matrix's cells (m, 3) ``[true,
+    predicted, count]`` (:func:`confusion_cells`; a 5,000-class matrix is 25 M counts, its cells a few): e_k =
+    Σ_{j≠k} C[k,j] + Σ_{i≠k} C[i,k] (its images predicted as another class plus other classes' images predicted as
+    it); ties go to the lower index and classes without any confusion are left out. Returns their indices (n,)."""
+    true, predicted, count = np.asarray(cells, dtype=np.int64).reshape(-1, 3).T
+    off = true != predicted
+    errors = (np.bincount(true[off], count[off], minlength=num_classes)
+              + np.bincount(predicted[off], count[off], minlength=num_classes))
     order = np.argsort(-errors, kind="stable")[:limit]
     return order[errors[order] > 0].astype(np.int64)
 
 
-def confusion_submatrix(confusion: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """(n + 1, n + 1) int64: the rows and columns of ``classes`` (n,), in their order, plus a last row and column
-    "other classes", so that each row sums to its class's images, as in the full matrix: ``[i, n]`` = images of
-    classes[i] predicted as a class outside ``classes``, ``[n, j]`` = images of those classes predicted as
-    classes[j], ``[n, n]`` = those classes' images predicted among themselves (correct or not)."""
-    c = np.asarray(confusion, dtype=np.int64)
-    classes = np.asarray(classes, dtype=np.int64)
+def confusion_submatrix(cells: np.ndarray, num_classes: int, classes: np.ndarray) -> np.ndarray:
+    """(n + 1, n + 1) int64 from the matrix's cells (m, 3): the rows and columns of ``classes`` (n,), in their
+    order, plus a last row and column "other classes", so that each row sums to its class's images, as in the full
+    matrix: ``[i, n]`` = images of classes[i] predicted as a class outside ``classes``, ``[n, j]`` = images of those
+    classes predicted as classes[j], ``[n, n]`` = those classes' images predicted among themselves."""
+    true, predicted, count = np.asarray(cells, dtype=np.int64).reshape(-1, 3).T
+    slot = np.full(num_classes, len(classes), dtype=np.int64)
+    slot[np.asarray(classes, dtype=np.int64)] = np.arange(len(classes))
     out = np.zeros((len(classes) + 1, len(classes) + 1), dtype=np.int64)
-    out[:-1, :-1] = c[np.ix_(classes, classes)]
-    rows, cols = c[classes].sum(axis=1), c[:, classes].sum(axis=0)
-    out[:-1, -1] = rows - out[:-1, :-1].sum(axis=1)
-    out[-1, :-1] = cols - out[:-1, :-1].sum(axis=0)
-    out[-1, -1] = c.sum() - rows.sum() - out[-1, :-1].sum()
+    np.add.at(out, (slot[true], slot[predicted]), count)
     return out
 
 

@@ -37,8 +37,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegative
 
 from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
-from .metrics import (balanced_accuracy, confusion_submatrix, ideal_class_margin_deg, ideal_sample_margin,
-                      most_confused_classes, nan_mean, per_class_std, worst_class)
+from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, ideal_class_margin_deg,
+                      ideal_sample_margin, most_confused_classes, nan_mean, per_class_std, worst_class)
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run
@@ -453,11 +453,11 @@ class Confusion(_Model):
         """Itself with ``focus`` derived from the matrix: the most confused classes' sub-matrix beyond
         ``HEATMAP_CLASSES`` classes, else None."""
         self.focus = None
-        if num_classes > HEATMAP_CLASSES:
-            matrix = self.dense(num_classes)
-            classes = most_confused_classes(matrix, HEATMAP_CLASSES)
+        if num_classes > HEATMAP_CLASSES:  # from the cells: the dense form of 5,000 classes is 200 MB
+            cells = confusion_cells(self.counts) if self.counts is not None else self.cells
+            classes = most_confused_classes(cells, num_classes, HEATMAP_CLASSES)
             self.focus = ConfusionFocus(classes=classes.tolist(),
-                                        counts=confusion_submatrix(matrix, classes).tolist())
+                                        counts=confusion_submatrix(cells, num_classes, classes).tolist())
         return self
 
 

@@ -229,7 +229,7 @@ def test_the_most_confused_classes_sub_matrix_matches_a_plain_computation():
     """Beyond 60 classes the dashboard drew no confusion matrix at all (a many-classes round): it draws the
     sub-matrix of the classes in the most confusions, with an "other classes" row and column that keep each row's
     sum the class's image count."""
-    from probe.metrics import confusion_submatrix, most_confused_classes
+    from probe.metrics import confusion_cells, confusion_submatrix, most_confused_classes
 
     rng = np.random.default_rng(3)
     for k, limit in ((300, 60), (80, 60), (12, 5), (5, 60)):
@@ -237,11 +237,14 @@ def test_the_most_confused_classes_sub_matrix_matches_a_plain_computation():
         np.add.at(c, (rng.integers(0, k, 4 * k), rng.integers(0, k, 4 * k)), 1)
         c[np.arange(k), np.arange(k)] += rng.integers(0, 6, k)
         c[0] = 0  # a class without images
-        classes = most_confused_classes(c, limit)
+        cells = confusion_cells(c)
+        assert len(cells) == np.count_nonzero(c) and all(c[t, p] == n for t, p, n in cells)
+        classes = most_confused_classes(cells, k, limit)
         expected_classes, expected = _plain_submatrix(c, limit)
         assert classes.tolist() == expected_classes
-        sub = confusion_submatrix(c, classes)
+        sub = confusion_submatrix(cells, k, classes)
         assert np.array_equal(sub, expected)
         assert sub[:-1].sum(axis=1).tolist() == c[classes].sum(axis=1).tolist() and sub.sum() == c.sum()
-    assert most_confused_classes(np.diag([3, 4, 5]), 60).tolist() == []  # no confusion: no class to show
-    assert confusion_submatrix(np.diag([3, 4, 5]), np.array([], dtype=np.int64)).tolist() == [[12]]
+    diagonal = confusion_cells(np.diag([3, 4, 5]))
+    assert most_confused_classes(diagonal, 3, 60).tolist() == []  # no confusion: no class to show
+    assert confusion_submatrix(diagonal, 3, np.array([], dtype=np.int64)).tolist() == [[12]]

@@ -333,7 +333,7 @@ def test_a_report_of_many_classes_carries_the_most_confused_classes_sub_matrix()
     """Beyond HEATMAP_CLASSES classes the dashboard showed a note instead of a confusion matrix (a many-classes
     round): the report's confusion carries the sub-matrix of the most confused classes that it draws, derived on
     reading, so that a report written before it (no "focus") has it too; up to the limit it is null."""
-    from probe.metrics import confusion_submatrix, most_confused_classes
+    from probe.metrics import confusion_cells, confusion_submatrix, most_confused_classes
     from probe.report import HEATMAP_CLASSES, Confusion, Report
 
     rng = np.random.default_rng(1)
@@ -345,11 +345,28 @@ def test_a_report_of_many_classes_carries_the_most_confused_classes_sub_matrix()
         if k <= HEATMAP_CLASSES:
             assert focus is None
             continue
-        classes = most_confused_classes(matrix, HEATMAP_CLASSES)
+        cells = confusion_cells(matrix)
+        classes = most_confused_classes(cells, k, HEATMAP_CLASSES)
         assert focus.classes == classes.tolist() and len(focus.classes) == HEATMAP_CLASSES
-        assert focus.counts == confusion_submatrix(matrix, classes).tolist()
+        assert focus.counts == confusion_submatrix(cells, k, classes).tolist()
         forged = {**old, "focus": {"classes": [0], "counts": [[1, 0], [0, 1]]}}  # derived, not read
         assert Report.model_validate(_many_classes(k, forged)).confusion.focus == focus
+
+
+def test_a_report_of_thousands_of_classes_is_read_without_its_dense_matrix(monkeypatch):
+    """The sub-matrix of the most confused classes came from the K × K matrix, made on every read: 200 MB for a
+    5,000-class report of a few thousand cells. It is found from the cells."""
+    from probe.report import Confusion, Report
+
+    def dense(self, num_classes):
+        raise AssertionError(f"a {num_classes} × {num_classes} matrix made")
+
+    monkeypatch.setattr(Confusion, "dense", dense)
+    k = 5000
+    cells = [[i, i, 2] for i in range(k)] + [[i, (i + 1) % k, 1] for i in range(0, k, 50)]
+    focus = Report.model_validate(_many_classes(k, {"split": "test", "cells": cells})).confusion.focus
+    assert focus.classes[:4] == [0, 1, 50, 51] and len(focus.classes) == 60  # one confusion each: by index
+    assert focus.counts[0][:2] == [2, 1] and sum(map(sum, focus.counts)) == sum(c[2] for c in cells)
 
 
 def test_a_confusion_of_more_than_100_classes_is_held_as_its_non_zero_cells(tmp_path):
