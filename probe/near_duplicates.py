@@ -14,12 +14,16 @@ figures in bench/README.md); other encoders are unmeasured (:func:`near_duplicat
 """
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
-           "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE",
+           "PAIR_COLUMNS", "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among",
+           "read_pairs", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -30,6 +34,12 @@ DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
 # 6.4e11, ~32 s: three times `mr2probe train --loss ce` on it (~9–12 s), so a run that large goes without the check
 # (the report's near_duplicates is null, the log says why) rather than wait on it.
 MAX_CHECK_PRODUCTS = 10**11
+# every test image of a run that duplicates a train or val image (the report keeps 3 examples), most similar first:
+# in the run folder beside report.json (probe.report.RUN_FILES), one row a pair; a run unchecked has none
+PAIRS_FILE = "near_duplicates.csv"
+# test_row: the row of the run's test split (after any classes left out); test / seen: the paths inside the data set
+# (empty where the run was given none); seen_split, seen_row: the train or val image's; identical: byte-identical
+PAIR_COLUMNS = ("test_row", "test", "seen_split", "seen_row", "seen", "similarity", "identical")
 
 
 class NearestRows(NamedTuple):
@@ -120,3 +130,37 @@ def nearest_among(queries: np.ndarray, references: list[np.ndarray], chunk_rows:
         best[better], index[better] = found.similarity[better], found.index[better] + offset
         offset += len(reference)
     return NearestRows(index, best)
+
+
+def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:
+    """``pairs`` (dicts of :data:`PAIR_COLUMNS`; a path None where unknown) as :data:`PAIRS_FILE` in ``run_dir``."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=PAIR_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for pair in pairs:
+        writer.writerow({**pair, "similarity": f"{pair['similarity']:.6f}", "identical": int(pair["identical"])})
+    (Path(run_dir) / PAIRS_FILE).write_text(text.getvalue(), encoding="utf-8")
+
+
+def read_pairs(run_dir: str | Path) -> list[dict] | None:
+    """The pairs :func:`write_pairs` wrote in ``run_dir``, most similar first; None where there is no such file (a run
+    unchecked, or written before it).
+
+    Raises:
+        ValueError: a file that is not one (damaged, or another CSV).
+    """
+    path = Path(run_dir) / PAIRS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != PAIR_COLUMNS:
+        raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read: its columns are "
+                         f"{reader.fieldnames}, not {list(PAIR_COLUMNS)}.")
+    try:
+        return [{"test_row": int(row["test_row"]), "test": row["test"] or None, "seen_split": row["seen_split"],
+                 "seen_row": int(row["seen_row"]), "seen": row["seen"] or None,
+                 "similarity": float(row["similarity"]), "identical": row["identical"] == "1"} for row in reader]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read (damaged): {exc}") from None

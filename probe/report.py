@@ -39,6 +39,7 @@ from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, ideal_class_margin_deg,
                       ideal_sample_margin, most_confused_classes, nan_mean, per_class_std, worst_class)
+from .near_duplicates import PAIRS_FILE, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run
@@ -1316,24 +1317,26 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 RUN_FILES = ("report.json", "per_class.csv", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE,
-             PREDICTIONS_FILE, SEEN_FILE)  # what write_run writes (report.json last); a run replaced loses the rest
+             PREDICTIONS_FILE, SEEN_FILE, PAIRS_FILE)  # what write_run writes (report.json last); a run replaced loses the rest
 
 
-def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
+def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None,
+              near_pairs: list[dict] | None = None) -> None:
     """Write report.json, per_class.csv, head.safetensors + head.json (and posthoc_bias.json, temperature.json,
-    the test predictions ``predictions.npz`` and the train and val sources' digests ``seen_sources.npz``, a
-    :class:`probe.seen.SeenSources`, when given) into ``run_dir``.
+    the test predictions ``predictions.npz``, the train and val sources' digests ``seen_sources.npz``, a
+    :class:`probe.seen.SeenSources`, and every near-duplicate pair ``near_duplicates.csv``
+    (:func:`probe.near_duplicates.write_pairs`), when given) into ``run_dir``.
 
     The run replaced (``train --force``) stays whole until the new one is complete, and a kill at any instant leaves
     one of them whole (:mod:`probe.rundir`): it was lost before stop 66, and both were in the instant the files were
     moved in. Files in ``run_dir`` that are not a run's are kept; another process writing ``run_dir`` is refused
     (:class:`probe.files.OutputBusy`)."""
-    replace_run(Path(run_dir), lambda staging: _write_run_files(staging, report, trainer, predictions, seen),
-                RUN_FILES)
+    replace_run(Path(run_dir), lambda staging: _write_run_files(staging, report, trainer, predictions, seen,
+                                                                near_pairs), RUN_FILES)
     logger.info("run written to %s", run_dir)
 
 
-def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, seen=None) -> None:
+def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, seen=None, near_pairs=None) -> None:
     """The files of :func:`write_run` into an empty ``run_dir``."""
     scaling = report.temperature_scaling
     trainer.save(run_dir / "head.safetensors", class_names=report.class_names)
@@ -1341,6 +1344,8 @@ def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, s
         predictions.save(run_dir)
     if seen is not None:
         seen.save(run_dir)
+    if near_pairs is not None:
+        write_pairs(run_dir, near_pairs)
     (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8")
     if report.posthoc is not None:
         first = report.posthoc.per_seed[0]

@@ -1021,6 +1021,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     steps.tick("report")
     calibration = calibration_summary([e.test_logits for e in evaluations], splits.test[1], splits.num_classes,
                                       seed=config.seeds[0], temperature=temperature)
+    near_duplicates, near_pairs = _near_duplicates(data, sources, contents, features, evaluations)
     report = build_report(
         run_id=Path(out_dir).name if out_dir is not None else None, config=outcome.config, selected=outcome.params,
         selection=outcome.selection, class_names=class_names, groups=groups, reference=reference,
@@ -1028,7 +1029,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         n_train=np.bincount(splits.y_train, minlength=splits.num_classes), val_source=splits.val_source,
         n_val=np.bincount(splits.val[1], minlength=splits.num_classes),
         diagnostics=test_diagnostics(predictions, class_names, groups),
-        calibration=calibration, near_duplicates=_near_duplicates(data, sources, contents, features, evaluations),
+        calibration=calibration, near_duplicates=near_duplicates,
         stability=outcome.stability, timing=clock.timing(steps.total, device), features=features,
         environment=run_environment(
             steps.precisions, [e.precision or "" for e in evaluations], command,
@@ -1045,7 +1046,7 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
     _notes(report, config, reference, scorer, outcome, groups)
     if out_dir is not None:
         seen = splits.seen(sources, contents) if sources else None
-        write_run(Path(out_dir), report, outcome.first, predictions, seen)
+        write_run(Path(out_dir), report, outcome.first, predictions, seen, near_pairs)
     if progress is not None:
         progress(1.0, "done")
     return report
@@ -1063,10 +1064,11 @@ def _check_spread(config: ProbeConfig, data: Mapping[str, tuple], class_names: l
 
 def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]],
                      contents: Mapping[str, np.ndarray] | None, features: FeatureSource | None,
-                     evaluations: list[SeedEvaluation]) -> NearDuplicates | None:
+                     evaluations: list[SeedEvaluation]) -> tuple[NearDuplicates | None, list[dict] | None]:
     """The test images that duplicate a train or val image given (before any carving: val carved from train is
     either): near by the cosine of the features at the encoder's measured threshold, identical by content digest
-    (``contents``), with the test accuracy on them and on the rest; None where the encoder has no measured threshold
+    (``contents``), with the test accuracy on them and on the rest; and every such pair, most similar first
+    (:func:`_pairs`, the run's ``near_duplicates.csv``). (None, None) where the encoder has no measured threshold
     (or ``features`` is unknown) or the comparison passes :data:`MAX_CHECK_PRODUCTS`."""
     threshold = near_duplicate_threshold(features.encoder if features is not None else None)
     test_x, test_y = data["test"]
@@ -1075,7 +1077,7 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     if threshold is None or products > MAX_CHECK_PRODUCTS:
         logger.info("near-duplicates not checked: %s", "no measured threshold for the encoder" if threshold is None
                     else f"{products:.2g} products, past {MAX_CHECK_PRODUCTS:.0e}")
-        return None
+        return None, None
     nearest = nearest_among(test_x, [data[split][0] for split in seen])
     flagged = nearest.similarity >= threshold
     identical = None
@@ -1087,9 +1089,7 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     correct = np.mean([e.test_logits.argmax(axis=1) == np.asarray(test_y) for e in evaluations], axis=0)
     (dup_ci, rest_ci) = wilson_interval(np.array([correct[duplicate].sum(), correct[~duplicate].sum()]),
                                         np.array([duplicate.sum(), (~duplicate).sum()]))
-    seen_sources = [path for split in seen for path in sources.get(split, [None] * len(data[split][1]))]
-    test_sources = sources.get("test", [None] * len(test_y))
-    shown = np.flatnonzero(near)[np.argsort(-nearest.similarity[near], kind="stable")][:3]
+    pairs = _pairs(data, sources, seen, nearest, duplicate, identical)
     return NearDuplicates(
         encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
         identical=None if identical is None else int(identical.sum()),
@@ -1097,8 +1097,32 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
         duplicates_ci=dup_ci if duplicate.any() else None,
         accuracy_rest=correct[~duplicate].mean() if (~duplicate).any() else None,
         rest_ci=rest_ci if (~duplicate).any() else None,
-        examples=[NearDuplicatePair(test=test_sources[i], seen=seen_sources[nearest.index[i]],
-                                    similarity=float(nearest.similarity[i])) for i in shown])
+        examples=[NearDuplicatePair(test=p["test"], seen=p["seen"], similarity=p["similarity"])
+                  for p in pairs if not p["identical"]][:3]), pairs
+
+
+def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen: list[str], nearest,
+           duplicate: np.ndarray, identical: np.ndarray | None) -> list[dict]:
+    """Each ``duplicate`` test row with its most similar train or val row (``nearest``, over the ``seen`` splits one
+    after the other), most similar first (test order on ties): :data:`probe.near_duplicates.PAIR_COLUMNS`."""
+    starts = np.cumsum([0, *(len(data[split][1]) for split in seen)])
+    rows = np.flatnonzero(duplicate)
+    pairs = []
+    for row in rows[np.argsort(-nearest.similarity[rows], kind="stable")]:
+        at = int(nearest.index[row])
+        part = int(np.searchsorted(starts, at, side="right")) - 1
+        split, seen_row = seen[part], at - int(starts[part])
+        pairs.append({"test_row": int(row), "test": _source(sources, "test", int(row)), "seen_split": split,
+                      "seen_row": seen_row, "seen": _source(sources, split, seen_row),
+                      "similarity": float(nearest.similarity[row]),
+                      "identical": bool(identical is not None and identical[row])})
+    return pairs
+
+
+def _source(sources: Mapping[str, Sequence[str]], split: str, row: int) -> str | None:
+    """The path of ``split``'s row ``row`` in its data set; None where the run was given none."""
+    paths = sources.get(split)
+    return None if paths is None else paths[row]
 
 
 def _feature_warnings(features: FeatureSource | None) -> list[str]:

@@ -95,3 +95,37 @@ def test_a_run_past_the_products_budget_goes_unchecked(monkeypatch):
     report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
                        features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
     assert report.near_duplicates.near == len(NEAR)
+
+
+def test_the_run_folder_keeps_every_pair_and_a_replaced_run_loses_a_stale_file(leaky_run, tmp_path):
+    from probe.near_duplicates import PAIRS_FILE, read_pairs
+
+    report, out, sources = leaky_run
+    pairs = read_pairs(out)
+    assert len(pairs) == len(NEAR) + len(IDENTICAL) > len(report.near_duplicates.examples)
+    assert {(p["test_row"], p["test"], p["seen_split"], p["seen_row"], p["seen"], p["identical"]) for p in pairs} == {
+        (r, sources["test"][r], "train", 10 + r, sources["train"][10 + r], False) for r in NEAR} | {
+        (r, sources["test"][r], "train", 20 + r, sources["train"][20 + r], True) for r in IDENTICAL}
+    similarities = [p["similarity"] for p in pairs]
+    assert similarities == sorted(similarities, reverse=True) and min(similarities) >= 0.9
+    shown = [(p.test, p.seen) for p in report.near_duplicates.examples]
+    assert shown == [(p["test"], p["seen"]) for p in pairs if not p["identical"]][:3]
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / PAIRS_FILE).write_text((out / PAIRS_FILE).read_text())  # a checked run's file, then an unchecked run
+    data, sources, digests = _leaky()
+    run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), out_dir=run, sources=sources,
+              features=FeatureSource(fingerprint="f" * 64, encoder="openclip:x"))
+    assert read_pairs(run) is None and not (run / PAIRS_FILE).exists()
+
+
+def test_a_checked_run_without_duplicates_writes_an_empty_list_and_a_damaged_file_is_named(tmp_path):
+    from probe.near_duplicates import PAIRS_FILE, read_pairs
+
+    clean = gaussian_splits(3, {"train": 40, "val": 10, "test": 20}, spread=1.0, dim=64, seed=3)
+    run_probe(clean, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), out_dir=tmp_path / "clean",
+              features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    assert read_pairs(tmp_path / "clean") == []
+    (tmp_path / "clean" / PAIRS_FILE).write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="near_duplicates.csv of run clean cannot be read"):
+        read_pairs(tmp_path / "clean")
