@@ -160,3 +160,26 @@ def first_right(labels: np.ndarray, right: list[int]):
     for k, n in enumerate(right):
         out[np.flatnonzero(labels == k)[n:]] = 2 if k != 2 else 0
     return Predictions(labels, out[None, :], np.full(len(labels), 0.9))
+
+
+LEAKY_NEAR, LEAKY_IDENTICAL = [0, 1, 2, 3, 4], [5, 6]  # test rows made copies of train rows 10.. and 20..
+
+
+def leaky_splits(names: list[str]):
+    """3 classes of Gaussian features (train 40, val 10, test 20 a class) whose test rows ``LEAKY_NEAR`` nearly
+    duplicate train rows 10.. (features scaled and jittered, other digests) and ``LEAKY_IDENTICAL`` are train rows
+    20.. (same features and digests): (data, sources ``{split}/{name}/{i}.png``, content digests)."""
+    data = gaussian_splits(3, {"train": 40, "val": 10, "test": 20}, spread=1.0, dim=64, seed=3)
+    rng = np.random.default_rng(0)
+    x_train, x_test = data["train"][0], data["test"][0].copy()
+    y_test = data["test"][1].copy()
+    digests = {split: rng.integers(0, 256, (len(y), 16), dtype=np.uint8) for split, (_, y) in data.items()}
+    for row in LEAKY_NEAR:  # another encoding of a train image: other bytes, features nearly the same
+        x_test[row] = 1.02 * x_train[10 + row] + 0.01 * rng.normal(size=64)
+        y_test[row] = data["train"][1][10 + row]
+    for row in LEAKY_IDENTICAL:  # the same file
+        x_test[row], y_test[row] = x_train[20 + row], data["train"][1][20 + row]
+        digests["test"][row] = digests["train"][20 + row]
+    data["test"] = (x_test, y_test)
+    sources = {split: [f"{split}/{names[k]}/{i}.png" for i, k in enumerate(y)] for split, (_, y) in data.items()}
+    return data, sources, digests

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_run_argument, check_out_apart, check_out_file, terminal_width
+from . import add_data_argument, add_run_argument, check_out_apart, check_out_file, terminal_width
 
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
 
@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fmt.add_argument("--json", action="store_true", help="print report.json")
     fmt.add_argument("--csv", action="store_true", help="print the per-class table as CSV")
     add_export_arguments(parser, fmt, "with inline SVG charts (nothing loaded from elsewhere)")
+    fmt.add_argument("--near-duplicates", action="store_true",
+                     help="list every test image that duplicates a train or val image (the run's "
+                          "near_duplicates.csv), most similar first, with the image it duplicates and their cosine")
+    parser.add_argument("--paths", action="store_true",
+                        help="with --near-duplicates: print only those test images' paths, one a line, to remove "
+                             "them from the test split (mr2probe report RUN --near-duplicates --paths > remove.txt)")
+    add_data_argument(parser)
     parser.add_argument("--all-classes", action="store_true",
                         help="the terminal tables list every class (default: a run with more classes than "
                         "probe.report.TERMINAL_CLASSES lists its worst ones; the files and exports keep every class)")
@@ -26,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from probe.report import TERMINAL_CLASSES
 
     check_export_arguments(args)
+    for given, flag in ((args.paths, "--paths"), (args.data is not None, "--data")):
+        if given and not args.near_duplicates:
+            raise ValueError(f"{flag} needs --near-duplicates")
+    if args.near_duplicates:
+        return list_near_duplicates(args.run_dir, args.paths, args.data)
     if args.out is not None:
         check_out_file(args.out, "report.html")
         check_out_apart(args.out, runs=[args.run_dir])
@@ -66,3 +78,40 @@ def write_document(document: str, out: Path | None) -> None:
 
         write_output(out, lambda name: Path(name).write_text(document, encoding="utf-8"))
         print(f"wrote {out}")
+
+
+def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
+    """Print the run's near-duplicate pairs (:func:`probe.near_duplicates.read_pairs`), or with ``paths_only`` the
+    test images' paths alone, one a line; ``data``: the paths in full (``--data``)."""
+    from feature_cache.archives import printable
+    from probe import load_report
+    from probe.near_duplicates import PAIRS_FILE, read_pairs
+
+    from . import check_data_folder, full_paths, run_folder
+
+    check_data_folder(data)
+    found, folder = load_report(run_dir).near_duplicates, run_folder(run_dir)
+    pairs = read_pairs(folder)
+    if pairs is None or found is None:
+        raise ValueError(f"run {folder.name} has no {PAIRS_FILE}: " + (
+            "it was not checked for near-duplicates (an encoder without a measured threshold, or too many images "
+            "to compare)" if found is None else "it was written before the list was kept; train it again to list "
+            "them"))
+    tests = [row["source"] for row in full_paths([{"source": p["test"]} for p in pairs], data)]
+    if paths_only:
+        for path in tests:
+            if path is not None:  # escaped: a file name with a line break would read as two
+                print(printable(path))
+        return 0
+    seen = [row["source"] for row in full_paths([{"source": p["seen"]} for p in pairs], data)]
+    identical = sum(p["identical"] for p in pairs)
+    inside = "" if data is not None or not pairs else " (paths inside the data set; --data DIR prints them whole)"
+    print(f"{len(pairs):,} of {found.test_images:,} test images duplicate a train or val image (cosine ≥ "
+          f"{found.threshold:g} of {found.encoder} features; {identical:,} byte-identical){inside}"
+          f"{', most similar first:' if pairs else '.'}")
+    for pair, test, other in zip(pairs, tests, seen):
+        where = (f"test row {pair['test_row']}" if test is None else printable(test),
+                 f"{pair['seen_split']} row {pair['seen_row']}" if other is None else printable(other))
+        same = "  byte-identical" if pair["identical"] else ""
+        print(f"  {pair['similarity']:.3f}  {where[0]}  ~  {pair['seen_split']}: {where[1]}{same}")
+    return 0

@@ -10,28 +10,15 @@ import pytest
 from probe import ProbeConfig, Report, format_report, load_report, run_probe
 from probe.near_duplicates import near_duplicate_threshold
 from probe.report import FeatureSource
-from testdata import gaussian_splits
+from testdata import LEAKY_IDENTICAL, LEAKY_NEAR, gaussian_splits, leaky_splits
 
 NAMES = ["a", "b", "c"]
 FAST = dict(epochs=20, lr_grid=[0.05], wd_grid=[0.0], seeds=[0, 1], cv=0)
-NEAR, IDENTICAL = [0, 1, 2, 3, 4], [5, 6]  # test rows made copies of train rows 10.. and 20..
+NEAR, IDENTICAL = LEAKY_NEAR, LEAKY_IDENTICAL  # test rows made copies of train rows 10.. and 20..
 
 
 def _leaky():
-    data = gaussian_splits(3, {"train": 40, "val": 10, "test": 20}, spread=1.0, dim=64, seed=3)
-    rng = np.random.default_rng(0)
-    x_train, x_test = data["train"][0], data["test"][0].copy()
-    y_test = data["test"][1].copy()
-    digests = {split: rng.integers(0, 256, (len(y), 16), dtype=np.uint8) for split, (_, y) in data.items()}
-    for row in NEAR:  # another encoding of a train image: other bytes, features nearly the same
-        x_test[row] = 1.02 * x_train[10 + row] + 0.01 * rng.normal(size=64)
-        y_test[row] = data["train"][1][10 + row]
-    for row in IDENTICAL:  # the same file
-        x_test[row], y_test[row] = x_train[20 + row], data["train"][1][20 + row]
-        digests["test"][row] = digests["train"][20 + row]
-    data["test"] = (x_test, y_test)
-    sources = {split: [f"{split}/{NAMES[k]}/{i}.png" for i, k in enumerate(y)] for split, (_, y) in data.items()}
-    return data, sources, digests
+    return leaky_splits(NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,75 @@
+"""`mr2probe report RUN --near-duplicates`: every test image that duplicates a train or val image, and `--paths`, the
+list of test files to remove; runs without the list are refused with one line."""
+from __future__ import annotations
+
+import pytest
+
+from app.cli import main
+from probe import ProbeConfig, run_probe
+from probe.near_duplicates import PAIRS_FILE
+from probe.report import FeatureSource
+from testdata import LEAKY_IDENTICAL, LEAKY_NEAR, leaky_splits
+
+NAMES = ["a", "b", "c"]
+FAST = dict(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0)
+
+
+def _run(out, encoder="effnet-lite0"):
+    data, sources, digests = leaky_splits(NAMES)
+    run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
+              features=FeatureSource(fingerprint="f" * 64, encoder=encoder))
+    return sources
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "leaky"
+    return out, _run(out)
+
+
+def test_every_pair_is_listed_most_similar_first(leaky, capsys):
+    out, sources = leaky
+    assert main(["report", str(out), "--near-duplicates"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("7 of 60 test images duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0 features; "
+                        "2 byte-identical) (paths inside the data set; --data DIR prints them whole), most similar "
+                        "first:")
+    assert len(lines) == 8
+    for r in LEAKY_NEAR + LEAKY_IDENTICAL:
+        seen = sources["train"][10 + r if r in LEAKY_NEAR else 20 + r]
+        assert sum(f"  {sources['test'][r]}  ~  train: {seen}" in line for line in lines) == 1
+    assert sum(line.endswith("byte-identical") for line in lines[1:]) == 2
+    cosines = [float(line.split()[0]) for line in lines[1:]]
+    assert cosines == sorted(cosines, reverse=True)
+
+
+def test_paths_lists_the_test_files_to_remove_one_a_line_whole_with_data(leaky, tmp_path, capsys):
+    out, sources = leaky
+    assert main(["report", str(out / "report.json"), "--near-duplicates", "--paths"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert sorted(listed) == sorted(sources["test"][r] for r in LEAKY_NEAR + LEAKY_IDENTICAL)
+    assert main(["report", str(out), "--near-duplicates", "--paths", "--data", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / path) for path in listed]
+
+
+def test_runs_without_the_list_and_misplaced_flags_get_one_line(leaky, tmp_path, capsys):
+    out, _ = leaky
+    unchecked = tmp_path / "unchecked"
+    _run(unchecked, encoder="openclip:x")
+    assert main(["report", str(unchecked), "--near-duplicates"]) == 2
+    assert capsys.readouterr().err == (f"mr2probe report: error: run unchecked has no {PAIRS_FILE}: it was not "
+                                       "checked for near-duplicates (an encoder without a measured threshold, or "
+                                       "too many images to compare)\n")
+    older = tmp_path / "older"
+    older.mkdir()
+    for name in ("report.json", "head.json", "head.safetensors", "per_class.csv"):
+        (older / name).write_bytes((out / name).read_bytes())
+    assert main(["report", str(older), "--near-duplicates"]) == 2
+    assert "written before the list was kept; train it again" in capsys.readouterr().err
+    for flags, message in ((["--paths"], "--paths needs --near-duplicates"),
+                           (["--data", str(tmp_path)], "--data needs --near-duplicates")):
+        assert main(["report", str(out), *flags]) == 2
+        assert capsys.readouterr().err == f"mr2probe report: error: {message}\n"
+    with pytest.raises(SystemExit) as exited:  # argparse: the outputs exclude each other
+        main(["report", str(out), "--near-duplicates", "--json"])
+    assert exited.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
