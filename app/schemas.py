@@ -614,3 +614,30 @@ class LabelIssuesOut(BaseModel):
     limit: int
     offset: int
     items: list[LabelIssueItem]
+
+
+class NearDuplicateItem(BaseModel):
+    test_row: int = Field(..., description="the test image's row in the run's test split (after any classes left out)")
+    test: Optional[str] = Field(None, description="its path in the data set (null where the run stored none)")
+    seen_split: Literal["train", "val"] = Field(..., description="the split of the image it duplicates")
+    seen_row: int = Field(..., description="that image's row in its split of the run")
+    seen: Optional[str] = Field(None, description="that image's path in the data set (null where unknown)")
+    similarity: float = Field(..., description="cosine of the two images' cached features: the items are ordered "
+                              "by it, most similar first")
+    identical: bool = Field(..., description="byte-identical (same content digest); otherwise a near-duplicate")
+    test_thumbnail_url: Optional[str] = None
+    seen_thumbnail_url: Optional[str] = None
+
+
+class NearDuplicatesOut(BaseModel):
+    """A run's test images that duplicate a train or val image (its ``near_duplicates.csv``; ``mr2probe report
+    --near-duplicates``), most similar first: the report's near_duplicates counts them, this lists them all."""
+
+    run_id: str
+    encoder: str = Field(..., description="the encoder whose features were compared")
+    threshold: float = Field(..., description="the cosine at or above which a test image nearly duplicates one")
+    test_images: int = Field(..., description="test images of the run")
+    total: int = Field(..., description="test images that duplicate a train or val image (near or identical)")
+    limit: int
+    offset: int
+    items: list[NearDuplicateItem]

@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE",
            "PAIR_COLUMNS", "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among",
-           "read_pairs", "write_pairs"]
+           "no_pairs_message", "read_pairs", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -140,6 +140,15 @@ def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:
     for pair in pairs:
         writer.writerow({**pair, "similarity": f"{pair['similarity']:.6f}", "identical": int(pair["identical"])})
     (Path(run_dir) / PAIRS_FILE).write_text(text.getvalue(), encoding="utf-8")
+
+
+def no_pairs_message(run: str, checked: bool) -> str:
+    """Why the run ``run`` has no :data:`PAIRS_FILE`: not ``checked`` (its report's near_duplicates is null), or
+    written before the list was kept (`mr2probe report --near-duplicates`, ``GET /api/runs/{id}/near-duplicates``)."""
+    why = ("it was written before the list was kept; train it again to list them" if checked else
+           "it was not checked for near-duplicates (an encoder without a measured threshold, or too many images to "
+           "compare)")
+    return f"run {run} has no {PAIRS_FILE}: {why}"
 
 
 def read_pairs(run_dir: str | Path) -> list[dict] | None:

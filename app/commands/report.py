@@ -85,7 +85,7 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     test images' paths alone, one a line; ``data``: the paths in full (``--data``)."""
     from feature_cache.archives import printable
     from probe import load_report
-    from probe.near_duplicates import PAIRS_FILE, read_pairs
+    from probe.near_duplicates import no_pairs_message, read_pairs
 
     from . import check_data_folder, full_paths, run_folder
 
@@ -93,10 +93,7 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     found, folder = load_report(run_dir).near_duplicates, run_folder(run_dir)
     pairs = read_pairs(folder)
     if pairs is None or found is None:
-        raise ValueError(f"run {folder.name} has no {PAIRS_FILE}: " + (
-            "it was not checked for near-duplicates (an encoder without a measured threshold, or too many images "
-            "to compare)" if found is None else "it was written before the list was kept; train it again to list "
-            "them"))
+        raise ValueError(no_pairs_message(folder.name, checked=found is not None))
     tests = [row["source"] for row in full_paths([{"source": p["test"]} for p in pairs], data)]
     if paths_only:
         for path in tests:

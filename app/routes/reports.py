@@ -1,5 +1,5 @@
-"""``/api/runs`` (list, get, delete; + ``/{run_id}/failures``, ``/probe.zip``, ``/scores``, ``/predictions.csv``),
-``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
+"""``/api/runs`` (list, get, delete; + ``/{run_id}/failures``, ``/near-duplicates``, ``/probe.zip``, ``/scores``,
+``/predictions.csv``), ``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
 from __future__ import annotations
 
 import csv
@@ -28,7 +28,7 @@ from ..kept import Kept, file_identity
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, offset_query, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
-                       LabelIssuesMethod, LabelIssuesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate, ScoresOut,
+                       LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate, ScoresOut,
                        download)
 from ..store import Store
 
@@ -143,8 +143,15 @@ def _with_thumbnails(rows: list[dict], dataset_id: str | None) -> list[dict]:
     """Failure rows with the thumbnail URL of each image that names its source in the data set."""
     for row in rows:
         if dataset_id and row["source"] is not None:
-            row["thumbnail_url"] = f"/api/datasets/{dataset_id}/thumbnail?{urlencode({'source': row['source']})}"
+            row["thumbnail_url"] = _thumbnail_url(dataset_id, row["source"])
     return rows
+
+
+def _thumbnail_url(dataset_id: str | None, source: str | None) -> str | None:
+    """The thumbnail URL of the data set's image ``source``; None without either."""
+    if not dataset_id or source is None:
+        return None
+    return f"/api/datasets/{dataset_id}/thumbnail?{urlencode({'source': source})}"
 
 
 @router.get("/runs/{run_id}/scores/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
@@ -203,6 +210,33 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
                           method=found["method"], params=found["params"], class_name=class_name,
                           images=sum(images) if index is None else images[index], total=total, limit=limit,
                           offset=offset, items=_with_thumbnails(rows, _dataset_of(store, run)))
+
+
+NearDuplicatesOffsetQuery = offset_query("pairs to skip, most similar first")
+
+
+@router.get("/runs/{run_id}/near-duplicates", response_model=NearDuplicatesOut, responses=ERROR_RESPONSES,
+            summary="A run's test images that duplicate a train or val image, most similar first, with both images' "
+                    "thumbnails: every pair of the run's near_duplicates.csv, a page at a time")
+def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearDuplicatesOffsetQuery,
+                    store: Store = Depends(get_store)) -> NearDuplicatesOut:
+    """404 for an unknown run or one without the list (not checked, or written before it: the message says which),
+    422 for a damaged list."""
+    from probe.near_duplicates import no_pairs_message, read_pairs
+
+    run = store.get_run(run_id)
+    found = _report(store, run_id).near_duplicates
+    try:
+        pairs = read_pairs(run["path"])
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if pairs is None or found is None:
+        raise HTTPException(404, no_pairs_message(repr(run_id), checked=found is not None))
+    dataset_id = _dataset_of(store, run)
+    items = [{**pair, "test_thumbnail_url": _thumbnail_url(dataset_id, pair["test"]),
+              "seen_thumbnail_url": _thumbnail_url(dataset_id, pair["seen"])} for pair in pairs[offset:offset + limit]]
+    return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
+                             test_images=found.test_images, total=len(pairs), limit=limit, offset=offset, items=items)
 
 
 def _dataset_of(store: Store, run: dict) -> str | None:

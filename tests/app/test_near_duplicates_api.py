@@ -1,0 +1,82 @@
+"""GET /api/runs/{id}/near-duplicates: every test image that duplicates a train or val image, a page at a time, with
+both images' thumbnails; bounded parameters and one-line 4xx JSON for runs without the list."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from probe import ProbeConfig, run_probe
+from probe.near_duplicates import PAIRS_FILE, read_pairs
+from probe.report import FeatureSource
+from testdata import LEAKY_IDENTICAL, LEAKY_NEAR, leaky_splits
+
+from app_testutils import make_settings, synthetic_cache
+
+NAMES = ["a", "b", "c"]
+FAST = dict(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0)
+
+
+def _add_run(app, cache, run_id, encoder="effnet-lite0"):
+    data, sources, digests = leaky_splits(NAMES)
+    out = app.state.settings.runs_dir / run_id
+    run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
+              features=FeatureSource(fingerprint="f" * 64, encoder=encoder))
+    app.state.store.add_run(run_id=run_id, job_id=None, cache_id=cache["id"], name=run_id, head="linear", loss="ce",
+                            reference_run=None, path=str(out), summary={"overall": 0.5})
+    return out, sources
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    root = tmp_path_factory.mktemp("svc")
+    app = create_app(make_settings(root / "svc"), start_worker=False)
+    cache = synthetic_cache(app.state.store, root / "data")
+    runs = {run_id: _add_run(app, cache, run_id, encoder) for run_id, encoder in
+            (("leaky", "effnet-lite0"), ("unchecked", "openclip:x"), ("older", "effnet-lite0"))}
+    (runs["older"][0] / PAIRS_FILE).unlink()  # as a run written before the list was kept
+    with TestClient(app) as client:
+        yield client, cache, runs
+
+
+def test_pages_every_pair_most_similar_first_with_both_thumbnails(service):
+    client, cache, runs = service
+    out, sources = runs["leaky"]
+    body = client.get("/api/runs/leaky/near-duplicates").json()
+    assert (body["encoder"], body["threshold"], body["test_images"]) == ("effnet-lite0", 0.9, 60)
+    assert body["total"] == len(LEAKY_NEAR) + len(LEAKY_IDENTICAL) == len(body["items"])
+    assert [(i["test"], i["seen"], i["identical"]) for i in body["items"]] == [
+        (p["test"], p["seen"], p["identical"]) for p in read_pairs(out)]
+    assert {i["test"] for i in body["items"]} == {sources["test"][r] for r in LEAKY_NEAR + LEAKY_IDENTICAL}
+    thumbnail = f"/api/datasets/{cache['dataset_id']}/thumbnail?source="
+    for item in body["items"]:
+        assert item["test_thumbnail_url"] == thumbnail + item["test"].replace("/", "%2F")
+        assert item["seen_thumbnail_url"] == thumbnail + item["seen"].replace("/", "%2F")
+    page = client.get("/api/runs/leaky/near-duplicates", params={"limit": 2, "offset": 3}).json()
+    assert (page["total"], page["limit"], page["offset"]) == (7, 2, 3) and page["items"] == body["items"][3:5]
+    assert client.get("/api/runs/leaky/near-duplicates", params={"offset": 7}).json()["items"] == []
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 201}, {"offset": -1}, {"offset": 10**9 + 1},
+                                    {"limit": "x"}])
+def test_bad_parameters_are_422(service, params):
+    client, _, _ = service
+    resp = client.get("/api/runs/leaky/near-duplicates", params=params)
+    assert resp.status_code == 422 and "detail" in resp.json()
+
+
+def test_runs_without_the_list_are_404_saying_why_and_a_damaged_list_422(service):
+    client, _, runs = service
+    unchecked = client.get("/api/runs/unchecked/near-duplicates")
+    assert unchecked.status_code == 404 and unchecked.json()["detail"] == (
+        f"run 'unchecked' has no {PAIRS_FILE}: it was not checked for near-duplicates (an encoder without a measured "
+        "threshold, or too many images to compare)")
+    older = client.get("/api/runs/older/near-duplicates")
+    assert older.status_code == 404 and "written before the list was kept" in older.json()["detail"]
+    assert client.get("/api/runs/nosuch/near-duplicates").status_code == 404
+    (runs["older"][0] / PAIRS_FILE).write_text("not,the,columns\n")
+    try:
+        damaged = client.get("/api/runs/older/near-duplicates")
+        assert damaged.status_code == 422 and "cannot be read" in damaged.json()["detail"]
+    finally:
+        (runs["older"][0] / PAIRS_FILE).unlink()
