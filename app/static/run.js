@@ -453,6 +453,55 @@
         h("span", { class: "src muted", title: source }, source.split("/").pop())));
   }
 
+  // ---- near-duplicates ------------------------------------------------------------------------------------
+  const NEAR_DUPLICATES_SHOWN = 24;
+
+  /** One pair of GET /api/runs/{id}/near-duplicates: the test image and the train or val image it duplicates, side by
+   * side (the failure gallery's openable thumbnails), with their cosine; a path or row where there is no thumbnail. */
+  function nearPairFigure(it) {
+    const test = it.test || `test row ${it.test_row}`;
+    const seen = it.seen || `${it.seen_split} row ${it.seen_row}`;
+    const cosine = `cosine ${it.similarity.toFixed(3)}${it.identical ? " · byte-identical" : ""}`;
+    const side = (url, name, what) => h("div", { class: "near-side" },
+      url ? openableImage(url, `${what} ${name}`, `${what} ${name} · ${cosine}`) : null,
+      h("span", { class: "src muted", title: name }, `${what}: ${name.split("/").pop()}`));
+    return h("figure", { class: "failure near-pair", "data-test": it.test || "", "data-seen": it.seen || "" },
+      h("div", { class: "near-sides" }, side(it.test_thumbnail_url, test, "test"),
+        side(it.seen_thumbnail_url, seen, it.seen_split)),
+      h("figcaption", {}, h("span", { class: "conf" }, cosine)));
+  }
+
+  /** "Test images duplicating train or val images": every pair of the run's near_duplicates.csv, most similar first,
+   * a page at a time (GET /api/runs/{id}/near-duplicates); null where the report counts none (or did not check). A
+   * run written before the list was kept (404) removes the card: nothing to show. */
+  function nearDuplicatesPanel(report, runId) {
+    const found = report.near_duplicates;
+    if (!found || !(found.near + (found.identical || 0))) return null;
+    const url = (offset) => `/api/runs/${enc(runId)}/near-duplicates?limit=${NEAR_DUPLICATES_SHOWN}&offset=${offset}`;
+    const summary = h("p", { class: "muted note", id: "near-duplicates-summary" }, "Loading…");
+    const gallery = h("div", { class: "gallery near-gallery", id: "near-duplicates-gallery" });
+    const next = h("button", { type: "button", id: "near-duplicates-more", hidden: true });
+    const panel = card("Test images duplicating train or val images", summary, gallery, h("p", {}, next));
+    let shown = 0, total = 0;
+    const add = (page) => {
+      total = page.total;
+      shown += page.items.length;
+      gallery.append(...page.items.map(nearPairFigure));
+      summary.textContent = `${count(total)} of ${count(page.test_images)} test images duplicate a train or val image `
+        + `(cosine ≥ ${page.threshold} of ${page.encoder} features): remove them from test, most similar first`
+        + (shown < total ? `; the ${count(shown)} most similar:` : ":");
+      next.textContent = `Show the next ${count(Math.min(NEAR_DUPLICATES_SHOWN, total - shown))}`;
+      next.hidden = !page.items.length || shown >= total;
+    };
+    next.onclick = async () => {
+      next.disabled = true;
+      try { add(await getJSON(url(shown))); } catch (e) { showBanner("Could not load more near-duplicates: " + e.message, true); }
+      next.disabled = false;
+    };
+    getJSON(url(0)).then(add, () => panel.remove());
+    return panel;
+  }
+
   /** "Score on a cache": the run's shipped probe (first seed, with its applied post-hoc bias) on a registered cache's
    * split (GET /api/runs/{id}/scores): accuracy with its interval, and the classes worst first. With a compared run,
    * both shipped probes on the same images, paired (GET /api/compare?cache=): which of the two to ship there. Caches
@@ -1087,6 +1136,7 @@
       ...confusionCards(report),
       card("Failure gallery", gallery.nodes),
       card("Likely wrong labels", labelIssuesPanel(report, run.id, run.label_issues || [])),
+      nearDuplicatesPanel(report, run.id),
       h("div", { class: "grid2" },
         card("Selection frontier (validation)", frontierPanel(report)),
         card("Margins", marginTable(report, other, names))),
@@ -1105,5 +1155,6 @@
   }
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
-                                       confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel } };
+                                       confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
+                                       nearDuplicatesPanel } };
 })();

@@ -3596,3 +3596,59 @@ def test_run_page_finds_likely_wrong_labels_through_a_job(driver, fresh_finished
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_any(driver, tmp_path):
+    """The run page's near-duplicates card: each test image beside the train or val image it duplicates (both
+    thumbnails, which load), with the cosine, most similar first, the next page on a click; no card for a run
+    without duplicates or written before the list was kept."""
+    from app_testutils import make_settings, synthetic_cache
+    from probe import ProbeConfig, run_probe
+    from probe.near_duplicates import PAIRS_FILE
+    from probe.report import FeatureSource
+    from testdata import leaky_splits, write_image
+
+    settings = make_settings(tmp_path / "svc")
+    app = create_app(settings, start_worker=False)
+    store = app.state.store
+    cache = synthetic_cache(store, tmp_path / "data")
+    data, sources, digests = leaky_splits(["a", "b", "c"])
+    for split, paths in sources.items():
+        for i, path in enumerate(paths):
+            write_image(tmp_path / "data" / path, int(data[split][1][i]), i)
+    for run_id, leaky in (("run_leaky", True), ("run_old", True), ("run_clean", False)):
+        out = settings.runs_dir / run_id
+        test = data["test"] if leaky else (data["test"][0][10:], data["test"][1][10:])
+        run_probe({**data, "test": test}, ["a", "b", "c"],
+                  ProbeConfig(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0), out_dir=out,
+                  sources=sources if leaky else None, contents=digests if leaky else None,
+                  features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+        store.add_run(run_id=run_id, job_id=None, cache_id=cache["id"], name=run_id, head="linear", loss="ce",
+                      reference_run=None, path=str(out), summary={"overall": 0.5})
+    (settings.runs_dir / "run_old" / PAIRS_FILE).unlink()
+    server, thread, base = _serve(app)
+    pairs = "#near-duplicates-gallery figure.near-pair"
+    try:
+        _open(driver, base + "/runs/run_leaky", "run")
+        listed = httpx.get(f"{base}/api/runs/run_leaky/near-duplicates", params={"limit": 200}).json()["items"]
+        assert len(listed) == 7
+        wait_for(lambda: driver.js(f"return document.querySelectorAll('{pairs}').length") == 7, 30, interval=0.2,
+                 what="pairs shown")
+        shown = driver.js(f"""return Array.from(document.querySelectorAll('{pairs}')).map(f => [f.dataset.test,
+            f.dataset.seen, f.querySelector('figcaption').textContent, f.querySelectorAll('img.thumb').length]);""")
+        assert shown == [[p["test"], p["seen"], f"cosine {p['similarity']:.3f}"
+                          + (" · byte-identical" if p["identical"] else ""), 2] for p in listed]
+        wait_for(lambda: driver.js(f"""return Array.from(document.querySelectorAll('{pairs} img.thumb')).every(
+            i => i.complete && i.naturalWidth > 0)"""), 30, interval=0.2, what="thumbnails loaded")
+        summary = driver.js("return document.getElementById('near-duplicates-summary').textContent")
+        assert summary.startswith("7 of 60 test images duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0")
+        assert driver.js("return document.getElementById('near-duplicates-more').hidden") is True
+        for run_id, asked in (("run_clean", False), ("run_old", True)):  # none found; the list not kept: no card
+            _open(driver, f"{base}/runs/{run_id}", "run")
+            requested = [u for u in _requested_urls(driver) if "/near-duplicates" in u]
+            assert bool(requested) is asked, (run_id, requested)  # the old run's card asked, got a 404 and went
+            wait_for(lambda: driver.js("return document.querySelector('#near-duplicates-summary') === null"), 30,
+                     interval=0.2, what=f"no near-duplicates card on {run_id}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
