@@ -976,6 +976,10 @@ class NearDuplicates(_Model):
     rest_ci: Optional[Interval] = Field(None, description="its 95 % Wilson interval")
     examples: list[NearDuplicatePair] = Field(default_factory=list, description="the most similar near-duplicate "
                                               "pairs, up to 3")
+    train_near: Optional[NonNegativeInt] = Field(None, description="train images whose most similar other train "
+                                                 "image has cosine >= threshold (byte-identical ones too): each "
+                                                 "weighs twice or more in the fit; null where unchecked (the test "
+                                                 "check and this one past the products budget) or in older reports")
 
     def describe(self) -> str:
         """One line for the terminal and exports: the counts, and the accuracies where there are duplicates."""
@@ -985,6 +989,8 @@ class NearDuplicates(_Model):
         if self.near + (self.identical or 0) and self.accuracy_rest is not None:
             line += (f"; test accuracy on them {percent(self.accuracy_duplicates)}% {interval_text(self.duplicates_ci)}"
                      f", on the rest {percent(self.accuracy_rest)}% {interval_text(self.rest_ci)}")
+        if self.train_near is not None:
+            line += f"; {self.train_near:,} train images nearly duplicate another train image"
         return line
 
     def warning(self) -> str | None:

@@ -61,7 +61,7 @@ from .report import (
     run_environment,
     write_run,
 )
-from .near_duplicates import MAX_CHECK_PRODUCTS, near_duplicate_threshold, nearest_among
+from .near_duplicates import MAX_CHECK_PRODUCTS, near_duplicate_threshold, nearest_among, nearest_rows
 from .seen import SEEN_SPLITS, SeenSources, common_folder, content_keys, row_keys
 from .selection import delta_sentence, format_delta, past_budget, same_score, select_candidate
 from .uncertainty import observed_class_accuracy, p_text, wilson_interval
@@ -1068,7 +1068,8 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     """The test images that duplicate a train or val image given (before any carving: val carved from train is
     either): near by the cosine of the features at the encoder's measured threshold, identical by content digest
     (``contents``), with the test accuracy on them and on the rest; and every such pair, most similar first
-    (:func:`_pairs`, the run's ``near_duplicates.csv``). (None, None) where the encoder has no measured threshold
+    (:func:`_pairs`, the run's ``near_duplicates.csv``); and the train rows nearly duplicating another train row
+    (:func:`_train_near`, within what the budget leaves). (None, None) where the encoder has no measured threshold
     (or ``features`` is unknown) or the comparison passes :data:`MAX_CHECK_PRODUCTS`."""
     threshold = near_duplicate_threshold(features.encoder if features is not None else None)
     test_x, test_y = data["test"]
@@ -1090,7 +1091,7 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     (dup_ci, rest_ci) = wilson_interval(np.array([correct[duplicate].sum(), correct[~duplicate].sum()]),
                                         np.array([duplicate.sum(), (~duplicate).sum()]))
     pairs = _pairs(data, sources, seen, nearest, duplicate, identical)
-    return NearDuplicates(
+    return NearDuplicates(train_near=_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - products),
         encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
         identical=None if identical is None else int(identical.sum()),
         accuracy_duplicates=correct[duplicate].mean() if duplicate.any() else None,
@@ -1099,6 +1100,17 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
         rest_ci=rest_ci if (~duplicate).any() else None,
         examples=[NearDuplicatePair(test=p["test"], seen=p["seen"], similarity=p["similarity"])
                   for p in pairs if not p["identical"]][:3]), pairs
+
+
+def _train_near(train_x: np.ndarray, threshold: float, budget: int) -> int | None:
+    """The train rows whose most similar other train row has cosine ≥ ``threshold`` (duplicated images weigh twice in
+    the fit); None where the ``n_train² × d`` products pass ``budget``, what the test check left of
+    :data:`MAX_CHECK_PRODUCTS`."""
+    products = len(train_x) ** 2 * np.shape(train_x)[1]
+    if products > budget:
+        logger.info("near-duplicates inside train not checked: %.2g products, past the %.2g left", products, budget)
+        return None
+    return int((nearest_rows(train_x, train_x, exclude_self=True).similarity >= threshold).sum())
 
 
 def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen: list[str], nearest,

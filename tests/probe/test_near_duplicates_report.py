@@ -116,3 +116,30 @@ def test_a_checked_run_without_duplicates_writes_an_empty_list_and_a_damaged_fil
     (tmp_path / "clean" / PAIRS_FILE).write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="near_duplicates.csv of run clean cannot be read"):
         read_pairs(tmp_path / "clean")
+
+
+def test_train_images_duplicating_train_images_are_counted_within_the_products_budget(monkeypatch):
+    import probe.run
+
+    data, sources, digests = _leaky()
+    x_train, y_train = data["train"][0].copy(), data["train"][1].copy()
+    x_train[1], y_train[1] = 1.01 * x_train[0], y_train[0]  # a train image twice: both count
+    x_train[3] = x_train[2]
+    y_train[3] = y_train[2]
+    data["train"] = (x_train, y_train)
+    config, features = ProbeConfig(**{**FAST, "seeds": [0]}), FeatureSource(fingerprint="f" * 64,
+                                                                              encoder="effnet-lite0")
+    # 60 test rows × 150 train + val rows × 64 = 576,000 products, then 120² × 64 = 921,600 inside train
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000 + 921_600)
+    report = run_probe(data, NAMES, config, features=features)
+    assert report.near_duplicates.train_near == 4
+    assert "; 4 train images nearly duplicate another train image" in " ".join(format_report(report).split())
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000 + 921_599)
+    report = run_probe(data, NAMES, config, features=features)
+    assert report.near_duplicates.near == len(NEAR + IDENTICAL) and report.near_duplicates.train_near is None  # no digests
+    assert "train image" not in " ".join(format_report(report).split())
+
+
+def test_the_leaky_train_split_holds_no_duplicates_of_its_own(leaky_run):
+    report, _, _ = leaky_run
+    assert report.near_duplicates.train_near == 0
