@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import schemathesis
@@ -77,8 +78,11 @@ def existing_ids() -> dict[str, str]:
         assert resp.status_code == 201
         cache = synthetic_cache(store, _STATE)
         job = store.claim(store.add_job("probe", {})["id"])
-        run = probe_step(JobContext(job=job, store=store, settings=settings), cache["id"],
-                         ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
+        # the synthetic encoder given a threshold: the run checks for near-duplicates and keeps its list, which GET
+        # /api/runs/{id}/near-duplicates reads (a run unchecked is a 404 there)
+        with patch.dict("probe.near_duplicates.NEAR_DUPLICATE_THRESHOLDS", {"synthetic": 0.9}):
+            run = probe_step(JobContext(job=job, store=store, settings=settings), cache["id"],
+                             ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
         _find_label_issues(run["id"])
         queued = store.add_job("extract", {"dataset_id": resp.json()["id"], "encoder": "effnet-lite0", "options": {}})
     from feature_cache import open_dataset
