@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .numbers import csv_cell, csv_text
+
 __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE",
            "PAIR_COLUMNS", "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among",
            "no_pairs_message", "read_pairs", "write_pairs"]
@@ -133,12 +135,15 @@ def nearest_among(queries: np.ndarray, references: list[np.ndarray], chunk_rows:
 
 
 def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:
-    """``pairs`` (dicts of :data:`PAIR_COLUMNS`; a path None where unknown) as :data:`PAIRS_FILE` in ``run_dir``."""
+    """``pairs`` (dicts of :data:`PAIR_COLUMNS`; a path None where unknown) as :data:`PAIRS_FILE` in ``run_dir``,
+    a path that starts like a spreadsheet formula with an apostrophe before it (``probe.numbers.csv_cell``), which
+    :func:`read_pairs` takes off."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=PAIR_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for pair in pairs:
-        writer.writerow({**pair, "similarity": f"{pair['similarity']:.6f}", "identical": int(pair["identical"])})
+        writer.writerow({**pair, "test": csv_cell(pair["test"]), "seen": csv_cell(pair["seen"]),
+                         "similarity": f"{pair['similarity']:.6f}", "identical": int(pair["identical"])})
     (Path(run_dir) / PAIRS_FILE).write_text(text.getvalue(), encoding="utf-8")
 
 
@@ -168,8 +173,9 @@ def read_pairs(run_dir: str | Path) -> list[dict] | None:
         raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read: its columns are "
                          f"{reader.fieldnames}, not {list(PAIR_COLUMNS)}.")
     try:
-        return [{"test_row": int(row["test_row"]), "test": row["test"] or None, "seen_split": row["seen_split"],
-                 "seen_row": int(row["seen_row"]), "seen": row["seen"] or None,
+        return [{"test_row": int(row["test_row"]), "test": csv_text(row["test"]) or None,
+                 "seen_split": row["seen_split"], "seen_row": int(row["seen_row"]),
+                 "seen": csv_text(row["seen"]) or None,
                  "similarity": float(row["similarity"]), "identical": row["identical"] == "1"} for row in reader]
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read (damaged): {exc}") from None

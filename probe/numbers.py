@@ -1,15 +1,17 @@
 """How every view writes a fraction: in per cent, or as a signed difference in points (torch-free).
 
 The terminal, the exports, the selection's sentences, ``mr2probe predict`` and the comparisons each wrote their own
-helper (five, with different handling of a missing score); they call these, naming the precision they show.
+helper (five, with different handling of a missing score); they call these, naming the precision they show. And
+how a CSV cell is written safe for spreadsheets (:func:`csv_cell`), and read back (:func:`csv_text`).
 """
 from __future__ import annotations
 
 import math
 import re
 from decimal import ROUND_HALF_UP, Context, Decimal
+from typing import Any
 
-__all__ = ["percent", "signed_points", "is_missing", "fixed", "number_text", "interval_text"]
+__all__ = ["percent", "signed_points", "is_missing", "fixed", "number_text", "interval_text", "csv_cell", "csv_text"]
 
 
 def is_missing(x: float | None) -> bool:
@@ -56,3 +58,19 @@ def number_text(x: float | None, fmt: str = ".3f") -> str:
 def interval_text(ci: list | None) -> str:
     """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
     return "—" if not ci or any(v is None for v in ci) else f"[{percent(ci[0], 1)}, {percent(ci[1], 1)}]"
+
+
+# What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
+# a data set can start so ("=cmd().jpg"), and a user opening the CSV would run it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as written: a string starting like a formula gets a leading apostrophe;
+    anything else (numbers included) passes unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def csv_text(cell: str) -> str:
+    """The text a :func:`csv_cell` was written from: its apostrophe before a formula's start taken off."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell

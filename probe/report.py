@@ -45,7 +45,7 @@ from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run
 from .seen import SEEN_FILE
 from .names import class_index, listed, lookalike_key, repeated
-from .numbers import interval_text, number_text, percent, signed_points
+from .numbers import csv_cell, interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
 
@@ -1414,16 +1414,6 @@ def load_report(run_dir: str | Path) -> Report:
         report.posthoc.text = posthoc_text(report.posthoc, report.config)  # every reader (the run page's banner)
     return report
 
-
-# What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from
-# a data set can start so ("=cmd().jpg"), and a user opening the CSV would run it.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as written: a string starting like a formula gets a leading apostrophe;
-    anything else (numbers included) passes unchanged."""
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 @functools.lru_cache(maxsize=1)

@@ -89,3 +89,17 @@ def test_a_bad_chunk_size_or_width_is_refused_by_name(bad):
 def test_the_threshold_is_known_only_for_measured_encoders():
     assert 0 < near_duplicate_threshold("effnet-lite0") < 1
     assert near_duplicate_threshold("openclip:ViT-B-32") is None and near_duplicate_threshold(None) is None
+
+
+def test_pairs_file_paths_that_start_like_formulas_are_safe_in_a_spreadsheet_and_read_back(tmp_path):
+    from probe.near_duplicates import PAIRS_FILE, read_pairs, write_pairs
+
+    pairs = [{"test_row": 3, "test": "=HYPERLINK(1)/a.png", "seen_split": "train", "seen_row": 7, "seen": "@x.png",
+              "similarity": 0.95, "identical": False},
+             {"test_row": 4, "test": None, "seen_split": "val", "seen_row": 0, "seen": "train/b/1.png",
+              "similarity": 0.93, "identical": True}]
+    write_pairs(tmp_path, pairs)
+    text = (tmp_path / PAIRS_FILE).read_text()
+    assert "3,'=HYPERLINK(1)/a.png,train,7,'@x.png,0.950000,0\n" in text
+    assert not any(cell.startswith(("=", "@")) for line in text.splitlines() for cell in line.split(","))
+    assert read_pairs(tmp_path) == pairs
