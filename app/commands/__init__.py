@@ -32,7 +32,8 @@ def share(p: float) -> str:
 
 
 def add_data_argument(parser) -> None:
-    """``--data DIR`` of `mr2probe failures` and `mr2probe label-issues`: the rows' paths in full."""
+    """``--data DIR`` of `mr2probe failures`, `mr2probe label-issues` and `mr2probe report --near-duplicates`: the rows'
+    paths in full."""
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="the data set folder the run's cache was extracted from: each image's path in full "
                              "(the cache records paths inside the data set)")
