@@ -1323,7 +1323,8 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 RUN_FILES = ("report.json", "per_class.csv", "head.safetensors", "head.json", "posthoc_bias.json", TEMPERATURE_FILE,
-             PREDICTIONS_FILE, SEEN_FILE, PAIRS_FILE)  # what write_run writes (report.json last); a run replaced loses the rest
+             PREDICTIONS_FILE, SEEN_FILE, PAIRS_FILE)
+# RUN_FILES: what write_run writes (report.json last); a run replaced loses the rest
 
 
 def write_run(run_dir: Path, report: Report, trainer, predictions=None, seen=None,

@@ -1,5 +1,6 @@
 """``/api/runs`` (list, get, delete; + ``/{run_id}/failures``, ``/near-duplicates``, ``/probe.zip``, ``/scores``,
-``/predictions.csv``), ``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``, ``.md``)."""
+``/predictions.csv``), ``/api/reports/{run_id}`` (+ ``.csv``, ``.html``, ``.md``) and ``/api/compare`` (+ ``.html``,
+``.md``)."""
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,8 @@ from ..kept import Kept, file_identity
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, offset_query, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
-                       LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate, ScoresOut,
-                       download)
+                       LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate,
+                       ScoresOut, download)
 from ..store import Store
 
 if TYPE_CHECKING:

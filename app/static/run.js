@@ -488,14 +488,19 @@
       shown += page.items.length;
       gallery.append(...page.items.map(nearPairFigure));
       summary.textContent = `${count(total)} of ${count(page.test_images)} test images duplicate a train or val image `
-        + `(cosine ≥ ${page.threshold} of ${page.encoder} features): remove them from test, most similar first`
+        + `(cosine ≥ ${page.threshold} of ${page.encoder} features), most similar first; remove them from test to `
+        + "measure the probe on images it has not seen"
         + (shown < total ? `; the ${count(shown)} most similar:` : ":");
       next.textContent = `Show the next ${count(Math.min(NEAR_DUPLICATES_SHOWN, total - shown))}`;
       next.hidden = !page.items.length || shown >= total;
     };
     next.onclick = async () => {
       next.disabled = true;
-      try { add(await getJSON(url(shown))); } catch (e) { showBanner("Could not load more near-duplicates: " + e.message, true); }
+      try {
+        add(await getJSON(url(shown)));
+      } catch (e) {
+        showBanner("Could not load more near-duplicates: " + e.message, true);
+      }
       next.disabled = false;
     };
     getJSON(url(0)).then(add, () => panel.remove());
