@@ -71,9 +71,9 @@ def part_filename(disposition: bytes, plain: bytes | None) -> str | None:
     charset = extended.group(1).decode("ascii", "replace").strip() or "utf-8"
     try:
         return unquote_to_bytes(extended.group(2)).decode(charset, "replace")
-    except LookupError:
-        raise UploadError(f"the file name's filename* gives charset {charset[:40]!r}, which is not known; "
-                          "use UTF-8") from None
+    except (LookupError, UnicodeError):  # unknown, or a codec that cannot decode with "replace" ('idna')
+        raise UploadError(f"the file name's filename* gives charset {charset[:40]!r}, which this service cannot "
+                          "decode; use UTF-8") from None
 
 
 class _MultipartSink:

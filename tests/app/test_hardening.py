@@ -487,7 +487,20 @@ def test_a_file_part_named_by_filename_star_alone_is_a_file_upload(service):
     assert resp.json()["name"] == "café_.zip"
     resp = upload("filename*=koi9-r''x.zip")
     assert resp.status_code == 422
-    assert resp.json()["detail"] == "the file name's filename* gives charset 'koi9-r', which is not known; use UTF-8"
+    assert resp.json()["detail"] == ("the file name's filename* gives charset 'koi9-r', which this service cannot "
+                                         "decode; use UTF-8")
+
+
+def test_a_filename_star_charset_that_cannot_decode_it_is_a_422(service):
+    """Python's 'idna' codec decodes with errors='strict' alone and 'undefined' never: filename*=idna''x.zip raised
+    UnicodeError, a 500 "internal server error (UnicodeError)"; now the charset is named, as an unknown one is."""
+    for charset in ("idna", "undefined"):
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename*=" + charset.encode() +
+                b"''x.zip\r\nContent-Type: application/zip\r\n\r\n" + tiny_zip_bytes(2, 1) + b"\r\n--b--\r\n")
+        resp = service.post("/api/datasets", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"] == (f"the file name's filename* gives charset {charset!r}, which this service "
+                                         "cannot decode; use UTF-8")
 
 
 def test_upload_name_field_is_checked_not_truncated(service):
