@@ -2,7 +2,6 @@
 log keeps the full text). The API's error answers and the jobs' ``error`` field both go through it."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ class ClientMessages:
     # an absolute path not already under a named root ("<data dir>/runs/x" keeps its tail)
     # ("/etc" alone too: a one-part path is a server path as well); a route of this API ("/api/...") is kept. It
     # starts a message, or follows a space, a quote, a bracket, "=", ":" or ",": a "/" inside a relative name the
-    # user gave ('test/Shirt (plain)/a.png', 'train/Coat ❄/b.png') is no server path, nor, after a space, one whose
-    # top folder is not on this server (:meth:`_server_path`)
+    # user gave ('test/Shirt (plain)/a.png', 'train/Coat ❄/b.png') is no server path, nor, after a space, the rest of
+    # such a name (:meth:`_server_path`)
     _ABSOLUTE = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))/(?!api/)(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
 
     def __init__(self, settings: Settings) -> None:
@@ -55,10 +54,21 @@ class ClientMessages:
     @staticmethod
     def _server_path(match: re.Match, text: str) -> str:
         """What replaces the absolute-looking path ``match``: after a space it may be the rest of a relative name
-        whose folder ends in a space ('train/Cat /a.png'; an extremes round read 'train/Cat <server path>'), so
-        there it is a server path only when its top folder exists on this server."""
-        path = match.group()
-        after_space = match.start() > 0 and text[match.start() - 1].isspace()
-        if after_space and not os.path.lexists("/" + path.strip("/").split("/")[0]):
-            return path
-        return "<server path>"
+        whose folder ends in a space ('train/Cat /a.png'; an extremes round read 'train/Cat <server path>'), so there
+        it is kept where it continues a quoted name that does not start with "/" ("'Cat /x.png'") or a relative path
+        ("train/Cat /x.png"). Decided from the text alone: a check of the server's file system let a client learn
+        which top folders exist ('a /etc/x' and 'a /nothere/x' were answered apart)."""
+        start = match.start()
+        if start == 0 or not text[start - 1].isspace():
+            return "<server path>"
+        before = text[:start].rstrip()
+        quote = max(before.rfind("'"), before.rfind('"'))
+        if quote >= 0 and (quote == 0 or before[quote - 1] in _OPENERS):  # inside a quoted name: how it starts
+            relative = before[quote + 1:quote + 2] not in ("", "/")
+        else:
+            token = before.rsplit(None, 1)[-1].lstrip("([=:,") if before else ""
+            relative = "/" in token and not token.startswith("/") and not any(q in token for q in "'\"")
+        return match.group() if relative else "<server path>"
+
+
+_OPENERS = " \t\n([=:,"  # what comes before a quote that opens a quoted name

@@ -202,7 +202,25 @@ def test_client_messages_keep_a_name_whose_folder_ends_in_a_space():
     for kept in ("skipped 1: empty file (e.g. 'hostile/train/Cat /empty.png')",
                  "test/Cat /img 1.png = train/Cat /img 1.png", "'Cat /x.png' cannot be shown"):
         assert clean(kept) == kept
-    assert clean("train/Cat /etc/passwd and /tmp/x") == "train/Cat <server path> and <server path>"
+    assert clean("train/Cat /x.png and /tmp/x") == "train/Cat /x.png and <server path>"
+
+
+def test_client_messages_do_not_depend_on_the_servers_file_system():
+    """After a space, a path was a server path only where its top folder existed on this server (os.path.lexists):
+    a client sending the path 'a /etc/x' was told "'a <server path>'" and for 'a /nothere/x' its words back, so it
+    could learn which top folders the server has. Now the text alone decides, whatever exists."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    for top in ("etc", "zz-no-such-top-folder"):
+        for kept in (f"path 'a /{top}/x' does not exist under the data root", f"train/Cat /{top}/x.png"):
+            assert clean(kept) == kept
+        for said, shown in ((f"cannot open /{top}/x", "cannot open <server path>"),
+                            (f"can't open /{top}/x", "can't open <server path>"),
+                            (f"'a' /{top}/x", "'a' <server path>"), (f"'/srv/a b/c /{top}/x'", "'<server path> b/c "
+                                                                  "<server path>'")):
+            assert clean(said) == shown, said
 
 
 def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatch):
