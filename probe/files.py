@@ -134,10 +134,11 @@ def exclusive(lock: Path, busy: Callable[[str], BaseException], wait: bool = Fal
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (another user's counts)."""
+    """Whether process ``pid`` runs on this machine (another user's counts); never for an id past any process's
+    (a file's digits taken for one: os.kill raised OverflowError)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # another user's process
         return True

@@ -44,3 +44,16 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_of_that_ou
     assert out.read_text() == "new" and not left.exists()
     assert live.read_text() == "writing" and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, other.name])
+
+
+def test_a_temporary_named_after_an_impossible_process_id_is_an_orphan_not_a_crash(tmp_path):
+    """A leftover '.NAME.<digits>.tmp' whose digits pass every process id (an older writer's 16 hex digits that were
+    all decimal, '.preds.csv.99999999999.tmp') made os.kill raise OverflowError: every later write of NAME failed
+    with a trace. No process has such an id: it is an orphan, removed."""
+    from probe.files import process_alive
+
+    assert not process_alive(99999999999) and not process_alive(2**63)
+    left = tmp_path / ".preds.csv.1234567890123456.tmp"
+    left.write_text("half")
+    write_output(tmp_path / "preds.csv", lambda name: Path(name).write_text("whole"))
+    assert (tmp_path / "preds.csv").read_text() == "whole" and not left.exists()
