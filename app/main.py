@@ -100,10 +100,12 @@ DATABASE_BUSY = ("locked", "readonly", "read-only", "disk is full", "disk I/O er
 def _error_table() -> dict[type[BaseException], tuple[int, str]]:
     """Every exception the API answers with a 4xx: (status, prefix of the detail). Most specific first."""
     from feature_cache import CacheMismatch, DatasetError, UnsafeArchive
+    from probe.files import OutputBusy
 
     return {
         NotFound: (404, ""),
         InvalidTransition: (409, ""),
+        OutputBusy: (409, ""),  # a run another process replaced while it was read (probe.deploy.RunProbe.load)
         QueueFull: (429, ""),
         UploadsBusy: (429, ""),
         UploadStalled: (408, ""),

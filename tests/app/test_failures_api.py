@@ -569,3 +569,18 @@ def test_a_run_scored_on_new_images_of_one_class(fresh_finished):
     assert scores["images"] == 4 and rows["cat"]["n"] == 4 and scores["accuracy"] == rows["cat"]["accuracy"]
     assert {name: row["n"] for name, row in rows.items() if name != "cat"} == {"airplane": 0, "ship": 0}
     assert sum(map(sum, scores["confusion"])) == 4
+
+
+def test_a_run_replaced_while_it_is_read_is_a_409_not_a_500(finished, monkeypatch):
+    """RunProbe.load raises probe.files.OutputBusy when a writer (a CLI ``train --force`` to the run's folder)
+    replaced the run on each of its reads: the API answered "internal server error (OutputBusy)", a 500."""
+    import itertools
+
+    import probe.deploy
+
+    counter = itertools.count()
+    monkeypatch.setattr(probe.deploy, "_report_identity", lambda run_dir: (next(counter), 0, 0))
+    resp = finished.client.get(f"/api/runs/{finished.erm}/probe.zip")
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["detail"].endswith(f"was replaced each of the {probe.deploy.LOAD_TRIES} times it was read; "
+                                          "read it again once its writer is done.")
