@@ -105,7 +105,6 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
     return {
         NotFound: (404, ""),
         InvalidTransition: (409, ""),
-        OutputBusy: (409, ""),  # a run another process replaced while it was read (probe.deploy.RunProbe.load)
         QueueFull: (429, ""),
         UploadsBusy: (429, ""),
         UploadStalled: (408, ""),
@@ -118,6 +117,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
         DatasetError: (422, ""),
         CacheMismatch: (422, ""),
         RequestInvalid: (422, ""),
+        OutputBusy: (409, ""),  # a run a writer kept replacing while it was read (probe.rundir.read_run)
     }
 
 

@@ -24,10 +24,10 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .files import OutputBusy
 from .metrics import balanced_accuracy, confusion_matrix, integer_labels, precision_recall_f1, softmax
 from .posthoc import PosthocLogitBias
 from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, TemperatureScaling, load_report
+from .rundir import read_run
 from .seen import SEEN_FILE, SeenSources
 from .uncertainty import wilson_interval
 
@@ -83,19 +83,6 @@ class TrueClass:
             self.loss[rows], self.above[rows] = true_class_terms(logits[rows - start], self.labels[rows])
 
 
-LOAD_TRIES = 5  # reads of a run folder that a writer keeps replacing
-
-
-def _report_identity(run_dir: str | Path) -> tuple[int, int, int] | None:
-    """(inode, modification time, size) of the run's report.json, None without one: a run replaced (write_run moves
-    the new report.json in last, under a new inode) changes it."""
-    try:
-        info = (Path(run_dir) / "report.json").stat()
-    except OSError:
-        return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
-
-
 @dataclass
 class RunProbe:
     """A run's shipped probe: the first seed's fitted ``ProbeTrainer``, its post-hoc bias (or None), the class
@@ -122,18 +109,7 @@ class RunProbe:
         while a ``train --force`` to the folder ended read one run's report and the other's head).
 
         Raises FileNotFoundError (no report or head) or ValueError (files that do not belong together)."""
-        for _ in range(LOAD_TRIES):
-            before = _report_identity(run_dir)
-            try:
-                probe = cls._load_once(run_dir, device)
-            except (FileNotFoundError, ValueError):
-                if _report_identity(run_dir) == before:
-                    raise
-                continue
-            if _report_identity(run_dir) == before:
-                return probe
-        raise OutputBusy(f"{run_dir} was replaced each of the {LOAD_TRIES} times it was read; read it again once "
-                         "its writer is done.")
+        return read_run(run_dir, lambda: cls._load_once(run_dir, device))
 
     @classmethod
     def _load_once(cls, run_dir: str | Path, device: str) -> RunProbe:

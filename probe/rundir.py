@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 from .files import OutputBusy, exclusive
 
@@ -25,6 +27,9 @@ INCOMING_DIR = ".incoming"  # the new run, complete: moved in by its writer, or 
 LOCK_FILE = ".lock"
 MANIFEST = ".files"  # in the staging folder: {"files": the new run's, "remove": the old run's it does not replace}
 REPORT = "report.json"
+READ_TRIES = 5  # reads of a run folder that a writer keeps replacing
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -88,6 +93,38 @@ def recover_run(run_dir: Path) -> None:
             _move_in(Path(run_dir))
     except OSError as exc:
         logger.warning("cannot finish the replacement of the run in %s: %s", run_dir, exc)
+
+
+def run_identity(run_dir: str | Path) -> tuple[int, int, int] | None:
+    """(inode, modification time, size) of the run's report.json, None without one: a run replaced (its new
+    report.json is moved in last, under a new inode) changes it."""
+    try:
+        info = (Path(run_dir) / REPORT).stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def read_run(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], read: Callable[[], T]) -> T:
+    """``read()``, which reads several files of the run in ``run_dirs`` (or of each of those runs), done again
+    where a writer replaced one of the runs while it read them (report.json replaced or gone by the end; its
+    error too, which the replacement may have caused): a reader of report.json then predictions.npz while a
+    ``train --force`` moved its run in got one run's report and the other's predictions. The one mechanism of every
+    reader of more than one file of a run. Raises :class:`probe.files.OutputBusy` after ``READ_TRIES`` reads that
+    were each overtaken."""
+    dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
+    for _ in range(READ_TRIES):
+        before = [run_identity(folder) for folder in dirs]
+        try:
+            got = read()
+        except Exception:
+            if [run_identity(folder) for folder in dirs] == before:
+                raise
+            continue
+        if [run_identity(folder) for folder in dirs] == before:
+            return got
+    raise OutputBusy(f"{', '.join(map(str, dirs))} was replaced each of the {READ_TRIES} times it was read; read it "
+                     "again once its writer is done.")
 
 
 def _move_in(run_dir: Path) -> None:

@@ -29,19 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe import format_comparison, load_report
+    from probe import format_comparison
     from probe.export import COMPARE_FORMATS, runs_context
     from probe.report import TERMINAL_CLASSES
+    from probe.rundir import read_run
 
     check_export_arguments(args)
     if args.out is not None:
         check_out_file(args.out, "compare.html")
         check_out_apart(args.out, runs=[args.base, *args.other], inputs=[args.features] if args.features else [])
-    base = load_report(args.base)
     if len(args.other) > 1:
-        return _many(args, base)
-    other = load_report(args.other[0])
-    comparison = _compare(args, base, args.other[0], other)
+        return _many(args)
+    if run_folder(args.base) == run_folder(args.other[0]):  # it compared alike without a word (a new-user round)
+        print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
+    base, other, comparison = read_run([args.base, args.other[0]], lambda: _read_pair(args, args.other[0]))
     if args.format:
         names = {base.run_id: str(args.base), other.run_id: str(args.other[0])}  # the runs' folders, as given
         write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other, names)), args.out)
@@ -57,6 +58,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_pair(args: argparse.Namespace, other_dir: str) -> tuple:
+    """(base report, other report, comparison) of the runs in ``args.base`` and ``other_dir``: every file read of
+    them, which :func:`probe.rundir.read_run` reads again where a writer replaced one meanwhile."""
+    from probe import load_report
+
+    base, other = load_report(args.base), load_report(other_dir)
+    return base, other, _compare(args, base, other_dir, other)
+
+
 def _compare(args: argparse.Namespace, base, other_dir: str, other):
     """The comparison of the run in ``other_dir`` (its report ``other``) against ``base``, on their test split or,
     with ``--features``, on that cache's images."""
@@ -65,8 +75,6 @@ def _compare(args: argparse.Namespace, base, other_dir: str, other):
 
     from ..shipped import compare_on_cache
 
-    if run_folder(args.base) == run_folder(other_dir):  # it compared alike without a word (a new-user round)
-        print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
     if args.features is None:
         return compare_reports(base, other, load_pair(args.base, other_dir,
                                                       (len(base.class_names), len(other.class_names))))
@@ -76,10 +84,10 @@ def _compare(args: argparse.Namespace, base, other_dir: str, other):
     return comparison
 
 
-def _many(args: argparse.Namespace, base) -> int:
+def _many(args: argparse.Namespace) -> int:
     """Several runs against the base: one row each (:mod:`probe.compare_many`), then each run's warnings."""
-    from probe import load_report
     from probe.compare_many import format_many
+    from probe.rundir import read_run
 
     seen: dict = {}
     for other_dir in args.other:  # one row each, as GET /api/compare/many: a run twice counted twice in Holm's family
@@ -93,12 +101,7 @@ def _many(args: argparse.Namespace, base) -> int:
         from ..shipped import check_scored_cache
 
         check_scored_cache(args.features, args.split)
-    comparisons, reports = [], [load_report(other_dir) for other_dir in args.other]
-    for other_dir, other in zip(args.other, reports):
-        try:
-            comparisons.append(_compare(args, base, other_dir, other))
-        except ValueError as exc:  # other classes or images: which of the runs
-            raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
+    base, reports, comparisons = read_run([args.base, *args.other], lambda: _read_many(args))
     if args.json:  # the runs by their ids, as GET /api/compare/many gives them
         print(_with_warnings(comparisons, base, reports).model_dump_json(indent=2))
         return 0
@@ -110,6 +113,20 @@ def _many(args: argparse.Namespace, base) -> int:
         return 0
     print(format_many(many, width=terminal_width(110)))  # the warnings under the table
     return 0
+
+
+def _read_many(args: argparse.Namespace) -> tuple:
+    """(base report, the other runs' reports, their comparisons with the base): every file read of the runs, which
+    :func:`probe.rundir.read_run` reads again where a writer replaced one meanwhile."""
+    from probe import load_report
+
+    base, comparisons, reports = load_report(args.base), [], [load_report(other_dir) for other_dir in args.other]
+    for other_dir, other in zip(args.other, reports):
+        try:
+            comparisons.append(_compare(args, base, other_dir, other))
+        except ValueError as exc:  # other classes or images: which of the runs
+            raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
+    return base, reports, comparisons
 
 
 def _with_warnings(comparisons: list, base, reports: list):

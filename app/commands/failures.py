@@ -23,12 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
 
-def run(args: argparse.Namespace) -> int:
-    from feature_cache.archives import printable
+def _read(run_dir: str):
+    """The run's report and its stored test predictions (``probe.rundir.read_run``: of one run)."""
     from probe import load_report
     from probe.predictions import Predictions
+
+    report = load_report(run_dir)
+    return report, Predictions.load(run_dir, len(report.class_names))
+
+
+def run(args: argparse.Namespace) -> int:
+    from feature_cache.archives import printable
     from probe.report import confusion_cell
     from probe.run import cache_test_rows
+    from probe.rundir import read_run
 
     from ..label_issues import run_cache
     from . import check_data_folder, full_paths, share
@@ -36,9 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     check_data_folder(args.data)
-    report = load_report(args.run_dir)
+    report, predictions = read_run(args.run_dir, lambda: _read(args.run_dir))
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
-    predictions = Predictions.load(args.run_dir, len(report.class_names))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, args.limit, predicted), report.config,
                            lambda: run_cache(report, args.run_dir))
     rows = full_paths(rows, args.data)

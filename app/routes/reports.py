@@ -110,24 +110,31 @@ CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g.
 def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted: str | None = PredictedQuery,
              limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
     from feature_cache import open_cache
-    from probe.predictions import Predictions
     from probe.run import cache_test_rows
+    from probe.rundir import read_run
 
     run = store.get_run(run_id)
-    report = _report(store, run_id)
+    report, predictions = read_run(run["path"], lambda: _with_predictions(store, run))  # of one run
     index, target = _cell(report.class_names, class_name, predicted)
-    try:
-        predictions = Predictions.load(run["path"], len(report.class_names))
-    except FileNotFoundError:
-        raise HTTPException(404, f"run {run_id!r} has no stored test predictions (it predates them); "
-                                 "re-run it to browse its failures") from None
-    except ValueError as exc:  # damaged on disk
-        raise HTTPException(422, str(exc)) from None
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
                            lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
     rows = _with_thumbnails(rows, _dataset_of(store, run))
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(predictions.failures(index, predicted=target)), items=rows)
+
+
+def _with_predictions(store: Store, run: dict) -> tuple[Report, Any]:
+    """The run's report and stored test predictions; 404 without them, 422 damaged on disk."""
+    from probe.predictions import Predictions
+
+    report = _report(store, run["id"])
+    try:
+        return report, Predictions.load(run["path"], len(report.class_names))
+    except FileNotFoundError:
+        raise HTTPException(404, f"run {run['id']!r} has no stored test predictions (it predates them); "
+                                 "re-run it to browse its failures") from None
+    except ValueError as exc:  # damaged on disk
+        raise HTTPException(422, str(exc)) from None
 
 
 def _cell(class_names: list[str], class_name: str | None, predicted: str | None) -> tuple[int | None, int | None]:
@@ -377,6 +384,13 @@ def _predictions_csv(store: Store, run_id: str, cache: str, split: str, probabil
 
 
 def _scores(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
+    from probe.rundir import read_run
+
+    # the probe and the stored predictions it is checked against, of one run
+    return read_run(store.get_run(run_id)["path"], lambda: _scored(store, run_id, cache, split))
+
+
+def _scored(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
     from ..shipped import scores_summary
 
     run, probe, got = _predicted(store, run_id, cache, split)
@@ -500,34 +514,43 @@ def _files_key(base: str, other: str, *run_dirs: str) -> tuple | None:
     return tuple(key)
 
 
-def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test",
-                read: Callable[[str], Report] | None = None) -> Comparison:
-    """``read(run_id)``: the run's report (:func:`_report`; several runs against one base read the base once)."""
+def _compared(base: str, other: str, folders: list[str], path: str | None, split: str, cache: str | None,
+              read: Callable[[str], Report]) -> Comparison:
+    """The comparison of :func:`_comparison` (on the runs' test predictions, kept; or on the cache at ``path``)."""
     from probe import compare_reports
     from probe.predictions import load_pair
 
     from ..shipped import compare_on_cache
+
+    # the files' identity taken before they are read: taken after, a run rewritten in between kept what was read
+    # before under its new identity, for good (a review)
+    key = None if path is not None else _files_key(base, other, *folders)
+    comparison = _COMPARISONS.get(key)  # kept: its reports are not read again (a review)
+    if comparison is None:
+        reports = read(base), read(other)
+        if path is None:
+            comparison = compare_reports(*reports, load_pair(*folders, tuple(len(r.class_names) for r in reports)))
+            _COMPARISONS.put(key, comparison)
+        else:
+            comparison, comparison.warnings = compare_on_cache(*reports, tuple(folders), path, split,
+                                                               f"cache {cache}")
+    return comparison
+
+
+def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test",
+                read: Callable[[str], Report] | None = None) -> Comparison:
+    """``read(run_id)``: the run's report (:func:`_report`; several runs against one base read the base once)."""
+    from probe.rundir import read_run
 
     if cache is None and split != "test":  # it compared the test split without a word (an attack round)
         raise HTTPException(422, f"split={split!r} needs a cache: without one the runs are compared on their own "
                                  "test predictions (split=test)")
     runs = store.get_run(base), store.get_run(other)
     path = None if cache is None else _cache_path(store, cache, scored=True)
+    read = read or partial(_report, store)
     try:
-        # the files' identity taken before they are read: taken after, a run rewritten in between kept what was
-        # read before under its new identity, for good (a review)
-        key = None if path is not None else _files_key(base, other, runs[0]["path"], runs[1]["path"])
-        comparison = _COMPARISONS.get(key)  # kept: its reports are not read again (a review)
-        if comparison is None:
-            read = read or partial(_report, store)
-            reports = read(base), read(other)
-            if path is None:
-                comparison = compare_reports(*reports, load_pair(runs[0]["path"], runs[1]["path"],
-                                                                 tuple(len(r.class_names) for r in reports)))
-                _COMPARISONS.put(key, comparison)
-            else:
-                comparison, comparison.warnings = compare_on_cache(*reports, (runs[0]["path"], runs[1]["path"]),
-                                                                   path, split, f"cache {cache}")
+        folders = [runs[0]["path"], runs[1]["path"]]  # read again whole where train --force replaced one meanwhile
+        comparison = read_run(folders, lambda: _compared(base, other, folders, path, split, cache, read))
         if path is None:
             comparison = comparison.model_copy(deep=True)  # the caller adds its warnings to its own copy
         if base == other:  # as the CLI says it: a normal "no change" read as a result (an attack round)
@@ -604,14 +627,23 @@ async def compare_many_runs(request: Request, base: str = BaseRun, other: RunIds
 
 
 def _many(store: Store, base: str, others: list[str], cache: str | None, split: str) -> ManyComparison:
-    from probe.compare_many import compare_many, run_warnings
+    from probe.rundir import read_run
 
     twice = sorted({run_id for run_id in others if others.count(run_id) > 1})
     if twice:
         raise HTTPException(422, f"other names run {twice[0]!r} more than once: each run is one row")
     if base in others:  # a row of zeros, p = 1, that made Holm's correction of the others stricter (a review)
         raise HTTPException(422, f"other names the base run {base!r}: leave it out of the runs compared with it")
-    comparisons, read = [], lru_cache(maxsize=None)(partial(_report, store))  # each read once: the base was 1 + N
+    folders = [store.get_run(run_id)["path"] for run_id in (base, *others)]
+    # read again whole where train --force replaced a run meanwhile, the reports read afresh
+    return read_run(folders, lambda: _many_read(store, base, others, cache, split))
+
+
+def _many_read(store: Store, base: str, others: list[str], cache: str | None, split: str) -> ManyComparison:
+    """The comparisons of :func:`_many`, each report read once (the base was read 1 + N times)."""
+    from probe.compare_many import compare_many, run_warnings
+
+    comparisons, read = [], lru_cache(maxsize=None)(partial(_report, store))
     for run_id in others:
         try:
             comparisons.append(_comparison(store, base, run_id, cache, split, read))

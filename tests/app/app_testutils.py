@@ -1,6 +1,8 @@
 """Builders shared by the app tests: tiny generated image archives (every clone has them) and fast probe configs."""
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -78,3 +80,33 @@ def wait_job(client, job_id: str, timeout: float = 240.0) -> dict:
         return job if job["status"] not in ("queued", "running") else None
 
     return wait_for(done, timeout, interval=0.1, what=f"job {job_id} finished")
+
+
+def replaced_meanwhile(run: Path, monkeypatch, module, name: str) -> list:
+    """``module.name`` (a reader of a run's second file) replaces the run in ``run`` (a copy whose report names its
+    classes in the other case, ``str.swapcase``: the new run) the first time it is called, before it reads, as a `train --force` to the
+    folder that moved its run in between the reads did."""
+    from probe.report import RUN_FILES
+    from probe.rundir import replace_run
+
+    real, calls = getattr(module, name), []
+
+    def write(staging):
+        for path in run.iterdir():
+            if path.is_file() and not path.name.startswith("."):
+                shutil.copy(path, staging / path.name)
+        report = json.loads((staging / "report.json").read_text(encoding="utf-8"))
+        report["class_names"] = [n.swapcase() for n in report["class_names"]]
+        for row in report["per_class"]:
+            row["name"] = row["name"].swapcase()
+        (staging / "report.json").write_text(json.dumps(report), encoding="utf-8")
+
+    def reader(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            replace_run(run, write, RUN_FILES)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, reader)
+    return calls
+

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from app_testutils import replaced_meanwhile
 from feature_cache import open_cache, write_cache
 
 K = 4
@@ -874,3 +875,28 @@ def test_a_second_train_to_an_out_being_written_is_refused_at_once_and_a_killed_
     assert main(["train", "--features", str(cache), "--out", str(out), *FAST]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["head.json", "head.safetensors", "per_class.csv",
                                                      "predictions.npz", "report.json", "seen_sources.npz"]
+
+
+def test_failures_of_a_run_replaced_between_its_reads_are_the_new_runs(erm_dir, tmp_path, capsys, monkeypatch):
+    """failures read report.json, then predictions.npz: a train --force that moved its run in between gave the old
+    run's class names (its config, its cache) with the new run's predictions. Read again: the new run's, whole."""
+    from probe.predictions import Predictions
+
+    out = tmp_path / "run"
+    shutil.copytree(erm_dir, out)
+    calls = replaced_meanwhile(out, monkeypatch, Predictions, "load")
+    assert main(["failures", str(out), "--limit", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(calls) == 2 and rows and all(row["true"] in [n.upper() for n in NAMES] for row in rows), rows
+
+
+def test_compare_of_a_run_replaced_between_its_reads_is_the_new_runs(erm_dir, tmp_path, capsys, monkeypatch):
+    """compare read both reports, then both runs' predictions: a run replaced in between was compared by its old
+    report with its new predictions. Read again: the new run's, whole."""
+    import probe.predictions as predictions
+
+    out = tmp_path / "run"
+    shutil.copytree(erm_dir, out)
+    calls = replaced_meanwhile(out, monkeypatch, predictions, "load_pair")
+    assert main(["compare", str(erm_dir), str(out), "--json"]) == 2  # the new run's other class names
+    assert "'apple' against 'APPLE'" in capsys.readouterr().err and len(calls) == 2

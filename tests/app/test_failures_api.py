@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app_testutils import replaced_meanwhile
 from probe import load_report
 from probe.predictions import Predictions
 
@@ -572,15 +573,32 @@ def test_a_run_scored_on_new_images_of_one_class(fresh_finished):
 
 
 def test_a_run_replaced_while_it_is_read_is_a_409_not_a_500(finished, monkeypatch):
-    """RunProbe.load raises probe.files.OutputBusy when a writer (a CLI ``train --force`` to the run's folder)
-    replaced the run on each of its reads: the API answered "internal server error (OutputBusy)", a 500."""
+    """RunProbe.load (probe.rundir.read_run) raises probe.files.OutputBusy when a writer (a CLI ``train --force`` to
+    the run's folder) replaced the run on each of its reads: the API answered "internal server error (OutputBusy)",
+    a 500."""
     import itertools
 
-    import probe.deploy
+    import probe.rundir
 
     counter = itertools.count()
-    monkeypatch.setattr(probe.deploy, "_report_identity", lambda run_dir: (next(counter), 0, 0))
+    monkeypatch.setattr(probe.rundir, "run_identity", lambda run_dir: (next(counter), 0, 0))
     resp = finished.client.get(f"/api/runs/{finished.erm}/probe.zip")
     assert resp.status_code == 409, resp.text
-    assert resp.json()["detail"].endswith(f"was replaced each of the {probe.deploy.LOAD_TRIES} times it was read; "
+    assert resp.json()["detail"].endswith(f"was replaced each of the {probe.rundir.READ_TRIES} times it was read; "
                                           "read it again once its writer is done.")
+
+
+def test_failures_and_compare_of_a_run_replaced_between_their_reads_are_the_new_runs(fresh_finished, monkeypatch):
+    """The failures and compare routes read report.json, then predictions.npz: a train --force to the run's folder
+    that moved its run in between gave the old run's class names with the new run's predictions (or compared them).
+    Read again: the new run's, whole."""
+    import probe.predictions as predictions
+
+    client, run = fresh_finished.client, fresh_finished.settings.runs_dir / fresh_finished.erm
+    calls = replaced_meanwhile(run, monkeypatch, predictions, "load_pair")  # its classes in capitals
+    resp = client.get("/api/compare", params={"base": fresh_finished.mr2, "other": fresh_finished.erm})
+    assert len(calls) == 2 and resp.status_code == 422 and "against 'AIRPLANE'" in resp.json()["detail"], resp.text
+    monkeypatch.undo()
+    calls = replaced_meanwhile(run, monkeypatch, Predictions, "load")  # in small letters again
+    body = client.get(f"/api/runs/{fresh_finished.erm}/failures", params={"limit": 200}).json()
+    assert len(calls) == 2 and body["items"] and all(item["true"].islower() for item in body["items"]), body

@@ -1,0 +1,62 @@
+"""probe.rundir: the files of one run read whole while a writer replaces it (read_run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from probe.files import OutputBusy
+from probe.rundir import READ_TRIES, read_run, replace_run
+
+
+def _write(folder: Path, version: int) -> None:
+    (folder / "report.json").write_text(json.dumps({"version": version}), encoding="utf-8")
+    (folder / "predictions.npz").write_text(str(version), encoding="utf-8")
+
+
+def _replace(run: Path, version: int) -> None:
+    replace_run(run, lambda staging: _write(staging, version), ["report.json", "predictions.npz"])
+
+
+def _read_both(run: Path, meanwhile=None) -> tuple[int, int]:
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))["version"]
+    if meanwhile is not None:
+        meanwhile()
+    return report, int((run / "predictions.npz").read_text(encoding="utf-8"))
+
+
+def test_a_run_replaced_between_two_reads_is_read_again_whole(tmp_path):
+    run = tmp_path / "run"
+    _replace(run, 1)
+    versions = iter([2])
+    got = read_run(run, lambda: _read_both(run, lambda: [_replace(run, v) for v in versions]))
+    assert got == (2, 2)  # without it: the old report with the new predictions, (1, 2)
+
+
+def test_an_error_a_replacement_caused_is_read_again_and_one_it_did_not_is_raised(tmp_path):
+    run = tmp_path / "run"
+    _replace(run, 1)
+    calls = []
+
+    def read():
+        calls.append(1)
+        if len(calls) == 1:
+            _replace(run, 2)
+            raise ValueError("predictions of another class count")
+        return _read_both(run)
+
+    assert read_run(run, read) == (2, 2) and len(calls) == 2
+    with pytest.raises(ValueError, match="^damaged$"):
+        read_run(run, lambda: (_ for _ in ()).throw(ValueError("damaged")))
+
+
+def test_several_runs_and_a_writer_that_never_stops(tmp_path):
+    base, other = tmp_path / "a", tmp_path / "b"
+    _replace(base, 1)
+    _replace(other, 1)
+    versions = iter(range(2, 100))
+    with pytest.raises(OutputBusy, match=rf"^{base}, {other} was replaced each of the {READ_TRIES} times it was "):
+        read_run([base, other], lambda: (_read_both(base), _replace(other, next(versions))))
+    assert next(versions) == 2 + READ_TRIES
+
