@@ -36,10 +36,14 @@ T = TypeVar("T")
 def run_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
     """The run folder ``run_dir`` (created) for this process alone while the block runs: another writer of it is
     refused at once with :class:`probe.files.OutputBusy`, naming its process (two ``train`` on one --out shared
-    ``.writing`` and mixed their files). ``wait``: wait for it instead (a reader finishing a move). A folder it
-    created is removed again when the block leaves it empty."""
+    ``.writing`` and mixed their files). ``wait``: wait for it instead (a reader finishing a move). The folders it
+    created (``run_dir`` and its missing parents) are removed again where the block leaves them empty."""
     run_dir = Path(run_dir)
-    created = not run_dir.exists()
+    created = []  # deepest first
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            break
+        created.append(folder)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def busy(owner: str) -> OutputBusy:
@@ -50,9 +54,11 @@ def run_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
         with exclusive(run_dir / LOCK_FILE, busy, wait=wait, reentrant=True):
             yield
     finally:
-        if created:  # a failed first run leaves no empty folder (rmdir leaves one that is not empty)
-            with suppress(OSError):
-                run_dir.rmdir()
+        # a failed first run leaves no empty folder, nor the missing parents it made for it (rmdir leaves a folder
+        # that is not empty, and so the folders above it)
+        with suppress(OSError):
+            for folder in created:
+                folder.rmdir()
 
 
 def replace_run(run_dir: Path, write: Callable[[Path], None], run_files: Iterable[str]) -> None:

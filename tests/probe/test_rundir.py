@@ -60,3 +60,18 @@ def test_several_runs_and_a_writer_that_never_stops(tmp_path):
         read_run([base, other], lambda: (_read_both(base), _replace(other, next(versions))))
     assert next(versions) == 2 + READ_TRIES
 
+
+def test_a_failed_first_run_removes_the_folders_it_created_and_no_more(tmp_path):
+    """run_lock made --out and its missing parents; a failed run removed --out alone: out/a/b stayed behind."""
+    def fail(staging):
+        raise RuntimeError("fit failed")
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(RuntimeError, match="fit failed"):
+        replace_run(tmp_path / "out" / "a" / "b" / "run", fail, ["report.json"])
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"] and not any((tmp_path / "out").iterdir())
+    (tmp_path / "out" / "a").mkdir()
+    (tmp_path / "out" / "a" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="fit failed"):
+        replace_run(tmp_path / "out" / "a" / "b" / "run", fail, ["report.json"])
+    assert sorted(p.name for p in (tmp_path / "out" / "a").iterdir()) == ["notes.txt"]
