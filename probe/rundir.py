@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from .files import OutputBusy, exclusive
+from .files import TMP_SUFFIX, OutputBusy, exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ REPORT = "report.json"
 READ_TRIES = 5  # reads of a run folder that a writer keeps replacing
 
 T = TypeVar("T")
+
+
+def writer_file(name: str) -> bool:
+    """Whether ``name`` in a run folder is a writer's working file, not one of the run's: ``.writing``, ``.lock`` or
+    a temporary ``.NAME.<pid>-<hex>.tmp`` (:func:`probe.files.temporary_name`), which a killed writer leaves until
+    the next one. Lists, sizes and copies of a run leave them out; a committed ``.incoming`` is the run's newest
+    state, not one of them."""
+    return name in (STAGING_DIR, LOCK_FILE) or (name.startswith(".") and name.endswith(TMP_SUFFIX))
 
 
 @contextmanager

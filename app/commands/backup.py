@@ -69,7 +69,7 @@ def backup(data_dir: Path, dest: Path) -> str:
         vanished = 0
         for name in _FOLDERS:
             if (data_dir / name).is_dir():
-                vanished += _copy_tree(data_dir / name, dest / name)
+                vanished += (_copy_runs if name == "runs" else _copy_tree)(data_dir / name, dest / name)
         (dest / UNFINISHED).replace(dest / DATABASE)  # last: a backup with a database is a whole one
     except BaseException:
         # Ctrl-C, a full disk: the database without the folders would pass for a backup (it serves, its runs'
@@ -101,13 +101,45 @@ def _copy_database(source: Path, partial: Path) -> int:
     return int(jobs)
 
 
-def _copy_tree(source: Path, target: Path) -> int:
-    """``shutil.copytree`` that tolerates files the running server removes while it copies; how many it left out."""
+def _copy_runs(source: Path, target: Path) -> int:
+    """The runs folder ``source`` copied to ``target`` as :func:`_copy_tree` does, each run whole: without its
+    writer's files (``.writing``, ``.lock``, temporary files: :func:`probe.rundir.writer_file`, half a new run and
+    a writer's lock, of no use to a restore), a replacement a killed writer committed moved in first, and a run that
+    a ``train --force`` replaced while it was copied copied again (:func:`probe.rundir.read_run`). How many files it
+    left out."""
+    from probe.rundir import read_run, recover_run, run_identity, writer_file
+
+    def runs() -> list[Path]:
+        return [run for run in source.iterdir() if run.is_dir() and not run.is_symlink()]
+
+    def copy_run(run: Path) -> int:
+        shutil.rmtree(target / run.name, ignore_errors=True)  # the copy a writer overtook
+        return _copy_tree(run, target / run.name, skip)
+
+    def skip(folder: str, names: list[str]) -> list[str]:
+        return [name for name in names if writer_file(name)]
+
+    for run in runs():
+        recover_run(run)  # the committed .incoming is the run's newest state
+    before = {run: run_identity(run) for run in runs()}
+    vanished = _copy_tree(source, target, skip)
+    for run in runs():
+        if run_identity(run) != before.get(run):
+            vanished += read_run(run, lambda: copy_run(run))
+    return vanished
+
+
+# a cache file being written (feature_cache.store.replacing_file's '.<name>.<pid>.tmp'): half a file, of no use to
+# a restore, whose writer's pid may be alive there and keep it from the start-up clean-up
+_TEMPORARY = shutil.ignore_patterns(".*.tmp")
+
+
+def _copy_tree(source: Path, target: Path, ignore=_TEMPORARY) -> int:
+    """``shutil.copytree`` that tolerates files the running server removes while it copies; how many it left out.
+    ``ignore``: as copytree's (default: temporary files)."""
     try:
-        # a cache file being written (feature_cache.store.replacing_file's '.<name>.<pid>.tmp'): half a file, of
-        # no use to a restore, whose writer's pid may be alive there and keep it from the start-up clean-up
         shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2,
-                        ignore=shutil.ignore_patterns(".*.tmp"))
+                        ignore=ignore)
     except shutil.Error as exc:
         missing = [error for error in exc.args[0] if "No such file" in str(error[-1])]
         failed = [error for error in exc.args[0] if error not in missing]

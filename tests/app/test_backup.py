@@ -4,6 +4,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+import pytest
+
 from app.cli import main
 from app.config import DATABASE_FILE
 from app.store import Store
@@ -112,7 +114,7 @@ def test_an_interrupted_backup_leaves_no_half_copy(tmp_path, monkeypatch, capsys
     (data / "runs" / "run_1").mkdir(parents=True)
     (data / "runs" / "run_1" / "report.json").write_text("{}")
 
-    def interrupted(source, target):
+    def interrupted(source, target, *ignore):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(backup, "_copy_tree", interrupted)
@@ -136,7 +138,7 @@ def test_a_backup_killed_while_it_copies_does_not_pass_for_a_data_directory(tmp_
     (data / "runs" / "run_1").mkdir(parents=True)
     (data / "runs" / "run_1" / "report.json").write_text("{}")
 
-    def killed(source, target):
+    def killed(source, target, *ignore):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(backup, "_copy_tree", killed)
@@ -178,3 +180,76 @@ def test_a_full_disk_while_copying_is_one_line_naming_a_file(tmp_path, monkeypat
     assert err.endswith("into the backup: No space left on device (2 file(s) not copied); the unfinished backup is "
                         "removed")
     assert "\n" not in err and not (tmp_path / "b").exists()
+
+
+def test_a_backup_taken_mid_replacement_restores_the_new_run_whole_without_the_writers_files(tmp_path, monkeypatch):
+    """A run folder being replaced holds the writer's .writing, .lock and .NAME.<pid>-<hex>.tmp, and, once the new
+    run is committed, .incoming: the backup copied them all, and a restore held a writer's half-written run and
+    lock files beside a run. It leaves the writer's files out and keeps the committed new run, which the restore
+    loads whole."""
+    import numpy as np
+
+    import probe.rundir as rundir
+    from probe import ProbeConfig, load_report, run_probe
+    from probe.deploy import RunProbe
+
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    run = data / "runs" / "run_1"
+    rng = np.random.default_rng(0)
+    split = {s: (rng.normal(0, 1, (30, 4)).astype(np.float32) + np.repeat(np.eye(3, 4), 10, 0) * 3,
+                 np.repeat(np.arange(3), 10)) for s in ("train", "val", "test")}
+    fast = dict(epochs=5, lr_grid=[0.05], seeds=[0], cv=0)
+    run_probe(split, ["a", "b", "c"], ProbeConfig(**fast, wd_grid=[0.0]), out_dir=run)
+    real_move_in = rundir._move_in
+
+    def killed_after_the_commit(folder):
+        if (folder / rundir.INCOMING_DIR).is_dir():
+            raise KeyboardInterrupt  # its second try too: the writer is gone, .incoming left behind
+        real_move_in(folder)
+
+    monkeypatch.setattr(rundir, "_move_in", killed_after_the_commit)
+    with pytest.raises(KeyboardInterrupt):
+        run_probe(split, ["a", "b", "c"], ProbeConfig(**fast, wd_grid=[0.1]), out_dir=run)
+    monkeypatch.setattr(rundir, "_move_in", real_move_in)
+    (run / rundir.STAGING_DIR).mkdir()
+    (run / rundir.STAGING_DIR / "head.safetensors").write_text("half a head")
+    (run / rundir.LOCK_FILE).write_text("pid 4242")
+    (run / ".report.json.4242-0a1b.tmp").write_text("half a report")
+    assert (run / rundir.INCOMING_DIR).is_dir()
+    backup_dir = tmp_path / "backup"
+    assert main(["backup", str(backup_dir), "--data-dir", str(data)]) == 0
+    restored = backup_dir / "runs" / "run_1"
+    assert sorted(p.name for p in restored.iterdir() if p.name.startswith(".")) in ([], [rundir.INCOMING_DIR])
+    assert load_report(restored).config["wd_grid"] == [0.1]  # the new run
+    assert RunProbe.load(restored).trainer.num_classes_ == 3
+    assert sorted(p.name for p in restored.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_run_replaced_while_the_backup_copies_it_is_copied_again_whole(tmp_path, monkeypatch):
+    """A train --force that moved its run in while the backup copied the folder left a copy of one run's report
+    with the other's predictions. Copied again: the new run's files alone."""
+    from app.commands import backup
+    from probe.rundir import replace_run
+
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    run = data / "runs" / "run_1"
+
+    def replace(version):
+        replace_run(run, lambda staging: [(staging / name).write_text(version) for name in ("report.json", "p.npz")],
+                    ["report.json", "p.npz"])
+
+    replace("old")
+    real_copy, copies = backup.shutil.copy2, []
+
+    def replaced_after_the_first_file(src, dst, **kw):
+        copies.append(src)
+        if len(copies) == 2:
+            replace("new")
+        return real_copy(src, dst, **kw)
+
+    monkeypatch.setattr(backup.shutil, "copy2", replaced_after_the_first_file)
+    backup.backup(data, tmp_path / "b")
+    assert {p.name: p.read_text() for p in (tmp_path / "b" / "runs" / "run_1").iterdir()} == {
+        "report.json": "new", "p.npz": "new"}

@@ -101,7 +101,7 @@ def test_sigterm_runs_the_commands_clean_up_and_says_so(tmp_path):
         os.makedirs("data/runs/run_1")
         open("data/runs/run_1/report.json", "w").write("{}")
 
-        def terminated(source, target):
+        def terminated(source, target, ignore=None):
             os.kill(os.getpid(), signal.SIGTERM)
             return 0
 
