@@ -42,7 +42,7 @@ from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, i
 from .near_duplicates import PAIRS_FILE, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
-from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run
+from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
 from .seen import SEEN_FILE
 from .names import class_index, listed, lookalike_key, repeated
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
@@ -1378,7 +1378,9 @@ def _no_report(run_dir: Path, path: Path) -> str:
     interrupted (Ctrl-C, a kill, a full disk) before report.json, which :func:`write_run` writes last."""
     unfinished = {"head.safetensors", "head.json", "per_class.csv", "predictions.npz", "report.json.tmp", STAGING_DIR,
                   INCOMING_DIR}
-    left = sorted(p.name for p in run_dir.iterdir() if p.is_file() or p.name in unfinished) if run_dir.is_dir() else []
+    # not a killed writer's lock or temporary files, which stay until the next writer: they are no run's files
+    left = sorted(p.name for p in run_dir.iterdir() if p.name in unfinished
+                  or (p.is_file() and not writer_file(p.name))) if run_dir.is_dir() else []
     if set(left) & unfinished:
         return (f"{run_dir} holds no report.json, only files of an unfinished run ({', '.join(left[:6])}): it was "
                 f"interrupted or failed while it was written; train it again to that --out")

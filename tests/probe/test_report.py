@@ -165,6 +165,8 @@ def test_a_run_folder_whose_writing_was_interrupted_says_so(tmp_path):
     run.mkdir()
     (run / "head.safetensors").write_bytes(b"x")
     (run / "head.json").write_text("{}")
+    (run / ".lock").write_text("pid 4242")  # a killed writer's lock and temporary file: not the run's files
+    (run / ".report.json.4242-0a1b.tmp").write_text("half a report")
     with pytest.raises(FileNotFoundError, match=r"holds no report.json, only files of an unfinished run "
                                                 r"\(head.json, head.safetensors\): it was interrupted or failed"):
         load_report(run)
