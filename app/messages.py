@@ -9,9 +9,12 @@ from pathlib import Path
 
 from .config import Settings
 
-__all__ = ["ClientMessages", "MAX_DETAIL", "given_spans"]
+__all__ = ["ClientMessages", "ERROR_GIVEN", "MAX_DETAIL", "given_spans"]
 
 MAX_DETAIL = 2000  # characters of an error message a client gets
+# the key of a failed job's result that keeps its error's given spans (:func:`given_spans`): the error, written
+# cleaned, is cleaned again as it is read (that of an older version was not), and lost them
+ERROR_GIVEN = "error_given"
 
 
 def given_spans(exc: BaseException) -> tuple[str, ...]:

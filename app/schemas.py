@@ -18,6 +18,7 @@ from probe.report import TestCheck, Verdict, probe_label
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
                       StringConstraints, ValidationError, WithJsonSchema, field_validator, model_validator)
 
+from .messages import ERROR_GIVEN
 from .status import JobStatus
 
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
@@ -375,20 +376,21 @@ class JobOut(BaseModel):
                       "probes it trains, named as their runs are (app.steps.job_what)")
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], clean: Callable[[str], str] | None = None,
+    def from_row(cls, row: dict[str, Any], clean: Callable[..., str] | None = None,
                  deleted_rows: bool = False) -> "JobOut":
         """The row as a client reads it; ``clean`` (``app.messages.ClientMessages.clean``) rewrites the request's
         encoder name, which holds a weights file's resolved server path (``mocov2:/srv/data/moco.pth``), and the
         error and messages (written cleaned, but not by older versions: a data directory upgraded showed their
-        server paths; an upgrade round); ``deleted_rows``: something the job uses was deleted since
-        (``Store.uses_deleted_rows``), so it cannot resume (it said resumable, and resume answered 409; an attack
-        round)."""
+        server paths; an upgrade round), the error's given spans kept as it was written (``ERROR_GIVEN``);
+        ``deleted_rows``: something the job uses was deleted since (``Store.uses_deleted_rows``), so it cannot
+        resume (it said resumable, and resume answered 409; an attack round)."""
         failed = row["status"] == JobStatus.failed.value
         request, texts = row["request"], {}
         if clean is not None:
             if isinstance(request.get("encoder"), str):
                 request = {**request, "encoder": clean(request["encoder"])}
-            texts = {"error": row["error"] and clean(row["error"]),
+            given = (row.get("result") or {}).get(ERROR_GIVEN) or ()  # the spans it was written with, kept
+            texts = {"error": row["error"] and clean(row["error"], given),
                      "messages": [{**m, "text": clean(m["text"])} if isinstance(m.get("text"), str) else m
                                   for m in row.get("messages") or []]}
         resumable = (failed or row["status"] == JobStatus.interrupted.value) and not deleted_rows

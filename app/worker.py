@@ -18,7 +18,7 @@ from probe.allocator import share_main_arena
 from .config import Settings
 from .datadir import lock_data_dir
 from .jobs import JobCancelled, JobContext, JobKind
-from .messages import ClientMessages
+from .messages import ERROR_GIVEN, ClientMessages, given_spans
 from .status import ACTIVE, FINISHED, InvalidTransition, JobStatus, NotFound
 from .store import CANCEL_REQUESTED, Store, cancel_asked
 from .threads import limit_threads
@@ -352,8 +352,9 @@ class JobRunner:
             self.store.finish(job_id, JobStatus.cancelled, stage="cancelled")
             ctx.message("cancelled")
         else:
-            error = self.messages.clean(f"{type(exc).__name__}: {exc}")  # the log keeps the paths
-            ctx.record(retryable=retryable(exc))
+            given = given_spans(exc)  # the user's own words it quotes (an archive's member name), kept as read back
+            error = self.messages.clean(f"{type(exc).__name__}: {exc}", given)  # the log keeps the paths
+            ctx.record(retryable=retryable(exc), **{ERROR_GIVEN: list(given)})
             self.store.finish(job_id, JobStatus.failed, error=error, stage="failed")
 
     def _record_unrecorded(self) -> None:

@@ -223,6 +223,28 @@ def test_client_messages_do_not_depend_on_the_servers_file_system():
             assert clean(said) == shown, said
 
 
+def test_a_failed_jobs_error_keeps_the_archives_own_words_as_it_is_read(service, tmp_path, monkeypatch):
+    """An UnsafeArchive's message quotes an absolute member name ('/etc/passwd'), its ``given`` span: the API's
+    answer showed it, a job's error said '<server path>' (cleaned without its spans when written, and again when
+    read). Kept both times; a server path in the same message is still replaced."""
+    import probe
+    from feature_cache import UnsafeArchive
+
+    cache_id = _synthetic_cache(service, tmp_path)
+
+    def unsafe(*args, **kwargs):
+        raise UnsafeArchive(f"member '/etc/passwd' has an absolute path (in {tmp_path}/a.zip)",
+                            given=("'/etc/passwd'",))
+
+    monkeypatch.setattr(probe, "run_probe", unsafe)
+    resp = service.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": FAST_PROBE})
+    job = wait_job(service, resp.json()["id"])
+    expected = "UnsafeArchive: member '/etc/passwd' has an absolute path (in <server path>)"
+    assert job["status"] == "failed" and job["error"] == expected, job["error"]
+    assert service.get("/api/jobs").json()[0]["error"] == expected
+    assert "error_given" not in job["result"]
+
+
 def test_a_failed_jobs_error_quotes_no_server_path(service, tmp_path, monkeypatch):
     """The job's error field is what a client reads: cleaned like the API's error answers."""
     import probe
