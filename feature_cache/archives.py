@@ -112,10 +112,11 @@ def printable(name: str) -> str:
 _WINDOWS_ZIP_SYSTEMS = frozenset({0, 6, 11, 14})
 
 
-def check_member_name(name: str, archive: str, backslash_separates: bool = True) -> str:
+def check_member_name(name: str, archive: str, backslash_separates: bool = False) -> str:
     """Return the normalised posix member name, or raise ``UnsafeArchive`` on a path escape (a "\\" read as a
     separator there, whatever wrote it). ``backslash_separates``: a "\\" in the name returned is a folder separator
-    (a Windows tool's), else a character of the name (a folder 'back\\slash' made on Linux or macOS)."""
+    (a Windows tool's zip), else a character of the name, as in a tar (GNU tar keeps it: a folder 'back\\slash'
+    tarred is one class, as on disk) and in a zip made on Linux or macOS."""
     if "\x00" in name:
         raise UnsafeArchive(f"{archive}: member name {name!r} contains a NUL byte.", given=(repr(name),))
     posix = name.replace("\\", "/")

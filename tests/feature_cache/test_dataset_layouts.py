@@ -434,6 +434,37 @@ def test_a_backslash_in_a_zip_member_is_a_separator_only_from_windows(tmp_path, 
     assert data.class_names == classes
     assert per_class(data.splits["test"]) == {0: 3, 1: 3}
 
+def test_a_backslash_in_a_tar_member_is_a_character_of_its_name(tmp_path):
+    """A tar's "\\" was always read as a folder separator: a folder 'back\\slash' tarred on Linux (GNU tar keeps
+    the "\\" as a character; tar is a Unix format) was the class 'back', though on disk and in a Linux zip it is
+    'back\\slash'. The escape checks still read it as a separator: '..\\..\\x.png' is refused."""
+    import io
+    import tarfile
+
+    from feature_cache import UnsafeArchive
+
+    names = [f"{split}/{cls}/{i}.png" for split in ("train", "test") for cls in ("back\\slash", "tea")
+             for i in range(3)]
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tf:
+        for i, name in enumerate(names):
+            image = tmp_path / f"{i}.png"
+            write_image(image, i % 2, i)
+            info = tarfile.TarInfo(name)
+            info.size = image.stat().st_size
+            tf.addfile(info, io.BytesIO(image.read_bytes()))
+    data = open_dataset(archive, val_fraction=0.0)
+    assert data.class_names == ["back\\slash", "tea"]
+    assert per_class(data.splits["test"]) == {0: 3, 1: 3}
+    escape = tmp_path / "escape.tar"
+    with tarfile.open(escape, "w") as tf:
+        info = tarfile.TarInfo("train\\..\\..\\x.png")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"png"))
+    with pytest.raises(UnsafeArchive, match="escapes the archive root with '..'"):
+        open_dataset(escape, val_fraction=0.0)
+
+
 @pytest.mark.parametrize("name", ["a\x1b[31mred", "\u202eevil", "tab\there", "c1\x85", "line\u2028break",
                                   "zero\u200bwidth", "bom\ufeff"])
 def test_class_names_with_control_characters_are_refused(tree, name):
