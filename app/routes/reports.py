@@ -29,8 +29,8 @@ from ..kept import Kept, file_identity
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, offset_query, page, set_total
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
-                       LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut, RunUpdate,
-                       ScoresOut, download)
+                       LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut,
+                       RunUpdate, ScoresOut, download)
 from ..store import Store
 
 if TYPE_CHECKING:

@@ -84,8 +84,8 @@ def wait_job(client, job_id: str, timeout: float = 240.0) -> dict:
 
 def replaced_meanwhile(run: Path, monkeypatch, module, name: str) -> list:
     """``module.name`` (a reader of a run's second file) replaces the run in ``run`` (a copy whose report names its
-    classes in the other case, ``str.swapcase``: the new run) the first time it is called, before it reads, as a `train --force` to the
-    folder that moved its run in between the reads did."""
+    classes in the other case, ``str.swapcase``: the new run) the first time it is called, before it reads, as a
+    `train --force` to the folder that moved its run in between the reads did."""
     from probe.report import RUN_FILES
     from probe.rundir import replace_run
 

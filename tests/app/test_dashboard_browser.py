@@ -1841,7 +1841,8 @@ def test_a_scatter_of_many_classes_names_its_worst_classes_only(driver, live_ser
         // the 60 worst (the last classes) spread below 30 %, the others packed in 90-100 %
         const rows = (shift) => names.map((name, i) => ({ index: i, name, r: 1 + ((i * 13 + shift) % 97) / 50,
             accuracy: i >= K - 60 ? (i - K + 60) / 200 : 0.9 + (i % 10) / 100 }));
-        const config = { head: 'linear' }, report = { per_class: rows(0), config }, other = { per_class: rows(3), config };
+        const config = { head: 'linear' }, report = { per_class: rows(0), config };
+        const other = { per_class: rows(3), config };
         const nodes = RunPage.panels.scatterChart(report, other, { main: 'a', other: 'b' }).filter(Boolean);
         const svg = nodes[0], worst = [...report.per_class].sort((a, b) => a.accuracy - b.accuracy).slice(0, 60)
             .map(r => r.name);
@@ -2263,7 +2264,8 @@ def test_a_heat_map_of_sixty_classes_gets_the_page_s_width(driver, live_server, 
         const nodes = RunPage.panels.confusionCards({ class_names: names, per_class: [], confusion: { counts } });
         const box = document.createElement('div'); box.append(...nodes); document.querySelector('main').prepend(box);
         const map = box.querySelector('#confusion-heatmap');
-        const got = [nodes.length, Math.round(100 * map.getBoundingClientRect().width / Number(map.dataset.width)) / 100];
+        const scale = map.getBoundingClientRect().width / Number(map.dataset.width);
+        const got = [nodes.length, Math.round(100 * scale) / 100];
         box.remove();
         return got;"""
     assert driver.js(script, [60]) == [2, 1]

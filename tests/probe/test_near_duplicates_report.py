@@ -136,7 +136,8 @@ def test_train_images_duplicating_train_images_are_counted_within_the_products_b
     assert "; 4 train images nearly duplicate another train image" in " ".join(format_report(report).split())
     monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000 + 921_599)
     report = run_probe(data, NAMES, config, features=features)
-    assert report.near_duplicates.near == len(NEAR + IDENTICAL) and report.near_duplicates.train_near is None  # no digests
+    found = report.near_duplicates
+    assert found.near == len(NEAR + IDENTICAL) and found.train_near is None  # no digests
     assert "train image" not in " ".join(format_report(report).split())
 
 
