@@ -139,8 +139,8 @@ MATRIX_MAX_CLASSES = 20
 
 
 def _confusion(report: dict) -> tuple[str, list[str], list[list[str]]] | None:
-    """(caption, header, rows) of the test confusion matrix, or (caption, [], []) when it has too many classes to
-    print; None for a report without one."""
+    """(caption, header, rows) of the test confusion matrix up to ``MATRIX_MAX_CLASSES`` classes, or (caption, [], [])
+    beyond, where :func:`_focus` stands for it; None for a report without one."""
     confusion, names = report.get("confusion"), [str(n) for n in report["class_names"]]
     if not confusion:
         return None
@@ -149,10 +149,56 @@ def _confusion(report: dict) -> tuple[str, list[str], list[list[str]]] | None:
         return (f"{len(names)} classes: the {len(names)} × {len(names)} matrix is in report.json ({held}); "
                 "the per-class table names each class's most frequent confusions.", [], [])
     counts = Confusion.model_validate(confusion).dense(len(names)).tolist()
+    return _seeds_words(report) + "; rows: the true class, columns: the predicted one.", \
+        ["true / predicted", *names], [[name, *map(str, row)] for name, row in zip(names, counts)]
+
+
+def _seeds_words(report: dict) -> str:
     seeds = len(report["seeds"]["values"])
-    caption = (f"Test predictions of all {seeds} seed{'s' if seeds > 1 else ''} counted together; rows: the true "
-               "class, columns: the predicted one.")
-    return caption, ["true / predicted", *names], [[name, *map(str, row)] for name, row in zip(names, counts)]
+    return f"Test predictions of all {seeds} seed{'s' if seeds > 1 else ''} counted together"
+
+
+OTHER_CLASSES = "other classes"  # the focus's last row and column, as the dashboard's heat map names them
+FOCUS_HEADER = ["class", "test images", "its images predicted as another class",
+                "other classes' images predicted as it", "most often predicted as (images)"]
+
+
+class _Focus(NamedTuple):
+    caption: str
+    names: list[str]  # the shown classes, most confused first, then OTHER_CLASSES when any class is left out
+    counts: list[list[int]]  # rows: true, columns: predicted, in the order of names
+    shown: int  # how many of names are classes
+
+
+def _focus(report: dict) -> _Focus | None:
+    """Past ``MATRIX_MAX_CLASSES`` classes, the most confused classes' sub-matrix: the report's ``confusion.focus``
+    (beyond HEATMAP_CLASSES), else the same choice (:meth:`Confusion.most_confused`) of its fewer classes."""
+    confusion, names = report.get("confusion"), [str(n) for n in report["class_names"]]
+    if not confusion or len(names) <= MATRIX_MAX_CLASSES:
+        return None
+    focus = confusion.get("focus") or Confusion.model_validate(confusion).most_confused(len(names)).model_dump()
+    shown, left = [names[i] for i in focus["classes"]], len(names) - len(focus["classes"])
+    if not shown:
+        return _Focus(f"No test image of the {len(names)} classes was predicted as another class.", [], [], 0)
+    counts = [row[:len(shown)] + ([row[-1]] if left else []) for row in focus["counts"][:len(shown) + bool(left)]]
+    rest = f"; “{OTHER_CLASSES}” sums the other {left:,}" if left else ""
+    caption = (f"The {len(shown)} most confused of the {len(names):,} classes (report.json confusion.focus): those "
+               "with the most test images predicted as another class plus other classes' images predicted as them, "
+               f"most confused first{rest}. {_seeds_words(report)}; rows: the true class, columns: the predicted one.")
+    return _Focus(caption, shown + ([OTHER_CLASSES] if left else []), counts, len(shown))
+
+
+def _focus_rows(focus: _Focus) -> list[list[str]]:
+    """One row per shown class (:data:`FOCUS_HEADER`): its test images, its confusions each way, and the ≤ 3
+    classes (or the other classes together) it is most often predicted as."""
+    rows = []
+    for i, name in enumerate(focus.names[:focus.shown]):
+        row = focus.counts[i]
+        column = sum(focus.counts[j][i] for j in range(len(focus.counts)) if j != i)
+        top = sorted(((c, j) for j, c in enumerate(row) if j != i and c), key=lambda t: (-t[0], t[1]))[:3]
+        rows.append([name, f"{sum(row):,}", f"{sum(row) - row[i]:,}", f"{column:,}",
+                     ", ".join(f"{focus.names[j]} ({c:,})" for c, j in top) or "—"])
+    return rows
 
 
 def _report_dict(report: Report | dict) -> dict:
@@ -180,6 +226,10 @@ def report_markdown(report: Report | dict) -> str:
         lines += ["", "## Confusion matrix (test)", "", _md(caption)]
         if header:
             lines += ["", *_md_table(header, rows)]
+    focus = _focus(report)
+    if focus is not None:
+        lines += ["", "## Most confused classes (test)", "", _md(focus.caption)]
+        lines += ["", *_md_table(FOCUS_HEADER, _focus_rows(focus))] if focus.shown else []
     reliability = _reliability_rows(report)
     if reliability:
         lines += ["", "## Calibration of the shipped head (test)", "", *_md_table(RELIABILITY_HEADER, reliability)]
@@ -345,8 +395,38 @@ def _html_confusion(report: dict) -> str:
     if matrix is None:
         return ""
     caption, header, rows = matrix
+    focus = _focus(report)
     return (f"<h2>Confusion matrix (test)</h2><p>{html.escape(caption)}</p>"
-            + (_html_table(header, rows) if header else ""))
+            + (_html_table(header, rows) if header else "")
+            + ("" if focus is None else f"<h2>Most confused classes (test)</h2><p>{html.escape(focus.caption)}</p>"
+               + (_heat_map(focus) + _html_table(FOCUS_HEADER, _focus_rows(focus)) if focus.shown else "")))
+
+
+def _heat_map(focus: _Focus) -> str:
+    """The focus sub-matrix as an inline SVG heat map, as the dashboard draws it: each cell shaded by its share of
+    its row (the true class's test images), blue on the diagonal, red off it; every non-empty cell says its count in
+    its tooltip; the names of rows on the left, of columns above, cut to 18 characters (whole in their tooltips)."""
+    n, cell, left, top = len(focus.names), 14, 150, 130
+    width, height = left + n * cell + 10, top + n * cell + 10
+    cut = [name if len(name) <= 18 else name[:17].rstrip() + "…" for name in focus.names]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width}" height="{height}" role="img" '
+             f'aria-label="confusion heat map of the {focus.shown} most confused classes">']
+    for i, name in enumerate(focus.names):
+        x, y = left + i * cell + cell / 2, top + i * cell + cell - 3
+        parts.append(f'<text x="{left - 4}" y="{y}" font-size="10" text-anchor="end"><title>{html.escape(name)}'
+                     f'</title>{html.escape(cut[i])}</text><text x="{x:.0f}" y="{top - 4}" font-size="10" '
+                     f'transform="rotate(-60 {x:.0f} {top - 4})"><title>{html.escape(name)}</title>'
+                     f'{html.escape(cut[i])}</text>')
+    for i, row in enumerate(focus.counts):
+        total = sum(row) or 1
+        for j, count in enumerate(row):
+            if count:
+                share, colour = count / total, "#5b7db1" if i == j else "#c8553d"
+                parts.append(f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
+                             f'fill="{colour}" fill-opacity="{0.15 + 0.85 * share:.2f}"><title>true '
+                             f'{html.escape(focus.names[i])} → predicted {html.escape(focus.names[j])}: {count:,} '
+                             f'({percent(share, 1)} % of its row)</title></rect>')
+    return "".join(parts) + "</svg>"
 
 
 EXPORT_FORMATS = {"md": report_markdown, "html": report_html}

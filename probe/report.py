@@ -453,13 +453,17 @@ class Confusion(_Model):
     def with_focus(self, num_classes: int) -> "Confusion":
         """Itself with ``focus`` derived from the matrix: the most confused classes' sub-matrix beyond
         ``HEATMAP_CLASSES`` classes, else None."""
-        self.focus = None
-        if num_classes > HEATMAP_CLASSES:  # from the cells: the dense form of 5,000 classes is 200 MB
-            cells = confusion_cells(self.counts) if self.counts is not None else self.cells
-            classes = most_confused_classes(cells, num_classes, HEATMAP_CLASSES)
-            self.focus = ConfusionFocus(classes=classes.tolist(),
-                                        counts=confusion_submatrix(cells, num_classes, classes).tolist())
+        self.focus = self.most_confused(num_classes) if num_classes > HEATMAP_CLASSES else None
         return self
+
+    def most_confused(self, num_classes: int) -> ConfusionFocus:
+        """The sub-matrix of the ≤ ``HEATMAP_CLASSES`` most confused classes, whatever the number of classes: what
+        ``focus`` holds beyond it, and what the exports print past ``MATRIX_MAX_CLASSES`` (probe.export)."""
+        # from the cells: the dense form of 5,000 classes is 200 MB
+        cells = confusion_cells(self.counts) if self.counts is not None else self.cells
+        classes = most_confused_classes(cells, num_classes, HEATMAP_CLASSES)
+        counts = confusion_submatrix(cells, num_classes, classes)
+        return ConfusionFocus(classes=classes.tolist(), counts=counts.tolist())
 
 
 class ReliabilityBin(_Model):

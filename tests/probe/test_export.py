@@ -411,3 +411,30 @@ def test_the_exports_take_the_report_run_probe_returns(report):
     model = Report.model_validate(report)
     assert report_markdown(model) == report_markdown(report)
     assert report_html(model) == report_html(report)
+
+
+@pytest.mark.parametrize("classes", [MATRIX_MAX_CLASSES + 10, 70])
+def test_exports_past_the_printed_matrix_show_the_report_s_most_confused_classes(report, classes):
+    """Past MATRIX_MAX_CLASSES classes the exports printed no matrix at all: they print the most confused classes'
+    sub-matrix the report carries (confusion.focus, the dashboard's heat map; beyond HEATMAP_CLASSES), in Markdown
+    as one row per class, in HTML as an SVG heat map too, and say which classes they are and why."""
+    from probe.report import Confusion
+
+    names = [f"c{i}" for i in range(classes)]
+    counts = np.diag(np.full(classes, 10))
+    counts[5, 5], counts[5, 7], counts[29, 29], counts[29, 2], counts[29, 7] = 0, 10, 5, 4, 1
+    confusion = Confusion(counts=counts.tolist()).with_focus(classes)  # as report.json holds it
+    assert (confusion.focus is not None) == (classes > 60)
+    wide = {**report, "class_names": names, "confusion": confusion.model_dump(mode="json")}
+    text, page = report_markdown(wide), report_html(wide)
+    assert (f"The 4 most confused of the {classes} classes (report.json confusion.focus): those with the most test "
+            "images predicted as another class plus other classes' images predicted as them, most confused first; "
+            f"“other classes” sums the other {classes - 4}.") in text
+    assert _md_table(text.split("## Most confused classes (test)")[1], "class") == [
+        ["c7", "10", "0", "11", "—"], ["c5", "10", "10", "0", "c7 (10)"],
+        ["c29", "10", "5", "0", "c2 (4), c7 (1)"], ["c2", "10", "0", "4", "—"]]
+    assert "<h2>Most confused classes (test)</h2>" in page and 'class="heatmap"' in page
+    assert "<title>true c5 → predicted c7: 10 (100.0 % of its row)</title>" in page
+    assert "<title>true other classes → predicted other classes: " in page
+    none = {**wide, "confusion": {"split": "test", "counts": np.diag(np.full(classes, 3)).tolist()}}
+    assert f"No test image of the {classes} classes was predicted as another class." in report_markdown(none)
