@@ -140,8 +140,8 @@
 
   // ---- charts ---------------------------------------------------------------------------------------
   // Past this many classes the per-class chart draws the worst ones (1,000 rotated labels overlapped into noise) and
-  // the per-class table lists the worst PER_CLASS_ROWS until asked for every class (a 5,000-class page built 161k
-  // nodes in 17 s; a scale round).
+  // the per-class table shows PER_CLASS_ROWS classes a page (a 5,000-class page built 161k nodes in 17 s, a scale
+  // round; 1,000 classes shown at once took 1 s and each sort 0.6-1.1 s of layout, a many-classes round).
   const CHART_CLASSES = window.Words.chart_classes, PER_CLASS_ROWS = 100;
   const worstNote = (shown, total, rest) => h("p", { class: "muted note", "data-shown": shown },
     `The ${shown} worst of ${count(total)} classes by test accuracy; ${rest}.`);
@@ -927,7 +927,7 @@
   }
 
   const VAL_COLUMN = "val (ranked the groups)";
-  function perClassTable(report, cmp, other, everyClass = false) {
+  function perClassTable(report, cmp, other) {
     const cmpRow = cmp ? Object.fromEntries(cmp.per_class.map((r) => [r.index, r])) : {};
     const has = (k) => report.per_class.some((r) => r[k] !== undefined && r[k] !== null);
     // the stability of the groups the table shows: the compared run's when comparing (its groups), not this run's
@@ -963,25 +963,21 @@
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };
-    const all = byAccuracy(report), shown = everyClass ? all : all.slice(0, PER_CLASS_ROWS);
-    const rows = shown.map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
+    const all = byAccuracy(report);  // every class's row, built once: the body holds PER_CLASS_ROWS of them at a time
+    const rows = all.map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
       class: numeric.has(name) ? "num" : name === CONFUSED || name === "class" ? "wrap" : "",
       "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r)))));
     const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
+    const paged = all.length > PER_CLASS_ROWS;
+    const nav = h("nav", { class: "pager", id: "per-class-pages", "aria-label": "pages of the per-class table" });
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal
     // scrollbar was the card's, under a table of 100 to 200 rows (a scale round)
-    const body = h("div", { class: "table-scroll" }, sortable(table(heads, rows, "", { id: "per-class-table" }), { col: null, desc: true }));
-    if (shown.length === all.length) return body;
-    const box = h("div", {}, worstNote(shown.length, all.length, "a header sorts these, and the per-class CSV has every class"),
-      // the focus on the whole table's first header, where the button was (gone with it, it fell to the page's body;
-      // a keyboard-only round)
-      h("button", { id: "every-class", onclick: () => {
-        const every = perClassTable(report, cmp, other, true);
-        box.replaceWith(every);
-        every.querySelector("th").focus();
-      } },
-        `Show all ${count(all.length)} classes`), body);
-    return box;
+    const body = h("div", { class: "table-scroll" }, sortable(table(heads, rows, "", { id: "per-class-table" }),
+      { col: null, desc: true }, paged ? { size: PER_CLASS_ROWS, nav, noun: "classes" } : null));
+    if (!paged) return body;
+    return h("div", {}, h("p", { class: "muted note", "data-shown": PER_CLASS_ROWS },
+      `${count(all.length)} classes, ${PER_CLASS_ROWS} a page, worst test accuracy first; a header sorts every class `
+      + "across the pages, and the per-class CSV has them all."), nav, body);
   }
 
   // ---- page -----------------------------------------------------------------------------------------
