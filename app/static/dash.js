@@ -373,7 +373,8 @@
     if (sessionStorage.getItem(TOKEN_KEY)) { ev.preventDefault(); download(url, filename).catch((e) => showBanner(e.message, true)); }
   } }, text);
 
-  const count = (n) => (isNum(n) ? n.toLocaleString("en-US") : "–");
+  const COUNT_FORMAT = new Intl.NumberFormat("en-US");  // one: toLocaleString built one on every call
+  const count = (n) => (isNum(n) ? COUNT_FORMAT.format(n) : "–");
   const enc = encodeURIComponent;
 
   /** An ISO timestamp as local "YYYY-MM-DD HH:MM" (the full date on hover; sorts by its text). */
