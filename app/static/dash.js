@@ -193,7 +193,8 @@
 
   /** Click-to-sort for a table built by `table`: a header click sorts the body rows by that column (a cell's
    * `data-sort` number where it has one, else its text, numbers in it by value), numeric columns (those with
-   * `data-sort`) largest first, a second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt by polling keeps its order.
+   * `data-sort`) largest first, a second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt
+   * by polling keeps its order.
    * With `page` ({ size, nav, noun }) the body holds `size` of the rows at a time (1,000 rows in the page took 1 s to
    * show and each sort 0.6-1.1 s of layout; a many-classes round): a sort orders every row and shows the first page,
    * and `nav`, which the caller places, gets Previous / Next and which rows are shown. */
@@ -245,7 +246,8 @@
   function pager(body, rows, state, { size, nav, noun }) {
     const said = h("span", { class: "muted", "aria-live": "polite" });
     const go = (step) => { state.start += step * size; show(); };
-    const previous = h("button", { type: "button", class: "page-previous", onclick: () => go(-1) }, `← Previous ${size}`);
+    const previous = h("button", { type: "button", class: "page-previous", onclick: () => go(-1) },
+      `← Previous ${size}`);
     const next = h("button", { type: "button", class: "page-next", onclick: () => go(1) }, `Next ${size} →`);
     nav.replaceChildren(previous, said, next);
     function show() {

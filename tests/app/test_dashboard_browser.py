@@ -1834,14 +1834,16 @@ def test_the_per_class_table_of_1000_classes_pages_and_sorts_every_class(driver,
         const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
             { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2,
               r: i / 10 })) };
-        const cmp = { per_class: names.map((name, i) => ({ index: i, group: 'easy', base: .5, delta: ((i * 3) % K) - 500 })) };
+        const cmp = { per_class: names.map((name, i) => (
+            { index: i, group: 'easy', base: .5, delta: ((i * 3) % K) - 500 })) };
         const box = RunPage.panels.perClassTable(report, cmp, report);
         document.body.appendChild(box);
         const body = box.querySelector('#per-class-table tbody'), pages = box.querySelector('#per-class-pages');
         const heads = Array.from(box.querySelectorAll('#per-class-table th'));
         const col = (name) => heads.findIndex((t) => t.textContent === name);
         const page = (name) => [pages.querySelector('span').textContent.trim(), Array.from(body.rows, (r) => {
-            const c = r.cells[col(name)]; return c.dataset.sort === undefined ? c.textContent : Number(c.dataset.sort); })];
+            const c = r.cells[col(name)];
+            return c.dataset.sort === undefined ? c.textContent : Number(c.dataset.sort); })];
         const sort = (name) => { heads[col(name)].click(); return page(name); };
         const next = (name) => { pages.querySelector('.page-next').click(); return page(name); };
         const out = { first: page('accuracy'), second: next('accuracy'), r: sort('rₖ'), r2: next('rₖ'),
