@@ -3,6 +3,7 @@ temporary files a killed writer left, found by the process id in their names; an
 process releases."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import os
@@ -45,12 +46,27 @@ def remove_orphaned_temporaries(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def sync(path: str | Path) -> None:
+    """Flush ``path`` to the disk: a file's data, or a folder's entries (a rename into it, a file removed), as a
+    database does before and after its commit: a rename is otherwise durable before the data of the file it names,
+    and a power loss left a renamed file empty or cut short. A file system that cannot sync (EINVAL) is left be."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` to a new file beside ``path``, renamed onto it, with the umask's mode, as the run's other
     files: mkstemp's 0600 (and safetensors' own, which writes the file anew) left head.safetensors and head.json
     readable by their owner alone, in a run folder whose report.json anyone could read (a run copied to a server
     that reads it as another user could not be loaded). A failure removes the temporary file; ``path`` stays as
-    it was. The temporary files a killed writer of ``path`` left are removed first."""
+    it was. The temporary files a killed writer of ``path`` left are removed first. The file is synced to the disk
+    before the rename and its folder after (:func:`sync`): a power loss leaves the old file or the new, whole."""
     path = Path(path)
     remove_orphaned_temporaries(path)
     tmp = str(temporary_name(path))
@@ -59,7 +75,9 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, mode)
+        sync(tmp)
         os.replace(tmp, path)
+        sync(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -5,8 +5,9 @@ it does not replace (``.files``), that folder is renamed ``RUN/.incoming`` in on
 are then moved in, ``report.json`` last, and the folder removed. A process killed before the commit leaves the old
 run untouched (and a ``.writing`` the next writer removes); killed after it, a complete ``.incoming`` that the next
 writer or reader (:func:`recover_run`, which :func:`probe.report.load_report` calls) moves in the same way, each step
-of which may be done again. Writers hold the folder's lock (``RUN/.lock``, :func:`run_lock`) throughout, so two
-never share ``.writing``; a killed writer's lock is released with its process."""
+of which may be done again. Every file is synced to the disk before the commit and the folder after it
+(:func:`probe.files.sync`), so that a power loss too leaves one run whole. Writers hold the folder's lock
+(``RUN/.lock``, :func:`run_lock`) throughout, so two never share ``.writing``; a killed writer's lock is released with its process."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from .files import TMP_SUFFIX, OutputBusy, exclusive
+from .files import TMP_SUFFIX, OutputBusy, exclusive, sync
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,11 @@ def replace_run(run_dir: Path, write: Callable[[Path], None], run_files: Iterabl
                 {"files": written, "remove": sorted(set(run_files) - set(written))}), encoding="utf-8")
             if (run_dir / REPORT).exists():
                 logger.warning("replacing the run in %s", run_dir)
+            for name in sorted(p.name for p in staging.iterdir()):
+                sync(staging / name)
+            sync(staging)
             staging.rename(run_dir / INCOMING_DIR)  # the commit
+            sync(run_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -159,5 +164,7 @@ def _move_in(run_dir: Path) -> None:
     for name in [*(n for n in manifest["files"] if n != REPORT), REPORT]:
         if (incoming / name).exists():
             (incoming / name).replace(run_dir / name)
+    sync(run_dir)  # the moves on the disk before the list of them goes
     (incoming / MANIFEST).unlink()
     incoming.rmdir()
+

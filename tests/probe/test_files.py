@@ -57,3 +57,20 @@ def test_a_temporary_named_after_an_impossible_process_id_is_an_orphan_not_a_cra
     left.write_text("half")
     write_output(tmp_path / "preds.csv", lambda name: Path(name).write_text("whole"))
     assert (tmp_path / "preds.csv").read_text() == "whole" and not left.exists()
+
+
+def test_an_output_is_synced_before_it_is_renamed_onto_the_file_and_its_folder_after(tmp_path, monkeypatch):
+    """atomic_write renamed its temporary file onto the output unsynced: a power loss could keep the rename and
+    lose the data, an empty file where the old one was whole."""
+    real, synced = os.fsync, []
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "preds.csv"
+    write_output(out, lambda name: Path(name).write_text("whole"))
+    (tmp,) = synced[:1]
+    assert Path(tmp).name.startswith(".preds.csv.") and Path(tmp).parent == tmp_path
+    assert synced == [tmp, str(tmp_path)] and out.read_text() == "whole"

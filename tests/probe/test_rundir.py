@@ -75,3 +75,33 @@ def test_a_failed_first_run_removes_the_folders_it_created_and_no_more(tmp_path)
     with pytest.raises(RuntimeError, match="fit failed"):
         replace_run(tmp_path / "out" / "a" / "b" / "run", fail, ["report.json"])
     assert sorted(p.name for p in (tmp_path / "out" / "a").iterdir()) == ["notes.txt"]
+
+
+def _synced(monkeypatch) -> list[str]:
+    """What os.fsync is called on from here on, in order: each path as it was named at that moment."""
+    import os
+
+    real, synced = os.fsync, []
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_replacement_is_synced_before_its_commit_and_its_folder_after(tmp_path, monkeypatch):
+    """Nothing was synced before the commit rename: a power loss could keep the rename and lose the data, an
+    .incoming of empty files (or an empty .files) that every later read failed on. Each staged file, then the
+    staging folder, is synced while it is still .writing; the run folder after the rename, and again once the files
+    are moved in, before their list goes."""
+    run = tmp_path / "run"
+    _replace(run, 1)
+    synced = _synced(monkeypatch)
+    _replace(run, 2)
+    staging = run / ".writing"
+    assert synced == [str(staging / ".files"), str(staging / "predictions.npz"), str(staging / "report.json"),
+                      str(staging), str(run), str(run)]
+    assert _read_both(run) == (2, 2)
+
