@@ -6,8 +6,9 @@ are then moved in, ``report.json`` last, and the folder removed. A process kille
 run untouched (and a ``.writing`` the next writer removes); killed after it, a complete ``.incoming`` that the next
 writer or reader (:func:`recover_run`, which :func:`probe.report.load_report` calls) moves in the same way, each step
 of which may be done again. Every file is synced to the disk before the commit and the folder after it
-(:func:`probe.files.sync`), so that a power loss too leaves one run whole. Writers hold the folder's lock
-(``RUN/.lock``, :func:`run_lock`) throughout, so two never share ``.writing``; a killed writer's lock is released with its process."""
+(:func:`probe.files.sync`), so that a power loss too leaves one run whole; an ``.incoming`` whose list cannot be
+read was never committed whole, and is removed. Writers hold the folder's lock (``RUN/.lock``, :func:`run_lock`)
+throughout, so two never share ``.writing``; a killed writer's lock is released with its process."""
 from __future__ import annotations
 
 import json
@@ -153,8 +154,13 @@ def _move_in(run_dir: Path) -> None:
     if not incoming.is_dir():
         return
     try:
-        manifest = json.loads((incoming / MANIFEST).read_text(encoding="utf-8"))
+        manifest = _read_manifest(incoming)
     except FileNotFoundError:  # killed as it removed the emptied folder
+        shutil.rmtree(incoming)
+        return
+    if manifest is None:  # cut short by a power loss before its commit was synced (an earlier version)
+        logger.warning("removed %s: its list of files cannot be read, so it is no complete run; the run in %s is "
+                       "kept", incoming, run_dir)
         shutil.rmtree(incoming)
         return
     if (incoming / REPORT).exists():
@@ -168,3 +174,19 @@ def _move_in(run_dir: Path) -> None:
     (incoming / MANIFEST).unlink()
     incoming.rmdir()
 
+
+def _read_manifest(incoming: Path) -> dict | None:
+    """The ``.files`` of ``incoming``; None where it is not a list of file names of each kind (empty or cut short:
+    every reader of the run failed on its JSON). Raises FileNotFoundError without one."""
+    try:
+        manifest = json.loads((incoming / MANIFEST).read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, not UTF-8
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    for kind in ("files", "remove"):
+        names = manifest.get(kind)
+        if not isinstance(names, list) or not all(isinstance(n, str) and n not in ("", ".", "..")
+                                                  and n == Path(n).name for n in names):
+            return None
+    return manifest

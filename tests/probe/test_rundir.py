@@ -105,3 +105,24 @@ def test_a_replacement_is_synced_before_its_commit_and_its_folder_after(tmp_path
                       str(staging), str(run), str(run)]
     assert _read_both(run) == (2, 2)
 
+
+def test_an_incoming_whose_list_of_files_cannot_be_read_is_removed_and_the_old_run_kept(tmp_path, caplog):
+    """An .incoming whose .files a power loss left empty or cut short failed every later load_report and train
+    --force on its JSON. It was never committed whole: removed (logged), the old run read, the next write works."""
+    from probe.rundir import recover_run
+
+    run = tmp_path / "run"
+    for bad in ("", '{"files": ["report.json"', "[]", '{"files": ["../x"], "remove": []}', "\xff"):
+        _replace(run, 1)
+        incoming = run / ".incoming"
+        incoming.mkdir()
+        _write(incoming, 2)
+        (incoming / ".files").write_bytes(bad.encode("latin-1"))
+        caplog.clear()
+        recover_run(run)
+        assert _read_both(run) == (1, 1) and not incoming.exists(), bad
+        assert f"removed {incoming}: its list of files cannot be read" in caplog.text
+    incoming.mkdir()
+    (incoming / ".files").write_text("")
+    _replace(run, 3)  # a writer finds it too
+    assert _read_both(run) == (3, 3) and sorted(p.name for p in run.iterdir()) == ["predictions.npz", "report.json"]
