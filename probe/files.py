@@ -108,26 +108,33 @@ class OutputBusy(RuntimeError):
     """Another process (or thread) writes the same output right now (:func:`exclusive`)."""
 
 
+LOCK_POLL = 0.02  # seconds between two tries of a lock waited for
 _HELD: dict[str, int] = {}  # lock files this process holds → the thread holding it, which may take it again
 
 
 @contextmanager
-def exclusive(lock: Path, busy: Callable[[str], BaseException], wait: bool = False,
+def exclusive(lock: Path, busy: Callable[[str], BaseException], wait: float = 0.0,
               reentrant: bool = False) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the file ``lock`` (created, and removed on exit), which a killed process
-    releases with its open files. Raises ``busy(owner)`` at once when another process or thread holds it (``owner``:
-    "pid N", what the holder wrote into it), or waits for it with ``wait``. With ``reentrant``, the thread holding
+    releases with its open files. Raises ``busy(owner)`` when another process or thread holds it (``owner``: "pid N",
+    what the holder wrote into it) and still does after ``wait`` seconds (0: at once); never waits longer (a reader
+    waiting for a lock a training held waited as long as the training). With ``reentrant``, the thread holding
     it may take it again. A locker re-checks that the file it locked is still the one on disk (no race with the
     removal)."""
     key = os.path.abspath(lock)
     if reentrant and _HELD.get(key) == threading.get_ident():
         yield
         return
+    deadline = time.monotonic() + wait
     while True:
         handle = open(lock, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if time.monotonic() < deadline:
+                handle.close()
+                time.sleep(LOCK_POLL)
+                continue
             handle.seek(0)
             owner = handle.read().strip() or "another process"
             handle.close()

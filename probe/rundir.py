@@ -30,6 +30,7 @@ LOCK_FILE = ".lock"
 MANIFEST = ".files"  # in the staging folder: {"files": the new run's, "remove": the old run's it does not replace}
 REPORT = "report.json"
 READ_TRIES = 5  # reads of a run folder that a writer keeps replacing
+MOVE_WAIT = 1.0  # seconds a reader waits for the folder's lock: a move of a run's files in, not a training
 
 T = TypeVar("T")
 
@@ -43,10 +44,10 @@ def writer_file(name: str) -> bool:
 
 
 @contextmanager
-def run_lock(run_dir: Path, wait: bool = False) -> Iterator[None]:
+def run_lock(run_dir: Path, wait: float = 0.0) -> Iterator[None]:
     """The run folder ``run_dir`` (created) for this process alone while the block runs: another writer of it is
     refused at once with :class:`probe.files.OutputBusy`, naming its process (two ``train`` on one --out shared
-    ``.writing`` and mixed their files). ``wait``: wait for it instead (a reader finishing a move). The folders it
+    ``.writing`` and mixed their files), or once it still holds it after ``wait`` seconds. The folders it
     created (``run_dir`` and its missing parents) are removed again where the block leaves them empty."""
     run_dir = Path(run_dir)
     created = []  # deepest first
@@ -104,15 +105,18 @@ def replace_run(run_dir: Path, write: Callable[[Path], None], run_files: Iterabl
 
 def recover_run(run_dir: Path) -> None:
     """Finish the replacement of the run in ``run_dir`` that a killed writer committed (module docstring): its
-    folder held neither run until the next writer. Waits for a live writer moving its files in. A folder this
-    process cannot write is left as it is."""
+    folder held neither run until the next writer. Waits ``MOVE_WAIT`` at most for a live writer moving its files
+    in; one that holds the folder longer (a ``train`` whose own recovery failed, training) is left to it, and the
+    run there read as it is: every reader waited on its lock for the rest of the training. A folder this process
+    cannot write is left as it is."""
     if not (Path(run_dir) / INCOMING_DIR).is_dir():
         return
     try:
-        with run_lock(run_dir, wait=True):
+        with run_lock(run_dir, wait=MOVE_WAIT):
             _move_in(Path(run_dir))
-    except OSError as exc:
-        logger.warning("cannot finish the replacement of the run in %s: %s", run_dir, exc)
+    except (OSError, OutputBusy) as exc:
+        logger.warning("cannot finish the replacement of the run in %s now, the run there is read as it is: %s",
+                       run_dir, exc)
 
 
 def run_identity(run_dir: str | Path) -> tuple[int, int, int] | None:

@@ -126,3 +126,57 @@ def test_an_incoming_whose_list_of_files_cannot_be_read_is_removed_and_the_old_r
     (incoming / ".files").write_text("")
     _replace(run, 3)  # a writer finds it too
     assert _read_both(run) == (3, 3) and sorted(p.name for p in run.iterdir()) == ["predictions.npz", "report.json"]
+
+
+HOLD_THE_LOCK = """
+import fcntl, os, sys
+handle = open(sys.argv[1], "a+")  # what a train writing that folder holds for its whole training (run_lock)
+fcntl.flock(handle, fcntl.LOCK_EX)
+handle.write(f"pid {os.getpid()}")
+handle.flush()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _committed(run: Path, version: int) -> None:
+    """A replacement of the run in ``run`` by ``version`` that a killed writer committed and did not move in."""
+    incoming = run / ".incoming"
+    incoming.mkdir()
+    _write(incoming, version)
+    (incoming / ".files").write_text(json.dumps({"files": ["predictions.npz", "report.json"], "remove": []}))
+
+
+def test_a_reader_never_waits_on_a_lock_a_training_holds_and_reads_the_run_there(tmp_path, monkeypatch, caplog):
+    """A move a killed writer left (.incoming) that a train's own recovery could not finish: every reader
+    (load_report: a dashboard request, mr2probe report) then waited on the folder's lock, held for the whole training.
+    It tries the lock without blocking, a short while, then reads the run there, whole, and logs why."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from probe.rundir import recover_run
+
+    run = tmp_path / "run"
+    _replace(run, 1)
+    _committed(run, 2)
+    real_flock = fcntl.flock
+
+    def flock(handle, operation):
+        assert operation & fcntl.LOCK_NB or operation & fcntl.LOCK_UN, "a reader blocked on the run's lock"
+        return real_flock(handle, operation)
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        monkeypatch.setattr(fcntl, "flock", flock)
+        recover_run(run)
+        assert _read_both(run) == (1, 1) and (run / ".incoming").is_dir()
+        assert (f"cannot finish the replacement of the run in {run} now, the run there is read as it is: {run} is "
+                f"being written by another process (pid {holder.pid})") in caplog.text
+    finally:
+        holder.kill()
+        holder.wait()
+    recover_run(run)  # the training gone: the move is finished
+    assert _read_both(run) == (2, 2) and not (run / ".incoming").exists()
