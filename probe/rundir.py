@@ -30,7 +30,7 @@ LOCK_FILE = ".lock"
 MANIFEST = ".files"  # in the staging folder: {"files": the new run's, "remove": the old run's it does not replace}
 REPORT = "report.json"
 READ_TRIES = 5  # reads of a run folder that a writer keeps replacing
-MOVE_WAIT = 1.0  # seconds a reader waits for the folder's lock: a move of a run's files in, not a training
+MOVE_WAIT = 1.0  # seconds a reader or writer waits for the folder's lock: a move of a run's files in, not a training
 
 T = TypeVar("T")
 
@@ -44,10 +44,12 @@ def writer_file(name: str) -> bool:
 
 
 @contextmanager
-def run_lock(run_dir: Path, wait: float = 0.0) -> Iterator[None]:
-    """The run folder ``run_dir`` (created) for this process alone while the block runs: another writer of it is
-    refused at once with :class:`probe.files.OutputBusy`, naming its process (two ``train`` on one --out shared
-    ``.writing`` and mixed their files), or once it still holds it after ``wait`` seconds. The folders it
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """The run folder ``run_dir`` (created) for this process alone while the block runs: where another process
+    still holds it after ``MOVE_WAIT`` seconds (a writer, not a reader finishing a move, which takes less), it is
+    refused with :class:`probe.files.OutputBusy`, naming that process (two ``train`` on one --out shared
+    ``.writing`` and mixed their files; a train was refused, naming a reader, while a dashboard request finished
+    a killed writer's move). The folders it
     created (``run_dir`` and its missing parents) are removed again where the block leaves them empty."""
     run_dir = Path(run_dir)
     created = []  # deepest first
@@ -62,7 +64,7 @@ def run_lock(run_dir: Path, wait: float = 0.0) -> Iterator[None]:
                           "write to another folder.")
 
     try:
-        with exclusive(run_dir / LOCK_FILE, busy, wait=wait, reentrant=True):
+        with exclusive(run_dir / LOCK_FILE, busy, wait=MOVE_WAIT, reentrant=True):
             yield
     finally:
         # a failed first run leaves no empty folder, nor the missing parents it made for it (rmdir leaves a folder
@@ -112,7 +114,7 @@ def recover_run(run_dir: Path) -> None:
     if not (Path(run_dir) / INCOMING_DIR).is_dir():
         return
     try:
-        with run_lock(run_dir, wait=MOVE_WAIT):
+        with run_lock(run_dir):
             _move_in(Path(run_dir))
     except (OSError, OutputBusy) as exc:
         logger.warning("cannot finish the replacement of the run in %s now, the run there is read as it is: %s",

@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     from probe.rundir import recover_run, run_lock
 
     _check_out(args)
-    with run_lock(args.out):  # a second train to this --out is refused at once, naming this process
+    with run_lock(args.out):  # a second train to this --out is refused (within MOVE_WAIT), naming this process
         recover_run(args.out)
         _check_out(args)  # again, under the lock: a run another train finished meanwhile is not replaced unasked
         return _train(args)

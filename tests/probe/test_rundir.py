@@ -180,3 +180,40 @@ def test_a_reader_never_waits_on_a_lock_a_training_holds_and_reads_the_run_there
         holder.wait()
     recover_run(run)  # the training gone: the move is finished
     assert _read_both(run) == (2, 2) and not (run / ".incoming").exists()
+
+
+def test_a_writer_waits_for_a_reader_finishing_a_move_instead_of_being_refused(tmp_path, monkeypatch):
+    """While a reader (load_report of a dashboard request) held the folder's lock to finish a killed writer's move,
+    a train to that folder was refused at once, "being written by another process" naming the reader. The writer
+    waits for that short move; a holder that keeps the lock longer than MOVE_WAIT is still refused."""
+    import threading
+
+    import probe.files
+    from probe.rundir import run_lock
+
+    run = tmp_path / "run"
+    _replace(run, 1)
+    held, release = threading.Event(), threading.Event()
+
+    def reader():
+        with run_lock(run):  # as recover_run holds it while it moves the files in
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=reader)
+    holder.start()
+    held.wait()
+    real_sleep = probe.files.time.sleep
+
+    def sleep(seconds):  # the writer found the lock held: the reader's move ends meanwhile
+        release.set()
+        holder.join()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(probe.files.time, "sleep", sleep)
+    try:
+        _replace(run, 2)
+    finally:
+        release.set()
+        holder.join()
+    assert _read_both(run) == (2, 2)
