@@ -47,17 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe.deploy import RunProbe
+    from probe.rundir import read_run
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.out is not None:
         check_out_file(args.out, "predictions.csv")
         check_out_apart(args.out, runs=[args.run_dir], inputs=[args.features])
-    probe = RunProbe.load(args.run_dir)
-    if args.probabilities and not args.out:
-        raise ValueError("--probabilities adds columns to the CSV of --out: give --out FILE.csv")
-    (got,) = predict_cache([probe], args.features, args.split, unlabelled=True, probabilities=args.probabilities)
+    probe, got, scored = read_run(args.run_dir, lambda: _predicted(args))
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
     for warning in got.warnings:
@@ -69,12 +66,25 @@ def run(args: argparse.Namespace) -> int:
                          indent=2) if args.json else _unlabelled_summary(args, probe, summary["predicted"],
                                                                          got.confidence))
         return 0
-    scores, beside = scores_summary(args.run_dir, probe, got, args.split)
+    scores, beside = scored
     if args.json:
         print(json.dumps({**head, **scores.model_dump(mode="json"), **beside}, indent=2))
     else:
         print(_summary(args, probe, scores, beside["images"], beside["matches_report"]))
     return 0
+
+
+def _predicted(args: argparse.Namespace) -> tuple:
+    """The run's probe, its predictions on the split and, where labelled, their scores (checked on the run's own
+    test split against its stored predictions.npz): of one run (``probe.rundir.read_run``), as a train --force that
+    moved its run in between the probe and predictions.npz gave one run's probe checked against the other's."""
+    from probe.deploy import RunProbe
+
+    probe = RunProbe.load(args.run_dir)
+    if args.probabilities and not args.out:
+        raise ValueError("--probabilities adds columns to the CSV of --out: give --out FILE.csv")
+    (got,) = predict_cache([probe], args.features, args.split, unlabelled=True, probabilities=args.probabilities)
+    return probe, got, scores_summary(args.run_dir, probe, got, args.split) if got.labelled else None
 
 
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:

@@ -843,3 +843,30 @@ def test_an_out_that_is_a_symlink_replaces_the_file_it_links_to(run, tmp_path):
     link.symlink_to(target)
     assert main(["predict", str(out), "--features", str(cache), "--out", str(link)]) == 0
     assert link.is_symlink() and target.read_text().splitlines()[0].startswith("index,source,true")
+
+
+
+def test_predict_of_a_run_replaced_between_its_probe_and_its_predictions_is_the_new_runs(run, tmp_path, capsys,
+                                                                                         monkeypatch):
+    """predict on the run's own test split read the probe, then predictions.npz: a train --force that moved its
+    run in between checked the old run's probe against the new run's predictions ("the head or the cache changed
+    since the run"). Read again: the new run's probe and predictions, which agree."""
+    cache, trained = run
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    real, calls = Predictions.load, []
+
+    def load(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # another run, trained barely, moved in between the probe and its predictions
+            assert main(["train", "--features", str(cache), "--out", str(out), "--force", "--epochs", "1", "--lr",
+                         "0.001", "--wd", "0", "--seeds", "1", "--no-progress"]) == 0
+            capsys.readouterr()  # train's own output
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Predictions, "load", load)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert len(calls) == 2 and got["matches_report"] == {"equal": 120, "images": 120}, got["matches_report"]
+    assert got["run_id"] == json.loads((out / "report.json").read_text())["run_id"]
