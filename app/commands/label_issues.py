@@ -39,12 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
-    from probe import load_report
     from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
     from probe.label_issues import METHODS
-    from probe.report import confusion_cell
+    from probe.rundir import read_run
 
-    from ..label_issues import MAX_LIMIT, find_label_issues
+    from ..label_issues import MAX_LIMIT
     from . import check_data_folder, full_paths, share
 
     if not 1 <= args.limit <= MAX_LIMIT:
@@ -52,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if not MIN_CV_FOLDS <= args.folds <= MAX_CV_FOLDS:
         raise ValueError(f"--folds must be in [{MIN_CV_FOLDS}, {MAX_CV_FOLDS}], got {args.folds}")
     check_data_folder(args.data)
-    report = load_report(args.run_dir)  # the class checked before any fit
-    index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"))
-    found = find_label_issues(args.run_dir, args.features, args.folds, method=args.method)
+    index, found = read_run(args.run_dir, lambda: _found(args))
     rows = full_paths(found.rows_of(index, args.limit), args.data)  # the paths to fix the folders by
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -75,3 +72,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"  p(label) {share(row['label_probability'])}  labelled {row['true']:<20} predicted "
               f"{row['predicted']:<20} {share(row['confidence'])}  {row['split']:<5}  {where}")
     return 0
+
+
+def _found(args: argparse.Namespace) -> tuple:
+    """The index of ``--class`` (checked before any fit) and the run's label issues, both of one report
+    (``probe.rundir.read_run``): a train --force that moved its run in between looked the class up in the old
+    run's classes and listed the new run's issues by that index."""
+    from probe import load_report
+    from probe.report import confusion_cell
+
+    from ..label_issues import find_label_issues
+
+    report = load_report(args.run_dir)
+    index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"))
+    return index, find_label_issues(args.run_dir, args.features, args.folds, method=args.method)

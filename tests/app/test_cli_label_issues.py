@@ -163,3 +163,30 @@ def test_confident_learning_lists_cleanlabs_issues_of_the_same_folds_ranked_alik
     with pytest.raises(SystemExit):
         main(["label-issues", str(run), "--method", "prune_by_noise_rate"])
     assert "invalid choice: 'prune_by_noise_rate'" in capsys.readouterr().err
+
+
+def test_a_run_replaced_between_its_two_reads_is_listed_by_the_new_runs_classes(noisy, tmp_path, capsys,
+                                                                               monkeypatch):
+    """label-issues read report.json for --class, then again to fit: a train --force that moved a run without
+    apple in between took 'dog' for the old run's fourth class and listed the new run's fourth, which it lacks.
+    Read again, whole: the new run's dogs."""
+    import probe
+
+    cache_path, trained, _ = noisy
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    real, calls = probe.load_report, []
+
+    def load_report(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the fit's read: the run replaced by one that left apple out
+            assert main(["train", "--features", str(cache_path), "--out", str(out), "--force", "--drop-class",
+                         "apple", *FAST]) == 0
+            capsys.readouterr()  # train's own output
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "load_report", load_report)
+    capsys.readouterr()
+    assert main(["label-issues", str(out), "--class", "dog", "--limit", "1000", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and {row["true"] for row in rows} == {"dog"}, rows[:2]  # the old index: [], no such class
