@@ -86,12 +86,14 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     from feature_cache.archives import printable
     from probe import load_report
     from probe.near_duplicates import no_pairs_message, read_pairs
+    from probe.rundir import read_run
 
     from . import check_data_folder, full_paths, run_folder
 
     check_data_folder(data)
-    found, folder = load_report(run_dir).near_duplicates, run_folder(run_dir)
-    pairs = read_pairs(folder)
+    folder = run_folder(run_dir)
+    # the report's check and its list of pairs, of one run: a train --force between them mixed two runs
+    found, pairs = read_run(folder, lambda: (load_report(run_dir).near_duplicates, read_pairs(folder)))
     if pairs is None or found is None:
         raise ValueError(no_pairs_message(folder.name, checked=found is not None))
     tests = [row["source"] for row in full_paths([{"source": p["test"]} for p in pairs], data)]

@@ -230,14 +230,11 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
                     store: Store = Depends(get_store)) -> NearDuplicatesOut:
     """404 for an unknown run or one without the list (not checked, or written before it: the message says which),
     422 for a damaged list."""
-    from probe.near_duplicates import no_pairs_message, read_pairs
+    from probe.near_duplicates import no_pairs_message
+    from probe.rundir import read_run
 
     run = store.get_run(run_id)
-    found = _report(store, run_id).near_duplicates
-    try:
-        pairs = read_pairs(run["path"])
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    found, pairs = read_run(run["path"], lambda: _pairs(store, run))  # of one run: a train --force between mixed two
     if pairs is None or found is None:
         raise HTTPException(404, no_pairs_message(repr(run_id), checked=found is not None))
     dataset_id = _dataset_of(store, run)
@@ -245,6 +242,18 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
               "seen_thumbnail_url": _thumbnail_url(dataset_id, pair["seen"])} for pair in pairs[offset:offset + limit]]
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
                              test_images=found.test_images, total=len(pairs), limit=limit, offset=offset, items=items)
+
+
+def _pairs(store: Store, run: dict) -> tuple:
+    """The run's near-duplicate check (its report's) and its list of pairs (None without one); 422 for a damaged
+    list."""
+    from probe.near_duplicates import read_pairs
+
+    found = _report(store, run["id"]).near_duplicates
+    try:
+        return found, read_pairs(run["path"])
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _dataset_of(store: Store, run: dict) -> str | None:

@@ -80,3 +80,27 @@ def test_runs_without_the_list_are_404_saying_why_and_a_damaged_list_422(service
         assert damaged.status_code == 422 and "cannot be read" in damaged.json()["detail"]
     finally:
         (runs["older"][0] / PAIRS_FILE).unlink()
+
+
+def test_a_run_replaced_between_its_report_and_its_list_is_the_new_runs(service, monkeypatch):
+    """The route read report.json, then near_duplicates.csv: a train --force that moved in an unchecked run in
+    between read as a checked run whose list was lost ("written before the list was kept"). Read again, whole: the
+    new run, not checked."""
+    import probe.near_duplicates
+
+    client, cache, _ = service
+    out, _ = _add_run(client.app, cache, "replaced")
+    real, calls = probe.near_duplicates.read_pairs, []
+
+    def read_pairs(folder):
+        calls.append(1)
+        if len(calls) == 1:
+            data, sources, digests = leaky_splits(NAMES)
+            run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
+                      features=FeatureSource(fingerprint="f" * 64, encoder="openclip:x"))
+        return real(folder)
+
+    monkeypatch.setattr(probe.near_duplicates, "read_pairs", read_pairs)
+    got = client.get("/api/runs/replaced/near-duplicates")
+    assert got.status_code == 404 and "it was not checked for near-duplicates" in got.json()["detail"], got.json()
+    assert len(calls) == 2

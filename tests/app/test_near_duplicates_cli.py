@@ -73,3 +73,26 @@ def test_runs_without_the_list_and_misplaced_flags_get_one_line(leaky, tmp_path,
     with pytest.raises(SystemExit) as exited:  # argparse: the outputs exclude each other
         main(["report", str(out), "--near-duplicates", "--json"])
     assert exited.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_run_replaced_between_its_report_and_its_list_is_the_new_runs(leaky, tmp_path, capsys, monkeypatch):
+    """--near-duplicates read report.json, then near_duplicates.csv: a train --force that moved in an unchecked run
+    in between read as a checked run whose list was lost ("written before the list was kept"). Read again, whole:
+    the new run, not checked."""
+    import shutil
+
+    import probe.near_duplicates
+
+    out = tmp_path / "run"
+    shutil.copytree(leaky[0], out)
+    real, calls = probe.near_duplicates.read_pairs, []
+
+    def read_pairs(folder):
+        calls.append(1)
+        if len(calls) == 1:
+            _run(out, encoder="openclip:x")  # no threshold measured: no list
+        return real(folder)
+
+    monkeypatch.setattr(probe.near_duplicates, "read_pairs", read_pairs)
+    assert main(["report", str(out), "--near-duplicates"]) == 2
+    assert "it was not checked for near-duplicates" in capsys.readouterr().err and len(calls) == 2
