@@ -139,12 +139,13 @@ def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:
     a path that starts like a spreadsheet formula with an apostrophe before it (``probe.numbers.csv_cell``), which
     :func:`read_pairs` takes off."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=PAIR_COLUMNS, lineterminator="\n")
+    # RFC 4180's "\r\n" ends a row: a path holding "\r" is quoted (under "\n" alone it was not, and split its row)
+    writer = csv.DictWriter(text, fieldnames=PAIR_COLUMNS)
     writer.writeheader()
     for pair in pairs:
         writer.writerow({**pair, "test": csv_cell(pair["test"]), "seen": csv_cell(pair["seen"]),
                          "similarity": f"{pair['similarity']:.6f}", "identical": int(pair["identical"])})
-    (Path(run_dir) / PAIRS_FILE).write_text(text.getvalue(), encoding="utf-8")
+    (Path(run_dir) / PAIRS_FILE).write_text(text.getvalue(), encoding="utf-8", newline="")
 
 
 def no_pairs_message(run: str, checked: bool) -> str:
@@ -165,10 +166,12 @@ def read_pairs(run_dir: str | Path) -> list[dict] | None:
     """
     path = Path(run_dir) / PAIRS_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        # newline="": a line break inside a quoted path is the path's ("\r" read as "\n" had split its row)
+        with path.open(encoding="utf-8", newline="") as file:
+            text = file.read()
     except FileNotFoundError:
         return None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if tuple(reader.fieldnames or ()) != PAIR_COLUMNS:
         raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read: its columns are "
                          f"{reader.fieldnames}, not {list(PAIR_COLUMNS)}.")

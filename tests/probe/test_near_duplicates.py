@@ -103,3 +103,19 @@ def test_pairs_file_paths_that_start_like_formulas_are_safe_in_a_spreadsheet_and
     assert "3,'=HYPERLINK(1)/a.png,train,7,'@x.png,0.950000,0\n" in text
     assert not any(cell.startswith(("=", "@")) for line in text.splitlines() for cell in line.split(","))
     assert read_pairs(tmp_path) == pairs
+
+
+def _pair(row: int, path: str | None) -> dict:
+    return {"test_row": row, "test": path, "seen_split": "train", "seen_row": row, "seen": path,
+            "similarity": 0.95, "identical": False}
+
+
+@pytest.mark.parametrize("path", ["a\rb.png", "a\r\nb.png", "\rstart.png", "a\nb.png", 'a,"b".png', "a b ,.png"])
+def test_pairs_file_paths_with_line_breaks_quotes_and_commas_read_back_as_written(tmp_path, path):
+    """A file name may hold a carriage return: read with universal newlines it split its quoted row (the whole
+    file read as damaged) or came back with "\\n" for "\\r\\n"."""
+    from probe.near_duplicates import read_pairs, write_pairs
+
+    pairs = [_pair(0, path), _pair(1, "train/b/1.png")]
+    write_pairs(tmp_path, pairs)
+    assert read_pairs(tmp_path) == pairs
