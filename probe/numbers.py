@@ -66,11 +66,17 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as written: a string starting like a formula gets a leading apostrophe;
-    anything else (numbers included) passes unchanged."""
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+    """A CSV cell that a spreadsheet shows as written: a string starting like a formula gets a leading apostrophe,
+    and so does one whose apostrophes come before a formula's start ("'=x"), or :func:`csv_text` read it back as
+    "=x"; anything else (numbers included) passes unchanged."""
+    return "'" + value if isinstance(value, str) and _formula_like(value) else value
+
+
+def _formula_like(text: str) -> bool:
+    """Whether ``text`` starts like a formula after any apostrophes: the cells :func:`csv_cell` writes apart."""
+    return text.lstrip("'").startswith(_FORMULA_START)
 
 
 def csv_text(cell: str) -> str:
     """The text a :func:`csv_cell` was written from: its apostrophe before a formula's start taken off."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
+    return cell[1:] if cell.startswith("'") and _formula_like(cell[1:]) else cell

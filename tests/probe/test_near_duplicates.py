@@ -119,3 +119,13 @@ def test_pairs_file_paths_with_line_breaks_quotes_and_commas_read_back_as_writte
     pairs = [_pair(0, path), _pair(1, "train/b/1.png")]
     write_pairs(tmp_path, pairs)
     assert read_pairs(tmp_path) == pairs
+
+
+@pytest.mark.parametrize("path", ["'=x.png", "''+1.png", "'abc.png", "'", "=x.png"])
+def test_pairs_file_paths_with_a_leading_apostrophe_read_back_as_written(tmp_path, path):
+    """"'=x.png" was written unchanged (it does not start like a formula), and read back as "=x.png": the apostrophe
+    csv_cell puts before a formula was taken off a path's own."""
+    from probe.near_duplicates import read_pairs, write_pairs
+
+    write_pairs(tmp_path, [_pair(0, path)])
+    assert read_pairs(tmp_path) == [_pair(0, path)]
