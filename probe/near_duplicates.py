@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .numbers import csv_cell, csv_text
+from .seen import SEEN_SPLITS
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE",
            "PAIR_COLUMNS", "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among",
@@ -162,23 +163,36 @@ def read_pairs(run_dir: str | Path) -> list[dict] | None:
     unchecked, or written before it).
 
     Raises:
-        ValueError: a file that is not one (damaged, or another CSV).
+        ValueError: a file that is not one (damaged, or another CSV), naming it.
     """
     path = Path(run_dir) / PAIRS_FILE
+    damaged = f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read"
     try:
         # newline="": a line break inside a quoted path is the path's ("\r" read as "\n" had split its row)
         with path.open(encoding="utf-8", newline="") as file:
-            text = file.read()
+            reader = csv.DictReader(io.StringIO(file.read(), newline=""))
+            columns = tuple(reader.fieldnames or ())
+            pairs = [_pair(row) for row in reader] if columns == PAIR_COLUMNS else None
     except FileNotFoundError:
         return None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if tuple(reader.fieldnames or ()) != PAIR_COLUMNS:
-        raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read: its columns are "
-                         f"{reader.fieldnames}, not {list(PAIR_COLUMNS)}.")
-    try:
-        return [{"test_row": int(row["test_row"]), "test": csv_text(row["test"]) or None,
-                 "seen_split": row["seen_split"], "seen_row": int(row["seen_row"]),
-                 "seen": csv_text(row["seen"]) or None,
-                 "similarity": float(row["similarity"]), "identical": row["identical"] == "1"} for row in reader]
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read (damaged): {exc}") from None
+    # not UTF-8, a row too short, a folder of that name, a field past the csv module's limit: 422, not a 500
+    except (TypeError, ValueError, OSError, csv.Error) as exc:
+        raise ValueError(f"{damaged} (damaged): {exc}") from None
+    if pairs is None:
+        raise ValueError(f"{damaged}: its columns are {list(columns) or None}, not {list(PAIR_COLUMNS)}.")
+    return pairs
+
+
+def _pair(row: dict) -> dict:
+    """One row of :data:`PAIRS_FILE` as :func:`write_pairs` was given it; ValueError where it cannot be one."""
+    pair = {"test_row": int(row["test_row"]), "test": csv_text(row["test"]) or None, "seen_split": row["seen_split"],
+            "seen_row": int(row["seen_row"]), "seen": csv_text(row["seen"]) or None,
+            "similarity": float(row["similarity"]), "identical": row["identical"] == "1"}
+    # what the service sends on unchecked: another split or a nan was a 500, a negative row no image
+    if pair["seen_split"] not in SEEN_SPLITS or row["identical"] not in ("0", "1"):
+        raise ValueError(f"seen_split {row['seen_split']!r}, identical {row['identical']!r} on test row "
+                         f"{row['test_row']}: not one of {list(SEEN_SPLITS)} and 0 or 1")
+    if min(pair["test_row"], pair["seen_row"]) < 0 or not -1 <= pair["similarity"] <= 1:
+        raise ValueError(f"test row {row['test_row']}: a negative row or a similarity outside [-1, 1] "
+                         f"({row['similarity']})")
+    return pair

@@ -104,3 +104,31 @@ def test_a_run_replaced_between_its_report_and_its_list_is_the_new_runs(service,
     got = client.get("/api/runs/replaced/near-duplicates")
     assert got.status_code == 404 and "it was not checked for near-duplicates" in got.json()["detail"], got.json()
     assert len(calls) == 2
+
+
+HEADER = "test_row,test,seen_split,seen_row,seen,similarity,identical\n"
+
+
+@pytest.mark.parametrize("damage", [HEADER + "0,a.png,test,0,b.png,0.95,0\n", HEADER + "0,a.png,train,0,b.png,nan,0\n",
+                                    HEADER + "0,a.png,train,0,b.png,inf,0\n", HEADER + "0,a.png,train,-1,b.png,0.9,0\n",
+                                    HEADER + "0,a.png,train,0,b.png,0.9,yes\n", HEADER + "0,a.png\n",
+                                    HEADER + "0," + "x" * 200_000 + ",train,0,b.png,0.9,0\n",
+                                    (HEADER + "0,\udcff.png,train,0,b.png,0.9,0\n").encode("utf-8", "surrogateescape"),
+                                    "folder"])
+def test_a_damaged_list_is_a_422_naming_it_never_a_500(service, damage):
+    """Another split was a 500 (the response's Literal), a field past the csv module's limit and a folder of that
+    name too; nan or inf a 200 with a null similarity that the run page's panel could not draw; not UTF-8 a 422
+    that did not name the file."""
+    client, _, runs = service
+    path = runs["older"][0] / PAIRS_FILE
+    if damage == "folder":
+        path.mkdir()
+    else:
+        (path.write_bytes if isinstance(damage, bytes) else path.write_text)(damage)
+    try:
+        resp = client.get("/api/runs/older/near-duplicates")
+    finally:
+        path.rmdir() if path.is_dir() else path.unlink()
+    detail = resp.json()["detail"]
+    assert resp.status_code == 422 and detail.startswith(f"{PAIRS_FILE} of run older cannot be read"), resp.text
+    assert "\n" not in detail
