@@ -473,7 +473,7 @@
 
   /** "Test images duplicating train or val images": every pair of the run's near_duplicates.csv, most similar first,
    * a page at a time (GET /api/runs/{id}/near-duplicates); null where the report counts none (or did not check). A
-   * run written before the list was kept (404) removes the card: nothing to show. */
+   * run written before the list was kept (404) removes the card: nothing to show; another error is said in it. */
   function nearDuplicatesPanel(report, runId) {
     const found = report.near_duplicates;
     if (!found || !(found.near + (found.identical || 0))) return null;
@@ -503,7 +503,11 @@
       }
       next.disabled = false;
     };
-    getJSON(url(0)).then(add, () => panel.remove());
+    getJSON(url(0)).then(add, (e) => {
+      if (e.status === 404) panel.remove();  // not kept: nothing to show
+      else summary.textContent = `${count(found.near + (found.identical || 0))} test images duplicate a train or val `
+        + `image, but their list could not be read: ${e.message}`;  // a damaged list (422): said, not hidden
+    });
     return panel;
   }
 

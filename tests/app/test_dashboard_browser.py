@@ -3660,7 +3660,7 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
     for split, paths in sources.items():
         for i, path in enumerate(paths):
             write_image(tmp_path / "data" / path, int(data[split][1][i]), i)
-    for run_id, leaky in (("run_leaky", True), ("run_old", True), ("run_clean", False)):
+    for run_id, leaky in (("run_leaky", True), ("run_old", True), ("run_clean", False), ("run_damaged", True)):
         out = settings.runs_dir / run_id
         test = data["test"] if leaky else (data["test"][0][10:], data["test"][1][10:])
         run_probe({**data, "test": test}, ["a", "b", "c"],
@@ -3670,6 +3670,7 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
         store.add_run(run_id=run_id, job_id=None, cache_id=cache["id"], name=run_id, head="linear", loss="ce",
                       reference_run=None, path=str(out), summary={"overall": 0.5})
     (settings.runs_dir / "run_old" / PAIRS_FILE).unlink()
+    (settings.runs_dir / "run_damaged" / PAIRS_FILE).write_text("not,the,columns\n")
     server, thread, base = _serve(app)
     pairs = "#near-duplicates-gallery figure.near-pair"
     try:
@@ -3693,6 +3694,11 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
             assert bool(requested) is asked, (run_id, requested)  # the old run's card asked, got a 404 and went
             wait_for(lambda: driver.js("return document.querySelector('#near-duplicates-summary') === null"), 30,
                      interval=0.2, what=f"no near-duplicates card on {run_id}")
+        # a damaged list (422): the card stays and says why (it went as for a run without the list)
+        _open(driver, f"{base}/runs/run_damaged", "run")
+        said = "7 test images duplicate a train or val image, but their list could not be read: near_duplicates.csv"
+        wait_for(lambda: (driver.js("return document.getElementById('near-duplicates-summary')?.textContent") or ""
+                          ).startswith(said), 30, interval=0.2, what="the damaged list said")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
