@@ -900,3 +900,23 @@ def test_compare_of_a_run_replaced_between_its_reads_is_the_new_runs(erm_dir, tm
     calls = replaced_meanwhile(out, monkeypatch, predictions, "load_pair")
     assert main(["compare", str(erm_dir), str(out), "--json"]) == 2  # the new run's other class names
     assert "'apple' against 'APPLE'" in capsys.readouterr().err and len(calls) == 2
+
+
+def test_predict_of_a_run_replaced_between_its_probe_and_its_predictions_is_the_new_runs(erm_dir, cache, tmp_path,
+                                                                                         capsys, monkeypatch):
+    """predict loaded the probe, then read predictions.npz to say whether it reproduces the report: a train --force
+    that moved its run in between checked the old run's probe against the new run's predictions. Read again: the
+    new run's, whole."""
+    from probe.predictions import Predictions
+
+    out = tmp_path / "run"
+    shutil.copytree(erm_dir, out)
+    def head_too(folder):  # the new run's head names its classes as its report does
+        head = json.loads((folder / "head.json").read_text(encoding="utf-8"))
+        head["class_names"] = [n.swapcase() for n in head["class_names"]]
+        (folder / "head.json").write_text(json.dumps(head), encoding="utf-8")
+
+    calls = replaced_meanwhile(out, monkeypatch, Predictions, "load", edit=head_too)
+    # the new run's probe, whole: its classes in capitals are none of the cache's (the old probe's scores passed)
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 2 and calls == [1]
+    assert capsys.readouterr().err.endswith(f"is one of the run's ({', '.join(n.upper() for n in NAMES)}).\n")
