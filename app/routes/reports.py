@@ -283,13 +283,23 @@ def _onnx_bytes(folder: Path, report: Report) -> bytes:
                                      "probe.deploy.RunProbe.load(folder) applies it")},
             summary="The run's probe as shipped: its first seed's head and post-hoc bias, with the report")
 def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
+    from probe.rundir import read_run
+
+    run = store.get_run(run_id)
+    # the files zipped, of one run: a train --force moved in while they were zipped mixed both runs' files
+    data = read_run(run["path"], lambda: _zipped(store, run))
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{run_id}_probe.zip"'})
+
+
+def _zipped(store: Store, run: dict) -> bytes:
+    """probe.zip of the run (:func:`probe_zip`); 404 where its files are missing, 422 damaged."""
     from probe import standalone
     from probe.deploy import PROBE_FILES
 
     from ..shipped import usage_text
 
-    run = store.get_run(run_id)
-    folder = Path(run["path"])
+    run_id, folder = run["id"], Path(run["path"])
     files = [name for name in PROBE_FILES if (folder / name).is_file()]
     missing = [name for name in PROBE_FILES[:3] if name not in files]
     if missing:
@@ -308,8 +318,7 @@ def probe_zip(run_id: IdPath, store: Store = Depends(get_store)) -> Response:
             archive.writestr(f"{run_id}/{ONNX_FILE}", _onnx_bytes(folder, report))
     except FileNotFoundError:  # deleted while it was zipped: a 500 and a dropped connection (an attack round)
         raise HTTPException(404, f"run {run_id!r} was removed while its probe was zipped") from None
-    return Response(buffer.getvalue(), media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{run_id}_probe.zip"'})
+    return buffer.getvalue()
 
 
 @router.get("/runs/{run_id}/scores", response_model=ScoresOut, responses=ERROR_RESPONSES,

@@ -82,10 +82,10 @@ def wait_job(client, job_id: str, timeout: float = 240.0) -> dict:
     return wait_for(done, timeout, interval=0.1, what=f"job {job_id} finished")
 
 
-def replaced_meanwhile(run: Path, monkeypatch, module, name: str) -> list:
+def replaced_meanwhile(run: Path, monkeypatch, module, name: str, edit=None) -> list:
     """``module.name`` (a reader of a run's second file) replaces the run in ``run`` (a copy whose report names its
-    classes in the other case, ``str.swapcase``: the new run) the first time it is called, before it reads, as a
-    `train --force` to the folder that moved its run in between the reads did."""
+    classes in the other case, ``str.swapcase``: the new run; ``edit(folder)`` changes it further) the first time it
+    is called, before it reads, as a `train --force` to the folder that moved its run in between the reads did."""
     from probe.report import RUN_FILES
     from probe.rundir import replace_run
 
@@ -100,6 +100,8 @@ def replaced_meanwhile(run: Path, monkeypatch, module, name: str) -> list:
         for row in report["per_class"]:
             row["name"] = row["name"].swapcase()
         (staging / "report.json").write_text(json.dumps(report), encoding="utf-8")
+        if edit is not None:
+            edit(staging)
 
     def reader(*args, **kwargs):
         calls.append(1)
@@ -110,3 +112,11 @@ def replaced_meanwhile(run: Path, monkeypatch, module, name: str) -> list:
     monkeypatch.setattr(module, name, reader)
     return calls
 
+
+
+def head_named_too(folder: Path) -> None:
+    """``replaced_meanwhile``'s ``edit`` where the new run must load as a probe: its head names its classes as its
+    report does (in the other case)."""
+    head = json.loads((folder / "head.json").read_text(encoding="utf-8"))
+    head["class_names"] = [n.swapcase() for n in head["class_names"]]
+    (folder / "head.json").write_text(json.dumps(head), encoding="utf-8")

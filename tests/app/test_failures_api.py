@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_testutils import replaced_meanwhile
+from app_testutils import head_named_too, replaced_meanwhile
 from probe import load_report
 from probe.predictions import Predictions
 
@@ -602,3 +602,21 @@ def test_failures_and_compare_of_a_run_replaced_between_their_reads_are_the_new_
     calls = replaced_meanwhile(run, monkeypatch, Predictions, "load")  # in small letters again
     body = client.get(f"/api/runs/{fresh_finished.erm}/failures", params={"limit": 200}).json()
     assert len(calls) == 2 and body["items"] and all(item["true"].islower() for item in body["items"]), body
+
+
+def test_probe_zip_of_a_run_replaced_while_it_is_zipped_is_the_new_runs(fresh_finished, monkeypatch):
+    """probe.zip zipped report.json, the head files, then USAGE.md and probe.onnx, read again from the folder: a train
+    --force that moved its run in meanwhile shipped the old run's report and head with the new run's ONNX graph.
+    Zipped again: the new run's files, whole."""
+    import zipfile
+
+    import app.shipped
+
+    client, run_id = fresh_finished.client, fresh_finished.erm
+    run = fresh_finished.settings.runs_dir / run_id
+    calls = replaced_meanwhile(run, monkeypatch, app.shipped, "usage_text", edit=head_named_too)
+    resp = client.get(f"/api/runs/{run_id}/probe.zip")
+    assert resp.status_code == 200 and len(calls) == 2, (resp.status_code, calls)
+    with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
+        names = [json.loads(archive.read(f"{run_id}/{name}"))["class_names"] for name in ("report.json", "head.json")]
+    assert names[0] == names[1] and all(name.isupper() for name in names[0]), names
