@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from app_testutils import replaced_meanwhile
+from app_testutils import head_named_too, replaced_meanwhile
 from feature_cache import open_cache, write_cache
 
 K = 4
@@ -911,12 +911,31 @@ def test_predict_of_a_run_replaced_between_its_probe_and_its_predictions_is_the_
 
     out = tmp_path / "run"
     shutil.copytree(erm_dir, out)
-    def head_too(folder):  # the new run's head names its classes as its report does
-        head = json.loads((folder / "head.json").read_text(encoding="utf-8"))
-        head["class_names"] = [n.swapcase() for n in head["class_names"]]
-        (folder / "head.json").write_text(json.dumps(head), encoding="utf-8")
-
-    calls = replaced_meanwhile(out, monkeypatch, Predictions, "load", edit=head_too)
+    calls = replaced_meanwhile(out, monkeypatch, Predictions, "load", edit=head_named_too)
     # the new run's probe, whole: its classes in capitals are none of the cache's (the old probe's scores passed)
     assert main(["predict", str(out), "--features", str(cache), "--json"]) == 2 and calls == [1]
     assert capsys.readouterr().err.endswith(f"is one of the run's ({', '.join(n.upper() for n in NAMES)}).\n")
+
+
+def test_export_of_a_run_replaced_between_its_probe_and_its_graph_is_the_new_runs(erm_dir, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """export loaded the probe (its report's features), then built the graph from the folder again: a train --force
+    that moved its run in between wrote the new run's head with the old run's features in the metadata. Read
+    again: the new run's, whole."""
+    import onnx
+
+    import probe.onnx_export
+
+    def new_features(folder):
+        head_named_too(folder)
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        report["features"]["encoder"] = "synthetic-2"
+        (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
+
+    out = tmp_path / "run"
+    shutil.copytree(erm_dir, out)
+    calls = replaced_meanwhile(out, monkeypatch, probe.onnx_export, "_shipped", edit=new_features)
+    assert main(["export", str(out), "--out", str(tmp_path / "p.onnx")]) == 0 and len(calls) == 2
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "p.onnx")).metadata_props}
+    assert json.loads(meta["features"])["encoder"] == "synthetic-2"
+    assert json.loads(meta["class_names"]) == [n.upper() for n in NAMES]
