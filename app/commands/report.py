@@ -98,9 +98,12 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
         raise ValueError(no_pairs_message(folder.name, checked=found is not None))
     tests = [row["source"] for row in full_paths([{"source": p["test"]} for p in pairs], data)]
     if paths_only:
-        for path in tests:
-            if path is not None:  # escaped: a file name with a line break would read as two
-                print(printable(path))
+        if None in tests:  # a run given arrays without paths: an empty list read as "nothing to remove"
+            raise ValueError(f"run {folder.name} stored no path for {tests.count(None):,} of its {len(tests):,} "
+                             "duplicating test images (it was given arrays without sources); drop --paths to list "
+                             "their test rows")
+        for path in tests:  # escaped: a file name with a line break would read as two
+            print(printable(path))
         return 0
     seen = [row["source"] for row in full_paths([{"source": p["seen"]} for p in pairs], data)]
     identical = sum(p["identical"] for p in pairs)

@@ -14,9 +14,9 @@ NAMES = ["a", "b", "c"]
 FAST = dict(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0)
 
 
-def _run(out, encoder="effnet-lite0"):
+def _run(out, encoder="effnet-lite0", paths=True):
     data, sources, digests = leaky_splits(NAMES)
-    run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
+    run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources if paths else None, contents=digests,
               features=FeatureSource(fingerprint="f" * 64, encoder=encoder))
     return sources
 
@@ -96,3 +96,17 @@ def test_a_run_replaced_between_its_report_and_its_list_is_the_new_runs(leaky, t
     monkeypatch.setattr(probe.near_duplicates, "read_pairs", read_pairs)
     assert main(["report", str(out), "--near-duplicates"]) == 2
     assert "it was not checked for near-duplicates" in capsys.readouterr().err and len(calls) == 2
+
+
+def test_paths_of_a_run_without_test_paths_is_refused_not_an_empty_list(tmp_path, capsys):
+    """A run given arrays without sources keeps its pairs by test row alone: --paths printed nothing and exit 0, an
+    empty remove.txt that read as "no test image to remove"."""
+    out = tmp_path / "arrays"
+    _run(out, paths=False)
+    assert main(["report", str(out), "--near-duplicates", "--paths"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        "mr2probe report: error: run arrays stored no path for 7 of its 7 duplicating test images (it was given "
+        "arrays without sources); drop --paths to list their test rows\n")
+    assert main(["report", str(out), "--near-duplicates"]) == 0
+    assert "  ~  train: train row " in capsys.readouterr().out
