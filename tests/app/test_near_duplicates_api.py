@@ -132,3 +132,15 @@ def test_a_damaged_list_is_a_422_naming_it_never_a_500(service, damage):
     detail = resp.json()["detail"]
     assert resp.status_code == 422 and detail.startswith(f"{PAIRS_FILE} of run older cannot be read"), resp.text
     assert "\n" not in detail
+
+
+def test_a_cosine_rounded_past_one_is_a_pair_not_damage(service):
+    """float32 products give an image and its copy a cosine of 1.000001: such a list is no damaged one."""
+    client, _, runs = service
+    path = runs["older"][0] / PAIRS_FILE
+    path.write_text(HEADER + "0,a.png,train,0,b.png,1.000001,1\n1,c.png,val,2,d.png,-1.000001,0\n")
+    try:
+        resp = client.get("/api/runs/older/near-duplicates")
+    finally:
+        path.unlink()
+    assert resp.status_code == 200 and [i["similarity"] for i in resp.json()["items"]] == [1.000001, -1.000001]
