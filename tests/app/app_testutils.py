@@ -113,7 +113,6 @@ def replaced_meanwhile(run: Path, monkeypatch, module, name: str, edit=None) -> 
     return calls
 
 
-
 def head_named_too(folder: Path) -> None:
     """``replaced_meanwhile``'s ``edit`` where the new run must load as a probe: its head names its classes as its
     report does (in the other case)."""

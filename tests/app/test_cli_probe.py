@@ -850,8 +850,9 @@ sys.stdin.read()
 def test_a_second_train_to_an_out_being_written_is_refused_at_once_and_a_killed_ones_lock_is_not(cache, tmp_path,
                                                                                                capsys):
     """Two trains to one --out at once shared its .writing folder and mixed their files. The second is refused
-    within a second, probe.rundir.MOVE_WAIT (busy: exit 1, as an extraction running), naming the first's process; once that process is killed its
-    lock goes with it, and the .writing and .lock it left do not stop the next train."""
+    within a second, probe.rundir.MOVE_WAIT (busy: exit 1, as an extraction running), naming the first's process;
+    once that process is killed its lock goes with it, and the .writing and .lock it left do not stop the next
+    train."""
     import subprocess
     import sys
 

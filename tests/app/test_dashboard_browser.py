@@ -1810,7 +1810,8 @@ def test_a_run_of_many_classes_charts_its_worst_and_pages_its_table(driver, live
     17 s (a scale round): the chart draws the 60 worst, the table shows the 100 worst and pages through the rest."""
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     got = driver.js("""const K = 300, names = Array.from({length: K}, (_, i) => 'class ' + i);
-        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {},
+                         per_class: names.map((name, i) => (
             { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2 })) };
         const chart = RunPage.panels.perClassChart(report, null, { main: 'a' });
         const bars = chart[1].querySelectorAll('rect.bar');
@@ -1831,7 +1832,8 @@ def test_the_per_class_table_of_1000_classes_pages_and_sorts_every_class(driver,
     and names with numbers by value, the compared columns too, and the order starts again at its first page."""
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     got = driver.js("""const K = 1000, names = Array.from({length: K}, (_, i) => 'class ' + i);
-        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {},
+                         per_class: names.map((name, i) => (
             { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2,
               r: i / 10 })) };
         const cmp = { per_class: names.map((name, i) => (
@@ -1956,7 +1958,8 @@ def test_at_200_classes_the_charts_keep_their_labels_apart_and_inside_and_the_ta
     table was wider than its card with its only scrollbar under 100 rows."""
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     got = driver.js("""const K = 200, names = Array.from({length: K}, (_, i) => 'class_' + i + '_a_rather_long_name');
-        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {},
+                         per_class: names.map((name, i) => (
             { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2,
               sample_margin_mean: .1, sample_margin_min: -.2 })) };
         const margins = RunPage.panels.marginChart(report);
@@ -3349,7 +3352,8 @@ def test_paging_the_per_class_table_keeps_the_focus_on_its_button(driver, live_s
     last page too (a disabled button lost it)."""
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
     driver.js("""const K = 150, names = Array.from({length: K}, (_, i) => 'class ' + i);
-        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => (
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {},
+                         per_class: names.map((name, i) => (
             { index: i, name, group: 'easy', accuracy: (i * 7 % K) / K, val_accuracy: .5, n_train: 3, n_test: 2 })) };
         const table = document.getElementById('per-class-table').closest('.table-scroll');
         table.replaceWith(RunPage.panels.perClassTable(report, null, null));
