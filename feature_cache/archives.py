@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe.files import process_alive, process_start_time, writer_alive  # noqa: F401 (re-exported)
+from probe.files import writer_alive
 from probe.names import UNPRINTABLE_CHARACTERS, listed
 
 from .errors import FileChanged, UnsafeArchive

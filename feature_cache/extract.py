@@ -239,10 +239,9 @@ def _remove_orphaned_copies(final: Path) -> None:
     killed while it copied its partial file into ``final`` left, their writer gone; called under ``final``'s lock.
     The service's start-up sweep found them in its data directory, but beside a CLI ``--out`` each kill left one for
     good (a crash round)."""
-    from .store import orphaned_temporaries
+    from probe.files import remove_orphaned_temporaries
 
-    for tmp in orphaned_temporaries(final.parent, of=final.name):
-        tmp.unlink(missing_ok=True)
+    for tmp in remove_orphaned_temporaries(final):
         logger.warning("removed %s: a copy of %s that a killed extraction did not finish", tmp, final.name)
 
 

@@ -39,11 +39,14 @@ def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path
     return orphaned
 
 
-def remove_orphaned_temporaries(path: Path) -> None:
+def remove_orphaned_temporaries(path: Path) -> list[Path]:
     """Remove the temporary copies of ``path`` that dead writers left (:func:`orphaned_temporaries`): a killed
-    export, predict or report left its ``.NAME.<hex>.tmp`` beside --out for good; a live writer's is kept."""
-    for tmp in orphaned_temporaries(path.parent, of=path.name):
+    export, predict or report left its ``.NAME.<hex>.tmp`` beside --out for good; a live writer's is kept. Returns
+    those removed."""
+    removed = orphaned_temporaries(path.parent, of=path.name)
+    for tmp in removed:
         tmp.unlink(missing_ok=True)
+    return removed
 
 
 def sync(path: str | Path) -> None:

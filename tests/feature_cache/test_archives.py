@@ -843,7 +843,7 @@ def test_a_file_written_half_a_second_before_its_pids_process_started_is_orphane
     import sys
     import time
 
-    import feature_cache.archives as archives
+    import probe.files as files
 
     if not os.path.exists("/proc/self/stat"):
         pytest.skip("no /proc: a process's start time is unknown here")
@@ -853,10 +853,10 @@ def test_a_file_written_half_a_second_before_its_pids_process_started_is_orphane
         left = tmp_path / f".c.h5.{child.pid}.tmp"
         left.write_bytes(b"x")
         os.utime(left, (before - 0.5, before - 0.5))
-        assert archives.process_start_time(child.pid) == pytest.approx(before, abs=0.5)
-        assert not archives.writer_alive(child.pid, left)
+        assert files.process_start_time(child.pid) == pytest.approx(before, abs=0.5)
+        assert not files.writer_alive(child.pid, left)
         left.write_bytes(b"y")  # written now, while it runs: its own
-        assert archives.writer_alive(child.pid, left)
+        assert files.writer_alive(child.pid, left)
     finally:
         child.kill()
         child.wait()
