@@ -11,6 +11,21 @@ from app.config import DATABASE_FILE
 from app.store import Store
 
 
+def _data_with_runs(tmp_path, *runs: str):
+    """A data directory (``tmp_path/data``) with a database and a run folder of each name holding a report."""
+    data = tmp_path / "data"
+    Store(data / DATABASE_FILE)
+    for run in runs:
+        (data / "runs" / run).mkdir(parents=True)
+        (data / "runs" / run / "report.json").write_text("{}")
+    return data
+
+
+def _interrupted(source, target, *ignore):
+    """A ``_copy_tree`` stopped while it copies (Ctrl-C; a kill, where the clean-up is left out too)."""
+    raise KeyboardInterrupt
+
+
 def _dataset(store: Store) -> dict:
     return store.add_dataset(name="d", source="path", path="/d", class_names=["a"], counts={}, fingerprint=None,
                              skipped=0, dataset_id="ds_1")
@@ -109,15 +124,8 @@ def test_an_interrupted_backup_leaves_no_half_copy(tmp_path, monkeypatch, capsys
     that serves, its runs' files missing, and that the same command then refused as 'not empty'."""
     from app.commands import backup
 
-    data = tmp_path / "data"
-    Store(data / DATABASE_FILE)
-    (data / "runs" / "run_1").mkdir(parents=True)
-    (data / "runs" / "run_1" / "report.json").write_text("{}")
-
-    def interrupted(source, target, *ignore):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(backup, "_copy_tree", interrupted)
+    data = _data_with_runs(tmp_path, "run_1")
+    monkeypatch.setattr(backup, "_copy_tree", _interrupted)
     (tmp_path / "empty").mkdir()
     for dest in (tmp_path / "new", tmp_path / "empty"):
         assert main(["backup", "--data-dir", str(data), str(dest)]) == 130
@@ -133,15 +141,8 @@ def test_a_backup_killed_while_it_copies_does_not_pass_for_a_data_directory(tmp_
     is renamed in last; the same command then names the unfinished backup."""
     from app.commands import backup
 
-    data = tmp_path / "data"
-    Store(data / DATABASE_FILE)
-    (data / "runs" / "run_1").mkdir(parents=True)
-    (data / "runs" / "run_1" / "report.json").write_text("{}")
-
-    def killed(source, target, *ignore):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(backup, "_copy_tree", killed)
+    data = _data_with_runs(tmp_path, "run_1")
+    monkeypatch.setattr(backup, "_copy_tree", _interrupted)
     monkeypatch.setattr(backup.shutil, "rmtree", lambda *a, **k: None)  # a kill runs no clean-up
     dest = tmp_path / "b"
     assert main(["backup", "--data-dir", str(data), str(dest)]) == 130
@@ -163,11 +164,7 @@ def test_a_full_disk_while_copying_is_one_line_naming_a_file(tmp_path, monkeypat
 
     from app.commands import backup
 
-    data = tmp_path / "data"
-    Store(data / DATABASE_FILE)
-    for run in ("run_1", "run_2"):
-        (data / "runs" / run).mkdir(parents=True)
-        (data / "runs" / run / "report.json").write_text("{}")
+    data = _data_with_runs(tmp_path, "run_1", "run_2")
 
     def full(src, dst, **kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))

@@ -153,15 +153,23 @@ def test_the_command_takes_unlabelled_and_no_progress_and_says_what_mr2probe_ext
                                          "test split."]
 
 
-def test_merge_keeps_shard_order_and_each_rows_digest(tree, tmp_path):
+def _merged_shards(tree, tmp_path, world_size: int, digested=lambda rank: True):
+    """The data set of ``tree``, its extraction plan, the shard files and the cache merged from them: ``world_size``
+    shards, each extracted in this process (``digested(rank)``: whether that shard's partial file keeps digests,
+    False as in an older version's)."""
     data = open_dataset(tree)
     plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
     shards = []
-    for rank in range(3):
-        partial, _ = run_plan(plan, splits=shard_splits(data.splits, rank, 3), workers=0,
+    for rank in range(world_size):
+        partial, _ = run_plan(plan, splits=shard_splits(data.splits, rank, world_size), workers=0,
                               partial_path=tmp_path / f"s{rank}.partial", show_progress=False)
+        partial.digested = partial.digested and digested(rank)
         shards.append(partial.finalize(tmp_path / f"s{rank}.h5", {}))
-    merged = open_cache(merge_shards(shards, tmp_path / "final.h5", {"skipped": []}))
+    return data, plan, shards, open_cache(merge_shards(shards, tmp_path / "final.h5", {"skipped": []}))
+
+
+def test_merge_keeps_shard_order_and_each_rows_digest(tree, tmp_path):
+    data, plan, shards, merged = _merged_shards(tree, tmp_path, 3)
     for split in ("train", "val", "test"):
         assert merged.sources(split) == [s.source for s in data.splits[split]]
         assert merged.load(split)[1].tolist() == [s.label for s in data.splits[split]]
@@ -491,14 +499,6 @@ def test_the_command_keeps_freed_memory_where_a_library_call_leaves_the_callers_
 
 def test_a_merge_of_shards_one_of_which_keeps_no_digests_keeps_none(tree, tmp_path):
     """A shard finished from an older partial file keeps no digests: the merged cache keeps none, not misaligned."""
-    data = open_dataset(tree)
-    plan = plan_extraction(data, tiny_encoder(), None, out=tmp_path / "final.h5")
-    shards = []
-    for rank in range(2):
-        partial, _ = run_plan(plan, splits=shard_splits(data.splits, rank, 2), workers=0,
-                              partial_path=tmp_path / f"s{rank}.partial", show_progress=False)
-        partial.digested = rank == 0
-        shards.append(partial.finalize(tmp_path / f"s{rank}.h5", {}))
-    merged = open_cache(merge_shards(shards, tmp_path / "final.h5", {"skipped": []}))
+    data, _, _, merged = _merged_shards(tree, tmp_path, 2, digested=lambda rank: rank == 0)
     assert all(merged.digests(split) is None for split in ("train", "val", "test"))
     assert merged.sources("train") == [s.source for s in data.splits["train"]]
