@@ -991,8 +991,7 @@ class NearDuplicates(_Model):
         line = (f"test images duplicating a train or val image: {self.near:,} near-duplicates (cosine ≥ "
                 f"{self.threshold:g} of {self.encoder} features){identical}, of {self.test_images:,}")
         if self.near + (self.identical or 0) and self.accuracy_rest is not None:
-            line += (f"; test accuracy on them {percent(self.accuracy_duplicates)}% {interval_text(self.duplicates_ci)}"
-                     f", on the rest {percent(self.accuracy_rest)}% {interval_text(self.rest_ci)}")
+            line += f"; {self.accuracy_sentence()}"
         if self.train_near is not None:
             line += f"; {self.train_near:,} train images nearly duplicate another train image"
         return line
@@ -1005,10 +1004,15 @@ class NearDuplicates(_Model):
         shown = "; ".join(f"{p.test} ~ {p.seen} ({p.similarity:.3f})" for p in self.examples if p.test and p.seen)
         return (f"{self.near:,} of the {self.test_images:,} test images nearly duplicate a train or val image "
                 f"(cosine ≥ {self.threshold:g} of the {self.encoder} features{'; ' + shown if shown else ''}): "
-                f"test accuracy on the duplicates {percent(self.accuracy_duplicates)}% "
-                f"{interval_text(self.duplicates_ci)} against {percent(self.accuracy_rest)}% "
-                f"{interval_text(self.rest_ci)} on the rest; the test figures count images the probe trained or was "
+                f"{self.accuracy_sentence()}; the test figures count images the probe trained or was "
                 "selected on: remove them from test")
+
+    def accuracy_sentence(self) -> str:
+        """The test accuracy on the duplicates against that on the rest, with their intervals: the one wording of
+        :meth:`describe` and :meth:`warning` (each had its own)."""
+        return (f"test accuracy on the duplicates {percent(self.accuracy_duplicates)}% "
+                f"{interval_text(self.duplicates_ci)}, on the rest {percent(self.accuracy_rest)}% "
+                f"{interval_text(self.rest_ci)}")
 
 
 class Report(_Model):

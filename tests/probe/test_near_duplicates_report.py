@@ -144,3 +144,11 @@ def test_train_images_duplicating_train_images_are_counted_within_the_products_b
 def test_the_leaky_train_split_holds_no_duplicates_of_its_own(leaky_run):
     report, _, _ = leaky_run
     assert report.near_duplicates.train_near == 0
+
+
+def test_the_terminal_line_and_the_warning_say_the_accuracy_on_the_duplicates_in_one_sentence(leaky_run):
+    report, _, _ = leaky_run
+    found = report.near_duplicates
+    sentence = found.accuracy_sentence()
+    assert sentence.startswith("test accuracy on the duplicates ") and ", on the rest " in sentence
+    assert sentence in found.describe() and sentence in found.warning()
