@@ -639,7 +639,10 @@ class NearDuplicatesOut(BaseModel):
     encoder: str = Field(..., description="the encoder whose features were compared")
     threshold: float = Field(..., description="the cosine at or above which a test image nearly duplicates one")
     test_images: int = Field(..., description="test images of the run")
-    total: int = Field(..., description="test images that duplicate a train or val image (near or identical)")
+    sampled: Optional[int] = Field(None, description="where the run compared a random sample of its test images "
+                                   "(past the products budget): how many; the pairs are theirs. null: every one")
+    total: int = Field(..., description="test images that duplicate a train or val image (near or identical): of "
+                       "the sampled ones where sampled")
     limit: int
     offset: int
     items: list[NearDuplicateItem]

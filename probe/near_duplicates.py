@@ -21,12 +21,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .numbers import csv_cell, csv_text
+from .numbers import csv_cell, csv_text, interval_text, percent
 from .seen import SEEN_SPLITS
+from .uncertainty import wilson_interval
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE",
-           "PAIR_COLUMNS", "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among",
-           "no_pairs_message", "read_pairs", "write_pairs"]
+__all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
+           "PAIRS_FILE", "PAIR_COLUMNS", "SAMPLE_SEED", "check_rows", "near_duplicate_pairs",
+           "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "read_pairs",
+           "sample_size", "share_text", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -34,9 +36,11 @@ NEAR_DUPLICATE_THRESHOLDS = {"effnet-lite0": 0.90}
 DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
 # the most multiply-adds (n_test × n_train × d) a run's check takes: ~20 G a second on one thread of the 2-core
 # development machine (bench/README.md "Near-duplicates"), so about 5 s. CIFAR-10's 10,000 × 50,000 × 1,280 is
-# 6.4e11, ~32 s: three times `mr2probe train --loss ce` on it (~9–12 s), so a run that large goes without the check
-# (the report's near_duplicates is null, the log says why) rather than wait on it.
+# 6.4e11, ~32 s: three times `mr2probe train --loss ce` on it (~9–12 s), so a run that large compares a random sample
+# of its test rows, as many as fit (check_rows; the report says it is a sample), rather than wait on them all.
 MAX_CHECK_PRODUCTS = 10**11
+# past the budget, the query rows compared are a random sample of as many as fit it, drawn with this seed
+SAMPLE_SEED = 0
 # every test image of a run that duplicates a train or val image (the report keeps 3 examples), most similar first:
 # in the run folder beside report.json (probe.report.RUN_FILES), one row a pair; a run unchecked has none
 PAIRS_FILE = "near_duplicates.csv"
@@ -134,6 +138,67 @@ def nearest_among(queries: np.ndarray, references: list[np.ndarray], chunk_rows:
         best[better], index[better] = found.similarity[better], found.index[better] + offset
         offset += len(reference)
     return NearestRows(index, best)
+
+
+class CheckedRows(NamedTuple):
+    """What :func:`check_rows` compared: ``rows`` (n,) the query rows, in order (all of them, or a seeded random
+    sample of them past the budget: ``sampled``), and ``nearest``, each one's most similar reference row
+    (:func:`nearest_among`)."""
+
+    rows: np.ndarray
+    nearest: NearestRows
+    sampled: bool
+
+
+class _Subset:
+    """The ``rows`` (sorted) of an (n, d) array-like (a numpy array, an HDF5 dataset) as an array-like of their own:
+    a slice reads only its rows, so a sample is compared a block at a time, never read whole."""
+
+    def __init__(self, array, rows: np.ndarray):
+        self.array, self.rows = array, rows
+        self.shape = (len(rows), array.shape[1])
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        return np.asarray(self.array[self.rows[part]])
+
+
+def sample_size(n_queries: int, n_reference: int, width: int, budget: int = MAX_CHECK_PRODUCTS) -> int:
+    """How many of ``n_queries`` rows are compared with ``n_reference`` rows of ``width`` features within ``budget``
+    multiply-adds: all of them where they fit, else as many as fit (0: none)."""
+    per_row = n_reference * width
+    return n_queries if per_row == 0 or n_queries * per_row <= budget else min(n_queries, budget // per_row)
+
+
+def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chunk_rows: int = DEFAULT_CHUNK_ROWS
+               ) -> CheckedRows | None:
+    """Each row of ``queries`` (n, d) compared with the rows of ``references`` (:func:`nearest_among`) where the
+    n × m × d products fit ``budget``; past it, a random sample of the rows (seeded, :data:`SAMPLE_SEED`) as large
+    as fits; None where not one row fits. Array-likes (HDF5 datasets) are read a block at a time."""
+    n = len(queries)
+    size = sample_size(n, sum(len(r) for r in references), queries.shape[1], budget)
+    if size == 0 and n:
+        return None
+    sampled = size < n
+    rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False)) if sampled else np.arange(n)
+    return CheckedRows(rows, nearest_among(_Subset(queries, rows) if sampled else queries, references, chunk_rows),
+                       sampled)
+
+
+def share_text(found: int, checked: int | None, total: int, what: str = "test images") -> str:
+    """``found`` of the ``total`` ``what`` (a plural noun) where all were checked (``checked`` None or ``total``);
+    else said as the sample it is: ``found`` among ``checked`` sampled, with the share, its 95 % Wilson interval and
+    the estimate over ``total`` they give, never as a count of them all."""
+    if checked is None or checked >= total:
+        return f"{found:,} of the {total:,} {what}"
+    ci = [float(v) for v in wilson_interval(np.array(found), np.array(checked))]
+    low, high = (round(v * total) for v in ci)
+    return (f"{found:,} among {checked:,} sampled {what} of {total:,} ({percent(found / checked, 1)} %, 95 % Wilson "
+            f"interval {interval_text(ci)} %; estimated {round(found / checked * total):,} of the {total:,}, "
+            f"{low:,}–{high:,})")
 
 
 def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:

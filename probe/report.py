@@ -39,7 +39,7 @@ from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, ideal_class_margin_deg,
                       ideal_sample_margin, most_confused_classes, nan_mean, per_class_std, worst_class)
-from .near_duplicates import PAIRS_FILE, write_pairs
+from .near_duplicates import PAIRS_FILE, share_text, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
@@ -970,13 +970,22 @@ class NearDuplicates(_Model):
                              "or val image: the encoder's measured one (probe.near_duplicates."
                              "NEAR_DUPLICATE_THRESHOLDS, bench/README.md \"Near-duplicates\")")
     test_images: NonNegativeInt
+    sampled: Optional[NonNegativeInt] = Field(None, description="how many test images were compared: a random sample "
+                                              "(probe.near_duplicates.SAMPLE_SEED) of as many as the products budget "
+                                              "(MAX_CHECK_PRODUCTS) allows, where all of them passed it; null where "
+                                              "every test image was compared (and in older reports)")
     near: NonNegativeInt = Field(..., description="test images, not byte-identical to any train or val image, whose "
-                                 "most similar train or val image has cosine >= threshold")
+                                 "most similar train or val image has cosine >= threshold: among the sampled ones "
+                                 "where sampled is given")
+    near_ci: Optional[Interval] = Field(None, description="where sampled: the 95 % Wilson interval of the share "
+                                        "near / sampled (null otherwise)")
     identical: Optional[NonNegativeInt] = Field(None, description="test images byte-identical to a train or val "
                                                 "image (content digests); null where the cache kept no digests")
-    accuracy_duplicates: Num = Field(None, description="test accuracy (seed mean) on the near and identical ones")
+    accuracy_duplicates: Num = Field(None, description="test accuracy (seed mean) on the near and identical ones "
+                                     "(of the sampled test images where sampled)")
     duplicates_ci: Optional[Interval] = Field(None, description="its 95 % Wilson interval")
-    accuracy_rest: Num = Field(None, description="test accuracy (seed mean) on the other test images")
+    accuracy_rest: Num = Field(None, description="test accuracy (seed mean) on the other test images (of the "
+                               "sampled ones where sampled)")
     rest_ci: Optional[Interval] = Field(None, description="its 95 % Wilson interval")
     examples: list[NearDuplicatePair] = Field(default_factory=list, description="the most similar near-duplicate "
                                               "pairs, up to 3")
@@ -988,8 +997,13 @@ class NearDuplicates(_Model):
     def describe(self) -> str:
         """One line for the terminal and exports: the counts, and the accuracies where there are duplicates."""
         identical = "" if self.identical is None else f", {self.identical:,} byte-identical"
-        line = (f"test images duplicating a train or val image: {self.near:,} near-duplicates (cosine ≥ "
-                f"{self.threshold:g} of {self.encoder} features){identical}, of {self.test_images:,}")
+        near = f"near-duplicates (cosine ≥ {self.threshold:g} of {self.encoder} features)"
+        if self.sampled is None:
+            line = (f"test images duplicating a train or val image: {self.near:,} {near}{identical}, of "
+                    f"{self.test_images:,}")
+        else:  # the byte-identical ones are matched by digest over every test image
+            line = (f"test images duplicating a train or val image: {near} in "
+                    f"{share_text(self.near, self.sampled, self.test_images)}{identical} of all {self.test_images:,}")
         if self.near + (self.identical or 0) and self.accuracy_rest is not None:
             line += f"; {self.accuracy_sentence()}"
         if self.train_near is not None:
@@ -1002,7 +1016,7 @@ class NearDuplicates(_Model):
         if not self.near:
             return None
         shown = "; ".join(f"{p.test} ~ {p.seen} ({p.similarity:.3f})" for p in self.examples if p.test and p.seen)
-        return (f"{self.near:,} of the {self.test_images:,} test images nearly duplicate a train or val image "
+        return (f"{share_text(self.near, self.sampled, self.test_images)} nearly duplicate a train or val image "
                 f"(cosine ≥ {self.threshold:g} of the {self.encoder} features{'; ' + shown if shown else ''}): "
                 f"{self.accuracy_sentence()}; the test figures count images the probe trained or was "
                 "selected on: remove them from test")
@@ -1010,8 +1024,9 @@ class NearDuplicates(_Model):
     def accuracy_sentence(self) -> str:
         """The test accuracy on the duplicates against that on the rest, with their intervals: the one wording of
         :meth:`describe` and :meth:`warning` (each had its own)."""
-        return (f"test accuracy on the duplicates {percent(self.accuracy_duplicates)}% "
-                f"{interval_text(self.duplicates_ci)}, on the rest {percent(self.accuracy_rest)}% "
+        sampled = "" if self.sampled is None else "sampled "
+        return (f"test accuracy on the {sampled}duplicates {percent(self.accuracy_duplicates)}% "
+                f"{interval_text(self.duplicates_ci)}, on the {sampled}rest {percent(self.accuracy_rest)}% "
                 f"{interval_text(self.rest_ci)}")
 
 
@@ -1046,8 +1061,9 @@ class Report(_Model):
                                                "recorded)")
     near_duplicates: Optional[NearDuplicates] = Field(None, description="test images that duplicate train or val "
                                                       "images; null where unchecked: an encoder without a measured "
-                                                      "threshold, arrays without one, a run too large to compare, "
-                                                      "or a report written before it")
+                                                      "threshold, arrays without one, too many "
+                                                      "train images to compare even one test image, or a report "
+                                                      "written before it")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
 

@@ -61,7 +61,8 @@ from .report import (
     run_environment,
     write_run,
 )
-from .near_duplicates import MAX_CHECK_PRODUCTS, near_duplicate_threshold, nearest_among, nearest_rows
+from .near_duplicates import (MAX_CHECK_PRODUCTS, CheckedRows, check_rows, near_duplicate_threshold,
+                              nearest_rows)
 from .seen import SEEN_SPLITS, SeenSources, common_folder, content_keys, row_keys
 from .selection import delta_sentence, format_delta, past_budget, same_score, select_candidate
 from .uncertainty import observed_class_accuracy, p_text, wilson_interval
@@ -1069,30 +1070,40 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     either): near by the cosine of the features at the encoder's measured threshold, identical by content digest
     (``contents``), with the test accuracy on them and on the rest; and every such pair, most similar first
     (:func:`_pairs`, the run's ``near_duplicates.csv``); and the train rows nearly duplicating another train row
-    (:func:`_train_near`, within what the budget leaves). (None, None) where the encoder has no measured threshold
-    (or ``features`` is unknown) or the comparison passes :data:`MAX_CHECK_PRODUCTS`."""
+    (:func:`_train_near`, within what the budget leaves). Where comparing every test row passes
+    :data:`MAX_CHECK_PRODUCTS`, a seeded random sample of as many test rows as fit it is compared
+    (``probe.near_duplicates.check_rows``): near, the accuracies and the pairs are the sample's (``sampled``), the
+    byte-identical count every test row's. (None, None) where the encoder has no measured threshold (or
+    ``features`` is unknown), or not one test row fits the budget."""
     threshold = near_duplicate_threshold(features.encoder if features is not None else None)
     test_x, test_y = data["test"]
     seen = [split for split in SEEN_SPLITS if split in data and len(data[split][1])]
-    products = len(test_y) * sum(len(data[split][1]) for split in seen) * np.shape(test_x)[1]
-    if threshold is None or products > MAX_CHECK_PRODUCTS:
+    checked = None if threshold is None else check_rows(test_x, [data[split][0] for split in seen], MAX_CHECK_PRODUCTS)
+    if checked is None:
         logger.info("near-duplicates not checked: %s", "no measured threshold for the encoder" if threshold is None
-                    else f"{products:.2g} products, past {MAX_CHECK_PRODUCTS:.0e}")
+                    else f"one test row's products pass {MAX_CHECK_PRODUCTS:.0e}")
         return None, None
-    nearest = nearest_among(test_x, [data[split][0] for split in seen])
-    flagged = nearest.similarity >= threshold
+    rows, n_checked = checked.rows, len(checked.rows)
+    if checked.sampled:
+        logger.info("near-duplicates checked on %d sampled test rows of %d (products budget %.0e)", n_checked,
+                    len(test_y), MAX_CHECK_PRODUCTS)
     identical = None
     if contents and all(split in contents for split in ("test", *seen)):
         keys = np.concatenate([content_keys(contents[split]) for split in seen]) if seen else np.zeros(0, np.uint64)
-        identical = np.isin(row_keys(contents["test"]), keys)
-    near = flagged & ~identical if identical is not None else flagged
-    duplicate = flagged | identical if identical is not None else flagged
-    correct = np.mean([e.test_logits.argmax(axis=1) == np.asarray(test_y) for e in evaluations], axis=0)
+        identical = np.isin(row_keys(contents["test"]), keys)  # every test row: digests cost no products
+    flagged = checked.nearest.similarity >= threshold
+    near = flagged & ~identical[rows] if identical is not None else flagged
+    duplicate = flagged | identical[rows] if identical is not None else flagged
+    correct = np.mean([e.test_logits.argmax(axis=1) == np.asarray(test_y) for e in evaluations], axis=0)[rows]
     (dup_ci, rest_ci) = wilson_interval(np.array([correct[duplicate].sum(), correct[~duplicate].sum()]),
                                         np.array([duplicate.sum(), (~duplicate).sum()]))
-    pairs = _pairs(data, sources, seen, nearest, duplicate, identical)
+    pairs = _pairs(data, sources, seen, checked, duplicate, identical)
+    products = n_checked * sum(len(data[split][1]) for split in seen) * np.shape(test_x)[1]
     return NearDuplicates(train_near=_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - products),
         encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
+        sampled=n_checked if checked.sampled else None,
+        near_ci=[float(v) for v in wilson_interval(np.array(near.sum()), np.array(n_checked))] if checked.sampled
+        else None,
         identical=None if identical is None else int(identical.sum()),
         accuracy_duplicates=correct[duplicate].mean() if duplicate.any() else None,
         duplicates_ci=dup_ci if duplicate.any() else None,
@@ -1113,20 +1124,21 @@ def _train_near(train_x: np.ndarray, threshold: float, budget: int) -> int | Non
     return int((nearest_rows(train_x, train_x, exclude_self=True).similarity >= threshold).sum())
 
 
-def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen: list[str], nearest,
+def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen: list[str], checked: CheckedRows,
            duplicate: np.ndarray, identical: np.ndarray | None) -> list[dict]:
-    """Each ``duplicate`` test row with its most similar train or val row (``nearest``, over the ``seen`` splits one
-    after the other), most similar first (test order on ties): :data:`probe.near_duplicates.PAIR_COLUMNS`."""
+    """Each ``duplicate`` compared test row (``checked.rows[i]`` where ``duplicate[i]``) with its most similar train
+    or val row (``checked.nearest``, over the ``seen`` splits one after the other), most similar first (test order on
+    ties): :data:`probe.near_duplicates.PAIR_COLUMNS`."""
     starts = np.cumsum([0, *(len(data[split][1]) for split in seen)])
-    rows = np.flatnonzero(duplicate)
+    nearest, at_rows = checked.nearest, np.flatnonzero(duplicate)
     pairs = []
-    for row in rows[np.argsort(-nearest.similarity[rows], kind="stable")]:
-        at = int(nearest.index[row])
+    for i in at_rows[np.argsort(-nearest.similarity[at_rows], kind="stable")]:
+        at, row = int(nearest.index[i]), int(checked.rows[i])
         part = int(np.searchsorted(starts, at, side="right")) - 1
         split, seen_row = seen[part], at - int(starts[part])
-        pairs.append({"test_row": int(row), "test": _source(sources, "test", int(row)), "seen_split": split,
+        pairs.append({"test_row": row, "test": _source(sources, "test", row), "seen_split": split,
                       "seen_row": seen_row, "seen": _source(sources, split, seen_row),
-                      "similarity": float(nearest.similarity[row]),
+                      "similarity": float(nearest.similarity[i]),
                       "identical": bool(identical is not None and identical[row])})
     return pairs
 

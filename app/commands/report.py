@@ -108,7 +108,9 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     seen = [row["source"] for row in full_paths([{"source": p["seen"]} for p in pairs], data)]
     identical = sum(p["identical"] for p in pairs)
     inside = "" if data is not None or not pairs else " (paths inside the data set; --data DIR prints them whole)"
-    print(f"{len(pairs):,} of {found.test_images:,} test images duplicate a train or val image (cosine ≥ "
+    of = (f"{found.test_images:,} test images" if found.sampled is None else
+          f"{found.sampled:,} sampled test images (a random sample of the {found.test_images:,})")
+    print(f"{len(pairs):,} of {of} duplicate a train or val image (cosine ≥ "
           f"{found.threshold:g} of {found.encoder} features; {identical:,} byte-identical){inside}"
           f"{', most similar first:' if pairs else '.'}")
     for pair, test, other in zip(pairs, tests, seen):

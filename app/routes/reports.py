@@ -241,7 +241,8 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     items = [{**pair, "test_thumbnail_url": _thumbnail_url(dataset_id, pair["test"]),
               "seen_thumbnail_url": _thumbnail_url(dataset_id, pair["seen"])} for pair in pairs[offset:offset + limit]]
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
-                             test_images=found.test_images, total=len(pairs), limit=limit, offset=offset, items=items)
+                             test_images=found.test_images, sampled=found.sampled, total=len(pairs), limit=limit,
+                             offset=offset, items=items)
 
 
 def _pairs(store: Store, run: dict) -> tuple:

@@ -471,6 +471,11 @@
       h("figcaption", {}, h("span", { class: "conf" }, cosine)));
   }
 
+  /** "1,000 test images", or where the run compared a random sample of them (past its products budget) "500 sampled
+   * test images (a random sample of the 10,000)": a sample's count is never said as the whole test set's. */
+  const testImages = (page) => page.sampled == null ? `${count(page.test_images)} test images`
+    : `${count(page.sampled)} sampled test images (a random sample of the ${count(page.test_images)})`;
+
   /** "Test images duplicating train or val images": every pair of the run's near_duplicates.csv, most similar first,
    * a page at a time (GET /api/runs/{id}/near-duplicates); null where the report counts none (or did not check). A
    * run written before the list was kept (404) removes the card: nothing to show; another error is said in it. */
@@ -487,7 +492,7 @@
       total = page.total;
       shown += page.items.length;
       gallery.append(...page.items.map(nearPairFigure));
-      summary.textContent = `${count(total)} of ${count(page.test_images)} test images duplicate a train or val image `
+      summary.textContent = `${count(total)} of ${testImages(page)} duplicate a train or val image `
         + `(cosine ≥ ${page.threshold} of ${page.encoder} features), most similar first; remove them from test to `
         + "measure the probe on images it has not seen"
         + (shown < total ? `; the ${count(shown)} most similar:` : ":");
@@ -505,8 +510,9 @@
     };
     getJSON(url(0)).then(add, (e) => {
       if (e.status === 404) panel.remove();  // not kept: nothing to show
-      else summary.textContent = `${count(found.near + (found.identical || 0))} test images duplicate a train or val `
-        + `image, but their list could not be read: ${e.message}`;  // a damaged list (422): said, not hidden
+      else summary.textContent = (found.sampled == null ? `${count(found.near + (found.identical || 0))} test images`
+        : `Test images (by a random sample of ${count(found.sampled)} of the ${count(found.test_images)})`)
+        + ` duplicate a train or val image, but their list could not be read: ${e.message}`;  // a damaged list (422)
     });
     return panel;
   }

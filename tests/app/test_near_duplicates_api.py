@@ -144,3 +144,14 @@ def test_a_cosine_rounded_past_one_is_a_pair_not_damage(service):
     finally:
         path.unlink()
     assert resp.status_code == 200 and [i["similarity"] for i in resp.json()["items"]] == [1.000001, -1.000001]
+
+
+def test_a_sampled_run_says_how_many_test_images_were_compared(service, monkeypatch):
+    import probe.run
+
+    client, cache, runs = service
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 25 * 150 * 64)  # 25 of the 60 test rows fit
+    _add_run(client.app, cache, "sampled")
+    body = client.get("/api/runs/sampled/near-duplicates").json()
+    assert (body["sampled"], body["test_images"]) == (25, 60)
+    assert client.get("/api/runs/leaky/near-duplicates").json()["sampled"] is None

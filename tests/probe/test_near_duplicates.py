@@ -129,3 +129,52 @@ def test_pairs_file_paths_with_a_leading_apostrophe_read_back_as_written(tmp_pat
 
     write_pairs(tmp_path, [_pair(0, path)])
     assert read_pairs(tmp_path) == [_pair(0, path)]
+
+
+class _Reads:
+    """An array that records the rows each read asked for (an HDF5 dataset's reads, one block at a time)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array, self.shape, self.reads = array, array.shape, []
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key):
+        got = self.array[key]
+        self.reads.append(len(got))
+        return got
+
+
+def test_past_the_budget_a_seeded_sample_is_compared_a_block_at_a_time_and_equals_a_brute_force():
+    from probe.near_duplicates import SAMPLE_SEED, check_rows, sample_size
+
+    rng = np.random.default_rng(4)
+    queries, train, val = (rng.normal(size=(n, 8)).astype(np.float32) for n in (50, 30, 10))
+    assert check_rows(queries, [train, val], budget=50 * 40 * 8).sampled is False  # all fit: all compared
+    assert check_rows(queries, [train, val], budget=50 * 40 * 8).rows.tolist() == list(range(50))
+    budget = 17 * 40 * 8 + 319  # 17 rows fit, not 18
+    assert sample_size(50, 40, 8, budget) == 17
+    reads = _Reads(queries)
+    got = check_rows(reads, [train, val], budget=budget, chunk_rows=4)
+    expected = np.sort(np.random.default_rng(SAMPLE_SEED).choice(50, 17, replace=False))
+    assert got.sampled and got.rows.tolist() == expected.tolist()
+    at, sims = _brute_force(queries[got.rows].astype(np.float64), np.concatenate([train, val]).astype(np.float64))
+    assert got.nearest.index.tolist() == at.tolist()
+    np.testing.assert_allclose(got.nearest.similarity, sims, atol=1e-6, rtol=0)
+    assert max(reads.reads) <= 4  # the sample read a block of rows at a time, never whole
+    assert check_rows(queries, [train, val], budget=40 * 8 - 1) is None  # not one row fits
+
+
+def test_a_sample_is_said_as_one_with_its_wilson_interval_and_a_whole_check_as_a_count():
+    from probe.near_duplicates import share_text
+
+    assert share_text(5, None, 60) == share_text(5, 60, 60) == "5 of the 60 test images"
+    text = share_text(3, 500, 10_000)
+    z = 1.959963984540054
+    p, n = 3 / 500, 500
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    assert text == (f"3 among 500 sampled test images of 10,000 (0.6 %, 95 % Wilson interval "
+                    f"[{100 * (centre - half):.1f}, {100 * (centre + half):.1f}] %; estimated 60 of the 10,000, "
+                    f"{round((centre - half) * 10_000)}–{round((centre + half) * 10_000)})")

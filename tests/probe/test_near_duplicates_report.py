@@ -70,18 +70,54 @@ def test_no_check_without_a_measured_threshold_or_without_duplicates():
     assert not any("nearly duplicate" in w for w in report.warnings)
 
 
-def test_a_run_past_the_products_budget_goes_unchecked(monkeypatch):
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of k / n, written out (the reference the report's is checked against)."""
+    z = 1.959963984540054
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monkeypatch, tmp_path):
+    import probe.run
+    from probe.near_duplicates import SAMPLE_SEED, read_pairs
+
+    data, sources, digests = _leaky()  # 60 test rows × (120 train + 30 val) × 64 = 576,000 products; 9,600 a row
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 25 * 9_600 + 9_599)
+    features = FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0")
+    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
+                       features=features, out_dir=tmp_path / "run")
+    found = report.near_duplicates
+    assert (found.sampled, found.test_images, found.identical) == (25, 60, len(IDENTICAL))  # digests: every row
+    rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(60, 25, replace=False))
+    # brute force over the same rows: the whole cosine matrix at once
+    pool = np.concatenate([data["train"][0], data["val"][0]])
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    best = (unit(data["test"][0][rows]) @ unit(pool).T).max(axis=1)
+    duplicate = (best >= found.threshold) | np.isin(rows, IDENTICAL)
+    assert found.near == int(((best >= found.threshold) & ~np.isin(rows, IDENTICAL)).sum()) > 0
+    assert {p["test_row"] for p in read_pairs(tmp_path / "run")} == set(rows[duplicate].tolist())
+    assert found.near_ci == pytest.approx(_wilson(found.near, 25), abs=1e-12)
+    warning = next(w for w in report.warnings if "nearly duplicate" in w)
+    assert warning.startswith(f"{found.near} among 25 sampled test images of 60 (")
+    assert "test accuracy on the sampled duplicates" in warning
+    text = " ".join(format_report(report).split())
+    assert f"in {found.near} among 25 sampled test images of 60" in text and f"of the 60 test images" not in text
+    assert load_report(tmp_path / "run").near_duplicates == found
+
+
+def test_below_the_budget_every_test_row_is_compared_and_past_one_row_none(monkeypatch):
     import probe.run
 
-    data, sources, digests = _leaky()  # 60 test rows × (120 train + 30 val) × 64 = 576,000 products
-    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 575_999)
-    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
-                       features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
-    assert report.near_duplicates is None and not any("nearly duplicate" in w for w in report.warnings)
+    data, sources, digests = _leaky()
+    config, features = ProbeConfig(**{**FAST, "seeds": [0]}), FeatureSource(fingerprint="f" * 64,
+                                                                              encoder="effnet-lite0")
     monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000)
-    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
-                       features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
-    assert report.near_duplicates.near == len(NEAR)
+    found = run_probe(data, NAMES, config, sources=sources, contents=digests, features=features).near_duplicates
+    assert (found.near, found.sampled, found.near_ci) == (len(NEAR), None, None)
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 9_599)  # not one test row's 9,600 products
+    report = run_probe(data, NAMES, config, sources=sources, contents=digests, features=features)
+    assert report.near_duplicates is None and not any("nearly duplicate" in w for w in report.warnings)
 
 
 def test_the_run_folder_keeps_every_pair_and_a_replaced_run_loses_a_stale_file(leaky_run, tmp_path):
