@@ -26,7 +26,7 @@ from .seen import SEEN_SPLITS
 from .uncertainty import wilson_interval
 
 __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
-           "PAIRS_FILE", "PAIR_COLUMNS", "SAMPLE_SEED", "check_rows", "near_duplicate_pairs",
+           "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAMPLE_SEED", "check_rows", "near_duplicate_pairs",
            "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "read_pairs",
            "sample_size", "share_text", "write_pairs"]
 
@@ -150,9 +150,10 @@ class CheckedRows(NamedTuple):
     sampled: bool
 
 
-class _Subset:
+class RowSubset:
     """The ``rows`` (sorted) of an (n, d) array-like (a numpy array, an HDF5 dataset) as an array-like of their own:
-    a slice reads only its rows, so a sample is compared a block at a time, never read whole."""
+    a slice reads only its rows, so a sample (or the rows of some classes) is compared a block at a time, never read
+    whole."""
 
     def __init__(self, array, rows: np.ndarray):
         self.array, self.rows = array, rows
@@ -184,7 +185,7 @@ def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chun
         return None
     sampled = size < n
     rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False)) if sampled else np.arange(n)
-    return CheckedRows(rows, nearest_among(_Subset(queries, rows) if sampled else queries, references, chunk_rows),
+    return CheckedRows(rows, nearest_among(RowSubset(queries, rows) if sampled else queries, references, chunk_rows),
                        sampled)
 
 

@@ -54,37 +54,49 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_file(args.out, "predictions.csv")
         check_out_apart(args.out, runs=[args.run_dir], inputs=[args.features])
-    probe, got, scored = read_run(args.run_dir, lambda: _predicted(args))
+    probe, got, scored, (near, unchecked) = read_run(args.run_dir, lambda: _predicted(args))
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
     for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled}
+    head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled,
+            "near_train": None if near is None else near.as_dict()}
+    # where the predicted images nearly duplicate the run's own train or val images (app.predicted_near)
+    near_lines = ([near.describe()] if near is not None else [] if unchecked is None else
+                  [f"Not checked for near-duplicates of the run's train or val images: {unchecked}."])
     if not got.labelled:
         summary = predicted_summary(probe, got)
         print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
-                         indent=2) if args.json else _unlabelled_summary(args, probe, summary["predicted"],
-                                                                         got.confidence))
+                         indent=2) if args.json else "\n".join([_unlabelled_summary(args, probe, summary["predicted"],
+                                                                                    got.confidence), *near_lines]))
         return 0
     scores, beside = scored
     if args.json:
         print(json.dumps({**head, **scores.model_dump(mode="json"), **beside}, indent=2))
     else:
-        print(_summary(args, probe, scores, beside["images"], beside["matches_report"]))
+        print("\n".join([_summary(args, probe, scores, beside["images"], beside["matches_report"]), *near_lines]))
     return 0
 
 
 def _predicted(args: argparse.Namespace) -> tuple:
-    """The run's probe, its predictions on the split and, where labelled, their scores (checked on the run's own
-    test split against its stored predictions.npz): of one run (``probe.rundir.read_run``), as a train --force that
-    moved its run in between the probe and predictions.npz gave one run's probe checked against the other's."""
+    """The run's probe, its predictions on the split, where labelled their scores (checked on the run's own test
+    split against its stored predictions.npz) and the split's near-duplicates of the run's train or val images
+    (``app.predicted_near.near_train``: the check or why it was not made): of one run (``probe.rundir.read_run``), as
+    a train --force that moved its run in between the probe and predictions.npz gave one run's probe checked against
+    the other's."""
+    from feature_cache import open_cache
+    from probe import load_report
     from probe.deploy import RunProbe
+
+    from ..predicted_near import near_train
 
     probe = RunProbe.load(args.run_dir)
     if args.probabilities and not args.out:
         raise ValueError("--probabilities adds columns to the CSV of --out: give --out FILE.csv")
     (got,) = predict_cache([probe], args.features, args.split, unlabelled=True, probabilities=args.probabilities)
-    return probe, got, scores_summary(args.run_dir, probe, got, args.split) if got.labelled else None
+    scored = scores_summary(args.run_dir, probe, got, args.split) if got.labelled else None
+    near = near_train(load_report(args.run_dir), args.run_dir, open_cache(args.features), args.split)
+    return probe, got, scored, near
 
 
 def _write_csv(path: Path, got: CachePredictions, class_names: list[str]) -> None:

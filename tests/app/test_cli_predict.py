@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+import probe.near_duplicates as nd
 from app.cli import main
 from feature_cache import open_cache, write_cache
 from probe.numbers import percent
@@ -870,3 +871,72 @@ def test_predict_of_a_run_replaced_between_its_probe_and_its_predictions_is_the_
     got = json.loads(capsys.readouterr().out)
     assert len(calls) == 2 and got["matches_report"] == {"equal": 120, "images": 120}, got["matches_report"]
     assert got["run_id"] == json.loads((out / "report.json").read_text())["run_id"]
+
+
+def _near_cache(run, tmp_path):
+    """A cache of new images whose first 6 are copies (scaled) of 4 train and 2 val images of the run's cache."""
+    own = open_cache(run[0])
+    (x_train, y_train), (x_val, y_val) = own.load("train"), own.load("val")
+    rng = np.random.default_rng(7)
+    fresh, labels, _ = _split(rng, np.arange(10) % len(NAMES), "new")
+    x = np.concatenate([1.3 * x_train[:4], 0.7 * x_val[:2], fresh]).astype(np.float32)
+    y = np.concatenate([y_train[:4], y_val[:2], labels])
+    cache = _cache(tmp_path / "new.h5", {"test": (x, y, [f"new/{i}.jpg" for i in range(len(y))])}, NAMES)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    best = (unit(x) @ unit(np.concatenate([x_train, x_val])).T).max(axis=1)  # brute force, every row at once
+    return cache, best
+
+
+def test_predicted_images_that_nearly_duplicate_the_runs_train_images_are_counted(run, tmp_path, capsys, monkeypatch):
+    _, out = run
+    cache, best = _near_cache(run, tmp_path)
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
+    assert (best[:6] >= 0.999).all() and (best[6:] < 0.999).all()
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)["near_train"]
+    assert near == {"encoder": "synthetic", "threshold": 0.999, "images": 16, "near": 6, "sampled": None,
+                    "near_ci": None}
+    assert main(["predict", str(out), "--features", str(cache)]) == 0
+    assert ("Near-duplicates of the run's train or val images: 6 of the 16 images predicted nearly or exactly "
+            "duplicate one (cosine ≥ 0.999 of synthetic features)") in capsys.readouterr().out
+    # past the budget: a seeded sample, equal to the brute force over the same rows, said as a sample
+    monkeypatch.setattr(nd, "MAX_CHECK_PRODUCTS", 5 * 240 * D)  # 160 train + 80 val rows of 8 features: 5 rows fit
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)["near_train"]
+    rows = np.sort(np.random.default_rng(nd.SAMPLE_SEED).choice(16, 5, replace=False))
+    assert (near["sampled"], near["near"]) == (5, int((best[rows] >= 0.999).sum()))
+    assert near["near_ci"] == [float(v) for v in nd.wilson_interval(np.array(near["near"]), np.array(5))]
+    assert main(["predict", str(out), "--features", str(cache)]) == 0
+    assert f"{near['near']} among 5 sampled images predicted of 16 (" in capsys.readouterr().out
+
+
+def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmeasured(run, tmp_path, capsys,
+                                                                                     monkeypatch):
+    cache, out = run
+    new, _ = _near_cache(run, tmp_path)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(new), "--json"]) == 0  # synthetic: no measured threshold
+    assert json.loads(capsys.readouterr().out)["near_train"] is None
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
+    moved = tmp_path / "moved.h5"
+    shutil.copy(cache, moved)
+    assert main(["train", "--features", str(moved), "--out", str(tmp_path / "run"), *FAST]) == 0
+    moved.unlink()
+    assert main(["predict", str(tmp_path / "run"), "--features", str(new)]) == 0
+    text = capsys.readouterr().out
+    assert "Not checked for near-duplicates of the run's train or val images: the run's own cache cannot be read" in text
+
+
+def test_near_duplicates_of_a_class_the_run_left_out_are_not_its_train_images(run, tmp_path, capsys, monkeypatch):
+    cache, _ = run
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
+    x_train, y_train = open_cache(cache).load("train")
+    rows = [0, 1, 80, 81, 82]  # 2 apples, 3 cats
+    assert [NAMES[k] for k in y_train[rows]] == ["apple"] * 2 + ["cat"] * 3
+    new = _cache(tmp_path / "new.h5", {"test": (1.1 * x_train[rows], y_train[rows], [f"n/{i}" for i in rows])}, NAMES)
+    out = tmp_path / "without-cat"
+    assert main(["train", "--features", str(cache), "--out", str(out), "--drop-class", "cat", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(new), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["near_train"]["near"] == 2

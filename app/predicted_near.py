@@ -1,0 +1,76 @@
+"""Images a run's probe predicts on (another cache's split, ``mr2probe predict``) that nearly duplicate one of the
+run's own train or val images: scores on them overstate the probe on new images. The same check as the run's report
+(``probe.near_duplicates``: the encoder's measured threshold, the products budget, a seeded sample past it), against
+the train and val splits of the run's cache, found as ``mr2probe failures`` finds it (``app.label_issues.run_cache``).
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+__all__ = ["NearTrain", "near_train"]
+
+
+@dataclass
+class NearTrain:
+    """``near`` of the ``images`` predicted nearly duplicate (cosine ≥ ``threshold`` of ``encoder`` features) one of
+    the run's train or val images, byte-identical copies included; ``sampled``: how many were compared, where the
+    budget allowed a random sample of them alone (None: every one), with ``near_ci`` the 95 % Wilson interval of
+    ``near / sampled``."""
+
+    encoder: str
+    threshold: float
+    images: int
+    near: int
+    sampled: Optional[int] = None
+    near_ci: Optional[list[float]] = None
+
+    def describe(self) -> str:
+        from probe.near_duplicates import share_text
+
+        found = share_text(self.near, self.sampled, self.images, "images predicted")
+        return (f"Near-duplicates of the run's train or val images: {found} nearly or exactly duplicate one (cosine "
+                f"≥ {self.threshold:g} of {self.encoder} features); scores on them overstate the probe on new images.")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def near_train(report, run_dir, cache, split: str) -> tuple[NearTrain | None, str | None]:
+    """``(found, why)``: the check of ``split`` of ``cache`` (a ``feature_cache.FeatureCache``) against the train and
+    val images of the run (``report``, in ``run_dir``; the classes it left out left out), or None and why it was not
+    made (None too on the run's own train or val split: all of them its own images, which predict warns of apart,
+    and where the run's encoder has no measured threshold: nothing to say)."""
+    import numpy as np
+
+    from probe.near_duplicates import MAX_CHECK_PRODUCTS, RowSubset, check_rows, near_duplicate_threshold
+    from probe.run import kept_rows
+    from probe.seen import SEEN_SPLITS
+    from probe.uncertainty import wilson_interval
+
+    from .label_issues import run_cache
+
+    threshold = near_duplicate_threshold(report.features.encoder if report.features is not None else None)
+    if threshold is None or (cache.fingerprint == report.features.fingerprint and split != "test"):
+        return None, None
+    try:
+        own = run_cache(report, run_dir)
+    except (ValueError, OSError) as exc:  # moved, a service cache id, replaced: the predictions stand without it
+        return None, f"the run's own cache cannot be read here ({exc})"
+    drop = report.config.get("drop_classes") or []
+    seen = [name for name in SEEN_SPLITS if name in own.splits and own.split_sizes[name]]
+    with ExitStack() as stack:
+        queries = stack.enter_context(cache.reading(split))
+        references = []
+        for name in seen:
+            stored = stack.enter_context(own.reading(name))
+            rows = kept_rows(own.labels(name), list(own.class_names), drop)
+            references.append(stored if len(rows) == len(stored) else RowSubset(stored, rows))
+        checked, images = check_rows(queries, references, MAX_CHECK_PRODUCTS), len(queries)
+    if checked is None:
+        return None, f"one image's comparison with the run's images passes the budget of {MAX_CHECK_PRODUCTS:.0e}"
+    near = int((checked.nearest.similarity >= threshold).sum())
+    n = len(checked.rows)
+    ci = [float(v) for v in wilson_interval(np.array(near), np.array(n))] if checked.sampled else None
+    return NearTrain(report.features.encoder, threshold, images, near, n if checked.sampled else None, ci), None
