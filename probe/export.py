@@ -18,8 +18,8 @@ from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, compa
 from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
 from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
-                     Environment, FeatureSource, Report, Timing, confusions_text, empty_third, interval_text,
-                     left_out_text, loss_label, posthoc_text, shipped_accuracy,
+                     Environment, FeatureSource, NearDuplicates, Report, Timing, confusions_text, empty_third,
+                     interval_text, left_out_text, loss_label, posthoc_text, shipped_accuracy,
                      shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
@@ -92,6 +92,9 @@ def _headline(report: dict) -> dict[str, str]:
                          else "not recorded"),
             "calibration": (Calibration.model_validate(report["calibration"]).describe()
                             if report.get("calibration") else "not recorded"),
+            # the check the terminal view prints (only its warning, where it found some, reached the exports)
+            "near_duplicates": (NearDuplicates.model_validate(report["near_duplicates"]).describe()
+                                if report.get("near_duplicates") else ""),
             "environment": (Environment.model_validate(report["environment"]).describe()
                             if report.get("environment") else "not recorded")}
 
@@ -245,7 +248,9 @@ def _report_facts(head: dict[str, str]) -> list[tuple[str, str]]:
     left_out = [("Left out", head["left_out"])] if head["left_out"] else []
     return [*verdict, *preset, ("Probe", head["probe"]), *left_out, ("Selected on validation", head["selected"]),
             ("Why", head["selection"]), ("Groups", head["grouping"]), ("Features", head["features"]),
-            ("Calibration", head["calibration"]), ("Time", head["time"]), ("Environment", head["environment"])]
+            ("Calibration", head["calibration"]),
+            *([("Near-duplicates", head["near_duplicates"])] if head["near_duplicates"] else []),
+            ("Time", head["time"]), ("Environment", head["environment"])]
 
 
 def _md_facts(facts: list[tuple[str, str]]) -> list[str]:

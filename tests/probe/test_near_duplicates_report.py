@@ -188,3 +188,14 @@ def test_the_terminal_line_and_the_warning_say_the_accuracy_on_the_duplicates_in
     sentence = found.accuracy_sentence()
     assert sentence.startswith("test accuracy on the duplicates ") and ", on the rest " in sentence
     assert sentence in found.describe() and sentence in found.warning()
+
+
+def test_the_markdown_and_html_exports_say_the_check_as_the_terminal_does(leaky_run):
+    from probe.export import report_html, report_markdown
+
+    report, _, _ = leaky_run
+    line = report.near_duplicates.describe()
+    assert f"- **Near-duplicates:** {line}" in report_markdown(report).replace("\\", "")
+    assert "<dt>Near-duplicates</dt>" in report_html(report)
+    unchecked = report.model_copy(update={"near_duplicates": None})
+    assert "Near-duplicates" not in report_markdown(unchecked)
