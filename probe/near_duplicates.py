@@ -196,7 +196,8 @@ def share_text(found: int, checked: int | None, total: int, what: str = "test im
     if checked is None or checked >= total:
         return f"{found:,} of the {total:,} {what}"
     ci = [float(v) for v in wilson_interval(np.array(found), np.array(checked))]
-    low, high = (round(v * total) for v in ci)
+    # the sample's ``found`` are in the whole set, and its ``checked - found`` others are not: the range keeps them
+    low, high = max(found, round(ci[0] * total)), min(total - (checked - found), round(ci[1] * total))
     return (f"{found:,} among {checked:,} sampled {what} of {total:,} ({percent(found / checked, 1)} %, 95 % Wilson "
             f"interval {interval_text(ci)} %; estimated {round(found / checked * total):,} of the {total:,}, "
             f"{low:,}–{high:,})")

@@ -178,3 +178,6 @@ def test_a_sample_is_said_as_one_with_its_wilson_interval_and_a_whole_check_as_a
     assert text == (f"3 among 500 sampled test images of 10,000 (0.6 %, 95 % Wilson interval "
                     f"[{100 * (centre - half):.1f}, {100 * (centre + half):.1f}] %; estimated 60 of the 10,000, "
                     f"{round((centre - half) * 10_000)}–{round((centre + half) * 10_000)})")
+    # a range never below what the sample found, nor above what it leaves possible: 4 of 5 sampled of 6
+    assert share_text(4, 5, 6).endswith("; estimated 5 of the 6, 4–5)")
+    assert share_text(0, 5, 6).endswith("; estimated 0 of the 6, 0–1)")
