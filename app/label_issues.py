@@ -87,11 +87,12 @@ def check_loss(config) -> None:
 
 
 def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
-                      progress=None, method: str = DEFAULT_METHOD, device: str | None = None) -> PoolIssues:
+                      progress=None, method: str = DEFAULT_METHOD, device: str | None = None,
+                      named: str | None = None) -> PoolIssues:
     """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on its cache's
     train + val, less the classes it left out, on ``device`` (None: the run's), predict each image out of fold, and
-    mark those ``method`` lists. Raises ValueError as :func:`run_cache` and
-    :func:`probe.label_issues.out_of_fold_probabilities` do, and for a method not in
+    mark those ``method`` lists. ``named``: how errors call the cache (:func:`run_cache`). Raises ValueError as
+    :func:`run_cache` and :func:`probe.label_issues.out_of_fold_probabilities` do, and for a method not in
     :data:`probe.label_issues.METHODS`."""
     from probe import load_report
     from probe.devices import resolve_device
@@ -103,7 +104,7 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     report = load_report(run_dir)
     config = report.probe_config()
     check_loss(config)
-    cache = run_cache(report, run_dir, features)
+    cache = run_cache(report, run_dir, features, named)
     given = cache.training_data()
     data, sources, names = without_classes(given, cache.training_sources(), list(cache.class_names),
                                            config.drop_classes)

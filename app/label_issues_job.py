@@ -111,37 +111,52 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
     """Fit the run's configuration ``folds``-fold on its cache and store every train + val image its method lists
     out of fold (predicted otherwise than labelled, or flagged by confident learning), the lowest probability of
     its label first."""
-    import numpy as np
-
-    from .label_issues import find_label_issues
+    from probe.rundir import read_run
 
     req = ctx.request
     run = ctx.store.get_run(req["run_id"])
     cache_row = ctx.store.get_cache(run["cache_id"])
     target = result_file(run["path"], ctx.job_id)
-    method = request_method(req)
     ctx.progress(0.0, "reading the run and its cache")
     ctx.message(f"fitting run {run['id']}'s configuration {req['folds']}-fold on the train + val images of cache "
                 f"{cache_row['id']}, each image scored by the fold model that did not train on it")
     try:
-        found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx),
-                                  method=method, device=req.get("device"))
-        ctx.check_stop()
-        labels = np.asarray(found.predictions.labels)
-        rows = found.rows_of(None, None)
-        _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
-                        "method": found.method, "params": found.params, "class_names": found.class_names,
-                        "images": np.bincount(labels, minlength=len(found.class_names)).tolist(), "rows": rows})
-        ctx.check_stop()
-    except BaseException:
+        # of one run (read_run): a run replaced during the fits had the old run's listing stored as its own
+        total, images = read_run(run["path"], lambda: _fit_and_store(ctx, run, cache_row, target))
+    except BaseException as exc:
         _remove(ctx.settings, target)  # never a half-written or a cancelled job's result
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
+        if isinstance(exc, ValueError):  # checked at submit: the run was replaced since (the CLI's words misled)
+            raise ValueError(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None
         raise
-    ctx.message(f"{len(rows)} of {len(labels)} train + val images {METHODS[method]}, out of fold: "
+    method = request_method(req)
+    ctx.message(f"{total} of {images} train + val images {METHODS[method]}, out of fold: "
                 f"GET /api/runs/{run['id']}/label-issues?method={method} lists them")
     ctx.progress(1.0, "done")
     return {"label_issues": str(target.relative_to(run["path"]))}
+
+
+def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, Any], target: Path) -> tuple[int, int]:
+    """:func:`handle_label_issues`'s fit of the run's report as it is now, and its result written: how many rows
+    it lists, of how many images."""
+    import numpy as np
+
+    from .label_issues import find_label_issues
+
+    ctx.check_stop()  # a job cancelled during a fit that read_run does again
+    req = ctx.request
+    found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx),
+                              method=request_method(req), device=req.get("device"),
+                              named=f"its cache {cache_row['id']!r}")
+    ctx.check_stop()
+    labels = np.asarray(found.predictions.labels)
+    rows = found.rows_of(None, None)
+    _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
+                    "method": found.method, "params": found.params, "class_names": found.class_names,
+                    "images": np.bincount(labels, minlength=len(found.class_names)).tolist(), "rows": rows})
+    ctx.check_stop()
+    return len(rows), len(labels)
 
 
 def discard_label_issues(job: dict[str, Any], store: Store, settings: Settings) -> None:

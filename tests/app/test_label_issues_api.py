@@ -423,3 +423,62 @@ def test_a_result_for_a_run_folder_removed_meanwhile_is_not_written(tmp_path):
     with pytest.raises(FileNotFoundError, match="run_gone was removed while this job ran; its result is not stored"):
         _write(target, {"class_names": ["a"], "rows": []})
     assert list(tmp_path.iterdir()) == []
+
+
+def _replace_during_first_fold(monkeypatch, run_dir: Path, write) -> None:
+    """The run in ``run_dir`` replaced (``probe.rundir.replace_run`` with ``write(folder)``) as the job's first fold
+    set out: a ``train --force`` to its folder during the fits."""
+    import probe.label_issues
+    from probe.rundir import replace_run
+
+    real, calls = probe.label_issues.out_of_fold_probabilities, []
+
+    def folds(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            replace_run(run_dir, write, ["report.json"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", folds)
+
+
+def test_a_run_replaced_while_its_folds_are_fitted_is_refitted_whole(fresh_finished, monkeypatch):
+    """The job read the run's report, then fitted its folds for minutes: a run replaced meanwhile got the old run's
+    listing stored in its folder as its own. Read through probe.rundir.read_run: fitted again from the new run."""
+    import json
+    import shutil
+
+    from probe import load_report
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run, other = store.get_run(fresh_finished.erm), store.get_run(fresh_finished.mr2)
+    params = {k: v for k, v in load_report(other["path"]).config["selected"].items() if v is not None}
+    assert params != {k: v for k, v in load_report(run["path"]).config["selected"].items() if v is not None}
+    _replace_during_first_fold(monkeypatch, Path(run["path"]), lambda folder: shutil.copy2(
+        Path(other["path"]) / "report.json", folder / "report.json"))
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "succeeded", job
+    result = store.get_job(job["id"])["result"]["label_issues"]
+    stored = json.loads((Path(run["path"]) / result).read_text(encoding="utf-8"))
+    assert stored["params"] == params  # the old run's: {lr, wd} of the ERM run
+
+
+def test_a_run_replaced_by_one_that_cannot_be_refitted_fails_the_job_naming_the_run(fresh_finished, monkeypatch):
+    """A run replaced by one trained on other features, after the job was checked: the job failed with the CLI's
+    words ('--features /server/path ... give the run's own cache'). It names the run and its cache, and stores
+    nothing."""
+    import json
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    report = json.loads((Path(run["path"]) / "report.json").read_text(encoding="utf-8"))
+    report["features"]["fingerprint"] = "0" * 64
+    _replace_during_first_fold(monkeypatch, Path(run["path"]), lambda folder: (folder / "report.json").write_text(
+        json.dumps(report), encoding="utf-8"))
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"].startswith(f"ValueError: run {run['id']!r} cannot be refitted as it is now: its cache "
+                                   f"{run['cache_id']!r} holds other features"), job["error"]
+    assert "--features" not in job["error"]
+    results = Path(run["path"]) / "label_issues"
+    assert not results.exists() or list(results.iterdir()) == []
