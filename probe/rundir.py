@@ -105,18 +105,20 @@ def replace_run(run_dir: Path, write: Callable[[Path], None], run_files: Iterabl
             raise
 
 
-def recover_run(run_dir: Path) -> None:
+def recover_run(run_dir: Path, strict: bool = False) -> None:
     """Finish the replacement of the run in ``run_dir`` that a killed writer committed (module docstring): its
     folder held neither run until the next writer. Waits ``MOVE_WAIT`` at most for a live writer moving its files
-    in; one that holds the folder longer (a ``train`` whose own recovery failed, training) is left to it, and the
-    run there read as it is: every reader waited on its lock for the rest of the training. A folder this process
-    cannot write is left as it is."""
+    in; one that holds the folder longer is left to it, and the run there read as it is: every reader waited on its
+    lock for the rest of the training. A folder this process cannot write is left as it is, unless ``strict`` (a
+    writer about to train: the OSError or OutputBusy is raised, where it trained, then failed at its own move-in)."""
     if not (Path(run_dir) / INCOMING_DIR).is_dir():
         return
     try:
         with run_lock(run_dir):
             _move_in(Path(run_dir))
     except (OSError, OutputBusy) as exc:
+        if strict:
+            raise
         logger.warning("cannot finish the replacement of the run in %s now, the run there is read as it is: %s",
                        run_dir, exc)
 

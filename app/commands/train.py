@@ -251,11 +251,18 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probe.rundir import recover_run, run_lock
+    from pathlib import Path
+
+    from probe.rundir import INCOMING_DIR, recover_run, run_lock
 
     _check_out(args)
     with run_lock(args.out):  # a second train to this --out is refused (within MOVE_WAIT), naming this process
-        recover_run(args.out)
+        try:  # before any fit: one that could not be finished was warned of, then failed the train's own move-in
+            recover_run(args.out, strict=True)
+        except OSError as exc:
+            raise ValueError(f"cannot write a run to {args.out}: the replacement a killed writer left in "
+                             f"{Path(args.out) / INCOMING_DIR} cannot be moved in ({exc.strerror or exc}); fix its "
+                             "permissions, or choose another --out.") from None
         _check_out(args)  # again, under the lock: a run another train finished meanwhile is not replaced unasked
         return _train(args)
 

@@ -940,3 +940,32 @@ def test_export_of_a_run_replaced_between_its_probe_and_its_graph_is_the_new_run
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "p.onnx")).metadata_props}
     assert json.loads(meta["features"])["encoder"] == "synthetic-2"
     assert json.loads(meta["class_names"]) == [n.upper() for n in NAMES]
+
+
+def test_a_train_whose_stale_incoming_cannot_be_moved_in_is_refused_before_it_trains(erm_dir, cache, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """A killed train's committed .incoming in --out that this train cannot move in (its permissions): the warning
+    was logged, the whole probe trained, and the train then failed at its own move-in (exit 1). Refused at once,
+    exit 2, naming the folder; nothing trained, the left replacement kept for the next reader."""
+    import probe
+    import probe.rundir
+
+    out = tmp_path / "run"
+    shutil.copytree(erm_dir, out)
+    (out / ".incoming").mkdir()
+    (out / ".incoming" / ".files").write_text(json.dumps({"files": ["report.json"], "remove": []}))
+    shutil.copy(erm_dir / "report.json", out / ".incoming" / "report.json")
+
+    def refused(run_dir):
+        raise PermissionError(13, "Permission denied", str(run_dir / ".incoming" / "report.json"))
+
+    trained = []
+    monkeypatch.setattr(probe.rundir, "_move_in", refused)
+    monkeypatch.setattr(probe, "run_probe", lambda *args, **kwargs: trained.append(1))
+    capsys.readouterr()
+    assert main(["train", "--features", str(cache), "--out", str(out), "--force", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mr2probe train: error: cannot write a run to {out}: the replacement a killed writer left in "
+                   f"{out / '.incoming'} cannot be moved in (Permission denied); fix its permissions, or choose "
+                   "another --out."), err
+    assert trained == [] and (out / ".incoming" / "report.json").is_file()
