@@ -133,23 +133,35 @@ def run_identity(run_dir: str | Path) -> tuple[int, int, int] | None:
     return info.st_ino, info.st_mtime_ns, info.st_size
 
 
+def run_state(run_dir: str | Path) -> tuple:
+    """:func:`run_identity` and the names in the run's ``.incoming`` (None without one): a move of a new run's files
+    in changes it from its first file on, a run's first move-in too, which has no report.json to replace until its
+    last file (a backup listed the folder before a file moved in and copied .incoming after: that file was nowhere,
+    and the copy was not done again). What :func:`read_run` compares."""
+    try:
+        incoming = tuple(sorted(os.listdir(Path(run_dir) / INCOMING_DIR)))
+    except OSError:
+        incoming = None
+    return run_identity(run_dir), incoming
+
+
 def read_run(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], read: Callable[[], T]) -> T:
     """``read()``, which reads several files of the run in ``run_dirs`` (or of each of those runs), done again
-    where a writer replaced one of the runs while it read them (report.json replaced or gone by the end; its
-    error too, which the replacement may have caused): a reader of report.json then predictions.npz while a
-    ``train --force`` moved its run in got one run's report and the other's predictions. The one mechanism of every
-    reader of more than one file of a run. Raises :class:`probe.files.OutputBusy` after ``READ_TRIES`` reads that
-    were each overtaken."""
+    where a writer replaced one of the runs while it read them (report.json replaced or gone by the end, or files
+    moved out of its .incoming: :func:`run_state`; its error too, which the replacement may have caused): a reader
+    of report.json then predictions.npz while a ``train --force`` moved its run in got one run's report and the
+    other's predictions. The one mechanism of every reader of more than one file of a run. Raises
+    :class:`probe.files.OutputBusy` after ``READ_TRIES`` reads that were each overtaken."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     for _ in range(READ_TRIES):
-        before = [run_identity(folder) for folder in dirs]
+        before = [run_state(folder) for folder in dirs]
         try:
             got = read()
         except Exception:
-            if [run_identity(folder) for folder in dirs] == before:
+            if [run_state(folder) for folder in dirs] == before:
                 raise
             continue
-        if [run_identity(folder) for folder in dirs] == before:
+        if [run_state(folder) for folder in dirs] == before:
             return got
     raise OutputBusy(f"{', '.join(map(str, dirs))} was replaced each of the {READ_TRIES} times it was read; read it "
                      "again once its writer is done.")

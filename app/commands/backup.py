@@ -105,9 +105,9 @@ def _copy_runs(source: Path, target: Path) -> int:
     """The runs folder ``source`` copied to ``target`` as :func:`_copy_tree` does, each run whole: without its
     writer's files (``.writing``, ``.lock``, temporary files: :func:`probe.rundir.writer_file`, half a new run and
     a writer's lock, of no use to a restore), a replacement a killed writer committed moved in first, and a run that
-    a ``train --force`` replaced while it was copied copied again (:func:`probe.rundir.read_run`). How many files it
-    left out."""
-    from probe.rundir import read_run, recover_run, run_identity, writer_file
+    a ``train --force`` replaced, or moved in, while it was copied copied again (:func:`probe.rundir.read_run`). How
+    many files it left out."""
+    from probe.rundir import read_run, recover_run, run_state, writer_file
 
     def runs() -> list[Path]:
         return [run for run in source.iterdir() if run.is_dir() and not run.is_symlink()]
@@ -121,10 +121,10 @@ def _copy_runs(source: Path, target: Path) -> int:
 
     for run in runs():
         recover_run(run)  # the committed .incoming is the run's newest state
-    before = {run: run_identity(run) for run in runs()}
+    before = {run: run_state(run) for run in runs()}
     vanished = _copy_tree(source, target, skip)
     for run in runs():
-        if run_identity(run) != before.get(run):
+        if run_state(run) != before.get(run):
             vanished += read_run(run, lambda: copy_run(run))
     return vanished
 

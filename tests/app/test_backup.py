@@ -250,3 +250,40 @@ def test_a_run_replaced_while_the_backup_copies_it_is_copied_again_whole(tmp_pat
     backup.backup(data, tmp_path / "b")
     assert {p.name: p.read_text() for p in (tmp_path / "b" / "runs" / "run_1").iterdir()} == {
         "report.json": "new", "p.npz": "new"}
+
+
+def test_a_run_moved_in_for_the_first_time_while_the_backup_copies_it_is_copied_again_whole(tmp_path, monkeypatch):
+    """A run's first move-in (no report.json before it, none until its last file) while the backup copied the
+    folder: the folder was listed before a file moved in and .incoming copied after, so the copy held that file
+    nowhere, and, its report.json unchanged (none), it was not copied again. A restore lacked the run's
+    predictions. The .incoming's files are part of what a copy checks: copied again, whole."""
+    import json
+
+    import probe.rundir
+    from app.commands import backup
+    from probe import load_report
+
+    data = _data_with_runs(tmp_path)
+    run = data / "runs" / "run_1"
+    incoming = run / probe.rundir.INCOMING_DIR
+    incoming.mkdir(parents=True)  # a writer's commit, right after the backup's pass of recoveries
+    for name in ("p.npz", "report.json"):
+        (incoming / name).write_text(json.dumps({"schema_version": "?"}) if name == "report.json" else "new")
+    (incoming / probe.rundir.MANIFEST).write_text(json.dumps({"files": ["p.npz", "report.json"], "remove": []}))
+    monkeypatch.setattr(probe.rundir, "recover_run", lambda run_dir, strict=False: None)
+    real_copy, copies = backup.shutil.copy2, []
+
+    def writer_moves_a_file_in(src, dst, **kw):  # the live writer's move, one file, as the copy goes on
+        copies.append(src)
+        if len(copies) == 1 and (incoming / "p.npz").exists():
+            (incoming / "p.npz").replace(run / "p.npz")
+        return real_copy(src, dst, **kw)
+
+    monkeypatch.setattr(backup.shutil, "copy2", writer_moves_a_file_in)
+    backup.backup(data, tmp_path / "b")
+    monkeypatch.undo()
+    restored = tmp_path / "b" / "runs" / "run_1"
+    with pytest.raises(ValueError, match="schema_version"):  # the restore's first read moves the run in
+        load_report(restored)
+    assert sorted(p.name for p in restored.iterdir()) == ["p.npz", "report.json"]
+    assert (restored / "p.npz").read_text() == "new"
