@@ -127,8 +127,8 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
         _remove(ctx.settings, target)  # never a half-written or a cancelled job's result
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
-        if isinstance(exc, ValueError):  # checked at submit: the run was replaced since (the CLI's words misled)
-            raise ValueError(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None
+        if isinstance(exc, (ValueError, FileNotFoundError)):  # checked at submit: replaced or removed since
+            raise type(exc)(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None
         raise
     method = request_method(req)
     ctx.message(f"{total} of {images} train + val images {METHODS[method]}, out of fold: "

@@ -482,3 +482,26 @@ def test_a_run_replaced_by_one_that_cannot_be_refitted_fails_the_job_naming_the_
     assert "--features" not in job["error"]
     results = Path(run["path"]) / "label_issues"
     assert not results.exists() or list(results.iterdir()) == []
+
+
+def test_a_run_folder_removed_while_its_folds_are_fitted_fails_the_job_naming_the_run(fresh_finished, monkeypatch):
+    """The run's folder removed by hand during the fits (the job was checked at submit): the job failed with
+    'no report.json at ...', not saying which run of the job's it was. It names the run, and stores nothing."""
+    import shutil
+
+    import probe.label_issues
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    real = probe.label_issues.out_of_fold_probabilities
+
+    def removed_then_folds(*args, **kwargs):
+        shutil.rmtree(run["path"], ignore_errors=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", removed_then_folds)
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"].startswith(f"FileNotFoundError: run {run['id']!r} cannot be refitted as it is now: no "
+                                   "report.json at "), job["error"]
+    assert not Path(run["path"]).exists()
