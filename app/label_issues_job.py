@@ -128,7 +128,8 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         if isinstance(exc, (ValueError, FileNotFoundError)):  # checked at submit: replaced or removed since
-            raise type(exc)(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None
+            said = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError  # a subclass may take
+            raise said(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None  # other arguments
         raise
     method = request_method(req)
     ctx.message(f"{total} of {images} train + val images {METHODS[method]}, out of fold: "

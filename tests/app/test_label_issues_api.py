@@ -505,3 +505,23 @@ def test_a_run_folder_removed_while_its_folds_are_fitted_fails_the_job_naming_th
     assert job["error"].startswith(f"FileNotFoundError: run {run['id']!r} cannot be refitted as it is now: no "
                                    "report.json at "), job["error"]
     assert not Path(run["path"]).exists()
+
+
+def test_a_value_error_of_another_signature_during_the_fits_is_said_as_one(fresh_finished, monkeypatch):
+    """The job's errors are said again naming the run, as ``type(exc)(message)``: a ValueError subclass that takes
+    other arguments (pydantic's ValidationError is one) failed the job with a TypeError of its constructor instead."""
+    import probe.label_issues
+
+    class Picky(ValueError):
+        def __init__(self, what: str, where: int):
+            super().__init__(f"{what} at {where}")
+
+    def picky(*args, **kwargs):
+        raise Picky("a damaged fold", 3)
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", picky)
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"] == (f"ValueError: run {run['id']!r} cannot be refitted as it is now: a damaged fold at 3"), job
