@@ -1002,8 +1002,9 @@ class NearDuplicates(_Model):
             line = (f"test images duplicating a train or val image: {self.near:,} {near}{identical}, of "
                     f"{self.test_images:,}")
         else:  # the byte-identical ones are matched by digest over every test image
+            identical = "" if self.identical is None else f"; {self.identical:,} byte-identical of all of them"
             line = (f"test images duplicating a train or val image: {near} in "
-                    f"{share_text(self.near, self.sampled, self.test_images)}{identical} of all {self.test_images:,}")
+                    f"{share_text(self.near, self.sampled, self.test_images)}{identical}")
         if self.near + (self.identical or 0) and self.accuracy_rest is not None:
             line += f"; {self.accuracy_sentence()}"
         if self.train_near is not None:

@@ -199,3 +199,13 @@ def test_the_markdown_and_html_exports_say_the_check_as_the_terminal_does(leaky_
     assert "<dt>Near-duplicates</dt>" in report_html(report)
     unchecked = report.model_copy(update={"near_duplicates": None})
     assert "Near-duplicates" not in report_markdown(unchecked)
+
+
+def test_a_sampled_check_says_the_byte_identical_count_of_every_test_image_and_nothing_dangling():
+    from probe.report import NearDuplicates
+
+    sampled = dict(encoder="effnet-lite0", threshold=0.9, test_images=3_000, sampled=260, near=0)
+    line = NearDuplicates(**sampled).describe()  # no digests: no byte-identical count to say of all 3,000
+    assert line.endswith("estimated 0 of the 3,000, 0–44)") and "of all" not in line
+    line = NearDuplicates(**sampled, identical=5).describe()
+    assert line.endswith("0–44); 5 byte-identical of all of them")
