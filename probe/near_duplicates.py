@@ -28,7 +28,7 @@ from .uncertainty import wilson_interval
 __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
            "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAMPLE_SEED", "check_rows", "near_duplicate_pairs",
            "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "read_pairs",
-           "sample_size", "share_text", "write_pairs"]
+           "sample_size", "share_text", "budget_for_test", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -74,11 +74,11 @@ def _inverse_norms(features: np.ndarray, chunk_rows: int) -> np.ndarray:
 
 
 def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 exclude_self: bool = False) -> NearestRows:
+                 exclude_self: bool = False, own_rows: np.ndarray | None = None) -> NearestRows:
     """For each row q of ``queries`` (n, d), argmax_r cos(q, r) over the rows r of ``reference`` (m, d), the first on
     ties, and that cosine (float32 products of float32 rows, a block of at most ``chunk_rows`` × ``chunk_rows`` at a
     time). ``exclude_self``: ``queries`` is ``reference`` and a row is not its own neighbour (near-duplicates inside
-    one split).
+    one split); ``own_rows`` (n,): the same for queries that are those rows of ``reference`` (a sample of it).
 
     Raises:
         ValueError: ``chunk_rows`` < 1, arrays that are not 2-d, or other feature widths.
@@ -90,6 +90,7 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
                          f"{np.shape(queries)} and {np.shape(reference)}.")
     if exclude_self and len(queries) != len(reference):
         raise ValueError(f"exclude_self needs queries to be reference, got {len(queries)} and {len(reference)} rows.")
+    own = np.arange(len(queries)) if exclude_self else own_rows
     index = np.full(len(queries), -1, dtype=np.int64)
     best = np.full(len(queries), -np.inf, dtype=np.float32)
     ref_inverse = _inverse_norms(reference, chunk_rows)
@@ -100,8 +101,8 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
         for r0 in range(0, len(reference), chunk_rows):
             ref = np.asarray(reference[r0:r0 + chunk_rows], dtype=np.float32)
             sims = (block @ ref.T) * ref_inverse[r0:r0 + len(ref)]
-            if exclude_self:
-                rows = np.arange(q0, q0 + len(block))
+            if own is not None:
+                rows = own[q0:q0 + len(block)]
                 inside = (rows >= r0) & (rows < r0 + len(ref))
                 sims[np.flatnonzero(inside), rows[inside] - r0] = -np.inf
             at = sims.argmax(axis=1)
@@ -174,19 +175,28 @@ def sample_size(n_queries: int, n_reference: int, width: int, budget: int = MAX_
     return n_queries if per_row == 0 or n_queries * per_row <= budget else min(n_queries, budget // per_row)
 
 
-def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chunk_rows: int = DEFAULT_CHUNK_ROWS
-               ) -> CheckedRows | None:
+def budget_for_test(products: int, budget: int = MAX_CHECK_PRODUCTS) -> int:
+    """The products a run's test check may take of ``budget``: all of it where the whole check (``products``) fits,
+    else half, so the sample it compares leaves the other half to the check inside train (a sample too)."""
+    return budget if products <= budget else budget // 2
+
+
+def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+               exclude_self: bool = False) -> CheckedRows | None:
     """Each row of ``queries`` (n, d) compared with the rows of ``references`` (:func:`nearest_among`) where the
     n × m × d products fit ``budget``; past it, a random sample of the rows (seeded, :data:`SAMPLE_SEED`) as large
-    as fits; None where not one row fits. Array-likes (HDF5 datasets) are read a block at a time."""
+    as fits; None where not one row fits. Array-likes (HDF5 datasets) are read a block at a time. ``exclude_self``:
+    ``references`` is ``[queries]`` and a row is not its own neighbour (near-duplicates inside one split)."""
     n = len(queries)
     size = sample_size(n, sum(len(r) for r in references), queries.shape[1], budget)
     if size == 0 and n:
         return None
     sampled = size < n
     rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False)) if sampled else np.arange(n)
-    return CheckedRows(rows, nearest_among(RowSubset(queries, rows) if sampled else queries, references, chunk_rows),
-                       sampled)
+    compared = RowSubset(queries, rows) if sampled else queries
+    nearest = (nearest_rows(compared, references[0], chunk_rows, own_rows=rows) if exclude_self else
+               nearest_among(compared, references, chunk_rows))
+    return CheckedRows(rows, nearest, sampled)
 
 
 def share_text(found: int, checked: int | None, total: int, what: str = "test images") -> str:

@@ -991,8 +991,18 @@ class NearDuplicates(_Model):
                                               "pairs, up to 3")
     train_near: Optional[NonNegativeInt] = Field(None, description="train images whose most similar other train "
                                                  "image has cosine >= threshold (byte-identical ones too): each "
-                                                 "weighs twice or more in the fit; null where unchecked (the test "
-                                                 "check and this one past the products budget) or in older reports")
+                                                 "weighs twice or more in the fit: among the train_sampled ones "
+                                                 "where given; null where unchecked (not one train image fits what "
+                                                 "the test check left of the products budget) or in older reports")
+    train_images: Optional[NonNegativeInt] = Field(None, description="train images of the run (null where "
+                                                   "train_near is, and in older reports)")
+    train_sampled: Optional[NonNegativeInt] = Field(None, description="how many train images were compared with "
+                                                    "every other: a random sample (probe.near_duplicates."
+                                                    "SAMPLE_SEED) of as many as fit what the test check left of "
+                                                    "the products budget (half of it past the budget); null where "
+                                                    "every one was")
+    train_near_ci: Optional[Interval] = Field(None, description="where train_sampled: the 95 % Wilson interval of "
+                                              "the share train_near / train_sampled (null otherwise)")
 
     def describe(self) -> str:
         """One line for the terminal and exports: the counts, and the accuracies where there are duplicates."""
@@ -1008,7 +1018,9 @@ class NearDuplicates(_Model):
         if self.near + (self.identical or 0) and self.accuracy_rest is not None:
             line += f"; {self.accuracy_sentence()}"
         if self.train_near is not None:
-            line += f"; {self.train_near:,} train images nearly duplicate another train image"
+            train = (f"{self.train_near:,} train images" if self.train_sampled is None else
+                     share_text(self.train_near, self.train_sampled, self.train_images, "train images"))
+            line += f"; {train} nearly duplicate another train image"
         return line
 
     def warning(self) -> str | None:

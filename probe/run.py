@@ -62,7 +62,7 @@ from .report import (
     write_run,
 )
 from .near_duplicates import (MAX_CHECK_PRODUCTS, CheckedRows, check_rows, near_duplicate_threshold,
-                              nearest_rows)
+                              budget_for_test)
 from .seen import SEEN_SPLITS, SeenSources, common_folder, content_keys, row_keys
 from .selection import delta_sentence, format_delta, past_budget, same_score, select_candidate
 from .uncertainty import observed_class_accuracy, p_text, wilson_interval
@@ -1070,15 +1070,17 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     either): near by the cosine of the features at the encoder's measured threshold, identical by content digest
     (``contents``), with the test accuracy on them and on the rest; and every such pair, most similar first
     (:func:`_pairs`, the run's ``near_duplicates.csv``); and the train rows nearly duplicating another train row
-    (:func:`_train_near`, within what the budget leaves). Where comparing every test row passes
-    :data:`MAX_CHECK_PRODUCTS`, a seeded random sample of as many test rows as fit it is compared
-    (``probe.near_duplicates.check_rows``): near, the accuracies and the pairs are the sample's (``sampled``), the
-    byte-identical count every test row's. (None, None) where the encoder has no measured threshold (or
+    (:func:`_train_near`, within what the budget leaves: a sample where not all fit). Where comparing every test row
+    passes :data:`MAX_CHECK_PRODUCTS`, a seeded random sample of as many test rows as fit half of it is compared
+    (``probe.near_duplicates.check_rows``, ``budget_for_test``: the other half is the train check's): near, the
+    accuracies and the pairs are the sample's (``sampled``), the byte-identical count every test row's. (None, None) where the encoder has no measured threshold (or
     ``features`` is unknown), or not one test row fits the budget."""
     threshold = near_duplicate_threshold(features.encoder if features is not None else None)
     test_x, test_y = data["test"]
     seen = [split for split in SEEN_SPLITS if split in data and len(data[split][1])]
-    checked = None if threshold is None else check_rows(test_x, [data[split][0] for split in seen], MAX_CHECK_PRODUCTS)
+    per_row = sum(len(data[split][1]) for split in seen) * np.shape(test_x)[1]
+    checked = None if threshold is None else check_rows(test_x, [data[split][0] for split in seen],
+                                                        budget_for_test(len(test_y) * per_row, MAX_CHECK_PRODUCTS))
     if checked is None:
         logger.info("near-duplicates not checked: %s", "no measured threshold for the encoder" if threshold is None
                     else f"one test row's products pass {MAX_CHECK_PRODUCTS:.0e}")
@@ -1098,8 +1100,7 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     (dup_ci, rest_ci) = wilson_interval(np.array([correct[duplicate].sum(), correct[~duplicate].sum()]),
                                         np.array([duplicate.sum(), (~duplicate).sum()]))
     pairs = _pairs(data, sources, seen, checked, duplicate, identical)
-    products = n_checked * sum(len(data[split][1]) for split in seen) * np.shape(test_x)[1]
-    return NearDuplicates(train_near=_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - products),
+    return NearDuplicates(**_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - n_checked * per_row),
         encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
         sampled=n_checked if checked.sampled else None,
         near_ci=[float(v) for v in wilson_interval(np.array(near.sum()), np.array(n_checked))] if checked.sampled
@@ -1113,15 +1114,21 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
                   for p in pairs if not p["identical"]][:3]), pairs
 
 
-def _train_near(train_x: np.ndarray, threshold: float, budget: int) -> int | None:
+def _train_near(train_x: np.ndarray, threshold: float, budget: int) -> dict:
     """The train rows whose most similar other train row has cosine ≥ ``threshold`` (duplicated images weigh twice in
-    the fit); None where the ``n_train² × d`` products pass ``budget``, what the test check left of
-    :data:`MAX_CHECK_PRODUCTS`."""
-    products = len(train_x) ** 2 * np.shape(train_x)[1]
-    if products > budget:
-        logger.info("near-duplicates inside train not checked: %.2g products, past the %.2g left", products, budget)
-        return None
-    return int((nearest_rows(train_x, train_x, exclude_self=True).similarity >= threshold).sum())
+    the fit), as :class:`NearDuplicates`' ``train_*`` fields: every train row compared where the ``n_train² × d``
+    products fit ``budget`` (what the test check left of :data:`MAX_CHECK_PRODUCTS`), else a seeded sample of as many
+    as fit (``train_sampled``, with ``train_near_ci``); ``train_near`` None where not one row fits."""
+    checked = check_rows(train_x, [train_x], max(budget, 0), exclude_self=True)
+    if checked is None:
+        logger.info("near-duplicates inside train not checked: one row's products pass the %.2g left", budget)
+        return {}
+    near, n = int((checked.nearest.similarity >= threshold).sum()), len(checked.rows)
+    if checked.sampled:
+        logger.info("near-duplicates inside train checked on %d sampled rows of %d", n, len(train_x))
+    return {"train_near": near, "train_images": len(train_x), "train_sampled": n if checked.sampled else None,
+            "train_near_ci": [float(v) for v in wilson_interval(np.array(near), np.array(n))] if checked.sampled
+            else None}
 
 
 def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen: list[str], checked: CheckedRows,

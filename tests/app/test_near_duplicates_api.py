@@ -150,7 +150,7 @@ def test_a_sampled_run_says_how_many_test_images_were_compared(service, monkeypa
     import probe.run
 
     client, cache, runs = service
-    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 25 * 150 * 64)  # 25 of the 60 test rows fit
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 2 * 25 * 150 * 64)  # 25 of the 60 test rows fit half
     _add_run(client.app, cache, "sampled")
     body = client.get("/api/runs/sampled/near-duplicates").json()
     assert (body["sampled"], body["test_images"]) == (25, 60)

@@ -115,7 +115,7 @@ def test_paths_of_a_run_without_test_paths_is_refused_not_an_empty_list(tmp_path
 def test_a_sampled_run_says_its_list_is_the_samples(tmp_path, capsys, monkeypatch):
     import probe.run
 
-    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 25 * 150 * 64)  # 25 of the 60 test rows fit
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 2 * 25 * 150 * 64)  # 25 of the 60 test rows fit half
     _run(tmp_path / "sampled")
     assert main(["report", str(tmp_path / "sampled"), "--near-duplicates"]) == 0
     first = capsys.readouterr().out.splitlines()[0]

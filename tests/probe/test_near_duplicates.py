@@ -181,3 +181,20 @@ def test_a_sample_is_said_as_one_with_its_wilson_interval_and_a_whole_check_as_a
     # a range never below what the sample found, nor above what it leaves possible: 4 of 5 sampled of 6
     assert share_text(4, 5, 6).endswith("; estimated 5 of the 6, 4–5)")
     assert share_text(0, 5, 6).endswith("; estimated 0 of the 6, 0–1)")
+
+
+def test_a_sample_of_a_split_against_itself_skips_each_row_itself_and_equals_a_brute_force():
+    from probe.near_duplicates import check_rows
+
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(40, 8)).astype(np.float32)
+    train[7] = 1.01 * train[30]  # a duplicate pair: each one's neighbour is the other, never itself
+    whole = check_rows(train, [train], budget=40 * 40 * 8, exclude_self=True)
+    assert not whole.sampled and whole.nearest.index[7] == 30 and whole.nearest.index[30] == 7
+    reads = _Reads(train)
+    got = check_rows(reads, [train], budget=13 * 40 * 8, chunk_rows=4, exclude_self=True)
+    assert got.sampled and len(got.rows) == 13
+    at, sims = _brute_force(train.astype(np.float64), train.astype(np.float64), exclude_self=True)
+    assert (got.nearest.index != got.rows).all()
+    assert got.nearest.index.tolist() == at[got.rows].tolist()
+    np.testing.assert_allclose(got.nearest.similarity, sims[got.rows], atol=1e-6, rtol=0)

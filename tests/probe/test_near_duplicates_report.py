@@ -83,7 +83,8 @@ def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monke
     from probe.near_duplicates import SAMPLE_SEED, read_pairs
 
     data, sources, digests = _leaky()  # 60 test rows × (120 train + 30 val) × 64 = 576,000 products; 9,600 a row
-    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 25 * 9_600 + 9_599)
+    # past the budget the test check samples within half of it: 25 rows (240,000 products), not 26
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 2 * (25 * 9_600 + 9_599))
     features = FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0")
     report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), sources=sources, contents=digests,
                        features=features, out_dir=tmp_path / "run")
@@ -104,6 +105,14 @@ def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monke
     text = " ".join(format_report(report).split())
     assert f"in {found.near} among 25 sampled test images of 60" in text and f"of the 60 test images" not in text
     assert load_report(tmp_path / "run").near_duplicates == found
+    # the rest (259,198) goes to the check inside train: 33 of its 120 rows × 120 × 64 fit, each never its own pair
+    train = np.sort(np.random.default_rng(SAMPLE_SEED).choice(120, 33, replace=False))
+    inside = unit(data["train"][0][train]) @ unit(data["train"][0]).T
+    inside[np.arange(33), train] = -np.inf
+    assert (found.train_sampled, found.train_images) == (33, 120)
+    assert found.train_near == int((inside.max(axis=1) >= found.threshold).sum())
+    assert found.train_near_ci == pytest.approx(_wilson(found.train_near, 33), abs=1e-12)
+    assert f"; {found.train_near} among 33 sampled train images of 120 (" in text
 
 
 def test_below_the_budget_every_test_row_is_compared_and_past_one_row_none(monkeypatch):
@@ -173,8 +182,13 @@ def test_train_images_duplicating_train_images_are_counted_within_the_products_b
     monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000 + 921_599)
     report = run_probe(data, NAMES, config, features=features)
     found = report.near_duplicates
-    assert found.near == len(NEAR + IDENTICAL) and found.train_near is None  # no digests
-    assert "train image" not in " ".join(format_report(report).split())
+    assert found.near == len(NEAR + IDENTICAL) and found.sampled is None  # no digests
+    # what the whole test check left fits 119 of the 120 train rows: a sample, said as one (it was left unchecked)
+    assert (found.train_sampled, found.train_images) == (119, 120) and found.train_near in (3, 4)
+    assert f"; {found.train_near} among 119 sampled train images of 120 (" in " ".join(format_report(report).split())
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 576_000 + 7_679)  # not one train row's 7,680 products
+    found = run_probe(data, NAMES, config, features=features).near_duplicates
+    assert found.sampled is None and found.train_near is None and found.train_sampled is None
 
 
 def test_the_leaky_train_split_holds_no_duplicates_of_its_own(leaky_run):
