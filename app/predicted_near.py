@@ -6,25 +6,29 @@ the train and val splits of the run's cache, found as ``mr2probe failures`` find
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-__all__ = ["NearTrain", "near_train"]
+from pydantic import BaseModel, Field
+
+__all__ = ["NearTrain", "near_train", "unchecked_text"]
 
 
-@dataclass
-class NearTrain:
+class NearTrain(BaseModel):
     """``near`` of the ``images`` predicted nearly duplicate (cosine ≥ ``threshold`` of ``encoder`` features) one of
     the run's train or val images, byte-identical copies included; ``sampled``: how many were compared, where the
     budget allowed a random sample of them alone (None: every one), with ``near_ci`` the 95 % Wilson interval of
-    ``near / sampled``."""
+    ``near / sampled``. ``mr2probe predict --json``'s and ``GET /api/runs/{id}/scores`` / ``/predicted``'s
+    ``near_train``."""
 
-    encoder: str
-    threshold: float
-    images: int
-    near: int
-    sampled: Optional[int] = None
-    near_ci: Optional[list[float]] = None
+    encoder: str = Field(..., description="the encoder whose features were compared")
+    threshold: float = Field(..., description="the cosine at or above which an image nearly duplicates one")
+    images: int = Field(..., description="images predicted")
+    near: int = Field(..., description="of them (of the sampled ones where sampled), those whose most similar train "
+                      "or val image of the run has cosine >= threshold, byte-identical copies included")
+    sampled: Optional[int] = Field(None, description="where comparing every image passed the products budget: how "
+                                   "many were compared, a seeded random sample; null: every one")
+    near_ci: Optional[list[float]] = Field(None, description="where sampled: the 95 % Wilson interval of near / "
+                                           "sampled")
 
     def describe(self) -> str:
         from probe.near_duplicates import share_text
@@ -34,14 +38,20 @@ class NearTrain:
                 f"≥ {self.threshold:g} of {self.encoder} features); scores on them overstate the probe on new images.")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
 
-def near_train(report, run_dir, cache, split: str) -> tuple[NearTrain | None, str | None]:
+def unchecked_text(why: str) -> str:
+    """The one sentence for a check :func:`near_train` could not make, ``why``: predict's line, the API's warning."""
+    return f"Not checked for near-duplicates of the run's train or val images: {why}."
+
+
+def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, str | None]:
     """``(found, why)``: the check of ``split`` of ``cache`` (a ``feature_cache.FeatureCache``) against the train and
-    val images of the run (``report``, in ``run_dir``; the classes it left out left out), or None and why it was not
-    made (None too on the run's own train or val split: all of them its own images, which predict warns of apart,
-    and where the run's encoder has no measured threshold: nothing to say)."""
+    val images of the run (``report``; ``own_cache()`` opens its cache, ValueError or OSError where it cannot; the
+    classes it left out left out), or None and why it was not made (None too on the run's own train or val split:
+    all of them its own images, which predict warns of apart, and where the run's encoder has no measured threshold:
+    nothing to say). Bounded by the products budget: a seeded sample past it."""
     import numpy as np
 
     from probe.near_duplicates import MAX_CHECK_PRODUCTS, RowSubset, check_rows, near_duplicate_threshold
@@ -49,13 +59,11 @@ def near_train(report, run_dir, cache, split: str) -> tuple[NearTrain | None, st
     from probe.seen import SEEN_SPLITS
     from probe.uncertainty import wilson_interval
 
-    from .label_issues import run_cache
-
     threshold = near_duplicate_threshold(report.features.encoder if report.features is not None else None)
     if threshold is None or (cache.fingerprint == report.features.fingerprint and split != "test"):
         return None, None
-    try:
-        own = run_cache(report, run_dir)
+    try:  # the cache predicted on is the run's own where it holds its features: found wherever it lies now
+        own = cache if cache.fingerprint == report.features.fingerprint else own_cache()
     except (ValueError, OSError) as exc:  # moved, a service cache id, replaced: the predictions stand without it
         return None, f"the run's own cache cannot be read here ({exc})"
     drop = report.config.get("drop_classes") or []
@@ -73,4 +81,5 @@ def near_train(report, run_dir, cache, split: str) -> tuple[NearTrain | None, st
     near = int((checked.nearest.similarity >= threshold).sum())
     n = len(checked.rows)
     ci = [float(v) for v in wilson_interval(np.array(near), np.array(n))] if checked.sampled else None
-    return NearTrain(report.features.encoder, threshold, images, near, n if checked.sampled else None, ci), None
+    return NearTrain(encoder=report.features.encoder, threshold=threshold, images=images, near=near,
+                     sampled=n if checked.sampled else None, near_ci=ci), None

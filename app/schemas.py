@@ -19,6 +19,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       StringConstraints, ValidationError, WithJsonSchema, field_validator, model_validator)
 
 from .messages import ERROR_GIVEN
+from .predicted_near import NearTrain
 from .status import JobStatus
 
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
@@ -554,6 +555,10 @@ class PredictedOut(BaseModel):
     predicted: list[PredictedShare] = Field(..., description="every class of the run, most predicted first (ties in "
                                             "class order); the classes never predicted have n = 0")
     warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")
+    near_train: Optional[NearTrain] = Field(None, description="the images that nearly duplicate one of the run's "
+                                            "train or val images (mr2probe predict's check: a seeded sample past "
+                                            "the products budget); null where unchecked (the warnings say why "
+                                            "where it matters) or on the run's own train or val split")
 
 
 class ScoresOut(Scores):
@@ -567,6 +572,10 @@ class ScoresOut(Scores):
     warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")
     matches_report: Optional[dict[str, int]] = Field(None, description="on the run's own test split: on how many "
                                                      "images the predictions equal the report's first seed")
+    near_train: Optional[NearTrain] = Field(None, description="the images that nearly duplicate one of the run's "
+                                            "train or val images (mr2probe predict's check: a seeded sample past "
+                                            "the products budget); null where unchecked (the warnings say why "
+                                            "where it matters) or on the run's own train or val split")
 
 
 class FailuresOut(BaseModel):

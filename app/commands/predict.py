@@ -17,6 +17,7 @@ from pathlib import Path
 
 from probe.numbers import fixed, percent
 
+from ..predicted_near import unchecked_text
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
 from . import add_run_argument, check_out_apart, check_out_file
 
@@ -62,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled,
             "near_train": None if near is None else near.as_dict()}
     # where the predicted images nearly duplicate the run's own train or val images (app.predicted_near)
-    near_lines = ([near.describe()] if near is not None else [] if unchecked is None else
-                  [f"Not checked for near-duplicates of the run's train or val images: {unchecked}."])
+    near_lines = [near.describe()] if near is not None else [] if unchecked is None else [unchecked_text(unchecked)]
     if not got.labelled:
         summary = predicted_summary(probe, got)
         print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
@@ -88,6 +88,7 @@ def _predicted(args: argparse.Namespace) -> tuple:
     from probe import load_report
     from probe.deploy import RunProbe
 
+    from ..label_issues import run_cache
     from ..predicted_near import near_train
 
     probe = RunProbe.load(args.run_dir)
@@ -95,7 +96,8 @@ def _predicted(args: argparse.Namespace) -> tuple:
         raise ValueError("--probabilities adds columns to the CSV of --out: give --out FILE.csv")
     (got,) = predict_cache([probe], args.features, args.split, unlabelled=True, probabilities=args.probabilities)
     scored = scores_summary(args.run_dir, probe, got, args.split) if got.labelled else None
-    near = near_train(load_report(args.run_dir), args.run_dir, open_cache(args.features), args.split)
+    report = load_report(args.run_dir)
+    near = near_train(report, lambda: run_cache(report, args.run_dir), open_cache(args.features), args.split)
     return probe, got, scored, near
 
 

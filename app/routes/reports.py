@@ -358,8 +358,26 @@ async def run_predicted(request: Request, run_id: IdPath, cache: str = CacheQuer
 def _predicted_shares(store: Store, run_id: str, cache: str, split: str) -> PredictedOut:
     from ..shipped import predicted_summary
 
-    _, probe, got = _predicted(store, run_id, cache, split, scored=False)
-    return PredictedOut(run_id=run_id, cache_id=cache, split=split, **predicted_summary(probe, got))
+    run, probe, got = _predicted(store, run_id, cache, split, scored=False)
+    summary = predicted_summary(probe, got)
+    near, unchecked = _near_train(store, run, cache, split)
+    return PredictedOut(run_id=run_id, cache_id=cache, split=split, near_train=near,
+                        **{**summary, "warnings": summary["warnings"] + unchecked})
+
+
+def _near_train(store: Store, run: dict, cache: str, split: str) -> tuple[Any, list[str]]:
+    """The cache split's images that nearly duplicate the run's train or val images (``app.predicted_near``, the
+    check ``mr2probe predict`` makes, bounded by the products budget), and why it was not made where that matters,
+    as a warning."""
+    from feature_cache import open_cache
+
+    from ..label_issues import run_cache
+    from ..predicted_near import near_train, unchecked_text
+
+    report, own = _report(store, run["id"]), store.get_cache(run["cache_id"])
+    found, why = near_train(report, lambda: run_cache(report, run["path"], cache_file(own), f"its cache {own['id']!r}"),
+                            open_cache(_cache_path(store, cache, scored=False)), split)
+    return found, [] if why is None else [unchecked_text(why)]
 
 
 def _cache_path(store: Store, cache: str, scored: bool) -> str:
@@ -414,7 +432,9 @@ def _scored(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
 
     run, probe, got = _predicted(store, run_id, cache, split)
     scores, beside = scores_summary(run["path"], probe, got, split)
-    return ScoresOut(**scores.model_dump(), **beside, run_id=run_id, cache_id=cache, split=split)
+    near, unchecked = _near_train(store, run, cache, split)
+    return ScoresOut(**scores.model_dump(), **{**beside, "warnings": beside["warnings"] + unchecked}, run_id=run_id,
+                     cache_id=cache, split=split, near_train=near)
 
 
 def _shipped(run: dict):

@@ -926,6 +926,10 @@ def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmea
     assert main(["predict", str(tmp_path / "run"), "--features", str(new)]) == 0
     text = capsys.readouterr().out
     assert "Not checked for near-duplicates of the run's train or val images: the run's own cache cannot be read" in text
+    shutil.copy(cache, tmp_path / "here.h5")  # the run's cache, found elsewhere: given, it is the run's own
+    assert main(["predict", str(tmp_path / "run"), "--features", str(tmp_path / "here.h5"), "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)["near_train"]
+    assert near["images"] == len(open_cache(cache).load("test")[1]) and near["sampled"] is None
 
 
 def test_near_duplicates_of_a_class_the_run_left_out_are_not_its_train_images(run, tmp_path, capsys, monkeypatch):

@@ -620,3 +620,38 @@ def test_probe_zip_of_a_run_replaced_while_it_is_zipped_is_the_new_runs(fresh_fi
     with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
         names = [json.loads(archive.read(f"{run_id}/{name}"))["class_names"] for name in ("report.json", "head.json")]
     assert names[0] == names[1] and all(name.isupper() for name in names[0]), names
+
+
+def test_scores_and_predicted_count_near_duplicates_of_the_runs_train_images_as_predict_does(finished, capsys,
+                                                                                          monkeypatch):
+    """/scores and /predicted answer what `mr2probe predict` answers of the same run and cache: how many images
+    nearly duplicate the run's train or val images, a seeded sample past the products budget."""
+    import probe.near_duplicates as nd
+    from app.caches import cache_file
+    from app.cli import main
+    from feature_cache import open_cache
+
+    client = finished.client
+    run = client.get(f"/api/runs/{finished.mr2}").json()
+    path = cache_file(client.app.state.store.get_cache(run["cache_id"]))
+    own = open_cache(path)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    seen = np.concatenate([own.load("train")[0], own.load("val")[0]]).astype(np.float64)
+    best = (unit(own.load("test")[0].astype(np.float64)) @ unit(seen).T).max(axis=1)  # brute force
+    ranked = np.sort(best)
+    threshold = float(ranked[len(best) // 2 - 1:len(best) // 2 + 1].mean())  # half of them flagged, none on the edge
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "effnet-lite0", threshold)
+
+    def answers() -> list:
+        got = [client.get(f"/api/runs/{finished.mr2}/{what}", params={"cache": run["cache_id"]}).json()
+               for what in ("scores", "predicted")]
+        capsys.readouterr()
+        assert main(["predict", str(finished.settings.runs_dir / finished.mr2), "--features", str(path), "--json"]) == 0
+        return [body["near_train"] for body in got] + [json.loads(capsys.readouterr().out)["near_train"]]
+
+    whole = answers()
+    assert whole[0] == whole[1] == whole[2] and whole[0]["sampled"] is None
+    assert (whole[0]["images"], whole[0]["near"]) == (len(best), int((best >= threshold).sum()))
+    monkeypatch.setattr(nd, "MAX_CHECK_PRODUCTS", 4 * len(seen) * seen.shape[1])  # 4 rows fit
+    sampled = answers()
+    assert sampled[0] == sampled[1] == sampled[2] and sampled[0]["sampled"] == 4
