@@ -1073,7 +1073,8 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     (:func:`_train_near`, within what the budget leaves: a sample where not all fit). Where comparing every test row
     passes :data:`MAX_CHECK_PRODUCTS`, a seeded random sample of as many test rows as fit half of it is compared
     (``probe.near_duplicates.check_rows``, ``budget_for_test``: the other half is the train check's): near, the
-    accuracies and the pairs are the sample's (``sampled``), the byte-identical count every test row's. (None, None) where the encoder has no measured threshold (or
+    accuracies and the pairs are the sample's (``sampled``), the byte-identical count every test row's. (None, None)
+    where the encoder has no measured threshold (or
     ``features`` is unknown), or not one test row fits the budget."""
     threshold = near_duplicate_threshold(features.encoder if features is not None else None)
     test_x, test_y = data["test"]
