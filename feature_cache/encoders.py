@@ -102,6 +102,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # within 2 grey levels of PIL's resize (0.07 % of the pixels differ), feature cosine ≥ 0.99999 in fp32; per
 # image it costs 0.1 ms where PIL's resize + ToTensor + Normalize cost ~1.3 ms (bench/extract_speed.py).
 RESAMPLER = "torchvision-tensor-antialias"
+# How image files are decoded before that resize, recorded in every cache (its ``decode``, in its fingerprint, not in
+# the extractor's: features of both rules are comparable, bench/README.md "Large photos"): a JPEG at least four times
+# the resize's size decodes at the largest power-of-two reduction that stays at least twice that size
+# (ImageTransform.decode_size, feature_cache.datasets.decode_opened). Caches written before it decoded every file
+# whole (feature_cache.fingerprint.FULL_DECODE).
+DECODE_RULE = "jpeg-draft"
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -192,6 +198,11 @@ class ImageTransform:
             self.size, self.crop = [spec.image_size, spec.image_size], None
         else:  # the shorter side, then the centre crop
             self.size, self.crop = [int(round(spec.image_size / spec.crop_pct))], [spec.image_size, spec.image_size]
+        # (width, height) a file may decode down to (DECODE_RULE): both sides at least twice the resize's (whose
+        # shorter side, in "shortest" mode, is then at least twice its target), so that the antialiased resize still
+        # does a 2x or larger last step: decoded down to the resize's size itself, the features of noisy 12-Mpx
+        # photos moved to cosine 0.956 of the full decode's, and to 0.995 this way, as fast (bench/large_photos.py)
+        self.decode_size = (2 * self.size[-1], 2 * self.size[0])
 
     def __call__(self, image) -> Tensor:
         from torchvision.transforms import InterpolationMode

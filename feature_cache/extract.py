@@ -53,9 +53,9 @@ from probe.files import exclusive
 from .archives import DECODE_FAILURE, UNREAD_IMAGE, is_link_or_special
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
-from .encoders import PRECISIONS, Encoder, create_encoder, resolve_precision
+from .encoders import DECODE_RULE, PRECISIONS, Encoder, create_encoder, resolve_precision
 from .errors import CacheMismatch, DatasetChanged, DatasetError, ExtractionBusy, ExtractionCancelled, FileChanged
-from .fingerprint import cache_fingerprint, extractor_name
+from .fingerprint import FULL_DECODE, cache_fingerprint, extractor_name
 from .options import data_warnings
 from .partial import PartialCache, _locked
 from .store import SCHEMA_VERSION, library_versions, open_cache
@@ -172,8 +172,10 @@ class _ImageDataset(Dataset):
     ``samples`` holds the remaining samples of every split, one after the other.
     """
 
-    def __init__(self, data: LabelledImages, samples: list[Sample], transform: Callable, size: int) -> None:
+    def __init__(self, data: LabelledImages, samples: list[Sample], transform: Callable, size: int,
+                 decode_size: tuple[int, int] | None = None) -> None:
         self.data, self.samples, self.transform, self.size = data, samples, transform, size
+        self.decode_size = decode_size  # the plan's DECODE_RULE: files decode down to the transform's decode_size
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -181,7 +183,7 @@ class _ImageDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         try:
-            image, digest = self.data.load_with_digest(sample)
+            image, digest = self.data.load_with_digest(sample, self.decode_size)
             return self.transform(image), True, "", digest
         except FileNotFoundError as exc:  # removed or moved since the data set was listed: not a decode failure
             reason = f"{FILE_GONE}: {exc}"
@@ -297,7 +299,7 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:48] or "encoder"
 
 
-def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: str) -> str:
+def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: str, decode: str) -> str:
     spec = encoder.spec
     return cache_fingerprint(
         dataset=data.fingerprint,
@@ -310,6 +312,7 @@ def _fingerprint(data: LabelledImages, encoder: Encoder, dtype: str, precision: 
         dtype=dtype,
         schema_version=SCHEMA_VERSION,
         precision=precision,
+        decode=decode,
     )
 
 
@@ -352,13 +355,14 @@ def plan_extraction(
             f"encoder's name, or build it with create_encoder(..., precision={precision!r})."
         )
     spec = encoder.spec
-    fingerprint = _fingerprint(data, encoder, dtype, encoder.precision)
+    fingerprint = _fingerprint(data, encoder, dtype, encoder.precision, DECODE_RULE)
     name = lambda fp: f"{_slug(extractor_name(spec.name))}-{fp[:16]}.h5"  # noqa: E731
     path = Path(out) if out is not None else Path(cache_dir) / name(fingerprint)
-    reusable: tuple[tuple[Path, str], ...] = ()
-    if encoder.precision != "fp32":
-        reference = _fingerprint(data, encoder, dtype, "fp32")
-        reusable = ((path if out is not None else Path(cache_dir) / name(reference), reference),)
+    # the references a request's features approximate also answer it: fp32 those of a lower precision, a cache whose
+    # every file was decoded whole (written before DECODE_RULE) those of a JPEG's draft; never the reverse
+    references = [(p, d) for d in (DECODE_RULE, FULL_DECODE) for p in dict.fromkeys((encoder.precision, "fp32"))]
+    reusable = tuple((path if out is not None else Path(cache_dir) / name(fp), fp)
+                     for fp in (_fingerprint(data, encoder, dtype, *ref) for ref in references[1:]))
     attrs = {
         "encoder": spec.name,
         "weights_sha256": encoder.weights_sha256,
@@ -372,6 +376,7 @@ def plan_extraction(
         "fingerprint": fingerprint,
         "split_params": data.params,
         "precision": encoder.precision,
+        "decode": DECODE_RULE,
         "encoder_warning": encoder.warning,
         "data_warnings": data_warnings(data),  # not fingerprinted: what runs on the cache say of the data set
     }
@@ -412,7 +417,7 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
 # with the value a file written before the attribute holds
 _FINGERPRINTED = (("dataset_fingerprint", None), ("encoder", None), ("weights_sha256", None), ("preprocess", {}),
                   ("feature_kind", None), ("normalized", None), ("split_params", {}), ("precision", "fp32"),
-                  ("dtype", None))
+                  ("decode", FULL_DECODE), ("dtype", None))
 
 
 def cache_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -426,7 +431,8 @@ def cache_differences(held: Mapping[str, Any], wanted: Mapping[str, Any]) -> lis
     found = []
     for key, before in _FINGERPRINTED:
         there, asked = held.get(key, before), wanted.get(key, before)
-        if key == "precision" and there == "fp32":  # full precision answers any request (plan_extraction's reusable)
+        # full precision, and files decoded whole, answer any request (plan_extraction's reusable)
+        if (key, there) in (("precision", "fp32"), ("decode", FULL_DECODE)):
             continue
         if isinstance(there, dict) and isinstance(asked, dict):
             found += [f"{key}.{k} (there {shown(there.get(k, _ABSENT))}, requested {shown(asked.get(k, _ABSENT))})"
@@ -723,6 +729,12 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     return count if count >= 2 else 0
 
 
+def _decode_size(plan: ExtractionPlan) -> tuple[int, int] | None:
+    """The least size files may decode to, by the rule the plan's cache records (its fingerprint counts it): None
+    (whole) for :data:`~feature_cache.fingerprint.FULL_DECODE`, else the transform's ``decode_size``."""
+    return None if plan.attrs.get("decode", FULL_DECODE) == FULL_DECODE else plan.encoder.transform.decode_size
+
+
 def run_plan(
     plan: ExtractionPlan,
     *,
@@ -769,7 +781,7 @@ def run_plan(
     if tune_allocator:
         keep_freed_memory()
     loader = DataLoader(  # pageable batches: pinned ones made the H200's serial loop 4.2x slower (extract_stages)
-        _ImageDataset(plan.data, samples, encoder.transform, encoder.spec.image_size),
+        _ImageDataset(plan.data, samples, encoder.transform, encoder.spec.image_size, _decode_size(plan)),
         batch_sampler=indices,
         collate_fn=EncodingCollate(encoder) if encode_in_workers else collate_images,
         num_workers=workers,

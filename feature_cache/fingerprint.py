@@ -7,7 +7,8 @@
   sha256, the preprocessing, the feature kind / normalisation, the split parameters (val fraction,
   seed, max per class, ...), the stored dtype, the cache schema version and the compute precision —
   the last only when it is not ``fp32``, so that caches written before the precision was recorded (fp32
-  on a CPU) keep their fingerprint and are still found.
+  on a CPU) keep their fingerprint and are still found; likewise the decoding rule (``decode``) unless
+  :data:`FULL_DECODE`, every file decoded whole, the rule of the caches written before it was recorded.
 - :func:`extractor_fingerprint` — sha256 over what makes two caches' features comparable, whatever images
   they hold: the encoder, its weights, the preprocessing and the feature kind / normalisation (not the
   stored dtype nor the compute precision: bf16 features approximate fp32 ones). A probe trained on one
@@ -26,7 +27,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 __all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint", "extractor_name",
-           "WEIGHTS_FILE_FIELD"]
+           "WEIGHTS_FILE_FIELD", "FULL_DECODE"]
 
 # Encoder families whose name carries a weights file's path, and which ':'-separated field of the name it is
 # (``mocov2:PATH``, ``openclip:ARCH:PATH``): the one list (feature_cache.encoders.weights_file_argument, which keeps
@@ -34,6 +35,7 @@ __all__ = ["dataset_fingerprint", "cache_fingerprint", "extractor_fingerprint", 
 WEIGHTS_FILE_FIELD = {"mocov2": 1, "openclip": 2}
 TAGGED_FAMILIES = frozenset({"openclip"})  # where that field may name a pretrained tag instead of a file
 WEIGHTS_FILE = "<weights file>"  # what stands for the path in :func:`extractor_name`
+FULL_DECODE = "full"  # a cache's decoding rule when it records none: every file decoded whole (encoders.DECODE_RULE)
 
 
 def looks_like_path(text: str) -> bool:
@@ -98,8 +100,10 @@ def cache_fingerprint(
     dtype: str,
     schema_version: int,
     precision: str = "fp32",
+    decode: str = FULL_DECODE,
 ) -> str:
-    """Hex sha256 of everything that decides a cache's contents (``precision`` counted unless ``fp32``)."""
+    """Hex sha256 of everything that decides a cache's contents (``precision`` counted unless ``fp32``, ``decode``
+    unless :data:`FULL_DECODE`)."""
     payload = {
         "dataset": dataset,
         "encoder": extractor_name(encoder),
@@ -113,6 +117,8 @@ def cache_fingerprint(
     }
     if precision != "fp32":
         payload["precision"] = precision
+    if decode != FULL_DECODE:
+        payload["decode"] = decode
     return hashlib.sha256(_canonical(payload)).hexdigest()
 
 

@@ -39,6 +39,9 @@ data_warnings        JSON     list of what the extraction warned of the data set
                               in the fingerprint; absent in older caches (read as none)
 precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); absent in
                               caches written before it was recorded (fp32 on a CPU, fp16 on CUDA)
+decode               str      how image files were decoded: ``jpeg-draft`` (a JPEG at least twice the resize's
+                              size at a power-of-two reduction, ``feature_cache.encoders.DECODE_RULE``); absent
+                              in caches written before it (every file decoded whole, read as ``full``)
 ==================== ======== ===================================================================
 
 One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split may have 0 rows):
@@ -568,7 +571,7 @@ class FeatureCache:
 MAX_ATTR_CHARS = 4096  # a text root attribute (an encoder name, a warning); the API takes encoder names of 1,024
 # Root attributes that are text (README "HDF5 feature cache").
 _TEXT_ATTRS = ("encoder", "weights_sha256", "feature_kind", "default_head", "dataset_fingerprint", "test_fingerprint",
-               "fingerprint", "created_at", "precision", "encoder_warning")
+               "fingerprint", "created_at", "precision", "decode", "encoder_warning")
 
 
 def _external(dataset: h5py.Dataset) -> bool:

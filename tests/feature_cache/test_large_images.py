@@ -1,0 +1,120 @@
+"""Large images at extraction: a JPEG's reduced (draft) decode, its record in the cache, and decompression bombs."""
+from __future__ import annotations
+
+import importlib
+import io
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from feature_cache import ExtractionCancelled, extract, open_cache, plan_extraction
+from feature_cache.datasets import decode_image
+from feature_cache.encoders import DECODE_RULE, ENCODERS, ImageTransform
+from feature_cache.extract import _fingerprint
+from feature_cache.fingerprint import FULL_DECODE, cache_fingerprint
+from fc_testutils import make_tree, tiny_encoder
+
+extract_module = importlib.import_module("feature_cache.extract")  # the package's `extract` is the function
+
+
+def jpeg(width: int, height: int, seed: int = 0, quality: int = 90) -> bytes:
+    """A smooth random texture with fine noise, as a JPEG."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (height // 50 + 2, width // 50 + 2, 3), dtype=np.uint8))
+    pixels = np.asarray(coarse.resize((width, height), Image.BICUBIC), dtype=np.int16)
+    pixels = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def run(data, cache_dir, encoder=None, **kwargs):
+    return extract(data, encoder or tiny_encoder(), cache_dir, show_progress=False, workers=0, batch_size=4, **kwargs)
+
+
+def test_a_large_jpeg_decodes_at_the_largest_power_of_two_reduction_at_least_twice_the_resize():
+    transform = ImageTransform(ENCODERS["effnet-lite0"].spec)
+    assert transform.decode_size == (448, 448)  # effnet-lite0 resizes to 224 x 224
+    data = jpeg(2000, 1500)
+    assert decode_image(data, transform.decode_size).size == (1000, 750)  # 1/2: 1/4 would be 375 < 448 high
+    assert decode_image(jpeg(4000, 3000), transform.decode_size).size == (1000, 750)  # 1/4
+    assert decode_image(data).size == (2000, 1500)  # without a size, whole
+    # the resize still does the last step: the features' input differs from the whole decode's by rounding only
+    full, draft = transform(Image.open(io.BytesIO(data))).int(), transform(decode_image(data, (448, 448))).int()
+    assert 0 < (full - draft).abs().max() <= 3
+
+
+def test_images_smaller_than_four_times_the_resize_decode_pixel_for_pixel(cifar_zip):
+    transform = ImageTransform(ENCODERS["effnet-lite0"].spec)
+    with zipfile.ZipFile(cifar_zip) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".jpg")][:: 5000][:12]
+        files = [archive.read(n) for n in names]
+    files += [jpeg(895, 895), jpeg(1200, 800, seed=1)]  # 895 // 448 = 1; 800 // 448 = 1
+    for data in files:
+        whole = transform(Image.open(io.BytesIO(data)))
+        assert torch.equal(transform(decode_image(data, transform.decode_size)), whole)
+
+
+def test_an_extraction_decodes_large_jpegs_reduced_and_records_the_rule(tmp_path):
+    root = make_tree(tmp_path / "data", {"ant": 2, "bee": 2})
+    for path in root.rglob("*.png"):  # 256 px JPEGs: the tiny encoder resizes to 16, decodes down to 32 (1/8)
+        path.with_suffix(".jpg").write_bytes(jpeg(256, 256, seed=len(list(root.rglob('*.jpg')))))
+        path.unlink()
+    encoder = tiny_encoder()
+    result = run(root, tmp_path / "cache", encoder)
+    cache = open_cache(result.path)
+    assert cache.attrs["decode"] == DECODE_RULE == "jpeg-draft"
+    features, _ = cache.load("test")
+    files = sorted((root / "test").rglob("*.jpg"))
+    assert [str(p.relative_to(root)) for p in files] == list(cache.sources("test"))
+
+    def encoded(images):
+        with torch.inference_mode():
+            return encoder.encode(torch.stack([encoder.transform(image) for image in images])).numpy()
+
+    draft = encoded(decode_image(p.read_bytes(), (32, 32)) for p in files)
+    whole = encoded(Image.open(p) for p in files)
+    np.testing.assert_allclose(features, draft, atol=2e-3)  # float16 storage
+    assert not np.allclose(features, whole, atol=2e-3)
+
+
+def test_the_decoding_rule_is_in_the_cache_fingerprint_and_older_fingerprints_are_unchanged():
+    args = dict(dataset="d" * 64, encoder="effnet-lite0", weights_sha256="e" * 64, preprocess={"resize": [224, 224]},
+                feature_kind="pooled", normalized=False, split_params={"seed": 0}, dtype="float16", schema_version=1)
+    before = "5aec7beab1343a18c1a1443e5e2d2c7f503a1c90d354302db96786f8203a5224"  # commit 5c3da43's
+    assert cache_fingerprint(**args) == cache_fingerprint(**args, decode=FULL_DECODE) == before
+    assert cache_fingerprint(**args, decode=DECODE_RULE) != before
+
+
+def test_a_cache_written_before_the_rule_is_reused_and_never_resumed_into(tree, tmp_path, monkeypatch):
+    """A cache of files decoded whole (no ``decode`` attribute, the fingerprint without it) answers a request, as
+    the fp32 cache answers a bf16 one; its interrupted partial file is not resumed under the other rule."""
+    new = run(tree, tmp_path / "a")
+    plan = plan_extraction(tree, tiny_encoder(), tmp_path / "a")
+    old_fingerprint = _fingerprint(plan.data, plan.encoder, "float16", "fp32", FULL_DECODE)
+    assert new.fingerprint == plan.fingerprint != old_fingerprint
+    old = new.path.with_name(new.path.name.replace(new.fingerprint[:16], old_fingerprint[:16]))
+    new.path.rename(old)
+    with h5py.File(old, "r+") as h5:  # as a version before the rule wrote it
+        del h5.attrs["decode"]
+        h5.attrs["fingerprint"] = old_fingerprint
+    count = [0]
+    again = run(tree, tmp_path / "a", tiny_encoder(counter=count))
+    assert again.reused and count == [0] and again.path == old
+    assert run(tree, None, tiny_encoder(counter=count), out=old).reused and count == [0]  # an --out too
+    assert [p.name for p in (tmp_path / "a").iterdir()] == [old.name]
+    # a partial file the rule before left (files decoded whole) is started afresh, never finished under this rule
+    out = tmp_path / "b" / "out.h5"
+    with monkeypatch.context() as patch:
+        patch.setattr(extract_module, "DECODE_RULE", FULL_DECODE)
+        polls = iter(range(100))
+        with pytest.raises(ExtractionCancelled):
+            run(tree, None, out=out, should_stop=lambda: next(polls) >= 1)
+    assert out.with_name("out.h5.partial").exists()
+    count = [0]
+    assert run(tree, None, tiny_encoder(counter=count), out=out).encoded == count[0] == 27
+    assert open_cache(out).attrs["decode"] == DECODE_RULE
