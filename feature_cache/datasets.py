@@ -185,6 +185,13 @@ def content_digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=CONTENT_DIGEST_SIZE).digest()
 
 
+# The most pixels an image may decode to (after a JPEG's draft, decode_opened; the dashboard's previews too). PIL only
+# warns below twice its own Image.MAX_IMAGE_PIXELS (89.5 Mpx): a 12,000 x 12,000 16-bit PNG of zeros (0.3 MB) then
+# took 25 s and +1.9 GiB of one extraction worker's memory (an 8-bit one +1.6 GiB), each worker of a pool at once.
+# 50 Mpx is a large camera's photo; a 100-Mpx JPEG still decodes (at 1/4 or 1/8 of its size).
+MAX_DECODED_PIXELS = 50_000_000
+
+
 def decode_opened(image, decode_size: tuple[int, int] | None = None):
     """Decode an opened PIL image (its header read) and return it. ``decode_size`` ((width, height), the least size
     a decode may shrink to: an extraction's is twice its resize's, ``ImageTransform.decode_size``): a JPEG at least
@@ -192,9 +199,20 @@ def decode_opened(image, decode_size: tuple[int, int] | None = None):
     ``Image.draft``) that keeps it at least that large, so that the resize still does the last downscale: a
     12-megapixel photo decodes in a fifth of the time, without its 128 MiB of whole-decode memory; smaller JPEGs and
     other formats decode as they are, pixel for pixel.
+
+    Raises:
+        PIL.Image.DecompressionBombError: the image would decode to more than :data:`MAX_DECODED_PIXELS` pixels
+            (raised before any pixel is decoded).
     """
+    from PIL import Image
+
     if decode_size is not None:
         image.draft("RGB", decode_size)  # no-op for other formats; "RGB" keeps a JPEG's own mode
+    width, height = image.size
+    if width * height > MAX_DECODED_PIXELS:
+        raise Image.DecompressionBombError(
+            f"{width} x {height} = {width * height:,} pixels, over the {MAX_DECODED_PIXELS:,} an image may decode to "
+            "(a decompression bomb?); shrink it to use it")
     image.load()
     return image
 

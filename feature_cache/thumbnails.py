@@ -10,15 +10,15 @@ import io
 import threading
 from collections import OrderedDict
 
-from .datasets import LabelledImages, Sample, to_rgb
+from .datasets import MAX_DECODED_PIXELS, LabelledImages, Sample, to_rgb
 
 __all__ = ["THUMBNAIL_SIZE", "MAX_PREVIEW_PIXELS", "Thumbnailer"]
 
 THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
 # A preview decodes at most this many pixels (a JPEG first shrinks its decode with Image.draft). A 12,000 × 12,000
 # PNG of zeros, 420 KB zipped, decoded 432 MB for each request of its 128-pixel preview: eight at once took 14 s
-# and 1.7 GB (an attack round). 50 Mpx is a large camera's photo.
-MAX_PREVIEW_PIXELS = 50_000_000
+# and 1.7 GB (an attack round). The bound of every decode (feature_cache.datasets).
+MAX_PREVIEW_PIXELS = MAX_DECODED_PIXELS
 # Previews kept per data set (a gallery page asks for the same ones again), at most this many bytes: counted in
 # entries, 256 previews of 512 px (~630 KB each) held 160 MB a data set (a review).
 _KEPT_BYTES = 16 * 1024 * 1024

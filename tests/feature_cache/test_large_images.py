@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import importlib
 import io
+import struct
 import zipfile
+import zlib
 
 import h5py
 import numpy as np
@@ -12,10 +14,12 @@ import torch
 from PIL import Image
 
 from feature_cache import ExtractionCancelled, extract, open_cache, plan_extraction
-from feature_cache.datasets import decode_image
+from feature_cache.archives import DECODE_FAILURE
+from feature_cache.datasets import MAX_DECODED_PIXELS, decode_image
 from feature_cache.encoders import DECODE_RULE, ENCODERS, ImageTransform
-from feature_cache.extract import _fingerprint
+from feature_cache.extract import _fingerprint, skipped_summary
 from feature_cache.fingerprint import FULL_DECODE, cache_fingerprint
+from feature_cache.thumbnails import MAX_PREVIEW_PIXELS
 from fc_testutils import make_tree, tiny_encoder
 
 extract_module = importlib.import_module("feature_cache.extract")  # the package's `extract` is the function
@@ -118,3 +122,40 @@ def test_a_cache_written_before_the_rule_is_reused_and_never_resumed_into(tree, 
     count = [0]
     assert run(tree, None, tiny_encoder(counter=count), out=out).encoded == count[0] == 27
     assert open_cache(out).attrs["decode"] == DECODE_RULE
+
+
+def png_header(width: int, height: int, bits: int = 16) -> bytes:
+    """A greyscale PNG that declares ``width`` x ``height`` pixels and holds none: what a reader sees before it
+    decodes (a decompression bomb's zipped zeros decode to all of them)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_an_image_over_the_pixel_bound_is_refused_before_it_decodes():
+    """PIL only warns of a 10,000 x 9,000 16-bit PNG (under twice its 89.5 Mpx): it decoded to +1.3 GiB."""
+    assert Image.open(io.BytesIO(png_header(10_000, 9_000))).size == (10_000, 9_000)  # PIL opens it
+    with pytest.raises(Image.DecompressionBombError, match=r"10000 x 9000 = 90,000,000 pixels, over the 50,000,000"):
+        decode_image(png_header(10_000, 9_000))
+    assert MAX_DECODED_PIXELS == MAX_PREVIEW_PIXELS == 50_000_000  # one bound: extraction and previews
+    # a JPEG's bound counts its reduced decode: a 51-Mpx photo decodes at 1/8
+    big = Image.new("L", (8_200, 6_200), 90)
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=50)
+    del big
+    assert decode_image(buf.getvalue(), (448, 448)).size == (1025, 775)
+
+
+def test_an_extraction_skips_an_image_over_the_pixel_bound_naming_it(tmp_path):
+    root = make_tree(tmp_path / "data", {"ant": 3, "bee": 3})
+    (root / "train" / "ant" / "huge.png").write_bytes(png_header(9_000, 6_000, bits=8))  # 54 Mpx
+    result = run(root, tmp_path / "cache")
+    reasons = dict(result.skipped)
+    assert reasons["train/ant/huge.png"] == (f"{DECODE_FAILURE}: 9000 x 6000 = 54,000,000 pixels, over the "
+                                             "50,000,000 an image may decode to (a decompression bomb?); shrink it "
+                                             "to use it")
+    assert "1 failed to decode (train/ant/huge.png)" in skipped_summary(result.skipped)
+    cache = open_cache(result.path)
+    assert sum(cache.split_sizes.values()) == 12 and "train/ant/huge.png" not in cache.sources("train")
