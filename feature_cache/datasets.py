@@ -223,13 +223,20 @@ def decode_image(data: bytes, decode_size: tuple[int, int] | None = None):
 
 
 def _image_of(data: bytes):
-    """A PIL image of an image file's bytes, its header read (not yet decoded)."""
-    from PIL import Image, UnidentifiedImageError
+    """A PIL image of an image file's bytes, its header read (not yet decoded). A JPEG over PIL's decompression-bomb
+    bound (twice ``Image.MAX_IMAGE_PIXELS``: 179 Mpx) is opened all the same: it decodes reduced (decode_opened's
+    draft), and every decode is held to :data:`MAX_DECODED_PIXELS`. A 200-megapixel phone photo (16,320 x 12,240,
+    a Galaxy S23 Ultra's) was refused as a decompression bomb where its extraction decodes 2,040 x 1,530 pixels."""
+    from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:  # its message names the BytesIO object, with its memory address
         raise UnidentifiedImageError("not an image format Pillow can read") from None
+    except Image.DecompressionBombError:
+        if not data.startswith(b"\xff\xd8\xff"):  # not a JPEG (or MPO: jpeg_factory reads either, as Image.open)
+            raise
+        return JpegImagePlugin.jpeg_factory(io.BytesIO(data))
 
 
 # ------------------------------------------------------------------------------------ layout

@@ -159,3 +159,19 @@ def test_an_extraction_skips_an_image_over_the_pixel_bound_naming_it(tmp_path):
     assert "1 failed to decode (train/ant/huge.png)" in skipped_summary(result.skipped)
     cache = open_cache(result.path)
     assert sum(cache.split_sizes.values()) == 12 and "train/ant/huge.png" not in cache.sources("train")
+
+
+def test_a_jpeg_over_pils_bomb_bound_decodes_reduced(monkeypatch):
+    """PIL refuses past twice its MAX_IMAGE_PIXELS by the whole size (179 Mpx: a 200-Mpx phone photo); a JPEG's
+    extraction decodes it reduced, held to MAX_DECODED_PIXELS. Lowered here, so that a 2000 x 1500 JPEG is past it."""
+    data = jpeg(2000, 1500)
+    under_the_bound = np.asarray(decode_image(data, (448, 448)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(data))
+    decoded = decode_image(data, (448, 448))
+    assert decoded.size == (1000, 750) and np.array_equal(np.asarray(decoded), under_the_bound)
+    png = io.BytesIO()
+    Image.new("L", (2000, 1500)).save(png, format="PNG")
+    with pytest.raises(Image.DecompressionBombError, match="exceeds limit of 2000000 pixels"):
+        decode_image(png.getvalue(), (448, 448))  # other formats keep PIL's bound
