@@ -19,7 +19,8 @@ from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, 
     classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
-    from probe import ProbeConfig
+    from probe import ProbeConfig, Report
+    from probe.predictions import Predictions
 
     from .schemas import ExtractJob, LabelIssuesJob, PipelineJob, ProbeJob
     from .store import Store
@@ -29,7 +30,7 @@ class RequestInvalid(ValueError):
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
-        self.field = field
+        self.field, self.message = field, message
 
 
 def resolve_probe_config(overrides: Mapping[str, Any] | None, default_head: str | None) -> ProbeConfig:
@@ -155,17 +156,20 @@ def _dataset_fingerprint(cache_row: dict[str, Any]) -> str | None:
     return _read_cache(cache_row, lambda cache: cache.attrs.get("dataset_fingerprint") or None)
 
 
-def _check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str],
-                     drop: list[str]) -> None:
+def check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str],
+                    drop: list[str]) -> Report:
     """A reference run must be readable and have the classes the probe is trained on (``class_names``: the cache's,
     less those it leaves out, ``drop``), in order (its groups and floor are per class): otherwise the job would fail
-    after its queue wait."""
-    from probe import load_report
+    after its queue wait. Its report, read with its predictions as one run (:func:`probe.rundir.read_run`): a run
+    replaced between the two had one run's classes checked and the other's test split. Checked at submission, and
+    again by the job after its queue wait (``app.steps``)."""
     from probe.compare import first_class_difference
+    from probe.rundir import read_run
 
+    scored_elsewhere = run["cache_id"] != cache_row["id"]
     try:
-        report = load_report(run["path"])
-    except (OSError, ValueError) as exc:
+        report, predictions = read_run(run["path"], lambda: _reference_files(run["path"], scored_elsewhere))
+    except (OSError, ValueError) as exc:  # probe.files.OutputBusy: a writer kept replacing it (409)
         raise RequestInvalid("reference_run", f"run {run['id']!r} cannot be read: {exc}") from None
     theirs = list(report.class_names)
     ours = _dataset_fingerprint(cache_row)
@@ -179,24 +183,35 @@ def _check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names
         raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r}"
                              f"{left_out} ({first_class_difference(theirs, class_names)}): its groups and floor "
                              "cannot apply")
-    if run["cache_id"] != cache_row["id"]:
-        _check_same_test_split(run, cache_row, drop)
+    if predictions is not None:
+        _check_same_test_split(run, predictions, cache_row, drop)
+    return report
 
 
-def _check_same_test_split(run: dict[str, Any], cache_row: dict[str, Any], drop: list[str]) -> None:
+def _reference_files(run_dir: str, scored_elsewhere: bool) -> tuple[Report, Predictions | None]:
+    """A reference run's report, and its predictions where it was ``scored_elsewhere`` (on another cache) and they
+    read (None otherwise: a reference without stored predictions cannot be checked, and passes)."""
+    from probe import load_report
+    from probe.predictions import Predictions
+
+    report = load_report(run_dir)
+    if not scored_elsewhere:
+        return report, None
+    try:
+        return report, Predictions.load(run_dir)
+    except (OSError, ValueError):
+        return report, None
+
+
+def _check_same_test_split(run: dict[str, Any], theirs: Predictions, cache_row: dict[str, Any], drop: list[str]) -> None:
     """A reference trained on another cache of the same images must have been scored on the same test split (the
     cache's, less the classes the probe leaves out, ``drop``: ``probe.run.without_classes``): the run page compares
     with it by default, and a reference of another split (another cap per class) opened on the comparison's 422 (an
-    attack round). A reference without stored predictions cannot be checked, and passes."""
+    attack round). ``theirs``: the reference's predictions."""
     import numpy as np
 
-    from probe.predictions import Predictions
     from probe.run import without_classes
 
-    try:
-        theirs = Predictions.load(run["path"])
-    except (OSError, ValueError):
-        return
     labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), list(cache.sources("test"))))
     kept, kept_sources, _ = without_classes({"test": (np.empty((len(labels), 0)), labels)}, {"test": sources},
                                             list(cache_row["class_names"]), drop)
@@ -317,7 +332,7 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     drop = _one_drop(probes)
     counts, names = _kept(probes[0][0], drop, _class_counts(cache_row), list(cache_row["class_names"]))
     if reference_run:
-        _check_reference(store.get_run(reference_run), cache_row, names, drop)
+        check_reference(store.get_run(reference_run), cache_row, names, drop)
     head = _cache_default_head(cache_row)
     configs = [_probe(field, config, head, cache_row["num_features"], len(names), referenced)
                for field, config, referenced in probes]
