@@ -304,7 +304,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     so a failed probe leaves no run; a resumed job whose run row exists already gets that row back.
     """
     from feature_cache import open_cache
-    from probe import ProbeConfig, load_report, run_probe
+    from probe import ProbeConfig, run_probe
     from probe.compare import probe_words
 
     pending = ctx.result().get("pending_run")
@@ -321,7 +321,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
         cfg = resolve_probe_config(config, cache.default_head)
     if cfg.device == "auto":  # the service's device, where the job's slot is (probe_resource): run_probe's own
         cfg = cfg.model_copy(update={"device": ctx.settings.resolved_device()})  # took a GPU from a "cpu" job
-    reference = load_report(ctx.store.get_run(reference_run)["path"]) if reference_run else None
+    reference = _checked_reference(ctx, cache_row, cfg.drop_classes, reference_run) if reference_run else None
     data = cache.training_data()  # the stored dtype, as mr2probe train reads it (float16: half the memory)
     if "train" not in data or "test" not in data:
         raise ValueError(f"cache {cache_id!r} needs train and test splits; it has {sorted(cache.splits)}")
@@ -360,6 +360,24 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
     ctx.progress(start + span, f"{name} done")
     return row
+
+
+def _checked_reference(ctx: JobContext, cache_row: dict[str, Any], drop: list[str], reference_run: str) -> Any:
+    """The reference run's report, checked again as at submission (:func:`app.validation.check_reference`): one
+    replaced or removed during the queue wait failed the job with the training's 'reference run has different
+    classes than this run', or a 'no report.json at ...', naming neither the run nor what changed."""
+    from probe.run import kept_classes
+
+    from .validation import RequestInvalid, check_reference
+
+    names = list(cache_row["class_names"])
+    kept = [names[k] for k in kept_classes(drop, names)]
+    try:
+        return check_reference(ctx.store.get_run(reference_run), cache_row, kept, drop)
+    except RequestInvalid as exc:
+        if exc.field != "reference_run":  # its cache, which names itself
+            raise ValueError(exc.message) from None
+        raise ValueError(f"reference run {reference_run!r} changed after this job was queued: {exc.message}") from None
 
 
 # -- handlers ------------------------------------------------------------------------------------------

@@ -5,6 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from app_testutils import MR2, wait_job
+
+
+def _before_the_job(monkeypatch, change) -> None:
+    """``change()`` once the job's request was checked and queued, as its probe step starts: what a queue wait
+    lets happen (``app.steps.probe_step`` wrapped)."""
+    import app.steps
+
+    real = app.steps.probe_step
+
+    def changed_then_step(*args, **kwargs):
+        change()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.steps, "probe_step", changed_then_step)
+
 
 def _renamed_classes(run_dir: Path) -> None:
     """The run in ``run_dir`` replaced (a ``train --force`` to its folder) by one of other class names."""
@@ -14,6 +30,37 @@ def _renamed_classes(run_dir: Path) -> None:
     for name in json.loads(text)["class_names"]:  # wherever the report names a class
         text = text.replace(json.dumps(name), json.dumps(name.upper()))
     replace_run(run_dir, lambda folder: (folder / "report.json").write_text(text, encoding="utf-8"), ["report.json"])
+
+
+def test_a_reference_replaced_by_one_of_other_classes_after_submit_fails_naming_it(fresh_finished, monkeypatch):
+    """The reference run was replaced by one of other classes during the queue wait: the job failed with
+    'ValueError: reference run has different classes than this run: ...', not saying which run. It names the
+    reference run and what changed, and leaves no run."""
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    erm = store.get_run(fresh_finished.erm)
+    runs = len(store.list_runs())
+    _before_the_job(monkeypatch, lambda: _renamed_classes(Path(erm["path"])))
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "probe", "cache_id": erm["cache_id"],
+                                                          "reference_run": erm["id"], "config": MR2}).json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"].startswith(f"ValueError: reference run {erm['id']!r} changed after this job was queued: run "
+                                   f"{erm['id']!r} has other classes than cache {erm['cache_id']!r}"), job["error"]
+    assert len(store.list_runs()) == runs
+
+
+def test_a_reference_removed_from_disk_after_submit_fails_naming_it(fresh_finished, monkeypatch):
+    """The reference run's folder removed by hand during the queue wait: the job failed with 'FileNotFoundError: no
+    report.json at ...', not saying which run of the job's it was."""
+    import shutil
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    erm = store.get_run(fresh_finished.erm)
+    _before_the_job(monkeypatch, lambda: shutil.rmtree(erm["path"]))
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "probe", "cache_id": erm["cache_id"],
+                                                          "reference_run": erm["id"], "config": MR2}).json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"].startswith(f"ValueError: reference run {erm['id']!r} changed after this job was queued: run "
+                                   f"{erm['id']!r} cannot be read: no report.json"), job["error"]
 
 
 def test_a_reference_is_checked_on_one_run_s_report_and_predictions(fresh_finished, monkeypatch):
