@@ -311,8 +311,10 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
     ``max_per_class``; the API's defaults where absent), and :func:`classes_without_message` of the result: why no
     job can run on it, or None. What the extract step checks before it encodes, and a request before its job.
-    Raises PathOutsideRoot for a data set moved since its registration (:func:`check_in_place`)."""
-    check_in_place(row)
+    Raises PathMissing or PathOutsideRoot for a data set removed or moved since its registration
+    (:func:`check_files`): a job whose data set was removed during its queue wait failed with 'data set
+    /server/path does not exist.', naming no data set."""
+    check_files(row)
     data = open_registered(row["path"], is_unlabelled(row), fingerprint,
                            val_fraction=options.get("val_fraction", DEFAULT_VAL_FRACTION), seed=options.get("seed", 0),
                            max_per_class=options.get("max_per_class"))

@@ -90,3 +90,28 @@ def test_a_reference_is_checked_on_one_run_s_report_and_predictions(fresh_finish
     with pytest.raises(RequestInvalid, match=f"run {erm['id']!r} has other classes than cache {cache_row['id']!r}"):
         check_reference(elsewhere, cache_row, list(cache_row["class_names"]), [])
     assert len(calls) == 2
+
+
+def test_a_data_set_removed_after_submit_fails_its_extraction_naming_it(fresh_finished, monkeypatch):
+    """The data set's files removed from the server during the queue wait: the extraction failed with
+    'FileNotFoundError: data set <data dir>/uploads/.../tiny.zip does not exist.', naming no data set. It names the
+    data set, as the API's listing of it does."""
+    import os
+
+    import app.steps
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    dataset = store.get_dataset(store.get_cache(store.get_run(fresh_finished.erm)["cache_id"])["dataset_id"])
+    away = Path(dataset["path"] + ".away")
+    real = app.steps.extract_step
+
+    def removed_then_step(*args, **kwargs):
+        os.replace(dataset["path"], away)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.steps, "extract_step", removed_then_step)
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"],
+                                                          "options": {"max_per_class": 2}}).json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"] == (f"PathMissing: data set {dataset['id']!r} has no files on the server any more (removed or "
+                            "moved since it was registered); register it again"), job["error"]
