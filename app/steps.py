@@ -88,9 +88,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
 
     Raises:
         feature_cache.DatasetError: a class has no train or test image (the data set's files changed since its
-            registration refused such a data set), checked before anything is extracted; or every one of a class's
-            train or test files failed to decode (``feature_cache.extract.check_decodable``, before a cache is
-            written).
+            request refused such a data set; said so, naming it), checked before anything is extracted; or every one
+            of a class's train or test files failed to decode (``feature_cache.extract.check_decodable``, before a
+            cache is written).
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, skipped_summary)
@@ -110,8 +110,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     share = options.get("val_fraction", DEFAULT_VAL_FRACTION)  # the request's, with its default filled in
     for _, text in cautions(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share):
         ctx.message(text)
-    if problem:
-        raise DatasetError(problem)
+    if problem:  # the request was checked against the data set: it lost images since (a line naming none of it)
+        raise DatasetError(f"data set {dataset_id!r} changed since this job was requested: {problem}")
     ctx.check_stop()
     ctx.progress(start, f"building encoder {encoder_name}")
     encoder = create_encoder(encoder_name, device=device)
