@@ -203,7 +203,8 @@ def _reference_files(run_dir: str, scored_elsewhere: bool) -> tuple[Report, Pred
         return report, None
 
 
-def _check_same_test_split(run: dict[str, Any], theirs: Predictions, cache_row: dict[str, Any], drop: list[str]) -> None:
+def _check_same_test_split(run: dict[str, Any], theirs: Predictions, cache_row: dict[str, Any],
+                           drop: list[str]) -> None:
     """A reference trained on another cache of the same images must have been scored on the same test split (the
     cache's, less the classes the probe leaves out, ``drop``: ``probe.run.without_classes``): the run page compares
     with it by default, and a reference of another split (another cap per class) opened on the comparison's 422 (an
