@@ -99,7 +99,7 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     from probe.label_issues import check_method, label_issue_mask, label_issue_predictions, out_of_fold_probabilities
 
     check_method(method)
-    from probe.run import kept_rows, without_classes
+    from probe.splits import kept_rows, without_classes
 
     report = load_report(run_dir)
     config = report.probe_config()

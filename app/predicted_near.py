@@ -55,7 +55,7 @@ def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrai
     import numpy as np
 
     from probe.near_duplicates import MAX_CHECK_PRODUCTS, RowSubset, check_rows, near_duplicate_threshold
-    from probe.run import kept_rows
+    from probe.splits import kept_rows
     from probe.seen import SEEN_SPLITS
     from probe.uncertainty import wilson_interval
 

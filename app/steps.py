@@ -366,7 +366,7 @@ def _checked_reference(ctx: JobContext, cache_row: dict[str, Any], drop: list[st
     """The reference run's report, checked again as at submission (:func:`app.validation.check_reference`): one
     replaced or removed during the queue wait failed the job with the training's 'reference run has different
     classes than this run', or a 'no report.json at ...', naming neither the run nor what changed."""
-    from probe.run import kept_classes
+    from probe.splits import kept_classes
 
     from .validation import RequestInvalid, check_reference
 

@@ -72,7 +72,7 @@ def _probe(field: str, config: ProbeConfig, default_head: str | None, num_featur
     reference run); returns it as stored."""
     from pydantic import ValidationError
 
-    from probe.run import check_class_options
+    from probe.splits import check_class_options
 
     try:
         cfg = resolve_probe_config(config.model_dump(mode="json", exclude_unset=True), default_head)
@@ -206,12 +206,12 @@ def _reference_files(run_dir: str, scored_elsewhere: bool) -> tuple[Report, Pred
 def _check_same_test_split(run: dict[str, Any], theirs: Predictions, cache_row: dict[str, Any],
                            drop: list[str]) -> None:
     """A reference trained on another cache of the same images must have been scored on the same test split (the
-    cache's, less the classes the probe leaves out, ``drop``: ``probe.run.without_classes``): the run page compares
+    cache's, less the classes the probe leaves out, ``drop``: ``probe.splits.without_classes``): the run page compares
     with it by default, and a reference of another split (another cap per class) opened on the comparison's 422 (an
     attack round). ``theirs``: the reference's predictions."""
     import numpy as np
 
-    from probe.run import without_classes
+    from probe.splits import without_classes
 
     labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), list(cache.sources("test"))))
     kept, kept_sources, _ = without_classes({"test": (np.empty((len(labels), 0)), labels)}, {"test": sources},
@@ -273,7 +273,7 @@ def _kept(field: str, drop: list[str], counts: dict[str, list[int]], class_names
     """Images per class of each split and the class names without the classes ``drop`` leaves out (a probe's
     ``drop_classes``): what its run trains and is scored on. RequestInvalid under ``field`` naming a class that is not
     one of ``class_names``, or when fewer than two would be left."""
-    from probe.run import kept_classes
+    from probe.splits import kept_classes
 
     try:
         kept = kept_classes(drop, class_names)
@@ -297,14 +297,14 @@ def _one_drop(probes: list[tuple[str, ProbeConfig, bool]]) -> list[str]:
 
 def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str, Any], probe_field: str,
                       has_reference: bool, class_names: list[str]) -> None:
-    """A probe selects on validation images: splits that give it none (``probe.run.validation_images``) fail the
+    """A probe selects on validation images: splits that give it none (``probe.splits.validation_images``) fail the
     run after its queue wait, so the request is refused now; so is a run whose work on these splits (its folds
     where it cross-validates, its rows) is past ``ProbeConfig.check_cost``'s bounds: refused under ``probe_field``
     (it stood under the data set's field, and the launch form showed an epochs error by the data set; an attack
     round)."""
     from feature_cache.datasets import SPLITS
     from probe import ProbeConfig
-    from probe.run import cv_folds, empty_validation, spread_problem, training_rows, validation_images
+    from probe.splits import cv_folds, empty_validation, spread_problem, training_rows, validation_images
 
     sizes = ", ".join(f"{split} {sum(counts.get(split) or [])}" for split in SPLITS)
     try:  # cross-validating on these splits, each candidate is fitted on every fold too

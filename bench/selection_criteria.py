@@ -14,7 +14,7 @@ full cache, the whole test split), what other criteria would have chosen, from t
 
 Every candidate is fitted on its own (``ProbeTrainer``, the sweep's parameters ``ProbeConfig.trainer_params``,
 training seed = subsample seed) on each fold's 4/5, then refitted on the training split ``run_probe`` carves from
-the subsample (``probe.run.carve_validation``) and scored on the test split. The table gives each
+the subsample (``probe.splits.carve_validation``) and scored on the test split. The table gives each
 criterion's test accuracy minus the accuracy criterion's, mean ± std over the subsamples.
 
     python bench/selection_criteria.py --features /work/cache/fmnist-full.h5 /work/cache/cifar10-full.h5 \\
@@ -79,7 +79,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, config, candidates: list[dict],
 def one_subsample(pool, test, num_classes: int, n: int, seed: int) -> dict:
     """Every criterion's pick and every candidate's CV and test scores for one subsample."""
     from probe import ProbeConfig, ProbeTrainer
-    from probe.run import carve_validation
+    from probe.splits import carve_validation
 
     rows = subsample_per_class(pool[1], n, seed)
     x, y = pool[0][rows].astype(np.float32), pool[1][rows]

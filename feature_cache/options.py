@@ -198,13 +198,13 @@ def said_before(data: Any, share: float | None, cap: int | None = None) -> list[
 def no_validation(data: Any, counts: dict[str, list[int]], cap: int | None, flag: str) -> str | None:
     """Why a probe would refuse the cache of an opened data set's splits (``counts``, its images per class of each
     split: ``feature_cache.datasets.dataset_counts``, which its callers have) for want of validation images
-    (``probe.run.validation_images``: the val split's, else those carved from a class of 2 train images or more), or
+    (``probe.splits.validation_images``: the val split's, else those carved from a class of 2 train images or more), or
     None; a labelled test set alone (no train image) is for predict. With a cap per class (``cap``, the option
     ``flag``: ``mr2probe extract``'s ``--max-per-class 1`` wrote a cache that train then refused, a loose end), the
     least cap that leaves one, by the same carving."""
     from itertools import count
 
-    from probe.run import MIN_TRAIN_TO_CARVE, carved_per_class, empty_validation, validation_images
+    from probe.splits import MIN_TRAIN_TO_CARVE, carved_per_class, empty_validation, validation_images
 
     params = data.params
     if not sum(counts.get("train") or []) or validation_images(counts, params["val_fraction"]):

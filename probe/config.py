@@ -399,7 +399,7 @@ class ProbeConfig(BaseModel):
     def total_fits(self, folds: int = 0, has_reference: bool = False) -> int:
         """The fits a run makes (its progress counts them, ``report.timing.fits`` says them): the sweep and the
         seeds, plus, for the disparity-aware decision, the reference configuration (its sweep where no reference
-        run gives it) and its other seeds. Under ``folds``-fold cross-validation (``probe.run.cv_folds``) each
+        run gives it) and its other seeds. Under ``folds``-fold cross-validation (``probe.splits.cv_folds``) each
         sweep runs once per fold and the reference's first seed is fitted on the train split."""
         sweeps = max(1, folds)
         total = self.n_candidates() * sweeps + len(self.seeds)

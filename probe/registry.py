@@ -71,7 +71,7 @@ class Option:
 
     default: Any
     accepts: tuple = ()
-    # K numbers, one per class (priors, val_error): the data's class count checks their length (probe.run), and the
+    # K numbers, one per class (priors, val_error): the data's class count checks their length (probe.splits), and the
     # report and the divergence message, which list a run's settings, leave them out
     per_class: bool = False
 

@@ -35,7 +35,7 @@ def _read(run_dir: str):
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
     from probe.report import confusion_cell
-    from probe.run import cache_test_rows
+    from probe.splits import cache_test_rows
     from probe.rundir import read_run
 
     from ..label_issues import run_cache

@@ -285,7 +285,7 @@ def _train(args: argparse.Namespace) -> int:
     reference = load_report(args.reference) if args.reference else None
     data, names, sources = cache.training_data(), list(cache.class_names), cache.training_sources()
     if config.drop_classes:  # checked here, before the progress bar: run_probe leaves them out
-        from probe.run import kept_classes
+        from probe.splits import kept_classes
 
         kept = kept_classes(config.drop_classes, names)
         print(f"left out: {', '.join(config.drop_classes)} ({len(kept)} classes trained on)", file=sys.stderr)

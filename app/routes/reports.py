@@ -110,7 +110,7 @@ CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g.
 def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted: str | None = PredictedQuery,
              limit: int = LimitQuery, store: Store = Depends(get_store)) -> FailuresOut:
     from feature_cache import open_cache
-    from probe.run import cache_test_rows
+    from probe.splits import cache_test_rows
     from probe.rundir import read_run
 
     run = store.get_run(run_id)

@@ -378,7 +378,7 @@ def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_naming_the_l
     reads; a data set too small by itself (no cap) is a warning, and its cache still serves predict."""
     import feature_cache
     from app.cli import main
-    from probe.run import validation_images
+    from probe.splits import validation_images
 
     extract, calls = feature_cache.extract, []
     monkeypatch.setattr(feature_cache, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))

@@ -313,7 +313,7 @@ def test_another_extraction_of_the_runs_data_set_is_not_matched_by_file_name_alo
 def test_the_train_split_of_a_run_that_carved_its_val_says_which_images_only_chose(tmp_path, capsys):
     """With no val split the run carves val out of train: scored on its own cache's train split, those images were
     said to be trained on (a review); the warning counts them apart."""
-    from probe.run import carved_mask
+    from probe.splits import carved_mask
     from probe import ProbeConfig
 
     rng = np.random.default_rng(5)

@@ -1033,7 +1033,7 @@ def test_splits_without_a_validation_image_are_refused_before_a_job_exists(servi
     import io
     import zipfile
 
-    from probe.run import EMPTY_VALIDATION
+    from probe.splits import EMPTY_VALIDATION
 
     flat = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(1, 1))) as src, zipfile.ZipFile(flat, "w") as dst:

@@ -259,7 +259,7 @@ def test_fewest_training_images_is_the_smallest_class_of_any_fit(counts, cv):
     per class, and the final fits' train split (less what is carved for val where there is no val split), class by
     class (the refusal names the classes short of it)."""
     from probe.decision import MIN_VAL_PER_CLASS
-    from probe.run import carved_per_class, fewest_training_per_class
+    from probe.splits import carved_per_class, fewest_training_per_class
 
     train = np.asarray(counts["train"])
     val = np.asarray(counts.get("val") or [])
@@ -276,7 +276,7 @@ def test_fewest_training_images_is_the_smallest_class_of_any_fit(counts, cv):
     assert fewest_training_per_class(counts, 0.1, cv).tolist() == np.min(fits, axis=0).tolist()
     # the folds a service counts as fits (ProbeConfig.check_cost) are plan_cross_validation's
     from probe.crossval import plan_cross_validation
-    from probe.run import cv_folds
+    from probe.splits import cv_folds
 
     names = [f"c{i}" for i in range(len(train))]
     plan, _ = plan_cross_validation(np.repeat(np.arange(len(val)), val), np.repeat(np.arange(len(train)), train + val),

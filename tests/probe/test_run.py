@@ -592,9 +592,9 @@ def test_the_overall_criterion_scores_and_chooses_alike_with_or_without_a_refere
 @pytest.mark.parametrize("train", [[1, 1, 1], [0, 2, 1], [5, 1, 9], [2, 2, 2]])
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
 def test_validation_images_counts_what_carve_validation_takes(train, fraction):
-    """What a service checks before a job exists (probe.run.validation_images) is what a run's empty val split
+    """What a service checks before a job exists (probe.splits.validation_images) is what a run's empty val split
     gets from carve_validation; a given val split counts as it is."""
-    from probe.run import carve_validation, validation_images
+    from probe.splits import carve_validation, validation_images
 
     labels = np.repeat(np.arange(len(train)), train)
     _, (_, carved) = carve_validation(np.zeros((len(labels), 2)), labels, fraction, seed=3)
@@ -812,7 +812,7 @@ def test_a_class_left_out_by_its_decomposed_name_is_the_composed_class():
     named" beside the class 'café' the data set gave composed; confusion_cell's lookup already composed names."""
     import unicodedata
 
-    from probe.run import without_classes
+    from probe.splits import without_classes
 
     names = ["café", "thé", "eau"]
     x, y = np.arange(12, dtype=np.float32).reshape(6, 2), np.array([0, 1, 2, 0, 1, 2])

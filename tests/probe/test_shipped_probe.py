@@ -370,7 +370,7 @@ def test_a_run_replaced_interrupted_while_its_files_are_moved_in_is_the_new_run_
 def test_val_carved_from_train_is_kept_as_val_among_the_images_a_run_saw(data, tmp_path):
     """Without a val split run_probe carves val out of train: those images were counted as trained on (a review);
     the seen digests keep them as val, the rest as train."""
-    from probe.run import carved_mask
+    from probe.splits import carved_mask
     from probe.seen import SeenSources, source_digests
 
     given = {"train": data["train"], "test": data["test"]}  # no val: carved
