@@ -145,7 +145,7 @@ def test_an_improvement_is_checked_on_test_by_its_hard_third_interval_and_its_im
     """compare's beyond_noise rule: the interval and the images' exact test, leaning the same way (3 hard test images
     fixed resample to an interval above 0 and are p = 0.25: "holds" beside a verdict saying so; a statistics
     review)."""
-    from probe.run import verdict_on_test
+    from probe.run_notes import verdict_on_test
 
     assert [verdict_on_test(ci, 0.01, total) for ci, total in (([0.01, 0.2], 5.0), ([0.0, 0.1], 5.0),
                                                                ([-0.05, 0.02], -1.0), ([-0.1, -0.01], -5.0))] == [
@@ -167,7 +167,7 @@ def test_an_improvement_is_checked_on_test_by_its_hard_third_interval_and_its_im
 def test_an_overall_cost_past_the_budget_within_noise_is_said():
     """-3.02 points on test on a budget of 3 read "held on test" bare (a consistency round): the verdict says the
     cost is past the budget but not beyond noise of it; within the budget, or already overall_lost, nothing."""
-    from probe.run import past_budget_sentence
+    from probe.run_notes import past_budget_sentence
 
     assert past_budget_sentence(False, -0.0302, 3.0, "accuracy") == (
         " The overall difference on test, -3.0 pt, is past the 3-point budget, but not beyond noise of it.")

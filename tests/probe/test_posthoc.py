@@ -177,10 +177,10 @@ def test_a_bias_the_guard_could_not_test_is_said_untested_not_failed():
     from types import SimpleNamespace
 
     from probe import ProbeConfig
-    from probe.run import _posthoc_sentence
+    from probe.run_notes import posthoc_sentence
 
     untested = [SimpleNamespace(posthoc={"folds": 0, "applied": False}) for _ in range(3)]
-    text = _posthoc_sentence(ProbeConfig(posthoc_bias=True), untested)
+    text = posthoc_sentence(ProbeConfig(posthoc_bias=True), untested)
     assert text.endswith("a class has fewer than 10 val images, too few to estimate its effect out of sample, so the "
                          "guard could not test it: not applied to any of the 3 seeds, which keep the unbiased logits "
                          "(every class needs 10 val images).")

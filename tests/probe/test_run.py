@@ -685,7 +685,7 @@ def test_a_worst_test_class_outside_the_hard_third_is_said(data):
         f"{100 * report['val']['per_class'][0]:.1f} %" in note and row["group"] != "hard"
     # tied on validation with a class of another third: its stability is the tie's, not evidence (it read "kept its
     # third in 100 % of resamples" beside the tie note; a new-user round)
-    from probe.run import _worst_outside_hard
+    from probe.run_notes import _worst_outside_hard
 
     ranked = np.array(report["val"]["per_class"], dtype=float)
     other = next(i for i in report["grouping"]["groups"]["hard"])
@@ -702,7 +702,7 @@ def test_no_worst_class_note_when_a_hard_class_ties_it_on_test(data):
     easy third" beside a hard-third class as bad (a new-user round, 3 classes of 1 to 6 test images). A class of the
     hard third at the worst class's test accuracy leaves nothing to note."""
     from probe.report import Report
-    from probe.run import _worst_outside_hard
+    from probe.run_notes import _worst_outside_hard
 
     x, y = data["test"]
     moved = x.copy()
