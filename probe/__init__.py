@@ -51,12 +51,13 @@ _EXPORTS: dict[str, str] = {
                      "MAX_GRID_VALUES", "MAX_GRID_CANDIDATES", "MAX_FIT_EPOCHS", "MAX_FIT_STEPS", "MAX_ADAPTER_RANK",
                      "MAX_BATCH_SIZE", "MAX_NAME_LENGTH",
                      "MAX_OVERALL_DROP", "DEFAULT_CV_FOLDS", "MIN_CV_FOLDS", "MAX_CV_FOLDS"], "config"),
-    # evaluate.py, splits.py, run.py, report.py, compare.py: one run end to end and its report
+    # evaluate.py, splits.py, run.py, report.py, report_text.py, compare.py: one run end to end and its report
     **dict.fromkeys(["SeedEvaluation"], "evaluate"),
     **dict.fromkeys(["ProbeCancelled", "run_probe"], "run"),
     **dict.fromkeys(["carve_validation"], "splits"),
-    **dict.fromkeys(["Report", "PER_CLASS_COLUMNS", "build_report", "format_report", "load_report", "report_csv",
-                     "report_json", "write_run"], "report"),
+    **dict.fromkeys(["Report", "PER_CLASS_COLUMNS", "build_report", "load_report", "report_csv", "report_json",
+                     "write_run"], "report"),
+    **dict.fromkeys(["format_report"], "report_text"),
     **dict.fromkeys(["Comparison", "compare_reports", "format_comparison"], "compare"),
     # deploy.py: a finished run's probe applied to new features
     **dict.fromkeys(["RunProbe", "score_predictions"], "deploy"),

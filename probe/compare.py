@@ -16,8 +16,8 @@ from .metrics import nan_mean, worst_class
 from .names import listed
 from .numbers import percent, signed_points
 from .predictions import PREDICTIONS_FILE
-from .report import (TERMINAL_CLASSES, Calibration, FeatureSource, Num, Report, class_table, interval_text,
-                     loss_label, print_table, probe_label, text_console)
+from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
+from .report_text import TERMINAL_CLASSES, class_table, print_table, text_console
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import observed_class_accuracy, own_intervals, p_text
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from .compare import Comparison, metric_title
 from .numbers import percent, signed_points
-from .report import Num, Report, interval_text, print_table, text_console
+from .report import Num, Report, interval_text
+from .report_text import print_table, text_console
 from .selection import SIGN_TEST_ALPHA
 from .uncertainty import holm
 

@@ -17,10 +17,10 @@ from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, compa
                       metric_title)
 from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
 from .numbers import number_text, percent
-from .report import (CHART_CLASSES, CONFUSIONS_HEADER, NO_CLASSES, Calibration, Confusion, CrossValidation,
-                     Environment, FeatureSource, NearDuplicates, Report, Timing, confusions_text, empty_third,
-                     interval_text, left_out_text, loss_label, posthoc_text, shipped_accuracy,
-                     shipped_worst_text, verdict_label, worst_class_ci, WorstClass, worst_first)
+from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
+                     FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
+                     posthoc_text, shipped_accuracy, verdict_label, WorstClass)
+from .report_text import NO_CLASSES, empty_third, left_out_text, shipped_worst_text, worst_class_ci, worst_first
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]

@@ -1,4 +1,5 @@
-"""The run report (``report.json``, schema_version 2 of docs/ARCHITECTURE.md), its CSV and terminal views.
+"""The run report (``report.json``, schema_version 2 of docs/ARCHITECTURE.md), its CSV view and its run folder's files
+(the terminal view and the text helpers the views share: ``probe.report_text``).
 
 Aggregation over seeds (all on the test split unless named ``val``):
 
@@ -18,7 +19,6 @@ in report.json and in the API alike.
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import hashlib
 import io
@@ -29,7 +29,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional
+from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
@@ -44,7 +44,7 @@ from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
 from .seen import SEEN_FILE
-from .names import class_index, listed, lookalike_key, repeated
+from .names import listed, repeated
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
@@ -56,9 +56,8 @@ __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_V
            "ReliabilityBin", "HEATMAP_CLASSES", "ConfusionFocus", "ConfusedWith", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "Environment", "run_environment",
-           "build_report", "write_run", "load_report", "report_csv", "format_report", "report_json", "interval_text",
-           "confusions_text", "CONFUSIONS_HEADER", "worst_first", "Verdict", "unknown_class_text", "confusion_cell",
-           "left_out_text",
+           "build_report", "write_run", "load_report", "report_csv", "report_json", "interval_text",
+           "confusions_text", "CONFUSIONS_HEADER", "Verdict",
            "TestCheck",
            "TestCheckWords", "TEST_CHECKS", "VerdictWords", "VERDICT_WORDS", "POSTHOC_WORDS", "verdict_label", "probe_label",
            "loss_label", "posthoc_text"]
@@ -147,10 +146,6 @@ PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", 
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
                      "top_confusions", "n_val", "shipped_accuracy")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
-# The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
-# (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
-# comparison's JSON and the exports keep every class.
-TERMINAL_CLASSES = 40
 # The per-class charts (the dashboard's, the HTML export's) draw the worst this many: 1,000 bars made an SVG 18,036 px
 # tall (a 1,000-class round); their tables list every class.
 CHART_CLASSES = 60
@@ -1509,113 +1504,10 @@ def report_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-# What a third without any class shows (fewer than three classes leave one empty), instead of "—% —"
-NO_CLASSES = "no classes (fewer than three classes to rank)"
-
-
-def empty_third(key: str, value: float | None) -> bool:
-    """Whether the summary figure ``key`` is a third that holds no class (its value None): shown as
-    :data:`NO_CLASSES` by every view."""
-    return value is None and key in GROUP_NAMES
-
-
-def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:
-    """Per-class rows ordered by test accuracy, worst first; classes without one (no test image) last."""
-    return sorted(rows, key=lambda row: 2.0 if accuracy(row) is None else accuracy(row))
-
-
-def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> str:
-    """Why ``name`` is not a class of a run: its classes when it has at most ``shown``, else how many it has and
-    the closest names (a 300-class run's message had listed all 300)."""
-    if len(class_names) <= shown:  # the class named but for case: said, as --drop-class says it (a new-user round)
-        same = [c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'Cat ' for 'Cat' too
-        hint = f" (did you mean {same[0]!r}?)" if same else ""
-        return f"{name!r} is not a class of this run{hint}; its classes: {', '.join(class_names)}"
-    # names holding it first ('tench' → 'n01440764 tench, Tinca tinca', under difflib's cutoff; a scale round)
-    needle = name.strip().casefold()
-    holding = [c for c in class_names if needle and needle in c.casefold()]
-    close = list(dict.fromkeys(holding + difflib.get_close_matches(name, class_names, n=5, cutoff=0.6)))[:5]
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"{name!r} is not a class of this run, one of {len(class_names)} (report.json class_names){hint}"
-
-
-def confusion_cell(class_names: list[str], true: str | None, predicted: str | None,
-                   fields: tuple[str, str] = ("class", "predicted")) -> tuple[int | None, int | None]:
-    """The indices of a true class and of a predicted one other than it, each when given (None: every class): the
-    mistakes to list (``mr2probe failures``, ``GET /api/runs/{id}/failures``). ValueError naming the argument (``fields``, as the
-    caller spells them) that names no class of the run, or a predicted class equal to the true one. A name typed or
-    pasted in decomposed Unicode (NFD, as macOS writes file names) is the composed class name the data set gave
-    (``feature_cache`` composes folder names; an outside round's 'Überschall' was refused beside itself)."""
-    found = []
-    for field, name in zip(fields, (true, predicted)):
-        index = None if name is None else class_index(name, class_names)
-        if name is not None and index is None:
-            raise ValueError(f"{field} {unknown_class_text(name, class_names)}")
-        found.append(index)
-    if found[1] is not None and found[1] == found[0]:
-        raise ValueError(f"{fields[1]} names the class itself: its images predicted as it are not mistakes.")
-    return found[0], found[1]
-
-
-def worst_class_ci(per_class: list, name: str) -> list | None:
-    """The 95 % Wilson interval of the class ``name`` among the ``per_class`` rows (models or their JSON), the worst
-    class's beside its accuracy in the terminal and the exports (a new-user round: "Shirt (33.33 %)" alone); None
-    in reports without intervals."""
-    for row in per_class:
-        row_name, ci = (row["name"], row.get("accuracy_ci")) if isinstance(row, dict) else (row.name, row.accuracy_ci)
-        if row_name == name:
-            return ci
-    return None
-
-
 def confusions_text(top: list[tuple[str, float]]) -> str:
     """A class's most frequent confusions, (name, fraction of its test images predicted as it) pairs, as "name (per
     cent)" (:data:`CONFUSIONS_HEADER`); "—" when it has none."""
     return ", ".join(f"{name} ({percent(rate, 1)})" for name, rate in top if rate > 0) or "—"
-
-
-def left_out_text(config: dict) -> str:
-    """The classes a run left out (``ProbeConfig.drop_classes``) in words, "" where none: a report of 9 classes of a
-    10-class cache said nothing of the tenth."""
-    dropped = config.get("drop_classes") or []
-    return f"{listed(dropped, 10)} (their images in no split: the run is of the other classes)" if dropped else ""
-
-
-def _header(report: Report) -> list[str]:
-    cfg, selection = report.config, report.selection
-    chosen = ", ".join(f"{k}={v:g}" for k, v in cfg.get("selected", {}).items() if v is not None)
-    lines = [f"run {report.run_id or '(unnamed)'}: head={cfg['head']} loss={loss_label(cfg)} p={cfg.get('p')} "
-             f"seeds={report.seeds.values} selected: {chosen}"]
-    if left := left_out_text(cfg):
-        lines.append(f"left out: {left}")
-    if selection.preset is not None:
-        settings = ", ".join(f"{k}={v}" for k, v in selection.preset.settings.items())
-        lines.append(f"preset {selection.preset.name} ({settings}): {selection.preset.why}")
-    if selection.verdict_text:
-        lines.append(f"verdict ({verdict_label(selection.verdict, selection.test_check)}): {selection.verdict_text}")
-    if report.posthoc is not None:
-        lines.append(f"post-hoc: {posthoc_text(report.posthoc, report.config)}")
-    where = "val" if selection.cv is None else selection.cv.describe()
-    lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
-    lines.append(f"grouping: {report.grouping.note}")
-    if report.features is not None:
-        lines.append(f"features: {report.features.describe()}")
-    if report.timing is not None:
-        lines.append(f"time: {report.timing.describe()}")
-    if report.environment is not None:
-        lines.append(f"environment: {report.environment.describe()}")
-    lines += [f"warning: {text}" for text in report.warnings]
-    return lines
-
-
-def _val_note(report: Report) -> str:
-    """What the terminal table's "val %" is, beside what ranked the groups (the report's grouping note, one
-    definition): a new-user round read this run's val % (Shirt 23.33, out of fold) against the 63.3 % of the
-    reference that ranked the thirds, both called "val"."""
-    cv = report.selection.cv
-    column = ("this run's accuracy on the validation split, the seeds' mean" if cv is None else
-              f"this run's out-of-fold accuracy ({cv.describe()}, the chosen configuration's first seed)")
-    return f"val %: {column}; {report.grouping.note}."
 
 
 def _thirds_out_of_order(summary: Summary, selection: Selection, posthoc: Posthoc | None) -> list[str]:
@@ -1644,187 +1536,3 @@ def posthoc_text(posthoc: Posthoc | dict, config: dict) -> str:
                                             config.get("max_overall_drop") or 0.0)
 
 
-def shipped_worst_text(per_class: list, seeds: int, unit: str = " %") -> str:
-    """``; of the shipped probe (first seed): bird 16.67 %``, said beside the seed mean's worst class by the terminal
-    and Markdown views (:func:`shipped_worst`), each with its own per-cent sign (``unit``: "%" in the terminal's line,
-    which read "46.67%; ... 50.00 %"; a new-user round); "" with one seed."""
-    worst = shipped_worst(per_class, seeds)
-    if worst is None:
-        return ""
-    return f"; of the shipped probe (first seed): {worst.label()} {percent(worst.accuracy, unit=unit)}"
-
-
-def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:
-    """The per-class rows the terminal tables list, and their caption: every class up to ``max_classes`` (None:
-    no limit), else the ``max_classes`` worst by test accuracy."""
-    rows = report.per_class
-    if max_classes is None or len(rows) <= max_classes:
-        return rows, None
-    shown = worst_first(rows, lambda r: r.accuracy)[:max_classes]
-    return shown, (f"the {max_classes} worst of {len(rows)} classes by test accuracy; the other "
-                   f"{len(rows) - max_classes} are in per_class.csv")
-
-
-def text_console(width: int):
-    """A rich console recording plain text ``width`` cells wide that prints class names as they are: markup off
-    ('crane [bird]' lost its '[bird]', and 'x [/] y' ended train and report in a MarkupError after the run was
-    written; a many-classes round) and emoji codes off ('animal:cat:1' printed as 'animal🐱1', 'hot :dog: stand' as
-    'hot 🐶 stand'; a review)."""
-    from rich.console import Console
-
-    return Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False, emoji=False)
-
-
-def format_report(report: Report, *, width: int = 120, max_classes: int | None = TERMINAL_CLASSES) -> str:
-    """A readable terminal view: header, summary with mean ± std over seeds, margins, per-class tables (every class
-    up to ``max_classes``, else the worst ``max_classes``; None: every class)."""
-    from rich import box
-    from rich.table import Table
-
-    console = text_console(width)
-    for line in _header(report):
-        console.print(line)
-    summary, metrics = report.summary, report.seeds.metrics
-    table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
-    for col in ("overall", "balanced", "easy", "medium", "hard", "worst class of each seed"):
-        table.add_column(col, justify="right")
-    table.add_row(*("—" if metrics[key].mean is None
-                    else f"{percent(metrics[key].mean)} ± {percent(metrics[key].std)}" for key in SEED_METRICS))
-    console.print(table)
-    if summary.overall_ci is not None:
-        console.print(f"overall {percent(summary.overall)}%, 95 % interval {interval_text(summary.overall_ci)} over "
-                      f"{sum(row.n_test for row in report.per_class):,} test images (the ± above: spread over seeds)")
-    if len(metrics["overall"].per_seed) > 1:  # what ships, beside the mean (only the calibration line said it)
-        console.print(f"the shipped probe (first seed): overall {percent(metrics['overall'].per_seed[0])}%"
-                      + (f", 95 % interval {interval_text(summary.shipped_overall_ci)}"
-                         if summary.shipped_overall_ci else ""))
-    if summary.group_ci:
-        console.print("95 % intervals over the test images: " + ", ".join(
-            f"{key} {NO_CLASSES}" if empty_third(key, getattr(summary, key)) else
-            f"{key} {percent(getattr(summary, key))}% {interval_text(summary.group_ci.get(key))}"
-            for key in ("balanced", *GROUP_NAMES)))
-    if report.calibration is not None:
-        console.print(report.calibration.describe())
-    if report.near_duplicates is not None:
-        console.print(report.near_duplicates.describe())
-    wc, gm = summary.worst_class, summary.group_margin
-    ci = worst_class_ci(report.per_class, wc.name)
-    console.print(f"worst class (seed mean): {wc.label()} {percent(wc.accuracy)}%"
-                  + (f" {interval_text(ci)}" if ci else "")
-                  + f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
-                  f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
-    console.print(f"output margin P(y|x) − max P(y'|x): easy {number_text(gm.easy)}, medium {number_text(gm.medium)}, "
-                  f"hard {number_text(gm.hard)}")
-    ideal = summary.ideal_class_margin_deg  # none where the simplex does not fit: "—", no degree sign (a re-test)
-    console.print(f"class margin {number_text(summary.class_margin_deg, '.2f')}° (ideal "
-                  f"{number_text(ideal, '.2f')}{'' if ideal is None else '°'}), min sample margin "
-                  f"{number_text(summary.min_sample_margin)} (ideal {number_text(summary.ideal_sample_margin)})")
-
-    rows, caption = _shown_classes(report, max_classes)
-    pc = class_table(
-        "per class (test), worst first",
-        (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_val", "right"), ("n_test", "right"),
-         ("acc %", "right"), ("± std", "right"), ("shipped %", "right"), ("val %", "right"), ("r²", "right"),
-         ("spread", "right"), ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
-        # n_val beside "val %": a long-tailed round read 100.00 resting on one validation image (the dashboard and
-        # the CSV gave the count, the terminal did not)
-        [[row.name, row.group, str(row.n_train), "—" if row.n_val is None else str(row.n_val), str(row.n_test),
-          percent(row.accuracy), percent(row.accuracy_std),
-          percent(shipped_accuracy(row)), percent(row.val_accuracy),
-          number_text(row.r2, ".4g"), number_text(row.spread, ".4g"), number_text(row.gamma),
-          number_text(row.output_margin), number_text(row.sample_margin_min), number_text(row.sample_margin_mean)]
-         for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
-        width, caption)
-    print_table(console, pc, width)
-    console.print(_val_note(report))
-    if any(row.precision is not None for row in report.per_class):
-        print_table(console, _failures_table(rows, caption, width), width)
-    return console.export_text()
-
-
-NAME_COLUMN = 30  # the widest class-name column of a terminal table; a longer name is cut in its middle
-
-
-def cut_name(name: str, width: int = NAME_COLUMN) -> str:
-    """``name`` in at most ``width`` terminal cells, cut in the middle ('n01447017 goldfish, Carassius auratus #17'
-    → 'n01447017 goldf…us auratus #17'): the end tells apart names alike at the start (a scale round), and cut at
-    the end a name read as whole ('n01443537 goldfish,'; an earlier one). Cells, not characters: a CJK character or
-    an emoji takes two, and a name cut by characters overflowed its column, which rich then cut at its end too
-    ('北京烤鸭 P……' for every '北京烤鸭 Peking duck … #0158' of a 1,000-class run; a many-classes round)."""
-    from rich.cells import cell_len
-
-    if cell_len(name) <= width:
-        return name
-    head = width // 2
-    return _fit_cells(name, head) + "…" + _fit_cells(name[::-1], width - 1 - head)[::-1]
-
-
-def _fit_cells(text: str, cells: int) -> str:
-    """The longest start of ``text`` that fits in ``cells`` terminal cells."""
-    from rich.cells import get_character_cell_size
-
-    used = 0
-    for i, char in enumerate(text):
-        used += get_character_cell_size(char)
-        if used > cells:
-            return text[:i]
-    return text
-
-
-def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None):
-    """A rich table, ``width`` columns wide at most, whose first column is the class name and ``columns`` its
-    ``(header, justify)``: each number column as wide as its widest cell (no number is ever cut), the names cut in
-    their middle (:func:`cut_name`) to the width left, between 12 and :data:`NAME_COLUMN`, never wrapped; a prose
-    column (left-justified, not the first) takes what remains and wraps. Rich had given a 1,000-class run's name
-    column 7 characters beside roomy number columns, every name wrapped onto up to ten lines, and cut 'Pullover' to
-    'Pullov…' at 120 columns (new-user and scale rounds)."""
-    from rich import box
-    from rich.cells import cell_len
-    from rich.table import Table
-
-    prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
-             enumerate(columns)]
-    need = [max([cell_len(row[i]) for row in rows] + [max(map(cell_len, header.split()))]) for i, (header, _) in
-            enumerate(columns)]
-    # three characters a column (padding on either side, a separator), one at the edge
-    left = width - 3 * len(columns) - 1 - sum(n for i, n in enumerate(need) if i and not prose[i]) - 12 * any(prose)
-    name_width = min(NAME_COLUMN, need[0], max(12, left))
-    table = Table(title=title, box=box.SIMPLE, caption=caption)
-    for i, (header, justify) in enumerate(columns):
-        if i == 0:
-            table.add_column(header, justify=justify, no_wrap=True, min_width=name_width, max_width=name_width)
-        elif prose[i]:
-            table.add_column(header, justify=justify, min_width=12)
-        else:
-            table.add_column(header, justify=justify, min_width=need[i])
-    for row in rows:
-        table.add_row(cut_name(row[0], name_width), *row[1:])
-    # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
-    # numbers with no mark (-0.087 read -0.08, 'smp mean' 'sm mea'; a new-user round): print_table widens to it
-    table.needed_width = (name_width + sum(n for i, n in enumerate(need) if i and not prose[i])
-                          + 12 * sum(prose) + 3 * len(columns) + 1)
-    return table
-
-
-def print_table(console, table, width: int) -> None:
-    """Print a :func:`class_table` at ``width`` or, where its numbers need more, at their width: a line longer than
-    the terminal wraps, where a cut number would be read as it shows."""
-    kept = console.width  # console.print's own width is capped at the console's
-    console.width = max(width, getattr(table, "needed_width", width))
-    try:
-        console.print(table)
-    finally:
-        console.width = kept
-
-
-def _failures_table(rows: list, caption: str | None, width: int):
-    """The terminal's second per-class table over ``rows``: accuracy with its 95 % interval, precision / recall / F1
-    and the most frequent confusions (``probe.diagnostics``), worst class first."""
-    return class_table(
-        "per class (test): where the errors go, worst first",
-        (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
-         ("recall %", "right"), ("F1", "right"), (CONFUSIONS_HEADER, "left")),
-        [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci), percent(row.precision), percent(row.recall),
-          number_text(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
-         for row in worst_first(rows, lambda r: r.accuracy)],
-        width, caption)

@@ -25,13 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="with --features: the cache's split (default test)")
     parser.add_argument("--all-classes", action="store_true",
                         help="the per-class table lists every class (default: a comparison of more classes than "
-                        "probe.report.TERMINAL_CLASSES lists those whose accuracy changed most)")
+                        "probe.report_text.TERMINAL_CLASSES lists those whose accuracy changed most)")
 
 
 def run(args: argparse.Namespace) -> int:
     from probe import format_comparison
     from probe.export import COMPARE_FORMATS, runs_context
-    from probe.report import TERMINAL_CLASSES
+    from probe.report_text import TERMINAL_CLASSES
     from probe.rundir import read_run
 
     check_export_arguments(args)

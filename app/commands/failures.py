@@ -34,7 +34,7 @@ def _read(run_dir: str):
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
-    from probe.report import confusion_cell
+    from probe.report_text import confusion_cell
     from probe.splits import cache_test_rows
     from probe.rundir import read_run
 

@@ -79,7 +79,7 @@ def _found(args: argparse.Namespace) -> tuple:
     (``probe.rundir.read_run``): a train --force that moved its run in between looked the class up in the old
     run's classes and listed the new run's issues by that index."""
     from probe import load_report
-    from probe.report import confusion_cell
+    from probe.report_text import confusion_cell
 
     from ..label_issues import find_label_issues
 

@@ -132,11 +132,11 @@ def _name_width(names: list[str], least: int) -> int:
 
 
 def _name_cell(name: str, width: int) -> str:
-    """``name`` cut to ``width`` terminal cells (:func:`probe.report.cut_name`) and padded to them: a CJK name or an
-    emoji takes two cells a character, so padding by characters put the numbers beside it out of line."""
+    """``name`` cut to ``width`` terminal cells (:func:`probe.report_text.cut_name`) and padded to them: a CJK name or
+    an emoji takes two cells a character, so padding by characters put the numbers beside it out of line."""
     from rich.cells import set_cell_size
 
-    from probe.report import cut_name
+    from probe.report_text import cut_name
 
     return set_cell_size(cut_name(name, width), width)
 

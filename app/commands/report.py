@@ -24,13 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_argument(parser)
     parser.add_argument("--all-classes", action="store_true",
                         help="the terminal tables list every class (default: a run with more classes than "
-                        "probe.report.TERMINAL_CLASSES lists its worst ones; the files and exports keep every class)")
+                        "probe.report_text.TERMINAL_CLASSES lists its worst ones; the files and exports keep every "
+                        "class)")
 
 
 def run(args: argparse.Namespace) -> int:
     from probe import format_report, load_report, report_csv, report_json
     from probe.export import EXPORT_FORMATS
-    from probe.report import TERMINAL_CLASSES
+    from probe.report_text import TERMINAL_CLASSES
 
     check_export_arguments(args)
     for given, flag in ((args.paths, "--paths"), (args.data is not None, "--data")):

@@ -138,8 +138,8 @@ def _with_predictions(store: Store, run: dict) -> tuple[Report, Any]:
 
 
 def _cell(class_names: list[str], class_name: str | None, predicted: str | None) -> tuple[int | None, int | None]:
-    """``probe.report.confusion_cell`` of the query's class names; 422 naming the one that is not a class."""
-    from probe.report import confusion_cell
+    """``probe.report_text.confusion_cell`` of the query's class names; 422 naming the one that is not a class."""
+    from probe.report_text import confusion_cell
 
     try:
         return confusion_cell(class_names, class_name, predicted, ("class:", "predicted:"))

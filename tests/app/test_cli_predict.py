@@ -556,7 +556,7 @@ def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
     column takes the longest name up to 40, and a longer one is cut in its middle, its end kept ('... #17' told
     apart from '... #71'; a later scale round)."""
     from app.commands.predict import _name_width
-    from probe.report import cut_name
+    from probe.report_text import cut_name
 
     names = ["n01443537 goldfish, Carassius auratus", "cat"]
     width = _name_width(names, 20)

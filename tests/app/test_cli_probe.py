@@ -448,9 +448,9 @@ def test_terminal_tables_take_a_wide_terminals_width(erm_dir, capsys, monkeypatc
 
 
 def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_dir, capsys, monkeypatch):
-    import probe.report
+    import probe.report_text
 
-    monkeypatch.setattr(probe.report, "TERMINAL_CLASSES", 2)  # as if this 4-class run had more than the limit
+    monkeypatch.setattr(probe.report_text, "TERMINAL_CLASSES", 2)  # as if this 4-class run had more than the limit
     report = json.loads((erm_dir / "report.json").read_text())
     worst = sorted(report["per_class"], key=lambda r: (r["accuracy"], r["index"]))[:2]
 
@@ -467,9 +467,9 @@ def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_di
 
 
 def test_compare_lists_the_classes_that_moved_most_unless_all_classes(erm_dir, capsys, monkeypatch):
-    import probe.report
+    import probe.report_text
 
-    monkeypatch.setattr(probe.report, "TERMINAL_CLASSES", 2)
+    monkeypatch.setattr(probe.report_text, "TERMINAL_CLASSES", 2)
     assert main(["compare", str(erm_dir), str(erm_dir)]) == 0
     printed = capsys.readouterr()
     short = printed.out

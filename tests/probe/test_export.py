@@ -227,7 +227,8 @@ def test_terminal_report_of_many_classes_lists_the_worst_and_says_where_the_rest
     """Above ``max_classes`` both terminal tables list the same worst classes and say how many more the files
     hold (a 300-class run had printed 600 rows); None lists every class."""
     from probe import format_report
-    from probe.report import TERMINAL_CLASSES, Report
+    from probe.report import Report
+    from probe.report_text import TERMINAL_CLASSES
 
     rep = Report.model_validate(report)
     order = sorted(report["per_class"], key=lambda r: (r["accuracy"], r["index"]))
@@ -300,7 +301,7 @@ def test_a_third_without_classes_says_so_instead_of_dashes(tmp_path, capsys):
     """Two classes leave the medium third empty: the views printed "—% —" and "— ± —" there (found by an outside
     round); they say the third has no classes."""
     from probe import load_report
-    from probe.report import NO_CLASSES, format_report
+    from probe.report_text import NO_CLASSES, format_report
 
     rng = np.random.default_rng(1)
     means = rng.normal(0, 2, (2, 8))

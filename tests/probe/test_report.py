@@ -259,7 +259,7 @@ def test_timing_line_of_the_terminal_view():
 
 
 def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
-    from probe.report import unknown_class_text
+    from probe.report_text import unknown_class_text
 
     assert unknown_class_text("cow", ["cat", "dog"]) == "'cow' is not a class of this run; its classes: cat, dog"
     # the class but for case ('rare_thing' for 'rare_Thing' said nothing of it; a new-user round)
@@ -280,7 +280,7 @@ def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
 
 
 def test_a_confusion_cell_is_two_class_indices_or_an_error_naming_the_argument():
-    from probe.report import confusion_cell
+    from probe.report_text import confusion_cell
 
     names = ["cat", "dog", "car"]
     assert confusion_cell(names, "dog", None) == (1, None)
@@ -406,7 +406,7 @@ def test_terminal_tables_keep_numbers_whole_and_cut_long_names_in_the_middle():
     """Rich gave the name column 7 characters ('Pullov…' at 120 columns) and wrapped a 1,000-class run's names onto
     up to ten lines (new-user and scale rounds): numbers stay whole, names are cut in their middle to the width
     left (the end tells 'goldfish #17' from 'goldfish #71'), each row on one line."""
-    from probe.report import NAME_COLUMN, class_table, cut_name
+    from probe.report_text import NAME_COLUMN, class_table, cut_name
     from rich.console import Console
 
     assert cut_name("n01447017 goldfish, Carassius auratus #17") == "n01447017 goldf…us auratus #17"
@@ -434,7 +434,7 @@ def test_names_of_wide_characters_are_cut_to_their_cells_and_keep_their_end():
     """A CJK character or an emoji takes two terminal cells: cut by characters, '北京烤鸭 Peking duck … #0158' overflowed
     its column and rich cut its end too, so every such class of a 1,000-class run read '北京烤鸭 P……' (a many-classes
     round). Cut by cells, the distinguishing end stays and the row fits its column."""
-    from probe.report import class_table, cut_name
+    from probe.report_text import class_table, cut_name
     from rich.cells import cell_len
     from rich.console import Console
 
