@@ -183,9 +183,10 @@
   }
 
   const NUMERIC_HEADERS = new Set([...window.Words.metrics, "images", "classes"]);  // probe.report.SEED_METRICS
-  /** A table; headers are strings (numeric columns right-aligned) or ready <th> nodes; `empty` when no rows. */
+  /** A table; headers are strings (numeric columns right-aligned) or ready <th> nodes; `empty` when no rows (null: the
+   * table, its body for the caller to fill, as a paged `sortable`'s). */
   function table(headers, rows, empty, attrs) {
-    if (!rows.length) return h("p", { class: "muted empty" }, empty);
+    if (!rows.length && empty !== null) return h("p", { class: "muted empty" }, empty);
     return h("table", attrs || {},
       h("thead", {}, h("tr", {}, headers.map((x) => (x instanceof Node ? x : h("th", { class: NUMERIC_HEADERS.has(x) ? "num" : "" }, x))))),
       h("tbody", {}, rows));
@@ -195,14 +196,16 @@
    * `data-sort` number where it has one, else its text, numbers in it by value), numeric columns (those with
    * `data-sort`) largest first, a second click reverses. `state` ({ col, desc }) is the caller's, so a table rebuilt
    * by polling keeps its order.
-   * With `page` ({ size, nav, noun }) the body holds `size` of the rows at a time (1,000 rows in the page took 1 s to
-   * show and each sort 0.6-1.1 s of layout; a many-classes round): a sort orders every row and shows the first page,
-   * and `nav`, which the caller places, gets Previous / Next and which rows are shown. */
+   * With `page` ({ size, nav, noun, items, row, key }) the body holds `size` rows at a time (1,000 rows in the page
+   * took 1 s to show and each sort 0.6-1.1 s of layout; a many-classes round), each built by `row(item)` only when
+   * shown (every one of 5,000 built up front took a first render from 92 to 615 ms; a many-classes round): a sort
+   * orders every item by `key(item, column)` (a number, or the text the cell shows) and shows the first page, and
+   * `nav`, which the caller places, gets Previous / Next and which rows are shown. */
   function sortable(tableEl, state, page) {
     if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
     const ths = Array.from(tableEl.tHead.rows[0].cells), body = tableEl.tBodies[0];
-    const every = page ? Array.from(body.rows) : null;  // paged: every row, in order, the body a page of them
-    const key = (tr) => {
+    const every = page ? [...page.items] : null;  // paged: every item, in order, the body a page of their rows
+    const key = page ? (item) => page.key(item, state.col) : (tr) => {
       const cell = tr.cells[state.col];
       if (!cell) return "";
       return cell.dataset.sort !== undefined ? Number(cell.dataset.sort) : cell.textContent;
@@ -212,8 +215,9 @@
       ths.forEach((th, i) => th.setAttribute("aria-sort", i === state.col ? (state.desc ? "descending" : "ascending") : "none"));
       if (state.col === null || state.col === undefined) return show();
       const rows = every || Array.from(body.rows);
+      const keys = new Map(rows.map((r) => [r, key(r)]));  // each key once, not once a comparison
       rows.sort((a, b) => {
-        const x = key(a), y = key(b);
+        const x = keys.get(a), y = keys.get(b);
         // text by its numbers' values: class 2 before class 10 (A → Z put class_10 before class_2)
         const order = typeof x === "number" && typeof y === "number" ? x - y
           : String(x).localeCompare(String(y), undefined, { numeric: true });
@@ -241,9 +245,11 @@
     return tableEl;
   }
 
-  /** The paging of a sortable table (`sortable`'s `page`): returns show(), which puts the page starting at
-   * `state.start` in `body` and says in `page.nav` which rows of `rows` it holds. */
-  function pager(body, rows, state, { size, nav, noun }) {
+  /** The paging of a sortable table (`sortable`'s `page`): returns show(), which puts the rows of the page starting at
+   * `state.start` in `body` (`row(item)`, each built once) and says in `page.nav` which of `items` it holds. */
+  function pager(body, items, state, { size, nav, noun, row }) {
+    const built = new Map();
+    const rowOf = (item) => built.get(item) || built.set(item, row(item)).get(item);
     const said = h("span", { class: "muted", "aria-live": "polite" });
     const go = (step) => { state.start += step * size; show(); };
     const previous = h("button", { type: "button", class: "page-previous", onclick: () => go(-1) },
@@ -251,11 +257,12 @@
     const next = h("button", { type: "button", class: "page-next", onclick: () => go(1) }, `Next ${size} →`);
     nav.replaceChildren(previous, said, next);
     function show() {
-      const last = Math.max(0, Math.ceil(rows.length / size) - 1) * size;
+      const per = size;
+      const last = Math.max(0, Math.ceil(items.length / per) - 1) * per;
       state.start = Math.min(Math.max(state.start || 0, 0), last);
-      body.replaceChildren(...rows.slice(state.start, state.start + size));
-      said.textContent = ` ${noun} ${count(state.start + 1)}–${count(Math.min(state.start + size, rows.length))} `
-        + `of ${count(rows.length)} `;
+      body.replaceChildren(...items.slice(state.start, state.start + per).map(rowOf));
+      said.textContent = ` ${noun} ${count(state.start + 1)}–${count(Math.min(state.start + per, items.length))} `
+        + `of ${count(items.length)} `;
       // aria-disabled, not disabled: a disabled button lost the keyboard's focus to the page's body
       previous.setAttribute("aria-disabled", String(state.start === 0));
       next.setAttribute("aria-disabled", String(state.start === last));

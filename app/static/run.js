@@ -973,17 +973,27 @@
       precision: (r) => r.precision, recall: (r) => r.recall, F1: (r) => r.f1, support: (r) => r.support,
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };
-    const all = byAccuracy(report);  // every class's row, built once: the body holds PER_CLASS_ROWS of them at a time
-    const rows = all.map((r) => h("tr", { "data-class": r.name }, cols.map(([name, f]) => h("td", {
+    const all = byAccuracy(report);
+    const cell = (r, [name, f]) => h("td", {
       class: numeric.has(name) ? "num" : name === CONFUSED || name === "class" ? "wrap" : "",
-      "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r)))));
+      "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r));
+    const rowOf = (r) => h("tr", { "data-class": r.name }, cols.map((col) => cell(r, col)));
+    // what a header sorts a class by, without its row: a row is built only when its page is shown (every one of 5,000
+    // built up front took the first render from 92 to 615 ms; a many-classes round)
+    const keyOf = (r, i) => {
+      const [name, f] = cols[i];
+      if (sortBy[name]) return Number(sortKey(sortBy[name](r)));
+      const shown = f(r);
+      return shown instanceof Node ? shown.textContent : String(shown);
+    };
     const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
     const paged = all.length > PER_CLASS_ROWS;
     const nav = h("nav", { class: "pager", id: "per-class-pages", "aria-label": "pages of the per-class table" });
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal
     // scrollbar was the card's, under a table of 100 to 200 rows (a scale round)
-    const body = h("div", { class: "table-scroll" }, sortable(table(heads, rows, "", { id: "per-class-table" }),
-      { col: null, desc: true }, paged ? { size: PER_CLASS_ROWS, nav, noun: "classes" } : null));
+    const body = h("div", { class: "table-scroll" }, sortable(
+      table(heads, paged ? [] : all.map(rowOf), paged ? null : "", { id: "per-class-table" }), { col: null, desc: true },
+      paged ? { size: PER_CLASS_ROWS, nav, noun: "classes", items: all, row: rowOf, key: keyOf } : null));
     if (!paged) return body;
     return h("div", {}, h("p", { class: "muted note", "data-shown": PER_CLASS_ROWS },
       `${count(all.length)} classes, ${PER_CLASS_ROWS} a page, worst test accuracy first; a header sorts every class `
