@@ -200,7 +200,7 @@
    * took 1 s to show and each sort 0.6-1.1 s of layout; a many-classes round), each built by `row(item)` only when
    * shown (every one of 5,000 built up front took a first render from 92 to 615 ms; a many-classes round): a sort
    * orders every item by `key(item, column)` (a number, or the text the cell shows) and shows the first page, and
-   * `nav`, which the caller places, gets Previous / Next and which rows are shown. */
+   * `nav`, which the caller places, gets Previous / Next, which rows are shown and "Show all". */
   function sortable(tableEl, state, page) {
     if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
     const ths = Array.from(tableEl.tHead.rows[0].cells), body = tableEl.tBodies[0];
@@ -246,7 +246,9 @@
   }
 
   /** The paging of a sortable table (`sortable`'s `page`): returns show(), which puts the rows of the page starting at
-   * `state.start` in `body` (`row(item)`, each built once) and says in `page.nav` which of `items` it holds. */
+   * `state.start` in `body` (`row(item)`, each built once) and says in `page.nav` which of `items` it holds. "Show all"
+   * puts every row in the body (`state.all`), and "N a page" goes back: only the per-class CSV had every class on one
+   * page (a many-classes round); the button stays where it was, so the focus stays on it. */
   function pager(body, items, state, { size, nav, noun, row }) {
     const built = new Map();
     const rowOf = (item) => built.get(item) || built.set(item, row(item)).get(item);
@@ -255,9 +257,11 @@
     const previous = h("button", { type: "button", class: "page-previous", onclick: () => go(-1) },
       `← Previous ${size}`);
     const next = h("button", { type: "button", class: "page-next", onclick: () => go(1) }, `Next ${size} →`);
-    nav.replaceChildren(previous, said, next);
+    const all = h("button", { type: "button", class: "page-all",
+                              onclick: () => { state.all = !state.all; state.start = 0; show(); } });
+    nav.replaceChildren(previous, said, next, all);
     function show() {
-      const per = size;
+      const per = state.all ? Math.max(items.length, 1) : size;
       const last = Math.max(0, Math.ceil(items.length / per) - 1) * per;
       state.start = Math.min(Math.max(state.start || 0, 0), last);
       body.replaceChildren(...items.slice(state.start, state.start + per).map(rowOf));
@@ -266,6 +270,7 @@
       // aria-disabled, not disabled: a disabled button lost the keyboard's focus to the page's body
       previous.setAttribute("aria-disabled", String(state.start === 0));
       next.setAttribute("aria-disabled", String(state.start === last));
+      all.textContent = state.all ? `Show ${size} a page` : `Show all ${count(items.length)} ${noun}`;
     }
     return show;
   }

@@ -997,7 +997,7 @@
     if (!paged) return body;
     return h("div", {}, h("p", { class: "muted note", "data-shown": PER_CLASS_ROWS },
       `${count(all.length)} classes, ${PER_CLASS_ROWS} a page, worst test accuracy first; a header sorts every class `
-      + "across the pages, and the per-class CSV has them all."), nav, body);
+      + "across the pages, \"Show all\" lists every class here, and the per-class CSV has them all."), nav, body);
   }
 
   // ---- page -----------------------------------------------------------------------------------------

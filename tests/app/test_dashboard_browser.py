@@ -1910,6 +1910,33 @@ def test_the_per_class_table_of_5000_classes_builds_only_the_rows_it_shows(drive
     assert got[2] == ["class 4999", "class 0", "class 1"]  # "class 0 50.0 %", by its number, before "class 1 …"
 
 
+def test_the_per_class_table_shows_every_class_on_one_page_and_goes_back(driver, live_server, finished):
+    """Only the per-class CSV had every class at once (a many-classes round): the pager's "Show all N classes" puts
+    every row in the table, sorted as it was (a header sorts them all), and "Show 100 a page" goes back; from the
+    keyboard the focus stays on the button."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    driver.js(_MANY_CLASSES_REPORT + """
+        const table = document.getElementById('per-class-table').closest('.table-scroll');
+        table.replaceWith(RunPage.panels.perClassTable(report, null, null));
+        document.querySelector('#per-class-pages .page-all').focus();""", [250])
+    state = """const rows = Array.from(document.querySelectorAll('#per-class-table tbody tr'), (r) => r.dataset.class);
+        const a = document.activeElement, pages = document.getElementById('per-class-pages');
+        return [a.className, a.textContent, rows.length, rows[0], rows[rows.length - 1],
+                pages.querySelector('span').textContent.trim(),
+                ['.page-previous', '.page-next'].map((c) => pages.querySelector(c).getAttribute('aria-disabled'))];"""
+    assert driver.js(state)[1:] == ["Show all 250 classes", 100, "class 0", "class 157", "classes 1–100 of 250",
+                                    ["true", "false"]]
+    driver.keys(ENTER)
+    assert driver.js(state) == ["page-all", "Show 100 a page", 250, "class 0", "class 107", "classes 1–250 of 250",
+                                ["true", "true"]]
+    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # class, A → Z
+    assert driver.js(state)[2:5] == [250, "class 0", "class 249"]
+    driver.js("document.querySelector('#per-class-pages .page-all').focus()")
+    driver.keys(ENTER)
+    assert driver.js(state) == ["page-all", "Show all 250 classes", 100, "class 0", "class 99", "classes 1–100 of 250",
+                                ["true", "false"]]
+
+
 def test_a_scatter_of_many_classes_names_its_worst_classes_only(driver, live_server, finished):
     """At 1,000 classes (two runs: 2,000 dots) the rₖ scatter tried a label for every dot against every one placed,
     0.3-0.7 s of the run page's render, and named whichever classes came first (a many-classes round): it names the
