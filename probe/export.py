@@ -313,7 +313,8 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:24px auto;color:#222}"
+PAGE_WIDTH = 980  # px: the HTML exports' body, which every chart drawn in it fits
+_STYLE = (f"body{{font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px;margin:24px auto;color:#222}}"
           "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;"
           "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}"
           # a user's note keeps its lines, and a long name wraps in the column (an attack round)
@@ -410,8 +411,11 @@ def _html_confusion(report: dict) -> str:
 def _heat_map(focus: _Focus) -> str:
     """The focus sub-matrix as an inline SVG heat map, as the dashboard draws it: each cell shaded by its share of
     its row (the true class's test images), blue on the diagonal, red off it; every non-empty cell says its count in
-    its tooltip; the names of rows on the left, of columns above, cut to 18 characters (whole in their tooltips)."""
-    n, cell, left, top = len(focus.names), 14, 150, 130
+    its tooltip; the names of rows on the left, of columns above, cut to 18 characters (whole in their tooltips).
+    Its cells are 14 px, narrower where that many would pass the page's width (60 classes and "other classes" drew
+    1,014 px in the 980 px body; a many-classes round): 13 px at the most classes the focus holds."""
+    n, left, top = len(focus.names), 150, 130
+    cell = min(14, (PAGE_WIDTH - left - 10) // max(n, 1))
     width, height = left + n * cell + 10, top + n * cell + 10
     cut = [name if len(name) <= 18 else name[:17].rstrip() + "…" for name in focus.names]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width}" height="{height}" role="img" '

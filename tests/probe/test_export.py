@@ -439,3 +439,24 @@ def test_exports_past_the_printed_matrix_show_the_report_s_most_confused_classes
     assert "<title>true other classes → predicted other classes: " in page
     none = {**wide, "confusion": {"split": "test", "counts": np.diag(np.full(classes, 3)).tolist()}}
     assert f"No test image of the {classes} classes was predicted as another class." in report_markdown(none)
+
+
+def test_the_html_heat_map_fits_the_page_at_every_size_the_focus_takes(report):
+    """The most confused classes' heat map at 60 classes and "other classes" was 1,014 px wide in the export's 980 px
+    body (a many-classes round): at every size up to the focus's most it fits the body, its cells 13 px or more and
+    its labels at 10 px."""
+    from probe.report import HEATMAP_CLASSES, Confusion
+
+    for classes in (MATRIX_MAX_CLASSES + 1, 40, HEATMAP_CLASSES, HEATMAP_CLASSES + 1, 100, 1000):
+        counts = np.diag(np.full(classes, 10))
+        for i in range(classes):  # every class confused with the next: all of them among the most confused
+            counts[i, (i + 1) % classes] = 1 + i % 3
+        names = [f"c{i}" for i in range(classes)]
+        confusion = Confusion(counts=counts.tolist()).with_focus(classes)
+        page = report_html({**report, "class_names": names, "confusion": confusion.model_dump(mode="json")})
+        body = int(re.search(r"body\{[^}]*max-width:(\d+)px", page).group(1))
+        svg = re.search(r'<svg [^>]*class="heatmap" width="(\d+)"', page)
+        drawn = page[svg.start():page.index("</svg>", svg.start())]
+        cells = {int(w) + 1 for w in re.findall(r'<rect x="\d+" y="\d+" width="(\d+)" height="\d+" fill="#', drawn)}
+        fonts = set(re.findall(r'<text [^>]*font-size="(\d+)"', drawn))
+        assert int(svg.group(1)) <= body and len(cells) == 1 and min(cells) >= 13 and fonts == {"10"}, classes
