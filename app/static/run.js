@@ -477,16 +477,26 @@
     : `${count(page.sampled)} sampled test images (a random sample of the ${count(page.test_images)})`;
 
   /** "Test images duplicating train or val images": every pair of the run's near_duplicates.csv, most similar first,
-   * a page at a time (GET /api/runs/{id}/near-duplicates); null where the report counts none (or did not check). A
-   * run written before the list was kept (404) removes the card: nothing to show; another error is said in it. */
+   * a page at a time (GET /api/runs/{id}/near-duplicates), and the train images nearly duplicating another train image
+   * (`train_near`, counted only: the report and the terminal said them, the page did not; a many-classes round); null
+   * where the report counts neither (or did not check). A run written before the list was kept (404) keeps only the
+   * train count, or removes the card: nothing to show; another error is said in it. */
   function nearDuplicatesPanel(report, runId) {
     const found = report.near_duplicates;
-    if (!found || !(found.near + (found.identical || 0))) return null;
+    const test = found ? found.near + (found.identical || 0) : 0, train = found ? found.train_near || 0 : 0;
+    if (!test && !train) return null;
+    const inTrain = train ? h("p", { class: "muted note", id: "near-duplicates-train" },
+      (found.train_sampled == null  // a sample of the train images where all of them passed the budget: said as one
+        ? `${count(train)} train image${train === 1 ? "" : "s"} nearly duplicate${train === 1 ? "s" : ""} another train `
+        : `${count(train)} of ${count(found.train_sampled)} sampled train images (a random sample of the `
+          + `${count(found.train_images)}) nearly duplicate another train `)
+      + `image (cosine ≥ ${found.threshold} of ${found.encoder} features): each weighs twice or more in the fit.`) : null;
+    if (!test) return card("Near-duplicate images", inTrain);
     const url = (offset) => `/api/runs/${enc(runId)}/near-duplicates?limit=${NEAR_DUPLICATES_SHOWN}&offset=${offset}`;
     const summary = h("p", { class: "muted note", id: "near-duplicates-summary" }, "Loading…");
     const gallery = h("div", { class: "gallery near-gallery", id: "near-duplicates-gallery" });
     const next = h("button", { type: "button", id: "near-duplicates-more", hidden: true });
-    const panel = card("Test images duplicating train or val images", summary, gallery, h("p", {}, next));
+    const panel = card("Test images duplicating train or val images", summary, inTrain, gallery, h("p", {}, next));
     let shown = 0, total = 0;
     const add = (page) => {
       total = page.total;
@@ -509,8 +519,9 @@
       next.disabled = false;
     };
     getJSON(url(0)).then(add, (e) => {
-      if (e.status === 404) panel.remove();  // not kept: nothing to show
-      else summary.textContent = (found.sampled == null ? `${count(found.near + (found.identical || 0))} test images`
+      if (e.status === 404 && !train) panel.remove();  // not kept: nothing to show
+      else if (e.status === 404) panel.replaceWith(card("Near-duplicate images", inTrain));
+      else summary.textContent = (found.sampled == null ? `${count(test)} test images`
         : `Test images (by a random sample of ${count(found.sampled)} of the ${count(found.test_images)})`)
         + ` duplicate a train or val image, but their list could not be read: ${e.message}`;  // a damaged list (422)
     });

@@ -3772,3 +3772,37 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, live_server, finished):
+    """The report and the terminal counted the train images nearly duplicating another train image
+    (near_duplicates.train_near); the run page did not (a many-classes round). The near-duplicates card says it,
+    alone where no test image duplicates one (and where the pairs' list was not kept), beside the pairs otherwise;
+    no card where neither was found or train was not checked."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    train_near = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()["near_duplicates"]["train_near"]
+    wait_for(lambda: driver.js("return document.getElementById('near-duplicates-train')?.textContent") == (
+        f"{train_near} train images nearly duplicate another train image (cosine ≥ 0.9 of effnet-lite0 features): "
+        "each weighs twice or more in the fit."), 30, interval=0.2, what="the run's own train count")
+    script = """const found = Object.assign({ encoder: 'effnet-lite0', threshold: 0.9, test_images: 60, near: 0,
+            identical: 0 }, arguments[0]);
+        const panel = RunPage.panels.nearDuplicatesPanel({ near_duplicates: found }, arguments[1]);
+        if (!panel) return null;
+        panel.id = 'near-test-card';
+        document.querySelector('main').prepend(panel);
+        return true;"""
+    said = lambda: driver.js("""const c = document.getElementById('near-test-card') || document.querySelector(
+        'main > section.card'); const t = c.querySelector('#near-duplicates-train');
+        return [c.querySelector('h2').textContent, t ? t.textContent : null];""")  # noqa: E731
+    assert driver.js(script, [{"train_near": 0}, finished.erm]) is None
+    assert driver.js(script, [{"train_near": None}, finished.erm]) is None
+    assert driver.js(script, [{"train_near": 3}, finished.erm]) is True
+    assert said() == ["Near-duplicate images", "3 train images nearly duplicate another train image (cosine ≥ 0.9 of "
+                      "effnet-lite0 features): each weighs twice or more in the fit."]
+    driver.js("document.getElementById('near-test-card').remove()")
+    # test duplicates too, but no list of them (404): the train count stays, in a card of its own
+    assert driver.js(script, [{"near": 2, "train_near": 1}, "run_without_a_list"]) is True
+    wait_for(lambda: driver.js("return document.getElementById('near-test-card') === null"), 30, interval=0.2,
+             what="the card without pairs replaced")
+    assert said() == ["Near-duplicate images", "1 train image nearly duplicates another train image (cosine ≥ 0.9 of "
+                      "effnet-lite0 features): each weighs twice or more in the fit."]
