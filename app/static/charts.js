@@ -310,13 +310,17 @@
     const names = opts.other ? [...opts.labels, opts.other] : opts.labels, counts = opts.counts, K = names.length;
     const isOther = (i) => Boolean(opts.other) && i === K - 1;
     const cell = Math.max(14, Math.min(56, Math.floor(640 / Math.max(K, 1))));
-    const longest = Math.max(...names.map(textWidth), 0);
+    // a name longer than LABEL_CHARS cut in the middle, whole in its tooltip, as the bar charts' (a 190-character
+    // name drew a heat map over 1,000 px wide, its last slanted label past the card; a many-classes round)
+    const shown = names.map(cutLabel), longest = Math.max(...shown.map(textWidth), 0);
     // the column labels slant at 50°, upright where cells are too narrow for slanted ones to clear each other (from
     // 38 classes they overlapped: a scale round)
     const upright = cell * Math.sin(SLANT * Math.PI / 180) < TICK_LINE;
     const left = 30 + longest, top = 34 + longest * (upright ? 1 : 0.75), showText = cell >= 34;
     const xTitle = `predicted class · cells: % of the true class${showText ? "" : " (hover for counts)"}`;
-    const width = Math.max(left + K * cell + 20, left + textWidth(xTitle) * 1.1), height = top + K * cell + 40;
+    const reach = upright ? 0 : longest * Math.cos(SLANT * Math.PI / 180);  // a slanted label runs right of its column
+    const width = Math.max(left + K * cell + 20, left + (K - 0.5) * cell + reach + 6, left + textWidth(xTitle) * 1.1);
+    const height = top + K * cell + 40;
     const svg = svgRoot(width, height, { ...opts, natural: true });
     svg.setAttribute("data-cell", cell);
     const rows = counts.map((row) => { const n = row.reduce((a, b) => a + b, 0); return row.map((c) => (n ? c / n : 0)); });
@@ -348,11 +352,15 @@
         }
       }
     }
+    const tick = (attrs, i) => {
+      const text = el("text", { ...attrs, class: "tick" }, shown[i]);
+      if (shown[i] !== String(names[i])) text.appendChild(el("title", {}, String(names[i])));
+      return text;
+    };
     names.forEach((name, i) => {
-      svg.appendChild(el("text", { x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end", class: "tick" }, name));
+      svg.appendChild(tick({ x: left - 6, y: top + i * cell + cell / 2 + 4, "text-anchor": "end" }, i));
       const tx = left + i * cell + cell / 2 + (upright ? 4 : 0), ty = top - 6;  // upright: its glyphs centred
-      const turn = `rotate(${upright ? -90 : -SLANT} ${tx} ${ty})`;
-      svg.appendChild(el("text", { x: tx, y: ty, transform: turn, class: "tick" }, name));
+      svg.appendChild(tick({ x: tx, y: ty, transform: `rotate(${upright ? -90 : -SLANT} ${tx} ${ty})` }, i));
     });
     svg.appendChild(el("text", { x: 12, y: top + (K * cell) / 2, transform: `rotate(-90 12 ${top + (K * cell) / 2})`,
                                  "text-anchor": "middle", class: "axis-title" }, "true class"));

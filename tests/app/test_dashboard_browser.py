@@ -2379,6 +2379,26 @@ def test_a_heat_map_of_sixty_classes_gets_the_page_s_width(driver, live_server, 
     assert driver.js(script, [3]) == [1, 1]
 
 
+def test_a_heat_map_of_long_class_names_cuts_them_and_keeps_its_labels_inside(driver, live_server, finished):
+    """A 190-character class name drew a 2-class heat map over 1,000 px wide, and its last slanted column label ran
+    past the map and its card (a many-classes round): a name is cut as the bar charts cut it (whole in its
+    tooltip) and the map is wide enough for its slanted labels."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    got = driver.js("""const names = ['x'.repeat(190), 'cat'];
+        const svg = Charts.heatmap({ labels: names, counts: [[3, 1], [2, 5]], id: 'long-names', title: 't' });
+        document.querySelector('main').prepend(svg);
+        const box = svg.getBoundingClientRect(), ticks = Array.from(svg.querySelectorAll('text.tick'));
+        const out = ticks.filter((t) => { const r = t.getBoundingClientRect();
+            return r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1; }).length;
+        const got = [Math.round(box.width), out, ticks.map((t) => [t.firstChild.textContent,
+            (t.querySelector('title') || {}).textContent || null])];
+        svg.remove();
+        return got;""")
+    assert got[0] < 500 and got[1] == 0, got[:2]
+    cut = "x" * 11 + "…" + "x" * 12
+    assert got[2] == [[cut, "x" * 190], [cut, "x" * 190], ["cat", None], ["cat", None]]
+
+
 def test_a_heat_maps_column_labels_keep_apart_at_sixty_classes(driver, live_server, finished):
     """A scale round: from 38 classes (14 px cells) the heat map's column labels, slanted at 50°, ran into each other;
     where the cells are that narrow they stand upright, each clear of the next and above the cells."""
