@@ -20,7 +20,8 @@ from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
                      FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
                      posthoc_text, shipped_accuracy, verdict_label, WorstClass)
-from .report_text import NO_CLASSES, empty_third, left_out_text, shipped_worst_text, worst_class_ci, worst_first
+from .report_text import (NO_CLASSES, cut_name, empty_third, left_out_text, shipped_worst_text, worst_class_ci,
+                          worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]
@@ -271,8 +272,10 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: str, width: int = 640) -> str:
     """Horizontal bars in [0, 100] %: ``rows`` of (label, fraction or None, colour, its 95 % interval or None, drawn
     as a whisker and said in the bar's tooltip); inline SVG. The bars had no interval where the tables beside them
-    had one, as the dashboard's charts have."""
-    bar_h, left, top, label_chars = 18, 150, 28, 24
+    had one, as the dashboard's charts have. A long label is cut in its middle to 20 terminal cells (a CJK character
+    takes two), as the terminal cuts names: cut at 24 characters at its end it ran past the chart's left edge and
+    read the same for every name alike at the start ('a_very_long_class_name_…'; a many-classes round)."""
+    bar_h, left, top, label_cells = 18, 150, 28, 20  # 20 cells of 11 px text: ≤ 140 px, left of the bars
     height = top + bar_h * len(rows) + 26
     plot = width - left - 60
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
@@ -291,7 +294,7 @@ def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: st
         length = 0.0 if value is None else scale(value)
         ci = ci if value is not None and ci and all(v is not None and math.isfinite(v) for v in ci) else None
         said = "" if ci is None else f", 95 % interval {interval_text(ci)}"
-        shown = label if len(label) <= label_chars else label[:label_chars - 1].rstrip() + "…"  # whole in its tooltip
+        shown = cut_name(label, label_cells)  # whole in its tooltip
         parts.append(f'<text x="{left - 6}" y="{y + 13}" font-size="11" text-anchor="end">{html.escape(shown)}</text>'
                      f'<rect x="{left}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{colour}">'
                      f'<title>{html.escape(label)}: {percent(value)} %{said}</title></rect>')
@@ -411,13 +414,13 @@ def _html_confusion(report: dict) -> str:
 def _heat_map(focus: _Focus) -> str:
     """The focus sub-matrix as an inline SVG heat map, as the dashboard draws it: each cell shaded by its share of
     its row (the true class's test images), blue on the diagonal, red off it; every non-empty cell says its count in
-    its tooltip; the names of rows on the left, of columns above, cut to 18 characters (whole in their tooltips).
+    its tooltip; the names of rows on the left, of columns above, cut to 18 cells (whole in their tooltips).
     Its cells are 14 px, narrower where that many would pass the page's width (60 classes and "other classes" drew
     1,014 px in the 980 px body; a many-classes round): 13 px at the most classes the focus holds."""
     n, left, top = len(focus.names), 150, 130
     cell = min(14, (PAGE_WIDTH - left - 10) // max(n, 1))
     width, height = left + n * cell + 10, top + n * cell + 10
-    cut = [name if len(name) <= 18 else name[:17].rstrip() + "…" for name in focus.names]
+    cut = [cut_name(name, 18) for name in focus.names]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width}" height="{height}" role="img" '
              f'aria-label="confusion heat map of the {focus.shown} most confused classes">']
     for i, name in enumerate(focus.names):

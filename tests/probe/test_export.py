@@ -99,7 +99,7 @@ def test_the_html_per_class_chart_draws_the_worst_and_shortens_long_names(report
     assert chart.startswith(f"Per-class test accuracy, coloured by group: the {CHART_CLASSES} worst of 150 (the "
                             "table lists every one)")
     assert chart.count("<rect") == CHART_CLASSES
-    assert ">class 0000 of a rather…</text>" in chart and f"<title>{names[0]}: 0.00 %" in chart  # the worst
+    assert ">class 0000…tive name</text>" in chart and f"<title>{names[0]}: 0.00 %" in chart  # the worst
     assert all(f"<td>{name}</td>" in page for name in names)
     # the name column wraps a long name; other cells never break a number (a re-test: "0./00/0")
     assert "td:first-child{overflow-wrap:anywhere;min-width:10em}" in page and "td{overflow-wrap" not in page
@@ -460,3 +460,28 @@ def test_the_html_heat_map_fits_the_page_at_every_size_the_focus_takes(report):
         cells = {int(w) + 1 for w in re.findall(r'<rect x="\d+" y="\d+" width="(\d+)" height="\d+" fill="#', drawn)}
         fonts = set(re.findall(r'<text [^>]*font-size="(\d+)"', drawn))
         assert int(svg.group(1)) <= body and len(cells) == 1 and min(cells) >= 13 and fonts == {"10"}, classes
+
+
+def test_the_html_charts_cut_long_names_in_the_middle_to_the_room_they_have(report):
+    """Cut at its end to 24 characters, a long name ran past the per-class chart's left edge (164 px of 11 px text
+    left of the bars' 144) and every name alike at the start read the same ('a_very_long_class_name_…'); a CJK name
+    took twice its room (a many-classes round). Labels are cut in the middle to 20 terminal cells in the bar charts,
+    18 in the heat map, whole in their tooltips."""
+    from probe.report import Confusion
+
+    long_names = ["a_very_long_class_name_without_any_spaces_" * 3 + str(i) for i in range(70)]
+    names = long_names[:35] + [f"猫科動物の分類クラス番号{i}" for i in range(35)]
+    rows = [{**report["per_class"][0], "index": i, "name": name, "accuracy": i / 100} for i, name in enumerate(names)]
+    counts = np.diag(np.full(70, 10))
+    counts[np.arange(70), (np.arange(70) + 1) % 70] = 2
+    confusion = Confusion(counts=counts.tolist()).with_focus(70)
+    page = report_html({**report, "class_names": names, "per_class": rows,
+                        "confusion": confusion.model_dump(mode="json")})
+    chart = page[page.index("Per-class test accuracy"):]
+    labels = re.findall(r'text-anchor="end">([^<]*)</text>', chart[:chart.index("</svg>")])
+    assert labels[:2] == ["a_very_lon…_spaces_0", "a_very_lon…_spaces_1"] and len(set(labels)) == len(labels)
+    assert labels[35] == "猫科動物の…ラス番号0"  # 20 cells: a CJK character takes two
+    heat = page[page.index('class="heatmap"'):]
+    heat = heat[:heat.index("</svg>")]
+    assert "<title>a_very_long_class_name_without_any_spaces_a_very_long_class_name_without_any_spaces_a_very_" \
+           "long_class_name_without_any_spaces_0</title>a_very_lo…spaces_0</text>" in heat
