@@ -311,9 +311,12 @@ def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: st
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A table in a box of its own that scrolls sideways: the per-class table's 16 columns (and a 20-class matrix of
+    long names) ran past the page's body, which then scrolled as a whole, charts and text too (a many-classes
+    round)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 PAGE_WIDTH = 980  # px: the HTML exports' body, which every chart drawn in it fits
@@ -324,7 +327,10 @@ _STYLE = (f"body{{font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px;marg
           "dd{white-space:pre-wrap;overflow-wrap:anywhere}"
           # a long class name wraps in its column; numbers and words elsewhere stay whole (every cell wrapping
           # anywhere squeezed the per-class table to 62 px names and "0./00/0"; a re-test)
-          "td:first-child{overflow-wrap:anywhere;min-width:10em}")
+          "td:first-child{overflow-wrap:anywhere;min-width:10em}"
+          ".wide{overflow-x:auto;max-width:100%}"
+          # a long name without spaces in a sentence or a heading breaks where it must, not past the body
+          "h1,h2,p,li{overflow-wrap:anywhere}")
 
 
 def _worst_sentence(report: dict) -> tuple[str, str]:

@@ -3826,3 +3826,30 @@ def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, li
              what="the card without pairs replaced")
     assert said() == ["Near-duplicate images", "1 train image nearly duplicates another train image (cosine ≥ 0.9 of "
                       "effnet-lite0 features): each weighs twice or more in the fit."]
+
+
+def test_the_html_export_of_many_long_named_classes_stays_within_its_page(driver, live_server, finished, tmp_path):
+    """The HTML export's per-class table (16 columns) ran 400 px past its 980 px body at 2 classes, and a long class
+    name without spaces (the worst class's sentence) 700 px at 1,000 classes: the page scrolled sideways as a whole
+    (a many-classes round). A table scrolls in its own box; a long name breaks where it must."""
+    from probe.export import report_html
+
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    for k in (2, 1000):
+        names = ["a_very_long_class_name_without_any_spaces_" * 4 + str(i) for i in range(k)]
+        rows = [{**report["per_class"][0], "index": i, "name": name, "accuracy": (i % 97) / 97}
+                for i, name in enumerate(names)]
+        worst = {"name": names[0], "accuracy": 0.0}
+        page = tmp_path / f"report_{k}.html"
+        page.write_text(report_html({**report, "class_names": names, "per_class": rows, "confusion": None,
+                                     "summary": {**report["summary"], "worst_class": worst}}))
+        driver.get(page.as_uri())
+        got = driver.js("""const body = document.body.getBoundingClientRect();
+            const out = Array.from(document.body.querySelectorAll('*')).filter((el) => {
+                const r = el.getBoundingClientRect();
+                return r.width && !el.closest('.wide') && (r.right > body.right + 1 || r.left < body.left - 1); });
+            return [document.documentElement.scrollWidth <= document.documentElement.clientWidth,
+                    out.map((el) => el.tagName).slice(0, 5),
+                    document.querySelectorAll('table').length - document.querySelectorAll('.wide > table').length];""")
+        assert got[:2] == [True, []], (k, got)
+        assert got[2] == 0  # every table in a box of its own
