@@ -3853,3 +3853,21 @@ def test_the_html_export_of_many_long_named_classes_stays_within_its_page(driver
                     document.querySelectorAll('table').length - document.querySelectorAll('.wide > table').length];""")
         assert got[:2] == [True, []], (k, got)
         assert got[2] == 0  # every table in a box of its own
+
+
+def test_a_failing_image_predicted_as_a_class_of_a_very_long_name_keeps_it_in_its_figure(driver, live_server,
+                                                                                        finished):
+    """The failure gallery's caption '→ predicted class' ran a 190-character name out of its figure and its card (a
+    5,000-class round): it breaks inside the figure."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const long = 'a_very_long_class_name_without_any_spaces_'.repeat(4) + '7';
+        const nodes = RunPage.panels.galleryItems({ class: 'cat', total: 1, items: [{ true: 'cat', predicted: long,
+            confidence: .9, label_probability: .05, source: 'x/cat/1.png', index: 1 }] });
+        const box = document.createElement('section'); box.className = 'card'; box.append(...nodes);
+        document.querySelector('main').prepend(box);
+        const figure = box.querySelector('figure.failure').getBoundingClientRect();
+        const out = Array.from(box.querySelectorAll('figure.failure figcaption *')).filter((el) => {
+            const r = el.getBoundingClientRect(); return r.right > figure.right + 1; }).map((el) => el.tagName);
+        box.remove();
+        return out;""")
+    assert got == []
