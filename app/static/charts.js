@@ -140,10 +140,13 @@
     const scale = niceTicks(opts.domain ? opts.domain[0] : dataLo, opts.domain ? opts.domain[1] : dataHi, 5);
     const tickFmt = opts.tickFmt || (opts.fmt ? (v) => fixed(v, scale.decimals) : (v) => fixed(100 * v, Math.max(0, scale.decimals - 2)) + "%");
     const withLegend = opts.legend !== undefined ? opts.legend : series.length > 1;
-    const left = 60, right = 12, top = (withLegend ? 30 : 12) + (opts.sublabels ? 16 : 0);  // a band for the sublabels
-    const slot = (width - left - right) / n;
+    const right = 12, top = (withLegend ? 30 : 12) + (opts.sublabels ? 16 : 0);  // a band for the sublabels
     const longest = Math.max(...labels.map((l) => textWidth(cutLabel(l))), 0);
-    const rotate = longest > slot - 6;
+    const rotate = longest > (width - 60 - right) / n - 6;
+    // the first class's slanted label reaches left of its bar by its length × cos: room for it (a long first name ran
+    // past the card's left edge; a many-classes round)
+    const reach = rotate ? longest * Math.cos((LABEL_ANGLE * Math.PI) / 180) + 16 : 0;
+    const left = Math.max(60, Math.ceil(reach - (width - 60 - right) / n / 2)), slot = (width - left - right) / n;
     const bottom = rotate ? 18 + longest * SIN : 28;
     const height = top + plotH + bottom;
     const svg = svgRoot(width, height, opts);

@@ -2414,6 +2414,21 @@ def test_a_heat_maps_column_labels_keep_apart_at_sixty_classes(driver, live_serv
     assert max(b[3] for b in labels) <= min(c[1] for c in cells)
 
 
+def test_a_bar_charts_slanted_labels_stay_inside_it_whatever_the_first_class_is_named(driver, live_server, finished):
+    """The per-class chart's first slanted label reached left of the chart by half its length: a long first name ran
+    past the card's left edge (a 5,000-class round). The chart leaves room for it."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    got = driver.js("""const names = Array.from({length: 60}, (_, i) => '<b>bold ' + i + '</b><img src=x> of a long name');
+        const svg = Charts.bars({ labels: names, series: [{ name: 'a', values: names.map(() => .5) }], id: 'slanted',
+                                  title: 't' });
+        document.querySelector('main').prepend(svg);
+        const box = svg.getBoundingClientRect();
+        const lefts = Array.from(svg.querySelectorAll('text.tick[transform]'), (t) => t.getBoundingClientRect().left);
+        svg.remove();
+        return [lefts.length, Math.min(...lefts) - box.left];""")
+    assert got[0] > 0 and got[1] >= 0, got
+
+
 def test_a_bar_chart_of_many_classes_writes_every_label_it_has_room_for(driver, live_server, finished):
     """300 bars in 1200 px: every 5th class is labelled (≥ 16 px apart); each bar keeps its class in a tooltip.
     A 10-class chart labels every class."""
