@@ -3886,3 +3886,22 @@ def test_a_failing_image_predicted_as_a_class_of_a_very_long_name_keeps_it_in_it
         box.remove();
         return out;""")
     assert got == []
+
+
+def test_a_long_class_name_in_the_confusions_column_stays_in_its_cell(driver, live_server, finished):
+    """A class confused with one of a 170-character name without spaces wrote it over the counts beside it (a
+    1,000-class round): the name breaks at the cell's edge."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const long = 'a_very_long_class_name_without_any_spaces_'.repeat(4) + '1';
+        const names = ['cat', long], report = { class_names: names, grouping: { source: 'self' }, summary: {},
+            per_class: names.map((name, i) => ({ index: i, name, group: 'easy', accuracy: .5, val_accuracy: .5,
+                n_train: 3, n_test: 2, top_confusions: [{ name: names[1 - i], rate: .5 }] })) };
+        const box = RunPage.panels.perClassTable(report, null, null);
+        document.querySelector('main').prepend(box);
+        const heads = Array.from(box.querySelectorAll('th')), col = heads.findIndex((t) => t.textContent === Words.confusions_header);
+        const cell = box.querySelector('tr[data-class="cat"]').cells[col], range = document.createRange();
+        range.selectNodeContents(cell);
+        const got = [range.getBoundingClientRect().right - cell.getBoundingClientRect().right];
+        box.remove();
+        return got;""")
+    assert got[0] <= 0, got
