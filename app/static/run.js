@@ -970,7 +970,13 @@
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     // what a user reads first comes first: the confusions and the counts were behind the scroll at 1,400 px, the
     // margins and statistics in view (a dashboard-only round)
-    if (has("top_confusions")) cols.push([CONFUSED, (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–"]);
+    // each name isolated (bdi): a right-to-left name took the share after it into its own run
+    // ("50.0 801 فئة عربية%"; a many-classes round)
+    const confusions = (r) => (r.top_confusions || []).flatMap((t, i) => [i ? ", " : "", h("bdi", {}, t.name),
+                                                                      ` ${pct(t.rate)}`]);
+    if (has("top_confusions")) {
+      cols.push([CONFUSED, (r) => ((r.top_confusions || []).length ? h("span", {}, confusions(r)) : "–")]);
+    }
     cols.push(["n train", (r) => count(r.n_train)], ["n val", (r) => (isNum(r.n_val) ? count(r.n_val) : "–")],
               ["n test", (r) => count(r.n_test)]);
     if (Array.isArray(stability) && stability.length === report.class_names.length) cols.push(["stability", (r) => pct(stability[r.index])]);

@@ -3898,10 +3898,40 @@ def test_a_long_class_name_in_the_confusions_column_stays_in_its_cell(driver, li
                 n_train: 3, n_test: 2, top_confusions: [{ name: names[1 - i], rate: .5 }] })) };
         const box = RunPage.panels.perClassTable(report, null, null);
         document.querySelector('main').prepend(box);
-        const heads = Array.from(box.querySelectorAll('th')), col = heads.findIndex((t) => t.textContent === Words.confusions_header);
+        const heads = Array.from(box.querySelectorAll('th'));
+        const col = heads.findIndex((t) => t.textContent === Words.confusions_header);
         const cell = box.querySelector('tr[data-class="cat"]').cells[col], range = document.createRange();
         range.selectNodeContents(cell);
         const got = [range.getBoundingClientRect().right - cell.getBoundingClientRect().right];
         box.remove();
         return got;""")
     assert got[0] <= 0, got
+
+
+def test_a_right_to_left_class_name_keeps_its_share_beside_it_in_the_confusions_column(driver, live_server, finished):
+    """A right-to-left class name took the share after it into its own run: 'فئة عربية 801 50.0%' read
+    '50.0 801 فئة عربية%' (a many-classes round). Each name is isolated; the text sorts as before."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const names = ['cat', 'فئة عربية 801', 'dog'], report = { class_names: names,
+            grouping: { source: 'self' }, summary: {}, per_class: names.map((name, i) => ({ index: i, name,
+                group: 'easy', accuracy: i / 4, val_accuracy: .5, n_train: 3, n_test: 2,
+                top_confusions: [{ name: names[(i + 1) % 3], rate: .5 }, { name: names[(i + 2) % 3], rate: .25 }] })) };
+        const box = RunPage.panels.perClassTable(report, null, null);
+        document.querySelector('main').prepend(box);
+        const heads = Array.from(box.querySelectorAll('th'));
+        const col = heads.findIndex((t) => t.textContent === Words.confusions_header);
+        const cell = box.querySelector('tr[data-class="cat"]').cells[col];
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT), runs = [];
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            const at = n.textContent.indexOf('50.0%');
+            if (at < 0) continue;
+            const range = document.createRange(); range.setStart(n, at); range.setEnd(n, at + 5);
+            runs.push(range.getClientRects().length);
+        }
+        heads[col].click();
+        const order = Array.from(box.querySelectorAll('tbody tr'), (r) => r.dataset.class);
+        box.remove();
+        return [cell.textContent, runs, order];""")
+    assert got[0] == "فئة عربية 801 50.0%, dog 25.0%"
+    assert got[1] == [1]  # "50.0%" in one piece
+    assert got[2] == ["dog", "فئة عربية 801", "cat"]  # A → Z by the text: "cat 50.0%…", "dog …", "فئة …"
