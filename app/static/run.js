@@ -486,11 +486,12 @@
     const test = found ? found.near + (found.identical || 0) : 0, train = found ? found.train_near || 0 : 0;
     if (!test && !train) return null;
     const inTrain = train ? h("p", { class: "muted note", id: "near-duplicates-train" },
-      (found.train_sampled == null  // a sample of the train images where all of them passed the budget: said as one
-        ? `${count(train)} train image${train === 1 ? "" : "s"} nearly duplicate${train === 1 ? "s" : ""} another train `
+      (found.train_sampled == null  // a sample of the train images past the budget: said as one
+        ? `${count(train)} train image${train === 1 ? "" : "s"} nearly duplicate${train === 1 ? "s" : ""} another `
         : `${count(train)} of ${count(found.train_sampled)} sampled train images (a random sample of the `
-          + `${count(found.train_images)}) nearly duplicate another train `)
-      + `image (cosine ≥ ${found.threshold} of ${found.encoder} features): each weighs twice or more in the fit.`) : null;
+          + `${count(found.train_images)}) nearly duplicate another `)
+      + `train image (cosine ≥ ${found.threshold} of ${found.encoder} features): each weighs twice or more in the fit.`)
+      : null;
     if (!test) return card("Near-duplicate images", inTrain);
     const url = (offset) => `/api/runs/${enc(runId)}/near-duplicates?limit=${NEAR_DUPLICATES_SHOWN}&offset=${offset}`;
     const summary = h("p", { class: "muted note", id: "near-duplicates-summary" }, "Loading…");
@@ -1009,7 +1010,8 @@
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal
     // scrollbar was the card's, under a table of 100 to 200 rows (a scale round)
     const body = h("div", { class: "table-scroll" }, sortable(
-      table(heads, paged ? [] : all.map(rowOf), paged ? null : "", { id: "per-class-table" }), { col: null, desc: true },
+      table(heads, paged ? [] : all.map(rowOf), paged ? null : "", { id: "per-class-table" }),
+      { col: null, desc: true },
       paged ? { size: PER_CLASS_ROWS, nav, noun: "classes", items: all, row: rowOf, key: keyOf } : null));
     if (!paged) return body;
     return h("div", {}, h("p", { class: "muted note", "data-shown": PER_CLASS_ROWS },

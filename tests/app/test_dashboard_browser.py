@@ -1886,7 +1886,9 @@ def test_the_per_class_table_of_5000_classes_builds_only_the_rows_it_shows(drive
     got = driver.js(_MANY_CLASSES_REPORT + """
         let rows = 0;
         const create = document.createElement;
-        document.createElement = function (tag, ...rest) { if (tag === 'tr') rows += 1; return create.call(this, tag, ...rest); };
+        document.createElement = function (tag, ...rest) {
+            if (tag === 'tr') rows += 1;
+            return create.call(this, tag, ...rest); };
         try {
             const box = RunPage.panels.perClassTable(report, null, null);
             document.querySelector('main').prepend(box);
@@ -2418,7 +2420,7 @@ def test_a_bar_charts_slanted_labels_stay_inside_it_whatever_the_first_class_is_
     """The per-class chart's first slanted label reached left of the chart by half its length: a long first name ran
     past the card's left edge (a 5,000-class round). The chart leaves room for it."""
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
-    got = driver.js("""const names = Array.from({length: 60}, (_, i) => '<b>bold ' + i + '</b><img src=x> of a long name');
+    got = driver.js("""const names = Array.from({length: 60}, (_, i) => '<b>bold ' + i + '</b><img src=x> of a name');
         const svg = Charts.bars({ labels: names, series: [{ name: 'a', values: names.map(() => .5) }], id: 'slanted',
                                   title: 't' });
         document.querySelector('main').prepend(svg);
