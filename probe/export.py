@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
@@ -121,13 +121,15 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _per_class_rows(report: dict) -> list[list[str]]:
+def _per_class_rows(report: dict, name: Callable[[str], str] = str) -> list[list[str]]:
+    """The per-class table's rows (:data:`PER_CLASS_HEADER`), worst first; ``name`` writes the names in the
+    confusions column (:func:`confusions_text`)."""
     rows = worst_first(report["per_class"], lambda r: r["accuracy"])
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
              percent(r.get("val_accuracy")),
              percent(r.get("precision")), percent(r.get("recall")), number_text(r.get("f1")),
-             confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []]),
+             confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []], name),
              # the class statistics MR² sizes its margins from, and the margins (a long-tailed round: the terminal
              # view and the dashboard gave γ_k, the file to attach to a pull request did not)
              number_text(r.get("r2"), ".4g"), number_text(r.get("gamma")),
@@ -310,16 +312,25 @@ def _bar_chart(rows: list[tuple[str, float | None, str, list | None]], title: st
     return "".join(parts)
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
+def _html_table(header: list[str], rows: list[list[str]], written: tuple[str, ...] = ()) -> str:
     """A table in a box of its own that scrolls sideways: the per-class table's 16 columns (and a 20-class matrix of
     long names) ran past the page's body, which then scrolled as a whole, charts and text too (a many-classes
-    round)."""
+    round). The cells of the ``written`` columns are HTML already (:func:`_isolated` names); the others are escaped."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    raw = [h in written for h in header]
+    body = "".join("<tr>" + "".join(f"<td>{c if r else html.escape(c)}</td>" for c, r in zip(row, raw)) + "</tr>"
+                   for row in rows)
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 PAGE_WIDTH = 980  # px: the HTML exports' body, which every chart drawn in it fits
+def _isolated(name: str) -> str:
+    """A class name in HTML text, escaped and isolated from the text around it (<bdi>): a right-to-left name took
+    the share after it into its own run ("فئة عربية 801 (50.0)" read with the parentheses and number moved; a
+    many-classes round)."""
+    return f"<bdi>{html.escape(name)}</bdi>"
+
+
 _STYLE = (f"body{{font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px;margin:24px auto;color:#222}}"
           "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;"
           "text-align:right}td:first-child,th:first-child{text-align:left}dt{font-weight:bold}"
@@ -368,7 +379,8 @@ def report_html(report: Report | dict) -> str:
             f'{_bar_chart(groups, "Test accuracy by group (mean over seeds)")}'
             f'<h2>Per class (test), worst first</h2>'
             f'{_bar_chart(per_class, f"Per-class test accuracy, coloured by group{drawn}")}'
-            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report))}{_html_confusion(report)}'
+            f'{_html_table(PER_CLASS_HEADER, _per_class_rows(report, _isolated), (CONFUSIONS_HEADER,))}'
+            f'{_html_confusion(report)}'
             f'{_html_reliability(report)}</body></html>\n')
 
 

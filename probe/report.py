@@ -29,7 +29,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, Optional
+from typing import Annotated, Any, Callable, Literal, NamedTuple, Optional
 
 import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError,
@@ -1504,10 +1504,11 @@ def report_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def confusions_text(top: list[tuple[str, float]]) -> str:
+def confusions_text(top: list[tuple[str, float]], name: Callable[[str], str] = str) -> str:
     """A class's most frequent confusions, (name, fraction of its test images predicted as it) pairs, as "name (per
-    cent)" (:data:`CONFUSIONS_HEADER`); "—" when it has none."""
-    return ", ".join(f"{name} ({percent(rate, 1)})" for name, rate in top if rate > 0) or "—"
+    cent)" (:data:`CONFUSIONS_HEADER`); "—" when it has none. ``name`` writes each name (the HTML export: escaped
+    and isolated)."""
+    return ", ".join(f"{name(n)} ({percent(rate, 1)})" for n, rate in top if rate > 0) or "—"
 
 
 def _thirds_out_of_order(summary: Summary, selection: Selection, posthoc: Posthoc | None) -> list[str]:

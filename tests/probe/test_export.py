@@ -485,3 +485,17 @@ def test_the_html_charts_cut_long_names_in_the_middle_to_the_room_they_have(repo
     heat = heat[:heat.index("</svg>")]
     assert "<title>a_very_long_class_name_without_any_spaces_a_very_long_class_name_without_any_spaces_a_very_" \
            "long_class_name_without_any_spaces_0</title>a_very_lo…spaces_0</text>" in heat
+
+
+def test_the_html_confusions_isolate_each_class_name_from_the_shares_beside_it(report):
+    """A right-to-left class name in the per-class confusions took the share after it into its own run (the browser
+    moved the parentheses and number; a many-classes round): each name is a <bdi>, escaped; Markdown unchanged."""
+    names = ["cat <b>", "فئة عربية 801", "dog"]
+    rows = [{**report["per_class"][0], "index": i, "name": name, "accuracy": i / 4,
+             "top_confusions": [{"name": names[(i + 1) % 3], "rate": 0.5}, {"name": names[(i + 2) % 3], "rate": 0.25}]}
+            for i, name in enumerate(names)]
+    wide = {**report, "class_names": names, "per_class": rows, "confusion": None}
+    page = report_html(wide)
+    assert "<td><bdi>فئة عربية 801</bdi> (50.0), <bdi>dog</bdi> (25.0)</td>" in page
+    assert "<td><bdi>dog</bdi> (50.0), <bdi>cat &lt;b&gt;</bdi> (25.0)</td>" in page
+    assert "<b>" not in page and "<bdi>" not in report_markdown(wide)
