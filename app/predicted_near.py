@@ -46,12 +46,19 @@ def unchecked_text(why: str) -> str:
     return f"Not checked for near-duplicates of the run's train or val images: {why}."
 
 
-def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, str | None]:
-    """``(found, why)``: the check of ``split`` of ``cache`` (a ``feature_cache.FeatureCache``) against the train and
-    val images of the run (``report``; ``own_cache()`` opens its cache, ValueError or OSError where it cannot; the
-    classes it left out left out), or None and why it was not made (None too on the run's own train or val split:
-    all of them its own images, which predict warns of apart, and where the run's encoder has no measured threshold:
-    nothing to say). Bounded by the products budget: a seeded sample past it."""
+def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, list[str]]:
+    """``(found, warnings)``: the check of ``split`` of ``cache`` (a ``feature_cache.FeatureCache``) against the train
+    and val images of the run (``report``; ``own_cache()`` opens its cache, ValueError or OSError where it cannot; the
+    classes it left out left out), or None and why it was not made as a warning (:func:`unchecked_text`: predict's
+    line, its ``--json``'s and the API's ``warnings``); no warning on the run's own train or val split (all of them
+    its own images, which predict warns of apart) nor where the run's encoder has no measured threshold (nothing to
+    say). Bounded by the products budget: a seeded sample past it."""
+    found, why = _near_train(report, own_cache, cache, split)
+    return found, [] if why is None else [unchecked_text(why)]
+
+
+def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, str | None]:
+    """:func:`near_train` with why it was not made in words of its own (None where nothing is to be said)."""
     import numpy as np
 
     from probe.near_duplicates import MAX_CHECK_PRODUCTS, RowSubset, check_rows, near_duplicate_threshold

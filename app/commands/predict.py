@@ -17,7 +17,6 @@ from pathlib import Path
 
 from probe.numbers import fixed, percent
 
-from ..predicted_near import unchecked_text
 from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
 from . import add_run_argument, check_out_apart, check_out_file
 
@@ -62,17 +61,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled,
             "near_train": None if near is None else near.as_dict()}
-    # where the predicted images nearly duplicate the run's own train or val images (app.predicted_near)
-    near_lines = [near.describe()] if near is not None else [] if unchecked is None else [unchecked_text(unchecked)]
+    # where the predicted images nearly duplicate the run's own train or val images (app.predicted_near), or why
+    # that was not checked: a line of the text, one of the JSON's warnings as of the API's
+    near_lines = [near.describe()] if near is not None else unchecked
     if not got.labelled:
         summary = predicted_summary(probe, got)
+        summary["warnings"] += unchecked
         print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
                          indent=2) if args.json else "\n".join([_unlabelled_summary(args, probe, summary["predicted"],
                                                                                     got.confidence), *near_lines]))
         return 0
     scores, beside = scored
     if args.json:
-        print(json.dumps({**head, **scores.model_dump(mode="json"), **beside}, indent=2))
+        print(json.dumps({**head, **scores.model_dump(mode="json"), **beside,
+                          "warnings": beside["warnings"] + unchecked}, indent=2))
     else:
         print("\n".join([_summary(args, probe, scores, beside["images"], beside["matches_report"]), *near_lines]))
     return 0

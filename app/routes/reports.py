@@ -372,12 +372,11 @@ def _near_train(store: Store, run: dict, cache: str, split: str) -> tuple[Any, l
     from feature_cache import open_cache
 
     from ..label_issues import run_cache
-    from ..predicted_near import near_train, unchecked_text
+    from ..predicted_near import near_train
 
     report, own = _report(store, run["id"]), store.get_cache(run["cache_id"])
-    found, why = near_train(report, lambda: run_cache(report, run["path"], cache_file(own), f"its cache {own['id']!r}"),
-                            open_cache(_cache_path(store, cache, scored=False)), split)
-    return found, [] if why is None else [unchecked_text(why)]
+    return near_train(report, lambda: run_cache(report, run["path"], cache_file(own), f"its cache {own['id']!r}"),
+                      open_cache(_cache_path(store, cache, scored=False)), split)
 
 
 def _cache_path(store: Store, cache: str, scored: bool) -> str:

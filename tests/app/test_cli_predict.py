@@ -926,6 +926,11 @@ def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmea
     assert main(["predict", str(tmp_path / "run"), "--features", str(new)]) == 0
     text = capsys.readouterr().out
     assert "Not checked for near-duplicates of the run's train or val images: the run's own cache cannot be read" in text
+    # --json says why too, as the API's warnings do: the text's line, word for word (it had near_train null alone)
+    line = next(line for line in text.splitlines() if line.startswith("Not checked for near-duplicates"))
+    assert main(["predict", str(tmp_path / "run"), "--features", str(new), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["near_train"] is None and got["warnings"].count(line) == 1, got["warnings"]
     shutil.copy(cache, tmp_path / "here.h5")  # the run's cache, found elsewhere: given, it is the run's own
     assert main(["predict", str(tmp_path / "run"), "--features", str(tmp_path / "here.h5"), "--json"]) == 0
     near = json.loads(capsys.readouterr().out)["near_train"]
