@@ -6,11 +6,11 @@ the train and val splits of the run's cache, found as ``mr2probe failures`` find
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, Field
 
-__all__ = ["NearTrain", "near_train", "unchecked_text"]
+__all__ = ["NearTrain", "near_lines", "near_train", "unchecked_text", "with_near_lines"]
 
 
 class NearTrain(BaseModel):
@@ -55,6 +55,37 @@ def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrai
     say). Bounded by the products budget: a seeded sample past it."""
     found, why = _near_train(report, own_cache, cache, split)
     return found, [] if why is None else [unchecked_text(why)]
+
+
+def near_lines(runs: list[tuple[str, Any, Callable]], cache, split: str) -> list[tuple[list[str], str]]:
+    """The check :func:`near_train` makes, once per distinct (run cache fingerprint, classes left out) among ``runs``
+    (``(name, report, own_cache)``; a group's runs share their train and val images): ``(names, line)`` pairs, the
+    line predict prints (:meth:`NearTrain.describe`, or why it was not checked), led by the group's run names where
+    the runs make more than one group. ``mr2probe compare --features`` and the API's ``/compare?cache=``."""
+    from probe.names import listed
+
+    groups: dict[tuple, list] = {}
+    for name, report, own_cache in runs:
+        key = (report.features and report.features.fingerprint, tuple(sorted(report.config.get("drop_classes") or [])))
+        groups.setdefault(key, []).append((name, report, own_cache))
+    lines = []
+    for members in groups.values():
+        for _, report, own_cache in members:  # the first run whose own cache is found
+            found, warnings = near_train(report, own_cache, cache, split)
+            if found is not None or not warnings:
+                break
+        names = list(dict.fromkeys(name for name, _, _ in members))
+        said = [found.describe()] if found is not None else warnings
+        lines += [(names, line if len(groups) == 1 else f"{listed(names, 5)}: {line}") for line in said]
+    return lines
+
+
+def with_near_lines(comparisons: list, lines: list[tuple[list[str], str]]) -> None:
+    """Each comparison's ``warnings`` with the :func:`near_lines` of its two runs (named as its ``base`` and
+    ``other``), once each."""
+    for comparison in comparisons:
+        mine = [line for names, line in lines if {comparison.base, comparison.other} & set(names)]
+        comparison.warnings = list(dict.fromkeys([*comparison.warnings, *mine]))
 
 
 def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, str | None]:

@@ -64,7 +64,26 @@ def _read_pair(args: argparse.Namespace, other_dir: str) -> tuple:
     from probe import load_report
 
     base, other = load_report(args.base), load_report(other_dir)
-    return base, other, _compare(args, base, other_dir, other)
+    comparison = _compare(args, base, other_dir, other)
+    if args.features is not None:
+        from ..predicted_near import with_near_lines
+
+        with_near_lines([comparison], _near_lines(args, [(args.base, base), (other_dir, other)]))
+    return base, other, comparison
+
+
+def _near_lines(args: argparse.Namespace, runs: list[tuple]) -> list:
+    """The runs' (``(run_dir, report)``) near-duplicate check of the ``--features`` cache's split, as predict makes
+    it, once per distinct run cache and left-out classes (``app.predicted_near.near_lines``)."""
+    from functools import partial
+
+    from feature_cache import open_cache
+
+    from ..label_issues import run_cache
+    from ..predicted_near import near_lines
+
+    return near_lines([(report.run_id, report, partial(run_cache, report, run_dir)) for run_dir, report in runs],
+                      open_cache(args.features), args.split)
 
 
 def _compare(args: argparse.Namespace, base, other_dir: str, other):
@@ -126,6 +145,10 @@ def _read_many(args: argparse.Namespace) -> tuple:
             comparisons.append(_compare(args, base, other_dir, other))
         except ValueError as exc:  # other classes or images: which of the runs
             raise ValueError(f"{other_dir} against {args.base}: {exc}") from None
+    if args.features is not None:
+        from ..predicted_near import with_near_lines
+
+        with_near_lines(comparisons, _near_lines(args, [(args.base, base), *zip(args.other, reports)]))
     return base, reports, comparisons
 
 

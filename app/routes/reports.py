@@ -576,8 +576,10 @@ def _compared(base: str, other: str, folders: list[str], path: str | None, split
 
 
 def _comparison(store: Store, base: str, other: str, cache: str | None = None, split: str = "test",
-                read: Callable[[str], Report] | None = None) -> Comparison:
-    """``read(run_id)``: the run's report (:func:`_report`; several runs against one base read the base once)."""
+                read: Callable[[str], Report] | None = None, near: bool = True) -> Comparison:
+    """``read(run_id)``: the run's report (:func:`_report`; several runs against one base read the base once);
+    ``near``: on a cache, its warnings say the runs' near-duplicate check of it (:func:`_near_lines`; several runs
+    against one base say it once for all)."""
     from probe.rundir import read_run
 
     if cache is None and split != "test":  # it compared the test split without a word (an attack round)
@@ -591,6 +593,10 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
         comparison = read_run(folders, lambda: _compared(base, other, folders, path, split, cache, read))
         if path is None:
             comparison = comparison.model_copy(deep=True)  # the caller adds its warnings to its own copy
+        elif near:
+            from ..predicted_near import with_near_lines
+
+            with_near_lines([comparison], _near_lines(store, [base, other], path, split, read))
         if base == other:  # as the CLI says it: a normal "no change" read as a result (an attack round)
             comparison.warnings.append(f"run {base} is compared with itself: every difference is 0")
         return comparison
@@ -664,6 +670,23 @@ async def compare_many_runs(request: Request, base: str = BaseRun, other: RunIds
     return await _in_scoring_slot(request, _many, store, base, other, cache, split)
 
 
+def _near_lines(store: Store, run_ids: list[str], path: str, split: str, read: Callable[[str], Report]) -> list:
+    """The runs' near-duplicate check of the cache at ``path``, as ``mr2probe compare --features`` makes it (once per
+    distinct run cache and left-out classes, ``app.predicted_near.near_lines``), each run's own cache its registered
+    one."""
+    from feature_cache import open_cache
+
+    from ..label_issues import run_cache
+    from ..predicted_near import near_lines
+
+    def opener(run: dict, report: Report) -> Callable:
+        own = store.get_cache(run["cache_id"])
+        return lambda: run_cache(report, run["path"], cache_file(own), f"its cache {own['id']!r}")
+
+    runs = [(store.get_run(run_id), read(run_id)) for run_id in dict.fromkeys(run_ids)]
+    return near_lines([(report.run_id, report, opener(run, report)) for run, report in runs], open_cache(path), split)
+
+
 def _many(store: Store, base: str, others: list[str], cache: str | None, split: str) -> ManyComparison:
     from probe.rundir import read_run
 
@@ -684,11 +707,16 @@ def _many_read(store: Store, base: str, others: list[str], cache: str | None, sp
     comparisons, read = [], lru_cache(maxsize=None)(partial(_report, store))
     for run_id in others:
         try:
-            comparisons.append(_comparison(store, base, run_id, cache, split, read))
+            comparisons.append(_comparison(store, base, run_id, cache, split, read, near=False))
         except HTTPException as exc:  # other classes or images: which of the runs (as the CLI names it)
             if exc.status_code != 422:
                 raise
             raise HTTPException(422, f"run {run_id!r} against {base!r}: {exc.detail}") from None
+    if cache is not None:  # the runs' near-duplicate check of the cache, once for all
+        from ..predicted_near import with_near_lines
+
+        with_near_lines(comparisons, _near_lines(store, [base, *others], _cache_path(store, cache, scored=True),
+                                                 split, read))
     many = compare_many(comparisons, run_warnings((base, read(base)), [(run_id, read(run_id)) for run_id in others]))
     # the md / html name each run as the pages do: ids alone read 'run_4da32e8b1df3' in a pull request
     many.names = {run_id: f"{store.get_run(run_id)['name']} ({run_id})" for run_id in (base, *others)}

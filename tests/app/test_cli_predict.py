@@ -949,3 +949,34 @@ def test_near_duplicates_of_a_class_the_run_left_out_are_not_its_train_images(ru
     capsys.readouterr()
     assert main(["predict", str(out), "--features", str(new), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["near_train"]["near"] == 2
+
+
+def test_compare_on_a_cache_says_predicts_near_duplicate_line_once_per_run_cache(run, tmp_path, capsys, monkeypatch):
+    """`mr2probe compare --features`: the near-duplicate check predict makes of the cache, its line once for runs of
+    one cache (it made none), and once per run cache, each led by its runs, where they were trained on two."""
+    cache, out = run
+    new, _ = _near_cache(run, tmp_path)
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
+    other, third = tmp_path / "other", tmp_path / "third"
+    assert main(["train", "--features", str(cache), "--out", str(other), *FAST]) == 0
+    shutil.copytree(other, third)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(new)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Near-duplicates of"))
+    assert main(["compare", str(out), str(other), "--features", str(new), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"].count(line) == 1
+    assert main(["compare", str(out), str(other), "--features", str(new)]) == 0
+    assert f"warning: {line}" in " ".join(capsys.readouterr().out.split())
+    assert main(["compare", str(out), str(other), str(third), "--features", str(new), "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert [w["text"] for w in many["warnings"]].count(line) == 1
+    # a run of another cache of the same features (a copy, another fingerprint): two checks, each naming its runs
+    copy = _cache(tmp_path / "copy.h5", {s: open_cache(cache).load(s) + (open_cache(cache).sources(s),)
+                                         for s in ("train", "val", "test")}, NAMES)
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["train", "--features", str(copy), "--out", str(elsewhere), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(out), str(elsewhere), "--features", str(new), "--json"]) == 0
+    said = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "Near-duplicates of" in w]
+    ids = [json.loads((folder / "report.json").read_text())["run_id"] for folder in (out, elsewhere)]
+    assert said == [f"{run_id}: {line}" for run_id in ids], said

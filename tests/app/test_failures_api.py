@@ -370,7 +370,8 @@ def test_compare_on_a_cache_scores_both_shipped_probes(finished):
     assert md.status_code == 200 and "shipped probes (first seed) on cache" in md.text
     assert client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2,
                                               "cache": "nope"}).status_code == 404
-    assert body["warnings"] == []
+    # nothing but the near-duplicate check of the runs' train and val images, as mr2probe predict says it
+    assert [w for w in body["warnings"] if not w.startswith("Near-duplicates of the run's train")] == []
     train = client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2, "cache": cache_id,
                                                "split": "train"}).json()
     assert any("train images of the run's own cache" in w for w in train["warnings"]), train["warnings"]
@@ -655,3 +656,25 @@ def test_scores_and_predicted_count_near_duplicates_of_the_runs_train_images_as_
     monkeypatch.setattr(nd, "MAX_CHECK_PRODUCTS", 4 * len(seen) * seen.shape[1])  # 4 rows fit
     sampled = answers()
     assert sampled[0] == sampled[1] == sampled[2] and sampled[0]["sampled"] == 4
+
+
+def test_compare_on_a_cache_says_the_near_duplicate_check_as_the_cli_does(finished, capsys, monkeypatch):
+    """/compare?cache= and /compare/many?cache= say the runs' near-duplicate check of the cache (predict's line, once
+    for the runs of one cache), as `mr2probe compare --features` says it of the same runs and cache."""
+    import probe.near_duplicates as nd
+    from app.caches import cache_file
+    from app.cli import main
+
+    client = finished.client
+    cache_id = client.get(f"/api/runs/{finished.mr2}").json()["cache_id"]
+    path = cache_file(client.app.state.store.get_cache(cache_id))
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "effnet-lite0", 0.5)
+    params = {"base": finished.erm, "other": finished.mr2, "cache": cache_id}
+    api = client.get("/api/compare", params=params).json()["warnings"]
+    many = client.get("/api/compare/many", params=params).json()["warnings"]
+    folders = [str(finished.settings.runs_dir / run) for run in (finished.erm, finished.mr2)]
+    capsys.readouterr()
+    assert main(["compare", *folders, "--features", str(path), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)["warnings"]
+    near = [w for w in cli if w.startswith("Near-duplicates of the run's train or val images")]
+    assert len(near) == 1 and api == cli and [w["text"] for w in many] == cli, (api, cli, many)
