@@ -763,6 +763,10 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     (dup_ci, rest_ci) = wilson_interval(np.array([correct[duplicate].sum(), correct[~duplicate].sum()]),
                                         np.array([duplicate.sum(), (~duplicate).sum()]))
     pairs = _pairs(data, sources, seen, checked, duplicate, identical)
+    if checked.sampled and identical is not None:  # the byte-identical count is every test row's: so is the list
+        pairs = sorted(pairs + _identical_pairs(data, sources, contents, seen, np.setdiff1d(np.flatnonzero(identical),
+                                                                                        rows)),
+                       key=lambda pair: (-pair["similarity"], pair["test_row"]))
     return NearDuplicates(**_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - n_checked * per_row),
         encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
         sampled=n_checked if checked.sampled else None,
@@ -810,6 +814,28 @@ def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen
                       "seen_row": seen_row, "seen": _source(sources, split, seen_row),
                       "similarity": float(nearest.similarity[i]),
                       "identical": bool(identical is not None and identical[row])})
+    return pairs
+
+
+def _identical_pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]],
+                     contents: Mapping[str, np.ndarray], seen: list[str], test_rows: np.ndarray) -> list[dict]:
+    """Each of ``test_rows`` (byte-identical to a train or val row, left out of a sampled check) with the first
+    ``seen`` row of its bytes (its most similar one: their features are the same) and their cosine: the pairs of
+    :func:`_pairs`, for the byte-identical rows :class:`NearDuplicates` counts over every test row."""
+    lookup = []
+    for split in seen:
+        keys = row_keys(contents[split])
+        order = np.argsort(keys, kind="stable")
+        lookup.append((split, keys[order], order))
+    pairs = []
+    for row, key in zip(test_rows.tolist(), row_keys(contents["test"])[test_rows]):
+        split, seen_row = next((split, int(order[at])) for split, keys, order in lookup
+                               for at in [int(np.searchsorted(keys, key))] if at < len(keys) and keys[at] == key)
+        x, y = (np.asarray(data[name][0][at], dtype=np.float64) for name, at in (("test", row), (split, seen_row)))
+        norms = float(np.linalg.norm(x) * np.linalg.norm(y))
+        pairs.append({"test_row": row, "test": _source(sources, "test", row), "seen_split": split,
+                      "seen_row": seen_row, "seen": _source(sources, split, seen_row),
+                      "similarity": float(x @ y) / norms if norms else 0.0, "identical": True})
     return pairs
 
 

@@ -97,7 +97,14 @@ def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monke
     best = (unit(data["test"][0][rows]) @ unit(pool).T).max(axis=1)
     duplicate = (best >= found.threshold) | np.isin(rows, IDENTICAL)
     assert found.near == int(((best >= found.threshold) & ~np.isin(rows, IDENTICAL)).sum()) > 0
-    assert {p["test_row"] for p in read_pairs(tmp_path / "run")} == set(rows[duplicate].tolist())
+    # listed: the sample's duplicates and every byte-identical test image, as many as the report counts (the
+    # identical ones outside the sample were counted and not listed), each with a train image of its bytes
+    pairs = read_pairs(tmp_path / "run")
+    assert {p["test_row"] for p in pairs} == set(rows[duplicate].tolist()) | set(IDENTICAL)
+    assert len([p for p in pairs if p["identical"]]) == found.identical and not set(IDENTICAL) <= set(rows)
+    assert all((p["seen_split"], p["seen_row"], p["seen"]) == ("train", 20 + p["test_row"], sources["train"][20 + p[
+        "test_row"]]) and p["similarity"] == pytest.approx(1, abs=1e-5) for p in pairs if p["identical"]), pairs
+    assert [p["similarity"] for p in pairs] == sorted((p["similarity"] for p in pairs), reverse=True)
     assert found.near_ci == pytest.approx(_wilson(found.near, 25), abs=1e-12)
     warning = next(w for w in report.warnings if "nearly duplicate" in w)
     assert warning.startswith(f"{found.near} among 25 sampled test images of 60 (")
