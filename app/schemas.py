@@ -649,9 +649,13 @@ class NearDuplicatesOut(BaseModel):
     threshold: float = Field(..., description="the cosine at or above which a test image nearly duplicates one")
     test_images: int = Field(..., description="test images of the run")
     sampled: Optional[int] = Field(None, description="where the run compared a random sample of its test images "
-                                   "(past the products budget): how many; the pairs are theirs. null: every one")
+                                   "(past the products budget): how many; the pairs are theirs, with the "
+                                   "byte-identical ones outside the sample (outside_sample). null: every one")
     total: int = Field(..., description="test images that duplicate a train or val image (near or identical): of "
-                       "the sampled ones where sampled")
+                       "the sampled ones where sampled, and outside_sample more")
+    outside_sample: int = Field(0, description="where sampled: test images outside the sample that are "
+                                "byte-identical to a train or val image (content digests, every test image's), "
+                                "listed too; 0 otherwise")
     limit: int
     offset: int
     items: list[NearDuplicateItem]

@@ -27,8 +27,8 @@ from .uncertainty import wilson_interval
 
 __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
            "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAMPLE_SEED", "check_rows", "near_duplicate_pairs",
-           "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "read_pairs",
-           "sample_size", "share_text", "budget_for_test", "write_pairs"]
+           "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "outside_sample",
+           "read_pairs", "sample_rows", "sample_size", "share_text", "budget_for_test", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -181,6 +181,21 @@ def budget_for_test(products: int, budget: int = MAX_CHECK_PRODUCTS) -> int:
     return budget if products <= budget else budget // 2
 
 
+def sample_rows(n: int, size: int) -> np.ndarray:
+    """The ``size`` of ``n`` query rows a check past its budget compares (:func:`check_rows`), sorted: seeded
+    (:data:`SAMPLE_SEED`), so the same for the same sizes."""
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False))
+
+
+def outside_sample(pairs: list[dict], test_images: int, sampled: int | None) -> int:
+    """How many of a run's ``pairs`` (:func:`read_pairs`) are of test rows outside the sample of ``sampled`` of its
+    ``test_images`` that its check compared: byte-identical ones, found by digest over every test row (0 where every
+    row was compared)."""
+    if sampled is None:
+        return 0
+    return int((~np.isin([p["test_row"] for p in pairs], sample_rows(test_images, sampled))).sum()) if pairs else 0
+
+
 def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                exclude_self: bool = False) -> CheckedRows | None:
     """Each row of ``queries`` (n, d) compared with the rows of ``references`` (:func:`nearest_among`) where the
@@ -192,7 +207,7 @@ def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chun
     if size == 0 and n:
         return None
     sampled = size < n
-    rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False)) if sampled else np.arange(n)
+    rows = sample_rows(n, size) if sampled else np.arange(n)
     compared = RowSubset(queries, rows) if sampled else queries
     nearest = (nearest_rows(compared, references[0], chunk_rows, own_rows=rows) if exclude_self else
                nearest_among(compared, references, chunk_rows))

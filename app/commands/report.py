@@ -86,7 +86,7 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     test images' paths alone, one a line; ``data``: the paths in full (``--data``)."""
     from feature_cache.archives import printable
     from probe import load_report
-    from probe.near_duplicates import no_pairs_message, read_pairs
+    from probe.near_duplicates import no_pairs_message, outside_sample, read_pairs
     from probe.rundir import read_run
 
     from . import check_data_folder, full_paths, run_folder
@@ -107,12 +107,14 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
             print(printable(path))
         return 0
     seen = [row["source"] for row in full_paths([{"source": p["seen"]} for p in pairs], data)]
-    identical = sum(p["identical"] for p in pairs)
+    identical, outside = sum(p["identical"] for p in pairs), outside_sample(pairs, found.test_images, found.sampled)
     inside = "" if data is not None or not pairs else " (paths inside the data set; --data DIR prints them whole)"
     of = (f"{found.test_images:,} test images" if found.sampled is None else
           f"{found.sampled:,} sampled test images (a random sample of the {found.test_images:,})")
-    print(f"{len(pairs):,} of {of} duplicate a train or val image (cosine ≥ "
-          f"{found.threshold:g} of {found.encoder} features; {identical:,} byte-identical){inside}"
+    more = (f"; {outside:,} more test image{'s' if outside != 1 else ''} outside the sample, byte-identical to one "
+            "(content digests, every test image's), listed too" if outside else "")
+    print(f"{len(pairs) - outside:,} of {of} duplicate a train or val image (cosine ≥ "
+          f"{found.threshold:g} of {found.encoder} features; {identical - outside:,} byte-identical){more}{inside}"
           f"{', most similar first:' if pairs else '.'}")
     for pair, test, other in zip(pairs, tests, seen):
         where = (f"test row {pair['test_row']}" if test is None else printable(test),

@@ -155,3 +155,25 @@ def test_a_sampled_run_says_how_many_test_images_were_compared(service, monkeypa
     body = client.get("/api/runs/sampled/near-duplicates").json()
     assert (body["sampled"], body["test_images"]) == (25, 60)
     assert client.get("/api/runs/leaky/near-duplicates").json()["sampled"] is None
+
+
+def test_a_sampled_runs_pairs_say_the_identical_ones_outside_the_sample_as_the_cli_does(service, monkeypatch,
+                                                                                         capsys):
+    """After a sampled check the list holds every byte-identical test image; the API's outside_sample says how many
+    lie outside the sample, the number `mr2probe report --near-duplicates` says (total - outside_sample of the
+    sampled ones duplicate one, as its line's first count)."""
+    import probe.run
+    from app.cli import main
+
+    client, cache, _ = service
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 2 * 25 * 150 * 64)  # 25 of the 60 test rows fit half
+    out, _ = _add_run(client.app, cache, "sampled-identical")
+    body = client.get("/api/runs/sampled-identical/near-duplicates", params={"limit": 200}).json()
+    assert body["sampled"] == 25 and body["outside_sample"] > 0 and body["total"] == len(body["items"])
+    assert sum(item["identical"] for item in body["items"]) == len(LEAKY_IDENTICAL)
+    capsys.readouterr()
+    assert main(["report", str(out), "--near-duplicates"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{body['total'] - body['outside_sample']} of 25 sampled test images")
+    assert f"; {body['outside_sample']} more test image" in first
+    assert client.get("/api/runs/leaky/near-duplicates").json()["outside_sample"] == 0

@@ -6,7 +6,7 @@ import pytest
 
 from app.cli import main
 from probe import ProbeConfig, run_probe
-from probe.near_duplicates import PAIRS_FILE
+from probe.near_duplicates import PAIRS_FILE, sample_rows
 from probe.report import FeatureSource
 from testdata import LEAKY_IDENTICAL, LEAKY_NEAR, leaky_splits
 
@@ -118,5 +118,15 @@ def test_a_sampled_run_says_its_list_is_the_samples(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 2 * 25 * 150 * 64)  # 25 of the 60 test rows fit half
     _run(tmp_path / "sampled")
     assert main(["report", str(tmp_path / "sampled"), "--near-duplicates"]) == 0
-    first = capsys.readouterr().out.splitlines()[0]
+    lines = capsys.readouterr().out.splitlines()
+    first = lines[0]
     assert " of 25 sampled test images (a random sample of the 60) duplicate a train or val image" in first
+    # the byte-identical test images outside the sample are listed, and said apart: the count before "of 25" is the
+    # sample's (it was every listed pair's, identical ones outside the sample among them)
+    rows = sample_rows(60, 25)
+    outside = [r for r in LEAKY_IDENTICAL if r not in rows]
+    listed = len(lines) - 1
+    assert outside and sum(line.endswith("byte-identical") for line in lines[1:]) == len(LEAKY_IDENTICAL)
+    assert first.startswith(f"{listed - len(outside)} of 25 sampled") and (
+        f"; {len(outside)} more test image{'s' if len(outside) > 1 else ''} outside the sample, byte-identical to one "
+        "(content digests, every test image's), listed too") in first, first
