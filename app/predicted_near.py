@@ -88,6 +88,20 @@ def with_near_lines(comparisons: list, lines: list[tuple[list[str], str]]) -> No
         comparison.warnings = list(dict.fromkeys([*comparison.warnings, *mine]))
 
 
+def _reported(report, cache, split: str, threshold: float) -> NearTrain | None:
+    """The run's own test split as its report checked it (``report.near_duplicates``), where that check is this one:
+    every row of the split compared (not a sample, no class left out of it) at this threshold; its ``near`` and
+    ``identical`` together (byte-identical copies have the same features, cosine 1, so this check counts them among
+    its near). None otherwise: the check is made again."""
+    found = report.near_duplicates
+    if (found is None or split != "test" or cache.fingerprint != report.features.fingerprint
+            or found.sampled is not None or found.threshold != threshold
+            or found.test_images != cache.split_sizes.get("test")):
+        return None
+    return NearTrain(encoder=found.encoder, threshold=threshold, images=found.test_images,
+                     near=found.near + (found.identical or 0))
+
+
 def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, str | None]:
     """:func:`near_train` with why it was not made in words of its own (None where nothing is to be said)."""
     import numpy as np
@@ -100,6 +114,9 @@ def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTra
     threshold = near_duplicate_threshold(report.features.encoder if report.features is not None else None)
     if threshold is None or (cache.fingerprint == report.features.fingerprint and split != "test"):
         return None, None
+    reported = _reported(report, cache, split, threshold)
+    if reported is not None:
+        return reported, None
     try:  # the cache predicted on is the run's own where it holds its features: found wherever it lies now
         own = cache if cache.fingerprint == report.features.fingerprint else own_cache()
     except (ValueError, OSError) as exc:  # moved, a service cache id, replaced: the predictions stand without it

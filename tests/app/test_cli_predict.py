@@ -980,3 +980,38 @@ def test_compare_on_a_cache_says_predicts_near_duplicate_line_once_per_run_cache
     said = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "Near-duplicates of" in w]
     ids = [json.loads((folder / "report.json").read_text())["run_id"] for folder in (out, elsewhere)]
     assert said == [f"{run_id}: {line}" for run_id in ids], said
+
+
+def test_predict_on_the_runs_own_test_split_says_the_reports_check(tmp_path, capsys, monkeypatch):
+    """On the run's own test split predict's near_train is the report's check (near + identical: predict counts the
+    byte-identical copies among its near), not the check made again (up to ~5 s); where the report's is a sample
+    or left classes out, it is made again, over every row of the split."""
+    from feature_cache.store import CONTENT_DIGEST_SIZE
+
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
+    rng = np.random.default_rng(3)
+    splits = {s: _split(rng, np.repeat(np.arange(len(NAMES)), m), s) for s, m in (("train", 40), ("val", 20),
+                                                                                   ("test", 30))}
+    x, y, sources = splits["test"]
+    x[:3], x[3:5] = 1.3 * splits["train"][0][:3], splits["train"][0][3:5]  # 3 near, 2 byte-identical copies
+    y[:5] = splits["train"][1][:5]
+    digests = {s: rng.integers(0, 256, (len(splits[s][1]), CONTENT_DIGEST_SIZE), dtype=np.uint8) for s in splits}
+    digests["test"][3:5] = digests["train"][3:5]
+    cache = _cache(tmp_path / "leaky.h5", splits, NAMES, digests=digests)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(cache), "--out", str(out), *FAST]) == 0
+    found = json.loads((out / "report.json").read_text())["near_duplicates"]
+    assert (found["near"], found["identical"], found["sampled"]) == (3, 2, None)
+    monkeypatch.setattr(nd, "check_rows", lambda *a, **k: pytest.fail("the report's check made again"))
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["near_train"] == {
+        "encoder": "synthetic", "threshold": 0.999, "images": 120, "near": 5, "sampled": None, "near_ci": None}
+    monkeypatch.undo()
+    monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
+    without = tmp_path / "without-dog"  # dog's test images are predicted, not in the report's check
+    assert main(["train", "--features", str(cache), "--out", str(without), "--drop-class", "dog", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(without), "--features", str(cache), "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)["near_train"]
+    assert (near["images"], near["near"]) == (120, 5)

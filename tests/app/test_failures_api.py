@@ -678,3 +678,27 @@ def test_compare_on_a_cache_says_the_near_duplicate_check_as_the_cli_does(finish
     cli = json.loads(capsys.readouterr().out)["warnings"]
     near = [w for w in cli if w.startswith("Near-duplicates of the run's train or val images")]
     assert len(near) == 1 and api == cli and [w["text"] for w in many] == cli, (api, cli, many)
+
+
+def test_scores_on_the_runs_own_test_split_say_the_reports_check_as_predict_does(finished, capsys, monkeypatch):
+    """/scores, /predicted and `mr2probe predict --json` on the run's own test split: the report's near-duplicate
+    check (near + identical over every test image), the same in all three, not made again."""
+    import probe.near_duplicates as nd
+    from app.caches import cache_file
+    from app.cli import main
+
+    monkeypatch.setattr(nd, "check_rows", lambda *a, **k: pytest.fail("the report's check made again"))
+
+    client = finished.client
+    run = client.get(f"/api/runs/{finished.mr2}").json()
+    found = client.get(f"/api/reports/{finished.mr2}").json()["near_duplicates"]
+    assert found is not None and found["sampled"] is None
+    got = [client.get(f"/api/runs/{finished.mr2}/{what}", params={"cache": run["cache_id"]}).json()["near_train"]
+           for what in ("scores", "predicted")]
+    capsys.readouterr()
+    path = cache_file(client.app.state.store.get_cache(run["cache_id"]))
+    assert main(["predict", str(finished.settings.runs_dir / finished.mr2), "--features", str(path), "--json"]) == 0
+    got.append(json.loads(capsys.readouterr().out)["near_train"])
+    assert got[0] == got[1] == got[2] == {"encoder": found["encoder"], "threshold": found["threshold"],
+                                          "images": found["test_images"], "sampled": None, "near_ci": None,
+                                          "near": found["near"] + (found["identical"] or 0)}, got
