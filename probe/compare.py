@@ -26,7 +26,7 @@ __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "Compar
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "evidence", "group_evidence", "metric_evidence", "metric_discordance", "beyond_noise",
            "lost_beyond_budget", "held_back_sentence", "paired_seeds", "class_evidence", "lost_on_test",
-           "METRIC_HEADER", "CLASS_HEADER"]
+           "METRIC_HEADER", "CLASS_HEADER", "itself_warning"]
 
 
 def _finite(x: float) -> float | None:
@@ -399,6 +399,12 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
         comparison.warnings.append(NO_PREDICTIONS)
     return comparison
+
+
+def itself_warning(run: str) -> str:
+    """The warning of a comparison of the run ``run`` (its id) with itself: a normal "no change" read as a result.
+    ``mr2probe compare`` and ``GET /api/compare`` add it to the comparison's warnings alike."""
+    return f"run {run} is compared with itself: every difference is 0"
 
 
 def check_same_images(base: Report, other: Report) -> None:

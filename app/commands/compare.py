@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from . import check_out_apart, check_out_file, run_folder, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
@@ -40,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
         check_out_apart(args.out, runs=[args.base, *args.other], inputs=[args.features] if args.features else [])
     if len(args.other) > 1:
         return _many(args)
-    if run_folder(args.base) == run_folder(args.other[0]):  # it compared alike without a word (a new-user round)
-        print(f"warning: {args.base} is compared with itself: every difference is 0", file=sys.stderr)
     base, other, comparison = read_run([args.base, args.other[0]], lambda: _read_pair(args, args.other[0]))
+    if run_folder(args.base) == run_folder(args.other[0]):  # it compared alike without a word (a new-user round)
+        from probe.compare import itself_warning
+
+        # in the comparison's warnings, as GET /api/compare gives them: the JSON and exports lacked it
+        comparison.warnings.append(itself_warning(comparison.base))
     if args.format:
         names = {base.run_id: str(args.base), other.run_id: str(args.other[0])}  # the runs' folders, as given
         write_document(COMPARE_FORMATS[args.format](comparison, runs_context(base, other, names)), args.out)

@@ -599,7 +599,9 @@ def _comparison(store: Store, base: str, other: str, cache: str | None = None, s
 
             with_near_lines([comparison], _near_lines(store, [base, other], path, split, read))
         if base == other:  # as the CLI says it: a normal "no change" read as a result (an attack round)
-            comparison.warnings.append(f"run {base} is compared with itself: every difference is 0")
+            from probe.compare import itself_warning
+
+            comparison.warnings.append(itself_warning(base))
         return comparison
     except ValueError as exc:  # e.g. the runs have different classes, or the cache other features
         raise HTTPException(422, str(exc)) from None

@@ -680,10 +680,19 @@ def test_reports_and_comparisons_download_as_the_cli_exports_them(finished):
         assert resp.text == render(comparison, context)
 
 
-def test_compare(finished):
+def test_compare(finished, capsys):
+    import json
+
+    from app.cli import main
+
     # a run compared with itself says so, as the CLI does (an attack round: a normal "no change" read as a result)
     same = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.erm}).json()
     assert f"run {finished.erm} is compared with itself: every difference is 0" in same["warnings"]
+    # the CLI's --json says it in the same words among the same warnings (it said it on stderr alone)
+    folder = str(finished.settings.runs_dir / finished.erm)
+    capsys.readouterr()
+    assert main(["compare", folder, folder, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == same["warnings"]
     resp = finished.client.get("/api/compare", params={"base": finished.erm, "other": finished.mr2})
     assert resp.status_code == 200
     body = resp.json()
