@@ -503,9 +503,11 @@
       total = page.total;
       shown += page.items.length;
       gallery.append(...page.items.map(nearPairFigure));
-      summary.textContent = `${count(total)} of ${testImages(page)} duplicate a train or val image `
-        + `(cosine ≥ ${page.threshold} of ${page.encoder} features), most similar first; remove them from test to `
-        + "measure the probe on images it has not seen"
+      const outside = page.outside_sample || 0;  // byte-identical, outside a sampled check's sample: listed too
+      summary.textContent = `${count(total - outside)} of ${testImages(page)} duplicate a train or val image `
+        + `(cosine ≥ ${page.threshold} of ${page.encoder} features)`
+        + (outside ? `; ${count(outside)} more outside the sample, byte-identical to one, listed too` : "")
+        + ", most similar first; remove them from test to measure the probe on images it has not seen"
         + (shown < total ? `; the ${count(shown)} most similar:` : ":");
       next.textContent = `Show the next ${count(Math.min(NEAR_DUPLICATES_SHOWN, total - shown))}`;
       next.hidden = !page.items.length || shown >= total;

@@ -3749,7 +3749,7 @@ def test_run_page_finds_likely_wrong_labels_through_a_job(driver, fresh_finished
         thread.join(10)
 
 
-def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_any(driver, tmp_path):
+def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_any(driver, tmp_path, monkeypatch):
     """The run page's near-duplicates card: each test image beside the train or val image it duplicates (both
     thumbnails, which load), with the cosine, most similar first, the next page on a click; no card for a run
     without duplicates or written before the list was kept."""
@@ -3778,6 +3778,14 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
                       reference_run=None, path=str(out), summary={"overall": 0.5})
     (settings.runs_dir / "run_old" / PAIRS_FILE).unlink()
     (settings.runs_dir / "run_damaged" / PAIRS_FILE).write_text("not,the,columns\n")
+    import probe.run  # past the products budget: 25 of the 60 test rows compared (9,600 products a row)
+
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 2 * (25 * 9_600 + 9_599))
+    run_probe(data, ["a", "b", "c"], ProbeConfig(epochs=5, lr_grid=[0.05], wd_grid=[0.0], seeds=[0], cv=0),
+              out_dir=settings.runs_dir / "run_sampled", sources=sources, contents=digests,
+              features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    store.add_run(run_id="run_sampled", job_id=None, cache_id=cache["id"], name="run_sampled", head="linear",
+                  loss="ce", reference_run=None, path=str(settings.runs_dir / "run_sampled"), summary={"overall": 0.5})
     server, thread, base = _serve(app)
     pairs = "#near-duplicates-gallery figure.near-pair"
     try:
@@ -3801,6 +3809,16 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
             assert bool(requested) is asked, (run_id, requested)  # the old run's card asked, got a 404 and went
             wait_for(lambda: driver.js("return document.querySelector('#near-duplicates-summary') === null"), 30,
                      interval=0.2, what=f"no near-duplicates card on {run_id}")
+        # a sampled check: the sample's count said as one, the byte-identical images outside it apart
+        page = httpx.get(f"{base}/api/runs/run_sampled/near-duplicates").json()
+        assert page["sampled"] == 25 and page["outside_sample"] > 0, page
+        _open(driver, base + "/runs/run_sampled", "run")
+        said = (f"{page['total'] - page['outside_sample']} of 25 sampled test images (a random sample of the 60) "
+                "duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0 features); "
+                f"{page['outside_sample']} more outside the sample, byte-identical to one, listed too, most similar "
+                "first")
+        wait_for(lambda: (driver.js("return document.getElementById('near-duplicates-summary')?.textContent") or ""
+                          ).startswith(said), 30, interval=0.2, what="the sampled check said as a sample")
         # a damaged list (422): the card stays and says why (it went as for a run without the list)
         _open(driver, f"{base}/runs/run_damaged", "run")
         said = "7 test images duplicate a train or val image, but their list could not be read: near_duplicates.csv"
