@@ -93,7 +93,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             cache is written).
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
-                               plan_extraction, skipped_summary)
+                               plan_extraction, rotated_note, skipped_summary)
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
     from feature_cache.options import cautions
 
@@ -149,6 +149,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
                    f" ({result.encoded} of {sum(dict(result.counts).values())} images encoded in this attempt)"))
     if result.skipped:
         ctx.message(skipped_summary(result.skipped))
+    if result.rotated:
+        ctx.message(rotated_note(result.rotated))
     ctx.progress(start + span, "features ready")
     return row
 

@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
                      "NoClassFolders", "UnsafeArchive"], "errors"),
     "extractor_fingerprint": "fingerprint",
     **dict.fromkeys(["ExtractionPlan", "ExtractResult", "discard_partial", "extract", "plan_extraction",
-                     "skipped_summary"], "extract"),
+                     "skipped_summary", "rotated_note"], "extract"),
     **dict.fromkeys(["SCHEMA_VERSION", "FeatureCache", "open_cache", "orphaned_temporaries", "write_cache"], "store"),
 }
 

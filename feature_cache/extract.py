@@ -64,7 +64,7 @@ __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "dis
            "resolve_workers", "shard_path", "remove_stale_shards", "collate_images", "EncodingCollate",
            "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
            "MAX_WORKERS", "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size",
-           "cpu_batch_memory", "skipped_summary"]
+           "cpu_batch_memory", "skipped_summary", "ROTATED", "rotated_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,24 @@ logger = logging.getLogger(__name__)
 # stops (_ChunkWriter), never skipping the file nor encoding other content than the fingerprint counts
 FILE_GONE = "gone since the data set was opened"
 FILE_CHANGED = "changed since the data set was opened"
+# The note of an image encoded with an EXIF orientation other than 1 (a phone's portrait or turned photo): its pixels
+# are read as stored (datasets.to_rgb), so the encoder, and the dashboard's previews, see it sideways or upside down
+ROTATED = "EXIF orientation not applied"
+_EXIF_ORIENTATION = 0x0112
+
+
+def rotated_note(sources: list[str], examples: int = 3) -> str:
+    """One line for the images an extraction encoded that carry an EXIF orientation it does not apply, naming up to
+    ``examples``; empty when none did."""
+    if not sources:
+        return ""
+    many = len(sources) != 1
+    named = ", ".join(sources[:examples]) + (", ..." if len(sources) > examples else "")
+    return (f"{len(sources)} image{'s' * many} encoded now carr{'y' if many else 'ies'} an EXIF orientation (a "
+            f"phone's portrait or turned photo) that is not applied: the encoder saw {'them' if many else 'it'} as "
+            f"stored, sideways or upside down, as the dashboard's previews show {'them' if many else 'it'} "
+            f"({named}); to have them read upright, rotate their pixels (e.g. exiftran -ai, mogrify -auto-orient) "
+            "and extract again")
 
 
 def skipped_summary(skipped, examples: int = 3) -> str:
@@ -133,6 +151,8 @@ class ExtractResult:
         skipped: (source, reason) of every file left out.
         counts: rows per split in the cache.
         encoded: images encoded by this call (0 when reused; less than the total after a resume).
+        rotated: the sources of the images this call encoded that carry an EXIF orientation other than 1, which
+            is not applied (:func:`rotated_note`).
     """
 
     path: Path
@@ -141,6 +161,7 @@ class ExtractResult:
     skipped: list[tuple[str, str]]
     counts: dict[str, int]
     encoded: int = 0
+    rotated: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -184,7 +205,7 @@ class _ImageDataset(Dataset):
         sample = self.samples[index]
         try:
             image, digest = self.data.load_with_digest(sample, self.decode_size)
-            return self.transform(image), True, "", digest
+            return self.transform(image), True, ROTATED if _rotated(image) else "", digest
         except FileNotFoundError as exc:  # removed or moved since the data set was listed: not a decode failure
             reason = f"{FILE_GONE}: {exc}"
         except FileChanged as exc:  # rewritten since: its features are not those of the content fingerprinted
@@ -192,6 +213,15 @@ class _ImageDataset(Dataset):
         except Exception as exc:  # noqa: BLE001 - any decode failure skips the file, never the job
             reason = f"{DECODE_FAILURE}: {exc}"
         return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False, reason[:300], _NO_DIGEST
+
+
+def _rotated(image) -> bool:
+    """Whether a decoded image carries an EXIF orientation other than 1 (0 and a missing tag: none). EXIF that does
+    not parse counts as none: the image decoded, and is encoded as stored all the same."""
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1)
+    except Exception:  # noqa: BLE001 - damaged EXIF never costs an image that decoded
+        return False
 
 
 _NO_DIGEST = bytes(CONTENT_DIGEST_SIZE)  # the digest of a file that failed to decode (no row is written for it)
@@ -579,10 +609,11 @@ class _ChunkWriter:
     each and reporting progress after each; counts what it wrote (``encoded``: images kept)."""
 
     def __init__(self, partial: PartialCache, splits: dict[str, list[Sample]], bar, progress, should_stop,
-                 done: int, total: int) -> None:
+                 done: int, total: int, rotated: list[str] | None = None) -> None:
         self.partial, self.splits, self.bar = partial, splits, bar
         self.progress, self.should_stop = progress, should_stop
         self.done, self.total, self.encoded = done, total, 0
+        self.rotated = [] if rotated is None else rotated  # the sources encoded with a ROTATED note
 
     def write(self, where: tuple[str, int, int], features: Callable[[], np.ndarray], ok: torch.Tensor,
               reasons: list[str], digests: np.ndarray) -> None:
@@ -602,6 +633,8 @@ class _ChunkWriter:
                     "register the data set again as it is now.")
         self.encoded += _write_chunk(self.partial, split, self.splits[split][start:end], end, features(), ok,
                                      reasons, digests)
+        self.rotated += [sample.source for sample, kept, reason in zip(self.splits[split][start:end], ok, reasons)
+                         if bool(kept) and reason == ROTATED]
         self.done += end - start
         self.bar.update(end - start)
         if self.progress is not None:
@@ -746,13 +779,14 @@ def run_plan(
     partial_path: Path | None = None,
     show_progress: bool = True,
     tune_allocator: bool = False,
+    rotated: list[str] | None = None,
 ) -> tuple[PartialCache, int]:
     """Encode every sample of ``splits`` (default: the data set's) into the partial file.
 
     One DataLoader (one worker pool, :func:`resolve_workers`: on a CPU encoder they encode as well) serves all
-    splits. ``tune_allocator`` applies
-    :func:`~probe.allocator.keep_freed_memory` for the process (and its workers); off by default, as for
-    :func:`extract`.
+    splits. ``tune_allocator`` applies :func:`~probe.allocator.keep_freed_memory` for the process (and its workers);
+    off by default, as for :func:`extract`. ``rotated``: a list the sources of the images encoded with an EXIF
+    orientation not applied (:data:`ROTATED`) are appended to.
     Returns the still-open :class:`PartialCache` and the number of images encoded by this call.
     Raises :class:`ExtractionCancelled` (after closing the partial file) when ``should_stop()`` is true.
     """
@@ -795,7 +829,7 @@ def run_plan(
     )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)
-    writer = _ChunkWriter(partial, splits, bar, progress, should_stop, done, total)
+    writer = _ChunkWriter(partial, splits, bar, progress, should_stop, done, total, rotated)
     try:
         pending = None  # the batch whose features are still on their way: written once the next one is queued
         for (split, start, end), (payload, ok, reasons, digests) in zip(batches, loader):
@@ -911,11 +945,12 @@ def extract(
             return found
         _remove_orphaned_copies(plan.path)
         logger.info("extracting %s with %s into %s", plan.data.location, plan.encoder, plan.path)
+        rotated: list[str] = []
         partial, encoded = run_plan(
             plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,
-            show_progress=show_progress, tune_allocator=tune_allocator,
+            show_progress=show_progress, tune_allocator=tune_allocator, rotated=rotated,
         )
         skipped, counts = _finish(plan, partial)
         remove_stale_shards(plan.path)  # those a torchrun extraction of it killed part-way left
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
-    return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded)
+    return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded, rotated)

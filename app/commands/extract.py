@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_cache import check_encoder, extract
+    from feature_cache import check_encoder, extract, rotated_note
 
     check_options(args)  # torchrun's command checks the same, in the same words
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary), file=sys.stdout)
     for line in skipped_lines(result.skipped):
         print(line, file=sys.stderr)
+    if result.rotated:
+        print(f"note: {rotated_note(result.rotated)}", file=sys.stderr)
     for line in said_after(result.path, data, warned):
         print(line, file=sys.stderr)
     return 0
