@@ -30,6 +30,21 @@ class UploadTooLarge(Exception):
     """The request body passed ``max_upload_bytes`` (the API answers 413)."""
 
 
+def _in_units(size: int) -> str:
+    """``size`` bytes as a reader counts them: "125.0 MiB", "2.50 GiB"."""
+    return f"{size / 2 ** 20:,.1f} MiB" if size < 2 ** 30 else f"{size / 2 ** 30:,.2f} GiB"
+
+
+def upload_too_large(limit: int, size: int | None = None) -> UploadTooLarge:
+    """The 413 of an upload over ``limit`` bytes, ``size`` its declared length where the request gave one. Its
+    sizes in MiB or GiB beside the bytes: "upload of 2684354560 bytes is over the limit of 2147483648 bytes" left a
+    photographer's 2.5 GiB of photos to count digits, and nothing said what to do instead (a new-user round)."""
+    what = "upload" if size is None else f"upload of {size} bytes ({_in_units(size)})"
+    return UploadTooLarge(f"{what} is over the limit of {limit} bytes ({_in_units(limit)}, MR2PROBE_MAX_UPLOAD_BYTES):"
+                          " register the folder or archive by its path on the server instead (under "
+                          "MR2PROBE_DATA_ROOT), or have the server's limit raised")
+
+
 class PathOutsideRoot(PermissionError):
     """A server-side path that is not under the configured data root (the API answers 403)."""
 
@@ -190,7 +205,7 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
         async for chunk in body:
             received += len(chunk)
             if received > limit:
-                raise UploadTooLarge(f"upload larger than the limit of {limit} bytes (MR2PROBE_MAX_UPLOAD_BYTES)")
+                raise upload_too_large(limit)
             parser.write(chunk)
         parser.finalize()
     except (UploadTooLarge, UploadError, UploadStalled):

@@ -25,7 +25,6 @@ from ..config import Settings, get_settings
 from ..datasets import (
     ARCHIVE_SUFFIXES,
     PathOutsideRoot,
-    UploadTooLarge,
     check_in_place,
     dataset_problem,
     discard,
@@ -37,6 +36,7 @@ from ..datasets import (
     stream_multipart_file,
     upload_flag,
     upload_name,
+    upload_too_large,
 )
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, page
 from ..messages import ClientMessages
@@ -127,8 +127,7 @@ async def upload_archive(request: Request, store: Store, settings: Settings) -> 
     content_type = request.headers.get("content-type", "")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise UploadTooLarge(f"upload of {declared} bytes is over the limit of {settings.max_upload_bytes} "
-                             "bytes (MR2PROBE_MAX_UPLOAD_BYTES)")
+        raise upload_too_large(settings.max_upload_bytes, int(declared))
     state = request.app.state
     uploading = getattr(state, "uploading", 0)
     if uploading >= settings.max_uploads:  # checked and counted with no await between: no race in the event loop

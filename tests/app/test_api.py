@@ -48,6 +48,21 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(tmp_path, tiny_zip):
         assert client.get("/api/datasets").json() == []
 
 
+def test_an_upload_over_the_limit_is_said_in_mib_with_what_to_do_instead(tmp_path):
+    settings = make_settings(tmp_path, max_upload_bytes=3 * 2 ** 20)
+    body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photos.zip\"\r\n\r\n" + bytes(5 * 2 ** 20)
+    hint = (f"is over the limit of {3 * 2 ** 20} bytes (3.0 MiB, MR2PROBE_MAX_UPLOAD_BYTES): register the folder or "
+            "archive by its path on the server instead (under MR2PROBE_DATA_ROOT), or have the server's limit raised")
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    with TestClient(create_app(settings)) as client:
+        declared = client.post("/api/datasets", content=body, headers=headers)
+        assert declared.status_code == 413
+        assert declared.json()["detail"] == f"upload of {len(body)} bytes (5.0 MiB) {hint}"
+        streamed = client.post("/api/datasets", content=iter([body[:2 ** 20]] * 5), headers=headers)  # no length
+        assert streamed.status_code == 413 and streamed.json()["detail"] == f"upload {hint}"
+        assert not any(settings.uploads_dir.glob("*/*"))
+
+
 def test_streamed_limit_without_content_length(tmp_path, tiny_zip):
     """A chunked body (no Content-Length) is cut off while streaming."""
     settings = make_settings(tmp_path, max_upload_bytes=4096)
