@@ -128,7 +128,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     _record_extraction(ctx, str(plan.path))
     _say_why_not_reused(ctx, dataset_id, encoder_name, plan)
     try:
-        result = _when_free(ctx, lambda: extract(
+        result = _when_free(ctx, start, lambda: extract(
             data, encoder, cache_dir, batch_size=options.get("batch_size") or ctx.settings.extract_batch_size,
             workers=ctx.settings.extract_workers, device=device, progress=_extract_progress(ctx, start, span),
             should_stop=ctx.should_stop, show_progress=False, tune_allocator=True))  # the service's process
@@ -202,10 +202,15 @@ def _registered_cache(store: Store, fingerprints: list[str]) -> dict[str, Any] |
     return next((row for row in rows if cache_problem(row) is None), None)
 
 
+# A job's stage from its encoder's build to its first written batch (then "extracting features DONE/TOTAL"), and while
+# it waits for another job's extraction of the same features: 64 phone photos take 10-30 s on a CPU, which the stage
+# spent on "building encoder", the encoder long built (a new-user round)
+EXTRACTING_FIRST_BATCH = "extracting features: decoding and encoding the first batch"
+WAITING_FOR_EXTRACTION = "waiting for another job's extraction of these features"
 BUSY_POLL_SECONDS = 2.0  # how often a job waiting for another's extraction of the same cache file tries again
 
 
-def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
+def _when_free(ctx: JobContext, start: float, extraction: Callable[[], Any]) -> Any:
     """``extraction()``; while another job or process extracts the same cache file (``ExtractionBusy``), wait for
     it, polling for a cancel, and call it again: it then reuses that cache, or resumes its partial file. The second
     of two jobs needing the same new features failed instead (found by an outside attack round)."""
@@ -213,9 +218,11 @@ def _when_free(ctx: JobContext, extraction: Callable[[], Any]) -> Any:
 
     waiting = False
     while True:
+        ctx.progress(start, EXTRACTING_FIRST_BATCH)
         try:
             return extraction()
         except ExtractionBusy:
+            ctx.progress(start, WAITING_FOR_EXTRACTION)
             if not waiting:
                 ctx.message("another job is extracting these features; waiting for it, to reuse its cache")
                 waiting = True
