@@ -1169,7 +1169,7 @@
     const { run, report, cmp, other, otherRun } = view;
     const names = { main: run.name, other: otherRun ? otherRun.name : "" };
     const gallery = galleryPanel(report, run.id);
-    main.replaceChildren(
+    main.replaceChildren(...[  // a panel with nothing to show is null: left out (replaceChildren wrote "null")
       header(view, names),
       card("Per-class test accuracy, worst to best" + (cmp ? ` (${names.main} vs ${names.other})` : ""), perClassChart(report, cmp, names, other)),
       h("div", { class: "grid2" },
@@ -1185,7 +1185,8 @@
       card("Calibration of the shipped probe (test)", calibrationPanel(report, cmp ? other : null, names)),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
-      card("Per class", perClassTable(report, cmp, other), perClassNote(report, cmp ? names.other : null)));
+      card("Per class", perClassTable(report, cmp, other), perClassNote(report, cmp ? names.other : null)),
+    ].filter((node) => node != null));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
       const pair = ev.target.closest("#confused-pairs li[data-true], #class-confusions li[data-true], "

@@ -3809,6 +3809,9 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
             assert bool(requested) is asked, (run_id, requested)  # the old run's card asked, got a 404 and went
             wait_for(lambda: driver.js("return document.querySelector('#near-duplicates-summary') === null"), 30,
                      interval=0.2, what=f"no near-duplicates card on {run_id}")
+            # and nothing in its place: the page wrote the absent card as the text "null" between two cards
+            assert driver.js("""return Array.from(document.querySelector('main').childNodes).filter(
+                n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent)""") == [], run_id
         # a sampled check: the sample's count said as one, the byte-identical images outside it apart
         page = httpx.get(f"{base}/api/runs/run_sampled/near-duplicates").json()
         assert page["sampled"] == 25 and page["outside_sample"] > 0, page
