@@ -42,12 +42,13 @@ def _progress_printer(stream=None):
 
     stream = stream or sys.stdout
     width, in_place, last = 30, stream.isatty(), {"stage": None, "tenth": -1}
+    room = 60  # a stage's characters beside the redrawn bar; a line of its own (piped) says it whole
 
     def show(job: dict) -> None:
-        done, stage = job["progress"], job["stage"][:60]
+        done, stage = job["progress"], job["stage"]
         if in_place:
-            filled = int(width * done)
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * done:5.1f}%  {stage:<60}")
+            filled, cut = int(width * done), stage if len(stage) <= room else stage[:room - 1] + "…"
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * done:5.1f}%  {cut:<{room}}")
             if job["status"] not in ACTIVE:
                 stream.write("\n")
         elif stage != last["stage"] or int(10 * done) > last["tenth"] or job["status"] not in ACTIVE:

@@ -85,6 +85,13 @@ def test_the_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
     assert terminal.getvalue().count("\r") == len(jobs) and terminal.getvalue().endswith("\n")
     assert piped.getvalue().splitlines() == ["  0.0%  opening", "  1.0%  extract", " 15.0%  extract",
                                              " 40.0%  train", "100.0%  done"]
+    # a long stage whole on a line of its own, cut with an ellipsis beside the bar ('... (6 candidates, joint fi')
+    long = "ce/linear: cross-validation fold 1/5 (6 candidates, joint fit of their 3 seeds)"
+    terminal, piped = Terminal(), io.StringIO()
+    for stream in (terminal, piped):
+        _progress_printer(stream)({"status": "running", "progress": 0.5, "stage": long})
+    assert piped.getvalue() == f" 50.0%  {long}\n"
+    assert terminal.getvalue().endswith(f" 50.0%  {long[:59]}…")
 
 
 def test_demo_data_lookup(tmp_path, monkeypatch):
