@@ -554,7 +554,8 @@ class PredictedOut(BaseModel):
                                 "(probe.deploy.UNSURE_BELOW, 0.5)")
     predicted: list[PredictedShare] = Field(..., description="every class of the run, most predicted first (ties in "
                                             "class order); the classes never predicted have n = 0")
-    warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")
+    warnings: list[str] = Field(..., description="what could not be checked (an older run or cache), and "
+                                "near_train's line (mr2probe predict's) or why it was not checked")
     near_train: Optional[NearTrain] = Field(None, description="the images that nearly duplicate one of the run's "
                                             "train or val images (mr2probe predict's check: a seeded sample past "
                                             "the products budget); null where unchecked (the warnings say why "
@@ -569,7 +570,8 @@ class ScoresOut(Scores):
     cache_id: str
     split: str
     images: int = Field(..., description="images in the split")
-    warnings: list[str] = Field(..., description="what could not be checked (an older run or cache)")
+    warnings: list[str] = Field(..., description="what could not be checked (an older run or cache), and "
+                                "near_train's line (mr2probe predict's) or why it was not checked")
     matches_report: Optional[dict[str, int]] = Field(None, description="on the run's own test split: on how many "
                                                      "images the predictions equal the report's first seed")
     near_train: Optional[NearTrain] = Field(None, description="the images that nearly duplicate one of the run's "

@@ -54,19 +54,18 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_file(args.out, "predictions.csv")
         check_out_apart(args.out, runs=[args.run_dir], inputs=[args.features])
-    probe, got, scored, (near, unchecked) = read_run(args.run_dir, lambda: _predicted(args))
+    probe, got, scored, (near, near_lines) = read_run(args.run_dir, lambda: _predicted(args))
     if args.out:
         _write_csv(Path(args.out), got, probe.class_names)
     for warning in got.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled,
             "near_train": None if near is None else near.as_dict()}
-    # where the predicted images nearly duplicate the run's own train or val images (app.predicted_near), or why
-    # that was not checked: a line of the text, one of the JSON's warnings as of the API's
-    near_lines = [near.describe()] if near is not None else unchecked
+    # near_lines: how many predicted images nearly duplicate the run's own train or val images (app.predicted_near),
+    # or why that was not checked: a line of the text, one of the JSON's warnings as of the API's
     if not got.labelled:
         summary = predicted_summary(probe, got)
-        summary["warnings"] += unchecked
+        summary["warnings"] += near_lines
         print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
                          indent=2) if args.json else "\n".join([_unlabelled_summary(args, probe, summary["predicted"],
                                                                                     got.confidence), *near_lines]))
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     scores, beside = scored
     if args.json:
         print(json.dumps({**head, **scores.model_dump(mode="json"), **beside,
-                          "warnings": beside["warnings"] + unchecked}, indent=2))
+                          "warnings": beside["warnings"] + near_lines}, indent=2))
     else:
         print("\n".join([_summary(args, probe, scores, beside["images"], beside["matches_report"]), *near_lines]))
     return 0

@@ -361,15 +361,15 @@ def _predicted_shares(store: Store, run_id: str, cache: str, split: str) -> Pred
 
     run, probe, got = _predicted(store, run_id, cache, split, scored=False)
     summary = predicted_summary(probe, got)
-    near, unchecked = _near_train(store, run, cache, split)
+    near, said = _near_train(store, run, cache, split)
     return PredictedOut(run_id=run_id, cache_id=cache, split=split, near_train=near,
-                        **{**summary, "warnings": summary["warnings"] + unchecked})
+                        **{**summary, "warnings": summary["warnings"] + said})
 
 
 def _near_train(store: Store, run: dict, cache: str, split: str) -> tuple[Any, list[str]]:
     """The cache split's images that nearly duplicate the run's train or val images (``app.predicted_near``, the
-    check ``mr2probe predict`` makes, bounded by the products budget), and why it was not made where that matters,
-    as a warning."""
+    check ``mr2probe predict`` makes, bounded by the products budget), and its line (or why it was not made where
+    that matters) as a warning."""
     from feature_cache import open_cache
 
     from ..label_issues import run_cache
@@ -432,8 +432,8 @@ def _scored(store: Store, run_id: str, cache: str, split: str) -> ScoresOut:
 
     run, probe, got = _predicted(store, run_id, cache, split)
     scores, beside = scores_summary(run["path"], probe, got, split)
-    near, unchecked = _near_train(store, run, cache, split)
-    return ScoresOut(**scores.model_dump(), **{**beside, "warnings": beside["warnings"] + unchecked}, run_id=run_id,
+    near, said = _near_train(store, run, cache, split)
+    return ScoresOut(**scores.model_dump(), **{**beside, "warnings": beside["warnings"] + said}, run_id=run_id,
                      cache_id=cache, split=split, near_train=near)
 
 

@@ -12,6 +12,7 @@ import pytest
 from testdata import make_tree
 
 from app.cli import main
+from app.predicted_near import NearTrain
 from feature_cache import UNLABELLED, open_cache
 
 COUNTS = {"cat": 6, "dog": 6, "eel": 6}
@@ -77,7 +78,8 @@ def test_predict_on_unlabelled_images_equals_predict_on_them_labelled(shipped, t
     assert main(["predict", str(run), "--features", str(out), "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["labelled"] is False and body["images"] == 18
-    assert body["unsure"] == unsure and body["warnings"] == []  # GET .../predicted's keys (a shipping round)
+    # GET .../predicted's keys (a shipping round); the warnings say the near-duplicate check's line alone
+    assert body["unsure"] == unsure and body["warnings"] == [NearTrain(**body["near_train"]).describe()]
     assert body["unsure_below"] == 0.5  # probe.deploy.UNSURE_BELOW, which the run page says
     counts = {name: sum(r["predicted"] == name for r in known) for name in COUNTS}
     assert {s["name"]: s["n"] for s in body["predicted"]} == counts

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app_testutils import head_named_too, replaced_meanwhile
+from app.predicted_near import NearTrain
 from probe import load_report
 from probe.predictions import Predictions
 
@@ -271,7 +272,8 @@ def test_scores_of_a_run_on_a_registered_cache(finished):
     assert body["matches_report"] == {"equal": len(stored.labels), "images": len(stored.labels)}
     assert body["accuracy"] == pytest.approx(float((stored.predicted[0] == stored.labels).mean()))
     lo, hi = body["accuracy_ci"]
-    assert lo <= body["accuracy"] <= hi and body["warnings"] == []
+    # the one warning: the near-duplicate check's line (app.predicted_near), the report's on its own test split
+    assert lo <= body["accuracy"] <= hi and body["warnings"] == [NearTrain(**body["near_train"]).describe()]
     assert [c["name"] for c in body["per_class"]] == load_report(finished.settings.runs_dir / finished.mr2).class_names
     train = client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"], "split": "train"})
     assert train.status_code == 200 and train.json()["matches_report"] is None
@@ -626,7 +628,8 @@ def test_probe_zip_of_a_run_replaced_while_it_is_zipped_is_the_new_runs(fresh_fi
 def test_scores_and_predicted_count_near_duplicates_of_the_runs_train_images_as_predict_does(finished, capsys,
                                                                                           monkeypatch):
     """/scores and /predicted answer what `mr2probe predict` answers of the same run and cache: how many images
-    nearly duplicate the run's train or val images, a seeded sample past the products budget."""
+    nearly duplicate the run's train or val images, a seeded sample past the products budget; its line among the
+    warnings, which the run page shows (it showed nothing of near_train), as predict --json's and compare's."""
     import probe.near_duplicates as nd
     from app.caches import cache_file
     from app.cli import main
@@ -648,7 +651,10 @@ def test_scores_and_predicted_count_near_duplicates_of_the_runs_train_images_as_
                for what in ("scores", "predicted")]
         capsys.readouterr()
         assert main(["predict", str(finished.settings.runs_dir / finished.mr2), "--features", str(path), "--json"]) == 0
-        return [body["near_train"] for body in got] + [json.loads(capsys.readouterr().out)["near_train"]]
+        got.append(json.loads(capsys.readouterr().out))
+        line = NearTrain(**got[0]["near_train"]).describe()
+        assert [body["warnings"].count(line) for body in got] == [1, 1, 1], [body["warnings"] for body in got]
+        return [body["near_train"] for body in got]
 
     whole = answers()
     assert whole[0] == whole[1] == whole[2] and whole[0]["sampled"] is None
