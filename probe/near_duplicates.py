@@ -26,9 +26,9 @@ from .seen import SEEN_SPLITS
 from .uncertainty import wilson_interval
 
 __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
-           "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAMPLE_SEED", "check_rows", "near_duplicate_pairs",
-           "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "outside_sample",
-           "read_pairs", "sample_rows", "sample_size", "share_text", "budget_for_test", "write_pairs"]
+           "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAMPLE_SEED", "UNCHECKED_REASONS", "check_rows",
+           "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message",
+           "outside_sample", "read_pairs", "sample_rows", "sample_size", "share_text", "budget_for_test", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -47,6 +47,12 @@ PAIRS_FILE = "near_duplicates.csv"
 # test_row: the row of the run's test split (after any classes left out); test / seen: the paths inside the data set
 # (empty where the run was given none); seen_split, seen_row: the train or val image's; identical: byte-identical
 PAIR_COLUMNS = ("test_row", "test", "seen_split", "seen_row", "seen", "similarity", "identical")
+# why a run's report has no near-duplicate check (near_duplicates null): past the budget a sample is compared, so
+# size alone leaves it unchecked only where one test image's comparison passes it (Report.near_duplicates, and
+# no_pairs_message's)
+UNCHECKED_REASONS = ("an encoder without a measured threshold, arrays given without their features' source, too many "
+                     "train and val images to compare even one test image within the products budget, or a report "
+                     "written before the check")
 _ROUNDING = 1e-3  # how far past [-1, 1] a similarity read back may lie: float32 rounding of a cosine, not damage
 
 
@@ -246,8 +252,7 @@ def no_pairs_message(run: str, checked: bool) -> str:
     """Why the run ``run`` has no :data:`PAIRS_FILE`: not ``checked`` (its report's near_duplicates is null), or
     written before the list was kept (`mr2probe report --near-duplicates`, ``GET /api/runs/{id}/near-duplicates``)."""
     why = ("it was written before the list was kept; train it again to list them" if checked else
-           "it was not checked for near-duplicates (an encoder without a measured threshold, or too many images to "
-           "compare)")
+           f"it was not checked for near-duplicates ({UNCHECKED_REASONS})")
     return f"run {run} has no {PAIRS_FILE}: {why}"
 
 

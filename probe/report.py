@@ -39,7 +39,7 @@ from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, ideal_class_margin_deg,
                       ideal_sample_margin, most_confused_classes, nan_mean, per_class_std, worst_class)
-from .near_duplicates import PAIRS_FILE, share_text, write_pairs
+from .near_duplicates import PAIRS_FILE, UNCHECKED_REASONS, share_text, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
@@ -1068,10 +1068,7 @@ class Report(_Model):
                                                "at and the command line (null in reports written before it was "
                                                "recorded)")
     near_duplicates: Optional[NearDuplicates] = Field(None, description="test images that duplicate train or val "
-                                                      "images; null where unchecked: an encoder without a measured "
-                                                      "threshold, arrays without one, too many "
-                                                      "train images to compare even one test image, or a report "
-                                                      "written before it")
+                                                      f"images; null where unchecked: {UNCHECKED_REASONS}")
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
 

@@ -70,7 +70,8 @@ def test_runs_without_the_list_are_404_saying_why_and_a_damaged_list_422(service
     unchecked = client.get("/api/runs/unchecked/near-duplicates")
     assert unchecked.status_code == 404 and unchecked.json()["detail"] == (
         f"run 'unchecked' has no {PAIRS_FILE}: it was not checked for near-duplicates (an encoder without a measured "
-        "threshold, or too many images to compare)")
+        "threshold, arrays given without their features' source, too many train and val images to compare even one "
+        "test image within the products budget, or a report written before the check)")
     older = client.get("/api/runs/older/near-duplicates")
     assert older.status_code == 404 and "written before the list was kept" in older.json()["detail"]
     assert client.get("/api/runs/nosuch/near-duplicates").status_code == 404

@@ -57,9 +57,12 @@ def test_runs_without_the_list_and_misplaced_flags_get_one_line(leaky, tmp_path,
     unchecked = tmp_path / "unchecked"
     _run(unchecked, encoder="openclip:x")
     assert main(["report", str(unchecked), "--near-duplicates"]) == 2
+    # why, as the report's schema says it: past the budget a sample is compared, so not "too many images" alone
     assert capsys.readouterr().err == (f"mr2probe report: error: run unchecked has no {PAIRS_FILE}: it was not "
-                                       "checked for near-duplicates (an encoder without a measured threshold, or "
-                                       "too many images to compare)\n")
+                                       "checked for near-duplicates (an encoder without a measured threshold, arrays "
+                                       "given without their features' source, too many train and val images to "
+                                       "compare even one test image within the products budget, or a report "
+                                       "written before the check)\n")
     older = tmp_path / "older"
     older.mkdir()
     for name in ("report.json", "head.json", "head.safetensors", "per_class.csv"):
