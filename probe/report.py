@@ -999,6 +999,23 @@ class NearDuplicates(_Model):
     train_near_ci: Optional[Interval] = Field(None, description="where train_sampled: the 95 % Wilson interval of "
                                               "the share train_near / train_sampled (null otherwise)")
 
+    @model_validator(mode="after")
+    def _counts_within_their_images(self) -> "NearDuplicates":
+        """A sample is fewer than the images it is drawn from, and a count no more than the images it counts among:
+        a report.json edited to ``sampled`` 70 of 60 test images failed report --near-duplicates with numpy's
+        "Cannot take a larger sample than population" and read as a count of all 60 in the terminal."""
+        for sampled, images, name in ((self.sampled, self.test_images, "sampled"),
+                                      (self.train_sampled, self.train_images, "train_sampled")):
+            if sampled is not None and (images is None or not 0 < sampled < images):
+                raise ValueError(f"near_duplicates.{name} {sampled} is no sample of the {images} images it is drawn "
+                                 "from")
+        for count, images, name in ((self.near, self.sampled or self.test_images, "near"),
+                                    (self.identical, self.test_images, "identical"),
+                                    (self.train_near, self.train_sampled or self.train_images, "train_near")):
+            if count is not None and images is not None and count > images:
+                raise ValueError(f"near_duplicates.{name} {count} is more than the {images} images it counts among")
+        return self
+
     def describe(self) -> str:
         """One line for the terminal and exports: the counts, and the accuracies where there are duplicates."""
         identical = "" if self.identical is None else f", {self.identical:,} byte-identical"

@@ -230,3 +230,22 @@ def test_a_sampled_check_says_the_byte_identical_count_of_every_test_image_and_n
     assert line.endswith("estimated 0 of the 3,000, 0–44)") and "of all" not in line
     line = NearDuplicates(**sampled, identical=5).describe()
     assert line.endswith("0–44); 5 byte-identical of all of them")
+
+
+@pytest.mark.parametrize("edit, field", [({"sampled": 70}, "sampled 70"), ({"sampled": 0}, "sampled 0"),
+                                         ({"near": 26, "sampled": 25}, "near 26"), ({"identical": 61}, "identical 61"),
+                                         ({"train_sampled": 130}, "train_sampled 130"),
+                                         ({"train_near": 121}, "train_near 121")])
+def test_a_report_whose_counts_pass_their_images_is_refused_naming_the_count(leaky_run, tmp_path, edit, field):
+    """A report.json edited to a sample larger than the images it is drawn from failed report --near-duplicates with
+    numpy's "Cannot take a larger sample than population" and read as a count of every test image; a count larger
+    than its images was shown as it was."""
+    _, out, _ = leaky_run
+    data = json.loads((out / "report.json").read_text())
+    data["near_duplicates"].update(edit)
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"near_duplicates.{field} is "):
+        load_report(tmp_path)
+    older = json.loads((out / "report.json").read_text())  # train_near before train_images was kept: read
+    older["near_duplicates"].update(train_near=3, train_images=None)
+    assert Report.model_validate(older).near_duplicates.train_near == 3
