@@ -34,8 +34,10 @@ class NearTrain(BaseModel):
         from probe.near_duplicates import share_text
 
         found = share_text(self.near, self.sampled, self.images, "images predicted")
+        # where none is found, nothing is overstated (the line said so of a clean cache, a warning on the run page)
+        why = "; scores on them overstate the probe on new images" if self.near else ""
         return (f"Near-duplicates of the run's train or val images: {found} nearly or exactly duplicate one (cosine "
-                f"≥ {self.threshold:g} of {self.encoder} features); scores on them overstate the probe on new images.")
+                f"≥ {self.threshold:g} of {self.encoder} features){why}.")
 
     def as_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -911,6 +911,17 @@ def test_predicted_images_that_nearly_duplicate_the_runs_train_images_are_counte
     assert f"{near['near']} among 5 sampled images predicted of 16 (" in capsys.readouterr().out
 
 
+def test_the_near_duplicate_line_says_scores_overstate_only_where_some_image_duplicates_one():
+    """predict's line (a warning of /scores and the run page): "scores on them overstate the probe" was said of a
+    cache where none of the images duplicates a train or val image."""
+    from app.predicted_near import NearTrain
+
+    said = [NearTrain(encoder="synthetic", threshold=0.9, images=16, near=near).describe() for near in (0, 2)]
+    assert said[0] == ("Near-duplicates of the run's train or val images: 0 of the 16 images predicted nearly or "
+                       "exactly duplicate one (cosine ≥ 0.9 of synthetic features).")
+    assert said[1].endswith("features); scores on them overstate the probe on new images."), said[1]
+
+
 def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmeasured(run, tmp_path, capsys,
                                                                                      monkeypatch):
     cache, out = run
