@@ -524,9 +524,11 @@
     getJSON(url(0)).then(add, (e) => {
       if (e.status === 404 && !train) panel.remove();  // not kept: nothing to show
       else if (e.status === 404) panel.replaceWith(card("Near-duplicate images", inTrain));
-      else summary.textContent = (found.sampled == null ? `${count(test)} test images`
-        : `Test images (by a random sample of ${count(found.sampled)} of the ${count(found.test_images)})`)
-        + ` duplicate a train or val image, but their list could not be read: ${e.message}`;  // a damaged list (422)
+      // a damaged list (422): the report's counts, a sample's said as one (it said no count of a sample)
+      else summary.textContent = (found.sampled == null ? `${count(test)} test images duplicate a train or val image`
+        : `${count(found.near)} of ${testImages(found)} nearly duplicate a train or val image`
+          + (found.identical == null ? "" : `, ${count(found.identical)} of all of them byte-identical to one`))
+        + `, but their list could not be read: ${e.message}`;
     });
     return panel;
   }

@@ -3827,6 +3827,15 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
         said = "7 test images duplicate a train or val image, but their list could not be read: near_duplicates.csv"
         wait_for(lambda: (driver.js("return document.getElementById('near-duplicates-summary')?.textContent") or ""
                           ).startswith(said), 30, interval=0.2, what="the damaged list said")
+        # a sampled run's damaged list: the report's counts, the sample's said as one (no count was said)
+        found = httpx.get(f"{base}/api/reports/run_sampled").json()["near_duplicates"]
+        (settings.runs_dir / "run_sampled" / PAIRS_FILE).write_text("not,the,columns\n")
+        _open(driver, base + "/runs/run_sampled", "run")
+        said = (f"{found['near']} of 25 sampled test images (a random sample of the 60) nearly duplicate a train or "
+                f"val image, {found['identical']} of all of them byte-identical to one, but their list could not be "
+                "read: near_duplicates.csv")
+        wait_for(lambda: (driver.js("return document.getElementById('near-duplicates-summary')?.textContent") or ""
+                          ).startswith(said), 30, interval=0.2, what="the sampled damaged list said")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
