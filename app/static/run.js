@@ -648,19 +648,6 @@
         classRows, "", { id: "score-compare-classes" }) : null, more].filter(Boolean);
   }
 
-  /** The scored or predicted images that nearly duplicate one of the run's own train or val images (`near_train` of
-   * GET /api/runs/{id}/scores and /predicted, `mr2probe predict`'s line): scores on them overstate the probe on new
-   * images; said as a sample where the products budget compared one; null where none was found or none checked. */
-  function nearTrainNode(found, id) {
-    if (!found || !found.near) return null;
-    const share = found.sampled == null ? `${count(found.near)} of the ${count(found.images)} images`
-      : `${count(found.near)} among ${count(found.sampled)} sampled images of ${count(found.images)} `
-        + `(${pct(found.near / found.sampled)}${ciOk(found.near_ci) ? ", 95 % interval " + ciText(found.near_ci) : ""})`;
-    return h("p", { class: "muted", id }, `Near-duplicates of the run's train or val images: ${share} nearly or `
-      + `exactly duplicate one (cosine ≥ ${found.threshold} of ${found.encoder} features); scores on them overstate `
-      + "the probe on new images.");
-  }
-
   function scoreNodes(s) {
     const interval = (ci) => (ciOk(ci) ? ` ${ciText(ci)}` : "");
     const worstFirst = (a, b) => (a.n === 0) - (b.n === 0) || a.accuracy - b.accuracy || a.name.localeCompare(b.name);
@@ -681,7 +668,6 @@
         + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + "; predicted as "
         + Object.entries(s.unknown_predicted || {}).map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
       ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
-      nearTrainNode(s.near_train, "score-near-train"),
       same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
       table(["class", ...["images", "accuracy [95 % interval]", "precision", "F1"].map((x) => h("th", { class: "num" }, x))],
@@ -701,7 +687,6 @@
       h("p", { id: "predicted-summary" }, `${count(p.images)} images, nothing to score them against: how many the `
         + `probe gives each class; ${count(p.unsure)} of them below ${Math.round(100 * p.unsure_below)} % confidence.`),
       ...(p.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
-      nearTrainNode(p.near_train, "predicted-near-train"),
       table(["predicted class", ...["images", "share", "mean confidence"].map((x) => h("th", { class: "num" }, x))],
         rows, "No image.", { id: "predicted-table" }),
       never.length ? h("p", { class: "muted", id: "predicted-never" }, `Never predicted: ${never.join(", ")}.`) : null,
@@ -1216,5 +1201,5 @@
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
-                                       nearDuplicatesPanel, nearTrainNode, scoreNodes, predictedNodes } };
+                                       nearDuplicatesPanel } };
 })();

@@ -3973,24 +3973,3 @@ def test_a_right_to_left_class_name_keeps_its_share_beside_it_in_the_confusions_
     assert got[0] == "فئة عربية 801 50.0%, dog 25.0%"
     assert got[1] == [1]  # "50.0%" in one piece
     assert got[2] == ["dog", "فئة عربية 801", "cat"]  # A → Z by the text: "cat 50.0%…", "dog …", "فئة …"
-
-
-def test_scored_and_predicted_images_duplicating_the_runs_own_images_are_said(driver, live_server, finished):
-    """GET /scores and /predicted gave near_train (the scored images that nearly duplicate the run's train or val
-    images, mr2probe predict's line); the run page's score card did not show it. It does, as a sample where one was
-    compared, and says nothing where none was found or none checked."""
-    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
-    said = lambda found, fn="scoreNodes", extra=None: driver.js(  # noqa: E731
-        f"""const nodes = RunPage.panels.{fn}(Object.assign(arguments[1], {{ near_train: arguments[0] }}));
-        const p = nodes.find((n) => n.id && n.id.endsWith('near-train')); return p ? [p.id, p.textContent] : null;""",
-        [found, extra or {"per_class": [], "n": 0, "accuracy": None, "balanced": None}])
-    full = {"encoder": "effnet-lite0", "threshold": 0.9, "images": 16, "near": 6, "sampled": None, "near_ci": None}
-    assert said(full) == ["score-near-train", "Near-duplicates of the run's train or val images: 6 of the 16 images "
-                          "nearly or exactly duplicate one (cosine ≥ 0.9 of effnet-lite0 features); scores on them "
-                          "overstate the probe on new images."]
-    sampled = {**full, "images": 10_000, "near": 3, "sampled": 500, "near_ci": [0.002, 0.0175]}
-    assert said(sampled)[1].startswith("Near-duplicates of the run's train or val images: 3 among 500 sampled images "
-                                       "of 10,000 (0.6%, 95 % interval [0.2%, 1.8%]) nearly or exactly duplicate one")
-    assert said({**full, "near": 0}) is None and said(None) is None
-    unlabelled = {"images": 16, "unsure": 0, "unsure_below": 0.5, "predicted": []}
-    assert said(full, "predictedNodes", unlabelled)[0] == "predicted-near-train"
