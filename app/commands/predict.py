@@ -62,20 +62,21 @@ def run(args: argparse.Namespace) -> int:
     head = {"run_id": probe.run_id, "split": args.split, "labelled": got.labelled,
             "near_train": None if near is None else near.as_dict()}
     # near_lines: how many predicted images nearly duplicate the run's own train or val images (app.predicted_near),
-    # or why that was not checked: a line of the text, one of the JSON's warnings as of the API's
+    # or why that was not checked: the JSON's warnings as the API's; the text says the check's outcome, none too
+    said = [near.describe()] if near is not None else near_lines
     if not got.labelled:
         summary = predicted_summary(probe, got)
         summary["warnings"] += near_lines
         print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
                          indent=2) if args.json else "\n".join([_unlabelled_summary(args, probe, summary["predicted"],
-                                                                                    got.confidence), *near_lines]))
+                                                                                    got.confidence), *said]))
         return 0
     scores, beside = scored
     if args.json:
         print(json.dumps({**head, **scores.model_dump(mode="json"), **beside,
                           "warnings": beside["warnings"] + near_lines}, indent=2))
     else:
-        print("\n".join([_summary(args, probe, scores, beside["images"], beside["matches_report"]), *near_lines]))
+        print("\n".join([_summary(args, probe, scores, beside["images"], beside["matches_report"]), *said]))
     return 0
 
 

@@ -1026,3 +1026,16 @@ def test_predict_on_the_runs_own_test_split_says_the_reports_check(tmp_path, cap
     assert main(["predict", str(without), "--features", str(cache), "--json"]) == 0
     near = json.loads(capsys.readouterr().out)["near_train"]
     assert (near["images"], near["near"]) == (120, 5)
+
+
+def test_a_cache_without_near_duplicates_gets_no_warning_of_them(monkeypatch):
+    """near_train's line was one of the warnings of /scores, /predicted, predict --json and compare whatever it
+    found: a clean cache got 'Warning: ... 0 of the 16 images ...' on the run page. A warning where some image
+    duplicates one, or where the check could not be made; none where it found none."""
+    import app.predicted_near as pn
+
+    found = {near: pn.NearTrain(encoder="synthetic", threshold=0.9, images=16, near=near) for near in (0, 2)}
+    for outcome, warned in (((found[0], None), []), ((found[2], None), [found[2].describe()]),
+                            ((None, "its cache is gone"), [pn.unchecked_text("its cache is gone")]), ((None, None), [])):
+        monkeypatch.setattr(pn, "_near_train", lambda *args, outcome=outcome: outcome)
+        assert pn.near_train(None, None, None, "test") == (outcome[0], warned)
