@@ -324,6 +324,8 @@ def _html_table(header: list[str], rows: list[list[str]], written: tuple[str, ..
 
 
 PAGE_WIDTH = 980  # px: the HTML exports' body, which every chart drawn in it fits
+
+
 def _isolated(name: str) -> str:
     """A class name in HTML text, escaped and isolated from the text around it (<bdi>): a right-to-left name took
     the share after it into its own run ("فئة عربية 801 (50.0)" read with the parentheses and number moved; a
@@ -429,16 +431,34 @@ def _html_confusion(report: dict) -> str:
                + (_heat_map(focus) + _html_table(FOCUS_HEADER, _focus_rows(focus)) if focus.shown else "")))
 
 
+LABEL_CELL_PX = 7  # px: the most a terminal cell of a chart's 10 px label takes, about (a CJK character: two cells)
+
+
+def _slant_reach(cells: int) -> float:
+    """How far right of its column a heat map's column name of ``cells`` terminal cells, slanted 60° up, reaches: its
+    length × cos 60° and its glyphs' depth. The last columns' names ran past the map's right edge and were cut off ("other classes" by 18 px;
+    a many-classes review)."""
+    return 0.5 * LABEL_CELL_PX * cells + 4
+
+
 def _heat_map(focus: _Focus) -> str:
     """The focus sub-matrix as an inline SVG heat map, as the dashboard draws it: each cell shaded by its share of
     its row (the true class's test images), blue on the diagonal, red off it; every non-empty cell says its count in
     its tooltip; the names of rows on the left, of columns above, cut to 18 cells (whole in their tooltips).
     Its cells are 14 px, narrower where that many would pass the page's width (60 classes and "other classes" drew
-    1,014 px in the 980 px body; a many-classes round): 13 px at the most classes the focus holds."""
-    n, left, top = len(focus.names), 150, 130
-    cell = min(14, (PAGE_WIDTH - left - 10) // max(n, 1))
-    width, height = left + n * cell + 10, top + n * cell + 10
+    1,014 px in the 980 px body; a many-classes round): 13 px at the most classes the focus holds, 12 with long names.
+    The map is as wide as its last columns' slanted names reach (:func:`_slant_reach`), the row names' room as their
+    longest needs."""
+    from rich.cells import cell_len
+
+    n, top = len(focus.names), 130
     cut = [cut_name(name, 18) for name in focus.names]
+    left = 12 + LABEL_CELL_PX * max(map(cell_len, cut), default=0)
+    reach = [_slant_reach(cell_len(name)) for name in cut]
+    cell = min(14, (PAGE_WIDTH - left - 10) // max(n, 1),
+               *(math.floor((PAGE_WIDTH - left - r) / (i + 0.5)) for i, r in enumerate(reach)))
+    width = max(left + n * cell + 10, *(math.ceil(left + (i + 0.5) * cell + r) for i, r in enumerate(reach)))
+    height = top + n * cell + 10
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width}" height="{height}" role="img" '
              f'aria-label="confusion heat map of the {focus.shown} most confused classes">']
     for i, name in enumerate(focus.names):

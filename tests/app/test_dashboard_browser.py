@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from fastapi import Depends, HTTPException, Query, Request
@@ -3973,3 +3974,33 @@ def test_a_right_to_left_class_name_keeps_its_share_beside_it_in_the_confusions_
     assert got[0] == "فئة عربية 801 50.0%, dog 25.0%"
     assert got[1] == [1]  # "50.0%" in one piece
     assert got[2] == ["dog", "فئة عربية 801", "cat"]  # A → Z by the text: "cat 50.0%…", "dog …", "فئة …"
+
+
+def test_every_label_of_the_html_export_s_heat_map_lies_inside_it(driver, live_server, finished, tmp_path):
+    """At 61 classes and more the most-confused heat map's last slanted column names ("other classes", a long name)
+    ran up to 21 px past its right edge and were cut off (a many-classes review): every name lies inside the map,
+    short names and long ones, Latin, CJK and Arabic."""
+    from probe.export import report_html
+    from probe.report import Confusion
+
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    kinds = ["a_very_long_class_name_without_any_spaces_{0}_" * 3, "猫科動物の分類クラス番号{0}", "فئة عربية {0}"]
+    for k, long in ((61, False), (61, True), (1000, False), (1000, True)):
+        names = [kinds[i % 3].format(i) if long else f"c{i}" for i in range(k)]
+        rows = [{**report["per_class"][0], "index": i, "name": name, "accuracy": (i * 7 % k) / k}
+                for i, name in enumerate(names)]
+        counts = np.diag(np.full(k, 10))
+        counts[np.arange(k), (np.arange(k) + 1) % k] = 1 + np.arange(k) % 3  # every class among the most confused
+        confusion = Confusion(counts=counts.tolist()).with_focus(k).model_dump(mode="json")
+        page = tmp_path / f"report_{k}_{long}.html"
+        page.write_text(report_html({**report, "class_names": names, "per_class": rows, "confusion": confusion}))
+        driver.get(page.as_uri())
+        got = driver.js("""const out = [];
+            document.querySelectorAll('svg.heatmap').forEach((svg) => {
+                const box = svg.getBoundingClientRect();
+                svg.querySelectorAll('text').forEach((t) => {
+                    const r = t.getBoundingClientRect();
+                    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1
+                        || r.bottom > box.bottom + 1) out.push(t.lastChild.textContent); }); });
+            return [document.querySelectorAll('svg.heatmap').length, out];""")
+        assert got == [1, []], (k, long, got)
