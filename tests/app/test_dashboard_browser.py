@@ -3976,10 +3976,11 @@ def test_a_right_to_left_class_name_keeps_its_share_beside_it_in_the_confusions_
     assert got[2] == ["dog", "فئة عربية 801", "cat"]  # A → Z by the text: "cat 50.0%…", "dog …", "فئة …"
 
 
-def test_every_label_of_the_html_export_s_heat_map_lies_inside_it(driver, live_server, finished, tmp_path):
+def test_every_label_of_the_html_export_s_charts_lies_inside_its_chart(driver, live_server, finished, tmp_path):
     """At 61 classes and more the most-confused heat map's last slanted column names ("other classes", a long name)
-    ran up to 21 px past its right edge and were cut off (a many-classes review): every name lies inside the map,
-    short names and long ones, Latin, CJK and Arabic."""
+    ran up to 21 px past its right edge and were cut off, and the per-class chart's title ("…: the 60 worst of 1000
+    (the table lists every one)") 33 px past its own (a many-classes review): every text of every chart lies inside
+    its SVG, short names and long ones, Latin, CJK and Arabic."""
     from probe.export import report_html
     from probe.report import Confusion
 
@@ -3996,7 +3997,7 @@ def test_every_label_of_the_html_export_s_heat_map_lies_inside_it(driver, live_s
         page.write_text(report_html({**report, "class_names": names, "per_class": rows, "confusion": confusion}))
         driver.get(page.as_uri())
         got = driver.js("""const out = [];
-            document.querySelectorAll('svg.heatmap').forEach((svg) => {
+            document.querySelectorAll('svg').forEach((svg) => {
                 const box = svg.getBoundingClientRect();
                 svg.querySelectorAll('text').forEach((t) => {
                     const r = t.getBoundingClientRect();

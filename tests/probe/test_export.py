@@ -96,8 +96,9 @@ def test_the_html_per_class_chart_draws_the_worst_and_shortens_long_names(report
     page = report_html({**report, "class_names": names, "per_class": rows})
     chart = page[page.index("Per-class test accuracy"):]
     chart = chart[:chart.index("</svg>")]
-    assert chart.startswith(f"Per-class test accuracy, coloured by group: the {CHART_CLASSES} worst of 150 (the "
-                            "table lists every one)")
+    assert chart.startswith("Per-class test accuracy, coloured by group\"")  # the title, short enough for the chart
+    assert (f"<h2>Per class (test), worst first</h2><p>The chart draws the {CHART_CLASSES} worst of the 150 classes; "
+            "the table lists every one.</p>") in page
     assert chart.count("<rect") == CHART_CLASSES
     assert ">class 0000…tive name</text>" in chart and f"<title>{names[0]}: 0.00 %" in chart  # the worst
     assert all(f"<td>{name}</td>" in page for name in names)
