@@ -4005,3 +4005,24 @@ def test_every_label_of_the_html_export_s_charts_lies_inside_its_chart(driver, l
                         || r.bottom > box.bottom + 1) out.push(t.lastChild.textContent); }); });
             return [document.querySelectorAll('svg.heatmap').length, out];""")
         assert got == [1, []], (k, long, got)
+
+
+def test_the_per_class_table_prints_every_row_it_shows(driver, live_server, finished):
+    """The per-class table scrolls in a box 75 % of the window tall: printed, the page held only the rows in that box,
+    "Show all 250 classes" too (a many-classes review). In print the box is as tall as its table."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    cdp = lambda cmd, **params: driver._cmd("POST", "/goog/cdp/execute", {"cmd": cmd, "params": params})  # noqa: E731
+    driver.js(_MANY_CLASSES_REPORT + """
+        const table = document.getElementById('per-class-table').closest('.table-scroll');
+        table.replaceWith(RunPage.panels.perClassTable(report, null, null));
+        document.querySelector('#per-class-pages .page-all').click();""", [250])
+    tall = """const box = document.getElementById('per-class-table').closest('.table-scroll');
+        return [box.clientHeight, box.scrollHeight, document.querySelectorAll('#per-class-table tbody tr').length];"""
+    try:
+        cdp("Emulation.setEmulatedMedia", media="print")
+        printed = driver.js(tall)
+    finally:
+        cdp("Emulation.setEmulatedMedia", media="")
+    screen = driver.js(tall)
+    assert printed[2] == 250 and printed[0] >= printed[1], printed  # every row on paper
+    assert screen[0] < screen[1], screen  # on screen the box still scrolls, its header sticky
