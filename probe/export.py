@@ -194,16 +194,17 @@ def _focus(report: dict) -> _Focus | None:
     return _Focus(caption, shown + ([OTHER_CLASSES] if left else []), counts, len(shown))
 
 
-def _focus_rows(focus: _Focus) -> list[list[str]]:
+def _focus_rows(focus: _Focus, name: Callable[[str], str] = str) -> list[list[str]]:
     """One row per shown class (:data:`FOCUS_HEADER`): its test images, its confusions each way, and the ≤ 3
-    classes (or the other classes together) it is most often predicted as."""
+    classes (or the other classes together) it is most often predicted as, each written by ``name`` (the HTML
+    export's: isolated, as the per-class confusions)."""
     rows = []
-    for i, name in enumerate(focus.names[:focus.shown]):
+    for i, own in enumerate(focus.names[:focus.shown]):
         row = focus.counts[i]
         column = sum(focus.counts[j][i] for j in range(len(focus.counts)) if j != i)
         top = sorted(((c, j) for j, c in enumerate(row) if j != i and c), key=lambda t: (-t[0], t[1]))[:3]
-        rows.append([name, f"{sum(row):,}", f"{sum(row) - row[i]:,}", f"{column:,}",
-                     ", ".join(f"{focus.names[j]} ({c:,})" for c, j in top) or "—"])
+        rows.append([own, f"{sum(row):,}", f"{sum(row) - row[i]:,}", f"{column:,}",
+                     ", ".join(f"{name(focus.names[j])} ({c:,})" for c, j in top) or "—"])
     return rows
 
 
@@ -431,7 +432,8 @@ def _html_confusion(report: dict) -> str:
     return (f"<h2>Confusion matrix (test)</h2><p>{html.escape(caption)}</p>"
             + (_html_table(header, rows) if header else "")
             + ("" if focus is None else f"<h2>Most confused classes (test)</h2><p>{html.escape(focus.caption)}</p>"
-               + (_heat_map(focus) + _html_table(FOCUS_HEADER, _focus_rows(focus)) if focus.shown else "")))
+               + (_heat_map(focus) + _html_table(FOCUS_HEADER, _focus_rows(focus, _isolated), (FOCUS_HEADER[-1],))
+                  if focus.shown else "")))
 
 
 LABEL_CELL_PX = 7  # px: the most a terminal cell of a chart's 10 px label takes, about (a CJK character: two cells)

@@ -500,3 +500,21 @@ def test_the_html_confusions_isolate_each_class_name_from_the_shares_beside_it(r
     assert "<td><bdi>فئة عربية 801</bdi> (50.0), <bdi>dog</bdi> (25.0)</td>" in page
     assert "<td><bdi>dog</bdi> (50.0), <bdi>cat &lt;b&gt;</bdi> (25.0)</td>" in page
     assert "<b>" not in page and "<bdi>" not in report_markdown(wide)
+
+
+def test_the_html_most_confused_table_isolates_each_class_name_from_its_count(report):
+    """The most confused classes' table said "فئة عربية 2 (4), c7 (1)" with the right-to-left name taking the count
+    after it into its own run, as the per-class confusions had (a many-classes review): each name a <bdi>, escaped;
+    Markdown unchanged."""
+    from probe.report import Confusion
+
+    classes = MATRIX_MAX_CLASSES + 10
+    names = [f"c{i}" for i in range(classes)]
+    names[2], names[7] = "فئة عربية 2", "c7 <i>"
+    counts = np.diag(np.full(classes, 10))
+    counts[29, 2], counts[29, 7] = 4, 1
+    wide = {**report, "class_names": names,
+            "confusion": Confusion(counts=counts.tolist()).with_focus(classes).model_dump(mode="json")}
+    page = report_html(wide)
+    assert "<td><bdi>فئة عربية 2</bdi> (4), <bdi>c7 &lt;i&gt;</bdi> (1)</td>" in page
+    assert "<i>" not in page and "<bdi>" not in report_markdown(wide)
