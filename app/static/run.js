@@ -392,7 +392,10 @@
    * Enter, as a click does (the pairs took clicks only; a keyboard-only round). */
   function pairList(pairs, id, title) {
     return h("ol", { class: "pairs", id }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
-      h("button", { type: "button", class: "pair-names", title }, h("strong", {}, p.true), " → ", p.pred),
+      // each name isolated (bdi): two right-to-left names made one right-to-left run, the predicted class left of
+      // the arrow and the true class right of it (a many-classes review)
+      h("button", { type: "button", class: "pair-names", title }, h("strong", {}, h("bdi", {}, p.true)), " → ",
+        h("bdi", {}, p.pred)),
       h("span", { class: "rate-bar" }, rateFill(p.rate)),
       h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
   }

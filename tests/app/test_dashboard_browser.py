@@ -4026,3 +4026,29 @@ def test_the_per_class_table_prints_every_row_it_shows(driver, live_server, fini
     screen = driver.js(tall)
     assert printed[2] == 250 and printed[0] >= printed[1], printed  # every row on paper
     assert screen[0] < screen[1], screen  # on screen the box still scrolls, its header sticky
+
+
+def test_a_confused_pair_of_right_to_left_names_reads_true_class_first(driver, live_server, finished):
+    """A confused pair 'true → predicted' of two right-to-left names laid out as one right-to-left run: the predicted
+    class stood left of the arrow, the true class right of it, so the pair read the wrong way round (a many-classes
+    review). Each name is isolated: the true class left of the arrow, the predicted right, whatever their script."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const names = ['فئة أولى', 'فئة ثانية', 'cat'], report = { class_names: names,
+            per_class: names.map((name, i) => ({ index: i, name, top_confusions: i === 0
+                ? [{ name: names[1], rate: .5 }] : [] })) };
+        const box = document.createElement('section');
+        box.append(...RunPage.panels.confusedList(report).filter(Boolean));
+        document.querySelector('main').prepend(box);
+        const button = box.querySelector('#confused-pairs .pair-names'), where = (text) => {
+            const walker = document.createTreeWalker(button, NodeFilter.SHOW_TEXT);
+            for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+                const at = n.textContent.indexOf(text);
+                if (at < 0) continue;
+                const range = document.createRange(); range.setStart(n, at); range.setEnd(n, at + text.length);
+                return range.getBoundingClientRect().left;
+            } };
+        const got = [button.textContent, where(names[0]), where('→'), where(names[1])];
+        box.remove();
+        return got;""")
+    assert got[0] == "فئة أولى → فئة ثانية"
+    assert got[1] < got[2] < got[3], got  # true, arrow, predicted: left to right
