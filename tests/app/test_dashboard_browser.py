@@ -4052,3 +4052,24 @@ def test_a_confused_pair_of_right_to_left_names_reads_true_class_first(driver, l
         return got;""")
     assert got[0] == "فئة أولى → فئة ثانية"
     assert got[1] < got[2] < got[3], got  # true, arrow, predicted: left to right
+
+
+def test_a_class_s_confusions_of_a_very_long_name_stay_in_their_card(driver, live_server, finished):
+    """Past 60 classes a class's confusions are picked from a menu; their headings ('<name> (2 test images) predicted
+    as', 'predicted as <name>, true class') ran a 130-character name without spaces 500 px past the card (a
+    many-classes review): they break inside it."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const K = 61, long = 'a_very_long_class_name_without_any_spaces_'.repeat(3);
+        const names = Array.from({length: K}, (_, i) => long + i);
+        const counts = names.map((_, i) => names.map((_, j) => (i === j ? 10 : j === (i + 1) % K ? 2 : 0)));
+        const report = { class_names: names, grouping: { source: 'self' }, summary: {}, seeds: {},
+            confusion: { split: 'test', counts }, per_class: names.map((name, i) => (
+                { index: i, name, group: 'easy', accuracy: .5, n_train: 3, n_test: 2 })) };
+        const box = document.createElement('div');
+        box.append(...[RunPage.panels.confusionCards(report)].flat(3).filter((n) => n instanceof Node));
+        document.querySelector('main').prepend(box);
+        const picker = box.querySelector('.class-confusions'), card = picker.closest('.card');
+        const got = [picker.querySelectorAll('h4').length, card.scrollWidth - card.clientWidth];
+        box.remove();
+        return got;""")
+    assert got[0] == 2 and got[1] <= 0, got
