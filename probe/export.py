@@ -441,8 +441,8 @@ LABEL_CELL_PX = 7  # px: the most a terminal cell of a chart's 10 px label takes
 
 def _slant_reach(cells: int) -> float:
     """How far right of its column a heat map's column name of ``cells`` terminal cells, slanted 60° up, reaches: its
-    length × cos 60° and its glyphs' depth. The last columns' names ran past the map's right edge and were cut off ("other classes" by 18 px;
-    a many-classes review)."""
+    length × cos 60° and its glyphs' depth. The last columns' names ran past the map's right edge and were cut off
+    ("other classes" by 18 px; a many-classes review)."""
     return 0.5 * LABEL_CELL_PX * cells + 4
 
 
