@@ -20,7 +20,7 @@ import numpy as np
 
 from .crossfit import CrossFittedThirds
 from .groups import GROUP_NAMES, assign_groups
-from .numbers import percent
+from .numbers import fixed, percent
 from .selection import SCORE_DECIMALS, choose_safe, describe_params
 from .uncertainty import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, MIN_STABILITY_IMAGES, Bootstrap, delta_intervals,
                           observed_class_accuracy, simultaneous_lower_bounds, widen_interval)
@@ -83,6 +83,12 @@ def imbalance_ratio(counts) -> float | None:
     return None if present.size < 2 else float(present.max() / present.min())
 
 
+def ratio_text(ratio: float) -> str:
+    """A class-size ratio as the warning and the launch form say it: one decimal, without a trailing ".0" ("3.5",
+    "15"): rounded to a whole number, 14 against 4 images a class read "4×" beside the API's imbalance 3.5."""
+    return fixed(ratio, 1).removesuffix(".0")
+
+
 def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: list[str],
                       overall_metric: str = "accuracy") -> str | None:
     """A warning when the classes of train + val (``counts`` per class) differ in size by ``IMBALANCE_RATIO`` or
@@ -96,7 +102,7 @@ def imbalance_warning(counts: np.ndarray, test_counts: np.ndarray, class_names: 
     rare = [i for i in range(len(class_names)) if 0 < counts[i] * IMBALANCE_RATIO <= present.max()]
     rarest = sorted(rare, key=lambda i: (counts[i], i))[:3]
     text = (f"Imbalanced classes: train + val hold {present.min():,} to {present.max():,} images per class "
-            f"({ratio:.0f}×; fewest: "
+            f"({ratio_text(ratio)}×; fewest: "
             + ", ".join(f"{class_names[i]} ({counts[i]:,})" for i in rarest)
             + "). Selection scores overall accuracy, which counts each class by its frequency, so it favours the "
             "frequent classes; where every class matters equally, select on balanced accuracy "

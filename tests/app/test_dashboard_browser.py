@@ -1064,7 +1064,7 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
 
 def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_service, tmp_path):
     base = launch_service.base
-    skewed = _shapes_zip(tmp_path / "skewed.zip", n_train={"red": 12, "green": 6, "blue": 3}, n_test=2)
+    skewed = _shapes_zip(tmp_path / "skewed.zip", n_train={"red": 14, "green": 6, "blue": 4}, n_test=2)
     with skewed.open("rb") as f:
         resp = httpx.post(base + "/api/datasets", files={"file": ("skewed.zip", f)}, data={"name": "skewed"})
     assert resp.status_code == 201, resp.text
@@ -1078,10 +1078,10 @@ def test_launch_form_says_when_the_chosen_data_set_is_imbalanced(driver, launch_
         driver.js(f"const s = document.getElementById('dataset-select'); s.value = {json.dumps(dataset_id)};"
                   "s.dispatchEvent(new Event('change', {bubbles: true}));")
 
-    assert resp.json()["imbalance"] == 4.0 and even["imbalance"] == 1.0  # 12 / 3 train images: the server's ratio
+    assert resp.json()["imbalance"] == 3.5 and even["imbalance"] == 1.0  # 14 / 4 train images: the server's ratio
     choose(resp.json()["id"])
-    hidden, text = driver.js(hint)
-    assert not hidden and text.startswith("This data set's classes differ 4× in size among the train + val images")
+    hidden, text = driver.js(hint)  # said as the server's ratio, "4×" rounded
+    assert not hidden and text.startswith("This data set's classes differ 3.5× in size among the train + val images")
     driver.screenshot(tmp_path / "launch_imbalance.png")
     choose(even["id"])
     assert driver.js(hint) == [True, ""]

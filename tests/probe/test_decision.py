@@ -259,6 +259,9 @@ def test_the_imbalance_warning_names_only_the_rare_classes():
 
     text = imbalance_warning(np.array([25, 250, 250, 250]), np.array([75] * 4), ["bird", "cat", "dog", "truck"])
     assert "(10×; fewest: bird (25))." in text
+    # a ratio between whole numbers said as it is: 14 against 4 images a class read "4×" beside the API's 3.5
+    text = imbalance_warning(np.array([4, 14, 14]), np.array([5] * 3), ["bird", "cat", "dog"])
+    assert "hold 4 to 14 images per class (3.5×; fewest: bird (4))." in text
 
 
 def test_the_small_split_warning_gives_a_fraction_of_a_point_where_there_is_one():
